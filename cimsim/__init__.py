@@ -1,0 +1,23 @@
+"""cimsim: cycle-approximate simulator of compute-in-memory accelerators.
+
+The public API is small; heavy modules (torch, matplotlib) are imported only when used.
+"""
+
+from ._version import __version__
+from .api import matmul
+from .config import ChipConfig, list_presets, load_chip
+from .errors import CapacityError, CimsimError, ConfigError, MappingError
+from .events import Events
+
+__all__ = [
+    "CapacityError",
+    "ChipConfig",
+    "CimsimError",
+    "ConfigError",
+    "Events",
+    "MappingError",
+    "__version__",
+    "list_presets",
+    "load_chip",
+    "matmul",
+]

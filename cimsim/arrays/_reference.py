@@ -1,0 +1,162 @@
+"""Plain NumPy twins: of the fused kernel, and of the whole ``matmul`` (the tests' oracles)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..adc._reference import linear_adc_reference
+from ._rng import normal_reference
+
+
+def _nonlinear_reference(a, kind, fs, sat, beta, poly):
+    if kind == 1:
+        return sat * fs * np.tanh(a / (sat * fs))
+    if kind == 2:
+        u = a / fs
+        return a + fs * sum(c * u ** (i + 2) for i, c in enumerate(poly))
+    if kind == 3:
+        return a / (1.0 + beta * np.abs(a) / fs)
+    return a
+
+
+def analog_reference(ps, xsum, pos, neg, off_add, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly):
+    """Noise-free analog value of every conversion: (P, Mc, Jg) partial sums -> (P, Mc, C)."""
+    ps = ps.astype(np.float64)
+    xs = xsum[:, :, None] if xsum.shape[1] > 0 else 0.0
+    a = _nonlinear_reference(ps[:, :, pos] + off_add[pos] * xs, nl_kind, nl_fs, nl_sat,
+                             nl_beta, nl_poly)
+    has_neg = neg >= 0
+    if not has_neg.any():
+        return a
+    negc = np.where(has_neg, neg, 0)
+    b = _nonlinear_reference(ps[:, :, negc] + off_add[negc] * xs, nl_kind, nl_fs, nl_sat,
+                             nl_beta, nl_poly)
+    return a - np.where(has_neg, b, 0.0)
+
+
+def convert_accumulate_reference(
+    ps, xsum, var, sig, pos, neg, off_add, out_col, coef, lo, delta, top_code,
+    nl_kind, nl_fs, nl_sat, nl_beta, nl_poly,
+    thermal_sigma, gain, offset_lsb, cmp_sigma,
+    key_noise, key_cmp, group, m_offset, m_total, out,
+):
+    """Vectorised NumPy twin of ``_kernels.convert_accumulate`` (same arguments, no tables)."""
+    n_planes, mc, _ = ps.shape
+    n_conv = pos.shape[0]
+    a = analog_reference(ps, xsum, pos, neg, off_add, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
+    has_neg = neg >= 0
+    negc = np.where(has_neg, neg, 0)
+    idx = (((group * n_planes + np.arange(n_planes))[:, None, None] * m_total
+            + m_offset + np.arange(mc)[None, :, None]) * n_conv
+           + np.arange(n_conv)[None, None, :]).astype(np.uint64)
+    has_var = var.shape[0] > 0
+    if thermal_sigma > 0 or has_var:
+        v = np.full(a.shape, thermal_sigma**2)
+        if has_var:
+            var = var.astype(np.float64)
+            v = v + var[:, :, pos] + np.where(has_neg, var[:, :, negc], 0.0)
+        a = a + np.sqrt(v) * normal_reference(key_noise, idx)
+    a = a * (1.0 + gain) + offset_lsb * delta
+    if cmp_sigma > 0:
+        a = a + cmp_sigma * delta * normal_reference(key_cmp, idx)
+    val = linear_adc_reference(a, lo, delta, top_code) * coef * sig[:, None, None]
+    contrib = val.sum(axis=0)  # (Mc, C)
+    for c in range(n_conv):
+        out[:, out_col[c]] += contrib[:, c]
+
+
+def matmul_reference(x_int, layer, noise_seed: int = 0):
+    """Deliberately plain loop version of ``engine.run`` for one programmed layer.
+
+    It re-derives the input planes bit by bit with Python integers, reads every physical column
+    from the programmed conductances (never the merged GEMM matrix), and converts one scalar at
+    a time; only the layer's tiling, conversion list and ADC ranges are shared with the engine.
+    Noise uses the same counter-based draws, so results match the engine for the same seed.
+    """
+    from ..config import OffCurrentCompensation, SignedInputMode, WeightEncoding
+    from ..engine import _NL_CODES
+    from ._rng import stream_key
+
+    chip = layer.chip
+    x = np.asarray(x_int, dtype=np.int64)
+    m_total, _ = x.shape
+    d, b_x = chip.dac_bits, chip.input_bits
+
+    # planes, one vector and one plane at a time
+    def planes_of(v: int) -> list[tuple[float, int]]:
+        if layer.input_signed and chip.dac.signed_inputs is SignedInputMode.TWO_PASS:
+            n = -(-(b_x - 1) // d) if b_x > 1 else 1
+            mag, sgn = abs(v), (1.0 if v >= 0 else -1.0)
+            out = []
+            for p in range(n):
+                digit = (mag >> (d * p)) & ((1 << d) - 1)
+                out.append((2.0 ** (d * p), digit if sgn > 0 else 0))
+            for p in range(n):
+                digit = (mag >> (d * p)) & ((1 << d) - 1)
+                out.append((-(2.0 ** (d * p)), digit if sgn < 0 else 0))
+            return out
+        n = -(-b_x // d)
+        out = []
+        u = v % (1 << b_x) if layer.input_signed else v
+        for p in range(n):
+            bits = min(d, b_x - d * p)
+            digit = (u >> (d * p)) & ((1 << bits) - 1)
+            if layer.input_signed and p == n - 1 and digit >= 1 << (bits - 1):
+                digit -= 1 << bits  # the MSB plane carries the sign bit
+            out.append((2.0 ** (d * p), digit))
+        return out
+
+    g_off = chip.device.g_off_lsb if chip.weight_encoding is not WeightEncoding.SIGNED_CELL else 0
+    g = (layer.digits_phys.astype(np.float64) + g_off if layer.g_phys is None
+         else layer.g_phys.astype(np.float64))
+    comp = chip.device.off_current_compensation
+    nz = chip.noise
+    nl = _NL_CODES[nz.nonlinearity]
+    poly = np.asarray(nz.poly_coeffs, dtype=np.float64)
+    key_noise, key_cmp = stream_key(noise_seed, 1), stream_key(noise_seed, 2)
+    adc = chip.adc
+    top = adc.n_codes - 1
+    n_conv = layer.n_conversions
+    y = np.zeros((m_total, layer.n_outputs))
+    for m in range(m_total):
+        planes = [planes_of(int(v)) for v in x[m]]  # per row: list of (sig, digit)
+        n_planes = len(planes[0])
+        for gi, (k0, k1, _t) in enumerate(layer.groups):
+            for p in range(n_planes):
+                sig = planes[0][p][0]
+                xp = np.array([planes[k][p][1] for k in range(k0, k1)], dtype=np.float64)
+                xsum = xp.sum()
+                for c in range(n_conv):
+                    jp, jn = layer.conv_phys[c]
+
+                    def column(j: int) -> float:
+                        # g holds each cell's off-state conductance; analog compensation
+                        # removes its nominal value before the ADC
+                        a = float(xp @ g[k0:k1, j])
+                        if comp is OffCurrentCompensation.ANALOG:
+                            a -= g_off * xsum
+                        return float(_nonlinear_reference(
+                            np.float64(a), nl, max(layer.column_fs, 1e-30),
+                            nz.saturation_fraction, nz.ir_drop_beta, poly))
+
+                    a = column(jp)
+                    var = 0.0
+                    if nz.read_noise_rel > 0:
+                        var = float((xp**2) @ (nz.read_noise_rel * g[k0:k1, jp]) ** 2)
+                    if jn >= 0:
+                        a -= column(jn)
+                        if nz.read_noise_rel > 0:
+                            var += float((xp**2) @ (nz.read_noise_rel * g[k0:k1, jn]) ** 2)
+                    idx = ((gi * n_planes + p) * m_total + m) * n_conv + c
+                    sd = np.sqrt(nz.thermal_sigma_lsb**2 + var)
+                    if sd > 0:
+                        a += sd * float(normal_reference(key_noise, np.array([idx]))[0])
+                    delta = float(layer.adc_delta[gi, c])
+                    a = a * (1.0 + adc.gain_error) + adc.offset_error_lsb * delta
+                    if adc.comparator_noise_lsb > 0:
+                        a += adc.comparator_noise_lsb * delta * float(
+                            normal_reference(key_cmp, np.array([idx]))[0])
+                    val = float(linear_adc_reference(a, layer.adc_lo[gi, c], delta, top))
+                    y[m, layer.out_col[c]] += sig * layer.conv_coef[c] * val
+    y += x.sum(axis=1, dtype=np.float64)[:, None] * layer.x_sum_coef[None, :]
+    return y

@@ -1,0 +1,194 @@
+"""Signed weights -> cell digits; signed or unsigned inputs -> DAC planes.
+
+A weight matrix ``w`` (N, K) becomes, for every output n, Q *column kinds* q, each a column of
+cell digits ``d_q[k, n]`` with a signed significance ``coef_q`` such that
+
+    w[n, k] = Σ_q coef_q · d_q[k, n]          (exactly, integers)
+
+An input vector ``x`` (K,) becomes P planes ``x_p`` with significances ``sig_p`` such that
+``x = Σ_p sig_p · x_p``. The layer result is then ``Σ_p Σ_q sig_p · coef_q · (x_p @ d_q)``,
+which is what the arrays compute one (plane, column kind, row group) at a time.
+See ``docs/hardware-model.md`` for the exact conventions of each encoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import ChipConfig, DifferentialReadout, SignedInputMode, WeightEncoding
+from ..errors import MappingError
+
+__all__ = ["ColumnKinds", "InputPlanes", "column_kinds", "input_planes", "input_range",
+           "weight_range"]
+
+
+@dataclass(frozen=True)
+class ColumnKinds:
+    """How one output's weight is spread over physical columns.
+
+    Attributes
+    ----------
+    digits : (Q, K, N) int8
+        Cell digit of column kind q for input k, output n.
+    coef : (Q,) float64
+        Signed significance of each kind (slice weight, times -1 for a negative column).
+    polarity : (Q,) int8
+        +1 for a positive (or only) column, -1 for the negative column of a differential pair.
+    pair : (Q,) int64
+        For analog differential read-out: the index of the negative partner of a positive kind
+        (-1 where none); the pair is converted once, as the difference of the two currents.
+    digit_lo, digit_hi : int
+        Range of a stored digit (the cell's levels; signed cells are bipolar).
+    """
+
+    digits: np.ndarray
+    coef: np.ndarray
+    polarity: np.ndarray
+    pair: np.ndarray
+    digit_lo: int
+    digit_hi: int
+
+    @property
+    def n_kinds(self) -> int:
+        return int(self.coef.shape[0])
+
+
+def weight_range(chip: ChipConfig) -> tuple[int, int]:
+    """Allowed integer weight range for the chip's encoding and ``weight_bits``."""
+    b = chip.weight_bits
+    if chip.weight_encoding in (WeightEncoding.DIFFERENTIAL, WeightEncoding.SIGNED_CELL):
+        # the sign lives in the column pair / cell polarity: magnitudes of B-1 bits
+        return -(2 ** (b - 1) - 1), 2 ** (b - 1) - 1
+    return -(2 ** (b - 1)), 2 ** (b - 1) - 1
+
+
+def input_range(chip: ChipConfig, signed: bool) -> tuple[int, int]:
+    """Allowed integer input range for ``input_bits``, signedness and signed-input mode."""
+    b = chip.input_bits
+    if not signed:
+        return 0, 2**b - 1
+    if chip.dac.signed_inputs is SignedInputMode.TWO_PASS:
+        return -(2 ** (b - 1) - 1), 2 ** (b - 1) - 1
+    return -(2 ** (b - 1)), 2 ** (b - 1) - 1
+
+
+def _slices(mag: np.ndarray, n_bits: int, c: int) -> list[np.ndarray]:
+    """Base-2**c digits of a non-negative integer array, least significant first."""
+    n = -(-n_bits // c)
+    mask = (1 << c) - 1
+    return [(mag >> (c * s)) & mask for s in range(n)]
+
+
+def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
+    """Encode an integer weight matrix ``(N, K)`` into column kinds (see module docstring)."""
+    b = chip.weight_bits
+    c = chip.device.bits_per_cell
+    w = np.asarray(w_int, dtype=np.int64).T  # (K, N): rows are array rows
+    enc = chip.weight_encoding
+    kinds: list[np.ndarray] = []
+    coef: list[float] = []
+    pol: list[int] = []
+    top = (1 << c) - 1
+    digit_lo = 0
+    if enc is WeightEncoding.DIFFERENTIAL:
+        pos, neg = np.maximum(w, 0), np.maximum(-w, 0)
+        for s, (dp, dn) in enumerate(zip(_slices(pos, b - 1, c), _slices(neg, b - 1, c))):
+            kinds += [dp, dn]
+            coef += [2.0 ** (c * s), -(2.0 ** (c * s))]
+            pol += [1, -1]
+    elif enc is WeightEncoding.TWOS_COMPLEMENT:
+        # B-1 magnitude bits sliced unsigned, plus one sign-bit column of weight -2^(B-1):
+        # an unsigned cell cannot hold a negative digit, so the sign bit gets its own column.
+        u = w & ((1 << (b - 1)) - 1)
+        for s, d in enumerate(_slices(u, b - 1, c)):
+            kinds.append(d)
+            coef.append(2.0 ** (c * s))
+            pol.append(1)
+        kinds.append((w < 0).astype(np.int64))
+        coef.append(-(2.0 ** (b - 1)))
+        pol.append(1)
+    elif enc is WeightEncoding.OFFSET:
+        u = w + (1 << (b - 1))
+        for s, d in enumerate(_slices(u, b, c)):
+            kinds.append(d)
+            coef.append(2.0 ** (c * s))
+            pol.append(1)
+    else:  # SIGNED_CELL: an idealised bipolar cell holds sign·digit
+        sign = np.sign(w)
+        for s, d in enumerate(_slices(np.abs(w), b - 1, c)):
+            kinds.append(sign * d)
+            coef.append(2.0 ** (c * s))
+            pol.append(1)
+        digit_lo = -top
+    q = len(kinds)
+    pair = np.full(q, -1, dtype=np.int64)
+    if enc is WeightEncoding.DIFFERENTIAL and chip.differential_readout is DifferentialReadout.ANALOG:
+        pair[0::2] = np.arange(1, q, 2)
+    return ColumnKinds(
+        digits=np.stack(kinds).astype(np.int8),
+        coef=np.asarray(coef, dtype=np.float64),
+        polarity=np.asarray(pol, dtype=np.int8),
+        pair=pair,
+        digit_lo=digit_lo,
+        digit_hi=top,
+    )
+
+
+@dataclass(frozen=True)
+class InputPlanes:
+    """DAC planes of a block of input vectors.
+
+    Attributes
+    ----------
+    planes : (P, M, K) int16
+        Value driven on row k for vector m in cycle p.
+    sig : (P,) float64
+        Significance of each plane (negative for the negative pass / sign plane).
+    value_lo, value_hi : int
+        Range any plane can take (the DAC's range, hardware-fixed).
+    """
+
+    planes: np.ndarray
+    sig: np.ndarray
+    value_lo: int
+    value_hi: int
+
+
+def plane_layout(chip: ChipConfig, signed: bool) -> tuple[np.ndarray, int, int]:
+    """Significances ``(P,)`` and the DAC value range, without any data."""
+    d, p, b = chip.dac_bits, chip.n_planes, chip.input_bits
+    sig = 2.0 ** (d * np.arange(p))
+    if not signed:
+        return sig, 0, 2**d - 1
+    if chip.dac.signed_inputs is SignedInputMode.TWO_PASS:
+        # magnitudes have B-1 bits; both passes use the same DAC
+        pm = -(-(b - 1) // d) if b > 1 else 1
+        s = 2.0 ** (d * np.arange(pm))
+        return np.concatenate([s, -s]), 0, 2**d - 1
+    top_bits = b - d * (p - 1)  # the MSB plane holds the sign bit: a bipolar drive
+    lo = -(2 ** (top_bits - 1))
+    hi = 2**d - 1 if p > 1 else 2 ** (top_bits - 1) - 1
+    return sig, lo, hi
+
+
+def input_planes(x_int: np.ndarray, chip: ChipConfig, signed: bool) -> InputPlanes:
+    """Cut integer inputs ``(M, K)`` into DAC planes (see :class:`InputPlanes`)."""
+    x = np.asarray(x_int, dtype=np.int64)
+    d, p, b = chip.dac_bits, chip.n_planes, chip.input_bits
+    sig, lo, hi = plane_layout(chip, signed)
+    mask = (1 << d) - 1
+    if signed and chip.dac.signed_inputs is SignedInputMode.TWO_PASS:
+        pm = sig.shape[0] // 2
+        pos, neg = np.maximum(x, 0), np.maximum(-x, 0)
+        planes = [(pos >> (d * i)) & mask for i in range(pm)]
+        planes += [(neg >> (d * i)) & mask for i in range(pm)]
+    elif signed:
+        # arithmetic shift keeps the sign in the top plane: x = Σ_p 2^(dp) · plane_p exactly
+        planes = [(x >> (d * i)) & mask for i in range(p - 1)] + [x >> (d * (p - 1))]
+    else:
+        planes = [(x >> (d * i)) & mask for i in range(p)]
+    if b > 15 or d > 15:  # pragma: no cover - config limits keep us in int16
+        raise MappingError("input planes wider than 15 bits are not supported")
+    return InputPlanes(np.stack(planes).astype(np.int16), sig, lo, hi)

@@ -1,0 +1,629 @@
+"""Chip configuration: frozen dataclasses, validation, TOML presets.
+
+Every physical quantity carries its unit in the field name. Every field is validated in
+``__post_init__``; a bad value raises :class:`~cimsim.errors.ConfigError` naming the field, the
+value and what is allowed. Variants are made with ``cfg.replace(field=value)`` (a copy).
+
+Units used by the hardware model (``docs/hardware-model.md``):
+
+* *cell-LSB*: the column current of one cell at digit level 1 (one conductance step
+  ``(g_max - g_min) / (2**bits_per_cell - 1)``) driven by one input LSB. Noise and the off-state
+  current are given in this unit so that they mean the same at every array size.
+* *ADC-LSB*: one ADC step Δ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_type_hints
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+__all__ = [
+    "ADCConfig",
+    "ADCKind",
+    "ADCPlacement",
+    "ArrayConfig",
+    "CalibrationGranularity",
+    "CalibrationStat",
+    "CellTech",
+    "ChipConfig",
+    "DACConfig",
+    "DeviceConfig",
+    "DifferentialReadout",
+    "Nonlinearity",
+    "NoiseConfig",
+    "OffCurrentCompensation",
+    "RangePolicy",
+    "SignedInputMode",
+    "TechConfig",
+    "VariationKind",
+    "WeightEncoding",
+    "list_presets",
+    "load_chip",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Choices
+# --------------------------------------------------------------------------------------------
+class _Choice(str, enum.Enum):
+    """A string enum: TOML and users may give the value as a plain string."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class WeightEncoding(_Choice):
+    DIFFERENTIAL = "differential"
+    TWOS_COMPLEMENT = "twos_complement"
+    OFFSET = "offset"
+    SIGNED_CELL = "signed_cell"
+
+
+class DifferentialReadout(_Choice):
+    ANALOG = "analog"
+    DIGITAL = "digital"
+
+
+class SignedInputMode(_Choice):
+    TWOS_COMPLEMENT = "twos_complement"
+    TWO_PASS = "two_pass"
+
+
+class CellTech(_Choice):
+    RRAM = "rram"
+    SRAM = "sram"
+    IDEAL = "ideal"
+
+
+class VariationKind(_Choice):
+    NONE = "none"
+    LOGNORMAL = "lognormal"
+    GAUSSIAN = "gaussian"
+
+
+class OffCurrentCompensation(_Choice):
+    NONE = "none"
+    ANALOG = "analog"
+    DIGITAL = "digital"
+
+
+class Nonlinearity(_Choice):
+    NONE = "none"
+    SATURATING = "saturating"
+    POLYNOMIAL = "polynomial"
+    IR_DROP = "ir_drop"
+
+
+class ADCKind(_Choice):
+    SAR = "sar"
+    FLASH = "flash"
+    RAMP = "ramp"
+
+
+class ADCPlacement(_Choice):
+    PARTIAL_SUM = "partial_sum"
+    LAYER_OUTPUT = "layer_output"
+
+
+class RangePolicy(_Choice):
+    FULL_SCALE = "full_scale"
+    FIXED = "fixed"
+    CALIBRATED = "calibrated"
+
+
+class CalibrationGranularity(_Choice):
+    LAYER = "layer"
+    ARRAY = "array"
+    COLUMN = "column"
+
+
+class CalibrationStat(_Choice):
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    MEAN_STD = "mean_std"
+
+
+# --------------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------------
+def _fail(owner: str, name: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{owner}.{name} = {value!r} is invalid; allowed: {allowed}")
+
+
+def _int_in(obj: Any, name: str, lo: int, hi: int | None = None) -> None:
+    value = getattr(obj, name)
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = ok and value >= lo and (hi is None or value <= hi)
+    if not ok:
+        allowed = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+        _fail(type(obj).__name__, name, value, allowed)
+
+
+def _float_in(
+    obj: Any, name: str, lo: float, hi: float = math.inf, *, lo_open: bool = False
+) -> None:
+    value = getattr(obj, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and value <= hi
+    if not ok:
+        left = "(" if lo_open else "["
+        _fail(type(obj).__name__, name, value, f"a number in {left}{lo}, {hi}]")
+    # store floats as floats so that TOML round-trips are stable
+    if isinstance(value, int):
+        object.__setattr__(obj, name, float(value))
+
+
+def _coerce_choices(obj: Any) -> None:
+    """Turn strings given for Enum fields into the Enum, naming the field when impossible."""
+    hints = get_type_hints(type(obj))
+    for f in fields(obj):
+        kind = hints.get(f.name)
+        if isinstance(kind, type) and issubclass(kind, _Choice):
+            value = getattr(obj, f.name)
+            try:
+                object.__setattr__(obj, f.name, kind(value))
+            except ValueError:
+                allowed = ", ".join(repr(c.value) for c in kind)
+                _fail(type(obj).__name__, f.name, value, allowed)
+
+
+class _Config:
+    """Mixin: ``replace`` that reports unknown fields as :class:`ConfigError`."""
+
+    def replace(self, **changes: Any) -> Any:
+        names = {f.name for f in fields(self)}  # type: ignore[arg-type]
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigError(
+                f"{type(self).__name__} has no field(s) {unknown}; fields: {sorted(names)}"
+            )
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+_FROZEN = dict(frozen=True, slots=True, kw_only=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Components
+# --------------------------------------------------------------------------------------------
+@dataclass(**_FROZEN)
+class ArrayConfig(_Config):
+    """Crossbar arrays, their organisation on the chip and their ADC sharing."""
+
+    n_rows: int = 256
+    """Rows (word lines) per array: the most inputs one array sums."""
+    n_cols: int = 256
+    """Physical columns (bit lines) per array."""
+    rows_per_conversion: int | None = None
+    """Rows summed in one conversion (None: all ``n_rows``). An array is read in
+    ``ceil(rows_used / rows_per_conversion)`` row groups, one conversion each."""
+    cols_per_adc: int = 8
+    """Columns multiplexed onto one ADC; an array has ``ceil(n_cols / cols_per_adc)`` ADCs."""
+    n_tiles: int = 64
+    """Tiles on the chip."""
+    arrays_per_tile: int = 16
+    """Arrays per tile; the chip holds ``n_tiles * arrays_per_tile`` arrays."""
+    allow_time_multiplexing: bool = False
+    """If a model needs more arrays than the chip has: reprogram arrays over time (charged)
+    instead of raising CapacityError."""
+    kernel_preserving_tiling: bool = False
+    """Convolutions: keep whole kh*kw kernels inside one row tile (ColumnQuant layout)."""
+
+    def __post_init__(self) -> None:
+        _int_in(self, "n_rows", 1, 1 << 16)
+        _int_in(self, "n_cols", 1, 1 << 16)
+        if self.rows_per_conversion is not None:
+            _int_in(self, "rows_per_conversion", 1, self.n_rows)
+        _int_in(self, "cols_per_adc", 1, self.n_cols)
+        _int_in(self, "n_tiles", 1)
+        _int_in(self, "arrays_per_tile", 1)
+        for name in ("allow_time_multiplexing", "kernel_preserving_tiling"):
+            if not isinstance(getattr(self, name), bool):
+                _fail("ArrayConfig", name, getattr(self, name), "true or false")
+
+    @property
+    def rows_per_group(self) -> int:
+        """Rows summed per conversion (``rows_per_conversion`` resolved)."""
+        return self.n_rows if self.rows_per_conversion is None else self.rows_per_conversion
+
+    @property
+    def n_arrays(self) -> int:
+        return self.n_tiles * self.arrays_per_tile
+
+    @property
+    def adcs_per_array(self) -> int:
+        return -(-self.n_cols // self.cols_per_adc)
+
+
+@dataclass(**_FROZEN)
+class DeviceConfig(_Config):
+    """Memory cells: levels, conductances, programming variation and faults."""
+
+    cell: CellTech = CellTech.RRAM
+    """Cell technology (sets the cost model of a cell read)."""
+    bits_per_cell: int = 2
+    """Bits stored per cell; a cell holds digits 0 .. 2**bits_per_cell - 1."""
+    g_max_us: float = 10.0
+    """Conductance of the highest level, microsiemens."""
+    on_off_ratio: float = math.inf
+    """g_max / g_min. Finite values give an off-state current of
+    ``(2**bits_per_cell - 1) / (on_off_ratio - 1)`` cell-LSB per driven row."""
+    off_current_compensation: OffCurrentCompensation = OffCurrentCompensation.DIGITAL
+    """``none``: the off-state current stays in the result; ``analog``: its nominal value is
+    subtracted before the ADC (reference column); ``digital``: it is converted and its nominal
+    value removed after the ADC."""
+    variation: VariationKind = VariationKind.NONE
+    """Programming variation, drawn once per programmed weight matrix from the seed."""
+    variation_sigma: float = 0.0
+    """``lognormal``: sigma of ln(G) (G -> G*exp(sigma*z)); ``gaussian``: sigma in cell-LSB
+    (G -> max(G + sigma*z, 0))."""
+    p_stuck_on: float = 0.0
+    """Probability that a cell is stuck at the highest conductance."""
+    p_stuck_off: float = 0.0
+    """Probability that a cell is stuck at the lowest conductance."""
+
+    def __post_init__(self) -> None:
+        _coerce_choices(self)
+        _int_in(self, "bits_per_cell", 1, 7)
+        _float_in(self, "g_max_us", 0.0, lo_open=True)
+        _float_in(self, "on_off_ratio", 1.0, lo_open=True)
+        _float_in(self, "variation_sigma", 0.0, 10.0)
+        _float_in(self, "p_stuck_on", 0.0, 1.0)
+        _float_in(self, "p_stuck_off", 0.0, 1.0)
+        if self.p_stuck_on + self.p_stuck_off > 1.0:
+            _fail("DeviceConfig", "p_stuck_on + p_stuck_off",
+                  self.p_stuck_on + self.p_stuck_off, "a sum <= 1")
+        if self.variation is VariationKind.NONE and self.variation_sigma != 0.0:
+            _fail("DeviceConfig", "variation_sigma", self.variation_sigma,
+                  "0 when variation = 'none' (choose 'lognormal' or 'gaussian')")
+
+    @property
+    def n_levels(self) -> int:
+        return 1 << self.bits_per_cell
+
+    @property
+    def g_off_lsb(self) -> float:
+        """Off-state conductance g_min in cell-LSB units (0 for an infinite on/off ratio)."""
+        if math.isinf(self.on_off_ratio):
+            return 0.0
+        return (self.n_levels - 1) / (self.on_off_ratio - 1.0)
+
+    @property
+    def g_lsb_us(self) -> float:
+        """Conductance of one cell-LSB (one level step), microsiemens."""
+        g_min = 0.0 if math.isinf(self.on_off_ratio) else self.g_max_us / self.on_off_ratio
+        return (self.g_max_us - g_min) / (self.n_levels - 1)
+
+    @property
+    def ideal(self) -> bool:
+        return (
+            self.variation is VariationKind.NONE
+            and self.p_stuck_on == 0.0
+            and self.p_stuck_off == 0.0
+        )
+
+
+@dataclass(**_FROZEN)
+class DACConfig(_Config):
+    """Input drivers."""
+
+    bits: int | None = 1
+    """Input bits applied per cycle (1: bit-serial; None: all input bits in one shot)."""
+    signed_inputs: SignedInputMode = SignedInputMode.TWOS_COMPLEMENT
+    """Signed inputs: two's-complement planes (MSB plane negative, a bipolar drive) or two
+    passes (positive part, then negative part)."""
+
+    def __post_init__(self) -> None:
+        _coerce_choices(self)
+        if self.bits is not None:
+            _int_in(self, "bits", 1, 16)
+
+
+@dataclass(**_FROZEN)
+class ADCConfig(_Config):
+    """Column ADCs."""
+
+    kind: ADCKind = ADCKind.SAR
+    """Converter kind (sets conversion time, energy and area)."""
+    bits: int = 8
+    """Resolution in bits; 2**bits codes."""
+    placement: ADCPlacement = ADCPlacement.PARTIAL_SUM
+    """Where conversions happen: on every partial sum, or at the layer output (only when one
+    conversion holds the whole dot product)."""
+    range_policy: RangePolicy = RangePolicy.FULL_SCALE
+    """``full_scale``: the largest possible partial sum (hardware-fixed); ``fixed``: ``fixed_lo``
+    .. ``fixed_hi``; ``calibrated``: from calibration inputs."""
+    full_scale_factor: float = 1.0
+    """``full_scale`` only: the range is shrunk by this factor (k >= 1)."""
+    fixed_lo: float = 0.0
+    """``fixed`` only: low end of the range, cell-LSB."""
+    fixed_hi: float = 255.0
+    """``fixed`` only: high end of the range, cell-LSB."""
+    calibration_granularity: CalibrationGranularity = CalibrationGranularity.LAYER
+    """``calibrated`` only: one range per layer, per array, or per column."""
+    calibration_stat: CalibrationStat = CalibrationStat.MINMAX
+    """``calibrated`` only: how the range is set from the calibration partial sums."""
+    percentile: float = 99.9
+    """``percentile`` only: the range is [100 - p, p] percentiles."""
+    n_sigma: float = 3.0
+    """``mean_std`` only: the range is mean ± n_sigma · std."""
+    gain_error: float = 0.0
+    """Relative gain error: the ADC converts a·(1 + gain_error)."""
+    offset_error_lsb: float = 0.0
+    """Offset error in ADC-LSB added before conversion."""
+    comparator_noise_lsb: float = 0.0
+    """Comparator noise, sigma in ADC-LSB, fresh per conversion."""
+
+    def __post_init__(self) -> None:
+        _coerce_choices(self)
+        _int_in(self, "bits", 1, 24)
+        _float_in(self, "full_scale_factor", 1.0)
+        _float_in(self, "fixed_lo", -math.inf)
+        _float_in(self, "fixed_hi", -math.inf)
+        if self.range_policy is RangePolicy.FIXED and not self.fixed_hi > self.fixed_lo:
+            _fail("ADCConfig", "fixed_hi", self.fixed_hi, f"> fixed_lo ({self.fixed_lo})")
+        _float_in(self, "percentile", 50.0, 100.0, lo_open=True)
+        _float_in(self, "n_sigma", 0.0, lo_open=True)
+        _float_in(self, "gain_error", -0.5, 0.5)
+        _float_in(self, "offset_error_lsb", -math.inf)
+        _float_in(self, "comparator_noise_lsb", 0.0)
+        if self.kind is ADCKind.RAMP:
+            _fail("ADCConfig", "kind", self.kind.value,
+                  "'sar' or 'flash' (the nonlinear ramp ADC is not implemented yet)")
+        if self.placement is ADCPlacement.LAYER_OUTPUT:
+            _fail("ADCConfig", "placement", self.placement.value,
+                  "'partial_sum' (layer-output placement is not implemented yet)")
+
+    @property
+    def n_codes(self) -> int:
+        return 1 << self.bits
+
+
+@dataclass(**_FROZEN)
+class NoiseConfig(_Config):
+    """Analog non-idealities of a conversion."""
+
+    thermal_sigma_lsb: float = 0.0
+    """Thermal/read noise at the column output, sigma in cell-LSB, fresh per conversion."""
+    read_noise_rel: float = 0.0
+    """Per-cell read noise: each cell's conductance fluctuates at every read with sigma =
+    read_noise_rel · G (sampled exactly in distribution at the column output)."""
+    nonlinearity: Nonlinearity = Nonlinearity.NONE
+    """Column transfer non-linearity applied to the analog sum before noise and ADC."""
+    saturation_fraction: float = 1.0
+    """``saturating``: a -> s·tanh(a/s), s = saturation_fraction · full-scale current."""
+    poly_coeffs: tuple[float, ...] = ()
+    """``polynomial``: a -> a + F·Σ_i c_i·(a/F)^(i+2), F the full-scale current (INL shape)."""
+    ir_drop_beta: float = 0.0
+    """``ir_drop``: first-order attenuation a -> a / (1 + beta·|a|/F)."""
+
+    def __post_init__(self) -> None:
+        _coerce_choices(self)
+        _float_in(self, "thermal_sigma_lsb", 0.0)
+        _float_in(self, "read_noise_rel", 0.0, 10.0)
+        _float_in(self, "saturation_fraction", 0.0, lo_open=True)
+        _float_in(self, "ir_drop_beta", 0.0)
+        coeffs = self.poly_coeffs
+        if not isinstance(coeffs, (tuple, list)) or not all(
+            isinstance(c, (int, float)) and math.isfinite(c) for c in coeffs
+        ) or len(coeffs) > 6:
+            _fail("NoiseConfig", "poly_coeffs", coeffs, "up to 6 finite numbers")
+        object.__setattr__(self, "poly_coeffs", tuple(float(c) for c in coeffs))
+
+
+@dataclass(**_FROZEN)
+class TechConfig(_Config):
+    """Technology and timing (read by the cost model)."""
+
+    node_nm: float = 22.0
+    """Process node, nm (7 .. 130)."""
+    vdd_v: float = 0.8
+    """Digital supply voltage, V."""
+    v_read_v: float = 0.2
+    """Full-scale read voltage on a row, V."""
+    t_read_ns: float = 10.0
+    """Read pulse width per input plane, ns."""
+    clock_mhz: float = 1000.0
+    """Digital clock, MHz."""
+    adc_band: str = "typical"
+    """ADC cost model band: 'low', 'typical' or 'high' (published models differ ~50x)."""
+
+    def __post_init__(self) -> None:
+        _float_in(self, "node_nm", 7.0, 130.0)
+        _float_in(self, "vdd_v", 0.0, 5.0, lo_open=True)
+        _float_in(self, "v_read_v", 0.0, 5.0, lo_open=True)
+        _float_in(self, "t_read_ns", 0.0, lo_open=True)
+        _float_in(self, "clock_mhz", 0.0, lo_open=True)
+        if self.adc_band not in ("low", "typical", "high"):
+            _fail("TechConfig", "adc_band", self.adc_band, "'low', 'typical', 'high'")
+
+
+@dataclass(**_FROZEN)
+class ChipConfig(_Config):
+    """A whole chip: operand precisions, encodings and every component."""
+
+    name: str = "custom"
+    """Short name (the preset's file name for presets)."""
+    description: str = ""
+    """One line for ``cimsim presets``."""
+    source: str = ""
+    """Where the numbers come from (citation)."""
+    weight_bits: int = 8
+    """Signed weight precision B_w."""
+    input_bits: int = 8
+    """Activation precision B_x (unsigned after ReLU; signed otherwise)."""
+    weight_encoding: WeightEncoding = WeightEncoding.DIFFERENTIAL
+    """How signed weights are stored (docs/hardware-model.md)."""
+    differential_readout: DifferentialReadout = DifferentialReadout.ANALOG
+    """``differential`` only: subtract column currents before the ADC, or convert both."""
+    accumulator_bits: int = 32
+    """Width of the digital accumulator and of partial outputs moved between tiles."""
+    array: ArrayConfig = field(default_factory=ArrayConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    dac: DACConfig = field(default_factory=DACConfig)
+    adc: ADCConfig = field(default_factory=ADCConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    tech: TechConfig = field(default_factory=TechConfig)
+
+    def __post_init__(self) -> None:
+        _coerce_choices(self)
+        _int_in(self, "weight_bits", 2, 16)
+        _int_in(self, "input_bits", 1, 16)
+        _int_in(self, "accumulator_bits", 8, 64)
+        for name, kind in (("array", ArrayConfig), ("device", DeviceConfig), ("dac", DACConfig),
+                           ("adc", ADCConfig), ("noise", NoiseConfig), ("tech", TechConfig)):
+            if not isinstance(getattr(self, name), kind):
+                _fail("ChipConfig", name, getattr(self, name), f"a {kind.__name__}")
+        if self.dac.bits is not None and self.dac.bits > self.input_bits:
+            _fail("DACConfig", "bits", self.dac.bits,
+                  f"<= input_bits ({self.input_bits}) or None")
+        if self.device.cell is CellTech.SRAM and self.device.bits_per_cell != 1:
+            _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
+                  "1 for cell = 'sram'")
+
+    # -- derived quantities used throughout ---------------------------------------------------
+    @property
+    def dac_bits(self) -> int:
+        """Input bits per cycle, ``dac.bits`` resolved."""
+        return self.input_bits if self.dac.bits is None else self.dac.bits
+
+    @property
+    def n_planes(self) -> int:
+        """Input planes P = ceil(input_bits / dac_bits) (per pass)."""
+        return -(-self.input_bits // self.dac_bits)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChipConfig:
+        return _from_dict(cls, data, "chip")
+
+    def to_toml(self) -> str:
+        return _dump_toml(self.to_dict())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_toml())
+
+
+# --------------------------------------------------------------------------------------------
+# dict / TOML
+# --------------------------------------------------------------------------------------------
+def _to_dict(cfg: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = _to_dict(value)
+        elif isinstance(value, enum.Enum):
+            out[f.name] = value.value
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        elif value is not None:  # TOML has no null: an absent key means None
+            out[f.name] = value
+    return out
+
+
+def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{where}] must be a table, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown} in [{where}]; allowed keys: {sorted(names)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            kwargs[key] = _from_dict(kind, value, f"{where}.{key}")
+        elif key == "poly_coeffs":
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the unknown-key check
+        raise ConfigError(f"[{where}]: {exc}") from None
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} to TOML")  # pragma: no cover
+
+
+def _dump_toml(data: Mapping[str, Any]) -> str:
+    """Write the two-level tables of a chip config (stdlib has a TOML reader only)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, Mapping)]
+    for key, table in data.items():
+        if isinstance(table, Mapping):
+            lines.append("")
+            lines.append(f"[{key}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def list_presets() -> list[str]:
+    """Names of the bundled chip presets."""
+    root = resources.files("cimsim") / "presets"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def load_chip(name_or_path: str | Path) -> ChipConfig:
+    """Load a chip: a preset name (``cimsim presets`` lists them) or a path to a ``.toml`` file.
+
+    Raises
+    ------
+    ConfigError
+        Unknown preset, unreadable file, bad TOML, unknown keys or invalid values.
+    """
+    text: str
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"chip file {str(path)!r} not found")
+        text = path.read_text()
+        where = str(path)
+    else:
+        names = list_presets()
+        if str(name_or_path) not in names:
+            raise ConfigError(f"unknown chip preset {str(name_or_path)!r}; presets: {names}")
+        text = (resources.files("cimsim") / "presets" / f"{name_or_path}.toml").read_text()
+        where = f"preset {name_or_path}"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    try:
+        return ChipConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
