@@ -22,12 +22,13 @@ from .arrays._kernels import (
     NL_POLYNOMIAL,
     NL_SATURATING,
     convert_accumulate,
+    make_planes,
 )
 from .arrays._reference import analog_reference, convert_accumulate_reference
 from .arrays._rng import FN, KN, WN, stream_key
-from .arrays.encoding import input_planes, input_range
+from .arrays.encoding import input_planes, input_range, plane_layout
 from .arrays.program import ProgrammedLayer
-from .config import CalibrationStat, Nonlinearity, RangePolicy
+from .config import CalibrationStat, Nonlinearity, RangePolicy, SignedInputMode
 from .errors import ConfigError
 from .events import EventKey, Events
 
@@ -89,46 +90,65 @@ def _chunk_size(layer: ProgrammedLayer, n_planes: int, chunk_vectors: int | None
 
 def _blocks(
     layer: ProgrammedLayer, x: np.ndarray, chunk_vectors: int | None, gemm_kind: str,
-    events: dict | None,
+    events: dict | None, kernel: str = "numba",
 ) -> Iterator[_Block]:
     chip = layer.chip
-    n_planes = len(input_planes(x[:0], chip, layer.input_signed).sig)
+    sig, v_lo, v_hi = plane_layout(chip, layer.input_signed)
+    n_planes = sig.shape[0]
     chunk = _chunk_size(layer, n_planes, chunk_vectors)
     mat = layer.gemm_matrix
     need_xsum = bool(np.any(layer.off_add != 0))
+    a_max = max(abs(v_lo), abs(v_hi))
+    plane_dtype = np.int8 if a_max <= 127 else np.int16
+    mode = 0 if not layer.input_signed else (
+        2 if chip.dac.signed_inputs is SignedInputMode.TWO_PASS else 1)
+    kinds = []
+    for k0, k1, _tile in layer.groups:
+        kind = gemm_kind
+        if kind == "auto":
+            kind = _gemm.choose(a_max, float(np.abs(mat[k0:k1]).max(initial=0)), k1 - k0,
+                                mat.dtype == np.int8)
+        kinds.append(kind)
     for m0 in range(0, x.shape[0], chunk):
-        planes = input_planes(x[m0:m0 + chunk], chip, layer.input_signed)
-        pl = planes.planes  # (P, Mc, K)
-        p, mc, _ = pl.shape
-        if events is not None:
-            _count_plane_events(layer, pl, events)
-        a_max = max(abs(planes.value_lo), abs(planes.value_hi))
+        xc = x[m0:m0 + chunk]
+        mc = xc.shape[0]
+        if kernel == "numba":
+            pl = np.empty((n_planes, mc, layer.n_inputs), dtype=plane_dtype)
+            nnz, v2g = np.zeros(mc), np.zeros(mc)
+            make_planes(np.ascontiguousarray(xc), chip.dac_bits, n_planes, mode,
+                        layer.cell_rowsum, pl, nnz, v2g)
+            if events is not None:
+                _add_plane_events(layer, float(nnz.sum()), float(v2g.sum()), events)
+        else:
+            pl = input_planes(xc, chip, layer.input_signed).planes
+            if events is not None:
+                nz = float(np.count_nonzero(pl))
+                sq = np.square(pl, dtype=np.float64).sum(axis=(0, 1))
+                _add_plane_events(layer, nz, float(sq @ layer.cell_rowsum), events)
+        flat = pl.reshape(n_planes * mc, layer.n_inputs)
         for g, (k0, k1, _tile) in enumerate(layer.groups):
-            xg = np.ascontiguousarray(pl[:, :, k0:k1]).reshape(p * mc, k1 - k0)
-            kind = gemm_kind
-            if kind == "auto":
-                kind = _gemm.choose(a_max, float(np.abs(mat[k0:k1]).max(initial=0)), k1 - k0,
-                                    mat.dtype == np.int8)
-            ps = _gemm.gemm(xg, mat[k0:k1], kind).reshape(p, mc, -1)
-            xsum = (xg.sum(axis=1, dtype=np.float64).reshape(p, mc) if need_xsum
-                    else np.zeros((p, 0)))
+            xg = flat[:, k0:k1]  # a strided view: the GEMM reads it in place
+            ps = _gemm.gemm(xg, mat[k0:k1], kinds[g]).reshape(n_planes, mc, -1)
+            xsum = (xg.sum(axis=1, dtype=np.float64).reshape(n_planes, mc) if need_xsum
+                    else np.zeros((n_planes, 0)))
             if layer.gemm_var is not None:
                 sq = np.square(xg, dtype=np.float32)
-                var = (sq @ layer.gemm_var[k0:k1]).reshape(p, mc, -1)
+                var = (sq @ layer.gemm_var[k0:k1]).reshape(n_planes, mc, -1)
             else:
                 var = np.zeros((0, 0, 0), dtype=np.float32)
             yield _Block(m0, g, ps, xsum, var)
 
 
-def _count_plane_events(layer: ProgrammedLayer, planes: np.ndarray, ev: dict) -> None:
-    """Data-dependent counts of one chunk: DAC pulses, cell reads, their summed conductance."""
+def _add_plane_events(layer: ProgrammedLayer, active: float, v2g: float, ev: dict) -> None:
+    """Data-dependent counts of one chunk: DAC pulses, cell reads, their summed conductance.
+
+    ``active`` counts (plane, vector, row) triples with a nonzero drive; ``v2g`` is
+    Σ x_p[k]² · Σ_j G[k, j] over them (cell-LSB · DAC-LSB²), the read energy in units.
+    """
     chip = layer.chip
-    nz = planes != 0
-    active = float(np.count_nonzero(nz))  # (plane, vector, row) with a nonzero drive
-    sq = np.square(planes, dtype=np.float64).sum(axis=(0, 1))  # (K,)
     ev[EventKey("dac", "pulse", chip.dac_bits)] += active * layer.n_col_tiles
     ev[EventKey("cell", "read", chip.device.bits_per_cell)] += active * layer.n_phys_cols
-    ev[EventKey("cell", "v2g_lsb", 0)] += float(sq @ layer.cell_rowsum)
+    ev[EventKey("cell", "v2g_lsb", 0)] += v2g
 
 
 def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
@@ -211,14 +231,14 @@ def run(
         raise ValueError(f"kernel = {kernel!r}; allowed: 'numba', 'numpy'")
     x = check_inputs(x_int, layer)
     m = x.shape[0]
-    sig = input_planes(x[:0], layer.chip, layer.input_signed).sig
+    sig = plane_layout(layer.chip, layer.input_signed)[0]
     n_planes = sig.shape[0]
     args = _kernel_args(layer, n_planes, sig, m)
     key_noise = np.uint64(stream_key(noise_seed, 1))
     key_cmp = np.uint64(stream_key(noise_seed, 2))
     y = np.zeros((m, layer.n_outputs), dtype=np.float64)
     ev = _static_events(layer, m, n_planes)
-    for blk in _blocks(layer, x, chunk_vectors, gemm, ev):
+    for blk in _blocks(layer, x, chunk_vectors, gemm, ev, kernel):
         out = y[blk.m0:blk.m0 + blk.ps.shape[1]]
         lo, delta = layer.adc_lo[blk.group], layer.adc_delta[blk.group]
         if kernel == "numba":

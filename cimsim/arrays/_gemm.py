@@ -44,7 +44,8 @@ def gemm(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
     """``a @ b`` for a (M, K) and b (K, J) with the given kind; int32/float32/float64 result."""
     if kind == "int8":
         torch = _int_mm()
-        ta = torch.from_numpy(np.ascontiguousarray(a, dtype=np.int8))
+        # strided int8 views are read in place (a row stride is a leading dimension)
+        ta = torch.from_numpy(a if a.dtype == np.int8 else a.astype(np.int8))
         tb = torch.from_numpy(np.ascontiguousarray(b, dtype=np.int8))
         return torch._int_mm(ta, tb).numpy()
     dt = np.float32 if kind == "float32" else np.float64

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit, prange, uint64
 
 from ..adc._kernels import linear_adc
-from ._rng import normal
+from ._rng import _GOLDEN, _mix, normal
 
 NL_NONE, NL_SATURATING, NL_POLYNOMIAL, NL_IR_DROP = 0, 1, 2, 3
 
@@ -37,6 +38,26 @@ def _nonlinear(a, kind, fs, sat, beta, poly):  # pragma: no cover - compiled
     return a
 
 
+@njit(inline="always", cache=True)
+def _fill_normals(key, base, z, ok, kn, wn, fn):  # pragma: no cover - compiled
+    """z[c] = normal(key, base + c) for every c: a vectorisable ziggurat fast path over the
+    whole block, then the rare rejections (about 1 %) one by one."""
+    n = z.shape[0]
+    n_slow = 0
+    for c in range(n):
+        h = _mix(key + (base + uint64(c)) * uint64(_GOLDEN))
+        hz = np.int64(np.int32(h & uint64(0xFFFFFFFF)))
+        iz = np.int64((h >> uint64(32)) & uint64(127))
+        z[c] = hz * wn[iz]
+        good = abs(hz) < kn[iz]
+        ok[c] = good
+        n_slow += 0 if good else 1
+    if n_slow > 0:
+        for c in range(n):
+            if not ok[c]:
+                z[c] = normal(key, base + uint64(c), kn, wn, fn)
+
+
 @njit(parallel=True, cache=True)
 def convert_accumulate(
     ps, xsum, var, sig, pos, neg, off_add, out_col, coef, lo, delta, top_code,
@@ -51,38 +72,109 @@ def convert_accumulate(
     int64; off_add (Jg,); coef, lo, delta (C,) float64; nl_poly (n,) float64;
     out (Mc, N) float64, accumulated into.
     """
-    n_planes, mc, _ = ps.shape
+    n_planes, mc, jg = ps.shape
     n_conv = pos.shape[0]
     has_off = xsum.shape[1] > 0
     has_var = var.shape[0] > 0
     noisy = thermal_sigma > 0.0 or has_var
+    has_neg = False
+    direct = jg == n_conv
+    for c in range(n_conv):
+        has_neg = has_neg or neg[c] >= 0
+        direct = direct and pos[c] == c
+    # the plain case (one GEMM column per conversion, nothing analog to add) is a copy
+    simple = direct and not has_neg and not has_off and nl_kind == NL_NONE
     th2 = thermal_sigma * thermal_sigma
     g1 = 1.0 + gain
     for m in prange(mc):
+        a = np.empty(n_conv)
+        z = np.empty(n_conv)
+        ok = np.empty(n_conv, dtype=np.bool_)
+        acc = np.zeros(n_conv)
         for p in range(n_planes):
-            s = sig[p]
-            xs = xsum[p, m] if has_off else 0.0
-            base = uint64(((group * n_planes + p) * m_total + m_offset + m) * n_conv)
-            for c in range(n_conv):
-                j = pos[c]
-                a = ps[p, m, j] + off_add[j] * xs
-                if nl_kind != NL_NONE:
-                    a = _nonlinear(a, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
-                jn = neg[c]
-                if jn >= 0:
-                    b = ps[p, m, jn] + off_add[jn] * xs
+            if simple:
+                for c in range(n_conv):
+                    a[c] = ps[p, m, c]
+            else:
+                xs = xsum[p, m] if has_off else 0.0
+                for c in range(n_conv):
+                    j = pos[c]
+                    v = ps[p, m, j] + off_add[j] * xs
                     if nl_kind != NL_NONE:
-                        b = _nonlinear(b, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
-                    a -= b
-                if noisy:
-                    v = th2
-                    if has_var:
-                        v += var[p, m, j]
-                        if jn >= 0:
-                            v += var[p, m, jn]
-                    a += math.sqrt(v) * normal(key_noise, base + uint64(c), kn, wn, fn)
-                d = delta[c]
-                a = a * g1 + offset_lsb * d
-                if cmp_sigma > 0.0:
-                    a += cmp_sigma * d * normal(key_cmp, base + uint64(c), kn, wn, fn)
-                out[m, out_col[c]] += s * coef[c] * linear_adc(a, lo[c], d, top_code)
+                        v = _nonlinear(v, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
+                    jn = neg[c]
+                    if jn >= 0:
+                        b = ps[p, m, jn] + off_add[jn] * xs
+                        if nl_kind != NL_NONE:
+                            b = _nonlinear(b, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
+                        v -= b
+                    a[c] = v
+            base = uint64(((group * n_planes + p) * m_total + m_offset + m) * n_conv)
+            if noisy:
+                _fill_normals(key_noise, base, z, ok, kn, wn, fn)
+                if has_var:
+                    for c in range(n_conv):
+                        v = th2 + var[p, m, pos[c]]
+                        if neg[c] >= 0:
+                            v += var[p, m, neg[c]]
+                        a[c] += math.sqrt(v) * z[c]
+                else:
+                    for c in range(n_conv):
+                        a[c] += thermal_sigma * z[c]
+            s = sig[p]
+            if cmp_sigma > 0.0:
+                _fill_normals(key_cmp, base, z, ok, kn, wn, fn)
+                for c in range(n_conv):
+                    d = delta[c]
+                    v = a[c] * g1 + offset_lsb * d + cmp_sigma * d * z[c]
+                    code = math.floor((v - lo[c]) / d + 0.5)
+                    code = min(max(code, 0.0), top_code)
+                    acc[c] += s * (lo[c] + code * d)
+            else:
+                for c in range(n_conv):
+                    d = delta[c]
+                    v = a[c] * g1 + offset_lsb * d
+                    code = math.floor((v - lo[c]) / d + 0.5)
+                    code = min(max(code, 0.0), top_code)
+                    acc[c] += s * (lo[c] + code * d)
+        for c in range(n_conv):
+            out[m, out_col[c]] += coef[c] * acc[c]
+
+
+@njit(parallel=True, cache=True)
+def make_planes(x, dac_bits, n_planes, mode, rowsum, out, nnz, v2g):
+    """Cut integer inputs into DAC planes and count their events, in one pass.
+
+    x (Mc, K) int64; mode 0 unsigned, 1 signed two's complement (an arithmetic shift leaves
+    the sign in the MSB plane), 2 signed two-pass (P/2 positive planes, then P/2 negative);
+    rowsum (K,) float64; out (P, Mc, K) int8|int16; nnz, v2g (Mc,) float64 per-vector counts of
+    nonzero drives and of Σ_p Σ_k x_p[k]² · rowsum[k].
+    """  # twin: encoding.input_planes + engine._count_plane_events
+    mc, k = x.shape
+    mask = (1 << dac_bits) - 1
+    half = n_planes // 2
+    for m in prange(mc):
+        cnt = 0.0
+        acc = 0.0
+        for kk in range(k):
+            v = x[m, kk]
+            r = rowsum[kk]
+            for p in range(n_planes):
+                if mode == 0:
+                    d = (v >> (dac_bits * p)) & mask
+                elif mode == 1:
+                    if p == n_planes - 1:
+                        d = v >> (dac_bits * p)
+                    else:
+                        d = (v >> (dac_bits * p)) & mask
+                else:
+                    if p < half:
+                        d = (max(v, 0) >> (dac_bits * p)) & mask
+                    else:
+                        d = (max(-v, 0) >> (dac_bits * (p - half))) & mask
+                out[p, m, kk] = d
+                if d != 0:
+                    cnt += 1.0
+                    acc += d * d * r
+        nnz[m] = cnt
+        v2g[m] = acc
