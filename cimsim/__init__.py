@@ -9,6 +9,16 @@ from .config import ChipConfig, list_presets, load_chip
 from .errors import CapacityError, CimsimError, ConfigError, MappingError
 from .events import Events
 
+
+def deploy(model, chip, calibration, **kwargs):
+    """Map a trained torch model onto a chip; see :func:`cimsim.mapping.deploy`."""
+    from .mapping import deploy as _deploy  # torch is imported only when deploying
+
+    return _deploy(model, chip, calibration, **kwargs)
+
+
+deploy.__doc__ = deploy.__doc__
+
 __all__ = [
     "CapacityError",
     "ChipConfig",
@@ -16,6 +26,7 @@ __all__ = [
     "ConfigError",
     "Events",
     "MappingError",
+    "deploy",
     "__version__",
     "list_presets",
     "load_chip",

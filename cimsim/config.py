@@ -34,6 +34,7 @@ from .errors import ConfigError
 __all__ = [
     "ADCConfig",
     "ADCKind",
+    "ActCalibration",
     "ADCPlacement",
     "ArrayConfig",
     "CalibrationGranularity",
@@ -46,11 +47,13 @@ __all__ = [
     "Nonlinearity",
     "NoiseConfig",
     "OffCurrentCompensation",
+    "QuantConfig",
     "RangePolicy",
     "SignedInputMode",
     "TechConfig",
     "VariationKind",
     "WeightEncoding",
+    "WeightGranularity",
     "list_presets",
     "load_chip",
 ]
@@ -135,6 +138,18 @@ class CalibrationStat(_Choice):
     MINMAX = "minmax"
     PERCENTILE = "percentile"
     MEAN_STD = "mean_std"
+
+
+class WeightGranularity(_Choice):
+    TENSOR = "tensor"
+    CHANNEL = "channel"
+    COLUMN = "column"
+
+
+class ActCalibration(_Choice):
+    MAX = "max"
+    PERCENTILE = "percentile"
+    MSE = "mse"
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,6 +469,24 @@ class TechConfig(_Config):
 
 
 @dataclass(**_FROZEN)
+class QuantConfig(_Config):
+    """How a deployed model's float weights and activations become integers."""
+
+    weight_granularity: WeightGranularity = WeightGranularity.CHANNEL
+    """One weight scale per tensor, per output channel, or per array column (a scale for every
+    (row tile, output) pair, ColumnQuant); dequantization is aligned with it."""
+    act_calibration: ActCalibration = ActCalibration.MAX
+    """Per-tensor activation scale from the calibration data: max |x|, a percentile of |x|,
+    or the clipping value that minimises the quantization MSE."""
+    act_percentile: float = 99.99
+    """``percentile`` only: the percentile of |x| mapped to the largest code."""
+
+    def __post_init__(self) -> None:
+        _coerce_choices(self)
+        _float_in(self, "act_percentile", 50.0, 100.0, lo_open=True)
+
+
+@dataclass(**_FROZEN)
 class ChipConfig(_Config):
     """A whole chip: operand precisions, encodings and every component."""
 
@@ -479,6 +512,7 @@ class ChipConfig(_Config):
     adc: ADCConfig = field(default_factory=ADCConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     tech: TechConfig = field(default_factory=TechConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
@@ -486,7 +520,8 @@ class ChipConfig(_Config):
         _int_in(self, "input_bits", 1, 16)
         _int_in(self, "accumulator_bits", 8, 64)
         for name, kind in (("array", ArrayConfig), ("device", DeviceConfig), ("dac", DACConfig),
-                           ("adc", ADCConfig), ("noise", NoiseConfig), ("tech", TechConfig)):
+                           ("adc", ADCConfig), ("noise", NoiseConfig), ("tech", TechConfig),
+                           ("quant", QuantConfig)):
             if not isinstance(getattr(self, name), kind):
                 _fail("ChipConfig", name, getattr(self, name), f"a {kind.__name__}")
         if self.dac.bits is not None and self.dac.bits > self.input_bits:

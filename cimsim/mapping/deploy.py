@@ -1,0 +1,248 @@
+"""``deploy(model, chip, calibration)``: a copy of a torch model whose matrix work runs on the
+simulated chip. Linear, Conv1d, Conv2d and MultiheadAttention projections are mapped; every
+other module runs in torch as before; layers that hold weights but cannot be mapped (or that the
+user excludes) stay digital and are listed with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import logging
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..arrays._rng import stream_key
+from ..config import ChipConfig
+from ..errors import CapacityError, MappingError
+from ..events import EventKey, Events
+from .layers import SimConv, SimLayer, SimLinear, SimMultiheadAttention
+
+__all__ = ["deploy", "SimModel"]
+
+log = logging.getLogger(__name__)
+
+_MAPPED: dict[type, type[SimLayer]] = {
+    nn.Linear: SimLinear,
+    nn.Conv1d: SimConv,
+    nn.Conv2d: SimConv,
+    nn.MultiheadAttention: SimMultiheadAttention,
+}
+_UNSUPPORTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                nn.Bilinear, nn.Embedding, nn.EmbeddingBag, nn.RNNBase)
+
+
+def _sim_class(module: nn.Module) -> type[SimLayer] | None:
+    for kind, sim in _MAPPED.items():
+        if isinstance(module, kind):
+            return sim
+    return None
+
+
+class SimModel(nn.Module):
+    """The deployed model: call it like the original; ``report()`` gives what it cost.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The copy with simulated layers in place.
+    sim_layers : dict[str, SimLayer]
+    digital : list of (name, type, reason)
+        Layers with weights kept digital, and digital activation products.
+    n_inferences : int
+        Samples (first dimension of the first input) seen since the last ``reset()``.
+    """
+
+    def __init__(self, model: nn.Module, sim_layers: dict[str, SimLayer],
+                 digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int,
+                 arrays_needed: int):
+        super().__init__()
+        self.model = model
+        self.sim_layers = sim_layers
+        self.digital = digital
+        self.chip = chip
+        self.seed = seed
+        self.arrays_needed = arrays_needed
+        self.n_inferences = 0
+        self.n_calls = 0
+        self._extra = Events()
+
+    def forward(self, *args, **kwargs):
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        with torch.no_grad():
+            out = self.model(*args, **kwargs)
+        self.n_inferences += int(first.shape[0]) if first is not None and first.dim() else 1
+        self.n_calls += 1
+        self._charge_time_multiplexing()
+        return out
+
+    def _charge_time_multiplexing(self) -> None:
+        """Over capacity (allowed): the arrays beyond the chip's are rewritten every forward."""
+        have = self.chip.array.n_arrays
+        if self.arrays_needed <= have:
+            return
+        over = self.arrays_needed - have
+        cells = sum(c.n_cells for layer in self.sim_layers.values() for c in layer.cores)
+        frac = over / self.arrays_needed
+        self._extra = self._extra + Events({
+            EventKey("array", "reprogram", 0): over,
+            EventKey("cell", "write", self.chip.device.bits_per_cell): cells * frac,
+        })
+
+    @property
+    def events(self) -> Events:
+        total = Events(self._extra)
+        for layer in self.sim_layers.values():
+            total = total + layer.events
+        return total
+
+    def reset(self) -> None:
+        """Forget the events and inference count of earlier forwards."""
+        for layer in self.sim_layers.values():
+            layer.reset_events()
+        self._extra = Events()
+        self.n_inferences = 0
+        self.n_calls = 0
+
+    def report(self):
+        """A :class:`cimsim.report.Report` of every forward since deploy (or ``reset``)."""
+        from ..report import Report
+
+        return Report.from_sim(self)
+
+
+def _batches(data, batch_size: int) -> Iterable[tuple]:
+    """Yield argument tuples from a tensor / array / tuple of tensors / DataLoader."""
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if isinstance(data, torch.Tensor):
+        for i in range(0, data.shape[0], batch_size):
+            yield (data[i:i + batch_size],)
+        return
+    if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
+        n = data[0].shape[0]
+        for i in range(0, n, batch_size):
+            yield tuple(d[i:i + batch_size] for d in data)
+        return
+    if isinstance(data, Iterable):
+        for item in data:
+            if isinstance(item, (tuple, list)):
+                # (inputs, labels) as a DataLoader yields: the model takes the inputs
+                yield (item[0],)
+            else:
+                yield (item,)
+        return
+    raise MappingError(
+        f"calibration must be a tensor, an array, a tuple of tensors or a DataLoader; "
+        f"got {type(data).__name__}"
+    )
+
+
+def _excluded(name: str, patterns: Sequence[str]) -> bool:
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def deploy(
+    model: nn.Module,
+    chip: ChipConfig,
+    calibration,
+    *,
+    seed: int = 0,
+    exclude: Sequence[str] = (),
+    batch_size: int = 256,
+) -> SimModel:
+    """Map a trained model onto the chip.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained float model; it is copied, never modified.
+    chip : ChipConfig
+    calibration : tensor, ndarray, tuple of tensors or DataLoader
+        Inputs run through the float model to set activation scales (``chip.quant``) and the
+        ADC ranges of ``calibrated`` policies.
+    seed : int
+        Programming variation, faults and conversion noise derive from it.
+    exclude : sequence of str
+        Module names or glob patterns (``"features.0"``, ``"*.out_proj"``) kept digital.
+    batch_size : int
+        Batch size of the calibration pass when ``calibration`` is a tensor.
+
+    Returns
+    -------
+    SimModel
+        An ``nn.Module``; ``sim(x)`` runs the simulated forward, ``sim.report()`` the costs.
+    """
+    if not isinstance(model, nn.Module):
+        raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    if not isinstance(chip, ChipConfig):
+        raise MappingError(f"chip must be a ChipConfig (cimsim.load_chip), got {type(chip)}")
+    sim = copy.deepcopy(model).eval()
+    sim_layers: dict[str, SimLayer] = {}
+    digital: list[tuple[str, str, str]] = []
+    exclude = [exclude] if isinstance(exclude, str) else list(exclude)
+    counter = [0]
+
+    def visit(parent: nn.Module, prefix: str) -> None:
+        for child_name, child in list(parent.named_children()):
+            name = f"{prefix}{child_name}"
+            cls = _sim_class(child)
+            if cls is not None and _excluded(name, exclude):
+                digital.append((name, type(child).__name__, "excluded by the user"))
+                continue
+            if cls is not None:
+                try:
+                    new = cls(child, name, chip, stream_key(seed, counter[0]))
+                except MappingError as exc:
+                    digital.append((name, type(child).__name__, f"not mappable: {exc}"))
+                    continue
+                counter[0] += 1
+                parent._modules[child_name] = new
+                sim_layers[name] = new
+                if cls is SimMultiheadAttention:
+                    digital.append((name, "attention products",
+                                    "activation x activation (Q·Kᵀ, softmax, ·V) kept digital"))
+                continue
+            if isinstance(child, _UNSUPPORTED):
+                digital.append((name, type(child).__name__, "layer type not supported"))
+                continue
+            if isinstance(child, nn.TransformerEncoder):
+                child.use_nested_tensor = False  # the nested fast path bypasses the arrays
+            if isinstance(child, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
+                # any hook disables torch's fused encoder-layer kernel for this module only
+                child.register_forward_pre_hook(lambda mod, args: None)
+            visit(child, name + ".")
+
+    root_cls = _sim_class(sim)
+    if root_cls is not None:
+        wrapper = nn.Sequential(sim)
+        visit(wrapper, "")
+        sim = wrapper
+    else:
+        visit(sim, "")
+    if not sim_layers:
+        log.warning("deploy: no Linear/Conv/MultiheadAttention layer was mapped")
+
+    n = 0
+    with torch.no_grad():
+        for args in _batches(calibration, batch_size):
+            sim(*args)
+            n += 1
+    if n == 0:
+        raise MappingError("calibration data is empty")
+    for layer in sim_layers.values():
+        layer.finalize()
+
+    needed = sum(c.n_arrays for layer in sim_layers.values() for c in layer.cores)
+    have = chip.array.n_arrays
+    if needed > have and not chip.array.allow_time_multiplexing:
+        raise CapacityError(
+            f"the model needs {needed} arrays of {chip.array.n_rows}x{chip.array.n_cols} but "
+            f"the chip has {have} ({chip.array.n_tiles} tiles x {chip.array.arrays_per_tile}); "
+            "enlarge the chip or set array.allow_time_multiplexing = true (reprogramming is "
+            "then charged)"
+        )
+    return SimModel(sim, sim_layers, digital, chip, seed, needed)

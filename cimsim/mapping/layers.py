@@ -1,0 +1,371 @@
+"""Simulated layers: torch modules whose matrix products run on the simulated arrays.
+
+Each weight matrix lives in a :class:`MatmulCore` (NumPy + the engine). A module is first in
+*observe* mode (it computes in float and records its inputs: the calibration pass), then
+:meth:`finalize` quantizes, programs and calibrates it, and from then on it *simulates*.
+
+Dequantization (what a test re-implementing the quantized model must do):
+
+    x_int = clip(rint(x / s_x), lo, hi)                      (per-tensor s_x, float64)
+    y     = Σ_t (x_int[:, tile t] @ w_int[:, tile t].T) · (s_x · s_w[t]) + bias   (float64)
+
+then cast to the input dtype; ``t`` runs over row tiles for ``column`` weight granularity and is
+a single term otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import engine
+from ..arrays._rng import stream_key
+from ..arrays.program import ProgrammedLayer, default_row_tiles, program
+from ..config import ChipConfig, WeightGranularity
+from ..errors import MappingError
+from ..events import Events
+from .quant import act_scale, quantize_acts, quantize_weights
+
+__all__ = ["MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer"]
+
+#: Calibration vectors kept per weight matrix for ADC calibration and percentile/MSE scales.
+MAX_CALIBRATION_ROWS = 4096
+
+
+class MatmulCore:
+    """One float weight matrix ``w`` (N, K) (+ bias) mapped onto the arrays."""
+
+    def __init__(self, name: str, w: np.ndarray, bias: np.ndarray | None, chip: ChipConfig,
+                 seed: int, row_tiles: list[tuple[int, int]] | None = None):
+        self.name = name
+        self.w = np.asarray(w, dtype=np.float64)
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float64)
+        self.chip = chip
+        self.seed = seed
+        n, k = self.w.shape
+        self.row_tiles = row_tiles or default_row_tiles(k, chip.array.n_rows)
+        self.max_abs = 0.0
+        self.min_val = np.inf
+        self.n_seen = 0
+        self._kept: list[np.ndarray] = []
+        self.parts: list[tuple[int, int, ProgrammedLayer]] = []
+        self.w_int: np.ndarray | None = None
+        self.s_w: np.ndarray | None = None
+        self.s_x = 1.0
+        self.signed = False
+        self.calls = 0
+        self.events = Events()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.w.shape  # type: ignore[return-value]
+
+    def observe(self, x: np.ndarray) -> None:
+        """Record calibration inputs (M, K)."""
+        if x.size == 0:
+            return
+        self.max_abs = max(self.max_abs, float(np.abs(x).max()))
+        self.min_val = min(self.min_val, float(x.min()))
+        self.n_seen += x.shape[0]
+        kept = sum(a.shape[0] for a in self._kept)
+        if kept < MAX_CALIBRATION_ROWS:
+            stride = max(1, -(-x.shape[0] // MAX_CALIBRATION_ROWS))
+            self._kept.append(np.asarray(x[::stride][: MAX_CALIBRATION_ROWS - kept],
+                                         dtype=np.float64))
+
+    def finalize(self) -> None:
+        """Quantize, program (variation drawn from the seed) and calibrate the ADCs."""
+        chip = self.chip
+        if self.n_seen == 0:
+            raise MappingError(
+                f"layer {self.name!r} saw no calibration data: it was never reached by the "
+                "calibration forward pass (pass calibration inputs that exercise it, or exclude it)"
+            )
+        self.signed = bool(self.min_val < 0)
+        sample = np.concatenate(self._kept)
+        self.s_x = act_scale(self.max_abs, sample, chip.input_bits, self.signed, chip.quant)
+        gran = chip.quant.weight_granularity
+        self.w_int, self.s_w = quantize_weights(self.w, chip.weight_bits, gran, self.row_tiles)
+        rng = np.random.default_rng(self.seed)
+        if gran is WeightGranularity.COLUMN and len(self.row_tiles) > 1:
+            # each row tile has its own scales: program it as its own block so its partial
+            # output can be dequantized with them
+            self.parts = [(a, b, program(self.w_int[:, a:b], chip, rng, input_signed=self.signed,
+                                         name=f"{self.name}[{a}:{b}]"))
+                          for a, b in self.row_tiles]
+        else:
+            self.parts = [(0, self.w.shape[1], program(self.w_int, chip, rng,
+                                                       input_signed=self.signed,
+                                                       row_tiles=self.row_tiles,
+                                                       name=self.name))]
+        x_cal = quantize_acts(sample, self.s_x, chip.input_bits, self.signed)
+        for a, b, layer in self.parts:
+            engine.calibrate(layer, x_cal[:, a:b])
+        self._kept = []
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Simulated ``x @ w.T + bias`` for float inputs (M, K) -> float64 (M, N)."""
+        assert self.s_w is not None
+        x_int = quantize_acts(x, self.s_x, self.chip.input_bits, self.signed)
+        y = np.zeros((x.shape[0], self.w.shape[0]))
+        call_seed = stream_key(self.seed, 1000 + self.calls)
+        self.calls += 1
+        for t, (a, b, layer) in enumerate(self.parts):
+            y_int, ev = engine.run(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
+            y += y_int * (self.s_x * self.s_w[t if self.s_w.shape[0] > 1 else 0])
+            self.events = self.events + ev
+        if self.bias is not None:
+            y += self.bias
+        return y
+
+    def float_run(self, x: np.ndarray) -> np.ndarray:
+        y = x @ self.w.T
+        return y + self.bias if self.bias is not None else y
+
+    @property
+    def n_arrays(self) -> int:
+        return sum(layer.n_arrays for _, _, layer in self.parts)
+
+    @property
+    def n_cells(self) -> int:
+        return sum(layer.n_inputs * layer.n_phys_cols for _, _, layer in self.parts)
+
+
+class SimLayer(nn.Module):
+    """Base of simulated modules: a list of cores, observe/simulate mode, event totals."""
+
+    kind = "layer"
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.sim_name = name
+        self.cores: list[MatmulCore] = []
+        self.simulating = False
+        self.n_vectors = 0  # input vectors seen per core call (for per-inference figures)
+
+    def finalize(self) -> None:
+        for core in self.cores:
+            core.finalize()
+        self.simulating = True
+
+    @property
+    def events(self) -> Events:
+        total = Events()
+        for core in self.cores:
+            total = total + core.events
+        return total
+
+    def reset_events(self) -> None:
+        for core in self.cores:
+            core.events = Events()
+
+    def _np(self, x: torch.Tensor) -> np.ndarray:
+        return x.detach().to("cpu", torch.float64).numpy()
+
+
+class SimLinear(SimLayer):
+    """``nn.Linear`` on the arrays."""
+
+    kind = "linear"
+
+    def __init__(self, src: nn.Linear, name: str, chip: ChipConfig, seed: int):
+        super().__init__(name)
+        self.in_features, self.out_features = src.in_features, src.out_features
+        bias = None if src.bias is None else src.bias.detach().cpu().numpy()
+        self.cores = [MatmulCore(name, src.weight.detach().cpu().numpy(), bias, chip, seed)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = self._np(x.reshape(-1, self.in_features))
+        core = self.cores[0]
+        if not self.simulating:
+            core.observe(x2)
+            y = core.float_run(x2)
+        else:
+            y = core.run(x2)
+        return torch.from_numpy(y).to(x.dtype).reshape(*lead, self.out_features)
+
+
+class SimConv(SimLayer):
+    """``nn.Conv1d`` / ``nn.Conv2d`` on the arrays (im2col; one core per group)."""
+
+    kind = "conv"
+
+    def __init__(self, src: nn.Conv1d | nn.Conv2d, name: str, chip: ChipConfig, seed: int):
+        super().__init__(name)
+        self.dim = 1 if isinstance(src, nn.Conv1d) else 2
+        w = src.weight.detach().cpu().numpy()
+        if self.dim == 1:
+            w = w[:, :, None, :]
+        self.out_channels, cin_g, kh, kw = w.shape
+        self.groups = src.groups
+        self.kernel = (kh, kw)
+        self.stride = (1, src.stride[0]) if self.dim == 1 else tuple(src.stride)
+        self.dilation = (1, src.dilation[0]) if self.dim == 1 else tuple(src.dilation)
+        pads = list(src._reversed_padding_repeated_twice)
+        if self.dim == 1:
+            pads = pads + [0, 0]
+        self.pads = pads  # (left, right, top, bottom) for F.pad
+        self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
+        self.in_channels = cin_g * self.groups
+        k = cin_g * kh * kw
+        row_tiles = None
+        if chip.array.kernel_preserving_tiling:
+            per_tile = chip.array.n_rows // (kh * kw)
+            if per_tile == 0:
+                raise MappingError(
+                    f"layer {name!r}: a {kh}x{kw} kernel ({kh * kw} rows) does not fit in "
+                    f"array.n_rows = {chip.array.n_rows} with kernel_preserving_tiling = true"
+                )
+            step = per_tile * kh * kw
+            row_tiles = [(s, min(s + step, k)) for s in range(0, k, step)]
+        n_g = self.out_channels // self.groups
+        w2 = w.reshape(self.out_channels, k)
+        b = None if src.bias is None else src.bias.detach().cpu().numpy()
+        self.cores = [
+            MatmulCore(f"{name}" + (f"[g{g}]" if self.groups > 1 else ""),
+                       w2[g * n_g:(g + 1) * n_g], None if b is None else b[g * n_g:(g + 1) * n_g],
+                       chip, stream_key(seed, g), row_tiles)
+            for g in range(self.groups)
+        ]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x4 = self._np(x.unsqueeze(2) if self.dim == 1 else x)
+        cols, (b, h_out, w_out) = im2col(x4, self.kernel, self.stride, self.dilation, self.pads,
+                                         self.pad_mode)
+        k = cols.shape[1] // self.groups
+        outs = []
+        for g, core in enumerate(self.cores):
+            xg = cols[:, g * k:(g + 1) * k]
+            if not self.simulating:
+                core.observe(xg)
+                outs.append(core.float_run(xg))
+            else:
+                outs.append(core.run(xg))
+        y = torch.from_numpy(np.concatenate(outs, axis=1)).to(x.dtype)
+        y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
+        return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
+
+
+_NP_PAD = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
+           "circular": "wrap"}
+
+
+def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+           dilation: tuple[int, int], pads: list[int], pad_mode: str
+           ) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Unfold (B, C, H, W) into (B·H_out·W_out, C·kh·kw) rows, columns ordered (c, i, j) as
+    torch's conv weights are. NumPy only: torch's OpenMP im2col stalls badly on a busy CPU."""
+    left, right, top, bottom = pads
+    if any(pads):
+        x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=_NP_PAD[pad_mode])
+    kh, kw = kernel
+    sh, sw = stride
+    dh, dw = dilation
+    b, c, h, w = x.shape
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    win = np.lib.stride_tricks.sliding_window_view(x, (span_h, span_w), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # (B, C, H_out, W_out, kh, kw)
+    h_out, w_out = win.shape[2], win.shape[3]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(b * h_out * w_out, c * kh * kw)
+    return cols, (b, h_out, w_out)
+
+
+class SimMultiheadAttention(SimLayer):
+    """``nn.MultiheadAttention`` whose input and output projections run on the arrays.
+
+    The activation x activation products (Q·Kᵀ, softmax, ·V) stay digital, in float.
+    """
+
+    kind = "attention"
+
+    def __init__(self, src: nn.MultiheadAttention, name: str, chip: ChipConfig, seed: int):
+        super().__init__(name)
+        if src.bias_k is not None or src.add_zero_attn:
+            raise MappingError(f"{name}: add_bias_kv / add_zero_attn are not supported")
+        e = src.embed_dim
+        self.embed_dim, self.num_heads = e, src.num_heads
+        self.batch_first = src.batch_first
+        self.dropout = src.dropout
+        # attributes torch's Transformer fast-path checks read; in_proj_bias = None keeps
+        # TransformerEncoderLayer off its fused kernel (which would bypass the arrays)
+        self._qkv_same_embed_dim = src._qkv_same_embed_dim
+        self.in_proj_bias = None
+        if src._qkv_same_embed_dim:
+            wq, wk, wv = src.in_proj_weight.detach().cpu().numpy().reshape(3, e, e)
+        else:
+            wq, wk, wv = (p.detach().cpu().numpy() for p in
+                          (src.q_proj_weight, src.k_proj_weight, src.v_proj_weight))
+        ib = (None if src.in_proj_bias is None
+              else src.in_proj_bias.detach().cpu().numpy().reshape(3, e))
+        ob = src.out_proj.bias
+        self.cores = [
+            MatmulCore(f"{name}.{tag}_proj", wmat, None if ib is None else ib[i], chip,
+                       stream_key(seed, i))
+            for i, (tag, wmat) in enumerate((("q", wq), ("k", wk), ("v", wv)))
+        ] + [MatmulCore(f"{name}.out_proj", src.out_proj.weight.detach().cpu().numpy(),
+                        None if ob is None else ob.detach().cpu().numpy(), chip,
+                        stream_key(seed, 3))]
+
+    def _proj(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = self._np(x.reshape(-1, x.shape[-1]))
+        core = self.cores[i]
+        if not self.simulating:
+            core.observe(x2)
+            y = core.float_run(x2)
+        else:
+            y = core.run(x2)
+        return torch.from_numpy(y).to(x.dtype).reshape(*lead, -1)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
+                attn_mask=None, average_attn_weights=True, is_causal=False):
+        batched = query.dim() == 3
+        if not batched:
+            query, key, value = (t.unsqueeze(1) for t in (query, key, value))
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+        elif self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        # (L, B, E) from here on, as torch's functional implementation
+        tgt, bsz, e = query.shape
+        src = key.shape[0]
+        h, d = self.num_heads, e // self.num_heads
+        q = self._proj(0, query).reshape(tgt, bsz * h, d).transpose(0, 1)
+        k = self._proj(1, key).reshape(src, bsz * h, d).transpose(0, 1)
+        v = self._proj(2, value).reshape(src, bsz * h, d).transpose(0, 1)
+        scores = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(d)
+        mask = torch.zeros(bsz * h, tgt, src, dtype=scores.dtype)
+        if attn_mask is None and is_causal:
+            attn_mask = torch.ones(tgt, src, dtype=torch.bool).triu(1)
+        if attn_mask is not None:
+            am = attn_mask
+            if am.dtype == torch.bool:
+                am = torch.zeros_like(am, dtype=scores.dtype).masked_fill(am, float("-inf"))
+            mask = mask + (am if am.dim() == 3 else am.unsqueeze(0))
+        if key_padding_mask is not None:
+            kp = key_padding_mask
+            if kp.dtype == torch.bool:
+                kp = torch.zeros_like(kp, dtype=scores.dtype).masked_fill(kp, float("-inf"))
+            kp = kp.view(bsz, 1, 1, src).expand(-1, h, -1, -1).reshape(bsz * h, 1, src)
+            mask = mask + kp
+        attn = torch.softmax(scores + mask, dim=-1)
+        if self.training and self.dropout > 0:
+            attn = F.dropout(attn, p=self.dropout)
+        out = torch.bmm(attn, v).transpose(0, 1).reshape(tgt * bsz, e)
+        out = self._proj(3, out).reshape(tgt, bsz, e)
+        if not batched:
+            out = out.squeeze(1)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        weights = None
+        if need_weights:
+            weights = attn.view(bsz, h, tgt, src)
+            weights = weights.mean(dim=1) if average_attn_weights else weights
+            if not batched:
+                weights = weights.squeeze(0)
+        return out, weights
