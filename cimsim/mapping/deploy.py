@@ -180,7 +180,11 @@ def deploy(
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
     if not isinstance(chip, ChipConfig):
         raise MappingError(f"chip must be a ChipConfig (cimsim.load_chip), got {type(chip)}")
-    sim = copy.deepcopy(model).eval()
+    sim = copy.deepcopy(model)
+    try:
+        sim.eval()
+    except NotImplementedError:  # torch.export modules refuse eval(); they are eval already
+        pass
     sim_layers: dict[str, SimLayer] = {}
     digital: list[tuple[str, str, str]] = []
     exclude = [exclude] if isinstance(exclude, str) else list(exclude)

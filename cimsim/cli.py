@@ -1,0 +1,230 @@
+"""The ``cimsim`` command: argparse only; every command calls the public API and writes files.
+
+    cimsim demo [--out DIR] [--chip NAME]        the digits CNN on a chip, report written
+    cimsim simulate --model M --data D --chip C --out DIR
+    cimsim presets                               the bundled chips
+    cimsim report DIR                            re-render a saved report
+    cimsim --version
+
+Errors a user can fix (a missing file, a bad chip, a wrong format) print one line on stderr
+and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from ._version import __version__
+from .errors import CimsimError
+
+log = logging.getLogger("cimsim")
+
+DEFAULT_DEMO_CHIP = "rram-22nm"
+
+
+def _evaluate(sim, x, y, batch_size: int, desc: str) -> tuple[float, int]:
+    """Accuracy of ``sim`` on (x, y) with a progress bar; returns (accuracy, n)."""
+    import torch
+    from tqdm import tqdm
+
+    correct = 0
+    with torch.no_grad():
+        for i in tqdm(range(0, x.shape[0], batch_size), desc=desc, unit="batch",
+                      disable=None, leave=False):
+            pred = sim(x[i:i + batch_size]).argmax(dim=1)
+            correct += int((pred == y[i:i + batch_size]).sum())
+    return correct / max(x.shape[0], 1), int(x.shape[0])
+
+
+def _layer_table(report) -> str:
+    cols = ["layer", "kind", "n_inputs", "n_outputs", "n_arrays", "cell_utilization_pct",
+            "n_conversions_per_inference", "adc_bits"]
+    extra = [c for c in ("energy_pj_per_inference", "latency_ns") if c in report.layers]
+    frame = report.layers[cols + extra].rename(columns={
+        "n_inputs": "K", "n_outputs": "N", "n_arrays": "arrays",
+        "cell_utilization_pct": "util_%", "n_conversions_per_inference": "conversions/inf",
+        "adc_bits": "adc_bits", "energy_pj_per_inference": "energy_pJ/inf",
+    })
+    return frame.to_string(index=False, float_format=lambda v: f"{v:,.1f}")
+
+
+def _totals_lines(report) -> list[str]:
+    t = report.totals
+    lines = []
+    fmt = [("energy_pj_per_inference", "energy per inference", "{:,.1f} pJ"),
+           ("area_mm2", "area", "{:.4f} mm2"),
+           ("latency_ns_per_inference", "latency per inference", "{:,.1f} ns"),
+           ("tops_per_w", "TOPS/W", "{:.3f}"),
+           ("tops_per_mm2", "TOPS/mm2", "{:.4f}")]
+    for key, label, f in fmt:
+        if key in t:
+            lines.append(f"{label:<24}{f.format(t[key])}")
+    lines.append(f"{'arrays used':<24}{t['n_arrays_used']} of {t['n_arrays_available']}")
+    return lines
+
+
+def _save(report, out: Path) -> list[Path]:
+    paths = report.save(out)
+    return [Path(p) for p in paths]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    import cimsim
+    from cimsim.train.digits import load_digits_cnn, load_digits_split
+
+    t0 = time.perf_counter()
+    chip = cimsim.load_chip(args.chip)
+    model = load_digits_cnn()
+    x_train, _, x_test, y_test = load_digits_split()
+    if args.fast:
+        x_test, y_test = x_test[:96], y_test[:96]
+    n_params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        float_acc = float((model(x_test).argmax(1) == y_test).float().mean())
+    sim = cimsim.deploy(model, chip, x_train[: args.calibration], seed=args.seed)
+    sim_acc, n = _evaluate(sim, x_test, y_test, args.batch_size, "simulating")
+    report = sim.report()
+    print(f"cimsim {__version__} demo: digits CNN ({n_params:,} parameters) trained on "
+          f"scikit-learn load_digits; {n} test images")
+    print(f"chip: {chip.name} - {chip.description}")
+    print(f"{'float accuracy':<24}{100 * float_acc:.2f} %")
+    print(f"{'simulated accuracy':<24}{100 * sim_acc:.2f} %")
+    for line in _totals_lines(report):
+        print(line)
+    print()
+    print(_layer_table(report))
+    if len(report.digital):
+        print("\nkept digital: " + "; ".join(f"{r.layer} ({r.reason})"
+                                              for r in report.digital.itertuples()))
+    paths = _save(report, args.out)
+    print(f"\nwrote {len(paths)} files to {args.out}/ in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import cimsim
+    from cimsim.mapping.loaders import load_data, load_model
+
+    chip = cimsim.load_chip(args.chip)
+    x, y = load_data(args.data)
+    if args.limit:
+        x, y = x[: args.limit], (None if y is None else y[: args.limit])
+    model = load_model(args.model, example=x[: min(len(x), 2)])
+    n_cal = min(args.calibration, x.shape[0])
+    sim = cimsim.deploy(model, chip, x[:n_cal], seed=args.seed)
+    print(f"cimsim {__version__}: {args.model} on {chip.name}; {x.shape[0]} inputs "
+          f"({n_cal} for calibration)")
+    if y is not None:
+        import torch
+
+        with torch.no_grad():
+            float_acc = float((model(x).argmax(1) == y).float().mean())
+        sim_acc, _ = _evaluate(sim, x, y, args.batch_size, "simulating")
+        print(f"{'float accuracy':<24}{100 * float_acc:.2f} %")
+        print(f"{'simulated accuracy':<24}{100 * sim_acc:.2f} %")
+    else:
+        from tqdm import tqdm
+
+        for i in tqdm(range(0, x.shape[0], args.batch_size), desc="simulating", disable=None,
+                      leave=False):
+            sim(x[i:i + args.batch_size])
+    report = sim.report()
+    for line in _totals_lines(report):
+        print(line)
+    print()
+    print(_layer_table(report))
+    paths = _save(report, args.out)
+    print(f"\nwrote {len(paths)} files to {args.out}/")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    import cimsim
+
+    for name in cimsim.list_presets():
+        chip = cimsim.load_chip(name)
+        print(f"{name:<22}{chip.description}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import Report
+
+    if not Path(args.dir).is_dir():
+        raise FileNotFoundError(f"report folder {str(args.dir)!r} not found")
+    report = Report.load(args.dir)
+    out = Path(args.out) if args.out else Path(args.dir)
+    paths = _save(report, out)
+    print(f"re-rendered {len(paths)} files in {out}/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="cimsim",
+        description="Cycle-approximate simulator of compute-in-memory accelerators: accuracy "
+                    "and energy, area, latency from one run.")
+    ap.add_argument("--version", action="version", version=f"cimsim {__version__}")
+    ap.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="deploy the bundled digits CNN on a chip and report")
+    d.add_argument("--out", type=Path, default=Path("out"), help="folder for the report files")
+    d.add_argument("--chip", default=DEFAULT_DEMO_CHIP,
+                   help=f"preset name or .toml path (default {DEFAULT_DEMO_CHIP})")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--calibration", type=int, default=256, help="calibration images")
+    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--fast", action="store_true", help="evaluate 96 test images only")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("simulate", help="deploy a model on a chip and evaluate it on data")
+    s.add_argument("--model", required=True,
+                   help="torch.export .pt2, TorchScript file, or module:function")
+    s.add_argument("--data", required=True, type=Path,
+                   help=".npz with x (and y) or a tensor file (torch.load weights_only)")
+    s.add_argument("--chip", required=True, help="preset name or .toml path")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--calibration", type=int, default=256,
+                   help="first N inputs used for calibration")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--limit", type=int, default=0, help="use only the first N inputs")
+    s.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("presets", help="list the bundled chip presets")
+    p.set_defaults(func=cmd_presets)
+
+    r = sub.add_parser("report", help="re-render a saved report folder (JSON -> files)")
+    r.add_argument("dir", type=Path)
+    r.add_argument("--out", type=Path, default=None, help="write elsewhere")
+    r.set_defaults(func=cmd_report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except (CimsimError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"cimsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        print("cimsim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

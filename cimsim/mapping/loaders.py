@@ -1,0 +1,157 @@
+"""Loading models and data for the command line, safely (no unrestricted pickle).
+
+Models: a ``torch.export`` archive (``.pt2``), a TorchScript archive (anything else that
+``torch.jit.load`` reads), or ``module:function`` returning an ``nn.Module``. Exported and
+scripted models are graphs of ``aten.linear`` / ``aten.conv*`` calls rather than modules; they
+are rewritten so that each such call becomes an ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``
+module that :func:`cimsim.deploy` can map.
+
+Data: ``.npz`` with an array ``x`` (inputs) and optionally ``y`` (integer labels), or a tensor
+file read with ``torch.load(weights_only=True)`` holding a tensor, a ``(x, y)`` tuple or a
+``{"x": ..., "y": ...}`` dict.
+"""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CimsimError
+
+__all__ = ["load_data", "load_model", "LoadError"]
+
+
+class LoadError(CimsimError):
+    """A model or data file is missing or has the wrong format."""
+
+
+def load_data(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Inputs and optional labels from a ``.npz`` or tensor file."""
+    p = Path(path)
+    if not p.is_file():
+        raise LoadError(f"data file {str(p)!r} not found")
+    if p.suffix == ".npz":
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                if "x" not in z.files:
+                    raise LoadError(f"{p}: an .npz needs an array named 'x' (found {z.files})")
+                x = torch.from_numpy(np.asarray(z["x"], dtype=np.float32))
+                y = torch.from_numpy(np.asarray(z["y"]).astype(np.int64)) if "y" in z.files \
+                    else None
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise LoadError(f"{p}: not a readable .npz file ({exc})") from None
+        return x, y
+    try:
+        obj = torch.load(p, weights_only=True, map_location="cpu")
+    except Exception as exc:  # torch raises many kinds for a wrong format
+        raise LoadError(f"{p}: not a tensor file torch.load(weights_only=True) can read "
+                        f"({type(exc).__name__})") from None
+    if isinstance(obj, torch.Tensor):
+        return obj.float(), None
+    if isinstance(obj, (tuple, list)) and 1 <= len(obj) <= 2 and all(
+            isinstance(t, torch.Tensor) for t in obj):
+        return obj[0].float(), (obj[1].long() if len(obj) == 2 else None)
+    if isinstance(obj, dict) and isinstance(obj.get("x"), torch.Tensor):
+        y = obj.get("y")
+        return obj["x"].float(), (y.long() if isinstance(y, torch.Tensor) else None)
+    raise LoadError(f"{p}: expected a tensor, an (x, y) tuple or a dict with 'x'; "
+                    f"got {type(obj).__name__}")
+
+
+def load_model(spec: str, example: torch.Tensor | None = None) -> nn.Module:
+    """An ``nn.Module`` from ``module:function``, a ``.pt2`` export or a TorchScript file.
+
+    ``example`` (a batch of inputs) is needed to convert TorchScript to an exported graph.
+    """
+    if ":" in spec and not Path(spec).exists():
+        mod_name, _, fn_name = spec.partition(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError as exc:
+            raise LoadError(f"cannot import module {mod_name!r} ({exc})") from None
+        fn = getattr(mod, fn_name, None)
+        if not callable(fn):
+            raise LoadError(f"{mod_name!r} has no callable {fn_name!r}")
+        model = fn()
+        if not isinstance(model, nn.Module):
+            raise LoadError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
+        return model.eval()
+    p = Path(spec)
+    if not p.is_file():
+        raise LoadError(f"model file {spec!r} not found (or use module:function)")
+    if p.suffix == ".pt2":
+        try:
+            ep = torch.export.load(p)
+        except Exception as exc:
+            raise LoadError(f"{p}: not a torch.export archive ({type(exc).__name__})") from None
+        return modules_from_graph(ep.module())
+    try:
+        scripted = torch.jit.load(str(p), map_location="cpu")
+    except Exception as exc:
+        raise LoadError(f"{p}: not a TorchScript or torch.export (.pt2) archive "
+                        f"({type(exc).__name__}); pickled models are not loaded") from None
+    if example is None:
+        raise LoadError("converting a TorchScript model needs example inputs")
+    try:
+        from torch._export.converter import TS2EPConverter
+
+        ep = TS2EPConverter(scripted.eval(), (example,)).convert()
+    except Exception as exc:
+        raise LoadError(f"{p}: TorchScript model could not be converted to a graph "
+                        f"({type(exc).__name__}: {exc}); export it with torch.export") from None
+    return modules_from_graph(ep.module())
+
+
+def _tensor(gm: nn.Module, node) -> torch.Tensor | None:
+    if node is None:
+        return None
+    if getattr(node, "op", None) != "get_attr":
+        raise LoadError(f"weight {node} is computed in the graph; only constant weights map")
+    obj = gm
+    for part in str(node.target).split("."):
+        obj = getattr(obj, part)
+    return obj.detach()
+
+
+def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Replace ``aten.linear`` / ``aten.conv1d`` / ``aten.conv2d`` calls by modules."""
+    aten = torch.ops.aten
+    n_made = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target is aten.linear.default:
+            w = _tensor(gm, node.args[1])
+            b = _tensor(gm, node.args[2] if len(node.args) > 2 else None)
+            mod: nn.Module = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+        elif node.target in (aten.conv1d.default, aten.conv2d.default,
+                             aten.conv1d.padding, aten.conv2d.padding):
+            args = list(node.args) + [None] * (7 - len(node.args))
+            w = _tensor(gm, args[1])
+            b = _tensor(gm, args[2])
+            stride, padding, dilation, groups = (args[3] or 1, args[4] or 0, args[5] or 1,
+                                                 args[6] or 1)
+            cls = nn.Conv1d if w.dim() == 3 else nn.Conv2d
+            mod = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=stride,
+                      padding=padding, dilation=dilation, groups=groups, bias=b is not None)
+        else:
+            continue
+        with torch.no_grad():
+            mod.weight.copy_(w)
+            if b is not None:
+                mod.bias.copy_(b)
+        name = f"cimsim_{n_made}_{node.name}"
+        n_made += 1
+        gm.add_submodule(name, mod)
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    return gm  # an exported module has no train/eval switch; it is already in eval form
