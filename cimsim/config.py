@@ -40,6 +40,7 @@ __all__ = [
     "CalibrationGranularity",
     "CalibrationStat",
     "CellTech",
+    "LevelFit",
     "ChipConfig",
     "DACConfig",
     "DeviceConfig",
@@ -138,6 +139,17 @@ class CalibrationStat(_Choice):
     MINMAX = "minmax"
     PERCENTILE = "percentile"
     MEAN_STD = "mean_std"
+
+
+class LevelFit(_Choice):
+    """How a nonlinear ADC's levels are fitted to calibration samples (docs/levels.md)."""
+
+    UNIFORM = "uniform"
+    LLOYD_MAX = "lloyd_max"
+    CDF = "cdf"
+    KMEANS = "kmeans"
+    KMEANS_OPTIMAL = "kmeans_optimal"
+    BS_KMQ = "bs_kmq"
 
 
 class WeightGranularity(_Choice):
@@ -354,7 +366,8 @@ class ADCConfig(_Config):
     """Column ADCs."""
 
     kind: ADCKind = ADCKind.SAR
-    """Converter kind (sets conversion time, energy and area)."""
+    """Converter kind: ``sar`` and ``flash`` are linear; ``ramp`` is the in-memory nonlinear
+    ADC (2^bits ramp steps) whose thresholds and levels are fitted by ``level_fit``."""
     bits: int = 8
     """Resolution in bits; 2**bits codes."""
     placement: ADCPlacement = ADCPlacement.PARTIAL_SUM
@@ -370,7 +383,10 @@ class ADCConfig(_Config):
     fixed_hi: float = 255.0
     """``fixed`` only: high end of the range, cell-LSB."""
     calibration_granularity: CalibrationGranularity = CalibrationGranularity.LAYER
-    """``calibrated`` only: one range per layer, per array, or per column."""
+    """``calibrated`` only: one range (or level set) per layer, per array, or per column."""
+    level_fit: LevelFit = LevelFit.UNIFORM
+    """``ramp`` only: how thresholds and levels are fitted to the calibration samples."""
+
     calibration_stat: CalibrationStat = CalibrationStat.MINMAX
     """``calibrated`` only: how the range is set from the calibration partial sums."""
     percentile: float = 99.9
@@ -397,12 +413,10 @@ class ADCConfig(_Config):
         _float_in(self, "gain_error", -0.5, 0.5)
         _float_in(self, "offset_error_lsb", -math.inf)
         _float_in(self, "comparator_noise_lsb", 0.0)
-        if self.kind is ADCKind.RAMP:
-            _fail("ADCConfig", "kind", self.kind.value,
-                  "'sar' or 'flash' (the nonlinear ramp ADC is not implemented yet)")
-        if self.placement is ADCPlacement.LAYER_OUTPUT:
-            _fail("ADCConfig", "placement", self.placement.value,
-                  "'partial_sum' (layer-output placement is not implemented yet)")
+        if self.kind is ADCKind.RAMP and self.range_policy is not RangePolicy.CALIBRATED:
+            _fail("ADCConfig", "range_policy", self.range_policy.value,
+                  "'calibrated' for kind = 'ramp' (its levels are fitted to calibration data)")
+
 
     @property
     def n_codes(self) -> int:

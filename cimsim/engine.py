@@ -28,7 +28,8 @@ from .arrays._reference import analog_reference, convert_accumulate_reference
 from .arrays._rng import FN, KN, WN, stream_key
 from .arrays.encoding import input_planes, input_range, plane_layout
 from .arrays.program import ProgrammedLayer
-from .config import CalibrationStat, Nonlinearity, RangePolicy, SignedInputMode
+from .adc.nonlinear import levels_from_samples
+from .config import ADCKind, CalibrationStat, Nonlinearity, RangePolicy, SignedInputMode
 from .errors import ConfigError
 from .events import EventKey, Events
 
@@ -40,6 +41,8 @@ _NL_CODES = {
     Nonlinearity.POLYNOMIAL: NL_POLYNOMIAL,
     Nonlinearity.IR_DROP: NL_IR_DROP,
 }
+
+_NO_LEVELS = np.zeros((0, 0))
 
 #: Default bound on the per-chunk working set (partial sums, planes, variances), bytes.
 CHUNK_BYTES = 96 * 2**20
@@ -241,14 +244,18 @@ def run(
     for blk in _blocks(layer, x, chunk_vectors, gemm, ev, kernel):
         out = y[blk.m0:blk.m0 + blk.ps.shape[1]]
         lo, delta = layer.adc_lo[blk.group], layer.adc_delta[blk.group]
+        thr = layer.adc_thr[blk.group] if layer.adc_thr is not None else _NO_LEVELS
+        lvl = layer.adc_lvl[blk.group] if layer.adc_lvl is not None else _NO_LEVELS
         if kernel == "numba":
             convert_accumulate(blk.ps, blk.xsum, blk.var, lo=lo, delta=delta,
                                key_noise=key_noise, key_cmp=key_cmp, group=blk.group,
-                               m_offset=blk.m0, kn=KN, wn=WN, fn=FN, out=out, **args)
+                               m_offset=blk.m0, kn=KN, wn=WN, fn=FN, thr=thr, lvl=lvl,
+                               out=out, **args)
         else:
             convert_accumulate_reference(blk.ps, blk.xsum, blk.var, lo=lo, delta=delta,
                                          key_noise=int(key_noise), key_cmp=int(key_cmp),
-                                         group=blk.group, m_offset=blk.m0, out=out, **args)
+                                         group=blk.group, m_offset=blk.m0, thr=thr, lvl=lvl,
+                                         out=out, **args)
     if np.any(layer.x_sum_coef != 0):
         y += x.sum(axis=1, dtype=np.float64)[:, None] * layer.x_sum_coef[None, :]
     return y, Events(ev)
@@ -270,12 +277,16 @@ def calibrate(
     x = check_inputs(x_cal, layer, "calibration")
     if x.shape[0] == 0:
         raise ConfigError("calibration data is empty: at least one input vector is needed")
+    nonlinear = adc.kind is ADCKind.RAMP
     stats = RangeStats(layer.n_groups, layer.n_conversions,
-                       keep_samples=adc.calibration_stat is CalibrationStat.PERCENTILE)
+                       keep_samples=nonlinear or adc.calibration_stat is CalibrationStat.PERCENTILE)
     nz = layer.chip.noise
     for blk in _blocks(layer, x, chunk_vectors, "auto", None):
         a = analog_reference(blk.ps, blk.xsum, layer.pos, layer.neg, layer.off_add,
                              _NL_CODES[nz.nonlinearity], max(layer.column_fs, 1e-30),
                              nz.saturation_fraction, nz.ir_drop_beta, nz.poly_coeffs)
         stats.add(blk.group, a.reshape(-1, a.shape[-1]))
-    ranges_from_samples(layer, stats)
+    if nonlinear:
+        levels_from_samples(layer, stats)
+    else:
+        ranges_from_samples(layer, stats)

@@ -17,6 +17,7 @@ from enum import Enum
 
 import numpy as np
 
+from ..config import LevelFit
 from ..errors import ConfigError
 
 __all__ = ["FitMethod", "Levels", "fit_levels", "quantization_mse"]
@@ -87,15 +88,9 @@ class Levels:
         return self.levels[self.codes(a)]
 
 
-class FitMethod(str, Enum):
-    """How :func:`fit_levels` places thresholds and levels (see ``docs/levels.md``)."""
-
-    UNIFORM = "uniform"
-    LLOYD_MAX = "lloyd_max"
-    CDF = "cdf"
-    KMEANS = "kmeans"
-    KMEANS_OPTIMAL = "kmeans_optimal"
-    BS_KMQ = "bs_kmq"
+#: How :func:`fit_levels` places thresholds and levels (see ``docs/levels.md``); the same
+#: enum is the ``adc.level_fit`` field of a chip config.
+FitMethod = LevelFit
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +428,7 @@ def _fit_bs_kmq(
     return _midpoints(levels), levels
 
 
-_ITER_PARAMS = {"tol": 1e-9, "max_iter": 200}
+_ITER_PARAMS = {"tol": 1e-9, "max_iter": 1000}
 
 _FITTERS: dict[FitMethod, tuple[Callable[..., _Fit], dict[str, float]]] = {
     FitMethod.UNIFORM: (_fit_uniform, {}),
@@ -520,7 +515,7 @@ def fit_levels(
         Clamp limits of the input range; default the sample minimum and maximum.
     **params
         Method parameters: ``tol`` (default 1e-9, relative to ``hi - lo``) and ``max_iter``
-        (default 200) for ``lloyd_max``, ``kmeans``, ``kmeans_optimal`` and ``bs_kmq``;
+        (default 1000) for ``lloyd_max``, ``kmeans``, ``kmeans_optimal`` and ``bs_kmq``;
         ``max_bins`` (default 4096) for ``kmeans_optimal``; ``eps`` (default 0) and
         ``min_mass`` (default 0.01) for ``bs_kmq``.
 

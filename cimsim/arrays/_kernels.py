@@ -63,16 +63,19 @@ def convert_accumulate(
     ps, xsum, var, sig, pos, neg, off_add, out_col, coef, lo, delta, top_code,
     nl_kind, nl_fs, nl_sat, nl_beta, nl_poly,
     thermal_sigma, gain, offset_lsb, cmp_sigma,
-    key_noise, key_cmp, group, m_offset, m_total, kn, wn, fn, out,
+    key_noise, key_cmp, group, m_offset, m_total, kn, wn, fn, thr, lvl, out,
 ):  # pragma: no cover - compiled; twin: _reference.convert_accumulate_reference
     """Convert and accumulate one row group.
 
     ps (P, Mc, Jg) int32|float32 partial sums; xsum (P, Mc) float64 Σ_k x_p (or (P, 0));
     var (P, Mc, Jg) float32 read-noise variance (or (0, 0, 0)); sig (P,); pos, neg, out_col (C,)
-    int64; off_add (Jg,); coef, lo, delta (C,) float64; nl_poly (n,) float64;
+    int64; off_add (Jg,); coef, lo, delta (C,) float64; nl_poly (n,) float64; thr (C, L-1) and
+    lvl (C, L) float64 thresholds and levels of a nonlinear ADC (or (0, 0): linear ADC);
     out (Mc, N) float64, accumulated into.
     """
     n_planes, mc, jg = ps.shape
+    nonlinear = thr.shape[0] > 0
+    n_thr = thr.shape[1]
     n_conv = pos.shape[0]
     has_off = xsum.shape[1] > 0
     has_var = var.shape[0] > 0
@@ -124,6 +127,22 @@ def convert_accumulate(
             s = sig[p]
             if cmp_sigma > 0.0:
                 _fill_normals(key_cmp, base, z, ok, kn, wn, fn)
+            if nonlinear:
+                for c in range(n_conv):
+                    d = delta[c]
+                    v = a[c] * g1 + offset_lsb * d
+                    if cmp_sigma > 0.0:
+                        v += cmp_sigma * d * z[c]
+                    # code = number of thresholds <= v (binary search; ties go up)
+                    i0, i1 = 0, n_thr
+                    while i0 < i1:
+                        mid = (i0 + i1) >> 1
+                        if thr[c, mid] <= v:
+                            i0 = mid + 1
+                        else:
+                            i1 = mid
+                    acc[c] += s * lvl[c, i0]
+            elif cmp_sigma > 0.0:
                 for c in range(n_conv):
                     d = delta[c]
                     v = a[c] * g1 + offset_lsb * d + cmp_sigma * d * z[c]

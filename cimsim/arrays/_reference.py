@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..adc._reference import linear_adc_reference
+from ..adc._reference import linear_adc_reference, nonlinear_adc_reference
 from ._rng import normal_reference
 
 
@@ -38,7 +38,7 @@ def convert_accumulate_reference(
     ps, xsum, var, sig, pos, neg, off_add, out_col, coef, lo, delta, top_code,
     nl_kind, nl_fs, nl_sat, nl_beta, nl_poly,
     thermal_sigma, gain, offset_lsb, cmp_sigma,
-    key_noise, key_cmp, group, m_offset, m_total, out,
+    key_noise, key_cmp, group, m_offset, m_total, thr, lvl, out,
 ):
     """Vectorised NumPy twin of ``_kernels.convert_accumulate`` (same arguments, no tables)."""
     n_planes, mc, _ = ps.shape
@@ -59,7 +59,10 @@ def convert_accumulate_reference(
     a = a * (1.0 + gain) + offset_lsb * delta
     if cmp_sigma > 0:
         a = a + cmp_sigma * delta * normal_reference(key_cmp, idx)
-    val = linear_adc_reference(a, lo, delta, top_code) * coef * sig[:, None, None]
+    if thr.shape[0] > 0:
+        val = nonlinear_adc_reference(a, thr, lvl) * coef * sig[:, None, None]
+    else:
+        val = linear_adc_reference(a, lo, delta, top_code) * coef * sig[:, None, None]
     contrib = val.sum(axis=0)  # (Mc, C)
     for c in range(n_conv):
         out[:, out_col[c]] += contrib[:, c]
@@ -156,7 +159,11 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                     if adc.comparator_noise_lsb > 0:
                         a += adc.comparator_noise_lsb * delta * float(
                             normal_reference(key_cmp, np.array([idx]))[0])
-                    val = float(linear_adc_reference(a, layer.adc_lo[gi, c], delta, top))
+                    if layer.adc_thr is not None:
+                        code = int(np.sum(layer.adc_thr[gi, c] <= a))  # thresholds <= a
+                        val = float(layer.adc_lvl[gi, c, code])
+                    else:
+                        val = float(linear_adc_reference(a, layer.adc_lo[gi, c], delta, top))
                     y[m, layer.out_col[c]] += sig * layer.conv_coef[c] * val
     y += x.sum(axis=1, dtype=np.float64)[:, None] * layer.x_sum_coef[None, :]
     return y

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import (
+    ADCPlacement,
     ChipConfig,
     DifferentialReadout,
     Nonlinearity,
@@ -91,7 +92,11 @@ class ProgrammedLayer:
     adc_lo: np.ndarray | None = None
     """(G, C) float64 ADC range start; None until set (full-scale/fixed: at programming)."""
     adc_delta: np.ndarray | None = None
-    """(G, C) float64 ADC step."""
+    """(G, C) float64 ADC step (nonlinear ADC: its mean level spacing)."""
+    adc_thr: np.ndarray | None = None
+    """(G, C, L-1) float64 thresholds of a nonlinear (ramp) ADC; None for a linear ADC."""
+    adc_lvl: np.ndarray | None = None
+    """(G, C, L) float64 reconstruction levels of a nonlinear ADC."""
     name: str = ""
     meta: dict = field(default_factory=dict)
 
@@ -307,6 +312,16 @@ def program(
         x_sum_coef=x_sum_coef, cell_rowsum=cell_rowsum, fs_lo=float(fs_lo),
         fs_hi=float(fs_hi), column_fs=float(column_fs), name=name,
     )
+    if chip.adc.placement is ADCPlacement.LAYER_OUTPUT:
+        n_planes = len(plane_layout(chip, input_signed)[0])
+        if n_planes != 1 or groups.shape[0] != 1 or phys_pos.shape[0] != n_out:
+            raise MappingError(
+                f"adc.placement = 'layer_output' needs one conversion per output (one input "
+                f"plane, one row group, one conversion column per output); this layer has "
+                f"{n_planes} plane(s), {groups.shape[0]} row group(s) and "
+                f"{phys_pos.shape[0] // n_out} conversion column(s) per output: use dac.bits = "
+                f"input_bits, K <= rows_per_conversion and weights in one cell (or 'partial_sum')"
+            )
     from ..adc.linear import static_ranges  # local: adc builds on arrays' layer type
 
     static_ranges(layer)

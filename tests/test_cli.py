@@ -1,0 +1,133 @@
+"""The command line through ``cimsim.cli.main([...])``: every command and error path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import cimsim
+from cimsim.cli import main
+from cimsim.train.digits import load_digits_cnn, load_digits_split
+
+
+@pytest.fixture(scope="module")
+def digits_files(tmp_path_factory):
+    """The digits test split as .npz and tensor files, and the model as .pt2 and TorchScript."""
+    d = tmp_path_factory.mktemp("digits")
+    model = load_digits_cnn()
+    _, _, x, y = load_digits_split()
+    x, y = x[:64], y[:64]
+    np.savez(d / "test.npz", x=x.numpy(), y=y.numpy())
+    np.savez(d / "nolabels.npz", x=x.numpy())
+    np.savez(d / "wrongkey.npz", inputs=x.numpy())
+    torch.save({"x": x, "y": y}, d / "test.pt")
+    ep = torch.export.export(model, (x[:4],), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(ep, d / "model.pt2")
+    torch.jit.script(model).save(str(d / "model.ts"))
+    (d / "garbage.bin").write_bytes(b"not a model")
+    return d
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert cimsim.__version__ in capsys.readouterr().out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().out
+
+
+def test_presets_lists_every_preset(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in cimsim.list_presets():
+        assert name in out
+
+
+def test_demo_fast_lossless_equals_quantized(tmp_path, capsys):
+    """On the lossless chip the simulated accuracy equals the quantized model's accuracy."""
+    assert main(["demo", "--fast", "--chip", "ideal", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "float accuracy" in out and "simulated accuracy" in out
+    assert (tmp_path / "report.json").is_file() and (tmp_path / "layers.csv").is_file()
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["chip"]["name"] == "ideal"
+    assert len(data["layers"]) == 5
+
+
+@pytest.mark.parametrize("model_kind", ["model.pt2", "model.ts", "module"])
+def test_simulate_each_model_format(digits_files, tmp_path, capsys, model_kind):
+    model = ("cimsim.train.digits:load_digits_cnn" if model_kind == "module"
+             else str(digits_files / model_kind))
+    rc = main(["simulate", "--model", model, "--data", str(digits_files / "test.npz"),
+               "--chip", "ideal", "--out", str(tmp_path), "--calibration", "32"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "simulated accuracy" in out
+    assert (tmp_path / "layers.csv").is_file()
+
+
+def test_simulate_tensor_file_and_no_labels(digits_files, tmp_path, capsys):
+    assert main(["simulate", "--model", "cimsim.train.digits:load_digits_cnn", "--data",
+                 str(digits_files / "test.pt"), "--chip", "ideal", "--out", str(tmp_path),
+                 "--limit", "16"]) == 0
+    assert main(["simulate", "--model", "cimsim.train.digits:load_digits_cnn", "--data",
+                 str(digits_files / "nolabels.npz"), "--chip", "ideal", "--out",
+                 str(tmp_path), "--limit", "16"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("simulated accuracy") == 1  # only the labelled run has an accuracy
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("missing_model", "not found"),
+    ("missing_data", "not found"),
+    ("bad_chip", "unknown chip preset"),
+    ("missing_chip_file", "not found"),
+    ("model_not_an_archive", "not a TorchScript or torch.export"),
+    ("data_wrong_format", "not a tensor file"),
+    ("npz_without_x", "needs an array named 'x'"),
+    ("bad_module", "cannot import module"),
+    ("bad_function", "has no callable"),
+])
+def test_simulate_errors_one_line_exit_2(digits_files, tmp_path, capsys, case, fragment):
+    d = digits_files
+    args = {"model": str(d / "model.pt2"), "data": str(d / "test.npz"), "chip": "ideal"}
+    args.update({
+        "missing_model": {"model": str(d / "nope.pt2")},
+        "missing_data": {"data": str(d / "nope.npz")},
+        "bad_chip": {"chip": "no-such-chip"},
+        "missing_chip_file": {"chip": str(d / "nope.toml")},
+        "model_not_an_archive": {"model": str(d / "garbage.bin")},
+        "data_wrong_format": {"data": str(d / "garbage.bin")},
+        "npz_without_x": {"data": str(d / "wrongkey.npz")},
+        "bad_module": {"model": "no_such_module_xyz:build"},
+        "bad_function": {"model": "cimsim.train.digits:no_such_function"},
+    }[case])
+    rc = main(["simulate", "--model", args["model"], "--data", args["data"], "--chip",
+               args["chip"], "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert fragment in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_chip_value_in_toml(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[adc]\nbits = 0\n')
+    assert main(["demo", "--fast", "--chip", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "ADCConfig.bits" in err and "Traceback" not in err
+
+
+def test_report_rerenders_saved_folder(tmp_path, capsys):
+    assert main(["demo", "--fast", "--chip", "ideal", "--out", str(tmp_path / "a")]) == 0
+    assert main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 0
+    assert (tmp_path / "b" / "report.json").is_file()
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "not found" in capsys.readouterr().err
