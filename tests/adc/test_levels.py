@@ -315,7 +315,7 @@ def test_bs_kmq_pins_boundaries_and_fits_interior(bits):
 def _interior_kmeans(x: np.ndarray, k: int) -> np.ndarray:
     """Plain Lloyd from quantiles at (i + 0.5) / k, written out independently of the module."""
     levels = np.quantile(x, (np.arange(k) + 0.5) / k)
-    for _ in range(200):
+    for _ in range(1000):  # the default max_iter of fit_levels
         codes = np.searchsorted(0.5 * (levels[:-1] + levels[1:]), x, side="right")
         new = np.array(
             [x[codes == c].mean() if np.any(codes == c) else levels[c] for c in range(k)]
