@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import engine
+from .arrays._rng import stream_key
 from .arrays.program import program
 from .config import ChipConfig
 from .events import Events
@@ -60,5 +61,5 @@ def matmul(
     layer = program(w_int, chip, rng, input_signed=bool(input_signed), row_tiles=row_tiles)
     if calibration is not None:
         engine.calibrate(layer, calibration, chunk_vectors=chunk_vectors)
-    noise_seed = int(rng.integers(0, 2**63))
+    noise_seed = stream_key(seed, 1)  # independent of how many draws programming made
     return engine.run(layer, x_int, noise_seed=noise_seed, chunk_vectors=chunk_vectors)

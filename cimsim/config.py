@@ -376,6 +376,11 @@ class ADCConfig(_Config):
     range_policy: RangePolicy = RangePolicy.FULL_SCALE
     """``full_scale``: the largest possible partial sum (hardware-fixed); ``fixed``: ``fixed_lo``
     .. ``fixed_hi``; ``calibrated``: from calibration inputs."""
+    zero_aligned: bool = True
+    """When the range contains 0, use the smallest step whose grid covers [lo, hi] with 0 as a
+    code (a mid-tread ADC: a zero partial sum converts to exactly 0, so the shift-add does not
+    multiply a half-step offset by every plane and slice significance). False: the literal
+    Δ = (hi - lo) / (2^bits - 1) grid starting at lo."""
     full_scale_factor: float = 1.0
     """``full_scale`` only: the range is shrunk by this factor (k >= 1)."""
     fixed_lo: float = 0.0
@@ -403,6 +408,8 @@ class ADCConfig(_Config):
     def __post_init__(self) -> None:
         _coerce_choices(self)
         _int_in(self, "bits", 1, 24)
+        if not isinstance(self.zero_aligned, bool):
+            _fail("ADCConfig", "zero_aligned", self.zero_aligned, "true or false")
         _float_in(self, "full_scale_factor", 1.0)
         _float_in(self, "fixed_lo", -math.inf)
         _float_in(self, "fixed_hi", -math.inf)

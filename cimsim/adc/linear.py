@@ -1,8 +1,9 @@
 """Linear ADC ranges: full-scale, fixed and calibrated policies.
 
-A linear ADC with ``b`` bits and range [lo, hi] has step Δ = (hi - lo) / (2^b - 1) and maps an
-analog value a to ``code = clamp(floor((a - lo)/Δ + 1/2), 0, 2^b - 1)``, value ``lo + code·Δ``
-(a value exactly half-way goes up, as a comparator at the threshold would). Ranges live on the
+A linear ADC with ``b`` bits covering [lo, hi] has a grid start lo' and step Δ (``grid``: by
+default zero-aligned when the range contains 0, else Δ = (hi - lo) / (2^b - 1), lo' = lo) and
+maps an analog value a to ``code = clamp(floor((a - lo')/Δ + 1/2), 0, 2^b - 1)``, value
+``lo' + code·Δ`` (a value exactly half-way goes up, as a comparator at the threshold would). Ranges live on the
 layer as ``adc_lo`` and ``adc_delta`` of shape (row groups, conversion columns).
 
 ``full_scale`` is hardware-fixed: the largest range the DAC and cell digits allow for
@@ -18,14 +19,40 @@ import numpy as np
 from ..config import CalibrationGranularity, CalibrationStat, RangePolicy
 from ..errors import ConfigError
 
-__all__ = ["static_ranges", "ranges_from_samples", "RangeStats"]
+__all__ = ["grid", "static_ranges", "ranges_from_samples", "RangeStats"]
 
 
-def _step(lo: np.ndarray, hi: np.ndarray, n_codes: int) -> np.ndarray:
-    span = np.maximum(hi - lo, 0.0)
-    delta = span / (n_codes - 1)
-    # a degenerate range (a column that never conducts) still needs a usable step
-    return np.where(delta > 0, delta, 1.0)
+def grid(lo, hi, n_codes: int, zero_aligned: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Start and step ``(lo', Δ)`` of an ``n_codes`` grid covering [lo, hi] (arrays broadcast).
+
+    Literal: ``lo' = lo``, ``Δ = (hi - lo) / (n_codes - 1)``. Zero-aligned, where lo < 0 < hi:
+    ``lo' = -m·Δ`` with m codes below zero, choosing the m whose step
+    ``max(-lo/m, hi/(n_codes-1-m))`` is smallest, so 0 is a code and [lo, hi] is covered.
+    A degenerate range (a column that never conducts) gets Δ = 1.
+    """
+    shape = np.broadcast(np.asarray(lo), np.asarray(hi)).shape
+    lo = np.array(np.broadcast_to(lo, shape), dtype=np.float64, ndmin=1)
+    hi = np.maximum(np.array(np.broadcast_to(hi, shape), dtype=np.float64, ndmin=1), lo)
+    top = n_codes - 1
+    delta = (hi - lo) / top
+    start = lo.copy()
+    if zero_aligned and top >= 2:  # 2 codes cannot straddle 0 with 0 as a code
+        both = (lo < 0) & (hi > 0)
+        if np.any(both):
+            lo_b, hi_b = lo[both], hi[both]
+            m0 = np.floor(top * (-lo_b) / (hi_b - lo_b))
+            best = np.full(lo_b.shape, np.inf)
+            best_m = np.zeros(lo_b.shape)
+            for m in (m0 - 1, m0, m0 + 1, m0 + 2):
+                m = np.clip(m, 1, top - 1)
+                d = np.maximum(-lo_b / m, hi_b / (top - m))
+                better = d < best
+                best = np.where(better, d, best)
+                best_m = np.where(better, m, best_m)
+            delta[both] = best
+            start[both] = -best_m * best
+    delta = np.where(delta > 0, delta, 1.0)
+    return start.reshape(shape), delta.reshape(shape)
 
 
 def static_ranges(layer) -> None:
@@ -36,14 +63,16 @@ def static_ranges(layer) -> None:
         k = adc.full_scale_factor
         lo, hi = layer.fs_lo / k, layer.fs_hi / k
         if hi - lo <= adc.n_codes - 1:
-            delta = 1.0
+            # enough codes for every integer partial sum: a one-LSB step, lossless
+            start, delta = np.float64(lo), np.float64(1.0)
         else:
-            delta = (hi - lo) / (adc.n_codes - 1)
-        layer.adc_lo = np.full(shape, lo)
+            start, delta = grid(lo, hi, adc.n_codes, adc.zero_aligned)
+        layer.adc_lo = np.full(shape, start)
         layer.adc_delta = np.full(shape, delta)
     elif adc.range_policy is RangePolicy.FIXED:
-        layer.adc_lo = np.full(shape, adc.fixed_lo)
-        layer.adc_delta = np.full(shape, (adc.fixed_hi - adc.fixed_lo) / (adc.n_codes - 1))
+        start, delta = grid(adc.fixed_lo, adc.fixed_hi, adc.n_codes, adc.zero_aligned)
+        layer.adc_lo = np.full(shape, start)
+        layer.adc_delta = np.full(shape, delta)
     else:
         layer.adc_lo = None
         layer.adc_delta = None
@@ -144,5 +173,4 @@ def ranges_from_samples(layer, stats: RangeStats) -> None:
                         a, b = pct(rows, cols)
                         lo[np.ix_(rows, cols)] = a
                         hi[np.ix_(rows, cols)] = b
-    layer.adc_lo = lo.astype(np.float64)
-    layer.adc_delta = _step(lo, hi, adc.n_codes)
+    layer.adc_lo, layer.adc_delta = grid(lo, hi, adc.n_codes, adc.zero_aligned)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import zlib
 import logging
 from collections.abc import Iterable, Sequence
 
@@ -199,7 +200,8 @@ def deploy(
                 continue
             if cls is not None:
                 try:
-                    new = cls(child, name, chip, stream_key(seed, counter[0]))
+                    # seeded by name: excluding one layer leaves the others' draws unchanged
+                    new = cls(child, name, chip, stream_key(seed, zlib.crc32(name.encode())))
                 except MappingError as exc:
                     digital.append((name, type(child).__name__, f"not mappable: {exc}"))
                     continue

@@ -27,7 +27,7 @@ from ..arrays._rng import stream_key
 from ..arrays.program import ProgrammedLayer, default_row_tiles, program
 from ..config import ChipConfig, WeightGranularity
 from ..errors import MappingError
-from ..events import Events
+from ..events import EventKey, Events
 from .quant import act_scale, quantize_acts, quantize_weights
 
 __all__ = ["MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer"]
@@ -51,7 +51,9 @@ class MatmulCore:
         self.max_abs = 0.0
         self.min_val = np.inf
         self.n_seen = 0
-        self._kept: list[np.ndarray] = []
+        self._reservoir: np.ndarray | None = None
+        self._pooled: np.ndarray | None = None
+        self._rng = np.random.default_rng(stream_key(seed, 7))
         self.parts: list[tuple[int, int, ProgrammedLayer]] = []
         self.w_int: np.ndarray | None = None
         self.s_w: np.ndarray | None = None
@@ -65,17 +67,42 @@ class MatmulCore:
         return self.w.shape  # type: ignore[return-value]
 
     def observe(self, x: np.ndarray) -> None:
-        """Record calibration inputs (M, K)."""
+        """Record calibration inputs (M, K): exact max/min, and a uniform reservoir sample of at
+        most :data:`MAX_CALIBRATION_ROWS` rows over all batches (seeded, so deterministic)."""
         if x.size == 0:
             return
         self.max_abs = max(self.max_abs, float(np.abs(x).max()))
         self.min_val = min(self.min_val, float(x.min()))
+        x = np.asarray(x, dtype=np.float64)
+        cap = MAX_CALIBRATION_ROWS
+        if self._reservoir is None:
+            self._reservoir = np.empty((0, x.shape[1]))
+        fill = min(cap - self._reservoir.shape[0], x.shape[0])
+        if fill > 0:
+            self._reservoir = np.concatenate([self._reservoir, x[:fill]])
+        rest = x[fill:]
+        if rest.shape[0]:
+            # Algorithm R: row number j (1-based) replaces a random slot with probability cap/j;
+            # NumPy's fancy assignment keeps the last of repeated slots, as sequential R would
+            j = self.n_seen + fill + 1 + np.arange(rest.shape[0])
+            slot = (self._rng.random(rest.shape[0]) * j).astype(np.int64)
+            keep = slot < cap
+            self._reservoir[slot[keep]] = rest[keep]
         self.n_seen += x.shape[0]
-        kept = sum(a.shape[0] for a in self._kept)
-        if kept < MAX_CALIBRATION_ROWS:
-            stride = max(1, -(-x.shape[0] // MAX_CALIBRATION_ROWS))
-            self._kept.append(np.asarray(x[::stride][: MAX_CALIBRATION_ROWS - kept],
-                                         dtype=np.float64))
+
+    @staticmethod
+    def share_statistics(cores: list[MatmulCore]) -> None:
+        """Make cores that read one input tensor (the groups of a conv) use one activation
+        scale: per-tensor quantization, as the hardware applies one input quantizer."""
+        if len(cores) < 2:
+            return
+        max_abs = max(c.max_abs for c in cores)
+        min_val = min(c.min_val for c in cores)
+        pooled = np.concatenate([c._reservoir.ravel() for c in cores
+                                 if c._reservoir is not None])
+        for c in cores:
+            c.max_abs, c.min_val = max_abs, min_val
+            c._pooled = pooled
 
     def finalize(self) -> None:
         """Quantize, program (variation drawn from the seed) and calibrate the ADCs."""
@@ -86,8 +113,9 @@ class MatmulCore:
                 "calibration forward pass (pass calibration inputs that exercise it, or exclude it)"
             )
         self.signed = bool(self.min_val < 0)
-        sample = np.concatenate(self._kept)
-        self.s_x = act_scale(self.max_abs, sample, chip.input_bits, self.signed, chip.quant)
+        sample = self._reservoir
+        values = sample if self._pooled is None else self._pooled
+        self.s_x = act_scale(self.max_abs, values, chip.input_bits, self.signed, chip.quant)
         gran = chip.quant.weight_granularity
         self.w_int, self.s_w = quantize_weights(self.w, chip.weight_bits, gran, self.row_tiles)
         rng = np.random.default_rng(self.seed)
@@ -105,7 +133,7 @@ class MatmulCore:
         x_cal = quantize_acts(sample, self.s_x, chip.input_bits, self.signed)
         for a, b, layer in self.parts:
             engine.calibrate(layer, x_cal[:, a:b])
-        self._kept = []
+        self._reservoir = self._pooled = None
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Simulated ``x @ w.T + bias`` for float inputs (M, K) -> float64 (M, N)."""
@@ -118,6 +146,14 @@ class MatmulCore:
             y_int, ev = engine.run(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
             y += y_int * (self.s_x * self.s_w[t if self.s_w.shape[0] > 1 else 0])
             self.events = self.events + ev
+        if len(self.parts) > 1:
+            # per-column scales: each row tile's dequantized output is sent and added digitally
+            acc = self.chip.accumulator_bits
+            merges = float(x.shape[0]) * self.w.shape[0] * (len(self.parts) - 1)
+            self.events = self.events + Events({EventKey("accumulator", "add", acc): merges,
+                                                EventKey("interconnect", "bit", 0): merges * acc,
+                                                EventKey("dequant", "multiply", 0):
+                                                    merges})
         if self.bias is not None:
             y += self.bias
         return y
@@ -148,6 +184,8 @@ class SimLayer(nn.Module):
         self.n_vectors = 0  # input vectors seen per core call (for per-inference figures)
 
     def finalize(self) -> None:
+        if self.kind == "conv":
+            MatmulCore.share_statistics(self.cores)
         for core in self.cores:
             core.finalize()
         self.simulating = True
@@ -187,7 +225,7 @@ class SimLinear(SimLayer):
             y = core.float_run(x2)
         else:
             y = core.run(x2)
-        return torch.from_numpy(y).to(x.dtype).reshape(*lead, self.out_features)
+        return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, self.out_features)
 
 
 class SimConv(SimLayer):
@@ -246,7 +284,7 @@ class SimConv(SimLayer):
                 outs.append(core.float_run(xg))
             else:
                 outs.append(core.run(xg))
-        y = torch.from_numpy(np.concatenate(outs, axis=1)).to(x.dtype)
+        y = torch.from_numpy(np.concatenate(outs, axis=1)).to(x.device, x.dtype)
         y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
         return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
 
@@ -320,7 +358,7 @@ class SimMultiheadAttention(SimLayer):
             y = core.float_run(x2)
         else:
             y = core.run(x2)
-        return torch.from_numpy(y).to(x.dtype).reshape(*lead, -1)
+        return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, -1)
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
