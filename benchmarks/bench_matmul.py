@@ -67,7 +67,7 @@ def reference_gemms(layer, x: np.ndarray) -> float:
     xs = [np.ones((p * x.shape[0], k1 - k0), dtype=np.float32) for k0, k1, _ in layer.groups]
 
     def go() -> None:
-        for a, b in zip(xs, mats):
+        for a, b in zip(xs, mats, strict=True):
             np.matmul(a, b)
 
     go()
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             layer = program(w, chip, np.random.default_rng(1))
             engine.calibrate(layer, x[:256])
             engine.run(layer, x[:8], noise_seed=0)  # JIT warm-up
-            t = _timed(lambda: engine.run(layer, x, noise_seed=1), 3)
+            t = _timed(lambda layer=layer, x=x: engine.run(layer, x, noise_seed=1), 3)
             t_ref = reference_gemms(layer, x)
             slices = -(-(chip.weight_bits - 1) // chip.device.bits_per_cell)
             macs = m * k * n * chip.n_planes * slices

@@ -2,6 +2,7 @@
 
     cimsim demo [--out DIR] [--chip NAME]        the digits CNN on a chip, report written
     cimsim simulate --model M --data D --chip C --out DIR
+    cimsim sweep --model M --data D --chip C --adc-bits 3-8 --out DIR   (--model demo: no files)
     cimsim presets                               the bundled chips
     cimsim report DIR                            re-render a saved report
     cimsim --version
@@ -165,6 +166,146 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+_RANGE_HELP = "is not a range like 3-8 or a list like 3,4,6"
+
+
+def _int_values(flag: str, text: str) -> list[int]:
+    """'3-8', '3,4,6', '2-4,8' -> ints in the order given, repeats dropped."""
+    from .errors import ConfigError
+
+    values: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        try:
+            a, b = (int(lo), int(hi)) if sep else (int(part), int(part))
+        except ValueError:
+            raise ConfigError(f"{flag}: '{text}' {_RANGE_HELP}") from None
+        if a > b:
+            raise ConfigError(f"{flag}: '{part}' is an empty range ({a} > {b}); "
+                              f"write it low-high like {b}-{a}")
+        values.extend(range(a, b + 1))
+    return list(dict.fromkeys(values))
+
+
+def _float_values(flag: str, text: str) -> list[float]:
+    """'0,0.5,1' -> floats."""
+    from .errors import ConfigError
+
+    try:
+        return list(dict.fromkeys(float(p) for p in text.split(",")))
+    except ValueError:
+        raise ConfigError(f"{flag}: '{text}' is not a list of numbers like 0,0.5,1") from None
+
+
+def _kind_values(flag: str, text: str) -> list[str]:
+    """'sar,flash,ramp:bs_kmq' -> the kinds, each checked."""
+    from .errors import ConfigError
+    from .sweep import parse_adc_kind
+
+    kinds = [p.strip() for p in text.split(",")]
+    for kind in kinds:
+        try:
+            parse_adc_kind(kind)
+        except ConfigError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+    return list(dict.fromkeys(kinds))
+
+
+def _sweep_table(frame) -> str:
+    from .sweep import AXES
+
+    swept = [a for a in AXES if frame[a].astype(str).nunique() > 1] or ["adc_bits"]
+    table = frame[swept].copy()
+    table["acc_%"] = 100 * frame["accuracy"]
+    table["energy_pJ/inf"] = frame["energy_pj_per_inference"]
+    table["latency_ns/inf"] = frame["latency_ns_per_inference"]
+    table["area_mm2"] = frame["area_mm2"]
+    table["TOPS/W"] = frame["tops_per_w"]
+    table["arrays"] = frame["n_arrays"]
+    table["front"] = frame["on_front"].map({True: "*", False: ""})
+    if (frame["status"] != "ok").any():
+        table["status"] = frame["status"]
+    fmt = {"acc_%": "{:.2f}", "energy_pJ/inf": "{:,.1f}", "latency_ns/inf": "{:,.1f}",
+           "area_mm2": "{:.4f}", "TOPS/W": "{:.3f}"}
+    for col, f in fmt.items():
+        table[col] = table[col].map(lambda v, f=f: "-" if v != v else f.format(v))
+    return table.to_string(index=False)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import cimsim
+
+    from .errors import ConfigError
+    from .sweep import point_labels, run_sweep
+
+    grid: dict[str, list] = {"adc_bits": _int_values("--adc-bits", args.adc_bits)}
+    if args.adc_kind is not None:
+        grid["adc_kind"] = _kind_values("--adc-kind", args.adc_kind)
+    if args.bits_per_cell is not None:
+        grid["bits_per_cell"] = _int_values("--bits-per-cell", args.bits_per_cell)
+    if args.array_size is not None:
+        grid["array_size"] = _int_values("--array-size", args.array_size)
+    if args.noise is not None:
+        grid["thermal_sigma_lsb"] = _float_values("--noise", args.noise)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs: {args.jobs} is invalid; give 1 or more processes")
+    if args.calibration < 1:
+        raise ConfigError(f"--calibration: {args.calibration} is invalid; give 1 or more")
+    if args.limit < 0:
+        raise ConfigError(f"--limit: {args.limit} is invalid; give 0 (all) or more")
+    chip = cimsim.load_chip(args.chip)
+    if args.model == "demo":
+        from .train.digits import load_digits_cnn, load_digits_split
+
+        if args.data is not None:
+            raise ConfigError("--data: --model demo brings its own data (the digits test "
+                              "split); leave --data out")
+        model = load_digits_cnn()
+        x_train, _, x, y = load_digits_split()
+        calibration = x_train[: args.calibration]
+        name = "digits CNN (demo)"
+    else:
+        from .mapping.loaders import load_data, load_model
+
+        if args.data is None:
+            raise ConfigError("--data is required (unless --model demo)")
+        x, y = load_data(args.data)
+        calibration = args.calibration
+        name = str(args.model)
+    if args.limit:
+        x, y = x[: args.limit], (None if y is None else y[: args.limit])
+    if args.model != "demo":
+        model = load_model(args.model, example=x[: min(len(x), 2)])
+    frame = run_sweep(model, (x, y), chip, grid, args.out, calibration=calibration,
+                      jobs=args.jobs, seed=args.seed, batch_size=args.batch_size,
+                      model_name=name)
+    n_x = int(x.shape[0])
+    if not isinstance(calibration, int):
+        used = f"{n_x} test inputs evaluated, {calibration.shape[0]} training images calibrate"
+    elif n_x > calibration:
+        used = f"{n_x} inputs: the first {calibration} calibrate, {n_x - calibration} evaluated"
+    else:
+        used = f"{n_x} inputs, all used to calibrate and to evaluate"
+    print(f"cimsim {__version__} sweep: {name} on {chip.name}; {len(frame)} points; {used}")
+    print(_sweep_table(frame))
+    labels = point_labels(frame)
+    front = [i for i, on in enumerate(frame["on_front"]) if on]
+    if front:
+        order = sorted(front, key=lambda i: frame["energy_pj_per_inference"].iloc[i])
+        print("\nPareto front (max accuracy, min energy per inference), by energy: " + "; ".join(
+            f"{labels[i]} ({100 * frame['accuracy'].iloc[i]:.2f} %, "
+            f"{frame['energy_pj_per_inference'].iloc[i]:,.1f} pJ)" for i in order))
+    else:
+        print("\nno Pareto front: no point has both an accuracy and an energy per inference")
+    n_bad = int((frame["status"] != "ok").sum())
+    if n_bad:
+        print(f"{n_bad} point(s) failed; see the status column")
+    print(f"wrote sweep.csv, sweep.json, pareto.png, sweep.html (and sweep.jsonl) to "
+          f"{args.out}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="cimsim",
@@ -197,6 +338,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--limit", type=int, default=0, help="use only the first N inputs")
     s.set_defaults(func=cmd_simulate)
+
+    w = sub.add_parser("sweep", help="accuracy vs energy over a grid of ADC bits and other "
+                                     "knobs; table, Pareto plot, HTML")
+    w.add_argument("--model", required=True,
+                   help="torch.export .pt2, TorchScript file, module:function, or 'demo' (the "
+                        "bundled digits CNN and its test split)")
+    w.add_argument("--data", type=Path, default=None,
+                   help=".npz with x (and y) or a tensor file (not with --model demo)")
+    w.add_argument("--chip", required=True, help="preset name or .toml path (the base chip)")
+    w.add_argument("--adc-bits", required=True, metavar="BITS",
+                   help="ADC bits: a range 3-8 or a list 3,4,6")
+    w.add_argument("--adc-kind", default=None, metavar="KINDS",
+                   help="list of sar, flash, ramp:<level_fit> (e.g. sar,ramp:bs_kmq); "
+                        "default: the chip's")
+    w.add_argument("--bits-per-cell", default=None, metavar="BITS", help="e.g. 1,2")
+    w.add_argument("--array-size", default=None, metavar="N",
+                   help="square arrays N x N, e.g. 128,256")
+    w.add_argument("--noise", default=None, metavar="SIGMAS",
+                   help="thermal noise sigma in cell-LSB, e.g. 0,0.5")
+    w.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    w.add_argument("--calibration", type=int, default=256,
+                   help="calibration inputs: the first N of --data (the rest are evaluated); "
+                        "for demo the first N training images")
+    w.add_argument("--limit", type=int, default=0, help="use only the first N inputs")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--batch-size", type=int, default=256)
+    w.add_argument("--out", type=Path, required=True,
+                   help="folder for the files; a rerun skips the points already in it")
+    w.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("presets", help="list the bundled chip presets")
     p.set_defaults(func=cmd_presets)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import math
 import sys
 from collections.abc import Mapping
@@ -181,15 +182,19 @@ def _int_in(obj: Any, name: str, lo: int, hi: int | None = None) -> None:
 
 
 def _float_in(
-    obj: Any, name: str, lo: float, hi: float = math.inf, *, lo_open: bool = False
+    obj: Any, name: str, lo: float, hi: float = math.inf, *, lo_open: bool = False,
+    allow_inf: bool = False,
 ) -> None:
     value = getattr(obj, name)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
     if ok:
         ok = (value > lo if lo_open else value >= lo) and value <= hi
+        ok = ok and (allow_inf or math.isfinite(value))
     if not ok:
         left = "(" if lo_open else "["
-        _fail(type(obj).__name__, name, value, f"a number in {left}{lo}, {hi}]")
+        right = "]" if allow_inf else ")" if math.isinf(hi) else "]"
+        kind = "a number" if allow_inf else "a finite number"
+        _fail(type(obj).__name__, name, value, f"{kind} in {left}{lo}, {hi}{right}")
     # store floats as floats so that TOML round-trips are stable
     if isinstance(value, int):
         object.__setattr__(obj, name, float(value))
@@ -308,7 +313,7 @@ class DeviceConfig(_Config):
         _coerce_choices(self)
         _int_in(self, "bits_per_cell", 1, 7)
         _float_in(self, "g_max_us", 0.0, lo_open=True)
-        _float_in(self, "on_off_ratio", 1.0, lo_open=True)
+        _float_in(self, "on_off_ratio", 1.0, lo_open=True, allow_inf=True)
         _float_in(self, "variation_sigma", 0.0, 10.0)
         _float_in(self, "p_stuck_on", 0.0, 1.0)
         _float_in(self, "p_stuck_off", 0.0, 1.0)
@@ -350,13 +355,16 @@ class DACConfig(_Config):
     """Input drivers."""
 
     bits: int | None = 1
-    """Input bits applied per cycle (1: bit-serial; None: all input bits in one shot)."""
+    """Input bits applied per cycle (1: bit-serial; None, written "all" in TOML: all input bits
+    in one shot)."""
     signed_inputs: SignedInputMode = SignedInputMode.TWOS_COMPLEMENT
     """Signed inputs: two's-complement planes (MSB plane negative, a bipolar drive) or two
     passes (positive part, then negative part)."""
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
+        if self.bits == "all":  # TOML has no null
+            object.__setattr__(self, "bits", None)
         if self.bits is not None:
             _int_in(self, "bits", 1, 16)
 
@@ -560,7 +568,9 @@ class ChipConfig(_Config):
 
     @property
     def n_planes(self) -> int:
-        """Input planes P = ceil(input_bits / dac_bits) (per pass)."""
+        """Input planes P = ceil(input_bits / dac_bits) of unsigned and two's-complement inputs
+        (two-pass signed inputs use 2·ceil((input_bits-1) / dac_bits);
+        ``cimsim.arrays.encoding.plane_layout`` gives the exact list)."""
         return -(-self.input_bits // self.dac_bits)
 
     def to_dict(self) -> dict[str, Any]:
@@ -590,7 +600,9 @@ def _to_dict(cfg: Any) -> dict[str, Any]:
             out[f.name] = value.value
         elif isinstance(value, tuple):
             out[f.name] = list(value)
-        elif value is not None:  # TOML has no null: an absent key means None
+        elif value is None and isinstance(cfg, DACConfig) and f.name == "bits":
+            out[f.name] = "all"  # None is not the default here, so it must be written
+        elif value is not None:  # TOML has no null: an absent key means the default None
             out[f.name] = value
     return out
 
@@ -630,8 +642,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
+        # JSON's escapes (\" \\ \b \f \n \r \t \uXXXX) are all valid in a TOML basic string
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} to TOML")  # pragma: no cover

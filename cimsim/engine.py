@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .adc.linear import RangeStats, ranges_from_samples
+from .adc.nonlinear import levels_from_samples
 from .arrays import _gemm
 from .arrays._kernels import (
     NL_IR_DROP,
@@ -28,7 +29,6 @@ from .arrays._reference import analog_reference, convert_accumulate_reference
 from .arrays._rng import FN, KN, WN, stream_key
 from .arrays.encoding import input_planes, input_range, plane_layout
 from .arrays.program import ProgrammedLayer
-from .adc.nonlinear import levels_from_samples
 from .config import ADCKind, CalibrationStat, Nonlinearity, RangePolicy, SignedInputMode
 from .errors import ConfigError
 from .events import EventKey, Events
@@ -102,12 +102,18 @@ def _blocks(
     mat = layer.gemm_matrix
     need_xsum = bool(np.any(layer.off_add != 0))
     a_max = max(abs(v_lo), abs(v_hi))
-    plane_dtype = np.int8 if a_max <= 127 else np.int16
+    plane_dtype = np.int8 if a_max <= 127 else np.int16 if a_max <= 32767 else np.int32
     mode = 0 if not layer.input_signed else (
         2 if chip.dac.signed_inputs is SignedInputMode.TWO_PASS else 1)
     kinds = []
     for k0, k1, _tile in layer.groups:
         kind = gemm_kind
+        if kind == "int8" and (a_max > 127 or mat.dtype != np.int8):
+            raise ValueError(
+                "gemm = 'int8' needs plane values and cell digits within int8 (ideal devices, "
+                f"dac values up to 127); here planes reach {a_max} and the matrix is "
+                f"{mat.dtype}: use gemm = 'auto'"
+            )
         if kind == "auto":
             kind = _gemm.choose(a_max, float(np.abs(mat[k0:k1]).max(initial=0)), k1 - k0,
                                 mat.dtype == np.int8)

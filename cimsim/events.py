@@ -49,7 +49,8 @@ class Events(Mapping[EventKey, float]):
             out[key] = out.get(key, 0.0) + float(n)
         return Events(out)
 
-    __radd__ = __add__
+    def __radd__(self, other) -> Events:
+        return self if isinstance(other, int) and other == 0 else self.__add__(other)  # sum()
 
     def get(self, key, default: float = 0.0) -> float:  # type: ignore[override]
         return self._counts.get(EventKey(*key), default)
@@ -65,5 +66,6 @@ class Events(Mapping[EventKey, float]):
         ]
 
     def __repr__(self) -> str:
-        body = ", ".join(f"{k.component}.{k.action}[{k.bits}]={v:g}" for k, v in sorted(self.items()))
+        body = ", ".join(f"{k.component}.{k.action}[{k.bits}]={v:g}"
+                         for k, v in sorted(self.items()))
         return f"Events({body})"

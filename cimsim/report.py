@@ -1,12 +1,16 @@
-"""Reports: DataFrames of what a deployed model did and cost; files (CSV, JSON).
+"""Reports: DataFrames of what a deployed model did and cost; files (CSV, JSON, PNG, HTML).
 
-Presentation only: numbers come from the run's events (and, for energy/area/latency, from
-``cimsim.cost``). Every column name carries its unit (``_pj``, ``_um2``, ``_ns``, ``_pct``) or
-says it is a count (``n_``).
+Presentation only: counts come from the run's events, energy/area/latency from
+``cimsim.cost.estimate`` (``docs/cost-model.md``). Every column name carries its unit (``_pj``,
+``_um2``, ``_mm2``, ``_ns``, ``_pct``) or says it is a count (``n_``). matplotlib is imported
+here only, inside the plot functions, and draws on the Agg canvas (no display needed).
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,24 +22,53 @@ from ._version import __version__
 from .config import ChipConfig
 from .events import Events
 
-__all__ = ["Report"]
+__all__ = ["Report", "plot_area_by_component", "plot_energy_per_layer",
+           "plot_latency_per_layer"]
+
+_FIGURES = {
+    "energy_per_layer.png": "Energy per inference, per layer, stacked by component",
+    "area_by_component.png": "Chip area by component",
+    "latency_per_layer.png": "Latency per inference, per layer",
+}
+_TABLES = ("layers", "breakdown", "components", "area", "blocks", "digital")
+
+
+def _frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns) if rows or columns else pd.DataFrame()
 
 
 @dataclass
 class Report:
-    """What a simulated model did: per layer, per component, totals.
+    """What a simulated model did and cost: per layer, per component, totals.
 
     Attributes
     ----------
     layers : DataFrame
-        One row per mapped layer: shapes, arrays, utilization, counts per inference.
+        One row per mapped layer: shapes, arrays, utilization, counts per inference, and
+        ``energy_pj_per_inference`` (with ``energy_<component>_pj_per_inference``),
+        ``latency_ns`` (per inference), ``area_um2`` (occupied arrays and tile share).
     components : DataFrame
-        One row per (layer, component, action): event counts (and costs, where estimated).
+        One row per (layer, component, action, bits): ``n_events_per_inference``,
+        ``energy_pj_per_event``, ``energy_pj_per_inference``. Derived rows: ``adc/leak``,
+        ``digital/dequant_multiply``, ``interconnect/bus_bit``; events not tied to a layer
+        (time-multiplexing) under the layer ``(reprogramming)``.
     totals : dict
-        Whole-model figures (per inference where it says so).
+        Whole-model figures: counts, ``energy_pj_per_inference``, ``area_mm2``,
+        ``latency_ns_per_inference``, ``tops``, ``tops_per_w``, ``tops_per_mm2`` and the
+        ``_1b`` (1b-normalised) variants, ``ops_convention``.
     digital : DataFrame
         Layers and products kept digital, with the reason.
     chip : ChipConfig
+    breakdown : DataFrame
+        One row per (layer, component): ``energy_pj_per_inference``, ``energy_pct`` and the
+        layer's ``area_um2`` of that component.
+    area : DataFrame
+        Chip instances per component: ``n_instances``, ``area_um2_per_instance``,
+        ``area_um2``, ``area_pct``.
+    blocks : DataFrame
+        Latency of every programmed block (planes, row groups, conversions per ADC, step).
+    notes : list of str
+        What the cost model leaves out, calibration in use.
     """
 
     layers: pd.DataFrame
@@ -44,12 +77,24 @@ class Report:
     digital: pd.DataFrame
     chip: ChipConfig
     layer_events: dict[str, Events] = field(default_factory=dict)
+    breakdown: pd.DataFrame = field(default_factory=pd.DataFrame)
+    area: pd.DataFrame = field(default_factory=pd.DataFrame)
+    blocks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    notes: list[str] = field(default_factory=list)
+    version: str = __version__
 
+    # ---------------------------------------------------------------------------------------
     @classmethod
-    def from_sim(cls, sim) -> Report:
+    def from_sim(cls, sim, *, pipelined: bool = False) -> Report:
+        """The report of every forward of a deployed model since deploy (or ``reset``).
+
+        ``pipelined`` chooses the chip latency: layer-by-layer (sum) or pipelined (slowest).
+        """
+        from .cost import estimate
+
         chip: ChipConfig = sim.chip
         n_inf = max(sim.n_inferences, 1)
-        rows, comp_rows = [], []
+        rows = []
         layer_events: dict[str, Events] = {}
         for name, layer in sim.sim_layers.items():
             ev = layer.events
@@ -74,14 +119,26 @@ class Report:
                 "n_conversions_per_inference": conv / n_inf,
                 "n_dac_pulses_per_inference": ev.get(("dac", "pulse", chip.dac_bits)) / n_inf,
             })
-            for key, v in sorted(ev.items()):
-                comp_rows.append({"layer": name, "component": key.component,
-                                  "action": key.action, "bits": key.bits,
-                                  "n_events_per_inference": v / n_inf})
+        cost = estimate(sim, pipelined=pipelined)
+        by_layer = {r["layer"]: r for r in cost.layers}
+        for row in rows:
+            c = by_layer.get(row["layer"], {})
+            row["energy_pj_per_inference"] = c.get("energy_pj_per_inference", 0.0)
+            for key, value in c.items():
+                if key.startswith("energy_") and key != "energy_pj_per_inference":
+                    row[key] = value
+            row["latency_ns"] = c.get("latency_ns_per_inference", 0.0)
+            row["area_um2"] = c.get("area_um2", 0.0)
         layers = pd.DataFrame(rows)
-        components = pd.DataFrame(comp_rows, columns=["layer", "component", "action", "bits",
-                                                      "n_events_per_inference"])
+        components = _frame(cost.events, ["layer", "component", "action", "bits",
+                                          "n_events_per_inference", "energy_pj_per_event",
+                                          "energy_pj_per_inference"])
         digital = pd.DataFrame(sim.digital, columns=["layer", "type", "reason"])
+        area = _frame(cost.area, ["component", "scope", "instance", "n_instances",
+                                  "area_um2_per_instance", "area_um2"])
+        if len(area):
+            total = float(area["area_um2"].sum())
+            area["area_pct"] = 100.0 * area["area_um2"] / total if total else 0.0
         totals = {
             "n_inferences": sim.n_inferences,
             "n_arrays_used": sim.arrays_needed,
@@ -91,39 +148,299 @@ class Report:
             "n_conversions_per_inference":
                 float(layers["n_conversions_per_inference"].sum()) if rows else 0.0,
         }
-        return cls(layers, components, totals, digital, chip, layer_events)
+        totals.update({k: v for k, v in cost.totals.items() if k != "n_macs_per_inference"})
+        totals["n_reprogrammed_arrays_per_inference"] = float(sum(
+            r["n_events_per_inference"] for r in cost.events
+            if r["component"] == "array" and r["action"] == "reprogram"))
+        breakdown = _breakdown(cost)
+        blocks = _frame(cost.blocks)
+        return cls(layers, components, totals, digital, chip, layer_events, breakdown, area,
+                   blocks, list(cost.notes))
 
+    # ---------------------------------------------------------------------------------------
     def to_frame(self) -> pd.DataFrame:
         """The per-layer table."""
         return self.layers.copy()
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "cimsim_version": __version__,
+            "cimsim_version": self.version,
             "chip": self.chip.to_dict(),
             "totals": self.totals,
-            "layers": self.layers.to_dict(orient="records"),
-            "components": self.components.to_dict(orient="records"),
-            "digital": self.digital.to_dict(orient="records"),
+            "notes": list(self.notes),
+            **{name: getattr(self, name).to_dict(orient="records") for name in _TABLES},
+            "layer_events": {name: ev.to_records() for name, ev in self.layer_events.items()},
         }
 
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        """Re-read a report saved by :meth:`save` (a folder, or its ``report.json``)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / "report.json"
+        if not p.is_file():
+            raise FileNotFoundError(f"no saved report at {str(path)!r} (report.json not found)")
+        data = json.loads(p.read_text())
+        frames = {name: pd.DataFrame(data.get(name, [])) for name in _TABLES}
+        if frames["digital"].empty:
+            frames["digital"] = pd.DataFrame(columns=["layer", "type", "reason"])
+        layer_events = {
+            name: Events({(r["component"], r["action"], r["bits"]): r["count"] for r in recs})
+            for name, recs in data.get("layer_events", {}).items()
+        }
+        return cls(
+            layers=frames["layers"], components=frames["components"],
+            totals=dict(data.get("totals", {})), digital=frames["digital"],
+            chip=ChipConfig.from_dict(data["chip"]), layer_events=layer_events,
+            breakdown=frames["breakdown"], area=frames["area"], blocks=frames["blocks"],
+            notes=list(data.get("notes", [])), version=data.get("cimsim_version", "unknown"),
+        )
+
+    # ---------------------------------------------------------------------------------------
+    def figures(self) -> dict:
+        """The report's figures by file name (matplotlib Figures)."""
+        out = {}
+        if len(self.layers) and "energy_pj_per_inference" in self.layers:
+            out["energy_per_layer.png"] = plot_energy_per_layer(self.layers)
+        if len(self.area):
+            out["area_by_component.png"] = plot_area_by_component(self.area)
+        if len(self.layers) and "latency_ns" in self.layers:
+            out["latency_per_layer.png"] = plot_latency_per_layer(self.layers)
+        return out
+
     def save(self, out_dir: str | Path) -> list[Path]:
-        """Write ``layers.csv``, ``components.csv``, ``digital.csv`` and ``report.json``."""
+        """Write the CSV tables, ``report.json``, the PNG figures and ``report.html``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
-        for name, frame in (("layers", self.layers), ("components", self.components),
-                            ("digital", self.digital)):
-            p = out / f"{name}.csv"
-            frame.to_csv(p, index=False)
-            paths.append(p)
+        for name in _TABLES:
+            frame = getattr(self, name)
+            if name in ("layers", "components", "digital") or len(frame):
+                p = out / f"{name}.csv"
+                frame.to_csv(p, index=False)
+                paths.append(p)
         p = out / "report.json"
         p.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
         paths.append(p)
+        images: dict[str, bytes] = {}
+        for fname, fig in self.figures().items():
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+            images[fname] = buf.getvalue()
+            (out / fname).write_bytes(images[fname])
+            paths.append(out / fname)
+        p = out / "report.html"
+        p.write_text(self.to_html(images), encoding="utf-8")
+        paths.append(p)
         return paths
+
+    def to_html(self, images: dict[str, bytes] | None = None) -> str:
+        """One self-contained HTML page: totals, every table, figures as data URIs."""
+        if images is None:
+            images = {}
+            for fname, fig in self.figures().items():
+                buf = io.BytesIO()
+                fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+                images[fname] = buf.getvalue()
+        esc = html.escape
+        parts = [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+            f"<title>cimsim report: {esc(self.chip.name)}</title>",
+            "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
+            "table{border-collapse:collapse;font-size:12px;margin-bottom:1.5em}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+            "th{background:#eee}td:first-child{text-align:left}</style></head><body>",
+            f"<h1>cimsim report: {esc(self.chip.name)}</h1>",
+            f"<p>{esc(self.chip.description)}<br>source: {esc(self.chip.source)}<br>"
+            f"cimsim {esc(str(self.version))}</p>",
+            "<h2>Totals</h2><table>",
+        ]
+        for key, value in self.totals.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+            parts.append(f"<tr><th>{esc(key)}</th><td>{esc(_fmt(value))}</td></tr>")
+        parts.append("</table>")
+        for fname, data in images.items():
+            b64 = base64.b64encode(data).decode("ascii")
+            parts.append(f"<h2>{esc(_FIGURES.get(fname, fname))}</h2>"
+                         f"<img alt='{esc(fname)}' src='data:image/png;base64,{b64}'>")
+        for name in _TABLES:
+            frame = getattr(self, name)
+            parts.append(f"<h2>{esc(name)}</h2>")
+            parts.append(frame.to_html(index=False, float_format=lambda v: f"{v:,.4g}",
+                                       border=0) if len(frame.columns) else "<p>(empty)</p>")
+        if self.notes:
+            parts.append("<h2>notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in self.notes)
+                         + "</ul>")
+        parts.append("<h2>chip</h2><pre>" + esc(self.chip.to_toml()) + "</pre>")
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+
+def _breakdown(cost) -> pd.DataFrame:
+    from .cost.area import occupied_area_um2
+
+    rows = []
+    n_arrays = {r["layer"]: r["n_arrays"] for r in cost.layers}
+    for layer in [r["layer"] for r in cost.layers] + sorted(
+            {r["layer"] for r in cost.events} - {r["layer"] for r in cost.layers}):
+        energy = cost.energy_by_component(layer)
+        total = sum(energy.values())
+        area = (occupied_area_um2(cost.chip, n_arrays[layer], calibration=cost.calibration)
+                if layer in n_arrays else {})
+        for comp, e in energy.items():
+            rows.append({"layer": layer, "component": comp, "energy_pj_per_inference": e,
+                         "energy_pct": 100.0 * e / total if total else 0.0,
+                         "area_um2": area.get(comp, 0.0)})
+    return _frame(rows, ["layer", "component", "energy_pj_per_inference", "energy_pct",
+                         "area_um2"])
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return str(value)
 
 
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+# -------------------------------------------------------------------------------------------
+# Figures: a DataFrame in, a matplotlib Figure out (Agg canvas, no pyplot state)
+# -------------------------------------------------------------------------------------------
+def _figure(width: float = 7.0, height: float = 4.0):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_energy_per_layer(layers: pd.DataFrame):
+    """Energy per inference per layer, stacked by component (``energy_<c>_pj_per_inference``)."""
+    comps = [c for c in layers.columns
+             if c.startswith("energy_") and c.endswith("_pj_per_inference")
+             and c != "energy_pj_per_inference"]
+    fig = _figure(max(6.0, 0.9 * len(layers) + 3), 4.2)
+    ax = fig.add_subplot()
+    names = [str(n) for n in layers["layer"]]
+    bottom = [0.0] * len(layers)
+    cmap = _colors()
+    for i, col in enumerate(comps):
+        values = layers[col].fillna(0.0).tolist()
+        if not any(values):
+            continue
+        label = col[len("energy_"):-len("_pj_per_inference")]
+        ax.bar(names, values, bottom=bottom, label=label, color=cmap[i % len(cmap)])
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    if not comps:
+        ax.bar(names, layers["energy_pj_per_inference"].tolist())
+    ax.set_ylabel("energy per inference (pJ)")
+    ax.set_title("Energy per layer by component")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_area_by_component(area: pd.DataFrame):
+    """Chip area by component (mm^2) from an ``area`` frame (``component``, ``area_um2``)."""
+    by = area.groupby("component", sort=False)["area_um2"].sum() * 1e-6
+    fig = _figure(6.0, 3.8)
+    ax = fig.add_subplot()
+    ax.bar([str(c) for c in by.index], by.values, color=_colors()[: len(by)])
+    ax.set_ylabel("area (mm$^2$)")
+    ax.set_title(f"Chip area by component (total {by.sum():.4g} mm$^2$)")
+    ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def plot_latency_per_layer(layers: pd.DataFrame):
+    """Latency per inference per layer (``latency_ns``)."""
+    fig = _figure(max(6.0, 0.9 * len(layers) + 3), 3.8)
+    ax = fig.add_subplot()
+    ax.bar([str(n) for n in layers["layer"]], layers["latency_ns"].tolist(), color="#4c72b0")
+    ax.set_ylabel("latency per inference (ns)")
+    ax.set_title("Latency per layer")
+    ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def _colors() -> list[str]:
+    return ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
+            "#8c8c8c", "#ccb974", "#64b5cd"]
+
+
+# -------------------------------------------------------------------------------------------
+# Sweeps (cimsim.sweep): accuracy against energy, the Pareto front highlighted
+# -------------------------------------------------------------------------------------------
+def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
+                title: str | None = None):
+    """Accuracy vs energy per inference of a sweep table; the Pareto front highlighted.
+
+    ``frame`` needs ``accuracy``, ``energy_pj_per_inference`` and ``on_front`` (and may have
+    ``status`` and ``adc_kind``). Every point with both values is drawn, coloured by
+    ``adc_kind``; front points are ringed and joined in order of energy. ``labels`` (one per
+    row) annotate the points. Returns a matplotlib ``Figure`` (Agg canvas).
+    """
+    import math
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    acc = pd.to_numeric(frame["accuracy"], errors="coerce")
+    energy = pd.to_numeric(frame["energy_pj_per_inference"], errors="coerce")
+    drawn = acc.notna() & energy.notna() & energy.map(lambda v: math.isfinite(v))
+    if "status" in frame:
+        drawn &= frame["status"].eq("ok")
+    labels = list(labels) if labels is not None else [str(i) for i in frame.index]
+    if not drawn.any():
+        ax.text(0.5, 0.5, "no point has both an accuracy and an energy per inference",
+                ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        kinds = frame["adc_kind"].astype(str) if "adc_kind" in frame else \
+            pd.Series("points", index=frame.index)
+        cmap = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+        for i, kind in enumerate(dict.fromkeys(kinds[drawn])):
+            sel = drawn & kinds.eq(kind)
+            ax.scatter(energy[sel], 100 * acc[sel], s=28, color=cmap[i % len(cmap)],
+                       label=kind, zorder=2)
+        front = drawn & frame["on_front"].astype(bool)
+        order = energy[front].sort_values().index
+        ax.plot(energy[order], 100 * acc[order], color="#c44e52", lw=1.2, zorder=1,
+                label="Pareto front")
+        ax.scatter(energy[front], 100 * acc[front], s=110, facecolors="none",
+                   edgecolors="#c44e52", linewidths=1.6, zorder=3)
+        lo, hi = energy[drawn].min(), energy[drawn].max()
+        if lo > 0 and hi / lo > 20:
+            ax.set_xscale("log")
+        ax.autoscale_view()
+        placed: list[tuple[float, float]] = []  # label anchors in pixels: move clashing ones
+        for pos, idx in enumerate(frame.index):
+            if not drawn[idx]:
+                continue
+            px, py = ax.transData.transform((energy[idx], 100 * acc[idx]))
+            dy = 3.0
+            while any(abs(px - qx) < 55 and abs(py + dy - qy) < 9 for qx, qy in placed):
+                dy -= 10.0
+            placed.append((px, py + dy))
+            ax.annotate(labels[pos], (energy[idx], 100 * acc[idx]), fontsize=7,
+                        xytext=(4, dy), textcoords="offset points",
+                        fontweight="bold" if front[idx] else "normal")
+        ax.set_xlabel("energy per inference (pJ)")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title or "Accuracy vs energy (front: max accuracy, min energy)")
+    fig.tight_layout()
+    return fig

@@ -13,7 +13,6 @@ import heapq
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 

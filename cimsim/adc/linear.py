@@ -1,10 +1,10 @@
 """Linear ADC ranges: full-scale, fixed and calibrated policies.
 
-A linear ADC with ``b`` bits covering [lo, hi] has a grid start lo' and step Δ (``grid``: by
-default zero-aligned when the range contains 0, else Δ = (hi - lo) / (2^b - 1), lo' = lo) and
+A linear ADC with ``b`` bits covering [lo, hi] has a grid start lo' and step Δ (``grid``:
+zero-aligned by default when the range contains 0, else Δ = (hi - lo) / (2^b - 1), lo' = lo) and
 maps an analog value a to ``code = clamp(floor((a - lo')/Δ + 1/2), 0, 2^b - 1)``, value
-``lo' + code·Δ`` (a value exactly half-way goes up, as a comparator at the threshold would). Ranges live on the
-layer as ``adc_lo`` and ``adc_delta`` of shape (row groups, conversion columns).
+``lo' + code·Δ`` (a value exactly half-way goes up, as a comparator at the threshold would).
+Ranges live on the layer as ``adc_lo`` and ``adc_delta`` of shape (row groups, conversions).
 
 ``full_scale`` is hardware-fixed: the largest range the DAC and cell digits allow for
 ``rows_per_conversion`` rows (shrunk by ``full_scale_factor``). When the ADC has at least as many

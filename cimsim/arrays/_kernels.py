@@ -14,7 +14,6 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
-from ..adc._kernels import linear_adc
 from ._rng import _GOLDEN, _mix, normal
 
 NL_NONE, NL_SATURATING, NL_POLYNOMIAL, NL_IR_DROP = 0, 1, 2, 3
@@ -146,15 +145,17 @@ def convert_accumulate(
                 for c in range(n_conv):
                     d = delta[c]
                     v = a[c] * g1 + offset_lsb * d + cmp_sigma * d * z[c]
-                    code = math.floor((v - lo[c]) / d + 0.5)
-                    code = min(max(code, 0.0), top_code)
+                    # clamp before floor (Numba's floor is an int64 and would overflow)
+                    u = min(max((v - lo[c]) / d + 0.5, 0.0), top_code + 0.5)
+                    code = math.floor(u)
                     acc[c] += s * (lo[c] + code * d)
             else:
                 for c in range(n_conv):
                     d = delta[c]
                     v = a[c] * g1 + offset_lsb * d
-                    code = math.floor((v - lo[c]) / d + 0.5)
-                    code = min(max(code, 0.0), top_code)
+                    # clamp before floor (Numba's floor is an int64 and would overflow)
+                    u = min(max((v - lo[c]) / d + 0.5, 0.0), top_code + 0.5)
+                    code = math.floor(u)
                     acc[c] += s * (lo[c] + code * d)
         for c in range(n_conv):
             out[m, out_col[c]] += coef[c] * acc[c]

@@ -132,7 +132,7 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                 for c in range(n_conv):
                     jp, jn = layer.conv_phys[c]
 
-                    def column(j: int) -> float:
+                    def column(j: int, xp=xp, k0=k0, k1=k1, xsum=xsum) -> float:
                         # g holds each cell's off-state conductance; analog compensation
                         # removes its nominal value before the ADC
                         a = float(xp @ g[k0:k1, j])

@@ -2,10 +2,10 @@
 
 Noise in a conversion must not depend on how the work is cut into chunks or threads, so every
 draw is a function of a 64-bit stream key and the global index of the conversion. Bits come from
-the splitmix64 generator: the finaliser applied to key + index·golden (one mix per draw); a normal is made from them with the
-Marsaglia-Tsang ziggurat (128 layers), which is exact in distribution and needs one hash and one
-table look-up on ~99 % of draws — about 10x cheaper than Box-Muller's log and cos, which would
-cost more than the GEMM the noise is added to.
+the splitmix64 generator: the finaliser applied to key + index·golden (one mix per draw); a
+normal is made from them with the Marsaglia-Tsang ziggurat (128 layers), which is exact in
+distribution and needs one hash and one table look-up on ~99 % of draws: several times cheaper
+than Box-Muller's log and cos, which would cost more than the GEMM the noise is added to.
 
 ``normal(key, idx)`` is the Numba version used inside kernels; ``normal_reference`` is its
 plain NumPy/Python twin (the tests' oracle); both return bit-identical values.
@@ -160,7 +160,7 @@ def normal_reference(key: int, idx: np.ndarray) -> np.ndarray:
     iz = ((h >> np.uint64(32)) & np.uint64(127)).astype(np.int64)
     out = hz * WN[iz]
     slow = ~(np.abs(hz) < KN[iz])
-    for pos in zip(*np.nonzero(slow)):
+    for pos in zip(*np.nonzero(slow), strict=True):
         out[pos] = _normal_slow_py(int(key), int(idx[pos]), int(hz[pos]), int(iz[pos]))
     return out
 

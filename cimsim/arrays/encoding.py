@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ChipConfig, DifferentialReadout, SignedInputMode, WeightEncoding
-from ..errors import MappingError
 
 __all__ = ["ColumnKinds", "InputPlanes", "column_kinds", "input_planes", "input_range",
            "weight_range"]
@@ -94,7 +93,8 @@ def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
     digit_lo = 0
     if enc is WeightEncoding.DIFFERENTIAL:
         pos, neg = np.maximum(w, 0), np.maximum(-w, 0)
-        for s, (dp, dn) in enumerate(zip(_slices(pos, b - 1, c), _slices(neg, b - 1, c))):
+        pairs = zip(_slices(pos, b - 1, c), _slices(neg, b - 1, c), strict=True)
+        for s, (dp, dn) in enumerate(pairs):
             kinds += [dp, dn]
             coef += [2.0 ** (c * s), -(2.0 ** (c * s))]
             pol += [1, -1]
@@ -124,7 +124,8 @@ def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
         digit_lo = -top
     q = len(kinds)
     pair = np.full(q, -1, dtype=np.int64)
-    if enc is WeightEncoding.DIFFERENTIAL and chip.differential_readout is DifferentialReadout.ANALOG:
+    analog = chip.differential_readout is DifferentialReadout.ANALOG
+    if enc is WeightEncoding.DIFFERENTIAL and analog:
         pair[0::2] = np.arange(1, q, 2)
     return ColumnKinds(
         digits=np.stack(kinds).astype(np.int8),
@@ -142,7 +143,7 @@ class InputPlanes:
 
     Attributes
     ----------
-    planes : (P, M, K) int16
+    planes : (P, M, K) int16 (int32 for 16-bit planes)
         Value driven on row k for vector m in cycle p.
     sig : (P,) float64
         Significance of each plane (negative for the negative pass / sign plane).
@@ -176,7 +177,7 @@ def plane_layout(chip: ChipConfig, signed: bool) -> tuple[np.ndarray, int, int]:
 def input_planes(x_int: np.ndarray, chip: ChipConfig, signed: bool) -> InputPlanes:
     """Cut integer inputs ``(M, K)`` into DAC planes (see :class:`InputPlanes`)."""
     x = np.asarray(x_int, dtype=np.int64)
-    d, p, b = chip.dac_bits, chip.n_planes, chip.input_bits
+    d, p = chip.dac_bits, chip.n_planes
     sig, lo, hi = plane_layout(chip, signed)
     mask = (1 << d) - 1
     if signed and chip.dac.signed_inputs is SignedInputMode.TWO_PASS:
@@ -189,6 +190,5 @@ def input_planes(x_int: np.ndarray, chip: ChipConfig, signed: bool) -> InputPlan
         planes = [(x >> (d * i)) & mask for i in range(p - 1)] + [x >> (d * (p - 1))]
     else:
         planes = [(x >> (d * i)) & mask for i in range(p)]
-    if b > 15 or d > 15:  # pragma: no cover - config limits keep us in int16
-        raise MappingError("input planes wider than 15 bits are not supported")
-    return InputPlanes(np.stack(planes).astype(np.int16), sig, lo, hi)
+    dtype = np.int16 if max(abs(lo), abs(hi)) <= 32767 else np.int32
+    return InputPlanes(np.stack(planes).astype(dtype), sig, lo, hi)

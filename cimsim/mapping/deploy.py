@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import zlib
 import logging
+import zlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -59,7 +59,7 @@ class SimModel(nn.Module):
 
     def __init__(self, model: nn.Module, sim_layers: dict[str, SimLayer],
                  digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int,
-                 arrays_needed: int):
+                 arrays_needed: int, batch_dim: int = 0):
         super().__init__()
         self.model = model
         self.sim_layers = sim_layers
@@ -69,16 +69,24 @@ class SimModel(nn.Module):
         self.arrays_needed = arrays_needed
         self.n_inferences = 0
         self.n_calls = 0
+        self.batch_dim = batch_dim
         self._extra = Events()
 
     def forward(self, *args, **kwargs):
         first = next((a for a in args if isinstance(a, torch.Tensor)), None)
         with torch.no_grad():
             out = self.model(*args, **kwargs)
-        self.n_inferences += int(first.shape[0]) if first is not None and first.dim() else 1
+        self.n_inferences += self._samples(first)
         self.n_calls += 1
         self._charge_time_multiplexing()
         return out
+
+    def _samples(self, first: torch.Tensor | None) -> int:
+        """Samples in a call: the size of ``batch_dim`` of the first tensor argument; a 1-D (or
+        scalar) input is one sample."""
+        if first is None or first.dim() <= max(1, self.batch_dim):
+            return 1
+        return int(first.shape[self.batch_dim])
 
     def _charge_time_multiplexing(self) -> None:
         """Over capacity (allowed): the arrays beyond the chip's are rewritten every forward."""
@@ -115,18 +123,18 @@ class SimModel(nn.Module):
         return Report.from_sim(self)
 
 
-def _batches(data, batch_size: int) -> Iterable[tuple]:
-    """Yield argument tuples from a tensor / array / tuple of tensors / DataLoader."""
+def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
+    """Yield argument tuples from a tensor / array / tuple of tensors / DataLoader, cutting
+    tensors along ``batch_dim``."""
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
-        for i in range(0, data.shape[0], batch_size):
-            yield (data[i:i + batch_size],)
-        return
+        data = (data,)
     if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
-        n = data[0].shape[0]
+        n = data[0].shape[batch_dim] if data[0].dim() > batch_dim else 1
         for i in range(0, n, batch_size):
-            yield tuple(d[i:i + batch_size] for d in data)
+            yield tuple(d.narrow(batch_dim, i, min(batch_size, n - i))
+                        if d.dim() > batch_dim else d for d in data)
         return
     if isinstance(data, Iterable):
         for item in data:
@@ -154,6 +162,7 @@ def deploy(
     seed: int = 0,
     exclude: Sequence[str] = (),
     batch_size: int = 256,
+    batch_dim: int = 0,
 ) -> SimModel:
     """Map a trained model onto the chip.
 
@@ -168,9 +177,14 @@ def deploy(
     seed : int
         Programming variation, faults and conversion noise derive from it.
     exclude : sequence of str
-        Module names or glob patterns (``"features.0"``, ``"*.out_proj"``) kept digital.
+        Module names or glob patterns (``"features.0"``, ``"*.out_proj"``) kept digital; an
+        attention module's projections are ``NAME.q_proj``, ``k_proj``, ``v_proj``, ``out_proj``
+        (``NAME.in_proj`` for all three input projections).
     batch_size : int
         Batch size of the calibration pass when ``calibration`` is a tensor.
+    batch_dim : int
+        Which dimension of the model's first input counts samples (the ``per inference``
+        figures of the report); 1 for sequence-first transformers. A 1-D input is one sample.
 
     Returns
     -------
@@ -199,9 +213,21 @@ def deploy(
                 digital.append((name, type(child).__name__, "excluded by the user"))
                 continue
             if cls is not None:
+                extra = {}
+                if cls is SimMultiheadAttention:
+                    # its projections can be excluded by name: NAME.q_proj/k_proj/v_proj/out_proj
+                    # (NAME.in_proj excludes all three input projections)
+                    tags = {t for t in ("q_proj", "k_proj", "v_proj", "out_proj")
+                            if _excluded(f"{name}.{t}", exclude)}
+                    if _excluded(f"{name}.in_proj", exclude):
+                        tags |= {"q_proj", "k_proj", "v_proj"}
+                    extra["digital"] = frozenset(tags)
+                    digital.extend((f"{name}.{t}", "projection", "excluded by the user")
+                                   for t in sorted(tags))
                 try:
                     # seeded by name: excluding one layer leaves the others' draws unchanged
-                    new = cls(child, name, chip, stream_key(seed, zlib.crc32(name.encode())))
+                    new = cls(child, name, chip, stream_key(seed, zlib.crc32(name.encode())),
+                              **extra)
                 except MappingError as exc:
                     digital.append((name, type(child).__name__, f"not mappable: {exc}"))
                     continue
@@ -234,7 +260,7 @@ def deploy(
 
     n = 0
     with torch.no_grad():
-        for args in _batches(calibration, batch_size):
+        for args in _batches(calibration, batch_size, batch_dim):
             sim(*args)
             n += 1
     if n == 0:
@@ -251,4 +277,4 @@ def deploy(
             "enlarge the chip or set array.allow_time_multiplexing = true (reprogramming is "
             "then charged)"
         )
-    return SimModel(sim, sim_layers, digital, chip, seed, needed)
+    return SimModel(sim, sim_layers, digital, chip, seed, needed, batch_dim)

@@ -40,8 +40,11 @@ class MatmulCore:
     """One float weight matrix ``w`` (N, K) (+ bias) mapped onto the arrays."""
 
     def __init__(self, name: str, w: np.ndarray, bias: np.ndarray | None, chip: ChipConfig,
-                 seed: int, row_tiles: list[tuple[int, int]] | None = None):
+                 seed: int, row_tiles: list[tuple[int, int]] | None = None,
+                 digital: bool = False):
         self.name = name
+        self.digital = digital
+        """Kept digital (excluded): runs in float, programs no arrays, counts no events."""
         self.w = np.asarray(w, dtype=np.float64)
         self.bias = None if bias is None else np.asarray(bias, dtype=np.float64)
         self.chip = chip
@@ -107,6 +110,9 @@ class MatmulCore:
     def finalize(self) -> None:
         """Quantize, program (variation drawn from the seed) and calibrate the ADCs."""
         chip = self.chip
+        if self.digital:
+            self._reservoir = self._pooled = None
+            return
         if self.n_seen == 0:
             raise MappingError(
                 f"layer {self.name!r} saw no calibration data: it was never reached by the "
@@ -137,6 +143,8 @@ class MatmulCore:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Simulated ``x @ w.T + bias`` for float inputs (M, K) -> float64 (M, N)."""
+        if self.digital:
+            return self.float_run(x)
         assert self.s_w is not None
         x_int = quantize_acts(x, self.s_x, self.chip.input_bits, self.signed)
         y = np.zeros((x.shape[0], self.w.shape[0]))
@@ -272,6 +280,8 @@ class SimConv(SimLayer):
         ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == self.dim + 1:  # unbatched (C, L) / (C, H, W), as torch's conv accepts
+            return self.forward(x.unsqueeze(0)).squeeze(0)
         x4 = self._np(x.unsqueeze(2) if self.dim == 1 else x)
         cols, (b, h_out, w_out) = im2col(x4, self.kernel, self.stride, self.dilation, self.pads,
                                          self.pad_mode)
@@ -321,7 +331,10 @@ class SimMultiheadAttention(SimLayer):
 
     kind = "attention"
 
-    def __init__(self, src: nn.MultiheadAttention, name: str, chip: ChipConfig, seed: int):
+    def __init__(self, src: nn.MultiheadAttention, name: str, chip: ChipConfig, seed: int,
+                 digital: frozenset[str] = frozenset()):
+        """``digital``: projections kept digital, among ``q_proj``, ``k_proj``, ``v_proj``,
+        ``out_proj``."""
         super().__init__(name)
         if src.bias_k is not None or src.add_zero_attn:
             raise MappingError(f"{name}: add_bias_kv / add_zero_attn are not supported")
@@ -343,11 +356,11 @@ class SimMultiheadAttention(SimLayer):
         ob = src.out_proj.bias
         self.cores = [
             MatmulCore(f"{name}.{tag}_proj", wmat, None if ib is None else ib[i], chip,
-                       stream_key(seed, i))
+                       stream_key(seed, i), digital=f"{tag}_proj" in digital)
             for i, (tag, wmat) in enumerate((("q", wq), ("k", wk), ("v", wv)))
         ] + [MatmulCore(f"{name}.out_proj", src.out_proj.weight.detach().cpu().numpy(),
                         None if ob is None else ob.detach().cpu().numpy(), chip,
-                        stream_key(seed, 3))]
+                        stream_key(seed, 3), digital="out_proj" in digital)]
 
     def _proj(self, i: int, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]

@@ -1,0 +1,129 @@
+"""Area: instances x area per instance, from the technology tables.
+
+The chip is ``n_tiles x arrays_per_tile`` arrays. Instances (``docs/cost-model.md``):
+
+per array
+    ``cell``       n_rows x n_cols cells (RRAM 1T1R 48 F^2; SRAM 280 F^2 per stored bit)
+    ``adc``        ceil(n_cols / cols_per_adc) ADCs of the chip's kind and bits
+    ``dac``        n_rows row drivers of dac_bits
+    ``shift_add``  one accumulator_bits-wide shift-and-add unit per ADC
+per tile
+    ``accumulator``   ceil(n_cols / cols_per_adc) lanes of accumulator_bits (the tile's output
+                      accumulation, as fast as one array's ADCs deliver)
+    ``buffer``        a 64 KiB buffer (ISAAC's tile eDRAM)
+    ``interconnect``  a quarter of an ISAAC router (one router per 4 tiles) and a 256-b bus
+                      port per 8 arrays (ISAAC: one 256-b bus per 8-crossbar IMA)
+
+Unused arrays are still on the chip: chip area counts every array and tile. A layer's area is
+its occupied arrays with their peripherals, plus the matching share of their tiles.
+"""
+
+from __future__ import annotations
+
+from ..config import CellTech, ChipConfig
+from .energy import (
+    NO_CALIBRATION,
+    TILE_BUFFER_KIB,
+    Calibration,
+    chip_table,
+    stored_bits_per_cell,
+    table_adc_bits,
+)
+from .tables import TechTable, adc_area_um2, dac_area_um2
+
+__all__ = ["ARRAY_COMPONENTS", "TILE_COMPONENTS", "area_instances", "chip_area_um2",
+           "occupied_area_um2",
+           "array_area_um2", "tile_area_um2"]
+
+ARRAY_COMPONENTS = ("cell", "adc", "dac", "shift_add")
+TILE_COMPONENTS = ("accumulator", "buffer", "interconnect")
+
+_ROUTER_TILES = 4  # ISAAC shares one router between four tiles (energy.md s.1)
+_BUS_BITS = 256  # ISAAC's eDRAM <-> IMA bus width
+_ARRAYS_PER_BUS = 8  # ISAAC: one bus port per 8-crossbar IMA
+
+
+def area_instances(
+    chip: ChipConfig, table: TechTable | None = None, calibration: Calibration | None = None,
+) -> list[dict]:
+    """Every instance kind of one array and of one tile.
+
+    Returns
+    -------
+    list of dict
+        ``component``, ``scope`` ('array' or 'tile'), ``instance`` (what it is),
+        ``n_per_scope`` and ``area_um2_per_instance`` (calibrated).
+    """
+    table = chip_table(chip) if table is None else table
+    cal = NO_CALIBRATION if calibration is None else calibration
+    arr = chip.array
+    if chip.device.cell is CellTech.RRAM:
+        cell_um2, cell_what = table.rram_cell_area_um2, "RRAM 1T1R cell (48 F^2)"
+    else:
+        bits = stored_bits_per_cell(chip)
+        cell_um2 = table.sram_cell_area_um2 * bits
+        cell_what = f"SRAM CIM cell x {bits} bit(s) ({table.sram_cell_area_f2:.0f} F^2 per bit)"
+    n_adc = arr.adcs_per_array
+    acc = chip.accumulator_bits
+    router_share = table.router_area_um2 / _ROUTER_TILES
+    bus = _BUS_BITS * table.bus_area_um2_per_bit * arr.arrays_per_tile / _ARRAYS_PER_BUS
+    return [
+        dict(component="cell", scope="array", instance=cell_what,
+             n_per_scope=arr.n_rows * arr.n_cols, area_um2_per_instance=cell_um2 * cal.a("cell")),
+        dict(component="adc", scope="array",
+             instance=f"{chip.adc.bits}-b {chip.adc.kind.value} ADC ({arr.cols_per_adc} col/ADC)",
+             n_per_scope=n_adc,
+             area_um2_per_instance=adc_area_um2(chip.adc.kind.value,
+                                                table_adc_bits(chip.adc.bits), table)
+             * cal.a("adc")),
+        dict(component="dac", scope="array", instance=f"{chip.dac_bits}-b row driver",
+             n_per_scope=arr.n_rows,
+             area_um2_per_instance=dac_area_um2(chip.dac_bits, table) * cal.a("dac")),
+        dict(component="shift_add", scope="array", instance=f"{acc}-b shift-and-add",
+             n_per_scope=n_adc,
+             area_um2_per_instance=acc * table.shift_add_area_um2_per_bit * cal.a("shift_add")),
+        dict(component="accumulator", scope="tile", instance=f"{acc}-b accumulator lane",
+             n_per_scope=n_adc,
+             area_um2_per_instance=acc * table.accumulator_area_um2_per_bit
+             * cal.a("accumulator")),
+        dict(component="buffer", scope="tile", instance=f"{TILE_BUFFER_KIB:g} KiB buffer",
+             n_per_scope=1,
+             area_um2_per_instance=TILE_BUFFER_KIB * 8192 * table.buffer_area_um2_per_bit
+             * cal.a("buffer")),
+        dict(component="interconnect", scope="tile",
+             instance="1/4 router + 256-b bus per 8 arrays", n_per_scope=1,
+             area_um2_per_instance=(router_share + bus) * cal.a("interconnect")),
+    ]
+
+
+def array_area_um2(chip: ChipConfig, table: TechTable | None = None,
+                   calibration: Calibration | None = None) -> dict[str, float]:
+    """Area of one array with its peripherals, per component, um^2."""
+    return {r["component"]: r["n_per_scope"] * r["area_um2_per_instance"]
+            for r in area_instances(chip, table, calibration) if r["scope"] == "array"}
+
+
+def tile_area_um2(chip: ChipConfig, table: TechTable | None = None,
+                  calibration: Calibration | None = None) -> dict[str, float]:
+    """Area of one tile's shared parts (not its arrays), per component, um^2."""
+    return {r["component"]: r["n_per_scope"] * r["area_um2_per_instance"]
+            for r in area_instances(chip, table, calibration) if r["scope"] == "tile"}
+
+
+def chip_area_um2(chip: ChipConfig, table: TechTable | None = None,
+                  calibration: Calibration | None = None) -> dict[str, float]:
+    """Area of the whole chip per component, um^2 (every array and tile, used or not)."""
+    arr = chip.array
+    out = {k: v * arr.n_arrays for k, v in array_area_um2(chip, table, calibration).items()}
+    out.update({k: v * arr.n_tiles for k, v in tile_area_um2(chip, table, calibration).items()})
+    return out
+
+
+def occupied_area_um2(chip: ChipConfig, n_arrays: float, table: TechTable | None = None,
+                      calibration: Calibration | None = None) -> dict[str, float]:
+    """Area of ``n_arrays`` arrays with their peripherals and their share of the tiles, um^2."""
+    per_array = array_area_um2(chip, table, calibration)
+    tile_share = n_arrays / chip.array.arrays_per_tile
+    out = {k: v * n_arrays for k, v in per_array.items()}
+    out.update({k: v * tile_share for k, v in tile_area_um2(chip, table, calibration).items()})
+    return out

@@ -1,0 +1,86 @@
+"""Latency: cycle-approximate, per programmed weight block, then per layer and chip.
+
+One programmed block (a :class:`~cimsim.arrays.program.ProgrammedLayer`) holds its weights
+stationary in ``row tiles x column tiles`` arrays that all work in parallel. For every input
+vector, input plane and row group of a row tile, each array reads once (a read pulse of
+``t_read_ns``) and its ADCs convert the array's conversion columns, ``ceil(columns /
+ADCs per array)`` conversions each. A column sample-and-hold lets the next read overlap the
+conversions, so one step takes::
+
+    t_step = max(t_read_ns, ceil(conversion columns per array / ADCs per array) * t_conv)
+
+    latency = vectors * planes * (row groups per row tile) * t_step + t_tail
+    t_tail  = (1 + ceil(log2(row tiles))) digital clock cycles
+
+``t_conv`` is the ADC conversion time of the tables (SAR (b+1) ns, flash 1 ns, ramp 2^b ns)
+times the chip's calibration. The shift-add and accumulation of a step are pipelined behind the
+ADCs (NeuroSim, energy.md s.5); only the last step's add tree and output write show, as
+``t_tail``. A layer's blocks (convolution groups, per-tile parts, attention projections) run in
+parallel: the layer takes as long as its slowest block. The chip runs layers one after another
+(``sum``) or as a pipeline whose period is its slowest layer (``max``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from ..arrays.encoding import plane_layout
+from ..arrays.program import ProgrammedLayer
+from ..config import ChipConfig
+from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
+from .tables import TechTable
+
+__all__ = ["block_latency", "chip_latency_ns", "digital_tail_ns"]
+
+
+def digital_tail_ns(chip: ChipConfig, n_row_tiles: int) -> float:
+    """The add tree over row tiles plus the output write, in digital clock cycles, ns."""
+    cycles = 1 + (math.ceil(math.log2(n_row_tiles)) if n_row_tiles > 1 else 0)
+    return cycles * 1e3 / chip.tech.clock_mhz
+
+
+def block_latency(
+    layer: ProgrammedLayer, n_vectors: float, table: TechTable | None = None,
+    calibration: Calibration | None = None,
+) -> dict:
+    """Latency of ``n_vectors`` input vectors through one programmed block.
+
+    Returns
+    -------
+    dict
+        ``n_planes``, ``n_row_groups_per_tile`` (the most in any row tile),
+        ``n_conversions_per_adc`` (per step, the busiest array), ``t_conv_ns``, ``t_step_ns``,
+        ``n_steps``, ``tail_ns``, ``latency_ns``, and ``adc_duty`` (the fraction of a step the
+        busiest ADC converts).
+    """
+    chip = layer.chip
+    table = chip_table(chip) if table is None else table
+    cal = NO_CALIBRATION if calibration is None else calibration
+    n_planes = int(plane_layout(chip, layer.input_signed)[0].shape[0])
+    groups_per_tile = int(np.bincount(layer.groups[:, 2]).max())
+    conv_per_array = int(np.bincount(layer.conv_col_tile).max()) if layer.n_conversions else 0
+    n_mux = -(-conv_per_array // chip.array.adcs_per_array)
+    t_conv = adc_time_ns(chip, table, cal)
+    t_step = max(chip.tech.t_read_ns, n_mux * t_conv)
+    n_steps = float(n_vectors) * n_planes * groups_per_tile
+    tail = digital_tail_ns(chip, len(layer.row_tiles)) if n_vectors > 0 else 0.0
+    return dict(
+        n_planes=n_planes, n_row_groups_per_tile=groups_per_tile, n_conversions_per_adc=n_mux,
+        t_conv_ns=t_conv, t_step_ns=t_step, n_steps=n_steps, tail_ns=tail,
+        latency_ns=n_steps * t_step + tail, adc_duty=n_mux * t_conv / t_step,
+    )
+
+
+def layer_latency_ns(blocks: Iterable[dict]) -> float:
+    """A layer's blocks work in parallel: the slowest block."""
+    return max((b["latency_ns"] for b in blocks), default=0.0)
+
+
+def chip_latency_ns(layer_latencies_ns: Sequence[float], pipelined: bool = False) -> float:
+    """Layer-by-layer: the sum of the layers; pipelined: the slowest layer (the period)."""
+    if not layer_latencies_ns:
+        return 0.0
+    return float(max(layer_latencies_ns) if pipelined else sum(layer_latencies_ns))

@@ -1,0 +1,132 @@
+"""Linear ADC: the scalar kernel, its NumPy twin, and the static range policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cimsim.adc._kernels import linear_adc
+from cimsim.adc._reference import linear_adc_reference
+from cimsim.arrays.program import program
+from tests.conftest import ideal_chip
+
+
+def _both(a: float, lo: float, delta: float, top: float) -> float:
+    """The kernel's value, after checking that the reference agrees."""
+    got = linear_adc(a, lo, delta, top)
+    assert got == linear_adc_reference(a, lo, delta, top)
+    return got
+
+
+@pytest.mark.parametrize(("lo", "delta", "top"), [(0.0, 1.0, 7.0), (-3.25, 0.5, 15.0),
+                                                  (10.0, 0.125, 255.0), (-1024.0, 4.0, 3.0)])
+def test_code_boundaries_and_ties_go_up(lo, delta, top):
+    # dyadic lo and delta: a = lo + (i + 1/2) delta is exactly representable, a true tie
+    for i in range(int(top)):
+        mid = lo + (i + 0.5) * delta
+        assert _both(mid, lo, delta, top) == lo + (i + 1) * delta  # a tie rounds up
+        # (floor(u + 1/2) rounds u = 0.5 - 1 ulp up too: a margin keeps this a spec test)
+        below = mid - 1e-9 * delta
+        assert _both(below, lo, delta, top) == lo + i * delta
+        assert _both(lo + i * delta, lo, delta, top) == lo + i * delta  # codes reconstruct
+    assert _both(lo + top * delta, lo, delta, top) == lo + top * delta
+
+
+@pytest.mark.parametrize(("lo", "delta", "top"), [(0.0, 1.0, 7.0), (-3.25, 0.5, 15.0)])
+def test_clamping_at_both_ends(lo, delta, top):
+    hi = lo + top * delta
+    for a in (lo - 0.5 * delta, lo - 0.51 * delta, lo - delta, lo - 1e6, -1e12):
+        assert _both(a, lo, delta, top) == lo
+    for a in (hi + 0.49 * delta, hi + 0.5 * delta, hi + delta, hi + 1e6, 1e12):
+        assert _both(a, lo, delta, top) == hi
+
+
+def test_numba_scalar_equals_reference_on_random_values():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    lo = rng.normal(0, 50, n)
+    delta = np.exp(rng.uniform(-5, 3, n))
+    top = (2.0 ** rng.integers(1, 13, n)) - 1
+    a = lo + rng.uniform(-0.2, 1.2, n) * top * delta
+    # a quarter of the values exactly on a tie (up to rounding of the float arithmetic)
+    ties = rng.random(n) < 0.25
+    a[ties] = (lo + (np.floor(rng.uniform(0, 1, n) * top) + 0.5) * delta)[ties]
+    ref = linear_adc_reference(a, lo, delta, top)
+    got = np.array([linear_adc(a[i], lo[i], delta[i], top[i]) for i in range(n)])
+    np.testing.assert_array_equal(got, ref)
+    codes = (ref - lo) / delta
+    np.testing.assert_allclose(codes, np.round(codes), atol=1e-6)
+    assert codes.min() > -1e-9 and np.all(codes <= top + 1e-6)
+
+
+@pytest.mark.parametrize("a", [1e19, 1e30, np.inf])
+def test_huge_values_clamp_to_the_top(a):
+    assert linear_adc(a, 0.0, 1.0, 7.0) == 7.0
+
+
+# ---------------------------------------------------------------------------------------------
+# static range policies
+# ---------------------------------------------------------------------------------------------
+def _layer(**changes):
+    chip = ideal_chip(n_rows=8, rows_per_conversion=4, input_bits=4, weight_bits=4,
+                      bits_per_cell=2, **changes)
+    w = np.array([[7, -7, 3, 0, 1, 2, -5, 4], [0, 1, 0, -1, 6, -6, 2, 2]])
+    return program(w, chip)
+
+
+def test_full_scale_range_is_lossless_when_codes_suffice():
+    layer = _layer()  # 24-bit ADC
+    assert np.all(layer.adc_delta == 1.0)
+    # differential analog pair, bit-serial unsigned DAC: +-4 rows x 1 x 3 digits
+    assert layer.fs_lo == -12.0 and layer.fs_hi == 12.0
+    assert np.all(layer.adc_lo == -12.0)
+    assert layer.adc_lo.shape == (layer.n_groups, layer.n_conversions) == (2, 4)
+
+
+def _check_zero_aligned(start, delta, lo, hi, top):
+    """0 is a code, [lo, hi] is covered, and no other choice of codes below 0 has a finer step."""
+    m = -start / delta
+    assert m == pytest.approx(round(m), abs=1e-9) and 1 <= round(m) <= top - 1
+    assert start <= lo + 1e-9 and start + top * delta >= hi - 1e-9
+    best = min(max(-lo / j, hi / (top - j)) for j in range(1, top))
+    assert delta == pytest.approx(best, rel=1e-12)
+
+
+@pytest.mark.parametrize("factor", [1.0, 2.0, 3.0])
+def test_full_scale_range_with_too_few_codes_literal(factor):
+    layer = _layer(adc=dict(bits=3, full_scale_factor=factor, zero_aligned=False))
+    lo, hi = -12.0 / factor, 12.0 / factor
+    np.testing.assert_allclose(layer.adc_lo, lo)
+    np.testing.assert_allclose(layer.adc_delta, (hi - lo) / 7)
+
+
+@pytest.mark.parametrize("factor", [1.0, 2.0, 3.0])
+def test_full_scale_range_with_too_few_codes_zero_aligned(factor):
+    layer = _layer(adc=dict(bits=3, full_scale_factor=factor))  # zero_aligned by default
+    assert np.unique(layer.adc_lo).size == 1 and np.unique(layer.adc_delta).size == 1
+    _check_zero_aligned(layer.adc_lo[0, 0], layer.adc_delta[0, 0], -12.0 / factor,
+                        12.0 / factor, 7)
+
+
+@pytest.mark.parametrize(("lo", "hi", "bits"), [(-2.5, 5.0, 4), (-1.0, 30.0, 3), (-7.3, 0.4, 5),
+                                                (-3.0, 3.0, 2)])
+def test_fixed_range_zero_aligned(lo, hi, bits):
+    layer = _layer(adc=dict(bits=bits, range_policy="fixed", fixed_lo=lo, fixed_hi=hi))
+    _check_zero_aligned(layer.adc_lo[0, 0], layer.adc_delta[0, 0], lo, hi, 2**bits - 1)
+    literal = _layer(adc=dict(bits=bits, range_policy="fixed", fixed_lo=lo, fixed_hi=hi,
+                              zero_aligned=False))
+    np.testing.assert_array_equal(literal.adc_lo, lo)
+    np.testing.assert_allclose(literal.adc_delta, (hi - lo) / (2**bits - 1))
+
+
+@pytest.mark.parametrize("zero_aligned", [False, True])
+def test_fixed_range_not_straddling_zero_is_literal(zero_aligned):
+    layer = _layer(adc=dict(bits=4, range_policy="fixed", fixed_lo=2.5, fixed_hi=10.0,
+                            zero_aligned=zero_aligned))
+    np.testing.assert_array_equal(layer.adc_lo, 2.5)
+    np.testing.assert_allclose(layer.adc_delta, 7.5 / 15)
+
+
+def test_calibrated_range_is_unset_until_calibration():
+    layer = _layer(adc=dict(bits=4, range_policy="calibrated"))
+    assert layer.adc_lo is None and layer.adc_delta is None

@@ -1,0 +1,102 @@
+"""Area instances and cycle-approximate latency: hand-counted cases and monotonicity."""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cimsim
+from cimsim.arrays.program import program
+from cimsim.config import ADCConfig
+from cimsim.cost import estimate, layer_work
+from cimsim.cost.area import area_instances, array_area_um2, chip_area_um2, tile_area_um2
+from cimsim.cost.latency import block_latency, chip_latency_ns
+from cimsim.cost.tables import adc_area_um2, tech_table
+
+
+def _rram(**array):
+    chip = cimsim.load_chip("rram-22nm")
+    return chip.replace(array=chip.array.replace(**array),
+                        adc=ADCConfig(kind="sar", bits=6, range_policy="full_scale"))
+
+
+def test_chip_area_counts_every_instance():
+    chip = _rram()
+    t = tech_table(22.0)
+    inst = {r["component"]: r for r in area_instances(chip, t)}
+    assert inst["cell"]["n_per_scope"] == 128 * 128
+    assert inst["cell"]["area_um2_per_instance"] == pytest.approx(48 * 0.022**2)
+    assert inst["adc"]["n_per_scope"] == 128 // 8
+    assert inst["adc"]["area_um2_per_instance"] == pytest.approx(adc_area_um2("sar", 6, t))
+    assert inst["dac"]["n_per_scope"] == 128
+    assert inst["shift_add"]["n_per_scope"] == 16
+    per_array, per_tile = array_area_um2(chip, t), tile_area_um2(chip, t)
+    total = chip_area_um2(chip, t)
+    a = chip.array
+    for comp, value in per_array.items():
+        assert total[comp] == pytest.approx(value * a.n_tiles * a.arrays_per_tile)
+    for comp, value in per_tile.items():
+        assert total[comp] == pytest.approx(value * a.n_tiles)
+    # more ADC bits: more area
+    wider = chip.replace(adc=chip.adc.replace(bits=8))
+    assert array_area_um2(wider, t)["adc"] > per_array["adc"]
+
+
+def test_more_columns_per_adc_less_adc_area_more_latency():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, size=(64, 128))
+    x = rng.integers(0, 256, size=(8, 128))
+    areas, lats = [], []
+    for cols_per_adc in (1, 2, 4, 8, 16):
+        chip = _rram(cols_per_adc=cols_per_adc)
+        _, ev = cimsim.matmul(x, w, chip)
+        rep = estimate([layer_work(ev, program(w, chip))], chip)
+        areas.append(rep.area_by_component()["adc"])
+        lats.append(rep.totals["latency_ns_per_inference"])
+    assert all(b < a for a, b in pairwise(areas))
+    assert all(b >= a for a, b in pairwise(lats)) and lats[-1] > lats[0]
+
+
+def test_block_latency_by_hand():
+    """K = 300 on 128-row arrays with 64-row conversions: 3 row tiles of 2, 2, 1 row groups."""
+    chip = _rram(rows_per_conversion=64)
+    w = np.random.default_rng(1).integers(-127, 128, size=(40, 300))
+    block = program(w, chip)
+    assert len(block.row_tiles) == 3
+    d = block_latency(block, n_vectors=5)
+    planes = 8  # unsigned 8-b inputs, 1-b DAC
+    # 40 outputs x 4 slices = 160 analog pairs on 2 arrays of 64 pairs: the busiest has 64,
+    # 16 ADCs -> 4 conversions each of (6 + 1) ns = 28 ns > 10-ns read
+    assert d["n_planes"] == planes and d["n_row_groups_per_tile"] == 2
+    assert d["n_conversions_per_adc"] == 4 and d["t_step_ns"] == pytest.approx(28.0)
+    tail = (1 + 2) * 1.0  # add tree over 3 row tiles (ceil log2 3 = 2) + write, 1-ns clock
+    assert d["latency_ns"] == pytest.approx(5 * planes * 2 * 28.0 + tail)
+    # a slow read dominates the step instead
+    slow = chip.replace(tech=chip.tech.replace(t_read_ns=100.0))
+    assert block_latency(program(w, slow), 5)["t_step_ns"] == pytest.approx(100.0)
+    assert chip_latency_ns([3.0, 5.0, 2.0]) == 10.0
+    assert chip_latency_ns([3.0, 5.0, 2.0], pipelined=True) == 5.0
+
+
+def test_deployed_model_layers_parallel_blocks_and_pipeline():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, groups=2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 6))
+    x = torch.rand(4, 2, 4, 4)
+    sim = cimsim.deploy(model, _rram(), x)
+    sim(x)
+    seq = estimate(sim)
+    pipe = estimate(sim, pipelined=True)
+    lat = [r["latency_ns_per_inference"] for r in seq.layers]
+    assert seq.totals["latency_ns_per_inference"] == pytest.approx(sum(lat))
+    assert pipe.totals["latency_ns_per_inference"] == pytest.approx(max(lat))
+    assert pipe.totals["tops"] >= seq.totals["tops"]
+    conv_blocks = [b for b in seq.blocks if b["layer"] == "0"]
+    assert len(conv_blocks) == 2  # two groups, run in parallel: the layer is the slowest
+    assert lat[0] == pytest.approx(max(b["latency_ns"] for b in conv_blocks))
+    # per inference: 16 output pixels per image for the convolution
+    assert conv_blocks[0]["n_vectors_per_inference"] == pytest.approx(16)

@@ -1,0 +1,63 @@
+"""Presets matched to published chips: every validation row within its tolerance."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from cimsim.cost import CALIBRATIONS
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "validate_presets.py"
+
+
+@pytest.fixture(scope="module")
+def validate():
+    spec = importlib.util.spec_from_file_location("validate_presets", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rows(validate):
+    return validate.rows()
+
+
+def test_every_row_within_tolerance(validate, rows):
+    chips = {r["chip"] for r in rows}
+    assert {"jia-jssc20", "wang-vlsi22", "isaac-32nm"} <= chips
+    assert len(rows) == 2 * 2 + 5 * 2 + 2
+    for r in rows:
+        assert abs(r["error"]) <= validate.TOLERANCE, (
+            f"{r['chip']} {r['point']} {r['metric']}: published {r['published']:.4g}, "
+            f"estimate {r['estimate']:.4g} ({100 * r['error']:+.1f} %)")
+
+
+def test_check_points_are_not_fits(rows):
+    """Voltage sweeps: the checks differ from the fit point only by the model's V^2 scaling."""
+    wang = [r for r in rows if r["chip"] == "wang-vlsi22" and r["metric"] == "TOPS/W"]
+    assert sum(r["fit"] == "fit" for r in wang) == 1
+    # efficiency falls with voltage in both the silicon and the estimate
+    assert all(b["estimate"] < a["estimate"] for a, b in pairwise(wang))
+    assert all(b["published"] < a["published"] for a, b in pairwise(wang))
+
+
+def test_hard_coded_calibration_matches_the_fit(validate):
+    fitted = validate.fit_calibrations()
+    for name, fit in fitted.items():
+        cal = CALIBRATIONS[name]
+        for kind in ("energy", "area"):
+            for comp, value in getattr(fit, kind).items():
+                assert getattr(cal, kind)[comp] == pytest.approx(value, rel=0.01), (name, comp)
+
+
+def test_doc_is_current(validate, rows):
+    doc = validate.DOC.read_text()
+    assert "Validation of the cost estimator" in doc
+    for r in rows:
+        assert f"{r['estimate']:.4g}" in doc, (r["chip"], r["point"], r["metric"])

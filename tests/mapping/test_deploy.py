@@ -1,0 +1,811 @@
+"""``cimsim.deploy``: exactness against an integer re-implementation, error bounds, model
+integrity, exclusion, capacity, tiling, the deployed forward, calibration and the report
+(issue 3; DESIGN.md 1, 2.1, 2.4, 2.7, 4)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import cimsim
+from cimsim.errors import CapacityError, MappingError
+from cimsim.mapping.layers import SimConv, SimLinear, SimMultiheadAttention
+
+from .conftest import (
+    act_bounds,
+    assert_bitwise,
+    lossless_chip,
+    ref_weight_quant,
+    reference_model,
+)
+
+GRANULARITIES = ("tensor", "channel", "column")
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(80, 48)  # K = 80: three row tiles of 37
+        self.fc2 = nn.Linear(48, 40)
+        self.norm = nn.LayerNorm(40)
+        self.head = nn.Linear(40, 7, bias=False)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))  # unsigned into fc2
+        h = torch.tanh(self.fc2(h))
+        return self.head(self.norm(h))  # signed into head
+
+
+class CNN(nn.Module):
+    """Stride, int/tuple/'same'/'valid' padding, every padding mode, dilation, groups,
+    depthwise, no-bias, BN, a residual add and pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.c2 = nn.Conv2d(8, 8, (2, 3), padding="same", dilation=(1, 2), groups=2,
+                            padding_mode="reflect")  # asymmetric 'same' in H
+        self.c3 = nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8, padding_mode="circular",
+                            bias=False)  # depthwise
+        self.c4 = nn.Conv2d(8, 6, 3, stride=(1, 2), padding="valid")  # K = 72: two row tiles
+        self.c5 = nn.Conv2d(6, 5, 1, padding=(1, 0), padding_mode="replicate")
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(20, 4)
+        with torch.no_grad():  # non-trivial BN statistics (eval mode uses them)
+            self.bn1.running_mean.uniform_(-0.5, 0.5)
+            self.bn1.running_var.uniform_(0.5, 2.0)
+            self.bn1.weight.uniform_(0.5, 1.5)
+            self.bn1.bias.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        h = F.relu(self.bn1(self.c1(x)))
+        h2 = self.c2(h)  # signed output
+        h = F.relu(self.c3(h2) + h2)
+        h = self.c5(self.c4(h))
+        return self.fc(torch.flatten(self.pool(h), 1))
+
+
+class CNN1d(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(4, 6, 5, stride=2, padding=2)
+        self.c2 = nn.Conv1d(6, 6, 3, padding="same", dilation=2, groups=3,
+                            padding_mode="circular")
+        self.c3 = nn.Conv1d(6, 6, 3, groups=6, padding=1, padding_mode="reflect")  # depthwise
+        self.c4 = nn.Conv1d(6, 8, 7, padding="valid", bias=False)  # K = 42: two row tiles
+        self.c5 = nn.Conv1d(8, 4, 2, padding=1, padding_mode="replicate")
+        self.fc = nn.Linear(20, 3)
+
+    def forward(self, x):
+        h = F.relu(self.c1(x))
+        h = self.c3(self.c2(h))  # signed into c3
+        h = self.c5(F.relu(self.c4(h)))
+        return self.fc(torch.flatten(h, 1))
+
+
+class TinyTransformer(nn.Module):
+    def __init__(self, batch_first: bool):
+        super().__init__()
+        self.batch_first = batch_first
+        self.embed = nn.Linear(6, 16)
+        self.enc = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32,
+                                              dropout=0.0, batch_first=batch_first)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x, key_padding_mask=None):
+        return self.head(self.enc(self.embed(x), src_key_padding_mask=key_padding_mask))
+
+
+def _transformer_data(batch_first: bool, b: int = 3, length: int = 5) -> torch.Tensor:
+    x = torch.randn(b, length, 6)
+    return x if batch_first else x.transpose(0, 1).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Exactness against the integer re-implementation
+# ---------------------------------------------------------------------------------------------
+def _check_exact(model, x_cal, x_eval, chip, **kw):
+    sim = cimsim.deploy(model, chip, x_cal, seed=3)
+    ref = reference_model(model, sim)
+    with torch.no_grad():
+        want = ref(x_eval, **kw)
+    got = sim(x_eval, **kw)
+    assert_bitwise(got, want)
+    return sim
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_mlp_exact(granularity):
+    model = MLP().eval()
+    x_cal = torch.randn(24, 80)
+    chip = lossless_chip(granularity)
+    sim = _check_exact(model, x_cal, torch.randn(6, 80) * 1.5, chip)  # some inputs clip
+    tiles = sim.sim_layers["fc1"].cores[0].row_tiles
+    assert tiles == [(0, 37), (37, 74), (74, 80)]
+    n_scales = sim.sim_layers["fc1"].cores[0].s_w.shape[0]
+    assert n_scales == (3 if granularity == "column" else 1)
+    # the calibration-time signedness: fc2 sees ReLU outputs, head sees LayerNorm outputs
+    assert not sim.sim_layers["fc2"].cores[0].signed
+    assert sim.sim_layers["head"].cores[0].signed
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES + ("column+kernel_preserving",))
+def test_cnn_exact(granularity):
+    model = CNN().eval()
+    x_cal = torch.randn(4, 3, 12, 12)
+    kp = granularity.endswith("kernel_preserving")
+    chip = lossless_chip(granularity.split("+")[0], kernel_preserving_tiling=kp)
+    sim = _check_exact(model, x_cal, torch.randn(2, 3, 12, 12), chip)
+    assert [len(sim.sim_layers[n].cores) for n in ("c1", "c2", "c3", "c4")] == [1, 2, 8, 1]
+    for name in ("c2", "c3"):  # one input tensor, one (per-tensor) activation quantizer
+        cores = sim.sim_layers[name].cores
+        assert len({(c.s_x, c.signed) for c in cores}) == 1, name
+    tiles = sim.sim_layers["c4"].cores[0].row_tiles
+    assert tiles == ([(0, 36), (36, 72)] if kp else [(0, 37), (37, 72)])
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_conv1d_exact(granularity):
+    model = CNN1d().eval()
+    x_cal = torch.randn(5, 4, 20)
+    sim = _check_exact(model, x_cal, torch.randn(3, 4, 20), lossless_chip(granularity))
+    assert len(sim.sim_layers["c4"].cores[0].row_tiles) == 2
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+@pytest.mark.parametrize("batch_first", [True, False], ids=["batch_first", "seq_first"])
+def test_transformer_exact(batch_first, granularity):
+    # The reference does the attention products its own way (4-D matmul, q·kᵀ/√d, softmax),
+    # not the simulator's bmm code; with torch 2.13 on CPU both orderings give bitwise-equal
+    # float32 results for these shapes, so the whole model is compared exactly. (If a torch
+    # version changes its GEMM blocking, a 1-ulp difference before the out_proj or linear1
+    # quantizer could flip one rounding; then compare with a tolerance of one activation LSB.)
+    model = TinyTransformer(batch_first).eval()
+    chip = lossless_chip(granularity, n_rows=12, n_cols=23)  # K = 16 / 32: several row tiles
+    sim = _check_exact(model, _transformer_data(batch_first, b=4),
+                       _transformer_data(batch_first), chip)
+    assert "enc.self_attn" in sim.sim_layers
+    assert isinstance(sim.model.enc.self_attn, SimMultiheadAttention)
+    assert {"enc.linear1", "enc.linear2", "embed", "head"} <= set(sim.sim_layers)
+    cores = sim.sim_layers["enc.self_attn"].cores
+    assert [c.name for c in cores] == [f"enc.self_attn.{t}_proj" for t in "qkv"] + [
+        "enc.self_attn.out_proj"]
+    assert all(c.events.get(("layer", "mac", 0)) > 0 for c in cores)  # all four ran on arrays
+    assert any(r[1] == "attention products" for r in sim.digital)
+
+
+def test_transformer_key_padding_mask_exact():
+    model = TinyTransformer(batch_first=True).eval()
+    chip = lossless_chip("channel", n_rows=12)
+    x = _transformer_data(True)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[0, 3:] = True
+    mask[2, 1] = True
+    _check_exact(model, _transformer_data(True, b=4), x, chip, key_padding_mask=mask)
+
+
+@pytest.mark.parametrize("granularity", ["channel", "column"])
+@pytest.mark.parametrize("make, shape", [(MLP, (5, 80)), (CNN, (2, 3, 12, 12))],
+                         ids=["mlp", "cnn"])
+def test_float64_model_exact(make, shape, granularity):
+    """A float64 model keeps float64 outputs: no final cast hides a different order of the
+    dequantization ops, so this pins the formula of layers.py term by term."""
+    model = make().double().eval()
+    x_cal = torch.randn(8, *shape[1:], dtype=torch.float64)
+    _check_exact(model, x_cal, torch.randn(*shape, dtype=torch.float64),
+                 lossless_chip(granularity))
+
+
+class CrossAttention(nn.Module):
+    """nn.MultiheadAttention called directly, with kdim/vdim != embed_dim (separate q/k/v
+    projection weights) and a causal float mask."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(12, 3, kdim=5, vdim=7, batch_first=True)
+
+    def forward(self, q, kv):
+        mask = torch.triu(torch.full((q.shape[1], kv.shape[1]), float("-inf")), diagonal=1)
+        return self.attn(q, kv[..., :5], kv, attn_mask=mask, need_weights=False)[0]
+
+
+def test_cross_attention_separate_projections_exact():
+    model = CrossAttention().eval()
+    q, kv = torch.randn(3, 4, 12), torch.randn(3, 6, 7)
+    sim = cimsim.deploy(model, lossless_chip("column", n_rows=6), (q, kv))
+    ref = reference_model(model, sim)
+    q2, kv2 = torch.randn(2, 4, 12), torch.randn(2, 6, 7)
+    with torch.no_grad():
+        want = ref(q2, kv2)
+    assert_bitwise(sim(q2, kv2), want)
+    assert [c.shape for c in sim.sim_layers["attn"].cores] == [(12, 12), (12, 5), (12, 7),
+                                                               (12, 12)]
+
+
+def test_root_module_and_default_arrays_exact():
+    """A bare nn.Linear as the model (wrapped by deploy), on the full-size ideal chip."""
+    lin = nn.Linear(30, 9)
+    _check_exact(lin, torch.randn(8, 30), torch.randn(3, 30),
+                 lossless_chip("channel", n_rows=None, n_cols=None))
+
+
+def test_activation_scales_follow_max_calibration():
+    """s_x = max|x| / q_max over the calibration data, the signedness from its sign
+    (compared with hooks on the float model; float32 vs float64 layer maths: rtol 1e-5)."""
+    model = MLP().eval()
+    x_cal = torch.randn(24, 80)
+    seen: dict[str, list[torch.Tensor]] = {}
+    hooks = [m.register_forward_hook(lambda mod, a, out, n=n: seen.setdefault(n, []).append(a[0]))
+             for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        model(x_cal)
+    for h in hooks:
+        h.remove()
+    sim = cimsim.deploy(model, lossless_chip(), x_cal)
+    for name, xs in seen.items():
+        x = torch.cat(xs).to(torch.float64)
+        core = sim.sim_layers[name].cores[0]
+        signed = bool(x.min() < 0)
+        assert core.signed == signed
+        want = float(x.abs().max()) / act_bounds(8, signed)[1]
+        if name == "fc1":  # the model input itself: exact
+            assert core.s_x == want
+        else:
+            assert core.s_x == pytest.approx(want, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Float vs simulated-lossless: the quantization error bound
+# ---------------------------------------------------------------------------------------------
+# With x̂ = s_x·x_int, ŵ = s_w·w_int, |x̂ - x| <= s_x/2 (no clipping: the evaluation data is the
+# calibration data, so |x| <= max|x| = q_max·s_x) and |ŵ - w| <= s_w/2 (w_int never clips:
+# |w| <= max|w| = q·s_w). Per output n:
+#   |ŷ_n - y_n| = |Σ_k x̂_k ŵ_nk - x_k w_nk| = |Σ_k x_k δw + w_nk δx + δx δw|
+#              <= Σ_k |x_k|·s_w(k,n)/2 + |w_nk|·s_x/2 + s_x·s_w(k,n)/4
+# where s_w(k, n) is the scale of the (row tile of k, n) pair. The bias adds no error. Slack for
+# float rounding: float32 outputs (2^-23 relative) of sums of at most Σ|x||w|.
+def _bound(x: torch.Tensor, w: torch.Tensor, core) -> torch.Tensor:
+    x, w = x.to(torch.float64), w.to(torch.float64)
+    s_x = core.s_x
+    s_w = torch.from_numpy(core.s_w)  # (T, N)
+    tiles = core.row_tiles if s_w.shape[0] > 1 else [(0, w.shape[1])]
+    s_kn = torch.empty(w.shape[1], w.shape[0], dtype=torch.float64)  # (K, N)
+    for t, (a, b) in enumerate(tiles):
+        s_kn[a:b] = s_w[t]
+    ax, aw = x.abs(), w.abs()
+    bound = ax @ s_kn / 2 + (aw.sum(dim=1) * s_x / 2)[None, :] + s_kn.sum(dim=0) * s_x / 4
+    slack = 4 * 2.0**-23 * (ax @ aw.T) + 1e-7
+    return bound + slack
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_linear_float_error_within_bound(granularity, signed):
+    lin = nn.Linear(90, 12)
+    x = torch.randn(32, 90)
+    if not signed:
+        x = x.abs()
+    chip = lossless_chip(granularity, n_rows=37, n_cols=64)
+    sim = cimsim.deploy(lin, chip, x)
+    core = sim.sim_layers["0"].cores[0]
+    # independent scales: s_x = max|x| / q_max, s_w from the float weights
+    assert core.signed == signed
+    assert core.s_x == float(x.to(torch.float64).abs().max()) / act_bounds(8, signed)[1]
+    _, s_w = ref_weight_quant(lin.weight, 8, granularity, core.row_tiles)
+    assert np.array_equal(core.s_w, s_w.numpy())
+    y_sim = sim(x).to(torch.float64)
+    with torch.no_grad():
+        y_float = lin(x).to(torch.float64)
+    err = (y_sim - y_float).abs()
+    bound = _bound(x, lin.weight.detach(), core)
+    assert torch.all(err <= bound), float((err - bound).max())
+    assert float(err.max()) > 0  # quantization is really there
+    assert float((err / bound).max()) > 0.02  # and the bound is not vacuous
+
+
+def test_conv_float_error_within_bound():
+    conv = nn.Conv2d(6, 5, 3, padding=1, groups=1)
+    x = torch.randn(4, 6, 7, 7)
+    chip = lossless_chip("column", n_rows=20, n_cols=64)
+    sim = cimsim.deploy(conv, chip, x)
+    core = sim.sim_layers["0"].cores[0]
+    assert len(core.row_tiles) == 3
+    y_sim = sim(x).to(torch.float64)
+    with torch.no_grad():
+        y_float = conv(x).to(torch.float64)
+    cols = F.unfold(F.pad(x, (1, 1, 1, 1)), 3).transpose(1, 2).reshape(-1, 54)
+    bound = _bound(cols, conv.weight.detach().reshape(5, -1), core)
+    err = (y_sim - y_float).permute(0, 2, 3, 1).reshape(-1, 5).abs()
+    assert torch.all(err <= bound), float((err - bound).max())
+
+
+def test_bound_shrinks_with_finer_granularity():
+    lin = nn.Linear(90, 12)
+    with torch.no_grad():
+        lin.weight[:, :10] *= 8  # uneven columns and rows: finer scales help
+        lin.weight[0] *= 4
+    x = torch.randn(16, 90)
+    bounds, errs = {}, {}
+    for g in GRANULARITIES:
+        sim = cimsim.deploy(lin, lossless_chip(g, n_rows=37, n_cols=64), x)
+        core = sim.sim_layers["0"].cores[0]
+        bounds[g] = _bound(x, lin.weight.detach(), core)
+        with torch.no_grad():
+            errs[g] = float(((sim(x) - lin(x)).abs()).mean())
+    assert torch.all(bounds["channel"] <= bounds["tensor"])
+    assert torch.all(bounds["column"] <= bounds["channel"])
+    assert errs["column"] < errs["tensor"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. The user's model is untouched; exclusion; unsupported layers
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [MLP, CNN, lambda: TinyTransformer(True)],
+                         ids=["mlp", "cnn", "transformer"])
+def test_original_model_untouched(make):
+    model = make()
+    model.train()
+    state = copy.deepcopy(model.state_dict())
+    types = {n: type(m) for n, m in model.named_modules()}
+    x = (torch.randn(4, 80) if make is MLP else torch.randn(2, 3, 12, 12) if make is CNN
+         else torch.randn(2, 5, 6))
+    sim = cimsim.deploy(model, lossless_chip(), x)
+    sim(x)
+    after = model.state_dict()
+    assert state.keys() == after.keys()
+    for k in state:
+        assert torch.equal(state[k], after[k]), k
+    assert {n: type(m) for n, m in model.named_modules()} == types
+    assert model.training  # deploy evaluates a copy
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks
+        assert not isinstance(m, (SimLinear, SimConv, SimMultiheadAttention))
+    assert sim.model is not model
+
+
+class Named(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc_in = nn.Linear(10, 12)
+        self.glob_a = nn.Linear(12, 12)
+        self.glob_b = nn.Sequential(nn.Linear(12, 12), nn.ReLU())
+        self.out = nn.Linear(12, 4)
+
+    def forward(self, x):
+        return self.out(self.glob_b(torch.relu(self.glob_a(torch.relu(self.fc_in(x))))))
+
+
+def test_exclude_names_and_globs_stay_digital():
+    model = Named().eval()
+    x = torch.randn(8, 10)
+    sim = cimsim.deploy(model, lossless_chip(), x, exclude=["fc_in", "glob*"])
+    assert set(sim.sim_layers) == {"out"}
+    excluded = {(n, t) for n, t, r in sim.digital if r == "excluded by the user"}
+    # glob_b is a container: deploy descends into it, and "glob*" matches "glob_b.0"
+    assert excluded == {("fc_in", "Linear"), ("glob_a", "Linear"), ("glob_b.0", "Linear")}
+    assert type(sim.model.fc_in) is nn.Linear
+    assert type(sim.model.glob_a) is nn.Linear
+    assert type(sim.model.glob_b[0]) is nn.Linear
+    # the excluded layers compute in float, the rest is exact
+    ref = reference_model(model, sim)
+    with torch.no_grad():
+        want = ref(x)
+    assert_bitwise(sim(x), want)
+    # a plain string is one pattern
+    sim2 = cimsim.deploy(model, lossless_chip(), x, exclude="out")
+    assert "out" not in sim2.sim_layers and "fc_in" in sim2.sim_layers
+
+
+class Mixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 6)
+        self.fc = nn.Linear(6, 4)
+        self.up = nn.ConvTranspose2d(4, 2, 2)
+
+    def forward(self, tokens):
+        h = self.fc(self.emb(tokens))  # (B, T, 4)
+        return self.up(h.permute(0, 2, 1).unsqueeze(-1))
+
+
+def test_unsupported_layers_listed_digital():
+    model = Mixed().eval()
+    tokens = torch.randint(0, 10, (4, 3))
+    sim = cimsim.deploy(model, lossless_chip(), tokens)
+    assert set(sim.sim_layers) == {"fc"}
+    digital = {n: (t, r) for n, t, r in sim.digital}
+    assert digital["emb"][0] == "Embedding" and "not supported" in digital["emb"][1]
+    assert digital["up"][0] == "ConvTranspose2d" and "not supported" in digital["up"][1]
+    assert type(sim.model.emb) is nn.Embedding and type(sim.model.up) is nn.ConvTranspose2d
+    ref = reference_model(model, sim)
+    with torch.no_grad():
+        want = ref(tokens)
+    assert_bitwise(sim(tokens), want)
+    rep = sim.report()
+    assert set(rep.digital["layer"]) == {"emb", "up"}
+
+
+def test_exclude_attention_out_proj_pattern():
+    model = TinyTransformer(batch_first=True).eval()
+    sim = cimsim.deploy(model, lossless_chip(), _transformer_data(True),
+                        exclude=["*.out_proj"])
+    sim(_transformer_data(True))
+    cores = {c.name: c for c in sim.sim_layers["enc.self_attn"].cores}
+    assert cores["enc.self_attn.out_proj"].digital and not cores["enc.self_attn.q_proj"].digital
+    assert cores["enc.self_attn.out_proj"].n_arrays == 0
+    assert any(n == "enc.self_attn.out_proj" for n, _, _ in sim.digital)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Capacity and time multiplexing
+# ---------------------------------------------------------------------------------------------
+def _capacity_model() -> nn.Module:
+    # 256 columns hold 10 outputs x 4 slices x 2 (differential): 1 column tile per layer;
+    # fc0: K = 40 -> 2 row tiles of 37; fc2: 1 -> 3 arrays in all
+    return nn.Sequential(nn.Linear(40, 10), nn.ReLU(), nn.Linear(10, 5))
+
+
+def test_capacity_error_says_needed_and_available():
+    chip = lossless_chip(n_rows=37, n_cols=256, n_tiles=1, arrays_per_tile=2)
+    with pytest.raises(CapacityError) as info:
+        cimsim.deploy(_capacity_model(), chip, torch.randn(4, 40))
+    msg = str(info.value)
+    assert "needs 3 arrays" in msg and "has 2" in msg
+    assert "allow_time_multiplexing" in msg
+    # exactly enough arrays is fine
+    fits = lossless_chip(n_rows=37, n_cols=256, n_tiles=1, arrays_per_tile=3)
+    sim = cimsim.deploy(_capacity_model(), fits, torch.randn(4, 40))
+    assert sim.arrays_needed == 3
+    sim(torch.randn(2, 40))
+    assert sim.events.get(("array", "reprogram", 0)) == 0
+    assert sim.report().totals["time_multiplexed"] is False
+
+
+def test_time_multiplexing_charges_reprogramming():
+    chip = lossless_chip(n_rows=37, n_cols=256, n_tiles=1, arrays_per_tile=2,
+                         allow_time_multiplexing=True)
+    model = _capacity_model()
+    sim = cimsim.deploy(model, chip, torch.randn(4, 40))
+    assert sim.arrays_needed == 3
+    x = torch.randn(3, 40)
+    y = sim(x)
+    assert sim.events.get(("array", "reprogram", 0)) > 0
+    rep = sim.report()
+    assert rep.totals["time_multiplexed"] is True
+    assert rep.totals["n_arrays_used"] == 3 and rep.totals["n_arrays_available"] == 2
+    # results are unaffected by time multiplexing on a lossless chip
+    with torch.no_grad():
+        want = reference_model(model, sim)(x)
+    assert_bitwise(y, want)
+
+
+def test_report_contains_reprogram_events():
+    chip = lossless_chip(n_rows=37, n_cols=256, n_tiles=1, arrays_per_tile=2,
+                         allow_time_multiplexing=True)
+    sim = cimsim.deploy(_capacity_model(), chip, torch.randn(4, 40))
+    sim(torch.randn(3, 40))
+    sim(torch.randn(2, 40))
+    assert sim.events.get(("array", "reprogram", 0)) == 2  # one array rewritten per forward
+    rep = sim.report()
+    comp = rep.components
+    rows = comp[(comp["component"] == "array") & (comp["action"] == "reprogram")]
+    assert len(rows) == 1
+    assert float(rows["n_events_per_inference"].iloc[0]) == pytest.approx(2 / 5)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Kernel-preserving tiling
+# ---------------------------------------------------------------------------------------------
+def test_kernel_preserving_row_tiles():
+    conv = nn.Conv2d(5, 4, 3, padding=1)
+    x = torch.randn(2, 5, 6, 6)
+    kp = lossless_chip(n_rows=20, n_cols=64, kernel_preserving_tiling=True)
+    sim = cimsim.deploy(conv, kp, x)
+    core = sim.sim_layers["0"].cores[0]
+    assert core.row_tiles == [(0, 18), (18, 36), (36, 45)]
+    assert core.n_arrays == 3
+    with torch.no_grad():
+        want = reference_model(conv, sim)(x)
+    assert_bitwise(sim(x), want)
+    # without the option the rows are cut every n_rows
+    plain = cimsim.deploy(conv, lossless_chip(n_rows=20, n_cols=64), x)
+    assert plain.sim_layers["0"].cores[0].row_tiles == [(0, 20), (20, 40), (40, 45)]
+
+
+def test_kernel_preserving_grouped_conv_tiles_per_group():
+    conv = nn.Conv2d(6, 4, 3, groups=2)  # K = 27 per group
+    kp = lossless_chip(n_rows=20, n_cols=64, kernel_preserving_tiling=True)
+    sim = cimsim.deploy(conv, kp, torch.randn(2, 6, 5, 5))
+    for core in sim.sim_layers["0"].cores:
+        assert core.row_tiles == [(0, 18), (18, 27)]
+
+
+def test_kernel_larger_than_rows():
+    conv = nn.Conv2d(2, 3, 5)  # 25 rows per kernel
+    kp = lossless_chip(n_rows=20, n_cols=64, kernel_preserving_tiling=True)
+    with pytest.raises(MappingError, match="does not fit"):
+        SimConv(conv, "big", kp, 0)
+    # deploy keeps such a layer digital (documented: unmappable layers stay digital) ...
+    sim = cimsim.deploy(nn.Sequential(conv), kp, torch.randn(2, 2, 7, 7))
+    assert "0" not in sim.sim_layers
+    ((name, kind, reason),) = sim.digital
+    assert (name, kind) == ("0", "Conv2d") and "does not fit" in reason
+    # ... and without the option it maps normally
+    ok = cimsim.deploy(nn.Sequential(conv), lossless_chip(n_rows=20, n_cols=64),
+                       torch.randn(2, 2, 7, 7))
+    assert "0" in ok.sim_layers
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. The deployed forward
+# ---------------------------------------------------------------------------------------------
+def _n_conversions(sim) -> float:
+    return sum(v for k, v in sim.events.items() if k.component == "adc")
+
+
+def test_forward_no_grad_and_events_accumulate():
+    model = MLP().eval()
+    sim = cimsim.deploy(model, lossless_chip(), torch.randn(16, 80))
+    assert isinstance(sim, nn.Module)
+    assert sim.n_inferences == 0 and _n_conversions(sim) == 0  # calibration is not counted
+    x = torch.randn(5, 80, requires_grad=True)
+    y1 = sim(x)
+    assert not y1.requires_grad and y1.grad_fn is None and y1.device.type == "cpu"
+    c1 = _n_conversions(sim)
+    rep1 = sim.report()
+    assert c1 > 0 and rep1.totals["n_inferences"] == 5
+    y2 = sim(x)
+    assert torch.equal(y1, y2)  # lossless chip: deterministic
+    assert _n_conversions(sim) == 2 * c1
+    rep2 = sim.report()
+    assert rep2.totals["n_inferences"] == 10
+    assert rep2.layers["n_conversions_per_inference"].tolist() == \
+        rep1.layers["n_conversions_per_inference"].tolist()
+    sim(x[:3])
+    assert sim.n_inferences == 13
+    # per-inference conversions are independent of the batch size
+    assert sim.report().layers["n_conversions_per_inference"].tolist() == \
+        rep1.layers["n_conversions_per_inference"].tolist()
+    sim.reset()
+    assert sim.n_inferences == 0 and _n_conversions(sim) == 0
+    rep0 = sim.report()
+    assert rep0.totals["n_inferences"] == 0
+    assert (rep0.layers["n_conversions_per_inference"] == 0).all()
+    assert torch.equal(sim(x), y1)  # reset forgets events, not the mapping
+
+
+def test_forward_non_contiguous_input():
+    model = MLP().eval()
+    sim = cimsim.deploy(model, lossless_chip(), torch.randn(16, 80))
+    base = torch.randn(80, 6)
+    x = base.t()  # a transposed view
+    assert not x.is_contiguous()
+    assert torch.equal(sim(x), sim(x.contiguous()))
+
+
+def test_noisy_chip_seeded():
+    chip = cimsim.load_chip("rram-22nm")
+    model = nn.Sequential(nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 6)).eval()
+    x_cal, x = torch.randn(32, 40), torch.randn(4, 40)
+    a = cimsim.deploy(model, chip, x_cal, seed=7)
+    b = cimsim.deploy(model, chip, x_cal, seed=7)
+    c = cimsim.deploy(model, chip, x_cal, seed=8)
+    ya, yb, yc = a(x), b(x), c(x)
+    assert torch.equal(ya, yb)
+    assert not torch.equal(ya, yc)
+    # noise is fresh per call, and reproducible call by call
+    ya2, yb2 = a(x), b(x)
+    assert torch.equal(ya2, yb2)
+    assert not torch.equal(ya, ya2)
+    # noisy but close to the float model
+    with torch.no_grad():
+        yf = model(x)
+    assert float((ya - yf).abs().max()) < 0.5 * float(yf.abs().max())
+
+
+def test_noisy_draws_do_not_depend_on_other_layers():
+    """Layers are seeded by name: excluding one leaves the others' variation and noise as is."""
+    chip = cimsim.load_chip("rram-22nm")
+    model = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                          nn.Linear(16, 4)).eval()
+    x_cal, x = torch.randn(32, 20), torch.randn(4, 20)
+    outs = []
+    for exclude in ((), ("2",)):
+        sim = cimsim.deploy(model, chip, x_cal, seed=11, exclude=exclude)
+        seen = []
+        sim.model[0].register_forward_hook(lambda m, a, out, seen=seen: seen.append(out))
+        sim(x)
+        outs.append(seen[0])
+    assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_unbatched_conv_input(dim):
+    conv = nn.Conv1d(2, 3, 3, padding=1) if dim == 1 else nn.Conv2d(2, 3, 3, padding=1)
+    shape = (2, 5) if dim == 1 else (2, 5, 5)
+    sim = cimsim.deploy(nn.Sequential(conv), lossless_chip(), torch.randn(4, *shape))
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        assert conv(x).shape == conv(x[None])[0].shape  # torch accepts it
+    assert torch.equal(sim(x), sim(x[None])[0])
+
+
+@pytest.mark.parametrize("case", ["unbatched_linear", "seq_first_transformer"])
+def test_n_inferences_counts_samples(case):
+    if case == "unbatched_linear":
+        model, x_cal, x, n = nn.Linear(5, 3), torch.randn(4, 5), torch.randn(5), 1
+    else:
+        model, x_cal = TinyTransformer(False).eval(), _transformer_data(False)
+        x, n = _transformer_data(False, b=2, length=5), 2
+    # a sequence-first model says which dimension holds the samples
+    sim = cimsim.deploy(model, lossless_chip(), x_cal,
+                        batch_dim=0 if case == "unbatched_linear" else 1)
+    sim(x)
+    assert sim.n_inferences == n
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Calibration
+# ---------------------------------------------------------------------------------------------
+def _scales(sim) -> dict[str, float]:
+    return {c.name: c.s_x for layer in sim.sim_layers.values() for c in layer.cores}
+
+
+def test_percentile_and_mse_scales_not_above_max():
+    model = MLP().eval()
+    x_cal = torch.randn(64, 80)
+    x_cal[0, :5] = 12.0  # outliers: clipping pays off
+    base = lossless_chip()
+    s = {}
+    for method in ("max", "percentile", "mse"):
+        chip = base.replace(quant=base.quant.replace(act_calibration=method,
+                                                     act_percentile=99.0))
+        s[method] = _scales(cimsim.deploy(model, chip, x_cal))
+    for method in ("percentile", "mse"):
+        assert s[method].keys() == s["max"].keys()
+        for name in s["max"]:
+            assert 0 < s[method][name] <= s["max"][name], (method, name)
+        assert s[method]["fc1"] < s["max"]["fc1"]
+
+
+def test_dataloader_calibration_matches_tensor():
+    model = MLP().eval()
+    x_cal = torch.randn(40, 80)
+    labels = torch.randint(0, 7, (40,))
+    loader = DataLoader(TensorDataset(x_cal, labels), batch_size=16, shuffle=False)
+    chip = lossless_chip()
+    a = cimsim.deploy(model, chip, loader)
+    b = cimsim.deploy(model, chip, x_cal, batch_size=7)
+    c = cimsim.deploy(model, chip, x_cal.numpy())
+    assert _scales(a) == _scales(b) == _scales(c)
+    x = torch.randn(3, 80)
+    assert torch.equal(a(x), b(x)) and torch.equal(a(x), c(x))
+
+
+@pytest.mark.parametrize("empty", ["tensor", "list", "loader"])
+def test_empty_calibration_raises(empty):
+    data = {"tensor": torch.empty(0, 80), "list": [],
+            "loader": DataLoader(TensorDataset(torch.empty(0, 80)), batch_size=4)}[empty]
+    with pytest.raises(MappingError, match="empty"):
+        cimsim.deploy(MLP(), lossless_chip(), data)
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used = nn.Linear(6, 6)
+        self.never_called = nn.Linear(6, 6)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def test_unreached_layer_raises_naming_it():
+    with pytest.raises(MappingError, match="never_called"):
+        cimsim.deploy(Branchy(), lossless_chip(), torch.randn(4, 6))
+    # excluding it is the way out
+    sim = cimsim.deploy(Branchy(), lossless_chip(), torch.randn(4, 6), exclude=["never_*"])
+    assert set(sim.sim_layers) == {"used"}
+
+
+def test_bad_arguments():
+    with pytest.raises(MappingError):
+        cimsim.deploy(lambda x: x, lossless_chip(), torch.randn(2, 3))
+    with pytest.raises(MappingError):
+        cimsim.deploy(MLP(), "ideal", torch.randn(2, 80))
+    with pytest.raises(MappingError):
+        cimsim.deploy(MLP(), lossless_chip(), 3.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Report
+# ---------------------------------------------------------------------------------------------
+def test_report_rows_and_files(tmp_path):
+    model = Named().eval()
+    chip = lossless_chip(n_rows=8, n_cols=23)
+    sim = cimsim.deploy(model, chip, torch.randn(8, 10), exclude=["glob_a"])
+    sim(torch.randn(4, 10))
+    rep = sim.report()
+    layers = rep.layers.set_index("layer")
+    assert set(layers.index) == set(sim.sim_layers) == {"fc_in", "glob_b.0", "out"}
+    for col in ("n_arrays", "cell_utilization_pct", "n_conversions_per_inference"):
+        assert col in layers.columns
+    for name, layer in sim.sim_layers.items():
+        core = layer.cores[0]
+        assert layers.loc[name, "n_arrays"] == core.n_arrays
+        n, k = core.shape
+        # cells used: K rows x N outputs x 4 slices (8 bits / 2 per cell) x 2 (differential)
+        cells = k * n * 4 * 2
+        assert core.n_cells == cells
+        assert layers.loc[name, "cell_utilization_pct"] == pytest.approx(
+            100 * cells / (core.n_arrays * 8 * 23))
+        assert 0 < layers.loc[name, "cell_utilization_pct"] <= 100
+        adc = sum(v for key, v in layer.events.items() if key.component == "adc")
+        assert layers.loc[name, "n_conversions_per_inference"] == pytest.approx(adc / 4)
+        assert layers.loc[name, "n_conversions_per_inference"] > 0
+    assert rep.totals["n_inferences"] == 4
+    assert rep.totals["n_arrays_used"] == int(layers["n_arrays"].sum())
+    assert rep.digital.to_dict(orient="records") == [
+        {"layer": "glob_a", "type": "Linear", "reason": "excluded by the user"}]
+    paths = rep.save(tmp_path / "out")
+    assert paths and all(p.exists() and p.stat().st_size > 0 for p in paths)
+    names = {p.name for p in paths}
+    assert {"layers.csv", "report.json"} <= names
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(data["layers"]) == 3 and data["totals"]["n_inferences"] == 4
+    assert [d["layer"] for d in data["digital"]] == ["glob_a"]
+
+
+def test_report_on_ideal_preset():
+    """The lossless reference (24-bit ADC) must be reportable, cost figures included."""
+    sim = cimsim.deploy(nn.Linear(8, 4), cimsim.load_chip("ideal"), torch.randn(4, 8))
+    sim(torch.randn(2, 8))
+    rep = sim.report()
+    assert rep.totals["n_inferences"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. The digits model: simulated accuracy on the ideal chip == integer re-implementation
+# ---------------------------------------------------------------------------------------------
+class _Recorder(nn.Module):
+    """Runs a model and keeps its outputs, so that one evaluation pass gives both."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+        self.outputs: list[torch.Tensor] = []
+
+    def forward(self, x):
+        y = self.inner(x)
+        self.outputs.append(y)
+        return y
+
+
+def test_digits_ideal_accuracy_equals_integer_model():
+    from cimsim.train.digits import evaluate, load_digits_cnn, load_digits_split
+
+    x_train, _, x_test, y_test = load_digits_split()
+    model = load_digits_cnn()
+    sim = cimsim.deploy(model, cimsim.load_chip("ideal"), x_train[:256], seed=0)
+    ref = reference_model(model, sim)
+    rec_sim, rec_ref = _Recorder(sim), _Recorder(ref)
+    acc_sim = evaluate(rec_sim, x_test, y_test)  # the simulated evaluation, one pass
+    acc_ref = evaluate(rec_ref, x_test, y_test)
+    logits_sim, logits_ref = torch.cat(rec_sim.outputs), torch.cat(rec_ref.outputs)
+    assert_bitwise(logits_sim, logits_ref)
+    assert torch.equal(logits_sim.argmax(1), logits_ref.argmax(1))  # same predictions
+    assert acc_sim == acc_ref
+    acc_float = evaluate(model, x_test, y_test)
+    assert acc_sim >= 0.95 and abs(acc_sim - acc_float) <= 0.02
+    assert sim.n_inferences == len(y_test)

@@ -1,0 +1,345 @@
+"""Chip configuration: presets, TOML round trips, copies on change, validation messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+
+import numpy as np
+import pytest
+
+import cimsim
+from cimsim.config import (
+    ADCConfig,
+    ArrayConfig,
+    ChipConfig,
+    DACConfig,
+    DeviceConfig,
+    NoiseConfig,
+    RangePolicy,
+    TechConfig,
+    VariationKind,
+    WeightEncoding,
+)
+from cimsim.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REQUIRED_PRESETS = ("ideal", "rram-22nm", "sram-65nm")
+
+
+def _rich_chip() -> ChipConfig:
+    """A chip that sets non-default values in every section (incl. None, inf, a tuple)."""
+    return ChipConfig(
+        name="rich",
+        description='a "quoted" description with a \\ backslash\nand a second line',
+        source="tests",
+        weight_bits=6,
+        input_bits=5,
+        weight_encoding="offset",
+        differential_readout="digital",
+        accumulator_bits=24,
+        array=ArrayConfig(n_rows=64, n_cols=32, rows_per_conversion=16, cols_per_adc=4,
+                          n_tiles=3, arrays_per_tile=2, allow_time_multiplexing=True,
+                          kernel_preserving_tiling=True),
+        device=DeviceConfig(cell="rram", bits_per_cell=3, g_max_us=25.0, on_off_ratio=math.inf,
+                            off_current_compensation="none", variation="gaussian",
+                            variation_sigma=0.25, p_stuck_on=0.01, p_stuck_off=0.02),
+        dac=DACConfig(bits=2, signed_inputs="two_pass"),
+        adc=ADCConfig(kind="flash", bits=5, range_policy="calibrated",
+                      calibration_granularity="array", calibration_stat="mean_std",
+                      n_sigma=2.5, gain_error=-0.01, offset_error_lsb=0.3,
+                      comparator_noise_lsb=0.2, fixed_lo=-3.5, fixed_hi=40.0),
+        noise=NoiseConfig(thermal_sigma_lsb=0.7, read_noise_rel=0.02, nonlinearity="polynomial",
+                          poly_coeffs=(0.1, -0.05, 0.0125)),
+        tech=TechConfig(node_nm=28.0, vdd_v=0.9, v_read_v=0.3, t_read_ns=5.0, clock_mhz=500.0,
+                        adc_band="low"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# presets
+# ---------------------------------------------------------------------------------------------
+def test_list_presets_has_the_required_ones():
+    names = cimsim.list_presets()
+    assert names == sorted(names)
+    for name in REQUIRED_PRESETS:
+        assert name in names
+
+
+@pytest.mark.parametrize("name", REQUIRED_PRESETS)
+def test_presets_load_and_are_named_after_their_file(name):
+    chip = cimsim.load_chip(name)
+    assert isinstance(chip, ChipConfig)
+    assert chip.name == name
+    assert chip.description
+
+
+def test_ideal_preset_is_lossless_by_construction(ideal):
+    assert ideal.device.ideal
+    assert math.isinf(ideal.device.on_off_ratio)
+    assert ideal.noise == NoiseConfig()
+    assert ideal.adc.range_policy is RangePolicy.FULL_SCALE
+    assert ideal.adc.bits == 24
+    assert ideal.adc.gain_error == 0 and ideal.adc.offset_error_lsb == 0
+    assert ideal.adc.comparator_noise_lsb == 0
+
+
+def test_preset_string_enums_are_coerced():
+    chip = cimsim.load_chip("rram-22nm")
+    assert chip.weight_encoding is WeightEncoding.DIFFERENTIAL
+    assert chip.device.variation is VariationKind.LOGNORMAL
+    assert chip.adc.range_policy is RangePolicy.CALIBRATED
+
+
+# ---------------------------------------------------------------------------------------------
+# TOML round trips
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", REQUIRED_PRESETS)
+def test_preset_toml_round_trip(name):
+    chip = cimsim.load_chip(name)
+    assert ChipConfig.from_dict(tomllib.loads(chip.to_toml())) == chip
+    assert ChipConfig.from_dict(chip.to_dict()) == chip
+
+
+def test_rich_chip_toml_round_trip():
+    chip = _rich_chip()
+    again = ChipConfig.from_dict(tomllib.loads(chip.to_toml()))
+    assert again == chip
+    assert again.noise.poly_coeffs == (0.1, -0.05, 0.0125)
+    assert again.dac.bits == 2
+    assert math.isinf(again.device.on_off_ratio)
+
+
+def test_toml_round_trip_of_one_shot_dac(tmp_path):
+    chip = ChipConfig(dac=DACConfig(bits=None))
+    assert ChipConfig.from_dict(tomllib.loads(chip.to_toml())).dac.bits is None
+
+
+@pytest.mark.parametrize("chip", [_rich_chip(), ChipConfig(), cimsim.load_chip("rram-22nm")],
+                         ids=["rich", "default", "rram-22nm"])
+def test_save_and_load_chip_file(tmp_path, chip):
+    path = tmp_path / "chip.toml"
+    chip.save(path)
+    assert cimsim.load_chip(path) == chip
+    assert cimsim.load_chip(str(path)) == chip
+
+
+def test_integer_values_of_float_fields_round_trip_as_floats(tmp_path):
+    chip = ChipConfig(device=DeviceConfig(g_max_us=10, on_off_ratio=20))
+    assert isinstance(chip.device.g_max_us, float)
+    path = tmp_path / "c.toml"
+    chip.save(path)
+    assert cimsim.load_chip(path) == chip
+
+
+def test_toml_round_trip_with_control_characters():
+    chip = ChipConfig(description="line one\r\nline two\tend\x01")
+    assert ChipConfig.from_dict(tomllib.loads(chip.to_toml())) == chip
+
+
+# ---------------------------------------------------------------------------------------------
+# replace
+# ---------------------------------------------------------------------------------------------
+def test_replace_copies_and_leaves_the_original(ideal):
+    chip = ideal.replace(adc=ideal.adc.replace(bits=5), input_bits=4)
+    assert chip.adc.bits == 5 and chip.input_bits == 4
+    assert ideal.adc.bits == 24 and ideal.input_bits == 8
+    assert chip.array is ideal.array
+    assert chip != ideal
+
+
+def test_configs_are_frozen(ideal):
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ideal.input_bits = 4  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ideal.adc.bits = 4  # type: ignore[misc]
+
+
+def test_replace_unknown_field_is_a_config_error(ideal):
+    with pytest.raises(ConfigError, match=r"adc_bitz") as info:
+        ideal.replace(adc_bitz=5)
+    assert "input_bits" in str(info.value)  # lists the fields
+
+
+def test_replace_validates(ideal):
+    with pytest.raises(ConfigError, match=r"ADCConfig\.bits"):
+        ideal.replace(adc=ideal.adc.replace(bits=0))
+    with pytest.raises(ConfigError, match=r"DACConfig\.bits"):
+        ideal.replace(input_bits=3, dac=DACConfig(bits=4))
+
+
+# ---------------------------------------------------------------------------------------------
+# validation: ConfigError naming the field and what is allowed
+# ---------------------------------------------------------------------------------------------
+BAD_VALUES = [
+    # (factory, field named in the message, fragment of the allowed values)
+    (lambda: ArrayConfig(n_rows=-4), "ArrayConfig.n_rows", "integer in [1, 65536]"),
+    (lambda: ArrayConfig(n_cols=0), "ArrayConfig.n_cols", "integer in [1, 65536]"),
+    (lambda: ArrayConfig(n_rows=True), "ArrayConfig.n_rows", "integer"),
+    (lambda: ArrayConfig(n_rows=2.0), "ArrayConfig.n_rows", "integer"),
+    (lambda: ArrayConfig(n_rows=8, rows_per_conversion=9), "ArrayConfig.rows_per_conversion",
+     "[1, 8]"),
+    (lambda: ArrayConfig(n_cols=4, cols_per_adc=5), "ArrayConfig.cols_per_adc", "[1, 4]"),
+    (lambda: ArrayConfig(n_tiles=-1), "ArrayConfig.n_tiles", "integer >= 1"),
+    (lambda: ArrayConfig(allow_time_multiplexing=1), "ArrayConfig.allow_time_multiplexing",
+     "true or false"),
+    (lambda: DeviceConfig(bits_per_cell=0), "DeviceConfig.bits_per_cell", "[1, 7]"),
+    (lambda: DeviceConfig(bits_per_cell=True), "DeviceConfig.bits_per_cell", "[1, 7]"),
+    (lambda: DeviceConfig(variation="uniform"), "DeviceConfig.variation",
+     "'none', 'lognormal', 'gaussian'"),
+    (lambda: DeviceConfig(variation=3), "DeviceConfig.variation", "'lognormal'"),
+    (lambda: DeviceConfig(off_current_compensation="both"),
+     "DeviceConfig.off_current_compensation", "'none', 'analog', 'digital'"),
+    (lambda: DeviceConfig(cell="pcm"), "DeviceConfig.cell", "'rram', 'sram', 'ideal'"),
+    (lambda: DeviceConfig(on_off_ratio=1.0), "DeviceConfig.on_off_ratio", "(1.0, inf]"),
+    (lambda: DeviceConfig(p_stuck_on=0.7, p_stuck_off=0.5), "p_stuck_on + p_stuck_off", "<= 1"),
+    (lambda: DeviceConfig(variation_sigma=0.1), "DeviceConfig.variation_sigma", "'lognormal'"),
+    (lambda: DACConfig(bits=0), "DACConfig.bits", "[1, 16]"),
+    (lambda: DACConfig(signed_inputs="sign_magnitude"), "DACConfig.signed_inputs",
+     "'twos_complement', 'two_pass'"),
+    (lambda: ADCConfig(kind="pipeline"), "ADCConfig.kind", "'sar', 'flash', 'ramp'"),
+    (lambda: ADCConfig(kind="ramp"), "ADCConfig.range_policy", "'calibrated' for kind = 'ramp'"),
+    (lambda: ADCConfig(bits=25), "ADCConfig.bits", "[1, 24]"),
+    (lambda: ADCConfig(range_policy="auto"), "ADCConfig.range_policy",
+     "'full_scale', 'fixed', 'calibrated'"),
+    (lambda: ADCConfig(range_policy="fixed", fixed_lo=5.0, fixed_hi=5.0), "ADCConfig.fixed_hi",
+     "> fixed_lo (5.0)"),
+    (lambda: ADCConfig(full_scale_factor=0.5), "ADCConfig.full_scale_factor", "[1.0, inf)"),
+    (lambda: ADCConfig(calibration_granularity="row"), "ADCConfig.calibration_granularity",
+     "'layer', 'array', 'column'"),
+    (lambda: ADCConfig(calibration_stat="mse"), "ADCConfig.calibration_stat",
+     "'minmax', 'percentile', 'mean_std'"),
+    (lambda: ADCConfig(percentile=50.0), "ADCConfig.percentile", "(50.0, 100.0]"),
+    (lambda: ADCConfig(gain_error=0.9), "ADCConfig.gain_error", "[-0.5, 0.5]"),
+    (lambda: ADCConfig(placement="output"), "ADCConfig.placement",
+     "'partial_sum', 'layer_output'"),
+    (lambda: NoiseConfig(nonlinearity="cubic"), "NoiseConfig.nonlinearity",
+     "'none', 'saturating', 'polynomial', 'ir_drop'"),
+    (lambda: NoiseConfig(thermal_sigma_lsb=-1.0), "NoiseConfig.thermal_sigma_lsb", "[0.0, inf)"),
+    (lambda: NoiseConfig(thermal_sigma_lsb=math.nan), "NoiseConfig.thermal_sigma_lsb", "[0.0"),
+    (lambda: NoiseConfig(thermal_sigma_lsb="1"), "NoiseConfig.thermal_sigma_lsb", "[0.0"),
+    (lambda: NoiseConfig(poly_coeffs=(1.0,) * 7), "NoiseConfig.poly_coeffs",
+     "up to 6 finite numbers"),
+    (lambda: NoiseConfig(poly_coeffs=(math.inf,)), "NoiseConfig.poly_coeffs", "finite"),
+    (lambda: NoiseConfig(saturation_fraction=0.0), "NoiseConfig.saturation_fraction",
+     "(0.0, inf)"),
+    (lambda: TechConfig(adc_band="medium"), "TechConfig.adc_band", "'low', 'typical', 'high'"),
+    (lambda: TechConfig(node_nm=5.0), "TechConfig.node_nm", "[7.0, 130.0]"),
+    (lambda: ChipConfig(weight_bits=1), "ChipConfig.weight_bits", "[2, 16]"),
+    (lambda: ChipConfig(input_bits=True), "ChipConfig.input_bits", "[1, 16]"),
+    (lambda: ChipConfig(accumulator_bits=4), "ChipConfig.accumulator_bits", "[8, 64]"),
+    (lambda: ChipConfig(weight_encoding="sign_magnitude"), "ChipConfig.weight_encoding",
+     "'differential', 'twos_complement', 'offset', 'signed_cell'"),
+    (lambda: ChipConfig(differential_readout="mixed"), "ChipConfig.differential_readout",
+     "'analog', 'digital'"),
+    (lambda: ChipConfig(input_bits=4, dac=DACConfig(bits=8)), "DACConfig.bits",
+     "<= input_bits (4) or None"),
+    (lambda: ChipConfig(device=DeviceConfig(cell="sram", bits_per_cell=2)),
+     "DeviceConfig.bits_per_cell", "1 for cell = 'sram'"),
+    (lambda: ChipConfig(array={"n_rows": 4}), "ChipConfig.array", "ArrayConfig"),
+]
+
+
+@pytest.mark.parametrize(("make", "field", "allowed"), BAD_VALUES,
+                         ids=[f"{i:02d}-{b[1]}" for i, b in enumerate(BAD_VALUES)])
+def test_bad_value_raises_config_error_naming_field_and_allowed(make, field, allowed):
+    with pytest.raises(ConfigError) as info:
+        make()
+    message = str(info.value)
+    assert field in message
+    assert allowed in message
+    assert "allowed" in message
+
+
+def test_config_error_is_a_value_error():
+    with pytest.raises(ValueError):
+        ArrayConfig(n_rows=0)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_infinite_fixed_adc_range_is_rejected_or_harmless(ideal):
+    try:
+        adc = ADCConfig(range_policy="fixed", fixed_lo=-math.inf, fixed_hi=10.0)
+    except ConfigError as exc:
+        assert "fixed_lo" in str(exc)
+        return
+    y, _ = cimsim.matmul(np.ones((1, 4), dtype=np.int64), np.ones((2, 4), dtype=np.int64),
+                         ideal.replace(adc=adc))
+    assert np.all(np.isfinite(y))
+
+
+# ---------------------------------------------------------------------------------------------
+# loading errors
+# ---------------------------------------------------------------------------------------------
+def _write(tmp_path, text: str, name: str = "chip.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('name = "x"\nweigth_bits = 8\n', "weigth_bits"),
+        ("[array]\nn_row = 4\n", "n_row"),
+        ("[adc]\nbits = 6\nrange = 'fixed'\n", "range"),
+        ("[optics]\nlambda_nm = 1550\n", "optics"),
+    ],
+)
+def test_unknown_toml_key_names_the_key(tmp_path, text, key):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match="unknown key") as info:
+        cimsim.load_chip(path)
+    assert repr(key) in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_key_in_from_dict_lists_allowed_keys():
+    with pytest.raises(ConfigError, match=r"\[chip\.array\]") as info:
+        ChipConfig.from_dict({"array": {"rows": 4}})
+    assert "'n_rows'" in str(info.value)
+
+
+def test_section_that_is_not_a_table(tmp_path):
+    path = _write(tmp_path, "array = 3\n")
+    with pytest.raises(ConfigError, match=r"\[chip\.array\] must be a table"):
+        cimsim.load_chip(path)
+
+
+def test_bad_value_in_file_names_file_and_field(tmp_path):
+    path = _write(tmp_path, '[device]\nbits_per_cell = "2"\n')
+    with pytest.raises(ConfigError, match=r"DeviceConfig\.bits_per_cell") as info:
+        cimsim.load_chip(path)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_preset_lists_presets():
+    with pytest.raises(ConfigError, match="unknown chip preset 'rram-7nm'") as info:
+        cimsim.load_chip("rram-7nm")
+    for name in REQUIRED_PRESETS:
+        assert name in str(info.value)
+
+
+def test_missing_toml_path(tmp_path):
+    path = tmp_path / "nowhere" / "chip.toml"
+    with pytest.raises(ConfigError, match="not found") as info:
+        cimsim.load_chip(path)
+    assert "chip.toml" in str(info.value)
+
+
+def test_directory_is_not_a_chip_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        cimsim.load_chip(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["name = \n", "[array\nn_rows = 4\n", "weight_bits = 8 8\n"])
+def test_invalid_toml(tmp_path, text):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match="invalid TOML") as info:
+        cimsim.load_chip(path)
+    assert str(path) in str(info.value)

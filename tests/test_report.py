@@ -1,0 +1,125 @@
+"""Reports: cost columns, files written, JSON round trip, self-contained HTML, figures."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import cimsim
+from cimsim.report import (
+    Report,
+    plot_area_by_component,
+    plot_energy_per_layer,
+    plot_latency_per_layer,
+)
+
+
+@pytest.fixture(scope="module")
+def rep() -> Report:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    x = torch.randn(32, 8)
+    sim = cimsim.deploy(model, cimsim.load_chip("rram-22nm"), x)
+    sim(x[:10])
+    return sim.report()
+
+
+def test_cost_columns_and_totals(rep):
+    layers = rep.layers.set_index("layer")
+    assert list(layers.index) == ["0", "2"]
+    for col in ("energy_pj_per_inference", "latency_ns", "area_um2",
+                "energy_adc_pj_per_inference", "energy_cell_pj_per_inference"):
+        assert col in layers.columns and (layers[col] > 0).all(), col
+    parts = [c for c in layers.columns if c.startswith("energy_") and c.endswith("_inference")
+             and c != "energy_pj_per_inference"]
+    assert np.allclose(layers[parts].sum(axis=1), layers["energy_pj_per_inference"])
+    t = rep.totals
+    for key in ("energy_pj_per_inference", "area_mm2", "latency_ns_per_inference", "tops",
+                "tops_per_w", "tops_per_mm2", "tops_1b", "tops_per_w_1b", "tops_per_mm2_1b"):
+        assert t[key] > 0, key
+    assert t["tops_per_w_1b"] == pytest.approx(t["tops_per_w"] * 64)
+    assert t["energy_pj_per_inference"] == pytest.approx(
+        rep.components["energy_pj_per_inference"].sum())
+    assert t["latency_ns_per_inference"] == pytest.approx(layers["latency_ns"].sum())
+    assert t["tops_per_w"] == pytest.approx(
+        2 * t["n_macs_per_inference"] / t["energy_pj_per_inference"])
+    assert t["area_mm2"] == pytest.approx(rep.area["area_um2"].sum() * 1e-6)
+    assert "1 MAC = 2 ops" in t["ops_convention"]
+    # per (layer, component) energy and area
+    b = rep.breakdown
+    assert set(b.columns) >= {"layer", "component", "energy_pj_per_inference", "area_um2"}
+    by_layer = b.groupby("layer")["energy_pj_per_inference"].sum()
+    assert np.allclose(by_layer.loc[["0", "2"]], layers["energy_pj_per_inference"])
+    comp = rep.components
+    assert {"layer", "component", "action", "bits", "n_events_per_inference",
+            "energy_pj_per_inference"} <= set(comp.columns)
+    assert ((comp["component"] == "adc") & (comp["action"] == "leak")).any()
+
+
+def test_save_load_round_trip_and_html(rep, tmp_path):
+    paths = rep.save(tmp_path / "a")
+    names = {p.name for p in paths}
+    assert {"layers.csv", "components.csv", "area.csv", "breakdown.csv", "report.json",
+            "report.html", "energy_per_layer.png", "area_by_component.png",
+            "latency_per_layer.png"} <= names
+    assert all(p.stat().st_size > 0 for p in paths)
+    for png in ("energy_per_layer.png", "area_by_component.png", "latency_per_layer.png"):
+        assert (tmp_path / "a" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert data["cimsim_version"] == cimsim.__version__
+    assert data["chip"]["name"] == "rram-22nm" and data["chip"]["adc"]["bits"] == 6
+
+    back = Report.load(tmp_path / "a")
+    assert back.chip == rep.chip
+    assert back.totals == json.loads(json.dumps(rep.totals))
+    for name in ("layers", "components", "area", "breakdown", "blocks"):
+        a, b = getattr(rep, name), getattr(back, name)
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b, check_dtype=False,
+                                      check_exact=False, rtol=1e-12)
+    assert back.layer_events.keys() == rep.layer_events.keys()
+    for key in rep.layer_events:
+        assert dict(back.layer_events[key]) == dict(rep.layer_events[key])
+    # re-render from the saved JSON (what `cimsim report DIR` does)
+    back.save(tmp_path / "b")
+    assert (tmp_path / "b" / "report.html").is_file()
+    assert Report.load(tmp_path / "b" / "report.json").totals == back.totals
+
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert "<img" in page and "data:image/png;base64," in page
+    assert "http://" not in page and "https://" not in page  # opens offline
+    start = page.index("data:image/png;base64,") + len("data:image/png;base64,")
+    assert base64.b64decode(page[start:page.index("'", start)])[:4] == b"\x89PNG"
+    for name in ("layers", "breakdown", "components", "area", "blocks", "digital", "Totals"):
+        assert f"<h2>{name}</h2>" in page, name
+    for frame in (rep.layers, rep.components, rep.area, rep.breakdown, rep.blocks):
+        for col in frame.columns:
+            assert f"<th>{col}</th>" in page, col
+    for layer in rep.layers["layer"]:
+        assert f"<td>{layer}</td>" in page
+    with pytest.raises(FileNotFoundError):
+        Report.load(tmp_path / "missing")
+
+
+def test_plot_functions_take_frames_return_figures(rep):
+    from matplotlib.figure import Figure
+
+    for fig in (plot_energy_per_layer(rep.layers), plot_area_by_component(rep.area),
+                plot_latency_per_layer(rep.layers)):
+        assert isinstance(fig, Figure)
+        assert fig.axes and fig.axes[0].patches  # bars drawn
+
+
+def test_report_before_any_forward_has_zero_cost():
+    model = nn.Sequential(nn.Linear(8, 4))
+    sim = cimsim.deploy(model, cimsim.load_chip("rram-22nm"), torch.randn(8, 8))
+    rep = sim.report()
+    assert rep.totals["n_inferences"] == 0
+    assert rep.totals["energy_pj_per_inference"] == 0.0
+    assert rep.totals["latency_ns_per_inference"] == 0.0
+    assert rep.totals["area_mm2"] > 0  # the chip exists

@@ -1,0 +1,323 @@
+"""``cimsim.sweep`` and ``cimsim sweep``: grid, bad points, resume, parallel runs, files, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import cimsim
+from cimsim import sweep as sweep_mod
+from cimsim.cli import main
+from cimsim.errors import ConfigError
+from cimsim.sweep import (
+    AXES,
+    chip_for_point,
+    expand_grid,
+    pareto_front,
+    parse_adc_kind,
+    run_sweep,
+)
+from cimsim.train.digits import load_digits_split
+
+N_CAL, N_EVAL = 16, 64
+
+
+def tiny_model() -> nn.Module:
+    """Linear(64, 10) on flattened digits, fitted by least squares to one-hot labels (fast and
+    deterministic); also the ``module:function`` model of the CLI tests."""
+    x, y, _, _ = load_digits_split()
+    a = torch.cat([x.reshape(len(x), -1), torch.ones(len(x), 1)], dim=1).double()
+    target = nn.functional.one_hot(y, 10).double()
+    coef = torch.linalg.lstsq(a, target, driver="gelsd").solution  # (65, 10)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with torch.no_grad():
+        model[1].weight.copy_(coef[:64].T.float())
+        model[1].bias.copy_(coef[64].float())
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    _, _, x, y = load_digits_split()
+    return x[: N_CAL + N_EVAL], y[: N_CAL + N_EVAL]
+
+
+@pytest.fixture(scope="module")
+def chip():
+    return cimsim.load_chip("rram-22nm")
+
+
+def _sweep(model, data, chip, grid, out, **kw):
+    kw.setdefault("progress", False)
+    return run_sweep(model, data, chip, grid, out, calibration=N_CAL, **kw)
+
+
+def _same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.drop(columns="wall_s"), b.drop(columns="wall_s"))
+
+
+# --------------------------------------------------------------------------------------------
+# Grid and chip variants
+# --------------------------------------------------------------------------------------------
+def test_expand_grid_is_the_product_in_axis_order():
+    grid = {"adc_bits": [3, 4, 5], "adc_kind": ["sar", "ramp:bs_kmq"], "array_size": [64]}
+    points = expand_grid(grid)
+    assert len(points) == 6
+    assert points[0] == {"array_size": 64, "adc_kind": "sar", "adc_bits": 3}
+    # adc_bits varies fastest, whatever the dict order
+    assert [p["adc_bits"] for p in points] == [3, 4, 5, 3, 4, 5]
+    assert [p["adc_kind"] for p in points] == ["sar"] * 3 + ["ramp:bs_kmq"] * 3
+    assert expand_grid({"adc_bits": 4}) == [{"adc_bits": 4}]
+    with pytest.raises(ConfigError, match="unknown sweep axis"):
+        expand_grid({"adc_bitz": [4]})
+    with pytest.raises(ConfigError, match="no values"):
+        expand_grid({"adc_bits": []})
+
+
+def test_chip_for_point_sets_every_axis(chip):
+    v = chip_for_point(chip, {"adc_kind": "ramp:bs_kmq", "adc_bits": 3, "bits_per_cell": 1,
+                              "array_size": 4, "thermal_sigma_lsb": 0.25})
+    assert v.adc.kind.value == "ramp" and v.adc.level_fit.value == "bs_kmq"
+    assert v.adc.range_policy.value == "calibrated" and v.adc.bits == 3
+    assert v.device.bits_per_cell == 1 and v.noise.thermal_sigma_lsb == 0.25
+    assert (v.array.n_rows, v.array.n_cols, v.array.cols_per_adc) == (4, 4, 4)
+    fixed = chip.replace(adc=chip.adc.replace(range_policy="full_scale"),
+                         array=chip.array.replace(rows_per_conversion=64))
+    v = chip_for_point(fixed, {"adc_kind": "flash", "array_size": 32})
+    assert v.adc.kind.value == "flash" and v.adc.range_policy.value == "full_scale"
+    assert v.array.rows_per_conversion == 32
+    v = chip_for_point(fixed, {"adc_kind": "ramp"})  # ramp alone: forced calibrated range
+    assert v.adc.range_policy.value == "calibrated"
+    with pytest.raises(ConfigError, match="ADCConfig.bits"):
+        chip_for_point(chip, {"adc_bits": 0})
+
+
+@pytest.mark.parametrize("bad", ["sigma", "sar:kmeans", "ramp:kmeanz", ""])
+def test_parse_adc_kind_rejects(bad):
+    with pytest.raises(ConfigError, match="allowed"):
+        parse_adc_kind(bad)
+
+
+def test_pareto_front_definition():
+    frame = pd.DataFrame({
+        "accuracy": [0.90, 0.95, 0.93, 0.95, 0.99, 0.99, float("nan")],
+        "energy_pj_per_inference": [10.0, 20.0, 25.0, 20.0, 40.0, 40.0, 1.0],
+        "status": ["ok", "ok", "ok", "ok", "ok", "error: x", "ok"],
+    })
+    # 0: cheapest; 1 and 3: tied (both on); 2: dominated by 1; 4: most accurate;
+    # 5: failed; 6: no accuracy
+    assert pareto_front(frame).tolist() == [True, True, False, True, True, False, False]
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps
+# --------------------------------------------------------------------------------------------
+def test_bad_point_is_recorded_and_the_rest_run(model, data, chip, tmp_path):
+    grid = {"adc_kind": ["sar", "ramp:bs_kmq"], "adc_bits": [4, 30]}
+    frame = _sweep(model, data, chip, grid, tmp_path)
+    assert list(frame.columns) == [*AXES, "accuracy", "energy_pj_per_inference",
+                                   "latency_ns_per_inference", "area_mm2", "tops_per_w",
+                                   "n_arrays", "wall_s", "status", "on_front", "point_id"]
+    assert frame["adc_bits"].tolist() == [4, 30, 4, 30]
+    assert frame["adc_kind"].tolist() == ["sar", "sar", "ramp:bs_kmq", "ramp:bs_kmq"]
+    bad = frame["adc_bits"] == 30
+    assert frame.loc[~bad, "status"].eq("ok").all()
+    assert frame.loc[bad, "status"].str.startswith("error: ADCConfig.bits = 30").all()
+    assert frame.loc[bad, "accuracy"].isna().all() and not frame.loc[bad, "on_front"].any()
+    ok = frame[~bad]
+    assert (ok["accuracy"] > 0.5).all()  # a trained model, a 4-bit ADC
+    assert ok["n_arrays"].tolist() == [1, 1]
+    # unswept axes hold the base chip's values
+    assert (frame["array_size"] == 128).all() and (frame["thermal_sigma_lsb"] == 0.5).all()
+    assert frame["on_front"].any()
+    assert frame["point_id"].is_unique
+
+    names = {p.name for p in tmp_path.iterdir()}
+    assert names == {"sweep.jsonl", "sweep.csv", "sweep.json", "pareto.png", "sweep.html"}
+    csv = pd.read_csv(tmp_path / "sweep.csv")
+    assert csv["point_id"].tolist() == frame["point_id"].tolist()
+    np.testing.assert_allclose(csv["accuracy"], frame["accuracy"])
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    assert [p["point_id"] for p in doc["points"]] == frame["point_id"].tolist()
+    assert doc["points"][1]["accuracy"] is None  # NaN is written as null
+    assert doc["front"] == frame.loc[frame["on_front"], "point_id"].tolist()
+    assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "sweep.html").read_text()
+    assert "<table" in page and "data:image/png;base64," in page
+    assert all(pid in page for pid in frame["point_id"]) and "ADCConfig.bits" in page
+    lines = (tmp_path / "sweep.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(line)["point_id"] for line in lines)
+
+
+def test_resume_after_interrupt_runs_only_the_rest(model, data, chip, tmp_path, monkeypatch):
+    """Issue 5: a sweep interrupted after k points, rerun, computes only the rest and the final
+    table equals an uninterrupted run's."""
+    grid = {"adc_kind": ["sar", "ramp:kmeans"], "adc_bits": [3, 5]}
+    n, k = 4, 2
+    full = _sweep(model, data, chip, grid, tmp_path / "full")
+
+    real = sweep_mod._measure
+    calls: list[int] = []
+
+    def interrupting(*args, **kwargs):
+        if len(calls) == k:
+            raise KeyboardInterrupt  # as a user's Ctrl-C (not recorded, not caught)
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "_measure", interrupting)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(model, data, chip, grid, out)
+    assert len(calls) == k
+    assert len((out / "sweep.jsonl").read_text().splitlines()) == k
+    assert not (out / "sweep.csv").exists()
+
+    counted: list[int] = []
+
+    def counting(*args, **kwargs):
+        counted.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "_measure", counting)
+    resumed = _sweep(model, data, chip, grid, out)
+    assert len(counted) == n - k
+    _same_table(resumed, full)
+    # a third run computes nothing; a torn last line (a kill mid-write) is ignored
+    with (out / "sweep.jsonl").open("a") as fh:
+        fh.write('{"point_id": "abc", "accur')
+    again = _sweep(model, data, chip, grid, out)
+    assert len(counted) == n - k
+    _same_table(again, full)
+
+
+def test_point_id_depends_on_seed_chip_and_data(model, data, chip, tmp_path, monkeypatch):
+    grid = {"adc_bits": [4]}
+    a = _sweep(model, data, chip, grid, tmp_path)
+    calls: list[int] = []
+    real = sweep_mod._measure
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_mod, "_measure", counting)
+    # the same point given explicitly (the chip's own values) is the same point: not rerun
+    same = _sweep(model, data, chip, {"adc_bits": [4], "bits_per_cell": [2],
+                                      "adc_kind": ["sar"]}, tmp_path)
+    assert calls == [] and same["point_id"].tolist() == a["point_id"].tolist()
+    b = _sweep(model, data, chip, grid, tmp_path, seed=1)
+    c = _sweep(model, (data[0][:-1], data[1][:-1]), chip, grid, tmp_path)
+    d = _sweep(model, data, chip.replace(input_bits=6), grid, tmp_path)
+    assert len(calls) == 3
+    assert len({a["point_id"][0], b["point_id"][0], c["point_id"][0], d["point_id"][0]}) == 4
+
+
+@pytest.mark.slow  # two spawned workers import torch: ~14-20 s on 2 busy cores
+def test_jobs_2_equals_jobs_1(model, data, chip, tmp_path):
+    grid = {"adc_kind": ["sar", "ramp:bs_kmq"], "adc_bits": [3, 6]}
+    one = _sweep(model, data, chip, grid, tmp_path / "one", jobs=1)
+    two = _sweep(model, data, chip, grid, tmp_path / "two", jobs=2)
+    _same_table(one, two)
+    assert len((tmp_path / "two" / "sweep.jsonl").read_text().splitlines()) == 4
+
+
+def test_without_labels_accuracy_is_nan(model, data, chip, tmp_path):
+    frame = _sweep(model, data[0], chip, {"adc_bits": [4]}, tmp_path)
+    assert frame["status"].tolist() == ["ok"] and math.isnan(frame["accuracy"][0])
+    assert not frame["on_front"].any()
+    assert (tmp_path / "pareto.png").is_file()
+
+
+def test_run_sweep_argument_errors(model, data, chip, tmp_path):
+    with pytest.raises(ConfigError, match="jobs"):
+        _sweep(model, data, chip, {"adc_bits": [4]}, tmp_path, jobs=0)
+    with pytest.raises(ConfigError, match="tuple"):
+        run_sweep(model, [1, 2, 3], chip, {"adc_bits": [4]}, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="labels"):
+        run_sweep(model, (data[0], data[1][:3]), chip, {"adc_bits": [4]}, tmp_path,
+                  progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("sweepdata") / "digits.npz"
+    np.savez(path, x=data[0].numpy(), y=data[1].numpy())
+    return path
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--adc-bits", "3-x"], "--adc-bits: '3-x' is not a range like 3-8 or a list like 3,4,6"),
+    (["--adc-bits", "8-3"], "--adc-bits: '8-3' is an empty range"),
+    (["--adc-bits", "4", "--bits-per-cell", "1,,2"], "--bits-per-cell: '1,,2' is not a range"),
+    (["--adc-bits", "4", "--array-size", "big"], "--array-size: 'big' is not a range"),
+    (["--adc-bits", "4", "--noise", "0,lots"], "--noise: '0,lots' is not a list of numbers"),
+    (["--adc-bits", "4", "--adc-kind", "sar,ramp:kmeanz"], "--adc-kind: adc_kind 'ramp:kmeanz'"),
+    (["--adc-bits", "4", "--jobs", "0"], "--jobs: 0 is invalid"),
+    (["--adc-bits", "4", "--chip", "no-such-chip"], "unknown chip preset"),
+])
+def test_cli_sweep_errors_are_one_line(flags, message, npz, tmp_path, capsys):
+    chip = [] if "--chip" in flags else ["--chip", "rram-22nm"]
+    argv = ["sweep", "--model", "tests.test_sweep:tiny_model", "--data", str(npz), *chip,
+            "--out", str(tmp_path / "o"), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o" / "sweep.csv").exists()
+
+
+def test_cli_sweep_data_rules(npz, tmp_path, capsys):
+    base = ["sweep", "--chip", "rram-22nm", "--adc-bits", "4", "--out", str(tmp_path)]
+    assert main([*base, "--model", "tests.test_sweep:tiny_model"]) == 2
+    assert "--data is required" in capsys.readouterr().err
+    assert main([*base, "--model", "demo", "--data", str(npz)]) == 2
+    assert "--model demo brings its own data" in capsys.readouterr().err
+    assert main([*base, "--model", "tests.test_sweep:tiny_model", "--data",
+                 str(tmp_path / "missing.npz")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_cli_sweep_model_and_data_files(npz, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--model", "tests.test_sweep:tiny_model", "--data", str(npz), "--chip",
+            "rram-22nm", "--adc-bits", "3-4", "--adc-kind", "sar,ramp:bs_kmq", "--noise", "0",
+            "--calibration", str(N_CAL), "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "4 points" in text and f"the first {N_CAL} calibrate, {N_EVAL} evaluated" in text
+    assert "Pareto front" in text and "bs_kmq 3b" in text
+    frame = pd.read_csv(out / "sweep.csv")
+    assert len(frame) == 4 and (frame["thermal_sigma_lsb"] == 0).all()
+    assert frame["status"].eq("ok").all() and frame["on_front"].any()
+    # the same command again: nothing to compute, the same table
+    assert main(argv) == 0
+    capsys.readouterr()
+    again = pd.read_csv(out / "sweep.csv")
+    _same_table(again, frame)
+    assert len((out / "sweep.jsonl").read_text().splitlines()) == 4
+
+
+def test_cli_sweep_demo(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["sweep", "--model", "demo", "--chip", "rram-22nm", "--adc-bits", "4,6",
+                 "--limit", "48", "--calibration", "32", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "digits CNN (demo)" in text
+    assert "48 test inputs evaluated, 32 training images calibrate" in text
+    frame = pd.read_csv(out / "sweep.csv")
+    assert frame["adc_bits"].tolist() == [4, 6] and frame["status"].eq("ok").all()
+    assert frame["n_arrays"].gt(1).all()
