@@ -1,0 +1,108 @@
+"""The nonlinear (ramp) ADC in the engine: kernel vs twins, uniform levels vs the linear ADC,
+level fitting per granularity, layer-output placement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cimsim
+from cimsim import engine
+from cimsim.adc._reference import nonlinear_adc_reference
+from cimsim.arrays._reference import matmul_reference
+from cimsim.arrays.program import program
+from cimsim.errors import ConfigError, MappingError
+
+METHODS = ["uniform", "lloyd_max", "cdf", "kmeans", "kmeans_optimal", "bs_kmq"]
+
+
+def _chip(bits=3, level_fit="uniform", granularity="column", **noise):
+    base = cimsim.load_chip("rram-22nm")
+    return base.replace(
+        array=base.array.replace(n_rows=40, n_cols=24, rows_per_conversion=20),
+        adc=base.adc.replace(kind="ramp", bits=bits, level_fit=level_fit,
+                             calibration_granularity=granularity),
+        noise=base.noise.replace(**noise) if noise else base.noise.replace(thermal_sigma_lsb=0.0),
+    )
+
+
+def _operands(seed=0, m=24, k=90, n=5):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-127, 128, (n, k))
+    x = np.where(rng.random((m, k)) < 0.5, 0, rng.integers(0, 256, (m, k)))
+    return x, w
+
+
+@pytest.mark.parametrize("granularity", ["layer", "array", "column"])
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_uniform_levels_equal_the_linear_adc(granularity, bits):
+    """Uniform levels over the calibrated [min, max] are the literal linear ADC grid."""
+    x, w = _operands()
+    nl = _chip(bits, "uniform", granularity)
+    lin = nl.replace(adc=nl.adc.replace(kind="sar", calibration_stat="minmax",
+                                        zero_aligned=False))
+    a = program(w, nl, np.random.default_rng(1))
+    b = program(w, lin, np.random.default_rng(1))
+    engine.calibrate(a, x)
+    engine.calibrate(b, x)
+    assert a.adc_thr is not None and b.adc_thr is None
+    np.testing.assert_allclose(a.adc_lvl[..., 0], b.adc_lo, rtol=0, atol=1e-9)
+    ya, _ = engine.run(a, x)
+    yb, _ = engine.run(b, x)
+    np.testing.assert_array_equal(ya, yb)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_kernel_equals_twins_with_noise(method):
+    x, w = _operands(3)
+    chip = _chip(3, method, "column", thermal_sigma_lsb=0.6, read_noise_rel=0.03)
+    chip = chip.replace(adc=chip.adc.replace(comparator_noise_lsb=0.2, gain_error=0.01,
+                                             offset_error_lsb=0.1))
+    layer = program(w, chip, np.random.default_rng(2))
+    engine.calibrate(layer, x)
+    y_numba, ev1 = engine.run(layer, x, noise_seed=7)
+    y_numpy, ev2 = engine.run(layer, x, noise_seed=7, kernel="numpy", chunk_vectors=5)
+    np.testing.assert_allclose(y_numba, y_numpy, rtol=1e-12, atol=1e-6)
+    y_loop = matmul_reference(x[:3], layer, noise_seed=7)
+    y_head, _ = engine.run(layer, x[:3], noise_seed=7)
+    np.testing.assert_allclose(y_head, y_loop, rtol=1e-12, atol=1e-6)
+    assert ev1.keys() == ev2.keys()
+
+
+def test_levels_are_fitted_per_unit():
+    x, w = _operands(4)
+    per = {}
+    for gran in ("layer", "array", "column"):
+        layer = program(w, _chip(3, "kmeans", gran), np.random.default_rng(1))
+        engine.calibrate(layer, x)
+        lvl = layer.adc_lvl.reshape(-1, layer.adc_lvl.shape[-1])
+        per[gran] = len({tuple(np.round(row, 9)) for row in lvl})
+        assert np.all(np.diff(layer.adc_lvl, axis=-1) >= 0)
+        assert np.all(np.diff(layer.adc_thr, axis=-1) >= 0)
+    assert per["layer"] == 1 < per["array"] <= per["column"]
+
+
+def test_nonlinear_reference_codes_and_ties():
+    thr = np.array([[0.0, 1.0, 2.0]])
+    lvl = np.array([[-1.0, 0.5, 1.5, 3.0]])
+    a = np.array([[-5.0], [0.0], [0.999], [1.0], [2.0], [9.0]])
+    out = nonlinear_adc_reference(a, thr, lvl)[:, 0]
+    np.testing.assert_array_equal(out, [-1.0, 0.5, 0.5, 1.5, 3.0, 3.0])  # ties go up
+
+
+def test_ramp_needs_calibrated_range():
+    with pytest.raises(ConfigError, match="range_policy"):
+        cimsim.ChipConfig(adc=cimsim.config.ADCConfig(kind="ramp", range_policy="full_scale"))
+
+
+def test_layer_output_placement_needs_one_conversion_per_output():
+    ideal = cimsim.load_chip("ideal")
+    chip = ideal.replace(adc=ideal.adc.replace(placement="layer_output"))
+    w = np.ones((3, 10), dtype=np.int64)
+    with pytest.raises(MappingError, match="one conversion per output"):
+        program(w, chip)  # bit-serial planes: several conversions per output
+    one = chip.replace(weight_bits=3, dac=chip.dac.replace(bits=None),
+                       device=chip.device.replace(bits_per_cell=2))
+    layer = program(np.array([[1, -2, 3, 0]]), one)
+    y, _ = engine.run(layer, np.array([[3, 1, 2, 7]]))
+    assert y[0, 0] == 3 - 2 + 6
