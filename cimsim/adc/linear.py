@@ -19,7 +19,7 @@ import numpy as np
 from ..config import CalibrationGranularity, CalibrationStat, RangePolicy
 from ..errors import ConfigError
 
-__all__ = ["grid", "static_ranges", "ranges_from_samples", "RangeStats"]
+__all__ = ["array_units", "grid", "static_ranges", "ranges_from_samples", "RangeStats"]
 
 
 def grid(lo, hi, n_codes: int, zero_aligned: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +108,15 @@ class RangeStats:
             self.samples[g].append(a[::stride].astype(np.float32))
 
 
+def array_units(layer):
+    """Yield (row-group mask (G,), conversion mask (C,)) of every physical array of a layer: the
+    row groups of one row tile and the conversions of one column tile."""
+    tiles = layer.groups[:, 2]
+    for t in np.unique(tiles):
+        for ct in np.unique(layer.conv_col_tile):
+            yield tiles == t, layer.conv_col_tile == ct
+
+
 def _pool(stat: np.ndarray, layer, how: CalibrationGranularity, reduce) -> np.ndarray:
     """Pool a (G, C) statistic over the units that share an ADC range."""
     if how is CalibrationGranularity.COLUMN:
@@ -115,12 +124,8 @@ def _pool(stat: np.ndarray, layer, how: CalibrationGranularity, reduce) -> np.nd
     if how is CalibrationGranularity.LAYER:
         return np.full_like(stat, reduce(stat))
     out = np.empty_like(stat)
-    tiles = layer.groups[:, 2]
-    for t in np.unique(tiles):
-        rows = tiles == t
-        for ct in np.unique(layer.conv_col_tile):
-            cols = layer.conv_col_tile == ct
-            out[np.ix_(rows, cols)] = reduce(stat[np.ix_(rows, cols)])
+    for rows, cols in array_units(layer):
+        out[np.ix_(rows, cols)] = reduce(stat[np.ix_(rows, cols)])
     return out
 
 
@@ -165,12 +170,8 @@ def ranges_from_samples(layer, stats: RangeStats) -> None:
                 a, b = pct(np.ones(g_n, bool), np.ones(c_n, bool))
                 lo[:], hi[:] = a, b
             else:
-                tiles = layer.groups[:, 2]
-                for t in np.unique(tiles):
-                    rows = tiles == t
-                    for ct in np.unique(layer.conv_col_tile):
-                        cols = layer.conv_col_tile == ct
-                        a, b = pct(rows, cols)
-                        lo[np.ix_(rows, cols)] = a
-                        hi[np.ix_(rows, cols)] = b
+                for rows, cols in array_units(layer):
+                    a, b = pct(rows, cols)
+                    lo[np.ix_(rows, cols)] = a
+                    hi[np.ix_(rows, cols)] = b
     layer.adc_lo, layer.adc_delta = grid(lo, hi, adc.n_codes, adc.zero_aligned)

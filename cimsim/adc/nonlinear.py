@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import CalibrationGranularity
 from .levels import fit_levels
-from .linear import RangeStats
+from .linear import RangeStats, array_units
 
 __all__ = ["levels_from_samples"]
 
@@ -46,14 +46,11 @@ def levels_from_samples(layer, stats: RangeStats) -> None:
         t, v = fit(np.concatenate([_thin(s.ravel()) for s in per_g]))
         thr[:], lvl[:] = t, v
     else:
-        tiles = layer.groups[:, 2]
-        for tile in np.unique(tiles):
-            rows = np.nonzero(tiles == tile)[0]
-            for ct in np.unique(layer.conv_col_tile):
-                cols = layer.conv_col_tile == ct
-                t, v = fit(np.concatenate([_thin(per_g[g][:, cols].ravel()) for g in rows]))
-                for g in rows:
-                    thr[g, cols], lvl[g, cols] = t, v
+        for row_mask, cols in array_units(layer):
+            rows = np.nonzero(row_mask)[0]
+            t, v = fit(np.concatenate([_thin(per_g[g][:, cols].ravel()) for g in rows]))
+            for g in rows:
+                thr[g, cols], lvl[g, cols] = t, v
     layer.adc_thr, layer.adc_lvl = thr, lvl
     # the ADC-LSB of a nonlinear ADC (unit of its offset error and comparator noise): the mean
     # level spacing
