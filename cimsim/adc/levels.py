@@ -414,6 +414,9 @@ def _fit_bs_kmq(
     at_hi = xs >= hi - eps
     pin_lo = bool(at_lo.mean() >= min_mass)
     pin_hi = bool(at_hi.mean() >= min_mass)
+    if not (pin_lo or pin_hi):
+        # no point mass to suppress: exactly K-means (docs/levels.md promises this)
+        return _fit_kmeans(xs, n_levels, lo, hi, tol=tol, max_iter=max_iter)
     pinned = [v for v, pin in ((lo, pin_lo), (hi, pin_hi)) if pin]
     n_interior = n_levels - len(pinned)
     # Only the samples behind a pinned level are suppressed; a thin boundary tail that gets no
