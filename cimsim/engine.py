@@ -146,6 +146,9 @@ def _blocks(
             else:
                 var = np.zeros((0, 0, 0), dtype=np.float32)
             yield _Block(m0, g, ps, xsum, var)
+            del ps, xsum, var, xg
+        # release this chunk before the next is allocated: peak memory is one chunk
+        del pl, flat
 
 
 def _add_plane_events(layer: ProgrammedLayer, active: float, v2g: float, ev: dict) -> None:
