@@ -1,0 +1,51 @@
+"""Nanoseconds per conversion of the fused conversion kernel alone, noise off and on.
+
+A (planes=8, vectors=3136, conversions=256) block of int32 partial sums, as one row group of the
+first shape of ``bench_matmul.py``, through ``convert_accumulate`` with a 6-bit linear ADC;
+with 1 and 2 threads. The difference between the two noise rows is the cost of the counter-based
+Gaussian draw of every conversion.
+
+    python benchmarks/bench_kernel.py
+"""
+
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+
+from cimsim.arrays._kernels import convert_accumulate
+from cimsim.arrays._rng import FN, KN, WN
+
+
+def main() -> int:
+    p, m, c, n = 8, 3136, 256, 64
+    rng = np.random.default_rng(0)
+    ps = rng.integers(-300, 300, (p, m, c)).astype(np.int32)
+    out = np.zeros((m, n))
+    args = dict(
+        xsum=np.zeros((p, 0)), var=np.zeros((0, 0, 0), np.float32), sig=2.0 ** np.arange(p),
+        pos=np.arange(c), neg=-np.ones(c, np.int64), off_add=np.zeros(c),
+        out_col=np.arange(c) // 4, coef=np.ones(c), lo=np.full(c, -300.0),
+        delta=np.full(c, 10.0), top_code=63.0, nl_kind=0, nl_fs=1.0, nl_sat=1.0, nl_beta=0.0,
+        nl_poly=np.zeros(0), gain=0.0, offset_lsb=0.0, cmp_sigma=0.0,
+        key_noise=np.uint64(1), key_cmp=np.uint64(2), group=0, m_offset=0, m_total=m,
+        kn=KN, wn=WN, fn=FN, thr=np.zeros((0, 0)), lvl=np.zeros((0, 0)), out=out,
+    )
+    print(f"{'threads':>7} {'noise':>5} {'ns_per_conversion':>18}")
+    for threads in (numba.config.NUMBA_NUM_THREADS, 1):
+        numba.set_num_threads(threads)
+        for sigma in (0.0, 1.0):
+            convert_accumulate(ps, thermal_sigma=sigma, **args)  # JIT warm-up
+            best = np.inf
+            for _ in range(5):
+                t0 = time.perf_counter()
+                convert_accumulate(ps, thermal_sigma=sigma, **args)
+                best = min(best, time.perf_counter() - t0)
+            print(f"{threads:>7} {'on' if sigma else 'off':>5} {best / ps.size * 1e9:18.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
