@@ -17,8 +17,6 @@ def deploy(model, chip, calibration, **kwargs):
     return _deploy(model, chip, calibration, **kwargs)
 
 
-deploy.__doc__ = deploy.__doc__
-
 __all__ = [
     "CapacityError",
     "ChipConfig",

@@ -188,7 +188,7 @@ def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
     return ev
 
 
-def _kernel_args(layer: ProgrammedLayer, n_planes: int, sig: np.ndarray, m_total: int):
+def _kernel_args(layer: ProgrammedLayer, sig: np.ndarray, m_total: int):
     chip = layer.chip
     if layer.adc_lo is None or layer.adc_delta is None:
         raise ConfigError(
@@ -245,7 +245,7 @@ def run(
     m = x.shape[0]
     sig = plane_layout(layer.chip, layer.input_signed)[0]
     n_planes = sig.shape[0]
-    args = _kernel_args(layer, n_planes, sig, m)
+    args = _kernel_args(layer, sig, m)
     key_noise = np.uint64(stream_key(noise_seed, 1))
     key_cmp = np.uint64(stream_key(noise_seed, 2))
     y = np.zeros((m, layer.n_outputs), dtype=np.float64)
