@@ -91,6 +91,17 @@ def _chunk_size(layer: ProgrammedLayer, n_planes: int, chunk_vectors: int | None
     return max(1, CHUNK_BYTES // max(per_vector, 1))
 
 
+def _group_abs_max(layer: ProgrammedLayer) -> list[float]:
+    """max |entry| of the GEMM matrix per row group: fixed once programmed, so computed once
+    per layer rather than on every forward."""
+    cached = layer.meta.get("group_abs_max")
+    if cached is None:
+        cached = [float(np.abs(layer.gemm_matrix[k0:k1]).max(initial=0))
+                  for k0, k1, _ in layer.groups]
+        layer.meta["group_abs_max"] = cached
+    return cached
+
+
 def _blocks(
     layer: ProgrammedLayer, x: np.ndarray, chunk_vectors: int | None, gemm_kind: str,
     events: dict | None, kernel: str = "numba",
@@ -106,7 +117,7 @@ def _blocks(
     mode = 0 if not layer.input_signed else (
         2 if chip.dac.signed_inputs is SignedInputMode.TWO_PASS else 1)
     kinds = []
-    for k0, k1, _tile in layer.groups:
+    for g, (k0, k1, _tile) in enumerate(layer.groups):
         kind = gemm_kind
         if kind == "int8" and (a_max > 127 or mat.dtype != np.int8):
             raise ValueError(
@@ -115,8 +126,7 @@ def _blocks(
                 f"{mat.dtype}: use gemm = 'auto'"
             )
         if kind == "auto":
-            kind = _gemm.choose(a_max, float(np.abs(mat[k0:k1]).max(initial=0)), k1 - k0,
-                                mat.dtype == np.int8)
+            kind = _gemm.choose(a_max, _group_abs_max(layer)[g], k1 - k0, mat.dtype == np.int8)
         kinds.append(kind)
     for m0 in range(0, x.shape[0], chunk):
         xc = x[m0:m0 + chunk]

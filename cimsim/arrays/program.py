@@ -161,20 +161,20 @@ def _program_conductance(
 ) -> np.ndarray:
     """Draw the programmed conductance (cell-LSB) of every cell: variation, then faults."""
     dev = chip.device
-    g = digits.astype(np.float64) + dev.g_off_lsb
-    if chip.weight_encoding is WeightEncoding.SIGNED_CELL:
-        g = digits.astype(np.float64)  # idealised bipolar cell: no off-state current
+    # an idealised bipolar (signed) cell has no off-state current
+    signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
+    g = digits.astype(np.float64) + (0.0 if signed_cell else dev.g_off_lsb)
     if dev.variation is VariationKind.LOGNORMAL:
         g = g * np.exp(dev.variation_sigma * rng.standard_normal(g.shape))
     elif dev.variation is VariationKind.GAUSSIAN:
         g = g + dev.variation_sigma * rng.standard_normal(g.shape)
-        if chip.weight_encoding is not WeightEncoding.SIGNED_CELL:
+        if not signed_cell:
             g = np.maximum(g, 0.0)  # a conductance cannot go negative
     if dev.p_stuck_on > 0 or dev.p_stuck_off > 0:
         u = rng.random(g.shape)
         g_on = (dev.n_levels - 1) + dev.g_off_lsb
         g_off = dev.g_off_lsb
-        if chip.weight_encoding is WeightEncoding.SIGNED_CELL:
+        if signed_cell:
             g_on, g_off = np.sign(digits + 0.5) * (dev.n_levels - 1), 0.0
         g = np.where(u < dev.p_stuck_on, g_on, g)
         g = np.where((u >= dev.p_stuck_on) & (u < dev.p_stuck_on + dev.p_stuck_off), g_off, g)

@@ -203,7 +203,6 @@ def deploy(
     sim_layers: dict[str, SimLayer] = {}
     digital: list[tuple[str, str, str]] = []
     exclude = [exclude] if isinstance(exclude, str) else list(exclude)
-    counter = [0]
 
     def visit(parent: nn.Module, prefix: str) -> None:
         for child_name, child in list(parent.named_children()):
@@ -231,7 +230,6 @@ def deploy(
                 except MappingError as exc:
                     digital.append((name, type(child).__name__, f"not mappable: {exc}"))
                     continue
-                counter[0] += 1
                 parent._modules[child_name] = new
                 sim_layers[name] = new
                 if cls is SimMultiheadAttention:
