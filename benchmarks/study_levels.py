@@ -53,7 +53,7 @@ import torch
 import cimsim
 from cimsim import engine
 from cimsim.adc.levels import Levels
-from cimsim.adc.nonlinear import _thin
+from cimsim.adc.nonlinear import thin_samples as _thin
 from cimsim.arrays._reference import analog_reference
 from cimsim.arrays.encoding import plane_layout
 from cimsim.mapping.quant import quantize_acts

@@ -381,6 +381,10 @@ class ADCConfig(_Config):
     placement: ADCPlacement = ADCPlacement.PARTIAL_SUM
     """Where conversions happen: on every partial sum, or at the layer output (only when one
     conversion holds the whole dot product)."""
+    fuse_activation: bool = True
+    """``layer_output`` only: when a mapped layer's only consumer is a ReLU, ReLU6 or
+    ``Hardtanh(0, m)``, its ADC is that activation's quantizer (bias folded into the thresholds,
+    levels in [0, a_max]; ``cimsim.adc.activation``). Needs ``range_policy = 'calibrated'``."""
     range_policy: RangePolicy = RangePolicy.FULL_SCALE
     """``full_scale``: the largest possible partial sum (hardware-fixed); ``fixed``: ``fixed_lo``
     .. ``fixed_hi``; ``calibrated``: from calibration inputs."""
@@ -416,8 +420,9 @@ class ADCConfig(_Config):
     def __post_init__(self) -> None:
         _coerce_choices(self)
         _int_in(self, "bits", 1, 24)
-        if not isinstance(self.zero_aligned, bool):
-            _fail("ADCConfig", "zero_aligned", self.zero_aligned, "true or false")
+        for name in ("zero_aligned", "fuse_activation"):
+            if not isinstance(getattr(self, name), bool):
+                _fail("ADCConfig", name, getattr(self, name), "true or false")
         _float_in(self, "full_scale_factor", 1.0)
         _float_in(self, "fixed_lo", -math.inf)
         _float_in(self, "fixed_hi", -math.inf)

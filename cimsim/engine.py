@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .adc.activation import FusedActivation, fused_tables_from_samples
 from .adc.linear import RangeStats, ranges_from_samples
 from .adc.nonlinear import levels_from_samples
 from .arrays import _gemm
@@ -281,31 +282,50 @@ def run(
 
 
 def calibrate(
-    layer: ProgrammedLayer, x_cal: np.ndarray, *, chunk_vectors: int | None = None
+    layer: ProgrammedLayer,
+    x_cal: np.ndarray,
+    *,
+    chunk_vectors: int | None = None,
+    activation: FusedActivation | None = None,
 ) -> None:
     """Set calibrated ADC ranges of ``layer`` from calibration inputs ``x_cal`` (M, K).
 
     The analog values each conversion would see (off-current and non-linearity included,
     noise excluded) are collected per (row group, conversion) and reduced as
     ``chip.adc.calibration_stat`` / ``calibration_granularity`` say. Layers whose policy is not
-    ``calibrated`` are left unchanged.
+    ``calibrated`` are left unchanged. With ``activation`` (a layer-output ADC, one conversion
+    per output) the ADC is set up as the layer's activation quantizer instead
+    (:mod:`cimsim.adc.activation`).
     """
     adc = layer.chip.adc
     if adc.range_policy is not RangePolicy.CALIBRATED:
+        if activation is not None:
+            raise ConfigError("a fused activation needs adc.range_policy = 'calibrated'")
         return
     x = check_inputs(x_cal, layer, "calibration")
     if x.shape[0] == 0:
         raise ConfigError("calibration data is empty: at least one input vector is needed")
+    if activation is not None and (
+        layer.n_groups != 1 or np.shape(activation.kappa) != (layer.n_conversions,)
+    ):
+        raise ConfigError(
+            "a fused activation needs one conversion per output (adc.placement = "
+            f"'layer_output'); this layer has {layer.n_groups} row group(s) and "
+            f"{layer.n_conversions} conversions for {np.size(activation.kappa)} outputs"
+        )
     nonlinear = adc.kind is ADCKind.RAMP
-    stats = RangeStats(layer.n_groups, layer.n_conversions,
-                       keep_samples=nonlinear or adc.calibration_stat is CalibrationStat.PERCENTILE)
+    keep = (nonlinear or activation is not None
+            or adc.calibration_stat is CalibrationStat.PERCENTILE)
+    stats = RangeStats(layer.n_groups, layer.n_conversions, keep_samples=keep)
     nz = layer.chip.noise
     for blk in _blocks(layer, x, chunk_vectors, "auto", None):
         a = analog_reference(blk.ps, blk.xsum, layer.pos, layer.neg, layer.off_add,
                              _NL_CODES[nz.nonlinearity], max(layer.column_fs, 1e-30),
                              nz.saturation_fraction, nz.ir_drop_beta, nz.poly_coeffs)
         stats.add(blk.group, a.reshape(-1, a.shape[-1]))
-    if nonlinear:
+    if activation is not None:
+        fused_tables_from_samples(layer, stats, activation)
+    elif nonlinear:
         levels_from_samples(layer, stats)
     else:
         ranges_from_samples(layer, stats)

@@ -161,20 +161,30 @@ def _cell_means(
     return means, counts
 
 
-def _lloyd(xs: np.ndarray, levels: np.ndarray, tol_abs: float, max_iter: int) -> np.ndarray:
+def _lloyd(
+    xs: np.ndarray,
+    levels: np.ndarray,
+    tol_abs: float,
+    max_iter: int,
+    fixed: tuple[int, ...] = (),
+) -> np.ndarray:
     """Lloyd iterations on sorted samples ``xs`` (n,) from initial ``levels`` (L,).
 
-    Alternates midpoint thresholds and cell centroids; an empty cell keeps its level. Stops when
-    no level moves by more than ``tol_abs``, when the partition repeats (then the levels are
-    exactly the centroids of the cells their midpoints define) or after ``max_iter`` updates.
+    Alternates midpoint thresholds and cell centroids; an empty cell keeps its level, and so do
+    the levels at indices ``fixed`` (they still take part in the assignment, so the samples
+    they serve best are theirs). Stops when no level moves by more than ``tol_abs``, when the
+    partition repeats (then every free level is exactly the centroid of the cell its midpoints
+    define) or after ``max_iter`` updates.
     """
     levels = levels.astype(np.float64, copy=True)
+    pinned = list(fixed)
     previous = None
     for _ in range(max_iter):
         bounds = _cell_bounds(xs, _midpoints(levels))
         if previous is not None and np.array_equal(bounds, previous):
             break
         new, _ = _cell_means(xs, bounds, levels)
+        new[pinned] = levels[pinned]
         delta = np.max(np.abs(new - levels))
         levels, previous = new, bounds
         if delta <= tol_abs:
@@ -284,6 +294,25 @@ def _bin_samples(xs: np.ndarray, lo: float, hi: float, max_bins: int) -> tuple[n
     return values, counts[keep], True
 
 
+def _optimal_levels(xs: np.ndarray, k: int, max_bins: int, tol: float, max_iter: int) -> np.ndarray:
+    """Exact 1-D K-means levels of sorted samples ``xs`` (n,): at most ``k`` sorted levels.
+
+    Returns the distinct values when there are no more than ``k`` of them (the caller pads).
+    With more than ``max_bins`` distinct values the DP runs on the histogram and Lloyd steps on
+    the raw samples follow (they can only lower the MSE).
+    """
+    lo, hi = float(xs[0]), float(xs[-1])
+    values, weights, binned = _bin_samples(xs, lo, hi, max_bins)
+    if values.size <= k:
+        return values
+    starts = np.concatenate(([0], _optimal_partition(values, weights, k)))
+    levels = np.add.reduceat(weights * values, starts) / np.add.reduceat(weights, starts)
+    levels = np.maximum.accumulate(levels)
+    if binned:
+        levels = _lloyd(xs, levels, tol * (hi - lo), max_iter)
+    return levels
+
+
 # ---------------------------------------------------------------------------------------------
 # Methods: each maps sorted clipped samples xs (n,), L, lo < hi to (thresholds, levels)
 # ---------------------------------------------------------------------------------------------
@@ -384,16 +413,7 @@ def _fit_kmeans_optimal(
     tol: float,
     max_iter: int,
 ) -> _Fit:
-    values, weights, binned = _bin_samples(xs, lo, hi, max_bins)
-    if values.size <= n_levels:
-        levels = _pad_levels(values, n_levels, lo, hi)
-        return _midpoints(levels), levels
-    starts = np.concatenate(([0], _optimal_partition(values, weights, n_levels)))
-    levels = np.add.reduceat(weights * values, starts) / np.add.reduceat(weights, starts)
-    levels = np.maximum.accumulate(levels)
-    if binned:
-        # Optimal for the histogram; Lloyd steps on the raw samples can only lower the MSE.
-        levels = _lloyd(xs, levels, tol * (hi - lo), max_iter)
+    levels = _pad_levels(_optimal_levels(xs, n_levels, max_bins, tol, max_iter), n_levels, lo, hi)
     return _midpoints(levels), levels
 
 
@@ -405,6 +425,7 @@ def _fit_bs_kmq(
     *,
     eps: float,
     min_mass: float,
+    max_bins: int,
     tol: float,
     max_iter: int,
 ) -> _Fit:
@@ -414,9 +435,6 @@ def _fit_bs_kmq(
     at_hi = xs >= hi - eps
     pin_lo = bool(at_lo.mean() >= min_mass)
     pin_hi = bool(at_hi.mean() >= min_mass)
-    if not (pin_lo or pin_hi):
-        # no point mass to suppress: exactly K-means (docs/levels.md promises this)
-        return _fit_kmeans(xs, n_levels, lo, hi, tol=tol, max_iter=max_iter)
     pinned = [v for v, pin in ((lo, pin_lo), (hi, pin_hi)) if pin]
     n_interior = n_levels - len(pinned)
     # Only the samples behind a pinned level are suppressed; a thin boundary tail that gets no
@@ -424,9 +442,16 @@ def _fit_bs_kmq(
     interior = xs[~((at_lo & pin_lo) | (at_hi & pin_hi))]
     inner = np.empty(0)
     if n_interior > 0 and interior.size:
-        inner = _kmeans_levels(interior, n_interior, tol, max_iter)
-    levels = np.unique(np.concatenate((pinned, inner)))
-    levels = _pad_levels(levels, n_levels, lo, hi)
+        # Exact K-means, not Lloyd from quantiles: a point mass left inside (a discrete
+        # partial sum, a quantized activation) must not trap levels the way the boundary
+        # masses trap plain K-means.
+        inner = _optimal_levels(interior, n_interior, max_bins, tol, max_iter)
+    levels = _pad_levels(np.unique(np.concatenate((pinned, inner))), n_levels, lo, hi)
+    if pinned and interior.size:
+        # The pinned levels also quantize the interior samples nearest to them; Lloyd steps
+        # with those two held fixed fit the free levels to the cells they really get.
+        fixed = ((0,) if pin_lo else ()) + ((n_levels - 1,) if pin_hi else ())
+        levels = _lloyd(interior, levels, tol * (hi - lo), max_iter, fixed=fixed)
     return _midpoints(levels), levels
 
 
@@ -438,7 +463,10 @@ _FITTERS: dict[FitMethod, tuple[Callable[..., _Fit], dict[str, float]]] = {
     FitMethod.CDF: (_fit_cdf, {}),
     FitMethod.KMEANS: (_fit_kmeans, _ITER_PARAMS),
     FitMethod.KMEANS_OPTIMAL: (_fit_kmeans_optimal, {"max_bins": 4096, **_ITER_PARAMS}),
-    FitMethod.BS_KMQ: (_fit_bs_kmq, {"eps": 0.0, "min_mass": 0.01, **_ITER_PARAMS}),
+    FitMethod.BS_KMQ: (
+        _fit_bs_kmq,
+        {"eps": 0.0, "min_mass": 0.01, "max_bins": 4096, **_ITER_PARAMS},
+    ),
 }
 
 
@@ -518,7 +546,7 @@ def fit_levels(
     **params
         Method parameters: ``tol`` (default 1e-9, relative to ``hi - lo``) and ``max_iter``
         (default 1000) for ``lloyd_max``, ``kmeans``, ``kmeans_optimal`` and ``bs_kmq``;
-        ``max_bins`` (default 4096) for ``kmeans_optimal``; ``eps`` (default 0) and
+        ``max_bins`` (default 4096) for ``kmeans_optimal`` and ``bs_kmq``; ``eps`` (default 0) and
         ``min_mass`` (default 0.01) for ``bs_kmq``.
 
     Returns

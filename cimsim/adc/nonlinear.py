@@ -20,7 +20,8 @@ __all__ = ["levels_from_samples"]
 MAX_POOLED_SAMPLES = 200_000
 
 
-def _thin(x: np.ndarray) -> np.ndarray:
+def thin_samples(x: np.ndarray) -> np.ndarray:
+    """At most :data:`MAX_POOLED_SAMPLES` of ``x`` (1-D), by a deterministic stride."""
     return x[:: -(-x.size // MAX_POOLED_SAMPLES)] if x.size > MAX_POOLED_SAMPLES else x
 
 
@@ -34,7 +35,7 @@ def levels_from_samples(layer, stats: RangeStats) -> None:
     lvl = np.empty((g_n, c_n, n_levels))
 
     def fit(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lv = fit_levels(_thin(values.ravel()), adc.bits, adc.level_fit)
+        lv = fit_levels(thin_samples(values.ravel()), adc.bits, adc.level_fit)
         return lv.thresholds, lv.levels
 
     how = adc.calibration_granularity
@@ -43,12 +44,12 @@ def levels_from_samples(layer, stats: RangeStats) -> None:
             for c in range(c_n):
                 thr[g, c], lvl[g, c] = fit(per_g[g][:, c])
     elif how is CalibrationGranularity.LAYER:
-        t, v = fit(np.concatenate([_thin(s.ravel()) for s in per_g]))
+        t, v = fit(np.concatenate([thin_samples(s.ravel()) for s in per_g]))
         thr[:], lvl[:] = t, v
     else:
         for row_mask, cols in array_units(layer):
             rows = np.nonzero(row_mask)[0]
-            t, v = fit(np.concatenate([_thin(per_g[g][:, cols].ravel()) for g in rows]))
+            t, v = fit(np.concatenate([thin_samples(per_g[g][:, cols].ravel()) for g in rows]))
             for g in rows:
                 thr[g, cols], lvl[g, cols] = t, v
     layer.adc_thr, layer.adc_lvl = thr, lvl

@@ -9,15 +9,17 @@ from __future__ import annotations
 import copy
 import fnmatch
 import logging
+import math
 import zlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import fx, nn
 
 from ..arrays._rng import stream_key
-from ..config import ChipConfig
+from ..config import ADCPlacement, ChipConfig
 from ..errors import CapacityError, MappingError
 from ..events import EventKey, Events
 from .layers import SimConv, SimLayer, SimLinear, SimMultiheadAttention
@@ -102,6 +104,13 @@ class SimModel(nn.Module):
         })
 
     @property
+    def fused_activations(self) -> list[str]:
+        """Layers whose layer-output ADC is also their ReLU's quantizer
+        (``adc.fuse_activation``)."""
+        return [name for name, layer in self.sim_layers.items()
+                if any(core.fused for core in layer.cores)]
+
+    @property
     def events(self) -> Events:
         total = Events(self._extra)
         for layer in self.sim_layers.values():
@@ -148,6 +157,62 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
         f"calibration must be a tensor, an array, a tuple of tensors or a DataLoader; "
         f"got {type(data).__name__}"
     )
+
+
+def _relu_clamp(target) -> float | None:
+    """The clamp of a ReLU-like module or function (``inf`` for ReLU), or None if not one."""
+    if isinstance(target, nn.ReLU6) or target is F.relu6:
+        return 6.0
+    if isinstance(target, nn.ReLU) or target in (F.relu, torch.relu, torch.relu_):
+        return math.inf
+    if isinstance(target, nn.Hardtanh) and target.min_val == 0.0 and target.max_val > 0.0:
+        return float(target.max_val)
+    return None
+
+
+class _LeafTracer(fx.Tracer):
+    """Symbolic tracer that stops at simulated layers (their forward is NumPy)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, SimLayer) or super().is_leaf_module(m, qualname)
+
+
+def _relu_consumers(root: nn.Module, mapped: set[str]) -> dict[str, float]:
+    """Mapped layers whose output goes to a ReLU and nowhere else: name -> clamp.
+
+    From a torch.fx trace where the model traces; else from ``nn.Sequential`` neighbours only
+    (inside a Sequential the next module is the sole consumer).
+    """
+    found: dict[str, float] = {}
+    try:
+        graph = _LeafTracer().trace(root)
+    except Exception as exc:  # noqa: BLE001 - any untraceable forward falls back
+        log.info("deploy: torch.fx cannot trace the model (%s); fusing ReLUs inside "
+                 "nn.Sequential only", exc)
+        for prefix, seq in root.named_modules():
+            if not isinstance(seq, nn.Sequential):
+                continue
+            kids = list(seq.named_children())
+            for (name, _), (_, nxt) in zip(kids[:-1], kids[1:], strict=True):
+                full = f"{prefix}.{name}" if prefix else name
+                clamp = _relu_clamp(nxt)
+                if full in mapped and clamp is not None:
+                    found[full] = clamp
+        return found
+    for node in graph.nodes:
+        if node.op != "call_module" or node.target not in mapped or len(node.users) != 1:
+            continue
+        (user,) = node.users
+        if user.op == "call_module":
+            clamp = _relu_clamp(root.get_submodule(user.target))
+        elif user.op == "call_function":
+            clamp = _relu_clamp(user.target)
+        else:
+            clamp = math.inf if user.op == "call_method" and user.target in ("relu", "relu_") \
+                else None
+        if clamp is not None and user.args[:1] == (node,) and len(user.args) == 1:
+            found[node.target] = clamp
+    return found
 
 
 def _excluded(name: str, patterns: Sequence[str]) -> bool:
@@ -255,6 +320,10 @@ def deploy(
         visit(sim, "")
     if not sim_layers:
         log.warning("deploy: no Linear/Conv/MultiheadAttention layer was mapped")
+    if chip.adc.placement is ADCPlacement.LAYER_OUTPUT and chip.adc.fuse_activation:
+        for name, clamp in _relu_consumers(sim, set(sim_layers)).items():
+            for core in sim_layers[name].cores:
+                core.activation_clamp = clamp
 
     n = 0
     with torch.no_grad():

@@ -15,6 +15,7 @@ a single term otherwise.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -23,14 +24,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import engine
+from ..adc.activation import FusedActivation
 from ..arrays._rng import stream_key
 from ..arrays.program import ProgrammedLayer, default_row_tiles, program
-from ..config import ChipConfig, WeightGranularity
+from ..config import ADCPlacement, ChipConfig, RangePolicy, WeightGranularity
 from ..errors import MappingError
 from ..events import EventKey, Events
 from .quant import act_scale, quantize_acts, quantize_weights
 
 __all__ = ["MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer"]
+
+log = logging.getLogger(__name__)
 
 #: Calibration vectors kept per weight matrix for ADC calibration and percentile/MSE scales.
 MAX_CALIBRATION_ROWS = 4096
@@ -64,6 +68,11 @@ class MatmulCore:
         self.signed = False
         self.calls = 0
         self.events = Events()
+        self.activation_clamp: float | None = None
+        """Set by deploy when the layer's only consumer is a ReLU (``inf``) or a clamped one
+        (ReLU6: 6): with a layer-output ADC the conversion then produces the activation."""
+        self.fused = False
+        """Whether the ADC is this layer's activation quantizer (set by :meth:`finalize`)."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -137,9 +146,36 @@ class MatmulCore:
                                                        row_tiles=self.row_tiles,
                                                        name=self.name))]
         x_cal = quantize_acts(sample, self.s_x, chip.input_bits, self.signed)
+        act = self._fused_activation()
+        self.fused = act is not None
         for a, b, layer in self.parts:
-            engine.calibrate(layer, x_cal[:, a:b])
+            engine.calibrate(layer, x_cal[:, a:b], activation=act)
         self._reservoir = self._pooled = None
+
+    def _fused_activation(self) -> FusedActivation | None:
+        """The activation the layer-output ADC applies, or None (the model's ReLU runs as is)."""
+        adc = self.chip.adc
+        if (self.activation_clamp is None or adc.placement is not ADCPlacement.LAYER_OUTPUT
+                or not adc.fuse_activation):
+            return None
+        layer = self.parts[0][2]
+        why = None
+        if adc.range_policy is not RangePolicy.CALIBRATED:
+            why = f"adc.range_policy = {adc.range_policy.value!r} (needs 'calibrated')"
+        elif len(self.parts) > 1:
+            why = "its row tiles are dequantized separately (weight_granularity = 'column')"
+        elif np.any(layer.x_sum_coef != 0):
+            why = ("its output needs a digital correction after the ADC (weight_encoding = "
+                   f"{self.chip.weight_encoding.value!r}, device.off_current_compensation = "
+                   f"{self.chip.device.off_current_compensation.value!r})")
+        if why is None:
+            kappa = layer.conv_coef * self.s_x * self.s_w[0][layer.out_col]
+            if np.all(kappa > 0):
+                bias = np.zeros(kappa.size) if self.bias is None else self.bias[layer.out_col]
+                return FusedActivation(kappa, bias, float(self.activation_clamp))
+            why = "a conversion has a non-positive output scale"
+        log.warning("layer %r: ADC not fused with the following ReLU: %s", self.name, why)
+        return None
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Simulated ``x @ w.T + bias`` for float inputs (M, K) -> float64 (M, N)."""
@@ -162,7 +198,7 @@ class MatmulCore:
                                                 EventKey("interconnect", "bit", 0): merges * acc,
                                                 EventKey("dequant", "multiply", 0):
                                                     merges})
-        if self.bias is not None:
+        if self.bias is not None and not self.fused:  # a fused ADC has it in its thresholds
             y += self.bias
         return y
 

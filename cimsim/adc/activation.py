@@ -1,0 +1,98 @@
+"""An activation fused into a layer-output ADC: ReLU (and clamp) and quantization in one step.
+
+When one conversion holds a layer's whole dot product (``adc.placement = "layer_output"``) and
+the layer's only consumer is a ReLU, ReLU6 or ``Hardtanh(0, m)``, the ADC can produce the
+activation directly, as the BS-KMQ NL-ADC does: thresholds below which the output is 0, levels
+in ``[0, a_max]``, nothing above ``a_max``.
+
+The digital back end turns the value ``v`` of conversion ``c`` into ``y = kappa_c * v + bias_c``
+(``kappa`` = shift-add coefficient x activation scale x weight scale). Thresholds ``T`` and
+levels ``R`` are fitted to the post-activation calibration values in that ``y`` domain and
+mapped back through the affine map: the ADC compares the analog sum against ``(T - bias)/kappa``
+(the bias folded into the references) and its value is ``R/kappa``; the back end scales it by
+``kappa`` and adds no bias, so the layer outputs ``R[code]`` (an exact 0 for the ReLU's zeros).
+The conversion kernel is unchanged, and the model's own ReLU after the layer sees values in
+``[0, a_max]``, on which it is the identity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import ADCKind, CalibrationGranularity, CalibrationStat
+from .levels import fit_levels
+from .linear import RangeStats, array_units
+from .nonlinear import thin_samples
+
+__all__ = ["FusedActivation", "fused_tables_from_samples"]
+
+
+@dataclass(frozen=True, eq=False)
+class FusedActivation:
+    """``y = min(max(kappa * v + bias, 0), clamp)`` per conversion, quantized by the ADC."""
+
+    kappa: np.ndarray
+    """(C,) output units per analog unit of each conversion, > 0."""
+    bias: np.ndarray
+    """(C,) bias of each conversion's output, added digitally after the ADC otherwise."""
+    clamp: float = math.inf
+    """Upper clamp of the activation: ``inf`` for ReLU, 6 for ReLU6."""
+
+
+def _units(layer, how: CalibrationGranularity) -> list[np.ndarray]:
+    """Conversion index sets that share one level set (one row group at the layer output)."""
+    n_conv = layer.n_conversions
+    if how is CalibrationGranularity.COLUMN:
+        return [np.array([c]) for c in range(n_conv)]
+    if how is CalibrationGranularity.LAYER:
+        return [np.arange(n_conv)]
+    return [np.nonzero(cols)[0] for _, cols in array_units(layer)]
+
+
+def fused_tables_from_samples(layer, stats: RangeStats, act: FusedActivation) -> None:
+    """Set the layer's ADC tables so that its output is the quantized activation.
+
+    ``stats`` holds the noise-free analog values of the calibration inputs (samples kept). The
+    clamp ``a_max`` of each unit is set from the post-activation values by
+    ``adc.calibration_stat`` (exact max, upper percentile, or mean + n_sigma * std) and never
+    exceeds ``act.clamp``. A ``ramp`` ADC fits its levels on ``[0, a_max]`` with
+    ``adc.level_fit``; ``sar``/``flash`` use the uniform grid from 0 to ``a_max``.
+    """
+    adc = layer.chip.adc
+    n_levels = adc.n_codes
+    kappa = np.asarray(act.kappa, dtype=np.float64)
+    bias = np.asarray(act.bias, dtype=np.float64)
+    a = np.concatenate(stats.samples[0], axis=0).astype(np.float64)
+    post = np.clip(a * kappa + bias, 0.0, act.clamp)
+    exact_max = np.clip(stats.hi[0] * kappa + bias, 0.0, act.clamp)
+    n_conv = kappa.size
+    nonlinear = adc.kind is ADCKind.RAMP
+    thr = np.empty((1, n_conv, n_levels - 1))
+    lvl = np.empty((1, n_conv, n_levels))
+    for cols in _units(layer, adc.calibration_granularity):
+        vals = post[:, cols].ravel()
+        if adc.calibration_stat is CalibrationStat.MINMAX:
+            a_max = float(exact_max[cols].max())
+        elif adc.calibration_stat is CalibrationStat.PERCENTILE:
+            a_max = float(np.percentile(vals, adc.percentile))
+        else:
+            a_max = float(vals.mean() + adc.n_sigma * vals.std())
+        a_max = min(a_max, act.clamp)
+        if nonlinear:
+            lv = fit_levels(thin_samples(vals), adc.bits, adc.level_fit, lo=0.0, hi=a_max)
+            t_y, r_y = lv.thresholds, lv.levels
+        else:
+            r_y = np.arange(n_levels) * (a_max / (n_levels - 1))
+            t_y = 0.5 * (r_y[:-1] + r_y[1:])
+        k, b = kappa[cols, None], bias[cols, None]
+        thr[0, cols] = (t_y[None, :] - b) / k
+        lvl[0, cols] = r_y[None, :] / k
+    # Both kinds convert through the threshold tables: the linear grid's thresholds are the
+    # midpoints of its levels (a value half-way goes up, as floor(v/step + 1/2) does).
+    layer.adc_thr, layer.adc_lvl = thr, lvl
+    span = (lvl[..., -1] - lvl[..., 0]) / (n_levels - 1)
+    layer.adc_lo = lvl[..., 0].copy()
+    layer.adc_delta = np.where(span > 0, span, 1.0)

@@ -1,0 +1,203 @@
+"""A layer-output ADC acting as the next activation's quantizer (ReLU fused into the ADC)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cimsim
+from cimsim.adc.levels import fit_levels
+from cimsim.mapping.quant import quantize_acts
+
+
+def _chip(kind="ramp", bits=3, level_fit="bs_kmq", granularity="column", **adc):
+    """Ideal cells with one conversion per output: all input bits at once, 7-bit cells for
+    8-bit differential weights, K <= 64 rows."""
+    ideal = cimsim.load_chip("ideal")
+    return ideal.replace(
+        dac=ideal.dac.replace(bits=None),
+        device=ideal.device.replace(bits_per_cell=7),
+        array=ideal.array.replace(n_rows=64, n_cols=64),
+        adc=ideal.adc.replace(kind=kind, bits=bits, range_policy="calibrated",
+                              calibration_granularity=granularity, level_fit=level_fit,
+                              placement="layer_output", **adc),
+    )
+
+
+def _mlp(act: nn.Module | None = None, seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(12, 8), act or nn.ReLU(), nn.Linear(8, 3)).double()
+
+
+def _data(seed: int, m: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).normal(size=(m, 12)))
+
+
+def _pre_activation(core, x: torch.Tensor) -> np.ndarray:
+    """The exact quantized pre-activation of a core, written out from its integer operands."""
+    x_int = quantize_acts(x.numpy(), core.s_x, core.chip.input_bits, core.signed)
+    return (x_int @ core.w_int.T) * (core.s_x * core.s_w[0]) + core.bias
+
+
+def _first_layer(sim, x: torch.Tensor) -> np.ndarray:
+    return sim.model[0](x).numpy()
+
+
+@pytest.mark.parametrize("granularity", ["column", "layer"])
+@pytest.mark.parametrize("level_fit", ["uniform", "kmeans", "bs_kmq"])
+def test_ramp_adc_output_is_the_quantized_activation(level_fit, granularity):
+    model, x_cal, x = _mlp(), _data(0, 300), _data(1, 200)
+    sim = cimsim.deploy(model, _chip(level_fit=level_fit, granularity=granularity), x_cal)
+    assert sim.fused_activations == ["0"]  # the logits layer has no ReLU after it
+    core = sim.sim_layers["0"].cores[0]
+    assert core.fused and not sim.sim_layers["2"].cores[0].fused
+    # Independently: fit the levels on the exact post-activation calibration values (on an
+    # ideal chip the analog sum is the exact integer product) and quantize the test values.
+    post_cal = np.maximum(_pre_activation(core, x_cal), 0.0)
+    post = np.maximum(_pre_activation(core, x), 0.0)
+    y = _first_layer(sim, x)
+    units = [[c] for c in range(8)] if granularity == "column" else [list(range(8))]
+    for cols in units:
+        vals = post_cal[:, cols].ravel()
+        lv = fit_levels(vals, 3, level_fit, lo=0.0, hi=float(vals.max()))
+        np.testing.assert_allclose(y[:, cols], lv.quantize(post[:, cols]), rtol=1e-9, atol=1e-12)
+    assert y.min() >= 0.0
+    # the model's ReLU after the layer is the identity on these values
+    np.testing.assert_array_equal(sim.model[1](torch.from_numpy(y)).numpy(), y)
+
+
+@pytest.mark.parametrize("kind", ["sar", "flash"])
+def test_linear_adc_output_is_relu_clamp_round(kind):
+    model, x_cal, x = _mlp(), _data(2, 300), _data(3, 200)
+    sim = cimsim.deploy(model, _chip(kind=kind, bits=4), x_cal)
+    core = sim.sim_layers["0"].cores[0]
+    a_max = np.maximum(_pre_activation(core, x_cal), 0.0).max(axis=0)
+    step = a_max / 15
+    pre = _pre_activation(core, x)
+    expect = np.clip(np.floor(pre / step + 0.5), 0, 15) * step
+    y = _first_layer(sim, x)
+    np.testing.assert_allclose(y, expect, rtol=1e-9, atol=1e-12)
+    assert np.all(y[pre <= 0] == 0.0) and np.all(y <= a_max * (1 + 1e-12))
+
+
+def test_relu6_clamps_and_percentile_sets_a_max():
+    model = _mlp(nn.ReLU6())
+    with torch.no_grad():
+        model[0].weight.mul_(20.0)  # pre-activations well beyond 6
+    x_cal, x = _data(4, 300), _data(5, 100)
+    sim = cimsim.deploy(model, _chip(kind="sar", bits=3), x_cal)
+    y = _first_layer(sim, x)
+    assert sim.fused_activations == ["0"]
+    assert y.max() == pytest.approx(6.0) and y.min() == 0.0
+    assert np.unique(np.round(y / (6.0 / 7), 9)).size <= 8
+
+
+def test_functional_relu_is_found_by_tracing():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Linear(12, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = F.relu(self.a(x))
+            g = self.b(h)  # used twice: by the ReLU and by the residual add
+            return self.c(torch.relu(g) + g)
+
+    torch.manual_seed(0)
+    sim = cimsim.deploy(Net().double(), _chip(), _data(6, 200))
+    assert sim.fused_activations == ["a"]
+
+
+def test_untraceable_model_falls_back_to_sequential_neighbours():
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = _mlp()
+
+        def forward(self, x):
+            if float(x.sum()) > 1e9:  # data-dependent control flow: torch.fx cannot trace it
+                return x
+            return self.body(x)
+
+    sim = cimsim.deploy(Gate(), _chip(), _data(7, 200))
+    assert sim.fused_activations == ["body.0"]
+
+
+def test_batchnorm_between_layer_and_relu_is_not_fused():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3), nn.ReLU()).double().eval()
+    x = torch.from_numpy(np.random.default_rng(8).normal(size=(20, 1, 8, 8)))
+    sim = cimsim.deploy(model, _chip(), x)
+    assert sim.fused_activations == ["3"]
+    assert sim(x).min() >= 0.0
+
+
+@pytest.mark.parametrize("change", [
+    {"adc": {"placement": "partial_sum"}},
+    {"adc": {"fuse_activation": False}},
+])
+def test_fusion_off(change):
+    chip = _chip()
+    if change["adc"].get("placement") == "partial_sum":
+        chip = chip.replace(dac=chip.dac.replace(bits=1))
+    chip = chip.replace(adc=chip.adc.replace(**change["adc"]))
+    sim = cimsim.deploy(_mlp(), chip, _data(9, 100))
+    assert sim.fused_activations == []
+
+
+def test_digital_correction_prevents_fusion_with_a_warning(caplog):
+    chip = _chip()
+    chip = chip.replace(weight_encoding="offset", weight_bits=7)
+    with caplog.at_level(logging.WARNING):
+        sim = cimsim.deploy(_mlp(), chip, _data(10, 100))
+    assert sim.fused_activations == []
+    assert "weight_encoding = 'offset'" in caplog.text
+
+
+def test_fused_layer_with_noise_stays_in_levels():
+    chip = _chip(level_fit="kmeans")
+    # analog sums reach ~1e5 cell-LSB here
+    chip = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=500.0))
+    model, x_cal, x = _mlp(), _data(11, 300), _data(12, 200)
+    sim = cimsim.deploy(model, chip, x_cal, seed=3)
+    core = sim.sim_layers["0"].cores[0]
+    layer = core.parts[0][2]
+    y = _first_layer(sim, x)
+    kappa = layer.conv_coef * core.s_x * core.s_w[0][layer.out_col]
+    for c in range(8):
+        levels = layer.adc_lvl[0, c] * kappa[c]  # the bias is in the thresholds
+        assert np.all(np.min(np.abs(y[:, c, None] - levels[None, :]), axis=1) <= 1e-9)
+    # noise moves codes: the outputs differ from the noise-free run, but stay on the levels
+    clean = cimsim.deploy(model, chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=0.0)),
+                          x_cal, seed=3)
+    assert not np.array_equal(_first_layer(clean, x), y)
+
+
+def test_engine_calibrate_rejects_a_bad_activation():
+    from cimsim import engine
+    from cimsim.adc.activation import FusedActivation
+    from cimsim.arrays.program import program
+    from cimsim.errors import ConfigError
+
+    chip = _chip()
+    w = np.random.default_rng(13).integers(-127, 128, (4, 10))
+    x = np.random.default_rng(14).integers(0, 256, (30, 10))
+    layer = program(w, chip)
+    with pytest.raises(ConfigError, match="one conversion per output"):
+        engine.calibrate(layer, x, activation=FusedActivation(np.ones(3), np.zeros(3)))
+    fixed = program(w, chip.replace(adc=chip.adc.replace(kind="sar", range_policy="full_scale")))
+    with pytest.raises(ConfigError, match="calibrated"):
+        engine.calibrate(fixed, x, activation=FusedActivation(np.ones(4), np.zeros(4)))
+    # a ReLU with kappa = 1, bias = -100: outputs are the levels of max(x @ w.T - 100, 0)
+    engine.calibrate(layer, x, activation=FusedActivation(np.ones(4), np.full(4, -100.0)))
+    y, _ = engine.run(layer, x)
+    pre = x @ w.T - 100.0
+    for c in range(4):
+        lv = fit_levels(np.maximum(pre[:, c], 0), 3, "bs_kmq", lo=0.0, hi=max(pre[:, c].max(), 0))
+        np.testing.assert_allclose(y[:, c], lv.quantize(np.maximum(pre[:, c], 0)), atol=1e-9)
