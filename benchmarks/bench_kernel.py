@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from cimsim.arrays._kernels import convert_accumulate
-from cimsim.arrays._rng import FN, KN, WN
+from cimsim.arrays._rng import KN, WN
 
 
 def main() -> int:
@@ -31,7 +31,7 @@ def main() -> int:
         delta=np.full(c, 10.0), top_code=63.0, nl_kind=0, nl_fs=1.0, nl_sat=1.0, nl_beta=0.0,
         nl_poly=np.zeros(0), gain=0.0, offset_lsb=0.0, cmp_sigma=0.0,
         key_noise=np.uint64(1), key_cmp=np.uint64(2), group=0, m_offset=0, m_total=m,
-        kn=KN, wn=WN, fn=FN, thr=np.zeros((0, 0)), lvl=np.zeros((0, 0)), out=out,
+        kn=KN, wn=WN, thr=np.zeros((0, 0)), lvl=np.zeros((0, 0)), out=out,
     )
     print(f"{'threads':>7} {'noise':>5} {'ns_per_conversion':>18}")
     for threads in (numba.config.NUMBA_NUM_THREADS, 1):

@@ -27,7 +27,7 @@ from .arrays._kernels import (
     make_planes,
 )
 from .arrays._reference import analog_reference, convert_accumulate_reference
-from .arrays._rng import FN, KN, WN, stream_key
+from .arrays._rng import KN, WN, stream_key
 from .arrays.encoding import input_planes, input_range, plane_layout
 from .arrays.program import ProgrammedLayer
 from .config import ADCKind, CalibrationStat, Nonlinearity, RangePolicy, SignedInputMode
@@ -269,7 +269,7 @@ def run(
         if kernel == "numba":
             convert_accumulate(blk.ps, blk.xsum, blk.var, lo=lo, delta=delta,
                                key_noise=key_noise, key_cmp=key_cmp, group=blk.group,
-                               m_offset=blk.m0, kn=KN, wn=WN, fn=FN, thr=thr, lvl=lvl,
+                               m_offset=blk.m0, kn=KN, wn=WN, thr=thr, lvl=lvl,
                                out=out, **args)
         else:
             convert_accumulate_reference(blk.ps, blk.xsum, blk.var, lo=lo, delta=delta,

@@ -271,6 +271,13 @@ def test_engine_equals_reference_with_nonidealities(problem):
     engine.calibrate(layer, x_cal)  # a no-op unless the policy is 'calibrated'
     y, _ = engine.run(layer, x, noise_seed=noise_seed)
     y_ref = matmul_reference(x, layer, noise_seed=noise_seed)
+    close = np.isclose(y, y_ref, rtol=1e-9, atol=1e-6)
+    if layer.gemm_matrix.dtype == np.float32 and not close.all():
+        # Programmed conductances are multiplied in float32 (docs/hardware-model.md), the
+        # reference sums in float64: a noisy value within ~1e-6 LSB of a code boundary can
+        # convert one code apart. That must be rare, and the float64 GEMM must match exactly.
+        assert close.mean() >= 0.99
+        y, _ = engine.run(layer, x, noise_seed=noise_seed, gemm="float64")
     np.testing.assert_allclose(y, y_ref, rtol=1e-9, atol=1e-6)
 
 

@@ -14,9 +14,10 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
-from ._rng import _GOLDEN, _mix, normal
+from ._rng import fill_normals
 
 NL_NONE, NL_SATURATING, NL_POLYNOMIAL, NL_IR_DROP = 0, 1, 2, 3
+_TILE = 256  # conversions per tile of convert_accumulate (its scratch arrays stay in L1)
 
 
 @njit(inline="always", cache=True)
@@ -38,23 +39,11 @@ def _nonlinear(a, kind, fs, sat, beta, poly):  # pragma: no cover - compiled
 
 
 @njit(inline="always", cache=True)
-def _fill_normals(key, base, z, ok, kn, wn, fn):  # pragma: no cover - compiled
-    """z[c] = normal(key, base + c) for every c: a vectorisable ziggurat fast path over the
-    whole block, then the rare rejections (about 1 %) one by one."""
-    n = z.shape[0]
-    n_slow = 0
-    for c in range(n):
-        h = _mix(key + (base + uint64(c)) * uint64(_GOLDEN))
-        hz = np.int64(np.int32(h & uint64(0xFFFFFFFF)))
-        iz = np.int64((h >> uint64(32)) & uint64(127))
-        z[c] = hz * wn[iz]
-        good = abs(hz) < kn[iz]
-        ok[c] = good
-        n_slow += 0 if good else 1
-    if n_slow > 0:
-        for c in range(n):
-            if not ok[c]:
-                z[c] = normal(key, base + uint64(c), kn, wn, fn)
+def _linear_adc(v, lo, d, top_code):  # pragma: no cover - compiled
+    """Value of the linear ADC with grid start lo, step d and codes 0..top_code."""
+    # clamp before floor (Numba's floor is an int64 and would overflow)
+    u = min(max((v - lo) / d + 0.5, 0.0), top_code + 0.5)
+    return lo + math.floor(u) * d
 
 
 @njit(parallel=True, cache=True)
@@ -62,7 +51,7 @@ def convert_accumulate(
     ps, xsum, var, sig, pos, neg, off_add, out_col, coef, lo, delta, top_code,
     nl_kind, nl_fs, nl_sat, nl_beta, nl_poly,
     thermal_sigma, gain, offset_lsb, cmp_sigma,
-    key_noise, key_cmp, group, m_offset, m_total, kn, wn, fn, thr, lvl, out,
+    key_noise, key_cmp, group, m_offset, m_total, kn, wn, thr, lvl, out,
 ):  # pragma: no cover - compiled; twin: _reference.convert_accumulate_reference
     """Convert and accumulate one row group.
 
@@ -70,7 +59,8 @@ def convert_accumulate(
     var (P, Mc, Jg) float32 read-noise variance (or (0, 0, 0)); sig (P,); pos, neg, out_col (C,)
     int64; off_add (Jg,); coef, lo, delta (C,) float64; nl_poly (n,) float64; thr (C, L-1) and
     lvl (C, L) float64 thresholds and levels of a nonlinear ADC (or (0, 0): linear ADC);
-    out (Mc, N) float64, accumulated into.
+    kn, wn the ziggurat tables ``_rng.KN, WN`` of the fast path (the rare slow path reads the
+    module's own tables); out (Mc, N) float64, accumulated into.
     """
     n_planes, mc, jg = ps.shape
     nonlinear = thr.shape[0] > 0
@@ -86,84 +76,109 @@ def convert_accumulate(
         direct = direct and pos[c] == c
     # the plain case (one GEMM column per conversion, nothing analog to add) is a copy
     simple = direct and not has_neg and not has_off and nl_kind == NL_NONE
+    # ... and with a linear ADC, no read noise and no comparator noise, one loop does it all
+    plain = simple and not nonlinear and not has_var and cmp_sigma == 0.0
     th2 = thermal_sigma * thermal_sigma
     g1 = 1.0 + gain
     for m in prange(mc):
-        a = np.empty(n_conv)
-        z = np.empty(n_conv)
-        ok = np.empty(n_conv, dtype=np.bool_)
-        acc = np.zeros(n_conv)
-        for p in range(n_planes):
-            if simple:
-                for c in range(n_conv):
-                    a[c] = ps[p, m, c]
-            else:
-                xs = xsum[p, m] if has_off else 0.0
-                for c in range(n_conv):
-                    j = pos[c]
-                    v = ps[p, m, j] + off_add[j] * xs
-                    if nl_kind != NL_NONE:
-                        v = _nonlinear(v, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
-                    jn = neg[c]
-                    if jn >= 0:
-                        b = ps[p, m, jn] + off_add[jn] * xs
-                        if nl_kind != NL_NONE:
-                            b = _nonlinear(b, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
-                        v -= b
-                    a[c] = v
-            base = uint64(((group * n_planes + p) * m_total + m_offset + m) * n_conv)
-            if noisy:
-                _fill_normals(key_noise, base, z, ok, kn, wn, fn)
-                if has_var:
-                    for c in range(n_conv):
-                        v = th2 + var[p, m, pos[c]]
-                        if neg[c] >= 0:
-                            v += var[p, m, neg[c]]
-                        a[c] += math.sqrt(v) * z[c]
+        a = np.empty(_TILE)
+        z = np.empty(_TILE)
+        hh = np.empty(_TILE // 2 + 1, dtype=np.uint64)  # scratch of fill_normals
+        slow = np.empty(_TILE, dtype=np.int64)
+        acc = np.empty(_TILE)
+        # Conversions in tiles, planes inside: a tile's working set stays in L1 across the
+        # planes, whatever the number of conversions (thousands in wide layers).
+        for tile in range((n_conv + _TILE - 1) // _TILE):
+            # (a range with a step here made Numba's loop several times slower)
+            c0 = tile * _TILE
+            nt = min(_TILE, n_conv - c0)
+            for t in range(nt):
+                acc[t] = 0.0
+            for p in range(n_planes):
+                base = uint64(((group * n_planes + p) * m_total + m_offset + m) * n_conv + c0)
+                s = sig[p]
+                if plain:
+                    # the common case in one loop: partial sum, thermal noise, linear ADC
+                    if thermal_sigma > 0.0:
+                        fill_normals(key_noise, base, z[:nt], hh, slow, kn, wn)
+                        for t in range(nt):
+                            c = c0 + t
+                            d = delta[c]
+                            v = (ps[p, m, c] + thermal_sigma * z[t]) * g1 + offset_lsb * d
+                            acc[t] += s * _linear_adc(v, lo[c], d, top_code)
+                    else:
+                        for t in range(nt):
+                            c = c0 + t
+                            d = delta[c]
+                            v = ps[p, m, c] * g1 + offset_lsb * d
+                            acc[t] += s * _linear_adc(v, lo[c], d, top_code)
+                    continue
+                if simple:
+                    for t in range(nt):
+                        a[t] = ps[p, m, c0 + t]
                 else:
-                    for c in range(n_conv):
-                        a[c] += thermal_sigma * z[c]
-            s = sig[p]
-            if cmp_sigma > 0.0:
-                _fill_normals(key_cmp, base, z, ok, kn, wn, fn)
-            if nonlinear:
-                for c in range(n_conv):
-                    d = delta[c]
-                    v = a[c] * g1 + offset_lsb * d
-                    if cmp_sigma > 0.0:
-                        v += cmp_sigma * d * z[c]
-                    # code = number of thresholds <= v (binary search; ties go up)
-                    i0, i1 = 0, n_thr
-                    while i0 < i1:
-                        mid = (i0 + i1) >> 1
-                        if thr[c, mid] <= v:
-                            i0 = mid + 1
-                        else:
-                            i1 = mid
-                    acc[c] += s * lvl[c, i0]
-            elif cmp_sigma > 0.0:
-                for c in range(n_conv):
-                    d = delta[c]
-                    v = a[c] * g1 + offset_lsb * d + cmp_sigma * d * z[c]
-                    # clamp before floor (Numba's floor is an int64 and would overflow)
-                    u = min(max((v - lo[c]) / d + 0.5, 0.0), top_code + 0.5)
-                    code = math.floor(u)
-                    acc[c] += s * (lo[c] + code * d)
-            else:
-                for c in range(n_conv):
-                    d = delta[c]
-                    v = a[c] * g1 + offset_lsb * d
-                    # clamp before floor (Numba's floor is an int64 and would overflow)
-                    u = min(max((v - lo[c]) / d + 0.5, 0.0), top_code + 0.5)
-                    code = math.floor(u)
-                    acc[c] += s * (lo[c] + code * d)
-        for c in range(n_conv):
-            out[m, out_col[c]] += coef[c] * acc[c]
+                    xs = xsum[p, m] if has_off else 0.0
+                    for t in range(nt):
+                        j = pos[c0 + t]
+                        v = ps[p, m, j] + off_add[j] * xs
+                        if nl_kind != NL_NONE:
+                            v = _nonlinear(v, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
+                        jn = neg[c0 + t]
+                        if jn >= 0:
+                            b = ps[p, m, jn] + off_add[jn] * xs
+                            if nl_kind != NL_NONE:
+                                b = _nonlinear(b, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
+                            v -= b
+                        a[t] = v
+                if noisy:
+                    fill_normals(key_noise, base, z[:nt], hh, slow, kn, wn)
+                    if has_var:
+                        for t in range(nt):
+                            c = c0 + t
+                            v = th2 + var[p, m, pos[c]]
+                            if neg[c] >= 0:
+                                v += var[p, m, neg[c]]
+                            a[t] += math.sqrt(v) * z[t]
+                    else:
+                        for t in range(nt):
+                            a[t] += thermal_sigma * z[t]
+                if cmp_sigma > 0.0:
+                    fill_normals(key_cmp, base, z[:nt], hh, slow, kn, wn)
+                if nonlinear:
+                    for t in range(nt):
+                        c = c0 + t
+                        d = delta[c]
+                        v = a[t] * g1 + offset_lsb * d
+                        if cmp_sigma > 0.0:
+                            v += cmp_sigma * d * z[t]
+                        # code = number of thresholds <= v (binary search; ties go up)
+                        i0, i1 = 0, n_thr
+                        while i0 < i1:
+                            mid = (i0 + i1) >> 1
+                            if thr[c, mid] <= v:
+                                i0 = mid + 1
+                            else:
+                                i1 = mid
+                        acc[t] += s * lvl[c, i0]
+                elif cmp_sigma > 0.0:
+                    for t in range(nt):
+                        c = c0 + t
+                        d = delta[c]
+                        v = a[t] * g1 + offset_lsb * d + cmp_sigma * d * z[t]
+                        acc[t] += s * _linear_adc(v, lo[c], d, top_code)
+                else:
+                    for t in range(nt):
+                        c = c0 + t
+                        d = delta[c]
+                        v = a[t] * g1 + offset_lsb * d
+                        acc[t] += s * _linear_adc(v, lo[c], d, top_code)
+            for t in range(nt):
+                out[m, out_col[c0 + t]] += coef[c0 + t] * acc[t]
 
 
 @njit(parallel=True, cache=True)
 def make_planes(x, dac_bits, n_planes, mode, rowsum, out, nnz, v2g):
-    """Cut integer inputs into DAC planes and count their events, in one pass.
+    """Cut integer inputs into DAC planes and count their events.
 
     x (Mc, K) int64; mode 0 unsigned, 1 signed two's complement (an arithmetic shift leaves
     the sign in the MSB plane), 2 signed two-pass (P/2 positive planes, then P/2 negative);
@@ -174,27 +189,37 @@ def make_planes(x, dac_bits, n_planes, mode, rowsum, out, nnz, v2g):
     mask = (1 << dac_bits) - 1
     half = n_planes // 2
     for m in prange(mc):
-        cnt = 0.0
+        # One plane at a time over a contiguous row, with integer counters: the inner loops
+        # vectorise (a float sum per element would be a serial chain of adds). Σ_p d² is kept
+        # per input and weighted by rowsum once.
+        sq = np.zeros(k, dtype=np.int64)
+        cnt = 0
+        for p in range(n_planes):
+            if mode == 2:
+                neg = p >= half
+                sh = dac_bits * (p - half if neg else p)
+                for kk in range(k):
+                    v = -x[m, kk] if neg else x[m, kk]
+                    d = (max(v, 0) >> sh) & mask
+                    out[p, m, kk] = d
+                    cnt += d != 0
+                    sq[kk] += d * d
+            elif mode == 1 and p == n_planes - 1:
+                sh = dac_bits * p
+                for kk in range(k):
+                    d = x[m, kk] >> sh
+                    out[p, m, kk] = d
+                    cnt += d != 0
+                    sq[kk] += d * d
+            else:
+                sh = dac_bits * p
+                for kk in range(k):
+                    d = (x[m, kk] >> sh) & mask
+                    out[p, m, kk] = d
+                    cnt += d != 0
+                    sq[kk] += d * d
         acc = 0.0
         for kk in range(k):
-            v = x[m, kk]
-            r = rowsum[kk]
-            for p in range(n_planes):
-                if mode == 0:
-                    d = (v >> (dac_bits * p)) & mask
-                elif mode == 1:
-                    if p == n_planes - 1:
-                        d = v >> (dac_bits * p)
-                    else:
-                        d = (v >> (dac_bits * p)) & mask
-                else:
-                    if p < half:
-                        d = (max(v, 0) >> (dac_bits * p)) & mask
-                    else:
-                        d = (max(-v, 0) >> (dac_bits * (p - half))) & mask
-                out[p, m, kk] = d
-                if d != 0:
-                    cnt += 1.0
-                    acc += d * d * r
+            acc += sq[kk] * rowsum[kk]
         nnz[m] = cnt
         v2g[m] = acc
