@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import LevelFit
 from ..errors import ConfigError
+from ._kernels import optimal_partition_splits
 
 __all__ = ["FitMethod", "Levels", "fit_levels", "quantization_mse"]
 
@@ -217,19 +218,45 @@ def _kmeans_levels(xs: np.ndarray, k: int, tol: float, max_iter: int) -> np.ndar
 # ---------------------------------------------------------------------------------------------
 
 
+def _prefix_sums(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prefix sums (n+1,) of ``w``, ``w·x`` and ``w·x²`` with ``x`` centred first (SSE is shift
+    invariant; centring limits cancellation)."""
+    xc = x - np.average(x, weights=w)
+    p0 = np.concatenate(([0.0], np.cumsum(w)))
+    p1 = np.concatenate(([0.0], np.cumsum(w * xc)))
+    p2 = np.concatenate(([0.0], np.cumsum(w * xc * xc)))
+    return p0, p1, p2
+
+
+def _backtrack(split: np.ndarray, n: int, k: int) -> np.ndarray:
+    cuts = []
+    i = n
+    for m in range(k, 1, -1):
+        i = split[m, i]
+        cuts.append(i)
+    return np.array(cuts[::-1], dtype=np.intp)
+
+
 def _optimal_partition(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
     """Globally SSE-optimal split of sorted distinct ``x`` (n,), weights ``w`` (n,), into k parts.
 
     Dynamic programme ``D[m][i] = min_j D[m-1][j] + SSE(x[j:i])`` over prefix sums. The optimal
     ``j`` is non-decreasing in ``i`` for this cost, so each layer is solved by divide and conquer
-    in ``O(n log n)``; all subproblems of one recursion depth are evaluated together in NumPy.
-    Requires ``1 <= k <= n``. Returns the start index of parts 2..k, shape (k-1,), increasing.
+    in ``O(n log n)`` (the Numba kernel ``optimal_partition_splits``; its NumPy twin is
+    :func:`_optimal_partition_numpy`). Requires ``1 <= k <= n``. Returns the start index of
+    parts 2..k, shape (k-1,), increasing.
     """
+    p0, p1, p2 = _prefix_sums(x, w)
+    split = np.zeros((k + 1, x.size + 1), dtype=np.int64)
+    optimal_partition_splits(p0, p1, p2, k, split)
+    return _backtrack(split, x.size, k)
+
+
+def _optimal_partition_numpy(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
+    """NumPy twin of :func:`_optimal_partition`: the same divide and conquer, with all
+    subproblems of one recursion depth evaluated together."""
     n = x.size
-    xc = x - np.average(x, weights=w)  # SSE is shift invariant; centring limits cancellation
-    p0 = np.concatenate(([0.0], np.cumsum(w)))
-    p1 = np.concatenate(([0.0], np.cumsum(w * xc)))
-    p2 = np.concatenate(([0.0], np.cumsum(w * xc * xc)))
+    p0, p1, p2 = _prefix_sums(x, w)
 
     def sse(j: np.ndarray, i: np.ndarray) -> np.ndarray:
         s0 = p0[i] - p0[j]
@@ -267,12 +294,7 @@ def _optimal_partition(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
                 np.concatenate((opt[left], j_hi[right])),
             )
         d_prev = d_cur
-    cuts = []
-    i = n
-    for m in range(k, 1, -1):
-        i = split[m, i]
-        cuts.append(i)
-    return np.array(cuts[::-1], dtype=np.intp)
+    return _backtrack(split, n, k)
 
 
 def _bin_samples(xs: np.ndarray, lo: float, hi: float, max_bins: int) -> tuple[np.ndarray, ...]:

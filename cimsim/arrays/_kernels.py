@@ -14,6 +14,7 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
+from ..adc._kernels import linear_adc
 from ._rng import fill_normals
 
 NL_NONE, NL_SATURATING, NL_POLYNOMIAL, NL_IR_DROP = 0, 1, 2, 3
@@ -36,14 +37,6 @@ def _nonlinear(a, kind, fs, sat, beta, poly):  # pragma: no cover - compiled
     if kind == NL_IR_DROP:
         return a / (1.0 + beta * abs(a) / fs)
     return a
-
-
-@njit(inline="always", cache=True)
-def _linear_adc(v, lo, d, top_code):  # pragma: no cover - compiled
-    """Value of the linear ADC with grid start lo, step d and codes 0..top_code."""
-    # clamp before floor (Numba's floor is an int64 and would overflow)
-    u = min(max((v - lo) / d + 0.5, 0.0), top_code + 0.5)
-    return lo + math.floor(u) * d
 
 
 @njit(parallel=True, cache=True)
@@ -105,13 +98,13 @@ def convert_accumulate(
                             c = c0 + t
                             d = delta[c]
                             v = (ps[p, m, c] + thermal_sigma * z[t]) * g1 + offset_lsb * d
-                            acc[t] += s * _linear_adc(v, lo[c], d, top_code)
+                            acc[t] += s * linear_adc(v, lo[c], d, top_code)
                     else:
                         for t in range(nt):
                             c = c0 + t
                             d = delta[c]
                             v = ps[p, m, c] * g1 + offset_lsb * d
-                            acc[t] += s * _linear_adc(v, lo[c], d, top_code)
+                            acc[t] += s * linear_adc(v, lo[c], d, top_code)
                     continue
                 if simple:
                     for t in range(nt):
@@ -165,13 +158,13 @@ def convert_accumulate(
                         c = c0 + t
                         d = delta[c]
                         v = a[t] * g1 + offset_lsb * d + cmp_sigma * d * z[t]
-                        acc[t] += s * _linear_adc(v, lo[c], d, top_code)
+                        acc[t] += s * linear_adc(v, lo[c], d, top_code)
                 else:
                     for t in range(nt):
                         c = c0 + t
                         d = delta[c]
                         v = a[t] * g1 + offset_lsb * d
-                        acc[t] += s * _linear_adc(v, lo[c], d, top_code)
+                        acc[t] += s * linear_adc(v, lo[c], d, top_code)
             for t in range(nt):
                 out[m, out_col[c0 + t]] += coef[c0 + t] * acc[t]
 

@@ -11,6 +11,7 @@ from cimsim.adc.levels import (
     FitMethod,
     Levels,
     _optimal_partition,
+    _optimal_partition_numpy,
     fit_levels,
     quantization_mse,
 )
@@ -255,6 +256,31 @@ def test_optimal_partition_equals_brute_force(x, k):
     for v, w in zip(np.split(values, cuts), np.split(counts.astype(float), cuts), strict=True):
         sse += float(np.sum(w * (v - np.sum(w * v) / np.sum(w)) ** 2))
     assert abs(sse - _brute_force_sse(x, k)) <= 1e-12
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    x=st.lists(_values, min_size=1, max_size=300).map(np.array),
+    k=st.integers(1, 40),
+    weighted=st.booleans(),
+)
+def test_optimal_partition_kernel_equals_numpy_twin(x, k, weighted):
+    values, counts = np.unique(x, return_counts=True)
+    w = counts.astype(float) if weighted else np.ones(values.size)
+    k = min(k, values.size)
+    np.testing.assert_array_equal(
+        _optimal_partition(values, w, k), _optimal_partition_numpy(values, w, k)
+    )
+
+
+@pytest.mark.parametrize("k", [2, 16, 128])
+def test_optimal_partition_kernel_equals_twin_large(k):
+    rng = np.random.default_rng(k)
+    values = np.unique(np.round(rng.normal(0.0, 30.0, 6_000), 1))
+    w = rng.integers(1, 50, values.size).astype(float)
+    np.testing.assert_array_equal(
+        _optimal_partition(values, w, k), _optimal_partition_numpy(values, w, k)
+    )
 
 
 @settings(max_examples=150, deadline=None)
