@@ -163,22 +163,28 @@ def test_sixteen_bit_inputs_are_rejected_by_config_or_simulated(dac):
 # ---------------------------------------------------------------------------------------------
 # 2. exactness, property-based
 # ---------------------------------------------------------------------------------------------
-@st.composite
-def ideal_problems(draw):
-    input_bits = draw(st.integers(1, 8))
-    n_rows = draw(st.integers(1, 40))
-    chip = ideal_chip(
+def _draw_mapping(draw, input_bits: int, n_rows: int, max_cell_bits: int, max_weight_bits: int,
+                  max_cols: int) -> dict:
+    """Encoding, cell and DAC bits, signed-input mode and tiling of a drawn ``ideal_chip``."""
+    return dict(
         encoding=draw(st.sampled_from(ENCODINGS)),
         differential_readout=draw(st.sampled_from(["analog", "digital"])),
-        bits_per_cell=draw(st.integers(1, 4)),
+        bits_per_cell=draw(st.integers(1, max_cell_bits)),
         input_bits=input_bits,
-        weight_bits=draw(st.integers(2, 8)),
+        weight_bits=draw(st.integers(2, max_weight_bits)),
         dac_bits=draw(st.none() | st.integers(1, input_bits)),
         signed_inputs=draw(st.sampled_from(["twos_complement", "two_pass"])),
         n_rows=n_rows,
         rows_per_conversion=draw(st.none() | st.integers(1, n_rows)),
-        n_cols=draw(st.integers(2, 30)),
+        n_cols=draw(st.integers(2, max_cols)),
     )
+
+
+@st.composite
+def ideal_problems(draw):
+    input_bits = draw(st.integers(1, 8))
+    n_rows = draw(st.integers(1, 40))
+    chip = ideal_chip(**_draw_mapping(draw, input_bits, n_rows, 4, 8, 30))
     m, k, n = draw(st.integers(1, 6)), draw(st.integers(1, 80)), draw(st.integers(1, 12))
     signed = draw(st.booleans())
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -212,16 +218,7 @@ def noisy_problems(draw):
     policy = draw(st.sampled_from(["full_scale", "fixed", "calibrated"]))
     fixed_lo = draw(st.floats(-40.0, 10.0))
     chip = ideal_chip(
-        encoding=draw(st.sampled_from(ENCODINGS)),
-        differential_readout=draw(st.sampled_from(["analog", "digital"])),
-        bits_per_cell=draw(st.integers(1, 3)),
-        input_bits=input_bits,
-        weight_bits=draw(st.integers(2, 5)),
-        dac_bits=draw(st.none() | st.integers(1, input_bits)),
-        signed_inputs=draw(st.sampled_from(["twos_complement", "two_pass"])),
-        n_rows=n_rows,
-        rows_per_conversion=draw(st.none() | st.integers(1, n_rows)),
-        n_cols=draw(st.integers(2, 12)),
+        **_draw_mapping(draw, input_bits, n_rows, 3, 5, 12),
         on_off_ratio=draw(st.sampled_from([math.inf, 5.0, 17.0, 100.0])),
         off_current_compensation=draw(st.sampled_from(["none", "analog", "digital"])),
         variation=variation,
