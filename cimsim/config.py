@@ -33,6 +33,7 @@ else:  # pragma: no cover
 from .errors import ConfigError
 
 __all__ = [
+    "ADCBand",
     "ADCConfig",
     "ADCKind",
     "ActCalibration",
@@ -117,6 +118,14 @@ class ADCKind(_Choice):
     SAR = "sar"
     FLASH = "flash"
     RAMP = "ramp"
+
+
+class ADCBand(_Choice):
+    """Which published ADC cost model the estimator uses (docs/technology.md §3)."""
+
+    LOW = "low"
+    TYPICAL = "typical"
+    HIGH = "high"
 
 
 class ADCPlacement(_Choice):
@@ -489,8 +498,8 @@ class TechConfig(_Config):
     """Read pulse width per input plane, ns."""
     clock_mhz: float = 1000.0
     """Digital clock, MHz."""
-    adc_band: str = "typical"
-    """ADC cost model band: 'low', 'typical' or 'high' (published models differ ~50x)."""
+    adc_band: ADCBand = ADCBand.TYPICAL
+    """ADC cost model band: low, typical or high (published models differ ~50x)."""
 
     def __post_init__(self) -> None:
         _float_in(self, "node_nm", 7.0, 130.0)
@@ -498,8 +507,7 @@ class TechConfig(_Config):
         _float_in(self, "v_read_v", 0.0, 5.0, lo_open=True)
         _float_in(self, "t_read_ns", 0.0, lo_open=True)
         _float_in(self, "clock_mhz", 0.0, lo_open=True)
-        if self.adc_band not in ("low", "typical", "high"):
-            _fail("TechConfig", "adc_band", self.adc_band, "'low', 'typical', 'high'")
+        _coerce_choices(self)
 
 
 @dataclass(**_FROZEN)

@@ -11,6 +11,7 @@ import pytest
 
 import cimsim
 from cimsim.config import (
+    ADCBand,
     ADCConfig,
     ArrayConfig,
     ChipConfig,
@@ -94,6 +95,14 @@ def test_preset_string_enums_are_coerced():
     assert chip.weight_encoding is WeightEncoding.DIFFERENTIAL
     assert chip.device.variation is VariationKind.LOGNORMAL
     assert chip.adc.range_policy is RangePolicy.CALIBRATED
+    assert chip.tech.adc_band is ADCBand.TYPICAL
+
+
+def test_adc_band_is_an_enum_read_and_written_as_its_string():
+    chip = _rich_chip()
+    assert chip.tech.adc_band is ADCBand.LOW
+    assert 'adc_band = "low"' in chip.to_toml()
+    assert ChipConfig.from_dict(tomllib.loads(chip.to_toml())).tech.adc_band is ADCBand.LOW
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,25 +1,25 @@
 """Technology tables: energy per action and area per instance, 7-130 nm.
 
-Every number comes from ``shared/research/energy.md`` (section given in each field's
-docstring) and is written in ``docs/technology.md`` with its source value, source node and
-the publication it was taken from. The estimator (``cimsim.cost``) computes::
+Every number is listed in ``docs/technology.md`` with its source value, source node and the
+publication (authors, venue, year, table) it was taken from; each field's docstring names that
+publication. The estimator (``cimsim.cost``) computes::
 
     energy_pj = sum(n_events * energy per event)    area_um2 = sum(n_instances * area)
 
 from a :class:`TechTable` returned by :func:`tech_table`. Nothing here simulates.
 
-Node scaling (energy.md section 1, Stillmaker & Baas 2017 as tabulated in
+Node scaling (Stillmaker & Baas, Integration 58, 2017, as tabulated in
 ``hwcomponents/scaling/techscaling.py``): CMOS energy and area scale by two different
 per-node factors, interpolated *linearly in node* between the tabulated nodes, as that
-source does (this reproduces energy.md's derived 32->22 nm factor of ~0.45 and 65->22 nm
-area factor of ~0.17). Cell areas given in F^2 scale with F^2; analog quantities given by
-physics (``E = V^2 G t``) are not CMOS-scaled, only their node-tabled read voltage changes.
+source does (a 32->22 nm energy factor of 0.444 and a 65->22 nm area factor of 0.168).
+Cell areas given in F^2 scale with F^2; analog quantities given by physics (``E = V^2 G t``)
+are not CMOS-scaled, only their node-tabled read voltage changes.
 
-ADC model (energy.md sections 1 and 6.1): the default ("typical") SAR ADC is the ISAAC
-ADC (Kull et al., ISSCC 2013, 8 b, 32 nm) extended to 4-10 b with the Saberi et al. (2011)
-scaling, node-scaled; ``band="low"`` uses the NeuroSim V1.4 SAR formula (optimistic end) and
-``band="high"`` a survey-median SAR (Murmann ADC survey). Flash and ramp ADCs are built from
-one comparator energy; see :func:`adc_energy_pj`.
+ADC model (docs/technology.md §3): the default (``ADCBand.TYPICAL``) SAR ADC is the ISAAC
+ADC (Kull et al., ISSCC 2013, 8 b, 32 nm) extended to 4-10 b with the Saberi et al. (TCAS-I
+2011) scaling, node-scaled; ``ADCBand.LOW`` uses the NeuroSim V1.4 SAR formula (optimistic
+end) and ``ADCBand.HIGH`` a survey-median SAR (Murmann, ADC Performance Survey 1997-2025).
+Flash and ramp ADCs are built from one comparator energy; see :func:`adc_energy_pj`.
 """
 
 from __future__ import annotations
@@ -28,14 +28,16 @@ import math
 import operator
 from dataclasses import dataclass, fields
 from enum import Enum
+from typing import TypeVar
 
 import numpy as np
 
+from ..config import ADCBand, ADCKind
 from ..errors import ConfigError
 
+_E = TypeVar("_E", bound=Enum)
+
 __all__ = [
-    "ADC_KINDS",
-    "BANDS",
     "MAX_ADC_BITS",
     "MAX_NODE_NM",
     "MIN_NODE_NM",
@@ -50,40 +52,32 @@ __all__ = [
     "dac_conversion_time_ns",
     "dac_energy_pj",
     "energy_scale",
-    "rram_read_energy_pj",
     "tech_table",
 ]
-
-ADC_KINDS: tuple[str, ...] = ("sar", "flash", "ramp")
-"""ADC kinds the tables know (``ADCKind`` values, when that enum exists)."""
-
-BANDS: tuple[str, ...] = ("low", "typical", "high")
-"""ADC energy bands: published ADC models differ by up to ~50x (energy.md section 6.1)."""
 
 MIN_NODE_NM = 7.0
 MAX_NODE_NM = 130.0
 REFERENCE_NODE_NM = 22.0
-"""Reference node of the defaults (NeuroSim V1.4 default node, energy.md section 1)."""
+"""Reference node of the defaults (the NeuroSim V1.4 default node, Param.cpp)."""
 
 MAX_ADC_BITS = 16
 """Largest ADC/DAC resolution accepted. Values beyond the source tables are extrapolated."""
 
-# --- node scaling (energy.md section 1; hwcomponents/scaling/techscaling.py) -------------
+# --- node scaling: Stillmaker & Baas 2017 via hwcomponents/scaling/techscaling.py --------
 _SCALING_NODES_NM = (130.0, 90.0, 65.0, 45.0, 32.0, 20.0, 16.0, 14.0, 10.0, 7.0)
-# Energy relative to 45 nm at Vdd = 0.8 V (energy.md section 1, exact list).
+# Energy relative to 45 nm at Vdd = 0.8 V: techscaling.py's quadratic-in-Vdd fits at 0.8 V.
 _ENERGY_VS_45NM = (3.07, 1.90, 1.24, 1.00, 0.66, 0.22, 0.17, 0.14, 0.12, 0.094)
-# Area relative to 45 nm: the 45 nm row of AREA_SCALING in techscaling.py; energy.md
-# section 1 quotes 45->7 nm 0.059, 32->7 nm 0.13 and 65->22 nm ~0.17 from it.
+# Area relative to 45 nm: the 45 nm row of AREA_SCALING in techscaling.py.
 _AREA_VS_45NM = (6.4, 2.8, 1.5, 1.0, 0.46, 0.21, 0.19, 0.17, 0.10, 0.059)
 
-# --- SAR ADC, typical: ISAAC ADC + Saberi scaling, 32 nm (energy.md section 1) -----------
+# --- SAR ADC, typical: ISAAC ADC (Shafiee et al. 2016, Table 1) + Saberi scaling, 32 nm ---
 _SAR_SRC_NODE_NM = 32.0
 _SAR_SRC_BITS = (4, 5, 6, 7, 8, 9, 10)
 _SAR_SRC_ENERGY_PJ = (0.79, 0.99, 1.20, 1.42, 1.67, 1.97, 2.38)
 _SAR_SRC_AREA_UM2 = (361.0, 477.0, 627.0, 845.0, 1200.0, 1828.0, 3002.0)
-# Above ~9-10 b thermal-noise-limited ADC energy grows as 4^b (energy.md section 6.2).
+# Above ~9-10 b thermal-noise-limited ADC energy grows as 4^b (Murmann survey's Schreier line).
 _SAR_THERMAL_GROWTH_PER_BIT = 4.0
-# High band: survey median 3.6 pJ over ISAAC 1.20 pJ at 6 b (energy.md section 2.1) [der].
+# High band: Murmann-survey median 3.6 pJ over ISAAC 1.20 pJ at 6 b [der].
 _SAR_HIGH_FACTOR = 3.6 / 1.20
 
 # --- SAR ADC, low: NeuroSim V1.4 SarADC.cpp LP fit, P = (a*b + c) uW, t = (b+1) ns ------
@@ -92,14 +86,14 @@ _NEUROSIM_SAR_A_UW = (8.4483, 3.7506, 2.1691, 1.1294, 0.538, 0.3132, 0.1061)
 _NEUROSIM_SAR_C_UW = (65.243, 25.844, 16.693, 8.8998, 4.3753, 2.5681, 0.8847)
 _NEUROSIM_CYCLE_NS = 1.0
 
-# --- comparator: MNSIM ADC_Choice 8 sense amp, 28 nm (energy.md section 1) --------------
+# --- comparator: MNSIM 2.0 ADC_Choice 8 sense amp, 28 nm ---------------------------------
 _CMP_SRC_NODE_NM = 28.0
 _CMP_SRC_POWER_UW = 0.1086 * 15.0
 _CMP_SRC_AREA_UM2 = 1.0
-# Survey median low-resolution flash FOM_W, 477 fJ/step (energy.md section 2.1).
+# Murmann-survey median low-resolution flash FOM_W, 477 fJ/step [der].
 _CMP_HIGH_ENERGY_FJ = 477.0
 
-# --- RRAM (NeuroSim V1.4, energy.md section 1) -------------------------------------------
+# --- RRAM read voltage by node (NeuroSim V1.4) --------------------------------------------
 _V_READ_NODES_NM = (130.0, 90.0, 65.0, 45.0, 32.0, 22.0, 14.0, 10.0, 7.0)
 _V_READ_V = (0.58, 0.58, 0.55, 0.51, 0.51, 0.55, 0.28, 0.28, 0.264)
 _RAMP_CALIBRATION_CELLS = 5  # Yang et al. 2025: 32 ramp cells + 5 bias-calibration cells
@@ -120,127 +114,126 @@ class TechTable:
 
     Build it with :func:`tech_table`; use ``dataclasses.replace`` for a variant. All values
     are at ``node_nm``; the docstring of each field gives the source value, its node and the
-    section of ``shared/research/energy.md`` it comes from ([der]: derived there or here).
+    publication it comes from, as ``docs/technology.md`` §2 lists them with their tables
+    ([der]: arithmetic on sourced inputs, done there or here).
     """
 
     node_nm: float
     """Technology node in nm, 7..130."""
     vdd_v: float
-    """Nominal supply of the CMOS scaling table, V: 0.8 V (energy.md s.1; the Stillmaker-Baas
-    factors are evaluated at 0.8 V). Informational: changing it rescales nothing."""
-    adc_band: str
-    """ADC energy band the ADC fields were resolved for: "low", "typical" or "high"."""
+    """Nominal supply of the CMOS scaling table, V: 0.8 V (the Stillmaker-Baas factors are
+    evaluated at 0.8 V). Informational: changing it rescales nothing."""
+    adc_band: ADCBand
+    """ADC energy band the ADC fields were resolved for."""
 
     # ---- ADCs ---------------------------------------------------------------------------
     sar_adc_energy_pj_by_bits: tuple[float, ...]
     """SAR energy per conversion in pJ for bits 1..16 (index bits-1), resolved for
-    ``adc_band``. typical: ISAAC ADC (Kull ISSCC'13, 8 b 1.2 GS/s, 32 nm) with Saberi et al.
-    2011 scaling, 4..10 b = 0.79/0.99/1.20/1.42/1.67/1.97/2.38 pJ at 32 nm (energy.md s.1,
-    hwcomponents-library isaac.py), node-scaled; below 4 b the 4->5 b ratio is continued,
-    above 10 b energy grows 4x per bit (s.6.2). low: NeuroSim V1.4 SarADC.cpp,
-    (a*b + c) uW * (b+1) ns without column current (s.2.3). high: 3.0 x typical (survey median
-    3.6 pJ / ISAAC 1.20 pJ at 6 b, s.2.1 [der])."""
+    ``adc_band``. typical: the ISAAC ADC (Shafiee et al., ISCA 2016, Table 1: Kull et al.,
+    ISSCC 2013, 8 b 1.2 GS/s, 32 nm) with the Saberi et al. (TCAS-I 2011) scaling,
+    4..10 b = 0.79/0.99/1.20/1.42/1.67/1.97/2.38 pJ at 32 nm (hwcomponents-library isaac.py),
+    node-scaled; below 4 b the 4->5 b ratio is continued, above 10 b energy grows 4x per bit
+    (thermal-noise limit). low: NeuroSim V1.4 SarADC.cpp, (a*b + c) uW * (b+1) ns without
+    column current. high: 3.0 x typical (Murmann ADC survey median 3.6 pJ / ISAAC 1.20 pJ at
+    6 b [der])."""
     sar_adc_area_um2_by_bits: tuple[float, ...]
     """SAR area per ADC in um^2 for bits 1..16 (index bits-1). ISAAC/Saberi 4..10 b =
-    361/477/627/845/1200/1828/3002 um^2 at 32 nm (energy.md s.1), area-scaled; the end ratios
-    are continued outside 4..10 b. Same for every band."""
+    361/477/627/845/1200/1828/3002 um^2 at 32 nm (hwcomponents-library isaac.py),
+    area-scaled; the end ratios are continued outside 4..10 b. Same for every band."""
     sar_adc_cycle_ns: float
     """SAR comparator clock period, ns: a b-bit conversion takes (b+1) cycles of 1 ns
-    (NeuroSim V1.4 SarADC.cpp, energy.md s.2.3). Not node-scaled (NeuroSim uses 1 ns at every
-    node); ISAAC's ADC is faster (0.83 ns per 8-b conversion)."""
+    (NeuroSim V1.4 SarADC.cpp). Not node-scaled (NeuroSim uses 1 ns at every node); ISAAC's
+    ADC is faster (0.83 ns per 8-b conversion)."""
     comparator_energy_fj: float
-    """Energy per comparator decision, fJ, used by flash and ramp ADCs (energy.md s.1 "Flash:
-    (2^b-1) E_cmp"). typical/low: MNSIM sense amp (ADC_Choice 8) 1.63 uW at 28 nm for one
-    1-ns decision = 1.63 fJ at 28 nm [der], node-scaled. high: survey median low-resolution
-    flash FOM_W = 477 fJ/step (s.2.1), not node-scaled (survey nodes are mixed)."""
+    """Energy per comparator decision, fJ, used by flash and ramp ADCs ((2^b-1) E_cmp for a
+    flash). typical/low: MNSIM 2.0 sense amp (ADC_Choice 8) 1.63 uW at 28 nm for one 1-ns
+    decision = 1.63 fJ at 28 nm [der], node-scaled. high: Murmann-survey median
+    low-resolution flash FOM_W = 477 fJ/step [der], not node-scaled (survey nodes are
+    mixed)."""
     comparator_area_um2: float
-    """Comparator (sense amp) area, um^2: MNSIM ADC_Choice 8, 1 um^2 at 28 nm (energy.md s.1),
+    """Comparator (sense amp) area, um^2: MNSIM 2.0 ADC_Choice 8, 1 um^2 at 28 nm,
     area-scaled."""
     ramp_step_ns: float
     """One ramp step of the in-memory ramp NL-ADC, ns: one comparator decision, 1 ns as the
-    NeuroSim cycle [der] (energy.md s.2.6 gives t = 2^b t_step; the HERMES CCO ADC reaches
-    0.3 ns/LSB, s.2.6)."""
+    NeuroSim cycle [der] (t = 2^b t_step; the HERMES CCO ADC, Khaddam-Aljameh et al.,
+    JSSC 2022, reaches 0.3 ns/LSB)."""
     adc_leakage_fraction_of_dynamic: float
-    """ADC leakage power as a fraction of its dynamic power: 0.2 (hwcomponents-adc assumption,
-    energy.md s.1)."""
+    """ADC leakage power as a fraction of its dynamic power: 0.2 (the hwcomponents-adc
+    model's assumption)."""
 
     # ---- DAC / row driver ----------------------------------------------------------------
     dac_energy_pj_per_pulse: float
     """1-b DAC / row-driver energy per pulse, pJ, driver only: 3.9 uW x 3 ns = 11.7 fJ
-    (MNSIM DAC_Choice 1, energy.md s.1/s.2.5). The 3.9 uW is ISAAC's 32-nm DAC (4 mW / 1024
-    DACs), so it is scaled from 32 nm. Add the word-line C V^2 (``wire_capacitance_ff_per_um``).
-    ISAAC's 0.417 pJ per activation is the conservative bound (s.1)."""
+    (MNSIM 2.0 DAC_Choice 1). The 3.9 uW is ISAAC's 32-nm DAC (Shafiee et al. 2016, Table 1:
+    4 mW / 1024 DACs), so it is scaled from 32 nm. Add the word-line C V^2
+    (``wire_capacitance_ff_per_um``). ISAAC's 0.417 pJ per activation is the conservative
+    bound."""
     dac_area_um2: float
-    """1-b DAC / row-driver area, um^2: 0.166 um^2 at 32 nm (ISAAC 170 um^2 / 1024; MNSIM DAC
-    table, energy.md s.1), area-scaled. A b-bit DAC is 2^(b-1) times larger (MNSIM)."""
+    """1-b DAC / row-driver area, um^2: 0.166 um^2 at 32 nm (ISAAC 170 um^2 / 1024, as MNSIM
+    2.0's DAC table holds it), area-scaled. A b-bit DAC is 2^(b-1) times larger (MNSIM)."""
     dac_clock_ns: float
-    """DAC clock period, ns: a b-bit conversion takes (b+2) cycles at 1 GHz (MNSIM,
-    energy.md s.2.5)."""
+    """DAC clock period, ns: a b-bit conversion takes (b+2) cycles at 1 GHz (MNSIM 2.0)."""
     wire_capacitance_ff_per_um: float
-    """Wire capacitance, fF/um: 0.2 (NeuroSim value used by CiMLoop's Wire, energy.md s.1).
-    Line switching energy is C * V * dV (s.2.7); fF * V^2 = fJ."""
+    """Wire capacitance, fF/um: 0.2 (the NeuroSim value used by CiMLoop's Wire component).
+    Line switching energy is C * V * dV; fF * V^2 = fJ."""
 
     # ---- memory cells ----------------------------------------------------------------------
     rram_v_read_v: float
     """RRAM read voltage, V, node-tabled by NeuroSim V1.4: 0.58 (130/90), 0.55 (65/22), 0.51
-    (45/32), 0.28 (14/10), 0.264 (7) (energy.md s.1); linear in node between those."""
+    (45/32), 0.28 (14/10), 0.264 (7); linear in node between those."""
     rram_r_on_ohm: float
-    """RRAM 1T1R on resistance, Ohm: 100 kOhm (NeuroSim V1.4 default, energy.md s.1)."""
-    rram_r_off_ohm: float
-    """RRAM 1T1R off resistance, Ohm: 1.7 MOhm (NeuroSim V1.4 default, energy.md s.1)."""
-    rram_read_pulse_ns: float
-    """RRAM read pulse, ns: 10 ns (NeuroSim V1.4, energy.md s.1)."""
+    """RRAM 1T1R on resistance, Ohm: 100 kOhm (NeuroSim V1.4 Param.cpp default)."""
     rram_cell_area_f2: float
-    """RRAM 1T1R cell area in F^2: 4F x 12F = 48 F^2 (NeuroSim, energy.md s.1); a 0T1R
-    crossbar cell would be 4 F^2."""
+    """RRAM 1T1R cell area in F^2: 4F x 12F = 48 F^2 (NeuroSim V1.4); a 0T1R crossbar cell
+    would be 4 F^2."""
     sram_cell_area_f2: float
     """SRAM CIM cell area in F^2: 280 (10F x 28F) at >= 22 nm, 326 at 14 nm, 551 at 7 nm
-    (NeuroSim V1.4, energy.md s.1); linear in node between those."""
+    (NeuroSim V1.4); linear in node between those."""
     sram_cim_bitcell_read_energy_fj: float
-    """SRAM CIM energy per bit-read, fJ: 1.12 fJ (MNSIM SimConfig, energy.md s.1; source node
-    not stated, taken at the 22 nm reference as energy.md s.1 does), energy-scaled."""
+    """SRAM CIM energy per bit-read, fJ: 1.12 fJ (MNSIM 2.0 SimConfig; source node not
+    stated, taken at the 22 nm reference node), energy-scaled."""
     sram_cim_bitcell_write_energy_fj: float
-    """SRAM CIM energy per bit-write, fJ: 1.6 fJ (MNSIM SimConfig, energy.md s.1), as above."""
+    """SRAM CIM energy per bit-write, fJ: 1.6 fJ (MNSIM 2.0 SimConfig), as above."""
 
     # ---- digital back end ------------------------------------------------------------------
     shift_add_energy_pj_per_bit: float
-    """Shift-and-add energy per bit of width per operation, pJ: ISAAC S+A 0.021 pJ per 16-b op
-    at 32 nm = 1.3 fJ/bit (energy.md s.1, s.2.8), energy-scaled."""
+    """Shift-and-add energy per bit of width per operation, pJ: ISAAC S+A (Shafiee et al. 2016,
+    Table 1) 0.021 pJ per 16-b op at 32 nm = 1.3 fJ/bit, energy-scaled."""
     shift_add_area_um2_per_bit: float
     """Shift-and-add area per bit of width, um^2: ISAAC S+A 60 um^2 for 16 b at 32 nm
-    (energy.md s.1), area-scaled."""
+    (Shafiee et al. 2016, Table 1), area-scaled."""
     accumulator_add_energy_pj_per_bit: float
-    """Accumulator add energy per bit, pJ: Horowitz ISSCC'14 32-b add 0.1 pJ at 45 nm =
-    3.1 fJ/bit (energy.md s.1, s.2.8; "not re-read"), energy-scaled."""
+    """Accumulator add energy per bit, pJ: Horowitz (ISSCC 2014) 32-b add 0.1 pJ at 45 nm =
+    3.1 fJ/bit (a textbook value, not re-read), energy-scaled."""
     accumulator_area_um2_per_bit: float
     """Accumulator (adder + register) area per bit, um^2: no separate source; ISAAC's
     shift-and-add unit (an adder plus register, 60 um^2 / 16 b at 32 nm) is used [der]."""
     dequant_mult_energy_pj: float
-    """Dequantization multiply energy, pJ: Horowitz ISSCC'14 32-b multiply 3.1 pJ at 45 nm
-    (energy.md s.1; "not re-read"), energy-scaled."""
+    """Dequantization multiply energy, pJ: Horowitz (ISSCC 2014) 32-b multiply 3.1 pJ at
+    45 nm (not re-read), energy-scaled."""
     sram_buffer_energy_pj_per_bit: float
-    """SRAM buffer access energy per bit, pJ, for a 32 KB buffer: Horowitz ISSCC'14 64-b read
-    20 pJ at 45 nm = 0.31 pJ/bit (8 KB 0.16, 1 MB 1.6; energy.md s.1), energy-scaled. For
-    other sizes use :func:`buffer_energy_pj_per_bit`."""
+    """SRAM buffer access energy per bit, pJ, for a 32 KB buffer: Horowitz (ISSCC 2014) 64-b
+    read 20 pJ at 45 nm = 0.31 pJ/bit (8 KB 0.16, 1 MB 1.6), energy-scaled. For other sizes
+    use :func:`buffer_energy_pj_per_bit`."""
     buffer_area_um2_per_bit: float
-    """Buffer area per bit, um^2: ISAAC 64 KB eDRAM, 0.083 mm^2 at 32 nm = 0.158 um^2/bit
-    (energy.md s.1), area-scaled. No SRAM-buffer area is given in energy.md."""
+    """Buffer area per bit, um^2: ISAAC 64 KB eDRAM (Shafiee et al. 2016, Table 1), 0.083 mm^2
+    at 32 nm = 0.158 um^2/bit, area-scaled. No SRAM-buffer area is sourced."""
     interconnect_energy_pj_per_bit: float
-    """Energy per bit per router hop between tiles, pJ: ISAAC router 20.74 pJ per 256-b flit
-    at 32 nm = 0.081 pJ/bit (energy.md s.1), energy-scaled."""
+    """Energy per bit per router hop between tiles, pJ: ISAAC router (Shafiee et al. 2016,
+    Table 1) 20.74 pJ per 256-b flit at 32 nm = 0.081 pJ/bit, energy-scaled."""
     router_area_um2: float
-    """Area of one router, um^2: ISAAC 0.15 mm^2 at 32 nm, shared by 4 tiles (energy.md s.1),
-    area-scaled."""
+    """Area of one router, um^2: ISAAC 0.15 mm^2 at 32 nm, shared by 4 tiles (Shafiee et al.
+    2016, Table 1), area-scaled."""
     bus_energy_pj_per_bit: float
     """Intra-tile bus (eDRAM <-> IMA) energy per bit, pJ: ISAAC 0.054 pJ/bit at 32 nm
-    (energy.md s.1), energy-scaled."""
+    (hwcomponents-library isaac.py), energy-scaled."""
     bus_area_um2_per_bit: float
     """Intra-tile bus area per bit of width, um^2: ISAAC 7500 um^2 / 256 b = 29.3 um^2 at
-    32 nm (hwcomponents-library isaac.py, the source of energy.md's bus row), area-scaled."""
+    32 nm (hwcomponents-library isaac.py), area-scaled."""
 
     def __post_init__(self) -> None:
         _check_node(self.node_nm, "node_nm")
-        _check_choice(self.adc_band, "adc_band", BANDS)
+        object.__setattr__(self, "adc_band", _as_choice(self.adc_band, "adc_band", ADCBand))
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in ("node_nm", "adc_band"):
@@ -267,8 +260,7 @@ class TechTable:
     @property
     def ramp_ref_cell_read_energy_fj(self) -> float:
         """Read energy of one ramp reference cell during one ramp step, fJ [der]:
-        ``rram_v_read_v**2 / rram_r_on_ohm * ramp_step_ns`` (E = V^2 G t, energy.md s.2.6,
-        s.2.7; 3.0 fJ at 22 nm)."""
+        ``rram_v_read_v**2 / rram_r_on_ohm * ramp_step_ns`` (E = V^2 G t; 3.0 fJ at 22 nm)."""
         return self.rram_v_read_v**2 / self.rram_r_on_ohm * self.ramp_step_ns * 1e6
 
     @property
@@ -298,12 +290,13 @@ def _check_node(node_nm: float, name: str) -> float:
     return value
 
 
-def _check_choice(value: object, name: str, allowed: tuple[str, ...]) -> str:
-    if isinstance(value, Enum):
-        value = value.value
-    if isinstance(value, str) and value.lower() in allowed:
-        return value.lower()
-    raise ConfigError(f"{name}={value!r} is invalid; allowed: {', '.join(allowed)}")
+def _as_choice(value: object, name: str, kind: type[_E]) -> _E:
+    """``kind(value)``: the member itself or its value string (as TOML gives it)."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(c.value for c in kind)
+        raise ConfigError(f"{name}={value!r} is invalid; allowed: {allowed}") from None
 
 
 def _check_bits(bits: int, name: str = "bits") -> int:
@@ -339,7 +332,7 @@ def energy_scale(from_nm: float, to_nm: float) -> float:
     """Factor that takes a CMOS energy at ``from_nm`` to ``to_nm`` (Stillmaker-Baas, 0.8 V).
 
     Linear interpolation in node between 130/90/65/45/32/20/16/14/10/7 nm, as
-    ``hwcomponents/scaling/techscaling.py`` does (energy.md section 1).
+    ``hwcomponents/scaling/techscaling.py`` does (Stillmaker & Baas 2017).
     """
     a = _check_node(from_nm, "from_nm")
     b = _check_node(to_nm, "to_nm")
@@ -379,8 +372,8 @@ def _extend_by_bits(src: tuple[float, ...], low_ratio: float, high_ratio: float)
     return out
 
 
-def _sar_energy_pj(node_nm: float, band: str) -> tuple[float, ...]:
-    if band == "low":
+def _sar_energy_pj(node_nm: float, band: ADCBand) -> tuple[float, ...]:
+    if band is ADCBand.LOW:
         a_uw = _interp_node(node_nm, _NEUROSIM_NODES_NM, _NEUROSIM_SAR_A_UW)
         c_uw = _interp_node(node_nm, _NEUROSIM_NODES_NM, _NEUROSIM_SAR_C_UW)
         # uW * ns = fJ
@@ -394,7 +387,7 @@ def _sar_energy_pj(node_nm: float, band: str) -> tuple[float, ...]:
         high_ratio=_SAR_THERMAL_GROWTH_PER_BIT,
     )
     factor = energy_scale(_SAR_SRC_NODE_NM, node_nm)
-    if band == "high":
+    if band is ADCBand.HIGH:
         factor *= _SAR_HIGH_FACTOR
     return tuple(e * factor for e in src)
 
@@ -409,7 +402,7 @@ def _sar_area_um2(node_nm: float) -> tuple[float, ...]:
     return tuple(a * factor for a in src)
 
 
-def tech_table(node_nm: float = REFERENCE_NODE_NM, band: str = "typical") -> TechTable:
+def tech_table(node_nm: float = REFERENCE_NODE_NM, band: ADCBand = ADCBand.TYPICAL) -> TechTable:
     """Technology table at ``node_nm`` with the ADC energy band ``band``.
 
     Parameters
@@ -417,11 +410,11 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: str = "typical") -> Tec
     node_nm : float
         Technology node, 7..130 nm. Numbers given at other nodes in the sources are moved
         here with :func:`energy_scale` / :func:`area_scale`; F^2 cell areas with F^2.
-    band : {"low", "typical", "high"}
-        ADC energy band. "typical" (default): ISAAC/Saberi SAR table and an MNSIM sense-amp
-        comparator. "low": NeuroSim V1.4 SAR formula (flash/ramp as typical). "high": 3x the
-        typical SAR (survey median) and a survey-median flash comparator (477 fJ). The band
-        changes ADC energy only, never area or time.
+    band : ADCBand
+        ADC energy band (or its value string). TYPICAL (default): ISAAC/Saberi SAR table and
+        an MNSIM sense-amp comparator. LOW: NeuroSim V1.4 SAR formula (flash/ramp as
+        typical). HIGH: 3x the typical SAR (survey median) and a survey-median flash
+        comparator (477 fJ). The band changes ADC energy only, never area or time.
 
     Returns
     -------
@@ -430,10 +423,10 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: str = "typical") -> Tec
     Raises
     ------
     ConfigError
-        If ``node_nm`` is outside 7..130 nm or ``band`` is not one of :data:`BANDS`.
+        If ``node_nm`` is outside 7..130 nm or ``band`` is not an :class:`ADCBand`.
     """
     node = _check_node(node_nm, "node_nm")
-    band = _check_choice(band, "band", BANDS)
+    band = _as_choice(band, "band", ADCBand)
 
     def e32(value: float) -> float:
         return value * energy_scale(32.0, node)
@@ -448,7 +441,7 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: str = "typical") -> Tec
         return value * energy_scale(REFERENCE_NODE_NM, node)
 
     v_read = _interp_node(node, _V_READ_NODES_NM, _V_READ_V)
-    if band == "high":
+    if band is ADCBand.HIGH:
         cmp_fj = _CMP_HIGH_ENERGY_FJ
     else:
         cmp_fj = _CMP_SRC_POWER_UW * _NEUROSIM_CYCLE_NS * energy_scale(_CMP_SRC_NODE_NM, node)
@@ -471,8 +464,6 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: str = "typical") -> Tec
         wire_capacitance_ff_per_um=0.2,
         rram_v_read_v=v_read,
         rram_r_on_ohm=100e3,
-        rram_r_off_ohm=1.7e6,
-        rram_read_pulse_ns=10.0,
         rram_cell_area_f2=48.0,
         sram_cell_area_f2=_interp_node(node, _SRAM_F2_NODES_NM, _SRAM_F2),
         sram_cim_bitcell_read_energy_fj=e_ref(1.12),
@@ -495,12 +486,12 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: str = "typical") -> Tec
 # per-event functions
 
 
-def adc_energy_pj(kind: str, bits: int, table: TechTable) -> float:
+def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable) -> float:
     """Energy of one ADC conversion, pJ (non-decreasing in ``bits``).
 
-    - ``"sar"``: ``table.sar_adc_energy_pj_by_bits[bits - 1]`` (band-resolved table).
-    - ``"flash"``: ``(2**bits - 1) * E_cmp`` (one comparator per threshold; energy.md s.1).
-    - ``"ramp"`` (in-memory NL-ADC, energy.md s.2.6):
+    - SAR: ``table.sar_adc_energy_pj_by_bits[bits - 1]`` (band-resolved table).
+    - FLASH: ``(2**bits - 1) * E_cmp`` (one comparator per threshold).
+    - RAMP (in-memory NL-ADC of Yang, Mao et al., Nat. Commun. 2025; docs/technology.md §3):
       ``2**bits * (E_ref_cell_read + E_cmp) + bits * E_bit``, the last term latching the
       shared counter's b-bit value (E_bit: ``shift_add_energy_pj_per_bit``). The reference
       column read is charged to every conversion, which is an upper bound when one column
@@ -508,7 +499,8 @@ def adc_energy_pj(kind: str, bits: int, table: TechTable) -> float:
 
     Parameters
     ----------
-    kind : {"sar", "flash", "ramp"}
+    kind : ADCKind
+        The ADC kind (or its value string, as TOML gives it).
     bits : int
         Resolution, 1..16.
     table : TechTable
@@ -518,48 +510,48 @@ def adc_energy_pj(kind: str, bits: int, table: TechTable) -> float:
     ConfigError
         If ``kind`` or ``bits`` is not allowed.
     """
-    kind = _check_choice(kind, "kind", ADC_KINDS)
+    kind = _as_choice(kind, "kind", ADCKind)
     b = _check_bits(bits)
-    if kind == "sar":
+    if kind is ADCKind.SAR:
         return float(table.sar_adc_energy_pj_by_bits[b - 1])
     cmp_pj = table.comparator_energy_fj * 1e-3
-    if kind == "flash":
+    if kind is ADCKind.FLASH:
         return float((2**b - 1) * cmp_pj)
     ref_pj = table.ramp_ref_cell_read_energy_fj * 1e-3
     return float(2**b * (ref_pj + cmp_pj) + b * table.shift_add_energy_pj_per_bit)
 
 
-def adc_area_um2(kind: str, bits: int, table: TechTable) -> float:
+def adc_area_um2(kind: ADCKind, bits: int, table: TechTable) -> float:
     """Area of one ADC instance, um^2 (non-decreasing in ``bits``).
 
-    - ``"sar"``: ``table.sar_adc_area_um2_by_bits[bits - 1]``.
-    - ``"flash"``: ``(2**bits - 1)`` comparators (no encoder or reference ladder: optimistic).
-    - ``"ramp"``: one comparator, a ``bits``-bit latch (``shift_add_area_um2_per_bit`` per bit)
-      and a reference column of ``2**bits + 5`` RRAM cells (Yang et al. 2025: 32 ramp + 5
-      calibration cells). The column is shared by an array's ADCs in hardware, so charging it
-      to every instance is an upper bound.
+    - SAR: ``table.sar_adc_area_um2_by_bits[bits - 1]``.
+    - FLASH: ``(2**bits - 1)`` comparators (no encoder or reference ladder: optimistic).
+    - RAMP: one comparator, a ``bits``-bit latch (``shift_add_area_um2_per_bit`` per bit)
+      and a reference column of ``2**bits + 5`` RRAM cells (Yang, Mao et al., Nat. Commun.
+      2025: 32 ramp + 5 calibration cells). The column is shared by an array's ADCs in
+      hardware, so charging it to every instance is an upper bound.
     """
-    kind = _check_choice(kind, "kind", ADC_KINDS)
+    kind = _as_choice(kind, "kind", ADCKind)
     b = _check_bits(bits)
-    if kind == "sar":
+    if kind is ADCKind.SAR:
         return float(table.sar_adc_area_um2_by_bits[b - 1])
-    if kind == "flash":
+    if kind is ADCKind.FLASH:
         return float((2**b - 1) * table.comparator_area_um2)
     ref_column = (2**b + _RAMP_CALIBRATION_CELLS) * table.rram_cell_area_um2
     return float(table.comparator_area_um2 + b * table.shift_add_area_um2_per_bit + ref_column)
 
 
-def adc_conversion_time_ns(kind: str, bits: int, table: TechTable) -> float:
+def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable) -> float:
     """Time of one conversion, ns (non-decreasing in ``bits``).
 
-    SAR: ``(bits + 1) * sar_adc_cycle_ns`` (NeuroSim); flash: one comparator cycle; ramp:
-    ``2**bits * ramp_step_ns`` (energy.md s.2.6).
+    SAR: ``(bits + 1) * sar_adc_cycle_ns`` (NeuroSim V1.4); FLASH: one comparator cycle;
+    RAMP: ``2**bits * ramp_step_ns`` (one step per level).
     """
-    kind = _check_choice(kind, "kind", ADC_KINDS)
+    kind = _as_choice(kind, "kind", ADCKind)
     b = _check_bits(bits)
-    if kind == "sar":
+    if kind is ADCKind.SAR:
         return float((b + 1) * table.sar_adc_cycle_ns)
-    if kind == "flash":
+    if kind is ADCKind.FLASH:
         return float(table.sar_adc_cycle_ns)
     return float(2**b * table.ramp_step_ns)
 
@@ -567,7 +559,7 @@ def adc_conversion_time_ns(kind: str, bits: int, table: TechTable) -> float:
 def dac_energy_pj(bits: int, table: TechTable) -> float:
     """Energy of one ``bits``-bit DAC / row-driver pulse, driver only, pJ.
 
-    MNSIM (energy.md s.2.5): power grows as ``2**(bits-1)`` and the pulse lasts ``bits + 2``
+    MNSIM 2.0: power grows as ``2**(bits-1)`` and the pulse lasts ``bits + 2``
     clock cycles, so ``E = E_1b * 2**(bits-1) * (bits + 2) / 3``. Word-line charging
     (``C * V**2``) is not included.
     """
@@ -587,32 +579,12 @@ def dac_conversion_time_ns(bits: int, table: TechTable) -> float:
     return float((b + 2) * table.dac_clock_ns)
 
 
-def rram_read_energy_pj(sum_v2g_s: float, t_read_ns: float) -> float:
-    """Energy of an RRAM array read, pJ: ``E = sum(V^2 G) * t`` (energy.md s.2.7).
-
-    Parameters
-    ----------
-    sum_v2g_s : float
-        Sum over the read cells of ``V_read**2 * G``, in V^2*S (= W).
-    t_read_ns : float
-        Read pulse length, ns.
-
-    Examples
-    --------
-    One on cell (100 kOhm) at 0.55 V for 10 ns: ``rram_read_energy_pj(0.55**2 / 100e3, 10)``
-    is 0.030 pJ (energy.md s.1: 30 fJ).
-    """
-    p_w = _check_nonneg(sum_v2g_s, "sum_v2g_s")
-    t_ns = _check_nonneg(t_read_ns, "t_read_ns")
-    return p_w * t_ns * 1e3  # W * ns = nJ; 1 nJ = 1e3 pJ
-
-
 def buffer_energy_pj_per_bit(size_kib: float, table: TechTable) -> float:
     """SRAM buffer access energy per bit for a buffer of ``size_kib`` KiB, pJ.
 
     ``table.sram_buffer_energy_pj_per_bit`` (32 KB) times the Horowitz size dependence:
     log-log interpolation through 8 KB / 32 KB / 1 MB = 10 / 20 / 100 pJ per 64-b read
-    (energy.md s.1), continued with the end slopes outside that range.
+    (Horowitz, ISSCC 2014), continued with the end slopes outside that range.
     """
     size = _check_nonneg(size_kib, "size_kib")
     if size == 0:

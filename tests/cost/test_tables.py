@@ -5,9 +5,8 @@ import math
 
 import pytest
 
+from cimsim.config import ADCBand, ADCKind, TechConfig
 from cimsim.cost.tables import (
-    ADC_KINDS,
-    BANDS,
     MAX_ADC_BITS,
     TechTable,
     adc_area_um2,
@@ -19,12 +18,11 @@ from cimsim.cost.tables import (
     dac_conversion_time_ns,
     dac_energy_pj,
     energy_scale,
-    rram_read_energy_pj,
     tech_table,
 )
 from cimsim.errors import ConfigError
 
-# Stillmaker-Baas factors vs 45 nm at 0.8 V (energy.md section 1), by hand:
+# Stillmaker-Baas factors vs 45 nm at 0.8 V (hwcomponents techscaling.py), by hand:
 E45 = {130: 3.07, 90: 1.90, 65: 1.24, 45: 1.00, 32: 0.66, 20: 0.22, 14: 0.14, 7: 0.094}
 A45 = {130: 6.4, 65: 1.5, 45: 1.0, 32: 0.46, 20: 0.21, 7: 0.059}
 E22 = E45[20] + (22 - 20) / (32 - 20) * (E45[32] - E45[20])  # linear in node: 0.2933
@@ -41,8 +39,8 @@ def t22():
 # ---- known answers ------------------------------------------------------------------------
 
 
-def test_scaling_factors_match_energy_md():
-    # energy.md: 32->22 nm energy ~0.45, 45->7 area 0.059, 32->7 area 0.13, 65->22 area ~0.17
+def test_scaling_factors_match_the_published_ratios():
+    # 32->22 nm energy ~0.45, 45->7 area 0.059, 32->7 area 0.13, 65->22 area ~0.17
     assert energy_scale(32, 22) == pytest.approx(E22 / E45[32])
     assert energy_scale(32, 22) == pytest.approx(0.45, abs=0.01)
     assert area_scale(45, 7) == pytest.approx(0.059)
@@ -52,9 +50,9 @@ def test_scaling_factors_match_energy_md():
 
 
 def test_sar_8b_at_reference_node(t22):
-    # ISAAC/Saberi 8 b = 1.67 pJ, 1200 um^2 at 32 nm, scaled to 22 nm (energy.md: ~0.74 pJ)
+    # ISAAC/Saberi 8 b = 1.67 pJ, 1200 um^2 at 32 nm, scaled to 22 nm (~0.74 pJ)
     expected_pj = 1.67 * E22 / E45[32]
-    assert adc_energy_pj("sar", 8, t22) == pytest.approx(expected_pj)
+    assert adc_energy_pj(ADCKind.SAR, 8, t22) == pytest.approx(expected_pj)
     assert expected_pj == pytest.approx(0.74, abs=0.01)
     assert adc_area_um2("sar", 8, t22) == pytest.approx(1200 * A22 / A45[32])
     assert adc_conversion_time_ns("sar", 8, t22) == pytest.approx(9.0)  # (b+1) x 1 ns
@@ -71,8 +69,8 @@ def test_node_scaled_energies_at_65nm():
 
 def test_low_band_is_neurosim_sar_formula():
     # NeuroSim V1.4 LP, 22 nm: a = 0.538 uW, c = 4.3753 uW; E = (a b + c) (b + 1) ns
-    # energy.md section 2.3 quotes 42 fJ (5 b) and 78 fJ (8 b).
-    low = tech_table(22, "low")
+    # i.e. 42 fJ (5 b) and 78 fJ (8 b).
+    low = tech_table(22, ADCBand.LOW)
     assert adc_energy_pj("sar", 5, low) == pytest.approx((0.538 * 5 + 4.3753) * 6e-3)
     assert adc_energy_pj("sar", 5, low) == pytest.approx(0.042, abs=0.001)
     assert adc_energy_pj("sar", 8, low) == pytest.approx(0.078, abs=0.001)
@@ -94,10 +92,7 @@ def test_flash_and_ramp_from_comparator(t22):
     assert adc_area_um2("ramp", 4, t22) == pytest.approx(ramp_area)
 
 
-def test_rram_read_energy_and_cells(t22):
-    # energy.md section 1: one ON cell (100 kOhm) at 0.55 V for 10 ns = 30 fJ
-    assert rram_read_energy_pj(0.55**2 / 100e3, 10.0) == pytest.approx(0.03025)
-    assert rram_read_energy_pj(0.0, 10.0) == 0.0
+def test_rram_and_sram_cells(t22):
     assert t22.rram_v_read_v == pytest.approx(0.55)
     assert t22.rram_cell_area_um2 == pytest.approx(48 * 0.022**2)
     assert t22.sram_cell_area_um2 == pytest.approx(280 * 0.022**2)
@@ -120,9 +115,9 @@ def test_dac_and_buffer(t22):
 # ---- monotonicity and bands ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("band", BANDS)
+@pytest.mark.parametrize("band", list(ADCBand))
 @pytest.mark.parametrize("node", (7, 22, 65, 130))
-@pytest.mark.parametrize("kind", ADC_KINDS)
+@pytest.mark.parametrize("kind", list(ADCKind))
 def test_adc_monotone_in_bits(kind, node, band):
     t = tech_table(node, band)
     for fn in (adc_energy_pj, adc_area_um2, adc_conversion_time_ns):
@@ -131,20 +126,20 @@ def test_adc_monotone_in_bits(kind, node, band):
         assert all(b >= a for a, b in zip(values, values[1:], strict=False)), fn.__name__
 
 
-@pytest.mark.parametrize("kind", ADC_KINDS)
+@pytest.mark.parametrize("kind", list(ADCKind))
 def test_bands_ordered(kind):
     for node in NODES:
-        low, typ, high = (tech_table(node, band) for band in BANDS)
+        low, typ, high = (tech_table(node, band) for band in ADCBand)
         for b in range(1, MAX_ADC_BITS + 1):
             e = [adc_energy_pj(kind, b, t) for t in (low, typ, high)]
             assert e[0] <= e[1] <= e[2], (node, b, e)
             assert adc_area_um2(kind, b, low) == adc_area_um2(kind, b, high)
-    assert adc_energy_pj("sar", 8, tech_table(22, "high")) == pytest.approx(
+    assert adc_energy_pj("sar", 8, tech_table(22, ADCBand.HIGH)) == pytest.approx(
         3.0 * adc_energy_pj("sar", 8, tech_table(22))
     )
 
 
-@pytest.mark.parametrize("kind", ADC_KINDS)
+@pytest.mark.parametrize("kind", list(ADCKind))
 def test_smaller_node_less_energy(kind):
     tables = [tech_table(n) for n in sorted(NODES)]
     for bits in (1, 4, 8, 12):
@@ -184,21 +179,28 @@ def test_bad_band_kind_bits(t22):
                 fn("sar", bad, t22)
         with pytest.raises(ConfigError, match="bits"):
             dac_energy_pj(bad, t22)
-    with pytest.raises(ConfigError, match="sum_v2g_s"):
-        rram_read_energy_pj(-1.0, 10.0)
-    with pytest.raises(ConfigError, match="t_read_ns"):
-        rram_read_energy_pj(1e-5, math.inf)
     with pytest.raises(ConfigError, match="size_kib"):
         buffer_energy_pj_per_bit(0, t22)
 
 
-def test_kind_case_and_enum_accepted(t22):
-    import enum
+def test_enums_or_their_toml_strings(t22):
+    # The tables take the config's enums; the value string (what TOML holds) means the same.
+    for fn in (adc_energy_pj, adc_area_um2, adc_conversion_time_ns):
+        for kind in ADCKind:
+            assert fn(kind, 8, t22) == fn(kind.value, 8, t22)
+    assert tech_table(22, "high") == tech_table(22, ADCBand.HIGH)
+    assert tech_table(22, "high").adc_band is ADCBand.HIGH
+    # another enum's member is not an ADC kind, nor is a differently spelled string
+    with pytest.raises(ConfigError, match="kind"):
+        adc_energy_pj(ADCBand.LOW, 8, t22)
+    with pytest.raises(ConfigError, match="kind"):
+        adc_energy_pj("SAR", 8, t22)
 
-    class Kind(enum.Enum):
-        SAR = "sar"
 
-    assert adc_energy_pj(Kind.SAR, 8, t22) == adc_energy_pj("SAR", 8, t22)
+def test_chip_band_is_the_enum_and_reaches_the_table():
+    tech = TechConfig(adc_band="low")
+    assert tech.adc_band is ADCBand.LOW
+    assert tech_table(tech.node_nm, tech.adc_band).adc_band is ADCBand.LOW
 
 
 def test_table_is_frozen_and_validated(t22):
