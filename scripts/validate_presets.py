@@ -40,7 +40,8 @@ ZERO_FRACTION = 0.5
 ANALOG = ("cell", "dac", "adc")
 
 # ---------------------------------------------------------------------------------------------
-# published figures (energy.md section 3 and the CiMLoop test files it cites, tag [CL])
+# published figures, as CiMLoop's per-macro test files store them (tag [CL]); the publications
+# are listed in docs/technology.md §6 ([Jia], [Wang], [ISAAC], [CiMLoop])
 # ---------------------------------------------------------------------------------------------
 # Jia JSSC'20, 1b inputs / 1b weights, CiM + ADC ("TOPS components" in CiMLoop's
 # jia_jssc_2020/_tests.py): 1b-TOPS 0.874 / 2.185, 1b-TOPS/W 400 / 192, 1b-TOPS/mm^2 0.24 / 0.6.
@@ -51,7 +52,7 @@ JIA_MACS_PER_CYCLE = 768 * 768  # 1b x 1b products per compute cycle (590 kb)
 # 1-b cycle (256 ADC uses), ADC area 0.497 mm^2, CiM area 2.91 mm^2
 JIA_FIT = dict(adc_pj=1.79, cim_pj=9.7, adc_um2=0.497e6, cim_um2=2.91e6, n_columns=256)
 
-# Wang VLSI'22 voltage sweep [CL] (wang_vlsi_2022/_tests.py; energy.md section 3), 8b/8b/8b.
+# Wang VLSI'22 voltage sweep [CL] (wang_vlsi_2022/_tests.py), 8b/8b/8b.
 WANG = [dict(vdd=v, tops_per_w=w, tops_per_mm2=a, fit=(v == 0.7)) for v, w, a in (
     (0.7, 31.998, 2.377), (0.8, 22.590, 2.858), (0.9, 18.439, 3.200), (1.0, 16.376, 3.596),
     (1.1, 15.467, 3.941))]
@@ -61,8 +62,8 @@ WANG_MACS_PER_CYCLE = 64 * 16
 # area ADC 13 %, DAC 30 %, MAC 46 %, misc 11 %
 WANG_FIT = dict(e_adc=0.34, e_dac=0.22, e_mac=0.40, a_adc=0.13, a_dac=0.30, a_mac=0.46)
 
-# ISAAC ISCA'16: no chip-level figure is in energy.md. Reference [der]: one tile at full use,
-# from the component table (hwcomponents-library isaac.py [code]; crossbar from energy.md s.1):
+# ISAAC ISCA'16: no chip-level figure is used. Reference [der]: one tile at full use, from the
+# component table (Shafiee et al. 2016, Table 1, as hwcomponents-library isaac.py stores it):
 # per IMA (8 crossbars): ADC 16 mW, DAC 4 mW, 4 S+A x 0.2 mW, crossbars 2.4 mW; per tile:
 # 12 IMAs, eDRAM 20.7 mW, bus 7 mW, a quarter of a 42-mW router. Areas: ADC 8 x 1200 um^2,
 # DAC 170 um^2, S+A 4 x 60 um^2 per IMA; eDRAM 83,000, bus 12 x 7,500, router 150,000 / 4
@@ -189,7 +190,7 @@ def rows() -> list[dict]:
         chip = jia_chip(op["vdd"], op["tops_1b"])
         raw, est = run(chip, None), run(chip, cal)
         bits = chip.input_bits * chip.weight_bits
-        src = "energy.md s.3; CiMLoop jia_jssc_2020/_tests.py [CL]"
+        src = "Jia et al., JSSC 2020, via CiMLoop jia_jssc_2020/_tests.py [CL]"
         conv = ("1b-normalised (x 1b in x 2b w); macro: cells + row drivers + ADCs "
                 "(CiM + ADC), no near-memory datapath")
         add("jia-jssc20", f"{op['vdd']} V", "1b-TOPS/W", conv, op["tops_per_w_1b"],
@@ -205,7 +206,7 @@ def rows() -> list[dict]:
     for op in WANG:
         chip = wang_chip(op["vdd"], op["tops_per_mm2"])
         raw, est = run(chip, None), run(chip, cal)
-        src = "energy.md s.3; CiMLoop wang_vlsi_2022/_tests.py [CL]"
+        src = "Wang et al., VLSI 2022, via CiMLoop wang_vlsi_2022/_tests.py [CL]"
         add("wang-vlsi22", f"{op['vdd']} V", "TOPS/W",
             "raw 8b/8b; macro: C-2C cells + DACs + ADCs (published also holds 4 % control)",
             op["tops_per_w"], raw.tops_per_w(ANALOG), est.tops_per_w(ANALOG),
@@ -219,7 +220,8 @@ def rows() -> list[dict]:
     chip = cimsim.load_chip("isaac-32nm")
     raw = run(chip, NO_CALIBRATION)
     est = run(chip, CALIBRATIONS["isaac-32nm"])
-    src = "[der] from ISAAC's component table (hwcomponents-library isaac.py; energy.md s.1)"
+    src = ("[der] from ISAAC's component table (Shafiee et al., ISCA 2016, Table 1; "
+           "hwcomponents-library isaac.py)")
     area_chip = sum(est.area_um2.values())
     area_raw = sum(raw.area_um2.values())
     add("isaac-32nm", "32 nm, one tile", "TOPS/W",
@@ -313,7 +315,7 @@ def render(table: list[dict], fitted: dict[str, Calibration], ns: Point) -> str:
         "(published efficiency falls 2.07× from 0.7 to 1.1 V; V² gives 2.47×). The macro's "
         "control circuitry (4 % of energy, 11 % of area) is not modelled, hence the small "
         "positive offsets at the fit point.",
-        "- **isaac-32nm**: energy.md holds no chip-level ISAAC figure, so the reference is "
+        "- **isaac-32nm**: no chip-level ISAAC figure is used, so the reference is "
         "derived from ISAAC's component table, the same source as the technology tables: the "
         "rows check the event and instance counting against ISAAC's power x time and area "
         "sums, not silicon. The close TOPS/W is partly a cancellation, per tile: ADC +20 % "
@@ -363,18 +365,18 @@ def render(table: list[dict], fitted: dict[str, Calibration], ns: Point) -> str:
         "cell 51× the tables' areas (the 8-deep weight storage sits in the MAC area too), the "
         "MAC energy 7.3× the tables' 8 SRAM bit-reads per weight, and the MNSIM DAC energy "
         "(power ∝ 2^(b−1)) is 3.9× too high at 8 b. The ADC costs 2.0× the tables' SAR "
-        "(energy.md: Wang's ADC ~2.7 pJ, 3.6× the typical SAR; CiMLoop used ×3.15). "
+        "(Wang's ADC ~2.7 pJ, 3.6× the typical SAR; CiMLoop used ×3.15). "
         "Conversion time × 0.45 lets an 8-b conversion fit the 4.2-ns cycle at 1.1 V (the "
         "published throughput needs it).",
         "- **isaac-32nm**, not fitted: ISAAC's 1.2-GS/s ADC (hwcomponents-library isaac.py) "
         "against the tables' NeuroSim SAR timing of (b + 1) ns (conversion time × 0.0926), and "
-        "ISAAC's passive crossbars at energy.md's 4 F² per cell against the tables' 1T1R 48 F² "
+        "ISAAC's passive crossbars at 4 F² per (0T1R) cell against the tables' 1T1R 48 F² "
         "(cell area × 1/12).",
         "",
         "## NeuroSim-default RRAM (neurosim-rram-22nm): no target",
         "",
-        "NeuroSim is a simulator; energy.md gives no silicon (or NeuroSim-output) TOPS/W for "
-        "its default configuration, so this preset is not validated. On the same workload the "
+        "NeuroSim is a simulator; no silicon (or NeuroSim-output) TOPS/W for its default "
+        "configuration is sourced, so this preset is not validated. On the same workload the "
         "estimator gives (uncalibrated):",
         "",
         f"- macro (cells + DACs + ADCs): {ns.tops_per_w(ANALOG):.3g} TOPS/W at 8b/8b "
@@ -384,8 +386,8 @@ def render(table: list[dict], fitted: dict[str, Calibration], ns: Point) -> str:
         "TOPS/mm² (macro area).",
         "",
         "For orientation only (not asserted): Xue et al., ISSCC 2020, a 22-nm 2-Mb RRAM CIM "
-        "macro, reports 121–28 TOPS/W over its precision settings (energy.md s.3, from the "
-        "title; the precisions are not in energy.md).",
+        "macro, reports 121–28 TOPS/W over its precision settings (from the paper's title; "
+        "the precisions were not read; docs/technology.md [Xue]).",
         "",
         "Energy by component on the workload (pJ, uncalibrated):",
         "",
