@@ -12,12 +12,12 @@ then run on the held-out test images. Per (bits, method) the script measures:
     images. Each layer's test inputs on the float path (the same for every method, and produced
     like the calibration inputs) and, separately, those it receives in the simulated run are
     quantized with its ``s_x``, run through the planes/GEMM path the engine uses
-    (``engine._blocks``) and turned into the noise-free analog value of every conversion
-    (``analog_reference``, as ``engine.calibrate`` does). The ADC output is ``levels[code]``
-    with the layer's own fitted thresholds and levels of that (row group, conversion), through
-    ``cimsim.adc.levels.Levels``. Reported: raw MSE (cell-LSB^2); NMSE = MSE / Var(analog
-    values), pooled over all conversions of the layer; the *output-referred* NMSE (the same
-    errors after the shift-add, x plane significance x slice coefficient, summed into each
+    and turned into the noise-free analog value of every conversion
+    (``engine.analog_values``, what ``engine.calibrate`` fits to). The ADC output is
+    ``levels[code]`` with the layer's own fitted thresholds and levels of that (row group,
+    conversion), through ``cimsim.adc.Levels``. Reported: raw MSE (cell-LSB^2); NMSE = MSE /
+    Var(analog values), pooled over all conversions of the layer; the *output-referred* NMSE
+    (the same errors after the shift-add, x plane significance x slice coefficient, summed into each
     output and dequantized, over the variance of the noise-free output); the output gain (the
     least-squares slope of the ADC'd output on the exact output); and the NMSE on the inputs of
     the simulated run;
@@ -52,10 +52,10 @@ import torch
 
 import cimsim
 from cimsim import engine
-from cimsim.adc.levels import Levels
+from cimsim.adc import Levels, calibration_units
 from cimsim.adc.nonlinear import thin_samples as _thin
-from cimsim.arrays._reference import analog_reference
 from cimsim.arrays.encoding import plane_layout
+from cimsim.config import CalibrationGranularity
 from cimsim.mapping.quant import quantize_acts
 from cimsim.train.digits import evaluate, load_digits_cnn, load_digits_split
 
@@ -94,13 +94,8 @@ def study_chip(bits: int, method: str, granularity: str, ideal_devices: bool):
 # ---------------------------------------------------------------------------------------------
 def analog_blocks(layer, x_int):
     """Yield (m0, group, a) with ``a`` (P, Mc, C) the noise-free analog conversion values."""
-    nz = layer.chip.noise
-    nl = engine._NL_CODES[nz.nonlinearity]
-    for blk in engine._blocks(layer, x_int, None, "auto", None):
-        a = analog_reference(blk.ps, blk.xsum, layer.pos, layer.neg, layer.off_add, nl,
-                             max(layer.column_fs, 1e-30), nz.saturation_fraction,
-                             nz.ir_drop_beta, nz.poly_coeffs)
-        yield blk.m0, blk.group, a
+    for blk in engine.analog_values(layer, x_int):
+        yield blk.m0, blk.group, blk.values
 
 
 class LayerError:
@@ -192,13 +187,13 @@ def core_analog(core, x_float: np.ndarray) -> list[PartAnalog]:
 def core_errors(core, analog: list[PartAnalog], acc: LayerError) -> None:
     """Add the ADC errors of one MatmulCore, given its analog values (:func:`core_analog`).
 
-    The ADC of conversion c in row group g is ``Levels(adc_thr[g, c], adc_lvl[g, c])``: code =
+    The ADC of conversion c in row group g is ``Levels(adc.thr[g, c], adc.lvl[g, c])``: code =
     number of thresholds <= a, output ``levels[code]``.
     """
     y = e = 0.0
     for t, ((_k0, _k1, layer), pa) in enumerate(zip(core.parts, analog, strict=True)):
-        units = [[Levels(layer.adc_thr[g, c], layer.adc_lvl[g, c])
-                  for c in range(layer.adc_thr.shape[1])] for g in range(layer.n_groups)]
+        units = [[Levels(layer.adc.thr[g, c], layer.adc.lvl[g, c])
+                  for c in range(layer.n_conversions)] for g in range(layer.n_groups)]
         e_int = np.zeros_like(pa.y_int)
         e2 = 0.0
         for m0, g, a in pa.blocks:
@@ -223,18 +218,9 @@ def fit_units(layer, x_cal, granularity: str) -> list[np.ndarray]:
     for _m0, g, a in analog_blocks(layer, x_cal):
         per_g[g].append(a.reshape(-1, a.shape[-1]))
     per_g = [np.concatenate(s, axis=0) for s in per_g]
-    if granularity == "column":
-        return [_thin(per_g[g][:, c]) for g in range(len(per_g)) for c in range(per_g[g].shape[1])]
-    if granularity == "layer":
-        return [_thin(np.concatenate([_thin(s.ravel()) for s in per_g]))]
-    units = []
-    tiles = layer.groups[:, 2]
-    for tile in np.unique(tiles):
-        rows = np.nonzero(tiles == tile)[0]
-        for ct in np.unique(layer.conv_col_tile):
-            cols = layer.conv_col_tile == ct
-            units.append(_thin(np.concatenate([_thin(per_g[g][:, cols].ravel()) for g in rows])))
-    return units
+    units = calibration_units(layer, CalibrationGranularity(granularity))
+    return [_thin(np.concatenate([_thin(per_g[g][:, cols].ravel()) for g in rows]))
+            for rows, cols in units]
 
 
 def mass_stats(units: list[np.ndarray]) -> dict:
@@ -356,7 +342,7 @@ def run_point(model, chip, x_cal, x_test, y_test, repeats, seed, cache):
             core_errors(core, cache["float_analog"][(name, i)] if same
                         else core_analog(core, xs[(name, i)]), acc_sim)
             for _k0, _k1, part in core.parts:
-                levels[part.name] = part.adc_lvl.copy()
+                levels[part.name] = part.adc.lvl.copy()
         errors[name] = acc.result()
         errors_sim[name] = acc_sim.result()
     t_mse = time.perf_counter() - t0
@@ -737,7 +723,8 @@ def discussion(bits_list, methods, layers, res, refs, masses, same, n_test) -> s
              "available: only its abstract was read, and our `bs_kmq` steps (pinning rule "
              "`min_mass` = 1 %, ε = 0, exact K-means on the interior with 2^b minus the pinned "
              "levels, then Lloyd steps with the pinned levels held) are inferred "
-             "(`shared/research/seeds.md` §3, `docs/levels.md`). The paper quantizes activations "
+             "(Dong et al., arXiv 2603.10540, abstract only; `docs/levels.md`). "
+             "The paper quantizes activations "
              "(one conversion per whole dot product); here every method digitises bit-serial "
              "partial sums, the demo chip's case. The paper's own setting, a layer-output ADC "
              "that is the ReLU's quantizer, is `docs/activation-adc-study.md`.")
@@ -795,10 +782,10 @@ def render_doc(args, argv, bits_list, methods, layers, res, refs, masses, same,
   are recorded and quantized with that layer's input scale `s_x`, exactly as
   `engine.calibrate` receives the calibration inputs. So every method is measured on the same
   test inputs (Table 1d repeats the NMSE on the inputs of the simulated run). These integer
-  inputs are pushed through the engine's own plane/GEMM path (`engine._blocks`) and
-  `analog_reference`, as `engine.calibrate` does, giving the noise-free analog value `a` of
+  inputs are pushed through the engine's own plane/GEMM path by `engine.analog_values`, as
+  `engine.calibrate` does, giving the noise-free analog value `a` of
   every conversion (every input plane × row group × ADC'd column × vector). The ADC output is
-  `levels[code(a)]`, computed with `cimsim.adc.levels.Levels(adc_thr[g, c], adc_lvl[g, c])`
+  `levels[code(a)]`, computed with `cimsim.adc.Levels(adc.thr[g, c], adc.lvl[g, c])`
   of that (row group g, conversion c); with ideal devices this reproduces `engine.run`'s
   output to rounding.
   MSE = mean((ADC(a) − a)²) in cell-LSB²; NMSE = MSE / Var(a), both pooled over all

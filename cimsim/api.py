@@ -60,6 +60,6 @@ def matmul(
     rng = np.random.default_rng(seed)
     layer = program(w_int, chip, rng, input_signed=bool(input_signed), row_tiles=row_tiles)
     if calibration is not None:
-        engine.calibrate(layer, calibration, chunk_vectors=chunk_vectors)
+        layer = engine.calibrate(layer, calibration, chunk_vectors=chunk_vectors)
     noise_seed = stream_key(seed, 1)  # independent of how many draws programming made
     return engine.run(layer, x_int, noise_seed=noise_seed, chunk_vectors=chunk_vectors)

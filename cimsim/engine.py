@@ -14,34 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .adc.activation import FusedActivation, fused_tables_from_samples
-from .adc.linear import RangeStats, ranges_from_samples
-from .adc.nonlinear import levels_from_samples
+from .adc import FusedActivation, RangeStats, calibrated_tables, keeps_samples
 from .arrays import _gemm
-from .arrays._kernels import (
-    NL_IR_DROP,
-    NL_NONE,
-    NL_POLYNOMIAL,
-    NL_SATURATING,
-    convert_accumulate,
-    make_planes,
-)
-from .arrays._reference import analog_reference, convert_accumulate_reference
+from .arrays._kernels import convert_accumulate, make_planes
 from .arrays._rng import KN, WN, stream_key
+from .arrays.analog import analog_from_partial_sums, nonlinearity_args
 from .arrays.encoding import input_planes, input_range, plane_layout
 from .arrays.program import ProgrammedLayer
-from .config import ADCKind, CalibrationStat, Nonlinearity, RangePolicy, SignedInputMode
+from .config import RangePolicy, SignedInputMode
 from .errors import ConfigError
-from .events import EventKey, Events
+from .events import Action, Component, EventKey, Events
 
-__all__ = ["run", "calibrate", "check_inputs"]
-
-_NL_CODES = {
-    Nonlinearity.NONE: NL_NONE,
-    Nonlinearity.SATURATING: NL_SATURATING,
-    Nonlinearity.POLYNOMIAL: NL_POLYNOMIAL,
-    Nonlinearity.IR_DROP: NL_IR_DROP,
-}
+__all__ = ["AnalogBlock", "analog_values", "calibrate", "check_inputs", "run"]
 
 _NO_LEVELS = np.zeros((0, 0))
 
@@ -92,17 +76,6 @@ def _chunk_size(layer: ProgrammedLayer, n_planes: int, chunk_vectors: int | None
     return max(1, CHUNK_BYTES // max(per_vector, 1))
 
 
-def _group_abs_max(layer: ProgrammedLayer) -> list[float]:
-    """max |entry| of the GEMM matrix per row group: fixed once programmed, so computed once
-    per layer rather than on every forward."""
-    cached = layer.meta.get("group_abs_max")
-    if cached is None:
-        cached = [float(np.abs(layer.gemm_matrix[k0:k1]).max(initial=0))
-                  for k0, k1, _ in layer.groups]
-        layer.meta["group_abs_max"] = cached
-    return cached
-
-
 def _blocks(
     layer: ProgrammedLayer, x: np.ndarray, chunk_vectors: int | None, gemm_kind: str,
     events: dict | None, kernel: str = "numba",
@@ -127,7 +100,7 @@ def _blocks(
                 f"{mat.dtype}: use gemm = 'auto'"
             )
         if kind == "auto":
-            kind = _gemm.choose(a_max, _group_abs_max(layer)[g], k1 - k0, mat.dtype == np.int8)
+            kind = _gemm.choose(a_max, layer.group_abs_max[g], k1 - k0, mat.dtype == np.int8)
         kinds.append(kind)
     for m0 in range(0, x.shape[0], chunk):
         xc = x[m0:m0 + chunk]
@@ -169,9 +142,10 @@ def _add_plane_events(layer: ProgrammedLayer, active: float, v2g: float, ev: dic
     Σ x_p[k]² · Σ_j G[k, j] over them (cell-LSB · DAC-LSB²), the read energy in units.
     """
     chip = layer.chip
-    ev[EventKey("dac", "pulse", chip.dac_bits)] += active * layer.n_col_tiles
-    ev[EventKey("cell", "read", chip.device.bits_per_cell)] += active * layer.n_phys_cols
-    ev[EventKey("cell", "v2g_lsb", 0)] += v2g
+    ev[EventKey(Component.DAC, Action.PULSE, chip.dac_bits)] += active * layer.n_col_tiles
+    ev[EventKey(Component.CELL, Action.READ, chip.device.bits_per_cell)] += (
+        active * layer.n_phys_cols)
+    ev[EventKey(Component.CELL, Action.V2G_LSB, 0)] += v2g
 
 
 def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
@@ -179,41 +153,40 @@ def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
     acc = chip.accumulator_bits
     conv = float(m) * n_planes * layer.n_groups * layer.n_conversions
     n_row_tiles = len(layer.row_tiles)
+    C, A = Component, Action
     ev = {
-        EventKey("layer", "mac", 0): float(m) * layer.n_inputs * layer.n_outputs,
-        EventKey("adc", "convert", chip.adc.bits): conv,
-        EventKey("shift_add", "add", acc): conv,
-        EventKey("accumulator", "add", acc): float(m) * layer.n_outputs * layer.n_groups,
-        EventKey("array", "activation", 0):
+        EventKey(C.LAYER, A.MAC, 0): float(m) * layer.n_inputs * layer.n_outputs,
+        EventKey(C.ADC, A.CONVERT, chip.adc.bits): conv,
+        EventKey(C.SHIFT_ADD, A.ADD, acc): conv,
+        EventKey(C.ACCUMULATOR, A.ADD, acc): float(m) * layer.n_outputs * layer.n_groups,
+        EventKey(C.ARRAY, A.ACTIVATION, 0):
             float(m) * n_planes * layer.n_groups * layer.n_col_tiles,
-        EventKey("buffer", "read_bit", 0):
+        EventKey(C.BUFFER, A.READ_BIT, 0):
             float(m) * layer.n_inputs * chip.input_bits * layer.n_col_tiles,
-        EventKey("buffer", "write_bit", 0): float(m) * layer.n_outputs * acc,
-        EventKey("interconnect", "bit", 0): float(m) * layer.n_outputs * acc * (n_row_tiles - 1),
-        EventKey("dac", "pulse", chip.dac_bits): 0.0,
-        EventKey("cell", "read", chip.device.bits_per_cell): 0.0,
-        EventKey("cell", "v2g_lsb", 0): 0.0,
+        EventKey(C.BUFFER, A.WRITE_BIT, 0): float(m) * layer.n_outputs * acc,
+        EventKey(C.INTERCONNECT, A.BIT, 0): float(m) * layer.n_outputs * acc * (n_row_tiles - 1),
+        EventKey(C.DAC, A.PULSE, chip.dac_bits): 0.0,
+        EventKey(C.CELL, A.READ, chip.device.bits_per_cell): 0.0,
+        EventKey(C.CELL, A.V2G_LSB, 0): 0.0,
     }
     if np.any(layer.x_sum_coef != 0):
-        ev[EventKey("digital", "correction_add", acc)] = float(m) * layer.n_outputs
+        ev[EventKey(C.DIGITAL, A.CORRECTION_ADD, acc)] = float(m) * layer.n_outputs
     return ev
 
 
 def _kernel_args(layer: ProgrammedLayer, sig: np.ndarray, m_total: int):
     chip = layer.chip
-    if layer.adc_lo is None or layer.adc_delta is None:
+    if layer.adc is None:
         raise ConfigError(
             "adc.range_policy = 'calibrated' needs calibration data: pass calibration=... "
-            "(cimsim.matmul / cimsim.deploy) or call cimsim.engine.calibrate(layer, x_cal)"
+            "(cimsim.matmul / cimsim.deploy) or use layer = cimsim.engine.calibrate(layer, x_cal)"
         )
     nz = chip.noise
     return dict(
         sig=sig, pos=layer.pos, neg=layer.neg, off_add=layer.off_add, out_col=layer.out_col,
         coef=layer.conv_coef, top_code=float(chip.adc.n_codes - 1),
-        nl_kind=_NL_CODES[nz.nonlinearity], nl_fs=max(layer.column_fs, 1e-30),
-        nl_sat=nz.saturation_fraction, nl_beta=nz.ir_drop_beta,
-        nl_poly=np.asarray(nz.poly_coeffs, dtype=np.float64),
-        thermal_sigma=nz.thermal_sigma_lsb, gain=chip.adc.gain_error,
+        **nonlinearity_args(nz, layer.column_fs), thermal_sigma=nz.thermal_sigma_lsb,
+        gain=chip.adc.gain_error,
         offset_lsb=chip.adc.offset_error_lsb, cmp_sigma=chip.adc.comparator_noise_lsb,
         m_total=m_total,
     )
@@ -261,17 +234,22 @@ def run(
     key_cmp = np.uint64(stream_key(noise_seed, 2))
     y = np.zeros((m, layer.n_outputs), dtype=np.float64)
     ev = _static_events(layer, m, n_planes)
+    tables = layer.adc
+    assert tables is not None  # _kernel_args refused a layer without ADC settings
     for blk in _blocks(layer, x, chunk_vectors, gemm, ev, kernel):
         out = y[blk.m0:blk.m0 + blk.ps.shape[1]]
-        lo, delta = layer.adc_lo[blk.group], layer.adc_delta[blk.group]
-        thr = layer.adc_thr[blk.group] if layer.adc_thr is not None else _NO_LEVELS
-        lvl = layer.adc_lvl[blk.group] if layer.adc_lvl is not None else _NO_LEVELS
+        lo, delta = tables.lo[blk.group], tables.delta[blk.group]
+        thr = tables.thr[blk.group] if tables.thr is not None else _NO_LEVELS
+        lvl = tables.lvl[blk.group] if tables.lvl is not None else _NO_LEVELS
         if kernel == "numba":
             convert_accumulate(blk.ps, blk.xsum, blk.var, lo=lo, delta=delta,
                                key_noise=key_noise, key_cmp=key_cmp, group=blk.group,
                                m_offset=blk.m0, kn=KN, wn=WN, thr=thr, lvl=lvl,
                                out=out, **args)
         else:
+            # the NumPy twin, for tests that hold the kernel to it (imported only then)
+            from .arrays._reference import convert_accumulate_reference
+
             convert_accumulate_reference(blk.ps, blk.xsum, blk.var, lo=lo, delta=delta,
                                          key_noise=int(key_noise), key_cmp=int(key_cmp),
                                          group=blk.group, m_offset=blk.m0, thr=thr, lvl=lvl,
@@ -281,27 +259,55 @@ def run(
     return y, Events(ev)
 
 
+@dataclass(frozen=True)
+class AnalogBlock:
+    """Noise-free analog values of one row group for one chunk of input vectors."""
+
+    m0: int
+    """First vector of the chunk."""
+    group: int
+    """Row group g."""
+    values: np.ndarray
+    """(P, Mc, C) float64: what conversion c of group g sees for plane p and vector m0 + m
+    (off-state current and column non-linearity included, noise excluded), cell-LSB."""
+
+
+def analog_values(layer: ProgrammedLayer, x_int: np.ndarray, *,
+                  chunk_vectors: int | None = None) -> Iterator[AnalogBlock]:
+    """The noise-free analog value of every conversion for integer inputs ``x_int`` (M, K),
+    by row group and chunk of vectors: what calibration fits the ADCs to.
+
+    The inputs go through the engine's own plane and GEMM path; no events are counted.
+    """
+    x = check_inputs(x_int, layer)
+    nl = nonlinearity_args(layer.chip.noise, layer.column_fs)
+    for blk in _blocks(layer, x, chunk_vectors, "auto", None):
+        yield AnalogBlock(blk.m0, blk.group,
+                          analog_from_partial_sums(blk.ps, blk.xsum, layer.pos, layer.neg,
+                                                   layer.off_add, **nl))
+
+
 def calibrate(
     layer: ProgrammedLayer,
     x_cal: np.ndarray,
     *,
     chunk_vectors: int | None = None,
     activation: FusedActivation | None = None,
-) -> None:
-    """Set calibrated ADC ranges of ``layer`` from calibration inputs ``x_cal`` (M, K).
+) -> ProgrammedLayer:
+    """``layer`` with calibrated ADC settings from calibration inputs ``x_cal`` (M, K).
 
-    The analog values each conversion would see (off-current and non-linearity included,
-    noise excluded) are collected per (row group, conversion) and reduced as
-    ``chip.adc.calibration_stat`` / ``calibration_granularity`` say. Layers whose policy is not
-    ``calibrated`` are left unchanged. With ``activation`` (a layer-output ADC, one conversion
-    per output) the ADC is set up as the layer's activation quantizer instead
+    The analog values each conversion would see (:func:`analog_values`) are collected per
+    (row group, conversion) and reduced as ``chip.adc.calibration_stat`` /
+    ``calibration_granularity`` say (:func:`cimsim.adc.calibrated_tables`). A layer whose
+    policy is not ``calibrated`` is returned as it is. With ``activation`` (a layer-output ADC,
+    one conversion per output) the ADC is set up as the layer's activation quantizer instead
     (:mod:`cimsim.adc.activation`).
     """
     adc = layer.chip.adc
     if adc.range_policy is not RangePolicy.CALIBRATED:
         if activation is not None:
             raise ConfigError("a fused activation needs adc.range_policy = 'calibrated'")
-        return
+        return layer
     x = check_inputs(x_cal, layer, "calibration")
     if x.shape[0] == 0:
         raise ConfigError("calibration data is empty: at least one input vector is needed")
@@ -313,19 +319,8 @@ def calibrate(
             f"'layer_output'); this layer has {layer.n_groups} row group(s) and "
             f"{layer.n_conversions} conversions for {np.size(activation.kappa)} outputs"
         )
-    nonlinear = adc.kind is ADCKind.RAMP
-    keep = (nonlinear or activation is not None
-            or adc.calibration_stat is CalibrationStat.PERCENTILE)
-    stats = RangeStats(layer.n_groups, layer.n_conversions, keep_samples=keep)
-    nz = layer.chip.noise
-    for blk in _blocks(layer, x, chunk_vectors, "auto", None):
-        a = analog_reference(blk.ps, blk.xsum, layer.pos, layer.neg, layer.off_add,
-                             _NL_CODES[nz.nonlinearity], max(layer.column_fs, 1e-30),
-                             nz.saturation_fraction, nz.ir_drop_beta, nz.poly_coeffs)
-        stats.add(blk.group, a.reshape(-1, a.shape[-1]))
-    if activation is not None:
-        fused_tables_from_samples(layer, stats, activation)
-    elif nonlinear:
-        levels_from_samples(layer, stats)
-    else:
-        ranges_from_samples(layer, stats)
+    stats = RangeStats(layer.n_groups, layer.n_conversions,
+                       keep_samples=keeps_samples(layer, activation))
+    for blk in analog_values(layer, x, chunk_vectors=chunk_vectors):
+        stats.add(blk.group, blk.values.reshape(-1, blk.values.shape[-1]))
+    return layer.with_adc(calibrated_tables(layer, stats, activation))

@@ -19,13 +19,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import ADCKind, CalibrationGranularity, CalibrationStat
+from ..config import ADCKind, CalibrationStat
 from .levels import fit_levels
-from .linear import RangeStats, array_units
+from .linear import RangeStats
 from .nonlinear import thin_samples
+from .tables import ADCTables, calibration_units
+
+if TYPE_CHECKING:
+    from ..arrays.program import ProgrammedLayer
 
 __all__ = ["FusedActivation", "fused_tables_from_samples"]
 
@@ -42,18 +47,9 @@ class FusedActivation:
     """Upper clamp of the activation: ``inf`` for ReLU, 6 for ReLU6."""
 
 
-def _units(layer, how: CalibrationGranularity) -> list[np.ndarray]:
-    """Conversion index sets that share one level set (one row group at the layer output)."""
-    n_conv = layer.n_conversions
-    if how is CalibrationGranularity.COLUMN:
-        return [np.array([c]) for c in range(n_conv)]
-    if how is CalibrationGranularity.LAYER:
-        return [np.arange(n_conv)]
-    return [np.nonzero(cols)[0] for _, cols in array_units(layer)]
-
-
-def fused_tables_from_samples(layer, stats: RangeStats, act: FusedActivation) -> None:
-    """Set the layer's ADC tables so that its output is the quantized activation.
+def fused_tables_from_samples(layer: ProgrammedLayer, stats: RangeStats,
+                              act: FusedActivation) -> ADCTables:
+    """The layer's ADC tables such that its output is the quantized activation.
 
     ``stats`` holds the noise-free analog values of the calibration inputs (samples kept). The
     clamp ``a_max`` of each unit is set from the post-activation values by
@@ -72,7 +68,7 @@ def fused_tables_from_samples(layer, stats: RangeStats, act: FusedActivation) ->
     nonlinear = adc.kind is ADCKind.RAMP
     thr = np.empty((1, n_conv, n_levels - 1))
     lvl = np.empty((1, n_conv, n_levels))
-    for cols in _units(layer, adc.calibration_granularity):
+    for _, cols in calibration_units(layer, adc.calibration_granularity):
         vals = post[:, cols].ravel()
         if adc.calibration_stat is CalibrationStat.MINMAX:
             a_max = float(exact_max[cols].max())
@@ -92,7 +88,4 @@ def fused_tables_from_samples(layer, stats: RangeStats, act: FusedActivation) ->
         lvl[0, cols] = r_y[None, :] / k
     # Both kinds convert through the threshold tables: the linear grid's thresholds are the
     # midpoints of its levels (a value half-way goes up, as floor(v/step + 1/2) does).
-    layer.adc_thr, layer.adc_lvl = thr, lvl
-    span = (lvl[..., -1] - lvl[..., 0]) / (n_levels - 1)
-    layer.adc_lo = lvl[..., 0].copy()
-    layer.adc_delta = np.where(span > 0, span, 1.0)
+    return ADCTables.from_levels(thr, lvl, fused_activation=True)

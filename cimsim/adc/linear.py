@@ -4,7 +4,8 @@ A linear ADC with ``b`` bits covering [lo, hi] has a grid start lo' and step Δ 
 zero-aligned by default when the range contains 0, else Δ = (hi - lo) / (2^b - 1), lo' = lo) and
 maps an analog value a to ``code = clamp(floor((a - lo')/Δ + 1/2), 0, 2^b - 1)``, value
 ``lo' + code·Δ`` (a value exactly half-way goes up, as a comparator at the threshold would).
-Ranges live on the layer as ``adc_lo`` and ``adc_delta`` of shape (row groups, conversions).
+Ranges are an :class:`~cimsim.adc.tables.ADCTables` value (``lo``, ``delta`` of shape (row
+groups, conversions)) that the programmed layer carries.
 
 ``full_scale`` is hardware-fixed: the largest range the DAC and cell digits allow for
 ``rows_per_conversion`` rows (shrunk by ``full_scale_factor``). When the ADC has at least as many
@@ -14,12 +15,18 @@ every partial sum and is lossless.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..config import CalibrationGranularity, CalibrationStat, RangePolicy
 from ..errors import ConfigError
+from .tables import ADCTables, calibration_units
 
-__all__ = ["array_units", "grid", "static_ranges", "ranges_from_samples", "RangeStats"]
+if TYPE_CHECKING:
+    from ..arrays.program import ProgrammedLayer
+
+__all__ = ["grid", "static_tables", "ranges_from_samples", "RangeStats"]
 
 
 def grid(lo, hi, n_codes: int, zero_aligned: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +62,9 @@ def grid(lo, hi, n_codes: int, zero_aligned: bool) -> tuple[np.ndarray, np.ndarr
     return start.reshape(shape), delta.reshape(shape)
 
 
-def static_ranges(layer) -> None:
-    """Set ``layer.adc_lo``/``adc_delta`` for the policies that need no data."""
+def static_tables(layer: ProgrammedLayer) -> ADCTables | None:
+    """The ADC tables of the policies that need no data (``full_scale``, ``fixed``); None for
+    ``calibrated`` (set by :func:`ranges_from_samples` from calibration inputs)."""
     adc = layer.chip.adc
     shape = (layer.n_groups, layer.n_conversions)
     if adc.range_policy is RangePolicy.FULL_SCALE:
@@ -67,15 +75,11 @@ def static_ranges(layer) -> None:
             start, delta = np.float64(lo), np.float64(1.0)
         else:
             start, delta = grid(lo, hi, adc.n_codes, adc.zero_aligned)
-        layer.adc_lo = np.full(shape, start)
-        layer.adc_delta = np.full(shape, delta)
     elif adc.range_policy is RangePolicy.FIXED:
         start, delta = grid(adc.fixed_lo, adc.fixed_hi, adc.n_codes, adc.zero_aligned)
-        layer.adc_lo = np.full(shape, start)
-        layer.adc_delta = np.full(shape, delta)
     else:
-        layer.adc_lo = None
-        layer.adc_delta = None
+        return None
+    return ADCTables.linear(np.full(shape, start), np.full(shape, delta))
 
 
 class RangeStats:
@@ -108,46 +112,26 @@ class RangeStats:
             self.samples[g].append(a[::stride].astype(np.float32))
 
 
-def array_units(layer):
-    """Yield (row-group mask (G,), conversion mask (C,)) of every physical array of a layer: the
-    row groups of one row tile and the conversions of one column tile."""
-    tiles = layer.groups[:, 2]
-    for t in np.unique(tiles):
-        for ct in np.unique(layer.conv_col_tile):
-            yield tiles == t, layer.conv_col_tile == ct
-
-
-def _pool(stat: np.ndarray, layer, how: CalibrationGranularity, reduce) -> np.ndarray:
-    """Pool a (G, C) statistic over the units that share an ADC range."""
-    if how is CalibrationGranularity.COLUMN:
-        return stat
-    if how is CalibrationGranularity.LAYER:
-        return np.full_like(stat, reduce(stat))
-    out = np.empty_like(stat)
-    for rows, cols in array_units(layer):
-        out[np.ix_(rows, cols)] = reduce(stat[np.ix_(rows, cols)])
-    return out
-
-
-def ranges_from_samples(layer, stats: RangeStats) -> None:
-    """Set the layer's calibrated ADC ranges from accumulated statistics."""
+def ranges_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
+    """The layer's calibrated linear ADC tables from accumulated statistics, pooled over the
+    units of ``adc.calibration_granularity``."""
     adc = layer.chip.adc
-    how = adc.calibration_granularity
+    units = calibration_units(layer, adc.calibration_granularity)
     if stats.n == 0:
         raise ConfigError("calibration data is empty: at least one input vector is needed")
     if adc.calibration_stat is CalibrationStat.MINMAX:
-        lo = _pool(stats.lo, layer, how, np.min)
-        hi = _pool(stats.hi, layer, how, np.max)
+        lo = units.pool(stats.lo, np.min)
+        hi = units.pool(stats.hi, np.max)
     elif adc.calibration_stat is CalibrationStat.MEAN_STD:
         # pool first moments, then form mean ± n·σ of the pooled distribution
         n = stats.n
-        s1 = _pool(stats.s1, layer, how, np.sum)
-        s2 = _pool(stats.s2, layer, how, np.sum)
-        units = _pool(np.ones_like(stats.s1), layer, how, np.sum)
-        mean = s1 / (n * units)
-        std = np.sqrt(np.maximum(s2 / (n * units) - mean**2, 0.0))
-        lo = np.maximum(mean - adc.n_sigma * std, _pool(stats.lo, layer, how, np.min))
-        hi = np.minimum(mean + adc.n_sigma * std, _pool(stats.hi, layer, how, np.max))
+        s1 = units.pool(stats.s1, np.sum)
+        s2 = units.pool(stats.s2, np.sum)
+        size = units.pool(np.ones_like(stats.s1), np.sum)
+        mean = s1 / (n * size)
+        std = np.sqrt(np.maximum(s2 / (n * size) - mean**2, 0.0))
+        lo = np.maximum(mean - adc.n_sigma * std, units.pool(stats.lo, np.min))
+        hi = np.minimum(mean + adc.n_sigma * std, units.pool(stats.hi, np.max))
     else:
         q = adc.percentile
         g_n, c_n = stats.lo.shape
@@ -155,23 +139,14 @@ def ranges_from_samples(layer, stats: RangeStats) -> None:
         per_g = [s[:: -(-s.shape[0] // stats.max_samples)] for s in per_g]
         lo = np.empty((g_n, c_n))
         hi = np.empty((g_n, c_n))
-        if how is CalibrationGranularity.COLUMN:
+        if units.granularity is CalibrationGranularity.COLUMN:
+            # one unit per (g, c): percentiles of all columns of a group in one call
             for g in range(g_n):
                 lo[g], hi[g] = np.percentile(per_g[g], [100 - q, q], axis=0)
         else:
-            def pct(rows: np.ndarray, cols: np.ndarray) -> tuple[float, float]:
-                vals = np.concatenate([per_g[g][:, cols].ravel() for g in np.nonzero(rows)[0]])
+            for rows, cols in units:
+                vals = np.concatenate([per_g[g][:, cols].ravel() for g in rows])
                 if vals.size > stats.max_samples * 64:  # bounded memory, deterministic
                     vals = vals[:: vals.size // (stats.max_samples * 64) + 1]
-                a, b = np.percentile(vals, [100 - q, q])
-                return float(a), float(b)
-
-            if how is CalibrationGranularity.LAYER:
-                a, b = pct(np.ones(g_n, bool), np.ones(c_n, bool))
-                lo[:], hi[:] = a, b
-            else:
-                for rows, cols in array_units(layer):
-                    a, b = pct(rows, cols)
-                    lo[np.ix_(rows, cols)] = a
-                    hi[np.ix_(rows, cols)] = b
-    layer.adc_lo, layer.adc_delta = grid(lo, hi, adc.n_codes, adc.zero_aligned)
+                lo[np.ix_(rows, cols)], hi[np.ix_(rows, cols)] = np.percentile(vals, [100 - q, q])
+    return ADCTables.linear(*grid(lo, hi, adc.n_codes, adc.zero_aligned))

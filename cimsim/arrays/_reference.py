@@ -5,33 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..adc._reference import linear_adc_reference, nonlinear_adc_reference
-from ._rng import normal_reference
-
-
-def _nonlinear_reference(a, kind, fs, sat, beta, poly):
-    if kind == 1:
-        return sat * fs * np.tanh(a / (sat * fs))
-    if kind == 2:
-        u = a / fs
-        return a + fs * sum(c * u ** (i + 2) for i, c in enumerate(poly))
-    if kind == 3:
-        return a / (1.0 + beta * np.abs(a) / fs)
-    return a
-
-
-def analog_reference(ps, xsum, pos, neg, off_add, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly):
-    """Noise-free analog value of every conversion: (P, Mc, Jg) partial sums -> (P, Mc, C)."""
-    ps = ps.astype(np.float64)
-    xs = xsum[:, :, None] if xsum.shape[1] > 0 else 0.0
-    a = _nonlinear_reference(ps[:, :, pos] + off_add[pos] * xs, nl_kind, nl_fs, nl_sat,
-                             nl_beta, nl_poly)
-    has_neg = neg >= 0
-    if not has_neg.any():
-        return a
-    negc = np.where(has_neg, neg, 0)
-    b = _nonlinear_reference(ps[:, :, negc] + off_add[negc] * xs, nl_kind, nl_fs, nl_sat,
-                             nl_beta, nl_poly)
-    return a - np.where(has_neg, b, 0.0)
+from ..config import OffCurrentCompensation, SignedInputMode, WeightEncoding
+from ._rng import normal_reference, stream_key
+from .analog import NL_CODES, analog_from_partial_sums, column_nonlinearity
 
 
 def convert_accumulate_reference(
@@ -43,7 +19,8 @@ def convert_accumulate_reference(
     """Vectorised NumPy twin of ``_kernels.convert_accumulate`` (same arguments, no tables)."""
     n_planes, mc, _ = ps.shape
     n_conv = pos.shape[0]
-    a = analog_reference(ps, xsum, pos, neg, off_add, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
+    a = analog_from_partial_sums(ps, xsum, pos, neg, off_add, nl_kind, nl_fs, nl_sat, nl_beta,
+                                 nl_poly)
     has_neg = neg >= 0
     negc = np.where(has_neg, neg, 0)
     idx = (((group * n_planes + np.arange(n_planes))[:, None, None] * m_total
@@ -76,11 +53,8 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
     a time; only the layer's tiling, conversion list and ADC ranges are shared with the engine.
     Noise uses the same counter-based draws, so results match the engine for the same seed.
     """
-    from ..config import OffCurrentCompensation, SignedInputMode, WeightEncoding
-    from ..engine import _NL_CODES
-    from ._rng import stream_key
-
     chip = layer.chip
+    tables = layer.adc
     x = np.asarray(x_int, dtype=np.int64)
     m_total, _ = x.shape
     d, b_x = chip.dac_bits, chip.input_bits
@@ -114,7 +88,7 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
          else layer.g_phys.astype(np.float64))
     comp = chip.device.off_current_compensation
     nz = chip.noise
-    nl = _NL_CODES[nz.nonlinearity]
+    nl = NL_CODES[nz.nonlinearity]
     poly = np.asarray(nz.poly_coeffs, dtype=np.float64)
     key_noise, key_cmp = stream_key(noise_seed, 1), stream_key(noise_seed, 2)
     adc = chip.adc
@@ -138,7 +112,7 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                         a = float(xp @ g[k0:k1, j])
                         if comp is OffCurrentCompensation.ANALOG:
                             a -= g_off * xsum
-                        return float(_nonlinear_reference(
+                        return float(column_nonlinearity(
                             np.float64(a), nl, max(layer.column_fs, 1e-30),
                             nz.saturation_fraction, nz.ir_drop_beta, poly))
 
@@ -154,16 +128,16 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                     sd = np.sqrt(nz.thermal_sigma_lsb**2 + var)
                     if sd > 0:
                         a += sd * float(normal_reference(key_noise, np.array([idx]))[0])
-                    delta = float(layer.adc_delta[gi, c])
+                    delta = float(tables.delta[gi, c])
                     a = a * (1.0 + adc.gain_error) + adc.offset_error_lsb * delta
                     if adc.comparator_noise_lsb > 0:
                         a += adc.comparator_noise_lsb * delta * float(
                             normal_reference(key_cmp, np.array([idx]))[0])
-                    if layer.adc_thr is not None:
-                        code = int(np.sum(layer.adc_thr[gi, c] <= a))  # thresholds <= a
-                        val = float(layer.adc_lvl[gi, c, code])
+                    if tables.thr is not None and tables.lvl is not None:
+                        code = int(np.sum(tables.thr[gi, c] <= a))  # thresholds <= a
+                        val = float(tables.lvl[gi, c, code])
                     else:
-                        val = float(linear_adc_reference(a, layer.adc_lo[gi, c], delta, top))
+                        val = float(linear_adc_reference(a, tables.lo[gi, c], delta, top))
                     y[m, layer.out_col[c]] += sig * layer.conv_coef[c] * val
     y += x.sum(axis=1, dtype=np.float64)[:, None] * layer.x_sum_coef[None, :]
     return y

@@ -12,10 +12,12 @@ Conductances are kept in cell-LSB units (``docs/hardware-model.md``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..adc import ADCTables, static_tables
 from ..config import (
     ADCPlacement,
     ChipConfig,
@@ -36,9 +38,13 @@ def default_row_tiles(k: int, n_rows: int) -> list[tuple[int, int]]:
     return [(s, min(s + n_rows, k)) for s in range(0, k, n_rows)]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class ProgrammedLayer:
     """One weight matrix programmed on the arrays: everything a forward pass needs.
+
+    A frozen value: the geometry and device state drawn by :func:`program`, plus the ADC
+    settings (:class:`~cimsim.adc.ADCTables`) that :mod:`cimsim.adc` computed for it. A
+    calibration gives a new layer (:meth:`with_adc`); nothing is written onto this one.
 
     Shapes: K inputs, N outputs, Q column kinds, J = N*Q physical columns, C conversion
     columns (J, or J/2 for analog differential read-out), G row groups, Jg GEMM columns.
@@ -89,16 +95,19 @@ class ProgrammedLayer:
     """Largest possible analog value of one conversion (ideal devices), cell-LSB."""
     column_fs: float
     """Full-scale current of one physical column (the non-linearity's scale), cell-LSB."""
-    adc_lo: np.ndarray | None = None
-    """(G, C) float64 ADC range start; None until set (full-scale/fixed: at programming)."""
-    adc_delta: np.ndarray | None = None
-    """(G, C) float64 ADC step (nonlinear ADC: its mean level spacing)."""
-    adc_thr: np.ndarray | None = None
-    """(G, C, L-1) float64 thresholds of a nonlinear (ramp) ADC; None for a linear ADC."""
-    adc_lvl: np.ndarray | None = None
-    """(G, C, L) float64 reconstruction levels of a nonlinear ADC."""
+    group_abs_max: tuple[float, ...]
+    """max |entry| of the GEMM matrix per row group (picks the exact GEMM kind)."""
+    adc: ADCTables | None = None
+    """ADC settings of every (row group, conversion); None while a ``calibrated`` range still
+    waits for its calibration inputs."""
     name: str = ""
-    meta: dict = field(default_factory=dict)
+
+    def with_adc(self, tables: ADCTables) -> ProgrammedLayer:
+        """This layer with ADC settings ``tables`` (shape (G, C) checked)."""
+        if tables.shape != (self.n_groups, self.n_conversions):
+            raise ValueError(f"ADC tables of shape {tables.shape} do not fit this layer's "
+                             f"(row groups, conversions) = {(self.n_groups, self.n_conversions)}")
+        return dataclasses.replace(self, adc=tables)
 
     @property
     def n_conversions(self) -> int:
@@ -192,6 +201,9 @@ def program(
 ) -> ProgrammedLayer:
     """Encode, tile and program an integer weight matrix ``w_int`` of shape (N, K).
 
+    The layer carries the ADC settings of the policies that need no data (``full_scale``,
+    ``fixed``); a ``calibrated`` one gets them from :func:`cimsim.engine.calibrate`.
+
     Parameters
     ----------
     w_int : (N, K) integer array
@@ -207,49 +219,109 @@ def program(
     w = _check_weights(w_int, chip)
     rng = np.random.default_rng(0) if rng is None else rng
     n_out, k = w.shape
-    arr = chip.array
-    tiles = default_row_tiles(k, arr.n_rows) if row_tiles is None else list(row_tiles)
-    _check_row_tiles(tiles, k, arr.n_rows)
-    r = arr.rows_per_group
-    groups = np.array(
-        [(s, min(s + r, b), t) for t, (a, b) in enumerate(tiles) for s in range(a, b, r)],
-        dtype=np.int64,
-    )
-
+    tiles = default_row_tiles(k, chip.array.n_rows) if row_tiles is None else list(row_tiles)
+    _check_row_tiles(tiles, k, chip.array.n_rows)
+    groups = _row_groups(tiles, chip.array.rows_per_group)
     kinds = column_kinds(w, chip)
-    q = kinds.n_kinds
-    differential = chip.weight_encoding is WeightEncoding.DIFFERENTIAL
-    analog_pairs = differential and chip.differential_readout is DifferentialReadout.ANALOG
-    unit = q if q <= arr.n_cols else (2 if differential else 1)
-    if unit > arr.n_cols:
-        raise MappingError(
-            f"array.n_cols = {arr.n_cols} cannot hold a differential column pair; use >= 2"
-        )
-    cols_per_tile = (arr.n_cols // unit) * unit
-    j_phys = n_out * q
-    n_col_tiles = -(-j_phys // cols_per_tile)
+    cols_per_tile = _cols_per_tile(kinds, chip)
     # (Q, K, N) -> (K, N*Q) with j = n*Q + q
-    digits_phys = np.ascontiguousarray(kinds.digits.transpose(1, 2, 0).reshape(k, j_phys))
+    digits_phys = np.ascontiguousarray(
+        kinds.digits.transpose(1, 2, 0).reshape(k, n_out * kinds.n_kinds))
+    g_phys = None if chip.device.ideal else _program_conductance(digits_phys, chip, rng)
+    conv = _conversions(kinds, n_out, cols_per_tile, chip)
+    gemm = _gemm_operands(digits_phys, g_phys, conv, chip)
+    fs_lo, fs_hi, column_fs = _full_scale(kinds, input_signed, chip)
+    _check_placement(chip, input_signed, groups, conv.phys_pos.shape[0], n_out)
+    layer = ProgrammedLayer(
+        chip=chip, n_inputs=k, n_outputs=n_out, input_signed=input_signed, kinds=kinds,
+        row_tiles=tiles, groups=groups, cols_per_tile=cols_per_tile,
+        n_col_tiles=-(-digits_phys.shape[1] // cols_per_tile),
+        digits_phys=digits_phys, g_phys=None if g_phys is None else g_phys.astype(np.float32),
+        gemm_matrix=gemm.matrix, gemm_var=gemm.var, off_add=gemm.off_add,
+        pos=gemm.pos, neg=gemm.neg, out_col=conv.out_col, conv_coef=conv.coef,
+        conv_phys=np.stack([conv.phys_pos, conv.phys_neg], axis=1),
+        conv_col_tile=conv.phys_pos // cols_per_tile,
+        x_sum_coef=_x_sum_coef(conv, n_out, chip),
+        cell_rowsum=np.abs(_cell_conductance(digits_phys, g_phys, chip)).sum(axis=1),
+        fs_lo=fs_lo, fs_hi=fs_hi, column_fs=column_fs,
+        group_abs_max=tuple(float(np.abs(gemm.matrix[k0:k1]).max(initial=0))
+                            for k0, k1, _ in groups),
+        name=name,
+    )
+    tables = static_tables(layer)
+    return layer if tables is None else layer.with_adc(tables)
 
-    dev = chip.device
-    g_phys = None if dev.ideal else _program_conductance(digits_phys, chip, rng)
 
-    # conversions
+def _row_groups(tiles: list[tuple[int, int]], rows_per_group: int) -> np.ndarray:
+    """(G, 3) start row, stop row, row tile of every row group (one conversion each)."""
+    return np.array([(s, min(s + rows_per_group, b), t)
+                     for t, (a, b) in enumerate(tiles) for s in range(a, b, rows_per_group)],
+                    dtype=np.int64)
+
+
+def _analog_pairs(chip: ChipConfig) -> bool:
+    return (chip.weight_encoding is WeightEncoding.DIFFERENTIAL
+            and chip.differential_readout is DifferentialReadout.ANALOG)
+
+
+def _g_off(chip: ChipConfig) -> float:
+    """Nominal off-state conductance of a cell, cell-LSB (an idealised bipolar cell has none)."""
+    return 0.0 if chip.weight_encoding is WeightEncoding.SIGNED_CELL else chip.device.g_off_lsb
+
+
+def _cols_per_tile(kinds: ColumnKinds, chip: ChipConfig) -> int:
+    """Physical columns used per array: all column kinds of an output side by side when they
+    fit, else at least a differential pair together."""
+    n_cols = chip.array.n_cols
+    q = kinds.n_kinds
+    unit = q if q <= n_cols else (2 if chip.weight_encoding is WeightEncoding.DIFFERENTIAL
+                                  else 1)
+    if unit > n_cols:
+        raise MappingError(
+            f"array.n_cols = {n_cols} cannot hold a differential column pair; use >= 2")
+    return (n_cols // unit) * unit
+
+
+@dataclass(frozen=True)
+class _Conversions:
+    phys_pos: np.ndarray  # (C,) physical column of each conversion (positive of a pair)
+    phys_neg: np.ndarray  # (C,) its negative partner, or -1
+    out_col: np.ndarray  # (C,) output n
+    coef: np.ndarray  # (C,) signed significance
+
+
+def _conversions(kinds: ColumnKinds, n_out: int, cols_per_tile: int,
+                 chip: ChipConfig) -> _Conversions:
+    """One conversion per physical column, except the negative columns of analog pairs."""
+    q = kinds.n_kinds
+    analog_pairs = _analog_pairs(chip)
     phys_pos = np.array([n * q + i for n in range(n_out) for i in range(q)
                          if not (analog_pairs and kinds.polarity[i] < 0)], dtype=np.int64)
     kind_of = phys_pos % q
     phys_neg = np.where(kinds.pair[kind_of] >= 0, phys_pos - kind_of + kinds.pair[kind_of], -1)
-    out_col = phys_pos // q
-    conv_coef = kinds.coef[kind_of].copy()
-    conv_col_tile = phys_pos // cols_per_tile
+    return _Conversions(phys_pos, phys_neg.astype(np.int64), phys_pos // q,
+                        kinds.coef[kind_of].astype(np.float64))
 
-    g_off = dev.g_off_lsb if chip.weight_encoding is not WeightEncoding.SIGNED_CELL else 0.0
-    comp = dev.off_current_compensation
-    nl = chip.noise.nonlinearity
+
+@dataclass(frozen=True)
+class _GemmOperands:
+    matrix: np.ndarray  # (K, Jg) int8 digits or float32 conductances
+    var: np.ndarray | None  # (K, Jg) float32 read-noise variance per cell
+    off_add: np.ndarray  # (Jg,) off-current per unit Σx not in the matrix
+    pos: np.ndarray  # (C,) GEMM column of each conversion
+    neg: np.ndarray  # (C,) GEMM column subtracted before the ADC, or -1
+
+
+def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, conv: _Conversions,
+                   chip: ChipConfig) -> _GemmOperands:
+    """The matrix the input planes are multiplied with, and how conversions read it."""
+    g_off = _g_off(chip)
+    comp = chip.device.off_current_compensation
     # Merge a differential pair into one GEMM column when the subtraction commutes with what
     # follows (no per-column non-linearity): halves the GEMM.
-    merge = analog_pairs and nl is Nonlinearity.NONE
+    merge = _analog_pairs(chip) and chip.noise.nonlinearity is Nonlinearity.NONE
     base = digits_phys if g_phys is None else g_phys
+    phys_pos, phys_neg = conv.phys_pos, conv.phys_neg
     if merge:
         mat = base[:, phys_pos].astype(np.float64) - base[:, phys_neg]
         gemm_pos = np.arange(phys_pos.shape[0])
@@ -258,71 +330,77 @@ def program(
     else:
         mat = base
         gemm_pos, gemm_neg = phys_pos, phys_neg
-        mult = np.ones(j_phys)
+        mult = np.ones(digits_phys.shape[1])
     if g_phys is None:
         # digits in the matrix: the nominal off-current is added unless compensated in analog
         off_add = mult * (0.0 if comp is OffCurrentCompensation.ANALOG else g_off)
-        gemm_matrix = mat.astype(np.int8)
+        matrix = mat.astype(np.int8)
     else:
         # conductances include the (varied) off-state current; analog compensation removes
         # its nominal value only
         off_add = -mult * (g_off if comp is OffCurrentCompensation.ANALOG else 0.0)
-        gemm_matrix = mat.astype(np.float32)
-
-    gemm_var = None
+        matrix = mat.astype(np.float32)
+    var = None
     rel = chip.noise.read_noise_rel
     if rel > 0:
-        g = (digits_phys + g_off if g_phys is None else g_phys).astype(np.float64)
-        var = (rel * g) ** 2
+        v = (rel * _cell_conductance(digits_phys, g_phys, chip)) ** 2
         if merge:
-            var = var[:, phys_pos] + var[:, phys_neg]
-        gemm_var = var.astype(np.float32)
+            v = v[:, phys_pos] + v[:, phys_neg]
+        var = np.ascontiguousarray(v.astype(np.float32))
+    return _GemmOperands(np.ascontiguousarray(matrix), var, off_add.astype(np.float64),
+                         gemm_pos.astype(np.int64), gemm_neg.astype(np.int64))
 
-    # exact digital corrections per unit of Σ_k x[k]
-    x_sum_coef = np.zeros(n_out)
+
+def _cell_conductance(digits_phys: np.ndarray, g_phys: np.ndarray | None,
+                      chip: ChipConfig) -> np.ndarray:
+    """(K, J) float64 conductance of every cell, cell-LSB (nominal where devices are ideal)."""
+    if g_phys is None:
+        return digits_phys.astype(np.float64) + _g_off(chip)
+    return g_phys.astype(np.float64)
+
+
+def _x_sum_coef(conv: _Conversions, n_out: int, chip: ChipConfig) -> np.ndarray:
+    """(N,) exact digital correction per unit of Σ_k x[k]: offset encoding, digital
+    off-current compensation."""
+    coef = np.zeros(n_out)
     if chip.weight_encoding is WeightEncoding.OFFSET:
-        x_sum_coef -= 2.0 ** (chip.weight_bits - 1)
-    if comp is OffCurrentCompensation.DIGITAL and g_off > 0:
-        per_conv = np.where(phys_neg >= 0, 0.0, 1.0)  # analog pairs cancel on their own
-        np.add.at(x_sum_coef, out_col, -g_off * conv_coef * per_conv)
+        coef -= 2.0 ** (chip.weight_bits - 1)
+    g_off = _g_off(chip)
+    if chip.device.off_current_compensation is OffCurrentCompensation.DIGITAL and g_off > 0:
+        per_conv = np.where(conv.phys_neg >= 0, 0.0, 1.0)  # analog pairs cancel on their own
+        np.add.at(coef, conv.out_col, -g_off * conv.coef * per_conv)
+    return coef
 
-    g_all = (digits_phys.astype(np.float64) + g_off) if g_phys is None else g_phys
-    cell_rowsum = np.abs(g_all).sum(axis=1)
 
-    # full-scale range of one conversion, from the DAC and digit ranges (hardware-fixed)
+def _full_scale(kinds: ColumnKinds, input_signed: bool,
+                chip: ChipConfig) -> tuple[float, float, float]:
+    """Smallest and largest analog value of one conversion with ideal devices (the
+    hardware-fixed ADC range), and the full-scale current of one column, cell-LSB."""
     _, x_lo, x_hi = plane_layout(chip, input_signed)
-    off_in = 0.0 if comp is OffCurrentCompensation.ANALOG else g_off
-    if analog_pairs:
+    g_off = _g_off(chip)
+    off_in = 0.0 if chip.device.off_current_compensation is OffCurrentCompensation.ANALOG \
+        else g_off
+    if _analog_pairs(chip):
         e_lo, e_hi = -(kinds.digit_hi - kinds.digit_lo), kinds.digit_hi - kinds.digit_lo
     else:
         e_lo, e_hi = kinds.digit_lo + off_in, kinds.digit_hi + off_in
+    r = chip.array.rows_per_group
     prods = (x_lo * e_lo, x_lo * e_hi, x_hi * e_lo, x_hi * e_hi)
-    fs_lo, fs_hi = r * min(prods), r * max(prods)
     column_fs = r * max(abs(x_lo), abs(x_hi)) * (max(abs(kinds.digit_lo), kinds.digit_hi) + g_off)
+    return float(r * min(prods)), float(r * max(prods)), float(column_fs)
 
-    layer = ProgrammedLayer(
-        chip=chip, n_inputs=k, n_outputs=n_out, input_signed=input_signed, kinds=kinds,
-        row_tiles=tiles, groups=groups, cols_per_tile=cols_per_tile, n_col_tiles=n_col_tiles,
-        digits_phys=digits_phys, g_phys=None if g_phys is None else g_phys.astype(np.float32),
-        gemm_matrix=np.ascontiguousarray(gemm_matrix),
-        gemm_var=None if gemm_var is None else np.ascontiguousarray(gemm_var),
-        off_add=off_add.astype(np.float64), pos=gemm_pos.astype(np.int64),
-        neg=gemm_neg.astype(np.int64), out_col=out_col, conv_coef=conv_coef,
-        conv_phys=np.stack([phys_pos, phys_neg], axis=1), conv_col_tile=conv_col_tile,
-        x_sum_coef=x_sum_coef, cell_rowsum=cell_rowsum, fs_lo=float(fs_lo),
-        fs_hi=float(fs_hi), column_fs=float(column_fs), name=name,
-    )
-    if chip.adc.placement is ADCPlacement.LAYER_OUTPUT:
-        n_planes = len(plane_layout(chip, input_signed)[0])
-        if n_planes != 1 or groups.shape[0] != 1 or phys_pos.shape[0] != n_out:
-            raise MappingError(
-                f"adc.placement = 'layer_output' needs one conversion per output (one input "
-                f"plane, one row group, one conversion column per output); this layer has "
-                f"{n_planes} plane(s), {groups.shape[0]} row group(s) and "
-                f"{phys_pos.shape[0] // n_out} conversion column(s) per output: use dac.bits = "
-                f"input_bits, K <= rows_per_conversion and weights in one cell (or 'partial_sum')"
-            )
-    from ..adc.linear import static_ranges  # local: adc builds on arrays' layer type
 
-    static_ranges(layer)
-    return layer
+def _check_placement(chip: ChipConfig, input_signed: bool, groups: np.ndarray, n_conv: int,
+                     n_out: int) -> None:
+    """A layer-output ADC needs the whole dot product of an output in one conversion."""
+    if chip.adc.placement is not ADCPlacement.LAYER_OUTPUT:
+        return
+    n_planes = len(plane_layout(chip, input_signed)[0])
+    if n_planes != 1 or groups.shape[0] != 1 or n_conv != n_out:
+        raise MappingError(
+            f"adc.placement = 'layer_output' needs one conversion per output (one input "
+            f"plane, one row group, one conversion column per output); this layer has "
+            f"{n_planes} plane(s), {groups.shape[0]} row group(s) and "
+            f"{n_conv // n_out} conversion column(s) per output: use dac.bits = "
+            f"input_bits, K <= rows_per_conversion and weights in one cell (or 'partial_sum')"
+        )

@@ -76,11 +76,11 @@ def _layer(**changes):
 
 def test_full_scale_range_is_lossless_when_codes_suffice():
     layer = _layer()  # 24-bit ADC
-    assert np.all(layer.adc_delta == 1.0)
+    assert np.all(layer.adc.delta == 1.0)
     # differential analog pair, bit-serial unsigned DAC: +-4 rows x 1 x 3 digits
     assert layer.fs_lo == -12.0 and layer.fs_hi == 12.0
-    assert np.all(layer.adc_lo == -12.0)
-    assert layer.adc_lo.shape == (layer.n_groups, layer.n_conversions) == (2, 4)
+    assert np.all(layer.adc.lo == -12.0)
+    assert layer.adc.lo.shape == (layer.n_groups, layer.n_conversions) == (2, 4)
 
 
 def _check_zero_aligned(start, delta, lo, hi, top):
@@ -96,15 +96,15 @@ def _check_zero_aligned(start, delta, lo, hi, top):
 def test_full_scale_range_with_too_few_codes_literal(factor):
     layer = _layer(adc=dict(bits=3, full_scale_factor=factor, zero_aligned=False))
     lo, hi = -12.0 / factor, 12.0 / factor
-    np.testing.assert_allclose(layer.adc_lo, lo)
-    np.testing.assert_allclose(layer.adc_delta, (hi - lo) / 7)
+    np.testing.assert_allclose(layer.adc.lo, lo)
+    np.testing.assert_allclose(layer.adc.delta, (hi - lo) / 7)
 
 
 @pytest.mark.parametrize("factor", [1.0, 2.0, 3.0])
 def test_full_scale_range_with_too_few_codes_zero_aligned(factor):
     layer = _layer(adc=dict(bits=3, full_scale_factor=factor))  # zero_aligned by default
-    assert np.unique(layer.adc_lo).size == 1 and np.unique(layer.adc_delta).size == 1
-    _check_zero_aligned(layer.adc_lo[0, 0], layer.adc_delta[0, 0], -12.0 / factor,
+    assert np.unique(layer.adc.lo).size == 1 and np.unique(layer.adc.delta).size == 1
+    _check_zero_aligned(layer.adc.lo[0, 0], layer.adc.delta[0, 0], -12.0 / factor,
                         12.0 / factor, 7)
 
 
@@ -112,21 +112,80 @@ def test_full_scale_range_with_too_few_codes_zero_aligned(factor):
                                                 (-3.0, 3.0, 2)])
 def test_fixed_range_zero_aligned(lo, hi, bits):
     layer = _layer(adc=dict(bits=bits, range_policy="fixed", fixed_lo=lo, fixed_hi=hi))
-    _check_zero_aligned(layer.adc_lo[0, 0], layer.adc_delta[0, 0], lo, hi, 2**bits - 1)
+    _check_zero_aligned(layer.adc.lo[0, 0], layer.adc.delta[0, 0], lo, hi, 2**bits - 1)
     literal = _layer(adc=dict(bits=bits, range_policy="fixed", fixed_lo=lo, fixed_hi=hi,
                               zero_aligned=False))
-    np.testing.assert_array_equal(literal.adc_lo, lo)
-    np.testing.assert_allclose(literal.adc_delta, (hi - lo) / (2**bits - 1))
+    np.testing.assert_array_equal(literal.adc.lo, lo)
+    np.testing.assert_allclose(literal.adc.delta, (hi - lo) / (2**bits - 1))
 
 
 @pytest.mark.parametrize("zero_aligned", [False, True])
 def test_fixed_range_not_straddling_zero_is_literal(zero_aligned):
     layer = _layer(adc=dict(bits=4, range_policy="fixed", fixed_lo=2.5, fixed_hi=10.0,
                             zero_aligned=zero_aligned))
-    np.testing.assert_array_equal(layer.adc_lo, 2.5)
-    np.testing.assert_allclose(layer.adc_delta, 7.5 / 15)
+    np.testing.assert_array_equal(layer.adc.lo, 2.5)
+    np.testing.assert_allclose(layer.adc.delta, 7.5 / 15)
 
 
 def test_calibrated_range_is_unset_until_calibration():
     layer = _layer(adc=dict(bits=4, range_policy="calibrated"))
-    assert layer.adc_lo is None and layer.adc_delta is None
+    assert layer.adc is None
+
+
+# ---------------------------------------------------------------------------------------------
+# calibrated ranges against an independent oracle
+# ---------------------------------------------------------------------------------------------
+def _oracle_ranges(x, w, rows_per_conv, n_rows, n_cols, granularity, stat, *, n_sigma,
+                   percentile):
+    """(G, C) lo and hi of the calibrated ranges, computed from the problem alone.
+
+    One conversion per output and row group (signed cells holding a whole weight, one-shot
+    DAC), so the analog value of (g, c) is ``x[:, rows of g] @ w[c, rows of g]``; arrays are
+    (row tile, column tile) blocks of ``n_rows`` rows and ``n_cols`` outputs.
+    """
+    k, n = x.shape[1], w.shape[0]
+    starts = range(0, k, rows_per_conv)
+    a = np.stack([x[:, s:s + rows_per_conv] @ w[:, s:s + rows_per_conv].T for s in starts])
+    tile_of_group = np.array([s // n_rows for s in starts])
+    tile_of_col = np.arange(n) // n_cols
+    if granularity == "layer":
+        unit = np.zeros((len(starts), n), dtype=int)
+    elif granularity == "array":
+        unit = tile_of_group[:, None] * 1000 + tile_of_col[None, :]
+    else:
+        unit = np.arange(len(starts) * n).reshape(len(starts), n)
+    lo, hi = np.empty(unit.shape), np.empty(unit.shape)
+    for u in np.unique(unit):
+        vals = a[:, :, :][np.broadcast_to((unit == u)[:, None, :], a.shape)]
+        if stat == "minmax":
+            lo[unit == u], hi[unit == u] = vals.min(), vals.max()
+        elif stat == "mean_std":
+            m, s = vals.mean(), vals.std()
+            lo[unit == u] = max(m - n_sigma * s, vals.min())
+            hi[unit == u] = min(m + n_sigma * s, vals.max())
+        else:
+            lo[unit == u], hi[unit == u] = np.percentile(vals, [100 - percentile, percentile])
+    return lo, hi
+
+
+@pytest.mark.parametrize("stat", ["minmax", "mean_std", "percentile"])
+@pytest.mark.parametrize("granularity", ["layer", "array", "column"])
+def test_calibrated_ranges_equal_an_independent_oracle(granularity, stat):
+    from cimsim import engine
+
+    bits, n_sigma, pct = 5, 1.5, 90.0
+    chip = ideal_chip(encoding="signed_cell", input_bits=4, weight_bits=4, bits_per_cell=4,
+                      dac_bits=4, n_rows=8, n_cols=3, rows_per_conversion=4,
+                      adc=dict(bits=bits, range_policy="calibrated", zero_aligned=False,
+                               calibration_granularity=granularity, calibration_stat=stat,
+                               n_sigma=n_sigma, percentile=pct))
+    rng = np.random.default_rng(21)
+    w = rng.integers(-7, 8, (7, 19))
+    x = rng.integers(0, 16, (60, 19))
+    layer = engine.calibrate(program(w, chip), x)
+    assert layer.n_conversions == 7 and layer.n_groups == 5  # the oracle's layout
+    lo, hi = _oracle_ranges(x, w, 4, 8, 3, granularity, stat, n_sigma=n_sigma,
+                            percentile=pct)
+    np.testing.assert_allclose(layer.adc.lo, lo, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.adc.delta, np.where(hi > lo, (hi - lo) / (2**bits - 1), 1.0),
+                               rtol=1e-12, atol=1e-12)

@@ -43,10 +43,10 @@ def test_uniform_levels_equal_the_linear_adc(granularity, bits):
                                         zero_aligned=False))
     a = program(w, nl, np.random.default_rng(1))
     b = program(w, lin, np.random.default_rng(1))
-    engine.calibrate(a, x)
-    engine.calibrate(b, x)
-    assert a.adc_thr is not None and b.adc_thr is None
-    np.testing.assert_allclose(a.adc_lvl[..., 0], b.adc_lo, rtol=0, atol=1e-9)
+    a = engine.calibrate(a, x)
+    b = engine.calibrate(b, x)
+    assert a.adc.thr is not None and b.adc.thr is None
+    np.testing.assert_allclose(a.adc.lvl[..., 0], b.adc.lo, rtol=0, atol=1e-9)
     ya, _ = engine.run(a, x)
     yb, _ = engine.run(b, x)
     np.testing.assert_array_equal(ya, yb)
@@ -58,8 +58,7 @@ def test_kernel_equals_twins_with_noise(method):
     chip = _chip(3, method, "column", thermal_sigma_lsb=0.6, read_noise_rel=0.03)
     chip = chip.replace(adc=chip.adc.replace(comparator_noise_lsb=0.2, gain_error=0.01,
                                              offset_error_lsb=0.1))
-    layer = program(w, chip, np.random.default_rng(2))
-    engine.calibrate(layer, x)
+    layer = engine.calibrate(program(w, chip, np.random.default_rng(2)), x)
     y_numba, ev1 = engine.run(layer, x, noise_seed=7)
     y_numpy, ev2 = engine.run(layer, x, noise_seed=7, kernel="numpy", chunk_vectors=5)
     np.testing.assert_allclose(y_numba, y_numpy, rtol=1e-12, atol=1e-6)
@@ -73,12 +72,12 @@ def test_levels_are_fitted_per_unit():
     x, w = _operands(4)
     per = {}
     for gran in ("layer", "array", "column"):
-        layer = program(w, _chip(3, "kmeans", gran), np.random.default_rng(1))
-        engine.calibrate(layer, x)
-        lvl = layer.adc_lvl.reshape(-1, layer.adc_lvl.shape[-1])
+        layer = engine.calibrate(program(w, _chip(3, "kmeans", gran), np.random.default_rng(1)),
+                                 x)
+        lvl = layer.adc.lvl.reshape(-1, layer.adc.lvl.shape[-1])
         per[gran] = len({tuple(np.round(row, 9)) for row in lvl})
-        assert np.all(np.diff(layer.adc_lvl, axis=-1) >= 0)
-        assert np.all(np.diff(layer.adc_thr, axis=-1) >= 0)
+        assert np.all(np.diff(layer.adc.lvl, axis=-1) >= 0)
+        assert np.all(np.diff(layer.adc.thr, axis=-1) >= 0)
     assert per["layer"] == 1 < per["array"] <= per["column"]
 
 

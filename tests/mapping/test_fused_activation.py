@@ -171,7 +171,7 @@ def test_fused_layer_with_noise_stays_in_levels():
     y = _first_layer(sim, x)
     kappa = layer.conv_coef * core.s_x * core.s_w[0][layer.out_col]
     for c in range(8):
-        levels = layer.adc_lvl[0, c] * kappa[c]  # the bias is in the thresholds
+        levels = layer.adc.lvl[0, c] * kappa[c]  # the bias is in the thresholds
         assert np.all(np.min(np.abs(y[:, c, None] - levels[None, :]), axis=1) <= 1e-9)
     # noise moves codes: the outputs differ from the noise-free run, but stay on the levels
     clean = cimsim.deploy(model, chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=0.0)),
@@ -195,7 +195,8 @@ def test_engine_calibrate_rejects_a_bad_activation():
     with pytest.raises(ConfigError, match="calibrated"):
         engine.calibrate(fixed, x, activation=FusedActivation(np.ones(4), np.zeros(4)))
     # a ReLU with kappa = 1, bias = -100: outputs are the levels of max(x @ w.T - 100, 0)
-    engine.calibrate(layer, x, activation=FusedActivation(np.ones(4), np.full(4, -100.0)))
+    layer = engine.calibrate(layer, x,
+                             activation=FusedActivation(np.ones(4), np.full(4, -100.0)))
     y, _ = engine.run(layer, x)
     pre = x @ w.T - 100.0
     for c in range(4):

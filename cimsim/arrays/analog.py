@@ -1,0 +1,62 @@
+"""The noise-free analog value of every conversion, from the GEMM's partial sums.
+
+What the ADC of conversion c sees before noise: the positive GEMM column plus its off-state
+current term, through the column non-linearity, minus the same for the negative column of an
+analog differential pair. The fused kernel computes this inline; calibration and the studies
+use this NumPy form (``cimsim.engine.analog_values``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import NoiseConfig, Nonlinearity
+from ._kernels import NL_IR_DROP, NL_NONE, NL_POLYNOMIAL, NL_SATURATING
+
+__all__ = ["NL_CODES", "analog_from_partial_sums", "column_nonlinearity", "nonlinearity_args"]
+
+NL_CODES = {
+    Nonlinearity.NONE: NL_NONE,
+    Nonlinearity.SATURATING: NL_SATURATING,
+    Nonlinearity.POLYNOMIAL: NL_POLYNOMIAL,
+    Nonlinearity.IR_DROP: NL_IR_DROP,
+}
+"""The kernels' integer code of each column non-linearity."""
+
+
+def nonlinearity_args(noise: NoiseConfig, column_fs: float) -> dict:
+    """The column non-linearity as the kernels' scalar arguments."""
+    return dict(nl_kind=NL_CODES[noise.nonlinearity], nl_fs=max(column_fs, 1e-30),
+                nl_sat=noise.saturation_fraction, nl_beta=noise.ir_drop_beta,
+                nl_poly=np.asarray(noise.poly_coeffs, dtype=np.float64))
+
+
+def column_nonlinearity(a, kind, fs, sat, beta, poly):
+    """``f_nl(a)`` of a column current ``a`` (cell-LSB), full scale ``fs``."""
+    if kind == NL_SATURATING:
+        return sat * fs * np.tanh(a / (sat * fs))
+    if kind == NL_POLYNOMIAL:
+        u = a / fs
+        return a + fs * sum(c * u ** (i + 2) for i, c in enumerate(poly))
+    if kind == NL_IR_DROP:
+        return a / (1.0 + beta * np.abs(a) / fs)
+    return a
+
+
+def analog_from_partial_sums(ps, xsum, pos, neg, off_add, nl_kind, nl_fs, nl_sat, nl_beta,
+                             nl_poly):
+    """Noise-free analog value of every conversion: (P, Mc, Jg) partial sums -> (P, Mc, C).
+
+    ``xsum`` (P, Mc) is Σ_k x_p[k] (or (P, 0) where no column has an off-current term).
+    """
+    ps = ps.astype(np.float64)
+    xs = xsum[:, :, None] if xsum.shape[1] > 0 else 0.0
+    a = column_nonlinearity(ps[:, :, pos] + off_add[pos] * xs, nl_kind, nl_fs, nl_sat,
+                            nl_beta, nl_poly)
+    has_neg = neg >= 0
+    if not has_neg.any():
+        return a
+    negc = np.where(has_neg, neg, 0)
+    b = column_nonlinearity(ps[:, :, negc] + off_add[negc] * xs, nl_kind, nl_fs, nl_sat,
+                            nl_beta, nl_poly)
+    return a - np.where(has_neg, b, 0.0)
