@@ -633,7 +633,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         kind = hints[key]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             kwargs[key] = _from_dict(kind, value, f"{where}.{key}")
         elif key == "poly_coeffs":
             kwargs[key] = tuple(value) if isinstance(value, list) else value

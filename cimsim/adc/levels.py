@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 
@@ -297,7 +298,8 @@ def _optimal_partition_numpy(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray
     return _backtrack(split, n, k)
 
 
-def _bin_samples(xs: np.ndarray, lo: float, hi: float, max_bins: int) -> tuple[np.ndarray, ...]:
+def _bin_samples(xs: np.ndarray, lo: float, hi: float,
+                 max_bins: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Distinct values and counts of sorted ``xs``, or an equal-width histogram if too many.
 
     With more than ``max_bins`` distinct values the range ``[lo, hi]`` is cut into ``max_bins``
@@ -508,7 +510,7 @@ def _as_samples(samples: np.ndarray) -> np.ndarray:
     return x
 
 
-def _check_params(method: FitMethod, n_levels: int, params: dict[str, object]) -> dict:
+def _check_params(method: FitMethod, n_levels: int, params: Mapping[str, object]) -> dict:
     _, defaults = _FITTERS[method]
     unknown = sorted(set(params) - set(defaults))
     if unknown:
@@ -516,7 +518,7 @@ def _check_params(method: FitMethod, n_levels: int, params: dict[str, object]) -
             f"unknown parameter(s) {unknown} for method {method.value!r}; "
             f"allowed: {sorted(defaults)}"
         )
-    merged = {**defaults, **params}
+    merged: dict[str, object] = {**defaults, **params}
     for name in ("tol", "eps"):
         if name in merged:
             value = merged[name]
@@ -535,12 +537,13 @@ def _check_params(method: FitMethod, n_levels: int, params: dict[str, object]) -
     return merged
 
 
-def _is_real(value: object) -> bool:
+def _is_real(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _is_int(value: object, minimum: int) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            and bool(value >= minimum))
 
 
 def fit_levels(

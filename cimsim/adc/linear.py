@@ -67,12 +67,14 @@ def static_tables(layer: ProgrammedLayer) -> ADCTables | None:
     ``calibrated`` (set by :func:`ranges_from_samples` from calibration inputs)."""
     adc = layer.chip.adc
     shape = (layer.n_groups, layer.n_conversions)
+    start: np.ndarray | float
+    delta: np.ndarray | float
     if adc.range_policy is RangePolicy.FULL_SCALE:
         k = adc.full_scale_factor
         lo, hi = layer.fs_lo / k, layer.fs_hi / k
         if hi - lo <= adc.n_codes - 1:
             # enough codes for every integer partial sum: a one-LSB step, lossless
-            start, delta = np.float64(lo), np.float64(1.0)
+            start, delta = lo, 1.0
         else:
             start, delta = grid(lo, hi, adc.n_codes, adc.zero_aligned)
     elif adc.range_policy is RangePolicy.FIXED:

@@ -181,7 +181,7 @@ def _program_conductance(
             g = np.maximum(g, 0.0)  # a conductance cannot go negative
     if dev.p_stuck_on > 0 or dev.p_stuck_off > 0:
         u = rng.random(g.shape)
-        g_on = (dev.n_levels - 1) + dev.g_off_lsb
+        g_on: np.ndarray | float = (dev.n_levels - 1) + dev.g_off_lsb
         g_off = dev.g_off_lsb
         if signed_cell:
             g_on, g_off = np.sign(digits + 0.5) * (dev.n_levels - 1), 0.0
@@ -380,6 +380,8 @@ def _full_scale(kinds: ColumnKinds, input_signed: bool,
     g_off = _g_off(chip)
     off_in = 0.0 if chip.device.off_current_compensation is OffCurrentCompensation.ANALOG \
         else g_off
+    e_lo: float
+    e_hi: float
     if _analog_pairs(chip):
         e_lo, e_hi = -(kinds.digit_hi - kinds.digit_lo), kinds.digit_hi - kinds.digit_lo
     else:
