@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import cimsim
+from cimsim.evaluate import accuracy
 from cimsim.mapping.layers import SimConv
 from cimsim.mapping.quant import quantize_acts
 from cimsim.train.digits import load_digits_cnn, load_digits_split
@@ -81,12 +82,12 @@ def _run(sim, x: torch.Tensor, y: torch.Tensor) -> tuple[float, dict[str, float]
 
         hooks.append(layer.register_forward_hook(hook))
     try:
-        logits = sim(x)
+        acc = accuracy(sim, x, y, batch_size=None)
     finally:
         for h in hooks:
             h.remove()
     nmse = {n: e[0] / (e[2] - e[1] ** 2 / e[3]) for n, e in err.items()}
-    return 100 * float((logits.argmax(1) == y).double().mean()), nmse
+    return 100 * acc, nmse
 
 
 def main() -> int:
@@ -104,8 +105,7 @@ def main() -> int:
     def run(c: cimsim.ChipConfig) -> tuple[float, dict[str, float]]:
         return _run(cimsim.deploy(model, c, x_cal, exclude=keep, seed=0), x_te, y_te)
 
-    with torch.no_grad():
-        float_acc = 100 * float((model(x_te).argmax(1) == y_te).double().mean())
+    float_acc = 100 * accuracy(model, x_te, y_te, batch_size=None)
     lossless, _ = run(chip.replace(adc=chip.adc.replace(bits=16, fuse_activation=False)))
     print(f"digits CNN, {len(y_te)} test images; float model {float_acc:.2f} %; this chip with "
           f"a lossless 16-bit SAR at the layer outputs {lossless:.2f} %\n")

@@ -56,6 +56,7 @@ from cimsim.adc import Levels, calibration_units
 from cimsim.adc.nonlinear import thin_samples as _thin
 from cimsim.arrays.encoding import plane_layout
 from cimsim.config import CalibrationGranularity
+from cimsim.evaluate import accuracy as accuracy_of
 from cimsim.mapping.quant import quantize_acts
 from cimsim.train.digits import evaluate, load_digits_cnn, load_digits_split
 
@@ -263,11 +264,8 @@ class Recorder:
 
 
 def accuracy(sim, x, y, repeats: int) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        with torch.no_grad():
-            out.append(float((sim(x).argmax(1) == y).float().mean()))
-    return out
+    """``repeats`` accuracy passes, each one forward of all of ``x`` (fresh conversion noise)."""
+    return [accuracy_of(sim, x, y, batch_size=None) for _ in range(repeats)]
 
 
 def cores(sim):

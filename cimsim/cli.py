@@ -18,37 +18,47 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .errors import CimsimError
+from .errors import CimsimError, MappingError
+from .evaluate import accuracy, predict
+
+if TYPE_CHECKING:  # torch is imported by the commands that need it, not by --help
+    import torch
+    from torch import nn
 
 log = logging.getLogger("cimsim")
 
 DEFAULT_DEMO_CHIP = "rram-22nm"
 
 
-def _evaluate(sim, x, y, batch_size: int, desc: str) -> tuple[float, int]:
-    """Accuracy of ``sim`` on (x, y) with a progress bar; returns (accuracy, n)."""
-    import torch
-    from tqdm import tqdm
+def _require_mapped(sim, model_name: str) -> None:
+    """Refuse a deployed model with no layer on the arrays: it has nothing to simulate or
+    report.
 
-    correct = 0
-    with torch.no_grad():
-        for i in tqdm(range(0, x.shape[0], batch_size), desc=desc, unit="batch",
-                      disable=None, leave=False):
-            pred = sim(x[i:i + batch_size]).argmax(dim=1)
-            correct += int((pred == y[i:i + batch_size]).sum())
-    return correct / max(x.shape[0], 1), int(x.shape[0])
+    Raises
+    ------
+    MappingError
+        Naming what was kept digital and why.
+    """
+    if sim.sim_layers:
+        return
+    kept = "; ".join(f"{layer} ({kind}: {reason})" for layer, kind, reason in sim.digital)
+    raise MappingError(f"{model_name}: no layer can be mapped onto the arrays, nothing to "
+                       f"simulate; kept digital: {kept or 'nothing'}")
 
 
 def _layer_table(report) -> str:
     cols = ["layer", "kind", "n_inputs", "n_outputs", "n_arrays", "cell_utilization_pct",
             "n_conversions_per_inference", "adc_bits"]
-    extra = [c for c in ("energy_pj_per_inference", "latency_ns") if c in report.layers]
+    extra = [c for c in ("energy_pj_per_inference", "latency_ns_per_inference")
+             if c in report.layers]
     frame = report.layers[cols + extra].rename(columns={
         "n_inputs": "K", "n_outputs": "N", "n_arrays": "arrays",
         "cell_utilization_pct": "util_%", "n_conversions_per_inference": "conversions/inf",
         "adc_bits": "adc_bits", "energy_pj_per_inference": "energy_pJ/inf",
+        "latency_ns_per_inference": "latency_ns/inf",
     })
     return frame.to_string(index=False, float_format=lambda v: f"{v:,.1f}")
 
@@ -74,8 +84,6 @@ def _save(report, out: Path) -> list[Path]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    import torch
-
     import cimsim
     from cimsim.train.digits import load_digits_cnn, load_digits_split
 
@@ -86,10 +94,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.fast:
         x_test, y_test = x_test[:96], y_test[:96]
     n_params = sum(p.numel() for p in model.parameters())
-    with torch.no_grad():
-        float_acc = float((model(x_test).argmax(1) == y_test).float().mean())
+    float_acc = accuracy(model, x_test, y_test, batch_size=None)
     sim = cimsim.deploy(model, chip, x_train[: args.calibration], seed=args.seed)
-    sim_acc, n = _evaluate(sim, x_test, y_test, args.batch_size, "simulating")
+    sim_acc = accuracy(sim, x_test, y_test, batch_size=args.batch_size, progress=True,
+                       desc="simulating")
+    n = int(x_test.shape[0])
     report = sim.report()
     print(f"cimsim {__version__} demo: digits CNN ({n_params:,} parameters) trained on "
           f"scikit-learn load_digits; {n} test images")
@@ -119,22 +128,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     model = load_model(args.model, example=x[: min(len(x), 2)])
     n_cal = min(args.calibration, x.shape[0])
     sim = cimsim.deploy(model, chip, x[:n_cal], seed=args.seed)
+    _require_mapped(sim, args.model)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {x.shape[0]} inputs "
           f"({n_cal} for calibration)")
     if y is not None:
-        import torch
-
-        with torch.no_grad():
-            float_acc = float((model(x).argmax(1) == y).float().mean())
-        sim_acc, _ = _evaluate(sim, x, y, args.batch_size, "simulating")
+        float_acc = accuracy(model, x, y, batch_size=None)
+        sim_acc = accuracy(sim, x, y, batch_size=args.batch_size, progress=True,
+                           desc="simulating")
         print(f"{'float accuracy':<24}{100 * float_acc:.2f} %")
         print(f"{'simulated accuracy':<24}{100 * sim_acc:.2f} %")
     else:
-        from tqdm import tqdm
-
-        for i in tqdm(range(0, x.shape[0], args.batch_size), desc="simulating", disable=None,
-                      leave=False):
-            sim(x[i:i + args.batch_size])
+        predict(sim, x, batch_size=args.batch_size, progress=True, desc="simulating")
     report = sim.report()
     for line in _totals_lines(report):
         print(line)
@@ -255,6 +259,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ConfigError(f"--limit: {args.limit} is invalid; give 0 (all) or more")
     chip = cimsim.load_chip(args.chip)
+    model: nn.Module
+    y: torch.Tensor | None
+    calibration: int | torch.Tensor
     if args.model == "demo":
         from .train.digits import load_digits_cnn, load_digits_split
 

@@ -8,8 +8,6 @@ here only, inside the plot functions, and draws on the Agg canvas (no display ne
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import json
 from dataclasses import dataclass, field
@@ -18,12 +16,13 @@ from typing import Any
 
 import pandas as pd
 
+from . import _html
 from ._version import __version__
 from .config import ChipConfig
 from .events import Events
 
-__all__ = ["Report", "plot_area_by_component", "plot_energy_per_layer",
-           "plot_latency_per_layer"]
+__all__ = ["PALETTE", "Report", "component_color", "plot_area_by_component",
+           "plot_energy_per_layer", "plot_latency_per_layer", "plot_pareto"]
 
 _FIGURES = {
     "energy_per_layer.png": "Energy per inference, per layer, stacked by component",
@@ -224,9 +223,7 @@ class Report:
         paths.append(p)
         images: dict[str, bytes] = {}
         for fname, fig in self.figures().items():
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-            images[fname] = buf.getvalue()
+            images[fname] = _png(fig)
             (out / fname).write_bytes(images[fname])
             paths.append(out / fname)
         p = out / "report.html"
@@ -237,44 +234,26 @@ class Report:
     def to_html(self, images: dict[str, bytes] | None = None) -> str:
         """One self-contained HTML page: totals, every table, figures as data URIs."""
         if images is None:
-            images = {}
-            for fname, fig in self.figures().items():
-                buf = io.BytesIO()
-                fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-                images[fname] = buf.getvalue()
-        esc = html.escape
-        parts = [
-            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-            f"<title>cimsim report: {esc(self.chip.name)}</title>",
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}"
-            "table{border-collapse:collapse;font-size:12px;margin-bottom:1.5em}"
-            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-            "th{background:#eee}td:first-child{text-align:left}</style></head><body>",
-            f"<h1>cimsim report: {esc(self.chip.name)}</h1>",
-            f"<p>{esc(self.chip.description)}<br>source: {esc(self.chip.source)}<br>"
-            f"cimsim {esc(str(self.version))}</p>",
-            "<h2>Totals</h2><table>",
+            images = {fname: _png(fig) for fname, fig in self.figures().items()}
+        # a total that is a dict (per-component figures) reads as one line
+        totals = {key: ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+                  if isinstance(value, dict) else value for key, value in self.totals.items()}
+        body = [
+            _html.paragraph(self.chip.description, f"source: {self.chip.source}",
+                            f"cimsim {self.version}"),
+            _html.heading("Totals"),
+            _html.key_values(totals, _fmt),
         ]
-        for key, value in self.totals.items():
-            if isinstance(value, dict):
-                value = ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
-            parts.append(f"<tr><th>{esc(key)}</th><td>{esc(_fmt(value))}</td></tr>")
-        parts.append("</table>")
         for fname, data in images.items():
-            b64 = base64.b64encode(data).decode("ascii")
-            parts.append(f"<h2>{esc(_FIGURES.get(fname, fname))}</h2>"
-                         f"<img alt='{esc(fname)}' src='data:image/png;base64,{b64}'>")
+            body += [_html.heading(_FIGURES.get(fname, fname)), _html.figure(data, fname)]
         for name in _TABLES:
-            frame = getattr(self, name)
-            parts.append(f"<h2>{esc(name)}</h2>")
-            parts.append(frame.to_html(index=False, float_format=lambda v: f"{v:,.4g}",
-                                       border=0) if len(frame.columns) else "<p>(empty)</p>")
+            body += [_html.heading(name), _html.table(getattr(self, name), _cell)]
         if self.notes:
-            parts.append("<h2>notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in self.notes)
-                         + "</ul>")
-        parts.append("<h2>chip</h2><pre>" + esc(self.chip.to_toml()) + "</pre>")
-        parts.append("</body></html>")
-        return "\n".join(parts)
+            body += [_html.heading("notes"), _html.items(self.notes)]
+        body += [_html.heading("chip"), _html.preformatted(self.chip.to_toml())]
+        return _html.page(f"cimsim report: {self.chip.name}", body,
+                          css="td:first-child{text-align:left}")
+
 
 
 def _breakdown(cost) -> pd.DataFrame:
@@ -299,6 +278,18 @@ def _breakdown(cost) -> pd.DataFrame:
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.6g}"
+    return str(value)
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _cell(_column: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
     return str(value)
 
 
@@ -329,13 +320,12 @@ def plot_energy_per_layer(layers: pd.DataFrame):
     ax = fig.add_subplot()
     names = [str(n) for n in layers["layer"]]
     bottom = [0.0] * len(layers)
-    cmap = _colors()
-    for i, col in enumerate(comps):
+    for col in comps:
         values = layers[col].fillna(0.0).tolist()
         if not any(values):
             continue
         label = col[len("energy_"):-len("_pj_per_inference")]
-        ax.bar(names, values, bottom=bottom, label=label, color=cmap[i % len(cmap)])
+        ax.bar(names, values, bottom=bottom, label=label, color=component_color(label))
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     if not comps:
         ax.bar(names, layers["energy_pj_per_inference"].tolist())
@@ -352,7 +342,8 @@ def plot_area_by_component(area: pd.DataFrame):
     by = area.groupby("component", sort=False)["area_um2"].sum() * 1e-6
     fig = _figure(6.0, 3.8)
     ax = fig.add_subplot()
-    ax.bar([str(c) for c in by.index], by.values, color=_colors()[: len(by)])
+    ax.bar([str(c) for c in by.index], by.values,
+           color=[component_color(str(c)) for c in by.index])
     ax.set_ylabel("area (mm$^2$)")
     ax.set_title(f"Chip area by component (total {by.sum():.4g} mm$^2$)")
     ax.tick_params(axis="x", labelrotation=30)
@@ -364,7 +355,7 @@ def plot_latency_per_layer(layers: pd.DataFrame):
     """Latency per inference per layer (``latency_ns``)."""
     fig = _figure(max(6.0, 0.9 * len(layers) + 3), 3.8)
     ax = fig.add_subplot()
-    ax.bar([str(n) for n in layers["layer"]], layers["latency_ns"].tolist(), color="#4c72b0")
+    ax.bar([str(n) for n in layers["layer"]], layers["latency_ns"].tolist(), color=PALETTE[0])
     ax.set_ylabel("latency per inference (ns)")
     ax.set_title("Latency per layer")
     ax.tick_params(axis="x", labelrotation=30)
@@ -372,9 +363,23 @@ def plot_latency_per_layer(layers: pd.DataFrame):
     return fig
 
 
-def _colors() -> list[str]:
-    return ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
-            "#8c8c8c", "#ccb974", "#64b5cd"]
+PALETTE: tuple[str, ...] = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
+                            "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
+"""The colours of every figure, in order of use."""
+
+
+def component_color(component: str) -> str:
+    """The colour of a cost component in every figure (energy, area, and any other), so one
+    component reads the same across plots: the palette in ``cimsim.cost.COMPONENTS`` order,
+    then the remaining colours for names outside it, in a fixed order."""
+    from .cost import COMPONENTS
+
+    names = list(COMPONENTS)
+    if component in names:
+        return PALETTE[names.index(component) % len(PALETTE)]
+    # not a cost component (a table from another version): a colour fixed by the name
+    spare = PALETTE[len(names):] or PALETTE
+    return spare[sum(component.encode()) % len(spare)]
 
 
 # -------------------------------------------------------------------------------------------
@@ -410,7 +415,7 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
     else:
         kinds = frame["adc_kind"].astype(str) if "adc_kind" in frame else \
             pd.Series("points", index=frame.index)
-        cmap = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+        cmap = PALETTE[:6]
         for i, kind in enumerate(dict.fromkeys(kinds[drawn])):
             sel = drawn & kinds.eq(kind)
             ax.scatter(energy[sel], 100 * acc[sel], s=28, color=cmap[i % len(cmap)],

@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import cimsim
+import cimsim.evaluate
 from cimsim.cli import main
 from cimsim.train.digits import load_digits_cnn, load_digits_split
 
@@ -50,15 +52,54 @@ def test_presets_lists_every_preset(capsys):
         assert name in out
 
 
-def test_demo_fast_lossless_equals_quantized(tmp_path, capsys):
-    """On the lossless chip the simulated accuracy equals the quantized model's accuracy."""
+def test_demo_fast_lossless_equals_quantized(tmp_path, capsys, monkeypatch):
+    """On the lossless chip the demo's predictions are the integer-quantized model's, input by
+    input, and the printed accuracy is that model's."""
+    from cimsim.mapping import SimModel
+    from tests.mapping.conftest import assert_bitwise, reference_model
+
+    calls: list[tuple] = []
+    real = cimsim.evaluate.predict
+
+    def recording(model, x, **kwargs):
+        pred = real(model, x, **kwargs)
+        calls.append((model, x, pred))
+        return pred
+
+    monkeypatch.setattr(cimsim.evaluate, "predict", recording)
     assert main(["demo", "--fast", "--chip", "ideal", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "float accuracy" in out and "simulated accuracy" in out
+    (sim, x, pred), = [c for c in calls if isinstance(c[0], SimModel)]
+    _, _, x_test, y_test = load_digits_split()
+    assert torch.equal(x, x_test[:96]) and sim.chip.name == "ideal"
+    ref = reference_model(load_digits_cnn(), sim)
+    with torch.no_grad():
+        ref_logits = ref(x)
+        assert_bitwise(sim(x), ref_logits)
+    ref_pred = ref_logits.argmax(1)
+    assert torch.equal(pred, ref_pred)  # what the demo measured
+    ref_acc = float((ref_pred == y_test[:96]).double().mean())
+    assert f"{'simulated accuracy':<24}{100 * ref_acc:.2f} %" in out
     assert (tmp_path / "report.json").is_file() and (tmp_path / "layers.csv").is_file()
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["chip"]["name"] == "ideal"
     assert len(data["layers"]) == 5
+
+
+def unmappable_model() -> nn.Module:
+    """No Linear/Conv/attention layer: nothing for the arrays (a ``module:function`` model)."""
+    return nn.Sequential(nn.Flatten(), nn.ReLU()).eval()
+
+
+def test_simulate_issue9_no_mappable_layer_is_one_line(digits_files, tmp_path, capsys):
+    """Issue 9: a model with no mappable layer ended in a pandas KeyError traceback."""
+    rc = main(["simulate", "--model", "tests.test_cli:unmappable_model", "--data",
+               str(digits_files / "test.npz"), "--chip", "ideal", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("cimsim: error: ") and "no layer can be mapped" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "report.json").exists()
 
 
 @pytest.mark.parametrize("model_kind", ["model.pt2", "model.ts", "module"])

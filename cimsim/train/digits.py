@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..evaluate import accuracy
+
 __all__ = [
     "DEFAULT_WEIGHTS",
     "DigitsCNN",
@@ -333,18 +335,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     float
         Fraction of correctly classified images, in ``[0, 1]``.
     """
-    n = int(y.shape[0])
-    if n == 0:
-        raise ValueError("cannot evaluate accuracy on an empty set")
+    # Dropout and batch-norm statistics must not vary while the accuracy is measured.
     was_training = model.training
     model.eval()
-    correct = 0
     try:
-        with torch.no_grad():
-            for start in range(0, n, batch_size):
-                logits = model(x[start : start + batch_size])
-                pred = logits.argmax(dim=1)
-                correct += int((pred == y[start : start + batch_size]).sum().item())
+        return accuracy(model, x, y, batch_size=batch_size)
     finally:
         model.train(was_training)
-    return correct / n

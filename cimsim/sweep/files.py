@@ -1,0 +1,64 @@
+"""The files of a finished sweep: ``sweep.csv``, ``sweep.json``, ``pareto.png``, ``sweep.html``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import _html
+from .store import clean
+from .table import point_labels, table_records
+
+__all__ = ["sweep_html", "write_outputs"]
+
+_FRONT_CSS = "tr.front td{background:#fff1d6;font-weight:bold}"
+
+
+def _cell(column: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}" if (column == "wall_s" or abs(value) >= 1e4) else f"{value:.4g}"
+    return str(value)
+
+
+def sweep_html(frame: pd.DataFrame, png: bytes | None, meta: Mapping[str, Any]) -> str:
+    """The sweep page: the settings, the Pareto plot, the table with front rows highlighted."""
+    return _html.page("cimsim sweep", [
+        _html.items(meta),
+        _html.figure(png, "Pareto plot") if png else _html.paragraph("(no plot)"),
+        _html.paragraph(
+            "Highlighted rows are on the Pareto front (maximum accuracy, minimum energy per "
+            "inference). Units: energy pJ, latency ns per inference, area mm², accuracy a "
+            "fraction, wall time s."),
+        _html.table(frame, _cell,
+                    row_classes=["front" if on else "" for on in frame["on_front"]]),
+    ], css=_FRONT_CSS)
+
+
+def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[Path]:
+    """Write the table (CSV, JSON with ``meta`` and the front), the Pareto plot and the page
+    into ``out``; the paths written."""
+    from ..report import plot_pareto
+
+    paths = []
+    p = out / "sweep.csv"
+    frame.to_csv(p, index=False)
+    paths.append(p)
+    p = out / "sweep.json"
+    doc = dict(meta)
+    doc["front"] = [pid for pid, on in zip(frame["point_id"], frame["on_front"], strict=True) if on]
+    doc["points"] = table_records(frame)
+    p.write_text(json.dumps(clean(doc), indent=2, allow_nan=False))
+    paths.append(p)
+    fig = plot_pareto(frame, labels=point_labels(frame),
+                      title=f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}")
+    p = out / "pareto.png"
+    fig.savefig(p, dpi=120, bbox_inches="tight")
+    paths.append(p)
+    p = out / "sweep.html"
+    p.write_text(sweep_html(frame, (out / "pareto.png").read_bytes(), meta), encoding="utf-8")
+    paths.append(p)
+    return paths

@@ -1,0 +1,146 @@
+"""The grid of a sweep: its axes, its points, and the chip variant at each point."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..config import ADCKind, ChipConfig, LevelFit, RangePolicy
+from ..errors import ConfigError
+
+__all__ = ["AXES", "INT_AXES", "chip_for_point", "expand_grid", "parse_adc_kind",
+           "resolve_point"]
+
+AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "thermal_sigma_lsb", "adc_kind",
+                         "adc_bits")
+"""Sweepable axes, in table-column and iteration order (the last varies fastest)."""
+
+INT_AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "adc_bits")
+"""Axes whose values are integers (their table columns are int64 when every value is one)."""
+
+
+def parse_adc_kind(value: str) -> tuple[ADCKind, LevelFit | None]:
+    """``'sar'``, ``'flash'``, ``'ramp'`` or ``'ramp:<level_fit>'`` -> (kind, level_fit).
+
+    Raises
+    ------
+    ConfigError
+        Any other string; the message lists what is allowed.
+    """
+    fits = ", ".join(f.value for f in LevelFit)
+    allowed = f"'sar', 'flash', 'ramp' or 'ramp:<level_fit>' with level_fit one of {fits}"
+    if not isinstance(value, str):
+        raise ConfigError(f"adc_kind {value!r} is invalid; allowed: {allowed}")
+    kind, sep, fit = value.strip().partition(":")
+    try:
+        adc_kind = ADCKind(kind.strip().lower())
+    except ValueError:
+        raise ConfigError(f"adc_kind {value!r} is invalid; allowed: {allowed}") from None
+    if not sep:
+        return adc_kind, None
+    if adc_kind is not ADCKind.RAMP:
+        raise ConfigError(f"adc_kind {value!r}: only 'ramp' takes a level fit; allowed: "
+                          f"{allowed}")
+    try:
+        return adc_kind, LevelFit(fit.strip().lower())
+    except ValueError:
+        raise ConfigError(f"adc_kind {value!r}: unknown level fit {fit!r}; allowed: "
+                          f"{allowed}") from None
+
+
+def _kind_label(kind: ADCKind, level_fit: LevelFit) -> str:
+    """The ``adc_kind`` column's value: a ramp ADC is named with its level fit."""
+    return f"ramp:{level_fit.value}" if kind is ADCKind.RAMP else kind.value
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The points of ``grid`` (axis -> values): their Cartesian product in :data:`AXES` order.
+
+    Each point holds only the swept axes; the last axis of :data:`AXES` varies fastest. Values
+    are not validated here (a bad value makes its point fail, not the sweep).
+
+    Raises
+    ------
+    ConfigError
+        An unknown axis, or an axis with no values.
+    """
+    unknown = sorted(set(grid) - set(AXES))
+    if unknown:
+        raise ConfigError(f"unknown sweep axis/axes {unknown}; axes: {list(AXES)}")
+    axes = [a for a in AXES if a in grid]
+    values = []
+    for axis in axes:
+        vals = grid[axis]
+        if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
+            vals = [vals]
+        vals = list(vals)
+        if not vals:
+            raise ConfigError(f"sweep axis {axis!r} has no values")
+        values.append(vals)
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
+    """The variant of ``chip`` at ``point``.
+
+    ``adc_kind`` ``'ramp:<fit>'`` sets ``kind='ramp'``, ``level_fit`` and
+    ``range_policy='calibrated'`` (a ramp ADC's levels are fitted to calibration data);
+    ``array_size`` s sets ``n_rows = n_cols = s`` and lowers ``rows_per_conversion`` and
+    ``cols_per_adc`` to s where they exceed it.
+
+    Raises
+    ------
+    ConfigError
+        An invalid value (the message names the field).
+    """
+    adc, array = chip.adc, chip.array
+    if "adc_kind" in point:
+        kind, fit = parse_adc_kind(point["adc_kind"])
+        changes: dict[str, Any] = {"kind": kind}
+        if kind is ADCKind.RAMP:
+            changes["range_policy"] = RangePolicy.CALIBRATED
+            if fit is not None:
+                changes["level_fit"] = fit
+        adc = adc.replace(**changes)
+    if "adc_bits" in point:
+        adc = adc.replace(bits=point["adc_bits"])
+    parts: dict[str, Any] = {"adc": adc}
+    if "array_size" in point:
+        s = point["array_size"]
+        rpc = array.rows_per_conversion
+        if isinstance(s, int) and rpc is not None:
+            rpc = min(rpc, s)
+        cpa = min(array.cols_per_adc, s) if isinstance(s, int) else array.cols_per_adc
+        parts["array"] = array.replace(n_rows=s, n_cols=s, rows_per_conversion=rpc,
+                                       cols_per_adc=cpa)
+    if "bits_per_cell" in point:
+        parts["device"] = chip.device.replace(bits_per_cell=point["bits_per_cell"])
+    if "thermal_sigma_lsb" in point:
+        parts["noise"] = chip.noise.replace(thermal_sigma_lsb=point["thermal_sigma_lsb"])
+    return chip.replace(**parts)
+
+
+def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
+    """Every axis's value at ``point``: the swept value, or the base chip's.
+
+    A bare ``'ramp'`` resolves to ``'ramp:<the chip's level_fit>'``, so two spellings of one
+    chip are one point (one row, one id).
+    """
+    a = chip.array
+    out: dict[str, Any] = {
+        "array_size": a.n_rows if a.n_rows == a.n_cols else None,
+        "bits_per_cell": chip.device.bits_per_cell,
+        "thermal_sigma_lsb": chip.noise.thermal_sigma_lsb,
+        "adc_kind": _kind_label(chip.adc.kind, chip.adc.level_fit),
+        "adc_bits": chip.adc.bits,
+    }
+    for axis, value in point.items():
+        if axis == "adc_kind":
+            try:
+                kind, fit = parse_adc_kind(value)
+                value = _kind_label(kind, fit or chip.adc.level_fit)
+            except ConfigError:
+                pass  # the point fails later with this message; keep the value as given
+        out[axis] = value
+    return out

@@ -1,0 +1,172 @@
+"""``run_sweep``: the grid's points resolved and identified, the missing ones run, files
+written."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._version import __version__
+from ..config import ChipConfig
+from ..errors import ConfigError
+from .files import write_outputs
+from .grid import AXES, expand_grid, resolve_point
+from .runner import SweepContext, run_points
+from .store import (
+    JSONL,
+    append_record,
+    clean,
+    context_hash,
+    data_fingerprint,
+    model_fingerprint,
+    point_id,
+    read_records,
+)
+from .table import sweep_table
+
+__all__ = ["run_sweep"]
+
+log = logging.getLogger(__name__)
+
+
+def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
+    """(x_cal, x_eval, y_eval, calibration key) from ``data`` and ``calibration``."""
+    import torch
+
+    if isinstance(data, torch.Tensor):
+        x, y = data, None
+    elif isinstance(data, (tuple, list)) and len(data) in (1, 2):
+        x, y = data[0], (data[1] if len(data) == 2 else None)
+    else:
+        raise ConfigError("data must be a tensor x or a tuple (x, y) of tensors")
+    if not isinstance(x, torch.Tensor) or (y is not None and not isinstance(y, torch.Tensor)):
+        raise ConfigError("data must be a tensor x or a tuple (x, y) of tensors")
+    if y is not None and y.shape[0] != x.shape[0]:
+        raise ConfigError(f"data: {x.shape[0]} inputs but {y.shape[0]} labels")
+    if x.shape[0] == 0:
+        raise ConfigError("data is empty")
+    if isinstance(calibration, bool) or not isinstance(calibration, (int, torch.Tensor)):
+        raise ConfigError("calibration must be a number of inputs or a tensor of inputs")
+    if isinstance(calibration, torch.Tensor):
+        return calibration, x, y, calibration
+    if calibration < 1:
+        raise ConfigError(f"calibration = {calibration} is invalid; allowed: an integer >= 1")
+    n_cal = min(calibration, x.shape[0])
+    if x.shape[0] > n_cal:  # accuracy on inputs the calibration did not see
+        return x[:n_cal], x[n_cal:], (None if y is None else y[n_cal:]), n_cal
+    return x[:n_cal], x, y, n_cal
+
+
+def run_sweep(
+    model,
+    data,
+    chip: ChipConfig,
+    grid: Mapping[str, Sequence[Any]],
+    out_dir: str | Path,
+    *,
+    calibration: int | Any = 256,
+    jobs: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+    batch_size: int = 256,
+    model_name: str | None = None,
+) -> pd.DataFrame:
+    """Deploy ``model`` at every point of ``grid``; the accuracy-cost table, and files.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The trained float model (never modified).
+    data : Tensor or (Tensor, Tensor)
+        Inputs ``x`` (first dimension: samples) and optional integer labels ``y``.
+    chip : ChipConfig
+        The base chip; each point is a variant of it (:func:`chip_for_point`).
+    grid : dict
+        Axis -> list of values; axes: ``adc_bits`` (int), ``adc_kind`` (``'sar'``,
+        ``'flash'``, ``'ramp:<level_fit>'``), ``bits_per_cell`` (int), ``array_size`` (int,
+        square arrays), ``thermal_sigma_lsb`` (float, cell-LSB). Points: the Cartesian product.
+    out_dir : path
+        Receives ``sweep.jsonl`` (one record per finished point, appended at once),
+        ``sweep.csv``, ``sweep.json``, ``pareto.png`` and ``sweep.html``.
+    calibration : int or Tensor
+        An int n: the first n inputs of ``x`` calibrate and the accuracy is measured on the
+        remaining inputs (on all of ``x`` when none remain). A tensor: these inputs calibrate and
+        the accuracy is measured on all of ``x``.
+    jobs : int
+        1: points run in this process; N > 1: in N spawned worker processes.
+    seed : int
+        Deploy seed (programming variation, faults, conversion noise).
+    progress : bool
+        Show a progress bar over points (tqdm; hidden when not on a terminal).
+    batch_size : int
+        Evaluation batch size.
+    model_name : str, optional
+        Shown in the plot title and ``sweep.json``.
+
+    Returns
+    -------
+    DataFrame
+        One row per point in grid order: the axis columns (:data:`AXES`, the base chip's value
+        where not swept), ``accuracy`` (fraction; NaN without labels),
+        ``energy_pj_per_inference``, ``latency_ns_per_inference``, ``area_mm2``, ``tops_per_w``
+        (NaN where the report has no such total), ``n_arrays``, ``wall_s``, ``status``
+        (``'ok'`` or ``'error: ...'``), ``on_front`` and ``point_id``.
+
+    Notes
+    -----
+    A point already recorded in ``out_dir/sweep.jsonl`` under the same point id is not run
+    again; errors other than :class:`~cimsim.errors.CimsimError` are retried. See
+    ``docs/sweep.md``.
+    """
+    from tqdm import tqdm
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs = {jobs!r} is invalid; allowed: an integer >= 1")
+    points = expand_grid(grid)
+    x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
+    x_all = data if not isinstance(data, (tuple, list)) else data[0]
+    y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]
+    context = context_hash(model_fingerprint(model), data_fingerprint(x_all, y_all), cal_key,
+                           chip, seed)
+    resolved = [resolve_point(chip, p) for p in points]
+    ids = [point_id(r, context) for r in resolved]
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / JSONL
+    records = read_records(path)
+    todo = [(pid, p) for pid, p in zip(ids, points, strict=True)
+            if not records.get(pid, {}).get("final", False)]
+    todo = list({pid: (pid, p) for pid, p in todo}.values())  # a repeated value runs once
+    n_done = len(set(ids)) - len(todo)
+    if n_done:
+        log.info("sweep: %d of %d points already in %s", n_done, len(set(ids)), path)
+
+    ctx = SweepContext(model=model, chip=chip, x_cal=x_cal, x_eval=x_eval, y_eval=y_eval,
+                       seed=seed, batch_size=batch_size)
+    bar = tqdm(total=len(set(ids)), initial=n_done, desc="sweep", unit="point",
+               disable=None if progress else True)
+
+    def finish(rec: dict[str, Any]) -> None:
+        records[rec["point_id"]] = append_record(path, rec)
+        if rec["status"] != "ok":
+            log.warning("sweep point %s failed: %s", rec["point"], rec["status"])
+        bar.update(1)
+
+    try:
+        run_points(ctx, todo, jobs, finish)
+    finally:
+        bar.close()
+
+    frame = sweep_table(resolved, ids, records)
+    meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
+            "chip": chip.name, "seed": seed,
+            "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
+            "n_eval": int(x_eval.shape[0]),
+            "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}
+    write_outputs(frame, out, meta)
+    return frame

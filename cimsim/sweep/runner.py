@@ -1,0 +1,160 @@
+"""Running the points of a sweep: one point as a record, and many in this process or a pool.
+
+Every point is measured by :func:`run_point`, in this process or in a spawned worker; only the
+caller (through ``finish``) writes records, so the records file has one writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from .._version import __version__
+from ..config import ChipConfig
+from ..errors import CimsimError
+from .grid import chip_for_point
+
+__all__ = ["SweepContext", "TOTALS", "run_point", "run_points"]
+
+log = logging.getLogger(__name__)
+
+TOTALS: tuple[str, ...] = ("energy_pj_per_inference", "latency_ns_per_inference", "area_mm2",
+                           "tops_per_w")
+"""Report totals copied into each point's record (NaN where the report has none)."""
+
+# Worker-process state, set once per worker by _init_worker (spawned processes share nothing).
+_WORKER: dict[str, Any] = {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepContext:
+    """What every point of one sweep shares; sent once to each worker process."""
+
+    model: Any
+    """The trained torch model (never modified)."""
+    chip: ChipConfig
+    """The base chip; a point is a variant of it."""
+    x_cal: Any
+    """Calibration inputs, a tensor."""
+    x_eval: Any
+    """Evaluation inputs, a tensor."""
+    y_eval: Any
+    """Evaluation labels, or None (the accuracy is then NaN)."""
+    seed: int
+    """Deploy seed."""
+    batch_size: int
+    """Evaluation batch size."""
+
+
+def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any, seed: int,
+             batch_size: int) -> dict[str, Any]:
+    """Deploy ``model`` on ``chip``, run ``x_eval`` through it; accuracy and report totals."""
+    from ..evaluate import accuracy, predict
+    from ..mapping import deploy
+
+    sim = deploy(model, chip, x_cal, seed=seed)
+    if y_eval is None:
+        predict(sim, x_eval, batch_size=batch_size)  # the forwards the costs are counted on
+        acc = math.nan
+    else:
+        acc = accuracy(sim, x_eval, y_eval, batch_size=batch_size)
+    totals = sim.report().totals
+    row: dict[str, Any] = {"accuracy": acc}
+    for key in TOTALS:
+        value = totals.get(key, math.nan)
+        row[key] = math.nan if value is None else float(value)
+    row["n_arrays"] = int(totals.get("n_arrays_used", 0))
+    return row
+
+
+def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str, Any]:
+    """One point as a record for ``sweep.jsonl``; an error is recorded (``status``), never
+    raised. ``final`` is False for errors cimsim did not raise on purpose: those are retried
+    on the next run."""
+    t0 = time.perf_counter()
+    record: dict[str, Any] = {"point_id": pid, "point": dict(point)}
+    try:
+        variant = chip_for_point(ctx.chip, point)
+        record.update(_measure(ctx.model, variant, ctx.x_cal, ctx.x_eval, ctx.y_eval, ctx.seed,
+                               ctx.batch_size))
+        record["status"] = "ok"
+        record["final"] = True
+    except CimsimError as exc:  # invalid config, unmappable, over capacity: deterministic
+        record["status"] = f"error: {exc}"
+        record["final"] = True
+    except Exception as exc:  # anything else is recorded, and retried on the next run
+        record["status"] = f"error: {type(exc).__name__}: {exc}"
+        record["final"] = False
+    record["wall_s"] = time.perf_counter() - t0
+    record["cimsim_version"] = __version__
+    return record
+
+
+def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: int,
+               finish: Callable[[dict[str, Any]], None]) -> None:
+    """Run every ``(point id, point)`` of ``todo``; ``finish(record)`` as each one ends.
+
+    ``jobs`` 1 (or a single point): in this process, in order; N > 1: in N spawned worker
+    processes, records in completion order.
+    """
+    if jobs == 1 or len(todo) <= 1:
+        for pid, p in todo:
+            finish(run_point(ctx, pid, p))
+    else:
+        _run_pool(ctx, todo, jobs, finish)
+
+
+def _init_worker(ctx: SweepContext) -> None:
+    """Worker set-up: one thread each for numba, torch and BLAS (the pool is the parallelism)."""
+    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    try:  # no numba thread was launched yet in this fresh process: the pool size may change
+        import numba
+        from numba.core import config as numba_config
+
+        numba_config.reload_config()
+        numba.set_num_threads(1)
+    except Exception:  # pragma: no cover - numba missing or already threaded
+        log.debug("could not limit numba threads in a sweep worker", exc_info=True)
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        _WORKER["blas_limit"] = threadpool_limits(1)
+    except ImportError:  # pragma: no cover
+        pass
+    _WORKER["ctx"] = ctx
+
+
+def _worker_point(pid: str, point: dict[str, Any]) -> dict[str, Any]:
+    return run_point(_WORKER["ctx"], pid, point)
+
+
+def _run_pool(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: int,
+              finish: Callable[[dict[str, Any]], None]) -> None:
+    import multiprocessing
+
+    # spawn: a forked child would inherit numba/torch/OpenMP thread pools in unknown states
+    mp = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=mp,
+                               initializer=_init_worker, initargs=(ctx,))
+    clean_exit = False
+    try:
+        pending = {pool.submit(_worker_point, pid, p) for pid, p in todo}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                finish(fut.result())
+        clean_exit = True
+    finally:
+        # interrupted: drop queued points at once; finished ones are already on disk
+        pool.shutdown(wait=clean_exit, cancel_futures=True)

@@ -1,0 +1,124 @@
+"""What a sweep keeps on disk: the identity of a point and ``sweep.jsonl``, its records.
+
+A point's id hashes everything its result depends on (resolved axis values, model, data,
+calibration, base chip, seed), so a record found under that id in ``sweep.jsonl`` is that
+point's result and need not be computed again: this is how an interrupted sweep resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import ChipConfig
+
+__all__ = ["JSONL", "append_record", "clean", "context_hash", "data_fingerprint",
+           "model_fingerprint", "point_id", "read_records"]
+
+log = logging.getLogger(__name__)
+
+JSONL = "sweep.jsonl"
+"""File name of the records, in the sweep's output folder."""
+
+
+def _hash_tensor(h: Any, t: Any) -> None:
+    import torch
+
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    try:
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    except (RuntimeError, TypeError):  # exotic dtypes: fall back to the printed values
+        h.update(repr(t.tolist()).encode())
+
+
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 of a model's class, printed structure and every state-dict tensor."""
+    h = hashlib.sha256()
+    h.update(type(model).__qualname__.encode())
+    h.update(repr(model).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        _hash_tensor(h, t)
+    return h.hexdigest()
+
+
+def data_fingerprint(*tensors: Any) -> str:
+    """SHA-256 of tensors (``None`` entries count as absent)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        if t is None:
+            h.update(b"none")
+        else:
+            _hash_tensor(h, t)
+    return h.hexdigest()
+
+
+def context_hash(model_fp: str, data_fp: str, calibration: Any, chip: ChipConfig,
+                 seed: int) -> str:
+    """SHA-256 of what every point of a sweep shares: model and data fingerprints, the
+    calibration (a count of first inputs, or a tensor), the base chip and the seed."""
+    cal_key = (f"first:{calibration}" if isinstance(calibration, int)
+               else data_fingerprint(calibration))
+    text = json.dumps({"model": model_fp, "data": data_fp, "calibration": cal_key,
+                       "chip": chip.to_dict(), "seed": seed}, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def point_id(resolved: Mapping[str, Any], context: str) -> str:
+    """Stable id of a point: a hash of its resolved axis values and the sweep's context
+    (:func:`context_hash`)."""
+    text = json.dumps({"point": dict(sorted(resolved.items())), "context": context},
+                      sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become null, NumPy scalars plain numbers."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+def read_records(path: Path) -> dict[str, dict[str, Any]]:
+    """Records of ``sweep.jsonl`` by point id (the last one wins; a torn last line is skipped)."""
+    records: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return records
+    with path.open() as fh:
+        for n, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                log.warning("%s:%d: unreadable line skipped (an interrupted write?)", path, n)
+                continue
+            if isinstance(rec, dict) and "point_id" in rec:
+                records[rec["point_id"]] = rec
+    return records
+
+
+def append_record(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
+    """Append ``record`` to ``path`` as one JSON line, on disk before returning (a kill after
+    this loses nothing); returns the record as it will read back."""
+    cleaned = clean(dict(record))
+    line = json.dumps(cleaned, allow_nan=False, sort_keys=True)
+    with path.open("a") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return json.loads(line)

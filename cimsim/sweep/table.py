@@ -1,0 +1,80 @@
+"""The sweep table: one row per point in grid order, from the records; compact point labels."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from .grid import AXES, INT_AXES
+from .pareto import pareto_front
+from .runner import TOTALS
+from .store import clean
+
+__all__ = ["METRICS", "point_labels", "sweep_table", "table_records"]
+
+METRICS: tuple[str, ...] = ("accuracy", "energy_pj_per_inference", "latency_ns_per_inference",
+                            "area_mm2", "tops_per_w", "n_arrays", "wall_s", "status")
+"""Columns measured per point (after the axis columns)."""
+
+
+def sweep_table(resolved: list[dict[str, Any]], ids: list[str],
+                records: Mapping[str, dict[str, Any]]) -> pd.DataFrame:
+    """The table of points ``resolved`` (axis values) with ids ``ids``, metrics from
+    ``records`` (by id; a point without a record has NaN metrics, status ``missing``), and the
+    ``on_front`` column."""
+    rows = []
+    for res, pid in zip(resolved, ids, strict=True):
+        rec = records.get(pid, {})
+        row = dict(res)
+        for key in METRICS:
+            value = rec.get(key)
+            if key == "status":
+                row[key] = "missing" if value is None else value
+            else:
+                row[key] = math.nan if value is None else value
+        row["point_id"] = pid
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=[*AXES, *METRICS, "point_id"])
+    for col in ("accuracy", *TOTALS, "wall_s"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    frame["n_arrays"] = pd.to_numeric(frame["n_arrays"], errors="coerce").astype("Int64")
+    for col in INT_AXES:
+        if frame[col].map(lambda v: isinstance(v, int) and not isinstance(v, bool)).all():
+            frame[col] = frame[col].astype("int64")
+    if frame["thermal_sigma_lsb"].map(lambda v: isinstance(v, (int, float))).all():
+        frame["thermal_sigma_lsb"] = frame["thermal_sigma_lsb"].astype(float)
+    frame.insert(len(AXES) + len(METRICS), "on_front", pareto_front(frame))
+    return frame
+
+
+def table_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as JSON-safe dicts (missing values None)."""
+    return [clean(rec) for rec in
+            frame.astype(object).where(frame.notna(), None).to_dict(orient="records")]
+
+
+def _fmt_axis(axis: str, value: Any) -> str:
+    if axis == "adc_bits":
+        return f"{value}b"
+    if axis == "adc_kind":
+        return str(value).replace("ramp:", "")
+    if axis == "bits_per_cell":
+        return f"{value}b/cell"
+    if axis == "array_size":
+        return f"{value}²"
+    if axis == "thermal_sigma_lsb":
+        return f"σ{value:g}" if isinstance(value, (int, float)) else f"σ{value}"
+    return str(value)  # pragma: no cover
+
+
+def point_labels(frame: pd.DataFrame) -> list[str]:
+    """Compact labels (``'bs_kmq 4b'``) from the axis columns that vary in ``frame``."""
+    varying = [a for a in AXES if a in frame and frame[a].astype(str).nunique() > 1]
+    if not varying:
+        varying = ["adc_bits"] if "adc_bits" in frame else []
+    order = [a for a in ("adc_kind", "adc_bits", "bits_per_cell", "array_size",
+                         "thermal_sigma_lsb") if a in varying]
+    return [" ".join(_fmt_axis(a, row[a]) for a in order) for _, row in frame.iterrows()]

@@ -1,0 +1,59 @@
+"""``cimsim.evaluate``: the one accuracy loop, against hand-counted predictions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cimsim.evaluate import accuracy, predict
+
+
+class _Counting(nn.Module):
+    """Scores = the input itself (so the argmax is known), counting forwards and batch sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(int(x.shape[0]))
+        return x
+
+
+# 7 inputs, 3 classes; argmax by row: 0, 2, 1, 1, 0, 2, 2
+SCORES = torch.tensor([[5.0, 1, 0], [0, 1, 9], [0, 3, 2], [1, 4, 0], [9, 0, 0], [0, 0, 1],
+                       [2, 1, 3]])
+PRED = torch.tensor([0, 2, 1, 1, 0, 2, 2])
+
+
+@pytest.mark.parametrize("batch_size, batches", [(None, [7]), (1, [1] * 7), (3, [3, 3, 1]),
+                                                 (7, [7]), (100, [7])])
+def test_predict_is_the_argmax_whatever_the_batching(batch_size, batches):
+    model = _Counting()
+    got = predict(model, SCORES, batch_size=batch_size)
+    assert got.dtype == torch.int64 and torch.equal(got, PRED)
+    assert model.batches == batches
+
+
+def test_accuracy_counts_matches():
+    y = torch.tensor([0, 2, 0, 1, 1, 2, 0])  # 4 of 7 right: rows 0, 1, 3, 5
+    assert accuracy(_Counting(), SCORES, y, batch_size=2) == 4 / 7
+    assert accuracy(_Counting(), SCORES, PRED, batch_size=None, progress=True) == 1.0
+
+
+def test_accuracy_runs_without_gradients():
+    lin = nn.Linear(3, 3)
+    seen: list[bool] = []
+    lin.register_forward_hook(lambda mod, inp, out: seen.append(out.requires_grad))
+    accuracy(lin, SCORES, PRED, batch_size=4)
+    assert seen == [False, False]
+
+
+def test_accuracy_refuses_empty_or_mismatched_sets():
+    with pytest.raises(ValueError, match="empty"):
+        accuracy(_Counting(), SCORES[:0], PRED[:0])
+    with pytest.raises(ValueError, match="7 inputs but 6 labels"):
+        accuracy(_Counting(), SCORES, PRED[:6])
+    with pytest.raises(ValueError, match="batch_size"):
+        predict(_Counting(), SCORES, batch_size=0)
