@@ -26,6 +26,7 @@ from cimsim.sweep import runner as sweep_runner
 from cimsim.train.digits import load_digits_split
 
 N_CAL, N_EVAL = 16, 64
+_MEASURE = sweep_runner._measure  # the unpatched one, whatever a test patched before
 
 
 def tiny_model() -> nn.Module:
@@ -61,6 +62,18 @@ def chip():
 def _sweep(model, data, chip, grid, out, **kw):
     kw.setdefault("progress", False)
     return run_sweep(model, data, chip, grid, out, calibration=N_CAL, **kw)
+
+
+def _count_points(monkeypatch) -> list[int]:
+    """Count the points measured in this process from now on (one entry per point)."""
+    counted: list[int] = []
+
+    def counting(*args, **kwargs):
+        counted.append(1)
+        return _MEASURE(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_runner, "_measure", counting)
+    return counted
 
 
 def _same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -167,14 +180,13 @@ def test_resume_after_interrupt_runs_only_the_rest(model, data, chip, tmp_path, 
     n, k = 4, 2
     full = _sweep(model, data, chip, grid, tmp_path / "full")
 
-    real = sweep_runner._measure
     calls: list[int] = []
 
     def interrupting(*args, **kwargs):
         if len(calls) == k:
             raise KeyboardInterrupt  # as a user's Ctrl-C (not recorded, not caught)
         calls.append(1)
-        return real(*args, **kwargs)
+        return _MEASURE(*args, **kwargs)
 
     monkeypatch.setattr(sweep_runner, "_measure", interrupting)
     out = tmp_path / "resumed"
@@ -184,13 +196,7 @@ def test_resume_after_interrupt_runs_only_the_rest(model, data, chip, tmp_path, 
     assert len((out / "sweep.jsonl").read_text().splitlines()) == k
     assert not (out / "sweep.csv").exists()
 
-    counted: list[int] = []
-
-    def counting(*args, **kwargs):
-        counted.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sweep_runner, "_measure", counting)
+    counted = _count_points(monkeypatch)
     resumed = _sweep(model, data, chip, grid, out)
     assert len(counted) == n - k
     _same_table(resumed, full)
@@ -205,14 +211,7 @@ def test_resume_after_interrupt_runs_only_the_rest(model, data, chip, tmp_path, 
 def test_point_id_depends_on_seed_chip_and_data(model, data, chip, tmp_path, monkeypatch):
     grid = {"adc_bits": [4]}
     a = _sweep(model, data, chip, grid, tmp_path)
-    calls: list[int] = []
-    real = sweep_runner._measure
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sweep_runner, "_measure", counting)
+    calls = _count_points(monkeypatch)
     # the same point given explicitly (the chip's own values) is the same point: not rerun
     same = _sweep(model, data, chip, {"adc_bits": [4], "bits_per_cell": [2],
                                       "adc_kind": ["sar"]}, tmp_path)
@@ -229,15 +228,8 @@ def test_jobs_2_equals_jobs_1(model, data, chip, tmp_path, monkeypatch):
     enough for the default run (two points, a linear model; workers importing torch dominate)."""
     grid = {"adc_kind": ["sar", "ramp:bs_kmq"], "adc_bits": [4]}
     one = _sweep(model, data, chip, grid, tmp_path / "one", jobs=1)
-    in_parent: list[int] = []
-    real = sweep_runner._measure
-
-    def counting(*args, **kwargs):
-        in_parent.append(1)
-        return real(*args, **kwargs)
-
     # a spawned worker imports cimsim afresh and never sees this patch
-    monkeypatch.setattr(sweep_runner, "_measure", counting)
+    in_parent = _count_points(monkeypatch)
     two = _sweep(model, data, chip, grid, tmp_path / "two", jobs=2)
     assert in_parent == []
     assert one["status"].eq("ok").all()
