@@ -3,38 +3,133 @@
 An event is ``(component, action, bits) -> count``. They are returned by every run (never kept
 in module globals) and added up by the caller; the cost model multiplies them by technology
 tables (``cimsim.cost``). ``docs/hardware-model.md`` lists every event and how it is counted.
+
+Components and actions are enums, and the pairs that exist are one registry
+(:data:`REGISTRY`): a key outside it is refused where it is made, so a producer cannot emit an
+event the cost model does not know, and a test walks the registry to check every pair is priced.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from enum import Enum
 from typing import NamedTuple
 
-__all__ = ["EventKey", "Events"]
+__all__ = ["Action", "Component", "DERIVED", "EventKey", "Events", "REGISTRY", "event_key"]
+
+
+class Component(str, Enum):
+    """What spends the energy."""
+
+    LAYER = "layer"
+    ARRAY = "array"
+    ADC = "adc"
+    DAC = "dac"
+    CELL = "cell"
+    SHIFT_ADD = "shift_add"
+    ACCUMULATOR = "accumulator"
+    BUFFER = "buffer"
+    INTERCONNECT = "interconnect"
+    DIGITAL = "digital"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Action(str, Enum):
+    """What it does."""
+
+    MAC = "mac"
+    ACTIVATION = "activation"
+    REPROGRAM = "reprogram"
+    CONVERT = "convert"
+    LEAK = "leak"
+    PULSE = "pulse"
+    READ = "read"
+    V2G_LSB = "v2g_lsb"
+    WRITE = "write"
+    ADD = "add"
+    READ_BIT = "read_bit"
+    WRITE_BIT = "write_bit"
+    BIT = "bit"
+    BUS_BIT = "bus_bit"
+    CORRECTION_ADD = "correction_add"
+    DEQUANT_MULTIPLY = "dequant_multiply"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_C, _A = Component, Action
+
+REGISTRY: dict[tuple[Component, Action], str] = {
+    (_C.LAYER, _A.MAC): "multiply-accumulates of the layer (a count; no energy of its own)",
+    (_C.ARRAY, _A.ACTIVATION): "array read cycles (a count; no energy of its own)",
+    (_C.ARRAY, _A.REPROGRAM): "arrays rewritten by time-multiplexing (a count)",
+    (_C.ADC, _A.CONVERT): "ADC conversions at `bits`",
+    (_C.ADC, _A.LEAK): "ADC-nanoseconds of leakage (derived by the cost model from the "
+                       "latency; never emitted by a run)",
+    (_C.DAC, _A.PULSE): "row-driver pulses at `bits` DAC resolution",
+    (_C.CELL, _A.READ): "cell reads (`bits` per cell)",
+    (_C.CELL, _A.V2G_LSB): "summed x² · G of the cells read (cell-LSB · DAC-LSB²)",
+    (_C.CELL, _A.WRITE): "cells programmed (`bits` per cell)",
+    (_C.SHIFT_ADD, _A.ADD): "shift-adds of ADC codes at `bits` accumulator width",
+    (_C.ACCUMULATOR, _A.ADD): "accumulator adds at `bits`",
+    (_C.BUFFER, _A.READ_BIT): "buffer bits read",
+    (_C.BUFFER, _A.WRITE_BIT): "buffer bits written",
+    (_C.INTERCONNECT, _A.BIT): "bits moved between tiles",
+    (_C.INTERCONNECT, _A.BUS_BIT): "bits on the tile bus (derived by the cost model from "
+                                   "the buffer bits; never emitted by a run)",
+    (_C.DIGITAL, _A.CORRECTION_ADD): "exact digital corrections (offset, g_off) at `bits`",
+    (_C.DIGITAL, _A.DEQUANT_MULTIPLY): "dequantization multiplies, one per output per "
+                                       "dequantized block (counted by the run)",
+}
+"""Every (component, action) an event can have, with what its count means."""
+
+DERIVED: frozenset[tuple[Component, Action]] = frozenset({(_C.ADC, _A.LEAK),
+                                                          (_C.INTERCONNECT, _A.BUS_BIT)})
+"""Pairs the cost model derives from other events and the latency; a run never emits them."""
 
 
 class EventKey(NamedTuple):
-    component: str
-    """e.g. ``adc``, ``dac``, ``cell``, ``shift_add``, ``accumulator``, ``buffer``."""
-    action: str
-    """e.g. ``convert``, ``pulse``, ``read``, ``add``."""
+    component: Component
+    action: Action
     bits: int = 0
     """Resolution the action happens at, where it matters (ADC bits, word width); else 0."""
 
 
+def event_key(component: Component | str, action: Action | str, bits: int = 0) -> EventKey:
+    """The :class:`EventKey` of a registered (component, action); strings are accepted for the
+    enum values. Raises ``ValueError`` naming the allowed pairs otherwise."""
+    try:
+        key = EventKey(Component(component), Action(action), int(bits))
+    except ValueError:
+        key = None
+    if key is None or (key.component, key.action) not in REGISTRY:
+        allowed = ", ".join(f"{c.value}.{a.value}" for c, a in REGISTRY)
+        raise ValueError(f"event ({component!r}, {action!r}) is not registered; allowed: "
+                         f"{allowed}")
+    return key
+
+
+def _key(key) -> EventKey:
+    return key if isinstance(key, EventKey) and isinstance(key.action, Action) and (
+        isinstance(key.component, Component)) else event_key(*key)
+
+
 class Events(Mapping[EventKey, float]):
-    """An immutable-by-convention mapping of :class:`EventKey` to counts, closed under ``+``."""
+    """An immutable mapping of registered :class:`EventKey` to counts, closed under ``+``."""
 
     __slots__ = ("_counts",)
 
-    def __init__(self, counts: Mapping[EventKey, float] | None = None):
+    def __init__(self, counts: Mapping | None = None):
         self._counts: dict[EventKey, float] = {}
         for key, n in (counts or {}).items():
-            key = EventKey(*key)
+            key = _key(key)
             self._counts[key] = self._counts.get(key, 0.0) + float(n)
 
     def __getitem__(self, key) -> float:
-        return self._counts[EventKey(*key)]
+        return self._counts[_key(key)]
 
     def __iter__(self) -> Iterator[EventKey]:
         return iter(self._counts)
@@ -45,7 +140,7 @@ class Events(Mapping[EventKey, float]):
     def __add__(self, other: Mapping) -> Events:
         out = dict(self._counts)
         for key, n in other.items():
-            key = EventKey(*key)
+            key = _key(key)
             out[key] = out.get(key, 0.0) + float(n)
         return Events(out)
 
@@ -53,7 +148,7 @@ class Events(Mapping[EventKey, float]):
         return self if isinstance(other, int) and other == 0 else self.__add__(other)  # sum()
 
     def get(self, key, default: float = 0.0) -> float:  # type: ignore[override]
-        return self._counts.get(EventKey(*key), default)
+        return self._counts.get(_key(key), default)
 
     def scaled(self, factor: float) -> Events:
         """Every count times ``factor`` (e.g. per inference)."""
@@ -61,11 +156,12 @@ class Events(Mapping[EventKey, float]):
 
     def to_records(self) -> list[dict]:
         return [
-            {"component": k.component, "action": k.action, "bits": k.bits, "count": v}
+            {"component": k.component.value, "action": k.action.value, "bits": k.bits,
+             "count": v}
             for k, v in sorted(self._counts.items())
         ]
 
     def __repr__(self) -> str:
-        body = ", ".join(f"{k.component}.{k.action}[{k.bits}]={v:g}"
+        body = ", ".join(f"{k.component.value}.{k.action.value}[{k.bits}]={v:g}"
                          for k, v in sorted(self.items()))
         return f"Events({body})"

@@ -11,15 +11,17 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import _html
 from ._version import __version__
 from .config import ChipConfig
-from .events import Events
+from .events import Action, Component, Events, event_key
 
 __all__ = ["PALETTE", "Report", "component_color", "plot_area_by_component",
            "plot_energy_per_layer", "plot_latency_per_layer", "plot_pareto"]
@@ -45,7 +47,7 @@ class Report:
     layers : DataFrame
         One row per mapped layer: shapes, arrays, utilization, counts per inference, and
         ``energy_pj_per_inference`` (with ``energy_<component>_pj_per_inference``),
-        ``latency_ns`` (per inference), ``area_um2`` (occupied arrays and tile share).
+        ``latency_ns_per_inference``, ``area_um2`` (occupied arrays and tile share).
     components : DataFrame
         One row per (layer, component, action, bits): ``n_events_per_inference``,
         ``energy_pj_per_event``, ``energy_pj_per_inference``. Derived rows: ``adc/leak``,
@@ -91,43 +93,11 @@ class Report:
         """
         from .cost import estimate
 
-        chip: ChipConfig = sim.chip
-        n_inf = max(sim.n_inferences, 1)
-        rows = []
-        layer_events: dict[str, Events] = {}
-        for name, layer in sim.sim_layers.items():
-            ev = layer.events
-            layer_events[name] = ev
-            k = sum(c.shape[1] for c in layer.cores)
-            n = sum(c.shape[0] for c in layer.cores)
-            cells = sum(c.n_cells for c in layer.cores)
-            arrays = sum(c.n_arrays for c in layer.cores)
-            cap = arrays * chip.array.n_rows * chip.array.n_cols
-            conv = sum(v for key, v in ev.items() if key.component == "adc")
-            rows.append({
-                "layer": name,
-                "kind": layer.kind,
-                "n_inputs": k,
-                "n_outputs": n,
-                "n_matrices": len(layer.cores),
-                "input_signed": any(c.signed for c in layer.cores),
-                "n_arrays": arrays,
-                "cell_utilization_pct": 100.0 * cells / cap if cap else 0.0,
-                "adc_bits": chip.adc.bits,
-                "n_macs_per_inference": ev.get(("layer", "mac", 0)) / n_inf,
-                "n_conversions_per_inference": conv / n_inf,
-                "n_dac_pulses_per_inference": ev.get(("dac", "pulse", chip.dac_bits)) / n_inf,
-            })
-        cost = estimate(sim, pipelined=pipelined)
-        by_layer = {r["layer"]: r for r in cost.layers}
-        for row in rows:
-            c = by_layer.get(row["layer"], {})
-            row["energy_pj_per_inference"] = c.get("energy_pj_per_inference", 0.0)
-            for key, value in c.items():
-                if key.startswith("energy_") and key != "energy_pj_per_inference":
-                    row[key] = value
-            row["latency_ns"] = c.get("latency_ns_per_inference", 0.0)
-            row["area_um2"] = c.get("area_um2", 0.0)
+        work = sim.work()
+        chip: ChipConfig = work.chip
+        cost = estimate(work, pipelined=pipelined)
+        rows = _layer_rows(work, cost)
+        layer_events = {w.name: w.events for w in work.layers}
         layers = pd.DataFrame(rows)
         components = _frame(cost.events, ["layer", "component", "action", "bits",
                                           "n_events_per_inference", "energy_pj_per_event",
@@ -139,10 +109,10 @@ class Report:
             total = float(area["area_um2"].sum())
             area["area_pct"] = 100.0 * area["area_um2"] / total if total else 0.0
         totals = {
-            "n_inferences": sim.n_inferences,
-            "n_arrays_used": sim.arrays_needed,
+            "n_inferences": work.n_inferences,
+            "n_arrays_used": work.n_arrays_needed,
             "n_arrays_available": chip.array.n_arrays,
-            "time_multiplexed": sim.arrays_needed > chip.array.n_arrays,
+            "time_multiplexed": work.n_arrays_needed > chip.array.n_arrays,
             "n_macs_per_inference": float(layers["n_macs_per_inference"].sum()) if rows else 0.0,
             "n_conversions_per_inference":
                 float(layers["n_conversions_per_inference"].sum()) if rows else 0.0,
@@ -203,7 +173,7 @@ class Report:
             out["energy_per_layer.png"] = plot_energy_per_layer(self.layers)
         if len(self.area):
             out["area_by_component.png"] = plot_area_by_component(self.area)
-        if len(self.layers) and "latency_ns" in self.layers:
+        if len(self.layers) and "latency_ns_per_inference" in self.layers:
             out["latency_per_layer.png"] = plot_latency_per_layer(self.layers)
         return out
 
@@ -255,6 +225,41 @@ class Report:
                           css="td:first-child{text-align:left}")
 
 
+def _layer_rows(work, cost) -> list[dict]:
+    """One row per layer of a :class:`cimsim.work.ModelWork`: what it is and did (counts per
+    inference) and its cost (``cost``: the :class:`cimsim.cost.CostReport` of ``work``)."""
+    chip = work.chip
+    n_inf = max(work.n_inferences, 1)
+    pulse = event_key(Component.DAC, Action.PULSE, chip.dac_bits)
+    by_layer = {r["layer"]: r for r in cost.layers}
+    rows = []
+    for w in work.layers:
+        cap = w.n_arrays * chip.array.n_rows * chip.array.n_cols
+        conv = sum(v for key, v in w.events.items()
+                   if key.component is Component.ADC and key.action is Action.CONVERT)
+        row = {
+            "layer": w.name,
+            "kind": w.kind,
+            "n_inputs": w.n_inputs,
+            "n_outputs": w.n_outputs,
+            "n_matrices": w.n_matrices,
+            "input_signed": w.input_signed,
+            "n_arrays": w.n_arrays,
+            "cell_utilization_pct": 100.0 * w.n_cells / cap if cap else 0.0,
+            "adc_bits": chip.adc.bits,
+            "n_macs_per_inference": w.events.get(event_key(Component.LAYER, Action.MAC)) / n_inf,
+            "n_conversions_per_inference": conv / n_inf,
+            "n_dac_pulses_per_inference": w.events.get(pulse) / n_inf,
+        }
+        c = by_layer.get(w.name, {})
+        row["energy_pj_per_inference"] = c.get("energy_pj_per_inference", 0.0)
+        row.update({k: v for k, v in c.items()
+                    if k.startswith("energy_") and k != "energy_pj_per_inference"})
+        row["latency_ns_per_inference"] = c.get("latency_ns_per_inference", 0.0)
+        row["area_um2"] = c.get("area_um2", 0.0)
+        rows.append(row)
+    return rows
+
 
 def _breakdown(cost) -> pd.DataFrame:
     from .cost.area import occupied_area_um2
@@ -294,8 +299,10 @@ def _cell(_column: str, value: Any) -> str:
 
 
 def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
+    if isinstance(obj, np.generic):  # NumPy scalars in the frames and totals
         return obj.item()
+    if isinstance(obj, Enum):
+        return obj.value
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
@@ -352,10 +359,11 @@ def plot_area_by_component(area: pd.DataFrame):
 
 
 def plot_latency_per_layer(layers: pd.DataFrame):
-    """Latency per inference per layer (``latency_ns``)."""
+    """Latency per inference per layer (``latency_ns_per_inference``)."""
     fig = _figure(max(6.0, 0.9 * len(layers) + 3), 3.8)
     ax = fig.add_subplot()
-    ax.bar([str(n) for n in layers["layer"]], layers["latency_ns"].tolist(), color=PALETTE[0])
+    ax.bar([str(n) for n in layers["layer"]], layers["latency_ns_per_inference"].tolist(),
+           color=PALETTE[0])
     ax.set_ylabel("latency per inference (ns)")
     ax.set_title("Latency per layer")
     ax.tick_params(axis="x", labelrotation=30)

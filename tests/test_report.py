@@ -12,8 +12,10 @@ import torch
 from torch import nn
 
 import cimsim
+from cimsim.config import ADCKind
 from cimsim.report import (
     Report,
+    _json_default,
     plot_area_by_component,
     plot_energy_per_layer,
     plot_latency_per_layer,
@@ -21,19 +23,62 @@ from cimsim.report import (
 
 
 @pytest.fixture(scope="module")
-def rep() -> Report:
+def sim():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
     x = torch.randn(32, 8)
     sim = cimsim.deploy(model, cimsim.load_chip("rram-22nm"), x)
     sim(x[:10])
+    return sim
+
+
+@pytest.fixture(scope="module")
+def rep(sim) -> Report:
     return sim.report()
+
+
+def test_layers_keep_units_in_column_names_issue9(rep):
+    """report.layers once renamed ``latency_ns_per_inference`` to ``latency_ns``."""
+    assert "latency_ns_per_inference" in rep.layers.columns
+    assert "latency_ns" not in rep.layers.columns
+    unitless = [c for c in rep.layers.columns
+                if c.startswith(("energy", "latency", "area")) and not c.endswith(
+                    ("_pj_per_inference", "_ns_per_inference", "_um2"))]
+    assert unitless == []
+
+
+def test_layer_rows_are_the_works(sim, rep):
+    """Report.from_sim reads SimModel.work(): one row per LayerWork, its fields as they are."""
+    work = sim.work()
+    layers = rep.layers.set_index("layer")
+    assert list(layers.index) == [w.name for w in work.layers]
+    for w in work.layers:
+        row = layers.loc[w.name]
+        assert (row["kind"], row["n_inputs"], row["n_outputs"], row["n_matrices"],
+                row["n_arrays"], bool(row["input_signed"])) == (
+            w.kind, w.n_inputs, w.n_outputs, w.n_matrices, w.n_arrays, w.input_signed)
+        assert row["n_macs_per_inference"] == w.events.get(("layer", "mac", 0)) / 10
+        assert dict(rep.layer_events[w.name]) == dict(w.events)
+    assert (work.layers[0].n_inputs, work.layers[0].n_outputs) == (8, 16)
+    assert rep.totals["n_inferences"] == work.n_inferences == 10
+
+
+def test_json_helper_takes_numpy_scalars_and_enums_only():
+    assert _json_default(np.float32(1.5)) == 1.5 and type(_json_default(np.int64(3))) is int
+    assert _json_default(ADCKind.SAR) == "sar"
+
+    class HasItem:  # not a NumPy scalar: refused, whatever attributes it has
+        def item(self):
+            return 1
+
+    with pytest.raises(TypeError, match="cannot serialise HasItem"):
+        _json_default(HasItem())
 
 
 def test_cost_columns_and_totals(rep):
     layers = rep.layers.set_index("layer")
     assert list(layers.index) == ["0", "2"]
-    for col in ("energy_pj_per_inference", "latency_ns", "area_um2",
+    for col in ("energy_pj_per_inference", "latency_ns_per_inference", "area_um2",
                 "energy_adc_pj_per_inference", "energy_cell_pj_per_inference"):
         assert col in layers.columns and (layers[col] > 0).all(), col
     parts = [c for c in layers.columns if c.startswith("energy_") and c.endswith("_inference")
@@ -46,7 +91,8 @@ def test_cost_columns_and_totals(rep):
     assert t["tops_per_w_1b"] == pytest.approx(t["tops_per_w"] * 64)
     assert t["energy_pj_per_inference"] == pytest.approx(
         rep.components["energy_pj_per_inference"].sum())
-    assert t["latency_ns_per_inference"] == pytest.approx(layers["latency_ns"].sum())
+    assert t["latency_ns_per_inference"] == pytest.approx(
+        layers["latency_ns_per_inference"].sum())
     assert t["tops_per_w"] == pytest.approx(
         2 * t["n_macs_per_inference"] / t["energy_pj_per_inference"])
     assert t["area_mm2"] == pytest.approx(rep.area["area_um2"].sum() * 1e-6)

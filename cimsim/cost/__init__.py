@@ -8,7 +8,7 @@ The estimator never simulates: ``energy = sum(events x energy per event)`` (:mod
     from cimsim.cost import estimate, layer_work
     sim = cimsim.deploy(model, chip, x_cal)
     sim(x)
-    cost = estimate(sim)                      # per inference: energy, area, latency, TOPS...
+    cost = estimate(sim.work())               # per inference: energy, area, latency, TOPS...
     cost.totals["tops_per_w"]
 
     # one layer: cimsim.matmul's events and the programmed block they ran on
@@ -16,9 +16,12 @@ The estimator never simulates: ``energy = sum(events x energy per event)`` (:mod
     block = cimsim.arrays.program.program(w_int, chip)   # geometry only (no simulation)
     cost = estimate([layer_work(ev, block)], chip)
 
-Ops convention (energy.md): 1 MAC = 2 ops at the chip's ``input_bits x weight_bits``; the
-``*_1b`` figures multiply ops by ``input_bits * weight_bits`` (1b-normalised, as Jia/Lee
-report "1b-TOPS/W"). torch is not imported here: a deployed model is read duck-typed.
+The input is a value of :mod:`cimsim.work`: a deployed model's :class:`~cimsim.work.ModelWork`
+(``SimModel.work()``) or a list of :class:`~cimsim.work.LayerWork`. torch is not imported here.
+
+Ops convention: 1 MAC = 2 ops at the chip's ``input_bits x weight_bits``; the ``*_1b`` figures
+multiply ops by ``input_bits * weight_bits`` (1b-normalised, as Jia et al., JSSC 2020, report
+"1b-TOPS/W").
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Any
 
 from ..arrays.program import ProgrammedLayer
 from ..config import ChipConfig
-from ..events import EventKey, Events
+from ..events import Action, Component, EventKey, Events, event_key
+from ..work import Block, LayerWork, ModelWork
 from .area import area_instances, chip_area_um2, occupied_area_um2
 from .energy import (
     CALIBRATIONS,
@@ -50,74 +54,43 @@ __all__ = [
     "Calibration",
     "CostReport",
     "LayerWork",
+    "ModelWork",
     "calibration_for",
     "estimate",
     "layer_work",
-    "works_from_sim",
 ]
 
 OPS_PER_MAC = 2
 
+UNATTRIBUTED = "(reprogramming)"
+"""The ``layer`` of the cost rows of events not tied to a layer (time-multiplexing)."""
 
-@dataclass
-class Block:
-    """One programmed weight block and the input vectors it processed over the run."""
-
-    layer: ProgrammedLayer
-    n_vectors: float
-
-
-@dataclass
-class LayerWork:
-    """What one layer did: its events (whole run) and the blocks that did it.
-
-    ``dequantize``: the layer's integer outputs are rescaled (one multiply per output), as in a
-    deployed model; ``cimsim.matmul`` returns integers and does not.
-    """
-
-    name: str
-    events: Events
-    blocks: list[Block]
-    dequantize: bool = False
-
-    @property
-    def n_arrays(self) -> int:
-        return sum(b.layer.n_arrays for b in self.blocks)
+_MAC = event_key(Component.LAYER, Action.MAC)
 
 
 def layer_work(events: Mapping, programmed: ProgrammedLayer | Sequence[ProgrammedLayer],
                name: str = "layer", n_vectors: float | None = None) -> LayerWork:
-    """A :class:`LayerWork` from ``cimsim.matmul``-style events and the programmed block(s).
+    """A :class:`~cimsim.work.LayerWork` from ``cimsim.matmul``-style events and the
+    programmed block(s).
 
     ``programmed`` are blocks that all saw the same input vectors (row-tile parts of one
-    matrix); ``n_vectors`` defaults to ``MACs / (K x N)`` from the events.
+    matrix); ``n_vectors`` defaults to ``MACs / (K x N)`` from the events. The outputs are
+    integers (not dequantized), as ``cimsim.matmul`` returns them.
     """
     parts = [programmed] if isinstance(programmed, ProgrammedLayer) else list(programmed)
     ev = events if isinstance(events, Events) else Events(events)
+    n_inputs = sum(p.n_inputs for p in parts)
     if n_vectors is None:
-        kn = sum(p.n_inputs for p in parts) * parts[0].n_outputs
-        n_vectors = ev.get(("layer", "mac", 0)) / kn if kn else 0.0
-    return LayerWork(name, ev, [Block(p, float(n_vectors)) for p in parts])
-
-
-def works_from_sim(sim) -> tuple[list[LayerWork], Events, int]:
-    """Layer works, events not tied to a layer (reprogramming) and inferences of a deployed
-    model (``cimsim.deploy``'s ``SimModel``, read duck-typed: ``sim_layers``, ``events``,
-    ``n_inferences``)."""
-    works = []
-    layer_total = Events()
-    for name, layer in sim.sim_layers.items():
-        blocks = []
-        for core in layer.cores:
-            n, k = core.shape
-            m = core.events.get(("layer", "mac", 0)) / (n * k) if n * k else 0.0
-            blocks += [Block(pl, m) for _, _, pl in core.parts]
-        ev = layer.events
-        layer_total = layer_total + ev
-        works.append(LayerWork(name, ev, blocks, dequantize=True))
-    extra = {k: v - layer_total.get(k) for k, v in sim.events.items()}
-    extra_ev = Events({k: v for k, v in extra.items() if abs(v) > 1e-9})
-    return works, extra_ev, int(sim.n_inferences)
+        kn = n_inputs * parts[0].n_outputs
+        n_vectors = ev.get(_MAC) / kn if kn else 0.0
+    return LayerWork(
+        name=name, kind="matmul", events=ev,
+        blocks=tuple(Block(p, float(n_vectors)) for p in parts), dequantized=False,
+        n_inputs=n_inputs, n_outputs=parts[0].n_outputs, n_matrices=1,
+        input_signed=any(p.input_signed for p in parts),
+        n_cells=sum(p.n_inputs * p.n_phys_cols for p in parts),
+        n_arrays=sum(p.n_arrays for p in parts),
+    )
 
 
 @dataclass
@@ -132,8 +105,8 @@ class CostReport:
         ``latency_ns_per_inference``, ``area_um2`` (occupied arrays and their tile share).
     events : list of dict
         Per (layer, component, action, bits): ``n_events_per_inference``,
-        ``energy_pj_per_event``, ``energy_pj_per_inference``. Derived rows: ``adc/leak``
-        (ADC-ns), ``digital/dequant_multiply``, ``interconnect/bus_bit``.
+        ``energy_pj_per_event``, ``energy_pj_per_inference``. Rows the estimator derives
+        (``cimsim.events.DERIVED``): ``adc/leak`` (ADC-ns) and ``interconnect/bus_bit``.
     area : list of dict
         Chip instances: ``component``, ``scope``, ``instance``, ``n_instances``,
         ``area_um2_per_instance``, ``area_um2``.
@@ -142,7 +115,7 @@ class CostReport:
     totals : dict
         See :func:`estimate`.
     notes : list of str
-        What is not costed, calibration in use.
+        What the model leaves out, calibration in use.
     """
 
     chip: ChipConfig
@@ -172,12 +145,8 @@ class CostReport:
         return out
 
 
-def _per_inference(events: Events, n_inf: int) -> Events:
-    return events.scaled(1.0 / max(n_inf, 1))
-
-
 def estimate(
-    work,
+    work: ModelWork | Sequence[LayerWork],
     chip: ChipConfig | None = None,
     *,
     pipelined: bool = False,
@@ -189,11 +158,11 @@ def estimate(
 
     Parameters
     ----------
-    work : SimModel or sequence of LayerWork
-        A deployed model after some forwards (duck-typed: ``sim_layers``, ``events``,
-        ``n_inferences``, ``chip``), or layer works (:func:`layer_work`).
+    work : ModelWork or sequence of LayerWork
+        A deployed model's work (``sim.work()`` after some forwards), or layer works
+        (:func:`layer_work`).
     chip : ChipConfig, optional
-        Needed for layer works; a deployed model's own chip by default.
+        Needed for layer works; the model's own chip for a ``ModelWork``.
     pipelined : bool
         Chip latency: layer-by-layer (sum over layers, default) or pipelined (slowest layer).
     n_inferences : int, optional
@@ -211,79 +180,132 @@ def estimate(
         ``n_macs_per_inference``, ``tops``, ``tops_per_w``, ``tops_per_mm2`` (1 MAC = 2 ops at
         input_bits x weight_bits) and ``tops_1b``, ``tops_per_w_1b``, ``tops_per_mm2_1b``
         (ops x input_bits x weight_bits), ``power_mw``, ``energy_pj_per_inference_by_component``.
+
+    Raises
+    ------
+    TypeError
+        If ``work`` is neither a ``ModelWork`` nor a sequence of ``LayerWork``, or ``chip`` is
+        missing for layer works.
     """
-    extra = Events()
-    if hasattr(work, "sim_layers"):
-        chip = work.chip if chip is None else chip
-        works, extra, n_inf = works_from_sim(work)
-    else:
-        works = list(work)
-        n_inf = 1
-        if chip is None:
-            raise TypeError("estimate(layer_works, chip): chip is required for layer works")
+    works, other, n_inf, chip = _inputs(work, chip)
     if n_inferences is not None:
         n_inf = int(n_inferences)
     table = chip_table(chip) if table is None else table
-    if isinstance(calibration, str):
-        if calibration != "auto":
-            raise ValueError(f"calibration = {calibration!r}; use 'auto', None or a Calibration")
-        cal = calibration_for(chip)
-    else:
-        cal = NO_CALIBRATION if calibration is None else calibration
+    cal = _calibration(calibration, chip)
     rep = CostReport(chip=chip, pipelined=pipelined, n_inferences=n_inf, calibration=cal)
     per = 1.0 / max(n_inf, 1)
 
-    # latency first: leakage needs it
-    lat = {}
+    latency = _latency_stage(rep, works, per, table, cal)  # first: leakage needs the time
+    t_chip = chip_latency_ns(list(latency.values()), pipelined)
     for w in works:
-        bl = []
+        ev = _with_derived(w, rep.blocks, per, t_chip, chip)
+        _price(rep, w.name, ev, chip, table, cal)
+        rep.layers.append(_layer_row(rep, w, ev, latency[w.name], table, cal))
+    if len(other):
+        _price(rep, UNATTRIBUTED, dict(other.scaled(per).items()), chip, table, cal)
+    rep.area = _area_rows(chip, table, cal)
+    rep.totals = _totals(rep, works, t_chip, table, cal)
+    rep.notes = _notes(chip, cal)
+    return rep
+
+
+def _inputs(work, chip: ChipConfig | None
+            ) -> tuple[list[LayerWork], Events, int, ChipConfig]:
+    """Layer works, events not tied to a layer, inferences and chip of ``estimate``'s input."""
+    if isinstance(work, ModelWork):
+        return list(work.layers), work.other_events, work.n_inferences, (
+            work.chip if chip is None else chip)
+    works = list(work) if isinstance(work, Iterable) else None
+    if works is None or not all(isinstance(w, LayerWork) for w in works):
+        raise TypeError(
+            f"estimate() takes a ModelWork (sim.work() of a deployed model) or a sequence of "
+            f"LayerWork (cimsim.cost.layer_work); got {type(work).__name__}")
+    if chip is None:
+        raise TypeError("estimate(layer_works, chip): chip is required for layer works")
+    return works, Events(), 1, chip
+
+
+def _calibration(calibration: Calibration | str | None, chip: ChipConfig) -> Calibration:
+    if isinstance(calibration, str):
+        if calibration != "auto":
+            raise ValueError(f"calibration = {calibration!r}; use 'auto', None or a Calibration")
+        return calibration_for(chip)
+    return NO_CALIBRATION if calibration is None else calibration
+
+
+def _latency_stage(rep: CostReport, works: Sequence[LayerWork], per: float, table: TechTable,
+                   cal: Calibration) -> dict[str, float]:
+    """Every block's latency per inference into ``rep.blocks``; each layer's (its slowest
+    block), ns."""
+    latency = {}
+    for w in works:
+        rows = []
         for i, b in enumerate(w.blocks):
             d = block_latency(b.layer, b.n_vectors * per, table, cal)
             d.update(layer=w.name, block=i, name=b.layer.name or w.name,
                      n_arrays=b.layer.n_arrays, n_vectors_per_inference=b.n_vectors * per)
-            bl.append(d)
-        rep.blocks += bl
-        lat[w.name] = layer_latency_ns(bl)
-    t_chip = chip_latency_ns(list(lat.values()), pipelined)
+            rows.append(d)
+        rep.blocks += rows
+        latency[w.name] = layer_latency_ns(rows)
+    return latency
 
-    unknown: set[str] = set()
+
+def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_chip: float,
+                  chip: ChipConfig) -> dict[EventKey, float]:
+    """The layer's events per inference plus the ones the estimator derives
+    (``cimsim.events.DERIVED``): ADC leakage over the chip's inference time, in ADC-ns, for
+    the layer's occupied arrays; tile-bus bits = buffer bits read and written."""
+    ev = dict(w.events.scaled(per).items())
     adcs = chip.array.adcs_per_array
-    for w in works:
-        ev = dict(_per_inference(w.events, n_inf).items())
-        derived: dict[EventKey, float] = {}
-        leak = sum(b["n_arrays"] * adcs * t_chip * b["adc_duty"]
-                   for b in rep.blocks if b["layer"] == w.name)
-        derived[EventKey("adc", "leak", chip.adc.bits)] = leak
-        bus = ev.get(EventKey("buffer", "read_bit", 0), 0.0) + ev.get(
-            EventKey("buffer", "write_bit", 0), 0.0)
-        derived[EventKey("interconnect", "bus_bit", 0)] = bus
-        if w.dequantize:
-            derived[EventKey("digital", "dequant_multiply", 0)] = sum(
-                b.n_vectors * per * b.layer.n_outputs for b in w.blocks)
-        ev.update(derived)
-        _price(rep, w.name, ev, chip, table, cal, unknown)
-        energy = rep.energy_by_component(w.name)
-        row = {"layer": w.name, "n_arrays": w.n_arrays,
-               "n_macs_per_inference": ev.get(EventKey("layer", "mac", 0), 0.0),
-               "energy_pj_per_inference": sum(energy.values())}
-        row.update({f"energy_{c}_pj_per_inference": energy.get(c, 0.0) for c in COMPONENTS})
-        row["latency_ns_per_inference"] = lat[w.name]
-        row["area_um2"] = sum(occupied_area_um2(chip, w.n_arrays, table, cal).values())
-        rep.layers.append(row)
-    if len(extra):
-        _price(rep, "(reprogramming)", dict(_per_inference(extra, n_inf).items()), chip, table,
-               cal, unknown)
+    leak = sum(b["n_arrays"] * adcs * t_chip * b["adc_duty"]
+               for b in blocks if b["layer"] == w.name)
+    ev[event_key(Component.ADC, Action.LEAK, chip.adc.bits)] = leak
+    ev[event_key(Component.INTERCONNECT, Action.BUS_BIT)] = (
+        ev.get(event_key(Component.BUFFER, Action.READ_BIT), 0.0)
+        + ev.get(event_key(Component.BUFFER, Action.WRITE_BIT), 0.0))
+    return ev
 
+
+def _price(rep: CostReport, layer: str, ev: Mapping[EventKey, float], chip: ChipConfig,
+           table: TechTable, cal: Calibration) -> None:
+    """One ``rep.events`` row per event: count x price (every registered event has one)."""
+    for key, n in sorted(ev.items()):
+        e = event_energy_pj(key, chip, table, cal)
+        rep.events.append(dict(layer=layer, component=key.component.value,
+                               action=key.action.value, bits=key.bits,
+                               n_events_per_inference=n, energy_pj_per_event=e,
+                               energy_pj_per_inference=n * e))
+
+
+def _layer_row(rep: CostReport, w: LayerWork, ev: Mapping[EventKey, float], latency_ns: float,
+               table: TechTable, cal: Calibration) -> dict:
+    energy = rep.energy_by_component(w.name)
+    row = {"layer": w.name, "n_arrays": w.n_arrays,
+           "n_macs_per_inference": ev.get(_MAC, 0.0),
+           "energy_pj_per_inference": sum(energy.values())}
+    row.update({f"energy_{c}_pj_per_inference": energy.get(c, 0.0) for c in COMPONENTS})
+    row["latency_ns_per_inference"] = latency_ns
+    row["area_um2"] = sum(occupied_area_um2(rep.chip, w.n_arrays, table, cal).values())
+    return row
+
+
+def _area_rows(chip: ChipConfig, table: TechTable, cal: Calibration) -> list[dict]:
+    """Every instance kind on the whole chip (every array and tile, used or not)."""
+    rows = []
     for r in area_instances(chip, table, cal):
         n = r["n_per_scope"] * (chip.array.n_arrays if r["scope"] == "array"
                                 else chip.array.n_tiles)
-        rep.area.append(dict(component=r["component"], scope=r["scope"],
-                             instance=r["instance"], n_instances=n,
-                             area_um2_per_instance=r["area_um2_per_instance"],
-                             area_um2=n * r["area_um2_per_instance"]))
+        rows.append(dict(component=r["component"], scope=r["scope"], instance=r["instance"],
+                         n_instances=n, area_um2_per_instance=r["area_um2_per_instance"],
+                         area_um2=n * r["area_um2_per_instance"]))
+    return rows
+
+
+def _totals(rep: CostReport, works: Sequence[LayerWork], t_chip: float, table: TechTable,
+            cal: Calibration) -> dict[str, Any]:
+    chip = rep.chip
     area_um2 = sum(chip_area_um2(chip, table, cal).values())
     used = sum(sum(occupied_area_um2(chip, w.n_arrays, table, cal).values()) for w in works)
-
     energy = sum(r["energy_pj_per_inference"] for r in rep.events)
     macs = sum(r["n_macs_per_inference"] for r in rep.layers)
     ops = OPS_PER_MAC * macs
@@ -291,12 +313,12 @@ def estimate(
     tops = ops / (t_chip * 1e3) if t_chip > 0 else 0.0
     tops_per_w = ops / energy if energy > 0 else 0.0
     tops_mm2 = tops / (area_um2 * 1e-6) if area_um2 > 0 else 0.0
-    rep.totals = {
+    return {
         "energy_pj_per_inference": energy,
         "area_mm2": area_um2 * 1e-6,
         "area_mm2_used": used * 1e-6,
         "latency_ns_per_inference": t_chip,
-        "pipelined": pipelined,
+        "pipelined": rep.pipelined,
         "n_macs_per_inference": macs,
         "ops_per_inference": ops,
         "power_mw": energy / t_chip if t_chip > 0 else 0.0,
@@ -313,34 +335,18 @@ def estimate(
         "calibration": cal.note,
         "energy_pj_per_inference_by_component": rep.energy_by_component(),
     }
-    rep.notes = _notes(chip, cal, unknown)
-    return rep
 
 
-def _price(rep: CostReport, layer: str, ev: Mapping[EventKey, float], chip: ChipConfig,
-           table: TechTable, cal: Calibration, unknown: set[str]) -> None:
-    for key, n in sorted(ev.items()):
-        e = event_energy_pj(key, chip, table, cal)
-        if e is None:
-            unknown.add(f"{key.component}.{key.action}")
-            e = 0.0
-        rep.events.append(dict(layer=layer, component=key.component, action=key.action,
-                               bits=key.bits, n_events_per_inference=n,
-                               energy_pj_per_event=e, energy_pj_per_inference=n * e))
-
-
-def _notes(chip: ChipConfig, cal: Calibration, unknown: Iterable[str]) -> list[str]:
+def _notes(chip: ChipConfig, cal: Calibration) -> list[str]:
     notes = [
         "energy = sum(events x energy per event); area = sum(instances x area); "
-        "see docs/cost-model.md",
-        "leakage: only ADC leakage (20 % of dynamic power at the design rate, energy.md s.1) "
-        "is charged, for the occupied arrays over the inference; energy.md gives no other "
-        "leakage figure",
+        "see docs/cost-model.md, sources in docs/technology.md",
+        "leakage: only ADC leakage (20 % of dynamic power at the design rate, the "
+        "hwcomponents-adc assumption) is charged, for the occupied arrays over the inference; "
+        "no source used here gives another leakage figure",
         f"calibration: {cal.note}",
     ]
     if chip.adc.bits > MAX_ADC_BITS:
         notes.append(f"ADC of {chip.adc.bits} b is beyond the tables' {MAX_ADC_BITS} b: costed "
                      f"as a {MAX_ADC_BITS}-b ADC (a lower bound)")
-    for u in sorted(unknown):
-        notes.append(f"not costed (no source in energy.md): {u}")
     return notes

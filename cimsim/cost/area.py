@@ -38,7 +38,7 @@ __all__ = ["ARRAY_COMPONENTS", "TILE_COMPONENTS", "area_instances", "chip_area_u
 ARRAY_COMPONENTS = ("cell", "adc", "dac", "shift_add")
 TILE_COMPONENTS = ("accumulator", "buffer", "interconnect")
 
-_ROUTER_TILES = 4  # ISAAC shares one router between four tiles (energy.md s.1)
+_ROUTER_TILES = 4  # ISAAC shares one router between four tiles (Shafiee et al., ISCA 2016)
 _BUS_BITS = 256  # ISAAC's eDRAM <-> IMA bus width
 _ARRAYS_PER_BUS = 8  # ISAAC: one bus port per 8-crossbar IMA
 
@@ -73,7 +73,7 @@ def area_instances(
         dict(component="adc", scope="array",
              instance=f"{chip.adc.bits}-b {chip.adc.kind.value} ADC ({arr.cols_per_adc} col/ADC)",
              n_per_scope=n_adc,
-             area_um2_per_instance=adc_area_um2(chip.adc.kind.value,
+             area_um2_per_instance=adc_area_um2(chip.adc.kind,
                                                 table_adc_bits(chip.adc.bits), table)
              * cal.a("adc")),
         dict(component="dac", scope="array", instance=f"{chip.dac_bits}-b row driver",

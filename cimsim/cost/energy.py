@@ -6,17 +6,20 @@ count`` (``cimsim.events``), is priced by :func:`event_energy_pj` from a
 
     energy_pj = sum(count x energy per event)
 
-``docs/cost-model.md`` lists the price of every event. Three rules apply throughout:
+Every registered (component, action) of ``cimsim.events.REGISTRY`` has a price here
+(:data:`PRICES`, one function per pair); ``docs/cost-model.md`` lists them and
+``docs/technology.md`` the publications behind every number. Three rules apply throughout:
 
 * CMOS energies (ADC, DAC, SRAM bit-cells, digital, buffers, links) are the tables' values at
-  0.8 V times ``(chip.tech.vdd_v / 0.8) ** 2`` (dynamic energy C V^2; energy.md s.2.7, s.1:
-  the Stillmaker-Baas factors are evaluated at 0.8 V).
-* RRAM reads are physics, E = V^2 G t (energy.md s.2.7), from the conductance the run summed
-  (``('cell', 'v2g_lsb', 0)``), the chip's read voltage, cell-LSB conductance and read pulse.
-* Leakage is charged only where energy.md gives a number: ADC leakage power = 20 % of the ADC's
-  dynamic power at its design rate (hwcomponents-adc, energy.md s.1). It needs a time, so the
-  estimator (``cimsim.cost.estimate``) adds it as ``('adc', 'leak', bits)`` events counted in
-  ADC-nanoseconds; this module prices them.
+  0.8 V times ``(chip.tech.vdd_v / 0.8) ** 2`` (dynamic energy C V^2; the Stillmaker-Baas
+  factors are evaluated at 0.8 V, docs/technology.md §1).
+* RRAM reads are physics, E = V^2 G t, from the conductance the run summed
+  (``cell.v2g_lsb``), the chip's read voltage, cell-LSB conductance and read pulse. RRAM
+  programming is the tables' write energy per stored bit (device physics, not CMOS-scaled).
+* Leakage is charged only where a source gives a number: ADC leakage power = 20 % of the ADC's
+  dynamic power at its design rate (the hwcomponents-adc assumption, docs/technology.md). It
+  needs a time, so the estimator (``cimsim.cost.estimate``) derives it as ``adc.leak`` events
+  counted in ADC-nanoseconds; this module prices them.
 
 A :class:`Calibration` multiplies energies (and areas, and the ADC conversion time) per
 component. The presets matched to published chips carry documented calibrations
@@ -27,12 +30,12 @@ CiMLoop's per-macro ADC/driver scales do; every other chip is uncalibrated.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..config import CellTech, ChipConfig, WeightEncoding
-from ..events import EventKey
+from ..events import Action, Component, EventKey, event_key
 from .tables import (
     MAX_ADC_BITS,
     TechTable,
@@ -47,6 +50,7 @@ from .tables import (
 __all__ = [
     "CALIBRATIONS",
     "COMPONENTS",
+    "PRICES",
     "SUPPLY_REF_V",
     "TILE_BUFFER_KIB",
     "Calibration",
@@ -60,10 +64,11 @@ __all__ = [
 ]
 
 SUPPLY_REF_V = 0.8
-"""Supply voltage of the technology tables, V (energy.md s.1)."""
+"""Supply voltage of the technology tables, V (docs/technology.md §1)."""
 
 TILE_BUFFER_KIB = 64.0
-"""On-tile buffer size, KiB: ISAAC's 64 KB eDRAM per tile (energy.md s.1). Its access energy
+"""On-tile buffer size, KiB: ISAAC's 64 KB eDRAM per tile (Shafiee et al., ISCA 2016,
+Table 1). Its access energy
 per bit is the Horowitz SRAM figure at this size (``buffer_energy_pj_per_bit``), its area the
 ISAAC eDRAM area per bit."""
 
@@ -153,7 +158,7 @@ CALIBRATIONS: dict[str, Calibration] = {
         note=("isaac-32nm: ISAAC's ADC (Kull ISSCC'13) converts at 1.2 GS/s "
               "(hwcomponents-library isaac.py), not in (b+1) ns as the tables' NeuroSim SAR "
               "timing: time x 0.0926; ISAAC's arrays are passive crossbars: cell area 4 F^2 "
-              "(energy.md s.1), not the 1T1R 48 F^2 of the tables: area x 1/12"),
+              "(Shafiee et al., ISCA 2016), not the 1T1R 48 F^2 of the tables: area x 1/12"),
     ),
 }
 """Calibrations of the presets matched to published chips, by preset name."""
@@ -195,7 +200,7 @@ def table_adc_bits(bits: int) -> int:
 
 def adc_time_ns(chip: ChipConfig, table: TechTable, calibration: Calibration) -> float:
     """One conversion of the chip's ADC, ns (table time x calibration)."""
-    return adc_conversion_time_ns(chip.adc.kind.value, table_adc_bits(chip.adc.bits), table) * (
+    return adc_conversion_time_ns(chip.adc.kind, table_adc_bits(chip.adc.bits), table) * (
         calibration.adc_time_scale)
 
 
@@ -216,8 +221,9 @@ def dac_pulse_energy_pj(chip: ChipConfig, table: TechTable, calibration: Calibra
     * DAC: the table's ``bits``-bit DAC energy (MNSIM: power x its (b+2)-ns conversion). A
       resistive array loads the driver for the whole read pulse, so for RRAM the DAC's power is
       held for ``max(t_read, t_dac)`` (ISAAC's 4 mW per 1024 DACs over a 100-ns read is its
-      0.4-pJ per-activation figure, energy.md s.1). Charge-domain (SRAM) drivers switch once.
-    * Word line: ``C V^2`` with ``C = 0.2 fF/um x n_cols x cell pitch`` (energy.md s.2.7) at the
+      0.4-pJ per-activation figure, Shafiee et al., ISCA 2016, Table 1). Charge-domain (SRAM)
+      drivers switch once.
+    * Word line: ``C V^2`` with ``C = 0.2 fF/um x n_cols x cell pitch`` (docs/technology.md) at the
       read voltage (an upper bound for multi-bit DACs, whose lines swing less).
     """
     e_dac = dac_energy_pj(bits, table) * supply_factor(chip)
@@ -229,66 +235,127 @@ def dac_pulse_energy_pj(chip: ChipConfig, table: TechTable, calibration: Calibra
     return (e_dac + e_wire) * calibration.e("dac")
 
 
+# One price per registered (component, action): f(chip, table, calibration, bits) -> pJ.
+_Price = Callable[[ChipConfig, TechTable, Calibration, int], float]
+
+
+def _count_only(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    """Counts with no energy of their own (MACs, array read cycles, reprogrammed arrays: what a
+    reprogramming costs is its ``cell.write`` events)."""
+    return 0.0
+
+
+def _adc_convert(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return (adc_energy_pj(chip.adc.kind, table_adc_bits(bits), table) * supply_factor(chip)
+            * cal.e("adc"))
+
+
+def _adc_leak(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    """Per ADC-nanosecond: leakage power (mW = pJ/ns) = a fraction of the dynamic power at the
+    design rate."""
+    return (table.adc_leakage_fraction_of_dynamic * _adc_convert(chip, table, cal, bits)
+            / adc_time_ns(chip, table, cal))
+
+
+def _dac_pulse(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return dac_pulse_energy_pj(chip, table, cal, bits)
+
+
+def _cell_read(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    if _resistive(chip):
+        return 0.0  # RRAM: priced by the summed conductance (cell.v2g_lsb)
+    return (stored_bits_per_cell(chip) * table.sram_cim_bitcell_read_energy_fj * 1e-3
+            * supply_factor(chip) * cal.e("cell"))
+
+
+def _cell_v2g_lsb(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    if not _resistive(chip):
+        return 0.0  # SRAM: priced per bit-cell read (cell.read)
+    v_lsb = chip.tech.v_read_v / (2**chip.dac_bits - 1)
+    # V^2 * uS * ns = 1e-15 J = 1e-3 pJ
+    return v_lsb**2 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3 * cal.e("cell")
+
+
+def _cell_write(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    """One cell programmed: every stored bit written (RRAM: device physics, not supply-scaled;
+    SRAM: a CMOS bit-cell write)."""
+    n_bits = stored_bits_per_cell(chip)
+    if _resistive(chip):
+        return n_bits * table.rram_write_energy_pj_per_bit * cal.e("cell")
+    return (n_bits * table.sram_cim_bitcell_write_energy_fj * 1e-3 * supply_factor(chip)
+            * cal.e("cell"))
+
+
+def _shift_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return bits * table.shift_add_energy_pj_per_bit * supply_factor(chip) * cal.e("shift_add")
+
+
+def _accumulator_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return (bits * table.accumulator_add_energy_pj_per_bit * supply_factor(chip)
+            * cal.e("accumulator"))
+
+
+def _correction_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return (bits * table.accumulator_add_energy_pj_per_bit * supply_factor(chip)
+            * cal.e("digital"))
+
+
+def _dequant_multiply(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return table.dequant_mult_energy_pj * supply_factor(chip) * cal.e("digital")
+
+
+def _buffer_bit(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return (buffer_energy_pj_per_bit(TILE_BUFFER_KIB, table) * supply_factor(chip)
+            * cal.e("buffer"))
+
+
+def _link_bit(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return table.interconnect_energy_pj_per_bit * supply_factor(chip) * cal.e("interconnect")
+
+
+def _bus_bit(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return table.bus_energy_pj_per_bit * supply_factor(chip) * cal.e("interconnect")
+
+
+_C, _A = Component, Action
+PRICES: Mapping[tuple[Component, Action], _Price] = MappingProxyType({
+    (_C.LAYER, _A.MAC): _count_only,
+    (_C.ARRAY, _A.ACTIVATION): _count_only,
+    (_C.ARRAY, _A.REPROGRAM): _count_only,
+    (_C.ADC, _A.CONVERT): _adc_convert,
+    (_C.ADC, _A.LEAK): _adc_leak,
+    (_C.DAC, _A.PULSE): _dac_pulse,
+    (_C.CELL, _A.READ): _cell_read,
+    (_C.CELL, _A.V2G_LSB): _cell_v2g_lsb,
+    (_C.CELL, _A.WRITE): _cell_write,
+    (_C.SHIFT_ADD, _A.ADD): _shift_add,
+    (_C.ACCUMULATOR, _A.ADD): _accumulator_add,
+    (_C.BUFFER, _A.READ_BIT): _buffer_bit,
+    (_C.BUFFER, _A.WRITE_BIT): _buffer_bit,
+    (_C.INTERCONNECT, _A.BIT): _link_bit,
+    (_C.INTERCONNECT, _A.BUS_BIT): _bus_bit,
+    (_C.DIGITAL, _A.CORRECTION_ADD): _correction_add,
+    (_C.DIGITAL, _A.DEQUANT_MULTIPLY): _dequant_multiply,
+})
+"""The price function of every registered (component, action); its keys are
+``cimsim.events.REGISTRY``'s (a test holds them equal)."""
+
+
 def event_energy_pj(
     key: EventKey | tuple, chip: ChipConfig, table: TechTable | None = None,
     calibration: Calibration | None = None,
-) -> float | None:
-    """Energy of one event ``key`` on ``chip``, pJ; ``None`` for an event with no cost model.
+) -> float:
+    """Energy of one event ``key`` on ``chip``, pJ.
 
-    ``('adc', 'leak', b)`` is priced per ADC-nanosecond (leakage power in mW = pJ/ns).
+    ``adc.leak`` is priced per ADC-nanosecond (leakage power in mW = pJ/ns).
+
+    Raises
+    ------
+    ValueError
+        If ``key`` is not a registered (component, action) (``cimsim.events.REGISTRY``); the
+        message names the allowed pairs.
     """
-    key = EventKey(*key)
+    key = event_key(*key)
     table = chip_table(chip) if table is None else table
     cal = NO_CALIBRATION if calibration is None else calibration
-    s = supply_factor(chip)
-    comp, action, bits = key
-    if comp in ("layer", "array"):
-        return 0.0  # counts (MACs, array activations, reprogrammed arrays): no energy of their own
-    if comp == "adc":
-        e_conv = adc_energy_pj(chip.adc.kind.value, table_adc_bits(bits), table) * s * cal.e(
-            "adc")
-        if action == "convert":
-            return e_conv
-        if action == "leak":
-            return table.adc_leakage_fraction_of_dynamic * e_conv / adc_time_ns(chip, table, cal)
-        return None
-    if comp == "dac" and action == "pulse":
-        return dac_pulse_energy_pj(chip, table, cal, bits)
-    if comp == "cell":
-        sram_like = not _resistive(chip)
-        if action == "read":
-            if not sram_like:
-                return 0.0  # RRAM: priced by the summed conductance (v2g_lsb)
-            n_bits = stored_bits_per_cell(chip)
-            return n_bits * table.sram_cim_bitcell_read_energy_fj * 1e-3 * s * cal.e("cell")
-        if action == "v2g_lsb":
-            if sram_like:
-                return 0.0
-            v_lsb = chip.tech.v_read_v / (2**chip.dac_bits - 1)
-            # V^2 * uS * ns = 1e-15 J = 1e-3 pJ
-            return v_lsb**2 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3 * cal.e("cell")
-        if action == "write":
-            if not sram_like:
-                return None  # energy.md gives no RRAM programming energy
-            n_bits = stored_bits_per_cell(chip)
-            return n_bits * table.sram_cim_bitcell_write_energy_fj * 1e-3 * s * cal.e("cell")
-        return None
-    if comp == "shift_add" and action == "add":
-        return bits * table.shift_add_energy_pj_per_bit * s * cal.e("shift_add")
-    if comp == "accumulator" and action == "add":
-        return bits * table.accumulator_add_energy_pj_per_bit * s * cal.e("accumulator")
-    if comp == "digital":
-        if action == "correction_add":
-            return bits * table.accumulator_add_energy_pj_per_bit * s * cal.e("digital")
-        if action == "dequant_multiply":
-            return table.dequant_mult_energy_pj * s * cal.e("digital")
-        return None
-    if comp == "buffer" and action in ("read_bit", "write_bit"):
-        return buffer_energy_pj_per_bit(TILE_BUFFER_KIB, table) * s * cal.e("buffer")
-    if comp == "interconnect":
-        if action == "bit":
-            return table.interconnect_energy_pj_per_bit * s * cal.e("interconnect")
-        if action == "bus_bit":
-            return table.bus_energy_pj_per_bit * s * cal.e("interconnect")
-        return None
-    return None
+    return float(PRICES[key.component, key.action](chip, table, cal, key.bits))

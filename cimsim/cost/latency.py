@@ -14,10 +14,11 @@ conversions, so one step takes::
 
 ``t_conv`` is the ADC conversion time of the tables (SAR (b+1) ns, flash 1 ns, ramp 2^b ns)
 times the chip's calibration. The shift-add and accumulation of a step are pipelined behind the
-ADCs (NeuroSim, energy.md s.5); only the last step's add tree and output write show, as
-``t_tail``. A layer's blocks (convolution groups, per-tile parts, attention projections) run in
-parallel: the layer takes as long as its slowest block. The chip runs layers one after another
-(``sum``) or as a pipeline whose period is its slowest layer (``max``).
+ADCs, as NeuroSim V1.4 pipelines them (docs/technology.md); only the last step's add tree and
+output write show, as ``t_tail``. A layer's blocks (convolution groups, per-tile parts,
+attention projections) run in parallel: the layer takes as long as its slowest block. The chip
+runs layers one after another (``sum``) or as a pipeline whose period is its slowest layer
+(``max``).
 """
 
 from __future__ import annotations

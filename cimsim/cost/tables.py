@@ -186,6 +186,12 @@ class TechTable:
     rram_cell_area_f2: float
     """RRAM 1T1R cell area in F^2: 4F x 12F = 48 F^2 (NeuroSim V1.4); a 0T1R crossbar cell
     would be 4 F^2."""
+    rram_write_energy_pj_per_bit: float
+    """RRAM programming (write) energy per stored bit, pJ: 3 pJ, the upper end of the
+    0.1-3 pJ per bit of memristive (RRAM) memories in Yang, Strukov & Stewart, "Memristive
+    devices for computing", Nature Nanotechnology 8, 2013, Table 1 (from ITRS 2011); the upper
+    end because a multi-level cell is programmed with write-and-verify pulses. Device physics:
+    not CMOS-scaled."""
     sram_cell_area_f2: float
     """SRAM CIM cell area in F^2: 280 (10F x 28F) at >= 22 nm, 326 at 14 nm, 551 at 7 nm
     (NeuroSim V1.4); linear in node between those."""
@@ -465,6 +471,7 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: ADCBand = ADCBand.TYPIC
         rram_v_read_v=v_read,
         rram_r_on_ohm=100e3,
         rram_cell_area_f2=48.0,
+        rram_write_energy_pj_per_bit=3.0,
         sram_cell_area_f2=_interp_node(node, _SRAM_F2_NODES_NM, _SRAM_F2),
         sram_cim_bitcell_read_energy_fj=e_ref(1.12),
         sram_cim_bitcell_write_energy_fj=e_ref(1.6),

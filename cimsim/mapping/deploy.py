@@ -11,7 +11,8 @@ import fnmatch
 import logging
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,7 +22,8 @@ from torch import fx, nn
 from ..arrays._rng import stream_key
 from ..config import ADCPlacement, ChipConfig
 from ..errors import CapacityError, MappingError
-from ..events import EventKey, Events
+from ..events import Action, Component, Events, event_key
+from ..work import LayerWork, ModelWork
 from .layers import SimConv, SimLayer, SimLinear, SimMultiheadAttention
 
 __all__ = ["deploy", "SimModel"]
@@ -47,6 +49,10 @@ def _sim_class(module: nn.Module) -> type[SimLayer] | None:
 
 class SimModel(nn.Module):
     """The deployed model: call it like the original; ``report()`` gives what it cost.
+
+    What it did crosses to the cost model and the report as values (``cimsim.work``):
+    :meth:`works` (one ``LayerWork`` per mapped layer) and :meth:`work` (those, the events not
+    tied to a layer, the inference count and the chip), e.g. ``cimsim.cost.estimate(sim.work())``.
 
     Attributes
     ----------
@@ -99,8 +105,9 @@ class SimModel(nn.Module):
         cells = sum(c.n_cells for layer in self.sim_layers.values() for c in layer.cores)
         frac = over / self.arrays_needed
         self._extra = self._extra + Events({
-            EventKey("array", "reprogram", 0): over,
-            EventKey("cell", "write", self.chip.device.bits_per_cell): cells * frac,
+            event_key(Component.ARRAY, Action.REPROGRAM): over,
+            event_key(Component.CELL, Action.WRITE, self.chip.device.bits_per_cell):
+                cells * frac,
         })
 
     @property
@@ -116,6 +123,19 @@ class SimModel(nn.Module):
         for layer in self.sim_layers.values():
             total = total + layer.events
         return total
+
+    def works(self) -> list[LayerWork]:
+        """What every mapped layer did since deploy (or ``reset``), in model order: the
+        values ``cimsim.cost`` and ``cimsim.report`` read (``cimsim.work``)."""
+        return [layer.work() for layer in self.sim_layers.values()]
+
+    def work(self) -> ModelWork:
+        """The model's work since deploy (or ``reset``): :meth:`works`, the events not tied
+        to a layer (reprogramming), the inferences and the chip. ``cimsim.cost.estimate``
+        takes it as is."""
+        return ModelWork(layers=tuple(self.works()), other_events=self._extra,
+                         n_inferences=self.n_inferences, chip=self.chip,
+                         n_arrays_needed=self.arrays_needed)
 
     def reset(self) -> None:
         """Forget the events and inference count of earlier forwards."""
@@ -260,71 +280,114 @@ def deploy(
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
     if not isinstance(chip, ChipConfig):
         raise MappingError(f"chip must be a ChipConfig (cimsim.load_chip), got {type(chip)}")
+    mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
+    sim = mapping.replace_layers(_eval_copy(model))
+    _fuse_relus(sim, mapping.sim_layers, chip)
+    _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim)
+    needed = _arrays_needed(mapping.sim_layers, chip)
+    return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
+
+
+def _eval_copy(model: nn.Module) -> nn.Module:
+    """A deep copy in eval mode: the user's model is never modified."""
     sim = copy.deepcopy(model)
     try:
         sim.eval()
     except NotImplementedError:  # torch.export modules refuse eval(); they are eval already
         pass
-    sim_layers: dict[str, SimLayer] = {}
-    digital: list[tuple[str, str, str]] = []
-    exclude = [exclude] if isinstance(exclude, str) else list(exclude)
+    return sim
 
-    def visit(parent: nn.Module, prefix: str) -> None:
+
+@dataclass
+class _LayerMapping:
+    """Replaces the mappable modules of a model by simulated layers (stage 1 of ``deploy``),
+    collecting the simulated layers and what stays digital, with the reason."""
+
+    chip: ChipConfig
+    seed: int
+    exclude: list[str]
+    sim_layers: dict[str, SimLayer] = field(default_factory=dict)
+    digital: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def replace_layers(self, sim: nn.Module) -> nn.Module:
+        """Replace in place; a mappable root module is wrapped in an ``nn.Sequential``."""
+        if _sim_class(sim) is not None:
+            sim = nn.Sequential(sim)
+        self._visit(sim, "")
+        if not self.sim_layers:
+            log.warning("deploy: no Linear/Conv/MultiheadAttention layer was mapped")
+        return sim
+
+    def _visit(self, parent: nn.Module, prefix: str) -> None:
         for child_name, child in list(parent.named_children()):
             name = f"{prefix}{child_name}"
             cls = _sim_class(child)
-            if cls is not None and _excluded(name, exclude):
-                digital.append((name, type(child).__name__, "excluded by the user"))
-                continue
             if cls is not None:
-                extra = {}
-                if cls is SimMultiheadAttention:
-                    # its projections can be excluded by name: NAME.q_proj/k_proj/v_proj/out_proj
-                    # (NAME.in_proj excludes all three input projections)
-                    tags = {t for t in ("q_proj", "k_proj", "v_proj", "out_proj")
-                            if _excluded(f"{name}.{t}", exclude)}
-                    if _excluded(f"{name}.in_proj", exclude):
-                        tags |= {"q_proj", "k_proj", "v_proj"}
-                    extra["digital"] = frozenset(tags)
-                    digital.extend((f"{name}.{t}", "projection", "excluded by the user")
-                                   for t in sorted(tags))
-                try:
-                    # seeded by name: excluding one layer leaves the others' draws unchanged
-                    new = cls(child, name, chip, stream_key(seed, zlib.crc32(name.encode())),
-                              **extra)
-                except MappingError as exc:
-                    digital.append((name, type(child).__name__, f"not mappable: {exc}"))
-                    continue
-                parent._modules[child_name] = new
-                sim_layers[name] = new
-                if cls is SimMultiheadAttention:
-                    digital.append((name, "attention products",
-                                    "activation x activation (Q·Kᵀ, softmax, ·V) kept digital"))
-                continue
-            if isinstance(child, _UNSUPPORTED):
-                digital.append((name, type(child).__name__, "layer type not supported"))
-                continue
-            if isinstance(child, nn.TransformerEncoder):
-                child.use_nested_tensor = False  # the nested fast path bypasses the arrays
-            if isinstance(child, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
-                # any hook disables torch's fused encoder-layer kernel for this module only
-                child.register_forward_pre_hook(lambda mod, args: None)
-            visit(child, name + ".")
+                new = self._map(child, name, cls)
+                if new is not None:
+                    parent._modules[child_name] = new
+            elif isinstance(child, _UNSUPPORTED):
+                self.digital.append((name, type(child).__name__, "layer type not supported"))
+            else:
+                _keep_off_fused_kernels(child)
+                self._visit(child, name + ".")
 
-    root_cls = _sim_class(sim)
-    if root_cls is not None:
-        wrapper = nn.Sequential(sim)
-        visit(wrapper, "")
-        sim = wrapper
-    else:
-        visit(sim, "")
-    if not sim_layers:
-        log.warning("deploy: no Linear/Conv/MultiheadAttention layer was mapped")
+    def _map(self, child: nn.Module, name: str, cls: Callable[..., SimLayer]
+             ) -> SimLayer | None:
+        """The simulated layer of ``child``, or None (kept digital, reason recorded)."""
+        if _excluded(name, self.exclude):
+            self.digital.append((name, type(child).__name__, "excluded by the user"))
+            return None
+        extra = {}
+        if cls is SimMultiheadAttention:
+            extra["digital"] = self._digital_projections(name)
+        try:
+            # seeded by name: excluding one layer leaves the others' draws unchanged
+            new = cls(child, name, self.chip,
+                      stream_key(self.seed, zlib.crc32(name.encode())), **extra)
+        except MappingError as exc:
+            self.digital.append((name, type(child).__name__, f"not mappable: {exc}"))
+            return None
+        self.sim_layers[name] = new
+        if cls is SimMultiheadAttention:
+            self.digital.append((name, "attention products",
+                                 "activation x activation (Q·Kᵀ, softmax, ·V) kept digital"))
+        return new
+
+    def _digital_projections(self, name: str) -> frozenset[str]:
+        """Projections of attention module ``name`` the user excludes by name:
+        NAME.q_proj/k_proj/v_proj/out_proj (NAME.in_proj: all three input projections)."""
+        tags = {t for t in ("q_proj", "k_proj", "v_proj", "out_proj")
+                if _excluded(f"{name}.{t}", self.exclude)}
+        if _excluded(f"{name}.in_proj", self.exclude):
+            tags |= {"q_proj", "k_proj", "v_proj"}
+        self.digital.extend((f"{name}.{t}", "projection", "excluded by the user")
+                            for t in sorted(tags))
+        return frozenset(tags)
+
+
+def _keep_off_fused_kernels(module: nn.Module) -> None:
+    """torch's fused transformer kernels would bypass the simulated layers inside."""
+    if isinstance(module, nn.TransformerEncoder):
+        module.use_nested_tensor = False  # the nested fast path bypasses the arrays
+    if isinstance(module, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
+        # any hook disables torch's fused encoder-layer kernel for this module only
+        module.register_forward_pre_hook(lambda mod, args: None)
+
+
+def _fuse_relus(sim: nn.Module, sim_layers: dict[str, SimLayer], chip: ChipConfig) -> None:
+    """Tell the layers whose only consumer is a ReLU (stage 2): with a layer-output ADC that
+    may quantize the activation, the conversion then produces it."""
     if chip.adc.placement is ADCPlacement.LAYER_OUTPUT and chip.adc.fuse_activation:
         for name, clamp in _relu_consumers(sim, set(sim_layers)).items():
             for core in sim_layers[name].cores:
                 core.activation_clamp = clamp
 
+
+def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, batch_size: int,
+               batch_dim: int) -> None:
+    """The float calibration pass (the layers record their inputs), then every layer
+    quantizes, programs and calibrates its ADCs (stage 3)."""
     n = 0
     with torch.no_grad():
         for args in _batches(calibration, batch_size, batch_dim):
@@ -335,6 +398,10 @@ def deploy(
     for layer in sim_layers.values():
         layer.finalize()
 
+
+def _arrays_needed(sim_layers: dict[str, SimLayer], chip: ChipConfig) -> int:
+    """Arrays the programmed layers occupy; over the chip's count only with time-multiplexing
+    allowed (stage 4)."""
     needed = sum(c.n_arrays for layer in sim_layers.values() for c in layer.cores)
     have = chip.array.n_arrays
     if needed > have and not chip.array.allow_time_multiplexing:
@@ -344,4 +411,4 @@ def deploy(
             "enlarge the chip or set array.allow_time_multiplexing = true (reprogramming is "
             "then charged)"
         )
-    return SimModel(sim, sim_layers, digital, chip, seed, needed, batch_dim)
+    return needed

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,7 +30,8 @@ from ..arrays._rng import stream_key
 from ..arrays.program import ProgrammedLayer, default_row_tiles, program
 from ..config import ADCPlacement, ChipConfig, RangePolicy, WeightGranularity
 from ..errors import MappingError
-from ..events import EventKey, Events
+from ..events import Action, Component, Events, event_key
+from ..work import Block, LayerWork
 from .quant import act_scale, quantize_acts, quantize_weights
 
 __all__ = ["MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer"]
@@ -68,6 +70,8 @@ class MatmulCore:
         self.signed = False
         self.calls = 0
         self.events = Events()
+        self.n_vectors = 0
+        """Input vectors simulated since deploy (or the last :meth:`reset`)."""
         self.activation_clamp: float | None = None
         """Set by deploy when the layer's only consumer is a ReLU (``inf``) or a clamped one
         (ReLU6: 6): with a layer-output ADC the conversion then produces the activation."""
@@ -148,8 +152,8 @@ class MatmulCore:
         x_cal = quantize_acts(sample, self.s_x, chip.input_bits, self.signed)
         act = self._fused_activation()
         self.fused = act is not None
-        for a, b, layer in self.parts:
-            engine.calibrate(layer, x_cal[:, a:b], activation=act)
+        self.parts = [(a, b, engine.calibrate(layer, x_cal[:, a:b], activation=act))
+                      for a, b, layer in self.parts]
         self._reservoir = self._pooled = None
 
     def _fused_activation(self) -> FusedActivation | None:
@@ -190,17 +194,38 @@ class MatmulCore:
             y_int, ev = engine.run(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
             y += y_int * (self.s_x * self.s_w[t if self.s_w.shape[0] > 1 else 0])
             self.events = self.events + ev
-        if len(self.parts) > 1:
-            # per-column scales: each row tile's dequantized output is sent and added digitally
-            acc = self.chip.accumulator_bits
-            merges = float(x.shape[0]) * self.w.shape[0] * (len(self.parts) - 1)
-            self.events = self.events + Events({EventKey("accumulator", "add", acc): merges,
-                                                EventKey("interconnect", "bit", 0): merges * acc,
-                                                EventKey("dequant", "multiply", 0):
-                                                    merges})
+        self.events = self.events + self._digital_events(x.shape[0])
+        self.n_vectors += x.shape[0]
         if self.bias is not None and not self.fused:  # a fused ADC has it in its thresholds
             y += self.bias
         return y
+
+    def _digital_events(self, m: int) -> Events:
+        """What the digital back end does after the arrays for ``m`` input vectors.
+
+        Every part's integer outputs are dequantized: one multiply per output per part (the
+        run counts them; the cost model only prices them). With per-column scales
+        (``weight_granularity = 'column'``) each row tile is a part, and its dequantized
+        outputs are sent and added digitally: one add and one accumulator-wide word per output
+        per extra part.
+        """
+        n_out = float(m) * self.w.shape[0]
+        counts = {event_key(Component.DIGITAL, Action.DEQUANT_MULTIPLY): n_out * len(self.parts)}
+        if len(self.parts) > 1:
+            acc = self.chip.accumulator_bits
+            merges = n_out * (len(self.parts) - 1)
+            counts[event_key(Component.ACCUMULATOR, Action.ADD, acc)] = merges
+            counts[event_key(Component.INTERCONNECT, Action.BIT)] = merges * acc
+        return Events(counts)
+
+    def reset(self) -> None:
+        """Forget the events and vectors of earlier runs (the programmed arrays stay)."""
+        self.events = Events()
+        self.n_vectors = 0
+
+    def blocks(self) -> list[Block]:
+        """The programmed parts, each with the vectors it processed."""
+        return [Block(layer, float(self.n_vectors)) for _, _, layer in self.parts]
 
     def float_run(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.w.T
@@ -225,7 +250,6 @@ class SimLayer(nn.Module):
         self.sim_name = name
         self.cores: list[MatmulCore] = []
         self.simulating = False
-        self.n_vectors = 0  # input vectors seen per core call (for per-inference figures)
 
     def finalize(self) -> None:
         if self.kind == "conv":
@@ -243,7 +267,30 @@ class SimLayer(nn.Module):
 
     def reset_events(self) -> None:
         for core in self.cores:
-            core.events = Events()
+            core.reset()
+
+    def work(self) -> LayerWork:
+        """What the layer did since deploy (or the last reset): a frozen value for the cost
+        model and the report (``cimsim.work``)."""
+        return LayerWork(
+            name=self.sim_name, kind=self.kind, events=self.events,
+            blocks=tuple(b for core in self.cores for b in core.blocks()),
+            dequantized=True,
+            n_inputs=sum(c.shape[1] for c in self.cores),
+            n_outputs=sum(c.shape[0] for c in self.cores),
+            n_matrices=len(self.cores),
+            input_signed=any(c.signed for c in self.cores),
+            n_cells=sum(c.n_cells for c in self.cores),
+            n_arrays=sum(c.n_arrays for c in self.cores),
+        )
+
+    def _matmul(self, core: MatmulCore, x: np.ndarray) -> np.ndarray:
+        """``x @ w.T + bias`` (M, K) -> (M, N) through ``core``: in float while observing
+        (the calibration pass records ``x``), on the simulated arrays once finalized."""
+        if not self.simulating:
+            core.observe(x)
+            return core.float_run(x)
+        return core.run(x)
 
     def _np(self, x: torch.Tensor) -> np.ndarray:
         return x.detach().to("cpu", torch.float64).numpy()
@@ -262,13 +309,7 @@ class SimLinear(SimLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        x2 = self._np(x.reshape(-1, self.in_features))
-        core = self.cores[0]
-        if not self.simulating:
-            core.observe(x2)
-            y = core.float_run(x2)
-        else:
-            y = core.run(x2)
+        y = self._matmul(self.cores[0], self._np(x.reshape(-1, self.in_features)))
         return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, self.out_features)
 
 
@@ -286,8 +327,10 @@ class SimConv(SimLayer):
         self.out_channels, cin_g, kh, kw = w.shape
         self.groups = src.groups
         self.kernel = (kh, kw)
-        self.stride = (1, src.stride[0]) if self.dim == 1 else tuple(src.stride)
-        self.dilation = (1, src.dilation[0]) if self.dim == 1 else tuple(src.dilation)
+        self.stride: tuple[int, int] = (
+            (1, src.stride[0]) if self.dim == 1 else (src.stride[0], src.stride[-1]))
+        self.dilation: tuple[int, int] = (
+            (1, src.dilation[0]) if self.dim == 1 else (src.dilation[0], src.dilation[-1]))
         pads = list(src._reversed_padding_repeated_twice)
         if self.dim == 1:
             pads = pads + [0, 0]
@@ -322,21 +365,15 @@ class SimConv(SimLayer):
         cols, (b, h_out, w_out) = im2col(x4, self.kernel, self.stride, self.dilation, self.pads,
                                          self.pad_mode)
         k = cols.shape[1] // self.groups
-        outs = []
-        for g, core in enumerate(self.cores):
-            xg = cols[:, g * k:(g + 1) * k]
-            if not self.simulating:
-                core.observe(xg)
-                outs.append(core.float_run(xg))
-            else:
-                outs.append(core.run(xg))
+        outs = [self._matmul(core, cols[:, g * k:(g + 1) * k])
+                for g, core in enumerate(self.cores)]
         y = torch.from_numpy(np.concatenate(outs, axis=1)).to(x.device, x.dtype)
         y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
         return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
 
 
-_NP_PAD = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
-           "circular": "wrap"}
+_NP_PAD: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {
+    "constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
 def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
@@ -400,13 +437,7 @@ class SimMultiheadAttention(SimLayer):
 
     def _proj(self, i: int, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        x2 = self._np(x.reshape(-1, x.shape[-1]))
-        core = self.cores[i]
-        if not self.simulating:
-            core.observe(x2)
-            y = core.float_run(x2)
-        else:
-            y = core.run(x2)
+        y = self._matmul(self.cores[i], self._np(x.reshape(-1, x.shape[-1])))
         return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, -1)
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,

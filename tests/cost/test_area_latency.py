@@ -89,8 +89,8 @@ def test_deployed_model_layers_parallel_blocks_and_pipeline():
     x = torch.rand(4, 2, 4, 4)
     sim = cimsim.deploy(model, _rram(), x)
     sim(x)
-    seq = estimate(sim)
-    pipe = estimate(sim, pipelined=True)
+    seq = estimate(sim.work())
+    pipe = estimate(sim.work(), pipelined=True)
     lat = [r["latency_ns_per_inference"] for r in seq.layers]
     assert seq.totals["latency_ns_per_inference"] == pytest.approx(sum(lat))
     assert pipe.totals["latency_ns_per_inference"] == pytest.approx(max(lat))

@@ -130,7 +130,8 @@ def test_supply_scaling_and_sram_bit_reads():
     wire = 0.2 * chip.array.n_cols * pitch * chip.tech.v_read_v**2 * 1e-3
     assert event_energy_pj(("dac", "pulse", 1), chip, t) == pytest.approx(
         dac_energy_pj(1, t) * s + wire)
-    assert event_energy_pj(("no_such", "thing", 0), chip, t) is None
+    with pytest.raises(ValueError, match="not registered; allowed: layer.mac"):
+        event_energy_pj(("no_such", "thing", 0), chip, t)
 
 
 def test_calibration_multiplies_its_component_only():

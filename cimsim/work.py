@@ -1,0 +1,89 @@
+"""The work of a run: what each layer did, as values the cost model and the report read.
+
+A deployed model (``cimsim.deploy``) hands its work out as values of this module:
+``SimModel.works()`` is one :class:`LayerWork` per mapped layer, ``SimModel.work()`` the
+:class:`ModelWork` that adds the events not tied to a layer (reprogramming under
+time-multiplexing) and the number of inferences. ``cimsim.cost.estimate`` and
+``cimsim.report.Report`` read only these values, never the simulated layers' internals
+(``docs/architecture.md``). For one ``cimsim.matmul`` call, ``cimsim.cost.layer_work`` builds
+the :class:`LayerWork` from the call's events and the programmed block.
+
+Nothing here imports torch: mapping builds these values, cost and report read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .events import Events
+
+if TYPE_CHECKING:  # typing only: arrays imports adc, which needs nothing from here
+    from .arrays.program import ProgrammedLayer
+    from .config import ChipConfig
+
+__all__ = ["Block", "LayerWork", "ModelWork"]
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One programmed weight block and the input vectors it processed over the run.
+
+    A layer has several blocks when its matrices are programmed separately: the groups of a
+    grouped convolution, the projections of an attention layer, the row tiles of a
+    ``weight_granularity = 'column'`` layer (each dequantized with its own scales).
+    """
+
+    layer: ProgrammedLayer
+    """The programmed block (geometry: row tiles, column tiles, conversions)."""
+    n_vectors: float
+    """Input vectors the block processed over the whole run (not per inference)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerWork:
+    """What one layer did over a run: its events and the blocks that did them.
+
+    Events and ``n_vectors`` cover the whole run; the cost model divides by the number of
+    inferences (:class:`ModelWork`).
+    """
+
+    name: str
+    """Layer name (the module's name in the deployed model)."""
+    kind: str
+    """``linear``, ``conv``, ``attention`` for a deployed layer; ``matmul`` for one call."""
+    events: Events
+    """Every event the layer's run counted (``cimsim.events``)."""
+    blocks: tuple[Block, ...]
+    """The programmed blocks, each with the input vectors it processed."""
+    dequantized: bool
+    """Whether the integer outputs were rescaled to floats (a deployed layer); the run then
+    counted the dequantization multiplies in ``events``. ``cimsim.matmul`` returns integers."""
+    n_inputs: int
+    """K: inputs of the layer's matrices, summed over its matrices."""
+    n_outputs: int
+    """N: outputs of the layer's matrices, summed over its matrices."""
+    n_matrices: int
+    """Weight matrices the layer maps (conv groups, attention projections; else 1)."""
+    input_signed: bool
+    """Whether any of its matrices takes signed inputs."""
+    n_cells: int
+    """Cells holding a weight digit (the layer's inputs x physical columns)."""
+    n_arrays: int
+    """Arrays the layer occupies."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelWork:
+    """The work of a deployed model over a run: every layer's and the rest."""
+
+    layers: tuple[LayerWork, ...]
+    """One :class:`LayerWork` per mapped layer, in model order."""
+    other_events: Events = field(default_factory=Events)
+    """Events not tied to a layer: reprogramming of time-multiplexed arrays."""
+    n_inferences: int
+    """Inferences (samples) the events cover."""
+    chip: ChipConfig
+    """The chip the model was deployed on."""
+    n_arrays_needed: int
+    """Arrays the whole model needs (above the chip's count when time-multiplexed)."""
