@@ -23,6 +23,7 @@ import cimsim
 from cimsim import engine
 from cimsim.arrays import _gemm
 from cimsim.arrays._reference import matmul_reference
+from cimsim.arrays._rng import stream_key
 from cimsim.arrays.encoding import input_range, weight_range
 from cimsim.arrays.program import program
 from cimsim.config import ChipConfig
@@ -147,17 +148,19 @@ def test_custom_row_tiles_are_exact_and_validated():
 
 
 @pytest.mark.parametrize("dac", [1, None])
-def test_sixteen_bit_inputs_are_rejected_by_config_or_simulated(dac):
-    try:
-        chip = ideal_chip(input_bits=16, dac_bits=dac, n_rows=4)
-    except ConfigError:
-        return  # rejecting the value up front is also a fix
-    x = np.array([[65535, 1, 40000]])
-    w = np.array([[1, -2, 3]])
+def test_sixteen_bit_inputs_are_simulated_exactly(dac):
+    # ChipConfig allows input_bits up to 16 (bit-serial or a one-shot 16-bit DAC); such inputs
+    # are simulated (int32 planes, the float64 GEMM), exactly on the ideal chip. 17 is refused.
+    chip = ideal_chip(input_bits=16, dac_bits=dac, n_rows=4)
+    assert chip.input_bits == 16 and chip.dac_bits == (16 if dac is None else dac)
+    x = np.array([[65535, 1, 40000], [0, 65535, 65534]])
+    w = np.array([[1, -2, 3], [127, -127, 5]])
     layer = program(w, chip)
     for kernel in ("numba", "numpy"):
         y, _ = engine.run(layer, x, kernel=kernel)
         assert_exact(y, x, w)
+    with pytest.raises(ConfigError, match="input_bits"):
+        ideal_chip(input_bits=17, dac_bits=dac)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +268,7 @@ def noisy_problems(draw):
 def test_engine_equals_reference_with_nonidealities(problem):
     chip, x, x_cal, w, signed, prog_seed, noise_seed = problem
     layer = program(w, chip, np.random.default_rng(prog_seed), input_signed=signed)
-    engine.calibrate(layer, x_cal)  # a no-op unless the policy is 'calibrated'
+    layer = engine.calibrate(layer, x_cal)  # unchanged unless the policy is 'calibrated'
     y, _ = engine.run(layer, x, noise_seed=noise_seed)
     y_ref = matmul_reference(x, layer, noise_seed=noise_seed)
     close = np.isclose(y, y_ref, rtol=1e-9, atol=1e-6)
@@ -292,17 +295,21 @@ def test_calibrated_ranges_engine_equals_reference(granularity, stat):
     x_cal = random_inputs(rng, chip, False, 40, 13)
     x = random_inputs(rng, chip, False, 3, 13)
     layer = program(w, chip, np.random.default_rng(5))
-    engine.calibrate(layer, x_cal)
-    assert layer.adc_lo.shape == (layer.n_groups, layer.n_conversions)
-    n_distinct = len(np.unique(layer.adc_lo))
+    layer = engine.calibrate(layer, x_cal)
+    assert layer.adc.lo.shape == (layer.n_groups, layer.n_conversions)
+    n_distinct = len(np.unique(layer.adc.lo))
     if granularity == "layer":
         assert n_distinct == 1
     y, _ = engine.run(layer, x, noise_seed=9)
     np.testing.assert_allclose(y, matmul_reference(x, layer, noise_seed=9), rtol=1e-9,
                                atol=1e-6)
-    # cimsim.matmul with calibration= does the same (programming rng = default_rng(seed))
+    # cimsim.matmul with calibration= does the same: programming rng default_rng(seed), ranges
+    # from the calibration inputs (not from x), conversion noise from stream_key(seed, 1); the
+    # plain-loop oracle on that layer gives its values
     y_api, _ = cimsim.matmul(x, w, chip, seed=5, calibration=x_cal)
-    assert y_api.shape == y.shape
+    y_oracle = matmul_reference(x, layer, noise_seed=stream_key(5, 1))
+    np.testing.assert_allclose(y_api, y_oracle, rtol=1e-9, atol=1e-6)
+    assert not np.allclose(y_api, y, rtol=1e-9, atol=1e-6)  # another noise draw than seed 9
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,7 +433,7 @@ def _plane_bounds(chip: ChipConfig, signed: bool) -> tuple[int, int]:
 
 
 def test_gemm_choose_picks_the_narrowest_exact_kind():
-    if _gemm._int_mm() is not None:
+    if _gemm.int8_matmul() is not None:
         assert _gemm.choose(127, 127, 256, True) == "int8"
     assert _gemm.choose(127, 127, 256, True, allow_int8=False) == "float32"
     assert _gemm.choose(128, 3, 256, True) == "float32"
@@ -440,7 +447,7 @@ def test_gemm_kinds_exact_within_their_bounds():
     a = rng.integers(-127, 128, size=(5, 300))
     b = rng.integers(-127, 128, size=(300, 4))
     expected = a @ b
-    for kind in ("int8", "float32", "float64") if _gemm._int_mm() else ("float32", "float64"):
+    for kind in ("int8", "float32", "float64") if _gemm.int8_matmul() else ("float32", "float64"):
         out = _gemm.gemm(a.astype(np.int8), b.astype(np.int8), kind)
         assert np.array_equal(out.astype(np.int64), expected), kind
     # 12-bit one-shot planes x 7-bit digits x 64 rows exceed float32's 2^24 integers
@@ -450,16 +457,43 @@ def test_gemm_kinds_exact_within_their_bounds():
     assert np.array_equal(_gemm.gemm(a, b, "float64").astype(np.int64), a @ b)
 
 
-def test_forced_int8_gemm_is_exact_or_refused():
-    chip = ideal_chip(dac_bits=None)  # one-shot 8-bit planes: values up to 255
+def test_forced_int8_gemm_is_refused_beyond_int8_and_exact_within():
+    # one-shot 8-bit planes reach 255, outside int8: forcing the int8 GEMM is refused up front
+    chip = ideal_chip(dac_bits=None)
     x = np.array([[255, 200, 3]])
     w = np.array([[1, 1, 1]])
-    layer = program(w, chip)
-    try:
-        y, _ = engine.run(layer, x, gemm="int8")
-    except ValueError:
-        return
-    assert_exact(y, x, w)
+    with pytest.raises(ValueError, match="gemm = 'int8' needs plane values .* planes reach 255"):
+        engine.run(program(w, chip), x, gemm="int8")
+    # 7-bit one-shot planes (<= 127) fit: the forced int8 GEMM runs and is exact
+    chip7 = ideal_chip(dac_bits=None, input_bits=7)
+    x7 = np.array([[127, 100, 3], [0, 1, 126]])
+    if _gemm.int8_matmul() is None:
+        pytest.skip("no int8 GEMM here (torch._int_mm); the fallback is tested below")
+    y, _ = engine.run(program(w, chip7), x7, gemm="int8")
+    assert_exact(y, x7, w)
+
+
+def test_without_the_int8_gemm_float32_gives_the_same_result(monkeypatch):
+    chip = ideal_chip(encoding="twos_complement", dac_bits=2, n_rows=37, n_cols=23,
+                      rows_per_conversion=16)
+    rng = np.random.default_rng(3)
+    w = random_weights(rng, chip, 7, 100)
+    x = random_inputs(rng, chip, True, 6, 100)
+    layer = program(w, chip, np.random.default_rng(0), input_signed=True)
+    y_auto, ev_auto = engine.run(layer, x)
+    a = rng.integers(-127, 128, size=(5, 300)).astype(np.int8)
+    b = rng.integers(-127, 128, size=(300, 4)).astype(np.int8)
+    with monkeypatch.context() as m:
+        m.setattr(_gemm, "int8_matmul", lambda: None)  # torch without _int_mm
+        assert _gemm.choose(127, 127, 256, True) == "float32"
+        y_float, ev_float = engine.run(layer, x)
+        with pytest.raises(RuntimeError, match="torch._int_mm.*gemm = 'auto'"):
+            _gemm.gemm(a, b, "int8")
+    assert np.array_equal(y_float, y_auto)
+    assert dict(ev_float) == dict(ev_auto)
+    assert_exact(y_float, x, w)
+    assert np.array_equal(_gemm.gemm(a, b, "float32").astype(np.int64),
+                          a.astype(np.int64) @ b.astype(np.int64))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,8 +517,7 @@ def test_same_seed_same_result_different_seed_different_result():
     assert dict(ev1) == dict(ev2)
     assert not np.array_equal(y1, y3)
     # noise only: same programmed layer, different noise seeds
-    layer = program(w, chip, np.random.default_rng(0))
-    engine.calibrate(layer, x)
+    layer = engine.calibrate(program(w, chip, np.random.default_rng(0)), x)
     ya, _ = engine.run(layer, x, noise_seed=1)
     yb, _ = engine.run(layer, x, noise_seed=1)
     yc, _ = engine.run(layer, x, noise_seed=2)

@@ -3,37 +3,60 @@
 Plane values and cell digits are small integers. An int8 x int8 -> int32 GEMM is exact and, on
 CPUs with VNNI/AMX, several times faster than float32 BLAS; float32 is exact below 2^24, which
 ``choose`` checks from the operand bounds before picking it; float64 covers the rest.
-torch is optional here (imported lazily); without it the float path runs.
+
+``torch._int_mm`` is a private torch entry point: it is reached only through
+:func:`int8_matmul`, which returns ``None`` when torch is missing, the op is absent or it fails
+a self-test, and ``choose`` then picks the float path (the same integers, exactly).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["choose", "gemm"]
+__all__ = ["choose", "gemm", "int8_matmul"]
+
+Int8MatMul = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @functools.lru_cache(maxsize=1)
-def _int_mm():
+def int8_matmul() -> Int8MatMul | None:
+    """The exact int8 GEMM ``(M, K) int8 @ (K, J) int8 -> (M, J) int32``, or ``None``.
+
+    ``None`` when ``CIMSIM_GEMM`` is set to something other than ``auto``/``int8``, when torch
+    is not installed, when this torch build has no ``torch._int_mm`` (a private op), or when
+    the op does not compute a known product correctly. Checked once per process.
+    """
     if os.environ.get("CIMSIM_GEMM", "auto") not in ("auto", "int8"):
         return None
     try:
         import torch
-
-        a = torch.ones((17, 8), dtype=torch.int8)
-        if not bool((torch._int_mm(a, a.T.contiguous()) == 8).all()):  # pragma: no cover
-            return None
-        return torch
-    except Exception:  # pragma: no cover - torch missing or op unsupported
+    except ImportError:  # pragma: no cover - torch is a dependency, but optional here
         return None
+    op = getattr(torch, "_int_mm", None)
+    if op is None:  # pragma: no cover - depends on the torch build
+        return None
+
+    def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        # strided int8 views are read in place (a row stride is a leading dimension)
+        ta = torch.from_numpy(a if a.dtype == np.int8 else a.astype(np.int8))
+        tb = torch.from_numpy(np.ascontiguousarray(b, dtype=np.int8))
+        return op(ta, tb).numpy()
+
+    probe = np.ones((17, 8), dtype=np.int8)
+    try:
+        ok = bool((matmul(probe, probe.T) == 8).all())
+    except Exception:  # pragma: no cover - op present but unsupported on this CPU/build
+        return None
+    return matmul if ok else None
 
 
 def choose(a_max: float, b_max: float, depth: int, b_is_int: bool, allow_int8: bool = True) -> str:
     """GEMM kind for operands bounded by ``a_max``, ``b_max`` (abs) summed over ``depth``."""
-    if b_is_int and allow_int8 and a_max <= 127 and b_max <= 127 and _int_mm() is not None:
+    if b_is_int and allow_int8 and a_max <= 127 and b_max <= 127 and int8_matmul() is not None:
         return "int8"
     if a_max * b_max * depth < 2**24:
         return "float32"
@@ -41,12 +64,22 @@ def choose(a_max: float, b_max: float, depth: int, b_is_int: bool, allow_int8: b
 
 
 def gemm(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
-    """``a @ b`` for a (M, K) and b (K, J) with the given kind; int32/float32/float64 result."""
+    """``a @ b`` for a (M, K) and b (K, J) with the given kind; int32/float32/float64 result.
+
+    Raises
+    ------
+    RuntimeError
+        ``kind == "int8"`` where :func:`int8_matmul` is unavailable (``choose`` never picks it
+        then).
+    """
     if kind == "int8":
-        torch = _int_mm()
-        # strided int8 views are read in place (a row stride is a leading dimension)
-        ta = torch.from_numpy(a if a.dtype == np.int8 else a.astype(np.int8))
-        tb = torch.from_numpy(np.ascontiguousarray(b, dtype=np.int8))
-        return torch._int_mm(ta, tb).numpy()
+        mm = int8_matmul()
+        if mm is None:
+            raise RuntimeError(
+                "the int8 GEMM needs torch._int_mm, which this environment lacks (torch "
+                "missing, a build without the op, or CIMSIM_GEMM set); use gemm = 'auto', "
+                "which takes the exact float32/float64 path"
+            )
+        return mm(a, b)
     dt = np.float32 if kind == "float32" else np.float64
     return np.matmul(a.astype(dt, copy=False), b.astype(dt, copy=False))

@@ -6,6 +6,10 @@ scripted models are graphs of ``aten.linear`` / ``aten.conv*`` calls rather than
 are rewritten so that each such call becomes an ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``
 module that :func:`cimsim.deploy` can map.
 
+TorchScript is converted with ``torch._export.converter.TS2EPConverter``, a private torch entry
+point reached only through :func:`torchscript_converter`; where it is missing the loader says
+to export the model with ``torch.export`` instead.
+
 Data: ``.npz`` with an array ``x`` (inputs) and optionally ``y`` (integer labels), or a tensor
 file read with ``torch.load(weights_only=True)`` holding a tensor, a ``(x, y)`` tuple or a
 ``{"x": ..., "y": ...}`` dict.
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import importlib
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +29,14 @@ from torch import nn
 
 from ..errors import CimsimError
 
-__all__ = ["load_data", "load_model", "LoadError"]
+__all__ = ["LoadError", "load_data", "load_model", "modules_from_graph", "torchscript_converter"]
+
+_NO_CONVERTER = (
+    "this torch ({version}) has no TorchScript converter (torch._export.converter."
+    "TS2EPConverter, a private API); export the model instead: "
+    "ep = torch.export.export(model, (x,)); torch.export.save(ep, 'model.pt2'), then load "
+    "the .pt2 file"
+)
 
 
 class LoadError(CimsimError):
@@ -63,6 +76,23 @@ def load_data(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
                     f"got {type(obj).__name__}")
 
 
+_Converter = Callable[[torch.jit.ScriptModule, tuple], "torch.export.ExportedProgram"]
+
+
+def torchscript_converter() -> _Converter | None:
+    """``convert(scripted, example_args) -> ExportedProgram``, or ``None`` where this torch lacks
+    the (private) ``torch._export.converter.TS2EPConverter``."""
+    try:
+        from torch._export.converter import TS2EPConverter
+    except (ImportError, AttributeError):  # a private module: absent or changed in this build
+        return None
+
+    def convert(scripted: torch.jit.ScriptModule, args: tuple) -> torch.export.ExportedProgram:
+        return TS2EPConverter(scripted, args).convert()
+
+    return convert
+
+
 def load_model(spec: str, example: torch.Tensor | None = None) -> nn.Module:
     """An ``nn.Module`` from ``module:function``, a ``.pt2`` export or a TorchScript file.
 
@@ -97,54 +127,101 @@ def load_model(spec: str, example: torch.Tensor | None = None) -> nn.Module:
                         f"({type(exc).__name__}); pickled models are not loaded") from None
     if example is None:
         raise LoadError("converting a TorchScript model needs example inputs")
+    convert = torchscript_converter()
+    if convert is None:
+        raise LoadError(f"{p}: " + _NO_CONVERTER.format(version=torch.__version__))
     try:
-        from torch._export.converter import TS2EPConverter
-
-        ep = TS2EPConverter(scripted.eval(), (example,)).convert()
+        ep = convert(scripted.eval(), (example,))
     except Exception as exc:
         raise LoadError(f"{p}: TorchScript model could not be converted to a graph "
                         f"({type(exc).__name__}: {exc}); export it with torch.export") from None
     return modules_from_graph(ep.module())
 
 
-def _tensor(gm: nn.Module, node) -> torch.Tensor | None:
-    if node is None:
-        return None
+def _tensor(gm: nn.Module, node: Any) -> torch.Tensor:
     if getattr(node, "op", None) != "get_attr":
         raise LoadError(f"weight {node} is computed in the graph; only constant weights map")
-    obj = gm
+    obj: Any = gm
     for part in str(node.target).split("."):
         obj = getattr(obj, part)
     return obj.detach()
 
 
-def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """Replace ``aten.linear`` / ``aten.conv1d`` / ``aten.conv2d`` calls by modules."""
+def _optional_tensor(gm: nn.Module, node: Any) -> torch.Tensor | None:
+    return None if node is None else _tensor(gm, node)
+
+
+def _conv_args(node: torch.fx.Node) -> tuple | None:
+    """``(weight, bias, stride, padding, dilation, groups)`` of a convolution call, or None.
+
+    ``torch.export`` writes ``aten.conv1d`` / ``aten.conv2d`` (``.default``, or ``.padding``
+    for ``padding="same"``); the TorchScript converter writes ``aten.convolution`` and
+    ``aten._convolution_mode`` (string padding). Transposed convolutions are not mapped.
+    """
     aten = torch.ops.aten
+    t = node.target
+    if t in (aten.conv1d.default, aten.conv2d.default, aten.conv1d.padding,
+             aten.conv2d.padding):
+        args = list(node.args) + [None] * (7 - len(node.args))
+        _, w, b, stride, padding, dilation, groups = args[:7]
+    elif t is aten.convolution.default:
+        _, w, b, stride, padding, dilation, transposed, _out_padding, groups = node.args
+        if transposed:
+            return None
+    elif t is aten._convolution_mode.default:
+        _, w, b, stride, padding, dilation, groups = node.args
+    else:
+        return None
+    return w, b, stride or 1, padding or 0, dilation or 1, groups or 1
+
+
+def _as_size(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | None:
+    """The ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` computing ``node``, or None."""
+    if node.target is torch.ops.aten.linear.default:
+        w = _tensor(gm, node.args[1])
+        b = _optional_tensor(gm, node.args[2] if len(node.args) > 2 else None)
+        mod: nn.Linear | nn.Conv1d | nn.Conv2d = nn.Linear(w.shape[1], w.shape[0],
+                                                            bias=b is not None)
+    else:
+        conv = _conv_args(node)
+        if conv is None:
+            return None
+        w_node, b_node, stride, padding, dilation, groups = conv
+        w = _tensor(gm, w_node)
+        if w.dim() not in (3, 4):
+            return None  # 3-d convolutions are not mapped
+        b = _optional_tensor(gm, b_node)
+        cls = nn.Conv1d if w.dim() == 3 else nn.Conv2d
+        kernel: Any = tuple(w.shape[2:])
+        mod = cls(w.shape[1] * groups, w.shape[0], kernel, stride=_as_size(stride),
+                  padding=_as_size(padding), dilation=_as_size(dilation), groups=groups,
+                  bias=b is not None)
+    with torch.no_grad():
+        mod.weight.copy_(w)
+        if b is not None and mod.bias is not None:
+            mod.bias.copy_(b)
+    return mod
+
+
+def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Replace the linear and 1-d/2-d convolution calls of an exported graph by modules.
+
+    Each ``aten.linear`` / ``aten.conv1d`` / ``aten.conv2d`` / ``aten.convolution`` /
+    ``aten._convolution_mode`` call with constant weights becomes an ``nn.Linear`` /
+    ``nn.Conv1d`` / ``nn.Conv2d`` submodule holding those weights, so that :func:`cimsim.deploy`
+    can map it; the graph computes the same outputs. ``gm`` is changed in place and returned.
+    """
     n_made = 0
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue
-        if node.target is aten.linear.default:
-            w = _tensor(gm, node.args[1])
-            b = _tensor(gm, node.args[2] if len(node.args) > 2 else None)
-            mod: nn.Module = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
-        elif node.target in (aten.conv1d.default, aten.conv2d.default,
-                             aten.conv1d.padding, aten.conv2d.padding):
-            args = list(node.args) + [None] * (7 - len(node.args))
-            w = _tensor(gm, args[1])
-            b = _tensor(gm, args[2])
-            stride, padding, dilation, groups = (args[3] or 1, args[4] or 0, args[5] or 1,
-                                                 args[6] or 1)
-            cls = nn.Conv1d if w.dim() == 3 else nn.Conv2d
-            mod = cls(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=stride,
-                      padding=padding, dilation=dilation, groups=groups, bias=b is not None)
-        else:
+        mod = _module_for(gm, node)
+        if mod is None:
             continue
-        with torch.no_grad():
-            mod.weight.copy_(w)
-            if b is not None:
-                mod.bias.copy_(b)
         name = f"cimsim_{n_made}_{node.name}"
         n_made += 1
         gm.add_submodule(name, mod)
