@@ -84,7 +84,7 @@ def test_every_emitted_key_is_registered_and_costed(walked):
     """(b) the keys of the engine, mapping and deploy are registered enum keys; together with
     the pairs the estimator derives they are the whole registry; nothing is left uncosted."""
     seen: set[tuple[Component, Action]] = set()
-    for name, (sim, work) in walked.items():
+    for name, (_sim, work) in walked.items():
         assert work.chip.array.n_arrays < work.n_arrays_needed or "every-path" not in name
         for key in _emitted(work):
             assert isinstance(key.component, Component) and isinstance(key.action, Action)

@@ -809,3 +809,43 @@ def test_digits_ideal_accuracy_equals_integer_model():
     acc_float = evaluate(model, x_test, y_test)
     assert acc_sim >= 0.95 and abs(acc_sim - acc_float) <= 0.02
     assert sim.n_inferences == len(y_test)
+
+
+# ---------------------------------------------------------------------------------------------
+# The work of a deployed model (issue 9): frozen values for cost and report
+# ---------------------------------------------------------------------------------------------
+def test_works_are_frozen_values_of_what_each_layer_did():
+    import dataclasses
+
+    from cimsim.events import Action, Component, event_key
+    from cimsim.work import LayerWork, ModelWork
+
+    chip = lossless_chip(n_rows=37, n_cols=256, n_tiles=1, arrays_per_tile=2,
+                         allow_time_multiplexing=True)
+    sim = cimsim.deploy(_capacity_model(), chip, torch.randn(4, 40))
+    sim(torch.randn(3, 40))
+    sim(torch.randn(2, 40))
+    works = sim.works()
+    assert [w.name for w in works] == ["0", "2"] and all(isinstance(w, LayerWork) for w in works)
+    fc0, fc2 = works
+    assert (fc0.kind, fc0.n_inputs, fc0.n_outputs, fc0.n_matrices) == ("linear", 40, 10, 1)
+    assert (fc0.n_arrays, fc2.n_arrays) == (2, 1)  # K = 40: two row tiles of 37
+    assert fc0.dequantized and len(fc0.blocks) == 1 and fc0.blocks[0].n_vectors == 5
+    assert fc0.n_cells == sum(b.layer.n_inputs * b.layer.n_phys_cols for b in fc0.blocks)
+    assert fc0.events == sim.sim_layers["0"].events
+    dq = event_key(Component.DIGITAL, Action.DEQUANT_MULTIPLY)
+    assert fc0.events[dq] == 5 * 10 and fc2.events[dq] == 5 * 5  # one per output, one block
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fc0.name = "x"  # type: ignore[misc]
+    work = sim.work()
+    assert isinstance(work, ModelWork) and work.layers == tuple(works)
+    assert (work.n_inferences, work.n_arrays_needed, work.chip) == (5, 3, chip)
+    assert dict(work.other_events + sum(w.events for w in works)) == dict(sim.events)
+    assert work.other_events[event_key(Component.ARRAY, Action.REPROGRAM)] == 2
+    # a value: later forwards and reset leave it as it was
+    sim(torch.randn(1, 40))
+    sim.reset()
+    assert fc0.blocks[0].n_vectors == 5 and work.n_inferences == 5
+    after = sim.work()
+    assert after.n_inferences == 0 and len(after.other_events) == 0
+    assert all(len(w.events) == 0 and w.blocks[0].n_vectors == 0 for w in after.layers)
