@@ -1,21 +1,27 @@
 """cimsim: cycle-approximate simulator of compute-in-memory accelerators.
 
-The public API is small; heavy modules (torch, matplotlib) are imported only when used.
+The public API is small (README, "Public API"); heavy modules are imported only when used:
+``cimsim.matmul`` loads the simulation engine (Numba kernels), ``cimsim.deploy`` loads torch,
+reports load pandas and matplotlib. The subpackages ``cimsim.arrays``, ``cimsim.adc``,
+``cimsim.mapping`` and ``cimsim.cost`` export their own public names.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .api import matmul
 from .config import ChipConfig, list_presets, load_chip
 from .errors import CapacityError, CimsimError, ConfigError, MappingError
 from .events import Events
 
+if TYPE_CHECKING:
+    from .api import matmul
+    from .mapping.deploy import deploy
 
-def deploy(model, chip, calibration, **kwargs):
-    """Map a trained torch model onto a chip; see :func:`cimsim.mapping.deploy`."""
-    from .mapping import deploy as _deploy  # torch is imported only when deploying
-
-    return _deploy(model, chip, calibration, **kwargs)
-
+_LAZY = {"matmul": ".api", "deploy": ".mapping"}
+"""Public names whose modules are imported on first use: name -> module holding it."""
 
 __all__ = [
     "CapacityError",
@@ -30,3 +36,15 @@ __all__ = [
     "load_chip",
     "matmul",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'cimsim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
