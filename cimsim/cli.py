@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .errors import CimsimError, MappingError
+from .errors import CimsimError
 from .evaluate import accuracy, predict
 
 if TYPE_CHECKING:  # torch is imported by the commands that need it, not by --help
@@ -31,22 +31,6 @@ if TYPE_CHECKING:  # torch is imported by the commands that need it, not by --he
 log = logging.getLogger("cimsim")
 
 DEFAULT_DEMO_CHIP = "rram-22nm"
-
-
-def _require_mapped(sim, model_name: str) -> None:
-    """Refuse a deployed model with no layer on the arrays: it has nothing to simulate or
-    report.
-
-    Raises
-    ------
-    MappingError
-        Naming what was kept digital and why.
-    """
-    if sim.sim_layers:
-        return
-    kept = "; ".join(f"{layer} ({kind}: {reason})" for layer, kind, reason in sim.digital)
-    raise MappingError(f"{model_name}: no layer can be mapped onto the arrays, nothing to "
-                       f"simulate; kept digital: {kept or 'nothing'}")
 
 
 def _layer_table(report) -> str:
@@ -128,7 +112,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     model = load_model(args.model, example=x[: min(len(x), 2)])
     n_cal = min(args.calibration, x.shape[0])
     sim = cimsim.deploy(model, chip, x[:n_cal], seed=args.seed)
-    _require_mapped(sim, args.model)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {x.shape[0]} inputs "
           f"({n_cal} for calibration)")
     if y is not None:

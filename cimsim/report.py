@@ -22,6 +22,7 @@ from . import _html
 from ._version import __version__
 from .config import ChipConfig
 from .events import Action, Component, Events, event_key
+from .work import ModelWork
 
 __all__ = ["PALETTE", "Report", "component_color", "plot_area_by_component",
            "plot_energy_per_layer", "plot_latency_per_layer", "plot_pareto"]
@@ -91,9 +92,13 @@ class Report:
 
         ``pipelined`` chooses the chip latency: layer-by-layer (sum) or pipelined (slowest).
         """
+        return cls.from_work(sim.work(), pipelined=pipelined)
+
+    @classmethod
+    def from_work(cls, work: ModelWork, *, pipelined: bool = False) -> Report:
+        """The report of a deployed model's work (``SimModel.work()``)."""
         from .cost import estimate
 
-        work = sim.work()
         chip: ChipConfig = work.chip
         cost = estimate(work, pipelined=pipelined)
         rows = _layer_rows(work, cost)
@@ -102,7 +107,7 @@ class Report:
         components = _frame(cost.events, ["layer", "component", "action", "bits",
                                           "n_events_per_inference", "energy_pj_per_event",
                                           "energy_pj_per_inference"])
-        digital = pd.DataFrame(sim.digital, columns=["layer", "type", "reason"])
+        digital = pd.DataFrame(list(work.digital), columns=["layer", "type", "reason"])
         area = _frame(cost.area, ["component", "scope", "instance", "n_instances",
                                   "area_um2_per_instance", "area_um2"])
         if len(area):

@@ -87,3 +87,6 @@ class ModelWork:
     """The chip the model was deployed on."""
     n_arrays_needed: int
     """Arrays the whole model needs (above the chip's count when time-multiplexed)."""
+    digital: tuple[tuple[str, str, str], ...] = ()
+    """(name, module type, reason) of every layer with weights kept digital, and of the
+    digital activation products."""

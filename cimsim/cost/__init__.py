@@ -13,7 +13,7 @@ The estimator never simulates: ``energy = sum(events x energy per event)`` (:mod
 
     # one layer: cimsim.matmul's events and the programmed block they ran on
     y, ev = cimsim.matmul(x_int, w_int, chip)
-    block = cimsim.arrays.program.program(w_int, chip)   # geometry only (no simulation)
+    block = cimsim.arrays.program(w_int, chip)   # geometry only (no simulation)
     cost = estimate([layer_work(ev, block)], chip)
 
 The input is a value of :mod:`cimsim.work`: a deployed model's :class:`~cimsim.work.ModelWork`

@@ -135,7 +135,8 @@ class SimModel(nn.Module):
         takes it as is."""
         return ModelWork(layers=tuple(self.works()), other_events=self._extra,
                          n_inferences=self.n_inferences, chip=self.chip,
-                         n_arrays_needed=self.arrays_needed)
+                         n_arrays_needed=self.arrays_needed,
+                         digital=tuple(self.digital))
 
     def reset(self) -> None:
         """Forget the events and inference count of earlier forwards."""
@@ -315,7 +316,12 @@ class _LayerMapping:
             sim = nn.Sequential(sim)
         self._visit(sim, "")
         if not self.sim_layers:
-            log.warning("deploy: no Linear/Conv/MultiheadAttention layer was mapped")
+            # nothing would run on the arrays: refuse before the calibration pass, not after
+            kept = "; ".join(f"{name} ({kind}: {why})" for name, kind, why in self.digital)
+            raise MappingError(
+                "no layer can be mapped onto the arrays (no Linear, Conv1d/2d or "
+                f"MultiheadAttention outside the excluded ones); kept digital: {kept or 'nothing'}"
+            )
         return sim
 
     def _visit(self, parent: nn.Module, prefix: str) -> None:

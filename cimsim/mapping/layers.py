@@ -133,6 +133,7 @@ class MatmulCore:
             )
         self.signed = bool(self.min_val < 0)
         sample = self._reservoir
+        assert sample is not None  # n_seen > 0: observe() filled the reservoir
         values = sample if self._pooled is None else self._pooled
         self.s_x = act_scale(self.max_abs, values, chip.input_bits, self.signed, chip.quant)
         gran = chip.quant.weight_granularity
@@ -173,6 +174,7 @@ class MatmulCore:
                    f"{self.chip.weight_encoding.value!r}, device.off_current_compensation = "
                    f"{self.chip.device.off_current_compensation.value!r})")
         if why is None:
+            assert self.s_w is not None  # finalize() quantized the weights first
             kappa = layer.conv_coef * self.s_x * self.s_w[0][layer.out_col]
             if np.all(kappa > 0):
                 bias = np.zeros(kappa.size) if self.bias is None else self.bias[layer.out_col]

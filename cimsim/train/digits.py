@@ -272,7 +272,8 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write through a file object so numpy does not append a second ".npz".
     with path.open("wb") as fh:
-        np.savez(fh, **arrays)
+        # (numpy's stubs type every keyword as its `allow_pickle` flag; names here are tensors)
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     logger.info("wrote %d arrays to %s", len(arrays), path)
 
 

@@ -537,10 +537,15 @@ def test_kernel_larger_than_rows():
     with pytest.raises(MappingError, match="does not fit"):
         SimConv(conv, "big", kp, 0)
     # deploy keeps such a layer digital (documented: unmappable layers stay digital) ...
-    sim = cimsim.deploy(nn.Sequential(conv), kp, torch.randn(2, 2, 7, 7))
-    assert "0" not in sim.sim_layers
+    model = nn.Sequential(conv, nn.Flatten(), nn.Linear(27, 4))
+    sim = cimsim.deploy(model, kp, torch.randn(2, 2, 7, 7))
+    assert "0" not in sim.sim_layers and "2" in sim.sim_layers
     ((name, kind, reason),) = sim.digital
     assert (name, kind) == ("0", "Conv2d") and "does not fit" in reason
+    # ... a model with nothing left for the arrays is refused before any calibration, saying
+    # what was kept digital (issue 9: it ended in a KeyError after the whole run) ...
+    with pytest.raises(MappingError, match="no layer can be mapped.*0 \\(Conv2d: .*does not fit"):
+        cimsim.deploy(nn.Sequential(conv), kp, torch.randn(2, 2, 7, 7))
     # ... and without the option it maps normally
     ok = cimsim.deploy(nn.Sequential(conv), lossless_chip(n_rows=20, n_cols=64),
                        torch.randn(2, 2, 7, 7))
