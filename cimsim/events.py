@@ -18,7 +18,14 @@ from typing import NamedTuple
 __all__ = ["Action", "Component", "DERIVED", "EventKey", "Events", "REGISTRY", "event_key"]
 
 
-class Component(str, Enum):
+class _Name(str, Enum):
+    """A string enum printed as its value (report rows, CSV)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Component(_Name):
     """What spends the energy."""
 
     LAYER = "layer"
@@ -32,11 +39,8 @@ class Component(str, Enum):
     INTERCONNECT = "interconnect"
     DIGITAL = "digital"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Action(str, Enum):
+class Action(_Name):
     """What it does."""
 
     MAC = "mac"
@@ -55,9 +59,6 @@ class Action(str, Enum):
     BUS_BIT = "bus_bit"
     CORRECTION_ADD = "correction_add"
     DEQUANT_MULTIPLY = "dequant_multiply"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _C, _A = Component, Action

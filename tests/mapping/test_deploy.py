@@ -490,12 +490,18 @@ def test_time_multiplexing_charges_reprogramming():
     assert_bitwise(y, want)
 
 
-def test_report_contains_reprogram_events():
+def _multiplexed_sim():
+    """The capacity model on a chip one array short, after forwards of 3 and 2 samples."""
     chip = lossless_chip(n_rows=37, n_cols=256, n_tiles=1, arrays_per_tile=2,
                          allow_time_multiplexing=True)
     sim = cimsim.deploy(_capacity_model(), chip, torch.randn(4, 40))
     sim(torch.randn(3, 40))
     sim(torch.randn(2, 40))
+    return sim
+
+
+def test_report_contains_reprogram_events():
+    sim = _multiplexed_sim()
     assert sim.events.get(("array", "reprogram", 0)) == 2  # one array rewritten per forward
     rep = sim.report()
     comp = rep.components
@@ -825,11 +831,7 @@ def test_works_are_frozen_values_of_what_each_layer_did():
     from cimsim.events import Action, Component, event_key
     from cimsim.work import LayerWork, ModelWork
 
-    chip = lossless_chip(n_rows=37, n_cols=256, n_tiles=1, arrays_per_tile=2,
-                         allow_time_multiplexing=True)
-    sim = cimsim.deploy(_capacity_model(), chip, torch.randn(4, 40))
-    sim(torch.randn(3, 40))
-    sim(torch.randn(2, 40))
+    sim = _multiplexed_sim()
     works = sim.works()
     assert [w.name for w in works] == ["0", "2"] and all(isinstance(w, LayerWork) for w in works)
     fc0, fc2 = works
@@ -844,7 +846,7 @@ def test_works_are_frozen_values_of_what_each_layer_did():
         fc0.name = "x"  # type: ignore[misc]
     work = sim.work()
     assert isinstance(work, ModelWork) and work.layers == tuple(works)
-    assert (work.n_inferences, work.n_arrays_needed, work.chip) == (5, 3, chip)
+    assert (work.n_inferences, work.n_arrays_needed, work.chip) == (5, 3, sim.chip)
     assert dict(work.other_events + sum(w.events for w in works)) == dict(sim.events)
     assert work.other_events[event_key(Component.ARRAY, Action.REPROGRAM)] == 2
     # a value: later forwards and reset leave it as it was
