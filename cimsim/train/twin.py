@@ -1,0 +1,881 @@
+"""A differentiable torch twin of the engine, and ``prepare`` (a model made of twins).
+
+:class:`TwinMatmul` computes one weight matrix's forward the way the chip does (the
+decomposition of ``docs/hardware-model.md``), in torch ops, so that a model can be trained
+through it with ordinary optimizers:
+
+1. activations -> integers with a learnable per-tensor scale (LSQ), weights -> integers with a
+   learnable scale per tensor / output channel / (row tile, output) (LSQ);
+2. weights -> the cell digits of every conversion column (each ``weight_encoding``, each
+   ``bits_per_cell`` slice), inputs -> ``dac_bits`` planes (unsigned, two's complement with a
+   signed MSB plane, or two passes);
+3. every (row group, plane, conversion) partial sum from ONE batched matmul: the planes are
+   stacked along the vector dimension and the row groups along the batch dimension;
+4. nominal off-state current, ADC gain/offset error, the linear ADC (its grid from the engine's
+   :class:`~cimsim.adc.ADCTables`, the step learnable for calibrated ranges) or the ramp
+   NL-ADC (thresholds and levels);
+5. digital shift-add over planes and column kinds, the exact ``x_sum_coef`` correction, and
+   dequantization with ``s_x · s_w`` (+ bias).
+
+In eval mode the twin equals ``cimsim.engine.run`` on the layer it hands back
+(:meth:`TwinMatmul.to_engine`): exactly on a lossless chip, and code for code on lossy ADCs up
+to float ties at code boundaries. Rounding, flooring and clamping use straight-through
+estimators (:mod:`cimsim.train.ste`); the digits and planes of an integer pass the gradient of
+the integer on (their significances sum it back exactly). See ``docs/training.md``.
+
+Initial values come from the engine's own view of the layer: the weight and activation scales
+of :mod:`cimsim.mapping.quant` and the ADC tables that :func:`cimsim.engine.calibrate` computes
+on the :func:`~cimsim.arrays.program.program`-med layer, from the same calibration sample and
+seeds as ``cimsim.deploy``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import engine
+from ..adc import ADCTables, calibration_units
+from ..arrays._rng import stream_key
+from ..arrays.encoding import plane_layout
+from ..arrays.program import ProgrammedLayer, default_row_tiles, program
+from ..config import (
+    ChipConfig,
+    DifferentialReadout,
+    Nonlinearity,
+    OffCurrentCompensation,
+    RangePolicy,
+    SignedInputMode,
+    WeightEncoding,
+    WeightGranularity,
+)
+from ..errors import ConfigError, MappingError
+from ..mapping.quant import act_range, act_scale, quantize_acts, quantize_weights
+from .ste import floor_ste, grad_scale, lsq_factor, round_ste, with_surrogate
+
+__all__ = ["EngineView", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
+           "TwinOptions", "engine_view", "prepare"]
+
+log = logging.getLogger(__name__)
+
+#: Calibration vectors kept per weight matrix, as ``cimsim.deploy`` keeps (same sample).
+MAX_CALIBRATION_ROWS = 4096
+
+
+# --------------------------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TwinOptions:
+    """What a twin learns and injects (``prepare(..., **options)``)."""
+
+    learn_weight_scale: bool = True
+    """Learn the weight scales (LSQ) at the chip's ``quant.weight_granularity``."""
+    learn_act_scale: bool = True
+    """Learn the per-tensor activation scale (LSQ)."""
+    learn_adc_step: bool = True
+    """Learn the step of a linear ADC with ``range_policy = 'calibrated'``, one per unit of
+    ``adc.calibration_granularity`` (LSQ); the grid start scales with it, so a zero-aligned grid
+    stays zero-aligned. ``full_scale`` and ``fixed`` ranges are hardware-fixed and stay."""
+    train_noise: bool = True
+    """In training mode, add the chip's thermal (``noise.thermal_sigma_lsb``) and comparator
+    (``adc.comparator_noise_lsb``) noise to every conversion, fresh torch draws per forward.
+    Eval mode is always noise-free."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"TwinOptions.{f.name} = {value!r} is invalid; allowed: "
+                                  "True or False")
+
+    @classmethod
+    def from_kwargs(cls, options: dict) -> TwinOptions:
+        """Options from keyword arguments; an unknown name is a :class:`ConfigError`."""
+        names = sorted(f.name for f in fields(cls))
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {unknown}; options: {names}")
+        return cls(**options)
+
+
+def check_chip(chip: ChipConfig) -> None:
+    """Refuse what the twin does not model yet (ConfigError naming the field)."""
+    if not isinstance(chip, ChipConfig):
+        raise ConfigError(f"chip must be a ChipConfig (cimsim.load_chip), got {type(chip)}")
+    if chip.noise.nonlinearity is not Nonlinearity.NONE:
+        raise ConfigError(f"noise.nonlinearity = {chip.noise.nonlinearity.value!r} is not "
+                          "modelled by the training twin yet; allowed: 'none'")
+    if not chip.device.ideal or chip.noise.read_noise_rel > 0:
+        # training on nominal conductances is ordinary QAT; deploy draws the devices
+        log.info("training twin: programming variation, faults and per-cell read noise are "
+                 "not modelled; the twin computes with nominal cell digits")
+
+
+# --------------------------------------------------------------------------------------------
+# The engine's view of one weight matrix
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class EngineView:
+    """One weight matrix as the engine runs it: integers, scales, programmed parts.
+
+    ``y = Σ_t engine.run(parts[t].layer, x_int[:, a_t:b_t]) · s_x · s_w[t] + bias`` with
+    ``x_int = quantize_acts(x, s_x, input_bits, input_signed)``.
+    """
+
+    chip: ChipConfig
+    w_int: np.ndarray
+    """(N, K) int64 quantized weights."""
+    s_w: np.ndarray
+    """(T, N) float64 weight scales; T = number of parts (row tiles of a ``column``
+    granularity layer), else 1."""
+    s_x: float
+    """Per-tensor activation scale."""
+    input_signed: bool
+    row_tiles: tuple[tuple[int, int], ...]
+    parts: tuple[tuple[int, int, ProgrammedLayer], ...]
+    """(first row, stop row, programmed layer with its ADC tables) of each part."""
+    seed: int
+    """Programming seed (``numpy.random.default_rng(seed)``, as deploy draws it)."""
+
+    @property
+    def layers(self) -> tuple[ProgrammedLayer, ...]:
+        """The programmed layer of every part."""
+        return tuple(layer for _, _, layer in self.parts)
+
+
+class _InputStats:
+    """Calibration statistics of one matrix's inputs: exact max |x| and min, and a uniform
+    reservoir sample (Algorithm R) drawn with deploy's seed, so the sample is deploy's."""
+
+    def __init__(self, seed: int):
+        self.max_abs = 0.0
+        self.min_val = math.inf
+        self.n_seen = 0
+        self.sample: np.ndarray | None = None
+        self.pooled: np.ndarray | None = None
+        self._rng = np.random.default_rng(stream_key(seed, 7))
+
+    def observe(self, x: np.ndarray) -> None:
+        if x.size == 0:
+            return
+        x = np.asarray(x, dtype=np.float64)
+        self.max_abs = max(self.max_abs, float(np.abs(x).max()))
+        self.min_val = min(self.min_val, float(x.min()))
+        cap = MAX_CALIBRATION_ROWS
+        if self.sample is None:
+            self.sample = np.empty((0, x.shape[1]))
+        fill = min(cap - self.sample.shape[0], x.shape[0])
+        if fill > 0:
+            self.sample = np.concatenate([self.sample, x[:fill]])
+        rest = x[fill:]
+        if rest.shape[0]:
+            # row j (1-based) replaces a random slot with probability cap/j
+            j = self.n_seen + fill + 1 + np.arange(rest.shape[0])
+            slot = (self._rng.random(rest.shape[0]) * j).astype(np.int64)
+            keep = slot < cap
+            self.sample[slot[keep]] = rest[keep]
+        self.n_seen += x.shape[0]
+
+    @staticmethod
+    def share(stats: list[_InputStats]) -> None:
+        """The groups of a conv read one tensor: one activation quantizer for all."""
+        if len(stats) < 2:
+            return
+        max_abs = max(s.max_abs for s in stats)
+        min_val = min(s.min_val for s in stats)
+        pooled = np.concatenate([s.sample.ravel() for s in stats if s.sample is not None])
+        for s in stats:
+            s.max_abs, s.min_val, s.pooled = max_abs, min_val, pooled
+
+
+def _program_parts(w_int: np.ndarray, chip: ChipConfig, seed: int, signed: bool,
+                   row_tiles: list[tuple[int, int]], name: str
+                   ) -> list[tuple[int, int, ProgrammedLayer]]:
+    """Program as deploy does: one layer, or one per row tile when each row tile has its own
+    weight scales (``column`` granularity), all from one generator seeded with ``seed``."""
+    rng = np.random.default_rng(seed)
+    if chip.quant.weight_granularity is WeightGranularity.COLUMN and len(row_tiles) > 1:
+        return [(a, b, program(w_int[:, a:b], chip, rng, input_signed=signed,
+                               name=f"{name}[{a}:{b}]")) for a, b in row_tiles]
+    return [(0, w_int.shape[1], program(w_int, chip, rng, input_signed=signed,
+                                        row_tiles=row_tiles, name=name))]
+
+
+def engine_view(w: np.ndarray, chip: ChipConfig, calibration: np.ndarray | _InputStats, *,
+                seed: int = 0, row_tiles: list[tuple[int, int]] | None = None,
+                name: str = "") -> EngineView:
+    """Quantize, program and calibrate float weights ``w`` (N, K) as ``cimsim.deploy`` does.
+
+    ``calibration``: float inputs (M, K), or statistics already collected. Scales come from
+    :mod:`cimsim.mapping.quant`, the ADC tables from :func:`cimsim.engine.calibrate`.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    tiles = list(row_tiles) if row_tiles else default_row_tiles(w.shape[1], chip.array.n_rows)
+    if isinstance(calibration, _InputStats):
+        stats = calibration
+    else:
+        stats = _InputStats(seed)
+        stats.observe(np.asarray(calibration, dtype=np.float64).reshape(-1, w.shape[1]))
+    if stats.n_seen == 0 or stats.sample is None:
+        raise MappingError(f"layer {name!r} saw no calibration data: it was never reached by "
+                           "the calibration forward pass")
+    signed = bool(stats.min_val < 0)
+    values = stats.sample if stats.pooled is None else stats.pooled
+    s_x = act_scale(stats.max_abs, values, chip.input_bits, signed, chip.quant)
+    w_int, s_w = quantize_weights(w, chip.weight_bits, chip.quant.weight_granularity, tiles)
+    x_cal = quantize_acts(stats.sample, s_x, chip.input_bits, signed)
+    parts = [(a, b, engine.calibrate(layer, x_cal[:, a:b]))
+             for a, b, layer in _program_parts(w_int, chip, seed, signed, tiles, name)]
+    return EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=float(s_x), input_signed=signed,
+                      row_tiles=tuple(tiles), parts=tuple(parts), seed=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Digits and planes in torch (exact integer arithmetic in floats)
+# --------------------------------------------------------------------------------------------
+def _slices(v: torch.Tensor, n_bits: int, c: int) -> torch.Tensor:
+    """Base-2^c digits of a non-negative integer-valued tensor, least significant first:
+    (S, *v.shape) with S = ceil(n_bits / c). Divisions by powers of two are exact."""
+    n = -(-n_bits // c)
+    base = 2.0 ** (c * torch.arange(n, device=v.device, dtype=v.dtype))
+    return torch.remainder(torch.floor(v[None] / base.view(-1, *([1] * v.dim()))), float(2**c))
+
+
+def conversion_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
+    """What each conversion column of output n sees per unit input, from integer weights
+    (N, K): (Qc, N, K), conversion kinds in the engine's order (``encoding.column_kinds``,
+    an analog differential pair merged into its difference)."""
+    b, c = chip.weight_bits, chip.device.bits_per_cell
+    enc = chip.weight_encoding
+    if enc is WeightEncoding.DIFFERENTIAL:
+        pos = _slices(torch.relu(w_int), b - 1, c)
+        neg = _slices(torch.relu(-w_int), b - 1, c)
+        if chip.differential_readout is DifferentialReadout.ANALOG:
+            return pos - neg
+        return torch.stack([pos, neg], dim=1).reshape(-1, *w_int.shape)  # interleaved
+    if enc is WeightEncoding.TWOS_COMPLEMENT:
+        low = _slices(torch.remainder(w_int, float(2 ** (b - 1))), b - 1, c)
+        return torch.cat([low, (w_int < 0).to(w_int.dtype)[None]])
+    if enc is WeightEncoding.OFFSET:
+        return _slices(w_int + 2.0 ** (b - 1), b, c)
+    return torch.sign(w_int)[None] * _slices(torch.abs(w_int), b - 1, c)
+
+
+def input_planes(x_int: torch.Tensor, chip: ChipConfig, signed: bool) -> torch.Tensor:
+    """DAC planes (P, M, K) of integer inputs (M, K), as ``encoding.input_planes``."""
+    d, p, b = chip.dac_bits, chip.n_planes, chip.input_bits
+    if signed and chip.dac.signed_inputs is SignedInputMode.TWO_PASS:
+        pm = -(-(b - 1) // d) if b > 1 else 1
+        return torch.cat([_slices(torch.relu(x_int), pm * d, d),
+                          _slices(torch.relu(-x_int), pm * d, d)])
+    if signed:
+        # floor division keeps the sign in the top plane: x = Σ_p 2^(dp) · plane_p
+        base = 2.0 ** (d * torch.arange(p, device=x_int.device, dtype=x_int.dtype))
+        fl = torch.floor(x_int[None] / base.view(-1, 1, 1))
+        return torch.cat([torch.remainder(fl[:-1], float(2**d)), fl[-1:]])
+    return _slices(x_int, p * d, d)
+
+
+# --------------------------------------------------------------------------------------------
+# The twin of one weight matrix
+# --------------------------------------------------------------------------------------------
+class TwinMatmul(nn.Module):
+    """Differentiable ``y = x @ W.T + b`` computed with the chip's decomposition.
+
+    Build it with :meth:`calibrated` (float weights + calibration inputs) or from an
+    :class:`EngineView`. ``forward`` takes float inputs (M, K) and returns float (M, N);
+    :meth:`integer_forward` gives the engine's integer-domain result per part.
+
+    Parameters (learnable unless switched off in :class:`TwinOptions`)
+    -------------------------------------------------------------------
+    weight : (N, K)
+    bias : (N,) or None
+    weight_scale : (1, 1) tensor / (1, N) channel / (T, N) column granularity
+    act_scale : () per-tensor activation scale
+    adc_step : (U,) step of each calibration unit (learnable only for calibrated linear ADCs)
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, view: EngineView,
+                 options: TwinOptions | None = None, name: str = ""):
+        super().__init__()
+        chip = view.chip
+        check_chip(chip)
+        self.chip = chip
+        self.options = options or TwinOptions()
+        self.name = name
+        self.seed = view.seed
+        self.row_tiles = list(view.row_tiles)
+        self.input_signed = view.input_signed
+        n, k = view.w_int.shape
+        self.n_inputs, self.n_outputs = k, n
+        dev, dt = weight.device, weight.dtype
+        opts = self.options
+
+        def buf(name: str, value, dtype=dt) -> None:
+            self.register_buffer(name, torch.as_tensor(np.asarray(value), dtype=dtype,
+                                                       device=dev), persistent=True)
+
+        self.weight = nn.Parameter(weight.detach().clone().reshape(n, k))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone().reshape(n))
+
+        # --- scales (LSQ) -------------------------------------------------------------
+        self.granularity = chip.quant.weight_granularity
+        self.w_qmax = 2 ** (chip.weight_bits - 1) - 1
+        tile_rows = np.array([b - a for a, b in self.row_tiles], dtype=np.float64)
+        if self.granularity is WeightGranularity.TENSOR:
+            s_w, n_per = view.s_w[:1, :1], np.array([[n * k]], dtype=np.float64)
+            w_tile = np.zeros(k, dtype=np.int64)
+        elif self.granularity is WeightGranularity.CHANNEL or len(self.row_tiles) == 1:
+            s_w, n_per = view.s_w[:1], np.array([[k]], dtype=np.float64)
+            w_tile = np.zeros(k, dtype=np.int64)
+        else:
+            s_w, n_per = view.s_w, tile_rows[:, None]
+            w_tile = np.concatenate([np.full(b - a, t) for t, (a, b) in enumerate(self.row_tiles)])
+        self.weight_scale = nn.Parameter(torch.as_tensor(s_w, dtype=dt, device=dev).clone(),
+                                         requires_grad=opts.learn_weight_scale)
+        buf("_weight_scale0", s_w)
+        buf("_w_grad", np.vectorize(lambda v: lsq_factor(v, self.w_qmax))(n_per))
+        buf("_w_tile", w_tile, torch.long)
+        self.act_scale = nn.Parameter(torch.tensor(view.s_x, dtype=dt, device=dev),
+                                      requires_grad=opts.learn_act_scale)
+        buf("_act_scale0", view.s_x)
+        self.x_lo, self.x_hi = act_range(chip.input_bits, view.input_signed)
+
+        # --- planes and conversions -----------------------------------------------------
+        sig = plane_layout(chip, view.input_signed)[0]
+        self.n_planes = int(sig.shape[0])
+        buf("_sig", sig)
+        buf("_plane_share", 1.0 / (self.n_planes * sig))  # Σ_p sig_p · share_p = 1
+        first = view.parts[0][2]
+        n_conv = first.n_conversions
+        qc = n_conv // n
+        if qc * n != n_conv or not np.array_equal(first.out_col, np.repeat(np.arange(n), qc)):
+            raise MappingError("programmed layer has an unexpected conversion order")
+        self.n_kinds = qc
+        coef = first.conv_coef[:qc]
+        buf("_coef", np.tile(coef, n))
+        buf("_digit_share", 1.0 / (qc * coef))  # Σ_q coef_q · share_q = 1
+        g_off = 0.0 if chip.weight_encoding is WeightEncoding.SIGNED_CELL \
+            else chip.device.g_off_lsb
+        comp = chip.device.off_current_compensation
+        pair = first.conv_phys[:qc, 1] >= 0
+        # nominal off-state current per unit Σx_p: none when compensated in analog, and a
+        # differential pair's two columns cancel it
+        off = np.where(pair | (comp is OffCurrentCompensation.ANALOG), 0.0, g_off)
+        self.has_off = bool(np.any(off != 0))
+        buf("_off", np.tile(off, n))
+        buf("_x_sum_coef", first.x_sum_coef)
+        self.has_x_sum = bool(np.any(first.x_sum_coef != 0))
+
+        # --- row groups of all parts, their ADC tables and calibration units ----------------
+        rows, group_part, lo0, d0, thr, lvl, unit = [], [], [], [], [], [], []
+        n_units = 0
+        part_mask = np.zeros((len(view.parts), k))
+        for i, (a, b, layer) in enumerate(view.parts):
+            if layer.adc is None:
+                raise MappingError(f"layer {name!r}: part {i} has no ADC tables (calibrate it)")
+            part_mask[i, a:b] = 1.0
+            rows += [(a + int(k0), a + int(k1)) for k0, k1, _ in layer.groups]
+            group_part += [i] * layer.n_groups
+            lo0.append(layer.adc.lo)
+            d0.append(layer.adc.delta)
+            if layer.adc.thr is not None:
+                thr.append(layer.adc.thr)
+                lvl.append(layer.adc.lvl)
+            um = np.empty(layer.adc.shape, dtype=np.int64)
+            for r, cidx in calibration_units(layer, chip.adc.calibration_granularity):
+                um[np.ix_(r, cidx)] = n_units
+                n_units += 1
+            unit.append(um)
+        self.n_parts = len(view.parts)
+        self.n_groups = len(rows)
+        r_max = max(k1 - k0 for k0, k1 in rows)
+        gidx = np.full((self.n_groups, r_max), k, dtype=np.int64)  # row k: a zero pad row
+        for g, (k0, k1) in enumerate(rows):
+            gidx[g, :k1 - k0] = np.arange(k0, k1)
+        # equal consecutive groups covering K: a reshape instead of a gather
+        self.contiguous = bool(self.n_groups * r_max == k
+                               and np.array_equal(gidx.ravel(), np.arange(k)))
+        self.group_rows = r_max
+        buf("_gidx", gidx, torch.long)
+        buf("_group_part", np.asarray(group_part), torch.long)
+        buf("_part_mask", part_mask)
+        self.nonlinear_adc = bool(thr)
+        lo0, d0, unit = np.concatenate(lo0), np.concatenate(d0), np.concatenate(unit)
+        buf("_adc_lo0", lo0)
+        buf("_adc_delta0", d0)
+        buf("_adc_unit", unit, torch.long)
+        step0 = np.empty(n_units)
+        step0[unit.ravel()] = d0.ravel()
+        size = np.bincount(unit.ravel(), minlength=n_units).astype(np.float64)
+        buf("_adc_unit_size", size)
+        buf("_adc_step0", step0)
+        adc = chip.adc
+        learn = (opts.learn_adc_step and not self.nonlinear_adc
+                 and adc.range_policy is RangePolicy.CALIBRATED)
+        self.adc_step = nn.Parameter(torch.as_tensor(step0, dtype=dt, device=dev).clone(),
+                                     requires_grad=learn)
+        self.top_code = float(adc.n_codes - 1)
+        if self.nonlinear_adc:
+            buf("_adc_thr", np.concatenate(thr))
+            buf("_adc_lvl", np.concatenate(lvl))
+        # The engine's float64 values at initialisation. The hand-back scales them by the
+        # learned change (parameter / its initial value, exactly 1 until it moves), so that a
+        # float32 twin hands back deploy's values bit for bit before training.
+        self._init64 = dict(s_w=np.array(s_w, dtype=np.float64), s_x=float(view.s_x),
+                            lo=lo0, delta=d0, thr=np.concatenate(thr) if thr else None,
+                            lvl=np.concatenate(lvl) if lvl else None)
+
+    # ---------------------------------------------------------------------------------------
+    @classmethod
+    def calibrated(cls, weight: torch.Tensor, bias: torch.Tensor | None, chip: ChipConfig,
+                   calibration: torch.Tensor | np.ndarray, *, seed: int = 0,
+                   row_tiles: list[tuple[int, int]] | None = None, name: str = "",
+                   options: TwinOptions | None = None) -> TwinMatmul:
+        """A twin of float ``weight`` (N, K) initialised as ``cimsim.deploy`` would map it,
+        from float calibration inputs (M, K)."""
+        check_chip(chip)
+        x = calibration.detach().cpu().double().numpy() if isinstance(calibration, torch.Tensor) \
+            else np.asarray(calibration, dtype=np.float64)
+        w = weight.detach().cpu().double().numpy()
+        view = engine_view(w, chip, x, seed=seed, row_tiles=row_tiles, name=name)
+        return cls(weight, bias, view, options, name)
+
+    # --- the quantizers -------------------------------------------------------------------
+    def _weight_scale_full(self, s_w: torch.Tensor) -> torch.Tensor:
+        """The scale of every weight: broadcastable to (N, K)."""
+        if s_w.shape[0] > 1:  # per (row tile, output)
+            return s_w.index_select(0, self._w_tile).t()
+        return s_w.t()  # (1, 1) or (N, 1)
+
+    def quantized_weight(self) -> torch.Tensor:
+        """Current integer weights (N, K) (no gradient)."""
+        with torch.no_grad():
+            s = self._weight_scale_full(self.weight_scale)
+            return torch.clamp(torch.round(self.weight / s), -self.w_qmax, self.w_qmax)
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer inputs ``clip(round(x / s_x))`` (no gradient), as deploy quantizes."""
+        with torch.no_grad():
+            return torch.clamp(torch.round(x / self.act_scale), self.x_lo, self.x_hi)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Float inputs (M, K) -> float outputs (M, N) through the simulated chip."""
+        s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
+        x_int = round_ste(torch.clamp(x / s_x, self.x_lo, self.x_hi))
+        s_w = grad_scale(self.weight_scale, self._w_grad)
+        w_int = round_ste(torch.clamp(self.weight / self._weight_scale_full(s_w),
+                                      -self.w_qmax, self.w_qmax))
+        y_parts = self._integer(x_int, w_int)  # (T, M, N)
+        if self.n_parts > 1:
+            scale = s_x * s_w  # (T, N): one scale row per part
+        else:
+            scale = (s_x * s_w[:1]).reshape(1, -1)  # (1, 1) or (1, N)
+        y = (y_parts * scale[:, None, :]).sum(dim=0)
+        return y if self.bias is None else y + self.bias
+
+    def integer_forward(self, x_int: torch.Tensor) -> torch.Tensor:
+        """Integer-domain result (T, M, N) of integer inputs (M, K) with the current integer
+        weights: what ``engine.run`` gives for each part (T = number of parts)."""
+        return self._integer(x_int.to(self.weight.dtype), self.quantized_weight())
+
+    # --- the arrays ------------------------------------------------------------------------
+    def _integer(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
+        chip = self.chip
+        m, k = x_int.shape
+        n, qc, g_n = self.n_outputs, self.n_kinds, self.n_groups
+        # the digits and planes of an integer pass its gradient on in fixed shares
+        digits = conversion_digits(w_int.detach(), chip)  # (Qc, N, K)
+        digits = with_surrogate(digits, w_int[None] * self._digit_share.view(-1, 1, 1))
+        mat = digits.permute(2, 1, 0).reshape(k, n * qc)  # (K, C), c = n·Qc + q
+        planes = input_planes(x_int.detach(), chip, self.input_signed)  # (P, M, K)
+        planes = with_surrogate(planes, x_int[None] * self._plane_share.view(-1, 1, 1))
+        p = planes.shape[0]
+        r = self.group_rows
+        if self.contiguous:
+            xg = planes.reshape(p * m, g_n, r).transpose(0, 1)
+            mg = mat.reshape(g_n, r, n * qc)
+        else:
+            flat = self._gidx.reshape(-1)
+            xg = F.pad(planes, (0, 1)).index_select(2, flat).reshape(p * m, g_n, r)
+            xg = xg.transpose(0, 1)
+            mg = F.pad(mat, (0, 0, 0, 1)).index_select(0, flat).reshape(g_n, r, n * qc)
+        # every (row group, plane, vector, conversion) partial sum in one batched GEMM
+        a = torch.bmm(xg, mg)  # (G, P·M, C)
+        if self.has_off:
+            a = a + xg.sum(dim=2, keepdim=True) * self._off
+        val = self._adc(a, m)
+        val = val.reshape(g_n, p, m, n * qc)
+        y = torch.einsum("gpmc,p,c->gmc", val, self._sig, self._coef)
+        y = y.reshape(g_n, m, n, qc).sum(dim=3)  # (G, M, N)
+        if self.n_parts > 1:
+            y = torch.zeros((self.n_parts, m, n), dtype=y.dtype, device=y.device
+                            ).index_add(0, self._group_part, y)
+        else:
+            y = y.sum(dim=0, keepdim=True)
+        if self.has_x_sum:
+            xs = x_int @ self._part_mask.t()  # (M, T): Σ_k x[k] per part
+            y = y + xs.t()[:, :, None] * self._x_sum_coef
+        return y
+
+    def adc_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Current linear grid ``(lo, delta)``, each (G, C): the calibrated grid scaled by the
+        learned step of its unit (exactly the calibrated one until the step moves)."""
+        ratio = (self.adc_step / self._adc_step0)[self._adc_unit]
+        return self._adc_lo0 * ratio, self._adc_delta0 * ratio
+
+    def _adc(self, a: torch.Tensor, m: int) -> torch.Tensor:
+        """Analog values (G, P·M, C) -> converted values, with the engine's transfer."""
+        adc, nz = self.chip.adc, self.chip.noise
+        noisy = self.training and self.options.train_noise
+        if self.nonlinear_adc:
+            delta = self._adc_delta0
+        else:
+            step = self.adc_step
+            if step.requires_grad:
+                n_values = self._adc_unit_size * (self.n_planes * m)
+                step = grad_scale(step, 1.0 / torch.sqrt(n_values * max(self.top_code, 1.0)))
+            ratio = (step / self._adc_step0)[self._adc_unit]
+            lo, delta = (self._adc_lo0 * ratio)[:, None, :], (self._adc_delta0 * ratio)[:, None, :]
+        if noisy and nz.thermal_sigma_lsb > 0:
+            a = a + nz.thermal_sigma_lsb * torch.randn_like(a)
+        if adc.gain_error != 0 or adc.offset_error_lsb != 0:
+            d = delta if not self.nonlinear_adc else delta[:, None, :]
+            a = a * (1.0 + adc.gain_error) + adc.offset_error_lsb * d
+        if noisy and adc.comparator_noise_lsb > 0:
+            d = delta if not self.nonlinear_adc else delta[:, None, :]
+            a = a + adc.comparator_noise_lsb * d * torch.randn_like(a)
+        if not self.nonlinear_adc:
+            code = torch.clamp(floor_ste((a - lo) / delta + 0.5), 0.0, self.top_code)
+            return lo + code * delta
+        # ramp NL-ADC: code = #thresholds <= a (searchsorted per (group, conversion))
+        at = a.transpose(1, 2).contiguous()  # (G, C, P·M)
+        code = torch.searchsorted(self._adc_thr, at.detach(), right=True)
+        lvl = self._adc_lvl
+        val = torch.gather(lvl, 2, code)
+        inside = (at >= lvl[..., :1]) & (at <= lvl[..., -1:])
+        # straight through inside the levels' span, zero outside (the ADC clips there)
+        val = with_surrogate(val, at * inside)
+        return val.transpose(1, 2)
+
+    # --- back to the engine -----------------------------------------------------------------
+    def to_engine(self, seed: int | None = None) -> EngineView:
+        """The engine's view of the current state: integer weights, learned scales, the
+        programmed parts (``program`` with ``seed``, default the twin's) carrying the learned
+        ADC tables."""
+        seed = self.seed if seed is None else seed
+        chip = self.chip
+        init = self._init64
+
+        def change(p: torch.Tensor, p0: torch.Tensor) -> np.ndarray:
+            return (p.detach() / p0).cpu().double().numpy()
+
+        s_w = init["s_w"] * change(self.weight_scale, self._weight_scale0)
+        s_x = init["s_x"] * float(change(self.act_scale, self._act_scale0))
+        # weights quantized in float64 with the float64 scales, as deploy quantizes
+        w = self.weight.detach().cpu().double().numpy()
+        s_full = s_w[self._w_tile.cpu().numpy()].T if s_w.shape[0] > 1 else s_w.T
+        w_int = np.clip(np.rint(w / s_full), -self.w_qmax, self.w_qmax).astype(np.int64)
+        if s_w.shape[1] == 1:
+            s_w = np.repeat(s_w, self.n_outputs, axis=1)
+        if not self.nonlinear_adc:
+            ratio = change(self.adc_step, self._adc_step0)[self._adc_unit.cpu().numpy()]
+            lo, delta = init["lo"] * ratio, init["delta"] * ratio
+        else:
+            thr, lvl = init["thr"], init["lvl"]
+        parts = _program_parts(w_int, chip, seed, self.input_signed, self.row_tiles, self.name)
+        gp = self._group_part.cpu().numpy()
+        out = []
+        for i, (a, b, layer) in enumerate(parts):
+            sel = gp == i
+            tabs = (ADCTables.from_levels(thr[sel], lvl[sel]) if self.nonlinear_adc
+                    else ADCTables.linear(lo[sel], delta[sel]))
+            out.append((a, b, layer.with_adc(tabs)))
+        return EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x,
+                          input_signed=self.input_signed, row_tiles=tuple(self.row_tiles),
+                          parts=tuple(out), seed=seed)
+
+    def programmed(self, seed: int | None = None) -> tuple[ProgrammedLayer, ...]:
+        """The programmed layer of every part with the learned ADC tables."""
+        return self.to_engine(seed).layers
+
+    def extra_repr(self) -> str:
+        return (f"in={self.n_inputs}, out={self.n_outputs}, planes={self.n_planes}, "
+                f"kinds={self.n_kinds}, groups={self.n_groups}, parts={self.n_parts}")
+
+
+# --------------------------------------------------------------------------------------------
+# Model layers: observe during calibration, then compute through twins
+# --------------------------------------------------------------------------------------------
+class _TwinLayer(nn.Module):
+    """A mapped module: float while the calibration pass observes it, twins afterwards."""
+
+    def __init__(self, name: str, chip: ChipConfig, options: TwinOptions):
+        super().__init__()
+        self.twin_name = name
+        self.chip = chip
+        self.options = options
+        self.twins = nn.ModuleList()
+        self._stats: list[_InputStats] = []
+        self._seeds: list[int] = []
+
+    @property
+    def calibrating(self) -> bool:
+        return len(self.twins) == 0
+
+    def _observe(self, g: int, cols: torch.Tensor) -> None:
+        self._stats[g].observe(cols.detach().to("cpu", torch.float64).numpy())
+
+
+class TwinLinear(_TwinLayer):
+    """``nn.Linear`` through a :class:`TwinMatmul`."""
+
+    def __init__(self, src: nn.Linear, name: str, chip: ChipConfig, seed: int,
+                 options: TwinOptions):
+        super().__init__(name, chip, options)
+        self.in_features, self.out_features = src.in_features, src.out_features
+        self._src = (src.weight.detach().clone(),
+                     None if src.bias is None else src.bias.detach().clone())
+        self._seeds = [seed]
+        self._stats = [_InputStats(seed)]
+
+    def finalize(self) -> None:
+        w, b = self._src
+        view = engine_view(w.cpu().double().numpy(), self.chip, self._stats[0],
+                           seed=self._seeds[0], name=self.twin_name)
+        self.twins.append(TwinMatmul(w, b, view, self.options, self.twin_name))
+        self._stats, self._src = [], None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        if self.calibrating:
+            self._observe(0, x2)
+            w, b = self._src
+            return F.linear(x, w.to(x.device, x.dtype),
+                            None if b is None else b.to(x.device, x.dtype))
+        return self.twins[0](x2).reshape(*lead, self.out_features)
+
+
+class TwinConv(_TwinLayer):
+    """``nn.Conv1d`` / ``nn.Conv2d`` through one :class:`TwinMatmul` per group (im2col by
+    ``torch.nn.functional.unfold``; the groups share one activation scale)."""
+
+    def __init__(self, src: nn.Conv1d | nn.Conv2d, name: str, chip: ChipConfig, seed: int,
+                 options: TwinOptions):
+        super().__init__(name, chip, options)
+        self.dim = 1 if isinstance(src, nn.Conv1d) else 2
+        w = src.weight.detach().clone()
+        if self.dim == 1:
+            w = w[:, :, None, :]
+        self.out_channels, cin_g, kh, kw = w.shape
+        self.groups = src.groups
+        self.kernel = (kh, kw)
+        self.stride = (1, src.stride[0]) if self.dim == 1 else tuple(src.stride)
+        self.dilation = (1, src.dilation[0]) if self.dim == 1 else tuple(src.dilation)
+        pads = list(src._reversed_padding_repeated_twice)
+        self.pads = pads + [0, 0] if self.dim == 1 else pads  # F.pad order
+        self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
+        k = cin_g * kh * kw
+        self.row_tiles: list[tuple[int, int]] | None = None
+        if chip.array.kernel_preserving_tiling:
+            per_tile = chip.array.n_rows // (kh * kw)
+            if per_tile == 0:
+                raise MappingError(
+                    f"layer {name!r}: a {kh}x{kw} kernel ({kh * kw} rows) does not fit in "
+                    f"array.n_rows = {chip.array.n_rows} with kernel_preserving_tiling = true")
+            step = per_tile * kh * kw
+            self.row_tiles = [(s, min(s + step, k)) for s in range(0, k, step)]
+        self.k_group = k
+        self._w2 = w.reshape(self.out_channels, k)
+        self._b = None if src.bias is None else src.bias.detach().clone()
+        self._seeds = [stream_key(seed, g) for g in range(self.groups)]
+        self._stats = [_InputStats(s) for s in self._seeds]
+
+    def _columns(self, x4: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """(B, C, H, W) -> rows (B·H_out·W_out, C·kh·kw), columns ordered (c, i, j)."""
+        if any(self.pads):
+            x4 = F.pad(x4, self.pads, mode=self.pad_mode)
+        b = x4.shape[0]
+        cols = F.unfold(x4, self.kernel, dilation=self.dilation, stride=self.stride)
+        h_out = (x4.shape[2] - self.dilation[0] * (self.kernel[0] - 1) - 1) // self.stride[0] + 1
+        w_out = (x4.shape[3] - self.dilation[1] * (self.kernel[1] - 1) - 1) // self.stride[1] + 1
+        return cols.transpose(1, 2).reshape(b * h_out * w_out, -1), (b, h_out, w_out)
+
+    def finalize(self) -> None:
+        _InputStats.share(self._stats)
+        n_g = self.out_channels // self.groups
+        for g in range(self.groups):
+            w = self._w2[g * n_g:(g + 1) * n_g]
+            b = None if self._b is None else self._b[g * n_g:(g + 1) * n_g]
+            tag = f"{self.twin_name}" + (f"[g{g}]" if self.groups > 1 else "")
+            view = engine_view(w.cpu().double().numpy(), self.chip, self._stats[g],
+                               seed=self._seeds[g], row_tiles=self.row_tiles, name=tag)
+            self.twins.append(TwinMatmul(w, b, view, self.options, tag))
+        if self.groups > 1:
+            # one input quantizer for the tensor all groups read: tie the parameter
+            shared = self.twins[0].act_scale
+            for t in self.twins[1:]:
+                t.act_scale = shared
+        self._stats = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == self.dim + 1:  # unbatched, as torch's conv accepts
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        x4 = x.unsqueeze(2) if self.dim == 1 else x
+        cols, (b, h_out, w_out) = self._columns(x4)
+        k = self.k_group
+        if self.calibrating:
+            for g in range(self.groups):
+                self._observe(g, cols[:, g * k:(g + 1) * k])
+            w2 = self._w2.to(x.device, x.dtype)
+            n_g = self.out_channels // self.groups
+            y = torch.cat([cols[:, g * k:(g + 1) * k] @ w2[g * n_g:(g + 1) * n_g].t()
+                           for g in range(self.groups)], dim=1)
+            if self._b is not None:
+                y = y + self._b.to(x.device, x.dtype)
+        else:
+            y = torch.cat([t(cols[:, g * k:(g + 1) * k]) for g, t in enumerate(self.twins)],
+                          dim=1)
+        y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
+        return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
+
+
+_TWINS: dict[type, type[_TwinLayer]] = {nn.Linear: TwinLinear, nn.Conv1d: TwinConv,
+                                        nn.Conv2d: TwinConv}
+
+
+def _twin_class(module: nn.Module) -> type[_TwinLayer] | None:
+    for kind, cls in _TWINS.items():
+        if isinstance(module, kind):
+            return cls
+    return None
+
+
+class PreparedModel(nn.Module):
+    """A model whose Linear / Conv1d / Conv2d layers compute through training twins.
+
+    Call it like the original and train it with any torch optimizer; ``model.eval()`` turns the
+    training noise off. Attributes: ``model`` (the copy), ``twin_layers`` (name -> layer),
+    ``digital`` ((name, type, reason) of modules left in float), ``chip``, ``seed``.
+    """
+
+    def __init__(self, model: nn.Module, twin_layers: dict[str, _TwinLayer],
+                 digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int):
+        super().__init__()
+        self.model = model
+        self.twin_layers = twin_layers
+        self.digital = digital
+        self.chip = chip
+        self.seed = seed
+
+    def forward(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def twins(self) -> Iterator[tuple[str, TwinMatmul]]:
+        """(name, twin) of every weight matrix, in model order."""
+        for name, layer in self.twin_layers.items():
+            for twin in layer.twins:
+                yield twin.name or name, twin
+
+
+def _batches(data, batch_size: int) -> Iterable[tuple]:
+    """Argument tuples from a tensor / array / tuple of tensors / iterable of batches."""
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(data)
+    if isinstance(data, torch.Tensor):
+        data = (data,)
+    if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
+        n = data[0].shape[0]
+        for i in range(0, n, batch_size):
+            yield tuple(d[i:i + batch_size] for d in data)
+        return
+    if isinstance(data, Iterable):
+        for item in data:
+            yield (item[0],) if isinstance(item, (tuple, list)) else (item,)
+        return
+    raise MappingError("calibration must be a tensor, an array, a tuple of tensors or an "
+                       f"iterable of batches; got {type(data).__name__}")
+
+
+def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
+            batch_size: int = 256, **options) -> PreparedModel:
+    """A trainable copy of ``model`` whose mapped layers compute as the chip does.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The float model; it is copied, never modified.
+    chip : ChipConfig
+    calibration : tensor, ndarray, tuple of tensors or iterable of batches
+        Inputs of one float forward pass (in eval mode) that set the initial scales and ADC
+        tables exactly as ``cimsim.deploy(model, chip, calibration, seed=seed)`` sets them.
+    seed : int
+        Seeds of the programmed layers and the calibration sample (deploy's derivation).
+    batch_size : int
+        Batch size of the calibration pass when ``calibration`` is a tensor.
+    **options
+        :class:`TwinOptions` fields (``learn_weight_scale``, ``learn_act_scale``,
+        ``learn_adc_step``, ``train_noise``); an unknown name is a ``ConfigError``.
+
+    Returns
+    -------
+    PreparedModel
+        In the training mode the model had. Attention projections are not mapped yet (they
+        stay in float, listed in ``digital``).
+    """
+    opts = TwinOptions.from_kwargs(options)
+    if not isinstance(model, nn.Module):
+        raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    check_chip(chip)
+    was_training = model.training
+    root = copy.deepcopy(model)
+    if _twin_class(root) is not None:
+        root = nn.Sequential(root)  # a mappable root is named "0", as deploy names it
+    layers: dict[str, _TwinLayer] = {}
+    digital: list[tuple[str, str, str]] = []
+
+    def visit(parent: nn.Module, prefix: str) -> None:
+        for child_name, child in list(parent.named_children()):
+            name = f"{prefix}{child_name}"
+            cls = _twin_class(child)
+            if cls is not None:
+                try:
+                    new = cls(child, name, chip, stream_key(seed, zlib.crc32(name.encode())),
+                              opts)
+                except MappingError as exc:
+                    digital.append((name, type(child).__name__, f"not mappable: {exc}"))
+                    continue
+                parent._modules[child_name] = new
+                layers[name] = new
+            elif isinstance(child, nn.MultiheadAttention):
+                digital.append((name, "MultiheadAttention",
+                                "attention projections are not in the training twin yet"))
+            else:
+                visit(child, name + ".")
+
+    visit(root, "")
+    if not layers:
+        log.warning("prepare: no Linear/Conv layer was mapped")
+    root.eval()
+    n = 0
+    with torch.no_grad():
+        for args in _batches(calibration, batch_size):
+            root(*args)
+            n += 1
+    if n == 0:
+        raise MappingError("calibration data is empty")
+    for layer in layers.values():
+        layer.finalize()
+    root.train(was_training)
+    return PreparedModel(root, layers, digital, chip, seed)
