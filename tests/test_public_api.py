@@ -40,7 +40,8 @@ def test_import_cimsim_loads_neither_torch_nor_the_kernels():
     assert out == "[]"
 
 
-@pytest.mark.parametrize("package", ["cimsim.arrays", "cimsim.mapping"])
+@pytest.mark.parametrize("package", ["cimsim.arrays", "cimsim.mapping", "cimsim.adc",
+                                     "cimsim.engine", "cimsim.cost"])
 def test_subpackage_exports_resolve_and_are_in_the_readme(package):
     mod = importlib.import_module(package)
     readme = _readme_api()
