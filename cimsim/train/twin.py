@@ -35,8 +35,9 @@ import copy
 import logging
 import math
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -305,6 +306,29 @@ class TwinMatmul(nn.Module):
     adc_step : (U,) step of each calibration unit (learnable only for calibrated linear ADCs)
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    _weight_scale0: torch.Tensor
+    _w_grad: torch.Tensor
+    _w_tile: torch.Tensor
+    _act_scale0: torch.Tensor
+    _sig: torch.Tensor
+    _plane_share: torch.Tensor
+    _coef: torch.Tensor
+    _digit_share: torch.Tensor
+    _off: torch.Tensor
+    _x_sum_coef: torch.Tensor
+    _gidx: torch.Tensor
+    _group_part: torch.Tensor
+    _part_mask: torch.Tensor
+    _adc_lo0: torch.Tensor
+    _adc_delta0: torch.Tensor
+    _adc_unit: torch.Tensor
+    _adc_unit_size: torch.Tensor
+    _adc_step0: torch.Tensor
+    _adc_thr: torch.Tensor
+    _adc_lvl: torch.Tensor
+    act_scale: nn.Parameter
+
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, view: EngineView,
                  options: TwinOptions | None = None, name: str = ""):
         super().__init__()
@@ -378,7 +402,13 @@ class TwinMatmul(nn.Module):
         self.has_x_sum = bool(np.any(first.x_sum_coef != 0))
 
         # --- row groups of all parts, their ADC tables and calibration units ----------------
-        rows, group_part, lo0, d0, thr, lvl, unit = [], [], [], [], [], [], []
+        rows: list[tuple[int, int]] = []
+        group_part: list[int] = []
+        lo_l: list[np.ndarray] = []
+        d_l: list[np.ndarray] = []
+        thr: list[np.ndarray] = []
+        lvl: list[np.ndarray] = []
+        unit_l: list[np.ndarray] = []
         n_units = 0
         part_mask = np.zeros((len(view.parts), k))
         for i, (a, b, layer) in enumerate(view.parts):
@@ -387,16 +417,16 @@ class TwinMatmul(nn.Module):
             part_mask[i, a:b] = 1.0
             rows += [(a + int(k0), a + int(k1)) for k0, k1, _ in layer.groups]
             group_part += [i] * layer.n_groups
-            lo0.append(layer.adc.lo)
-            d0.append(layer.adc.delta)
-            if layer.adc.thr is not None:
+            lo_l.append(layer.adc.lo)
+            d_l.append(layer.adc.delta)
+            if layer.adc.thr is not None and layer.adc.lvl is not None:
                 thr.append(layer.adc.thr)
                 lvl.append(layer.adc.lvl)
             um = np.empty(layer.adc.shape, dtype=np.int64)
             for r, cidx in calibration_units(layer, chip.adc.calibration_granularity):
                 um[np.ix_(r, cidx)] = n_units
                 n_units += 1
-            unit.append(um)
+            unit_l.append(um)
         self.n_parts = len(view.parts)
         self.n_groups = len(rows)
         r_max = max(k1 - k0 for k0, k1 in rows)
@@ -411,7 +441,7 @@ class TwinMatmul(nn.Module):
         buf("_group_part", np.asarray(group_part), torch.long)
         buf("_part_mask", part_mask)
         self.nonlinear_adc = bool(thr)
-        lo0, d0, unit = np.concatenate(lo0), np.concatenate(d0), np.concatenate(unit)
+        lo0, d0, unit = np.concatenate(lo_l), np.concatenate(d_l), np.concatenate(unit_l)
         buf("_adc_lo0", lo0)
         buf("_adc_delta0", d0)
         buf("_adc_unit", unit, torch.long)
@@ -432,9 +462,9 @@ class TwinMatmul(nn.Module):
         # The engine's float64 values at initialisation. The hand-back scales them by the
         # learned change (parameter / its initial value, exactly 1 until it moves), so that a
         # float32 twin hands back deploy's values bit for bit before training.
-        self._init64 = dict(s_w=np.array(s_w, dtype=np.float64), s_x=float(view.s_x),
-                            lo=lo0, delta=d0, thr=np.concatenate(thr) if thr else None,
-                            lvl=np.concatenate(lvl) if lvl else None)
+        self._init64: dict[str, Any] = dict(
+            s_w=np.array(s_w, dtype=np.float64), s_x=float(view.s_x), lo=lo0, delta=d0,
+            thr=np.concatenate(thr) if thr else None, lvl=np.concatenate(lvl) if lvl else None)
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -541,7 +571,7 @@ class TwinMatmul(nn.Module):
         if self.nonlinear_adc:
             delta = self._adc_delta0
         else:
-            step = self.adc_step
+            step: torch.Tensor = self.adc_step
             if step.requires_grad:
                 n_values = self._adc_unit_size * (self.n_planes * m)
                 step = grad_scale(step, 1.0 / torch.sqrt(n_values * max(self.top_code, 1.0)))
@@ -633,6 +663,10 @@ class _TwinLayer(nn.Module):
     def calibrating(self) -> bool:
         return len(self.twins) == 0
 
+    def finalize(self) -> None:
+        """Build the twins from the calibration statistics (after the calibration pass)."""
+        raise NotImplementedError
+
     def _observe(self, g: int, cols: torch.Tensor) -> None:
         self._stats[g].observe(cols.detach().to("cpu", torch.float64).numpy())
 
@@ -654,7 +688,7 @@ class TwinLinear(_TwinLayer):
         view = engine_view(w.cpu().double().numpy(), self.chip, self._stats[0],
                            seed=self._seeds[0], name=self.twin_name)
         self.twins.append(TwinMatmul(w, b, view, self.options, self.twin_name))
-        self._stats, self._src = [], None
+        self._stats = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
@@ -751,11 +785,11 @@ class TwinConv(_TwinLayer):
         return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
 
 
-_TWINS: dict[type, type[_TwinLayer]] = {nn.Linear: TwinLinear, nn.Conv1d: TwinConv,
+_TWINS: dict[type, Callable[..., _TwinLayer]] = {nn.Linear: TwinLinear, nn.Conv1d: TwinConv,
                                         nn.Conv2d: TwinConv}
 
 
-def _twin_class(module: nn.Module) -> type[_TwinLayer] | None:
+def _twin_class(module: nn.Module) -> Callable[..., _TwinLayer] | None:
     for kind, cls in _TWINS.items():
         if isinstance(module, kind):
             return cls
@@ -786,6 +820,7 @@ class PreparedModel(nn.Module):
         """(name, twin) of every weight matrix, in model order."""
         for name, layer in self.twin_layers.items():
             for twin in layer.twins:
+                assert isinstance(twin, TwinMatmul)
                 yield twin.name or name, twin
 
 
