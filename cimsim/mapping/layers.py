@@ -27,19 +27,17 @@ from torch import nn
 from .. import engine
 from ..adc.activation import FusedActivation
 from ..arrays._rng import stream_key
-from ..arrays.program import ProgrammedLayer, default_row_tiles, program
-from ..config import ADCPlacement, ChipConfig, RangePolicy, WeightGranularity
+from ..arrays.program import ProgrammedLayer, default_row_tiles
+from ..config import ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
-from .quant import act_scale, quantize_acts, quantize_weights
+from .matrix import EngineView, InputStats, engine_view, kernel_row_tiles
+from .quant import quantize_acts
 
 __all__ = ["MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer"]
 
 log = logging.getLogger(__name__)
-
-#: Calibration vectors kept per weight matrix for ADC calibration and percentile/MSE scales.
-MAX_CALIBRATION_ROWS = 4096
 
 
 class MatmulCore:
@@ -57,12 +55,8 @@ class MatmulCore:
         self.seed = seed
         n, k = self.w.shape
         self.row_tiles = row_tiles or default_row_tiles(k, chip.array.n_rows)
-        self.max_abs = 0.0
-        self.min_val = np.inf
-        self.n_seen = 0
-        self._reservoir: np.ndarray | None = None
-        self._pooled: np.ndarray | None = None
-        self._rng = np.random.default_rng(stream_key(seed, 7))
+        self.stats: InputStats | None = InputStats(seed)
+        """Calibration statistics of the inputs (until :meth:`finalize`)."""
         self.parts: list[tuple[int, int, ProgrammedLayer]] = []
         self.w_int: np.ndarray | None = None
         self.s_w: np.ndarray | None = None
@@ -83,99 +77,49 @@ class MatmulCore:
         return self.w.shape  # type: ignore[return-value]
 
     def observe(self, x: np.ndarray) -> None:
-        """Record calibration inputs (M, K): exact max/min, and a uniform reservoir sample of at
-        most :data:`MAX_CALIBRATION_ROWS` rows over all batches (seeded, so deterministic)."""
-        if x.size == 0:
-            return
-        self.max_abs = max(self.max_abs, float(np.abs(x).max()))
-        self.min_val = min(self.min_val, float(x.min()))
-        x = np.asarray(x, dtype=np.float64)
-        cap = MAX_CALIBRATION_ROWS
-        if self._reservoir is None:
-            self._reservoir = np.empty((0, x.shape[1]))
-        fill = min(cap - self._reservoir.shape[0], x.shape[0])
-        if fill > 0:
-            self._reservoir = np.concatenate([self._reservoir, x[:fill]])
-        rest = x[fill:]
-        if rest.shape[0]:
-            # Algorithm R: row number j (1-based) replaces a random slot with probability cap/j;
-            # NumPy's fancy assignment keeps the last of repeated slots, as sequential R would
-            j = self.n_seen + fill + 1 + np.arange(rest.shape[0])
-            slot = (self._rng.random(rest.shape[0]) * j).astype(np.int64)
-            keep = slot < cap
-            self._reservoir[slot[keep]] = rest[keep]
-        self.n_seen += x.shape[0]
+        """Record calibration inputs (M, K) (:class:`~cimsim.mapping.matrix.InputStats`)."""
+        assert self.stats is not None, "observe() after finalize()"
+        self.stats.observe(x)
 
     @staticmethod
     def share_statistics(cores: list[MatmulCore]) -> None:
         """Make cores that read one input tensor (the groups of a conv) use one activation
         scale: per-tensor quantization, as the hardware applies one input quantizer."""
-        if len(cores) < 2:
-            return
-        max_abs = max(c.max_abs for c in cores)
-        min_val = min(c.min_val for c in cores)
-        pooled = np.concatenate([c._reservoir.ravel() for c in cores
-                                 if c._reservoir is not None])
-        for c in cores:
-            c.max_abs, c.min_val = max_abs, min_val
-            c._pooled = pooled
+        InputStats.share([c.stats for c in cores if c.stats is not None])
 
     def finalize(self) -> None:
         """Quantize, program (variation drawn from the seed) and calibrate the ADCs."""
-        chip = self.chip
+        stats, self.stats = self.stats, None
         if self.digital:
-            self._reservoir = self._pooled = None
             return
-        if self.n_seen == 0:
-            raise MappingError(
-                f"layer {self.name!r} saw no calibration data: it was never reached by the "
-                "calibration forward pass (pass calibration inputs that exercise it, or exclude it)"
-            )
-        self.signed = bool(self.min_val < 0)
-        sample = self._reservoir
-        assert sample is not None  # n_seen > 0: observe() filled the reservoir
-        values = sample if self._pooled is None else self._pooled
-        self.s_x = act_scale(self.max_abs, values, chip.input_bits, self.signed, chip.quant)
-        gran = chip.quant.weight_granularity
-        self.w_int, self.s_w = quantize_weights(self.w, chip.weight_bits, gran, self.row_tiles)
-        rng = np.random.default_rng(self.seed)
-        if gran is WeightGranularity.COLUMN and len(self.row_tiles) > 1:
-            # each row tile has its own scales: program it as its own block so its partial
-            # output can be dequantized with them
-            self.parts = [(a, b, program(self.w_int[:, a:b], chip, rng, input_signed=self.signed,
-                                         name=f"{self.name}[{a}:{b}]"))
-                          for a, b in self.row_tiles]
-        else:
-            self.parts = [(0, self.w.shape[1], program(self.w_int, chip, rng,
-                                                       input_signed=self.signed,
-                                                       row_tiles=self.row_tiles,
-                                                       name=self.name))]
-        x_cal = quantize_acts(sample, self.s_x, chip.input_bits, self.signed)
-        act = self._fused_activation()
-        self.fused = act is not None
-        self.parts = [(a, b, engine.calibrate(layer, x_cal[:, a:b], activation=act))
-                      for a, b, layer in self.parts]
-        self._reservoir = self._pooled = None
+        assert stats is not None, "finalize() twice"
+        view = engine_view(self.w, self.chip, stats, seed=self.seed,
+                           row_tiles=self.row_tiles, name=self.name,
+                           activation=self._fused_activation)
+        self.signed, self.s_x = view.input_signed, view.s_x
+        self.w_int, self.s_w = view.w_int, view.s_w
+        self.parts = list(view.parts)
+        self.fused = view.activation is not None
 
-    def _fused_activation(self) -> FusedActivation | None:
-        """The activation the layer-output ADC applies, or None (the model's ReLU runs as is)."""
+    def _fused_activation(self, view: EngineView) -> FusedActivation | None:
+        """The activation the layer-output ADC applies, or None (the model's ReLU runs as is),
+        for the programmed matrix ``view``."""
         adc = self.chip.adc
         if (self.activation_clamp is None or adc.placement is not ADCPlacement.LAYER_OUTPUT
                 or not adc.fuse_activation):
             return None
-        layer = self.parts[0][2]
+        layer = view.parts[0][2]
         why = None
         if adc.range_policy is not RangePolicy.CALIBRATED:
             why = f"adc.range_policy = {adc.range_policy.value!r} (needs 'calibrated')"
-        elif len(self.parts) > 1:
+        elif len(view.parts) > 1:
             why = "its row tiles are dequantized separately (weight_granularity = 'column')"
         elif np.any(layer.x_sum_coef != 0):
             why = ("its output needs a digital correction after the ADC (weight_encoding = "
                    f"{self.chip.weight_encoding.value!r}, device.off_current_compensation = "
                    f"{self.chip.device.off_current_compensation.value!r})")
         if why is None:
-            assert self.s_w is not None  # finalize() quantized the weights first
-            kappa = layer.conv_coef * self.s_x * self.s_w[0][layer.out_col]
+            kappa = layer.conv_coef * view.s_x * view.s_w[0][layer.out_col]
             if np.all(kappa > 0):
                 bias = np.zeros(kappa.size) if self.bias is None else self.bias[layer.out_col]
                 return FusedActivation(kappa, bias, float(self.activation_clamp))
@@ -340,16 +284,7 @@ class SimConv(SimLayer):
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         self.in_channels = cin_g * self.groups
         k = cin_g * kh * kw
-        row_tiles = None
-        if chip.array.kernel_preserving_tiling:
-            per_tile = chip.array.n_rows // (kh * kw)
-            if per_tile == 0:
-                raise MappingError(
-                    f"layer {name!r}: a {kh}x{kw} kernel ({kh * kw} rows) does not fit in "
-                    f"array.n_rows = {chip.array.n_rows} with kernel_preserving_tiling = true"
-                )
-            step = per_tile * kh * kw
-            row_tiles = [(s, min(s + step, k)) for s in range(0, k, step)]
+        row_tiles = kernel_row_tiles((kh, kw), k, chip, name)
         n_g = self.out_channels // self.groups
         w2 = w.reshape(self.out_channels, k)
         b = None if src.bias is None else src.bias.detach().cpu().numpy()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ActCalibration, QuantConfig, WeightGranularity
+from ..errors import ConfigError
 
 __all__ = ["quantize_weights", "act_range", "act_scale", "quantize_acts"]
 
@@ -52,6 +53,10 @@ def quantize_weights(
 def act_range(bits: int, signed: bool) -> tuple[int, int]:
     """Integer range of a quantized activation."""
     if signed:
+        if bits < 2:
+            # a symmetric signed range of 1 bit is {0}: every input would quantize to 0
+            raise ConfigError(f"input_bits = {bits} cannot hold signed activations (a layer "
+                              "whose calibration inputs go below 0); use input_bits >= 2")
         return -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
 

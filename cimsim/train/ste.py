@@ -23,24 +23,16 @@ import torch
 __all__ = ["floor_ste", "grad_scale", "lsq_factor", "round_ste", "with_surrogate"]
 
 
-class _Round(torch.autograd.Function):
+class _StraightThrough(torch.autograd.Function):
+    """``op(x)`` forward, derivative 1 backward."""
+
     @staticmethod
-    def forward(ctx, x):  # noqa: D102
-        return torch.round(x)
+    def forward(ctx, x, op):  # noqa: D102
+        return op(x)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
-        return grad
-
-
-class _Floor(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):  # noqa: D102
-        return torch.floor(x)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        return grad
+        return grad, None
 
 
 class _GradScale(torch.autograd.Function):
@@ -59,12 +51,12 @@ class _GradScale(torch.autograd.Function):
 # always bit-equal to f(x), and the twin must equal the engine code for code.
 def round_ste(x: torch.Tensor) -> torch.Tensor:
     """``torch.round(x)`` (half to even, as NumPy's ``rint``) with derivative 1."""
-    return _Round.apply(x)
+    return _StraightThrough.apply(x, torch.round)
 
 
 def floor_ste(x: torch.Tensor) -> torch.Tensor:
     """``torch.floor(x)`` with derivative 1."""
-    return _Floor.apply(x)
+    return _StraightThrough.apply(x, torch.floor)
 
 
 def grad_scale(x: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:

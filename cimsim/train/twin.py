@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -44,11 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import engine
 from ..adc import ADCTables, calibration_units
 from ..arrays._rng import stream_key
 from ..arrays.encoding import plane_layout
-from ..arrays.program import ProgrammedLayer, default_row_tiles, program
+from ..arrays.program import ProgrammedLayer
 from ..config import (
     ChipConfig,
     DifferentialReadout,
@@ -60,7 +58,14 @@ from ..config import (
     WeightGranularity,
 )
 from ..errors import ConfigError, MappingError
-from ..mapping.quant import act_range, act_scale, quantize_acts, quantize_weights
+from ..mapping.matrix import (
+    EngineView,
+    InputStats,
+    engine_view,
+    kernel_row_tiles,
+    program_parts,
+)
+from ..mapping.quant import act_range
 from .ste import floor_ste, grad_scale, lsq_factor, round_ste, with_surrogate
 
 __all__ = ["EngineView", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
@@ -69,8 +74,6 @@ __all__ = ["EngineView", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul"
 log = logging.getLogger(__name__)
 
 #: Calibration vectors kept per weight matrix, as ``cimsim.deploy`` keeps (same sample).
-MAX_CALIBRATION_ROWS = 4096
-
 
 # --------------------------------------------------------------------------------------------
 # Options
@@ -120,125 +123,6 @@ def check_chip(chip: ChipConfig) -> None:
         # training on nominal conductances is ordinary QAT; deploy draws the devices
         log.info("training twin: programming variation, faults and per-cell read noise are "
                  "not modelled; the twin computes with nominal cell digits")
-
-
-# --------------------------------------------------------------------------------------------
-# The engine's view of one weight matrix
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class EngineView:
-    """One weight matrix as the engine runs it: integers, scales, programmed parts.
-
-    ``y = Σ_t engine.run(parts[t].layer, x_int[:, a_t:b_t]) · s_x · s_w[t] + bias`` with
-    ``x_int = quantize_acts(x, s_x, input_bits, input_signed)``.
-    """
-
-    chip: ChipConfig
-    w_int: np.ndarray
-    """(N, K) int64 quantized weights."""
-    s_w: np.ndarray
-    """(T, N) float64 weight scales; T = number of parts (row tiles of a ``column``
-    granularity layer), else 1."""
-    s_x: float
-    """Per-tensor activation scale."""
-    input_signed: bool
-    row_tiles: tuple[tuple[int, int], ...]
-    parts: tuple[tuple[int, int, ProgrammedLayer], ...]
-    """(first row, stop row, programmed layer with its ADC tables) of each part."""
-    seed: int
-    """Programming seed (``numpy.random.default_rng(seed)``, as deploy draws it)."""
-
-    @property
-    def layers(self) -> tuple[ProgrammedLayer, ...]:
-        """The programmed layer of every part."""
-        return tuple(layer for _, _, layer in self.parts)
-
-
-class _InputStats:
-    """Calibration statistics of one matrix's inputs: exact max |x| and min, and a uniform
-    reservoir sample (Algorithm R) drawn with deploy's seed, so the sample is deploy's."""
-
-    def __init__(self, seed: int):
-        self.max_abs = 0.0
-        self.min_val = math.inf
-        self.n_seen = 0
-        self.sample: np.ndarray | None = None
-        self.pooled: np.ndarray | None = None
-        self._rng = np.random.default_rng(stream_key(seed, 7))
-
-    def observe(self, x: np.ndarray) -> None:
-        if x.size == 0:
-            return
-        x = np.asarray(x, dtype=np.float64)
-        self.max_abs = max(self.max_abs, float(np.abs(x).max()))
-        self.min_val = min(self.min_val, float(x.min()))
-        cap = MAX_CALIBRATION_ROWS
-        if self.sample is None:
-            self.sample = np.empty((0, x.shape[1]))
-        fill = min(cap - self.sample.shape[0], x.shape[0])
-        if fill > 0:
-            self.sample = np.concatenate([self.sample, x[:fill]])
-        rest = x[fill:]
-        if rest.shape[0]:
-            # row j (1-based) replaces a random slot with probability cap/j
-            j = self.n_seen + fill + 1 + np.arange(rest.shape[0])
-            slot = (self._rng.random(rest.shape[0]) * j).astype(np.int64)
-            keep = slot < cap
-            self.sample[slot[keep]] = rest[keep]
-        self.n_seen += x.shape[0]
-
-    @staticmethod
-    def share(stats: list[_InputStats]) -> None:
-        """The groups of a conv read one tensor: one activation quantizer for all."""
-        if len(stats) < 2:
-            return
-        max_abs = max(s.max_abs for s in stats)
-        min_val = min(s.min_val for s in stats)
-        pooled = np.concatenate([s.sample.ravel() for s in stats if s.sample is not None])
-        for s in stats:
-            s.max_abs, s.min_val, s.pooled = max_abs, min_val, pooled
-
-
-def _program_parts(w_int: np.ndarray, chip: ChipConfig, seed: int, signed: bool,
-                   row_tiles: list[tuple[int, int]], name: str
-                   ) -> list[tuple[int, int, ProgrammedLayer]]:
-    """Program as deploy does: one layer, or one per row tile when each row tile has its own
-    weight scales (``column`` granularity), all from one generator seeded with ``seed``."""
-    rng = np.random.default_rng(seed)
-    if chip.quant.weight_granularity is WeightGranularity.COLUMN and len(row_tiles) > 1:
-        return [(a, b, program(w_int[:, a:b], chip, rng, input_signed=signed,
-                               name=f"{name}[{a}:{b}]")) for a, b in row_tiles]
-    return [(0, w_int.shape[1], program(w_int, chip, rng, input_signed=signed,
-                                        row_tiles=row_tiles, name=name))]
-
-
-def engine_view(w: np.ndarray, chip: ChipConfig, calibration: np.ndarray | _InputStats, *,
-                seed: int = 0, row_tiles: list[tuple[int, int]] | None = None,
-                name: str = "") -> EngineView:
-    """Quantize, program and calibrate float weights ``w`` (N, K) as ``cimsim.deploy`` does.
-
-    ``calibration``: float inputs (M, K), or statistics already collected. Scales come from
-    :mod:`cimsim.mapping.quant`, the ADC tables from :func:`cimsim.engine.calibrate`.
-    """
-    w = np.asarray(w, dtype=np.float64)
-    tiles = list(row_tiles) if row_tiles else default_row_tiles(w.shape[1], chip.array.n_rows)
-    if isinstance(calibration, _InputStats):
-        stats = calibration
-    else:
-        stats = _InputStats(seed)
-        stats.observe(np.asarray(calibration, dtype=np.float64).reshape(-1, w.shape[1]))
-    if stats.n_seen == 0 or stats.sample is None:
-        raise MappingError(f"layer {name!r} saw no calibration data: it was never reached by "
-                           "the calibration forward pass")
-    signed = bool(stats.min_val < 0)
-    values = stats.sample if stats.pooled is None else stats.pooled
-    s_x = act_scale(stats.max_abs, values, chip.input_bits, signed, chip.quant)
-    w_int, s_w = quantize_weights(w, chip.weight_bits, chip.quant.weight_granularity, tiles)
-    x_cal = quantize_acts(stats.sample, s_x, chip.input_bits, signed)
-    parts = [(a, b, engine.calibrate(layer, x_cal[:, a:b]))
-             for a, b, layer in _program_parts(w_int, chip, seed, signed, tiles, name)]
-    return EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=float(s_x), input_signed=signed,
-                      row_tiles=tuple(tiles), parts=tuple(parts), seed=seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -623,7 +507,7 @@ class TwinMatmul(nn.Module):
             lo, delta = init["lo"] * ratio, init["delta"] * ratio
         else:
             thr, lvl = init["thr"], init["lvl"]
-        parts = _program_parts(w_int, chip, seed, self.input_signed, self.row_tiles, self.name)
+        parts = program_parts(w_int, chip, seed, self.input_signed, self.row_tiles, self.name)
         gp = self._group_part.cpu().numpy()
         out = []
         for i, (a, b, layer) in enumerate(parts):
@@ -656,7 +540,7 @@ class _TwinLayer(nn.Module):
         self.chip = chip
         self.options = options
         self.twins = nn.ModuleList()
-        self._stats: list[_InputStats] = []
+        self._stats: list[InputStats] = []
         self._seeds: list[int] = []
 
     @property
@@ -681,7 +565,7 @@ class TwinLinear(_TwinLayer):
         self._src = (src.weight.detach().clone(),
                      None if src.bias is None else src.bias.detach().clone())
         self._seeds = [seed]
-        self._stats = [_InputStats(seed)]
+        self._stats = [InputStats(seed)]
 
     def finalize(self) -> None:
         w, b = self._src
@@ -721,20 +605,12 @@ class TwinConv(_TwinLayer):
         self.pads = pads + [0, 0] if self.dim == 1 else pads  # F.pad order
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         k = cin_g * kh * kw
-        self.row_tiles: list[tuple[int, int]] | None = None
-        if chip.array.kernel_preserving_tiling:
-            per_tile = chip.array.n_rows // (kh * kw)
-            if per_tile == 0:
-                raise MappingError(
-                    f"layer {name!r}: a {kh}x{kw} kernel ({kh * kw} rows) does not fit in "
-                    f"array.n_rows = {chip.array.n_rows} with kernel_preserving_tiling = true")
-            step = per_tile * kh * kw
-            self.row_tiles = [(s, min(s + step, k)) for s in range(0, k, step)]
+        self.row_tiles = kernel_row_tiles((kh, kw), k, chip, name)
         self.k_group = k
         self._w2 = w.reshape(self.out_channels, k)
         self._b = None if src.bias is None else src.bias.detach().clone()
         self._seeds = [stream_key(seed, g) for g in range(self.groups)]
-        self._stats = [_InputStats(s) for s in self._seeds]
+        self._stats = [InputStats(s) for s in self._seeds]
 
     def _columns(self, x4: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, C, H, W) -> rows (B·H_out·W_out, C·kh·kw), columns ordered (c, i, j)."""
@@ -747,7 +623,7 @@ class TwinConv(_TwinLayer):
         return cols.transpose(1, 2).reshape(b * h_out * w_out, -1), (b, h_out, w_out)
 
     def finalize(self) -> None:
-        _InputStats.share(self._stats)
+        InputStats.share(self._stats)
         n_g = self.out_channels // self.groups
         for g in range(self.groups):
             w = self._w2[g * n_g:(g + 1) * n_g]

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import cimsim
-from cimsim.errors import CapacityError, MappingError
+from cimsim.errors import CapacityError, ConfigError, MappingError
 from cimsim.mapping.layers import SimConv, SimLinear, SimMultiheadAttention
 
 from .conftest import (
@@ -856,3 +856,10 @@ def test_works_are_frozen_values_of_what_each_layer_did():
     after = sim.work()
     assert after.n_inferences == 0 and len(after.other_events) == 0
     assert all(len(w.events) == 0 and w.blocks[0].n_vectors == 0 for w in after.layers)
+
+
+def test_one_bit_signed_inputs_are_refused_naming_the_field():
+    """input_bits = 1 gave a ZeroDivisionError for a layer with signed inputs."""
+    chip = lossless_chip().replace(input_bits=1)
+    with pytest.raises(ConfigError, match="input_bits = 1 cannot hold signed"):
+        cimsim.deploy(nn.Sequential(nn.Linear(4, 3)), chip, torch.randn(8, 4))
