@@ -30,10 +30,11 @@ import torch
 import torch.nn.functional as F
 
 import cimsim
+from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
 from cimsim.mapping.layers import SimConv
 from cimsim.mapping.quant import quantize_acts
-from cimsim.train.digits import load_digits_cnn, load_digits_split
+from cimsim.models import load_digits_cnn
 
 METHODS = ("uniform", "lloyd_max", "cdf", "kmeans", "kmeans_optimal", "bs_kmq")
 

@@ -56,9 +56,10 @@ from cimsim.adc import Levels, calibration_units
 from cimsim.adc.nonlinear import thin_samples as _thin
 from cimsim.arrays.encoding import plane_layout
 from cimsim.config import CalibrationGranularity
+from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy as accuracy_of
 from cimsim.mapping.quant import quantize_acts
-from cimsim.train.digits import evaluate, load_digits_cnn, load_digits_split
+from cimsim.models import evaluate, load_digits_cnn
 
 METHODS = ("uniform", "lloyd_max", "cdf", "kmeans", "kmeans_optimal", "bs_kmq")
 BITS = (2, 3, 4)
@@ -753,7 +754,7 @@ def render_doc(args, argv, bits_list, methods, layers, res, refs, masses, same,
                    "compensation")
     setup = f"""## Setup
 
-- **Model:** the bundled digits CNN (`cimsim.train.digits.load_digits_cnn`: 3 conv + 2 linear
+- **Model:** the bundled digits CNN (`cimsim.models.load_digits_cnn`: 3 conv + 2 linear
   layers, all mapped, ReLU), `load_digits_split()` default split. Calibration (activation
   scales and ADC levels): `x_train[:{N_CAL}]`; evaluation: the first {n_test} test images.
   Deploy seed {args.seed}.

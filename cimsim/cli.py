@@ -69,7 +69,8 @@ def _save(report, out: Path) -> list[Path]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import cimsim
-    from cimsim.train.digits import load_digits_cnn, load_digits_split
+    from cimsim.data import load_digits_split
+    from cimsim.models import load_digits_cnn
 
     t0 = time.perf_counter()
     chip = cimsim.load_chip(args.chip)
@@ -246,7 +247,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     y: torch.Tensor | None
     calibration: int | torch.Tensor
     if args.model == "demo":
-        from .train.digits import load_digits_cnn, load_digits_split
+        from .data import load_digits_split
+        from .models import load_digits_cnn
 
         if args.data is not None:
             raise ConfigError("--data: --model demo brings its own data (the digits test "
@@ -278,6 +280,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         used = f"{n_x} inputs, all used to calibrate and to evaluate"
     print(f"cimsim {__version__} sweep: {name} on {chip.name}; {len(frame)} points; {used}")
+    resumed = frame.attrs.get("n_points_resumed", 0)
+    if resumed:
+        print(f"resumed: {resumed} of {len(frame)} points were already in "
+              f"{args.out}/sweep.jsonl and were not run again")
     print(_sweep_table(frame))
     labels = point_labels(frame)
     front = [i for i, on in enumerate(frame["on_front"]) if on]

@@ -16,7 +16,8 @@ import logging
 import time
 from pathlib import Path
 
-from cimsim.train.digits import evaluate, load_digits_split, save_weights, train_digits_cnn
+from cimsim.data import load_digits_split
+from cimsim.models import evaluate, save_weights, train_digits_cnn
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "cimsim" / "data" / "digits_cnn.npz"
 

@@ -12,7 +12,8 @@ from torch import nn
 import cimsim
 import cimsim.evaluate
 from cimsim.cli import main
-from cimsim.train.digits import load_digits_cnn, load_digits_split
+from cimsim.data import load_digits_split
+from cimsim.models import load_digits_cnn
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_simulate_issue9_no_mappable_layer_is_one_line(digits_files, tmp_path, c
 
 @pytest.mark.parametrize("model_kind", ["model.pt2", "model.ts", "module"])
 def test_simulate_each_model_format(digits_files, tmp_path, capsys, model_kind):
-    model = ("cimsim.train.digits:load_digits_cnn" if model_kind == "module"
+    model = ("cimsim.models:load_digits_cnn" if model_kind == "module"
              else str(digits_files / model_kind))
     rc = main(["simulate", "--model", model, "--data", str(digits_files / "test.npz"),
                "--chip", "ideal", "--out", str(tmp_path), "--calibration", "32"])
@@ -115,10 +116,10 @@ def test_simulate_each_model_format(digits_files, tmp_path, capsys, model_kind):
 
 
 def test_simulate_tensor_file_and_no_labels(digits_files, tmp_path, capsys):
-    assert main(["simulate", "--model", "cimsim.train.digits:load_digits_cnn", "--data",
+    assert main(["simulate", "--model", "cimsim.models:load_digits_cnn", "--data",
                  str(digits_files / "test.pt"), "--chip", "ideal", "--out", str(tmp_path),
                  "--limit", "16"]) == 0
-    assert main(["simulate", "--model", "cimsim.train.digits:load_digits_cnn", "--data",
+    assert main(["simulate", "--model", "cimsim.models:load_digits_cnn", "--data",
                  str(digits_files / "nolabels.npz"), "--chip", "ideal", "--out",
                  str(tmp_path), "--limit", "16"]) == 0
     out = capsys.readouterr().out
@@ -148,7 +149,7 @@ def test_simulate_errors_one_line_exit_2(digits_files, tmp_path, capsys, case, f
         "data_wrong_format": {"data": str(d / "garbage.bin")},
         "npz_without_x": {"data": str(d / "wrongkey.npz")},
         "bad_module": {"model": "no_such_module_xyz:build"},
-        "bad_function": {"model": "cimsim.train.digits:no_such_function"},
+        "bad_function": {"model": "cimsim.models:no_such_function"},
     }[case])
     rc = main(["simulate", "--model", args["model"], "--data", args["data"], "--chip",
                args["chip"], "--out", str(tmp_path)])

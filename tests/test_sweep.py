@@ -13,7 +13,8 @@ from torch import nn
 
 import cimsim
 from cimsim.cli import main
-from cimsim.errors import ConfigError
+from cimsim.data import load_digits_split
+from cimsim.errors import CapacityError, ConfigError
 from cimsim.sweep import (
     AXES,
     chip_for_point,
@@ -23,7 +24,6 @@ from cimsim.sweep import (
     run_sweep,
 )
 from cimsim.sweep import runner as sweep_runner
-from cimsim.train.digits import load_digits_split
 
 N_CAL, N_EVAL = 16, 64
 _MEASURE = sweep_runner._measure  # the unpatched one, whatever a test patched before
@@ -136,17 +136,31 @@ def test_pareto_front_definition():
 # --------------------------------------------------------------------------------------------
 # Sweeps
 # --------------------------------------------------------------------------------------------
-def test_bad_point_is_recorded_and_the_rest_run(model, data, chip, tmp_path):
+def test_failed_point_is_recorded_and_the_rest_run(model, data, chip, tmp_path, monkeypatch):
     grid = {"adc_kind": ["sar", "ramp:bs_kmq"], "adc_bits": [4, 30]}
+    # a value no chip can have is refused before anything runs, naming the point and field
+    # (issue 16: it made its points fail and the sweep exit 0)
+    with pytest.raises(ConfigError, match=r"sweep point .*'adc_bits': 30.*ADCConfig.bits = 30"):
+        _sweep(model, data, chip, grid, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+    # a point that fails when it runs (here: over capacity) is recorded, the others run
+    def failing(model, chip, *args, **kwargs):
+        if chip.adc.bits == 5:
+            raise CapacityError("needs 9999 arrays, the chip has 2688")
+        return _MEASURE(model, chip, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_runner, "_measure", failing)
+    grid = {"adc_kind": ["sar", "ramp:bs_kmq"], "adc_bits": [4, 5]}
     frame = _sweep(model, data, chip, grid, tmp_path)
     assert list(frame.columns) == [*AXES, "accuracy", "energy_pj_per_inference",
                                    "latency_ns_per_inference", "area_mm2", "tops_per_w",
                                    "n_arrays", "wall_s", "status", "on_front", "point_id"]
-    assert frame["adc_bits"].tolist() == [4, 30, 4, 30]
+    assert frame["adc_bits"].tolist() == [4, 5, 4, 5]
     assert frame["adc_kind"].tolist() == ["sar", "sar", "ramp:bs_kmq", "ramp:bs_kmq"]
-    bad = frame["adc_bits"] == 30
+    bad = frame["adc_bits"] == 5
     assert frame.loc[~bad, "status"].eq("ok").all()
-    assert frame.loc[bad, "status"].str.startswith("error: ADCConfig.bits = 30").all()
+    assert frame.loc[bad, "status"].str.startswith("error: needs 9999 arrays").all()
     assert frame.loc[bad, "accuracy"].isna().all() and not frame.loc[bad, "on_front"].any()
     ok = frame[~bad]
     assert (ok["accuracy"] > 0.5).all()  # a trained model, a 4-bit ADC
@@ -157,7 +171,8 @@ def test_bad_point_is_recorded_and_the_rest_run(model, data, chip, tmp_path):
     assert frame["point_id"].is_unique
 
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"sweep.jsonl", "sweep.csv", "sweep.json", "pareto.png", "sweep.html"}
+    assert names == {"sweep.jsonl", "sweep.jsonl.lock", "sweep.csv", "sweep.json",
+                     "pareto.png", "sweep.html"}
     csv = pd.read_csv(tmp_path / "sweep.csv")
     assert csv["point_id"].tolist() == frame["point_id"].tolist()
     np.testing.assert_allclose(csv["accuracy"], frame["accuracy"])
@@ -200,12 +215,50 @@ def test_resume_after_interrupt_runs_only_the_rest(model, data, chip, tmp_path, 
     resumed = _sweep(model, data, chip, grid, out)
     assert len(counted) == n - k
     _same_table(resumed, full)
+    assert resumed.attrs["n_points_resumed"] == k
     # a third run computes nothing; a torn last line (a kill mid-write) is ignored
     with (out / "sweep.jsonl").open("a") as fh:
         fh.write('{"point_id": "abc", "accur')
     again = _sweep(model, data, chip, grid, out)
-    assert len(counted) == n - k
+    assert len(counted) == n - k and again.attrs["n_points_resumed"] == n
     _same_table(again, full)
+
+
+def test_torn_last_line_is_cut_before_appending_issue16(model, data, chip, tmp_path):
+    """A recomputed point was appended onto the torn line and lost again at every rerun."""
+    grid = {"adc_bits": [3, 4]}
+    full = _sweep(model, data, chip, grid, tmp_path / "full")
+    out = tmp_path / "torn"
+    _sweep(model, data, chip, grid, out)
+    path = out / "sweep.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1][: len(lines[1]) // 2])  # killed while writing point 2
+    again = _sweep(model, data, chip, grid, out)
+    assert again.attrs["n_points_resumed"] == 1
+    text = path.read_text()
+    assert text.endswith("\n") and len(text.splitlines()) == 2  # the torn half is gone
+    assert all(json.loads(line)["status"] == "ok" for line in text.splitlines())
+    third = _sweep(model, data, chip, grid, out)
+    assert third.attrs["n_points_resumed"] == 2  # nothing lost, nothing recomputed
+    _same_table(third, full)
+
+
+def test_second_sweep_into_the_same_folder_is_refused_issue16(model, data, chip, tmp_path):
+    """Two sweeps into one --out both computed every point."""
+    import fcntl
+
+    from cimsim.errors import CimsimError
+
+    tmp_path.mkdir(exist_ok=True)
+    with (tmp_path / "sweep.jsonl.lock").open("a+") as held:  # as a running sweep holds it
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242")
+        held.flush()
+        with pytest.raises(CimsimError, match="another sweep is writing into .*pid 4242"):
+            _sweep(model, data, chip, {"adc_bits": [4]}, tmp_path)
+        assert not (tmp_path / "sweep.jsonl").exists()
+    frame = _sweep(model, data, chip, {"adc_bits": [4]}, tmp_path)  # released: it runs
+    assert frame["status"].eq("ok").all()
 
 
 def test_point_id_depends_on_seed_chip_and_data(model, data, chip, tmp_path, monkeypatch):
@@ -252,6 +305,20 @@ def test_run_sweep_argument_errors(model, data, chip, tmp_path):
     with pytest.raises(ConfigError, match="labels"):
         run_sweep(model, (data[0], data[1][:3]), chip, {"adc_bits": [4]}, tmp_path,
                   progress=False)
+    # issue 16: refused before any point runs, not after every point failed
+    with pytest.raises(ConfigError, match="batch_size"):
+        _sweep(model, data, chip, {"adc_bits": [4]}, tmp_path, batch_size=0)
+    for grid, field in (({"thermal_sigma_lsb": [float("nan")]}, "thermal_sigma_lsb"),
+                        ({"thermal_sigma_lsb": [-1.0]}, "thermal_sigma_lsb"),
+                        ({"array_size": [0]}, "n_rows")):
+        with pytest.raises(ConfigError, match=f"sweep point .*{field}"):
+            _sweep(model, data, chip, grid, tmp_path)
+    x, y = data
+    for bad, what in ((y.double(), "integer class indices"), (y.to(torch.complex64), "integer"),
+                      (y - 100, ">= 0"), (y[:, None], "1-D")):
+        with pytest.raises(ConfigError, match=what):
+            _sweep(model, (x, bad), chip, {"adc_bits": [4]}, tmp_path)
+    assert not (tmp_path / "sweep.jsonl").exists()
 
 
 # --------------------------------------------------------------------------------------------

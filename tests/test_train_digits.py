@@ -1,4 +1,4 @@
-"""Tests for the bundled digits CNN (cimsim.train.digits)."""
+"""Tests for the bundled digits CNN (cimsim.models.digits_cnn, cimsim.data) and the old path."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from cimsim.train.digits import (
-    DEFAULT_WEIGHTS,
+from cimsim.data import load_digits_split
+from cimsim.models import (
     DigitsCNN,
     evaluate,
     load_digits_cnn,
-    load_digits_split,
     save_weights,
     train_digits_cnn,
 )
+from cimsim.models.digits_cnn import DEFAULT_WEIGHTS
 
 N_DIGITS = 1797
 
@@ -155,6 +155,33 @@ def test_evaluate_restores_training_mode(split):
     model.train()
     evaluate(model, split[2], split[3], batch_size=100)
     assert model.training
+
+
+# --- the old import path ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, new", [("load_digits_cnn", load_digits_cnn),
+                                       ("load_digits_split", load_digits_split),
+                                       ("DigitsCNN", DigitsCNN), ("evaluate", evaluate),
+                                       ("save_weights", save_weights),
+                                       ("train_digits_cnn", train_digits_cnn),
+                                       ("DEFAULT_WEIGHTS", DEFAULT_WEIGHTS)])
+def test_old_path_warns_and_gives_the_moved_object(name, new):
+    import cimsim.train.digits as old
+
+    with pytest.warns(DeprecationWarning, match=f"cimsim.train.digits.{name} moved to"):
+        assert getattr(old, name) is new
+
+
+def test_old_path_from_import_and_unknown_name():
+    with pytest.warns(DeprecationWarning, match="cimsim.data"):
+        from cimsim.train.digits import load_digits_split as old_split
+    assert old_split is load_digits_split
+    import cimsim.train.digits as old
+
+    with pytest.raises(AttributeError, match="no_such_name"):
+        old.no_such_name  # noqa: B018
+    assert "load_digits_cnn" in dir(old)
 
 
 # --- retraining (slow) ----------------------------------------------------------------------

@@ -804,7 +804,8 @@ class _Recorder(nn.Module):
 
 
 def test_digits_ideal_accuracy_equals_integer_model():
-    from cimsim.train.digits import evaluate, load_digits_cnn, load_digits_split
+    from cimsim.data import load_digits_split
+    from cimsim.models import evaluate, load_digits_cnn
 
     x_train, _, x_test, y_test = load_digits_split()
     model = load_digits_cnn()
