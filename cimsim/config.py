@@ -521,11 +521,29 @@ class QuantConfig(_Config):
     """Per-tensor activation scale from the calibration data: max |x|, a percentile of |x|,
     or the clipping value that minimises the quantization MSE."""
     act_percentile: float = 99.99
-    """``percentile`` only: the percentile of |x| mapped to the largest code."""
+    """``percentile`` only: the percentile of |x| mapped to the largest code (with
+    ``act_zero_point``: the lower end of the range is the (100 − p)th percentile of x, the
+    upper end the pth)."""
+    act_zero_point: bool = False
+    """Asymmetric activations: every matrix's inputs are quantized unsigned over the calibrated
+    [min, max] with an integer zero point z, ``x_int = clip(rint(x / s_x) + z, 0, 2^B_x − 1)``,
+    so a skewed signed input (GELU outputs, LayerNorm outputs) uses the whole unsigned DAC
+    range instead of a symmetric signed one. The zero point is removed exactly in the digital
+    back end, ``y_int − z · Σ_k w_int[n, k]`` (one add per output)."""
+    smooth_alpha: float | None = None
+    """Per-input-channel smoothing (SmoothQuant, Xiao et al., ICML 2023): input channel k is
+    divided by ``s_k = max|X_k|^α / max|W_k|^(1−α)`` (from the calibration data) in the input
+    quantizer and weight column k is multiplied by it before weight quantization, so the
+    product is unchanged in float and outlier channels move from the activations into the
+    weights. α in [0, 1] (0.5 is the paper's default); None: no smoothing."""
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
         _float_in(self, "act_percentile", 50.0, 100.0, lo_open=True)
+        if not isinstance(self.act_zero_point, bool):
+            _fail("QuantConfig", "act_zero_point", self.act_zero_point, "true or false")
+        if self.smooth_alpha is not None:
+            _float_in(self, "smooth_alpha", 0.0, 1.0)
 
 
 @dataclass(**_FROZEN)

@@ -62,6 +62,12 @@ class MatmulCore:
         self.s_w: np.ndarray | None = None
         self.s_x = 1.0
         self.signed = False
+        self.zero_point = 0
+        """Input code of x = 0 (``quant.act_zero_point``), else 0."""
+        self.smooth: np.ndarray | None = None
+        """(K,) per-input-channel smoothing factors (``quant.smooth_alpha``), else None."""
+        self.offsets: np.ndarray | None = None
+        """(T, N) zero-point corrections subtracted from each part's integer outputs."""
         self.calls = 0
         self.events = Events()
         self.n_vectors = 0
@@ -100,6 +106,8 @@ class MatmulCore:
         self.w_int, self.s_w = view.w_int, view.s_w
         self.parts = list(view.parts)
         self.fused = view.activation is not None
+        self.zero_point, self.smooth = view.zero_point, view.smooth
+        self.offsets = view.offsets if view.zero_point else None
 
     def _fused_activation(self, view: EngineView) -> FusedActivation | None:
         """The activation the layer-output ADC applies, or None (the model's ReLU runs as is),
@@ -122,6 +130,9 @@ class MatmulCore:
             kappa = layer.conv_coef * view.s_x * view.s_w[0][layer.out_col]
             if np.all(kappa > 0):
                 bias = np.zeros(kappa.size) if self.bias is None else self.bias[layer.out_col]
+                # the zero-point correction is a constant per output: into the references too
+                bias = bias - view.offsets[0][layer.out_col] * view.s_x * view.s_w[0][
+                    layer.out_col]
                 return FusedActivation(kappa, bias, float(self.activation_clamp))
             why = "a conversion has a non-positive output scale"
         log.warning("layer %r: ADC not fused with the following ReLU: %s", self.name, why)
@@ -132,12 +143,18 @@ class MatmulCore:
         if self.digital:
             return self.float_run(x)
         assert self.s_w is not None
-        x_int = quantize_acts(x, self.s_x, self.chip.input_bits, self.signed)
+        if self.smooth is not None:
+            # SmoothQuant: the quantizer scales channel k by 1 / (s_x · smooth_k) instead of
+            # 1 / s_x, the same one multiply per input it does anyway
+            x = x / self.smooth
+        x_int = quantize_acts(x, self.s_x, self.chip.input_bits, self.signed, self.zero_point)
         y = np.zeros((x.shape[0], self.w.shape[0]))
         call_seed = stream_key(self.seed, 1000 + self.calls)
         self.calls += 1
         for t, (a, b, layer) in enumerate(self.parts):
             y_int, ev = engine.run(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
+            if self.offsets is not None and not self.fused:  # a fused ADC has it in its refs
+                y_int = y_int - self.offsets[t]
             y += y_int * (self.s_x * self.s_w[t if self.s_w.shape[0] > 1 else 0])
             self.events = self.events + ev
         self.events = self.events + self._digital_events(x.shape[0])
@@ -153,10 +170,17 @@ class MatmulCore:
         run counts them; the cost model only prices them). With per-column scales
         (``weight_granularity = 'column'``) each row tile is a part, and its dequantized
         outputs are sent and added digitally: one add and one accumulator-wide word per output
-        per extra part.
+        per extra part. With an activation zero point (``quant.act_zero_point``), each part's
+        integer outputs get the exact correction ``− z·Σ_k w_int[n, k]``: one accumulator-wide
+        add per output per part (``digital.correction_add``), unless a fused ADC folds it
+        into its references.
         """
         n_out = float(m) * self.w.shape[0]
         counts = {event_key(Component.DIGITAL, Action.DEQUANT_MULTIPLY): n_out * len(self.parts)}
+        if self.offsets is not None and not self.fused:
+            # the zero-point correction: one add of a stored constant per output per part
+            counts[event_key(Component.DIGITAL, Action.CORRECTION_ADD,
+                             self.chip.accumulator_bits)] = n_out * len(self.parts)
         if len(self.parts) > 1:
             acc = self.chip.accumulator_bits
             merges = n_out * (len(self.parts) - 1)

@@ -6,7 +6,9 @@ programmed parts with their ADC tables (NumPy only).
 
     stats = InputStats(seed); stats.observe(x) ...          # the calibration pass
     view = engine_view(w, chip, stats, seed=seed, row_tiles=tiles, name=name)
-    y = Σ_t engine.run(view.parts[t].layer, x_int[:, a_t:b_t]) · s_x · s_w[t] + bias
+    x_int = view.quantize(x)
+    y = Σ_t (engine.run(view.parts[t].layer, x_int[:, a_t:b_t]) − view.offsets[t])
+            · s_x · s_w[t] + bias
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from ..arrays._rng import stream_key
 from ..arrays.program import ProgrammedLayer, default_row_tiles, program
 from ..config import ChipConfig, WeightGranularity
 from ..errors import MappingError
-from .quant import act_scale, quantize_acts, quantize_weights
+from .quant import (
+    act_scale,
+    act_zero_point,
+    quantize_acts,
+    quantize_weights,
+    smooth_factors,
+    zero_point_offsets,
+)
 
 __all__ = ["EngineView", "InputStats", "MAX_CALIBRATION_ROWS", "engine_view",
            "kernel_row_tiles", "program_parts"]
@@ -33,13 +42,19 @@ MAX_CALIBRATION_ROWS = 4096
 
 
 class InputStats:
-    """Calibration statistics of one matrix's inputs: the exact max |x| and min, and a uniform
-    reservoir sample of at most :data:`MAX_CALIBRATION_ROWS` rows over all batches (Algorithm
-    R, drawn from ``seed``: deterministic)."""
+    """Calibration statistics of one matrix's inputs: the exact max |x|, min and max (over the
+    tensor and per input channel), and a uniform reservoir sample of at most
+    :data:`MAX_CALIBRATION_ROWS` rows over all batches (Algorithm R, drawn from ``seed``:
+    deterministic)."""
 
     def __init__(self, seed: int):
         self.max_abs = 0.0
         self.min_val = math.inf
+        self.max_val = -math.inf
+        self.chan_min: np.ndarray | None = None
+        """(K,) min of each input channel (the smoothing factors and their ranges)."""
+        self.chan_max: np.ndarray | None = None
+        """(K,) max of each input channel."""
         self.n_seen = 0
         self.sample: np.ndarray | None = None
         """(<= MAX_CALIBRATION_ROWS, K) the reservoir."""
@@ -54,6 +69,10 @@ class InputStats:
         x = np.asarray(x, dtype=np.float64)
         self.max_abs = max(self.max_abs, float(np.abs(x).max()))
         self.min_val = min(self.min_val, float(x.min()))
+        self.max_val = max(self.max_val, float(x.max()))
+        lo, hi = x.min(axis=0), x.max(axis=0)
+        self.chan_min = lo if self.chan_min is None else np.minimum(self.chan_min, lo)
+        self.chan_max = hi if self.chan_max is None else np.maximum(self.chan_max, hi)
         cap = MAX_CALIBRATION_ROWS
         if self.sample is None:
             self.sample = np.empty((0, x.shape[1]))
@@ -78,17 +97,19 @@ class InputStats:
             return
         max_abs = max(s.max_abs for s in stats)
         min_val = min(s.min_val for s in stats)
+        max_val = max(s.max_val for s in stats)
         pooled = np.concatenate([s.sample.ravel() for s in stats if s.sample is not None])
         for s in stats:
-            s.max_abs, s.min_val, s.pooled = max_abs, min_val, pooled
+            s.max_abs, s.min_val, s.max_val, s.pooled = max_abs, min_val, max_val, pooled
 
 
 @dataclass(frozen=True, eq=False)
 class EngineView:
     """One weight matrix as the engine runs it: integers, scales, programmed parts.
 
-    ``y = Σ_t engine.run(parts[t].layer, x_int[:, a_t:b_t]) · s_x · s_w[t] + bias`` with
-    ``x_int = quantize_acts(x, s_x, input_bits, input_signed)``.
+    ``y = Σ_t (engine.run(parts[t].layer, x_int[:, a_t:b_t]) − offsets[t]) · s_x · s_w[t]
+    + bias`` with ``x_int = quantize(x)`` =
+    ``quantize_acts(x / smooth, s_x, input_bits, input_signed, zero_point)``.
     """
 
     chip: ChipConfig
@@ -107,6 +128,26 @@ class EngineView:
     """Programming seed (``numpy.random.default_rng(seed)``, as deploy draws it)."""
     activation: FusedActivation | None = None
     """The activation the layer-output ADC produces, if fused (``cimsim.adc.activation``)."""
+    zero_point: int = 0
+    """Code of x = 0 (``quant.act_zero_point``; the inputs are then unsigned); 0 otherwise."""
+    smooth: np.ndarray | None = None
+    """(K,) per-input-channel smoothing factors (``quant.smooth_alpha``): the inputs are divided
+    by them before quantization, ``w_int`` holds ``w · smooth``; None without smoothing."""
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(T, N) float64 ``zero_point · Σ_{k in part t} w_int[n, k]``, subtracted from part t's
+        integer outputs (the exact zero-point correction; zeros without a zero point)."""
+        return zero_point_offsets(self.w_int, self.zero_point,
+                                  [(a, b) for a, b, _ in self.parts])
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Float inputs (M, K) -> the integer inputs (M, K) int64 the arrays are driven with."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.smooth is not None:
+            x = x / self.smooth
+        return quantize_acts(x, self.s_x, self.chip.input_bits, self.input_signed,
+                             self.zero_point)
 
     @property
     def layers(self) -> tuple[ProgrammedLayer, ...]:
@@ -168,17 +209,38 @@ def engine_view(
         raise MappingError(
             f"layer {name!r} saw no calibration data: it was never reached by the calibration "
             "forward pass (pass calibration inputs that exercise it, or exclude it)")
-    signed = bool(stats.min_val < 0)
+    quant = chip.quant
+    smooth = None
+    lo, hi, max_abs = stats.min_val, stats.max_val, stats.max_abs
     values = stats.sample if stats.pooled is None else stats.pooled
-    s_x = float(act_scale(stats.max_abs, values, chip.input_bits, signed, chip.quant))
-    w_int, s_w = quantize_weights(w, chip.weight_bits, chip.quant.weight_granularity, tiles)
+    if quant.smooth_alpha is not None:
+        assert stats.chan_min is not None and stats.chan_max is not None
+        smooth = smooth_factors(np.maximum(-stats.chan_min, stats.chan_max), w,
+                                quant.smooth_alpha)
+        w = w * smooth  # the product x/s · (w·s)ᵀ is the float product
+        # the quantizer sees x / s: its range follows channel by channel (s > 0). A matrix
+        # keeps its own statistics here (not those pooled over the groups of a conv): its
+        # inputs are scaled per channel anyway
+        lo = float((stats.chan_min / smooth).min())
+        hi = float((stats.chan_max / smooth).max())
+        max_abs = max(-lo, hi)
+        values = stats.sample / smooth
+    zero_point = 0
+    if quant.act_zero_point:
+        signed = False
+        s_x, zero_point = act_zero_point(lo, hi, values, chip.input_bits, quant)
+    else:
+        signed = bool(lo < 0)
+        s_x = float(act_scale(max_abs, values, chip.input_bits, signed, quant))
+    w_int, s_w = quantize_weights(w, chip.weight_bits, quant.weight_granularity, tiles)
     view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x, input_signed=signed,
                       row_tiles=tuple(tiles),
                       parts=tuple(program_parts(w_int, chip, seed, signed, tiles, name)),
-                      seed=seed)
+                      seed=seed, zero_point=zero_point, smooth=smooth)
     act = None if activation is None else activation(view)
-    x_cal = quantize_acts(stats.sample, s_x, chip.input_bits, signed)
+    x_cal = view.quantize(stats.sample)
     parts = tuple((a, b, engine.calibrate(layer, x_cal[:, a:b], activation=act))
                   for a, b, layer in view.parts)
     return EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x, input_signed=signed,
-                      row_tiles=view.row_tiles, parts=parts, seed=seed, activation=act)
+                      row_tiles=view.row_tiles, parts=parts, seed=seed, activation=act,
+                      zero_point=zero_point, smooth=smooth)

@@ -6,6 +6,17 @@ pair). Activations: per tensor, ``x_int = clip(rint(x / s_x), lo, hi)`` with ``[
 [0, 2^B_x - 1]`` for non-negative calibration data (after ReLU) and ``[-(2^(B_x-1) - 1),
 2^(B_x-1) - 1]`` otherwise (symmetric, valid for every signed-input mode). ``rint`` rounds half
 to even, as ``torch.round`` does.
+
+Options (``QuantConfig``):
+
+- ``act_zero_point``: asymmetric activations, ``x_int = clip(rint(x / s_x) + z, 0, 2^B_x - 1)``
+  with ``s_x = (hi - lo) / (2^B_x - 1)`` and ``z = clip(rint(-lo / s_x), 0, 2^B_x - 1)`` over the
+  calibrated range ``[lo, hi]`` (widened to contain 0, so that z is a valid code). The matmul
+  result is corrected digitally: ``Σ_k x_int·w_int - z·Σ_k w_int[n, k]`` is exactly
+  ``Σ_k (x_int - z)·w_int`` (:func:`zero_point_offsets`).
+- ``smooth_alpha``: per-input-channel factors (:func:`smooth_factors`, SmoothQuant); the inputs
+  are divided by them before the activation quantizer and the weights multiplied by them before
+  weight quantization.
 """
 
 from __future__ import annotations
@@ -15,7 +26,8 @@ import numpy as np
 from ..config import ActCalibration, QuantConfig, WeightGranularity
 from ..errors import ConfigError
 
-__all__ = ["quantize_weights", "act_range", "act_scale", "quantize_acts"]
+__all__ = ["act_range", "act_scale", "act_zero_point", "quantize_acts", "quantize_weights",
+           "smooth_factors", "zero_point_offsets"]
 
 
 def _scale(max_abs: np.ndarray, q: int) -> np.ndarray:
@@ -61,10 +73,15 @@ def act_range(bits: int, signed: bool) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
-def quantize_acts(x: np.ndarray, scale: float, bits: int, signed: bool) -> np.ndarray:
-    """``clip(rint(x / scale), lo, hi)`` as int64."""
+def quantize_acts(x: np.ndarray, scale: float, bits: int, signed: bool,
+                  zero_point: int = 0) -> np.ndarray:
+    """``clip(rint(x / scale) + zero_point, lo, hi)`` as int64 (a nonzero ``zero_point`` only
+    with unsigned inputs)."""
     lo, hi = act_range(bits, signed)
-    return np.clip(np.rint(np.asarray(x, dtype=np.float64) / scale), lo, hi).astype(np.int64)
+    q = np.rint(np.asarray(x, dtype=np.float64) / scale)
+    if zero_point:
+        q += zero_point
+    return np.clip(q, lo, hi).astype(np.int64)
 
 
 def act_scale(
@@ -94,3 +111,83 @@ def act_scale(
                 best, clip = err, c
     clip = clip if clip > 0 else max_abs
     return float(clip / qmax)
+
+
+def act_zero_point(
+    lo: float, hi: float, sample: np.ndarray, bits: int, cfg: QuantConfig
+) -> tuple[float, int]:
+    """Scale and zero point of an asymmetric (unsigned) activation quantizer.
+
+    Parameters
+    ----------
+    lo, hi : float
+        Exact min and max of x over all calibration data.
+    sample : ndarray
+        A subsample of x, used by the percentile and MSE methods.
+
+    Returns
+    -------
+    s_x : float
+        ``(hi' - lo') / (2^bits - 1)`` over the calibrated range ``[lo', hi']`` (widened to
+        contain 0, so that x = 0 has an exact code); 1.0 for an all-zero range.
+    z : int
+        ``clip(rint(-lo' / s_x), 0, 2^bits - 1)``, the code of x = 0.
+    """
+    qmax = 2**bits - 1
+    xs = np.asarray(sample, dtype=np.float64).ravel()
+    if cfg.act_calibration is ActCalibration.PERCENTILE and xs.size:
+        p = cfg.act_percentile
+        lo, hi = float(np.percentile(xs, 100.0 - p)), float(np.percentile(xs, p))
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo <= 0:
+        return 1.0, 0
+
+    def grid(a: float, b: float) -> tuple[float, int]:
+        s = (b - a) / qmax
+        return s, int(np.clip(np.rint(-a / s), 0, qmax))
+
+    if cfg.act_calibration is ActCalibration.MSE and xs.size:
+        # shrink both ends by one factor: the clipping that minimises the quantization MSE
+        best, choice = np.inf, grid(lo, hi)
+        for frac in np.linspace(0.05, 1.0, 96):
+            s, z = grid(frac * lo, frac * hi)
+            err = float(np.mean(((quantize_acts(xs, s, bits, False, z) - z) * s - xs) ** 2))
+            if err < best:
+                best, choice = err, (s, z)
+        return float(choice[0]), choice[1]
+    s, z = grid(lo, hi)
+    return float(s), z
+
+
+def zero_point_offsets(w_int: np.ndarray, zero_point: int,
+                       row_tiles: list[tuple[int, int]]) -> np.ndarray:
+    """``z · Σ_{k in part t} w_int[n, k]`` as float64 (T, N): what the digital back end subtracts
+    from part t's integer outputs (exact: an integer below 2^53)."""
+    w_int = np.asarray(w_int, dtype=np.int64)
+    return np.stack([zero_point * w_int[:, a:b].sum(axis=1) for a, b in row_tiles]
+                    ).astype(np.float64)
+
+
+def smooth_factors(x_max_abs: np.ndarray, w: np.ndarray, alpha: float) -> np.ndarray:
+    """SmoothQuant's per-input-channel factors ``s_k = max|X_k|^α / max|W_k|^(1-α)``.
+
+    Parameters
+    ----------
+    x_max_abs : (K,) ndarray
+        max |x_k| of each input channel over the calibration data.
+    w : (N, K) ndarray
+        Float weights; ``max|W_k|`` is over the outputs n.
+    alpha : float
+        Migration strength in [0, 1].
+
+    Returns
+    -------
+    (K,) float64, positive; 1 for a channel that never fires or has no weight (nothing to
+    balance).
+    """
+    xm = np.asarray(x_max_abs, dtype=np.float64)
+    wm = np.abs(np.asarray(w, dtype=np.float64)).max(axis=0, initial=0.0)
+    ok = (xm > 0) & (wm > 0)
+    s = np.ones(xm.shape)
+    s[ok] = xm[ok] ** alpha / wm[ok] ** (1.0 - alpha)
+    return s
