@@ -183,7 +183,7 @@ def test_failed_point_is_recorded_and_the_rest_run(model, data, chip, tmp_path, 
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (tmp_path / "sweep.html").read_text()
     assert "<table" in page and "data:image/png;base64," in page
-    assert all(pid in page for pid in frame["point_id"]) and "ADCConfig.bits" in page
+    assert all(pid in page for pid in frame["point_id"]) and "needs 9999 arrays" in page
     lines = (tmp_path / "sweep.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all(json.loads(line)["point_id"] for line in lines)
 
@@ -340,6 +340,11 @@ def npz(tmp_path_factory, data):
     (["--adc-bits", "4", "--adc-kind", "sar,ramp:kmeanz"], "--adc-kind: adc_kind 'ramp:kmeanz'"),
     (["--adc-bits", "4", "--jobs", "0"], "--jobs: 0 is invalid"),
     (["--adc-bits", "4", "--chip", "no-such-chip"], "unknown chip preset"),
+    # issue 16: these made every point fail and the sweep exit 0
+    (["--adc-bits", "4", "--noise", "nan"], "thermal_sigma_lsb"),
+    (["--adc-bits", "4", "--noise", "-1"], "thermal_sigma_lsb"),
+    (["--adc-bits", "4", "--array-size", "0"], "n_rows"),
+    (["--adc-bits", "4", "--batch-size", "0"], "batch_size"),
 ])
 def test_cli_sweep_errors_are_one_line(flags, message, npz, tmp_path, capsys):
     chip = [] if "--chip" in flags else ["--chip", "rram-22nm"]

@@ -58,7 +58,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """The points of ``grid`` (axis -> values): their Cartesian product in :data:`AXES` order.
 
     Each point holds only the swept axes; the last axis of :data:`AXES` varies fastest. Values
-    are not validated here (a bad value makes its point fail, not the sweep).
+    are not validated here (``run_sweep`` builds every point's chip before running any).
 
     Raises
     ------

@@ -14,7 +14,7 @@ from .._version import __version__
 from ..config import ChipConfig
 from ..errors import ConfigError
 from .files import write_outputs
-from .grid import AXES, expand_grid, resolve_point
+from .grid import AXES, chip_for_point, expand_grid, resolve_point
 from .runner import SweepContext, run_points
 from .store import (
     JSONL,
@@ -25,6 +25,8 @@ from .store import (
     model_fingerprint,
     point_id,
     read_records,
+    repair_tail,
+    results_lock,
 )
 from .table import sweep_table
 
@@ -45,8 +47,8 @@ def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
         raise ConfigError("data must be a tensor x or a tuple (x, y) of tensors")
     if not isinstance(x, torch.Tensor) or (y is not None and not isinstance(y, torch.Tensor)):
         raise ConfigError("data must be a tensor x or a tuple (x, y) of tensors")
-    if y is not None and y.shape[0] != x.shape[0]:
-        raise ConfigError(f"data: {x.shape[0]} inputs but {y.shape[0]} labels")
+    if y is not None:
+        _check_labels(y, x.shape[0])
     if x.shape[0] == 0:
         raise ConfigError("data is empty")
     if isinstance(calibration, bool) or not isinstance(calibration, (int, torch.Tensor)):
@@ -59,6 +61,31 @@ def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
     if x.shape[0] > n_cal:  # accuracy on inputs the calibration did not see
         return x[:n_cal], x[n_cal:], (None if y is None else y[n_cal:]), n_cal
     return x[:n_cal], x, y, n_cal
+
+
+def _check_labels(y: Any, n: int) -> None:
+    """Labels are class indices: 1-D, one per input, integers >= 0 (checked before any point
+    runs, not after the first evaluation)."""
+    import torch
+
+    if y.dim() != 1 or y.shape[0] != n:
+        raise ConfigError(f"data: labels must be 1-D with one per input ({n}); got shape "
+                          f"{tuple(y.shape)}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise ConfigError(f"data: labels must be integer class indices; got dtype {y.dtype}")
+    if y.numel() and int(y.min()) < 0:
+        raise ConfigError(f"data: labels must be >= 0 (class indices); got {int(y.min())}")
+
+
+def _check_points(chip: ChipConfig, points: list[dict[str, Any]]) -> None:
+    """Build every point's chip before any runs: a value no chip can have (NaN noise, a
+    0-row array, 0 ADC bits) is refused up front, naming the point and the field, instead of
+    failing every point and exiting 0."""
+    for p in points:
+        try:
+            chip_for_point(chip, p)
+        except ConfigError as exc:
+            raise ConfigError(f"sweep point {p}: {exc}") from None
 
 
 def run_sweep(
@@ -110,23 +137,34 @@ def run_sweep(
     Returns
     -------
     DataFrame
+        ``attrs["n_points_resumed"]``: points found in ``sweep.jsonl`` and not run again.
         One row per point in grid order: the axis columns (:data:`AXES`, the base chip's value
         where not swept), ``accuracy`` (fraction; NaN without labels),
         ``energy_pj_per_inference``, ``latency_ns_per_inference``, ``area_mm2``, ``tops_per_w``
         (NaN where the report has no such total), ``n_arrays``, ``wall_s``, ``status``
         (``'ok'`` or ``'error: ...'``), ``on_front`` and ``point_id``.
 
+    Raises
+    ------
+    ConfigError
+        Before any point runs: an unknown axis, a value no chip can have (named with its
+        point), bad labels, ``jobs`` or ``batch_size``.
+    CimsimError
+        Another sweep holds ``out_dir`` (its ``sweep.jsonl.lock``).
+
     Notes
     -----
     A point already recorded in ``out_dir/sweep.jsonl`` under the same point id is not run
-    again; errors other than :class:`~cimsim.errors.CimsimError` are retried. See
+    again; errors other than :class:`~cimsim.errors.CimsimError` are retried. A torn last line
+    (a kill during a write) is cut off before new records are appended. See
     ``docs/sweep.md``.
     """
-    from tqdm import tqdm
 
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ConfigError(f"jobs = {jobs!r} is invalid; allowed: an integer >= 1")
+    for name, value in (("jobs", jobs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
     points = expand_grid(grid)
+    _check_points(chip, points)
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]
@@ -138,6 +176,22 @@ def run_sweep(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / JSONL
+    with results_lock(path):
+        frame = _run_locked(path, points, resolved, ids, grid, model, chip, seed, cal_key,
+                            model_name, SweepContext(model=model, chip=chip, x_cal=x_cal,
+                                                     x_eval=x_eval, y_eval=y_eval, seed=seed,
+                                                     batch_size=batch_size), jobs, progress)
+    return frame
+
+
+def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[str, Any]],
+                ids: list[str], grid: Mapping[str, Sequence[Any]], model: Any,
+                chip: ChipConfig, seed: int, cal_key: Any, model_name: str | None,
+                ctx: SweepContext, jobs: int, progress: bool) -> pd.DataFrame:
+    """Run the points not yet in ``path`` and write the files (the results lock held)."""
+    from tqdm import tqdm
+
+    repair_tail(path)
     records = read_records(path)
     todo = [(pid, p) for pid, p in zip(ids, points, strict=True)
             if not records.get(pid, {}).get("final", False)]
@@ -145,9 +199,6 @@ def run_sweep(
     n_done = len(set(ids)) - len(todo)
     if n_done:
         log.info("sweep: %d of %d points already in %s", n_done, len(set(ids)), path)
-
-    ctx = SweepContext(model=model, chip=chip, x_cal=x_cal, x_eval=x_eval, y_eval=y_eval,
-                       seed=seed, batch_size=batch_size)
     bar = tqdm(total=len(set(ids)), initial=n_done, desc="sweep", unit="point",
                disable=None if progress else True)
 
@@ -166,7 +217,8 @@ def run_sweep(
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
             "chip": chip.name, "seed": seed,
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
-            "n_eval": int(x_eval.shape[0]),
+            "n_eval": int(ctx.x_eval.shape[0]),
             "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}
-    write_outputs(frame, out, meta)
+    write_outputs(frame, path.parent, meta)
+    frame.attrs["n_points_resumed"] = n_done  # found in sweep.jsonl, not run again
     return frame

@@ -7,19 +7,21 @@ point's result and need not be computed again: this is how an interrupted sweep 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..config import ChipConfig
+from ..errors import CimsimError
 
 __all__ = ["JSONL", "append_record", "clean", "context_hash", "data_fingerprint",
-           "model_fingerprint", "point_id", "read_records"]
+           "model_fingerprint", "point_id", "read_records", "repair_tail", "results_lock"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,71 @@ def read_records(path: Path) -> dict[str, dict[str, Any]]:
             if isinstance(rec, dict) and "point_id" in rec:
                 records[rec["point_id"]] = rec
     return records
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a torn last line (a write killed half-way) off ``path``, so that the next record
+    starts on a line of its own instead of being glued to the torn one and lost again at every
+    rerun. Returns the number of bytes removed."""
+    if not path.is_file():
+        return 0
+    with path.open("rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return 0
+        # find the end of the last complete line, reading backwards in blocks
+        end, block = size, 1 << 16
+        keep = 0
+        while end > 0:
+            start = max(0, end - block)
+            fh.seek(start)
+            chunk = fh.read(end - start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            end = start
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    log.warning("%s: removed a torn last line (%d bytes) left by an interrupted write", path,
+                size - keep)
+    return size - keep
+
+
+@contextlib.contextmanager
+def results_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` + ``.lock`` for the duration: a second sweep into
+    the same folder is refused at once instead of computing every point again beside the
+    first. POSIX ``flock``; where that is not available the sweep runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    with lock_path.open("a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise CimsimError(
+                f"another sweep is writing into {path.parent} ({holder}); wait for it or use "
+                "another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def append_record(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
