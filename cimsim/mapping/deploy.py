@@ -11,7 +11,7 @@ import fnmatch
 import logging
 import math
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,8 +25,9 @@ from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
 from .layers import SimConv, SimLayer, SimLinear, SimMultiheadAttention
+from .matrix import EngineView
 
-__all__ = ["deploy", "SimModel"]
+__all__ = ["deploy", "deploy_views", "SimModel"]
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,28 @@ def deploy(
     sim = mapping.replace_layers(_eval_copy(model))
     _fuse_relus(sim, mapping.sim_layers, chip)
     _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim)
+    needed = _arrays_needed(mapping.sim_layers, chip)
+    return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
+
+
+def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineView], *,
+                 seed: int = 0, exclude: Sequence[str] = (), batch_dim: int = 0) -> SimModel:
+    """Deploy with every weight matrix given, already quantized, programmed and calibrated
+    (the training twin's ``to_engine()``): no calibration pass, nothing recalibrated.
+
+    ``views`` maps a matrix name (the layer name; ``NAME[gG]`` for the groups of a grouped
+    conv, ``NAME.q_proj`` ... ``NAME.out_proj`` for attention) to its
+    :class:`~cimsim.mapping.matrix.EngineView`; a mapped matrix without one is a
+    ``MappingError``. ``model`` supplies the float structure (its weights are read only by
+    matrices kept digital); ``seed``, ``exclude`` and ``batch_dim`` mean what they mean in
+    :func:`deploy` (the programming seeds are those the views were programmed with).
+    """
+    if not isinstance(model, nn.Module):
+        raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
+    sim = mapping.replace_layers(_eval_copy(model))
+    for layer in mapping.sim_layers.values():
+        layer.adopt(views)
     needed = _arrays_needed(mapping.sim_layers, chip)
     return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
 

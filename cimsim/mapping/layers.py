@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -102,12 +103,31 @@ class MatmulCore:
         view = engine_view(self.w, self.chip, stats, seed=self.seed,
                            row_tiles=self.row_tiles, name=self.name,
                            activation=self._fused_activation)
+        self._take(view)
+
+    def _take(self, view: EngineView) -> None:
+        """Simulate the matrix as ``view`` holds it (integers, scales, programmed parts)."""
         self.signed, self.s_x = view.input_signed, view.s_x
         self.w_int, self.s_w = view.w_int, view.s_w
         self.parts = list(view.parts)
         self.fused = view.activation is not None
         self.zero_point, self.smooth = view.zero_point, view.smooth
         self.offsets = view.offsets if view.zero_point else None
+
+    def adopt(self, view: EngineView | None) -> None:
+        """Take a matrix already quantized, programmed and calibrated elsewhere (the training
+        twin's ``to_engine()``) instead of :meth:`finalize`: its integers, scales and ADC
+        tables are used as they are, not recalibrated. ``None`` only for a core kept
+        digital."""
+        self.stats = None
+        if self.digital:
+            return
+        if view is None:
+            raise MappingError(f"no engine view for the matrix {self.name!r}")
+        if view.w_int.shape != self.w.shape:
+            raise MappingError(f"layer {self.name!r}: the view holds a {view.w_int.shape} "
+                               f"matrix, the layer a {self.w.shape} one")
+        self._take(view)
 
     def _fused_activation(self, view: EngineView) -> FusedActivation | None:
         """The activation the layer-output ADC applies, or None (the model's ReLU runs as is),
@@ -226,6 +246,13 @@ class SimLayer(nn.Module):
             MatmulCore.share_statistics(self.cores)
         for core in self.cores:
             core.finalize()
+        self.simulating = True
+
+    def adopt(self, views: Mapping[str, EngineView]) -> None:
+        """Instead of the calibration pass and :meth:`finalize`: every core takes the view of
+        its name (:meth:`MatmulCore.adopt`)."""
+        for core in self.cores:
+            core.adopt(views.get(core.name))
         self.simulating = True
 
     @property

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -58,6 +59,7 @@ from ..config import (
     WeightGranularity,
 )
 from ..errors import ConfigError, MappingError
+from ..mapping.deploy import SimModel, deploy_views
 from ..mapping.matrix import (
     EngineView,
     InputStats,
@@ -69,11 +71,9 @@ from ..mapping.quant import act_range
 from .ste import floor_ste, grad_scale, lsq_factor, round_ste, with_surrogate
 
 __all__ = ["EngineView", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
-           "TwinOptions", "engine_view", "prepare"]
+           "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
 
 log = logging.getLogger(__name__)
-
-#: Calibration vectors kept per weight matrix, as ``cimsim.deploy`` keeps (same sample).
 
 # --------------------------------------------------------------------------------------------
 # Options
@@ -119,6 +119,12 @@ def check_chip(chip: ChipConfig) -> None:
     if chip.noise.nonlinearity is not Nonlinearity.NONE:
         raise ConfigError(f"noise.nonlinearity = {chip.noise.nonlinearity.value!r} is not "
                           "modelled by the training twin yet; allowed: 'none'")
+    if chip.quant.act_zero_point:
+        raise ConfigError("quant.act_zero_point = true is not modelled by the training twin "
+                          "yet; allowed: false")
+    if chip.quant.smooth_alpha is not None:
+        raise ConfigError(f"quant.smooth_alpha = {chip.quant.smooth_alpha!r} is not modelled by "
+                          "the training twin yet; allowed: none (unset)")
     if not chip.device.ideal or chip.noise.read_noise_rel > 0:
         # training on nominal conductances is ordinary QAT; deploy draws the devices
         log.info("training twin: programming variation, faults and per-cell read noise are "
@@ -494,8 +500,15 @@ class TwinMatmul(nn.Module):
         def change(p: torch.Tensor, p0: torch.Tensor) -> np.ndarray:
             return (p.detach() / p0).cpu().double().numpy()
 
-        s_w = init["s_w"] * change(self.weight_scale, self._weight_scale0)
-        s_x = init["s_x"] * float(change(self.act_scale, self._act_scale0))
+        def learned(p: torch.Tensor, p0: torch.Tensor, v0: np.ndarray | float) -> np.ndarray:
+            # a float64 twin computes with its parameters themselves: hand them back as they
+            # are (bit-equal outputs); a lower-precision one moved the float64 start by p/p0
+            if p.dtype == torch.float64:
+                return p.detach().cpu().numpy().copy()
+            return v0 * change(p, p0)
+
+        s_w = learned(self.weight_scale, self._weight_scale0, init["s_w"])
+        s_x = float(learned(self.act_scale, self._act_scale0, init["s_x"]))
         # weights quantized in float64 with the float64 scales, as deploy quantizes
         w = self.weight.detach().cpu().double().numpy()
         s_full = s_w[self._w_tile.cpu().numpy()].T if s_w.shape[0] > 1 else s_w.T
@@ -532,27 +545,64 @@ class TwinMatmul(nn.Module):
 # Model layers: observe during calibration, then compute through twins
 # --------------------------------------------------------------------------------------------
 class _TwinLayer(nn.Module):
-    """A mapped module: float while the calibration pass observes it, twins afterwards."""
+    """A mapped module: float while the calibration pass observes it, twins afterwards.
 
-    def __init__(self, name: str, chip: ChipConfig, options: TwinOptions):
+    Each weight matrix ``i`` of the layer is programmed with ``matrix_seed(layer_seed, i)``,
+    the derivation ``cimsim.deploy`` uses for the same layer.
+    """
+
+    def __init__(self, src: nn.Module, name: str, chip: ChipConfig, seed: int,
+                 options: TwinOptions, n_matrices: int):
         super().__init__()
         self.twin_name = name
         self.chip = chip
         self.options = options
         self.twins = nn.ModuleList()
-        self._stats: list[InputStats] = []
-        self._seeds: list[int] = []
+        # a tuple, so that the float source is no submodule: its stale parameters stay out of
+        # parameters() and state_dict(); float_module() copies it with the learned weights
+        self._float_src: tuple[nn.Module] = (src,)
+        self._seeds = [self.matrix_seed(seed, i) for i in range(n_matrices)]
+        self._stats = [InputStats(s) for s in self._seeds]
+
+    @staticmethod
+    def matrix_seed(layer_seed: int, i: int) -> int:
+        """Programming seed of matrix ``i`` of a layer seeded with ``layer_seed``."""
+        return stream_key(layer_seed, i)
 
     @property
     def calibrating(self) -> bool:
         return len(self.twins) == 0
 
+    def matrices(self) -> list[TwinMatmul]:
+        """The twin of every weight matrix of the layer, in deploy's order."""
+        return [t for t in self.twins if isinstance(t, TwinMatmul)]
+
     def finalize(self) -> None:
         """Build the twins from the calibration statistics (after the calibration pass)."""
         raise NotImplementedError
 
+    def learned(self) -> dict[str, torch.Tensor | None]:
+        """The learned float parameters, by their name in the source module."""
+        raise NotImplementedError
+
+    def float_module(self) -> nn.Module:
+        """A copy of the source module holding the learned float weights and biases."""
+        module = copy.deepcopy(self._float_src[0])
+        for path, value in self.learned().items():
+            owner_name, _, attr = path.rpartition(".")
+            owner = module.get_submodule(owner_name) if owner_name else module
+            setattr(owner, attr, None if value is None
+                    else nn.Parameter(value.detach().clone(), requires_grad=False))
+        return module
+
     def _observe(self, g: int, cols: torch.Tensor) -> None:
         self._stats[g].observe(cols.detach().to("cpu", torch.float64).numpy())
+
+    def _twin(self, w: torch.Tensor, b: torch.Tensor | None, i: int, name: str,
+              row_tiles: list[tuple[int, int]] | None = None) -> TwinMatmul:
+        view = engine_view(w.cpu().double().numpy(), self.chip, self._stats[i],
+                           seed=self._seeds[i], row_tiles=row_tiles, name=name)
+        return TwinMatmul(w, b, view, self.options, name)
 
 
 class TwinLinear(_TwinLayer):
@@ -560,19 +610,22 @@ class TwinLinear(_TwinLayer):
 
     def __init__(self, src: nn.Linear, name: str, chip: ChipConfig, seed: int,
                  options: TwinOptions):
-        super().__init__(name, chip, options)
+        super().__init__(src, name, chip, seed, options, 1)
         self.in_features, self.out_features = src.in_features, src.out_features
         self._src = (src.weight.detach().clone(),
                      None if src.bias is None else src.bias.detach().clone())
-        self._seeds = [seed]
-        self._stats = [InputStats(seed)]
+
+    @staticmethod
+    def matrix_seed(layer_seed: int, i: int) -> int:
+        return layer_seed  # deploy programs a Linear with the layer's own seed
 
     def finalize(self) -> None:
-        w, b = self._src
-        view = engine_view(w.cpu().double().numpy(), self.chip, self._stats[0],
-                           seed=self._seeds[0], name=self.twin_name)
-        self.twins.append(TwinMatmul(w, b, view, self.options, self.twin_name))
+        self.twins.append(self._twin(*self._src, 0, self.twin_name))
         self._stats = []
+
+    def learned(self) -> dict[str, torch.Tensor | None]:
+        (t,) = self.matrices()
+        return {"weight": t.weight, "bias": t.bias}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
@@ -591,9 +644,10 @@ class TwinConv(_TwinLayer):
 
     def __init__(self, src: nn.Conv1d | nn.Conv2d, name: str, chip: ChipConfig, seed: int,
                  options: TwinOptions):
-        super().__init__(name, chip, options)
+        super().__init__(src, name, chip, seed, options, src.groups)
         self.dim = 1 if isinstance(src, nn.Conv1d) else 2
         w = src.weight.detach().clone()
+        self._w_shape = tuple(w.shape)
         if self.dim == 1:
             w = w[:, :, None, :]
         self.out_channels, cin_g, kh, kw = w.shape
@@ -609,8 +663,6 @@ class TwinConv(_TwinLayer):
         self.k_group = k
         self._w2 = w.reshape(self.out_channels, k)
         self._b = None if src.bias is None else src.bias.detach().clone()
-        self._seeds = [stream_key(seed, g) for g in range(self.groups)]
-        self._stats = [InputStats(s) for s in self._seeds]
 
     def _columns(self, x4: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, C, H, W) -> rows (B·H_out·W_out, C·kh·kw), columns ordered (c, i, j)."""
@@ -629,15 +681,19 @@ class TwinConv(_TwinLayer):
             w = self._w2[g * n_g:(g + 1) * n_g]
             b = None if self._b is None else self._b[g * n_g:(g + 1) * n_g]
             tag = f"{self.twin_name}" + (f"[g{g}]" if self.groups > 1 else "")
-            view = engine_view(w.cpu().double().numpy(), self.chip, self._stats[g],
-                               seed=self._seeds[g], row_tiles=self.row_tiles, name=tag)
-            self.twins.append(TwinMatmul(w, b, view, self.options, tag))
+            self.twins.append(self._twin(w, b, g, tag, self.row_tiles))
         if self.groups > 1:
             # one input quantizer for the tensor all groups read: tie the parameter
             shared = self.twins[0].act_scale
             for t in self.twins[1:]:
                 t.act_scale = shared
         self._stats = []
+
+    def learned(self) -> dict[str, torch.Tensor | None]:
+        twins = self.matrices()
+        w = torch.cat([t.weight for t in twins]).reshape(self._w_shape)
+        b = None if self._b is None else torch.cat([t.bias for t in twins if t.bias is not None])
+        return {"weight": w, "bias": b}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == self.dim + 1:  # unbatched, as torch's conv accepts
@@ -661,8 +717,118 @@ class TwinConv(_TwinLayer):
         return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
 
 
-_TWINS: dict[type, Callable[..., _TwinLayer]] = {nn.Linear: TwinLinear, nn.Conv1d: TwinConv,
-                                        nn.Conv2d: TwinConv}
+_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+class TwinMultiheadAttention(_TwinLayer):
+    """``nn.MultiheadAttention`` whose q/k/v/out projections compute through twins; the
+    activation x activation products (Q·Kᵀ, softmax, ·V) stay in float, as
+    ``cimsim.mapping.layers.SimMultiheadAttention`` keeps them digital. Twin ``i`` is named
+    ``NAME.q_proj`` ... ``NAME.out_proj``, as deploy names the matrices."""
+
+    def __init__(self, src: nn.MultiheadAttention, name: str, chip: ChipConfig, seed: int,
+                 options: TwinOptions):
+        if src.bias_k is not None or src.add_zero_attn:
+            raise MappingError(f"{name}: add_bias_kv / add_zero_attn are not supported")
+        super().__init__(src, name, chip, seed, options, 4)
+        e = src.embed_dim
+        self.embed_dim, self.num_heads = e, src.num_heads
+        self.batch_first = src.batch_first
+        self.dropout = src.dropout
+        self.same_embed = bool(src._qkv_same_embed_dim)
+        # what torch's Transformer fast-path checks read; no in_proj_bias keeps
+        # TransformerEncoderLayer off its fused kernel (which would bypass the twins)
+        self._qkv_same_embed_dim = src._qkv_same_embed_dim
+        self.in_proj_bias = None
+        if self.same_embed:
+            ws = list(src.in_proj_weight.detach().clone().reshape(3, e, -1))
+        else:
+            ws = [p.detach().clone() for p in
+                  (src.q_proj_weight, src.k_proj_weight, src.v_proj_weight)]
+        ib = src.in_proj_bias
+        bs = [None] * 3 if ib is None else list(ib.detach().clone().reshape(3, e))
+        ob = src.out_proj.bias
+        self._src_wb = [*zip(ws, bs, strict=True),
+                        (src.out_proj.weight.detach().clone(),
+                         None if ob is None else ob.detach().clone())]
+
+    def finalize(self) -> None:
+        for i, (w, b) in enumerate(self._src_wb):
+            self.twins.append(self._twin(w, b, i, f"{self.twin_name}.{_PROJECTIONS[i]}"))
+        self._stats = []
+
+    def learned(self) -> dict[str, torch.Tensor | None]:
+        q, k, v, out = self.matrices()
+        w_in: dict[str, torch.Tensor | None] = (
+            {"in_proj_weight": torch.cat([q.weight, k.weight, v.weight])} if self.same_embed
+            else {"q_proj_weight": q.weight, "k_proj_weight": k.weight,
+                  "v_proj_weight": v.weight})
+        b_in = None if q.bias is None else torch.cat([t.bias for t in (q, k, v)
+                                                      if t.bias is not None])
+        return {**w_in, "in_proj_bias": b_in, "out_proj.weight": out.weight,
+                "out_proj.bias": out.bias}
+
+    def _proj(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, x.shape[-1])
+        if self.calibrating:
+            self._observe(i, x2)
+            w, b = self._src_wb[i]
+            y = F.linear(x2, w.to(x.device, x.dtype),
+                         None if b is None else b.to(x.device, x.dtype))
+        else:
+            y = self.twins[i](x2)
+        return y.reshape(*x.shape[:-1], -1)
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
+                attn_mask=None, average_attn_weights=True, is_causal=False):
+        batched = query.dim() == 3
+        if not batched:
+            query, key, value = (t.unsqueeze(1) for t in (query, key, value))
+            if key_padding_mask is not None:
+                key_padding_mask = key_padding_mask.unsqueeze(0)
+        elif self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        tgt, bsz, e = query.shape  # (L, B, E) from here on, as torch's functional form
+        src = key.shape[0]
+        h, d = self.num_heads, e // self.num_heads
+        q, k, v = (self._proj(i, t).reshape(t.shape[0], bsz * h, d).transpose(0, 1)
+                   for i, t in enumerate((query, key, value)))
+        scores = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(d)
+        if attn_mask is None and is_causal:
+            attn_mask = torch.ones(tgt, src, dtype=torch.bool, device=scores.device).triu(1)
+        if attn_mask is not None:
+            am = _additive_mask(attn_mask, scores.dtype)
+            scores = scores + (am if am.dim() == 3 else am.unsqueeze(0))
+        if key_padding_mask is not None:
+            kp = _additive_mask(key_padding_mask, scores.dtype)
+            scores = scores + kp.view(bsz, 1, 1, src).expand(-1, h, -1, -1).reshape(
+                bsz * h, 1, src)
+        attn = torch.softmax(scores, dim=-1)
+        if self.training and self.dropout > 0:
+            attn = F.dropout(attn, p=self.dropout)
+        out = torch.bmm(attn, v).transpose(0, 1).reshape(tgt * bsz, e)
+        out = self._proj(3, out).reshape(tgt, bsz, e)
+        if not batched:
+            out = out.squeeze(1)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        if not need_weights:
+            return out, None
+        weights = attn.view(bsz, h, tgt, src)
+        weights = weights.mean(dim=1) if average_attn_weights else weights
+        return out, (weights if batched else weights.squeeze(0))
+
+
+def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True: masked) as -inf / 0; a float mask as it is."""
+    if mask.dtype == torch.bool:
+        return torch.zeros_like(mask, dtype=dtype).masked_fill(mask, float("-inf"))
+    return mask.to(dtype)
+
+
+_TWINS: dict[type, Callable[..., _TwinLayer]] = {
+    nn.Linear: TwinLinear, nn.Conv1d: TwinConv, nn.Conv2d: TwinConv,
+    nn.MultiheadAttention: TwinMultiheadAttention}
 
 
 def _twin_class(module: nn.Module) -> Callable[..., _TwinLayer] | None:
@@ -672,8 +838,14 @@ def _twin_class(module: nn.Module) -> Callable[..., _TwinLayer] | None:
     return None
 
 
+def _layer_seed(seed: int, name: str) -> int:
+    """A mapped layer's seed, derived from its name as ``cimsim.deploy`` derives it."""
+    return stream_key(seed, zlib.crc32(name.encode()))
+
+
 class PreparedModel(nn.Module):
-    """A model whose Linear / Conv1d / Conv2d layers compute through training twins.
+    """A model whose Linear / Conv1d / Conv2d layers and attention projections compute through
+    training twins.
 
     Call it like the original and train it with any torch optimizer; ``model.eval()`` turns the
     training noise off. Attributes: ``model`` (the copy), ``twin_layers`` (name -> layer),
@@ -695,9 +867,50 @@ class PreparedModel(nn.Module):
     def twins(self) -> Iterator[tuple[str, TwinMatmul]]:
         """(name, twin) of every weight matrix, in model order."""
         for name, layer in self.twin_layers.items():
-            for twin in layer.twins:
-                assert isinstance(twin, TwinMatmul)
+            for twin in layer.matrices():
                 yield twin.name or name, twin
+
+    def views(self, seed: int | None = None) -> dict[str, EngineView]:
+        """The engine's view of every weight matrix (:meth:`TwinMatmul.to_engine`), by matrix
+        name, programmed with the seeds ``cimsim.deploy(..., seed=seed)`` derives (default:
+        the seed of ``prepare``)."""
+        root = self.seed if seed is None else seed
+        out: dict[str, EngineView] = {}
+        for name, layer in self.twin_layers.items():
+            layer_seed = _layer_seed(root, name)
+            for i, twin in enumerate(layer.matrices()):
+                out[twin.name] = twin.to_engine(layer.matrix_seed(layer_seed, i))
+        return out
+
+    def float_model(self) -> nn.Module:
+        """A float copy of the model with the learned weights and biases (twins replaced by
+        the module types they came from)."""
+        # deepcopy's memo substitutes each twin layer by its float module in the copy
+        memo: dict[int, Any] = {id(layer): layer.float_module()
+                                for layer in self.twin_layers.values()}
+        return copy.deepcopy(self.model, memo)
+
+    def deploy(self, seed: int | None = None, *, batch_dim: int = 0) -> SimModel:
+        """The model on the Numba engine with what was learned: weights, scales and ADC tables
+        carried over from every twin (:meth:`views`), not recalibrated.
+
+        Parameters
+        ----------
+        seed : int, optional
+            Programming variation, faults and conversion noise derive from it as in
+            ``cimsim.deploy``; default the seed of ``prepare``.
+        batch_dim : int
+            As in ``cimsim.deploy``.
+
+        Returns
+        -------
+        cimsim.mapping.SimModel
+            In eval mode and noise-off its outputs equal this model's eval outputs: exactly on
+            a lossless chip, code for code on lossy ADCs (up to float ties).
+        """
+        root = self.seed if seed is None else seed
+        return deploy_views(self.float_model(), self.chip, self.views(root), seed=root,
+                            batch_dim=batch_dim)
 
 
 def _batches(data, batch_size: int) -> Iterable[tuple]:
@@ -742,8 +955,8 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     Returns
     -------
     PreparedModel
-        In the training mode the model had. Attention projections are not mapped yet (they
-        stay in float, listed in ``digital``).
+        In the training mode the model had; :meth:`PreparedModel.deploy` hands it to the
+        engine.
     """
     opts = TwinOptions.from_kwargs(options)
     if not isinstance(model, nn.Module):
@@ -760,20 +973,20 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         for child_name, child in list(parent.named_children()):
             name = f"{prefix}{child_name}"
             cls = _twin_class(child)
-            if cls is not None:
-                try:
-                    new = cls(child, name, chip, stream_key(seed, zlib.crc32(name.encode())),
-                              opts)
-                except MappingError as exc:
-                    digital.append((name, type(child).__name__, f"not mappable: {exc}"))
-                    continue
-                parent._modules[child_name] = new
-                layers[name] = new
-            elif isinstance(child, nn.MultiheadAttention):
-                digital.append((name, "MultiheadAttention",
-                                "attention projections are not in the training twin yet"))
-            else:
+            if cls is None:
+                _keep_off_fused_kernels(child)
                 visit(child, name + ".")
+                continue
+            try:
+                new = cls(child, name, chip, _layer_seed(seed, name), opts)
+            except MappingError as exc:
+                digital.append((name, type(child).__name__, f"not mappable: {exc}"))
+                continue
+            parent._modules[child_name] = new
+            layers[name] = new
+            if cls is TwinMultiheadAttention:
+                digital.append((name, "attention products",
+                                "activation x activation (Q·Kᵀ, softmax, ·V) kept in float"))
 
     visit(root, "")
     if not layers:
@@ -790,3 +1003,16 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         layer.finalize()
     root.train(was_training)
     return PreparedModel(root, layers, digital, chip, seed)
+
+
+def _keep_off_fused_kernels(module: nn.Module) -> None:
+    """torch's fused transformer kernels would bypass the twins inside."""
+    if isinstance(module, nn.TransformerEncoder):
+        module.use_nested_tensor = False
+    if isinstance(module, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
+        # any forward hook keeps torch's fused encoder-layer kernel off this module only
+        module.register_forward_pre_hook(_no_op_hook)
+
+
+def _no_op_hook(module: nn.Module, args: tuple) -> None:
+    return None

@@ -1,0 +1,166 @@
+"""``PreparedModel.deploy`` (issue 10, item 1): the learned weights, scales and ADC tables go to
+the Numba engine as they are, and the deployed model computes what the twin computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cimsim
+from cimsim.errors import MappingError
+from cimsim.mapping.deploy import deploy_views
+from cimsim.train import prepare
+
+
+class ResidualNet(nn.Module):
+    """Conv (grouped and plain), a residual add, BatchNorm, a Linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(2, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.body = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = F.relu(self.bn(self.stem(x)))
+        h = F.relu(h + self.body(h))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def _chip(kind: str):
+    """Lossless, or rram-22nm with nominal devices and no noise and a lossy 4-bit ADC."""
+    if kind == "ideal":
+        chip = cimsim.load_chip("ideal")
+        return chip.replace(array=chip.array.replace(n_rows=40, n_cols=32))
+    chip = cimsim.load_chip("rram-22nm")
+    chip = chip.replace(device=chip.device.replace(variation="none", variation_sigma=0.0),
+                        noise=chip.noise.replace(thermal_sigma_lsb=0.0),
+                        array=chip.array.replace(n_rows=40))
+    adc = dict(bits=4, range_policy="calibrated", calibration_granularity="column")
+    if kind == "ramp":
+        adc.update(kind="ramp", level_fit="kmeans")
+    return chip.replace(adc=chip.adc.replace(**adc))
+
+
+def _trained(chip, steps: int = 6, seed: int = 0):
+    torch.manual_seed(seed)
+    model = ResidualNet().double()
+    x = torch.randn(32, 2, 6, 6, dtype=torch.float64)
+    target = torch.randint(0, 3, (32,))
+    prep = prepare(model, chip, x[:16], seed=4)
+    opt = torch.optim.Adam(prep.parameters(), lr=3e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(prep(x), target).backward()
+        opt.step()
+    return prep.eval(), x
+
+
+@pytest.mark.parametrize("kind", ["ideal", "linear", "ramp"])
+def test_deploy_carries_the_learned_state_over_exactly(kind):
+    prep, _ = _trained(_chip(kind))
+    sim = prep.deploy()
+    cores = {c.name: c for layer in sim.sim_layers.values() for c in layer.cores}
+    assert set(cores) == {name for name, _ in prep.twins()}
+    moved = 0
+    for name, twin in prep.twins():
+        view, core = twin.to_engine(), cores[name]
+        # the learned parameters themselves, not recalibrated ones
+        assert core.s_x == twin.act_scale.item()
+        np.testing.assert_array_equal(core.s_w, np.broadcast_to(
+            twin.weight_scale.detach().numpy(), core.s_w.shape))
+        np.testing.assert_array_equal(core.w_int, twin.quantized_weight().numpy())
+        moved += int(core.s_x != twin._act_scale0.item())
+        for (_, _, got), (_, _, want) in zip(core.parts, view.parts, strict=True):
+            np.testing.assert_array_equal(got.adc.lo, want.adc.lo)
+            np.testing.assert_array_equal(got.adc.delta, want.adc.delta)
+            if kind == "ramp":
+                np.testing.assert_array_equal(got.adc.thr, want.adc.thr)
+                np.testing.assert_array_equal(got.adc.lvl, want.adc.lvl)
+        if kind == "linear":
+            lo, delta = twin.adc_tables()
+            (_, _, layer), = core.parts
+            np.testing.assert_array_equal(layer.adc.delta, delta.detach().numpy())
+            np.testing.assert_array_equal(layer.adc.lo, lo.detach().numpy())
+    assert moved > 0, "training moved no activation scale: the test shows nothing"
+
+
+@pytest.mark.parametrize("kind", ["ideal", "linear", "ramp"])
+def test_deployed_model_computes_what_the_twin_computes(kind):
+    prep, x = _trained(_chip(kind))
+    sim = prep.deploy()
+    y_twin = prep(x).detach().numpy()
+    y_sim = sim(x).numpy()
+    if kind == "ideal":
+        np.testing.assert_array_equal(y_sim, y_twin)
+        return
+    # code for code: outputs differ only where a float tie converts one code apart
+    close = np.isclose(y_sim, y_twin, rtol=1e-9, atol=1e-9)
+    assert close.mean() >= 0.99, f"{(~close).sum()} of {close.size} outputs differ"
+
+
+def test_deploy_with_another_seed_programs_like_deploy():
+    chip = cimsim.load_chip("rram-22nm")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 2))
+    x = torch.randn(40, 12)
+    prep = prepare(model, chip, x, seed=1)
+    ref = cimsim.deploy(model, chip, x, seed=9)
+    sim = prep.deploy(seed=9)
+    for a, b in zip(ref.works(), sim.works(), strict=True):
+        (ba,), (bb,) = a.blocks, b.blocks
+        # the same variation draws (the twin computes with nominal digits; deploy draws them)
+        np.testing.assert_array_equal(ba.layer.gemm_matrix, bb.layer.gemm_matrix)
+
+
+def test_deploy_views_refuses_a_matrix_without_a_view():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    prep = prepare(model, cimsim.load_chip("ideal"), torch.rand(8, 4))
+    views = prep.views()
+    del views["1"]
+    with pytest.raises(MappingError, match="'1'"):
+        deploy_views(prep.float_model(), prep.chip, views)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_transformer_encoder_layer_twin_equals_deploy_on_the_lossless_chip(batch_first):
+    torch.manual_seed(3)
+    layer = nn.TransformerEncoderLayer(d_model=16, nhead=4, dim_feedforward=24, dropout=0.0,
+                                       batch_first=batch_first).double().eval()
+    shape = (5, 3, 16) if not batch_first else (3, 5, 16)
+    x_cal, x = torch.randn(*shape, dtype=torch.float64), torch.randn(*shape, dtype=torch.float64)
+    chip = cimsim.load_chip("ideal")
+    prep = prepare(layer, chip, x_cal, seed=2).eval()
+    names = {name for name, _ in prep.twins()}
+    assert {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+            "self_attn.out_proj", "linear1", "linear2"} == names
+    assert [d[1] for d in prep.digital] == ["attention products"]
+    mask = torch.zeros(3, 5, dtype=torch.bool)  # (batch, sequence)
+    mask[0, -2:] = True  # padding of the first sequence
+    sim = cimsim.deploy(layer, chip, x_cal, seed=2, batch_dim=int(not batch_first))
+    y_twin = prep(x, src_key_padding_mask=mask).detach().numpy()
+    np.testing.assert_array_equal(prep.deploy(batch_dim=int(not batch_first))(
+        x, src_key_padding_mask=mask).numpy(), y_twin)
+    # and the twin starts where deploy starts
+    np.testing.assert_allclose(sim(x, src_key_padding_mask=mask).numpy(), y_twin,
+                               rtol=1e-12, atol=1e-12)
+    # training passes gradients into every projection
+    prep.train()
+    prep(x).sum().backward()
+    assert all(t.weight.grad is not None and t.weight.grad.abs().sum() > 0
+               for _, t in prep.twins())
+
+
+@pytest.mark.parametrize(("field", "quant"), [("quant.act_zero_point", dict(act_zero_point=True)),
+                                              ("quant.smooth_alpha", dict(smooth_alpha=0.5))])
+def test_deploy_options_the_twin_lacks_are_refused_by_name(field, quant):
+    from cimsim.errors import ConfigError
+
+    chip = cimsim.load_chip("ideal")
+    chip = chip.replace(quant=chip.quant.replace(**quant))
+    with pytest.raises(ConfigError, match=field):
+        prepare(nn.Linear(4, 2), chip, torch.rand(6, 4))
