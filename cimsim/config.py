@@ -271,8 +271,9 @@ class ArrayConfig(_Config):
         if self.rows_per_conversion is not None:
             _int_in(self, "rows_per_conversion", 1, self.n_rows)
         _int_in(self, "cols_per_adc", 1, self.n_cols)
-        _int_in(self, "n_tiles", 1)
-        _int_in(self, "arrays_per_tile", 1)
+        # bounded by what a chip can be (2^20 tiles of 2^16 arrays), not only from below
+        _int_in(self, "n_tiles", 1, 1 << 20)
+        _int_in(self, "arrays_per_tile", 1, 1 << 16)
         for name in ("allow_time_multiplexing", "kernel_preserving_tiling"):
             if not isinstance(getattr(self, name), bool):
                 _fail("ArrayConfig", name, getattr(self, name), "true or false")
@@ -576,6 +577,9 @@ class ChipConfig(_Config):
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
+        for name in ("name", "description", "source"):
+            if not isinstance(getattr(self, name), str):
+                _fail("ChipConfig", name, getattr(self, name), "a string")
         _int_in(self, "weight_bits", 2, 16)
         _int_in(self, "input_bits", 1, 16)
         _int_in(self, "accumulator_bits", 8, 64)
@@ -710,7 +714,11 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise ConfigError(f"chip file {str(path)!r} not found")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"chip file {str(path)!r} is not UTF-8 text (TOML is UTF-8): "
+                              f"{exc.reason} at byte {exc.start}") from None
         where = str(path)
     else:
         names = list_presets()
@@ -722,6 +730,11 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    if not data:
+        # an empty file would silently be the default chip, which is no chip anyone described
+        raise ConfigError(f"{where}: defines no field; a chip file gives at least its name and "
+                          "the sections that differ from the defaults (see `cimsim presets` "
+                          "and cimsim/presets/*.toml)")
     try:
         return ChipConfig.from_dict(data)
     except ConfigError as exc:

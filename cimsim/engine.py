@@ -69,7 +69,11 @@ class _Block:
 
 def _chunk_size(layer: ProgrammedLayer, n_planes: int, chunk_vectors: int | None) -> int:
     if chunk_vectors is not None:
-        return max(1, int(chunk_vectors))
+        if (isinstance(chunk_vectors, bool) or not isinstance(chunk_vectors, (int, np.integer))
+                or chunk_vectors < 1):
+            raise ConfigError(f"chunk_vectors = {chunk_vectors!r} is invalid; allowed: an "
+                              "integer >= 1 or None (as many as fit CHUNK_BYTES)")
+        return int(chunk_vectors)
     jg = layer.gemm_matrix.shape[1]
     per_vector = n_planes * (jg * 4 * (2 if layer.gemm_var is not None else 1)
                              + layer.n_inputs * 6)

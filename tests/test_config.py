@@ -194,7 +194,7 @@ BAD_VALUES = [
     (lambda: ArrayConfig(n_rows=8, rows_per_conversion=9), "ArrayConfig.rows_per_conversion",
      "[1, 8]"),
     (lambda: ArrayConfig(n_cols=4, cols_per_adc=5), "ArrayConfig.cols_per_adc", "[1, 4]"),
-    (lambda: ArrayConfig(n_tiles=-1), "ArrayConfig.n_tiles", "integer >= 1"),
+    (lambda: ArrayConfig(n_tiles=-1), "ArrayConfig.n_tiles", "integer in [1, 1048576]"),
     (lambda: ArrayConfig(allow_time_multiplexing=1), "ArrayConfig.allow_time_multiplexing",
      "true or false"),
     (lambda: DeviceConfig(bits_per_cell=0), "DeviceConfig.bits_per_cell", "[1, 7]"),
@@ -352,3 +352,32 @@ def test_invalid_toml(tmp_path, text):
     with pytest.raises(ConfigError, match="invalid TOML") as info:
         cimsim.load_chip(path)
     assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 16: nothing silent
+# ---------------------------------------------------------------------------------------------
+def test_empty_chip_file_is_refused_issue16(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text("# nothing here\n")
+    with pytest.raises(ConfigError, match="defines no field"):
+        cimsim.load_chip(path)
+
+
+def test_non_utf8_chip_file_is_one_error_issue16(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        cimsim.load_chip(path)
+
+
+@pytest.mark.parametrize(("toml", "field"), [
+    ("name = 5", "ChipConfig.name = 5"),
+    ('name = "x"\n[array]\nn_tiles = 100000000000000000000', "ArrayConfig.n_tiles"),
+    ('name = "x"\n[array]\narrays_per_tile = 1000000', "ArrayConfig.arrays_per_tile"),
+])
+def test_counts_and_names_a_chip_can_have_issue16(tmp_path, toml, field):
+    path = tmp_path / "chip.toml"
+    path.write_text(toml + "\n")
+    with pytest.raises(ConfigError, match=field):
+        cimsim.load_chip(path)

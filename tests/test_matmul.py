@@ -785,3 +785,13 @@ def test_weight_range_matches_encoding():
     assert input_range(ideal_chip(), False) == (0, 255)
     assert input_range(ideal_chip(), True) == (-128, 127)
     assert input_range(ideal_chip(signed_inputs="two_pass"), True) == (-127, 127)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_chunk_vectors_must_be_a_positive_integer_issue16(bad):
+    chip = cimsim.load_chip("ideal")
+    x, w = np.ones((3, 4), dtype=np.int64), np.ones((2, 4), dtype=np.int64)
+    with pytest.raises(ConfigError, match="chunk_vectors"):
+        cimsim.matmul(x, w, chip, chunk_vectors=bad)
+    y, _ = cimsim.matmul(x, w, chip, chunk_vectors=1)
+    assert (y == x @ w.T).all()
