@@ -68,7 +68,7 @@ from ..mapping.matrix import (
     program_parts,
 )
 from ..mapping.quant import act_range
-from .ste import floor_ste, grad_scale, lsq_factor, round_ste, with_surrogate
+from .ste import grad_scale, lsq_factor, round_ste
 
 __all__ = ["EngineView", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
@@ -177,6 +177,22 @@ def input_planes(x_int: torch.Tensor, chip: ChipConfig, signed: bool) -> torch.T
     return _slices(x_int, p * d, d)
 
 
+def read_noise_weights(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
+    """(Qc, N, K) per-unit-input² read-noise variance of every conversion, cell-LSB²:
+    ``(rel · G)²`` of the nominal cell conductance ``G = digit + g_off`` (both columns of an
+    analog differential pair), as ``arrays.program`` sets the engine's ``gemm_var``."""
+    rel2 = chip.noise.read_noise_rel ** 2
+    g_off = 0.0 if chip.weight_encoding is WeightEncoding.SIGNED_CELL else chip.device.g_off_lsb
+    if (chip.weight_encoding is WeightEncoding.DIFFERENTIAL
+            and chip.differential_readout is DifferentialReadout.ANALOG):
+        b, c = chip.weight_bits, chip.device.bits_per_cell
+        pos = _slices(torch.relu(w_int), b - 1, c) + g_off
+        neg = _slices(torch.relu(-w_int), b - 1, c) + g_off
+        return rel2 * (pos * pos + neg * neg)
+    g = conversion_digits(w_int, chip) + g_off
+    return rel2 * g * g
+
+
 # --------------------------------------------------------------------------------------------
 # The twin of one weight matrix
 # --------------------------------------------------------------------------------------------
@@ -202,9 +218,7 @@ class TwinMatmul(nn.Module):
     _w_tile: torch.Tensor
     _act_scale0: torch.Tensor
     _sig: torch.Tensor
-    _plane_share: torch.Tensor
     _coef: torch.Tensor
-    _digit_share: torch.Tensor
     _off: torch.Tensor
     _x_sum_coef: torch.Tensor
     _gidx: torch.Tensor
@@ -269,7 +283,6 @@ class TwinMatmul(nn.Module):
         sig = plane_layout(chip, view.input_signed)[0]
         self.n_planes = int(sig.shape[0])
         buf("_sig", sig)
-        buf("_plane_share", 1.0 / (self.n_planes * sig))  # Σ_p sig_p · share_p = 1
         first = view.parts[0][2]
         n_conv = first.n_conversions
         qc = n_conv // n
@@ -278,7 +291,6 @@ class TwinMatmul(nn.Module):
         self.n_kinds = qc
         coef = first.conv_coef[:qc]
         buf("_coef", np.tile(coef, n))
-        buf("_digit_share", 1.0 / (qc * coef))  # Σ_q coef_q · share_q = 1
         g_off = 0.0 if chip.weight_encoding is WeightEncoding.SIGNED_CELL \
             else chip.device.g_off_lsb
         comp = chip.device.off_current_compensation
@@ -407,46 +419,21 @@ class TwinMatmul(nn.Module):
     def integer_forward(self, x_int: torch.Tensor) -> torch.Tensor:
         """Integer-domain result (T, M, N) of integer inputs (M, K) with the current integer
         weights: what ``engine.run`` gives for each part (T = number of parts)."""
-        return self._integer(x_int.to(self.weight.dtype), self.quantized_weight())
+        with torch.no_grad():
+            return self._integer(x_int.to(self.weight.dtype), self.quantized_weight())
 
-    # --- the arrays ------------------------------------------------------------------------
     def _integer(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
-        chip = self.chip
-        m, k = x_int.shape
-        n, qc, g_n = self.n_outputs, self.n_kinds, self.n_groups
-        # the digits and planes of an integer pass its gradient on in fixed shares
-        digits = conversion_digits(w_int.detach(), chip)  # (Qc, N, K)
-        digits = with_surrogate(digits, w_int[None] * self._digit_share.view(-1, 1, 1))
-        mat = digits.permute(2, 1, 0).reshape(k, n * qc)  # (K, C), c = n·Qc + q
-        planes = input_planes(x_int.detach(), chip, self.input_signed)  # (P, M, K)
-        planes = with_surrogate(planes, x_int[None] * self._plane_share.view(-1, 1, 1))
-        p = planes.shape[0]
-        r = self.group_rows
-        if self.contiguous:
-            xg = planes.reshape(p * m, g_n, r).transpose(0, 1)
-            mg = mat.reshape(g_n, r, n * qc)
+        """The arrays, the ADCs and the shift-add: (T, M, N) from integer operands, through
+        one autograd function (:class:`_ChipProduct`)."""
+        if self.nonlinear_adc:
+            ratio = torch.ones_like(self._adc_delta0)  # the ramp's tables are not learned
         else:
-            flat = self._gidx.reshape(-1)
-            xg = F.pad(planes, (0, 1)).index_select(2, flat).reshape(p * m, g_n, r)
-            xg = xg.transpose(0, 1)
-            mg = F.pad(mat, (0, 0, 0, 1)).index_select(0, flat).reshape(g_n, r, n * qc)
-        # every (row group, plane, vector, conversion) partial sum in one batched GEMM
-        a = torch.bmm(xg, mg)  # (G, P·M, C)
-        if self.has_off:
-            a = a + xg.sum(dim=2, keepdim=True) * self._off
-        val = self._adc(a, m)
-        val = val.reshape(g_n, p, m, n * qc)
-        y = torch.einsum("gpmc,p,c->gmc", val, self._sig, self._coef)
-        y = y.reshape(g_n, m, n, qc).sum(dim=3)  # (G, M, N)
-        if self.n_parts > 1:
-            y = torch.zeros((self.n_parts, m, n), dtype=y.dtype, device=y.device
-                            ).index_add(0, self._group_part, y)
-        else:
-            y = y.sum(dim=0, keepdim=True)
-        if self.has_x_sum:
-            xs = x_int @ self._part_mask.t()  # (M, T): Σ_k x[k] per part
-            y = y + xs.t()[:, :, None] * self._x_sum_coef
-        return y
+            step: torch.Tensor = self.adc_step
+            if step.requires_grad:
+                n_values = self._adc_unit_size * (self.n_planes * x_int.shape[0])
+                step = grad_scale(step, 1.0 / torch.sqrt(n_values * max(self.top_code, 1.0)))
+            ratio = (step / self._adc_step0)[self._adc_unit]  # (G, C)
+        return _ChipProduct.apply(x_int, w_int, ratio, self)
 
     def adc_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Current linear grid ``(lo, delta)``, each (G, C): the calibrated grid scaled by the
@@ -454,39 +441,108 @@ class TwinMatmul(nn.Module):
         ratio = (self.adc_step / self._adc_step0)[self._adc_unit]
         return self._adc_lo0 * ratio, self._adc_delta0 * ratio
 
-    def _adc(self, a: torch.Tensor, m: int) -> torch.Tensor:
-        """Analog values (G, P·M, C) -> converted values, with the engine's transfer."""
-        adc, nz = self.chip.adc, self.chip.noise
-        noisy = self.training and self.options.train_noise
-        if self.nonlinear_adc:
-            delta = self._adc_delta0
+    # --- the arrays (no autograd: _ChipProduct's forward) --------------------------------------
+    def _row_groups(self, v: torch.Tensor) -> torch.Tensor:
+        """(..., K) -> (G, ..., r): the rows of every row group (a zero row pads ragged ones)."""
+        g_n, r = self.n_groups, self.group_rows
+        if self.contiguous:
+            grouped = v.reshape(*v.shape[:-1], g_n, r)
         else:
-            step: torch.Tensor = self.adc_step
-            if step.requires_grad:
-                n_values = self._adc_unit_size * (self.n_planes * m)
-                step = grad_scale(step, 1.0 / torch.sqrt(n_values * max(self.top_code, 1.0)))
-            ratio = (step / self._adc_step0)[self._adc_unit]
-            lo, delta = (self._adc_lo0 * ratio)[:, None, :], (self._adc_delta0 * ratio)[:, None, :]
-        if noisy and nz.thermal_sigma_lsb > 0:
-            a = a + nz.thermal_sigma_lsb * torch.randn_like(a)
-        if adc.gain_error != 0 or adc.offset_error_lsb != 0:
-            d = delta if not self.nonlinear_adc else delta[:, None, :]
-            a = a * (1.0 + adc.gain_error) + adc.offset_error_lsb * d
-        if noisy and adc.comparator_noise_lsb > 0:
-            d = delta if not self.nonlinear_adc else delta[:, None, :]
-            a = a + adc.comparator_noise_lsb * d * torch.randn_like(a)
-        if not self.nonlinear_adc:
-            code = torch.clamp(floor_ste((a - lo) / delta + 0.5), 0.0, self.top_code)
-            return lo + code * delta
-        # ramp NL-ADC: code = #thresholds <= a (searchsorted per (group, conversion))
-        at = a.transpose(1, 2).contiguous()  # (G, C, P·M)
-        code = torch.searchsorted(self._adc_thr, at.detach(), right=True)
-        lvl = self._adc_lvl
-        val = torch.gather(lvl, 2, code)
-        inside = (at >= lvl[..., :1]) & (at <= lvl[..., -1:])
-        # straight through inside the levels' span, zero outside (the ADC clips there)
-        val = with_surrogate(val, at * inside)
-        return val.transpose(1, 2)
+            grouped = F.pad(v, (0, 1)).index_select(-1, self._gidx.reshape(-1)).reshape(
+                *v.shape[:-1], g_n, r)
+        return grouped.movedim(-2, 0)
+
+    def _from_row_groups(self, v: torch.Tensor) -> torch.Tensor:
+        """(G, ..., r) -> (..., K): the inverse of :meth:`_row_groups` (pad rows dropped)."""
+        k = self.n_inputs
+        flat = v.movedim(0, -2).reshape(*v.shape[1:-1], -1)
+        if self.contiguous:
+            return flat
+        out = flat.new_zeros(*flat.shape[:-1], k + 1)
+        return out.index_add_(-1, self._gidx.reshape(-1), flat)[..., :k]
+
+    def _analog(self, x_int: torch.Tensor, w_int: torch.Tensor, noisy: bool
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every (row group, plane · vector, conversion) analog value (G, P·M, C) from ONE
+        batched GEMM (planes stacked along the vectors), the nominal off-state current and,
+        when ``noisy``, the thermal and per-cell read noise; and the comparator draws (or
+        None) the ADC adds."""
+        chip, nz = self.chip, self.chip.noise
+        m = x_int.shape[0]
+        n, qc = self.n_outputs, self.n_kinds
+        digits = conversion_digits(w_int, chip)  # (Qc, N, K)
+        mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
+        planes = input_planes(x_int, chip, self.input_signed)  # (P, M, K)
+        xg = self._row_groups(planes.reshape(self.n_planes * m, -1))  # (G, P·M, r)
+        a = torch.bmm(xg, mg)  # (G, P·M, C), c = n·Qc + q
+        if self.has_off:
+            a += xg.sum(dim=2, keepdim=True) * self._off
+        if noisy:
+            sd: torch.Tensor | float = nz.thermal_sigma_lsb
+            if nz.read_noise_rel > 0:
+                # per-cell read noise: variance Σ_k x_p[k]² (rel·G[k, j])² of every column
+                vg = self._row_groups(read_noise_weights(w_int, chip).permute(1, 0, 2).reshape(
+                    n * qc, -1)).transpose(1, 2)
+                sd = torch.sqrt(torch.bmm(xg * xg, vg) + nz.thermal_sigma_lsb ** 2)
+            if nz.read_noise_rel > 0 or nz.thermal_sigma_lsb > 0:
+                a += sd * torch.randn_like(a)
+        cmp = None
+        if noisy and chip.adc.comparator_noise_lsb > 0:
+            cmp = chip.adc.comparator_noise_lsb * torch.randn_like(a)
+        return a, cmp
+
+    def _convert(self, a: torch.Tensor, cmp: torch.Tensor | None, ratio: torch.Tensor,
+                 want_step: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The ADC, in place on analog values ``a`` (G, P·M, C): converted values, the
+        straight-through mask (True where the conversion did not clip) and, if ``want_step``,
+        ∂value/∂ratio (G, P·M, C) of a linear ADC (LSQ)."""
+        adc = self.chip.adc
+        g1 = 1.0 + adc.gain_error
+        if self.nonlinear_adc:
+            delta = self._adc_delta0[:, None, :]
+            if g1 != 1.0 or adc.offset_error_lsb != 0:
+                a.mul_(g1).add_(adc.offset_error_lsb * delta)
+            if cmp is not None:
+                a.add_(cmp * delta)
+            at = a.transpose(1, 2).contiguous()  # (G, C, P·M)
+            code = torch.searchsorted(self._adc_thr, at, right=True)
+            lvl = self._adc_lvl
+            inside = (at >= lvl[..., :1]) & (at <= lvl[..., -1:])
+            return (torch.gather(lvl, 2, code).transpose(1, 2),
+                    inside.transpose(1, 2), None)
+        lo = (self._adc_lo0 * ratio)[:, None, :]
+        delta = (self._adc_delta0 * ratio)[:, None, :]
+        # the engine's order of operations, so that codes agree up to float ties
+        if g1 != 1.0 or adc.offset_error_lsb != 0:
+            a.mul_(g1).add_(adc.offset_error_lsb * delta)
+        if cmp is not None:
+            a.add_(cmp * delta)
+        u = a.sub_(lo).div_(delta)  # the grid position
+        code = torch.floor(u + 0.5)
+        inside = (code >= 0) & (code <= self.top_code)
+        code.clamp_(0.0, self.top_code)
+        d_ratio = None
+        if want_step:
+            # v = lo₀·r + Δ₀·r·code(u): ∂v/∂r = Δ₀·(code + shift − u) inside, lo₀ + Δ₀·code
+            # outside (LSQ); shift = what the analog value moves per unit Δ (offset, comparator)
+            shift = adc.offset_error_lsb if cmp is None else cmp + adc.offset_error_lsb
+            d0 = self._adc_delta0[:, None, :]
+            d_ratio = torch.where(inside, (code - u + shift) * d0,
+                                  self._adc_lo0[:, None, :] + code * d0)
+        return code.mul_(delta).add_(lo), inside, d_ratio
+
+    def _shift_add(self, val: torch.Tensor, m: int) -> torch.Tensor:
+        """(G, P·M, C) per-conversion values -> (G, M, N): Σ_p sig_p Σ_q coef_q · value."""
+        g_n, p = self.n_groups, self.n_planes
+        val = val * self._coef
+        y = torch.matmul(self._sig.view(1, 1, p), val.reshape(g_n, p, -1))  # (G, 1, M·C)
+        return y.reshape(g_n, m, self.n_outputs, self.n_kinds).sum(dim=3)
+
+    def _to_parts(self, y: torch.Tensor) -> torch.Tensor:
+        """(G, M, N) per row group -> (T, M, N) per part."""
+        if self.n_parts == 1:
+            return y.sum(dim=0, keepdim=True)
+        return y.new_zeros((self.n_parts, *y.shape[1:])).index_add(0, self._group_part, y)
 
     # --- back to the engine -----------------------------------------------------------------
     def to_engine(self, seed: int | None = None) -> EngineView:
@@ -539,6 +595,64 @@ class TwinMatmul(nn.Module):
     def extra_repr(self) -> str:
         return (f"in={self.n_inputs}, out={self.n_outputs}, planes={self.n_planes}, "
                 f"kinds={self.n_kinds}, groups={self.n_groups}, parts={self.n_parts}")
+
+
+class _ChipProduct(torch.autograd.Function):
+    """The arrays, ADCs and shift-add of one :class:`TwinMatmul` as one autograd function.
+
+    Forward: ``twin``'s integer-domain result (T, M, N) of integer operands ``x_int`` (M, K)
+    and ``w_int`` (N, K) with ADC grid ``ratio`` (G, C) (calibrated grid x ratio), computed
+    in place without autograd; it keeps only what the backward needs, reduced over the planes
+    and conversion kinds: the share of unclipped conversions (G, M, N) and the LSQ
+    derivative in ``ratio`` (G, M, C).
+
+    Backward, straight through at the cost of the float layer (one GEMM of M·N·K per operand):
+    the gradient of the plain product ``x_int @ w_int.T`` of every row group, times the share
+    of its P·Q conversions that did not clip (and the ADC gain).
+    """
+
+    @staticmethod
+    def forward(ctx, x_int, w_int, ratio, twin):  # noqa: D102
+        m, (g_n, p, qc) = x_int.shape[0], (twin.n_groups, twin.n_planes, twin.n_kinds)
+        noisy = twin.training and twin.options.train_noise
+        a, cmp = twin._analog(x_int, w_int, noisy)
+        want_step = ctx.needs_input_grad[2]
+        val, inside, d_ratio = twin._convert(a, cmp, ratio, want_step)
+        del a, cmp
+        y = twin._to_parts(twin._shift_add(val, m))
+        del val
+        if twin.has_x_sum:
+            xs = x_int @ twin._part_mask.t()  # (M, T): Σ_k x[k] per part
+            y = y + xs.t()[:, :, None] * twin._x_sum_coef
+        share = d_step = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            share = inside.reshape(g_n, p, m, twin.n_outputs, qc).sum(
+                dim=(1, 4), dtype=x_int.dtype) / (p * qc)
+        del inside
+        if d_ratio is not None:
+            d_step = torch.matmul(twin._sig.view(1, 1, p), d_ratio.reshape(g_n, p, -1))
+            d_step = d_step.reshape(g_n, m, -1)  # Σ_p sig_p ∂v/∂ratio, (G, M, C)
+        ctx.twin = twin
+        ctx.save_for_backward(x_int, w_int, share, d_step)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):  # noqa: D102
+        twin = ctx.twin
+        x_int, w_int, share, d_step = ctx.saved_tensors
+        gp = twin._group_part
+        gx = gw = gr = None
+        if share is not None:
+            gg = gy.index_select(0, gp) * share * (1.0 + twin.chip.adc.gain_error)  # (G, M, N)
+            if ctx.needs_input_grad[0]:
+                gx = twin._from_row_groups(torch.bmm(gg, twin._row_groups(w_int)))
+            if ctx.needs_input_grad[1]:
+                gw = twin._from_row_groups(torch.bmm(gg.transpose(1, 2),
+                                                     twin._row_groups(x_int)))
+        if d_step is not None:
+            gyc = gy.index_select(0, gp).repeat_interleave(twin.n_kinds, dim=2)  # (G, M, C)
+            gr = (gyc * d_step).sum(dim=1) * twin._coef
+        return gx, gw, gr, None
 
 
 # --------------------------------------------------------------------------------------------
