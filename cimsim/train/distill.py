@@ -1,0 +1,242 @@
+"""Label-free fine-tuning: train a prepared model to match its float teacher (distillation).
+
+A pretrained model usually comes without its training labels. What the chip must preserve is
+the float model's function, so the twin (:func:`cimsim.train.prepare`) is trained to
+reproduce the float teacher's outputs, and optionally the activations of named layers, on
+unlabeled inputs (Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", 2015;
+matching intermediate activations as FitNets, Romero et al., ICLR 2015).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
+from .twin import PreparedModel
+
+__all__ = ["LOSSES", "distill", "distillation_loss", "output_cosine"]
+
+log = logging.getLogger(__name__)
+
+
+def _mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(student, teacher)
+
+
+def _cosine(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    # per input, over all its features: scale-free, as the cosine reported for embeddings
+    s, t = student.flatten(1), teacher.flatten(1)
+    return (1.0 - F.cosine_similarity(s, t, dim=1, eps=1e-12)).mean()
+
+
+#: Distillation losses by name: ``loss(student, teacher) -> scalar``, a mean over the batch.
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mse": _mse, "cosine": _cosine}
+
+
+def _tensor_of(out: object, where: str) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]  # e.g. (output, attention weights): the output is what is matched
+    raise ConfigError(f"{where} returned {type(out).__name__}; distillation matches tensors")
+
+
+def _student_module(prepared: PreparedModel, name: str) -> nn.Module | None:
+    modules = dict(prepared.model.named_modules())
+    # prepare() wraps a mappable root module in a Sequential named "0"
+    return modules.get(name, modules.get(f"0.{name}" if name else "0"))
+
+
+def _check_layers(prepared: PreparedModel, teacher: nn.Module,
+                  layers: Sequence[str] | None) -> list[tuple[str, nn.Module, nn.Module]]:
+    if layers is None:
+        return []
+    if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
+        raise ConfigError(f"layers = {layers!r} is invalid; allowed: None or a list of module "
+                          "names of the teacher")
+    teacher_modules = dict(teacher.named_modules())
+    out = []
+    for name in dict.fromkeys(layers):
+        t_mod, s_mod = teacher_modules.get(name), _student_module(prepared, name)
+        if not name or t_mod is None or s_mod is None:
+            known = ", ".join(n for n in teacher_modules if n)[:300]
+            raise ConfigError(f"layers: {name!r} is not a submodule of both the teacher and "
+                              f"the prepared model; teacher modules: {known}")
+        out.append((name, s_mod, t_mod))
+    return out
+
+
+@contextlib.contextmanager
+def distillation_loss(prepared: PreparedModel, teacher: nn.Module, *, loss: str = "mse",
+                      layers: Sequence[str] | None = None
+                      ) -> Iterator[Callable[..., torch.Tensor]]:
+    """A loss ``fn(x, *ignored) -> scalar`` of the student against the teacher on inputs ``x``.
+
+    The loss is ``LOSSES[loss](student(x), teacher(x))`` plus, for every name in ``layers``,
+    the same loss between that module's outputs in the two models (forward hooks, removed when
+    the ``with`` block ends). The teacher runs under ``torch.no_grad()`` in eval mode.
+
+    Parameters
+    ----------
+    prepared : PreparedModel
+        The student (:func:`cimsim.train.prepare`).
+    teacher : nn.Module
+        The float model; not modified.
+    loss : {"mse", "cosine"}
+        ``mse``: mean squared error; ``cosine``: mean over inputs of ``1 - cos`` of the
+        flattened outputs.
+    layers : sequence of str, optional
+        Module names as in ``teacher.named_modules()`` whose outputs are matched as well.
+
+    Raises
+    ------
+    ConfigError
+        ``loss`` is not a known name, or a name in ``layers`` is not in both models.
+    """
+    if loss not in LOSSES:
+        raise ConfigError(f"loss = {loss!r} is invalid; allowed: {', '.join(LOSSES)}")
+    if not isinstance(teacher, nn.Module):
+        raise ConfigError(f"teacher must be a torch nn.Module, got {type(teacher).__name__}")
+    match = LOSSES[loss]
+    hooked = _check_layers(prepared, teacher, layers)
+    seen: dict[tuple[str, str], torch.Tensor] = {}
+    handles = []
+    for name, s_mod, t_mod in hooked:
+        for side, mod in (("student", s_mod), ("teacher", t_mod)):
+            def hook(_m, _args, out, key=(side, name)) -> None:
+                seen[key] = _tensor_of(out, f"layer {key[1]!r} of the {key[0]}")
+            handles.append(mod.register_forward_hook(hook))
+
+    def fn(x: torch.Tensor, *_ignored: torch.Tensor) -> torch.Tensor:
+        seen.clear()
+        with torch.no_grad():
+            target = _tensor_of(teacher(x), "the teacher")
+        total = match(_tensor_of(prepared(x), "the prepared model"), target)
+        for name, _, _ in hooked:
+            total = total + match(seen[("student", name)], seen[("teacher", name)].detach())
+        return total
+
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        yield fn
+    finally:
+        for h in handles:
+            h.remove()
+        teacher.train(was_training)
+
+
+def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
+                  batch_size: int = 256) -> float:
+    """Mean over inputs of the cosine between ``model``'s and ``teacher``'s flattened outputs.
+
+    Both run in eval mode under ``torch.no_grad()``; their modes are restored.
+
+    Parameters
+    ----------
+    model, teacher : nn.Module
+    x : Tensor
+        Inputs ``(n, ...)``.
+    batch_size : int
+
+    Returns
+    -------
+    float
+        In ``[-1, 1]``; 1 when the outputs point the same way for every input.
+    """
+    modes = [(m, m.training) for m in (model, teacher)]
+    total, n = 0.0, int(x.shape[0])
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        model.eval()
+        teacher.eval()
+        with torch.no_grad():
+            for i in range(0, n, batch_size):
+                xb = x[i:i + batch_size].to(device)
+                s = _tensor_of(model(xb), "the model").flatten(1)
+                t = _tensor_of(teacher(xb), "the teacher").flatten(1).to(s.device)
+                total += float(F.cosine_similarity(s, t, dim=1, eps=1e-12).sum())
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+    return total / n
+
+
+def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 1,
+            lr: float = 1e-3, batch_size: int = 64, layers: Sequence[str] | None = None,
+            loss: str = "mse", progress: bool = True, seed: int = 0) -> dict:
+    """Fine-tune ``prepared`` without labels to match the float ``teacher``'s outputs.
+
+    Adam over every trainable parameter of ``prepared`` (weights and biases at ``lr``, each
+    learned scale and ADC step at ``lr`` times its size: :func:`~cimsim.train.loop.param_groups`),
+    minimising :func:`distillation_loss` on shuffled minibatches of ``data``.
+    The student trains in training mode (the twin's training noise on) with BatchNorm's
+    running statistics frozen; afterwards it is left in eval mode.
+
+    Parameters
+    ----------
+    prepared : PreparedModel
+        From :func:`cimsim.train.prepare`; trained in place.
+    teacher : nn.Module
+        The float model (typically the one ``prepared`` was made from); not modified.
+    data : Tensor, ndarray, or tuple of them
+        Unlabeled inputs ``(n, ...)``; of a tuple only the first element is used (labels, if
+        any, are ignored).
+    epochs : int
+        Passes over ``data``.
+    lr : float
+        Adam's learning rate.
+    batch_size : int
+    layers : sequence of str, optional
+        Teacher module names whose outputs are matched too (see :func:`distillation_loss`).
+    loss : {"mse", "cosine"}
+        The distance between student and teacher outputs.
+    progress : bool
+        A tqdm bar per epoch.
+    seed : int
+        The minibatch order and the training noise of every epoch derive from it.
+
+    Returns
+    -------
+    dict
+        ``{"loss": [mean loss of each epoch], "epochs": epochs, "n_inputs": n}``.
+
+    Raises
+    ------
+    ConfigError
+        An argument is invalid; the message names it.
+    """
+    if not isinstance(prepared, PreparedModel):
+        raise ConfigError("prepared must be a PreparedModel from cimsim.train.prepare, got "
+                          f"{type(prepared).__name__}")
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    lr = check_lr(lr)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed = {seed!r} is invalid; allowed: an integer")
+    # labels (or anything else) after the inputs are ignored: distillation needs none
+    x = as_tensors("data", data[:1] if isinstance(data, (tuple, list)) else data)[0]
+    groups = param_groups(prepared, lr)
+    if not groups:
+        raise ConfigError("prepared has no trainable parameters")
+    optimizer = torch.optim.Adam(groups)
+    history: list[float] = []
+    with distillation_loss(prepared, teacher, loss=loss, layers=layers) as fn:
+        try:
+            for epoch in range(epochs):
+                mean = train_epoch(prepared, (x,), fn, optimizer, batch_size=batch_size,
+                                   seed=seed, epoch=epoch, progress=progress,
+                                   desc=f"distill {epoch + 1}/{epochs}")
+                history.append(mean)
+                log.info("distill epoch %d/%d: loss %.6g", epoch + 1, epochs, mean)
+        finally:
+            prepared.eval()
+    return {"loss": history, "epochs": epochs, "n_inputs": int(x.shape[0])}

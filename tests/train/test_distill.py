@@ -1,0 +1,154 @@
+"""Label-free fine-tuning (issue 10, item 3): ``cimsim.train.distill`` raises the cosine of a
+prepared model to its float teacher on a lossy chip; the epoch loop resumes exactly; bad
+arguments are ``ConfigError``s naming the argument."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cimsim
+from cimsim.config import CalibrationGranularity
+from cimsim.data import load_digits_split
+from cimsim.errors import ConfigError
+from cimsim.train import distill, prepare
+from cimsim.train.distill import distillation_loss, output_cosine
+from cimsim.train.loop import as_tensors, param_groups, train_epoch
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x_train, y_train, x_test, _ = load_digits_split()
+    return x_train.flatten(1), y_train, x_test.flatten(1)
+
+
+@pytest.fixture(scope="module")
+def teacher(digits):
+    """A 64-32-10 MLP trained in float on the digits (full batch, 100 Adam steps)."""
+    x, y, _ = digits
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def lossy_chip():
+    """rram-22nm with a 4-bit ADC whose range is calibrated once per layer."""
+    chip = cimsim.load_chip("rram-22nm")
+    return chip.replace(adc=chip.adc.replace(
+        bits=4, calibration_granularity=CalibrationGranularity.LAYER))
+
+
+def test_distillation_raises_cosine_to_teacher(digits, teacher, lossy_chip):
+    x_train, _, x_test = digits
+    prepared = prepare(teacher, lossy_chip, x_train[:128], seed=0, train_noise=False)
+    before = output_cosine(prepared, teacher, x_test)
+    history = distill(prepared, teacher, x_train[:512], epochs=3, lr=3e-3, progress=False)
+    after = output_cosine(prepared, teacher, x_test)
+    assert set(history) == {"loss", "epochs", "n_inputs"}
+    assert len(history["loss"]) == 3 and history["n_inputs"] == 512
+    assert history["loss"][-1] < history["loss"][0]
+    assert before < 0.98  # the chip is lossy for this model ...
+    assert after > before + 0.005  # ... and distillation on held-apart inputs recovers part
+    assert not prepared.training
+    # the teacher is untouched
+    assert all(p.grad is None for p in teacher.parameters()) and not teacher.training
+
+
+def test_intermediate_layers_and_cosine_loss(digits, teacher, lossy_chip):
+    x_train, _, _ = digits
+    prepared = prepare(teacher, lossy_chip, x_train[:128], seed=0, train_noise=False)
+    with distillation_loss(prepared, teacher, loss="cosine", layers=["1"]) as fn:
+        with_layer = float(fn(x_train[:64]))
+    with distillation_loss(prepared, teacher, loss="cosine") as fn:
+        out_only = float(fn(x_train[:64]))
+    assert with_layer > out_only > 0  # the ReLU output "1" adds its own mismatch
+    # the hooks are gone after the block
+    assert not prepared.model[1]._forward_hooks and not teacher[1]._forward_hooks
+    history = distill(prepared, teacher, (x_train[:128], None), epochs=1, layers=["1"],
+                      loss="cosine", progress=False)
+    assert np.isfinite(history["loss"][0])
+
+
+def test_epochs_resume_exactly(digits, teacher, lossy_chip):
+    """Epoch e depends on (seed, e) only: epochs 0 and 1 in one go equal epoch 1 run after a
+    restored state of epoch 0 (what ``cimsim train`` relies on to resume)."""
+    x_train = digits[0][:256]
+
+    def start():
+        prepared = prepare(teacher, lossy_chip, x_train[:64], seed=0)  # training noise on
+        return prepared, torch.optim.Adam(param_groups(prepared, 1e-3))
+
+    def run(prepared, opt, epoch):
+        with distillation_loss(prepared, teacher) as fn:
+            return train_epoch(prepared, (x_train,), fn, opt, batch_size=64, seed=3,
+                               epoch=epoch, progress=False)
+
+    a, opt_a = start()
+    run(a, opt_a, 0)
+    state = copy.deepcopy((a.state_dict(), opt_a.state_dict()))
+    loss_a = run(a, opt_a, 1)
+    b, opt_b = start()
+    b.load_state_dict(state[0])
+    opt_b.load_state_dict(state[1])
+    torch.manual_seed(12345)  # the caller's RNG state does not matter
+    assert run(b, opt_b, 1) == loss_a
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+
+
+def test_step_sizes_learn_at_their_own_scale(digits, teacher, lossy_chip):
+    prepared = prepare(teacher, lossy_chip, digits[0][:64], seed=0)
+    groups = param_groups(prepared, 1e-3)
+    assert groups[0]["lr"] == 1e-3
+    twin = next(t for _, t in prepared.twins())
+    step_lr = {id(g["params"][0]): g["lr"] for g in groups[1:]}
+    assert step_lr[id(twin.act_scale)] == pytest.approx(1e-3 * float(twin.act_scale))
+    n = sum(len(g["params"]) for g in groups)
+    assert n == len([p for p in prepared.parameters() if p.requires_grad])
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"epochs": 0}, "epochs"), ({"epochs": 1.5}, "epochs"), ({"epochs": True}, "epochs"),
+    ({"lr": 0.0}, "lr"), ({"lr": float("nan")}, "lr"), ({"lr": "fast"}, "lr"),
+    ({"batch_size": 0}, "batch_size"), ({"layers": "1"}, "layers"),
+    ({"layers": ["no.such"]}, "layers"), ({"loss": "kl"}, "loss"), ({"seed": 1.0}, "seed"),
+])
+def test_bad_arguments_name_the_argument(digits, teacher, lossy_chip, kwargs, name):
+    prepared = prepare(teacher, lossy_chip, digits[0][:32], seed=0)
+    with pytest.raises(ConfigError, match=rf"^{name}\b"):
+        distill(prepared, teacher, digits[0][:32], progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("data, match", [
+    ("not data", "data must be"), (torch.zeros(0, 64), "data is empty"),
+    ((), "data must be"),
+])
+def test_bad_data(digits, teacher, lossy_chip, data, match):
+    prepared = prepare(teacher, lossy_chip, digits[0][:32], seed=0)
+    with pytest.raises(ConfigError, match=match):
+        distill(prepared, teacher, data, progress=False)
+
+
+def test_training_tensors_must_align():
+    with pytest.raises(ConfigError, match="data: the tensors differ"):
+        as_tensors("data", (torch.zeros(4, 64), torch.zeros(3)))
+
+
+def test_bad_prepared_and_teacher(digits, teacher, lossy_chip):
+    prepared = prepare(teacher, lossy_chip, digits[0][:32], seed=0)
+    with pytest.raises(ConfigError, match="^prepared must be"):
+        distill(teacher, teacher, digits[0][:32], progress=False)
+    with pytest.raises(ConfigError, match="^teacher must be"):
+        distill(prepared, "teacher", digits[0][:32], progress=False)
