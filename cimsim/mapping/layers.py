@@ -305,6 +305,12 @@ class SimLinear(SimLayer):
         self.cores = [MatmulCore(name, src.weight.detach().cpu().numpy(), bias, chip, seed)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            # as nn.Linear refuses it: a reshape would silently regroup the features
+            shape = "x".join(map(str, x.shape)) or "scalar"
+            raise RuntimeError(f"{self.sim_name}: mat1 and mat2 shapes cannot be multiplied "
+                               f"(input {shape}, weight {self.out_features}x{self.in_features}): "
+                               f"the layer takes {self.in_features} input features")
         lead = x.shape[:-1]
         y = self._matmul(self.cores[0], self._np(x.reshape(-1, self.in_features)))
         return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, self.out_features)
@@ -349,6 +355,15 @@ class SimConv(SimLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == self.dim + 1:  # unbatched (C, L) / (C, H, W), as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
+        if x.dim() != self.dim + 2 or x.shape[1] != self.in_channels:
+            # as torch's conv refuses it: im2col would silently use the first channels only
+            kh, kw = self.kernel
+            weight = [self.out_channels, self.in_channels // self.groups] + (
+                [kw] if self.dim == 1 else [kh, kw])
+            raise RuntimeError(
+                f"{self.sim_name}: Given groups={self.groups}, weight of size {weight}, expected "
+                f"{self.dim + 1}D (unbatched) or {self.dim + 2}D (batched) input with "
+                f"{self.in_channels} channels, but got input of size {list(x.shape)}")
         x4 = self._np(x.unsqueeze(2) if self.dim == 1 else x)
         cols, (b, h_out, w_out) = im2col(x4, self.kernel, self.stride, self.dilation, self.pads,
                                          self.pad_mode)
@@ -438,6 +453,10 @@ class SimMultiheadAttention(SimLayer):
         elif self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         # (L, B, E) from here on, as torch's functional implementation
+        if query.dim() != 3 or query.shape[-1] != self.embed_dim:
+            # torch's multi_head_attention_forward asserts this too
+            raise AssertionError(f"{self.sim_name}: was expecting embedding dimension of "
+                                 f"{self.embed_dim}, but got {query.shape[-1]}")
         tgt, bsz, e = query.shape
         src = key.shape[0]
         h, d = self.num_heads, e // self.num_heads

@@ -864,3 +864,30 @@ def test_one_bit_signed_inputs_are_refused_naming_the_field():
     chip = lossless_chip().replace(input_bits=1)
     with pytest.raises(ConfigError, match="input_bits = 1 cannot hold signed"):
         cimsim.deploy(nn.Sequential(nn.Linear(4, 3)), chip, torch.randn(8, 4))
+
+
+def test_wrong_input_shapes_are_refused_as_torch_refuses_them_issue16():
+    """A 3-channel input to a 1-channel conv returned sim(x[:, :1]) instead of an error."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)).eval()
+    sim = cimsim.deploy(model, lossless_chip(), torch.rand(8, 1, 8, 8))
+    for bad in (torch.rand(4, 3, 8, 8), torch.rand(8, 8)):
+        with pytest.raises(RuntimeError) as want:
+            model(bad)
+        with pytest.raises(RuntimeError, match="weight of size \\[4, 1, 3, 3\\]") as got:
+            sim(bad)
+        assert type(got.value) is type(want.value)
+    lin = cimsim.deploy(nn.Sequential(nn.Linear(6, 3)), lossless_chip(), torch.randn(8, 6))
+    for bad in (torch.randn(4, 3), torch.randn(2, 12)):  # 12 = 2 x 6 once reshaped
+        with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+            lin(bad)
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            return self.attn(x, x, x)[0]
+
+    sa = cimsim.deploy(SelfAttention().eval(), lossless_chip(), torch.randn(2, 5, 8))
+    with pytest.raises(AssertionError, match="embedding dimension of 8, but got 4"):
+        sa(torch.randn(2, 5, 4))
