@@ -148,3 +148,25 @@ def test_zero_point_in_attention_and_conv():
     with torch.no_grad():
         want, got = conv(xc), simc(xc)
     assert float((got - want).norm() / want.norm()) < 0.02
+
+
+def test_fused_adc_takes_the_correction_into_its_references():
+    """A layer-output ADC that produces the ReLU (fused) folds −z·Σw into its references like
+    the bias: with a fine (10-bit) calibrated ADC the fused layer stays close to float, and no
+    correction add is counted."""
+    ideal = cimsim.load_chip("ideal")
+    chip = zp_chip(ideal.replace(
+        dac=ideal.dac.replace(bits=None), device=ideal.device.replace(bits_per_cell=7),
+        array=ideal.array.replace(n_rows=64, n_cols=64),
+        adc=ideal.adc.replace(kind="sar", bits=10, range_policy="calibrated",
+                              calibration_granularity="column", placement="layer_output")))
+    model = nn.Sequential(nn.Linear(24, 16), nn.ReLU(), nn.Linear(16, 4)).double()
+    x = F.gelu(torch.randn(300, 24, dtype=torch.float64)) - 0.1
+    sim = cimsim.deploy(model, chip, calibration=x, seed=0)
+    core = sim.sim_layers["0"].cores[0]
+    assert core.fused and core.zero_point > 0
+    with torch.no_grad():
+        want, got = model[:2](x), sim.sim_layers["0"](x)
+    assert float((got - want).norm() / want.norm()) < 0.01
+    key = event_key(Component.DIGITAL, Action.CORRECTION_ADD, chip.accumulator_bits)
+    assert key not in sim.works()[0].events
