@@ -335,9 +335,12 @@ class TwinMatmul(nn.Module):
         gidx = np.full((self.n_groups, r_max), k, dtype=np.int64)  # row k: a zero pad row
         for g, (k0, k1) in enumerate(rows):
             gidx[g, :k1 - k0] = np.arange(k0, k1)
-        # equal consecutive groups covering K: a reshape instead of a gather
-        self.contiguous = bool(self.n_groups * r_max == k
-                               and np.array_equal(gidx.ravel(), np.arange(k)))
+        # consecutive groups covering K, only the last one short (default tiling): zero padding
+        # at the end and a reshape instead of a gather
+        flat_idx = gidx.ravel()
+        self.tail_pad = self.n_groups * r_max - k
+        self.contiguous = bool(np.array_equal(flat_idx[:k], np.arange(k))
+                               and np.all(flat_idx[k:] == k))
         self.group_rows = r_max
         buf("_gidx", gidx, torch.long)
         buf("_group_part", np.asarray(group_part), torch.long)
@@ -446,6 +449,8 @@ class TwinMatmul(nn.Module):
         """(..., K) -> (G, ..., r): the rows of every row group (a zero row pads ragged ones)."""
         g_n, r = self.n_groups, self.group_rows
         if self.contiguous:
+            if self.tail_pad:
+                v = F.pad(v, (0, self.tail_pad))
             grouped = v.reshape(*v.shape[:-1], g_n, r)
         else:
             grouped = F.pad(v, (0, 1)).index_select(-1, self._gidx.reshape(-1)).reshape(
@@ -457,7 +462,7 @@ class TwinMatmul(nn.Module):
         k = self.n_inputs
         flat = v.movedim(0, -2).reshape(*v.shape[1:-1], -1)
         if self.contiguous:
-            return flat
+            return flat[..., :k]
         out = flat.new_zeros(*flat.shape[:-1], k + 1)
         return out.index_add_(-1, self._gidx.reshape(-1), flat)[..., :k]
 
@@ -485,7 +490,9 @@ class TwinMatmul(nn.Module):
                     n * qc, -1)).transpose(1, 2)
                 sd = torch.sqrt(torch.bmm(xg * xg, vg) + nz.thermal_sigma_lsb ** 2)
             if nz.read_noise_rel > 0 or nz.thermal_sigma_lsb > 0:
-                a += sd * torch.randn_like(a)
+                z = torch.randn_like(a)
+                a.add_(z.mul_(sd))  # in place: fresh buffers of this size cost more than math
+                del z
         cmp = None
         if noisy and chip.adc.comparator_noise_lsb > 0:
             cmp = chip.adc.comparator_noise_lsb * torch.randn_like(a)
@@ -518,23 +525,26 @@ class TwinMatmul(nn.Module):
         if cmp is not None:
             a.add_(cmp * delta)
         u = a.sub_(lo).div_(delta)  # the grid position
-        code = torch.floor(u + 0.5)
-        inside = (code >= 0) & (code <= self.top_code)
+        code = torch.add(u, 0.5).floor_()
+        inside = code.ge(0.0).logical_and_(code.le(self.top_code))
         code.clamp_(0.0, self.top_code)
         d_ratio = None
         if want_step:
             # v = lo₀·r + Δ₀·r·code(u): ∂v/∂r = Δ₀·(code + shift − u) inside, lo₀ + Δ₀·code
-            # outside (LSQ); shift = what the analog value moves per unit Δ (offset, comparator)
-            shift = adc.offset_error_lsb if cmp is None else cmp + adc.offset_error_lsb
+            # outside (LSQ); shift = what the analog value moves per unit Δ (offset, comparator).
+            # Computed in u's storage: each fresh buffer of this size costs more than its math.
             d0 = self._adc_delta0[:, None, :]
-            d_ratio = torch.where(inside, (code - u + shift) * d0,
-                                  self._adc_lo0[:, None, :] + code * d0)
+            if cmp is not None:
+                u.sub_(cmp)
+            d_ratio = u.sub_(adc.offset_error_lsb).neg_().mul_(d0)
+            torch.where(inside, d_ratio, self._adc_lo0[:, None, :], out=d_ratio)
+            d_ratio.addcmul_(code, d0)
         return code.mul_(delta).add_(lo), inside, d_ratio
 
     def _shift_add(self, val: torch.Tensor, m: int) -> torch.Tensor:
         """(G, P·M, C) per-conversion values -> (G, M, N): Σ_p sig_p Σ_q coef_q · value."""
         g_n, p = self.n_groups, self.n_planes
-        val = val * self._coef
+        val = val.mul_(self._coef)
         y = torch.matmul(self._sig.view(1, 1, p), val.reshape(g_n, p, -1))  # (G, 1, M·C)
         return y.reshape(g_n, m, self.n_outputs, self.n_kinds).sum(dim=3)
 
@@ -626,8 +636,10 @@ class _ChipProduct(torch.autograd.Function):
             y = y + xs.t()[:, :, None] * twin._x_sum_coef
         share = d_step = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            share = inside.reshape(g_n, p, m, twin.n_outputs, qc).sum(
-                dim=(1, 4), dtype=x_int.dtype) / (p * qc)
+            # Σ over planes as a GEMV (a strided reduction over two axes is several times slower)
+            ones = x_int.new_full((1, 1, p), 1.0 / (p * qc))
+            share = torch.matmul(ones, inside.reshape(g_n, p, -1).to(x_int.dtype))
+            share = share.reshape(g_n, m, twin.n_outputs, qc).sum(dim=3)
         del inside
         if d_ratio is not None:
             d_step = torch.matmul(twin._sig.view(1, 1, p), d_ratio.reshape(g_n, p, -1))
@@ -640,18 +652,22 @@ class _ChipProduct(torch.autograd.Function):
     def backward(ctx, gy):  # noqa: D102
         twin = ctx.twin
         x_int, w_int, share, d_step = ctx.saved_tensors
-        gp = twin._group_part
         gx = gw = gr = None
+        # per row group; a single part broadcasts (index_select is slow on expanded grads)
+        g_n = twin.n_groups
+        gyg = (gy.expand(g_n, -1, -1) if twin.n_parts == 1
+               else gy.index_select(0, twin._group_part)).contiguous()
         if share is not None:
-            gg = gy.index_select(0, gp) * share * (1.0 + twin.chip.adc.gain_error)  # (G, M, N)
+            gg = gyg * share * (1.0 + twin.chip.adc.gain_error)  # (G, M, N)
             if ctx.needs_input_grad[0]:
                 gx = twin._from_row_groups(torch.bmm(gg, twin._row_groups(w_int)))
             if ctx.needs_input_grad[1]:
                 gw = twin._from_row_groups(torch.bmm(gg.transpose(1, 2),
                                                      twin._row_groups(x_int)))
         if d_step is not None:
-            gyc = gy.index_select(0, gp).repeat_interleave(twin.n_kinds, dim=2)  # (G, M, C)
-            gr = (gyc * d_step).sum(dim=1) * twin._coef
+            gr = torch.einsum("gmn,gmnq->gnq", gyg,
+                              d_step.view(g_n, -1, twin.n_outputs, twin.n_kinds))
+            gr = gr.reshape(g_n, -1) * twin._coef
         return gx, gw, gr, None
 
 
