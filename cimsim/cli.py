@@ -3,6 +3,7 @@
     cimsim demo [--out DIR] [--chip NAME]        the digits CNN on a chip, report written
     cimsim simulate --model M --data D --chip C --out DIR
     cimsim sweep --model M --data D --chip C --adc-bits 3-8 --out DIR   (--model demo: no files)
+    cimsim train --model M --chip C --method qat|distill --epochs E --out DIR
     cimsim presets                               the bundled chips
     cimsim report DIR                            re-render a saved report
     cimsim --version
@@ -115,22 +116,28 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sim = cimsim.deploy(model, chip, x[:n_cal], seed=args.seed)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {x.shape[0]} inputs "
           f"({n_cal} for calibration)")
+    _evaluate_and_save(sim, model, x, y, args.out, args.batch_size)
+    return 0
+
+
+def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> None:
+    """Run ``sim`` over ``x`` (accuracy against ``model`` when labels exist), print the totals
+    and the layer table, write the report files: what ``simulate`` and ``train`` end with."""
     if y is not None:
         float_acc = accuracy(model, x, y, batch_size=None)
-        sim_acc = accuracy(sim, x, y, batch_size=args.batch_size, progress=True,
+        sim_acc = accuracy(sim, x, y, batch_size=batch_size, progress=True,
                            desc="simulating")
         print(f"{'float accuracy':<24}{100 * float_acc:.2f} %")
         print(f"{'simulated accuracy':<24}{100 * sim_acc:.2f} %")
     else:
-        predict(sim, x, batch_size=args.batch_size, progress=True, desc="simulating")
+        predict(sim, x, batch_size=batch_size, progress=True, desc="simulating")
     report = sim.report()
     for line in _totals_lines(report):
         print(line)
     print()
     print(_layer_table(report))
-    paths = _save(report, args.out)
-    print(f"\nwrote {len(paths)} files to {args.out}/")
-    return 0
+    paths = _save(report, out)
+    print(f"\nwrote {len(paths)} files to {out}/")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -302,6 +309,188 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``--model`` names of the bundled models (trained on the digits; their split has labels)
+BUILTIN_MODELS = {"demo": "digits CNN (demo)", "resnet-digits": "ResNet-20 digits"}
+TRAIN_METHODS = ("qat", "distill")
+CHECKPOINT = "checkpoint.pt"
+
+
+def _builtin_model(name: str) -> nn.Module:
+    from .models import load_digits_cnn, load_resnet_digits
+
+    return load_digits_cnn() if name == "demo" else load_resnet_digits()
+
+
+def _train_data(args: argparse.Namespace):
+    """(model, x_train, y_train, x_eval, y_eval, description) for ``cimsim train``."""
+    from .errors import ConfigError
+
+    y_train: torch.Tensor | None
+    y_eval: torch.Tensor | None
+    if args.model in BUILTIN_MODELS:
+        from .data import load_digits_split
+
+        if args.data is not None:
+            raise ConfigError(f"--data: --model {args.model} brings its own data (the digits "
+                              "train/test split); leave --data out")
+        x_train, y_train, x_eval, y_eval = load_digits_split()
+        model = _builtin_model(args.model)
+        what = "digits train split / test split"
+    else:
+        from .mapping.loaders import load_data, load_model
+
+        if args.data is None:
+            raise ConfigError(f"--data is required with --model {args.model} (unless --model "
+                              f"is one of {', '.join(BUILTIN_MODELS)})")
+        x, y = load_data(args.data)
+        n_train = (3 * x.shape[0]) // 4
+        if n_train < 1 or n_train == x.shape[0]:
+            raise ConfigError(f"--data: {x.shape[0]} inputs are too few to hold a quarter out")
+        # a fixed split, so that a rerun resumes on the same inputs
+        x_train, x_eval = x[:n_train], x[n_train:]
+        y_train, y_eval = (None, None) if y is None else (y[:n_train], y[n_train:])
+        model = load_model(args.model, example=x[:2])
+        what = f"first {n_train} inputs of {args.data} / last {x.shape[0] - n_train}"
+    if args.limit:
+        x_train, x_eval = x_train[:args.limit], x_eval[:args.limit]
+        if y_train is not None and y_eval is not None:
+            y_train, y_eval = y_train[:args.limit], y_eval[:args.limit]
+    return model, x_train, y_train, x_eval, y_eval, what
+
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    from .errors import ConfigError
+    from .train.distill import LOSSES
+    from .train.loop import check_lr, check_positive_int
+
+    if args.method not in TRAIN_METHODS:
+        raise ConfigError(f"--method: '{args.method}' is not a method; allowed: "
+                          f"{', '.join(TRAIN_METHODS)}")
+    if args.loss not in LOSSES:
+        raise ConfigError(f"--loss: '{args.loss}' is not a distillation loss; allowed: "
+                          f"{', '.join(LOSSES)}")
+    for flag in ("epochs", "batch_size", "calibration"):
+        check_positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
+    check_lr(args.lr, "--lr")
+    if args.limit < 0:
+        raise ConfigError(f"--limit = {args.limit} is invalid; give 0 (all) or more")
+
+
+def _run_identity(args: argparse.Namespace) -> dict[str, str]:
+    """What a checkpoint must agree on to be resumed (``--epochs`` may grow)."""
+    keys = ("model", "data", "chip", "method", "loss", "lr", "batch_size", "seed",
+            "calibration", "limit")
+    return {k: str(getattr(args, k)) for k in keys}
+
+
+def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
+    import torch
+
+    from .errors import ConfigError
+
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise ConfigError(f"--out: {path} is not a readable checkpoint ({type(exc).__name__}); "
+                          "remove it to start over") from None
+    if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "loss",
+                                           "run"} <= set(state):
+        raise ConfigError(f"--out: {path} is not a cimsim train checkpoint; remove it or use "
+                          "another --out")
+    for key, value in run.items():
+        if state["run"].get(key) != value:
+            raise ConfigError(f"--out: {path} belongs to another run (--{key.replace('_', '-')}"
+                              f" {state['run'].get(key)} there, {value} now); use another --out "
+                              "or remove the file")
+    return state
+
+
+def _write_checkpoint(path: Path, state: dict) -> None:
+    import os
+
+    import torch
+
+    # a kill during the write leaves the previous checkpoint whole
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import contextlib
+    import json
+
+    import torch
+    import torch.nn.functional as F
+
+    import cimsim
+
+    from .train import PreparedModel, prepare
+    from .train.distill import distillation_loss, output_cosine
+    from .train.loop import param_groups, train_epoch
+
+    _check_train_args(args)
+    chip = cimsim.load_chip(args.chip)
+    model, x_train, y_train, x_eval, y_eval, what = _train_data(args)
+    if args.method == "qat" and y_train is None:
+        from .errors import ConfigError
+
+        raise ConfigError("--method qat needs labels and --data has none ('y'); use --method "
+                          "distill")
+    name = BUILTIN_MODELS.get(args.model, args.model)
+    prepared = prepare(model, chip, x_train[:args.calibration], seed=args.seed)
+    optimizer = torch.optim.Adam(param_groups(prepared, args.lr))
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = args.out / CHECKPOINT
+    run = _run_identity(args)
+    state = _read_checkpoint(ckpt_path, run)
+    history: list[float] = []
+    start = 0
+    print(f"cimsim {__version__} train: {name} on {chip.name}, method {args.method}; "
+          f"{x_train.shape[0]} training / {x_eval.shape[0]} evaluation inputs ({what})")
+    if state is not None:
+        prepared.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
+        print(f"resuming from {ckpt_path} after epoch {start} of {args.epochs}")
+    context = (distillation_loss(prepared, model, loss=args.loss) if args.method == "distill"
+               else contextlib.nullcontext(lambda x, y: F.cross_entropy(prepared(x), y)))
+    with context as loss_fn:
+        data = (x_train,) if args.method == "distill" else (x_train, y_train)
+        for epoch in range(start, args.epochs):
+            t0 = time.perf_counter()
+            mean = train_epoch(prepared, data, loss_fn, optimizer, batch_size=args.batch_size,
+                               seed=args.seed, epoch=epoch, progress=True,
+                               desc=f"epoch {epoch + 1}/{args.epochs}")
+            history.append(mean)
+            _write_checkpoint(ckpt_path, {"epoch": epoch + 1, "model": prepared.state_dict(),
+                                          "optimizer": optimizer.state_dict(),
+                                          "loss": history, "run": run})
+            print(f"epoch {epoch + 1}/{args.epochs}  loss {mean:.5g}  "
+                  f"({time.perf_counter() - t0:.1f} s, checkpoint written)")
+    prepared.eval()
+    summary: dict = {"method": args.method, "epochs": len(history), "loss": history,
+                     "cosine_to_float": output_cosine(prepared, model, x_eval)}
+    print(f"{'twin cosine to float':<24}{summary['cosine_to_float']:.4f}")
+    if y_eval is not None:
+        summary["twin_accuracy"] = accuracy(prepared, x_eval, y_eval, batch_size=None)
+        print(f"{'twin accuracy':<24}{100 * summary['twin_accuracy']:.2f} %")
+    (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    deploy = getattr(PreparedModel, "deploy", None)
+    if deploy is None:
+        # the twin's deploy lands in a parallel change; say so rather than report a model
+        # that does not carry what was learned
+        print("prepared.deploy() is not in this cimsim yet: no simulated report written; "
+              "the twin's eval result above is the end of this run")
+        return 0
+    sim = prepared.deploy(args.seed)
+    print(f"deployed with the learned weights, scales and ADC tables (seed {args.seed})")
+    _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="cimsim",
@@ -363,6 +552,32 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", type=Path, required=True,
                    help="folder for the files; a rerun skips the points already in it")
     w.set_defaults(func=cmd_sweep)
+
+    t = sub.add_parser("train", help="train a model for a chip (QAT with labels, or "
+                                     "distillation from the float model), then simulate it")
+    t.add_argument("--model", required=True,
+                   help="demo, resnet-digits (bundled, with the digits data), or a torch.export "
+                        ".pt2, TorchScript file or module:function (then --data)")
+    t.add_argument("--data", type=Path, default=None,
+                   help=".npz with x (and y) or a tensor file; the last quarter is held out "
+                        "for the evaluation (not with the bundled models)")
+    t.add_argument("--chip", required=True, help="preset name or .toml path")
+    t.add_argument("--method", default="qat",
+                   help="qat: cross-entropy on the labels; distill: match the float model's "
+                        "outputs, no labels (default qat)")
+    t.add_argument("--loss", default="mse", help="distillation loss: mse or cosine")
+    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--calibration", type=int, default=256,
+                   help="first N training inputs set the initial scales and ADC ranges")
+    t.add_argument("--limit", type=int, default=0,
+                   help="use only the first N training and N evaluation inputs")
+    t.add_argument("--out", type=Path, required=True,
+                   help="folder for checkpoint.pt, training.json and the report; a rerun "
+                        "resumes after the last complete epoch")
+    t.set_defaults(func=cmd_train)
 
     p = sub.add_parser("presets", help="list the bundled chip presets")
     p.set_defaults(func=cmd_presets)

@@ -173,3 +173,134 @@ def test_report_rerenders_saved_folder(tmp_path, capsys):
     assert (tmp_path / "b" / "report.json").is_file()
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+# --- cimsim train ---------------------------------------------------------------------------
+
+TRAIN = ["train", "--model", "demo", "--chip", "rram-22nm", "--limit", "32", "--batch-size",
+         "16", "--calibration", "32"]
+
+
+@pytest.fixture
+def no_deploy(monkeypatch):
+    """Runs end at the twin's evaluation (the simulated report is tested once, below)."""
+    from cimsim.train import PreparedModel
+
+    monkeypatch.delattr(PreparedModel, "deploy", raising=False)
+
+
+@pytest.fixture
+def epochs_run(monkeypatch):
+    """The epochs each ``cimsim train`` call trains, recorded."""
+    import cimsim.train.loop as loop
+
+    calls: list[int] = []
+    real = loop.train_epoch
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["epoch"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_epoch", spy)
+    return calls
+
+
+def _checkpoint(out):
+    return torch.load(out / "checkpoint.pt", weights_only=True)
+
+
+def test_train_one_epoch_writes_checkpoint_and_report(tmp_path, capsys):
+    from cimsim.train import PreparedModel
+
+    if not hasattr(PreparedModel, "deploy"):
+        pytest.skip("PreparedModel.deploy is not in this tree yet")
+    assert main(TRAIN + ["--method", "qat", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1" in out and "simulated accuracy" in out and "twin accuracy" in out
+    state = _checkpoint(tmp_path)
+    assert state["epoch"] == 1 and len(state["loss"]) == 1
+    assert set(state) == {"epoch", "model", "optimizer", "loss", "run"}
+    assert all(isinstance(v, torch.Tensor) for v in state["model"].values())
+    assert not (tmp_path / "checkpoint.pt.tmp").exists()
+    summary = json.loads((tmp_path / "training.json").read_text())
+    assert summary["epochs"] == 1 and 0 <= summary["twin_accuracy"] <= 1
+    # the same report as `cimsim simulate`
+    for name in ("report.json", "report.html", "layers.csv"):
+        assert (tmp_path / name).is_file()
+
+
+def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, no_deploy, epochs_run):
+    args = TRAIN + ["--method", "qat", "--out", str(tmp_path)]
+    assert main(args + ["--epochs", "1"]) == 0
+    first = _checkpoint(tmp_path)
+    assert "prepared.deploy() is not in this cimsim yet" in capsys.readouterr().out
+    assert epochs_run == [0]
+
+    assert main(args + ["--epochs", "2"]) == 0  # as if the 2-epoch run was killed after one
+    out = capsys.readouterr().out
+    assert "after epoch 1 of 2" in out and "epoch 2/2" in out and "epoch 1/2" not in out
+    assert epochs_run == [0, 1]  # epoch 0 was not recomputed
+    second = _checkpoint(tmp_path)
+    assert second["epoch"] == 2 and second["loss"][0] == first["loss"][0]
+
+    assert main(args + ["--epochs", "2"]) == 0  # nothing left to train
+    assert epochs_run == [0, 1]
+
+
+@pytest.mark.slow
+def test_train_resumed_equals_uninterrupted(tmp_path, no_deploy):
+    args = TRAIN + ["--method", "distill"]
+    resumed, straight = tmp_path / "resumed", tmp_path / "straight"
+    assert main(args + ["--epochs", "1", "--out", str(resumed)]) == 0
+    assert main(args + ["--epochs", "2", "--out", str(resumed)]) == 0
+    assert main(args + ["--epochs", "2", "--out", str(straight)]) == 0
+    a, b = _checkpoint(resumed), _checkpoint(straight)
+    assert a["loss"] == b["loss"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_train_distill_without_labels(digits_files, tmp_path, capsys, no_deploy):
+    assert main(["train", "--model", "cimsim.models:load_digits_cnn", "--data",
+                 str(digits_files / "nolabels.npz"), "--chip", "rram-22nm", "--method",
+                 "distill", "--loss", "cosine", "--epochs", "1", "--batch-size", "16",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "48 training / 16 evaluation inputs" in out and "twin cosine to float" in out
+    summary = json.loads((tmp_path / "training.json").read_text())
+    assert summary["method"] == "distill" and "twin_accuracy" not in summary
+    assert 0 < summary["cosine_to_float"] <= 1
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--method", "qt"], "--method: 'qt' is not a method"),
+    (["--epochs", "0"], "--epochs = 0"),
+    (["--lr", "-1"], "--lr = -1.0"),
+    (["--batch-size", "0"], "--batch-size = 0"),
+    (["--loss", "kl"], "--loss: 'kl'"),
+    (["--limit", "-1"], "--limit = -1"),
+    (["--data", "x.npz"], "--data: --model demo brings its own data"),
+    (["--chip", "no-such-chip"], "no-such-chip"),
+])
+def test_train_bad_options_one_line_exit_2(tmp_path, capsys, extra, fragment):
+    assert main(TRAIN + ["--out", str(tmp_path)] + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cimsim: error: ") and fragment in err
+
+
+def test_train_errors_about_data_and_checkpoints(digits_files, tmp_path, capsys, no_deploy):
+    custom = ["train", "--model", "cimsim.models:load_digits_cnn", "--chip", "rram-22nm",
+              "--out", str(tmp_path)]
+    assert main(custom) == 2
+    assert "--data is required" in capsys.readouterr().err
+    assert main(custom + ["--data", str(digits_files / "nolabels.npz")]) == 2
+    assert "--method qat needs labels" in capsys.readouterr().err
+
+    assert main(TRAIN + ["--epochs", "1", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert main(TRAIN + ["--epochs", "1", "--lr", "0.01", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "belongs to another run (--lr 0.001 there, 0.01 now)" in err
+    (tmp_path / "checkpoint.pt").write_bytes(b"damaged")
+    assert main(TRAIN + ["--epochs", "1", "--out", str(tmp_path)]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err

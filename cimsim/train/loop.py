@@ -28,11 +28,11 @@ def check_positive_int(name: str, value: object) -> int:
     return int(value)
 
 
-def check_lr(value: object) -> float:
-    """A finite learning rate > 0, or a ``ConfigError`` naming ``lr``."""
+def check_lr(value: object, name: str = "lr") -> float:
+    """A finite learning rate > 0, or a ``ConfigError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
             or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"lr = {value!r} is invalid; allowed: a finite number > 0")
+        raise ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number > 0")
     return float(value)
 
 
