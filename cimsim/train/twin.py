@@ -798,11 +798,13 @@ class TwinConv(_TwinLayer):
         """(B, C, H, W) -> rows (B·H_out·W_out, C·kh·kw), columns ordered (c, i, j)."""
         if any(self.pads):
             x4 = F.pad(x4, self.pads, mode=self.pad_mode)
-        b = x4.shape[0]
-        cols = F.unfold(x4, self.kernel, dilation=self.dilation, stride=self.stride)
-        h_out = (x4.shape[2] - self.dilation[0] * (self.kernel[0] - 1) - 1) // self.stride[0] + 1
-        w_out = (x4.shape[3] - self.dilation[1] * (self.kernel[1] - 1) - 1) // self.stride[1] + 1
-        return cols.transpose(1, 2).reshape(b * h_out * w_out, -1), (b, h_out, w_out)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        # strided windows and one copy: torch's OpenMP im2col (F.unfold) stalls on a busy CPU
+        win = x4.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)
+        win = win[..., ::dh, ::dw]  # (B, C, H_out, W_out, kh, kw)
+        b, _, h_out, w_out = win.shape[:4]
+        cols = win.permute(0, 2, 3, 1, 4, 5).reshape(b * h_out * w_out, -1)
+        return cols, (b, h_out, w_out)
 
     def finalize(self) -> None:
         InputStats.share(self._stats)
