@@ -182,14 +182,6 @@ TRAIN = ["train", "--model", "demo", "--chip", "rram-22nm", "--limit", "32", "--
 
 
 @pytest.fixture
-def no_deploy(monkeypatch):
-    """Runs end at the twin's evaluation (the simulated report is tested once, below)."""
-    from cimsim.train import PreparedModel
-
-    monkeypatch.delattr(PreparedModel, "deploy", raising=False)
-
-
-@pytest.fixture
 def epochs_run(monkeypatch):
     """The epochs each ``cimsim train`` call trains, recorded."""
     import cimsim.train.loop as loop
@@ -210,10 +202,6 @@ def _checkpoint(out):
 
 
 def test_train_one_epoch_writes_checkpoint_and_report(tmp_path, capsys):
-    from cimsim.train import PreparedModel
-
-    if not hasattr(PreparedModel, "deploy"):
-        pytest.skip("PreparedModel.deploy is not in this tree yet")
     assert main(TRAIN + ["--method", "qat", "--epochs", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "epoch 1/1" in out and "simulated accuracy" in out and "twin accuracy" in out
@@ -229,11 +217,11 @@ def test_train_one_epoch_writes_checkpoint_and_report(tmp_path, capsys):
         assert (tmp_path / name).is_file()
 
 
-def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, no_deploy, epochs_run):
+def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, epochs_run):
     args = TRAIN + ["--method", "qat", "--out", str(tmp_path)]
     assert main(args + ["--epochs", "1"]) == 0
     first = _checkpoint(tmp_path)
-    assert "prepared.deploy() is not in this cimsim yet" in capsys.readouterr().out
+    assert "deployed with the learned weights" in capsys.readouterr().out
     assert epochs_run == [0]
 
     assert main(args + ["--epochs", "2"]) == 0  # as if the 2-epoch run was killed after one
@@ -248,7 +236,7 @@ def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, no_deploy, ep
 
 
 @pytest.mark.slow
-def test_train_resumed_equals_uninterrupted(tmp_path, no_deploy):
+def test_train_resumed_equals_uninterrupted(tmp_path):
     args = TRAIN + ["--method", "distill"]
     resumed, straight = tmp_path / "resumed", tmp_path / "straight"
     assert main(args + ["--epochs", "1", "--out", str(resumed)]) == 0
@@ -260,7 +248,7 @@ def test_train_resumed_equals_uninterrupted(tmp_path, no_deploy):
         assert torch.equal(value, b["model"][key]), key
 
 
-def test_train_distill_without_labels(digits_files, tmp_path, capsys, no_deploy):
+def test_train_distill_without_labels(digits_files, tmp_path, capsys):
     assert main(["train", "--model", "cimsim.models:load_digits_cnn", "--data",
                  str(digits_files / "nolabels.npz"), "--chip", "rram-22nm", "--method",
                  "distill", "--loss", "cosine", "--epochs", "1", "--batch-size", "16",
@@ -288,7 +276,7 @@ def test_train_bad_options_one_line_exit_2(tmp_path, capsys, extra, fragment):
     assert err.count("\n") == 1 and err.startswith("cimsim: error: ") and fragment in err
 
 
-def test_train_errors_about_data_and_checkpoints(digits_files, tmp_path, capsys, no_deploy):
+def test_train_errors_about_data_and_checkpoints(digits_files, tmp_path, capsys):
     custom = ["train", "--model", "cimsim.models:load_digits_cnn", "--chip", "rram-22nm",
               "--out", str(tmp_path)]
     assert main(custom) == 2
