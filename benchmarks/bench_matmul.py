@@ -53,7 +53,10 @@ def bench_chip(noise: bool) -> cimsim.ChipConfig:
     )
 
 
-def _timed(fn, repeats: int) -> float:
+def best_seconds(fn, repeats: int, *, warmup: bool = False) -> float:
+    """Fastest of ``repeats`` timed calls of ``fn`` (after one untimed call if ``warmup``)."""
+    if warmup:
+        fn()  # first-touch allocations, Numba compilation
     best = np.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -73,7 +76,7 @@ def reference_gemms(layer, x: np.ndarray) -> float:
             np.matmul(a, b)
 
     go()
-    return _timed(go, 3)
+    return best_seconds(go, 3)
 
 
 def peak_mib(layer, x: np.ndarray) -> float:
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             layer = program(w, chip, np.random.default_rng(1))
             engine.calibrate(layer, x[:256])
             engine.run(layer, x[:8], noise_seed=0)  # JIT warm-up
-            t = _timed(lambda layer=layer, x=x: engine.run(layer, x, noise_seed=1), 3)
+            t = best_seconds(lambda layer=layer, x=x: engine.run(layer, x, noise_seed=1), 3)
             t_ref = reference_gemms(layer, x)
             slices = -(-(chip.weight_bits - 1) // chip.device.bits_per_cell)
             macs = m * k * n * chip.n_planes * slices

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_matmul import SHAPES, bench_chip  # noqa: E402 - run from benchmarks/ or as a path
+from bench_matmul import SHAPES, bench_chip, best_seconds  # noqa: E402 - run from benchmarks/ or as a path
 
 import cimsim
 from cimsim import engine
@@ -32,16 +31,6 @@ from cimsim.train import prepare
 from cimsim.train.twin import TwinMatmul
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _best(fn, repeats: int) -> float:
-    fn()  # warm-up: first-touch allocations, Numba compilation
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def train_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -55,7 +44,7 @@ def train_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    return _best(step, repeats)
+    return best_seconds(step, repeats, warmup=True)
 
 
 def bench_training(chip_name: str, batch: int, repeats: int) -> list[dict]:
@@ -87,8 +76,10 @@ def bench_inference(quick: bool, repeats: int) -> list[dict]:
         (layer,) = twin.programmed()
         x_np = x_int.numpy().astype(np.int64)
         with torch.no_grad():
-            t_twin = _best(lambda twin=twin, x_int=x_int: twin.integer_forward(x_int), repeats)
-        t_engine = _best(lambda layer=layer, x_np=x_np: engine.run(layer, x_np), repeats)
+            t_twin = best_seconds(lambda twin=twin, x_int=x_int: twin.integer_forward(x_int),
+                                  repeats, warmup=True)
+        t_engine = best_seconds(lambda layer=layer, x_np=x_np: engine.run(layer, x_np), repeats,
+                                warmup=True)
         rows.append(dict(bench="inference", model="layer", chip="bench_matmul", M=m, K=k, N=n,
                          twin_s=t_twin, reference="engine.run", reference_s=t_engine,
                          ratio=t_twin / t_engine))

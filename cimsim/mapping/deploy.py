@@ -10,7 +10,6 @@ import copy
 import fnmatch
 import logging
 import math
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -19,12 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..arrays._rng import stream_key
 from ..config import ADCPlacement, ChipConfig
 from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
-from .layers import SimConv, SimLayer, SimLinear, SimMultiheadAttention
+from .layers import SimConv, SimLayer, SimLinear, SimMultiheadAttention, layer_seed
 from .matrix import EngineView
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
@@ -373,7 +371,7 @@ class _LayerMapping:
         try:
             # seeded by name: excluding one layer leaves the others' draws unchanged
             new = cls(child, name, self.chip,
-                      stream_key(self.seed, zlib.crc32(name.encode())), **extra)
+                      layer_seed(self.seed, name), **extra)
         except MappingError as exc:
             self.digital.append((name, type(child).__name__, f"not mappable: {exc}"))
             return None

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
-from typing import Literal
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -445,52 +446,75 @@ class SimMultiheadAttention(SimLayer):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
-        batched = query.dim() == 3
-        if not batched:
-            query, key, value = (t.unsqueeze(1) for t in (query, key, value))
-            if key_padding_mask is not None:
-                key_padding_mask = key_padding_mask.unsqueeze(0)
-        elif self.batch_first:
-            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
-        # (L, B, E) from here on, as torch's functional implementation
-        if query.dim() != 3 or query.shape[-1] != self.embed_dim:
-            # torch's multi_head_attention_forward asserts this too
-            raise AssertionError(f"{self.sim_name}: was expecting embedding dimension of "
-                                 f"{self.embed_dim}, but got {query.shape[-1]}")
-        tgt, bsz, e = query.shape
-        src = key.shape[0]
-        h, d = self.num_heads, e // self.num_heads
-        q = self._proj(0, query).reshape(tgt, bsz * h, d).transpose(0, 1)
-        k = self._proj(1, key).reshape(src, bsz * h, d).transpose(0, 1)
-        v = self._proj(2, value).reshape(src, bsz * h, d).transpose(0, 1)
-        scores = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(d)
-        mask = torch.zeros(bsz * h, tgt, src, dtype=scores.dtype)
-        if attn_mask is None and is_causal:
-            attn_mask = torch.ones(tgt, src, dtype=torch.bool).triu(1)
-        if attn_mask is not None:
-            am = attn_mask
-            if am.dtype == torch.bool:
-                am = torch.zeros_like(am, dtype=scores.dtype).masked_fill(am, float("-inf"))
-            mask = mask + (am if am.dim() == 3 else am.unsqueeze(0))
+        return attention(self._proj, query, key, value, key_padding_mask, need_weights,
+                         attn_mask, average_attn_weights, is_causal, module=self)
+
+
+def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean mask (True: masked) as -inf / 0; a float mask as it is."""
+    if mask.dtype == torch.bool:
+        return torch.zeros_like(mask, dtype=dtype).masked_fill(mask, float("-inf"))
+    return mask.to(dtype)
+
+
+def attention(project: Callable[[int, torch.Tensor], torch.Tensor], query: torch.Tensor,
+              key: torch.Tensor, value: torch.Tensor, key_padding_mask: torch.Tensor | None,
+              need_weights: bool, attn_mask: torch.Tensor | None, average_attn_weights: bool,
+              is_causal: bool, *, module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``nn.MultiheadAttention.forward`` with the four projections done by
+    ``project(i, x)`` (q, k, v, out for i = 0..3) and the activation x activation products
+    (Q·Kᵀ, softmax, ·V) in float, as torch's functional implementation computes them.
+
+    ``module`` gives ``embed_dim``, ``num_heads``, ``batch_first``, ``dropout``, ``training``
+    and a name for errors (``sim_name`` or ``twin_name``); the deployed layer and the training
+    twin both call this.
+    """
+    batched = query.dim() == 3
+    if not batched:
+        query, key, value = (t.unsqueeze(1) for t in (query, key, value))
         if key_padding_mask is not None:
-            kp = key_padding_mask
-            if kp.dtype == torch.bool:
-                kp = torch.zeros_like(kp, dtype=scores.dtype).masked_fill(kp, float("-inf"))
-            kp = kp.view(bsz, 1, 1, src).expand(-1, h, -1, -1).reshape(bsz * h, 1, src)
-            mask = mask + kp
-        attn = torch.softmax(scores + mask, dim=-1)
-        if self.training and self.dropout > 0:
-            attn = F.dropout(attn, p=self.dropout)
-        out = torch.bmm(attn, v).transpose(0, 1).reshape(tgt * bsz, e)
-        out = self._proj(3, out).reshape(tgt, bsz, e)
-        if not batched:
-            out = out.squeeze(1)
-        elif self.batch_first:
-            out = out.transpose(0, 1)
-        weights = None
-        if need_weights:
-            weights = attn.view(bsz, h, tgt, src)
-            weights = weights.mean(dim=1) if average_attn_weights else weights
-            if not batched:
-                weights = weights.squeeze(0)
-        return out, weights
+            key_padding_mask = key_padding_mask.unsqueeze(0)
+    elif module.batch_first:
+        query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+    # (L, B, E) from here on, as torch's functional implementation
+    embed_dim = int(module.embed_dim)
+    if query.dim() != 3 or query.shape[-1] != embed_dim:
+        # torch's multi_head_attention_forward asserts this too
+        name = getattr(module, "sim_name", None) or getattr(module, "twin_name", "attention")
+        raise AssertionError(f"{name}: was expecting embedding dimension of {embed_dim}, but "
+                             f"got {query.shape[-1]}")
+    tgt, bsz, e = query.shape
+    src = key.shape[0]
+    h = int(module.num_heads)
+    d = e // h
+    q, k, v = (project(i, t).reshape(t.shape[0], bsz * h, d).transpose(0, 1)
+               for i, t in enumerate((query, key, value)))
+    scores = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(d)
+    if attn_mask is None and is_causal:
+        attn_mask = torch.ones(tgt, src, dtype=torch.bool, device=scores.device).triu(1)
+    if attn_mask is not None:
+        am = _additive_mask(attn_mask, scores.dtype)
+        scores = scores + (am if am.dim() == 3 else am.unsqueeze(0))
+    if key_padding_mask is not None:
+        kp = _additive_mask(key_padding_mask, scores.dtype)
+        scores = scores + kp.view(bsz, 1, 1, src).expand(-1, h, -1, -1).reshape(bsz * h, 1, src)
+    attn = torch.softmax(scores, dim=-1)
+    if module.training and float(module.dropout) > 0:
+        attn = F.dropout(attn, p=float(module.dropout))
+    out = torch.bmm(attn, v).transpose(0, 1).reshape(tgt * bsz, e)
+    out = project(3, out).reshape(tgt, bsz, e)
+    if not batched:
+        out = out.squeeze(1)
+    elif module.batch_first:
+        out = out.transpose(0, 1)
+    if not need_weights:
+        return out, None
+    weights = attn.view(bsz, h, tgt, src)
+    weights = weights.mean(dim=1) if average_attn_weights else weights
+    return out, (weights if batched else weights.squeeze(0))
+
+
+def layer_seed(seed: int, name: str) -> int:
+    """A mapped layer's seed, derived from its name: excluding or adding a layer leaves the
+    others' draws unchanged (deploy and the training twin derive it alike)."""
+    return stream_key(seed, zlib.crc32(name.encode()))

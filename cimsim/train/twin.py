@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -60,6 +58,7 @@ from ..config import (
 )
 from ..errors import ConfigError, MappingError
 from ..mapping.deploy import SimModel, deploy_views
+from ..mapping.layers import attention, layer_seed
 from ..mapping.matrix import (
     EngineView,
     InputStats,
@@ -913,49 +912,8 @@ class TwinMultiheadAttention(_TwinLayer):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
-        batched = query.dim() == 3
-        if not batched:
-            query, key, value = (t.unsqueeze(1) for t in (query, key, value))
-            if key_padding_mask is not None:
-                key_padding_mask = key_padding_mask.unsqueeze(0)
-        elif self.batch_first:
-            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
-        tgt, bsz, e = query.shape  # (L, B, E) from here on, as torch's functional form
-        src = key.shape[0]
-        h, d = self.num_heads, e // self.num_heads
-        q, k, v = (self._proj(i, t).reshape(t.shape[0], bsz * h, d).transpose(0, 1)
-                   for i, t in enumerate((query, key, value)))
-        scores = torch.bmm(q, k.transpose(1, 2)) / math.sqrt(d)
-        if attn_mask is None and is_causal:
-            attn_mask = torch.ones(tgt, src, dtype=torch.bool, device=scores.device).triu(1)
-        if attn_mask is not None:
-            am = _additive_mask(attn_mask, scores.dtype)
-            scores = scores + (am if am.dim() == 3 else am.unsqueeze(0))
-        if key_padding_mask is not None:
-            kp = _additive_mask(key_padding_mask, scores.dtype)
-            scores = scores + kp.view(bsz, 1, 1, src).expand(-1, h, -1, -1).reshape(
-                bsz * h, 1, src)
-        attn = torch.softmax(scores, dim=-1)
-        if self.training and self.dropout > 0:
-            attn = F.dropout(attn, p=self.dropout)
-        out = torch.bmm(attn, v).transpose(0, 1).reshape(tgt * bsz, e)
-        out = self._proj(3, out).reshape(tgt, bsz, e)
-        if not batched:
-            out = out.squeeze(1)
-        elif self.batch_first:
-            out = out.transpose(0, 1)
-        if not need_weights:
-            return out, None
-        weights = attn.view(bsz, h, tgt, src)
-        weights = weights.mean(dim=1) if average_attn_weights else weights
-        return out, (weights if batched else weights.squeeze(0))
-
-
-def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A boolean mask (True: masked) as -inf / 0; a float mask as it is."""
-    if mask.dtype == torch.bool:
-        return torch.zeros_like(mask, dtype=dtype).masked_fill(mask, float("-inf"))
-    return mask.to(dtype)
+        return attention(self._proj, query, key, value, key_padding_mask, need_weights,
+                         attn_mask, average_attn_weights, is_causal, module=self)
 
 
 _TWINS: dict[type, Callable[..., _TwinLayer]] = {
@@ -968,11 +926,6 @@ def _twin_class(module: nn.Module) -> Callable[..., _TwinLayer] | None:
         if isinstance(module, kind):
             return cls
     return None
-
-
-def _layer_seed(seed: int, name: str) -> int:
-    """A mapped layer's seed, derived from its name as ``cimsim.deploy`` derives it."""
-    return stream_key(seed, zlib.crc32(name.encode()))
 
 
 class PreparedModel(nn.Module):
@@ -1009,9 +962,9 @@ class PreparedModel(nn.Module):
         root = self.seed if seed is None else seed
         out: dict[str, EngineView] = {}
         for name, layer in self.twin_layers.items():
-            layer_seed = _layer_seed(root, name)
+            seed_l = layer_seed(root, name)
             for i, twin in enumerate(layer.matrices()):
-                out[twin.name] = twin.to_engine(layer.matrix_seed(layer_seed, i))
+                out[twin.name] = twin.to_engine(layer.matrix_seed(seed_l, i))
         return out
 
     def float_model(self) -> nn.Module:
@@ -1110,7 +1063,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                 visit(child, name + ".")
                 continue
             try:
-                new = cls(child, name, chip, _layer_seed(seed, name), opts)
+                new = cls(child, name, chip, layer_seed(seed, name), opts)
             except MappingError as exc:
                 digital.append((name, type(child).__name__, f"not mappable: {exc}"))
                 continue
