@@ -44,7 +44,7 @@ from .energy import (
     chip_table,
     event_energy_pj,
 )
-from .latency import block_latency, chip_latency_ns, layer_latency_ns
+from .latency import block_latency, chip_latency_ns, layer_latency_ns, reload_latency
 from .tables import MAX_ADC_BITS, TechTable
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "LayerWork",
     "ModelWork",
     "calibration_for",
+    "cost_caveat",
     "estimate",
     "layer_work",
 ]
@@ -66,6 +67,7 @@ UNATTRIBUTED = "(reprogramming)"
 """The ``layer`` of the cost rows of events not tied to a layer (time-multiplexing)."""
 
 _MAC = event_key(Component.LAYER, Action.MAC)
+_REPROGRAM = event_key(Component.ARRAY, Action.REPROGRAM)
 
 
 def layer_work(events: Mapping, programmed: ProgrammedLayer | Sequence[ProgrammedLayer],
@@ -187,7 +189,7 @@ def estimate(
         If ``work`` is neither a ``ModelWork`` nor a sequence of ``LayerWork``, or ``chip`` is
         missing for layer works.
     """
-    works, other, n_inf, chip = _inputs(work, chip)
+    works, other, n_inf, chip, n_needed = _inputs(work, chip)
     if n_inferences is not None:
         n_inf = int(n_inferences)
     table = chip_table(chip) if table is None else table
@@ -196,25 +198,30 @@ def estimate(
     per = 1.0 / max(n_inf, 1)
 
     latency = _latency_stage(rep, works, per, table, cal)  # first: leakage needs the time
-    t_chip = chip_latency_ns(list(latency.values()), pipelined)
+    reload_ns = _reload_stage(rep, other, n_needed, per, table)
+    t_chip = chip_latency_ns(list(latency.values()), pipelined) + reload_ns
+    # over capacity, the layers' arrays take turns on the chip's: leak for those that exist
+    leak_share = min(1.0, chip.array.n_arrays / max(sum(w.n_arrays for w in works), 1))
     for w in works:
-        ev = _with_derived(w, rep.blocks, per, t_chip, chip)
+        ev = _with_derived(w, rep.blocks, per, t_chip, chip, leak_share)
         _price(rep, w.name, ev, chip, table, cal)
         rep.layers.append(_layer_row(rep, w, ev, latency[w.name], table, cal))
     if len(other):
         _price(rep, UNATTRIBUTED, dict(other.scaled(per).items()), chip, table, cal)
+        rep.layers.append(_reprogramming_row(rep, reload_ns))
     rep.area = _area_rows(chip, table, cal)
-    rep.totals = _totals(rep, works, t_chip, table, cal)
-    rep.notes = _notes(chip, cal)
+    rep.totals = _totals(rep, works, t_chip, reload_ns, table, cal)
+    rep.notes = _notes(chip, cal, reload_ns > 0 or len(other) > 0)
     return rep
 
 
 def _inputs(work, chip: ChipConfig | None
-            ) -> tuple[list[LayerWork], Events, int, ChipConfig]:
-    """Layer works, events not tied to a layer, inferences and chip of ``estimate``'s input."""
+            ) -> tuple[list[LayerWork], Events, int, ChipConfig, int]:
+    """Layer works, events not tied to a layer, inferences, chip and arrays needed of
+    ``estimate``'s input."""
     if isinstance(work, ModelWork):
         return list(work.layers), work.other_events, work.n_inferences, (
-            work.chip if chip is None else chip)
+            work.chip if chip is None else chip), work.n_arrays_needed
     works = list(work) if isinstance(work, Iterable) else None
     if works is None or not all(isinstance(w, LayerWork) for w in works):
         raise TypeError(
@@ -222,7 +229,7 @@ def _inputs(work, chip: ChipConfig | None
             f"LayerWork (cimsim.cost.layer_work); got {type(work).__name__}")
     if chip is None:
         raise TypeError("estimate(layer_works, chip): chip is required for layer works")
-    return works, Events(), 1, chip
+    return works, Events(), 1, chip, sum(w.n_arrays for w in works)
 
 
 def _calibration(calibration: Calibration | str | None, chip: ChipConfig) -> Calibration:
@@ -250,15 +257,33 @@ def _latency_stage(rep: CostReport, works: Sequence[LayerWork], per: float, tabl
     return latency
 
 
+def _reload_stage(rep: CostReport, other: Events, n_needed: int, per: float,
+                  table: TechTable) -> float:
+    """Reload time of a time-multiplexed chip per inference, ns; its row into ``rep.blocks``
+    (layer ``(reprogramming)``) when arrays are rewritten."""
+    chip = rep.chip
+    rewritten = other.get(_REPROGRAM)
+    if rewritten <= 0:
+        return 0.0
+    d = reload_latency(chip, rewritten, n_needed - chip.array.n_arrays, table)
+    d["latency_ns"] *= per
+    d.update(layer=UNATTRIBUTED, block=0, name="reload of the time-multiplexed arrays",
+             n_arrays=d["n_arrays_per_reload"], n_reloads_per_inference=d.pop("n_reloads") * per)
+    rep.blocks.append(d)
+    return float(d["latency_ns"])
+
+
 def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_chip: float,
-                  chip: ChipConfig) -> dict[EventKey, float]:
+                  chip: ChipConfig, leak_share: float = 1.0) -> dict[EventKey, float]:
     """The layer's events per inference plus the ones the estimator derives
     (``cimsim.events.DERIVED``): ADC leakage over the chip's inference time, in ADC-ns, for
-    the layer's occupied arrays; tile-bus bits = buffer bits read and written."""
+    the layer's occupied arrays times ``leak_share`` (below 1 when the model's arrays outnumber
+    the chip's: only the chip's arrays exist to leak); tile-bus bits = buffer bits read and
+    written."""
     ev = dict(w.events.scaled(per).items())
     adcs = chip.array.adcs_per_array
-    leak = sum(b["n_arrays"] * adcs * t_chip * b["adc_duty"]
-               for b in blocks if b["layer"] == w.name)
+    leak = leak_share * sum(b["n_arrays"] * adcs * t_chip * b["adc_duty"]
+                            for b in blocks if b["layer"] == w.name)
     ev[event_key(Component.ADC, Action.LEAK, chip.adc.bits)] = leak
     ev[event_key(Component.INTERCONNECT, Action.BUS_BIT)] = (
         ev.get(event_key(Component.BUFFER, Action.READ_BIT), 0.0)
@@ -289,6 +314,18 @@ def _layer_row(rep: CostReport, w: LayerWork, ev: Mapping[EventKey, float], late
     return row
 
 
+def _reprogramming_row(rep: CostReport, reload_ns: float) -> dict:
+    """The ``(reprogramming)`` line of a time-multiplexed run: the energy of its cell writes
+    and the reload time per inference; it occupies no arrays of its own."""
+    energy = rep.energy_by_component(UNATTRIBUTED)
+    row = {"layer": UNATTRIBUTED, "n_arrays": 0, "n_macs_per_inference": 0.0,
+           "energy_pj_per_inference": sum(energy.values())}
+    row.update({f"energy_{c}_pj_per_inference": energy.get(c, 0.0) for c in COMPONENTS})
+    row["latency_ns_per_inference"] = reload_ns
+    row["area_um2"] = 0.0
+    return row
+
+
 def _area_rows(chip: ChipConfig, table: TechTable, cal: Calibration) -> list[dict]:
     """Every instance kind on the whole chip (every array and tile, used or not)."""
     rows = []
@@ -301,11 +338,16 @@ def _area_rows(chip: ChipConfig, table: TechTable, cal: Calibration) -> list[dic
     return rows
 
 
-def _totals(rep: CostReport, works: Sequence[LayerWork], t_chip: float, table: TechTable,
-            cal: Calibration) -> dict[str, Any]:
+def _totals(rep: CostReport, works: Sequence[LayerWork], t_chip: float, reload_ns: float,
+            table: TechTable, cal: Calibration) -> dict[str, Any]:
     chip = rep.chip
     area_um2 = sum(chip_area_um2(chip, table, cal).values())
-    used = sum(sum(occupied_area_um2(chip, w.n_arrays, table, cal).values()) for w in works)
+    # time-multiplexed layers take turns on the same arrays: the used part is at most the chip
+    occupied = min(sum(w.n_arrays for w in works), chip.array.n_arrays)
+    if occupied < chip.array.n_arrays:
+        used = sum(sum(occupied_area_um2(chip, w.n_arrays, table, cal).values()) for w in works)
+    else:
+        used = area_um2
     energy = sum(r["energy_pj_per_inference"] for r in rep.events)
     macs = sum(r["n_macs_per_inference"] for r in rep.layers)
     ops = OPS_PER_MAC * macs
@@ -313,11 +355,15 @@ def _totals(rep: CostReport, works: Sequence[LayerWork], t_chip: float, table: T
     tops = ops / (t_chip * 1e3) if t_chip > 0 else 0.0
     tops_per_w = ops / energy if energy > 0 else 0.0
     tops_mm2 = tops / (area_um2 * 1e-6) if area_um2 > 0 else 0.0
+    tops_mm2_used = tops / (used * 1e-6) if used > 0 else 0.0
+    caveat = cost_caveat(chip)
     return {
         "energy_pj_per_inference": energy,
         "area_mm2": area_um2 * 1e-6,
         "area_mm2_used": used * 1e-6,
+        "n_arrays_occupied": occupied,
         "latency_ns_per_inference": t_chip,
+        "reprogramming_latency_ns_per_inference": reload_ns,
         "pipelined": rep.pipelined,
         "n_macs_per_inference": macs,
         "ops_per_inference": ops,
@@ -325,19 +371,38 @@ def _totals(rep: CostReport, works: Sequence[LayerWork], t_chip: float, table: T
         "tops": tops,
         "tops_per_w": tops_per_w,
         "tops_per_mm2": tops_mm2,
+        "tops_per_mm2_used": tops_mm2_used,
         "tops_1b": tops * bits,
         "tops_per_w_1b": tops_per_w * bits,
         "tops_per_mm2_1b": tops_mm2 * bits,
+        "tops_per_mm2_used_1b": tops_mm2_used * bits,
         "ops_convention": (f"1 MAC = 2 ops at {chip.input_bits}b input x {chip.weight_bits}b "
                            f"weight; *_1b = ops x {bits} (1b-normalised)"),
         "node_nm": chip.tech.node_nm,
         "adc_band": chip.tech.adc_band,
         "calibration": cal.note,
+        "cost_meaningful": not caveat,
+        "cost_caveat": caveat,
         "energy_pj_per_inference_by_component": rep.energy_by_component(),
     }
 
 
-def _notes(chip: ChipConfig, cal: Calibration) -> list[str]:
+def cost_caveat(chip: ChipConfig) -> str:
+    """Why ``chip``'s energy, area and TOPS figures mean nothing, or ``""`` if they do.
+
+    A chip whose ADC is wider than the tables' 16 b (the ``ideal`` preset's 24-b lossless
+    reference ADC, one per column) is a reference model, not a buildable chip: its ADCs are
+    costed as 16-b ones and its arrays as whatever the tables hold, so its figures describe no
+    hardware (``ideal``: 543,152 mm^2).
+    """
+    if chip.adc.bits > MAX_ADC_BITS:
+        return (f"reference chip, not hardware: its {chip.adc.bits}-b ADC is beyond any column "
+                f"ADC and the tables' {MAX_ADC_BITS} b, so its energy, area and TOPS figures "
+                "mean nothing")
+    return ""
+
+
+def _notes(chip: ChipConfig, cal: Calibration, time_multiplexed: bool = False) -> list[str]:
     notes = [
         "energy = sum(events x energy per event); area = sum(instances x area); "
         "see docs/cost-model.md, sources in docs/technology.md",
@@ -346,6 +411,14 @@ def _notes(chip: ChipConfig, cal: Calibration) -> list[str]:
         "no source used here gives another leakage figure",
         f"calibration: {cal.note}",
     ]
+    if caveat := cost_caveat(chip):
+        notes.insert(0, f"COST FIGURES MEANINGLESS: {caveat}")
+    if time_multiplexed:
+        notes.append(
+            "time-multiplexed: the arrays beyond the chip's are rewritten every forward call "
+            "(cell writes priced per stored bit, row by row, one array per tile at a time, "
+            "not overlapped with computation: the '(reprogramming)' row); leakage and the used "
+            "area count the chip's arrays only; a layer's area_um2 is its own footprint")
     if chip.adc.bits > MAX_ADC_BITS:
         notes.append(f"ADC of {chip.adc.bits} b is beyond the tables' {MAX_ADC_BITS} b: costed "
                      f"as a {MAX_ADC_BITS}-b ADC (a lower bound)")

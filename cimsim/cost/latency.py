@@ -19,6 +19,13 @@ output write show, as ``t_tail``. A layer's blocks (convolution groups, per-tile
 attention projections) run in parallel: the layer takes as long as its slowest block. The chip
 runs layers one after another (``sum``) or as a pipeline whose period is its slowest layer
 (``max``).
+
+A time-multiplexed chip (a model needing more arrays than the chip has) reloads the arrays
+beyond the chip's every forward call (``array.reprogram`` events, docs/hardware-model.md §11).
+A reload writes an array one word line at a time, every cell of the row in parallel, so an
+array takes ``n_rows x t_write_row`` (:func:`write_time_ns_per_row`); the arrays of a reload
+are written :data:`WRITE_PARALLEL_ARRAYS_PER_TILE` per tile at a time (:func:`reload_latency`).
+Reloads are not overlapped with computation: their time adds to the chip latency.
 """
 
 from __future__ import annotations
@@ -30,11 +37,18 @@ import numpy as np
 
 from ..arrays.encoding import plane_layout
 from ..arrays.program import ProgrammedLayer
-from ..config import ChipConfig
+from ..config import CellTech, ChipConfig
 from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
 from .tables import TechTable
 
-__all__ = ["block_latency", "chip_latency_ns", "digital_tail_ns"]
+__all__ = ["WRITE_PARALLEL_ARRAYS_PER_TILE", "block_latency", "chip_latency_ns",
+           "digital_tail_ns", "reload_latency", "write_time_ns_per_row"]
+
+WRITE_PARALLEL_ARRAYS_PER_TILE = 1
+"""Arrays of one tile written at the same time during a reload. An assumption: the new weights
+reach a tile's arrays through the tile's one buffer and bus (ISAAC: one 256-b bus per 8-array
+IMA, Shafiee et al., ISCA 2016), and RRAM programming draws the SET/RESET current of a whole
+row at the write voltage, so a tile reprograms one array at a time; tiles work in parallel."""
 
 
 def digital_tail_ns(chip: ChipConfig, n_row_tiles: int) -> float:
@@ -85,3 +99,54 @@ def chip_latency_ns(layer_latencies_ns: Sequence[float], pipelined: bool = False
     if not layer_latencies_ns:
         return 0.0
     return float(max(layer_latencies_ns) if pipelined else sum(layer_latencies_ns))
+
+
+def write_time_ns_per_row(chip: ChipConfig, table: TechTable | None = None) -> float:
+    """Time to (re)write one row of an array of ``chip``, ns, by cell kind.
+
+    RRAM: ``table.rram_write_time_ns_per_row`` (RESET, then SET pulses with write-verify);
+    SRAM and ``ideal`` cells (costed as charge-domain SRAM, as their energy is):
+    ``table.sram_write_time_ns_per_row`` (one write cycle per row).
+    """
+    table = chip_table(chip) if table is None else table
+    if chip.device.cell is CellTech.RRAM:
+        return float(table.rram_write_time_ns_per_row)
+    return float(table.sram_write_time_ns_per_row)
+
+
+def reload_latency(chip: ChipConfig, n_arrays_rewritten: float, n_arrays_per_reload: int,
+                   table: TechTable | None = None) -> dict:
+    """Time to reprogram ``n_arrays_rewritten`` arrays, ``n_arrays_per_reload`` at each reload.
+
+    Each reload writes its arrays in waves of ``n_tiles x WRITE_PARALLEL_ARRAYS_PER_TILE``
+    arrays; a wave takes one array's write time, ``n_rows x t_write_row`` (rows written one
+    word line at a time, the cells of a row in parallel).
+
+    Parameters
+    ----------
+    chip : ChipConfig
+    n_arrays_rewritten : float
+        Arrays rewritten over the whole run (the ``array.reprogram`` events).
+    n_arrays_per_reload : int
+        Arrays one reload rewrites (the model's arrays beyond the chip's).
+    table : TechTable, optional
+
+    Returns
+    -------
+    dict
+        ``n_reloads``, ``n_arrays_per_reload``, ``n_arrays_in_parallel``,
+        ``n_waves_per_reload``, ``t_write_row_ns``, ``t_write_array_ns`` and ``latency_ns``
+        (every reload of the run); all zero when nothing is rewritten.
+    """
+    t_row = write_time_ns_per_row(chip, table)
+    t_array = chip.array.n_rows * t_row
+    parallel = chip.array.n_tiles * WRITE_PARALLEL_ARRAYS_PER_TILE
+    if n_arrays_rewritten <= 0 or n_arrays_per_reload <= 0:
+        n_reloads, waves = 0.0, 0
+    else:
+        n_reloads = float(n_arrays_rewritten) / n_arrays_per_reload
+        waves = -(-int(n_arrays_per_reload) // parallel)
+    return dict(n_reloads=n_reloads, n_arrays_per_reload=max(int(n_arrays_per_reload), 0),
+                n_arrays_in_parallel=parallel, n_waves_per_reload=waves,
+                t_write_row_ns=t_row, t_write_array_ns=t_array,
+                latency_ns=n_reloads * waves * t_array)

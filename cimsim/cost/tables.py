@@ -86,6 +86,13 @@ _NEUROSIM_SAR_A_UW = (8.4483, 3.7506, 2.1691, 1.1294, 0.538, 0.3132, 0.1061)
 _NEUROSIM_SAR_C_UW = (65.243, 25.844, 16.693, 8.8998, 4.3753, 2.5681, 0.8847)
 _NEUROSIM_CYCLE_NS = 1.0
 
+# --- cell writes (reprogramming a time-multiplexed array), one word line at a time --------
+# RRAM: DNN+NeuroSim V2.1 Param.cpp defaults for its 1T1R RRAM (Peng et al., TCAD 2021): a
+# 50-ns programming pulse, 32 pulses from g_min to g_max (maxNumLevelLTP), 10-ns read pulse.
+_RRAM_WRITE_PULSE_NS = 50.0
+_RRAM_SET_PULSES_FULL_RANGE = 32
+_RRAM_VERIFY_READ_NS = 10.0
+
 # --- comparator: MNSIM 2.0 ADC_Choice 8 sense amp, 28 nm ---------------------------------
 _CMP_SRC_NODE_NM = 28.0
 _CMP_SRC_POWER_UW = 0.1086 * 15.0
@@ -192,6 +199,14 @@ class TechTable:
     devices for computing", Nature Nanotechnology 8, 2013, Table 1 (from ITRS 2011); the upper
     end because a multi-level cell is programmed with write-and-verify pulses. Device physics:
     not CMOS-scaled."""
+    rram_write_time_ns_per_row: float
+    """Time to program one row (word line) of a 1T1R RRAM array, ns: 1970 ns [der]. The row
+    is first RESET to g_off with one pulse (all its cells at once), then SET with write-verify:
+    up to 32 SET pulses of 50 ns, each followed by a 10-ns verify read, all the row's cells in
+    parallel (a cell whose verify passes gets no more pulses), so the row takes as long as a
+    cell programmed across the full range: (1 + 32) x 50 + 32 x 10 ns. Pulse width, pulses per
+    full range (maxNumLevelLTP) and read pulse are the DNN+NeuroSim V2.1 Param.cpp defaults
+    (Peng, Huang, Jiang, Lu & Yu, IEEE TCAD 40(11), 2021). Device physics: not node-scaled."""
     sram_cell_area_f2: float
     """SRAM CIM cell area in F^2: 280 (10F x 28F) at >= 22 nm, 326 at 14 nm, 551 at 7 nm
     (NeuroSim V1.4); linear in node between those."""
@@ -200,6 +215,11 @@ class TechTable:
     stated, taken at the 22 nm reference node), energy-scaled."""
     sram_cim_bitcell_write_energy_fj: float
     """SRAM CIM energy per bit-write, fJ: 1.6 fJ (MNSIM 2.0 SimConfig), as above."""
+    sram_write_time_ns_per_row: float
+    """Time to write one row of an SRAM CIM array, ns: one clock cycle of NeuroSim V1.4's
+    1 GHz default (Param.cpp ``clkFreq``), a whole row per write as an SRAM write driver does
+    (DNN+NeuroSim, Peng et al., IEDM 2019). Not node-scaled, as NeuroSim keeps 1 GHz at every
+    node."""
 
     # ---- digital back end ------------------------------------------------------------------
     shift_add_energy_pj_per_bit: float
@@ -472,9 +492,13 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: ADCBand = ADCBand.TYPIC
         rram_r_on_ohm=100e3,
         rram_cell_area_f2=48.0,
         rram_write_energy_pj_per_bit=3.0,
+        rram_write_time_ns_per_row=(
+            (1 + _RRAM_SET_PULSES_FULL_RANGE) * _RRAM_WRITE_PULSE_NS
+            + _RRAM_SET_PULSES_FULL_RANGE * _RRAM_VERIFY_READ_NS),
         sram_cell_area_f2=_interp_node(node, _SRAM_F2_NODES_NM, _SRAM_F2),
         sram_cim_bitcell_read_energy_fj=e_ref(1.12),
         sram_cim_bitcell_write_energy_fj=e_ref(1.6),
+        sram_write_time_ns_per_row=_NEUROSIM_CYCLE_NS,
         shift_add_energy_pj_per_bit=e32(0.021 / 16),
         shift_add_area_um2_per_bit=a32(60.0 / 16),
         accumulator_add_energy_pj_per_bit=e45(0.1 / 32),
