@@ -49,18 +49,8 @@ def _layer_table(report) -> str:
 
 
 def _totals_lines(report) -> list[str]:
-    t = report.totals
-    lines = []
-    fmt = [("energy_pj_per_inference", "energy per inference", "{:,.1f} pJ"),
-           ("area_mm2", "area", "{:.4f} mm2"),
-           ("latency_ns_per_inference", "latency per inference", "{:,.1f} ns"),
-           ("tops_per_w", "TOPS/W", "{:.3f}"),
-           ("tops_per_mm2", "TOPS/mm2", "{:.4f}")]
-    for key, label, f in fmt:
-        if key in t:
-            lines.append(f"{label:<24}{f.format(t[key])}")
-    lines.append(f"{'arrays used':<24}{t['n_arrays_used']} of {t['n_arrays_available']}")
-    return lines
+    # the report owns its headline (used part beside the chip, caveats): cimsim.report
+    return report.headline_lines()
 
 
 def _save(report, out: Path) -> list[Path]:

@@ -24,7 +24,7 @@ from .config import ChipConfig
 from .events import Action, Component, Events, event_key
 from .work import ModelWork
 
-__all__ = ["PALETTE", "Report", "component_color", "plot_area_by_component",
+__all__ = ["PALETTE", "Report", "component_color", "headline_lines", "plot_area_by_component",
            "plot_energy_per_layer", "plot_latency_per_layer", "plot_pareto"]
 
 _FIGURES = {
@@ -132,6 +132,11 @@ class Report:
                    blocks, list(cost.notes))
 
     # ---------------------------------------------------------------------------------------
+    def headline_lines(self) -> list[str]:
+        """The report's headline, one figure per line (what ``cimsim demo`` and ``cimsim
+        simulate`` print): see :func:`headline_lines`."""
+        return headline_lines(self.totals)
+
     def to_frame(self) -> pd.DataFrame:
         """The per-layer table."""
         return self.layers.copy()
@@ -216,6 +221,10 @@ class Report:
         body = [
             _html.paragraph(self.chip.description, f"source: {self.chip.source}",
                             f"cimsim {self.version}"),
+        ]
+        if self.totals.get("cost_caveat"):
+            body.append(_html.paragraph(f"Cost figures meaningless: {self.totals['cost_caveat']}"))
+        body += [
             _html.heading("Totals"),
             _html.key_values(totals, _fmt),
         ]
@@ -228,6 +237,47 @@ class Report:
         body += [_html.heading("chip"), _html.preformatted(self.chip.to_toml())]
         return _html.page(f"cimsim report: {self.chip.name}", body,
                           css="td:first-child{text-align:left}")
+
+
+_HEADLINE = (("energy_pj_per_inference", "energy per inference", "{:,.1f} pJ"),
+             ("area_mm2", "area", "{:.4f} mm2"),
+             ("latency_ns_per_inference", "latency per inference", "{:,.1f} ns"),
+             ("tops_per_w", "TOPS/W", "{:.3f}"),
+             ("tops_per_mm2", "TOPS/mm2", "{:.4f}"))
+# shown beside the whole chip's figure of the same line: the part of the chip the model uses
+_USED = {"area_mm2": ("area_mm2_used", "{:.4f} mm2"), "tops_per_mm2": ("tops_per_mm2_used",
+                                                                      "{:.4f}")}
+
+
+def headline_lines(totals: dict[str, Any]) -> list[str]:
+    """A report's headline figures, one ``label  value`` line each, from its ``totals``.
+
+    Area and TOPS/mm^2 are the whole chip's, with the used part's beside them (the occupied
+    arrays and their tile share); a time-multiplexed run adds its reload time per inference;
+    every cost line of a chip whose costs mean nothing (``totals["cost_caveat"]``, the
+    ``ideal`` preset) says so, and a first line gives the reason. Keys missing from
+    ``totals`` (an older saved report) are left out.
+    """
+    caveat = totals.get("cost_caveat") or ""
+    mark = "  [meaningless]" if caveat else ""
+    lines = [f"{'cost figures':<24}meaningless: {caveat}"] if caveat else []
+    for key, label, fmt in _HEADLINE:
+        if key not in totals:
+            continue
+        text = fmt.format(totals[key])
+        if key in _USED and _USED[key][0] in totals:
+            used_key, used_fmt = _USED[key]
+            text += f" chip, {used_fmt.format(totals[used_key])} used part"
+        lines.append(f"{label:<24}{text}{mark}")
+        if key == "latency_ns_per_inference" and totals.get(
+                "reprogramming_latency_ns_per_inference"):
+            lines.append(f"{'  of which reloading':<24}"
+                         f"{totals['reprogramming_latency_ns_per_inference']:,.1f} ns"
+                         f" (time-multiplexed arrays rewritten){mark}")
+    if "n_arrays_used" in totals and "n_arrays_available" in totals:
+        lines.append(f"{'arrays used':<24}{totals['n_arrays_used']} of "
+                     f"{totals['n_arrays_available']}")
+    return lines
 
 
 def _layer_rows(work, cost) -> list[dict]:
@@ -263,6 +313,16 @@ def _layer_rows(work, cost) -> list[dict]:
         row["latency_ns_per_inference"] = c.get("latency_ns_per_inference", 0.0)
         row["area_um2"] = c.get("area_um2", 0.0)
         rows.append(row)
+    names = {w.name for w in work.layers}
+    for c in cost.layers:  # the (reprogramming) line of a time-multiplexed run
+        if c["layer"] not in names:
+            rows.append({"layer": c["layer"], "kind": "reprogramming", "n_inputs": 0,
+                         "n_outputs": 0, "n_matrices": 0, "input_signed": False,
+                         "n_arrays": 0, "cell_utilization_pct": 0.0, "adc_bits": chip.adc.bits,
+                         "n_macs_per_inference": 0.0, "n_conversions_per_inference": 0.0,
+                         "n_dac_pulses_per_inference": 0.0, **{k: v for k, v in c.items()
+                                                               if k not in ("layer",
+                                                                            "n_arrays")}})
     return rows
 
 

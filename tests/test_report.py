@@ -169,3 +169,65 @@ def test_report_before_any_forward_has_zero_cost():
     assert rep.totals["energy_pj_per_inference"] == 0.0
     assert rep.totals["latency_ns_per_inference"] == 0.0
     assert rep.totals["area_mm2"] > 0  # the chip exists
+
+
+# --- issue 16: the headline (used part beside the chip, caveats, reload line) --------------
+def _over_capacity_report() -> Report:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    chip = cimsim.load_chip("rram-22nm")
+    chip = chip.replace(array=chip.array.replace(n_rows=4, n_cols=8, rows_per_conversion=None,
+                                                 n_tiles=1, arrays_per_tile=2,
+                                                 allow_time_multiplexing=True))
+    x = torch.randn(32, 8)
+    sim = cimsim.deploy(model, chip, x)
+    sim(x[:10])
+    return sim.report()
+
+
+def test_headline_shows_the_used_part_beside_the_chip_issue16(rep):
+    lines = rep.headline_lines()
+    t = rep.totals
+    (area,) = [s for s in lines if s.startswith("area ")]
+    assert f"{t['area_mm2']:.4f} mm2 chip" in area and f"{t['area_mm2_used']:.4f} mm2 used" in area
+    (tops,) = [s for s in lines if s.startswith("TOPS/mm2")]
+    assert f"{t['tops_per_mm2_used']:.4f} used part" in tops
+    assert t["tops_per_mm2_used"] > t["tops_per_mm2"]  # 2 arrays of a 2688-array chip
+    assert not any("meaningless" in s or "reloading" in s for s in lines)
+    assert lines[-1] == f"{'arrays used':<24}{t['n_arrays_used']} of {t['n_arrays_available']}"
+
+
+def test_time_multiplexed_report_has_a_reprogramming_line_issue16(tmp_path):
+    rep = _over_capacity_report()
+    t = rep.totals
+    assert t["time_multiplexed"] and t["reprogramming_latency_ns_per_inference"] > 0
+    line = rep.layers.set_index("layer").loc["(reprogramming)"]
+    assert line["kind"] == "reprogramming"
+    assert line["latency_ns_per_inference"] == pytest.approx(
+        t["reprogramming_latency_ns_per_inference"])
+    assert line["energy_cell_pj_per_inference"] > 0  # the cell writes
+    assert t["latency_ns_per_inference"] == pytest.approx(
+        rep.layers["latency_ns_per_inference"].sum())
+    assert t["area_mm2_used"] <= t["area_mm2"]
+    (reload,) = [s for s in rep.headline_lines() if "reloading" in s]
+    assert f"{t['reprogramming_latency_ns_per_inference']:,.1f} ns" in reload
+    rep.save(tmp_path)  # the reload row goes through CSV, JSON and the figures
+    assert "(reprogramming)" in (tmp_path / "layers.csv").read_text()
+
+
+def test_ideal_chip_cost_lines_say_meaningless_issue16(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4))
+    x = torch.randn(16, 8)
+    sim = cimsim.deploy(model, cimsim.load_chip("ideal"), x)
+    sim(x)
+    rep = sim.report()
+    assert rep.totals["cost_meaningful"] is False
+    lines = rep.headline_lines()
+    assert lines[0].startswith("cost figures") and "mean nothing" in lines[0]
+    costs = [s for s in lines if s.split()[0] in ("energy", "area", "latency", "TOPS/W",
+                                                  "TOPS/mm2")]
+    assert len(costs) == 5 and all(s.endswith("[meaningless]") for s in costs)
+    assert not lines[-1].endswith("[meaningless]")  # arrays used is a count, not a cost
+    rep.save(tmp_path)
+    assert "Cost figures meaningless" in (tmp_path / "report.html").read_text()
