@@ -55,9 +55,11 @@ class Report:
         ``digital/dequant_multiply``, ``interconnect/bus_bit``; events not tied to a layer
         (time-multiplexing) under the layer ``(reprogramming)``.
     totals : dict
-        Whole-model figures: counts, ``energy_pj_per_inference``, ``area_mm2``,
-        ``latency_ns_per_inference``, ``tops``, ``tops_per_w``, ``tops_per_mm2`` and the
-        ``_1b`` (1b-normalised) variants, ``ops_convention``.
+        Whole-model figures: counts, ``energy_pj_per_inference``, ``area_mm2`` and
+        ``area_mm2_used``, ``latency_ns_per_inference`` (with
+        ``reprogramming_latency_ns_per_inference``), ``tops``, ``tops_per_w``,
+        ``tops_per_mm2``, ``tops_per_mm2_used`` and the ``_1b`` (1b-normalised) variants,
+        ``ops_convention``, ``cost_meaningful`` / ``cost_caveat`` (``cimsim.cost.estimate``).
     digital : DataFrame
         Layers and products kept digital, with the reason.
     chip : ChipConfig

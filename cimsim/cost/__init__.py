@@ -177,11 +177,16 @@ def estimate(
     Returns
     -------
     CostReport
-        ``totals``: ``energy_pj_per_inference``, ``area_mm2`` (whole chip), ``area_mm2_used``,
-        ``latency_ns_per_inference`` (sum or slowest layer, as ``pipelined`` says),
-        ``n_macs_per_inference``, ``tops``, ``tops_per_w``, ``tops_per_mm2`` (1 MAC = 2 ops at
-        input_bits x weight_bits) and ``tops_1b``, ``tops_per_w_1b``, ``tops_per_mm2_1b``
-        (ops x input_bits x weight_bits), ``power_mw``, ``energy_pj_per_inference_by_component``.
+        ``totals``: ``energy_pj_per_inference``, ``area_mm2`` (whole chip), ``area_mm2_used``
+        (the occupied arrays that exist, at most the chip) and ``n_arrays_occupied``,
+        ``latency_ns_per_inference`` (sum or slowest layer, as ``pipelined`` says, plus the
+        reloads of a time-multiplexed chip, ``reprogramming_latency_ns_per_inference``),
+        ``n_macs_per_inference``, ``tops``, ``tops_per_w``, ``tops_per_mm2``,
+        ``tops_per_mm2_used`` (1 MAC = 2 ops at input_bits x weight_bits) and their ``_1b``
+        variants (ops x input_bits x weight_bits), ``power_mw``,
+        ``energy_pj_per_inference_by_component``, ``cost_meaningful`` and ``cost_caveat``
+        (:func:`cost_caveat`). A time-multiplexed run adds a ``(reprogramming)`` row to
+        ``layers`` and ``blocks``.
 
     Raises
     ------
