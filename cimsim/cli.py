@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .errors import CimsimError
+from .errors import CimsimError, ConfigError
 from .evaluate import accuracy, predict
 
 if TYPE_CHECKING:  # torch is imported by the commands that need it, not by --help
@@ -64,6 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cimsim.models import load_digits_cnn
 
     t0 = time.perf_counter()
+    _check_out(args.out)
     chip = cimsim.load_chip(args.chip)
     model = load_digits_cnn()
     x_train, _, x_test, y_test = load_digits_split()
@@ -97,17 +98,47 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import cimsim
     from cimsim.mapping.loaders import load_data, load_model
 
+    _check_out(args.out)
     chip = cimsim.load_chip(args.chip)
     x, y = load_data(args.data)
     if args.limit:
         x, y = x[: args.limit], (None if y is None else y[: args.limit])
     model = load_model(args.model, example=x[: min(len(x), 2)])
-    n_cal = min(args.calibration, x.shape[0])
-    sim = cimsim.deploy(model, chip, x[:n_cal], seed=args.seed)
-    print(f"cimsim {__version__}: {args.model} on {chip.name}; {x.shape[0]} inputs "
-          f"({n_cal} for calibration)")
-    _evaluate_and_save(sim, model, x, y, args.out, args.batch_size)
+    _check_scores(args.model, model, x, y)
+    x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
+    print(f"cimsim {__version__}: {args.model} on {chip.name}; {used}")
+    sim = cimsim.deploy(model, chip, x_cal, seed=args.seed)
+    if x_eval is x:  # after the deploy, so that an error stays the only line on stderr
+        _warn_calibration_reused(args.calibration)
+    _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
     return 0
+
+
+def _calibration_split(x, y, calibration: int):
+    """``(x_cal, x_eval, y_eval, what)``: the first ``calibration`` inputs calibrate and the
+    rest are evaluated (accuracy on inputs the calibration did not see); all of them when
+    nothing would remain (``x_eval is x`` then). ``what`` says which, for the output."""
+    n_x = int(x.shape[0])
+    n_cal = min(calibration, n_x)
+    if n_x > n_cal:
+        return (x[:n_cal], x[n_cal:], None if y is None else y[n_cal:],
+                _split_note(n_x, n_cal))
+    return x, x, y, _split_note(n_x, n_cal)
+
+
+def _split_note(n_x: int, n_cal: int) -> str:
+    """How ``n_x`` inputs were shared between calibration (the first ``n_cal``) and evaluation,
+    in the words ``simulate`` and ``sweep`` print."""
+    if n_x > n_cal:
+        return f"{n_x} inputs: the first {n_cal} calibrate, {n_x - n_cal} evaluated"
+    return (f"{n_x} inputs, all used to calibrate and to evaluate (none left over: the "
+            "accuracy is measured on the calibration inputs)")
+
+
+def _warn_calibration_reused(calibration: int) -> None:
+    print(f"cimsim: warning: --calibration {calibration} leaves no input to evaluate; the "
+          "accuracy is measured on the calibration inputs themselves (optimistic). Give more "
+          "inputs or a smaller --calibration", file=sys.stderr)
 
 
 def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> None:
@@ -130,6 +161,37 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> None:
     print(f"\nwrote {len(paths)} files to {out}/")
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot become a folder before any work, not after the run: an
+    existing file, or a path below one. Nothing is created here."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {str(out)!r} is a file, not a folder; name a folder (it is "
+                          "created if missing)")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out: {str(out)!r} lies below the file {str(parent)!r}")
+            break
+
+
+def _check_scores(spec: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> None:
+    """With labels, the model must score classes: output ``(batch, n_classes)``, one row per
+    input; a model that outputs anything else is refused before the simulation, not after."""
+    import torch
+
+    if y is None:
+        return
+    example = x[: min(len(x), 2)]
+    with torch.no_grad():
+        out = model(example)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape is None or len(shape) != 2 or shape[0] != example.shape[0]:
+        got = f"shape {shape}" if shape is not None else type(out).__name__
+        raise ConfigError(f"--model {spec}: with labels in --data the model must output class "
+                          f"scores of shape (batch, classes); on {example.shape[0]} inputs it "
+                          f"gives {got}")
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     import cimsim
 
@@ -144,8 +206,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if not Path(args.dir).is_dir():
         raise FileNotFoundError(f"report folder {str(args.dir)!r} not found")
-    report = Report.load(args.dir)
     out = Path(args.out) if args.out else Path(args.dir)
+    _check_out(out)
+    report = Report.load(args.dir)
     paths = _save(report, out)
     print(f"re-rendered {len(paths)} files in {out}/")
     return 0
@@ -156,8 +219,6 @@ _RANGE_HELP = "is not a range like 3-8 or a list like 3,4,6"
 
 def _int_values(flag: str, text: str) -> list[int]:
     """'3-8', '3,4,6', '2-4,8' -> ints in the order given, repeats dropped."""
-    from .errors import ConfigError
-
     values: list[int] = []
     for part in text.split(","):
         part = part.strip()
@@ -175,8 +236,6 @@ def _int_values(flag: str, text: str) -> list[int]:
 
 def _float_values(flag: str, text: str) -> list[float]:
     """'0,0.5,1' -> floats."""
-    from .errors import ConfigError
-
     try:
         return list(dict.fromkeys(float(p) for p in text.split(",")))
     except ValueError:
@@ -185,7 +244,6 @@ def _float_values(flag: str, text: str) -> list[float]:
 
 def _kind_values(flag: str, text: str) -> list[str]:
     """'sar,flash,ramp:bs_kmq' -> the kinds, each checked."""
-    from .errors import ConfigError
     from .sweep import parse_adc_kind
 
     kinds = [p.strip() for p in text.split(",")]
@@ -221,7 +279,6 @@ def _sweep_table(frame) -> str:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import cimsim
 
-    from .errors import ConfigError
     from .sweep import point_labels, run_sweep
 
     grid: dict[str, list] = {"adc_bits": _int_values("--adc-bits", args.adc_bits)}
@@ -233,12 +290,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         grid["array_size"] = _int_values("--array-size", args.array_size)
     if args.noise is not None:
         grid["thermal_sigma_lsb"] = _float_values("--noise", args.noise)
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs: {args.jobs} is invalid; give 1 or more processes")
-    if args.calibration < 1:
-        raise ConfigError(f"--calibration: {args.calibration} is invalid; give 1 or more")
-    if args.limit < 0:
-        raise ConfigError(f"--limit: {args.limit} is invalid; give 0 (all) or more")
+    _check_out(args.out)
     chip = cimsim.load_chip(args.chip)
     model: nn.Module
     y: torch.Tensor | None
@@ -266,16 +318,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         x, y = x[: args.limit], (None if y is None else y[: args.limit])
     if args.model != "demo":
         model = load_model(args.model, example=x[: min(len(x), 2)])
-    frame = run_sweep(model, (x, y), chip, grid, args.out, calibration=calibration,
-                      jobs=args.jobs, seed=args.seed, batch_size=args.batch_size,
-                      model_name=name)
+        _check_scores(args.model, model, x, y)
     n_x = int(x.shape[0])
     if not isinstance(calibration, int):
         used = f"{n_x} test inputs evaluated, {calibration.shape[0]} training images calibrate"
-    elif n_x > calibration:
-        used = f"{n_x} inputs: the first {calibration} calibrate, {n_x - calibration} evaluated"
     else:
-        used = f"{n_x} inputs, all used to calibrate and to evaluate"
+        used = _split_note(n_x, min(calibration, n_x))
+    frame = run_sweep(model, (x, y), chip, grid, args.out, calibration=calibration,
+                      jobs=args.jobs, seed=args.seed, batch_size=args.batch_size,
+                      model_name=name)
+    if isinstance(calibration, int) and n_x <= calibration:
+        _warn_calibration_reused(calibration)
     print(f"cimsim {__version__} sweep: {name} on {chip.name}; {len(frame)} points; {used}")
     resumed = frame.attrs.get("n_points_resumed", 0)
     if resumed:
@@ -313,8 +366,6 @@ def _builtin_model(name: str) -> nn.Module:
 
 def _train_data(args: argparse.Namespace):
     """(model, x_train, y_train, x_eval, y_eval, description) for ``cimsim train``."""
-    from .errors import ConfigError
-
     y_train: torch.Tensor | None
     y_eval: torch.Tensor | None
     if args.model in BUILTIN_MODELS:
@@ -340,6 +391,7 @@ def _train_data(args: argparse.Namespace):
         x_train, x_eval = x[:n_train], x[n_train:]
         y_train, y_eval = (None, None) if y is None else (y[:n_train], y[n_train:])
         model = load_model(args.model, example=x[:2])
+        _check_scores(args.model, model, x, y)
         what = f"first {n_train} inputs of {args.data} / last {x.shape[0] - n_train}"
     if args.limit:
         x_train, x_eval = x_train[:args.limit], x_eval[:args.limit]
@@ -349,9 +401,8 @@ def _train_data(args: argparse.Namespace):
 
 
 def _check_train_args(args: argparse.Namespace) -> None:
-    from .errors import ConfigError
     from .train.distill import LOSSES
-    from .train.loop import check_lr, check_positive_int
+    from .train.loop import check_lr
 
     if args.method not in TRAIN_METHODS:
         raise ConfigError(f"--method: '{args.method}' is not a method; allowed: "
@@ -359,11 +410,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if args.loss not in LOSSES:
         raise ConfigError(f"--loss: '{args.loss}' is not a distillation loss; allowed: "
                           f"{', '.join(LOSSES)}")
-    for flag in ("epochs", "batch_size", "calibration"):
-        check_positive_int("--" + flag.replace("_", "-"), getattr(args, flag))
-    check_lr(args.lr, "--lr")
-    if args.limit < 0:
-        raise ConfigError(f"--limit = {args.limit} is invalid; give 0 (all) or more")
+    check_lr(args.lr, "--lr")  # the counts are checked by their argparse types
 
 
 def _run_identity(args: argparse.Namespace) -> dict[str, str]:
@@ -375,8 +422,6 @@ def _run_identity(args: argparse.Namespace) -> dict[str, str]:
 
 def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
     import torch
-
-    from .errors import ConfigError
 
     if not path.is_file():
         return None
@@ -422,11 +467,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.loop import param_groups, train_epoch
 
     _check_train_args(args)
+    _check_out(args.out)
     chip = cimsim.load_chip(args.chip)
     model, x_train, y_train, x_eval, y_eval, what = _train_data(args)
     if args.method == "qat" and y_train is None:
-        from .errors import ConfigError
-
         raise ConfigError("--method qat needs labels and --data has none ('y'); use --method "
                           "distill")
     name = BUILTIN_MODELS.get(args.model, args.model)
@@ -474,8 +518,63 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses; :func:`main` prints it as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a refused command line is one line on stderr and status 2 from
+    :func:`main`, like every other error a user can fix (argparse prints the usage first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _count(minimum: int, zero: str | None = None):
+    """An argparse type: an integer >= ``minimum``; ``zero`` names what 0 means where 0 is
+    allowed although ``minimum`` is 1 (``--limit 0``: no limit)."""
+    allowed = f"an integer >= {minimum}" + (f", or 0 ({zero})" if zero else "")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer; allowed: "
+                                             f"{allowed}") from None
+        if value < minimum and not (zero and value == 0):
+            raise argparse.ArgumentTypeError(f"{value} is invalid; allowed: {allowed}")
+        return value
+
+    parse.__name__ = "count"  # argparse names the type in some messages
+    return parse
+
+
+_POSITIVE = _count(1)
+_LIMIT = _count(1, zero="all inputs, the default")
+_SEED_MAX = 2**64 - 1
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a seed in [0, 2**64 - 1] (larger or negative ones would alias)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer; allowed: 0 to "
+                                         f"{_SEED_MAX}") from None
+    if not 0 <= value <= _SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is invalid; allowed: 0 to {_SEED_MAX}")
+    return value
+
+
+_SEED_HELP = ("seed of the programming variation, stuck cells and conversion noise; the same "
+              "seed gives the same result (default 0)")
+_BATCH_HELP = ("inputs per simulated forward (default {}); with conversion noise the batching "
+               "is part of the result")
+_LIMIT_HELP = "use only the first N inputs (default 0: all)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="cimsim",
         description="Cycle-approximate simulator of compute-in-memory accelerators: accuracy "
                     "and energy, area, latency from one run.")
@@ -484,34 +583,41 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="deploy the bundled digits CNN on a chip and report")
-    d.add_argument("--out", type=Path, default=Path("out"), help="folder for the report files")
+    d.add_argument("--out", type=Path, default=Path("out"),
+                   help="folder for the report files: CSV tables, report.json, PNG figures, "
+                        "report.html (created if missing; default out)")
     d.add_argument("--chip", default=DEFAULT_DEMO_CHIP,
                    help=f"preset name or .toml path (default {DEFAULT_DEMO_CHIP})")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--calibration", type=int, default=256, help="calibration images")
-    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
+    d.add_argument("--calibration", type=_POSITIVE, default=256,
+                   help="calibration images: the first N of the training split (default 256)")
+    d.add_argument("--batch-size", type=_POSITIVE, default=64, help=_BATCH_HELP.format(64))
     d.add_argument("--fast", action="store_true", help="evaluate 96 test images only")
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("simulate", help="deploy a model on a chip and evaluate it on data")
     s.add_argument("--model", required=True,
-                   help="torch.export .pt2, TorchScript file, or module:function")
+                   help="torch.export .pt2 (dynamic batch), TorchScript file, or "
+                        "module:function")
     s.add_argument("--data", required=True, type=Path,
                    help=".npz with x (and y) or a tensor file (torch.load weights_only)")
     s.add_argument("--chip", required=True, help="preset name or .toml path")
-    s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--calibration", type=int, default=256,
-                   help="first N inputs used for calibration")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--limit", type=int, default=0, help="use only the first N inputs")
+    s.add_argument("--out", type=Path, required=True,
+                   help="folder for the report files: CSV tables, report.json, PNG figures, "
+                        "report.html (created if missing)")
+    s.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
+    s.add_argument("--calibration", type=_POSITIVE, default=256,
+                   help="the first N inputs calibrate, the rest are evaluated; all of them "
+                        "when no input remains (default 256)")
+    s.add_argument("--batch-size", type=_POSITIVE, default=64, help=_BATCH_HELP.format(64))
+    s.add_argument("--limit", type=_LIMIT, default=0, help=_LIMIT_HELP)
     s.set_defaults(func=cmd_simulate)
 
     w = sub.add_parser("sweep", help="accuracy vs energy over a grid of ADC bits and other "
                                      "knobs; table, Pareto plot, HTML")
     w.add_argument("--model", required=True,
-                   help="torch.export .pt2, TorchScript file, module:function, or 'demo' (the "
-                        "bundled digits CNN and its test split)")
+                   help="torch.export .pt2 (dynamic batch), TorchScript file, module:function, "
+                        "or 'demo' (the bundled digits CNN and its test split)")
     w.add_argument("--data", type=Path, default=None,
                    help=".npz with x (and y) or a tensor file (not with --model demo)")
     w.add_argument("--chip", required=True, help="preset name or .toml path (the base chip)")
@@ -525,15 +631,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="square arrays N x N, e.g. 128,256")
     w.add_argument("--noise", default=None, metavar="SIGMAS",
                    help="thermal noise sigma in cell-LSB, e.g. 0,0.5")
-    w.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    w.add_argument("--calibration", type=int, default=256,
+    w.add_argument("--jobs", type=_POSITIVE, default=1, help="worker processes (default 1)")
+    w.add_argument("--calibration", type=_POSITIVE, default=256,
                    help="calibration inputs: the first N of --data (the rest are evaluated); "
-                        "for demo the first N training images")
-    w.add_argument("--limit", type=int, default=0, help="use only the first N inputs")
-    w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--batch-size", type=int, default=256)
+                        "for demo the first N training images (default 256)")
+    w.add_argument("--limit", type=_LIMIT, default=0, help=_LIMIT_HELP)
+    w.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP + "; one seed for every "
+                                                                      "point")
+    w.add_argument("--batch-size", type=_POSITIVE, default=256, help=_BATCH_HELP.format(256))
     w.add_argument("--out", type=Path, required=True,
-                   help="folder for the files; a rerun skips the points already in it")
+                   help="folder for sweep.jsonl, sweep.csv, sweep.json, pareto.png, "
+                        "sweep.html; a rerun skips the points already in it")
     w.set_defaults(func=cmd_sweep)
 
     t = sub.add_parser("train", help="train a model for a chip (QAT with labels, or "
@@ -549,14 +657,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="qat: cross-entropy on the labels; distill: match the float model's "
                         "outputs, no labels (default qat)")
     t.add_argument("--loss", default="mse", help="distillation loss: mse or cosine")
-    t.add_argument("--epochs", type=int, default=1)
+    t.add_argument("--epochs", type=_POSITIVE, default=1, help="epochs in all (default 1)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--calibration", type=int, default=256,
-                   help="first N training inputs set the initial scales and ADC ranges")
-    t.add_argument("--limit", type=int, default=0,
-                   help="use only the first N training and N evaluation inputs")
+    t.add_argument("--batch-size", type=_POSITIVE, default=64,
+                   help="inputs per training step and per simulated forward (default 64)")
+    t.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the shuffling, the programming variation and the noise "
+                        "(default 0)")
+    t.add_argument("--calibration", type=_POSITIVE, default=256,
+                   help="first N training inputs set the initial scales and ADC ranges "
+                        "(default 256)")
+    t.add_argument("--limit", type=_LIMIT, default=0,
+                   help="use only the first N training and N evaluation inputs (default 0: "
+                        "all)")
     t.add_argument("--out", type=Path, required=True,
                    help="folder for checkpoint.pt, training.json and the report; a rerun "
                         "resumes after the last complete epoch")
@@ -566,15 +679,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_presets)
 
     r = sub.add_parser("report", help="re-render a saved report folder (JSON -> files)")
-    r.add_argument("dir", type=Path)
-    r.add_argument("--out", type=Path, default=None, help="write elsewhere")
+    r.add_argument("dir", type=Path, help="a folder with the report.json a command wrote")
+    r.add_argument("--out", type=Path, default=None,
+                   help="folder for the re-rendered files (default: DIR itself)")
     r.set_defaults(func=cmd_report)
     return ap
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line: the command line's contract is one line per error."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"cimsim: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "command", None):
@@ -582,8 +705,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args))
-    except (CimsimError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"cimsim: error: {exc}", file=sys.stderr)
+    except (CimsimError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+            PermissionError) as exc:
+        print(f"cimsim: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover
         print("cimsim: interrupted", file=sys.stderr)

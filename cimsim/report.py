@@ -21,6 +21,7 @@ import pandas as pd
 from . import _html
 from ._version import __version__
 from .config import ChipConfig
+from .errors import CimsimError
 from .events import Action, Component, Events, event_key
 from .work import ModelWork
 
@@ -37,6 +38,28 @@ _TABLES = ("layers", "breakdown", "components", "area", "blocks", "digital")
 
 def _frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns) if rows or columns else pd.DataFrame()
+
+
+def _check_saved(p: Path, data: Any) -> None:
+    """The shape :meth:`Report.save` writes: an object with the chip, the totals and a list of
+    row objects per table (a table's rows name their layer)."""
+    def bad(what: str) -> CimsimError:
+        return CimsimError(f"{p}: not a report cimsim saved ({what})")
+
+    if not isinstance(data, dict):
+        raise bad(f"a JSON {type(data).__name__}, not an object")
+    missing = [k for k in ("cimsim_version", "chip", "totals", "layers") if k not in data]
+    if missing:
+        raise bad(f"no {', '.join(repr(k) for k in missing)}")
+    for key in ("chip", "totals", "layer_events"):
+        if not isinstance(data.get(key, {}), dict):
+            raise bad(f"{key!r} is not an object")
+    for name in _TABLES:
+        rows = data.get(name, [])
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise bad(f"{name!r} is not a list of rows")
+        if name in ("layers", "components", "breakdown") and any("layer" not in r for r in rows):
+            raise bad(f"a row of {name!r} has no 'layer'")
 
 
 @dataclass
@@ -155,13 +178,35 @@ class Report:
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
-        """Re-read a report saved by :meth:`save` (a folder, or its ``report.json``)."""
+        """Re-read a report saved by :meth:`save` (a folder, or its ``report.json``).
+
+        Raises
+        ------
+        FileNotFoundError
+            No ``report.json`` there.
+        CimsimError
+            The file is not JSON, or not a report :meth:`save` wrote (the message names the
+            file and what is wrong), found before anything is re-rendered.
+        """
         p = Path(path)
         if p.is_dir():
             p = p / "report.json"
         if not p.is_file():
             raise FileNotFoundError(f"no saved report at {str(path)!r} (report.json not found)")
-        data = json.loads(p.read_text())
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CimsimError(f"{p}: not a cimsim report (not JSON: {exc})") from None
+        _check_saved(p, data)
+        try:
+            return cls._from_saved(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            # ConfigError (a bad chip) is a ValueError: its message names the field
+            raise CimsimError(f"{p}: not a report cimsim saved ({type(exc).__name__}: "
+                              f"{exc})") from None
+
+    @classmethod
+    def _from_saved(cls, data: dict[str, Any]) -> Report:
         frames = {name: pd.DataFrame(data.get(name, [])) for name in _TABLES}
         if frames["digital"].empty:
             frames["digital"] = pd.DataFrame(columns=["layer", "type", "reason"])
@@ -306,6 +351,8 @@ def _layer_rows(work, cost) -> list[dict]:
             "adc_bits": chip.adc.bits,
             "n_macs_per_inference": w.events.get(event_key(Component.LAYER, Action.MAC)) / n_inf,
             "n_conversions_per_inference": conv / n_inf,
+            # conversions whose ADC input fell outside its range (cimsim.work.LayerWork)
+            "adc_clip_pct": 100.0 * w.n_adc_clipped / conv if conv else float("nan"),
             "n_dac_pulses_per_inference": w.events.get(pulse) / n_inf,
         }
         c = by_layer.get(w.name, {})

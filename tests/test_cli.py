@@ -262,11 +262,11 @@ def test_train_distill_without_labels(digits_files, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, fragment", [
     (["--method", "qt"], "--method: 'qt' is not a method"),
-    (["--epochs", "0"], "--epochs = 0"),
+    (["--epochs", "0"], "argument --epochs: 0 is invalid; allowed: an integer >= 1"),
     (["--lr", "-1"], "--lr = -1.0"),
-    (["--batch-size", "0"], "--batch-size = 0"),
+    (["--batch-size", "0"], "argument --batch-size: 0 is invalid"),
     (["--loss", "kl"], "--loss: 'kl'"),
-    (["--limit", "-1"], "--limit = -1"),
+    (["--limit", "-1"], "argument --limit: -1 is invalid; allowed: an integer >= 1, or 0"),
     (["--data", "x.npz"], "--data: --model demo brings its own data"),
     (["--chip", "no-such-chip"], "no-such-chip"),
 ])

@@ -344,7 +344,7 @@ def npz(tmp_path_factory, data):
     (["--adc-bits", "4", "--noise", "nan"], "thermal_sigma_lsb"),
     (["--adc-bits", "4", "--noise", "-1"], "thermal_sigma_lsb"),
     (["--adc-bits", "4", "--array-size", "0"], "n_rows"),
-    (["--adc-bits", "4", "--batch-size", "0"], "batch_size"),
+    (["--adc-bits", "4", "--batch-size", "0"], "--batch-size: 0 is invalid"),
 ])
 def test_cli_sweep_errors_are_one_line(flags, message, npz, tmp_path, capsys):
     chip = [] if "--chip" in flags else ["--chip", "rram-22nm"]

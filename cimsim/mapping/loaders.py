@@ -18,6 +18,9 @@ file read with ``torch.load(weights_only=True)`` holding a tensor, a ``(x, y)`` 
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +47,29 @@ class LoadError(CimsimError):
 
 
 def load_data(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Inputs and optional labels from a ``.npz`` or tensor file."""
+    """Inputs and optional labels from a ``.npz`` or tensor file, checked before any work.
+
+    Parameters
+    ----------
+    path : str or Path
+        An ``.npz`` with an array ``x`` and optionally ``y``, or a file that
+        ``torch.load(weights_only=True)`` reads as a tensor, an ``(x, y)`` pair or a dict with
+        ``"x"`` (and ``"y"``).
+
+    Returns
+    -------
+    x : Tensor
+        float32, shape ``(n, ...)`` with ``n >= 1``; every value finite.
+    y : Tensor or None
+        int64 class indices, shape ``(n,)``, every one ``>= 0``.
+
+    Raises
+    ------
+    LoadError
+        The file is missing or unreadable, or the data breaks one of the rules above: a 0-d or
+        empty ``x``, NaN or infinite inputs (they would surface much later as an overflow in
+        the quantizer), labels that are not one integer ``>= 0`` per input.
+    """
     p = Path(path)
     if not p.is_file():
         raise LoadError(f"data file {str(p)!r} not found")
@@ -53,27 +78,76 @@ def load_data(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
             with np.load(p, allow_pickle=False) as z:
                 if "x" not in z.files:
                     raise LoadError(f"{p}: an .npz needs an array named 'x' (found {z.files})")
-                x = torch.from_numpy(np.asarray(z["x"], dtype=np.float32))
-                y = torch.from_numpy(np.asarray(z["y"]).astype(np.int64)) if "y" in z.files \
-                    else None
+                x_raw: Any = _as_tensor(p, "x", z["x"])
+                y_raw: Any = _as_tensor(p, "y", z["y"]) if "y" in z.files else None
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
             raise LoadError(f"{p}: not a readable .npz file ({exc})") from None
-        return x, y
+        return _checked_data(p, x_raw, y_raw)
     try:
         obj = torch.load(p, weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many kinds for a wrong format
         raise LoadError(f"{p}: not a tensor file torch.load(weights_only=True) can read "
                         f"({type(exc).__name__})") from None
     if isinstance(obj, torch.Tensor):
-        return obj.float(), None
+        return _checked_data(p, obj, None)
     if isinstance(obj, (tuple, list)) and 1 <= len(obj) <= 2 and all(
             isinstance(t, torch.Tensor) for t in obj):
-        return obj[0].float(), (obj[1].long() if len(obj) == 2 else None)
+        return _checked_data(p, obj[0], obj[1] if len(obj) == 2 else None)
     if isinstance(obj, dict) and isinstance(obj.get("x"), torch.Tensor):
         y = obj.get("y")
-        return obj["x"].float(), (y.long() if isinstance(y, torch.Tensor) else None)
+        if y is not None and not isinstance(y, torch.Tensor):
+            raise LoadError(f"{p}: 'y' must be a tensor of labels; got {type(y).__name__}")
+        return _checked_data(p, obj["x"], y)
     raise LoadError(f"{p}: expected a tensor, an (x, y) tuple or a dict with 'x'; "
                     f"got {type(obj).__name__}")
+
+
+def _as_tensor(p: Path, name: str, array: np.ndarray) -> torch.Tensor:
+    """An ``.npz`` array as a tensor of its own dtype (the checks judge the dtype, not a cast)."""
+    if array.dtype.kind not in "biufc":  # strings, dates, raw bytes: not numbers
+        raise LoadError(f"{p}: '{name}' must hold numbers; got dtype {array.dtype}")
+    if array.dtype.kind == "u" and array.dtype.itemsize > 1:
+        # torch's wide unsigned tensors lack most operations; a too-large label wraps negative
+        # and is refused as one
+        array = array.astype(np.int64 if name == "y" else np.float64)
+    # np.asarray keeps a 0-d array 0-d (ascontiguousarray would make it 1-d), so that the
+    # check refuses it instead of reading one input
+    try:
+        return torch.from_numpy(np.asarray(array, order="C"))
+    except TypeError:  # a numeric dtype torch has no tensor for (float128, ...)
+        return torch.from_numpy(np.asarray(array, dtype=np.float64, order="C"))
+
+
+def _checked_data(p: Path, x: torch.Tensor,
+                  y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(x as float32, y as int64)`` after the checks of :func:`load_data`."""
+    if x.dim() == 0:
+        raise LoadError(f"{p}: 'x' is a single number (0-d); it must have the inputs along its "
+                        "first dimension, shape (n, ...)")
+    if x.shape[0] == 0:
+        raise LoadError(f"{p}: 'x' holds no inputs (shape {tuple(x.shape)})")
+    if x.dtype.is_complex:
+        raise LoadError(f"{p}: 'x' must hold real numbers; got dtype {x.dtype}")
+    x = x.float()
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        n_bad = int((~finite).sum())
+        first = tuple(int(i) for i in (~finite).nonzero()[0])
+        raise LoadError(f"{p}: 'x' holds {n_bad} NaN or infinite value(s) (or values beyond "
+                        f"float32), the first at index {first}; the inputs must be finite")
+    if y is None:
+        return x, None
+    n = x.shape[0]
+    if y.dim() != 1 or y.shape[0] != n:
+        raise LoadError(f"{p}: labels 'y' must be 1-D with one per input ({n}); got shape "
+                        f"{tuple(y.shape)}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise LoadError(f"{p}: labels 'y' must be integer class indices; got dtype {y.dtype} "
+                        "(save them as integers)")
+    y = y.long()
+    if int(y.min()) < 0:
+        raise LoadError(f"{p}: labels 'y' must be class indices >= 0; got {int(y.min())}")
+    return x, y
 
 
 _Converter = Callable[[torch.jit.ScriptModule, tuple], "torch.export.ExportedProgram"]
@@ -96,29 +170,45 @@ def torchscript_converter() -> _Converter | None:
 def load_model(spec: str, example: torch.Tensor | None = None) -> nn.Module:
     """An ``nn.Module`` from ``module:function``, a ``.pt2`` export or a TorchScript file.
 
-    ``example`` (a batch of inputs) is needed to convert TorchScript to an exported graph.
+    Parameters
+    ----------
+    spec : str
+        ``module:function`` (a function, or class, that builds the model without arguments),
+        a ``torch.export`` archive ``.pt2`` exported with a dynamic batch dimension, or a
+        TorchScript file.
+    example : Tensor, optional
+        A small batch of the inputs the model will see, shape ``(b, ...)``. TorchScript needs
+        it for the conversion to a graph; given, the float model is run on it once, so that
+        inputs of the wrong shape are refused here rather than deep inside a deployment.
+
+    Returns
+    -------
+    nn.Module
+        In eval mode; exported and scripted graphs have their weight calls as modules
+        (:func:`modules_from_graph`).
+
+    Raises
+    ------
+    LoadError
+        A missing or unreadable file, a ``module:function`` that cannot be imported or called
+        without arguments or does not return a module, a ``.pt2`` with a fixed batch size, or a
+        model that refuses ``example``.
     """
+    model = _model_from_spec(spec, example)
+    if example is not None:
+        _check_runs_on(spec, model, example)
+    return model
+
+
+def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
     if ":" in spec and not Path(spec).exists():
-        mod_name, _, fn_name = spec.partition(":")
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise LoadError(f"cannot import module {mod_name!r} ({exc})") from None
-        fn = getattr(mod, fn_name, None)
-        if not callable(fn):
-            raise LoadError(f"{mod_name!r} has no callable {fn_name!r}")
-        model = fn()
-        if not isinstance(model, nn.Module):
-            raise LoadError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
-        return model.eval()
+        return _model_from_factory(spec)
     p = Path(spec)
     if not p.is_file():
         raise LoadError(f"model file {spec!r} not found (or use module:function)")
     if p.suffix == ".pt2":
-        try:
-            ep = torch.export.load(p)
-        except Exception as exc:
-            raise LoadError(f"{p}: not a torch.export archive ({type(exc).__name__})") from None
+        ep = _load_export(p)
+        _check_dynamic_batch(p, ep)
         return modules_from_graph(ep.module())
     try:
         scripted = torch.jit.load(str(p), map_location="cpu")
@@ -134,8 +224,88 @@ def load_model(spec: str, example: torch.Tensor | None = None) -> nn.Module:
         ep = convert(scripted.eval(), (example,))
     except Exception as exc:
         raise LoadError(f"{p}: TorchScript model could not be converted to a graph "
-                        f"({type(exc).__name__}: {exc}); export it with torch.export") from None
+                        f"({type(exc).__name__}: {_first_line(exc)}); export it with "
+                        "torch.export") from None
     return modules_from_graph(ep.module())
+
+
+def _model_from_factory(spec: str) -> nn.Module:
+    """The module ``module:function`` builds; the function must need no arguments."""
+    mod_name, _, fn_name = spec.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise LoadError(f"cannot import module {mod_name!r} ({exc})") from None
+    except Exception as exc:  # the module's own top-level code failed
+        raise LoadError(f"importing module {mod_name!r} failed ({type(exc).__name__}: "
+                        f"{_first_line(exc)})") from None
+    fn = getattr(mod, fn_name, None)
+    if not callable(fn):
+        raise LoadError(f"{mod_name!r} has no callable {fn_name!r}")
+    try:
+        inspect.signature(fn).bind()
+    except TypeError:  # it needs arguments: not a model factory
+        raise LoadError(f"{spec} is not a model factory: {fn_name}{inspect.signature(fn)} "
+                        "needs arguments; --model wants a function that builds the model "
+                        "from none") from None
+    except ValueError:  # a builtin without a signature: calling it will tell
+        pass
+    try:
+        model = fn()
+    except Exception as exc:
+        raise LoadError(f"{spec}() failed: {type(exc).__name__}: {_first_line(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise LoadError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
+    return model.eval()
+
+
+def _load_export(p: Path) -> torch.export.ExportedProgram:
+    """``torch.export.load`` with torch's own log lines and warnings held back: a damaged file
+    gets cimsim's one line, not torch's traceback logged before it."""
+    export_log = logging.getLogger("torch.export")
+    was_disabled = export_log.disabled
+    export_log.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.export.load(p)
+    except Exception as exc:
+        raise LoadError(f"{p}: not a torch.export archive ({type(exc).__name__})") from None
+    finally:
+        export_log.disabled = was_disabled
+
+
+def _check_dynamic_batch(p: Path, ep: torch.export.ExportedProgram) -> None:
+    """Refuse an export whose inputs have a fixed first dimension: calibration and evaluation
+    run batches of other sizes, and the exported graph's guard would stop them midway."""
+    names = set(ep.graph_signature.user_inputs)
+    for node in ep.graph.nodes:
+        if node.op != "placeholder" or node.name not in names:
+            continue
+        shape = getattr(node.meta.get("val"), "shape", None)
+        if shape is not None and len(shape) and isinstance(shape[0], int):
+            raise LoadError(
+                f"{p}: exported with a fixed batch of {shape[0]} (input {node.name!r}, shape "
+                f"{tuple(shape)}); cimsim runs batches of other sizes. Export it with a dynamic "
+                "batch: torch.export.export(model, (x,), dynamic_shapes=({0: "
+                "torch.export.Dim('batch')},)) with x of 2 or more inputs")
+
+
+def _check_runs_on(spec: str, model: nn.Module, example: torch.Tensor) -> None:
+    """Run the float model once on ``example``: inputs it refuses end here, in one line."""
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as exc:
+        raise LoadError(f"{spec} cannot run on the data's inputs of shape "
+                        f"{tuple(example.shape)}: {type(exc).__name__}: {_first_line(exc)}"
+                        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message up to its first line break (torch's run to many lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _tensor(gm: nn.Module, node: Any) -> torch.Tensor:

@@ -7,13 +7,14 @@ same weights.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import cimsim
 from cimsim.mapping import loaders
-from cimsim.mapping.loaders import LoadError, load_model, modules_from_graph
+from cimsim.mapping.loaders import LoadError, load_data, load_model, modules_from_graph
 from tests.mapping.conftest import lossless_chip
 
 _ATEN_WEIGHT_OPS = {"aten.linear.default", "aten.conv1d.default", "aten.conv2d.default",
@@ -72,10 +73,14 @@ def test_modules_from_graph_of_an_export_equals_the_model(net_and_x):
     _check_rewritten(modules_from_graph(ep.module()), net, x)
 
 
+def _export_dynamic(net: nn.Module, x: torch.Tensor) -> torch.export.ExportedProgram:
+    return torch.export.export(net, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+
+
 def test_pt2_archive_loads_to_the_same_outputs(net_and_x, tmp_path):
     net, x = net_and_x
     path = tmp_path / "net.pt2"
-    torch.export.save(torch.export.export(net, (x,)), path)
+    torch.export.save(_export_dynamic(net, x), path)
     _check_rewritten(load_model(str(path)), net, x)
 
 
@@ -98,7 +103,7 @@ def test_torchscript_without_the_converter_says_to_export(net_and_x, tmp_path, m
         load_model(str(path), x)
     # the .pt2 route it points to still works without the converter
     pt2 = tmp_path / "net.pt2"
-    torch.export.save(torch.export.export(net, (x,)), pt2)
+    torch.export.save(_export_dynamic(net, x), pt2)
     _check_rewritten(load_model(str(pt2)), net, x)
 
 
@@ -122,3 +127,108 @@ def test_computed_weights_are_refused():
     ep = torch.export.export(Scaled(), (torch.randn(1, 4),))
     with pytest.raises(LoadError, match="computed in the graph"):
         modules_from_graph(ep.module())
+
+
+# --- issue 16: wrong data and models refused by the loaders, before any deployment ------------
+
+def test_pt2_with_a_fixed_batch_is_refused_with_how_to_export(net_and_x, tmp_path):
+    """Issue 16: a fixed-batch export loaded, then failed inside calibration on a torch guard."""
+    net, x = net_and_x
+    path = tmp_path / "fixed.pt2"
+    torch.export.save(torch.export.export(net, (x,)), path)
+    with pytest.raises(LoadError, match=r"fixed batch of 4 .*dynamic_shapes=\(\{0: "
+                                        r"torch\.export\.Dim\('batch'\)\},\)"):
+        load_model(str(path))
+
+
+def test_damaged_pt2_is_one_error_without_torch_output(tmp_path, capfd, caplog):
+    """Issue 16: torch logged its own traceback (a warning) before cimsim's line."""
+    path = tmp_path / "bad.pt2"
+    path.write_bytes(b"PK not an archive")
+    with pytest.raises(LoadError, match="not a torch.export archive"):
+        load_model(str(path))
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert not [r for r in caplog.records if r.name.startswith("torch")]
+
+
+def needs_an_argument(size):
+    return nn.Linear(size, 2)
+
+
+def raises_inside():
+    raise RuntimeError("weights missing\nsecond line")
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("cimsim:load_chip", r"not a model factory: load_chip\(name_or_path"),
+    ("tests.mapping.test_loaders:needs_an_argument", "needs arguments"),
+    ("tests.mapping.test_loaders:raises_inside",
+     r"raises_inside\(\) failed: RuntimeError: weights missing$"),
+    ("cimsim:__version__", "has no callable"),
+    ("cimsim:load_presets_xyz", "has no callable"),
+])
+def test_module_function_that_is_not_a_model_factory(spec, fragment):
+    """Issue 16: ``--model cimsim:load_chip`` ended in a TypeError traceback."""
+    with pytest.raises(LoadError, match=fragment):
+        load_model(spec)
+
+
+def test_model_is_run_once_on_the_example():
+    """A wrong input shape is refused by the loader (one float forward), not deep in deploy."""
+    spec = "cimsim.models:load_digits_cnn"
+    assert isinstance(load_model(spec, example=torch.zeros(2, 1, 8, 8)), nn.Module)
+    with pytest.raises(LoadError, match=r"cannot run on the data's inputs of shape "
+                                        r"\(2, 3, 8, 8\): RuntimeError"):
+        load_model(spec, example=torch.zeros(2, 3, 8, 8))
+
+
+def _npz(tmp_path, **arrays):
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+_X = np.zeros((4, 1, 8, 8), np.float32)
+
+
+@pytest.mark.parametrize("arrays, fragment", [
+    ({"x": np.float32(3.0)}, r"single number \(0-d\)"),
+    ({"x": np.zeros((0, 3), np.float32)}, "holds no inputs"),
+    ({"x": np.where(np.arange(4)[:, None, None, None] == 2, np.nan, _X)},
+     r"64 NaN or infinite value\(s\).*index \(2, 0, 0, 0\)"),
+    ({"x": np.full((4, 3), np.inf)}, "12 NaN or infinite"),
+    ({"x": np.full((4, 3), 1e300)}, "beyond float32"),
+    ({"x": np.zeros((4, 3), np.complex64)}, "real numbers"),
+    ({"x": np.array(["a", "b"])}, "must hold numbers"),
+    ({"x": _X, "y": np.arange(3)}, r"one per input \(4\); got shape \(3,\)"),
+    ({"x": _X, "y": np.zeros((4, 2), np.int64)}, r"got shape \(4, 2\)"),
+    ({"x": _X, "y": np.zeros(4, np.float32)}, "integer class indices; got dtype torch.float32"),
+    ({"x": _X, "y": np.zeros(4, bool)}, "integer class indices"),
+    ({"x": _X, "y": np.array([0, 1, -1, 2])}, ">= 0; got -1"),
+])
+def test_bad_npz_data_is_refused_on_load(tmp_path, arrays, fragment):
+    """Issue 16: NaN inputs ended in an int64-overflow message from the calibration check, and
+    labels of the wrong length or rank after the whole simulation."""
+    with pytest.raises(LoadError, match=fragment):
+        load_data(_npz(tmp_path, **arrays))
+
+
+@pytest.mark.parametrize("obj, fragment", [
+    (torch.tensor(3.0), r"0-d"),
+    ((torch.zeros(4, 3), torch.tensor([0.0, 1.0, 2.0, 3.0])), "integer class indices"),
+    ({"x": torch.full((2, 3), float("nan"))}, "NaN or infinite"),
+    ({"x": torch.zeros(2, 3), "y": [0, 1]}, "'y' must be a tensor"),
+])
+def test_bad_tensor_file_data_is_refused_on_load(tmp_path, obj, fragment):
+    path = tmp_path / "data.pt"
+    torch.save(obj, path)
+    with pytest.raises(LoadError, match=fragment):
+        load_data(path)
+
+
+def test_good_data_loads_as_float32_and_int64(tmp_path):
+    x, y = load_data(_npz(tmp_path, x=np.ones((4, 3), np.float64),
+                          y=np.array([0, 1, 2, 3], np.uint16)))
+    assert x.dtype == torch.float32 and x.shape == (4, 3)
+    assert y is not None and y.dtype == torch.int64 and y.tolist() == [0, 1, 2, 3]
