@@ -56,7 +56,6 @@ __all__ = [
     "LayerWork",
     "ModelWork",
     "calibration_for",
-    "cost_caveat",
     "estimate",
     "layer_work",
 ]
