@@ -13,6 +13,11 @@ to export the model with ``torch.export`` instead.
 Data: ``.npz`` with an array ``x`` (inputs) and optionally ``y`` (integer labels), or a tensor
 file read with ``torch.load(weights_only=True)`` holding a tensor, a ``(x, y)`` tuple or a
 ``{"x": ..., "y": ...}`` dict.
+
+Both are checked here, before anything is deployed: finite inputs with a batch dimension,
+labels one integer class index per input, a model that runs on an example of the data and (for
+``.pt2``) takes any batch size. A simulation that would fail on them fails in one line at load
+time instead of minutes later.
 """
 
 from __future__ import annotations
