@@ -40,6 +40,7 @@ __all__ = [
     "ADCPlacement",
     "ArrayConfig",
     "CalibrationGranularity",
+    "CalibrationMode",
     "CalibrationStat",
     "CellTech",
     "LevelFit",
@@ -143,6 +144,13 @@ class CalibrationGranularity(_Choice):
     LAYER = "layer"
     ARRAY = "array"
     COLUMN = "column"
+
+
+class CalibrationMode(_Choice):
+    """Which inputs ``deploy`` fits a layer's calibrated ADC to (docs/hardware-model.md §7)."""
+
+    SIMULATED = "simulated"
+    FLOAT = "float"
 
 
 class CalibrationStat(_Choice):
@@ -420,6 +428,17 @@ class ADCConfig(_Config):
     """``percentile`` only: the range is [100 - p, p] percentiles."""
     n_sigma: float = 3.0
     """``mean_std`` only: the range is mean ± n_sigma · std."""
+    calibration_mode: CalibrationMode = CalibrationMode.FLOAT
+    """``calibrated`` only, in ``deploy``: ``float`` fits every ADC to the float model's inputs
+    (one pass); ``simulated`` fits each layer's ADC to the inputs it sees in simulation, the
+    layers before it simulated (one calibration pass per stage of layers, in execution order),
+    so that tight ranges (per column) do not clip on simulated inputs. Activation scales come
+    from the float pass in both modes. The training twin (``cimsim.train.prepare``) calibrates
+    on float inputs."""
+    calibration_margin: float = 0.0
+    """``calibrated`` linear ranges only: each end of a calibrated range [lo, hi] moves out by
+    this fraction of its width, [lo − m·(hi − lo), hi + m·(hi − lo)], for inputs that reach
+    beyond the calibration data. 0 (the default) keeps the calibrated range."""
     gain_error: float = 0.0
     """Relative gain error: the ADC converts a·(1 + gain_error)."""
     offset_error_lsb: float = 0.0
@@ -440,6 +459,7 @@ class ADCConfig(_Config):
             _fail("ADCConfig", "fixed_hi", self.fixed_hi, f"> fixed_lo ({self.fixed_lo})")
         _float_in(self, "percentile", 50.0, 100.0, lo_open=True)
         _float_in(self, "n_sigma", 0.0, lo_open=True)
+        _float_in(self, "calibration_margin", 0.0, 10.0)
         _float_in(self, "gain_error", -0.5, 0.5)
         _float_in(self, "offset_error_lsb", -math.inf)
         _float_in(self, "comparator_noise_lsb", 0.0)

@@ -25,7 +25,8 @@ from .config import RangePolicy, SignedInputMode
 from .errors import ConfigError
 from .events import Action, Component, EventKey, Events
 
-__all__ = ["AnalogBlock", "analog_values", "calibrate", "check_inputs", "run"]
+__all__ = ["AnalogBlock", "RunResult", "analog_values", "calibrate", "check_inputs", "run",
+           "run_detailed"]
 
 _NO_LEVELS = np.zeros((0, 0))
 
@@ -196,6 +197,21 @@ def _kernel_args(layer: ProgrammedLayer, sig: np.ndarray, m_total: int):
     )
 
 
+@dataclass(frozen=True)
+class RunResult:
+    """What one :func:`run_detailed` call computed and counted."""
+
+    y: np.ndarray
+    """(M, N) float64 integer-domain result."""
+    events: Events
+    """The call's events."""
+    n_clipped: int
+    """Conversions whose ADC input (noise, gain and offset error included) fell outside the
+    ADC's range by more than half a step (:meth:`cimsim.adc.ADCTables.clip_bounds`)."""
+    n_conversions: int
+    """Conversions of the call (M · planes · row groups · conversion columns)."""
+
+
 def run(
     layer: ProgrammedLayer,
     x_int: np.ndarray,
@@ -225,6 +241,22 @@ def run(
         Integer-domain result (equals ``x_int @ w_int.T`` on a lossless chip).
     events : Events
     """
+    res = run_detailed(layer, x_int, noise_seed=noise_seed, chunk_vectors=chunk_vectors,
+                       gemm=gemm, kernel=kernel)
+    return res.y, res.events
+
+
+def run_detailed(
+    layer: ProgrammedLayer,
+    x_int: np.ndarray,
+    *,
+    noise_seed: int = 0,
+    chunk_vectors: int | None = None,
+    gemm: str = "auto",
+    kernel: str = "numba",
+) -> RunResult:
+    """:func:`run`, also counting the conversions that clipped (same arguments): the
+    fused kernel counts them as it converts, at no extra pass."""
     if gemm not in ("auto", "int8", "float32", "float64"):
         raise ValueError(f"gemm = {gemm!r}; allowed: 'auto', 'int8', 'float32', 'float64'")
     if kernel not in ("numba", "numpy"):
@@ -240,16 +272,21 @@ def run(
     ev = _static_events(layer, m, n_planes)
     tables = layer.adc
     assert tables is not None  # _kernel_args refused a layer without ADC settings
+    clip_lo, clip_hi = tables.clip_bounds(layer.chip.adc.n_codes)
+    clips = np.zeros(m, dtype=np.int64)  # per vector: no two threads add to one count
     for blk in _blocks(layer, x, chunk_vectors, gemm, ev, kernel):
-        out = y[blk.m0:blk.m0 + blk.ps.shape[1]]
+        mc = blk.ps.shape[1]
+        out = y[blk.m0:blk.m0 + mc]
         lo, delta = tables.lo[blk.group], tables.delta[blk.group]
         thr = tables.thr[blk.group] if tables.thr is not None else _NO_LEVELS
         lvl = tables.lvl[blk.group] if tables.lvl is not None else _NO_LEVELS
+        bounds = dict(clip_lo=clip_lo[blk.group], clip_hi=clip_hi[blk.group],
+                      clips=clips[blk.m0:blk.m0 + mc])
         if kernel == "numba":
             convert_accumulate(blk.ps, blk.xsum, blk.var, lo=lo, delta=delta,
                                key_noise=key_noise, key_cmp=key_cmp, group=blk.group,
                                m_offset=blk.m0, kn=KN, wn=WN, thr=thr, lvl=lvl,
-                               out=out, **args)
+                               out=out, **bounds, **args)
         else:
             # the NumPy twin, for tests that hold the kernel to it (imported only then)
             from .arrays._reference import convert_accumulate_reference
@@ -257,10 +294,11 @@ def run(
             convert_accumulate_reference(blk.ps, blk.xsum, blk.var, lo=lo, delta=delta,
                                          key_noise=int(key_noise), key_cmp=int(key_cmp),
                                          group=blk.group, m_offset=blk.m0, thr=thr, lvl=lvl,
-                                         out=out, **args)
+                                         out=out, **bounds, **args)
     if np.any(layer.x_sum_coef != 0):
         y += x.sum(axis=1, dtype=np.float64)[:, None] * layer.x_sum_coef[None, :]
-    return y, Events(ev)
+    n_conv = m * n_planes * layer.n_groups * layer.n_conversions
+    return RunResult(y=y, events=Events(ev), n_clipped=int(clips.sum()), n_conversions=n_conv)
 
 
 @dataclass(frozen=True)

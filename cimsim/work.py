@@ -13,10 +13,11 @@ Nothing here imports torch: mapping builds these values, cost and report read th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .events import Events
+from .events import Action, Component, Events
 
 if TYPE_CHECKING:  # typing only: arrays imports adc, which needs nothing from here
     from .arrays.program import ProgrammedLayer
@@ -71,6 +72,21 @@ class LayerWork:
     """Cells holding a weight digit (the layer's inputs x physical columns)."""
     n_arrays: int
     """Arrays the layer occupies."""
+    n_adc_clipped: float = 0.0
+    """Conversions whose ADC input fell outside the ADC's range by more than half a step
+    (``cimsim.adc.ADCTables.clip_bounds``), counted by the run's conversions."""
+
+    @property
+    def n_adc_conversions(self) -> float:
+        """ADC conversions the run counted (``adc.convert`` events, every bit width)."""
+        return sum(v for key, v in self.events.items()
+                   if key.component is Component.ADC and key.action is Action.CONVERT)
+
+    @property
+    def adc_clip_fraction(self) -> float:
+        """Share of the run's conversions that clipped (NaN when none ran)."""
+        n = self.n_adc_conversions
+        return self.n_adc_clipped / n if n else math.nan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -68,6 +68,9 @@ def fused_tables_from_samples(layer: ProgrammedLayer, stats: RangeStats,
     nonlinear = adc.kind is ADCKind.RAMP
     thr = np.empty((1, n_conv, n_levels - 1))
     lvl = np.empty((1, n_conv, n_levels))
+    # clipped: above the top level by more than half its step, in the analog domain; values
+    # below the first threshold are the ReLU's zeros, and at the clamp the activation's own
+    clip_hi = np.full((1, n_conv), np.inf)
     for _, cols in calibration_units(layer, adc.calibration_granularity):
         vals = post[:, cols].ravel()
         if adc.calibration_stat is CalibrationStat.MINMAX:
@@ -86,6 +89,10 @@ def fused_tables_from_samples(layer: ProgrammedLayer, stats: RangeStats,
         k, b = kappa[cols, None], bias[cols, None]
         thr[0, cols] = (t_y[None, :] - b) / k
         lvl[0, cols] = r_y[None, :] / k
+        if a_max < act.clamp:
+            y_top = r_y[-1] + 0.5 * (r_y[-1] - r_y[-2])
+            clip_hi[0, cols] = (y_top - bias[cols]) / kappa[cols]
     # Both kinds convert through the threshold tables: the linear grid's thresholds are the
     # midpoints of its levels (a value half-way goes up, as floor(v/step + 1/2) does).
-    return ADCTables.from_levels(thr, lvl, fused_activation=True)
+    return ADCTables.from_levels(thr, lvl, fused_activation=True,
+                                 clip_lo=np.full((1, n_conv), -np.inf), clip_hi=clip_hi)

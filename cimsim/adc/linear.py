@@ -26,7 +26,7 @@ from .tables import ADCTables, calibration_units
 if TYPE_CHECKING:
     from ..arrays.program import ProgrammedLayer
 
-__all__ = ["grid", "static_tables", "ranges_from_samples", "RangeStats"]
+__all__ = ["grid", "static_tables", "ranges_from_samples", "RangeStats", "widen"]
 
 
 def grid(lo, hi, n_codes: int, zero_aligned: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -151,4 +151,22 @@ def ranges_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
                 if vals.size > stats.max_samples * 64:  # bounded memory, deterministic
                     vals = vals[:: vals.size // (stats.max_samples * 64) + 1]
                 lo[np.ix_(rows, cols)], hi[np.ix_(rows, cols)] = np.percentile(vals, [100 - q, q])
+    lo, hi = widen(lo, hi, adc.calibration_margin, layer.fs_lo, layer.fs_hi)
     return ADCTables.linear(*grid(lo, hi, adc.n_codes, adc.zero_aligned))
+
+
+def widen(lo: np.ndarray, hi: np.ndarray, margin: float, fs_lo: float = -np.inf,
+          fs_hi: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated ranges [lo, hi] widened by ``margin`` (``adc.calibration_margin``).
+
+    Each end moves out by ``margin · (hi − lo)``, but not past the range an ideal column can
+    produce, ``[fs_lo, fs_hi]`` (an end already beyond it stays where it is): a range starting at
+    0 for partial sums that cannot be negative keeps 0 as its start instead of spending codes on
+    values that never occur. ``margin = 0`` returns the ranges unchanged.
+    """
+    if margin == 0.0:
+        return lo, hi
+    width = hi - lo
+    new_lo = np.maximum(lo - margin * width, np.minimum(lo, fs_lo))
+    new_hi = np.minimum(hi + margin * width, np.maximum(hi, fs_hi))
+    return new_lo, new_hi

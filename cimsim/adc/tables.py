@@ -46,6 +46,11 @@ class ADCTables:
     """(G, C, L) float64 reconstruction levels, or None (linear)."""
     fused_activation: bool = False
     """Whether the tables produce the layer's activation (:mod:`cimsim.adc.activation`)."""
+    clip_lo: np.ndarray | None = None
+    """(G, C) float64 analog value below which a conversion counts as clipped, when the tables
+    are not in the analog domain (a fused activation); None: derived (:meth:`clip_bounds`)."""
+    clip_hi: np.ndarray | None = None
+    """(G, C) float64 analog value above which a conversion counts as clipped; see ``clip_lo``."""
 
     def __post_init__(self) -> None:
         shape = np.shape(self.lo)
@@ -59,6 +64,9 @@ class ADCTables:
             if self.lvl.shape[:2] != shape or self.thr.shape != (*shape, n_levels - 1):
                 raise ValueError(f"ADCTables: thr {self.thr.shape} and lvl {self.lvl.shape} do "
                                  f"not fit (G, C) = {shape}")
+        bounds = [b for b in (self.clip_lo, self.clip_hi) if b is not None]
+        if len(bounds) == 1 or any(np.shape(b) != shape for b in bounds):
+            raise ValueError("ADCTables: clip_lo and clip_hi come together, each (G, C)")
 
     @classmethod
     def linear(cls, lo: np.ndarray, delta: np.ndarray) -> ADCTables:
@@ -66,14 +74,38 @@ class ADCTables:
         return cls(lo=np.asarray(lo, dtype=np.float64), delta=np.asarray(delta, dtype=np.float64))
 
     @classmethod
-    def from_levels(cls, thr: np.ndarray, lvl: np.ndarray, *,
-                    fused_activation: bool = False) -> ADCTables:
-        """A threshold ADC (G, C, L-1) / (G, C, L); its LSB is the mean level spacing."""
+    def from_levels(cls, thr: np.ndarray, lvl: np.ndarray, *, fused_activation: bool = False,
+                    clip_lo: np.ndarray | None = None,
+                    clip_hi: np.ndarray | None = None) -> ADCTables:
+        """A threshold ADC (G, C, L-1) / (G, C, L); its LSB is the mean level spacing.
+        ``clip_lo``/``clip_hi``: analog clipping bounds (G, C) where the levels are not
+        analog values (a fused activation)."""
         lvl = np.asarray(lvl, dtype=np.float64)
         span = (lvl[..., -1] - lvl[..., 0]) / (lvl.shape[-1] - 1)
         return cls(lo=lvl[..., 0].copy(), delta=np.where(span > 0, span, 1.0),
                    thr=np.asarray(thr, dtype=np.float64), lvl=lvl,
-                   fused_activation=fused_activation)
+                   fused_activation=fused_activation,
+                   clip_lo=None if clip_lo is None else np.asarray(clip_lo, dtype=np.float64),
+                   clip_hi=None if clip_hi is None else np.asarray(clip_hi, dtype=np.float64))
+
+    def clip_bounds(self, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+        """(G, C) analog values below / above which a conversion is clipped: its error then
+        exceeds the half step that rounding alone can cause.
+
+        Linear (``n_codes`` = 2^bits): ``lo − Δ/2`` and ``lo + (n_codes − 1/2)·Δ``, half a step
+        beyond the first and last codes. Threshold ADC: half the outer level spacing beyond
+        the outer levels, ``r_0 − (r_1 − r_0)/2`` and ``r_{L−1} + (r_{L−1} − r_{L−2})/2``.
+        A fused activation carries its own bounds (its levels are output values): nothing
+        below (the ReLU's zeros are wanted), half a step above ``a_max`` (none when ``a_max``
+        is the activation's clamp).
+        """
+        if self.clip_lo is not None and self.clip_hi is not None:
+            return self.clip_lo, self.clip_hi
+        if self.lvl is not None:
+            r = self.lvl
+            return r[..., 0] - 0.5 * (r[..., 1] - r[..., 0]), r[..., -1] + 0.5 * (
+                r[..., -1] - r[..., -2])
+        return self.lo - 0.5 * self.delta, self.lo + (n_codes - 0.5) * self.delta
 
     @property
     def nonlinear(self) -> bool:

@@ -44,7 +44,8 @@ def convert_accumulate(
     ps, xsum, var, sig, pos, neg, off_add, out_col, coef, lo, delta, top_code,
     nl_kind, nl_fs, nl_sat, nl_beta, nl_poly,
     thermal_sigma, gain, offset_lsb, cmp_sigma,
-    key_noise, key_cmp, group, m_offset, m_total, kn, wn, thr, lvl, out,
+    key_noise, key_cmp, group, m_offset, m_total, kn, wn, thr, lvl, clip_lo, clip_hi, out,
+    clips,
 ):  # pragma: no cover - compiled; twin: _reference.convert_accumulate_reference
     """Convert and accumulate one row group.
 
@@ -53,7 +54,9 @@ def convert_accumulate(
     int64; off_add (Jg,); coef, lo, delta (C,) float64; nl_poly (n,) float64; thr (C, L-1) and
     lvl (C, L) float64 thresholds and levels of a nonlinear ADC (or (0, 0): linear ADC);
     kn, wn the ziggurat tables ``_rng.KN, WN`` of the fast path (the rare slow path reads the
-    module's own tables); out (Mc, N) float64, accumulated into.
+    module's own tables); clip_lo, clip_hi (C,) float64 the values the ADC input must stay
+    within (else the conversion is clipped); out (Mc, N) float64, accumulated into; clips (Mc,)
+    int64, each vector's clipped conversions added to it.
     """
     n_planes, mc, jg = ps.shape
     nonlinear = thr.shape[0] > 0
@@ -79,6 +82,7 @@ def convert_accumulate(
         hh = np.empty(_TILE // 2 + 1, dtype=np.uint64)  # scratch of fill_normals
         slow = np.empty(_TILE, dtype=np.int64)
         acc = np.empty(_TILE)
+        n_clip = 0
         # Conversions in tiles, planes inside: a tile's working set stays in L1 across the
         # planes, whatever the number of conversions (thousands in wide layers).
         for tile in range((n_conv + _TILE - 1) // _TILE):
@@ -98,12 +102,14 @@ def convert_accumulate(
                             c = c0 + t
                             d = delta[c]
                             v = (ps[p, m, c] + thermal_sigma * z[t]) * g1 + offset_lsb * d
+                            n_clip += (v < clip_lo[c]) | (v > clip_hi[c])
                             acc[t] += s * linear_adc(v, lo[c], d, top_code)
                     else:
                         for t in range(nt):
                             c = c0 + t
                             d = delta[c]
                             v = ps[p, m, c] * g1 + offset_lsb * d
+                            n_clip += (v < clip_lo[c]) | (v > clip_hi[c])
                             acc[t] += s * linear_adc(v, lo[c], d, top_code)
                     continue
                 if simple:
@@ -144,6 +150,7 @@ def convert_accumulate(
                         v = a[t] * g1 + offset_lsb * d
                         if cmp_sigma > 0.0:
                             v += cmp_sigma * d * z[t]
+                        n_clip += (v < clip_lo[c]) | (v > clip_hi[c])
                         # code = number of thresholds <= v (binary search; ties go up)
                         i0, i1 = 0, n_thr
                         while i0 < i1:
@@ -158,15 +165,18 @@ def convert_accumulate(
                         c = c0 + t
                         d = delta[c]
                         v = a[t] * g1 + offset_lsb * d + cmp_sigma * d * z[t]
+                        n_clip += (v < clip_lo[c]) | (v > clip_hi[c])
                         acc[t] += s * linear_adc(v, lo[c], d, top_code)
                 else:
                     for t in range(nt):
                         c = c0 + t
                         d = delta[c]
                         v = a[t] * g1 + offset_lsb * d
+                        n_clip += (v < clip_lo[c]) | (v > clip_hi[c])
                         acc[t] += s * linear_adc(v, lo[c], d, top_code)
             for t in range(nt):
                 out[m, out_col[c0 + t]] += coef[c0 + t] * acc[t]
+        clips[m] += n_clip
 
 
 @njit(parallel=True, cache=True)

@@ -14,7 +14,7 @@ def convert_accumulate_reference(
     ps, xsum, var, sig, pos, neg, off_add, out_col, coef, lo, delta, top_code,
     nl_kind, nl_fs, nl_sat, nl_beta, nl_poly,
     thermal_sigma, gain, offset_lsb, cmp_sigma,
-    key_noise, key_cmp, group, m_offset, m_total, thr, lvl, out,
+    key_noise, key_cmp, group, m_offset, m_total, thr, lvl, clip_lo, clip_hi, out, clips,
 ):
     """Vectorised NumPy twin of ``_kernels.convert_accumulate`` (same arguments, no tables)."""
     n_planes, mc, _ = ps.shape
@@ -36,6 +36,7 @@ def convert_accumulate_reference(
     a = a * (1.0 + gain) + offset_lsb * delta
     if cmp_sigma > 0:
         a = a + cmp_sigma * delta * normal_reference(key_cmp, idx)
+    clips += ((a < clip_lo) | (a > clip_hi)).sum(axis=(0, 2))
     if thr.shape[0] > 0:
         val = nonlinear_adc_reference(a, thr, lvl) * coef * sig[:, None, None]
     else:

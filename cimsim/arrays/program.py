@@ -30,12 +30,20 @@ from ..config import (
 from ..errors import MappingError
 from .encoding import ColumnKinds, column_kinds, plane_layout, weight_range
 
-__all__ = ["ProgrammedLayer", "program", "default_row_tiles"]
+__all__ = ["ProgrammedLayer", "program", "default_row_tiles", "n_arrays_for_shape"]
 
 
 def default_row_tiles(k: int, n_rows: int) -> list[tuple[int, int]]:
     """Consecutive row tiles of at most ``n_rows`` rows covering ``range(k)``."""
     return [(s, min(s + n_rows, k)) for s in range(0, k, n_rows)]
+
+
+def n_arrays_for_shape(n_out: int, row_tiles: list[tuple[int, int]], chip: ChipConfig) -> int:
+    """Arrays a matrix with ``n_out`` outputs cut into ``row_tiles`` occupies, from its shape
+    alone (no weights, no data): row tiles x column tiles, exactly what :func:`program` gives
+    (the number of column kinds depends on the encoding and bit widths only)."""
+    kinds = column_kinds(np.zeros((1, 1), dtype=np.int64), chip)
+    return len(row_tiles) * -(-(n_out * kinds.n_kinds) // _cols_per_tile(kinds, chip))
 
 
 @dataclass(frozen=True, eq=False)

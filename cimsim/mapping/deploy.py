@@ -10,7 +10,7 @@ import copy
 import fnmatch
 import logging
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..config import ADCPlacement, ChipConfig
+from ..arrays.program import n_arrays_for_shape
+from ..config import ADCPlacement, CalibrationMode, ChipConfig, RangePolicy
 from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
-from .layers import SimConv, SimLayer, SimLinear, SimMultiheadAttention, layer_seed
+from .layers import MatmulCore, SimConv, SimLayer, SimLinear, SimMultiheadAttention, layer_seed
 from .matrix import EngineView
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
@@ -258,7 +259,10 @@ def deploy(
     chip : ChipConfig
     calibration : tensor, ndarray, tuple of tensors or DataLoader
         Inputs run through the float model to set activation scales (``chip.quant``) and the
-        ADC ranges of ``calibrated`` policies.
+        ADC ranges of ``calibrated`` policies. With ``adc.calibration_mode = 'simulated'``
+        they run again once per stage of mapped layers, in execution order, the layers before
+        it simulated, and each stage's ADCs are fitted to the inputs it sees there
+        (docs/hardware-model.md §7); ``'float'`` (the default) fits them in the float pass.
     seed : int
         Programming variation, faults and conversion noise derive from it.
     exclude : sequence of str
@@ -275,6 +279,12 @@ def deploy(
     -------
     SimModel
         An ``nn.Module``; ``sim(x)`` runs the simulated forward, ``sim.report()`` the costs.
+
+    Raises
+    ------
+    CapacityError
+        The mapped matrices need more arrays than the chip has and
+        ``array.allow_time_multiplexing`` is off: found from the shapes, before any forward.
     """
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
@@ -282,9 +292,12 @@ def deploy(
         raise MappingError(f"chip must be a ChipConfig (cimsim.load_chip), got {type(chip)}")
     mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
     sim = mapping.replace_layers(_eval_copy(model))
-    _fuse_relus(sim, mapping.sim_layers, chip)
-    _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim)
+    # from the shapes alone: an over-capacity model fails now, not after the calibration pass
     needed = _arrays_needed(mapping.sim_layers, chip)
+    _fuse_relus(sim, mapping.sim_layers, chip)
+    _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip)
+    programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
+    assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
     return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
 
 
@@ -306,7 +319,9 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
     sim = mapping.replace_layers(_eval_copy(model))
     for layer in mapping.sim_layers.values():
         layer.adopt(views)
-    needed = _arrays_needed(mapping.sim_layers, chip)
+    # the views' own tiling, as programmed
+    needed = _check_capacity(
+        sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores), chip)
     return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
 
 
@@ -412,24 +427,90 @@ def _fuse_relus(sim: nn.Module, sim_layers: dict[str, SimLayer], chip: ChipConfi
 
 
 def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, batch_size: int,
-               batch_dim: int) -> None:
+               batch_dim: int, chip: ChipConfig) -> None:
     """The float calibration pass (the layers record their inputs), then every layer
-    quantizes, programs and calibrates its ADCs (stage 3)."""
+    quantizes, programs and calibrates its ADCs (stage 3); with simulated calibration, the
+    ADCs are then fitted again stage by stage on simulated inputs (:func:`_calibrate_simulated`).
+    """
+    if isinstance(calibration, Iterator):
+        calibration = list(calibration)  # a one-shot iterator: simulated calibration rereads it
+    order: list[MatmulCore] = []
+    for layer in sim_layers.values():
+        layer.call_log = order
     n = 0
-    with torch.no_grad():
-        for args in _batches(calibration, batch_size, batch_dim):
-            sim(*args)
-            n += 1
+    try:
+        with torch.no_grad():
+            for args in _batches(calibration, batch_size, batch_dim):
+                sim(*args)
+                n += 1
+    finally:
+        for layer in sim_layers.values():
+            layer.call_log = None
     if n == 0:
         raise MappingError("calibration data is empty")
     for layer in sim_layers.values():
         layer.finalize()
+    adc = chip.adc
+    if (adc.range_policy is RangePolicy.CALIBRATED
+            and adc.calibration_mode is CalibrationMode.SIMULATED):
+        _calibrate_simulated(sim, sim_layers, order, calibration, batch_size, batch_dim)
+
+
+def _calibrate_simulated(sim: nn.Module, sim_layers: dict[str, SimLayer],
+                         order: list[MatmulCore], calibration, batch_size: int,
+                         batch_dim: int) -> None:
+    """Fit every stage's ADCs to the inputs it sees in simulation (``calibration_mode =
+    'simulated'``).
+
+    Stages (``SimLayer.calibration_stages``) run in the order of their first call in the
+    float pass. For each stage after the first: one pass over the calibration data with the
+    stages before it simulating (final ADCs), the stage recording its inputs and the later ones
+    in float; then the stage's ADCs are fitted to what it recorded (its activation scales and
+    programmed cells stay those of the float pass). The first stage's inputs are those of the
+    float pass (nothing before it is simulated), so it keeps its ADCs. Every pass starts each
+    matrix's noise draws afresh (``calls = 0``), so a stage is fitted to exactly the inputs the
+    next stage's pass feeds it. Cost: one pass per stage, each simulating the stages before it:
+    about S²/2 stage simulations of the calibration data for S stages, against S for the
+    float mode. No events are kept.
+    """
+    position = {id(core): i for i, core in enumerate(order)}
+    stages = [stage for layer in sim_layers.values() for stage in layer.calibration_stages()]
+    # stages never reached in the float pass have failed finalize() already
+    stages.sort(key=lambda st: min(position.get(id(c), len(order)) for c in st))
+    cores = [c for layer in sim_layers.values() for c in layer.cores]
+    for stage in stages[1:]:
+        for core in stage:
+            core.pending = True
+    try:
+        for stage in stages[1:]:
+            for core in stage:
+                core.start_recording()
+            for core in cores:
+                core.calls = 0
+            with torch.no_grad():
+                for args in _batches(calibration, batch_size, batch_dim):
+                    sim(*args)
+            for core in stage:
+                core.recalibrate()
+    finally:
+        for core in cores:
+            core.pending, core.recorder = False, None
+            core.calls = 0
+            core.reset()
 
 
 def _arrays_needed(sim_layers: dict[str, SimLayer], chip: ChipConfig) -> int:
-    """Arrays the programmed layers occupy; over the chip's count only with time-multiplexing
-    allowed (stage 4)."""
-    needed = sum(c.n_arrays for layer in sim_layers.values() for c in layer.cores)
+    """Arrays the mapped matrices need, from their shapes and the chip (row tiles x column
+    tiles; nothing programmed, no data); over the chip's count only with time-multiplexing
+    allowed."""
+    return _check_capacity(sum(n_arrays_for_shape(c.shape[0], c.row_tiles, chip)
+                               for layer in sim_layers.values() for c in layer.cores
+                               if not c.digital), chip)
+
+
+def _check_capacity(needed: int, chip: ChipConfig) -> int:
+    """``needed`` arrays, or ``CapacityError`` when over the chip's count without
+    time-multiplexing."""
     have = chip.array.n_arrays
     if needed > have and not chip.array.allow_time_multiplexing:
         raise CapacityError(

@@ -34,7 +34,7 @@ from ..config import ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
-from .matrix import EngineView, InputStats, engine_view, kernel_row_tiles
+from .matrix import EngineView, InputStats, calibrate_adcs, engine_view, kernel_row_tiles
 from .quant import quantize_acts
 
 __all__ = ["MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer"]
@@ -79,6 +79,17 @@ class MatmulCore:
         (ReLU6: 6): with a layer-output ADC the conversion then produces the activation."""
         self.fused = False
         """Whether the ADC is this layer's activation quantizer (set by :meth:`finalize`)."""
+        self.view: EngineView | None = None
+        """The matrix as the engine runs it (set by :meth:`finalize` / :meth:`adopt`)."""
+        self.n_adc_clipped = 0
+        """Conversions that clipped (``engine.RunResult.n_clipped``) since deploy or
+        :meth:`reset`."""
+        self.pending = False
+        """Simulated calibration (``adc.calibration_mode = 'simulated'``): not yet calibrated
+        on its simulated inputs, so it runs in float meanwhile (its ADC is not final)."""
+        self.recorder: InputStats | None = None
+        """Simulated calibration: the statistics of the inputs this matrix sees in simulation,
+        while it records them (it runs in float meanwhile)."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -106,8 +117,29 @@ class MatmulCore:
                            activation=self._fused_activation)
         self._take(view)
 
+    def start_recording(self) -> None:
+        """Simulated calibration: record the inputs of the next forwards (run in float)."""
+        if not self.digital:
+            self.recorder = InputStats(self.seed)  # same seed: the same rows are sampled
+            self.pending = False
+
+    def recalibrate(self) -> None:
+        """Simulated calibration: fit the ADCs to the inputs recorded since
+        :meth:`start_recording` (scales and programmed cells stay); a matrix the recording
+        forwards never reached keeps its float-calibrated ADCs."""
+        stats, self.recorder = self.recorder, None
+        if self.digital or stats is None:
+            return
+        assert self.view is not None, "recalibrate() before finalize()"
+        if stats.sample is None or stats.n_seen == 0:
+            log.warning("layer %r: not reached by the simulated calibration pass; its ADC "
+                        "keeps the ranges fitted on float inputs", self.name)
+            return
+        self._take(calibrate_adcs(self.view, stats.sample, self.view.activation))
+
     def _take(self, view: EngineView) -> None:
         """Simulate the matrix as ``view`` holds it (integers, scales, programmed parts)."""
+        self.view = view
         self.signed, self.s_x = view.input_signed, view.s_x
         self.w_int, self.s_w = view.w_int, view.s_w
         self.parts = list(view.parts)
@@ -173,7 +205,9 @@ class MatmulCore:
         call_seed = stream_key(self.seed, 1000 + self.calls)
         self.calls += 1
         for t, (a, b, layer) in enumerate(self.parts):
-            y_int, ev = engine.run(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
+            res = engine.run_detailed(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
+            y_int, ev = res.y, res.events
+            self.n_adc_clipped += res.n_clipped
             if self.offsets is not None and not self.fused:  # a fused ADC has it in its refs
                 y_int = y_int - self.offsets[t]
             y += y_int * (self.s_x * self.s_w[t if self.s_w.shape[0] > 1 else 0])
@@ -210,9 +244,11 @@ class MatmulCore:
         return Events(counts)
 
     def reset(self) -> None:
-        """Forget the events and vectors of earlier runs (the programmed arrays stay)."""
+        """Forget the events, vectors and clip counts of earlier runs (the programmed arrays
+        stay)."""
         self.events = Events()
         self.n_vectors = 0
+        self.n_adc_clipped = 0
 
     def blocks(self) -> list[Block]:
         """The programmed parts, each with the vectors it processed."""
@@ -241,6 +277,9 @@ class SimLayer(nn.Module):
         self.sim_name = name
         self.cores: list[MatmulCore] = []
         self.simulating = False
+        self.call_log: list[MatmulCore] | None = None
+        """Set by deploy for the float calibration pass: every matrix is appended at its first
+        call (the execution order simulated calibration follows)."""
 
     def finalize(self) -> None:
         if self.kind == "conv":
@@ -280,13 +319,28 @@ class SimLayer(nn.Module):
             input_signed=any(c.signed for c in self.cores),
             n_cells=sum(c.n_cells for c in self.cores),
             n_arrays=sum(c.n_arrays for c in self.cores),
+            n_adc_clipped=float(sum(c.n_adc_clipped for c in self.cores)),
         )
+
+    def calibration_stages(self) -> list[list[MatmulCore]]:
+        """The mapped matrices in the order their inputs become known, for simulated
+        calibration: matrices of one stage read inputs that none of them produces, so they
+        record in one pass (the groups of a conv read one input)."""
+        cores = [c for c in self.cores if not c.digital]
+        return [cores] if cores else []
 
     def _matmul(self, core: MatmulCore, x: np.ndarray) -> np.ndarray:
         """``x @ w.T + bias`` (M, K) -> (M, N) through ``core``: in float while observing
         (the calibration pass records ``x``), on the simulated arrays once finalized."""
         if not self.simulating:
             core.observe(x)
+            if self.call_log is not None and core not in self.call_log:
+                self.call_log.append(core)
+            return core.float_run(x)
+        if core.recorder is not None:  # simulated calibration: this matrix records
+            core.recorder.observe(x)
+            return core.float_run(x)
+        if core.pending:  # simulated calibration: its ADC is not final yet
             return core.float_run(x)
         return core.run(x)
 
@@ -443,6 +497,13 @@ class SimMultiheadAttention(SimLayer):
         lead = x.shape[:-1]
         y = self._matmul(self.cores[i], self._np(x.reshape(-1, x.shape[-1])))
         return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, -1)
+
+    def calibration_stages(self) -> list[list[MatmulCore]]:
+        """The q/k/v projections (they read the module's inputs), then the output projection
+        (it reads what they produced)."""
+        stages = [[c for c in self.cores[:3] if not c.digital],
+                  [c for c in self.cores[3:] if not c.digital]]
+        return [s for s in stages if s]
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):

@@ -13,6 +13,7 @@ programmed parts with their ADC tables (NumPy only).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from .quant import (
     zero_point_offsets,
 )
 
-__all__ = ["EngineView", "InputStats", "MAX_CALIBRATION_ROWS", "engine_view",
+__all__ = ["EngineView", "InputStats", "MAX_CALIBRATION_ROWS", "calibrate_adcs", "engine_view",
            "kernel_row_tiles", "program_parts"]
 
 #: Calibration vectors kept per weight matrix for ADC calibration and percentile/MSE scales.
@@ -238,9 +239,19 @@ def engine_view(
                       parts=tuple(program_parts(w_int, chip, seed, signed, tiles, name)),
                       seed=seed, zero_point=zero_point, smooth=smooth)
     act = None if activation is None else activation(view)
-    x_cal = view.quantize(stats.sample)
-    parts = tuple((a, b, engine.calibrate(layer, x_cal[:, a:b], activation=act))
+    return calibrate_adcs(view, stats.sample, act)
+
+
+def calibrate_adcs(view: EngineView, x: np.ndarray,
+                   activation: FusedActivation | None = None) -> EngineView:
+    """``view`` with the ADCs of its parts calibrated on float inputs ``x`` (M, K), quantized
+    by the view's own quantizer; scales, integers and programmed cells stay as they are.
+
+    ``deploy`` calls it once on the float calibration inputs and, with
+    ``adc.calibration_mode = 'simulated'``, again on the inputs the layer sees in simulation.
+    ``activation``: the fused activation the ADC produces, or None.
+    """
+    x_cal = view.quantize(x)
+    parts = tuple((a, b, engine.calibrate(layer, x_cal[:, a:b], activation=activation))
                   for a, b, layer in view.parts)
-    return EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x, input_signed=signed,
-                      row_tiles=view.row_tiles, parts=parts, seed=seed, activation=act,
-                      zero_point=zero_point, smooth=smooth)
+    return dataclasses.replace(view, parts=parts, activation=activation)

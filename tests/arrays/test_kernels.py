@@ -1,4 +1,5 @@
-"""The fused conversion kernel against its NumPy twin on rows wider than one tile."""
+"""The fused conversion kernel against its NumPy twin on rows wider than one tile, outputs and
+clip counts."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def _problem(rng, n_conv, *, thermal=1.0, var=False, cmp=0.0, pairs=False, xsum=
         nl_kind=nl, nl_fs=60.0, nl_sat=1.0, nl_beta=0.3, nl_poly=np.zeros(0),
         thermal_sigma=thermal, gain=0.01, offset_lsb=0.2, cmp_sigma=cmp,
         group=1, m_offset=3, m_total=9, thr=thr, lvl=lvl,
+        # bounds inside the partial sums' spread: some conversions of every row clip
+        clip_lo=-30.0 + 5 * rng.random(n_conv), clip_hi=25.0 + 5 * rng.random(n_conv),
     )
 
 
@@ -58,7 +61,13 @@ def test_kernel_equals_twin_across_tiles(case, n_conv):
     key_noise, key_cmp = 0x1234_5678_9ABC_DEF1, 2**64 - 7
     out = np.zeros((ps.shape[1], 5))
     ref = np.zeros_like(out)
+    clips = np.full(ps.shape[1], 3, dtype=np.int64)  # added to, not overwritten
+    clips_ref = clips.copy()
     convert_accumulate(ps, key_noise=np.uint64(key_noise), key_cmp=np.uint64(key_cmp),
-                       kn=KN, wn=WN, out=out, **args)
-    convert_accumulate_reference(ps, key_noise=key_noise, key_cmp=key_cmp, out=ref, **args)
+                       kn=KN, wn=WN, out=out, clips=clips, **args)
+    convert_accumulate_reference(ps, key_noise=key_noise, key_cmp=key_cmp, out=ref,
+                                 clips=clips_ref, **args)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(clips, clips_ref)
+    if n_conv > 8:
+        assert np.all(clips > 3)
