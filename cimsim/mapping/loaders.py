@@ -142,17 +142,22 @@ def _checked_data(p: Path, x: torch.Tensor,
                         f"float32), the first at index {first}; the inputs must be finite")
     if y is None:
         return x, None
-    n = x.shape[0]
+    problem = label_problem(y, x.shape[0])
+    if problem is not None:
+        raise LoadError(f"{p}: labels 'y' {problem}")
+    return x, y.long()
+
+
+def label_problem(y: torch.Tensor, n: int) -> str | None:
+    """What is wrong with labels ``y`` for ``n`` inputs (1-D integer class indices >= 0, one
+    per input), or None; the callers (data files, ``run_sweep``) raise their own error."""
     if y.dim() != 1 or y.shape[0] != n:
-        raise LoadError(f"{p}: labels 'y' must be 1-D with one per input ({n}); got shape "
-                        f"{tuple(y.shape)}")
+        return f"must be 1-D with one per input ({n}); got shape {tuple(y.shape)}"
     if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-        raise LoadError(f"{p}: labels 'y' must be integer class indices; got dtype {y.dtype} "
-                        "(save them as integers)")
-    y = y.long()
-    if int(y.min()) < 0:
-        raise LoadError(f"{p}: labels 'y' must be class indices >= 0; got {int(y.min())}")
-    return x, y
+        return f"must be integer class indices; got dtype {y.dtype} (save them as integers)"
+    if y.numel() and int(y.min()) < 0:
+        return f"must be class indices >= 0; got {int(y.min())}"
+    return None
 
 
 _Converter = Callable[[torch.jit.ScriptModule, tuple], "torch.export.ExportedProgram"]

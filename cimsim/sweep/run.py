@@ -64,17 +64,12 @@ def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
 
 
 def _check_labels(y: Any, n: int) -> None:
-    """Labels are class indices: 1-D, one per input, integers >= 0 (checked before any point
-    runs, not after the first evaluation)."""
-    import torch
+    """Labels are checked before any point runs, not after the first evaluation."""
+    from ..mapping.loaders import label_problem
 
-    if y.dim() != 1 or y.shape[0] != n:
-        raise ConfigError(f"data: labels must be 1-D with one per input ({n}); got shape "
-                          f"{tuple(y.shape)}")
-    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-        raise ConfigError(f"data: labels must be integer class indices; got dtype {y.dtype}")
-    if y.numel() and int(y.min()) < 0:
-        raise ConfigError(f"data: labels must be >= 0 (class indices); got {int(y.min())}")
+    problem = label_problem(y, n)
+    if problem is not None:
+        raise ConfigError(f"data: labels {problem}")
 
 
 def _check_points(chip: ChipConfig, points: list[dict[str, Any]]) -> None:
