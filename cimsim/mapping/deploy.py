@@ -433,7 +433,9 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     ADCs are then fitted again stage by stage on simulated inputs (:func:`_calibrate_simulated`).
     """
     if isinstance(calibration, Iterator):
-        calibration = list(calibration)  # a one-shot iterator: simulated calibration rereads it
+        # a one-shot iterator: simulated calibration rereads it (not as a list, which
+        # _batches would read as the model's arguments)
+        calibration = _Replay(list(calibration))
     order: list[MatmulCore] = []
     for layer in sim_layers.values():
         layer.call_log = order
@@ -454,6 +456,16 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):
         _calibrate_simulated(sim, sim_layers, order, calibration, batch_size, batch_dim)
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """The batches of a one-shot iterator, iterable again."""
+
+    items: list
+
+    def __iter__(self) -> Iterator:
+        return iter(self.items)
 
 
 def _calibrate_simulated(sim: nn.Module, sim_layers: dict[str, SimLayer],
