@@ -37,15 +37,36 @@ DEFAULT_DEMO_CHIP = "rram-22nm"
 def _layer_table(report) -> str:
     cols = ["layer", "kind", "n_inputs", "n_outputs", "n_arrays", "cell_utilization_pct",
             "n_conversions_per_inference", "adc_bits"]
-    extra = [c for c in ("energy_pj_per_inference", "latency_ns_per_inference")
+    extra = [c for c in ("energy_pj_per_inference", "latency_ns_per_inference", "adc_clip_pct")
              if c in report.layers]
     frame = report.layers[cols + extra].rename(columns={
         "n_inputs": "K", "n_outputs": "N", "n_arrays": "arrays",
         "cell_utilization_pct": "util_%", "n_conversions_per_inference": "conversions/inf",
         "adc_bits": "adc_bits", "energy_pj_per_inference": "energy_pJ/inf",
-        "latency_ns_per_inference": "latency_ns/inf",
+        "latency_ns_per_inference": "latency_ns/inf", "adc_clip_pct": "clip_%",
     })
-    return frame.to_string(index=False, float_format=lambda v: f"{v:,.1f}")
+    table = frame.to_string(index=False, float_format=lambda v: f"{v:,.1f}")
+    return table + _clipping_notice(report)
+
+
+#: Share of conversions beyond the ADC's range above which the summary says so.
+CLIP_NOTICE_PCT = 1.0
+
+
+def _clipping_notice(report) -> str:
+    """A line naming the layers whose ADCs clip more than :data:`CLIP_NOTICE_PCT` of their
+    conversions: ranges narrower than what the run converts are an accuracy loss a user should
+    see, not find in a CSV."""
+    if "adc_clip_pct" not in report.layers:
+        return ""
+    rows = report.layers[report.layers["adc_clip_pct"] > CLIP_NOTICE_PCT]
+    if rows.empty:
+        return ""
+    names = ", ".join(f"{r.layer} ({r.adc_clip_pct:.1f} %)" for r in rows.itertuples())
+    return (f"\nADC clipping above {CLIP_NOTICE_PCT:g} % of conversions: {names}; the calibrated "
+            "ranges are narrower than what the run converts (noise, or inputs unlike the "
+            "calibration data): adc.calibration_margin = 0.1 or adc.calibration_mode = "
+            "'simulated' widen them (docs/hardware-model.md §7)")
 
 
 def _totals_lines(report) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -292,3 +293,20 @@ def test_train_errors_about_data_and_checkpoints(digits_files, tmp_path, capsys)
     (tmp_path / "checkpoint.pt").write_bytes(b"damaged")
     assert main(TRAIN + ["--epochs", "1", "--out", str(tmp_path)]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_demo_names_the_layers_whose_adcs_clip_issue16(tmp_path, capsys):
+    """Clipping was only in a CSV column: the summary now shows it per layer and names the
+    layers above 1 %, with the two ways to widen the ranges."""
+    assert main(["demo", "--fast", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    layers = pd.read_csv(tmp_path / "layers.csv")
+    assert "clip_%" in out
+    over = layers.loc[layers["adc_clip_pct"] > 1.0, "layer"].tolist()
+    assert over  # rram-22nm's 0.5-LSB noise on tight per-column ranges
+    notice = next(line for line in out.splitlines() if line.startswith("ADC clipping above"))
+    assert all(name in notice for name in over) and "calibration_margin" in notice
+    assert not any(name in notice for name in set(layers["layer"]) - set(over))
+    # the lossless chip converts every partial sum: no notice
+    assert main(["demo", "--fast", "--chip", "ideal", "--out", str(tmp_path / "i")]) == 0
+    assert "ADC clipping above" not in capsys.readouterr().out

@@ -353,11 +353,13 @@ class _LayerMapping:
         self._visit(sim, "")
         if not self.sim_layers:
             # nothing would run on the arrays: refuse before the calibration pass, not after
+            if not self.digital:
+                raise MappingError("no layer can be mapped onto the arrays: the model has no "
+                                   "Linear, Conv1d/2d or MultiheadAttention layer")
             kept = "; ".join(f"{name} ({kind}: {why})" for name, kind, why in self.digital)
             raise MappingError(
                 "no layer can be mapped onto the arrays (no Linear, Conv1d/2d or "
-                f"MultiheadAttention outside the excluded ones); kept digital: {kept or 'nothing'}"
-            )
+                f"MultiheadAttention outside the excluded ones); kept digital: {kept}")
         return sim
 
     def _visit(self, parent: nn.Module, prefix: str) -> None:

@@ -891,3 +891,8 @@ def test_wrong_input_shapes_are_refused_as_torch_refuses_them_issue16():
     sa = cimsim.deploy(SelfAttention().eval(), lossless_chip(), torch.randn(2, 5, 8))
     with pytest.raises(AssertionError, match="embedding dimension of 8, but got 4"):
         sa(torch.randn(2, 5, 4))
+
+
+def test_a_model_without_any_weight_layer_says_so():
+    with pytest.raises(MappingError, match="the model has no Linear, Conv1d/2d or Multihead"):
+        cimsim.deploy(nn.Sequential(nn.Flatten(), nn.ReLU()), lossless_chip(), torch.randn(4, 3))
