@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         for noise in (False, True):
             chip = bench_chip(noise)
             layer = program(w, chip, np.random.default_rng(1))
-            engine.calibrate(layer, x[:256])
+            layer = engine.calibrate(layer, x[:256])
             engine.run(layer, x[:8], noise_seed=0)  # JIT warm-up
             t = best_seconds(lambda layer=layer, x=x: engine.run(layer, x, noise_seed=1), 3)
             t_ref = reference_gemms(layer, x)

@@ -69,16 +69,6 @@ def _clipping_notice(report) -> str:
             "'simulated' widen them (docs/hardware-model.md §7)")
 
 
-def _totals_lines(report) -> list[str]:
-    # the report owns its headline (used part beside the chip, caveats): cimsim.report
-    return report.headline_lines()
-
-
-def _save(report, out: Path) -> list[Path]:
-    paths = report.save(out)
-    return [Path(p) for p in paths]
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     import cimsim
     from cimsim.data import load_digits_split
@@ -103,14 +93,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"chip: {chip.name} - {chip.description}")
     print(f"{'float accuracy':<24}{100 * float_acc:.2f} %")
     print(f"{'simulated accuracy':<24}{100 * sim_acc:.2f} %")
-    for line in _totals_lines(report):
+    for line in report.headline_lines():
         print(line)
     print()
     print(_layer_table(report))
     if len(report.digital):
         print("\nkept digital: " + "; ".join(f"{r.layer} ({r.reason})"
                                               for r in report.digital.itertuples()))
-    paths = _save(report, args.out)
+    paths = report.save(args.out)
     print(f"\nwrote {len(paths)} files to {args.out}/ in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -174,11 +164,11 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> None:
     else:
         predict(sim, x, batch_size=batch_size, progress=True, desc="simulating")
     report = sim.report()
-    for line in _totals_lines(report):
+    for line in report.headline_lines():
         print(line)
     print()
     print(_layer_table(report))
-    paths = _save(report, out)
+    paths = report.save(out)
     print(f"\nwrote {len(paths)} files to {out}/")
 
 
@@ -230,7 +220,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.dir)
     _check_out(out)
     report = Report.load(args.dir)
-    paths = _save(report, out)
+    paths = report.save(out)
     print(f"re-rendered {len(paths)} files in {out}/")
     return 0
 

@@ -438,7 +438,9 @@ class ADCConfig(_Config):
     calibration_margin: float = 0.0
     """``calibrated`` linear ranges only: each end of a calibrated range [lo, hi] moves out by
     this fraction of its width, [lo − m·(hi − lo), hi + m·(hi − lo)], for inputs that reach
-    beyond the calibration data. 0 (the default) keeps the calibrated range."""
+    beyond the calibration data, but never past the full scale an ideal column can produce
+    ([fs_lo, fs_hi]; an end already beyond it stays put). 0 (the default) keeps the calibrated
+    range."""
     gain_error: float = 0.0
     """Relative gain error: the ADC converts a·(1 + gain_error)."""
     offset_error_lsb: float = 0.0

@@ -143,14 +143,12 @@ class Report:
             "n_arrays_used": work.n_arrays_needed,
             "n_arrays_available": chip.array.n_arrays,
             "time_multiplexed": work.n_arrays_needed > chip.array.n_arrays,
-            "n_macs_per_inference": float(layers["n_macs_per_inference"].sum()) if rows else 0.0,
             "n_conversions_per_inference":
                 float(layers["n_conversions_per_inference"].sum()) if rows else 0.0,
         }
-        totals.update({k: v for k, v in cost.totals.items() if k != "n_macs_per_inference"})
-        totals["n_reprogrammed_arrays_per_inference"] = float(sum(
-            r["n_events_per_inference"] for r in cost.events
-            if r["component"] == "array" and r["action"] == "reprogram"))
+        totals.update(cost.totals)
+        totals["n_reprogrammed_arrays_per_inference"] = work.other_events.get(
+            event_key(Component.ARRAY, Action.REPROGRAM)) / max(work.n_inferences, 1)
         breakdown = _breakdown(cost)
         blocks = _frame(cost.blocks)
         return cls(layers, components, totals, digital, chip, layer_events, breakdown, area,
@@ -337,8 +335,6 @@ def _layer_rows(work, cost) -> list[dict]:
     rows = []
     for w in work.layers:
         cap = w.n_arrays * chip.array.n_rows * chip.array.n_cols
-        conv = sum(v for key, v in w.events.items()
-                   if key.component is Component.ADC and key.action is Action.CONVERT)
         row = {
             "layer": w.name,
             "kind": w.kind,
@@ -350,9 +346,9 @@ def _layer_rows(work, cost) -> list[dict]:
             "cell_utilization_pct": 100.0 * w.n_cells / cap if cap else 0.0,
             "adc_bits": chip.adc.bits,
             "n_macs_per_inference": w.events.get(event_key(Component.LAYER, Action.MAC)) / n_inf,
-            "n_conversions_per_inference": conv / n_inf,
+            "n_conversions_per_inference": w.n_adc_conversions / n_inf,
             # conversions whose ADC input fell outside its range (cimsim.work.LayerWork)
-            "adc_clip_pct": 100.0 * w.n_adc_clipped / conv if conv else float("nan"),
+            "adc_clip_pct": 100.0 * w.adc_clip_fraction,
             "n_dac_pulses_per_inference": w.events.get(pulse) / n_inf,
         }
         c = by_layer.get(w.name, {})

@@ -57,9 +57,6 @@ class LayerWork:
     """Every event the layer's run counted (``cimsim.events``)."""
     blocks: tuple[Block, ...]
     """The programmed blocks, each with the input vectors it processed."""
-    dequantized: bool
-    """Whether the integer outputs were rescaled to floats (a deployed layer); the run then
-    counted the dequantization multiplies in ``events``. ``cimsim.matmul`` returns integers."""
     n_inputs: int
     """K: inputs of the layer's matrices, summed over its matrices."""
     n_outputs: int

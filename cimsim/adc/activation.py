@@ -94,5 +94,5 @@ def fused_tables_from_samples(layer: ProgrammedLayer, stats: RangeStats,
             clip_hi[0, cols] = (y_top - bias[cols]) / kappa[cols]
     # Both kinds convert through the threshold tables: the linear grid's thresholds are the
     # midpoints of its levels (a value half-way goes up, as floor(v/step + 1/2) does).
-    return ADCTables.from_levels(thr, lvl, fused_activation=True,
-                                 clip_lo=np.full((1, n_conv), -np.inf), clip_hi=clip_hi)
+    return ADCTables.from_levels(thr, lvl, clip_lo=np.full((1, n_conv), -np.inf),
+                                 clip_hi=clip_hi)

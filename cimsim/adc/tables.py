@@ -44,8 +44,6 @@ class ADCTables:
     """(G, C, L-1) float64 sorted thresholds (code = #thresholds <= a), or None (linear)."""
     lvl: np.ndarray | None = None
     """(G, C, L) float64 reconstruction levels, or None (linear)."""
-    fused_activation: bool = False
-    """Whether the tables produce the layer's activation (:mod:`cimsim.adc.activation`)."""
     clip_lo: np.ndarray | None = None
     """(G, C) float64 analog value below which a conversion counts as clipped, when the tables
     are not in the analog domain (a fused activation); None: derived (:meth:`clip_bounds`)."""
@@ -74,8 +72,7 @@ class ADCTables:
         return cls(lo=np.asarray(lo, dtype=np.float64), delta=np.asarray(delta, dtype=np.float64))
 
     @classmethod
-    def from_levels(cls, thr: np.ndarray, lvl: np.ndarray, *, fused_activation: bool = False,
-                    clip_lo: np.ndarray | None = None,
+    def from_levels(cls, thr: np.ndarray, lvl: np.ndarray, *, clip_lo: np.ndarray | None = None,
                     clip_hi: np.ndarray | None = None) -> ADCTables:
         """A threshold ADC (G, C, L-1) / (G, C, L); its LSB is the mean level spacing.
         ``clip_lo``/``clip_hi``: analog clipping bounds (G, C) where the levels are not
@@ -84,7 +81,6 @@ class ADCTables:
         span = (lvl[..., -1] - lvl[..., 0]) / (lvl.shape[-1] - 1)
         return cls(lo=lvl[..., 0].copy(), delta=np.where(span > 0, span, 1.0),
                    thr=np.asarray(thr, dtype=np.float64), lvl=lvl,
-                   fused_activation=fused_activation,
                    clip_lo=None if clip_lo is None else np.asarray(clip_lo, dtype=np.float64),
                    clip_hi=None if clip_hi is None else np.asarray(clip_hi, dtype=np.float64))
 

@@ -30,7 +30,8 @@ from ..config import (
 from ..errors import MappingError
 from .encoding import ColumnKinds, column_kinds, plane_layout, weight_range
 
-__all__ = ["ProgrammedLayer", "program", "default_row_tiles", "n_arrays_for_shape"]
+__all__ = ["ProgrammedLayer", "default_row_tiles", "n_arrays_for_shape", "off_conductance",
+           "program"]
 
 
 def default_row_tiles(k: int, n_rows: int) -> list[tuple[int, int]]:
@@ -272,7 +273,7 @@ def _analog_pairs(chip: ChipConfig) -> bool:
             and chip.differential_readout is DifferentialReadout.ANALOG)
 
 
-def _g_off(chip: ChipConfig) -> float:
+def off_conductance(chip: ChipConfig) -> float:
     """Nominal off-state conductance of a cell, cell-LSB (an idealised bipolar cell has none)."""
     return 0.0 if chip.weight_encoding is WeightEncoding.SIGNED_CELL else chip.device.g_off_lsb
 
@@ -323,7 +324,7 @@ class _GemmOperands:
 def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, conv: _Conversions,
                    chip: ChipConfig) -> _GemmOperands:
     """The matrix the input planes are multiplied with, and how conversions read it."""
-    g_off = _g_off(chip)
+    g_off = off_conductance(chip)
     comp = chip.device.off_current_compensation
     # Merge a differential pair into one GEMM column when the subtraction commutes with what
     # follows (no per-column non-linearity): halves the GEMM.
@@ -363,7 +364,7 @@ def _cell_conductance(digits_phys: np.ndarray, g_phys: np.ndarray | None,
                       chip: ChipConfig) -> np.ndarray:
     """(K, J) float64 conductance of every cell, cell-LSB (nominal where devices are ideal)."""
     if g_phys is None:
-        return digits_phys.astype(np.float64) + _g_off(chip)
+        return digits_phys.astype(np.float64) + off_conductance(chip)
     return g_phys.astype(np.float64)
 
 
@@ -373,7 +374,7 @@ def _x_sum_coef(conv: _Conversions, n_out: int, chip: ChipConfig) -> np.ndarray:
     coef = np.zeros(n_out)
     if chip.weight_encoding is WeightEncoding.OFFSET:
         coef -= 2.0 ** (chip.weight_bits - 1)
-    g_off = _g_off(chip)
+    g_off = off_conductance(chip)
     if chip.device.off_current_compensation is OffCurrentCompensation.DIGITAL and g_off > 0:
         per_conv = np.where(conv.phys_neg >= 0, 0.0, 1.0)  # analog pairs cancel on their own
         np.add.at(coef, conv.out_col, -g_off * conv.coef * per_conv)
@@ -385,7 +386,7 @@ def _full_scale(kinds: ColumnKinds, input_signed: bool,
     """Smallest and largest analog value of one conversion with ideal devices (the
     hardware-fixed ADC range), and the full-scale current of one column, cell-LSB."""
     _, x_lo, x_hi = plane_layout(chip, input_signed)
-    g_off = _g_off(chip)
+    g_off = off_conductance(chip)
     off_in = 0.0 if chip.device.off_current_compensation is OffCurrentCompensation.ANALOG \
         else g_off
     e_lo: float

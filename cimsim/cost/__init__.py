@@ -86,7 +86,7 @@ def layer_work(events: Mapping, programmed: ProgrammedLayer | Sequence[Programme
         n_vectors = ev.get(_MAC) / kn if kn else 0.0
     return LayerWork(
         name=name, kind="matmul", events=ev,
-        blocks=tuple(Block(p, float(n_vectors)) for p in parts), dequantized=False,
+        blocks=tuple(Block(p, float(n_vectors)) for p in parts),
         n_inputs=n_inputs, n_outputs=parts[0].n_outputs, n_matrices=1,
         input_signed=any(p.input_signed for p in parts),
         n_cells=sum(p.n_inputs * p.n_phys_cols for p in parts),

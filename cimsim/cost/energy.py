@@ -72,11 +72,13 @@ Table 1). Its access energy
 per bit is the Horowitz SRAM figure at this size (``buffer_energy_pj_per_bit``), its area the
 ISAAC eDRAM area per bit."""
 
-COMPONENTS: tuple[str, ...] = (
-    "cell", "dac", "adc", "shift_add", "accumulator", "digital", "buffer", "interconnect",
-)
-"""Cost components, in report order. They are the event components of ``cimsim.events``
-(``layer`` and ``array`` events are counts with no energy of their own)."""
+COMPONENTS: tuple[str, ...] = tuple(
+    c.value for c in (Component.CELL, Component.DAC, Component.ADC, Component.SHIFT_ADD,
+                      Component.ACCUMULATOR, Component.DIGITAL, Component.BUFFER,
+                      Component.INTERCONNECT))
+"""Cost components, in report order: the event components of ``cimsim.events`` that spend
+energy (``layer`` and ``array`` events are counts with no energy of their own; a test holds the
+two lists together)."""
 
 
 @dataclass(frozen=True)

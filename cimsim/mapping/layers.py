@@ -35,7 +35,6 @@ from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
 from .matrix import EngineView, InputStats, calibrate_adcs, engine_view, kernel_row_tiles
-from .quant import quantize_acts
 
 __all__ = ["MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer"]
 
@@ -59,17 +58,7 @@ class MatmulCore:
         self.row_tiles = row_tiles or default_row_tiles(k, chip.array.n_rows)
         self.stats: InputStats | None = InputStats(seed)
         """Calibration statistics of the inputs (until :meth:`finalize`)."""
-        self.parts: list[tuple[int, int, ProgrammedLayer]] = []
-        self.w_int: np.ndarray | None = None
-        self.s_w: np.ndarray | None = None
-        self.s_x = 1.0
-        self.signed = False
-        self.zero_point = 0
-        """Input code of x = 0 (``quant.act_zero_point``), else 0."""
-        self.smooth: np.ndarray | None = None
-        """(K,) per-input-channel smoothing factors (``quant.smooth_alpha``), else None."""
-        self.offsets: np.ndarray | None = None
-        """(T, N) zero-point corrections subtracted from each part's integer outputs."""
+        self._offsets: np.ndarray | None = None
         self.calls = 0
         self.events = Events()
         self.n_vectors = 0
@@ -77,8 +66,6 @@ class MatmulCore:
         self.activation_clamp: float | None = None
         """Set by deploy when the layer's only consumer is a ReLU (``inf``) or a clamped one
         (ReLU6: 6): with a layer-output ADC the conversion then produces the activation."""
-        self.fused = False
-        """Whether the ADC is this layer's activation quantizer (set by :meth:`finalize`)."""
         self.view: EngineView | None = None
         """The matrix as the engine runs it (set by :meth:`finalize` / :meth:`adopt`)."""
         self.n_adc_clipped = 0
@@ -140,12 +127,35 @@ class MatmulCore:
     def _take(self, view: EngineView) -> None:
         """Simulate the matrix as ``view`` holds it (integers, scales, programmed parts)."""
         self.view = view
-        self.signed, self.s_x = view.input_signed, view.s_x
-        self.w_int, self.s_w = view.w_int, view.s_w
-        self.parts = list(view.parts)
-        self.fused = view.activation is not None
-        self.zero_point, self.smooth = view.zero_point, view.smooth
-        self.offsets = view.offsets if view.zero_point else None
+        # fixed once programmed: computed here, not on every forward
+        self._offsets = view.offsets if view.zero_point else None
+
+    # What the programmed matrix holds is read from its view: one source, nothing mirrored.
+    @property
+    def parts(self) -> list[tuple[int, int, ProgrammedLayer]]:
+        """(first row, stop row, programmed layer) of every part; empty before finalize."""
+        return [] if self.view is None else list(self.view.parts)
+
+    @property
+    def w_int(self) -> np.ndarray | None:
+        return None if self.view is None else self.view.w_int
+
+    @property
+    def s_w(self) -> np.ndarray | None:
+        return None if self.view is None else self.view.s_w
+
+    @property
+    def s_x(self) -> float:
+        return 1.0 if self.view is None else self.view.s_x
+
+    @property
+    def signed(self) -> bool:
+        return self.view is not None and self.view.input_signed
+
+    @property
+    def fused(self) -> bool:
+        """Whether the ADC is this layer's activation quantizer."""
+        return self.view is not None and self.view.activation is not None
 
     def adopt(self, view: EngineView | None) -> None:
         """Take a matrix already quantized, programmed and calibrated elsewhere (the training
@@ -195,22 +205,20 @@ class MatmulCore:
         """Simulated ``x @ w.T + bias`` for float inputs (M, K) -> float64 (M, N)."""
         if self.digital:
             return self.float_run(x)
-        assert self.s_w is not None
-        if self.smooth is not None:
-            # SmoothQuant: the quantizer scales channel k by 1 / (s_x · smooth_k) instead of
-            # 1 / s_x, the same one multiply per input it does anyway
-            x = x / self.smooth
-        x_int = quantize_acts(x, self.s_x, self.chip.input_bits, self.signed, self.zero_point)
+        view = self.view
+        assert view is not None, "run() before finalize()"
+        x_int = view.quantize(x)
         y = np.zeros((x.shape[0], self.w.shape[0]))
         call_seed = stream_key(self.seed, 1000 + self.calls)
         self.calls += 1
-        for t, (a, b, layer) in enumerate(self.parts):
+        fused = view.activation is not None
+        for t, (a, b, layer) in enumerate(view.parts):
             res = engine.run_detailed(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
             y_int, ev = res.y, res.events
             self.n_adc_clipped += res.n_clipped
-            if self.offsets is not None and not self.fused:  # a fused ADC has it in its refs
-                y_int = y_int - self.offsets[t]
-            y += y_int * (self.s_x * self.s_w[t if self.s_w.shape[0] > 1 else 0])
+            if self._offsets is not None and not fused:  # a fused ADC has it in its refs
+                y_int = y_int - self._offsets[t]
+            y += y_int * (view.s_x * view.s_w[t if view.s_w.shape[0] > 1 else 0])
             self.events = self.events + ev
         self.events = self.events + self._digital_events(x.shape[0])
         self.n_vectors += x.shape[0]
@@ -232,7 +240,7 @@ class MatmulCore:
         """
         n_out = float(m) * self.w.shape[0]
         counts = {event_key(Component.DIGITAL, Action.DEQUANT_MULTIPLY): n_out * len(self.parts)}
-        if self.offsets is not None and not self.fused:
+        if self._offsets is not None and not self.fused:
             # the zero-point correction: one add of a stored constant per output per part
             counts[event_key(Component.DIGITAL, Action.CORRECTION_ADD,
                              self.chip.accumulator_bits)] = n_out * len(self.parts)
@@ -312,7 +320,6 @@ class SimLayer(nn.Module):
         return LayerWork(
             name=self.sim_name, kind=self.kind, events=self.events,
             blocks=tuple(b for core in self.cores for b in core.blocks()),
-            dequantized=True,
             n_inputs=sum(c.shape[1] for c in self.cores),
             n_outputs=sum(c.shape[0] for c in self.cores),
             n_matrices=len(self.cores),
@@ -508,7 +515,8 @@ class SimMultiheadAttention(SimLayer):
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
         return attention(self._proj, query, key, value, key_padding_mask, need_weights,
-                         attn_mask, average_attn_weights, is_causal, module=self)
+                         attn_mask, average_attn_weights, is_causal, module=self,
+                         name=self.sim_name)
 
 
 def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -521,14 +529,15 @@ def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def attention(project: Callable[[int, torch.Tensor], torch.Tensor], query: torch.Tensor,
               key: torch.Tensor, value: torch.Tensor, key_padding_mask: torch.Tensor | None,
               need_weights: bool, attn_mask: torch.Tensor | None, average_attn_weights: bool,
-              is_causal: bool, *, module: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+              is_causal: bool, *, module: Any, name: str
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``nn.MultiheadAttention.forward`` with the four projections done by
     ``project(i, x)`` (q, k, v, out for i = 0..3) and the activation x activation products
     (Q·Kᵀ, softmax, ·V) in float, as torch's functional implementation computes them.
 
-    ``module`` gives ``embed_dim``, ``num_heads``, ``batch_first``, ``dropout``, ``training``
-    and a name for errors (``sim_name`` or ``twin_name``); the deployed layer and the training
-    twin both call this.
+    ``module`` gives ``embed_dim``, ``num_heads``, ``batch_first``, ``dropout`` and ``training``;
+    ``name`` is the layer's name for errors. The deployed layer and the training twin both call
+    this.
     """
     batched = query.dim() == 3
     if not batched:
@@ -541,7 +550,6 @@ def attention(project: Callable[[int, torch.Tensor], torch.Tensor], query: torch
     embed_dim = int(module.embed_dim)
     if query.dim() != 3 or query.shape[-1] != embed_dim:
         # torch's multi_head_attention_forward asserts this too
-        name = getattr(module, "sim_name", None) or getattr(module, "twin_name", "attention")
         raise AssertionError(f"{name}: was expecting embedding dimension of {embed_dim}, but "
                              f"got {query.shape[-1]}")
     tgt, bsz, e = query.shape

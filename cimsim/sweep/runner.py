@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 TOTALS: tuple[str, ...] = ("energy_pj_per_inference", "latency_ns_per_inference", "area_mm2",
                            "tops_per_w")
-"""Report totals copied into each point's record (NaN where the report has none)."""
+"""Report totals copied into each point's record."""
 
 # Worker-process state, set once per worker by _init_worker (spawned processes share nothing).
 _WORKER: dict[str, Any] = {}
@@ -66,10 +66,9 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
         acc = accuracy(sim, x_eval, y_eval, batch_size=batch_size)
     totals = sim.report().totals
     row: dict[str, Any] = {"accuracy": acc}
-    for key in TOTALS:
-        value = totals.get(key, math.nan)
-        row[key] = math.nan if value is None else float(value)
-    row["n_arrays"] = int(totals.get("n_arrays_used", 0))
+    for key in TOTALS:  # every report has these totals
+        row[key] = float(totals[key])
+    row["n_arrays"] = int(totals["n_arrays_used"])
     return row
 
 

@@ -45,7 +45,7 @@ from torch import nn
 from ..adc import ADCTables, calibration_units
 from ..arrays._rng import stream_key
 from ..arrays.encoding import plane_layout
-from ..arrays.program import ProgrammedLayer
+from ..arrays.program import ProgrammedLayer, off_conductance
 from ..config import (
     ChipConfig,
     DifferentialReadout,
@@ -181,7 +181,7 @@ def read_noise_weights(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
     ``(rel · G)²`` of the nominal cell conductance ``G = digit + g_off`` (both columns of an
     analog differential pair), as ``arrays.program`` sets the engine's ``gemm_var``."""
     rel2 = chip.noise.read_noise_rel ** 2
-    g_off = 0.0 if chip.weight_encoding is WeightEncoding.SIGNED_CELL else chip.device.g_off_lsb
+    g_off = off_conductance(chip)
     if (chip.weight_encoding is WeightEncoding.DIFFERENTIAL
             and chip.differential_readout is DifferentialReadout.ANALOG):
         b, c = chip.weight_bits, chip.device.bits_per_cell
@@ -290,8 +290,7 @@ class TwinMatmul(nn.Module):
         self.n_kinds = qc
         coef = first.conv_coef[:qc]
         buf("_coef", np.tile(coef, n))
-        g_off = 0.0 if chip.weight_encoding is WeightEncoding.SIGNED_CELL \
-            else chip.device.g_off_lsb
+        g_off = off_conductance(chip)
         comp = chip.device.off_current_compensation
         pair = first.conv_phys[:qc, 1] >= 0
         # nominal off-state current per unit Σx_p: none when compensated in analog, and a
@@ -913,7 +912,8 @@ class TwinMultiheadAttention(_TwinLayer):
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
         return attention(self._proj, query, key, value, key_padding_mask, need_weights,
-                         attn_mask, average_attn_weights, is_causal, module=self)
+                         attn_mask, average_attn_weights, is_causal, module=self,
+                         name=self.twin_name)
 
 
 _TWINS: dict[type, Callable[..., _TwinLayer]] = {

@@ -173,3 +173,10 @@ def test_estimate_takes_work_values_only(walked):
     a = estimate(work)
     b = estimate(list(work.layers), work.chip, n_inferences=work.n_inferences)
     assert a.totals["energy_pj_per_inference"] == b.totals["energy_pj_per_inference"]
+
+
+def test_cost_components_are_the_energy_spending_event_components():
+    from cimsim.cost import COMPONENTS
+    from cimsim.events import Component
+
+    assert set(COMPONENTS) == {c.value for c in Component} - {"layer", "array"}

@@ -838,7 +838,7 @@ def test_works_are_frozen_values_of_what_each_layer_did():
     fc0, fc2 = works
     assert (fc0.kind, fc0.n_inputs, fc0.n_outputs, fc0.n_matrices) == ("linear", 40, 10, 1)
     assert (fc0.n_arrays, fc2.n_arrays) == (2, 1)  # K = 40: two row tiles of 37
-    assert fc0.dequantized and len(fc0.blocks) == 1 and fc0.blocks[0].n_vectors == 5
+    assert len(fc0.blocks) == 1 and fc0.blocks[0].n_vectors == 5
     assert fc0.n_cells == sum(b.layer.n_inputs * b.layer.n_phys_cols for b in fc0.blocks)
     assert fc0.events == sim.sim_layers["0"].events
     dq = event_key(Component.DIGITAL, Action.DEQUANT_MULTIPLY)

@@ -60,7 +60,7 @@ def test_zero_point_exact_on_lossless_chip(granularity, shift):
     sim = cimsim.deploy(lin, chip, calibration=x_cal, seed=0)
     (core,) = next(iter(sim.sim_layers.values())).cores
     s, z = ref_zero_point(x_cal.to(torch.float64), chip.input_bits)
-    assert (core.s_x, core.zero_point, core.signed) == (s, z, False)
+    assert (core.s_x, core.view.zero_point, core.signed) == (s, z, False)
     assert_bitwise(sim(x), ref_linear_zp(lin, x_cal, x, chip, core.row_tiles))
 
 
@@ -70,7 +70,7 @@ def test_zero_point_of_post_relu_inputs_is_zero():
     x = torch.rand(64, 16)
     sim = cimsim.deploy(lin, chip, calibration=x, seed=0)
     (core,) = next(iter(sim.sim_layers.values())).cores
-    assert core.zero_point == 0 and core.offsets is None
+    assert core.view.zero_point == 0 and not core.view.offsets.any()
 
 
 def test_zero_point_correction_is_counted_and_priced():
@@ -122,7 +122,7 @@ def test_zero_point_with_clipping_calibrations(calibration):
     x = F.gelu(torch.randn(400, 32))
     sim = cimsim.deploy(lin, chip, calibration=x, seed=0)
     (core,) = next(iter(sim.sim_layers.values())).cores
-    assert 0 <= core.zero_point <= 255 and core.s_x > 0
+    assert 0 <= core.view.zero_point <= 255 and core.s_x > 0
     with torch.no_grad():
         want, got = lin(x).double(), sim(x).double()
     assert float((got - want).norm() / want.norm()) < 0.02
@@ -144,7 +144,7 @@ def test_zero_point_in_attention_and_conv():
     xc = F.gelu(torch.randn(8, 4, 20))
     simc = cimsim.deploy(conv, chip, calibration=xc, seed=0)
     cores = next(iter(simc.sim_layers.values())).cores
-    assert len({(c.s_x, c.zero_point) for c in cores}) == 1
+    assert len({(c.s_x, c.view.zero_point) for c in cores}) == 1
     with torch.no_grad():
         want, got = conv(xc), simc(xc)
     assert float((got - want).norm() / want.norm()) < 0.02
@@ -164,7 +164,7 @@ def test_fused_adc_takes_the_correction_into_its_references():
     x = F.gelu(torch.randn(300, 24, dtype=torch.float64)) - 0.1
     sim = cimsim.deploy(model, chip, calibration=x, seed=0)
     core = sim.sim_layers["0"].cores[0]
-    assert core.fused and core.zero_point > 0
+    assert core.fused and core.view.zero_point > 0
     with torch.no_grad():
         want, got = model[:2](x), sim.sim_layers["0"](x)
     assert float((got - want).norm() / want.norm()) < 0.01
