@@ -32,6 +32,9 @@ def main() -> int:
         nl_poly=np.zeros(0), gain=0.0, offset_lsb=0.0, cmp_sigma=0.0,
         key_noise=np.uint64(1), key_cmp=np.uint64(2), group=0, m_offset=0, m_total=m,
         kn=KN, wn=WN, thr=np.zeros((0, 0)), lvl=np.zeros((0, 0)), out=out,
+        # the clip counter (engine.run_detailed): half a step beyond the 64-code range
+        clip_lo=np.full(c, -305.0), clip_hi=np.full(c, -300.0 + 63.5 * 10.0),
+        clips=np.zeros(m, np.int64),
     )
     print(f"{'threads':>7} {'noise':>5} {'ns_per_conversion':>18}")
     for threads in (numba.config.NUMBA_NUM_THREADS, 1):
