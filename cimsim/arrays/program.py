@@ -238,7 +238,8 @@ def program(
         kinds.digits.transpose(1, 2, 0).reshape(k, n_out * kinds.n_kinds))
     g_phys = None if chip.device.ideal else _program_conductance(digits_phys, chip, rng)
     conv = _conversions(kinds, n_out, cols_per_tile, chip)
-    gemm = _gemm_operands(digits_phys, g_phys, conv, chip)
+    g_cells = _cell_conductance(digits_phys, g_phys, chip)  # read energy and read noise
+    gemm = _gemm_operands(digits_phys, g_phys, g_cells, conv, chip)
     fs_lo, fs_hi, column_fs = _full_scale(kinds, input_signed, chip)
     _check_placement(chip, input_signed, groups, conv.phys_pos.shape[0], n_out)
     layer = ProgrammedLayer(
@@ -251,7 +252,7 @@ def program(
         conv_phys=np.stack([conv.phys_pos, conv.phys_neg], axis=1),
         conv_col_tile=conv.phys_pos // cols_per_tile,
         x_sum_coef=_x_sum_coef(conv, n_out, chip),
-        cell_rowsum=np.abs(_cell_conductance(digits_phys, g_phys, chip)).sum(axis=1),
+        cell_rowsum=np.abs(g_cells).sum(axis=1),
         fs_lo=fs_lo, fs_hi=fs_hi, column_fs=column_fs,
         group_abs_max=tuple(float(np.abs(gemm.matrix[k0:k1]).max(initial=0))
                             for k0, k1, _ in groups),
@@ -321,8 +322,8 @@ class _GemmOperands:
     neg: np.ndarray  # (C,) GEMM column subtracted before the ADC, or -1
 
 
-def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, conv: _Conversions,
-                   chip: ChipConfig) -> _GemmOperands:
+def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, g_cells: np.ndarray,
+                   conv: _Conversions, chip: ChipConfig) -> _GemmOperands:
     """The matrix the input planes are multiplied with, and how conversions read it."""
     g_off = off_conductance(chip)
     comp = chip.device.off_current_compensation
@@ -352,7 +353,7 @@ def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, conv: _Co
     var = None
     rel = chip.noise.read_noise_rel
     if rel > 0:
-        v = (rel * _cell_conductance(digits_phys, g_phys, chip)) ** 2
+        v = (rel * g_cells) ** 2
         if merge:
             v = v[:, phys_pos] + v[:, phys_neg]
         var = np.ascontiguousarray(v.astype(np.float32))

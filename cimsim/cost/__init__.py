@@ -308,25 +308,25 @@ def _price(rep: CostReport, layer: str, ev: Mapping[EventKey, float], chip: Chip
 
 def _layer_row(rep: CostReport, w: LayerWork, ev: Mapping[EventKey, float], latency_ns: float,
                table: TechTable, cal: Calibration) -> dict:
-    energy = rep.energy_by_component(w.name)
-    row = {"layer": w.name, "n_arrays": w.n_arrays,
-           "n_macs_per_inference": ev.get(_MAC, 0.0),
-           "energy_pj_per_inference": sum(energy.values())}
-    row.update({f"energy_{c}_pj_per_inference": energy.get(c, 0.0) for c in COMPONENTS})
-    row["latency_ns_per_inference"] = latency_ns
-    row["area_um2"] = sum(occupied_area_um2(rep.chip, w.n_arrays, table, cal).values())
-    return row
+    return _row(rep, w.name, w.n_arrays, ev.get(_MAC, 0.0), latency_ns,
+                sum(occupied_area_um2(rep.chip, w.n_arrays, table, cal).values()))
 
 
 def _reprogramming_row(rep: CostReport, reload_ns: float) -> dict:
     """The ``(reprogramming)`` line of a time-multiplexed run: the energy of its cell writes
     and the reload time per inference; it occupies no arrays of its own."""
-    energy = rep.energy_by_component(UNATTRIBUTED)
-    row = {"layer": UNATTRIBUTED, "n_arrays": 0, "n_macs_per_inference": 0.0,
+    return _row(rep, UNATTRIBUTED, 0, 0.0, reload_ns, 0.0)
+
+
+def _row(rep: CostReport, name: str, n_arrays: int, macs: float, latency_ns: float,
+         area_um2: float) -> dict:
+    """One ``rep.layers`` row: the energy of ``name``'s priced events by component."""
+    energy = rep.energy_by_component(name)
+    row = {"layer": name, "n_arrays": n_arrays, "n_macs_per_inference": macs,
            "energy_pj_per_inference": sum(energy.values())}
     row.update({f"energy_{c}_pj_per_inference": energy.get(c, 0.0) for c in COMPONENTS})
-    row["latency_ns_per_inference"] = reload_ns
-    row["area_um2"] = 0.0
+    row["latency_ns_per_inference"] = latency_ns
+    row["area_um2"] = area_um2
     return row
 
 
