@@ -37,16 +37,26 @@ DEFAULT_DEMO_CHIP = "rram-22nm"
 def _layer_table(report) -> str:
     cols = ["layer", "kind", "n_inputs", "n_outputs", "n_arrays", "cell_utilization_pct",
             "n_conversions_per_inference", "adc_bits"]
-    extra = [c for c in ("energy_pj_per_inference", "latency_ns_per_inference", "adc_clip_pct")
-             if c in report.layers]
+    extra = [c for c in ("energy_pj_per_inference", "latency_ns_per_inference", "adc_clip_pct",
+                         "sqnr_db") if c in report.layers]
     frame = report.layers[cols + extra].rename(columns={
         "n_inputs": "K", "n_outputs": "N", "n_arrays": "arrays",
         "cell_utilization_pct": "util_%", "n_conversions_per_inference": "conversions/inf",
         "adc_bits": "adc_bits", "energy_pj_per_inference": "energy_pJ/inf",
         "latency_ns_per_inference": "latency_ns/inf", "adc_clip_pct": "clip_%",
+        "sqnr_db": "sqnr_dB",
     })
     table = frame.to_string(index=False, float_format=lambda v: f"{v:,.1f}")
+    if "sqnr_db" in report.layers:
+        table += ("\nsqnr_dB: each layer's output against the float layer fed the same input, "
+                  f"over the first {TRACE_INPUTS} evaluated inputs at most (SimModel.trace; "
+                  "report.layers has the rest)")
     return table + _clipping_notice(report)
+
+
+#: Inputs the fidelity trace of ``demo`` and ``simulate`` runs on (the first ones evaluated):
+#: two extra forwards each, so a subsample keeps the run's time.
+TRACE_INPUTS = 64
 
 
 #: Share of conversions beyond the ADC's range above which the summary says so.
@@ -87,6 +97,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sim_acc = accuracy(sim, x_test, y_test, batch_size=args.batch_size, progress=True,
                        desc="simulating")
     n = int(x_test.shape[0])
+    sim.trace(x_test[:TRACE_INPUTS])
     report = sim.report()
     print(f"cimsim {__version__} demo: digits CNN ({n_params:,} parameters) trained on "
           f"scikit-learn load_digits; {n} test images")
@@ -163,6 +174,7 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> None:
         print(f"{'simulated accuracy':<24}{100 * sim_acc:.2f} %")
     else:
         predict(sim, x, batch_size=batch_size, progress=True, desc="simulating")
+    sim.trace(x[:TRACE_INPUTS])
     report = sim.report()
     for line in report.headline_lines():
         print(line)

@@ -26,12 +26,14 @@ from .events import Action, Component, Events, event_key
 from .work import ModelWork
 
 __all__ = ["PALETTE", "Report", "component_color", "headline_lines", "plot_area_by_component",
-           "plot_energy_per_layer", "plot_latency_per_layer", "plot_pareto"]
+           "plot_energy_per_layer", "plot_fidelity_per_layer", "plot_latency_per_layer",
+           "plot_pareto"]
 
 _FIGURES = {
     "energy_per_layer.png": "Energy per inference, per layer, stacked by component",
     "area_by_component.png": "Chip area by component",
     "latency_per_layer.png": "Latency per inference, per layer",
+    "fidelity_per_layer.png": "Per-layer SQNR against the float layer, and ADC code use",
 }
 _TABLES = ("layers", "breakdown", "components", "area", "blocks", "digital")
 
@@ -117,18 +119,23 @@ class Report:
 
         ``pipelined`` chooses the chip latency: layer-by-layer (sum) or pipelined (slowest).
         """
-        return cls.from_work(sim.work(), pipelined=pipelined)
+        return cls.from_work(sim.work(), pipelined=pipelined, fidelity=sim.fidelity)
 
     @classmethod
-    def from_work(cls, work: ModelWork, *, pipelined: bool = False) -> Report:
-        """The report of a deployed model's work (``SimModel.work()``)."""
+    def from_work(cls, work: ModelWork, *, pipelined: bool = False,
+                  fidelity: pd.DataFrame | None = None) -> Report:
+        """The report of a deployed model's work (``SimModel.work()``).
+
+        ``fidelity``: a ``SimModel.trace()`` frame (one row per layer, ``layer`` column); its
+        columns are added to :attr:`layers` (``sqnr_db``, ``rel_error``, ...).
+        """
         from .cost import estimate
 
         chip: ChipConfig = work.chip
         cost = estimate(work, pipelined=pipelined)
         rows = _layer_rows(work, cost)
         layer_events = {w.name: w.events for w in work.layers}
-        layers = pd.DataFrame(rows)
+        layers = _with_fidelity(pd.DataFrame(rows), fidelity)
         components = _frame(cost.events, ["layer", "component", "action", "bits",
                                           "n_events_per_inference", "energy_pj_per_event",
                                           "energy_pj_per_inference"])
@@ -230,6 +237,9 @@ class Report:
             out["area_by_component.png"] = plot_area_by_component(self.area)
         if len(self.layers) and "latency_ns_per_inference" in self.layers:
             out["latency_per_layer.png"] = plot_latency_per_layer(self.layers)
+        if (len(self.layers) and "sqnr_db" in self.layers
+                and self.layers["sqnr_db"].notna().any()):
+            out["fidelity_per_layer.png"] = plot_fidelity_per_layer(self.layers)
         return out
 
     def save(self, out_dir: str | Path) -> list[Path]:
@@ -371,6 +381,20 @@ def _layer_rows(work, cost) -> list[dict]:
     return rows
 
 
+def _with_fidelity(layers: pd.DataFrame, fidelity: pd.DataFrame | None) -> pd.DataFrame:
+    """``layers`` with the columns of a fidelity trace matched by layer name (NaN on rows the
+    trace has not: the reprogramming line). A column both have (``adc_clip_pct``) keeps the
+    run's value, the trace's only where the run converted nothing."""
+    if fidelity is None or fidelity.empty or layers.empty:
+        return layers
+    by_name = fidelity.set_index("layer")
+    out = layers.copy()
+    for col in by_name.columns:
+        values = out["layer"].map(by_name[col])
+        out[col] = out[col].fillna(values) if col in out else values
+    return out
+
+
 def _breakdown(cost) -> pd.DataFrame:
     from .cost.area import occupied_area_um2
 
@@ -477,6 +501,41 @@ def plot_latency_per_layer(layers: pd.DataFrame):
     ax.set_ylabel("latency per inference (ns)")
     ax.set_title("Latency per layer")
     ax.tick_params(axis="x", labelrotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fidelity_per_layer(layers: pd.DataFrame):
+    """SQNR per layer (bars, dB) with ADC code utilization on a second axis (%).
+
+    Reads ``layer``, ``sqnr_db`` and, when present, ``adc_code_use_pct`` (a
+    ``SimModel.trace()`` frame, or ``report.layers`` after a trace); rows without an SQNR
+    (never reached, the reprogramming line) are left out, an exact layer (inf dB) is drawn at
+    the top of the axis and marked.
+    """
+    rows = layers[layers["sqnr_db"].notna()]
+    names = [str(n) for n in rows["layer"]]
+    sqnr = rows["sqnr_db"].to_numpy(dtype=float)
+    finite = np.isfinite(sqnr)
+    top = float(sqnr[finite].max()) * 1.15 if finite.any() and sqnr[finite].max() > 0 else 1.0
+    fig = _figure(max(6.0, 0.9 * len(rows) + 3), 4.0)
+    ax = fig.add_subplot()
+    bars = ax.bar(names, np.where(finite, sqnr, top), color=PALETTE[0], label="SQNR (dB)")
+    for bar, ok in zip(bars, finite, strict=True):
+        if not ok:  # an exact layer: no error to plot on a dB scale
+            ax.annotate("exact", (bar.get_x() + bar.get_width() / 2, top), ha="center",
+                        va="bottom", fontsize=8)
+    ax.set_ylabel("SQNR vs float layer (dB)")
+    ax.set_title("Per-layer fidelity")
+    ax.tick_params(axis="x", labelrotation=30)
+    if "adc_code_use_pct" in rows:
+        ax2 = ax.twinx()
+        ax2.plot(names, rows["adc_code_use_pct"].to_numpy(dtype=float), "o-",
+                 color=PALETTE[1], label="ADC codes used (%)")
+        ax2.set_ylabel("ADC codes used (% of 2$^b$)")
+        ax2.set_ylim(0, 105)
+        handles = [bars, *ax2.get_lines()]
+        ax.legend(handles, [str(h.get_label()) for h in handles], fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
 

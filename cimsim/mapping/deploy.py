@@ -23,7 +23,16 @@ from ..config import ADCPlacement, CalibrationMode, ChipConfig, RangePolicy
 from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
-from .layers import MatmulCore, SimConv, SimLayer, SimLinear, SimMultiheadAttention, layer_seed
+from .layers import (
+    CoreTrace,
+    MatmulCore,
+    SimConv,
+    SimLayer,
+    SimLinear,
+    SimMultiheadAttention,
+    adc_codes_used,
+    layer_seed,
+)
 from .matrix import EngineView
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
@@ -79,6 +88,9 @@ class SimModel(nn.Module):
         self.n_calls = 0
         self.batch_dim = batch_dim
         self._extra = Events()
+        self.fidelity = None
+        """The last :meth:`trace` (a DataFrame, one row per mapped layer), or None; the
+        report adds its columns to ``report.layers``."""
 
     def forward(self, *args, **kwargs):
         first = next((a for a in args if isinstance(a, torch.Tensor)), None)
@@ -146,11 +158,131 @@ class SimModel(nn.Module):
         self.n_inferences = 0
         self.n_calls = 0
 
+    def trace(self, x, *, batch_size: int = 64, max_code_vectors: int = 256):
+        """Per-layer fidelity: every mapped layer's simulated output against float.
+
+        Each batch of ``x`` runs twice: the float model (every matrix in float64), keeping each
+        mapped matrix's output ``y_F``; then the simulated model, where each matrix's output
+        ``y_s`` is compared with the float matrix fed the same simulated input, ``y_f``
+        (``MatmulCore.float_run``: the layer's own error) and with ``y_F`` (the error
+        accumulated along the network up to and including the layer). The sums run over every
+        output of every call of the layer's matrices (an attention layer's four projections
+        together). The trace is not part of the run's work: events, vectors and inference
+        counts are as they were before it (only the noise draws move on, as for any forward).
+
+        Parameters
+        ----------
+        x : tensor, ndarray, tuple of tensors or DataLoader
+            Model inputs, cut into batches along ``batch_dim`` as the calibration data is.
+        batch_size : int
+            Inputs per batch (two forwards each).
+        max_code_vectors : int
+            Input vectors per matrix whose conversions are re-evaluated for the code count.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per mapped layer, model order: ``layer``; ``sqnr_db`` =
+            10·log10(Σ y_f² / Σ (y_s − y_f)²) (inf when exact); ``rel_error`` =
+            ‖y_s − y_f‖ / ‖y_f‖; ``cosine`` of y_s and y_f; ``accum_rel_error`` and
+            ``accum_cosine``, the same against y_F; ``adc_clip_pct``, conversions of the trace
+            that clipped (``LayerWork.n_adc_clipped``); ``adc_code_use_pct``, distinct ADC
+            codes used / 2^bits per ADC setting, averaged over the layer's settings, on the
+            noise-free conversions of at most ``max_code_vectors`` input vectors per matrix
+            (:func:`cimsim.mapping.layers.adc_codes_used`); ``n_trace_vectors``. NaN where a
+            layer is never reached (or all its matrices are kept digital). Also kept as
+            :attr:`fidelity`.
+        """
+        import pandas as pd
+
+        cores = [c for layer in self.sim_layers.values() for c in layer.cores]
+        if any(c.view is None and not c.digital for c in cores):
+            raise MappingError("trace() needs a deployed model (every layer calibrated)")
+        saved = [(c.events, c.n_vectors, c.n_adc_clipped) for c in cores]
+        for c in cores:
+            c.tracer = CoreTrace(max_code_vectors)
+        n_batches = 0
+        try:
+            with torch.no_grad():
+                for args in _batches(x, batch_size, self.batch_dim):
+                    n_batches += 1
+                    for simulate in (False, True):
+                        for c in cores:
+                            assert c.tracer is not None
+                            c.tracer.start_pass(simulate)
+                        self.model(*args)
+            clipped = [c.n_adc_clipped - n for c, (_, _, n) in zip(cores, saved, strict=True)]
+            converted = [_n_conversions(c.events) - _n_conversions(ev)
+                         for c, (ev, _, _) in zip(cores, saved, strict=True)]
+            traces = {id(c): c.tracer for c in cores}
+            stats = {id(c): (clip, conv) for c, clip, conv in zip(cores, clipped, converted,
+                                                                   strict=True)}
+        finally:
+            for c, (ev, n_vec, n_clip) in zip(cores, saved, strict=True):
+                c.tracer = None
+                c.events, c.n_vectors, c.n_adc_clipped = ev, n_vec, n_clip
+        if n_batches == 0:
+            raise MappingError("trace() got no input")
+        rows = [_fidelity_row(name, [(c, traces[id(c)], *stats[id(c)]) for c in layer.cores])
+                for name, layer in self.sim_layers.items()]
+        frame = pd.DataFrame(rows)
+        self.fidelity = frame
+        return frame.copy()
+
     def report(self):
         """A :class:`cimsim.report.Report` of every forward since deploy (or ``reset``)."""
         from ..report import Report
 
         return Report.from_sim(self)
+
+
+def _n_conversions(events: Events) -> float:
+    return sum(v for key, v in events.items()
+               if key.component is Component.ADC and key.action is Action.CONVERT)
+
+
+def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, float, float]]
+                  ) -> dict:
+    """One row of :meth:`SimModel.trace`: the sums of the layer's matrices combined (a
+    layer's error is that of all its outputs together, not a mean of its matrices')."""
+    keys = ("ref2", "err2", "dot", "sim2", "acc_ref2", "acc_err2", "acc_dot")
+    s = dict.fromkeys(keys, 0.0)
+    n_vectors = n_clipped = n_converted = n_used = n_settings = 0.0
+    for core, tr, clipped, converted in cores:
+        if tr is None or core.digital:
+            continue
+        for k in keys:
+            s[k] += tr.sums[k]
+        n_vectors += tr.n_vectors
+        n_clipped += clipped
+        n_converted += converted
+        if tr.code_inputs:
+            x_int = np.concatenate(tr.code_inputs)
+            for a, b, part in core.parts:
+                used, settings, codes = adc_codes_used(part, x_int[:, a:b])
+                n_used += used / codes
+                n_settings += settings
+    nan = math.nan
+
+    def ratio(num: float, den: float) -> float:
+        return num / den if den > 0 else nan
+
+    reached = n_vectors > 0
+    err_ratio = ratio(s["err2"], s["ref2"])
+    return {
+        "layer": name,
+        "sqnr_db": (nan if not reached or s["ref2"] == 0 else math.inf if s["err2"] == 0
+                    else 10.0 * math.log10(s["ref2"] / s["err2"])),
+        "rel_error": math.sqrt(err_ratio) if reached else nan,
+        "cosine": ratio(s["dot"], math.sqrt(s["sim2"] * s["ref2"])) if reached else nan,
+        "accum_rel_error": (math.sqrt(ratio(s["acc_err2"], s["acc_ref2"]))
+                            if reached else nan),
+        "accum_cosine": (ratio(s["acc_dot"], math.sqrt(s["sim2"] * s["acc_ref2"]))
+                         if reached else nan),
+        "adc_clip_pct": 100.0 * ratio(n_clipped, n_converted),
+        "adc_code_use_pct": 100.0 * ratio(n_used, n_settings),
+        "n_trace_vectors": int(n_vectors),
+    }
 
 
 def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:

@@ -36,7 +36,8 @@ from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
 from .matrix import EngineView, InputStats, calibrate_adcs, engine_view, kernel_row_tiles
 
-__all__ = ["MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer"]
+__all__ = ["CoreTrace", "MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer",
+           "adc_codes_used"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,9 @@ class MatmulCore:
         self.recorder: InputStats | None = None
         """Simulated calibration: the statistics of the inputs this matrix sees in simulation,
         while it records them (it runs in float meanwhile)."""
+        self.tracer: CoreTrace | None = None
+        """Set by ``SimModel.trace`` for its passes: compares every call with the float
+        matrix."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -275,6 +279,116 @@ class MatmulCore:
         return sum(layer.n_inputs * layer.n_phys_cols for _, _, layer in self.parts)
 
 
+class CoreTrace:
+    """What ``SimModel.trace`` gathers on one matrix, as sums over its calls.
+
+    A trace runs every batch twice. In the float pass (``simulate = False``) the matrix runs
+    in float and keeps its outputs: the float model's output of this matrix. In the simulated
+    pass it runs on the arrays, and each output ``y_s`` is compared with the float matrix fed
+    the same (simulated) input, ``y_f = float_run(x)`` (the per-layer error), and with the float
+    pass's output ``y_F`` of the same call (the error accumulated along the network). Where the
+    ADC is the layer's fused ReLU (``MatmulCore.fused``) both references go through that ReLU,
+    as the simulated output does. A few of the integer inputs are kept for the code count
+    (:func:`adc_codes_used`).
+    """
+
+    def __init__(self, max_code_vectors: int):
+        self.simulate = False
+        self.reference: list[np.ndarray] = []
+        """The float pass's outputs of the current batch, in call order."""
+        self._next = 0
+        self.sums = dict.fromkeys(("ref2", "err2", "dot", "sim2", "acc_ref2", "acc_err2",
+                                   "acc_dot"), 0.0)
+        """Σ y_f², Σ (y_s − y_f)², Σ y_s·y_f, Σ y_s², and the same against y_F."""
+        self.n_vectors = 0
+        self.code_inputs: list[np.ndarray] = []
+        """Integer inputs (subsampled rows) kept for the code count."""
+        self._code_budget = max_code_vectors
+
+    def start_pass(self, simulate: bool) -> None:
+        """Start the float (``simulate = False``) or the simulated pass of one batch."""
+        self.simulate = simulate
+        self._next = 0
+        if not simulate:
+            self.reference = []
+
+    def step(self, core: MatmulCore, x: np.ndarray) -> np.ndarray:
+        """One call of ``core`` on inputs (M, K) in the current pass; its output (M, N)."""
+        if not self.simulate:
+            y = core.float_run(x)
+            self.reference.append(self._as_output(core, y))
+            return y
+        y_sim = core.run(x)
+        if core.digital:  # runs in float: nothing to compare, nothing converted
+            return y_sim
+        y_f = self._as_output(core, core.float_run(x))
+        s = self.sums
+        s["ref2"] += float(np.sum(y_f * y_f))
+        s["err2"] += float(np.sum((y_sim - y_f) ** 2))
+        s["dot"] += float(np.sum(y_sim * y_f))
+        s["sim2"] += float(np.sum(y_sim * y_sim))
+        if self._next < len(self.reference) and self.reference[self._next].shape == y_sim.shape:
+            y_acc = self.reference[self._next]
+            s["acc_ref2"] += float(np.sum(y_acc * y_acc))
+            s["acc_err2"] += float(np.sum((y_sim - y_acc) ** 2))
+            s["acc_dot"] += float(np.sum(y_sim * y_acc))
+        self._next += 1
+        self.n_vectors += x.shape[0]
+        if self._code_budget > 0 and core.view is not None:
+            # evenly spaced rows: a conv's im2col rows of one image are much alike
+            rows = np.unique(np.linspace(0, x.shape[0] - 1, min(self._code_budget, x.shape[0]))
+                             .astype(np.int64))
+            self.code_inputs.append(core.view.quantize(x[rows]))
+            self._code_budget -= rows.size
+        return y_sim
+
+    @staticmethod
+    def _as_output(core: MatmulCore, y: np.ndarray) -> np.ndarray:
+        """A float output as the simulated matrix gives it: through the ReLU its ADC fuses."""
+        if core.fused and core.activation_clamp is not None:
+            return np.clip(y, 0.0, core.activation_clamp)
+        return y
+
+
+def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> tuple[int, int, int]:
+    """Distinct ADC output codes the conversions of ``layer`` produce for inputs ``x_int``.
+
+    Computed outside the kernel, on the noise-free analog values (``engine.analog_values``)
+    with the ADC's static gain and offset errors applied as the kernel applies them, and the
+    ADC tables (linear grid, or thresholds): thermal, read and comparator noise are left out,
+    so the count is that of the signal itself.
+
+    Returns
+    -------
+    n_used : int
+        Distinct codes, summed over the layer's ADC settings (row group g, conversion c).
+    n_settings : int
+        G · C.
+    n_codes : int
+        Codes of one conversion (2^bits, or the levels of a threshold ADC).
+    """
+    tables = layer.adc
+    assert tables is not None, "adc_codes_used() on a layer without ADC settings"
+    adc = layer.chip.adc
+    n_groups, n_conv = tables.shape
+    n_codes = tables.lvl.shape[-1] if tables.lvl is not None else adc.n_codes
+    keys = []
+    conv = np.arange(n_conv, dtype=np.int64)
+    for blk in engine.analog_values(layer, x_int):
+        g = blk.group
+        d = tables.delta[g]
+        v = blk.values.reshape(-1, n_conv) * (1.0 + adc.gain_error) + adc.offset_error_lsb * d
+        if tables.thr is not None:
+            # code = number of thresholds <= v, as the kernel's threshold ADC counts
+            codes = np.stack([np.searchsorted(tables.thr[g, c], v[:, c], side="right")
+                              for c in range(n_conv)], axis=1)
+        else:
+            codes = np.clip(np.floor((v - tables.lo[g]) / d + 0.5), 0, n_codes - 1)
+        keys.append(np.unique((g * n_conv + conv)[None, :] * n_codes + codes.astype(np.int64)))
+    n_used = int(np.unique(np.concatenate(keys)).size) if keys else 0
+    return n_used, n_groups * n_conv, n_codes
+
+
 class SimLayer(nn.Module):
     """Base of simulated modules: a list of cores, observe/simulate mode, event totals."""
 
@@ -344,6 +458,8 @@ class SimLayer(nn.Module):
             if self.call_log is not None and core not in self.call_log:
                 self.call_log.append(core)
             return core.float_run(x)
+        if core.tracer is not None:  # a fidelity trace (SimModel.trace) is running
+            return core.tracer.step(core, x)
         if core.recorder is not None:  # simulated calibration: this matrix records
             core.recorder.observe(x)
             return core.float_run(x)

@@ -1,0 +1,185 @@
+"""``SimModel.trace``: per-layer fidelity against independent computations (issue 17).
+
+The oracles here quantize with ``cimsim.mapping.quant`` and multiply in NumPy; nothing runs
+through the simulator's engine or its trace sums.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cimsim
+from cimsim.cli import main
+from cimsim.config import ChipConfig
+from cimsim.mapping import quant
+
+COLUMNS = ["sqnr_db", "rel_error", "cosine", "accum_rel_error", "accum_cosine", "adc_clip_pct",
+           "adc_code_use_pct"]
+
+
+def _exact_weights(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """Weights on the 8-bit grid of their row (step 0.01, each row reaching 1.27): per-channel
+    weight quantization is exact, so the only quantization error is the inputs'."""
+    w = rng.integers(-127, 128, size=(n, k)).astype(np.float64)
+    w[:, 0] = 127
+    return w * 0.01
+
+
+def _linear(w: np.ndarray, b: np.ndarray | None) -> nn.Linear:
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(w))
+        if b is not None:
+            lin.bias.copy_(torch.from_numpy(b))
+    return lin
+
+
+def _f32(y: np.ndarray) -> np.ndarray:
+    """What a layer hands on: its float64 result cast to the model's float32."""
+    return y.astype(np.float32).astype(np.float64)
+
+
+def _quantized(x: np.ndarray, x_cal: np.ndarray, bits: int, chip: ChipConfig) -> np.ndarray:
+    """``x`` through the activation quantizer calibrated (max |x|) on ``x_cal``, dequantized."""
+    signed = bool(np.min(x_cal) < 0)
+    s_x = quant.act_scale(float(np.abs(x_cal).max()), x_cal, bits, signed, chip.quant)
+    return quant.quantize_acts(x, s_x, bits, signed).astype(np.float64) * s_x
+
+
+def _sqnr_db(y: np.ndarray, ref: np.ndarray) -> float:
+    return 10.0 * math.log10(float(np.sum(ref**2)) / float(np.sum((y - ref) ** 2)))
+
+
+def _rel(y: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(y - ref) / np.linalg.norm(ref))
+
+
+def _cos(y: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.sum(y * ref) / (np.linalg.norm(y) * np.linalg.norm(ref)))
+
+
+def test_lossless_chip_sqnr_is_the_input_quantization():
+    """On ``ideal`` with exact weights, each layer's SQNR, relative error and cosine are those
+    of quantizing its (simulated) input; the accumulated error of layer 2 is against the float
+    model's layer-2 output."""
+    chip = cimsim.load_chip("ideal").replace(input_bits=5)
+    rng = np.random.default_rng(0)
+    w1, b1 = _exact_weights(rng, 7, 9), rng.normal(size=7)
+    w2, b2 = _exact_weights(rng, 4, 7), rng.normal(size=4)
+    model = nn.Sequential(_linear(w1, b1), nn.ReLU(), _linear(w2, b2)).float()
+    x_cal = torch.randn(300, 9)
+    x = torch.randn(200, 9)
+    sim = cimsim.deploy(model, chip, x_cal, seed=1)
+    frame = sim.trace(x, batch_size=64)
+
+    xc, xs = x_cal.double().numpy(), x.double().numpy()
+    # layer 1: the float layer and the simulated one read the same x
+    y1_f = xs @ w1.T + b1
+    y1_s = _quantized(xs, xc, 5, chip) @ w1.T + b1
+    # layer 2: calibrated on the float pass's activations; fed the simulated ones
+    h_cal = np.maximum(_f32(xc @ w1.T + b1), 0.0)
+    h_sim = np.maximum(_f32(y1_s), 0.0)
+    y2_f = h_sim @ w2.T + b2
+    y2_s = _quantized(h_sim, h_cal, 5, chip) @ w2.T + b2
+    y2_float_model = np.maximum(_f32(y1_f), 0.0) @ w2.T + b2
+
+    r1, r2 = frame.iloc[0], frame.iloc[1]
+    assert list(frame["layer"]) == ["0", "2"]
+    assert set(COLUMNS) <= set(frame.columns)
+    assert r1.sqnr_db == pytest.approx(_sqnr_db(y1_s, y1_f), abs=1e-6)
+    assert r2.sqnr_db == pytest.approx(_sqnr_db(y2_s, y2_f), abs=1e-6)
+    assert r1.rel_error == pytest.approx(_rel(y1_s, y1_f), rel=1e-6)
+    assert r2.cosine == pytest.approx(_cos(y2_s, y2_f), abs=1e-9)
+    assert r2.accum_rel_error == pytest.approx(_rel(y2_s, y2_float_model), rel=1e-6)
+    assert r2.accum_cosine == pytest.approx(_cos(y2_s, y2_float_model), abs=1e-9)
+    # the first layer reads the model's input in both runs: nothing accumulated before it
+    assert r1.accum_rel_error == r1.rel_error
+    assert r1.accum_cosine == r1.cosine
+    # a 24-bit full-scale ADC never clips
+    assert (frame["adc_clip_pct"] == 0.0).all()
+    assert (frame["n_trace_vectors"] == 200).all()
+
+
+def _one_plane_chip(**noise) -> ChipConfig:
+    """``ideal`` with 6-bit unsigned inputs in one DAC plane and 7-bit cells: one conversion
+    per output of unit significance, a 1-LSB ADC step."""
+    c = cimsim.load_chip("ideal")
+    return c.replace(input_bits=6, dac=c.dac.replace(bits=6),
+                     device=c.device.replace(bits_per_cell=7), noise=c.noise.replace(**noise))
+
+
+def test_thermal_noise_sqnr_matches_the_analytic_expectation():
+    """Thermal noise σ (cell-LSB) on each conversion, then the ADC's 1-LSB rounding (dithered
+    by the noise: Δ²/12): output n of each vector has error variance (σ² + 1/12)·(s_x·s_w[n])²;
+    inputs and weights are on their grids, so nothing else errs."""
+    sigma = 2.0
+    chip = _one_plane_chip(thermal_sigma_lsb=sigma)
+    rng = np.random.default_rng(4)
+    w = _exact_weights(rng, 16, 20)
+    k = rng.integers(0, 64, size=(3000, 20))
+    k[0] = 63  # the calibration max: s_x = 0.05
+    x = torch.tensor(k * 0.05, dtype=torch.float32)
+    sim = cimsim.deploy(nn.Sequential(_linear(w, None)), chip, x, seed=7)
+    row = sim.trace(x, batch_size=1000).iloc[0]
+
+    s_x = 63 * 0.05 / 63
+    y = x.double().numpy() @ w.T
+    noise_energy = x.shape[0] * (sigma**2 + 1.0 / 12.0) * s_x**2 * 16 * 0.01**2
+    expected_db = 10.0 * math.log10(float(np.sum(y**2)) / noise_energy)
+    # 48 000 noisy outputs: the error energy's relative spread is sqrt(2/48000) ~ 0.03 dB
+    assert row.sqnr_db == pytest.approx(expected_db, abs=0.2)
+    assert row.adc_clip_pct == 0.0
+
+
+def test_code_utilization_known_answer():
+    """One weight, one conversion, a 1-LSB linear ADC: each distinct input integer is one
+    code, so three distinct inputs use 3 of the 2^24 codes."""
+    chip = _one_plane_chip()
+    model = nn.Sequential(_linear(np.array([[1.27]]), None))
+    x_cal = torch.tensor([[0.0], [63 * 0.05]])
+    sim = cimsim.deploy(model, chip, x_cal, seed=0)
+    x = torch.tensor([[0.0], [5 * 0.05], [9 * 0.05]] * 20, dtype=torch.float32)
+    row = sim.trace(x).iloc[0]
+    assert row.adc_code_use_pct == pytest.approx(100.0 * 3 / 2**24, rel=1e-12)
+    # inputs and weight on their grids: exact up to the float32 inputs' rounding
+    assert row.sqnr_db > 120.0
+
+
+def test_trace_leaves_the_work_alone_and_feeds_the_report(tmp_path):
+    """The trace adds no events or inferences; the report carries its columns and its plot."""
+    chip = cimsim.load_chip("ideal").replace(input_bits=5)
+    rng = np.random.default_rng(2)
+    model = nn.Sequential(_linear(_exact_weights(rng, 6, 8), None), nn.ReLU(),
+                          _linear(_exact_weights(rng, 3, 6), None)).float()
+    x = torch.randn(50, 8)
+    sim = cimsim.deploy(model, chip, x, seed=0)
+    sim(x[:10])
+    before = sim.work()
+    sim.trace(x)
+    after = sim.work()
+    assert after.n_inferences == before.n_inferences == 10
+    for a, b in zip(after.layers, before.layers, strict=True):
+        assert dict(a.events) == dict(b.events)
+    report = sim.report()
+    assert set(COLUMNS) <= set(report.layers.columns)
+    assert list(report.layers["sqnr_db"]) == list(sim.fidelity["sqnr_db"])
+    saved = [p.name for p in report.save(tmp_path)]
+    assert "fidelity_per_layer.png" in saved
+    assert (tmp_path / "fidelity_per_layer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_table_and_files_carry_the_sqnr(tmp_path, capsys):
+    assert main(["demo", "--fast", "--chip", "ideal", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("layer"))
+    assert "sqnr_dB" in header.split()
+    import pandas as pd
+
+    layers = pd.read_csv(tmp_path / "layers.csv")
+    assert set(COLUMNS) <= set(layers.columns)
+    assert (layers["sqnr_db"] > 20).all()  # 8-bit quantization only
