@@ -15,17 +15,27 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["MISSING", "figure", "heading", "items", "key_values", "page", "paragraph",
-           "preformatted", "table"]
+__all__ = ["MISSING", "collapsed", "figure", "heading", "items", "key_values", "page",
+           "paragraph", "preformatted", "rows", "table"]
 
 MISSING = "—"
 """How a missing value (None, NaN, pandas NA) is shown in a table cell."""
 
+# Wide tables scroll inside their own box (.scroll) so that the page itself never grows
+# wider than the window; images shrink to the window; TOML and notes wrap. A browser test
+# (tests/test_browser.py) holds the pages to this.
 _CSS = (
-    "body{font-family:sans-serif;margin:2em;max-width:1400px}"
-    "table{border-collapse:collapse;font-size:12px;margin-bottom:1.5em}"
-    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-    "th{background:#eee}img{max-width:100%}"
+    "body{font-family:sans-serif;margin:1.5em;max-width:1400px;line-height:1.35}"
+    "h2{margin-top:1.6em}"
+    ".scroll{overflow-x:auto;max-width:100%;margin-bottom:1.5em}"
+    "table{border-collapse:collapse;font-size:12px}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;vertical-align:top}"
+    "td{white-space:nowrap}th{background:#eee;max-width:12em}"
+    "img{max-width:100%;height:auto;display:block;margin-bottom:1em}"
+    "pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f6f6;padding:.5em}"
+    "details{margin-bottom:1em}summary{cursor:pointer;font-weight:bold}"
+    "table.summary{font-size:14px}table.summary td,table.summary th{text-align:left;"
+    "white-space:normal;max-width:none;padding:3px 8px}"
 )
 
 
@@ -75,9 +85,37 @@ def items(entries: Mapping[str, Any] | Iterable[str]) -> str:
 
 def key_values(entries: Mapping[str, Any], fmt: Callable[[Any], str] = str) -> str:
     """A two-column table, one row per entry: the key as a row header, ``fmt(value)``."""
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(fmt(v))}</td></tr>"
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(fmt(v))}</td></tr>"
                    for k, v in entries.items())
-    return f"<table>{rows}</table>"
+    return f"<div class='scroll'><table>{body}</table></div>"
+
+
+def rows(entries: Iterable[Sequence[str]], *, header: Sequence[str] | None = None,
+         css_class: str = "") -> str:
+    """A small table of text rows (the first cell of each a row header), for a summary.
+
+    Parameters
+    ----------
+    entries : iterable of sequences of str
+        One sequence of cell texts per row; rows may differ in length.
+    header : sequence of str, optional
+        Column titles.
+    css_class : str
+        The table's CSS class (``'summary'``: larger text that wraps).
+    """
+    head = ("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            + "</tr></thead>") if header else ""
+    body = "".join(
+        "<tr>" + "".join((f"<th>{html.escape(c)}</th>" if i == 0 else
+                          f"<td>{html.escape(c)}</td>") for i, c in enumerate(row)) + "</tr>"
+        for row in entries)
+    attr = f" class='{html.escape(css_class)}'" if css_class else ""
+    return f"<div class='scroll'><table{attr}>{head}<tbody>{body}</tbody></table></div>"
+
+
+def collapsed(title: str, *fragments: str) -> str:
+    """``fragments`` inside a ``<details>`` element, closed until the reader opens it."""
+    return f"<details><summary>{html.escape(title)}</summary>" + "".join(fragments) + "</details>"
 
 
 def figure(png: bytes, alt: str) -> str:
@@ -103,7 +141,9 @@ def table(frame: pd.DataFrame, fmt: Callable[[str, Any], str] | None = None, *,
     if not len(frame.columns):
         return "<p>(empty)</p>"
     cols = [str(c) for c in frame.columns]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    # long snake_case names may break after an underscore, so a header is a few words wide
+    # instead of stretching its column to the full name
+    head = "".join(f"<th>{html.escape(c).replace('_', '_<wbr>')}</th>" for c in cols)
     body = []
     classes = list(row_classes) if row_classes is not None else [""] * len(frame)
     for cls, values in zip(classes, frame.itertuples(index=False, name=None), strict=True):
@@ -112,8 +152,8 @@ def table(frame: pd.DataFrame, fmt: Callable[[str, Any], str] | None = None, *,
             for c, v in zip(cols, values, strict=True))
         attr = f" class='{html.escape(cls)}'" if cls else ""
         body.append(f"<tr{attr}>{cells}</tr>")
-    return (f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
-            + "\n</tbody></table>")
+    return (f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>\n"
+            + "\n".join(body) + "\n</tbody></table></div>")
 
 
 def _plain(_column: str, value: Any) -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .errors import CimsimError, ConfigError
-from .evaluate import accuracy, predict
+from .evaluate import accuracy, output_cosine
 
 if TYPE_CHECKING:  # torch is imported by the commands that need it, not by --help
     import torch
@@ -99,6 +99,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     n = int(x_test.shape[0])
     sim.trace(x_test[:TRACE_INPUTS])
     report = sim.report()
+    report.set_accuracy(float_acc, sim_acc, n)
     print(f"cimsim {__version__} demo: digits CNN ({n_params:,} parameters) trained on "
           f"scikit-learn load_digits; {n} test images")
     print(f"chip: {chip.name} - {chip.description}")
@@ -173,9 +174,15 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> None:
         print(f"{'float accuracy':<24}{100 * float_acc:.2f} %")
         print(f"{'simulated accuracy':<24}{100 * sim_acc:.2f} %")
     else:
-        predict(sim, x, batch_size=batch_size, progress=True, desc="simulating")
+        # no labels: how close the outputs stay to the float model's is the fidelity shown
+        cosine = output_cosine(model, sim, x, batch_size=batch_size, progress=True,
+                               desc="simulating")
     sim.trace(x[:TRACE_INPUTS])
     report = sim.report()
+    if y is not None:
+        report.set_accuracy(float_acc, sim_acc, int(x.shape[0]))
+    else:
+        report.set_output_fidelity(cosine, int(x.shape[0]))
     for line in report.headline_lines():
         print(line)
     print()

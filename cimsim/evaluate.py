@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["accuracy", "predict"]
+__all__ = ["accuracy", "output_cosine", "predict"]
 
 
 def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool = False,
@@ -82,3 +82,50 @@ def accuracy(model: Any, x: Any, y: Any, *, batch_size: int | None = 256,
         raise ValueError(f"{n} inputs but {int(y.shape[0])} labels")
     pred = predict(model, x, batch_size=batch_size, progress=progress, desc=desc)
     return int((pred == y).sum()) / n
+
+
+def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None = 256,
+                  progress: bool = False, desc: str = "evaluating") -> float:
+    """Cosine similarity between ``model``'s and ``reference``'s outputs over all of ``x``.
+
+    The fidelity of a simulated model when there are no labels to score: both outputs of every
+    input are flattened into one vector each, so a single number says how far the simulated
+    outputs turned from the float ones (1.0: the same direction).
+
+    Parameters
+    ----------
+    reference : callable
+        The float model; run in one forward (it draws no noise).
+    model, x, batch_size, progress, desc
+        As :func:`predict`; ``model`` is run batch by batch.
+
+    Returns
+    -------
+    float
+        In ``[-1, 1]``; 0.0 when either output is all zeros.
+
+    Raises
+    ------
+    ValueError
+        ``x`` is empty, or ``batch_size`` is invalid.
+    """
+    import torch
+    from tqdm import tqdm
+
+    n = int(x.shape[0])
+    if n == 0:
+        raise ValueError("cannot compare outputs on an empty set")
+    step = n if batch_size is None else int(batch_size)
+    if step < 1:
+        raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer >= 1 "
+                         "or None")
+    outs = []
+    with torch.no_grad():
+        for i in tqdm(range(0, n, step), desc=desc, unit="batch", leave=False,
+                      disable=None if progress else True):
+            outs.append(model(x[i:i + step]))
+        ref = reference(x).reshape(-1).double()
+    sim = torch.cat(outs).reshape(-1).double()
+    norm = float(ref.norm() * sim.norm())
+    # rounding can push a cosine of identical vectors a hair past 1
+    return max(-1.0, min(1.0, float(ref @ sim) / norm)) if norm > 0 else 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -53,7 +54,7 @@ def _check_saved(p: Path, data: Any) -> None:
     missing = [k for k in ("cimsim_version", "chip", "totals", "layers") if k not in data]
     if missing:
         raise bad(f"no {', '.join(repr(k) for k in missing)}")
-    for key in ("chip", "totals", "layer_events"):
+    for key in ("chip", "totals", "layer_events", "summary"):
         if not isinstance(data.get(key, {}), dict):
             raise bad(f"{key!r} is not an object")
     for name in _TABLES:
@@ -98,6 +99,12 @@ class Report:
         Latency of every programmed block (planes, row groups, conversions per ADC, step).
     notes : list of str
         What the cost model leaves out, calibration in use.
+    summary : dict
+        What the run measured beside the costs, set by whoever evaluated the model
+        (:meth:`set_accuracy`, :meth:`set_output_fidelity`): ``float_accuracy`` and
+        ``simulated_accuracy`` (fractions in [0, 1]) or ``output_cosine`` (the cosine between
+        the simulated and the float model's outputs), with ``n_eval_inputs``. Empty when
+        nothing was measured; the HTML page's summary shows it first.
     """
 
     layers: pd.DataFrame
@@ -111,6 +118,7 @@ class Report:
     blocks: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     version: str = __version__
+    summary: dict[str, Any] = field(default_factory=dict)
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -162,6 +170,36 @@ class Report:
                    blocks, list(cost.notes))
 
     # ---------------------------------------------------------------------------------------
+    def set_accuracy(self, float_accuracy: float, simulated_accuracy: float,
+                     n_inputs: int) -> None:
+        """Record the accuracy of the float and the simulated model on ``n_inputs`` labelled
+        inputs (fractions in [0, 1]); the summary of :meth:`to_html` shows them."""
+        for name, value in (("float_accuracy", float_accuracy),
+                            ("simulated_accuracy", simulated_accuracy)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name} = {value!r}; allowed: a fraction in [0, 1]")
+        self.summary.update(float_accuracy=float(float_accuracy),
+                            simulated_accuracy=float(simulated_accuracy),
+                            n_eval_inputs=int(n_inputs))
+
+    def set_output_fidelity(self, cosine: float, n_inputs: int) -> None:
+        """Record how close the simulated outputs are to the float model's when no labels were
+        given: ``cosine`` between the two (in [-1, 1]) over ``n_inputs`` inputs."""
+        if not -1.0 <= float(cosine) <= 1.0:
+            raise ValueError(f"cosine = {cosine!r}; allowed: a number in [-1, 1]")
+        self.summary.update(output_cosine=float(cosine), n_eval_inputs=int(n_inputs))
+
+    def summary_rows(self) -> list[tuple[str, str, str]]:
+        """The summary that opens :meth:`to_html`: ``(quantity, value, basis)`` per row.
+
+        ``basis`` says where a figure comes from: ``simulated`` (accuracy, fidelity),
+        ``calibrated`` (a cost the calibration to a published chip scales, naming the
+        components), ``predicted`` (technology tables only) or ``count``. The values are the
+        :attr:`totals` and :attr:`summary` figures with their units, so they equal
+        ``report.json``'s.
+        """
+        return _summary_rows(self)
+
     def headline_lines(self) -> list[str]:
         """The report's headline, one figure per line (what ``cimsim demo`` and ``cimsim
         simulate`` print): see :func:`headline_lines`."""
@@ -177,6 +215,7 @@ class Report:
             "chip": self.chip.to_dict(),
             "totals": self.totals,
             "notes": list(self.notes),
+            "summary": dict(self.summary),
             **{name: getattr(self, name).to_dict(orient="records") for name in _TABLES},
             "layer_events": {name: ev.to_records() for name, ev in self.layer_events.items()},
         }
@@ -225,6 +264,7 @@ class Report:
             chip=ChipConfig.from_dict(data["chip"]), layer_events=layer_events,
             breakdown=frames["breakdown"], area=frames["area"], blocks=frames["blocks"],
             notes=list(data.get("notes", [])), version=data.get("cimsim_version", "unknown"),
+            summary=dict(data.get("summary", {})),
         )
 
     # ---------------------------------------------------------------------------------------
@@ -267,31 +307,129 @@ class Report:
         return paths
 
     def to_html(self, images: dict[str, bytes] | None = None) -> str:
-        """One self-contained HTML page: totals, every table, figures as data URIs."""
+        """One self-contained HTML page, in the order a reader needs it: the summary (chip,
+        accuracy or fidelity, cost per inference, area, what is calibrated), the figures (data
+        URIs), the tables, the chip's TOML, the notes, and every total at the end."""
         if images is None:
             images = {fname: _png(fig) for fname, fig in self.figures().items()}
         # a total that is a dict (per-component figures) reads as one line
         totals = {key: ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
                   if isinstance(value, dict) else value for key, value in self.totals.items()}
-        body = [
-            _html.paragraph(self.chip.description, f"source: {self.chip.source}",
-                            f"cimsim {self.version}"),
-        ]
+        body = [_html.paragraph(f"{self.chip.name}: {self.chip.description}")]
         if self.totals.get("cost_caveat"):
             body.append(_html.paragraph(f"Cost figures meaningless: {self.totals['cost_caveat']}"))
-        body += [
-            _html.heading("Totals"),
-            _html.key_values(totals, _fmt),
-        ]
+        body += [_html.heading("Summary"),
+                 _html.rows(self.summary_rows(), header=("quantity", "value", "basis"),
+                            css_class="summary")]
+        if self.totals.get("calibration"):
+            body.append(_html.paragraph(f"calibration: {self.totals['calibration']}"))
+        body.append(_html.heading("Figures"))
         for fname, data in images.items():
-            body += [_html.heading(_FIGURES.get(fname, fname)), _html.figure(data, fname)]
+            title = _FIGURES.get(fname, fname)
+            body += [_html.paragraph(title), _html.figure(data, title)]
         for name in _TABLES:
-            body += [_html.heading(name), _html.table(getattr(self, name), _cell)]
+            frame = getattr(self, name)
+            if name in _LONG_TABLES and len(frame) > _LONG_ROWS:
+                body += [_html.heading(name), _html.collapsed(
+                    f"{_TABLE_TITLES[name]} ({len(frame)} rows)", _html.table(frame, _cell))]
+            else:
+                body += [_html.heading(name), _html.paragraph(_TABLE_TITLES[name]),
+                         _html.table(frame, _cell)]
+        body += [_html.heading("chip configuration (TOML)"),
+                 _html.paragraph(f"source: {_source_for_users(self.chip.source)}"),
+                 _html.preformatted(self.chip.to_toml())]
         if self.notes:
             body += [_html.heading("notes"), _html.items(self.notes)]
-        body += [_html.heading("chip"), _html.preformatted(self.chip.to_toml())]
+        body += [_html.heading("all totals"),
+                 _html.collapsed(f"{len(totals)} whole-model figures (as in report.json)",
+                                 _html.key_values(totals, _fmt)),
+                 _html.paragraph(f"cimsim {self.version}")]
         return _html.page(f"cimsim report: {self.chip.name}", body,
                           css="td:first-child{text-align:left}")
+
+
+_TABLE_TITLES = {
+    "layers": "Per mapped layer, per inference: shapes, arrays, counts, energy (pJ), "
+              "latency (ns), area (um2).",
+    "breakdown": "Energy per inference (pJ, %) and area (um2) per layer and component.",
+    "components": "Every (layer, component, action, bits): events and energy (pJ) per "
+                  "inference.",
+    "area": "Chip instances per component: count, area per instance and in all (um2, %).",
+    "blocks": "Latency of every programmed block (ns).",
+    "digital": "Layers and products kept digital, with the reason.",
+}
+# tables of one row per event kind or block run to hundreds of rows: closed until opened
+_LONG_TABLES = ("components", "blocks")
+_LONG_ROWS = 20
+
+
+def _source_for_users(source: str) -> str:
+    """A preset's ``source`` without its references into cimsim's ``docs/`` folder, which an
+    installed package does not carry: ``"NeuroSim defaults (Peng 2019; docs/technology.md)"``
+    reads ``"NeuroSim defaults (Peng 2019)"``."""
+    text = re.sub(r";?\s*docs/[\w./-]+(\s*\[[^\]]*\])?", "", source)
+    text = re.sub(r"\(\s*\)", "", text)
+    return text.strip(" ;,") or "not given"
+
+
+_SUMMARY_COST = (("energy_pj_per_inference", "energy per inference", "{:,.1f} pJ"),
+                 ("latency_ns_per_inference", "latency per inference", "{:,.1f} ns"),
+                 ("tops_per_w", "TOPS/W", "{:.3f} TOPS/W"))
+# which calibration factors a summary line depends on: energy scales energy and TOPS/W,
+# the ADC time scales latency, area scales the two areas
+_CAL_KIND = {"energy_pj_per_inference": "energy", "tops_per_w": "energy",
+             "latency_ns_per_inference": "time", "area": "area"}
+
+
+def _calibrated(report: Report) -> dict[str, str]:
+    """Which components the report's calibration scales, per kind (``energy``, ``area``,
+    ``time``): ``{"energy": "adc, cell", ...}``; empty when no calibration is in use, or when
+    the saved note is not the current preset's (the factors are then unknown)."""
+    from .cost.energy import calibration_for
+
+    cal = calibration_for(report.chip)
+    if cal.is_identity or cal.note != report.totals.get("calibration"):
+        return {}
+    out = {kind: ", ".join(sorted(k for k, v in table.items() if v != 1.0))
+           for kind, table in (("energy", cal.energy), ("area", cal.area))}
+    if cal.adc_time_scale != 1.0:
+        out["time"] = "adc conversion time"
+    return {k: v for k, v in out.items() if v}
+
+
+def _summary_rows(report: Report) -> list[tuple[str, str, str]]:
+    t, s = report.totals, report.summary
+    chip = report.chip
+    rows = [("chip", f"{chip.name}: {chip.description}",
+             f"source: {_source_for_users(chip.source)}")]
+    n = s.get("n_eval_inputs")
+    on = f" on {n} inputs" if n else ""
+    if "simulated_accuracy" in s:
+        rows.append(("accuracy", f"{100 * s['float_accuracy']:.2f} % float, "
+                                 f"{100 * s['simulated_accuracy']:.2f} % simulated{on}",
+                     "simulated"))
+    elif "output_cosine" in s:
+        rows.append(("output fidelity", f"cosine to float {s['output_cosine']:.4f}{on}",
+                     "simulated"))
+    else:
+        rows.append(("accuracy", "not measured (no evaluation recorded)", ""))
+    cal = _calibrated(report)
+    if t.get("cost_caveat"):
+        cost_basis = {kind: "meaningless (see above)" for kind in ("energy", "time", "area")}
+    else:
+        cost_basis = {kind: (f"calibrated ({cal[kind]} scaled to a published chip), rest "
+                             "predicted" if kind in cal else "predicted (technology tables)")
+                      for kind in ("energy", "time", "area")}
+    for key, label, fmt in _SUMMARY_COST:
+        if key in t:
+            rows.append((label, fmt.format(t[key]), cost_basis[_CAL_KIND[key]]))
+    if "area_mm2" in t:
+        used = (f"{t['area_mm2_used']:.4f} mm2 used of " if "area_mm2_used" in t else "")
+        rows.append(("area", f"{used}{t['area_mm2']:.4f} mm2 chip", cost_basis["area"]))
+    if "n_arrays_used" in t and "n_arrays_available" in t:
+        rows.append(("arrays", f"{t['n_arrays_used']} used of {t['n_arrays_available']}"
+                     + (" (time-multiplexed)" if t.get("time_multiplexed") else ""), "count"))
+    return rows
 
 
 _HEADLINE = (("energy_pj_per_inference", "energy per inference", "{:,.1f} pJ"),

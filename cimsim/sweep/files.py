@@ -25,17 +25,31 @@ def _cell(column: str, value: Any) -> str:
 
 
 def sweep_html(frame: pd.DataFrame, png: bytes | None, meta: Mapping[str, Any]) -> str:
-    """The sweep page: the settings, the Pareto plot, the table with front rows highlighted."""
+    """The sweep page, answer first: the Pareto plot, the table of the front's points (by
+    energy), the full table with the front's rows highlighted, then the settings."""
+    front = frame[frame["on_front"].astype(bool)]
+    if "energy_pj_per_inference" in front:
+        front = front.sort_values("energy_pj_per_inference", kind="stable")
+    title = f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}"
     return _html.page("cimsim sweep", [
-        _html.items(meta),
-        _html.figure(png, "Pareto plot") if png else _html.paragraph("(no plot)"),
-        _html.paragraph(
-            "Highlighted rows are on the Pareto front (maximum accuracy, minimum energy per "
-            "inference). Units: energy pJ, latency ns per inference, area mm², accuracy a "
-            "fraction, wall time s."),
+        _html.paragraph(f"{title}: {len(frame)} points, {len(front)} on the Pareto front "
+                        "(maximum accuracy, minimum energy per inference)."),
+        _html.figure(png, f"Pareto plot: {title}") if png else _html.paragraph("(no plot)"),
+        _html.heading("Pareto front"),
+        _html.paragraph(_UNITS),
+        (_html.table(front, _cell) if len(front) else
+         _html.paragraph("no point has both an accuracy and an energy per inference")),
+        _html.heading("All points"),
+        _html.paragraph("Highlighted rows are on the Pareto front. " + _UNITS),
         _html.table(frame, _cell,
                     row_classes=["front" if on else "" for on in frame["on_front"]]),
+        _html.heading("Settings"),
+        _html.items(meta),
     ], css=_FRONT_CSS)
+
+
+_UNITS = ("Units: energy pJ, latency ns per inference, area mm², accuracy a fraction, wall "
+          "time s.")
 
 
 def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[Path]:
