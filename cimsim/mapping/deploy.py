@@ -189,7 +189,8 @@ class SimModel(nn.Module):
             that clipped (``LayerWork.n_adc_clipped``); ``adc_code_use_pct``, distinct ADC
             codes used / 2^bits per ADC setting, averaged over the layer's settings, on the
             noise-free conversions of at most ``max_code_vectors`` input vectors per matrix
-            (:func:`cimsim.mapping.layers.adc_codes_used`); ``n_trace_vectors``. NaN where a
+            (:func:`cimsim.mapping.layers.adc_codes_used`); ``n_trace_vectors``, input vectors
+            simulated, summed over the layer's matrices. NaN where a
             layer is never reached (or all its matrices are kept digital). Also kept as
             :attr:`fidelity`.
         """
