@@ -26,6 +26,7 @@ from ..work import LayerWork, ModelWork
 from .layers import (
     CoreTrace,
     MatmulCore,
+    Root,
     SimConv,
     SimLayer,
     SimLinear,
@@ -480,9 +481,10 @@ class _LayerMapping:
     digital: list[tuple[str, str, str]] = field(default_factory=list)
 
     def replace_layers(self, sim: nn.Module) -> nn.Module:
-        """Replace in place; a mappable root module is wrapped in an ``nn.Sequential``."""
+        """Replace in place; a mappable root module is held as child ``"0"`` of a
+        :class:`~cimsim.mapping.layers.Root`."""
         if _sim_class(sim) is not None:
-            sim = nn.Sequential(sim)
+            sim = Root(sim)
         self._visit(sim, "")
         if not self.sim_layers:
             # nothing would run on the arrays: refuse before the calibration pass, not after

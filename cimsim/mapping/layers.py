@@ -703,3 +703,19 @@ def layer_seed(seed: int, name: str) -> int:
     """A mapped layer's seed, derived from its name: excluding or adding a layer leaves the
     others' draws unchanged (deploy and the training twin derive it alike)."""
     return stream_key(seed, zlib.crc32(name.encode()))
+
+
+class Root(nn.Module):
+    """A mappable module given as the whole model, held as child ``"0"`` so that it can be
+    replaced like any other layer; calls pass every argument through (an
+    ``nn.MultiheadAttention`` takes three, which ``nn.Sequential`` would refuse)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.add_module("0", module)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        child = self._modules["0"]
+        assert child is not None
+        return child(*args, **kwargs)
+

@@ -58,7 +58,7 @@ from ..config import (
 )
 from ..errors import ConfigError, MappingError
 from ..mapping.deploy import SimModel, deploy_views
-from ..mapping.layers import attention, layer_seed
+from ..mapping.layers import Root, attention, layer_seed
 from ..mapping.matrix import (
     EngineView,
     InputStats,
@@ -1050,7 +1050,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     was_training = model.training
     root = copy.deepcopy(model)
     if _twin_class(root) is not None:
-        root = nn.Sequential(root)  # a mappable root is named "0", as deploy names it
+        root = Root(root)  # a mappable root is named "0", as deploy names it
     layers: dict[str, _TwinLayer] = {}
     digital: list[tuple[str, str, str]] = []
 

@@ -896,3 +896,15 @@ def test_wrong_input_shapes_are_refused_as_torch_refuses_them_issue16():
 def test_a_model_without_any_weight_layer_says_so():
     with pytest.raises(MappingError, match="the model has no Linear, Conv1d/2d or Multihead"):
         cimsim.deploy(nn.Sequential(nn.Flatten(), nn.ReLU()), lossless_chip(), torch.randn(4, 3))
+
+
+def test_a_root_attention_module_takes_its_three_arguments():
+    """A mappable root was wrapped in nn.Sequential, which refuses (query, key, value)."""
+    attn = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    x = torch.randn(2, 5, 8)
+    sim = cimsim.deploy(attn, lossless_chip(), (x, x, x))
+    out, weights = sim(x, x, x)
+    want, want_w = attn(x, x, x)
+    assert out.shape == want.shape and weights.shape == want_w.shape
+    assert float((out - want).norm() / want.norm()) < 0.05
+    assert list(sim.sim_layers) == ["0"]
