@@ -16,8 +16,9 @@ import logging
 import time
 from pathlib import Path
 
-from cimsim.data import load_digits_split
-from cimsim.models import evaluate, save_weights, train_digits_cnn
+from _summary import print_summary  # a sibling script module (scripts/ is on sys.path)
+
+from cimsim.models import save_weights, train_digits_cnn
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "cimsim" / "data" / "digits_cnn.npz"
 
@@ -43,15 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     model = train_digits_cnn(seed=args.seed, epochs=args.epochs)
     elapsed = time.perf_counter() - t0
 
-    x_train, y_train, x_test, y_test = load_digits_split()
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"parameters:     {n_params}")
-    print(f"training time:  {elapsed:.1f} s")
-    print(f"train accuracy: {evaluate(model, x_train, y_train):.4f} ({len(y_train)} images)")
-    print(f"test accuracy:  {evaluate(model, x_test, y_test):.4f} ({len(y_test)} images)")
-
     save_weights(model, args.out)
-    print(f"weights:        {args.out} ({args.out.stat().st_size} bytes)")
+    print_summary(model, elapsed, args.out)
     return 0
 
 

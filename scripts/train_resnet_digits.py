@@ -16,8 +16,9 @@ import logging
 import time
 from pathlib import Path
 
-from cimsim.data import load_digits_split
-from cimsim.models import evaluate, load_resnet_digits, save_weights, train_resnet_digits
+from _summary import print_summary  # a sibling script module (scripts/ is on sys.path)
+
+from cimsim.models import load_resnet_digits, save_weights, train_resnet_digits
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "cimsim" / "data" / "resnet_digits.npz"
 
@@ -40,13 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     # Accuracy of the weights as written (read back), the numbers docs/training.md quotes.
     model = load_resnet_digits(args.out)
 
-    x_train, y_train, x_test, y_test = load_digits_split()
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"parameters:     {n_params}")
-    print(f"training time:  {elapsed:.1f} s")
-    print(f"train accuracy: {evaluate(model, x_train, y_train):.4f} ({len(y_train)} images)")
-    print(f"test accuracy:  {evaluate(model, x_test, y_test):.4f} ({len(y_test)} images)")
-    print(f"weights:        {args.out} ({args.out.stat().st_size} bytes)")
+    print_summary(model, elapsed, args.out)
     return 0
 
 
