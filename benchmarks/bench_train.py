@@ -3,14 +3,16 @@
 1. **Training step**: seconds per step (forward, backward, Adam; batch 128) of the residual
    network ``cimsim.models.ResNetDigits`` (ResNet-20 layout, 21 mapped convolutions + a Linear)
    prepared for a chip (``rram-22nm`` by default: 8 bit-serial planes, 4 weight slices,
-   training noise on), against the same float model in the same run: the ratio is the cost of
-   training with the chip in the loop.
+   training noise on, the programmed devices), against the same float model in the same run:
+   the ratio is the cost of training with the chip in the loop. On the CPU twice: with the
+   fused conversion kernel (the default) and with torch element-wise ops; ``--device cuda``
+   times it on a GPU (torch ops there).
 2. **Inference**: seconds of one twin forward (eval, no autograd) against ``engine.run`` (the
    Numba engine) on the shapes and chip of ``benchmarks/bench_matmul.py``, noise off.
 
 Prints a table and writes ``benchmarks/results/bench_train.csv`` (ignored by git).
 
-    python benchmarks/bench_train.py [--quick] [--chip rram-22nm] [--threads N]
+    python benchmarks/bench_train.py [--quick] [--chip rram-22nm] [--threads N] [--device cuda]
 """
 
 from __future__ import annotations
@@ -43,22 +45,34 @@ def train_step_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
+        if x.is_cuda:
+            torch.cuda.synchronize()
 
     return best_seconds(step, repeats, warmup=True)
 
 
-def bench_training(chip_name: str, batch: int, repeats: int) -> list[dict]:
+def bench_training(chip_name: str, batch: int, repeats: int, device: str) -> list[dict]:
+    """The twin's training step (fused CPU kernel, and on the CPU also the torch element-wise
+    path) against float torch, on ``device``."""
     torch.manual_seed(0)
     chip = cimsim.load_chip(chip_name)
-    model = ResNetDigits()
-    x = torch.rand(batch, 1, 8, 8)
-    y = torch.randint(0, 10, (batch,))
-    prep = prepare(model, chip, torch.rand(256, 1, 8, 8))
+    model = ResNetDigits().to(device)
+    x = torch.rand(batch, 1, 8, 8, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    cal = torch.rand(256, 1, 8, 8, device=device)
     t_float = train_step_seconds(model, x, y, repeats)
-    t_twin = train_step_seconds(prep, x, y, repeats)
-    return [dict(bench="train_step", model="ResNetDigits", chip=chip_name, M=batch, K="", N="",
-                 twin_s=t_twin, reference="float torch", reference_s=t_float,
-                 ratio=t_twin / t_float)]
+    variants = [("twin", {})]
+    if device == "cpu":
+        variants.append(("twin, torch ops", dict(fused_kernel=False)))
+    rows = []
+    for label, options in variants:
+        prep = prepare(model, chip, cal, **options)
+        t_twin = train_step_seconds(prep, x, y, repeats)
+        rows.append(dict(bench="train_step", model=f"ResNetDigits ({label}, {device})",
+                         chip=chip_name, M=batch, K="", N="", twin_s=t_twin,
+                         reference=f"float {device}", reference_s=t_float,
+                         ratio=t_twin / t_float))
+    return rows
 
 
 def bench_inference(quick: bool, repeats: int) -> list[dict]:
@@ -92,17 +106,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chip", default="rram-22nm", help="chip of the training benchmark")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--device", default="cpu", help="device of the training benchmark (cpu, cuda)")
     ap.add_argument("--csv", type=Path, default=RESULTS / "bench_train.csv")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = 1 if args.quick else 3
-    rows = bench_training(args.chip, args.batch, repeats) + bench_inference(args.quick, repeats)
-    print(f"{'bench':>10} {'chip':>12} {'M':>5} {'K':>5} {'N':>5} {'twin_s':>9} "
+    rows = (bench_training(args.chip, args.batch, repeats, args.device)
+            + bench_inference(args.quick, repeats))
+    print(f"{'bench':>10} {'model':>36} {'chip':>12} {'M':>5} {'K':>5} {'N':>5} {'twin_s':>9} "
           f"{'reference':>12} {'ref_s':>9} {'ratio':>7}   (torch threads: "
           f"{torch.get_num_threads()})")
     for r in rows:
-        print(f"{r['bench']:>10} {r['chip']:>12} {r['M']:>5} {r['K']:>5} {r['N']:>5} "
+        print(f"{r['bench']:>10} {r['model']:>36} {r['chip']:>12} {r['M']:>5} {r['K']:>5} "
+              f"{r['N']:>5} "
               f"{r['twin_s']:9.4f} {r['reference']:>12} {r['reference_s']:9.4f} "
               f"{r['ratio']:7.2f}")
     args.csv.parent.mkdir(parents=True, exist_ok=True)

