@@ -89,9 +89,28 @@ class SimModel(nn.Module):
         self.n_calls = 0
         self.batch_dim = batch_dim
         self._extra = Events()
+        self.backend = "numba"
+        """Where the mapped matrices run (:meth:`use_backend`)."""
         self.fidelity = None
         """The last :meth:`trace` (a DataFrame, one row per mapped layer), or None; the
         report adds its columns to ``report.layers``."""
+
+    def use_backend(self, backend: str = "numba", device: str | torch.device | None = None
+                    ) -> SimModel:
+        """Run the mapped matrices on ``backend``: ``numba`` (the engine, CPU) or ``torch`` on
+        ``device`` (e.g. ``"cuda"``; ``cimsim.mapping.torch_backend``), the same programmed
+        parts, events and report either way. Returns ``self``."""
+        from .torch_backend import TorchMatmul, check_backend
+
+        check_backend(backend, device, self.chip)
+        for layer in self.sim_layers.values():
+            for core in layer.cores:
+                core.torch_core = None
+                if backend == "torch" and not core.digital and core.view is not None:
+                    core.torch_core = TorchMatmul(core.w, core.view, device or "cpu",
+                                                  core.name)
+        self.backend = backend
+        return self
 
     def forward(self, *args, **kwargs):
         first = next((a for a in args if isinstance(a, torch.Tensor)), None)
@@ -383,6 +402,8 @@ def deploy(
     exclude: Sequence[str] = (),
     batch_size: int = 256,
     batch_dim: int = 0,
+    backend: str = "numba",
+    device: str | torch.device | None = None,
 ) -> SimModel:
     """Map a trained model onto the chip.
 
@@ -408,6 +429,12 @@ def deploy(
     batch_dim : int
         Which dimension of the model's first input counts samples (the ``per inference``
         figures of the report); 1 for sequence-first transformers. A 1-D input is one sample.
+    backend : {'numba', 'torch'}
+        What runs the programmed arrays after deploy: the Numba engine (CPU), or torch on
+        ``device`` (``SimModel.use_backend``): the same devices, events and report, the
+        conversion noise drawn by torch (same distribution, other draws).
+    device : str or torch.device, optional
+        Torch device of the ``torch`` backend (``"cuda"``, ``"cuda:1"``, ``"cpu"``).
 
     Returns
     -------
@@ -424,6 +451,9 @@ def deploy(
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
     if not isinstance(chip, ChipConfig):
         raise MappingError(f"chip must be a ChipConfig (cimsim.load_chip), got {type(chip)}")
+    from .torch_backend import check_backend
+
+    check_backend(backend, device, chip)  # before the work
     mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
     sim = mapping.replace_layers(_eval_copy(model))
     # from the shapes alone: an over-capacity model fails now, not after the calibration pass
@@ -432,7 +462,8 @@ def deploy(
     _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
-    return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
+    return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed,
+                    batch_dim).use_backend(backend, device)
 
 
 def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineView], *,

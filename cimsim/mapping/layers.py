@@ -68,6 +68,9 @@ class MatmulCore:
         """Set by deploy when the layer's only consumer is a ReLU (``inf``) or a clamped one
         (ReLU6: 6): with a layer-output ADC the conversion then produces the activation."""
         self.view: EngineView | None = None
+        self.torch_core: Any = None
+        """Set by ``SimModel.use_backend('torch', device)``: a ``TorchMatmul`` running the
+        programmed parts on a torch device instead of the Numba engine."""
         """The matrix as the engine runs it (set by :meth:`finalize` / :meth:`adopt`)."""
         self.n_adc_clipped = 0
         """Conversions that clipped (``engine.RunResult.n_clipped``) since deploy or
@@ -216,8 +219,10 @@ class MatmulCore:
         call_seed = stream_key(self.seed, 1000 + self.calls)
         self.calls += 1
         fused = view.activation is not None
-        for t, (a, b, layer) in enumerate(view.parts):
-            res = engine.run_detailed(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
+        results = (self.torch_core.run(x_int) if self.torch_core is not None else
+                   [engine.run_detailed(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
+                    for t, (a, b, layer) in enumerate(view.parts)])
+        for t, res in enumerate(results):
             y_int, ev = res.y, res.events
             self.n_adc_clipped += res.n_clipped
             if self._offsets is not None and not fused:  # a fused ADC has it in its refs
