@@ -34,8 +34,12 @@ from ..events import Action, Component, EventKey
 if TYPE_CHECKING:
     from .program import ProgrammedLayer
 
-__all__ = ["Aging", "at_time", "attach", "calibration_read_events", "check_time",
-           "gain_events", "read_noise_growth"]
+__all__ = ["Aging", "DURATION_UNITS", "at_time", "attach", "calibration_read_events",
+           "check_time", "gain_events", "parse_duration", "read_noise_growth"]
+
+DURATION_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
+                                    "w": 604800.0, "y": 365.0 * 86400.0}
+"""Seconds per unit of a duration written ``1h``, ``30d``, ``10y`` (a year is 365 days)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +79,24 @@ def check_time(t_s: object, chip: ChipConfig, name: str = "t_inference_s") -> fl
                           f">= device.drift_t0_s = {t0:g} (the time after programming at which "
                           "the programmed state is defined)")
     return t
+
+
+def parse_duration(text: str) -> float:
+    """``'3600'``, ``'1h'``, ``'1.5d'``, ``'10y'`` -> seconds (units :data:`DURATION_UNITS`;
+    a bare number is seconds). ``ConfigError`` otherwise."""
+    body = str(text).strip().lower()
+    unit = next((u for u in sorted(DURATION_UNITS, key=len, reverse=True)
+                 if body.endswith(u)), "")
+    number = body[: len(body) - len(unit)].strip() if unit else body
+    try:
+        value = float(number) * DURATION_UNITS.get(unit, 1.0)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        units = ", ".join(DURATION_UNITS)
+        raise ConfigError(f"time {text!r} is not a duration; write seconds (3600) or a number "
+                          f"with a unit ({units}), e.g. 1h, 1d, 1y")
+    return value
 
 
 def _per_level(values: tuple[float, ...], levels: np.ndarray) -> np.ndarray | float:
