@@ -358,7 +358,7 @@ class DeviceConfig(_Config):
     """Mean drift exponent ν of a cell by programmed level (one value for every level, or one
     per level 0 .. 2**bits_per_cell - 1): G(t) = G(t0)·(t/t0)^(-ν). Empty: no drift."""
     drift_nu_sigma: tuple[float, ...] = ()
-    """Spread of ν by level (same lengths as ``drift_nu_mean``; empty: 0). ν of each cell is
+    """Spread of ν by level (one value or one per level; empty: 0). ν of each cell is
     |mean + sigma·z|, drawn once per programming."""
     read_noise_q_s: tuple[float, ...] = ()
     """1/f read noise by level (one value or one per level; empty: none): each read sees
@@ -379,9 +379,9 @@ class DeviceConfig(_Config):
         _float_in(self, "drift_t0_s", 0.0, lo_open=True)
         for name in ("drift_nu_mean", "drift_nu_sigma", "read_noise_q_s"):
             _level_values(self, name, 0.0, 10.0)
-        if self.drift_nu_sigma and len(self.drift_nu_sigma) != len(self.drift_nu_mean):
+        if any(self.drift_nu_sigma) and not any(self.drift_nu_mean):
             _fail("DeviceConfig", "drift_nu_sigma", list(self.drift_nu_sigma),
-                  f"as many values as drift_nu_mean ({len(self.drift_nu_mean)})")
+                  "empty or zeros without drift_nu_mean (the spread of no drift)")
         _float_in(self, "retention_sigma_lsb", 0.0, 100.0)
         _float_in(self, "g_max_us", 0.0, lo_open=True)
         _float_in(self, "on_off_ratio", 1.0, lo_open=True, allow_inf=True)

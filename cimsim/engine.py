@@ -18,8 +18,8 @@ from .adc import FusedActivation, RangeStats, calibrated_tables, keeps_samples
 from .arrays import _gemm
 from .arrays._kernels import convert_accumulate, make_planes
 from .arrays._rng import KN, WN, stream_key
-from .arrays.drift import gain_events
 from .arrays.analog import analog_from_partial_sums, nonlinearity_args
+from .arrays.drift import gain_events
 from .arrays.encoding import input_planes, input_range, plane_layout
 from .arrays.program import ProgrammedLayer
 from .config import RangePolicy, SignedInputMode
