@@ -31,8 +31,8 @@ YEAR_S = 365 * 86400.0
 
 #: Stated error of the drift compensation on a lossless chip (docs/drift.md): the mean output
 #: scale (least-squares gain of y(t) on y(t0)) is within this of 1 up to 10 years, for a drift
-#: exponent spread of 0.01 (measured: at most 3.1 % over 5 seeds; the residual is the cells'
-#: own spread, which one gain per layer or column cannot undo, plus the ADC's rounding).
+#: exponent spread of 0.01 (the residual is the cells' own spread, which one gain per layer or
+#: column cannot undo, plus the ADC's rounding of the now fractional column currents).
 COMPENSATION_SCALE_ERROR = 0.04
 
 
