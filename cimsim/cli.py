@@ -129,12 +129,55 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     model = load_model(args.model, example=x[: min(len(x), 2)])
     _check_scores(args.model, model, x, y)
     x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
+    times = None if args.time is None else _time_values("--time", args.time, chip)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {used}")
     sim = cimsim.deploy(model, chip, x_cal, seed=args.seed)
     if x_eval is x:  # after the deploy, so that an error stays the only line on stderr
         _warn_calibration_reused(args.calibration)
-    _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+    if times is None:
+        _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+        return 0
+    _simulate_times(sim, model, x_eval, y_eval, args.out, args.batch_size, times)
     return 0
+
+
+def _time_values(flag: str, text: str, chip) -> list[tuple[str, float]]:
+    """'1h,1d,1y' -> [(label, seconds)], each a valid inference time for ``chip``."""
+    from .arrays.drift import check_time, parse_duration
+
+    out = []
+    for part in text.split(","):
+        try:
+            t = check_time(parse_duration(part), chip, "t_inference_s")
+        except ConfigError as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
+        out.append((part.strip(), t))
+    return list(dict.fromkeys(out))
+
+
+def _simulate_times(sim, model, x, y, out: Path, batch_size: int,
+                    times: list[tuple[str, float]]) -> None:
+    """``simulate --time``: the same programmed chip seen at every time in turn, one report
+    folder per time (``out/t_<time>/``), then ``time.csv`` and ``accuracy_time.png``."""
+    import pandas as pd
+
+    from .report import plot_accuracy_time
+
+    rows = []
+    for label, t in times:
+        sim.reset()
+        sim.set_time(t)  # after the reset: the compensation's read belongs to this time
+        print(f"\n== t = {label} ({t:g} s after programming) ==")
+        score = _evaluate_and_save(sim, model, x, y, out / f"t_{label}", batch_size)
+        rows.append({"time": label, "time_s": t,
+                     "accuracy" if y is not None else "output_cosine": score})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "time.csv", index=False)
+    if y is not None:
+        fig = plot_accuracy_time(frame, title=f"accuracy over time on {sim.chip.name}")
+        fig.savefig(out / "accuracy_time.png", dpi=120, bbox_inches="tight")
+    print("\n" + frame.to_string(index=False))
+    print(f"wrote time.csv{', accuracy_time.png' if y is not None else ''} to {out}/")
 
 
 def _calibration_split(x, y, calibration: int):
@@ -164,9 +207,10 @@ def _warn_calibration_reused(calibration: int) -> None:
           "inputs or a smaller --calibration", file=sys.stderr)
 
 
-def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> None:
+def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
     """Run ``sim`` over ``x`` (accuracy against ``model`` when labels exist), print the totals
-    and the layer table, write the report files: what ``simulate`` and ``train`` end with."""
+    and the layer table, write the report files: what ``simulate`` and ``train`` end with.
+    Returns the simulated accuracy (or, without labels, the output cosine)."""
     if y is not None:
         float_acc = accuracy(model, x, y, batch_size=None)
         sim_acc = accuracy(sim, x, y, batch_size=batch_size, progress=True,
@@ -189,6 +233,7 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> None:
     print(_layer_table(report))
     paths = report.save(out)
     print(f"\nwrote {len(paths)} files to {out}/")
+    return float(sim_acc if y is not None else cosine)
 
 
 def _check_out(out: Path) -> None:
@@ -322,6 +367,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         grid["thermal_sigma_lsb"] = _float_values("--noise", args.noise)
     _check_out(args.out)
     chip = cimsim.load_chip(args.chip)
+    if args.time is not None:
+        grid["time_s"] = [t for _, t in _time_values("--time", args.time, chip)]
     model: nn.Module
     y: torch.Tensor | None
     calibration: int | torch.Tensor
@@ -647,6 +694,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "when no input remains (default 256)")
     s.add_argument("--batch-size", type=_POSITIVE, default=64, help=_BATCH_HELP.format(64))
     s.add_argument("--limit", type=_LIMIT, default=0, help=_LIMIT_HELP)
+    s.add_argument("--time", default=None, metavar="TIMES",
+                   help="times after programming to run at, e.g. 1h,1d,1y (units s, min, h, "
+                        "d, w, y; a bare number is seconds): one report per time in "
+                        "OUT/t_<time>/, plus time.csv and accuracy_time.png (docs/drift.md)")
     s.set_defaults(func=cmd_simulate)
 
     w = sub.add_parser("sweep", help="accuracy vs energy over a grid of ADC bits and other "
@@ -667,6 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="square arrays N x N, e.g. 128,256")
     w.add_argument("--noise", default=None, metavar="SIGMAS",
                    help="thermal noise sigma in cell-LSB, e.g. 0,0.5")
+    w.add_argument("--time", default=None, metavar="TIMES",
+                   help="times after programming, e.g. 1,3600,86400,31536000 or 1h,1d,1y "
+                        "(axis time_s; writes accuracy_time.png too)")
     w.add_argument("--jobs", type=_POSITIVE, default=1, help="worker processes (default 1)")
     w.add_argument("--calibration", type=_POSITIVE, default=256,
                    help="calibration inputs: the first N of --data (the rest are evaluated); "

@@ -48,6 +48,7 @@ __all__ = [
     "DACConfig",
     "DeviceConfig",
     "DifferentialReadout",
+    "DriftCompensation",
     "Nonlinearity",
     "NoiseConfig",
     "OffCurrentCompensation",
@@ -92,6 +93,7 @@ class SignedInputMode(_Choice):
 
 class CellTech(_Choice):
     RRAM = "rram"
+    PCM = "pcm"
     SRAM = "sram"
     IDEAL = "ideal"
 
@@ -106,6 +108,15 @@ class OffCurrentCompensation(_Choice):
     NONE = "none"
     ANALOG = "analog"
     DIGITAL = "digital"
+
+
+class DriftCompensation(_Choice):
+    """Digital gain that undoes conductance drift (docs/drift.md): none, one gain per
+    programmed layer, or one per conversion column."""
+
+    NONE = "none"
+    GLOBAL = "global"
+    COLUMN = "column"
 
 
 class Nonlinearity(_Choice):
@@ -231,6 +242,20 @@ def _coerce_choices(obj: Any) -> None:
                 _fail(type(obj).__name__, f.name, value, allowed)
 
 
+def _level_values(obj: Any, name: str, lo: float, hi: float) -> None:
+    """A per-level tuple: empty, one value for every level, or one per level, each in
+    [lo, hi]; stored as a tuple of floats."""
+    values = getattr(obj, name)
+    n_levels = 1 << obj.bits_per_cell
+    ok = isinstance(values, (tuple, list)) and len(values) in (0, 1, n_levels) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        and lo <= v <= hi for v in values)
+    if not ok:
+        _fail(type(obj).__name__, name, values,
+              f"an empty list, one number or {n_levels} numbers (one per level) in [{lo}, {hi}]")
+    object.__setattr__(obj, name, tuple(float(v) for v in values))
+
+
 class _Config:
     """Mixin: ``replace`` that reports unknown fields as :class:`ConfigError`."""
 
@@ -326,10 +351,38 @@ class DeviceConfig(_Config):
     """Probability that a cell is stuck at the highest conductance."""
     p_stuck_off: float = 0.0
     """Probability that a cell is stuck at the lowest conductance."""
+    drift_t0_s: float = 1.0
+    """Time after programming, s, at which the programmed state (variation, faults) is the
+    drawn one: the reference of drift and retention, and the earliest inference time."""
+    drift_nu_mean: tuple[float, ...] = ()
+    """Mean drift exponent ν of a cell by programmed level (one value for every level, or one
+    per level 0 .. 2**bits_per_cell - 1): G(t) = G(t0)·(t/t0)^(-ν). Empty: no drift."""
+    drift_nu_sigma: tuple[float, ...] = ()
+    """Spread of ν by level (one value or one per level; empty: 0). ν of each cell is
+    |mean + sigma·z|, drawn once per programming."""
+    read_noise_q_s: tuple[float, ...] = ()
+    """1/f read noise by level (one value or one per level; empty: none): each read sees
+    G(t)·(1 + n), n ~ N(0, (q_s·sqrt(ln((t + t_read)/(2·t_read))))²), t_read =
+    ``tech.t_read_ns``; added in variance to ``noise.read_noise_rel``."""
+    retention_sigma_lsb: float = 0.0
+    """Retention relaxation: each cell moves by sigma(t)·z (z drawn once per programming),
+    sigma(t) = retention_sigma_lsb·sqrt(log10(t/t0)) cell-LSB (the spread grows with log
+    time; 0: off)."""
+    drift_compensation: DriftCompensation = DriftCompensation.NONE
+    """Digital gain that undoes drift, from a read of a calibration input at t0 and at the
+    inference time (``global``: one per programmed layer; ``column``: one per conversion
+    column); its events are counted (docs/drift.md)."""
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
         _int_in(self, "bits_per_cell", 1, 7)
+        _float_in(self, "drift_t0_s", 0.0, lo_open=True)
+        for name in ("drift_nu_mean", "drift_nu_sigma", "read_noise_q_s"):
+            _level_values(self, name, 0.0, 10.0)
+        if any(self.drift_nu_sigma) and not any(self.drift_nu_mean):
+            _fail("DeviceConfig", "drift_nu_sigma", list(self.drift_nu_sigma),
+                  "empty or zeros without drift_nu_mean (the spread of no drift)")
+        _float_in(self, "retention_sigma_lsb", 0.0, 100.0)
         _float_in(self, "g_max_us", 0.0, lo_open=True)
         _float_in(self, "on_off_ratio", 1.0, lo_open=True, allow_inf=True)
         _float_in(self, "variation_sigma", 0.0, 10.0)
@@ -358,6 +411,14 @@ class DeviceConfig(_Config):
         """Conductance of one cell-LSB (one level step), microsiemens."""
         g_min = 0.0 if math.isinf(self.on_off_ratio) else self.g_max_us / self.on_off_ratio
         return (self.g_max_us - g_min) / (self.n_levels - 1)
+
+    @property
+    def ages(self) -> bool:
+        """Whether the device changes after programming (drift, 1/f read noise, retention) or
+        a drift compensation is fitted: then time is an input (docs/drift.md)."""
+        return bool(any(self.drift_nu_mean) or any(self.read_noise_q_s)
+                    or self.retention_sigma_lsb > 0
+                    or self.drift_compensation is not DriftCompensation.NONE)
 
     @property
     def ideal(self) -> bool:
@@ -679,7 +740,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
         kind = hints[key]
         if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             kwargs[key] = _from_dict(kind, value, f"{where}.{key}")
-        elif key == "poly_coeffs":
+        elif key in ("poly_coeffs", "drift_nu_mean", "drift_nu_sigma", "read_noise_q_s"):
             kwargs[key] = tuple(value) if isinstance(value, list) else value
         else:
             kwargs[key] = value

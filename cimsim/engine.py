@@ -19,6 +19,7 @@ from .arrays import _gemm
 from .arrays._kernels import convert_accumulate, make_planes
 from .arrays._rng import KN, WN, stream_key
 from .arrays.analog import analog_from_partial_sums, nonlinearity_args
+from .arrays.drift import gain_events
 from .arrays.encoding import input_planes, input_range, plane_layout
 from .arrays.program import ProgrammedLayer
 from .config import RangePolicy, SignedInputMode
@@ -176,6 +177,7 @@ def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
     }
     if np.any(layer.x_sum_coef != 0):
         ev[EventKey(C.DIGITAL, A.CORRECTION_ADD, acc)] = float(m) * layer.n_outputs
+    ev.update(gain_events(layer, m))  # drift compensation (cimsim.arrays.drift)
     return ev
 
 

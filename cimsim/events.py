@@ -59,6 +59,8 @@ class Action(_Name):
     BUS_BIT = "bus_bit"
     CORRECTION_ADD = "correction_add"
     DEQUANT_MULTIPLY = "dequant_multiply"
+    DRIFT_CALIBRATION = "drift_calibration"
+    DRIFT_GAIN_MULTIPLY = "drift_gain_multiply"
 
 
 _C, _A = Component, Action
@@ -67,6 +69,9 @@ REGISTRY: dict[tuple[Component, Action], str] = {
     (_C.LAYER, _A.MAC): "multiply-accumulates of the layer (a count; no energy of its own)",
     (_C.ARRAY, _A.ACTIVATION): "array read cycles (a count; no energy of its own)",
     (_C.ARRAY, _A.REPROGRAM): "arrays rewritten by time-multiplexing (a count)",
+    (_C.ARRAY, _A.DRIFT_CALIBRATION): "drift-compensation calibration reads of a programmed "
+                                      "layer (a count; the read's pulses, cell reads and "
+                                      "conversions are counted as such)",
     (_C.ADC, _A.CONVERT): "ADC conversions at `bits`",
     (_C.ADC, _A.LEAK): "ADC-nanoseconds of leakage (derived by the cost model from the "
                        "latency; never emitted by a run)",
@@ -84,6 +89,9 @@ REGISTRY: dict[tuple[Component, Action], str] = {
     (_C.DIGITAL, _A.CORRECTION_ADD): "exact digital corrections (offset, g_off) at `bits`",
     (_C.DIGITAL, _A.DEQUANT_MULTIPLY): "dequantization multiplies, one per output per "
                                        "dequantized block (counted by the run)",
+    (_C.DIGITAL, _A.DRIFT_GAIN_MULTIPLY): "drift-compensation gain multiplies: one per output "
+                                          "(global) or per conversion column (column) per "
+                                          "input vector",
 }
 """Every (component, action) an event can have, with what its count means."""
 

@@ -28,7 +28,7 @@ from .work import ModelWork
 
 __all__ = ["PALETTE", "Report", "component_color", "headline_lines", "plot_area_by_component",
            "plot_energy_per_layer", "plot_fidelity_per_layer", "plot_latency_per_layer",
-           "plot_pareto"]
+           "plot_accuracy_time", "plot_pareto"]
 
 _FIGURES = {
     "energy_per_layer.png": "Energy per inference, per layer, stacked by component",
@@ -762,5 +762,52 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or "Accuracy vs energy (front: max accuracy, min energy)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,
+                       title: str | None = None):
+    """Accuracy against the time after programming (log axis), one line per ``series``.
+
+    ``frame`` needs ``time_s`` and ``accuracy`` (a fraction); with ``accuracy_std`` a band of
+    ± one standard deviation is drawn around each line (the spread over seeds). ``series``
+    names the column whose values are the lines (None: one line). Returns a matplotlib
+    ``Figure`` (Agg canvas); rows with a NaN accuracy are left out.
+    """
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    t = pd.to_numeric(frame["time_s"], errors="coerce")
+    acc = pd.to_numeric(frame["accuracy"], errors="coerce")
+    ok = t.notna() & acc.notna() & (t > 0)
+    groups = (frame[series].astype(str) if series is not None
+              else pd.Series("accuracy", index=frame.index))
+    if not ok.any():
+        ax.text(0.5, 0.5, "no point has an accuracy", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+    for i, name in enumerate(dict.fromkeys(groups[ok])):
+        sel = frame.index[ok & groups.eq(name)]
+        order = t[sel].sort_values().index
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(t[order], 100 * acc[order], marker="o", ms=4, color=color, label=name)
+        if "accuracy_std" in frame:
+            sd = pd.to_numeric(frame["accuracy_std"], errors="coerce")[order].fillna(0.0)
+            ax.fill_between(t[order], 100 * (acc[order] - sd), 100 * (acc[order] + sd),
+                            color=color, alpha=0.15, lw=0)
+    if ok.any():
+        ax.set_xscale("log")
+        marks = [(1.0, "1 s"), (60.0, "1 min"), (3600.0, "1 h"), (86400.0, "1 d"),
+                 (2.592e6, "30 d"), (3.1536e7, "1 y"), (3.1536e8, "10 y")]
+        lo, hi = float(t[ok].min()), float(t[ok].max())
+        shown = [(v, s) for v, s in marks if lo / 1.5 <= v <= hi * 1.5]
+        if len(shown) >= 2:
+            ax.set_xticks([v for v, _ in shown], [s for _, s in shown])
+        ax.set_xlabel("time after programming")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        if series is not None:
+            ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title or "Accuracy over time after programming")
     fig.tight_layout()
     return fig

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from ..config import (
 )
 from ..errors import MappingError
 from .encoding import ColumnKinds, column_kinds, plane_layout, weight_range
+
+if TYPE_CHECKING:
+    from .drift import Aging
 
 __all__ = ["DeviceDraws", "ProgrammedLayer", "cell_conductance", "default_row_tiles",
            "draw_devices", "n_arrays_for_shape", "off_conductance", "program"]
@@ -110,6 +114,17 @@ class ProgrammedLayer:
     """ADC settings of every (row group, conversion); None while a ``calibrated`` range still
     waits for its calibration inputs."""
     name: str = ""
+    aging: Aging | None = None
+    """The devices' drawn future (drift exponents, retention) and the time the layer is seen
+    at (``cimsim.arrays.drift``); None where the device does not age."""
+
+    def with_time(self, t_s: float) -> ProgrammedLayer:
+        """This layer seen ``t_s`` seconds after programming: the same drawn devices, drifted
+        (no reprogramming; ADC settings kept). ``ConfigError`` for a time before
+        ``device.drift_t0_s``, negative or not finite (``cimsim.arrays.drift.at_time``)."""
+        from .drift import at_time
+
+        return at_time(self, t_s)
 
     def with_adc(self, tables: ADCTables) -> ProgrammedLayer:
         """This layer with ADC settings ``tables`` (shape (G, C) checked)."""
@@ -289,6 +304,11 @@ def program(
                             for k0, k1, _ in groups),
         name=name,
     )
+    if chip.device.ages:
+        from .drift import attach
+
+        # a stream of its own: the draws above (and a later layer's) stay as they were
+        layer = attach(layer, g_phys, rng.spawn(1)[0])
     tables = static_tables(layer)
     return layer if tables is None else layer.with_adc(tables)
 
@@ -354,8 +374,12 @@ class _GemmOperands:
 
 
 def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, g_cells: np.ndarray,
-                   conv: _Conversions, chip: ChipConfig) -> _GemmOperands:
-    """The matrix the input planes are multiplied with, and how conversions read it."""
+                   conv: _Conversions, chip: ChipConfig,
+                   read_rel: np.ndarray | float | None = None) -> _GemmOperands:
+    """The matrix the input planes are multiplied with, and how conversions read it.
+
+    ``read_rel``: relative read-noise sigma, per cell (K, J) or one for all (default
+    ``noise.read_noise_rel``; an aging device's grows with time, ``cimsim.arrays.drift``)."""
     g_off = off_conductance(chip)
     comp = chip.device.off_current_compensation
     # Merge a differential pair into one GEMM column when the subtraction commutes with what
@@ -382,8 +406,8 @@ def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, g_cells: 
         off_add = -mult * (g_off if comp is OffCurrentCompensation.ANALOG else 0.0)
         matrix = mat.astype(np.float32)
     var = None
-    rel = chip.noise.read_noise_rel
-    if rel > 0:
+    rel = chip.noise.read_noise_rel if read_rel is None else read_rel
+    if np.any(rel > 0):
         v = (rel * g_cells) ** 2
         if merge:
             v = v[:, phys_pos] + v[:, phys_neg]

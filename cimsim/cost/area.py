@@ -57,7 +57,7 @@ def area_instances(
     table = chip_table(chip) if table is None else table
     cal = NO_CALIBRATION if calibration is None else calibration
     arr = chip.array
-    if chip.device.cell is CellTech.RRAM:
+    if chip.device.cell in (CellTech.RRAM, CellTech.PCM):  # PCM: costed as RRAM
         cell_um2, cell_what = table.rram_cell_area_um2, "RRAM 1T1R cell (48 F^2)"
     else:
         bits = stored_bits_per_cell(chip)

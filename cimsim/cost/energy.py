@@ -207,7 +207,8 @@ def adc_time_ns(chip: ChipConfig, table: TechTable, calibration: Calibration) ->
 
 
 def _resistive(chip: ChipConfig) -> bool:
-    return chip.device.cell is CellTech.RRAM
+    # PCM cells are resistive 1T1R cells read by current, costed as RRAM's (docs/drift.md)
+    return chip.device.cell in (CellTech.RRAM, CellTech.PCM)
 
 
 def _cell_pitch_um(chip: ChipConfig, table: TechTable) -> float:
@@ -324,6 +325,7 @@ PRICES: Mapping[tuple[Component, Action], _Price] = MappingProxyType({
     (_C.LAYER, _A.MAC): _count_only,
     (_C.ARRAY, _A.ACTIVATION): _count_only,
     (_C.ARRAY, _A.REPROGRAM): _count_only,
+    (_C.ARRAY, _A.DRIFT_CALIBRATION): _count_only,
     (_C.ADC, _A.CONVERT): _adc_convert,
     (_C.ADC, _A.LEAK): _adc_leak,
     (_C.DAC, _A.PULSE): _dac_pulse,
@@ -338,6 +340,7 @@ PRICES: Mapping[tuple[Component, Action], _Price] = MappingProxyType({
     (_C.INTERCONNECT, _A.BUS_BIT): _bus_bit,
     (_C.DIGITAL, _A.CORRECTION_ADD): _correction_add,
     (_C.DIGITAL, _A.DEQUANT_MULTIPLY): _dequant_multiply,
+    (_C.DIGITAL, _A.DRIFT_GAIN_MULTIPLY): _dequant_multiply,  # one multiply by a stored gain
 })
 """The price function of every registered (component, action); its keys are
 ``cimsim.events.REGISTRY``'s (a test holds them equal)."""

@@ -109,7 +109,7 @@ def write_time_ns_per_row(chip: ChipConfig, table: TechTable | None = None) -> f
     ``table.sram_write_time_ns_per_row`` (one write cycle per row).
     """
     table = chip_table(chip) if table is None else table
-    if chip.device.cell is CellTech.RRAM:
+    if chip.device.cell in (CellTech.RRAM, CellTech.PCM):  # PCM: costed as RRAM
         return float(table.rram_write_time_ns_per_row)
     return float(table.sram_write_time_ns_per_row)
 

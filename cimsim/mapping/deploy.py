@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..arrays.drift import check_time
 from ..arrays.program import n_arrays_for_shape
-from ..config import ADCPlacement, CalibrationMode, ChipConfig, RangePolicy
+from ..config import ADCPlacement, CalibrationMode, ChipConfig, DriftCompensation, RangePolicy
 from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
@@ -91,6 +92,8 @@ class SimModel(nn.Module):
         self._extra = Events()
         self.backend = "numba"
         """Where the mapped matrices run (:meth:`use_backend`)."""
+        self.t_s = chip.device.drift_t0_s
+        """Time after programming the devices are seen at, s (:meth:`set_time`)."""
         self.fidelity = None
         """The last :meth:`trace` (a DataFrame, one row per mapped layer), or None; the
         report adds its columns to ``report.layers``."""
@@ -250,6 +253,25 @@ class SimModel(nn.Module):
         self.fidelity = frame
         return frame.copy()
 
+    def set_time(self, t_s: float) -> None:
+        """Run from now on ``t_s`` seconds after programming: the same drawn devices, drifted
+        (``device.drift_nu_*``), their read noise grown (``read_noise_q_s``) and relaxed
+        (``retention_sigma_lsb``); nothing is reprogrammed or recalibrated. A drift
+        compensation (``device.drift_compensation``) reads its calibration input again, and
+        that read is counted in the layers' events. A chip whose devices do not age gives the
+        same results at every time (docs/drift.md).
+
+        Raises
+        ------
+        ConfigError
+            ``t_s`` negative, not finite, or before ``device.drift_t0_s``.
+        """
+        t = check_time(t_s, self.chip, "t_s")
+        for layer in self.sim_layers.values():
+            for core in layer.cores:
+                core.set_time(t)
+        self.t_s = t
+
     def report(self):
         """A :class:`cimsim.report.Report` of every forward since deploy (or ``reset``)."""
         from ..report import Report
@@ -402,6 +424,7 @@ def deploy(
     exclude: Sequence[str] = (),
     batch_size: int = 256,
     batch_dim: int = 0,
+    t_inference_s: float | None = None,
     backend: str = "numba",
     device: str | torch.device | None = None,
 ) -> SimModel:
@@ -429,6 +452,10 @@ def deploy(
     batch_dim : int
         Which dimension of the model's first input counts samples (the ``per inference``
         figures of the report); 1 for sequence-first transformers. A 1-D input is one sample.
+    t_inference_s : float, optional
+        Seconds after programming the model runs at (``SimModel.set_time``; docs/drift.md):
+        the arrays are programmed and their ADCs calibrated at ``device.drift_t0_s``, then seen
+        at this time. None: at ``drift_t0_s``.
     backend : {'numba', 'torch'}
         What runs the programmed arrays after deploy: the Numba engine (CPU), or torch on
         ``device`` (``SimModel.use_backend``): the same devices, events and report, the
@@ -454,6 +481,7 @@ def deploy(
     from .torch_backend import check_backend
 
     check_backend(backend, device, chip)  # before the work
+    t_inference = None if t_inference_s is None else check_time(t_inference_s, chip)
     mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
     sim = mapping.replace_layers(_eval_copy(model))
     # from the shapes alone: an over-capacity model fails now, not after the calibration pass
@@ -462,8 +490,12 @@ def deploy(
     _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
-    return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed,
-                    batch_dim).use_backend(backend, device)
+    out = SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
+    if chip.device.drift_compensation is not DriftCompensation.NONE:
+        out.set_time(chip.device.drift_t0_s)  # the compensation's reference read, at t0
+    if t_inference is not None:
+        out.set_time(t_inference)
+    return out.use_backend(backend, device)
 
 
 def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineView], *,

@@ -15,6 +15,7 @@ a single term otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import zlib
@@ -29,6 +30,7 @@ from torch import nn
 from .. import engine
 from ..adc.activation import FusedActivation
 from ..arrays._rng import stream_key
+from ..arrays.drift import calibration_read_events
 from ..arrays.program import ProgrammedLayer, default_row_tiles
 from ..config import ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
@@ -178,6 +180,18 @@ class MatmulCore:
             raise MappingError(f"layer {self.name!r}: the view holds a {view.w_int.shape} "
                                f"matrix, the layer a {self.w.shape} one")
         self._take(view)
+
+    def set_time(self, t_s: float) -> None:
+        """See the programmed parts ``t_s`` seconds after programming (the same drawn
+        devices, ``ProgrammedLayer.with_time``); a drift compensation's calibration read is
+        counted in :attr:`events`."""
+        view = self.view
+        if self.digital or view is None:
+            return
+        parts = tuple((a, b, layer.with_time(t_s)) for a, b, layer in view.parts)
+        self._take(dataclasses.replace(view, parts=parts))
+        for _, _, layer in parts:
+            self.events = self.events + Events(calibration_read_events(layer))
 
     def _fused_activation(self, view: EngineView) -> FusedActivation | None:
         """The activation the layer-output ADC applies, or None (the model's ReLU runs as is),

@@ -72,7 +72,23 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     p = out / "pareto.png"
     fig.savefig(p, dpi=120, bbox_inches="tight")
     paths.append(p)
+    if "time_s" in frame and frame["time_s"].nunique() > 1:
+        paths.append(_accuracy_time(frame, out, meta))
     p = out / "sweep.html"
     p.write_text(sweep_html(frame, (out / "pareto.png").read_bytes(), meta), encoding="utf-8")
     paths.append(p)
     return paths
+
+
+def _accuracy_time(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> Path:
+    """``accuracy_time.png``: a time sweep's accuracy against time, one line per setting of
+    the other swept axes."""
+    from ..report import plot_accuracy_time
+
+    others = frame.drop(columns=["time_s"]).assign(time_s=frame["time_s"].iloc[0])
+    data = frame.assign(setting=point_labels(others))
+    fig = plot_accuracy_time(data, series="setting" if data["setting"].nunique() > 1 else None,
+                             title=f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}")
+    p = out / "accuracy_time.png"
+    fig.savefig(p, dpi=120, bbox_inches="tight")
+    return p

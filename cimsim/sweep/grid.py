@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..arrays.drift import check_time
 from ..config import ADCKind, ChipConfig, LevelFit, RangePolicy
 from ..errors import ConfigError
 
@@ -13,7 +14,7 @@ __all__ = ["AXES", "INT_AXES", "chip_for_point", "expand_grid", "parse_adc_kind"
            "resolve_point"]
 
 AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "thermal_sigma_lsb", "adc_kind",
-                         "adc_bits")
+                         "adc_bits", "time_s")
 """Sweepable axes, in table-column and iteration order (the last varies fastest)."""
 
 INT_AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "adc_bits")
@@ -87,7 +88,9 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
     ``adc_kind`` ``'ramp:<fit>'`` sets ``kind='ramp'``, ``level_fit`` and
     ``range_policy='calibrated'`` (a ramp ADC's levels are fitted to calibration data);
     ``array_size`` s sets ``n_rows = n_cols = s`` and lowers ``rows_per_conversion`` and
-    ``cols_per_adc`` to s where they exceed it.
+    ``cols_per_adc`` to s where they exceed it. ``time_s`` is no chip field (the point's
+    model runs that many seconds after programming, ``deploy(t_inference_s=...)``); it is
+    checked against the variant's ``device.drift_t0_s`` here.
 
     Raises
     ------
@@ -118,7 +121,10 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
         parts["device"] = chip.device.replace(bits_per_cell=point["bits_per_cell"])
     if "thermal_sigma_lsb" in point:
         parts["noise"] = chip.noise.replace(thermal_sigma_lsb=point["thermal_sigma_lsb"])
-    return chip.replace(**parts)
+    variant = chip.replace(**parts)
+    if "time_s" in point:  # not a chip field: the time the deployed chip is run at
+        check_time(point["time_s"], variant, "time_s")
+    return variant
 
 
 def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,6 +140,7 @@ def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
         "thermal_sigma_lsb": chip.noise.thermal_sigma_lsb,
         "adc_kind": _kind_label(chip.adc.kind, chip.adc.level_fit),
         "adc_bits": chip.adc.bits,
+        "time_s": chip.device.drift_t0_s,
     }
     for axis, value in point.items():
         if axis == "adc_kind":

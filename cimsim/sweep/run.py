@@ -110,10 +110,12 @@ def run_sweep(
     grid : dict
         Axis -> list of values; axes: ``adc_bits`` (int), ``adc_kind`` (``'sar'``,
         ``'flash'``, ``'ramp:<level_fit>'``), ``bits_per_cell`` (int), ``array_size`` (int,
-        square arrays), ``thermal_sigma_lsb`` (float, cell-LSB). Points: the Cartesian product.
+        square arrays), ``thermal_sigma_lsb`` (float, cell-LSB), ``time_s`` (float, seconds after
+        programming the model runs at, docs/drift.md). Points: the Cartesian product.
     out_dir : path
         Receives ``sweep.jsonl`` (one record per finished point, appended at once),
-        ``sweep.csv``, ``sweep.json``, ``pareto.png`` and ``sweep.html``.
+        ``sweep.csv``, ``sweep.json``, ``pareto.png`` and ``sweep.html`` (and
+        ``accuracy_time.png`` when ``time_s`` is swept).
     calibration : int or Tensor
         An int n: the first n inputs of ``x`` calibrate and the accuracy is measured on the
         remaining inputs (on all of ``x`` when none remain). A tensor: these inputs calibrate and
@@ -166,7 +168,10 @@ def run_sweep(
     context = context_hash(model_fingerprint(model), data_fingerprint(x_all, y_all), cal_key,
                            chip, seed)
     resolved = [resolve_point(chip, p) for p in points]
-    ids = [point_id(r, context) for r in resolved]
+    # a point at the chip's t0 keeps the id it had before time became an axis
+    ids = [point_id({k: v for k, v in r.items()
+                     if k != "time_s" or v != chip.device.drift_t0_s}, context)
+           for r in resolved]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

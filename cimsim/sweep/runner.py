@@ -53,12 +53,13 @@ class SweepContext:
 
 
 def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any, seed: int,
-             batch_size: int) -> dict[str, Any]:
-    """Deploy ``model`` on ``chip``, run ``x_eval`` through it; accuracy and report totals."""
+             batch_size: int, t_inference_s: float | None = None) -> dict[str, Any]:
+    """Deploy ``model`` on ``chip`` (seen ``t_inference_s`` after programming), run ``x_eval``
+    through it; accuracy and report totals."""
     from ..evaluate import accuracy, predict
     from ..mapping import deploy
 
-    sim = deploy(model, chip, x_cal, seed=seed)
+    sim = deploy(model, chip, x_cal, seed=seed, t_inference_s=t_inference_s)
     if y_eval is None:
         predict(sim, x_eval, batch_size=batch_size)  # the forwards the costs are counted on
         acc = math.nan
@@ -81,7 +82,7 @@ def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str
     try:
         variant = chip_for_point(ctx.chip, point)
         record.update(_measure(ctx.model, variant, ctx.x_cal, ctx.x_eval, ctx.y_eval, ctx.seed,
-                               ctx.batch_size))
+                               ctx.batch_size, point.get("time_s")))
         record["status"] = "ok"
         record["final"] = True
     except CimsimError as exc:  # invalid config, unmappable, over capacity: deterministic

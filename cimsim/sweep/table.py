@@ -44,8 +44,9 @@ def sweep_table(resolved: list[dict[str, Any]], ids: list[str],
     for col in INT_AXES:
         if frame[col].map(lambda v: isinstance(v, int) and not isinstance(v, bool)).all():
             frame[col] = frame[col].astype("int64")
-    if frame["thermal_sigma_lsb"].map(lambda v: isinstance(v, (int, float))).all():
-        frame["thermal_sigma_lsb"] = frame["thermal_sigma_lsb"].astype(float)
+    for col in ("thermal_sigma_lsb", "time_s"):
+        if frame[col].map(lambda v: isinstance(v, (int, float))).all():
+            frame[col] = frame[col].astype(float)
     frame.insert(len(AXES) + len(METRICS), "on_front", pareto_front(frame))
     return frame
 
@@ -67,6 +68,8 @@ def _fmt_axis(axis: str, value: Any) -> str:
         return f"{value}²"
     if axis == "thermal_sigma_lsb":
         return f"σ{value:g}" if isinstance(value, (int, float)) else f"σ{value}"
+    if axis == "time_s":
+        return f"t={value:.3g}s" if isinstance(value, (int, float)) else f"t={value}"
     return str(value)  # pragma: no cover
 
 
@@ -76,5 +79,5 @@ def point_labels(frame: pd.DataFrame) -> list[str]:
     if not varying:
         varying = ["adc_bits"] if "adc_bits" in frame else []
     order = [a for a in ("adc_kind", "adc_bits", "bits_per_cell", "array_size",
-                         "thermal_sigma_lsb") if a in varying]
+                         "thermal_sigma_lsb", "time_s") if a in varying]
     return [" ".join(_fmt_axis(a, row[a]) for a in order) for _, row in frame.iterrows()]

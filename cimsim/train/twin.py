@@ -136,6 +136,10 @@ def check_chip(chip: ChipConfig) -> None:
     if chip.noise.nonlinearity is not Nonlinearity.NONE:
         raise ConfigError(f"noise.nonlinearity = {chip.noise.nonlinearity.value!r} is not "
                           "modelled by the training twin yet; allowed: 'none'")
+    if chip.device.ages:
+        raise ConfigError("a device that ages (device.drift_nu_mean, read_noise_q_s, "
+                          "retention_sigma_lsb or drift_compensation set) is not modelled by "
+                          "the training twin yet; allowed: none of them")
     if chip.quant.act_zero_point:
         raise ConfigError("quant.act_zero_point = true is not modelled by the training twin "
                           "yet; allowed: false")

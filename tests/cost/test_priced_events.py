@@ -77,6 +77,9 @@ def walked() -> dict[str, tuple]:
     out = {name: _deployed(cimsim.load_chip(name)) for name in PRESETS}
     for name in ("rram-22nm", "sram-65nm"):
         out[f"{name}+every-path"] = _deployed(_every_path(name))
+    pcm = cimsim.load_chip("pcm-22nm")  # per-column drift compensation (docs/drift.md)
+    out["pcm-22nm+column"] = _deployed(pcm.replace(
+        device=pcm.device.replace(drift_compensation="column")))
     return {name: (sim, sim.work()) for name, sim in out.items()}
 
 

@@ -1,0 +1,257 @@
+"""Devices over time: conductance drift, 1/f read noise, retention, and drift compensation.
+
+A programmed layer is drawn at ``t0 = device.drift_t0_s`` after programming (variation and
+faults: :func:`cimsim.arrays.program`). What happens to the cells later is drawn here, once per
+programming, from a stream of its own (:class:`Aging`): a drift exponent ν per cell and a
+retention direction z per cell. :func:`at_time` then re-derives the layer's operands for any
+``t >= t0`` from the conductances at t0, so the same drawn devices are seen at every time and
+nothing is reprogrammed:
+
+    G(t)       = max(G(t0)·(t/t0)^(-ν) + σ_r(t)·z, 0)          σ_r(t) = σ_r·sqrt(log10(t/t0))
+    var_read   = G(t)²·(read_noise_rel² + q_s(level)²·ln((t + t_read)/(2·t_read)))
+
+The read noise is sampled at the column output exactly in distribution, as any read noise is
+(``gemm_var``). Drift compensation multiplies conversion c's contribution by a digital gain
+α_c = r_c(t0) / r_c(t), where r_c is the current of its columns for an all-ones calibration
+input (``global``: one α for the whole layer, from the summed current of all its columns). At
+t = t0 every factor is exactly 1 and the layer is the one :func:`program` made.
+See ``docs/drift.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..config import ChipConfig, DriftCompensation, WeightEncoding
+from ..errors import ConfigError
+from ..events import Action, Component, EventKey
+
+if TYPE_CHECKING:
+    from .program import ProgrammedLayer
+
+__all__ = ["Aging", "DURATION_UNITS", "at_time", "attach", "calibration_read_events",
+           "check_time", "gain_events", "parse_duration", "read_noise_growth"]
+
+DURATION_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
+                                    "w": 604800.0, "y": 365.0 * 86400.0}
+"""Seconds per unit of a duration written ``1h``, ``30d``, ``10y`` (a year is 365 days)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Aging:
+    """What a programmed layer needs to be seen at another time: drawn once per programming.
+
+    Shapes: K inputs, J physical columns, C conversions.
+    """
+
+    t0_s: float
+    """Reference time of the programmed state, s."""
+    t_s: float
+    """Time the layer holding this is seen at, s (>= t0_s)."""
+    g_t0: np.ndarray | None
+    """(K, J) float64 programmed conductance at t0, cell-LSB; None for ideal devices (the
+    nominal digits plus g_off)."""
+    nu: np.ndarray | None
+    """(K, J) float64 drift exponent of every cell (>= 0), or None without drift."""
+    z_ret: np.ndarray | None
+    """(K, J) float64 retention direction of every cell (standard normal), or None."""
+    coef_t0: np.ndarray
+    """(C,) float64 the conversions' significance without compensation."""
+    gain: np.ndarray
+    """(C,) float64 compensation gain at ``t_s`` (ones without compensation or at t0)."""
+
+
+def check_time(t_s: object, chip: ChipConfig, name: str = "t_inference_s") -> float:
+    """``t_s`` as a float, or :class:`ConfigError` naming ``name`` and what is allowed: a
+    finite number of seconds >= ``device.drift_t0_s``."""
+    t0 = chip.device.drift_t0_s
+    ok = isinstance(t_s, (int, float, np.integer, np.floating)) and not isinstance(t_s, bool)
+    if ok:
+        t = float(t_s)  # type: ignore[arg-type]
+        ok = math.isfinite(t) and t >= t0
+    if not ok:
+        raise ConfigError(f"{name} = {t_s!r} is invalid; allowed: a finite time in seconds "
+                          f">= device.drift_t0_s = {t0:g} (the time after programming at which "
+                          "the programmed state is defined)")
+    return t
+
+
+def parse_duration(text: str) -> float:
+    """``'3600'``, ``'1h'``, ``'1.5d'``, ``'10y'`` -> seconds (units :data:`DURATION_UNITS`;
+    a bare number is seconds). ``ConfigError`` otherwise."""
+    body = str(text).strip().lower()
+    unit = next((u for u in sorted(DURATION_UNITS, key=len, reverse=True)
+                 if body.endswith(u)), "")
+    number = body[: len(body) - len(unit)].strip() if unit else body
+    try:
+        value = float(number) * DURATION_UNITS.get(unit, 1.0)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        units = ", ".join(DURATION_UNITS)
+        raise ConfigError(f"time {text!r} is not a duration; write seconds (3600) or a number "
+                          f"with a unit ({units}), e.g. 1h, 1d, 1y")
+    return value
+
+
+def _per_level(values: tuple[float, ...], levels: np.ndarray) -> np.ndarray | float:
+    """A per-level parameter at every cell's level (one value: the same everywhere)."""
+    if len(values) == 1:
+        return values[0]
+    return np.asarray(values, dtype=np.float64)[levels]
+
+
+def _levels(layer: ProgrammedLayer) -> np.ndarray:
+    """(K, J) programmed level of every cell (a bipolar cell's magnitude)."""
+    d = layer.digits_phys.astype(np.int64)
+    return np.abs(d) if layer.chip.weight_encoding is WeightEncoding.SIGNED_CELL else d
+
+
+def attach(layer: ProgrammedLayer, g_t0: np.ndarray | None,
+           rng: np.random.Generator) -> ProgrammedLayer:
+    """``layer`` (just programmed, at t0) with its aging drawn from ``rng`` (a stream of its
+    own: the layer's other draws are untouched), seen at t0."""
+    dev = layer.chip.device
+    shape = layer.digits_phys.shape
+    levels = _levels(layer)
+    nu = None
+    if any(dev.drift_nu_mean):
+        mean = _per_level(dev.drift_nu_mean, levels)
+        sigma = _per_level(dev.drift_nu_sigma, levels) if dev.drift_nu_sigma else 0.0
+        # a negative exponent would make a cell gain conductance: the published fits fold it
+        nu = np.abs(mean + sigma * rng.standard_normal(shape))
+    z = rng.standard_normal(shape) if dev.retention_sigma_lsb > 0 else None
+    aging = Aging(t0_s=dev.drift_t0_s, t_s=dev.drift_t0_s,
+                  g_t0=None if g_t0 is None else np.asarray(g_t0, dtype=np.float64),
+                  nu=nu, z_ret=z, coef_t0=layer.conv_coef.copy(),
+                  gain=np.ones(layer.n_conversions))
+    return at_time(dataclasses.replace(layer, aging=aging), dev.drift_t0_s)
+
+
+def read_noise_growth(t_s: float, t_read_s: float) -> float:
+    """ln((t + t_read) / (2·t_read)): the 1/f noise power integrated from 1/t to 1/t_read."""
+    return math.log((t_s + t_read_s) / (2.0 * t_read_s))
+
+
+def _conductance(layer: ProgrammedLayer, aging: Aging, t: float) -> np.ndarray | None:
+    """(K, J) conductance at ``t`` (cell-LSB), or None where the ideal digits still hold."""
+    chip = layer.chip
+    moves = t > aging.t0_s and (aging.nu is not None or aging.z_ret is not None)
+    if aging.g_t0 is None and not moves:
+        return None
+    if aging.g_t0 is not None:
+        g = aging.g_t0
+    else:
+        from .program import off_conductance
+
+        g = layer.digits_phys.astype(np.float64) + off_conductance(chip)
+    if not moves:
+        return g
+    if aging.nu is not None:
+        g = g * (t / aging.t0_s) ** (-aging.nu)
+    if aging.z_ret is not None:
+        sigma = chip.device.retention_sigma_lsb * math.sqrt(math.log10(t / aging.t0_s))
+        g = g + sigma * aging.z_ret
+        if chip.weight_encoding is not WeightEncoding.SIGNED_CELL:
+            g = np.maximum(g, 0.0)  # a conductance cannot go negative
+    return g
+
+
+def _read_rel(layer: ProgrammedLayer, t: float) -> np.ndarray | float:
+    """Relative read-noise sigma of every cell at ``t``: white and 1/f terms in variance."""
+    chip = layer.chip
+    rel = chip.noise.read_noise_rel
+    q_s = chip.device.read_noise_q_s
+    if not any(q_s):
+        return rel
+    q = _per_level(q_s, _levels(layer))
+    growth = read_noise_growth(t, chip.tech.t_read_ns * 1e-9)
+    return np.sqrt(rel**2 + np.square(q) * growth)
+
+
+def _column_reads(layer: ProgrammedLayer, g_cells: np.ndarray) -> np.ndarray:
+    """(C,) the current of each conversion's columns for an all-ones calibration input, read
+    one column at a time (cell-LSB): what the compensation compares over time."""
+    col = np.abs(g_cells).sum(axis=0)
+    pos, neg = layer.conv_phys[:, 0], layer.conv_phys[:, 1]
+    return col[pos] + np.where(neg >= 0, col[np.maximum(neg, 0)], 0.0)
+
+
+def _gains(layer: ProgrammedLayer, g0: np.ndarray, g_t: np.ndarray) -> np.ndarray:
+    """(C,) compensation gains r(t0) / r(t) (1 where nothing is read)."""
+    mode = layer.chip.device.drift_compensation
+    r0, rt = _column_reads(layer, g0), _column_reads(layer, g_t)
+    if mode is DriftCompensation.GLOBAL:
+        r0, rt = np.full_like(r0, r0.sum()), np.full_like(rt, rt.sum())
+    if mode is DriftCompensation.NONE:
+        return np.ones_like(r0)
+    ok = (rt > 0) & (r0 > 0)
+    return np.where(ok, r0 / np.where(ok, rt, 1.0), 1.0)
+
+
+def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:
+    """``layer`` seen at ``t_s`` seconds after programming: the same drawn devices, their
+    conductance, read noise and compensation gains re-derived from the state at t0 (ADC
+    settings kept: they were fitted at t0). A layer that does not age is returned as is."""
+    from .program import _cell_conductance, _Conversions, _gemm_operands
+
+    t = check_time(t_s, layer.chip)
+    aging = layer.aging
+    if aging is None:
+        return layer
+    chip = layer.chip
+    g_phys = _conductance(layer, aging, t)
+    g_cells = _cell_conductance(layer.digits_phys, g_phys, chip)
+    conv = _Conversions(layer.conv_phys[:, 0], layer.conv_phys[:, 1], layer.out_col,
+                        aging.coef_t0)
+    gemm = _gemm_operands(layer.digits_phys, g_phys, g_cells, conv, chip,
+                          read_rel=_read_rel(layer, t))
+    gain = aging.gain
+    if chip.device.drift_compensation is not DriftCompensation.NONE:
+        g0 = _cell_conductance(layer.digits_phys, aging.g_t0, chip)
+        gain = _gains(layer, g0, g_cells)
+    return dataclasses.replace(
+        layer,
+        g_phys=None if g_phys is None else g_phys.astype(np.float32),
+        gemm_matrix=gemm.matrix, gemm_var=gemm.var, off_add=gemm.off_add,
+        conv_coef=aging.coef_t0 * gain,
+        cell_rowsum=np.abs(g_cells).sum(axis=1),
+        group_abs_max=tuple(float(np.abs(gemm.matrix[k0:k1]).max(initial=0))
+                            for k0, k1, _ in layer.groups),
+        aging=dataclasses.replace(aging, t_s=t, gain=gain),
+    )
+
+
+def gain_events(layer: ProgrammedLayer, m: int) -> dict[EventKey, float]:
+    """The compensation gains' multiplies for ``m`` input vectors: one per output
+    (``global``) or one per conversion column (``column``: a column's planes and row groups
+    are accumulated before its gain)."""
+    mode = layer.chip.device.drift_compensation
+    if layer.aging is None or mode is DriftCompensation.NONE:
+        return {}
+    per_vector = layer.n_outputs if mode is DriftCompensation.GLOBAL else layer.n_conversions
+    return {EventKey(Component.DIGITAL, Action.DRIFT_GAIN_MULTIPLY, 0): float(m) * per_vector}
+
+
+def calibration_read_events(layer: ProgrammedLayer) -> dict[EventKey, float]:
+    """What one compensation costs: the all-ones calibration input read once on every row
+    group, each physical column converted on its own (pairs not subtracted), so that its
+    current can be compared with the one at t0. Empty without compensation."""
+    chip = layer.chip
+    if layer.aging is None or chip.device.drift_compensation is DriftCompensation.NONE:
+        return {}
+    n_cols = layer.n_phys_cols
+    C, A = Component, Action
+    return {
+        EventKey(C.ARRAY, A.DRIFT_CALIBRATION, 0): 1.0,
+        EventKey(C.ARRAY, A.ACTIVATION, 0): float(layer.n_groups * layer.n_col_tiles),
+        EventKey(C.DAC, A.PULSE, chip.dac_bits): float(layer.n_inputs * layer.n_col_tiles),
+        EventKey(C.CELL, A.READ, chip.device.bits_per_cell): float(layer.n_inputs * n_cols),
+        EventKey(C.CELL, A.V2G_LSB, 0): float(layer.cell_rowsum.sum()),
+        EventKey(C.ADC, A.CONVERT, chip.adc.bits): float(layer.n_groups * n_cols),
+    }
