@@ -28,14 +28,13 @@ Prints a table and writes ``benchmarks/results/bench_models.csv`` (ignored by gi
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import os
 import time
-from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import write_rows  # run from benchmarks/ or as a path
+
 MODELS = ("resnet18", "mobilenet_v2", "vit_tiny")
 
 
@@ -134,11 +133,7 @@ def main() -> None:
     for r in rows:
         print("".join((f"{r[c]:>{max(9, len(c) + 1)}.3f}" if isinstance(r[c], float)
                        else f"{r[c]:>{max(9, len(c) + 1)}}") for c in cols))
-    RESULTS.mkdir(exist_ok=True)
-    with (RESULTS / "bench_models.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows("bench_models", rows)
 
 
 if __name__ == "__main__":

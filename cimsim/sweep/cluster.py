@@ -83,8 +83,9 @@ def dask_client(scheduler: str, *, timeout_s: float = 20.0) -> Iterator[Any]:
     with _quiet_distributed():
         if kind == "local":
             assert isinstance(value, int)
-            with _environ_kept(), LocalCluster(n_workers=value, threads_per_worker=1, processes=True,
-                              dashboard_address=":0", env=dict(WORKER_ENV)) as cluster, \
+            with _environ_kept(), \
+                    LocalCluster(n_workers=value, threads_per_worker=1, processes=True,
+                                 dashboard_address=":0", env=dict(WORKER_ENV)) as cluster, \
                     Client(cluster) as client:
                 yield client
             return
@@ -135,9 +136,14 @@ def _unpack(blob: bytes) -> SweepContext:
 
 def _dask_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str, Any]:
     """One point on a Dask worker, with the worker limited to one thread per library (a
-    ``dask worker`` started by hand does not set :data:`WORKER_ENV`)."""
+    ``dask worker`` started by hand does not set :data:`WORKER_ENV`); the record names the
+    worker."""
+    from distributed import get_worker
+
     limit_threads()
-    return run_point(ctx, pid, point)
+    record = run_point(ctx, pid, point)
+    record["worker"] = get_worker().address  # where it ran (not part of the table)
+    return record
 
 
 def run_points_dask(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], client: Any,

@@ -16,24 +16,24 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-import cimsim
 from cimsim.cli import main
 from cimsim.errors import CimsimError, ConfigError
 from cimsim.sweep import dask_client, run_sweep
 from cimsim.sweep import runner as sweep_runner
 from cimsim.sweep.cluster import parse_scheduler
-from tests.test_sweep import N_CAL, N_EVAL, tiny_model
+from tests import test_sweep
+from tests.test_sweep import N_CAL, tiny_model
 
 distributed = pytest.importorskip("distributed")
 
 GRID = {"adc_kind": ["sar", "ramp:bs_kmq"], "adc_bits": [3, 4]}
 ROOT = Path(__file__).resolve().parents[2]
+chip, data, npz = test_sweep.chip, test_sweep.data, test_sweep.npz  # its fixtures, shared
 
 
 def _in_worker() -> bool:
@@ -91,26 +91,6 @@ def client():
         yield c
 
 
-@pytest.fixture(scope="module")
-def data() -> tuple[torch.Tensor, torch.Tensor]:
-    from cimsim.data import load_digits_split
-
-    _, _, x, y = load_digits_split()
-    return x[: N_CAL + N_EVAL], y[: N_CAL + N_EVAL]
-
-
-@pytest.fixture(scope="module")
-def chip():
-    return cimsim.load_chip("rram-22nm")
-
-
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory, data) -> Path:
-    path = tmp_path_factory.mktemp("sweepdata") / "digits.npz"
-    np.savez(path, x=data[0].numpy(), y=data[1].numpy())
-    return path
-
-
 def _sweep(model, data, chip, out, **kw):
     return run_sweep(model, data, chip, GRID, out, calibration=N_CAL, progress=False, **kw)
 
@@ -120,11 +100,12 @@ def _lines(out: Path) -> list[dict]:
 
 
 def _results(out: Path) -> dict[str, dict]:
-    """Each point's record without its wall time; asserts one record per point."""
+    """Each point's record without its wall time and worker; asserts one record per point."""
     lines = _lines(out)
     ids = [rec["point_id"] for rec in lines]
     assert len(ids) == len(set(ids)), f"a point recorded twice: {ids}"
-    return {rec["point_id"]: {k: v for k, v in rec.items() if k != "wall_s"} for rec in lines}
+    return {rec["point_id"]: {k: v for k, v in rec.items() if k not in ("wall_s", "worker")}
+            for rec in lines}
 
 
 def _same_table(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -171,6 +152,8 @@ def test_dask_equals_in_process(client, data, chip, tmp_path, monkeypatch):
     with dask.annotate(workers=one_worker, allow_other_workers=False):  # every task there
         one = _sweep(model, data, chip, tmp_path / "one", client=client)
     assert in_driver == []
+    workers = {rec["worker"] for rec in _lines(tmp_path / "one")}
+    assert workers == set(one_worker)
     assert serial["status"].eq("ok").all()
     assert two.attrs["n_points_lost"] == one.attrs["n_points_lost"] == 0
     _same_table(serial, two)
