@@ -202,10 +202,13 @@ def test_cli_scheduler_address(client, npz, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_local_cluster(client, npz, tmp_path, capsys):
-    """``--scheduler local:1`` (a LocalCluster of its own) gives the 2-worker results."""
+    """``--scheduler local:1`` (a LocalCluster of its own) gives the 2-worker results, and so
+    does the local pool (``--jobs 2``)."""
     assert main(_cli(npz, tmp_path / "one", "--scheduler", "local:1")) == 0
     assert main(_cli(npz, tmp_path / "two", "--scheduler", client.scheduler.address)) == 0
-    assert _results(tmp_path / "one") == _results(tmp_path / "two")
+    assert main(_cli(npz, tmp_path / "pool", "--jobs", "2")) == 0
+    assert _results(tmp_path / "one") == _results(tmp_path / "two") == _results(
+        tmp_path / "pool")
 
 
 def test_cli_scheduler_errors(npz, tmp_path, capsys):
