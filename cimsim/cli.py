@@ -15,6 +15,7 @@ and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -354,7 +355,7 @@ def _sweep_table(frame) -> str:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import cimsim
 
-    from .sweep import point_labels, run_sweep
+    from .sweep import dask_client, point_labels, run_sweep
 
     grid: dict[str, list] = {"adc_bits": _int_values("--adc-bits", args.adc_bits)}
     if args.adc_kind is not None:
@@ -401,9 +402,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         used = f"{n_x} test inputs evaluated, {calibration.shape[0]} training images calibrate"
     else:
         used = _split_note(n_x, min(calibration, n_x))
-    frame = run_sweep(model, (x, y), chip, grid, args.out, calibration=calibration,
-                      jobs=args.jobs, seed=args.seed, batch_size=args.batch_size,
-                      model_name=name)
+    if args.scheduler is not None and args.jobs != 1:
+        raise ConfigError("--jobs: with --scheduler the cluster's workers run the points; "
+                          "leave --jobs out")
+    with (contextlib.nullcontext() if args.scheduler is None
+          else dask_client(args.scheduler)) as client:
+        frame = run_sweep(model, (x, y), chip, grid, args.out, calibration=calibration,
+                          jobs=args.jobs, seed=args.seed, batch_size=args.batch_size,
+                          model_name=name, client=client)
     if isinstance(calibration, int) and n_x <= calibration:
         _warn_calibration_reused(calibration)
     print(f"cimsim {__version__} sweep: {name} on {chip.name}; {len(frame)} points; {used}")
@@ -426,6 +432,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{n_bad} point(s) failed; see the status column")
     print(f"wrote sweep.csv, sweep.json, pareto.png, sweep.html (and sweep.jsonl) to "
           f"{args.out}/")
+    lost = frame.attrs.get("n_points_lost", 0)
+    if lost:  # the sweep is incomplete: say so, and not with status 0
+        print(f"{lost} point(s) were lost with Dask workers (status missing); run the same "
+              "command again to compute them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -649,6 +660,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _scheduler(text: str) -> str:
+    """An argparse type: ``local:N`` or a Dask scheduler address."""
+    from .sweep.cluster import parse_scheduler
+
+    try:
+        parse_scheduler(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("scheduler = ")) from None
+    return text
+
+
 _SEED_HELP = ("seed of the programming variation, stuck cells and conversion noise; the same "
               "seed gives the same result (default 0)")
 _BATCH_HELP = ("inputs per simulated forward (default {}); with conversion noise the batching "
@@ -722,6 +744,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="times after programming, e.g. 1,3600,86400,31536000 or 1h,1d,1y "
                         "(axis time_s; writes accuracy_time.png too)")
     w.add_argument("--jobs", type=_POSITIVE, default=1, help="worker processes (default 1)")
+    w.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS",
+                   help="run the points on Dask: tcp://host:port of a running scheduler, or "
+                        "local:N for a LocalCluster of N workers (docs/sweep.md)")
     w.add_argument("--calibration", type=_POSITIVE, default=256,
                    help="calibration inputs: the first N of --data (the rest are evaluated); "
                         "for demo the first N training images (default 256)")

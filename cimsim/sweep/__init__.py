@@ -3,16 +3,17 @@
 A sweep is the Cartesian product of a few chip knobs (ADC bits and kind, bits per cell, array
 size, thermal noise). Every point deploys the model on a variant of the base chip, measures the
 accuracy and reads the report's per-inference energy, latency, area and TOPS/W. Points run
-in-process or in worker processes; each finished point is appended to ``sweep.jsonl`` at once,
-so a killed sweep loses nothing already done and re-running it computes only what is missing.
-See ``docs/sweep.md``.
+in-process, in local worker processes or on a Dask cluster; each finished point is appended to
+``sweep.jsonl`` at once, so a killed sweep loses nothing already done and re-running it
+computes only what is missing. See ``docs/sweep.md``.
 
 One module per job: :mod:`.grid` (axes, points, chip variants), :mod:`.store` (point ids and
-the JSONL records), :mod:`.runner` (one point; the worker pool), :mod:`.pareto` (the front),
-:mod:`.table` (the table and point labels), :mod:`.files` (CSV, JSON, plot, HTML) and
-:mod:`.run` (:func:`run_sweep`, which ties them together).
+the JSONL records), :mod:`.runner` (one point; the worker pool), :mod:`.cluster` (points on
+Dask), :mod:`.pareto` (the front), :mod:`.table` (the table and point labels), :mod:`.files`
+(CSV, JSON, plot, HTML) and :mod:`.run` (:func:`run_sweep`, which ties them together).
 """
 
+from .cluster import dask_client
 from .grid import AXES, chip_for_point, expand_grid, parse_adc_kind
 from .pareto import pareto_front
 from .run import run_sweep
@@ -24,6 +25,7 @@ __all__ = [
     "JSONL",
     "METRICS",
     "chip_for_point",
+    "dask_client",
     "data_fingerprint",
     "expand_grid",
     "model_fingerprint",

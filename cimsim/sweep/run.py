@@ -96,6 +96,7 @@ def run_sweep(
     progress: bool = True,
     batch_size: int = 256,
     model_name: str | None = None,
+    client: Any = None,
 ) -> pd.DataFrame:
     """Deploy ``model`` at every point of ``grid``; the accuracy-cost table, and files.
 
@@ -121,7 +122,8 @@ def run_sweep(
         remaining inputs (on all of ``x`` when none remain). A tensor: these inputs calibrate and
         the accuracy is measured on all of ``x``.
     jobs : int
-        1: points run in this process; N > 1: in N spawned worker processes.
+        1: points run in this process (or on ``client``'s cluster); N > 1: in N spawned worker
+        processes.
     seed : int
         Deploy seed (programming variation, faults, conversion noise).
     progress : bool
@@ -130,11 +132,17 @@ def run_sweep(
         Evaluation batch size.
     model_name : str, optional
         Shown in the plot title and ``sweep.json``.
+    client : distributed.Client, optional
+        Run the points on this Dask cluster (one task per point; this process alone writes
+        ``sweep.jsonl``); ``jobs`` must then be 1. :func:`cimsim.sweep.dask_client` makes one
+        from ``'local:N'`` or a scheduler address. Results do not depend on where points run.
 
     Returns
     -------
     DataFrame
-        ``attrs["n_points_resumed"]``: points found in ``sweep.jsonl`` and not run again.
+        ``attrs["n_points_resumed"]``: points found in ``sweep.jsonl`` and not run again;
+        ``attrs["n_points_lost"]``: points lost with a Dask worker (status ``missing``; the next
+        run computes them).
         One row per point in grid order: the axis columns (:data:`AXES`, the base chip's value
         where not swept), ``accuracy`` (fraction; NaN without labels),
         ``energy_pj_per_inference``, ``latency_ns_per_inference``, ``area_mm2``, ``tops_per_w``
@@ -160,6 +168,9 @@ def run_sweep(
     for name, value in (("jobs", jobs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+    if client is not None and jobs != 1:
+        raise ConfigError(f"jobs = {jobs} with a Dask client: the cluster's workers are the "
+                          "parallelism; allowed: jobs = 1 with a client")
     points = expand_grid(grid)
     _check_points(chip, points)
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
@@ -177,17 +188,17 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     path = out / JSONL
     with results_lock(path):
+        ctx = SweepContext(model=model, chip=chip, x_cal=x_cal, x_eval=x_eval, y_eval=y_eval,
+                           seed=seed, batch_size=batch_size)
         frame = _run_locked(path, points, resolved, ids, grid, model, chip, seed, cal_key,
-                            model_name, SweepContext(model=model, chip=chip, x_cal=x_cal,
-                                                     x_eval=x_eval, y_eval=y_eval, seed=seed,
-                                                     batch_size=batch_size), jobs, progress)
+                            model_name, ctx, jobs, progress, client)
     return frame
 
 
 def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[str, Any]],
                 ids: list[str], grid: Mapping[str, Sequence[Any]], model: Any,
                 chip: ChipConfig, seed: int, cal_key: Any, model_name: str | None,
-                ctx: SweepContext, jobs: int, progress: bool) -> pd.DataFrame:
+                ctx: SweepContext, jobs: int, progress: bool, client: Any) -> pd.DataFrame:
     """Run the points not yet in ``path`` and write the files (the results lock held)."""
     from tqdm import tqdm
 
@@ -209,9 +220,12 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
         bar.update(1)
 
     try:
-        run_points(ctx, todo, jobs, finish)
+        lost = run_points(ctx, todo, jobs, finish, client)
     finally:
         bar.close()
+    if lost:
+        log.warning("sweep: %d point(s) lost with Dask workers and not recorded; run the same "
+                    "sweep again to compute them", len(lost))
 
     frame = sweep_table(resolved, ids, records)
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
@@ -221,4 +235,5 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
             "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}
     write_outputs(frame, path.parent, meta)
     frame.attrs["n_points_resumed"] = n_done  # found in sweep.jsonl, not run again
+    frame.attrs["n_points_lost"] = len(lost)  # a Dask worker died under them: rerun
     return frame

@@ -1,7 +1,8 @@
-"""Running the points of a sweep: one point as a record, and many in this process or a pool.
+"""Running the points of a sweep: one point as a record, and many in this process, a local
+pool or a Dask cluster (:mod:`.cluster`).
 
-Every point is measured by :func:`run_point`, in this process or in a spawned worker; only the
-caller (through ``finish``) writes records, so the records file has one writer.
+Every point is measured by :func:`run_point`, in this process or in a worker; only the caller
+(through ``finish``) writes records, so the records file has one writer.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..config import ChipConfig
 from ..errors import CimsimError
 from .grid import chip_for_point
 
-__all__ = ["SweepContext", "TOTALS", "run_point", "run_points"]
+__all__ = ["SweepContext", "TOTALS", "limit_threads", "run_point", "run_points"]
 
 log = logging.getLogger(__name__)
 
@@ -97,25 +98,34 @@ def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str
 
 
 def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: int,
-               finish: Callable[[dict[str, Any]], None]) -> None:
+               finish: Callable[[dict[str, Any]], None], client: Any = None) -> list[str]:
     """Run every ``(point id, point)`` of ``todo``; ``finish(record)`` as each one ends.
 
-    ``jobs`` 1 (or a single point): in this process, in order; N > 1: in N spawned worker
-    processes, records in completion order.
+    With a Dask ``client``: on its cluster (:func:`.cluster.run_points_dask`). Else ``jobs`` 1
+    (or a single point): in this process, in order; N > 1: in N spawned worker processes,
+    records in completion order.
+
+    Returns the ids of points lost with a Dask worker (never recorded; empty without Dask).
     """
+    if client is not None:
+        from .cluster import run_points_dask
+
+        return run_points_dask(ctx, todo, client, finish)
     if jobs == 1 or len(todo) <= 1:
         for pid, p in todo:
             finish(run_point(ctx, pid, p))
     else:
         _run_pool(ctx, todo, jobs, finish)
+    return []
 
 
-def _init_worker(ctx: SweepContext) -> None:
-    """Worker set-up: one thread each for numba, torch and BLAS (the pool is the parallelism)."""
+def limit_threads() -> None:
+    """One thread for numba, torch and BLAS in this worker process (the workers are the
+    parallelism). Numba's limit is per calling thread, so a Dask worker calls this per task."""
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                 "MKL_NUM_THREADS"):
         os.environ[var] = "1"
-    try:  # no numba thread was launched yet in this fresh process: the pool size may change
+    try:  # before numba launched its threads (a fresh process) the pool size may still change
         import numba
         from numba.core import config as numba_config
 
@@ -125,13 +135,20 @@ def _init_worker(ctx: SweepContext) -> None:
         log.debug("could not limit numba threads in a sweep worker", exc_info=True)
     import torch
 
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    if "blas_limit" not in _WORKER:
+        try:
+            from threadpoolctl import threadpool_limits
 
-        _WORKER["blas_limit"] = threadpool_limits(1)
-    except ImportError:  # pragma: no cover
-        pass
+            _WORKER["blas_limit"] = threadpool_limits(1)
+        except ImportError:  # pragma: no cover
+            _WORKER["blas_limit"] = None
+
+
+def _init_worker(ctx: SweepContext) -> None:
+    """Pool worker set-up: one thread per library, and the shared context."""
+    limit_threads()
     _WORKER["ctx"] = ctx
 
 
