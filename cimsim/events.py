@@ -59,6 +59,8 @@ class Action(_Name):
     BUS_BIT = "bus_bit"
     CORRECTION_ADD = "correction_add"
     DEQUANT_MULTIPLY = "dequant_multiply"
+    SHIFT_CORRECTION_ADD = "shift_correction_add"
+    INPUT_SHIFT = "input_shift"
 
 
 _C, _A = Component, Action
@@ -84,6 +86,10 @@ REGISTRY: dict[tuple[Component, Action], str] = {
     (_C.DIGITAL, _A.CORRECTION_ADD): "exact digital corrections (offset, g_off) at `bits`",
     (_C.DIGITAL, _A.DEQUANT_MULTIPLY): "dequantization multiplies, one per output per "
                                        "dequantized block (counted by the run)",
+    (_C.DIGITAL, _A.SHIFT_CORRECTION_ADD): "A-shift: the exact correction 2^(B_x-1)·Σ_k w "
+                                           "added per output per part at `bits`",
+    (_C.DAC, _A.INPUT_SHIFT): "A-shift: input codes shifted to signed (MSB inverted), one per "
+                              "input element at `bits` = input bits",
 }
 """Every (component, action) an event can have, with what its count means."""
 
