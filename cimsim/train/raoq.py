@@ -132,14 +132,16 @@ def bitaug_loss(prepared: PreparedModel, loss_fn: Callable[..., torch.Tensor], b
         The set S (may be empty: the plain loss).
     mode : {'sum', 'sample'}
     rng : random.Random, optional
-        For ``sample`` (default: ``random.Random(0)``; pass one per run for reproducibility).
+        For ``sample``; default torch's global generator (which ``train_epoch`` seeds from
+        ``(seed, epoch)``, so a resumed run draws as the uninterrupted one).
     """
     if mode not in BITAUG_MODES:
         raise ConfigError(f"BitAug mode = {mode!r} is invalid; allowed: {list(BITAUG_MODES)}")
     loss = loss_fn(*batch)
     chosen = list(bits)
     if mode == "sample" and chosen:
-        chosen = [(rng or random.Random(0)).choice(chosen)]
+        chosen = [rng.choice(chosen) if rng is not None
+                  else chosen[int(torch.randint(len(chosen), ()))]]
     for b in chosen:
         with adc_bits(prepared, int(b)):
             loss = loss + loss_fn(*batch)
