@@ -79,8 +79,12 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
 
 def lora_parameters(prepared: PreparedModel) -> list[nn.Parameter]:
     """The adapters' parameters of every twin that has one."""
-    return [p for _, t in prepared.twins() if getattr(t, "lora", None) is not None
-            for p in t.lora.parameters()]
+    out: list[nn.Parameter] = []
+    for _, t in prepared.twins():
+        lora = getattr(t, "lora", None)
+        if isinstance(lora, LoRA):
+            out += [lora.A, lora.B]
+    return out
 
 
 def merge_lora(prepared: PreparedModel | TwinMatmul) -> None:
