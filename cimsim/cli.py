@@ -581,7 +581,7 @@ def _train_bskmq(args: argparse.Namespace, recipe, chip, model, data, name: str,
     import cimsim
 
     from .config import ADCKind, ADCPlacement
-    from .train.bskmq import attach_nl_activations, finetune
+    from .train.bskmq import attach_nl_activations, finetune, relu_model
 
     x_train, y_train, x_eval, y_eval = data
     if chip.adc.kind is not ADCKind.RAMP or chip.adc.placement is not \
@@ -601,7 +601,7 @@ def _train_bskmq(args: argparse.Namespace, recipe, chip, model, data, name: str,
                     seed=args.seed, progress=True)
     after = accuracy(nl, x_eval, y_eval, batch_size=None)
     print(f"{'NL-ADC accuracy':<24}{100 * before:.2f} % -> {100 * after:.2f} % fine-tuned")
-    tuned = _relu_model(nl)
+    tuned = relu_model(nl)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training.json").write_text(json.dumps(
         {"method": args.method, "epochs": args.epochs, "loss": hist["loss"],
@@ -610,22 +610,6 @@ def _train_bskmq(args: argparse.Namespace, recipe, chip, model, data, name: str,
     sim = cimsim.deploy(tuned, chip, cal, seed=args.seed)
     _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
     return 0
-
-
-def _relu_model(nl: nn.Module) -> nn.Module:
-    """A copy of a model with NL activations whose activations are plain ReLUs again."""
-    import copy
-
-    from torch import nn
-
-    from .train.bskmq import NLActivation
-
-    out = copy.deepcopy(nl)
-    for parent in list(out.modules()):
-        for child_name, child in list(parent.named_children()):
-            if isinstance(child, NLActivation):
-                parent._modules[child_name] = nn.ReLU()
-    return out
 
 
 class _UsageError(Exception):

@@ -28,7 +28,7 @@ from cimsim.adc.levels import quantization_mse
 from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
 from cimsim.models import load_digits_cnn
-from cimsim.train.bskmq import attach_nl_activations, finetune, nl_activations
+from cimsim.train.bskmq import attach_nl_activations, finetune, nl_activations, relu_model
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 row[f"ft_{key}_accuracy"] = accuracy(tuned, x_te, y_te)
                 row[f"ft_{key}_loss"] = hist["loss"][-1]
                 row[f"ft_{key}_nmse_geo"] = geo(nmse(tuned, float_activations(
-                    _relu(tuned), x_te)))
+                    relu_model(tuned).eval(), x_te)))
             row["seconds"] = round(time.perf_counter() - t0, 1)
             rows.append(row)
             print(f"{bits} b {name:<24} NMSE {row['nmse_geo']:.4g}  PTQ "
@@ -111,20 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     _write_md(df, float_acc, args, elapsed, args.out.with_suffix(".md"))
     print(f"done in {elapsed / 60:.1f} min")
     return 0
-
-
-def _relu(nl: nn.Module) -> nn.Module:
-    """The fine-tuned weights with plain ReLUs (for the float activations they produce)."""
-    import copy
-
-    from cimsim.train.bskmq import NLActivation
-
-    out = copy.deepcopy(nl)
-    for parent in list(out.modules()):
-        for child_name, child in list(parent.named_children()):
-            if isinstance(child, NLActivation):
-                parent._modules[child_name] = nn.ReLU()
-    return out.eval()
 
 
 def _write_md(df: pd.DataFrame, float_acc: float, args, elapsed: float, path: Path) -> None:

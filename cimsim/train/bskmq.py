@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from .loop import as_tensors, check_lr, check_positive_int, train_epoch
 
 __all__ = ["NLActivation", "attach_nl_activations", "finetune", "nl_activations",
-           "refit_levels"]
+           "refit_levels", "relu_model"]
 
 #: Calibration values kept per activation for fitting (evenly spaced): enough for 2-4 bits.
 MAX_FIT_SAMPLES = 200_000
@@ -172,6 +172,17 @@ def attach_nl_activations(model: nn.Module, bits: int, method: FitMethod | str,
     if n == 0:
         raise ConfigError("attach_nl_activations: the model has no nn.ReLU module")
     refit_levels(out, calibration, batch_size=batch_size)
+    return out
+
+
+def relu_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose :class:`NLActivation` s are plain ``nn.ReLU`` again (the
+    fine-tuned weights, e.g. for ``cimsim.deploy`` on a chip whose ADC does the quantizing)."""
+    out = copy.deepcopy(model)
+    for parent in list(out.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, NLActivation):
+                parent._modules[child_name] = nn.ReLU()
     return out
 
 
