@@ -56,11 +56,15 @@ def _fixed_full_range(bits: int) -> cimsim.ChipConfig:
 # ---------------------------------------------------------------------------------------------
 # A-shift
 # ---------------------------------------------------------------------------------------------
-def test_a_shift_is_exact_on_the_lossless_chip_in_the_engine_and_the_twin():
+@pytest.mark.parametrize("granularity", ["channel", "column"])
+def test_a_shift_is_exact_on_the_lossless_chip_in_the_engine_and_the_twin(granularity):
     model = _mlp()
     x_cal = torch.randn(32, 12, dtype=torch.float64)
     x = torch.randn(9, 12, dtype=torch.float64)
     chip = cimsim.load_chip("ideal")
+    # column: 8-row tiles, each dequantized (and corrected) as its own part
+    chip = chip.replace(quant=chip.quant.replace(weight_granularity=granularity),
+                        array=chip.array.replace(n_rows=8 if granularity == "column" else 256))
     plain = cimsim.deploy(model, chip, x_cal)
     shifted = cimsim.deploy(model, _shifted(chip), x_cal)
     # the post-ReLU layers are driven signed with the zero point -2^(B_x-1); the first is not
