@@ -27,7 +27,7 @@ def test_raoq_study_runs(tmp_path):
     assert _script("raoq_study").main(["--settings", "128:6", "--limit", "64", "--trace", "8",
                                        "--out", str(out)]) == 0
     df = pd.read_csv(out.with_suffix(".csv"))
-    assert len(df) == 8 and df["accuracy"].between(0, 1).all()
+    assert len(df) == 9 and df["accuracy"].between(0, 1).all()  # 2 ceilings + 7 arms
     assert out.with_suffix(".md").is_file() and out.with_suffix(".png").is_file()
 
 
