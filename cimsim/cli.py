@@ -3,7 +3,8 @@
     cimsim demo [--out DIR] [--chip NAME]        the digits CNN on a chip, report written
     cimsim simulate --model M --data D --chip C --out DIR
     cimsim sweep --model M --data D --chip C --adc-bits 3-8 --out DIR   (--model demo: no files)
-    cimsim train --model M --chip C --method qat|distill --epochs E --out DIR
+    cimsim train --model M --chip C --method qat|distill|raoq|bskmq|qat+a-shift+... --epochs E
+                 --out DIR
     cimsim presets                               the bundled chips
     cimsim report DIR                            re-render a saved report
     cimsim --version
@@ -442,7 +443,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 #: ``--model`` names of the bundled models (trained on the digits; their split has labels)
 BUILTIN_MODELS = {"demo": "digits CNN (demo)", "resnet-digits": "ResNet-20 digits"}
-TRAIN_METHODS = ("qat", "distill")
+TRAIN_METHODS = ("qat", "distill", "a-shift", "w-reshape", "bitaug", "lora", "raoq", "bskmq")
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -492,9 +493,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
     from .train.distill import LOSSES
     from .train.loop import check_lr
 
-    if args.method not in TRAIN_METHODS:
-        raise ConfigError(f"--method: '{args.method}' is not a method; allowed: "
-                          f"{', '.join(TRAIN_METHODS)}")
+    _recipe(args)
     if args.loss not in LOSSES:
         raise ConfigError(f"--loss: '{args.loss}' is not a distillation loss; allowed: "
                           f"{', '.join(LOSSES)}")
@@ -506,9 +505,22 @@ def _check_train_args(args: argparse.Namespace) -> None:
                           f"{', '.join(TwinOptions.DEVICES)}")
 
 
+def _recipe(args: argparse.Namespace):
+    """``--method`` and ``--option KEY=VALUE`` as a :class:`cimsim.train.methods.Recipe`."""
+    from .train.methods import parse_method
+
+    options = {}
+    for item in args.option or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--option {item!r}: allowed: KEY=VALUE")
+        options[key.strip()] = value.strip()
+    return parse_method(args.method, options)
+
+
 def _run_identity(args: argparse.Namespace) -> dict[str, str]:
     """What a checkpoint must agree on to be resumed (``--epochs`` may grow)."""
-    keys = ("model", "data", "chip", "method", "loss", "lr", "batch_size", "seed",
+    keys = ("model", "data", "chip", "method", "option", "loss", "lr", "batch_size", "seed",
             "calibration", "limit", "devices")
     return {k: str(getattr(args, k)) for k in keys}
 
@@ -557,19 +569,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .train import prepare
     from .train.distill import distillation_loss, output_cosine
-    from .train.loop import param_groups, train_epoch
+    from .train.lora import merge_lora
+    from .train.loop import train_epoch
+    from .train.raoq import weight_stats
 
     _check_train_args(args)
     _check_out(args.out)
-    chip = cimsim.load_chip(args.chip)
+    recipe = _recipe(args)
+    chip = recipe.chip(cimsim.load_chip(args.chip))
     model, x_train, y_train, x_eval, y_eval, what = _train_data(args)
-    if args.method == "qat" and y_train is None:
-        raise ConfigError("--method qat needs labels and --data has none ('y'); use --method "
-                          "distill")
+    if recipe.base == "qat" and y_train is None:
+        raise ConfigError(f"--method {args.method} needs labels and --data has none ('y'); use "
+                          "--method distill")
     name = BUILTIN_MODELS.get(args.model, args.model)
+    if recipe.bskmq:
+        return _train_bskmq(args, recipe, chip, model, (x_train, y_train, x_eval, y_eval),
+                            name, what)
     prepared = prepare(model, chip, x_train[:args.calibration], seed=args.seed,
                        devices=args.devices)
-    optimizer = torch.optim.Adam(param_groups(prepared, args.lr))
+    optimizer = torch.optim.Adam(recipe.setup(prepared, args.lr, args.seed))
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / CHECKPOINT
     run = _run_identity(args)
@@ -583,10 +601,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         optimizer.load_state_dict(state["optimizer"])
         start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
         print(f"resuming from {ckpt_path} after epoch {start} of {args.epochs}")
-    context = (distillation_loss(prepared, model, loss=args.loss) if args.method == "distill"
+    context = (distillation_loss(prepared, model, loss=args.loss) if recipe.base == "distill"
                else contextlib.nullcontext(lambda x, y: F.cross_entropy(prepared(x), y)))
-    with context as loss_fn:
-        data = (x_train,) if args.method == "distill" else (x_train, y_train)
+    with context as base_loss:
+        loss_fn = recipe.loss(prepared, base_loss)
+        data = (x_train,) if recipe.base == "distill" else (x_train, y_train)
         for epoch in range(start, args.epochs):
             t0 = time.perf_counter()
             mean = train_epoch(prepared, data, loss_fn, optimizer, batch_size=args.batch_size,
@@ -599,8 +618,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"epoch {epoch + 1}/{args.epochs}  loss {mean:.5g}  "
                   f"({time.perf_counter() - t0:.1f} s, checkpoint written)")
     prepared.eval()
+    if recipe.lora:
+        merge_lora(prepared)  # before weight quantization: deploy maps ordinary matrices
     summary: dict = {"method": args.method, "epochs": len(history), "loss": history,
                      "cosine_to_float": output_cosine(prepared, model, x_eval)}
+    if recipe.raoq_parts:
+        summary["weights"] = weight_stats(prepared)  # Var[W] and kurtosis per layer
     print(f"{'twin cosine to float':<24}{summary['cosine_to_float']:.4f}")
     if y_eval is not None:
         summary["twin_accuracy"] = accuracy(prepared, x_eval, y_eval, batch_size=None)
@@ -608,6 +631,47 @@ def cmd_train(args: argparse.Namespace) -> int:
     (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
     sim = prepared.deploy(args.seed)
     print(f"deployed with the learned weights, scales and ADC tables (seed {args.seed})")
+    _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+    return 0
+
+
+def _train_bskmq(args: argparse.Namespace, recipe, chip, model, data, name: str,
+                 what: str) -> int:
+    """``--method bskmq``: the model's ReLUs as the chip's NL-ADC levels (``adc.bits``,
+    ``adc.level_fit``), fine-tuned on the labels, then deployed on the chip (which fits its
+    ramp levels to the fine-tuned model). No checkpoint: the run is short."""
+    import json
+
+    import cimsim
+
+    from .config import ADCKind, ADCPlacement
+    from .train.bskmq import attach_nl_activations, finetune, relu_model
+
+    x_train, y_train, x_eval, y_eval = data
+    if chip.adc.kind is not ADCKind.RAMP or chip.adc.placement is not \
+            ADCPlacement.LAYER_OUTPUT:
+        raise ConfigError(f"--method bskmq needs adc.kind = 'ramp' and adc.placement = "
+                          f"'layer_output' (chip {chip.name}: {chip.adc.kind.value}, "
+                          f"{chip.adc.placement.value})")
+    print(f"cimsim {__version__} train: {name} on {chip.name}, method bskmq "
+          f"({chip.adc.bits}-bit {chip.adc.level_fit.value} levels, "
+          f"{'refit each epoch' if recipe.bskmq_refit else 'frozen'}); "
+          f"{x_train.shape[0]} training / {x_eval.shape[0]} evaluation inputs ({what})")
+    cal = x_train[:args.calibration]
+    nl = attach_nl_activations(model, chip.adc.bits, chip.adc.level_fit, cal)
+    before = accuracy(nl.eval(), x_eval, y_eval, batch_size=None)
+    hist = finetune(nl, (x_train, y_train), epochs=args.epochs, lr=args.lr,
+                    batch_size=args.batch_size, refit=recipe.bskmq_refit, calibration=cal,
+                    seed=args.seed, progress=True)
+    after = accuracy(nl, x_eval, y_eval, batch_size=None)
+    print(f"{'NL-ADC accuracy':<24}{100 * before:.2f} % -> {100 * after:.2f} % fine-tuned")
+    tuned = relu_model(nl)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "training.json").write_text(json.dumps(
+        {"method": args.method, "epochs": args.epochs, "loss": hist["loss"],
+         "nl_accuracy_before": before, "nl_accuracy_after": after,
+         "refit_mse": hist["refit_mse"]}, indent=2) + "\n")
+    sim = cimsim.deploy(tuned, chip, cal, seed=args.seed)
     _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
     return 0
 
@@ -770,7 +834,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--chip", required=True, help="preset name or .toml path")
     t.add_argument("--method", default="qat",
                    help="qat: cross-entropy on the labels; distill: match the float model's "
-                        "outputs, no labels (default qat)")
+                        "outputs, no labels (default qat); '+' adds a-shift, w-reshape, "
+                        "bitaug, lora (raoq: all four), e.g. qat+a-shift+bitaug; bskmq: "
+                        "fine-tune the ReLUs as the chip's layer-output NL-ADC "
+                        "(docs/papers.md)")
+    t.add_argument("--option", action="append", default=None, metavar="KEY=VALUE",
+                   help="method option, repeatable: kurtosis_target, kurtosis_weight, "
+                        "bitaug_bits (e.g. 7,8), bitaug_mode (sum|sample), lora_rank, "
+                        "lora_alpha, bskmq_refit (true|false)")
     t.add_argument("--loss", default="mse", help="distillation loss: mse or cosine")
     t.add_argument("--devices", default="programmed",
                    help="cells the twin trains with on a chip with programming variation or "

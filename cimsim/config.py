@@ -439,9 +439,23 @@ class DACConfig(_Config):
     signed_inputs: SignedInputMode = SignedInputMode.TWOS_COMPLEMENT
     """Signed inputs: two's-complement planes (MSB plane negative, a bipolar drive) or two
     passes (positive part, then negative part)."""
+    shift_unsigned_inputs: bool = False
+    """A-shift (RAOQ, Zhang, Chen & Verma, ICML 2024): a matrix whose inputs are unsigned
+    (post-ReLU) is driven with the signed codes ``x_int - 2^(B_x-1)`` (two's complement), and
+    the exact per-output correction ``2^(B_x-1) · Σ_k w_int`` (computed when the weights are
+    programmed) is added digitally. Raises E[x²] of the drive, and so the partial sums' spread
+    on a fixed-range ADC. Needs ``signed_inputs = 'twos_complement'``."""
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
+        if not isinstance(self.shift_unsigned_inputs, bool):
+            _fail("DACConfig", "shift_unsigned_inputs", self.shift_unsigned_inputs,
+                  "true or false")
+        if self.shift_unsigned_inputs and self.signed_inputs is not \
+                SignedInputMode.TWOS_COMPLEMENT:
+            _fail("DACConfig", "signed_inputs", self.signed_inputs.value,
+                  "'twos_complement' with shift_unsigned_inputs = true (the shifted code "
+                  "-2^(B_x-1) needs the two's-complement range)")
         if self.bits == "all":  # TOML has no null
             object.__setattr__(self, "bits", None)
         if self.bits is not None:

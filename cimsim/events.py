@@ -61,6 +61,8 @@ class Action(_Name):
     DEQUANT_MULTIPLY = "dequant_multiply"
     DRIFT_CALIBRATION = "drift_calibration"
     DRIFT_GAIN_MULTIPLY = "drift_gain_multiply"
+    SHIFT_CORRECTION_ADD = "shift_correction_add"
+    INPUT_SHIFT = "input_shift"
 
 
 _C, _A = Component, Action
@@ -92,6 +94,10 @@ REGISTRY: dict[tuple[Component, Action], str] = {
     (_C.DIGITAL, _A.DRIFT_GAIN_MULTIPLY): "drift-compensation gain multiplies: one per output "
                                           "(global) or per conversion column (column) per "
                                           "input vector",
+    (_C.DIGITAL, _A.SHIFT_CORRECTION_ADD): "A-shift: the exact correction 2^(B_x-1)·Σ_k w "
+                                           "added per output per part at `bits`",
+    (_C.DAC, _A.INPUT_SHIFT): "A-shift: input codes shifted to signed (MSB inverted), one per "
+                              "input element at `bits` = input bits",
 }
 """Every (component, action) an event can have, with what its count means."""
 

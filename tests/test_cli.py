@@ -311,3 +311,46 @@ def test_demo_names_the_layers_whose_adcs_clip_issue16(tmp_path, capsys):
     # the lossless chip converts every partial sum: no notice
     assert main(["demo", "--fast", "--chip", "ideal", "--out", str(tmp_path / "i")]) == 0
     assert "ADC clipping above" not in capsys.readouterr().out
+
+
+def test_train_raoq_combines_the_four_methods_issue12(tmp_path, capsys):
+    assert main(TRAIN + ["--method", "raoq", "--option", "bitaug_bits=9",
+                         "--option", "lora_rank=2", "--epochs", "1", "--out",
+                         str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "method raoq" in out and "simulated accuracy" in out
+    summary = json.loads((tmp_path / "training.json").read_text())
+    assert {r["layer"] for r in summary["weights"]} >= {"features.0", "classifier.3"}
+    assert all(r["kurtosis"] > 1 for r in summary["weights"])
+    # the checkpoint holds the adapters (a resume re-attaches them before loading)
+    assert any(".lora." in k for k in _checkpoint(tmp_path)["model"])
+
+
+@pytest.mark.parametrize("method, fragment", [
+    ("qat+distill", "two base losses"),
+    ("bskmq+a-shift", "bskmq combines with nothing but qat"),
+    ("bskmq", "needs adc.kind = 'ramp'"),
+    ("qat+shift", "is not a method"),
+])
+def test_train_bad_method_combinations_issue12(tmp_path, capsys, method, fragment):
+    assert main(TRAIN + ["--method", method, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err
+
+
+def test_train_bskmq_finetunes_the_nl_adc_levels_issue12(tmp_path, capsys):
+    chip = cimsim.load_chip("rram-22nm")
+    chip = chip.replace(weight_bits=4, dac=chip.dac.replace(bits=None),
+                        device=chip.device.replace(bits_per_cell=3),
+                        array=chip.array.replace(n_rows=512, n_cols=512),
+                        adc=chip.adc.replace(kind="ramp", bits=3, placement="layer_output",
+                                             range_policy="calibrated", level_fit="bs_kmq"))
+    chip.save(tmp_path / "nl.toml")
+    args = ["train", "--model", "demo", "--chip", str(tmp_path / "nl.toml"), "--limit", "64",
+            "--calibration", "64", "--batch-size", "16", "--method", "bskmq", "--option",
+            "bskmq_refit=true", "--epochs", "1", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "NL-ADC accuracy" in out and "simulated accuracy" in out
+    summary = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert len(summary["refit_mse"]) == 1

@@ -303,6 +303,11 @@ def _correction_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: 
             * cal.e("digital"))
 
 
+def _input_shift(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    """A-shift: x - 2^(B_x-1) of a B_x-bit code is its MSB inverted, priced as a 1-bit add."""
+    return table.accumulator_add_energy_pj_per_bit * supply_factor(chip) * cal.e("digital")
+
+
 def _dequant_multiply(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
     return table.dequant_mult_energy_pj * supply_factor(chip) * cal.e("digital")
 
@@ -341,6 +346,8 @@ PRICES: Mapping[tuple[Component, Action], _Price] = MappingProxyType({
     (_C.DIGITAL, _A.CORRECTION_ADD): _correction_add,
     (_C.DIGITAL, _A.DEQUANT_MULTIPLY): _dequant_multiply,
     (_C.DIGITAL, _A.DRIFT_GAIN_MULTIPLY): _dequant_multiply,  # one multiply by a stored gain
+    (_C.DIGITAL, _A.SHIFT_CORRECTION_ADD): _correction_add,
+    (_C.DAC, _A.INPUT_SHIFT): _input_shift,
 })
 """The price function of every registered (component, action); its keys are
 ``cimsim.events.REGISTRY``'s (a test holds them equal)."""

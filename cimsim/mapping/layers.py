@@ -259,14 +259,25 @@ class MatmulCore:
         per extra part. With an activation zero point (``quant.act_zero_point``), each part's
         integer outputs get the exact correction ``− z·Σ_k w_int[n, k]``: one accumulator-wide
         add per output per part (``digital.correction_add``), unless a fused ADC folds it
-        into its references.
+        into its references. With the A-shift (``dac.shift_unsigned_inputs``, z = −2^(B_x−1))
+        the same add is ``digital.shift_correction_add`` and every input element's shift to
+        signed is one ``dac.input_shift``; the signed drive itself is in the engine's DAC
+        pulses and cell reads (a post-ReLU zero becomes −2^(B_x−1), a driven MSB plane).
         """
         n_out = float(m) * self.w.shape[0]
         counts = {event_key(Component.DIGITAL, Action.DEQUANT_MULTIPLY): n_out * len(self.parts)}
         if self._offsets is not None and not self.fused:
             # the zero-point correction: one add of a stored constant per output per part
-            counts[event_key(Component.DIGITAL, Action.CORRECTION_ADD,
+            assert self.view is not None
+            shift = self.view.zero_point < 0  # A-shift: its own event (docs/papers.md)
+            kind = Action.SHIFT_CORRECTION_ADD if shift else Action.CORRECTION_ADD
+            counts[event_key(Component.DIGITAL, kind,
                              self.chip.accumulator_bits)] = n_out * len(self.parts)
+        if self.view is not None and self.view.zero_point < 0:
+            # A-shift: every input code is shifted to signed before the drivers (its MSB
+            # inverted), once per input element
+            counts[event_key(Component.DAC, Action.INPUT_SHIFT, self.chip.input_bits)] = (
+                float(m) * self.w.shape[1])
         if len(self.parts) > 1:
             acc = self.chip.accumulator_bits
             merges = n_out * (len(self.parts) - 1)

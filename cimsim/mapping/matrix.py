@@ -36,7 +36,7 @@ from .quant import (
 )
 
 __all__ = ["EngineView", "InputStats", "MAX_CALIBRATION_ROWS", "calibrate_adcs", "engine_view",
-           "kernel_row_tiles", "program_parts"]
+           "kernel_row_tiles", "program_parts", "shift_zero_point"]
 
 #: Calibration vectors kept per weight matrix for ADC calibration and percentile/MSE scales.
 MAX_CALIBRATION_ROWS = 4096
@@ -130,7 +130,9 @@ class EngineView:
     activation: FusedActivation | None = None
     """The activation the layer-output ADC produces, if fused (``cimsim.adc.activation``)."""
     zero_point: int = 0
-    """Code of x = 0 (``quant.act_zero_point``; the inputs are then unsigned); 0 otherwise."""
+    """Code of x = 0: positive with ``quant.act_zero_point`` (the inputs are then unsigned),
+    ``-2^(B_x-1)`` with the A-shift (``dac.shift_unsigned_inputs``; the inputs are then
+    signed), 0 otherwise."""
     smooth: np.ndarray | None = None
     """(K,) per-input-channel smoothing factors (``quant.smooth_alpha``): the inputs are divided
     by them before quantization, ``w_int`` holds ``w · smooth``; None without smoothing."""
@@ -154,6 +156,13 @@ class EngineView:
     def layers(self) -> tuple[ProgrammedLayer, ...]:
         """The programmed layer of every part."""
         return tuple(layer for _, _, layer in self.parts)
+
+
+def shift_zero_point(input_bits: int) -> int:
+    """The zero point of A-shifted inputs (``dac.shift_unsigned_inputs``): ``-2^(B_x-1)``, so
+    that the unsigned codes [0, 2^B_x - 1] drive as [-2^(B_x-1), 2^(B_x-1) - 1]; the exact
+    correction ``-zero_point · Σ_k w_int`` is :attr:`EngineView.offsets` subtracted."""
+    return -(2 ** (input_bits - 1))
 
 
 def kernel_row_tiles(kernel: tuple[int, int], k: int, chip: ChipConfig,
@@ -233,6 +242,9 @@ def engine_view(
     else:
         signed = bool(lo < 0)
         s_x = float(act_scale(max_abs, values, chip.input_bits, signed, quant))
+        if not signed and chip.dac.shift_unsigned_inputs:
+            # A-shift: the unsigned codes (scale as above) drive the arrays shifted to signed
+            signed, zero_point = True, shift_zero_point(chip.input_bits)
     w_int, s_w = quantize_weights(w, chip.weight_bits, quant.weight_granularity, tiles)
     view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x, input_signed=signed,
                       row_tiles=tuple(tiles),

@@ -75,10 +75,14 @@ def act_range(bits: int, signed: bool) -> tuple[int, int]:
 
 def quantize_acts(x: np.ndarray, scale: float, bits: int, signed: bool,
                   zero_point: int = 0) -> np.ndarray:
-    """``clip(rint(x / scale) + zero_point, lo, hi)`` as int64 (a nonzero ``zero_point`` only
-    with unsigned inputs)."""
-    lo, hi = act_range(bits, signed)
+    """``clip(rint(x / scale) + zero_point, lo, hi)`` as int64 (a positive ``zero_point`` only
+    with unsigned inputs). A negative ``zero_point`` is the A-shift (``dac.shift_unsigned_inputs``):
+    the unsigned code ``clip(rint(x / scale), 0, 2^bits - 1)`` shifted by it, so
+    ``zero_point = -2^(bits-1)`` gives the two's-complement range."""
     q = np.rint(np.asarray(x, dtype=np.float64) / scale)
+    if zero_point < 0:
+        return (np.clip(q, 0, 2**bits - 1) + zero_point).astype(np.int64)
+    lo, hi = act_range(bits, signed)
     if zero_point:
         q += zero_point
     return np.clip(q, lo, hi).astype(np.int64)

@@ -309,7 +309,18 @@ class TwinMatmul(nn.Module):
         self.act_scale = nn.Parameter(torch.tensor(view.s_x, dtype=dt, device=dev),
                                       requires_grad=opts.learn_act_scale)
         buf("_act_scale0", view.s_x)
-        self.x_lo, self.x_hi = act_range(chip.input_bits, view.input_signed)
+        self.zero_point = int(view.zero_point)
+        """-2^(B_x-1) with the A-shift (``dac.shift_unsigned_inputs``): unsigned codes driven
+        shifted, the exact correction added after the ADCs; 0 otherwise."""
+        self.x_lo, self.x_hi = (act_range(chip.input_bits, False) if self.zero_point < 0
+                                else act_range(chip.input_bits, view.input_signed))
+        self.adc_bits_override: int | None = None
+        """Hook (BitAug, :func:`cimsim.train.raoq.adc_bits`): convert at this many bits over
+        the same range (the step scaled by (2^b0 - 1)/(2^b - 1), the grid start snapped to it);
+        None: the chip's ``adc.bits``. Linear ADCs only."""
+        self.weight_delta: Callable[[], torch.Tensor] | None = None
+        """Hook (ADC-LoRA, :mod:`cimsim.train.lora`): the forward quantizes ``weight +
+        weight_delta()``; None: ``weight``."""
 
         # --- planes and conversions -----------------------------------------------------
         sig = plane_layout(chip, view.input_signed)[0]
@@ -454,25 +465,38 @@ class TwinMatmul(nn.Module):
             return s_w.index_select(0, self._w_tile).t()
         return s_w.t()  # (1, 1) or (N, 1)
 
+    def effective_weight(self) -> torch.Tensor:
+        """The float weights the forward quantizes: ``weight`` (+ the LoRA hook's delta)."""
+        return self.weight if self.weight_delta is None else self.weight + self.weight_delta()
+
     def quantized_weight(self) -> torch.Tensor:
         """Current integer weights (N, K) (no gradient)."""
         with torch.no_grad():
             s = self._weight_scale_full(self.weight_scale)
-            return torch.clamp(torch.round(self.weight / s), -self.w_qmax, self.w_qmax)
+            return torch.clamp(torch.round(self.effective_weight() / s), -self.w_qmax,
+                               self.w_qmax)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer inputs ``clip(round(x / s_x))`` (no gradient), as deploy quantizes."""
+        """Integer inputs ``clip(round(x / s_x))`` (no gradient), as deploy quantizes (the
+        A-shifted codes with ``dac.shift_unsigned_inputs``)."""
         with torch.no_grad():
-            return torch.clamp(torch.round(x / self.act_scale), self.x_lo, self.x_hi)
+            return torch.clamp(torch.round(x / self.act_scale), self.x_lo,
+                               self.x_hi) + self.zero_point
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float inputs (M, K) -> float outputs (M, N) through the simulated chip."""
         s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
         x_int = round_ste(torch.clamp(x / s_x, self.x_lo, self.x_hi))
         s_w = grad_scale(self.weight_scale, self._w_grad)
-        w_int = round_ste(torch.clamp(self.weight / self._weight_scale_full(s_w),
+        w_int = round_ste(torch.clamp(self.effective_weight() / self._weight_scale_full(s_w),
                                       -self.w_qmax, self.w_qmax))
+        if self.zero_point:
+            x_int = x_int + self.zero_point  # A-shift: driven signed
         y_parts = self._integer(x_int, w_int)  # (T, M, N)
+        if self.zero_point:
+            # the exact digital correction -z·Σ_k w_int per part (differentiated: the gradient
+            # is that of the unshifted product the chip computes)
+            y_parts = y_parts - self.zero_point * (w_int @ self._part_mask.t()).t()[:, None, :]
         if self.n_parts > 1:
             scale = s_x * s_w  # (T, N): one scale row per part
         else:
@@ -604,13 +628,14 @@ class TwinMatmul(nn.Module):
         def arr(t: torch.Tensor) -> np.ndarray:
             return t.detach().contiguous().numpy()
 
-        lo0, d0 = arr(self._adc_lo0), arr(self._adc_delta0)
+        lo0_t, d0_t, top = self._adc_grid0()  # the calibrated grid, or another precision's
+        lo0, d0 = arr(lo0_t), arr(d0_t)
         r = arr(ratio)
         y, share, d_step = fused_convert(
             arr(a).reshape(g_n, p, m, -1), None if var is None else arr(var).reshape(
                 g_n, p, m, -1), th, cmp_sigma, keys, lo0 * r, d0 * r, lo0, d0,
             arr(self._sig), arr(self._coef), self.n_kinds, adc.gain_error,
-            adc.offset_error_lsb, self.top_code, want_share, want_step)
+            adc.offset_error_lsb, top, want_share, want_step)
 
         def back(v: np.ndarray | None) -> torch.Tensor | None:
             return None if v is None else torch.from_numpy(v)
@@ -635,6 +660,9 @@ class TwinMatmul(nn.Module):
         adc = self.chip.adc
         g1 = 1.0 + adc.gain_error
         if self.nonlinear_adc:
+            if self.adc_bits_override is not None:
+                raise ConfigError("adc_bits override: only linear ADCs (adc.kind = 'sar' or "
+                                  "'flash'); this twin has a ramp NL-ADC")
             delta = self._adc_delta0[:, None, :]
             if g1 != 1.0 or adc.offset_error_lsb != 0:
                 a.mul_(g1).add_(adc.offset_error_lsb * delta)
@@ -647,8 +675,9 @@ class TwinMatmul(nn.Module):
             inside = (at >= lvl[..., :1]) & (at <= lvl[..., -1:])
             return (torch.gather(lvl, 2, code).transpose(1, 2),
                     inside.transpose(1, 2), None)
-        lo = (self._adc_lo0 * ratio)[:, None, :]
-        delta = (self._adc_delta0 * ratio)[:, None, :]
+        lo0, d0_all, top = self._adc_grid0()
+        lo = (lo0 * ratio)[:, None, :]
+        delta = (d0_all * ratio)[:, None, :]
         # the engine's order of operations, so that codes agree up to float ties
         if g1 != 1.0 or adc.offset_error_lsb != 0:
             a.mul_(g1).add_(adc.offset_error_lsb * delta)
@@ -657,20 +686,31 @@ class TwinMatmul(nn.Module):
         self._count_clips(a)
         u = a.sub_(lo).div_(delta)  # the grid position
         code = torch.add(u, 0.5).floor_()
-        inside = code.ge(0.0).logical_and_(code.le(self.top_code))
-        code.clamp_(0.0, self.top_code)
+        inside = code.ge(0.0).logical_and_(code.le(top))
+        code.clamp_(0.0, top)
         d_ratio = None
         if want_step:
             # v = lo₀·r + Δ₀·r·code(u): ∂v/∂r = Δ₀·(code + shift − u) inside, lo₀ + Δ₀·code
             # outside (LSQ); shift = what the analog value moves per unit Δ (offset, comparator).
             # Computed in u's storage: each fresh buffer of this size costs more than its math.
-            d0 = self._adc_delta0[:, None, :]
+            d0 = d0_all[:, None, :]
             if cmp is not None:
                 u.sub_(cmp)
             d_ratio = u.sub_(adc.offset_error_lsb).neg_().mul_(d0)
-            torch.where(inside, d_ratio, self._adc_lo0[:, None, :], out=d_ratio)
+            torch.where(inside, d_ratio, lo0[:, None, :], out=d_ratio)
             d_ratio.addcmul_(code, d0)
         return code.mul_(delta).add_(lo), inside, d_ratio
+
+    def _adc_grid0(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """The linear grid (lo₀, Δ₀, top code) before the learned ratio: the calibrated one,
+        or with :attr:`adc_bits_override` the same range at b bits (Δ₀·(2^b0−1)/(2^b−1), lo₀
+        snapped to that step so that a zero-aligned grid keeps 0 as a code)."""
+        b = self.adc_bits_override
+        if b is None or b == self.chip.adc.bits:
+            return self._adc_lo0, self._adc_delta0, self.top_code
+        d0 = self._adc_delta0 * (self.top_code / float(2 ** b - 1))
+        lo0 = torch.round(self._adc_lo0 / d0) * d0
+        return lo0, d0, float(2 ** b - 1)
 
     def _shift_add(self, val: torch.Tensor, m: int) -> torch.Tensor:
         """(G, P·M, C) per-conversion values -> (G, M, N): Σ_p sig_p Σ_q coef_q · value."""
@@ -707,7 +747,7 @@ class TwinMatmul(nn.Module):
         s_w = learned(self.weight_scale, self._weight_scale0, init["s_w"])
         s_x = float(learned(self.act_scale, self._act_scale0, init["s_x"]))
         # weights quantized in float64 with the float64 scales, as deploy quantizes
-        w = self.weight.detach().cpu().double().numpy()
+        w = self.effective_weight().detach().cpu().double().numpy()
         s_full = s_w[self._w_tile.cpu().numpy()].T if s_w.shape[0] > 1 else s_w.T
         w_int = np.clip(np.rint(w / s_full), -self.w_qmax, self.w_qmax).astype(np.int64)
         if s_w.shape[1] == 1:
@@ -727,7 +767,7 @@ class TwinMatmul(nn.Module):
             out.append((a, b, layer.with_adc(tabs)))
         return EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x,
                           input_signed=self.input_signed, row_tiles=tuple(self.row_tiles),
-                          parts=tuple(out), seed=seed)
+                          parts=tuple(out), seed=seed, zero_point=self.zero_point)
 
     def programmed(self, seed: int | None = None) -> tuple[ProgrammedLayer, ...]:
         """The programmed layer of every part with the learned ADC tables."""

@@ -41,6 +41,7 @@ def _every_path(name: str) -> cimsim.ChipConfig:
         array=chip.array.replace(n_rows=16, n_cols=32, rows_per_conversion=None, n_tiles=1,
                                  arrays_per_tile=2, allow_time_multiplexing=True),
         device=chip.device.replace(off_current_compensation="digital"),
+        dac=chip.dac.replace(shift_unsigned_inputs=True),  # A-shift: the Linear's post-ReLU input
     )
 
 

@@ -1,0 +1,221 @@
+"""BS-KMQ fine-tuning: low-bit QAT through a nonlinear ADC that is the layer's activation.
+
+Dong, Yang, Zhou, Shang, Datta and Basu, "In-Memory ADC-Based Nonlinear Activation
+Quantization" (arXiv 2603.10540, 2026). A ramp NL-ADC at the layer output fused with the
+ReLU (``adc.placement = 'layer_output'``, ``adc.fuse_activation``, ``cimsim.adc.activation``)
+outputs ``levels[#(thresholds <= y)]`` of the layer's pre-activation y, with levels in
+[0, a_max]: the ReLU (and clamp) and the quantizer in one step. This module models that
+function in torch where it matters for training, on the activation:
+
+- :class:`NLActivation` replaces an ``nn.ReLU``: ``q(y) = levels[code(clamp(y, 0, a_max))]``
+  with the straight-through estimator (gradient 1 on [0, a_max], 0 outside, as the twin's ramp
+  ADC passes it);
+- the levels are fitted per layer by :func:`cimsim.adc.levels.fit_levels` (any of the six
+  fitters; ``bs_kmq`` with its boundary suppression, or without it: ``min_mass = 1``) on the
+  post-activation calibration values, a_max their maximum (``calibration_stat = 'minmax'``);
+- :func:`finetune` trains with them in the loop, the levels **frozen** or **refit** after every
+  epoch on the current model's activations.
+
+The weights stay float here (the fused ADC's own question is the activation's levels); the
+chip-level model of the same layer is ``cimsim.deploy`` with a ramp layer-output ADC, which
+refits its levels from the calibration data it is given.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
+from ..errors import ConfigError
+from .loop import as_tensors, check_lr, check_positive_int, train_epoch
+
+__all__ = ["NLActivation", "attach_nl_activations", "finetune", "nl_activations",
+           "refit_levels", "relu_model"]
+
+#: Calibration values kept per activation for fitting (evenly spaced): enough for 2-4 bits.
+MAX_FIT_SAMPLES = 200_000
+
+
+class NLActivation(nn.Module):
+    """A ReLU quantized by a ``bits``-bit NL-ADC: ``levels[#(thresholds <= clamp(y, 0, a_max))]``
+    with the straight-through estimator."""
+
+    thresholds: torch.Tensor
+    levels: torch.Tensor
+
+    def __init__(self, bits: int, method: FitMethod | str, params: dict | None = None):
+        super().__init__()
+        self.bits = check_positive_int("bits", bits)
+        try:
+            self.method = FitMethod(method)
+        except ValueError:
+            raise ConfigError(f"level fit = {method!r} is invalid; allowed: "
+                              f"{[m.value for m in FitMethod]}") from None
+        self.params = dict(params or {})
+        self.register_buffer("thresholds", torch.zeros(2 ** bits - 1))
+        self.register_buffer("levels", torch.zeros(2 ** bits))
+        self.a_max = 0.0
+        self.fitted = False
+        self.recording = False
+        self._samples: list[np.ndarray] = []
+
+    def fit(self, samples: np.ndarray) -> Levels:
+        """Fit the levels to post-ReLU values (a_max = their maximum)."""
+        x = np.asarray(samples, dtype=np.float64).ravel()
+        if x.size > MAX_FIT_SAMPLES:
+            x = x[np.linspace(0, x.size - 1, MAX_FIT_SAMPLES).astype(np.int64)]
+        self.a_max = float(max(x.max(), 1e-12))
+        lv = fit_levels(x, self.bits, self.method, lo=0.0, hi=self.a_max, **self.params)
+        self.thresholds = torch.tensor(lv.thresholds, dtype=self.thresholds.dtype,
+                                          device=self.thresholds.device)
+        self.levels = torch.tensor(lv.levels, dtype=self.levels.dtype,
+                                      device=self.levels.device)
+        self.fitted = True
+        return lv
+
+    def as_levels(self) -> Levels:
+        return Levels(self.thresholds.double().cpu().numpy(), self.levels.double().cpu().numpy())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.recording:
+            y = F.relu(x)
+            self._samples.append(y.detach().double().cpu().numpy().ravel())
+            return y
+        if not self.fitted:
+            raise ConfigError("NLActivation used before its levels were fitted "
+                              "(attach_nl_activations / refit_levels)")
+        y = torch.clamp(x, 0.0, self.a_max)
+        thr, lvl = self.thresholds.to(x.dtype), self.levels.to(x.dtype)
+        q = lvl[torch.searchsorted(thr, y.detach().contiguous(), right=True)]
+        return y + (q - y).detach()
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, method={self.method.value}, a_max={self.a_max:.4g}"
+
+
+def nl_activations(model: nn.Module) -> dict[str, NLActivation]:
+    """name -> every :class:`NLActivation` of ``model``."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, NLActivation)}
+
+
+def refit_levels(model: nn.Module, calibration: torch.Tensor, *, batch_size: int = 256
+                 ) -> dict[str, float]:
+    """Refit every :class:`NLActivation` on the post-ReLU values the current model computes on
+    ``calibration`` (the layers before it quantized as they are now: each is refit in order,
+    one calibration pass per activation). Returns each one's quantization MSE on its samples."""
+    out: dict[str, float] = {}
+    acts = nl_activations(model)
+    for name, act in acts.items():
+        # the earlier activations quantize as fitted; the pass stops at this one
+        act.recording, act._samples = True, []
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                for i in range(0, calibration.shape[0], batch_size):
+                    _forward_until(model, calibration[i:i + batch_size], act)
+            samples = np.concatenate(act._samples)
+        finally:
+            act.recording, act._samples = False, []
+            model.train(was)
+        out[name] = quantization_mse(samples, act.fit(samples))
+    return out
+
+
+class _Stop(Exception):
+    pass
+
+
+def _forward_until(model: nn.Module, x: torch.Tensor, act: NLActivation) -> None:
+    """Run ``model`` until ``act`` has recorded (later activations may not be fitted yet)."""
+    def stop(_m, _i, _o):
+        raise _Stop
+
+    handle = act.register_forward_hook(stop)
+    try:
+        model(x)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+
+
+def attach_nl_activations(model: nn.Module, bits: int, method: FitMethod | str,
+                          calibration: torch.Tensor, *, params: dict | None = None,
+                          batch_size: int = 256) -> nn.Module:
+    """A copy of ``model`` whose ``nn.ReLU`` modules are NL-ADC activations, fitted layer by
+    layer on ``calibration`` (each on the values it sees with the earlier ones quantized).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Its ReLUs must be ``nn.ReLU`` modules, each used once (the digits CNN).
+    bits : int
+    method : str
+        ``uniform``, ``lloyd_max``, ``cdf``, ``kmeans``, ``kmeans_optimal`` or ``bs_kmq``.
+    params : dict, optional
+        Fitter parameters (``bs_kmq`` without boundary suppression: ``{"min_mass": 1.0}``).
+    """
+    out = copy.deepcopy(model)
+    n = 0
+    for parent in list(out.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReLU):
+                parent._modules[child_name] = NLActivation(bits, method, params)
+                n += 1
+    if n == 0:
+        raise ConfigError("attach_nl_activations: the model has no nn.ReLU module")
+    refit_levels(out, calibration, batch_size=batch_size)
+    return out
+
+
+def relu_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose :class:`NLActivation` s are plain ``nn.ReLU`` again (the
+    fine-tuned weights, e.g. for ``cimsim.deploy`` on a chip whose ADC does the quantizing)."""
+    out = copy.deepcopy(model)
+    for parent in list(out.modules()):
+        for child_name, child in list(parent.named_children()):
+            if isinstance(child, NLActivation):
+                parent._modules[child_name] = nn.ReLU()
+    return out
+
+
+def finetune(model: nn.Module, data, *, epochs: int = 3, lr: float = 1e-3,
+             batch_size: int = 64, refit: bool = False,
+             calibration: torch.Tensor | None = None, seed: int = 0, progress: bool = False,
+             loss_fn: Callable[..., torch.Tensor] | None = None) -> dict:
+    """Fine-tune ``model`` (with :class:`NLActivation` s) on labelled ``data = (x, y)`` with
+    cross-entropy and Adam; the levels frozen (``refit=False``) or refit on ``calibration``
+    after every epoch (``refit=True``).
+
+    Returns
+    -------
+    dict
+        ``loss``: mean training loss per epoch; ``refit_mse``: per epoch, each activation's
+        quantization MSE after refitting (empty when frozen).
+    """
+    epochs = check_positive_int("epochs", epochs)
+    lr = check_lr(lr)
+    x, y = as_tensors("data", data)[:2]
+    if refit and calibration is None:
+        raise ConfigError("finetune(refit=True) needs calibration inputs")
+    if not nl_activations(model):
+        raise ConfigError("finetune: the model has no NLActivation (attach_nl_activations)")
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(model(xb), yb))
+    hist: dict[str, list] = {"loss": [], "refit_mse": []}
+    for e in range(epochs):
+        hist["loss"].append(train_epoch(model, (x, y), loss_fn, opt, batch_size=batch_size,
+                                        seed=seed, epoch=e, progress=progress,
+                                        desc="BS-KMQ fine-tuning"))
+        if refit:
+            assert calibration is not None
+            hist["refit_mse"].append(refit_levels(model, calibration))
+    model.eval()
+    return hist

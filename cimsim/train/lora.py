@@ -1,0 +1,103 @@
+"""ADC-LoRA (RAOQ, ICML 2024 version): low-rank adapters trained under the chip forward.
+
+Every mapped matrix keeps its float weights W0 frozen and learns ``ΔW = (α/r) · B · A``
+(A: r × K, small random; B: N × r, zeros, so training starts at W0). The twin quantizes
+``W0 + ΔW`` (its ``weight_delta`` hook), so the adapters train through the weight quantizer,
+the arrays and the ADCs. :func:`merge_lora` folds ΔW into W0 before weight quantization: the
+deployed layer is an ordinary quantized matrix with no inference overhead. The paper's exact
+formulation was not read; this is the minimal form (Hu et al., "LoRA", ICLR 2022).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .twin import PreparedModel, TwinMatmul
+
+__all__ = ["LoRA", "add_lora", "lora_parameters", "merge_lora"]
+
+
+class LoRA(nn.Module):
+    """``(alpha / rank) · B @ A`` for an (N, K) matrix."""
+
+    def __init__(self, n: int, k: int, rank: int, alpha: float, *, generator: torch.Generator,
+                 dtype: torch.dtype, device: torch.device):
+        super().__init__()
+        self.rank, self.alpha = rank, alpha
+        bound = 1.0 / math.sqrt(k)  # nn.Linear's default range, as LoRA initialises A
+        a = (torch.rand(rank, k, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+        self.A = nn.Parameter(a.to(device=device, dtype=dtype))
+        self.B = nn.Parameter(torch.zeros(n, rank, dtype=dtype, device=device))
+
+    def forward(self) -> torch.Tensor:
+        return (self.alpha / self.rank) * (self.B @ self.A)
+
+
+def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None, *,
+             seed: int = 0) -> list[nn.Parameter]:
+    """Freeze every mapped matrix's float weights and attach a rank-``rank`` adapter to it.
+
+    Parameters
+    ----------
+    prepared : PreparedModel
+    rank : int
+        r >= 1 (capped at min(N, K) per matrix).
+    alpha : float, optional
+        Scale α (default: ``rank``, i.e. ΔW = B·A).
+    seed : int
+        Draws of A.
+
+    Returns
+    -------
+    list of nn.Parameter
+        The adapters' parameters (also registered under each twin as ``lora``).
+    """
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ConfigError(f"LoRA rank = {rank!r} is invalid; allowed: an integer >= 1")
+    alpha = float(rank if alpha is None else alpha)
+    if not (math.isfinite(alpha) and alpha > 0):
+        raise ConfigError(f"LoRA alpha = {alpha!r} is invalid; allowed: a number > 0")
+    gen = torch.Generator().manual_seed(seed)
+    params: list[nn.Parameter] = []
+    for _, twin in prepared.twins():
+        if getattr(twin, "lora", None) is not None:
+            raise ConfigError(f"{twin.name}: already has a LoRA adapter (merge_lora first)")
+        n, k = twin.weight.shape
+        r = min(rank, n, k)
+        lora = LoRA(n, k, r, alpha * r / rank, generator=gen, dtype=twin.weight.dtype,
+                    device=twin.weight.device)
+        twin.lora = lora  # a submodule: in parameters() and state_dict()
+        twin.weight_delta = lora.forward  # a plain attribute (the module is `lora`)
+        twin.weight.requires_grad_(False)
+        params += [lora.A, lora.B]
+    return params
+
+
+def lora_parameters(prepared: PreparedModel) -> list[nn.Parameter]:
+    """The adapters' parameters of every twin that has one."""
+    out: list[nn.Parameter] = []
+    for _, t in prepared.twins():
+        lora = getattr(t, "lora", None)
+        if isinstance(lora, LoRA):
+            out += [lora.A, lora.B]
+    return out
+
+
+def merge_lora(prepared: PreparedModel | TwinMatmul) -> None:
+    """Fold every adapter into its matrix (``W0 ← W0 + ΔW``, computed as the forward computes
+    it), remove the adapters and unfreeze W0. The twin's outputs do not change; ``deploy``
+    then maps ordinary matrices."""
+    twins = [prepared] if isinstance(prepared, TwinMatmul) else [t for _, t in prepared.twins()]
+    for t in twins:
+        lora = getattr(t, "lora", None)
+        if lora is None:
+            continue
+        with torch.no_grad():
+            t.weight.copy_(t.effective_weight())
+        t.weight_delta = None
+        del t.lora
+        t.weight.requires_grad_(True)

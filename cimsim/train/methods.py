@@ -1,0 +1,141 @@
+"""Training methods by name, and their combinations: what ``cimsim train --method`` runs.
+
+A method string is ``+``-joined parts: a base loss, ``qat`` (cross-entropy on labels, the
+default) or ``distill`` (match the float model), and any of RAOQ's four
+(:mod:`cimsim.train.raoq`, :mod:`cimsim.train.lora`):
+
+==============  ==================================================================================
+``a-shift``     the chip's ``dac.shift_unsigned_inputs`` turned on (unsigned inputs driven signed)
+``w-reshape``   + ``λ · Σ (Kurt(Q(W)) − K_T)²`` (``kurtosis_target``, ``kurtosis_weight``)
+``bitaug``      + the loss at other ADC bits (``bitaug_bits``, default B+1 and B+2; ``bitaug_mode``)
+``lora``        W0 frozen, rank-``lora_rank`` adapters (``lora_alpha``), merged before deploy
+``raoq``        all four
+==============  ==================================================================================
+
+or ``bskmq``: the model's ReLUs become the chip's layer-output NL-ADC
+(:mod:`cimsim.train.bskmq`: ``adc.bits``, ``adc.level_fit``), fine-tuned with labels (levels
+frozen, or refit each epoch with ``bskmq_refit = true``), then deployed on the chip (which fits
+its ramp levels to the fine-tuned model). ``bskmq`` combines with nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import ChipConfig
+from ..errors import ConfigError
+from .lora import add_lora
+from .loop import param_groups
+from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty
+from .twin import PreparedModel
+
+__all__ = ["BASES", "PARTS", "Recipe", "parse_method"]
+
+BASES = ("qat", "distill")
+PARTS = ("a-shift", "w-reshape", "bitaug", "lora", "raoq", "bskmq")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """A parsed ``--method`` with its options."""
+
+    base: str = "qat"
+    a_shift: bool = False
+    w_reshape: bool = False
+    bitaug: bool = False
+    lora: bool = False
+    bskmq: bool = False
+    kurtosis_target: float = 1.8
+    """W-reshape K_T (1.8: uniform, as KURE; the paper's value was not read)."""
+    kurtosis_weight: float = 0.1
+    """W-reshape λ."""
+    bitaug_bits: tuple[int, ...] = field(default_factory=tuple)
+    """BitAug's set S; empty: {B_ADC + 1, B_ADC + 2}."""
+    bitaug_mode: str = "sum"
+    lora_rank: int = 4
+    lora_alpha: float | None = None
+    bskmq_refit: bool = False
+    """BS-KMQ: refit the levels after every epoch (else frozen)."""
+
+    @property
+    def raoq_parts(self) -> tuple[str, ...]:
+        return tuple(n for n, on in (("a-shift", self.a_shift), ("w-reshape", self.w_reshape),
+                                     ("bitaug", self.bitaug), ("lora", self.lora)) if on)
+
+    def chip(self, chip: ChipConfig) -> ChipConfig:
+        """The chip the method trains and deploys on (A-shift turns the DAC setting on)."""
+        if not self.a_shift:
+            return chip
+        return chip.replace(dac=chip.dac.replace(shift_unsigned_inputs=True))
+
+    def bits_set(self, chip: ChipConfig) -> tuple[int, ...]:
+        return self.bitaug_bits or (chip.adc.bits + 1, chip.adc.bits + 2)
+
+    def setup(self, prepared: PreparedModel, lr: float, seed: int = 0) -> list[dict]:
+        """Attach the adapters (LoRA) and return Adam's parameter groups."""
+        if self.lora:
+            add_lora(prepared, self.lora_rank, self.lora_alpha, seed=seed)
+        return param_groups(prepared, lr)
+
+    def loss(self, prepared: PreparedModel, base: Callable[..., torch.Tensor]
+             ) -> Callable[..., torch.Tensor]:
+        """``base`` (a per-batch loss) with W-reshape's and BitAug's terms added (BitAug's
+        ``sample`` draws from torch's generator, seeded per epoch by ``train_epoch``)."""
+        bits = self.bits_set(prepared.chip)
+
+        def loss_fn(*batch):
+            loss = (bitaug_loss(prepared, base, batch, bits, mode=self.bitaug_mode)
+                    if self.bitaug else base(*batch))
+            if self.w_reshape:
+                loss = loss + kurtosis_penalty(prepared, target=self.kurtosis_target,
+                                               weight=self.kurtosis_weight)
+            return loss
+
+        return loss_fn
+
+
+_OPTION_TYPES: dict[str, Callable[[str], object]] = {
+    "kurtosis_target": float, "kurtosis_weight": float, "bitaug_mode": str,
+    "lora_rank": int, "lora_alpha": float,
+    "bitaug_bits": lambda s: tuple(int(v) for v in s.replace(",", " ").split()),
+    "bskmq_refit": lambda s: {"true": True, "false": False}[s.lower()],
+}
+
+
+def parse_method(text: str, options: Mapping[str, str] | None = None) -> Recipe:
+    """A :class:`Recipe` from ``qat``, ``distill``, ``raoq``, ``qat+a-shift+bitaug``, ...
+    and ``KEY=VALUE`` options (:class:`Recipe` fields); ``ConfigError`` names what is wrong."""
+    parts = [p.strip() for p in str(text).split("+") if p.strip()]
+    allowed = f"'+'-joined parts of {', '.join(BASES + PARTS)}"
+    unknown = [p for p in parts if p not in BASES + PARTS]
+    if not parts or unknown:
+        raise ConfigError(f"--method: {text!r} is not a method ({unknown or 'empty'}); "
+                          f"allowed: {allowed}")
+    bases = [p for p in parts if p in BASES]
+    if len(bases) > 1:
+        raise ConfigError(f"--method: {text!r} has two base losses {bases}; allowed: one of "
+                          f"{', '.join(BASES)}")
+    on = set(parts) | ({"a-shift", "w-reshape", "bitaug", "lora"} if "raoq" in parts else set())
+    if "bskmq" in on and len(on - {"bskmq", "qat"}) > 0:
+        raise ConfigError(f"--method: {text!r}: bskmq combines with nothing but qat (it needs "
+                          "labels and trains the layer-output NL-ADC)")
+    kw: dict[str, object] = {}
+    fields_ = {f.name for f in dataclasses.fields(Recipe)} - {"base", "a_shift", "w_reshape",
+                                                              "bitaug", "lora", "bskmq"}
+    for key, value in (options or {}).items():
+        if key not in _OPTION_TYPES:
+            raise ConfigError(f"--option {key}: unknown; allowed: {', '.join(sorted(fields_))}")
+        try:
+            kw[key] = _OPTION_TYPES[key](value)
+        except (ValueError, KeyError):
+            raise ConfigError(f"--option {key}={value!r} is invalid") from None
+    if kw.get("bitaug_mode", "sum") not in BITAUG_MODES:
+        raise ConfigError(f"--option bitaug_mode={kw['bitaug_mode']!r} is invalid; allowed: "
+                          f"{', '.join(BITAUG_MODES)}")
+    return Recipe(base=bases[0] if bases else "qat", a_shift="a-shift" in on,
+                  w_reshape="w-reshape" in on, bitaug="bitaug" in on, lora="lora" in on,
+                  bskmq="bskmq" in on, **kw)  # type: ignore[arg-type]

@@ -1,0 +1,148 @@
+"""RAOQ's training methods on the twin: W-reshape, BitAug, and the per-layer weight report.
+
+Zhang, Chen and Verma, "RAOQ: Reshape and Adapt for Output Quantization", ICML 2024. With a
+hardware-fixed ADC step Δ the SQNR of a column sum is Var[Y] / (Δ²/12), and for zero-mean
+weights independent of the inputs Var[Y] = M · E[X²] · Var[W]; RAOQ raises both factors:
+
+- **A-shift** raises E[X²]: a chip setting (``dac.shift_unsigned_inputs``), modelled by the
+  engine and by the twin (``cimsim.mapping.matrix.shift_zero_point``); nothing to train.
+- **W-reshape** (:func:`kurtosis_penalty`) raises Var[W] within [−w_max, w_max]: a kurtosis
+  regularizer on the quantized weights, ``λ · Σ_layers (Kurt(Q(W_l)) − K_T)²``, with the
+  straight-through Q the twin uses (K_T = 1.8 is a uniform distribution, as in KURE,
+  Shkolnik et al., NeurIPS 2020; the paper's K_T and λ were not read).
+- **BitAug** (:func:`bitaug_loss`) adds the loss at other ADC precisions, the range unchanged
+  (the twin's per-forward override, :func:`adc_bits`), summed or one sampled per step.
+- **ADC-LoRA** is :mod:`cimsim.train.lora`.
+
+See ``docs/papers.md`` for what was measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from ..errors import ConfigError
+from .ste import round_ste
+from .twin import PreparedModel, TwinMatmul
+
+__all__ = ["BITAUG_MODES", "adc_bits", "bitaug_loss", "kurtosis", "kurtosis_penalty",
+           "quantized_weight_ste", "weight_stats"]
+
+BITAUG_MODES = ("sum", "sample")
+
+
+def quantized_weight_ste(twin: TwinMatmul) -> torch.Tensor:
+    """The integer weights (N, K) the twin's forward uses, with the straight-through round
+    (and the clamp's gradient mask): differentiable in ``weight`` (and its LoRA delta)."""
+    s = twin._weight_scale_full(twin.weight_scale).detach()
+    return round_ste(torch.clamp(twin.effective_weight() / s, -twin.w_qmax, twin.w_qmax))
+
+
+def kurtosis(w: torch.Tensor) -> torch.Tensor:
+    """``E[((w − μ)/σ)^4]`` over all elements (1.8 for a uniform distribution, 3 for a
+    Gaussian); 0-gradient-safe for a constant tensor (σ clamped)."""
+    w = w.reshape(-1)
+    d = w - w.mean()
+    var = (d * d).mean().clamp_min(1e-12)
+    return (d ** 4).mean() / (var * var)
+
+
+def _twins(prepared: PreparedModel | Sequence[TwinMatmul]) -> list[tuple[str, TwinMatmul]]:
+    if isinstance(prepared, PreparedModel):
+        return list(prepared.twins())
+    return [(t.name, t) for t in prepared]
+
+
+def kurtosis_penalty(prepared: PreparedModel | Sequence[TwinMatmul], *, target: float = 1.8,
+                     weight: float = 0.1) -> torch.Tensor:
+    """W-reshape: ``weight · Σ_layers (Kurt(Q(W_l)) − target)²`` over every mapped matrix,
+    Q the twin's straight-through weight quantizer (a loss term the trainer adds).
+
+    Parameters
+    ----------
+    prepared : PreparedModel or sequence of TwinMatmul
+    target : float
+        K_T > 1 (1.8: uniform).
+    weight : float
+        λ >= 0.
+    """
+    if not target > 1.0:
+        raise ConfigError(f"W-reshape target = {target!r} is invalid; allowed: a kurtosis > 1 "
+                          "(1.8 is uniform, 3 Gaussian)")
+    if not weight >= 0.0:
+        raise ConfigError(f"W-reshape weight = {weight!r} is invalid; allowed: a number >= 0")
+    terms = [(kurtosis(quantized_weight_ste(t)) - target) ** 2 for _, t in _twins(prepared)]
+    if not terms:
+        raise ConfigError("W-reshape: the model has no mapped matrix")
+    return weight * torch.stack(terms).sum()
+
+
+def weight_stats(prepared: PreparedModel | Sequence[TwinMatmul]) -> list[dict]:
+    """Per mapped matrix: ``layer``, ``var_w_int`` (variance of the integer weights the
+    arrays hold: the Var[W] of the ADC's SQNR), ``kurtosis`` of them, ``w_qmax``."""
+    out = []
+    with torch.no_grad():
+        for name, t in _twins(prepared):
+            q = t.quantized_weight()
+            out.append({"layer": name, "var_w_int": float(q.var(unbiased=False)),
+                        "kurtosis": float(kurtosis(q)), "w_qmax": t.w_qmax})
+    return out
+
+
+@contextlib.contextmanager
+def adc_bits(prepared: PreparedModel | Sequence[TwinMatmul], bits: int | None
+             ) -> Iterator[None]:
+    """Within the block, every twin converts at ``bits`` over its unchanged range (BitAug's
+    other precisions; the twin's ``adc_bits_override`` hook). ``None``: the chip's bits."""
+    twins = [t for _, t in _twins(prepared)]
+    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int)
+                             or not 1 <= bits <= 24):
+        raise ConfigError(f"adc bits = {bits!r} is invalid; allowed: an integer in 1..24")
+    if bits is not None and any(t.nonlinear_adc for t in twins):
+        raise ConfigError("BitAug needs a linear ADC (adc.kind = 'sar' or 'flash'); the chip "
+                          "has a ramp NL-ADC")
+    saved = [t.adc_bits_override for t in twins]
+    for t in twins:
+        t.adc_bits_override = bits
+    try:
+        yield
+    finally:
+        for t, b in zip(twins, saved, strict=True):
+            t.adc_bits_override = b
+
+
+def bitaug_loss(prepared: PreparedModel, loss_fn: Callable[..., torch.Tensor], batch: tuple,
+                bits: Sequence[int], *, mode: str = "sum",
+                rng: random.Random | None = None) -> torch.Tensor:
+    """BitAug: ``L(θ; B_ADC) + Σ_{b∈S} L(θ; b)`` (``mode='sum'``) or ``L(θ; B_ADC) + L(θ; b)``
+    with one b drawn from S per call (``mode='sample'``, from ``rng``), every extra term with
+    the same range at b bits.
+
+    Parameters
+    ----------
+    prepared : PreparedModel
+    loss_fn : callable
+        ``loss_fn(*batch) -> scalar`` that runs ``prepared``.
+    batch : tuple
+    bits : sequence of int
+        The set S (may be empty: the plain loss).
+    mode : {'sum', 'sample'}
+    rng : random.Random, optional
+        For ``sample``; default torch's global generator (which ``train_epoch`` seeds from
+        ``(seed, epoch)``, so a resumed run draws as the uninterrupted one).
+    """
+    if mode not in BITAUG_MODES:
+        raise ConfigError(f"BitAug mode = {mode!r} is invalid; allowed: {list(BITAUG_MODES)}")
+    loss = loss_fn(*batch)
+    chosen = list(bits)
+    if mode == "sample" and chosen:
+        chosen = [rng.choice(chosen) if rng is not None
+                  else chosen[int(torch.randint(len(chosen), ()))]]
+    for b in chosen:
+        with adc_bits(prepared, int(b)):
+            loss = loss + loss_fn(*batch)
+    return loss
