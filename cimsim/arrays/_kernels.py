@@ -62,7 +62,8 @@ def convert_accumulate(
     noise_steps (C,) float64 > 0, or (0,): where given, the noise of conversion c is one
     Gaussian of noise_steps[c] ADC steps (thermal and comparator noise together, linear ADC, no
     read noise: the caller checks) and its code is drawn exactly from its discrete distribution
-    (``_rng.code_offset_slow`` and its fast path here, qz = ``_rng.QZ``) instead of adding a Gaussian and quantizing;
+    (``_rng.code_offset_slow`` and its fast path here; qz = ``_rng.QZ``) instead of adding a
+    Gaussian and quantizing;
     a conversion then counts as clipped when its unclamped code is outside [0, top_code] (the
     linear ADC's own clip bounds, half a step beyond its ends; clip_lo, clip_hi are not read).
     """
