@@ -3,7 +3,8 @@
 Setting (issue 2): 8-bit inputs applied bit-serially (8 planes), 8-bit weights stored
 differentially at 2 bits per cell (7 magnitude bits -> 4 slices, each a +/- column pair read out
 in analog), 256x256 arrays, a 6-bit SAR ADC with per-column calibrated ranges. Each shape runs
-with noise off and with thermal noise on (sigma = 1 cell-LSB).
+with noise off and with thermal noise on (sigma = 1 cell-LSB), sampled as the environment says
+(``CIMSIM_NOISE_SAMPLER``: ``gaussian`` by default, ``exact`` for the exact code sampler).
 
 For every shape it prints the seconds of ``engine.run`` (programming and calibration excluded:
 they happen once at deploy time), the *array MAC/s* = M*K*N*planes*slices / t, and the ratio of
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             wr.writerows(rows)
     min_on = min(r["ratio"] for r in rows if r["noise"] == "on")
     t_of = {(r["M"], r["K"], r["N"], r["noise"]): r["t_s"] for r in rows}
+    print(f"noise sampler: {os.environ.get(engine.NOISE_SAMPLER_ENV, 'gaussian')}")
     on_off = min(t_of[(m, k, n, "off")] / t_of[(m, k, n, "on")] for m, k, n, _ in t_of)
     first = first_call(args.quick)
     print(f"min_ratio_noise_on={min_on:.3f}")

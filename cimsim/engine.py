@@ -9,6 +9,7 @@ batch; Python loops run over chunks and row groups only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,6 +36,13 @@ _NO_STEPS = np.zeros(0)
 #: distribution (:func:`exact_noise_steps`): beyond it a boundary falls inside most quantile
 #: cells and the Gaussian path is cheaper.
 EXACT_MAX_STEPS = 4.0
+
+#: Environment variable choosing how noise before a linear ADC is sampled: ``gaussian`` (the
+#: default: a ziggurat normal added, then quantized) or ``exact`` (the code drawn from its
+#: discrete distribution where :func:`exact_noise_steps` allows). Both are exact in
+#: distribution; they give different draws. ``exact`` measured slower than ``gaussian`` on the
+#: benchmark machine (docs/performance.md), hence opt-in.
+NOISE_SAMPLER_ENV = "CIMSIM_NOISE_SAMPLER"
 
 #: Default bound on the per-chunk working set (partial sums, planes, variances), bytes.
 CHUNK_BYTES = 96 * 2**20
@@ -205,10 +213,17 @@ def _kernel_args(layer: ProgrammedLayer, sig: np.ndarray, m_total: int):
 
 def exact_noise_steps(layer: ProgrammedLayer, group: int) -> np.ndarray:
     """(C,) noise of every conversion of row group ``group`` in ADC steps, where its code can be
-    drawn exactly (``_rng.code_offset``): thermal and comparator noise (together one Gaussian,
+    drawn exactly (``_rng.code_offset_slow``): thermal and comparator noise (together one Gaussian,
     ``sqrt((thermal·(1 + gain) / Δ)² + comparator²)`` steps), a linear ADC with its own clip
     bounds, no per-cell read noise (a per-output variance), at most :data:`EXACT_MAX_STEPS`.
-    Elsewhere (0,): the kernel adds a Gaussian and quantizes."""
+    Elsewhere, and unless ``CIMSIM_NOISE_SAMPLER=exact`` (:data:`NOISE_SAMPLER_ENV`), (0,):
+    the kernel adds a Gaussian and quantizes."""
+    sampler = os.environ.get(NOISE_SAMPLER_ENV, "gaussian")
+    if sampler not in ("gaussian", "exact"):
+        raise ConfigError(f"{NOISE_SAMPLER_ENV} = {sampler!r} is invalid; allowed: 'gaussian', "
+                          "'exact'")
+    if sampler == "gaussian":
+        return _NO_STEPS
     chip, tables = layer.chip, layer.adc
     th, cmp = chip.noise.thermal_sigma_lsb, chip.adc.comparator_noise_lsb
     if (tables is None or tables.thr is not None or tables.clip_lo is not None

@@ -16,7 +16,14 @@ from scipy import stats
 from cimsim import engine
 from cimsim.arrays._rng import QZ, code_offsets_reference, stream_key
 from cimsim.arrays.program import program
+from cimsim.errors import ConfigError
 from tests.conftest import ideal_chip
+
+
+@pytest.fixture(autouse=True)
+def _exact_sampler(monkeypatch):
+    # the engine draws codes exactly only when asked (engine.NOISE_SAMPLER_ENV)
+    monkeypatch.setenv(engine.NOISE_SAMPLER_ENV, "exact")
 
 
 def _exact_pmf(u: float, s: float, k: np.ndarray) -> np.ndarray:
@@ -126,7 +133,7 @@ def _noisy_layer(sigma=0.7, cmp=0.0, read_noise_rel=0.0):
     return layer, x
 
 
-def test_engine_uses_the_sampler_where_it_applies():
+def test_engine_uses_the_sampler_where_it_applies(monkeypatch):
     layer, _ = _noisy_layer(cmp=0.2)
     steps = engine.exact_noise_steps(layer, 0)
     d = layer.adc.delta[0]
@@ -137,6 +144,11 @@ def test_engine_uses_the_sampler_where_it_applies():
     assert engine.exact_noise_steps(quiet, 0).shape == (0,)
     loud, _ = _noisy_layer(sigma=1e4)
     assert engine.exact_noise_steps(loud, 0).shape == (0,)  # beyond EXACT_MAX_STEPS
+    monkeypatch.setenv(engine.NOISE_SAMPLER_ENV, "gaussian")
+    assert engine.exact_noise_steps(layer, 0).shape == (0,)
+    monkeypatch.setenv(engine.NOISE_SAMPLER_ENV, "fast")
+    with pytest.raises(ConfigError, match="CIMSIM_NOISE_SAMPLER"):
+        engine.exact_noise_steps(layer, 0)
 
 
 def test_engine_noise_statistics_match_the_model():
@@ -173,7 +185,8 @@ def test_same_seed_same_codes_with_one_and_two_threads(tmp_path):
     outs = []
     for threads in (1, 2):
         out = tmp_path / f"y{threads}.npy"
-        env = dict(__import__("os").environ, NUMBA_NUM_THREADS=str(threads))
+        env = dict(__import__("os").environ, NUMBA_NUM_THREADS=str(threads),
+                   CIMSIM_NOISE_SAMPLER="exact")
         subprocess.run([sys.executable, "-c", _THREADS_SCRIPT.format(root=root, out=str(out))],
                        check=True, env=env, timeout=600)
         outs.append(np.load(out))
