@@ -141,7 +141,7 @@ def _digest(w: np.ndarray) -> bytes:
     w = np.ascontiguousarray(w)
     h = hashlib.blake2b(digest_size=20)
     h.update(f"{w.dtype.str}{w.shape}".encode())
-    h.update(memoryview(w).cast("B"))
+    h.update(w.view(np.uint8).reshape(-1).data)
     return h.digest()
 
 
