@@ -82,9 +82,9 @@ def convert_accumulate(
     # the plain case (one GEMM column per conversion, nothing analog to add) is a copy
     simple = direct and not has_neg and not has_off and nl_kind == NL_NONE
     exact = noise_steps.shape[0] > 0
-    # ... and without noise, with a linear ADC, one loop does it all
-    plain = (simple and not nonlinear and not has_var and cmp_sigma == 0.0
-             and thermal_sigma == 0.0)
+    # ... and with a linear ADC, no read noise and no comparator noise, one loop does it all
+    # (thermal noise as a Gaussian added; the exact code sampler has its own loops below)
+    plain = simple and not nonlinear and not has_var and cmp_sigma == 0.0 and not exact
     th2 = thermal_sigma * thermal_sigma
     g1 = 1.0 + gain
     for m in prange(mc):
@@ -106,13 +106,22 @@ def convert_accumulate(
                 base = uint64(((group * n_planes + p) * m_total + m_offset + m) * n_conv + c0)
                 s = sig[p]
                 if plain:
-                    # the common case in one loop: partial sum, linear ADC
-                    for t in range(nt):
-                        c = c0 + t
-                        d = delta[c]
-                        v = ps[p, m, c] * g1 + offset_lsb * d
-                        n_clip += (v < clip_lo[c]) | (v > clip_hi[c])
-                        acc[t] += s * linear_adc(v, lo[c], d, top_code)
+                    # the common case in one loop: partial sum, thermal noise, linear ADC
+                    if thermal_sigma > 0.0:
+                        fill_normals(key_noise, base, z[:nt], hh, slow, kn, wn)
+                        for t in range(nt):
+                            c = c0 + t
+                            d = delta[c]
+                            v = (ps[p, m, c] + thermal_sigma * z[t]) * g1 + offset_lsb * d
+                            n_clip += (v < clip_lo[c]) | (v > clip_hi[c])
+                            acc[t] += s * linear_adc(v, lo[c], d, top_code)
+                    else:
+                        for t in range(nt):
+                            c = c0 + t
+                            d = delta[c]
+                            v = ps[p, m, c] * g1 + offset_lsb * d
+                            n_clip += (v < clip_lo[c]) | (v > clip_hi[c])
+                            acc[t] += s * linear_adc(v, lo[c], d, top_code)
                     continue
                 if simple:
                     if not exact:  # (the exact path reads the partial sums in place)
