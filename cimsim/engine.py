@@ -26,8 +26,8 @@ from .config import RangePolicy, SignedInputMode
 from .errors import ConfigError
 from .events import Action, Component, EventKey, Events
 
-__all__ = ["AnalogBlock", "RunResult", "analog_values", "calibrate", "check_inputs",
-           "exact_noise_steps", "run", "run_detailed"]
+__all__ = ["AnalogBlock", "RunResult", "analog_values", "calibrate", "check_inputs", "run",
+           "run_detailed"]
 
 _NO_LEVELS = np.zeros((0, 0))
 _NO_STEPS = np.zeros(0)
