@@ -569,8 +569,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .train import prepare
     from .train.distill import distillation_loss, output_cosine
-    from .train.lora import merge_lora
     from .train.loop import train_epoch
+    from .train.lora import merge_lora
     from .train.raoq import weight_stats
 
     _check_train_args(args)

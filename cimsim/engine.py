@@ -9,6 +9,7 @@ batch; Python loops run over chunks and row groups only.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import numpy as np
 from .adc import FusedActivation, RangeStats, calibrated_tables, keeps_samples
 from .arrays import _gemm
 from .arrays._kernels import convert_accumulate, make_planes
-from .arrays._rng import KN, WN, stream_key
+from .arrays._rng import KN, QZ, WN, stream_key
 from .arrays.analog import analog_from_partial_sums, nonlinearity_args
 from .arrays.drift import gain_events
 from .arrays.encoding import input_planes, input_range, plane_layout
@@ -30,6 +31,19 @@ __all__ = ["AnalogBlock", "RunResult", "analog_values", "calibrate", "check_inpu
            "run_detailed"]
 
 _NO_LEVELS = np.zeros((0, 0))
+_NO_STEPS = np.zeros(0)
+
+#: Largest noise, in ADC steps, for which a conversion's code is drawn exactly from its discrete
+#: distribution (:func:`exact_noise_steps`): beyond it a boundary falls inside most quantile
+#: cells and the Gaussian path is cheaper.
+EXACT_MAX_STEPS = 4.0
+
+#: Environment variable choosing how noise before a linear ADC is sampled: ``gaussian`` (the
+#: default: a ziggurat normal added, then quantized) or ``exact`` (the code drawn from its
+#: discrete distribution where :func:`exact_noise_steps` allows). Both are exact in
+#: distribution; they give different draws. ``exact`` measured slower than ``gaussian`` on the
+#: benchmark machine (docs/performance.md), hence opt-in.
+NOISE_SAMPLER_ENV = "CIMSIM_NOISE_SAMPLER"
 
 #: Default bound on the per-chunk working set (partial sums, planes, variances), bytes.
 CHUNK_BYTES = 96 * 2**20
@@ -199,6 +213,30 @@ def _kernel_args(layer: ProgrammedLayer, sig: np.ndarray, m_total: int):
     )
 
 
+def exact_noise_steps(layer: ProgrammedLayer, group: int) -> np.ndarray:
+    """(C,) noise of every conversion of row group ``group`` in ADC steps, where its code can be
+    drawn exactly (``_rng.code_offset_slow``): thermal and comparator noise (together one Gaussian,
+    ``sqrt((thermal·(1 + gain) / Δ)² + comparator²)`` steps), a linear ADC with its own clip
+    bounds, no per-cell read noise (a per-output variance), at most :data:`EXACT_MAX_STEPS`.
+    Elsewhere, and unless ``CIMSIM_NOISE_SAMPLER=exact`` (:data:`NOISE_SAMPLER_ENV`), (0,):
+    the kernel adds a Gaussian and quantizes."""
+    sampler = os.environ.get(NOISE_SAMPLER_ENV, "gaussian")
+    if sampler not in ("gaussian", "exact"):
+        raise ConfigError(f"{NOISE_SAMPLER_ENV} = {sampler!r} is invalid; allowed: 'gaussian', "
+                          "'exact'")
+    if sampler == "gaussian":
+        return _NO_STEPS
+    chip, tables = layer.chip, layer.adc
+    th, cmp = chip.noise.thermal_sigma_lsb, chip.adc.comparator_noise_lsb
+    if (tables is None or tables.thr is not None or tables.clip_lo is not None
+            or layer.gemm_var is not None or (th == 0.0 and cmp == 0.0)):
+        return _NO_STEPS
+    steps = np.sqrt((th * (1.0 + chip.adc.gain_error) / tables.delta[group]) ** 2 + cmp**2)
+    if not np.all(steps <= EXACT_MAX_STEPS):
+        return _NO_STEPS
+    return np.ascontiguousarray(steps, dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What one :func:`run_detailed` call computed and counted."""
@@ -276,6 +314,7 @@ def run_detailed(
     assert tables is not None  # _kernel_args refused a layer without ADC settings
     clip_lo, clip_hi = tables.clip_bounds(layer.chip.adc.n_codes)
     clips = np.zeros(m, dtype=np.int64)  # per vector: no two threads add to one count
+    steps = [exact_noise_steps(layer, g) for g in range(layer.n_groups)]
     for blk in _blocks(layer, x, chunk_vectors, gemm, ev, kernel):
         mc = blk.ps.shape[1]
         out = y[blk.m0:blk.m0 + mc]
@@ -283,11 +322,11 @@ def run_detailed(
         thr = tables.thr[blk.group] if tables.thr is not None else _NO_LEVELS
         lvl = tables.lvl[blk.group] if tables.lvl is not None else _NO_LEVELS
         bounds = dict(clip_lo=clip_lo[blk.group], clip_hi=clip_hi[blk.group],
-                      clips=clips[blk.m0:blk.m0 + mc])
+                      clips=clips[blk.m0:blk.m0 + mc], noise_steps=steps[blk.group])
         if kernel == "numba":
             convert_accumulate(blk.ps, blk.xsum, blk.var, lo=lo, delta=delta,
                                key_noise=key_noise, key_cmp=key_cmp, group=blk.group,
-                               m_offset=blk.m0, kn=KN, wn=WN, thr=thr, lvl=lvl,
+                               m_offset=blk.m0, kn=KN, wn=WN, qz=QZ, thr=thr, lvl=lvl,
                                out=out, **bounds, **args)
         else:
             # the NumPy twin, for tests that hold the kernel to it (imported only then)

@@ -7,6 +7,12 @@ CPUs with VNNI/AMX, several times faster than float32 BLAS; float32 is exact bel
 ``torch._int_mm`` is a private torch entry point: it is reached only through
 :func:`int8_matmul`, which returns ``None`` when torch is missing, the op is absent or it fails
 a self-test, and ``choose`` then picks the float path (the same integers, exactly).
+
+The float GEMMs run through torch too where it is installed: torch's BLAS threads on the same
+OpenMP runtime (``libgomp``) as the Numba kernels, so the GEMM and the kernel that follows it
+take turns on one thread pool. NumPy's OpenBLAS has its own spinning pthreads; alternating the
+two pools (a GEMM and a kernel per row group) made a one-vector call on a 4608x512 layer wait
+~0.3 s on two busy cores (``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ Int8MatMul = Callable[[np.ndarray, np.ndarray], np.ndarray]
 def int8_matmul() -> Int8MatMul | None:
     """The exact int8 GEMM ``(M, K) int8 @ (K, J) int8 -> (M, J) int32``, or ``None``.
 
-    ``None`` when ``CIMSIM_GEMM`` is set to something other than ``auto``/``int8``, when torch
+    ``None`` when ``CIMSIM_GEMM`` is set to something other than ``auto``/``int8``
+    (``float32``: the float path through torch; ``numpy``: the float path through NumPy), when torch
     is not installed, when this torch build has no ``torch._int_mm`` (a private op), or when
     the op does not compute a known product correctly. Checked once per process.
     """
@@ -82,4 +89,19 @@ def gemm(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
             )
         return mm(a, b)
     dt = np.float32 if kind == "float32" else np.float64
-    return np.matmul(a.astype(dt, copy=False), b.astype(dt, copy=False))
+    a, b = a.astype(dt, copy=False), b.astype(dt, copy=False)
+    torch = _torch()
+    if torch is None:
+        return np.matmul(a, b)
+    return torch.from_numpy(a).matmul(torch.from_numpy(b)).numpy()
+
+
+@functools.lru_cache(maxsize=1)
+def _torch():  # -> the torch module or None
+    if os.environ.get("CIMSIM_GEMM", "auto") == "numpy":
+        return None
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency, but optional here
+        return None
+    return torch

@@ -15,10 +15,11 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..adc._kernels import linear_adc
-from ._rng import fill_normals
+from ._rng import _QCELLS, code_offset_slow, draw_word, fill_normals, fill_words
 
 NL_NONE, NL_SATURATING, NL_POLYNOMIAL, NL_IR_DROP = 0, 1, 2, 3
 _TILE = 256  # conversions per tile of convert_accumulate (its scratch arrays stay in L1)
+_U_MAX = 2.0**50  # |position| in ADC steps beyond which noise cannot move a code back in range
 
 
 @njit(inline="always", cache=True)
@@ -45,7 +46,7 @@ def convert_accumulate(
     nl_kind, nl_fs, nl_sat, nl_beta, nl_poly,
     thermal_sigma, gain, offset_lsb, cmp_sigma,
     key_noise, key_cmp, group, m_offset, m_total, kn, wn, thr, lvl, clip_lo, clip_hi, out,
-    clips,
+    clips, noise_steps, qz,
 ):  # pragma: no cover - compiled; twin: _reference.convert_accumulate_reference
     """Convert and accumulate one row group.
 
@@ -57,6 +58,14 @@ def convert_accumulate(
     module's own tables); clip_lo, clip_hi (C,) float64 the values the ADC input must stay
     within (else the conversion is clipped); out (Mc, N) float64, accumulated into; clips (Mc,)
     int64, each vector's clipped conversions added to it.
+
+    noise_steps (C,) float64 > 0, or (0,): where given, the noise of conversion c is one
+    Gaussian of noise_steps[c] ADC steps (thermal and comparator noise together, linear ADC, no
+    read noise: the caller checks) and its code is drawn exactly from its discrete distribution
+    (``_rng.code_offset_slow`` and its fast path here; qz = ``_rng.QZ``) instead of adding a
+    Gaussian and quantizing;
+    a conversion then counts as clipped when its unclamped code is outside [0, top_code] (the
+    linear ADC's own clip bounds, half a step beyond its ends; clip_lo, clip_hi are not read).
     """
     n_planes, mc, jg = ps.shape
     nonlinear = thr.shape[0] > 0
@@ -72,14 +81,16 @@ def convert_accumulate(
         direct = direct and pos[c] == c
     # the plain case (one GEMM column per conversion, nothing analog to add) is a copy
     simple = direct and not has_neg and not has_off and nl_kind == NL_NONE
+    exact = noise_steps.shape[0] > 0
     # ... and with a linear ADC, no read noise and no comparator noise, one loop does it all
-    plain = simple and not nonlinear and not has_var and cmp_sigma == 0.0
+    # (thermal noise as a Gaussian added; the exact code sampler has its own loops below)
+    plain = simple and not nonlinear and not has_var and cmp_sigma == 0.0 and not exact
     th2 = thermal_sigma * thermal_sigma
     g1 = 1.0 + gain
     for m in prange(mc):
         a = np.empty(_TILE)
         z = np.empty(_TILE)
-        hh = np.empty(_TILE // 2 + 1, dtype=np.uint64)  # scratch of fill_normals
+        hh = np.empty(_TILE // 2 + 2, dtype=np.uint64)  # scratch of fill_normals/words
         slow = np.empty(_TILE, dtype=np.int64)
         acc = np.empty(_TILE)
         n_clip = 0
@@ -113,8 +124,9 @@ def convert_accumulate(
                             acc[t] += s * linear_adc(v, lo[c], d, top_code)
                     continue
                 if simple:
-                    for t in range(nt):
-                        a[t] = ps[p, m, c0 + t]
+                    if not exact:  # (the exact path reads the partial sums in place)
+                        for t in range(nt):
+                            a[t] = ps[p, m, c0 + t]
                 else:
                     xs = xsum[p, m] if has_off else 0.0
                     for t in range(nt):
@@ -129,6 +141,46 @@ def convert_accumulate(
                                 b = _nonlinear(b, nl_kind, nl_fs, nl_sat, nl_beta, nl_poly)
                             v -= b
                         a[t] = v
+                if exact:
+                    # noise as an exact draw of the code (_rng.code_offset_slow has the
+                    # method). Three passes, as fill_normals: positions (vectorised), the cell
+                    # of each draw decides its code offset (scalar: two table loads), then the
+                    # rare undecided draws one by one and the ADC (vectorised). One loop doing
+                    # all of it ran 2-3x slower (nothing vectorised).
+                    fill_words(key_noise, base, nt, hh)
+                    if simple:  # (two loops: a flag inside kept it from vectorising)
+                        for t in range(nt):
+                            c = c0 + t
+                            d = delta[c]
+                            u = (ps[p, m, c] * g1 + offset_lsb * d - lo[c]) / d + 0.5
+                            a[t] = min(max(u, -_U_MAX), _U_MAX)  # a[t]: the position now
+                    else:
+                        for t in range(nt):
+                            c = c0 + t
+                            d = delta[c]
+                            u = (a[t] * g1 + offset_lsb * d - lo[c]) / d + 0.5
+                            a[t] = min(max(u, -_U_MAX), _U_MAX)
+                    ns = 0
+                    for t in range(nt):
+                        sc = noise_steps[c0 + t]
+                        i = draw_word(hh, base, t) >> 4
+                        ic = min(max(i, 1), _QCELLS - 2)  # the end cells are unbounded
+                        k = np.floor(a[t] + sc * qz[ic])
+                        z[t] = k
+                        if i != ic or np.floor(a[t] + sc * qz[ic + 1]) != k:
+                            slow[ns] = t
+                            ns += 1
+                    for j in range(ns):
+                        t = slow[j]
+                        z[t] = code_offset_slow(key_noise, base + uint64(t),
+                                                draw_word(hh, base, t) >> 4, a[t],
+                                                noise_steps[c0 + t])
+                    for t in range(nt):
+                        c = c0 + t
+                        k = z[t]
+                        n_clip += (k < 0.0) | (k > top_code)
+                        acc[t] += s * (lo[c] + min(max(k, 0.0), top_code) * delta[c])
+                    continue
                 if noisy:
                     fill_normals(key_noise, base, z[:nt], hh, slow, kn, wn)
                     if has_var:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..adc._reference import linear_adc_reference, nonlinear_adc_reference
 from ..config import OffCurrentCompensation, SignedInputMode, WeightEncoding
-from ._rng import normal_reference, stream_key
+from ._rng import code_offsets_reference, normal_reference, stream_key
 from .analog import NL_CODES, analog_from_partial_sums, column_nonlinearity
 
 
@@ -15,8 +15,10 @@ def convert_accumulate_reference(
     nl_kind, nl_fs, nl_sat, nl_beta, nl_poly,
     thermal_sigma, gain, offset_lsb, cmp_sigma,
     key_noise, key_cmp, group, m_offset, m_total, thr, lvl, clip_lo, clip_hi, out, clips,
+    noise_steps, qz=None,
 ):
-    """Vectorised NumPy twin of ``_kernels.convert_accumulate`` (same arguments, no tables)."""
+    """Vectorised NumPy twin of ``_kernels.convert_accumulate`` (same arguments, no tables:
+    the twin reads ``_rng.QZ`` itself)."""
     n_planes, mc, _ = ps.shape
     n_conv = pos.shape[0]
     a = analog_from_partial_sums(ps, xsum, pos, neg, off_add, nl_kind, nl_fs, nl_sat, nl_beta,
@@ -27,6 +29,15 @@ def convert_accumulate_reference(
             + m_offset + np.arange(mc)[None, :, None]) * n_conv
            + np.arange(n_conv)[None, None, :]).astype(np.uint64)
     has_var = var.shape[0] > 0
+    if noise_steps.shape[0] > 0:
+        # the exact code sampler: noise is one Gaussian of noise_steps ADC steps
+        u = (a * (1.0 + gain) + offset_lsb * delta - lo) / delta + 0.5
+        u = np.clip(u, -(2.0**50), 2.0**50)
+        k = code_offsets_reference(key_noise, idx, u, noise_steps).astype(np.float64)
+        clips += ((k < 0) | (k > top_code)).sum(axis=(0, 2))
+        val = (lo + np.clip(k, 0.0, top_code) * delta) * coef * sig[:, None, None]
+        _accumulate(val, out, out_col)
+        return
     if thermal_sigma > 0 or has_var:
         v = np.full(a.shape, thermal_sigma**2)
         if has_var:
@@ -41,8 +52,12 @@ def convert_accumulate_reference(
         val = nonlinear_adc_reference(a, thr, lvl) * coef * sig[:, None, None]
     else:
         val = linear_adc_reference(a, lo, delta, top_code) * coef * sig[:, None, None]
+    _accumulate(val, out, out_col)
+
+
+def _accumulate(val, out, out_col):
     contrib = val.sum(axis=0)  # (Mc, C)
-    for c in range(n_conv):
+    for c in range(out_col.shape[0]):
         out[:, out_col[c]] += contrib[:, c]
 
 
@@ -96,6 +111,9 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
     top = adc.n_codes - 1
     n_conv = layer.n_conversions
     y = np.zeros((m_total, layer.n_outputs))
+    from ..engine import exact_noise_steps  # the engine's rule of where codes are drawn exactly
+
+    steps = [exact_noise_steps(layer, g) for g in range(layer.n_groups)]
     for m in range(m_total):
         planes = [planes_of(int(v)) for v in x[m]]  # per row: list of (sig, digit)
         n_planes = len(planes[0])
@@ -126,10 +144,19 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                         if nz.read_noise_rel > 0:
                             var += float((xp**2) @ (nz.read_noise_rel * g[k0:k1, jn]) ** 2)
                     idx = ((gi * n_planes + p) * m_total + m) * n_conv + c
+                    delta = float(tables.delta[gi, c])
+                    if steps[gi].shape[0] > 0:  # the exact code sampler (engine decides where)
+                        u = (a * (1.0 + adc.gain_error) + adc.offset_error_lsb * delta
+                             - tables.lo[gi, c]) / delta + 0.5
+                        u = min(max(u, -(2.0**50)), 2.0**50)
+                        k = int(code_offsets_reference(key_noise, np.array([idx]),
+                                                       np.array([u]), steps[gi][c])[0])
+                        val = float(tables.lo[gi, c]) + min(max(k, 0), top) * delta
+                        y[m, layer.out_col[c]] += sig * layer.conv_coef[c] * val
+                        continue
                     sd = np.sqrt(nz.thermal_sigma_lsb**2 + var)
                     if sd > 0:
                         a += sd * float(normal_reference(key_noise, np.array([idx]))[0])
-                    delta = float(tables.delta[gi, c])
                     a = a * (1.0 + adc.gain_error) + adc.offset_error_lsb * delta
                     if adc.comparator_noise_lsb > 0:
                         a += adc.comparator_noise_lsb * delta * float(

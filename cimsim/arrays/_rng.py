@@ -21,6 +21,19 @@ form: the hashes of the block in one vectorised loop, then the table look-ups in
 (gathers were slower than scalar loads on the Ice Lake machine the benchmarks ran on).
 ``normal_reference`` is their plain NumPy/Python twin (the tests' oracle). All return
 bit-identical values.
+
+**Exact ADC codes under Gaussian noise** (``fill_words``, ``draw_word``, ``code_offset_slow``;
+twin ``code_offsets_reference``). Where a conversion's noise is one Gaussian of known sigma and the
+ADC is uniform, the code is ``floor(u + s·z)`` with ``u`` the noiseless value's position in
+steps and ``s`` = sigma / step: only *which integer* ``u + s·z`` falls in matters, not z. So
+z is drawn as a cell of the standard normal's quantile table ``QZ`` (4096 cells of equal
+probability, one 16-bit word per draw, four per hash; the top 12 bits pick the cell): where
+``u + s·QZ[i]`` and ``u + s·QZ[i+1]`` fall in the same integer, that integer is the code offset,
+exactly, whatever z is inside the cell. Otherwise (a code boundary inside the cell, or one of
+the two unbounded end cells: a fraction of about s/600 + 1/2048 of the draws) the uniform is
+completed with 53 fresh bits and the offset found by comparing it with the exact CDF
+``Phi((k - u)/s)`` (``math.erfc``). Exact in distribution up to float64 rounding; it does not
+reproduce the draws of the Gaussian path (another function of the same counters).
 """
 
 from __future__ import annotations
@@ -82,6 +95,21 @@ def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 KN, WN, FN = _ziggurat_tables()
+
+_QCELLS = 4096  # cells of the quantile table: one 32 KiB float64 table, the top 12 of 16 bits
+
+
+def _quantile_edges() -> np.ndarray:
+    """(4097,) edges of 4096 equal-probability cells of the standard normal, ±inf at the ends
+    (``statistics.NormalDist.inv_cdf``: Wichura's AS241, ~1e-16 relative)."""
+    from statistics import NormalDist
+
+    inv = NormalDist().inv_cdf
+    return np.array([-np.inf] + [inv(i / _QCELLS) for i in range(1, _QCELLS)] + [np.inf])
+
+
+QZ = _quantile_edges()
+_SQRT1_2 = 0.7071067811865476
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,6 +218,48 @@ def fill_normals(key, base, z, hh, slow, kn, wn):  # pragma: no cover - compiled
         z[c] = normal(key, base + uint64(c))
 
 
+@njit(inline="always", cache=True)
+def fill_words(key, base, n, hh):  # pragma: no cover - compiled
+    """hh[j] = the hash holding the 16-bit words of draws ``base + c`` for c < n: word
+    ``(base + c) & 3`` of ``hh[((base + c) >> 2) - (base >> 2)]``. hh (>= n // 4 + 2,)."""
+    j0 = base >> uint64(2)
+    n_hash = np.int64(((base + uint64(n) + uint64(3)) >> uint64(2)) - j0)
+    for j in range(n_hash):
+        # word numbers wrap at 2^62 (where the draw indices wrap at 2^64)
+        hh[j] = _mix(key + ((j0 + uint64(j)) & uint64(0x3FFFFFFFFFFFFFFF)) * uint64(_GOLDEN))
+
+
+@njit(inline="always", cache=True)
+def draw_word(hh, base, c):  # pragma: no cover - compiled
+    """The 16-bit word of draw ``base + c`` from the hashes ``fill_words`` made."""
+    idx = base + uint64(c)
+    j = np.int64((idx >> uint64(2)) - (base >> uint64(2)))
+    return np.int64((hh[j] >> ((idx & uint64(3)) << uint64(4))) & uint64(0xFFFF))
+
+
+@njit(cache=True)
+def code_offset_slow(key, idx, i, u, s):  # pragma: no cover - compiled
+    """floor(u + s·z) of draw ``idx`` whose 16-bit word picked quantile cell ``i`` where the
+    cell alone does not decide it (a code boundary inside, or an unbounded end cell).
+
+    The fast path is written out in the kernel (``_kernels.convert_accumulate``): with ``word``
+    the draw's 16-bit word, ``i = word >> 4``, ``ic = clamp(i, 1, 4094)``, the offset is
+    ``floor(u + s·QZ[ic])`` when ``i == ic`` and ``floor(u + s·QZ[ic + 1])`` equals it; else
+    this function. Scalars only and not inlined: an array argument, or a module-constant array
+    read in a parallel loop, costs Numba's atomic reference counting on every call.
+    """
+    # the cell's uniform completed with 53 fresh bits (the counter of attempt 1); then the
+    # offset k with CDF(k - 1) <= U < CDF(k), CDF(k) = P(floor(u + s·z) <= k) = Phi((k+1-u)/s)
+    qz = QZ
+    uu = (i + _uniform(key, idx, uint64(1))) * (1.0 / _QCELLS)
+    k = math.floor(u + s * qz[min(max(i, 1), _QCELLS - 1)])
+    while uu < 0.5 * math.erfc((u - k) / s * _SQRT1_2):
+        k -= 1
+    while uu >= 0.5 * math.erfc((u - k - 1.0) / s * _SQRT1_2):
+        k += 1
+    return k
+
+
 # ---------------------------------------------------------------------------------------------
 # NumPy / Python twin
 # ---------------------------------------------------------------------------------------------
@@ -252,6 +322,39 @@ def normal_reference(key: int, idx: np.ndarray) -> np.ndarray:
     slow = m >= KN[i]
     for pos in zip(*np.nonzero(slow), strict=True):
         out[pos] = _normal_slow_py(int(key), int(idx[pos]), int(i[pos]), int(m[pos]))
+    return out
+
+
+def _code_offset_slow_py(key: int, idx: int, i: int, u: float, s: float) -> int:
+    uu = (i + _uniform_int(key, idx, 1)) * (1.0 / _QCELLS)
+    k = math.floor(u + s * QZ[min(max(i, 1), _QCELLS - 1)])
+    while uu < 0.5 * math.erfc((u - k) / s * _SQRT1_2):
+        k -= 1
+    while uu >= 0.5 * math.erfc((u - k - 1.0) / s * _SQRT1_2):
+        k += 1
+    return k
+
+
+def code_offsets_reference(key: int, idx: np.ndarray, u: np.ndarray,
+                           s: np.ndarray) -> np.ndarray:
+    """NumPy twin of ``code_offset`` over arrays of draw indices, positions u (clamped to
+    ±2^50) and noise steps s (broadcast together) -> int64 ``floor(u + s·z)``."""
+    idx, u, s = np.broadcast_arrays(np.asarray(idx, dtype=np.uint64),
+                                    np.asarray(u, dtype=np.float64),
+                                    np.asarray(s, dtype=np.float64))
+    with np.errstate(over="ignore"):
+        word_no = (idx >> np.uint64(2)) & np.uint64(0x3FFFFFFFFFFFFFFF)
+        h = _mix_np(np.uint64(key) + word_no * np.uint64(_GOLDEN))
+    word = ((h >> ((idx & np.uint64(3)) << np.uint64(4))) & np.uint64(0xFFFF)).astype(np.int64)
+    i = word >> 4
+    inner = (i > 0) & (i < _QCELLS - 1)
+    ic = np.clip(i, 1, _QCELLS - 2)
+    k = np.floor(u + s * QZ[ic])
+    fast = inner & (np.floor(u + s * QZ[ic + 1]) == k)
+    out = k.astype(np.int64)
+    for pos in zip(*np.nonzero(~fast), strict=True):
+        out[pos] = _code_offset_slow_py(int(key), int(idx[pos]), int(i[pos]), float(u[pos]),
+                                        float(s[pos]))
     return out
 
 

@@ -209,8 +209,7 @@ def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:
     g_cells = _cell_conductance(layer.digits_phys, g_phys, chip)
     conv = _Conversions(layer.conv_phys[:, 0], layer.conv_phys[:, 1], layer.out_col,
                         aging.coef_t0)
-    gemm = _gemm_operands(layer.digits_phys, g_phys, g_cells, conv, chip,
-                          read_rel=_read_rel(layer, t))
+    gemm = _gemm_operands(layer.digits_phys, g_phys, conv, chip, read_rel=_read_rel(layer, t))
     gain = aging.gain
     if chip.device.drift_compensation is not DriftCompensation.NONE:
         g0 = _cell_conductance(layer.digits_phys, aging.g_t0, chip)

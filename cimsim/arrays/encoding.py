@@ -30,7 +30,8 @@ class ColumnKinds:
     Attributes
     ----------
     digits : (Q, K, N) int8
-        Cell digit of column kind q for input k, output n.
+        Cell digit of column kind q for input k, output n (a view of a C-contiguous
+        (K, N, Q) array: :func:`physical_digits` gives that array).
     coef : (Q,) float64
         Signed significance of each kind (slice weight, times -1 for a negative column).
     polarity : (Q,) int8
@@ -54,6 +55,13 @@ class ColumnKinds:
         return int(self.coef.shape[0])
 
 
+def physical_digits(kinds: ColumnKinds) -> np.ndarray:
+    """(K, N*Q) int8 digits of every physical column ``j = n*Q + q`` (no copy when ``kinds``
+    came from :func:`column_kinds`)."""
+    q, k, n = kinds.digits.shape
+    return np.ascontiguousarray(kinds.digits.transpose(1, 2, 0)).reshape(k, n * q)
+
+
 def weight_range(chip: ChipConfig) -> tuple[int, int]:
     """Allowed integer weight range for the chip's encoding and ``weight_bits``."""
     b = chip.weight_bits
@@ -73,62 +81,66 @@ def input_range(chip: ChipConfig, signed: bool) -> tuple[int, int]:
     return -(2 ** (b - 1)), 2 ** (b - 1) - 1
 
 
-def _slices(mag: np.ndarray, n_bits: int, c: int) -> list[np.ndarray]:
-    """Base-2**c digits of a non-negative integer array, least significant first."""
-    n = -(-n_bits // c)
-    mask = (1 << c) - 1
-    return [(mag >> (c * s)) & mask for s in range(n)]
-
-
 def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
-    """Encode an integer weight matrix ``(N, K)`` into column kinds (see module docstring)."""
+    """Encode an integer weight matrix ``(N, K)`` into column kinds (see module docstring).
+
+    The digits are written straight into a (K, N, Q) int8 array, the physical column order of
+    the arrays (``j = n*Q + q``); ``ColumnKinds.digits`` is its (Q, K, N) view, so programming
+    takes the physical layout with no copy and no int64 temporaries of the whole matrix.
+    """
     b = chip.weight_bits
     c = chip.device.bits_per_cell
-    w = np.asarray(w_int, dtype=np.int64).T  # (K, N): rows are array rows
+    w = np.asarray(w_int).T.astype(np.int32)  # (K, N): rows are array rows; |w| < 2^16
+    k, n = w.shape
     enc = chip.weight_encoding
-    kinds: list[np.ndarray] = []
     coef: list[float] = []
     pol: list[int] = []
     top = (1 << c) - 1
+    mask = np.int32(top)
     digit_lo = 0
+    mag_slices = -(-(b - 1) // c)
+    if enc is WeightEncoding.DIFFERENTIAL:
+        q = 2 * mag_slices
+    elif enc is WeightEncoding.TWOS_COMPLEMENT:
+        q = mag_slices + 1
+    elif enc is WeightEncoding.OFFSET:
+        q = -(-b // c)
+    else:
+        q = mag_slices
+    out = np.empty((k, n, q), dtype=np.int8)
+
+    def put(col: int, digits: np.ndarray, significance: float, polarity: int) -> None:
+        out[:, :, col] = digits
+        coef.append(significance)
+        pol.append(polarity)
+
     if enc is WeightEncoding.DIFFERENTIAL:
         pos, neg = np.maximum(w, 0), np.maximum(-w, 0)
-        pairs = zip(_slices(pos, b - 1, c), _slices(neg, b - 1, c), strict=True)
-        for s, (dp, dn) in enumerate(pairs):
-            kinds += [dp, dn]
-            coef += [2.0 ** (c * s), -(2.0 ** (c * s))]
-            pol += [1, -1]
+        for s in range(mag_slices):
+            put(2 * s, (pos >> (c * s)) & mask, 2.0 ** (c * s), 1)
+            put(2 * s + 1, (neg >> (c * s)) & mask, -(2.0 ** (c * s)), -1)
     elif enc is WeightEncoding.TWOS_COMPLEMENT:
         # B-1 magnitude bits sliced unsigned, plus one sign-bit column of weight -2^(B-1):
         # an unsigned cell cannot hold a negative digit, so the sign bit gets its own column.
-        u = w & ((1 << (b - 1)) - 1)
-        for s, d in enumerate(_slices(u, b - 1, c)):
-            kinds.append(d)
-            coef.append(2.0 ** (c * s))
-            pol.append(1)
-        kinds.append((w < 0).astype(np.int64))
-        coef.append(-(2.0 ** (b - 1)))
-        pol.append(1)
+        u = w & np.int32((1 << (b - 1)) - 1)
+        for s in range(mag_slices):
+            put(s, (u >> (c * s)) & mask, 2.0 ** (c * s), 1)
+        put(mag_slices, w < 0, -(2.0 ** (b - 1)), 1)
     elif enc is WeightEncoding.OFFSET:
-        u = w + (1 << (b - 1))
-        for s, d in enumerate(_slices(u, b, c)):
-            kinds.append(d)
-            coef.append(2.0 ** (c * s))
-            pol.append(1)
+        u = w + np.int32(1 << (b - 1))
+        for s in range(q):
+            put(s, (u >> (c * s)) & mask, 2.0 ** (c * s), 1)
     else:  # SIGNED_CELL: an idealised bipolar cell holds sign·digit
-        sign = np.sign(w)
-        for s, d in enumerate(_slices(np.abs(w), b - 1, c)):
-            kinds.append(sign * d)
-            coef.append(2.0 ** (c * s))
-            pol.append(1)
+        sign, mag = np.sign(w), np.abs(w)
+        for s in range(mag_slices):
+            put(s, sign * ((mag >> (c * s)) & mask), 2.0 ** (c * s), 1)
         digit_lo = -top
-    q = len(kinds)
     pair = np.full(q, -1, dtype=np.int64)
     analog = chip.differential_readout is DifferentialReadout.ANALOG
     if enc is WeightEncoding.DIFFERENTIAL and analog:
         pair[0::2] = np.arange(1, q, 2)
     return ColumnKinds(
-        digits=np.stack(kinds).astype(np.int8),
+        digits=out.transpose(2, 0, 1),
         coef=np.asarray(coef, dtype=np.float64),
         polarity=np.asarray(pol, dtype=np.int8),
         pair=pair,

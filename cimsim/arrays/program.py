@@ -29,13 +29,20 @@ from ..config import (
     WeightEncoding,
 )
 from ..errors import MappingError
-from .encoding import ColumnKinds, column_kinds, plane_layout, weight_range
+from .encoding import (
+    ColumnKinds,
+    column_kinds,
+    physical_digits,
+    plane_layout,
+    weight_range,
+)
 
 if TYPE_CHECKING:
     from .drift import Aging
 
-__all__ = ["DeviceDraws", "ProgrammedLayer", "cell_conductance", "default_row_tiles",
-           "draw_devices", "n_arrays_for_shape", "off_conductance", "program"]
+__all__ = ["Cells", "DeviceDraws", "ProgrammedLayer", "assemble", "cell_conductance",
+           "cells_key", "default_row_tiles", "draw_cells", "draw_devices", "n_arrays_for_shape",
+           "off_conductance", "program", "with_aging"]
 
 
 def default_row_tiles(k: int, n_rows: int) -> list[tuple[int, int]]:
@@ -237,12 +244,90 @@ def cell_conductance(digits, chip: ChipConfig, z=None, u=None, xp=np):
     return g
 
 
+#: Cells per chunk of :func:`_program_conductance`: its float64 scratch stays in L2.
+_DRAW_CHUNK = 1 << 16
+
+
 def _program_conductance(
     digits: np.ndarray, chip: ChipConfig, rng: np.random.Generator
 ) -> np.ndarray:
-    """Draw the programmed conductance (cell-LSB) of every cell: variation, then faults."""
-    draws = draw_devices(digits.shape, chip, rng)
-    return cell_conductance(digits.astype(np.float64), chip, draws.z, draws.u)
+    """Draw the programmed conductance (cell-LSB) of every cell: variation, then faults.
+
+    Returns float32 (K, J). The draws and the float64 arithmetic are those of drawing the whole
+    matrix at once (all normals, then all fault uniforms, in C order), done chunk by chunk in
+    place: no float64 temporaries of the whole matrix, the cost of the draws themselves.
+    """
+    dev = chip.device
+    # an idealised bipolar (signed) cell has no off-state current
+    signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
+    g_off = 0.0 if signed_cell else dev.g_off_lsb
+    flat_d = digits.reshape(-1)
+    out = np.empty(digits.shape, dtype=np.float32)
+    flat = out.reshape(-1)
+    n = flat.shape[0]
+    g = np.empty(min(_DRAW_CHUNK, n))
+    z = np.empty_like(g)
+    for s in range(0, n, _DRAW_CHUNK):
+        e = min(s + _DRAW_CHUNK, n)
+        gc, zc = g[:e - s], z[:e - s]
+        np.add(flat_d[s:e], g_off, out=gc)
+        if dev.variation is VariationKind.LOGNORMAL:
+            rng.standard_normal(out=zc)
+            zc *= dev.variation_sigma
+            gc *= np.exp(zc, out=zc)
+        elif dev.variation is VariationKind.GAUSSIAN:
+            rng.standard_normal(out=zc)
+            zc *= dev.variation_sigma
+            gc += zc
+            if not signed_cell:
+                np.maximum(gc, 0.0, out=gc)  # a conductance cannot go negative
+        flat[s:e] = gc
+    if dev.p_stuck_on > 0 or dev.p_stuck_off > 0:
+        p_on, p_any = dev.p_stuck_on, dev.p_stuck_on + dev.p_stuck_off
+        g_on = (dev.n_levels - 1) + dev.g_off_lsb
+        g_low = dev.g_off_lsb
+        if signed_cell:
+            g_low = 0.0
+        for s in range(0, n, _DRAW_CHUNK):
+            e = min(s + _DRAW_CHUNK, n)
+            u = rng.random(e - s)
+            on = u < p_on
+            if signed_cell:
+                flat[s:e][on] = np.sign(flat_d[s:e][on] + 0.5) * (dev.n_levels - 1)
+            else:
+                flat[s:e][on] = g_on
+            flat[s:e][(u >= p_on) & (u < p_any)] = g_low
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Cells:
+    """The device state programming draws for one weight matrix: what
+    :mod:`cimsim.arrays.cache` keeps, so that a layer can be rebuilt for another ADC or noise
+    setting without drawing again (:func:`assemble`)."""
+
+    kinds: ColumnKinds
+    digits_phys: np.ndarray
+    """(K, J) int8 nominal digits of every physical column."""
+    g_phys: np.ndarray | None
+    """(K, J) float32 programmed conductance in cell-LSB (g_off included), None if ideal."""
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.digits_phys.nbytes + (0 if self.g_phys is None else self.g_phys.nbytes))
+
+
+def draw_cells(w_int: np.ndarray, chip: ChipConfig, rng: np.random.Generator) -> Cells:
+    """Encode ``w_int`` (N, K) into cell digits and draw their programmed conductances
+    (variation and faults from ``rng``; nothing is drawn for ideal devices)."""
+    return _draw_cells(_check_weights(w_int, chip), chip, rng)
+
+
+def _draw_cells(w: np.ndarray, chip: ChipConfig, rng: np.random.Generator) -> Cells:
+    kinds = column_kinds(w, chip)
+    digits_phys = physical_digits(kinds)  # (K, N*Q), j = n*Q + q
+    g_phys = None if chip.device.ideal else _program_conductance(digits_phys, chip, rng)
+    return Cells(kinds, digits_phys, g_phys)
 
 
 def program(
@@ -273,44 +358,83 @@ def program(
     """
     w = _check_weights(w_int, chip)
     rng = np.random.default_rng(0) if rng is None else rng
-    n_out, k = w.shape
+    tiles = (default_row_tiles(w.shape[1], chip.array.n_rows) if row_tiles is None
+             else list(row_tiles))
+    _check_row_tiles(tiles, w.shape[1], chip.array.n_rows)  # before the expensive draws
+    cells = _draw_cells(w, chip, rng)
+    return with_aging(assemble(cells, chip, input_signed=input_signed, row_tiles=tiles,
+                               name=name), cells, rng)
+
+
+def assemble(
+    cells: Cells,
+    chip: ChipConfig,
+    *,
+    input_signed: bool = False,
+    row_tiles: list[tuple[int, int]] | None = None,
+    name: str = "",
+) -> ProgrammedLayer:
+    """The :class:`ProgrammedLayer` of drawn ``cells`` on ``chip``: tiling, conversions, GEMM
+    operands, full-scale range and static ADC tables. Draws nothing, so it is what a cached
+    programming is rebuilt with when only the ADC or noise settings changed; ``chip`` must
+    agree with the one the cells were drawn for on :func:`cells_key`."""
+    k, n_phys = cells.digits_phys.shape
+    kinds = cells.kinds
+    n_out = n_phys // kinds.n_kinds
     tiles = default_row_tiles(k, chip.array.n_rows) if row_tiles is None else list(row_tiles)
     _check_row_tiles(tiles, k, chip.array.n_rows)
     groups = _row_groups(tiles, chip.array.rows_per_group)
-    kinds = column_kinds(w, chip)
     cols_per_tile = _cols_per_tile(kinds, chip)
-    # (Q, K, N) -> (K, N*Q) with j = n*Q + q
-    digits_phys = np.ascontiguousarray(
-        kinds.digits.transpose(1, 2, 0).reshape(k, n_out * kinds.n_kinds))
-    g_phys = None if chip.device.ideal else _program_conductance(digits_phys, chip, rng)
+    digits_phys, g_phys = cells.digits_phys, cells.g_phys
     conv = _conversions(kinds, n_out, cols_per_tile, chip)
-    g_cells = _cell_conductance(digits_phys, g_phys, chip)  # read energy and read noise
-    gemm = _gemm_operands(digits_phys, g_phys, g_cells, conv, chip)
+    gemm = _gemm_operands(digits_phys, g_phys, conv, chip)
     fs_lo, fs_hi, column_fs = _full_scale(kinds, input_signed, chip)
     _check_placement(chip, input_signed, groups, conv.phys_pos.shape[0], n_out)
     layer = ProgrammedLayer(
         chip=chip, n_inputs=k, n_outputs=n_out, input_signed=input_signed, kinds=kinds,
         row_tiles=tiles, groups=groups, cols_per_tile=cols_per_tile,
-        n_col_tiles=-(-digits_phys.shape[1] // cols_per_tile),
-        digits_phys=digits_phys, g_phys=None if g_phys is None else g_phys.astype(np.float32),
+        n_col_tiles=-(-n_phys // cols_per_tile),
+        digits_phys=digits_phys, g_phys=g_phys,
         gemm_matrix=gemm.matrix, gemm_var=gemm.var, off_add=gemm.off_add,
         pos=gemm.pos, neg=gemm.neg, out_col=conv.out_col, conv_coef=conv.coef,
         conv_phys=np.stack([conv.phys_pos, conv.phys_neg], axis=1),
         conv_col_tile=conv.phys_pos // cols_per_tile,
         x_sum_coef=_x_sum_coef(conv, n_out, chip),
-        cell_rowsum=np.abs(g_cells).sum(axis=1),
+        cell_rowsum=_cell_rowsum(digits_phys, g_phys, chip),
         fs_lo=fs_lo, fs_hi=fs_hi, column_fs=column_fs,
-        group_abs_max=tuple(float(np.abs(gemm.matrix[k0:k1]).max(initial=0))
-                            for k0, k1, _ in groups),
+        group_abs_max=_group_abs_max(gemm.matrix, groups),
         name=name,
     )
-    if chip.device.ages:
-        from .drift import attach
-
-        # a stream of its own: the draws above (and a later layer's) stay as they were
-        layer = attach(layer, g_phys, rng.spawn(1)[0])
     tables = static_tables(layer)
     return layer if tables is None else layer.with_adc(tables)
+
+
+def with_aging(layer: ProgrammedLayer, cells: Cells, rng: np.random.Generator
+               ) -> ProgrammedLayer:
+    """``layer`` (assembled from ``cells``) with its devices' future drawn
+    (``cimsim.arrays.drift``) when the device ages, from a child of ``rng``: a stream of its
+    own, so the programming draws (and a later layer's) stay as they were, cached or not."""
+    if not layer.chip.device.ages:
+        return layer
+    from .drift import attach
+
+    return attach(layer, cells.g_phys, rng.spawn(1)[0])
+
+
+def cells_key(chip: ChipConfig) -> tuple:
+    """The chip settings the drawn :class:`Cells` depend on (with the weights, the generator
+    and nothing else): the digits' encoding and the device. Another ADC, noise, DAC, array
+    geometry or technology leaves them as they are."""
+    return (chip.weight_bits, chip.weight_encoding, chip.differential_readout, chip.device)
+
+
+def _group_abs_max(matrix: np.ndarray, groups: np.ndarray) -> tuple[float, ...]:
+    """max |entry| of the GEMM matrix per row group (from its min and max: no |.| copy)."""
+    out = []
+    for k0, k1, _ in groups:
+        blk = matrix[k0:k1]
+        out.append(float(max(-float(blk.min(initial=0)), float(blk.max(initial=0)))))
+    return tuple(out)
 
 
 def _row_groups(tiles: list[tuple[int, int]], rows_per_group: int) -> np.ndarray:
@@ -373,7 +497,7 @@ class _GemmOperands:
     neg: np.ndarray  # (C,) GEMM column subtracted before the ADC, or -1
 
 
-def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, g_cells: np.ndarray,
+def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None,
                    conv: _Conversions, chip: ChipConfig,
                    read_rel: np.ndarray | float | None = None) -> _GemmOperands:
     """The matrix the input planes are multiplied with, and how conversions read it.
@@ -388,7 +512,8 @@ def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, g_cells: 
     base = digits_phys if g_phys is None else g_phys
     phys_pos, phys_neg = conv.phys_pos, conv.phys_neg
     if merge:
-        mat = base[:, phys_pos].astype(np.float64) - base[:, phys_neg]
+        # digits -3..3 stay int8; conductances stay float32 (one rounding of the difference)
+        mat = _take_cols(base, phys_pos) - _take_cols(base, phys_neg)
         gemm_pos = np.arange(phys_pos.shape[0])
         gemm_neg = np.full_like(gemm_pos, -1)
         mult = np.zeros(phys_pos.shape[0])  # off-current cancels within the pair
@@ -399,29 +524,52 @@ def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None, g_cells: 
     if g_phys is None:
         # digits in the matrix: the nominal off-current is added unless compensated in analog
         off_add = mult * (0.0 if comp is OffCurrentCompensation.ANALOG else g_off)
-        matrix = mat.astype(np.int8)
+        matrix = mat.astype(np.int8, copy=False)
     else:
         # conductances include the (varied) off-state current; analog compensation removes
         # its nominal value only
         off_add = -mult * (g_off if comp is OffCurrentCompensation.ANALOG else 0.0)
-        matrix = mat.astype(np.float32)
+        matrix = mat.astype(np.float32, copy=False)
     var = None
     rel = chip.noise.read_noise_rel if read_rel is None else read_rel
-    if np.any(rel > 0):
-        v = (rel * g_cells) ** 2
+    if np.any(np.asarray(rel) > 0):
+        g_cells = _cell_conductance(digits_phys, g_phys, chip)
+        v = np.square(np.asarray(rel, dtype=np.float32) * g_cells)
         if merge:
-            v = v[:, phys_pos] + v[:, phys_neg]
-        var = np.ascontiguousarray(v.astype(np.float32))
+            v = _take_cols(v, phys_pos) + _take_cols(v, phys_neg)
+        var = np.ascontiguousarray(v, dtype=np.float32)
     return _GemmOperands(np.ascontiguousarray(matrix), var, off_add.astype(np.float64),
                          gemm_pos.astype(np.int64), gemm_neg.astype(np.int64))
 
 
+def _take_cols(a: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``a[:, cols]``, as a strided view when ``cols`` is an arithmetic progression (the
+    columns of one kind in every output: the common case), else a gather."""
+    n = cols.shape[0]
+    if n > 1:
+        step = int(cols[1] - cols[0])
+        if step > 0 and np.array_equal(cols, cols[0] + step * np.arange(n)):
+            return a[:, int(cols[0])::step][:, :n]
+    return a[:, cols]
+
+
 def _cell_conductance(digits_phys: np.ndarray, g_phys: np.ndarray | None,
                       chip: ChipConfig) -> np.ndarray:
-    """(K, J) float64 conductance of every cell, cell-LSB (nominal where devices are ideal)."""
+    """(K, J) float32 conductance of every cell, cell-LSB (nominal where devices are ideal)."""
     if g_phys is None:
-        return digits_phys.astype(np.float64) + off_conductance(chip)
-    return g_phys.astype(np.float64)
+        return digits_phys.astype(np.float32) + np.float32(off_conductance(chip))
+    return g_phys
+
+
+def _cell_rowsum(digits_phys: np.ndarray, g_phys: np.ndarray | None,
+                 chip: ChipConfig) -> np.ndarray:
+    """(K,) float64 Σ_j |G[k, j]| over physical columns (cell-LSB), for the read-energy event."""
+    if g_phys is None:
+        g_off = off_conductance(chip)
+        if g_off == 0.0:
+            return np.abs(digits_phys).sum(axis=1, dtype=np.float64)
+        return np.abs(digits_phys.astype(np.float64) + g_off).sum(axis=1)
+    return np.abs(g_phys).sum(axis=1, dtype=np.float64)
 
 
 def _x_sum_coef(conv: _Conversions, n_out: int, chip: ChipConfig) -> np.ndarray:

@@ -23,7 +23,8 @@ import numpy as np
 from .. import engine
 from ..adc import FusedActivation
 from ..arrays._rng import stream_key
-from ..arrays.program import ProgrammedLayer, default_row_tiles, program
+from ..arrays.cache import program_seeded
+from ..arrays.program import ProgrammedLayer, default_row_tiles
 from ..config import ChipConfig, WeightGranularity
 from ..errors import MappingError
 from .quant import (
@@ -187,13 +188,17 @@ def program_parts(w_int: np.ndarray, chip: ChipConfig, seed: int, signed: bool,
                   ) -> list[tuple[int, int, ProgrammedLayer]]:
     """Program one layer, or one per row tile when each row tile has its own weight scales
     (``column`` granularity: its partial output is dequantized with them), all drawn from one
-    generator seeded with ``seed``."""
-    rng = np.random.default_rng(seed)
+    generator seeded with ``seed`` (or taken from the programming cache,
+    :mod:`cimsim.arrays.cache`)."""
+    # cimsim.arrays.cache: the drawn cells are reused when only the ADC or noise changed
+    parts: list[tuple[int, int, list[tuple[int, int]] | None]]
     if chip.quant.weight_granularity is WeightGranularity.COLUMN and len(row_tiles) > 1:
-        return [(a, b, program(w_int[:, a:b], chip, rng, input_signed=signed,
-                               name=f"{name}[{a}:{b}]")) for a, b in row_tiles]
-    return [(0, w_int.shape[1], program(w_int, chip, rng, input_signed=signed,
-                                        row_tiles=row_tiles, name=name))]
+        parts, names = [(a, b, None) for a, b in row_tiles], [f"{name}[{a}:{b}]"
+                                                                for a, b in row_tiles]
+    else:
+        parts, names = [(0, w_int.shape[1], row_tiles)], [name]
+    layers = program_seeded(w_int, chip, seed, input_signed=signed, parts=parts, names=names)
+    return [(a, b, layer) for (a, b, _), layer in zip(parts, layers, strict=True)]
 
 
 def engine_view(

@@ -28,8 +28,8 @@ import torch
 
 from ..config import ChipConfig
 from ..errors import ConfigError
-from .lora import add_lora
 from .loop import param_groups
+from .lora import add_lora
 from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty
 from .twin import PreparedModel
 

@@ -8,7 +8,7 @@ import pytest
 
 from cimsim.arrays._kernels import _TILE, convert_accumulate
 from cimsim.arrays._reference import convert_accumulate_reference
-from cimsim.arrays._rng import KN, WN
+from cimsim.arrays._rng import KN, QZ, WN
 
 CASES = {
     # the one-loop path: direct columns, linear ADC, thermal noise only
@@ -18,11 +18,15 @@ CASES = {
     "comparator-noise": dict(cmp=0.3),
     "pairs-offcurrent-saturating": dict(pairs=True, xsum=True, nl=1),
     "nonlinear-adc": dict(levels=True, cmp=0.3),
+    # the exact code sampler: on the direct path, and after pairs, off-current, non-linearity
+    "exact": dict(exact=True),
+    "exact-large-steps": dict(exact=True, step_scale=3.9),
+    "exact-pairs-offcurrent-saturating": dict(exact=True, pairs=True, xsum=True, nl=1),
 }
 
 
 def _problem(rng, n_conv, *, thermal=1.0, var=False, cmp=0.0, pairs=False, xsum=False, nl=0,
-             levels=False):
+             levels=False, exact=False, step_scale=0.7):
     p, m = 3, 4
     jg = n_conv + 2
     ps = rng.integers(-40, 40, (p, m, jg)).astype(np.int32)
@@ -49,6 +53,7 @@ def _problem(rng, n_conv, *, thermal=1.0, var=False, cmp=0.0, pairs=False, xsum=
         group=1, m_offset=3, m_total=9, thr=thr, lvl=lvl,
         # bounds inside the partial sums' spread: some conversions of every row clip
         clip_lo=-30.0 + 5 * rng.random(n_conv), clip_hi=25.0 + 5 * rng.random(n_conv),
+        noise_steps=step_scale * (0.2 + rng.random(n_conv)) / 1.2 if exact else np.zeros(0),
     )
 
 
@@ -64,7 +69,7 @@ def test_kernel_equals_twin_across_tiles(case, n_conv):
     clips = np.full(ps.shape[1], 3, dtype=np.int64)  # added to, not overwritten
     clips_ref = clips.copy()
     convert_accumulate(ps, key_noise=np.uint64(key_noise), key_cmp=np.uint64(key_cmp),
-                       kn=KN, wn=WN, out=out, clips=clips, **args)
+                       kn=KN, wn=WN, qz=QZ, out=out, clips=clips, **args)
     convert_accumulate_reference(ps, key_noise=key_noise, key_cmp=key_cmp, out=ref,
                                  clips=clips_ref, **args)
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-9)
