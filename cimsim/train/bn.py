@@ -85,8 +85,8 @@ def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64) -> int:
         if n == 0:
             raise ConfigError("calibrate_bn: data is empty")
     finally:
-        for m in bns:
-            m.momentum = momenta[m]
-        for m, training in modes.items():
-            m.training = training
+        for bn in bns:
+            bn.momentum = momenta[bn]
+        for module, training in modes.items():
+            module.training = training
     return len(bns)

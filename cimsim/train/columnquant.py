@@ -126,6 +126,27 @@ def _set_weight_scale(twin: TwinMatmul, granularity: str, init: str, grad: str) 
     twin._w_grad = g.to(dev)
 
 
+def _share_layer_step(twin: TwinMatmul) -> None:
+    """One ADC step for the whole layer: the engine calibrates a ``layer`` unit per programmed
+    layer, i.e. per row tile of a ``column``-granularity chip; the union of their ranges gets
+    one grid and one learned step."""
+    top = twin.top_code
+    with torch.no_grad():
+        lo0, d0 = twin._adc_lo0, twin._adc_delta0
+        lo_n, hi_n = float(lo0.min()), float((lo0 + d0 * top).max())
+        d_n = (hi_n - lo_n) / top if hi_n > lo_n else 1.0
+        twin._adc_lo0.fill_(lo_n)
+        twin._adc_delta0.fill_(d_n)
+        twin._adc_unit.zero_()
+    dt, dev = twin.weight.dtype, twin.weight.device
+    twin.adc_step = nn.Parameter(torch.tensor([d_n], dtype=dt, device=dev),
+                                 requires_grad=twin.adc_step.requires_grad)
+    twin._adc_step0 = torch.tensor([d_n], dtype=dt, device=dev)
+    twin._adc_unit_size = torch.tensor([float(twin._adc_unit.numel())], dtype=dt, device=dev)
+    twin._init64["lo"] = np.full_like(twin._init64["lo"], lo_n)
+    twin._init64["delta"] = np.full_like(twin._init64["delta"], d_n)
+
+
 # --------------------------------------------------------------------------------------------
 # LsqPsum: mu ± n·sigma clipping and the data-dependent centre
 # --------------------------------------------------------------------------------------------
@@ -163,11 +184,11 @@ class PsumCentre:
         """(mu, sigma, centre) of a batch, each (G, 1, C)."""
         delta = (twin._adc_delta0 * ratio)[:, None, :]
         if self.granularity == "column":
-            mu, sd = a.mean(dim=1, keepdim=True), a.std(dim=1, keepdim=True)
+            mu, sd = a.mean(dim=1, keepdim=True), a.std(dim=1, keepdim=True, correction=0)
         else:
             dims = (1, 2) if self.granularity == "array" else (0, 1, 2)
             mu = a.mean(dim=dims, keepdim=True).expand(a.shape[0], 1, a.shape[2])
-            sd = a.std(dim=dims, keepdim=True).expand(a.shape[0], 1, a.shape[2])
+            sd = a.std(dim=dims, keepdim=True, correction=0).expand(a.shape[0], 1, a.shape[2])
         q = torch.round(torch.clamp(a, mu - self.num_sigma * sd, mu + self.num_sigma * sd)
                         / delta)
         dims_c = (0, 1, 2) if self.granularity == "layer" else (1, 2)
@@ -269,6 +290,8 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig, calibration, *, seed
     gran = chip.adc.calibration_granularity.value
     for _, twin in prep.twins():
         _set_weight_scale(twin, weight_scale, init, grad)
+        if gran == "layer" and twin.adc_step.numel() > 1:
+            _share_layer_step(twin)
         if grad == "paper":
             twin.adc_grad = 1e-2
         if centre != "none":
