@@ -34,7 +34,7 @@ def columnquant(path: Path) -> str:
         base = d[d.what != "variation_accuracy"].pivot_table(
             index=["weight_scale", "psum_scale"], columns="what", values="value", sort=False)
         var = d[d.what == "variation_accuracy"]
-        var = var.assign(cell=var.value.map("{:.1f}".format) + " ± " + var["std"].map(
+        var = pd.DataFrame(index=base.index) if var.empty else var.assign(cell=var.value.map("{:.1f}".format) + " ± " + var["std"].map(
             "{:.1f}".format)).pivot_table(index=["weight_scale", "psum_scale"], columns="sigma",
                                           values="cell", aggfunc="first", sort=False)
         cols = [c for c in ("twin_accuracy_before", "twin_accuracy", "deployed_accuracy",
