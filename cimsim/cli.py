@@ -3,8 +3,8 @@
     cimsim demo [--out DIR] [--chip NAME]        the digits CNN on a chip, report written
     cimsim simulate --model M --data D --chip C --out DIR
     cimsim sweep --model M --data D --chip C --adc-bits 3-8 --out DIR   (--model demo: no files)
-    cimsim train --model M --chip C --method qat|distill|raoq|bskmq|qat+a-shift+... --epochs E
-                 --out DIR
+    cimsim train --model M --chip C --epochs E --out DIR
+                 --method qat|distill|pim-qat|columnquant|raoq|bskmq|qat+a-shift+...
     cimsim presets                               the bundled chips
     cimsim report DIR                            re-render a saved report
     cimsim --version
@@ -443,7 +443,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 #: ``--model`` names of the bundled models (trained on the digits; their split has labels)
 BUILTIN_MODELS = {"demo": "digits CNN (demo)", "resnet-digits": "ResNet-20 digits"}
-TRAIN_METHODS = ("qat", "distill", "a-shift", "w-reshape", "bitaug", "lora", "raoq", "bskmq")
+TRAIN_METHODS = ("qat", "distill", "pim-qat", "columnquant", "a-shift", "w-reshape", "bitaug",
+                 "lora", "raoq", "bskmq")
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -521,7 +522,9 @@ def _recipe(args: argparse.Namespace):
 def _run_identity(args: argparse.Namespace) -> dict[str, str]:
     """What a checkpoint must agree on to be resumed (``--epochs`` may grow)."""
     keys = ("model", "data", "chip", "method", "option", "loss", "lr", "batch_size", "seed",
-            "calibration", "limit", "devices")
+            "calibration", "limit", "devices", "forward_rescale", "backward_rescale",
+            "train_adc_bits", "weight_scale", "psum_scale", "psum_centre", "num_sigma",
+            "scale_init")
     return {k: str(getattr(args, k)) for k in keys}
 
 
@@ -578,15 +581,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = _recipe(args)
     chip = recipe.chip(cimsim.load_chip(args.chip))
     model, x_train, y_train, x_eval, y_eval, what = _train_data(args)
-    if recipe.base == "qat" and y_train is None:
+    if recipe.base != "distill" and y_train is None:
         raise ConfigError(f"--method {args.method} needs labels and --data has none ('y'); use "
                           "--method distill")
     name = BUILTIN_MODELS.get(args.model, args.model)
     if recipe.bskmq:
         return _train_bskmq(args, recipe, chip, model, (x_train, y_train, x_eval, y_eval),
                             name, what)
-    prepared = prepare(model, chip, x_train[:args.calibration], seed=args.seed,
-                       devices=args.devices)
+    x_cal = x_train[:args.calibration]
+    prepared = (_prepare_for(args, recipe.base, model, chip, x_cal)
+                if recipe.base in ("pim-qat", "columnquant")
+                else prepare(model, chip, x_cal, seed=args.seed, devices=args.devices))
     optimizer = torch.optim.Adam(recipe.setup(prepared, args.lr, args.seed))
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / CHECKPOINT
@@ -629,8 +634,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["twin_accuracy"] = accuracy(prepared, x_eval, y_eval, batch_size=None)
         print(f"{'twin accuracy':<24}{100 * summary['twin_accuracy']:.2f} %")
     (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-    sim = prepared.deploy(args.seed)
+    if recipe.base == "columnquant":
+        from .train.columnquant import deploy_columnquant
+
+        sim = deploy_columnquant(prepared, x_cal, args.seed)
+    else:
+        sim = prepared.deploy(args.seed, chip=chip)
     print(f"deployed with the learned weights, scales and ADC tables (seed {args.seed})")
+    if recipe.base == "pim-qat" and args.bn_calibration:
+        from .train.bn import calibrate_bn
+
+        n_bn = calibrate_bn(sim, x_train[:args.bn_calibration], batch_size=args.batch_size)
+        print(f"BatchNorm calibrated on the deployed model: {n_bn} modules, "
+              f"{min(args.bn_calibration, x_train.shape[0])} training inputs")
     _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
     return 0
 
@@ -674,6 +690,23 @@ def _train_bskmq(args: argparse.Namespace, recipe, chip, model, data, name: str,
     sim = cimsim.deploy(tuned, chip, cal, seed=args.seed)
     _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
     return 0
+
+
+def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal):
+    """The twin of ``--method pim-qat`` / ``columnquant`` with their options."""
+    if method == "pim-qat":
+        from .train.pimqat import prepare_pimqat
+
+        return prepare_pimqat(model, chip, x_cal, seed=args.seed,
+                              forward_rescale=args.forward_rescale,
+                              backward_rescale=args.backward_rescale,
+                              train_adc_bits=args.train_adc_bits or None)
+    from .train.columnquant import prepare_columnquant
+
+    return prepare_columnquant(model, chip, x_cal, seed=args.seed,
+                               weight_scale=args.weight_scale, psum_scale=args.psum_scale,
+                               centre=args.psum_centre, num_sigma=args.num_sigma,
+                               init=args.scale_init, grad="paper")
 
 
 class _UsageError(Exception):
@@ -834,7 +867,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--chip", required=True, help="preset name or .toml path")
     t.add_argument("--method", default="qat",
                    help="qat: cross-entropy on the labels; distill: match the float model's "
-                        "outputs, no labels (default qat); '+' adds a-shift, w-reshape, "
+                        "outputs, no labels (default qat); pim-qat, columnquant: QAT with those "
+                        "methods' quantizers (options below); '+' adds a-shift, w-reshape, "
                         "bitaug, lora (raoq: all four), e.g. qat+a-shift+bitaug; bskmq: "
                         "fine-tune the ReLUs as the chip's layer-output NL-ADC "
                         "(docs/papers.md)")
@@ -863,6 +897,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, required=True,
                    help="folder for checkpoint.pt, training.json and the report; a rerun "
                         "resumes after the last complete epoch")
+    g = t.add_argument_group("pim-qat (docs/pim-qat.md)")
+    g.add_argument("--no-forward-rescale", dest="forward_rescale", action="store_false",
+                   help="switch off the forward rescaling")
+    g.add_argument("--no-backward-rescale", dest="backward_rescale", action="store_false",
+                   help="switch off the backward rescaling")
+    g.add_argument("--train-adc-bits", type=_POSITIVE, default=0,
+                   help="adjusted precision: train with this many ADC bits, deploy with the "
+                        "chip's (default: the chip's)")
+    g.add_argument("--bn-calibration", type=_LIMIT, default=0,
+                   help="re-estimate BatchNorm statistics on the deployed chip with the first "
+                        "N training inputs (default 0: off)")
+    g = t.add_argument_group("columnquant (docs/columnquant.md)")
+    g.add_argument("--weight-scale", default="column", choices=("layer", "array", "column"),
+                   help="weight scale granularity (default column)")
+    g.add_argument("--psum-scale", default=None, choices=("layer", "array", "column"),
+                   help="partial-sum (ADC step) granularity (default: the chip's "
+                        "adc.calibration_granularity)")
+    g.add_argument("--psum-centre", default="frozen", choices=("none", "batch", "frozen"),
+                   help="LsqPsum's mu +- n sigma clip and centre: per batch, frozen after "
+                        "calibration (default), or none")
+    g.add_argument("--num-sigma", type=float, default=6.0, help="n of mu +- n sigma (default 6)")
+    g.add_argument("--scale-init", default="paper", choices=("paper", "engine"),
+                   help="weight scales from mean |w| (paper) or deploy's (default paper)")
     t.set_defaults(func=cmd_train)
 
     p = sub.add_parser("presets", help="list the bundled chip presets")

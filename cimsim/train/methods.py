@@ -35,7 +35,10 @@ from .twin import PreparedModel
 
 __all__ = ["BASES", "PARTS", "Recipe", "parse_method"]
 
-BASES = ("qat", "distill")
+BASES = ("qat", "distill", "pim-qat", "columnquant")
+"""The training loss and twin: cross-entropy on labels (``qat``, and ``pim-qat`` /
+``columnquant`` with those methods' quantizers, docs/pim-qat.md, docs/columnquant.md) or
+matching the float model without labels (``distill``)."""
 PARTS = ("a-shift", "w-reshape", "bitaug", "lora", "raoq", "bskmq")
 
 

@@ -442,6 +442,21 @@ class TwinMatmul(nn.Module):
         self._init64: dict[str, Any] = dict(
             s_w=np.array(s_w, dtype=np.float64), s_x=float(view.s_x), lo=lo0, delta=d0,
             thr=np.concatenate(thr) if thr else None, lvl=np.concatenate(lvl) if lvl else None)
+        # Hooks of the training methods (cimsim.train.pimqat, .columnquant); neutral defaults.
+        self.out_rescale = 1.0
+        """Forward multiplier of the output (before the bias); handed back folded into the
+        engine's dequantization scale ``s_w`` (PIM-QAT forward rescaling)."""
+        self.grad_rescale = 1.0
+        """Multiplier of the chip product's gradient in the backward pass (PIM-QAT backward
+        rescaling); the forward is unchanged."""
+        self.adc_grad: float | None = None
+        """Fixed gradient scale of the learned ADC step instead of LSQ's 1/sqrt(n·Q_p)."""
+        self.adc_hook: Callable[[TwinMatmul, torch.Tensor, torch.Tensor], torch.Tensor] | None \
+            = None
+        """``hook(twin, a, ratio) -> lo0``: called on the analog values ``a`` (G, P·M, C)
+        before a linear ADC converts them; it may clip ``a`` in place and returns the grid
+        start in units of the initial step (broadcastable to (G, 1, C)) that replaces
+        ``_adc_lo0`` for this conversion (ColumnQuant's data-dependent centre)."""
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -497,11 +512,15 @@ class TwinMatmul(nn.Module):
             # the exact digital correction -z·Σ_k w_int per part (differentiated: the gradient
             # is that of the unshifted product the chip computes)
             y_parts = y_parts - self.zero_point * (w_int @ self._part_mask.t()).t()[:, None, :]
+        if self.grad_rescale != 1.0:
+            y_parts = grad_scale(y_parts, self.grad_rescale)
         if self.n_parts > 1:
             scale = s_x * s_w  # (T, N): one scale row per part
         else:
             scale = (s_x * s_w[:1]).reshape(1, -1)  # (1, 1) or (1, N)
         y = (y_parts * scale[:, None, :]).sum(dim=0)
+        if self.out_rescale != 1.0:
+            y = y * self.out_rescale
         return y if self.bias is None else y + self.bias
 
     def integer_forward(self, x_int: torch.Tensor) -> torch.Tensor:
@@ -519,7 +538,8 @@ class TwinMatmul(nn.Module):
             step: torch.Tensor = self.adc_step
             if step.requires_grad:
                 n_values = self._adc_unit_size * (self.n_planes * x_int.shape[0])
-                step = grad_scale(step, 1.0 / torch.sqrt(n_values * max(self.top_code, 1.0)))
+                step = grad_scale(step, 1.0 / torch.sqrt(n_values * max(self.top_code, 1.0))
+                                  if self.adc_grad is None else self.adc_grad)
             ratio = (step / self._adc_step0)[self._adc_unit]  # (G, C)
         return _ChipProduct.apply(x_int, w_int, ratio, self)
 
@@ -675,8 +695,11 @@ class TwinMatmul(nn.Module):
             inside = (at >= lvl[..., :1]) & (at <= lvl[..., -1:])
             return (torch.gather(lvl, 2, code).transpose(1, 2),
                     inside.transpose(1, 2), None)
-        lo0, d0_all, top = self._adc_grid0()
-        lo = (lo0 * ratio)[:, None, :]
+        lo0_g, d0_all, top = self._adc_grid0()
+        lo0 = lo0_g[:, None, :]
+        if self.adc_hook is not None:  # e.g. ColumnQuant's data-dependent centre
+            lo0 = self.adc_hook(self, a, ratio)
+        lo = lo0 * ratio[:, None, :]
         delta = (d0_all * ratio)[:, None, :]
         # the engine's order of operations, so that codes agree up to float ties
         if g1 != 1.0 or adc.offset_error_lsb != 0:
@@ -697,7 +720,7 @@ class TwinMatmul(nn.Module):
             if cmp is not None:
                 u.sub_(cmp)
             d_ratio = u.sub_(adc.offset_error_lsb).neg_().mul_(d0)
-            torch.where(inside, d_ratio, lo0[:, None, :], out=d_ratio)
+            torch.where(inside, d_ratio, lo0, out=d_ratio)
             d_ratio.addcmul_(code, d0)
         return code.mul_(delta).add_(lo), inside, d_ratio
 
@@ -726,12 +749,23 @@ class TwinMatmul(nn.Module):
         return y.new_zeros((self.n_parts, *y.shape[1:])).index_add(0, self._group_part, y)
 
     # --- back to the engine -----------------------------------------------------------------
-    def to_engine(self, seed: int | None = None) -> EngineView:
+    def to_engine(self, seed: int | None = None, chip: ChipConfig | None = None) -> EngineView:
         """The engine's view of the current state: integer weights, learned scales, the
         programmed parts (``program`` with ``seed``, default the twin's) carrying the learned
-        ADC tables."""
+        ADC tables.
+
+        ``chip`` programs the weights on another chip of the same geometry (other noise,
+        variation, non-linearity or ADC bits): with the twin's ADC settings the learned tables
+        are carried, with other ones the new chip's hardware-fixed tables are used (a
+        ``calibrated`` range is a ``ConfigError``: it needs a calibration pass).
+        """
         seed = self.seed if seed is None else seed
-        chip = self.chip
+        chip = self.chip if chip is None else chip
+        own_adc = chip.adc == self.chip.adc
+        if not own_adc and chip.adc.range_policy is RangePolicy.CALIBRATED:
+            raise ConfigError("to_engine(chip=...): adc.range_policy = 'calibrated' on an ADC "
+                              "other than the twin's needs calibration; allowed: the twin's "
+                              "adc settings, or 'full_scale' / 'fixed'")
         init = self._init64
 
         def change(p: torch.Tensor, p0: torch.Tensor) -> np.ndarray:
@@ -750,8 +784,8 @@ class TwinMatmul(nn.Module):
         w = self.effective_weight().detach().cpu().double().numpy()
         s_full = s_w[self._w_tile.cpu().numpy()].T if s_w.shape[0] > 1 else s_w.T
         w_int = np.clip(np.rint(w / s_full), -self.w_qmax, self.w_qmax).astype(np.int64)
-        if s_w.shape[1] == 1:
-            s_w = np.repeat(s_w, self.n_outputs, axis=1)
+        # one row per part (a layer / array scale is shared by the parts), forward rescale folded
+        s_w = np.broadcast_to(s_w, (self.n_parts, self.n_outputs)) * self.out_rescale
         if not self.nonlinear_adc:
             ratio = change(self.adc_step, self._adc_step0)[self._adc_unit.cpu().numpy()]
             lo, delta = init["lo"] * ratio, init["delta"] * ratio
@@ -761,6 +795,9 @@ class TwinMatmul(nn.Module):
         gp = self._group_part.cpu().numpy()
         out = []
         for i, (a, b, layer) in enumerate(parts):
+            if not own_adc:
+                out.append((a, b, layer))  # the new chip's static tables, set by program
+                continue
             sel = gp == i
             tabs = (ADCTables.from_levels(thr[sel], lvl[sel]) if self.nonlinear_adc
                     else ADCTables.linear(lo[sel], delta[sel]))
@@ -799,7 +836,7 @@ class _ChipProduct(torch.autograd.Function):
         a, var = twin._analog(x_int, w_int, noisy)
         want_step = ctx.needs_input_grad[2]
         want_share = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        if twin.fused and a.device.type == "cpu":
+        if twin.fused and a.device.type == "cpu" and twin.adc_hook is None:
             y, share, d_step = twin._convert_fused(a, var, ratio, noisy, want_share, want_step)
         else:
             cmp = twin._add_noise(a, var) if noisy else None
@@ -1136,16 +1173,17 @@ class PreparedModel(nn.Module):
             for twin in layer.matrices():
                 yield twin.name or name, twin
 
-    def views(self, seed: int | None = None) -> dict[str, EngineView]:
-        """The engine's view of every weight matrix (:meth:`TwinMatmul.to_engine`), by matrix
-        name, programmed with the seeds ``cimsim.deploy(..., seed=seed)`` derives (default:
-        the seed of ``prepare``)."""
+    def views(self, seed: int | None = None, chip: ChipConfig | None = None
+              ) -> dict[str, EngineView]:
+        """The engine's view of every weight matrix (:meth:`TwinMatmul.to_engine`, on
+        ``chip``, default the twin's), by matrix name, programmed with the seeds
+        ``cimsim.deploy(..., seed=seed)`` derives (default: the seed of ``prepare``)."""
         root = self.seed if seed is None else seed
         out: dict[str, EngineView] = {}
         for name, layer in self.twin_layers.items():
             seed_l = layer_seed(root, name)
             for i, twin in enumerate(layer.matrices()):
-                out[twin.name] = twin.to_engine(layer.matrix_seed(seed_l, i))
+                out[twin.name] = twin.to_engine(layer.matrix_seed(seed_l, i), chip)
         return out
 
     def float_model(self) -> nn.Module:
@@ -1156,7 +1194,8 @@ class PreparedModel(nn.Module):
                                 for layer in self.twin_layers.values()}
         return copy.deepcopy(self.model, memo)
 
-    def deploy(self, seed: int | None = None, *, batch_dim: int = 0) -> SimModel:
+    def deploy(self, seed: int | None = None, *, batch_dim: int = 0,
+               chip: ChipConfig | None = None) -> SimModel:
         """The model on the Numba engine with what was learned: weights, scales and ADC tables
         carried over from every twin (:meth:`views`), not recalibrated.
 
@@ -1167,6 +1206,10 @@ class PreparedModel(nn.Module):
             ``cimsim.deploy``; default the seed of ``prepare``.
         batch_dim : int
             As in ``cimsim.deploy``.
+        chip : ChipConfig, optional
+            Deploy on another chip of the same geometry (:meth:`TwinMatmul.to_engine`), e.g.
+            with noise, variation or a non-linearity the twin does not train with, or at
+            another ADC precision (adjusted-precision training).
 
         Returns
         -------
@@ -1177,7 +1220,8 @@ class PreparedModel(nn.Module):
             engine runs on the CPU: the float parts are moved there.
         """
         root = self.seed if seed is None else seed
-        return deploy_views(self.float_model().cpu(), self.chip, self.views(root), seed=root,
+        chip = self.chip if chip is None else chip
+        return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
                             batch_dim=batch_dim)
 
 

@@ -1,0 +1,60 @@
+"""Markdown tables of the PIM-QAT and ColumnQuant studies from their CSVs (docs/pim-qat.md §4,
+docs/columnquant.md §4).
+
+    python scripts/study_tables.py [docs/results/pim-qat-study.csv] [docs/results/columnquant-study.csv]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def pimqat(path: Path) -> str:
+    df = pd.read_csv(path)
+    head = df[df.arm.isin(["float", "a"])].set_index("arm").accuracy
+    grid = df[~df.arm.isin(["float", "a"])].pivot_table(
+        index=["decomposition", "rows", "adc_bits"], columns="arm", values="accuracy")
+    out = [f"float {head.get('float', float('nan')):.1f} %, (a) digital W4A4 QAT "
+           f"{head.get('a', float('nan')):.1f} %", "",
+           "| decomposition | rows | ADC bits | " + " | ".join(f"({c})" for c in grid.columns)
+           + " |", "|---|---|---|" + "---|" * len(grid.columns)]
+    for (dec, rows, bits), r in grid.iterrows():
+        out.append(f"| {dec} | {int(rows)} | {int(bits)} | "
+                   + " | ".join(f"{v:.1f}" for v in r.values) + " |")
+    return "\n".join(out)
+
+
+def columnquant(path: Path) -> str:
+    df = pd.read_csv(path)
+    out = []
+    for pb, d in df.groupby("psum_bits", sort=False):
+        base = d[d.what != "variation_accuracy"].pivot_table(
+            index=["weight_scale", "psum_scale"], columns="what", values="value", sort=False)
+        var = d[d.what == "variation_accuracy"]
+        var = pd.DataFrame(index=base.index) if var.empty else var.assign(cell=var.value.map("{:.1f}".format) + " ± " + var["std"].map(
+            "{:.1f}".format)).pivot_table(index=["weight_scale", "psum_scale"], columns="sigma",
+                                          values="cell", aggfunc="first", sort=False)
+        cols = [c for c in ("twin_accuracy_before", "twin_accuracy", "deployed_accuracy",
+                            "psum_nmse") if c in base.columns]
+        out += [f"**{pb}-bit partial sums**", "",
+                "| weights | psums | " + " | ".join(cols)
+                + "".join(f" | σ = {s}" for s in var.columns) + " |",
+                "|---|---|" + "---|" * (len(cols) + len(var.columns))]
+        for (w, p), r in base.iterrows():
+            v = var.loc[(w, p)].tolist() if (w, p) in var.index else []
+            out.append(f"| {w} | {p} | " + " | ".join(
+                f"{r[c]:.3f}" if c == "psum_nmse" else f"{r[c]:.1f}" for c in cols)
+                + "".join(f" | {x}" for x in v) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    a = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results/pim-qat-study.csv")
+    b = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/results/columnquant-study.csv")
+    for path, fn in ((a, pimqat), (b, columnquant)):
+        if path.is_file():
+            print(f"## {path}\n\n{fn(path)}\n")

@@ -1,0 +1,116 @@
+"""ColumnQuant (issue 11): the 9 settings of the grid train and deploy with their learned
+partial-sum steps in the chip's ADC ranges; LsqPsum's centre per batch and frozen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimsim.errors import ConfigError
+from cimsim.train.columnquant import (
+    PsumCentre,
+    columnquant_chip,
+    columnquant_optimizer,
+    deploy_columnquant,
+    freeze_psum,
+    prepare_columnquant,
+    psum_mse,
+)
+
+GRID = [(w, p) for w in ("layer", "array", "column") for p in ("layer", "array", "column")]
+
+
+class Small(nn.Module):
+    """A conv whose im2col rows (8·9 = 72) span two 40-row arrays, and a Linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 6, 3, padding=1, bias=False)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.head(F.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def _setup(seed=0):
+    torch.manual_seed(seed)
+    net = Small().double()
+    x = torch.rand(40, 8, 5, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,))
+    chip = columnquant_chip(psum_bits=3, array_size=40)
+    return net, x, y, chip
+
+
+@pytest.mark.parametrize("weight_scale,psum_scale", GRID)
+def test_grid_settings_train_and_deploy_with_learned_steps(weight_scale, psum_scale):
+    net, x, y, chip = _setup()
+    prep = prepare_columnquant(net, chip, x[:20], weight_scale=weight_scale,
+                               psum_scale=psum_scale, centre="frozen", grad="paper")
+    conv = dict(prep.twins())["conv"]
+    t = conv.n_parts
+    assert t == 2  # kernel-preserving tiles: 4 channels (36 rows) per 40-row array
+    shape = {"layer": (1, 1), "array": (t, 1), "column": (t, 6)}[weight_scale]
+    assert tuple(conv.weight_scale.shape) == shape
+    units = {"layer": 1, "array": conv.n_groups, "column": conv.n_groups * conv.n_outputs
+             * conv.n_kinds}[psum_scale]
+    assert conv.adc_step.numel() == units and conv.adc_step.requires_grad
+    opt = columnquant_optimizer(prep, lr=0.05)
+    prep.train()
+    steps0 = conv.adc_step.detach().clone()
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(prep(x), y).backward()
+        opt.step()
+    assert not torch.equal(conv.adc_step.detach(), steps0)  # the partial-sum steps learn
+    prep.eval()
+    sim = deploy_columnquant(prep, x[:20], 0)
+    lo, delta = (v.detach().numpy() for v in conv.adc_tables())
+    parts = sim.sim_layers["conv"].cores[0].view.parts
+    gp = conv._group_part.numpy()
+    for i, (_, _, layer) in enumerate(parts):
+        np.testing.assert_allclose(layer.adc.delta, delta[gp == i], rtol=1e-6)
+        np.testing.assert_allclose(layer.adc.lo, lo[gp == i], rtol=1e-6, atol=1e-9)
+    agree = (sim(x).argmax(1) == prep(x).argmax(1)).double().mean()
+    assert agree >= 0.95
+
+
+def test_frozen_centre_is_fixed_in_eval_and_batch_centre_is_not():
+    net, x, _, chip = _setup(1)
+    prep = prepare_columnquant(net, chip, x[:20], centre="batch")
+    prep.eval()
+    # per batch: one input's output depends on the batch it comes with
+    alone = prep(x[:1])
+    with_others = prep(x[:20])[:1]
+    assert not torch.allclose(alone, with_others)
+    freeze_psum(prep, x[:20])
+    hooks = [t.adc_hook for _, t in prep.twins()]
+    assert all(isinstance(h, PsumCentre) and h.mode == "frozen" for h in hooks)
+    saved = [(h.mu.clone(), h.sd.clone(), h.centre.clone()) for h in hooks]
+    y_a = prep(x[:1])
+    y_b = prep(x[:20])[:1]
+    prep(x[20:] * 3.0)  # other data in eval leaves them alone
+    for h, (mu, sd, c) in zip(hooks, saved, strict=True):
+        assert torch.equal(h.mu, mu) and torch.equal(h.sd, sd) and torch.equal(h.centre, c)
+    assert torch.allclose(y_a, y_b)  # no batch dependence once frozen
+    # the grid start is the centre: codes c - 2^(b-1) .. c + 2^(b-1) - 1
+    conv = dict(prep.twins())["conv"]
+    lo, delta = conv.adc_tables()
+    np.testing.assert_allclose((lo / delta).detach().numpy(),
+                               (hooks[0].centre[:, 0, :] - 4).numpy(), atol=1e-9)
+
+
+def test_psum_mse_and_options():
+    net, x, _, chip = _setup(2)
+    fine = prepare_columnquant(net, columnquant_chip(psum_bits=8, array_size=40), x[:20])
+    coarse = prepare_columnquant(net, columnquant_chip(psum_bits=2, array_size=40), x[:20])
+    assert psum_mse(fine, x)["mean"] < psum_mse(coarse, x)["mean"]
+    with pytest.raises(ConfigError, match="weight_scale"):
+        prepare_columnquant(net, chip, x[:20], weight_scale="row")
+    with pytest.raises(ConfigError, match="centre"):
+        prepare_columnquant(net, chip, x[:20], centre="mean")
+    with pytest.raises(ConfigError, match="range_policy"):
+        prepare_columnquant(net, chip.replace(adc=chip.adc.replace(range_policy="full_scale")),
+                            x[:20])

@@ -1,0 +1,261 @@
+"""PIM-QAT (issue 11): rescaling scalars against a hand computation, the rescaling hooks, BN
+calibration on a twin and on a deployed SimModel, adjusted-precision training."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimsim.errors import ConfigError
+from cimsim.train import calibrate_bn, prepare
+from cimsim.train.loop import param_groups
+from cimsim.train.pimqat import (
+    adc_moments,
+    apply_rescaling,
+    layer_rescale,
+    pim_chip,
+    prepare_pimqat,
+    rescale_factors,
+)
+
+
+class BNNet(nn.Module):
+    """Conv + BatchNorm + residual add + Linear: what BN calibration acts on."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(2, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.body = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = F.relu(self.bn(self.stem(x)))
+        h = F.relu(h + self.bn2(self.body(h)))
+        return self.head(h.mean(dim=(2, 3)))
+
+
+def _net(seed: int = 0):
+    torch.manual_seed(seed)
+    net = BNNet().double()
+    x = torch.rand(48, 2, 6, 6, dtype=torch.float64)
+    with torch.no_grad():  # non-trivial running statistics
+        net.train()
+        net(x)
+    return net.eval(), x
+
+
+# --- the rescaling scalars -------------------------------------------------------------------
+def _hand_moments(mu, var, lo, delta, n_codes, n=400_001):
+    """λ, ρ of the ADC on N(mu, var) by brute-force quadrature on a fine grid."""
+    sd = math.sqrt(var)
+    a = np.linspace(mu - 12 * sd, mu + 12 * sd, n)
+    w = np.exp(-0.5 * ((a - mu) / sd) ** 2)
+    w /= w.sum()
+    code = np.clip(np.floor((a - lo) / delta + 0.5), 0, n_codes - 1)
+    q = lo + code * delta
+    eq = (w * q).sum()
+    return (w * (a - mu) * (q - eq)).sum() / var, (w * (q - eq) ** 2).sum() / var
+
+
+@pytest.mark.parametrize("mu,var,lo,delta,n", [(1.0, 0.75, 0.0, 4 / 3, 4), (3.0, 2.0, -2.0, 1.0, 8),
+                                              (0.2, 0.05, 0.0, 2.0, 4), (10.0, 9.0, 0.0, 0.1, 256)])
+def test_adc_moments_match_quadrature(mu, var, lo, delta, n):
+    lam, rho = adc_moments(mu, var, lo, delta, n)
+    lam_h, rho_h = _hand_moments(mu, var, lo, delta, n)
+    assert lam == pytest.approx(lam_h, abs=2e-4)
+    assert rho == pytest.approx(rho_h, abs=2e-4)
+
+
+def test_fine_adc_is_neutral():
+    # a step far below the spread and a range far wider: Q(a) ≈ a, λ ≈ ρ ≈ 1
+    lam, rho = adc_moments(0.0, 100.0, -1000.0, 0.01, 200_001)
+    assert lam == pytest.approx(1.0, abs=1e-6)
+    assert rho == pytest.approx(1.0, abs=1e-4)
+
+
+def test_layer_rescale_by_hand_bit_serial():
+    """A 4-input Linear on a bit-serial chip (W4A4, 1-bit cells, two's complement), 4 rows per
+    conversion, 2-bit full-scale ADC: every scalar by hand."""
+    torch.manual_seed(1)
+    lin = nn.Linear(4, 2).double()
+    chip = pim_chip("bit-serial", adc_bits=2, rows=4)
+    x = torch.rand(16, 4, dtype=torch.float64)
+    prep = prepare(lin, chip, x)
+    (_, twin), = prep.twins()
+    # inputs uniform over 0..15: every bit plane is Bernoulli(1/2): mean 1/2, mean square 1/2.
+    # weights uniform over -7..7 in two's complement: 3 magnitude bits of (w mod 8), sign bit.
+    ws = np.arange(-7, 8)
+    low = np.mod(ws, 8)
+    digits = [(low >> j) & 1 for j in range(3)] + [(ws < 0).astype(int)]
+    coefs = [1.0, 2.0, 4.0, -8.0]
+    # full scale of 4 rows of 0/1 x 0/1 = [0, 4]; 4 codes < 5 values: literal grid, Δ = 4/3
+    lo, delta = 0.0, 4.0 / 3.0
+    v0 = cov = vq = 0.0
+    nd = NormalDist()
+    for p in range(4):
+        for d, c in zip(digits, coefs, strict=True):
+            e_d, e_d2 = d.mean(), (d * d).mean()
+            mean = 0.5 * e_d
+            var1 = 0.5 * e_d2 - mean**2
+            mu, var = 4 * mean, 4 * var1
+            sd = math.sqrt(var)
+            # code k covers [(k - 1/2)Δ, (k + 1/2)Δ), the end codes beyond
+            t = [-math.inf] + [(k - 0.5) * delta for k in range(1, 4)] + [math.inf]
+            pk = [nd.cdf((t[k + 1] - mu) / sd) - nd.cdf((t[k] - mu) / sd) for k in range(4)]
+            ph = [0.0 if math.isinf(v) else nd.pdf((v - mu) / sd) for v in t]
+            qv = [lo + k * delta for k in range(4)]
+            eq = sum(q * pr for q, pr in zip(qv, pk, strict=True))
+            eq2 = sum(q * q * pr for q, pr in zip(qv, pk, strict=True))
+            eaq = sum(qv[k] * (mu * pk[k] + sd * (ph[k] - ph[k + 1])) for k in range(4))
+            lam, rho = (eaq - mu * eq) / var, (eq2 - eq * eq) / var
+            w = (2.0**p * c) ** 2 * var
+            v0, cov, vq = v0 + w, cov + w * lam, vq + w * rho
+    f, b = layer_rescale(twin)
+    assert f == pytest.approx(math.sqrt(v0 / vq), rel=1e-9)
+    assert b == pytest.approx(cov / v0, rel=1e-9)
+    assert 0 < b < 1  # a 2-bit ADC on 4-row sums loses slope
+
+
+def test_rescale_factors_identity_without_loss():
+    assert rescale_factors([(1.0, 8, 0.5, 0.25, -1e6, 1e-3, 2**31)]) == pytest.approx((1, 1),
+                                                                                    abs=1e-6)
+
+
+def test_rescaling_hooks_forward_backward_and_deploy():
+    """out_rescale multiplies the output (and goes into the deployed s_w); grad_rescale
+    multiplies only the gradient of the chip product."""
+    torch.manual_seed(0)
+    lin = nn.Linear(12, 5, bias=False).double()
+    chip = pim_chip("native", adc_bits=24, rows=8)  # lossless
+    x = torch.rand(20, 12, dtype=torch.float64)
+    prep = prepare(lin, chip, x).eval()
+    (_, twin), = prep.twins()
+    y0 = prep(x)
+    y0.sum().backward()
+    g0 = twin.weight.grad.clone()
+    twin.weight.grad = None
+    twin.grad_rescale = 0.25
+    y1 = prep(x)
+    y1.sum().backward()
+    assert torch.equal(y1, y0)
+    assert torch.allclose(twin.weight.grad, 0.25 * g0, rtol=0, atol=1e-12)
+    twin.grad_rescale = 1.0
+    twin.out_rescale = 1.7
+    y2 = prep(x)
+    assert torch.allclose(y2, 1.7 * y0, rtol=1e-12, atol=0)
+    sim = prep.deploy()
+    assert torch.allclose(sim(x.float()).double(), y2, rtol=1e-5, atol=1e-6)
+    names = apply_rescaling(prep, forward=False, backward=True)
+    assert twin.out_rescale == 1.0 and twin.grad_rescale == names["0"][1]
+
+
+def test_pim_chip_decompositions():
+    ns = {d: pim_chip(d, adc_bits=4, rows=64) for d in ("native", "bit-serial", "differential")}
+    assert ns["native"].n_planes == 1 and ns["bit-serial"].n_planes == 4
+    assert ns["bit-serial"].device.bits_per_cell == 1
+    assert ns["differential"].weight_encoding.value == "differential"
+    assert all(c.array.rows_per_group == 64 for c in ns.values())
+    with pytest.raises(ConfigError, match="decomposition"):
+        pim_chip("analog", adc_bits=4, rows=64)
+
+
+# --- BN calibration --------------------------------------------------------------------------
+def _split_state(module: nn.Module):
+    stats, rest = {}, {}
+    for k, v in module.state_dict().items():
+        (stats if k.rsplit(".", 1)[-1] in ("running_mean", "running_var",
+                                           "num_batches_tracked") else rest)[k] = v.clone()
+    return stats, rest
+
+
+def test_calibrate_bn_changes_only_running_statistics_of_a_twin():
+    net, x = _net()
+    chip = pim_chip("bit-serial", adc_bits=3, rows=16)
+    prep = prepare_pimqat(net, chip, x[:16])
+    prep.train()
+    stats0, rest0 = _split_state(prep)
+    n = calibrate_bn(prep, x, batch_size=16)
+    assert n == 2
+    stats1, rest1 = _split_state(prep)
+    assert rest1.keys() == rest0.keys()
+    assert all(torch.equal(rest0[k], rest1[k]) for k in rest0)
+    assert any(not torch.equal(stats0[k], stats1[k]) for k in stats0 if "running" in k)
+    assert prep.training  # modes restored
+    assert all(m.momentum == 0.1 for m in prep.modules() if isinstance(m, nn.BatchNorm2d))
+    # the first BatchNorm's cumulative mean over the batches equals one pass over all inputs
+    # (later ones see inputs normalised with each batch's own statistics)
+    prep2 = prepare_pimqat(net, chip, x[:16])
+    calibrate_bn(prep2, x, batch_size=48)
+    k = "model.bn.running_mean"
+    assert torch.allclose(stats1[k], prep2.state_dict()[k], atol=1e-9)
+
+
+def test_calibrate_bn_on_a_deployed_simmodel():
+    net, x = _net(3)
+    chip = pim_chip("bit-serial", adc_bits=3, rows=16, thermal_sigma_lsb=0.5, cubic=-0.2)
+    prep = prepare_pimqat(net, chip, x[:16])
+    sim = prep.deploy(0, chip=chip)
+    stats0, rest0 = _split_state(sim.model)
+    y0 = sim(x)
+    assert calibrate_bn(sim, (x, torch.zeros(48)), batch_size=24) == 2
+    stats1, rest1 = _split_state(sim.model)
+    assert all(torch.equal(rest0[k], rest1[k]) for k in rest0)
+    assert any(not torch.equal(stats0[k], stats1[k]) for k in stats0 if "running" in k)
+    assert not torch.equal(sim(x), y0)
+    assert not sim.model.bn.training  # modes restored
+
+
+def test_calibrate_bn_without_batchnorm_and_bad_data():
+    lin = nn.Linear(3, 2)
+    assert calibrate_bn(lin, torch.zeros(4, 3)) == 0
+    net, _ = _net()
+    with pytest.raises(ConfigError, match="data"):
+        calibrate_bn(net, "images")
+    with pytest.raises(ConfigError, match="empty"):
+        calibrate_bn(net, torch.zeros(0, 2, 6, 6, dtype=torch.float64))
+
+
+# --- adjusted precision ----------------------------------------------------------------------
+def test_adjusted_precision_trains_at_one_adc_and_deploys_at_another():
+    net, x = _net(5)
+    y = torch.randint(0, 3, (48,))
+    deploy_chip = pim_chip("bit-serial", adc_bits=5, rows=16)
+    prep = prepare_pimqat(net, deploy_chip, x[:16], train_adc_bits=3)
+    assert all(t.top_code == 7 for _, t in prep.twins())
+    opt = torch.optim.Adam(param_groups(prep, 1e-3))
+    prep.train()
+    for m in prep.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(prep(x), y).backward()
+        opt.step()
+    prep.eval()
+    sim = prep.deploy(0, chip=deploy_chip)
+    for core_layer in sim.sim_layers.values():
+        for core in core_layer.cores:
+            for _, _, layer in core.view.parts:
+                assert layer.chip.adc.bits == 5
+                assert layer.adc.lo.shape[0] == layer.n_groups
+    # the deployed model is the same weights and scales on a 5-bit twin
+    twin5 = prepare_pimqat(prep, deploy_chip, x[:16])
+    for (_, a), (_, b) in zip(prep.twins(), twin5.twins(), strict=True):
+        assert torch.equal(a.quantized_weight(), b.quantized_weight())
+        b.out_rescale = a.out_rescale
+    apply_rescaling(twin5, forward=True, backward=True)
+    twin5.eval()
+    for (_, a), (_, b) in zip(prep.twins(), twin5.twins(), strict=True):
+        b.out_rescale = a.out_rescale  # the forward rescale of the trained twin is deployed
+    agree = (sim(x).argmax(1) == twin5(x).argmax(1)).float().mean()
+    assert agree >= 0.95
+    with pytest.raises(ConfigError, match="train_adc_bits"):
+        prepare_pimqat(net, deploy_chip, x[:16], train_adc_bits=0)

@@ -1,0 +1,49 @@
+"""``cimsim train --method pim-qat|columnquant`` (issue 11) on the demo model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cimsim.cli import main
+from cimsim.train.columnquant import columnquant_chip
+from cimsim.train.pimqat import pim_chip
+
+ARGS = ["train", "--model", "demo", "--limit", "24", "--batch-size", "12", "--calibration",
+        "24", "--epochs", "1"]
+
+
+@pytest.mark.slow  # ~1 min on the shared 2-core machine (deploy, report)
+def test_cli_pim_qat_adjusted_precision_and_bn_calibration(tmp_path, capsys):
+    chip = tmp_path / "pim.toml"
+    pim_chip("bit-serial", adc_bits=5, rows=64).save(chip)
+    out = tmp_path / "run"
+    assert main(ARGS + ["--chip", str(chip), "--method", "pim-qat", "--train-adc-bits", "4",
+                        "--no-backward-rescale", "--bn-calibration", "24",
+                        "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "method pim-qat" in text and "simulated accuracy" in text
+    assert "BatchNorm calibrated on the deployed model: 0 modules" in text  # the demo has none
+    assert json.loads((out / "training.json").read_text())["method"] == "pim-qat"
+
+
+@pytest.mark.slow
+def test_cli_columnquant(tmp_path, capsys):
+    chip = tmp_path / "cq.toml"
+    columnquant_chip(psum_bits=3).save(chip)
+    out = tmp_path / "run"
+    assert main(ARGS + ["--chip", str(chip), "--method", "columnquant", "--weight-scale",
+                        "array", "--psum-scale", "column", "--psum-centre", "batch",
+                        "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "method columnquant" in text and "simulated accuracy" in text
+
+
+def test_cli_refuses_bad_method_options(tmp_path, capsys):
+    for extra in (["--method", "columnquant", "--weight-scale", "row"],
+                  ["--method", "columnquant", "--psum-centre", "mean"],
+                  ["--method", "pim-qat", "--train-adc-bits", "0"],
+                  ["--method", "pimqat"]):
+        assert main(ARGS + ["--chip", "ideal", "--out", str(tmp_path / "x")] + extra) == 2
+        assert capsys.readouterr().err.count("\n") == 1  # one line
