@@ -56,8 +56,8 @@ def main() -> None:
     for pb in args.psum_bits:
         for ws in GRANULARITIES:
             for ps in GRANULARITIES:
-                def add(what: str, value: float, sigma: float | str = "", std: float | str = ""
-                        ) -> None:
+                def add(what: str, value: float, sigma: float | str = "", std: float | str = "",
+                        pb=pb, ws=ws, ps=ps) -> None:  # this cell's settings, bound now
                     rows.add(psum_bits=pb, weight_scale=ws, psum_scale=ps, what=what,
                              sigma=sigma, value=round(value, 5), std=std)
 

@@ -45,7 +45,8 @@ def main() -> None:
     x, y = x[:args.train], y[:args.train]
     model = load_resnet_digits()
     rows = Rows(args.out, ["decomposition", "rows", "adc_bits", "arm", "accuracy", "elapsed_s"])
-    rows.add(decomposition="float", rows="", adc_bits="", arm="float", accuracy=acc(model, x_te, y_te))
+    rows.add(decomposition="float", rows="", adc_bits="", arm="float",
+             accuracy=acc(model, x_te, y_te))
     digital = pim_chip("native", adc_bits=24, rows=128)  # lossless W4A4
     prep_a = prepare(model, digital, x_cal, seed=args.seed)
     qat(prep_a, x, y, epochs=args.epochs_a, lr=args.lr, seed=args.seed)
@@ -58,7 +59,7 @@ def main() -> None:
                 noisy = pim_chip(dec, adc_bits=b, rows=r, thermal_sigma_lsb=args.sigma,
                                  cubic=args.cubic)
 
-                def add(arm: str, value: float) -> None:
+                def add(arm: str, value: float, dec=dec, r=r, b=b) -> None:  # bound now
                     rows.add(decomposition=dec, rows=r, adc_bits=b, arm=arm, accuracy=value)
 
                 add("b", acc(prep_a.deploy(args.seed, chip=chip), x_te, y_te))

@@ -1,7 +1,8 @@
 """Markdown tables of the PIM-QAT and ColumnQuant studies from their CSVs (docs/pim-qat.md §4,
 docs/columnquant.md §4).
 
-    python scripts/study_tables.py [docs/results/pim-qat-study.csv] [docs/results/columnquant-study.csv]
+    python scripts/study_tables.py [docs/results/pim-qat-study.csv]
+        [docs/results/columnquant-study.csv]
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ def columnquant(path: Path) -> str:
         base = d[d.what != "variation_accuracy"].pivot_table(
             index=["weight_scale", "psum_scale"], columns="what", values="value", sort=False)
         var = d[d.what == "variation_accuracy"]
-        var = pd.DataFrame(index=base.index) if var.empty else var.assign(cell=var.value.map("{:.1f}".format) + " ± " + var["std"].map(
-            "{:.1f}".format)).pivot_table(index=["weight_scale", "psum_scale"], columns="sigma",
-                                          values="cell", aggfunc="first", sort=False)
+        if var.empty:
+            var = pd.DataFrame(index=base.index)
+        else:
+            cell = var.value.map("{:.1f}".format) + " ± " + var["std"].map("{:.1f}".format)
+            var = var.assign(cell=cell).pivot_table(
+                index=["weight_scale", "psum_scale"], columns="sigma", values="cell",
+                aggfunc="first", sort=False)
         cols = [c for c in ("twin_accuracy_before", "twin_accuracy", "deployed_accuracy",
                             "psum_nmse") if c in base.columns]
         out += [f"**{pb}-bit partial sums**", "",
