@@ -39,7 +39,6 @@ from ..events import Action, Component, EventKey, event_key
 from .tables import (
     MAX_ADC_BITS,
     TechTable,
-    adc_conversion_time_ns,
     adc_energy_pj,
     buffer_energy_pj_per_bit,
     dac_conversion_time_ns,
@@ -201,9 +200,9 @@ def table_adc_bits(bits: int) -> int:
 
 
 def adc_time_ns(chip: ChipConfig, table: TechTable, calibration: Calibration) -> float:
-    """One conversion of the chip's ADC, ns (table time x calibration)."""
-    return adc_conversion_time_ns(chip.adc.kind, table_adc_bits(chip.adc.bits), table) * (
-        calibration.adc_time_scale)
+    """One conversion of the chip's ADC, ns (its component model's time)."""
+    return MODELS[Component.ADC](chip, table, calibration).time_ns(Action.CONVERT,
+                                                                   chip.adc.bits)
 
 
 def _resistive(chip: ChipConfig) -> bool:
@@ -319,28 +318,11 @@ def _bus_bit(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) ->
     return table.bus_energy_pj_per_bit * supply_factor(chip) * cal.e("interconnect")
 
 
-_C, _A = Component, Action
-PRICES: Mapping[tuple[Component, Action], _Price] = MappingProxyType({
-    (_C.LAYER, _A.MAC): _count_only,
-    (_C.ARRAY, _A.ACTIVATION): _count_only,
-    (_C.ARRAY, _A.REPROGRAM): _count_only,
-    (_C.ADC, _A.CONVERT): _adc_convert,
-    (_C.ADC, _A.LEAK): _adc_leak,
-    (_C.DAC, _A.PULSE): _dac_pulse,
-    (_C.CELL, _A.READ): _cell_read,
-    (_C.CELL, _A.V2G_LSB): _cell_v2g_lsb,
-    (_C.CELL, _A.WRITE): _cell_write,
-    (_C.SHIFT_ADD, _A.ADD): _shift_add,
-    (_C.ACCUMULATOR, _A.ADD): _accumulator_add,
-    (_C.BUFFER, _A.READ_BIT): _buffer_bit,
-    (_C.BUFFER, _A.WRITE_BIT): _buffer_bit,
-    (_C.INTERCONNECT, _A.BIT): _link_bit,
-    (_C.INTERCONNECT, _A.BUS_BIT): _bus_bit,
-    (_C.DIGITAL, _A.CORRECTION_ADD): _correction_add,
-    (_C.DIGITAL, _A.DEQUANT_MULTIPLY): _dequant_multiply,
-})
-"""The price function of every registered (component, action); its keys are
-``cimsim.events.REGISTRY``'s (a test holds them equal)."""
+def _model_price(component: Component, action: Action) -> _Price:
+    def price(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+        return MODELS[component](chip, table, cal).energy_pj(action, bits)
+    price.__name__ = f"{component.value}.{action.value}"
+    return price
 
 
 def event_energy_pj(
@@ -359,5 +341,14 @@ def event_energy_pj(
     """
     key = event_key(*key)
     table = chip_table(chip) if table is None else table
-    cal = NO_CALIBRATION if calibration is None else calibration
-    return float(PRICES[key.component, key.action](chip, table, cal, key.bits))
+    model = MODELS[key.component](chip, table, calibration)  # one lookup per event
+    return float(model.energy_pj(key.action, key.bits))
+
+
+# The component models import this module's helpers; they are bound here, once both exist.
+from .models import MODELS  # noqa: E402
+
+PRICES: Mapping[tuple[Component, Action], _Price] = MappingProxyType({
+    (c, a): _model_price(c, a) for c, cls in MODELS.items() for a in cls.actions})
+"""The price of every (component, action) some component model lists
+(``cimsim.cost.models.MODELS``); a test holds its keys equal to ``cimsim.events.REGISTRY``."""
