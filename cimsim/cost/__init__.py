@@ -44,11 +44,14 @@ from .energy import (
     chip_table,
     event_energy_pj,
 )
+from .datasheet import datasheet
 from .latency import block_latency, chip_latency_ns, layer_latency_ns, reload_latency
+from .models import MODELS, component_models
 from .tables import MAX_ADC_BITS, TechTable
 
 __all__ = [
     "CALIBRATIONS",
+    "MODELS",
     "COMPONENTS",
     "Block",
     "Calibration",
@@ -56,6 +59,8 @@ __all__ = [
     "LayerWork",
     "ModelWork",
     "calibration_for",
+    "component_models",
+    "datasheet",
     "estimate",
     "layer_work",
 ]

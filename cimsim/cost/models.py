@@ -77,7 +77,7 @@ from .tables import (
     dac_energy_pj,
 )
 
-__all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "MODELS", "ComponentModel", "component_models",
+__all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS", "ComponentModel", "component_models",
            "physical"]
 
 _C, _A = Component, Action
@@ -85,6 +85,10 @@ _C, _A = Component, Action
 CCO_LSB_NS = 0.3
 """Time per LSB of a CCO converter, ns: 300 ps/LSB (Khaddam-Aljameh et al., "HERMES-Core",
 IEEE JSSC 57(4), 2022, title and abstract)."""
+
+GATE_CAPACITANCE_FF_PER_UM = 1.0
+"""Gate capacitance per um of transistor width, fF: the ~1 fF/um rule of thumb of Weste &
+Harris, "CMOS VLSI Design", 4th ed., 2011, §2.3 (word-line load of the physical model)."""
 
 # Cell areas in F^2 of the physical model (docs/technology.md §cells). SRAM: NeuroSim V1.4's
 # CIM SRAM cell (Param.cpp: 280 F^2 at >= 22 nm, 326 at 14 nm, 551 at 7 nm) is an 8T
@@ -204,13 +208,13 @@ class ADCModel(ComponentModel):
         if not self.physical:
             return adc_area_um2(chip.adc.kind, b, self.table) * self.cal.a("adc")
         kind, node = chip.adc.kind, chip.tech.node_nm
-        step = adc_survey.step_area_um2(kind, node)
-        if kind in (ADCKind.SAR, ADCKind.FLASH):
-            area = step * adc_survey.steps(kind, b)
-        else:  # one comparator / oscillator / integrator and a b-bit counter
-            area = step + b * self.table.shift_add_area_um2_per_bit
-            if kind is ADCKind.RAMP:  # the ramp's reference column (Yang, Mao et al. 2025)
-                area += (2**b + 5) * CellModel(chip, self.table).area_um2()
+        # the survey's area per conversion step times the converter's steps (the fit's own
+        # normalisation, A / 2^ENOB), whatever the kind
+        area = adc_survey.step_area_um2(kind, node) * adc_survey.steps(kind, b)
+        if kind in (ADCKind.RAMP, ADCKind.CCO, ADCKind.INTEGRATE_FIRE):
+            area += b * self.table.shift_add_area_um2_per_bit  # the counter
+        if kind is ADCKind.RAMP:  # the ramp's reference column (Yang, Mao et al. 2025)
+            area += (2**b + 5) * CellModel(chip, self.table).area_um2()
         return area * self.cal.a("adc")
 
     def time_ns(self, action: Action, bits: int = 0) -> float:
@@ -258,10 +262,13 @@ class DACModel(ComponentModel):
         return (e + self.wordline_pj()) * self.cal.e("dac")
 
     def wordline_pj(self) -> float:
-        """Word-line switching of one activated row, pJ: ``C_wl V_wl^2``."""
+        """Word-line switching of one activated row, pJ: ``C_wl V_wl^2``, the line's wire
+        (0.2 fF/um) and the gate of each cell's access device (1 fF/um of gate width, taken
+        as wide as the cell pitch) along ``n_cols`` cells."""
         tech = self.chip.tech
-        c_ff = (self.table.wire_capacitance_ff_per_um * self.chip.array.n_cols
-                * math.sqrt(CellModel(self.chip, self.table).area_um2()))
+        pitch_um = math.sqrt(CellModel(self.chip, self.table).area_um2())
+        c_ff = ((self.table.wire_capacitance_ff_per_um + GATE_CAPACITANCE_FF_PER_UM)
+                * self.chip.array.n_cols * pitch_um)
         v = tech.vdd_v if tech.wordline_v is None else tech.wordline_v
         return c_ff * v**2 * 1e-3
 
