@@ -99,9 +99,6 @@ _SRAM_8T_F2 = (280.0, 280.0, 326.0, 551.0)
 CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0}
 _SRAM_TRANSISTORS = {CellKind.SRAM_6T: 6, CellKind.SRAM_8T: 8, CellKind.SRAM_10T: 10}
 
-# temporal drive: sum(x G) from sum(x^2 G) assuming nonzero inputs uniform on 1..2^b - 1
-# (the run counts sum(x^2 G) only): E[x] / E[x^2] = 3 / (2^(b+1) - 1)
-
 
 def physical(chip: ChipConfig) -> bool:
     """Whether ``chip`` is priced by the physical component models."""
@@ -290,18 +287,21 @@ class CellModel(ComponentModel):
     summed conductance of resistive reads) and writes.
 
     physical: current domain, resistive (RRAM, PCM): ``V^2 G t`` per read, times
-    ``devices_per_cell``; amplitude drive at ``V x / x_max`` for the read pulse, temporal
-    drive at full ``V`` for ``x`` LSB times ``t_read / (2^b - 1)``. Current domain SRAM:
+    ``devices_per_cell``; amplitude drive at ``V x / x_max`` for the read pulse (priced on
+    ``cell.v2g_lsb``, the run's sum of ``x^2 G``), temporal drive at full ``V`` for ``x`` LSB
+    times ``t_read / (2^b - 1)`` (priced on ``cell.v1g_lsb``, the sum of ``|x| G``). Current domain SRAM:
     the tables' bit-line read per bit-cell. Charge domain: ``C_unit V_dd^2`` per product
     (half the stored bits are ones for uniform weights).
     """
 
     component = _C.CELL
-    actions = (_A.READ, _A.V2G_LSB, _A.WRITE)
+    actions = (_A.READ, _A.V2G_LSB, _A.V1G_LSB, _A.WRITE)
 
     def energy_pj(self, action: Action, bits: int = 0) -> float:
         self._check(action)
         chip, table, cal = self.chip, self.table, self.cal
+        if action is _A.V1G_LSB and not self.physical:
+            return 0.0  # the tables price resistive reads by x^2 (cell.v2g_lsb)
         if action is _A.WRITE or not self.physical:
             fn = {_A.READ: _cell_read, _A.V2G_LSB: _cell_v2g_lsb, _A.WRITE: _cell_write}[action]
             return fn(chip, table, cal, bits)
@@ -317,13 +317,15 @@ class CellModel(ComponentModel):
             return _cell_read(chip, table, cal, bits)
         if not resistive or tech.compute_domain is ComputeDomain.CHARGE:
             return 0.0
+        temporal = tech.input_drive is not InputDrive.AMPLITUDE
+        if temporal != (action is _A.V1G_LSB):
+            return 0.0  # each drive is priced by one of the two sums
         b = chip.dac_bits
         g = chip.device.g_lsb_us * tech.devices_per_cell
-        if tech.input_drive is InputDrive.AMPLITUDE:
+        if temporal:  # full V for x LSB times: E = V^2 G t_lsb x, linear in x
+            v2_t = tech.v_read_v**2 * tech.t_read_ns / (2**b - 1)
+        else:  # V x / x_max for the read pulse: E = (V / x_max)^2 G t x^2
             v2_t = (tech.v_read_v / (2**b - 1)) ** 2 * tech.t_read_ns
-        else:
-            t_lsb = tech.t_read_ns / (2**b - 1)
-            v2_t = tech.v_read_v**2 * t_lsb * 3.0 / (2 ** (b + 1) - 1)
         return v2_t * g * 1e-3 * cal.e("cell")  # V^2 * uS * ns = fJ
 
     def area_f2(self) -> float:
