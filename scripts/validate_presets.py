@@ -187,17 +187,18 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
            "ones from the sources in the table; nothing was changed to move a row):", ""]
     if "jia-jssc20" in sheets:
         n = 256 * 256  # conversions of the workload (256 vectors x 256 columns)
+        array_pj = per("jia-jssc20", "energy_pj", "cell", n) + per("jia-jssc20", "energy_pj",
+                                                                   "dac", n)
         out.append(
             f"- **jia-jssc20**: the survey's SAR line prices the 8-b ADC at "
             f"{per('jia-jssc20', 'energy_pj', 'adc', n):.2f} pJ per conversion with leakage "
             f"(published 1.79 pJ [CL]), but the array + drivers at "
-            f"{per('jia-jssc20', 'energy_pj', 'cell', n) + per('jia-jssc20', 'energy_pj', 'dac', n):.2f}"
-            " pJ per column and cycle against 9.7 pJ published [CL]. The charge-domain model "
-            "charges only the capacitors whose product is 1 (25 % of the 1-b inputs are ones in "
-            "the workload, half the weight bits); the published column spends about 3x the "
-            "charge of all its 2304 x 2 fF capacitors each cycle (compute-line precharge and "
-            "the input lines of the folded array), which the architecture description does not "
-            "give. Hence 3.5x on TOPS/W; area is within 2x.")
+            f"{array_pj:.2f} pJ per column and cycle against 9.7 pJ published [CL]. The "
+            "charge-domain model charges only the capacitors whose product is 1 (25 % of "
+            "the 1-b inputs are ones in the workload, half the weight bits); the published "
+            "column spends about 3x the charge of all its 2304 x 2 fF capacitors each cycle "
+            "(compute-line precharge and the input lines of the folded array), which the "
+            "architecture description does not give. Hence 3.5x on TOPS/W; area is within 2x.")
     if "wang-vlsi22" in sheets:
         a = sheets["wang-vlsi22"]["area_um2_by_component"]
         out.append(

@@ -35,6 +35,7 @@ from ..config import ChipConfig, PowerGating
 from ..events import Action, Component, EventKey, Events, event_key
 from ..work import Block, LayerWork, ModelWork
 from .area import area_instances, chip_area_um2, occupied_area_um2
+from .datasheet import datasheet
 from .energy import (
     CALIBRATIONS,
     COMPONENTS,
@@ -44,7 +45,6 @@ from .energy import (
     chip_table,
     event_energy_pj,
 )
-from .datasheet import datasheet
 from .latency import block_latency, chip_latency_ns, layer_latency_ns, reload_latency
 from .models import MODELS, component_models
 from .tables import MAX_ADC_BITS, TechTable

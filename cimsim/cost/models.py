@@ -77,8 +77,8 @@ from .tables import (
     dac_energy_pj,
 )
 
-__all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS", "ComponentModel", "component_models",
-           "physical"]
+__all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS",
+           "ComponentModel", "component_models", "physical"]
 
 _C, _A = Component, Action
 
@@ -289,9 +289,9 @@ class CellModel(ComponentModel):
     physical: current domain, resistive (RRAM, PCM): ``V^2 G t`` per read, times
     ``devices_per_cell``; amplitude drive at ``V x / x_max`` for the read pulse (priced on
     ``cell.v2g_lsb``, the run's sum of ``x^2 G``), temporal drive at full ``V`` for ``x`` LSB
-    times ``t_read / (2^b - 1)`` (priced on ``cell.v1g_lsb``, the sum of ``|x| G``). Current domain SRAM:
-    the tables' bit-line read per bit-cell. Charge domain: ``C_unit V_dd^2`` per product
-    (half the stored bits are ones for uniform weights).
+    times ``t_read / (2^b - 1)`` (priced on ``cell.v1g_lsb``, the sum of ``|x| G``).
+    Current domain SRAM: the tables' bit-line read per bit-cell. Charge domain:
+    ``C_unit V_dd^2`` per product (half the stored bits are ones for uniform weights).
     """
 
     component = _C.CELL
