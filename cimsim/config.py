@@ -603,6 +603,10 @@ class TechConfig(_Config):
     devices_per_cell: int = 1
     """Devices that store one cell's value in parallel (multi-device cells, e.g. 2 PCM devices
     per polarity): they multiply the cell's conductance, read energy and area."""
+    weight_sets_stored: int = 1
+    """Weight sets each compute cell stores, one active at a time (storage multiplexed onto
+    one compute circuit, e.g. 8 per C-2C unit in Wang et al., VLSI 2022): multiplies the
+    cell's storage area, not its read energy."""
     cell_area_f2: float | None = None
     """Cell area in F^2 as published; None: the cell kind's default (docs/technology.md)."""
     cap_unit_ff: float = 1.0
@@ -634,6 +638,7 @@ class TechConfig(_Config):
                 _fail("TechConfig", "cell_kind", self.cell_kind,
                       ", ".join(repr(c.value) for c in CellKind) + " or absent")
         _int_in(self, "devices_per_cell", 1, 64)
+        _int_in(self, "weight_sets_stored", 1, 1024)
         if self.cell_area_f2 is not None:
             _float_in(self, "cell_area_f2", 1.0, 10000.0)
         _float_in(self, "cap_unit_ff", 0.0, 1000.0, lo_open=True)

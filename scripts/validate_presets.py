@@ -202,13 +202,13 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
     if "wang-vlsi22" in sheets:
         a = sheets["wang-vlsi22"]["area_um2_by_component"]
         out.append(
-            f"- **wang-vlsi22**: energy within 2x; area {sum(a.values()):,.0f} um^2 predicted "
+            f"- **wang-vlsi22**: within 2x on both; area {sum(a.values()):,.0f} um^2 predicted "
             f"against 110,000 um^2 of DAC + ADC + MAC published (89 % of 0.124 mm^2 [CL]). "
             f"DACs {a['dac']:,.0f} um^2 against 37,000 (30 %): the MNSIM DAC area (0.166 um^2 "
             f"per bit at 32 nm, x 2^(b-1)) has no resistor ladder; MAC {a['cell']:,.0f} um^2 "
-            "against 57,000 (46 %): the schema states one active weight set per compute unit "
-            "(Wang stores 8) and the C-2C capacitors sit above the cells (no density given); "
-            f"ADCs {a['adc']:,.0f} against 16,100 um^2 (13 %).")
+            "(8 stored weight sets of 8 6T bit-cells per unit; the C-2C capacitors taken above "
+            f"the cells, no density given) against 57,000 (46 %); ADCs {a['adc']:,.0f} against "
+            "16,100 um^2 (13 %).")
     if "wan-nature22" in sheets:
         ops = 2 * 256 * 128 * 256
         e = {c: per("wan-nature22", "energy_pj", c, ops) * 1e3 for c in ("cell", "dac", "adc")}

@@ -339,7 +339,7 @@ class CellModel(ComponentModel):
             f2 = (_interp_node(chip.tech.node_nm, _SRAM_8T_F2_NODES, _SRAM_8T_F2)
                   * _SRAM_TRANSISTORS[kind] / 8)
         n = chip.tech.devices_per_cell if _resistive_kind(kind) else stored_bits_per_cell(chip)
-        return f2 * n
+        return f2 * n * chip.tech.weight_sets_stored
 
     def area_um2(self) -> float:
         chip = self.chip

@@ -208,6 +208,8 @@ def test_cell_kinds_and_multi_device_area():
             f2 * n * 0.045**2), kind
     chip = physical_chip(cell_area_f2=100.0)
     assert component_models(chip)[C.CELL].area_um2() == pytest.approx(100 * 0.045**2)
+    chip = physical_chip(cell_area_f2=100.0, weight_sets_stored=8)
+    assert component_models(chip)[C.CELL].area_um2() == pytest.approx(800 * 0.045**2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,6 +248,7 @@ def test_new_fields_round_trip_through_toml():
     chip = physical_chip(input_drive="pulse_width", compute_domain="charge", cell_kind="pcm",
                          devices_per_cell=2, cell_area_f2=60.0, cap_unit_ff=1.5,
                          cap_density_ff_per_um2=2.0, wordline_v=1.2, t_integrate_ns=40.0,
+                         weight_sets_stored=4,
                          power_gating="layer")
     chip = with_adc(chip, "integrate_fire", 5)
     assert ChipConfig.from_dict(tomllib.loads(chip.to_toml())) == chip
@@ -255,7 +258,8 @@ def test_new_fields_round_trip_through_toml():
     ("cost_model", "magic"), ("input_drive", "pwm"), ("compute_domain", "photonic"),
     ("cell_kind", "sram_7t"), ("devices_per_cell", 0), ("devices_per_cell", 1.5),
     ("cell_area_f2", 0.0), ("cap_unit_ff", -1.0), ("cap_density_ff_per_um2", -1.0),
-    ("wordline_v", 0.0), ("t_integrate_ns", 0.0), ("power_gating", "sometimes")])
+    ("wordline_v", 0.0), ("t_integrate_ns", 0.0), ("power_gating", "sometimes"),
+    ("weight_sets_stored", 0)])
 def test_bad_fields_raise_config_error_naming_them(field, value):
     tech = cimsim.load_chip("rram-22nm").tech
     with pytest.raises(ConfigError, match=field):

@@ -19,7 +19,6 @@ _SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "validate_presets.py
 # (chip, metric) -> predicted / published today, for the rows outside 2x
 KNOWN_OUTSIDE_2X = {
     ("jia-jssc20", "1b-TOPS/W"): 3.51,
-    ("wang-vlsi22", "TOPS/mm2"): 2.44,
     ("wan-nature22", "TOPS/W"): 3.48,
     ("wan-nature22", "TOPS/mm2"): 2.44,
     ("hermes-jssc22", "TOPS/W"): 5.49,
@@ -65,7 +64,7 @@ def test_every_row_within_2x_except_the_documented_ones(validate, pred):
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(2.13, abs=0.02)
+    assert gm == pytest.approx(2.05, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
