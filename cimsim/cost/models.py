@@ -47,7 +47,7 @@ from ..config import (
 )
 from ..events import Action, Component
 from . import adc_survey
-from .energy import (
+from ._prices import (
     NO_CALIBRATION,
     TILE_BUFFER_KIB,
     Calibration,
