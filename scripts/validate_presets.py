@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 import cimsim
-from cimsim.arrays.encoding import weight_range
 from cimsim.arrays.program import program
 from cimsim.config import ChipConfig, RangePolicy
 from cimsim.cost import CALIBRATIONS, Calibration, estimate, layer_work
 from cimsim.cost.area import array_area_um2, occupied_area_um2
+from cimsim.cost.datasheet import workload as datasheet_workload
 from cimsim.cost.energy import NO_CALIBRATION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,15 +266,7 @@ class Point:
 
 def workload(chip: ChipConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The stated workload: a full array, 50 %-sparse unsigned inputs, uniform weights."""
-    rng = np.random.default_rng(seed)
-    lo, hi = weight_range(chip)
-    q = program(np.ones((1, 1), dtype=np.int64), chip).n_phys_cols  # columns per output
-    k = chip.array.n_rows
-    n = max(1, chip.array.n_cols // q)
-    w = rng.integers(lo, hi + 1, size=(n, k))
-    x = rng.integers(0, 2**chip.input_bits, size=(N_VECTORS, k))
-    x[rng.random(x.shape) < ZERO_FRACTION] = 0
-    return x, w
+    return datasheet_workload(chip, 1.0 - ZERO_FRACTION, seed)
 
 
 def run(chip: ChipConfig, calibration: Calibration | None) -> Point:

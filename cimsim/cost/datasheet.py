@@ -46,7 +46,7 @@ def workload(chip: ChipConfig, input_density: float = 0.5,
     n = max(1, chip.array.n_cols // q)
     w = rng.integers(lo, hi + 1, size=(n, k))
     x = rng.integers(0, 2**chip.input_bits, size=(N_VECTORS, k))
-    x[rng.random(x.shape) >= input_density] = 0
+    x[rng.random(x.shape) < 1.0 - input_density] = 0
     return x, w
 
 

@@ -8,13 +8,7 @@ change that moves any prediction shows up here and in the regenerated page.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "validate_presets.py"
 
 # (chip, metric) -> predicted / published today, for the rows outside 2x
 KNOWN_OUTSIDE_2X = {
@@ -24,15 +18,6 @@ KNOWN_OUTSIDE_2X = {
     ("hermes-jssc22", "TOPS/W"): 5.49,
     ("hermes-jssc22", "TOPS/mm2"): 2.01,
 }
-
-
-@pytest.fixture(scope="module")
-def validate():
-    spec = importlib.util.spec_from_file_location("validate_presets", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
