@@ -221,15 +221,11 @@ class ADCModel(ComponentModel):
         if not self.physical:
             return adc_conversion_time_ns(chip.adc.kind, b, self.table) * (
                 self.cal.adc_time_scale)
-        cycle = 1e3 / chip.tech.clock_mhz
-        kind = chip.adc.kind
-        if kind is ADCKind.SAR:
-            return (b + 1) * cycle
-        if kind is ADCKind.FLASH:
-            return cycle
-        if kind is ADCKind.CCO:
+        if chip.adc.kind is ADCKind.CCO:
             return 2**b * CCO_LSB_NS
-        return 2**b * cycle  # ramp steps, integrate-and-fire counts
+        # SAR (b + 1) comparator cycles of 1 ns (NeuroSim V1.4 SarADC.cpp), flash one, ramp
+        # and integrate-and-fire 2^b steps: the converter's own timing, not the chip clock
+        return adc_conversion_time_ns(chip.adc.kind, b, self.table)
 
 
 class DACModel(ComponentModel):

@@ -101,7 +101,7 @@ def test_sar_energy_and_area_known_answer():
     assert adc.energy_pj(A.CONVERT, 8) == pytest.approx(5.68 * 256 * 1e-3)
     # area: 4895 F^2 per step x 256 steps x (0.045 um)^2
     assert adc.area_um2() == pytest.approx(4895.0 * 256 * 0.045**2)
-    # (b + 1) cycles of the 1-GHz clock
+    # (b + 1) comparator cycles of 1 ns
     assert adc.time_ns(A.CONVERT, 8) == pytest.approx(9.0)
 
 
