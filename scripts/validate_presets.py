@@ -180,9 +180,11 @@ def render_predictions(pred: list[dict]) -> list[str]:
         "(`docs/cost-model.md`): no per-chip factor, and no constant fitted to these chips "
         "(the converter lines are fitted to the ADC survey alone, so there is no "
         "leave-one-out to report). Figures: `cimsim.cost.datasheet(chip, scope='macro', "
-        "input_density=0.5)` on the standard workload below. The compute cycle is taken from "
-        "the publication where it states one (an architecture input), so TOPS/mm² checks "
-        "area; HERMES's cycle is predicted from its 1-GHz pulse-width inputs.",
+        "input_density=0.5)` on the standard workload below. The compute window is taken from "
+        "the publication where it states one (an architecture input); a step lasts the longer "
+        "of it and the converters' predicted time, so TOPS/mm² checks area and converter "
+        "speed; HERMES's window is predicted from its 1-GHz pulse-width inputs. A second "
+        "operating point of a chip changes only the published supply and cycle.",
         "",
         f"Target: every row within {PREDICTION_FACTOR:g}x, geometric-mean error <= "
         f"{GEOMEAN_TARGET:g}x. **Result: {n_in} of {len(pred)} rows within "
