@@ -24,9 +24,9 @@ A converter of ``b`` bits then costs, at supply ``V``::
     CCO / I&F  E = FOM_time(node) * 2^b * (V/0.8)^2           (one oscillation / fire a count)
 
 plus, for the counting kinds (ramp, CCO, integrate-and-fire), a ``b``-bit counter/latch priced
-by the digital tables. Area is ``A_step * steps * F^2`` with the converter's step count (flash:
-its comparators; ramp, CCO, I&F: one comparator or oscillator, ``A_step * 1``, plus the
-counter). The scatter of the survey around these lines (``*_SCATTER``: the standard deviation of
+by the digital tables. Area is ``A_step * steps * F^2`` with the converter's step count (the
+fit's own normalisation, ``A / 2^ENOB``, whatever the kind), plus the counter of the counting
+kinds. The scatter of the survey around these lines (``*_SCATTER``: the standard deviation of
 the log residuals) is a factor 2.8-4.3: an uncalibrated converter estimate carries that
 uncertainty.
 """
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 from ..config import ADCKind
 
-__all__ = ["FAMILIES", "SurveyFit", "family_of", "fom_w_fj", "scatter_factor", "step_area_um2",
-           "steps"]
+__all__ = ["FAMILIES", "SurveyFit", "dac_area_um2", "family_of", "fom_w_fj", "scatter_factor",
+           "step_area_um2", "steps"]
 
 
 @dataclass(frozen=True)
@@ -97,3 +97,15 @@ def step_area_um2(kind: ADCKind, node_nm: float) -> float:
 def scatter_factor(kind: ADCKind) -> float:
     """One standard deviation of the survey around the fit, as a factor."""
     return math.exp(family_of(kind).scatter)
+
+
+def dac_area_um2(bits: int, node_nm: float) -> float:
+    """Area of one ``bits``-bit amplitude (voltage-output) DAC at ``node_nm``, um^2.
+
+    A b-bit charge-redistribution or R-2R DAC holds ``2^b`` unit elements, the same array a
+    b-bit SAR converter carries as its capacitive DAC, which dominates the survey's
+    lowest-decile SAR area; so the DAC is priced as the survey's SAR area per step times
+    ``2^b`` [der] (the comparator the DAC lacks is traded against the output buffer it needs).
+    No CIM chip enters this: the constant is the survey's (docs/technology.md §7).
+    """
+    return step_area_um2(ADCKind.SAR, node_nm) * (1 << bits)

@@ -234,7 +234,9 @@ class DACModel(ComponentModel):
     tables: :func:`.energy.dac_pulse_energy_pj`. physical: the driver (amplitude: the
     MNSIM b-bit DAC; pulse width: one 1-b toggle; pulse count: one toggle per unit pulse,
     ``2^(b-1)`` on average for uniform nonzero inputs) plus word-line switching
-    ``C_wl V_wl^2`` with ``C_wl = 0.2 fF/um x n_cols x cell pitch``.
+    ``C_wl V_wl^2`` with ``C_wl = 0.2 fF/um x n_cols x cell pitch``. Area, physical: an
+    amplitude DAC is ``2^b`` unit elements at the ADC survey's SAR area per step
+    (:func:`.adc_survey.dac_area_um2`); a temporal driver is a 1-b driver and its b-bit counter.
     """
 
     component = _C.DAC
@@ -267,8 +269,12 @@ class DACModel(ComponentModel):
 
     def area_um2(self) -> float:
         chip = self.chip
-        if not self.physical or chip.tech.input_drive is InputDrive.AMPLITUDE:
+        if not self.physical:
             return dac_area_um2(chip.dac_bits, self.table) * self.cal.a("dac")
+        if chip.tech.input_drive is InputDrive.AMPLITUDE:
+            # a voltage-output DAC: 2^b unit elements, priced from the ADC survey (the
+            # MNSIM/ISAAC figure, 0.166 um^2 per bit at 32 nm, holds no ladder or array)
+            return adc_survey.dac_area_um2(chip.dac_bits, chip.tech.node_nm) * self.cal.a("dac")
         # a 1-b driver and the b-bit counter/comparator that times the pulse
         return (dac_area_um2(1, self.table) + chip.dac_bits * self.table.shift_add_area_um2_per_bit
                 ) * self.cal.a("dac")

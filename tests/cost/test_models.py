@@ -154,6 +154,24 @@ def test_dac_and_word_line_known_answer():
     assert pw[C.DAC].energy_pj(A.PULSE, 4) == pytest.approx(one + wl)
 
 
+def test_dac_area_known_answer_amplitude_vs_temporal():
+    """Amplitude: 2^b unit elements at the survey's SAR area per step (4895 F^2); temporal: a
+    1-b driver and a b-bit counter (the tables' figures); tables mode: MNSIM's, unchanged."""
+    chip = physical_chip(node_nm=22.0)
+    chip = chip.replace(dac=chip.dac.replace(bits=8), input_bits=8)
+    amp = component_models(chip)[C.DAC]
+    assert amp.area_um2() == pytest.approx(FAMILIES["sar"].area_step_f2 * 256 * 0.022**2)
+    table = amp.table
+    pw = component_models(chip.replace(tech=chip.tech.replace(input_drive="pulse_width")))
+    assert pw[C.DAC].area_um2() == pytest.approx(
+        table.dac_area_um2 + 8 * table.shift_add_area_um2_per_bit)
+    tables = component_models(chip.replace(tech=chip.tech.replace(cost_model="tables")))
+    assert tables[C.DAC].area_um2() == pytest.approx(table.dac_area_um2 * 2**7)
+    areas = [component_models(chip.replace(dac=chip.dac.replace(bits=b)))[C.DAC].area_um2()
+             for b in (1, 2, 4, 8)]
+    assert areas == sorted(areas)
+
+
 def test_resistive_read_known_answer_amplitude_vs_temporal():
     chip = physical_chip(v_read_v=0.2, t_read_ns=15.0, devices_per_cell=2)
     chip = chip.replace(dac=chip.dac.replace(bits=2))

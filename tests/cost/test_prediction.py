@@ -14,10 +14,9 @@ import pytest
 KNOWN_OUTSIDE_2X = {
     ("jia-jssc20", "0.85 V", "1b-TOPS/W"): 3.51,
     ("jia-jssc20", "1.2 V", "1b-TOPS/W"): 3.67,
-    ("wang-vlsi22", "0.7 V", "TOPS/mm2"): 5.59,
-    ("wang-vlsi22", "1.1 V", "TOPS/mm2"): 3.37,
     ("wan-nature22", "1.8 V neurons", "TOPS/W"): 3.48,
     ("wan-nature22", "1.8 V neurons", "TOPS/mm2"): 2.44,
+    ("lee-vlsi21", "0.8 V (default)", "1b-TOPS/mm2"): 57.60,
     ("hermes-jssc22", "1 GHz", "TOPS/W"): 5.51,
     ("hermes-jssc22", "1 GHz", "TOPS/mm2"): 2.01,
 }
@@ -30,7 +29,7 @@ def pred(validate):
 
 def test_published_chips_cover_the_required_kinds(validate, pred):
     chips = {r["chip"] for r in pred}
-    assert len(chips) >= 5
+    assert len(chips) >= 6
     nodes = {r["node_nm"] for r in pred}
     assert min(nodes) <= 7 and max(nodes) >= 130
     for chip in chips:  # every chip: an energy-efficiency and an area-efficiency row
@@ -54,7 +53,7 @@ def test_every_row_within_2x_except_the_documented_ones(validate, pred):
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(2.12, abs=0.02)
+    assert gm == pytest.approx(2.18, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
