@@ -5,6 +5,7 @@ Data: B. Murmann, "ADC Performance Survey 1997-2025", [Online], github bmurmann/
 constants and this script). Usage::
 
     python scripts/fit_adc_survey.py --survey ADCsurvey.csv [--figure docs/adc-survey-fit.png]
+                                     [--speed]
 
 prints the fitted ``FAMILIES`` (compare with ``cimsim/cost/adc_survey.py``) and draws the
 energy per conversion vs bits of every converter kind at 22 nm and 65 nm, with the survey's
@@ -61,6 +62,24 @@ def fit(d: pd.DataFrame) -> dict[str, dict]:
     return out
 
 
+def speed_table(d: pd.DataFrame) -> pd.DataFrame:
+    """Each family's survey points against the shipped line (0 = the model), by decade of
+    Nyquist rate: count, lower quartile and median of ln(FOM / FOM_model). The shipped lines
+    carry no rate term; this table is why (docs/technology.md §7)."""
+    rows = []
+    for fam, pick in FAMILY_ARCH.items():
+        s = d[d.arch.map(pick)]
+        fit_ = FAMILIES[fam]
+        model = fit_.fom_45nm_fj * (s.node_nm / 45.0) ** fit_.slope
+        r = np.log(s.fom_08v_fj / model)
+        dec = np.floor(np.log10(pd.to_numeric(s["fsnyq [Hz]"], errors="coerce")))
+        for k, v in r.groupby(dec):
+            rows.append(dict(family=fam, decade_hz=f"1e{int(k)}", n=len(v),
+                             lower_quartile=round(float(np.percentile(v, 25)), 2),
+                             median=round(float(v.median()), 2)))
+    return pd.DataFrame(rows)
+
+
 def figure(d: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -96,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--survey", type=Path, required=True, help="the survey sheet as CSV")
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "adc-survey-fit.png")
+    ap.add_argument("--speed", action="store_true",
+                    help="also print the residuals against the lines by decade of sample rate")
     args = ap.parse_args(argv)
     d = load(args.survey)
+    if args.speed:
+        print(speed_table(d).to_string(index=False))
     fitted = fit(d)
     worst = 0.0
     for fam, f in fitted.items():
