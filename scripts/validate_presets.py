@@ -189,7 +189,10 @@ def render_predictions(pred: list[dict]) -> list[str]:
         "input_density=0.5)` on the standard workload below. The compute window is taken from "
         "the publication where it states one (an architecture input); a step lasts the longer "
         "of it and the converters' predicted time, so TOPS/mm² checks area and converter "
-        "speed; HERMES's window is predicted from its 1-GHz pulse-width inputs. A second "
+        "speed; HERMES's window is predicted from its 1-GHz pulse-width inputs, and Lee's "
+        "abstract states none, so its step is the converters' predicted time. Where an "
+        "abstract leaves an architecture input out, the TOML says so and uses cimsim's "
+        "default or the same group's earlier macro, never a value chosen to match. A second "
         "operating point of a chip changes only the published supply and cycle.",
         "",
         f"Target: every row within {PREDICTION_FACTOR:g}x, geometric-mean error <= "
