@@ -278,6 +278,20 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_datasheet(args: argparse.Namespace) -> int:
+    from .cost.datasheet import datasheet
+
+    d = datasheet(args.chip, scope=args.scope, input_density=args.input_density,
+                  calibrated=args.calibrated)
+    print(f"{d['chip']} ({d['scope']}, {d['cost_model']} cost model, {d['basis']}; "
+          f"input density {d['input_density']:g}; {d['ops_convention']})")
+    for key, label in (("tops", "TOPS"), ("tops_per_w", "TOPS/W"),
+                       ("tops_per_mm2", "TOPS/mm2")):
+        print(f"{label:<12}{d[key]:>12.4g}   1b-normalised {d[key + '_1b']:.4g}")
+    print(f"{'area':<12}{d['area_mm2']:>12.4g} mm2")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import Report
 
@@ -924,6 +938,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list the bundled chip presets")
     p.set_defaults(func=cmd_presets)
+
+    ds = sub.add_parser("datasheet", help="headline TOPS, TOPS/W and TOPS/mm2 of a chip on "
+                        "the standard full-array workload (docs/validation.md)")
+    ds.add_argument("chip", help="preset name or path to a .toml")
+    ds.add_argument("--scope", choices=("macro", "chip"), default="macro",
+                    help="macro: array + drivers + ADCs (default); chip: everything")
+    ds.add_argument("--input-density", type=float, default=0.5,
+                    help="fraction of nonzero inputs (default 0.5)")
+    ds.add_argument("--calibrated", action="store_true",
+                    help="apply the preset's per-chip calibration (fitted, not predicted)")
+    ds.set_defaults(func=cmd_datasheet)
 
     r = sub.add_parser("report", help="re-render a saved report folder (JSON -> files)")
     r.add_argument("dir", type=Path, help="a folder with the report.json a command wrote")

@@ -42,7 +42,12 @@ __all__ = [
     "CalibrationGranularity",
     "CalibrationMode",
     "CalibrationStat",
+    "CellKind",
     "CellTech",
+    "ComputeDomain",
+    "CostModel",
+    "InputDrive",
+    "PowerGating",
     "LevelFit",
     "ChipConfig",
     "DACConfig",
@@ -130,6 +135,12 @@ class ADCKind(_Choice):
     SAR = "sar"
     FLASH = "flash"
     RAMP = "ramp"
+    CCO = "cco"
+    """Current-controlled-oscillator converter: counts oscillator cycles over a window
+    (2^bits counts at full scale); linear in simulation."""
+    INTEGRATE_FIRE = "integrate_fire"
+    """Integrate-and-fire neuron: the column charge is integrated and counted out in fires;
+    linear in simulation."""
 
 
 class ADCBand(_Choice):
@@ -138,6 +149,60 @@ class ADCBand(_Choice):
     LOW = "low"
     TYPICAL = "typical"
     HIGH = "high"
+
+
+class CostModel(_Choice):
+    """How the estimator prices components (docs/cost-model.md).
+
+    ``tables``: the per-node technology tables with per-chip calibrations (the presets'
+    meaning before the physical models existed). ``physical``: component models from circuits
+    and the ADC survey (cimsim.cost.models), reading the ``tech`` fields below; no per-chip
+    factor."""
+
+    TABLES = "tables"
+    PHYSICAL = "physical"
+
+
+class InputDrive(_Choice):
+    """How a row driver encodes an input (``physical`` cost model)."""
+
+    AMPLITUDE = "amplitude"
+    """A voltage DAC: the row sits at x·V/x_max for the read pulse (cell energy ∝ x²)."""
+    PULSE_WIDTH = "pulse_width"
+    """A pulse x·t_lsb wide at full read voltage (cell energy ∝ x)."""
+    PULSE_COUNT = "pulse_count"
+    """x unit pulses at full read voltage (cell energy ∝ x, one driver toggle per pulse)."""
+
+
+class ComputeDomain(_Choice):
+    """Where the column sum forms (``physical`` cost model)."""
+
+    CURRENT = "current"
+    """Cell currents summed on the bit line (resistive cells, SRAM bit-line discharge)."""
+    CHARGE = "charge"
+    """Each product charges a capacitor that is then shared on the column (switched
+    capacitor, C-2C ladders, binary-weighting capacitors): C·V² per switching."""
+
+
+class CellKind(_Choice):
+    """The physical cell the cost model prices (``physical`` cost model)."""
+
+    SRAM_6T = "sram_6t"
+    SRAM_8T = "sram_8t"
+    SRAM_10T = "sram_10t"
+    RRAM_1T1R = "rram_1t1r"
+    PCM = "pcm"
+
+
+class PowerGating(_Choice):
+    """When idle converters stop leaking (docs/cost-model.md, leakage)."""
+
+    NONE = "none"
+    """Every occupied array's ADCs leak for the whole inference (the behaviour before this
+    setting existed)."""
+    LAYER = "layer"
+    """An array's ADCs leak only while its own layer runs (power-gated in between), as chips
+    that gate idle macros do."""
 
 
 class ADCPlacement(_Choice):
@@ -597,7 +662,42 @@ class TechConfig(_Config):
     clock_mhz: float = 1000.0
     """Digital clock, MHz."""
     adc_band: ADCBand = ADCBand.TYPICAL
-    """ADC cost model band: low, typical or high (published models differ ~50x)."""
+    """ADC cost model band: low, typical or high (published models differ ~50x);
+    ``tables`` cost model only."""
+    # -- physical cost model (cimsim.cost.models; docs/cost-model.md) -----------------------
+    cost_model: CostModel = CostModel.TABLES
+    """``tables`` (technology tables, per-chip calibrations) or ``physical`` (component models
+    from circuits and the ADC survey, no per-chip factor); the fields below are read by
+    ``physical`` only."""
+    input_drive: InputDrive = InputDrive.AMPLITUDE
+    """Row drivers: a voltage DAC, or temporal drive (pulse width / pulse count)."""
+    compute_domain: ComputeDomain = ComputeDomain.CURRENT
+    """Column sum in current (resistive) or charge (capacitor) domain."""
+    cell_kind: CellKind | None = None
+    """Physical cell; None: from ``device.cell`` (rram -> rram_1t1r, sram/ideal -> sram_8t)."""
+    devices_per_cell: int = 1
+    """Devices that store one cell's value in parallel (multi-device cells, e.g. 2 PCM devices
+    per polarity): they multiply the cell's conductance, read energy and area."""
+    weight_sets_stored: int = 1
+    """Weight sets each compute cell stores, one active at a time (storage multiplexed onto
+    one compute circuit, e.g. 8 per C-2C unit in Wang et al., VLSI 2022): multiplies the
+    cell's storage area, not its read energy."""
+    cell_area_f2: float | None = None
+    """Cell area in F^2 as published; None: the cell kind's default (docs/technology.md)."""
+    cap_unit_ff: float = 1.0
+    """``charge`` only: capacitance one cell product switches, fF."""
+    cap_density_ff_per_um2: float = 0.0
+    """``charge`` only: density of capacitors that add area beside the cell, fF/um^2; 0 when
+    they sit above the cell (MOM capacitors in the metal stack)."""
+    wordline_v: float | None = None
+    """Word-line (gate) swing per row activation, V; None: ``vdd_v``. Priced C_wl·V^2 per
+    activated row and array read, apart from the bit-line read."""
+    t_integrate_ns: float | None = None
+    """Compute (integration) window per input plane, ns, apart from the read pulse (the cells
+    draw current only for ``t_read_ns``); None: the read pulse."""
+    power_gating: PowerGating = PowerGating.NONE
+    """Leakage policy: ``none`` (occupied arrays' ADCs leak for the whole inference) or
+    ``layer`` (only while their layer runs)."""
 
     def __post_init__(self) -> None:
         _float_in(self, "node_nm", 7.0, 130.0)
@@ -606,6 +706,22 @@ class TechConfig(_Config):
         _float_in(self, "t_read_ns", 0.0, lo_open=True)
         _float_in(self, "clock_mhz", 0.0, lo_open=True)
         _coerce_choices(self)
+        if self.cell_kind is not None:
+            try:
+                object.__setattr__(self, "cell_kind", CellKind(self.cell_kind))
+            except ValueError:
+                _fail("TechConfig", "cell_kind", self.cell_kind,
+                      ", ".join(repr(c.value) for c in CellKind) + " or absent")
+        _int_in(self, "devices_per_cell", 1, 64)
+        _int_in(self, "weight_sets_stored", 1, 1024)
+        if self.cell_area_f2 is not None:
+            _float_in(self, "cell_area_f2", 1.0, 10000.0)
+        _float_in(self, "cap_unit_ff", 0.0, 1000.0, lo_open=True)
+        _float_in(self, "cap_density_ff_per_um2", 0.0, 1000.0)
+        if self.wordline_v is not None:
+            _float_in(self, "wordline_v", 0.0, 5.0, lo_open=True)
+        if self.t_integrate_ns is not None:
+            _float_in(self, "t_integrate_ns", 0.0, lo_open=True)
 
 
 @dataclass(**_FROZEN)

@@ -131,13 +131,15 @@ def _blocks(
             make_planes(np.ascontiguousarray(xc), chip.dac_bits, n_planes, mode,
                         layer.cell_rowsum, pl, nnz, v2g)
             if events is not None:
-                _add_plane_events(layer, float(nnz.sum()), float(v2g.sum()), events)
+                _add_plane_events(layer, float(nnz.sum()), float(v2g.sum()),
+                                  _v1g(pl, layer.cell_rowsum), events)
         else:
             pl = input_planes(xc, chip, layer.input_signed).planes
             if events is not None:
                 nz = float(np.count_nonzero(pl))
                 sq = np.square(pl, dtype=np.float64).sum(axis=(0, 1))
-                _add_plane_events(layer, nz, float(sq @ layer.cell_rowsum), events)
+                _add_plane_events(layer, nz, float(sq @ layer.cell_rowsum),
+                                  _v1g(pl, layer.cell_rowsum), events)
         flat = pl.reshape(n_planes * mc, layer.n_inputs)
         for g, (k0, k1, _tile) in enumerate(layer.groups):
             xg = flat[:, k0:k1]  # a strided view: the GEMM reads it in place
@@ -155,7 +157,13 @@ def _blocks(
         del pl, flat
 
 
-def _add_plane_events(layer: ProgrammedLayer, active: float, v2g: float, ev: dict) -> None:
+def _v1g(planes: np.ndarray, rowsum: np.ndarray) -> float:
+    """Σ_p Σ_k |x_p[k]| · rowsum[k] of a chunk's planes: the read charge of temporal drive."""
+    return float(np.abs(planes).sum(axis=(0, 1), dtype=np.float64) @ rowsum)
+
+
+def _add_plane_events(layer: ProgrammedLayer, active: float, v2g: float, v1g: float,
+                      ev: dict) -> None:
     """Data-dependent counts of one chunk: DAC pulses, cell reads, their summed conductance.
 
     ``active`` counts (plane, vector, row) triples with a nonzero drive; ``v2g`` is
@@ -166,6 +174,7 @@ def _add_plane_events(layer: ProgrammedLayer, active: float, v2g: float, ev: dic
     ev[EventKey(Component.CELL, Action.READ, chip.device.bits_per_cell)] += (
         active * layer.n_phys_cols)
     ev[EventKey(Component.CELL, Action.V2G_LSB, 0)] += v2g
+    ev[EventKey(Component.CELL, Action.V1G_LSB, 0)] += v1g
 
 
 def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
@@ -188,6 +197,7 @@ def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
         EventKey(C.DAC, A.PULSE, chip.dac_bits): 0.0,
         EventKey(C.CELL, A.READ, chip.device.bits_per_cell): 0.0,
         EventKey(C.CELL, A.V2G_LSB, 0): 0.0,
+        EventKey(C.CELL, A.V1G_LSB, 0): 0.0,
     }
     if np.any(layer.x_sum_coef != 0):
         ev[EventKey(C.DIGITAL, A.CORRECTION_ADD, acc)] = float(m) * layer.n_outputs

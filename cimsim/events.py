@@ -51,6 +51,7 @@ class Action(_Name):
     PULSE = "pulse"
     READ = "read"
     V2G_LSB = "v2g_lsb"
+    V1G_LSB = "v1g_lsb"
     WRITE = "write"
     ADD = "add"
     READ_BIT = "read_bit"
@@ -80,6 +81,8 @@ REGISTRY: dict[tuple[Component, Action], str] = {
     (_C.DAC, _A.PULSE): "row-driver pulses at `bits` DAC resolution",
     (_C.CELL, _A.READ): "cell reads (`bits` per cell)",
     (_C.CELL, _A.V2G_LSB): "summed x² · G of the cells read (cell-LSB · DAC-LSB²)",
+    (_C.CELL, _A.V1G_LSB): "summed |x| · G of the cells read (cell-LSB · DAC-LSB): the read "
+                           "charge of temporal (pulse-width/count) drive",
     (_C.CELL, _A.WRITE): "cells programmed (`bits` per cell)",
     (_C.SHIFT_ADD, _A.ADD): "shift-adds of ADC codes at `bits` accumulator width",
     (_C.ACCUMULATOR, _A.ADD): "accumulator adds at `bits`",

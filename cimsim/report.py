@@ -397,6 +397,32 @@ def _calibrated(report: Report) -> dict[str, str]:
     return {k: v for k, v in out.items() if v}
 
 
+def _predicted_by(chip: Any) -> str:
+    from .config import CostModel
+
+    if chip.tech.cost_model is CostModel.PHYSICAL:
+        return "physical component models, no per-chip factor"
+    return "technology tables"
+
+
+def cost_basis(chip: Any) -> str:
+    """One line saying which of ``chip``'s cost figures are calibrated to a published chip and
+    which are predicted, and by what (the demo and sweep reports print it)."""
+    from .cost.energy import calibration_for
+
+    cal = calibration_for(chip)
+    how = _predicted_by(chip)
+    if cal.is_identity:
+        return f"every cost figure predicted ({how})"
+    parts = [f"{kind} of {', '.join(sorted(k for k, v in table.items() if v != 1.0))}"
+             for kind, table in (("energy", cal.energy), ("area", cal.area))
+             if any(v != 1.0 for v in table.values())]
+    if cal.adc_time_scale != 1.0:
+        parts.append("ADC conversion time")
+    return (f"calibrated to a published chip: {'; '.join(parts)} "
+            f"(cimsim.cost.CALIBRATIONS['{chip.name}']); the rest predicted ({how})")
+
+
 def _summary_rows(report: Report) -> list[tuple[str, str, str]]:
     t, s = report.totals, report.summary
     chip = report.chip
@@ -417,8 +443,9 @@ def _summary_rows(report: Report) -> list[tuple[str, str, str]]:
     if t.get("cost_caveat"):
         cost_basis = {kind: "meaningless (see above)" for kind in ("energy", "time", "area")}
     else:
+        how = _predicted_by(chip)
         cost_basis = {kind: (f"calibrated ({cal[kind]} scaled to a published chip), rest "
-                             "predicted" if kind in cal else "predicted (technology tables)")
+                             "predicted" if kind in cal else f"predicted ({how})")
                       for kind in ("energy", "time", "area")}
     for key, label, fmt in _SUMMARY_COST:
         if key in t:

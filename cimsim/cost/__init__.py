@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..arrays.program import ProgrammedLayer
-from ..config import ChipConfig
+from ..config import ChipConfig, PowerGating
 from ..events import Action, Component, EventKey, Events, event_key
 from ..work import Block, LayerWork, ModelWork
 from .area import area_instances, chip_area_um2, occupied_area_um2
+from .datasheet import datasheet
 from .energy import (
     CALIBRATIONS,
     COMPONENTS,
@@ -45,10 +46,12 @@ from .energy import (
     event_energy_pj,
 )
 from .latency import block_latency, chip_latency_ns, layer_latency_ns, reload_latency
+from .models import MODELS, component_models
 from .tables import MAX_ADC_BITS, TechTable
 
 __all__ = [
     "CALIBRATIONS",
+    "MODELS",
     "COMPONENTS",
     "Block",
     "Calibration",
@@ -56,6 +59,8 @@ __all__ = [
     "LayerWork",
     "ModelWork",
     "calibration_for",
+    "component_models",
+    "datasheet",
     "estimate",
     "layer_work",
 ]
@@ -207,7 +212,10 @@ def estimate(
     # over capacity, the layers' arrays take turns on the chip's: leak for those that exist
     leak_share = min(1.0, chip.array.n_arrays / max(sum(w.n_arrays for w in works), 1))
     for w in works:
-        ev = _with_derived(w, rep.blocks, per, t_chip, chip, leak_share)
+        # power gating (tech.power_gating): idle converters leak over the whole inference
+        # ('none') or only while their own layer runs ('layer')
+        t_leak = latency[w.name] if chip.tech.power_gating is PowerGating.LAYER else t_chip
+        ev = _with_derived(w, rep.blocks, per, t_leak, chip, leak_share)
         _price(rep, w.name, ev, chip, table, cal)
         rep.layers.append(_layer_row(rep, w, ev, latency[w.name], table, cal))
     if len(other):

@@ -21,15 +21,16 @@ its occupied arrays with their peripherals, plus the matching share of their til
 from __future__ import annotations
 
 from ..config import CellTech, ChipConfig
+from ..events import Component
 from .energy import (
     NO_CALIBRATION,
     TILE_BUFFER_KIB,
     Calibration,
     chip_table,
     stored_bits_per_cell,
-    table_adc_bits,
 )
-from .tables import TechTable, adc_area_um2, dac_area_um2
+from .models import cell_kind, component_models, physical
+from .tables import TechTable
 
 __all__ = ["ARRAY_COMPONENTS", "TILE_COMPONENTS", "area_instances", "chip_area_um2",
            "occupied_area_um2",
@@ -56,40 +57,33 @@ def area_instances(
     """
     table = chip_table(chip) if table is None else table
     cal = NO_CALIBRATION if calibration is None else calibration
+    models = component_models(chip, table, cal)
     arr = chip.array
-    if chip.device.cell in (CellTech.RRAM, CellTech.PCM):  # PCM: costed as RRAM
-        cell_um2, cell_what = table.rram_cell_area_um2, "RRAM 1T1R cell (48 F^2)"
+    cell = models[Component.CELL]
+    if physical(chip):
+        cell_what = f"{cell_kind(chip).value} cell ({cell.area_f2():.0f} F^2)"  # type: ignore[attr-defined]
+    elif chip.device.cell in (CellTech.RRAM, CellTech.PCM):  # PCM: costed as RRAM
+        cell_what = "RRAM 1T1R cell (48 F^2)"
     else:
         bits = stored_bits_per_cell(chip)
-        cell_um2 = table.sram_cell_area_um2 * bits
         cell_what = f"SRAM CIM cell x {bits} bit(s) ({table.sram_cell_area_f2:.0f} F^2 per bit)"
     n_adc = arr.adcs_per_array
     acc = chip.accumulator_bits
     router_share = table.router_area_um2 / _ROUTER_TILES
     bus = _BUS_BITS * table.bus_area_um2_per_bit * arr.arrays_per_tile / _ARRAYS_PER_BUS
+
+    def row(comp: Component, scope: str, what: str, n: int) -> dict:
+        return dict(component=comp.value, scope=scope, instance=what, n_per_scope=n,
+                    area_um2_per_instance=models[comp].area_um2())
+
     return [
-        dict(component="cell", scope="array", instance=cell_what,
-             n_per_scope=arr.n_rows * arr.n_cols, area_um2_per_instance=cell_um2 * cal.a("cell")),
-        dict(component="adc", scope="array",
-             instance=f"{chip.adc.bits}-b {chip.adc.kind.value} ADC ({arr.cols_per_adc} col/ADC)",
-             n_per_scope=n_adc,
-             area_um2_per_instance=adc_area_um2(chip.adc.kind,
-                                                table_adc_bits(chip.adc.bits), table)
-             * cal.a("adc")),
-        dict(component="dac", scope="array", instance=f"{chip.dac_bits}-b row driver",
-             n_per_scope=arr.n_rows,
-             area_um2_per_instance=dac_area_um2(chip.dac_bits, table) * cal.a("dac")),
-        dict(component="shift_add", scope="array", instance=f"{acc}-b shift-and-add",
-             n_per_scope=n_adc,
-             area_um2_per_instance=acc * table.shift_add_area_um2_per_bit * cal.a("shift_add")),
-        dict(component="accumulator", scope="tile", instance=f"{acc}-b accumulator lane",
-             n_per_scope=n_adc,
-             area_um2_per_instance=acc * table.accumulator_area_um2_per_bit
-             * cal.a("accumulator")),
-        dict(component="buffer", scope="tile", instance=f"{TILE_BUFFER_KIB:g} KiB buffer",
-             n_per_scope=1,
-             area_um2_per_instance=TILE_BUFFER_KIB * 8192 * table.buffer_area_um2_per_bit
-             * cal.a("buffer")),
+        row(Component.CELL, "array", cell_what, arr.n_rows * arr.n_cols),
+        row(Component.ADC, "array",
+            f"{chip.adc.bits}-b {chip.adc.kind.value} ADC ({arr.cols_per_adc} col/ADC)", n_adc),
+        row(Component.DAC, "array", f"{chip.dac_bits}-b row driver", arr.n_rows),
+        row(Component.SHIFT_ADD, "array", f"{acc}-b shift-and-add", n_adc),
+        row(Component.ACCUMULATOR, "tile", f"{acc}-b accumulator lane", n_adc),
+        row(Component.BUFFER, "tile", f"{TILE_BUFFER_KIB:g} KiB buffer", 1),
         dict(component="interconnect", scope="tile",
              instance="1/4 router + 256-b bus per 8 arrays", n_per_scope=1,
              area_um2_per_instance=(router_share + bus) * cal.a("interconnect")),

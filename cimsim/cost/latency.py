@@ -42,6 +42,7 @@ from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
 from .tables import TechTable
 
 __all__ = ["WRITE_PARALLEL_ARRAYS_PER_TILE", "block_latency", "chip_latency_ns",
+           "compute_window_ns",
            "digital_tail_ns", "reload_latency", "write_time_ns_per_row"]
 
 WRITE_PARALLEL_ARRAYS_PER_TILE = 1
@@ -79,7 +80,7 @@ def block_latency(
     conv_per_array = int(np.bincount(layer.conv_col_tile).max()) if layer.n_conversions else 0
     n_mux = -(-conv_per_array // chip.array.adcs_per_array)
     t_conv = adc_time_ns(chip, table, cal)
-    t_step = max(chip.tech.t_read_ns, n_mux * t_conv)
+    t_step = max(compute_window_ns(chip), n_mux * t_conv)
     n_steps = float(n_vectors) * n_planes * groups_per_tile
     tail = digital_tail_ns(chip, len(layer.row_tiles)) if n_vectors > 0 else 0.0
     return dict(
@@ -87,6 +88,13 @@ def block_latency(
         t_conv_ns=t_conv, t_step_ns=t_step, n_steps=n_steps, tail_ns=tail,
         latency_ns=n_steps * t_step + tail, adc_duty=n_mux * t_conv / t_step,
     )
+
+
+def compute_window_ns(chip: ChipConfig) -> float:
+    """The analog phase of one step, ns: ``tech.t_integrate_ns`` where the chip states an
+    integration window apart from its read pulse, else the read pulse ``tech.t_read_ns``."""
+    tech = chip.tech
+    return float(tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns)
 
 
 def layer_latency_ns(blocks: Iterable[dict]) -> float:

@@ -527,6 +527,8 @@ def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable) -> float:
       shared counter's b-bit value (E_bit: ``shift_add_energy_pj_per_bit``). The reference
       column read is charged to every conversion, which is an upper bound when one column
       drives all comparators of an array.
+    - CCO, INTEGRATE_FIRE: counting converters, priced here as the ramp (2^b counts); the
+      ``physical`` cost model prices them from the ADC survey (cimsim.cost.adc_survey).
 
     Parameters
     ----------
@@ -576,7 +578,7 @@ def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable) -> float:
     """Time of one conversion, ns (non-decreasing in ``bits``).
 
     SAR: ``(bits + 1) * sar_adc_cycle_ns`` (NeuroSim V1.4); FLASH: one comparator cycle;
-    RAMP: ``2**bits * ramp_step_ns`` (one step per level).
+    RAMP, CCO, INTEGRATE_FIRE: ``2**bits * ramp_step_ns`` (one step per level or count).
     """
     kind = _as_choice(kind, "kind", ADCKind)
     b = _check_bits(bits)

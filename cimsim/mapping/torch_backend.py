@@ -9,7 +9,7 @@ distribution as the engine's, not the same draws), the ADC tables and the shift-
 
 What the run did is counted as the engine counts it, so the report is the same: the static
 events from the shapes (``engine._static_events``), the data-dependent ones from the input
-planes (DAC pulses, cell reads, Σ x²·G: ``engine._add_plane_events``), and the clipped
+planes (DAC pulses, cell reads, Σ x²·G and Σ |x|·G: ``engine._add_plane_events``), and the clipped
 conversions against the tables' clip bounds. The float parts of the model (BatchNorm, ReLU,
 attention's softmax ...) stay where the ``SimModel`` runs them, on the CPU.
 
@@ -112,7 +112,8 @@ class TorchMatmul:
                 pl = planes[..., a:b]
                 active = float(torch.count_nonzero(pl))
                 v2g = float((pl * pl).sum(dim=(0, 1)) @ self._rowsum[t])
-                engine._add_plane_events(layer, active, v2g, ev)
+                v1g = float(pl.abs().sum(dim=(0, 1)) @ self._rowsum[t])
+                engine._add_plane_events(layer, active, v2g, v1g, ev)
                 n_clip = 0 if clips is None else int(clips[group_part == t].sum())
                 results.append(engine.RunResult(
                     y=y[t].cpu().numpy(), events=Events(ev), n_clipped=n_clip,

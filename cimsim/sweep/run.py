@@ -228,8 +228,10 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
                     "sweep again to compute them", len(lost))
 
     frame = sweep_table(resolved, ids, records)
+    from ..report import cost_basis
+
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
-            "chip": chip.name, "seed": seed,
+            "chip": chip.name, "cost_figures": cost_basis(chip), "seed": seed,
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
             "n_eval": int(ctx.x_eval.shape[0]),
             "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}

@@ -1,0 +1,314 @@
+"""The technology tables' prices and the calibrations (``tech.cost_model = "tables"``).
+
+The building blocks :mod:`.models` prices with when a chip uses the ``tables`` cost model, and
+the helpers every model shares; :mod:`.energy` is the public face (``event_energy_pj``,
+``PRICES``) and re-exports what is here. Three rules apply to the table prices:
+
+* CMOS energies (ADC, DAC, SRAM bit-cells, digital, buffers, links) are the tables' values at
+  0.8 V times ``(chip.tech.vdd_v / 0.8) ** 2`` (dynamic energy C V^2; the Stillmaker-Baas
+  factors are evaluated at 0.8 V, docs/technology.md §1).
+* RRAM reads are physics, E = V^2 G t, from the conductance the run summed
+  (``cell.v2g_lsb``), the chip's read voltage, cell-LSB conductance and read pulse. RRAM
+  programming is the tables' write energy per stored bit (device physics, not CMOS-scaled).
+* Leakage is charged only where a source gives a number: ADC leakage power = 20 % of the ADC's
+  dynamic power at its design rate (the hwcomponents-adc assumption, docs/technology.md). It
+  needs a time, so the estimator (``cimsim.cost.estimate``) derives it as ``adc.leak`` events
+  counted in ADC-nanoseconds.
+
+A :class:`Calibration` multiplies energies (and areas, and the ADC conversion time) per
+component. The presets matched to published chips carry documented calibrations
+(:data:`CALIBRATIONS`, ``docs/validation.md``), as NeuroSim's alpha..zeta factors and
+CiMLoop's per-macro ADC/driver scales do; every other chip is uncalibrated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ..config import CellTech, ChipConfig, WeightEncoding
+from ..events import Component
+from .tables import (
+    MAX_ADC_BITS,
+    TechTable,
+    adc_conversion_time_ns,
+    adc_energy_pj,
+    buffer_energy_pj_per_bit,
+    dac_conversion_time_ns,
+    dac_energy_pj,
+    tech_table,
+)
+
+__all__ = [
+    "CALIBRATIONS",
+    "COMPONENTS",
+    "SUPPLY_REF_V",
+    "TILE_BUFFER_KIB",
+    "Calibration",
+    "table_adc_time_ns",
+    "calibration_for",
+    "chip_table",
+    "stored_bits_per_cell",
+    "supply_factor",
+    "table_adc_bits",
+]
+
+SUPPLY_REF_V = 0.8
+"""Supply voltage of the technology tables, V (docs/technology.md §1)."""
+
+TILE_BUFFER_KIB = 64.0
+"""On-tile buffer size, KiB: ISAAC's 64 KB eDRAM per tile (Shafiee et al., ISCA 2016,
+Table 1). Its access energy
+per bit is the Horowitz SRAM figure at this size (``buffer_energy_pj_per_bit``), its area the
+ISAAC eDRAM area per bit."""
+
+COMPONENTS: tuple[str, ...] = tuple(
+    c.value for c in (Component.CELL, Component.DAC, Component.ADC, Component.SHIFT_ADD,
+                      Component.ACCUMULATOR, Component.DIGITAL, Component.BUFFER,
+                      Component.INTERCONNECT))
+"""Cost components, in report order: the event components of ``cimsim.events`` that spend
+energy (``layer`` and ``array`` events are counts with no energy of their own; a test holds the
+two lists together)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-component multipliers fitted to a published chip (1.0 where not given).
+
+    Attributes
+    ----------
+    energy : mapping of component -> factor
+        Multiplies the energy of every event of that component (leakage follows ``adc``).
+    area : mapping of component -> factor
+        Multiplies the area of every instance of that component.
+    adc_time_scale : float
+        Multiplies the ADC conversion time.
+    note : str
+        Where the factors come from (printed in reports and ``docs/validation.md``).
+    """
+
+    energy: Mapping[str, float] = field(default_factory=dict)
+    area: Mapping[str, float] = field(default_factory=dict)
+    adc_time_scale: float = 1.0
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("energy", "area"):
+            table = dict(getattr(self, name))
+            for comp, factor in table.items():
+                if comp not in COMPONENTS:
+                    raise ValueError(f"Calibration.{name}: unknown component {comp!r}; "
+                                     f"components: {COMPONENTS}")
+                if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+                    raise ValueError(f"Calibration.{name}[{comp!r}] = {factor!r}; need > 0")
+            object.__setattr__(self, name, MappingProxyType(table))
+        if not (math.isfinite(self.adc_time_scale) and self.adc_time_scale > 0):
+            raise ValueError(f"Calibration.adc_time_scale = {self.adc_time_scale!r}; need > 0")
+
+    def e(self, component: str) -> float:
+        return float(self.energy.get(component, 1.0))
+
+    def a(self, component: str) -> float:
+        return float(self.area.get(component, 1.0))
+
+    @property
+    def is_identity(self) -> bool:
+        return (all(v == 1.0 for v in self.energy.values())
+                and all(v == 1.0 for v in self.area.values()) and self.adc_time_scale == 1.0)
+
+    def to_dict(self) -> dict:
+        return {"energy": dict(self.energy), "area": dict(self.area),
+                "adc_time_scale": self.adc_time_scale, "note": self.note}
+
+
+NO_CALIBRATION = Calibration(note="none (technology tables as they are)")
+
+# Fitted by scripts/validate_presets.py's ``fit`` step from the published component numbers at
+# ONE operating point each (the fit point); every other operating point is a check. The
+# numbers and their derivation are in docs/validation.md, section "Calibration".
+CALIBRATIONS: dict[str, Calibration] = {
+    "jia-jssc20": Calibration(
+        energy={"adc": 0.421, "cell": 3.10},
+        area={"adc": 0.496, "cell": 4.17},
+        note=("jia-jssc20, fitted at 0.85 V to Jia et al. JSSC'20 [CL]: ADC 1.79 pJ per "
+              "conversion (leakage included); CiM array + drivers 9.7 pJ per column per 1-b "
+              "cycle at the validation workload (25 % input-bit density); ADC area 0.497 mm^2; "
+              "CiM area 2.91 mm^2 (10T + MOM-capacitor bit-cell)"),
+    ),
+    "wang-vlsi22": Calibration(
+        energy={"adc": 1.99, "dac": 0.259, "cell": 7.30},
+        area={"adc": 1.53, "dac": 50.0, "cell": 51.4},
+        adc_time_scale=0.45,
+        note=("wang-vlsi22, fitted at 0.7 V to Wang et al. VLSI'22 [CL]: energy shares ADC 34 % "
+              "/ DAC 22 % / MAC 40 % at 32.0 TOPS/W; area shares ADC 13 % / DAC 30 % / MAC 46 % "
+              "of 0.124 mm^2 (R-2R DACs and C-2C ladders are not in the tables); ADC conversion "
+              "time x 0.45 to fit the 4.2-ns cycle at 1.1 V"),
+    ),
+    "isaac-32nm": Calibration(
+        area={"cell": 4.0 / 48.0},
+        adc_time_scale=(1.0 / 1.2) / 9.0,
+        note=("isaac-32nm: ISAAC's ADC (Kull ISSCC'13) converts at 1.2 GS/s "
+              "(hwcomponents-library isaac.py), not in (b+1) ns as the tables' NeuroSim SAR "
+              "timing: time x 0.0926; ISAAC's arrays are passive crossbars: cell area 4 F^2 "
+              "(Shafiee et al., ISCA 2016), not the 1T1R 48 F^2 of the tables: area x 1/12"),
+    ),
+}
+"""Calibrations of the presets matched to published chips, by preset name."""
+
+
+def calibration_for(chip: ChipConfig) -> Calibration:
+    """The calibration of a preset matched to a published chip (by ``chip.name``), else none."""
+    return CALIBRATIONS.get(chip.name, NO_CALIBRATION)
+
+
+def chip_table(chip: ChipConfig) -> TechTable:
+    """The technology table at the chip's node and ADC band."""
+    return tech_table(chip.tech.node_nm, chip.tech.adc_band)
+
+
+def supply_factor(chip: ChipConfig) -> float:
+    """``(vdd_v / 0.8) ** 2``: CMOS dynamic energy relative to the tables' supply."""
+    return (chip.tech.vdd_v / SUPPLY_REF_V) ** 2
+
+
+def stored_bits_per_cell(chip: ChipConfig) -> int:
+    """Bits one cell holds as far as cost goes.
+
+    RRAM: ``bits_per_cell`` in one device. SRAM: one bit-cell. ``ideal`` cells are costed as
+    charge-domain SRAM (C-2C-like) cells: one SRAM bit-cell per stored bit, plus the sign bit of
+    a ``signed_cell`` encoding.
+    """
+    bits = chip.device.bits_per_cell
+    if chip.weight_encoding is WeightEncoding.SIGNED_CELL:
+        bits += 1
+    return bits
+
+
+def table_adc_bits(bits: int) -> int:
+    """ADC resolution the tables are read at: at most their 16 b (a 24-b lossless reference
+    ADC is costed as a 16-b one, a lower bound; reports say so)."""
+    return min(int(bits), MAX_ADC_BITS)
+
+
+def table_adc_time_ns(chip: ChipConfig, table: TechTable, calibration: Calibration) -> float:
+    """One conversion of the chip's ADC by the tables, ns (table time x calibration)."""
+    return adc_conversion_time_ns(chip.adc.kind, table_adc_bits(chip.adc.bits), table) * (
+        calibration.adc_time_scale)
+
+
+def _resistive(chip: ChipConfig) -> bool:
+    # PCM cells are resistive 1T1R cells read by current, costed as RRAM's (docs/drift.md)
+    return chip.device.cell in (CellTech.RRAM, CellTech.PCM)
+
+
+def _cell_pitch_um(chip: ChipConfig, table: TechTable) -> float:
+    if _resistive(chip):
+        return math.sqrt(table.rram_cell_area_um2)
+    return math.sqrt(table.sram_cell_area_um2 * stored_bits_per_cell(chip))
+
+
+def dac_pulse_energy_pj(chip: ChipConfig, table: TechTable, calibration: Calibration,
+                        bits: int) -> float:
+    """One row-driver pulse, pJ: the DAC and the word line it charges.
+
+    * DAC: the table's ``bits``-bit DAC energy (MNSIM: power x its (b+2)-ns conversion). A
+      resistive array loads the driver for the whole read pulse, so for RRAM the DAC's power is
+      held for ``max(t_read, t_dac)`` (ISAAC's 4 mW per 1024 DACs over a 100-ns read is its
+      0.4-pJ per-activation figure, Shafiee et al., ISCA 2016, Table 1). Charge-domain (SRAM)
+      drivers switch once.
+    * Word line: ``C V^2`` with ``C = 0.2 fF/um x n_cols x cell pitch`` (docs/technology.md) at the
+      read voltage (an upper bound for multi-bit DACs, whose lines swing less).
+    """
+    e_dac = dac_energy_pj(bits, table) * supply_factor(chip)
+    if _resistive(chip):
+        e_dac *= max(chip.tech.t_read_ns, dac_conversion_time_ns(bits, table)) / (
+            dac_conversion_time_ns(bits, table))
+    c_ff = table.wire_capacitance_ff_per_um * chip.array.n_cols * _cell_pitch_um(chip, table)
+    e_wire = c_ff * chip.tech.v_read_v**2 * 1e-3  # fF * V^2 = fJ
+    return (e_dac + e_wire) * calibration.e("dac")
+
+
+# A table price: f(chip, table, calibration, bits) -> pJ.
+_Price = Callable[[ChipConfig, TechTable, Calibration, int], float]
+
+
+def _count_only(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    """Counts with no energy of their own (MACs, array read cycles, reprogrammed arrays: what a
+    reprogramming costs is its ``cell.write`` events)."""
+    return 0.0
+
+
+def _adc_convert(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return (adc_energy_pj(chip.adc.kind, table_adc_bits(bits), table) * supply_factor(chip)
+            * cal.e("adc"))
+
+
+def _adc_leak(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    """Per ADC-nanosecond: leakage power (mW = pJ/ns) = a fraction of the dynamic power at the
+    design rate."""
+    return (table.adc_leakage_fraction_of_dynamic * _adc_convert(chip, table, cal, bits)
+            / table_adc_time_ns(chip, table, cal))
+
+
+def _dac_pulse(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return dac_pulse_energy_pj(chip, table, cal, bits)
+
+
+def _cell_read(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    if _resistive(chip):
+        return 0.0  # RRAM: priced by the summed conductance (cell.v2g_lsb)
+    return (stored_bits_per_cell(chip) * table.sram_cim_bitcell_read_energy_fj * 1e-3
+            * supply_factor(chip) * cal.e("cell"))
+
+
+def _cell_v2g_lsb(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    if not _resistive(chip):
+        return 0.0  # SRAM: priced per bit-cell read (cell.read)
+    v_lsb = chip.tech.v_read_v / (2**chip.dac_bits - 1)
+    # V^2 * uS * ns = 1e-15 J = 1e-3 pJ
+    return v_lsb**2 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3 * cal.e("cell")
+
+
+def _cell_write(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    """One cell programmed: every stored bit written (RRAM: device physics, not supply-scaled;
+    SRAM: a CMOS bit-cell write)."""
+    n_bits = stored_bits_per_cell(chip)
+    if _resistive(chip):
+        return n_bits * table.rram_write_energy_pj_per_bit * cal.e("cell")
+    return (n_bits * table.sram_cim_bitcell_write_energy_fj * 1e-3 * supply_factor(chip)
+            * cal.e("cell"))
+
+
+def _shift_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return bits * table.shift_add_energy_pj_per_bit * supply_factor(chip) * cal.e("shift_add")
+
+
+def _accumulator_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return (bits * table.accumulator_add_energy_pj_per_bit * supply_factor(chip)
+            * cal.e("accumulator"))
+
+
+def _correction_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return (bits * table.accumulator_add_energy_pj_per_bit * supply_factor(chip)
+            * cal.e("digital"))
+
+
+def _dequant_multiply(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return table.dequant_mult_energy_pj * supply_factor(chip) * cal.e("digital")
+
+
+def _buffer_bit(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return (buffer_energy_pj_per_bit(TILE_BUFFER_KIB, table) * supply_factor(chip)
+            * cal.e("buffer"))
+
+
+def _link_bit(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return table.interconnect_energy_pj_per_bit * supply_factor(chip) * cal.e("interconnect")
+
+
+def _bus_bit(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    return table.bus_energy_pj_per_bit * supply_factor(chip) * cal.e("interconnect")
+
+

@@ -1,0 +1,449 @@
+"""One cost model per component kind, registered by the event registry's component names.
+
+Every :class:`~cimsim.events.Component` has exactly one model class in :data:`MODELS`. A model
+is built from the chip config, the technology table at its node and a calibration, and answers
+three questions, as an Accelergy plug-in does for its component:
+
+* ``energy_pj(action, bits)``: energy of one action (one event of ``cimsim.events``);
+* ``area_um2()``: area of one instance;
+* ``time_ns(action, bits)``: time of one action (0 where the action is not on a critical path
+  the latency model reads).
+
+Pricing an event is one lookup: ``models[key.component].energy_pj(key.action, key.bits)``
+(:func:`component_models`). Each class lists the actions it prices (``actions``); an event key
+registered in ``cimsim.events.REGISTRY`` that no model lists is *unpriced*, and
+``tests/cost/test_models.py`` fails naming it and the model to extend.
+
+Two cost models (``chip.tech.cost_model``):
+
+``tables``
+    The technology tables of :mod:`.tables` with the per-chip calibrations of
+    :data:`.energy.CALIBRATIONS` (the meaning every preset had before the physical models).
+``physical``
+    Component models from circuits and the ADC survey; no per-chip factor. Converters:
+    :mod:`.adc_survey`. Row drivers: amplitude DACs or temporal drivers (pulse width / count),
+    with the word line's ``C_wl V_wl^2`` per activated row. Cells: the read physics of the
+    compute domain (current: ``V^2 G t`` of resistive cells, bit-line discharge of SRAM;
+    charge: ``C V^2`` of the switched capacitor per product) and the cell kind's area
+    (SRAM 6T/8T/10T, RRAM 1T1R, PCM, multi-device). Periphery, buffers and links: the tables.
+    ``docs/cost-model.md`` gives every formula, ``docs/technology.md`` every source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar
+
+from ..config import (
+    ADCKind,
+    CellKind,
+    CellTech,
+    ChipConfig,
+    ComputeDomain,
+    CostModel,
+    InputDrive,
+)
+from ..events import Action, Component
+from . import adc_survey
+from ._prices import (
+    NO_CALIBRATION,
+    TILE_BUFFER_KIB,
+    Calibration,
+    _adc_convert,
+    _adc_leak,
+    _buffer_bit,
+    _bus_bit,
+    _cell_read,
+    _cell_v2g_lsb,
+    _cell_write,
+    _correction_add,
+    _dac_pulse,
+    _dequant_multiply,
+    _link_bit,
+    _shift_add,
+    chip_table,
+    stored_bits_per_cell,
+    supply_factor,
+    table_adc_bits,
+)
+from .tables import (
+    TechTable,
+    _interp_node,
+    adc_area_um2,
+    adc_conversion_time_ns,
+    dac_area_um2,
+    dac_energy_pj,
+)
+
+__all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS",
+           "ComponentModel", "component_models", "physical"]
+
+_C, _A = Component, Action
+
+CCO_LSB_NS = 0.3
+"""Time per LSB of a CCO converter, ns: 300 ps/LSB (Khaddam-Aljameh et al., "HERMES-Core",
+IEEE JSSC 57(4), 2022, title and abstract)."""
+
+GATE_CAPACITANCE_FF_PER_UM = 1.0
+"""Gate capacitance per um of transistor width, fF: the ~1 fF/um rule of thumb of Weste &
+Harris, "CMOS VLSI Design", 4th ed., 2011, §2.3 (word-line load of the physical model)."""
+
+# Cell areas in F^2 of the physical model (docs/technology.md §cells). SRAM: NeuroSim V1.4's
+# CIM SRAM cell (Param.cpp: 280 F^2 at >= 22 nm, 326 at 14 nm, 551 at 7 nm) is an 8T
+# read-decoupled cell; 6T and 10T follow by transistor count [der]. RRAM 1T1R: 48 F^2
+# (NeuroSim V1.4). PCM: one device on a 1T access transistor as the 1T1R cell [der].
+_SRAM_8T_F2_NODES = (130.0, 22.0, 14.0, 7.0)
+_SRAM_8T_F2 = (280.0, 280.0, 326.0, 551.0)
+CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0}
+_SRAM_TRANSISTORS = {CellKind.SRAM_6T: 6, CellKind.SRAM_8T: 8, CellKind.SRAM_10T: 10}
+
+
+def physical(chip: ChipConfig) -> bool:
+    """Whether ``chip`` is priced by the physical component models."""
+    return chip.tech.cost_model is CostModel.PHYSICAL
+
+
+def cell_kind(chip: ChipConfig) -> CellKind:
+    """The physical cell kind: ``tech.cell_kind``, else from ``device.cell``."""
+    if chip.tech.cell_kind is not None:
+        return chip.tech.cell_kind
+    if chip.device.cell is CellTech.PCM:
+        return CellKind.PCM
+    return CellKind.RRAM_1T1R if chip.device.cell is CellTech.RRAM else CellKind.SRAM_8T
+
+
+def _resistive_kind(kind: CellKind) -> bool:
+    return kind in (CellKind.RRAM_1T1R, CellKind.PCM)
+
+
+class ComponentModel:
+    """Energy per action, area per instance and time per action of one component kind.
+
+    Subclasses set ``component`` and ``actions`` and override what they price; an action a
+    model does not list raises ``KeyError`` naming the model.
+    """
+
+    component: ClassVar[Component]
+    actions: ClassVar[tuple[Action, ...]] = ()
+
+    def __init__(self, chip: ChipConfig, table: TechTable | None = None,
+                 calibration: Calibration | None = None) -> None:
+        self.chip = chip
+        self.table = chip_table(chip) if table is None else table
+        self.cal = NO_CALIBRATION if calibration is None else calibration
+        self.physical = physical(chip)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        return 0.0
+
+    def area_um2(self) -> float:
+        """Area of one instance, um^2 (0 for components that are counts only)."""
+        return 0.0
+
+    def time_ns(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        return 0.0
+
+    def _check(self, action: Action) -> None:
+        if action not in self.actions:
+            raise KeyError(f"{type(self).__name__} prices {[a.value for a in self.actions]}, "
+                           f"not {action!r}")
+
+    @property
+    def _sf(self) -> float:
+        return supply_factor(self.chip)
+
+
+class LayerModel(ComponentModel):
+    """MACs: a count with no energy of its own."""
+
+    component = _C.LAYER
+    actions = (_A.MAC,)
+
+
+class ArrayModel(ComponentModel):
+    """Array read cycles and reprogrammed arrays: counts (a reprogramming costs its
+    ``cell.write`` events)."""
+
+    component = _C.ARRAY
+    actions = (_A.ACTIVATION, _A.REPROGRAM, _A.DRIFT_CALIBRATION)
+
+
+class ADCModel(ComponentModel):
+    """Column converters: SAR, flash, ramp, CCO, integrate-and-fire.
+
+    tables: :func:`.tables.adc_energy_pj` at the chip's ADC band. physical:
+    :mod:`.adc_survey` (the survey's lower-quartile Walden FOM by family, node and supply)
+    plus a ``bits``-bit counter for the counting kinds.
+    """
+
+    component = _C.ADC
+    actions = (_A.CONVERT, _A.LEAK)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        if not self.physical:
+            fn = _adc_convert if action is _A.CONVERT else _adc_leak
+            return fn(self.chip, self.table, self.cal, bits)
+        convert = self._convert_pj(table_adc_bits(bits))
+        if action is _A.CONVERT:
+            return convert
+        # leakage power (mW = pJ/ns): a fraction of the dynamic power at the design rate
+        return (self.table.adc_leakage_fraction_of_dynamic * convert
+                / self.time_ns(_A.CONVERT, bits))
+
+    def _convert_pj(self, b: int) -> float:
+        kind, tech = self.chip.adc.kind, self.chip.tech
+        e = adc_survey.fom_w_fj(kind, tech.node_nm, tech.vdd_v) * adc_survey.steps(kind, b) * 1e-3
+        if kind in (ADCKind.RAMP, ADCKind.CCO, ADCKind.INTEGRATE_FIRE):
+            e += b * self.table.shift_add_energy_pj_per_bit * self._sf  # the counter's latch
+        return e * self.cal.e("adc")
+
+    def area_um2(self) -> float:
+        chip, b = self.chip, table_adc_bits(self.chip.adc.bits)
+        if not self.physical:
+            return adc_area_um2(chip.adc.kind, b, self.table) * self.cal.a("adc")
+        kind, node = chip.adc.kind, chip.tech.node_nm
+        # the survey's area per conversion step times the converter's steps (the fit's own
+        # normalisation, A / 2^ENOB), whatever the kind
+        area = adc_survey.step_area_um2(kind, node) * adc_survey.steps(kind, b)
+        if kind in (ADCKind.RAMP, ADCKind.CCO, ADCKind.INTEGRATE_FIRE):
+            area += b * self.table.shift_add_area_um2_per_bit  # the counter
+        if kind is ADCKind.RAMP:  # the ramp's reference column (Yang, Mao et al. 2025)
+            area += (2**b + 5) * CellModel(chip, self.table).area_um2()
+        return area * self.cal.a("adc")
+
+    def time_ns(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        chip = self.chip
+        b = table_adc_bits(bits or chip.adc.bits)
+        if not self.physical:
+            return adc_conversion_time_ns(chip.adc.kind, b, self.table) * (
+                self.cal.adc_time_scale)
+        if chip.adc.kind is ADCKind.CCO:
+            return 2**b * CCO_LSB_NS
+        # SAR (b + 1) comparator cycles of 1 ns (NeuroSim V1.4 SarADC.cpp), flash one, ramp
+        # and integrate-and-fire 2^b steps: the converter's own timing, not the chip clock
+        return adc_conversion_time_ns(chip.adc.kind, b, self.table)
+
+
+class DACModel(ComponentModel):
+    """Row drivers: one event per activated row and array read.
+
+    tables: :func:`.energy.dac_pulse_energy_pj`. physical: the driver (amplitude: the
+    MNSIM b-bit DAC; pulse width: one 1-b toggle; pulse count: one toggle per unit pulse,
+    ``2^(b-1)`` on average for uniform nonzero inputs) plus word-line switching
+    ``C_wl V_wl^2`` with ``C_wl = 0.2 fF/um x n_cols x cell pitch``. Area, physical: an
+    amplitude DAC is ``2^b`` unit elements at the ADC survey's SAR area per step
+    (:func:`.adc_survey.dac_area_um2`); a temporal driver is a 1-b driver and its b-bit counter.
+    """
+
+    component = _C.DAC
+    actions = (_A.PULSE, _A.INPUT_SHIFT)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        if action is _A.INPUT_SHIFT:
+            # A-shift: x - 2^(B_x-1) of a B_x-bit code is its MSB inverted: a 1-bit add
+            return self.table.accumulator_add_energy_pj_per_bit * self._sf * self.cal.e("digital")
+        if not self.physical:
+            return _dac_pulse(self.chip, self.table, self.cal, bits)
+        drive = self.chip.tech.input_drive
+        one = dac_energy_pj(1, self.table) * self._sf
+        if drive is InputDrive.AMPLITUDE:
+            e = dac_energy_pj(bits, self.table) * self._sf
+        elif drive is InputDrive.PULSE_WIDTH:
+            e = one
+        else:
+            e = one * 2 ** (bits - 1)
+        return (e + self.wordline_pj()) * self.cal.e("dac")
+
+    def wordline_pj(self) -> float:
+        """Word-line switching of one activated row, pJ: ``C_wl V_wl^2``, the line's wire
+        (0.2 fF/um) and the gate of each cell's access device (1 fF/um of gate width, taken
+        as wide as the cell pitch) along ``n_cols`` cells."""
+        tech = self.chip.tech
+        pitch_um = math.sqrt(CellModel(self.chip, self.table).area_um2())
+        c_ff = ((self.table.wire_capacitance_ff_per_um + GATE_CAPACITANCE_FF_PER_UM)
+                * self.chip.array.n_cols * pitch_um)
+        v = tech.vdd_v if tech.wordline_v is None else tech.wordline_v
+        return c_ff * v**2 * 1e-3
+
+    def area_um2(self) -> float:
+        chip = self.chip
+        if not self.physical:
+            return dac_area_um2(chip.dac_bits, self.table) * self.cal.a("dac")
+        if chip.tech.input_drive is InputDrive.AMPLITUDE:
+            # a voltage-output DAC: 2^b unit elements, priced from the ADC survey (the
+            # MNSIM/ISAAC figure, 0.166 um^2 per bit at 32 nm, holds no ladder or array)
+            return adc_survey.dac_area_um2(chip.dac_bits, chip.tech.node_nm) * self.cal.a("dac")
+        # a 1-b driver and the b-bit counter/comparator that times the pulse
+        return (dac_area_um2(1, self.table) + chip.dac_bits * self.table.shift_add_area_um2_per_bit
+                ) * self.cal.a("dac")
+
+    def time_ns(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        return float(self.chip.tech.t_read_ns)
+
+
+class CellModel(ComponentModel):
+    """Memory cells: reads (``cell.read`` per cell on an active row; ``cell.v2g_lsb`` the
+    summed conductance of resistive reads) and writes.
+
+    physical: current domain, resistive (RRAM, PCM): ``V^2 G t`` per read, times
+    ``devices_per_cell``; amplitude drive at ``V x / x_max`` for the read pulse (priced on
+    ``cell.v2g_lsb``, the run's sum of ``x^2 G``), temporal drive at full ``V`` for ``x`` LSB
+    times ``t_read / (2^b - 1)`` (priced on ``cell.v1g_lsb``, the sum of ``|x| G``).
+    Current domain SRAM: the tables' bit-line read per bit-cell. Charge domain:
+    ``C_unit V_dd^2`` per product (half the stored bits are ones for uniform weights).
+    """
+
+    component = _C.CELL
+    actions = (_A.READ, _A.V2G_LSB, _A.V1G_LSB, _A.WRITE)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        chip, table, cal = self.chip, self.table, self.cal
+        if action is _A.V1G_LSB and not self.physical:
+            return 0.0  # the tables price resistive reads by x^2 (cell.v2g_lsb)
+        if action is _A.WRITE or not self.physical:
+            fn = {_A.READ: _cell_read, _A.V2G_LSB: _cell_v2g_lsb, _A.WRITE: _cell_write}[action]
+            return fn(chip, table, cal, bits)
+        tech = chip.tech
+        resistive = _resistive_kind(cell_kind(chip))
+        if action is _A.READ:
+            if tech.compute_domain is ComputeDomain.CHARGE:
+                # fF * V^2 = fJ; one product in two switches its capacitor
+                return 0.5 * tech.cap_unit_ff * tech.vdd_v**2 * 1e-3 * (
+                    stored_bits_per_cell(chip) * cal.e("cell"))
+            if resistive:
+                return 0.0  # priced by the summed conductance (cell.v2g_lsb)
+            return _cell_read(chip, table, cal, bits)
+        if not resistive or tech.compute_domain is ComputeDomain.CHARGE:
+            return 0.0
+        temporal = tech.input_drive is not InputDrive.AMPLITUDE
+        if temporal != (action is _A.V1G_LSB):
+            return 0.0  # each drive is priced by one of the two sums
+        b = chip.dac_bits
+        g = chip.device.g_lsb_us * tech.devices_per_cell
+        if temporal:  # full V for x LSB times: E = V^2 G t_lsb x, linear in x
+            v2_t = tech.v_read_v**2 * tech.t_read_ns / (2**b - 1)
+        else:  # V x / x_max for the read pulse: E = (V / x_max)^2 G t x^2
+            v2_t = (tech.v_read_v / (2**b - 1)) ** 2 * tech.t_read_ns
+        return v2_t * g * 1e-3 * cal.e("cell")  # V^2 * uS * ns = fJ
+
+    def area_f2(self) -> float:
+        """One cell's area in F^2 (every device and stored bit)."""
+        chip, kind = self.chip, cell_kind(self.chip)
+        if chip.tech.cell_area_f2 is not None:
+            f2 = chip.tech.cell_area_f2
+        elif kind in CELL_AREA_F2:
+            f2 = CELL_AREA_F2[kind]
+        else:
+            f2 = (_interp_node(chip.tech.node_nm, _SRAM_8T_F2_NODES, _SRAM_8T_F2)
+                  * _SRAM_TRANSISTORS[kind] / 8)
+        n = chip.tech.devices_per_cell if _resistive_kind(kind) else stored_bits_per_cell(chip)
+        return f2 * n * chip.tech.weight_sets_stored
+
+    def area_um2(self) -> float:
+        chip = self.chip
+        if not self.physical:
+            if chip.device.cell in (CellTech.RRAM, CellTech.PCM):  # PCM: costed as RRAM
+                return self.table.rram_cell_area_um2 * self.cal.a("cell")
+            return (self.table.sram_cell_area_um2 * stored_bits_per_cell(chip)
+                    * self.cal.a("cell"))
+        area = self.area_f2() * (chip.tech.node_nm * 1e-3) ** 2
+        tech = chip.tech
+        if tech.compute_domain is ComputeDomain.CHARGE and tech.cap_density_ff_per_um2 > 0:
+            area += tech.cap_unit_ff * stored_bits_per_cell(chip) / tech.cap_density_ff_per_um2
+        return area * self.cal.a("cell")
+
+
+class ShiftAddModel(ComponentModel):
+    """Shift-and-add of ADC codes (ISAAC S+A, node- and supply-scaled)."""
+
+    component = _C.SHIFT_ADD
+    actions = (_A.ADD,)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        return _shift_add(self.chip, self.table, self.cal, bits)
+
+    def area_um2(self) -> float:
+        return (self.chip.accumulator_bits * self.table.shift_add_area_um2_per_bit
+                * self.cal.a("shift_add"))
+
+
+class AccumulatorModel(ComponentModel):
+    """Accumulator adds (Horowitz 32-b add per bit)."""
+
+    component = _C.ACCUMULATOR
+    actions = (_A.ADD,)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        return (bits * self.table.accumulator_add_energy_pj_per_bit * self._sf
+                * self.cal.e("accumulator"))
+
+    def area_um2(self) -> float:
+        return (self.chip.accumulator_bits * self.table.accumulator_area_um2_per_bit
+                * self.cal.a("accumulator"))
+
+
+class BufferModel(ComponentModel):
+    """The tile buffer: bits read and written (Horowitz SRAM at 64 KiB)."""
+
+    component = _C.BUFFER
+    actions = (_A.READ_BIT, _A.WRITE_BIT)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        return _buffer_bit(self.chip, self.table, self.cal, bits)
+
+    def area_um2(self) -> float:
+        return TILE_BUFFER_KIB * 8192 * self.table.buffer_area_um2_per_bit * self.cal.a("buffer")
+
+
+class InterconnectModel(ComponentModel):
+    """Router hops between tiles and the tile bus (ISAAC)."""
+
+    component = _C.INTERCONNECT
+    actions = (_A.BIT, _A.BUS_BIT)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        fn = _link_bit if action is _A.BIT else _bus_bit
+        return fn(self.chip, self.table, self.cal, bits)
+
+
+class DigitalModel(ComponentModel):
+    """Exact digital corrections and dequantization multiplies."""
+
+    component = _C.DIGITAL
+    actions = (_A.CORRECTION_ADD, _A.DEQUANT_MULTIPLY, _A.DRIFT_GAIN_MULTIPLY,
+               _A.SHIFT_CORRECTION_ADD)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        # A-shift's correction is an add of a stored constant; a drift gain is one multiply
+        adds = (_A.CORRECTION_ADD, _A.SHIFT_CORRECTION_ADD)
+        fn = _correction_add if action in adds else _dequant_multiply
+        return fn(self.chip, self.table, self.cal, bits)
+
+
+MODELS: Mapping[Component, type[ComponentModel]] = MappingProxyType({
+    cls.component: cls for cls in (
+        LayerModel, ArrayModel, ADCModel, DACModel, CellModel, ShiftAddModel, AccumulatorModel,
+        BufferModel, InterconnectModel, DigitalModel)})
+"""The model class of every component kind (``tests/cost/test_models.py`` holds it to the
+event registry)."""
+
+
+def component_models(chip: ChipConfig, table: TechTable | None = None,
+                     calibration: Calibration | None = None) -> dict[Component, ComponentModel]:
+    """Every component's model built for ``chip`` (one table and calibration shared)."""
+    table = chip_table(chip) if table is None else table
+    return {c: cls(chip, table, calibration) for c, cls in MODELS.items()}

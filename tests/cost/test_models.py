@@ -1,0 +1,345 @@
+"""Component models (cimsim.cost.models): registry, known answers, monotonicity, bad fields."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tomllib
+
+import cimsim
+from cimsim.config import ADCKind, ChipConfig
+from cimsim.cost import MODELS, component_models, datasheet, estimate, layer_work
+from cimsim.cost.adc_survey import FAMILIES
+from cimsim.cost.energy import PRICES, event_energy_pj
+from cimsim.cost.models import CCO_LSB_NS, GATE_CAPACITANCE_FF_PER_UM, ComponentModel
+from cimsim.cost.tables import dac_energy_pj, tech_table
+from cimsim.errors import ConfigError
+from cimsim.events import DERIVED, REGISTRY, Action, Component
+
+A, C = Action, Component
+
+
+def physical_chip(**tech) -> ChipConfig:
+    """A small physical-model chip at 45 nm / 0.8 V (the survey fit's reference point)."""
+    base = cimsim.load_chip("rram-22nm")
+    fields = dict(node_nm=45.0, vdd_v=0.8, cost_model="physical")
+    fields.update(tech)
+    return base.replace(tech=base.tech.replace(**fields))
+
+
+def with_adc(chip: ChipConfig, kind: str, bits: int) -> ChipConfig:
+    policy = "calibrated" if kind == "ramp" else "full_scale"
+    return chip.replace(adc=chip.adc.replace(kind=kind, bits=bits, range_policy=policy))
+
+
+# ---------------------------------------------------------------------------------------------
+# registry: pricing an event is one lookup, and no registered key is unpriced
+# ---------------------------------------------------------------------------------------------
+def test_every_registered_event_key_is_priced_by_one_model():
+    """A key added to cimsim.events.REGISTRY must be listed by its component's model."""
+    for component, action in REGISTRY:
+        model = MODELS.get(component)
+        assert model is not None, (
+            f"component {component.value!r} has no cost model: add a ComponentModel subclass "
+            "for it to cimsim.cost.models.MODELS")
+        assert action in model.actions, (
+            f"registered event ({component.value}, {action.value}) is unpriced: add "
+            f"Action.{action.name} to {model.__name__}.actions and price it in "
+            f"{model.__name__}.energy_pj (cimsim/cost/models.py)")
+
+
+def test_models_price_only_registered_keys():
+    listed = {(c, a) for c, cls in MODELS.items() for a in cls.actions}
+    assert listed == set(REGISTRY)
+    assert set(PRICES) == set(REGISTRY)
+    assert all(cls.component is c and issubclass(cls, ComponentModel)
+               for c, cls in MODELS.items())
+
+
+@pytest.mark.parametrize("model", ["tables", "physical"])
+def test_every_key_prices_to_a_finite_energy(model):
+    chip = physical_chip(cost_model=model)
+    models = component_models(chip)
+    for component, action in REGISTRY:
+        e = models[component].energy_pj(action, 8)
+        assert math.isfinite(e) and e >= 0, (component, action)
+        assert event_energy_pj((component, action, 8), chip) == pytest.approx(e)
+
+
+def test_an_unlisted_action_is_refused_naming_the_model():
+    model = component_models(physical_chip())[C.ADC]
+    with pytest.raises(KeyError, match="ADCModel"):
+        model.energy_pj(A.PULSE, 1)
+
+
+def test_tables_model_keeps_every_preset_price():
+    """Defaults keep today's meaning: the models equal the table prices of the presets."""
+    from cimsim.cost import energy as legacy
+
+    for name in cimsim.list_presets():
+        chip = cimsim.load_chip(name)
+        table = tech_table(chip.tech.node_nm, chip.tech.adc_band)
+        cal = legacy.calibration_for(chip)
+        models = component_models(chip, table, cal)
+        bits = min(chip.adc.bits, 16)
+        assert models[C.ADC].energy_pj(A.CONVERT, bits) == pytest.approx(
+            legacy._adc_convert(chip, table, cal, bits))
+        assert models[C.DAC].energy_pj(A.PULSE, chip.dac_bits) == pytest.approx(
+            legacy._dac_pulse(chip, table, cal, chip.dac_bits))
+        assert models[C.CELL].energy_pj(A.V1G_LSB) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# known answers (hand computations from the fitted constants and the formulas of the docs)
+# ---------------------------------------------------------------------------------------------
+def test_sar_energy_and_area_known_answer():
+    chip = with_adc(physical_chip(), "sar", 8)
+    adc = component_models(chip)[C.ADC]
+    # FOM 5.68 fJ/step at 45 nm, 0.8 V; 2^8 Walden steps
+    assert adc.energy_pj(A.CONVERT, 8) == pytest.approx(5.68 * 256 * 1e-3)
+    # area: 4895 F^2 per step x 256 steps x (0.045 um)^2
+    assert adc.area_um2() == pytest.approx(4895.0 * 256 * 0.045**2)
+    # (b + 1) comparator cycles of 1 ns
+    assert adc.time_ns(A.CONVERT, 8) == pytest.approx(9.0)
+
+
+def test_sar_energy_scales_with_node_and_supply_known_answer():
+    chip = with_adc(physical_chip(node_nm=22.0, vdd_v=0.7), "sar", 6)
+    e = component_models(chip)[C.ADC].energy_pj(A.CONVERT, 6)
+    assert e == pytest.approx(5.68 * (22 / 45) ** 0.30 * (0.7 / 0.8) ** 2 * 64 * 1e-3)
+
+
+def test_flash_known_answer():
+    chip = with_adc(physical_chip(), "flash", 4)
+    adc = component_models(chip)[C.ADC]
+    assert adc.energy_pj(A.CONVERT, 4) == pytest.approx(59.32 * 15 * 1e-3)  # 15 comparators
+    assert adc.area_um2() == pytest.approx(180518.0 * 15 * 0.045**2)
+    assert adc.time_ns(A.CONVERT, 4) == pytest.approx(1.0)
+
+
+def test_counting_converters_known_answer():
+    """CCO and integrate-and-fire: 2^b counts at the time-domain FOM plus a b-bit counter."""
+    table = tech_table(45.0)
+    for kind in ("cco", "integrate_fire"):
+        chip = with_adc(physical_chip(), kind, 6)
+        adc = component_models(chip, table)[C.ADC]
+        counter = 6 * table.shift_add_energy_pj_per_bit
+        assert adc.energy_pj(A.CONVERT, 6) == pytest.approx(18.07 * 64 * 1e-3 + counter)
+    cco = component_models(with_adc(physical_chip(), "cco", 8))[C.ADC]
+    assert cco.time_ns(A.CONVERT, 8) == pytest.approx(256 * CCO_LSB_NS)  # 76.8 ns (HERMES)
+    inf = component_models(with_adc(physical_chip(), "integrate_fire", 3))[C.ADC]
+    assert inf.time_ns(A.CONVERT, 3) == pytest.approx(8 * 1.0)
+
+
+def test_adc_leakage_is_its_fraction_of_the_dynamic_power():
+    chip = with_adc(physical_chip(), "sar", 8)
+    adc = component_models(chip)[C.ADC]
+    assert adc.energy_pj(A.LEAK, 8) == pytest.approx(0.2 * 5.68 * 256e-3 / 9.0)
+
+
+def test_dac_and_word_line_known_answer():
+    chip = physical_chip(input_drive="pulse_count", wordline_v=1.0)
+    chip = chip.replace(dac=chip.dac.replace(bits=4), input_bits=8)
+    models = component_models(chip)
+    table = models[C.DAC].table
+    pitch = math.sqrt(48.0) * 0.045  # RRAM 1T1R, 48 F^2
+    wl = (0.2 + GATE_CAPACITANCE_FF_PER_UM) * chip.array.n_cols * pitch * 1.0**2 * 1e-3
+    one = dac_energy_pj(1, table)
+    assert models[C.DAC].energy_pj(A.PULSE, 4) == pytest.approx(one * 2**3 + wl)
+    amp = component_models(chip.replace(tech=chip.tech.replace(input_drive="amplitude")))
+    assert amp[C.DAC].energy_pj(A.PULSE, 4) == pytest.approx(dac_energy_pj(4, table) + wl)
+    pw = component_models(chip.replace(tech=chip.tech.replace(input_drive="pulse_width")))
+    assert pw[C.DAC].energy_pj(A.PULSE, 4) == pytest.approx(one + wl)
+
+
+def test_dac_area_known_answer_amplitude_vs_temporal():
+    """Amplitude: 2^b unit elements at the survey's SAR area per step (4895 F^2); temporal: a
+    1-b driver and a b-bit counter (the tables' figures); tables mode: MNSIM's, unchanged."""
+    chip = physical_chip(node_nm=22.0)
+    chip = chip.replace(dac=chip.dac.replace(bits=8), input_bits=8)
+    amp = component_models(chip)[C.DAC]
+    assert amp.area_um2() == pytest.approx(FAMILIES["sar"].area_step_f2 * 256 * 0.022**2)
+    table = amp.table
+    pw = component_models(chip.replace(tech=chip.tech.replace(input_drive="pulse_width")))
+    assert pw[C.DAC].area_um2() == pytest.approx(
+        table.dac_area_um2 + 8 * table.shift_add_area_um2_per_bit)
+    tables = component_models(chip.replace(tech=chip.tech.replace(cost_model="tables")))
+    assert tables[C.DAC].area_um2() == pytest.approx(table.dac_area_um2 * 2**7)
+    areas = [component_models(chip.replace(dac=chip.dac.replace(bits=b)))[C.DAC].area_um2()
+             for b in (1, 2, 4, 8)]
+    assert areas == sorted(areas)
+
+
+def test_resistive_read_known_answer_amplitude_vs_temporal():
+    chip = physical_chip(v_read_v=0.2, t_read_ns=15.0, devices_per_cell=2)
+    chip = chip.replace(dac=chip.dac.replace(bits=2))
+    g = chip.device.g_lsb_us * 2
+    amp = component_models(chip)[C.CELL]
+    assert amp.energy_pj(A.V2G_LSB) == pytest.approx((0.2 / 3) ** 2 * g * 15.0 * 1e-3)
+    assert amp.energy_pj(A.V1G_LSB) == 0.0
+    tem = component_models(chip.replace(tech=chip.tech.replace(input_drive="pulse_width")))
+    assert tem[C.CELL].energy_pj(A.V1G_LSB) == pytest.approx(0.2**2 * g * 5.0 * 1e-3)
+    assert tem[C.CELL].energy_pj(A.V2G_LSB) == 0.0
+
+
+def test_temporal_read_energy_is_linear_in_x_amplitude_quadratic():
+    """One row, one cell: inputs x and 2x. Temporal drive doubles the read energy,
+    amplitude drive quadruples it (energy from the run's own events)."""
+    def cell_energy(drive: str, x: int) -> float:
+        chip = physical_chip(input_drive=drive)
+        chip = chip.replace(input_bits=4, dac=chip.dac.replace(bits=4),
+                            adc=chip.adc.replace(range_policy="full_scale"),
+                            array=chip.array.replace(n_rows=8, n_cols=8))
+        w = np.full((1, 4), 3, dtype=np.int64)
+        xs = np.full((1, 4), x, dtype=np.int64)
+        _, ev = cimsim.matmul(xs, w, chip)
+        block = cimsim.arrays.program(w, chip)
+        return estimate([layer_work(ev, block)], chip).energy_by_component()["cell"]
+
+    assert cell_energy("pulse_width", 6) == pytest.approx(2 * cell_energy("pulse_width", 3))
+    assert cell_energy("amplitude", 6) == pytest.approx(4 * cell_energy("amplitude", 3))
+
+
+def test_charge_domain_cell_known_answer():
+    base = cimsim.load_chip("jia-jssc20")
+    chip = base.replace(tech=base.tech.replace(cost_model="physical", compute_domain="charge",
+                                               cap_unit_ff=2.0, vdd_v=0.85,
+                                               cell_kind="sram_10t"))
+    cell = component_models(chip)[C.CELL]
+    assert cell.energy_pj(A.READ, 1) == pytest.approx(0.5 * 2.0 * 0.85**2 * 1e-3)
+    # 10T: 280 F^2 x 10 / 8 at 65 nm
+    assert cell.area_um2() == pytest.approx(280 * 10 / 8 * 0.065**2)
+    with_caps = component_models(chip.replace(tech=chip.tech.replace(
+        cap_density_ff_per_um2=2.0)))[C.CELL]
+    assert with_caps.area_um2() == pytest.approx(280 * 10 / 8 * 0.065**2 + 1.0)
+
+
+def test_cell_kinds_and_multi_device_area():
+    for kind, f2 in (("rram_1t1r", 48.0), ("pcm", 48.0), ("sram_6t", 210.0),
+                     ("sram_8t", 280.0)):
+        chip = physical_chip(cell_kind=kind, devices_per_cell=3)
+        # resistive: devices in parallel; SRAM: one bit-cell per stored bit (2 b per cell here)
+        n = 3 if kind in ("rram_1t1r", "pcm") else chip.device.bits_per_cell
+        assert component_models(chip)[C.CELL].area_um2() == pytest.approx(
+            f2 * n * 0.045**2), kind
+    chip = physical_chip(cell_area_f2=100.0)
+    assert component_models(chip)[C.CELL].area_um2() == pytest.approx(100 * 0.045**2)
+    chip = physical_chip(cell_area_f2=100.0, weight_sets_stored=8)
+    assert component_models(chip)[C.CELL].area_um2() == pytest.approx(800 * 0.045**2)
+
+
+# ---------------------------------------------------------------------------------------------
+# monotonic where physics says so
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", [k.value for k in ADCKind])
+def test_adc_energy_area_time_grow_with_bits(kind):
+    prev = None
+    for bits in range(1, 11):
+        adc = component_models(with_adc(physical_chip(), kind, bits))[C.ADC]
+        now = (adc.energy_pj(A.CONVERT, bits), adc.area_um2(), adc.time_ns(A.CONVERT, bits))
+        if prev is not None:
+            assert all(b >= a for a, b in zip(prev, now, strict=True)), (kind, bits)
+        prev = now
+
+
+@pytest.mark.parametrize("kind", [k.value for k in ADCKind])
+def test_adc_energy_grows_with_supply_and_node(kind):
+    def e(**tech):
+        return component_models(with_adc(physical_chip(**tech), kind, 6))[C.ADC].energy_pj(
+            A.CONVERT, 6)
+
+    assert e(vdd_v=0.6) < e(vdd_v=0.8) < e(vdd_v=1.0)
+    assert e(node_nm=7.0) < e(node_nm=22.0) < e(node_nm=65.0) < e(node_nm=130.0)
+
+
+def test_fits_are_the_documented_constants():
+    assert {f: (v.fom_45nm_fj, v.slope) for f, v in FAMILIES.items()} == {
+        "sar": (5.68, 0.30), "flash": (59.32, 0.82), "time": (18.07, 0.93)}
+
+
+# ---------------------------------------------------------------------------------------------
+# schema: validated fields with units, TOML round trip, power gating
+# ---------------------------------------------------------------------------------------------
+def test_new_fields_round_trip_through_toml():
+    chip = physical_chip(input_drive="pulse_width", compute_domain="charge", cell_kind="pcm",
+                         devices_per_cell=2, cell_area_f2=60.0, cap_unit_ff=1.5,
+                         cap_density_ff_per_um2=2.0, wordline_v=1.2, t_integrate_ns=40.0,
+                         weight_sets_stored=4,
+                         power_gating="layer")
+    chip = with_adc(chip, "integrate_fire", 5)
+    assert ChipConfig.from_dict(tomllib.loads(chip.to_toml())) == chip
+
+
+@pytest.mark.parametrize("field, value", [
+    ("cost_model", "magic"), ("input_drive", "pwm"), ("compute_domain", "photonic"),
+    ("cell_kind", "sram_7t"), ("devices_per_cell", 0), ("devices_per_cell", 1.5),
+    ("cell_area_f2", 0.0), ("cap_unit_ff", -1.0), ("cap_density_ff_per_um2", -1.0),
+    ("wordline_v", 0.0), ("t_integrate_ns", 0.0), ("power_gating", "sometimes"),
+    ("weight_sets_stored", 0)])
+def test_bad_fields_raise_config_error_naming_them(field, value):
+    tech = cimsim.load_chip("rram-22nm").tech
+    with pytest.raises(ConfigError, match=field):
+        tech.replace(**{field: value})
+
+
+def test_power_gating_charges_leakage_only_while_the_layer_runs():
+    chip = cimsim.load_chip("rram-22nm")
+    chip = chip.replace(adc=chip.adc.replace(range_policy="full_scale"))
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.integers(-50, 50, (64, 256)), rng.integers(-50, 50, (8, 64))
+    x1, x2 = rng.integers(0, 255, (16, 256)), rng.integers(0, 255, (16, 64))
+
+    def leak(gating: str) -> float:
+        c = chip.replace(tech=chip.tech.replace(power_gating=gating))
+        works = []
+        for i, (x, w) in enumerate(((x1, w1), (x2, w2))):
+            _, ev = cimsim.matmul(x, w, c)
+            works.append(layer_work(ev, cimsim.arrays.program(w, c), name=f"l{i}"))
+        rep = estimate(works, c)
+        return sum(r["energy_pj_per_inference"] for r in rep.events if r["action"] == "leak")
+
+    assert 0 < leak("layer") < leak("none")
+
+
+# ---------------------------------------------------------------------------------------------
+# datasheet
+# ---------------------------------------------------------------------------------------------
+def test_datasheet_figures_are_consistent():
+    d = datasheet("sram-65nm")
+    assert d["basis"] == "predicted" and d["scope"] == "macro"
+    bits = 8 * 8
+    assert d["tops_per_w_1b"] == pytest.approx(d["tops_per_w"] * bits)
+    assert d["tops_per_mm2"] == pytest.approx(d["tops"] / d["area_mm2"])
+    assert d["tops_per_w"] == pytest.approx(1 / d["energy_pj_per_op"])
+    chip = datasheet("sram-65nm", scope="chip")
+    assert chip["area_mm2"] > d["area_mm2"] and chip["tops"] > d["tops"]
+    assert datasheet("sram-65nm", input_density=0.25)["tops_per_w"] > d["tops_per_w"]
+
+
+def test_datasheet_calibrated_is_opt_in():
+    raw = datasheet("jia-jssc20")
+    cal = datasheet("jia-jssc20", calibrated=True)
+    assert not raw["calibrated"] and cal["calibrated"] and cal["basis"] == "calibrated"
+    assert cal["tops_per_w"] != pytest.approx(raw["tops_per_w"])
+
+
+@pytest.mark.parametrize("kwargs", [dict(scope="tile"), dict(input_density=0.0),
+                                    dict(input_density=1.5), dict(input_density=True)])
+def test_datasheet_bad_arguments(kwargs):
+    with pytest.raises(ConfigError):
+        datasheet("sram-65nm", **kwargs)
+
+
+def test_cli_datasheet(capsys):
+    from cimsim.cli import main
+
+    assert main(["datasheet", "sram-65nm", "--scope", "chip"]) == 0
+    out = capsys.readouterr().out
+    assert "TOPS/W" in out and "TOPS/mm2" in out and "predicted" in out
+    assert main(["datasheet", "no-such-chip"]) == 2
+
+
+def test_derived_keys_stay_registered():
+    assert DERIVED <= set(REGISTRY)

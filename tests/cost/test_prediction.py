@@ -1,0 +1,60 @@
+"""Uncalibrated predictions of published chips described by architecture (docs/validation.md).
+
+The goal of issue 13 is every row within 2x and a geometric-mean error <= 1.5x. Today some
+rows are outside (docs/validation.md says which and why); this test pins them: a row inside
+2x must stay inside, and the rows known to be outside are listed with their ratios, so that a
+change that moves any prediction shows up here and in the regenerated page.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# (chip, metric) -> predicted / published today, for the rows outside 2x
+KNOWN_OUTSIDE_2X = {
+    ("jia-jssc20", "0.85 V", "1b-TOPS/W"): 3.51,
+    ("jia-jssc20", "1.2 V", "1b-TOPS/W"): 3.67,
+    ("wan-nature22", "1.8 V neurons", "TOPS/W"): 3.48,
+    ("wan-nature22", "1.8 V neurons", "TOPS/mm2"): 2.44,
+    ("lee-vlsi21", "0.8 V (default)", "1b-TOPS/mm2"): 57.60,
+    ("hermes-jssc22", "1 GHz", "TOPS/W"): 5.51,
+    ("hermes-jssc22", "1 GHz", "TOPS/mm2"): 2.01,
+}
+
+
+@pytest.fixture(scope="module")
+def pred(validate):
+    return validate.prediction_rows()
+
+
+def test_published_chips_cover_the_required_kinds(validate, pred):
+    chips = {r["chip"] for r in pred}
+    assert len(chips) >= 6
+    nodes = {r["node_nm"] for r in pred}
+    assert min(nodes) <= 7 and max(nodes) >= 130
+    for chip in chips:  # every chip: an energy-efficiency and an area-efficiency row
+        metrics = {r["metric"].removeprefix("1b-") for r in pred
+                   if r["chip"] == chip and r["nominal"]}
+        assert metrics == {"TOPS/W", "TOPS/mm2"}, chip
+
+
+def test_every_row_within_2x_except_the_documented_ones(validate, pred):
+    outside = {(r["chip"], r["point"], r["metric"]): r["ratio"] for r in pred
+               if not r["within"]}
+    assert set(outside) == set(KNOWN_OUTSIDE_2X), (
+        "rows outside 2x changed; update docs/validation.md (python "
+        f"scripts/validate_presets.py) and KNOWN_OUTSIDE_2X: {outside}")
+    for key, ratio in outside.items():
+        assert ratio == pytest.approx(KNOWN_OUTSIDE_2X[key], rel=0.02), key
+    for r in pred:
+        if (r["chip"], r["point"], r["metric"]) not in KNOWN_OUTSIDE_2X:
+            assert 1 / validate.PREDICTION_FACTOR <= r["ratio"] <= validate.PREDICTION_FACTOR
+
+
+def test_geometric_mean_error_is_the_documented_one(validate, pred):
+    gm = validate.geomean_factor(pred)
+    assert gm == pytest.approx(2.18, abs=0.02)
+    doc = validate.DOC.read_text()
+    assert f"geometric-mean error {gm:.2f}x" in doc
+    for r in pred:
+        assert f"{r['estimate']:.4g}" in doc, (r["chip"], r["point"], r["metric"])
