@@ -457,8 +457,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 #: ``--model`` names of the bundled models (trained on the digits; their split has labels)
 BUILTIN_MODELS = {"demo": "digits CNN (demo)", "resnet-digits": "ResNet-20 digits"}
-TRAIN_METHODS = ("qat", "distill", "pim-qat", "columnquant", "a-shift", "w-reshape", "bitaug",
-                 "lora", "raoq", "bskmq")
 CHECKPOINT = "checkpoint.pt"
 
 

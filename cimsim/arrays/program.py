@@ -256,6 +256,11 @@ def _program_conductance(
     Returns float32 (K, J). The draws and the float64 arithmetic are those of drawing the whole
     matrix at once (all normals, then all fault uniforms, in C order), done chunk by chunk in
     place: no float64 temporaries of the whole matrix, the cost of the draws themselves.
+
+    The formula is :func:`cell_conductance`'s (the training twin's), written in place here
+    because calling it per chunk costs 1.6x on this hot path (its temporaries);
+    ``tests/train/test_devices.py`` holds the two equal (twin == deployed chip, every
+    variation kind, faults, encodings).
     """
     dev = chip.device
     # an idealised bipolar (signed) cell has no off-state current

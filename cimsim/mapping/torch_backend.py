@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from .. import engine
-from ..arrays.encoding import plane_layout
 from ..config import ChipConfig
 from ..errors import ConfigError
 from ..events import Events
@@ -94,16 +93,16 @@ class TorchMatmul:
     def run(self, x_int: np.ndarray) -> list[engine.RunResult]:
         """Integer inputs (M, K) -> the result of every part (integer domain)."""
         view, twin = self.view, self.twin
-        chip = view.chip
         x = torch.as_tensor(np.asarray(x_int, dtype=np.float64), device=self.device)
         m = x.shape[0]
         ratio = torch.ones_like(twin._adc_delta0)
         with torch.no_grad():
-            from ..train.twin import _ChipProduct, input_planes
+            from ..train.twin import _ChipProduct
 
             y = _ChipProduct.apply(x, self.w_int, ratio, twin)  # (T, M, N)
-            planes = input_planes(x, chip, view.input_signed)  # (P, M, K)
-            n_planes = int(plane_layout(chip, view.input_signed)[0].shape[0])
+            planes = twin.planes  # (P, M, K), as the twin drove the arrays
+            assert planes is not None
+            n_planes = twin.n_planes
             clips = twin.clips
             group_part = twin._group_part
             results = []

@@ -45,10 +45,15 @@ from torch import nn
 from ..adc import ADCTables, calibration_units
 from ..arrays._rng import stream_key
 from ..arrays.encoding import plane_layout
-from ..arrays.program import ProgrammedLayer, cell_conductance, draw_devices, off_conductance
+from ..arrays.program import (
+    ProgrammedLayer,
+    _analog_pairs,
+    cell_conductance,
+    draw_devices,
+    off_conductance,
+)
 from ..config import (
     ChipConfig,
-    DifferentialReadout,
     Nonlinearity,
     OffCurrentCompensation,
     RangePolicy,
@@ -159,17 +164,15 @@ def _slices(v: torch.Tensor, n_bits: int, c: int) -> torch.Tensor:
     return torch.remainder(torch.floor(v[None] / base.view(-1, *([1] * v.dim()))), float(2**c))
 
 
-def conversion_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
-    """What each conversion column of output n sees per unit input, from integer weights
-    (N, K): (Qc, N, K), conversion kinds in the engine's order (``encoding.column_kinds``,
-    an analog differential pair merged into its difference)."""
+def physical_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
+    """The digit every physical column of output n holds, from integer weights (N, K):
+    (Q, N, K) in ``encoding.column_kinds`` order (a differential pair as two columns, also
+    when read in analog)."""
     b, c = chip.weight_bits, chip.device.bits_per_cell
     enc = chip.weight_encoding
     if enc is WeightEncoding.DIFFERENTIAL:
         pos = _slices(torch.relu(w_int), b - 1, c)
         neg = _slices(torch.relu(-w_int), b - 1, c)
-        if chip.differential_readout is DifferentialReadout.ANALOG:
-            return pos - neg
         return torch.stack([pos, neg], dim=1).reshape(-1, *w_int.shape)  # interleaved
     if enc is WeightEncoding.TWOS_COMPLEMENT:
         low = _slices(torch.remainder(w_int, float(2 ** (b - 1))), b - 1, c)
@@ -179,16 +182,12 @@ def conversion_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
     return torch.sign(w_int)[None] * _slices(torch.abs(w_int), b - 1, c)
 
 
-def physical_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
-    """The digit every physical column of output n holds, from integer weights (N, K):
-    (Q, N, K) in ``encoding.column_kinds`` order (a differential pair as two columns, also
-    when read in analog)."""
-    if chip.weight_encoding is WeightEncoding.DIFFERENTIAL:
-        b, c = chip.weight_bits, chip.device.bits_per_cell
-        pos = _slices(torch.relu(w_int), b - 1, c)
-        neg = _slices(torch.relu(-w_int), b - 1, c)
-        return torch.stack([pos, neg], dim=1).reshape(-1, *w_int.shape)  # interleaved
-    return conversion_digits(w_int, chip)
+def conversion_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
+    """What each conversion column of output n sees per unit input, from integer weights
+    (N, K): (Qc, N, K), conversion kinds in the engine's order (``encoding.column_kinds``,
+    an analog differential pair merged into its difference)."""
+    d = physical_digits(w_int, chip)
+    return d[0::2] - d[1::2] if _analog_pairs(chip) else d
 
 
 def input_planes(x_int: torch.Tensor, chip: ChipConfig, signed: bool) -> torch.Tensor:
@@ -210,16 +209,9 @@ def read_noise_weights(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
     """(Qc, N, K) per-unit-input² read-noise variance of every conversion, cell-LSB²:
     ``(rel · G)²`` of the nominal cell conductance ``G = digit + g_off`` (both columns of an
     analog differential pair), as ``arrays.program`` sets the engine's ``gemm_var``."""
-    rel2 = chip.noise.read_noise_rel ** 2
-    g_off = off_conductance(chip)
-    if (chip.weight_encoding is WeightEncoding.DIFFERENTIAL
-            and chip.differential_readout is DifferentialReadout.ANALOG):
-        b, c = chip.weight_bits, chip.device.bits_per_cell
-        pos = _slices(torch.relu(w_int), b - 1, c) + g_off
-        neg = _slices(torch.relu(-w_int), b - 1, c) + g_off
-        return rel2 * (pos * pos + neg * neg)
-    g = conversion_digits(w_int, chip) + g_off
-    return rel2 * g * g
+    g = physical_digits(w_int, chip) + off_conductance(chip)
+    v = chip.noise.read_noise_rel ** 2 * g * g
+    return v[0::2] + v[1::2] if _analog_pairs(chip) else v
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,8 +339,7 @@ class TwinMatmul(nn.Module):
         # --- the device state (programming variation, faults) ---------------------------
         self.devices = "nominal" if chip.device.ideal else opts.devices
         self.has_dev_z = self.has_dev_u = False
-        self.merged_pairs = bool(np.all(pair)) and chip.weight_encoding is \
-            WeightEncoding.DIFFERENTIAL
+        self.merged_pairs = _analog_pairs(chip)  # G+ - G- in one GEMM column, as the engine
         # programmed conductances include the off-state current: analog compensation removes
         # its nominal value from an unpaired column (the engine's off_add)
         off_dev = np.where(~pair & (comp is OffCurrentCompensation.ANALOG), -g_off, 0.0)
@@ -431,8 +422,10 @@ class TwinMatmul(nn.Module):
         self.top_code = float(adc.n_codes - 1)
         self.fused = opts.fused_kernel and not self.nonlinear_adc
         # set by the inference backend (cimsim.mapping.torch_backend): count clipped inputs
+        # and keep the last forward's input planes (P, M, K) for its events
         self.clip_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
         self.clips: torch.Tensor | None = None
+        self.planes: torch.Tensor | None = None
         if self.nonlinear_adc:
             buf("_adc_thr", np.concatenate(thr))
             buf("_adc_lvl", np.concatenate(lvl))
@@ -601,6 +594,8 @@ class TwinMatmul(nn.Module):
             off, has_off = self._off_dev, self.has_off_dev
         mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
         planes = input_planes(x_int, chip, self.input_signed)  # (P, M, K)
+        if self.clip_bounds is not None:
+            self.planes = planes  # the inference backend counts its events from them
         xg = self._row_groups(planes.reshape(self.n_planes * m, -1))  # (G, P·M, r)
         a = torch.bmm(xg, mg)  # (G, P·M, C), c = n·Qc + q
         if has_off:
