@@ -146,6 +146,17 @@ PREDICTIONS = [
     ("hermes-jssc22", "1 GHz", {}, "tops_per_mm2", "TOPS/mm2", 1.59,
      "whole core (LDPU not modelled); MVM time from the 1-GHz PWM (predicted)",
      "Khaddam-Aljameh et al., JSSC 2022 [abs]"),
+    ("chih-isscc21", "0.8 V (default)", {}, "tops_per_w", "TOPS/W", 89.0,
+     "4b/4b, all-digital (adder trees, shift-accumulators); supply not read: 0.8 V",
+     "Chih et al., ISSCC 2021, 16.4 [abs]"),
+    ("chih-isscc21", "0.8 V (default)", {}, "tops_per_mm2", "TOPS/mm2", 16.3,
+     "whole macro; clock not read: 1 GHz (cimsim's default, one column sum per clock)",
+     "Chih et al., ISSCC 2021, 16.4 [abs]"),
+    ("lee-vlsi22", "0.8 V (default)", {}, "tops_per_w", "TOPS/W", 121.0,
+     "4b/4b taken (precision not read), all-digital; supply not read: 0.8 V",
+     "Lee, C.-F. et al., VLSI 2022 [abs]"),
+    ("lee-vlsi22", "0.8 V (default)", {}, "tops_per_mm2", "TOPS/mm2", 41.6,
+     "whole macro; clock not read: 1 GHz", "Lee, C.-F. et al., VLSI 2022 [abs]"),
 ]
 
 
