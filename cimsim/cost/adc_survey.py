@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 from ..config import ADCKind
 
-__all__ = ["FAMILIES", "SurveyFit", "dac_area_um2", "family_of", "fom_w_fj", "scatter_factor",
-           "step_area_um2", "steps"]
+__all__ = ["FAMILIES", "RATE_EXPONENT", "SurveyFit", "corner_rate_hz", "dac_area_um2",
+           "family_of", "fom_w_fj", "rate_factor", "scatter_factor", "step_area_um2", "steps"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,31 @@ def fom_w_fj(kind: ADCKind, node_nm: float, vdd_v: float = SUPPLY_REF_V) -> floa
     """Walden FOM of ``kind`` at ``node_nm`` and ``vdd_v``, fJ per conversion step."""
     fit = family_of(kind)
     return fit.fom_45nm_fj * (node_nm / 45.0) ** fit.slope * (vdd_v / SUPPLY_REF_V) ** 2
+
+
+# The survey's speed envelope, as Andrulis, Emer and Sze fitted it to the same survey for
+# CiMLoop's converter model (ISPASS 2024; accelergy-adc-plug-in model.yaml, docs/technology.md
+# §ADC survey fit): the Schreier figure of merit of the best converters is capped by resolution,
+# FOM_S <= 128.307 + 3.2205 b dB, and by speed, FOM_S <= 213.78 - 2.8719 ln(f / Hz) dB.
+# Energy per conversion at fixed SNDR goes as 10^(-FOM_S / 10), so above the speed at which
+# the two caps meet it rises as f^(0.28719 ln 10).
+_FOMS_SPEED_DB = (213.78, 2.8719)
+_FOMS_BITS_DB = (128.307, 3.2205)
+RATE_EXPONENT = _FOMS_SPEED_DB[1] * math.log(10) / 10
+"""d ln E / d ln f above the corner rate (0.661)."""
+
+
+def corner_rate_hz(bits: int) -> float:
+    """Sample rate above which a ``bits``-bit converter's energy per conversion rises, Hz
+    (where the survey's speed cap meets its resolution cap: 1.1 GS/s at 8 b, 95 GS/s at 4 b)."""
+    return math.exp((_FOMS_SPEED_DB[0] - _FOMS_BITS_DB[0] - _FOMS_BITS_DB[1] * bits)
+                    / _FOMS_SPEED_DB[1])
+
+
+def rate_factor(bits: int, rate_hz: float) -> float:
+    """Energy per conversion at ``rate_hz`` relative to the rate-free line: 1 up to
+    :func:`corner_rate_hz`, ``(f / f_corner)^0.661`` above it."""
+    return max(1.0, rate_hz / corner_rate_hz(bits)) ** RATE_EXPONENT
 
 
 def steps(kind: ADCKind, bits: int) -> int:

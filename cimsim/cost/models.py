@@ -231,6 +231,7 @@ class ADCModel(ComponentModel):
     def _convert_pj(self, b: int) -> float:
         kind, tech = self.chip.adc.kind, self.chip.tech
         e = adc_survey.fom_w_fj(kind, tech.node_nm, tech.vdd_v) * adc_survey.steps(kind, b) * 1e-3
+        e *= adc_survey.rate_factor(b, self.sample_rate_hz())
         if kind in (ADCKind.RAMP, ADCKind.CCO, ADCKind.INTEGRATE_FIRE):
             e += b * self.table.shift_add_energy_pj_per_bit * self._sf  # the counter's latch
         return e * self.cal.e("adc")
@@ -251,6 +252,16 @@ class ADCModel(ComponentModel):
         if kind is ADCKind.RAMP:  # the ramp's reference column (Yang, Mao et al. 2025)
             area += (2**b + 5) * CellModel(chip, self.table).area_um2()
         return area * self.cal.a("adc")
+
+    def sample_rate_hz(self) -> float:
+        """The rate each converter runs at, from the chip's cycle: its ``cols_per_adc``
+        conversions per step, a step lasting the compute window or the conversions, whichever
+        is longer (:func:`.latency.block_latency`)."""
+        from .latency import compute_window_ns
+
+        n_mux = self.chip.array.cols_per_adc
+        t_step = max(compute_window_ns(self.chip), n_mux * self.time_ns(_A.CONVERT))
+        return n_mux / t_step * 1e9
 
     def time_ns(self, action: Action, bits: int = 0) -> float:
         self._check(action)
