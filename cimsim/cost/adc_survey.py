@@ -83,9 +83,9 @@ def fom_w_fj(kind: ADCKind, node_nm: float, vdd_v: float = SUPPLY_REF_V) -> floa
     return fit.fom_45nm_fj * (node_nm / 45.0) ** fit.slope * (vdd_v / SUPPLY_REF_V) ** 2
 
 
-# The survey's speed envelope, as Andrulis, Emer and Sze fitted it to the same survey for
-# CiMLoop's converter model (ISPASS 2024; accelergy-adc-plug-in model.yaml, docs/technology.md
-# §ADC survey fit): the Schreier figure of merit of the best converters is capped by resolution,
+# The survey's speed envelope, as Andrulis, Chen, Lee, Emer and Sze fitted it to the same
+# survey ("Modeling Analog-Digital-Converter Energy and Area for Compute-In-Memory Accelerator
+# Design", arXiv 2404.06553, 2024; accelergy-adc-plug-in model.yaml; docs/technology.md §7): the Schreier figure of merit of the best converters is capped by resolution,
 # FOM_S <= 128.307 + 3.2205 b dB, and by speed, FOM_S <= 213.78 - 2.8719 ln(f / Hz) dB.
 # Energy per conversion at fixed SNDR goes as 10^(-FOM_S / 10), so above the speed at which
 # the two caps meet it rises as f^(0.28719 ln 10).
