@@ -201,7 +201,14 @@ def render_predictions(pred: list[dict]) -> list[str]:
         "the publication where it states one (an architecture input); a step lasts the longer "
         "of it and the converters' predicted time, so TOPS/mm² checks area and converter "
         "speed; HERMES's window is predicted from its 1-GHz pulse-width inputs, and Lee's "
-        "abstract states none, so its step is the converters' predicted time. Where an "
+        "abstract states none, so its step is the converters' predicted time; the two "
+        "all-digital macros (Chih, Lee C.-F.) state no clock in what was read, so their adder "
+        "trees run at cimsim's default 1-GHz digital clock, one column sum per clock. A "
+        "converter's energy follows the rate the step asks of it (the survey's speed "
+        "envelope, `docs/technology.md` §7); no chip here converts above its corner rate. "
+        "Leakage: converter leakage is 20 % of its dynamic power at that rate while its "
+        "array works (the workload is one layer, so `tech.power_gating` changes nothing "
+        "here; `docs/cost-model.md` §4); a digital readout leaks nothing priced. Where an "
         "abstract leaves an architecture input out, the TOML says so and uses cimsim's "
         "default or the same group's earlier macro, never a value chosen to match. A second "
         "operating point of a chip changes only the published supply and cycle.",
@@ -300,6 +307,22 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             "conductance (cimsim's defaults, 0.2 V and 10 uS, are used unchanged), and the "
             "published core figure includes the local digital processing unit, the PWM "
             "generators and the CCOs' bias, which the macro scope does not price.")
+    for name, e_pub, a_pub in (("chih-isscc21", 89.0, 16.3), ("lee-vlsi22", 121.0, 41.6)):
+        if name not in sheets:
+            continue
+        sh = sheets[name]
+        e, a = sh["energy_pj_by_component"], sh["area_um2_by_component"]
+        out.append(
+            f"- **{name}** (all-digital): within 2x on both. Energy per 4b x 4b MAC "
+            f"{sum(e.values()) / (sh['ops'] / 2) * 1e3:.1f} fJ predicted "
+            f"({2e3 / e_pub:.1f} fJ published): adder trees "
+            f"{e['adc'] / sum(e.values()):.0%}, input lines {e['dac'] / sum(e.values()):.0%}, "
+            f"product gates {e['cell'] / sum(e.values()):.0%}, shift-accumulators "
+            f"{e['shift_add'] / sum(e.values()):.0%}; area {sum(a.values()) / 1e6:.3f} mm^2, "
+            f"adder trees {a['adc'] / sum(a.values()):.0%}. The supply, clock and array are "
+            "cimsim's defaults (the TOML says which inputs were not read), so these rows "
+            "check the digital model's energy and area per operation at a nominal point, not "
+            "the published voltage; the TOPS/mm^2 rows rest on the 1-GHz default clock.")
     out.append(
         "- **sinangil-jssc21**: within 2x on both: the survey's flash line prices the 4-b flash "
         f"at {per('sinangil-jssc21', 'energy_pj', 'adc', 256 * 16):.3f} pJ per conversion with "
