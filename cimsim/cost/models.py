@@ -202,8 +202,11 @@ class ADCModel(ComponentModel):
     """Column converters: SAR, flash, ramp, CCO, integrate-and-fire.
 
     tables: :func:`.tables.adc_energy_pj` at the chip's ADC band. physical:
-    :mod:`.adc_survey` (the survey's lower-quartile Walden FOM by family, node and supply)
-    plus a ``bits``-bit counter for the counting kinds.
+    :mod:`.adc_survey` (the survey's lower-quartile Walden FOM by family, node and supply,
+    times the speed envelope at the rate the chip's step asks, :meth:`sample_rate_hz`) plus a
+    ``bits``-bit counter for the counting kinds. ``adc.kind = 'digital'`` (both cost models):
+    no converter but an adder tree per column, :func:`adder_tree_full_adders` full adders at
+    the digital tables' energy and area per added bit, one column sum per digital clock.
     """
 
     component = _C.ADC

@@ -9,7 +9,7 @@ import pytest
 import tomllib
 
 import cimsim
-from cimsim.config import ADCKind, ChipConfig
+from cimsim.config import ChipConfig
 from cimsim.cost import MODELS, component_models, datasheet, estimate, layer_work
 from cimsim.cost.adc_survey import FAMILIES
 from cimsim.cost.energy import PRICES, event_energy_pj
