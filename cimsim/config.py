@@ -141,6 +141,11 @@ class ADCKind(_Choice):
     INTEGRATE_FIRE = "integrate_fire"
     """Integrate-and-fire neuron: the column charge is integrated and counted out in fires;
     linear in simulation."""
+    DIGITAL = "digital"
+    """No converter: digital CIM (a logic gate per bit-cell forms each 1-b product, an adder
+    tree per column sums them, shift-accumulate across input bits). The column sum is exact:
+    the chip must be bit-serial with 1-b cells, ``full_scale`` and ``bits`` wide enough for
+    every column sum, and noise-free (checked in ``ChipConfig``)."""
 
 
 class ADCBand(_Choice):
@@ -760,6 +765,38 @@ class QuantConfig(_Config):
             _float_in(self, "smooth_alpha", 0.0, 1.0)
 
 
+def _check_digital_readout(chip: Any) -> None:
+    """``adc.kind = 'digital'`` sums 1-b products exactly (digital CIM): bit-serial inputs,
+    1-b SRAM (or ideal) cells, a full-scale readout wide enough for the largest column sum
+    (``n_rows`` products of either sign), and nothing analog to add noise."""
+    if chip.dac_bits != 1:
+        _fail("DACConfig", "bits", chip.dac.bits, "1 for adc.kind = 'digital' (bit-serial "
+              "inputs gate one 1-b product per bit-cell)")
+    if chip.device.cell not in (CellTech.SRAM, CellTech.IDEAL) or chip.device.bits_per_cell != 1:
+        _fail("DeviceConfig", "cell", chip.device.cell.value, "'sram' or 'ideal' with "
+              "bits_per_cell = 1 for adc.kind = 'digital'")
+    if chip.adc.range_policy is not RangePolicy.FULL_SCALE or chip.adc.full_scale_factor != 1:
+        _fail("ADCConfig", "range_policy", chip.adc.range_policy.value,
+              "'full_scale' with full_scale_factor = 1 for kind = 'digital' (an exact sum)")
+    rows = chip.array.rows_per_group
+    need = math.ceil(math.log2(2 * rows + 1))
+    if chip.adc.bits < need:
+        _fail("ADCConfig", "bits", chip.adc.bits, f">= {need} for kind = 'digital' on "
+              f"{rows} rows per conversion (the adder tree's output, sign included)")
+    noisy = [name for name in ("thermal_sigma_lsb", "read_noise_rel")
+             if getattr(chip.noise, name) != 0]
+    noisy += ["nonlinearity"] * (chip.noise.nonlinearity is not Nonlinearity.NONE)
+    noisy += [name for name in ("gain_error", "offset_error_lsb", "comparator_noise_lsb")
+              if getattr(chip.adc, name) != 0]
+    noisy += [name for name in ("variation_sigma", "p_stuck_on", "p_stuck_off",
+                                "retention_sigma_lsb") if getattr(chip.device, name) != 0]
+    noisy += ["on_off_ratio"] * (chip.device.on_off_ratio != math.inf)
+    if noisy:
+        _fail("ChipConfig", noisy[0], "set", "zero / 'none' (on_off_ratio: inf) for "
+              "adc.kind = 'digital' (a digital column has no analog error)")
+
+
+
 @dataclass(**_FROZEN)
 class ChipConfig(_Config):
     """A whole chip: operand precisions, encodings and every component."""
@@ -807,6 +844,8 @@ class ChipConfig(_Config):
         if self.device.cell is CellTech.SRAM and self.device.bits_per_cell != 1:
             _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
                   "1 for cell = 'sram'")
+        if self.adc.kind is ADCKind.DIGITAL:
+            _check_digital_readout(self)
 
     # -- derived quantities used throughout ---------------------------------------------------
     @property

@@ -9,7 +9,8 @@ constants and this script). Usage::
 
 prints the fitted ``FAMILIES`` (compare with ``cimsim/cost/adc_survey.py``) and draws the
 energy per conversion vs bits of every converter kind at 22 nm and 65 nm, with the survey's
-points (energy per Nyquist sample vs ENOB, normalised to 0.8 V) behind them.
+points (energy per Nyquist sample vs ENOB, normalised to 0.8 V) behind them, and the SAR line
+paced at 1 GS/s (the survey's speed envelope, ``cimsim.cost.adc_survey.rate_factor``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cimsim.config import ADCKind
-from cimsim.cost.adc_survey import FAMILIES, fom_w_fj, steps
+from cimsim.cost.adc_survey import FAMILIES, fom_w_fj, rate_factor, steps
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILY_ARCH = {"sar": lambda a: a == "SAR", "flash": lambda a: a == "Flash",
@@ -80,6 +81,29 @@ def speed_table(d: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def hinge_fit(d: pd.DataFrame) -> tuple[float, float]:
+    """The three families' points pooled, ln(FOM / family line) fitted by least squares as
+    ``c + s * max(0, ln(f / f_c))`` over corners f_c of 1e5..1e10 Hz: ``(f_c, s)``. A slope near
+    0 means these points resolve no rate corner (docs/technology.md §7)."""
+    r, f = [], []
+    for fam, pick in FAMILY_ARCH.items():
+        s = d[d.arch.map(pick)]
+        fit_ = FAMILIES[fam]
+        r += list(np.log(s.fom_08v_fj / (fit_.fom_45nm_fj * (s.node_nm / 45.0) ** fit_.slope)))
+        f += list(pd.to_numeric(s["fsnyq [Hz]"], errors="coerce"))
+    ra, fa = np.asarray(r, float), np.asarray(f, float)
+    ok = np.isfinite(ra) & np.isfinite(fa)
+    ra, fa = ra[ok], fa[ok]
+    best = (np.inf, 0.0, 0.0)
+    for lfc in np.arange(5.0, 10.001, 0.1):
+        a = np.c_[np.ones_like(fa), np.maximum(0.0, np.log(fa / 10**lfc))]
+        coef = np.linalg.lstsq(a, ra, rcond=None)[0]
+        sse = float(((a @ coef - ra) ** 2).sum())
+        if sse < best[0]:
+            best = (sse, 10**lfc, float(coef[1]))
+    return best[1], best[2]
+
+
 def figure(d: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -99,6 +123,10 @@ def figure(d: pd.DataFrame, path: Path) -> None:
             fam = {"sar": "sar", "flash": "flash", "ramp": "flash"}.get(kind.value, "time")
             ax.plot(bits, e, linestyle=style, color=colors[fam], lw=2,
                     label=f"model {kind.value}")
+        # the survey's speed envelope (Andrulis et al.): the SAR line paced at 1 GS/s
+        fast = [fom_w_fj(ADCKind.SAR, node) * steps(ADCKind.SAR, int(b)) * 1e-3
+                * rate_factor(int(b), 1e9) for b in bits]
+        ax.plot(bits, fast, color=colors["sar"], lw=1, alpha=0.7, label="model sar at 1 GS/s")
         ax.set_yscale("log")
         ax.set_xlabel("bits (survey: ENOB)")
         ax.set_title(f"energy per conversion at {node:g} nm, 0.8 V")
@@ -121,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     d = load(args.survey)
     if args.speed:
         print(speed_table(d).to_string(index=False))
+        corner, slope = hinge_fit(d)
+        print(f"pooled hinge fit: corner {corner:.3g} Hz, slope {slope:.2f} per e-fold of rate")
     fitted = fit(d)
     worst = 0.0
     for fam, f in fitted.items():

@@ -23,8 +23,10 @@ A converter of ``b`` bits then costs, at supply ``V``::
     ramp       E = FOM_flash(node) * 2^b * (V/0.8)^2          (one comparator decision a step)
     CCO / I&F  E = FOM_time(node) * 2^b * (V/0.8)^2           (one oscillation / fire a count)
 
-plus, for the counting kinds (ramp, CCO, integrate-and-fire), a ``b``-bit counter/latch priced
-by the digital tables. Area is ``A_step * steps * F^2`` with the converter's step count (the
+times :func:`rate_factor` (1 up to the survey's corner rate for ``b`` bits, rising as
+``f^0.661`` above it: the speed envelope as Andrulis et al. fitted it to the survey), plus, for
+the counting kinds (ramp, CCO, integrate-and-fire), a ``b``-bit counter/latch priced by the
+digital tables. Area is ``A_step * steps * F^2`` with the converter's step count (the
 fit's own normalisation, ``A / 2^ENOB``, whatever the kind), plus the counter of the counting
 kinds. The scatter of the survey around these lines (``*_SCATTER``: the standard deviation of
 the log residuals) is a factor 2.8-4.3: an uncalibrated converter estimate carries that
@@ -38,8 +40,8 @@ from dataclasses import dataclass
 
 from ..config import ADCKind
 
-__all__ = ["FAMILIES", "SurveyFit", "dac_area_um2", "family_of", "fom_w_fj", "scatter_factor",
-           "step_area_um2", "steps"]
+__all__ = ["FAMILIES", "RATE_EXPONENT", "SurveyFit", "corner_rate_hz", "dac_area_um2",
+           "family_of", "fom_w_fj", "rate_factor", "scatter_factor", "step_area_um2", "steps"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,32 @@ def fom_w_fj(kind: ADCKind, node_nm: float, vdd_v: float = SUPPLY_REF_V) -> floa
     """Walden FOM of ``kind`` at ``node_nm`` and ``vdd_v``, fJ per conversion step."""
     fit = family_of(kind)
     return fit.fom_45nm_fj * (node_nm / 45.0) ** fit.slope * (vdd_v / SUPPLY_REF_V) ** 2
+
+
+# The survey's speed envelope, as Andrulis, Chen, Lee, Emer and Sze fitted it to the same
+# survey ("Modeling Analog-Digital-Converter Energy and Area for Compute-In-Memory Accelerator
+# Design", arXiv 2404.06553, 2024; accelergy-adc-plug-in model.yaml; docs/technology.md §7):
+# the Schreier figure of merit of the best converters is capped by resolution,
+# FOM_S <= 128.307 + 3.2205 b dB, and by speed, FOM_S <= 213.78 - 2.8719 ln(f / Hz) dB.
+# Energy per conversion at fixed SNDR goes as 10^(-FOM_S / 10), so above the speed at which
+# the two caps meet it rises as f^(0.28719 ln 10).
+_FOMS_SPEED_DB = (213.78, 2.8719)
+_FOMS_BITS_DB = (128.307, 3.2205)
+RATE_EXPONENT = _FOMS_SPEED_DB[1] * math.log(10) / 10
+"""d ln E / d ln f above the corner rate (0.661)."""
+
+
+def corner_rate_hz(bits: int) -> float:
+    """Sample rate above which a ``bits``-bit converter's energy per conversion rises, Hz
+    (where the survey's speed cap meets its resolution cap: 1.1 GS/s at 8 b, 95 GS/s at 4 b)."""
+    return math.exp((_FOMS_SPEED_DB[0] - _FOMS_BITS_DB[0] - _FOMS_BITS_DB[1] * bits)
+                    / _FOMS_SPEED_DB[1])
+
+
+def rate_factor(bits: int, rate_hz: float) -> float:
+    """Energy per conversion at ``rate_hz`` relative to the rate-free line: 1 up to
+    :func:`corner_rate_hz`, ``(f / f_corner)^0.661`` above it."""
+    return max(1.0, rate_hz / corner_rate_hz(bits)) ** RATE_EXPONENT
 
 
 def steps(kind: ADCKind, bits: int) -> int:

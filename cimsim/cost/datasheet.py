@@ -7,7 +7,9 @@ them set to zero, weights uniform over the chip's weight range, seed 0. The run'
 priced by :func:`cimsim.cost.estimate`; the datasheet reads:
 
 * ``scope="macro"``: the array with its converters and row drivers (``cell``, ``dac``, ``adc``
-  energy and area), as CIM macro papers report; TOPS of one array.
+  energy and area), as CIM macro papers report; TOPS of one array. A digital-CIM macro
+  (``adc.kind = 'digital'``) outputs the accumulated dot product, so its macro also holds the
+  shift-accumulators (``shift_add``, :data:`DIGITAL_MACRO_COMPONENTS`).
 * ``scope="chip"``: every component, the whole chip's area, and all its arrays working in
   parallel (TOPS of one array times the chip's arrays).
 
@@ -21,14 +23,24 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ChipConfig, RangePolicy
+from ..config import ADCKind, ChipConfig, RangePolicy
 from .energy import NO_CALIBRATION, calibration_for
 
-__all__ = ["MACRO_COMPONENTS", "N_VECTORS", "datasheet", "workload"]
+__all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "datasheet",
+           "macro_components", "workload"]
 
 N_VECTORS = 256
 MACRO_COMPONENTS = ("cell", "dac", "adc")
 """What a macro figure covers: the array, its row drivers and its converters."""
+DIGITAL_MACRO_COMPONENTS = (*MACRO_COMPONENTS, "shift_add")
+"""What a digital-CIM macro figure covers: also its shift-accumulators (its output is the
+accumulated dot product, not a column code)."""
+
+
+def macro_components(chip: ChipConfig) -> tuple[str, ...]:
+    """The components a macro figure of ``chip`` covers."""
+    return DIGITAL_MACRO_COMPONENTS if chip.adc.kind is ADCKind.DIGITAL else MACRO_COMPONENTS
+
 
 _SCOPES = ("macro", "chip")
 
@@ -104,9 +116,10 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     ops = 2.0 * t["n_macs_per_inference"]
     energy = rep.energy_by_component()
     if scope == "macro":
-        energy = {c: energy[c] for c in MACRO_COMPONENTS}
+        inside = macro_components(chip)
+        energy = {c: energy[c] for c in inside}
         area = {c: v * block.n_arrays for c, v in array_area_um2(chip, calibration=cal).items()
-                if c in MACRO_COMPONENTS}
+                if c in inside}
         tops = ops / (t["latency_ns_per_inference"] * 1e3)
     else:
         area = chip_area_um2(chip, calibration=cal)

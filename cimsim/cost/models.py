@@ -78,7 +78,8 @@ from .tables import (
 )
 
 __all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS",
-           "ComponentModel", "component_models", "physical"]
+           "PRODUCT_GATE_TRANSISTORS", "ComponentModel", "adder_tree_full_adders",
+           "component_models", "physical"]
 
 _C, _A = Component, Action
 
@@ -98,6 +99,31 @@ _SRAM_8T_F2_NODES = (130.0, 22.0, 14.0, 7.0)
 _SRAM_8T_F2 = (280.0, 280.0, 326.0, 551.0)
 CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0}
 _SRAM_TRANSISTORS = {CellKind.SRAM_6T: 6, CellKind.SRAM_8T: 8, CellKind.SRAM_10T: 10}
+
+
+PRODUCT_GATE_TRANSISTORS = 4
+"""Transistors of the 1-b product gate a digital-CIM bit-cell adds (a static 2-input NOR on
+the inverted input and stored bit, 4 transistors; Weste & Harris, "CMOS VLSI Design", 4th ed.,
+2011, §1.4), priced at the SRAM cell's area per transistor."""
+
+
+def adder_tree_full_adders(n_inputs: int) -> int:
+    """Full-adder bits of a binary adder tree that sums ``n_inputs`` 1-b products.
+
+    Level ``k = 1, 2, ...`` pairs the ``m`` sums of the level below with ``floor(m / 2)``
+    ``k``-bit carry-propagate adders (``k`` full adders each; an odd sum passes up), until one
+    sum is left: ``2n - log2(n) - 2`` full adders for ``n`` a power of two (256 -> 502).
+    """
+    m, k, total = int(n_inputs), 1, 0
+    while m > 1:
+        total += (m // 2) * k
+        m, k = -(-m // 2), k + 1
+    return total
+
+
+def digital(chip: ChipConfig) -> bool:
+    """Whether ``chip`` reads its columns with a digital adder tree (``adc.kind='digital'``)."""
+    return chip.adc.kind is ADCKind.DIGITAL
 
 
 def physical(chip: ChipConfig) -> bool:
@@ -176,8 +202,11 @@ class ADCModel(ComponentModel):
     """Column converters: SAR, flash, ramp, CCO, integrate-and-fire.
 
     tables: :func:`.tables.adc_energy_pj` at the chip's ADC band. physical:
-    :mod:`.adc_survey` (the survey's lower-quartile Walden FOM by family, node and supply)
-    plus a ``bits``-bit counter for the counting kinds.
+    :mod:`.adc_survey` (the survey's lower-quartile Walden FOM by family, node and supply,
+    times the speed envelope at the rate the chip's step asks, :meth:`sample_rate_hz`) plus a
+    ``bits``-bit counter for the counting kinds. ``adc.kind = 'digital'`` (both cost models):
+    no converter but an adder tree per column, :func:`adder_tree_full_adders` full adders at
+    the digital tables' energy and area per added bit, one column sum per digital clock.
     """
 
     component = _C.ADC
@@ -185,6 +214,13 @@ class ADCModel(ComponentModel):
 
     def energy_pj(self, action: Action, bits: int = 0) -> float:
         self._check(action)
+        if digital(self.chip):
+            # an adder tree per column: its full adders at the digital tables' energy per
+            # added bit (random operands); CMOS logic leakage is not priced (no source)
+            if action is _A.LEAK:
+                return 0.0
+            return (adder_tree_full_adders(self.chip.array.rows_per_group)
+                    * self.table.accumulator_add_energy_pj_per_bit * self._sf * self.cal.e("adc"))
         if not self.physical:
             fn = _adc_convert if action is _A.CONVERT else _adc_leak
             return fn(self.chip, self.table, self.cal, bits)
@@ -198,12 +234,16 @@ class ADCModel(ComponentModel):
     def _convert_pj(self, b: int) -> float:
         kind, tech = self.chip.adc.kind, self.chip.tech
         e = adc_survey.fom_w_fj(kind, tech.node_nm, tech.vdd_v) * adc_survey.steps(kind, b) * 1e-3
+        e *= adc_survey.rate_factor(b, self.sample_rate_hz())
         if kind in (ADCKind.RAMP, ADCKind.CCO, ADCKind.INTEGRATE_FIRE):
             e += b * self.table.shift_add_energy_pj_per_bit * self._sf  # the counter's latch
         return e * self.cal.e("adc")
 
     def area_um2(self) -> float:
         chip, b = self.chip, table_adc_bits(self.chip.adc.bits)
+        if digital(chip):
+            return (adder_tree_full_adders(chip.array.rows_per_group)
+                    * self.table.accumulator_area_um2_per_bit * self.cal.a("adc"))
         if not self.physical:
             return adc_area_um2(chip.adc.kind, b, self.table) * self.cal.a("adc")
         kind, node = chip.adc.kind, chip.tech.node_nm
@@ -216,10 +256,23 @@ class ADCModel(ComponentModel):
             area += (2**b + 5) * CellModel(chip, self.table).area_um2()
         return area * self.cal.a("adc")
 
+    def sample_rate_hz(self) -> float:
+        """The rate each converter runs at, from the chip's cycle: its ``cols_per_adc``
+        conversions per step, a step lasting the compute window or the conversions, whichever
+        is longer (:func:`.latency.block_latency`)."""
+        from .latency import compute_window_ns
+
+        n_mux = self.chip.array.cols_per_adc
+        t_step = max(compute_window_ns(self.chip), n_mux * self.time_ns(_A.CONVERT))
+        return n_mux / t_step * 1e9
+
     def time_ns(self, action: Action, bits: int = 0) -> float:
         self._check(action)
         chip = self.chip
         b = table_adc_bits(bits or chip.adc.bits)
+        if digital(chip):
+            # the adder tree is pipelined to the digital clock: one column sum per clock
+            return 1e3 / chip.tech.clock_mhz
         if not self.physical:
             return adc_conversion_time_ns(chip.adc.kind, b, self.table) * (
                 self.cal.adc_time_scale)
@@ -314,6 +367,11 @@ class CellModel(ComponentModel):
             return fn(chip, table, cal, bits)
         tech = chip.tech
         resistive = _resistive_kind(cell_kind(chip))
+        if action is _A.READ and digital(chip):
+            # the product gate of a bit-cell on an active row switches its output into one
+            # adder input: C V^2 with the gate capacitance of a pitch-wide input (1 fF/um)
+            return (GATE_CAPACITANCE_FF_PER_UM * self.bit_pitch_um() * tech.vdd_v**2 * 1e-3
+                    * stored_bits_per_cell(chip) * cal.e("cell"))
         if action is _A.READ:
             if tech.compute_domain is ComputeDomain.CHARGE:
                 # fF * V^2 = fJ; one product in two switches its capacitor
@@ -343,10 +401,17 @@ class CellModel(ComponentModel):
         elif kind in CELL_AREA_F2:
             f2 = CELL_AREA_F2[kind]
         else:
+            transistors = _SRAM_TRANSISTORS[kind] + PRODUCT_GATE_TRANSISTORS * digital(chip)
             f2 = (_interp_node(chip.tech.node_nm, _SRAM_8T_F2_NODES, _SRAM_8T_F2)
-                  * _SRAM_TRANSISTORS[kind] / 8)
+                  * transistors / 8)
         n = chip.tech.devices_per_cell if _resistive_kind(kind) else stored_bits_per_cell(chip)
         return f2 * n * chip.tech.weight_sets_stored
+
+    def bit_pitch_um(self) -> float:
+        """Pitch of one bit-cell (one stored bit of one weight set), um."""
+        per_bit = self.area_f2() / (stored_bits_per_cell(self.chip)
+                                    * self.chip.tech.weight_sets_stored)
+        return math.sqrt(per_bit) * self.chip.tech.node_nm * 1e-3
 
     def area_um2(self) -> float:
         chip = self.chip

@@ -38,6 +38,7 @@ from ..errors import ConfigError
 _E = TypeVar("_E", bound=Enum)
 
 __all__ = [
+    "CONVERTER_KINDS",
     "MAX_ADC_BITS",
     "MAX_NODE_NM",
     "MIN_NODE_NM",
@@ -325,6 +326,19 @@ def _as_choice(value: object, name: str, kind: type[_E]) -> _E:
         raise ConfigError(f"{name}={value!r} is invalid; allowed: {allowed}") from None
 
 
+CONVERTER_KINDS: tuple[ADCKind, ...] = tuple(k for k in ADCKind if k is not ADCKind.DIGITAL)
+"""The ADC kinds that are converters (``digital`` is an adder tree, priced by
+``cimsim.cost.models``, not by these tables)."""
+
+
+def _as_converter(value: object) -> ADCKind:
+    kind = _as_choice(value, "kind", ADCKind)
+    if kind is ADCKind.DIGITAL:
+        raise ConfigError("kind='digital' is an adder tree, not a converter: the tables price "
+                          "converters only (cimsim.cost.models prices the adder tree)")
+    return kind
+
+
 def _check_bits(bits: int, name: str = "bits") -> int:
     try:
         value = operator.index(bits)
@@ -543,7 +557,7 @@ def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable) -> float:
     ConfigError
         If ``kind`` or ``bits`` is not allowed.
     """
-    kind = _as_choice(kind, "kind", ADCKind)
+    kind = _as_converter(kind)
     b = _check_bits(bits)
     if kind is ADCKind.SAR:
         return float(table.sar_adc_energy_pj_by_bits[b - 1])
@@ -564,7 +578,7 @@ def adc_area_um2(kind: ADCKind, bits: int, table: TechTable) -> float:
       2025: 32 ramp + 5 calibration cells). The column is shared by an array's ADCs in
       hardware, so charging it to every instance is an upper bound.
     """
-    kind = _as_choice(kind, "kind", ADCKind)
+    kind = _as_converter(kind)
     b = _check_bits(bits)
     if kind is ADCKind.SAR:
         return float(table.sar_adc_area_um2_by_bits[b - 1])
@@ -580,7 +594,7 @@ def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable) -> float:
     SAR: ``(bits + 1) * sar_adc_cycle_ns`` (NeuroSim V1.4); FLASH: one comparator cycle;
     RAMP, CCO, INTEGRATE_FIRE: ``2**bits * ramp_step_ns`` (one step per level or count).
     """
-    kind = _as_choice(kind, "kind", ADCKind)
+    kind = _as_converter(kind)
     b = _check_bits(bits)
     if kind is ADCKind.SAR:
         return float((b + 1) * table.sar_adc_cycle_ns)

@@ -9,12 +9,12 @@ import pytest
 import tomllib
 
 import cimsim
-from cimsim.config import ADCKind, ChipConfig
+from cimsim.config import ChipConfig
 from cimsim.cost import MODELS, component_models, datasheet, estimate, layer_work
 from cimsim.cost.adc_survey import FAMILIES
 from cimsim.cost.energy import PRICES, event_energy_pj
 from cimsim.cost.models import CCO_LSB_NS, GATE_CAPACITANCE_FF_PER_UM, ComponentModel
-from cimsim.cost.tables import dac_energy_pj, tech_table
+from cimsim.cost.tables import CONVERTER_KINDS, dac_energy_pj, tech_table
 from cimsim.errors import ConfigError
 from cimsim.events import DERIVED, REGISTRY, Action, Component
 
@@ -233,7 +233,7 @@ def test_cell_kinds_and_multi_device_area():
 # ---------------------------------------------------------------------------------------------
 # monotonic where physics says so
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", [k.value for k in ADCKind])
+@pytest.mark.parametrize("kind", [k.value for k in CONVERTER_KINDS])
 def test_adc_energy_area_time_grow_with_bits(kind):
     prev = None
     for bits in range(1, 11):
@@ -244,7 +244,7 @@ def test_adc_energy_area_time_grow_with_bits(kind):
         prev = now
 
 
-@pytest.mark.parametrize("kind", [k.value for k in ADCKind])
+@pytest.mark.parametrize("kind", [k.value for k in CONVERTER_KINDS])
 def test_adc_energy_grows_with_supply_and_node(kind):
     def e(**tech):
         return component_models(with_adc(physical_chip(**tech), kind, 6))[C.ADC].energy_pj(

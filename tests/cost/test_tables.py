@@ -7,6 +7,7 @@ import pytest
 
 from cimsim.config import ADCBand, ADCKind, TechConfig
 from cimsim.cost.tables import (
+    CONVERTER_KINDS,
     MAX_ADC_BITS,
     TechTable,
     adc_area_um2,
@@ -117,7 +118,7 @@ def test_dac_and_buffer(t22):
 
 @pytest.mark.parametrize("band", list(ADCBand))
 @pytest.mark.parametrize("node", (7, 22, 65, 130))
-@pytest.mark.parametrize("kind", list(ADCKind))
+@pytest.mark.parametrize("kind", CONVERTER_KINDS)
 def test_adc_monotone_in_bits(kind, node, band):
     t = tech_table(node, band)
     for fn in (adc_energy_pj, adc_area_um2, adc_conversion_time_ns):
@@ -126,7 +127,7 @@ def test_adc_monotone_in_bits(kind, node, band):
         assert all(b >= a for a, b in zip(values, values[1:], strict=False)), fn.__name__
 
 
-@pytest.mark.parametrize("kind", list(ADCKind))
+@pytest.mark.parametrize("kind", CONVERTER_KINDS)
 def test_bands_ordered(kind):
     for node in NODES:
         low, typ, high = (tech_table(node, band) for band in ADCBand)
@@ -139,7 +140,7 @@ def test_bands_ordered(kind):
     )
 
 
-@pytest.mark.parametrize("kind", list(ADCKind))
+@pytest.mark.parametrize("kind", CONVERTER_KINDS)
 def test_smaller_node_less_energy(kind):
     tables = [tech_table(n) for n in sorted(NODES)]
     for bits in (1, 4, 8, 12):
@@ -186,7 +187,7 @@ def test_bad_band_kind_bits(t22):
 def test_enums_or_their_toml_strings(t22):
     # The tables take the config's enums; the value string (what TOML holds) means the same.
     for fn in (adc_energy_pj, adc_area_um2, adc_conversion_time_ns):
-        for kind in ADCKind:
+        for kind in CONVERTER_KINDS:
             assert fn(kind, 8, t22) == fn(kind.value, 8, t22)
     assert tech_table(22, "high") == tech_table(22, ADCBand.HIGH)
     assert tech_table(22, "high").adc_band is ADCBand.HIGH
