@@ -22,7 +22,8 @@ INT_AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "adc_bits")
 
 
 def parse_adc_kind(value: str) -> tuple[ADCKind, LevelFit | None]:
-    """``'sar'``, ``'flash'``, ``'ramp'`` or ``'ramp:<level_fit>'`` -> (kind, level_fit).
+    """An ADC kind (``'sar'``, ``'flash'``, ``'ramp'``, ...: any :class:`ADCKind`) or
+    ``'ramp:<level_fit>'`` -> (kind, level_fit).
 
     Raises
     ------
@@ -30,7 +31,8 @@ def parse_adc_kind(value: str) -> tuple[ADCKind, LevelFit | None]:
         Any other string; the message lists what is allowed.
     """
     fits = ", ".join(f.value for f in LevelFit)
-    allowed = f"'sar', 'flash', 'ramp' or 'ramp:<level_fit>' with level_fit one of {fits}"
+    kinds = ", ".join(repr(k.value) for k in ADCKind)
+    allowed = f"one of {kinds}, or 'ramp:<level_fit>' with level_fit one of {fits}"
     if not isinstance(value, str):
         raise ConfigError(f"adc_kind {value!r} is invalid; allowed: {allowed}")
     kind, sep, fit = value.strip().partition(":")
