@@ -37,13 +37,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
-from ..errors import ConfigError
 from ..config import ChipConfig
+from ..errors import ConfigError
 from ..mapping.matrix import InputStats
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel, TwinMatmul, prepare
 
-__all__ = ["NLActivation", "attach_nl_activations", "finetune", "finetune_chip",
+__all__ = ["NLActivation", "activation_nmse", "attach_nl_activations", "finetune", "finetune_chip",
            "fused_twins", "nl_activations", "prepare_bskmq", "refit_chip_levels", "refit_levels",
            "relu_model"]
 
@@ -209,23 +209,43 @@ def finetune(model: nn.Module, data, *, epochs: int = 3, lr: float = 1e-3,
         ``loss``: mean training loss per epoch; ``refit_mse``: per epoch, each activation's
         quantization MSE after refitting (empty when frozen).
     """
+    epochs, lr, (x, y) = _check_run("finetune", epochs, lr, data, refit, calibration)
+    if not nl_activations(model):
+        raise ConfigError("finetune: the model has no NLActivation (attach_nl_activations)")
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+    def refit_all() -> dict[str, float]:
+        assert calibration is not None  # _check_run
+        return refit_levels(model, calibration)
+
+    return _run(model, (x, y), opt, refit_all if refit else None, epochs=epochs,
+                batch_size=batch_size, seed=seed, progress=progress, loss_fn=loss_fn,
+                desc="BS-KMQ fine-tuning", key="refit_mse")
+
+
+def _check_run(name: str, epochs: int, lr: float, data, refit: bool, calibration
+               ) -> tuple[int, float, tuple[torch.Tensor, torch.Tensor]]:
     epochs = check_positive_int("epochs", epochs)
     lr = check_lr(lr)
     x, y = as_tensors("data", data)[:2]
     if refit and calibration is None:
-        raise ConfigError("finetune(refit=True) needs calibration inputs")
-    if not nl_activations(model):
-        raise ConfigError("finetune: the model has no NLActivation (attach_nl_activations)")
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        raise ConfigError(f"{name}(refit=True) needs calibration inputs")
+    return epochs, lr, (x, y)
+
+
+def _run(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
+         opt: torch.optim.Optimizer, refit: Callable[[], dict[str, float]] | None, *,
+         epochs: int, batch_size: int, seed: int, progress: bool,
+         loss_fn: Callable[..., torch.Tensor] | None, desc: str, key: str) -> dict:
+    """The epochs of both fine-tunings: cross-entropy (or ``loss_fn``), ``refit`` after each
+    epoch (its result kept under ``key``), the model left in eval."""
     loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(model(xb), yb))
-    hist: dict[str, list] = {"loss": [], "refit_mse": []}
+    hist: dict[str, list] = {"loss": [], key: []}
     for e in range(epochs):
-        hist["loss"].append(train_epoch(model, (x, y), loss_fn, opt, batch_size=batch_size,
-                                        seed=seed, epoch=e, progress=progress,
-                                        desc="BS-KMQ fine-tuning"))
-        if refit:
-            assert calibration is not None
-            hist["refit_mse"].append(refit_levels(model, calibration))
+        hist["loss"].append(train_epoch(model, data, loss_fn, opt, batch_size=batch_size,
+                                        seed=seed, epoch=e, progress=progress, desc=desc))
+        if refit is not None:
+            hist[key].append(refit())
     model.eval()
     return hist
 
@@ -303,13 +323,13 @@ def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod
                 handle.remove()
             assert stats.sample is not None
             twin.fit_activation(stats.sample, method=method, params=params)
-            out[name] = _activation_nmse(twin, stats.sample)
+            out[name] = activation_nmse(twin, stats.sample)
     finally:
         prepared.train(was)
     return out
 
 
-def _activation_nmse(twin: TwinMatmul, x: np.ndarray) -> float:
+def activation_nmse(twin: TwinMatmul, x: np.ndarray) -> float:
     """MSE of the fused activation against the ReLU of the chip's pre-activation on inputs
     ``x`` (noise off), relative to that ReLU's variance (clipping above a_max counts)."""
     was = twin.training
@@ -343,22 +363,12 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
         ``loss``: mean training loss per epoch; ``refit_nmse``: per epoch, each fused layer's
         activation NMSE after refitting (empty when frozen).
     """
-    epochs = check_positive_int("epochs", epochs)
-    lr = check_lr(lr)
-    x, y = as_tensors("data", data)[:2]
-    if refit and calibration is None:
-        raise ConfigError("finetune_chip(refit=True) needs calibration inputs")
+    epochs, lr, (x, y) = _check_run("finetune_chip", epochs, lr, data, refit, calibration)
     if not fused_twins(prepared):
         raise ConfigError("finetune_chip: no fused layer-output ADC (prepare_bskmq)")
     opt = torch.optim.Adam(param_groups(prepared, lr))
-    loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(prepared(xb), yb))
-    hist: dict[str, list] = {"loss": [], "refit_nmse": []}
-    for e in range(epochs):
-        hist["loss"].append(train_epoch(prepared, (x, y), loss_fn, opt, batch_size=batch_size,
-                                        seed=seed, epoch=e, progress=progress,
-                                        desc="BS-KMQ fine-tuning (chip)"))
-        if refit:
-            hist["refit_nmse"].append(refit_chip_levels(prepared, calibration, method=method,
-                                                        params=params))
-    prepared.eval()
-    return hist
+    return _run(prepared, (x, y), opt,
+                (lambda: refit_chip_levels(prepared, calibration, method=method,
+                                           params=params)) if refit else None,
+                epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
+                loss_fn=loss_fn, desc="BS-KMQ fine-tuning (chip)", key="refit_nmse")

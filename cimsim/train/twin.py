@@ -259,6 +259,10 @@ class TwinMatmul(nn.Module):
     _adc_step0: torch.Tensor
     _adc_thr: torch.Tensor
     _adc_lvl: torch.Tensor
+    _act_coef: torch.Tensor
+    _act_thr: torch.Tensor
+    _act_lvl: torch.Tensor
+    _act_max: torch.Tensor
     act_scale: nn.Parameter
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, view: EngineView,
@@ -1491,7 +1495,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         if name in layers and layers[name].fused:
             owner, _, attr = relu.rpartition(".")
             parent = root.get_submodule(owner) if owner else root
-            parent._modules[attr] = FusedReLU(parent._modules[attr])
+            parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
     return PreparedModel(root, layers, digital, chip, seed)
 
