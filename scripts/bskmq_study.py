@@ -17,8 +17,9 @@ Two parts (``docs/bskmq-study.md`` says which question each answers):
    ideal chip with W-bit weights (differential, the W-1 magnitude bits in one cell), 8-bit
    inputs driven at once, 512-row arrays (the whole dot product of every layer in one
    conversion) and a b-bit ramp NL-ADC at the layer output fused with each ReLU, levels fitted
-   per layer by ``cimsim.deploy``'s function on 256 training images. Post-training: the chip as
-   deployed (the twin in eval equals ``prepared.deploy()``); activation NMSE: per fused layer
+   per layer by ``cimsim.deploy``'s function on the activations the chip computes for 256
+   training images (``refit_chip_levels``: layer by layer, the layers before it quantized).
+   Post-training: the chip as deployed (``prepared.deploy()``); activation NMSE: per fused layer
    on the test inputs the chip feeds it, against the ReLU of the chip's own pre-activation,
    geometric mean over the four layers. Fine-tuned: 3 epochs of QAT through the chip (Adam lr
    1e-3, batch 64, all 1,348 training images, STE through the levels), levels frozen or refit
@@ -50,6 +51,7 @@ from cimsim.train.bskmq import (
     fused_twins,
     nl_activations,
     prepare_bskmq,
+    refit_chip_levels,
 )
 from cimsim.train.twin import PreparedModel
 
@@ -99,6 +101,17 @@ def nl_chip(weight_bits: int, bits: int, level_fit: str) -> cimsim.ChipConfig:
         adc=ideal.adc.replace(kind="ramp", bits=bits, placement="layer_output",
                               fuse_activation=True, range_policy="calibrated",
                               calibration_granularity="layer", level_fit=level_fit))
+
+
+def chip_twin(model: nn.Module, chip: cimsim.ChipConfig, cal: torch.Tensor,
+              params: dict) -> PreparedModel:
+    """The twin of ``chip`` with every fused layer's levels fitted on the chip's own
+    activations (layer by layer, the layers before it quantized), with ``params``: the same
+    procedure for every fitter, with or without boundary suppression (deploy's float-pass fit
+    takes no fitter parameters)."""
+    prepared = prepare_bskmq(model, chip, cal)
+    refit_chip_levels(prepared, cal, params=params)
+    return prepared
 
 
 def chip_nmse(prepared: PreparedModel, x: torch.Tensor) -> list[float]:
@@ -172,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             for w in weights:
                 t0 = time.perf_counter()
                 chip = nl_chip(w, bits, method)
-                prepared = prepare_bskmq(model, chip, cal, params=params)
+                prepared = chip_twin(model, chip, cal, params)
                 e = chip_nmse(prepared, x_te)
                 row = {"weights": w, "bits": bits, "fitter": name,
                        **{f"nmse_{i}": v for i, v in enumerate(e)}, "nmse_geo": geo(e)}
@@ -180,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                            y_te)
                 if name in ft_fitters[w]:
                     for refit in (False, True):
-                        tuned = prepare_bskmq(model, chip, cal, params=params)
+                        tuned = chip_twin(model, chip, cal, params)
                         hist = finetune_chip(tuned, (x_tr, y_tr), epochs=args.epochs,
                                              lr=args.lr, batch_size=64, refit=refit,
                                              calibration=cal, params=params, seed=0)
@@ -242,7 +255,10 @@ def _write_md(df: pd.DataFrame, float_acc: float, args, elapsed: float, path: Pa
         "since a layer-output ADC needs the whole dot product in one conversion column), 8-bit "
         "inputs driven at once, 512-row arrays, a b-bit ramp NL-ADC at every layer output, "
         "fused with the ReLU after it (the logits layer's unfused). Levels fitted per layer "
-        "as `cimsim.deploy` fits them (256 training images). *PTQ*: the deployed chip. *NMSE*: "
+        "by `cimsim.deploy`'s function on the activations the chip itself computes for 256 "
+        "training images (`refit_chip_levels`: layer by layer, the layers before it "
+        "quantized; the same procedure for every row, the ablation's parameters included). "
+        "*PTQ*: the deployed chip. *NMSE*: "
         "per fused layer on the test inputs the chip feeds it, against the ReLU of the chip's "
         "own pre-activation (clipping above a_max counted), geometric mean over the four "
         f"layers. *Fine-tuned*: {args.epochs} epochs of QAT through the chip (Adam lr "
@@ -251,7 +267,7 @@ def _write_md(df: pd.DataFrame, float_acc: float, args, elapsed: float, path: Pa
         "pre-activations; the accuracy is the deployed fine-tuned chip's "
         "(`prepared.deploy()`; the float32 twin's, in the CSV, differs by at most a few "
         "images: float ties in the input quantization). NMSE after FT: the refit run's. "
-        "— : not fine-tuned at this weight precision (the budget).", "",
+        "— : not fine-tuned.", "",
         "| W | bits | fitter | NMSE (PTQ) | PTQ acc. (%) | FT frozen (%) | FT refit (%) | "
         "NMSE after refit FT |", "|---:|---:|---|---:|---:|---:|---:|---:|"]
     chip = df[df["weights"].astype(str) != "float"]

@@ -188,3 +188,19 @@ def test_bs_kmq_without_suppression_refits_with_the_parameters():
         np.testing.assert_allclose(twin.activation_levels().levels,
                                    fused_twins(exact)[name].activation_levels().levels,
                                    rtol=1e-9, atol=1e-12)
+
+
+def test_refit_is_deploys_simulated_calibration_on_the_fused_layers():
+    """Refitting on the chip's own activations (layer by layer) is what deploy does with
+    ``adc.calibration_mode = 'simulated'``: the same levels on every fused layer."""
+    model, x_cal = _mlp(), _data(0, 300)
+    chip = _chip(level_fit="kmeans")
+    chip = chip.replace(adc=chip.adc.replace(calibration_mode="simulated"))
+    prepared = prepare_bskmq(model, chip, x_cal)
+    refit_chip_levels(prepared, x_cal)
+    ours, theirs = prepared.deploy(), cimsim.deploy(model, chip, x_cal)
+    for name in ("0", "2"):
+        a = ours.sim_layers[name].cores[0].view.parts[0][2].adc
+        b = theirs.sim_layers[name].cores[0].view.parts[0][2].adc
+        np.testing.assert_allclose(a.lvl, b.lvl, rtol=1e-9)
+        np.testing.assert_allclose(a.thr, b.thr, rtol=1e-9)
