@@ -597,13 +597,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--method {args.method} needs labels and --data has none ('y'); use "
                           "--method distill")
     name = BUILTIN_MODELS.get(args.model, args.model)
-    if recipe.bskmq:
-        return _train_bskmq(args, recipe, chip, model, (x_train, y_train, x_eval, y_eval),
-                            name, what)
     x_cal = x_train[:args.calibration]
-    prepared = (_prepare_for(args, recipe.base, model, chip, x_cal)
-                if recipe.base in ("pim-qat", "columnquant")
-                else prepare(model, chip, x_cal, seed=args.seed, devices=args.devices))
+    if recipe.bskmq:
+        prepared = _prepare_bskmq(args, recipe, chip, model, x_cal)
+    elif recipe.base in ("pim-qat", "columnquant"):
+        prepared = _prepare_for(args, recipe.base, model, chip, x_cal)
+    else:
+        prepared = prepare(model, chip, x_cal, seed=args.seed, devices=args.devices)
     optimizer = torch.optim.Adam(recipe.setup(prepared, args.lr, args.seed))
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / CHECKPOINT
@@ -629,6 +629,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                                seed=args.seed, epoch=epoch, progress=True,
                                desc=f"epoch {epoch + 1}/{args.epochs}")
             history.append(mean)
+            if recipe.bskmq and recipe.bskmq_refit:
+                from .train.bskmq import refit_chip_levels
+
+                nmse = refit_chip_levels(prepared, x_cal, batch_size=args.batch_size)
+                print("NL-ADC levels refit: activation NMSE "
+                      + ", ".join(f"{k} {v:.3g}" for k, v in nmse.items()))
             _write_checkpoint(ckpt_path, {"epoch": epoch + 1, "model": prepared.state_dict(),
                                           "optimizer": optimizer.state_dict(),
                                           "loss": history, "run": run})
@@ -663,45 +669,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_bskmq(args: argparse.Namespace, recipe, chip, model, data, name: str,
-                 what: str) -> int:
-    """``--method bskmq``: the model's ReLUs as the chip's NL-ADC levels (``adc.bits``,
-    ``adc.level_fit``), fine-tuned on the labels, then deployed on the chip (which fits its
-    ramp levels to the fine-tuned model). No checkpoint: the run is short."""
-    import json
-
-    import cimsim
-
+def _prepare_bskmq(args: argparse.Namespace, recipe, chip, model, x_cal):
+    """The twin of ``--method bskmq``: the chip's layer-output NL-ADCs fused with the ReLUs
+    (``cimsim.train.bskmq``), their levels fitted as deploy fits them (``adc.level_fit``)."""
     from .config import ADCKind, ADCPlacement
-    from .train.bskmq import attach_nl_activations, finetune, relu_model
+    from .train.bskmq import prepare_bskmq
 
-    x_train, y_train, x_eval, y_eval = data
     if chip.adc.kind is not ADCKind.RAMP or chip.adc.placement is not \
             ADCPlacement.LAYER_OUTPUT:
         raise ConfigError(f"--method bskmq needs adc.kind = 'ramp' and adc.placement = "
                           f"'layer_output' (chip {chip.name}: {chip.adc.kind.value}, "
                           f"{chip.adc.placement.value})")
-    print(f"cimsim {__version__} train: {name} on {chip.name}, method bskmq "
-          f"({chip.adc.bits}-bit {chip.adc.level_fit.value} levels, "
-          f"{'refit each epoch' if recipe.bskmq_refit else 'frozen'}); "
-          f"{x_train.shape[0]} training / {x_eval.shape[0]} evaluation inputs ({what})")
-    cal = x_train[:args.calibration]
-    nl = attach_nl_activations(model, chip.adc.bits, chip.adc.level_fit, cal)
-    before = accuracy(nl.eval(), x_eval, y_eval, batch_size=None)
-    hist = finetune(nl, (x_train, y_train), epochs=args.epochs, lr=args.lr,
-                    batch_size=args.batch_size, refit=recipe.bskmq_refit, calibration=cal,
-                    seed=args.seed, progress=True)
-    after = accuracy(nl, x_eval, y_eval, batch_size=None)
-    print(f"{'NL-ADC accuracy':<24}{100 * before:.2f} % -> {100 * after:.2f} % fine-tuned")
-    tuned = relu_model(nl)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "training.json").write_text(json.dumps(
-        {"method": args.method, "epochs": args.epochs, "loss": hist["loss"],
-         "nl_accuracy_before": before, "nl_accuracy_after": after,
-         "refit_mse": hist["refit_mse"]}, indent=2) + "\n")
-    sim = cimsim.deploy(tuned, chip, cal, seed=args.seed)
-    _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
-    return 0
+    print(f"BS-KMQ on the chip: {chip.weight_bits}-bit weights, {chip.adc.bits}-bit "
+          f"{chip.adc.level_fit.value} NL-ADC levels fused with the ReLUs "
+          f"({'refit each epoch' if recipe.bskmq_refit else 'frozen'})")
+    return prepare_bskmq(model, chip, x_cal, seed=args.seed, devices=args.devices)
 
 
 def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal):
@@ -883,8 +865,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "outputs, no labels (default qat); pim-qat, columnquant: QAT with those "
                         "methods' quantizers (options below); '+' adds a-shift, w-reshape, "
                         "bitaug, lora (raoq: all four), e.g. qat+a-shift+bitaug; bskmq: "
-                        "fine-tune the ReLUs as the chip's layer-output NL-ADC "
-                        "(docs/papers.md)")
+                        "QAT through the chip's layer-output NL-ADC fused with the ReLUs "
+                        "(with qat/distill, a-shift, w-reshape, lora; docs/training.md)")
     t.add_argument("--option", action="append", default=None, metavar="KEY=VALUE",
                    help="method option, repeatable: kurtosis_target, kurtosis_weight, "
                         "bitaug_bits (e.g. 7,8), bitaug_mode (sum|sample), lora_rank, "

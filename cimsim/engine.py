@@ -27,8 +27,8 @@ from .config import RangePolicy, SignedInputMode
 from .errors import ConfigError
 from .events import Action, Component, EventKey, Events
 
-__all__ = ["AnalogBlock", "RunResult", "analog_values", "calibrate", "check_inputs", "run",
-           "run_detailed"]
+__all__ = ["AnalogBlock", "RunResult", "analog_values", "calibrate", "calibration_stats",
+           "check_inputs", "run", "run_detailed"]
 
 _NO_LEVELS = np.zeros((0, 0))
 _NO_STEPS = np.zeros(0)
@@ -412,8 +412,18 @@ def calibrate(
             f"'layer_output'); this layer has {layer.n_groups} row group(s) and "
             f"{layer.n_conversions} conversions for {np.size(activation.kappa)} outputs"
         )
+    stats = calibration_stats(layer, x, activation, chunk_vectors=chunk_vectors)
+    return layer.with_adc(calibrated_tables(layer, stats, activation))
+
+
+def calibration_stats(layer: ProgrammedLayer, x_int: np.ndarray,
+                      activation: FusedActivation | None = None, *,
+                      chunk_vectors: int | None = None) -> RangeStats:
+    """The statistics :func:`calibrate` fits the ADCs to: the noise-free analog values of
+    integer inputs ``x_int`` per (row group, conversion), samples kept where the fit needs
+    them (also what the training twin refits a fused activation's levels on)."""
     stats = RangeStats(layer.n_groups, layer.n_conversions,
                        keep_samples=keeps_samples(layer, activation))
-    for blk in analog_values(layer, x, chunk_vectors=chunk_vectors):
+    for blk in analog_values(layer, x_int, chunk_vectors=chunk_vectors):
         stats.add(blk.group, blk.values.reshape(-1, blk.values.shape[-1]))
-    return layer.with_adc(calibrated_tables(layer, stats, activation))
+    return stats

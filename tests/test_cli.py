@@ -328,7 +328,9 @@ def test_train_raoq_combines_the_four_methods_issue12(tmp_path, capsys):
 
 @pytest.mark.parametrize("method, fragment", [
     ("qat+distill", "two base losses"),
-    ("bskmq+a-shift", "bskmq combines with nothing but qat"),
+    ("bskmq+bitaug", "bskmq does not combine with ['bitaug']"),
+    ("bskmq+raoq", "bskmq does not combine with ['bitaug']"),
+    ("columnquant+bskmq", "bskmq does not combine with ['columnquant']"),
     ("bskmq", "needs adc.kind = 'ramp'"),
     ("qat+shift", "is not a method"),
 ])
@@ -338,7 +340,9 @@ def test_train_bad_method_combinations_issue12(tmp_path, capsys, method, fragmen
     assert err.count("\n") == 1 and fragment in err
 
 
-def test_train_bskmq_finetunes_the_nl_adc_levels_issue12(tmp_path, capsys):
+@pytest.mark.parametrize("method, refit", [("bskmq", "true"),
+                                           ("qat+bskmq+a-shift+w-reshape", "false")])
+def test_train_bskmq_finetunes_the_nl_adc_levels_issue12(tmp_path, capsys, method, refit):
     chip = cimsim.load_chip("rram-22nm")
     chip = chip.replace(weight_bits=4, dac=chip.dac.replace(bits=None),
                         device=chip.device.replace(bits_per_cell=3),
@@ -347,10 +351,13 @@ def test_train_bskmq_finetunes_the_nl_adc_levels_issue12(tmp_path, capsys):
                                              range_policy="calibrated", level_fit="bs_kmq"))
     chip.save(tmp_path / "nl.toml")
     args = ["train", "--model", "demo", "--chip", str(tmp_path / "nl.toml"), "--limit", "64",
-            "--calibration", "64", "--batch-size", "16", "--method", "bskmq", "--option",
-            "bskmq_refit=true", "--epochs", "1", "--out", str(tmp_path / "run")]
+            "--calibration", "64", "--batch-size", "16", "--method", method, "--option",
+            f"bskmq_refit={refit}", "--epochs", "1", "--out", str(tmp_path / "run")]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "NL-ADC accuracy" in out and "simulated accuracy" in out
+    # the twin of the fused chip trains (levels refit after the epoch) and deploys as is
+    assert "BS-KMQ on the chip: 4-bit weights, 3-bit bs_kmq NL-ADC" in out
+    assert out.count("NL-ADC levels refit") == (refit == "true")
+    assert "simulated accuracy" in out
     summary = json.loads((tmp_path / "run" / "training.json").read_text())
-    assert len(summary["refit_mse"]) == 1
+    assert summary["epochs"] == 1 and "twin_accuracy" in summary

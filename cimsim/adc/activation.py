@@ -32,7 +32,8 @@ from .tables import ADCTables, calibration_units
 if TYPE_CHECKING:
     from ..arrays.program import ProgrammedLayer
 
-__all__ = ["FusedActivation", "fused_tables_from_samples"]
+__all__ = ["ActivationLevels", "FusedActivation", "activation_tables", "fit_activation_levels",
+           "fused_tables_from_samples"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,15 +48,31 @@ class FusedActivation:
     """Upper clamp of the activation: ``inf`` for ReLU, 6 for ReLU6."""
 
 
-def fused_tables_from_samples(layer: ProgrammedLayer, stats: RangeStats,
-                              act: FusedActivation) -> ADCTables:
-    """The layer's ADC tables such that its output is the quantized activation.
+@dataclass(frozen=True, eq=False)
+class ActivationLevels:
+    """A fused activation's quantizer in the output domain ``y``, one row per conversion:
+    ``levels[c, #(thresholds[c] <= y)]``, fitted on ``[0, a_max[c]]``."""
 
-    ``stats`` holds the noise-free analog values of the calibration inputs (samples kept). The
-    clamp ``a_max`` of each unit is set from the post-activation values by
-    ``adc.calibration_stat`` (exact max, upper percentile, or mean + n_sigma * std) and never
-    exceeds ``act.clamp``. A ``ramp`` ADC fits its levels on ``[0, a_max]`` with
-    ``adc.level_fit``; ``sar``/``flash`` use the uniform grid from 0 to ``a_max``.
+    thresholds: np.ndarray
+    """(C, L-1) float64 output values where the code steps up."""
+    levels: np.ndarray
+    """(C, L) float64 output values of the codes, in ``[0, a_max]``."""
+    a_max: np.ndarray
+    """(C,) float64 top of the activation's range (the calibration statistic, <= clamp)."""
+
+
+def fit_activation_levels(layer: ProgrammedLayer, stats: RangeStats, act: FusedActivation,
+                          method: str | None = None, params: dict | None = None
+                          ) -> ActivationLevels:
+    """The activation's levels in the output domain, fitted on the post-activation values of
+    the calibration samples (``stats`` holds the noise-free analog values, samples kept).
+
+    The clamp ``a_max`` of each unit of ``adc.calibration_granularity`` is set from the
+    post-activation values by ``adc.calibration_stat`` (exact max, upper percentile, or mean +
+    n_sigma * std) and never exceeds ``act.clamp``. A ``ramp`` ADC fits its levels on
+    ``[0, a_max]`` with ``method`` (default ``adc.level_fit``; ``params`` go to
+    :func:`~cimsim.adc.levels.fit_levels`); ``sar``/``flash`` use the uniform grid from 0 to
+    ``a_max``. The training twin (``cimsim.train.twin``) refits with this same function.
     """
     adc = layer.chip.adc
     n_levels = adc.n_codes
@@ -66,11 +83,10 @@ def fused_tables_from_samples(layer: ProgrammedLayer, stats: RangeStats,
     exact_max = np.clip(stats.hi[0] * kappa + bias, 0.0, act.clamp)
     n_conv = kappa.size
     nonlinear = adc.kind is ADCKind.RAMP
-    thr = np.empty((1, n_conv, n_levels - 1))
-    lvl = np.empty((1, n_conv, n_levels))
-    # clipped: above the top level by more than half its step, in the analog domain; values
-    # below the first threshold are the ReLU's zeros, and at the clamp the activation's own
-    clip_hi = np.full((1, n_conv), np.inf)
+    fit = adc.level_fit if method is None else method
+    t_out = np.empty((n_conv, n_levels - 1))
+    r_out = np.empty((n_conv, n_levels))
+    top = np.empty(n_conv)
     for _, cols in calibration_units(layer, adc.calibration_granularity):
         vals = post[:, cols].ravel()
         if adc.calibration_stat is CalibrationStat.MINMAX:
@@ -81,18 +97,37 @@ def fused_tables_from_samples(layer: ProgrammedLayer, stats: RangeStats,
             a_max = float(vals.mean() + adc.n_sigma * vals.std())
         a_max = min(a_max, act.clamp)
         if nonlinear:
-            lv = fit_levels(thin_samples(vals), adc.bits, adc.level_fit, lo=0.0, hi=a_max)
+            lv = fit_levels(thin_samples(vals), adc.bits, fit, lo=0.0, hi=a_max,
+                            **(params or {}))
             t_y, r_y = lv.thresholds, lv.levels
         else:
             r_y = np.arange(n_levels) * (a_max / (n_levels - 1))
             t_y = 0.5 * (r_y[:-1] + r_y[1:])
-        k, b = kappa[cols, None], bias[cols, None]
-        thr[0, cols] = (t_y[None, :] - b) / k
-        lvl[0, cols] = r_y[None, :] / k
-        if a_max < act.clamp:
-            y_top = r_y[-1] + 0.5 * (r_y[-1] - r_y[-2])
-            clip_hi[0, cols] = (y_top - bias[cols]) / kappa[cols]
+        t_out[cols], r_out[cols], top[cols] = t_y, r_y, a_max
+    return ActivationLevels(t_out, r_out, top)
+
+
+def activation_tables(levels: ActivationLevels, act: FusedActivation) -> ADCTables:
+    """The ADC tables (one row group) that output ``levels`` for the conversions' analog
+    values: thresholds ``(T - bias)/kappa`` (the bias folded into the references), levels
+    ``R/kappa`` (the back end scales them by ``kappa``)."""
+    kappa = np.asarray(act.kappa, dtype=np.float64)[:, None]
+    bias = np.asarray(act.bias, dtype=np.float64)[:, None]
+    r_y = levels.levels
+    thr = ((levels.thresholds - bias) / kappa)[None]
+    lvl = (r_y / kappa)[None]
+    # clipped: above the top level by more than half its step, in the analog domain; values
+    # below the first threshold are the ReLU's zeros, and at the clamp the activation's own
+    y_top = r_y[:, -1] + 0.5 * (r_y[:, -1] - r_y[:, -2])
+    clip_hi = np.where(levels.a_max < act.clamp, (y_top - bias[:, 0]) / kappa[:, 0], np.inf)
     # Both kinds convert through the threshold tables: the linear grid's thresholds are the
     # midpoints of its levels (a value half-way goes up, as floor(v/step + 1/2) does).
-    return ADCTables.from_levels(thr, lvl, clip_lo=np.full((1, n_conv), -np.inf),
-                                 clip_hi=clip_hi)
+    return ADCTables.from_levels(thr, lvl, clip_lo=np.full((1, kappa.size), -np.inf),
+                                 clip_hi=clip_hi[None])
+
+
+def fused_tables_from_samples(layer: ProgrammedLayer, stats: RangeStats,
+                              act: FusedActivation) -> ADCTables:
+    """The layer's ADC tables such that its output is the quantized activation
+    (:func:`fit_activation_levels`, then :func:`activation_tables`)."""
+    return activation_tables(fit_activation_levels(layer, stats, act), act)

@@ -373,11 +373,14 @@ class _LeafTracer(fx.Tracer):
         return isinstance(m, SimLayer) or super().is_leaf_module(m, qualname)
 
 
-def _relu_consumers(root: nn.Module, mapped: set[str]) -> dict[str, float]:
+def _relu_consumers(root: nn.Module, mapped: set[str],
+                    modules: dict[str, str] | None = None) -> dict[str, float]:
     """Mapped layers whose output goes to a ReLU and nowhere else: name -> clamp.
 
     From a torch.fx trace where the model traces; else from ``nn.Sequential`` neighbours only
-    (inside a Sequential the next module is the sole consumer).
+    (inside a Sequential the next module is the sole consumer). ``modules``, if given, gets
+    layer name -> the consumer's module name where the ReLU is a module (the training twin
+    passes its gradient straight through, ``cimsim.train.twin.FusedReLU``).
     """
     found: dict[str, float] = {}
     try:
@@ -389,11 +392,13 @@ def _relu_consumers(root: nn.Module, mapped: set[str]) -> dict[str, float]:
             if not isinstance(seq, nn.Sequential):
                 continue
             kids = list(seq.named_children())
-            for (name, _), (_, nxt) in zip(kids[:-1], kids[1:], strict=True):
+            for (name, _), (nxt_name, nxt) in zip(kids[:-1], kids[1:], strict=True):
                 full = f"{prefix}.{name}" if prefix else name
                 clamp = _relu_clamp(nxt)
                 if full in mapped and clamp is not None:
                     found[full] = clamp
+                    if modules is not None:
+                        modules[full] = f"{prefix}.{nxt_name}" if prefix else nxt_name
         return found
     for node in graph.nodes:
         if node.op != "call_module" or node.target not in mapped or len(node.users) != 1:
@@ -408,6 +413,8 @@ def _relu_consumers(root: nn.Module, mapped: set[str]) -> dict[str, float]:
                 else None
         if clamp is not None and user.args[:1] == (node,) and len(user.args) == 1:
             found[node.target] = clamp
+            if modules is not None and user.op == "call_module":
+                modules[node.target] = str(user.target)
     return found
 
 
@@ -514,6 +521,7 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
     mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
     sim = mapping.replace_layers(_eval_copy(model))
+    _fuse_relus(sim, mapping.sim_layers, chip)  # which ReLUs a fused view's ADC is (trace)
     for layer in mapping.sim_layers.values():
         layer.adopt(views)
     # the views' own tiling, as programmed

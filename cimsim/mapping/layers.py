@@ -39,7 +39,7 @@ from ..work import Block, LayerWork
 from .matrix import EngineView, InputStats, calibrate_adcs, engine_view, kernel_row_tiles
 
 __all__ = ["CoreTrace", "MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer",
-           "adc_codes_used"]
+           "adc_codes_used", "fused_activation"]
 
 log = logging.getLogger(__name__)
 
@@ -196,31 +196,7 @@ class MatmulCore:
     def _fused_activation(self, view: EngineView) -> FusedActivation | None:
         """The activation the layer-output ADC applies, or None (the model's ReLU runs as is),
         for the programmed matrix ``view``."""
-        adc = self.chip.adc
-        if (self.activation_clamp is None or adc.placement is not ADCPlacement.LAYER_OUTPUT
-                or not adc.fuse_activation):
-            return None
-        layer = view.parts[0][2]
-        why = None
-        if adc.range_policy is not RangePolicy.CALIBRATED:
-            why = f"adc.range_policy = {adc.range_policy.value!r} (needs 'calibrated')"
-        elif len(view.parts) > 1:
-            why = "its row tiles are dequantized separately (weight_granularity = 'column')"
-        elif np.any(layer.x_sum_coef != 0):
-            why = ("its output needs a digital correction after the ADC (weight_encoding = "
-                   f"{self.chip.weight_encoding.value!r}, device.off_current_compensation = "
-                   f"{self.chip.device.off_current_compensation.value!r})")
-        if why is None:
-            kappa = layer.conv_coef * view.s_x * view.s_w[0][layer.out_col]
-            if np.all(kappa > 0):
-                bias = np.zeros(kappa.size) if self.bias is None else self.bias[layer.out_col]
-                # the zero-point correction is a constant per output: into the references too
-                bias = bias - view.offsets[0][layer.out_col] * view.s_x * view.s_w[0][
-                    layer.out_col]
-                return FusedActivation(kappa, bias, float(self.activation_clamp))
-            why = "a conversion has a non-positive output scale"
-        log.warning("layer %r: ADC not fused with the following ReLU: %s", self.name, why)
-        return None
+        return fused_activation(view, self.activation_clamp, self.bias, self.name)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Simulated ``x @ w.T + bias`` for float inputs (M, K) -> float64 (M, N)."""
@@ -307,6 +283,40 @@ class MatmulCore:
     @property
     def n_cells(self) -> int:
         return sum(layer.n_inputs * layer.n_phys_cols for _, _, layer in self.parts)
+
+
+
+def fused_activation(view: EngineView, clamp: float | None, bias: np.ndarray | None,
+                     name: str) -> FusedActivation | None:
+    """The activation a layer-output ADC applies to the programmed matrix ``view`` whose only
+    consumer is a ReLU clamped at ``clamp`` (None: no such consumer), or None (the model's
+    ReLU runs as is; a warning says why). ``cimsim.deploy`` and the training twin
+    (``cimsim.train.prepare``) decide with this one function."""
+    chip = view.chip
+    adc = chip.adc
+    if (clamp is None or adc.placement is not ADCPlacement.LAYER_OUTPUT
+            or not adc.fuse_activation):
+        return None
+    layer = view.parts[0][2]
+    why = None
+    if adc.range_policy is not RangePolicy.CALIBRATED:
+        why = f"adc.range_policy = {adc.range_policy.value!r} (needs 'calibrated')"
+    elif len(view.parts) > 1:
+        why = "its row tiles are dequantized separately (weight_granularity = 'column')"
+    elif np.any(layer.x_sum_coef != 0):
+        why = ("its output needs a digital correction after the ADC (weight_encoding = "
+               f"{chip.weight_encoding.value!r}, device.off_current_compensation = "
+               f"{chip.device.off_current_compensation.value!r})")
+    if why is None:
+        kappa = layer.conv_coef * view.s_x * view.s_w[0][layer.out_col]
+        if np.all(kappa > 0):
+            b = np.zeros(kappa.size) if bias is None else bias[layer.out_col]
+            # the zero-point correction is a constant per output: into the references too
+            b = b - view.offsets[0][layer.out_col] * view.s_x * view.s_w[0][layer.out_col]
+            return FusedActivation(kappa, b, float(clamp))
+        why = "a conversion has a non-positive output scale"
+    log.warning("layer %r: ADC not fused with the following ReLU: %s", name, why)
+    return None
 
 
 class CoreTrace:

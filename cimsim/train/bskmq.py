@@ -4,21 +4,26 @@ Dong, Yang, Zhou, Shang, Datta and Basu, "In-Memory ADC-Based Nonlinear Activati
 Quantization" (arXiv 2603.10540, 2026). A ramp NL-ADC at the layer output fused with the
 ReLU (``adc.placement = 'layer_output'``, ``adc.fuse_activation``, ``cimsim.adc.activation``)
 outputs ``levels[#(thresholds <= y)]`` of the layer's pre-activation y, with levels in
-[0, a_max]: the ReLU (and clamp) and the quantizer in one step. This module models that
-function in torch where it matters for training, on the activation:
+[0, a_max]: the ReLU (and clamp) and the quantizer in one step. Two paths, for two questions:
 
-- :class:`NLActivation` replaces an ``nn.ReLU``: ``q(y) = levels[code(clamp(y, 0, a_max))]``
-  with the straight-through estimator (gradient 1 on [0, a_max], 0 outside, as the twin's ramp
-  ADC passes it);
-- the levels are fitted per layer by :func:`cimsim.adc.levels.fit_levels` (any of the six
-  fitters; ``bs_kmq`` with its boundary suppression, or without it: ``min_mass = 1``) on the
-  post-activation calibration values, a_max their maximum (``calibration_stat = 'minmax'``);
-- :func:`finetune` trains with them in the loop, the levels **frozen** or **refit** after every
-  epoch on the current model's activations.
+**On the chip** (:func:`prepare_bskmq`, :func:`finetune_chip`, :func:`refit_chip_levels`; what
+``cimsim train --method bskmq`` runs): the training twin (``cimsim.train.prepare``) of a chip
+with a fused layer-output ADC is that chip: the layer's weights quantized to the chip's
+``weight_bits`` on the arrays (the twin's digits), the conversion through the NL-ADC's
+thresholds and levels, which are the activation (``TwinMatmul.activation``; the model's ReLU
+after the layer is then the identity, ``cimsim.train.twin.FusedReLU``), the straight-through
+estimator (gradient 1 on [0, a_max], 0 outside). The levels are fitted per layer (per unit of
+``adc.calibration_granularity``) by the function deploy fits them with
+(:func:`cimsim.adc.activation.fit_activation_levels`, any of the six fitters of
+:func:`cimsim.adc.levels.fit_levels`), and either **frozen** or **refit** after every epoch on
+the current model's pre-activations (each layer on the inputs the chip feeds it, the layers
+before it refit first). ``prepared.deploy()`` hands the fine-tuned chip to the engine as is.
 
-The weights stay float here (the fused ADC's own question is the activation's levels); the
-chip-level model of the same layer is ``cimsim.deploy`` with a ramp layer-output ADC, which
-refits its levels from the calibration data it is given.
+**Float weights** (:class:`NLActivation`, :func:`attach_nl_activations`, :func:`finetune`):
+the model's ``nn.ReLU`` modules replaced by the NL-ADC activation, the weights in float. It
+isolates the activation quantizer (the fitters' activation error, ``docs/bskmq-study.md``'s
+post-training columns) from the weight and input quantization of the chip; it is not the
+chip's forward.
 """
 
 from __future__ import annotations
@@ -32,11 +37,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
+from ..config import ChipConfig
 from ..errors import ConfigError
-from .loop import as_tensors, check_lr, check_positive_int, train_epoch
+from ..mapping.matrix import InputStats
+from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
+from .twin import PreparedModel, TwinMatmul, prepare
 
-__all__ = ["NLActivation", "attach_nl_activations", "finetune", "nl_activations",
-           "refit_levels", "relu_model"]
+__all__ = ["NLActivation", "activation_nmse", "attach_nl_activations", "finetune", "finetune_chip",
+           "fused_twins", "nl_activations", "prepare_bskmq", "refit_chip_levels", "refit_levels",
+           "relu_model"]
 
 #: Calibration values kept per activation for fitting (evenly spaced): enough for 2-4 bits.
 MAX_FIT_SAMPLES = 200_000
@@ -93,7 +102,7 @@ class NLActivation(nn.Module):
         y = torch.clamp(x, 0.0, self.a_max)
         thr, lvl = self.thresholds.to(x.dtype), self.levels.to(x.dtype)
         q = lvl[torch.searchsorted(thr, y.detach().contiguous(), right=True)]
-        return y + (q - y).detach()
+        return q + (y - y.detach())  # exactly the level; the gradient of y
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, method={self.method.value}, a_max={self.a_max:.4g}"
@@ -132,8 +141,8 @@ class _Stop(Exception):
     pass
 
 
-def _forward_until(model: nn.Module, x: torch.Tensor, act: NLActivation) -> None:
-    """Run ``model`` until ``act`` has recorded (later activations may not be fitted yet)."""
+def _forward_until(model: nn.Module, x: torch.Tensor, act: nn.Module) -> None:
+    """Run ``model`` until ``act`` has run (the later layers are not needed)."""
     def stop(_m, _i, _o):
         raise _Stop
 
@@ -200,22 +209,166 @@ def finetune(model: nn.Module, data, *, epochs: int = 3, lr: float = 1e-3,
         ``loss``: mean training loss per epoch; ``refit_mse``: per epoch, each activation's
         quantization MSE after refitting (empty when frozen).
     """
+    epochs, lr, (x, y) = _check_run("finetune", epochs, lr, data, refit, calibration)
+    if not nl_activations(model):
+        raise ConfigError("finetune: the model has no NLActivation (attach_nl_activations)")
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+    def refit_all() -> dict[str, float]:
+        assert calibration is not None  # _check_run
+        return refit_levels(model, calibration)
+
+    return _run(model, (x, y), opt, refit_all if refit else None, epochs=epochs,
+                batch_size=batch_size, seed=seed, progress=progress, loss_fn=loss_fn,
+                desc="BS-KMQ fine-tuning", key="refit_mse")
+
+
+def _check_run(name: str, epochs: int, lr: float, data, refit: bool, calibration
+               ) -> tuple[int, float, tuple[torch.Tensor, torch.Tensor]]:
     epochs = check_positive_int("epochs", epochs)
     lr = check_lr(lr)
     x, y = as_tensors("data", data)[:2]
     if refit and calibration is None:
-        raise ConfigError("finetune(refit=True) needs calibration inputs")
-    if not nl_activations(model):
-        raise ConfigError("finetune: the model has no NLActivation (attach_nl_activations)")
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        raise ConfigError(f"{name}(refit=True) needs calibration inputs")
+    return epochs, lr, (x, y)
+
+
+def _run(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
+         opt: torch.optim.Optimizer, refit: Callable[[], dict[str, float]] | None, *,
+         epochs: int, batch_size: int, seed: int, progress: bool,
+         loss_fn: Callable[..., torch.Tensor] | None, desc: str, key: str) -> dict:
+    """The epochs of both fine-tunings: cross-entropy (or ``loss_fn``), ``refit`` after each
+    epoch (its result kept under ``key``), the model left in eval."""
     loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(model(xb), yb))
-    hist: dict[str, list] = {"loss": [], "refit_mse": []}
+    hist: dict[str, list] = {"loss": [], key: []}
     for e in range(epochs):
-        hist["loss"].append(train_epoch(model, (x, y), loss_fn, opt, batch_size=batch_size,
-                                        seed=seed, epoch=e, progress=progress,
-                                        desc="BS-KMQ fine-tuning"))
-        if refit:
-            assert calibration is not None
-            hist["refit_mse"].append(refit_levels(model, calibration))
+        hist["loss"].append(train_epoch(model, data, loss_fn, opt, batch_size=batch_size,
+                                        seed=seed, epoch=e, progress=progress, desc=desc))
+        if refit is not None:
+            hist[key].append(refit())
     model.eval()
     return hist
+
+
+# --------------------------------------------------------------------------------------------
+# On the chip: the training twin with a fused layer-output NL-ADC
+# --------------------------------------------------------------------------------------------
+def fused_twins(prepared: PreparedModel) -> dict[str, TwinMatmul]:
+    """name -> every twin whose layer-output ADC is its activation, in model order."""
+    return {name: t for name, t in prepared.twins() if t.activation is not None}
+
+
+def prepare_bskmq(model: nn.Module, chip: ChipConfig, calibration, *,
+                  level_fit: FitMethod | str | None = None, params: dict | None = None,
+                  seed: int = 0, batch_size: int = 256, **options) -> PreparedModel:
+    """The training twin of ``model`` on ``chip`` with its ReLUs in the layer-output ADCs.
+
+    ``chip`` needs ``adc.placement = 'layer_output'``, ``adc.fuse_activation`` and
+    ``range_policy = 'calibrated'`` (a ``ramp`` ADC for nonlinear levels); ``level_fit``
+    overrides ``adc.level_fit``. The levels are fitted as ``cimsim.deploy`` fits them (the
+    float calibration pass); with ``params`` (e.g. ``{"min_mass": 1.0}``: BS-KMQ without
+    boundary suppression) they are refit with them on the chip's own activations
+    (:func:`refit_chip_levels`), since deploy has no fitter parameters. ``options``: those of
+    ``cimsim.train.prepare``.
+    """
+    if level_fit is not None:  # a bad name is the config's ConfigError
+        chip = chip.replace(adc=chip.adc.replace(level_fit=str(getattr(level_fit, "value",
+                                                                       level_fit))))
+    prepared = prepare(model, chip, calibration, seed=seed, batch_size=batch_size, **options)
+    if not fused_twins(prepared):
+        raise ConfigError(
+            "BS-KMQ on the chip: no layer's ADC is its activation; needs adc.placement = "
+            f"'layer_output', adc.fuse_activation = true, adc.range_policy = 'calibrated' "
+            f"(chip {chip.name}: {chip.adc.placement.value}, fuse_activation = "
+            f"{chip.adc.fuse_activation}, {chip.adc.range_policy.value}) and a ReLU after a "
+            "mapped layer whose whole dot product is one conversion")
+    if params:
+        refit_chip_levels(prepared, calibration, params=params, batch_size=batch_size)
+    return prepared
+
+
+def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod | str | None
+                      = None, params: dict | None = None, batch_size: int = 256
+                      ) -> dict[str, float]:
+    """Refit every fused activation's levels on the current model's pre-activations.
+
+    Layer by layer in model order: one pass of ``calibration`` through ``prepared`` in eval
+    mode (noise off; the layers before it already refit) records the layer's inputs (deploy's
+    reservoir sample, ``InputStats``), then :meth:`TwinMatmul.fit_activation` fits the levels
+    to the analog values the chip computes from them (the current weights and scales),
+    with ``method`` (default ``adc.level_fit``) and ``params``.
+
+    Returns
+    -------
+    dict
+        Per fused matrix: the quantization MSE of its new levels on the recorded
+        post-activation values, relative to their variance (NMSE).
+    """
+    out: dict[str, float] = {}
+    twins = fused_twins(prepared)
+    x = as_tensors("calibration", calibration)[0]
+    was = prepared.training
+    prepared.eval()
+    try:
+        for name, twin in twins.items():
+            stats = InputStats(twin.seed)
+            handle = twin.register_forward_pre_hook(
+                lambda _m, args, st=stats: st.observe(
+                    args[0].detach().to("cpu", torch.float64).numpy()))
+            try:
+                with torch.no_grad():
+                    for i in range(0, x.shape[0], batch_size):
+                        _forward_until(prepared, x[i:i + batch_size], twin)
+            finally:
+                handle.remove()
+            assert stats.sample is not None
+            twin.fit_activation(stats.sample, method=method, params=params)
+            out[name] = activation_nmse(twin, stats.sample)
+    finally:
+        prepared.train(was)
+    return out
+
+
+def activation_nmse(twin: TwinMatmul, x: np.ndarray) -> float:
+    """MSE of the fused activation against the ReLU of the chip's pre-activation on inputs
+    ``x`` (noise off), relative to that ReLU's variance (clipping above a_max counts)."""
+    was = twin.training
+    twin.eval()
+    try:
+        with torch.no_grad():
+            y, raw = twin.pre_activation(torch.from_numpy(x).to(twin.weight.device,
+                                                                  twin.weight.dtype))
+            q = twin._activation_out(y, raw).double()
+    finally:
+        twin.train(was)
+    ref = torch.relu(y.double())
+    var = float(ref.var())
+    return float(((q - ref) ** 2).mean()) / var if var > 0 else 0.0
+
+
+def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float = 1e-3,
+                  batch_size: int = 64, refit: bool = False, calibration=None,
+                  method: FitMethod | str | None = None, params: dict | None = None,
+                  seed: int = 0, progress: bool = False,
+                  loss_fn: Callable[..., torch.Tensor] | None = None) -> dict:
+    """BS-KMQ fine-tuning on the chip: QAT of ``prepared`` (from :func:`prepare_bskmq`) on
+    labelled ``data = (x, y)`` with cross-entropy and Adam (``param_groups``: the learned
+    scales at their own rate), the straight-through estimator through the fused NL-ADCs; the
+    levels frozen (``refit=False``) or refit on ``calibration`` after every epoch
+    (:func:`refit_chip_levels` with ``method`` / ``params``).
+
+    Returns
+    -------
+    dict
+        ``loss``: mean training loss per epoch; ``refit_nmse``: per epoch, each fused layer's
+        activation NMSE after refitting (empty when frozen).
+    """
+    epochs, lr, (x, y) = _check_run("finetune_chip", epochs, lr, data, refit, calibration)
+    if not fused_twins(prepared):
+        raise ConfigError("finetune_chip: no fused layer-output ADC (prepare_bskmq)")
+    opt = torch.optim.Adam(param_groups(prepared, lr))
+    return _run(prepared, (x, y), opt,
+                (lambda: refit_chip_levels(prepared, calibration, method=method,
+                                           params=params)) if refit else None,
+                epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
+                loss_fn=loss_fn, desc="BS-KMQ fine-tuning (chip)", key="refit_nmse")

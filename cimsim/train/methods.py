@@ -12,10 +12,14 @@ default) or ``distill`` (match the float model), and any of RAOQ's four
 ``raoq``        all four
 ==============  ==================================================================================
 
-or ``bskmq``: the model's ReLUs become the chip's layer-output NL-ADC
-(:mod:`cimsim.train.bskmq`: ``adc.bits``, ``adc.level_fit``), fine-tuned with labels (levels
-frozen, or refit each epoch with ``bskmq_refit = true``), then deployed on the chip (which fits
-its ramp levels to the fine-tuned model). ``bskmq`` combines with nothing else.
+and ``bskmq``: BS-KMQ fine-tuning on the chip (:mod:`cimsim.train.bskmq`): on a chip whose
+layer-output ramp NL-ADC is fused with the ReLUs (``adc.placement = 'layer_output'``,
+``adc.fuse_activation``), the twin's fused layers output the NL-ADC's levels (``adc.bits``,
+``adc.level_fit``) with the straight-through estimator; the levels frozen, or refit on the
+calibration inputs after each epoch with ``bskmq_refit = true``; deployed with the levels it
+trained with. It combines with ``qat`` or ``distill`` and with ``a-shift``, ``w-reshape`` and
+``lora``; not with ``bitaug`` (its other ADC precisions are linear grids) nor with the
+``pim-qat`` / ``columnquant`` twins.
 """
 
 from __future__ import annotations
@@ -123,9 +127,10 @@ def parse_method(text: str, options: Mapping[str, str] | None = None) -> Recipe:
         raise ConfigError(f"--method: {text!r} has two base losses {bases}; allowed: one of "
                           f"{', '.join(BASES)}")
     on = set(parts) | ({"a-shift", "w-reshape", "bitaug", "lora"} if "raoq" in parts else set())
-    if "bskmq" in on and len(on - {"bskmq", "qat"}) > 0:
-        raise ConfigError(f"--method: {text!r}: bskmq combines with nothing but qat (it needs "
-                          "labels and trains the layer-output NL-ADC)")
+    if "bskmq" in on and on & {"bitaug", "pim-qat", "columnquant"}:
+        raise ConfigError(f"--method: {text!r}: bskmq does not combine with "
+                          f"{sorted(on & {'bitaug', 'pim-qat', 'columnquant'})}; allowed with "
+                          "it: qat, distill, a-shift, w-reshape, lora")
     kw: dict[str, object] = {}
     fields_ = {f.name for f in dataclasses.fields(Recipe)} - {"base", "a_shift", "w_reshape",
                                                               "bitaug", "lora", "bskmq"}

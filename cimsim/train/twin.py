@@ -32,6 +32,7 @@ seeds as ``cimsim.deploy``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -42,7 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..adc import ADCTables, calibration_units
+from .. import engine
+from ..adc import ADCTables, FusedActivation, calibration_units
+from ..adc.activation import ActivationLevels, activation_tables, fit_activation_levels
 from ..arrays._rng import stream_key
 from ..arrays.encoding import plane_layout
 from ..arrays.program import (
@@ -53,6 +56,7 @@ from ..arrays.program import (
     off_conductance,
 )
 from ..config import (
+    ADCPlacement,
     ChipConfig,
     Nonlinearity,
     OffCurrentCompensation,
@@ -62,8 +66,8 @@ from ..config import (
     WeightGranularity,
 )
 from ..errors import ConfigError, MappingError
-from ..mapping.deploy import SimModel, deploy_views
-from ..mapping.layers import Root, attention, layer_seed
+from ..mapping.deploy import SimModel, _relu_consumers, deploy_views
+from ..mapping.layers import Root, attention, fused_activation, layer_seed
 from ..mapping.matrix import (
     EngineView,
     InputStats,
@@ -71,11 +75,11 @@ from ..mapping.matrix import (
     kernel_row_tiles,
     program_parts,
 )
-from ..mapping.quant import act_range
+from ..mapping.quant import act_range, zero_point_offsets
 from ._kernels import fused_convert
 from .ste import grad_scale, lsq_factor, round_ste
 
-__all__ = ["EngineView", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
+__all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
 
 log = logging.getLogger(__name__)
@@ -255,10 +259,15 @@ class TwinMatmul(nn.Module):
     _adc_step0: torch.Tensor
     _adc_thr: torch.Tensor
     _adc_lvl: torch.Tensor
+    _act_coef: torch.Tensor
+    _act_thr: torch.Tensor
+    _act_lvl: torch.Tensor
+    _act_max: torch.Tensor
     act_scale: nn.Parameter
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, view: EngineView,
-                 options: TwinOptions | None = None, name: str = ""):
+                 options: TwinOptions | None = None, name: str = "",
+                 calibration: np.ndarray | None = None):
         super().__init__()
         chip = view.chip
         check_chip(chip)
@@ -450,6 +459,15 @@ class TwinMatmul(nn.Module):
         before a linear ADC converts them; it may clip ``a`` in place and returns the grid
         start in units of the initial step (broadcastable to (G, 1, C)) that replaces
         ``_adc_lo0`` for this conversion (ColumnQuant's data-dependent centre)."""
+        self.activation: FusedActivation | None = view.activation
+        """The layer-output ADC is the following ReLU's quantizer (``adc.fuse_activation``,
+        ``cimsim.adc.activation``): the output is ``levels[#(thresholds <= y)]`` of the
+        pre-activation y, with the straight-through estimator on [0, a_max]. Its levels live
+        in the output domain (``_act_thr``, ``_act_lvl``, ``_act_max``: frozen while the
+        weights and scales train, :meth:`fit_activation` refits them); the analog references
+        follow the learned scales and bias as the chip's would (:meth:`to_engine`)."""
+        if view.activation is not None:
+            self._init_activation(view, first, sig, calibration)
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -465,6 +483,88 @@ class TwinMatmul(nn.Module):
         w = weight.detach().cpu().double().numpy()
         view = engine_view(w, chip, x, seed=seed, row_tiles=row_tiles, name=name)
         return cls(weight, bias, view, options, name)
+
+    # --- the fused activation (layer-output ADC = the ReLU's quantizer) ----------------------
+    def _init_activation(self, view: EngineView, first: ProgrammedLayer, sig: np.ndarray,
+                         calibration: np.ndarray | None) -> None:
+        """Fit the activation's levels as ``cimsim.deploy`` fits them: the same function on
+        the analog values of the same calibration sample (``engine.calibration_stats``)."""
+        assert view.activation is not None
+        if self.n_parts != 1 or self.n_groups != 1 or self.n_planes != 1 or self.n_kinds != 1:
+            raise MappingError(f"layer {self.name!r}: a fused activation needs one conversion "
+                               "per output")
+        if calibration is None:
+            raise MappingError(f"layer {self.name!r}: a fused activation's twin needs the "
+                               "calibration inputs")
+        self.register_buffer("_act_coef", torch.as_tensor(first.conv_coef, dtype=torch.float64))
+        # the value (planes x kinds) the shift-add gives per unit analog value: 1 (power of 2)
+        self._act_unit = float(sig[0] * first.conv_coef[0])
+        self.activation_clamp = float(view.activation.clamp)
+        lv = self._fit_levels(first, view.quantize(calibration), view.activation, None, None)
+        for name, value in (("_act_thr", lv.thresholds), ("_act_lvl", lv.levels),
+                            ("_act_max", lv.a_max)):
+            self.register_buffer(name, torch.as_tensor(value, dtype=torch.float64,
+                                                       device=self.weight.device))
+
+    @staticmethod
+    def _fit_levels(layer: ProgrammedLayer, x_int: np.ndarray, act: FusedActivation,
+                    method: str | None, params: dict | None) -> ActivationLevels:
+        x = engine.check_inputs(x_int, layer, "calibration")
+        return fit_activation_levels(layer, engine.calibration_stats(layer, x, act), act,
+                                     method, params)
+
+    def activation_levels(self) -> ActivationLevels:
+        """The fused activation's current levels (output domain, one row per output)."""
+        if self.activation is None:
+            raise ConfigError(f"layer {self.name!r} has no fused activation")
+        return ActivationLevels(self._act_thr.cpu().numpy().copy(),
+                                self._act_lvl.cpu().numpy().copy(),
+                                self._act_max.cpu().numpy().copy())
+
+    def fit_activation(self, x: np.ndarray, method: str | None = None,
+                       params: dict | None = None) -> ActivationLevels:
+        """Refit the fused activation's levels to float inputs ``x`` (M, K) with the current
+        weights, scales and bias: the chip programmed as :meth:`to_engine` hands it back, its
+        noise-free analog values, fitted as deploy fits them (``method``: any of
+        ``cimsim.adc.levels.FitMethod``, default ``adc.level_fit``; ``params`` for
+        ``fit_levels``)."""
+        if self.activation is None:
+            raise ConfigError(f"layer {self.name!r} has no fused activation to refit")
+        view, act = self._engine_state(self.seed, self.chip)
+        assert act is not None
+        lv = self._fit_levels(view.parts[0][2], view.quantize(x), act, method, params)
+        with torch.no_grad():
+            self._act_thr.copy_(torch.from_numpy(lv.thresholds))
+            self._act_lvl.copy_(torch.from_numpy(lv.levels))
+            self._act_max.copy_(torch.from_numpy(lv.a_max))
+        return lv
+
+    def _activation_affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(kappa, bias) (N,) float64 of the current state, as :func:`fused_activation`
+        computes them from the view :meth:`to_engine` hands back (the same float64 values,
+        so that the twin's codes are the engine's)."""
+        s_w, s_x, w_int = self._engine_scales()
+        s_w0 = torch.from_numpy(np.ascontiguousarray(s_w[0]))
+        kappa = self._act_coef.cpu() * s_x * s_w0
+        off = zero_point_offsets(w_int, self.zero_point, [(0, self.n_inputs)])[0]
+        b = (torch.zeros_like(kappa) if self.bias is None
+             else self.bias.detach().cpu().double())
+        b = b - torch.from_numpy(off) * s_x * s_w0
+        return kappa.to(self.weight.device), b.to(self.weight.device)
+
+    def _activation_out(self, y: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """The fused ADC's output from the pre-activation ``y`` (M, N) and the shift-added
+        analog values ``raw`` (1, M, N): the levels of the codes the chip's comparators give,
+        with the gradient of ``clamp(y, 0, a_max)`` (straight through on [0, a_max], as
+        ``cimsim.train.bskmq.NLActivation``)."""
+        with torch.no_grad():
+            kappa, bias = self._activation_affine()
+            thr = (self._act_thr - bias[:, None]) / kappa[:, None]  # the engine's references
+            a = raw[0].to(torch.float64) / self._act_unit
+            code = torch.searchsorted(thr, a.t().contiguous(), right=True)
+            q = torch.gather(self._act_lvl, 1, code).t().to(y.dtype)
+        y_c = torch.minimum(torch.relu(y), self._act_max.to(y.dtype))
+        return q + (y_c - y_c.detach())  # exactly the level; the gradient of y_c
 
     # --- the quantizers -------------------------------------------------------------------
     def _weight_scale_full(self, s_w: torch.Tensor) -> torch.Tensor:
@@ -493,6 +593,12 @@ class TwinMatmul(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float inputs (M, K) -> float outputs (M, N) through the simulated chip."""
+        y, raw = self.pre_activation(x)
+        return y if self.activation is None else self._activation_out(y, raw)
+
+    def pre_activation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output before a fused activation (M, N) (the layer's output when none is
+        fused), and the shift-added analog values (T, M, N) it was dequantized from."""
         s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
         x_int = round_ste(torch.clamp(x / s_x, self.x_lo, self.x_hi))
         s_w = grad_scale(self.weight_scale, self._w_grad)
@@ -501,6 +607,7 @@ class TwinMatmul(nn.Module):
         if self.zero_point:
             x_int = x_int + self.zero_point  # A-shift: driven signed
         y_parts = self._integer(x_int, w_int)  # (T, M, N)
+        raw = y_parts  # a fused activation compares these (its references hold the rest)
         if self.zero_point:
             # the exact digital correction -z·Σ_k w_int per part (differentiated: the gradient
             # is that of the unshifted product the chip computes)
@@ -514,7 +621,7 @@ class TwinMatmul(nn.Module):
         y = (y_parts * scale[:, None, :]).sum(dim=0)
         if self.out_rescale != 1.0:
             y = y * self.out_rescale
-        return y if self.bias is None else y + self.bias
+        return (y if self.bias is None else y + self.bias), raw
 
     def integer_forward(self, x_int: torch.Tensor) -> torch.Tensor:
         """Integer-domain result (T, M, N) of integer inputs (M, K) with the current integer
@@ -683,6 +790,10 @@ class TwinMatmul(nn.Module):
                 a.mul_(g1).add_(adc.offset_error_lsb * delta)
             if cmp is not None:
                 a.add_(cmp * delta)
+            if self.activation is not None:
+                # the fused activation compares in forward() (its references follow the
+                # learned scales); the analog value passes, its gradient whole
+                return a, torch.ones_like(a, dtype=torch.bool), None
             self._count_clips(a)
             at = a.transpose(1, 2).contiguous()  # (G, C, P·M)
             code = torch.searchsorted(self._adc_thr, at, right=True)
@@ -761,17 +872,40 @@ class TwinMatmul(nn.Module):
             raise ConfigError("to_engine(chip=...): adc.range_policy = 'calibrated' on an ADC "
                               "other than the twin's needs calibration; allowed: the twin's "
                               "adc settings, or 'full_scale' / 'fixed'")
+        view, act = self._engine_state(seed, chip)
+        if not own_adc:
+            return view  # the new chip's static tables, set by program
+        if act is not None:
+            tabs = activation_tables(self.activation_levels(), act)
+            (a, b, layer), = view.parts
+            return dataclasses.replace(view, parts=((a, b, layer.with_adc(tabs)),))
         init = self._init64
+        if not self.nonlinear_adc:
+            ratio = (self.adc_step.detach() / self._adc_step0).cpu().double().numpy()[
+                self._adc_unit.cpu().numpy()]
+            lo, delta = init["lo"] * ratio, init["delta"] * ratio
+        else:
+            thr, lvl = init["thr"], init["lvl"]
+        gp = self._group_part.cpu().numpy()
+        out = []
+        for i, (a, b, layer) in enumerate(view.parts):
+            sel = gp == i
+            tabs = (ADCTables.from_levels(thr[sel], lvl[sel]) if self.nonlinear_adc
+                    else ADCTables.linear(lo[sel], delta[sel]))
+            out.append((a, b, layer.with_adc(tabs)))
+        return dataclasses.replace(view, parts=tuple(out))
 
-        def change(p: torch.Tensor, p0: torch.Tensor) -> np.ndarray:
-            return (p.detach() / p0).cpu().double().numpy()
+    def _engine_scales(self) -> tuple[np.ndarray, float, np.ndarray]:
+        """The learned scales and integer weights as the engine gets them: ``s_w`` (T, N)
+        float64 (the forward rescale folded in), ``s_x``, ``w_int`` (N, K) int64."""
+        init = self._init64
 
         def learned(p: torch.Tensor, p0: torch.Tensor, v0: np.ndarray | float) -> np.ndarray:
             # a float64 twin computes with its parameters themselves: hand them back as they
             # are (bit-equal outputs); a lower-precision one moved the float64 start by p/p0
             if p.dtype == torch.float64:
                 return p.detach().cpu().numpy().copy()
-            return v0 * change(p, p0)
+            return v0 * (p.detach() / p0).cpu().double().numpy()
 
         s_w = learned(self.weight_scale, self._weight_scale0, init["s_w"])
         s_x = float(learned(self.act_scale, self._act_scale0, init["s_x"]))
@@ -781,25 +915,25 @@ class TwinMatmul(nn.Module):
         w_int = np.clip(np.rint(w / s_full), -self.w_qmax, self.w_qmax).astype(np.int64)
         # one row per part (a layer / array scale is shared by the parts), forward rescale folded
         s_w = np.broadcast_to(s_w, (self.n_parts, self.n_outputs)) * self.out_rescale
-        if not self.nonlinear_adc:
-            ratio = change(self.adc_step, self._adc_step0)[self._adc_unit.cpu().numpy()]
-            lo, delta = init["lo"] * ratio, init["delta"] * ratio
-        else:
-            thr, lvl = init["thr"], init["lvl"]
+        return s_w, s_x, w_int
+
+    def _engine_state(self, seed: int, chip: ChipConfig
+                      ) -> tuple[EngineView, FusedActivation | None]:
+        """The current state programmed on ``chip`` (parts without the learned ADC tables) and,
+        for a fused activation, its (kappa, bias) from that view (:func:`fused_activation`)."""
+        s_w, s_x, w_int = self._engine_scales()
         parts = program_parts(w_int, chip, seed, self.input_signed, self.row_tiles, self.name)
-        gp = self._group_part.cpu().numpy()
-        out = []
-        for i, (a, b, layer) in enumerate(parts):
-            if not own_adc:
-                out.append((a, b, layer))  # the new chip's static tables, set by program
-                continue
-            sel = gp == i
-            tabs = (ADCTables.from_levels(thr[sel], lvl[sel]) if self.nonlinear_adc
-                    else ADCTables.linear(lo[sel], delta[sel]))
-            out.append((a, b, layer.with_adc(tabs)))
-        return EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x,
+        view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x,
                           input_signed=self.input_signed, row_tiles=tuple(self.row_tiles),
-                          parts=tuple(out), seed=seed, zero_point=self.zero_point)
+                          parts=tuple(parts), seed=seed, zero_point=self.zero_point)
+        if self.activation is None or chip.adc != self.chip.adc:
+            return view, None
+        bias = None if self.bias is None else self.bias.detach().cpu().double().numpy()
+        act = fused_activation(view, self.activation_clamp, bias, self.name)
+        if act is None:
+            raise MappingError(f"layer {self.name!r}: the trained state cannot hold the fused "
+                               "activation (see the warning)")
+        return dataclasses.replace(view, activation=act), act
 
     def programmed(self, seed: int | None = None) -> tuple[ProgrammedLayer, ...]:
         """The programmed layer of every part with the learned ADC tables."""
@@ -904,6 +1038,10 @@ class _TwinLayer(nn.Module):
         self._float_src: tuple[nn.Module] = (src,)
         self._seeds = [self.matrix_seed(seed, i) for i in range(n_matrices)]
         self._stats = [InputStats(s) for s in self._seeds]
+        self.activation_clamp: float | None = None
+        """Set by ``prepare`` when the layer's only consumer is a ReLU (``inf``) or a clamped
+        one and the chip's layer-output ADC fuses it (``adc.fuse_activation``), as deploy
+        sets ``MatmulCore.activation_clamp``."""
 
     @staticmethod
     def matrix_seed(layer_seed: int, i: int) -> int:
@@ -941,9 +1079,22 @@ class _TwinLayer(nn.Module):
 
     def _twin(self, w: torch.Tensor, b: torch.Tensor | None, i: int, name: str,
               row_tiles: list[tuple[int, int]] | None = None) -> TwinMatmul:
+        clamp = self.activation_clamp
+        bias = None if b is None else b.detach().cpu().double().numpy()
+
+        def act(view: EngineView) -> FusedActivation | None:
+            return fused_activation(view, clamp, bias, name)  # deploy's decision
+
         view = engine_view(w.cpu().double().numpy(), self.chip, self._stats[i],
-                           seed=self._seeds[i], row_tiles=row_tiles, name=name)
-        return TwinMatmul(w, b, view, self.options, name)
+                           seed=self._seeds[i], row_tiles=row_tiles, name=name,
+                           activation=act if clamp is not None else None)
+        return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
+
+    @property
+    def fused(self) -> bool:
+        """Whether every matrix's ADC is the following ReLU's quantizer."""
+        twins = self.matrices()
+        return bool(twins) and all(t.activation is not None for t in twins)
 
 
 class TwinLinear(_TwinLayer):
@@ -1141,6 +1292,29 @@ def _twin_class(module: nn.Module) -> Callable[..., _TwinLayer] | None:
     return None
 
 
+class FusedReLU(nn.Module):
+    """The model's ReLU after a layer whose ADC is that ReLU's quantizer (a fused
+    layer-output ADC): the layer already outputs the quantized activation in [0, a_max], on
+    which the ReLU is the identity (as in the simulator, where it runs on those values). Here
+    it is the identity in value and gradient, so that the straight-through estimator's
+    gradient reaches the outputs quantized to an exact 0. ``float_model()`` puts the
+    original module back."""
+
+    def __init__(self, relu: nn.Module):
+        super().__init__()
+        self._relu = (relu,)  # not a submodule: the original, for float_model()
+
+    @property
+    def original(self) -> nn.Module:
+        return self._relu[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def extra_repr(self) -> str:
+        return f"fused into the ADC: {self.original}"
+
+
 class PreparedModel(nn.Module):
     """A model whose Linear / Conv1d / Conv2d layers and attention projections compute through
     training twins.
@@ -1187,6 +1361,8 @@ class PreparedModel(nn.Module):
         # deepcopy's memo substitutes each twin layer by its float module in the copy
         memo: dict[int, Any] = {id(layer): layer.float_module()
                                 for layer in self.twin_layers.values()}
+        memo.update({id(m): copy.deepcopy(m.original) for m in self.model.modules()
+                     if isinstance(m, FusedReLU)})
         return copy.deepcopy(self.model, memo)
 
     def deploy(self, seed: int | None = None, *, batch_dim: int = 0,
@@ -1275,6 +1451,12 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         root = Root(root)  # a mappable root is named "0", as deploy names it
     layers: dict[str, _TwinLayer] = {}
     digital: list[tuple[str, str, str]] = []
+    # a layer-output ADC fused with the ReLU after the layer: found as deploy finds it
+    relus: dict[str, str] = {}
+    clamps = (_relu_consumers(root, {n for n, m in root.named_modules()
+                                     if _twin_class(m) is not None}, relus)
+              if chip.adc.placement is ADCPlacement.LAYER_OUTPUT and chip.adc.fuse_activation
+              else {})
 
     def visit(parent: nn.Module, prefix: str) -> None:
         for child_name, child in list(parent.named_children()):
@@ -1291,6 +1473,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                 continue
             parent._modules[child_name] = new
             layers[name] = new
+            new.activation_clamp = clamps.get(name)
             if cls is TwinMultiheadAttention:
                 digital.append((name, "attention products",
                                 "activation x activation (Q·Kᵀ, softmax, ·V) kept in float"))
@@ -1308,6 +1491,11 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         raise MappingError("calibration data is empty")
     for layer in layers.values():
         layer.finalize()
+    for name, relu in relus.items():
+        if name in layers and layers[name].fused:
+            owner, _, attr = relu.rpartition(".")
+            parent = root.get_submodule(owner) if owner else root
+            parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
     return PreparedModel(root, layers, digital, chip, seed)
 

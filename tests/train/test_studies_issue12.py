@@ -34,10 +34,14 @@ def test_raoq_study_runs(tmp_path):
 @pytest.mark.slow
 def test_bskmq_study_runs(tmp_path):
     out = tmp_path / "bskmq"
-    assert _script("bskmq_study").main(["--bits", "2", "--epochs", "1", "--out",
-                                        str(out)]) == 0
+    assert _script("bskmq_study").main(["--bits", "2", "--weights", "4", "--fitters",
+                                        "bs_kmq", "--epochs", "1", "--limit", "128",
+                                        "--out", str(out)]) == 0
     df = pd.read_csv(out.with_suffix(".csv"))
-    assert len(df) == 7 and (df["nmse_geo"] > 0).all()
+    # 7 fitters with float weights, 7 on the W4 chip (bs_kmq fine-tuned there)
+    assert len(df) == 14 and (df["nmse_geo"] > 0).all()
+    tuned = df[df["ft_frozen_accuracy"].notna()]
+    assert list(tuned["fitter"]) == ["bs_kmq"] and tuned["ft_refit_accuracy"].between(0, 1).all()
 
 
 @pytest.mark.slow
