@@ -180,11 +180,21 @@ def fill_normals(key, base, z, hh, slow, kn, wn):  # pragma: no cover - compiled
     """z[c] = normal(key, base + c) for every c < len(z).
 
     hh (>= len(z) // 2,) uint64 and slow (>= len(z),) int64 are scratch; kn, wn are KN, WN.
+    """
+    fill_normals_n(key, base, z.shape[0], z, hh, slow, kn, wn)
+
+
+@njit(inline="always", cache=True)
+def fill_normals_n(key, base, n, z, hh, slow, kn, wn):  # pragma: no cover - compiled
+    """z[c] = normal(key, base + c) for every c < n (<= len(z)): :func:`fill_normals` on the
+    first n entries of z without slicing it (a slice in a parallel loop is an alias to Numba,
+    which then withholds ``noalias`` from the loop's arrays, and with it the vectorised table
+    gathers of the exact code sampler).
+
     Three passes: the hashes of all whole pairs (a loop with no table look-up, so it
     vectorises); the fast path, two draws per hash (scalar: it needs two table loads per draw);
     the ~0.4 % slow draws and the block's odd ends, one by one.
     """
-    n = z.shape[0]
     c0 = np.int64(base & uint64(1))  # an odd base starts in the middle of a pair
     n_pairs = max(n - c0, 0) >> 1
     j0 = (base + uint64(c0)) >> uint64(1)
