@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..adc._kernels import linear_adc
-from ._rng import _QCELLS, code_offset_slow, fill_normals_n, fill_words
+from ._rng import code_offset_slow, fill_normals_n, fill_words
 
 NL_NONE, NL_SATURATING, NL_POLYNOMIAL, NL_IR_DROP = 0, 1, 2, 3
 _TILE = 256  # conversions per tile of convert_accumulate (its scratch arrays stay in L1)
@@ -38,6 +38,14 @@ def _nonlinear(a, kind, fs, sat, beta, poly):  # pragma: no cover - compiled
     if kind == NL_IR_DROP:
         return a / (1.0 + beta * abs(a) / fs)
     return a
+
+
+@njit(inline="always", cache=True)
+def _position(a, g1, offset_lsb, lo, d):  # pragma: no cover - compiled
+    """Where analog value a falls on a linear ADC, in steps from the middle of code 0 (code k
+    spans [k, k + 1)), gain and offset error included; clamped to ±2^50 (far outside any ADC,
+    and finite: the exact sampler's end cells rely on it)."""
+    return min(max((a * g1 + offset_lsb * d - lo) / d + 0.5, -_U_MAX), _U_MAX)
 
 
 @njit(parallel=True, cache=True)
@@ -93,7 +101,8 @@ def convert_accumulate(
         hh = np.empty(_TILE // 2 + 2, dtype=np.uint64)  # scratch of fill_normals/words
         w16 = hh.view(np.uint16)  # the 16-bit words of fill_words, in order (little-endian)
         slow = np.empty(_TILE, dtype=np.int64)
-        undecided = np.empty(_TILE, dtype=np.uint8)
+        undecided = np.zeros(_TILE, dtype=np.uint8)  # (zeros: und8 reads whole words)
+        und8 = undecided.view(np.uint64)
         acc = np.empty(_TILE)
         n_clip = 0
         # Conversions in tiles, planes inside: a tile's working set stays in L1 across the
@@ -156,26 +165,31 @@ def convert_accumulate(
                     for t in range(nt):
                         c = c0 + t
                         d = delta[c]
-                        u = (a[t] * g1 + offset_lsb * d - lo[c]) / d + 0.5
-                        u = min(max(u, -_U_MAX), _U_MAX)
-                        a[t] = u  # (the slow path's position)
+                        u = _position(a[t], g1, offset_lsb, lo[c], d)
                         sc = noise_steps[c]
                         i = np.int64(w16[w0 + t]) >> 4
                         k = np.floor(u + sc * qz[i])
-                        und = (np.floor(u + sc * qz[i + 1]) != k) | (i == 0) | (i == _QCELLS - 1)
+                        # (the end cells, qz = ±inf at one edge, never decide: -inf or inf)
+                        und = np.floor(u + sc * qz[i + 1]) != k
                         n_clip += 0 if und else (k < 0.0) | (k > top_code)
                         acc[t] += 0.0 if und else s * (lo[c] + min(max(k, 0.0), top_code) * d)
                         undecided[t] = und
                         n_und += und
-                    if n_und > 0:
-                        for t in range(nt):
-                            if undecided[t]:
-                                c = c0 + t
-                                k = np.float64(code_offset_slow(
-                                    key_noise, base + uint64(t), np.int64(w16[w0 + t]) >> 4,
-                                    a[t], noise_steps[c]))
-                                n_clip += (k < 0.0) | (k > top_code)
-                                acc[t] += s * (lo[c] + min(max(k, 0.0), top_code) * delta[c])
+                    if n_und > 0:  # (in ~1/3 of the tiles at 0.7 step of noise)
+                        for j in range((nt + 7) >> 3):
+                            if und8[j] == 0:  # eight flags at a time: a scan a byte each cost
+                                continue      # ~0.15 ns per conversion
+                            for t in range(8 * j, min(8 * j + 8, nt)):
+                                if undecided[t]:
+                                    c = c0 + t
+                                    k = np.float64(code_offset_slow(
+                                        key_noise, base + uint64(t),
+                                        np.int64(w16[w0 + t]) >> 4,
+                                        _position(a[t], g1, offset_lsb, lo[c], delta[c]),
+                                        noise_steps[c]))
+                                    n_clip += (k < 0.0) | (k > top_code)
+                                    acc[t] += s * (lo[c] + min(max(k, 0.0), top_code)
+                                                   * delta[c])
                     continue
                 if noisy:
                     fill_normals_n(key_noise, base, nt, z, hh, slow, kn, wn)
