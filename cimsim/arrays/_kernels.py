@@ -70,7 +70,8 @@ def convert_accumulate(
     noise_steps (C,) float64 > 0, or (0,): where given, the noise of conversion c is one
     Gaussian of noise_steps[c] ADC steps (thermal and comparator noise together, linear ADC, no
     read noise: the caller checks) and its code is drawn exactly from its discrete distribution
-    (``_rng.code_offset_slow`` and its fast path here; qz = ``_rng.QZ``) instead of adding a
+    (``_rng.code_offset_slow`` and its fast path here; qz = ``_rng.QZ``, ±inf at its ends, so
+    that the two end cells never decide) instead of adding a
     Gaussian and quantizing;
     a conversion then counts as clipped when its unclamped code is outside [0, top_code] (the
     linear ADC's own clip bounds, half a step beyond its ends; clip_lo, clip_hi are not read).
@@ -96,6 +97,9 @@ def convert_accumulate(
     th2 = thermal_sigma * thermal_sigma
     g1 = 1.0 + gain
     for m in prange(mc):
+        # No slices of these (or of the arguments) anywhere in the loop: Numba marks the loop's
+        # array arguments noalias only when it sees no alias, and without that the compiler
+        # cannot vectorise the exact path's table gathers (fill_normals_n takes a count for it).
         a = np.empty(_TILE)
         z = np.empty(_TILE)
         hh = np.empty(_TILE // 2 + 2, dtype=np.uint64)  # scratch of fill_normals/words
@@ -177,8 +181,8 @@ def convert_accumulate(
                         n_und += und
                     if n_und > 0:  # (in ~1/3 of the tiles at 0.7 step of noise)
                         for j in range((nt + 7) >> 3):
-                            if und8[j] == 0:  # eight flags at a time: a scan a byte each cost
-                                continue      # ~0.15 ns per conversion
+                            if und8[j] == 0:  # eight flags at a time (a byte at a time
+                                continue      # was measurably slower)
                             for t in range(8 * j, min(8 * j + 8, nt)):
                                 if undecided[t]:
                                     c = c0 + t
