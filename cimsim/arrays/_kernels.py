@@ -65,7 +65,8 @@ def convert_accumulate(
     kn, wn the ziggurat tables ``_rng.KN, WN`` of the fast path (the rare slow path reads the
     module's own tables); clip_lo, clip_hi (C,) float64 the values the ADC input must stay
     within (else the conversion is clipped); out (Mc, N) float64, accumulated into; clips (Mc,)
-    int64, each vector's clipped conversions added to it.
+    int64, each vector's clipped conversions added to it. out and clips must not overlap any
+    other argument (Numba compiles the loop with its arrays noalias).
 
     noise_steps (C,) float64 > 0, or (0,): where given, the noise of conversion c is one
     Gaussian of noise_steps[c] ADC steps (thermal and comparator noise together, linear ADC, no
