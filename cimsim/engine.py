@@ -41,8 +41,8 @@ EXACT_MAX_STEPS = 4.0
 #: Environment variable choosing how noise before a linear ADC is sampled: ``gaussian`` (the
 #: default: a ziggurat normal added, then quantized) or ``exact`` (the code drawn from its
 #: discrete distribution where :func:`exact_noise_steps` allows). Both are exact in
-#: distribution; they give different draws. ``exact`` measured slower than ``gaussian`` on the
-#: benchmark machine (docs/performance.md), hence opt-in.
+#: distribution; they give different draws. ``exact`` measured as fast as ``gaussian`` or up to
+#: ~10 % slower on the benchmark machine (docs/performance.md), hence opt-in.
 NOISE_SAMPLER_ENV = "CIMSIM_NOISE_SAMPLER"
 
 #: Default bound on the per-chunk working set (partial sums, planes, variances), bytes.

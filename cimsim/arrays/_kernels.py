@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from ..adc._kernels import linear_adc
-from ._rng import _QCELLS, code_offset_slow, draw_word, fill_normals, fill_words
+from ._rng import code_offset_slow, fill_normals_n, fill_words
 
 NL_NONE, NL_SATURATING, NL_POLYNOMIAL, NL_IR_DROP = 0, 1, 2, 3
 _TILE = 256  # conversions per tile of convert_accumulate (its scratch arrays stay in L1)
@@ -40,6 +40,14 @@ def _nonlinear(a, kind, fs, sat, beta, poly):  # pragma: no cover - compiled
     return a
 
 
+@njit(inline="always", cache=True)
+def _position(a, g1, offset_lsb, lo, d):  # pragma: no cover - compiled
+    """Where analog value a falls on a linear ADC, in steps from the middle of code 0 (code k
+    spans [k, k + 1)), gain and offset error included; clamped to ±2^50 (far outside any ADC,
+    and finite: the exact sampler's end cells rely on it)."""
+    return min(max((a * g1 + offset_lsb * d - lo) / d + 0.5, -_U_MAX), _U_MAX)
+
+
 @njit(parallel=True, cache=True)
 def convert_accumulate(
     ps, xsum, var, sig, pos, neg, off_add, out_col, coef, lo, delta, top_code,
@@ -57,12 +65,14 @@ def convert_accumulate(
     kn, wn the ziggurat tables ``_rng.KN, WN`` of the fast path (the rare slow path reads the
     module's own tables); clip_lo, clip_hi (C,) float64 the values the ADC input must stay
     within (else the conversion is clipped); out (Mc, N) float64, accumulated into; clips (Mc,)
-    int64, each vector's clipped conversions added to it.
+    int64, each vector's clipped conversions added to it. out and clips must not overlap any
+    other argument (Numba compiles the loop with its arrays noalias).
 
     noise_steps (C,) float64 > 0, or (0,): where given, the noise of conversion c is one
     Gaussian of noise_steps[c] ADC steps (thermal and comparator noise together, linear ADC, no
     read noise: the caller checks) and its code is drawn exactly from its discrete distribution
-    (``_rng.code_offset_slow`` and its fast path here; qz = ``_rng.QZ``) instead of adding a
+    (``_rng.code_offset_slow`` and its fast path here; qz = ``_rng.QZ``, ±inf at its ends, so
+    that the two end cells never decide) instead of adding a
     Gaussian and quantizing;
     a conversion then counts as clipped when its unclamped code is outside [0, top_code] (the
     linear ADC's own clip bounds, half a step beyond its ends; clip_lo, clip_hi are not read).
@@ -88,10 +98,16 @@ def convert_accumulate(
     th2 = thermal_sigma * thermal_sigma
     g1 = 1.0 + gain
     for m in prange(mc):
+        # No slices of these (or of the arguments) anywhere in the loop: Numba marks the loop's
+        # array arguments noalias only when it sees no alias, and without that the compiler
+        # cannot vectorise the exact path's table gathers (fill_normals_n takes a count for it).
         a = np.empty(_TILE)
         z = np.empty(_TILE)
         hh = np.empty(_TILE // 2 + 2, dtype=np.uint64)  # scratch of fill_normals/words
+        w16 = hh.view(np.uint16)  # the 16-bit words of fill_words, in order (little-endian)
         slow = np.empty(_TILE, dtype=np.int64)
+        undecided = np.zeros(_TILE, dtype=np.uint8)  # (zeros: und8 reads whole words)
+        und8 = undecided.view(np.uint64)
         acc = np.empty(_TILE)
         n_clip = 0
         # Conversions in tiles, planes inside: a tile's working set stays in L1 across the
@@ -108,7 +124,7 @@ def convert_accumulate(
                 if plain:
                     # the common case in one loop: partial sum, thermal noise, linear ADC
                     if thermal_sigma > 0.0:
-                        fill_normals(key_noise, base, z[:nt], hh, slow, kn, wn)
+                        fill_normals_n(key_noise, base, nt, z, hh, slow, kn, wn)
                         for t in range(nt):
                             c = c0 + t
                             d = delta[c]
@@ -124,9 +140,8 @@ def convert_accumulate(
                             acc[t] += s * linear_adc(v, lo[c], d, top_code)
                     continue
                 if simple:
-                    if not exact:  # (the exact path reads the partial sums in place)
-                        for t in range(nt):
-                            a[t] = ps[p, m, c0 + t]
+                    for t in range(nt):
+                        a[t] = ps[p, m, c0 + t]
                 else:
                     xs = xsum[p, m] if has_off else 0.0
                     for t in range(nt):
@@ -143,46 +158,46 @@ def convert_accumulate(
                         a[t] = v
                 if exact:
                     # noise as an exact draw of the code (_rng.code_offset_slow has the
-                    # method). Three passes, as fill_normals: positions (vectorised), the cell
-                    # of each draw decides its code offset (scalar: two table loads), then the
-                    # rare undecided draws one by one and the ADC (vectorised). One loop doing
-                    # all of it ran 2-3x slower (nothing vectorised).
+                    # method), in one branch-free loop that the compiler vectorises: position,
+                    # the quantile cell of the draw's 16-bit word (two gathers from qz), the
+                    # offset when the cell decides it, the ADC and the accumulation. A draw its
+                    # cell does not decide (a code boundary inside it, or an unbounded end
+                    # cell: ~s/600 + 1/2048 of them) adds 0.0 here (which leaves the sum as it
+                    # is) and is flagged, then drawn by the slow path below.
                     fill_words(key_noise, base, nt, hh)
-                    if simple:  # (two loops: a flag inside kept it from vectorising)
-                        for t in range(nt):
-                            c = c0 + t
-                            d = delta[c]
-                            u = (ps[p, m, c] * g1 + offset_lsb * d - lo[c]) / d + 0.5
-                            a[t] = min(max(u, -_U_MAX), _U_MAX)  # a[t]: the position now
-                    else:
-                        for t in range(nt):
-                            c = c0 + t
-                            d = delta[c]
-                            u = (a[t] * g1 + offset_lsb * d - lo[c]) / d + 0.5
-                            a[t] = min(max(u, -_U_MAX), _U_MAX)
-                    ns = 0
-                    for t in range(nt):
-                        sc = noise_steps[c0 + t]
-                        i = draw_word(hh, base, t) >> 4
-                        ic = min(max(i, 1), _QCELLS - 2)  # the end cells are unbounded
-                        k = np.floor(a[t] + sc * qz[ic])
-                        z[t] = k
-                        if i != ic or np.floor(a[t] + sc * qz[ic + 1]) != k:
-                            slow[ns] = t
-                            ns += 1
-                    for j in range(ns):
-                        t = slow[j]
-                        z[t] = code_offset_slow(key_noise, base + uint64(t),
-                                                draw_word(hh, base, t) >> 4, a[t],
-                                                noise_steps[c0 + t])
+                    w0 = np.int64(base & uint64(3))  # w16[w0 + t]: the word of draw base + t
+                    n_und = 0
                     for t in range(nt):
                         c = c0 + t
-                        k = z[t]
-                        n_clip += (k < 0.0) | (k > top_code)
-                        acc[t] += s * (lo[c] + min(max(k, 0.0), top_code) * delta[c])
+                        d = delta[c]
+                        u = _position(a[t], g1, offset_lsb, lo[c], d)
+                        sc = noise_steps[c]
+                        i = np.int64(w16[w0 + t]) >> 4
+                        k = np.floor(u + sc * qz[i])
+                        # (the end cells, qz = ±inf at one edge, never decide: -inf or inf)
+                        und = np.floor(u + sc * qz[i + 1]) != k
+                        n_clip += 0 if und else (k < 0.0) | (k > top_code)
+                        acc[t] += 0.0 if und else s * (lo[c] + min(max(k, 0.0), top_code) * d)
+                        undecided[t] = und
+                        n_und += und
+                    if n_und > 0:  # (in ~1/3 of the tiles at 0.7 step of noise)
+                        for j in range((nt + 7) >> 3):
+                            if und8[j] == 0:  # eight flags at a time (a byte at a time
+                                continue      # was measurably slower)
+                            for t in range(8 * j, min(8 * j + 8, nt)):
+                                if undecided[t]:
+                                    c = c0 + t
+                                    k = np.float64(code_offset_slow(
+                                        key_noise, base + uint64(t),
+                                        np.int64(w16[w0 + t]) >> 4,
+                                        _position(a[t], g1, offset_lsb, lo[c], delta[c]),
+                                        noise_steps[c]))
+                                    n_clip += (k < 0.0) | (k > top_code)
+                                    acc[t] += s * (lo[c] + min(max(k, 0.0), top_code)
+                                                   * delta[c])
                     continue
                 if noisy:
-                    fill_normals(key_noise, base, z[:nt], hh, slow, kn, wn)
+                    fill_normals_n(key_noise, base, nt, z, hh, slow, kn, wn)
                     if has_var:
                         for t in range(nt):
                             c = c0 + t
@@ -194,7 +209,7 @@ def convert_accumulate(
                         for t in range(nt):
                             a[t] += thermal_sigma * z[t]
                 if cmp_sigma > 0.0:
-                    fill_normals(key_cmp, base, z[:nt], hh, slow, kn, wn)
+                    fill_normals_n(key_cmp, base, nt, z, hh, slow, kn, wn)
                 if nonlinear:
                     for t in range(nt):
                         c = c0 + t

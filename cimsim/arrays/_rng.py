@@ -22,8 +22,8 @@ form: the hashes of the block in one vectorised loop, then the table look-ups in
 ``normal_reference`` is their plain NumPy/Python twin (the tests' oracle). All return
 bit-identical values.
 
-**Exact ADC codes under Gaussian noise** (``fill_words``, ``draw_word``, ``code_offset_slow``;
-twin ``code_offsets_reference``). Where a conversion's noise is one Gaussian of known sigma and the
+**Exact ADC codes under Gaussian noise** (``fill_words``, ``code_offset_slow``; twin
+``code_offsets_reference``). Where a conversion's noise is one Gaussian of known sigma and the
 ADC is uniform, the code is ``floor(u + s·z)`` with ``u`` the noiseless value's position in
 steps and ``s`` = sigma / step: only *which integer* ``u + s·z`` falls in matters, not z. So
 z is drawn as a cell of the standard normal's quantile table ``QZ`` (4096 cells of equal
@@ -39,6 +39,7 @@ reproduce the draws of the Gaussian path (another function of the same counters)
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from numba import njit, uint64
@@ -109,6 +110,10 @@ def _quantile_edges() -> np.ndarray:
 
 
 QZ = _quantile_edges()
+# the kernels read fill_words' 16-bit words through a uint16 view of its hashes (word w of a hash
+# is bits 16w..16w+15, in memory order only on a little-endian machine)
+if sys.byteorder != "little":  # pragma: no cover - every platform cimsim runs on
+    raise ImportError("cimsim's noise kernels assume a little-endian machine")
 _SQRT1_2 = 0.7071067811865476
 
 
@@ -180,11 +185,21 @@ def fill_normals(key, base, z, hh, slow, kn, wn):  # pragma: no cover - compiled
     """z[c] = normal(key, base + c) for every c < len(z).
 
     hh (>= len(z) // 2,) uint64 and slow (>= len(z),) int64 are scratch; kn, wn are KN, WN.
+    """
+    fill_normals_n(key, base, z.shape[0], z, hh, slow, kn, wn)
+
+
+@njit(inline="always", cache=True)
+def fill_normals_n(key, base, n, z, hh, slow, kn, wn):  # pragma: no cover - compiled
+    """z[c] = normal(key, base + c) for every c < n (<= len(z)): :func:`fill_normals` on the
+    first n entries of z without slicing it (a slice in a parallel loop is an alias to Numba,
+    which then withholds ``noalias`` from the loop's arrays, and with it the vectorised table
+    gathers of the exact code sampler).
+
     Three passes: the hashes of all whole pairs (a loop with no table look-up, so it
     vectorises); the fast path, two draws per hash (scalar: it needs two table loads per draw);
     the ~0.4 % slow draws and the block's odd ends, one by one.
     """
-    n = z.shape[0]
     c0 = np.int64(base & uint64(1))  # an odd base starts in the middle of a pair
     n_pairs = max(n - c0, 0) >> 1
     j0 = (base + uint64(c0)) >> uint64(1)
@@ -221,20 +236,15 @@ def fill_normals(key, base, z, hh, slow, kn, wn):  # pragma: no cover - compiled
 @njit(inline="always", cache=True)
 def fill_words(key, base, n, hh):  # pragma: no cover - compiled
     """hh[j] = the hash holding the 16-bit words of draws ``base + c`` for c < n: word
-    ``(base + c) & 3`` of ``hh[((base + c) >> 2) - (base >> 2)]``. hh (>= n // 4 + 2,)."""
+    ``(base + c) & 3`` of ``hh[((base + c) >> 2) - (base >> 2)]``. hh (>= n // 4 + 2,).
+
+    On a little-endian machine that word is ``hh.view(np.uint16)[(base & 3) + c]``: the kernel
+    reads the words in order through that view, so its loop loads them like any array."""
     j0 = base >> uint64(2)
     n_hash = np.int64(((base + uint64(n) + uint64(3)) >> uint64(2)) - j0)
     for j in range(n_hash):
         # word numbers wrap at 2^62 (where the draw indices wrap at 2^64)
         hh[j] = _mix(key + ((j0 + uint64(j)) & uint64(0x3FFFFFFFFFFFFFFF)) * uint64(_GOLDEN))
-
-
-@njit(inline="always", cache=True)
-def draw_word(hh, base, c):  # pragma: no cover - compiled
-    """The 16-bit word of draw ``base + c`` from the hashes ``fill_words`` made."""
-    idx = base + uint64(c)
-    j = np.int64((idx >> uint64(2)) - (base >> uint64(2)))
-    return np.int64((hh[j] >> ((idx & uint64(3)) << uint64(4))) & uint64(0xFFFF))
 
 
 @njit(cache=True)
@@ -243,10 +253,10 @@ def code_offset_slow(key, idx, i, u, s):  # pragma: no cover - compiled
     cell alone does not decide it (a code boundary inside, or an unbounded end cell).
 
     The fast path is written out in the kernel (``_kernels.convert_accumulate``): with ``word``
-    the draw's 16-bit word, ``i = word >> 4``, ``ic = clamp(i, 1, 4094)``, the offset is
-    ``floor(u + s·QZ[ic])`` when ``i == ic`` and ``floor(u + s·QZ[ic + 1])`` equals it; else
-    this function. Scalars only and not inlined: an array argument, or a module-constant array
-    read in a parallel loop, costs Numba's atomic reference counting on every call.
+    the draw's 16-bit word and ``i = word >> 4``, the offset is ``floor(u + s·QZ[i])`` when
+    ``floor(u + s·QZ[i + 1])`` equals it (never in the end cells, where one edge is infinite);
+    else this function. Scalars only and not inlined: an array argument, or a module-constant
+    array read in a parallel loop, costs Numba's atomic reference counting on every call.
     """
     # the cell's uniform completed with 53 fresh bits (the counter of attempt 1); then the
     # offset k with CDF(k - 1) <= U < CDF(k), CDF(k) = P(floor(u + s·z) <= k) = Phi((k+1-u)/s)

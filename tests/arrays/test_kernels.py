@@ -8,7 +8,7 @@ import pytest
 
 from cimsim.arrays._kernels import _TILE, convert_accumulate
 from cimsim.arrays._reference import convert_accumulate_reference
-from cimsim.arrays._rng import KN, QZ, WN
+from cimsim.arrays._rng import KN, QZ, WN, _mix_np
 
 CASES = {
     # the one-loop path: direct columns, linear ADC, thermal noise only
@@ -76,3 +76,36 @@ def test_kernel_equals_twin_across_tiles(case, n_conv):
     np.testing.assert_array_equal(clips, clips_ref)
     if n_conv > 8:
         assert np.all(clips > 3)
+
+
+def test_exact_sampler_patches_its_undecided_draws():
+    # large noise (4 steps): ~0.7 % of the draws have a code boundary inside their quantile
+    # cell; the kernel's vectorised loop adds nothing for them and the slow path adds their
+    # code after: the sums and clip counts still equal the twin's, draw for draw
+    rng = np.random.default_rng(5)
+    ps, args = _problem(rng, _TILE + 37, exact=True, step_scale=4.0)
+    ps = np.concatenate([ps] * 8, axis=1)  # more vectors: thousands of draws
+    args["xsum"] = np.zeros((ps.shape[0], 0))
+    args["m_total"] = ps.shape[1] + 3
+    out, ref = np.zeros((ps.shape[1], 5)), np.zeros((ps.shape[1], 5))
+    clips, clips_ref = np.zeros(ps.shape[1], np.int64), np.zeros(ps.shape[1], np.int64)
+    convert_accumulate(ps, key_noise=np.uint64(77), key_cmp=np.uint64(78), kn=KN, wn=WN, qz=QZ,
+                       out=out, clips=clips, **args)
+    convert_accumulate_reference(ps, key_noise=77, key_cmp=78, out=ref, clips=clips_ref, **args)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(clips, clips_ref)
+    # the draws whose cell does not decide the code (the twin's rule), counted
+    p, m, c = ps.shape
+    idx = ((((args["group"] * p + np.arange(p))[:, None, None] * args["m_total"]
+             + args["m_offset"] + np.arange(m)[None, :, None]) * c
+            + np.arange(c)[None, None, :]).astype(np.uint64))
+    with np.errstate(over="ignore"):
+        h = _mix_np(np.uint64(77) + (idx >> np.uint64(2)) * np.uint64(0x9E3779B97F4A7C15))
+    cell = ((h >> ((idx & np.uint64(3)) << np.uint64(4))) & np.uint64(0xFFFF)).astype(int) >> 4
+    u = (ps * (1 + args["gain"]) + args["offset_lsb"] * args["delta"] - args["lo"]) \
+        / args["delta"] + 0.5
+    s = args["noise_steps"]
+    lo_k = np.floor(u + s * QZ[np.clip(cell, 1, 4094)])
+    hi_k = np.floor(u + s * QZ[np.clip(cell, 1, 4094) + 1])
+    undecided = (lo_k != hi_k) | (cell == 0) | (cell == 4095)
+    assert undecided.sum() > 50
