@@ -288,7 +288,12 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             "Neither description says which of the two schemes its column uses, so choosing "
             "the second because it fits Jia would be a constant chosen to move a row; it is "
             "not applied. A `tech` field for the column's switching scheme, set from a "
-            "publication that states it, is how it would enter.")
+            "publication that states it, is how it would enter. The paper's text, as a "
+            "summary of it reads, describes the bit-cell as a 6T cell with two PMOS "
+            "transistors and a 1.2-fF MOM capacitor (Valavi's 8T1C), against the 10T cell "
+            "and 2-fF capacitor of the TOML (CiMLoop's model: 2e-15 F); not verified "
+            "against the JSSC text, so not applied (1.2 fF would lower the predicted "
+            "capacitor energy by 40 % and move this row further out).")
     if "wang-vlsi22" in sheets:
         a = sheets["wang-vlsi22"]["area_um2_by_component"]
         out.append(
