@@ -48,6 +48,7 @@ __all__ = [
     "CostModel",
     "InputDrive",
     "PowerGating",
+    "WordlineSwitching",
     "LevelFit",
     "ChipConfig",
     "DACConfig",
@@ -208,6 +209,17 @@ class PowerGating(_Choice):
     LAYER = "layer"
     """An array's ADCs leak only while its own layer runs (power-gated in between), as chips
     that gate idle macros do."""
+
+
+class WordlineSwitching(_Choice):
+    """Which word lines switch per array step (docs/cost-model.md, word lines)."""
+
+    ACTIVE_ROWS = "active_rows"
+    """Only the rows a nonzero input drives (the behaviour before this setting existed)."""
+    EVERY_ROW = "every_row"
+    """Every row's word line switches once per array step, whatever the inputs, as in
+    NeuRRAM, whose word lines gate the neurons' integration of each input bit (Wan et al.,
+    Nature 608, 2022, Fig. 12b: word-line energy linear in input bits)."""
 
 
 class ADCPlacement(_Choice):
@@ -697,6 +709,19 @@ class TechConfig(_Config):
     wordline_v: float | None = None
     """Word-line (gate) swing per row activation, V; None: ``vdd_v``. Priced C_wl·V^2 per
     activated row and array read, apart from the bit-line read."""
+    wordline_high_v: float | None = None
+    """Supply the word-line driver raises a line from, V; None: the swing itself. A line
+    raised by ``wordline_v`` from a ``wordline_high_v`` supply draws ``C_wl·V_swing·V_high``
+    (Rabaey et al., "Digital Integrated Circuits", 2nd ed., 2003, §5.5, reduced-swing
+    dynamic energy): e.g. NeuRRAM's 0.9 <-> 2.2 V lines (Wan et al., Nature 2022, Fig. 12b)."""
+    wordline_cap_ff_per_cell: float | None = None
+    """Published word-line load per cell along the line (access gate and coupling), fF; None:
+    the wire (0.2 fF/um) and 1 fF/um of access gate over the cell pitch."""
+    wordline_driver_cap_ff: float = 0.0
+    """Published output capacitance of one word-line driver, fF, added to each line."""
+    wordline_switching: WordlineSwitching = WordlineSwitching.ACTIVE_ROWS
+    """``active_rows`` (word lines of the rows a nonzero input drives) or ``every_row``
+    (every row's word line once per array step)."""
     t_integrate_ns: float | None = None
     """Compute (integration) window per input plane, ns, apart from the read pulse (the cells
     draw current only for ``t_read_ns``); None: the read pulse."""
@@ -725,6 +750,11 @@ class TechConfig(_Config):
         _float_in(self, "cap_density_ff_per_um2", 0.0, 1000.0)
         if self.wordline_v is not None:
             _float_in(self, "wordline_v", 0.0, 5.0, lo_open=True)
+        if self.wordline_high_v is not None:
+            _float_in(self, "wordline_high_v", 0.0, 5.0, lo_open=True)
+        if self.wordline_cap_ff_per_cell is not None:
+            _float_in(self, "wordline_cap_ff_per_cell", 0.0, 1000.0, lo_open=True)
+        _float_in(self, "wordline_driver_cap_ff", 0.0, 100000.0)
         if self.t_integrate_ns is not None:
             _float_in(self, "t_integrate_ns", 0.0, lo_open=True)
 

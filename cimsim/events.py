@@ -64,6 +64,7 @@ class Action(_Name):
     DRIFT_GAIN_MULTIPLY = "drift_gain_multiply"
     SHIFT_CORRECTION_ADD = "shift_correction_add"
     INPUT_SHIFT = "input_shift"
+    WORDLINE = "wordline"
 
 
 _C, _A = Component, Action
@@ -99,13 +100,17 @@ REGISTRY: dict[tuple[Component, Action], str] = {
                                           "input vector",
     (_C.DIGITAL, _A.SHIFT_CORRECTION_ADD): "A-shift: the exact correction 2^(B_x-1)·Σ_k w "
                                            "added per output per part at `bits`",
+    (_C.DAC, _A.WORDLINE): "word lines switched on every row per array read, for "
+                           "`tech.wordline_switching = 'every_row'` (derived by the cost "
+                           "model from the array reads; never emitted by a run)",
     (_C.DAC, _A.INPUT_SHIFT): "A-shift: input codes shifted to signed (MSB inverted), one per "
                               "input element at `bits` = input bits",
 }
 """Every (component, action) an event can have, with what its count means."""
 
 DERIVED: frozenset[tuple[Component, Action]] = frozenset({(_C.ADC, _A.LEAK),
-                                                          (_C.INTERCONNECT, _A.BUS_BIT)})
+                                                          (_C.INTERCONNECT, _A.BUS_BIT),
+                                                          (_C.DAC, _A.WORDLINE)})
 """Pairs the cost model derives from other events and the latency; a run never emits them."""
 
 

@@ -141,11 +141,12 @@ PREDICTIONS = [
     ("lee-vlsi21", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 12.0,
      "whole macro; no cycle published: the step is the predicted 8-b SAR time",
      "Lee et al., VLSI Circuits 2021 [abs]"),
-    ("hermes-jssc22", "1 GHz", {}, "tops_per_w", "TOPS/W", 10.5,
-     "8b in (PWM) / 8b out, whole core", "Khaddam-Aljameh et al., JSSC 2022 [abs]"),
-    ("hermes-jssc22", "1 GHz", {}, "tops_per_mm2", "TOPS/mm2", 1.59,
-     "whole core (LDPU not modelled); MVM time from the 1-GHz PWM (predicted)",
-     "Khaddam-Aljameh et al., JSSC 2022 [abs]"),
+    ("hermes-jssc22", "0.8 V, 1 GHz", {}, "tops_per_w", "TOPS/W", 10.5,
+     "8b in (PWM) / 8b out, whole core",
+     "Khaddam-Aljameh et al., JSSC 2022, §V-C, Table I; aihwkit HermesNoiseModel (g_max)"),
+    ("hermes-jssc22", "0.8 V, 1 GHz", {}, "tops_per_mm2", "TOPS/mm2", 1.59,
+     "whole core (LDPU not modelled); 8-b PWM window 128 ns (an input)",
+     "Khaddam-Aljameh et al., JSSC 2022, §V-C, Table I"),
     ("chih-isscc21", "0.8 V (default)", {}, "tops_per_w", "TOPS/W", 89.0,
      "4b/4b, all-digital (adder trees, shift-accumulators); supply not read: 0.8 V",
      "Chih et al., ISSCC 2021, 16.4 [abs]"),
@@ -200,7 +201,7 @@ def render_predictions(pred: list[dict]) -> list[str]:
         "input_density=0.5)` on the standard workload below. The compute window is taken from "
         "the publication where it states one (an architecture input); a step lasts the longer "
         "of it and the converters' predicted time, so TOPS/mm² checks area and converter "
-        "speed; HERMES's window is predicted from its 1-GHz pulse-width inputs, and Lee's "
+        "speed; HERMES's is its published 128-ns PWM integration, and Lee's "
         "abstract states none, so its step is the converters' predicted time; the two "
         "all-digital macros (Chih, Lee C.-F.) state no clock in what was read, so their adder "
         "trees run at cimsim's default 1-GHz digital clock, one column sum per clock. A "
@@ -287,7 +288,12 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             "Neither description says which of the two schemes its column uses, so choosing "
             "the second because it fits Jia would be a constant chosen to move a row; it is "
             "not applied. A `tech` field for the column's switching scheme, set from a "
-            "publication that states it, is how it would enter.")
+            "publication that states it, is how it would enter. The paper's text, as a "
+            "summary of it reads, describes the bit-cell as a 6T cell with two PMOS "
+            "transistors and a 1.2-fF MOM capacitor (Valavi's 8T1C), against the 10T cell "
+            "and 2-fF capacitor of the TOML (CiMLoop's model: 2e-15 F); not verified "
+            "against the JSSC text, so not applied (1.2 fF would lower the predicted "
+            "capacitor energy by 40 % and move this row further out).")
     if "wang-vlsi22" in sheets:
         a = sheets["wang-vlsi22"]["area_um2_by_component"]
         out.append(
@@ -324,21 +330,35 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
         out.append(
             f"- **wan-nature22** (NeuRRAM): per op, predicted input pulses {e['cell']:.1f} fJ, "
             f"word lines and drivers {e['dac']:.1f} fJ, neurons {e['adc']:.1f} fJ against "
-            "3.45 / 8.99 / 10.6 fJ published (Fig. 12b [CL]): the word lines, switched "
-            "0.9 <-> 2.2 V through thick-oxide access gates, load far more than the model's "
-            "wire + 1 fF/um gate per cell. Area: drivers "
+            "3.45 / 8.99 / 10.6 fJ published (Fig. 12b [CL]). The word lines are priced from "
+            "the published inputs (Fig. 12b, 'WL switching 0.9 V <-> 2.2 V', and the load "
+            "the paper reports, as CiMLoop's wan_nature_2022/arch.yaml carries it: 1.5 fF of "
+            "access gate and 0.6 fF of RRAM coupling per cell, 48 fF per driver): every row's "
+            "line switches once per input bit, C V_swing V_high = 585.6 fF x 1.3 V x 2.2 V "
+            "(tech.wordline_*; before, 0.7 fJ per op from the wire + 1 fF/um gate per cell, "
+            "switched only on driven rows at C V^2, and 3.48x on TOPS/W). Area: drivers "
             f"{a['dac']:,.0f} um^2 predicted against 244,000 (21 % of a core, Fig. 11f [CL]): "
-            "NeuRRAM drives every row and column at programming voltages; the model prices a "
-            f"1-b read driver. Neurons {a['adc']:,.0f} against 325,000 um^2 and RRAM "
+            "NeuRRAM drives every row and column at programming voltages through thick-oxide "
+            "devices; the model prices a 1-b read driver, and no general sized model of a "
+            "programming-voltage driver was found to price it (not applied). Neurons "
+            f"{a['adc']:,.0f} against 325,000 um^2 and RRAM "
             f"{a['cell']:,.0f} against 139,000 um^2 are within 2.6x.")
     if "hermes-jssc22" in sheets:
         n = 256 * 256
+        hermes_mm2 = sum(sheets["hermes-jssc22"]["area_um2_by_component"].values()) / 1e6
         out.append(
             f"- **hermes-jssc22**: predicted {per('hermes-jssc22', 'energy_pj', 'cell', n):.1f}"
             f" pJ of PCM read and {per('hermes-jssc22', 'energy_pj', 'adc', n):.1f} pJ of CCO "
             "conversion per output, against 48.8 pJ per output published (10.5 TOPS/W over "
-            "256 x 256 x 2 ops). The abstract gives neither the read voltage nor the device "
-            "conductance (cimsim's defaults, 0.2 V and 10 uS, are used unchanged), and the "
+            "256 x 256 x 2 ops). The published 128-ns PWM window (replacing the 255 ns the "
+            "1-GHz clock gave for 8-b unsigned inputs; 5.51x and 2.01x before) halves the "
+            "predicted read energy and doubles the predicted throughput, so both rows moved "
+            "away: the predicted 1.02 TOPS now matches the published 1.008, and the "
+            f"TOPS/mm^2 row measures area alone: {hermes_mm2:.3f} mm^2 predicted against "
+            "0.634 mm^2 (1.008 TOPS / 1.59), the 8T4R unit cells priced as 1T1R PCM "
+            "(no published cell area) and the local digital processing unit not priced. The "
+            "device conductance is the chip's characterised 10.35 uS (aihwkit's "
+            "HermesNoiseModel); the read voltage was not found (cimsim's 0.2 V), and the "
             "published core figure includes the local digital processing unit, the PWM "
             "generators and the CCOs' bias, which the macro scope does not price.")
     for name, e_pub in (("chih-isscc21", 89.0), ("lee-vlsi22", 121.0)):

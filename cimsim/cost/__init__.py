@@ -46,7 +46,7 @@ from .energy import (
     event_energy_pj,
 )
 from .latency import block_latency, chip_latency_ns, layer_latency_ns, reload_latency
-from .models import MODELS, component_models
+from .models import MODELS, component_models, every_row_wordlines
 from .tables import MAX_ADC_BITS, TechTable
 
 __all__ = [
@@ -112,7 +112,8 @@ class CostReport:
     events : list of dict
         Per (layer, component, action, bits): ``n_events_per_inference``,
         ``energy_pj_per_event``, ``energy_pj_per_inference``. Rows the estimator derives
-        (``cimsim.events.DERIVED``): ``adc/leak`` (ADC-ns) and ``interconnect/bus_bit``.
+        (``cimsim.events.DERIVED``): ``adc/leak`` (ADC-ns), ``interconnect/bus_bit`` and, for
+        ``every_row`` word lines, ``dac/wordline``.
     area : list of dict
         Chip instances: ``component``, ``scope``, ``instance``, ``n_instances``,
         ``area_um2_per_instance``, ``area_um2``.
@@ -300,6 +301,9 @@ def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_chip: float,
     ev[event_key(Component.INTERCONNECT, Action.BUS_BIT)] = (
         ev.get(event_key(Component.BUFFER, Action.READ_BIT), 0.0)
         + ev.get(event_key(Component.BUFFER, Action.WRITE_BIT), 0.0))
+    if every_row_wordlines(chip):  # every row's word line switches once per array read
+        ev[event_key(Component.DAC, Action.WORDLINE)] = (
+            ev.get(event_key(Component.ARRAY, Action.ACTIVATION), 0.0) * chip.array.n_rows)
     return ev
 
 

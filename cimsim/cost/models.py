@@ -44,6 +44,7 @@ from ..config import (
     ComputeDomain,
     CostModel,
     InputDrive,
+    WordlineSwitching,
 )
 from ..events import Action, Component
 from . import adc_survey
@@ -119,6 +120,12 @@ def adder_tree_full_adders(n_inputs: int) -> int:
         total += (m // 2) * k
         m, k = -(-m // 2), k + 1
     return total
+
+
+def every_row_wordlines(chip: ChipConfig) -> bool:
+    """Physical model, word lines switched on every row per array read (not per driven row)."""
+    return (physical(chip)
+            and chip.tech.wordline_switching is WordlineSwitching.EVERY_ROW)
 
 
 def digital(chip: ChipConfig) -> bool:
@@ -295,10 +302,14 @@ class DACModel(ComponentModel):
     """
 
     component = _C.DAC
-    actions = (_A.PULSE, _A.INPUT_SHIFT)
+    actions = (_A.PULSE, _A.INPUT_SHIFT, _A.WORDLINE)
 
     def energy_pj(self, action: Action, bits: int = 0) -> float:
         self._check(action)
+        if action is _A.WORDLINE:
+            # ``every_row``: each array read switches every row's word line (derived by the
+            # estimator from the array reads); the pulses then carry no word line
+            return self.wordline_pj() * self.cal.e("dac") if every_row_wordlines(self.chip) else 0.0
         if action is _A.INPUT_SHIFT:
             # A-shift: x - 2^(B_x-1) of a B_x-bit code is its MSB inverted: a 1-bit add
             return self.table.accumulator_add_energy_pj_per_bit * self._sf * self.cal.e("digital")
@@ -312,18 +323,27 @@ class DACModel(ComponentModel):
             e = one
         else:
             e = one * 2 ** (bits - 1)
-        return (e + self.wordline_pj()) * self.cal.e("dac")
+        wl = 0.0 if every_row_wordlines(self.chip) else self.wordline_pj()
+        return (e + wl) * self.cal.e("dac")
 
     def wordline_pj(self) -> float:
-        """Word-line switching of one activated row, pJ: ``C_wl V_wl^2``, the line's wire
-        (0.2 fF/um) and the gate of each cell's access device (1 fF/um of gate width, taken
-        as wide as the cell pitch) along ``n_cols`` cells."""
+        """Word-line switching of one row, pJ: ``C_wl V_swing V_high`` (``V_high`` the
+        driver's supply, ``tech.wordline_high_v``; absent: the swing, so ``C_wl V^2``). ``C_wl``
+        is ``n_cols`` cells' load plus the driver's (``tech.wordline_driver_cap_ff``); a
+        cell's load is the published ``tech.wordline_cap_ff_per_cell``, else the line's wire
+        (0.2 fF/um) and the gate of its access device (1 fF/um of gate width, taken as wide as
+        the cell pitch)."""
         tech = self.chip.tech
-        pitch_um = math.sqrt(CellModel(self.chip, self.table).area_um2())
-        c_ff = ((self.table.wire_capacitance_ff_per_um + GATE_CAPACITANCE_FF_PER_UM)
-                * self.chip.array.n_cols * pitch_um)
+        if tech.wordline_cap_ff_per_cell is not None:
+            per_cell_ff = tech.wordline_cap_ff_per_cell
+        else:
+            pitch_um = math.sqrt(CellModel(self.chip, self.table).area_um2())
+            per_cell_ff = (self.table.wire_capacitance_ff_per_um
+                           + GATE_CAPACITANCE_FF_PER_UM) * pitch_um
+        c_ff = per_cell_ff * self.chip.array.n_cols + tech.wordline_driver_cap_ff
         v = tech.vdd_v if tech.wordline_v is None else tech.wordline_v
-        return c_ff * v**2 * 1e-3
+        v_high = v if tech.wordline_high_v is None else tech.wordline_high_v
+        return c_ff * v * v_high * 1e-3
 
     def area_um2(self) -> float:
         chip = self.chip

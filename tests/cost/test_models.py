@@ -16,7 +16,7 @@ from cimsim.cost.energy import PRICES, event_energy_pj
 from cimsim.cost.models import CCO_LSB_NS, GATE_CAPACITANCE_FF_PER_UM, ComponentModel
 from cimsim.cost.tables import CONVERTER_KINDS, dac_energy_pj, tech_table
 from cimsim.errors import ConfigError
-from cimsim.events import DERIVED, REGISTRY, Action, Component
+from cimsim.events import DERIVED, REGISTRY, Action, Component, EventKey
 
 A, C = Action, Component
 
@@ -154,6 +154,53 @@ def test_dac_and_word_line_known_answer():
     assert pw[C.DAC].energy_pj(A.PULSE, 4) == pytest.approx(one + wl)
 
 
+def test_published_word_line_load_and_supply_known_answer():
+    """NeuRRAM's word lines (Wan et al., Nature 2022, Fig. 12b): 256 cells x 2.1 fF + a 48-fF
+    driver, swung 1.3 V from a 2.2-V supply: C V_swing V_high = 585.6 fF x 1.3 x 2.2 =
+    1.6748 pJ per line (Rabaey's reduced-swing energy); absent the high supply, C V^2."""
+    chip = physical_chip(input_drive="pulse_width", wordline_v=1.3, wordline_high_v=2.2,
+                         wordline_cap_ff_per_cell=2.1, wordline_driver_cap_ff=48.0)
+    chip = chip.replace(array=chip.array.replace(n_rows=256, n_cols=256))
+    dac = component_models(chip)[C.DAC]
+    assert dac.wordline_pj() == pytest.approx(585.6 * 1.3 * 2.2e-3)
+    swing_only = chip.replace(tech=chip.tech.replace(wordline_high_v=None))
+    assert component_models(swing_only)[C.DAC].wordline_pj() == pytest.approx(585.6 * 1.69e-3)
+    # active rows (the default): each pulse carries its row's word line; no derived switching
+    one = dac_energy_pj(1, dac.table)
+    assert dac.energy_pj(A.PULSE, 1) == pytest.approx(one + 585.6 * 1.3 * 2.2e-3)
+    assert dac.energy_pj(A.WORDLINE) == 0.0
+
+
+def test_every_row_word_lines_switch_per_array_read_whatever_the_input():
+    """``every_row``: the estimator derives n_rows word-line switchings per array read, priced
+    at ``wordline_pj``; the pulses then carry none, so the energy no longer follows the input
+    density."""
+    base = physical_chip(input_drive="pulse_width", wordline_v=1.3, wordline_high_v=2.2,
+                         wordline_cap_ff_per_cell=2.1, wordline_driver_cap_ff=48.0,
+                         wordline_switching="every_row")
+    chip = base.replace(dac=base.dac.replace(bits=1), input_bits=1,
+                        array=base.array.replace(n_rows=256, n_cols=256),
+                        adc=base.adc.replace(range_policy="full_scale"))
+    dac = component_models(chip)[C.DAC]
+    assert dac.energy_pj(A.PULSE, 1) == pytest.approx(dac_energy_pj(1, dac.table))
+    assert dac.energy_pj(A.WORDLINE) == pytest.approx(585.6 * 1.3 * 2.2e-3)
+    rng = np.random.default_rng(0)
+    w = rng.integers(-1, 2, (16, chip.array.n_rows))
+
+    def wordline_pj(x: np.ndarray) -> tuple[float, float]:
+        _, ev = cimsim.matmul(x, w, chip)
+        rep = estimate([layer_work(ev, cimsim.arrays.program(w, chip), name="l")], chip)
+        rows = [r for r in rep.events if (r["component"], r["action"]) == ("dac", "wordline")]
+        reads = dict(ev.items())[EventKey(C.ARRAY, A.ACTIVATION, 0)]
+        return rows[0]["n_events_per_inference"] / reads, rows[0]["energy_pj_per_inference"]
+
+    sparse = (rng.random((8, chip.array.n_rows)) < 0.1).astype(int)
+    dense = np.ones((8, chip.array.n_rows), dtype=int)
+    (per_read, e_sparse), (_, e_dense) = wordline_pj(sparse), wordline_pj(dense)
+    assert per_read == chip.array.n_rows
+    assert e_sparse == pytest.approx(e_dense)
+
+
 def test_dac_area_known_answer_amplitude_vs_temporal():
     """Amplitude: 2^b unit elements at the survey's SAR area per step (4895 F^2); temporal: a
     1-b driver and a b-bit counter (the tables' figures); tables mode: MNSIM's, unchanged."""
@@ -266,7 +313,9 @@ def test_new_fields_round_trip_through_toml():
     chip = physical_chip(input_drive="pulse_width", compute_domain="charge", cell_kind="pcm",
                          devices_per_cell=2, cell_area_f2=60.0, cap_unit_ff=1.5,
                          cap_density_ff_per_um2=2.0, wordline_v=1.2, t_integrate_ns=40.0,
-                         weight_sets_stored=4,
+                         weight_sets_stored=4, wordline_high_v=2.0,
+                         wordline_cap_ff_per_cell=2.1, wordline_driver_cap_ff=48.0,
+                         wordline_switching="every_row",
                          power_gating="layer")
     chip = with_adc(chip, "integrate_fire", 5)
     assert ChipConfig.from_dict(tomllib.loads(chip.to_toml())) == chip
@@ -277,7 +326,8 @@ def test_new_fields_round_trip_through_toml():
     ("cell_kind", "sram_7t"), ("devices_per_cell", 0), ("devices_per_cell", 1.5),
     ("cell_area_f2", 0.0), ("cap_unit_ff", -1.0), ("cap_density_ff_per_um2", -1.0),
     ("wordline_v", 0.0), ("t_integrate_ns", 0.0), ("power_gating", "sometimes"),
-    ("weight_sets_stored", 0)])
+    ("weight_sets_stored", 0), ("wordline_high_v", 0.0), ("wordline_cap_ff_per_cell", 0.0),
+    ("wordline_driver_cap_ff", -1.0), ("wordline_switching", "some_rows")])
 def test_bad_fields_raise_config_error_naming_them(field, value):
     tech = cimsim.load_chip("rram-22nm").tech
     with pytest.raises(ConfigError, match=field):
