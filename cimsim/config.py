@@ -725,6 +725,10 @@ class TechConfig(_Config):
     t_integrate_ns: float | None = None
     """Compute (integration) window per input plane, ns, apart from the read pulse (the cells
     draw current only for ``t_read_ns``); None: the read pulse."""
+    window_stated: bool = True
+    """Whether ``t_read_ns`` / ``t_integrate_ns`` is a published input. False: the chip states
+    no compute window; the physical model predicts the analog phase from the column's settling
+    (``cimsim.cost.settling``) and ``t_read_ns`` only times the read pulse's energy."""
     power_gating: PowerGating = PowerGating.NONE
     """Leakage policy: ``none`` (occupied arrays' ADCs leak for the whole inference) or
     ``layer`` (only while their layer runs)."""
@@ -757,6 +761,8 @@ class TechConfig(_Config):
         _float_in(self, "wordline_driver_cap_ff", 0.0, 100000.0)
         if self.t_integrate_ns is not None:
             _float_in(self, "t_integrate_ns", 0.0, lo_open=True)
+        if not isinstance(self.window_stated, bool):
+            _fail("TechConfig", "window_stated", self.window_stated, "true or false")
 
 
 @dataclass(**_FROZEN)

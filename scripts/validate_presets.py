@@ -27,10 +27,11 @@ import numpy as np
 import cimsim
 from cimsim.arrays.program import program
 from cimsim.config import ChipConfig, RangePolicy
-from cimsim.cost import CALIBRATIONS, Calibration, estimate, layer_work
+from cimsim.cost import CALIBRATIONS, Calibration, estimate, layer_work, settling
 from cimsim.cost.area import array_area_um2, occupied_area_um2
 from cimsim.cost.datasheet import workload as datasheet_workload
-from cimsim.cost.energy import NO_CALIBRATION
+from cimsim.cost.energy import NO_CALIBRATION, chip_table
+from cimsim.cost.models import CellModel
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "validation.md"
@@ -75,6 +76,24 @@ ISAAC_TILE_TOPS = 96 * 2 * 128 * 16 / (16 * 100e-9) / 1e12
 
 
 # ---------------------------------------------------------------------------------------------
+def _settle_check() -> str:
+    """Each published chip's stated window against its predicted settling, as a sentence."""
+    rows, short = [], []
+    for path in sorted(PUBLISHED_DIR.glob("*.toml")):
+        chip = cimsim.load_chip(path)
+        if not (settling.applies(chip) and chip.tech.window_stated):
+            continue
+        tech = chip.tech
+        stated = tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns
+        t = settling.settle_time_ns(chip, chip_table(chip))
+        rows.append(f"{path.stem} {stated:g} ns vs {t:.2g} ns")
+        if stated < t:
+            short.append(path.stem)
+    verdict = ("no stated window is shorter than its predicted settling" if not short
+               else "stated windows SHORTER than the predicted settling: " + ", ".join(short))
+    return f"{verdict} (stated vs predicted: {'; '.join(rows)})"
+
+
 # predictions: published chips described by architecture only (cimsim/presets/published/*.toml,
 # physical cost model, no per-chip factor, no global constant fitted to these chips)
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +158,8 @@ PREDICTIONS = [
      "5b in x 1b w (run at 5b x 2b, normalised); whole macro",
      "Lee et al., VLSI Circuits 2021 [abs]"),
     ("lee-vlsi21", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 12.0,
-     "whole macro; no cycle published: the step is the predicted 8-b SAR time",
+     "whole macro; no cycle published: the step is the column's predicted settling "
+     "(longer than the 8-b SAR's 9 ns)",
      "Lee et al., VLSI Circuits 2021 [abs]"),
     ("hermes-jssc22", "0.8 V, 1 GHz", {}, "tops_per_w", "TOPS/W", 10.5,
      "8b in (PWM) / 8b out, whole core",
@@ -199,10 +219,14 @@ def render_predictions(pred: list[dict]) -> list[str]:
         "(the converter lines are fitted to the ADC survey alone, so there is no "
         "leave-one-out to report). Figures: `cimsim.cost.datasheet(chip, scope='macro', "
         "input_density=0.5)` on the standard workload below. The compute window is taken from "
-        "the publication where it states one (an architecture input); a step lasts the longer "
-        "of it and the converters' predicted time, so TOPS/mm² checks area and converter "
-        "speed; HERMES's is its published 128-ns PWM integration, and Lee's "
-        "abstract states none, so its step is the converters' predicted time; the two "
+        "the publication where it states one (an architecture input); a step lasts the longest "
+        "of it, the column line's predicted settling to half an LSB "
+        "(`cimsim.cost.settling`, `docs/cost-model.md` §3) and the converters' predicted "
+        "time, so TOPS/mm² checks area and converter speed; HERMES's is its published "
+        "128-ns PWM integration, and Lee's abstract states none (`tech.window_stated = "
+        "false`), so its step is the predicted settling; "
+        f"{_settle_check()} (a published window shorter than its chip's predicted settling "
+        "would falsify the settling model); the two "
         "all-digital macros (Chih, Lee C.-F.) state no clock in what was read, so their adder "
         "trees run at cimsim's default 1-GHz digital clock, one column sum per clock. A "
         "converter's energy follows the rate the step asks of it (the survey's speed "
@@ -311,18 +335,32 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
         n = 256 * 256  # conversions of the workload
         a = sheets["lee-vlsi21"]["area_um2_by_component"]
         e = {c: per("lee-vlsi21", "energy_pj", c, n) for c in ("cell", "dac", "adc")}
+        lee = cimsim.load_chip(PUBLISHED_DIR / "lee-vlsi21.toml")
+        lee_table = chip_table(lee)
+        lee_pitch = CellModel(lee, lee_table).bit_pitch_um()
+        settle = settling.settle_time_ns(lee, lee_table)
+        jia = cimsim.load_chip(PUBLISHED_DIR / "jia-jssc20.toml")
+        jia_settle = settling.settle_time_ns(jia, chip_table(jia))
         out.append(
             "- **lee-vlsi21**: energy within 2x: per column and cycle, predicted capacitors "
             f"{e['cell']:.2f} pJ, input drivers {e['dac']:.2f} pJ and the 8-b SAR "
             f"{e['adc']:.2f} pJ, against 1.99 pJ in all published (5796 1b-TOPS/W over "
             "1152 x 5 x 2 1b-ops per conversion). TOPS/mm^2 is off by the cycle, not the "
-            f"area: the abstract states no cycle, so a step lasts the predicted SAR time "
-            f"(9 ns); the published 12 1b-TOPS/mm^2 over the predicted "
+            "area: the abstract states no cycle, so a step lasts the column's predicted "
+            f"settling, {settle:.1f} ns = ln(2^9) x "
+            f"{settling.driver_on_resistance_ohm(28.0, 0.8, lee_pitch):.0f} Ohm (a "
+            f"{lee_pitch:.2f}-um pitch-wide switch at 28 nm, 0.8 V) x "
+            f"{settling.column_capacitance_ff(lee, lee_table) / 1e3:.2f} pF (1152 x 2-fF "
+            "capacitors and their wire), longer than the SAR's 9 ns (57.6x before, when the "
+            "step was the SAR time); the published 12 1b-TOPS/mm^2 over the predicted "
             f"{sum(a.values()) / 1e6:.2f} mm^2 implies a cycle of about "
             f"{1152 * 256 * 5 * 2 / (12e12 * sum(a.values()) * 1e-6) * 1e9:.0f} ns, as "
-            "the same group's Jia macro runs 1350-ns cycles (54 clocks at 40 MHz). The "
-            "converter model predicts a converter's time, not the sequencing of a macro's "
-            "cycle; no row is moved by a guessed cycle.")
+            "the same group's Jia macro runs 1350-ns cycles (54 clocks at 40 MHz, against "
+            "its own predicted settling of "
+            f"{jia_settle:.0f} ns). "
+            "The rest of such a cycle is the macro's sequencing (precharge, input phases, "
+            "the converter's clocking), which the abstract does not give; no row is moved "
+            "by a guessed cycle.")
     if "wan-nature22" in sheets:
         ops = 2 * 256 * 128 * 256
         e = {c: per("wan-nature22", "energy_pj", c, ops) * 1e3 for c in ("cell", "dac", "adc")}

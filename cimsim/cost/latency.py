@@ -7,18 +7,19 @@ vector, input plane and row group of a row tile, each array reads once (a read p
 ADCs per array)`` conversions each. A column sample-and-hold lets the next read overlap the
 conversions, so one step takes::
 
-    t_step = max(t_read_ns, ceil(conversion columns per array / ADCs per array) * t_conv)
+    t_step = max(t_window, ceil(conversion columns per array / ADCs per array) * t_conv)
 
     latency = vectors * planes * (row groups per row tile) * t_step + t_tail
     t_tail  = (1 + ceil(log2(row tiles))) digital clock cycles
 
-``t_conv`` is the ADC conversion time of the tables (SAR (b+1) ns, flash 1 ns, ramp 2^b ns)
-times the chip's calibration. The shift-add and accumulation of a step are pipelined behind the
-ADCs, as NeuroSim V1.4 pipelines them (docs/technology.md); only the last step's add tree and
-output write show, as ``t_tail``. A layer's blocks (convolution groups, per-tile parts,
-attention projections) run in parallel: the layer takes as long as its slowest block. The chip
-runs layers one after another (``sum``) or as a pipeline whose period is its slowest layer
-(``max``).
+``t_window`` is the analog phase (:func:`compute_window_ns`: the stated window, no shorter than
+the column's predicted settling in the physical model). ``t_conv`` is the ADC conversion time
+of the tables (SAR (b+1) ns, flash 1 ns, ramp 2^b ns) times the chip's calibration. The
+shift-add and accumulation of a step are pipelined behind the ADCs, as NeuroSim V1.4 pipelines
+them (docs/technology.md); only the last step's add tree and output write show, as ``t_tail``.
+A layer's blocks (convolution groups, per-tile parts, attention projections) run in parallel:
+the layer takes as long as its slowest block. The chip runs layers one after another (``sum``)
+or as a pipeline whose period is its slowest layer (``max``).
 
 A time-multiplexed chip (a model needing more arrays than the chip has) reloads the arrays
 beyond the chip's every forward call (``array.reprogram`` events, docs/hardware-model.md §11).
@@ -38,6 +39,7 @@ import numpy as np
 from ..arrays.encoding import plane_layout
 from ..arrays.program import ProgrammedLayer
 from ..config import CellTech, ChipConfig
+from . import settling
 from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
 from .tables import TechTable
 
@@ -80,7 +82,7 @@ def block_latency(
     conv_per_array = int(np.bincount(layer.conv_col_tile).max()) if layer.n_conversions else 0
     n_mux = -(-conv_per_array // chip.array.adcs_per_array)
     t_conv = adc_time_ns(chip, table, cal)
-    t_step = max(compute_window_ns(chip), n_mux * t_conv)
+    t_step = max(compute_window_ns(chip, table), n_mux * t_conv)
     n_steps = float(n_vectors) * n_planes * groups_per_tile
     tail = digital_tail_ns(chip, len(layer.row_tiles)) if n_vectors > 0 else 0.0
     return dict(
@@ -90,11 +92,20 @@ def block_latency(
     )
 
 
-def compute_window_ns(chip: ChipConfig) -> float:
-    """The analog phase of one step, ns: ``tech.t_integrate_ns`` where the chip states an
-    integration window apart from its read pulse, else the read pulse ``tech.t_read_ns``."""
+def compute_window_ns(chip: ChipConfig, table: TechTable | None = None) -> float:
+    """The analog phase of one step, ns.
+
+    The stated window: ``tech.t_integrate_ns`` where the chip states an integration window
+    apart from its read pulse, else the read pulse ``tech.t_read_ns``. Physical model, analog
+    columns (:func:`.settling.applies`): no shorter than the column's predicted settling
+    (:func:`.settling.settle_time_ns`), and the settling alone where the chip states no window
+    (``tech.window_stated = false``)."""
     tech = chip.tech
-    return float(tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns)
+    stated = float(tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns)
+    if not settling.applies(chip):
+        return stated
+    settle = settling.settle_time_ns(chip, chip_table(chip) if table is None else table)
+    return max(stated, settle) if tech.window_stated else settle
 
 
 def layer_latency_ns(blocks: Iterable[dict]) -> float:

@@ -270,7 +270,7 @@ class ADCModel(ComponentModel):
         from .latency import compute_window_ns
 
         n_mux = self.chip.array.cols_per_adc
-        t_step = max(compute_window_ns(self.chip), n_mux * self.time_ns(_A.CONVERT))
+        t_step = max(compute_window_ns(self.chip, self.table), n_mux * self.time_ns(_A.CONVERT))
         return n_mux / t_step * 1e9
 
     def time_ns(self, action: Action, bits: int = 0) -> float:

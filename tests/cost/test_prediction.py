@@ -17,7 +17,7 @@ KNOWN_OUTSIDE_2X = {
     ("jia-jssc20", "0.85 V", "1b-TOPS/W"): 3.51,
     ("jia-jssc20", "1.2 V", "1b-TOPS/W"): 3.67,
     ("wan-nature22", "1.8 V neurons", "TOPS/mm2"): 2.44,
-    ("lee-vlsi21", "0.8 V (default)", "1b-TOPS/mm2"): 57.60,
+    ("lee-vlsi21", "0.8 V (default)", "1b-TOPS/mm2"): 17.91,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/W"): 8.85,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/mm2"): 4.00,
 }
@@ -57,7 +57,7 @@ def test_every_row_within_2x_except_the_documented_ones(validate, pred):
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(2.05, abs=0.02)
+    assert gm == pytest.approx(1.94, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:

@@ -1,0 +1,97 @@
+"""The analog phase's duration where a chip does not state it: column-line settling.
+
+Before a column is converted its line must settle to within half an LSB of the converter. A
+first-order RC settles as ``exp(-t / tau)``; an error below ``2^-(b+1)`` of full scale takes::
+
+    t_settle = ln(2^(b+1)) * R_drive * C_column
+
+(first-order settling to a given accuracy: Johns & Martin, "Analog Integrated Circuit
+Design", Wiley 1997; Razavi, "Design of Analog CMOS Integrated Circuits", 2nd ed., 2017: their
+settling-time discussions of a single-pole stage).
+
+* ``C_column``: the line's load, one bit-cell per row. Charge domain: each cell's compute
+  capacitor (``tech.cap_unit_ff``) and the wire over one cell pitch (0.2 fF/um, the tables'
+  ``wire_capacitance_ff_per_um``). Current domain: the wire over one cell pitch and the access
+  device's drain junction, taken as wide as the cell pitch at 1 fF/um of width (the word-line
+  model's gate load, :data:`.models.GATE_CAPACITANCE_FF_PER_UM`; drain diffusion capacitance
+  per width is of the order of the gate's, Weste & Harris, "CMOS VLSI Design", 4th ed., 2011,
+  §2.3).
+* ``R_drive``: the on-resistance of the column's switch/driver, an NMOS as wide as the column
+  pitch (it must fit in it), by NeuroSim's formula
+  ``R = effectiveResistanceMultiplier * V_dd / (I_on * W)`` (NeuroSim ``formula.cpp``,
+  ``CalculateOnResistance``; multiplier 1.54 from CACTI) with the on-current per width of the
+  PTM high-performance models at the node (NeuroSim ``Technology.cpp``, PTM 130/90/65/32/22 nm
+  HP), moved to the chip's supply by the alpha-power law ``I_on ∝ (V - V_th)^1.3`` (Sakurai &
+  Newton, IEEE JSSC 25(2), 1990; 1.3, a
+  short-channel value).
+
+Below 22 nm (the last planar PTM node in that table) the 22-nm device is held: FinFETs carry
+more current per footprint, so there the settle is overestimated, which makes the check that a
+published window is no shorter than the predicted settle a strict one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..config import ADCKind, ChipConfig, ComputeDomain
+from ..errors import ConfigError
+from .models import GATE_CAPACITANCE_FF_PER_UM, CellModel, physical
+from .tables import TechTable
+
+__all__ = ["ALPHA_POWER", "EFFECTIVE_RESISTANCE_MULTIPLIER", "PTM_HP_NODES_NM",
+           "applies", "column_capacitance_ff", "driver_on_resistance_ohm", "settle_time_ns"]
+
+PTM_HP_NODES_NM = (130.0, 90.0, 65.0, 32.0, 22.0)
+"""Nodes of the PTM high-performance NMOS figures below (NeuroSim ``Technology.cpp``)."""
+_VDD_NOM_V = (1.3, 1.2, 1.1, 0.9, 0.85)
+_VTH_V = (0.1284855, 0.1460217, 0.1663941, 0.1944951, 0.2089006)
+_I_ON_UA_PER_UM = (930.0, 1070.0, 1120.0, 1410.0, 1500.0)  # currentOnNmos[0], 300 K
+
+EFFECTIVE_RESISTANCE_MULTIPLIER = 1.54
+"""Effective switching resistance over ``V_dd / I_on`` (CACTI, as NeuroSim uses it)."""
+ALPHA_POWER = 1.3
+"""Velocity-saturation index of the alpha-power law (Sakurai & Newton, JSSC 1990)."""
+
+
+def _at_node(node_nm: float, values: tuple[float, ...]) -> float:
+    node = max(float(node_nm), PTM_HP_NODES_NM[-1])  # hold 22 nm below it (module docstring)
+    return float(np.interp(node, PTM_HP_NODES_NM[::-1], values[::-1]))
+
+
+def driver_on_resistance_ohm(node_nm: float, vdd_v: float, width_um: float) -> float:
+    """On-resistance of an NMOS switch ``width_um`` wide at ``node_nm`` and ``vdd_v``, Ohm."""
+    v_nom, v_th = _at_node(node_nm, _VDD_NOM_V), _at_node(node_nm, _VTH_V)
+    if vdd_v <= v_th:
+        raise ConfigError(f"tech.vdd_v = {vdd_v!r} is invalid for the settling model; allowed: "
+                          f"above the {v_th:.3f}-V threshold of the {node_nm:g}-nm device")
+    i_on_ua_per_um = _at_node(node_nm, _I_ON_UA_PER_UM) * (
+        (vdd_v - v_th) / (v_nom - v_th)) ** ALPHA_POWER
+    return EFFECTIVE_RESISTANCE_MULTIPLIER * vdd_v / (i_on_ua_per_um * 1e-6 * width_um)
+
+
+def column_capacitance_ff(chip: ChipConfig, table: TechTable) -> float:
+    """Load of one bit-cell column line, fF (module docstring)."""
+    pitch_um = CellModel(chip, table).bit_pitch_um()
+    per_cell_ff = table.wire_capacitance_ff_per_um * pitch_um
+    if chip.tech.compute_domain is ComputeDomain.CHARGE:
+        per_cell_ff += chip.tech.cap_unit_ff
+    else:
+        per_cell_ff += GATE_CAPACITANCE_FF_PER_UM * pitch_um
+    return chip.array.n_rows * per_cell_ff
+
+
+def applies(chip: ChipConfig) -> bool:
+    """Settling is predicted for the physical model's analog columns (a digital adder tree
+    has no analog phase; the ``tables`` model keeps its presets' stated windows)."""
+    return physical(chip) and chip.adc.kind is not ADCKind.DIGITAL
+
+
+def settle_time_ns(chip: ChipConfig, table: TechTable) -> float:
+    """``ln(2^(b+1)) R_drive C_column``, ns, ``b`` the converter's bits."""
+    r_ohm = driver_on_resistance_ohm(chip.tech.node_nm, chip.tech.vdd_v,
+                                     CellModel(chip, table).bit_pitch_um())
+    tau_ns = r_ohm * column_capacitance_ff(chip, table) * 1e-6  # Ohm * fF = 1e-15 s
+    return math.log(2.0 ** (chip.adc.bits + 1)) * tau_ns
