@@ -64,6 +64,7 @@ class Action(_Name):
     DRIFT_GAIN_MULTIPLY = "drift_gain_multiply"
     SHIFT_CORRECTION_ADD = "shift_correction_add"
     INPUT_SHIFT = "input_shift"
+    SLICE_MULTIPLY = "slice_multiply"
 
 
 _C, _A = Component, Action
@@ -99,6 +100,10 @@ REGISTRY: dict[tuple[Component, Action], str] = {
                                           "input vector",
     (_C.DIGITAL, _A.SHIFT_CORRECTION_ADD): "A-shift: the exact correction 2^(B_x-1)·Σ_k w "
                                            "added per output per part at `bits`",
+    (_C.DIGITAL, _A.SLICE_MULTIPLY): "conversion codes multiplied by a slice weight that is "
+                                     "not a signed power of two (balanced-ternary 3^s, "
+                                     "ColumnQuant option 3's learned alphas) before the "
+                                     "shift-add, at `bits` accumulator width",
     (_C.DAC, _A.INPUT_SHIFT): "A-shift: input codes shifted to signed (MSB inverted), one per "
                               "input element at `bits` = input bits",
 }
