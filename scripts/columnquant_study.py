@@ -9,9 +9,10 @@ seeds (docs/columnquant.md §4).
 
 Every cell starts from the same trained model: ResNetDigits QAT-trained at W4A4 on a lossless
 chip (scripts/_study.py digital_start, trained once and cached under .cache/studies). Each
-cell: prepare_columnquant (LSQ scales at the cell's granularities, the paper code's init and
-gradient scales; --centre: LsqPsum's centre, default frozen = calibrated on the training
-images before fine-tuning), --epochs epochs of QAT fine-tuning over --train images, then: the
+cell: prepare_columnquant (LSQ scales at the cell's granularities from deploy's scales, --init;
+the paper code's gradient scales; the ADC ranges calibrated on the start's partial sums before
+fine-tuning; --centre: LsqPsum's centre, default none), --epochs epochs of QAT fine-tuning over
+--train images, then: the
 twin's accuracy and normalized partial-sum MSE, the deployed (Numba engine) accuracy on the
 nominal chip, and on chips with log-normal programming variation sigma in --sigmas over
 --seeds programming seeds. --decomposition: offset (option 1, the paper code's
@@ -51,8 +52,11 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=300)
     ap.add_argument("--var-test", type=int, default=200, help="test images per variation seed")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--centre", default="frozen", choices=("none", "batch", "frozen"),
-                    help="LsqPsum centre (default frozen; none: the chip's calibrated grid)")
+    ap.add_argument("--centre", default="none", choices=("none", "batch", "frozen"),
+                    help="LsqPsum centre (default none: the chip's calibrated grid)")
+    ap.add_argument("--init", default="engine", choices=("engine", "paper"),
+                    help="weight scales from deploy's (default; the ADC ranges are calibrated "
+                         "for them) or the paper code's mean |w|")
     ap.add_argument("--decomposition", default="offset", choices=DECOMPOSITIONS,
                     help="weight decomposition (default offset: option 1)")
     ap.add_argument("--cells", nargs="+", default=None,
@@ -81,7 +85,7 @@ def main() -> None:
 
             chip = columnquant_chip(psum_bits=pb, psum_scale=ps, encoding=dec)
             prep = prepare_columnquant(start, chip, x[:256], seed=args.seed,
-                                       weight_scale=ws, centre=args.centre)
+                                       weight_scale=ws, centre=args.centre, init=args.init)
             add("twin_accuracy_before", acc(prep.eval(), x_te, y_te))
             qat(prep, x[:args.train], y[:args.train], epochs=args.epochs, lr=args.lr,
                 seed=args.seed)
