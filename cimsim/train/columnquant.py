@@ -34,7 +34,7 @@ from torch import nn
 from ..config import CalibrationGranularity, ChipConfig, RangePolicy, WeightEncoding
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel
-from .ternary import make_ternary
+from .ternary import make_ternary, mean_abs_per_set
 from .twin import PreparedModel, TwinMatmul, prepare
 
 __all__ = ["CENTRES", "DECOMPOSITIONS", "GRANULARITIES", "PsumCentre", "columnquant_chip",
@@ -118,23 +118,17 @@ def _set_weight_scale(twin: TwinMatmul, granularity: str, init: str, grad: str) 
     paper code: mean |w| of the weights sharing it; ``engine``: the largest of the engine's
     column scales it replaces, so no weight is clipped more than before)."""
     with torch.no_grad():
-        w = twin.weight.detach().abs()  # (N, K)
-        tile = twin._w_tile
-        n_tiles = int(tile.max()) + 1
+        paper, n_per = mean_abs_per_set(twin, granularity)
+        n_tiles = int(twin._w_tile.max()) + 1
         s0 = twin.weight_scale.detach()
         if s0.shape[0] != n_tiles:  # (1, N) of a single-part layer: one row tile
             s0 = s0.expand(n_tiles, -1)
-        # mean |w| per (row tile, column)
-        count = torch.bincount(tile, minlength=n_tiles).to(w.dtype)  # (T,)
-        sums = w.new_zeros(twin.n_outputs, n_tiles).index_add_(1, tile, w).t()  # (T, N)
         if granularity == "column":
-            paper, eng, n_per = sums / count[:, None], s0, count[:, None].expand(-1, w.shape[0])
+            eng = s0
         elif granularity == "array":
-            paper = sums.sum(dim=1, keepdim=True) / (count[:, None] * w.shape[0])
-            eng, n_per = s0.amax(dim=1, keepdim=True), count[:, None] * w.shape[0]
+            eng = s0.amax(dim=1, keepdim=True)
         else:
-            paper = w.mean().reshape(1, 1)
-            eng, n_per = s0.amax().reshape(1, 1), torch.full((1, 1), float(w.numel()))
+            eng = s0.amax().reshape(1, 1)
         s = paper if init == "paper" else eng
         s = torch.where(s > 0, s, torch.ones_like(s))
     dt, dev = twin.weight.dtype, twin.weight.device

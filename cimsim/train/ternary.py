@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from .ste import grad_scale, lsq_factor, round_ste
 from .twin import TwinMatmul, balanced_ternary
 
-__all__ = ["TernaryTwin", "make_ternary", "temperature"]
+__all__ = ["TernaryTwin", "make_ternary", "mean_abs_per_set", "temperature"]
 
 
 def temperature(weight_bits: int) -> float:
@@ -135,11 +135,32 @@ class TernaryTwin(TwinMatmul):
         return layer.with_conv_coef(coef[g].cpu().numpy())
 
 
+def mean_abs_per_set(twin: TwinMatmul, granularity: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean |w| and the number of weights of every weight set (the paper code's "LSQ v2"
+    init): (1, 1) for ``layer``, (T, 1) per row tile for ``array``, (T, N) per (row tile,
+    column) for ``column``."""
+    with torch.no_grad():
+        w = twin.effective_weight().detach().abs()  # (N, K)
+        tile = twin._w_tile
+        n_tiles = int(tile.max()) + 1
+        count = torch.bincount(tile, minlength=n_tiles).to(w.dtype)  # rows per tile
+        sums = w.new_zeros(twin.n_outputs, n_tiles).index_add_(1, tile, w).t()  # (T, N)
+        if granularity == "column":
+            return sums / count[:, None], count[:, None].expand(-1, twin.n_outputs)
+        if granularity == "array":
+            numel = count[:, None] * twin.n_outputs
+            return sums.sum(dim=1, keepdim=True) / numel, numel
+        return w.mean().reshape(1, 1), torch.full((1, 1), float(w.numel()))
+
+
 def make_ternary(twin: TwinMatmul, granularity: str) -> TernaryTwin:
     """Turn ``twin`` (on a ``weight_encoding = 'ternary'`` chip) into a :class:`TernaryTwin` in
     place: α per ``granularity`` ('layer', 'array', 'column') initialised from its weights,
     the weight scale fixed at 1 (the α carry the scale)."""
     chip = twin.chip
+    if granularity not in ("layer", "array", "column"):
+        raise ConfigError(f"weight_scale = {granularity!r} is invalid; allowed: layer, array, "
+                          "column")
     if chip.weight_encoding is not WeightEncoding.TERNARY:
         raise ConfigError(f"ColumnQuant option 3 needs weight_encoding = 'ternary' (chip "
                           f"{chip.name}: {chip.weight_encoding.value!r})")
@@ -154,16 +175,7 @@ def make_ternary(twin: TwinMatmul, granularity: str) -> TernaryTwin:
     n_tiles = int(twin._w_tile.max()) + 1
     tp, np_ = _set_shape(granularity, n_tiles, twin.n_outputs)
     with torch.no_grad():
-        w = twin.effective_weight().detach().abs()  # (N, K)
-        count = torch.bincount(twin._w_tile, minlength=n_tiles).to(dt)  # rows per tile
-        sums = w.new_zeros(twin.n_outputs, n_tiles).index_add_(1, twin._w_tile, w).t()  # (T, N)
-        if granularity == "column":
-            mean, numel = sums / count[:, None], count[:, None].expand(-1, twin.n_outputs)
-        elif granularity == "array":
-            mean = sums.sum(dim=1, keepdim=True) / (count[:, None] * twin.n_outputs)
-            numel = count[:, None] * twin.n_outputs
-        else:
-            mean, numel = w.mean().reshape(1, 1), torch.full((1, 1), float(w.numel()))
+        mean, numel = mean_abs_per_set(twin, granularity)
         mean = torch.where(mean > 0, mean, torch.ones_like(mean)).reshape(1, tp, np_)
         alpha = mean * 2.0 ** -torch.arange(b, dtype=dt, device=dev)[:, None, None]
         n_max = 2 ** (b - 1) - 1
