@@ -39,7 +39,10 @@ def columnquant(paths: list[Path]) -> str:
     if "decomposition" not in df:
         df["decomposition"] = "offset"
     out = []
-    for (dec, pb), d in df.groupby(["decomposition", "psum_bits"], sort=False):
+    order = {"offset": 0, "differential": 1, "ternary": 2}
+    groups = sorted(df.groupby(["decomposition", "psum_bits"], sort=False),
+                    key=lambda g: (order.get(g[0][0], 3), -g[0][1]))
+    for (dec, pb), d in groups:
         base = d[d.what != "variation_accuracy"].pivot_table(
             index=["weight_scale", "psum_scale"], columns="what", values="value", sort=False)
         var = d[d.what == "variation_accuracy"]
