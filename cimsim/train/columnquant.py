@@ -34,7 +34,7 @@ from torch import nn
 from ..config import CalibrationGranularity, ChipConfig, RangePolicy, WeightEncoding
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel
-from .ternary import make_ternary, mean_abs_per_set
+from .ternary import make_ternary, mean_abs_per_set, recalibrate_adcs
 from .twin import PreparedModel, TwinMatmul, prepare
 
 __all__ = ["CENTRES", "DECOMPOSITIONS", "GRANULARITIES", "PsumCentre", "columnquant_chip",
@@ -320,6 +320,9 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig, calibration, *, seed
             make_ternary(twin, weight_scale)
         else:
             _set_weight_scale(twin, weight_scale, init, grad)
+    if ternary:  # the ADC ranges of the codes option 3 holds, not of deploy's integers
+        recalibrate_adcs(prep, calibration, seed=seed)
+    for _, twin in prep.twins():
         if gran == "layer" and twin.adc_step.numel() > 1:
             _share_layer_step(twin)
         if grad == "paper":

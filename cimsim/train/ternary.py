@@ -33,10 +33,11 @@ from torch import nn
 from ..arrays.program import ProgrammedLayer
 from ..config import WeightEncoding
 from ..errors import ConfigError
+from ..mapping.matrix import MAX_CALIBRATION_ROWS, EngineView, calibrate_adcs
 from .ste import grad_scale, lsq_factor, round_ste
-from .twin import TwinMatmul, balanced_ternary
+from .twin import PreparedModel, TwinMatmul, balanced_ternary
 
-__all__ = ["TernaryTwin", "make_ternary", "mean_abs_per_set", "temperature"]
+__all__ = ["TernaryTwin", "make_ternary", "mean_abs_per_set", "recalibrate_adcs", "temperature"]
 
 
 def temperature(weight_bits: int) -> float:
@@ -59,6 +60,9 @@ class TernaryTwin(TwinMatmul):
     alpha: nn.Parameter
     tau: float
     """Softmax temperature of the soft assignment (:func:`temperature`)."""
+    lossless: bool
+    """Compute the quantized product without the arrays and ADCs (the inputs the float
+    calibration of ``deploy`` would see downstream, up to the quantization)."""
     _alpha_grad: torch.Tensor
     _codes: torch.Tensor
     _values: torch.Tensor
@@ -112,6 +116,9 @@ class TernaryTwin(TwinMatmul):
         x_int = round_ste(torch.clamp(x / s_x, self.x_lo, self.x_hi))
         alpha = grad_scale(self.alpha, self._alpha_grad)
         code, w_q = self.snap(self.effective_weight(), alpha)
+        if self.lossless:  # exact conversions (recalibrate_adcs' pass)
+            y = s_x * (x_int @ w_q.t()) * self.out_rescale
+            return y if self.bias is None else y + self.bias
         self._coef = self.conversion_coef(alpha).to(self._coef.dtype)
         # per part, scaled before the parts are added (the engine's order of operations)
         y_chip = (self._integer(x_int.detach(), code) * s_x).sum(dim=0)  # grad: ADC steps, s_x
@@ -127,6 +134,22 @@ class TernaryTwin(TwinMatmul):
         # differently); the α go into the conversions' weights, the dequantization scale is 1
         code = self.quantized_weight().cpu().numpy()
         return np.rint(code).astype(np.int64), np.ones((1, 1))
+
+    def set_adc_tables(self, view: EngineView) -> None:
+        """Take the linear ADC tables of ``view``'s parts (same geometry and calibration units)
+        as the calibrated grid: the learned steps restart from them."""
+        tables = [layer.adc for _, _, layer in view.parts]
+        assert all(t is not None for t in tables)  # calibrated
+        lo = np.concatenate([t.lo for t in tables if t is not None])
+        delta = np.concatenate([t.delta for t in tables if t is not None])
+        unit = self._adc_unit.cpu().numpy()
+        step = np.empty(self.adc_step.numel())
+        step[unit.ravel()] = delta.ravel()
+        with torch.no_grad():
+            for buf, v in ((self._adc_lo0, lo), (self._adc_delta0, delta),
+                           (self._adc_step0, step), (self.adc_step, step)):
+                buf.copy_(torch.as_tensor(v, dtype=buf.dtype))
+        self._init64["lo"], self._init64["delta"] = lo.copy(), delta.copy()
 
     def _engine_part(self, i: int, layer: ProgrammedLayer) -> ProgrammedLayer:
         with torch.no_grad():
@@ -194,7 +217,50 @@ def make_ternary(twin: TwinMatmul, granularity: str) -> TernaryTwin:
     twin.register_buffer("_slice", torch.arange(qc, device=dev) // per)
     twin.register_buffer("_sign", torch.sign(twin._coef[:qc]).clone())
     twin.tau = temperature(b)
+    twin.lossless = False
     twin.weight_scale.requires_grad_(False)
     twin.fused = False  # per-(group, conversion) weights: the torch path
     twin._coef = twin.conversion_coef(twin.alpha).to(dt)
     return twin
+
+
+def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 64,
+                     seed: int = 0) -> None:
+    """Calibrate the ADCs of every :class:`TernaryTwin` of ``prepared`` again, on the codes and
+    α it now holds (``prepare`` calibrated them on deploy's integer weights, whose balanced-
+    ternary digits are another distribution: mostly the low digits). Each twin's float inputs
+    are those of a forward pass over ``calibration`` with exact conversions (eval mode, at most
+    ``MAX_CALIBRATION_ROWS`` rows per twin), calibrated as ``deploy`` does
+    (``mapping.matrix.calibrate_adcs``)."""
+    twins = [t for _, t in prepared.twins() if isinstance(t, TernaryTwin)]
+    if not twins:
+        return
+    rows: dict[int, list[torch.Tensor]] = {id(t): [] for t in twins}
+
+    def keep(module: nn.Module, args: tuple) -> None:
+        x = args[0].detach().reshape(-1, args[0].shape[-1])
+        rows[id(module)].append(x[::max(1, x.shape[0] // 1024)].cpu())
+
+    hooks = [t.register_forward_pre_hook(keep) for t in twins]
+    for t in twins:
+        t.lossless = True
+    was = prepared.training
+    prepared.eval()
+    x = torch.as_tensor(calibration[0] if isinstance(calibration, (tuple, list))
+                        else calibration)
+    try:
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch_size):
+                prepared(x[i:i + batch_size])
+    finally:
+        for h in hooks:
+            h.remove()
+        for t in twins:
+            t.lossless = False
+        prepared.train(was)
+    rng = np.random.default_rng(seed)
+    for t in twins:
+        xs = torch.cat(rows[id(t)]).double().numpy()
+        if xs.shape[0] > MAX_CALIBRATION_ROWS:
+            xs = xs[np.sort(rng.choice(xs.shape[0], MAX_CALIBRATION_ROWS, replace=False))]
+        t.set_adc_tables(calibrate_adcs(t.to_engine(), xs))
