@@ -211,3 +211,24 @@ def test_bad_decomposition_options_are_config_errors(tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "--weight-decomposition" in err and "ternary" in err and err.count("\n") == 1
+
+
+def test_adcs_are_recalibrated_on_the_ternary_codes():
+    """``prepare`` calibrates on deploy's integers (±7: balanced-ternary digits in the low
+    slices); option 3's codes use every slice. Recalibrated, the deployed chip converts the
+    calibration inputs with few clips; calibrated on deploy's integers, many more clip."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3)).double()
+    x = torch.rand(64, 16, dtype=torch.float64)
+    chip = columnquant_chip(psum_bits=4, encoding="ternary", array_size=8)
+
+    def clip_share(prep) -> float:
+        sim = prep.deploy(0)
+        sim(x)
+        return float(np.mean([w.adc_clip_fraction for w in sim.work().layers]))
+
+    prep = prepare_columnquant(model, chip, x, weight_scale="layer")
+    stale = prepare(model, chip, x)
+    for _, t in stale.twins():
+        make_ternary(t, "layer")
+    assert clip_share(prep) < 0.02 < clip_share(stale)
