@@ -230,16 +230,18 @@ def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 
     α it now holds (``prepare`` calibrated them on deploy's integer weights, whose balanced-
     ternary digits are another distribution: mostly the low digits). Each twin's float inputs
     are those of a forward pass over ``calibration`` with exact conversions (eval mode, at most
-    ``MAX_CALIBRATION_ROWS`` rows per twin), calibrated as ``deploy`` does
+    ``MAX_CALIBRATION_ROWS`` random rows per twin), calibrated as ``deploy`` does
     (``mapping.matrix.calibrate_adcs``)."""
     twins = [t for _, t in prepared.twins() if isinstance(t, TernaryTwin)]
     if not twins:
         return
     rows: dict[int, list[torch.Tensor]] = {id(t): [] for t in twins}
+    gen = torch.Generator().manual_seed(seed)
 
     def keep(module: nn.Module, args: tuple) -> None:
-        x = args[0].detach().reshape(-1, args[0].shape[-1])
-        rows[id(module)].append(x[::max(1, x.shape[0] // 1024)].cpu())
+        # a random subset: evenly spaced rows of im2col columns would all be one position
+        x = args[0].detach().reshape(-1, args[0].shape[-1]).cpu()
+        rows[id(module)].append(x[torch.randperm(x.shape[0], generator=gen)[:1024]])
 
     hooks = [t.register_forward_pre_hook(keep) for t in twins]
     for t in twins:
