@@ -542,8 +542,8 @@ def _run_identity(args: argparse.Namespace) -> dict[str, str]:
     keys = ("model", "data", "chip", "method", "option", "loss", "lr", "batch_size", "seed",
             "calibration", "limit", "devices", "forward_rescale", "backward_rescale",
             "train_adc_bits", "weight_scale", "psum_scale", "psum_centre", "num_sigma",
-            "scale_init")
-    return {k: str(getattr(args, k)) for k in keys}
+            "scale_init", "weight_decomposition")
+    return {k: str(getattr(args, k, None)) for k in keys}
 
 
 def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
