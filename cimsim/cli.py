@@ -516,6 +516,12 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if args.devices not in TwinOptions.DEVICES:
         raise ConfigError(f"--devices: '{args.devices}' is not a device mode; allowed: "
                           f"{', '.join(TwinOptions.DEVICES)}")
+    from .train.columnquant import DECOMPOSITIONS
+
+    dec = getattr(args, "weight_decomposition", None)
+    if dec is not None and dec not in DECOMPOSITIONS:
+        raise ConfigError(f"--weight-decomposition: {dec!r} is not a decomposition; allowed: "
+                          f"{', '.join(DECOMPOSITIONS)}")
 
 
 def _recipe(args: argparse.Namespace):
@@ -536,8 +542,8 @@ def _run_identity(args: argparse.Namespace) -> dict[str, str]:
     keys = ("model", "data", "chip", "method", "option", "loss", "lr", "batch_size", "seed",
             "calibration", "limit", "devices", "forward_rescale", "backward_rescale",
             "train_adc_bits", "weight_scale", "psum_scale", "psum_centre", "num_sigma",
-            "scale_init")
-    return {k: str(getattr(args, k)) for k in keys}
+            "scale_init", "weight_decomposition")
+    return {k: str(getattr(args, k, None)) for k in keys}
 
 
 def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
@@ -700,7 +706,8 @@ def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal):
     return prepare_columnquant(model, chip, x_cal, seed=args.seed,
                                weight_scale=args.weight_scale, psum_scale=args.psum_scale,
                                centre=args.psum_centre, num_sigma=args.num_sigma,
-                               init=args.scale_init, grad="paper")
+                               init=args.scale_init, grad="paper",
+                               decomposition=args.weight_decomposition)
 
 
 class _UsageError(Exception):
@@ -915,6 +922,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-sigma", type=float, default=6.0, help="n of mu +- n sigma (default 6)")
     g.add_argument("--scale-init", default="paper", choices=("paper", "engine"),
                    help="weight scales from mean |w| (paper) or deploy's (default paper)")
+    g.add_argument("--weight-decomposition", default=None,
+                   help="signed weights as the paper code's option 1 offset (two's-complement "
+                        "style), 2 differential, or 3 ternary (learned alphas on binary cells); "
+                        "default: the chip's weight_encoding")
     t.set_defaults(func=cmd_train)
 
     p = sub.add_parser("presets", help="list the bundled chip presets")

@@ -85,6 +85,9 @@ class WeightEncoding(_Choice):
     TWOS_COMPLEMENT = "twos_complement"
     OFFSET = "offset"
     SIGNED_CELL = "signed_cell"
+    TERNARY = "ternary"
+    """Balanced-ternary digits c_i in {-1, 0, +1}, each a differential pair of binary cells
+    (ColumnQuant's option 3); slice significance 3^i, or learned per-conversion coefficients."""
 
 
 class DifferentialReadout(_Choice):
@@ -850,7 +853,8 @@ class ChipConfig(_Config):
     weight_encoding: WeightEncoding = WeightEncoding.DIFFERENTIAL
     """How signed weights are stored (docs/hardware-model.md)."""
     differential_readout: DifferentialReadout = DifferentialReadout.ANALOG
-    """``differential`` only: subtract column currents before the ADC, or convert both."""
+    """``differential`` and ``ternary`` only: subtract column currents before the ADC, or convert
+    both."""
     accumulator_bits: int = 32
     """Width of the digital accumulator and of partial outputs moved between tiles."""
     array: ArrayConfig = field(default_factory=ArrayConfig)
@@ -877,6 +881,9 @@ class ChipConfig(_Config):
         if self.dac.bits is not None and self.dac.bits > self.input_bits:
             _fail("DACConfig", "bits", self.dac.bits,
                   f"<= input_bits ({self.input_bits}) or None")
+        if self.weight_encoding is WeightEncoding.TERNARY and self.device.bits_per_cell != 1:
+            _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
+                  "1 for weight_encoding = 'ternary' (binary cells)")
         if self.device.cell is CellTech.SRAM and self.device.bits_per_cell != 1:
             _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
                   "1 for cell = 'sram'")

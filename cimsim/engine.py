@@ -201,6 +201,10 @@ def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
     }
     if np.any(layer.x_sum_coef != 0):
         ev[EventKey(C.DIGITAL, A.CORRECTION_ADD, acc)] = float(m) * layer.n_outputs
+    n_mul = layer.n_slice_multiplies
+    if n_mul:  # a slice weight that is no power of two: a multiply before the shift-add's add
+        ev[EventKey(C.DIGITAL, A.SLICE_MULTIPLY, acc)] = float(m) * n_planes * layer.n_groups \
+            * n_mul
     ev.update(gain_events(layer, m))  # drift compensation (cimsim.arrays.drift)
     return ev
 

@@ -65,6 +65,7 @@ class Action(_Name):
     SHIFT_CORRECTION_ADD = "shift_correction_add"
     INPUT_SHIFT = "input_shift"
     WORDLINE = "wordline"
+    SLICE_MULTIPLY = "slice_multiply"
 
 
 _C, _A = Component, Action
@@ -103,6 +104,10 @@ REGISTRY: dict[tuple[Component, Action], str] = {
     (_C.DAC, _A.WORDLINE): "word lines switched on every row per array read, for "
                            "`tech.wordline_switching = 'every_row'` (derived by the cost "
                            "model from the array reads; never emitted by a run)",
+    (_C.DIGITAL, _A.SLICE_MULTIPLY): "conversion codes multiplied by a slice weight that is "
+                                     "not a signed power of two (balanced-ternary 3^s, "
+                                     "ColumnQuant option 3's learned alphas) before the "
+                                     "shift-add, at `bits` accumulator width",
     (_C.DAC, _A.INPUT_SHIFT): "A-shift: input codes shifted to signed (MSB inverted), one per "
                               "input element at `bits` = input bits",
 }

@@ -1,9 +1,12 @@
 """What the PIM-QAT and ColumnQuant studies share: data, one-thread torch, QAT epochs, accuracy,
-an incrementally written CSV."""
+the shared trained start (digital W4A4 QAT, trained once and cached), an incrementally written
+CSV."""
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +16,9 @@ import torch.nn.functional as F
 from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
 from cimsim.train.loop import param_groups, train_epoch
+
+CACHE = Path(".cache/studies")
+"""Where :func:`digital_start` keeps its trained twin (gitignored)."""
 
 
 def setup(n_train: int, n_test: int):
@@ -53,3 +59,32 @@ class Rows:
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, self.fields).writerow(row)
         print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+
+
+def digital_start(x, y, x_cal, *, epochs: int, lr: float, seed: int, cache: Path | None = CACHE):
+    """The shared start of every fine-tuning arm: ResNetDigits QAT-trained at W4A4 on a lossless
+    chip (``pim_chip('native', adc_bits=24)``: conversions exact), ``epochs`` epochs over
+    ``x``, Adam ``lr``. Trained once per setting and cached under ``cache`` (None: not
+    cached); the twin is returned in eval mode."""
+    from cimsim.models import load_resnet_digits
+    from cimsim.train import prepare
+    from cimsim.train.pimqat import pim_chip
+
+    prep = prepare(load_resnet_digits(), pim_chip("native", adc_bits=24, rows=128), x_cal,
+                   seed=seed)
+    tag = hashlib.sha256(b"".join(t.contiguous().numpy().tobytes() for t in (x, y, x_cal))
+                         ).hexdigest()[:12]
+    path = None if cache is None else cache / f"digital-w4a4-e{epochs}-lr{lr}-s{seed}-{tag}.pt"
+    if path is not None and path.is_file():
+        prep.load_state_dict(torch.load(path))
+        return prep.eval()
+    t0 = time.perf_counter()
+    losses = qat(prep, x, y, epochs=epochs, lr=lr, seed=seed)
+    print(f"digital start: {epochs} epochs, losses {[round(v, 4) for v in losses]}, "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # studies run side by side
+        torch.save(prep.state_dict(), tmp)
+        os.replace(tmp, path)
+    return prep

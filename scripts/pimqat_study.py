@@ -1,14 +1,16 @@
 """PIM-QAT arms (a)-(f) on the residual digits model (docs/pim-qat.md §4).
 
-    python scripts/pimqat_study.py            # ~30 min on 2 shared cores; writes
+    python scripts/pimqat_study.py            # ~25 min on 2 shared cores; writes
                                               # docs/results/pim-qat-study.csv
 
-(a) digital W4A4 QAT (lossless conversions); (b) (a) deployed on the PIM chip; (c) PIM-QAT
-(forward and backward rescaling) fine-tuned from (a), deployed; (d) (c) on the chip with thermal
-noise sigma = 0.5 LSB and a cubic non-linearity; (e) (d) + BatchNorm calibration on the noisy
-chip; (f) adjusted precision (trained with a (b-1)-bit ADC), deployed on the noisy b-bit chip +
-BatchNorm calibration. Every accuracy is the Numba engine's (SimModel) on the first --test
-test images, except (a), the lossless twin.
+(a) digital W4A4 QAT (lossless conversions), --epochs-a epochs over the --train images, trained
+once and cached under .cache/studies (the shared start of every arm); (b) (a) deployed on the
+PIM chip; (c) PIM-QAT (forward and backward rescaling) fine-tuned from (a) for --epochs epochs,
+deployed; (d) (c) on the chip with thermal noise sigma = 0.5 LSB and a cubic non-linearity;
+(e) (d) + BatchNorm calibration on the noisy chip; (f) adjusted precision (fine-tuned from (a)
+with a (b-1)-bit ADC), deployed on the noisy b-bit chip + BatchNorm calibration. Every
+accuracy is the Numba engine's (SimModel) on the first --test test images, except (a), the
+lossless twin.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _study import Rows, acc, qat, setup
+from _study import CACHE, Rows, acc, digital_start, qat, setup
 
 from cimsim.models import load_resnet_digits
-from cimsim.train import calibrate_bn, prepare
+from cimsim.train import calibrate_bn
 from cimsim.train.pimqat import pim_chip, prepare_pimqat
 
 
@@ -28,28 +30,31 @@ def main() -> None:
     ap.add_argument("--decompositions", nargs="+", default=["bit-serial", "native"])
     ap.add_argument("--rows", nargs="+", type=int, default=[64, 128])
     ap.add_argument("--adc-bits", nargs="+", type=int, default=[3, 4, 5, 6])
-    ap.add_argument("--train", type=int, default=256, help="training images per epoch")
+    ap.add_argument("--train", type=int, default=1348,
+                    help="training images per epoch (default: all 1348)")
     ap.add_argument("--epochs", type=int, default=1, help="epochs of (c) and (f)")
-    ap.add_argument("--epochs-a", type=int, default=3, help="epochs of the digital QAT (a)")
-    ap.add_argument("--test", type=int, default=200)
+    ap.add_argument("--epochs-a", type=int, default=6, help="epochs of the digital QAT (a)")
+    ap.add_argument("--train-a", type=int, default=1348, help="training images of (a)")
+    ap.add_argument("--test", type=int, default=300)
     ap.add_argument("--bn", type=int, default=128, help="BatchNorm calibration images")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--sigma", type=float, default=0.5, help="thermal noise, LSB")
     ap.add_argument("--cubic", type=float, default=-0.2, help="cubic INL coefficient")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=CACHE, help="where (a) is cached")
     ap.add_argument("--out", type=Path, default=Path("docs/results/pim-qat-study.csv"))
     args = ap.parse_args()
 
-    x, y, x_te, y_te = setup(max(args.train, args.bn), args.test)
+    x, y, x_te, y_te = setup(max(args.train, args.bn, args.train_a), args.test)
+    x_a, y_a = x[:args.train_a], y[:args.train_a]
     x_cal, x_bn = x[:64], x[:args.bn]
     x, y = x[:args.train], y[:args.train]
     model = load_resnet_digits()
+    prep_a = digital_start(x_a, y_a, x_cal, epochs=args.epochs_a, lr=args.lr, seed=args.seed,
+                           cache=args.cache)
     rows = Rows(args.out, ["decomposition", "rows", "adc_bits", "arm", "accuracy", "elapsed_s"])
     rows.add(decomposition="float", rows="", adc_bits="", arm="float",
              accuracy=acc(model, x_te, y_te))
-    digital = pim_chip("native", adc_bits=24, rows=128)  # lossless W4A4
-    prep_a = prepare(model, digital, x_cal, seed=args.seed)
-    qat(prep_a, x, y, epochs=args.epochs_a, lr=args.lr, seed=args.seed)
     rows.add(decomposition="digital", rows="", adc_bits="", arm="a",
              accuracy=acc(prep_a, x_te, y_te))
     for dec in args.decompositions:

@@ -1,21 +1,27 @@
 """Markdown tables of the PIM-QAT and ColumnQuant studies from their CSVs (docs/pim-qat.md §4,
-docs/columnquant.md §4).
+docs/columnquant.md §4, docs/papers.md); a study run in pieces side by side (one CSV each) is
+merged.
 
-    python scripts/study_tables.py [docs/results/pim-qat-study.csv]
-        [docs/results/columnquant-study.csv]
+    python scripts/study_tables.py ['docs/results/pim-qat-study*.csv']
+        ['docs/results/columnquant-study*.csv']
 """
 
 from __future__ import annotations
 
+import glob
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 
-def pimqat(path: Path) -> str:
-    df = pd.read_csv(path)
-    head = df[df.arm.isin(["float", "a"])].set_index("arm").accuracy
+def _read(paths: list[Path]) -> pd.DataFrame:
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+
+
+def pimqat(paths: list[Path]) -> str:
+    df = _read(paths)
+    head = df[df.arm.isin(["float", "a"])].drop_duplicates("arm").set_index("arm").accuracy
     grid = df[~df.arm.isin(["float", "a"])].pivot_table(
         index=["decomposition", "rows", "adc_bits"], columns="arm", values="accuracy")
     out = [f"float {head.get('float', float('nan')):.1f} %, (a) digital W4A4 QAT "
@@ -28,10 +34,15 @@ def pimqat(path: Path) -> str:
     return "\n".join(out)
 
 
-def columnquant(path: Path) -> str:
-    df = pd.read_csv(path)
+def columnquant(paths: list[Path]) -> str:
+    df = _read(paths)
+    if "decomposition" not in df:
+        df["decomposition"] = "offset"
     out = []
-    for pb, d in df.groupby("psum_bits", sort=False):
+    order = {"offset": 0, "differential": 1, "ternary": 2}
+    groups = sorted(df.groupby(["decomposition", "psum_bits"], sort=False),
+                    key=lambda g: (order.get(g[0][0], 3), -g[0][1]))
+    for (dec, pb), d in groups:
         base = d[d.what != "variation_accuracy"].pivot_table(
             index=["weight_scale", "psum_scale"], columns="what", values="value", sort=False)
         var = d[d.what == "variation_accuracy"]
@@ -44,7 +55,9 @@ def columnquant(path: Path) -> str:
                 aggfunc="first", sort=False)
         cols = [c for c in ("twin_accuracy_before", "twin_accuracy", "deployed_accuracy",
                             "psum_nmse") if c in base.columns]
-        out += [f"**{pb}-bit partial sums**", "",
+        name = {"offset": "option 1, offset", "differential": "option 2, differential",
+                "ternary": "option 3, ternary"}.get(dec, dec)
+        out += [f"**{pb}-bit partial sums, {name}**", "",
                 "| weights | psums | " + " | ".join(cols)
                 + "".join(f" | σ = {s}" for s in var.columns) + " |",
                 "|---|---|" + "---|" * (len(cols) + len(var.columns))]
@@ -58,8 +71,9 @@ def columnquant(path: Path) -> str:
 
 
 if __name__ == "__main__":
-    a = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results/pim-qat-study.csv")
-    b = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/results/columnquant-study.csv")
-    for path, fn in ((a, pimqat), (b, columnquant)):
-        if path.is_file():
-            print(f"## {path}\n\n{fn(path)}\n")
+    a = sys.argv[1] if len(sys.argv) > 1 else "docs/results/pim-qat-study*.csv"
+    b = sys.argv[2] if len(sys.argv) > 2 else "docs/results/columnquant-study*.csv"
+    for pattern, fn in ((a, pimqat), (b, columnquant)):
+        paths = [Path(p) for p in sorted(glob.glob(pattern))]
+        if paths:
+            print(f"## {', '.join(map(str, paths))}\n\n{fn(paths)}\n")

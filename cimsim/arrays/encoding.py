@@ -65,6 +65,9 @@ def physical_digits(kinds: ColumnKinds) -> np.ndarray:
 def weight_range(chip: ChipConfig) -> tuple[int, int]:
     """Allowed integer weight range for the chip's encoding and ``weight_bits``."""
     b = chip.weight_bits
+    if chip.weight_encoding is WeightEncoding.TERNARY:
+        # every balanced-ternary code of B digits
+        return -(3**b - 1) // 2, (3**b - 1) // 2
     if chip.weight_encoding in (WeightEncoding.DIFFERENTIAL, WeightEncoding.SIGNED_CELL):
         # the sign lives in the column pair / cell polarity: magnitudes of B-1 bits
         return -(2 ** (b - 1) - 1), 2 ** (b - 1) - 1
@@ -101,6 +104,8 @@ def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
     mag_slices = -(-(b - 1) // c)
     if enc is WeightEncoding.DIFFERENTIAL:
         q = 2 * mag_slices
+    elif enc is WeightEncoding.TERNARY:
+        q = 2 * b
     elif enc is WeightEncoding.TWOS_COMPLEMENT:
         q = mag_slices + 1
     elif enc is WeightEncoding.OFFSET:
@@ -119,6 +124,15 @@ def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
         for s in range(mag_slices):
             put(2 * s, (pos >> (c * s)) & mask, 2.0 ** (c * s), 1)
             put(2 * s + 1, (neg >> (c * s)) & mask, -(2.0 ** (c * s)), -1)
+    elif enc is WeightEncoding.TERNARY:
+        # balanced-ternary digits c_s of w = Σ_s c_s·3^s; +1 in the positive, -1 in the
+        # negative binary cell of pair s
+        r = w.copy()
+        for s in range(b):
+            d = (r + 1) % 3 - 1  # numpy's % is non-negative: d in {-1, 0, 1}
+            r = (r - d) // 3
+            put(2 * s, d == 1, 3.0**s, 1)
+            put(2 * s + 1, d == -1, -(3.0**s), -1)
     elif enc is WeightEncoding.TWOS_COMPLEMENT:
         # B-1 magnitude bits sliced unsigned, plus one sign-bit column of weight -2^(B-1):
         # an unsigned cell cannot hold a negative digit, so the sign bit gets its own column.
@@ -137,7 +151,7 @@ def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
         digit_lo = -top
     pair = np.full(q, -1, dtype=np.int64)
     analog = chip.differential_readout is DifferentialReadout.ANALOG
-    if enc is WeightEncoding.DIFFERENTIAL and analog:
+    if enc in (WeightEncoding.DIFFERENTIAL, WeightEncoding.TERNARY) and analog:
         pair[0::2] = np.arange(1, q, 2)
     return ColumnKinds(
         digits=out.transpose(2, 0, 1),

@@ -140,6 +140,27 @@ class ProgrammedLayer:
                              f"(row groups, conversions) = {(self.n_groups, self.n_conversions)}")
         return dataclasses.replace(self, adc=tables)
 
+    def with_conv_coef(self, coef: np.ndarray) -> ProgrammedLayer:
+        """This layer with the digital weight of every conversion replaced by ``coef`` (C,):
+        the shift-add's signed 2^(c·s) (or 3^s) by any coefficient, e.g. ColumnQuant option
+        3's learned α_i per (array, column, slice). The exact off-current correction follows
+        the new weights. A coefficient that is not a signed power of two costs one digital
+        multiply per conversion (``digital.slice_multiply``)."""
+        c = np.asarray(coef, dtype=np.float64)
+        if c.shape != self.conv_coef.shape or not np.all(np.isfinite(c)):
+            raise ValueError(f"coef must be {self.conv_coef.shape} finite values, got "
+                             f"{c.shape}")
+        conv = _Conversions(self.conv_phys[:, 0], self.conv_phys[:, 1], self.out_col, c)
+        return dataclasses.replace(self, conv_coef=c,
+                                   x_sum_coef=_x_sum_coef(conv, self.n_outputs, self.chip))
+
+    @property
+    def n_slice_multiplies(self) -> int:
+        """Conversions whose digital weight is not a signed power of two (or 0): each code is
+        multiplied, not shifted, before it is added."""
+        mant = np.frexp(np.abs(self.conv_coef))[0]
+        return int(np.count_nonzero((mant != 0.5) & (mant != 0.0)))
+
     @property
     def n_conversions(self) -> int:
         """Conversion columns C."""
@@ -450,7 +471,7 @@ def _row_groups(tiles: list[tuple[int, int]], rows_per_group: int) -> np.ndarray
 
 
 def _analog_pairs(chip: ChipConfig) -> bool:
-    return (chip.weight_encoding is WeightEncoding.DIFFERENTIAL
+    return (chip.weight_encoding in (WeightEncoding.DIFFERENTIAL, WeightEncoding.TERNARY)
             and chip.differential_readout is DifferentialReadout.ANALOG)
 
 
@@ -464,8 +485,8 @@ def _cols_per_tile(kinds: ColumnKinds, chip: ChipConfig) -> int:
     fit, else at least a differential pair together."""
     n_cols = chip.array.n_cols
     q = kinds.n_kinds
-    unit = q if q <= n_cols else (2 if chip.weight_encoding is WeightEncoding.DIFFERENTIAL
-                                  else 1)
+    paired = chip.weight_encoding in (WeightEncoding.DIFFERENTIAL, WeightEncoding.TERNARY)
+    unit = q if q <= n_cols else (2 if paired else 1)
     if unit > n_cols:
         raise MappingError(
             f"array.n_cols = {n_cols} cannot hold a differential column pair; use >= 2")

@@ -505,15 +505,16 @@ class InterconnectModel(ComponentModel):
 
 
 class DigitalModel(ComponentModel):
-    """Exact digital corrections and dequantization multiplies."""
+    """Exact digital corrections, dequantization and slice-weight multiplies."""
 
     component = _C.DIGITAL
     actions = (_A.CORRECTION_ADD, _A.DEQUANT_MULTIPLY, _A.DRIFT_GAIN_MULTIPLY,
-               _A.SHIFT_CORRECTION_ADD)
+               _A.SHIFT_CORRECTION_ADD, _A.SLICE_MULTIPLY)
 
     def energy_pj(self, action: Action, bits: int = 0) -> float:
         self._check(action)
-        # A-shift's correction is an add of a stored constant; a drift gain is one multiply
+        # A-shift's correction is an add of a stored constant; a drift gain and a slice weight
+        # are one multiply by a stored constant each
         adds = (_A.CORRECTION_ADD, _A.SHIFT_CORRECTION_ADD)
         fn = _correction_add if action in adds else _dequant_multiply
         return fn(self.chip, self.table, self.cal, bits)

@@ -34,13 +34,19 @@ from torch import nn
 from ..config import CalibrationGranularity, ChipConfig, RangePolicy, WeightEncoding
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel
+from .ternary import make_ternary, mean_abs_per_set, recalibrate_adcs
 from .twin import PreparedModel, TwinMatmul, prepare
 
-__all__ = ["CENTRES", "GRANULARITIES", "PsumCentre", "columnquant_chip", "columnquant_optimizer",
-           "deploy_columnquant", "freeze_psum", "prepare_columnquant", "psum_mse"]
+__all__ = ["CENTRES", "DECOMPOSITIONS", "GRANULARITIES", "PsumCentre", "columnquant_chip",
+           "columnquant_optimizer", "deploy_columnquant", "freeze_psum", "prepare_columnquant",
+           "psum_mse", "with_decomposition"]
 
 #: Scale granularities of the grid, for weights and partial sums alike.
 GRANULARITIES = ("layer", "array", "column")
+#: Signed-weight decompositions of the paper code, by option: 1 ``offset`` (two's-complement
+#: style: offset binary in base-2^c digits), 2 ``differential`` (W+ and W- in separate columns),
+#: 3 ``ternary`` (unanchored ternary combination of learned alphas on binary cells).
+DECOMPOSITIONS = ("offset", "differential", "ternary")
 #: Partial-sum centre modes: ``none`` (the chip's zero-aligned calibrated grid), ``batch``
 #: (LsqPsum as in the paper code), ``frozen`` (fixed after a calibration pass).
 CENTRES = ("none", "batch", "frozen")
@@ -52,26 +58,42 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
+_ENCODINGS = {"offset": WeightEncoding.OFFSET, "differential": WeightEncoding.DIFFERENTIAL,
+              "ternary": WeightEncoding.TERNARY}
+
+
+def with_decomposition(chip: ChipConfig, decomposition: str) -> ChipConfig:
+    """``chip`` storing its weights as ColumnQuant's option ``decomposition``
+    (:data:`DECOMPOSITIONS`): ``offset`` and ``differential`` keep the cells, ``ternary``
+    makes them binary (``bits_per_cell = 1``); ConfigError for another name."""
+    enc = _ENCODINGS[_choice("decomposition", decomposition, DECOMPOSITIONS)]
+    device = chip.device.replace(bits_per_cell=1) if enc is WeightEncoding.TERNARY \
+        else chip.device
+    return chip.replace(weight_encoding=enc, device=device)
+
+
 def columnquant_chip(*, psum_bits: int, psum_scale: str = "column", weight_bits: int = 4,
-                     input_bits: int = 4, bits_per_cell: int = 2, array_size: int = 128,
-                     encoding: str = "offset", base: ChipConfig | None = None) -> ChipConfig:
+                     input_bits: int = 4, bits_per_cell: int | None = None,
+                     array_size: int = 128, encoding: str = "offset",
+                     base: ChipConfig | None = None) -> ChipConfig:
     """ColumnQuant's hardware model as a chip (docs/columnquant.md §1).
 
     ``array_size`` x ``array_size`` arrays, whole kernels per array (``n_ic·k²`` rows), one
     conversion per array column (rows per conversion = array rows), multi-bit inputs in one
-    shot (``dac.bits = input_bits``), ``bits_per_cell`` bits per cell, weights in ``offset``
-    encoding (the paper code's option 1: offset binary split into base-2^c digits, the
-    offset removed digitally) or ``differential`` (option 2: W+ and W- in separate columns,
-    each converted), a calibrated ``psum_bits`` ADC whose step is learned at ``psum_scale``
-    granularity, ideal cells (deploy on a chip with variation to study it).
+    shot (``dac.bits = input_bits``), ``bits_per_cell`` bits per cell (default 2; 1 for
+    ``ternary``), weights in ``offset`` encoding (the paper code's option 1: offset binary
+    split into base-2^c digits, the offset removed digitally), ``differential`` (option 2:
+    W+ and W- in separate columns, each converted) or ``ternary`` (option 3: B_w pairs of
+    binary cells, each pair's columns converted and weighted by its learned α_i,
+    :mod:`cimsim.train.ternary`), a calibrated ``psum_bits`` ADC whose step is learned at
+    ``psum_scale`` granularity, ideal cells (deploy on a chip with variation to study it).
     """
     from ..config import load_chip
 
     _choice("psum_scale", psum_scale, GRANULARITIES)
-    enc = {"offset": WeightEncoding.OFFSET, "differential": WeightEncoding.DIFFERENTIAL}.get(
-        encoding)
-    if enc is None:
-        raise ConfigError(f"encoding = {encoding!r} is invalid; allowed: offset, differential")
+    enc = _ENCODINGS[_choice("encoding", encoding, DECOMPOSITIONS)]
+    if bits_per_cell is None:
+        bits_per_cell = 1 if enc is WeightEncoding.TERNARY else 2
     base = load_chip("ideal") if base is None else base
     return base.replace(
         name=f"columnquant-w{weight_bits}a{input_bits}c{bits_per_cell}-ps{psum_bits}",
@@ -96,23 +118,17 @@ def _set_weight_scale(twin: TwinMatmul, granularity: str, init: str, grad: str) 
     paper code: mean |w| of the weights sharing it; ``engine``: the largest of the engine's
     column scales it replaces, so no weight is clipped more than before)."""
     with torch.no_grad():
-        w = twin.weight.detach().abs()  # (N, K)
-        tile = twin._w_tile
-        n_tiles = int(tile.max()) + 1
+        paper, n_per = mean_abs_per_set(twin, granularity)
+        n_tiles = int(twin._w_tile.max()) + 1
         s0 = twin.weight_scale.detach()
         if s0.shape[0] != n_tiles:  # (1, N) of a single-part layer: one row tile
             s0 = s0.expand(n_tiles, -1)
-        # mean |w| per (row tile, column)
-        count = torch.bincount(tile, minlength=n_tiles).to(w.dtype)  # (T,)
-        sums = w.new_zeros(twin.n_outputs, n_tiles).index_add_(1, tile, w).t()  # (T, N)
         if granularity == "column":
-            paper, eng, n_per = sums / count[:, None], s0, count[:, None].expand(-1, w.shape[0])
+            eng = s0
         elif granularity == "array":
-            paper = sums.sum(dim=1, keepdim=True) / (count[:, None] * w.shape[0])
-            eng, n_per = s0.amax(dim=1, keepdim=True), count[:, None] * w.shape[0]
+            eng = s0.amax(dim=1, keepdim=True)
         else:
-            paper = w.mean().reshape(1, 1)
-            eng, n_per = s0.amax().reshape(1, 1), torch.full((1, 1), float(w.numel()))
+            eng = s0.amax().reshape(1, 1)
         s = paper if init == "paper" else eng
         s = torch.where(s > 0, s, torch.ones_like(s))
     dt, dev = twin.weight.dtype, twin.weight.device
@@ -249,7 +265,8 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
 def prepare_columnquant(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                         weight_scale: str = "column", psum_scale: str | None = None,
                         init: str = "paper", grad: str = "paper", centre: str = "none",
-                        num_sigma: float = 6.0, **options) -> PreparedModel:
+                        num_sigma: float = 6.0, decomposition: str | None = None,
+                        **options) -> PreparedModel:
     """A twin of ``model`` with ColumnQuant's quantizers on ``chip``
     (:func:`columnquant_chip`).
 
@@ -271,6 +288,12 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig, calibration, *, seed
         ``calibration`` right away (:func:`freeze_psum`).
     num_sigma : float
         n of the mu ± n·sigma clip.
+    decomposition : {'offset', 'differential', 'ternary'}, optional
+        The signed-weight decomposition (:data:`DECOMPOSITIONS`, the paper code's options 1–3;
+        :func:`with_decomposition`); default: the chip's ``weight_encoding``. With
+        ``ternary`` every twin learns B_w α per weight set at ``weight_scale`` granularity
+        instead of a scale (:func:`cimsim.train.ternary.make_ternary`; ``init`` and ``grad``
+        do not apply: α from mean |w|, the paper code's option-3 gradient scale).
     """
     _choice("weight_scale", weight_scale, GRANULARITIES)
     _choice("init", init, ("paper", "engine"))
@@ -278,6 +301,8 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig, calibration, *, seed
     _choice("centre", centre, CENTRES)
     if not (isinstance(num_sigma, (int, float)) and math.isfinite(num_sigma) and num_sigma > 0):
         raise ConfigError(f"num_sigma = {num_sigma!r} is invalid; allowed: a number > 0")
+    if decomposition is not None:
+        chip = with_decomposition(chip, decomposition)
     if psum_scale is not None:
         _choice("psum_scale", psum_scale, GRANULARITIES)
         chip = chip.replace(adc=chip.adc.replace(
@@ -289,8 +314,15 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig, calibration, *, seed
         chip = chip.replace(quant=chip.quant.replace(weight_granularity="column"))
     prep = prepare(model, chip, calibration, seed=seed, **options)
     gran = chip.adc.calibration_granularity.value
+    ternary = chip.weight_encoding is WeightEncoding.TERNARY
     for _, twin in prep.twins():
-        _set_weight_scale(twin, weight_scale, init, grad)
+        if ternary:
+            make_ternary(twin, weight_scale)
+        else:
+            _set_weight_scale(twin, weight_scale, init, grad)
+    if ternary:  # the ADC ranges of the codes option 3 holds, not of deploy's integers
+        recalibrate_adcs(prep, calibration, seed=seed)
+    for _, twin in prep.twins():
         if gran == "layer" and twin.adc_step.numel() > 1:
             _share_layer_step(twin)
         if grad == "paper":

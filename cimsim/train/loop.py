@@ -96,9 +96,11 @@ def param_groups(prepared: PreparedModel, lr: float) -> list[dict]:
     """
     steps: dict[int, nn.Parameter] = {}
     for _, twin in prepared.twins():
-        for attr in STEP_PARAMETERS:
-            p = getattr(twin, attr)  # every TwinMatmul has all three; some may be frozen
-            if p.requires_grad:
+        for attr in (*STEP_PARAMETERS, "alpha"):
+            # every TwinMatmul has the three steps (some may be frozen); ColumnQuant option 3's
+            # alphas (cimsim.train.ternary) are step sizes too
+            p = getattr(twin, attr, None)
+            if p is not None and p.requires_grad:
                 steps[id(p)] = p  # the groups of a convolution share one act_scale
     rest = [p for p in prepared.parameters() if p.requires_grad and id(p) not in steps]
     groups: list[dict] = [{"params": rest, "lr": lr}] if rest else []

@@ -168,6 +168,18 @@ def _slices(v: torch.Tensor, n_bits: int, c: int) -> torch.Tensor:
     return torch.remainder(torch.floor(v[None] / base.view(-1, *([1] * v.dim()))), float(2**c))
 
 
+def balanced_ternary(v: torch.Tensor, n: int) -> torch.Tensor:
+    """Balanced-ternary digits in {-1, 0, 1} of an integer-valued tensor, least significant
+    first: (n, *v.shape) with v = Σ_i d_i·3^i (|v| <= (3^n - 1)/2; exact in floats)."""
+    out = []
+    r = v
+    for _ in range(n):
+        d = torch.remainder(r + 1.0, 3.0) - 1.0
+        out.append(d)
+        r = (r - d) / 3.0
+    return torch.stack(out)
+
+
 def physical_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
     """The digit every physical column of output n holds, from integer weights (N, K):
     (Q, N, K) in ``encoding.column_kinds`` order (a differential pair as two columns, also
@@ -178,6 +190,9 @@ def physical_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
         pos = _slices(torch.relu(w_int), b - 1, c)
         neg = _slices(torch.relu(-w_int), b - 1, c)
         return torch.stack([pos, neg], dim=1).reshape(-1, *w_int.shape)  # interleaved
+    if enc is WeightEncoding.TERNARY:
+        d = balanced_ternary(w_int, b)
+        return torch.stack([(d > 0), (d < 0)], dim=1).to(w_int.dtype).reshape(-1, *w_int.shape)
     if enc is WeightEncoding.TWOS_COMPLEMENT:
         low = _slices(torch.remainder(w_int, float(2 ** (b - 1))), b - 1, c)
         return torch.cat([low, (w_int < 0).to(w_int.dtype)[None]])
@@ -844,7 +859,9 @@ class TwinMatmul(nn.Module):
     def _shift_add(self, val: torch.Tensor, m: int) -> torch.Tensor:
         """(G, P·M, C) per-conversion values -> (G, M, N): Σ_p sig_p Σ_q coef_q · value."""
         g_n, p = self.n_groups, self.n_planes
-        val = val.mul_(self._coef)
+        # one weight per conversion (C,), or per (row group, conversion) (G, C) when a method
+        # learns them (cimsim.train.ternary)
+        val = val.mul_(self._coef if self._coef.dim() == 1 else self._coef[:, None, :])
         y = torch.matmul(self._sig.view(1, 1, p), val.reshape(g_n, p, -1))  # (G, 1, M·C)
         return y.reshape(g_n, m, self.n_outputs, self.n_kinds).sum(dim=3)
 
@@ -881,8 +898,7 @@ class TwinMatmul(nn.Module):
             return dataclasses.replace(view, parts=((a, b, layer.with_adc(tabs)),))
         init = self._init64
         if not self.nonlinear_adc:
-            ratio = (self.adc_step.detach() / self._adc_step0).cpu().double().numpy()[
-                self._adc_unit.cpu().numpy()]
+            ratio = _change(self.adc_step, self._adc_step0)[self._adc_unit.cpu().numpy()]
             lo, delta = init["lo"] * ratio, init["delta"] * ratio
         else:
             thr, lvl = init["thr"], init["lvl"]
@@ -898,21 +914,8 @@ class TwinMatmul(nn.Module):
     def _engine_scales(self) -> tuple[np.ndarray, float, np.ndarray]:
         """The learned scales and integer weights as the engine gets them: ``s_w`` (T, N)
         float64 (the forward rescale folded in), ``s_x``, ``w_int`` (N, K) int64."""
-        init = self._init64
-
-        def learned(p: torch.Tensor, p0: torch.Tensor, v0: np.ndarray | float) -> np.ndarray:
-            # a float64 twin computes with its parameters themselves: hand them back as they
-            # are (bit-equal outputs); a lower-precision one moved the float64 start by p/p0
-            if p.dtype == torch.float64:
-                return p.detach().cpu().numpy().copy()
-            return v0 * (p.detach() / p0).cpu().double().numpy()
-
-        s_w = learned(self.weight_scale, self._weight_scale0, init["s_w"])
-        s_x = float(learned(self.act_scale, self._act_scale0, init["s_x"]))
-        # weights quantized in float64 with the float64 scales, as deploy quantizes
-        w = self.effective_weight().detach().cpu().double().numpy()
-        s_full = s_w[self._w_tile.cpu().numpy()].T if s_w.shape[0] > 1 else s_w.T
-        w_int = np.clip(np.rint(w / s_full), -self.w_qmax, self.w_qmax).astype(np.int64)
+        s_x = float(_learned(self.act_scale, self._act_scale0, self._init64["s_x"]))
+        w_int, s_w = self._engine_weights()
         # one row per part (a layer / array scale is shared by the parts), forward rescale folded
         s_w = np.broadcast_to(s_w, (self.n_parts, self.n_outputs)) * self.out_rescale
         return s_w, s_x, w_int
@@ -923,6 +926,7 @@ class TwinMatmul(nn.Module):
         for a fused activation, its (kappa, bias) from that view (:func:`fused_activation`)."""
         s_w, s_x, w_int = self._engine_scales()
         parts = program_parts(w_int, chip, seed, self.input_signed, self.row_tiles, self.name)
+        parts = [(a, b, self._engine_part(i, layer)) for i, (a, b, layer) in enumerate(parts)]
         view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x,
                           input_signed=self.input_signed, row_tiles=tuple(self.row_tiles),
                           parts=tuple(parts), seed=seed, zero_point=self.zero_point)
@@ -935,6 +939,20 @@ class TwinMatmul(nn.Module):
                                "activation (see the warning)")
         return dataclasses.replace(view, activation=act), act
 
+    def _engine_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """Integer weights (N, K) and scales ((1 or T), (1 or N)) the engine programs: the
+        weights quantized in float64 with the float64 scales, as deploy quantizes."""
+        s_w = _learned(self.weight_scale, self._weight_scale0, self._init64["s_w"])
+        w = self.effective_weight().detach().cpu().double().numpy()
+        s_full = s_w[self._w_tile.cpu().numpy()].T if s_w.shape[0] > 1 else s_w.T
+        w_int = np.clip(np.rint(w / s_full), -self.w_qmax, self.w_qmax).astype(np.int64)
+        return w_int, s_w
+
+    def _engine_part(self, i: int, layer: ProgrammedLayer) -> ProgrammedLayer:
+        """Part ``i`` as programmed, changed by a method before its ADC tables are set (hook:
+        unchanged here)."""
+        return layer
+
     def programmed(self, seed: int | None = None) -> tuple[ProgrammedLayer, ...]:
         """The programmed layer of every part with the learned ADC tables."""
         return self.to_engine(seed).layers
@@ -942,6 +960,18 @@ class TwinMatmul(nn.Module):
     def extra_repr(self) -> str:
         return (f"in={self.n_inputs}, out={self.n_outputs}, planes={self.n_planes}, "
                 f"kinds={self.n_kinds}, groups={self.n_groups}, parts={self.n_parts}")
+
+
+def _change(p: torch.Tensor, p0: torch.Tensor) -> np.ndarray:
+    return (p.detach() / p0).cpu().double().numpy()
+
+
+def _learned(p: torch.Tensor, p0: torch.Tensor, v0: np.ndarray | float) -> np.ndarray:
+    """A learned parameter handed back in float64: a float64 twin computes with its parameters
+    themselves (bit-equal outputs); a lower-precision one moved the float64 start by p/p0."""
+    if p.dtype == torch.float64:
+        return p.detach().cpu().numpy().copy()
+    return v0 * _change(p, p0)
 
 
 class _ChipProduct(torch.autograd.Function):

@@ -81,6 +81,9 @@ def walked() -> dict[str, tuple]:
     pcm = cimsim.load_chip("pcm-22nm")  # per-column drift compensation (docs/drift.md)
     out["pcm-22nm+column"] = _deployed(pcm.replace(
         device=pcm.device.replace(drift_compensation="column")))
+    rram = cimsim.load_chip("rram-22nm")  # balanced-ternary slices: weights 3^s (multiplies)
+    out["rram-22nm+ternary"] = _deployed(rram.replace(
+        weight_encoding="ternary", device=rram.device.replace(bits_per_cell=1)))
     return {name: (sim, sim.work()) for name, sim in out.items()}
 
 

@@ -23,18 +23,40 @@ def _run(script: str, *args: str) -> None:
 @pytest.mark.slow
 def test_pimqat_study_tiny(tmp_path):
     out = tmp_path / "p.csv"
-    _run("pimqat_study.py", "--decompositions", "bit-serial", "--rows", "64", "--adc-bits", "4",
-         "--train", "64", "--epochs-a", "1", "--test", "32", "--bn", "32", "--out", str(out))
+    cache = tmp_path / "cache"
+    args = ["--rows", "64", "--adc-bits", "4", "--train", "64", "--train-a", "64",
+            "--epochs-a", "1", "--test", "32", "--bn", "32", "--cache", str(cache)]
+    _run("pimqat_study.py", "--decompositions", "bit-serial", *args, "--out", str(out))
     arms = [r["arm"] for r in csv.DictReader(out.open())]
     assert arms == ["float", "a", "b", "c", "d", "e", "f"]
+    assert len(list(cache.glob("digital-w4a4-*.pt"))) == 1  # the shared start, cached
+    # a second piece (another decomposition) reuses the cached start; the tables merge them
+    _run("pimqat_study.py", "--decompositions", "native", *args, "--out",
+         str(tmp_path / "p-native.csv"))
+    a = [r["accuracy"] for p in (out, tmp_path / "p-native.csv")
+         for r in csv.DictReader(p.open()) if r["arm"] == "a"]
+    assert a[0] == a[1]
+    text = subprocess.run([sys.executable, str(ROOT / "scripts" / "study_tables.py"),
+                           str(tmp_path / "p*.csv"), str(tmp_path / "none*.csv")],
+                          check=True, capture_output=True, text=True, cwd="/",
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert "| bit-serial | 64 | 4 |" in text and "| native | 64 | 4 |" in text
 
 
 @pytest.mark.slow
 def test_columnquant_study_tiny(tmp_path):
     out = tmp_path / "c.csv"
-    _run("columnquant_study.py", "--psum-bits", "3", "--train", "64", "--test", "32",
-         "--var-test", "16", "--seeds", "2", "--sigmas", "0.1", "--out", str(out))
+    args = ["--psum-bits", "3", "--train", "64", "--train-a", "64", "--epochs-a", "1",
+            "--epochs", "1", "--test", "32", "--var-test", "16", "--seeds", "2", "--sigmas", "0.1",
+            "--cache", str(tmp_path / "cache")]
+    _run("columnquant_study.py", *args, "--out", str(out))
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 9 * 5
     assert {r["what"] for r in rows} == {"twin_accuracy_before", "psum_nmse", "twin_accuracy",
                                          "deployed_accuracy", "variation_accuracy"}
+    # option 3 rows: one cell on binary cells
+    tern = tmp_path / "t.csv"
+    _run("columnquant_study.py", *args, "--decomposition", "ternary", "--cells",
+         "column/column", "--out", str(tern))
+    rows = list(csv.DictReader(tern.open()))
+    assert len(rows) == 5 and {r["decomposition"] for r in rows} == {"ternary"}

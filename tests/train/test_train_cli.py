@@ -40,6 +40,17 @@ def test_cli_columnquant(tmp_path, capsys):
     assert "method columnquant" in text and "simulated accuracy" in text
 
 
+@pytest.mark.slow
+def test_cli_columnquant_option_3(tmp_path, capsys):
+    chip = tmp_path / "cq.toml"
+    columnquant_chip(psum_bits=3).save(chip)  # 2-bit cells: option 3 makes them binary
+    out = tmp_path / "run"
+    assert main(ARGS + ["--chip", str(chip), "--method", "columnquant",
+                        "--weight-decomposition", "ternary", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "method columnquant" in text and "simulated accuracy" in text
+
+
 def test_cli_refuses_bad_method_options(tmp_path, capsys):
     for extra in (["--method", "columnquant", "--weight-scale", "row"],
                   ["--method", "columnquant", "--psum-centre", "mean"],
