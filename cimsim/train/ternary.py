@@ -34,7 +34,7 @@ from ..arrays.program import ProgrammedLayer
 from ..config import WeightEncoding
 from ..errors import ConfigError
 from ..mapping.matrix import MAX_CALIBRATION_ROWS, EngineView, calibrate_adcs
-from .ste import grad_scale, lsq_factor, round_ste
+from .ste import grad_scale, lsq_factor
 from .twin import PreparedModel, TwinMatmul, balanced_ternary
 
 __all__ = ["TernaryTwin", "make_ternary", "mean_abs_per_set", "recalibrate_adcs", "temperature"]
@@ -113,7 +113,7 @@ class TernaryTwin(TwinMatmul):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float inputs (M, K) -> float outputs (M, N) through the simulated chip."""
         s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
-        x_int = round_ste(torch.clamp(x / s_x, self.x_lo, self.x_hi))
+        x_int = self.input_codes(x, s_x)
         alpha = grad_scale(self.alpha, self._alpha_grad)
         code, w_q = self.snap(self.effective_weight(), alpha)
         if self.lossless:  # exact conversions (recalibrate_adcs' pass)

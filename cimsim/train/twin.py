@@ -603,8 +603,25 @@ class TwinMatmul(nn.Module):
         """Integer inputs ``clip(round(x / s_x))`` (no gradient), as deploy quantizes (the
         A-shifted codes with ``dac.shift_unsigned_inputs``)."""
         with torch.no_grad():
-            return torch.clamp(torch.round(x / self.act_scale), self.x_lo,
-                               self.x_hi) + self.zero_point
+            return self.input_codes(x, self.act_scale) + self.zero_point
+
+    def input_codes(self, x: torch.Tensor, s_x: torch.Tensor) -> torch.Tensor:
+        """``round(clip(x / s_x))`` with the straight-through gradient of ``clip(x / s_x)``.
+
+        The value is computed as deploy computes it: the float64 quotient by the float64 scale
+        :meth:`to_engine` hands the engine. A float32 quotient can round a tie the other way
+        (a digits pixel of 0.5 at s_x = 1/255 is 127.5: float32 and float64 land on either
+        side of it), which made the float32 twin and its deployment disagree on a few images.
+        """
+        c = torch.clamp(x / s_x, self.x_lo, self.x_hi)
+        if x.dtype == torch.float64:
+            return round_ste(c)
+        with torch.no_grad():
+            # the same float64 scale as _learned (ratio in the parameter's dtype, then float64)
+            s64 = (self.act_scale.detach() / self._act_scale0).double() * float(
+                self._init64["s_x"])
+            q = torch.clamp(torch.round(x.detach().double() / s64), self.x_lo, self.x_hi)
+        return c + (q.to(c.dtype) - c).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float inputs (M, K) -> float outputs (M, N) through the simulated chip."""
@@ -615,7 +632,7 @@ class TwinMatmul(nn.Module):
         """The output before a fused activation (M, N) (the layer's output when none is
         fused), and the shift-added analog values (T, M, N) it was dequantized from."""
         s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
-        x_int = round_ste(torch.clamp(x / s_x, self.x_lo, self.x_hi))
+        x_int = self.input_codes(x, s_x)
         s_w = grad_scale(self.weight_scale, self._w_grad)
         w_int = round_ste(torch.clamp(self.effective_weight() / self._weight_scale_full(s_w),
                                       -self.w_qmax, self.w_qmax))

@@ -404,3 +404,28 @@ def test_twin_runs_on_cuda_and_equals_the_engine():
     twin.train()
     twin(x.double().cuda()).sum().backward()
     assert twin.weight.grad.is_cuda and twin.adc_step.grad is not None
+
+
+def test_float32_twin_rounds_input_ties_as_deploy():
+    # digits-like pixels k/16: with an 8-bit unsigned scale near 1/255, k = 8 lands on the tie
+    # 127.5, which a float32 quotient and deploy's float64 one round to different codes
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(12, 5))
+    chip = cimsim.load_chip("ideal").replace(input_bits=8)
+    x = torch.randint(0, 17, (64, 12)).float() / 16
+    x[0, 0] = 1.0  # the calibrated range reaches 1 (scale 1/255)
+    prep = prepare(model, chip, x, seed=0).eval()
+    (_, twin), = prep.twins()
+    view = twin.to_engine()
+    from cimsim.mapping.quant import quantize_acts
+    want = quantize_acts(x.double().numpy(), view.s_x, chip.input_bits, twin.input_signed)
+    naive = torch.clamp(torch.round(x / twin.act_scale.detach()), twin.x_lo, twin.x_hi)
+    assert np.any(naive.numpy() != want)  # the float32 quotient does round some ties apart
+    np.testing.assert_array_equal(twin.quantize_input(x).numpy(), want)
+    # and the training forward quantizes the same way, with the straight-through gradient
+    xg = x.clone().requires_grad_(True)
+    codes = twin.input_codes(xg, twin.act_scale)
+    np.testing.assert_array_equal(codes.detach().numpy(), want)
+    codes.sum().backward()
+    inside = (x / twin.act_scale).detach() <= twin.x_hi
+    torch.testing.assert_close(xg.grad[inside], (1 / twin.act_scale.detach()).expand_as(x)[inside])
