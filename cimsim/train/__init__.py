@@ -1,12 +1,15 @@
 """Training for the chip: a differentiable torch twin of the engine (``prepare``), label-free
 fine-tuning against the float model (``distill``), PIM-QAT (:mod:`cimsim.train.pimqat`),
-ColumnQuant (:mod:`cimsim.train.columnquant`) and BatchNorm calibration on the non-ideal chip
-(``calibrate_bn``)."""
+ColumnQuant (:mod:`cimsim.train.columnquant`, option 3's ternary twin in
+:mod:`cimsim.train.ternary`), RAOQ's A-shift, W-reshape and BitAug (:mod:`cimsim.train.raoq`),
+ADC-LoRA (:mod:`cimsim.train.lora`), BS-KMQ fine-tuning through a fused NL-ADC
+(:mod:`cimsim.train.bskmq`) and BatchNorm calibration on the non-ideal chip (``calibrate_bn``).
+``cimsim train --method`` combines them (:mod:`cimsim.train.methods`)."""
 
-from . import columnquant, pimqat
+from . import bskmq, columnquant, lora, pimqat, raoq, ternary
 from .bn import calibrate_bn
 from .distill import distill
 from .twin import EngineView, PreparedModel, TwinMatmul, TwinOptions, prepare
 
-__all__ = ["EngineView", "PreparedModel", "TwinMatmul", "TwinOptions", "calibrate_bn",
-           "columnquant", "distill", "pimqat", "prepare"]
+__all__ = ["EngineView", "PreparedModel", "TwinMatmul", "TwinOptions", "bskmq", "calibrate_bn",
+           "columnquant", "distill", "lora", "pimqat", "prepare", "raoq", "ternary"]
