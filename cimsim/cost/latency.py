@@ -44,8 +44,8 @@ from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
 from .tables import TechTable
 
 __all__ = ["WRITE_PARALLEL_ARRAYS_PER_TILE", "block_latency", "chip_latency_ns",
-           "compute_window_ns",
-           "digital_tail_ns", "reload_latency", "write_time_ns_per_row"]
+           "compute_window_ns", "digital_tail_ns", "reload_latency", "step_ns",
+           "write_time_ns_per_row"]
 
 WRITE_PARALLEL_ARRAYS_PER_TILE = 1
 """Arrays of one tile written at the same time during a reload. An assumption: the new weights
@@ -82,7 +82,7 @@ def block_latency(
     conv_per_array = int(np.bincount(layer.conv_col_tile).max()) if layer.n_conversions else 0
     n_mux = -(-conv_per_array // chip.array.adcs_per_array)
     t_conv = adc_time_ns(chip, table, cal)
-    t_step = max(compute_window_ns(chip, table), n_mux * t_conv)
+    t_step = step_ns(chip, n_mux, t_conv, table)
     n_steps = float(n_vectors) * n_planes * groups_per_tile
     tail = digital_tail_ns(chip, len(layer.row_tiles)) if n_vectors > 0 else 0.0
     return dict(
@@ -90,6 +90,13 @@ def block_latency(
         t_conv_ns=t_conv, t_step_ns=t_step, n_steps=n_steps, tail_ns=tail,
         latency_ns=n_steps * t_step + tail, adc_duty=n_mux * t_conv / t_step,
     )
+
+
+def step_ns(chip: ChipConfig, n_mux: int, t_conv_ns: float,
+            table: TechTable | None = None) -> float:
+    """One step, ns: the analog phase (:func:`compute_window_ns`) or the ``n_mux``
+    conversions each ADC makes in it, whichever is longer."""
+    return max(compute_window_ns(chip, table), n_mux * t_conv_ns)
 
 
 def compute_window_ns(chip: ChipConfig, table: TechTable | None = None) -> float:

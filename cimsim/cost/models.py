@@ -266,12 +266,11 @@ class ADCModel(ComponentModel):
     def sample_rate_hz(self) -> float:
         """The rate each converter runs at, from the chip's cycle: its ``cols_per_adc``
         conversions per step, a step lasting the compute window or the conversions, whichever
-        is longer (:func:`.latency.block_latency`)."""
-        from .latency import compute_window_ns
+        is longer (:func:`.latency.step_ns`, as :func:`.latency.block_latency` times a step)."""
+        from .latency import step_ns  # (latency imports this module)
 
         n_mux = self.chip.array.cols_per_adc
-        t_step = max(compute_window_ns(self.chip, self.table), n_mux * self.time_ns(_A.CONVERT))
-        return n_mux / t_step * 1e9
+        return n_mux / step_ns(self.chip, n_mux, self.time_ns(_A.CONVERT), self.table) * 1e9
 
     def time_ns(self, action: Action, bits: int = 0) -> float:
         self._check(action)

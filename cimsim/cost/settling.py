@@ -36,9 +36,9 @@ import math
 
 import numpy as np
 
-from ..config import ADCKind, ChipConfig, ComputeDomain
+from ..config import ChipConfig, ComputeDomain
 from ..errors import ConfigError
-from .models import GATE_CAPACITANCE_FF_PER_UM, CellModel, physical
+from .models import GATE_CAPACITANCE_FF_PER_UM, CellModel, digital, physical
 from .tables import TechTable
 
 __all__ = ["ALPHA_POWER", "EFFECTIVE_RESISTANCE_MULTIPLIER", "PTM_HP_NODES_NM",
@@ -86,7 +86,7 @@ def column_capacitance_ff(chip: ChipConfig, table: TechTable) -> float:
 def applies(chip: ChipConfig) -> bool:
     """Settling is predicted for the physical model's analog columns (a digital adder tree
     has no analog phase; the ``tables`` model keeps its presets' stated windows)."""
-    return physical(chip) and chip.adc.kind is not ADCKind.DIGITAL
+    return physical(chip) and not digital(chip)
 
 
 def settle_time_ns(chip: ChipConfig, table: TechTable) -> float:
