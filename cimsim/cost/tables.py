@@ -417,6 +417,8 @@ def _interp_node(node_nm: float, nodes_nm: tuple[float, ...], values: tuple[floa
     lo, hi = _CORE_NODES_NM
     if lo <= node_nm <= hi:
         return float(np.interp(node_nm, nodes_nm[::-1], values[::-1]))
+    if node_nm in nodes_nm:  # a row itself, exactly (exp(log(v)) need not be v)
+        return float(values[nodes_nm.index(node_nm)])
     return float(np.exp(np.interp(math.log(node_nm), np.log(nodes_nm[::-1]),
                                   np.log(values[::-1]))))
 
