@@ -672,7 +672,7 @@ class TechConfig(_Config):
     """Technology and timing (read by the cost model)."""
 
     node_nm: float = 22.0
-    """Process node, nm (7 .. 130)."""
+    """Process node, nm (3 .. 180; docs/technology.md §1 gives the rules outside 7 .. 130)."""
     vdd_v: float = 0.8
     """Digital supply voltage, V."""
     v_read_v: float = 0.2
@@ -737,7 +737,7 @@ class TechConfig(_Config):
     ``layer`` (only while their layer runs)."""
 
     def __post_init__(self) -> None:
-        _float_in(self, "node_nm", 7.0, 130.0)
+        _float_in(self, "node_nm", 3.0, 180.0)  # cimsim.cost.tables.MIN/MAX_NODE_NM
         _float_in(self, "vdd_v", 0.0, 5.0, lo_open=True)
         _float_in(self, "v_read_v", 0.0, 5.0, lo_open=True)
         _float_in(self, "t_read_ns", 0.0, lo_open=True)

@@ -178,6 +178,12 @@ PREDICTIONS = [
      "Lee, C.-F. et al., VLSI 2022 [abs]"),
     ("lee-vlsi22", "0.8 V (default)", {}, "tops_per_mm2", "TOPS/mm2", 41.6,
      "whole macro; clock not read: 1 GHz", "Lee, C.-F. et al., VLSI 2022 [abs]"),
+    ("fujiwara-isscc22", "0.8 V (default)", {}, "tops_per_w", "TOPS/W", 254.0,
+     "4b/4b, all-digital (adder trees, shift-accumulators); supply not read: 0.8 V",
+     "Fujiwara et al., ISSCC 2022, 11.6 (title)"),
+    ("fujiwara-isscc22", "0.8 V (default)", {}, "tops_per_mm2", "TOPS/mm2", 221.0,
+     "whole macro (64 x 64 4-b weights, 4 stored sets, from a reader's summary); clock not "
+     "read: 1 GHz", "Fujiwara et al., ISSCC 2022, 11.6 (title)"),
 ]
 
 
@@ -226,9 +232,9 @@ def render_predictions(pred: list[dict]) -> list[str]:
         "128-ns PWM integration, and Lee's abstract states none (`tech.window_stated = "
         "false`), so its step is the predicted settling; "
         f"{_settle_check()} (a published window shorter than its chip's predicted settling "
-        "would falsify the settling model); the two "
-        "all-digital macros (Chih, Lee C.-F.) state no clock in what was read, so their adder "
-        "trees run at cimsim's default 1-GHz digital clock, one column sum per clock. A "
+        "would falsify the settling model); the three all-digital macros (Chih, Lee "
+        "C.-F., Fujiwara) state no clock in what was read, so their adder trees run at "
+        "cimsim's default 1-GHz digital clock, one column sum per clock. A "
         "converter's energy follows the rate the step asks of it (the survey's speed "
         "envelope, `docs/technology.md` §7); no chip here converts above its corner rate. "
         "Leakage: converter leakage is 20 % of its dynamic power at that rate while its "
@@ -399,19 +405,25 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             "HermesNoiseModel); the read voltage was not found (cimsim's 0.2 V), and the "
             "published core figure includes the local digital processing unit, the PWM "
             "generators and the CCOs' bias, which the macro scope does not price.")
-    for name, e_pub in (("chih-isscc21", 89.0), ("lee-vlsi22", 121.0)):
+    defaults = {"chih-isscc21": "The supply, clock and array are", "lee-vlsi22": "The supply, "
+                "clock and array are", "fujiwara-isscc22": "The supply and clock are"}
+    for name, e_pub, a_pub in (("chih-isscc21", 89.0, 16.3), ("lee-vlsi22", 121.0, 41.6),
+                               ("fujiwara-isscc22", 254.0, 221.0)):
         if name not in sheets:
             continue
         sh = sheets[name]
         e, a = sh["energy_pj_by_component"], sh["area_um2_by_component"]
+        ratios = (sh["tops_per_w"] / e_pub, sh["tops_per_mm2"] / a_pub)
+        within = ("within 2x on both" if all(0.5 <= r <= 2 for r in ratios) else
+                  f"{ratios[0]:.2f}x and {ratios[1]:.2f}x the published TOPS/W and TOPS/mm^2")
         out.append(
-            f"- **{name}** (all-digital): within 2x on both. Energy per 4b x 4b MAC "
+            f"- **{name}** (all-digital): {within}. Energy per 4b x 4b MAC "
             f"{sum(e.values()) / (sh['ops'] / 2) * 1e3:.1f} fJ predicted "
             f"({2e3 / e_pub:.1f} fJ published): adder trees "
             f"{e['adc'] / sum(e.values()):.0%}, input lines {e['dac'] / sum(e.values()):.0%}, "
             f"product gates {e['cell'] / sum(e.values()):.0%}, shift-accumulators "
             f"{e['shift_add'] / sum(e.values()):.0%}; area {sum(a.values()) / 1e6:.3f} mm^2, "
-            f"adder trees {a['adc'] / sum(a.values()):.0%}. The supply, clock and array are "
+            f"adder trees {a['adc'] / sum(a.values()):.0%}. {defaults[name]} "
             "cimsim's defaults (the TOML says which inputs were not read), so these rows "
             "check the digital model's energy and area per operation at a nominal point, not "
             "the published voltage; the TOPS/mm^2 rows rest on the 1-GHz default clock.")

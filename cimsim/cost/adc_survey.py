@@ -12,7 +12,8 @@ below the thermal-noise line):
 * energy: the Walden figure of merit ``FOM_W = E / 2^ENOB`` normalised to 0.8 V by
   ``(0.8 / V_supply)^2`` is regressed on node in log-log; the line is moved to the **lower
   quartile** of the residuals (a good design, not the record nor the median of GHz
-  stand-alone parts), giving ``FOM_W(node) = FOM_45 * (node / 45 nm)^slope`` at 0.8 V;
+  stand-alone parts), giving ``FOM_W(node) = FOM_45 * (node / 45 nm)^slope`` at 0.8 V (a
+  power law over cimsim's 3-180 nm; below the survey's 5 nm it is continued beyond its data);
 * area: the survey area per conversion step per F^2, ``A / (2^ENOB * F^2)``, at its **lowest
   decile**: CIM column converters are pitch-matched and far smaller than the survey median.
 

@@ -70,6 +70,8 @@ from ._prices import (
     table_adc_bits,
 )
 from .tables import (
+    _SRAM_F2,
+    _SRAM_F2_NODES_NM,
     TechTable,
     _interp_node,
     adc_area_um2,
@@ -93,11 +95,10 @@ GATE_CAPACITANCE_FF_PER_UM = 1.0
 Harris, "CMOS VLSI Design", 4th ed., 2011, §2.3 (word-line load of the physical model)."""
 
 # Cell areas in F^2 of the physical model (docs/technology.md §cells). SRAM: NeuroSim V1.4's
-# CIM SRAM cell (Param.cpp: 280 F^2 at >= 22 nm, 326 at 14 nm, 551 at 7 nm) is an 8T
-# read-decoupled cell; 6T and 10T follow by transistor count [der]. RRAM 1T1R: 48 F^2
-# (NeuroSim V1.4). PCM: one device on a 1T access transistor as the 1T1R cell [der].
-_SRAM_8T_F2_NODES = (130.0, 22.0, 14.0, 7.0)
-_SRAM_8T_F2 = (280.0, 280.0, 326.0, 551.0)
+# CIM SRAM cell (the tables' ``sram_cell_area_f2``: Param.cpp, 280 F^2 at >= 22 nm, 326 at
+# 14 nm, 551 at 7 nm, 840 at 5 nm, 2047.8 at 3 nm) is an 8T read-decoupled cell; 6T and 10T
+# follow by transistor count [der]. RRAM 1T1R: 48 F^2 (NeuroSim V1.4). PCM: one device on a
+# 1T access transistor as the 1T1R cell [der].
 CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0}
 _SRAM_TRANSISTORS = {CellKind.SRAM_6T: 6, CellKind.SRAM_8T: 8, CellKind.SRAM_10T: 10}
 
@@ -421,7 +422,7 @@ class CellModel(ComponentModel):
             f2 = CELL_AREA_F2[kind]
         else:
             transistors = _SRAM_TRANSISTORS[kind] + PRODUCT_GATE_TRANSISTORS * digital(chip)
-            f2 = (_interp_node(chip.tech.node_nm, _SRAM_8T_F2_NODES, _SRAM_8T_F2)
+            f2 = (_interp_node(chip.tech.node_nm, _SRAM_F2_NODES_NM, _SRAM_F2)
                   * transistors / 8)
         n = chip.tech.devices_per_cell if _resistive_kind(kind) else stored_bits_per_cell(chip)
         return f2 * n * chip.tech.weight_sets_stored

@@ -27,19 +27,19 @@ settling-time discussions of a single-pole stage).
 
 Below 22 nm (the last planar PTM node in that table) the 22-nm device is held: FinFETs carry
 more current per footprint, so there the settle is overestimated, which makes the check that a
-published window is no shorter than the predicted settle a strict one.
+published window is no shorter than the predicted settle a strict one. Above 130 nm (NeuroSim's
+largest PTM node) each figure continues the log-log trend of the 90/130-nm devices to a
+180-nm row (``cimsim.cost.tables._loglog_trend``; docs/technology.md §1).
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..config import ChipConfig, ComputeDomain
 from ..errors import ConfigError
 from .models import GATE_CAPACITANCE_FF_PER_UM, CellModel, digital, physical
-from .tables import TechTable
+from .tables import TechTable, _interp_node, _loglog_trend
 
 __all__ = ["ALPHA_POWER", "EFFECTIVE_RESISTANCE_MULTIPLIER", "PTM_HP_NODES_NM",
            "applies", "column_capacitance_ff", "driver_on_resistance_ohm", "settle_time_ns"]
@@ -56,9 +56,13 @@ ALPHA_POWER = 1.3
 """Velocity-saturation index of the alpha-power law (Sakurai & Newton, JSSC 1990)."""
 
 
+_NODES_180_NM = (180.0, *PTM_HP_NODES_NM)
+
+
 def _at_node(node_nm: float, values: tuple[float, ...]) -> float:
     node = max(float(node_nm), PTM_HP_NODES_NM[-1])  # hold 22 nm below it (module docstring)
-    return float(np.interp(node, PTM_HP_NODES_NM[::-1], values[::-1]))
+    row_180 = _loglog_trend(PTM_HP_NODES_NM, values, 180.0)
+    return _interp_node(node, _NODES_180_NM, (row_180, *values))
 
 
 def driver_on_resistance_ohm(node_nm: float, vdd_v: float, width_um: float) -> float:

@@ -1,4 +1,4 @@
-"""Technology tables: energy per action and area per instance, 7-130 nm.
+"""Technology tables: energy per action and area per instance, 3-180 nm.
 
 Every number is listed in ``docs/technology.md`` with its source value, source node and the
 publication (authors, venue, year, table) it was taken from; each field's docstring names that
@@ -12,6 +12,12 @@ Node scaling (Stillmaker & Baas, Integration 58, 2017, as tabulated in
 ``hwcomponents/scaling/techscaling.py``): CMOS energy and area scale by two different
 per-node factors, interpolated *linearly in node* between the tabulated nodes, as that
 source does (a 32->22 nm energy factor of 0.444 and a 65->22 nm area factor of 0.168).
+Every node table holds rows at 3 and 180 nm as well; outside the 7-130 nm span of the
+original tables it is interpolated *log-log* (a power law between rows). A row outside that
+span is a published one where a source has it (NeuroSim V1.4's 5/3-nm rows, Stillmaker &
+Baas's 180-nm area) and otherwise follows a stated rule: below 7 nm hwcomponents' energy
+~ sqrt(node) and area ~ node; at 180 nm the log-log trend of the table's two largest nodes
+(:func:`_loglog_trend`). ``docs/technology.md`` §1 lists each rule and its source.
 Cell areas given in F^2 scale with F^2; analog quantities given by physics (``E = V^2 G t``)
 are not CMOS-scaled, only their node-tabled read voltage changes.
 
@@ -56,20 +62,44 @@ __all__ = [
     "tech_table",
 ]
 
-MIN_NODE_NM = 7.0
-MAX_NODE_NM = 130.0
+MIN_NODE_NM = 3.0
+MAX_NODE_NM = 180.0
+_CORE_NODES_NM = (7.0, 130.0)
+"""Span of the original (7-130 nm) tables: linear in node inside it, log-log outside."""
 REFERENCE_NODE_NM = 22.0
 """Reference node of the defaults (the NeuroSim V1.4 default node, Param.cpp)."""
 
 MAX_ADC_BITS = 16
 """Largest ADC/DAC resolution accepted. Values beyond the source tables are extrapolated."""
 
+
+
+def _loglog_trend(nodes_nm: tuple[float, ...], values: tuple[float, ...], to_nm: float) -> float:
+    """The value at ``to_nm`` on the log-log line through a table's two largest nodes (the
+    rule for a 180-nm row a table's source does not have; docs/technology.md §1)."""
+    (n0, n1), (v0, v1) = nodes_nm[:2], values[:2]
+    return v0 * (to_nm / n0) ** (math.log(v0 / v1) / math.log(n0 / n1))
+
+
 # --- node scaling: Stillmaker & Baas 2017 via hwcomponents/scaling/techscaling.py --------
-_SCALING_NODES_NM = (130.0, 90.0, 65.0, 45.0, 32.0, 20.0, 16.0, 14.0, 10.0, 7.0)
+_SB_NODES_NM = (130.0, 90.0, 65.0, 45.0, 32.0, 20.0, 16.0, 14.0, 10.0, 7.0)
 # Energy relative to 45 nm at Vdd = 0.8 V: techscaling.py's quadratic-in-Vdd fits at 0.8 V.
-_ENERGY_VS_45NM = (3.07, 1.90, 1.24, 1.00, 0.66, 0.22, 0.17, 0.14, 0.12, 0.094)
+_SB_ENERGY = (3.07, 1.90, 1.24, 1.00, 0.66, 0.22, 0.17, 0.14, 0.12, 0.094)
 # Area relative to 45 nm: the 45 nm row of AREA_SCALING in techscaling.py.
-_AREA_VS_45NM = (6.4, 2.8, 1.5, 1.0, 0.46, 0.21, 0.19, 0.17, 0.10, 0.059)
+_SB_AREA = (6.4, 2.8, 1.5, 1.0, 0.46, 0.21, 0.19, 0.17, 0.10, 0.059)
+# Below 7 nm: hwcomponents' techscaling.py continues energy as sqrt(node) and area linearly
+# in node beyond its 7-nm row (its note: IRDS 2016/2017 fJ/switch and SoC-area estimates).
+_SUB7_ENERGY_EXPONENT = 0.5
+_SUB7_AREA_EXPONENT = 1.0
+# 180 nm, area: Stillmaker & Baas's area table has a 180-nm column, 19 in the 45-nm row (the
+# table as UCLA NanoCAD's nodeScale.py carries it; hwcomponents drops that column). Energy:
+# their 180-nm energy fit is linear in Vdd (24.64 V - 17.98, zero at 0.73 V) and at 0.8 V falls
+# below 130 nm's, outside its voltage range, so the table's 130/90-nm log-log trend is used.
+_SB_AREA_180NM = 19.0
+_SCALING_NODES_NM = (180.0, *_SB_NODES_NM, 3.0)
+_ENERGY_VS_45NM = (_loglog_trend(_SB_NODES_NM, _SB_ENERGY, 180.0), *_SB_ENERGY,
+                   _SB_ENERGY[-1] * (3.0 / 7.0) ** _SUB7_ENERGY_EXPONENT)
+_AREA_VS_45NM = (_SB_AREA_180NM, *_SB_AREA, _SB_AREA[-1] * (3.0 / 7.0) ** _SUB7_AREA_EXPONENT)
 
 # --- SAR ADC, typical: ISAAC ADC (Shafiee et al. 2016, Table 1) + Saberi scaling, 32 nm ---
 _SAR_SRC_NODE_NM = 32.0
@@ -82,9 +112,16 @@ _SAR_THERMAL_GROWTH_PER_BIT = 4.0
 _SAR_HIGH_FACTOR = 3.6 / 1.20
 
 # --- SAR ADC, low: NeuroSim V1.4 SarADC.cpp LP fit, P = (a*b + c) uW, t = (b+1) ns ------
-_NEUROSIM_NODES_NM = (130.0, 65.0, 45.0, 32.0, 22.0, 14.0, 7.0)
-_NEUROSIM_SAR_A_UW = (8.4483, 3.7506, 2.1691, 1.1294, 0.538, 0.3132, 0.1061)
-_NEUROSIM_SAR_C_UW = (65.243, 25.844, 16.693, 8.8998, 4.3753, 2.5681, 0.8847)
+# 5 and 3 nm: NeuroSim V1.4's own rows ("SAR ADC power project down to 1 nm node"); 180 nm:
+# the log-log trend of the 130/65-nm rows (no NeuroSim row).
+_NEUROSIM_CORE_NM = (130.0, 65.0, 45.0, 32.0, 22.0, 14.0, 7.0)
+_NEUROSIM_CORE_A_UW = (8.4483, 3.7506, 2.1691, 1.1294, 0.538, 0.3132, 0.1061)
+_NEUROSIM_CORE_C_UW = (65.243, 25.844, 16.693, 8.8998, 4.3753, 2.5681, 0.8847)
+_NEUROSIM_NODES_NM = (180.0, *_NEUROSIM_CORE_NM, 5.0, 3.0)
+_NEUROSIM_SAR_A_UW = (_loglog_trend(_NEUROSIM_CORE_NM, _NEUROSIM_CORE_A_UW, 180.0),
+                      *_NEUROSIM_CORE_A_UW, 0.0645, 0.0333)
+_NEUROSIM_SAR_C_UW = (_loglog_trend(_NEUROSIM_CORE_NM, _NEUROSIM_CORE_C_UW, 180.0),
+                      *_NEUROSIM_CORE_C_UW, 0.5511, 0.2849)
 _NEUROSIM_CYCLE_NS = 1.0
 
 # --- cell writes (reprogramming a time-multiplexed array), one word line at a time --------
@@ -101,14 +138,16 @@ _CMP_SRC_AREA_UM2 = 1.0
 # Murmann-survey median low-resolution flash FOM_W, 477 fJ/step [der].
 _CMP_HIGH_ENERGY_FJ = 477.0
 
-# --- RRAM read voltage by node (NeuroSim V1.4) --------------------------------------------
-_V_READ_NODES_NM = (130.0, 90.0, 65.0, 45.0, 32.0, 22.0, 14.0, 10.0, 7.0)
-_V_READ_V = (0.58, 0.58, 0.55, 0.51, 0.51, 0.55, 0.28, 0.28, 0.264)
+# --- RRAM read voltage by node (NeuroSim V1.4; 0.25 V at 5/3 nm; 180 nm: the 130/90-nm
+# trend, flat at 0.58 V) ---------------------------------------------------------------------
+_V_READ_NODES_NM = (180.0, 130.0, 90.0, 65.0, 45.0, 32.0, 22.0, 14.0, 10.0, 7.0, 5.0, 3.0)
+_V_READ_V = (0.58, 0.58, 0.58, 0.55, 0.51, 0.51, 0.55, 0.28, 0.28, 0.264, 0.25, 0.25)
 _RAMP_CALIBRATION_CELLS = 5  # Yang et al. 2025: 32 ramp cells + 5 bias-calibration cells
 
-# --- SRAM CIM cell area in F^2 (NeuroSim V1.4): 280 at >= 22 nm, 326 at 14, 551 at 7 -----
-_SRAM_F2_NODES_NM = (130.0, 22.0, 14.0, 7.0)
-_SRAM_F2 = (280.0, 280.0, 326.0, 551.0)
+# --- SRAM CIM cell area in F^2 (NeuroSim V1.4 Param.cpp): 10F x 28F = 280 above 14 nm (180
+# nm too), 326 at 14, 551 at 7, 19.2F x 43.75F = 840 at 5, 30F x 68.26F = 2047.8 at 3 ------
+_SRAM_F2_NODES_NM = (180.0, 130.0, 22.0, 14.0, 7.0, 5.0, 3.0)
+_SRAM_F2 = (280.0, 280.0, 280.0, 326.0, 551.0, 840.0, 2047.8)
 
 # --- SRAM buffer, Horowitz ISSCC'14, 64-b read at 45 nm: 8 KB / 32 KB / 1 MB ------------
 _BUFFER_SIZES_KIB = (8.0, 32.0, 1024.0)
@@ -127,7 +166,7 @@ class TechTable:
     """
 
     node_nm: float
-    """Technology node in nm, 7..130."""
+    """Technology node in nm, 3..180."""
     vdd_v: float
     """Nominal supply of the CMOS scaling table, V: 0.8 V (the Stillmaker-Baas factors are
     evaluated at 0.8 V). Informational: changing it rescales nothing."""
@@ -188,7 +227,8 @@ class TechTable:
     # ---- memory cells ----------------------------------------------------------------------
     rram_v_read_v: float
     """RRAM read voltage, V, node-tabled by NeuroSim V1.4: 0.58 (130/90), 0.55 (65/22), 0.51
-    (45/32), 0.28 (14/10), 0.264 (7); linear in node between those."""
+    (45/32), 0.28 (14/10), 0.264 (7), 0.25 (5/3); linear in node between those in 7..130 nm,
+    log-log outside; 0.58 at 180 nm (the flat 130/90-nm trend)."""
     rram_r_on_ohm: float
     """RRAM 1T1R on resistance, Ohm: 100 kOhm (NeuroSim V1.4 Param.cpp default)."""
     rram_cell_area_f2: float
@@ -209,8 +249,9 @@ class TechTable:
     full range (maxNumLevelLTP) and read pulse are the DNN+NeuroSim V2.1 Param.cpp defaults
     (Peng, Huang, Jiang, Lu & Yu, IEEE TCAD 40(11), 2021). Device physics: not node-scaled."""
     sram_cell_area_f2: float
-    """SRAM CIM cell area in F^2: 280 (10F x 28F) at >= 22 nm, 326 at 14 nm, 551 at 7 nm
-    (NeuroSim V1.4); linear in node between those."""
+    """SRAM CIM cell area in F^2: 280 (10F x 28F) at >= 22 nm, 326 at 14 nm, 551 at 7 nm,
+    840 at 5 nm, 2047.8 at 3 nm (NeuroSim V1.4); linear in node between those in 7..130 nm,
+    log-log below 7 nm."""
     sram_cim_bitcell_read_energy_fj: float
     """SRAM CIM energy per bit-read, fJ: 1.12 fJ (MNSIM 2.0 SimConfig; source node not
     stated, taken at the 22 nm reference node), energy-scaled."""
@@ -364,15 +405,31 @@ def _check_nonneg(value: float, name: str) -> float:
 
 
 def _interp_node(node_nm: float, nodes_nm: tuple[float, ...], values: tuple[float, ...]) -> float:
-    """Linear in node between tabulated nodes (tables are listed from large to small)."""
-    return float(np.interp(node_nm, nodes_nm[::-1], values[::-1]))
+    """A node table at ``node_nm`` (tables are listed from large to small).
+
+    Linear in node between tabulated nodes inside 7..130 nm (the original tables' span, so
+    every value there is as before); log-log (a power law between the two rows around it)
+    outside it, where the rows are farther apart in node and a linear interpolation of a
+    per-F^2 or per-node quantity would not be monotone (NeuroSim's SRAM cell falls from 840 F^2
+    at 5 nm to 2047.8 F^2 at 3 nm: linear in node, a 4-nm cell would be larger than a 5-nm
+    one). Every table holds rows at :data:`MIN_NODE_NM` and :data:`MAX_NODE_NM`.
+    """
+    lo, hi = _CORE_NODES_NM
+    if lo <= node_nm <= hi:
+        return float(np.interp(node_nm, nodes_nm[::-1], values[::-1]))
+    if node_nm in nodes_nm:  # a row itself, exactly (exp(log(v)) need not be v)
+        return float(values[nodes_nm.index(node_nm)])
+    return float(np.exp(np.interp(math.log(node_nm), np.log(nodes_nm[::-1]),
+                                  np.log(values[::-1]))))
 
 
 def energy_scale(from_nm: float, to_nm: float) -> float:
     """Factor that takes a CMOS energy at ``from_nm`` to ``to_nm`` (Stillmaker-Baas, 0.8 V).
 
     Linear interpolation in node between 130/90/65/45/32/20/16/14/10/7 nm, as
-    ``hwcomponents/scaling/techscaling.py`` does (Stillmaker & Baas 2017).
+    ``hwcomponents/scaling/techscaling.py`` does (Stillmaker & Baas 2017). Below 7 nm energy
+    goes as sqrt(node) (hwcomponents' rule beyond its table); from 130 to 180 nm it continues
+    the 90/130-nm log-log trend (module docstring).
     """
     a = _check_node(from_nm, "from_nm")
     b = _check_node(to_nm, "to_nm")
@@ -384,8 +441,10 @@ def energy_scale(from_nm: float, to_nm: float) -> float:
 def area_scale(from_nm: float, to_nm: float) -> float:
     """Factor that takes a CMOS (peripheral) area at ``from_nm`` to ``to_nm`` (Stillmaker-Baas).
 
-    Same interpolation as :func:`energy_scale`, on the 45-nm row of the area table.
-    Cell areas are given in F^2 and scale with F^2 instead.
+    Same interpolation as :func:`energy_scale`, on the 45-nm row of the area table; below
+    7 nm area goes linearly with node (hwcomponents' rule), at 180 nm it is Stillmaker &
+    Baas's 180-nm column (19 x the 45-nm area). Cell areas are given in F^2 and scale with F^2
+    instead.
     """
     a = _check_node(from_nm, "from_nm")
     b = _check_node(to_nm, "to_nm")
@@ -448,7 +507,7 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: ADCBand = ADCBand.TYPIC
     Parameters
     ----------
     node_nm : float
-        Technology node, 7..130 nm. Numbers given at other nodes in the sources are moved
+        Technology node, 3..180 nm. Numbers given at other nodes in the sources are moved
         here with :func:`energy_scale` / :func:`area_scale`; F^2 cell areas with F^2.
     band : ADCBand
         ADC energy band (or its value string). TYPICAL (default): ISAAC/Saberi SAR table and
@@ -463,7 +522,7 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: ADCBand = ADCBand.TYPIC
     Raises
     ------
     ConfigError
-        If ``node_nm`` is outside 7..130 nm or ``band`` is not an :class:`ADCBand`.
+        If ``node_nm`` is outside 3..180 nm or ``band`` is not an :class:`ADCBand`.
     """
     node = _check_node(node_nm, "node_nm")
     band = _as_choice(band, "band", ADCBand)

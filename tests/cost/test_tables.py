@@ -29,7 +29,7 @@ A45 = {130: 6.4, 65: 1.5, 45: 1.0, 32: 0.46, 20: 0.21, 7: 0.059}
 E22 = E45[20] + (22 - 20) / (32 - 20) * (E45[32] - E45[20])  # linear in node: 0.2933
 A22 = A45[20] + (22 - 20) / (32 - 20) * (A45[32] - A45[20])  # 0.2517
 
-NODES = (7, 9, 10, 14, 16, 20, 22, 28, 32, 40, 45, 65, 90, 130)
+NODES = (3, 5, 7, 9, 10, 14, 16, 20, 22, 28, 32, 40, 45, 65, 90, 130, 180)
 
 
 @pytest.fixture(scope="module")
@@ -163,9 +163,9 @@ def test_smaller_node_less_energy(kind):
 # ---- errors -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("node", (6.9, 131, 0, -22, math.nan, "22nm", True))
+@pytest.mark.parametrize("node", (2.9, 181, 0, -22, math.nan, "22nm", True))
 def test_bad_node(node):
-    with pytest.raises(ConfigError, match="node_nm"):
+    with pytest.raises(ConfigError, match=r"node_nm.*allowed: 3\.\.180 nm"):
         tech_table(node)
 
 
