@@ -204,7 +204,7 @@ BAD_VALUES = [
     (lambda: DeviceConfig(variation=3), "DeviceConfig.variation", "'lognormal'"),
     (lambda: DeviceConfig(off_current_compensation="both"),
      "DeviceConfig.off_current_compensation", "'none', 'analog', 'digital'"),
-    (lambda: DeviceConfig(cell="mram"), "DeviceConfig.cell", "'rram', 'pcm', 'sram', 'ideal'"),
+    (lambda: DeviceConfig(cell="fefet"), "DeviceConfig.cell", "'rram', 'pcm', 'mram', 'sram', 'ideal'"),
     (lambda: DeviceConfig(on_off_ratio=1.0), "DeviceConfig.on_off_ratio", "(1.0, inf]"),
     (lambda: DeviceConfig(p_stuck_on=0.7, p_stuck_off=0.5), "p_stuck_on + p_stuck_off", "<= 1"),
     (lambda: DeviceConfig(variation_sigma=0.1), "DeviceConfig.variation_sigma", "'lognormal'"),
