@@ -25,7 +25,8 @@ Two cost models (``chip.tech.cost_model``):
     with the word line's ``C_wl V_wl^2`` per activated row. Cells: the read physics of the
     compute domain (current: ``V^2 G t`` of resistive cells, bit-line discharge of SRAM;
     charge: ``C V^2`` of the switched capacitor per product) and the cell kind's area
-    (SRAM 6T/8T/10T, RRAM 1T1R, PCM, MRAM 1T1MTJ, multi-device). Periphery, buffers and links: the tables.
+    (SRAM 6T/8T/10T, RRAM 1T1R, PCM, MRAM 1T1MTJ, multi-device). Periphery, buffers and
+    links: the tables.
     ``docs/cost-model.md`` gives every formula, ``docs/technology.md`` every source.
 """
 
