@@ -103,8 +103,17 @@ class SignedInputMode(_Choice):
 class CellTech(_Choice):
     RRAM = "rram"
     PCM = "pcm"
+    MRAM = "mram"
+    """Magnetic tunnel junction (STT/SOT-MRAM): binary (parallel / antiparallel), so 1 bit per
+    cell, with a low on/off ratio R_AP/R_P (docs/hardware-model.md, "MRAM cells")."""
     SRAM = "sram"
     IDEAL = "ideal"
+
+    @property
+    def resistive(self) -> bool:
+        """Whether a read sums cell currents through programmed resistances (RRAM, PCM, MRAM:
+        priced by V^2 G t); SRAM and ideal cells are priced as bit-cells."""
+        return self in (CellTech.RRAM, CellTech.PCM, CellTech.MRAM)
 
 
 class VariationKind(_Choice):
@@ -201,6 +210,8 @@ class CellKind(_Choice):
     SRAM_10T = "sram_10t"
     RRAM_1T1R = "rram_1t1r"
     PCM = "pcm"
+    MRAM_1T1MTJ = "mram_1t1mtj"
+    """One magnetic tunnel junction on an access transistor (STT-MRAM 1T1MTJ)."""
 
 
 class PowerGating(_Choice):
@@ -461,6 +472,9 @@ class DeviceConfig(_Config):
     def __post_init__(self) -> None:
         _coerce_choices(self)
         _int_in(self, "bits_per_cell", 1, 7)
+        if self.cell is CellTech.MRAM and self.bits_per_cell != 1:
+            _fail("DeviceConfig", "bits_per_cell", self.bits_per_cell,
+                  "1 for cell = 'mram' (a magnetic tunnel junction has two states)")
         _float_in(self, "drift_t0_s", 0.0, lo_open=True)
         for name in ("drift_nu_mean", "drift_nu_sigma", "read_noise_q_s"):
             _level_values(self, name, 0.0, 10.0)
@@ -694,7 +708,8 @@ class TechConfig(_Config):
     compute_domain: ComputeDomain = ComputeDomain.CURRENT
     """Column sum in current (resistive) or charge (capacitor) domain."""
     cell_kind: CellKind | None = None
-    """Physical cell; None: from ``device.cell`` (rram -> rram_1t1r, sram/ideal -> sram_8t)."""
+    """Physical cell; None: from ``device.cell`` (rram -> rram_1t1r, pcm -> pcm,
+    mram -> mram_1t1mtj, sram/ideal -> sram_8t)."""
     devices_per_cell: int = 1
     """Devices that store one cell's value in parallel (multi-device cells, e.g. 2 PCM devices
     per polarity): they multiply the cell's conductance, read energy and area."""

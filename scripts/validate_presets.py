@@ -184,6 +184,14 @@ PREDICTIONS = [
     ("fujiwara-isscc22", "0.8 V (default)", {}, "tops_per_mm2", "TOPS/mm2", 221.0,
      "whole macro (64 x 64 4-b weights, 4 stored sets, from a reader's summary); clock not "
      "read: 1 GHz", "Fujiwara et al., ISSCC 2022, 11.6 (title)"),
+    ("deaville-vlsi22", "0.8 V (default)", {}, "tops_per_w_1b", "1b-TOPS/W", 41.6,
+     "1b in x 1b w (run at 1b x 2b, normalised); the top of the published 19.5-41.6; "
+     "whole macro; supply not read: 0.8 V",
+     "Deaville, Zhang & Verma, VLSI 2022; IEEE JSSC 60(5), 2025 [abs]"),
+    ("deaville-vlsi22", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 5.5,
+     "whole macro; no cycle published: a step is the predicted settling or the 4 "
+     "conversions per ADC, whichever is longer",
+     "Deaville, Zhang & Verma, VLSI 2022; IEEE JSSC 60(5), 2025 [abs]"),
 ]
 
 
@@ -427,6 +435,32 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             "cimsim's defaults (the TOML says which inputs were not read), so these rows "
             "check the digital model's energy and area per operation at a nominal point, not "
             "the published voltage; the TOPS/mm^2 rows rest on the 1-GHz default clock.")
+    if "deaville-vlsi22" in sheets:
+        sh = sheets["deaville-vlsi22"]
+        ops_1b = sh["ops"] * 2  # 1b x 2b run, normalised by 1 x 2
+        e = {c: v / ops_1b * 1e3 for c, v in sh["energy_pj_by_component"].items()}
+        a = sh["area_um2_by_component"]
+        dv = cimsim.load_chip(PUBLISHED_DIR / "deaville-vlsi22.toml")
+        step_ns = 256 * 256 * 2 * 2 / (sh["tops_1b"] * 1e12) * 1e9  # 1b-ops of one step
+        out.append(
+            f"- **deaville-vlsi22** (MRAM): per 1-b op, predicted cell reads {e['cell']:.2f} fJ, "
+            f"converters {e['adc']:.2f} fJ and row drivers {e['dac']:.3f} fJ against "
+            f"{1e3 / 41.6:.1f} fJ in all published (41.6 1b-TOPS/W). The MTJs' read is "
+            f"V^2 G t at {dv.tech.v_read_v:g} V on NVSim's 6-kOhm / 12-kOhm cell over the "
+            f"{dv.tech.t_read_ns:g}-ns read pulse (cimsim's MRAM cell and default pulse: the "
+            "abstract gives neither the junction's resistance nor the read timing), where "
+            "the chip's memory-resistance boosting raises the resistance a column reads; the "
+            "cascode feedback amplifier on every column that turns its conductance into a "
+            "current is priced by no component model, so the prediction is above the "
+            "published efficiency. Area "
+            f"{sum(a.values()):,.0f} um^2 predicted (cells {a['cell']:,.0f}, 6-b SARs "
+            f"{a['adc']:,.0f}, drivers {a['dac']:,.0f}) for a step of {step_ns:.0f} ns "
+            "(4 conversions per ADC; the column settles in "
+            f"{settling.settle_time_ns(dv, chip_table(dv)):.1f} ns): the published 5.5 "
+            "1b-TOPS/mm^2 asks for about "
+            f"{sh['tops_per_mm2_1b'] / 5.5:.0f}x more area x cycle, which the per-column "
+            "feedback readout, the weighting network and the macro's sequencing (none in "
+            "the abstract) would hold; no row is moved by a guessed area or cycle.")
     out.append(
         "- **sinangil-jssc21**: within 2x on both: the survey's flash line prices the 4-b flash "
         f"at {per('sinangil-jssc21', 'energy_pj', 'adc', 256 * 16):.3f} pJ per conversion with "

@@ -44,6 +44,8 @@ from .tables import (
 __all__ = [
     "CALIBRATIONS",
     "COMPONENTS",
+    "MRAM_WRITE_ENERGY_PJ_PER_BIT",
+    "MRAM_WRITE_PULSE_NS",
     "SUPPLY_REF_V",
     "TILE_BUFFER_KIB",
     "Calibration",
@@ -54,6 +56,14 @@ __all__ = [
     "supply_factor",
     "table_adc_bits",
 ]
+
+MRAM_WRITE_ENERGY_PJ_PER_BIT = 0.194
+"""MRAM (STT) write energy per cell, pJ: NVSim's STT-RAM cell, 40.82 uA for 5 ns (Dong, Xu,
+Xie & Jouppi, IEEE TCAD 31(7), 2012; its sample_STTRAM.cell: SetEnergy = ResetEnergy =
+0.194 pJ). One pulse switches the junction: no write-verify ladder as RRAM's."""
+
+MRAM_WRITE_PULSE_NS = 5.0
+"""MRAM (STT) write pulse, ns (the same NVSim cell): the time to write one row."""
 
 SUPPLY_REF_V = 0.8
 """Supply voltage of the technology tables, V (docs/technology.md §1)."""
@@ -199,8 +209,8 @@ def table_adc_time_ns(chip: ChipConfig, table: TechTable, calibration: Calibrati
 
 
 def _resistive(chip: ChipConfig) -> bool:
-    # PCM cells are resistive 1T1R cells read by current, costed as RRAM's (docs/drift.md)
-    return chip.device.cell in (CellTech.RRAM, CellTech.PCM)
+    # PCM and MRAM cells are resistive 1T1R cells read by current, costed as RRAM's here
+    return chip.device.cell.resistive
 
 
 def _cell_pitch_um(chip: ChipConfig, table: TechTable) -> float:
@@ -272,9 +282,11 @@ def _cell_v2g_lsb(chip: ChipConfig, table: TechTable, cal: Calibration, bits: in
 
 
 def _cell_write(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
-    """One cell programmed: every stored bit written (RRAM: device physics, not supply-scaled;
-    SRAM: a CMOS bit-cell write)."""
+    """One cell programmed: every stored bit written (RRAM, PCM: the tables' RRAM write; MRAM:
+    one STT switching pulse; device physics, not supply-scaled; SRAM: a CMOS bit-cell write)."""
     n_bits = stored_bits_per_cell(chip)
+    if chip.device.cell is CellTech.MRAM:
+        return n_bits * MRAM_WRITE_ENERGY_PJ_PER_BIT * cal.e("cell")
     if _resistive(chip):
         return n_bits * table.rram_write_energy_pj_per_bit * cal.e("cell")
     return (n_bits * table.sram_cim_bitcell_write_energy_fj * 1e-3 * supply_factor(chip)

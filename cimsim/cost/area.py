@@ -20,7 +20,7 @@ its occupied arrays with their peripherals, plus the matching share of their til
 
 from __future__ import annotations
 
-from ..config import CellTech, ChipConfig
+from ..config import ChipConfig
 from ..events import Component
 from .energy import (
     NO_CALIBRATION,
@@ -62,7 +62,7 @@ def area_instances(
     cell = models[Component.CELL]
     if physical(chip):
         cell_what = f"{cell_kind(chip).value} cell ({cell.area_f2():.0f} F^2)"  # type: ignore[attr-defined]
-    elif chip.device.cell in (CellTech.RRAM, CellTech.PCM):  # PCM: costed as RRAM
+    elif chip.device.cell.resistive:  # PCM, MRAM: costed as RRAM
         cell_what = "RRAM 1T1R cell (48 F^2)"
     else:
         bits = stored_bits_per_cell(chip)

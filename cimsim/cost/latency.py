@@ -40,6 +40,7 @@ from ..arrays.encoding import plane_layout
 from ..arrays.program import ProgrammedLayer
 from ..config import CellTech, ChipConfig
 from . import settling
+from ._prices import MRAM_WRITE_PULSE_NS
 from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
 from .tables import TechTable
 
@@ -132,10 +133,13 @@ def write_time_ns_per_row(chip: ChipConfig, table: TechTable | None = None) -> f
 
     RRAM: ``table.rram_write_time_ns_per_row`` (RESET, then SET pulses with write-verify);
     SRAM and ``ideal`` cells (costed as charge-domain SRAM, as their energy is):
-    ``table.sram_write_time_ns_per_row`` (one write cycle per row).
+    ``table.sram_write_time_ns_per_row`` (one write cycle per row). MRAM: one STT pulse,
+    ``MRAM_WRITE_PULSE_NS``.
     """
     table = chip_table(chip) if table is None else table
-    if chip.device.cell in (CellTech.RRAM, CellTech.PCM):  # PCM: costed as RRAM
+    if chip.device.cell is CellTech.MRAM:
+        return MRAM_WRITE_PULSE_NS
+    if chip.device.cell.resistive:  # PCM: costed as RRAM
         return float(table.rram_write_time_ns_per_row)
     return float(table.sram_write_time_ns_per_row)
 

@@ -25,7 +25,8 @@ Two cost models (``chip.tech.cost_model``):
     with the word line's ``C_wl V_wl^2`` per activated row. Cells: the read physics of the
     compute domain (current: ``V^2 G t`` of resistive cells, bit-line discharge of SRAM;
     charge: ``C V^2`` of the switched capacitor per product) and the cell kind's area
-    (SRAM 6T/8T/10T, RRAM 1T1R, PCM, multi-device). Periphery, buffers and links: the tables.
+    (SRAM 6T/8T/10T, RRAM 1T1R, PCM, MRAM 1T1MTJ, multi-device). Periphery, buffers and
+    links: the tables.
     ``docs/cost-model.md`` gives every formula, ``docs/technology.md`` every source.
 """
 
@@ -98,8 +99,10 @@ Harris, "CMOS VLSI Design", 4th ed., 2011, §2.3 (word-line load of the physical
 # CIM SRAM cell (the tables' ``sram_cell_area_f2``: Param.cpp, 280 F^2 at >= 22 nm, 326 at
 # 14 nm, 551 at 7 nm, 840 at 5 nm, 2047.8 at 3 nm) is an 8T read-decoupled cell; 6T and 10T
 # follow by transistor count [der]. RRAM 1T1R: 48 F^2 (NeuroSim V1.4). PCM: one device on a
-# 1T access transistor as the 1T1R cell [der].
-CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0}
+# 1T access transistor as the 1T1R cell [der]. MRAM 1T1MTJ: 57.5 F^2, NVSim's STT-RAM cell (Dong,
+# Xu, Xie & Jouppi, IEEE TCAD 31(7), 2012; the sample_STTRAM.cell it ships: an access
+# transistor 8.5 F wide for the write current).
+CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0, CellKind.MRAM_1T1MTJ: 57.5}
 _SRAM_TRANSISTORS = {CellKind.SRAM_6T: 6, CellKind.SRAM_8T: 8, CellKind.SRAM_10T: 10}
 
 
@@ -145,11 +148,13 @@ def cell_kind(chip: ChipConfig) -> CellKind:
         return chip.tech.cell_kind
     if chip.device.cell is CellTech.PCM:
         return CellKind.PCM
+    if chip.device.cell is CellTech.MRAM:
+        return CellKind.MRAM_1T1MTJ
     return CellKind.RRAM_1T1R if chip.device.cell is CellTech.RRAM else CellKind.SRAM_8T
 
 
 def _resistive_kind(kind: CellKind) -> bool:
-    return kind in (CellKind.RRAM_1T1R, CellKind.PCM)
+    return kind in (CellKind.RRAM_1T1R, CellKind.PCM, CellKind.MRAM_1T1MTJ)
 
 
 class ComponentModel:
@@ -366,7 +371,7 @@ class CellModel(ComponentModel):
     """Memory cells: reads (``cell.read`` per cell on an active row; ``cell.v2g_lsb`` the
     summed conductance of resistive reads) and writes.
 
-    physical: current domain, resistive (RRAM, PCM): ``V^2 G t`` per read, times
+    physical: current domain, resistive (RRAM, PCM, MRAM): ``V^2 G t`` per read, times
     ``devices_per_cell``; amplitude drive at ``V x / x_max`` for the read pulse (priced on
     ``cell.v2g_lsb``, the run's sum of ``x^2 G``), temporal drive at full ``V`` for ``x`` LSB
     times ``t_read / (2^b - 1)`` (priced on ``cell.v1g_lsb``, the sum of ``|x| G``).
@@ -436,7 +441,7 @@ class CellModel(ComponentModel):
     def area_um2(self) -> float:
         chip = self.chip
         if not self.physical:
-            if chip.device.cell in (CellTech.RRAM, CellTech.PCM):  # PCM: costed as RRAM
+            if chip.device.cell.resistive:  # PCM, MRAM: costed as RRAM
                 return self.table.rram_cell_area_um2 * self.cal.a("cell")
             return (self.table.sram_cell_area_um2 * stored_bits_per_cell(chip)
                     * self.cal.a("cell"))

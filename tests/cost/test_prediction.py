@@ -20,6 +20,8 @@ KNOWN_OUTSIDE_2X = {
     ("lee-vlsi21", "0.8 V (default)", "1b-TOPS/mm2"): 17.91,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/W"): 8.85,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/mm2"): 4.00,
+    ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/W"): 2.29,
+    ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/mm2"): 70.13,
 }
 
 
@@ -36,6 +38,9 @@ def test_published_chips_cover_the_required_kinds(validate, pred):
     kinds = {cimsim.load_chip(validate.PUBLISHED_DIR / f"{c}.toml").adc.kind.value
              for c in chips}
     assert {"digital", "sar", "flash", "cco", "integrate_fire"} <= kinds
+    cells = {cimsim.load_chip(validate.PUBLISHED_DIR / f"{c}.toml").device.cell.value
+             for c in chips}
+    assert {"sram", "rram", "mram"} <= cells  # SRAM, RRAM/PCM and another NVM (MRAM)
     for chip in chips:  # every chip: an energy-efficiency and an area-efficiency row
         metrics = {r["metric"].removeprefix("1b-") for r in pred
                    if r["chip"] == chip and r["nominal"]}
@@ -67,7 +72,7 @@ def test_fujiwara_5nm_rows_are_within_2x(validate, pred):
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(1.90, abs=0.02)
+    assert gm == pytest.approx(2.20, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
