@@ -157,7 +157,8 @@ class TechTable:
     ADC is faster (0.83 ns per 8-b conversion)."""
     comparator_energy_fj: float
     """Energy per comparator decision, fJ, used by flash, ramp and single-slope ADCs ((2^b-1)
-    E_cmp for a flash) and for every 1-b conversion (:data:`ONE_COMPARATOR_KINDS`). typical/low: MNSIM 2.0 sense amp (ADC_Choice 8) 1.63 uW at 28 nm for one 1-ns
+    E_cmp for a flash) and for every 1-b conversion (:data:`ONE_COMPARATOR_KINDS`).
+    typical/low: MNSIM 2.0 sense amp (ADC_Choice 8) 1.63 uW at 28 nm for one 1-ns
     decision = 1.63 fJ at 28 nm [der], node-scaled. high: Murmann-survey median
     low-resolution flash FOM_W = 477 fJ/step [der], not node-scaled (survey nodes are
     mixed)."""
