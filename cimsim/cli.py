@@ -831,7 +831,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--adc-bits", required=True, metavar="BITS",
                    help="ADC bits: a range 3-8 or a list 3,4,6")
     w.add_argument("--adc-kind", default=None, metavar="KINDS",
-                   help="list of ADC kinds (sar, flash, ramp, cco, integrate_fire, digital) "
+                   help="list of ADC kinds (sar, flash, ramp, single_slope, cco, integrate_fire, "
+                        "digital) "
                         "or ramp:<level_fit> (e.g. sar,ramp:bs_kmq); "
                         "default: the chip's")
     w.add_argument("--bits-per-cell", default=None, metavar="BITS", help="e.g. 1,2")

@@ -154,6 +154,10 @@ class ADCKind(_Choice):
     INTEGRATE_FIRE = "integrate_fire"
     """Integrate-and-fire neuron: the column charge is integrated and counted out in fires;
     linear in simulation."""
+    SINGLE_SLOPE = "single_slope"
+    """Linear single-slope (ramp-compare) converter: a ramp generator shared by an array's
+    converters, one comparator and a b-bit counter per converter, 2^bits clock steps per
+    conversion; linear in simulation (unlike ``ramp``, the in-memory nonlinear ramp)."""
     DIGITAL = "digital"
     """No converter: digital CIM (a logic gate per bit-cell forms each 1-b product, an adder
     tree per column sums them, shift-accumulate across input bits). The column sum is exact:
@@ -566,8 +570,9 @@ class ADCConfig(_Config):
     """Column ADCs."""
 
     kind: ADCKind = ADCKind.SAR
-    """Converter kind: ``sar`` and ``flash`` are linear; ``ramp`` is the in-memory nonlinear
-    ADC (2^bits ramp steps) whose thresholds and levels are fitted by ``level_fit``."""
+    """Converter kind: ``sar``, ``flash``, ``single_slope``, ``cco`` and ``integrate_fire`` are
+    linear; ``ramp`` is the in-memory nonlinear ADC (2^bits ramp steps) whose thresholds and
+    levels are fitted by ``level_fit``; ``digital`` is an exact adder tree."""
     bits: int = 8
     """Resolution in bits; 2**bits codes."""
     placement: ADCPlacement = ADCPlacement.PARTIAL_SUM

@@ -8,9 +8,12 @@ constants and this script). Usage::
                                      [--speed]
 
 prints the fitted ``FAMILIES`` (compare with ``cimsim/cost/adc_survey.py``) and draws the
-energy per conversion vs bits of every converter kind at 22 nm and 65 nm, with the survey's
-points (energy per Nyquist sample vs ENOB, normalised to 0.8 V) behind them, and the SAR line
-paced at 1 GS/s (the survey's speed envelope, ``cimsim.cost.adc_survey.rate_factor``).
+energy per conversion vs bits of every converter kind at 22 nm and 65 nm as the physical model
+prices it (``cimsim.cost.models.ADCModel``: the survey lines, the counters, the single-slope
+ramp generator's share, and 1-b SAR/flash/single-slope conversions as one sense-amp decision),
+with the survey's points (energy per Nyquist sample vs ENOB, normalised to 0.8 V) behind them,
+and the SAR line paced at 1 GS/s (the survey's speed envelope,
+``cimsim.cost.adc_survey.rate_factor``).
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import cimsim
 from cimsim.config import ADCKind
-from cimsim.cost.adc_survey import FAMILIES, fom_w_fj, rate_factor, steps
+from cimsim.cost.adc_survey import FAMILIES, family_of, fom_w_fj, rate_factor, steps
+from cimsim.cost.models import ADCModel
+from cimsim.cost.tables import CONVERTER_KINDS, one_comparator
+from cimsim.events import Action
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILY_ARCH = {"sar": lambda a: a == "SAR", "flash": lambda a: a == "Flash",
@@ -104,12 +111,33 @@ def hinge_fit(d: pd.DataFrame) -> tuple[float, float]:
     return best[1], best[2]
 
 
+# line style and colour of each kind in the figure (the survey points take their family's)
+KIND_STYLE = {ADCKind.SAR: ("-", "tab:blue"), ADCKind.FLASH: ("--", "tab:red"),
+              ADCKind.RAMP: (":", "tab:orange"),
+              ADCKind.SINGLE_SLOPE: ((0, (6, 2, 1, 2)), "tab:purple"),
+              ADCKind.CCO: ("-.", "tab:green"), ADCKind.INTEGRATE_FIRE: ((0, (1, 2)), "tab:olive")}
+
+
+def model_energy_pj(kind: ADCKind, bits: int, node_nm: float) -> float:
+    """One conversion as the physical model prices it, pJ: a 256 x 256 array with one
+    converter per column (the single-slope ramp generator shared by 256), 0.8 V, a 1-GHz
+    clock (every converter below its corner rate)."""
+    base = cimsim.load_chip("rram-22nm")
+    chip = base.replace(
+        array=base.array.replace(n_rows=256, n_cols=256, cols_per_adc=1),
+        tech=base.tech.replace(node_nm=node_nm, vdd_v=0.8, clock_mhz=1000.0,
+                               cost_model="physical"),
+        adc=base.adc.replace(kind=kind, bits=bits, range_policy=(
+            "calibrated" if kind is ADCKind.RAMP else "full_scale")))
+    return ADCModel(chip).energy_pj(Action.CONVERT, bits)
+
+
 def figure(d: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6), sharey=True)
     colors = {"sar": "tab:blue", "flash": "tab:red", "time": "tab:green"}
     bits = np.arange(1, 11)
     for ax, node in zip(axes, (22.0, 65.0), strict=True):
@@ -117,12 +145,15 @@ def figure(d: pd.DataFrame, path: Path) -> None:
             s = d[d.arch.map(pick)]
             ax.scatter(s.enob, s.energy_08v_pj, s=12, alpha=0.35, color=colors[fam],
                        label=f"survey {fam} (all nodes)")
-        for kind, style in ((ADCKind.SAR, "-"), (ADCKind.FLASH, "--"), (ADCKind.RAMP, ":"),
-                            (ADCKind.CCO, "-."), (ADCKind.INTEGRATE_FIRE, (0, (1, 3)))):
-            e = [fom_w_fj(kind, node) * steps(kind, int(b)) * 1e-3 for b in bits]
-            fam = {"sar": "sar", "flash": "flash", "ramp": "flash"}.get(kind.value, "time")
-            ax.plot(bits, e, linestyle=style, color=colors[fam], lw=2,
-                    label=f"model {kind.value}")
+        for kind in CONVERTER_KINDS:
+            e = [model_energy_pj(kind, int(b), node) for b in bits]
+            style, color = KIND_STYLE[kind]
+            ax.plot(bits, e, linestyle=style, color=color, lw=2,
+                    label=f"model {kind.value} ({family_of(kind).family} line)")
+            if one_comparator(kind, 1):  # the 1-b point: one sense-amp decision
+                ax.plot([1], e[:1], "o", mfc="white", mec=color, ms=7)
+        ax.plot([], [], "o", mfc="white", mec="k", ms=7,
+                label="1 b (sar, flash, single_slope): one sense amp")
         # the survey's speed envelope (Andrulis et al.): the SAR line paced at 1 GS/s
         fast = [fom_w_fj(ADCKind.SAR, node) * steps(ADCKind.SAR, int(b)) * 1e-3
                 * rate_factor(int(b), 1e9) for b in bits]
@@ -132,10 +163,11 @@ def figure(d: pd.DataFrame, path: Path) -> None:
         ax.set_title(f"energy per conversion at {node:g} nm, 0.8 V")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("pJ per conversion")
-    axes[1].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=4, frameon=False)
     fig.suptitle("Converter models of cimsim.cost.adc_survey and the ADC survey "
                  "(Murmann, ADC Performance Survey 1997-2025)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(path, dpi=110)
 
 

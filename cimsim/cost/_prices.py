@@ -204,8 +204,8 @@ def table_adc_bits(bits: int) -> int:
 
 def table_adc_time_ns(chip: ChipConfig, table: TechTable, calibration: Calibration) -> float:
     """One conversion of the chip's ADC by the tables, ns (table time x calibration)."""
-    return adc_conversion_time_ns(chip.adc.kind, table_adc_bits(chip.adc.bits), table) * (
-        calibration.adc_time_scale)
+    return adc_conversion_time_ns(chip.adc.kind, table_adc_bits(chip.adc.bits), table,
+                                  chip.tech.clock_mhz) * calibration.adc_time_scale
 
 
 def _resistive(chip: ChipConfig) -> bool:

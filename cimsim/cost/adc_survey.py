@@ -22,16 +22,20 @@ A converter of ``b`` bits then costs, at supply ``V``::
     SAR        E = FOM_sar(node) * 2^b * (V/0.8)^2            (Walden: one step per code)
     flash      E = FOM_flash(node) * (2^b - 1) * (V/0.8)^2    (one comparator per threshold)
     ramp       E = FOM_flash(node) * 2^b * (V/0.8)^2          (one comparator decision a step)
+    single-slope   the same 2^b comparator decisions           (a linear ramp, one per clock)
     CCO / I&F  E = FOM_time(node) * 2^b * (V/0.8)^2           (one oscillation / fire a count)
 
 times :func:`rate_factor` (1 up to the survey's corner rate for ``b`` bits, rising as
 ``f^0.661`` above it: the speed envelope as Andrulis et al. fitted it to the survey), plus, for
-the counting kinds (ramp, CCO, integrate-and-fire), a ``b``-bit counter/latch priced by the
-digital tables. Area is ``A_step * steps * F^2`` with the converter's step count (the
-fit's own normalisation, ``A / 2^ENOB``, whatever the kind), plus the counter of the counting
-kinds. The scatter of the survey around these lines (``*_SCATTER``: the standard deviation of
-the log residuals) is a factor 2.8-4.3: an uncalibrated converter estimate carries that
-uncertainty.
+the counting kinds (ramp, single-slope, CCO, integrate-and-fire), a ``b``-bit counter/latch priced by the
+digital tables (and, for a single-slope converter, its share of the array's ramp generator:
+``cimsim.cost.models.ADCModel.ramp_generator_pj``). A 1-b SAR, flash or single-slope
+conversion is one sense-amplifier decision, priced by the tables, not by these fits. Area is
+``A_step * steps * F^2`` with the converter's step count (the fit's own normalisation,
+``A / 2^ENOB``, whatever the kind), plus the counter of the counting kinds (a single-slope
+converter has one comparator, not 2^b: see ``cimsim.cost.models``). The scatter of the survey
+around these lines (``*_SCATTER``: the standard deviation of the log residuals) is a factor
+2.8-4.3: an uncalibrated converter estimate carries that uncertainty.
 """
 
 from __future__ import annotations
@@ -67,11 +71,12 @@ FAMILIES: dict[str, SurveyFit] = {
     "flash": SurveyFit("flash", 7, 59.32, 0.82, 1.02, 180518.0),
     "time": SurveyFit("time", 9, 18.07, 0.93, 1.45, 11892.0),
 }
-"""The fits by family: ``sar``, ``flash`` (also prices one ramp comparator decision),
+"""The fits by family: ``sar``, ``flash`` (also prices one comparator decision of a ramp or
+single-slope converter),
 ``time`` (VCO/CCO and time-based converters; also prices one integrate-and-fire count)."""
 
 _FAMILY = {ADCKind.SAR: "sar", ADCKind.FLASH: "flash", ADCKind.RAMP: "flash",
-           ADCKind.CCO: "time", ADCKind.INTEGRATE_FIRE: "time"}
+           ADCKind.SINGLE_SLOPE: "flash", ADCKind.CCO: "time", ADCKind.INTEGRATE_FIRE: "time"}
 SUPPLY_REF_V = 0.8
 
 
@@ -114,7 +119,8 @@ def rate_factor(bits: int, rate_hz: float) -> float:
 
 def steps(kind: ADCKind, bits: int) -> int:
     """Conversion steps the energy is paid for: ``2^b - 1`` comparators of a flash, else
-    ``2^b`` (Walden steps of a SAR, ramp steps, oscillations or fires at full scale)."""
+    ``2^b`` (Walden steps of a SAR, ramp or single-slope steps, oscillations or fires at full
+    scale)."""
     return (1 << bits) - 1 if ADCKind(kind) is ADCKind.FLASH else 1 << bits
 
 

@@ -14,7 +14,8 @@ conversions, so one step takes::
 
 ``t_window`` is the analog phase (:func:`compute_window_ns`: the stated window, no shorter than
 the column's predicted settling in the physical model). ``t_conv`` is the ADC conversion time
-of the tables (SAR (b+1) ns, flash 1 ns, ramp 2^b ns) times the chip's calibration. The
+of the converter's model (SAR (b+1) ns, flash 1 ns, ramp 2^b ns, single-slope 2^b clock
+periods) times the chip's calibration. The
 shift-add and accumulation of a step are pipelined behind the ADCs, as NeuroSim V1.4 pipelines
 them (docs/technology.md); only the last step's add tree and output write show, as ``t_tail``.
 A layer's blocks (convolution groups, per-tile parts, attention projections) run in parallel:

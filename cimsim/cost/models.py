@@ -78,7 +78,10 @@ from .tables import (
     adc_area_um2,
     adc_conversion_time_ns,
     dac_area_um2,
+    dac_conversion_time_ns,
     dac_energy_pj,
+    one_comparator,
+    sense_amp_energy_fj,
 )
 
 __all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS",
@@ -124,6 +127,10 @@ def adder_tree_full_adders(n_inputs: int) -> int:
         total += (m // 2) * k
         m, k = -(-m // 2), k + 1
     return total
+
+
+_COUNTING_KINDS = (ADCKind.RAMP, ADCKind.SINGLE_SLOPE, ADCKind.CCO, ADCKind.INTEGRATE_FIRE)
+"""Converters that count their steps into a b-bit counter."""
 
 
 def every_row_wordlines(chip: ChipConfig) -> bool:
@@ -212,12 +219,16 @@ class ArrayModel(ComponentModel):
 
 
 class ADCModel(ComponentModel):
-    """Column converters: SAR, flash, ramp, CCO, integrate-and-fire.
+    """Column converters: SAR, flash, ramp, single-slope, CCO, integrate-and-fire.
 
     tables: :func:`.tables.adc_energy_pj` at the chip's ADC band. physical:
     :mod:`.adc_survey` (the survey's lower-quartile Walden FOM by family, node and supply,
     times the speed envelope at the rate the chip's step asks, :meth:`sample_rate_hz`) plus a
-    ``bits``-bit counter for the counting kinds. ``adc.kind = 'digital'`` (both cost models):
+    ``bits``-bit counter for the counting kinds; a single-slope converter also carries its
+    share of the array's ramp generator (:meth:`ramp_generator_pj`). A 1-b SAR, flash or
+    single-slope conversion (:func:`.tables.one_comparator`) is one sense-amplifier decision:
+    the tables' comparator energy and area at the node (MNSIM 2.0's sense amp), supply-scaled,
+    not the survey's GHz flash comparators. ``adc.kind = 'digital'`` (both cost models):
     no converter but an adder tree per column, :func:`adder_tree_full_adders` full adders at
     the digital tables' energy and area per added bit, one column sum per digital clock.
     """
@@ -246,11 +257,30 @@ class ADCModel(ComponentModel):
 
     def _convert_pj(self, b: int) -> float:
         kind, tech = self.chip.adc.kind, self.chip.tech
-        e = adc_survey.fom_w_fj(kind, tech.node_nm, tech.vdd_v) * adc_survey.steps(kind, b) * 1e-3
+        if one_comparator(kind, b):  # one sense-amp decision (band-free: the typical table's)
+            e = sense_amp_energy_fj(tech.node_nm) * self._sf * 1e-3
+        else:
+            e = (adc_survey.fom_w_fj(kind, tech.node_nm, tech.vdd_v)
+                 * adc_survey.steps(kind, b) * 1e-3)
         e *= adc_survey.rate_factor(b, self.sample_rate_hz())
-        if kind in (ADCKind.RAMP, ADCKind.CCO, ADCKind.INTEGRATE_FIRE):
+        if kind in _COUNTING_KINDS and not one_comparator(kind, b):
             e += b * self.table.shift_add_energy_pj_per_bit * self._sf  # the counter's latch
+        if kind is ADCKind.SINGLE_SLOPE and not one_comparator(kind, b):
+            e += self.ramp_generator_pj(b)
         return e * self.cal.e("adc")
+
+    def ramp_generator_pj(self, b: int) -> float:
+        """A single-slope converter's share of one ramp sweep, pJ.
+
+        Assumed: one ramp generator per array, a ``b``-bit DAC and its output buffer stepped
+        one code per clock, drawing the tables' ``b``-bit DAC power (MNSIM 2.0: 3.9 uW at
+        32 nm x ``2^(b-1)``, the DAC's energy over its ``b + 2``-ns conversion) for the whole
+        sweep (``2^b`` clock periods, :meth:`time_ns`); all ``adcs_per_array`` converters of
+        the array convert during one sweep and share it (the full-array workload; fewer busy
+        converters would each carry more). Supply-scaled as the tables' CMOS entries."""
+        power_mw = dac_energy_pj(b, self.table) / dac_conversion_time_ns(b, self.table)
+        sweep_pj = power_mw * self.time_ns(_A.CONVERT, b) * self._sf
+        return sweep_pj / self.chip.array.adcs_per_array
 
     def area_um2(self) -> float:
         chip, b = self.chip, table_adc_bits(self.chip.adc.bits)
@@ -260,10 +290,20 @@ class ADCModel(ComponentModel):
         if not self.physical:
             return adc_area_um2(chip.adc.kind, b, self.table) * self.cal.a("adc")
         kind, node = chip.adc.kind, chip.tech.node_nm
+        if one_comparator(kind, b):  # one sense amp (MNSIM 2.0, 1 um^2 at 28 nm)
+            return self.table.comparator_area_um2 * self.cal.a("adc")
+        if kind is ADCKind.SINGLE_SLOPE:
+            # one comparator (its 2^b steps are in time, not hardware: the survey's flash area
+            # per comparator), the b-bit counter, and its share of the array's ramp generator
+            # (a b-bit DAC with its buffer, adc_survey.dac_area_um2)
+            return (adc_survey.step_area_um2(kind, node)
+                    + b * self.table.shift_add_area_um2_per_bit
+                    + adc_survey.dac_area_um2(b, node) / chip.array.adcs_per_array
+                    ) * self.cal.a("adc")
         # the survey's area per conversion step times the converter's steps (the fit's own
         # normalisation, A / 2^ENOB), whatever the kind
         area = adc_survey.step_area_um2(kind, node) * adc_survey.steps(kind, b)
-        if kind in (ADCKind.RAMP, ADCKind.CCO, ADCKind.INTEGRATE_FIRE):
+        if kind in _COUNTING_KINDS:
             area += b * self.table.shift_add_area_um2_per_bit  # the counter
         if kind is ADCKind.RAMP:  # the ramp's reference column (Yang, Mao et al. 2025)
             area += (2**b + 5) * CellModel(chip, self.table).area_um2()
@@ -286,13 +326,14 @@ class ADCModel(ComponentModel):
             # the adder tree is pipelined to the digital clock: one column sum per clock
             return 1e3 / chip.tech.clock_mhz
         if not self.physical:
-            return adc_conversion_time_ns(chip.adc.kind, b, self.table) * (
+            return adc_conversion_time_ns(chip.adc.kind, b, self.table, chip.tech.clock_mhz) * (
                 self.cal.adc_time_scale)
         if chip.adc.kind is ADCKind.CCO:
             return 2**b * CCO_LSB_NS
         # SAR (b + 1) comparator cycles of 1 ns (NeuroSim V1.4 SarADC.cpp), flash one, ramp
-        # and integrate-and-fire 2^b steps: the converter's own timing, not the chip clock
-        return adc_conversion_time_ns(chip.adc.kind, b, self.table)
+        # and integrate-and-fire 2^b steps: the converter's own timing, not the chip clock;
+        # single-slope 2^b periods of the chip's clock, which its counter counts
+        return adc_conversion_time_ns(chip.adc.kind, b, self.table, chip.tech.clock_mhz)
 
 
 class DACModel(ComponentModel):

@@ -25,7 +25,8 @@ ADC model (docs/technology.md §3): the default (``ADCBand.TYPICAL``) SAR ADC is
 ADC (Kull et al., ISSCC 2013, 8 b, 32 nm) extended to 4-10 b with the Saberi et al. (TCAS-I
 2011) scaling, node-scaled; ``ADCBand.LOW`` uses the NeuroSim V1.4 SAR formula (optimistic
 end) and ``ADCBand.HIGH`` a survey-median SAR (Murmann, ADC Performance Survey 1997-2025).
-Flash and ramp ADCs are built from one comparator energy; see :func:`adc_energy_pj`.
+Flash, ramp and single-slope ADCs are built from one comparator energy, and a 1-b SAR, flash
+or single-slope conversion is one comparator decision; see :func:`adc_energy_pj`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ _E = TypeVar("_E", bound=Enum)
 
 __all__ = [
     "CONVERTER_KINDS",
+    "ONE_COMPARATOR_KINDS",
     "MAX_ADC_BITS",
     "MAX_NODE_NM",
     "MIN_NODE_NM",
@@ -59,6 +61,7 @@ __all__ = [
     "dac_conversion_time_ns",
     "dac_energy_pj",
     "energy_scale",
+    "sense_amp_energy_fj",
     "tech_table",
 ]
 
@@ -192,8 +195,9 @@ class TechTable:
     (NeuroSim V1.4 SarADC.cpp). Not node-scaled (NeuroSim uses 1 ns at every node); ISAAC's
     ADC is faster (0.83 ns per 8-b conversion)."""
     comparator_energy_fj: float
-    """Energy per comparator decision, fJ, used by flash and ramp ADCs ((2^b-1) E_cmp for a
-    flash). typical/low: MNSIM 2.0 sense amp (ADC_Choice 8) 1.63 uW at 28 nm for one 1-ns
+    """Energy per comparator decision, fJ, used by flash, ramp and single-slope ADCs ((2^b-1)
+    E_cmp for a flash) and for every 1-b conversion (:data:`ONE_COMPARATOR_KINDS`).
+    typical/low: MNSIM 2.0 sense amp (ADC_Choice 8) 1.63 uW at 28 nm for one 1-ns
     decision = 1.63 fJ at 28 nm [der], node-scaled. high: Murmann-survey median
     low-resolution flash FOM_W = 477 fJ/step [der], not node-scaled (survey nodes are
     mixed)."""
@@ -371,6 +375,21 @@ CONVERTER_KINDS: tuple[ADCKind, ...] = tuple(k for k in ADCKind if k is not ADCK
 """The ADC kinds that are converters (``digital`` is an adder tree, priced by
 ``cimsim.cost.models``, not by these tables)."""
 
+ONE_COMPARATOR_KINDS: frozenset[ADCKind] = frozenset(
+    {ADCKind.SAR, ADCKind.FLASH, ADCKind.SINGLE_SLOPE})
+"""Kinds whose 1-b conversion is one comparator (sense-amplifier) decision against a fixed
+reference, and is priced so in both cost models: a 1-b SAR has no DAC to switch, a 1-b flash
+is its one comparator, a 1-b single-slope converter needs neither ramp nor counter. Not
+``ramp`` (its one threshold is a fitted level read from its reference memristor column, which
+a 1-b ramp still reads and holds), ``cco`` (an oscillator counted over a window, whatever the
+count's width) nor ``integrate_fire`` (a fire integrates, compares and resets the neuron):
+those keep their kind's price at 1 b (docs/cost-model.md)."""
+
+
+def one_comparator(kind: ADCKind, bits: int) -> bool:
+    """Whether a ``bits``-bit conversion of ``kind`` is priced as one comparator decision."""
+    return bits == 1 and kind in ONE_COMPARATOR_KINDS
+
 
 def _as_converter(value: object) -> ADCKind:
     kind = _as_choice(value, "kind", ADCKind)
@@ -436,6 +455,13 @@ def energy_scale(from_nm: float, to_nm: float) -> float:
     return _interp_node(b, _SCALING_NODES_NM, _ENERGY_VS_45NM) / _interp_node(
         a, _SCALING_NODES_NM, _ENERGY_VS_45NM
     )
+
+
+def sense_amp_energy_fj(node_nm: float) -> float:
+    """One sense-amplifier (latched comparator) decision at ``node_nm`` and 0.8 V, fJ: MNSIM
+    2.0's sense amp (ADC_Choice 8, 1.63 uW at 28 nm) for one 1-ns NeuroSim cycle, 1.63 fJ at
+    28 nm [der], energy-scaled (the typical and low bands' ``comparator_energy_fj``)."""
+    return _CMP_SRC_POWER_UW * _NEUROSIM_CYCLE_NS * energy_scale(_CMP_SRC_NODE_NM, node_nm)
 
 
 def area_scale(from_nm: float, to_nm: float) -> float:
@@ -540,10 +566,7 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: ADCBand = ADCBand.TYPIC
         return value * energy_scale(REFERENCE_NODE_NM, node)
 
     v_read = _interp_node(node, _V_READ_NODES_NM, _V_READ_V)
-    if band is ADCBand.HIGH:
-        cmp_fj = _CMP_HIGH_ENERGY_FJ
-    else:
-        cmp_fj = _CMP_SRC_POWER_UW * _NEUROSIM_CYCLE_NS * energy_scale(_CMP_SRC_NODE_NM, node)
+    cmp_fj = _CMP_HIGH_ENERGY_FJ if band is ADCBand.HIGH else sense_amp_energy_fj(node)
     buffer_45 = _BUFFER_PJ_PER_BIT_45NM[_BUFFER_SIZES_KIB.index(_BUFFER_DEFAULT_KIB)]
 
     return TechTable(
@@ -600,8 +623,14 @@ def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable) -> float:
       shared counter's b-bit value (E_bit: ``shift_add_energy_pj_per_bit``). The reference
       column read is charged to every conversion, which is an upper bound when one column
       drives all comparators of an array.
+    - SINGLE_SLOPE (linear single-slope): the ramp without its reference column,
+      ``2**bits * E_cmp + bits * E_bit``. Its ramp generator (a b-bit DAC shared by an array's
+      converters) is not priced here (a lower bound); the ``physical`` model prices it.
     - CCO, INTEGRATE_FIRE: counting converters, priced here as the ramp (2^b counts); the
       ``physical`` cost model prices them from the ADC survey (cimsim.cost.adc_survey).
+    - 1 b, SAR / FLASH / SINGLE_SLOPE (:data:`ONE_COMPARATOR_KINDS`): one comparator decision,
+      ``E_cmp``, capped by the kind's own 1-b price (the high band's comparator, a survey-median
+      flash step that is not node-scaled, would otherwise exceed its own 2-b SAR below 20 nm).
 
     Parameters
     ----------
@@ -618,13 +647,15 @@ def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable) -> float:
     """
     kind = _as_converter(kind)
     b = _check_bits(bits)
-    if kind is ADCKind.SAR:
-        return float(table.sar_adc_energy_pj_by_bits[b - 1])
     cmp_pj = table.comparator_energy_fj * 1e-3
-    if kind is ADCKind.FLASH:
-        return float((2**b - 1) * cmp_pj)
-    ref_pj = table.ramp_ref_cell_read_energy_fj * 1e-3
-    return float(2**b * (ref_pj + cmp_pj) + b * table.shift_add_energy_pj_per_bit)
+    if kind is ADCKind.SAR:
+        own = float(table.sar_adc_energy_pj_by_bits[b - 1])
+    elif kind is ADCKind.FLASH:
+        own = float((2**b - 1) * cmp_pj)
+    else:
+        ref_pj = 0.0 if kind is ADCKind.SINGLE_SLOPE else table.ramp_ref_cell_read_energy_fj * 1e-3
+        own = float(2**b * (ref_pj + cmp_pj) + b * table.shift_add_energy_pj_per_bit)
+    return min(own, float(cmp_pj)) if one_comparator(kind, b) else own
 
 
 def adc_area_um2(kind: ADCKind, bits: int, table: TechTable) -> float:
@@ -636,22 +667,36 @@ def adc_area_um2(kind: ADCKind, bits: int, table: TechTable) -> float:
       and a reference column of ``2**bits + 5`` RRAM cells (Yang, Mao et al., Nat. Commun.
       2025: 32 ramp + 5 calibration cells). The column is shared by an array's ADCs in
       hardware, so charging it to every instance is an upper bound.
+    - SINGLE_SLOPE: one comparator and the ``bits``-bit counter (its shared ramp generator is
+      not priced here, as in :func:`adc_energy_pj`).
+    - 1 b, SAR / FLASH / SINGLE_SLOPE: one comparator, capped by the kind's own 1-b area.
     """
     kind = _as_converter(kind)
     b = _check_bits(bits)
     if kind is ADCKind.SAR:
-        return float(table.sar_adc_area_um2_by_bits[b - 1])
-    if kind is ADCKind.FLASH:
-        return float((2**b - 1) * table.comparator_area_um2)
-    ref_column = (2**b + _RAMP_CALIBRATION_CELLS) * table.rram_cell_area_um2
-    return float(table.comparator_area_um2 + b * table.shift_add_area_um2_per_bit + ref_column)
+        own = float(table.sar_adc_area_um2_by_bits[b - 1])
+    elif kind is ADCKind.FLASH:
+        own = float((2**b - 1) * table.comparator_area_um2)
+    else:
+        ref_column = (0.0 if kind is ADCKind.SINGLE_SLOPE
+                      else (2**b + _RAMP_CALIBRATION_CELLS) * table.rram_cell_area_um2)
+        own = float(table.comparator_area_um2 + b * table.shift_add_area_um2_per_bit
+                    + ref_column)
+    return min(own, float(table.comparator_area_um2)) if one_comparator(kind, b) else own
 
 
-def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable) -> float:
+def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable,
+                           clock_mhz: float | None = None) -> float:
     """Time of one conversion, ns (non-decreasing in ``bits``).
 
     SAR: ``(bits + 1) * sar_adc_cycle_ns`` (NeuroSim V1.4); FLASH: one comparator cycle;
     RAMP, CCO, INTEGRATE_FIRE: ``2**bits * ramp_step_ns`` (one step per level or count).
+    SINGLE_SLOPE: ``2**bits`` periods of the digital clock ``clock_mhz`` (the chip's
+    ``tech.clock_mhz``; absent: the tables' 1-ns cycle): its counter counts clock edges until
+    the comparator flips and the ramp DAC advances one code per count, so the clock period is
+    the converter's step by construction. The in-memory ramp's step is instead one reference
+    cell read and comparator decision, timed by ``ramp_step_ns``, not by a counter clock. A 1-b
+    single-slope conversion is one comparator decision (no ramp, no count): one clock period.
     """
     kind = _as_converter(kind)
     b = _check_bits(bits)
@@ -659,6 +704,9 @@ def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable) -> float:
         return float((b + 1) * table.sar_adc_cycle_ns)
     if kind is ADCKind.FLASH:
         return float(table.sar_adc_cycle_ns)
+    if kind is ADCKind.SINGLE_SLOPE:
+        step = table.sar_adc_cycle_ns if clock_mhz is None else 1e3 / clock_mhz
+        return float((2**b if b > 1 else 1) * step)
     return float(2**b * table.ramp_step_ns)
 
 

@@ -103,7 +103,8 @@ def adc_bits(prepared: PreparedModel | Sequence[TwinMatmul], bits: int | None
                              or not 1 <= bits <= 24):
         raise ConfigError(f"adc bits = {bits!r} is invalid; allowed: an integer in 1..24")
     if bits is not None and any(t.nonlinear_adc for t in twins):
-        raise ConfigError("BitAug needs a linear ADC (adc.kind = 'sar' or 'flash'); the chip "
+        raise ConfigError("BitAug needs a linear ADC (adc.kind = 'sar', 'flash', "
+                          "'single_slope', 'cco' or 'integrate_fire'); the chip "
                           "has a ramp NL-ADC")
     saved = [t.adc_bits_override for t in twins]
     for t in twins:

@@ -191,8 +191,8 @@ def make_ternary(twin: TwinMatmul, granularity: str) -> TernaryTwin:
         raise ConfigError("ColumnQuant option 3 with dac.shift_unsigned_inputs = true is not "
                           "modelled; allowed: false")
     if twin.nonlinear_adc:
-        raise ConfigError("ColumnQuant option 3 needs a linear ADC (adc.kind = 'sar' or "
-                          "'flash')")
+        raise ConfigError("ColumnQuant option 3 needs a linear ADC (adc.kind = 'sar', "
+                          "'flash', 'single_slope', 'cco' or 'integrate_fire')")
     b = chip.weight_bits
     dt, dev = twin.weight.dtype, twin.weight.device
     n_tiles = int(twin._w_tile.max()) + 1

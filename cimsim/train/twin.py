@@ -815,8 +815,9 @@ class TwinMatmul(nn.Module):
         g1 = 1.0 + adc.gain_error
         if self.nonlinear_adc:
             if self.adc_bits_override is not None:
-                raise ConfigError("adc_bits override: only linear ADCs (adc.kind = 'sar' or "
-                                  "'flash'); this twin has a ramp NL-ADC")
+                raise ConfigError("adc_bits override: only linear ADCs (adc.kind = 'sar', "
+                                  "'flash', 'single_slope', 'cco' or 'integrate_fire'); "
+                                  "this twin has a ramp NL-ADC")
             delta = self._adc_delta0[:, None, :]
             if g1 != 1.0 or adc.offset_error_lsb != 0:
                 a.mul_(g1).add_(adc.offset_error_lsb * delta)
