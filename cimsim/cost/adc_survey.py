@@ -27,9 +27,9 @@ A converter of ``b`` bits then costs, at supply ``V``::
 
 times :func:`rate_factor` (1 up to the survey's corner rate for ``b`` bits, rising as
 ``f^0.661`` above it: the speed envelope as Andrulis et al. fitted it to the survey), plus, for
-the counting kinds (ramp, single-slope, CCO, integrate-and-fire), a ``b``-bit counter/latch priced by the
-digital tables (and, for a single-slope converter, its share of the array's ramp generator:
-``cimsim.cost.models.ADCModel.ramp_generator_pj``). A 1-b SAR, flash or single-slope
+the counting kinds (ramp, single-slope, CCO, integrate-and-fire), a ``b``-bit counter/latch
+priced by the digital tables (and, for a single-slope converter, its share of the array's
+ramp generator: ``cimsim.cost.models.ADCModel.ramp_generator_pj``). A 1-b SAR, flash or single-slope
 conversion is one sense-amplifier decision, priced by the tables, not by these fits. Area is
 ``A_step * steps * F^2`` with the converter's step count (the fit's own normalisation,
 ``A / 2^ENOB``, whatever the kind), plus the counter of the counting kinds (a single-slope
