@@ -112,7 +112,7 @@ PREDICTIONS = [
     #  source); the first point of each chip is its nominal TOML, the others change only the
     #  published supply and cycle
     ("jia-jssc20", "0.85 V", {}, "tops_per_w_1b", "1b-TOPS/W", 400.0,
-     "1b in x 1b w (run at 1b x 2b, normalised); CiM + ADC",
+     "1b in x 1b w (binary weights, one bit-cell column per output); CiM + ADC",
      "Jia et al., JSSC 2020; CiMLoop jia_jssc_2020/_tests.py [CL]"),
     ("jia-jssc20", "0.85 V", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 0.24,
      "CiM + ADC area; cycle 54 x 25 ns (an input)",
@@ -155,7 +155,7 @@ PREDICTIONS = [
      "Fig. 11f) [der]; cycle 1.47 us (an input)",
      "Wan et al., Nature 2022, Figs. 11f and 12; CiMLoop wan_nature_2022 [CL]"),
     ("lee-vlsi21", "0.8 V (default)", {}, "tops_per_w_1b", "1b-TOPS/W", 5796.0,
-     "5b in x 1b w (run at 5b x 2b, normalised); whole macro",
+     "5b in x 1b w (binary weights), normalised by 5 x 1; whole macro",
      "Lee et al., VLSI Circuits 2021 [abs]"),
     ("lee-vlsi21", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 12.0,
      "whole macro; no cycle published: the step is the column's predicted settling "
@@ -185,7 +185,7 @@ PREDICTIONS = [
      "whole macro (64 x 64 4-b weights, 4 stored sets, from a reader's summary); clock not "
      "read: 1 GHz", "Fujiwara et al., ISSCC 2022, 11.6 (title)"),
     ("deaville-vlsi22", "0.8 V (default)", {}, "tops_per_w_1b", "1b-TOPS/W", 41.6,
-     "1b in x 1b w (run at 1b x 2b, normalised); the top of the published 19.5-41.6; "
+     "1b in x 1b w (binary weights); the top of the published 19.5-41.6; "
      "whole macro; supply not read: 0.8 V",
      "Deaville, Zhang & Verma, VLSI 2022; IEEE JSSC 60(5), 2025 [abs]"),
     ("deaville-vlsi22", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 5.5,
@@ -437,11 +437,12 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             "the published voltage; the TOPS/mm^2 rows rest on the 1-GHz default clock.")
     if "deaville-vlsi22" in sheets:
         sh = sheets["deaville-vlsi22"]
-        ops_1b = sh["ops"] * 2  # 1b x 2b run, normalised by 1 x 2
+        dv = cimsim.load_chip(PUBLISHED_DIR / "deaville-vlsi22.toml")
+        ops_1b = sh["ops"] * dv.input_bits * dv.weight_bits
         e = {c: v / ops_1b * 1e3 for c, v in sh["energy_pj_by_component"].items()}
         a = sh["area_um2_by_component"]
-        dv = cimsim.load_chip(PUBLISHED_DIR / "deaville-vlsi22.toml")
-        step_ns = 256 * 256 * 2 * 2 / (sh["tops_1b"] * 1e12) * 1e9  # 1b-ops of one step
+        # 1b-ops of one step: every cell of the array, 2 ops each (one 1-b weight per cell)
+        step_ns = 2 * dv.array.n_rows * dv.array.n_cols / (sh["tops_1b"] * 1e12) * 1e9
         out.append(
             f"- **deaville-vlsi22** (MRAM): per 1-b op, predicted cell reads {e['cell']:.2f} fJ, "
             f"converters {e['adc']:.2f} fJ and row drivers {e['dac']:.3f} fJ against "
