@@ -516,8 +516,8 @@ def run(chip: ChipConfig, calibration: Calibration | None) -> Point:
 def jia_chip(vdd: float, tops_1b: float) -> ChipConfig:
     base = cimsim.load_chip("jia-jssc20")
     t_cycle = 2 * JIA_MACS_PER_CYCLE / (tops_1b * 1e12) * 1e9
-    # the published operating point: 1-b inputs; 2-b weights, the fewest cimsim allows
-    return base.replace(input_bits=1, weight_bits=2,
+    # the published operating point: 1-b inputs, 1-b (binary) weights, one bit-cell per weight
+    return base.replace(input_bits=1, weight_bits=1, weight_encoding="binary",
                         tech=base.tech.replace(vdd_v=vdd, v_read_v=vdd, t_read_ns=t_cycle))
 
 
@@ -579,7 +579,7 @@ def rows() -> list[dict]:
         raw, est = run(chip, None), run(chip, cal)
         bits = chip.input_bits * chip.weight_bits
         src = "Jia et al., JSSC 2020, via CiMLoop jia_jssc_2020/_tests.py [CL]"
-        conv = ("1b-normalised (x 1b in x 2b w); macro: cells + row drivers + ADCs "
+        conv = ("1b-normalised (x 1b in x 1b w); macro: cells + row drivers + ADCs "
                 "(CiM + ADC), no near-memory datapath")
         add("jia-jssc20", f"{op['vdd']} V", "1b-TOPS/W", conv, op["tops_per_w_1b"],
             raw.tops_per_w(ANALOG) * bits, est.tops_per_w(ANALOG) * bits,
@@ -697,10 +697,10 @@ def render(table: list[dict], fitted: dict[str, Calibration], ns: Point,
         "",
         "Notes on the rows:",
         "",
-        "- **jia-jssc20**: Jia's figures are at 1-b inputs and 1-b weights; cimsim's smallest "
-        "weight is 2 b, so the run uses 1-b inputs and 2-b two's-complement weights (2 bit-cell "
-        "columns per output) and normalises by 1 × 2. Each conversion sums 2304 bit-cell "
-        "products in both, so energy per 1b-op is the same. The published area (0.874 1b-TOPS "
+        "- **jia-jssc20**: Jia's figures are at 1-b inputs and 1-b weights; the run uses 1-b "
+        "inputs and 1-b binary weights (`weight_encoding = 'binary'`: one bit-cell per weight, "
+        "one column per output), 1b-normalised by 1 × 1; each conversion sums 2304 bit-cell "
+        "products. The published area (0.874 1b-TOPS "
         "/ 0.24 = 3.64 mm²) is larger than CiMLoop's CiM + ADC breakdown (3.41 mm²) that the "
         "area calibration fits: hence +7 % on TOPS/mm². The 1.2-V energy row checks the "
         "(V/0.8 V)² supply scaling: Jia's ADC and CiM energies grow 1.99× and 2.10× from 0.85 "
