@@ -49,13 +49,18 @@ def test_one_binary_cell_per_weight_recombines():
 
 def test_worked_example_of_the_docs():
     # docs/hardware-model.md, "Binary weights": x = (3, 0, 5, 1), w = (+1, -1, -1, +1)
-    chip = binary_chip(input_bits=3)
+    chip = binary_chip(input_bits=3, dac_bits=None, n_rows=4, n_cols=8)
     x = np.array([[3, 0, 5, 1]])
     w = np.array([[1, -1, -1, 1]])
     layer = program(w, chip)
-    y, _ = engine.run(layer, x)
+    np.testing.assert_array_equal(layer.digits_phys[:, 0], [1, 0, 0, 1])
     assert int((x @ layer.digits_phys[:, 0])[0]) == 4  # x·d = 3 + 1
+    assert (layer.fs_lo, layer.fs_hi) == (0.0, 28.0)
+    y, _ = engine.run(layer, x)
     assert y[0, 0] == 2 * 4 - 9 == -1
+    for bits, expected in ((3, -1.0), (2, -9.0)):  # Δ = 4 exact; Δ = 28/3 converts 4 to 0
+        lossy = chip.replace(adc=chip.adc.replace(bits=bits))
+        assert engine.run(program(w, lossy), x)[0][0, 0] == expected
 
 
 SIGNEDNESS = [(False, "twos_complement"), (True, "twos_complement"), (True, "two_pass")]
