@@ -141,3 +141,28 @@ def test_signed_inputs_on_the_lossless_chip():
                             dtype=torch.float64).clamp(twin.x_lo, twin.x_hi)
     y = twin.integer_forward(x_int).numpy().sum(axis=0)
     np.testing.assert_array_equal(y, x_int.numpy() @ twin.quantized_weight().numpy().T)
+
+
+def test_torch_backend_equals_numba_on_a_noisy_binary_chip():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(20, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
+    chip = binary_chip(input_bits=4, dac_bits=1, n_rows=12, n_cols=8, on_off_ratio=20.0,
+                       off_current_compensation="digital", adc=dict(bits=5))
+    x = torch.randn(5, 20, dtype=torch.float64)
+    sim = cimsim.deploy(model, chip, x, seed=1)
+    y_numba = sim(x)
+    y_torch = sim.use_backend("torch")(x)
+    torch.testing.assert_close(y_torch, y_numba, rtol=1e-9, atol=1e-9)
+
+
+def test_pim_qat_rescale_takes_plus_minus_one_weights():
+    from cimsim.train.pimqat import layer_rescale
+
+    chip = binary_chip(input_bits=4, dac_bits=1, n_rows=16, n_cols=8,
+                       adc=dict(bits=3, range_policy="full_scale"))
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(4, 16, generator=gen, dtype=torch.float64)
+    twin = TwinMatmul.calibrated(w, None, chip, torch.rand(8, 16, generator=gen,
+                                                            dtype=torch.float64))
+    eta_f, eta_b = layer_rescale(twin)
+    assert np.isfinite(eta_f) and np.isfinite(eta_b) and eta_f > 0 and eta_b > 0
