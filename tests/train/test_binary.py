@@ -15,6 +15,7 @@ from cimsim.mapping.quant import binary_codes, quantize_weights
 from cimsim.train.twin import TwinMatmul, conversion_digits, physical_digits, prepare
 from tests.arrays.test_binary import binary_chip
 from tests.conftest import random_inputs
+from tests.train.test_twin import fit_sine
 
 
 def _granular(chip, granularity: str):
@@ -110,21 +111,9 @@ def test_straight_through_sign_gradient():
 
 
 def test_a_few_adam_steps_lower_the_loss():
-    torch.manual_seed(2)
     chip = _granular(binary_chip(input_bits=4, n_rows=16, n_cols=32,
                                  adc=dict(bits=5, range_policy="calibrated")), "channel")
-    x = torch.randn(64, 8)
-    target = torch.sin(x[:, :2] * 2)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
-    prep = prepare(model, chip, x)
-    opt = torch.optim.Adam(prep.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(20):
-        opt.zero_grad()
-        loss = F.mse_loss(prep(x), target)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    prep, losses = fit_sine(chip)
     assert losses[-1] < 0.8 * losses[0], losses
     for _, twin in prep.twins():
         assert set(twin.quantized_weight().unique().tolist()) <= {-1.0, 1.0}
