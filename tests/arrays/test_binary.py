@@ -167,3 +167,14 @@ def test_datasheet_workload_draws_plus_minus_one():
     _, w = workload(chip)
     assert w.shape == (8, 32)  # one column per output
     assert set(np.unique(w)) == {-1, 1}
+
+
+def test_datasheet_normalises_by_input_bits_times_one():
+    from cimsim.cost.datasheet import N_VECTORS, datasheet
+
+    chip = binary_chip(input_bits=4, n_rows=32, n_cols=8)
+    sheet = datasheet(chip)
+    assert sheet["ops"] == 2 * 32 * 8 * N_VECTORS  # one column per output: N = n_cols
+    assert sheet["tops_1b"] == pytest.approx(sheet["tops"] * 4 * 1, rel=1e-12)
+    assert sheet["tops_per_w_1b"] == pytest.approx(sheet["tops_per_w"] * 4, rel=1e-12)
+    assert "4b input x 1b weight" in sheet["ops_convention"]
