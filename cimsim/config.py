@@ -88,6 +88,10 @@ class WeightEncoding(_Choice):
     TERNARY = "ternary"
     """Balanced-ternary digits c_i in {-1, 0, +1}, each a differential pair of binary cells
     (ColumnQuant's option 3); slice significance 3^i, or learned per-conversion coefficients."""
+    BINARY = "binary"
+    """1-b weights w in {-1, +1} (XNOR-style), one binary cell d = (w + 1)/2 per weight; the
+    back end forms x·w = 2·(x·d) - Σx exactly. Only with ``weight_bits = 1`` (and 1-b weights
+    only with it); a 0 weight is not representable."""
 
 
 class DifferentialReadout(_Choice):
@@ -856,6 +860,20 @@ def _check_digital_readout(chip: Any) -> None:
 
 
 
+def _check_binary_weights(chip: ChipConfig) -> None:
+    """1-b weights are ±1 in one binary cell: ``weight_bits = 1`` if and only if
+    ``weight_encoding = 'binary'``."""
+    binary = chip.weight_encoding is WeightEncoding.BINARY
+    if binary and chip.weight_bits != 1:
+        _fail("ChipConfig", "weight_bits", chip.weight_bits, "1 for weight_encoding = 'binary'")
+    if chip.weight_bits == 1 and not binary:
+        _fail("ChipConfig", "weight_encoding", chip.weight_encoding.value,
+              "'binary' for weight_bits = 1 (other encodings: weight_bits 2..16)")
+    if binary and chip.device.bits_per_cell != 1:
+        _fail("DeviceConfig", "bits_per_cell", chip.device.bits_per_cell,
+              "1 for weight_encoding = 'binary' (one binary cell per weight)")
+
+
 @dataclass(**_FROZEN)
 class ChipConfig(_Config):
     """A whole chip: operand precisions, encodings and every component."""
@@ -867,7 +885,7 @@ class ChipConfig(_Config):
     source: str = ""
     """Where the numbers come from (citation)."""
     weight_bits: int = 8
-    """Signed weight precision B_w."""
+    """Signed weight precision B_w: 2..16, or 1 with ``weight_encoding = 'binary'`` (±1)."""
     input_bits: int = 8
     """Activation precision B_x (unsigned after ReLU; signed otherwise)."""
     weight_encoding: WeightEncoding = WeightEncoding.DIFFERENTIAL
@@ -890,7 +908,7 @@ class ChipConfig(_Config):
         for name in ("name", "description", "source"):
             if not isinstance(getattr(self, name), str):
                 _fail("ChipConfig", name, getattr(self, name), "a string")
-        _int_in(self, "weight_bits", 2, 16)
+        _int_in(self, "weight_bits", 1, 16)
         _int_in(self, "input_bits", 1, 16)
         _int_in(self, "accumulator_bits", 8, 64)
         for name, kind in (("array", ArrayConfig), ("device", DeviceConfig), ("dac", DACConfig),
@@ -901,6 +919,7 @@ class ChipConfig(_Config):
         if self.dac.bits is not None and self.dac.bits > self.input_bits:
             _fail("DACConfig", "bits", self.dac.bits,
                   f"<= input_bits ({self.input_bits}) or None")
+        _check_binary_weights(self)
         if self.weight_encoding is WeightEncoding.TERNARY and self.device.bits_per_cell != 1:
             _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
                   "1 for weight_encoding = 'ternary' (binary cells)")

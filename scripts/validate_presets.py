@@ -112,7 +112,7 @@ PREDICTIONS = [
     #  source); the first point of each chip is its nominal TOML, the others change only the
     #  published supply and cycle
     ("jia-jssc20", "0.85 V", {}, "tops_per_w_1b", "1b-TOPS/W", 400.0,
-     "1b in x 1b w (run at 1b x 2b, normalised); CiM + ADC",
+     "1b in x 1b w (binary weights, one bit-cell column per output); CiM + ADC",
      "Jia et al., JSSC 2020; CiMLoop jia_jssc_2020/_tests.py [CL]"),
     ("jia-jssc20", "0.85 V", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 0.24,
      "CiM + ADC area; cycle 54 x 25 ns (an input)",
@@ -155,7 +155,7 @@ PREDICTIONS = [
      "Fig. 11f) [der]; cycle 1.47 us (an input)",
      "Wan et al., Nature 2022, Figs. 11f and 12; CiMLoop wan_nature_2022 [CL]"),
     ("lee-vlsi21", "0.8 V (default)", {}, "tops_per_w_1b", "1b-TOPS/W", 5796.0,
-     "5b in x 1b w (run at 5b x 2b, normalised); whole macro",
+     "5b in x 1b w (binary weights), normalised by 5 x 1; whole macro",
      "Lee et al., VLSI Circuits 2021 [abs]"),
     ("lee-vlsi21", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 12.0,
      "whole macro; no cycle published: the step is the column's predicted settling "
@@ -185,7 +185,7 @@ PREDICTIONS = [
      "whole macro (64 x 64 4-b weights, 4 stored sets, from a reader's summary); clock not "
      "read: 1 GHz", "Fujiwara et al., ISSCC 2022, 11.6 (title)"),
     ("deaville-vlsi22", "0.8 V (default)", {}, "tops_per_w_1b", "1b-TOPS/W", 41.6,
-     "1b in x 1b w (run at 1b x 2b, normalised); the top of the published 19.5-41.6; "
+     "1b in x 1b w (binary weights); the top of the published 19.5-41.6; "
      "whole macro; supply not read: 0.8 V",
      "Deaville, Zhang & Verma, VLSI 2022; IEEE JSSC 60(5), 2025 [abs]"),
     ("deaville-vlsi22", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 5.5,
@@ -437,11 +437,12 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             "the published voltage; the TOPS/mm^2 rows rest on the 1-GHz default clock.")
     if "deaville-vlsi22" in sheets:
         sh = sheets["deaville-vlsi22"]
-        ops_1b = sh["ops"] * 2  # 1b x 2b run, normalised by 1 x 2
+        dv = cimsim.load_chip(PUBLISHED_DIR / "deaville-vlsi22.toml")
+        ops_1b = sh["ops"] * dv.input_bits * dv.weight_bits
         e = {c: v / ops_1b * 1e3 for c, v in sh["energy_pj_by_component"].items()}
         a = sh["area_um2_by_component"]
-        dv = cimsim.load_chip(PUBLISHED_DIR / "deaville-vlsi22.toml")
-        step_ns = 256 * 256 * 2 * 2 / (sh["tops_1b"] * 1e12) * 1e9  # 1b-ops of one step
+        # 1b-ops of one step: every cell of the array, 2 ops each (one 1-b weight per cell)
+        step_ns = 2 * dv.array.n_rows * dv.array.n_cols / (sh["tops_1b"] * 1e12) * 1e9
         out.append(
             f"- **deaville-vlsi22** (MRAM): per 1-b op, predicted cell reads {e['cell']:.2f} fJ, "
             f"converters {e['adc']:.2f} fJ and row drivers {e['dac']:.3f} fJ against "
@@ -515,8 +516,8 @@ def run(chip: ChipConfig, calibration: Calibration | None) -> Point:
 def jia_chip(vdd: float, tops_1b: float) -> ChipConfig:
     base = cimsim.load_chip("jia-jssc20")
     t_cycle = 2 * JIA_MACS_PER_CYCLE / (tops_1b * 1e12) * 1e9
-    # the published operating point: 1-b inputs; 2-b weights, the fewest cimsim allows
-    return base.replace(input_bits=1, weight_bits=2,
+    # the published operating point: 1-b inputs, 1-b (binary) weights, one bit-cell per weight
+    return base.replace(input_bits=1, weight_bits=1, weight_encoding="binary",
                         tech=base.tech.replace(vdd_v=vdd, v_read_v=vdd, t_read_ns=t_cycle))
 
 
@@ -578,7 +579,7 @@ def rows() -> list[dict]:
         raw, est = run(chip, None), run(chip, cal)
         bits = chip.input_bits * chip.weight_bits
         src = "Jia et al., JSSC 2020, via CiMLoop jia_jssc_2020/_tests.py [CL]"
-        conv = ("1b-normalised (x 1b in x 2b w); macro: cells + row drivers + ADCs "
+        conv = ("1b-normalised (x 1b in x 1b w); macro: cells + row drivers + ADCs "
                 "(CiM + ADC), no near-memory datapath")
         add("jia-jssc20", f"{op['vdd']} V", "1b-TOPS/W", conv, op["tops_per_w_1b"],
             raw.tops_per_w(ANALOG) * bits, est.tops_per_w(ANALOG) * bits,
@@ -696,10 +697,10 @@ def render(table: list[dict], fitted: dict[str, Calibration], ns: Point,
         "",
         "Notes on the rows:",
         "",
-        "- **jia-jssc20**: Jia's figures are at 1-b inputs and 1-b weights; cimsim's smallest "
-        "weight is 2 b, so the run uses 1-b inputs and 2-b two's-complement weights (2 bit-cell "
-        "columns per output) and normalises by 1 × 2. Each conversion sums 2304 bit-cell "
-        "products in both, so energy per 1b-op is the same. The published area (0.874 1b-TOPS "
+        "- **jia-jssc20**: Jia's figures are at 1-b inputs and 1-b weights; the run uses 1-b "
+        "inputs and 1-b binary weights (`weight_encoding = 'binary'`: one bit-cell per weight, "
+        "one column per output), 1b-normalised by 1 × 1; each conversion sums 2304 bit-cell "
+        "products. The published area (0.874 1b-TOPS "
         "/ 0.24 = 3.64 mm²) is larger than CiMLoop's CiM + ADC breakdown (3.41 mm²) that the "
         "area calibration fits: hence +7 % on TOPS/mm². The 1.2-V energy row checks the "
         "(V/0.8 V)² supply scaling: Jia's ADC and CiM energies grow 1.99× and 2.10× from 0.85 "

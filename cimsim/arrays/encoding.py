@@ -65,6 +65,9 @@ def physical_digits(kinds: ColumnKinds) -> np.ndarray:
 def weight_range(chip: ChipConfig) -> tuple[int, int]:
     """Allowed integer weight range for the chip's encoding and ``weight_bits``."""
     b = chip.weight_bits
+    if chip.weight_encoding is WeightEncoding.BINARY:
+        # ±1 only: 0 lies in the range but has no code (program refuses it)
+        return -1, 1
     if chip.weight_encoding is WeightEncoding.TERNARY:
         # every balanced-ternary code of B digits
         return -(3**b - 1) // 2, (3**b - 1) // 2
@@ -110,6 +113,8 @@ def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
         q = mag_slices + 1
     elif enc is WeightEncoding.OFFSET:
         q = -(-b // c)
+    elif enc is WeightEncoding.BINARY:
+        q = 1
     else:
         q = mag_slices
     out = np.empty((k, n, q), dtype=np.int8)
@@ -144,6 +149,10 @@ def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
         u = w + np.int32(1 << (b - 1))
         for s in range(q):
             put(s, (u >> (c * s)) & mask, 2.0 ** (c * s), 1)
+    elif enc is WeightEncoding.BINARY:
+        # w = 2d - 1 with d = (w + 1)/2 in {0, 1}: significance 2 here, the -Σx in the
+        # digital back end (program's x_sum_coef)
+        put(0, w > 0, 2.0, 1)
     else:  # SIGNED_CELL: an idealised bipolar cell holds sign·digit
         sign, mag = np.sign(w), np.abs(w)
         for s in range(mag_slices):

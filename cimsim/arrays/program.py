@@ -201,6 +201,11 @@ def _check_weights(w_int: np.ndarray, chip: ChipConfig) -> np.ndarray:
             f"w_int values must lie in [{lo}, {hi}] for weight_bits={chip.weight_bits} with "
             f"weight_encoding={chip.weight_encoding.value!r}; got [{wmin}, {wmax}]"
         )
+    if chip.weight_encoding is WeightEncoding.BINARY and not np.all(w):
+        # one binary cell holds +1 or -1: mapping 0 to either would change the product
+        raise ValueError(
+            f"w_int values must be -1 or +1 for weight_encoding='binary' (0 has no code); got "
+            f"{int(np.count_nonzero(w == 0))} zero weight(s)")
     return w.astype(np.int64)
 
 
@@ -599,11 +604,13 @@ def _cell_rowsum(digits_phys: np.ndarray, g_phys: np.ndarray | None,
 
 
 def _x_sum_coef(conv: _Conversions, n_out: int, chip: ChipConfig) -> np.ndarray:
-    """(N,) exact digital correction per unit of Σ_k x[k]: offset encoding, digital
-    off-current compensation."""
+    """(N,) exact digital correction per unit of Σ_k x[k]: offset and binary encodings,
+    digital off-current compensation."""
     coef = np.zeros(n_out)
     if chip.weight_encoding is WeightEncoding.OFFSET:
         coef -= 2.0 ** (chip.weight_bits - 1)
+    elif chip.weight_encoding is WeightEncoding.BINARY:
+        coef -= 1.0  # x·w = 2·(x·d) - Σx
     g_off = off_conductance(chip)
     if chip.device.off_current_compensation is OffCurrentCompensation.DIGITAL and g_off > 0:
         per_conv = np.where(conv.phys_neg >= 0, 0.0, 1.0)  # analog pairs cancel on their own

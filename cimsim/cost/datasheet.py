@@ -3,7 +3,8 @@
 The standard workload (docs/validation.md): one ``cimsim.matmul`` layer that fills one array of
 the chip (K = array rows, N = as many outputs as the array's columns hold), M = 256 input
 vectors, inputs uniform over the unsigned input range with a fraction ``1 - input_density`` of
-them set to zero, weights uniform over the chip's weight range, seed 0. The run's events are
+them set to zero, weights uniform over the chip's weight range (over {-1, +1} for 1-b binary
+weights, which have no 0), seed 0. The run's events are
 priced by :func:`cimsim.cost.estimate`; the datasheet reads:
 
 * ``scope="macro"``: the array with its converters and row drivers (``cell``, ``dac``, ``adc``
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ADCKind, ChipConfig, RangePolicy
+from ..config import ADCKind, ChipConfig, RangePolicy, WeightEncoding
 from .energy import NO_CALIBRATION, calibration_for
 
 __all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "datasheet",
@@ -56,7 +57,10 @@ def workload(chip: ChipConfig, input_density: float = 0.5,
     q = program(np.ones((1, 1), dtype=np.int64), chip).n_phys_cols  # columns per output
     k = chip.array.n_rows
     n = max(1, chip.array.n_cols // q)
-    w = rng.integers(lo, hi + 1, size=(n, k))
+    if chip.weight_encoding is WeightEncoding.BINARY:
+        w = 2 * rng.integers(0, 2, size=(n, k)) - 1  # ±1: a binary cell has no 0
+    else:
+        w = rng.integers(lo, hi + 1, size=(n, k))
     x = rng.integers(0, 2**chip.input_bits, size=(N_VECTORS, k))
     x[rng.random(x.shape) < 1.0 - input_density] = 0
     return x, w

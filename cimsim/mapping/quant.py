@@ -2,8 +2,12 @@
 
 Weights: symmetric, ``w_int = clip(rint(w / s_w), -q, q)`` with ``q = 2^(B_w-1) - 1`` and
 ``s_w = max|w| / q`` over the granularity's group (tensor, output channel, or (row tile, output)
-pair). Activations: per tensor, ``x_int = clip(rint(x / s_x), lo, hi)`` with ``[lo, hi] =
-[0, 2^B_x - 1]`` for non-negative calibration data (after ReLU) and ``[-(2^(B_x-1) - 1),
+pair); 1-b weights (``weight_encoding = 'binary'``) are ``w_int = sign(w)`` in {-1, +1} (0 -> +1)
+with ``s_w = mean|w|`` over the group, the scale that minimises ``||w - s_w·w_int||²`` (XNOR-Net,
+Rastegari et al., ECCV 2016; :func:`binary_codes`).
+
+Activations: per tensor, ``x_int = clip(rint(x / s_x), lo, hi)`` with ``[lo, hi] = [0, 2^B_x - 1]``
+for non-negative calibration data (after ReLU) and ``[-(2^(B_x-1) - 1),
 2^(B_x-1) - 1]`` otherwise (symmetric, valid for every signed-input mode). ``rint`` rounds half
 to even, as ``torch.round`` does.
 
@@ -26,13 +30,25 @@ import numpy as np
 from ..config import ActCalibration, QuantConfig, WeightGranularity
 from ..errors import ConfigError
 
-__all__ = ["act_range", "act_scale", "act_zero_point", "quantize_acts", "quantize_weights",
-           "smooth_factors", "zero_point_offsets"]
+__all__ = ["act_range", "act_scale", "act_zero_point", "binary_codes", "quantize_acts",
+           "quantize_weights", "smooth_factors", "zero_point_offsets"]
 
 
 def _scale(max_abs: np.ndarray, q: int) -> np.ndarray:
     s = np.asarray(max_abs, dtype=np.float64) / q
     return np.where(s > 0, s, 1.0)  # an all-zero group: any scale is exact
+
+
+def binary_codes(w: np.ndarray) -> np.ndarray:
+    """``sign(w)`` in {-1, +1} as int64, 0 (and -0.0) -> +1: a binary cell has no 0 code. The
+    training twin's forward takes the same sign (``cimsim.train.twin``)."""
+    return np.where(np.asarray(w) >= 0, 1, -1).astype(np.int64)
+
+
+def _binary_scale(abs_w: np.ndarray, axis: int | None) -> np.ndarray:
+    """mean|w| over ``axis`` (1.0 for an all-zero group: any scale is exact)."""
+    s = np.asarray(abs_w, dtype=np.float64).mean(axis=axis)
+    return np.where(s > 0, s, 1.0)
 
 
 def quantize_weights(
@@ -47,8 +63,10 @@ def quantize_weights(
         Scale of output n in row tile t (T = 1 unless ``granularity`` is ``column``).
     """
     w = np.asarray(w, dtype=np.float64)
-    q = 2 ** (bits - 1) - 1
     n = w.shape[0]
+    if bits == 1:
+        return _quantize_binary(w, granularity, row_tiles)
+    q = 2 ** (bits - 1) - 1
     if granularity is WeightGranularity.TENSOR:
         s = np.full((1, n), _scale(np.abs(w).max(initial=0.0), q))
     elif granularity is WeightGranularity.CHANNEL:
@@ -60,6 +78,19 @@ def quantize_weights(
     for t, (a, b) in enumerate(row_tiles if s.shape[0] > 1 else [(0, w.shape[1])]):
         w_int[:, a:b] = np.clip(np.rint(w[:, a:b] / s[t][:, None]), -q, q)
     return w_int, s
+
+
+def _quantize_binary(w: np.ndarray, granularity: WeightGranularity,
+                     row_tiles: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """1-b weights: ``sign(w)`` and mean|w| per group (:func:`quantize_weights`)."""
+    a = np.abs(w)
+    if granularity is WeightGranularity.TENSOR:
+        s = np.full((1, w.shape[0]), _binary_scale(a, None))
+    elif granularity is WeightGranularity.CHANNEL:
+        s = _binary_scale(a, 1)[None, :]
+    else:
+        s = np.stack([_binary_scale(a[:, lo:hi], 1) for lo, hi in row_tiles])
+    return binary_codes(w), s
 
 
 def act_range(bits: int, signed: bool) -> tuple[int, int]:

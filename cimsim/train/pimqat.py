@@ -172,7 +172,8 @@ def layer_rescale(twin: TwinMatmul) -> tuple[float, float]:
     """``(η_f, η_b)`` of one twin from its rows per conversion, ADC grid and decomposition.
 
     Statistical model (docs/pim-qat.md §2): integer inputs uniform over the layer's input
-    range, integer weights uniform over ``[−q, q]``, all independent; the digits each input
+    range, integer weights uniform over ``[−q, q]`` (``{−1, +1}`` for binary weights), all
+    independent; the digits each input
     plane and each conversion column see follow from the decomposition (the twin's own
     :func:`~cimsim.train.twin.input_planes` and :func:`~cimsim.train.twin.conversion_digits`
     applied to every value); a partial sum of r rows is Gaussian (r·mean, r·var).
@@ -181,6 +182,8 @@ def layer_rescale(twin: TwinMatmul) -> tuple[float, float]:
     dt = torch.float64
     xs = torch.arange(twin.x_lo, twin.x_hi + 1, dtype=dt)[None]  # (1, n_x)
     ws = torch.arange(-twin.w_qmax, twin.w_qmax + 1, dtype=dt)[None]  # (1, n_w)
+    if twin.binary:
+        ws = ws[ws != 0][None]  # ±1: a binary weight has no 0
     px, px2 = _value_moments(input_planes(xs, chip, twin.input_signed))  # (P,)
     dq, dq2 = _value_moments(conversion_digits(ws, chip))  # (Qc,)
     sig = twin._sig.detach().cpu().double().numpy()

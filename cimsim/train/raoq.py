@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from ..errors import ConfigError
-from .ste import round_ste
 from .twin import PreparedModel, TwinMatmul
 
 __all__ = ["BITAUG_MODES", "adc_bits", "bitaug_loss", "kurtosis", "kurtosis_penalty",
@@ -39,7 +38,7 @@ def quantized_weight_ste(twin: TwinMatmul) -> torch.Tensor:
     """The integer weights (N, K) the twin's forward uses, with the straight-through round
     (and the clamp's gradient mask): differentiable in ``weight`` (and its LoRA delta)."""
     s = twin._weight_scale_full(twin.weight_scale).detach()
-    return round_ste(torch.clamp(twin.effective_weight() / s, -twin.w_qmax, twin.w_qmax))
+    return twin.weight_codes(twin.effective_weight(), s)
 
 
 def kurtosis(w: torch.Tensor) -> torch.Tensor:

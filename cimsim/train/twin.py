@@ -75,9 +75,9 @@ from ..mapping.matrix import (
     kernel_row_tiles,
     program_parts,
 )
-from ..mapping.quant import act_range, zero_point_offsets
+from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ._kernels import fused_convert
-from .ste import grad_scale, lsq_factor, round_ste
+from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
@@ -198,6 +198,8 @@ def physical_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
         return torch.cat([low, (w_int < 0).to(w_int.dtype)[None]])
     if enc is WeightEncoding.OFFSET:
         return _slices(w_int + 2.0 ** (b - 1), b, c)
+    if enc is WeightEncoding.BINARY:
+        return (w_int > 0).to(w_int.dtype)[None]  # d = (w + 1)/2
     return torch.sign(w_int)[None] * _slices(torch.abs(w_int), b - 1, c)
 
 
@@ -306,7 +308,9 @@ class TwinMatmul(nn.Module):
 
         # --- scales (LSQ) -------------------------------------------------------------
         self.granularity = chip.quant.weight_granularity
-        self.w_qmax = 2 ** (chip.weight_bits - 1) - 1
+        self.binary = chip.weight_encoding is WeightEncoding.BINARY
+        """1-b weights: sign(w) in {-1, +1} (:meth:`weight_codes`)."""
+        self.w_qmax = 1 if self.binary else 2 ** (chip.weight_bits - 1) - 1
         tile_rows = np.array([b - a for a, b in self.row_tiles], dtype=np.float64)
         if self.granularity is WeightGranularity.TENSOR:
             s_w, n_per = view.s_w[:1, :1], np.array([[n * k]], dtype=np.float64)
@@ -592,12 +596,22 @@ class TwinMatmul(nn.Module):
         """The float weights the forward quantizes: ``weight`` (+ the LoRA hook's delta)."""
         return self.weight if self.weight_delta is None else self.weight + self.weight_delta()
 
+    def weight_codes(self, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Integer weights of float weights ``w`` at scales ``s`` (broadcast), with the
+        straight-through gradient of ``clamp(w / s, -w_qmax, w_qmax)``: ``round`` of it, or
+        for 1-b weights ``sign(w)`` (0 -> +1, as deploy's ``binary_codes``), BinaryConnect's
+        estimator (Courbariaux et al., NeurIPS 2015; gradient 1 inside |w/s| <= 1)."""
+        c = torch.clamp(w / s, -self.w_qmax, self.w_qmax)
+        if self.binary:
+            # the sign of w itself, not of w/s: a quotient that underflows to -0.0 would flip it
+            return with_surrogate(torch.where(w >= 0, 1.0, -1.0).to(c.dtype), c)
+        return round_ste(c)
+
     def quantized_weight(self) -> torch.Tensor:
         """Current integer weights (N, K) (no gradient)."""
         with torch.no_grad():
             s = self._weight_scale_full(self.weight_scale)
-            return torch.clamp(torch.round(self.effective_weight() / s), -self.w_qmax,
-                               self.w_qmax)
+            return self.weight_codes(self.effective_weight(), s)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """Integer inputs ``clip(round(x / s_x))`` (no gradient), as deploy quantizes (the
@@ -634,8 +648,7 @@ class TwinMatmul(nn.Module):
         s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
         x_int = self.input_codes(x, s_x)
         s_w = grad_scale(self.weight_scale, self._w_grad)
-        w_int = round_ste(torch.clamp(self.effective_weight() / self._weight_scale_full(s_w),
-                                      -self.w_qmax, self.w_qmax))
+        w_int = self.weight_codes(self.effective_weight(), self._weight_scale_full(s_w))
         if self.zero_point:
             x_int = x_int + self.zero_point  # A-shift: driven signed
         y_parts = self._integer(x_int, w_int)  # (T, M, N)
@@ -963,7 +976,8 @@ class TwinMatmul(nn.Module):
         s_w = _learned(self.weight_scale, self._weight_scale0, self._init64["s_w"])
         w = self.effective_weight().detach().cpu().double().numpy()
         s_full = s_w[self._w_tile.cpu().numpy()].T if s_w.shape[0] > 1 else s_w.T
-        w_int = np.clip(np.rint(w / s_full), -self.w_qmax, self.w_qmax).astype(np.int64)
+        w_int = (binary_codes(w) if self.binary else
+                 np.clip(np.rint(w / s_full), -self.w_qmax, self.w_qmax).astype(np.int64))
         return w_int, s_w
 
     def _engine_part(self, i: int, layer: ProgrammedLayer) -> ProgrammedLayer:

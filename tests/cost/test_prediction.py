@@ -20,7 +20,7 @@ KNOWN_OUTSIDE_2X = {
     ("lee-vlsi21", "0.8 V (default)", "1b-TOPS/mm2"): 17.91,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/W"): 8.85,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/mm2"): 4.00,
-    ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/W"): 2.29,
+    ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/W"): 2.31,
     ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/mm2"): 70.13,
 }
 

@@ -112,7 +112,7 @@ def test_the_step_and_the_converter_rate_follow_the_settle():
     adc = ADCModel(chip)
     assert adc.time_ns(Action.CONVERT) == pytest.approx(9.0)  # shorter than the settle
     assert adc.sample_rate_hz() == pytest.approx(1e9 / settle)
-    w = np.random.default_rng(0).integers(-2, 2, size=(16, 1152))
+    w = 2 * np.random.default_rng(0).integers(0, 2, size=(16, 1152)) - 1  # binary: ±1
     d = block_latency(program(w, chip), n_vectors=3)
     assert d["t_step_ns"] == pytest.approx(settle)
     assert d["latency_ns"] == pytest.approx(3 * d["n_planes"] * settle + d["tail_ns"])

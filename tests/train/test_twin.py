@@ -323,24 +323,31 @@ def test_prepare_starts_from_deploys_scales_and_adc_tables():
         np.testing.assert_array_equal(layer.adc.delta, block.layer.adc.delta)
 
 
-def test_a_few_adam_steps_lower_the_loss():
+def fit_sine(chip, steps: int = 20):
+    """A small MLP prepared on ``chip`` and trained ``steps`` Adam steps on sin(2x): the
+    prepared model and its losses (seed 2)."""
     torch.manual_seed(2)
-    chip = cimsim.load_chip("ideal")
-    chip = chip.replace(input_bits=4, weight_bits=4,
-                        adc=chip.adc.replace(bits=3, range_policy="calibrated"),
-                        array=chip.array.replace(n_rows=16, n_cols=32))
     x = torch.randn(64, 8)
     target = torch.sin(x[:, :2] * 2)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
     prep = prepare(model, chip, x)
     opt = torch.optim.Adam(prep.parameters(), lr=1e-2)
     losses = []
-    for _ in range(20):
+    for _ in range(steps):
         opt.zero_grad()
         loss = F.mse_loss(prep(x), target)
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    return prep, losses
+
+
+def test_a_few_adam_steps_lower_the_loss():
+    chip = cimsim.load_chip("ideal")
+    chip = chip.replace(input_bits=4, weight_bits=4,
+                        adc=chip.adc.replace(bits=3, range_policy="calibrated"),
+                        array=chip.array.replace(n_rows=16, n_cols=32))
+    prep, losses = fit_sine(chip)
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.8 * losses[0], losses
     steps = [t.adc_step for _, t in prep.twins()]
