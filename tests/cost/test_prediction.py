@@ -20,8 +20,8 @@ KNOWN_OUTSIDE_2X = {
     ("lee-vlsi21", "0.8 V (default)", "1b-TOPS/mm2"): 17.91,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/W"): 8.85,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/mm2"): 4.00,
-    ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/W"): 2.29,
-    ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/mm2"): 70.13,
+    ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/W"): 2.37,
+    ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/mm2"): 140.24,
 }
 
 
@@ -72,7 +72,7 @@ def test_fujiwara_5nm_rows_are_within_2x(validate, pred):
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(2.20, abs=0.02)
+    assert gm == pytest.approx(2.26, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
