@@ -57,5 +57,6 @@ def test_converter_energy_and_time_fall_with_the_conversions():
     assert e_a["cell"] == pytest.approx(e_d["cell"], rel=1e-12)
     assert e_a["dac"] == pytest.approx(e_d["dac"], rel=1e-12)
     assert analog["area_um2_by_component"] == digital["area_um2_by_component"]
-    # a step is the conversions per ADC (the column settles faster): twice the throughput
-    assert analog["tops"] == pytest.approx(2 * digital["tops"], rel=1e-9)
+    # a step is the conversions per ADC (the column settles faster): twice the throughput,
+    # up to the block's fixed time
+    assert analog["tops"] == pytest.approx(2 * digital["tops"], rel=1e-3)
