@@ -137,7 +137,7 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                     # the columns the conversion reads, each with its analog weight (a pair's
                     # +1/-1, or the slice significances of an analog slice read-out)
                     a = var = 0.0
-                    for j, wj in zip(layer.conv_phys[c], layer.conv_weight[c]):
+                    for j, wj in zip(layer.conv_phys[c], layer.conv_weight[c], strict=True):
                         if j < 0:
                             continue
                         a += wj * column(j)

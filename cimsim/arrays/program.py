@@ -616,7 +616,7 @@ def _weighted_columns(a: np.ndarray, conv: _Conversions, square: bool = False) -
         if not used.any():
             continue
         idx = np.flatnonzero(used)
-        part = _take_cols(a, cols[idx]).astype(out.dtype)
+        part: np.ndarray = _take_cols(a, cols[idx]).astype(out.dtype)
         part *= w[idx, r].astype(out.dtype)
         out[:, idx] += part
     return out if integer else out.astype(np.float32)

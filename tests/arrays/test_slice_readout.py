@@ -202,7 +202,8 @@ def test_numba_kernel_equals_numpy_twin(data):
     y, ev = engine.run(layer, x, noise_seed=7)
     y_np, ev_np = engine.run(layer, x, noise_seed=7, kernel="numpy")
     np.testing.assert_allclose(y, y_np, rtol=1e-12, atol=1e-9)
-    assert ev[("adc", "convert", 6)] == ev_np[("adc", "convert", 6)] == 3 * 8 * 5 * 4  # M·planes·row groups·outputs
+    # M · planes · row groups · outputs
+    assert ev[("adc", "convert", 6)] == ev_np[("adc", "convert", 6)] == 3 * 8 * 5 * 4
 
 
 def test_refused_combinations_name_the_field_and_allowed_values():
