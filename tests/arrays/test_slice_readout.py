@@ -26,6 +26,7 @@ from tests.conftest import (
     random_inputs,
     random_weights,
 )
+from tests.test_matmul import _draw_mapping, draw_adc, noisy_operands
 
 CONVERT = ("adc", "convert", 24)
 
@@ -123,20 +124,11 @@ def noisy_problems(draw):
     input_bits = draw(st.integers(1, 5))
     n_rows = draw(st.integers(1, 10))
     variation = draw(st.sampled_from(["none", "lognormal", "gaussian"]))
-    policy = draw(st.sampled_from(["full_scale", "fixed", "calibrated"]))
-    fixed_lo = draw(st.floats(-200.0, 10.0))
+    mapping = _draw_mapping(draw, input_bits, n_rows, 3, 6, 16)
+    mapping["n_cols"] = max(mapping["n_cols"], 10)  # every slice of an output in one array
     chip = ideal_chip(
         slice_readout="analog",
-        encoding=draw(st.sampled_from(ENCODINGS)),
-        differential_readout=draw(st.sampled_from(["analog", "digital"])),
-        bits_per_cell=draw(st.integers(1, 3)),
-        input_bits=input_bits,
-        weight_bits=draw(st.integers(2, 6)),
-        dac_bits=draw(st.none() | st.integers(1, input_bits)),
-        signed_inputs=draw(st.sampled_from(["twos_complement", "two_pass"])),
-        n_rows=n_rows,
-        rows_per_conversion=draw(st.none() | st.integers(1, n_rows)),
-        n_cols=draw(st.integers(10, 16)),
+        **mapping,
         on_off_ratio=draw(st.sampled_from([math.inf, 5.0, 17.0])),
         off_current_compensation=draw(st.sampled_from(["none", "analog", "digital"])),
         variation=variation,
@@ -144,26 +136,9 @@ def noisy_problems(draw):
         p_stuck_on=draw(st.sampled_from([0.0, 0.05])),
         noise=dict(thermal_sigma_lsb=draw(st.sampled_from([0.0, 0.3, 2.0])),
                    read_noise_rel=draw(st.sampled_from([0.0, 0.05]))),
-        adc=dict(
-            bits=draw(st.integers(2, 9)),
-            range_policy=policy,
-            full_scale_factor=draw(st.floats(1.0, 4.0)),
-            fixed_lo=fixed_lo,
-            fixed_hi=fixed_lo + draw(st.floats(1.0, 400.0)),
-            calibration_granularity=draw(st.sampled_from(["layer", "array", "column"])),
-            gain_error=draw(st.sampled_from([0.0, 0.05])),
-            offset_error_lsb=draw(st.sampled_from([0.0, -0.7])),
-            comparator_noise_lsb=draw(st.sampled_from([0.0, 0.3])),
-        ),
+        adc=draw_adc(draw, 400.0),
     )
-    m, k, n = draw(st.integers(1, 3)), draw(st.integers(1, 14)), draw(st.integers(1, 3))
-    signed = draw(st.booleans())
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = random_inputs(rng, chip, signed, m, k, zeros=0.3)
-    x_cal = random_inputs(rng, chip, signed, draw(st.integers(1, 6)), k, extremes=False)
-    w = random_weights(rng, chip, n, k)
-    return chip, x, x_cal, w, signed, draw(st.integers(0, 2**32 - 1)), draw(
-        st.integers(0, 2**63 - 1))
+    return noisy_operands(draw, chip)
 
 
 @settings(max_examples=60, deadline=None)
