@@ -706,5 +706,6 @@ def _check_placement(chip: ChipConfig, input_signed: bool, groups: np.ndarray, n
             f"plane, one row group, one conversion column per output); this layer has "
             f"{n_planes} plane(s), {groups.shape[0]} row group(s) and "
             f"{n_conv // n_out} conversion column(s) per output: use dac.bits = "
-            f"input_bits, K <= rows_per_conversion and weights in one cell (or 'partial_sum')"
+            f"input_bits, K <= rows_per_conversion and weights in one cell or combined in "
+            f"analog (array.slice_readout = 'analog'), or 'partial_sum'"
         )
