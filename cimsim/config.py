@@ -61,6 +61,7 @@ __all__ = [
     "QuantConfig",
     "RangePolicy",
     "SignedInputMode",
+    "SliceReadout",
     "TechConfig",
     "VariationKind",
     "WeightEncoding",
@@ -97,6 +98,14 @@ class WeightEncoding(_Choice):
 class DifferentialReadout(_Choice):
     ANALOG = "analog"
     DIGITAL = "digital"
+
+
+class SliceReadout(_Choice):
+    DIGITAL = "digital"
+    """Every bit slice of a weight is its own conversion; the codes are shift-added."""
+    ANALOG = "analog"
+    """All slices of an output's weight (and both columns of an analog differential pair) are
+    weighted by their significance in analog and summed into ONE conversion."""
 
 
 class SignedInputMode(_Choice):
@@ -401,8 +410,18 @@ class ArrayConfig(_Config):
     instead of raising CapacityError."""
     kernel_preserving_tiling: bool = False
     """Convolutions: keep whole kh*kw kernels inside one row tile (ColumnQuant layout)."""
+    slice_readout: SliceReadout = SliceReadout.DIGITAL
+    """How the ``bits_per_cell`` slice columns of one output are read. ``digital``: one
+    conversion per slice column, codes shift-added by 2^(c·s). ``analog``: the slice columns
+    (and both columns of an analog differential pair) are combined before the ADC with binary
+    weights (current mirrors / capacitors / column drive scaled 2^(c·s), the two's-complement
+    sign column with -2^(B-1)) into ONE conversion whose value, in cell-LSB, is
+    Σ_s coef_s · I_s; the ADC's full-scale range is that of the combination
+    (docs/hardware-model.md, "Analog slice combination"). Not with ``weight_encoding =
+    'ternary'``, ``noise.nonlinearity`` other than 'none' or ``adc.kind = 'digital'``."""
 
     def __post_init__(self) -> None:
+        _coerce_choices(self)
         _int_in(self, "n_rows", 1, 1 << 16)
         _int_in(self, "n_cols", 1, 1 << 16)
         if self.rows_per_conversion is not None:
@@ -828,6 +847,23 @@ class QuantConfig(_Config):
             _float_in(self, "smooth_alpha", 0.0, 1.0)
 
 
+def _check_analog_slices(chip: Any) -> None:
+    """``array.slice_readout = 'analog'`` weights every slice column by a fixed power of two in
+    analog: no learned or 3^s slice weights (ternary), no per-column non-linearity (it would
+    act on each physical column before the weighting, which the combined GEMM column cannot
+    represent), no digital adder tree to weight."""
+    bad = "'digital' (the default)"
+    if chip.weight_encoding is WeightEncoding.TERNARY:
+        _fail("ArrayConfig", "slice_readout", "analog", f"{bad} with weight_encoding = "
+              "'ternary' (3^s or learned per-slice coefficients are digital weights)")
+    if chip.noise.nonlinearity is not Nonlinearity.NONE:
+        _fail("ArrayConfig", "slice_readout", "analog", f"{bad} with noise.nonlinearity = "
+              f"{chip.noise.nonlinearity.value!r}; 'analog' needs nonlinearity = 'none'")
+    if chip.adc.kind is ADCKind.DIGITAL:
+        _fail("ArrayConfig", "slice_readout", "analog", f"{bad} with adc.kind = 'digital' "
+              "(an adder tree, no analog weighting)")
+
+
 def _check_digital_readout(chip: Any) -> None:
     """``adc.kind = 'digital'`` sums 1-b products exactly (digital CIM): bit-serial inputs,
     1-b SRAM (or ideal) cells, a full-scale readout wide enough for the largest column sum
@@ -928,6 +964,8 @@ class ChipConfig(_Config):
                   "1 for cell = 'sram'")
         if self.adc.kind is ADCKind.DIGITAL:
             _check_digital_readout(self)
+        if self.array.slice_readout is SliceReadout.ANALOG:
+            _check_analog_slices(self)
 
     # -- derived quantities used throughout ---------------------------------------------------
     @property

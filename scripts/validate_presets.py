@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import cimsim
+from cimsim.arrays.encoding import conversion_kinds
 from cimsim.arrays.program import program
 from cimsim.config import ChipConfig, RangePolicy
 from cimsim.cost import CALIBRATIONS, Calibration, estimate, layer_work, settling
@@ -190,7 +191,8 @@ PREDICTIONS = [
      "Deaville, Zhang & Verma, VLSI 2022; IEEE JSSC 60(5), 2025 [abs]"),
     ("deaville-vlsi22", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 5.5,
      "whole macro; no cycle published: a step is the predicted settling or the 4 "
-     "conversions per ADC, whichever is longer",
+     "conversions per ADC (4 columns; a 1-b weight is one column, nothing to combine), "
+     "whichever is longer",
      "Deaville, Zhang & Verma, VLSI 2022; IEEE JSSC 60(5), 2025 [abs]"),
 ]
 
@@ -443,6 +445,8 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
         a = sh["area_um2_by_component"]
         # 1b-ops of one step: every cell of the array, 2 ops each (one 1-b weight per cell)
         step_ns = 2 * dv.array.n_rows * dv.array.n_cols / (sh["tops_1b"] * 1e12) * 1e9
+        kinds = conversion_kinds(dv)  # columns per weight, conversions per weight
+        conv_per_adc = dv.array.cols_per_adc * kinds.n_conversions // kinds.weight.shape[1]
         out.append(
             f"- **deaville-vlsi22** (MRAM): per 1-b op, predicted cell reads {e['cell']:.2f} fJ, "
             f"converters {e['adc']:.2f} fJ and row drivers {e['dac']:.3f} fJ against "
@@ -456,7 +460,13 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             "published efficiency. Area "
             f"{sum(a.values()):,.0f} um^2 predicted (cells {a['cell']:,.0f}, 6-b SARs "
             f"{a['adc']:,.0f}, drivers {a['dac']:,.0f}) for a step of {step_ns:.0f} ns "
-            "(4 conversions per ADC; the column settles in "
+            f"({conv_per_adc} conversions per ADC; "
+            + (f"the {kinds.weight.shape[1]} columns of a weight weighted and summed in analog "
+               "before one (`array.slice_readout`; the weighting network is not priced, "
+               "docs/cost-model.md)" if kinds.weight.shape[1] > 1 else
+               "a 1-b weight is one column, so the multi-column weighting has nothing to "
+               "combine at this point")
+            + "; the column settles in "
             f"{settling.settle_time_ns(dv, chip_table(dv)):.1f} ns): the published 5.5 "
             "1b-TOPS/mm^2 asks for about "
             f"{sh['tops_per_mm2_1b'] / 5.5:.0f}x more area x cycle, which the per-column "

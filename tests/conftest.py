@@ -27,7 +27,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 ENCODINGS = ("differential", "twos_complement", "offset", "signed_cell")
 """Every ``weight_encoding``."""
 
-_ARRAY_KEYS = ("n_rows", "n_cols", "rows_per_conversion", "cols_per_adc")
+_ARRAY_KEYS = ("n_rows", "n_cols", "rows_per_conversion", "cols_per_adc", "slice_readout")
 _DEVICE_KEYS = (
     "bits_per_cell", "on_off_ratio", "off_current_compensation", "variation", "variation_sigma",
     "p_stuck_on", "p_stuck_off",

@@ -218,8 +218,6 @@ def noisy_problems(draw):
     n_rows = draw(st.integers(1, 10))
     nl = draw(_NONLINEARITY)
     variation = draw(st.sampled_from(["none", "lognormal", "gaussian"]))
-    policy = draw(st.sampled_from(["full_scale", "fixed", "calibrated"]))
-    fixed_lo = draw(st.floats(-40.0, 10.0))
     chip = ideal_chip(
         **_draw_mapping(draw, input_bits, n_rows, 3, 5, 12),
         on_off_ratio=draw(st.sampled_from([math.inf, 5.0, 17.0, 100.0])),
@@ -237,21 +235,33 @@ def noisy_problems(draw):
             if nl == "polynomial" else (),
             ir_drop_beta=draw(st.floats(0.0, 0.8)),
         ),
-        adc=dict(
-            bits=draw(st.integers(2, 9)),
-            range_policy=policy,
-            full_scale_factor=draw(st.floats(1.0, 4.0)),
-            fixed_lo=fixed_lo,
-            fixed_hi=fixed_lo + draw(st.floats(1.0, 60.0)),
-            calibration_granularity=draw(st.sampled_from(["layer", "array", "column"])),
-            calibration_stat=draw(st.sampled_from(["minmax", "percentile", "mean_std"])),
-            percentile=draw(st.floats(90.0, 100.0)),
-            n_sigma=draw(st.floats(0.5, 4.0)),
-            gain_error=draw(st.sampled_from([0.0, -0.03, 0.05])),
-            offset_error_lsb=draw(st.sampled_from([0.0, 0.4, -0.7])),
-            comparator_noise_lsb=draw(st.sampled_from([0.0, 0.3])),
-        ),
+        adc=draw_adc(draw, 60.0),
     )
+    return noisy_operands(draw, chip)
+
+
+def draw_adc(draw, max_span: float) -> dict:
+    """A lossy linear ADC's settings: policy, range (a fixed one up to ``max_span`` wide),
+    calibration, gain, offset and comparator noise."""
+    fixed_lo = draw(st.floats(-40.0, 10.0))
+    return dict(
+        bits=draw(st.integers(2, 9)),
+        range_policy=draw(st.sampled_from(["full_scale", "fixed", "calibrated"])),
+        full_scale_factor=draw(st.floats(1.0, 4.0)),
+        fixed_lo=fixed_lo,
+        fixed_hi=fixed_lo + draw(st.floats(1.0, max_span)),
+        calibration_granularity=draw(st.sampled_from(["layer", "array", "column"])),
+        calibration_stat=draw(st.sampled_from(["minmax", "percentile", "mean_std"])),
+        percentile=draw(st.floats(90.0, 100.0)),
+        n_sigma=draw(st.floats(0.5, 4.0)),
+        gain_error=draw(st.sampled_from([0.0, -0.03, 0.05])),
+        offset_error_lsb=draw(st.sampled_from([0.0, 0.4, -0.7])),
+        comparator_noise_lsb=draw(st.sampled_from([0.0, 0.3])),
+    )
+
+
+def noisy_operands(draw, chip):
+    """``(chip, x, x_cal, w, signed, prog_seed, noise_seed)``: small operands for ``chip``."""
     m, k, n = draw(st.integers(1, 3)), draw(st.integers(1, 14)), draw(st.integers(1, 3))
     signed = draw(st.booleans())
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))

@@ -123,7 +123,6 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                 xp = np.array([planes[k][p][1] for k in range(k0, k1)], dtype=np.float64)
                 xsum = xp.sum()
                 for c in range(n_conv):
-                    jp, jn = layer.conv_phys[c]
 
                     def column(j: int, xp=xp, k0=k0, k1=k1, xsum=xsum) -> float:
                         # g holds each cell's off-state conductance; analog compensation
@@ -135,14 +134,16 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                             np.float64(a), nl, max(layer.column_fs, 1e-30),
                             nz.saturation_fraction, nz.ir_drop_beta, poly))
 
-                    a = column(jp)
-                    var = 0.0
-                    if nz.read_noise_rel > 0:
-                        var = float((xp**2) @ (nz.read_noise_rel * g[k0:k1, jp]) ** 2)
-                    if jn >= 0:
-                        a -= column(jn)
+                    # the columns the conversion reads, each with its analog weight (a pair's
+                    # +1/-1, or the slice significances of an analog slice read-out)
+                    a = var = 0.0
+                    for j, wj in zip(layer.conv_phys[c], layer.conv_weight[c], strict=True):
+                        if j < 0:
+                            continue
+                        a += wj * column(j)
                         if nz.read_noise_rel > 0:
-                            var += float((xp**2) @ (nz.read_noise_rel * g[k0:k1, jn]) ** 2)
+                            var += wj * wj * float(
+                                (xp**2) @ (nz.read_noise_rel * g[k0:k1, j]) ** 2)
                     idx = ((gi * n_planes + p) * m_total + m) * n_conv + c
                     delta = float(tables.delta[gi, c])
                     if steps[gi].shape[0] > 0:  # the exact code sampler (engine decides where)

@@ -178,8 +178,10 @@ def _column_reads(layer: ProgrammedLayer, g_cells: np.ndarray) -> np.ndarray:
     """(C,) the current of each conversion's columns for an all-ones calibration input, read
     one column at a time (cell-LSB): what the compensation compares over time."""
     col = np.abs(g_cells).sum(axis=0)
-    pos, neg = layer.conv_phys[:, 0], layer.conv_phys[:, 1]
-    return col[pos] + np.where(neg >= 0, col[np.maximum(neg, 0)], 0.0)
+    phys = layer.conv_phys
+    # each column read, by the magnitude of its analog weight (1 for a pair's two columns)
+    return (np.abs(layer.conv_weight) * np.where(phys >= 0, col[np.maximum(phys, 0)], 0.0)
+            ).sum(axis=1)
 
 
 def _gains(layer: ProgrammedLayer, g0: np.ndarray, g_t: np.ndarray) -> np.ndarray:
@@ -207,8 +209,7 @@ def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:
     chip = layer.chip
     g_phys = _conductance(layer, aging, t)
     g_cells = _cell_conductance(layer.digits_phys, g_phys, chip)
-    conv = _Conversions(layer.conv_phys[:, 0], layer.conv_phys[:, 1], layer.out_col,
-                        aging.coef_t0)
+    conv = _Conversions(layer.conv_phys, layer.conv_weight, layer.out_col, aging.coef_t0)
     gemm = _gemm_operands(layer.digits_phys, g_phys, conv, chip, read_rel=_read_rel(layer, t))
     gain = aging.gain
     if chip.device.drift_compensation is not DriftCompensation.NONE:

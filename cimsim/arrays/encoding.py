@@ -17,10 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import ChipConfig, DifferentialReadout, SignedInputMode, WeightEncoding
+from ..config import (
+    ChipConfig,
+    DifferentialReadout,
+    SignedInputMode,
+    SliceReadout,
+    WeightEncoding,
+)
 
-__all__ = ["ColumnKinds", "InputPlanes", "column_kinds", "input_planes", "input_range",
-           "weight_range"]
+__all__ = ["ColumnKinds", "ConversionKinds", "InputPlanes", "column_kinds", "conversion_kinds",
+           "input_planes", "input_range", "weight_range"]
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,50 @@ def column_kinds(w_int: np.ndarray, chip: ChipConfig) -> ColumnKinds:
         digit_lo=digit_lo,
         digit_hi=top,
     )
+
+
+@dataclass(frozen=True)
+class ConversionKinds:
+    """How the Q column kinds of one output are read: Qc conversions, each the analog
+    combination ``Σ_q weight[c, q] · I_q`` of column currents, shift-added with ``coef[c]``, so
+    that ``weight.T @ coef`` equals the column kinds' ``coef`` (the same dot product).
+
+    Digital slice read-out: one conversion per kind (weight = I, coef = the kind's), except an
+    analog differential pair (+1, -1 on its two columns, the positive kind's coef). Analog slice
+    read-out (``array.slice_readout``): one conversion per output with weight = the kinds'
+    signed significances and coef 1, or, with a digital differential read-out, one per polarity
+    (the magnitudes' significances, coef ±1).
+    """
+
+    weight: np.ndarray
+    """(Qc, Q) float64 analog weight of column kind q in conversion kind c (0: not read)."""
+    coef: np.ndarray
+    """(Qc,) float64 digital significance of conversion kind c."""
+
+    @property
+    def n_conversions(self) -> int:
+        return int(self.coef.shape[0])
+
+
+def conversion_kinds(chip: ChipConfig) -> ConversionKinds:
+    """The :class:`ConversionKinds` of ``chip`` (depends on the encoding and bit widths only)."""
+    kinds = column_kinds(np.zeros((1, 1), dtype=np.int64), chip)
+    q = kinds.n_kinds
+    if chip.array.slice_readout is SliceReadout.ANALOG:
+        if chip.differential_readout is DifferentialReadout.DIGITAL and np.any(
+                kinds.polarity < 0):
+            # positive and negative magnitudes each summed in analog, subtracted digitally
+            weight = np.stack([np.where(kinds.polarity == s, np.abs(kinds.coef), 0.0)
+                               for s in (1, -1)])
+            return ConversionKinds(weight, np.array([1.0, -1.0]))
+        return ConversionKinds(kinds.coef[None, :].copy(), np.ones(1))
+    rows = [i for i in range(q) if kinds.pair[i] >= 0 or not np.any(kinds.pair == i)]
+    weight = np.zeros((len(rows), q))
+    for c, i in enumerate(rows):
+        weight[c, i] = 1.0
+        if kinds.pair[i] >= 0:
+            weight[c, kinds.pair[i]] = -1.0
+    return ConversionKinds(weight, kinds.coef[rows].astype(np.float64))
 
 
 @dataclass(frozen=True)

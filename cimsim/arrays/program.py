@@ -25,6 +25,7 @@ from ..config import (
     DifferentialReadout,
     Nonlinearity,
     OffCurrentCompensation,
+    SliceReadout,
     VariationKind,
     WeightEncoding,
 )
@@ -32,6 +33,7 @@ from ..errors import MappingError
 from .encoding import (
     ColumnKinds,
     column_kinds,
+    conversion_kinds,
     physical_digits,
     plane_layout,
     weight_range,
@@ -67,7 +69,8 @@ class ProgrammedLayer:
     calibration gives a new layer (:meth:`with_adc`); nothing is written onto this one.
 
     Shapes: K inputs, N outputs, Q column kinds, J = N*Q physical columns, C conversion
-    columns (J, or J/2 for analog differential read-out), G row groups, Jg GEMM columns.
+    columns (J, J/2 for analog differential read-out, N or 2N for analog slice read-out), G row
+    groups, Jg GEMM columns, R physical columns read by one conversion at most.
     """
 
     chip: ChipConfig
@@ -101,7 +104,11 @@ class ProgrammedLayer:
     conv_coef: np.ndarray
     """(C,) float64 signed significance of each conversion."""
     conv_phys: np.ndarray
-    """(C, 2) int64 physical columns (positive, negative or -1) of each conversion."""
+    """(C, R) int64 physical columns each conversion reads (-1: none); R = 2 (positive,
+    negative or -1) with digital slice read-out, Q with analog slice read-out."""
+    conv_weight: np.ndarray
+    """(C, R) float64 analog weight of each of those columns (+1, -1 for the negative column of
+    an analog pair, the slice significance with analog slice read-out; 0 where none)."""
     conv_col_tile: np.ndarray
     """(C,) int64 column tile (array) of each conversion."""
     x_sum_coef: np.ndarray
@@ -150,7 +157,7 @@ class ProgrammedLayer:
         if c.shape != self.conv_coef.shape or not np.all(np.isfinite(c)):
             raise ValueError(f"coef must be {self.conv_coef.shape} finite values, got "
                              f"{c.shape}")
-        conv = _Conversions(self.conv_phys[:, 0], self.conv_phys[:, 1], self.out_col, c)
+        conv = _Conversions(self.conv_phys, self.conv_weight, self.out_col, c)
         return dataclasses.replace(self, conv_coef=c,
                                    x_sum_coef=_x_sum_coef(conv, self.n_outputs, self.chip))
 
@@ -417,10 +424,10 @@ def assemble(
     groups = _row_groups(tiles, chip.array.rows_per_group)
     cols_per_tile = _cols_per_tile(kinds, chip)
     digits_phys, g_phys = cells.digits_phys, cells.g_phys
-    conv = _conversions(kinds, n_out, cols_per_tile, chip)
+    conv = _conversions(kinds, n_out, chip)
     gemm = _gemm_operands(digits_phys, g_phys, conv, chip)
     fs_lo, fs_hi, column_fs = _full_scale(kinds, input_signed, chip)
-    _check_placement(chip, input_signed, groups, conv.phys_pos.shape[0], n_out)
+    _check_placement(chip, input_signed, groups, conv.out_col.shape[0], n_out)
     layer = ProgrammedLayer(
         chip=chip, n_inputs=k, n_outputs=n_out, input_signed=input_signed, kinds=kinds,
         row_tiles=tiles, groups=groups, cols_per_tile=cols_per_tile,
@@ -428,8 +435,8 @@ def assemble(
         digits_phys=digits_phys, g_phys=g_phys,
         gemm_matrix=gemm.matrix, gemm_var=gemm.var, off_add=gemm.off_add,
         pos=gemm.pos, neg=gemm.neg, out_col=conv.out_col, conv_coef=conv.coef,
-        conv_phys=np.stack([conv.phys_pos, conv.phys_neg], axis=1),
-        conv_col_tile=conv.phys_pos // cols_per_tile,
+        conv_phys=conv.phys, conv_weight=conv.weight,
+        conv_col_tile=conv.phys[:, 0] // cols_per_tile,
         x_sum_coef=_x_sum_coef(conv, n_out, chip),
         cell_rowsum=_cell_rowsum(digits_phys, g_phys, chip),
         fs_lo=fs_lo, fs_hi=fs_hi, column_fs=column_fs,
@@ -491,6 +498,11 @@ def _cols_per_tile(kinds: ColumnKinds, chip: ChipConfig) -> int:
     n_cols = chip.array.n_cols
     q = kinds.n_kinds
     paired = chip.weight_encoding in (WeightEncoding.DIFFERENTIAL, WeightEncoding.TERNARY)
+    if q > n_cols and chip.array.slice_readout is SliceReadout.ANALOG:
+        raise MappingError(
+            f"array.n_cols = {n_cols} cannot hold the {q} slice columns that "
+            "array.slice_readout = 'analog' combines into one conversion; use n_cols >= "
+            f"{q} or slice_readout = 'digital'")
     unit = q if q <= n_cols else (2 if paired else 1)
     if unit > n_cols:
         raise MappingError(
@@ -500,23 +512,36 @@ def _cols_per_tile(kinds: ColumnKinds, chip: ChipConfig) -> int:
 
 @dataclass(frozen=True)
 class _Conversions:
-    phys_pos: np.ndarray  # (C,) physical column of each conversion (positive of a pair)
-    phys_neg: np.ndarray  # (C,) its negative partner, or -1
+    phys: np.ndarray  # (C, R) physical columns each conversion reads, -1 padded
+    weight: np.ndarray  # (C, R) their analog weights (0 where padded)
     out_col: np.ndarray  # (C,) output n
     coef: np.ndarray  # (C,) signed significance
 
+    @property
+    def merged(self) -> np.ndarray:
+        """(C,) whether the conversion reads more than one column (a pair or slices)."""
+        return self.phys[:, 1] >= 0 if self.phys.shape[1] > 1 else np.zeros(
+            self.phys.shape[0], dtype=bool)
 
-def _conversions(kinds: ColumnKinds, n_out: int, cols_per_tile: int,
-                 chip: ChipConfig) -> _Conversions:
-    """One conversion per physical column, except the negative columns of analog pairs."""
+
+def _conversions(kinds: ColumnKinds, n_out: int, chip: ChipConfig) -> _Conversions:
+    """The conversions of ``n_out`` outputs, output-major (``encoding.conversion_kinds``):
+    one per physical column, except the negative columns of analog pairs (read with their
+    positive partner) and the slices an analog slice read-out combines."""
+    ck = conversion_kinds(chip)
     q = kinds.n_kinds
-    analog_pairs = _analog_pairs(chip)
-    phys_pos = np.array([n * q + i for n in range(n_out) for i in range(q)
-                         if not (analog_pairs and kinds.polarity[i] < 0)], dtype=np.int64)
-    kind_of = phys_pos % q
-    phys_neg = np.where(kinds.pair[kind_of] >= 0, phys_pos - kind_of + kinds.pair[kind_of], -1)
-    return _Conversions(phys_pos, phys_neg.astype(np.int64), phys_pos // q,
-                        kinds.coef[kind_of].astype(np.float64))
+    r = 2 if chip.array.slice_readout is SliceReadout.DIGITAL else q
+    cols = np.full((ck.n_conversions, r), -1, dtype=np.int64)
+    wts = np.zeros((ck.n_conversions, r))
+    for c in range(ck.n_conversions):
+        read = np.flatnonzero(ck.weight[c])
+        cols[c, :read.shape[0]] = read
+        wts[c, :read.shape[0]] = ck.weight[c, read]
+    base = q * np.arange(n_out, dtype=np.int64)[:, None, None]
+    phys = np.where(cols >= 0, base + cols, -1).reshape(-1, r)
+    return _Conversions(phys, np.tile(wts, (n_out, 1)),
+                        np.repeat(np.arange(n_out, dtype=np.int64), ck.n_conversions),
+                        np.tile(ck.coef, n_out))
 
 
 @dataclass(frozen=True)
@@ -541,8 +566,14 @@ def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None,
     # follows (no per-column non-linearity): halves the GEMM.
     merge = _analog_pairs(chip) and chip.noise.nonlinearity is Nonlinearity.NONE
     base = digits_phys if g_phys is None else g_phys
-    phys_pos, phys_neg = conv.phys_pos, conv.phys_neg
-    if merge:
+    phys_pos, phys_neg = conv.phys[:, 0], conv.phys[:, -1]
+    slices = chip.array.slice_readout is SliceReadout.ANALOG  # no non-linearity (config)
+    if slices:
+        mat = _weighted_columns(base, conv)
+        gemm_pos = np.arange(phys_pos.shape[0])
+        gemm_neg = np.full_like(gemm_pos, -1)
+        mult = conv.weight.sum(axis=1)  # each column's off-current enters with its weight
+    elif merge:
         # digits -3..3 stay int8; conductances stay float32 (one rounding of the difference)
         mat = _take_cols(base, phys_pos) - _take_cols(base, phys_neg)
         gemm_pos = np.arange(phys_pos.shape[0])
@@ -555,7 +586,10 @@ def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None,
     if g_phys is None:
         # digits in the matrix: the nominal off-current is added unless compensated in analog
         off_add = mult * (0.0 if comp is OffCurrentCompensation.ANALOG else g_off)
-        matrix = mat.astype(np.int8, copy=False)
+        # combined slices exceed int8 (Σ 2^(c·s)·d_s up to 2^16): exact float32 integers
+        # then, which _gemm.choose multiplies in float32 or float64 as the bounds need
+        fits = mat.dtype == np.int8 or int(np.abs(mat).max(initial=0)) <= 127
+        matrix = mat.astype(np.int8 if fits else np.float32, copy=False)
     else:
         # conductances include the (varied) off-state current; analog compensation removes
         # its nominal value only
@@ -566,11 +600,31 @@ def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None,
     if np.any(np.asarray(rel) > 0):
         g_cells = _cell_conductance(digits_phys, g_phys, chip)
         v = np.square(np.asarray(rel, dtype=np.float32) * g_cells)
-        if merge:
+        if slices:
+            v = _weighted_columns(v, conv, square=True)
+        elif merge:
             v = _take_cols(v, phys_pos) + _take_cols(v, phys_neg)
         var = np.ascontiguousarray(v, dtype=np.float32)
     return _GemmOperands(np.ascontiguousarray(matrix), var, off_add.astype(np.float64),
                          gemm_pos.astype(np.int64), gemm_neg.astype(np.int64))
+
+
+def _weighted_columns(a: np.ndarray, conv: _Conversions, square: bool = False) -> np.ndarray:
+    """(K, C) Σ_r w[c, r] · a[:, phys[c, r]] (w² with ``square``: variances), accumulated in
+    int64 for integer digits (exact) and float64 otherwise (one rounding to float32)."""
+    w = np.square(conv.weight) if square else conv.weight
+    integer = np.issubdtype(a.dtype, np.integer)
+    out = np.zeros((a.shape[0], conv.phys.shape[0]), dtype=np.int64 if integer else np.float64)
+    for r in range(conv.phys.shape[1]):
+        cols = conv.phys[:, r]
+        used = cols >= 0
+        if not used.any():
+            continue
+        idx = np.flatnonzero(used)
+        part: np.ndarray = _take_cols(a, cols[idx]).astype(out.dtype)
+        part *= w[idx, r].astype(out.dtype)
+        out[:, idx] += part
+    return out if integer else out.astype(np.float32)
 
 
 def _take_cols(a: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -613,7 +667,8 @@ def _x_sum_coef(conv: _Conversions, n_out: int, chip: ChipConfig) -> np.ndarray:
         coef -= 1.0  # x·w = 2·(x·d) - Σx
     g_off = off_conductance(chip)
     if chip.device.off_current_compensation is OffCurrentCompensation.DIGITAL and g_off > 0:
-        per_conv = np.where(conv.phys_neg >= 0, 0.0, 1.0)  # analog pairs cancel on their own
+        # the off-current of each column read, with its analog weight (analog pairs cancel)
+        per_conv = conv.weight.sum(axis=1)
         np.add.at(coef, conv.out_col, -g_off * conv.coef * per_conv)
     return coef
 
@@ -628,7 +683,15 @@ def _full_scale(kinds: ColumnKinds, input_signed: bool,
         else g_off
     e_lo: float
     e_hi: float
-    if _analog_pairs(chip):
+    if chip.array.slice_readout is SliceReadout.ANALOG:
+        # per row: Σ_q w_q·(d_q + off) of the combined columns, over every storable weight
+        # (the top slice and the sign column hold fewer levels than a cell: exact ends)
+        w = conversion_kinds(chip).weight
+        w_lo, w_hi = weight_range(chip)
+        d = column_kinds(np.arange(w_lo, w_hi + 1)[None, :], chip).digits[:, :, 0]  # (Q, W)
+        v = w @ d.astype(np.float64) + off_in * w.sum(axis=1)[:, None]
+        e_lo, e_hi = float(v.min()), float(v.max())
+    elif _analog_pairs(chip):
         e_lo, e_hi = -(kinds.digit_hi - kinds.digit_lo), kinds.digit_hi - kinds.digit_lo
     else:
         e_lo, e_hi = kinds.digit_lo + off_in, kinds.digit_hi + off_in
@@ -650,5 +713,6 @@ def _check_placement(chip: ChipConfig, input_signed: bool, groups: np.ndarray, n
             f"plane, one row group, one conversion column per output); this layer has "
             f"{n_planes} plane(s), {groups.shape[0]} row group(s) and "
             f"{n_conv // n_out} conversion column(s) per output: use dac.bits = "
-            f"input_bits, K <= rows_per_conversion and weights in one cell (or 'partial_sum')"
+            f"input_bits, K <= rows_per_conversion and weights in one cell or combined in "
+            f"analog (array.slice_readout = 'analog'), or 'partial_sum'"
         )

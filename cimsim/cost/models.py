@@ -45,6 +45,7 @@ from ..config import (
     ComputeDomain,
     CostModel,
     InputDrive,
+    SliceReadout,
     WordlineSwitching,
 )
 from ..events import Action, Component
@@ -218,6 +219,19 @@ class ArrayModel(ComponentModel):
     actions = (_A.ACTIVATION, _A.REPROGRAM, _A.DRIFT_CALIBRATION)
 
 
+def _conversions_per_adc(chip: ChipConfig) -> int:
+    """Conversions one ADC makes per step: its ``cols_per_adc`` columns, or with analog slice
+    read-out (``array.slice_readout``) the conversions those columns combine into (the
+    weighted columns of a weight make one)."""
+    n_cols = chip.array.cols_per_adc
+    if chip.array.slice_readout is not SliceReadout.ANALOG:
+        return n_cols
+    from ..arrays.encoding import conversion_kinds  # (arrays import the config only)
+
+    kinds = conversion_kinds(chip)
+    return max(1, -(-n_cols * kinds.n_conversions // kinds.weight.shape[1]))
+
+
 class ADCModel(ComponentModel):
     """Column converters: SAR, flash, ramp, single-slope, CCO, integrate-and-fire.
 
@@ -315,7 +329,7 @@ class ADCModel(ComponentModel):
         is longer (:func:`.latency.step_ns`, as :func:`.latency.block_latency` times a step)."""
         from .latency import step_ns  # (latency imports this module)
 
-        n_mux = self.chip.array.cols_per_adc
+        n_mux = _conversions_per_adc(self.chip)
         return n_mux / step_ns(self.chip, n_mux, self.time_ns(_A.CONVERT), self.table) * 1e9
 
     def time_ns(self, action: Action, bits: int = 0) -> float:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -47,7 +48,7 @@ from .. import engine
 from ..adc import ADCTables, FusedActivation, calibration_units
 from ..adc.activation import ActivationLevels, activation_tables, fit_activation_levels
 from ..arrays._rng import stream_key
-from ..arrays.encoding import plane_layout
+from ..arrays.encoding import conversion_kinds, plane_layout
 from ..arrays.program import (
     ProgrammedLayer,
     _analog_pairs,
@@ -62,6 +63,7 @@ from ..config import (
     OffCurrentCompensation,
     RangePolicy,
     SignedInputMode,
+    SliceReadout,
     WeightEncoding,
     WeightGranularity,
 )
@@ -207,8 +209,24 @@ def conversion_digits(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
     """What each conversion column of output n sees per unit input, from integer weights
     (N, K): (Qc, N, K), conversion kinds in the engine's order (``encoding.column_kinds``,
     an analog differential pair merged into its difference)."""
-    d = physical_digits(w_int, chip)
-    return d[0::2] - d[1::2] if _analog_pairs(chip) else d
+    return merge_columns(physical_digits(w_int, chip), chip)
+
+
+@functools.lru_cache(maxsize=64)
+def _slice_weights(chip: ChipConfig) -> np.ndarray:
+    return conversion_kinds(chip).weight
+
+
+def merge_columns(t: torch.Tensor, chip: ChipConfig, square: bool = False) -> torch.Tensor:
+    """Per physical column kind (Q, ...) -> per conversion kind (Qc, ...), as the engine's
+    GEMM columns combine them: an analog differential pair's difference, the analog slice
+    read-out's weighted sum (``square``: the variances', with the weights squared)."""
+    if chip.array.slice_readout is SliceReadout.ANALOG:
+        w = torch.as_tensor(_slice_weights(chip), dtype=t.dtype, device=t.device)
+        return torch.tensordot(w * w if square else w, t, dims=1)
+    if _analog_pairs(chip):
+        return t[0::2] + t[1::2] if square else t[0::2] - t[1::2]
+    return t
 
 
 def input_planes(x_int: torch.Tensor, chip: ChipConfig, signed: bool) -> torch.Tensor:
@@ -232,7 +250,7 @@ def read_noise_weights(w_int: torch.Tensor, chip: ChipConfig) -> torch.Tensor:
     analog differential pair), as ``arrays.program`` sets the engine's ``gemm_var``."""
     g = physical_digits(w_int, chip) + off_conductance(chip)
     v = chip.noise.read_noise_rel ** 2 * g * g
-    return v[0::2] + v[1::2] if _analog_pairs(chip) else v
+    return merge_columns(v, chip, square=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,10 +374,12 @@ class TwinMatmul(nn.Module):
         buf("_coef", np.tile(coef, n))
         g_off = off_conductance(chip)
         comp = chip.device.off_current_compensation
-        pair = first.conv_phys[:qc, 1] >= 0
-        # nominal off-state current per unit Σx_p: none when compensated in analog, and a
-        # differential pair's two columns cancel it
-        off = np.where(pair | (comp is OffCurrentCompensation.ANALOG), 0.0, g_off)
+        # nominal off-state current per unit Σx_p of the columns each conversion reads, with
+        # their analog weights (a differential pair's two columns cancel it): none when
+        # compensated in analog
+        w_sum = first.conv_weight[:qc].sum(axis=1)
+        analog_comp = comp is OffCurrentCompensation.ANALOG
+        off = np.where(analog_comp, 0.0, g_off * w_sum)
         self.has_off = bool(np.any(off != 0))
         buf("_off", np.tile(off, n))
         buf("_x_sum_coef", first.x_sum_coef)
@@ -370,7 +390,7 @@ class TwinMatmul(nn.Module):
         self.merged_pairs = _analog_pairs(chip)  # G+ - G- in one GEMM column, as the engine
         # programmed conductances include the off-state current: analog compensation removes
         # its nominal value from an unpaired column (the engine's off_add)
-        off_dev = np.where(~pair & (comp is OffCurrentCompensation.ANALOG), -g_off, 0.0)
+        off_dev = np.where(analog_comp, -g_off * w_sum, 0.0)
         buf("_off_dev", np.tile(off_dev, n))
         self.has_off_dev = bool(np.any(off_dev != 0))
         if self.devices != "nominal":
@@ -742,7 +762,7 @@ class TwinMatmul(nn.Module):
             off, has_off = self._off, self.has_off
         else:
             g_cells = self.conductance(w_int, fresh=self.training and self.devices == "sampled")
-            digits = g_cells[0::2] - g_cells[1::2] if self.merged_pairs else g_cells
+            digits = merge_columns(g_cells, chip)
             off, has_off = self._off_dev, self.has_off_dev
         mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
         planes = input_planes(x_int, chip, self.input_signed)  # (P, M, K)
@@ -759,7 +779,7 @@ class TwinMatmul(nn.Module):
                 cell_var = read_noise_weights(w_int, chip)
             else:
                 cell_var = (nz.read_noise_rel * g_cells) ** 2
-                cell_var = cell_var[0::2] + cell_var[1::2] if self.merged_pairs else cell_var
+                cell_var = merge_columns(cell_var, chip, square=True)
             vg = self._row_groups(cell_var.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
             var = torch.bmm(xg * xg, vg)
         return a, var

@@ -50,6 +50,19 @@ def test_eval_twin_is_the_deployed_chip_with_variation_and_faults(encoding, read
     assert _agree(nominal, x) < 0.9
 
 
+@pytest.mark.parametrize("encoding,readout", [(e, "analog") for e in ENCODINGS]
+                         + [("differential", "digital")])
+@pytest.mark.parametrize("comp", ["digital", "analog"])
+def test_eval_twin_is_the_deployed_chip_with_analog_slice_readout(encoding, readout, comp):
+    # the slice columns' programmed conductances weighted into one conversion (float32 in
+    # the engine's GEMM column, the twin's dtype here): the same codes
+    chip = _chip(encoding, readout, "lognormal", comp=comp)
+    chip = chip.replace(array=chip.array.replace(slice_readout="analog"))
+    x = torch.randn(64, 20, dtype=torch.float64)
+    prep = prepare(_model(), chip, x, seed=3)
+    assert _agree(prep, x) >= 0.99
+
+
 @pytest.mark.parametrize("granularity,comp", [("column", "analog"), ("tensor", "none")])
 def test_devices_after_training_across_parts_and_off_current_modes(granularity, comp):
     chip = _chip("offset", "analog", "lognormal", granularity, comp)

@@ -48,14 +48,15 @@ def _engine_parts(twin: TwinMatmul, x_int: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize("enc", ENCODINGS)
 @pytest.mark.parametrize("readout", ["analog", "digital"])
 @pytest.mark.parametrize("bpc", [1, 2, 3])
-def test_conversion_digits_are_the_programmed_conversions(enc, readout, bpc):
+@pytest.mark.parametrize("slices", ["digital", "analog"])
+def test_conversion_digits_are_the_programmed_conversions(enc, readout, bpc, slices):
     chip = ideal_chip(encoding=enc, differential_readout=readout, bits_per_cell=bpc,
-                      weight_bits=6, n_rows=16, n_cols=64)
+                      weight_bits=6, n_rows=16, n_cols=64, slice_readout=slices)
     w = random_weights(np.random.default_rng(bpc), chip, 5, 9)
     layer = program(w, chip)
-    pos, neg = layer.conv_phys[:, 0], layer.conv_phys[:, 1]
     d = layer.digits_phys.astype(np.float64)
-    expected = d[:, pos] - np.where(neg >= 0, d[:, np.maximum(neg, 0)], 0.0)  # (K, C)
+    phys, wts = layer.conv_phys, layer.conv_weight  # (C, R) columns read, analog weights
+    expected = (d[:, np.maximum(phys, 0)] * np.where(phys >= 0, wts, 0.0)).sum(axis=2)
     got = conversion_digits(torch.tensor(w, dtype=torch.float64), chip)  # (Qc, N, K)
     got = got.permute(2, 1, 0).reshape(w.shape[1], -1).numpy()
     np.testing.assert_array_equal(got, expected)
@@ -78,7 +79,10 @@ def test_input_planes_are_the_engine_planes(dac, signed, mode):
 def _draw_chip(draw, **extra):
     input_bits = draw(st.integers(1, 5))
     n_rows = draw(st.integers(1, 10))
+    # analog slice read-out: every slice of an output in one array (up to 8 columns here)
+    slices = draw(st.sampled_from(["digital", "analog"]))
     chip = ideal_chip(
+        slice_readout=slices,
         encoding=draw(st.sampled_from(ENCODINGS)),
         differential_readout=draw(st.sampled_from(["analog", "digital"])),
         bits_per_cell=draw(st.integers(1, 3)),
@@ -88,7 +92,7 @@ def _draw_chip(draw, **extra):
         signed_inputs=draw(st.sampled_from(["twos_complement", "two_pass"])),
         n_rows=n_rows,
         rows_per_conversion=draw(st.none() | st.integers(1, n_rows)),
-        n_cols=draw(st.integers(2, 12)),
+        n_cols=draw(st.integers(8 if slices == "analog" else 2, 12)),
         **extra,
     )
     return _with_quant(chip, draw(st.sampled_from(GRANULARITIES)))
