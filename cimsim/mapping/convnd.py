@@ -149,6 +149,13 @@ class TransposeGeometry:
         pad_out = _ConvTransposeNd._output_padding(
             self, x, output_size, list(self.stride), list(self.padding),  # type: ignore[arg-type]
             list(self.kernel), self.nd, list(self.dilation))
+        sizes = [(s - 1) * st - 2 * p + dl * (k - 1) + 1 + op for s, st, p, dl, k, op in
+                 zip(lead[1:], self.stride, self.padding, self.dilation, self.kernel, pad_out,
+                     strict=True)]
+        if min(sizes) <= 0:
+            raise RuntimeError(f"Given input size per channel: {tuple(lead[1:])}. Calculated "
+                               f"output size per channel: {tuple(sizes)}. Output size is too "
+                               "small")
         y = y.reshape(*lead, self.out_channels, *self.kernel)
         out = col2im_nd(y, self.kernel, self.stride, self.dilation, self.padding,
                         tuple(pad_out))
