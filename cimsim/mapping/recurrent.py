@@ -104,6 +104,11 @@ def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
         if not batched:
             h0 = h0.unsqueeze(1)
             c0 = None if c0 is None else c0.unsqueeze(1)
+        for state, size, what in ((h0, h_size, "hidden"), (c0, hidden, "cell")):
+            want = (n_states, bsz, size)
+            if state is not None and tuple(state.shape) != want:  # as torch checks it
+                raise RuntimeError(f"{name}: Expected {what} size {want}, got "
+                                   f"{list(state.shape)}")
     h_last, c_last = [], []
     for layer in range(module.num_layers):
         outs = []

@@ -226,3 +226,13 @@ def test_keyword_spotting_lstm_on_rram_22nm():
     assert fid.loc["lstm", "sqnr_db"] > 3, fid  # 6.4 dB at seed 1, its 8 matrices together
     rep = sim.report()
     assert "lstm" in set(rep.layers["layer"])
+
+
+def test_a_wrong_initial_state_is_refused_as_torch_refuses_it():
+    module = nn.GRU(3, 4)
+    sim = SimRNN(module, "r", lossless_chip(), 0)
+    x, h0 = torch.randn(5, 2, 3), torch.randn(1, 2, 3)
+    with pytest.raises(RuntimeError, match="Expected hidden size"):
+        module(x, h0)
+    with pytest.raises(RuntimeError, match=r"r: Expected hidden size \(1, 2, 4\)"):
+        sim(x, h0)
