@@ -48,7 +48,8 @@ def unfold_nd(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...],
     win = x
     for d in range(nd):
         win = win.unfold(2 + d, dilation[d] * (kernel[d] - 1) + 1, stride[d])
-    win = win[(Ellipsis, *(slice(None, None, s) for s in dilation))]  # (B, C, *S_out, *k)
+    every: tuple[Any, ...] = (Ellipsis, *(slice(None, None, s) for s in dilation))
+    win = win[every]  # (B, C, *S_out, *k)
     b, c = win.shape[:2]
     out = tuple(win.shape[2:2 + nd])
     order = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
@@ -75,10 +76,12 @@ def col2im_nd(y: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...],
     z = y.permute(0, 1 + nd, *range(2 + nd, 2 + 2 * nd), *range(1, 1 + nd))
     out = y.new_zeros((b, c, *full))
     for k in itertools.product(*(range(n) for n in kernel)):
-        where = tuple(slice(ki * dl, ki * dl + (s - 1) * st + 1, st)
-                      for ki, dl, s, st in zip(k, dilation, s_in, stride, strict=True))
-        out[(slice(None), slice(None), *where)] += z[(slice(None), slice(None), *k)]
-    crop = tuple(slice(p, f - p) for p, f in zip(padding, full, strict=True))
+        where: tuple[Any, ...] = tuple(slice(ki * dl, ki * dl + (s - 1) * st + 1, st)
+                                       for ki, dl, s, st in zip(k, dilation, s_in, stride,
+                                                                strict=True))
+        block: tuple[Any, ...] = (slice(None), slice(None), *k)
+        out[(slice(None), slice(None), *where)] += z[block]
+    crop: tuple[Any, ...] = tuple(slice(p, f - p) for p, f in zip(padding, full, strict=True))
     return out[(slice(None), slice(None), *crop)]
 
 
@@ -130,7 +133,7 @@ class TransposeGeometry:
         self.groups = src.groups
         self.kernel = tuple(src.kernel_size)
         self.stride = tuple(src.stride)
-        self.padding = tuple(src.padding)  # type: ignore[arg-type]
+        self.padding: tuple[int, ...] = tuple(int(p) for p in src.padding)
         self.dilation = tuple(src.dilation)
         self.output_padding = tuple(src.output_padding)
         self.weight_shape = tuple(src.weight.shape)
@@ -158,7 +161,7 @@ class TransposeGeometry:
                                "small")
         y = y.reshape(*lead, self.out_channels, *self.kernel)
         out = col2im_nd(y, self.kernel, self.stride, self.dilation, self.padding,
-                        tuple(pad_out))
+                        tuple(int(p) for p in pad_out))
         if bias is not None:
             out = out + bias.reshape(-1, *([1] * self.nd))
         return out

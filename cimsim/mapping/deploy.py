@@ -26,6 +26,7 @@ from ..config import ADCPlacement, CalibrationMode, ChipConfig, DriftCompensatio
 from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
+from .convnd import SimConv3d, SimConvTranspose
 from .layers import (
     CoreTrace,
     MatmulCore,
@@ -37,7 +38,6 @@ from .layers import (
     adc_codes_used,
     layer_seed,
 )
-from .convnd import SimConv3d, SimConvTranspose
 from .matrix import EngineView
 from .recurrent import SimRNN
 

@@ -122,6 +122,7 @@ def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
             for t in range(length):
                 gh = project(idx, HH, h)
                 if mode == "LSTM":
+                    assert c is not None
                     i, f, g, o = (gi[t] + gh).chunk(4, dim=1)
                     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                     h = torch.sigmoid(o) * torch.tanh(c)
