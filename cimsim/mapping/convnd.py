@@ -138,17 +138,24 @@ class TransposeGeometry:
         self.output_padding = tuple(src.output_padding)
         self.weight_shape = tuple(src.weight.shape)
 
-    def rows(self, x: torch.Tensor, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
-        """(B, C_in, *S) -> one row per input pixel (B·prod(S), C_in); and (B, *S)."""
+    def rows(self, x: torch.Tensor, output_size: Any, name: str
+             ) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor, Any]:
+        """(B, C_in, *S), or (C_in, *S) unbatched as torch accepts it -> one row per input
+        pixel (B·prod(S), C_in); (B, *S); the batched input; its ``output_size``."""
+        if x.dim() == self.nd + 1:
+            x = x.unsqueeze(0)
+            output_size = None if output_size is None else list(output_size)[-self.nd:]
         if x.dim() != self.nd + 2 or x.shape[1] != self.in_channels:
             raise conv_input_error(name, x, self.nd, self.groups, self.in_channels,
                                    list(self.weight_shape))
         perm = (0, *range(2, 2 + self.nd), 1)
-        return x.permute(perm).reshape(-1, self.in_channels), (x.shape[0], *x.shape[2:])
+        rows = x.permute(perm).reshape(-1, self.in_channels)
+        return rows, (x.shape[0], *x.shape[2:]), x, output_size
 
     def scatter(self, y: torch.Tensor, lead: tuple[int, ...], x: torch.Tensor,
                 output_size: Any, bias: torch.Tensor | None) -> torch.Tensor:
-        """Per-pixel outputs (B·prod(S), C_out·prod(k)) -> the layer output (col2im + bias)."""
+        """Per-pixel outputs (B·prod(S), C_out·prod(k)) of the batched input ``x`` -> the
+        layer output (col2im + bias)."""
         pad_out = _ConvTransposeNd._output_padding(
             self, x, output_size, list(self.stride), list(self.padding),  # type: ignore[arg-type]
             list(self.kernel), self.nd, list(self.dilation))
@@ -204,18 +211,16 @@ class SimConvTranspose(SimLayer):
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         g = self.geometry
-        if x.dim() == g.nd + 1:  # unbatched, as torch accepts
-            size = None if output_size is None else list(output_size)[-g.nd:]
-            return self.forward(x.unsqueeze(0), size).squeeze(0)
-        rows, lead = g.rows(x, self.sim_name)
+        rows, lead, xb, size = g.rows(x, output_size, self.sim_name)
         k = g.in_channels // g.groups
         x64 = self._np(rows)
         y = np.concatenate([self._matmul(core, x64[:, i * k:(i + 1) * k])
                             for i, core in enumerate(self.cores)], axis=1)
-        out = g.scatter(torch.from_numpy(y), lead, x, output_size, self.bias)
+        out = g.scatter(torch.from_numpy(y), lead, xb, size, self.bias)
         if self.simulating and not all(c.digital for c in self.cores):
             self._count_overlap(lead, tuple(out.shape[2:]))
-        return out.to(x.device, x.dtype)
+        out = out.to(x.device, x.dtype)
+        return out if xb is x else out.squeeze(0)
 
     def _count_overlap(self, lead: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
         adds = self.geometry.n_overlap_adds(lead, out_shape)

@@ -28,6 +28,7 @@ sequences (``nn.utils.rnn.PackedSequence``) are refused at the call with a ``Map
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,13 +42,32 @@ from ..config import ChipConfig
 from ..errors import MappingError
 from .layers import MatmulCore, SimLayer
 
-__all__ = ["SimRNN", "recurrent_forward", "recurrent_matrices"]
+__all__ = ["RecurrentShape", "SimRNN", "recurrent_forward", "recurrent_matrices"]
 
 #: gates per hidden unit in W_ih / W_hh, by torch's ``mode``
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 # which matrix of a layer/direction: index into recurrent_matrices' triple
 IH, HH, HR = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class RecurrentShape:
+    """What a recurrent module's forward needs besides its matrices (torch's names)."""
+
+    mode: str
+    num_layers: int
+    bidirectional: bool
+    batch_first: bool
+    hidden_size: int
+    proj_size: int
+    dropout: float
+
+    @classmethod
+    def of(cls, src: nn.RNNBase) -> RecurrentShape:
+        return cls(mode=src.mode, num_layers=src.num_layers, bidirectional=src.bidirectional,
+                   batch_first=src.batch_first, hidden_size=src.hidden_size,
+                   proj_size=getattr(src, "proj_size", 0), dropout=float(src.dropout))
 
 
 def recurrent_matrices(src: nn.RNNBase) -> list[list[tuple[str, str | None]]]:
@@ -71,31 +91,31 @@ def recurrent_matrices(src: nn.RNNBase) -> list[list[tuple[str, str | None]]]:
 
 
 def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
-                      module: Any, input: Any, hx: Any, name: str) -> tuple[Any, Any]:
+                      shape: RecurrentShape, training: bool, input: Any, hx: Any, name: str
+                      ) -> tuple[Any, Any]:
     """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` ``forward`` with every matrix product done by
     ``project(index, which, x)`` (layer/direction ``index = layer · D + direction``; ``which``
     IH, HH or HR; x (M, K) -> (M, N), biases included) and the gates and state updates in
     torch, as torch's documentation writes the equations.
 
-    ``module`` gives ``mode``, ``num_layers``, ``bidirectional``, ``batch_first``,
-    ``hidden_size``, ``proj_size``, ``dropout`` and ``training``; ``name`` is the layer's name
-    for errors. The deployed layer and the training twin both call this.
+    ``training``: the calling module's mode (dropout between layers); ``name``: the layer's
+    name for errors. The deployed layer and the training twin both call this.
     """
     if isinstance(input, PackedSequence):
         raise MappingError(f"{name}: packed sequences are not supported by the simulated "
                            "recurrent layer; pass a padded tensor")
-    mode = module.mode
-    n_dir = 2 if module.bidirectional else 1
-    hidden = int(module.hidden_size)
-    h_size = int(getattr(module, "proj_size", 0)) or hidden
+    mode = shape.mode
+    n_dir = 2 if shape.bidirectional else 1
+    hidden = int(shape.hidden_size)
+    h_size = shape.proj_size or hidden
     batched = input.dim() == 3
     if input.dim() not in (2, 3):
         raise ValueError(f"{name}: expected a 2-D (unbatched) or 3-D (batched) input, got "
                          f"{input.dim()}-D")
     x = input.unsqueeze(1) if not batched else (
-        input.transpose(0, 1) if module.batch_first else input)
+        input.transpose(0, 1) if shape.batch_first else input)
     length, bsz = x.shape[0], x.shape[1]  # (L, B, H_in) from here on
-    n_states = module.num_layers * n_dir
+    n_states = shape.num_layers * n_dir
     if hx is None:
         h0 = x.new_zeros(n_states, bsz, h_size)
         c0 = x.new_zeros(n_states, bsz, hidden)
@@ -110,7 +130,7 @@ def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
                 raise RuntimeError(f"{name}: Expected {what} size {want}, got "
                                    f"{list(state.shape)}")
     h_last, c_last = [], []
-    for layer in range(module.num_layers):
+    for layer in range(shape.num_layers):
         outs = []
         for d in range(n_dir):
             idx = layer * n_dir + d
@@ -145,9 +165,9 @@ def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
             h_last.append(h)
             c_last.append(c)
         x = torch.cat(outs, dim=2)
-        if module.training and float(module.dropout) > 0 and layer < module.num_layers - 1:
-            x = F.dropout(x, p=float(module.dropout))  # as torch: between layers, training only
-    out = x if not batched else (x.transpose(0, 1) if module.batch_first else x)
+        if training and shape.dropout > 0 and layer < shape.num_layers - 1:
+            x = F.dropout(x, p=float(shape.dropout))  # as torch: between layers, training only
+    out = x if not batched else (x.transpose(0, 1) if shape.batch_first else x)
     h_n = torch.stack(h_last)
     if not batched:
         out, h_n = out.squeeze(1), h_n.squeeze(1)
@@ -167,12 +187,7 @@ class SimRNN(SimLayer):
     def __init__(self, src: nn.RNNBase, name: str, chip: ChipConfig, seed: int):
         super().__init__(name)
         names = recurrent_matrices(src)
-        self.mode = src.mode
-        self.num_layers, self.bidirectional = src.num_layers, src.bidirectional
-        self.batch_first = src.batch_first
-        self.hidden_size = src.hidden_size
-        self.proj_size = getattr(src, "proj_size", 0)
-        self.dropout = src.dropout
+        self.shape = RecurrentShape.of(src)
         self.index: list[list[MatmulCore]] = []
         for mats in names:
             row = []
@@ -193,9 +208,9 @@ class SimRNN(SimLayer):
     def calibration_stages(self) -> list[list[MatmulCore]]:
         """Per layer: its input matrices (both directions read the layer's input), then its
         recurrent ones (W_hh and W_hr read states the layer's matrices produce)."""
-        n_dir = 2 if self.bidirectional else 1
+        n_dir = 2 if self.shape.bidirectional else 1
         stages = []
-        for layer in range(self.num_layers):
+        for layer in range(self.shape.num_layers):
             rows = self.index[layer * n_dir:(layer + 1) * n_dir]
             stages.append([r[IH] for r in rows if not r[IH].digital])
             stages.append([c for r in rows for c in r[1:] if not c.digital])
@@ -206,4 +221,5 @@ class SimRNN(SimLayer):
         return torch.from_numpy(np.ascontiguousarray(y)).to(x.device, x.dtype)
 
     def forward(self, input, hx=None):
-        return recurrent_forward(self._project, self, input, hx, self.sim_name)
+        return recurrent_forward(self._project, self.shape, self.training, input, hx,
+                                 self.sim_name)

@@ -21,10 +21,26 @@ from ..mapping.convnd import (
     transpose_weight,
 )
 from ..mapping.matrix import InputStats, kernel_row_tiles
-from ..mapping.recurrent import recurrent_forward, recurrent_matrices
+from ..mapping.recurrent import RecurrentShape, recurrent_forward, recurrent_matrices
 from .twin import TwinConv, TwinOptions, _TwinLayer
 
 __all__ = ["TwinConv3d", "TwinConvTranspose", "TwinRNN", "EXTRA_TWINS"]
+
+
+def _grouped_product(layer: TwinConv3d | TwinConvTranspose, cols: torch.Tensor,
+                     mats: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Rows (M, groups·K) through the stacked group matrices (groups·N, K): recorded and in
+    float while the layer calibrates (plus ``bias``), through its twins afterwards."""
+    k = cols.shape[1] // layer.groups
+    parts = [cols[:, i * k:(i + 1) * k] for i in range(layer.groups)]
+    if not layer.calibrating:
+        return torch.cat([t(p) for t, p in zip(layer.twins, parts, strict=True)], dim=1)
+    n_g = mats.shape[0] // layer.groups
+    m = mats.to(cols.device, cols.dtype)
+    for i, p in enumerate(parts):
+        layer._observe(i, p)
+    y = torch.cat([p @ m[i * n_g:(i + 1) * n_g].t() for i, p in enumerate(parts)], dim=1)
+    return y if bias is None else y + bias.to(cols.device, cols.dtype)
 
 
 class TwinConv3d(TwinConv):
@@ -48,19 +64,7 @@ class TwinConv3d(TwinConv):
         if x.dim() == g.nd + 1:  # unbatched, as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
         cols, lead = g.columns(x, self.twin_name)
-        k = self.k_group
-        if self.calibrating:
-            for i in range(self.groups):
-                self._observe(i, cols[:, i * k:(i + 1) * k])
-            n_g = self.out_channels // self.groups
-            w2 = self._w2.to(x.device, x.dtype)
-            y = torch.cat([cols[:, i * k:(i + 1) * k] @ w2[i * n_g:(i + 1) * n_g].t()
-                           for i in range(self.groups)], dim=1)
-            if self._b is not None:
-                y = y + self._b.to(x.device, x.dtype)
-        else:
-            y = torch.cat([t(cols[:, i * k:(i + 1) * k]) for i, t in enumerate(self.twins)],
-                          dim=1)
+        y = _grouped_product(self, cols, self._w2, self._b)
         return g.to_output(y, lead)
 
 
@@ -98,23 +102,11 @@ class TwinConvTranspose(_TwinLayer):
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         g = self.geometry
-        if x.dim() == g.nd + 1:  # unbatched, as torch accepts
-            size = None if output_size is None else list(output_size)[-g.nd:]
-            return self.forward(x.unsqueeze(0), size).squeeze(0)
-        rows, lead = g.rows(x, self.twin_name)
-        k = g.in_channels // self.groups
-        if self.calibrating:
-            for i in range(self.groups):
-                self._observe(i, rows[:, i * k:(i + 1) * k])
-            n_g = self._mats.shape[0] // self.groups
-            m = self._mats.to(x.device, x.dtype)
-            y = torch.cat([rows[:, i * k:(i + 1) * k] @ m[i * n_g:(i + 1) * n_g].t()
-                           for i in range(self.groups)], dim=1)
-        else:
-            y = torch.cat([t(rows[:, i * k:(i + 1) * k]) for i, t in enumerate(self.twins)],
-                          dim=1)
+        rows, lead, xb, size = g.rows(x, output_size, self.twin_name)
+        y = _grouped_product(self, rows, self._mats, None)
         bias = None if self.bias is None else self.bias.to(x.device, x.dtype)
-        return g.scatter(y, lead, x, output_size, bias)
+        out = g.scatter(y, lead, xb, size, bias)
+        return out if xb is x else out.squeeze(0)
 
 
 class TwinRNN(_TwinLayer):
@@ -128,12 +120,7 @@ class TwinRNN(_TwinLayer):
         names = recurrent_matrices(src)
         flat = [pair for mats in names for pair in mats]
         super().__init__(src, name, chip, seed, options, len(flat))
-        self.mode = src.mode
-        self.num_layers, self.bidirectional = src.num_layers, src.bidirectional
-        self.batch_first = src.batch_first
-        self.hidden_size = src.hidden_size
-        self.proj_size = getattr(src, "proj_size", 0)
-        self.dropout = src.dropout
+        self.shape = RecurrentShape.of(src)
         self._names = flat
         self._src_wb = [(getattr(src, w).detach().clone(),
                          None if b is None else getattr(src, b).detach().clone())
@@ -168,7 +155,8 @@ class TwinRNN(_TwinLayer):
         return self.twins[i](x)
 
     def forward(self, input, hx=None):
-        return recurrent_forward(self._project, self, input, hx, self.twin_name)
+        return recurrent_forward(self._project, self.shape, self.training, input, hx,
+                                 self.twin_name)
 
     def float_module(self) -> nn.Module:
         module = super().float_module()
