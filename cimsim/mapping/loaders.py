@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.conv import _ConvNd
 
 from ..errors import CimsimError
 
@@ -372,7 +373,7 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
     if node.target is torch.ops.aten.linear.default:
         w = _tensor(gm, node.args[1])
         b = _optional_tensor(gm, node.args[2] if len(node.args) > 2 else None)
-        mod: nn.Module = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+        mod: nn.Linear | _ConvNd = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
     else:
         conv = _conv_args(node)
         if conv is None:
