@@ -1570,9 +1570,3 @@ def _keep_off_fused_kernels(module: nn.Module) -> None:
 
 def _no_op_hook(module: nn.Module, args: tuple) -> None:
     return None
-
-
-# Conv3d, ConvTranspose and recurrent twins live in their own module, which imports this one
-from .twin_layers import EXTRA_TWINS  # noqa: E402
-
-_TWINS.update(EXTRA_TWINS)

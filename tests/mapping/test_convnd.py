@@ -116,6 +116,13 @@ def test_lossless_chip_is_exact_on_integer_data(label, make, shape):
     assert len(layer.cores) == conv.groups
     assert {c.s_x for c in layer.cores} == {1.0}
     assert all(np.all(c.s_w == 1.0) for c in layer.cores)
+    w = conv.weight
+    g = conv.groups
+    want = ((w.shape[1] * int(np.prod(w.shape[2:])), w.shape[0] // g) if conv.transposed
+            else (w.shape[0] // g, w.shape[1] * int(np.prod(w.shape[2:]))))
+    assert {c.shape for c in layer.cores} == {want}
+    assert sim.arrays_needed == sum(n_arrays_for_shape(c.shape[0], c.row_tiles, chip)
+                                    for c in layer.cores) > len(layer.cores)
     x_eval = _integer_input(shape, gen)
     got = sim(x_eval)
     assert torch.equal(got, conv(x_eval)), label
