@@ -252,6 +252,7 @@ class _ExportedNd(nn.Module):
         return self.t3(h[:, :, None])
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 def test_exported_conv3d_and_transposed_convs_become_mapped_modules():
     torch.manual_seed(0)
     net, x = _ExportedNd().eval(), torch.randn(3, 2, 3, 3, 3)
@@ -265,6 +266,7 @@ def test_exported_conv3d_and_transposed_convs_become_mapped_modules():
     assert len(sim.sim_layers) == 5 and sim.digital == []
 
 
+@pytest.mark.filterwarnings("ignore:The tensor attributes self.lstm._flat_weights")
 def test_exported_recurrent_calls_are_named_as_kept_float():
     class Lstm(nn.Module):
         def __init__(self):
