@@ -1,7 +1,8 @@
 """``deploy(model, chip, calibration)``: a copy of a torch model whose matrix work runs on the
-simulated chip. Linear, Conv1d, Conv2d and MultiheadAttention projections are mapped; every
-other module runs in torch as before; layers that hold weights but cannot be mapped (or that the
-user excludes) stay digital and are listed with the reason.
+simulated chip. Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, RNN/LSTM/GRU and
+MultiheadAttention projections are mapped; every other module runs in torch as before; layers
+that hold weights but cannot be mapped (or that the user excludes) stay digital and are listed
+with the reason (a ``UserWarning`` names those whose type is not supported).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import copy
 import fnmatch
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +26,7 @@ from ..config import ADCPlacement, CalibrationMode, ChipConfig, DriftCompensatio
 from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
+from .convnd import SimConv3d, SimConvTranspose
 from .layers import (
     CoreTrace,
     MatmulCore,
@@ -36,6 +39,7 @@ from .layers import (
     layer_seed,
 )
 from .matrix import EngineView
+from .recurrent import SimRNN
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
 
@@ -46,9 +50,23 @@ _MAPPED: dict[type, type[SimLayer]] = {
     nn.Conv1d: SimConv,
     nn.Conv2d: SimConv,
     nn.MultiheadAttention: SimMultiheadAttention,
+    nn.Conv3d: SimConv3d,
+    nn.ConvTranspose1d: SimConvTranspose,
+    nn.ConvTranspose2d: SimConvTranspose,
+    nn.ConvTranspose3d: SimConvTranspose,
+    nn.RNNBase: SimRNN,
 }
-_UNSUPPORTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-                nn.Bilinear, nn.Embedding, nn.EmbeddingBag, nn.RNNBase)
+_UNSUPPORTED = (nn.Bilinear, nn.Embedding, nn.EmbeddingBag)
+UNSUPPORTED_REASON = "layer type not supported"
+
+
+def warn_unsupported(digital: list[tuple[str, str, str]], who: str) -> None:
+    """One ``UserWarning`` naming the layers with weights kept digital because their type is
+    not supported (they compute in float: results that look simulated but are not)."""
+    kept = [f"{name} ({kind})" for name, kind, why in digital if why == UNSUPPORTED_REASON]
+    if kept:
+        warnings.warn(f"{who}: {len(kept)} layer(s) with weights run digitally in float, their "
+                      f"type not being supported: {', '.join(kept)}", UserWarning, stacklevel=3)
 
 
 def _sim_class(module: nn.Module) -> type[SimLayer] | None:
@@ -491,6 +509,7 @@ def deploy(
     t_inference = None if t_inference_s is None else check_time(t_inference_s, chip)
     mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
     sim = mapping.replace_layers(_eval_copy(model))
+    warn_unsupported(mapping.digital, "deploy")
     # from the shapes alone: an over-capacity model fails now, not after the calibration pass
     needed = _arrays_needed(mapping.sim_layers, chip)
     _fuse_relus(sim, mapping.sim_layers, chip)
@@ -561,11 +580,13 @@ class _LayerMapping:
             # nothing would run on the arrays: refuse before the calibration pass, not after
             if not self.digital:
                 raise MappingError("no layer can be mapped onto the arrays: the model has no "
-                                   "Linear, Conv1d/2d or MultiheadAttention layer")
+                                   "Linear, Conv, ConvTranspose, RNN/LSTM/GRU or "
+                                   "MultiheadAttention layer")
             kept = "; ".join(f"{name} ({kind}: {why})" for name, kind, why in self.digital)
             raise MappingError(
-                "no layer can be mapped onto the arrays (no Linear, Conv1d/2d or "
-                f"MultiheadAttention outside the excluded ones); kept digital: {kept}")
+                "no layer can be mapped onto the arrays (no Linear, Conv, ConvTranspose, "
+                "RNN/LSTM/GRU or MultiheadAttention outside the excluded ones); kept digital: "
+                f"{kept}")
         return sim
 
     def _visit(self, parent: nn.Module, prefix: str) -> None:
@@ -577,7 +598,7 @@ class _LayerMapping:
                 if new is not None:
                     parent._modules[child_name] = new
             elif isinstance(child, _UNSUPPORTED):
-                self.digital.append((name, type(child).__name__, "layer type not supported"))
+                self.digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
             else:
                 _keep_off_fused_kernels(child)
                 self._visit(child, name + ".")

@@ -3,8 +3,8 @@
 Models: a ``torch.export`` archive (``.pt2``), a TorchScript archive (anything else that
 ``torch.jit.load`` reads), or ``module:function`` returning an ``nn.Module``. Exported and
 scripted models are graphs of ``aten.linear`` / ``aten.conv*`` calls rather than modules; they
-are rewritten so that each such call becomes an ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d``
-module that :func:`cimsim.deploy` can map.
+are rewritten so that each such call becomes an ``nn.Linear`` / ``nn.ConvNd`` /
+``nn.ConvTransposeNd`` module that :func:`cimsim.deploy` can map.
 
 TorchScript is converted with ``torch._export.converter.TS2EPConverter``, a private torch entry
 point reached only through :func:`torchscript_converter`; where it is missing the loader says
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.conv import _ConvNd
 
 from ..errors import CimsimError
 
@@ -332,27 +333,34 @@ def _optional_tensor(gm: nn.Module, node: Any) -> torch.Tensor | None:
 
 
 def _conv_args(node: torch.fx.Node) -> tuple | None:
-    """``(weight, bias, stride, padding, dilation, groups)`` of a convolution call, or None.
+    """``(weight, bias, stride, padding, dilation, groups, output_padding)`` of a convolution
+    call (``output_padding`` None for a direct convolution), or None.
 
-    ``torch.export`` writes ``aten.conv1d`` / ``aten.conv2d`` (``.default``, or ``.padding``
-    for ``padding="same"``); the TorchScript converter writes ``aten.convolution`` and
-    ``aten._convolution_mode`` (string padding). Transposed convolutions are not mapped.
+    ``torch.export`` writes ``aten.conv1d`` / ``conv2d`` / ``conv3d`` (``.default``, or
+    ``.padding`` for ``padding="same"``) and ``aten.conv_transpose1d/2d/3d``; the TorchScript
+    converter writes ``aten.convolution`` (``transposed`` for a transposed one) and
+    ``aten._convolution_mode`` (string padding).
     """
     aten = torch.ops.aten
     t = node.target
-    if t in (aten.conv1d.default, aten.conv2d.default, aten.conv1d.padding,
-             aten.conv2d.padding):
+    out_padding = None
+    if t in (aten.conv1d.default, aten.conv2d.default, aten.conv3d.default,
+             aten.conv1d.padding, aten.conv2d.padding, aten.conv3d.padding):
         args = list(node.args) + [None] * (7 - len(node.args))
         _, w, b, stride, padding, dilation, groups = args[:7]
+    elif t in (aten.conv_transpose1d.default, aten.conv_transpose2d.input,
+               aten.conv_transpose3d.input):
+        args = list(node.args) + [None] * (8 - len(node.args))
+        _, w, b, stride, padding, out_padding, groups, dilation = args[:8]
+        out_padding = out_padding or 0
     elif t is aten.convolution.default:
-        _, w, b, stride, padding, dilation, transposed, _out_padding, groups = node.args
-        if transposed:
-            return None
+        _, w, b, stride, padding, dilation, transposed, out_padding, groups = node.args
+        out_padding = out_padding if transposed else None
     elif t is aten._convolution_mode.default:
         _, w, b, stride, padding, dilation, groups = node.args
     else:
         return None
-    return w, b, stride or 1, padding or 0, dilation or 1, groups or 1
+    return w, b, stride or 1, padding or 0, dilation or 1, groups or 1, out_padding
 
 
 def _as_size(value: Any) -> Any:
@@ -360,26 +368,29 @@ def _as_size(value: Any) -> Any:
 
 
 def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | None:
-    """The ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` computing ``node``, or None."""
+    """The ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd`` computing ``node``, or
+    None."""
     if node.target is torch.ops.aten.linear.default:
         w = _tensor(gm, node.args[1])
         b = _optional_tensor(gm, node.args[2] if len(node.args) > 2 else None)
-        mod: nn.Linear | nn.Conv1d | nn.Conv2d = nn.Linear(w.shape[1], w.shape[0],
-                                                            bias=b is not None)
+        mod: nn.Linear | _ConvNd = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
     else:
         conv = _conv_args(node)
         if conv is None:
             return None
-        w_node, b_node, stride, padding, dilation, groups = conv
+        w_node, b_node, stride, padding, dilation, groups, out_padding = conv
         w = _tensor(gm, w_node)
-        if w.dim() not in (3, 4):
-            return None  # 3-d convolutions are not mapped
         b = _optional_tensor(gm, b_node)
-        cls = nn.Conv1d if w.dim() == 3 else nn.Conv2d
         kernel: Any = tuple(w.shape[2:])
-        mod = cls(w.shape[1] * groups, w.shape[0], kernel, stride=_as_size(stride),
-                  padding=_as_size(padding), dilation=_as_size(dilation), groups=groups,
-                  bias=b is not None)
+        geometry = dict(stride=_as_size(stride), padding=_as_size(padding),
+                        dilation=_as_size(dilation), groups=groups, bias=b is not None)
+        if out_padding is None:
+            cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[w.dim() - 3]
+            mod = cls(w.shape[1] * groups, w.shape[0], kernel, **geometry)
+        else:  # transposed: weights (C_in, C_out/groups, *k)
+            tcls = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)[w.dim() - 3]
+            mod = tcls(w.shape[0], w.shape[1] * groups, kernel,
+                       output_padding=_as_size(out_padding), **geometry)
     with torch.no_grad():
         mod.weight.copy_(w)
         if b is not None and mod.bias is not None:
@@ -388,17 +399,22 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
 
 
 def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """Replace the linear and 1-d/2-d convolution calls of an exported graph by modules.
+    """Replace the linear and (transposed) convolution calls of an exported graph by modules.
 
-    Each ``aten.linear`` / ``aten.conv1d`` / ``aten.conv2d`` / ``aten.convolution`` /
-    ``aten._convolution_mode`` call with constant weights becomes an ``nn.Linear`` /
-    ``nn.Conv1d`` / ``nn.Conv2d`` submodule holding those weights, so that :func:`cimsim.deploy`
-    can map it; the graph computes the same outputs. ``gm`` is changed in place and returned.
+    Each ``aten.linear`` / ``aten.conv1d/2d/3d`` / ``aten.conv_transpose1d/2d/3d`` /
+    ``aten.convolution`` / ``aten._convolution_mode`` call with constant weights becomes an
+    ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd`` submodule holding those weights, so
+    that :func:`cimsim.deploy` can map it; the graph computes the same outputs. Recurrent calls
+    (``aten.lstm`` ...) are not rewritten: they run in float, and a ``UserWarning`` names them.
+    ``gm`` is changed in place and returned.
     """
     n_made = 0
+    recurrent = []
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue
+        if str(node.target).split(".")[1:2] in (["lstm"], ["gru"], ["rnn_tanh"], ["rnn_relu"]):
+            recurrent.append(node.name)
         mod = _module_for(gm, node)
         if mod is None:
             continue
@@ -409,6 +425,11 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             new = gm.graph.call_module(name, (node.args[0],))
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
+    if recurrent:
+        warnings.warn(f"{len(recurrent)} recurrent call(s) of the exported graph run in float "
+                      f"(only nn.RNN/LSTM/GRU modules are mapped): {', '.join(recurrent)}; "
+                      "deploy the model as a Python module (module:function) to map them",
+                      UserWarning, stacklevel=2)
     gm.graph.eliminate_dead_code()
     gm.recompile()
     return gm  # an exported module has no train/eval switch; it is already in eval form

@@ -166,20 +166,20 @@ def shift_zero_point(input_bits: int) -> int:
     return -(2 ** (input_bits - 1))
 
 
-def kernel_row_tiles(kernel: tuple[int, int], k: int, chip: ChipConfig,
+def kernel_row_tiles(kernel: tuple[int, ...], k: int, chip: ChipConfig,
                      name: str) -> list[tuple[int, int]] | None:
-    """Kernel-preserving row tiles of a conv matrix with K = C_in/groups · kh · kw rows (whole
-    kernels per tile), or None when ``array.kernel_preserving_tiling`` is off."""
+    """Kernel-preserving row tiles of a conv matrix with K = C_in/groups · prod(kernel) rows
+    (whole kernels per tile), or None when ``array.kernel_preserving_tiling`` is off."""
     if not chip.array.kernel_preserving_tiling:
         return None
-    kh, kw = kernel
-    per_tile = chip.array.n_rows // (kh * kw)
+    size = math.prod(kernel)
+    per_tile = chip.array.n_rows // size
     if per_tile == 0:
         raise MappingError(
-            f"layer {name!r}: a {kh}x{kw} kernel ({kh * kw} rows) does not fit in "
-            f"array.n_rows = {chip.array.n_rows} with kernel_preserving_tiling = true"
+            f"layer {name!r}: a {'x'.join(map(str, kernel))} kernel ({size} rows) does not fit "
+            f"in array.n_rows = {chip.array.n_rows} with kernel_preserving_tiling = true"
         )
-    step = per_tile * kh * kw
+    step = per_tile * size
     return [(s, min(s + step, k)) for s in range(0, k, step)]
 
 

@@ -9,7 +9,12 @@ ADC-LoRA (:mod:`cimsim.train.lora`), BS-KMQ fine-tuning through a fused NL-ADC
 from . import bskmq, columnquant, lora, pimqat, raoq, ternary
 from .bn import calibrate_bn
 from .distill import distill
-from .twin import EngineView, PreparedModel, TwinMatmul, TwinOptions, prepare
+from .twin import _TWINS, EngineView, PreparedModel, TwinMatmul, TwinOptions, prepare
+from .twin_layers import EXTRA_TWINS
+
+# The Conv3d / ConvTranspose / recurrent twins build on twin.py's classes: registered here, so
+# that neither module imports the other (importing cimsim.train.twin runs this first).
+_TWINS.update(EXTRA_TWINS)
 
 __all__ = ["EngineView", "PreparedModel", "TwinMatmul", "TwinOptions", "bskmq", "calibrate_bn",
            "columnquant", "distill", "lora", "pimqat", "prepare", "raoq", "ternary"]

@@ -68,7 +68,14 @@ from ..config import (
     WeightGranularity,
 )
 from ..errors import ConfigError, MappingError
-from ..mapping.deploy import SimModel, _relu_consumers, deploy_views
+from ..mapping.deploy import (
+    _UNSUPPORTED,
+    UNSUPPORTED_REASON,
+    SimModel,
+    _relu_consumers,
+    deploy_views,
+    warn_unsupported,
+)
 from ..mapping.layers import Root, attention, fused_activation, layer_seed
 from ..mapping.matrix import (
     EngineView,
@@ -1398,8 +1405,8 @@ class FusedReLU(nn.Module):
 
 
 class PreparedModel(nn.Module):
-    """A model whose Linear / Conv1d / Conv2d layers and attention projections compute through
-    training twins.
+    """A model whose Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, RNN/LSTM/GRU layers and
+    attention projections compute through training twins.
 
     Call it like the original and train it with any torch optimizer; ``model.eval()`` turns the
     training noise off. Attributes: ``model`` (the copy), ``twin_layers`` (name -> layer),
@@ -1544,6 +1551,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         for child_name, child in list(parent.named_children()):
             name = f"{prefix}{child_name}"
             cls = _twin_class(child)
+            if cls is None and isinstance(child, _UNSUPPORTED):
+                digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
+                continue
             if cls is None:
                 _keep_off_fused_kernels(child)
                 visit(child, name + ".")
@@ -1561,6 +1571,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                                 "activation x activation (Q·Kᵀ, softmax, ·V) kept in float"))
 
     visit(root, "")
+    warn_unsupported(digital, "prepare")
     if not layers:
         log.warning("prepare: no Linear/Conv layer was mapped")
     root.eval()

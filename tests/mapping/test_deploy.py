@@ -412,28 +412,30 @@ class Mixed(nn.Module):
         super().__init__()
         self.emb = nn.Embedding(10, 6)
         self.fc = nn.Linear(6, 4)
-        self.up = nn.ConvTranspose2d(4, 2, 2)
+        self.bil = nn.Bilinear(4, 4, 2)
 
     def forward(self, tokens):
         h = self.fc(self.emb(tokens))  # (B, T, 4)
-        return self.up(h.permute(0, 2, 1).unsqueeze(-1))
+        return self.bil(h, h)
 
 
 def test_unsupported_layers_listed_digital():
     model = Mixed().eval()
     tokens = torch.randint(0, 10, (4, 3))
-    sim = cimsim.deploy(model, lossless_chip(), tokens)
+    # one warning naming both: running them in float silently would mislead
+    with pytest.warns(UserWarning, match=r"2 layer\(s\) .*emb \(Embedding\), bil \(Bilinear\)"):
+        sim = cimsim.deploy(model, lossless_chip(), tokens)
     assert set(sim.sim_layers) == {"fc"}
     digital = {n: (t, r) for n, t, r in sim.digital}
     assert digital["emb"][0] == "Embedding" and "not supported" in digital["emb"][1]
-    assert digital["up"][0] == "ConvTranspose2d" and "not supported" in digital["up"][1]
-    assert type(sim.model.emb) is nn.Embedding and type(sim.model.up) is nn.ConvTranspose2d
+    assert digital["bil"][0] == "Bilinear" and "not supported" in digital["bil"][1]
+    assert type(sim.model.emb) is nn.Embedding and type(sim.model.bil) is nn.Bilinear
     ref = reference_model(model, sim)
     with torch.no_grad():
         want = ref(tokens)
     assert_bitwise(sim(tokens), want)
     rep = sim.report()
-    assert set(rep.digital["layer"]) == {"emb", "up"}
+    assert set(rep.digital["layer"]) == {"emb", "bil"}
 
 
 def test_exclude_attention_out_proj_pattern():
@@ -894,7 +896,8 @@ def test_wrong_input_shapes_are_refused_as_torch_refuses_them_issue16():
 
 
 def test_a_model_without_any_weight_layer_says_so():
-    with pytest.raises(MappingError, match="the model has no Linear, Conv1d/2d or Multihead"):
+    with pytest.raises(MappingError, match="the model has no Linear, Conv, ConvTranspose, "
+                                           "RNN/LSTM/GRU or Multihead"):
         cimsim.deploy(nn.Sequential(nn.Flatten(), nn.ReLU()), lossless_chip(), torch.randn(4, 3))
 
 

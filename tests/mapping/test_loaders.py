@@ -232,3 +232,50 @@ def test_good_data_loads_as_float32_and_int64(tmp_path):
                           y=np.array([0, 1, 2, 3], np.uint16)))
     assert x.dtype == torch.float32 and x.shape == (4, 3)
     assert y is not None and y.dtype == torch.int64 and y.tolist() == [0, 1, 2, 3]
+
+
+class _ExportedNd(nn.Module):
+    """Conv3d (also 'same'), ConvTranspose1d/2d/3d (groups, output_padding, no bias)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c3 = nn.Conv3d(2, 4, 2, padding="same")
+        self.c3b = nn.Conv3d(4, 4, 2, groups=2)
+        self.t1 = nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1, output_padding=1)
+        self.t2 = nn.ConvTranspose2d(2, 4, 2, stride=2, groups=2, bias=False)
+        self.t3 = nn.ConvTranspose3d(4, 1, (1, 2, 1), stride=(1, 2, 1))
+
+    def forward(self, x):
+        h = self.c3b(self.c3(x))  # (B, 4, 2, 2, 2)
+        h = self.t1(h.flatten(2))  # (B, 2, 16)
+        h = self.t2(h[:, :, None])  # (B, 4, 2, 32)
+        return self.t3(h[:, :, None])
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+def test_exported_conv3d_and_transposed_convs_become_mapped_modules():
+    torch.manual_seed(0)
+    net, x = _ExportedNd().eval(), torch.randn(3, 2, 3, 3, 3)
+    gm = modules_from_graph(torch.export.export(net, (x,)).module())
+    kinds = sorted(type(m).__name__ for m in gm.modules() if type(m).__module__.startswith(
+        "torch.nn.modules.conv"))
+    assert kinds == ["Conv3d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), net(x))
+    sim = cimsim.deploy(gm, lossless_chip("channel"), x)
+    assert len(sim.sim_layers) == 5 and sim.digital == []
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attributes self.lstm._flat_weights")
+def test_exported_recurrent_calls_are_named_as_kept_float():
+    class Lstm(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 3)
+
+        def forward(self, x):
+            return self.lstm(x)[0]
+
+    ep = torch.export.export(Lstm(), (torch.randn(5, 2, 4),))
+    with pytest.warns(UserWarning, match=r"1 recurrent call\(s\) .* run in float"):
+        modules_from_graph(ep.module())

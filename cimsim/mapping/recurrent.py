@@ -1,0 +1,225 @@
+"""``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` on the arrays.
+
+Every layer and direction has two matrices on the arrays, the input-to-hidden ``W_ih``
+(G·H, H_in) and the hidden-to-hidden ``W_hh`` (G·H, H_out) (G = 4 gates for an LSTM, 3 for a
+GRU, 1 for an RNN), and an LSTM with ``proj_size`` a third, the projection ``W_hr`` (P, H).
+The per-gate biases, the gate nonlinearities and the state updates are digital, in float,
+exactly torch's equations (``nn.LSTM``: gates i, f, g, o; ``nn.GRU``: r, z, n with
+``b_hn`` inside the ``r ·`` product). The hidden state fed back into ``W_hh`` is the simulated
+one: errors accumulate over the time steps as on a chip.
+
+Two matrices rather than one on the concatenated ``[x, h]``:
+
+- a GRU's candidate gate needs ``W_hn h + b_hn`` apart from ``W_in x`` (it is multiplied by
+  ``r``), so its ``W_hh`` product cannot be summed with ``W_ih x`` on the bit lines;
+- ``x`` and ``h`` are different tensors with different ranges (an LSTM's ``h`` lies in (−1, 1),
+  its input does not): each matrix has its own input quantizer and its ADCs calibrated on what it
+  reads (``W_hh`` on the hidden states of the float calibration pass);
+- ``W_ih x`` does not depend on the recurrence: it runs for all time steps as one batch, ahead
+  of the sequential ``W_hh`` steps, as accelerators that overlap the input projection with
+  the recurrence do.
+
+The price is one ADC conversion set per gate output per matrix instead of one, and one digital
+add per gate output and step (gate arithmetic, like the model's other activation functions and
+element-wise operations, is not counted as events). Packed
+sequences (``nn.utils.rnn.PackedSequence``) are refused at the call with a ``MappingError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from ..arrays._rng import stream_key
+from ..config import ChipConfig
+from ..errors import MappingError
+from .layers import MatmulCore, SimLayer
+
+__all__ = ["RecurrentShape", "SimRNN", "recurrent_forward", "recurrent_matrices"]
+
+#: gates per hidden unit in W_ih / W_hh, by torch's ``mode``
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+# which matrix of a layer/direction: index into recurrent_matrices' triple
+IH, HH, HR = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class RecurrentShape:
+    """What a recurrent module's forward needs besides its matrices (torch's names)."""
+
+    mode: str
+    num_layers: int
+    bidirectional: bool
+    batch_first: bool
+    hidden_size: int
+    proj_size: int
+    dropout: float
+
+    @classmethod
+    def of(cls, src: nn.RNNBase) -> RecurrentShape:
+        return cls(mode=src.mode, num_layers=src.num_layers, bidirectional=src.bidirectional,
+                   batch_first=src.batch_first, hidden_size=src.hidden_size,
+                   proj_size=getattr(src, "proj_size", 0), dropout=float(src.dropout))
+
+
+def recurrent_matrices(src: nn.RNNBase) -> list[list[tuple[str, str | None]]]:
+    """Per layer/direction (index ``layer · D + direction``), the torch parameter names of
+    its matrices and biases: [(weight_ih, bias_ih), (weight_hh, bias_hh)] and, for an LSTM
+    with ``proj_size``, (weight_hr, None). The matrices are named ``NAME.weight_ih_l0`` ... in
+    deploy (``_reverse`` for the backward direction), as torch names the parameters."""
+    if src.mode not in _GATES:
+        raise MappingError(f"recurrent mode {src.mode!r} is not supported")
+    out = []
+    for layer in range(src.num_layers):
+        for d in range(2 if src.bidirectional else 1):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            mats: list[tuple[str, str | None]] = [
+                (f"weight_{kind}{sfx}", f"bias_{kind}{sfx}" if src.bias else None)
+                for kind in ("ih", "hh")]
+            if getattr(src, "proj_size", 0) > 0:
+                mats.append((f"weight_hr{sfx}", None))
+            out.append(mats)
+    return out
+
+
+def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
+                      shape: RecurrentShape, training: bool, input: Any, hx: Any, name: str
+                      ) -> tuple[Any, Any]:
+    """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` ``forward`` with every matrix product done by
+    ``project(index, which, x)`` (layer/direction ``index = layer · D + direction``; ``which``
+    IH, HH or HR; x (M, K) -> (M, N), biases included) and the gates and state updates in
+    torch, as torch's documentation writes the equations.
+
+    ``training``: the calling module's mode (dropout between layers); ``name``: the layer's
+    name for errors. The deployed layer and the training twin both call this.
+    """
+    if isinstance(input, PackedSequence):
+        raise MappingError(f"{name}: packed sequences are not supported by the simulated "
+                           "recurrent layer; pass a padded tensor")
+    mode = shape.mode
+    n_dir = 2 if shape.bidirectional else 1
+    hidden = int(shape.hidden_size)
+    h_size = shape.proj_size or hidden
+    batched = input.dim() == 3
+    if input.dim() not in (2, 3):
+        raise ValueError(f"{name}: expected a 2-D (unbatched) or 3-D (batched) input, got "
+                         f"{input.dim()}-D")
+    x = input.unsqueeze(1) if not batched else (
+        input.transpose(0, 1) if shape.batch_first else input)
+    length, bsz = x.shape[0], x.shape[1]  # (L, B, H_in) from here on
+    n_states = shape.num_layers * n_dir
+    if hx is None:
+        h0 = x.new_zeros(n_states, bsz, h_size)
+        c0 = x.new_zeros(n_states, bsz, hidden)
+    else:
+        h0, c0 = hx if mode == "LSTM" else (hx, None)
+        if not batched:
+            h0 = h0.unsqueeze(1)
+            c0 = None if c0 is None else c0.unsqueeze(1)
+        for state, size, what in ((h0, h_size, "hidden"), (c0, hidden, "cell")):
+            want = (n_states, bsz, size)
+            if state is not None and tuple(state.shape) != want:  # as torch checks it
+                raise RuntimeError(f"{name}: Expected {what} size {want}, got "
+                                   f"{list(state.shape)}")
+    h_last, c_last = [], []
+    for layer in range(shape.num_layers):
+        outs = []
+        for d in range(n_dir):
+            idx = layer * n_dir + d
+            seq = x if d == 0 else x.flip(0)
+            # the input products of all steps at once: they do not depend on the recurrence
+            gi = project(idx, IH, seq.reshape(length * bsz, -1)).reshape(length, bsz, -1)
+            h, c = h0[idx], (None if c0 is None else c0[idx])
+            steps = []
+            for t in range(length):
+                gh = project(idx, HH, h)
+                if mode == "LSTM":
+                    assert c is not None
+                    i, f, g, o = (gi[t] + gh).chunk(4, dim=1)
+                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                    h = torch.sigmoid(o) * torch.tanh(c)
+                    if h_size != hidden:
+                        h = project(idx, HR, h)
+                elif mode == "GRU":
+                    i_r, i_z, i_n = gi[t].chunk(3, dim=1)
+                    h_r, h_z, h_n = gh.chunk(3, dim=1)
+                    r = torch.sigmoid(i_r + h_r)
+                    z = torch.sigmoid(i_z + h_z)
+                    n = torch.tanh(i_n + r * h_n)  # b_hn is in h_n: inside the r product
+                    h = (1 - z) * n + z * h
+                elif mode == "RNN_TANH":
+                    h = torch.tanh(gi[t] + gh)
+                else:
+                    h = torch.relu(gi[t] + gh)
+                steps.append(h)
+            y = torch.stack(steps) if steps else x.new_zeros(0, bsz, h_size)
+            outs.append(y if d == 0 else y.flip(0))
+            h_last.append(h)
+            c_last.append(c)
+        x = torch.cat(outs, dim=2)
+        if training and shape.dropout > 0 and layer < shape.num_layers - 1:
+            x = F.dropout(x, p=float(shape.dropout))  # as torch: between layers, training only
+    out = x if not batched else (x.transpose(0, 1) if shape.batch_first else x)
+    h_n = torch.stack(h_last)
+    if not batched:
+        out, h_n = out.squeeze(1), h_n.squeeze(1)
+    if mode != "LSTM":
+        return out, h_n
+    c_n = torch.stack(c_last)  # type: ignore[arg-type]
+    return out, (h_n, c_n if batched else c_n.squeeze(1))
+
+
+class SimRNN(SimLayer):
+    """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` with every W_ih, W_hh (and W_hr) on the arrays
+    (module docstring). The cores are in the order of :func:`recurrent_matrices`, core ``i``
+    seeded ``stream_key(seed, i)``."""
+
+    kind = "recurrent"
+
+    def __init__(self, src: nn.RNNBase, name: str, chip: ChipConfig, seed: int):
+        super().__init__(name)
+        names = recurrent_matrices(src)
+        self.shape = RecurrentShape.of(src)
+        self.index: list[list[MatmulCore]] = []
+        for mats in names:
+            row = []
+            for w_name, b_name in mats:
+                w = getattr(src, w_name).detach().cpu().double().numpy()
+                b = None if b_name is None else getattr(src, b_name).detach().cpu().double()
+                core = MatmulCore(f"{name}.{w_name}", w, None if b is None else b.numpy(),
+                                  chip, stream_key(seed, len(self.cores)))
+                self.cores.append(core)
+                row.append(core)
+            self.index.append(row)
+
+    def finalize(self) -> None:
+        for core in self.cores:
+            core.activation_clamp = None  # a gate output is no ReLU's input
+        super().finalize()
+
+    def calibration_stages(self) -> list[list[MatmulCore]]:
+        """Per layer: its input matrices (both directions read the layer's input), then its
+        recurrent ones (W_hh and W_hr read states the layer's matrices produce)."""
+        n_dir = 2 if self.shape.bidirectional else 1
+        stages = []
+        for layer in range(self.shape.num_layers):
+            rows = self.index[layer * n_dir:(layer + 1) * n_dir]
+            stages.append([r[IH] for r in rows if not r[IH].digital])
+            stages.append([c for r in rows for c in r[1:] if not c.digital])
+        return [s for s in stages if s]
+
+    def _project(self, idx: int, which: int, x: torch.Tensor) -> torch.Tensor:
+        y = self._matmul(self.index[idx][which], self._np(x))
+        return torch.from_numpy(np.ascontiguousarray(y)).to(x.device, x.dtype)
+
+    def forward(self, input, hx=None):
+        return recurrent_forward(self._project, self.shape, self.training, input, hx,
+                                 self.sim_name)

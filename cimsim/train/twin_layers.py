@@ -1,0 +1,174 @@
+"""Training twins of ``nn.Conv3d``, ``nn.ConvTranspose1d/2d/3d`` and ``nn.RNN``/``LSTM``/``GRU``.
+
+Each computes as the deployed layer (``cimsim.mapping.convnd``, ``cimsim.mapping.recurrent``)
+does, through one :class:`~cimsim.train.twin.TwinMatmul` per weight matrix (straight-through
+estimators as for every twin), with the same geometry code (im2col, col2im, the recurrence),
+so that ``PreparedModel.deploy()`` computes what the twin computes. ``cimsim.train.twin``
+registers them in its table of twins.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ChipConfig
+from ..mapping.convnd import (
+    ConvGeometry,
+    TransposeGeometry,
+    transpose_group_matrices,
+    transpose_weight,
+)
+from ..mapping.matrix import InputStats, kernel_row_tiles
+from ..mapping.recurrent import RecurrentShape, recurrent_forward, recurrent_matrices
+from .twin import TwinConv, TwinOptions, _TwinLayer
+
+__all__ = ["TwinConv3d", "TwinConvTranspose", "TwinRNN", "EXTRA_TWINS"]
+
+
+def _grouped_product(layer: TwinConv3d | TwinConvTranspose, cols: torch.Tensor,
+                     mats: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Rows (M, groups·K) through the stacked group matrices (groups·N, K): recorded and in
+    float while the layer calibrates (plus ``bias``), through its twins afterwards."""
+    k = cols.shape[1] // layer.groups
+    parts = [cols[:, i * k:(i + 1) * k] for i in range(layer.groups)]
+    if not layer.calibrating:
+        return torch.cat([t(p) for t, p in zip(layer.twins, parts, strict=True)], dim=1)
+    n_g = mats.shape[0] // layer.groups
+    m = mats.to(cols.device, cols.dtype)
+    for i, p in enumerate(parts):
+        layer._observe(i, p)
+    y = torch.cat([p @ m[i * n_g:(i + 1) * n_g].t() for i, p in enumerate(parts)], dim=1)
+    return y if bias is None else y + bias.to(cols.device, cols.dtype)
+
+
+class TwinConv3d(TwinConv):
+    """``nn.Conv3d`` through one :class:`TwinMatmul` per group (the groups share one
+    activation scale), as ``TwinConv`` in one more dimension."""
+
+    def __init__(self, src: nn.Conv3d, name: str, chip: ChipConfig, seed: int,
+                 options: TwinOptions):
+        _TwinLayer.__init__(self, src, name, chip, seed, options, src.groups)
+        self.geometry = ConvGeometry(src)
+        w = src.weight.detach().clone()
+        self._w_shape = tuple(w.shape)
+        self.out_channels, self.groups = src.out_channels, src.groups
+        self._w2 = w.reshape(self.out_channels, -1)
+        self.k_group = self._w2.shape[1]
+        self.row_tiles = kernel_row_tiles(self.geometry.kernel, self.k_group, chip, name)
+        self._b = None if src.bias is None else src.bias.detach().clone()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.geometry
+        if x.dim() == g.nd + 1:  # unbatched, as torch's conv accepts
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        cols, lead = g.columns(x, self.twin_name)
+        y = _grouped_product(self, cols, self._w2, self._b)
+        return g.to_output(y, lead)
+
+
+class TwinConvTranspose(_TwinLayer):
+    """``nn.ConvTranspose1d/2d/3d``: one :class:`TwinMatmul` per group holding the
+    per-input-pixel matrix (C_out/groups · prod(k), C_in/groups), sharing one activation
+    scale; the overlapping outputs are summed (col2im) and the bias (a learned parameter of
+    the layer) added after, as the deployed layer does."""
+
+    def __init__(self, src: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d,
+                 name: str, chip: ChipConfig, seed: int, options: TwinOptions):
+        super().__init__(src, name, chip, seed, options, src.groups)
+        self.geometry = TransposeGeometry(src)
+        self.groups = src.groups
+        self._mats = transpose_group_matrices(src.weight.detach().clone(), src.groups)
+        self.bias = (None if src.bias is None
+                     else nn.Parameter(src.bias.detach().clone()))
+
+    def finalize(self) -> None:
+        InputStats.share(self._stats)
+        self.activation_clamp = None  # an output sums several conversions and the bias
+        n_g = self._mats.shape[0] // self.groups
+        for g in range(self.groups):
+            tag = f"{self.twin_name}" + (f"[g{g}]" if self.groups > 1 else "")
+            self.twins.append(self._twin(self._mats[g * n_g:(g + 1) * n_g], None, g, tag))
+        shared = self.twins[0].act_scale  # one input quantizer for the tensor
+        for t in self.twins[1:]:
+            t.act_scale = shared
+        self._stats = []
+
+    def learned(self) -> dict[str, torch.Tensor | None]:
+        mats = torch.cat([t.weight for t in self.matrices()])
+        return {"weight": transpose_weight(mats, self.groups, self.geometry.weight_shape),
+                "bias": self.bias}
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        g = self.geometry
+        rows, lead, xb, size = g.rows(x, output_size, self.twin_name)
+        y = _grouped_product(self, rows, self._mats, None)
+        bias = None if self.bias is None else self.bias.to(x.device, x.dtype)
+        out = g.scatter(y, lead, xb, size, bias)
+        return out if xb is x else out.squeeze(0)
+
+
+class TwinRNN(_TwinLayer):
+    """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: every W_ih, W_hh (and W_hr) through a
+    :class:`TwinMatmul` named as deploy names the matrix (``NAME.weight_ih_l0`` ...), with the
+    gate biases in the twins; the recurrence (``cimsim.mapping.recurrent.recurrent_forward``)
+    differentiates through the straight-through estimators of every step."""
+
+    def __init__(self, src: nn.RNNBase, name: str, chip: ChipConfig, seed: int,
+                 options: TwinOptions):
+        names = recurrent_matrices(src)
+        flat = [pair for mats in names for pair in mats]
+        super().__init__(src, name, chip, seed, options, len(flat))
+        self.shape = RecurrentShape.of(src)
+        self._names = flat
+        self._src_wb = [(getattr(src, w).detach().clone(),
+                         None if b is None else getattr(src, b).detach().clone())
+                        for w, b in flat]
+        # (layer/direction, which) -> matrix index, in deploy's core order
+        self._where: dict[tuple[int, int], int] = {}
+        for idx, mats in enumerate(names):
+            for which in range(len(mats)):
+                self._where[(idx, which)] = len(self._where)
+
+    def finalize(self) -> None:
+        self.activation_clamp = None  # a gate output is no ReLU's input
+        for i, ((w, b), (w_name, _)) in enumerate(zip(self._src_wb, self._names, strict=True)):
+            self.twins.append(self._twin(w, b, i, f"{self.twin_name}.{w_name}"))
+        self._stats = []
+
+    def learned(self) -> dict[str, torch.Tensor | None]:
+        out: dict[str, torch.Tensor | None] = {}
+        for t, (w_name, b_name) in zip(self.matrices(), self._names, strict=True):
+            out[w_name] = t.weight
+            if b_name is not None:
+                out[b_name] = t.bias
+        return out
+
+    def _project(self, idx: int, which: int, x: torch.Tensor) -> torch.Tensor:
+        i = self._where[(idx, which)]
+        if self.calibrating:
+            self._observe(i, x)
+            w, b = self._src_wb[i]
+            return F.linear(x, w.to(x.device, x.dtype),
+                            None if b is None else b.to(x.device, x.dtype))
+        return self.twins[i](x)
+
+    def forward(self, input, hx=None):
+        return recurrent_forward(self._project, self.shape, self.training, input, hx,
+                                 self.twin_name)
+
+    def float_module(self) -> nn.Module:
+        module = super().float_module()
+        assert isinstance(module, nn.RNNBase)
+        module.flatten_parameters()  # the learned parameters replaced the flat ones
+        return module
+
+
+EXTRA_TWINS: dict[type, type[_TwinLayer]] = {
+    nn.Conv3d: TwinConv3d,
+    nn.ConvTranspose1d: TwinConvTranspose,
+    nn.ConvTranspose2d: TwinConvTranspose,
+    nn.ConvTranspose3d: TwinConvTranspose,
+    nn.RNNBase: TwinRNN,
+}

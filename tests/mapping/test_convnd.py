@@ -1,0 +1,228 @@
+"""Conv3d and ConvTranspose1d/2d/3d on the arrays (issue 15 item, worktree ``layers``):
+the geometry equals torch in float, the lossless chip is exact on integer data, the matrices,
+arrays and digital adds are counted, and a small U-Net decoder runs on ``rram-22nm``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import cimsim
+from cimsim.arrays.program import n_arrays_for_shape
+from cimsim.events import Action, Component
+from cimsim.mapping.convnd import SimConv3d, SimConvTranspose
+
+from .conftest import lossless_chip
+
+CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
+
+@st.composite
+def transpose_configs(draw):
+    nd = draw(st.integers(1, 3))
+    groups = draw(st.sampled_from([1, 2]))
+    kernel = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(nd))
+    padding = tuple(draw(st.integers(0, (k - 1) * d)) for k, d in zip(kernel, dilation,
+                                                                      strict=True))
+    # torch: output_padding < max(stride, dilation)
+    out_pad = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation,
+                                                                       strict=True))
+    size = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    return nd, groups, kernel, stride, dilation, padding, out_pad, size, draw(st.booleans())
+
+
+@settings(max_examples=40, deadline=None)
+@given(transpose_configs())
+def test_conv_transpose_geometry_equals_torch_in_float(cfg):
+    nd, groups, kernel, stride, dilation, padding, out_pad, size, bias = cfg
+    torch.manual_seed(0)
+    conv = CONV_T[nd](2 * groups, 3 * groups, kernel, stride=stride, padding=padding,
+                      output_padding=out_pad, dilation=dilation, groups=groups,
+                      bias=bias).double()
+    x = torch.randn(2, 2 * groups, *size, dtype=torch.float64)
+    sim = SimConvTranspose(conv, "t", lossless_chip(), 0)  # observe mode: the float matmul
+    try:
+        want = conv(x)
+    except RuntimeError:  # an empty output: refused as torch refuses it
+        with pytest.raises(RuntimeError, match="Output size is too small"):
+            sim(x)
+        return
+    torch.testing.assert_close(sim(x), want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sim(x[0]), conv(x[0]), rtol=1e-12, atol=1e-12)  # unbatched
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.tuples(*(st.integers(1, 3),) * 3), st.tuples(*(st.integers(1, 2),) * 3),
+       st.tuples(*(st.integers(1, 2),) * 3), st.sampled_from([1, 2]),
+       st.sampled_from(["zeros", "reflect", "replicate", "circular"]), st.booleans())
+def test_conv3d_geometry_equals_torch_in_float(kernel, stride, dilation, groups, mode, bias):
+    torch.manual_seed(1)
+    conv = nn.Conv3d(2 * groups, 2 * groups, kernel, stride=stride, dilation=dilation,
+                     padding=1, groups=groups, padding_mode=mode, bias=bias).double()
+    x = torch.randn(2, 2 * groups, 5, 4, 6, dtype=torch.float64)
+    sim = SimConv3d(conv, "c", lossless_chip(), 0)
+    torch.testing.assert_close(sim(x), conv(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sim(x[1]), conv(x[1]), rtol=1e-12, atol=1e-12)
+
+
+def _integer_module(module: nn.Module, gen: torch.Generator) -> nn.Module:
+    """Integer weights in [-127, 127] with a 127 per group (tensor granularity: s_w = 1) and
+    integer biases: a lossless 8-bit chip then computes exactly what torch does."""
+    with torch.no_grad():
+        w = module.weight
+        w.copy_(torch.randint(-127, 128, w.shape, generator=gen, dtype=torch.float64))
+        for g in range(module.groups):  # every group's matrix (its own scale) holds a 127
+            w[g * (w.shape[0] // module.groups)].view(-1)[0] = 127.0
+        if module.bias is not None:
+            module.bias.copy_(torch.randint(-50, 51, module.bias.shape, generator=gen,
+                                            dtype=torch.float64))
+    return module
+
+
+def _integer_input(shape, gen: torch.Generator) -> torch.Tensor:
+    x = torch.randint(-127, 128, shape, generator=gen, dtype=torch.float64)
+    x.view(-1)[0] = 127.0  # max |x| = 127: s_x = 1 exactly
+    return x
+
+
+EXACT_CASES = [
+    ("convT1d", lambda: nn.ConvTranspose1d(4, 6, 3, stride=2, padding=1, output_padding=1,
+                                           groups=2), (3, 4, 7)),
+    ("convT2d", lambda: nn.ConvTranspose2d(5, 4, (3, 2), stride=(2, 3), padding=(1, 0),
+                                           output_padding=(1, 2), dilation=(2, 1)), (2, 5, 4, 3)),
+    ("convT3d", lambda: nn.ConvTranspose3d(3, 2, 2, stride=2, bias=False), (2, 3, 2, 3, 2)),
+    ("conv3d", lambda: nn.Conv3d(4, 6, (2, 3, 3), stride=(1, 2, 1), padding=(1, 0, 2),
+                                 dilation=(1, 1, 2), groups=2, padding_mode="reflect"),
+     (2, 4, 4, 5, 6)),
+    ("conv3d_same", lambda: nn.Conv3d(3, 5, 3, padding="same"), (2, 3, 3, 4, 4)),
+]
+
+
+@pytest.mark.parametrize(("label", "make", "shape"), EXACT_CASES, ids=[c[0] for c in EXACT_CASES])
+def test_lossless_chip_is_exact_on_integer_data(label, make, shape):
+    gen = torch.Generator().manual_seed(5)
+    conv = _integer_module(make().double().eval(), gen)
+    x = _integer_input(shape, gen)
+    chip = lossless_chip("tensor", n_rows=13, n_cols=23)  # several row and column tiles
+    sim = cimsim.deploy(nn.Sequential(conv), chip, x, seed=2)
+    layer = sim.sim_layers["0"]
+    assert len(layer.cores) == conv.groups
+    assert {c.s_x for c in layer.cores} == {1.0}
+    assert all(np.all(c.s_w == 1.0) for c in layer.cores)
+    w = conv.weight
+    g = conv.groups
+    want = ((w.shape[1] * int(np.prod(w.shape[2:])), w.shape[0] // g) if conv.transposed
+            else (w.shape[0] // g, w.shape[1] * int(np.prod(w.shape[2:]))))
+    assert {c.shape for c in layer.cores} == {want}
+    assert sim.arrays_needed == sum(n_arrays_for_shape(c.shape[0], c.row_tiles, chip)
+                                    for c in layer.cores) > len(layer.cores)
+    x_eval = _integer_input(shape, gen)
+    got = sim(x_eval)
+    assert torch.equal(got, conv(x_eval)), label
+
+
+def _adds(sim) -> float:
+    return sum(v for k, v in sim.events.items()
+               if k.component is Component.ACCUMULATOR and k.action is Action.ADD)
+
+
+def test_col2im_adds_known_answers():
+    g = SimConvTranspose(nn.ConvTranspose1d(1, 1, 3), "t", lossless_chip(), 0).geometry
+    # L_in 4, k 3: 12 contributions on 6 outputs -> 6 adds per (sample, channel)
+    assert g.n_overlap_adds((2, 4), (6,)) == 2 * 6
+    g = SimConvTranspose(nn.ConvTranspose2d(1, 3, (3, 2), stride=(2, 3), padding=(1, 0)),
+                         "t", lossless_chip(), 0).geometry
+    # H: L_in 3, k 3, s 2, p 1 -> positions -1..5 minus the cropped ones: 7 contributions
+    # inside [0, 5), on 5 outputs; W: k 2, s 3: no overlap, 4 contributions on 4 of 5 outputs
+    # (a gap): landed 7·4, covered 5·4 -> 8 adds per (sample, channel)
+    assert g.n_overlap_adds((1, 3, 2), (5, 5)) == 3 * 8
+
+
+def test_conv_transpose_matrices_arrays_and_digital_adds(monkeypatch):
+    # 1-D, C_in 4 -> C_out 6, groups 2, k 3: two per-pixel matrices (3·3 outputs, 2 inputs)
+    conv = nn.ConvTranspose1d(4, 6, 3, stride=1, groups=2).double()
+    chip = lossless_chip(n_rows=64, n_cols=64)
+    x = torch.randn(5, 4, 4, dtype=torch.float64)
+    sim = cimsim.deploy(nn.Sequential(conv), chip, x, seed=0)
+    cores = sim.sim_layers["0"].cores
+    assert [c.shape for c in cores] == [(9, 2), (9, 2)]
+    assert [c.name for c in cores] == ["0[g0]", "0[g1]"]
+    assert sim.arrays_needed == sum(n_arrays_for_shape(9, [(0, 2)], chip) for _ in cores)
+    assert cores[0].s_x == cores[1].s_x  # one input quantizer for the tensor
+    sim.reset()
+    sim(x[:2])
+    assert [c.n_vectors for c in cores] == [2 * 4, 2 * 4]  # one vector per input pixel
+    with_col2im = _adds(sim)
+    sim.reset()
+    monkeypatch.setattr(SimConvTranspose, "_count_overlap", lambda *a: None)
+    sim(x[:2])
+    # the col2im's adds on top of the engine's: 6 per (sample, channel), as counted by hand
+    assert with_col2im - _adds(sim) == 2 * 6 * 6
+    # output_size picks the output padding as torch does
+    xs = torch.randn(2, 4, 5, dtype=torch.float64)
+    conv2 = nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1).double()
+    sim2 = cimsim.deploy(nn.Sequential(conv2), chip, xs)
+    layer = sim2.sim_layers["0"]
+    assert layer(xs, output_size=[10]).shape == conv2(xs, output_size=[10]).shape
+
+
+def test_conv_transpose_never_fuses_the_following_relu():
+    ideal = cimsim.load_chip("ideal")
+    chip = ideal.replace(  # one conversion per output (as tests/mapping/test_fused_activation)
+        dac=ideal.dac.replace(bits=None), device=ideal.device.replace(bits_per_cell=7),
+        array=ideal.array.replace(n_rows=64, n_cols=64),
+        adc=ideal.adc.replace(kind="sar", bits=6, range_policy="calibrated",
+                              placement="layer_output", fuse_activation=True))
+    model = nn.Sequential(nn.ConvTranspose2d(3, 4, 2, stride=2), nn.ReLU(),
+                          nn.Conv2d(4, 4, 1), nn.ReLU()).double()
+    x = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    sim = cimsim.deploy(model, chip, x)
+    # the conv fuses; the transposed conv's output sums several conversions and the bias
+    assert sim.fused_activations == ["2"]
+
+
+class UNetDecoder(nn.Module):
+    """A small U-Net: two strided convs down, ConvTranspose2d up with skip concatenations."""
+
+    def __init__(self):
+        super().__init__()
+        self.d1 = nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.d2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.u1 = nn.ConvTranspose2d(16, 8, 2, stride=2)
+        self.u2 = nn.ConvTranspose2d(16, 8, 3, stride=2, padding=1, output_padding=1)
+        self.head = nn.Conv2d(9, 2, 1)
+
+    def forward(self, x):
+        h1 = F.relu(self.d1(x))
+        h2 = F.relu(self.d2(h1))
+        u = F.relu(self.u1(h2))
+        u = F.relu(self.u2(torch.cat([u, h1], 1)))
+        return self.head(torch.cat([u, x], 1))
+
+
+def test_unet_decoder_on_rram_22nm():
+    torch.manual_seed(0)
+    model = UNetDecoder().eval()
+    x = torch.randn(8, 1, 16, 16)
+    chip = cimsim.load_chip("rram-22nm")
+    sim = cimsim.deploy(model, chip, x, seed=1)
+    assert set(sim.sim_layers) == {"d1", "d2", "u1", "u2", "head"}
+    assert sim.digital == []
+    assert sim.sim_layers["u2"].cores[0].shape == (8 * 9, 16)
+    with torch.no_grad():
+        ref = model(x[:2])
+    y = sim(x[:2])
+    assert y.shape == ref.shape and torch.isfinite(y).all()
+    cos = float(F.cosine_similarity(y.flatten(), ref.flatten(), dim=0))
+    assert cos > 0.5, cos  # an untrained net whose 9-input convs lose most (d1: ~5 dB)
+    fid = sim.trace(x[:2]).set_index("layer")
+    assert (fid.loc[["u1", "u2"], "sqnr_db"] > 6).all(), fid  # ~9-10 dB at seed 1
+    rep = sim.report()
+    assert set(rep.layers["layer"]) >= {"u1", "u2"}

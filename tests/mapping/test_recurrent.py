@@ -1,0 +1,238 @@
+"""RNN / LSTM / GRU on the arrays (worktree ``layers``): the recurrence equals torch in float,
+the lossless chip equals an independent quantized re-implementation, W_hh is calibrated on the
+float pass's hidden states, the simulated state is fed back every step, matrices and arrays are
+counted, packed sequences are refused, and a keyword-spotting LSTM runs on ``rram-22nm``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+from torch.utils._pytree import tree_leaves
+
+import cimsim
+from cimsim.arrays.program import n_arrays_for_shape
+from cimsim.errors import MappingError
+from cimsim.mapping.recurrent import SimRNN
+
+from .conftest import lossless_chip, ref_linear
+
+
+def _make(kind: str, n_in: int, hidden: int, **kw) -> nn.RNNBase:
+    if kind == "LSTM":
+        return nn.LSTM(n_in, hidden, **kw)
+    if kind == "GRU":
+        kw.pop("proj_size", None)
+        return nn.GRU(n_in, hidden, **kw)
+    kw.pop("proj_size", None)
+    return nn.RNN(n_in, hidden, nonlinearity="relu" if kind == "RNN_RELU" else "tanh", **kw)
+
+
+def _inputs(module: nn.RNNBase, batched: bool, with_state: bool, length: int = 5,
+            bsz: int = 3) -> tuple:
+    n_states = module.num_layers * (2 if module.bidirectional else 1)
+    h_size = getattr(module, "proj_size", 0) or module.hidden_size
+    lead = (bsz,) if batched else ()
+    if batched:
+        x = torch.randn(bsz, length, module.input_size) if module.batch_first else \
+            torch.randn(length, bsz, module.input_size)
+    else:
+        x = torch.randn(length, module.input_size)
+    if not with_state:
+        return (x,)
+    h0 = torch.randn(n_states, *lead, h_size)
+    if isinstance(module, nn.LSTM):
+        return x, (h0, torch.randn(n_states, *lead, module.hidden_size))
+    return x, h0
+
+
+def _flat(out) -> list[torch.Tensor]:
+    return list(tree_leaves(out))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]), st.integers(1, 3),
+       st.booleans(), st.booleans(), st.booleans(), st.sampled_from([0, 2]), st.booleans(),
+       st.booleans())
+def test_recurrence_equals_torch_in_float(kind, layers, bidir, batch_first, bias, proj,
+                                          batched, with_state):
+    torch.manual_seed(0)
+    module = _make(kind, 4, 5, num_layers=layers, bidirectional=bidir,
+                   batch_first=batch_first, bias=bias, proj_size=proj).double().eval()
+    torch.set_default_dtype(torch.float64)
+    try:
+        args = _inputs(module, batched, with_state)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    sim = SimRNN(module, "r", lossless_chip(), 0)  # observe mode: float matrices
+    got, want = _flat(sim(*args)), _flat(module(*args))
+    assert [g.shape for g in got] == [w.shape for w in want]
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+def _reference(module: nn.RNNBase, sim, x: torch.Tensor) -> torch.Tensor:
+    """Torch's equations written out again, every matrix product by the integer
+    re-implementation of its core (tests/mapping/conftest.py), seq-first, no h0."""
+    layer = sim.sim_layers["0"]
+    cores = {c.name: c for c in layer.cores}
+    bits = sim.chip.input_bits
+    n_dir = 2 if module.bidirectional else 1
+    h_size = getattr(module, "proj_size", 0) or module.hidden_size
+
+    def mm(name: str, v: torch.Tensor) -> torch.Tensor:
+        core = cores[f"0.{name}"]
+        bias = getattr(module, name.replace("weight", "bias"), None) if module.bias else None
+        return ref_linear(core, None if "hr" in name else bias, v, bits)
+
+    for lay in range(module.num_layers):
+        outs = []
+        for d in range(n_dir):
+            sfx = f"_l{lay}" + ("_reverse" if d else "")
+            seq = x if d == 0 else x.flip(0)
+            h = x.new_zeros(x.shape[1], h_size)
+            c = x.new_zeros(x.shape[1], module.hidden_size)
+            ys = []
+            for t in range(seq.shape[0]):
+                a = mm("weight_ih" + sfx, seq[t])
+                b = mm("weight_hh" + sfx, h)
+                if isinstance(module, nn.LSTM):
+                    i, f, g, o = (a + b).chunk(4, 1)
+                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                    h = torch.sigmoid(o) * torch.tanh(c)
+                    if module.proj_size:
+                        h = mm("weight_hr" + sfx, h)
+                else:  # GRU
+                    ar, az, an = a.chunk(3, 1)
+                    br, bz, bn = b.chunk(3, 1)
+                    r, z = torch.sigmoid(ar + br), torch.sigmoid(az + bz)
+                    h = (1 - z) * torch.tanh(an + r * bn) + z * h
+                ys.append(h)
+            y = torch.stack(ys)
+            outs.append(y if d == 0 else y.flip(0))
+        x = torch.cat(outs, 2)
+    return x
+
+
+@pytest.mark.parametrize(("kind", "kw"), [
+    ("LSTM", dict(num_layers=2, bidirectional=True)),
+    ("LSTM", dict(proj_size=3)),
+    ("GRU", dict(num_layers=2)),
+    ("GRU", dict(bidirectional=True, bias=False)),
+])
+def test_lossless_chip_equals_the_quantized_recurrence(kind, kw):
+    torch.manual_seed(1)
+    module = _make(kind, 6, 7, **kw).double().eval()
+    x_cal = torch.randn(6, 4, 6, dtype=torch.float64)
+    chip = lossless_chip("column", n_rows=5, n_cols=23)  # W_ih / W_hh span row tiles
+    sim = cimsim.deploy(nn.Sequential(module), chip, x_cal, seed=2)
+    x = torch.randn(5, 2, 6, dtype=torch.float64)
+    got = sim(x)[0]
+    with torch.no_grad():
+        want = _reference(module, sim, x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # the quantization is visible: not the float model
+        assert not torch.allclose(got, module(x)[0], atol=1e-6)
+
+
+def test_hidden_matrix_is_calibrated_on_the_float_hidden_states():
+    torch.manual_seed(2)
+    module = nn.LSTM(3, 4).double().eval()
+    x = torch.randn(7, 5, 3, dtype=torch.float64)
+    sim = cimsim.deploy(nn.Sequential(module), lossless_chip(), x)
+    ih, hh = sim.sim_layers["0"].cores
+    with torch.no_grad():
+        h = module(x)[0]  # the float pass's hidden states
+    q = 2 ** (sim.chip.input_bits - 1) - 1
+    # W_hh reads h0 = 0, h1 ... h_{L-1} (the last state is only output)
+    assert hh.s_x == pytest.approx(float(h[:-1].abs().max()) / q, rel=1e-12)
+    assert ih.s_x == pytest.approx(float(x.abs().max()) / q, rel=1e-12)
+
+
+def test_simulated_state_is_fed_back_and_counted():
+    module = nn.GRU(4, 6, num_layers=2, bidirectional=True, batch_first=True)
+    chip = lossless_chip(n_rows=8, n_cols=16)
+    x = torch.randn(3, 9, 4)
+    sim = cimsim.deploy(module, chip, x)  # a mappable root, named "0"
+    cores = sim.sim_layers["0"].cores
+    names = [c.name for c in cores]
+    assert names == ["0.weight_ih_l0", "0.weight_hh_l0", "0.weight_ih_l0_reverse",
+                     "0.weight_hh_l0_reverse", "0.weight_ih_l1", "0.weight_hh_l1",
+                     "0.weight_ih_l1_reverse", "0.weight_hh_l1_reverse"]
+    assert [c.shape for c in cores[:2]] + [cores[4].shape] == [(18, 4), (18, 6), (18, 12)]
+    assert sim.arrays_needed == sum(n_arrays_for_shape(c.shape[0], c.row_tiles, chip)
+                                    for c in cores)
+    sim.reset()
+    for c in cores:
+        c.calls = 0
+    sim(x[:2])
+    # W_ih: one batched call over the 9 steps; W_hh: one call per step on the state it fed back
+    assert [c.calls for c in cores] == [1, 9] * 4
+    assert [c.n_vectors for c in cores] == [2 * 9] * 8
+    assert sim.work().layers[0].n_matrices == 8
+
+
+def test_packed_sequences_are_refused():
+    module = nn.LSTM(3, 4, batch_first=True)
+    x = torch.randn(2, 5, 3)
+    sim = cimsim.deploy(nn.Sequential(module), lossless_chip(), x)
+    packed = pack_padded_sequence(x, torch.tensor([5, 3]), batch_first=True)
+    with pytest.raises(MappingError, match="packed sequences are not supported"):
+        sim.sim_layers["0"](packed)
+
+
+def test_simulated_calibration_runs_stage_by_stage():
+    chip = cimsim.load_chip("rram-22nm")
+    chip = chip.replace(adc=chip.adc.replace(calibration_mode="simulated"))
+    module = nn.LSTM(3, 4, num_layers=2)
+    x = torch.randn(6, 4, 3)
+    sim = cimsim.deploy(nn.Sequential(module), chip, x)
+    stages = sim.sim_layers["0"].calibration_stages()
+    assert [[c.name for c in s] for s in stages] == [
+        ["0.weight_ih_l0"], ["0.weight_hh_l0"], ["0.weight_ih_l1"], ["0.weight_hh_l1"]]
+    assert torch.isfinite(sim(x)[0]).all()
+
+
+class KeywordSpotter(nn.Module):
+    """A small keyword-spotting model: MFCC-like frames -> 2-layer LSTM -> last step -> logits."""
+
+    def __init__(self, n_mfcc: int = 10, hidden: int = 32, n_words: int = 12):
+        super().__init__()
+        self.lstm = nn.LSTM(n_mfcc, hidden, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(hidden, n_words)
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        return self.fc(y[:, -1])
+
+
+def test_keyword_spotting_lstm_on_rram_22nm():
+    torch.manual_seed(0)
+    model = KeywordSpotter().eval()
+    x = torch.randn(16, 20, 10)
+    sim = cimsim.deploy(model, cimsim.load_chip("rram-22nm"), x, seed=1)
+    assert set(sim.sim_layers) == {"lstm", "fc"} and sim.digital == []
+    with torch.no_grad():
+        ref = model(x[:4])
+    y = sim(x[:4])
+    assert y.shape == ref.shape and torch.isfinite(y).all()
+    cos = float(F.cosine_similarity(y.flatten(), ref.flatten(), dim=0))
+    assert cos > 0.8, cos
+    fid = sim.trace(x[:2]).set_index("layer")
+    assert fid.loc["lstm", "sqnr_db"] > 3, fid  # 6.4 dB at seed 1, its 8 matrices together
+    rep = sim.report()
+    assert "lstm" in set(rep.layers["layer"])
+
+
+def test_a_wrong_initial_state_is_refused_as_torch_refuses_it():
+    module = nn.GRU(3, 4)
+    sim = SimRNN(module, "r", lossless_chip(), 0)
+    x, h0 = torch.randn(5, 2, 3), torch.randn(1, 2, 3)
+    with pytest.raises(RuntimeError, match="Expected hidden size"):
+        module(x, h0)
+    with pytest.raises(RuntimeError, match=r"r: Expected hidden size \(1, 2, 4\)"):
+        sim(x, h0)
