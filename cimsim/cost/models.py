@@ -45,7 +45,6 @@ from ..config import (
     ComputeDomain,
     CostModel,
     InputDrive,
-    SliceReadout,
     WordlineSwitching,
 )
 from ..events import Action, Component
@@ -220,12 +219,11 @@ class ArrayModel(ComponentModel):
 
 
 def _conversions_per_adc(chip: ChipConfig) -> int:
-    """Conversions one ADC makes per step: its ``cols_per_adc`` columns, or with analog slice
-    read-out (``array.slice_readout``) the conversions those columns combine into (the
-    weighted columns of a weight make one)."""
+    """Conversions one ADC makes per step: the conversions its ``cols_per_adc`` columns
+    combine into (an analog differential pair makes one, as do the weighted columns of a
+    weight with analog slice read-out, ``array.slice_readout``), as
+    :func:`.latency.block_latency` counts them from a programmed layer."""
     n_cols = chip.array.cols_per_adc
-    if chip.array.slice_readout is not SliceReadout.ANALOG:
-        return n_cols
     from ..arrays.encoding import conversion_kinds  # (arrays import the config only)
 
     kinds = conversion_kinds(chip)

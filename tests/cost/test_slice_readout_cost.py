@@ -68,3 +68,22 @@ def test_converter_energy_and_time_fall_with_the_conversions():
     # a step is the conversions per ADC (the column settles faster): twice the throughput,
     # up to the block's fixed time
     assert analog["tops"] == pytest.approx(2 * digital["tops"], rel=1e-3)
+
+
+@pytest.mark.parametrize("readout", ["analog", "digital"])
+@pytest.mark.parametrize("slices", ["digital", "analog"])
+def test_converter_rate_counts_the_conversions_the_latency_counts(readout, slices):
+    """The converter's rate (the ADC model) and the step (the latency model) count the same
+    conversions per ADC: an analog differential pair is one conversion of its two columns."""
+    from cimsim.cost.latency import block_latency
+
+    base = cimsim.load_chip("ideal")
+    chip = base.replace(weight_bits=4, differential_readout=readout,
+                        device=base.device.replace(bits_per_cell=1),
+                        array=base.array.replace(n_rows=64, n_cols=48, cols_per_adc=6,
+                                                 slice_readout=slices))
+    x, w = workload(chip)
+    layer = program(w, chip)
+    assert _conversions_per_adc(chip) == block_latency(layer, 1)["n_conversions_per_adc"]
+    if readout == "analog" and slices == "digital":
+        assert _conversions_per_adc(chip) == 3  # 6 columns = 3 pairs
