@@ -1,11 +1,11 @@
 """Design-space sweeps: one deployed model per grid point, accuracy against cost.
 
 A sweep is the Cartesian product of a few chip knobs (ADC bits, kind and sharing, bits per cell,
-slice read-out, array size, thermal noise, time after programming). Every point deploys the model on a variant of the base chip, measures the
-accuracy and reads the report's per-inference energy, latency, area and TOPS/W. Points run
-in-process, in local worker processes or on a Dask cluster; each finished point is appended to
-``sweep.jsonl`` at once, so a killed sweep loses nothing already done and re-running it
-computes only what is missing. See ``docs/sweep.md``.
+slice read-out, array size, thermal noise, time after programming). Every point deploys the
+model on a variant of the base chip, measures the accuracy and reads the report's per-inference
+energy, latency, area and TOPS/W. Points run in-process, in local worker processes or on a Dask
+cluster; each finished point is appended to ``sweep.jsonl`` at once, so a killed sweep loses
+nothing already done and re-running it computes only what is missing. See ``docs/sweep.md``.
 
 One module per job: :mod:`.grid` (axes, points, chip variants), :mod:`.store` (point ids and
 the JSONL records), :mod:`.runner` (one point; the worker pool), :mod:`.cluster` (points on
