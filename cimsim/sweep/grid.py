@@ -68,7 +68,7 @@ def parse_slice_readout(value: Any) -> SliceReadout:
     allowed = ", ".join(repr(r.value) for r in SliceReadout)
     try:
         return SliceReadout(value.strip().lower() if isinstance(value, str) else value)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: an unhashable value
         raise ConfigError(f"slice_readout {value!r} is invalid; allowed: {allowed}") from None
 
 

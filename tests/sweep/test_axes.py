@@ -70,7 +70,7 @@ def test_chip_for_point_sets_sharing_and_readout(chip):
         chip_for_point(chip, {"slice_readout": "analogue"})
 
 
-@pytest.mark.parametrize("bad", ["analogue", "", "mixed", 1, None])
+@pytest.mark.parametrize("bad", ["analogue", "", "mixed", 1, None, ["analog"]])
 def test_parse_slice_readout_rejects(bad):
     with pytest.raises(ConfigError, match="allowed: 'digital', 'analog'"):
         parse_slice_readout(bad)
