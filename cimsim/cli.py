@@ -337,13 +337,18 @@ def _kind_values(flag: str, text: str) -> list[str]:
     """'sar,flash,ramp:bs_kmq' -> the kinds, each checked."""
     from .sweep import parse_adc_kind
 
-    kinds = [p.strip() for p in text.split(",")]
-    for kind in kinds:
+    return _checked_values(flag, text, parse_adc_kind)
+
+
+def _checked_values(flag: str, text: str, parse) -> list[str]:
+    """'a,b' -> the names, each checked by ``parse`` (its ConfigError prefixed with ``flag``)."""
+    names = [p.strip() for p in text.split(",")]
+    for name in names:
         try:
-            parse_adc_kind(kind)
+            parse(name)
         except ConfigError as exc:
             raise ConfigError(f"{flag}: {exc}") from None
-    return list(dict.fromkeys(kinds))
+    return list(dict.fromkeys(names))
 
 
 def _sweep_table(frame) -> str:
@@ -356,13 +361,16 @@ def _sweep_table(frame) -> str:
     table["latency_ns/inf"] = frame["latency_ns_per_inference"]
     table["area_mm2"] = frame["area_mm2"]
     table["TOPS/W"] = frame["tops_per_w"]
+    if {"cols_per_adc", "slice_readout"} & set(swept):  # what these axes trade
+        table["ADC_mm2"] = frame["adc_area_mm2"]
+        table["conv/inf"] = frame["n_conversions_per_inference"]
     table["arrays"] = frame["n_arrays"]
     table["front"] = frame["on_front"].map({True: "*", False: ""})
     if (frame["status"] != "ok").any():
         table["status"] = frame["status"]
     fmt = {"acc_%": "{:.2f}", "energy_pJ/inf": "{:,.1f}", "latency_ns/inf": "{:,.1f}",
-           "area_mm2": "{:.4f}", "TOPS/W": "{:.3f}"}
-    for col, f in fmt.items():
+           "area_mm2": "{:.4f}", "TOPS/W": "{:.3f}", "ADC_mm2": "{:.4f}", "conv/inf": "{:,.0f}"}
+    for col, f in ((c, f) for c, f in fmt.items() if c in table):
         table[col] = table[col].map(lambda v, f=f: "-" if v != v else f.format(v))
     return table.to_string(index=False)
 
@@ -379,6 +387,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         grid["bits_per_cell"] = _int_values("--bits-per-cell", args.bits_per_cell)
     if args.array_size is not None:
         grid["array_size"] = _int_values("--array-size", args.array_size)
+    if args.cols_per_adc is not None:
+        grid["cols_per_adc"] = _int_values("--cols-per-adc", args.cols_per_adc)
+    if args.slice_readout is not None:
+        from .sweep import parse_slice_readout
+
+        grid["slice_readout"] = _checked_values("--slice-readout", args.slice_readout,
+                                                parse_slice_readout)
     if args.noise is not None:
         grid["thermal_sigma_lsb"] = _float_values("--noise", args.noise)
     _check_out(args.out)
@@ -838,6 +853,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--bits-per-cell", default=None, metavar="BITS", help="e.g. 1,2")
     w.add_argument("--array-size", default=None, metavar="N",
                    help="square arrays N x N, e.g. 128,256")
+    w.add_argument("--cols-per-adc", default=None, metavar="N",
+                   help="columns sharing one ADC, e.g. 1,2,4,8 (1..the array's columns)")
+    w.add_argument("--slice-readout", default=None, metavar="READOUTS",
+                   help="digital (a conversion per bit-slice column) and/or analog (a weight's "
+                        "slices combined before one conversion), e.g. digital,analog")
     w.add_argument("--noise", default=None, metavar="SIGMAS",
                    help="thermal noise sigma in cell-LSB, e.g. 0,0.5")
     w.add_argument("--time", default=None, metavar="TIMES",

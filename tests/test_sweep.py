@@ -155,6 +155,7 @@ def test_failed_point_is_recorded_and_the_rest_run(model, data, chip, tmp_path, 
     frame = _sweep(model, data, chip, grid, tmp_path)
     assert list(frame.columns) == [*AXES, "accuracy", "energy_pj_per_inference",
                                    "latency_ns_per_inference", "area_mm2", "tops_per_w",
+                                   "adc_area_mm2", "n_conversions_per_inference",
                                    "n_arrays", "wall_s", "status", "on_front", "point_id"]
     assert frame["adc_bits"].tolist() == [4, 5, 4, 5]
     assert frame["adc_kind"].tolist() == ["sar", "sar", "ramp:bs_kmq", "ramp:bs_kmq"]

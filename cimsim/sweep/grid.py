@@ -7,18 +7,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..arrays.drift import check_time
-from ..config import ADCKind, ChipConfig, LevelFit, RangePolicy
+from ..config import ADCKind, ArrayConfig, ChipConfig, LevelFit, RangePolicy, SliceReadout
 from ..errors import ConfigError
 
-__all__ = ["AXES", "INT_AXES", "chip_for_point", "expand_grid", "parse_adc_kind",
-           "resolve_point"]
+__all__ = ["AXES", "INT_AXES", "LATER_AXES", "chip_for_point", "expand_grid", "identity",
+           "parse_adc_kind", "parse_slice_readout", "resolve_point"]
 
-AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "thermal_sigma_lsb", "adc_kind",
-                         "adc_bits", "time_s")
+AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "slice_readout", "cols_per_adc",
+                         "thermal_sigma_lsb", "adc_kind", "adc_bits", "time_s")
 """Sweepable axes, in table-column and iteration order (the last varies fastest)."""
 
-INT_AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "adc_bits")
+INT_AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "cols_per_adc", "adc_bits")
 """Axes whose values are integers (their table columns are int64 when every value is one)."""
+
+LATER_AXES: tuple[str, ...] = ("slice_readout", "cols_per_adc", "time_s")
+"""Axes added after point ids were first written to ``sweep.jsonl`` files: a point's id holds
+one of them only where its value differs from the one the other axes give the chip
+(:func:`identity`), so the points of an older results file keep their ids."""
 
 
 def parse_adc_kind(value: str) -> tuple[ADCKind, LevelFit | None]:
@@ -50,6 +55,21 @@ def parse_adc_kind(value: str) -> tuple[ADCKind, LevelFit | None]:
     except ValueError:
         raise ConfigError(f"adc_kind {value!r}: unknown level fit {fit!r}; allowed: "
                           f"{allowed}") from None
+
+
+def parse_slice_readout(value: Any) -> SliceReadout:
+    """``'digital'`` or ``'analog'`` (any case, or a :class:`SliceReadout`) -> the read-out.
+
+    Raises
+    ------
+    ConfigError
+        Any other value; the message lists what is allowed.
+    """
+    allowed = ", ".join(repr(r.value) for r in SliceReadout)
+    try:
+        return SliceReadout(value.strip().lower() if isinstance(value, str) else value)
+    except (ValueError, TypeError):  # TypeError: an unhashable value
+        raise ConfigError(f"slice_readout {value!r} is invalid; allowed: {allowed}") from None
 
 
 def _kind_label(kind: ADCKind, level_fit: LevelFit) -> str:
@@ -90,7 +110,9 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
     ``adc_kind`` ``'ramp:<fit>'`` sets ``kind='ramp'``, ``level_fit`` and
     ``range_policy='calibrated'`` (a ramp ADC's levels are fitted to calibration data);
     ``array_size`` s sets ``n_rows = n_cols = s`` and lowers ``rows_per_conversion`` and
-    ``cols_per_adc`` to s where they exceed it. ``time_s`` is no chip field (the point's
+    the chip's ``cols_per_adc`` to s where they exceed it; ``cols_per_adc`` and
+    ``slice_readout`` set those ``array`` fields (a swept ``cols_per_adc`` is never lowered: one
+    above the point's columns is an error). ``time_s`` is no chip field (the point's
     model runs that many seconds after programming, ``deploy(t_inference_s=...)``); it is
     checked against the variant's ``device.drift_t0_s`` here.
 
@@ -111,14 +133,16 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
     if "adc_bits" in point:
         adc = adc.replace(bits=point["adc_bits"])
     parts: dict[str, Any] = {"adc": adc}
+    resized: dict[str, Any] = {"cols_per_adc": _cols_per_adc(array, point)}
     if "array_size" in point:
         s = point["array_size"]
         rpc = array.rows_per_conversion
         if isinstance(s, int) and rpc is not None:
             rpc = min(rpc, s)
-        cpa = min(array.cols_per_adc, s) if isinstance(s, int) else array.cols_per_adc
-        parts["array"] = array.replace(n_rows=s, n_cols=s, rows_per_conversion=rpc,
-                                       cols_per_adc=cpa)
+        resized.update(n_rows=s, n_cols=s, rows_per_conversion=rpc)
+    if "slice_readout" in point:
+        resized["slice_readout"] = parse_slice_readout(point["slice_readout"])
+    parts["array"] = array.replace(**resized)
     if "bits_per_cell" in point:
         parts["device"] = chip.device.replace(bits_per_cell=point["bits_per_cell"])
     if "thermal_sigma_lsb" in point:
@@ -129,16 +153,28 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
     return variant
 
 
-def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
-    """Every axis's value at ``point``: the swept value, or the base chip's.
+def _cols_per_adc(array: ArrayConfig, point: Mapping[str, Any]) -> Any:
+    """``cols_per_adc`` at ``point``: the swept value, else the chip's, lowered to a swept
+    ``array_size`` it exceeds (an array has no more ADCs than columns to share them)."""
+    if "cols_per_adc" in point:
+        return point["cols_per_adc"]
+    s = point.get("array_size")
+    return min(array.cols_per_adc, s) if isinstance(s, int) else array.cols_per_adc
 
-    A bare ``'ramp'`` resolves to ``'ramp:<the chip's level_fit>'``, so two spellings of one
-    chip are one point (one row, one id).
+
+def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
+    """Every axis's value at ``point``: the swept value, or the base chip's (``cols_per_adc``:
+    lowered to a swept ``array_size`` as :func:`chip_for_point` does).
+
+    A bare ``'ramp'`` resolves to ``'ramp:<the chip's level_fit>'`` and a slice read-out to its
+    lower-case name, so two spellings of one chip are one point (one row, one id).
     """
     a = chip.array
     out: dict[str, Any] = {
         "array_size": a.n_rows if a.n_rows == a.n_cols else None,
         "bits_per_cell": chip.device.bits_per_cell,
+        "slice_readout": a.slice_readout.value,
+        "cols_per_adc": _cols_per_adc(a, point),
         "thermal_sigma_lsb": chip.noise.thermal_sigma_lsb,
         "adc_kind": _kind_label(chip.adc.kind, chip.adc.level_fit),
         "adc_bits": chip.adc.bits,
@@ -151,5 +187,21 @@ def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
                 value = _kind_label(kind, fit or chip.adc.level_fit)
             except ConfigError:
                 pass  # the point fails later with this message; keep the value as given
+        elif axis == "slice_readout":
+            try:
+                value = parse_slice_readout(value).value
+            except ConfigError:
+                pass  # as above
         out[axis] = value
     return out
+
+
+def identity(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
+    """The axis values that identify ``point`` (hashed into its id with the sweep's context):
+    :func:`resolve_point`'s, less each of :data:`LATER_AXES` whose value is the one the point's
+    other axes give the chip (``time_s``: the chip's ``drift_t0_s``; ``cols_per_adc``: the
+    chip's, lowered to a swept ``array_size``). Such a point is the chip it was before that
+    axis existed, and keeps the id an older cimsim gave it."""
+    resolved = resolve_point(chip, point)
+    implied = resolve_point(chip, {k: v for k, v in point.items() if k not in LATER_AXES})
+    return {k: v for k, v in resolved.items() if k not in LATER_AXES or v != implied[k]}

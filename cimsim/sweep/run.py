@@ -14,7 +14,7 @@ from .._version import __version__
 from ..config import ChipConfig
 from ..errors import ConfigError
 from .files import write_outputs
-from .grid import AXES, chip_for_point, expand_grid, resolve_point
+from .grid import AXES, chip_for_point, expand_grid, identity, resolve_point
 from .runner import SweepContext, run_points
 from .store import (
     JSONL,
@@ -111,8 +111,10 @@ def run_sweep(
     grid : dict
         Axis -> list of values; axes: ``adc_bits`` (int), ``adc_kind`` (``'sar'``,
         ``'flash'``, ``'ramp:<level_fit>'``), ``bits_per_cell`` (int), ``array_size`` (int,
-        square arrays), ``thermal_sigma_lsb`` (float, cell-LSB), ``time_s`` (float, seconds after
-        programming the model runs at, docs/drift.md). Points: the Cartesian product.
+        square arrays), ``cols_per_adc`` (int, columns sharing one ADC, 1..columns),
+        ``slice_readout`` (``'digital'``, ``'analog'``), ``thermal_sigma_lsb`` (float,
+        cell-LSB), ``time_s`` (float, seconds after programming the model runs at,
+        docs/drift.md). Points: the Cartesian product.
     out_dir : path
         Receives ``sweep.jsonl`` (one record per finished point, appended at once),
         ``sweep.csv``, ``sweep.json``, ``pareto.png`` and ``sweep.html`` (and
@@ -179,10 +181,9 @@ def run_sweep(
     context = context_hash(model_fingerprint(model), data_fingerprint(x_all, y_all), cal_key,
                            chip, seed)
     resolved = [resolve_point(chip, p) for p in points]
-    # a point at the chip's t0 keeps the id it had before time became an axis
-    ids = [point_id({k: v for k, v in r.items()
-                     if k != "time_s" or v != chip.device.drift_t0_s}, context)
-           for r in resolved]
+    # a point at the chip's t0, cols_per_adc and slice_readout keeps the id it had before
+    # these became axes (an older sweep.jsonl resumes)
+    ids = [point_id(identity(chip, p), context) for p in points]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

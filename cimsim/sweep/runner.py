@@ -19,6 +19,7 @@ from typing import Any
 from .._version import __version__
 from ..config import ChipConfig
 from ..errors import CimsimError
+from ..events import Component
 from .grid import chip_for_point
 
 __all__ = ["SweepContext", "TOTALS", "limit_threads", "run_point", "run_points"]
@@ -66,10 +67,16 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
         acc = math.nan
     else:
         acc = accuracy(sim, x_eval, y_eval, batch_size=batch_size)
-    totals = sim.report().totals
+    report = sim.report()
+    totals = report.totals
     row: dict[str, Any] = {"accuracy": acc}
     for key in TOTALS:  # every report has these totals
         row[key] = float(totals[key])
+    # what ADC sharing and slice read-out trade: converter area against conversions
+    area = report.area
+    row["adc_area_mm2"] = (float(area.loc[area["component"] == Component.ADC, "area_um2"].sum())
+                           * 1e-6 if len(area) else 0.0)
+    row["n_conversions_per_inference"] = float(totals["n_conversions_per_inference"])
     row["n_arrays"] = int(totals["n_arrays_used"])
     return row
 

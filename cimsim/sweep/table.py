@@ -16,8 +16,10 @@ from .store import clean
 __all__ = ["METRICS", "point_labels", "sweep_table", "table_records"]
 
 METRICS: tuple[str, ...] = ("accuracy", "energy_pj_per_inference", "latency_ns_per_inference",
-                            "area_mm2", "tops_per_w", "n_arrays", "wall_s", "status")
-"""Columns measured per point (after the axis columns)."""
+                            "area_mm2", "tops_per_w", "adc_area_mm2",
+                            "n_conversions_per_inference", "n_arrays", "wall_s", "status")
+"""Columns measured per point (after the axis columns). ``adc_area_mm2`` and
+``n_conversions_per_inference`` are NaN for points recorded before they were measured."""
 
 
 def sweep_table(resolved: list[dict[str, Any]], ids: list[str],
@@ -38,7 +40,7 @@ def sweep_table(resolved: list[dict[str, Any]], ids: list[str],
         row["point_id"] = pid
         rows.append(row)
     frame = pd.DataFrame(rows, columns=[*AXES, *METRICS, "point_id"])
-    for col in ("accuracy", *TOTALS, "wall_s"):
+    for col in ("accuracy", *TOTALS, "adc_area_mm2", "n_conversions_per_inference", "wall_s"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     frame["n_arrays"] = pd.to_numeric(frame["n_arrays"], errors="coerce").astype("Int64")
     for col in INT_AXES:
@@ -66,6 +68,10 @@ def _fmt_axis(axis: str, value: Any) -> str:
         return f"{value}b/cell"
     if axis == "array_size":
         return f"{value}²"
+    if axis == "cols_per_adc":
+        return f"{value}col/ADC"
+    if axis == "slice_readout":
+        return f"{value}-slices"
     if axis == "thermal_sigma_lsb":
         return f"σ{value:g}" if isinstance(value, (int, float)) else f"σ{value}"
     if axis == "time_s":
@@ -78,6 +84,7 @@ def point_labels(frame: pd.DataFrame) -> list[str]:
     varying = [a for a in AXES if a in frame and frame[a].astype(str).nunique() > 1]
     if not varying:
         varying = ["adc_bits"] if "adc_bits" in frame else []
-    order = [a for a in ("adc_kind", "adc_bits", "bits_per_cell", "array_size",
-                         "thermal_sigma_lsb", "time_s") if a in varying]
+    order = [a for a in ("adc_kind", "adc_bits", "bits_per_cell", "slice_readout",
+                         "cols_per_adc", "array_size", "thermal_sigma_lsb", "time_s")
+             if a in varying]
     return [" ".join(_fmt_axis(a, row[a]) for a in order) for _, row in frame.iterrows()]

@@ -1,0 +1,228 @@
+"""The ADC-sharing (``cols_per_adc``) and slice read-out (``slice_readout``) sweep axes: grid,
+chip variants, CLI values and errors, the cost directions they trade, and resume of a results
+file written before they existed."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from cimsim.cli import main
+from cimsim.config import SliceReadout
+from cimsim.errors import ConfigError
+from cimsim.sweep import (
+    AXES,
+    METRICS,
+    chip_for_point,
+    expand_grid,
+    parse_slice_readout,
+    point_id,
+    point_labels,
+    run_sweep,
+)
+from cimsim.sweep.grid import identity, resolve_point
+from cimsim.sweep.store import context_hash, data_fingerprint, model_fingerprint
+from tests import test_sweep
+from tests.test_sweep import N_CAL, _count_points, _same_table
+
+chip, data, model, npz = test_sweep.chip, test_sweep.data, test_sweep.model, test_sweep.npz
+
+NEW = ("adc_area_mm2", "n_conversions_per_inference")  # metrics measured since these axes
+
+
+def _sweep(model, data, chip, grid, out, **kw):
+    return run_sweep(model, data, chip, grid, out, calibration=N_CAL, progress=False, **kw)
+
+
+# --------------------------------------------------------------------------------------------
+# Grid, chip variants, identity
+# --------------------------------------------------------------------------------------------
+def test_expand_grid_places_the_new_axes_after_bits_per_cell():
+    points = expand_grid({"adc_bits": [4, 5], "cols_per_adc": [1, 4],
+                          "slice_readout": ["digital", "analog"], "bits_per_cell": [1]})
+    assert len(points) == 8
+    assert list(points[0]) == ["bits_per_cell", "slice_readout", "cols_per_adc", "adc_bits"]
+    assert [p["adc_bits"] for p in points] == [4, 5] * 4  # still the fastest
+    assert [p["cols_per_adc"] for p in points] == [1, 1, 4, 4] * 2
+    assert [p["slice_readout"] for p in points] == ["digital"] * 4 + ["analog"] * 4
+    assert AXES.index("bits_per_cell") < AXES.index("slice_readout") < \
+        AXES.index("cols_per_adc") < AXES.index("adc_kind")
+
+
+def test_chip_for_point_sets_sharing_and_readout(chip):
+    assert (chip.array.n_cols, chip.array.cols_per_adc) == (128, 8)
+    v = chip_for_point(chip, {"cols_per_adc": 2, "slice_readout": "Analog"})
+    assert v.array.cols_per_adc == 2 and v.array.slice_readout is SliceReadout.ANALOG
+    assert v.array.adcs_per_array == 64
+    v = chip_for_point(chip, {"slice_readout": SliceReadout.ANALOG})
+    assert v.array.slice_readout is SliceReadout.ANALOG and v.array.cols_per_adc == 8
+    # the chip's cols_per_adc is lowered to a smaller array; a swept one is not
+    assert chip_for_point(chip, {"array_size": 4}).array.cols_per_adc == 4
+    assert chip_for_point(chip, {"array_size": 16, "cols_per_adc": 16}).array.cols_per_adc == 16
+    with pytest.raises(ConfigError, match=r"ArrayConfig\.cols_per_adc = 8 .*\[1, 4\]"):
+        chip_for_point(chip, {"array_size": 4, "cols_per_adc": 8})
+    with pytest.raises(ConfigError, match=r"ArrayConfig\.cols_per_adc = 0"):
+        chip_for_point(chip, {"cols_per_adc": 0})
+    with pytest.raises(ConfigError, match="slice_readout 'analogue' is invalid; allowed: "
+                                          "'digital', 'analog'"):
+        chip_for_point(chip, {"slice_readout": "analogue"})
+
+
+@pytest.mark.parametrize("bad", ["analogue", "", "mixed", 1, None, ["analog"]])
+def test_parse_slice_readout_rejects(bad):
+    with pytest.raises(ConfigError, match="allowed: 'digital', 'analog'"):
+        parse_slice_readout(bad)
+
+
+def test_identity_leaves_out_what_the_chip_already_has(chip):
+    """The id of a point omits a new axis at the value its other axes give the chip (so the
+    points of an older results file keep their ids), and holds it otherwise."""
+    old = ("array_size", "bits_per_cell", "thermal_sigma_lsb", "adc_kind", "adc_bits")
+    assert list(identity(chip, {"adc_bits": 4})) == list(old)
+    for same in ({"adc_bits": 4, "cols_per_adc": 8},
+                 {"adc_bits": 4, "slice_readout": "DIGITAL"},
+                 {"adc_bits": 4, "slice_readout": SliceReadout.DIGITAL}):
+        assert identity(chip, same) == identity(chip, {"adc_bits": 4}), same
+    assert identity(chip, {"adc_bits": 4, "cols_per_adc": 2})["cols_per_adc"] == 2
+    assert identity(chip, {"slice_readout": "analog"})["slice_readout"] == "analog"
+    # array_size 4 lowers the chip's 8 columns per ADC to 4: writing 4 is the same chip
+    assert resolve_point(chip, {"array_size": 4})["cols_per_adc"] == 4
+    assert identity(chip, {"array_size": 4, "cols_per_adc": 4}) == \
+        identity(chip, {"array_size": 4})
+    assert identity(chip, {"array_size": 16, "cols_per_adc": 8}) == \
+        identity(chip, {"array_size": 16})
+    assert identity(chip, {"array_size": 16, "cols_per_adc": 16})["cols_per_adc"] == 16
+    assert resolve_point(chip, {"slice_readout": "Analog"})["slice_readout"] == "analog"
+
+
+def test_new_labels():
+    frame = pd.DataFrame({"adc_bits": [4, 4], "cols_per_adc": [1, 4],
+                          "slice_readout": ["analog", "analog"]})
+    assert point_labels(frame) == ["1col/ADC", "4col/ADC"]
+    frame["slice_readout"] = ["digital", "analog"]
+    assert point_labels(frame) == ["digital-slices 1col/ADC", "analog-slices 4col/ADC"]
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps through the Python API
+# --------------------------------------------------------------------------------------------
+def test_invalid_with_the_chip_is_refused_up_front(model, data, chip, tmp_path):
+    """A read-out or sharing the chip cannot have fails before any point runs, naming the point
+    and the field (as --bits-per-cell 2 on an SRAM chip does)."""
+    bent = chip.replace(noise=chip.noise.replace(nonlinearity="saturating"))
+    with pytest.raises(ConfigError, match=r"sweep point \{'slice_readout': 'analog', "
+                                          r"'adc_bits': 4\}: ArrayConfig\.slice_readout = "
+                                          r"'analog' .*nonlinearity"):
+        _sweep(model, data, bent, {"adc_bits": [4], "slice_readout": ["digital", "analog"]},
+               tmp_path)
+    with pytest.raises(ConfigError, match=r"sweep point \{'cols_per_adc': 256, 'adc_bits': 4\}"
+                                          r": ArrayConfig\.cols_per_adc = 256 .*\[1, 128\]"):
+        _sweep(model, data, chip, {"adc_bits": [4], "cols_per_adc": [8, 256]}, tmp_path)
+    assert not (tmp_path / "sweep.jsonl").exists()
+
+
+def test_old_results_file_resumes_without_the_new_axes(model, data, chip, tmp_path,
+                                                       monkeypatch):
+    """A sweep.jsonl written before these axes (its ids over the five older axes, records
+    without the new metrics) is found done on rerun, also with the chip's own values given
+    for the new axes; a new value is a new point."""
+    out = tmp_path / "old"
+    grid = {"adc_bits": [3, 4]}
+    full = _sweep(model, data, chip, grid, tmp_path / "full")
+    # the ids are those of the formula older cimsim used: resolved older axes + context
+    context = context_hash(model_fingerprint(model), data_fingerprint(*data), N_CAL, chip, 0)
+    old_axes = ("array_size", "bits_per_cell", "thermal_sigma_lsb", "adc_kind", "adc_bits")
+    expected = [point_id({a: row[a] for a in old_axes}, context)
+                for row in full.astype(object).to_dict(orient="records")]
+    assert full["point_id"].tolist() == expected
+    # the records as an older cimsim wrote them: no new metrics
+    out.mkdir()
+    lines = (tmp_path / "full" / "sweep.jsonl").read_text().splitlines()
+    old = [{k: v for k, v in json.loads(line).items() if k not in NEW} for line in lines]
+    (out / "sweep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+
+    counted = _count_points(monkeypatch)
+    again = _sweep(model, data, chip, grid, out)
+    assert counted == [] and again.attrs["n_points_resumed"] == 2
+    _same_table(again.drop(columns=list(NEW)), full.drop(columns=list(NEW)))
+    assert again[list(NEW)].isna().all().all()  # not measured then
+    same = _sweep(model, data, chip, {**grid, "cols_per_adc": [8], "slice_readout": ["digital"]},
+                  out)
+    assert counted == [] and same["point_id"].tolist() == full["point_id"].tolist()
+    more = _sweep(model, data, chip, {**grid, "cols_per_adc": [8, 2]}, out)
+    assert len(counted) == 2 and more.attrs["n_points_resumed"] == 2
+    assert more["cols_per_adc"].tolist() == [8, 8, 2, 2]
+    assert more["status"].eq("ok").all()
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags, message", [
+    (["--cols-per-adc", "1,,2"], "--cols-per-adc: '1,,2' is not a range like 3-8 or a list"),
+    (["--cols-per-adc", "8-1"], "--cols-per-adc: '8-1' is an empty range"),
+    (["--slice-readout", "digital,analogue"],
+     "--slice-readout: slice_readout 'analogue' is invalid; allowed: 'digital', 'analog'"),
+    (["--slice-readout", "digital,"], "--slice-readout: slice_readout '' is invalid"),
+    # values no point of this chip can have: refused up front, naming the point and field
+    (["--cols-per-adc", "0,4"], "sweep point {'cols_per_adc': 0, 'adc_bits': 4}: "
+                                "ArrayConfig.cols_per_adc = 0 is invalid"),
+    (["--cols-per-adc", "4,256"], "ArrayConfig.cols_per_adc = 256 is invalid; allowed: "
+                                  "an integer in [1, 128]"),
+    (["--array-size", "4,8", "--cols-per-adc", "8"], "sweep point {'array_size': 4, "
+                                                     "'cols_per_adc': 8, 'adc_bits': 4}"),
+])
+def test_cli_sweep_axis_errors_are_one_line(flags, message, npz, tmp_path, capsys):
+    argv = ["sweep", "--model", "tests.test_sweep:tiny_model", "--data", str(npz), "--chip",
+            "rram-22nm", "--adc-bits", "4", "--out", str(tmp_path / "o"), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o" / "sweep.jsonl").exists()
+
+
+def test_cli_analog_readout_on_a_chip_that_cannot(npz, tmp_path, capsys, chip):
+    path = tmp_path / "bent.toml"
+    chip.replace(noise=chip.noise.replace(nonlinearity="saturating")).save(path)
+    argv = ["sweep", "--model", "tests.test_sweep:tiny_model", "--data", str(npz), "--chip",
+            str(path), "--adc-bits", "4", "--slice-readout", "digital,analog",
+            "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ArrayConfig.slice_readout = 'analog'" in err, err
+
+
+def test_cli_demo_sharing_and_readout_trade_offs(tmp_path, capsys):
+    """The demo CNN over 1 and 4 columns per ADC, digital and analog slice read-out: sharing
+    an ADC shrinks the ADC area and (digital) lengthens each inference; analog read-out makes
+    fewer conversions. Directions read from sweep.csv."""
+    out = tmp_path / "axes"
+    assert main(["sweep", "--model", "demo", "--chip", "rram-22nm", "--adc-bits", "5",
+                 "--cols-per-adc", "1,4", "--slice-readout", "digital,analog", "--limit", "24",
+                 "--calibration", "16", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "4 points" in text and "ADC_mm2" in text and "conv/inf" in text
+    frame = pd.read_csv(out / "sweep.csv")
+    assert frame.columns.tolist()[:len(AXES) + len(METRICS)] == [*AXES, *METRICS]
+    assert frame["status"].eq("ok").all()
+    assert frame["slice_readout"].tolist() == ["digital"] * 2 + ["analog"] * 2
+    assert frame["cols_per_adc"].tolist() == [1, 4, 1, 4]
+    by = frame.set_index(["slice_readout", "cols_per_adc"])
+    for readout in ("digital", "analog"):
+        one, four = by.loc[(readout, 1)], by.loc[(readout, 4)]
+        assert four["adc_area_mm2"] < one["adc_area_mm2"]
+        assert four["area_mm2"] < one["area_mm2"]
+        assert four["latency_ns_per_inference"] >= one["latency_ns_per_inference"]
+        assert four["n_conversions_per_inference"] == one["n_conversions_per_inference"]
+    assert (by.loc[("digital", 4), "latency_ns_per_inference"]
+            > by.loc[("digital", 1), "latency_ns_per_inference"])
+    for cpa in (1, 4):
+        analog, digital = by.loc[("analog", cpa)], by.loc[("digital", cpa)]
+        assert analog["n_conversions_per_inference"] < digital["n_conversions_per_inference"]
+        assert analog["latency_ns_per_inference"] <= digital["latency_ns_per_inference"]
+    assert frame["n_arrays"].nunique() == 1  # neither axis moves the mapping
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["grid"] == {"slice_readout": ["digital", "analog"], "cols_per_adc": [1, 4],
+                           "adc_bits": [5]}
