@@ -226,14 +226,13 @@ def _converter(chip: ChipConfig, table: Any, cal: Any) -> dict[str, Any]:
     cost model), ``sense amp`` (a 1-b SAR/flash/single-slope conversion, one comparator
     decision priced by the tables) or ``survey`` (the ADC survey's fit for its family, times
     :func:`.adc_survey.rate_factor` at its sample rate)."""
-    from ..events import Component
     from . import adc_survey
-    from .models import MODELS
+    from .models import ADCModel
     from ._prices import table_adc_bits
     from .tables import one_comparator
 
     kind, bits = chip.adc.kind, chip.adc.bits
-    rate = float(MODELS[Component.ADC](chip, table, cal).sample_rate_hz())
+    rate = float(ADCModel(chip, table, cal).sample_rate_hz())
     out: dict[str, Any] = {"kind": kind.value, "bits": bits, "sample_rate_hz": rate}
     if kind is ADCKind.DIGITAL:
         return {**out, "priced_by": "adder tree", "corner_rate_hz": None, "rate_factor": None,
@@ -258,8 +257,8 @@ def validation_spread(path: Path | str | None = None) -> dict[str, Any] | None:
     """The spread of the uncalibrated predictions in the validation table.
 
     Reads the prediction table of ``docs/validation.md`` (its ``predicted`` over its
-    ``published`` column, else its ``predicted / published`` column; recomputing the rows takes ~25 s, too slow for a CLI call). Returns ``n_rows``,
-    ``n_within_2x``, ``geomean_factor`` (the geometric mean of ``max(r, 1/r)``) and ``worst``
+    ``published`` column, else its ``predicted / published`` column; recomputing the rows
+    takes ~25 s, too slow for a CLI call). Returns ``n_rows``, ``n_within_2x``, ``geomean_factor`` (the geometric mean of ``max(r, 1/r)``) and ``worst``
     (``chip``, ``metric``, ``ratio``, ``factor``), or None where the file or the table is
     missing."""
     doc = Path(VALIDATION_DOC if path is None else path)
@@ -388,7 +387,7 @@ def breakdown_lines(sheet: dict[str, Any]) -> list[str]:
                      f"{unc['validation_doc']}")
     else:
         w = val["worst"]
-        parts.append(f"published chips, predicted vs published ({unc['validation_doc']}): "
+        parts.append(f"published chips, physical model vs published ({unc['validation_doc']}): "
                      f"{val['n_within_2x']} of {val['n_rows']} rows within 2x, geometric-mean "
                      f"error {val['geomean_factor']:.2f}x, worst {w['factor']:.3g}x "
                      f"({w['chip']} {w['metric']})")
