@@ -227,8 +227,8 @@ def _converter(chip: ChipConfig, table: Any, cal: Any) -> dict[str, Any]:
     decision priced by the tables) or ``survey`` (the ADC survey's fit for its family, times
     :func:`.adc_survey.rate_factor` at its sample rate)."""
     from . import adc_survey
-    from .models import ADCModel
     from ._prices import table_adc_bits
+    from .models import ADCModel
     from .tables import one_comparator
 
     kind, bits = chip.adc.kind, chip.adc.bits
@@ -258,9 +258,9 @@ def validation_spread(path: Path | str | None = None) -> dict[str, Any] | None:
 
     Reads the prediction table of ``docs/validation.md`` (its ``predicted`` over its
     ``published`` column, else its ``predicted / published`` column; recomputing the rows
-    takes ~25 s, too slow for a CLI call). Returns ``n_rows``, ``n_within_2x``, ``geomean_factor`` (the geometric mean of ``max(r, 1/r)``) and ``worst``
-    (``chip``, ``metric``, ``ratio``, ``factor``), or None where the file or the table is
-    missing."""
+    takes ~25 s, too slow for a CLI call). Returns ``n_rows``, ``n_within_2x``,
+    ``geomean_factor`` (the geometric mean of ``max(r, 1/r)``) and ``worst`` (``chip``,
+    ``metric``, ``ratio``, ``factor``), or None where the file or the table is missing."""
     doc = Path(VALIDATION_DOC if path is None else path)
     try:
         lines = doc.read_text(encoding="utf-8").splitlines()
@@ -278,7 +278,7 @@ def validation_spread(path: Path | str | None = None) -> dict[str, Any] | None:
             break
         if set(line) <= set("|-: "):
             continue
-        rec = dict(zip(header, cells))
+        rec = dict(zip(header, cells, strict=False))  # a short row: its first cells
         try:  # the 4-digit figures, not the 2-decimal ratio column, where they parse
             ratio = float(rec["predicted"]) / float(rec["published"])
         except (KeyError, ValueError, ZeroDivisionError):
