@@ -279,16 +279,23 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_datasheet(args: argparse.Namespace) -> int:
-    from .cost.datasheet import datasheet
+    import json
+
+    from .cost.datasheet import breakdown_lines, datasheet
 
     d = datasheet(args.chip, scope=args.scope, input_density=args.input_density,
                   calibrated=args.calibrated)
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+        return 0
     print(f"{d['chip']} ({d['scope']}, {d['cost_model']} cost model, {d['basis']}; "
           f"input density {d['input_density']:g}; {d['ops_convention']})")
     for key, label in (("tops", "TOPS"), ("tops_per_w", "TOPS/W"),
                        ("tops_per_mm2", "TOPS/mm2")):
         print(f"{label:<12}{d[key]:>12.4g}   1b-normalised {d[key + '_1b']:.4g}")
     print(f"{'area':<12}{d['area_mm2']:>12.4g} mm2")
+    if args.breakdown:
+        print("\n".join(breakdown_lines(d)))
     return 0
 
 
@@ -961,6 +968,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fraction of nonzero inputs (default 0.5)")
     ds.add_argument("--calibrated", action="store_true",
                     help="apply the preset's per-chip calibration (fitted, not predicted)")
+    ds.add_argument("--breakdown", action="store_true",
+                    help="also energy per op and area by component, the step's timing, the "
+                         "converter's rate, the basis and the uncertainty (docs/new-chip.md)")
+    ds.add_argument("--json", action="store_true", help="print the whole mapping as JSON")
     ds.set_defaults(func=cmd_datasheet)
 
     r = sub.add_parser("report", help="re-render a saved report folder (JSON -> files)")

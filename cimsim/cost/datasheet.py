@@ -16,19 +16,28 @@ priced by :func:`cimsim.cost.estimate`; the datasheet reads:
 
 1 MAC = 2 ops at ``input_bits x weight_bits``; the ``*_1b`` figures multiply ops by
 ``input_bits * weight_bits``.
+
+Beside the headline figures the mapping explains them (``cimsim datasheet CHIP --breakdown``
+prints it; docs/new-chip.md reads it): the energy and area shares by component, the timing of
+one step (``step``: which term of :func:`.latency.step_ns`'s ``max`` sets it), the converter's
+sample rate against the ADC survey's corner (``adc``), and the uncertainty (``uncertainty``:
+the survey's scatter for the converter's family and the spread of the validation table's
+predictions, read from docs/validation.md where the repository holds it).
 """
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..config import ADCKind, ChipConfig, RangePolicy, WeightEncoding
-from .energy import NO_CALIBRATION, calibration_for
+from ..config import ADCKind, ChipConfig, CostModel, RangePolicy, WeightEncoding
+from .energy import NO_CALIBRATION, calibration_for, chip_table
 
-__all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "datasheet",
-           "macro_components", "workload"]
+__all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "VALIDATION_DOC",
+           "breakdown_lines", "datasheet", "macro_components", "validation_spread", "workload"]
 
 N_VECTORS = 256
 MACRO_COMPONENTS = ("cell", "dac", "adc")
@@ -89,7 +98,10 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
         ``basis`` ("calibrated" or "predicted"), ``tops``, ``tops_per_w``, ``tops_per_mm2``,
         ``tops_1b``, ``tops_per_w_1b``, ``tops_per_mm2_1b``, ``energy_pj_per_op``,
         ``area_mm2``, ``ops``, ``energy_pj_by_component`` and ``area_um2_by_component``
-        (the scope's), ``ops_convention``.
+        (the scope's) with their fractions of the total (``energy_share_by_component``,
+        ``area_share_by_component``), ``ops_convention``, ``basis_detail`` (a sentence), and
+        ``step``, ``adc`` and ``uncertainty`` (:func:`_step`, :func:`_converter`,
+        :func:`_uncertainty`).
 
     Raises
     ------
@@ -134,6 +146,7 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     tops_w = ops / e_pj if e_pj > 0 else 0.0
     tops_mm2 = tops / (a_um2 * 1e-6) if a_um2 > 0 else 0.0
     used_cal = calibrated and not cal.is_identity
+    table = chip_table(chip)
     return {
         "chip": chip.name, "scope": scope, "input_density": density,
         "cost_model": chip.tech.cost_model.value, "calibrated": used_cal,
@@ -145,4 +158,238 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
         "energy_pj_by_component": energy, "area_um2_by_component": area,
         "ops_convention": (f"1 MAC = 2 ops at {chip.input_bits}b input x {chip.weight_bits}b "
                            f"weight; *_1b = ops x {bits}"),
+        "energy_share_by_component": _shares(energy),
+        "area_share_by_component": _shares(area),
+        "basis_detail": _basis_detail(chip, used_cal),
+        "step": _step(chip, block, table, cal),
+        "adc": (adc := _converter(chip, table, cal)),
+        "uncertainty": _uncertainty(chip, adc),
     }
+
+
+def _shares(values: dict[str, float]) -> dict[str, float]:
+    """Each entry's fraction of the total (0 where the total is 0)."""
+    total = float(sum(values.values()))
+    return {k: (float(v) / total if total > 0 else 0.0) for k, v in values.items()}
+
+
+def _basis_detail(chip: ChipConfig, used_cal: bool) -> str:
+    if used_cal:
+        return ("calibrated: per-chip factors fitted to this chip's publication "
+                "(cimsim.cost.CALIBRATIONS); fitted, not predicted")
+    if chip.tech.cost_model is CostModel.PHYSICAL:
+        return ("predicted: physical component models (circuits and the ADC survey's fits), "
+                "no per-chip factor")
+    return ("predicted: technology tables (tech.cost_model = 'tables'), no per-chip factor "
+            "(docs/validation.md shows them uncalibrated on the chips they were fitted to)")
+
+
+def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
+    """One step of the standard workload's busiest array, term by term.
+
+    ``t_step = max(window, conversions per ADC x t_conv)`` (:func:`.latency.step_ns`), the
+    window being the stated one, the predicted settling, or the longer of the two
+    (:func:`.latency.compute_window_ns`). Returns ``step_ns``; ``stated_window_ns`` (None where
+    the chip states no window and the settling replaces it); ``settling_ns`` (None where
+    settling is not predicted: the ``tables`` model or a digital adder tree);
+    ``conversions_per_adc``, ``t_conv_ns`` and ``conversions_ns`` (for a digital chip: column
+    sums of one clock period each); ``terms`` (name -> ns of the terms in the ``max``);
+    ``limits`` (the terms equal to the step, conversions/clock first) and ``limit`` (the first).
+    """
+    from . import settling
+    from .latency import block_latency
+
+    lat = block_latency(block, N_VECTORS, table, cal)
+    tech = chip.tech
+    settles = settling.applies(chip)
+    stated = float(tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns)
+    stated_ns = stated if (tech.window_stated or not settles) else None
+    settle_ns = settling.settle_time_ns(chip, table) if settles else None
+    n_mux, t_conv = int(lat["n_conversions_per_adc"]), float(lat["t_conv_ns"])
+    conv_name = "clock" if chip.adc.kind is ADCKind.DIGITAL else "conversions"
+    terms = {conv_name: n_mux * t_conv}
+    if stated_ns is not None:
+        terms["stated_window"] = stated_ns
+    if settle_ns is not None:
+        terms["settling"] = settle_ns
+    t_step = float(lat["t_step_ns"])
+    limits = tuple(k for k, v in terms.items() if math.isclose(v, t_step, rel_tol=1e-9))
+    return {"step_ns": t_step, "stated_window_ns": stated_ns, "settling_ns": settle_ns,
+            "conversions_per_adc": n_mux, "t_conv_ns": t_conv, "conversions_ns": n_mux * t_conv,
+            "terms": terms, "limits": limits, "limit": limits[0] if limits else conv_name}
+
+
+def _converter(chip: ChipConfig, table: Any, cal: Any) -> dict[str, Any]:
+    """The converter's kind, bits, sample rate and the survey's corner rate for its bits.
+
+    ``priced_by``: ``adder tree`` (digital CIM, no converter), ``tables`` (the ``tables``
+    cost model), ``sense amp`` (a 1-b SAR/flash/single-slope conversion, one comparator
+    decision priced by the tables) or ``survey`` (the ADC survey's fit for its family, times
+    :func:`.adc_survey.rate_factor` at its sample rate)."""
+    from . import adc_survey
+    from ._prices import table_adc_bits
+    from .models import ADCModel
+    from .tables import one_comparator
+
+    kind, bits = chip.adc.kind, chip.adc.bits
+    rate = float(ADCModel(chip, table, cal).sample_rate_hz())
+    out: dict[str, Any] = {"kind": kind.value, "bits": bits, "sample_rate_hz": rate}
+    if kind is ADCKind.DIGITAL:
+        return {**out, "priced_by": "adder tree", "corner_rate_hz": None, "rate_factor": None,
+                "above_corner": None}
+    b = table_adc_bits(bits)
+    corner = adc_survey.corner_rate_hz(b)
+    if chip.tech.cost_model is not CostModel.PHYSICAL:
+        priced = "tables"
+    else:
+        priced = "sense amp" if one_comparator(kind, b) else "survey"
+    return {**out, "priced_by": priced, "corner_rate_hz": corner,
+            "rate_factor": adc_survey.rate_factor(b, rate), "above_corner": rate > corner}
+
+
+VALIDATION_DOC = Path(__file__).resolve().parents[2] / "docs" / "validation.md"
+"""The validation table (``python scripts/validate_presets.py`` writes it); present in a
+checkout of the repository, absent from an installed wheel."""
+_RATIO_COLUMN = "predicted / published"
+
+
+def validation_spread(path: Path | str | None = None) -> dict[str, Any] | None:
+    """The spread of the uncalibrated predictions in the validation table.
+
+    Reads the prediction table of ``docs/validation.md`` (its ``predicted`` over its
+    ``published`` column, else its ``predicted / published`` column; recomputing the rows
+    takes ~25 s, too slow for a CLI call). Returns ``n_rows``, ``n_within_2x``,
+    ``geomean_factor`` (the geometric mean of ``max(r, 1/r)``) and ``worst`` (``chip``,
+    ``metric``, ``ratio``, ``factor``), or None where the file or the table is missing."""
+    doc = Path(VALIDATION_DOC if path is None else path)
+    try:
+        lines = doc.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    rows: list[tuple[str, str, float]] = []
+    header: list[str] | None = None
+    for line in lines:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            if line.startswith("|") and _RATIO_COLUMN in cells:
+                header = cells
+            continue
+        if not line.startswith("|"):
+            break
+        if set(line) <= set("|-: "):
+            continue
+        rec = dict(zip(header, cells, strict=False))  # a short row: its first cells
+        try:  # the 4-digit figures, not the 2-decimal ratio column, where they parse
+            ratio = float(rec["predicted"]) / float(rec["published"])
+        except (KeyError, ValueError, ZeroDivisionError):
+            try:
+                ratio = float(rec[_RATIO_COLUMN])
+            except (KeyError, ValueError):
+                continue
+        if ratio > 0 and "chip" in rec and "metric" in rec:
+            rows.append((rec["chip"], rec["metric"], ratio))
+    if not rows:
+        return None
+    factors = [max(r, 1.0 / r) for _, _, r in rows]
+    i = int(np.argmax(factors))
+    return {"source": str(doc), "n_rows": len(rows),
+            "n_within_2x": sum(f <= 2.0 for f in factors),
+            "geomean_factor": float(np.exp(np.mean(np.log(factors)))),
+            "worst": {"chip": rows[i][0], "metric": rows[i][1], "ratio": rows[i][2],
+                      "factor": factors[i]}}
+
+
+def _uncertainty(chip: ChipConfig, adc: dict[str, Any]) -> dict[str, Any]:
+    """The survey scatter of the converter's family (None: no converter priced by the survey)
+    and the validation table's spread (:func:`validation_spread`)."""
+    from . import adc_survey
+
+    kind = chip.adc.kind
+    survey = adc["priced_by"] == "survey"
+    return {"adc_family": adc_survey.family_of(kind).family if survey else None,
+            "adc_scatter_factor": adc_survey.scatter_factor(kind) if survey else None,
+            "validation": validation_spread(), "validation_doc": "docs/validation.md"}
+
+
+_LIMIT_TEXT = {"stated_window": "the stated compute window", "settling": "the predicted settling",
+               "conversions": "the conversions", "clock": "the digital clock"}
+
+
+def _si(value: float, unit: str) -> str:
+    """``value`` with an SI prefix (k, M, G)."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def breakdown_lines(sheet: dict[str, Any]) -> list[str]:
+    """The ``--breakdown`` text of a :func:`datasheet` mapping: energy per op and area by
+    component, the step's terms and which sets it, the converter's rate against the survey's
+    corner, the basis and the uncertainty."""
+    lines = [f"energy per op by component ({sheet['scope']}; "
+             f"{sheet['energy_pj_per_op'] * 1e3:.4g} fJ/op in all):"]
+    ops = sheet["ops"]
+    for c, e in sheet["energy_pj_by_component"].items():
+        share = sheet["energy_share_by_component"][c]
+        lines.append(f"  {c:<12}{e / ops * 1e3:>12.4g} fJ/op {share * 100:>7.1f} %")
+    lines.append(f"area by component ({sheet['area_mm2'] * 1e6:.0f} um2 in all):")
+    for c, a in sheet["area_um2_by_component"].items():
+        share = sheet["area_share_by_component"][c]
+        lines.append(f"  {c:<12}{a:>12.0f} um2   {share * 100:>7.1f} %" if a >= 100 else
+                     f"  {c:<12}{a:>12.3g} um2   {share * 100:>7.1f} %")
+    st = sheet["step"]
+    limits = " = ".join(_LIMIT_TEXT[k] for k in st["limits"])
+    lines.append(f"step: {st['step_ns']:.4g} ns, set by {limits} "
+                 "(max of the window and the conversions, cimsim.cost.latency.step_ns)")
+    if st["stated_window_ns"] is not None:
+        lines.append(f"  stated window    {st['stated_window_ns']:>10.4g} ns "
+                     "(tech.t_integrate_ns, else tech.t_read_ns)")
+    else:
+        lines.append("  stated window          none (tech.window_stated = false)")
+    if st["settling_ns"] is not None:
+        lines.append(f"  settling         {st['settling_ns']:>10.4g} ns "
+                     "(predicted: ln 2^(b+1) x R_drive x C_column)")
+    else:
+        lines.append("  settling           not predicted (tables model or digital adder tree)")
+    name = "clock" if "clock" in st["terms"] else "conversions"
+    what = ("column sums x clock period" if name == "clock"
+            else "conversions per ADC x conversion time")
+    lines.append(f"  {name:<16} "
+                 f"{st['conversions_ns']:>10.4g} ns "
+                 f"({st['conversions_per_adc']} x {st['t_conv_ns']:.4g} ns: {what})")
+    adc = sheet["adc"]
+    if adc["corner_rate_hz"] is None:
+        lines.append(f"converter: none (adc.kind = 'digital': an adder tree per column, one "
+                     f"column sum per clock, {_si(adc['sample_rate_hz'], 'S/s')})")
+    else:
+        side = "ABOVE" if adc["above_corner"] else "below"
+        priced = ("the tables (tech.cost_model = 'tables': the rate is not priced)"
+                  if adc["priced_by"] == "tables" else
+                  f"the {adc['priced_by']} (energy per conversion x {adc['rate_factor']:.3g} "
+                  "for the rate)")
+        lines.append(f"converter: {adc['kind']} {adc['bits']} b at "
+                     f"{_si(adc['sample_rate_hz'], 'S/s')}, {side} the survey's "
+                     f"{_si(adc['corner_rate_hz'], 'S/s')} corner for its bits; priced by "
+                     f"{priced}")
+    lines.append(f"basis: {sheet['basis_detail']}")
+    unc = sheet["uncertainty"]
+    parts = []
+    if unc["adc_scatter_factor"] is not None:
+        parts.append(f"converter energy and area: the ADC survey scatters x"
+                     f"{unc['adc_scatter_factor']:.2f} (1 sd) around its {unc['adc_family']} "
+                     "line")
+    else:
+        parts.append("converter: not priced by the ADC survey (no survey scatter)")
+    val = unc["validation"]
+    if val is None:
+        parts.append(f"published chips' predicted/published spread: see "
+                     f"{unc['validation_doc']}")
+    else:
+        w = val["worst"]
+        parts.append(f"published chips, physical model vs published ({unc['validation_doc']}): "
+                     f"{val['n_within_2x']} of {val['n_rows']} rows within 2x, geometric-mean "
+                     f"error {val['geomean_factor']:.2f}x, worst {w['factor']:.3g}x "
+                     f"({w['chip']} {w['metric']})")
+    lines.append("uncertainty: " + "; ".join(parts))
+    return lines
