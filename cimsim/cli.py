@@ -275,6 +275,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for name in cimsim.list_presets():
         chip = cimsim.load_chip(name)
         print(f"{name:<22}{chip.description}")
+    print("\npublished macros described by their architecture (docs/validation.md; "
+          "`cimsim datasheet published/NAME`):")
+    for name in cimsim.list_presets(published=True):
+        chip = cimsim.load_chip(name)
+        print(f"{name:<30}{chip.description}")
     return 0
 
 

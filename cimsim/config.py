@@ -1067,14 +1067,20 @@ def _dump_toml(data: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def list_presets() -> list[str]:
-    """Names of the bundled chip presets."""
+def list_presets(published: bool = False) -> list[str]:
+    """Names of the bundled chip presets; ``published=True``: the published macros described
+    by their architecture (``cimsim/presets/published/``, docs/validation.md), as
+    ``published/NAME``, which :func:`load_chip` accepts."""
     root = resources.files("cimsim") / "presets"
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+    if published:
+        root = root / "published"
+    prefix = "published/" if published else ""
+    return sorted(prefix + p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
 def load_chip(name_or_path: str | Path) -> ChipConfig:
-    """Load a chip: a preset name (``cimsim presets`` lists them) or a path to a ``.toml`` file.
+    """Load a chip: a preset name (``cimsim presets`` lists them; ``published/NAME`` for the
+    published macros of docs/validation.md) or a path to a ``.toml`` file.
 
     Raises
     ------
@@ -1094,8 +1100,9 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
         where = str(path)
     else:
         names = list_presets()
-        if str(name_or_path) not in names:
-            raise ConfigError(f"unknown chip preset {str(name_or_path)!r}; presets: {names}")
+        if str(name_or_path) not in names + list_presets(published=True):
+            raise ConfigError(f"unknown chip preset {str(name_or_path)!r}; presets: {names}; "
+                              "published macros: published/NAME (`cimsim presets`)")
         text = (resources.files("cimsim") / "presets" / f"{name_or_path}.toml").read_text()
         where = f"preset {name_or_path}"
     try:

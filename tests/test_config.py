@@ -385,3 +385,13 @@ def test_counts_and_names_a_chip_can_have_issue16(tmp_path, toml, field):
     path.write_text(toml + "\n")
     with pytest.raises(ConfigError, match=field):
         cimsim.load_chip(path)
+
+
+def test_published_macros_load_by_name():
+    names = cimsim.list_presets(published=True)
+    assert "published/lee-vlsi21" in names and all(n.startswith("published/") for n in names)
+    # by name, the same chip as by path
+    by_path = cimsim.load_chip("cimsim/presets/published/lee-vlsi21.toml")
+    assert cimsim.load_chip("published/lee-vlsi21") == by_path
+    with pytest.raises(ConfigError, match="published/NAME"):
+        cimsim.load_chip("published/no-such-chip")
