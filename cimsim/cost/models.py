@@ -28,6 +28,9 @@ Two cost models (``chip.tech.cost_model``):
     (SRAM 6T/8T/10T, RRAM 1T1R, PCM, MRAM 1T1MTJ, multi-device). Periphery, buffers and
     links: the tables.
     ``docs/cost-model.md`` gives every formula, ``docs/technology.md`` every source.
+
+Both price the weighting network of analog slice read-out from circuits
+(:class:`WeightingModel`: current mirrors or binary-weighted capacitors).
 """
 
 from __future__ import annotations
@@ -592,25 +595,23 @@ class WeightingModel(ComponentModel):
     (:func:`cimsim.arrays.encoding.weighting_ratios`; a conversion of one column has none).
 
     physical, current domain: binary-weighted current mirrors, ``r_s`` unit transistors each
-    (Razavi, "Design of Analog CMOS Integrated Circuits", 2nd ed., 2017, §5.1: an output
-    device ``r`` times the unit copies ``r`` times its current). The copied current
+    (Razavi, "Design of Analog CMOS Integrated Circuits", 2nd ed., 2017, §5.1, basic current
+    mirrors: an output device ``r`` times the unit's W/L copies ``r`` times its current). The copied current
     ``r_s I_s`` flows from ``V_dd`` while the column conducts: ``E = V_dd r_s Q_s``, ``Q_s``
     the column's read charge, ``V_read G t_read |x| / (2^b - 1)`` for amplitude and temporal
     drive alike (``weighting.mirror_lsb`` is the run's ``Σ r_s |x| G``). Charge domain:
     binary-weighted capacitors, ``r_s`` unit capacitors ``tech.cap_unit_ff`` per slice column
     switched once per conversion, ``r_s C_u V_dd^2`` (Rabaey, Chandrakasan & Nikolic,
-    "Digital Integrated Circuits", 2nd ed., 2003, §5.4: ``C V_dd^2`` drawn per charge and
-    discharge). Area: one unit element (:meth:`area_um2`) per ratio step. tables: 0 (the
-    tables hold the meaning the presets had before the physical models and have no circuit
-    entry for the network)."""
+    "Digital Integrated Circuits", 2nd ed., 2003, §5.5: ``C V_dd^2`` drawn per charge and
+    discharge). Area: one unit element (:meth:`area_um2`) per ratio step. The ``tables``
+    cost model prices it the same way (no preset calibration covers it: none of the calibrated
+    presets reads its slices in analog), so a sweep of the read-out compares like with like."""
 
     component = _C.WEIGHTING
     actions = (_A.SLICE_COLUMN, _A.MIRROR_LSB)
 
     def energy_pj(self, action: Action, bits: int = 0) -> float:
         self._check(action)
-        if not self.physical:
-            return 0.0
         tech = self.chip.tech
         charge = tech.compute_domain is ComputeDomain.CHARGE
         if action is _A.SLICE_COLUMN:  # 2^bits unit capacitors switched: fF * V^2 = fJ
@@ -626,10 +627,8 @@ class WeightingModel(ComponentModel):
         """One unit element, um^2: a minimum transistor at the node
         (:func:`unit_transistor_area_um2`, current domain) or a unit capacitor
         ``cap_unit_ff / cap_density_ff_per_um2`` (charge domain; 0 with the density 0: above
-        the cells, as the charge-domain cells' capacitors); 0 in the tables model."""
+        the cells, as the charge-domain cells' capacitors)."""
         tech = self.chip.tech
-        if not self.physical:
-            return 0.0
         if tech.compute_domain is ComputeDomain.CHARGE:
             d = tech.cap_density_ff_per_um2
             return tech.cap_unit_ff / d if d > 0 else 0.0
