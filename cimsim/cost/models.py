@@ -596,10 +596,11 @@ class WeightingModel(ComponentModel):
 
     physical, current domain: binary-weighted current mirrors, ``r_s`` unit transistors each
     (Razavi, "Design of Analog CMOS Integrated Circuits", 2nd ed., 2017, §5.1, basic current
-    mirrors: an output device ``r`` times the unit's W/L copies ``r`` times its current). The copied current
-    ``r_s I_s`` flows from ``V_dd`` while the column conducts: ``E = V_dd r_s Q_s``, ``Q_s``
-    the column's read charge, ``V_read G t_read |x| / (2^b - 1)`` for amplitude and temporal
-    drive alike (``weighting.mirror_lsb`` is the run's ``Σ r_s |x| G``). Charge domain:
+    mirrors: an output device ``r`` times the unit's W/L copies ``r`` times its current). The
+    copied current ``r_s I_s`` flows from ``V_dd`` while the column conducts:
+    ``E = V_dd r_s Q_s``, ``Q_s`` the column's read charge, ``V_read G t_read |x| / (2^b - 1)``
+    for amplitude and temporal drive alike (``weighting.mirror_lsb`` is the run's
+    ``Σ r_s |x| G``). Charge domain:
     binary-weighted capacitors, ``r_s`` unit capacitors ``tech.cap_unit_ff`` per slice column
     switched once per conversion, ``r_s C_u V_dd^2`` (Rabaey, Chandrakasan & Nikolic,
     "Digital Integrated Circuits", 2nd ed., 2003, §5.5: ``C V_dd^2`` drawn per charge and
