@@ -132,14 +132,14 @@ def _blocks(
                         layer.cell_rowsum, pl, nnz, v2g)
             if events is not None:
                 _add_plane_events(layer, float(nnz.sum()), float(v2g.sum()),
-                                  _v1g(pl, layer.cell_rowsum), events)
+                                  *_v1g(pl, layer), events)
         else:
             pl = input_planes(xc, chip, layer.input_signed).planes
             if events is not None:
                 nz = float(np.count_nonzero(pl))
                 sq = np.square(pl, dtype=np.float64).sum(axis=(0, 1))
                 _add_plane_events(layer, nz, float(sq @ layer.cell_rowsum),
-                                  _v1g(pl, layer.cell_rowsum), events)
+                                  *_v1g(pl, layer), events)
         flat = pl.reshape(n_planes * mc, layer.n_inputs)
         for g, (k0, k1, _tile) in enumerate(layer.groups):
             xg = flat[:, k0:k1]  # a strided view: the GEMM reads it in place
@@ -157,17 +157,23 @@ def _blocks(
         del pl, flat
 
 
-def _v1g(planes: np.ndarray, rowsum: np.ndarray) -> float:
-    """Σ_p Σ_k |x_p[k]| · rowsum[k] of a chunk's planes: the read charge of temporal drive."""
-    return float(np.abs(planes).sum(axis=(0, 1), dtype=np.float64) @ rowsum)
+def _v1g(planes, layer: ProgrammedLayer) -> tuple[float, float]:
+    """Σ_p Σ_k |x_p[k]| · rowsum[k] of a chunk's planes (NumPy or torch, (P, M, K)) for the
+    layer's ``cell_rowsum`` (the read charge of temporal drive) and its ``weighted_rowsum``
+    (the charge the slice-weighting mirrors copy; 0 where none)."""
+    a = np.asarray(abs(planes).sum(axis=(0, 1), dtype=np.float64) if isinstance(
+        planes, np.ndarray) else planes.abs().sum(dim=(0, 1)).double().cpu().numpy())
+    w = layer.weighted_rowsum
+    return float(a @ layer.cell_rowsum), 0.0 if w is None else float(a @ w)
 
 
 def _add_plane_events(layer: ProgrammedLayer, active: float, v2g: float, v1g: float,
-                      ev: dict) -> None:
+                      weighted: float, ev: dict) -> None:
     """Data-dependent counts of one chunk: DAC pulses, cell reads, their summed conductance.
 
     ``active`` counts (plane, vector, row) triples with a nonzero drive; ``v2g`` is
-    Σ x_p[k]² · Σ_j G[k, j] over them (cell-LSB · DAC-LSB²), the read energy in units.
+    Σ x_p[k]² · Σ_j G[k, j] over them (cell-LSB · DAC-LSB²), the read energy in units;
+    ``v1g`` and ``weighted`` are :func:`_v1g`'s two sums.
     """
     chip = layer.chip
     ev[EventKey(Component.DAC, Action.PULSE, chip.dac_bits)] += active * layer.n_col_tiles
@@ -175,6 +181,8 @@ def _add_plane_events(layer: ProgrammedLayer, active: float, v2g: float, v1g: fl
         active * layer.n_phys_cols)
     ev[EventKey(Component.CELL, Action.V2G_LSB, 0)] += v2g
     ev[EventKey(Component.CELL, Action.V1G_LSB, 0)] += v1g
+    if layer.weighted_rowsum is not None:
+        ev[EventKey(Component.WEIGHTING, Action.MIRROR_LSB, 0)] += weighted
 
 
 def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
@@ -199,6 +207,9 @@ def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
         EventKey(C.CELL, A.V2G_LSB, 0): 0.0,
         EventKey(C.CELL, A.V1G_LSB, 0): 0.0,
     }
+    for b, n in layer.weighting_columns.items():  # analog slice read-out's network
+        ev[EventKey(C.WEIGHTING, A.SLICE_COLUMN, b)] = float(m) * n_planes * layer.n_groups * n
+        ev[EventKey(C.WEIGHTING, A.MIRROR_LSB, 0)] = 0.0
     if np.any(layer.x_sum_coef != 0):
         ev[EventKey(C.DIGITAL, A.CORRECTION_ADD, acc)] = float(m) * layer.n_outputs
     n_mul = layer.n_slice_multiplies

@@ -38,6 +38,7 @@ class Component(_Name):
     BUFFER = "buffer"
     INTERCONNECT = "interconnect"
     DIGITAL = "digital"
+    WEIGHTING = "weighting"
 
 
 class Action(_Name):
@@ -66,6 +67,8 @@ class Action(_Name):
     INPUT_SHIFT = "input_shift"
     WORDLINE = "wordline"
     SLICE_MULTIPLY = "slice_multiply"
+    SLICE_COLUMN = "slice_column"
+    MIRROR_LSB = "mirror_lsb"
 
 
 _C, _A = Component, Action
@@ -110,6 +113,13 @@ REGISTRY: dict[tuple[Component, Action], str] = {
                                      "shift-add, at `bits` accumulator width",
     (_C.DAC, _A.INPUT_SHIFT): "A-shift: input codes shifted to signed (MSB inverted), one per "
                               "input element at `bits` = input bits",
+    (_C.WEIGHTING, _A.SLICE_COLUMN): "analog slice read-out: slice columns weighted into a "
+                                     "conversion, one per column per conversion, at `bits` = "
+                                     "log2 of its ratio (2^bits unit mirror transistors or "
+                                     "capacitors)",
+    (_C.WEIGHTING, _A.MIRROR_LSB): "analog slice read-out: summed ratio · |x| · G of the "
+                                   "weighted columns' cells read (cell-LSB · DAC-LSB): the "
+                                   "charge the current mirrors copy from the supply",
 }
 """Every (component, action) an event can have, with what its count means."""
 

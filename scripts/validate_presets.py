@@ -462,8 +462,8 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             f"{a['adc']:,.0f}, drivers {a['dac']:,.0f}) for a step of {step_ns:.0f} ns "
             f"({conv_per_adc} conversions per ADC; "
             + (f"the {kinds.weight.shape[1]} columns of a weight weighted and summed in analog "
-               "before one (`array.slice_readout`; the weighting network is not priced, "
-               "docs/cost-model.md)" if kinds.weight.shape[1] > 1 else
+               "before one (`array.slice_readout`; the weighting network is priced as "
+               "`weighting`, docs/cost-model.md)" if kinds.weight.shape[1] > 1 else
                "a 1-b weight is one column, so the multi-column weighting has nothing to "
                "combine at this point")
             + "; the column settles in "

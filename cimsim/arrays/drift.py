@@ -200,7 +200,7 @@ def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:
     """``layer`` seen at ``t_s`` seconds after programming: the same drawn devices, their
     conductance, read noise and compensation gains re-derived from the state at t0 (ADC
     settings kept: they were fitted at t0). A layer that does not age is returned as is."""
-    from .program import _cell_conductance, _Conversions, _gemm_operands
+    from .program import _cell_conductance, _Conversions, _gemm_operands, weighted_rowsum
 
     t = check_time(t_s, layer.chip)
     aging = layer.aging
@@ -221,6 +221,7 @@ def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:
         gemm_matrix=gemm.matrix, gemm_var=gemm.var, off_add=gemm.off_add,
         conv_coef=aging.coef_t0 * gain,
         cell_rowsum=np.abs(g_cells).sum(axis=1),
+        weighted_rowsum=weighted_rowsum(conv, layer.digits_phys, g_phys, chip),
         group_abs_max=tuple(float(np.abs(gemm.matrix[k0:k1]).max(initial=0))
                             for k0, k1, _ in layer.groups),
         aging=dataclasses.replace(aging, t_s=t, gain=gain),

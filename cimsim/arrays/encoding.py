@@ -26,7 +26,7 @@ from ..config import (
 )
 
 __all__ = ["ColumnKinds", "ConversionKinds", "InputPlanes", "column_kinds", "conversion_kinds",
-           "input_planes", "input_range", "weight_range"]
+           "input_planes", "input_range", "weight_range", "weighting_ratios"]
 
 
 @dataclass(frozen=True)
@@ -220,6 +220,21 @@ def conversion_kinds(chip: ChipConfig) -> ConversionKinds:
         if kinds.pair[i] >= 0:
             weight[c, kinds.pair[i]] = -1.0
     return ConversionKinds(weight, kinds.coef[rows].astype(np.float64))
+
+
+def weighting_ratios(weight: np.ndarray) -> np.ndarray:
+    """Ratio of the weighting network's element on every column an analog slice read-out
+    combines: ``|weight| / min |weight|`` over the nonzero weights of each row (a conversion),
+    in unit mirror transistors or unit capacitors; 0 where a row reads fewer than two columns
+    (a lone column, e.g. a 1-b weight, is scaled by the ADC's reference, not by a network).
+
+    ``weight`` is (rows, R) float: :class:`ConversionKinds` ``.weight`` or a programmed layer's
+    ``conv_weight``. Integer-valued for the binary significances 2^(c·s) this applies to.
+    """
+    a = np.abs(np.asarray(weight, dtype=np.float64))
+    nz = a > 0
+    lo = np.where(nz, a, np.inf).min(axis=1, keepdims=True, initial=np.inf)
+    return np.where(nz & (nz.sum(axis=1, keepdims=True) >= 2), a / lo, 0.0)
 
 
 @dataclass(frozen=True)

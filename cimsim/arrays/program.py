@@ -37,6 +37,7 @@ from .encoding import (
     physical_digits,
     plane_layout,
     weight_range,
+    weighting_ratios,
 )
 
 if TYPE_CHECKING:
@@ -131,6 +132,10 @@ class ProgrammedLayer:
     aging: Aging | None = None
     """The devices' drawn future (drift exponents, retention) and the time the layer is seen
     at (``cimsim.arrays.drift``); None where the device does not age."""
+    weighted_rowsum: np.ndarray | None = None
+    """(K,) float64 Σ_j r_j·|G[k, j]| over the columns an analog slice read-out weights, r_j the
+    weighting ratio (``encoding.weighting_ratios``), for the mirrors' charge event; None where
+    no column is weighted."""
 
     def with_time(self, t_s: float) -> ProgrammedLayer:
         """This layer seen ``t_s`` seconds after programming: the same drawn devices, drifted
@@ -167,6 +172,16 @@ class ProgrammedLayer:
         multiplied, not shifted, before it is added."""
         mant = np.frexp(np.abs(self.conv_coef))[0]
         return int(np.count_nonzero((mant != 0.5) & (mant != 0.0)))
+
+    @property
+    def weighting_columns(self) -> dict[int, int]:
+        """Columns an analog slice read-out weights, per conversion of one (plane, row group):
+        ``{log2 ratio: count}`` (empty where nothing is weighted)."""
+        if self.weighted_rowsum is None:
+            return {}
+        r = weighting_ratios(self.conv_weight)
+        bits, count = np.unique(np.log2(r[r > 0]).round().astype(np.int64), return_counts=True)
+        return {int(b): int(n) for b, n in zip(bits, count, strict=True)}
 
     @property
     def n_conversions(self) -> int:
@@ -442,6 +457,7 @@ def assemble(
         fs_lo=fs_lo, fs_hi=fs_hi, column_fs=column_fs,
         group_abs_max=_group_abs_max(gemm.matrix, groups),
         name=name,
+        weighted_rowsum=weighted_rowsum(conv, digits_phys, g_phys, chip),
     )
     tables = static_tables(layer)
     return layer if tables is None else layer.with_adc(tables)
@@ -655,6 +671,22 @@ def _cell_rowsum(digits_phys: np.ndarray, g_phys: np.ndarray | None,
             return np.abs(digits_phys).sum(axis=1, dtype=np.float64)
         return np.abs(digits_phys.astype(np.float64) + g_off).sum(axis=1)
     return np.abs(g_phys).sum(axis=1, dtype=np.float64)
+
+
+def weighted_rowsum(conv: _Conversions, digits_phys: np.ndarray, g_phys: np.ndarray | None,
+                    chip: ChipConfig) -> np.ndarray | None:
+    """(K,) float64 Σ_j r_j·|G[k, j]| (cell-LSB) over the physical columns an analog slice
+    read-out weights by ratio r_j (:func:`.encoding.weighting_ratios`); None where none is."""
+    if chip.array.slice_readout is not SliceReadout.ANALOG:
+        return None
+    r = weighting_ratios(conv.weight)
+    if not np.any(r > 0):
+        return None
+    ratio = np.zeros(digits_phys.shape[1])
+    used = conv.phys >= 0
+    ratio[conv.phys[used]] = r[used]
+    g = np.abs(_cell_conductance(digits_phys, g_phys, chip).astype(np.float64))
+    return g @ ratio
 
 
 def _x_sum_coef(conv: _Conversions, n_out: int, chip: ChipConfig) -> np.ndarray:

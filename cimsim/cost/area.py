@@ -7,6 +7,8 @@ per array
     ``adc``        ceil(n_cols / cols_per_adc) ADCs of the chip's kind and bits
     ``dac``        n_rows row drivers of dac_bits
     ``shift_add``  one accumulator_bits-wide shift-and-add unit per ADC
+    ``weighting``  analog slice read-out only: the unit mirror transistors or capacitors of
+                   its weighting networks (``WeightingModel.units_per_array``)
 per tile
     ``accumulator``   ceil(n_cols / cols_per_adc) lanes of accumulator_bits (the tile's output
                       accumulation, as fast as one array's ADCs deliver)
@@ -36,7 +38,7 @@ __all__ = ["ARRAY_COMPONENTS", "TILE_COMPONENTS", "area_instances", "chip_area_u
            "occupied_area_um2",
            "array_area_um2", "tile_area_um2"]
 
-ARRAY_COMPONENTS = ("cell", "adc", "dac", "shift_add")
+ARRAY_COMPONENTS = ("cell", "adc", "dac", "shift_add", "weighting")
 TILE_COMPONENTS = ("accumulator", "buffer", "interconnect")
 
 _ROUTER_TILES = 4  # ISAAC shares one router between four tiles (Shafiee et al., ISCA 2016)
@@ -76,12 +78,17 @@ def area_instances(
         return dict(component=comp.value, scope=scope, instance=what, n_per_scope=n,
                     area_um2_per_instance=models[comp].area_um2())
 
+    units = models[Component.WEIGHTING].units_per_array()  # type: ignore[attr-defined]
+    weighting = [row(Component.WEIGHTING, "array", "slice-weighting unit "
+                     + ("capacitor" if chip.tech.compute_domain.value == "charge"
+                        else "mirror transistor"), units)] if units else []
     return [
         row(Component.CELL, "array", cell_what, arr.n_rows * arr.n_cols),
         row(Component.ADC, "array",
             f"{chip.adc.bits}-b {chip.adc.kind.value} ADC ({arr.cols_per_adc} col/ADC)", n_adc),
         row(Component.DAC, "array", f"{chip.dac_bits}-b row driver", arr.n_rows),
         row(Component.SHIFT_ADD, "array", f"{acc}-b shift-and-add", n_adc),
+        *weighting,
         row(Component.ACCUMULATOR, "tile", f"{acc}-b accumulator lane", n_adc),
         row(Component.BUFFER, "tile", f"{TILE_BUFFER_KIB:g} KiB buffer", 1),
         dict(component="interconnect", scope="tile",

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ADCKind, ChipConfig, CostModel, RangePolicy, WeightEncoding
+from ..config import ADCKind, ChipConfig, CostModel, RangePolicy, SliceReadout, WeightEncoding
 from .energy import NO_CALIBRATION, calibration_for, chip_table
 
 __all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "VALIDATION_DOC",
@@ -41,7 +41,8 @@ __all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "VALIDAT
 
 N_VECTORS = 256
 MACRO_COMPONENTS = ("cell", "dac", "adc")
-"""What a macro figure covers: the array, its row drivers and its converters."""
+"""What a macro figure covers: the array, its row drivers and its converters (and, with analog
+slice read-out, the weighting network before them: :func:`macro_components`)."""
 DIGITAL_MACRO_COMPONENTS = (*MACRO_COMPONENTS, "shift_add")
 """What a digital-CIM macro figure covers: also its shift-accumulators (its output is the
 accumulated dot product, not a column code)."""
@@ -49,7 +50,10 @@ accumulated dot product, not a column code)."""
 
 def macro_components(chip: ChipConfig) -> tuple[str, ...]:
     """The components a macro figure of ``chip`` covers."""
-    return DIGITAL_MACRO_COMPONENTS if chip.adc.kind is ADCKind.DIGITAL else MACRO_COMPONENTS
+    inside = DIGITAL_MACRO_COMPONENTS if chip.adc.kind is ADCKind.DIGITAL else MACRO_COMPONENTS
+    if chip.array.slice_readout is SliceReadout.ANALOG:
+        inside = (*inside, "weighting")
+    return inside
 
 
 _SCOPES = ("macro", "chip")

@@ -28,6 +28,9 @@ Two cost models (``chip.tech.cost_model``):
     (SRAM 6T/8T/10T, RRAM 1T1R, PCM, MRAM 1T1MTJ, multi-device). Periphery, buffers and
     links: the tables.
     ``docs/cost-model.md`` gives every formula, ``docs/technology.md`` every source.
+
+Both price the weighting network of analog slice read-out from circuits
+(:class:`WeightingModel`: current mirrors or binary-weighted capacitors).
 """
 
 from __future__ import annotations
@@ -85,8 +88,8 @@ from .tables import (
 )
 
 __all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS",
-           "PRODUCT_GATE_TRANSISTORS", "ComponentModel", "adder_tree_full_adders",
-           "component_models", "physical"]
+           "PRODUCT_GATE_TRANSISTORS", "ComponentModel", "WeightingModel",
+           "adder_tree_full_adders", "component_models", "physical", "unit_transistor_area_um2"]
 
 _C, _A = Component, Action
 
@@ -578,10 +581,77 @@ class DigitalModel(ComponentModel):
         return fn(self.chip, self.table, self.cal, bits)
 
 
+def unit_transistor_area_um2(node_nm: float) -> float:
+    """One minimum transistor at ``node_nm``, um^2: the CIM SRAM cell's area per transistor
+    (NeuroSim V1.4's 8T cell, :data:`CELL_AREA_F2`'s note, over its 8 transistors), as the
+    product gate of a digital-CIM bit-cell is priced."""
+    return _interp_node(node_nm, _SRAM_F2_NODES_NM, _SRAM_F2) / 8 * (node_nm * 1e-3) ** 2
+
+
+class WeightingModel(ComponentModel):
+    """The weighting network of analog slice read-out (``array.slice_readout = 'analog'``):
+    slice column s of a conversion is copied at ratio ``r_s = |w_s| / min |w|`` (its
+    significance 2^(c·s), the sign column's 2^(B-1)) before the one conversion
+    (:func:`cimsim.arrays.encoding.weighting_ratios`; a conversion of one column has none).
+
+    physical, current domain: binary-weighted current mirrors, ``r_s`` unit transistors each
+    (Razavi, "Design of Analog CMOS Integrated Circuits", 2nd ed., 2017, §5.1, basic current
+    mirrors: an output device ``r`` times the unit's W/L copies ``r`` times its current). The
+    copied current ``r_s I_s`` flows from ``V_dd`` while the column conducts:
+    ``E = V_dd r_s Q_s``, ``Q_s`` the column's read charge, ``V_read G t_read |x| / (2^b - 1)``
+    for amplitude and temporal drive alike (``weighting.mirror_lsb`` is the run's
+    ``Σ r_s |x| G``). Charge domain:
+    binary-weighted capacitors, ``r_s`` unit capacitors ``tech.cap_unit_ff`` per slice column
+    switched once per conversion, ``r_s C_u V_dd^2`` (Rabaey, Chandrakasan & Nikolic,
+    "Digital Integrated Circuits", 2nd ed., 2003, §5.5: ``C V_dd^2`` drawn per charge and
+    discharge). Area: one unit element (:meth:`area_um2`) per ratio step. The ``tables``
+    cost model prices it the same way (no preset calibration covers it: none of the calibrated
+    presets reads its slices in analog), so a sweep of the read-out compares like with like."""
+
+    component = _C.WEIGHTING
+    actions = (_A.SLICE_COLUMN, _A.MIRROR_LSB)
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        tech = self.chip.tech
+        charge = tech.compute_domain is ComputeDomain.CHARGE
+        if action is _A.SLICE_COLUMN:  # 2^bits unit capacitors switched: fF * V^2 = fJ
+            return 2.0**bits * tech.cap_unit_ff * tech.vdd_v**2 * 1e-3 if charge else 0.0
+        if charge:
+            return 0.0
+        # V_dd x the read charge of one cell-LSB at one DAC-LSB: V * V * uS * ns = fJ
+        g = self.chip.device.g_lsb_us * tech.devices_per_cell
+        q = tech.v_read_v * g * tech.t_read_ns / (2**self.chip.dac_bits - 1)
+        return tech.vdd_v * q * 1e-3
+
+    def area_um2(self) -> float:
+        """One unit element, um^2: a minimum transistor at the node
+        (:func:`unit_transistor_area_um2`, current domain) or a unit capacitor
+        ``cap_unit_ff / cap_density_ff_per_um2`` (charge domain; 0 with the density 0: above
+        the cells, as the charge-domain cells' capacitors)."""
+        tech = self.chip.tech
+        if tech.compute_domain is ComputeDomain.CHARGE:
+            d = tech.cap_density_ff_per_um2
+            return tech.cap_unit_ff / d if d > 0 else 0.0
+        return unit_transistor_area_um2(tech.node_nm)
+
+    def units_per_array(self) -> int:
+        """Unit elements of one array's weighting networks: every output an array holds
+        (``n_cols // Q``) with the ratios of its conversions summed (0 where nothing is
+        weighted)."""
+        from ..arrays.encoding import conversion_kinds, weighting_ratios  # (config only)
+        from ..config import SliceReadout
+
+        if self.chip.array.slice_readout is not SliceReadout.ANALOG:
+            return 0
+        w = conversion_kinds(self.chip).weight
+        return int(self.chip.array.n_cols // w.shape[1] * weighting_ratios(w).sum())
+
+
 MODELS: Mapping[Component, type[ComponentModel]] = MappingProxyType({
     cls.component: cls for cls in (
         LayerModel, ArrayModel, ADCModel, DACModel, CellModel, ShiftAddModel, AccumulatorModel,
-        BufferModel, InterconnectModel, DigitalModel)})
+        BufferModel, InterconnectModel, DigitalModel, WeightingModel)})
 """The model class of every component kind (``tests/cost/test_models.py`` holds it to the
 event registry)."""
 

@@ -111,8 +111,7 @@ class TorchMatmul:
                 pl = planes[..., a:b]
                 active = float(torch.count_nonzero(pl))
                 v2g = float((pl * pl).sum(dim=(0, 1)) @ self._rowsum[t])
-                v1g = float(pl.abs().sum(dim=(0, 1)) @ self._rowsum[t])
-                engine._add_plane_events(layer, active, v2g, v1g, ev)
+                engine._add_plane_events(layer, active, v2g, *engine._v1g(pl, layer), ev)
                 n_clip = 0 if clips is None else int(clips[group_part == t].sum())
                 results.append(engine.RunResult(
                     y=y[t].cpu().numpy(), events=Events(ev), n_clipped=n_clip,

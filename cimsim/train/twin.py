@@ -1166,6 +1166,21 @@ class _TwinLayer(nn.Module):
     def _observe(self, g: int, cols: torch.Tensor) -> None:
         self._stats[g].observe(cols.detach().to("cpu", torch.float64).numpy())
 
+    def _grouped_product(self, cols: torch.Tensor, mats: torch.Tensor,
+                         bias: torch.Tensor | None, groups: int) -> torch.Tensor:
+        """Rows (M, groups·K) through the stacked group matrices (groups·N, K): recorded and
+        in float while the layer calibrates (plus ``bias``), through its twins afterwards."""
+        k = cols.shape[1] // groups
+        parts = [cols[:, i * k:(i + 1) * k] for i in range(groups)]
+        if not self.calibrating:
+            return torch.cat([t(p) for t, p in zip(self.twins, parts, strict=True)], dim=1)
+        n_g = mats.shape[0] // groups
+        m = mats.to(cols.device, cols.dtype)
+        for i, p in enumerate(parts):
+            self._observe(i, p)
+        y = torch.cat([p @ m[i * n_g:(i + 1) * n_g].t() for i, p in enumerate(parts)], dim=1)
+        return y if bias is None else y + bias.to(cols.device, cols.dtype)
+
     def _twin(self, w: torch.Tensor, b: torch.Tensor | None, i: int, name: str,
               row_tiles: list[tuple[int, int]] | None = None) -> TwinMatmul:
         clamp = self.activation_clamp
@@ -1283,19 +1298,7 @@ class TwinConv(_TwinLayer):
             return self.forward(x.unsqueeze(0)).squeeze(0)
         x4 = x.unsqueeze(2) if self.dim == 1 else x
         cols, (b, h_out, w_out) = self._columns(x4)
-        k = self.k_group
-        if self.calibrating:
-            for g in range(self.groups):
-                self._observe(g, cols[:, g * k:(g + 1) * k])
-            w2 = self._w2.to(x.device, x.dtype)
-            n_g = self.out_channels // self.groups
-            y = torch.cat([cols[:, g * k:(g + 1) * k] @ w2[g * n_g:(g + 1) * n_g].t()
-                           for g in range(self.groups)], dim=1)
-            if self._b is not None:
-                y = y + self._b.to(x.device, x.dtype)
-        else:
-            y = torch.cat([t(cols[:, g * k:(g + 1) * k]) for g, t in enumerate(self.twins)],
-                          dim=1)
+        y = self._grouped_product(cols, self._w2, self._b, self.groups)
         y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
         return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
 

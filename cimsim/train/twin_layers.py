@@ -27,22 +27,6 @@ from .twin import TwinConv, TwinOptions, _TwinLayer
 __all__ = ["TwinConv3d", "TwinConvTranspose", "TwinRNN", "EXTRA_TWINS"]
 
 
-def _grouped_product(layer: TwinConv3d | TwinConvTranspose, cols: torch.Tensor,
-                     mats: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Rows (M, groups·K) through the stacked group matrices (groups·N, K): recorded and in
-    float while the layer calibrates (plus ``bias``), through its twins afterwards."""
-    k = cols.shape[1] // layer.groups
-    parts = [cols[:, i * k:(i + 1) * k] for i in range(layer.groups)]
-    if not layer.calibrating:
-        return torch.cat([t(p) for t, p in zip(layer.twins, parts, strict=True)], dim=1)
-    n_g = mats.shape[0] // layer.groups
-    m = mats.to(cols.device, cols.dtype)
-    for i, p in enumerate(parts):
-        layer._observe(i, p)
-    y = torch.cat([p @ m[i * n_g:(i + 1) * n_g].t() for i, p in enumerate(parts)], dim=1)
-    return y if bias is None else y + bias.to(cols.device, cols.dtype)
-
-
 class TwinConv3d(TwinConv):
     """``nn.Conv3d`` through one :class:`TwinMatmul` per group (the groups share one
     activation scale), as ``TwinConv`` in one more dimension."""
@@ -64,7 +48,7 @@ class TwinConv3d(TwinConv):
         if x.dim() == g.nd + 1:  # unbatched, as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
         cols, lead = g.columns(x, self.twin_name)
-        y = _grouped_product(self, cols, self._w2, self._b)
+        y = self._grouped_product(cols, self._w2, self._b, self.groups)
         return g.to_output(y, lead)
 
 
@@ -103,7 +87,7 @@ class TwinConvTranspose(_TwinLayer):
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         g = self.geometry
         rows, lead, xb, size = g.rows(x, output_size, self.twin_name)
-        y = _grouped_product(self, rows, self._mats, None)
+        y = self._grouped_product(rows, self._mats, None, self.groups)
         bias = None if self.bias is None else self.bias.to(x.device, x.dtype)
         out = g.scatter(y, lead, xb, size, bias)
         return out if xb is x else out.squeeze(0)

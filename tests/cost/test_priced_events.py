@@ -110,6 +110,12 @@ def test_every_emitted_key_is_registered_and_costed(walked):
     _, ev = cimsim.matmul(x, rng.integers(-127, 128, (5, 40)), chip, calibration=x)
     assert all((k.component, k.action) in REGISTRY for k in ev)
     seen |= {(k.component, k.action) for k in ev}
+    # analog slice read-out: the weighting network's keys
+    ideal = cimsim.load_chip("ideal")
+    ideal = ideal.replace(array=ideal.array.replace(slice_readout="analog"))
+    _, ev = cimsim.matmul(x, rng.integers(-127, 128, (5, 40)), ideal)
+    assert all((k.component, k.action) in REGISTRY for k in ev)
+    seen |= {(k.component, k.action) for k in ev}
     assert seen | DERIVED == set(REGISTRY), set(REGISTRY) - seen - DERIVED
 
 

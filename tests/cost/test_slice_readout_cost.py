@@ -1,5 +1,6 @@
 """Cost of ``array.slice_readout = 'analog'`` (issue 13): the converters' events, energy and
-time follow the fewer conversions; the weighting network is not priced (docs/cost-model.md)."""
+time follow the fewer conversions; the weighting network adds its own energy and area
+(``weighting``, tests/cost/test_weighting_cost.py; docs/cost-model.md)."""
 
 from __future__ import annotations
 
@@ -61,10 +62,15 @@ def test_converter_energy_and_time_fall_with_the_conversions():
     # half the conversions at the same price each (the rate stays below the survey's corner);
     # the converters leak over the block's time, which halves up to its fixed part
     assert e_a["adc"] == pytest.approx(e_d["adc"] / 2, rel=1e-4)
-    # the cells, drivers and the area are what they were: the weighting network is unpriced
+    # the cells and drivers are what they were; the weighting network adds its own energy
+    # (the mirrors copy each column's current at its ratio, 1 and 2: 3x the cells' read
+    # charge, here at V_dd = 0.8 V against V_read = 0.25 V) and area (3 unit transistors a
+    # weight), nothing else moves
     assert e_a["cell"] == pytest.approx(e_d["cell"], rel=1e-12)
     assert e_a["dac"] == pytest.approx(e_d["dac"], rel=1e-12)
-    assert analog["area_um2_by_component"] == digital["area_um2_by_component"]
+    assert "weighting" not in e_d and e_a["weighting"] > 0
+    a_d, a_a = digital["area_um2_by_component"], analog["area_um2_by_component"]
+    assert a_a.pop("weighting") > 0 and a_a == a_d
     # a step is the conversions per ADC (the column settles faster): twice the throughput,
     # up to the block's fixed time
     assert analog["tops"] == pytest.approx(2 * digital["tops"], rel=1e-3)

@@ -34,6 +34,8 @@ def _chip(kind: str, **noise):
                       p_stuck_off=0.01, adc=adc, noise=noise)
     if kind == "column":
         chip = chip.replace(quant=chip.quant.replace(weight_granularity="column"))
+    if kind == "slices":  # analog slice read-out: the weighting network's events too
+        chip = chip.replace(array=chip.array.replace(slice_readout="analog"))
     return chip
 
 
@@ -44,7 +46,7 @@ def _pair(chip):
     return numba, torch_sim, x
 
 
-@pytest.mark.parametrize("kind", ["ideal", "linear", "ramp", "column"])
+@pytest.mark.parametrize("kind", ["ideal", "linear", "ramp", "column", "slices"])
 def test_torch_backend_equals_the_engine_noise_free(kind):
     numba, sim, x = _pair(_chip(kind))
     assert sim.backend == "torch"
