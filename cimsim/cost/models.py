@@ -594,13 +594,17 @@ class WeightingModel(ComponentModel):
     significance 2^(c·s), the sign column's 2^(B-1)) before the one conversion
     (:func:`cimsim.arrays.encoding.weighting_ratios`; a conversion of one column has none).
 
-    physical, current domain: binary-weighted current mirrors, ``r_s`` unit transistors each
-    (Razavi, "Design of Analog CMOS Integrated Circuits", 2nd ed., 2017, §5.1, basic current
-    mirrors: an output device ``r`` times the unit's W/L copies ``r`` times its current). The
-    copied current ``r_s I_s`` flows from ``V_dd`` while the column conducts:
-    ``E = V_dd r_s Q_s``, ``Q_s`` the column's read charge, ``V_read G t_read |x| / (2^b - 1)``
-    for amplitude and temporal drive alike (``weighting.mirror_lsb`` is the run's
-    ``Σ r_s |x| G``). Charge domain:
+    physical, current domain: binary-weighted current mirrors that attenuate to the most
+    significant column (Razavi, "Design of Analog CMOS Integrated Circuits", 2nd ed., 2017,
+    §5.1, basic current mirrors: the copy ratio is the output device's W/L over the
+    reference's): column s is copied at ``r_s / r_max`` by a reference device ``r_max / r_s``
+    units wide into a unit output device, as many units as scaling up from the least
+    significant column would take, at ``1 / r_max`` of its copied current, the choice a
+    designer minimising power makes. The copied current flows from ``V_dd`` while the column
+    conducts: ``E = V_dd (r_s / r_max) Q_s``, ``Q_s`` the column's read charge,
+    ``V_read G t_read |x| / (2^b - 1)`` for amplitude and temporal drive alike
+    (``weighting.mirror_lsb`` is the run's ``Σ r_s |x| G``). Charge domain (binary capacitors
+    scale up from the unit capacitor, the smallest that matches):
     binary-weighted capacitors, ``r_s`` unit capacitors ``tech.cap_unit_ff`` per slice column
     switched once per conversion, ``r_s C_u V_dd^2`` (Rabaey, Chandrakasan & Nikolic,
     "Digital Integrated Circuits", 2nd ed., 2003, §5.5: ``C V_dd^2`` drawn per charge and
@@ -619,10 +623,20 @@ class WeightingModel(ComponentModel):
             return 2.0**bits * tech.cap_unit_ff * tech.vdd_v**2 * 1e-3 if charge else 0.0
         if charge:
             return 0.0
-        # V_dd x the read charge of one cell-LSB at one DAC-LSB: V * V * uS * ns = fJ
+        # V_dd x the read charge of one cell-LSB at one DAC-LSB: V * V * uS * ns = fJ; the
+        # mirrors attenuate to the most significant column (copy ratio r_s / r_max), so the
+        # run's Σ r |x| G is divided by r_max
         g = self.chip.device.g_lsb_us * tech.devices_per_cell
         q = tech.v_read_v * g * tech.t_read_ns / (2**self.chip.dac_bits - 1)
-        return tech.vdd_v * q * 1e-3
+        return tech.vdd_v * q * 1e-3 / self.max_ratio()
+
+    def max_ratio(self) -> float:
+        """The largest ratio of a conversion's columns, ``max |w| / min |w|`` (1 where nothing
+        is weighted): the current mirrors copy column s at ``r_s / r_max``."""
+        from ..arrays.encoding import conversion_kinds, weighting_ratios  # (config only)
+
+        r = weighting_ratios(conversion_kinds(self.chip).weight)
+        return float(max(r.max(initial=0.0), 1.0))
 
     def area_um2(self) -> float:
         """One unit element, um^2: a minimum transistor at the node

@@ -59,8 +59,11 @@ def test_events_by_hand():
 def test_current_domain_energy_and_area_by_hand():
     chip = _chip("current")
     model = WeightingModel(chip)
-    # V_dd x V_read x G_lsb x t_read / (2^4 - 1): 0.9 V x 0.2 V x 2 uS x 10 ns / 15 = 0.24 fJ
-    assert model.energy_pj(Action.MIRROR_LSB) == pytest.approx(0.9 * 0.2 * 2.0 * 10 / 15 * 1e-3)
+    # V_dd x V_read x G_lsb x t_read / (2^4 - 1): 0.9 V x 0.2 V x 2 uS x 10 ns / 15 = 0.24 fJ,
+    # over r_max = 8 (the mirrors attenuate to the sign column, the most significant)
+    assert model.max_ratio() == 8.0
+    assert model.energy_pj(Action.MIRROR_LSB) == pytest.approx(
+        0.9 * 0.2 * 2.0 * 10 / 15 * 1e-3 / 8)
     assert model.energy_pj(Action.SLICE_COLUMN, 3) == 0.0  # a mirror has no switched load
     # one unit transistor: the 22-nm SRAM cell's 280 F^2 over its 8 transistors
     assert model.area_um2() == pytest.approx(280 / 8 * 0.022**2)
@@ -99,13 +102,20 @@ def test_estimate_prices_the_network(domain):
 
 @pytest.mark.parametrize("domain", ["current", "charge"])
 def test_network_grows_with_the_weight_bits(domain):
-    energy, area = [], []
+    energy, area, cells = [], [], []
     for b in (2, 3, 4, 6):
         sheet = datasheet(_chip(domain, weight_bits=b))
         energy.append(sheet["energy_pj_by_component"]["weighting"] / sheet["ops"])
+        cells.append(sheet["energy_pj_by_component"]["cell"] / sheet["ops"])
         area.append(sheet["area_um2_by_component"]["weighting"])
-    assert all(a < b for a, b in zip(energy, energy[1:], strict=False))
     assert all(a < b for a, b in zip(area, area[1:], strict=False))
+    if domain == "charge":
+        assert all(a < b for a, b in zip(energy, energy[1:], strict=False))
+    else:
+        # attenuating mirrors copy at most the charge of the columns once over (binary ratios
+        # over r_max sum below 2), at V_dd instead of V_read: bounded by the cells' own read
+        # energy times 2 V_dd / V_read, whatever the bits
+        assert all(0 < e <= 2 * 0.9 / 0.2 * c for e, c in zip(energy, cells, strict=True))
 
 
 def test_digital_readout_has_no_network():
