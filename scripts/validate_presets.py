@@ -32,6 +32,7 @@ from cimsim.cost import CALIBRATIONS, Calibration, estimate, layer_work, settlin
 from cimsim.cost.area import array_area_um2, occupied_area_um2
 from cimsim.cost.datasheet import workload as datasheet_workload
 from cimsim.cost.energy import NO_CALIBRATION, chip_table
+from cimsim.cost.latency import stated_window_ns
 from cimsim.cost.models import CellModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,8 +85,7 @@ def _settle_check() -> str:
         chip = cimsim.load_chip(path)
         if not (settling.applies(chip) and chip.tech.window_stated):
             continue
-        tech = chip.tech
-        stated = tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns
+        stated = stated_window_ns(chip)
         t = settling.settle_time_ns(chip, chip_table(chip))
         rows.append(f"{path.stem} {stated:g} ns vs {t:.2g} ns")
         if stated < t:

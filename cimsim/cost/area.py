@@ -22,7 +22,7 @@ its occupied arrays with their peripherals, plus the matching share of their til
 
 from __future__ import annotations
 
-from ..config import ChipConfig
+from ..config import ChipConfig, ComputeDomain
 from ..events import Component
 from .energy import (
     NO_CALIBRATION,
@@ -80,7 +80,7 @@ def area_instances(
 
     units = models[Component.WEIGHTING].units_per_array()  # type: ignore[attr-defined]
     weighting = [row(Component.WEIGHTING, "array", "slice-weighting unit "
-                     + ("capacitor" if chip.tech.compute_domain.value == "charge"
+                     + ("capacitor" if chip.tech.compute_domain is ComputeDomain.CHARGE
                         else "mirror transistor"), units)] if units else []
     return [
         row(Component.CELL, "array", cell_what, arr.n_rows * arr.n_cols),

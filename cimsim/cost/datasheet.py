@@ -27,6 +27,8 @@ predictions, read from docs/validation.md where the repository holds it).
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -201,13 +203,12 @@ def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
     ``limits`` (the terms equal to the step, conversions/clock first) and ``limit`` (the first).
     """
     from . import settling
-    from .latency import block_latency
+    from .latency import block_latency, stated_window_ns
 
     lat = block_latency(block, N_VECTORS, table, cal)
     tech = chip.tech
     settles = settling.applies(chip)
-    stated = float(tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns)
-    stated_ns = stated if (tech.window_stated or not settles) else None
+    stated_ns = stated_window_ns(chip) if (tech.window_stated or not settles) else None
     settle_ns = settling.settle_time_ns(chip, table) if settles else None
     n_mux, t_conv = int(lat["n_conversions_per_adc"]), float(lat["t_conv_ns"])
     conv_name = "clock" if chip.adc.kind is ADCKind.DIGITAL else "conversions"
@@ -266,6 +267,19 @@ def validation_spread(path: Path | str | None = None) -> dict[str, Any] | None:
     ``geomean_factor`` (the geometric mean of ``max(r, 1/r)``) and ``worst`` (``chip``,
     ``metric``, ``ratio``, ``factor``), or None where the file or the table is missing."""
     doc = Path(VALIDATION_DOC if path is None else path)
+    try:
+        stamp = doc.stat().st_mtime_ns
+    except OSError:
+        return None
+    # a copy: the cached value is shared, the caller's may be changed
+    return copy.deepcopy(_spread_of(str(doc), stamp))
+
+
+@functools.lru_cache(maxsize=4)
+def _spread_of(doc_path: str, stamp: int) -> dict[str, Any] | None:
+    """:func:`validation_spread` of one version of the file (``stamp``, its modification
+    time): every datasheet carries the spread, so the table is parsed once, not per call."""
+    doc = Path(doc_path)
     try:
         lines = doc.read_text(encoding="utf-8").splitlines()
     except OSError:

@@ -46,7 +46,7 @@ from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
 from .tables import TechTable
 
 __all__ = ["WRITE_PARALLEL_ARRAYS_PER_TILE", "block_latency", "chip_latency_ns",
-           "compute_window_ns", "digital_tail_ns", "reload_latency", "step_ns",
+           "compute_window_ns", "digital_tail_ns", "reload_latency", "stated_window_ns", "step_ns",
            "write_time_ns_per_row"]
 
 WRITE_PARALLEL_ARRAYS_PER_TILE = 1
@@ -101,6 +101,13 @@ def step_ns(chip: ChipConfig, n_mux: int, t_conv_ns: float,
     return max(compute_window_ns(chip, table), n_mux * t_conv_ns)
 
 
+def stated_window_ns(chip: ChipConfig) -> float:
+    """The compute window the chip states, ns: ``tech.t_integrate_ns`` where it states an
+    integration window apart from its read pulse, else the read pulse ``tech.t_read_ns``."""
+    tech = chip.tech
+    return float(tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns)
+
+
 def compute_window_ns(chip: ChipConfig, table: TechTable | None = None) -> float:
     """The analog phase of one step, ns.
 
@@ -109,12 +116,11 @@ def compute_window_ns(chip: ChipConfig, table: TechTable | None = None) -> float
     columns (:func:`.settling.applies`): no shorter than the column's predicted settling
     (:func:`.settling.settle_time_ns`), and the settling alone where the chip states no window
     (``tech.window_stated = false``)."""
-    tech = chip.tech
-    stated = float(tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns)
+    stated = stated_window_ns(chip)
     if not settling.applies(chip):
         return stated
     settle = settling.settle_time_ns(chip, chip_table(chip) if table is None else table)
-    return max(stated, settle) if tech.window_stated else settle
+    return max(stated, settle) if chip.tech.window_stated else settle
 
 
 def layer_latency_ns(blocks: Iterable[dict]) -> float:

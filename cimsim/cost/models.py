@@ -35,10 +35,13 @@ Both price the weighting network of analog slice read-out from circuits
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import ClassVar
+
+import numpy as np
 
 from ..config import (
     ADCKind,
@@ -630,13 +633,22 @@ class WeightingModel(ComponentModel):
         q = tech.v_read_v * g * tech.t_read_ns / (2**self.chip.dac_bits - 1)
         return tech.vdd_v * q * 1e-3 / self.max_ratio()
 
+    @functools.cached_property
+    def _ratios(self) -> np.ndarray:
+        """(Qc, Q) the weighting ratios of one output's conversions (all 0 with a digital
+        slice read-out: nothing is weighted)."""
+        from ..arrays.encoding import conversion_kinds, weighting_ratios  # (config only)
+        from ..config import SliceReadout
+
+        w = conversion_kinds(self.chip).weight
+        if self.chip.array.slice_readout is not SliceReadout.ANALOG:
+            return np.zeros_like(w)
+        return weighting_ratios(w)
+
     def max_ratio(self) -> float:
         """The largest ratio of a conversion's columns, ``max |w| / min |w|`` (1 where nothing
         is weighted): the current mirrors copy column s at ``r_s / r_max``."""
-        from ..arrays.encoding import conversion_kinds, weighting_ratios  # (config only)
-
-        r = weighting_ratios(conversion_kinds(self.chip).weight)
-        return float(max(r.max(initial=0.0), 1.0))
+        return float(max(self._ratios.max(initial=0.0), 1.0))
 
     def area_um2(self) -> float:
         """One unit element, um^2: a minimum transistor at the node
@@ -653,13 +665,8 @@ class WeightingModel(ComponentModel):
         """Unit elements of one array's weighting networks: every output an array holds
         (``n_cols // Q``) with the ratios of its conversions summed (0 where nothing is
         weighted)."""
-        from ..arrays.encoding import conversion_kinds, weighting_ratios  # (config only)
-        from ..config import SliceReadout
-
-        if self.chip.array.slice_readout is not SliceReadout.ANALOG:
-            return 0
-        w = conversion_kinds(self.chip).weight
-        return int(self.chip.array.n_cols // w.shape[1] * weighting_ratios(w).sum())
+        r = self._ratios
+        return int(self.chip.array.n_cols // r.shape[1] * r.sum())
 
 
 MODELS: Mapping[Component, type[ComponentModel]] = MappingProxyType({
