@@ -64,3 +64,32 @@ def test_other_encodings_still_refuse_one_bit_weights(encoding):
         base.replace(weight_encoding=encoding, weight_bits=1,
                      device=base.device.replace(bits_per_cell=1))
     assert "'binary' for weight_bits = 1, or 'ternary'" in str(err.value)
+
+
+def _small_chip():
+    return one_digit_chip(input_bits=4, dac_bits=1, n_rows=20, n_cols=16, rows_per_conversion=8)
+
+
+def test_deploy_quantizes_one_digit_to_minus_one_zero_one_and_the_twin_agrees():
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from cimsim.train.twin import TwinMatmul, prepare
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)).double().eval()
+    chip = _small_chip()
+    x_cal = torch.randn(8, 12, dtype=torch.float64)
+    x = torch.randn(3, 12, dtype=torch.float64)
+    sim = cimsim.deploy(model, chip, x_cal, seed=3)
+    view = sim.sim_layers["0"].cores[0].view
+    w = model[0].weight.detach().numpy()
+    # symmetric levels {-1, 0, +1} at s = max|w| per output (a 2-b symmetric quantizer)
+    s = np.abs(w).max(axis=1)
+    np.testing.assert_array_equal(view.w_int, np.clip(np.rint(w / s[:, None]), -1, 1))
+    assert set(np.unique(view.w_int)) == {-1, 0, 1}
+    prep = prepare(model, chip, x_cal, seed=3).eval()
+    torch.testing.assert_close(prep(x), sim(x), rtol=1e-9, atol=1e-9)
+    # the twin's own codes are ternary too
+    twin = TwinMatmul.calibrated(torch.as_tensor(w), None, chip, x_cal.abs()).eval()
+    assert set(twin.quantized_weight().unique().tolist()) <= {-1.0, 0.0, 1.0}
