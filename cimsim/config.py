@@ -88,11 +88,12 @@ class WeightEncoding(_Choice):
     SIGNED_CELL = "signed_cell"
     TERNARY = "ternary"
     """Balanced-ternary digits c_i in {-1, 0, +1}, each a differential pair of binary cells
-    (ColumnQuant's option 3); slice significance 3^i, or learned per-conversion coefficients."""
+    (ColumnQuant's option 3); slice significance 3^i, or learned per-conversion coefficients.
+    ``weight_bits`` counts the digits: 1 is a ternary weight {-1, 0, +1} (one cell pair)."""
     BINARY = "binary"
     """1-b weights w in {-1, +1} (XNOR-style), one binary cell d = (w + 1)/2 per weight; the
     back end forms x·w = 2·(x·d) - Σx exactly. Only with ``weight_bits = 1`` (and 1-b weights
-    only with it); a 0 weight is not representable."""
+    only with it or with one ``ternary`` digit); a 0 weight is not representable."""
 
 
 class DifferentialReadout(_Choice):
@@ -897,14 +898,17 @@ def _check_digital_readout(chip: Any) -> None:
 
 
 def _check_binary_weights(chip: ChipConfig) -> None:
-    """1-b weights are ±1 in one binary cell: ``weight_bits = 1`` if and only if
-    ``weight_encoding = 'binary'``."""
+    """1-b weights are ±1 in one binary cell: ``weight_encoding = 'binary'`` only with
+    ``weight_bits = 1``, and ``weight_bits = 1`` only with it or with ``'ternary'`` (one
+    balanced-ternary digit, {-1, 0, +1})."""
     binary = chip.weight_encoding is WeightEncoding.BINARY
     if binary and chip.weight_bits != 1:
         _fail("ChipConfig", "weight_bits", chip.weight_bits, "1 for weight_encoding = 'binary'")
-    if chip.weight_bits == 1 and not binary:
+    # one balanced-ternary digit, {-1, 0, +1}, is a 1-digit weight too (a ternary weight cell)
+    if chip.weight_bits == 1 and not binary and chip.weight_encoding is not WeightEncoding.TERNARY:
         _fail("ChipConfig", "weight_encoding", chip.weight_encoding.value,
-              "'binary' for weight_bits = 1 (other encodings: weight_bits 2..16)")
+              "'binary' for weight_bits = 1, or 'ternary' (one balanced-ternary digit; "
+              "other encodings: weight_bits 2..16)")
     if binary and chip.device.bits_per_cell != 1:
         _fail("DeviceConfig", "bits_per_cell", chip.device.bits_per_cell,
               "1 for weight_encoding = 'binary' (one binary cell per weight)")

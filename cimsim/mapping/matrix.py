@@ -25,7 +25,7 @@ from ..adc import FusedActivation
 from ..arrays._rng import stream_key
 from ..arrays.cache import program_seeded
 from ..arrays.program import ProgrammedLayer, default_row_tiles
-from ..config import ChipConfig, WeightGranularity
+from ..config import ChipConfig, WeightEncoding, WeightGranularity
 from ..errors import MappingError
 from .quant import (
     act_scale,
@@ -250,7 +250,11 @@ def engine_view(
         if not signed and chip.dac.shift_unsigned_inputs:
             # A-shift: the unsigned codes (scale as above) drive the arrays shifted to signed
             signed, zero_point = True, shift_zero_point(chip.input_bits)
-    w_int, s_w = quantize_weights(w, chip.weight_bits, quant.weight_granularity, tiles)
+    # one ternary digit quantizes to {-1, 0, +1}, the levels of a 2-b symmetric weight (the
+    # 1-b path is binary's sign · mean|w|, which has no 0)
+    one_digit = chip.weight_bits == 1 and chip.weight_encoding is WeightEncoding.TERNARY
+    w_int, s_w = quantize_weights(w, 2 if one_digit else chip.weight_bits,
+                                  quant.weight_granularity, tiles)
     view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x, input_signed=signed,
                       row_tiles=tuple(tiles),
                       parts=tuple(program_parts(w_int, chip, seed, signed, tiles, name)),

@@ -335,7 +335,8 @@ class TwinMatmul(nn.Module):
         self.granularity = chip.quant.weight_granularity
         self.binary = chip.weight_encoding is WeightEncoding.BINARY
         """1-b weights: sign(w) in {-1, +1} (:meth:`weight_codes`)."""
-        self.w_qmax = 1 if self.binary else 2 ** (chip.weight_bits - 1) - 1
+        # 1-b weights: binary ±1, or one ternary digit {-1, 0, +1}
+        self.w_qmax = 1 if chip.weight_bits == 1 else 2 ** (chip.weight_bits - 1) - 1
         tile_rows = np.array([b - a for a, b in self.row_tiles], dtype=np.float64)
         if self.granularity is WeightGranularity.TENSOR:
             s_w, n_per = view.s_w[:1, :1], np.array([[n * k]], dtype=np.float64)

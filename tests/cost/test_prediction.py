@@ -22,7 +22,16 @@ KNOWN_OUTSIDE_2X = {
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/mm2"): 4.00,
     ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/W"): 2.31,
     ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/mm2"): 70.13,
+    # chips added out of sample (docs/validation.md says why each is off)
+    ("yu-cicc20", "1-b ADC", "TOPS/W"): 2.76,
+    ("yu-cicc20", "5-b ADC", "TOPS/W"): 37.81,
+    ("chiu-jssc20", "8b/8b", "TOPS/W"): 3.30,
+    ("chiu-jssc20", "binary", "TOPS/W"): 3.16,
+    ("bscha-arxiv26", "1/2/1 b", "TOPS/mm2"): 12.21,
+    ("bscha-arxiv26", "7/4/7 b", "TOPS/mm2"): 62.68,
 }
+ADDED = ("yu-cicc20", "chiu-jssc20", "correll-jssc25", "bscha-arxiv26")
+"""Published chips added after the model was written: out-of-sample predictions."""
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +50,37 @@ def test_published_chips_cover_the_required_kinds(validate, pred):
     cells = {cimsim.load_chip(validate.PUBLISHED_DIR / f"{c}.toml").device.cell.value
              for c in chips}
     assert {"sram", "rram", "mram"} <= cells  # SRAM, RRAM/PCM and another NVM (MRAM)
-    for chip in chips:  # every chip: an energy-efficiency and an area-efficiency row
+    with_area = 0
+    for chip in chips:  # every chip an energy-efficiency row; an area row where published
         metrics = {r["metric"].removeprefix("1b-") for r in pred
                    if r["chip"] == chip and r["nominal"]}
-        assert metrics == {"TOPS/W", "TOPS/mm2"}, chip
+        assert "TOPS/W" in metrics and metrics <= {"TOPS/W", "TOPS/mm2"}, chip
+        with_area += "TOPS/mm2" in metrics
+    assert with_area >= 8  # issue 13: 8 chips with both published figures
+
+
+def test_added_chips_are_in_the_table_and_load_by_name(validate, pred):
+    published = cimsim.list_presets(published=True)
+    for chip in ADDED:
+        assert f"published/{chip}" in published
+        assert cimsim.load_chip(f"published/{chip}") == cimsim.load_chip(
+            validate.PUBLISHED_DIR / f"{chip}.toml")
+        assert any(r["chip"] == chip for r in pred), chip
+    doc = validate.DOC.read_text()
+    assert all(f"**{chip}** (added" in doc for chip in ADDED)
+
+
+def test_sweep_points_change_only_what_the_publication_changes(validate, pred):
+    # Yu's pair differs only in the ADC's bits; the NTHU pair only in its precisions
+    yu = cimsim.load_chip(validate.PUBLISHED_DIR / "yu-cicc20.toml")
+    yu5 = validate.at_point(yu, {"adc": dict(bits=5)})
+    assert yu5 == yu.replace(adc=yu.adc.replace(bits=5))
+    rows = {(r["chip"], r["point"]): r for r in pred if r["metric"] == "TOPS/W"}
+    # more converter bits never make the same macro more efficient
+    assert rows["yu-cicc20", "5-b ADC"]["estimate"] < rows["yu-cicc20", "1-b ADC"]["estimate"]
+    # binary is 64 conversions per MAC cheaper than 8b/8b on a bit-serial, bit-sliced macro
+    ratio = rows["chiu-jssc20", "binary"]["estimate"] / rows["chiu-jssc20", "8b/8b"]["estimate"]
+    assert 32 < ratio < 128
 
 
 def test_every_row_within_2x_except_the_documented_ones(validate, pred):
@@ -72,7 +108,7 @@ def test_fujiwara_5nm_rows_are_within_2x(validate, pred):
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(2.20, abs=0.02)
+    assert gm == pytest.approx(2.75, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
