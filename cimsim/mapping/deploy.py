@@ -638,6 +638,7 @@ class _LayerMapping:
         except MappingError as exc:
             self.digital.append((name, type(child).__name__, f"not mappable: {exc}"))
             return None
+        new.train(child.training)  # the copy's (eval) mode: no attention / RNN dropout
         self.sim_layers[name] = new
         if cls is SimMultiheadAttention:
             self.digital.append((name, "attention products",

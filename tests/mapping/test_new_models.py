@@ -33,7 +33,8 @@ P = torch.nn.utils.parametrizations
 class Encoder(nn.Module):
     def __init__(self, batch_first: bool, norm_first: bool):
         super().__init__()
-        layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=batch_first,
+        # torch's default dropout (0.1): deploy must run it in eval mode
+        layer = nn.TransformerEncoderLayer(16, 2, 32, batch_first=batch_first,
                                            norm_first=norm_first)
         self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
         self.head = nn.Linear(16, 3)
@@ -56,8 +57,7 @@ class GPT(nn.Module):
         super().__init__()
         self.emb = nn.Embedding(vocab, d)
         self.pos = nn.Parameter(torch.randn(length, d) * 0.1)
-        layer = nn.TransformerEncoderLayer(d, 2, 2 * d, dropout=0.0, batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(d, 2, 2 * d, batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab, bias=False)
@@ -118,7 +118,8 @@ class AudioNet(nn.Module):
         super().__init__()
         self.batch_first = batch_first
         self.conv = nn.Conv1d(4, 8, 3, stride=2, dilation=2, padding=2)
-        self.gru = nn.GRU(8, 6, num_layers=2, bidirectional=True, batch_first=batch_first)
+        self.gru = nn.GRU(8, 6, num_layers=2, bidirectional=True, batch_first=batch_first,
+                          dropout=0.2)
         self.lstm = nn.LSTM(12, 8, proj_size=4, batch_first=batch_first)
         self.fc = nn.Linear(4, 3)
 
@@ -249,7 +250,10 @@ def test_tied_head_is_mapped_and_the_embedding_listed_digital():
 @pytest.mark.parametrize("name", list(ZOO))
 def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
     model, args, batch_dim = _build(name, torch.float64)
-    chip_cfg = lossless_chip("channel") if chip == "ideal" else _rram()
+    # rram: its variation and ADC as they are, its conversion noise off (the twin in eval mode
+    # draws none: with 0.5 LSB the transformers' outputs move by ~50 %)
+    chip_cfg = (lossless_chip("channel") if chip == "ideal" else
+                _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the GPT's embedding
         prep = prepare(model, chip_cfg, args, seed=3, batch_dim=batch_dim)
@@ -263,10 +267,8 @@ def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
     with torch.no_grad():
         want = prep(*args)
     got = prep.deploy(batch_dim=batch_dim)(*args)
-    if chip == "ideal":  # lossless: the engine computes what the twin computes
-        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
-    else:  # variation and noise are drawn, not trained with
-        assert float((got - want).norm() / want.norm()) < 0.8
+    # the engine computes what the twin computes (float64: no ties)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
 
 def test_twin_keeps_the_head_tied_to_the_embedding():
@@ -376,12 +378,13 @@ def test_train_mode_model_deploys_as_in_eval_and_stays_in_inference():
     x = torch.randn(6, 3, 8, 8)
     chip = lossless_chip("channel")
     sim = cimsim.deploy(model, chip, x)
-    assert model.training and not sim.training and not sim.model.training
+    assert model.training and not sim.training
+    assert not [name for name, m in sim.model.named_modules() if m.training]
     assert_bitwise(sim(x), cimsim.deploy(copy.deepcopy(model).eval(), chip, x)(x))
     y = sim(x)
     parent = nn.Sequential(sim)
     with pytest.warns(UserWarning, match="inference"):
         parent.train()
-    assert not sim.model.training
+    assert not [name for name, m in sim.model.named_modules() if m.training]
     assert_bitwise(sim(x), y)
     parent.eval()  # silent
