@@ -363,6 +363,9 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
     the first tensor along ``batch_dim``; each other tensor along ``batch_dim`` where it has the
     first's sample count there, else along dimension 0 where it has it there (the (B, S) key
     padding mask of a sequence-first transformer), else passed whole (a shared mask)."""
+    if isinstance(data, Mapping):  # iterating it would pass the keys as inputs
+        raise MappingError("calibration as a dict (keyword inputs) is not supported: pass the "
+                           "model's positional inputs, a tensor or a tuple of tensors")
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):

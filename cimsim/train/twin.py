@@ -1567,6 +1567,13 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                                 "activation x activation (Q·Kᵀ, softmax, ·V) kept in float"))
 
     visit(root, "")
+    half = [name for name, layer in layers.items()
+            if any(p.dtype in (torch.float16, torch.bfloat16)
+                   for p in layer._float_src[0].parameters())]
+    if half:  # the twin computes the chip's integer sums in the weights' dtype
+        raise MappingError(f"prepare: {', '.join(half)} hold float16/bfloat16 weights, too "
+                           "narrow for the twin's integer arithmetic; prepare a float32 (or "
+                           "float64) copy, model.float(), and cast after training")
     warn_unsupported(digital, "prepare")
     if not layers:
         log.warning("prepare: no Linear/Conv layer was mapped")

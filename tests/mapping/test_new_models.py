@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cimsim
+from cimsim.errors import MappingError
 from cimsim.train import prepare
 
 from .conftest import assert_bitwise, lossless_chip, reference_model
@@ -388,3 +389,56 @@ def test_train_mode_model_deploys_as_in_eval_and_stays_in_inference():
     assert not [name for name, m in sim.model.named_modules() if m.training]
     assert_bitwise(sim(x), y)
     parent.eval()  # silent
+
+
+def test_half_precision_twins_are_refused_naming_the_layers():
+    """A bfloat16 twin used to fail deep in the ADC kernel (NumPy has no bfloat16)."""
+    model = MobileBlock().eval().bfloat16()
+    with pytest.raises(MappingError, match=r"c1, grouped.*float16/bfloat16.*model.float\(\)"):
+        prepare(model, lossless_chip("channel"), torch.randn(2, 3, 16, 16).bfloat16())
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_keyword_calibration_is_refused(run):
+    """A dict used to be iterated: its keys were passed to the model as inputs."""
+    with pytest.raises(MappingError, match="dict"):
+        run(nn.Linear(4, 2), lossless_chip("channel"), {"x": torch.randn(3, 4)})
+
+
+class Seq2Seq(nn.Module):
+    """nn.Transformer: encoder, decoder (self- and cross-attention), causal and padding masks
+    (float masks: the conftest's reference attention takes additive ones)."""
+
+    def __init__(self, batch_first: bool):
+        super().__init__()
+        self.t = nn.Transformer(16, 2, 1, 1, 32, batch_first=batch_first)
+
+    def forward(self, src, tgt, pad):
+        length = tgt.shape[1] if self.t.batch_first else tgt.shape[0]
+        causal = nn.Transformer.generate_square_subsequent_mask(length, dtype=tgt.dtype)
+        return self.t(src, tgt, tgt_mask=causal, src_key_padding_mask=pad,
+                      memory_key_padding_mask=pad)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_encoder_decoder_transformer_exact_and_trains(batch_first):
+    model = Seq2Seq(batch_first).eval()
+    src = torch.randn(3, 5, 16) if batch_first else torch.randn(5, 3, 16)
+    tgt = torch.randn(3, 4, 16) if batch_first else torch.randn(4, 3, 16)
+    pad = torch.zeros(3, 5)
+    pad[1, 3:] = float("-inf")
+    args, batch_dim = (src, tgt, pad), 0 if batch_first else 1
+    sim = cimsim.deploy(model, lossless_chip("channel"), args, batch_dim=batch_dim)
+    assert len(sim.sim_layers) == 7  # 3 attention modules, 2 FFNs of 2 Linear each
+    ref = reference_model(model, sim)
+    ref.t.encoder.use_nested_tensor = False  # the reference attention has no fused path
+    with torch.no_grad():
+        want = ref(*args)
+    assert_bitwise(sim(*args), want)
+    prep = prepare(model.double(), lossless_chip("channel"),
+                   tuple(a.double() for a in args), batch_dim=batch_dim)
+    prep(*(a.double() for a in args)).sum().backward()
+    with torch.no_grad():
+        want = prep.eval()(*(a.double() for a in args))
+    torch.testing.assert_close(prep.deploy(batch_dim=batch_dim)(*(a.double() for a in args)),
+                               want, rtol=1e-9, atol=1e-9)
