@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["FUNCTIONAL_REASON", "watch_functional_weights", "warn_functional"]
+__all__ = ["FUNCTIONAL_REASON", "watch_functional_weights", "warn_functional",
+           "weight_read_error"]
 
 FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
                      "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
@@ -106,3 +107,17 @@ def warn_functional(found: dict[str, str], who: str) -> list[tuple[str, str, str
                   "nn.Conv module (e.g. self.proj = nn.Linear(...), then self.proj(x)) to map "
                   "it", UserWarning, stacklevel=3)
     return [(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)]
+
+
+def weight_read_error(module: nn.Module, attr: str, layer: str) -> AttributeError:
+    """What a simulated (or twin) layer raises when the model's code reads one of its weights
+    (``self.fc.weight``): the weights live on the simulated arrays, so a forward computing with
+    them outside the layer's own call cannot be simulated; any other missing attribute raises
+    as torch does."""
+    if not (attr.startswith(("weight", "bias")) or attr.endswith(("_weight", "_bias"))):
+        return AttributeError(f"'{type(module).__name__}' object has no attribute '{attr}'")
+    return AttributeError(
+        f"{layer}: the model reads .{attr} of a mapped layer, whose weights are programmed on "
+        f"the simulated arrays ({type(module).__name__}); compute through the layer (layer(x), "
+        "not F.linear(x, layer.weight)) and take dtype/device from the input or another "
+        "module, or exclude the layer (exclude=[...]) to keep it digital")

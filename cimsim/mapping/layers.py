@@ -36,6 +36,7 @@ from ..config import ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
+from .functional import weight_read_error
 from .matrix import EngineView, InputStats, calibrate_adcs, engine_view, kernel_row_tiles
 
 __all__ = ["CoreTrace", "MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer",
@@ -442,6 +443,12 @@ class SimLayer(nn.Module):
         self.call_log: list[MatmulCore] | None = None
         """Set by deploy for the float calibration pass: every matrix is appended at its first
         call (the execution order simulated calibration follows)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            return super().__getattr__(attr)
+        except AttributeError:
+            raise weight_read_error(self, attr, self.__dict__.get("sim_name", "?")) from None
 
     def finalize(self) -> None:
         if self.kind == "conv":

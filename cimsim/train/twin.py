@@ -78,7 +78,7 @@ from ..mapping.deploy import (
     deploy_views,
     warn_unsupported,
 )
-from ..mapping.functional import warn_functional, watch_functional_weights
+from ..mapping.functional import warn_functional, watch_functional_weights, weight_read_error
 from ..mapping.layers import Root, attention, fused_activation, layer_seed
 from ..mapping.matrix import (
     EngineView,
@@ -1135,6 +1135,12 @@ class _TwinLayer(nn.Module):
         """Set by ``prepare`` when the layer's only consumer is a ReLU (``inf``) or a clamped
         one and the chip's layer-output ADC fuses it (``adc.fuse_activation``), as deploy
         sets ``MatmulCore.activation_clamp``."""
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            return super().__getattr__(attr)
+        except AttributeError:
+            raise weight_read_error(self, attr, self.__dict__.get("twin_name", "?")) from None
 
     @staticmethod
     def matrix_seed(layer_seed: int, i: int) -> int:

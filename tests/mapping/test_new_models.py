@@ -442,3 +442,25 @@ def test_encoder_decoder_transformer_exact_and_trains(batch_first):
         want = prep.eval()(*(a.double() for a in args))
     torch.testing.assert_close(prep.deploy(batch_dim=batch_dim)(*(a.double() for a in args)),
                                want, rtol=1e-9, atol=1e-9)
+
+
+class ReadsWeight(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.out = nn.Linear(4, 3), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return F.linear(self.fc(x), self.out.weight)  # the layer itself is never called
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_reading_a_mapped_layers_weight_says_why_and_what_to_do(run):
+    """It used to be torch's bare "'SimLinear' object has no attribute 'weight'"."""
+    with pytest.raises(AttributeError, match=r"out: the model reads \.weight of a mapped layer.*"
+                                             r"exclude"):
+        run(ReadsWeight(), lossless_chip("channel"), torch.randn(3, 4))
+    sim = run(ReadsWeight(), lossless_chip("channel"), torch.randn(3, 4), exclude=["out"]) \
+        if run is cimsim.deploy else None
+    if sim is not None:
+        assert ("out", "Linear", "excluded by the user") in sim.digital
+        assert getattr(sim.sim_layers["fc"], "weight", None) is None
