@@ -27,6 +27,7 @@ from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
 from .convnd import SimConv3d, SimConvTranspose
+from .functional import warn_functional, watch_functional_weights
 from .layers import (
     CoreTrace,
     MatmulCore,
@@ -98,6 +99,7 @@ class SimModel(nn.Module):
                  digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int,
                  arrays_needed: int, batch_dim: int = 0):
         super().__init__()
+        self.training = False  # it simulates inference (:meth:`train`)
         self.model = model
         self.sim_layers = sim_layers
         self.digital = digital
@@ -115,6 +117,16 @@ class SimModel(nn.Module):
         self.fidelity = None
         """The last :meth:`trace` (a DataFrame, one row per mapped layer), or None; the
         report adds its columns to ``report.layers``."""
+
+    def train(self, mode: bool = True) -> SimModel:
+        """A deployed model always simulates inference: the copy stays in eval mode (BatchNorm
+        on its running statistics, dropout off) whatever a parent module's ``train()`` asks;
+        asking for training mode warns (train for the chip with ``cimsim.train.prepare``)."""
+        if mode:
+            warnings.warn("SimModel.train(): a deployed model always runs in inference (eval) "
+                          "mode; to train for the chip use cimsim.train.prepare",
+                          UserWarning, stacklevel=2)
+        return self
 
     def use_backend(self, backend: str = "numba", device: str | torch.device | None = None
                     ) -> SimModel:
@@ -348,16 +360,24 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
 
 def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
     """Yield argument tuples from a tensor / array / tuple of tensors / DataLoader, cutting
-    tensors along ``batch_dim``."""
+    the first tensor along ``batch_dim``; each other tensor along ``batch_dim`` where it has the
+    first's sample count there, else along dimension 0 where it has it there (the (B, S) key
+    padding mask of a sequence-first transformer), else passed whole (a shared mask)."""
+    if isinstance(data, Mapping):  # iterating it would pass the keys as inputs
+        raise MappingError("calibration as a dict (keyword inputs) is not supported: pass the "
+                           "model's positional inputs, a tensor or a tuple of tensors")
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         data = (data,)
     if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
         n = data[0].shape[batch_dim] if data[0].dim() > batch_dim else 1
+        dims = [batch_dim if d.dim() > batch_dim and d.shape[batch_dim] == n
+                else 0 if d.dim() > 0 and d.shape[0] == n else None for d in data]
+        dims[0] = batch_dim if data[0].dim() > batch_dim else None
         for i in range(0, n, batch_size):
-            yield tuple(d.narrow(batch_dim, i, min(batch_size, n - i))
-                        if d.dim() > batch_dim else d for d in data)
+            yield tuple(d if dim is None else d.narrow(dim, i, min(batch_size, n - i))
+                        for d, dim in zip(data, dims, strict=True))
         return
     if isinstance(data, Iterable):
         for item in data:
@@ -513,7 +533,9 @@ def deploy(
     # from the shapes alone: an over-capacity model fails now, not after the calibration pass
     needed = _arrays_needed(mapping.sim_layers, chip)
     _fuse_relus(sim, mapping.sim_layers, chip)
-    _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip)
+    with watch_functional_weights(sim, [n for n, _, _ in mapping.digital]) as functional:
+        _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip)
+    mapping.digital.extend(warn_functional(functional, "deploy"))
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
     out = SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
@@ -619,6 +641,7 @@ class _LayerMapping:
         except MappingError as exc:
             self.digital.append((name, type(child).__name__, f"not mappable: {exc}"))
             return None
+        new.train(child.training)  # the copy's (eval) mode: no attention / RNN dropout
         self.sim_layers[name] = new
         if cls is SimMultiheadAttention:
             self.digital.append((name, "attention products",

@@ -36,6 +36,7 @@ from ..config import ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
+from .functional import weight_read_error
 from .matrix import EngineView, InputStats, calibrate_adcs, engine_view, kernel_row_tiles
 
 __all__ = ["CoreTrace", "MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer",
@@ -443,6 +444,12 @@ class SimLayer(nn.Module):
         """Set by deploy for the float calibration pass: every matrix is appended at its first
         call (the execution order simulated calibration follows)."""
 
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            return super().__getattr__(attr)
+        except AttributeError:
+            raise weight_read_error(self, attr, self.__dict__.get("sim_name", "?")) from None
+
     def finalize(self) -> None:
         if self.kind == "conv":
             MatmulCore.share_statistics(self.cores)
@@ -519,8 +526,9 @@ class SimLinear(SimLayer):
     def __init__(self, src: nn.Linear, name: str, chip: ChipConfig, seed: int):
         super().__init__(name)
         self.in_features, self.out_features = src.in_features, src.out_features
-        bias = None if src.bias is None else src.bias.detach().cpu().numpy()
-        self.cores = [MatmulCore(name, src.weight.detach().cpu().numpy(), bias, chip, seed)]
+        bias = None if src.bias is None else src.bias.detach().cpu().double().numpy()
+        self.cores = [MatmulCore(name, src.weight.detach().cpu().double().numpy(), bias, chip,
+                                 seed)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 0 or x.shape[-1] != self.in_features:
@@ -542,7 +550,7 @@ class SimConv(SimLayer):
     def __init__(self, src: nn.Conv1d | nn.Conv2d, name: str, chip: ChipConfig, seed: int):
         super().__init__(name)
         self.dim = 1 if isinstance(src, nn.Conv1d) else 2
-        w = src.weight.detach().cpu().numpy()
+        w = src.weight.detach().cpu().double().numpy()
         if self.dim == 1:
             w = w[:, :, None, :]
         self.out_channels, cin_g, kh, kw = w.shape
@@ -562,7 +570,7 @@ class SimConv(SimLayer):
         row_tiles = kernel_row_tiles((kh, kw), k, chip, name)
         n_g = self.out_channels // self.groups
         w2 = w.reshape(self.out_channels, k)
-        b = None if src.bias is None else src.bias.detach().cpu().numpy()
+        b = None if src.bias is None else src.bias.detach().cpu().double().numpy()
         self.cores = [
             MatmulCore(f"{name}" + (f"[g{g}]" if self.groups > 1 else ""),
                        w2[g * n_g:(g + 1) * n_g], None if b is None else b[g * n_g:(g + 1) * n_g],
@@ -641,19 +649,19 @@ class SimMultiheadAttention(SimLayer):
         self._qkv_same_embed_dim = src._qkv_same_embed_dim
         self.in_proj_bias = None
         if src._qkv_same_embed_dim:
-            wq, wk, wv = src.in_proj_weight.detach().cpu().numpy().reshape(3, e, e)
+            wq, wk, wv = src.in_proj_weight.detach().cpu().double().numpy().reshape(3, e, e)
         else:
-            wq, wk, wv = (p.detach().cpu().numpy() for p in
+            wq, wk, wv = (p.detach().cpu().double().numpy() for p in
                           (src.q_proj_weight, src.k_proj_weight, src.v_proj_weight))
         ib = (None if src.in_proj_bias is None
-              else src.in_proj_bias.detach().cpu().numpy().reshape(3, e))
+              else src.in_proj_bias.detach().cpu().double().numpy().reshape(3, e))
         ob = src.out_proj.bias
         self.cores = [
             MatmulCore(f"{name}.{tag}_proj", wmat, None if ib is None else ib[i], chip,
                        stream_key(seed, i), digital=f"{tag}_proj" in digital)
             for i, (tag, wmat) in enumerate((("q", wq), ("k", wk), ("v", wv)))
-        ] + [MatmulCore(f"{name}.out_proj", src.out_proj.weight.detach().cpu().numpy(),
-                        None if ob is None else ob.detach().cpu().numpy(), chip,
+        ] + [MatmulCore(f"{name}.out_proj", src.out_proj.weight.detach().cpu().double().numpy(),
+                        None if ob is None else ob.detach().cpu().double().numpy(), chip,
                         stream_key(seed, 3), digital="out_proj" in digital)]
 
     def _proj(self, i: int, x: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ import copy
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .. import engine
 from ..adc import ADCTables, FusedActivation, calibration_units
@@ -72,10 +73,12 @@ from ..mapping.deploy import (
     _UNSUPPORTED,
     UNSUPPORTED_REASON,
     SimModel,
+    _batches,
     _relu_consumers,
     deploy_views,
     warn_unsupported,
 )
+from ..mapping.functional import warn_functional, watch_functional_weights, weight_read_error
 from ..mapping.layers import Root, attention, fused_activation, layer_seed
 from ..mapping.matrix import (
     EngineView,
@@ -87,6 +90,7 @@ from ..mapping.matrix import (
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ._kernels import fused_convert
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
+from .tied import tie_shared_weights
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
@@ -1133,6 +1137,12 @@ class _TwinLayer(nn.Module):
         one and the chip's layer-output ADC fuses it (``adc.fuse_activation``), as deploy
         sets ``MatmulCore.activation_clamp``."""
 
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            return super().__getattr__(attr)
+        except AttributeError:
+            raise weight_read_error(self, attr, self.__dict__.get("twin_name", "?")) from None
+
     @staticmethod
     def matrix_seed(layer_seed: int, i: int) -> int:
         """Programming seed of matrix ``i`` of a layer seeded with ``layer_seed``."""
@@ -1160,6 +1170,11 @@ class _TwinLayer(nn.Module):
         for path, value in self.learned().items():
             owner_name, _, attr = path.rpartition(".")
             owner = module.get_submodule(owner_name) if owner_name else module
+            if parametrize.is_parametrized(owner):  # weight_norm, spectral_norm: the twin
+                # learned the weight itself, the float module holds it plainly. Not
+                # remove_parametrizations: it edits the class the copy shares with the source
+                owner.__class__ = owner.__class__.__bases__[0]
+                del owner._modules["parametrizations"]
             setattr(owner, attr, None if value is None
                     else nn.Parameter(value.detach().clone(), requires_grad=False))
         return module
@@ -1489,27 +1504,8 @@ class PreparedModel(nn.Module):
                             batch_dim=batch_dim)
 
 
-def _batches(data, batch_size: int) -> Iterable[tuple]:
-    """Argument tuples from a tensor / array / tuple of tensors / iterable of batches."""
-    if isinstance(data, np.ndarray):
-        data = torch.from_numpy(data)
-    if isinstance(data, torch.Tensor):
-        data = (data,)
-    if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
-        n = data[0].shape[0]
-        for i in range(0, n, batch_size):
-            yield tuple(d[i:i + batch_size] for d in data)
-        return
-    if isinstance(data, Iterable):
-        for item in data:
-            yield (item[0],) if isinstance(item, (tuple, list)) else (item,)
-        return
-    raise MappingError("calibration must be a tensor, an array, a tuple of tensors or an "
-                       f"iterable of batches; got {type(data).__name__}")
-
-
 def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
-            batch_size: int = 256, **options) -> PreparedModel:
+            batch_size: int = 256, batch_dim: int = 0, **options) -> PreparedModel:
     """A trainable copy of ``model`` whose mapped layers compute as the chip does.
 
     Parameters
@@ -1524,6 +1520,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         Seeds of the programmed layers and the calibration sample (deploy's derivation).
     batch_size : int
         Batch size of the calibration pass when ``calibration`` is a tensor.
+    batch_dim : int
+        Which dimension of the inputs counts samples, as in ``cimsim.deploy`` (1 for
+        sequence-first transformers): the calibration tensors are cut along it.
     **options
         :class:`TwinOptions` fields (``learn_weight_scale``, ``learn_act_scale``,
         ``learn_adc_step``, ``train_noise``); an unknown name is a ``ConfigError``.
@@ -1575,19 +1574,28 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                                 "activation x activation (Q·Kᵀ, softmax, ·V) kept in float"))
 
     visit(root, "")
+    half = [name for name, layer in layers.items()
+            if any(p.dtype in (torch.float16, torch.bfloat16)
+                   for p in layer._float_src[0].parameters())]
+    if half:  # the twin computes the chip's integer sums in the weights' dtype
+        raise MappingError(f"prepare: {', '.join(half)} hold float16/bfloat16 weights, too "
+                           "narrow for the twin's integer arithmetic; prepare a float32 (or "
+                           "float64) copy, model.float(), and cast after training")
     warn_unsupported(digital, "prepare")
     if not layers:
         log.warning("prepare: no Linear/Conv layer was mapped")
     root.eval()
     n = 0
-    with torch.no_grad():
-        for args in _batches(calibration, batch_size):
+    with torch.no_grad(), watch_functional_weights(root, [d[0] for d in digital]) as functional:
+        for args in _batches(calibration, batch_size, batch_dim):
             root(*args)
             n += 1
     if n == 0:
         raise MappingError("calibration data is empty")
+    digital.extend(warn_functional(functional, "prepare"))
     for layer in layers.values():
         layer.finalize()
+    tie_shared_weights(root, layers)
     for name, relu in relus.items():
         if name in layers and layers[name].fused:
             owner, _, attr = relu.rpartition(".")

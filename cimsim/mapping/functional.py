@@ -1,0 +1,123 @@
+"""Weights that reach a matrix product outside a mappable module.
+
+``deploy`` and ``prepare`` map modules (``nn.Linear``, ``nn.Conv2d``, ...). A weight the model
+uses functionally (``F.linear(x, self.weight)``, ``x @ self.w``, ``F.conv2d(x, self.kernel)``)
+is no module: it cannot be mapped and would compute in float, results that look simulated but
+are not. :func:`watch_functional_weights` records, during the calibration pass, every parameter
+of the model (outside the modules already listed as digital) that reaches such a product, so
+that the caller can name it in a warning and in the report's digital list.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["FUNCTIONAL_REASON", "watch_functional_weights", "warn_functional",
+           "weight_read_error"]
+
+FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
+                     "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
+
+# the products a weight can reach without a module (method and function forms)
+_PRODUCTS = frozenset({
+    F.linear, F.bilinear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d,
+    F.conv_transpose2d, F.conv_transpose3d, torch.matmul, torch.mm, torch.bmm, torch.mv,
+    torch.addmm, torch.baddbmm, torch.addbmm, torch.einsum, torch.tensordot, torch.inner,
+    torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__, torch.Tensor.mm,
+    torch.Tensor.bmm, torch.Tensor.mv,
+})
+
+
+def _tensors(obj) -> Iterator[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _tensors(item)
+
+
+def _storage(t: torch.Tensor) -> int | None:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensors without storage (meta, nested)
+        return None
+
+
+class _Watch(TorchFunctionMode):
+    """Records the names of the watched parameters (by storage: a transposed or reshaped
+    view counts) among the operands of every product."""
+
+    def __init__(self, params: dict[int, str]):
+        super().__init__()
+        self.params = params
+        self.found: dict[str, str] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _PRODUCTS:
+            for t in _tensors([*args, *kwargs.values()]):
+                name = self.params.get(_storage(t) or 0)
+                if name is not None:
+                    self.found.setdefault(name, getattr(func, "__name__", str(func)))
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def watch_functional_weights(model: nn.Module, skip: Iterable[str]
+                             ) -> Iterator[dict[str, str]]:
+    """Within the block, record the parameters of ``model`` that reach a matrix product:
+    yields a dict filled with parameter name -> the product's name. Parameters of the modules
+    named in ``skip`` (kept digital for a reason already stated) and of their submodules are
+    not watched."""
+    skipped = tuple(skip)
+
+    def watched(name: str) -> bool:
+        return not any(name == s or name.startswith(s + ".") for s in skipped)
+
+    params: dict[int, str] = {}
+    for name, p in model.named_parameters():
+        ptr = _storage(p)
+        if ptr and watched(name.rpartition(".")[0]):
+            params.setdefault(ptr, name)
+    found: dict[str, str] = {}
+    if not params:
+        yield found
+        return
+    mode = _Watch(params)
+    with mode:
+        yield found
+    found.update(mode.found)
+
+
+def warn_functional(found: dict[str, str], who: str) -> list[tuple[str, str, str]]:
+    """One ``UserWarning`` naming the weights used functionally; returns them as
+    ``(name, 'parameter', reason)`` rows of the digital list."""
+    if not found:
+        return []
+    names = ", ".join(f"{name} ({func})" for name, func in sorted(found.items()))
+    warnings.warn(f"{who}: {len(found)} weight(s) reach a matrix product without a mappable "
+                  f"module and run digitally in float: {names}; hold each in an nn.Linear / "
+                  "nn.Conv module (e.g. self.proj = nn.Linear(...), then self.proj(x)) to map "
+                  "it", UserWarning, stacklevel=3)
+    return [(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)]
+
+
+def weight_read_error(module: nn.Module, attr: str, layer: str) -> AttributeError:
+    """What a simulated (or twin) layer raises when the model's code reads one of its weights
+    (``self.fc.weight``): the weights live on the simulated arrays, so a forward computing with
+    them outside the layer's own call cannot be simulated; any other missing attribute raises
+    as torch does."""
+    if not (attr.startswith(("weight", "bias")) or attr.endswith(("_weight", "_bias"))):
+        return AttributeError(f"'{type(module).__name__}' object has no attribute '{attr}'")
+    return AttributeError(
+        f"{layer}: the model reads .{attr} of a mapped layer, whose weights are programmed on "
+        f"the simulated arrays ({type(module).__name__}); compute through the layer (layer(x), "
+        "not F.linear(x, layer.weight)) and take dtype/device from the input or another "
+        "module, or exclude the layer (exclude=[...]) to keep it digital")

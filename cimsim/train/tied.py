@@ -1,0 +1,47 @@
+"""Weights tied between modules (``head.weight = emb.weight``) in the training twin.
+
+A twin holds its weight as its own parameter (a copy). Where the source module's weight is a
+parameter the model also uses elsewhere (an output head tied to the embedding, a projection
+shared by two layers), a copy would silently untie it: the two uses would train apart. The
+twin then holds that very parameter, so that both uses train it, as in the float model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+__all__ = ["tie_shared_weights"]
+
+
+def _source_weight(layer: Any) -> nn.Parameter | None:
+    w = getattr(layer._float_src[0], "weight", None)
+    return w if isinstance(w, nn.Parameter) else None  # a parametrization gives a tensor
+
+
+def tie_shared_weights(root: nn.Module, layers: Mapping[str, Any]) -> None:
+    """Give every twin whose source weight is shared (with a module left in float, or with
+    another mapped layer) that shared parameter instead of its copy. A shared weight the twin
+    cannot hold as it is (a convolution's, stored flattened) is warned about, naming it."""
+    in_float = {id(p) for p in root.parameters()}  # the twins' own copies are not sources
+    sources = {name: _source_weight(layer) for name, layer in layers.items()}
+    uses = Counter(id(w) for w in sources.values() if w is not None)
+    untied = []
+    for name, layer in layers.items():
+        w = sources[name]
+        if w is None or (id(w) not in in_float and uses[id(w)] < 2):
+            continue
+        twins = layer.matrices()
+        if len(twins) == 1 and twins[0].weight.shape == w.shape:
+            twins[0].weight = w  # both uses now train this one parameter
+        else:
+            untied.append(name)
+    if untied:
+        warnings.warn("prepare: the weights of " + ", ".join(untied) + " are shared with other "
+                      "modules but their twins train separate copies (only a Linear's tie is "
+                      "kept); untie them in the model or expect them to train apart",
+                      UserWarning, stacklevel=3)
