@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -1005,7 +1006,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args))
+        rc = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe (``cimsim datasheet X | head``) raises here, not at exit
+        return rc
+    except BrokenPipeError:
+        # the reader stopped reading: as the Python docs advise, point stdout at devnull so
+        # the interpreter's final flush does not raise again, and exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (CimsimError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
             PermissionError) as exc:
         print(f"cimsim: error: {_one_line(exc)}", file=sys.stderr)

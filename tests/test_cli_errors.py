@@ -433,3 +433,18 @@ def test_error_lines_are_single_even_for_multiline_messages(files, tmp_path):
 def multiline_failure():
     """A ``module:function`` model factory that fails with a two-line message."""
     raise RuntimeError("first line\nsecond line")
+
+
+def test_output_into_a_closed_pipe_exits_quietly():
+    """``cimsim datasheet X | head -1``: the reader closes the pipe early; no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "cimsim.cli", "datasheet", "rram-22nm",
+                             "--breakdown"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # as head does after its first line
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
