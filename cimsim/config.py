@@ -670,6 +670,9 @@ class ADCConfig(_Config):
         if self.kind is ADCKind.RAMP and self.range_policy is not RangePolicy.CALIBRATED:
             _fail("ADCConfig", "range_policy", self.range_policy.value,
                   "'calibrated' for kind = 'ramp' (its levels are fitted to calibration data)")
+        if self.kind is ADCKind.RAMP and self.bits > 16:  # cimsim.adc.levels' fitting limit
+            _fail("ADCConfig", "bits", self.bits, "an integer in [1, 16] for kind = 'ramp' "
+                  "(its 2^bits levels are fitted to calibration data)")
 
 
     @property
@@ -1049,8 +1052,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        # JSON's escapes (\" \\ \b \f \n \r \t \uXXXX) are all valid in a TOML basic string
-        return json.dumps(value, ensure_ascii=False)
+        # JSON's escapes (\" \\ \b \f \n \r \t \uXXXX) are all valid in a TOML basic string;
+        # JSON leaves DEL (U+007F) bare, which TOML forbids there
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} to TOML")  # pragma: no cover

@@ -1,0 +1,290 @@
+"""Any valid chip a user writes gets a sane answer; any invalid one a clear error (issue 13).
+
+Property tests over :func:`tests.chip_strategies.valid_chips`, chips drawn across the whole
+schema (every converter, cell, drive, domain, encoding, read-out, cost model, node 3..180 nm,
+arrays up to 1024 x 1024, stated and unstated windows):
+
+* the TOML round trip (save, load, equal), through a file and the loader;
+* ``datasheet`` at both scopes: finite positive TOPS, TOPS/W, TOPS/mm² and their 1-b figures,
+  or a ``ConfigError`` naming the field when the chip cannot run the standard workload;
+* ``cimsim.matmul`` + ``cimsim.cost.estimate``: finite non-negative energy per component,
+  positive area and latency;
+* what docs/cost-model.md promises, everything else fixed: macro energy per op non-decreasing
+  in ADC bits ("Monotone", §0) and in the supply (``s = (vdd_v / 0.8 V)²`` scales every CMOS
+  energy, §1); array area non-decreasing in rows, columns and ADCs per array (§2: instances x
+  area per instance);
+* one broken field of a valid chip: ``ConfigError`` naming the field and what is allowed, from
+  the Python API and from ``cimsim datasheet bad.toml`` (exit 2, one line, no traceback).
+
+The default run draws small arrays (``max_size = 128``); ``-m slow`` runs more examples over
+the full range.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+import cimsim
+from cimsim.arrays.encoding import weight_range
+from cimsim.arrays.program import program
+from cimsim.config import ADCKind, ChipConfig, load_chip
+from cimsim.cost import estimate, layer_work
+from cimsim.cost.area import array_area_um2
+from cimsim.cost.datasheet import datasheet
+from cimsim.errors import CimsimError, ConfigError, MappingError
+from tests.chip_strategies import invalid_changes, valid_chips
+
+FIGURES = ("tops", "tops_per_w", "tops_per_mm2", "tops_1b", "tops_per_w_1b", "tops_per_mm2_1b")
+FIELD = re.compile(r"\b(?:[A-Z][A-Za-z]*Config|array|device|dac|adc|noise|tech)\.[a-z_0-9]+")
+"""A message names a field: ``ADCConfig.bits``, ``array.n_cols``, ``adc.placement``, ..."""
+
+SMALL = valid_chips(max_size=128)
+N_EXAMPLES = int(os.environ.get("CIMSIM_FUZZ_EXAMPLES", "25"))
+"""Examples per property in the default run; a longer hunt: ``CIMSIM_FUZZ_EXAMPLES=500
+HYPOTHESIS_PROFILE=dev pytest tests/cost/test_chip_fuzz.py`` (fresh random draws)."""
+FAST = settings(max_examples=N_EXAMPLES, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SLOW = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def _names_a_field(exc: BaseException) -> None:
+    assert FIELD.search(str(exc)), f"error names no field: {exc}"
+
+
+def _sheet(chip: ChipConfig, scope: str) -> dict | None:
+    """The datasheet, or None where the chip cannot run the standard workload or the cost
+    model cannot price it (a supply below the node's threshold for the settling model): then
+    the error is a ConfigError naming the field."""
+    try:
+        return datasheet(chip, scope=scope)
+    except ConfigError as exc:
+        _names_a_field(exc)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# TOML round trip
+# ---------------------------------------------------------------------------------------------
+@FAST
+@given(chip=valid_chips())
+@example(chip=ChipConfig(name="a\x7fb", description="DEL \x7f"))  # JSON leaves DEL bare
+def test_toml_round_trip_of_any_valid_chip(chip, tmp_path_factory):
+    path = tmp_path_factory.mktemp("chips") / "my chip.toml"
+    chip.save(path)
+    assert load_chip(path) == chip
+    assert load_chip(str(path)) == chip
+    assert ChipConfig.from_dict(chip.to_dict()) == chip
+
+
+# ---------------------------------------------------------------------------------------------
+# datasheet
+# ---------------------------------------------------------------------------------------------
+def _check_datasheet(chip: ChipConfig) -> None:
+    for scope in ("macro", "chip"):
+        sheet = _sheet(chip, scope)
+        if sheet is None:
+            return
+        for name in FIGURES:
+            value = sheet[name]
+            assert math.isfinite(value) and value > 0, (scope, name, value)
+        for c, e in sheet["energy_pj_by_component"].items():
+            assert math.isfinite(e) and e >= 0, (scope, c, e)
+        for c, a in sheet["area_um2_by_component"].items():
+            assert math.isfinite(a) and a >= 0, (scope, c, a)
+
+
+@FAST
+@given(chip=SMALL)
+def test_datasheet_of_any_valid_chip_is_finite_and_positive(chip):
+    _check_datasheet(chip)
+
+
+@pytest.mark.slow
+@SLOW
+@given(chip=valid_chips(wide=True))
+def test_datasheet_of_any_valid_chip_is_finite_and_positive_slow(chip):
+    """Arrays up to 1024 x 1024 and every field over the validator's whole range."""
+    _check_datasheet(chip)
+
+
+@pytest.mark.parametrize("toml", [
+    # an array whose columns cannot hold one differential pair
+    "[array]\nn_cols = 1\ncols_per_adc = 1\n",
+    # a layer-output converter on bit-serial inputs: several conversions per output
+    "[adc]\nplacement = 'layer_output'\n",
+])
+def test_a_chip_that_cannot_run_the_workload_is_a_config_error(toml, tmp_path):
+    """Found by the property above: the geometry errors of ``program`` reached the caller as
+    MappingError; the datasheet names them as the chip's ConfigError."""
+    path = tmp_path / "bad.toml"
+    path.write_text("name = 'bad'\n" + toml)
+    with pytest.raises(ConfigError, match="cannot run the standard workload") as info:
+        datasheet(str(path))
+    _names_a_field(info.value)
+
+
+def test_layer_output_chip_gets_a_datasheet_on_one_row_group():
+    """Found by the property above: a layer-output chip whose one conversion holds a row
+    group (one plane, one column per output) had no datasheet, because the workload filled
+    every row; it now fills one row group."""
+    chip = ChipConfig.from_dict(dict(
+        weight_bits=3, input_bits=4, weight_encoding="offset",
+        array=dict(n_rows=64, n_cols=32, rows_per_conversion=16, cols_per_adc=4),
+        device=dict(cell="ideal", bits_per_cell=3), dac=dict(bits="all"),
+        adc=dict(placement="layer_output", range_policy="full_scale")))
+    sheet = datasheet(chip)
+    assert all(math.isfinite(sheet[k]) and sheet[k] > 0 for k in FIGURES)
+
+
+# ---------------------------------------------------------------------------------------------
+# matmul + estimate
+# ---------------------------------------------------------------------------------------------
+@FAST
+@given(chip=SMALL, data=st.data())
+def test_matmul_estimate_of_any_valid_chip_is_finite(chip, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    k = data.draw(st.integers(1, 2 * chip.array.n_rows), label="K")
+    n = data.draw(st.integers(1, 6), label="N")
+    lo, hi = weight_range(chip)
+    if chip.weight_encoding.value == "binary":
+        w = 2 * rng.integers(0, 2, size=(n, k)) - 1
+    else:
+        w = rng.integers(lo, hi + 1, size=(n, k))
+    x = rng.integers(0, 2**chip.input_bits, size=(3, k))
+    try:
+        _, events = cimsim.matmul(x, w, chip, calibration=x)
+        block = program(w, chip)
+    except (ConfigError, MappingError) as exc:  # geometry the chip cannot hold: named
+        _names_a_field(exc)
+        return
+    rep = estimate([layer_work(events, block)], chip)
+    for c, e in rep.energy_by_component().items():
+        assert math.isfinite(e) and e >= 0, (c, e)
+    t = rep.totals
+    assert math.isfinite(t["area_mm2"]) and t["area_mm2"] > 0
+    assert math.isfinite(t["latency_ns_per_inference"]) and t["latency_ns_per_inference"] > 0
+    assert math.isfinite(t["energy_pj_per_inference"]) and t["energy_pj_per_inference"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# monotonicity the docs promise
+# ---------------------------------------------------------------------------------------------
+def _energy_per_op(chip: ChipConfig, scope: str = "macro") -> float | None:
+    sheet = _sheet(chip, scope)
+    return None if sheet is None else sheet["energy_pj_per_op"]
+
+
+@FAST
+@given(chip=SMALL)
+def test_macro_energy_per_op_non_decreasing_in_adc_bits(chip):
+    assume(chip.adc.kind is not ADCKind.DIGITAL and chip.adc.bits < 10)
+    more = chip.replace(adc=chip.adc.replace(bits=chip.adc.bits + 1))
+    e0, e1 = _energy_per_op(chip), _energy_per_op(more)
+    if e0 is not None and e1 is not None:
+        assert e1 >= e0 * (1 - 1e-9), (e0, e1)
+
+
+@FAST
+@given(chip=SMALL, factor=st.floats(1.01, 3.0))
+def test_energy_per_op_non_decreasing_in_supply(chip, factor):
+    vdd = min(chip.tech.vdd_v * factor, 5.0)
+    assume(vdd > chip.tech.vdd_v)
+    more = chip.replace(tech=chip.tech.replace(vdd_v=vdd))
+    for scope in ("macro", "chip"):
+        e0, e1 = _energy_per_op(chip, scope), _energy_per_op(more, scope)
+        if e0 is not None and e1 is not None:
+            assert e1 >= e0 * (1 - 1e-9), (scope, e0, e1)
+
+
+def _array_area(chip: ChipConfig) -> float:
+    return sum(array_area_um2(chip).values())
+
+
+def _valid(make) -> ChipConfig | None:
+    try:
+        return make()
+    except ConfigError:
+        return None
+
+
+@settings(max_examples=4 * N_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(chip=valid_chips(), grow=st.integers(1, 512))
+def test_array_area_non_decreasing_in_rows_columns_and_adcs(chip, grow):
+    a = _array_area(chip)
+    arr = chip.array
+    rows = _valid(lambda: chip.replace(array=arr.replace(n_rows=arr.n_rows + grow)))
+    cols = _valid(lambda: chip.replace(array=arr.replace(n_cols=arr.n_cols + grow)))
+    adcs = _valid(lambda: chip.replace(array=arr.replace(
+        cols_per_adc=max(1, arr.cols_per_adc - grow))))
+    for bigger in (rows, cols, adcs):
+        if bigger is not None:
+            assert _array_area(bigger) >= a * (1 - 1e-12), (bigger.array, a)
+
+
+# ---------------------------------------------------------------------------------------------
+# invalid chips: ConfigError naming the field and what is allowed, API and CLI
+# ---------------------------------------------------------------------------------------------
+@FAST
+@given(chip=SMALL, change=invalid_changes())
+def test_one_broken_field_is_a_config_error_naming_it(chip, change, tmp_path_factory):
+    changes, name = change
+    data = chip.to_dict()
+    for section, key, value in changes:
+        (data[section] if section else data)[key] = value
+    with pytest.raises(ConfigError) as info:
+        ChipConfig.from_dict(data)
+    message = str(info.value)
+    assert name in message and "allowed" in message, message
+    # the same file on the command line: exit 2, one line naming the field, no traceback
+    from cimsim.config import _dump_toml
+
+    path = tmp_path_factory.mktemp("bad") / "bad.toml"
+    path.write_text(_dump_toml(data))
+    rc, err = _cli(["datasheet", str(path)])
+    assert rc == 2 and err.count("\n") == 1 and name in err and "Traceback" not in err, err
+
+
+def _cli(argv: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from cimsim.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(argv)
+    return rc, err.getvalue()
+
+
+def test_cli_datasheet_of_a_bad_toml_in_a_fresh_process(tmp_path):
+    """The console entry point itself (not ``main`` in-process): exit 2, no traceback."""
+    path = tmp_path / "bad.toml"
+    path.write_text("name = 'x'\n[adc]\nkind = 'pipelined'\n")
+    proc = subprocess.run([sys.executable, "-c", "from cimsim.cli import main; "
+                           "raise SystemExit(main())", "datasheet", str(path)],
+                          capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "ADCConfig.kind" in proc.stderr and "'sar'" in proc.stderr
+
+
+def test_ramp_above_the_level_fit_limit_is_refused_when_loaded():
+    """Found by the datasheet property (wide draws): a 17..24-b ``ramp`` passed the validator
+    and failed in the level fit with "bits must be an int in [1, 16]", naming no field."""
+    with pytest.raises(ConfigError, match=r"ADCConfig\.bits = 17 .*allowed: .*\[1, 16\].*ramp"):
+        ChipConfig.from_dict({"adc": {"kind": "ramp", "range_policy": "calibrated", "bits": 17}})
+    chip = ChipConfig.from_dict({"adc": {"kind": "ramp", "range_policy": "calibrated",
+                                         "bits": 16}})
+    assert chip.adc.bits == 16
