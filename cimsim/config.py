@@ -1093,7 +1093,7 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
     """
     text: str
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix.lower() == ".toml" or path.exists():  # my.TOML: a file, not a preset
         if not path.is_file():
             raise ConfigError(f"chip file {str(path)!r} not found")
         try:

@@ -118,7 +118,8 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         adc_bits = draw(st.integers(need, min(24, need + 4)), label="adc.bits")
         policy = RangePolicy.FULL_SCALE
     else:
-        adc_bits = draw(st.integers(1, 24 if wide else 10), label="adc.bits")
+        top = 16 if kind is ADCKind.RAMP else 24  # a ramp's levels are fitted: <= 16 b
+        adc_bits = draw(st.integers(1, top if wide else 10), label="adc.bits")
         policies = [RangePolicy.CALIBRATED] if kind is ADCKind.RAMP else list(RangePolicy)
         policy = draw(st.sampled_from(policies), label="range_policy")
     adc: dict[str, Any] = dict(kind=kind, bits=adc_bits, range_policy=policy,

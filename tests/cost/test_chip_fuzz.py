@@ -62,12 +62,12 @@ def _names_a_field(exc: BaseException) -> None:
     assert FIELD.search(str(exc)), f"error names no field: {exc}"
 
 
-def _sheet(chip: ChipConfig, scope: str) -> dict | None:
+def _sheet(chip: ChipConfig, scope: str, density: float = 0.5) -> dict | None:
     """The datasheet, or None where the chip cannot run the standard workload or the cost
     model cannot price it (a supply below the node's threshold for the settling model): then
     the error is a ConfigError naming the field."""
     try:
-        return datasheet(chip, scope=scope)
+        return datasheet(chip, scope=scope, input_density=density)
     except ConfigError as exc:
         _names_a_field(exc)
         return None
@@ -90,9 +90,9 @@ def test_toml_round_trip_of_any_valid_chip(chip, tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 # datasheet
 # ---------------------------------------------------------------------------------------------
-def _check_datasheet(chip: ChipConfig) -> None:
+def _check_datasheet(chip: ChipConfig, density: float = 0.5) -> None:
     for scope in ("macro", "chip"):
-        sheet = _sheet(chip, scope)
+        sheet = _sheet(chip, scope, density)
         if sheet is None:
             return
         for name in FIGURES:
@@ -105,9 +105,9 @@ def _check_datasheet(chip: ChipConfig) -> None:
 
 
 @FAST
-@given(chip=SMALL)
-def test_datasheet_of_any_valid_chip_is_finite_and_positive(chip):
-    _check_datasheet(chip)
+@given(chip=SMALL, density=st.one_of(st.just(0.5), st.floats(1e-9, 1.0)))
+def test_datasheet_of_any_valid_chip_is_finite_and_positive(chip, density):
+    _check_datasheet(chip, density)
 
 
 @pytest.mark.slow
@@ -288,3 +288,53 @@ def test_ramp_above_the_level_fit_limit_is_refused_when_loaded():
     chip = ChipConfig.from_dict({"adc": {"kind": "ramp", "range_policy": "calibrated",
                                          "bits": 16}})
     assert chip.adc.bits == 16
+
+
+# ---------------------------------------------------------------------------------------------
+# a user's own TOML path works wherever a preset name does
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def user_chip(tmp_path_factory) -> Path:
+    """A chip of the user's own: a published macro, renamed and given 8 arrays, saved under a
+    folder and file name with a space and an upper-case suffix."""
+    chip = load_chip("published/hermes-jssc22")
+    chip = chip.replace(name="my-macro", array=chip.array.replace(arrays_per_tile=8))
+    path = tmp_path_factory.mktemp("user chips") / "my macro.TOML"
+    chip.save(path)
+    return path
+
+
+def test_user_toml_loads_like_a_preset(user_chip):
+    assert load_chip(user_chip).name == "my-macro"
+    assert datasheet(str(user_chip))["chip"] == "my-macro"
+    with pytest.raises(ConfigError, match="chip file .* not found"):
+        load_chip(user_chip.with_name("missing.TOML"))  # a file, not an unknown preset
+
+
+@pytest.mark.parametrize("command", ["datasheet", "demo", "sweep", "simulate"])
+def test_user_toml_path_on_every_chip_command(command, user_chip, tmp_path, capsys):
+    out = tmp_path / "out"
+    if command == "datasheet":
+        argv = ["datasheet", str(user_chip), "--scope", "chip", "--breakdown"]
+    elif command == "demo":
+        argv = ["demo", "--fast", "--chip", str(user_chip), "--out", str(out)]
+    elif command == "sweep":
+        argv = ["sweep", "--model", "demo", "--chip", str(user_chip), "--adc-bits", "6",
+                "--limit", "16", "--out", str(out)]
+    else:
+        from cimsim.data import load_digits_split
+        from cimsim.models import load_digits_cnn
+
+        torch = pytest.importorskip("torch")
+        _, _, x, y = load_digits_split()
+        np.savez(tmp_path / "d.npz", x=x[:24].numpy(), y=y[:24].numpy())
+        torch.export.save(torch.export.export(load_digits_cnn(), (x[:2],),
+                                              dynamic_shapes=({0: torch.export.Dim("b")},)),
+                          tmp_path / "m.pt2")
+        argv = ["simulate", "--model", str(tmp_path / "m.pt2"), "--data",
+                str(tmp_path / "d.npz"), "--chip", str(user_chip), "--out", str(out)]
+    from cimsim.cli import main
+
+    assert main(argv) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "my-macro" in printed or command == "datasheet" and "TOPS/W" in printed
