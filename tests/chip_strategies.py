@@ -17,10 +17,12 @@ from typing import Any
 from hypothesis import strategies as st
 
 from cimsim.config import (
+    ActCalibration,
     ADCBand,
     ADCKind,
     ADCPlacement,
     CalibrationGranularity,
+    CalibrationMode,
     CalibrationStat,
     CellKind,
     CellTech,
@@ -28,7 +30,9 @@ from cimsim.config import (
     ComputeDomain,
     CostModel,
     DifferentialReadout,
+    DriftCompensation,
     InputDrive,
+    LevelFit,
     Nonlinearity,
     OffCurrentCompensation,
     PowerGating,
@@ -37,6 +41,7 @@ from cimsim.config import (
     SliceReadout,
     VariationKind,
     WeightEncoding,
+    WeightGranularity,
     WordlineSwitching,
 )
 
@@ -107,6 +112,15 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
             device["variation_sigma"] = draw(_f(0.0, 0.5))
         device["p_stuck_on"] = draw(st.sampled_from([0.0, 0.01]))
         device["p_stuck_off"] = draw(st.sampled_from([0.0, 0.01]))
+        if draw(st.booleans()):  # a device that ages (docs/drift.md)
+            n_levels = 1 << bits_per_cell
+            per_level = st.sampled_from([1, n_levels])
+            device["drift_nu_mean"] = [draw(_f(0.001, 0.1))] * draw(per_level)
+            device["drift_nu_sigma"] = [draw(_f(0.0, 0.05))] * draw(per_level)
+            device["read_noise_q_s"] = draw(st.sampled_from([[], [0.01]]))
+            device["retention_sigma_lsb"] = draw(st.sampled_from([0.0, 0.2]))
+            device["drift_t0_s"] = draw(_f(0.1, 100.0))
+            device["drift_compensation"] = draw(st.sampled_from(list(DriftCompensation)))
 
     signed = draw(st.sampled_from(list(SignedInputMode)), label="signed_inputs")
     dac = dict(bits="all" if dac_bits is None else dac_bits, signed_inputs=signed,
@@ -134,10 +148,17 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         adc.update(fixed_lo=lo, fixed_hi=lo + draw(_f(0.5, 4000.0)))
     if policy is RangePolicy.CALIBRATED:
         adc.update(calibration_granularity=draw(st.sampled_from(list(CalibrationGranularity))),
-                   calibration_stat=draw(st.sampled_from(list(CalibrationStat))))
+                   calibration_stat=draw(st.sampled_from(list(CalibrationStat))),
+                   calibration_mode=draw(st.sampled_from(list(CalibrationMode))),
+                   calibration_margin=draw(st.sampled_from([0.0, 0.1])),
+                   percentile=draw(_f(90.0, 100.0)), n_sigma=draw(_f(0.5, 6.0)),
+                   fuse_activation=draw(st.booleans()))
+    if kind is ADCKind.RAMP:
+        adc["level_fit"] = draw(st.sampled_from(list(LevelFit)), label="level_fit")
     if not clean:
         adc["gain_error"] = draw(st.sampled_from([0.0, 0.02]))
         adc["comparator_noise_lsb"] = draw(st.sampled_from([0.0, 0.3]))
+        adc["offset_error_lsb"] = draw(st.sampled_from([0.0, -0.4]))
 
     noise: dict[str, Any] = {}
     if not clean:
@@ -145,7 +166,9 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         noise["read_noise_rel"] = draw(st.sampled_from([0.0, 0.01]))
         if not analog_slices:
             noise["nonlinearity"] = draw(st.sampled_from(list(Nonlinearity)))
-            noise["poly_coeffs"] = (0.05,)
+            noise["poly_coeffs"] = draw(st.lists(_f(-0.2, 0.2), max_size=6))
+            noise["saturation_fraction"] = draw(_f(0.05, 2.0))
+            noise["ir_drop_beta"] = draw(_f(0.0, 2.0))
 
     tech: dict[str, Any] = dict(
         node_nm=draw(_f(3.0, 180.0), label="node_nm"),
@@ -177,7 +200,12 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         weight_bits=weight_bits, input_bits=input_bits, weight_encoding=encoding,
         differential_readout=draw(st.sampled_from(list(DifferentialReadout))),
         accumulator_bits=draw(st.integers(8 if wide else 32, 64)),
-        array=array, device=device, dac=dac, adc=adc, noise=noise, tech=tech))
+        array=array, device=device, dac=dac, adc=adc, noise=noise, tech=tech,
+        quant=dict(weight_granularity=draw(st.sampled_from(list(WeightGranularity))),
+                   act_calibration=draw(st.sampled_from(list(ActCalibration))),
+                   act_percentile=draw(_f(99.0, 100.0)),
+                   act_zero_point=draw(st.booleans()),
+                   smooth_alpha=draw(_maybe(_f(0.0, 1.0))))))
 
 
 _SECTIONS = ("array", "device", "dac", "adc", "noise", "tech", "quant")

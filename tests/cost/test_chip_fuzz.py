@@ -338,3 +338,15 @@ def test_user_toml_path_on_every_chip_command(command, user_chip, tmp_path, caps
     assert main(argv) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "my-macro" in printed or command == "datasheet" and "TOPS/W" in printed
+
+
+@pytest.mark.parametrize("fit", ["kmeans_optimal", "bs_kmq"])
+def test_ramp_above_12_bits_fits_its_levels(fit):
+    """Found by the datasheet property: a 13..16-b ``ramp`` fitted by ``kmeans_optimal`` or
+    ``bs_kmq`` failed with "max_bins must be an int >= 2**bits" (the fit's 4096-bin default,
+    no field named); the default now holds one bin per level."""
+    chip = ChipConfig.from_dict(dict(
+        weight_bits=2, input_bits=2, array=dict(n_rows=16, n_cols=8, cols_per_adc=1),
+        adc=dict(kind="ramp", bits=14, range_policy="calibrated", level_fit=fit)))
+    sheet = datasheet(chip)
+    assert all(math.isfinite(sheet[k]) and sheet[k] > 0 for k in FIGURES)
