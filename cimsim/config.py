@@ -584,8 +584,11 @@ class DACConfig(_Config):
                   "-2^(B_x-1) needs the two's-complement range)")
         if self.bits == "all":  # TOML has no null
             object.__setattr__(self, "bits", None)
-        if self.bits is not None:
-            _int_in(self, "bits", 1, 16)
+        if self.bits is not None and not (isinstance(self.bits, int)
+                                          and not isinstance(self.bits, bool)
+                                          and 1 <= self.bits <= 16):
+            _fail("DACConfig", "bits", self.bits,
+                  "an integer in [1, 16], or 'all' (every input bit in one shot)")
 
 
 @dataclass(**_FROZEN)
@@ -706,7 +709,8 @@ class NoiseConfig(_Config):
         _float_in(self, "ir_drop_beta", 0.0)
         coeffs = self.poly_coeffs
         if not isinstance(coeffs, (tuple, list)) or not all(
-            isinstance(c, (int, float)) and math.isfinite(c) for c in coeffs
+            isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+            for c in coeffs
         ) or len(coeffs) > 6:
             _fail("NoiseConfig", "poly_coeffs", coeffs, "up to 6 finite numbers")
         object.__setattr__(self, "poly_coeffs", tuple(float(c) for c in coeffs))

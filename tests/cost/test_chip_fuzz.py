@@ -350,3 +350,14 @@ def test_ramp_above_12_bits_fits_its_levels(fit):
         adc=dict(kind="ramp", bits=14, range_policy="calibrated", level_fit=fit)))
     sheet = datasheet(chip)
     assert all(math.isfinite(sheet[k]) and sheet[k] > 0 for k in FIGURES)
+
+
+def test_dac_bits_error_names_all_and_coefficients_refuse_booleans():
+    """Found by fuzzing TOML values: ``dac.bits = "ALL"`` was told "an integer in [1, 16]"
+    (not that "all" is the other allowed value), and ``poly_coeffs = [true]`` was read as 1.0
+    where every other number field refuses a boolean."""
+    with pytest.raises(ConfigError, match=r"DACConfig\.bits = 'ALL' .*\[1, 16\], or 'all'"):
+        ChipConfig.from_dict({"dac": {"bits": "ALL"}})
+    with pytest.raises(ConfigError, match=r"NoiseConfig\.poly_coeffs"):
+        ChipConfig.from_dict({"noise": {"poly_coeffs": [True]}})
+    assert ChipConfig.from_dict({"dac": {"bits": "all"}}).dac.bits is None
