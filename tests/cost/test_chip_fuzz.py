@@ -22,6 +22,7 @@ the full range.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -175,6 +176,40 @@ def test_matmul_estimate_of_any_valid_chip_is_finite(chip, data):
     assert math.isfinite(t["area_mm2"]) and t["area_mm2"] > 0
     assert math.isfinite(t["latency_ns_per_inference"]) and t["latency_ns_per_inference"] > 0
     assert math.isfinite(t["energy_pj_per_inference"]) and t["energy_pj_per_inference"] > 0
+
+
+_MLP_IN = 12
+_PARTS = ("array", "device", "dac", "adc", "noise", "tech", "quant")
+
+
+@settings(max_examples=max(5, N_EXAMPLES // 2), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(chip=valid_chips(max_size=64))
+def test_deploy_of_a_small_model_on_any_valid_chip(chip):
+    """``cimsim.deploy`` of a two-layer MLP: finite outputs and a finite positive report, or
+    a cimsim error (too few arrays, a geometry the chip cannot hold, 1-b signed inputs) that
+    names what to change."""
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(_MLP_IN, 6), torch.nn.ReLU(),
+                                torch.nn.Linear(6, 3)).eval()
+    for p in model.parameters():
+        p.data = torch.randn(p.shape, generator=gen)
+    x = torch.randn(8, _MLP_IN, generator=gen)
+    try:
+        sim = cimsim.deploy(model, chip, x)
+        y = sim(x)
+        rep = estimate(sim.work())
+    except CimsimError as exc:
+        names = {f.name for part in (chip, *(getattr(chip, s) for s in _PARTS))
+                 for f in dataclasses.fields(part)}
+        assert any(re.search(rf"\b{n}\b", str(exc)) for n in names), exc
+        return
+    assert torch.isfinite(y).all()
+    for c, e in rep.energy_by_component().items():
+        assert math.isfinite(e) and e >= 0, (c, e)
+    for k in ("area_mm2", "latency_ns_per_inference", "energy_pj_per_inference", "tops_per_w"):
+        assert math.isfinite(rep.totals[k]) and rep.totals[k] > 0, (k, rep.totals[k])
 
 
 # ---------------------------------------------------------------------------------------------
