@@ -1,11 +1,12 @@
 """A chip's headline figures on the standard full-array workload (``cimsim datasheet CHIP``).
 
 The standard workload (docs/validation.md): one ``cimsim.matmul`` layer that fills one array of
-the chip (K = array rows, or ``rows_per_conversion`` with ``adc.placement = 'layer_output'``, N = as many outputs as the array's columns hold), M = 256 input
-vectors, inputs uniform over the unsigned input range with a fraction ``1 - input_density`` of
-them set to zero, weights uniform over the chip's weight range (over {-1, +1} for 1-b binary
-weights, which have no 0), seed 0. The run's events are
-priced by :func:`cimsim.cost.estimate`; the datasheet reads:
+the chip (K = array rows, N = as many outputs as the array's columns hold; a layer-output
+converter, ``adc.placement = 'layer_output'``, holds one row group: K = ``rows_per_conversion``),
+M = 256 input vectors, inputs uniform over the unsigned input range with a fraction
+``1 - input_density`` of them set to zero, weights uniform over the chip's weight range (over
+{-1, +1} for 1-b binary weights, which have no 0), seed 0. The run's events are priced by
+:func:`cimsim.cost.estimate`; the datasheet reads:
 
 * ``scope="macro"``: the array with its converters and row drivers (``cell``, ``dac``, ``adc``
   energy and area), as CIM macro papers report; TOPS of one array. A digital-CIM macro
