@@ -457,7 +457,7 @@ class DeviceConfig(_Config):
     bits_per_cell: int = 2
     """Bits stored per cell; a cell holds digits 0 .. 2**bits_per_cell - 1."""
     g_max_us: float = 10.0
-    """Conductance of the highest level, microsiemens."""
+    """Conductance of the highest level, microsiemens (at most 1e6: 1 S)."""
     on_off_ratio: float = math.inf
     """g_max / g_min. Finite values give an off-state current of
     ``(2**bits_per_cell - 1) / (on_off_ratio - 1)`` cell-LSB per driven row."""
@@ -509,7 +509,7 @@ class DeviceConfig(_Config):
             _fail("DeviceConfig", "drift_nu_sigma", list(self.drift_nu_sigma),
                   "empty or zeros without drift_nu_mean (the spread of no drift)")
         _float_in(self, "retention_sigma_lsb", 0.0, 100.0)
-        _float_in(self, "g_max_us", 0.0, lo_open=True)
+        _float_in(self, "g_max_us", 0.0, 1e6, lo_open=True)  # at most 1 S (1 Ohm)
         _float_in(self, "on_off_ratio", 1.0, lo_open=True, allow_inf=True)
         _float_in(self, "variation_sigma", 0.0, 10.0)
         _float_in(self, "p_stuck_on", 0.0, 1.0)
@@ -716,6 +716,10 @@ class NoiseConfig(_Config):
         object.__setattr__(self, "poly_coeffs", tuple(float(c) for c in coeffs))
 
 
+MIN_TIME_NS, MAX_TIME_NS = 1e-6, 1e9
+"""The read pulse and compute window a chip may state, ns (1 fs .. 1 s)."""
+
+
 @dataclass(**_FROZEN)
 class TechConfig(_Config):
     """Technology and timing (read by the cost model)."""
@@ -727,9 +731,9 @@ class TechConfig(_Config):
     v_read_v: float = 0.2
     """Full-scale read voltage on a row, V."""
     t_read_ns: float = 10.0
-    """Read pulse width per input plane, ns."""
+    """Read pulse width per input plane, ns (1e-6 .. 1e9)."""
     clock_mhz: float = 1000.0
-    """Digital clock, MHz."""
+    """Digital clock, MHz (1e-3 .. 1e6)."""
     adc_band: ADCBand = ADCBand.TYPICAL
     """ADC cost model band: low, typical or high (published models differ ~50x);
     ``tables`` cost model only."""
@@ -757,8 +761,8 @@ class TechConfig(_Config):
     cap_unit_ff: float = 1.0
     """``charge`` only: capacitance one cell product switches, fF."""
     cap_density_ff_per_um2: float = 0.0
-    """``charge`` only: density of capacitors that add area beside the cell, fF/um^2; 0 when
-    they sit above the cell (MOM capacitors in the metal stack)."""
+    """``charge`` only: density of capacitors that add area beside the cell, fF/um^2
+    (0.001 .. 1000); 0 when they sit above the cell (MOM capacitors in the metal stack)."""
     wordline_v: float | None = None
     """Word-line (gate) swing per row activation, V; None: ``vdd_v``. Priced C_wl·V^2 per
     activated row and array read, apart from the bit-line read."""
@@ -790,8 +794,10 @@ class TechConfig(_Config):
         _float_in(self, "node_nm", 3.0, 180.0)  # cimsim.cost.tables.MIN/MAX_NODE_NM
         _float_in(self, "vdd_v", 0.0, 5.0, lo_open=True)
         _float_in(self, "v_read_v", 0.0, 5.0, lo_open=True)
-        _float_in(self, "t_read_ns", 0.0, lo_open=True)
-        _float_in(self, "clock_mhz", 0.0, lo_open=True)
+        # physical ranges (1 fs .. 1 s, 1 kHz .. 1 THz): below them a time's share of a
+        # conversion or step underflows to 0 and the figures divide by it
+        _float_in(self, "t_read_ns", MIN_TIME_NS, MAX_TIME_NS)
+        _float_in(self, "clock_mhz", 1e-3, 1e6)
         _coerce_choices(self)
         if self.cell_kind is not None:
             try:
@@ -804,7 +810,12 @@ class TechConfig(_Config):
         if self.cell_area_f2 is not None:
             _float_in(self, "cell_area_f2", 1.0, 10000.0)
         _float_in(self, "cap_unit_ff", 0.0, 1000.0, lo_open=True)
-        _float_in(self, "cap_density_ff_per_um2", 0.0, 1000.0)
+        d = self.cap_density_ff_per_um2  # 0: above the cell; else a real density
+        if not (isinstance(d, (int, float)) and not isinstance(d, bool)
+                and (d == 0 or 1e-3 <= d <= 1000.0)):
+            _fail("TechConfig", "cap_density_ff_per_um2", d,
+                  "0 (capacitors above the cell) or a number in [0.001, 1000.0]")
+        object.__setattr__(self, "cap_density_ff_per_um2", float(d))
         if self.wordline_v is not None:
             _float_in(self, "wordline_v", 0.0, 5.0, lo_open=True)
         if self.wordline_high_v is not None:
@@ -813,7 +824,7 @@ class TechConfig(_Config):
             _float_in(self, "wordline_cap_ff_per_cell", 0.0, 1000.0, lo_open=True)
         _float_in(self, "wordline_driver_cap_ff", 0.0, 100000.0)
         if self.t_integrate_ns is not None:
-            _float_in(self, "t_integrate_ns", 0.0, lo_open=True)
+            _float_in(self, "t_integrate_ns", MIN_TIME_NS, MAX_TIME_NS)
         if not isinstance(self.window_stated, bool):
             _fail("TechConfig", "window_stated", self.window_stated, "true or false")
 

@@ -233,6 +233,10 @@ _OUT_OF_RANGE: tuple[tuple[str, str, Any], ...] = (
     ("tech", "cell_area_f2", 0.0), ("tech", "cap_unit_ff", 0.0),
     ("tech", "cap_density_ff_per_um2", -1.0), ("tech", "wordline_v", 0.0),
     ("tech", "wordline_cap_ff_per_cell", 0.0), ("tech", "t_integrate_ns", 0.0),
+    # found by fuzzing the validator's ranges: values it took whose figures underflow to 0,
+    # overflow to inf or divide by zero
+    ("tech", "t_read_ns", 5e-324), ("tech", "t_read_ns", 1e12), ("tech", "clock_mhz", 1e-300),
+    ("tech", "cap_density_ff_per_um2", 5e-324), ("device", "g_max_us", 1e300),
     ("tech", "window_stated", "yes"), ("tech", "cell_kind", "sram_12t"),
 )
 

@@ -399,3 +399,28 @@ def test_dac_bits_error_names_all_and_coefficients_refuse_booleans():
     with pytest.raises(ConfigError, match=r"NoiseConfig\.poly_coeffs"):
         ChipConfig.from_dict({"noise": {"poly_coeffs": [True]}})
     assert ChipConfig.from_dict({"dac": {"bits": "all"}}).dac.bits is None
+
+
+@pytest.mark.parametrize(("section", "changes"), [
+    ("tech", {"t_read_ns": 5e-324}),  # ZeroDivisionError in the datasheet
+    ("tech", {"clock_mhz": 1e-300}),  # TOPS underflowed to 0
+    ("tech", {"cap_density_ff_per_um2": 5e-324, "compute_domain": "charge"}),  # area inf
+    ("device", {"g_max_us": 1e300}),  # cell energy inf, TOPS/W 0 (with 1e9-ns reads at 5 V)
+])
+def test_values_whose_figures_are_not_finite_are_refused(section, changes):
+    """Found by fuzzing each field at the ends of the range the validator took: these chips
+    loaded and their datasheet divided by zero or came out 0. The ranges are now physical
+    (1 fs .. 1 s reads and windows, 1 kHz .. 1 THz clocks, capacitor densities from 0.001
+    fF/um^2, conductances up to 1 S); the ends of the new ranges give finite figures."""
+    data = {"tech": {"cost_model": "physical"}}
+    data.setdefault(section, {}).update(changes)
+    with pytest.raises(ConfigError, match="allowed"):
+        ChipConfig.from_dict(data)
+    ends = ChipConfig.from_dict({
+        "device": {"g_max_us": 1e6},
+        "tech": {"cost_model": "physical", "compute_domain": "charge", "t_read_ns": 1e9,
+                 "clock_mhz": 1e-3, "cap_density_ff_per_um2": 1e-3, "v_read_v": 5.0}})
+    for tech in ({}, {"compute_domain": "current"},
+                 {"t_read_ns": 1e-6, "clock_mhz": 1e6, "compute_domain": "current"}):
+        sheet = datasheet(ends.replace(tech=ends.tech.replace(**tech)), scope="chip")
+        assert all(math.isfinite(sheet[k]) and sheet[k] > 0 for k in FIGURES), sheet
