@@ -11,8 +11,9 @@ that draws it fails naming the field.
 
 from __future__ import annotations
 
+import enum
 import math
-from typing import Any
+from typing import Any, get_type_hints
 
 from hypothesis import strategies as st
 
@@ -264,19 +265,15 @@ _INCOMPATIBLE: tuple[Change, ...] = (
 )
 
 
-def _enum_fields() -> list[tuple[str, str]]:
-    """(section, field) of every choice field of the chip, from the dataclasses themselves."""
-    import dataclasses
-    import enum
-    from typing import get_type_hints
-
-    out = []
+def enum_fields() -> dict[tuple[str, str], type[enum.Enum]]:
+    """The choice fields of the chip, ``(section, field) -> Enum`` ('' for a top-level field),
+    from the dataclasses themselves."""
     hints = get_type_hints(ChipConfig)
+    out = {}
     for section, kind in [("", ChipConfig)] + [(s, hints[s]) for s in _SECTIONS]:
         for name, hint in get_type_hints(kind).items():
             if isinstance(hint, type) and issubclass(hint, enum.Enum):
-                out.append((section, name))
-        assert dataclasses.is_dataclass(kind)
+                out[section, name] = hint
     return out
 
 
@@ -284,6 +281,6 @@ def _enum_fields() -> list[tuple[str, str]]:
 def invalid_changes(draw: st.DrawFn) -> Change:
     """One broken field (a wrong choice, a zero, negative or out-of-range quantity, a wrong
     type) or an incompatible combination, with the field its error must name."""
-    enums = [((( s, n, "not_a_" + n),), n) for s, n in _enum_fields()]
+    enums = [(((s, n, "not_a_" + n),), n) for s, n in enum_fields()]
     singles = [(((s, n, v),), n) for s, n, v in _OUT_OF_RANGE]
     return draw(st.sampled_from(enums + singles + list(_INCOMPATIBLE)))

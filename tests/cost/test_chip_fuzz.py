@@ -43,7 +43,7 @@ from cimsim.cost import estimate, layer_work
 from cimsim.cost.area import array_area_um2, chip_area_um2
 from cimsim.cost.datasheet import datasheet
 from cimsim.errors import CimsimError, ConfigError, MappingError
-from tests.chip_strategies import invalid_changes, valid_chips
+from tests.chip_strategies import enum_fields, invalid_changes, valid_chips
 
 FIGURES = ("tops", "tops_per_w", "tops_per_mm2", "tops_1b", "tops_per_w_1b", "tops_per_mm2_1b")
 FIELD = re.compile(r"\b(?:[A-Z][A-Za-z]*Config|array|device|dac|adc|noise|tech)\.[a-z_0-9]+")
@@ -285,6 +285,10 @@ def test_one_broken_field_is_a_config_error_naming_it(chip, change, tmp_path_fac
         ChipConfig.from_dict(data)
     message = str(info.value)
     assert name in message and "allowed" in message, message
+    for section, key, value in changes:
+        choice = enum_fields().get((section, key))
+        if choice is not None and str(value).startswith("not_a_"):  # every allowed value
+            assert all(repr(c.value) in message for c in choice), message
     # the same file on the command line: exit 2, one line naming the field, no traceback
     from cimsim.config import _dump_toml
 
