@@ -984,6 +984,12 @@ class ChipConfig(_Config):
             _check_digital_readout(self)
         if self.array.slice_readout is SliceReadout.ANALOG:
             _check_analog_slices(self)
+        if self.tech.cost_model is CostModel.PHYSICAL and self.adc.kind is not ADCKind.DIGITAL:
+            # the physical model settles analog columns through a switch that must conduct:
+            # refused here, not after a simulation when the chip is priced
+            from .cost.settling import check_supply
+
+            check_supply(self.tech.node_nm, self.tech.vdd_v)
 
     # -- derived quantities used throughout ---------------------------------------------------
     @property

@@ -171,14 +171,19 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
             noise["saturation_fraction"] = draw(_f(0.05, 2.0))
             noise["ir_drop_beta"] = draw(_f(0.0, 2.0))
 
+    cost_model = draw(st.sampled_from(list(cost_models)), label="cost_model")
+    # the physical model's analog columns need a supply above the device threshold (<= 0.21 V
+    # at every node, cimsim.cost.settling.check_supply)
+    settles = cost_model is CostModel.PHYSICAL and not digital
     tech: dict[str, Any] = dict(
         node_nm=draw(_f(3.0, 180.0), label="node_nm"),
-        vdd_v=draw(_f(0.01 if wide else 0.3, 5.0 if wide else 1.8), label="vdd_v"),
+        vdd_v=draw(_f(0.25 if settles else 0.01, 5.0) if wide else _f(0.3, 1.8),
+                   label="vdd_v"),
         v_read_v=draw(_f(0.001 if wide else 0.02, 5.0 if wide else 1.5)),
         t_read_ns=draw(_f(1e-4 if wide else 0.05, 1e6 if wide else 5000.0)),
         clock_mhz=draw(_f(0.01 if wide else 5.0, 1e5 if wide else 5000.0)),
         adc_band=draw(st.sampled_from(list(ADCBand))),
-        cost_model=draw(st.sampled_from(list(cost_models)), label="cost_model"),
+        cost_model=cost_model,
         input_drive=draw(st.sampled_from(list(InputDrive)), label="input_drive"),
         compute_domain=draw(st.sampled_from(list(ComputeDomain)), label="compute_domain"),
         cell_kind=draw(_maybe(st.sampled_from(list(CellKind))), label="cell_kind"),

@@ -428,3 +428,19 @@ def test_values_whose_figures_are_not_finite_are_refused(section, changes):
                  {"t_read_ns": 1e-6, "clock_mhz": 1e6, "compute_domain": "current"}):
         sheet = datasheet(ends.replace(tech=ends.tech.replace(**tech)), scope="chip")
         assert all(math.isfinite(sheet[k]) and sheet[k] > 0 for k in FIGURES), sheet
+
+
+def test_a_supply_below_the_threshold_is_refused_when_loaded(tmp_path):
+    """Found by the deploy property (wide draws): a physical chip at 0.01 V loaded, deployed
+    and simulated, and only its pricing failed (the settling model's switch does not
+    conduct), after the work; it is now refused when the chip is built, and the command line
+    stops before any deployment."""
+    bad = {"tech": {"cost_model": "physical", "node_nm": 22.0, "vdd_v": 0.2}}
+    with pytest.raises(ConfigError, match=r"tech\.vdd_v = 0\.2 .*allowed: above the 0\.209-V"):
+        ChipConfig.from_dict(bad)
+    # the tables model and digital CIM settle nothing: their supply is only a factor
+    assert ChipConfig.from_dict({"tech": {"vdd_v": 0.2}}).tech.vdd_v == 0.2
+    path = tmp_path / "low.toml"
+    path.write_text("name = 'low'\n[tech]\ncost_model = 'physical'\nvdd_v = 0.2\n")
+    rc, err = _cli(["demo", "--fast", "--chip", str(path), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "tech.vdd_v" in err and not (tmp_path / "o").exists()
