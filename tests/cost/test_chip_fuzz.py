@@ -8,7 +8,8 @@ arrays up to 1024 x 1024, stated and unstated windows):
 * ``datasheet`` at both scopes: finite positive TOPS, TOPS/W, TOPS/mm² and their 1-b figures,
   or a ``ConfigError`` naming the field when the chip cannot run the standard workload;
 * ``cimsim.matmul`` + ``cimsim.cost.estimate``: finite non-negative energy per component,
-  positive area and latency;
+  positive area and latency; ``cimsim.deploy`` of a small MLP: finite outputs and report, or a
+  cimsim error naming a chip field;
 * what docs/cost-model.md promises, everything else fixed: energy per op non-decreasing
   in ADC bits ("Monotone", §0) and in the supply (``s = (vdd_v / 0.8 V)²`` scales every CMOS
   energy, §1); array and chip area non-decreasing in rows, columns and ADCs per array (§2:
@@ -16,8 +17,12 @@ arrays up to 1024 x 1024, stated and unstated windows):
 * one broken field of a valid chip: ``ConfigError`` naming the field and what is allowed, from
   the Python API and from ``cimsim datasheet bad.toml`` (exit 2, one line, no traceback).
 
+* a user's own TOML path wherever a preset name goes (``datasheet``, ``demo``, ``sweep``,
+  ``simulate``).
+
 The default run draws small arrays (``max_size = 128``); ``-m slow`` runs more examples over
-the full range.
+the full range. Every failure the properties found has a regression test below, pinned to the
+failing example.
 """
 
 from __future__ import annotations
@@ -64,9 +69,9 @@ def _names_a_field(exc: BaseException) -> None:
 
 
 def _sheet(chip: ChipConfig, scope: str, density: float = 0.5) -> dict | None:
-    """The datasheet, or None where the chip cannot run the standard workload or the cost
-    model cannot price it (a supply below the node's threshold for the settling model): then
-    the error is a ConfigError naming the field."""
+    """The datasheet, or None where the chip cannot run the standard workload (an array too
+    narrow for one weight, a layer-output converter with several conversions per output):
+    then the error is a ConfigError naming the field."""
     try:
         return datasheet(chip, scope=scope, input_density=density)
     except ConfigError as exc:
