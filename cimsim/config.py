@@ -458,7 +458,7 @@ class DeviceConfig(_Config):
     bits_per_cell: int = 2
     """Bits stored per cell; a cell holds digits 0 .. 2**bits_per_cell - 1."""
     g_max_us: float = 10.0
-    """Conductance of the highest level, microsiemens."""
+    """Conductance of the highest level, microsiemens (at most 1e6: 1 S)."""
     on_off_ratio: float = math.inf
     """g_max / g_min. Finite values give an off-state current of
     ``(2**bits_per_cell - 1) / (on_off_ratio - 1)`` cell-LSB per driven row."""
@@ -510,7 +510,7 @@ class DeviceConfig(_Config):
             _fail("DeviceConfig", "drift_nu_sigma", list(self.drift_nu_sigma),
                   "empty or zeros without drift_nu_mean (the spread of no drift)")
         _float_in(self, "retention_sigma_lsb", 0.0, 100.0)
-        _float_in(self, "g_max_us", 0.0, lo_open=True)
+        _float_in(self, "g_max_us", 0.0, 1e6, lo_open=True)  # at most 1 S (1 Ohm)
         _float_in(self, "on_off_ratio", 1.0, lo_open=True, allow_inf=True)
         _float_in(self, "variation_sigma", 0.0, 10.0)
         _float_in(self, "p_stuck_on", 0.0, 1.0)
@@ -585,8 +585,11 @@ class DACConfig(_Config):
                   "-2^(B_x-1) needs the two's-complement range)")
         if self.bits == "all":  # TOML has no null
             object.__setattr__(self, "bits", None)
-        if self.bits is not None:
-            _int_in(self, "bits", 1, 16)
+        if self.bits is not None and not (isinstance(self.bits, int)
+                                          and not isinstance(self.bits, bool)
+                                          and 1 <= self.bits <= 16):
+            _fail("DACConfig", "bits", self.bits,
+                  "an integer in [1, 16], or 'all' (every input bit in one shot)")
 
 
 @dataclass(**_FROZEN)
@@ -671,6 +674,9 @@ class ADCConfig(_Config):
         if self.kind is ADCKind.RAMP and self.range_policy is not RangePolicy.CALIBRATED:
             _fail("ADCConfig", "range_policy", self.range_policy.value,
                   "'calibrated' for kind = 'ramp' (its levels are fitted to calibration data)")
+        if self.kind is ADCKind.RAMP and self.bits > 16:  # cimsim.adc.levels' fitting limit
+            _fail("ADCConfig", "bits", self.bits, "an integer in [1, 16] for kind = 'ramp' "
+                  "(its 2^bits levels are fitted to calibration data)")
 
 
     @property
@@ -704,10 +710,15 @@ class NoiseConfig(_Config):
         _float_in(self, "ir_drop_beta", 0.0)
         coeffs = self.poly_coeffs
         if not isinstance(coeffs, (tuple, list)) or not all(
-            isinstance(c, (int, float)) and math.isfinite(c) for c in coeffs
+            isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+            for c in coeffs
         ) or len(coeffs) > 6:
             _fail("NoiseConfig", "poly_coeffs", coeffs, "up to 6 finite numbers")
         object.__setattr__(self, "poly_coeffs", tuple(float(c) for c in coeffs))
+
+
+MIN_TIME_NS, MAX_TIME_NS = 1e-6, 1e9
+"""The read pulse and compute window a chip may state, ns (1 fs .. 1 s)."""
 
 
 @dataclass(**_FROZEN)
@@ -721,9 +732,9 @@ class TechConfig(_Config):
     v_read_v: float = 0.2
     """Full-scale read voltage on a row, V."""
     t_read_ns: float = 10.0
-    """Read pulse width per input plane, ns."""
+    """Read pulse width per input plane, ns (1e-6 .. 1e9)."""
     clock_mhz: float = 1000.0
-    """Digital clock, MHz."""
+    """Digital clock, MHz (1e-3 .. 1e6)."""
     adc_band: ADCBand = ADCBand.TYPICAL
     """ADC cost model band: low, typical or high (published models differ ~50x);
     ``tables`` cost model only."""
@@ -751,8 +762,8 @@ class TechConfig(_Config):
     cap_unit_ff: float = 1.0
     """``charge`` only: capacitance one cell product switches, fF."""
     cap_density_ff_per_um2: float = 0.0
-    """``charge`` only: density of capacitors that add area beside the cell, fF/um^2; 0 when
-    they sit above the cell (MOM capacitors in the metal stack)."""
+    """``charge`` only: density of capacitors that add area beside the cell, fF/um^2
+    (0.001 .. 1000); 0 when they sit above the cell (MOM capacitors in the metal stack)."""
     wordline_v: float | None = None
     """Word-line (gate) swing per row activation, V; None: ``vdd_v``. Priced C_wl·V^2 per
     activated row and array read, apart from the bit-line read."""
@@ -784,8 +795,10 @@ class TechConfig(_Config):
         _float_in(self, "node_nm", 3.0, 180.0)  # cimsim.cost.tables.MIN/MAX_NODE_NM
         _float_in(self, "vdd_v", 0.0, 5.0, lo_open=True)
         _float_in(self, "v_read_v", 0.0, 5.0, lo_open=True)
-        _float_in(self, "t_read_ns", 0.0, lo_open=True)
-        _float_in(self, "clock_mhz", 0.0, lo_open=True)
+        # physical ranges (1 fs .. 1 s, 1 kHz .. 1 THz): below them a time's share of a
+        # conversion or step underflows to 0 and the figures divide by it
+        _float_in(self, "t_read_ns", MIN_TIME_NS, MAX_TIME_NS)
+        _float_in(self, "clock_mhz", 1e-3, 1e6)
         _coerce_choices(self)
         if self.cell_kind is not None:
             try:
@@ -798,7 +811,12 @@ class TechConfig(_Config):
         if self.cell_area_f2 is not None:
             _float_in(self, "cell_area_f2", 1.0, 10000.0)
         _float_in(self, "cap_unit_ff", 0.0, 1000.0, lo_open=True)
-        _float_in(self, "cap_density_ff_per_um2", 0.0, 1000.0)
+        d = self.cap_density_ff_per_um2  # 0: above the cell; else a real density
+        if not (isinstance(d, (int, float)) and not isinstance(d, bool)
+                and (d == 0 or 1e-3 <= d <= 1000.0)):
+            _fail("TechConfig", "cap_density_ff_per_um2", d,
+                  "0 (capacitors above the cell) or a number in [0.001, 1000.0]")
+        object.__setattr__(self, "cap_density_ff_per_um2", float(d))
         if self.wordline_v is not None:
             _float_in(self, "wordline_v", 0.0, 5.0, lo_open=True)
         if self.wordline_high_v is not None:
@@ -807,7 +825,7 @@ class TechConfig(_Config):
             _float_in(self, "wordline_cap_ff_per_cell", 0.0, 1000.0, lo_open=True)
         _float_in(self, "wordline_driver_cap_ff", 0.0, 100000.0)
         if self.t_integrate_ns is not None:
-            _float_in(self, "t_integrate_ns", 0.0, lo_open=True)
+            _float_in(self, "t_integrate_ns", MIN_TIME_NS, MAX_TIME_NS)
         if not isinstance(self.window_stated, bool):
             _fail("TechConfig", "window_stated", self.window_stated, "true or false")
 
@@ -970,6 +988,12 @@ class ChipConfig(_Config):
             _check_digital_readout(self)
         if self.array.slice_readout is SliceReadout.ANALOG:
             _check_analog_slices(self)
+        if self.tech.cost_model is CostModel.PHYSICAL and self.adc.kind is not ADCKind.DIGITAL:
+            # the physical model settles analog columns through a switch that must conduct:
+            # refused here, not after a simulation when the chip is priced
+            from .cost.settling import check_supply
+
+            check_supply(self.tech.node_nm, self.tech.vdd_v)
 
     # -- derived quantities used throughout ---------------------------------------------------
     @property
@@ -1053,8 +1077,9 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        # JSON's escapes (\" \\ \b \f \n \r \t \uXXXX) are all valid in a TOML basic string
-        return json.dumps(value, ensure_ascii=False)
+        # JSON's escapes (\" \\ \b \f \n \r \t \uXXXX) are all valid in a TOML basic string;
+        # JSON leaves DEL (U+007F) bare, which TOML forbids there
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} to TOML")  # pragma: no cover
@@ -1093,7 +1118,7 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
     """
     text: str
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix.lower() == ".toml" or path.exists():  # my.TOML: a file, not a preset
         if not path.is_file():
             raise ConfigError(f"chip file {str(path)!r} not found")
         try:

@@ -519,6 +519,9 @@ def _check_params(method: FitMethod, n_levels: int, params: Mapping[str, object]
             f"allowed: {sorted(defaults)}"
         )
     merged: dict[str, object] = {**defaults, **params}
+    if "max_bins" in defaults and "max_bins" not in params:
+        # at least one bin per level: a ramp of more than 12 b is fitted too (bin = value)
+        merged["max_bins"] = max(int(defaults["max_bins"]), n_levels)
     for name in ("tol", "eps"):
         if name in merged:
             value = merged[name]
@@ -571,8 +574,8 @@ def fit_levels(
     **params
         Method parameters: ``tol`` (default 1e-9, relative to ``hi - lo``) and ``max_iter``
         (default 1000) for ``lloyd_max``, ``kmeans``, ``kmeans_optimal`` and ``bs_kmq``;
-        ``max_bins`` (default 4096) for ``kmeans_optimal`` and ``bs_kmq``; ``eps`` (default 0) and
-        ``min_mass`` (default 0.01) for ``bs_kmq``.
+        ``max_bins`` (default 4096, or ``2**bits`` above 12 b) for ``kmeans_optimal`` and
+        ``bs_kmq``; ``eps`` (default 0) and ``min_mass`` (default 0.01) for ``bs_kmq``.
 
     Returns
     -------

@@ -1,11 +1,12 @@
 """A chip's headline figures on the standard full-array workload (``cimsim datasheet CHIP``).
 
 The standard workload (docs/validation.md): one ``cimsim.matmul`` layer that fills one array of
-the chip (K = array rows, N = as many outputs as the array's columns hold), M = 256 input
-vectors, inputs uniform over the unsigned input range with a fraction ``1 - input_density`` of
-them set to zero, weights uniform over the chip's weight range (over {-1, +1} for 1-b binary
-weights, which have no 0), seed 0. The run's events are
-priced by :func:`cimsim.cost.estimate`; the datasheet reads:
+the chip (K = array rows, N = as many outputs as the array's columns hold; a layer-output
+converter, ``adc.placement = 'layer_output'``, holds one row group: K = ``rows_per_conversion``),
+M = 256 input vectors, inputs uniform over the unsigned input range with a fraction
+``1 - input_density`` of them set to zero, weights uniform over the chip's weight range (over
+{-1, +1} for 1-b binary weights, which have no 0), seed 0. The run's events are priced by
+:func:`cimsim.cost.estimate`; the datasheet reads:
 
 * ``scope="macro"``: the array with its converters and row drivers (``cell``, ``dac``, ``adc``
   energy and area), as CIM macro papers report; TOPS of one array. A digital-CIM macro
@@ -35,7 +36,15 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ADCKind, ChipConfig, CostModel, RangePolicy, SliceReadout, WeightEncoding
+from ..config import (
+    ADCKind,
+    ADCPlacement,
+    ChipConfig,
+    CostModel,
+    RangePolicy,
+    SliceReadout,
+    WeightEncoding,
+)
 from .energy import NO_CALIBRATION, calibration_for, chip_table
 
 __all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "VALIDATION_DOC",
@@ -70,7 +79,9 @@ def workload(chip: ChipConfig, input_density: float = 0.5,
     rng = np.random.default_rng(seed)
     lo, hi = weight_range(chip)
     q = program(np.ones((1, 1), dtype=np.int64), chip).n_phys_cols  # columns per output
-    k = chip.array.n_rows
+    # a layer-output converter holds the whole dot product: one row group, not all the rows
+    layer_output = chip.adc.placement is ADCPlacement.LAYER_OUTPUT
+    k = chip.array.rows_per_group if layer_output else chip.array.n_rows
     n = max(1, chip.array.n_cols // q)
     if chip.weight_encoding is WeightEncoding.BINARY:
         w = 2 * rng.integers(0, 2, size=(n, k)) - 1  # ±1: a binary cell has no 0
@@ -112,12 +123,14 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     Raises
     ------
     ConfigError
-        For a bad ``scope`` or ``input_density``, or a chip that cannot be loaded.
+        For a bad ``scope`` or ``input_density``, a chip that cannot be loaded, or one that
+        cannot run the standard workload (its array cannot hold one output's columns, or a
+        layer-output converter would need several conversions per output).
     """
     from .. import api
     from ..arrays.program import program
     from ..config import load_chip
-    from ..errors import ConfigError
+    from ..errors import ConfigError, MappingError
     from . import estimate, layer_work
     from .area import array_area_um2, chip_area_um2
 
@@ -129,10 +142,16 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
                           "allowed: a number in (0, 1]")
     chip = load_chip(chip) if not isinstance(chip, ChipConfig) else chip
     cal = calibration_for(chip) if calibrated else NO_CALIBRATION
-    x, w = workload(chip, density)
-    x_cal = x if chip.adc.range_policy is RangePolicy.CALIBRATED else None
-    _, events = api.matmul(x, w, chip, seed=0, calibration=x_cal)
-    block = program(w, chip)
+    try:
+        x, w = workload(chip, density)
+        x_cal = x if chip.adc.range_policy is RangePolicy.CALIBRATED else None
+        _, events = api.matmul(x, w, chip, seed=0, calibration=x_cal)
+        block = program(w, chip)
+    except MappingError as exc:
+        # the chip cannot hold one output of any layer (too few columns for a weight's
+        # columns, a layer-output converter with several conversions per output): a chip
+        # error, whose message names the fields to change
+        raise ConfigError(f"chip {chip.name!r} cannot run the standard workload: {exc}") from None
     rep = estimate([layer_work(events, block)], chip, calibration=cal)
     t = rep.totals
     ops = 2.0 * t["n_macs_per_inference"]

@@ -42,7 +42,8 @@ from .models import GATE_CAPACITANCE_FF_PER_UM, CellModel, digital, physical
 from .tables import TechTable, _interp_node, _loglog_trend
 
 __all__ = ["ALPHA_POWER", "EFFECTIVE_RESISTANCE_MULTIPLIER", "PTM_HP_NODES_NM",
-           "applies", "column_capacitance_ff", "driver_on_resistance_ohm", "settle_time_ns"]
+           "applies", "check_supply", "column_capacitance_ff", "driver_on_resistance_ohm",
+           "settle_time_ns"]
 
 PTM_HP_NODES_NM = (130.0, 90.0, 65.0, 32.0, 22.0)
 """Nodes of the PTM high-performance NMOS figures below (NeuroSim ``Technology.cpp``)."""
@@ -65,12 +66,21 @@ def _at_node(node_nm: float, values: tuple[float, ...]) -> float:
     return _interp_node(node, _NODES_180_NM, (row_180, *values))
 
 
-def driver_on_resistance_ohm(node_nm: float, vdd_v: float, width_um: float) -> float:
-    """On-resistance of an NMOS switch ``width_um`` wide at ``node_nm`` and ``vdd_v``, Ohm."""
-    v_nom, v_th = _at_node(node_nm, _VDD_NOM_V), _at_node(node_nm, _VTH_V)
+def check_supply(node_nm: float, vdd_v: float) -> None:
+    """Refuse a supply at or below the threshold of the node's device, whose switch would
+    not conduct (``ChipConfig`` calls it for the physical model's analog columns, so that
+    such a chip is refused when it is loaded, not when it is priced)."""
+    v_th = _at_node(node_nm, _VTH_V)
     if vdd_v <= v_th:
         raise ConfigError(f"tech.vdd_v = {vdd_v!r} is invalid for the settling model; allowed: "
-                          f"above the {v_th:.3f}-V threshold of the {node_nm:g}-nm device")
+                          f"above the {v_th:.3f}-V threshold of the {node_nm:g}-nm device "
+                          "(or tech.cost_model = 'tables')")
+
+
+def driver_on_resistance_ohm(node_nm: float, vdd_v: float, width_um: float) -> float:
+    """On-resistance of an NMOS switch ``width_um`` wide at ``node_nm`` and ``vdd_v``, Ohm."""
+    check_supply(node_nm, vdd_v)
+    v_nom, v_th = _at_node(node_nm, _VDD_NOM_V), _at_node(node_nm, _VTH_V)
     i_on_ua_per_um = _at_node(node_nm, _I_ON_UA_PER_UM) * (
         (vdd_v - v_th) / (v_nom - v_th)) ** ALPHA_POWER
     return EFFECTIVE_RESISTANCE_MULTIPLIER * vdd_v / (i_on_ua_per_um * 1e-6 * width_um)
