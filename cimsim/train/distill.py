@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ._data import batch_dim_of
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel
 
@@ -189,7 +190,8 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
         The float model (typically the one ``prepared`` was made from); not modified.
     data : Tensor, ndarray, or tuple of them
         Unlabeled inputs ``(n, ...)``; of a tuple only the first element is used (labels, if
-        any, are ignored).
+        any, are ignored): a model's further inputs (masks, a decoder's target) take their
+        defaults. A model prepared with ``batch_dim = 1`` (sequence-first) is cut along it.
     epochs : int
         Passes over ``data``.
     lr : float
@@ -229,7 +231,13 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
         raise ConfigError("prepared has no trainable parameters")
     optimizer = torch.optim.Adam(groups)
     history: list[float] = []
-    with distillation_loss(prepared, teacher, loss=loss, layers=layers) as fn:
+    # the loop shuffles and cuts dimension 0: a sequence-first model (prepared with
+    # batch_dim = 1) gets its inputs with the batch moved there and back, not cut along time
+    bd = batch_dim_of(prepared)
+    if bd and x.dim() > bd:
+        x = x.movedim(bd, 0)
+    with distillation_loss(prepared, teacher, loss=loss, layers=layers) as match:
+        fn = (lambda xb, *_r: match(xb.movedim(0, bd))) if bd and x.dim() > bd else match
         try:
             for epoch in range(epochs):
                 mean = train_epoch(prepared, (x,), fn, optimizer, batch_size=batch_size,

@@ -87,6 +87,7 @@ from ..mapping.matrix import (
     kernel_row_tiles,
     program_parts,
 )
+from ..mapping.naming import named_layer
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ._kernels import fused_convert
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
@@ -1593,8 +1594,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     if n == 0:
         raise MappingError("calibration data is empty")
     digital.extend(warn_functional(functional, "prepare"))
-    for layer in layers.values():
-        layer.finalize()
+    for name, layer in layers.items():
+        with named_layer(name):
+            layer.finalize()
     tie_shared_weights(root, layers)
     for name, relu in relus.items():
         if name in layers and layers[name].fused:
@@ -1602,7 +1604,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             parent = root.get_submodule(owner) if owner else root
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
-    return PreparedModel(root, layers, digital, chip, seed)
+    prepared = PreparedModel(root, layers, digital, chip, seed)
+    prepared.batch_dim = batch_dim  # the methods' later passes cut their data along it
+    return prepared
 
 
 def _keep_off_fused_kernels(module: nn.Module) -> None:
