@@ -355,9 +355,9 @@ def deploy_columnquant(prepared: PreparedModel, calibration, seed: int | None = 
     return prepared.deploy(seed, chip=chip)
 
 
-def psum_mse(prepared: PreparedModel, x: torch.Tensor, *, batch_size: int = 64
-             ) -> dict[str, float]:
-    """Normalized partial-sum quantization error of every twin on inputs ``x`` (eval mode):
+def psum_mse(prepared: PreparedModel, x, *, batch_size: int = 64) -> dict[str, float]:
+    """Normalized partial-sum quantization error of every twin on inputs ``x`` (the model's
+    inputs as ``prepare`` takes them: a tensor or a tuple of every positional input; eval mode):
     ``Σ (Q(a) − a)² / Σ (a − mean a)²`` over all conversions of the layer, a the analog partial
     sum after the mu ± n·sigma clip (if any). Also ``'mean'``: the mean over layers."""
     sums: dict[str, list[float]] = {}
@@ -391,8 +391,8 @@ def psum_mse(prepared: PreparedModel, x: torch.Tensor, *, batch_size: int = 64
     prepared.eval()
     try:
         with torch.no_grad():
-            for i in range(0, x.shape[0], batch_size):
-                prepared(x[i:i + batch_size])
+            for args in model_batches(prepared, x, batch_size):
+                prepared(*args)
     finally:
         for twin, fused in originals.values():
             del twin._convert  # the instance attribute: the class method again

@@ -22,6 +22,7 @@ from cimsim.train.columnquant import (
     columnquant_optimizer,
     deploy_columnquant,
     prepare_columnquant,
+    psum_mse,
 )
 from cimsim.train.lora import add_lora, merge_lora
 from cimsim.train.pimqat import pim_chip, prepare_pimqat
@@ -301,3 +302,59 @@ def test_lora_leaves_a_tied_head_without_adapter_and_merging_keeps_the_outputs()
     merge_lora(prep)
     with torch.no_grad():
         torch.testing.assert_close(prep(*args), before, rtol=1e-12, atol=1e-12)
+
+
+def test_ternary_decomposition_and_psum_mse_on_a_two_input_transformer():
+    """Option 3's ADC recalibration and psum_mse passed the first input only (TypeError)."""
+    model, args, _ = _model("seq2seq")
+    chip = columnquant_chip(psum_bits=4, array_size=64, encoding="ternary")
+    prep = prepare_columnquant(model, chip, args)
+    mse = psum_mse(prep, args)
+    assert set(mse) - {"mean"} == {name for name, _ in prep.twins()}
+
+
+# ---------------------------------------------------------------------------------------------
+# cimsim train --method on a zoo model
+# ---------------------------------------------------------------------------------------------
+ZOO_MODULE = "tests.mapping.test_new_models"
+
+
+def _npz(tmp_path, n_classes: int | None, shape=(12, 3, 16, 16)):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = {"x": rng.normal(size=shape).astype("float32")}
+    if n_classes:
+        data["y"] = rng.integers(0, n_classes, shape[0])
+    np.savez(tmp_path / "d.npz", **data)
+    return str(tmp_path / "d.npz")
+
+
+def _train(tmp_path, model: str, data: str, *extra: str) -> int:
+    from cimsim.cli import main
+
+    return main(["train", "--model", f"{ZOO_MODULE}:{model}", "--data", data, "--epochs", "1",
+                 "--batch-size", "4", "--calibration", "8", "--out", str(tmp_path / "out"),
+                 *extra])
+
+
+def test_cli_pim_qat_with_bn_calibration_on_a_zoo_model(tmp_path, capsys):
+    assert _train(tmp_path, "BNDropout", _npz(tmp_path, 2, (12, 3, 8, 8)), "--chip", "ideal",
+                  "--method", "pim-qat", "--bn-calibration", "8") == 0
+    assert "BatchNorm calibrated on the deployed model: 1 modules" in capsys.readouterr().out
+
+
+def test_cli_labels_beyond_the_models_classes_are_one_line(tmp_path, capsys):
+    """Labels 0..3 for a 2-class model failed with cross-entropy's IndexError traceback."""
+    assert _train(tmp_path, "BNDropout", _npz(tmp_path, 4, (12, 3, 8, 8)), "--chip", "ideal",
+                  "--method", "qat") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "label 3 is out of range" in err and "2 classes" in err
+
+
+def test_cli_bitaug_on_a_24_bit_adc_says_which_option(tmp_path, capsys):
+    """The ideal chip's 24-bit ADC made BitAug's default B+1 fail mid-step ('adc bits = 25')."""
+    assert _train(tmp_path, "MobileBlock", _npz(tmp_path, 4), "--chip", "ideal",
+                  "--method", "raoq") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "24-bit ADC" in err and "bitaug_bits" in err
