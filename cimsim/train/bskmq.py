@@ -40,7 +40,7 @@ from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
 from ..config import ChipConfig
 from ..errors import ConfigError
 from ..mapping.matrix import InputStats
-from ._data import model_batches
+from ._data import batch_dim_of, model_batches
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel, TwinMatmul, prepare
 
@@ -375,7 +375,8 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
                   seed: int = 0, progress: bool = False,
                   loss_fn: Callable[..., torch.Tensor] | None = None) -> dict:
     """BS-KMQ fine-tuning on the chip: QAT of ``prepared`` (from :func:`prepare_bskmq`) on
-    labelled ``data = (x, y)`` with cross-entropy and Adam (``param_groups``: the learned
+    labelled ``data = (x, y)`` (x cut along the model's ``batch_dim``, y batch-first) with
+    cross-entropy (or ``loss_fn(x, y)``) and Adam (``param_groups``: the learned
     scales at their own rate), the straight-through estimator through the fused NL-ADCs; the
     levels frozen (``refit=False``) or refit on ``calibration`` after every epoch
     (:func:`refit_chip_levels` with ``method`` / ``params``).
@@ -386,6 +387,14 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
         ``loss``: mean training loss per epoch; ``refit_nmse``: per epoch, each fused layer's
         activation NMSE after refitting (empty when frozen).
     """
+    bd = batch_dim_of(prepared)
+    if bd and isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) \
+            and data[0].dim() > bd:
+        # the loop cuts dimension 0: a sequence-first model gets its inputs with the batch
+        # moved there and back (it used to be cut along time); y is batch-first
+        data = (data[0].movedim(bd, 0), *data[1:])
+        base = loss_fn or (lambda xb, yb: F.cross_entropy(prepared(xb), yb))
+        loss_fn = lambda xb, yb: base(xb.movedim(0, bd), yb)  # noqa: E731
     epochs, lr, (x, y) = _check_run("finetune_chip", epochs, lr, data, refit, calibration)
     if not fused_twins(prepared):
         raise ConfigError("finetune_chip: no fused layer-output ADC (prepare_bskmq)")

@@ -34,7 +34,7 @@ from ..config import ChipConfig
 from ..errors import ConfigError
 from .loop import param_groups
 from .lora import add_lora
-from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty
+from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty, warn_unshifted
 from .twin import PreparedModel
 
 __all__ = ["BASES", "PARTS", "Recipe", "parse_method"]
@@ -94,7 +94,10 @@ class Recipe:
         return bits
 
     def setup(self, prepared: PreparedModel, lr: float, seed: int = 0) -> list[dict]:
-        """Attach the adapters (LoRA) and return Adam's parameter groups."""
+        """Attach the adapters (LoRA) and return Adam's parameter groups; with A-shift, a
+        warning names the matrices whose inputs are signed (A-shift leaves them)."""
+        if self.a_shift:
+            warn_unshifted(prepared)
         if self.lora:
             add_lora(prepared, self.lora_rank, self.lora_alpha, seed=seed)
         return param_groups(prepared, lr)

@@ -16,7 +16,7 @@ from torch import nn
 import cimsim
 from cimsim.errors import ConfigError, MappingError
 from cimsim.train import calibrate_bn, distill, prepare
-from cimsim.train.bskmq import fused_twins, prepare_bskmq, refit_chip_levels
+from cimsim.train.bskmq import finetune_chip, fused_twins, prepare_bskmq, refit_chip_levels
 from cimsim.train.columnquant import (
     columnquant_chip,
     columnquant_optimizer,
@@ -25,8 +25,9 @@ from cimsim.train.columnquant import (
     psum_mse,
 )
 from cimsim.train.lora import add_lora, merge_lora
+from cimsim.train.methods import parse_method
 from cimsim.train.pimqat import pim_chip, prepare_pimqat
-from cimsim.train.raoq import bitaug_loss, kurtosis_penalty
+from cimsim.train.raoq import bitaug_loss, kurtosis_penalty, unshifted
 
 from ..mapping.test_new_models import ZOO, BNDropout, Seq2Seq, _build, _encoder_data
 
@@ -358,3 +359,31 @@ def test_cli_bitaug_on_a_24_bit_adc_says_which_option(tmp_path, capsys):
                   "--method", "raoq") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "24-bit ADC" in err and "bitaug_bits" in err
+
+
+def test_finetune_chip_cuts_a_sequence_first_model_along_its_batch():
+    """The loop cut x along dimension 0: a sequence-first model trained on cuts of time."""
+    torch.manual_seed(0)
+    model, x = SeqFirstMLP().double().eval(), torch.randn(6, 4, 12, dtype=torch.float64)
+    prep = prepare_bskmq(model, _bskmq_chip(), x, batch_dim=1)
+    seen = _record_inputs(prep.model)
+    y = torch.randn(4, 6, 3, dtype=torch.float64)  # batch-first targets
+    finetune_chip(prep, (x, y), epochs=1, batch_size=2, refit=True, calibration=x,
+                  loss_fn=lambda xb, yb: (prep(xb).transpose(0, 1) - yb).pow(2).mean())
+    # training steps of 2 whole sequences, the refit of all 4 (its batch size: 256)
+    assert set(seen) == {(torch.Size([6, 2, 12]),), (torch.Size([6, 4, 12]),)}
+
+
+@pytest.mark.parametrize("name", ["encoder-batchfirst-prenorm", "convnext"])
+def test_a_shift_names_the_matrices_it_leaves(name):
+    """A-shift drives unsigned inputs shifted; a transformer's are mostly signed (LayerNorm,
+    GELU): the recipe ran as if A-shift applied."""
+    model, args, bd = _model(name)
+    recipe = parse_method("qat+a-shift")
+    prep = _quiet(prepare, model, recipe.chip(cimsim.load_chip("ideal")), args, batch_dim=bd)
+    names = unshifted(prep)
+    assert names and len(names) < len(list(prep.twins())) if name.startswith("encoder") \
+        else names
+    with pytest.warns(UserWarning, match=r"a-shift shifts unsigned .*inputs only.*signed \("):
+        recipe.setup(prep, 1e-3)
+    assert "linear2" not in " ".join(names)  # after the encoder's ReLU: shifted
