@@ -31,6 +31,7 @@ seeds as ``cimsim.deploy``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -1467,9 +1468,12 @@ class PreparedModel(nn.Module):
     def float_model(self) -> nn.Module:
         """A float copy of the model with the learned weights and biases (twins replaced by
         the module types they came from)."""
-        # deepcopy's memo substitutes each twin layer by its float module in the copy
-        memo: dict[int, Any] = {id(layer): layer.float_module()
-                                for layer in self.twin_layers.values()}
+        # deepcopy's memo substitutes each twin layer by its float module in the copy; a
+        # LoRA adapter not merged yet is part of the weight the twin computes with (it was
+        # dropped: prepare_pimqat from a LoRA twin lost what the adapters learned)
+        with _effective_weights([t for _, t in self.twins()]):
+            memo: dict[int, Any] = {id(layer): layer.float_module()
+                                    for layer in self.twin_layers.values()}
         memo.update({id(m): copy.deepcopy(m.original) for m in self.model.modules()
                      if isinstance(m, FusedReLU)})
         return copy.deepcopy(self.model, memo)
@@ -1503,6 +1507,22 @@ class PreparedModel(nn.Module):
         chip = self.chip if chip is None else chip
         return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
                             batch_dim=batch_dim)
+
+
+@contextlib.contextmanager
+def _effective_weights(twins: list[TwinMatmul]) -> Iterator[None]:
+    """Within the block every twin's ``weight`` holds ``effective_weight()`` (its
+    ``weight_delta`` added); restored afterwards."""
+    saved = [(t, t.weight.detach().clone()) for t in twins if t.weight_delta is not None]
+    with torch.no_grad():
+        for t, _ in saved:
+            t.weight.copy_(t.effective_weight())
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t, w in saved:
+                t.weight.copy_(w)
 
 
 def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,

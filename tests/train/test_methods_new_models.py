@@ -387,3 +387,19 @@ def test_a_shift_names_the_matrices_it_leaves(name):
     with pytest.warns(UserWarning, match=r"a-shift shifts unsigned .*inputs only.*signed \("):
         recipe.setup(prep, 1e-3)
     assert "linear2" not in " ".join(names)  # after the encoder's ReLU: shifted
+
+
+def test_float_model_of_a_lora_twin_holds_what_the_adapters_learned():
+    """float_model() took W0 alone: prepare_pimqat from a LoRA-trained twin (and any use of the
+    float model) silently dropped the adapters."""
+    model, args, _ = _model("convnext")
+    prep = prepare(model, cimsim.load_chip("ideal"), args)
+    add_lora(prep, 2)
+    _step(prep, args, torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=0.5))
+    (twin,) = prep.twin_layers["fc"].matrices()
+    w0 = twin.weight.detach().clone()
+    float_model = prep.float_model()
+    torch.testing.assert_close(float_model.fc.weight, twin.effective_weight().detach())
+    assert not torch.equal(float_model.fc.weight, w0) and torch.equal(twin.weight, w0)
+    merge_lora(prep)
+    torch.testing.assert_close(prep.float_model().fc.weight, float_model.fc.weight)
