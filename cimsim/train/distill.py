@@ -10,6 +10,7 @@ matching intermediate activations as FitNets, Romero et al., ICLR 2015).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable, Iterator, Sequence
 
@@ -171,6 +172,16 @@ def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
     return total / n
 
 
+def _required_inputs(module: nn.Module) -> list[str]:
+    """The positional parameters of ``module.forward`` without a default."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):  # a scripted or built-in forward: not known
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty]
+
+
 def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 1,
             lr: float = 1e-3, batch_size: int = 64, layers: Sequence[str] | None = None,
             loss: str = "mse", progress: bool = True, seed: int = 0) -> dict:
@@ -224,6 +235,10 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
     lr = check_lr(lr)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed = {seed!r} is invalid; allowed: an integer")
+    needed = _required_inputs(teacher) if isinstance(teacher, nn.Module) else []
+    if len(needed) > 1:  # else the model's own TypeError, from inside the first step
+        raise ConfigError(f"distill passes one input per batch (data's first tensor); the "
+                          f"teacher's forward needs {len(needed)}: {', '.join(needed)}")
     # labels (or anything else) after the inputs are ignored: distillation needs none
     x = as_tensors("data", data[:1] if isinstance(data, (tuple, list)) else data)[0]
     groups = param_groups(prepared, lr)
