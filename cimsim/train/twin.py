@@ -1431,17 +1431,20 @@ class PreparedModel(nn.Module):
 
     Call it like the original and train it with any torch optimizer; ``model.eval()`` turns the
     training noise off. Attributes: ``model`` (the copy), ``twin_layers`` (name -> layer),
-    ``digital`` ((name, type, reason) of modules left in float), ``chip``, ``seed``.
+    ``digital`` ((name, type, reason) of modules left in float), ``chip``, ``seed``,
+    ``batch_dim`` (that of ``prepare``).
     """
 
     def __init__(self, model: nn.Module, twin_layers: dict[str, _TwinLayer],
-                 digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int):
+                 digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int,
+                 batch_dim: int = 0):
         super().__init__()
         self.model = model
         self.twin_layers = twin_layers
         self.digital = digital
         self.chip = chip
         self.seed = seed
+        self.batch_dim = batch_dim  # the methods' later passes cut their data along it
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
@@ -1624,9 +1627,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             parent = root.get_submodule(owner) if owner else root
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
-    prepared = PreparedModel(root, layers, digital, chip, seed)
-    prepared.batch_dim = batch_dim  # the methods' later passes cut their data along it
-    return prepared
+    return PreparedModel(root, layers, digital, chip, seed, batch_dim)
 
 
 def _keep_off_fused_kernels(module: nn.Module) -> None:
