@@ -268,6 +268,9 @@ def _check_scores(spec: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor 
         raise ConfigError(f"--model {spec}: with labels in --data the model must output class "
                           f"scores of shape (batch, classes); on {example.shape[0]} inputs it "
                           f"gives {got}")
+    if int(y.max()) >= shape[1]:  # else cross-entropy's IndexError, deep in a training step
+        raise ConfigError(f"--data: label {int(y.max())} is out of range for --model {spec}, "
+                          f"which scores {shape[1]} classes (labels 0..{shape[1] - 1})")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

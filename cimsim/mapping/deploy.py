@@ -40,6 +40,7 @@ from .layers import (
     layer_seed,
 )
 from .matrix import EngineView
+from .naming import named_layer
 from .recurrent import SimRNN
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
@@ -702,8 +703,9 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
             layer.call_log = None
     if n == 0:
         raise MappingError("calibration data is empty")
-    for layer in sim_layers.values():
-        layer.finalize()
+    for name, layer in sim_layers.items():
+        with named_layer(name):
+            layer.finalize()
     adc = chip.adc
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):

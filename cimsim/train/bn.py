@@ -11,6 +11,7 @@ non-linearity), which keeps BatchNorm in float between mapped layers.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -18,11 +19,12 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ._data import batch_dim_of
 
 __all__ = ["calibrate_bn"]
 
 
-def _inputs(data, batch_size: int) -> Iterable[torch.Tensor]:
+def _inputs(data, batch_size: int, batch_dim: int = 0) -> Iterable[torch.Tensor]:
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) \
@@ -30,10 +32,13 @@ def _inputs(data, batch_size: int) -> Iterable[torch.Tensor]:
                     for d in data):
         data = data[0]  # (inputs, labels, ...): the labels are not needed
     if isinstance(data, torch.Tensor):
-        if data.shape[0] == 0:
+        # a sequence-first model (batch_dim = 1) is cut along its batch, not along time
+        dim = batch_dim if data.dim() > batch_dim else 0
+        n = data.shape[dim]
+        if n == 0:
             raise ConfigError("calibrate_bn: data is empty")
-        for i in range(0, data.shape[0], batch_size):
-            yield data[i:i + batch_size]
+        for i in range(0, n, batch_size):
+            yield data.narrow(dim, i, min(batch_size, n - i))
         return
     if isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
         for item in data:
@@ -56,18 +61,26 @@ def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64) -> int:
     ----------
     model_or_sim : nn.Module
     data : tensor, ndarray, (inputs, labels) or iterable of batches
-        Calibration inputs (a few hundred suffice).
+        Calibration inputs (a few hundred suffice); a tensor is cut along the ``batch_dim`` of
+        a ``PreparedModel`` / ``SimModel`` (dimension 0 for any other module).
     batch_size : int
         Batch size when ``data`` is a tensor.
 
     Returns
     -------
     int
-        The number of BatchNorm modules calibrated (0: the model has none; nothing ran).
+        The number of BatchNorm modules calibrated (0: the model has none; nothing ran and a
+        ``UserWarning`` says so).
     """
     bns = [m for m in model_or_sim.modules()
            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns:
+        # PIM-QAT's BN calibration has nothing to absorb the chip's errors into: say so, a
+        # silent 0 looked like a calibration that ran
+        warnings.warn(f"calibrate_bn: {type(model_or_sim).__name__} has no BatchNorm layer "
+                      "with running statistics (LayerNorm, GroupNorm and models without "
+                      "normalization have none to re-estimate); nothing was calibrated",
+                      UserWarning, stacklevel=2)
         return 0
     modes = {m: m.training for m in model_or_sim.modules()}
     momenta = {m: m.momentum for m in bns}
@@ -79,7 +92,7 @@ def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64) -> int:
             m.train()
         n = 0
         with torch.no_grad():
-            for x in _inputs(data, batch_size):
+            for x in _inputs(data, batch_size, batch_dim_of(model_or_sim)):
                 model_or_sim(x)
                 n += 1
         if n == 0:

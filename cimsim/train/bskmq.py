@@ -40,6 +40,7 @@ from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
 from ..config import ChipConfig
 from ..errors import ConfigError
 from ..mapping.matrix import InputStats
+from ._data import batch_dim_of, model_batches
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel, TwinMatmul, prepare
 
@@ -141,14 +142,15 @@ class _Stop(Exception):
     pass
 
 
-def _forward_until(model: nn.Module, x: torch.Tensor, act: nn.Module) -> None:
-    """Run ``model`` until ``act`` has run (the later layers are not needed)."""
+def _forward_until(model: nn.Module, x: torch.Tensor | tuple, act: nn.Module) -> None:
+    """Run ``model`` on ``x`` (an input or a tuple of them) until ``act`` has run (the later
+    layers are not needed)."""
     def stop(_m, _i, _o):
         raise _Stop
 
     handle = act.register_forward_hook(stop)
     try:
-        model(x)
+        model(*x) if isinstance(x, tuple) else model(x)
     except _Stop:
         pass
     finally:
@@ -276,15 +278,32 @@ def prepare_bskmq(model: nn.Module, chip: ChipConfig, calibration, *,
                                                                        level_fit))))
     prepared = prepare(model, chip, calibration, seed=seed, batch_size=batch_size, **options)
     if not fused_twins(prepared):
-        raise ConfigError(
-            "BS-KMQ on the chip: no layer's ADC is its activation; needs adc.placement = "
-            f"'layer_output', adc.fuse_activation = true, adc.range_policy = 'calibrated' "
-            f"(chip {chip.name}: {chip.adc.placement.value}, fuse_activation = "
-            f"{chip.adc.fuse_activation}, {chip.adc.range_policy.value}) and a ReLU after a "
-            "mapped layer whose whole dot product is one conversion")
+        raise ConfigError(_no_fused_reason(prepared, chip))
     if params:
         refit_chip_levels(prepared, calibration, params=params, batch_size=batch_size)
     return prepared
+
+
+def _no_fused_reason(prepared: PreparedModel, chip: ChipConfig) -> str:
+    """Why no layer of ``prepared`` has its ADC as its activation: the chip's settings, or
+    (the chip being set for it) the model's layers, named."""
+    adc = chip.adc
+    wrong = [f"{field} = {value!r}" for field, value, ok in (
+        ("adc.placement", adc.placement.value, adc.placement.value == "layer_output"),
+        ("adc.fuse_activation", adc.fuse_activation, adc.fuse_activation),
+        ("adc.range_policy", adc.range_policy.value, adc.range_policy.value == "calibrated"))
+        if not ok]
+    if wrong:
+        return (f"BS-KMQ on the chip: chip {chip.name} has {', '.join(wrong)}; BS-KMQ needs "
+                "adc.placement = 'layer_output', adc.fuse_activation = true and "
+                "adc.range_policy = 'calibrated' (a 'ramp' ADC for nonlinear levels)")
+    names = [name for name, _ in prepared.twins()]
+    shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+    return ("BS-KMQ on the chip: the chip is set for it, but no mapped layer's output goes "
+            "only to a ReLU the ADC can be (an nn.ReLU/ReLU6 module or an F.relu call on that "
+            "output alone, found by torch.fx, or the next module of an nn.Sequential where the "
+            "model does not trace); GELU, SiLU, Hardswish and the activation inside "
+            f"nn.Transformer layers are not; mapped layers: {shown or 'none'}")
 
 
 def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod | str | None
@@ -292,6 +311,8 @@ def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod
                       ) -> dict[str, float]:
     """Refit every fused activation's levels on the current model's pre-activations.
 
+    ``calibration`` holds the model's inputs as ``prepare``'s does (a tensor, or a tuple of
+    every positional input), cut along the ``batch_dim`` the model was prepared with.
     Layer by layer in model order: one pass of ``calibration`` through ``prepared`` in eval
     mode (noise off; the layers before it already refit) records the layer's inputs (deploy's
     reservoir sample, ``InputStats``), then :meth:`TwinMatmul.fit_activation` fits the levels
@@ -306,7 +327,9 @@ def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod
     """
     out: dict[str, float] = {}
     twins = fused_twins(prepared)
-    x = as_tensors("calibration", calibration)[0]
+    batches = list(model_batches(prepared, calibration, batch_size))
+    if not batches:
+        raise ConfigError("calibration is empty")
     was = prepared.training
     prepared.eval()
     try:
@@ -317,8 +340,8 @@ def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod
                     args[0].detach().to("cpu", torch.float64).numpy()))
             try:
                 with torch.no_grad():
-                    for i in range(0, x.shape[0], batch_size):
-                        _forward_until(prepared, x[i:i + batch_size], twin)
+                    for args in batches:
+                        _forward_until(prepared, args, twin)
             finally:
                 handle.remove()
             assert stats.sample is not None
@@ -352,7 +375,8 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
                   seed: int = 0, progress: bool = False,
                   loss_fn: Callable[..., torch.Tensor] | None = None) -> dict:
     """BS-KMQ fine-tuning on the chip: QAT of ``prepared`` (from :func:`prepare_bskmq`) on
-    labelled ``data = (x, y)`` with cross-entropy and Adam (``param_groups``: the learned
+    labelled ``data = (x, y)`` (x cut along the model's ``batch_dim``, y batch-first) with
+    cross-entropy (or ``loss_fn(x, y)``) and Adam (``param_groups``: the learned
     scales at their own rate), the straight-through estimator through the fused NL-ADCs; the
     levels frozen (``refit=False``) or refit on ``calibration`` after every epoch
     (:func:`refit_chip_levels` with ``method`` / ``params``).
@@ -363,6 +387,14 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
         ``loss``: mean training loss per epoch; ``refit_nmse``: per epoch, each fused layer's
         activation NMSE after refitting (empty when frozen).
     """
+    bd = batch_dim_of(prepared)
+    if bd and isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) \
+            and data[0].dim() > bd:
+        # the loop cuts dimension 0: a sequence-first model gets its inputs with the batch
+        # moved there and back (it used to be cut along time); y is batch-first
+        data = (data[0].movedim(bd, 0), *data[1:])
+        base = loss_fn or (lambda xb, yb: F.cross_entropy(prepared(xb), yb))
+        loss_fn = lambda xb, yb: base(xb.movedim(0, bd), yb)  # noqa: E731
     epochs, lr, (x, y) = _check_run("finetune_chip", epochs, lr, data, refit, calibration)
     if not fused_twins(prepared):
         raise ConfigError("finetune_chip: no fused layer-output ADC (prepare_bskmq)")

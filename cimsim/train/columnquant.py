@@ -34,6 +34,7 @@ from torch import nn
 from ..config import CalibrationGranularity, ChipConfig, RangePolicy, WeightEncoding
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel
+from ._data import model_batches
 from .ternary import make_ternary, mean_abs_per_set, recalibrate_adcs
 from .twin import PreparedModel, TwinMatmul, prepare
 
@@ -228,7 +229,9 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
     """Calibrate every twin's :class:`PsumCentre` on ``data`` (eval mode, no gradient), then fix
     mu, sigma and the centre: mu and sigma averaged over the batches, the centre from the
     average centre value (in the current step). The grid start is written into the twin's ADC
-    tables, so ``deploy`` carries it into the chip's ADC ranges."""
+    tables, so ``deploy`` carries it into the chip's ADC ranges. ``data`` holds the model's
+    inputs as ``prepare``'s calibration does (a tensor, or a tuple of every positional input),
+    cut along the ``batch_dim`` the model was prepared with."""
     hooks = [(t, t.adc_hook) for _, t in prepared.twins() if isinstance(t.adc_hook, PsumCentre)]
     if not hooks:
         raise ConfigError("freeze_psum: the model has no partial-sum centre (prepare it with "
@@ -237,10 +240,9 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
     prepared.eval()
     for _, h in hooks:
         h._acc = []
-    x = torch.as_tensor(data[0] if isinstance(data, (tuple, list)) else data)
     with torch.no_grad():
-        for i in range(0, x.shape[0], batch_size):
-            prepared(x[i:i + batch_size])
+        for args in model_batches(prepared, data, batch_size):
+            prepared(*args)
     for twin, h in hooks:
         acc, h._acc = h._acc, None
         assert acc
@@ -353,9 +355,9 @@ def deploy_columnquant(prepared: PreparedModel, calibration, seed: int | None = 
     return prepared.deploy(seed, chip=chip)
 
 
-def psum_mse(prepared: PreparedModel, x: torch.Tensor, *, batch_size: int = 64
-             ) -> dict[str, float]:
-    """Normalized partial-sum quantization error of every twin on inputs ``x`` (eval mode):
+def psum_mse(prepared: PreparedModel, x, *, batch_size: int = 64) -> dict[str, float]:
+    """Normalized partial-sum quantization error of every twin on inputs ``x`` (the model's
+    inputs as ``prepare`` takes them: a tensor or a tuple of every positional input; eval mode):
     ``Σ (Q(a) − a)² / Σ (a − mean a)²`` over all conversions of the layer, a the analog partial
     sum after the mu ± n·sigma clip (if any). Also ``'mean'``: the mean over layers."""
     sums: dict[str, list[float]] = {}
@@ -389,8 +391,8 @@ def psum_mse(prepared: PreparedModel, x: torch.Tensor, *, batch_size: int = 64
     prepared.eval()
     try:
         with torch.no_grad():
-            for i in range(0, x.shape[0], batch_size):
-                prepared(x[i:i + batch_size])
+            for args in model_batches(prepared, x, batch_size):
+                prepared(*args)
     finally:
         for twin, fused in originals.values():
             del twin._convert  # the instance attribute: the class method again

@@ -10,6 +10,7 @@ matching intermediate activations as FitNets, Romero et al., ICLR 2015).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable, Iterator, Sequence
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ._data import batch_dim_of
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel
 
@@ -170,6 +172,16 @@ def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
     return total / n
 
 
+def _required_inputs(module: nn.Module) -> list[str]:
+    """The positional parameters of ``module.forward`` without a default."""
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):  # a scripted or built-in forward: not known
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty]
+
+
 def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 1,
             lr: float = 1e-3, batch_size: int = 64, layers: Sequence[str] | None = None,
             loss: str = "mse", progress: bool = True, seed: int = 0) -> dict:
@@ -189,7 +201,8 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
         The float model (typically the one ``prepared`` was made from); not modified.
     data : Tensor, ndarray, or tuple of them
         Unlabeled inputs ``(n, ...)``; of a tuple only the first element is used (labels, if
-        any, are ignored).
+        any, are ignored): a model's further inputs (masks, a decoder's target) take their
+        defaults. A model prepared with ``batch_dim = 1`` (sequence-first) is cut along it.
     epochs : int
         Passes over ``data``.
     lr : float
@@ -222,6 +235,10 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
     lr = check_lr(lr)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed = {seed!r} is invalid; allowed: an integer")
+    needed = _required_inputs(teacher) if isinstance(teacher, nn.Module) else []
+    if len(needed) > 1:  # else the model's own TypeError, from inside the first step
+        raise ConfigError(f"distill passes one input per batch (data's first tensor); the "
+                          f"teacher's forward needs {len(needed)}: {', '.join(needed)}")
     # labels (or anything else) after the inputs are ignored: distillation needs none
     x = as_tensors("data", data[:1] if isinstance(data, (tuple, list)) else data)[0]
     groups = param_groups(prepared, lr)
@@ -229,7 +246,13 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
         raise ConfigError("prepared has no trainable parameters")
     optimizer = torch.optim.Adam(groups)
     history: list[float] = []
-    with distillation_loss(prepared, teacher, loss=loss, layers=layers) as fn:
+    # the loop shuffles and cuts dimension 0: a sequence-first model (prepared with
+    # batch_dim = 1) gets its inputs with the batch moved there and back, not cut along time
+    bd = batch_dim_of(prepared)
+    if bd and x.dim() > bd:
+        x = x.movedim(bd, 0)
+    with distillation_loss(prepared, teacher, loss=loss, layers=layers) as match:
+        fn = (lambda xb, *_r: match(xb.movedim(0, bd))) if bd and x.dim() > bd else match
         try:
             for epoch in range(epochs):
                 mean = train_epoch(prepared, (x,), fn, optimizer, batch_size=batch_size,

@@ -11,6 +11,7 @@ formulation was not read; this is the minimal form (Hu et al., "LoRA", ICLR 2022
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -54,7 +55,9 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
     Returns
     -------
     list of nn.Parameter
-        The adapters' parameters (also registered under each twin as ``lora``).
+        The adapters' parameters (also registered under each twin as ``lora``). A matrix
+        whose weight is shared with another module (a head tied to an embedding) gets no
+        adapter and a ``UserWarning`` names it: the merge would change the other module.
     """
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"LoRA rank = {rank!r} is invalid; allowed: an integer >= 1")
@@ -63,9 +66,17 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
         raise ConfigError(f"LoRA alpha = {alpha!r} is invalid; allowed: a number > 0")
     gen = torch.Generator().manual_seed(seed)
     params: list[nn.Parameter] = []
+    tied = _tied_weights(prepared)
+    skipped = []
     for _, twin in prepared.twins():
         if getattr(twin, "lora", None) is not None:
             raise ConfigError(f"{twin.name}: already has a LoRA adapter (merge_lora first)")
+        if id(twin.weight) in tied:
+            # merging W0 + ΔW into a shared weight would change the other module's use of it
+            # (a tied head's embedding): the twin's outputs would move at the merge
+            others = [n for n in tied[id(twin.weight)] if not n.startswith(f"{twin.name}.")]
+            skipped.append(f"{twin.name} (tied to {', '.join(others)})")
+            continue
         n, k = twin.weight.shape
         r = min(rank, n, k)
         lora = LoRA(n, k, r, alpha * r / rank, generator=gen, dtype=twin.weight.dtype,
@@ -74,7 +85,19 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
         twin.weight_delta = lora.forward  # a plain attribute (the module is `lora`)
         twin.weight.requires_grad_(False)
         params += [lora.A, lora.B]
+    if skipped:
+        warnings.warn(f"add_lora: no adapter on {'; '.join(skipped)}: merging one into a "
+                      "shared weight would change the other module too; it trains as before "
+                      "(unfrozen)", UserWarning, stacklevel=2)
     return params
+
+
+def _tied_weights(prepared: PreparedModel) -> dict[int, list[str]]:
+    """id -> names of every parameter of the model that is used under several names."""
+    names: dict[int, list[str]] = {}
+    for name, p in prepared.model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), []).append(name)
+    return {k: v for k, v in names.items() if len(v) > 1}
 
 
 def lora_parameters(prepared: PreparedModel) -> list[nn.Parameter]:

@@ -34,7 +34,7 @@ from ..config import ChipConfig
 from ..errors import ConfigError
 from .loop import param_groups
 from .lora import add_lora
-from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty
+from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty, warn_unshifted
 from .twin import PreparedModel
 
 __all__ = ["BASES", "PARTS", "Recipe", "parse_method"]
@@ -80,10 +80,24 @@ class Recipe:
         return chip.replace(dac=chip.dac.replace(shift_unsigned_inputs=True))
 
     def bits_set(self, chip: ChipConfig) -> tuple[int, ...]:
-        return self.bitaug_bits or (chip.adc.bits + 1, chip.adc.bits + 2)
+        """BitAug's set S: ``bitaug_bits``, else those of B_ADC + 1, B_ADC + 2 that an ADC
+        can have (at most 24 bits); a ``ConfigError`` where none is left."""
+        if self.bitaug_bits:
+            return self.bitaug_bits
+        bits = tuple(b for b in (chip.adc.bits + 1, chip.adc.bits + 2) if b <= 24)
+        if self.bitaug and not bits:
+            # an ideal 24-bit ADC: B+1 used to fail in the middle of the first step as
+            # 'adc bits = 25 is invalid'
+            raise ConfigError(f"bitaug: chip {chip.name} has a {chip.adc.bits}-bit ADC; "
+                              "BitAug's default precisions B+1 and B+2 exceed the 24 bits an "
+                              "ADC can have; set --option bitaug_bits=B1,B2 (each 1..24)")
+        return bits
 
     def setup(self, prepared: PreparedModel, lr: float, seed: int = 0) -> list[dict]:
-        """Attach the adapters (LoRA) and return Adam's parameter groups."""
+        """Attach the adapters (LoRA) and return Adam's parameter groups; with A-shift, a
+        warning names the matrices whose inputs are signed (A-shift leaves them)."""
+        if self.a_shift:
+            warn_unshifted(prepared)
         if self.lora:
             add_lora(prepared, self.lora_rank, self.lora_alpha, seed=seed)
         return param_groups(prepared, lr)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -29,7 +30,7 @@ from ..errors import ConfigError
 from .twin import PreparedModel, TwinMatmul
 
 __all__ = ["BITAUG_MODES", "adc_bits", "bitaug_loss", "kurtosis", "kurtosis_penalty",
-           "quantized_weight_ste", "weight_stats"]
+           "quantized_weight_ste", "unshifted", "warn_unshifted", "weight_stats"]
 
 BITAUG_MODES = ("sum", "sample")
 
@@ -90,6 +91,25 @@ def weight_stats(prepared: PreparedModel | Sequence[TwinMatmul]) -> list[dict]:
             out.append({"layer": name, "var_w_int": float(q.var(unbiased=False)),
                         "kurtosis": float(kurtosis(q)), "w_qmax": t.w_qmax})
     return out
+
+
+def unshifted(prepared: PreparedModel | Sequence[TwinMatmul]) -> list[str]:
+    """The matrices A-shift leaves as they were: those whose inputs are signed (A-shift
+    drives unsigned, post-ReLU inputs shifted to signed; LayerNorm, GELU, SiLU or Hardswish
+    outputs are signed already). All of them on a chip without ``dac.shift_unsigned_inputs``."""
+    return [name for name, t in _twins(prepared) if not t.zero_point]
+
+
+def warn_unshifted(prepared: PreparedModel | Sequence[TwinMatmul]) -> None:
+    """A ``UserWarning`` naming the matrices A-shift does not change (none: silent): on a
+    transformer it changes few or none, which a run would otherwise not show."""
+    names, n = unshifted(prepared), len(_twins(prepared))
+    if names:
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        what = "changes nothing on this model" if len(names) == n else \
+            f"leaves {len(names)} of {n} matrices as they were"
+        warnings.warn(f"a-shift shifts unsigned (post-ReLU) inputs only and {what}: their "
+                      f"inputs are signed ({shown})", UserWarning, stacklevel=3)
 
 
 @contextlib.contextmanager

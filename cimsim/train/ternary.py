@@ -34,6 +34,7 @@ from ..arrays.program import ProgrammedLayer
 from ..config import WeightEncoding
 from ..errors import ConfigError
 from ..mapping.matrix import MAX_CALIBRATION_ROWS, EngineView, calibrate_adcs
+from ._data import model_batches
 from .ste import grad_scale, lsq_factor
 from .twin import PreparedModel, TwinMatmul, balanced_ternary
 
@@ -231,7 +232,8 @@ def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 
     ternary digits are another distribution: mostly the low digits). Each twin's float inputs
     are those of a forward pass over ``calibration`` with exact conversions (eval mode, at most
     ``MAX_CALIBRATION_ROWS`` random rows per twin), calibrated as ``deploy`` does
-    (``mapping.matrix.calibrate_adcs``)."""
+    (``mapping.matrix.calibrate_adcs``). ``calibration``: the model's inputs as ``prepare``
+    takes them (every positional input, cut along the model's ``batch_dim``)."""
     twins = [t for _, t in prepared.twins() if isinstance(t, TernaryTwin)]
     if not twins:
         return
@@ -248,12 +250,10 @@ def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 
         t.lossless = True
     was = prepared.training
     prepared.eval()
-    x = torch.as_tensor(calibration[0] if isinstance(calibration, (tuple, list))
-                        else calibration)
     try:
         with torch.no_grad():
-            for i in range(0, x.shape[0], batch_size):
-                prepared(x[i:i + batch_size])
+            for args in model_batches(prepared, calibration, batch_size):
+                prepared(*args)
     finally:
         for h in hooks:
             h.remove()

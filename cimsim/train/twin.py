@@ -31,6 +31,7 @@ seeds as ``cimsim.deploy``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -87,6 +88,7 @@ from ..mapping.matrix import (
     kernel_row_tiles,
     program_parts,
 )
+from ..mapping.naming import named_layer
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ._kernels import fused_convert
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
@@ -1429,17 +1431,20 @@ class PreparedModel(nn.Module):
 
     Call it like the original and train it with any torch optimizer; ``model.eval()`` turns the
     training noise off. Attributes: ``model`` (the copy), ``twin_layers`` (name -> layer),
-    ``digital`` ((name, type, reason) of modules left in float), ``chip``, ``seed``.
+    ``digital`` ((name, type, reason) of modules left in float), ``chip``, ``seed``,
+    ``batch_dim`` (that of ``prepare``).
     """
 
     def __init__(self, model: nn.Module, twin_layers: dict[str, _TwinLayer],
-                 digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int):
+                 digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int,
+                 batch_dim: int = 0):
         super().__init__()
         self.model = model
         self.twin_layers = twin_layers
         self.digital = digital
         self.chip = chip
         self.seed = seed
+        self.batch_dim = batch_dim  # the methods' later passes cut their data along it
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
@@ -1466,9 +1471,12 @@ class PreparedModel(nn.Module):
     def float_model(self) -> nn.Module:
         """A float copy of the model with the learned weights and biases (twins replaced by
         the module types they came from)."""
-        # deepcopy's memo substitutes each twin layer by its float module in the copy
-        memo: dict[int, Any] = {id(layer): layer.float_module()
-                                for layer in self.twin_layers.values()}
+        # deepcopy's memo substitutes each twin layer by its float module in the copy; a
+        # LoRA adapter not merged yet is part of the weight the twin computes with (it was
+        # dropped: prepare_pimqat from a LoRA twin lost what the adapters learned)
+        with _effective_weights([t for _, t in self.twins()]):
+            memo: dict[int, Any] = {id(layer): layer.float_module()
+                                    for layer in self.twin_layers.values()}
         memo.update({id(m): copy.deepcopy(m.original) for m in self.model.modules()
                      if isinstance(m, FusedReLU)})
         return copy.deepcopy(self.model, memo)
@@ -1502,6 +1510,22 @@ class PreparedModel(nn.Module):
         chip = self.chip if chip is None else chip
         return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
                             batch_dim=batch_dim)
+
+
+@contextlib.contextmanager
+def _effective_weights(twins: list[TwinMatmul]) -> Iterator[None]:
+    """Within the block every twin's ``weight`` holds ``effective_weight()`` (its
+    ``weight_delta`` added); restored afterwards."""
+    saved = [(t, t.weight.detach().clone()) for t in twins if t.weight_delta is not None]
+    with torch.no_grad():
+        for t, _ in saved:
+            t.weight.copy_(t.effective_weight())
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t, w in saved:
+                t.weight.copy_(w)
 
 
 def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
@@ -1593,8 +1617,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     if n == 0:
         raise MappingError("calibration data is empty")
     digital.extend(warn_functional(functional, "prepare"))
-    for layer in layers.values():
-        layer.finalize()
+    for name, layer in layers.items():
+        with named_layer(name):
+            layer.finalize()
     tie_shared_weights(root, layers)
     for name, relu in relus.items():
         if name in layers and layers[name].fused:
@@ -1602,7 +1627,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             parent = root.get_submodule(owner) if owner else root
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
-    return PreparedModel(root, layers, digital, chip, seed)
+    return PreparedModel(root, layers, digital, chip, seed, batch_dim)
 
 
 def _keep_off_fused_kernels(module: nn.Module) -> None:

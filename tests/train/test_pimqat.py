@@ -215,7 +215,8 @@ def test_calibrate_bn_on_a_deployed_simmodel():
 
 def test_calibrate_bn_without_batchnorm_and_bad_data():
     lin = nn.Linear(3, 2)
-    assert calibrate_bn(lin, torch.zeros(4, 3)) == 0
+    with pytest.warns(UserWarning, match="no BatchNorm"):
+        assert calibrate_bn(lin, torch.zeros(4, 3)) == 0
     net, _ = _net()
     with pytest.raises(ConfigError, match="data"):
         calibrate_bn(net, "images")

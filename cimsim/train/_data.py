@@ -1,0 +1,28 @@
+"""Model inputs for the passes the training methods run after ``prepare`` (partial-sum
+centres, level refits, BatchNorm calibration, distillation): the same argument tuples as
+``prepare``'s calibration pass, cut along the batch dimension the model was prepared with.
+
+They used to take ``data[0]`` and cut it along dimension 0: a sequence-first transformer
+(``batch_dim = 1``) was fed sequences cut along time, and a model with a second input
+(``nn.Transformer``'s target, a padding mask) lost it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import nn
+
+from ..mapping.deploy import _batches
+
+__all__ = ["batch_dim_of", "model_batches"]
+
+
+def batch_dim_of(model: nn.Module) -> int:
+    """The ``batch_dim`` a ``PreparedModel`` or ``SimModel`` was built with (0 otherwise)."""
+    return int(getattr(model, "batch_dim", 0))
+
+
+def model_batches(model: nn.Module, data, batch_size: int) -> Iterable[tuple]:
+    """Argument tuples of ``model`` from ``data`` (a tensor, an array, a tuple of the model's
+    positional inputs or an iterable of batches), as ``prepare`` reads its calibration."""
+    return _batches(data, batch_size, batch_dim_of(model))
