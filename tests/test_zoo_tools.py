@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 import cimsim
-from cimsim.cli import main
 from cimsim.arrays import program
+from cimsim.cli import main
 from cimsim.errors import ConfigError
 from cimsim.events import Action, Component, EventKey
 from cimsim.report import Report
@@ -333,3 +333,64 @@ def test_drift_gain_is_not_also_charged_as_slice_multiplies():
     assert alphas.n_slice_multiplies == np.count_nonzero(coef)
     np.testing.assert_allclose(alphas.conv_coef, coef * later.aging.gain)
     np.testing.assert_allclose(alphas.with_time(1.0).conv_coef, coef)
+
+
+# ---------------------------------------------------------------------------------------------
+# exported graphs (.pt2) of zoo models: what stays digital is listed, computed weights fold
+# ---------------------------------------------------------------------------------------------
+def _exported(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    from cimsim.mapping.loaders import modules_from_graph
+
+    batch = torch.export.Dim("batch", min=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch's own deprecation notes
+        ep = torch.export.export(model.eval(), (x,), dynamic_shapes=({0: batch},))
+        return modules_from_graph(ep.module())
+
+
+def test_exported_transformer_lists_its_embedding_and_attention_products():
+    """The embedding and the attention products of a .pt2 ran in float unlisted (the digital
+    table was empty); a Python model lists both."""
+    from tests.mapping.test_new_models import GPT
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 20, (4, 8))
+    model = GPT().eval()
+    graph = _exported(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(x), model(x))
+    with pytest.warns(UserWarning, match=r"embedding \(Embedding\)"):
+        sim = cimsim.deploy(graph, lossless_chip("channel"), x)
+    kinds = [kind for _, kind, _ in sim.digital]
+    assert kinds == ["Embedding", "attention products", "attention products"]
+    assert len(sim.sim_layers) == 9  # 2 x (in, out, 2 FFN) + the head
+    sim(x)
+    assert list(sim.report().digital["type"]) == kinds
+
+
+def test_exported_functional_weight_is_named_as_for_a_python_model():
+    """``x @ self.w`` in a .pt2 is an aten.matmul: it ran in float without the warning."""
+    from tests.mapping.test_new_models import Functional
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 8)
+    graph = _exported(Functional(), x)
+    with pytest.warns(UserWarning, match=r"1 weight\(s\).*w \(matmul"):
+        sim = cimsim.deploy(graph, lossless_chip("channel"), x)
+    assert [(name, kind) for name, kind, _ in sim.digital] == [("w", "parameter")]
+
+
+def test_exported_weight_norm_model_loads_with_its_folded_weights():
+    """weight_norm / spectral_norm export the weight as a computation on constants: loading
+    the .pt2 failed ("weight _weight_norm is computed in the graph")."""
+    from tests.mapping.test_new_models import Normed
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 8, 8)
+    model = Normed().eval()
+    graph = _exported(model, x)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(x), model(x))
+    sim = cimsim.deploy(graph, lossless_chip("channel"), x)
+    assert len(sim.sim_layers) == 3 and not sim.digital
+    assert float((sim(x) - model(x)).norm() / model(x).norm()) < 0.02

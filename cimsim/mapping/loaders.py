@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from ..errors import CimsimError
+from .graph_digital import digital_module_for
 
 __all__ = ["LoadError", "import_user_module", "load_data", "load_model", "load_model_for",
            "modules_from_graph", "torchscript_converter"]
@@ -367,9 +368,20 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _tensor(gm: nn.Module, node: Any) -> torch.Tensor:
-    if getattr(node, "op", None) != "get_attr":
-        raise LoadError(f"weight {node} is computed in the graph; only constant weights map")
+def _tensor(gm: nn.Module, node: Any, depth: int = 0) -> torch.Tensor:
+    """The constant weight ``node`` stands for: a graph attribute, or computed from attributes
+    alone (weight_norm / spectral_norm export their weight as g·v/‖v‖: folded here)."""
+    op = getattr(node, "op", None)
+    if op == "call_function" and depth < 32:
+        with torch.no_grad():
+            args = torch.fx.node.map_arg(node.args, lambda n: _tensor(gm, n, depth + 1))
+            kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: _tensor(gm, n, depth + 1))
+            value = node.target(*args, **kwargs)
+        if isinstance(value, torch.Tensor):
+            return value.detach()
+    if op != "get_attr":
+        raise LoadError(f"weight {node} is computed from the model's inputs in the graph; only "
+                        "constant weights map")
     obj: Any = gm
     for part in str(node.target).split("."):
         obj = getattr(obj, part)
@@ -454,7 +466,8 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd`` submodule holding those weights, so
     that :func:`cimsim.deploy` can map it; the graph computes the same outputs. Recurrent calls
     (``aten.lstm`` ...) are not rewritten: they run in float, and a ``UserWarning`` names them.
-    ``gm`` is changed in place and returned.
+    Embedding look-ups and attention become modules deploy lists as digital
+    (``cimsim.mapping.graph_digital``). ``gm`` is changed in place and returned.
     """
     n_made = 0
     recurrent = []
@@ -464,13 +477,21 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         if str(node.target).split(".")[1:2] in (["lstm"], ["gru"], ["rnn_tanh"], ["rnn_relu"]):
             recurrent.append(node.name)
         mod = _module_for(gm, node)
-        if mod is None:
-            continue
+        args: tuple = (node.args[0],)
+        kwargs: dict[str, Any] = {}
+        if mod is None:  # an embedding or an attention: listed digital by deploy
+            first = node.args[0] if node.args else None
+            mod = digital_module_for(node, _tensor(gm, first) if getattr(
+                first, "op", None) == "get_attr" else None)
+            if mod is None:
+                continue
+            args, kwargs = (((node.args[1],), {}) if isinstance(mod, nn.Embedding) else
+                            (tuple(node.args), dict(node.kwargs)))
         name = f"cimsim_{n_made}_{node.name}"
         n_made += 1
         gm.add_submodule(name, mod)
         with gm.graph.inserting_after(node):
-            new = gm.graph.call_module(name, (node.args[0],))
+            new = gm.graph.call_module(name, args, kwargs)
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
     if recurrent:
