@@ -394,3 +394,26 @@ def test_exported_weight_norm_model_loads_with_its_folded_weights():
     sim = cimsim.deploy(graph, lossless_chip("channel"), x)
     assert len(sim.sim_layers) == 3 and not sim.digital
     assert float((sim(x) - model(x)).norm() / model(x).norm()) < 0.02
+
+
+@pytest.mark.parametrize("method", ["qat", "distill"])
+def test_train_an_exported_model(method, tmp_path, capsys):
+    """``cimsim train --model M.pt2`` ended in torch's "Calling train() is not supported yet"
+    (an exported module refuses train()/eval(); the twin inside it switches modes)."""
+    from tests.mapping.test_new_models import MobileBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 16, 16)
+    ep = torch.export.export(MobileBlock().eval(), (x[:4],),
+                             dynamic_shapes=({0: torch.export.Dim("batch", min=2)},))
+    torch.export.save(ep, tmp_path / "mobile.pt2")
+    np.savez(tmp_path / "data.npz", x=x.numpy(), y=np.arange(8) % 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        rc = main(["train", "--model", str(tmp_path / "mobile.pt2"), "--data",
+                   str(tmp_path / "data.npz"), "--chip", "ideal", "--method", method, "--out",
+                   str(tmp_path / "out"), "--calibration", "4", "--batch-size", "3"])
+    assert rc == 0, capsys.readouterr().err
+    log = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert log["method"] == method and math.isfinite(log["loss"][0])
+    assert (tmp_path / "out" / "report.html").is_file()

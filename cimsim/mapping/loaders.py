@@ -27,6 +27,7 @@ import inspect
 import logging
 import os
 import sys
+import types
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -501,4 +502,8 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
                       UserWarning, stacklevel=2)
     gm.graph.eliminate_dead_code()
     gm.recompile()
-    return gm  # an exported module has no train/eval switch; it is already in eval form
+    # torch's exported module refuses train()/eval() (its graph's dropout and norms are fixed as
+    # exported); the mapped layers and the training twin inside it switch modes through it
+    gm.train = types.MethodType(nn.Module.train, gm)  # type: ignore[method-assign]
+    gm.eval = types.MethodType(nn.Module.eval, gm)  # type: ignore[method-assign]
+    return gm
