@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import warnings
 
@@ -245,6 +246,16 @@ def test_integer_images_still_reach_a_float_model(user_dir, capsys):
     assert rc == 0, capsys.readouterr().err
     assert (folder / "u8" / "report.html").is_file()
     sys.modules.pop("mob", None)
+
+
+def test_integer_data_a_model_refuses_either_way_says_both(user_dir, capsys):
+    _, mod = user_dir
+    rc = main(["simulate", "--model", f"{mod}:audio", "--data", "tokens.npz", "--chip", "ideal",
+               "--out", "no"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert re.search(r"cannot run on the data's inputs of shape \(2, 8\): .*; as int64 \(token "
+                     r"ids\): RuntimeError", err), err
 
 
 def test_sweep_on_a_user_model_resumes_without_duplicates(user_dir, capsys):

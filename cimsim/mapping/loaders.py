@@ -348,8 +348,14 @@ def load_model_for(spec: str, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]
         return load_model(spec, example=example), x
     try:
         return load_model(spec, example=example), x
-    except LoadError:
-        return load_model(spec, example=example.float()), x.float()
+    except LoadError as as_int:
+        try:
+            return load_model(spec, example=example.float()), x.float()
+        except LoadError as as_float:  # both refused: say what each gave
+            if str(as_float) == str(as_int):
+                raise
+            raise LoadError(f"{as_float}; as int64 (token ids): "
+                            f"{str(as_int).split(': ', 1)[-1]}") from None
 
 
 def _check_runs_on(spec: str, model: nn.Module, example: torch.Tensor) -> None:
