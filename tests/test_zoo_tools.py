@@ -89,6 +89,15 @@ def test_torch_backend_equals_the_engine_noise_free(name, chip):
         assert r2[key] == pytest.approx(r1[key], rel=1e-9), key
 
 
+def test_use_backend_switches_a_deployed_zoo_model_and_back():
+    sim, _, args = _deploy("audio-batchfirst", lossless_chip("channel"))
+    y = sim(*args)
+    events = sim.events
+    assert torch.equal(sim.use_backend("torch")(*args), y)
+    assert sim.backend == "torch" and sim.events == events + events
+    assert torch.equal(sim.use_backend("numba")(*args), y)
+
+
 @pytest.mark.parametrize("name", ["audio-batchfirst", "encoder-seqfirst-postnorm"])
 def test_torch_backend_with_noise_counts_what_the_engine_counts(name):
     """Other draws of the same noise: the static counts (conversions, MACs) agree exactly, the
