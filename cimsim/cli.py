@@ -370,6 +370,8 @@ def _sweep_table(frame) -> str:
     swept = [a for a in AXES if frame[a].astype(str).nunique() > 1] or ["adc_bits"]
     table = frame[swept].copy()
     table["acc_%"] = 100 * frame["accuracy"]
+    if frame["accuracy"].isna().all() and frame["output_cosine"].notna().any():
+        table["cosine"] = frame["output_cosine"]  # no labels: fidelity to the float outputs
     table["energy_pJ/inf"] = frame["energy_pj_per_inference"]
     table["latency_ns/inf"] = frame["latency_ns_per_inference"]
     table["area_mm2"] = frame["area_mm2"]
@@ -381,8 +383,9 @@ def _sweep_table(frame) -> str:
     table["front"] = frame["on_front"].map({True: "*", False: ""})
     if (frame["status"] != "ok").any():
         table["status"] = frame["status"]
-    fmt = {"acc_%": "{:.2f}", "energy_pJ/inf": "{:,.1f}", "latency_ns/inf": "{:,.1f}",
-           "area_mm2": "{:.4f}", "TOPS/W": "{:.3f}", "ADC_mm2": "{:.4f}", "conv/inf": "{:,.0f}"}
+    fmt = {"acc_%": "{:.2f}", "cosine": "{:.4f}", "energy_pJ/inf": "{:,.1f}",
+           "latency_ns/inf": "{:,.1f}", "area_mm2": "{:.4f}", "TOPS/W": "{:.3f}",
+           "ADC_mm2": "{:.4f}", "conv/inf": "{:,.0f}"}
     for col, f in ((c, f) for c, f in fmt.items() if c in table):
         table[col] = table[col].map(lambda v, f=f: "-" if v != v else f.format(v))
     return table.to_string(index=False)

@@ -283,6 +283,21 @@ def test_sweep_on_a_user_model_resumes_without_duplicates(user_dir, capsys):
     assert (folder / "sw" / "pareto.png").stat().st_size > 0
 
 
+def test_sweep_without_labels_records_the_output_cosine(user_dir, capsys):
+    """A GPT's tokens have no labels: the sweep recorded costs and no fidelity at all."""
+    folder, mod = user_dir
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the embedding stays digital
+        rc = main(["sweep", "--model", f"{mod}:gpt", "--data", "tokens.npz", "--chip",
+                   "rram-22nm", "--adc-bits", "3,6", "--out", "sw", "--calibration", "8"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "cosine" in out
+    frame = pd.read_csv(folder / "sw" / "sweep.csv")
+    assert frame["accuracy"].isna().all() and not frame["on_front"].any()
+    cos = frame.set_index("adc_bits")["output_cosine"]
+    assert 0.0 < cos[3] < cos[6] <= 1.0  # more ADC bits, closer to float
+
+
 def test_train_a_user_model_end_to_end(user_dir, capsys):
     folder, mod = user_dir
     argv = ["train", "--model", f"{mod}:audio", "--data", "audio.npz", "--chip", "rram-22nm",
