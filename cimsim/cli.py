@@ -122,14 +122,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     import cimsim
-    from cimsim.mapping.loaders import load_data, load_model
+    from cimsim.mapping.loaders import load_data, load_model_for
 
     _check_out(args.out)
     chip = cimsim.load_chip(args.chip)
-    x, y = load_data(args.data)
+    x, y = load_data(args.data, integers=True)
     if args.limit:
         x, y = x[: args.limit], (None if y is None else y[: args.limit])
-    model = load_model(args.model, example=x[: min(len(x), 2)])
+    model, x = load_model_for(args.model, x)  # integer inputs: token ids or images
     _check_scores(args.model, model, x, y)
     x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
     times = None if args.time is None else _time_values("--time", args.time, chip)
@@ -373,6 +373,8 @@ def _sweep_table(frame) -> str:
     swept = [a for a in AXES if frame[a].astype(str).nunique() > 1] or ["adc_bits"]
     table = frame[swept].copy()
     table["acc_%"] = 100 * frame["accuracy"]
+    if frame["accuracy"].isna().all() and frame["output_cosine"].notna().any():
+        table["cosine"] = frame["output_cosine"]  # no labels: fidelity to the float outputs
     table["energy_pJ/inf"] = frame["energy_pj_per_inference"]
     table["latency_ns/inf"] = frame["latency_ns_per_inference"]
     table["area_mm2"] = frame["area_mm2"]
@@ -384,8 +386,9 @@ def _sweep_table(frame) -> str:
     table["front"] = frame["on_front"].map({True: "*", False: ""})
     if (frame["status"] != "ok").any():
         table["status"] = frame["status"]
-    fmt = {"acc_%": "{:.2f}", "energy_pJ/inf": "{:,.1f}", "latency_ns/inf": "{:,.1f}",
-           "area_mm2": "{:.4f}", "TOPS/W": "{:.3f}", "ADC_mm2": "{:.4f}", "conv/inf": "{:,.0f}"}
+    fmt = {"acc_%": "{:.2f}", "cosine": "{:.4f}", "energy_pJ/inf": "{:,.1f}",
+           "latency_ns/inf": "{:,.1f}", "area_mm2": "{:.4f}", "TOPS/W": "{:.3f}",
+           "ADC_mm2": "{:.4f}", "conv/inf": "{:,.0f}"}
     for col, f in ((c, f) for c, f in fmt.items() if c in table):
         table[col] = table[col].map(lambda v, f=f: "-" if v != v else f.format(v))
     return table.to_string(index=False)
@@ -431,17 +434,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         calibration = x_train[: args.calibration]
         name = "digits CNN (demo)"
     else:
-        from .mapping.loaders import load_data, load_model
+        from .mapping.loaders import load_data, load_model_for
 
         if args.data is None:
             raise ConfigError("--data is required (unless --model demo)")
-        x, y = load_data(args.data)
+        x, y = load_data(args.data, integers=True)
         calibration = args.calibration
         name = str(args.model)
     if args.limit:
         x, y = x[: args.limit], (None if y is None else y[: args.limit])
     if args.model != "demo":
-        model = load_model(args.model, example=x[: min(len(x), 2)])
+        model, x = load_model_for(args.model, x)
         _check_scores(args.model, model, x, y)
     n_x = int(x.shape[0])
     if not isinstance(calibration, int):
@@ -511,19 +514,19 @@ def _train_data(args: argparse.Namespace):
         model = _builtin_model(args.model)
         what = "digits train split / test split"
     else:
-        from .mapping.loaders import load_data, load_model
+        from .mapping.loaders import load_data, load_model_for
 
         if args.data is None:
             raise ConfigError(f"--data is required with --model {args.model} (unless --model "
                               f"is one of {', '.join(BUILTIN_MODELS)})")
-        x, y = load_data(args.data)
+        x, y = load_data(args.data, integers=True)
+        model, x = load_model_for(args.model, x)
         n_train = (3 * x.shape[0]) // 4
         if n_train < 1 or n_train == x.shape[0]:
             raise ConfigError(f"--data: {x.shape[0]} inputs are too few to hold a quarter out")
         # a fixed split, so that a rerun resumes on the same inputs
         x_train, x_eval = x[:n_train], x[n_train:]
         y_train, y_eval = (None, None) if y is None else (y[:n_train], y[n_train:])
-        model = load_model(args.model, example=x[:2])
         _check_scores(args.model, model, x, y)
         what = f"first {n_train} inputs of {args.data} / last {x.shape[0] - n_train}"
     if args.limit:

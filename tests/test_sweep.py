@@ -153,7 +153,7 @@ def test_failed_point_is_recorded_and_the_rest_run(model, data, chip, tmp_path, 
     monkeypatch.setattr(sweep_runner, "_measure", failing)
     grid = {"adc_kind": ["sar", "ramp:bs_kmq"], "adc_bits": [4, 5]}
     frame = _sweep(model, data, chip, grid, tmp_path)
-    assert list(frame.columns) == [*AXES, "accuracy", "energy_pj_per_inference",
+    assert list(frame.columns) == [*AXES, "accuracy", "output_cosine", "energy_pj_per_inference",
                                    "latency_ns_per_inference", "area_mm2", "tops_per_w",
                                    "adc_area_mm2", "n_conversions_per_inference",
                                    "n_arrays", "wall_s", "status", "on_front", "point_id"]

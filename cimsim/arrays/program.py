@@ -163,14 +163,22 @@ class ProgrammedLayer:
             raise ValueError(f"coef must be {self.conv_coef.shape} finite values, got "
                              f"{c.shape}")
         conv = _Conversions(self.conv_phys, self.conv_weight, self.out_col, c)
-        return dataclasses.replace(self, conv_coef=c,
-                                   x_sum_coef=_x_sum_coef(conv, self.n_outputs, self.chip))
+        layer = dataclasses.replace(self, conv_coef=c,
+                                    x_sum_coef=_x_sum_coef(conv, self.n_outputs, self.chip))
+        if self.aging is None:
+            return layer
+        # the new weights are the ones a later time's compensation gain multiplies
+        aging = dataclasses.replace(self.aging, coef_t0=c)
+        return dataclasses.replace(layer, aging=aging).with_time(self.aging.t_s)
 
     @property
     def n_slice_multiplies(self) -> int:
         """Conversions whose digital weight is not a signed power of two (or 0): each code is
-        multiplied, not shifted, before it is added."""
-        mant = np.frexp(np.abs(self.conv_coef))[0]
+        multiplied, not shifted, before it is added. A drift compensation's gain, folded into
+        the weights after t0, is not one of these: its multiplies are its own events
+        (``digital.drift_gain_multiply``, ``cimsim.arrays.drift.gain_events``)."""
+        coef = self.conv_coef if self.aging is None else self.aging.coef_t0
+        mant = np.frexp(np.abs(coef))[0]
         return int(np.count_nonzero((mant != 0.5) & (mant != 0.0)))
 
     @property

@@ -622,6 +622,8 @@ class _LayerMapping:
                     parent._modules[child_name] = new
             elif isinstance(child, _UNSUPPORTED):
                 self.digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
+            elif isinstance(row := getattr(child, "digital_row", None), tuple):
+                self.digital.append((name, *row))  # an exported graph's attention
             else:
                 _keep_off_fused_kernels(child)
                 self._visit(child, name + ".")

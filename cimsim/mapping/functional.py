@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .graph_digital import ATEN_PRODUCTS
+
 __all__ = ["FUNCTIONAL_REASON", "watch_functional_weights", "warn_functional",
            "weight_read_error"]
 
@@ -61,7 +63,7 @@ class _Watch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _PRODUCTS:
+        if func in _PRODUCTS or func in ATEN_PRODUCTS:  # an exported graph's aten calls
             for t in _tensors([*args, *kwargs.values()]):
                 name = self.params.get(_storage(t) or 0)
                 if name is not None:

@@ -25,6 +25,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
+import sys
+import types
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -37,8 +40,10 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from ..errors import CimsimError
+from .graph_digital import digital_module_for
 
-__all__ = ["LoadError", "load_data", "load_model", "modules_from_graph", "torchscript_converter"]
+__all__ = ["LoadError", "import_user_module", "load_data", "load_model", "load_model_for",
+           "modules_from_graph", "torchscript_converter"]
 
 _NO_CONVERTER = (
     "this torch ({version}) has no TorchScript converter (torch._export.converter."
@@ -52,7 +57,8 @@ class LoadError(CimsimError):
     """A model or data file is missing or has the wrong format."""
 
 
-def load_data(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+def load_data(path: str | Path, integers: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Inputs and optional labels from a ``.npz`` or tensor file, checked before any work.
 
     Parameters
@@ -61,11 +67,15 @@ def load_data(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
         An ``.npz`` with an array ``x`` and optionally ``y``, or a file that
         ``torch.load(weights_only=True)`` reads as a tensor, an ``(x, y)`` pair or a dict with
         ``"x"`` (and ``"y"``).
+    integers : bool
+        Keep integer inputs (token ids) as int64 instead of float32
+        (:func:`load_model_for` decides which the model takes).
 
     Returns
     -------
     x : Tensor
-        float32, shape ``(n, ...)`` with ``n >= 1``; every value finite.
+        float32 (int64 for integer inputs with ``integers``), shape ``(n, ...)`` with
+        ``n >= 1``; every value finite.
     y : Tensor or None
         int64 class indices, shape ``(n,)``, every one ``>= 0``.
 
@@ -88,22 +98,22 @@ def load_data(path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
                 y_raw: Any = _as_tensor(p, "y", z["y"]) if "y" in z.files else None
         except (ValueError, OSError, zipfile.BadZipFile) as exc:
             raise LoadError(f"{p}: not a readable .npz file ({exc})") from None
-        return _checked_data(p, x_raw, y_raw)
+        return _checked_data(p, x_raw, y_raw, integers)
     try:
         obj = torch.load(p, weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many kinds for a wrong format
         raise LoadError(f"{p}: not a tensor file torch.load(weights_only=True) can read "
                         f"({type(exc).__name__})") from None
     if isinstance(obj, torch.Tensor):
-        return _checked_data(p, obj, None)
+        return _checked_data(p, obj, None, integers)
     if isinstance(obj, (tuple, list)) and 1 <= len(obj) <= 2 and all(
             isinstance(t, torch.Tensor) for t in obj):
-        return _checked_data(p, obj[0], obj[1] if len(obj) == 2 else None)
+        return _checked_data(p, obj[0], obj[1] if len(obj) == 2 else None, integers)
     if isinstance(obj, dict) and isinstance(obj.get("x"), torch.Tensor):
         y = obj.get("y")
         if y is not None and not isinstance(y, torch.Tensor):
             raise LoadError(f"{p}: 'y' must be a tensor of labels; got {type(y).__name__}")
-        return _checked_data(p, obj["x"], y)
+        return _checked_data(p, obj["x"], y, integers)
     raise LoadError(f"{p}: expected a tensor, an (x, y) tuple or a dict with 'x'; "
                     f"got {type(obj).__name__}")
 
@@ -124,8 +134,8 @@ def _as_tensor(p: Path, name: str, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(array, dtype=np.float64, order="C"))
 
 
-def _checked_data(p: Path, x: torch.Tensor,
-                  y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _checked_data(p: Path, x: torch.Tensor, y: torch.Tensor | None, integers: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(x as float32, y as int64)`` after the checks of :func:`load_data`."""
     if x.dim() == 0:
         raise LoadError(f"{p}: 'x' is a single number (0-d); it must have the inputs along its "
@@ -134,7 +144,8 @@ def _checked_data(p: Path, x: torch.Tensor,
         raise LoadError(f"{p}: 'x' holds no inputs (shape {tuple(x.shape)})")
     if x.dtype.is_complex:
         raise LoadError(f"{p}: 'x' must hold real numbers; got dtype {x.dtype}")
-    x = x.float()
+    integer = not (x.dtype.is_floating_point or x.dtype == torch.bool)
+    x = x.long() if integers and integer else x.float()
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         n_bad = int((~finite).sum())
@@ -242,9 +253,9 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
 
 def _model_from_factory(spec: str) -> nn.Module:
     """The module ``module:function`` builds; the function must need no arguments."""
-    mod_name, _, fn_name = spec.partition(":")
+    mod_name, _, fn_name = spec.rpartition(":")
     try:
-        mod = importlib.import_module(mod_name)
+        mod = import_user_module(mod_name)
     except ImportError as exc:
         raise LoadError(f"cannot import module {mod_name!r} ({exc})") from None
     except Exception as exc:  # the module's own top-level code failed
@@ -302,6 +313,51 @@ def _check_dynamic_batch(p: Path, ep: torch.export.ExportedProgram) -> None:
                 "torch.export.Dim('batch')},)) with x of 2 or more inputs")
 
 
+def import_user_module(name: str) -> Any:
+    """The module of a ``module:function`` spec: a dotted name importable from ``sys.path``
+    or, failing that, from the current folder (as ``python -m`` would find it; the installed
+    ``cimsim`` script does not search there), or a ``path/to/file.py``, imported by its stem
+    with its folder added to ``sys.path`` (worker processes import it by that name)."""
+    if name.endswith(".py"):
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise ImportError(f"no file {name!r}")
+        folder, name = str(path.parent), path.stem
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        return importlib.import_module(name)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        top = name.split(".")[0]
+        if exc.name != top or not (Path(top + ".py").is_file() or Path(top).is_dir()):
+            raise
+    sys.path.append(os.getcwd())
+    return importlib.import_module(name)
+
+
+def load_model_for(spec: str, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+    """:func:`load_model` checked on the data's first inputs, and the inputs to feed it.
+
+    Integer inputs (``load_data(..., integers=True)``) stay integer for a model that takes
+    them (token ids for an ``nn.Embedding``); a model that refuses them but runs on floats
+    (images saved as uint8) gets them as float32, as ``load_data`` gives them by default.
+    """
+    example = x[: min(len(x), 2)]
+    if x.dtype.is_floating_point:
+        return load_model(spec, example=example), x
+    try:
+        return load_model(spec, example=example), x
+    except LoadError as as_int:
+        try:
+            return load_model(spec, example=example.float()), x.float()
+        except LoadError as as_float:  # both refused: say what each gave
+            if str(as_float) == str(as_int):
+                raise
+            raise LoadError(f"{as_float}; as int64 (token ids): "
+                            f"{str(as_int).split(': ', 1)[-1]}") from None
+
+
 def _check_runs_on(spec: str, model: nn.Module, example: torch.Tensor) -> None:
     """Run the float model once on ``example``: inputs it refuses end here, in one line."""
     try:
@@ -319,9 +375,20 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _tensor(gm: nn.Module, node: Any) -> torch.Tensor:
-    if getattr(node, "op", None) != "get_attr":
-        raise LoadError(f"weight {node} is computed in the graph; only constant weights map")
+def _tensor(gm: nn.Module, node: Any, depth: int = 0) -> torch.Tensor:
+    """The constant weight ``node`` stands for: a graph attribute, or computed from attributes
+    alone (weight_norm / spectral_norm export their weight as g·v/‖v‖: folded here)."""
+    op = getattr(node, "op", None)
+    if op == "call_function" and depth < 32:
+        with torch.no_grad():
+            args = torch.fx.node.map_arg(node.args, lambda n: _tensor(gm, n, depth + 1))
+            kwargs = torch.fx.node.map_arg(node.kwargs, lambda n: _tensor(gm, n, depth + 1))
+            value = node.target(*args, **kwargs)
+        if isinstance(value, torch.Tensor):
+            return value.detach()
+    if op != "get_attr":
+        raise LoadError(f"weight {node} is computed from the model's inputs in the graph; only "
+                        "constant weights map")
     obj: Any = gm
     for part in str(node.target).split("."):
         obj = getattr(obj, part)
@@ -406,7 +473,8 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd`` submodule holding those weights, so
     that :func:`cimsim.deploy` can map it; the graph computes the same outputs. Recurrent calls
     (``aten.lstm`` ...) are not rewritten: they run in float, and a ``UserWarning`` names them.
-    ``gm`` is changed in place and returned.
+    Embedding look-ups and attention become modules deploy lists as digital
+    (``cimsim.mapping.graph_digital``). ``gm`` is changed in place and returned.
     """
     n_made = 0
     recurrent = []
@@ -416,13 +484,21 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         if str(node.target).split(".")[1:2] in (["lstm"], ["gru"], ["rnn_tanh"], ["rnn_relu"]):
             recurrent.append(node.name)
         mod = _module_for(gm, node)
-        if mod is None:
-            continue
+        args: tuple = (node.args[0],)
+        kwargs: dict[str, Any] = {}
+        if mod is None:  # an embedding or an attention: listed digital by deploy
+            first = node.args[0] if node.args else None
+            mod = digital_module_for(node, _tensor(gm, first) if getattr(
+                first, "op", None) == "get_attr" else None)
+            if mod is None:
+                continue
+            args, kwargs = (((node.args[1],), {}) if isinstance(mod, nn.Embedding) else
+                            (tuple(node.args), dict(node.kwargs)))
         name = f"cimsim_{n_made}_{node.name}"
         n_made += 1
         gm.add_submodule(name, mod)
         with gm.graph.inserting_after(node):
-            new = gm.graph.call_module(name, (node.args[0],))
+            new = gm.graph.call_module(name, args, kwargs)
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
     if recurrent:
@@ -432,4 +508,8 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
                       UserWarning, stacklevel=2)
     gm.graph.eliminate_dead_code()
     gm.recompile()
-    return gm  # an exported module has no train/eval switch; it is already in eval form
+    # torch's exported module refuses train()/eval() (its graph's dropout and norms are fixed as
+    # exported); the mapped layers and the training twin inside it switch modes through it
+    gm.train = types.MethodType(nn.Module.train, gm)  # type: ignore[method-assign]
+    gm.eval = types.MethodType(nn.Module.eval, gm)  # type: ignore[method-assign]
+    return gm

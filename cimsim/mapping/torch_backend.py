@@ -51,7 +51,11 @@ def check_backend(backend: str, device: str | torch.device | None, chip: ChipCon
         raise ConfigError(f"device = {device!r}: torch sees no CUDA device here")
     from ..train.twin import check_chip
 
-    check_chip(chip)  # what the twin does not model, by the field's name
+    try:
+        check_chip(chip)  # what the twin does not model, by the field's name
+    except ConfigError as exc:  # say which option of deploy it is, and what else runs it
+        raise ConfigError(f"backend = 'torch' runs the training twin's arrays: {exc}; or "
+                          "run this chip with backend = 'numba'") from None
 
 
 class TorchMatmul:

@@ -58,18 +58,21 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
              batch_size: int, t_inference_s: float | None = None) -> dict[str, Any]:
     """Deploy ``model`` on ``chip`` (seen ``t_inference_s`` after programming), run ``x_eval``
     through it; accuracy and report totals."""
-    from ..evaluate import accuracy, predict
+    from ..evaluate import accuracy, output_cosine
     from ..mapping import deploy
 
     sim = deploy(model, chip, x_cal, seed=seed, t_inference_s=t_inference_s)
     if y_eval is None:
-        predict(sim, x_eval, batch_size=batch_size)  # the forwards the costs are counted on
+        # no labels (a language model's tokens): how close the outputs stay to the float
+        # model's, as `cimsim simulate` reports it; the forwards the costs are counted on
+        cosine = output_cosine(model, sim, x_eval, batch_size=batch_size)
         acc = math.nan
     else:
         acc = accuracy(sim, x_eval, y_eval, batch_size=batch_size)
+        cosine = math.nan
     report = sim.report()
     totals = report.totals
-    row: dict[str, Any] = {"accuracy": acc}
+    row: dict[str, Any] = {"accuracy": acc, "output_cosine": cosine}
     for key in TOTALS:  # every report has these totals
         row[key] = float(totals[key])
     # what ADC sharing and slice read-out trade: converter area against conversions

@@ -15,11 +15,12 @@ from .store import clean
 
 __all__ = ["METRICS", "point_labels", "sweep_table", "table_records"]
 
-METRICS: tuple[str, ...] = ("accuracy", "energy_pj_per_inference", "latency_ns_per_inference",
-                            "area_mm2", "tops_per_w", "adc_area_mm2",
+METRICS: tuple[str, ...] = ("accuracy", "output_cosine", "energy_pj_per_inference",
+                            "latency_ns_per_inference", "area_mm2", "tops_per_w", "adc_area_mm2",
                             "n_conversions_per_inference", "n_arrays", "wall_s", "status")
-"""Columns measured per point (after the axis columns). ``adc_area_mm2`` and
-``n_conversions_per_inference`` are NaN for points recorded before they were measured."""
+"""Columns measured per point (after the axis columns). ``output_cosine`` (without labels),
+``adc_area_mm2`` and ``n_conversions_per_inference`` are NaN for points recorded before they
+were measured."""
 
 
 def sweep_table(resolved: list[dict[str, Any]], ids: list[str],
@@ -40,7 +41,8 @@ def sweep_table(resolved: list[dict[str, Any]], ids: list[str],
         row["point_id"] = pid
         rows.append(row)
     frame = pd.DataFrame(rows, columns=[*AXES, *METRICS, "point_id"])
-    for col in ("accuracy", *TOTALS, "adc_area_mm2", "n_conversions_per_inference", "wall_s"):
+    for col in ("accuracy", "output_cosine", *TOTALS, "adc_area_mm2",
+                "n_conversions_per_inference", "wall_s"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     frame["n_arrays"] = pd.to_numeric(frame["n_arrays"], errors="coerce").astype("Int64")
     for col in INT_AXES:

@@ -115,7 +115,7 @@ def test_loaded_graph_maps_every_weight_layer(net_and_x):
     assert not [d for d in sim.digital if d[1] in ("Linear", "Conv1d", "Conv2d")]
 
 
-def test_computed_weights_are_refused():
+def test_weights_computed_from_constants_fold_and_from_inputs_are_refused():
     class Scaled(nn.Module):
         def __init__(self):
             super().__init__()
@@ -124,9 +124,17 @@ def test_computed_weights_are_refused():
         def forward(self, x):
             return nn.functional.linear(x, self.fc.weight * 2.0, self.fc.bias)
 
-    ep = torch.export.export(Scaled(), (torch.randn(1, 4),))
-    with pytest.raises(LoadError, match="computed in the graph"):
-        modules_from_graph(ep.module())
+    class FromInput(nn.Module):
+        def forward(self, x):
+            return nn.functional.linear(x, x.T @ x)
+
+    x = torch.randn(1, 4)
+    model = Scaled()
+    gm = modules_from_graph(torch.export.export(model, (x,)).module())
+    (linear,) = [m for m in gm.modules() if type(m) is nn.Linear]
+    assert torch.equal(linear.weight, model.fc.weight.detach() * 2.0)
+    with pytest.raises(LoadError, match="computed from the model's inputs"):
+        modules_from_graph(torch.export.export(FromInput(), (x,)).module())
 
 
 # --- issue 16: wrong data and models refused by the loaders, before any deployment ------------
