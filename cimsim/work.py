@@ -39,6 +39,10 @@ class Block:
     """The programmed block (geometry: row tiles, column tiles, conversions)."""
     n_vectors: float
     """Input vectors the block processed over the whole run (not per inference)."""
+    stage: int = 0
+    """Blocks of one stage work in parallel; a later stage waits for the one before it (an
+    attention layer's output projection, stage 1, reads what its q/k/v projections, stage 0,
+    produced over the whole sequence)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -255,14 +255,14 @@ def _calibration(calibration: Calibration | str | None, chip: ChipConfig) -> Cal
 
 def _latency_stage(rep: CostReport, works: Sequence[LayerWork], per: float, table: TechTable,
                    cal: Calibration) -> dict[str, float]:
-    """Every block's latency per inference into ``rep.blocks``; each layer's (its slowest
-    block), ns."""
+    """Every block's latency per inference into ``rep.blocks``; each layer's (the slowest
+    block of each stage, the stages one after another), ns."""
     latency = {}
     for w in works:
         rows = []
         for i, b in enumerate(w.blocks):
             d = block_latency(b.layer, b.n_vectors * per, table, cal)
-            d.update(layer=w.name, block=i, name=b.layer.name or w.name,
+            d.update(layer=w.name, block=i, name=b.layer.name or w.name, stage=b.stage,
                      n_arrays=b.layer.n_arrays, n_vectors_per_inference=b.n_vectors * per)
             rows.append(d)
         rep.blocks += rows

@@ -19,7 +19,11 @@ periods) times the chip's calibration. The
 shift-add and accumulation of a step are pipelined behind the ADCs, as NeuroSim V1.4 pipelines
 them (docs/technology.md); only the last step's add tree and output write show, as ``t_tail``.
 A layer's blocks (convolution groups, per-tile parts, attention projections) run in parallel:
-the layer takes as long as its slowest block. The chip runs layers one after another (``sum``)
+the layer takes as long as its slowest block; except where a block reads another's outputs,
+which is a later *stage* (``Block.stage``): an attention layer's output projection waits for
+its q/k/v projections over the whole sequence, so that layer takes the slowest of q, k, v plus
+the output projection. (A stacked recurrent layer's next layer lags the one below by one time
+step: a pipeline whose fill, one step per extra layer, is not added.) The chip runs layers one after another (``sum``)
 or as a pipeline whose period is its slowest layer (``max``).
 
 A time-multiplexed chip (a model needing more arrays than the chip has) reloads the arrays
@@ -124,8 +128,13 @@ def compute_window_ns(chip: ChipConfig, table: TechTable | None = None) -> float
 
 
 def layer_latency_ns(blocks: Iterable[dict]) -> float:
-    """A layer's blocks work in parallel: the slowest block."""
-    return max((b["latency_ns"] for b in blocks), default=0.0)
+    """A layer's blocks of one stage work in parallel (the slowest sets the stage's time); its
+    stages (``stage``, default 0: :attr:`cimsim.work.Block.stage`) run one after another."""
+    slowest: dict[int, float] = {}
+    for b in blocks:
+        s = int(b.get("stage", 0))
+        slowest[s] = max(slowest.get(s, 0.0), float(b["latency_ns"]))
+    return float(sum(slowest.values()))
 
 
 def chip_latency_ns(layer_latencies_ns: Sequence[float], pipelined: bool = False) -> float:

@@ -78,6 +78,8 @@ class MatmulCore:
         self.n_adc_clipped = 0
         """Conversions that clipped (``engine.RunResult.n_clipped``) since deploy or
         :meth:`reset`."""
+        self.stage = 0
+        """Its blocks' :attr:`cimsim.work.Block.stage` (the cost model's latency order)."""
         self.pending = False
         """Simulated calibration (``adc.calibration_mode = 'simulated'``): not yet calibrated
         on its simulated inputs, so it runs in float meanwhile (its ADC is not final)."""
@@ -271,7 +273,7 @@ class MatmulCore:
 
     def blocks(self) -> list[Block]:
         """The programmed parts, each with the vectors it processed."""
-        return [Block(layer, float(self.n_vectors)) for _, _, layer in self.parts]
+        return [Block(layer, float(self.n_vectors), self.stage) for _, _, layer in self.parts]
 
     def float_run(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.w.T
@@ -663,6 +665,9 @@ class SimMultiheadAttention(SimLayer):
         ] + [MatmulCore(f"{name}.out_proj", src.out_proj.weight.detach().cpu().double().numpy(),
                         None if ob is None else ob.detach().cpu().double().numpy(), chip,
                         stream_key(seed, 3), digital="out_proj" in digital)]
+        # the output projection reads the attention of the whole sequence: it cannot start
+        # before q, k and v are done (a second latency stage)
+        self.cores[3].stage = 1
 
     def _proj(self, i: int, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]

@@ -911,3 +911,24 @@ def test_a_root_attention_module_takes_its_three_arguments():
     assert out.shape == want.shape and weights.shape == want_w.shape
     assert float((out - want).norm() / want.norm()) < 0.05
     assert list(sim.sim_layers) == ["0"]
+
+
+def test_attention_output_projection_is_a_later_latency_stage():
+    """The output projection reads the attention of the whole sequence: the layer takes the
+    slowest of q, k, v plus the output projection (not the slowest of all four)."""
+    from cimsim.cost import estimate
+
+    model = CrossAttention().eval()
+    q, kv = torch.randn(3, 4, 12), torch.randn(3, 6, 7)
+    sim = cimsim.deploy(model, lossless_chip("column", n_rows=6), (q, kv))
+    sim(q, kv)
+    rep = estimate(sim.work())
+    rows = [b for b in rep.blocks if b.get("layer") == "attn"]
+    stage = {b["name"].split("[")[0]: b["stage"] for b in rows}  # (row-tile parts: [a:b])
+    assert stage == {"attn.q_proj": 0, "attn.k_proj": 0, "attn.v_proj": 0,
+                     "attn.out_proj": 1}
+    first = max(b["latency_ns"] for b in rows if b["stage"] == 0)
+    out = max(b["latency_ns"] for b in rows if b["stage"] == 1)
+    layer = next(r for r in rep.layers if r["layer"] == "attn")
+    assert layer["latency_ns_per_inference"] == pytest.approx(first + out)
+    assert out > 0 and first > 0
