@@ -23,8 +23,8 @@ the layer takes as long as its slowest block; except where a block reads another
 which is a later *stage* (``Block.stage``): an attention layer's output projection waits for
 its q/k/v projections over the whole sequence, so that layer takes the slowest of q, k, v plus
 the output projection. (A stacked recurrent layer's next layer lags the one below by one time
-step: a pipeline whose fill, one step per extra layer, is not added.) The chip runs layers one after another (``sum``)
-or as a pipeline whose period is its slowest layer (``max``).
+step: a pipeline whose fill, one step per extra layer, is not added.) The chip runs layers
+one after another (``sum``) or as a pipeline whose period is its slowest layer (``max``).
 
 A time-multiplexed chip (a model needing more arrays than the chip has) reloads the arrays
 beyond the chip's every forward call (``array.reprogram`` events, docs/hardware-model.md §11).
