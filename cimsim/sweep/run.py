@@ -3,6 +3,7 @@ written."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -81,6 +82,16 @@ def _check_points(chip: ChipConfig, points: list[dict[str, Any]]) -> None:
             chip_for_point(chip, p)
         except ConfigError as exc:
             raise ConfigError(f"sweep point {p}: {exc}") from None
+
+
+def _distinct(chip: ChipConfig, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``points`` less those that resolve to a chip already listed (``[4, 4]``, ``'sar'`` and
+    ``'SAR'``, ``0`` and ``0.0``): one row per point in the table, the first spelling kept."""
+    seen: dict[str, dict[str, Any]] = {}
+    for p in points:
+        key = json.dumps(resolve_point(chip, p), sort_keys=True, default=repr)
+        seen.setdefault(key, p)
+    return list(seen.values())
 
 
 def run_sweep(
@@ -175,6 +186,7 @@ def run_sweep(
                           "parallelism; allowed: jobs = 1 with a client")
     points = expand_grid(grid)
     _check_points(chip, points)
+    points = _distinct(chip, points)
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]

@@ -1,0 +1,73 @@
+"""Sweep grids at their edges: repeated values and spellings of one point, NumPy values,
+other sweeps' records in the same folder, the files with one, equal or label-less points."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cimsim.sweep import run_sweep
+from cimsim.sweep.files import write_outputs
+from cimsim.sweep.table import sweep_table
+from tests.test_sweep import N_CAL, _count_points, tiny_model  # noqa: F401 (fixtures below)
+from tests.test_sweep import chip, data, model  # noqa: F401
+
+
+def _sweep(model, data, chip, grid, out, **kw):
+    return run_sweep(model, data, chip, grid, out, calibration=N_CAL, progress=False, **kw)
+
+
+def test_spellings_of_one_point_are_one_row(model, data, chip, tmp_path, monkeypatch):
+    """[4, 4], 'sar' and 'SAR', 0 and 0.0: one chip, so one row, one id, one run (there were
+    two identical rows, and 0 / 0.0 ran twice under two ids)."""
+    counted = _count_points(monkeypatch)
+    frame = _sweep(model, data, chip, {"adc_bits": [4, 4], "adc_kind": ["sar", "SAR"],
+                                       "thermal_sigma_lsb": [0, 0.0]}, tmp_path)
+    assert len(frame) == 1 and len(counted) == 1
+    assert frame["adc_bits"].tolist() == [4] and frame["thermal_sigma_lsb"].tolist() == [0.0]
+    lines = (tmp_path / "sweep.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    assert len(json.loads((tmp_path / "sweep.json").read_text())["points"]) == 1
+
+
+def test_numpy_values_are_the_python_ones(model, data, chip, tmp_path, monkeypatch):
+    """np.arange(3, 5) is accepted (it was refused: 'ADCConfig.bits = np.int64(3) is invalid;
+    allowed: an integer') and gives the ids of [3, 4]: a rerun with a list resumes."""
+    first = _sweep(model, data, chip, {"adc_bits": np.arange(3, 5),
+                                       "thermal_sigma_lsb": np.array([0.5])}, tmp_path)
+    assert first["adc_bits"].dtype == np.int64 and first["status"].eq("ok").all()
+    counted = _count_points(monkeypatch)
+    again = _sweep(model, data, chip, {"adc_bits": [3, 4], "thermal_sigma_lsb": [0.5]},
+                   tmp_path)
+    assert counted == [] and again["point_id"].tolist() == first["point_id"].tolist()
+
+
+def _frame(records):
+    base = {"array_size": 128, "bits_per_cell": 2, "slice_readout": "digital",
+            "cols_per_adc": 8, "thermal_sigma_lsb": 0.0, "adc_kind": "sar", "time_s": 1.0}
+    resolved = [dict(base, adc_bits=3 + i) for i in range(len(records))]
+    ids = [f"p{i}" for i in range(len(records))]
+    full = [{"latency_ns_per_inference": 1.0, "area_mm2": 1.0, "tops_per_w": 1.0,
+             "n_arrays": 1, "wall_s": 0.1, "status": "ok", **r} for r in records]
+    return sweep_table(resolved, ids, dict(zip(ids, full, strict=True)))
+
+
+@pytest.mark.parametrize("records, front", [
+    ([{"accuracy": 0.9, "energy_pj_per_inference": 100.0}], [True]),
+    ([{"accuracy": 0.9, "energy_pj_per_inference": 100.0}] * 3, [True] * 3),
+    ([{"accuracy": math.nan, "output_cosine": 0.9 + 0.01 * i,
+       "energy_pj_per_inference": 100.0 * (i + 1)} for i in range(3)], [False] * 3),
+    ([{"accuracy": math.nan, "energy_pj_per_inference": math.nan, "status": "error: x"}],
+     [False]),
+])
+def test_files_with_one_equal_or_label_less_points(records, front, tmp_path):
+    frame = _frame(records)
+    assert frame["on_front"].tolist() == front
+    paths = write_outputs(frame, tmp_path, {"model": "m", "chip": "c"})
+    assert {p.name for p in paths} >= {"sweep.csv", "sweep.json", "pareto.png", "sweep.html"}
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(doc["points"]) == len(records)
+    assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
