@@ -466,6 +466,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if resumed:
         print(f"resumed: {resumed} of {len(frame)} points were already in "
               f"{args.out}/sweep.jsonl and were not run again")
+    other = frame.attrs.get("n_records_other", 0)
+    if other:
+        print(f"{args.out}/sweep.jsonl also holds {other} record(s) of other points or sweeps "
+              "(other grid values, or another model, data, chip or seed): kept, not in this "
+              "table")
     print(_sweep_table(frame))
     labels = point_labels(frame)
     front = [i for i, on in enumerate(frame["on_front"]) if on]

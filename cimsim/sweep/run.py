@@ -251,4 +251,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     write_outputs(frame, path.parent, meta)
     frame.attrs["n_points_resumed"] = n_done  # found in sweep.jsonl, not run again
     frame.attrs["n_points_lost"] = len(lost)  # a Dask worker died under them: rerun
+    # records of other sweeps (another model, data, chip, seed, or grid values not in this one)
+    # stay in sweep.jsonl but not in this table: say so, a different chip is never mixed in
+    frame.attrs["n_records_other"] = len(set(records) - set(ids))
     return frame

@@ -71,3 +71,34 @@ def test_files_with_one_equal_or_label_less_points(records, front, tmp_path):
     doc = json.loads((tmp_path / "sweep.json").read_text())
     assert len(doc["points"]) == len(records)
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_another_chip_into_the_same_folder_is_kept_apart(model, data, chip, tmp_path,
+                                                         monkeypatch):
+    """A different base chip (or model, data, seed) into the same --out: its points run, the
+    first sweep's records stay in sweep.jsonl, neither enters the other's table, and the
+    frame says how many records it left out (the command prints it)."""
+    first = _sweep(model, data, chip, {"adc_bits": [3, 4]}, tmp_path)
+    assert first.attrs["n_records_other"] == 0
+    other = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=0.25))
+    counted = _count_points(monkeypatch)
+    second = _sweep(model, data, other, {"adc_bits": [3, 4]}, tmp_path)
+    assert len(counted) == 2 and second.attrs["n_records_other"] == 2
+    assert not set(first["point_id"]) & set(second["point_id"])
+    assert (second["thermal_sigma_lsb"] == 0.25).all()
+    assert len((tmp_path / "sweep.jsonl").read_text().splitlines()) == 4
+    again = _sweep(model, data, chip, {"adc_bits": [3, 4]}, tmp_path)
+    assert len(counted) == 2 and again["point_id"].tolist() == first["point_id"].tolist()
+
+
+def test_label_less_sweep_plots_the_output_cosine():
+    """Without labels the plot drew nothing ('no point has both an accuracy and an energy');
+    it now draws each point's output cosine against its energy, with no front."""
+    from cimsim.report import plot_pareto
+
+    frame = _frame([{"accuracy": math.nan, "output_cosine": 0.9 + 0.01 * i,
+                     "energy_pj_per_inference": 100.0 * (i + 1)} for i in range(3)])
+    ax = plot_pareto(frame).axes[0]
+    assert ax.get_ylabel().startswith("output cosine")
+    drawn = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert sorted(map(tuple, drawn.tolist())) == [(100.0, 0.9), (200.0, 0.91), (300.0, 0.92)]
