@@ -483,7 +483,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print("\nno Pareto front: no point has both an accuracy and an energy per inference")
     n_bad = int((frame["status"] != "ok").sum())
     if n_bad:
-        print(f"{n_bad} point(s) failed; see the status column")
+        print(f"{n_bad} point(s) failed or were skipped; see the status column")
     print(f"wrote sweep.csv, sweep.json, pareto.png, sweep.html (and sweep.jsonl) to "
           f"{args.out}/")
     lost = frame.attrs.get("n_points_lost", 0)

@@ -102,3 +102,27 @@ def test_label_less_sweep_plots_the_output_cosine():
     assert ax.get_ylabel().startswith("output cosine")
     drawn = np.concatenate([c.get_offsets() for c in ax.collections])
     assert sorted(map(tuple, drawn.tolist())) == [(100.0, 0.9), (200.0, 0.91), (300.0, 0.92)]
+
+
+def test_an_impossible_combination_is_skipped_the_rest_run(model, data, chip, tmp_path,
+                                                           monkeypatch):
+    """cols_per_adc 128 is fine on 256-column arrays but not on 64-column ones: that one
+    combination is skipped with its reason (the whole sweep was refused), the other points
+    run, and a rerun runs nothing. A value no point can have is still refused up front."""
+    from cimsim.errors import ConfigError
+
+    grid = {"adc_bits": [4], "array_size": [64, 256], "cols_per_adc": [1, 128]}
+    frame = _sweep(model, data, chip, grid, tmp_path)
+    skipped = frame[(frame["array_size"] == 64) & (frame["cols_per_adc"] == 128)]
+    assert skipped["status"].tolist() == [
+        "skipped: ArrayConfig.cols_per_adc = 128 is invalid; allowed: an integer in [1, 64]"]
+    assert skipped["energy_pj_per_inference"].isna().all() and not skipped["on_front"].any()
+    assert frame.drop(skipped.index)["status"].eq("ok").all() and len(frame) == 4
+    assert len((tmp_path / "sweep.jsonl").read_text().splitlines()) == 3
+    counted = _count_points(monkeypatch)
+    again = _sweep(model, data, chip, grid, tmp_path)
+    assert counted == [] and again.attrs["n_points_resumed"] == 3
+    assert again["status"].tolist() == frame["status"].tolist()
+    with pytest.raises(ConfigError, match=r"sweep point \{'array_size': 64, 'cols_per_adc': "
+                                          r"512, 'adc_bits': 4\}: .*cols_per_adc = 512"):
+        _sweep(model, data, chip, {**grid, "cols_per_adc": [1, 512]}, tmp_path / "b")
