@@ -9,15 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from cimsim.sweep import run_sweep
+from cimsim.errors import ConfigError
+from cimsim.report import plot_pareto
 from cimsim.sweep.files import write_outputs
 from cimsim.sweep.table import sweep_table
-from tests.test_sweep import N_CAL, _count_points, tiny_model  # noqa: F401 (fixtures below)
-from tests.test_sweep import chip, data, model  # noqa: F401
+from tests import test_sweep
+from tests.test_sweep import _count_points, _sweep
 
-
-def _sweep(model, data, chip, grid, out, **kw):
-    return run_sweep(model, data, chip, grid, out, calibration=N_CAL, progress=False, **kw)
+chip, data, model = test_sweep.chip, test_sweep.data, test_sweep.model
 
 
 def test_spellings_of_one_point_are_one_row(model, data, chip, tmp_path, monkeypatch):
@@ -94,8 +93,6 @@ def test_another_chip_into_the_same_folder_is_kept_apart(model, data, chip, tmp_
 def test_label_less_sweep_plots_the_output_cosine():
     """Without labels the plot drew nothing ('no point has both an accuracy and an energy');
     it now draws each point's output cosine against its energy, with no front."""
-    from cimsim.report import plot_pareto
-
     frame = _frame([{"accuracy": math.nan, "output_cosine": 0.9 + 0.01 * i,
                      "energy_pj_per_inference": 100.0 * (i + 1)} for i in range(3)])
     ax = plot_pareto(frame).axes[0]
@@ -109,8 +106,6 @@ def test_an_impossible_combination_is_skipped_the_rest_run(model, data, chip, tm
     """cols_per_adc 128 is fine on 256-column arrays but not on 64-column ones: that one
     combination is skipped with its reason (the whole sweep was refused), the other points
     run, and a rerun runs nothing. A value no point can have is still refused up front."""
-    from cimsim.errors import ConfigError
-
     grid = {"adc_bits": [4], "array_size": [64, 256], "cols_per_adc": [1, 128]}
     frame = _sweep(model, data, chip, grid, tmp_path)
     skipped = frame[(frame["array_size"] == 64) & (frame["cols_per_adc"] == 128)]
