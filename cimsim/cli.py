@@ -466,6 +466,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if resumed:
         print(f"resumed: {resumed} of {len(frame)} points were already in "
               f"{args.out}/sweep.jsonl and were not run again")
+    other = frame.attrs.get("n_records_other", 0)
+    if other:
+        print(f"{args.out}/sweep.jsonl also holds {other} record(s) of other points or sweeps "
+              "(other grid values, or another model, data, chip or seed): kept, not in this "
+              "table")
     print(_sweep_table(frame))
     labels = point_labels(frame)
     front = [i for i, on in enumerate(frame["on_front"]) if on]
@@ -478,7 +483,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print("\nno Pareto front: no point has both an accuracy and an energy per inference")
     n_bad = int((frame["status"] != "ok").sum())
     if n_bad:
-        print(f"{n_bad} point(s) failed; see the status column")
+        print(f"{n_bad} point(s) failed or were skipped; see the status column")
     print(f"wrote sweep.csv, sweep.json, pareto.png, sweep.html (and sweep.jsonl) to "
           f"{args.out}/")
     lost = frame.attrs.get("n_points_lost", 0)

@@ -732,7 +732,8 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
     """Accuracy vs energy per inference of a sweep table; the Pareto front highlighted.
 
     ``frame`` needs ``accuracy``, ``energy_pj_per_inference`` and ``on_front`` (and may have
-    ``status`` and ``adc_kind``). Every point with both values is drawn, coloured by
+    ``status``, ``adc_kind`` and ``output_cosine``, drawn instead of an accuracy that is NaN
+    everywhere). Every point with both values is drawn, coloured by
     ``adc_kind``; front points are ringed and joined in order of energy. ``labels`` (one per
     row) annotate the points. Returns a matplotlib ``Figure`` (Agg canvas).
     """
@@ -745,6 +746,10 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     acc = pd.to_numeric(frame["accuracy"], errors="coerce")
+    scale, y_label = 100, "accuracy (%)"
+    if acc.isna().all() and "output_cosine" in frame:  # no labels: fidelity, not blank axes
+        acc = pd.to_numeric(frame["output_cosine"], errors="coerce")
+        scale, y_label = 1, "output cosine to the float model (no labels, no front)"
     energy = pd.to_numeric(frame["energy_pj_per_inference"], errors="coerce")
     drawn = acc.notna() & energy.notna() & energy.map(lambda v: math.isfinite(v))
     if "status" in frame:
@@ -760,13 +765,13 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
         cmap = PALETTE[:6]
         for i, kind in enumerate(dict.fromkeys(kinds[drawn])):
             sel = drawn & kinds.eq(kind)
-            ax.scatter(energy[sel], 100 * acc[sel], s=28, color=cmap[i % len(cmap)],
+            ax.scatter(energy[sel], scale * acc[sel], s=28, color=cmap[i % len(cmap)],
                        label=kind, zorder=2)
         front = drawn & frame["on_front"].astype(bool)
         order = energy[front].sort_values().index
-        ax.plot(energy[order], 100 * acc[order], color="#c44e52", lw=1.2, zorder=1,
+        ax.plot(energy[order], scale * acc[order], color="#c44e52", lw=1.2, zorder=1,
                 label="Pareto front")
-        ax.scatter(energy[front], 100 * acc[front], s=110, facecolors="none",
+        ax.scatter(energy[front], scale * acc[front], s=110, facecolors="none",
                    edgecolors="#c44e52", linewidths=1.6, zorder=3)
         lo, hi = energy[drawn].min(), energy[drawn].max()
         if lo > 0 and hi / lo > 20:
@@ -776,16 +781,16 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
         for pos, idx in enumerate(frame.index):
             if not drawn[idx]:
                 continue
-            px, py = ax.transData.transform((energy[idx], 100 * acc[idx]))
+            px, py = ax.transData.transform((energy[idx], scale * acc[idx]))
             dy = 3.0
             while any(abs(px - qx) < 55 and abs(py + dy - qy) < 9 for qx, qy in placed):
                 dy -= 10.0
             placed.append((px, py + dy))
-            ax.annotate(labels[pos], (energy[idx], 100 * acc[idx]), fontsize=7,
+            ax.annotate(labels[pos], (energy[idx], scale * acc[idx]), fontsize=7,
                         xytext=(4, dy), textcoords="offset points",
                         fontweight="bold" if front[idx] else "normal")
         ax.set_xlabel("energy per inference (pJ)")
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel(y_label)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or "Accuracy vs energy (front: max accuracy, min energy)")

@@ -97,11 +97,22 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
         vals = grid[axis]
         if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
             vals = [vals]
-        vals = list(vals)
+        vals = [_plain(v) for v in vals]
         if not vals:
             raise ConfigError(f"sweep axis {axis!r} has no values")
         values.append(vals)
     return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar (``np.arange(3, 9)``'s values) as the Python number it holds: the chip's
+    fields take Python ints, and the point id hashes the value's text."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and type(value).__module__ == "numpy" else value
+
+
+FLOAT_AXES: tuple[str, ...] = ("thermal_sigma_lsb", "time_s")
+"""Axes whose values are real numbers: ``0`` and ``0.0`` are one point (one row, one id)."""
 
 
 def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
@@ -192,6 +203,9 @@ def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
                 value = parse_slice_readout(value).value
             except ConfigError:
                 pass  # as above
+        elif axis in FLOAT_AXES and isinstance(value, (int, float)) \
+                and not isinstance(value, bool):
+            value = float(value)
         out[axis] = value
     return out
 

@@ -3,6 +3,7 @@ written."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -72,15 +73,35 @@ def _check_labels(y: Any, n: int) -> None:
         raise ConfigError(f"data: labels {problem}")
 
 
-def _check_points(chip: ChipConfig, points: list[dict[str, Any]]) -> None:
-    """Build every point's chip before any runs: a value no chip can have (NaN noise, a
-    0-row array, 0 ADC bits) is refused up front, naming the point and the field, instead of
-    failing every point and exiting 0."""
-    for p in points:
+def _check_points(chip: ChipConfig, points: list[dict[str, Any]]) -> dict[int, str]:
+    """Build every point's chip before any runs. A value no point of the grid can have (NaN
+    noise, 0 ADC bits, more columns per ADC than any swept array has) is refused up front,
+    naming the point, the field and the allowed values, instead of failing every point and
+    exiting 0. A point invalid only as a combination of values each valid elsewhere in the grid
+    (``cols_per_adc`` 128 with ``array_size`` 64, while 128 with 256 is fine) is skipped: the
+    returned {index: status} (``'skipped: <why>'``); the others run."""
+    problems: dict[int, str] = {}
+    for i, p in enumerate(points):
         try:
             chip_for_point(chip, p)
         except ConfigError as exc:
-            raise ConfigError(f"sweep point {p}: {exc}") from None
+            problems[i] = str(exc)
+    valid = [p for i, p in enumerate(points) if i not in problems]
+    for i, why in problems.items():
+        p = points[i]
+        if any(not any(q[axis] == v for q in valid) for axis, v in p.items()):
+            raise ConfigError(f"sweep point {p}: {why}")
+    return {i: f"skipped: {why}" for i, why in problems.items()}
+
+
+def _distinct(chip: ChipConfig, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``points`` less those that resolve to a chip already listed (``[4, 4]``, ``'sar'`` and
+    ``'SAR'``, ``0`` and ``0.0``): one row per point in the table, the first spelling kept."""
+    seen: dict[str, dict[str, Any]] = {}
+    for p in points:
+        key = json.dumps(resolve_point(chip, p), sort_keys=True, default=repr)
+        seen.setdefault(key, p)
+    return list(seen.values())
 
 
 def run_sweep(
@@ -149,13 +170,14 @@ def run_sweep(
         where not swept), ``accuracy`` (fraction; NaN without labels),
         ``energy_pj_per_inference``, ``latency_ns_per_inference``, ``area_mm2``, ``tops_per_w``
         (NaN where the report has no such total), ``n_arrays``, ``wall_s``, ``status``
-        (``'ok'`` or ``'error: ...'``), ``on_front`` and ``point_id``.
+        (``'ok'``, ``'error: ...'`` or ``'skipped: ...'``), ``on_front`` and ``point_id``.
 
     Raises
     ------
     ConfigError
-        Before any point runs: an unknown axis, a value no chip can have (named with its
-        point), bad labels, ``jobs`` or ``batch_size``.
+        Before any point runs: an unknown axis, a value no point of the grid can have (named
+        with its point; a combination of values each valid in another point is skipped
+        instead, status ``'skipped: ...'``), bad labels, ``jobs`` or ``batch_size``.
     CimsimError
         Another sweep holds ``out_dir`` (its ``sweep.jsonl.lock``).
 
@@ -173,8 +195,8 @@ def run_sweep(
     if client is not None and jobs != 1:
         raise ConfigError(f"jobs = {jobs} with a Dask client: the cluster's workers are the "
                           "parallelism; allowed: jobs = 1 with a client")
-    points = expand_grid(grid)
-    _check_points(chip, points)
+    points = _distinct(chip, expand_grid(grid))
+    skipped = _check_points(chip, points)
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]
@@ -184,6 +206,7 @@ def run_sweep(
     # a point at the chip's t0, cols_per_adc and slice_readout keeps the id it had before
     # these became axes (an older sweep.jsonl resumes)
     ids = [point_id(identity(chip, p), context) for p in points]
+    skips = {ids[i]: status for i, status in skipped.items()}
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -192,26 +215,33 @@ def run_sweep(
         ctx = SweepContext(model=model, chip=chip, x_cal=x_cal, x_eval=x_eval, y_eval=y_eval,
                            seed=seed, batch_size=batch_size)
         frame = _run_locked(path, points, resolved, ids, grid, model, chip, seed, cal_key,
-                            model_name, ctx, jobs, progress, client)
+                            model_name, ctx, jobs, progress, client, skips)
     return frame
 
 
 def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[str, Any]],
                 ids: list[str], grid: Mapping[str, Sequence[Any]], model: Any,
                 chip: ChipConfig, seed: int, cal_key: Any, model_name: str | None,
-                ctx: SweepContext, jobs: int, progress: bool, client: Any) -> pd.DataFrame:
-    """Run the points not yet in ``path`` and write the files (the results lock held)."""
+                ctx: SweepContext, jobs: int, progress: bool, client: Any,
+                skips: Mapping[str, str]) -> pd.DataFrame:
+    """Run the points not yet in ``path`` and not in ``skips`` (id -> status of a point
+    skipped as an impossible combination; not recorded) and write the files (the results lock
+    held)."""
     from tqdm import tqdm
 
     repair_tail(path)
     records = read_records(path)
     todo = [(pid, p) for pid, p in zip(ids, points, strict=True)
-            if not records.get(pid, {}).get("final", False)]
+            if pid not in skips and not records.get(pid, {}).get("final", False)]
     todo = list({pid: (pid, p) for pid, p in todo}.values())  # a repeated value runs once
-    n_done = len(set(ids)) - len(todo)
+    n_run = len(set(ids) - set(skips))
+    n_done = n_run - len(todo)
     if n_done:
-        log.info("sweep: %d of %d points already in %s", n_done, len(set(ids)), path)
-    bar = tqdm(total=len(set(ids)), initial=n_done, desc="sweep", unit="point",
+        log.info("sweep: %d of %d points already in %s", n_done, n_run, path)
+    for pid, p in zip(ids, points, strict=True):
+        if pid in skips:
+            log.warning("sweep point %s %s", p, skips[pid])
+    bar = tqdm(total=n_run, initial=n_done, desc="sweep", unit="point",
                disable=None if progress else True)
 
     def finish(rec: dict[str, Any]) -> None:
@@ -228,7 +258,8 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
         log.warning("sweep: %d point(s) lost with Dask workers and not recorded; run the same "
                     "sweep again to compute them", len(lost))
 
-    frame = sweep_table(resolved, ids, records)
+    frame = sweep_table(resolved, ids, {**records, **{pid: {"status": status}
+                                                      for pid, status in skips.items()}})
     from ..report import cost_basis
 
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
@@ -239,4 +270,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     write_outputs(frame, path.parent, meta)
     frame.attrs["n_points_resumed"] = n_done  # found in sweep.jsonl, not run again
     frame.attrs["n_points_lost"] = len(lost)  # a Dask worker died under them: rerun
+    # records of other sweeps (another model, data, chip, seed, or grid values not in this one)
+    # stay in sweep.jsonl but not in this table: say so, a different chip is never mixed in
+    frame.attrs["n_records_other"] = len(set(records) - set(ids))
     return frame

@@ -1,0 +1,123 @@
+"""Sweep grids at their edges: repeated values and spellings of one point, NumPy values,
+other sweeps' records in the same folder, the files with one, equal or label-less points."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cimsim.errors import ConfigError
+from cimsim.report import plot_pareto
+from cimsim.sweep.files import write_outputs
+from cimsim.sweep.table import sweep_table
+from tests import test_sweep
+from tests.test_sweep import _count_points, _sweep
+
+chip, data, model = test_sweep.chip, test_sweep.data, test_sweep.model
+
+
+def test_spellings_of_one_point_are_one_row(model, data, chip, tmp_path, monkeypatch):
+    """[4, 4], 'sar' and 'SAR', 0 and 0.0: one chip, so one row, one id, one run (there were
+    two identical rows, and 0 / 0.0 ran twice under two ids)."""
+    counted = _count_points(monkeypatch)
+    frame = _sweep(model, data, chip, {"adc_bits": [4, 4], "adc_kind": ["sar", "SAR"],
+                                       "thermal_sigma_lsb": [0, 0.0]}, tmp_path)
+    assert len(frame) == 1 and len(counted) == 1
+    assert frame["adc_bits"].tolist() == [4] and frame["thermal_sigma_lsb"].tolist() == [0.0]
+    lines = (tmp_path / "sweep.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    assert len(json.loads((tmp_path / "sweep.json").read_text())["points"]) == 1
+
+
+def test_numpy_values_are_the_python_ones(model, data, chip, tmp_path, monkeypatch):
+    """np.arange(3, 5) is accepted (it was refused: 'ADCConfig.bits = np.int64(3) is invalid;
+    allowed: an integer') and gives the ids of [3, 4]: a rerun with a list resumes."""
+    first = _sweep(model, data, chip, {"adc_bits": np.arange(3, 5),
+                                       "thermal_sigma_lsb": np.array([0.5])}, tmp_path)
+    assert first["adc_bits"].dtype == np.int64 and first["status"].eq("ok").all()
+    counted = _count_points(monkeypatch)
+    again = _sweep(model, data, chip, {"adc_bits": [3, 4], "thermal_sigma_lsb": [0.5]},
+                   tmp_path)
+    assert counted == [] and again["point_id"].tolist() == first["point_id"].tolist()
+
+
+def _frame(records):
+    base = {"array_size": 128, "bits_per_cell": 2, "slice_readout": "digital",
+            "cols_per_adc": 8, "thermal_sigma_lsb": 0.0, "adc_kind": "sar", "time_s": 1.0}
+    resolved = [dict(base, adc_bits=3 + i) for i in range(len(records))]
+    ids = [f"p{i}" for i in range(len(records))]
+    full = [{"latency_ns_per_inference": 1.0, "area_mm2": 1.0, "tops_per_w": 1.0,
+             "n_arrays": 1, "wall_s": 0.1, "status": "ok", **r} for r in records]
+    return sweep_table(resolved, ids, dict(zip(ids, full, strict=True)))
+
+
+@pytest.mark.parametrize("records, front", [
+    ([{"accuracy": 0.9, "energy_pj_per_inference": 100.0}], [True]),
+    ([{"accuracy": 0.9, "energy_pj_per_inference": 100.0}] * 3, [True] * 3),
+    ([{"accuracy": math.nan, "output_cosine": 0.9 + 0.01 * i,
+       "energy_pj_per_inference": 100.0 * (i + 1)} for i in range(3)], [False] * 3),
+    ([{"accuracy": math.nan, "energy_pj_per_inference": math.nan, "status": "error: x"}],
+     [False]),
+])
+def test_files_with_one_equal_or_label_less_points(records, front, tmp_path):
+    frame = _frame(records)
+    assert frame["on_front"].tolist() == front
+    paths = write_outputs(frame, tmp_path, {"model": "m", "chip": "c"})
+    assert {p.name for p in paths} >= {"sweep.csv", "sweep.json", "pareto.png", "sweep.html"}
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(doc["points"]) == len(records)
+    assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_another_chip_into_the_same_folder_is_kept_apart(model, data, chip, tmp_path,
+                                                         monkeypatch):
+    """A different base chip (or model, data, seed) into the same --out: its points run, the
+    first sweep's records stay in sweep.jsonl, neither enters the other's table, and the
+    frame says how many records it left out (the command prints it)."""
+    first = _sweep(model, data, chip, {"adc_bits": [3, 4]}, tmp_path)
+    assert first.attrs["n_records_other"] == 0
+    other = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=0.25))
+    counted = _count_points(monkeypatch)
+    second = _sweep(model, data, other, {"adc_bits": [3, 4]}, tmp_path)
+    assert len(counted) == 2 and second.attrs["n_records_other"] == 2
+    assert not set(first["point_id"]) & set(second["point_id"])
+    assert (second["thermal_sigma_lsb"] == 0.25).all()
+    assert len((tmp_path / "sweep.jsonl").read_text().splitlines()) == 4
+    again = _sweep(model, data, chip, {"adc_bits": [3, 4]}, tmp_path)
+    assert len(counted) == 2 and again["point_id"].tolist() == first["point_id"].tolist()
+
+
+def test_label_less_sweep_plots_the_output_cosine():
+    """Without labels the plot drew nothing ('no point has both an accuracy and an energy');
+    it now draws each point's output cosine against its energy, with no front."""
+    frame = _frame([{"accuracy": math.nan, "output_cosine": 0.9 + 0.01 * i,
+                     "energy_pj_per_inference": 100.0 * (i + 1)} for i in range(3)])
+    ax = plot_pareto(frame).axes[0]
+    assert ax.get_ylabel().startswith("output cosine")
+    drawn = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert sorted(map(tuple, drawn.tolist())) == [(100.0, 0.9), (200.0, 0.91), (300.0, 0.92)]
+
+
+def test_an_impossible_combination_is_skipped_the_rest_run(model, data, chip, tmp_path,
+                                                           monkeypatch):
+    """cols_per_adc 128 is fine on 256-column arrays but not on 64-column ones: that one
+    combination is skipped with its reason (the whole sweep was refused), the other points
+    run, and a rerun runs nothing. A value no point can have is still refused up front."""
+    grid = {"adc_bits": [4], "array_size": [64, 256], "cols_per_adc": [1, 128]}
+    frame = _sweep(model, data, chip, grid, tmp_path)
+    skipped = frame[(frame["array_size"] == 64) & (frame["cols_per_adc"] == 128)]
+    assert skipped["status"].tolist() == [
+        "skipped: ArrayConfig.cols_per_adc = 128 is invalid; allowed: an integer in [1, 64]"]
+    assert skipped["energy_pj_per_inference"].isna().all() and not skipped["on_front"].any()
+    assert frame.drop(skipped.index)["status"].eq("ok").all() and len(frame) == 4
+    assert len((tmp_path / "sweep.jsonl").read_text().splitlines()) == 3
+    counted = _count_points(monkeypatch)
+    again = _sweep(model, data, chip, grid, tmp_path)
+    assert counted == [] and again.attrs["n_points_resumed"] == 3
+    assert again["status"].tolist() == frame["status"].tolist()
+    with pytest.raises(ConfigError, match=r"sweep point \{'array_size': 64, 'cols_per_adc': "
+                                          r"512, 'adc_bits': 4\}: .*cols_per_adc = 512"):
+        _sweep(model, data, chip, {**grid, "cols_per_adc": [1, 512]}, tmp_path / "b")
