@@ -491,6 +491,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"{lost} point(s) were lost with Dask workers (status missing); run the same "
               "command again to compute them", file=sys.stderr)
         return 1
+    if len(frame) and n_bad == len(frame):  # nothing to compare: not a success
+        print("no point of the sweep ran (every status above says why)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -448,3 +448,17 @@ def test_output_into_a_closed_pipe_exits_quietly():
     err = proc.stderr.read().decode()
     proc.wait(timeout=120)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_a_sweep_whose_every_point_failed_exits_non_zero(files, tmp_path):
+    """Every point of a one-array macro fails (the model needs more arrays): the table says
+    why, and the command does not report success."""
+    out = tmp_path / "out"
+    base = _base("sweep", files, out)
+    base[base.index("ideal")] = "published/sinangil-jssc21"
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = main(base)  # (no tripwires: the sweep runs)
+    assert rc == 1
+    assert "no point of the sweep ran" in err.getvalue()
+    assert (out / "sweep.csv").exists()
