@@ -103,4 +103,5 @@ def test_doc_block_runs(block: Block, tmp_path: Path) -> None:
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=SLOW_TIMEOUT_S if block.mark == "slow" else TIMEOUT_S)
     assert proc.returncode == 0, (
-        f"{block.id} failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        f"{block.id} failed (exit {proc.returncode}):\n"
+        f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
