@@ -105,3 +105,18 @@ def test_doc_block_runs(block: Block, tmp_path: Path) -> None:
     assert proc.returncode == 0, (
         f"{block.id} failed (exit {proc.returncode}):\n"
         f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+
+
+def test_marks_are_read(tmp_path: Path) -> None:
+    """A mark applies to the block right below it (blank lines allowed), and only to that one."""
+    md = tmp_path / "page.md"
+    md.write_text(
+        "text\n\n<!-- slow: minutes -->\n\n```python\nx = 1\n```\n\n"
+        "<!-- no-run: a fragment, `model` is yours -->\n```python\nsim = deploy(model)\n```\n"
+        "```bash\nls\n```\n```python\ny = 2\n```\n", encoding="utf-8")
+    blocks = python_blocks(md)
+    assert [(b.line, b.mark, b.reason, b.source) for b in blocks] == [
+        (5, "slow", "minutes", "x = 1\n"),
+        (10, "no-run", "a fragment, `model` is yours", "sim = deploy(model)\n"),
+        (16, "", "", "y = 2\n"),
+    ]
