@@ -85,7 +85,7 @@ def test_blocks_found() -> None:
     assert len(BLOCKS) >= 8
 
 
-@pytest.mark.parametrize("block", _params(BLOCKS))
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_doc_block_parses(block: Block) -> None:
     ast.parse(block.source, filename=block.id)
     if block.mark == "no-run":
