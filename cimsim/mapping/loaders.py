@@ -22,8 +22,10 @@ time instead of minutes later.
 
 from __future__ import annotations
 
+import copyreg
 import importlib
 import inspect
+import io
 import logging
 import os
 import sys
@@ -231,7 +233,7 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
     if p.suffix == ".pt2":
         ep = _load_export(p)
         _check_dynamic_batch(p, ep)
-        return modules_from_graph(ep.module())
+        return _travels_as_file(modules_from_graph(ep.module()), p.read_bytes(), None)
     try:
         scripted = torch.jit.load(str(p), map_location="cpu")
     except Exception as exc:
@@ -248,7 +250,33 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
         raise LoadError(f"{p}: TorchScript model could not be converted to a graph "
                         f"({type(exc).__name__}: {_first_line(exc)}); export it with "
                         "torch.export") from None
-    return modules_from_graph(ep.module())
+    return _travels_as_file(modules_from_graph(ep.module()), p.read_bytes(), example)
+
+
+def _travels_as_file(model: nn.Module, data: bytes, example: torch.Tensor | None) -> nn.Module:
+    """``model``, pickled as the bytes of the file it was loaded from.
+
+    A module made by ``ExportedProgram.module()`` holds local functions that pickle refuses, and
+    ``cimsim sweep --jobs N`` / ``--scheduler`` send the model to other processes or machines
+    (no shared file system needed). torch.fx gives each ``GraphModule`` its own class, so
+    registering a reducer for ``type(model)`` affects this model alone; the receiver loads the
+    same file the same way (:func:`_model_from_bytes`), the model being never modified.
+    """
+    copyreg.pickle(type(model), lambda m: (_model_from_bytes, (data, example)))
+    return model
+
+
+def _model_from_bytes(data: bytes, example: torch.Tensor | None) -> nn.Module:
+    """The model of a ``.pt2`` (``example`` None) or TorchScript file's bytes, as loaded."""
+    if example is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ep = torch.export.load(io.BytesIO(data))
+    else:
+        convert = torchscript_converter()
+        assert convert is not None  # the sender converted with it
+        ep = convert(torch.jit.load(io.BytesIO(data), map_location="cpu").eval(), (example,))
+    return _travels_as_file(modules_from_graph(ep.module()), data, example)
 
 
 def _model_from_factory(spec: str) -> nn.Module:

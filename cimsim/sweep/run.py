@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pandas as pd
 
 from .._version import __version__
 from ..config import ChipConfig
-from ..errors import ConfigError
+from ..errors import CimsimError, ConfigError
 from .files import write_outputs
 from .grid import AXES, chip_for_point, expand_grid, identity, resolve_point
 from .runner import SweepContext, run_points
@@ -104,6 +105,22 @@ def _distinct(chip: ChipConfig, points: list[dict[str, Any]]) -> list[dict[str, 
     return list(seen.values())
 
 
+def _refuse_while_bootstrapping() -> None:
+    """Refuse a sweep started by a spawned process while it imports the parent's main script.
+
+    A script that calls :func:`run_sweep` with ``jobs > 1`` (or ``local:N``) and no
+    ``if __name__ == "__main__":`` guard is imported again by every spawned worker, and each
+    import would start the sweep anew and meet the parent's lock ("another sweep is writing
+    into ..."), an error that names the wrong cause. ``_inheriting`` is what multiprocessing's
+    own "bootstrapping phase" check reads (``multiprocessing.spawn._check_not_importing_main``).
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise CimsimError(
+            "run_sweep was called while a spawned worker process imported the main script: "
+            "the script has no `if __name__ == \"__main__\":` guard around run_sweep; "
+            "jobs > 1 and local:N clusters spawn workers that import it (docs/sweep.md)")
+
+
 def run_sweep(
     model,
     data,
@@ -179,7 +196,8 @@ def run_sweep(
         with its point; a combination of values each valid in another point is skipped
         instead, status ``'skipped: ...'``), bad labels, ``jobs`` or ``batch_size``.
     CimsimError
-        Another sweep holds ``out_dir`` (its ``sweep.jsonl.lock``).
+        Another sweep holds ``out_dir`` (its ``sweep.jsonl.lock``), or a spawned worker called
+        it while importing a script that lacks the ``__main__`` guard.
 
     Notes
     -----
@@ -189,6 +207,7 @@ def run_sweep(
     ``docs/sweep.md``.
     """
 
+    _refuse_while_bootstrapping()
     for name, value in (("jobs", jobs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")

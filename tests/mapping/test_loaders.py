@@ -7,6 +7,10 @@ same weights.
 
 from __future__ import annotations
 
+import pickle
+from multiprocessing.reduction import ForkingPickler
+
+import cloudpickle
 import numpy as np
 import pytest
 import torch
@@ -287,3 +291,34 @@ def test_exported_recurrent_calls_are_named_as_kept_float():
     ep = torch.export.export(Lstm(), (torch.randn(5, 2, 4),))
     with pytest.warns(UserWarning, match=r"1 recurrent call\(s\) .* run in float"):
         modules_from_graph(ep.module())
+
+
+# A model loaded from a file pickles with each pickler a sweep uses (--jobs: the spawn pool's
+# ForkingPickler; --scheduler: cloudpickle). ExportedProgram.module() holds local functions that
+# they refused: 'cimsim sweep --model model.pt2 --jobs 2' (and the docs/sweep.md Dask recipe)
+# failed with "Can't pickle local object" / "cannot pickle 'ConfigModuleInstance'".
+_PICKLERS = {
+    "pickle": pickle.dumps,
+    "spawn-pool": lambda o: bytes(ForkingPickler.dumps(o)),
+    "dask": cloudpickle.dumps,
+}
+
+
+@pytest.mark.parametrize("dumps", _PICKLERS.values(), ids=_PICKLERS.keys())
+@pytest.mark.parametrize("kind", ["pt2", "torchscript"])
+def test_a_loaded_model_pickles_as_its_file(net_and_x, tmp_path, kind, dumps):
+    net, x = net_and_x
+    if kind == "pt2":
+        path = tmp_path / "net.pt2"
+        torch.export.save(_export_dynamic(net, x), path)
+        loaded = load_model(str(path))
+    else:
+        if loaders.torchscript_converter() is None:
+            pytest.skip("this torch has no TorchScript converter")
+        path = tmp_path / "net.ts"
+        torch.jit.trace(net, (x,)).save(str(path))
+        loaded = load_model(str(path), x)
+    path.unlink()  # the receiver needs no file system shared with the sender
+    again = pickle.loads(dumps(loaded))
+    _check_rewritten(again, net, x)
+    _check_rewritten(pickle.loads(dumps(again)), net, x)  # and it travels on

@@ -1,0 +1,46 @@
+"""run_sweep in a script without the ``__main__`` guard: the cause is named, not a lock clash."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cimsim
+from cimsim.errors import CimsimError
+from cimsim.sweep import run_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_refused_while_a_spawned_worker_imports_main(monkeypatch, tmp_path: Path) -> None:
+    # what multiprocessing sets while a spawned child imports the parent's main module
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(CimsimError, match="__main__"):
+        run_sweep(None, None, cimsim.load_chip("ideal"), {"adc_bits": [4]}, tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_unguarded_script_names_the_guard(tmp_path: Path) -> None:
+    """The end-to-end case (two spawned workers importing torch: ~15 s)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import cimsim\n"
+        "from cimsim.sweep import run_sweep\n"
+        "from cimsim.data import load_digits_split\n"
+        "from cimsim.models import load_digits_cnn\n"
+        "x_train, y_train, x, y = load_digits_split()\n"
+        "run_sweep(load_digits_cnn(), (x[:80], y[:80]), cimsim.load_chip('rram-22nm'),\n"
+        "          {'adc_bits': [3, 4]}, 'out', calibration=40, jobs=2, progress=False)\n",
+        encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "no `if __name__ == \"__main__\":` guard" in proc.stderr
+    assert "another sweep is writing" not in proc.stderr
