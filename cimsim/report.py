@@ -768,11 +768,12 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
             ax.scatter(energy[sel], scale * acc[sel], s=28, color=cmap[i % len(cmap)],
                        label=kind, zorder=2)
         front = drawn & frame["on_front"].astype(bool)
-        order = energy[front].sort_values().index
-        ax.plot(energy[order], scale * acc[order], color="#c44e52", lw=1.2, zorder=1,
-                label="Pareto front")
-        ax.scatter(energy[front], scale * acc[front], s=110, facecolors="none",
-                   edgecolors="#c44e52", linewidths=1.6, zorder=3)
+        if front.any():  # (no front, e.g. without labels: no legend entry for one)
+            order = energy[front].sort_values().index
+            ax.plot(energy[order], scale * acc[order], color="#c44e52", lw=1.2, zorder=1,
+                    label="Pareto front")
+            ax.scatter(energy[front], scale * acc[front], s=110, facecolors="none",
+                       edgecolors="#c44e52", linewidths=1.6, zorder=3)
         lo, hi = energy[drawn].min(), energy[drawn].max()
         if lo > 0 and hi / lo > 20:
             ax.set_xscale("log")

@@ -99,6 +99,8 @@ def test_label_less_sweep_plots_the_output_cosine():
     assert ax.get_ylabel().startswith("output cosine")
     drawn = np.concatenate([c.get_offsets() for c in ax.collections])
     assert sorted(map(tuple, drawn.tolist())) == [(100.0, 0.9), (200.0, 0.91), (300.0, 0.92)]
+    legend = ax.get_legend()  # no front, so no "Pareto front" entry in the legend
+    assert legend is None or "Pareto front" not in [t.get_text() for t in legend.get_texts()]
 
 
 def test_an_impossible_combination_is_skipped_the_rest_run(model, data, chip, tmp_path,
