@@ -239,9 +239,9 @@ class SimConv3d(SimLayer):
         super().__init__(name)
         self.geometry = ConvGeometry(src)
         g = self.geometry
-        w2 = src.weight.detach().cpu().double().reshape(src.out_channels, -1).numpy()
+        w2 = self._np(src.weight.reshape(src.out_channels, -1))
         row_tiles = kernel_row_tiles(g.kernel, w2.shape[1], chip, name)
-        b = None if src.bias is None else src.bias.detach().cpu().double().numpy()
+        b = None if src.bias is None else self._np(src.bias)
         self.cores = grouped_cores(name, w2, b, src.groups, chip, seed, row_tiles)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -528,9 +528,8 @@ class SimLinear(SimLayer):
     def __init__(self, src: nn.Linear, name: str, chip: ChipConfig, seed: int):
         super().__init__(name)
         self.in_features, self.out_features = src.in_features, src.out_features
-        bias = None if src.bias is None else src.bias.detach().cpu().double().numpy()
-        self.cores = [MatmulCore(name, src.weight.detach().cpu().double().numpy(), bias, chip,
-                                 seed)]
+        bias = None if src.bias is None else self._np(src.bias)
+        self.cores = [MatmulCore(name, self._np(src.weight), bias, chip, seed)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 0 or x.shape[-1] != self.in_features:
@@ -552,7 +551,7 @@ class SimConv(SimLayer):
     def __init__(self, src: nn.Conv1d | nn.Conv2d, name: str, chip: ChipConfig, seed: int):
         super().__init__(name)
         self.dim = 1 if isinstance(src, nn.Conv1d) else 2
-        w = src.weight.detach().cpu().double().numpy()
+        w = self._np(src.weight)
         if self.dim == 1:
             w = w[:, :, None, :]
         self.out_channels, cin_g, kh, kw = w.shape
@@ -572,7 +571,7 @@ class SimConv(SimLayer):
         row_tiles = kernel_row_tiles((kh, kw), k, chip, name)
         n_g = self.out_channels // self.groups
         w2 = w.reshape(self.out_channels, k)
-        b = None if src.bias is None else src.bias.detach().cpu().double().numpy()
+        b = None if src.bias is None else self._np(src.bias)
         self.cores = [
             MatmulCore(f"{name}" + (f"[g{g}]" if self.groups > 1 else ""),
                        w2[g * n_g:(g + 1) * n_g], None if b is None else b[g * n_g:(g + 1) * n_g],
@@ -651,19 +650,19 @@ class SimMultiheadAttention(SimLayer):
         self._qkv_same_embed_dim = src._qkv_same_embed_dim
         self.in_proj_bias = None
         if src._qkv_same_embed_dim:
-            wq, wk, wv = src.in_proj_weight.detach().cpu().double().numpy().reshape(3, e, e)
+            wq, wk, wv = self._np(src.in_proj_weight).reshape(3, e, e)
         else:
-            wq, wk, wv = (p.detach().cpu().double().numpy() for p in
+            wq, wk, wv = (self._np(p) for p in
                           (src.q_proj_weight, src.k_proj_weight, src.v_proj_weight))
         ib = (None if src.in_proj_bias is None
-              else src.in_proj_bias.detach().cpu().double().numpy().reshape(3, e))
+              else self._np(src.in_proj_bias).reshape(3, e))
         ob = src.out_proj.bias
         self.cores = [
             MatmulCore(f"{name}.{tag}_proj", wmat, None if ib is None else ib[i], chip,
                        stream_key(seed, i), digital=f"{tag}_proj" in digital)
             for i, (tag, wmat) in enumerate((("q", wq), ("k", wk), ("v", wv)))
-        ] + [MatmulCore(f"{name}.out_proj", src.out_proj.weight.detach().cpu().double().numpy(),
-                        None if ob is None else ob.detach().cpu().double().numpy(), chip,
+        ] + [MatmulCore(f"{name}.out_proj", self._np(src.out_proj.weight),
+                        None if ob is None else self._np(ob), chip,
                         stream_key(seed, 3), digital="out_proj" in digital)]
         # the output projection reads the attention of the whole sequence: it cannot start
         # before q, k and v are done (a second latency stage)

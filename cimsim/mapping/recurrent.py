@@ -192,10 +192,10 @@ class SimRNN(SimLayer):
         for mats in names:
             row = []
             for w_name, b_name in mats:
-                w = getattr(src, w_name).detach().cpu().double().numpy()
-                b = None if b_name is None else getattr(src, b_name).detach().cpu().double()
-                core = MatmulCore(f"{name}.{w_name}", w, None if b is None else b.numpy(),
-                                  chip, stream_key(seed, len(self.cores)))
+                w = self._np(getattr(src, w_name))
+                b = None if b_name is None else self._np(getattr(src, b_name))
+                core = MatmulCore(f"{name}.{w_name}", w, b, chip,
+                                  stream_key(seed, len(self.cores)))
                 self.cores.append(core)
                 row.append(core)
             self.index.append(row)

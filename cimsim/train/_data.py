@@ -8,13 +8,14 @@ They used to take ``data[0]`` and cut it along dimension 0: a sequence-first tra
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+import torch
 from torch import nn
 
 from ..mapping.deploy import _batches
 
-__all__ = ["batch_dim_of", "model_batches"]
+__all__ = ["batch_dim_of", "batch_first", "model_batches"]
 
 
 def batch_dim_of(model: nn.Module) -> int:
@@ -26,3 +27,14 @@ def model_batches(model: nn.Module, data, batch_size: int) -> Iterable[tuple]:
     """Argument tuples of ``model`` from ``data`` (a tensor, an array, a tuple of the model's
     positional inputs or an iterable of batches), as ``prepare`` reads its calibration."""
     return _batches(data, batch_size, batch_dim_of(model))
+
+
+def batch_first(model: nn.Module, x: torch.Tensor
+                ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """``x`` with ``model``'s batch dimension moved to 0, and the map that moves a batch cut from
+    it back: the training loop shuffles and cuts dimension 0, so a sequence-first model
+    (``batch_dim = 1``) is cut along its batch, not along time. Identity for batch-first."""
+    bd = batch_dim_of(model)
+    if not bd or x.dim() <= bd:
+        return x, lambda xb: xb
+    return x.movedim(bd, 0), lambda xb: xb.movedim(0, bd)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..mapping.deploy import _batches
 from ._data import batch_dim_of
 
 __all__ = ["calibrate_bn"]
@@ -34,11 +35,10 @@ def _inputs(data, batch_size: int, batch_dim: int = 0) -> Iterable[torch.Tensor]
     if isinstance(data, torch.Tensor):
         # a sequence-first model (batch_dim = 1) is cut along its batch, not along time
         dim = batch_dim if data.dim() > batch_dim else 0
-        n = data.shape[dim]
-        if n == 0:
+        if data.shape[dim] == 0:
             raise ConfigError("calibrate_bn: data is empty")
-        for i in range(0, n, batch_size):
-            yield data.narrow(dim, i, min(batch_size, n - i))
+        for (x,) in _batches(data, batch_size, dim):
+            yield x
         return
     if isinstance(data, Iterable) and not isinstance(data, (str, bytes)):
         for item in data:

@@ -40,7 +40,7 @@ from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
 from ..config import ChipConfig
 from ..errors import ConfigError
 from ..mapping.matrix import InputStats
-from ._data import batch_dim_of, model_batches
+from ._data import batch_dim_of, batch_first, model_batches
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel, TwinMatmul, prepare
 
@@ -387,14 +387,14 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
         ``loss``: mean training loss per epoch; ``refit_nmse``: per epoch, each fused layer's
         activation NMSE after refitting (empty when frozen).
     """
-    bd = batch_dim_of(prepared)
-    if bd and isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) \
-            and data[0].dim() > bd:
-        # the loop cuts dimension 0: a sequence-first model gets its inputs with the batch
-        # moved there and back (it used to be cut along time); y is batch-first
-        data = (data[0].movedim(bd, 0), *data[1:])
+    if batch_dim_of(prepared) and isinstance(data, (tuple, list)) and data \
+            and isinstance(data[0], torch.Tensor):
+        # a sequence-first model is cut along its batch (it used to be cut along time); y is
+        # batch-first already
+        x0, restore = batch_first(prepared, data[0])
+        data = (x0, *data[1:])
         base = loss_fn or (lambda xb, yb: F.cross_entropy(prepared(xb), yb))
-        loss_fn = lambda xb, yb: base(xb.movedim(0, bd), yb)  # noqa: E731
+        loss_fn = lambda xb, yb: base(restore(xb), yb)  # noqa: E731
     epochs, lr, (x, y) = _check_run("finetune_chip", epochs, lr, data, refit, calibration)
     if not fused_twins(prepared):
         raise ConfigError("finetune_chip: no fused layer-output ADC (prepare_bskmq)")

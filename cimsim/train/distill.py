@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ._data import batch_dim_of
+from ._data import batch_first
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel
 
@@ -246,13 +246,9 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
         raise ConfigError("prepared has no trainable parameters")
     optimizer = torch.optim.Adam(groups)
     history: list[float] = []
-    # the loop shuffles and cuts dimension 0: a sequence-first model (prepared with
-    # batch_dim = 1) gets its inputs with the batch moved there and back, not cut along time
-    bd = batch_dim_of(prepared)
-    if bd and x.dim() > bd:
-        x = x.movedim(bd, 0)
+    x, restore = batch_first(prepared, x)  # a sequence-first model: cut along its batch
     with distillation_loss(prepared, teacher, loss=loss, layers=layers) as match:
-        fn = (lambda xb, *_r: match(xb.movedim(0, bd))) if bd and x.dim() > bd else match
+        fn = lambda xb, *_r: match(restore(xb))  # noqa: E731
         try:
             for epoch in range(epochs):
                 mean = train_epoch(prepared, (x,), fn, optimizer, batch_size=batch_size,
