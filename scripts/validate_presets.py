@@ -95,6 +95,23 @@ def _settle_check() -> str:
     return f"{verdict} (stated vs predicted: {'; '.join(rows)})"
 
 
+def _window_fit_text() -> str:
+    """The fitted window/settling ratio, its fit set and its leave-one-out errors, as a clause."""
+    chips = {p.stem: cimsim.load_chip(p) for p in sorted(PUBLISHED_DIR.glob("*.toml"))}
+    fit, ratios = settling.fit_window_over_settling(chips)
+    loo = []
+    for name, r in ratios.items():
+        others = [v for k, v in ratios.items() if k != name]
+        loo.append(f"{name} {float(np.exp(np.mean(np.log(others)))) / r:.2f}x")
+    fits = ", ".join(f"{k} {v:.1f}" for k, v in ratios.items())
+    return (f"the column's predicted settling times {settling.WINDOW_OVER_SETTLING:g} "
+            f"(`cimsim.cost.settling.WINDOW_OVER_SETTLING`; fit now {fit:.3f}), the geometric "
+            "mean of stated window / predicted settling over the amplitude-driven analog "
+            f"macros that state a window ({fits}; temporal drives are left out: their window "
+            "holds the pulse train); leave-one-out, each of these windows predicted from the "
+            f"others' mean, over its stated value: {'; '.join(loo)}")
+
+
 # predictions: published chips described by architecture only (cimsim/presets/published/*.toml,
 # physical cost model, no per-chip factor, no global constant fitted to these chips)
 # ---------------------------------------------------------------------------------------------
@@ -164,8 +181,8 @@ PREDICTIONS = [
      "5b in x 1b w (binary weights), normalised by 5 x 1; whole macro",
      "Lee et al., VLSI Circuits 2021 [abs]"),
     ("lee-vlsi21", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 12.0,
-     "whole macro; no cycle published: the step is the column's predicted settling "
-     "(longer than the 8-b SAR's 9 ns)",
+     "whole macro; no cycle published: the step is the predicted window (the column's "
+     "predicted settling x the fitted window/settling ratio; longer than the 8-b SAR's 9 ns)",
      "Lee et al., VLSI Circuits 2021 [abs]"),
     ("hermes-jssc22", "0.8 V, 1 GHz", {}, "tops_per_w", "TOPS/W", 10.5,
      "8b in (PWM) / 8b out, whole core",
@@ -195,7 +212,7 @@ PREDICTIONS = [
      "whole macro; supply not read: 0.8 V",
      "Deaville, Zhang & Verma, VLSI 2022; IEEE JSSC 60(5), 2025 [abs]"),
     ("deaville-vlsi22", "0.8 V (default)", {}, "tops_per_mm2_1b", "1b-TOPS/mm2", 5.5,
-     "whole macro; no cycle published: a step is the predicted settling or the 4 "
+     "whole macro; no cycle published: a step is the predicted window or the 4 "
      "conversions per ADC (4 columns; a 1-b weight is one column, nothing to combine), "
      "whichever is longer",
      "Deaville, Zhang & Verma, VLSI 2022; IEEE JSSC 60(5), 2025 [abs]"),
@@ -223,7 +240,7 @@ PREDICTIONS = [
      "1b in x 2b w (one ternary digit), 1-b IMADC; raw ops; supply not read: 0.8 V",
      "arXiv 2605.30814 (2026) [abs]"),
     ("bscha-arxiv26", "1/2/1 b", {}, "tops_per_mm2", "TOPS/mm2", 27.0,
-     "whole macro; no cycle published: a step is the predicted settling or the conversion, "
+     "whole macro; no cycle published: a step is the predicted window or the conversion, "
      "whichever is longer", "arXiv 2605.30814 (2026) [abs]"),
     ("bscha-arxiv26", "7/4/7 b", _BSCHA_747, "tops_per_w", "TOPS/W", 8.4,
      "7b in, 4b w (as 3 ternary digits), 7-b IMADC; the input slices converted one by one and "
@@ -275,16 +292,18 @@ def render_predictions(pred: list[dict]) -> list[str]:
         "Each chip is a TOML in `cimsim/presets/published/` written from its publication's "
         "architecture only (node, supply, array organisation, cell and compute domain, input "
         "drive, converter kind and bits, cycle time), priced by the `physical` cost model "
-        "(`docs/cost-model.md`): no per-chip factor, and no constant fitted to these chips "
-        "(the converter lines are fitted to the ADC survey alone, so there is no "
-        "leave-one-out to report). Figures: `cimsim.cost.datasheet(chip, scope='macro', "
+        "(`docs/cost-model.md`): no per-chip factor; the converter lines are fitted to the "
+        "ADC survey alone, and one constant is fitted across these chips, the predicted "
+        "window of a chip that states none (below, with its leave-one-out errors). "
+        "Figures: `cimsim.cost.datasheet(chip, scope='macro', "
         "input_density=0.5)` on the standard workload below. The compute window is taken from "
         "the publication where it states one (an architecture input); a step lasts the longest "
         "of it, the column line's predicted settling to half an LSB "
         "(`cimsim.cost.settling`, `docs/cost-model.md` §3) and the converters' predicted "
         "time, so TOPS/mm² checks area and converter speed; HERMES's is its published "
-        "128-ns PWM integration, and Lee's abstract states none (`tech.window_stated = "
-        "false`), so its step is the predicted settling; "
+        "128-ns PWM integration; where a publication states none (`tech.window_stated = "
+        "false`: Lee 2021, Deaville, Yu, Correll, the arXiv macro) the window is predicted, "
+        f"{_window_fit_text()}; "
         f"{_settle_check()} (a published window shorter than its chip's predicted settling "
         "would falsify the settling model); the three all-digital macros (Chih, Lee "
         "C.-F., Fujiwara) state no clock in what was read, so their adder trees run at "
@@ -410,21 +429,24 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
             f"{e['cell']:.2f} pJ, input drivers {e['dac']:.2f} pJ and the 8-b SAR "
             f"{e['adc']:.2f} pJ, against 1.99 pJ in all published (5796 1b-TOPS/W over "
             "1152 x 5 x 2 1b-ops per conversion). TOPS/mm^2 is off by the cycle, not the "
-            "area: the abstract states no cycle, so a step lasts the column's predicted "
-            f"settling, {settle:.1f} ns = ln(2^9) x "
+            "area: the abstract states no cycle, so a step lasts the predicted window, "
+            f"{settling.WINDOW_OVER_SETTLING:g} x the column's predicted settling of "
+            f"{settle:.1f} ns = ln(2^9) x "
             f"{settling.driver_on_resistance_ohm(28.0, 0.8, lee_pitch):.0f} Ohm (a "
             f"{lee_pitch:.2f}-um pitch-wide switch at 28 nm, 0.8 V) x "
             f"{settling.column_capacitance_ff(lee, lee_table) / 1e3:.2f} pF (1152 x 2-fF "
-            "capacitors and their wire), longer than the SAR's 9 ns (57.6x before, when the "
-            "step was the SAR time); the published 12 1b-TOPS/mm^2 over the predicted "
+            "capacitors and their wire), so "
+            f"{settling.WINDOW_OVER_SETTLING * settle:.0f} ns, longer than the SAR's 9 ns "
+            "(57.6x before, when the step was the SAR time, 17.9x when it was the bare "
+            "settling); the published 12 1b-TOPS/mm^2 over the predicted "
             f"{sum(a.values()) / 1e6:.2f} mm^2 implies a cycle of about "
             f"{1152 * 256 * 5 * 2 / (12e12 * sum(a.values()) * 1e-6) * 1e9:.0f} ns, as "
             "the same group's Jia macro runs 1350-ns cycles (54 clocks at 40 MHz, against "
             "its own predicted settling of "
             f"{jia_settle:.0f} ns). "
             "The rest of such a cycle is the macro's sequencing (precharge, input phases, "
-            "the converter's clocking), which the abstract does not give; no row is moved "
-            "by a guessed cycle.")
+            "the converter's clocking), which the abstract does not give; the fitted ratio "
+            "stands for it, not a cycle guessed for this chip.")
     if "wan-nature22" in sheets:
         ops = 2 * 256 * 128 * 256
         e = {c: per("wan-nature22", "energy_pj", c, ops) * 1e3 for c in ("cell", "dac", "adc")}
@@ -515,7 +537,8 @@ def prediction_notes(sheets: dict[str, dict]) -> list[str]:
                "a 1-b weight is one column, so the multi-column weighting has nothing to "
                "combine at this point")
             + "; the column settles in "
-            f"{settling.settle_time_ns(dv, chip_table(dv)):.1f} ns): the published 5.5 "
+            f"{settling.settle_time_ns(dv, chip_table(dv)):.1f} ns, a predicted window of "
+            f"{settling.predicted_window_ns(dv, chip_table(dv)):.1f} ns): the published 5.5 "
             "1b-TOPS/mm^2 asks for about "
             f"{sh['tops_per_mm2_1b'] / 5.5:.0f}x more area x cycle, which the per-column "
             "feedback readout, the weighting network and the macro's sequencing (none in "
@@ -615,7 +638,8 @@ def added_chip_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
             "word line, an effect on the read energy the abstract does not give) and "
             f"{row('bscha-arxiv26', '1/2/1 b', 'TOPS/mm2')['ratio']:.1f}x "
             f"its TOPS/mm^2: area {s1['area_mm2']:.3f} mm^2 predicted, a step of "
-            f"{s1['step']['step_ns']:.1f} ns set by the {s1['step']['limit']}; the published "
+            f"{s1['step']['step_ns']:.1f} ns set by the "
+            f"{s1['step']['limit'].replace('_', ' ')}; the published "
             f"27 TOPS/mm^2 over that area would mean a step of about "
             f"{s1['step']['step_ns'] * s1['tops_per_mm2'] / 27.0:.0f} ns (no cycle is in the "
             "abstract). At 7/4/7 b the predicted TOPS/W is within 2x, but the published "

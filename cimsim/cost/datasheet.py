@@ -213,9 +213,10 @@ def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
     """One step of the standard workload's busiest array, term by term.
 
     ``t_step = max(window, conversions per ADC x t_conv)`` (:func:`.latency.step_ns`), the
-    window being the stated one, the predicted settling, or the longer of the two
-    (:func:`.latency.compute_window_ns`). Returns ``step_ns``; ``stated_window_ns`` (None where
-    the chip states no window and the settling replaces it); ``settling_ns`` (None where
+    window being the stated one or the predicted settling, whichever is longer, or where the
+    chip states none the predicted window (settling x :data:`.settling.WINDOW_OVER_SETTLING`;
+    :func:`.latency.compute_window_ns`). Returns ``step_ns``; ``stated_window_ns`` (None where
+    the chip states no window and the predicted one replaces it); ``settling_ns`` (None where
     settling is not predicted: the ``tables`` model or a digital adder tree);
     ``conversions_per_adc``, ``t_conv_ns`` and ``conversions_ns`` (for a digital chip: column
     sums of one clock period each); ``terms`` (name -> ns of the terms in the ``max``);
@@ -234,8 +235,10 @@ def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
     terms = {conv_name: n_mux * t_conv}
     if stated_ns is not None:
         terms["stated_window"] = stated_ns
-    if settle_ns is not None:
+    if settle_ns is not None and tech.window_stated:
         terms["settling"] = settle_ns
+    elif settle_ns is not None:
+        terms["predicted_window"] = settling.WINDOW_OVER_SETTLING * settle_ns
     t_step = float(lat["t_step_ns"])
     limits = tuple(k for k, v in terms.items() if math.isclose(v, t_step, rel_tol=1e-9))
     return {"step_ns": t_step, "stated_window_ns": stated_ns, "settling_ns": settle_ns,
@@ -349,6 +352,7 @@ def _uncertainty(chip: ChipConfig, adc: dict[str, Any]) -> dict[str, Any]:
 
 
 _LIMIT_TEXT = {"stated_window": "the stated compute window", "settling": "the predicted settling",
+               "predicted_window": "the predicted window (no window stated)",
                "conversions": "the conversions", "clock": "the digital clock"}
 
 
@@ -387,6 +391,10 @@ def breakdown_lines(sheet: dict[str, Any]) -> list[str]:
     if st["settling_ns"] is not None:
         lines.append(f"  settling         {st['settling_ns']:>10.4g} ns "
                      "(predicted: ln 2^(b+1) x R_drive x C_column)")
+        if "predicted_window" in st["terms"]:
+            lines.append(f"  predicted window {st['terms']['predicted_window']:>10.4g} ns "
+                         "(settling x the fitted window/settling ratio, "
+                         "cimsim.cost.settling.WINDOW_OVER_SETTLING)")
     else:
         lines.append("  settling           not predicted (tables model or digital adder tree)")
     name = "clock" if "clock" in st["terms"] else "conversions"

@@ -118,13 +118,16 @@ def compute_window_ns(chip: ChipConfig, table: TechTable | None = None) -> float
     The stated window: ``tech.t_integrate_ns`` where the chip states an integration window
     apart from its read pulse, else the read pulse ``tech.t_read_ns``. Physical model, analog
     columns (:func:`.settling.applies`): no shorter than the column's predicted settling
-    (:func:`.settling.settle_time_ns`), and the settling alone where the chip states no window
+    (:func:`.settling.settle_time_ns`), and :func:`.settling.predicted_window_ns` (the settling
+    times the fitted :data:`.settling.WINDOW_OVER_SETTLING`) where the chip states no window
     (``tech.window_stated = false``)."""
     stated = stated_window_ns(chip)
     if not settling.applies(chip):
         return stated
-    settle = settling.settle_time_ns(chip, chip_table(chip) if table is None else table)
-    return max(stated, settle) if chip.tech.window_stated else settle
+    table = chip_table(chip) if table is None else table
+    if not chip.tech.window_stated:
+        return settling.predicted_window_ns(chip, table)
+    return max(stated, settling.settle_time_ns(chip, table))
 
 
 def layer_latency_ns(blocks: Iterable[dict]) -> float:

@@ -44,7 +44,7 @@ def test_breakdown_prints_every_section_after_the_unchanged_headline(capsys):
 
 @pytest.mark.parametrize("name, limit", [
     ("hermes-jssc22", "stated_window"),  # the published 128-ns PWM integration
-    ("lee-vlsi21", "settling"),  # no window published: the column's predicted settling
+    ("lee-vlsi21", "predicted_window"),  # no window published: settling x the fitted ratio
     ("chih-isscc21", "clock"),  # all-digital: one column sum per clock
 ])
 def test_step_names_the_term_that_sets_it(capsys, name, limit):
@@ -54,7 +54,8 @@ def test_step_names_the_term_that_sets_it(capsys, name, limit):
     assert st["step_ns"] == max(st["terms"].values())
     assert st["terms"][limit] == st["step_ns"]
     out = _cli(capsys, _published(name), "--breakdown")
-    text = {"stated_window": "the stated compute window", "settling": "the predicted settling",
+    text = {"stated_window": "the stated compute window",
+            "predicted_window": r"the predicted window \(no window stated\)",
             "clock": "the digital clock"}[limit]
     assert re.search(rf"step: [0-9.]+ ns, set by {text}", out)
 
@@ -153,7 +154,7 @@ def test_json_prints_the_whole_mapping(capsys):
     for key in ("tops", "tops_per_w", "tops_per_mm2", "step", "adc", "uncertainty",
                 "energy_share_by_component", "area_share_by_component"):
         assert key in d
-    assert d["step"]["limit"] == "settling"
+    assert d["step"]["limit"] == "predicted_window"
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -17,7 +17,7 @@ KNOWN_OUTSIDE_2X = {
     ("jia-jssc20", "0.85 V", "1b-TOPS/W"): 3.51,
     ("jia-jssc20", "1.2 V", "1b-TOPS/W"): 3.67,
     ("wan-nature22", "1.8 V neurons", "TOPS/mm2"): 2.44,
-    ("lee-vlsi21", "0.8 V (default)", "1b-TOPS/mm2"): 17.91,
+    ("lee-vlsi21", "0.8 V (default)", "1b-TOPS/mm2"): 2.42,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/W"): 8.85,
     ("hermes-jssc22", "0.8 V, 1 GHz", "TOPS/mm2"): 4.00,
     ("deaville-vlsi22", "0.8 V (default)", "1b-TOPS/W"): 2.31,
@@ -27,8 +27,8 @@ KNOWN_OUTSIDE_2X = {
     ("yu-cicc20", "5-b ADC", "TOPS/W"): 37.81,
     ("chiu-jssc20", "8b/8b", "TOPS/W"): 3.30,
     ("chiu-jssc20", "binary", "TOPS/W"): 3.16,
-    ("bscha-arxiv26", "1/2/1 b", "TOPS/mm2"): 12.21,
-    ("bscha-arxiv26", "7/4/7 b", "TOPS/mm2"): 62.68,
+    ("bscha-arxiv26", "1/2/1 b", "TOPS/mm2"): 4.27,
+    ("bscha-arxiv26", "7/4/7 b", "TOPS/mm2"): 21.88,
 }
 ADDED = ("yu-cicc20", "chiu-jssc20", "correll-jssc25", "bscha-arxiv26")
 """Published chips added after the model was written: out-of-sample predictions."""
@@ -108,7 +108,7 @@ def test_fujiwara_5nm_rows_are_within_2x(validate, pred):
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(2.75, abs=0.02)
+    assert gm == pytest.approx(2.44, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
