@@ -786,7 +786,8 @@ class TechConfig(_Config):
     window_stated: bool = True
     """Whether ``t_read_ns`` / ``t_integrate_ns`` is a published input. False: the chip states
     no compute window; the physical model predicts the analog phase from the column's settling
-    (``cimsim.cost.settling``) and ``t_read_ns`` only times the read pulse's energy."""
+    times a ratio fitted across published macros (``cimsim.cost.settling.predicted_window_ns``)
+    and ``t_read_ns`` only times the read pulse's energy."""
     power_gating: PowerGating = PowerGating.NONE
     """Leakage policy: ``none`` (occupied arrays' ADCs leak for the whole inference) or
     ``layer`` (only while their layer runs)."""
