@@ -1007,12 +1007,12 @@ class ChipConfig(_Config):
         if self.device.cell is CellTech.SRAM and self.device.bits_per_cell != 1:
             _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
                   "1 for cell = 'sram'")
+        if self.tech.input_drive is InputDrive.BIT_PLANES:  # before the digital read-out's
+            _check_bit_planes(self)  # checks, which would name dac.bits for its own reason
         if self.adc.kind is ADCKind.DIGITAL:
             _check_digital_readout(self)
         if self.array.slice_readout is SliceReadout.ANALOG:
             _check_analog_slices(self)
-        if self.tech.input_drive is InputDrive.BIT_PLANES:
-            _check_bit_planes(self)
         if self.tech.cost_model is CostModel.PHYSICAL and self.adc.kind is not ADCKind.DIGITAL:
             # the physical model settles analog columns through a switch that must conduct:
             # refused here, not after a simulation when the chip is priced
