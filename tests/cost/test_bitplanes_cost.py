@@ -17,7 +17,7 @@ from cimsim.config import ChipConfig, InputDrive, load_chip
 from cimsim.cost import bitplanes, estimate, layer_work
 from cimsim.cost.latency import block_latency, compute_window_ns
 from cimsim.cost.models import ADCModel, CellModel, DACModel
-from cimsim.cost.tables import dac_energy_pj, dac_area_um2
+from cimsim.cost.tables import dac_area_um2, dac_energy_pj
 from cimsim.errors import ConfigError
 from cimsim.events import Action, Component, EventKey
 from tests.conftest import assert_exact
@@ -69,7 +69,7 @@ def test_toml_round_trip(tmp_path):
 
 @pytest.mark.parametrize("bits", [1, 2, 4])
 def test_needs_the_one_shot_input(bits):
-    with pytest.raises(ConfigError, match=r"DACConfig\.bits = %d .*allowed: 'all'" % bits):
+    with pytest.raises(ConfigError, match=rf"DACConfig\.bits = {bits} .*allowed: 'all'"):
         _chip(dac_bits=bits)
 
 
@@ -248,5 +248,5 @@ def test_monotonic_in_b():
         cur = (rep.totals["energy_pj_per_inference"], rep.totals["latency_ns_per_inference"],
                bitplanes.accumulator_pj_per_conversion(chip, ADCModel(chip).table))
         if prev is not None:
-            assert all(c > p for c, p in zip(cur, prev)), (bits, cur, prev)
+            assert all(c > p for c, p in zip(cur, prev, strict=True)), (bits, cur, prev)
         prev = cur
