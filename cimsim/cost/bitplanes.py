@@ -97,12 +97,15 @@ def accumulator_pj_per_conversion(chip: ChipConfig, table: TechTable) -> float:
 
 
 def accumulator_area_um2_per_adc(chip: ChipConfig, table: TechTable) -> float:
-    """Accumulator capacitors of the ``cols_per_adc`` columns one converter serves, um^2:
-    ``C_col / tech.cap_density_ff_per_um2`` each (0 with the density 0, or where bit-planes
-    are not accumulated)."""
+    """Accumulator capacitors per converter, um^2: an array's ``n_cols`` capacitors
+    (one per physical column, ``C_col / tech.cap_density_ff_per_um2`` each) shared over its
+    ``adcs_per_array`` converters, so that an array holds exactly one per column whether or not
+    ``cols_per_adc`` divides ``n_cols`` (0 with the density 0, or where bit-planes are not
+    accumulated)."""
     from .settling import column_capacitance_ff
 
     density = chip.tech.cap_density_ff_per_um2
     if not applies(chip) or density <= 0:
         return 0.0
-    return chip.array.cols_per_adc * column_capacitance_ff(chip, table) / density
+    per_adc = chip.array.n_cols / chip.array.adcs_per_array
+    return per_adc * column_capacitance_ff(chip, table) / density

@@ -208,14 +208,21 @@ def test_area_by_hand():
     chip = _chip(input_bits=4)
     table = ADCModel(chip).table
     c_col_ff = 16 * (0.2 + 1.0) * 0.325
-    # two columns per converter, each with an equal accumulator capacitor at 5 fF/um^2
-    acc = 2 * c_col_ff / 5.0
+    # 16 columns over 8 converters, each column with an equal accumulator capacitor at 5 fF/um^2
+    acc = 16 / 8 * c_col_ff / 5.0
     assert bitplanes.accumulator_area_um2_per_adc(chip, table) == pytest.approx(acc)
     amp = _chip(drive="amplitude", input_bits=4)
     assert ADCModel(chip).area_um2() == pytest.approx(ADCModel(amp).area_um2() + acc)
     assert DACModel(chip).area_um2() == pytest.approx(dac_area_um2(1, table))  # a 1-b driver
     above = _chip(input_bits=4, cap_density_ff_per_um2=0.0)  # capacitors above the cells
     assert bitplanes.accumulator_area_um2_per_adc(above, table) == 0.0
+    # 3 columns a converter do not divide 16: 6 converters still hold 16 capacitors in all
+    d = chip.to_dict()
+    d["array"]["cols_per_adc"] = 3
+    odd = ChipConfig.from_dict(d)
+    assert odd.array.adcs_per_array == 6
+    assert 6 * bitplanes.accumulator_area_um2_per_adc(odd, table) == pytest.approx(
+        16 * c_col_ff / 5.0)
 
 
 def test_tables_model_reads_no_bit_planes():
