@@ -257,3 +257,16 @@ def test_monotonic_in_b():
         if prev is not None:
             assert all(c > p for c, p in zip(cur, prev, strict=True)), (bits, cur, prev)
         prev = cur
+
+
+def test_datasheet_step_names_the_b_windows():
+    from cimsim.cost.datasheet import breakdown_lines, datasheet
+
+    sheet = datasheet(_chip(input_bits=4))
+    st = sheet["step"]
+    assert st["analog_phases"] == 4 and st["stated_window_ns"] == 200.0
+    assert st["terms"]["stated_window"] == pytest.approx(800.0)
+    assert st["step_ns"] == pytest.approx(800.0) and st["limit"] == "stated_window"
+    assert any("analog phases" in line and " 4 " in line for line in breakdown_lines(sheet))
+    one = datasheet(_chip(drive="amplitude", input_bits=4))["step"]
+    assert one["analog_phases"] == 1 and one["step_ns"] == pytest.approx(200.0)
