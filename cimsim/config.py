@@ -208,6 +208,13 @@ class InputDrive(_Choice):
     """A pulse x·t_lsb wide at full read voltage (cell energy ∝ x)."""
     PULSE_COUNT = "pulse_count"
     """x unit pulses at full read voltage (cell energy ∝ x, one driver toggle per pulse)."""
+    BIT_PLANES = "bit_planes"
+    """The input's B bit-planes one after another, each a 1-b pulse at full read voltage, the
+    column's result of every plane accumulated in analog with binary weights (a charge-sharing
+    accumulator: plane j weighted 2^(j-B)) before one conversion. Numerically the whole
+    multi-bit input applied in one shot, so it needs ``dac.bits = 'all'``; priced per plane
+    whose bit is 1 (cell energy ∝ popcount(x)), B analog phases per step
+    (``cimsim.cost.bitplanes``)."""
 
 
 class ComputeDomain(_Choice):
@@ -744,7 +751,9 @@ class TechConfig(_Config):
     from circuits and the ADC survey, no per-chip factor); the fields below are read by
     ``physical`` only."""
     input_drive: InputDrive = InputDrive.AMPLITUDE
-    """Row drivers: a voltage DAC, or temporal drive (pulse width / pulse count)."""
+    """Row drivers: a voltage DAC, temporal drive (pulse width / pulse count), or the input's
+    bit-planes accumulated in analog before one conversion (``bit_planes``: needs
+    ``dac.bits = 'all'``)."""
     compute_domain: ComputeDomain = ComputeDomain.CURRENT
     """Column sum in current (resistive) or charge (capacitor) domain."""
     cell_kind: CellKind | None = None
@@ -762,8 +771,9 @@ class TechConfig(_Config):
     cap_unit_ff: float = 1.0
     """``charge`` only: capacitance one cell product switches, fF."""
     cap_density_ff_per_um2: float = 0.0
-    """``charge`` only: density of capacitors that add area beside the cell, fF/um^2
-    (0.001 .. 1000); 0 when they sit above the cell (MOM capacitors in the metal stack)."""
+    """``charge`` (and the accumulator capacitors of ``input_drive = 'bit_planes'``): density
+    of capacitors that add area beside the cell, fF/um^2 (0.001 .. 1000); 0 when they sit
+    above the cell (MOM capacitors in the metal stack)."""
     wordline_v: float | None = None
     """Word-line (gate) swing per row activation, V; None: ``vdd_v``. Priced C_wl·V^2 per
     activated row and array read, apart from the bit-line read."""
@@ -884,6 +894,19 @@ def _check_analog_slices(chip: Any) -> None:
               "(an adder tree, no analog weighting)")
 
 
+def _check_bit_planes(chip: Any) -> None:
+    """``tech.input_drive = 'bit_planes'`` accumulates every bit-plane of an input in analog
+    before one conversion: numerically the whole input in one shot (``dac.bits = 'all'``),
+    and an analog column to accumulate (not a digital adder tree)."""
+    if chip.dac.bits is not None:
+        _fail("DACConfig", "bits", chip.dac.bits, "'all' for tech.input_drive = 'bit_planes' "
+              "(its bit-planes are accumulated in analog into one conversion per input)")
+    if chip.adc.kind is ADCKind.DIGITAL:
+        _fail("TechConfig", "input_drive", "bit_planes", "'amplitude', 'pulse_width' or "
+              "'pulse_count' with adc.kind = 'digital' (an adder tree sums 1-b products, "
+              "nothing is accumulated in analog)")
+
+
 def _check_digital_readout(chip: Any) -> None:
     """``adc.kind = 'digital'`` sums 1-b products exactly (digital CIM): bit-serial inputs,
     1-b SRAM (or ideal) cells, a full-scale readout wide enough for the largest column sum
@@ -985,6 +1008,8 @@ class ChipConfig(_Config):
         if self.device.cell is CellTech.SRAM and self.device.bits_per_cell != 1:
             _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
                   "1 for cell = 'sram'")
+        if self.tech.input_drive is InputDrive.BIT_PLANES:  # before the digital read-out's
+            _check_bit_planes(self)  # checks, which would name dac.bits for its own reason
         if self.adc.kind is ADCKind.DIGITAL:
             _check_digital_readout(self)
         if self.array.slice_readout is SliceReadout.ANALOG:

@@ -171,6 +171,9 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
             noise["saturation_fraction"] = draw(_f(0.05, 2.0))
             noise["ir_drop_beta"] = draw(_f(0.0, 2.0))
 
+    # bit-plane accumulation is the one-shot input (dac.bits = 'all') on an analog column
+    drives = [d for d in InputDrive if d is not InputDrive.BIT_PLANES
+              or (dac_bits is None and not digital)]
     cost_model = draw(st.sampled_from(list(cost_models)), label="cost_model")
     # the physical model's analog columns need a supply above the device threshold (<= 0.21 V
     # at every node, cimsim.cost.settling.check_supply)
@@ -184,7 +187,7 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         clock_mhz=draw(_f(0.01 if wide else 5.0, 1e5 if wide else 5000.0)),
         adc_band=draw(st.sampled_from(list(ADCBand))),
         cost_model=cost_model,
-        input_drive=draw(st.sampled_from(list(InputDrive)), label="input_drive"),
+        input_drive=draw(st.sampled_from(drives), label="input_drive"),
         compute_domain=draw(st.sampled_from(list(ComputeDomain)), label="compute_domain"),
         cell_kind=draw(_maybe(st.sampled_from(list(CellKind))), label="cell_kind"),
         devices_per_cell=draw(st.integers(1, 4)),
@@ -258,6 +261,9 @@ _INCOMPATIBLE: tuple[Change, ...] = (
     ((("", "weight_encoding", "binary"), ("", "weight_bits", 4)), "weight_bits"),
     ((("", "input_bits", 2), ("dac", "bits", 4)), "bits"),
     ((("", "input_bits", 8), ("dac", "bits", 4), ("adc", "kind", "digital")), "bits"),
+    ((("tech", "input_drive", "bit_planes"), ("dac", "bits", 1)), "DACConfig.bits"),
+    ((("tech", "input_drive", "bit_planes"), ("dac", "bits", "all"), ("adc", "kind", "digital")),
+     "input_drive"),
     ((("array", "n_cols", 4), ("array", "cols_per_adc", 8)), "cols_per_adc"),
     ((("array", "n_rows", 8), ("array", "rows_per_conversion", 16)), "rows_per_conversion"),
     ((("array", "slice_readout", "analog"), ("", "weight_encoding", "ternary"),

@@ -219,10 +219,12 @@ def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
     the chip states no window and the predicted one replaces it); ``settling_ns`` (None where
     settling is not predicted: the ``tables`` model or a digital adder tree);
     ``conversions_per_adc``, ``t_conv_ns`` and ``conversions_ns`` (for a digital chip: column
-    sums of one clock period each); ``terms`` (name -> ns of the terms in the ``max``);
+    sums of one clock period each); ``analog_phases`` (the windows of one step: ``B`` with
+    ``tech.input_drive = 'bit_planes'``, else 1); ``terms`` (name -> ns of the terms in the
+    ``max``, the window terms times ``analog_phases``);
     ``limits`` (the terms equal to the step, conversions/clock first) and ``limit`` (the first).
     """
-    from . import settling
+    from . import bitplanes, settling
     from .latency import block_latency, stated_window_ns
 
     lat = block_latency(block, N_VECTORS, table, cal)
@@ -233,15 +235,17 @@ def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
     n_mux, t_conv = int(lat["n_conversions_per_adc"]), float(lat["t_conv_ns"])
     conv_name = "clock" if chip.adc.kind is ADCKind.DIGITAL else "conversions"
     terms = {conv_name: n_mux * t_conv}
+    phases = bitplanes.analog_phases(chip)  # bit-plane drive: B windows per step
     if stated_ns is not None:
-        terms["stated_window"] = stated_ns
+        terms["stated_window"] = phases * stated_ns
     if settle_ns is not None and tech.window_stated:
-        terms["settling"] = settle_ns
+        terms["settling"] = phases * settle_ns
     elif settle_ns is not None:
-        terms["predicted_window"] = settling.WINDOW_OVER_SETTLING * settle_ns
+        terms["predicted_window"] = phases * settling.WINDOW_OVER_SETTLING * settle_ns
     t_step = float(lat["t_step_ns"])
     limits = tuple(k for k, v in terms.items() if math.isclose(v, t_step, rel_tol=1e-9))
     return {"step_ns": t_step, "stated_window_ns": stated_ns, "settling_ns": settle_ns,
+            "analog_phases": phases,
             "conversions_per_adc": n_mux, "t_conv_ns": t_conv, "conversions_ns": n_mux * t_conv,
             "terms": terms, "limits": limits, "limit": limits[0] if limits else conv_name}
 
@@ -392,11 +396,15 @@ def breakdown_lines(sheet: dict[str, Any]) -> list[str]:
         lines.append(f"  settling         {st['settling_ns']:>10.4g} ns "
                      "(predicted: ln 2^(b+1) x R_drive x C_column)")
         if "predicted_window" in st["terms"]:
-            lines.append(f"  predicted window {st['terms']['predicted_window']:>10.4g} ns "
+            window_ns = st["terms"]["predicted_window"] / st["analog_phases"]
+            lines.append(f"  predicted window {window_ns:>10.4g} ns "
                          "(settling x the fitted window/settling ratio, "
                          "cimsim.cost.settling.WINDOW_OVER_SETTLING)")
     else:
         lines.append("  settling           not predicted (tables model or digital adder tree)")
+    if st["analog_phases"] > 1:
+        lines.append(f"  analog phases    {st['analog_phases']:>10d}    (tech.input_drive = "
+                     "'bit_planes': one window per input bit-plane)")
     name = "clock" if "clock" in st["terms"] else "conversions"
     what = ("column sums x clock period" if name == "clock"
             else "conversions per ADC x conversion time")

@@ -44,7 +44,7 @@ import numpy as np
 from ..arrays.encoding import plane_layout
 from ..arrays.program import ProgrammedLayer
 from ..config import CellTech, ChipConfig
-from . import settling
+from . import bitplanes, settling
 from ._prices import MRAM_WRITE_PULSE_NS
 from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
 from .tables import TechTable
@@ -100,9 +100,11 @@ def block_latency(
 
 def step_ns(chip: ChipConfig, n_mux: int, t_conv_ns: float,
             table: TechTable | None = None) -> float:
-    """One step, ns: the analog phase (:func:`compute_window_ns`) or the ``n_mux``
-    conversions each ADC makes in it, whichever is longer."""
-    return max(compute_window_ns(chip, table), n_mux * t_conv_ns)
+    """One step, ns: the analog phase (:func:`compute_window_ns`; ``B`` of them with bit-plane
+    accumulation, :func:`.bitplanes.analog_phases`) or the ``n_mux`` conversions each ADC
+    makes in it, whichever is longer."""
+    phases = bitplanes.analog_phases(chip)
+    return max(phases * compute_window_ns(chip, table), n_mux * t_conv_ns)
 
 
 def stated_window_ns(chip: ChipConfig) -> float:

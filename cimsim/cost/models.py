@@ -54,7 +54,7 @@ from ..config import (
     WordlineSwitching,
 )
 from ..events import Action, Component
-from . import adc_survey
+from . import adc_survey, bitplanes
 from ._prices import (
     NO_CALIBRATION,
     TILE_BUFFER_KIB,
@@ -268,7 +268,10 @@ class ADCModel(ComponentModel):
             return fn(self.chip, self.table, self.cal, bits)
         convert = self._convert_pj(table_adc_bits(bits))
         if action is _A.CONVERT:
-            return convert
+            # bit-plane drive: the charge shares that accumulated the planes before it
+            # (not leakage: the shares are switching energy, not the converter's bias)
+            return convert + bitplanes.accumulator_pj_per_conversion(
+                self.chip, self.table) * self.cal.e("adc")
         # leakage power (mW = pJ/ns): a fraction of the dynamic power at the design rate
         return (self.table.adc_leakage_fraction_of_dynamic * convert
                 / self.time_ns(_A.CONVERT, bits))
@@ -309,7 +312,8 @@ class ADCModel(ComponentModel):
             return adc_area_um2(chip.adc.kind, b, self.table) * self.cal.a("adc")
         kind, node = chip.adc.kind, chip.tech.node_nm
         if one_comparator(kind, b):  # one sense amp (MNSIM 2.0, 1 um^2 at 28 nm)
-            return self.table.comparator_area_um2 * self.cal.a("adc")
+            return (self.table.comparator_area_um2
+                    + bitplanes.accumulator_area_um2_per_adc(chip, self.table)) * self.cal.a("adc")
         if kind is ADCKind.SINGLE_SLOPE:
             # one comparator (its 2^b steps are in time, not hardware: the survey's flash area
             # per comparator), the b-bit counter, and its share of the array's ramp generator
@@ -317,6 +321,7 @@ class ADCModel(ComponentModel):
             return (adc_survey.step_area_um2(kind, node)
                     + b * self.table.shift_add_area_um2_per_bit
                     + adc_survey.dac_area_um2(b, node) / chip.array.adcs_per_array
+                    + bitplanes.accumulator_area_um2_per_adc(chip, self.table)
                     ) * self.cal.a("adc")
         # the survey's area per conversion step times the converter's steps (the fit's own
         # normalisation, A / 2^ENOB), whatever the kind
@@ -325,6 +330,7 @@ class ADCModel(ComponentModel):
             area += b * self.table.shift_add_area_um2_per_bit  # the counter
         if kind is ADCKind.RAMP:  # the ramp's reference column (Yang, Mao et al. 2025)
             area += (2**b + 5) * CellModel(chip, self.table).area_um2()
+        area += bitplanes.accumulator_area_um2_per_adc(chip, self.table)
         return area * self.cal.a("adc")
 
     def sample_rate_hz(self) -> float:
@@ -372,8 +378,11 @@ class DACModel(ComponentModel):
         self._check(action)
         if action is _A.WORDLINE:
             # ``every_row``: each array read switches every row's word line (derived by the
-            # estimator from the array reads); the pulses then carry no word line
-            return self.wordline_pj() * self.cal.e("dac") if every_row_wordlines(self.chip) else 0.0
+            # estimator from the array reads), once per bit-plane of a bit-plane drive; the
+            # pulses then carry no word line
+            if not every_row_wordlines(self.chip):
+                return 0.0
+            return self.wordline_pj() * bitplanes.analog_phases(self.chip) * self.cal.e("dac")
         if action is _A.INPUT_SHIFT:
             # A-shift: x - 2^(B_x-1) of a B_x-bit code is its MSB inverted: a 1-bit add
             return self.table.accumulator_add_energy_pj_per_bit * self._sf * self.cal.e("digital")
@@ -381,13 +390,16 @@ class DACModel(ComponentModel):
             return _dac_pulse(self.chip, self.table, self.cal, bits)
         drive = self.chip.tech.input_drive
         one = dac_energy_pj(1, self.table) * self._sf
+        wl = 0.0 if every_row_wordlines(self.chip) else self.wordline_pj()
         if drive is InputDrive.AMPLITUDE:
             e = dac_energy_pj(bits, self.table) * self._sf
         elif drive is InputDrive.PULSE_WIDTH:
             e = one
+        elif drive is InputDrive.BIT_PLANES:
+            # a 1-b toggle and a word-line switching per plane whose bit is 1
+            return (one + wl) * bitplanes.mean_set_bits(bits) * self.cal.e("dac")
         else:
             e = one * 2 ** (bits - 1)
-        wl = 0.0 if every_row_wordlines(self.chip) else self.wordline_pj()
         return (e + wl) * self.cal.e("dac")
 
     def wordline_pj(self) -> float:
@@ -417,6 +429,9 @@ class DACModel(ComponentModel):
             # a voltage-output DAC: 2^b unit elements, priced from the ADC survey (the
             # MNSIM/ISAAC figure, 0.166 um^2 per bit at 32 nm, holds no ladder or array)
             return adc_survey.dac_area_um2(chip.dac_bits, chip.tech.node_nm) * self.cal.a("dac")
+        if chip.tech.input_drive is InputDrive.BIT_PLANES:
+            # a 1-b driver: each plane's bit comes from the input register, nothing to time
+            return dac_area_um2(1, self.table) * self.cal.a("dac")
         # a 1-b driver and the b-bit counter/comparator that times the pulse
         return (dac_area_um2(1, self.table) + chip.dac_bits * self.table.shift_add_area_um2_per_bit
                 ) * self.cal.a("dac")
@@ -457,13 +472,16 @@ class CellModel(ComponentModel):
             return (GATE_CAPACITANCE_FF_PER_UM * self.bit_pitch_um() * tech.vdd_v**2 * 1e-3
                     * stored_bits_per_cell(chip) * cal.e("cell"))
         if action is _A.READ:
+            # a bit-plane drive reads a nonzero input's cell once per plane whose bit is 1
+            planes = (bitplanes.mean_set_bits(chip.dac_bits) if bitplanes.applies(chip)
+                      else 1.0)
             if tech.compute_domain is ComputeDomain.CHARGE:
                 # fF * V^2 = fJ; one product in two switches its capacitor
                 return 0.5 * tech.cap_unit_ff * tech.vdd_v**2 * 1e-3 * (
-                    stored_bits_per_cell(chip) * cal.e("cell"))
+                    stored_bits_per_cell(chip) * cal.e("cell")) * planes
             if resistive:
                 return 0.0  # priced by the summed conductance (cell.v2g_lsb)
-            return _cell_read(chip, table, cal, bits)
+            return _cell_read(chip, table, cal, bits) * planes
         if not resistive or tech.compute_domain is ComputeDomain.CHARGE:
             return 0.0
         temporal = tech.input_drive is not InputDrive.AMPLITUDE
@@ -471,8 +489,10 @@ class CellModel(ComponentModel):
             return 0.0  # each drive is priced by one of the two sums
         b = chip.dac_bits
         g = chip.device.g_lsb_us * tech.devices_per_cell
-        if temporal:  # full V for x LSB times: E = V^2 G t_lsb x, linear in x
-            v2_t = tech.v_read_v**2 * tech.t_read_ns / (2**b - 1)
+        if temporal:  # full V for x LSB times (bit-planes: popcount(x) pulses): linear in x
+            # (t_read / (2^b - 1) per unit of |x|; bit-planes: B pulses of t_read over the
+            # 2^B - 1 of a full input, cimsim.cost.bitplanes.analog_phases)
+            v2_t = tech.v_read_v**2 * tech.t_read_ns / (2**b - 1) * bitplanes.analog_phases(chip)
         else:  # V x / x_max for the read pulse: E = (V / x_max)^2 G t x^2
             v2_t = (tech.v_read_v / (2**b - 1)) ** 2 * tech.t_read_ns
         return v2_t * g * 1e-3 * cal.e("cell")  # V^2 * uS * ns = fJ
@@ -630,7 +650,8 @@ class WeightingModel(ComponentModel):
         # mirrors attenuate to the most significant column (copy ratio r_s / r_max), so the
         # run's Σ r |x| G is divided by r_max
         g = self.chip.device.g_lsb_us * tech.devices_per_cell
-        q = tech.v_read_v * g * tech.t_read_ns / (2**self.chip.dac_bits - 1)
+        q = (tech.v_read_v * g * tech.t_read_ns / (2**self.chip.dac_bits - 1)
+             * bitplanes.analog_phases(self.chip))  # bit-planes: popcount(x) full pulses
         return tech.vdd_v * q * 1e-3 / self.max_ratio()
 
     @functools.cached_property
