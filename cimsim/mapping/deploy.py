@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from ..arrays.drift import check_time
 from ..arrays.program import n_arrays_for_shape
@@ -61,7 +63,9 @@ _MAPPED: dict[type, type[SimLayer]] = {
     nn.ConvTranspose3d: SimConvTranspose,
     nn.RNNBase: SimRNN,
 }
-_UNSUPPORTED = (nn.Bilinear, nn.Embedding, nn.EmbeddingBag)
+# hold weights, cannot be mapped: listed digital and warned (an RNN cell's fused kernel is no
+# product the functional watch sees: it would run in float unnoticed)
+_UNSUPPORTED = (nn.Bilinear, nn.Embedding, nn.EmbeddingBag, nn.RNNCellBase)
 UNSUPPORTED_REASON = "layer type not supported"
 
 
@@ -72,6 +76,22 @@ def warn_unsupported(digital: list[tuple[str, str, str]], who: str) -> None:
     if kept:
         warnings.warn(f"{who}: {len(kept)} layer(s) with weights run digitally in float, their "
                       f"type not being supported: {', '.join(kept)}", UserWarning, stacklevel=3)
+
+
+_HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+          "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+def carry_hooks(src: nn.Module, dst: nn.Module) -> None:
+    """The forward (pre-)hooks the user put on ``src`` run on ``dst``, its replacement (an
+    input scaling, a feature recorder). torch's old-style weight_norm / spectral_norm hooks stay
+    behind: they recompute ``weight`` from parameters the replacement does not hold, and the
+    mapped weight is the one they computed."""
+    dropped = {key for key, hook in src._forward_pre_hooks.items()
+               if isinstance(hook, (WeightNorm, SpectralNorm))}
+    for attr in _HOOKS:
+        getattr(dst, attr).update({key: value for key, value in getattr(src, attr).items()
+                                   if key not in dropped})
 
 
 def _sim_class(module: nn.Module) -> type[SimLayer] | None:
@@ -715,6 +735,7 @@ class _LayerMapping:
             self.digital.append((name, type(child).__name__, f"not mappable: {exc}"))
             return None
         new.train(child.training)  # the copy's (eval) mode: no attention / RNN dropout
+        carry_hooks(child, new)
         self.sim_layers[name] = new
         if cls is SimMultiheadAttention:
             self.digital.append((name, "attention products",

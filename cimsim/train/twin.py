@@ -76,6 +76,7 @@ from ..mapping.deploy import (
     SimModel,
     _batches,
     _relu_consumers,
+    carry_hooks,
     deploy_views,
     uncompiled,
     user_model,
@@ -1607,6 +1608,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             except MappingError as exc:
                 digital.append((name, type(child).__name__, f"not mappable: {exc}"))
                 continue
+            carry_hooks(child, new)
             parent._modules[child_name] = seen[key] = seen[id(child)] = new
             layers[name] = new
             new.activation_clamp = clamps.get(name)

@@ -533,3 +533,80 @@ def test_inference_mode_deploy_runs_and_prepare_is_refused_there():
     prep(args[0].double()).sum().backward()
     assert all(np.isfinite(p.grad.numpy()).all() for p in prep.parameters()
                if p.grad is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recurrent cells, hooks
+# ---------------------------------------------------------------------------------------------
+class Cells(nn.Module):
+    """An LSTMCell and a GRUCell stepped by hand (torch calls their fused cell kernels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell, self.gru, self.fc = nn.LSTMCell(4, 5), nn.GRUCell(5, 5), nn.Linear(5, 2)
+
+    def forward(self, x):  # (T, B, 4)
+        h = c = g = x.new_zeros(x.shape[1], 5)
+        for t in range(x.shape[0]):
+            h, c = self.cell(x[t], (h, c))
+            g = self.gru(h, g)
+        return self.fc(g)
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_recurrent_cells_are_warned_and_listed_digital(run):
+    """They ran in float with no warning and no digital entry: results that looked
+    simulated (their kernels are no matrix product the functional watch sees)."""
+    with pytest.warns(UserWarning, match=r"cell \(LSTMCell\), gru \(GRUCell\)"):
+        out = run(Cells(), lossless_chip(), torch.randn(3, 2, 4), batch_dim=1)
+    assert [d for d in out.digital if d[0] in ("cell", "gru")] == [
+        ("cell", "LSTMCell", "layer type not supported"),
+        ("gru", "GRUCell", "layer type not supported")]
+
+
+def _hooked():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).eval()
+    seen: list[torch.Tensor] = []
+    model[0].register_forward_pre_hook(lambda _m, args: (args[0] * 0.5,))  # e.g. a scaling
+    model[2].register_forward_hook(lambda _m, _a, out: seen.append(out))  # e.g. features
+    return model, seen
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+def test_the_hooks_of_a_mapped_layer_run_on_it(run):
+    """The layer's forward hooks were dropped with the module: a pre-hook that scales the
+    input silently did nothing (outputs off float), a recording hook never fired."""
+    model, seen = _hooked()
+    x = torch.randn(8, 4)
+    with torch.no_grad():
+        want = model(x)
+    out = (cimsim.deploy(model, lossless_chip(), x) if run == "deploy"
+           else prepare(model, lossless_chip(), x).eval())
+    seen.clear()
+    with torch.no_grad():
+        got = out(x)
+    assert float((got - want).norm() / want.norm()) < 0.02
+    assert len(seen) == 1 and torch.equal(seen[0], got)
+    if run == "prepare":  # the float model and the deployed twin keep them too
+        sim = out.deploy()
+        seen.clear()
+        torch.testing.assert_close(sim(x), got, rtol=1e-5, atol=1e-5)
+        assert len(seen) == 1
+
+
+def test_old_style_weight_norm_maps_its_weight_and_leaves_its_hook():
+    """``torch.nn.utils.weight_norm`` recomputes ``weight`` in a pre-hook that reads g and v:
+    the mapped layer holds the weight it computed, the hook is not carried over."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch deprecates it
+        model = nn.Sequential(nn.utils.weight_norm(nn.Linear(4, 6)), nn.ReLU(),
+                              nn.utils.spectral_norm(nn.Linear(6, 2))).eval()
+    x = torch.randn(8, 4)
+    with torch.no_grad():
+        want = model(x)
+    for out in (cimsim.deploy(model, lossless_chip(), x),
+                prepare(model, lossless_chip(), x).eval()):
+        with torch.no_grad():
+            assert float((out(x) - want).norm() / want.norm()) < 0.02
