@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
 from torch.nn.utils.rnn import PackedSequence
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
@@ -490,8 +490,9 @@ def _relu_consumers(root: nn.Module, mapped: set[str],
         calls.setdefault(str(node.target), []).append((clamp, relu))
     for target, seen in calls.items():
         clamps = {clamp for clamp, _ in seen}
-        if len(clamps) == 1 and None not in clamps:
-            found[target] = clamps.pop()
+        only = clamps.pop() if len(clamps) == 1 else None
+        if only is not None:
+            found[target] = only
     if modules is not None:
         for target in found:
             relus = {relu for _, relu in calls[target]}
@@ -639,7 +640,7 @@ def user_model(model: nn.Module, who: str) -> nn.Module:
     layer is a ``MappingError`` naming it (its weights do not exist yet)."""
     model = uncompiled(model, None, "", who)
     lazy = [f"{name or 'model'} ({type(m).__name__})" for name, m in model.named_modules()
-            if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params()]
+            if any(isinstance(p, UninitializedParameter) for p in m.parameters(recurse=False))]
     if lazy:
         raise MappingError(f"{', '.join(lazy)}: uninitialized parameters (a lazy layer): run "
                            f"the model once on an input before {who}")

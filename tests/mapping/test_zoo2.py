@@ -13,7 +13,8 @@ And what broke: a layer called twice, only once into a ReLU, had its fused ADC c
 calls; a ReLU module shared by a fused layer and another input became the identity in the
 twin; a module at two places in the model was simulated at the first only; a PackedSequence,
 an uninitialized lazy layer, a ``torch.compile`` d model and ``prepare`` under
-``torch.inference_mode`` failed deep in torch or dynamo.
+``torch.inference_mode`` failed deep in torch or dynamo; LSTMCell / GRUCell ran in float with
+no warning and no digital entry; a mapped layer's forward hooks were dropped.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .conftest import (
     quantize_x,
     reference_model,
 )
-from .test_new_models import _rram
+from .test_new_models import _rram, prepare_step_deploy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,31 +330,13 @@ def test_channels_last_input_gives_the_same_outputs():
 # ---------------------------------------------------------------------------------------------
 # prepare -> one step -> deploy
 # ---------------------------------------------------------------------------------------------
-def _prepare_step_deploy(name: str, chip):
-    model, args, batch_dim = _build(name, torch.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        prep = prepare(model, chip, args, seed=3, batch_dim=batch_dim)
-    before = {n: p.detach().clone() for n, p in prep.named_parameters()}
-    opt = torch.optim.SGD(prep.parameters(), lr=1e-2)
-    prep.train()
-    _main(prep(*args)).pow(2).mean().backward()
-    opt.step()
-    assert any(not torch.equal(p, before[n]) for n, p in prep.named_parameters())
-    prep.eval()
-    with torch.no_grad():
-        want = prep(*args)
-    got = prep.deploy(batch_dim=batch_dim)(*args)
-    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
-    return prep
-
-
 @pytest.mark.parametrize("chip", ["ideal", "rram"])
 @pytest.mark.parametrize("name", list(ZOO2))
 def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
     chip_cfg = (lossless_chip("channel") if chip == "ideal" else
                 _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0)))
-    prep = _prepare_step_deploy(name, chip_cfg)
+    model, args, batch_dim = _build(name, torch.float64)
+    prep = prepare_step_deploy(model, chip_cfg, args, batch_dim, _main)
     if name == "bag-bilinear":
         assert {d[0] for d in prep.digital} == {"bag", "bil"}
 
@@ -518,6 +501,11 @@ def test_a_compiled_model_deploys_as_its_module():
     with pytest.warns(UserWarning, match="torch.compile.*uncompiled"):
         prep = prepare(compiled, lossless_chip(), x)
     assert list(prep.twin_layers) == ["fc", "out"]
+    inner = nn.Sequential(torch.compile(model), nn.ReLU())  # a compiled submodule
+    with pytest.warns(UserWarning, match="0 is a torch.compile'd module"):
+        sim = cimsim.deploy(inner, lossless_chip(), x)
+    assert list(sim.sim_layers) == ["0.fc", "0.out"]
+    assert_bitwise(sim(x), F.relu(plain(x)))
 
 
 def test_inference_mode_deploy_runs_and_prepare_is_refused_there():

@@ -5,20 +5,17 @@ recipes are reused, not copied)."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from torch import nn
 
 import cimsim
-
 from cimsim.errors import ConfigError, MappingError
 from cimsim.train import distill, prepare
 from cimsim.train.bskmq import prepare_bskmq
 
 from ..mapping.test_zoo2 import _build, _main
-from .test_methods_new_models import METHODS, NOT_THE_TWIN, _bskmq_chip, _quiet
+from .test_methods_new_models import METHODS, _bskmq_chip, _quiet, check_method
 
 
 class MainOutput(nn.Module):
@@ -53,14 +50,7 @@ _CASES = [(n, m) for n in NAMES for m in METHODS
 @pytest.mark.parametrize(("name", "method"), [
     c if c[0] in FAST else pytest.param(*c, marks=pytest.mark.slow) for c in _CASES])
 def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
-    model, args, bd = _model(name)
-    prep, sim = METHODS[method](copy.deepcopy(model), args, bd)
-    with torch.no_grad():
-        want = prep.eval()(*args)
-    got = sim(*args)
-    assert got.shape == want.shape and torch.isfinite(got).all()
-    if method not in NOT_THE_TWIN:
-        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-7)
+    check_method(*_model(name), method)
 
 
 @pytest.mark.parametrize("name", ["unet", "stacked-rnn"])
