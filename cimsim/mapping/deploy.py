@@ -67,6 +67,7 @@ _MAPPED: dict[type, type[SimLayer]] = {
 # product the functional watch sees: it would run in float unnoticed)
 _UNSUPPORTED = (nn.Bilinear, nn.Embedding, nn.EmbeddingBag, nn.RNNCellBase)
 UNSUPPORTED_REASON = "layer type not supported"
+NOT_MAPPABLE = "not mappable: "
 
 
 def warn_unsupported(digital: list[tuple[str, str, str]], who: str) -> None:
@@ -76,6 +77,13 @@ def warn_unsupported(digital: list[tuple[str, str, str]], who: str) -> None:
     if kept:
         warnings.warn(f"{who}: {len(kept)} layer(s) with weights run digitally in float, their "
                       f"type not being supported: {', '.join(kept)}", UserWarning, stacklevel=3)
+    # a supported type whose settings are not (add_bias_kv, a kernel taller than the arrays):
+    # listed too, but as silent in float as the above
+    why_not = [why.removeprefix(NOT_MAPPABLE) for _, _, why in digital
+               if why.startswith(NOT_MAPPABLE)]
+    if why_not:
+        warnings.warn(f"{who}: {len(why_not)} layer(s) cannot be mapped and run digitally in "
+                      f"float: {'; '.join(why_not)}", UserWarning, stacklevel=3)
 
 
 _HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
@@ -733,7 +741,7 @@ class _LayerMapping:
             new = cls(child, name, self.chip,
                       layer_seed(self.seed, name), **extra)
         except MappingError as exc:
-            self.digital.append((name, type(child).__name__, f"not mappable: {exc}"))
+            self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
             return None
         new.train(child.training)  # the copy's (eval) mode: no attention / RNN dropout
         carry_hooks(child, new)

@@ -72,6 +72,7 @@ from ..config import (
 from ..errors import ConfigError, MappingError
 from ..mapping.deploy import (
     _UNSUPPORTED,
+    NOT_MAPPABLE,
     UNSUPPORTED_REASON,
     SimModel,
     _batches,
@@ -1606,7 +1607,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             try:
                 new = cls(child, name, chip, layer_seed(seed, name), opts)
             except MappingError as exc:
-                digital.append((name, type(child).__name__, f"not mappable: {exc}"))
+                digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
                 continue
             carry_hooks(child, new)
             parent._modules[child_name] = seen[key] = seen[id(child)] = new

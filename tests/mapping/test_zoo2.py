@@ -308,6 +308,7 @@ def test_bool_masks_and_is_causal_equal_their_float_masks():
 
 
 def test_unsupported_layers_are_warned_named_and_listed():
+    """add_bias_kv attention was listed digital without a warning (an unsupported type warns)."""
     model, args, _ = _build("bag-bilinear")
     with pytest.warns(UserWarning, match=r"2 layer\(s\).*bag \(EmbeddingBag\), bil \(Bilinear\)"):
         sim = cimsim.deploy(model, lossless_chip("channel"), args)
@@ -316,7 +317,8 @@ def test_unsupported_layers_are_warned_named_and_listed():
     sim(*args)
     assert sim.sim_layers["shared"].cores[0].n_vectors == 6  # both calls on the arrays
     model, args, _ = _build("bias-kv")
-    sim = cimsim.deploy(model, lossless_chip("channel"), args, batch_dim=1)
+    with pytest.warns(UserWarning, match=r"1 layer\(s\) cannot be mapped.*attn: add_bias_kv"):
+        sim = cimsim.deploy(model, lossless_chip("channel"), args, batch_dim=1)
     (row,) = [d for d in sim.digital if d[0] == "attn"]
     assert row[1] == "MultiheadAttention" and "add_bias_kv / add_zero_attn" in row[2]
 
