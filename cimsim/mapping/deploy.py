@@ -11,6 +11,7 @@ import copy
 import fnmatch
 import logging
 import math
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.nn.parameter import UninitializedParameter
+from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from ..arrays.drift import check_time
 from ..arrays.program import n_arrays_for_shape
@@ -58,8 +63,11 @@ _MAPPED: dict[type, type[SimLayer]] = {
     nn.ConvTranspose3d: SimConvTranspose,
     nn.RNNBase: SimRNN,
 }
-_UNSUPPORTED = (nn.Bilinear, nn.Embedding, nn.EmbeddingBag)
+# hold weights, cannot be mapped: listed digital and warned (an RNN cell's fused kernel is no
+# product the functional watch sees: it would run in float unnoticed)
+_UNSUPPORTED = (nn.Bilinear, nn.Embedding, nn.EmbeddingBag, nn.RNNCellBase)
 UNSUPPORTED_REASON = "layer type not supported"
+NOT_MAPPABLE = "not mappable: "
 
 
 def warn_unsupported(digital: list[tuple[str, str, str]], who: str) -> None:
@@ -69,6 +77,29 @@ def warn_unsupported(digital: list[tuple[str, str, str]], who: str) -> None:
     if kept:
         warnings.warn(f"{who}: {len(kept)} layer(s) with weights run digitally in float, their "
                       f"type not being supported: {', '.join(kept)}", UserWarning, stacklevel=3)
+    # a supported type whose settings are not (add_bias_kv, a kernel taller than the arrays):
+    # listed too, but as silent in float as the above
+    why_not = [why.removeprefix(NOT_MAPPABLE) for _, _, why in digital
+               if why.startswith(NOT_MAPPABLE)]
+    if why_not:
+        warnings.warn(f"{who}: {len(why_not)} layer(s) cannot be mapped and run digitally in "
+                      f"float: {'; '.join(why_not)}", UserWarning, stacklevel=3)
+
+
+_HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+          "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
+
+
+def carry_hooks(src: nn.Module, dst: nn.Module) -> None:
+    """The forward (pre-)hooks the user put on ``src`` run on ``dst``, its replacement (an
+    input scaling, a feature recorder). torch's old-style weight_norm / spectral_norm hooks stay
+    behind: they recompute ``weight`` from parameters the replacement does not hold, and the
+    mapped weight is the one they computed."""
+    dropped = {key for key, hook in src._forward_pre_hooks.items()
+               if isinstance(hook, (WeightNorm, SpectralNorm))}
+    for attr in _HOOKS:
+        getattr(dst, attr).update({key: value for key, value in getattr(src, attr).items()
+                                   if key not in dropped})
 
 
 def _sim_class(module: nn.Module) -> type[SimLayer] | None:
@@ -364,6 +395,9 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
     the first tensor along ``batch_dim``; each other tensor along ``batch_dim`` where it has the
     first's sample count there, else along dimension 0 where it has it there (the (B, S) key
     padding mask of a sequence-first transformer), else passed whole (a shared mask)."""
+    if isinstance(data, PackedSequence):  # a tuple: its sizes would be passed as an input
+        raise MappingError("calibration as a PackedSequence is not supported (the simulated "
+                           "recurrent layers take padded sequences): pass the padded tensor")
     if isinstance(data, Mapping):  # iterating it would pass the keys as inputs
         raise MappingError("calibration as a dict (keyword inputs) is not supported: pass the "
                            "model's positional inputs, a tensor or a tuple of tensors")
@@ -439,22 +473,49 @@ def _relu_consumers(root: nn.Module, mapped: set[str],
                     if modules is not None:
                         modules[full] = f"{prefix}.{nxt_name}" if prefix else nxt_name
         return found
+    # a layer called more than once (shared weights) fuses only if every call feeds a ReLU
+    # alone, the same clamp each time: its ADC is the activation of all its calls
+    calls: dict[str, list[tuple[float | None, str | None]]] = {}
+    callers: dict[str, list[fx.Node]] = {}  # module -> the nodes calling it
     for node in graph.nodes:
-        if node.op != "call_module" or node.target not in mapped or len(node.users) != 1:
+        if node.op == "call_module":
+            callers.setdefault(str(node.target), []).append(node)
+        if node.op != "call_module" or node.target not in mapped:
             continue
-        (user,) = node.users
-        if user.op == "call_module":
-            clamp = _relu_clamp(root.get_submodule(user.target))
-        elif user.op == "call_function":
-            clamp = _relu_clamp(user.target)
-        else:
-            clamp = math.inf if user.op == "call_method" and user.target in ("relu", "relu_") \
-                else None
-        if clamp is not None and user.args[:1] == (node,) and len(user.args) == 1:
-            found[node.target] = clamp
-            if modules is not None and user.op == "call_module":
-                modules[node.target] = str(user.target)
+        clamp, relu = None, None
+        if len(node.users) == 1:
+            (user,) = node.users
+            if user.op == "call_module":
+                clamp, relu = _relu_clamp(root.get_submodule(user.target)), str(user.target)
+            elif user.op == "call_function":
+                clamp = _relu_clamp(user.target)
+            else:
+                clamp = math.inf if user.op == "call_method" and user.target in ("relu",
+                                                                                 "relu_") \
+                    else None
+            if not (user.args[:1] == (node,) and len(user.args) == 1):
+                clamp = None
+        calls.setdefault(str(node.target), []).append((clamp, relu))
+    for target, seen in calls.items():
+        clamps = {clamp for clamp, _ in seen}
+        only = clamps.pop() if len(clamps) == 1 else None
+        if only is not None:
+            found[target] = only
+    if modules is not None:
+        for target in found:
+            relus = {relu for _, relu in calls[target]}
+            relu = relus.pop() if len(relus) == 1 else None
+            # the twin makes that ReLU module the identity: only if each of its calls reads a
+            # fused layer's output (a shared nn.ReLU may also follow other work)
+            if relu is not None and all(_reads_one_of(n, found) for n in callers[relu]):
+                modules[target] = relu
     return found
+
+
+def _reads_one_of(node: fx.Node, layers: dict[str, float]) -> bool:
+    """Whether ``node``'s first argument is the output of a call of one of ``layers``."""
+    arg = node.args[0] if node.args else None
+    return isinstance(arg, fx.Node) and arg.op == "call_module" and arg.target in layers
 
 
 def _excluded(name: str, patterns: Sequence[str]) -> bool:
@@ -574,12 +635,39 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
 
 def _eval_copy(model: nn.Module) -> nn.Module:
     """A deep copy in eval mode: the user's model is never modified."""
-    sim = copy.deepcopy(model)
+    sim = copy.deepcopy(user_model(model, "deploy"))
     try:
         sim.eval()
     except NotImplementedError:  # torch.export modules refuse eval(); they are eval already
         pass
     return sim
+
+
+def user_model(model: nn.Module, who: str) -> nn.Module:
+    """The module to map: a ``torch.compile`` d model's own (warned); an uninitialized lazy
+    layer is a ``MappingError`` naming it (its weights do not exist yet)."""
+    model = uncompiled(model, None, "", who)
+    lazy = [f"{name or 'model'} ({type(m).__name__})" for name, m in model.named_modules()
+            if any(isinstance(p, UninitializedParameter) for p in m.parameters(recurse=False))]
+    if lazy:
+        raise MappingError(f"{', '.join(lazy)}: uninitialized parameters (a lazy layer): run "
+                           f"the model once on an input before {who}")
+    return model
+
+
+def uncompiled(module: nn.Module, parent: nn.Module | None, name: str, who: str) -> nn.Module:
+    """A ``torch.compile`` d module's original (put in ``parent`` as ``name`` when given):
+    compiled code would trace into the simulated layers' NumPy. Warns once per module."""
+    dynamo = sys.modules.get("torch._dynamo.eval_frame")  # loaded if anything was compiled
+    if dynamo is None or not isinstance(module, dynamo.OptimizedModule):
+        return module
+    original = module._orig_mod
+    warnings.warn(f"{who}: {name or 'the model'} is a torch.compile'd module; it runs "
+                  "uncompiled (the simulated layers are NumPy, which torch.compile cannot "
+                  "trace)", UserWarning, stacklevel=4)
+    if parent is not None:
+        parent._modules[name] = original
+    return original
 
 
 @dataclass
@@ -592,6 +680,8 @@ class _LayerMapping:
     exclude: list[str]
     sim_layers: dict[str, SimLayer] = field(default_factory=dict)
     digital: list[tuple[str, str, str]] = field(default_factory=list)
+    seen: dict[int, nn.Module] = field(default_factory=dict)
+    """id of every module visited -> what replaces it (itself where nothing does)."""
 
     def replace_layers(self, sim: nn.Module) -> nn.Module:
         """Replace in place; a mappable root module is held as child ``"0"`` of a
@@ -613,13 +703,22 @@ class _LayerMapping:
         return sim
 
     def _visit(self, parent: nn.Module, prefix: str) -> None:
-        for child_name, child in list(parent.named_children()):
+        # _modules, not named_children(): that skips a module's second place in a parent
+        for child_name, child in list(parent._modules.items()):
             name = f"{prefix}{child_name}"
+            if child is None:
+                continue
+            if id(child) in self.seen:  # a module at a second place: the same replacement
+                parent._modules[child_name] = self.seen[id(child)]
+                continue
+            key = id(child)
+            child = uncompiled(child, parent, child_name, "deploy")
+            self.seen[key] = self.seen[id(child)] = child
             cls = _sim_class(child)
             if cls is not None:
                 new = self._map(child, name, cls)
                 if new is not None:
-                    parent._modules[child_name] = new
+                    parent._modules[child_name] = self.seen[key] = self.seen[id(child)] = new
             elif isinstance(child, _UNSUPPORTED):
                 self.digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
             elif isinstance(row := getattr(child, "digital_row", None), tuple):
@@ -642,9 +741,10 @@ class _LayerMapping:
             new = cls(child, name, self.chip,
                       layer_seed(self.seed, name), **extra)
         except MappingError as exc:
-            self.digital.append((name, type(child).__name__, f"not mappable: {exc}"))
+            self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
             return None
         new.train(child.training)  # the copy's (eval) mode: no attention / RNN dropout
+        carry_hooks(child, new)
         self.sim_layers[name] = new
         if cls is SimMultiheadAttention:
             self.digital.append((name, "attention products",

@@ -72,11 +72,15 @@ from ..config import (
 from ..errors import ConfigError, MappingError
 from ..mapping.deploy import (
     _UNSUPPORTED,
+    NOT_MAPPABLE,
     UNSUPPORTED_REASON,
     SimModel,
     _batches,
     _relu_consumers,
+    carry_hooks,
     deploy_views,
+    uncompiled,
+    user_model,
     warn_unsupported,
 )
 from ..mapping.functional import warn_functional, watch_functional_weights, weight_read_error
@@ -1561,6 +1565,11 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
     check_chip(chip)
+    if torch.is_inference_mode_enabled():  # the twin's parameters would be inference tensors
+        raise MappingError("prepare under torch.inference_mode(): the twin could never train "
+                           "(inference tensors take no gradient); call it outside, or under "
+                           "torch.no_grad() if you must")
+    model = user_model(model, "prepare")
     was_training = model.training
     root = copy.deepcopy(model)
     if _twin_class(root) is not None:
@@ -1574,9 +1583,19 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
               if chip.adc.placement is ADCPlacement.LAYER_OUTPUT and chip.adc.fuse_activation
               else {})
 
+    seen: dict[int, nn.Module] = {}  # as deploy: a module's second place gets the same twin
+
     def visit(parent: nn.Module, prefix: str) -> None:
-        for child_name, child in list(parent.named_children()):
+        for child_name, child in list(parent._modules.items()):
             name = f"{prefix}{child_name}"
+            if child is None:
+                continue
+            if id(child) in seen:
+                parent._modules[child_name] = seen[id(child)]
+                continue
+            key = id(child)
+            child = uncompiled(child, parent, child_name, "prepare")
+            seen[key] = seen[id(child)] = child
             cls = _twin_class(child)
             if cls is None and isinstance(child, _UNSUPPORTED):
                 digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
@@ -1588,9 +1607,10 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             try:
                 new = cls(child, name, chip, layer_seed(seed, name), opts)
             except MappingError as exc:
-                digital.append((name, type(child).__name__, f"not mappable: {exc}"))
+                digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
                 continue
-            parent._modules[child_name] = new
+            carry_hooks(child, new)
+            parent._modules[child_name] = seen[key] = seen[id(child)] = new
             layers[name] = new
             new.activation_clamp = clamps.get(name)
             if cls is TwinMultiheadAttention:

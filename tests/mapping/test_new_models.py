@@ -255,21 +255,28 @@ def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
     # draws none: with 0.5 LSB the transformers' outputs move by ~50 %)
     chip_cfg = (lossless_chip("channel") if chip == "ideal" else
                 _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0)))
+    prepare_step_deploy(model, chip_cfg, args, batch_dim)
+
+
+def prepare_step_deploy(model, chip_cfg, args, batch_dim, main=lambda y: y):
+    """prepare, one SGD step on the mean square of ``main(output)``, then the deployed twin
+    equals the eval twin (float64: no ties). Returns the prepared model."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the GPT's embedding
+        warnings.simplefilter("ignore", UserWarning)  # embeddings and the like listed digital
         prep = prepare(model, chip_cfg, args, seed=3, batch_dim=batch_dim)
     before = {n: p.detach().clone() for n, p in prep.named_parameters()}
     opt = torch.optim.SGD(prep.parameters(), lr=1e-2)
     prep.train()
-    prep(*args).pow(2).mean().backward()
+    main(prep(*args)).pow(2).mean().backward()
     opt.step()
     assert any(not torch.equal(p, before[n]) for n, p in prep.named_parameters())
     prep.eval()
     with torch.no_grad():
         want = prep(*args)
     got = prep.deploy(batch_dim=batch_dim)(*args)
-    # the engine computes what the twin computes (float64: no ties)
+    # the engine computes what the twin computes
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    return prep
 
 
 def test_twin_keeps_the_head_tied_to_the_embedding():

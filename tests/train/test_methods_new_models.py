@@ -164,7 +164,12 @@ NOT_THE_TWIN = ("columnquant-centre", "pim-qat-adjusted")
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("name", ALL)
 def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
-    model, args, bd = _model(name)
+    check_method(*_model(name), method)
+
+
+def check_method(model, args, bd, method: str) -> None:
+    """``METHODS[method]`` on a copy of ``model``: finite outputs of the twin's shape, equal to
+    the eval twin's where the method deploys what its twin computes."""
     prep, sim = METHODS[method](copy.deepcopy(model), args, bd)
     with torch.no_grad():
         want = prep.eval()(*args)
