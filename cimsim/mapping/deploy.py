@@ -682,6 +682,8 @@ class _LayerMapping:
     digital: list[tuple[str, str, str]] = field(default_factory=list)
     seen: dict[int, nn.Module] = field(default_factory=dict)
     """id of every module visited -> what replaces it (itself where nothing does)."""
+    candidates: list[str] = field(default_factory=list)
+    """Names the ``exclude`` patterns were tried on (mappable layers, attention projections)."""
 
     def replace_layers(self, sim: nn.Module) -> nn.Module:
         """Replace in place; a mappable root module is held as child ``"0"`` of a
@@ -689,6 +691,7 @@ class _LayerMapping:
         if _sim_class(sim) is not None:
             sim = Root(sim)
         self._visit(sim, "")
+        self._warn_unmatched_excludes()
         if not self.sim_layers:
             # nothing would run on the arrays: refuse before the calibration pass, not after
             if not self.digital:
@@ -701,6 +704,19 @@ class _LayerMapping:
                 "RNN/LSTM/GRU or MultiheadAttention outside the excluded ones); kept digital: "
                 f"{kept}")
         return sim
+
+    def _excludes(self, name: str) -> bool:
+        self.candidates.append(name)
+        return _excluded(name, self.exclude)
+
+    def _warn_unmatched_excludes(self) -> None:
+        """A pattern that names no mappable layer is most likely a typo: say so, with names."""
+        unmatched = [p for p in self.exclude if not any(_excluded(n, [p]) for n in self.candidates)]
+        if unmatched:
+            shown = ", ".join(self.candidates[:8]) + (", ..." if len(self.candidates) > 8 else "")
+            warnings.warn(f"deploy: exclude pattern(s) {', '.join(map(repr, unmatched))} match no "
+                          f"mappable layer (they are named like: {shown or 'none'})",
+                          UserWarning, stacklevel=4)
 
     def _visit(self, parent: nn.Module, prefix: str) -> None:
         # _modules, not named_children(): that skips a module's second place in a parent
@@ -730,7 +746,7 @@ class _LayerMapping:
     def _map(self, child: nn.Module, name: str, cls: Callable[..., SimLayer]
              ) -> SimLayer | None:
         """The simulated layer of ``child``, or None (kept digital, reason recorded)."""
-        if _excluded(name, self.exclude):
+        if self._excludes(name):
             self.digital.append((name, type(child).__name__, "excluded by the user"))
             return None
         extra = {}
@@ -755,8 +771,8 @@ class _LayerMapping:
         """Projections of attention module ``name`` the user excludes by name:
         NAME.q_proj/k_proj/v_proj/out_proj (NAME.in_proj: all three input projections)."""
         tags = {t for t in ("q_proj", "k_proj", "v_proj", "out_proj")
-                if _excluded(f"{name}.{t}", self.exclude)}
-        if _excluded(f"{name}.in_proj", self.exclude):
+                if self._excludes(f"{name}.{t}")}
+        if self._excludes(f"{name}.in_proj"):
             tags |= {"q_proj", "k_proj", "v_proj"}
         self.digital.extend((f"{name}.{t}", "projection", "excluded by the user")
                             for t in sorted(tags))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -405,6 +406,18 @@ def test_exclude_names_and_globs_stay_digital():
     # a plain string is one pattern
     sim2 = cimsim.deploy(model, lossless_chip(), x, exclude="out")
     assert "out" not in sim2.sim_layers and "fc_in" in sim2.sim_layers
+
+
+def test_exclude_pattern_matching_no_layer_is_warned_with_the_names():
+    model = Named().eval()
+    x = torch.randn(8, 10)
+    with pytest.warns(UserWarning, match=r"'fc_inn', 'glob_c\*' match no mappable layer "
+                                         r"\(they are named like: fc_in, glob_a, glob_b.0, out\)"):
+        sim = cimsim.deploy(model, lossless_chip(), x, exclude=["fc_inn", "glob_c*", "out"])
+    assert set(sim.sim_layers) == {"fc_in", "glob_a", "glob_b.0"}  # nothing else changed
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cimsim.deploy(model, lossless_chip(), x, exclude=["glob*"])  # every pattern matches
 
 
 class Mixed(nn.Module):
