@@ -43,6 +43,11 @@ class Block:
     """Blocks of one stage work in parallel; a later stage waits for the one before it (an
     attention layer's output projection, stage 1, reads what its q/k/v projections, stage 0,
     produced over the whole sequence)."""
+    lag_vectors: float = 0.0
+    """Vectors per inference the block waits, at its own time per vector, before its first
+    step: a stacked unidirectional recurrent layer ``k`` starts once the layer below has made
+    its first output, ``k`` time steps in (a wavefront pipeline, so the stack takes ``T + L -
+    1`` time steps, not ``L T`` nor ``T``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,8 +22,10 @@ A layer's blocks (convolution groups, per-tile parts, attention projections) run
 the layer takes as long as its slowest block; except where a block reads another's outputs,
 which is a later *stage* (``Block.stage``): an attention layer's output projection waits for
 its q/k/v projections over the whole sequence, so that layer takes the slowest of q, k, v plus
-the output projection. (A stacked recurrent layer's next layer lags the one below by one time
-step: a pipeline whose fill, one step per extra layer, is not added.) The chip runs layers
+the output projection. A stacked unidirectional recurrent layer ``k`` lags the one below by
+``k`` time steps (``Block.lag_vectors``: the wavefront pipeline's fill, added to its blocks'
+latency); a stacked bidirectional layer is a later stage (its backward direction reads the
+whole output of the layer below). The chip runs layers
 one after another (``sum``) or as a pipeline whose period is its slowest layer (``max``).
 
 A time-multiplexed chip (a model needing more arrays than the chip has) reloads the arrays

@@ -80,6 +80,8 @@ class MatmulCore:
         :meth:`reset`."""
         self.stage = 0
         """Its blocks' :attr:`cimsim.work.Block.stage` (the cost model's latency order)."""
+        self.lag_vectors = 0.0
+        """Its blocks' :attr:`cimsim.work.Block.lag_vectors` (a pipeline's fill)."""
         self.pending = False
         """Simulated calibration (``adc.calibration_mode = 'simulated'``): not yet calibrated
         on its simulated inputs, so it runs in float meanwhile (its ADC is not final)."""
@@ -273,7 +275,8 @@ class MatmulCore:
 
     def blocks(self) -> list[Block]:
         """The programmed parts, each with the vectors it processed."""
-        return [Block(layer, float(self.n_vectors), self.stage) for _, _, layer in self.parts]
+        return [Block(layer, float(self.n_vectors), self.stage, self.lag_vectors)
+                for _, _, layer in self.parts]
 
     def float_run(self, x: np.ndarray) -> np.ndarray:
         y = x @ self.w.T

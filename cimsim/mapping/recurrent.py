@@ -199,6 +199,17 @@ class SimRNN(SimLayer):
                 self.cores.append(core)
                 row.append(core)
             self.index.append(row)
+        # latency of a stack: a unidirectional layer k starts k time steps after the first
+        # (a wavefront: its input at step t is the output of the layer below at step t); a
+        # bidirectional layer's backward direction reads the whole output of the layer
+        # below, so each bidirectional layer is a later stage
+        n_dir = 2 if self.shape.bidirectional else 1
+        for i, row in enumerate(self.index):
+            for core in row:
+                if n_dir == 2:
+                    core.stage = i // n_dir
+                else:
+                    core.lag_vectors = float(i)
 
     def finalize(self) -> None:
         for core in self.cores:

@@ -236,3 +236,48 @@ def test_a_wrong_initial_state_is_refused_as_torch_refuses_it():
         module(x, h0)
     with pytest.raises(RuntimeError, match=r"r: Expected hidden size \(1, 2, 4\)"):
         sim(x, h0)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_stacked_layers_latency_is_a_wavefront_or_one_stage_per_layer(bidirectional):
+    """A unidirectional stack of L layers over T steps takes T + L - 1 steps (layer k starts k
+    steps in); a bidirectional one takes the layers one after another (the backward direction
+    reads the whole output of the layer below)."""
+    from cimsim.cost import estimate
+    from cimsim.cost.latency import block_latency
+
+    torch.manual_seed(0)
+    n_layers, length, bsz = 3, 5, 2
+    model = nn.GRU(8, 8, num_layers=n_layers, batch_first=True,
+                   bidirectional=bidirectional).eval()
+    x = torch.randn(bsz, length, 8)
+    sim = cimsim.deploy(model, lossless_chip(), x)
+    sim.reset()
+    sim(x)
+    rep = estimate(sim.work())
+    rows = rep.blocks
+    assert {b["name"].split(".")[-1] for b in rows} >= {"weight_ih_l0", "weight_hh_l2"}
+    # every block of this model has the same shape (8 inputs, 3 x 8 gate outputs; the
+    # bidirectional upper layers read 16): one vector's time from its own block
+    per_vector = {b["name"]: block_latency(sim.sim_layers["0"].cores[i].parts[0][2], 1.0)
+                  for i, b in enumerate(rows)}
+    layer = next(r for r in rep.layers if r["layer"] == "0")
+    n_dir = 2 if bidirectional else 1
+    for i, b in enumerate(rows):
+        k = i // (2 * n_dir)  # ih and hh per direction, layer by layer
+        one = per_vector[b["name"]]
+        step = one["latency_ns"] - one["tail_ns"]
+        assert b["n_vectors_per_inference"] == length
+        if bidirectional:
+            assert b["stage"] == k and b["lag_ns"] == 0.0
+        else:
+            assert b["stage"] == 0
+            assert b["lag_ns"] == pytest.approx(k * step)
+            assert b["latency_ns"] == pytest.approx((length + k) * step + one["tail_ns"])
+    if bidirectional:
+        slowest = [max(b["latency_ns"] for b in rows if b["stage"] == k)
+                   for k in range(n_layers)]
+        assert layer["latency_ns_per_inference"] == pytest.approx(sum(slowest))
+    else:
+        assert layer["latency_ns_per_inference"] == pytest.approx(
+            max(b["latency_ns"] for b in rows))
