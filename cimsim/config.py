@@ -510,7 +510,7 @@ class DeviceConfig(_Config):
             _fail("DeviceConfig", "drift_nu_sigma", list(self.drift_nu_sigma),
                   "empty or zeros without drift_nu_mean (the spread of no drift)")
         _float_in(self, "retention_sigma_lsb", 0.0, 100.0)
-        _float_in(self, "g_max_us", 0.0, 1e6, lo_open=True)  # at most 1 S (1 Ohm)
+        _float_in(self, "g_max_us", 1e-3, 1e6)  # 1 nS .. 1 S: catches siemens written as uS
         _float_in(self, "on_off_ratio", 1.0, lo_open=True, allow_inf=True)
         _float_in(self, "variation_sigma", 0.0, 10.0)
         _float_in(self, "p_stuck_on", 0.0, 1.0)
@@ -810,7 +810,7 @@ class TechConfig(_Config):
         _int_in(self, "weight_sets_stored", 1, 1024)
         if self.cell_area_f2 is not None:
             _float_in(self, "cell_area_f2", 1.0, 10000.0)
-        _float_in(self, "cap_unit_ff", 0.0, 1000.0, lo_open=True)
+        _float_in(self, "cap_unit_ff", 0.01, 1000.0)  # 10 aF ..: catches farads written as fF
         d = self.cap_density_ff_per_um2  # 0: above the cell; else a real density
         if not (isinstance(d, (int, float)) and not isinstance(d, bool)
                 and (d == 0 or 1e-3 <= d <= 1000.0)):
@@ -822,7 +822,7 @@ class TechConfig(_Config):
         if self.wordline_high_v is not None:
             _float_in(self, "wordline_high_v", 0.0, 5.0, lo_open=True)
         if self.wordline_cap_ff_per_cell is not None:
-            _float_in(self, "wordline_cap_ff_per_cell", 0.0, 1000.0, lo_open=True)
+            _float_in(self, "wordline_cap_ff_per_cell", 1e-3, 1000.0)  # catches farads as fF
         _float_in(self, "wordline_driver_cap_ff", 0.0, 100000.0)
         if self.t_integrate_ns is not None:
             _float_in(self, "t_integrate_ns", MIN_TIME_NS, MAX_TIME_NS)
