@@ -286,6 +286,9 @@ def test_demo_cli_on_a_chip_file_and_rerender(tmp_path, capsys):
                  "--out", str(out), "--calibration", "64"]) == 0
     text = capsys.readouterr().out
     assert "rram-analog-slices" in text and "simulated accuracy" in text
+    # time-multiplexed (9 arrays on 8): the (reprogramming) line printed NaN clipping and SQNR
+    assert "(reprogramming)" in text
+    assert not re.search(r"\bnan\b", text, re.I), text
     data = json.loads((out / "report.json").read_text())
     assert data["chip"] == chip("rram-analog-slices").to_dict()
     t = data["totals"]
