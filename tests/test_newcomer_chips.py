@@ -4,7 +4,8 @@ The chip files in ``tests/data/chips/`` are hypothetical macros of styles the pr
 cover (a 3-nm and a 180-nm node, PCM with two devices per cell and pulse-width inputs, a flash
 converter shared by 16 columns in the charge domain, single-slope and CCO converters, an analog
 slice read-out with no stated window, 1024 x 1024 and 16 x 16 arrays, layer-output converters
-with power gating) and broken files (a typo in a field name, wrong units, an attempt to inherit
+with power gating, integrate-and-fire neurons with ternary weights and every word line
+switching) and broken files (a typo in a field name, wrong units, an attempt to inherit
 a preset, which the schema does not allow). Each goes through ``cimsim datasheet`` (both
 scopes, ``--json``), ``cimsim demo``, ``simulate``, ``sweep``, ``train``, ``report`` and the
 Python API (``cimsim.matmul``, ``cimsim.deploy``, ``cimsim.cost.estimate``,
@@ -41,7 +42,7 @@ from cimsim.models import load_digits_cnn
 
 CHIPS = Path(__file__).parent / "data" / "chips"
 VALID = ["finfet-3nm-sram", "bulk-180nm-rram", "pcm-2dev-pwm", "charge-flash-shared",
-         "rram-analog-slices", "huge-1024", "tiny-16", "layer-output-gated"]
+         "rram-analog-slices", "huge-1024", "tiny-16", "layer-output-gated", "rram-if-ternary"]
 """Chip files that load; every one runs the digits CNN."""
 
 BROKEN = {
