@@ -15,6 +15,7 @@ Units used by the hardware model (``docs/hardware-model.md``):
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import json
 import math
@@ -1049,8 +1050,11 @@ def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
     names = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
+        # a typo's nearest field names, so that the fix is in the message
+        near = [m for k in unknown for m in difflib.get_close_matches(k, names, n=1)]
+        hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
         raise ConfigError(
-            f"unknown key(s) {unknown} in [{where}]; allowed keys: {sorted(names)}"
+            f"unknown key(s) {unknown} in [{where}]{hint}; allowed keys: {sorted(names)}"
         )
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -1122,7 +1126,7 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
         if not path.is_file():
             raise ConfigError(f"chip file {str(path)!r} not found")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is no TOML
         except UnicodeDecodeError as exc:
             raise ConfigError(f"chip file {str(path)!r} is not UTF-8 text (TOML is UTF-8): "
                               f"{exc.reason} at byte {exc.start}") from None

@@ -47,9 +47,9 @@ VALID = ["finfet-3nm-sram", "bulk-180nm-rram", "pcm-2dev-pwm", "charge-flash-sha
 
 BROKEN = {
     # file: (the field the one-line error names, a fragment of what it says is allowed)
-    "typo-field": ("cols_per_adcs", "'cols_per_adc'"),
+    "typo-field": ("cols_per_adcs", "did you mean 'cols_per_adc'?"),
     "wrong-unit": ("TechConfig.node_nm", "[3.0, 180.0]"),
-    "wrong-unit-key": ("'node'", "'node_nm'"),
+    "wrong-unit-key": ("'node'", "did you mean 'node_nm'?"),
     "wrong-unit-farads": ("TechConfig.cap_unit_ff", "[0.01, 1000.0]"),
     "wrong-unit-siemens": ("DeviceConfig.g_max_us", "[0.001, 1000000.0]"),
     "inherits-preset": ("'base'", "allowed keys"),
@@ -95,6 +95,15 @@ def test_broken_chip_file_is_one_line_naming_the_field(name, capsys):
     err = capsys.readouterr().err
     assert err.startswith("cimsim: error: ") and len(err.strip().splitlines()) == 1
     assert field in err and allowed in err and "Traceback" not in err
+
+
+def test_chip_file_with_a_byte_order_mark_loads(tmp_path):
+    """A file saved by a Windows editor starts with a UTF-8 BOM; it was 'invalid TOML:
+    Invalid statement (at line 1, column 1)', a message that points at nothing visible."""
+    text = chip_file("tiny-16").read_text(encoding="utf-8")
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert load_chip(path) == chip("tiny-16")
 
 
 # ---------------------------------------------------------------- datasheet
