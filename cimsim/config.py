@@ -343,6 +343,15 @@ def _float_in(
         object.__setattr__(obj, name, float(value))
 
 
+def _zero_or_in(obj: Any, name: str, lo: float, hi: float, zero: str) -> None:
+    """``name`` is 0 (the feature off) or in [lo, hi]; ``zero`` says what 0 means."""
+    value = getattr(obj, name)
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (value == 0 or lo <= value <= hi)):
+        _fail(type(obj).__name__, name, value, f"{zero} a number in [{lo}, {hi}]")
+    object.__setattr__(obj, name, float(value))
+
+
 def _coerce_choices(obj: Any) -> None:
     """Turn strings given for Enum fields into the Enum, naming the field when impossible."""
     hints = get_type_hints(type(obj))
@@ -812,19 +821,16 @@ class TechConfig(_Config):
         if self.cell_area_f2 is not None:
             _float_in(self, "cell_area_f2", 1.0, 10000.0)
         _float_in(self, "cap_unit_ff", 0.01, 1000.0)  # 10 aF ..: catches farads written as fF
-        d = self.cap_density_ff_per_um2  # 0: above the cell; else a real density
-        if not (isinstance(d, (int, float)) and not isinstance(d, bool)
-                and (d == 0 or 1e-3 <= d <= 1000.0)):
-            _fail("TechConfig", "cap_density_ff_per_um2", d,
-                  "0 (capacitors above the cell) or a number in [0.001, 1000.0]")
-        object.__setattr__(self, "cap_density_ff_per_um2", float(d))
+        _zero_or_in(self, "cap_density_ff_per_um2", 1e-3, 1000.0,
+                    "0 (capacitors above the cell) or")  # else a real density
         if self.wordline_v is not None:
             _float_in(self, "wordline_v", 0.0, 5.0, lo_open=True)
         if self.wordline_high_v is not None:
             _float_in(self, "wordline_high_v", 0.0, 5.0, lo_open=True)
         if self.wordline_cap_ff_per_cell is not None:
             _float_in(self, "wordline_cap_ff_per_cell", 1e-3, 1000.0)  # catches farads as fF
-        _float_in(self, "wordline_driver_cap_ff", 0.0, 100000.0)
+        # 0: not priced; else a real load, so that farads written as fF are refused
+        _zero_or_in(self, "wordline_driver_cap_ff", 1e-3, 100000.0, "0 or")
         if self.t_integrate_ns is not None:
             _float_in(self, "t_integrate_ns", MIN_TIME_NS, MAX_TIME_NS)
         if not isinstance(self.window_stated, bool):

@@ -52,6 +52,7 @@ BROKEN = {
     "wrong-unit-key": ("'node'", "did you mean 'node_nm'?"),
     "wrong-unit-farads": ("TechConfig.cap_unit_ff", "[0.01, 1000.0]"),
     "wrong-unit-siemens": ("DeviceConfig.g_max_us", "[0.001, 1000000.0]"),
+    "wrong-unit-driver-farads": ("TechConfig.wordline_driver_cap_ff", "0 or a number in"),
     "inherits-preset": ("'base'", "allowed keys"),
 }
 
