@@ -49,7 +49,8 @@ def _layer_table(report) -> str:
         "latency_ns_per_inference": "latency_ns/inf", "adc_clip_pct": "clip_%",
         "sqnr_db": "sqnr_dB",
     })
-    table = frame.to_string(index=False, float_format=lambda v: f"{v:,.1f}")
+    # na_rep: the (reprogramming) line has no clipping or fidelity, which is not a NaN result
+    table = frame.to_string(index=False, float_format=lambda v: f"{v:,.1f}", na_rep="-")
     if "sqnr_db" in report.layers:
         table += ("\nsqnr_dB: each layer's output against the float layer fed the same input, "
                   f"over the first {TRACE_INPUTS} evaluated inputs at most (SimModel.trace; "

@@ -15,6 +15,7 @@ Units used by the hardware model (``docs/hardware-model.md``):
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import json
 import math
@@ -349,6 +350,15 @@ def _float_in(
         object.__setattr__(obj, name, float(value))
 
 
+def _zero_or_in(obj: Any, name: str, lo: float, hi: float, zero: str) -> None:
+    """``name`` is 0 (the feature off) or in [lo, hi]; ``zero`` says what 0 means."""
+    value = getattr(obj, name)
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (value == 0 or lo <= value <= hi)):
+        _fail(type(obj).__name__, name, value, f"{zero} a number in [{lo}, {hi}]")
+    object.__setattr__(obj, name, float(value))
+
+
 def _coerce_choices(obj: Any) -> None:
     """Turn strings given for Enum fields into the Enum, naming the field when impossible."""
     hints = get_type_hints(type(obj))
@@ -517,7 +527,7 @@ class DeviceConfig(_Config):
             _fail("DeviceConfig", "drift_nu_sigma", list(self.drift_nu_sigma),
                   "empty or zeros without drift_nu_mean (the spread of no drift)")
         _float_in(self, "retention_sigma_lsb", 0.0, 100.0)
-        _float_in(self, "g_max_us", 0.0, 1e6, lo_open=True)  # at most 1 S (1 Ohm)
+        _float_in(self, "g_max_us", 1e-3, 1e6)  # 1 nS .. 1 S: catches siemens written as uS
         _float_in(self, "on_off_ratio", 1.0, lo_open=True, allow_inf=True)
         _float_in(self, "variation_sigma", 0.0, 10.0)
         _float_in(self, "p_stuck_on", 0.0, 1.0)
@@ -821,20 +831,17 @@ class TechConfig(_Config):
         _int_in(self, "weight_sets_stored", 1, 1024)
         if self.cell_area_f2 is not None:
             _float_in(self, "cell_area_f2", 1.0, 10000.0)
-        _float_in(self, "cap_unit_ff", 0.0, 1000.0, lo_open=True)
-        d = self.cap_density_ff_per_um2  # 0: above the cell; else a real density
-        if not (isinstance(d, (int, float)) and not isinstance(d, bool)
-                and (d == 0 or 1e-3 <= d <= 1000.0)):
-            _fail("TechConfig", "cap_density_ff_per_um2", d,
-                  "0 (capacitors above the cell) or a number in [0.001, 1000.0]")
-        object.__setattr__(self, "cap_density_ff_per_um2", float(d))
+        _float_in(self, "cap_unit_ff", 0.01, 1000.0)  # 10 aF ..: catches farads written as fF
+        _zero_or_in(self, "cap_density_ff_per_um2", 1e-3, 1000.0,
+                    "0 (capacitors above the cell) or")  # else a real density
         if self.wordline_v is not None:
             _float_in(self, "wordline_v", 0.0, 5.0, lo_open=True)
         if self.wordline_high_v is not None:
             _float_in(self, "wordline_high_v", 0.0, 5.0, lo_open=True)
         if self.wordline_cap_ff_per_cell is not None:
-            _float_in(self, "wordline_cap_ff_per_cell", 0.0, 1000.0, lo_open=True)
-        _float_in(self, "wordline_driver_cap_ff", 0.0, 100000.0)
+            _float_in(self, "wordline_cap_ff_per_cell", 1e-3, 1000.0)  # catches farads as fF
+        # 0: not priced; else a real load, so that farads written as fF are refused
+        _zero_or_in(self, "wordline_driver_cap_ff", 1e-3, 100000.0, "0 or")
         if self.t_integrate_ns is not None:
             _float_in(self, "t_integrate_ns", MIN_TIME_NS, MAX_TIME_NS)
         if not isinstance(self.window_stated, bool):
@@ -1075,8 +1082,11 @@ def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
     names = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
+        # a typo's nearest field names, so that the fix is in the message
+        near = [m for k in unknown for m in difflib.get_close_matches(k, names, n=1)]
+        hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
         raise ConfigError(
-            f"unknown key(s) {unknown} in [{where}]; allowed keys: {sorted(names)}"
+            f"unknown key(s) {unknown} in [{where}]{hint}; allowed keys: {sorted(names)}"
         )
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -1148,7 +1158,7 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
         if not path.is_file():
             raise ConfigError(f"chip file {str(path)!r} not found")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is no TOML
         except UnicodeDecodeError as exc:
             raise ConfigError(f"chip file {str(path)!r} is not UTF-8 text (TOML is UTF-8): "
                               f"{exc.reason} at byte {exc.start}") from None

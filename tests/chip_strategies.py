@@ -247,6 +247,9 @@ _OUT_OF_RANGE: tuple[tuple[str, str, Any], ...] = (
     ("tech", "t_read_ns", 5e-324), ("tech", "t_read_ns", 1e12), ("tech", "clock_mhz", 1e-300),
     ("tech", "cap_density_ff_per_um2", 5e-324), ("device", "g_max_us", 1e300),
     ("tech", "window_stated", "yes"), ("tech", "cell_kind", "sram_12t"),
+    # wrong units (tests/test_newcomer_chips.py): farads and siemens in fF and uS fields
+    ("tech", "cap_unit_ff", 1e-15), ("tech", "wordline_cap_ff_per_cell", 2e-15),
+    ("tech", "wordline_driver_cap_ff", 48e-15), ("device", "g_max_us", 25e-6),
 )
 
 _INCOMPATIBLE: tuple[Change, ...] = (

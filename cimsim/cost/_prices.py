@@ -133,7 +133,7 @@ class Calibration:
                 "adc_time_scale": self.adc_time_scale, "note": self.note}
 
 
-NO_CALIBRATION = Calibration(note="none (technology tables as they are)")
+NO_CALIBRATION = Calibration(note="none (no per-chip factor: the cost model as it is)")
 
 # Fitted by scripts/validate_presets.py's ``fit`` step from the published component numbers at
 # ONE operating point each (the fit point); every other operating point is a check. The
