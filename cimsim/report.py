@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import _html
 from ._version import __version__
-from .config import ChipConfig
+from .config import ADCKind, ChipConfig
 from .errors import CimsimError
 from .events import Action, Component, Events, event_key
 from .work import ModelWork
@@ -279,7 +279,8 @@ class Report:
             out["latency_per_layer.png"] = plot_latency_per_layer(self.layers)
         if (len(self.layers) and "sqnr_db" in self.layers
                 and self.layers["sqnr_db"].notna().any()):
-            out["fidelity_per_layer.png"] = plot_fidelity_per_layer(self.layers)
+            out["fidelity_per_layer.png"] = plot_fidelity_per_layer(
+                self.layers, readout="sum" if self.chip.adc.kind is ADCKind.DIGITAL else "ADC")
         return out
 
     def save(self, out_dir: str | Path) -> list[Path]:
@@ -670,8 +671,9 @@ def plot_latency_per_layer(layers: pd.DataFrame):
     return fig
 
 
-def plot_fidelity_per_layer(layers: pd.DataFrame):
-    """SQNR per layer (bars, dB) with ADC code utilization on a second axis (%).
+def plot_fidelity_per_layer(layers: pd.DataFrame, *, readout: str = "ADC"):
+    """SQNR per layer (bars, dB) with ADC code utilization on a second axis (%); ``readout``
+    names what makes the codes in the labels (``"sum"`` for a digital adder tree).
 
     Reads ``layer``, ``sqnr_db`` and, when present, ``adc_code_use_pct`` (a
     ``SimModel.trace()`` frame, or ``report.layers`` after a trace); rows without an SQNR
@@ -696,8 +698,8 @@ def plot_fidelity_per_layer(layers: pd.DataFrame):
     if "adc_code_use_pct" in rows:
         ax2 = ax.twinx()
         ax2.plot(names, rows["adc_code_use_pct"].to_numpy(dtype=float), "o-",
-                 color=PALETTE[1], label="ADC codes used (%)")
-        ax2.set_ylabel("ADC codes used (% of 2$^b$)")
+                 color=PALETTE[1], label=f"{readout} codes used (%)")
+        ax2.set_ylabel(f"{readout} codes used (% of 2$^b$)")
         ax2.set_ylim(0, 105)
         handles = [bars, *ax2.get_lines()]
         ax.legend(handles, [str(h.get_label()) for h in handles], fontsize=8, loc="lower left")

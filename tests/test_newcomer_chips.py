@@ -25,6 +25,7 @@ import dataclasses
 import json
 import math
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -173,8 +174,8 @@ def test_more_adc_bits_never_cheaper(name):
     sheets = [datasheet(c.replace(adc=c.adc.replace(bits=b))) for b in range(lo, c.adc.bits + 4)]
     adc = [d["energy_pj_by_component"]["adc"] for d in sheets]
     total = [d["energy_pj_per_op"] for d in sheets]
-    assert all(b >= a for a, b in zip(adc, adc[1:])), adc
-    assert all(b >= a for a, b in zip(total, total[1:])), total
+    assert all(b >= a for a, b in pairwise(adc)), adc
+    assert all(b >= a for a, b in pairwise(total)), total
     assert adc[-1] > adc[0]
 
 
@@ -182,7 +183,7 @@ def test_more_adc_bits_never_cheaper(name):
 def test_higher_supply_never_cheaper(name):
     c = chip(name)
     per_op = [_per_op(c.replace(tech=c.tech.replace(vdd_v=v))) for v in (0.6, 0.8, 1.0, 1.2, 1.8)]
-    assert all(b > a for a, b in zip(per_op, per_op[1:])), per_op
+    assert all(b > a for a, b in pairwise(per_op)), per_op
 
 
 # ---------------------------------------------------------------- matmul + estimate

@@ -23,6 +23,7 @@ CiMLoop's per-macro ADC/driver scales do; every other chip is uncalibrated.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -169,8 +170,27 @@ CALIBRATIONS: dict[str, Calibration] = {
 
 
 def calibration_for(chip: ChipConfig) -> Calibration:
-    """The calibration of a preset matched to a published chip (by ``chip.name``), else none."""
-    return CALIBRATIONS.get(chip.name, NO_CALIBRATION)
+    """The calibration of a preset matched to a published chip, else none.
+
+    Matched by ``chip.name`` and by what its factors were fitted for: the preset's node, cell
+    technology and cost model. An edited copy of the preset that keeps its name but moves
+    node or cell (a user's "jia-jssc20 at 28 nm") is a new chip, priced uncalibrated; an
+    operating point of the preset (its supply, cycle, converter bits) keeps the factors, as
+    the validation's check points do (``docs/validation.md``)."""
+    cal = CALIBRATIONS.get(chip.name)
+    if cal is None or _fitted_for(chip.name) != (
+            chip.tech.node_nm, chip.device.cell, chip.tech.cost_model):
+        return NO_CALIBRATION
+    return cal
+
+
+@functools.cache
+def _fitted_for(name: str) -> tuple:
+    """(node, cell, cost model) of the bundled preset ``name``: what its factors fit."""
+    from ..config import load_chip
+
+    preset = load_chip(name)
+    return preset.tech.node_nm, preset.device.cell, preset.tech.cost_model
 
 
 def chip_table(chip: ChipConfig) -> TechTable:

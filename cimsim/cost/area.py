@@ -22,7 +22,7 @@ its occupied arrays with their peripherals, plus the matching share of their til
 
 from __future__ import annotations
 
-from ..config import ChipConfig, ComputeDomain
+from ..config import ADCKind, ChipConfig, ComputeDomain
 from ..events import Component
 from .energy import (
     NO_CALIBRATION,
@@ -85,6 +85,8 @@ def area_instances(
     return [
         row(Component.CELL, "array", cell_what, arr.n_rows * arr.n_cols),
         row(Component.ADC, "array",
+            f"{chip.adc.bits}-b adder tree ({arr.cols_per_adc} col/tree)"
+            if chip.adc.kind is ADCKind.DIGITAL else
             f"{chip.adc.bits}-b {chip.adc.kind.value} ADC ({arr.cols_per_adc} col/ADC)", n_adc),
         row(Component.DAC, "array", f"{chip.dac_bits}-b row driver", arr.n_rows),
         row(Component.SHIFT_ADD, "array", f"{acc}-b shift-and-add", n_adc),

@@ -298,7 +298,10 @@ def validation_spread(path: Path | str | None = None) -> dict[str, Any] | None:
     except OSError:
         return None
     # a copy: the cached value is shared, the caller's may be changed
-    return copy.deepcopy(_spread_of(str(doc), stamp))
+    spread = copy.deepcopy(_spread_of(str(doc), stamp))
+    if spread is not None and path is None:  # the repository's page, not this machine's path
+        spread["source"] = "docs/validation.md"
+    return spread
 
 
 @functools.lru_cache(maxsize=4)

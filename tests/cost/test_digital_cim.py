@@ -159,3 +159,14 @@ def test_converter_energy_follows_the_chips_cycle():
     assert fast.energy_pj(A.CONVERT, 12) == pytest.approx(
         line * (1e9 / 13 / corner_rate_hz(12)) ** RATE_EXPONENT)
     assert fast.energy_pj(A.CONVERT, 12) > 3 * slow.energy_pj(A.CONVERT, 12)
+
+
+def test_digital_readout_is_named_an_adder_tree_in_the_area_table():
+    from cimsim.cost.area import area_instances
+
+    rows = {r["component"]: r["instance"] for r in area_instances(
+        cimsim.load_chip(PUBLISHED.format("chih-isscc21")))}
+    assert "adder tree" in rows["adc"] and "ADC" not in rows["adc"]
+    analog = {r["component"]: r["instance"] for r in area_instances(
+        cimsim.load_chip("rram-22nm"))}
+    assert "sar ADC" in analog["adc"]

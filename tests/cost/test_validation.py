@@ -47,3 +47,22 @@ def test_doc_is_current(validate, rows):
     assert "Validation of the cost estimator" in doc
     for r in rows:
         assert f"{r['estimate']:.4g}" in doc, (r["chip"], r["point"], r["metric"])
+
+
+def test_calibration_follows_the_preset_not_only_its_name():
+    """A preset's factors apply to it and its operating points, not to an edited copy that
+    keeps the name but moves the node or the cell."""
+    import cimsim
+    from cimsim.cost import calibration_for
+    from cimsim.cost.energy import NO_CALIBRATION
+
+    jia = cimsim.load_chip("jia-jssc20")
+    assert calibration_for(jia) is CALIBRATIONS["jia-jssc20"]
+    point = jia.replace(tech=jia.tech.replace(vdd_v=1.2, t_read_ns=540.0),
+                        adc=jia.adc.replace(bits=6))
+    assert calibration_for(point) is CALIBRATIONS["jia-jssc20"]
+    moved = jia.replace(tech=jia.tech.replace(node_nm=28.0))
+    assert calibration_for(moved) is NO_CALIBRATION
+    rram = jia.replace(device=jia.device.replace(cell="rram"))
+    assert calibration_for(rram) is NO_CALIBRATION
+    assert calibration_for(jia.replace(name="my-chip")) is NO_CALIBRATION
