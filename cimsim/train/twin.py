@@ -80,7 +80,7 @@ from ..mapping.deploy import (
     warn_unsupported,
 )
 from ..mapping.functional import warn_functional, watch_functional_weights, weight_read_error
-from ..mapping.layers import Root, attention, fused_activation, layer_seed
+from ..mapping.layers import Root, attention, float_product, fused_activation, layer_seed
 from ..mapping.matrix import (
     EngineView,
     InputStats,
@@ -1181,8 +1181,17 @@ class _TwinLayer(nn.Module):
                     else nn.Parameter(value.detach().clone(), requires_grad=False))
         return module
 
-    def _observe(self, g: int, cols: torch.Tensor) -> None:
-        self._stats[g].observe(cols.detach().to("cpu", torch.float64).numpy())
+    def _float_pass(self, g: int, x2: torch.Tensor, w: torch.Tensor,
+                    b: torch.Tensor | None) -> torch.Tensor:
+        """Rows (M, K) of matrix ``g`` while the layer calibrates: recorded, and ``x2 @ w.T +
+        b`` computed as deploy's float pass computes it (float64 NumPy, back in ``x2``'s dtype),
+        not by torch: another summation order moves the next layer's recorded max by an ulp,
+        and with it its activation scale (found by tests/test_backend_parity.py)."""
+        x64 = x2.detach().to("cpu", torch.float64).numpy()
+        self._stats[g].observe(x64)
+        y = float_product(x64, w.detach().to("cpu", torch.float64).numpy(),
+                          None if b is None else b.detach().to("cpu", torch.float64).numpy())
+        return torch.from_numpy(y).to(x2.device, x2.dtype)
 
     def _grouped_product(self, cols: torch.Tensor, mats: torch.Tensor,
                          bias: torch.Tensor | None, groups: int) -> torch.Tensor:
@@ -1193,11 +1202,9 @@ class _TwinLayer(nn.Module):
         if not self.calibrating:
             return torch.cat([t(p) for t, p in zip(self.twins, parts, strict=True)], dim=1)
         n_g = mats.shape[0] // groups
-        m = mats.to(cols.device, cols.dtype)
-        for i, p in enumerate(parts):
-            self._observe(i, p)
-        y = torch.cat([p @ m[i * n_g:(i + 1) * n_g].t() for i, p in enumerate(parts)], dim=1)
-        return y if bias is None else y + bias.to(cols.device, cols.dtype)
+        return torch.cat([self._float_pass(i, p, mats[i * n_g:(i + 1) * n_g],
+                                           None if bias is None else bias[i * n_g:(i + 1) * n_g])
+                          for i, p in enumerate(parts)], dim=1)
 
     def _twin(self, w: torch.Tensor, b: torch.Tensor | None, i: int, name: str,
               row_tiles: list[tuple[int, int]] | None = None) -> TwinMatmul:
@@ -1245,11 +1252,10 @@ class TwinLinear(_TwinLayer):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         if self.calibrating:
-            self._observe(0, x2)
-            w, b = self._src
-            return F.linear(x, w.to(x.device, x.dtype),
-                            None if b is None else b.to(x.device, x.dtype))
-        return self.twins[0](x2).reshape(*lead, self.out_features)
+            y = self._float_pass(0, x2, *self._src)
+        else:
+            y = self.twins[0](x2)
+        return y.reshape(*lead, self.out_features)
 
 
 class TwinConv(_TwinLayer):
@@ -1375,10 +1381,7 @@ class TwinMultiheadAttention(_TwinLayer):
     def _proj(self, i: int, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, x.shape[-1])
         if self.calibrating:
-            self._observe(i, x2)
-            w, b = self._src_wb[i]
-            y = F.linear(x2, w.to(x.device, x.dtype),
-                         None if b is None else b.to(x.device, x.dtype))
+            y = self._float_pass(i, x2, *self._src_wb[i])
         else:
             y = self.twins[i](x2)
         return y.reshape(*x.shape[:-1], -1)

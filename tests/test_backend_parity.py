@@ -1,0 +1,409 @@
+"""The three simulation paths agree on chips nobody wrote: the Numba engine, the torch backend
+(``cimsim.deploy(..., backend="torch")``) and the training twin (``cimsim.train.prepare``).
+
+Property tests over :func:`tests.chip_strategies.valid_chips` (every enum, every cross-field
+rule), made noise-free as the backend tests make them (conversion noise off: thermal, per-cell
+read, comparator; devices that do not age), programming variation and stuck-at faults kept
+(both paths program the same devices from the seed). What each path promises
+(docs/performance.md "Inference on a GPU", docs/training.md §1, §1b, §2, docs/architecture.md's
+feature table):
+
+* ``cimsim.matmul`` and the torch backend's :class:`TorchMatmul` on the same programmed,
+  calibrated matrix: the same integer-domain result (exactly on a lossless draw; on a lossy
+  one at least 99 % of outputs, float sums in another order) and the same events;
+* ``cimsim.deploy`` of a small MLP and a small CNN on the Numba engine and on the torch
+  backend: the same outputs (as above), every event count and the report's energy, latency and
+  area equal;
+* ``cimsim.train.prepare`` in eval mode (float64): the same outputs as ``cimsim.deploy`` of the
+  model, and as the twin's own hand-back ``prepared.deploy()``;
+* a chip the torch backend (or the twin) does not model — devices that age, column
+  non-linearity, activation zero point, smoothing, an ADC fused with the activation — is
+  refused with a ``ConfigError`` naming the field, never run with a silent difference.
+
+The default run draws a bounded number of chips (``CIMSIM_PARITY_EXAMPLES``, default 12 per
+property, arrays up to 64 x 64); ``-m slow`` draws more over arrays up to 256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import cimsim
+from cimsim.arrays.encoding import input_range, weight_range
+from cimsim.arrays.program import program
+from cimsim.config import (
+    ADCKind,
+    ADCPlacement,
+    ChipConfig,
+    DriftCompensation,
+    Nonlinearity,
+    RangePolicy,
+    SignedInputMode,
+    SliceReadout,
+    VariationKind,
+    WeightEncoding,
+)
+from cimsim.errors import CimsimError, ConfigError
+from cimsim.mapping.matrix import EngineView
+from cimsim.mapping.torch_backend import TorchMatmul
+from tests.chip_strategies import valid_chips
+
+N_EXAMPLES = int(os.environ.get("CIMSIM_PARITY_EXAMPLES", "12"))
+_PARTS = ("array", "device", "dac", "adc", "noise", "tech", "quant")
+
+
+def quiet(chip: ChipConfig) -> ChipConfig:
+    """``chip`` without conversion noise (thermal, per-cell read, comparator) and with devices
+    that do not age; variation, faults, gain and offset error and the rest stay as drawn."""
+    dev = chip.device.replace(drift_nu_mean=[], drift_nu_sigma=[], read_noise_q_s=[],
+                              retention_sigma_lsb=0.0,
+                              drift_compensation=DriftCompensation.NONE)
+    return chip.replace(device=dev,
+                        noise=chip.noise.replace(thermal_sigma_lsb=0.0, read_noise_rel=0.0),
+                        adc=chip.adc.replace(comparator_noise_lsb=0.0))
+
+
+def unmodelled(chip: ChipConfig) -> list[str]:
+    """The fields of ``chip`` the torch backend refuses (docs/performance.md, docs/training.md
+    §5), by the name its error must say."""
+    out = []
+    if chip.device.ages:
+        out.append("device.drift_nu_mean")
+    if chip.noise.nonlinearity is not Nonlinearity.NONE:
+        out.append("noise.nonlinearity")
+    if chip.quant.act_zero_point:
+        out.append("quant.act_zero_point")
+    if chip.quant.smooth_alpha is not None:
+        out.append("quant.smooth_alpha")
+    return out
+
+
+def _field_names(chip: ChipConfig) -> set[str]:
+    return {f.name for part in (chip, *(getattr(chip, s) for s in _PARTS))
+            for f in dataclasses.fields(part)}
+
+
+def _names_a_field(exc: BaseException, chip: ChipConfig) -> None:
+    assert any(re.search(rf"\b{n}\b", str(exc)) for n in _field_names(chip)), exc
+
+
+def assert_same_outputs(y_ref: np.ndarray, y: np.ndarray, exact: bool) -> None:
+    """Exactly equal (lossless), or equal on >= 99 % of the outputs (lossy: float sums in
+    another order may put a value on the other side of a code boundary)."""
+    if exact:
+        np.testing.assert_array_equal(y, y_ref)
+    else:
+        same = np.isclose(y, y_ref, rtol=1e-6, atol=1e-6)
+        assert same.mean() >= 0.99, (same.mean(), y_ref[~same][:5], y[~same][:5])
+
+
+def assert_same_events(e1, e2, rel: float = 1e-9) -> None:
+    assert set(e1) == set(e2), set(e1) ^ set(e2)
+    for key, value in e1.items():
+        assert e2[key] == pytest.approx(value, rel=rel, abs=1e-9), key
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. cimsim.matmul vs the torch backend's matrix
+# ---------------------------------------------------------------------------------------------
+def _operands(chip: ChipConfig, rng: np.random.Generator, k: int, n: int, m: int, signed: bool):
+    lo, hi = weight_range(chip)
+    if chip.weight_encoding.value == "binary":
+        w = 2 * rng.integers(0, 2, size=(n, k)) - 1
+    else:
+        w = rng.integers(lo, hi + 1, size=(n, k))
+    xlo, xhi = input_range(chip, signed)
+    x = rng.integers(xlo, xhi + 1, size=(m, k))
+    cal = rng.integers(xlo, xhi + 1, size=(2 * m, k))
+    return w, x, cal
+
+
+def torch_matmul(x_int, w_int, chip, seed=0, *, input_signed: bool, calibration=None):
+    """What :func:`cimsim.matmul` computes, on the torch backend's path: the same programmed
+    and calibrated matrix (the same seed), run by :class:`TorchMatmul` on the CPU."""
+    from cimsim import engine
+
+    layer = program(w_int, chip, np.random.default_rng(seed), input_signed=input_signed)
+    if calibration is not None:
+        layer = engine.calibrate(layer, calibration)
+    k = w_int.shape[1]
+    view = EngineView(chip=chip, w_int=np.asarray(w_int, dtype=np.int64),
+                      s_w=np.ones((1, w_int.shape[0])), s_x=1.0, input_signed=input_signed,
+                      row_tiles=((0, k),), parts=((0, k, layer),), seed=seed)
+    (result,) = TorchMatmul(np.asarray(w_int, dtype=np.float64), view, "cpu").run(x_int)
+    return result
+
+
+def check_matmul(chip: ChipConfig, seed: int, k: int, n: int, m: int, signed: bool) -> None:
+    # a zero point and smoothing are deploy's quantizer, not the integer product's
+    chip = quiet(chip).replace(quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None))
+    signed = signed and chip.input_bits > 1
+    w, x, cal = _operands(chip, np.random.default_rng(seed), k, n, m, signed)
+    try:
+        y, events = cimsim.matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
+    except CimsimError as exc:  # a geometry the chip cannot hold: named, and the same below
+        event(f"matmul: {type(exc).__name__}")
+        _names_a_field(exc, chip)
+        with pytest.raises(type(exc)):
+            torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
+        return
+    if unmodelled(chip):
+        event("matmul: refused")
+        with pytest.raises(ConfigError, match=unmodelled(chip)[0]):
+            torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
+        return
+    got = torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
+    exact = np.array_equal(y, x @ w.T)  # a lossless draw: both paths must be exact
+    event(f"matmul: compared, exact = {exact}")
+    assert_same_outputs(y, got.y, exact)
+    assert_same_events(events, got.events)
+
+
+@settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chip=valid_chips(max_size=64), seed=st.integers(0, 2**16), k=st.integers(1, 80),
+       n=st.integers(1, 6), m=st.integers(1, 5), signed=st.booleans())
+def test_matmul_equals_the_torch_backend_on_any_chip(chip, seed, k, n, m, signed):
+    check_matmul(chip, seed, k, n, m, signed)
+
+
+@pytest.mark.slow
+@settings(max_examples=20 * N_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(chip=valid_chips(max_size=256), seed=st.integers(0, 2**16), k=st.integers(1, 300),
+       n=st.integers(1, 8), m=st.integers(1, 8), signed=st.booleans())
+def test_matmul_equals_the_torch_backend_on_any_chip_long(chip, seed, k, n, m, signed):
+    check_matmul(chip, seed, k, n, m, signed)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. deploy: Numba engine vs torch backend vs training twin, a small MLP and CNN
+# ---------------------------------------------------------------------------------------------
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3))
+
+
+def _cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 4 * 4, 3))
+
+
+MODELS = {"mlp": (_mlp, (12,)), "cnn": (_cnn, (2, 4, 4))}
+
+
+def _problem(kind: str, seed: int) -> tuple[nn.Module, torch.Tensor]:
+    make, shape = MODELS[kind]
+    gen = torch.Generator().manual_seed(seed)
+    model = make().double().eval()
+    for p in model.parameters():
+        p.data = torch.randn(p.shape, generator=gen, dtype=torch.float64)
+    return model, torch.randn(8, *shape, generator=gen, dtype=torch.float64)
+
+
+def _deploy(model, chip, x, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return cimsim.deploy(model, chip, x, seed=3, **kw)
+
+
+def modelled(chip: ChipConfig) -> ChipConfig:
+    """``quiet(chip)`` without what the torch backend refuses (column non-linearity, a zero
+    point, smoothing, a fused activation), with time multiplexing allowed (so that a small
+    array still holds the model and the comparison runs, not a capacity error)."""
+    chip = quiet(chip)
+    return chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.NONE),
+                        quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None),
+                        adc=chip.adc.replace(fuse_activation=False),
+                        array=chip.array.replace(allow_time_multiplexing=True))
+
+
+def lossless(chip: ChipConfig) -> ChipConfig:
+    """``chip``'s geometry, encoding, precisions, DAC and read-out on ideal devices (no
+    variation, faults or off-state current) and a 24-b full-scale converter without gain or
+    offset error after every partial sum (as the ``ideal`` preset): every conversion is exact,
+    so every path computes integers and the outputs must be equal bit for bit."""
+    dev = chip.device.replace(variation=VariationKind.NONE, variation_sigma=0.0,
+                              p_stuck_on=0.0, p_stuck_off=0.0, on_off_ratio=math.inf)
+    kind = ADCKind.DIGITAL if chip.adc.kind is ADCKind.DIGITAL else ADCKind.SAR
+    adc = chip.adc.replace(kind=kind, bits=24, range_policy=RangePolicy.FULL_SCALE,
+                           full_scale_factor=1.0, gain_error=0.0, offset_error_lsb=0.0,
+                           placement=ADCPlacement.PARTIAL_SUM, zero_aligned=True)
+    return chip.replace(device=dev, adc=adc)
+
+
+def check_deploy(chip: ChipConfig, kind: str, seed: int, exact: bool) -> None:
+    chip = lossless(modelled(chip)) if exact else modelled(chip)
+    model, x = _problem(kind, seed)
+    try:
+        numba = _deploy(model, chip, x)
+        y1 = numba(x).numpy()
+    except CimsimError as exc:  # a geometry the chip cannot hold: named, and the same below
+        event(f"deploy: {type(exc).__name__}")
+        _names_a_field(exc, chip)
+        with pytest.raises(type(exc)):
+            _deploy(model, chip, x, backend="torch")(x)
+        return
+    sim = _deploy(model, chip, x, backend="torch")
+    assert sim.backend == "torch"
+    y2 = sim(x).numpy()
+    event(f"deploy: compared, exact = {exact}")
+    assert_same_outputs(y1, y2, exact)
+    for w1, w2 in zip(numba.works(), sim.works(), strict=True):
+        assert_same_events(w1.events, w2.events)
+    r1, r2 = numba.report().totals, sim.report().totals
+    for key in ("energy_pj_per_inference", "latency_ns_per_inference", "area_mm2"):
+        assert r2[key] == pytest.approx(r1[key], rel=1e-9), key
+    check_twin(model, chip, x, y1, exact)
+
+
+def check_twin(model, chip, x, y_deployed, exact) -> None:
+    from cimsim.train import prepare
+
+    prep = prepare(model, chip, x, seed=3).eval()
+    with torch.no_grad():
+        y_twin = prep(x).numpy()
+    assert_same_outputs(y_deployed, y_twin, exact)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        back = prep.deploy()
+    assert_same_outputs(y_twin, back(x).numpy(), exact)
+
+
+@settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chip=valid_chips(max_size=64), kind=st.sampled_from(sorted(MODELS)),
+       seed=st.integers(0, 2**16))
+def test_deploy_on_numba_torch_and_twin_agree_on_any_chip(chip, kind, seed):
+    check_deploy(chip, kind, seed, exact=False)
+
+
+@settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chip=valid_chips(max_size=64), kind=st.sampled_from(sorted(MODELS)),
+       seed=st.integers(0, 2**16))
+def test_deploy_on_numba_torch_and_twin_are_equal_on_any_lossless_chip(chip, kind, seed):
+    check_deploy(chip, kind, seed, exact=True)
+
+
+@pytest.mark.slow
+@settings(max_examples=10 * N_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(chip=valid_chips(max_size=256), kind=st.sampled_from(sorted(MODELS)),
+       seed=st.integers(0, 2**16))
+def test_deploy_on_numba_torch_and_twin_agree_on_any_chip_long(chip, kind, seed):
+    check_deploy(chip, kind, seed, exact=False)
+    check_deploy(chip, kind, seed, exact=True)
+
+
+def test_twin_records_the_deployed_scales_bit_for_bit():
+    """Found by the lossless property above (shrunk chip: 2-b weights and inputs, one-row
+    arrays, a CNN): ``prepare``'s calibration pass computed a convolution's float output by a
+    torch GEMM, deploy's by NumPy's, so the next layer's recorded max |x| — and its activation
+    scale — differed by one ulp (4.590082749910987 against 4.590082749910986), and 21 of the 24
+    outputs of the twin differed from the deployed model's on the lossless chip. Both float
+    passes now compute ``x @ w.T + b`` in float64 NumPy (``cimsim.mapping.layers.float_product``);
+    a float32 model records the same scales too."""
+    from cimsim.train import prepare
+    from tests.conftest import ideal_chip
+
+    chip = ideal_chip(weight_bits=2, input_bits=2, n_rows=1, n_cols=2, bits_per_cell=1,
+                      dac_bits="all")
+    chip = chip.replace(device=chip.device.replace(cell="rram"))
+    for dtype in (torch.float64, torch.float32):
+        model, x = _problem("cnn", 1)
+        model, x = model.to(dtype), x.to(dtype)
+        sim = _deploy(model, chip, x)
+        prep = prepare(model, chip, x, seed=3).eval()
+        deployed = {c.name: c.view for layer in sim.sim_layers.values() for c in layer.cores}
+        twins = {name: t.to_engine() for name, t in prep.twins()}
+        assert sorted(twins) == sorted(deployed) == ["0", "3"]
+        for name, view in twins.items():
+            assert view.s_x == deployed[name].s_x, (dtype, name)
+            np.testing.assert_array_equal(view.s_w, deployed[name].s_w)
+            np.testing.assert_array_equal(view.w_int, deployed[name].w_int)
+        if dtype is torch.float64:  # a float32 twin may differ at float ties (docs/training.md)
+            with torch.no_grad():
+                np.testing.assert_array_equal(prep(x).numpy(), sim(x).numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. what the torch backend does not model: refused, naming the field
+# ---------------------------------------------------------------------------------------------
+UNMODELLED = ("device.drift_nu_mean", "noise.nonlinearity", "quant.act_zero_point",
+              "quant.smooth_alpha", "adc.fuse_activation")
+
+
+def _with(chip: ChipConfig, field: str) -> ChipConfig:
+    """``modelled(chip)`` with the one feature ``field`` names switched on."""
+    chip = modelled(chip)
+    if field == "device.drift_nu_mean":
+        return chip.replace(device=chip.device.replace(drift_nu_mean=[0.05]))
+    if field == "noise.nonlinearity":
+        return chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.SATURATING))
+    if field == "quant.act_zero_point":
+        return chip.replace(quant=chip.quant.replace(act_zero_point=True))
+    if field == "quant.smooth_alpha":
+        return chip.replace(quant=chip.quant.replace(smooth_alpha=0.5))
+    # a calibrated ADC with one conversion per output (docs/hardware-model.md): every input
+    # bit in one pulse, the models' K <= 64 rows in one group, a weight's slices in analog
+    if chip.adc.kind is ADCKind.DIGITAL:  # bit-serial by definition: never one conversion
+        return chip.replace(adc=chip.adc.replace(placement=ADCPlacement.LAYER_OUTPUT,
+                                                 fuse_activation=True))
+    slices = (SliceReadout.DIGITAL if chip.weight_encoding is WeightEncoding.TERNARY
+              else SliceReadout.ANALOG)
+    array = chip.array.replace(n_rows=max(chip.array.n_rows, 64), rows_per_conversion=None,
+                               n_cols=max(chip.array.n_cols, 64), slice_readout=slices)
+    dac = chip.dac.replace(bits=None, signed_inputs=SignedInputMode.TWOS_COMPLEMENT)
+    return chip.replace(array=array, dac=dac,
+                        adc=chip.adc.replace(placement=ADCPlacement.LAYER_OUTPUT,
+                                             fuse_activation=True,
+                                             range_policy=RangePolicy.CALIBRATED))
+
+
+def check_refused(chip: ChipConfig, field: str, kind: str) -> None:
+    try:
+        chip = _with(chip, field)
+    except ConfigError:  # a combination the validator refuses (e.g. non-linear analog slices)
+        event("refusal: chip invalid")
+        return
+    model, x = _problem(kind, 0)
+    try:
+        numba = _deploy(model, chip, x)
+        numba(x)
+    except CimsimError as exc:
+        event(f"refusal: numba {type(exc).__name__}: {str(exc)[:60]}")
+        _names_a_field(exc, chip)
+        return
+    if field == "adc.fuse_activation" and not any(
+            c.fused for layer in numba.sim_layers.values() for c in layer.cores):
+        event("refusal: nothing fused")  # deploy fused no layer here: the backend runs it
+        sim = _deploy(model, chip, x, backend="torch")
+        assert_same_outputs(numba(x).numpy(), sim(x).numpy(), exact=False)
+        return
+    event(f"refusal: {field}")
+    name = field.split(".")[-1]
+    with pytest.raises(ConfigError, match=name):
+        _deploy(model, chip, x, backend="torch")
+    with pytest.raises(ConfigError, match=name):
+        numba.use_backend("torch")
+    assert numba.backend == "numba"
+    if field != "adc.fuse_activation":  # the twin models a fused ADC; the rest it refuses
+        from cimsim.train import prepare
+
+        with pytest.raises(ConfigError, match=name):
+            prepare(model, chip, x)
+
+
+@settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chip=valid_chips(max_size=64), field=st.sampled_from(UNMODELLED),
+       kind=st.sampled_from(sorted(MODELS)))
+def test_what_the_torch_backend_does_not_model_is_refused_naming_it(chip, field, kind):
+    check_refused(chip, field, kind)
