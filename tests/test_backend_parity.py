@@ -8,8 +8,9 @@ read, comparator; devices that do not age), programming variation and stuck-at f
 (docs/performance.md "Inference on a GPU", docs/training.md §1, §1b, §2, docs/architecture.md's
 feature table):
 
-* ``cimsim.matmul`` and the torch backend's :class:`TorchMatmul` on the same programmed,
-  calibrated matrix: the same integer-domain result (exactly on a lossless draw; on a lossy
+* ``cimsim.matmul``, the torch backend's :class:`TorchMatmul` and the eval twin
+  (``TwinMatmul.integer_forward``) on the same programmed, calibrated matrix: the same
+  integer-domain result (exactly on a lossless draw; on a lossy
   one at least 99 % of outputs, float sums in another order) and the same events;
 * ``cimsim.deploy`` of a small MLP and a small CNN on the Numba engine and on the torch
   backend: the same outputs (as above), every event count and the report's energy, latency and
@@ -145,7 +146,21 @@ def torch_matmul(x_int, w_int, chip, seed=0, *, input_signed: bool, calibration=
                       s_w=np.ones((1, w_int.shape[0])), s_x=1.0, input_signed=input_signed,
                       row_tiles=((0, k),), parts=((0, k, layer),), seed=seed)
     (result,) = TorchMatmul(np.asarray(w_int, dtype=np.float64), view, "cpu").run(x_int)
-    return result
+    return result, view
+
+
+def twin_matmul(x_int: np.ndarray, view: EngineView) -> np.ndarray | None:
+    """The training twin (eval mode) of the same programmed matrix: (M, N); None where the
+    weights hold the most negative code (-2^(B-1)), which the twin's symmetric quantizer (as
+    deploy's, ``cimsim.mapping.quant``) never produces."""
+    from cimsim.train.twin import TwinMatmul
+
+    twin = TwinMatmul(torch.as_tensor(view.w_int, dtype=torch.float64), None, view).eval()
+    if not np.array_equal(twin.quantized_weight().numpy(), view.w_int):
+        event("matmul: twin skipped (-2^(B-1) weights)")
+        return None
+    (y,) = twin.integer_forward(torch.as_tensor(x_int, dtype=torch.float64)).numpy()
+    return y
 
 
 def check_matmul(chip: ChipConfig, seed: int, k: int, n: int, m: int, signed: bool) -> None:
@@ -166,11 +181,14 @@ def check_matmul(chip: ChipConfig, seed: int, k: int, n: int, m: int, signed: bo
         with pytest.raises(ConfigError, match=unmodelled(chip)[0]):
             torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
         return
-    got = torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
+    got, view = torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
     exact = np.array_equal(y, x @ w.T)  # a lossless draw: both paths must be exact
     event(f"matmul: compared, exact = {exact}")
     assert_same_outputs(y, got.y, exact)
     assert_same_events(events, got.events)
+    y_twin = twin_matmul(x, view)
+    if y_twin is not None:
+        assert_same_outputs(y, y_twin, exact)
 
 
 @settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -433,3 +451,58 @@ def test_a_refused_switch_leaves_every_matrix_on_the_engine():
         sim.use_backend("torch")
     assert sim.backend == "numba"
     assert all(c.torch_core is None for layer in sim.sim_layers.values() for c in layer.cores)
+
+
+def _small_chip(**sections) -> ChipConfig:
+    """The ``ideal`` preset on one-row arrays of two columns (many parts), 2-b operands."""
+    chip = cimsim.load_chip("ideal")
+    parts = {"array": dict(n_rows=1, n_cols=2, cols_per_adc=1, n_tiles=1, arrays_per_tile=1,
+                           allow_time_multiplexing=True)}
+    for key, changes in sections.items():
+        parts.setdefault(key, {}).update(changes)
+    return chip.replace(weight_bits=2, input_bits=2,
+                        **{k: getattr(chip, k).replace(**v) for k, v in parts.items()})
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_twin_adds_the_parts_in_the_engines_order(kind):
+    """Found by the lossless property: per-column weight scales on one-row arrays (one part
+    per row: 12 .. 64 of them) — the twin summed its dequantized parts with ``sum(dim=0)``, the
+    engine adds them one after the other, and 19 of the CNN's 24 outputs differed by an ulp on
+    a lossless chip. The twin now adds them in the engine's order."""
+    from cimsim.train import prepare
+
+    chip = lossless(_small_chip(quant=dict(weight_granularity="column")))
+    model, x = _problem(kind, 0)
+    sim = _deploy(model, chip, x)
+    assert max(len(c.view.parts) for layer in sim.sim_layers.values() for c in layer.cores) >= 12
+    prep = prepare(model, chip, x, seed=3).eval()
+    with torch.no_grad():
+        np.testing.assert_array_equal(prep(x).numpy(), sim(x).numpy())
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_twin_starts_from_deploys_simulated_calibration(kind):
+    """Found by the lossy property: with ``adc.calibration_mode = 'simulated'`` deploy fits
+    each stage's ADC to the inputs the simulated stages before it give (docs/hardware-model.md
+    §7), but ``prepare`` fitted every ADC to the float pass, so the eval twin computed another
+    chip than the deployed one (a 1-b ramp ADC: none of 24 outputs equal). ``prepare`` now
+    starts from deploy's views in that mode."""
+    from cimsim.train import prepare
+
+    chip = modelled(_small_chip(
+        array=dict(slice_readout="analog"), device=dict(cell="rram", bits_per_cell=1),
+        dac=dict(bits=None), adc=dict(kind="ramp", bits=1, range_policy="calibrated",
+                                      calibration_mode="simulated")))
+    model, x = _problem(kind, 0)
+    sim = _deploy(model, chip, x)
+    prep = prepare(model, chip, x, seed=3).eval()
+    deployed = {c.name: c.view for layer in sim.sim_layers.values() for c in layer.cores}
+    for name, twin in prep.twins():
+        for (_, _, a), (_, _, b) in zip(twin.to_engine().parts, deployed[name].parts,
+                                        strict=True):
+            np.testing.assert_array_equal(a.adc.thr, b.adc.thr)
+            np.testing.assert_array_equal(a.adc.lvl, b.adc.lvl)
+    with torch.no_grad():
+        np.testing.assert_array_equal(prep(x).numpy(), sim(x).numpy())
+    np.testing.assert_array_equal(prep.deploy()(x).numpy(), sim(x).numpy())

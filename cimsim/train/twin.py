@@ -36,6 +36,7 @@ import copy
 import dataclasses
 import functools
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -60,6 +61,7 @@ from ..arrays.program import (
 )
 from ..config import (
     ADCPlacement,
+    CalibrationMode,
     ChipConfig,
     Nonlinearity,
     OffCurrentCompensation,
@@ -76,6 +78,7 @@ from ..mapping.deploy import (
     SimModel,
     _batches,
     _relu_consumers,
+    deploy,
     deploy_views,
     warn_unsupported,
 )
@@ -697,7 +700,10 @@ class TwinMatmul(nn.Module):
             scale = s_x * s_w  # (T, N): one scale row per part
         else:
             scale = (s_x * s_w[:1]).reshape(1, -1)  # (1, 1) or (1, N)
-        y = (y_parts * scale[:, None, :]).sum(dim=0)
+        terms = y_parts * scale[:, None, :]
+        y = terms[0]
+        for term in terms[1:]:  # part by part, as the engine's digital accumulator adds them:
+            y = y + term        # sum(dim=0) adds in another order, an ulp apart on lossless chips
         if self.out_rescale != 1.0:
             y = y * self.out_rescale
         return (y if self.bias is None else y + self.bias), raw
@@ -1135,6 +1141,9 @@ class _TwinLayer(nn.Module):
         self._seeds = [self.matrix_seed(seed, i) for i in range(n_matrices)]
         self._stats = [InputStats(s) for s in self._seeds]
         self.activation_clamp: float | None = None
+        self.deployed_views: dict[str, EngineView] = {}
+        """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
+        starts from this view instead of one fitted to the float pass."""
         """Set by ``prepare`` when the layer's only consumer is a ReLU (``inf``) or a clamped
         one and the chip's layer-output ADC fuses it (``adc.fuse_activation``), as deploy
         sets ``MatmulCore.activation_clamp``."""
@@ -1214,9 +1223,9 @@ class _TwinLayer(nn.Module):
         def act(view: EngineView) -> FusedActivation | None:
             return fused_activation(view, clamp, bias, name)  # deploy's decision
 
-        view = engine_view(w.cpu().double().numpy(), self.chip, self._stats[i],
-                           seed=self._seeds[i], row_tiles=row_tiles, name=name,
-                           activation=act if clamp is not None else None)
+        view = self.deployed_views.get(name) or engine_view(
+            w.cpu().double().numpy(), self.chip, self._stats[i], seed=self._seeds[i],
+            row_tiles=row_tiles, name=name, activation=act if clamp is not None else None)
         return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
 
     @property
@@ -1620,6 +1629,18 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     if n == 0:
         raise MappingError("calibration data is empty")
     digital.extend(warn_functional(functional, "prepare"))
+    if chip.adc.calibration_mode is CalibrationMode.SIMULATED:
+        # deploy fits each stage's ADCs to the inputs the simulated stages before it give
+        # (docs/hardware-model.md §7); the twin starts from those views, not from the float
+        # pass's tables (which differ: found by tests/test_backend_parity.py)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # prepare has warned about the same
+            sim = deploy(model, chip, calibration, seed=seed, batch_size=batch_size,
+                         batch_dim=batch_dim)
+        views = {c.name: c.view for layer in sim.sim_layers.values() for c in layer.cores
+                 if c.view is not None and not c.digital}
+        for layer in layers.values():
+            layer.deployed_views = views
     for name, layer in layers.items():
         with named_layer(name):
             layer.finalize()
