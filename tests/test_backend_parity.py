@@ -127,6 +127,8 @@ def _operands(chip: ChipConfig, rng: np.random.Generator, k: int, n: int, m: int
         w = 2 * rng.integers(0, 2, size=(n, k)) - 1
     else:
         w = rng.integers(lo, hi + 1, size=(n, k))
+        if rng.random() < 0.5:  # deploy's symmetric range half the time (the twin's too)
+            w = np.maximum(w, -hi)
     xlo, xhi = input_range(chip, signed)
     x = rng.integers(xlo, xhi + 1, size=(m, k))
     cal = rng.integers(xlo, xhi + 1, size=(2 * m, k))
@@ -163,9 +165,12 @@ def twin_matmul(x_int: np.ndarray, view: EngineView) -> np.ndarray | None:
     return y
 
 
-def check_matmul(chip: ChipConfig, seed: int, k: int, n: int, m: int, signed: bool) -> None:
+def check_matmul(chip: ChipConfig, seed: int, k: int, n: int, m: int, signed: bool,
+                 exact: bool = False) -> None:
     # a zero point and smoothing are deploy's quantizer, not the integer product's
     chip = quiet(chip).replace(quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None))
+    if exact:  # the lossless variant: every path computes x @ w.T exactly
+        chip = lossless(chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.NONE)))
     signed = signed and chip.input_bits > 1
     w, x, cal = _operands(chip, np.random.default_rng(seed), k, n, m, signed)
     try:
@@ -182,7 +187,9 @@ def check_matmul(chip: ChipConfig, seed: int, k: int, n: int, m: int, signed: bo
             torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
         return
     got, view = torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
-    exact = np.array_equal(y, x @ w.T)  # a lossless draw: both paths must be exact
+    if exact:
+        np.testing.assert_array_equal(y, x @ w.T)
+    exact = np.array_equal(y, x @ w.T)  # a lossless draw: every path must be exact
     event(f"matmul: compared, exact = {exact}")
     assert_same_outputs(y, got.y, exact)
     assert_same_events(events, got.events)
@@ -198,6 +205,13 @@ def test_matmul_equals_the_torch_backend_on_any_chip(chip, seed, k, n, m, signed
     check_matmul(chip, seed, k, n, m, signed)
 
 
+@settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chip=valid_chips(max_size=64), seed=st.integers(0, 2**16), k=st.integers(1, 80),
+       n=st.integers(1, 6), m=st.integers(1, 5), signed=st.booleans())
+def test_matmul_is_exact_on_every_path_on_any_lossless_chip(chip, seed, k, n, m, signed):
+    check_matmul(chip, seed, k, n, m, signed, exact=True)
+
+
 @pytest.mark.slow
 @settings(max_examples=20 * N_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
@@ -205,6 +219,7 @@ def test_matmul_equals_the_torch_backend_on_any_chip(chip, seed, k, n, m, signed
        n=st.integers(1, 8), m=st.integers(1, 8), signed=st.booleans())
 def test_matmul_equals_the_torch_backend_on_any_chip_long(chip, seed, k, n, m, signed):
     check_matmul(chip, seed, k, n, m, signed)
+    check_matmul(chip, seed, k, n, m, signed, exact=True)
 
 
 # ---------------------------------------------------------------------------------------------
