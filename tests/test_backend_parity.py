@@ -23,7 +23,9 @@ feature table):
   refused with a ``ConfigError`` naming the field, never run with a silent difference.
 
 The default run draws a bounded number of chips (``CIMSIM_PARITY_EXAMPLES``, default 30 per
-property, arrays up to 64 x 64); ``-m slow`` draws more over arrays up to 256. A longer hunt:
+property, arrays up to 64 x 64); ``-m slow`` draws more over arrays up to 256 (not over the
+validator's whole range, ``wide=True``: there the engine's float32 conductances make more than
+1 % of outputs differ, see the last test). A longer hunt:
 ``CIMSIM_PARITY_EXAMPLES=400 HYPOTHESIS_PROFILE=dev pytest tests/test_backend_parity.py
 --hypothesis-show-statistics`` (fresh draws; the statistics show how many draws compared,
 were refused, or could not be mapped). Each difference found is pinned by a test at the end.
@@ -525,3 +527,35 @@ def test_twin_starts_from_deploys_simulated_calibration(kind):
     with torch.no_grad():
         np.testing.assert_array_equal(prep(x).numpy(), sim(x).numpy())
     np.testing.assert_array_equal(prep.deploy()(x).numpy(), sim(x).numpy())
+
+
+def test_lossy_differences_are_the_engines_float32_conductances():
+    """By design, not fixed: found by the slow property over the validator's whole range
+    (``valid_chips(wide=True)``). The engine stores programmed conductances in float32
+    (``ProgrammedLayer.g_phys``, ``gemm_matrix``: memory and GEMM speed) and the twin / torch
+    backend compute the same devices in float64 — the same values to float32's precision. An
+    analog value within ~1e-7 of a code boundary then converts one code apart. With 15-b
+    weights on one-row arrays (6,272 conversions per output) one output in two differs, by one
+    code of one conversion: docs/training.md's "≥ 99 % of outputs" holds for the default draws,
+    not for such chips."""
+    chip = ChipConfig.from_dict(dict(
+        weight_bits=15, input_bits=1, weight_encoding="differential",
+        array=dict(n_rows=1, n_cols=2, cols_per_adc=1),
+        device=dict(cell="rram", bits_per_cell=1, on_off_ratio=1.5, variation="lognormal",
+                    variation_sigma=0.01858905582952042),
+        dac=dict(bits="all", signed_inputs="two_pass"),
+        adc=dict(kind="sar", bits=8, range_policy="calibrated", zero_aligned=False,
+                 offset_error_lsb=-0.4)))
+    w, x, cal = _operands(chip, np.random.default_rng(31286), 224, 2, 1, False)
+    y, _ = cimsim.matmul(x, w, chip, 31286, input_signed=False, calibration=cal)
+    got, view = torch_matmul(x, w, chip, 31286, input_signed=False, calibration=cal)
+    layer = view.parts[0][2]
+    tm = TorchMatmul(np.asarray(w, dtype=np.float64), view, "cpu")
+    g = tm.twin.conductance(tm.w_int).numpy()  # (Q, N, K) float64
+    g = g.transpose(2, 1, 0).reshape(layer.g_phys.shape)
+    assert layer.g_phys.dtype == np.float32 and not np.array_equal(g, layer.g_phys)
+    np.testing.assert_array_equal(g.astype(np.float32), layer.g_phys)  # the same devices
+    # output 0 differs by one code (Δ) of one conversion of significance 2^10; output 1 agrees
+    delta = float(layer.adc.delta.ravel()[0])
+    assert got.y[0, 1] == pytest.approx(y[0, 1], rel=1e-12)
+    assert abs(got.y[0, 0] - y[0, 0]) == pytest.approx(delta * 2**10, rel=1e-9)
