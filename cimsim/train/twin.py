@@ -1141,12 +1141,12 @@ class _TwinLayer(nn.Module):
         self._seeds = [self.matrix_seed(seed, i) for i in range(n_matrices)]
         self._stats = [InputStats(s) for s in self._seeds]
         self.activation_clamp: float | None = None
-        self.deployed_views: dict[str, EngineView] = {}
-        """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
-        starts from this view instead of one fitted to the float pass."""
         """Set by ``prepare`` when the layer's only consumer is a ReLU (``inf``) or a clamped
         one and the chip's layer-output ADC fuses it (``adc.fuse_activation``), as deploy
         sets ``MatmulCore.activation_clamp``."""
+        self.deployed_views: dict[str, EngineView] = {}
+        """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
+        starts from this view instead of one fitted to the float pass."""
 
     def __getattr__(self, attr: str) -> Any:
         try:
