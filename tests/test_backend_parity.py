@@ -27,7 +27,9 @@ property, arrays up to 64 x 64); ``-m slow`` draws more over arrays up to 256, i
 comparisons on ideal devices (no variation, no faults): with programmed devices the engine
 holds float32 conductances and the other paths float64, and on such draws (and over the
 validator's whole range, ``wide=True``) values on an ADC threshold convert a code apart on
-more than 1 % of outputs — by design, pinned by the last test. A longer hunt:
+more than 1 % of outputs — by design, pinned by the last test (the default draws, which
+keep programmed devices, are deterministic; a fresh hunt meets the class about once in 1,200
+draws). A longer hunt:
 ``CIMSIM_PARITY_EXAMPLES=400 HYPOTHESIS_PROFILE=dev pytest tests/test_backend_parity.py
 --hypothesis-show-statistics`` (fresh draws; the statistics show how many draws compared,
 were refused, or could not be mapped). Each difference found is pinned by a test at the end.
