@@ -168,12 +168,14 @@ class SimModel(nn.Module):
         from .torch_backend import TorchMatmul, check_backend
 
         check_backend(backend, device, self.chip)
-        for layer in self.sim_layers.values():
-            for core in layer.cores:
-                core.torch_core = None
-                if backend == "torch" and not core.digital and core.view is not None:
-                    core.torch_core = TorchMatmul(core.w, core.view, device or "cpu",
-                                                  core.name)
+        cores = [core for layer in self.sim_layers.values() for core in layer.cores]
+        # every matrix first, then switch: a matrix the torch backend refuses (a fused ADC)
+        # must not leave the ones before it on torch under backend = 'numba'
+        torch_cores = [TorchMatmul(core.w, core.view, device or "cpu", core.name)
+                       if backend == "torch" and not core.digital and core.view is not None
+                       else None for core in cores]
+        for core, torch_core in zip(cores, torch_cores, strict=True):
+            core.torch_core = torch_core
         self.backend = backend
         return self
 

@@ -279,8 +279,7 @@ class MatmulCore:
                 for _, _, layer in self.parts]
 
     def float_run(self, x: np.ndarray) -> np.ndarray:
-        y = x @ self.w.T
-        return y + self.bias if self.bias is not None else y
+        return float_product(x, self.w, self.bias)
 
     @property
     def n_arrays(self) -> int:
@@ -290,6 +289,13 @@ class MatmulCore:
     def n_cells(self) -> int:
         return sum(layer.n_inputs * layer.n_phys_cols for _, _, layer in self.parts)
 
+
+
+def float_product(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``x @ w.T + bias`` in float64 NumPy: deploy's float pass, and the training twin's
+    (``prepare``), so that both record the same inputs of the next layer bit for bit."""
+    y = x @ w.T
+    return y + bias if bias is not None else y
 
 
 def fused_activation(view: EngineView, clamp: float | None, bias: np.ndarray | None,

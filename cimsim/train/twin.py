@@ -36,6 +36,7 @@ import copy
 import dataclasses
 import functools
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -60,6 +61,7 @@ from ..arrays.program import (
 )
 from ..config import (
     ADCPlacement,
+    CalibrationMode,
     ChipConfig,
     Nonlinearity,
     OffCurrentCompensation,
@@ -78,13 +80,14 @@ from ..mapping.deploy import (
     _batches,
     _relu_consumers,
     carry_hooks,
+    deploy,
     deploy_views,
     uncompiled,
     user_model,
     warn_unsupported,
 )
 from ..mapping.functional import warn_functional, watch_functional_weights, weight_read_error
-from ..mapping.layers import Root, attention, fused_activation, layer_seed
+from ..mapping.layers import Root, attention, float_product, fused_activation, layer_seed
 from ..mapping.matrix import (
     EngineView,
     InputStats,
@@ -701,7 +704,10 @@ class TwinMatmul(nn.Module):
             scale = s_x * s_w  # (T, N): one scale row per part
         else:
             scale = (s_x * s_w[:1]).reshape(1, -1)  # (1, 1) or (1, N)
-        y = (y_parts * scale[:, None, :]).sum(dim=0)
+        terms = y_parts * scale[:, None, :]
+        y = terms[0]
+        for term in terms[1:]:  # part by part, as the engine's digital accumulator adds them:
+            y = y + term        # sum(dim=0) adds in another order, an ulp apart on lossless chips
         if self.out_rescale != 1.0:
             y = y * self.out_rescale
         return (y if self.bias is None else y + self.bias), raw
@@ -1142,6 +1148,9 @@ class _TwinLayer(nn.Module):
         """Set by ``prepare`` when the layer's only consumer is a ReLU (``inf``) or a clamped
         one and the chip's layer-output ADC fuses it (``adc.fuse_activation``), as deploy
         sets ``MatmulCore.activation_clamp``."""
+        self.deployed_views: dict[str, EngineView] = {}
+        """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
+        starts from this view instead of one fitted to the float pass."""
 
     def __getattr__(self, attr: str) -> Any:
         try:
@@ -1185,8 +1194,17 @@ class _TwinLayer(nn.Module):
                     else nn.Parameter(value.detach().clone(), requires_grad=False))
         return module
 
-    def _observe(self, g: int, cols: torch.Tensor) -> None:
-        self._stats[g].observe(cols.detach().to("cpu", torch.float64).numpy())
+    def _float_pass(self, g: int, x2: torch.Tensor, w: torch.Tensor,
+                    b: torch.Tensor | None) -> torch.Tensor:
+        """Rows (M, K) of matrix ``g`` while the layer calibrates: recorded, and ``x2 @ w.T +
+        b`` computed as deploy's float pass computes it (float64 NumPy, back in ``x2``'s dtype),
+        not by torch: another summation order moves the next layer's recorded max by an ulp,
+        and with it its activation scale (found by tests/test_backend_parity.py)."""
+        x64 = x2.detach().to("cpu", torch.float64).numpy()
+        self._stats[g].observe(x64)
+        y = float_product(x64, w.detach().to("cpu", torch.float64).numpy(),
+                          None if b is None else b.detach().to("cpu", torch.float64).numpy())
+        return torch.from_numpy(y).to(x2.device, x2.dtype)
 
     def _grouped_product(self, cols: torch.Tensor, mats: torch.Tensor,
                          bias: torch.Tensor | None, groups: int) -> torch.Tensor:
@@ -1197,11 +1215,9 @@ class _TwinLayer(nn.Module):
         if not self.calibrating:
             return torch.cat([t(p) for t, p in zip(self.twins, parts, strict=True)], dim=1)
         n_g = mats.shape[0] // groups
-        m = mats.to(cols.device, cols.dtype)
-        for i, p in enumerate(parts):
-            self._observe(i, p)
-        y = torch.cat([p @ m[i * n_g:(i + 1) * n_g].t() for i, p in enumerate(parts)], dim=1)
-        return y if bias is None else y + bias.to(cols.device, cols.dtype)
+        return torch.cat([self._float_pass(i, p, mats[i * n_g:(i + 1) * n_g],
+                                           None if bias is None else bias[i * n_g:(i + 1) * n_g])
+                          for i, p in enumerate(parts)], dim=1)
 
     def _twin(self, w: torch.Tensor, b: torch.Tensor | None, i: int, name: str,
               row_tiles: list[tuple[int, int]] | None = None) -> TwinMatmul:
@@ -1211,9 +1227,9 @@ class _TwinLayer(nn.Module):
         def act(view: EngineView) -> FusedActivation | None:
             return fused_activation(view, clamp, bias, name)  # deploy's decision
 
-        view = engine_view(w.cpu().double().numpy(), self.chip, self._stats[i],
-                           seed=self._seeds[i], row_tiles=row_tiles, name=name,
-                           activation=act if clamp is not None else None)
+        view = self.deployed_views.get(name) or engine_view(
+            w.cpu().double().numpy(), self.chip, self._stats[i], seed=self._seeds[i],
+            row_tiles=row_tiles, name=name, activation=act if clamp is not None else None)
         return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
 
     @property
@@ -1249,11 +1265,10 @@ class TwinLinear(_TwinLayer):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         if self.calibrating:
-            self._observe(0, x2)
-            w, b = self._src
-            return F.linear(x, w.to(x.device, x.dtype),
-                            None if b is None else b.to(x.device, x.dtype))
-        return self.twins[0](x2).reshape(*lead, self.out_features)
+            y = self._float_pass(0, x2, *self._src)
+        else:
+            y = self.twins[0](x2)
+        return y.reshape(*lead, self.out_features)
 
 
 class TwinConv(_TwinLayer):
@@ -1379,10 +1394,7 @@ class TwinMultiheadAttention(_TwinLayer):
     def _proj(self, i: int, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, x.shape[-1])
         if self.calibrating:
-            self._observe(i, x2)
-            w, b = self._src_wb[i]
-            y = F.linear(x2, w.to(x.device, x.dtype),
-                         None if b is None else b.to(x.device, x.dtype))
+            y = self._float_pass(i, x2, *self._src_wb[i])
         else:
             y = self.twins[i](x2)
         return y.reshape(*x.shape[:-1], -1)
@@ -1637,6 +1649,18 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     if n == 0:
         raise MappingError("calibration data is empty")
     digital.extend(warn_functional(functional, "prepare"))
+    if chip.adc.calibration_mode is CalibrationMode.SIMULATED:
+        # deploy fits each stage's ADCs to the inputs the simulated stages before it give
+        # (docs/hardware-model.md §7); the twin starts from those views, not from the float
+        # pass's tables (which differ: found by tests/test_backend_parity.py)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # prepare has warned about the same
+            sim = deploy(model, chip, calibration, seed=seed, batch_size=batch_size,
+                         batch_dim=batch_dim)
+        views = {c.name: c.view for layer in sim.sim_layers.values() for c in layer.cores
+                 if c.view is not None and not c.digital}
+        for layer in layers.values():
+            layer.deployed_views = views
     for name, layer in layers.items():
         with named_layer(name):
             layer.finalize()

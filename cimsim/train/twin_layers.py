@@ -10,7 +10,6 @@ registers them in its table of twins.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import ChipConfig
@@ -132,10 +131,7 @@ class TwinRNN(_TwinLayer):
     def _project(self, idx: int, which: int, x: torch.Tensor) -> torch.Tensor:
         i = self._where[(idx, which)]
         if self.calibrating:
-            self._observe(i, x)
-            w, b = self._src_wb[i]
-            return F.linear(x, w.to(x.device, x.dtype),
-                            None if b is None else b.to(x.device, x.dtype))
+            return self._float_pass(i, x, *self._src_wb[i])
         return self.twins[i](x)
 
     def forward(self, input, hx=None):
