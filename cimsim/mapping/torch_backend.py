@@ -61,6 +61,11 @@ def check_backend(backend: str, device: str | torch.device | None, chip: ChipCon
         raise ConfigError(f"device = {device!r} is not a torch device ({exc})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device = {device!r}: torch sees no CUDA device here")
+    _check_chip(chip)
+
+
+def _check_chip(chip: ChipConfig) -> None:
+    """Refuse what the backend does not model (ConfigError naming the field)."""
     from ..train.twin import check_chip
 
     # ageing is modelled here (the programmed parts at their time, as the engine runs them);
@@ -154,13 +159,10 @@ class _Part:
             y=y.cpu().numpy(), events=Events(ev), n_clipped=int(clips),
             n_conversions=m * n_planes * layer.n_groups * layer.n_conversions)
 
-    def _group(self, flat: torch.Tensor, g: int, n_planes: int, out: torch.Tensor
-               ) -> torch.Tensor:
-        """Row group ``g`` of one chunk (planes stacked along the vectors, (P·Mc, K)):
-        converted and accumulated into ``out`` (Mc, N); returns its clipped conversions."""
-        layer = self.layer
-        chip, adc = layer.chip, layer.chip.adc
-        k0, k1, _ = layer.groups[g]
+    def analog(self, flat: torch.Tensor, g: int, n_planes: int) -> torch.Tensor:
+        """Noise-free analog value (P, Mc, C) of every conversion of row group ``g`` for a
+        chunk's planes ``flat`` (P·Mc, K): ``engine.analog_values``' bit for bit on the CPU."""
+        k0, k1, _ = self.layer.groups[g]
         xg = flat[:, k0:k1]
         mc = flat.shape[0] // n_planes
         if self.kinds[g] == "float32":
@@ -176,6 +178,18 @@ class _Part:
         if self.has_neg:
             a = a - torch.where(self.neg_mask, ps[..., self.neg] + self.off_add[self.neg] * xs,
                                 0.0)
+        return a
+
+    def _group(self, flat: torch.Tensor, g: int, n_planes: int, out: torch.Tensor
+               ) -> torch.Tensor:
+        """Row group ``g`` of one chunk (planes stacked along the vectors, (P·Mc, K)):
+        converted and accumulated into ``out`` (Mc, N); returns its clipped conversions."""
+        layer = self.layer
+        chip, adc = layer.chip, layer.chip.adc
+        k0, k1, _ = layer.groups[g]
+        xg = flat[:, k0:k1]
+        mc = flat.shape[0] // n_planes
+        a = self.analog(flat, g, n_planes)
         th = chip.noise.thermal_sigma_lsb
         if th > 0 or self.var is not None:
             v = torch.full_like(a, th * th)
@@ -218,11 +232,11 @@ class TorchMatmul:
 
     def __init__(self, weight: np.ndarray, view: EngineView, device: str | torch.device,
                  name: str = ""):
-        # zero points, smoothing and column non-linearity: refused by check_backend
         if view.activation is not None:
             raise ConfigError("backend = 'torch' does not model an ADC fused with the "
                               "activation (adc.fuse_activation = true) yet; allowed: false, "
                               "or the numba backend")
+        _check_chip(view.chip)  # column non-linearity ...: never a silent difference
         self.device = torch.device(device)
         self.name = name
         self.weight = weight

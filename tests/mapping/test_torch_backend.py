@@ -172,3 +172,37 @@ def test_torch_backend_read_noise_of_aged_devices_has_the_engines_distribution()
     se = np.sqrt(a.var(axis=0) / len(a) + b.var(axis=0) / len(b))
     assert (np.abs(a.mean(axis=0) - b.mean(axis=0)) < 4 * se + 1e-12).all()
     np.testing.assert_allclose(b.var(axis=0) / a.var(axis=0), 1.0, atol=0.15)
+
+
+def test_torch_backend_partial_sums_round_as_the_engines_float32_gemm():
+    """Programmed conductances are float32 and the engine multiplies them in float32 (its
+    ``_gemm.choose``): the backend's analog values are the engine's bit for bit, not the float64
+    product of the same operands (which differs in the last bits on 256-row groups, enough to
+    move a value near an ADC boundary across it)."""
+    from cimsim import engine
+    from cimsim.arrays.program import program
+    from cimsim.mapping.torch_backend import _Part
+    from cimsim.train.twin import input_planes
+
+    chip = ideal_chip(encoding="differential", bits_per_cell=2, input_bits=4, weight_bits=6,
+                      n_rows=256, n_cols=64, on_off_ratio=20.0, variation="lognormal",
+                      variation_sigma=0.1)
+    rng = np.random.default_rng(0)
+    w = rng.integers(-31, 32, size=(8, 300))
+    x = rng.integers(0, 16, size=(40, 300))
+    layer = program(w, chip, np.random.default_rng(1))
+    assert layer.gemm_matrix.dtype == np.float32
+    part = _Part(layer, torch.device("cpu"))
+    assert "float32" in part.kinds
+    planes = input_planes(torch.as_tensor(x, dtype=torch.float64), chip, False)
+    flat = planes.reshape(-1, 300)
+    float64_differs = False
+    for blk in engine.analog_values(layer, x):
+        got = part.analog(flat, blk.group, planes.shape[0]).numpy()
+        np.testing.assert_array_equal(got, blk.values)
+        k0, k1, _ = layer.groups[blk.group]
+        ps64 = (flat[:, k0:k1].numpy() @ layer.gemm_matrix[k0:k1].astype(np.float64))
+        # a differential pair merged in one GEMM column, no off-state current: a = ps[pos]
+        ps64 = ps64.reshape(got.shape[0], 40, -1)[..., part.pos]
+        float64_differs |= not np.array_equal(ps64, got)
+    assert float64_differs  # the test would see a float64 GEMM
