@@ -127,7 +127,8 @@ def test_torch_backend_with_noise_counts_what_the_engine_counts(name):
 
 
 @pytest.mark.parametrize("compensation", ["none", "global"])
-def test_torch_backend_runs_an_aging_chip_as_the_engine(compensation):
+@pytest.mark.parametrize("name", FAST)
+def test_torch_backend_runs_an_aging_chip_as_the_engine(name, compensation):
     """pcm-22nm (small arrays, conversion and 1/f read noise off): the same outputs bit for
     bit at t0 and later (set_time), the same events (the compensation's included)."""
     base = cimsim.load_chip("pcm-22nm")
@@ -135,8 +136,8 @@ def test_torch_backend_runs_an_aging_chip_as_the_engine(compensation):
                         noise=base.noise.replace(thermal_sigma_lsb=0.0),
                         device=base.device.replace(read_noise_q_s=(),
                                                    drift_compensation=compensation))
-    numba, _, args = _deploy("mobilenet", chip)
-    sim, _, _ = _deploy("mobilenet", chip, backend="torch")
+    numba, _, args = _deploy(name, chip)
+    sim, _, _ = _deploy(name, chip, backend="torch")
     for t in (1.0, 86400.0, 3.15e7):
         numba.set_time(t)
         sim.set_time(t)
