@@ -83,7 +83,8 @@ def _check_chip(chip: ChipConfig) -> None:
 class _Part:
     """One programmed part's operands on the device, as ``engine.run_detailed`` reads them."""
 
-    def __init__(self, layer: ProgrammedLayer, device: torch.device):
+    def __init__(self, layer: ProgrammedLayer, device: torch.device,
+                 engine_gemm: bool | None = None):
         chip = layer.chip
         tables = layer.adc
         if tables is None:
@@ -102,9 +103,12 @@ class _Part:
         # round as the engine's do; int8 and float64 products of integers are exact in float64
         self.kinds = [_gemm.choose(a_max, layer.group_abs_max[g], k1 - k0, mat.dtype == np.int8)
                       for g, (k0, k1, _) in enumerate(layer.groups)]
+        # on the CPU the engine's own GEMM call (its BLAS, CIMSIM_GEMM honoured); elsewhere
+        # torch's in the engine's precision (``engine_gemm`` chooses, for tests)
+        self.cpu_gemm = device.type == "cpu" if engine_gemm is None else engine_gemm
         self.mat32 = (torch.as_tensor(np.ascontiguousarray(mat, dtype=np.float32), device=device)
-                      if "float32" in self.kinds else None)
-        self.mat64 = t64(mat) if set(self.kinds) - {"float32"} else None
+                      if "float32" in self.kinds and not self.cpu_gemm else None)
+        self.mat64 = t64(mat) if set(self.kinds) - {"float32"} and not self.cpu_gemm else None
         self.var = (None if layer.gemm_var is None else
                     torch.as_tensor(np.ascontiguousarray(layer.gemm_var, dtype=np.float32),
                                     device=device))
@@ -165,7 +169,10 @@ class _Part:
         k0, k1, _ = self.layer.groups[g]
         xg = flat[:, k0:k1]
         mc = flat.shape[0] // n_planes
-        if self.kinds[g] == "float32":
+        if self.cpu_gemm:
+            ps = torch.from_numpy(_gemm.gemm(xg.numpy(), self.layer.gemm_matrix[k0:k1],
+                                             self.kinds[g])).double()
+        elif self.kinds[g] == "float32":
             assert self.mat32 is not None
             ps = torch.matmul(xg.to(torch.float32).contiguous(), self.mat32[k0:k1]).double()
         else:

@@ -192,7 +192,8 @@ def test_torch_backend_partial_sums_round_as_the_engines_float32_gemm():
     x = rng.integers(0, 16, size=(40, 300))
     layer = program(w, chip, np.random.default_rng(1))
     assert layer.gemm_matrix.dtype == np.float32
-    part = _Part(layer, torch.device("cpu"))
+    part = _Part(layer, torch.device("cpu"))  # the engine's GEMM call
+    device_part = _Part(layer, torch.device("cpu"), engine_gemm=False)  # the path on CUDA
     assert "float32" in part.kinds
     planes = input_planes(torch.as_tensor(x, dtype=torch.float64), chip, False)
     flat = planes.reshape(-1, 300)
@@ -200,6 +201,9 @@ def test_torch_backend_partial_sums_round_as_the_engines_float32_gemm():
     for blk in engine.analog_values(layer, x):
         got = part.analog(flat, blk.group, planes.shape[0]).numpy()
         np.testing.assert_array_equal(got, blk.values)
+        # torch's float32 GEMM on the CPU: the same BLAS call (on CUDA, cuBLAS's order)
+        np.testing.assert_array_equal(
+            device_part.analog(flat, blk.group, planes.shape[0]).numpy(), blk.values)
         k0, k1, _ = layer.groups[blk.group]
         ps64 = (flat[:, k0:k1].numpy() @ layer.gemm_matrix[k0:k1].astype(np.float64))
         # a differential pair merged in one GEMM column, no off-state current: a = ps[pos]
