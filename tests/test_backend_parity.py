@@ -276,8 +276,9 @@ def _deploy(model, chip, x, **kw):
 def modelled(chip: ChipConfig, ideal_devices: bool = False, ageing: bool = False
              ) -> ChipConfig:
     """``quiet(chip, ideal_devices, ageing)`` without what the torch backend refuses (column
-    non-linearity, a zero point, smoothing, a fused activation), with time multiplexing allowed (so that a small
-    array still holds the model and the comparison runs, not a capacity error)."""
+    non-linearity, a zero point, smoothing, a fused activation), with time multiplexing
+    allowed (so that a small array still holds the model and the comparison runs, not a
+    capacity error)."""
     chip = quiet(chip, ideal_devices, ageing)
     return chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.NONE),
                         quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None),
