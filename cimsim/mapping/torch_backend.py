@@ -12,7 +12,7 @@ offset error, the ADC tables, and the shift-add ``Σ_c coef_c · Σ_p sig_p · v
 compensation's gains are in ``coef``) accumulated conversion by conversion as the kernel does.
 An ageing chip runs at the time its parts were set to (``SimModel.set_time``: ``drift.at_time``
 re-derives the operands). Noise-free, on the CPU, the result is the engine's bit for bit; on
-CUDA the float32 GEMM of programmed conductances sums in cuBLAS's order (a value within ~1e-7 of
+CUDA a float GEMM of programmed conductances sums in cuBLAS's order (a value within ~1e-7 of
 an ADC boundary may convert a code apart there; integer GEMMs stay exact).
 
 What the run did is counted as the engine counts it, so the report is the same: the static
@@ -170,8 +170,10 @@ class _Part:
         xg = flat[:, k0:k1]
         mc = flat.shape[0] // n_planes
         if self.cpu_gemm:
-            ps = torch.from_numpy(_gemm.gemm(xg.numpy(), self.layer.gemm_matrix[k0:k1],
-                                             self.kinds[g])).double()
+            # a contiguous left operand, as the engine's (its int8 planes' copy)
+            ps = torch.from_numpy(_gemm.gemm(np.ascontiguousarray(xg.numpy()),
+                                             self.layer.gemm_matrix[k0:k1], self.kinds[g])
+                                  ).double()
         elif self.kinds[g] == "float32":
             assert self.mat32 is not None
             ps = torch.matmul(xg.to(torch.float32).contiguous(), self.mat32[k0:k1]).double()
