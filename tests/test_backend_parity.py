@@ -8,28 +8,29 @@ read, comparator; devices that do not age), programming variation and stuck-at f
 (docs/performance.md "Inference on a GPU", docs/training.md §1, §1b, §2, docs/architecture.md's
 feature table):
 
-* ``cimsim.matmul``, the torch backend's :class:`TorchMatmul` and the eval twin
-  (``TwinMatmul.integer_forward``) on the same programmed, calibrated matrix: the same
-  integer-domain result (exactly, and ``x @ w.T``, on the lossless variant of the chip; on a
-  lossy chip at least 99 % of outputs, float sums in another order) and the same events;
+* ``cimsim.matmul`` and the torch backend's :class:`TorchMatmul` on the same programmed,
+  calibrated matrix: the same integer-domain result bit for bit (the backend computes from the
+  engine's own float32 GEMM operands, in its order; ``x @ w.T`` on the lossless variant of the
+  chip) and the same events; the eval twin (``TwinMatmul.integer_forward``, float64
+  conductances): exactly on the lossless variant, on a lossy chip at least 99 % of outputs;
 * ``cimsim.deploy`` of a small MLP and a small CNN on the Numba engine and on the torch
-  backend: the same outputs (bit for bit on the lossless variant — ideal devices, a 24-b
-  full-scale zero-aligned converter after every partial sum — else as above), every event
-  count and the report's energy, latency and area equal;
+  backend: the same outputs bit for bit, every event count, the clipped conversions and the
+  report's energy, latency and area equal; with devices that age (drift, retention, drift
+  compensation: drawn, not stripped), also at a later time (``set_time``);
 * ``cimsim.train.prepare`` in eval mode (float64): the same outputs as ``cimsim.deploy`` of the
   model, and as the twin's own hand-back ``prepared.deploy()``;
-* a chip the torch backend (or the twin) does not model — devices that age, column
-  non-linearity, activation zero point, smoothing, an ADC fused with the activation — is
+* a chip the torch backend (or the twin) does not model — column non-linearity, activation
+  zero point, smoothing, an ADC fused with the activation; devices that age for the twin — is
   refused with a ``ConfigError`` naming the field, never run with a silent difference.
 
 The default run draws a bounded number of chips (``CIMSIM_PARITY_EXAMPLES``, default 30 per
 property, arrays up to 64 x 64); ``-m slow`` draws more over arrays up to 256, its lossy
-comparisons on ideal devices (no variation, no faults): with programmed devices the engine
-holds float32 conductances and the other paths float64, and on such draws (and over the
+comparisons with the twin on ideal devices (no variation, no faults): with programmed devices
+the engine holds float32 conductances and the twin float64, and on such draws (and over the
 validator's whole range, ``wide=True``) values on an ADC threshold convert a code apart on
-more than 1 % of outputs — by design, pinned by the last test (the default draws, which
-keep programmed devices, are deterministic; a fresh hunt meets the class about once in 1,200
-draws). A longer hunt:
+more than 1 % of outputs — by design, pinned by the last test, which also holds the torch
+backend to the engine bit for bit there (the default draws, which keep programmed devices,
+are deterministic; a fresh hunt meets the class about once in 1,200 draws). A longer hunt:
 ``CIMSIM_PARITY_EXAMPLES=400 HYPOTHESIS_PROFILE=dev pytest tests/test_backend_parity.py
 --hypothesis-show-statistics`` (fresh draws; the statistics show how many draws compared,
 were refused, or could not be mapped). Each difference found is pinned by a test at the end.
@@ -74,12 +75,14 @@ N_EXAMPLES = int(os.environ.get("CIMSIM_PARITY_EXAMPLES", "30"))
 _PARTS = ("array", "device", "dac", "adc", "noise", "tech", "quant")
 
 
-def quiet(chip: ChipConfig, ideal_devices: bool = False) -> ChipConfig:
-    """``chip`` without conversion noise (thermal, per-cell read, comparator) and with devices
-    that do not age; variation, faults, gain and offset error and the rest stay as drawn."""
-    dev = chip.device.replace(drift_nu_mean=[], drift_nu_sigma=[], read_noise_q_s=[],
-                              retention_sigma_lsb=0.0,
-                              drift_compensation=DriftCompensation.NONE)
+def quiet(chip: ChipConfig, ideal_devices: bool = False, ageing: bool = False) -> ChipConfig:
+    """``chip`` without conversion noise (thermal, per-cell read, comparator, 1/f read) and with
+    devices that do not age (``ageing``: drift, retention and compensation as drawn);
+    variation, faults, gain and offset error and the rest stay as drawn."""
+    dev = chip.device.replace(read_noise_q_s=[])
+    if not ageing:
+        dev = dev.replace(drift_nu_mean=[], drift_nu_sigma=[], retention_sigma_lsb=0.0,
+                          drift_compensation=DriftCompensation.NONE)
     if dev.variation_sigma == 0.0:
         # the same chip as no variation, but held as programmed float32 conductances by the
         # engine (float64 in the twin): exact integer multiples of the off-state current then
@@ -98,8 +101,6 @@ def unmodelled(chip: ChipConfig) -> list[str]:
     """The fields of ``chip`` the torch backend refuses (docs/performance.md, docs/training.md
     §5), by the name its error must say."""
     out = []
-    if chip.device.ages:
-        out.append("device.drift_nu_mean")
     if chip.noise.nonlinearity is not Nonlinearity.NONE:
         out.append("noise.nonlinearity")
     if chip.quant.act_zero_point:
@@ -211,7 +212,7 @@ def check_matmul(chip: ChipConfig, seed: int, k: int, n: int, m: int, signed: bo
         np.testing.assert_array_equal(y, x @ w.T)
     exact = np.array_equal(y, x @ w.T)  # a lossless draw: every path must be exact
     event(f"matmul: compared, exact = {exact}")
-    assert_same_outputs(y, got.y, exact)
+    assert_same_outputs(y, got.y, exact=True)  # the engine's operands, its order of sums
     assert_same_events(events, got.events)
     y_twin = twin_matmul(x, view)
     if y_twin is not None:
@@ -272,11 +273,13 @@ def _deploy(model, chip, x, **kw):
         return cimsim.deploy(model, chip, x, seed=3, **kw)
 
 
-def modelled(chip: ChipConfig, ideal_devices: bool = False) -> ChipConfig:
-    """``quiet(chip)`` without what the torch backend refuses (column non-linearity, a zero
-    point, smoothing, a fused activation), with time multiplexing allowed (so that a small
-    array still holds the model and the comparison runs, not a capacity error)."""
-    chip = quiet(chip, ideal_devices)
+def modelled(chip: ChipConfig, ideal_devices: bool = False, ageing: bool = False
+             ) -> ChipConfig:
+    """``quiet(chip, ideal_devices, ageing)`` without what the torch backend refuses (column
+    non-linearity, a zero point, smoothing, a fused activation), with time multiplexing
+    allowed (so that a small array still holds the model and the comparison runs, not a
+    capacity error)."""
+    chip = quiet(chip, ideal_devices, ageing)
     return chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.NONE),
                         quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None),
                         adc=chip.adc.replace(fuse_activation=False),
@@ -299,7 +302,8 @@ def lossless(chip: ChipConfig) -> ChipConfig:
 
 def check_deploy(chip: ChipConfig, kind: str, seed: int, exact: bool,
                  ideal_devices: bool = False) -> None:
-    chip = lossless(modelled(chip)) if exact else modelled(chip, ideal_devices)
+    chip = (lossless(modelled(chip)) if exact else
+            modelled(chip, ideal_devices, ageing=not ideal_devices))
     model, x = _problem(kind, seed)
     try:
         numba = _deploy(model, chip, x)
@@ -313,13 +317,24 @@ def check_deploy(chip: ChipConfig, kind: str, seed: int, exact: bool,
     sim = _deploy(model, chip, x, backend="torch")
     assert sim.backend == "torch"
     y2 = sim(x).numpy()
-    event(f"deploy: compared, exact = {exact}")
-    assert_same_outputs(y1, y2, exact)
+    event(f"deploy: compared, exact = {exact}, ageing = {chip.device.ages}")
+    assert_same_outputs(y1, y2, exact=True)  # the engine's operands, its order of sums
+    if chip.device.ages:  # the same devices a year later, compensated as drawn
+        numba.set_time(3.15e7)
+        sim.set_time(3.15e7)
+        assert_same_outputs(numba(x).numpy(), sim(x).numpy(), exact=True)
     for w1, w2 in zip(numba.works(), sim.works(), strict=True):
         assert_same_events(w1.events, w2.events)
+        assert w1.n_adc_clipped == w2.n_adc_clipped
     r1, r2 = numba.report().totals, sim.report().totals
     for key in ("energy_pj_per_inference", "latency_ns_per_inference", "area_mm2"):
         assert r2[key] == pytest.approx(r1[key], rel=1e-9), key
+    if chip.device.ages:  # the twin does not model ageing (docs/training.md §5)
+        from cimsim.train import prepare
+
+        with pytest.raises(ConfigError, match="drift_nu_mean"):
+            prepare(model, chip, x, seed=3)
+        return
     check_twin(model, chip, x, y1, exact)
 
 
@@ -394,15 +409,13 @@ def test_twin_records_the_deployed_scales_bit_for_bit():
 # ---------------------------------------------------------------------------------------------
 # 3. what the torch backend does not model: refused, naming the field
 # ---------------------------------------------------------------------------------------------
-UNMODELLED = ("device.drift_nu_mean", "noise.nonlinearity", "quant.act_zero_point",
+UNMODELLED = ("noise.nonlinearity", "quant.act_zero_point",
               "quant.smooth_alpha", "adc.fuse_activation")
 
 
 def _with(chip: ChipConfig, field: str) -> ChipConfig:
     """``modelled(chip)`` with the one feature ``field`` names switched on."""
     chip = modelled(chip)
-    if field == "device.drift_nu_mean":
-        return chip.replace(device=chip.device.replace(drift_nu_mean=[0.05]))
     if field == "noise.nonlinearity":
         return chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.SATURATING))
     if field == "quant.act_zero_point":
@@ -547,12 +560,15 @@ def test_twin_starts_from_deploys_simulated_calibration(kind):
 def test_lossy_differences_are_the_engines_float32_conductances():
     """By design, not fixed: found by the slow property over the validator's whole range
     (``valid_chips(wide=True)``). The engine stores programmed conductances in float32
-    (``ProgrammedLayer.g_phys``, ``gemm_matrix``: memory and GEMM speed) and the twin / torch
-    backend compute the same devices in float64 — the same values to float32's precision. An
-    analog value within ~1e-7 of a code boundary then converts one code apart. With 15-b
-    weights on one-row arrays (6,272 conversions per output) one output in two differs, by one
-    code of one conversion: docs/training.md's "≥ 99 % of outputs" holds for the default draws,
-    not for such chips."""
+    (``ProgrammedLayer.g_phys``, ``gemm_matrix``: memory and GEMM speed) and multiplies them in
+    float32; the twin computes the same devices in float64 — the same values to float32's
+    precision. An analog value within ~1e-7 of a code boundary then converts one code apart.
+    With 15-b weights on one-row arrays (6,272 conversions per output) one output in two
+    differs, by one code of one conversion: docs/training.md's "≥ 99 % of outputs" holds for
+    the default draws, not for such chips. The torch backend computes from the engine's own
+    float32 operands, in its order (``torch_backend._Part``): equal bit for bit on both."""
+    from cimsim.train.twin import TwinMatmul
+
     chip = ChipConfig.from_dict(dict(
         weight_bits=15, input_bits=1, weight_encoding="differential",
         array=dict(n_rows=1, n_cols=2, cols_per_adc=1),
@@ -564,16 +580,19 @@ def test_lossy_differences_are_the_engines_float32_conductances():
     w, x, cal = _operands(chip, np.random.default_rng(31286), 224, 2, 1, False)
     y, _ = cimsim.matmul(x, w, chip, 31286, input_signed=False, calibration=cal)
     got, view = torch_matmul(x, w, chip, 31286, input_signed=False, calibration=cal)
+    np.testing.assert_array_equal(got.y, y)  # the backend: the engine's float32 operands
     layer = view.parts[0][2]
-    tm = TorchMatmul(np.asarray(w, dtype=np.float64), view, "cpu")
-    g = tm.twin.conductance(tm.w_int).numpy()  # (Q, N, K) float64
+    twin = TwinMatmul(torch.as_tensor(view.w_int, dtype=torch.float64), None, view).eval()
+    g = twin.conductance(torch.as_tensor(view.w_int, dtype=torch.float64)).numpy()  # (Q, N, K)
     g = g.transpose(2, 1, 0).reshape(layer.g_phys.shape)
     assert layer.g_phys.dtype == np.float32 and not np.array_equal(g, layer.g_phys)
     np.testing.assert_array_equal(g.astype(np.float32), layer.g_phys)  # the same devices
-    # output 0 differs by one code (Δ) of one conversion of significance 2^10; output 1 agrees
+    # the twin's output 0 differs by one code (Δ) of one conversion of significance 2^10;
+    # output 1 agrees
+    (y_twin,) = twin.integer_forward(torch.as_tensor(x, dtype=torch.float64)).numpy()
     delta = float(layer.adc.delta.ravel()[0])
-    assert got.y[0, 1] == pytest.approx(y[0, 1], rel=1e-12)
-    assert abs(got.y[0, 0] - y[0, 0]) == pytest.approx(delta * 2**10, rel=1e-9)
+    assert y_twin[0, 1] == pytest.approx(y[0, 1], rel=1e-12)
+    assert abs(y_twin[0, 0] - y[0, 0]) == pytest.approx(delta * 2**10, rel=1e-9)
     # found by the slow property: lognormal variation of sigma 0 is the nominal chip, but held
     # in float32: a 2-b ramp's calibrated thresholds (20·(1+6e-8)) sit exactly on values the
     # twin computes as 20·(1+0): one level (20) apart. quiet() draws such a chip as ideal.
@@ -585,6 +604,24 @@ def test_lossy_differences_are_the_engines_float32_conductances():
         dac=dict(bits="all"), adc=dict(kind="ramp", bits=2, range_policy="calibrated")))
     w, x, cal = _operands(chip, np.random.default_rng(0), 16, 1, 1, False)
     y, _ = cimsim.matmul(x, w, chip, 0, input_signed=False, calibration=cal)
-    got, _ = torch_matmul(x, w, chip, 0, input_signed=False, calibration=cal)
-    assert abs(got.y - y).item() == pytest.approx(20.0, rel=1e-6)
+    got, view = torch_matmul(x, w, chip, 0, input_signed=False, calibration=cal)
+    np.testing.assert_array_equal(got.y, y)
+    y_twin = twin_matmul(x, view)
+    assert y_twin is not None and abs(y_twin - y).item() == pytest.approx(20.0, rel=1e-6)
     assert quiet(chip).device.variation is VariationKind.NONE
+
+
+def test_ageing_runs_on_the_torch_backend_and_the_twin_refuses_it():
+    """Devices that age run on the torch backend (at the parts' time, the compensation's gains
+    as the engine applies them); the training twin does not model them and says so."""
+    from cimsim.train import prepare
+
+    chip = cimsim.load_chip("pcm-22nm")
+    chip = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=0.0),
+                        device=chip.device.replace(read_noise_q_s=[]))
+    model, x = _problem("mlp", 0)
+    numba = _deploy(model, chip, x, t_inference_s=1e6)
+    sim = _deploy(model, chip, x, backend="torch", t_inference_s=1e6)
+    np.testing.assert_array_equal(sim(x).numpy(), numba(x).numpy())
+    with pytest.raises(ConfigError, match="drift_nu_mean"):
+        prepare(model, chip, x)

@@ -214,7 +214,7 @@ class MatmulCore:
         call_seed = stream_key(self.seed, 1000 + self.calls)
         self.calls += 1
         fused = view.activation is not None
-        results = (self.torch_core.run(x_int) if self.torch_core is not None else
+        results = (self.torch_core.run(x_int, view) if self.torch_core is not None else
                    [engine.run_detailed(layer, x_int[:, a:b], noise_seed=stream_key(call_seed, t))
                     for t, (a, b, layer) in enumerate(view.parts)])
         for t, res in enumerate(results):

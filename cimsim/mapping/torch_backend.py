@@ -1,20 +1,29 @@
 """Inference on torch: ``cimsim.deploy(..., backend="torch", device="cuda")``.
 
 Each mapped matrix keeps its programmed parts (the same ``EngineView`` the Numba engine
-runs), and its conversions are computed by the training twin's arrays-and-ADC path
-(``cimsim.train.twin.TwinMatmul``, built from that view, nothing learned) on the device: the
-programmed devices (variation and faults, the view's seed), the off-state current, the
-conversion noise (thermal, per-cell read, comparator: torch draws on the device, so the same
-distribution as the engine's, not the same draws), the ADC tables and the shift-add.
+runs) and torch computes, on the device, what ``engine.run_detailed`` computes from the same
+operands, in the same order: the input planes, one partial-sum GEMM per row group and chunk of
+vectors with the engine's matrix (``ProgrammedLayer.gemm_matrix``: int8 digits, or float32
+conductances multiplied in float32 where the engine's ``_gemm.choose`` does), its off-state
+current and column pairs (``pos``, ``neg``, ``off_add``), the conversion noise (thermal, per-cell
+read with the engine's per-output variance ``gemm_var``, comparator: torch draws on the device,
+so the same distribution as the engine's Gaussian path, not the same draws), the gain and
+offset error, the ADC tables, and the shift-add ``Σ_c coef_c · Σ_p sig_p · value`` (a drift
+compensation's gains are in ``coef``) accumulated conversion by conversion as the kernel does.
+An ageing chip runs at the time its parts were set to (``SimModel.set_time``: ``drift.at_time``
+re-derives the operands). Noise-free, on the CPU, the result is the engine's bit for bit; on
+CUDA a float GEMM of programmed conductances sums in cuBLAS's order (a value within ~1e-7 of
+an ADC boundary may convert a code apart there; integer GEMMs stay exact).
 
 What the run did is counted as the engine counts it, so the report is the same: the static
-events from the shapes (``engine._static_events``), the data-dependent ones from the input
-planes (DAC pulses, cell reads, Σ x²·G and Σ |x|·G: ``engine._add_plane_events``), and the clipped
-conversions against the tables' clip bounds. The float parts of the model (BatchNorm, ReLU,
-attention's softmax ...) stay where the ``SimModel`` runs them, on the CPU.
+events from the shapes (``engine._static_events``, a compensation's gain multiplies included),
+the data-dependent ones from the input planes (DAC pulses, cell reads, Σ x²·G and Σ |x|·G:
+``engine._add_plane_events``), and the clipped conversions against the tables' clip bounds.
+The float parts of the model (BatchNorm, ReLU, attention's softmax ...) stay where the
+``SimModel`` runs them, on the CPU.
 
-Not covered (a ``ConfigError`` at deploy, naming the setting): what the twin does not model —
-column non-linearity, an activation zero point, smoothing, an ADC fused with the activation.
+Not covered (a ``ConfigError`` at deploy, naming the setting): column non-linearity, an
+activation zero point, smoothing, an ADC fused with the activation.
 """
 
 from __future__ import annotations
@@ -23,8 +32,11 @@ import numpy as np
 import torch
 
 from .. import engine
-from ..config import ChipConfig
-from ..errors import ConfigError
+from ..arrays import _gemm
+from ..arrays.encoding import plane_layout
+from ..arrays.program import ProgrammedLayer
+from ..config import ChipConfig, DriftCompensation
+from ..errors import ConfigError, MappingError
 from ..events import Events
 from .matrix import EngineView
 
@@ -49,13 +61,175 @@ def check_backend(backend: str, device: str | torch.device | None, chip: ChipCon
         raise ConfigError(f"device = {device!r} is not a torch device ({exc})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device = {device!r}: torch sees no CUDA device here")
+    _check_chip(chip)
+
+
+def _check_chip(chip: ChipConfig) -> None:
+    """Refuse what the backend does not model (ConfigError naming the field)."""
     from ..train.twin import check_chip
 
+    # ageing is modelled here (the programmed parts at their time, as the engine runs them);
+    # the rest the backend shares with the twin's limits, each named by its field
+    dev = chip.device.replace(drift_nu_mean=[], drift_nu_sigma=[], read_noise_q_s=[],
+                              retention_sigma_lsb=0.0,
+                              drift_compensation=DriftCompensation.NONE)
     try:
-        check_chip(chip)  # what the twin does not model, by the field's name
+        check_chip(chip.replace(device=dev))
     except ConfigError as exc:  # say which option of deploy it is, and what else runs it
-        raise ConfigError(f"backend = 'torch' runs the training twin's arrays: {exc}; or "
-                          "run this chip with backend = 'numba'") from None
+        raise ConfigError(f"backend = 'torch': {exc}; or run this chip with backend = "
+                          "'numba'") from None
+
+
+class _Part:
+    """One programmed part's operands on the device, as ``engine.run_detailed`` reads them."""
+
+    def __init__(self, layer: ProgrammedLayer, device: torch.device,
+                 engine_gemm: bool | None = None):
+        chip = layer.chip
+        tables = layer.adc
+        if tables is None:
+            raise MappingError("a programmed part has no ADC tables (calibrate it)")
+        f64 = dict(dtype=torch.float64, device=device)
+
+        def t64(a) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=np.float64), **f64)  # type: ignore
+
+        self.layer = layer
+        sig, v_lo, v_hi = plane_layout(chip, layer.input_signed)
+        self.sig = [float(s) for s in sig]
+        mat = layer.gemm_matrix
+        a_max = max(abs(v_lo), abs(v_hi))
+        # the engine's GEMM kind of each row group: float32 products of float32 conductances
+        # round as the engine's do; int8 and float64 products of integers are exact in float64
+        self.kinds = [_gemm.choose(a_max, layer.group_abs_max[g], k1 - k0, mat.dtype == np.int8)
+                      for g, (k0, k1, _) in enumerate(layer.groups)]
+        # on the CPU the engine's own GEMM call (its BLAS, CIMSIM_GEMM honoured); elsewhere
+        # torch's in the engine's precision (``engine_gemm`` chooses, for tests)
+        self.cpu_gemm = device.type == "cpu" if engine_gemm is None else engine_gemm
+        self.mat32 = (torch.as_tensor(np.ascontiguousarray(mat, dtype=np.float32), device=device)
+                      if "float32" in self.kinds and not self.cpu_gemm else None)
+        self.mat64 = t64(mat) if set(self.kinds) - {"float32"} and not self.cpu_gemm else None
+        self.var = (None if layer.gemm_var is None else
+                    torch.as_tensor(np.ascontiguousarray(layer.gemm_var, dtype=np.float32),
+                                    device=device))
+        self.pos = torch.as_tensor(layer.pos, dtype=torch.long, device=device)
+        has_neg = layer.neg >= 0
+        self.has_neg = bool(has_neg.any())
+        self.neg_mask = torch.as_tensor(has_neg, device=device)
+        self.neg = torch.as_tensor(np.where(has_neg, layer.neg, 0), dtype=torch.long,
+                                   device=device)
+        self.off_add = t64(layer.off_add)
+        self.need_xsum = bool(np.any(layer.off_add != 0))
+        self.coef = t64(layer.conv_coef)  # a drift compensation's gains included
+        # conversions of each output in the engine's order: the r-th of every output at step r
+        rank = np.zeros(layer.n_conversions, dtype=np.int64)
+        seen: dict[int, int] = {}
+        for c, n in enumerate(layer.out_col):
+            rank[c] = seen.get(int(n), 0)
+            seen[int(n)] = rank[c] + 1
+        self.steps = [(torch.as_tensor(np.flatnonzero(rank == r), device=device),
+                       torch.as_tensor(layer.out_col[rank == r], device=device))
+                      for r in range(int(rank.max(initial=-1)) + 1)]
+        self.lo, self.delta = t64(tables.lo), t64(tables.delta)
+        self.thr = None if tables.thr is None else t64(tables.thr)
+        self.lvl = None if tables.lvl is None else t64(tables.lvl)
+        self.clip_lo, self.clip_hi = (t64(b) for b in tables.clip_bounds(chip.adc.n_codes))
+        self.x_sum_coef = t64(layer.x_sum_coef) if np.any(layer.x_sum_coef != 0) else None
+        self.rowsum = t64(layer.cell_rowsum)
+
+    def run(self, x: torch.Tensor) -> engine.RunResult:
+        """Integer inputs (M, K) as float64 on the device -> ``engine.run_detailed``'s result."""
+        from ..train.twin import input_planes
+
+        layer = self.layer
+        chip = layer.chip
+        m = x.shape[0]
+        planes = input_planes(x, chip, layer.input_signed)  # (P, M, K), exact
+        n_planes = planes.shape[0]
+        ev = engine._static_events(layer, m, n_planes)
+        v2g = float((planes * planes).sum(dim=(0, 1)) @ self.rowsum)
+        engine._add_plane_events(layer, float(torch.count_nonzero(planes)), v2g,
+                                 *engine._v1g(planes, layer), ev)
+        y = x.new_zeros((m, layer.n_outputs))
+        clips = torch.zeros((), dtype=torch.long, device=x.device)
+        chunk = engine._chunk_size(layer, n_planes, None)  # the engine's GEMM shapes
+        for m0 in range(0, m, chunk):
+            flat = planes[:, m0:m0 + chunk].reshape(-1, layer.n_inputs)
+            for g in range(layer.n_groups):
+                clips += self._group(flat, g, n_planes, y[m0:m0 + chunk])
+        if self.x_sum_coef is not None:
+            y += x.sum(dim=1)[:, None] * self.x_sum_coef[None, :]
+        return engine.RunResult(
+            y=y.cpu().numpy(), events=Events(ev), n_clipped=int(clips),
+            n_conversions=m * n_planes * layer.n_groups * layer.n_conversions)
+
+    def analog(self, flat: torch.Tensor, g: int, n_planes: int) -> torch.Tensor:
+        """Noise-free analog value (P, Mc, C) of every conversion of row group ``g`` for a
+        chunk's planes ``flat`` (P·Mc, K): ``engine.analog_values``' bit for bit on the CPU."""
+        k0, k1, _ = self.layer.groups[g]
+        xg = flat[:, k0:k1]
+        mc = flat.shape[0] // n_planes
+        if self.cpu_gemm:
+            # a contiguous left operand, as the engine's (its int8 planes' copy)
+            ps = torch.from_numpy(_gemm.gemm(np.ascontiguousarray(xg.numpy()),
+                                             self.layer.gemm_matrix[k0:k1], self.kinds[g])
+                                  ).double()
+        elif self.kinds[g] == "float32":
+            assert self.mat32 is not None
+            ps = torch.matmul(xg.to(torch.float32).contiguous(), self.mat32[k0:k1]).double()
+        else:
+            assert self.mat64 is not None
+            ps = torch.matmul(xg.contiguous(), self.mat64[k0:k1])
+        ps = ps.reshape(n_planes, mc, -1)
+        # the analog value of every conversion: its column(s), their off-state current
+        xs = xg.sum(dim=1).reshape(n_planes, mc, 1) if self.need_xsum else 0.0
+        a = ps[..., self.pos] + self.off_add[self.pos] * xs
+        if self.has_neg:
+            a = a - torch.where(self.neg_mask, ps[..., self.neg] + self.off_add[self.neg] * xs,
+                                0.0)
+        return a
+
+    def _group(self, flat: torch.Tensor, g: int, n_planes: int, out: torch.Tensor
+               ) -> torch.Tensor:
+        """Row group ``g`` of one chunk (planes stacked along the vectors, (P·Mc, K)):
+        converted and accumulated into ``out`` (Mc, N); returns its clipped conversions."""
+        layer = self.layer
+        chip, adc = layer.chip, layer.chip.adc
+        k0, k1, _ = layer.groups[g]
+        xg = flat[:, k0:k1]
+        mc = flat.shape[0] // n_planes
+        a = self.analog(flat, g, n_planes)
+        th = chip.noise.thermal_sigma_lsb
+        if th > 0 or self.var is not None:
+            v = torch.full_like(a, th * th)
+            if self.var is not None:
+                var = torch.matmul(xg.to(torch.float32).square(), self.var[k0:k1]).double()
+                var = var.reshape(n_planes, mc, -1)
+                v = v + var[..., self.pos]
+                if self.has_neg:
+                    v = v + torch.where(self.neg_mask, var[..., self.neg], 0.0)
+            a = a + v.sqrt() * torch.randn_like(a)
+        delta = self.delta[g]
+        v = a * (1.0 + adc.gain_error) + adc.offset_error_lsb * delta
+        if adc.comparator_noise_lsb > 0:
+            v = v + adc.comparator_noise_lsb * delta * torch.randn_like(v)
+        n_clip = ((v < self.clip_lo[g]) | (v > self.clip_hi[g])).sum()
+        if self.thr is not None and self.lvl is not None:
+            # code = number of thresholds <= v (ties go up), per conversion
+            vt = v.reshape(-1, v.shape[-1]).t().contiguous()  # (C, P·Mc)
+            code = torch.searchsorted(self.thr[g].contiguous(), vt, right=True)
+            val = torch.gather(self.lvl[g], 1, code).t().reshape(v.shape)
+        else:
+            lo, top = self.lo[g], float(adc.n_codes - 1)
+            u = ((v - lo) / delta + 0.5).clamp_(0.0, top + 0.5)
+            val = lo + u.floor_() * delta
+        acc = self.sig[0] * val[0]
+        for p in range(1, n_planes):  # the kernel's order: plane by plane
+            acc = acc + self.sig[p] * val[p]
+        contrib = self.coef * acc  # (Mc, C)
+        for conv, col in self.steps:  # each output's conversions in ascending order
+            out[:, col] += contrib[:, conv]
+        return n_clip
 
 
 class TorchMatmul:
@@ -67,57 +241,25 @@ class TorchMatmul:
 
     def __init__(self, weight: np.ndarray, view: EngineView, device: str | torch.device,
                  name: str = ""):
-        from ..train.twin import TwinMatmul, TwinOptions
-
-        # zero points, smoothing and column non-linearity: refused by the twin (check_chip)
         if view.activation is not None:
             raise ConfigError("backend = 'torch' does not model an ADC fused with the "
                               "activation (adc.fuse_activation = true) yet; allowed: false, "
                               "or the numba backend")
+        _check_chip(view.chip)  # column non-linearity ...: never a silent difference
         self.device = torch.device(device)
-        opts = TwinOptions(learn_weight_scale=False, learn_act_scale=False,
-                           learn_adc_step=False, train_noise=True, fused_kernel=False,
-                           devices="programmed")
-        w = torch.as_tensor(np.asarray(weight, dtype=np.float64))
-        twin = TwinMatmul(w, None, view, opts, name).to(self.device)
-        twin.requires_grad_(False)
-        # training mode switches the conversion noise on; nothing else differs in inference
-        twin.train()
-        bounds = [layer.adc.clip_bounds(view.chip.adc.n_codes) for _, _, layer in view.parts
-                  if layer.adc is not None]
-        twin.clip_bounds = tuple(  # type: ignore[assignment]
-            torch.as_tensor(np.concatenate(b), dtype=torch.float64, device=self.device)
-            for b in zip(*bounds, strict=True))
-        self.twin = twin
+        self.name = name
+        self.weight = weight
         self.view = view
-        self.w_int = torch.as_tensor(view.w_int, dtype=torch.float64, device=self.device)
-        self._rowsum = [torch.as_tensor(layer.cell_rowsum, dtype=torch.float64,
-                                        device=self.device) for _, _, layer in view.parts]
+        self._parts = [_Part(layer, self.device) for _, _, layer in view.parts]
 
-    def run(self, x_int: np.ndarray) -> list[engine.RunResult]:
-        """Integer inputs (M, K) -> the result of every part (integer domain)."""
-        view, twin = self.view, self.twin
+    def run(self, x_int: np.ndarray, view: EngineView | None = None
+            ) -> list[engine.RunResult]:
+        """Integer inputs (M, K) -> the result of every part (integer domain). ``view``: the
+        matrix as it is now (``SimModel.set_time`` replaces it: its operands are loaded)."""
+        if view is not None and view is not self.view:
+            self.view = view
+            self._parts = [_Part(layer, self.device) for _, _, layer in view.parts]
         x = torch.as_tensor(np.asarray(x_int, dtype=np.float64), device=self.device)
-        m = x.shape[0]
-        ratio = torch.ones_like(twin._adc_delta0)
         with torch.no_grad():
-            from ..train.twin import _ChipProduct
-
-            y = _ChipProduct.apply(x, self.w_int, ratio, twin)  # (T, M, N)
-            planes = twin.planes  # (P, M, K), as the twin drove the arrays
-            assert planes is not None
-            n_planes = twin.n_planes
-            clips = twin.clips
-            group_part = twin._group_part
-            results = []
-            for t, (a, b, layer) in enumerate(view.parts):
-                ev = engine._static_events(layer, m, n_planes)
-                pl = planes[..., a:b]
-                active = float(torch.count_nonzero(pl))
-                v2g = float((pl * pl).sum(dim=(0, 1)) @ self._rowsum[t])
-                engine._add_plane_events(layer, active, v2g, *engine._v1g(pl, layer), ev)
-                n_clip = 0 if clips is None else int(clips[group_part == t].sum())
-                results.append(engine.RunResult(
-                    y=y[t].cpu().numpy(), events=Events(ev), n_clipped=n_clip,
-                    n_conversions=m * n_planes * layer.n_groups * layer.n_conversions))
-        return results
+            return [part.run(x[:, a:b]) for part, (a, b, _) in zip(self._parts, self.view.parts,
+                                                                  strict=True)]

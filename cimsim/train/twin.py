@@ -490,11 +490,6 @@ class TwinMatmul(nn.Module):
                                      requires_grad=learn)
         self.top_code = float(adc.n_codes - 1)
         self.fused = opts.fused_kernel and not self.nonlinear_adc
-        # set by the inference backend (cimsim.mapping.torch_backend): count clipped inputs
-        # and keep the last forward's input planes (P, M, K) for its events
-        self.clip_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.clips: torch.Tensor | None = None
-        self.planes: torch.Tensor | None = None
         if self.nonlinear_adc:
             buf("_adc_thr", np.concatenate(thr))
             buf("_adc_lvl", np.concatenate(lvl))
@@ -790,8 +785,6 @@ class TwinMatmul(nn.Module):
             off, has_off = self._off_dev, self.has_off_dev
         mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
         planes = input_planes(x_int, chip, self.input_signed)  # (P, M, K)
-        if self.clip_bounds is not None:
-            self.planes = planes  # the inference backend counts its events from them
         xg = self._row_groups(planes.reshape(self.n_planes * m, -1))  # (G, P·M, r)
         a = torch.bmm(xg, mg)  # (G, P·M, C), c = n·Qc + q
         if has_off:
@@ -853,16 +846,6 @@ class TwinMatmul(nn.Module):
 
         return torch.from_numpy(y), back(share), back(d_step)
 
-    def _count_clips(self, v: torch.Tensor) -> None:
-        """With ``clip_bounds`` set (G, C) each (the inference backend), count the ADC inputs
-        ``v`` (G, P·M, C) outside them per row group into ``clips`` (G,), as the engine's
-        kernel counts ``n_clipped``."""
-        if self.clip_bounds is None:
-            return
-        lo, hi = self.clip_bounds
-        out = (v < lo[:, None, :]) | (v > hi[:, None, :])
-        self.clips = out.sum(dim=(1, 2))
-
     def _convert(self, a: torch.Tensor, cmp: torch.Tensor | None, ratio: torch.Tensor,
                  want_step: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The ADC, in place on analog values ``a`` (G, P·M, C): converted values, the
@@ -884,7 +867,6 @@ class TwinMatmul(nn.Module):
                 # the fused activation compares in forward() (its references follow the
                 # learned scales); the analog value passes, its gradient whole
                 return a, torch.ones_like(a, dtype=torch.bool), None
-            self._count_clips(a)
             at = a.transpose(1, 2).contiguous()  # (G, C, P·M)
             code = torch.searchsorted(self._adc_thr, at, right=True)
             lvl = self._adc_lvl
@@ -902,7 +884,6 @@ class TwinMatmul(nn.Module):
             a.mul_(g1).add_(adc.offset_error_lsb * delta)
         if cmp is not None:
             a.add_(cmp * delta)
-        self._count_clips(a)
         u = a.sub_(lo).div_(delta)  # the grid position
         code = torch.add(u, 0.5).floor_()
         inside = code.ge(0.0).logical_and_(code.le(top))

@@ -1,6 +1,7 @@
 """``cimsim.deploy(..., backend="torch", device=...)`` (issue 14, item 4): the programmed parts
-run by torch compute what the Numba engine computes (noise-free), count the same events and
-clipped conversions, and draw noise of the same distribution."""
+run by torch compute what the Numba engine computes (noise-free: bit for bit on the CPU, lossy
+chips and ageing devices included), count the same events and clipped conversions, and draw
+noise of the same distribution."""
 
 from __future__ import annotations
 
@@ -50,16 +51,18 @@ def _pair(chip):
 def test_torch_backend_equals_the_engine_noise_free(kind):
     numba, sim, x = _pair(_chip(kind))
     assert sim.backend == "torch"
-    y1, y2 = numba(x).numpy(), sim(x).numpy()
-    if kind == "ideal":
-        np.testing.assert_array_equal(y2, y1)
-    else:
-        assert np.isclose(y2, y1, rtol=1e-6, atol=1e-6).mean() >= 0.99
+    # the engine's float32 GEMM operands, its order of sums: equal bit for bit, lossy too
+    np.testing.assert_array_equal(sim(x).numpy(), numba(x).numpy())
+    assert_same_counts(numba, sim)
+
+
+def assert_same_counts(numba, sim) -> None:
+    """Every event, every clipped conversion, the report's energy, latency and area."""
     for w1, w2 in zip(numba.works(), sim.works(), strict=True):
         assert set(w1.events) == set(w2.events)
         for key, value in w1.events.items():
             assert w2.events[key] == pytest.approx(value, rel=1e-12), key
-        assert abs(w1.n_adc_clipped - w2.n_adc_clipped) <= 0.01 * max(w1.n_adc_clipped, 10)
+        assert w1.n_adc_clipped == w2.n_adc_clipped
     r1, r2 = numba.report(), sim.report()
     for key in ("energy_pj_per_inference", "latency_ns_per_inference", "area_mm2"):
         assert r2.totals[key] == pytest.approx(r1.totals[key], rel=1e-9), key
@@ -89,8 +92,121 @@ def test_bad_backend_or_device_is_refused_before_the_work(kwargs, fragment):
 def test_torch_backend_on_cuda_equals_the_engine():
     numba, _, x = _pair(_chip("linear"))
     sim = cimsim.deploy(_model(), _chip("linear"), x, seed=2, backend="torch", device="cuda")
-    assert all(c.torch_core.w_int.is_cuda for layer in sim.sim_layers.values()
+    assert all(c.torch_core.device.type == "cuda" for layer in sim.sim_layers.values()
                for c in layer.cores)
+    # cuBLAS sums the float32 GEMM of programmed conductances in its own order: a value
+    # within ~1e-7 of a code boundary may convert a code apart (docs/performance.md)
     assert np.isclose(sim(x).numpy(), numba(x).numpy(), rtol=1e-6, atol=1e-6).mean() >= 0.99
     assert sim.report().totals["energy_pj_per_inference"] == pytest.approx(
         numba.report().totals["energy_pj_per_inference"], rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices that age (docs/drift.md): the parts at their time, the compensation's gains
+# ---------------------------------------------------------------------------------------------
+DAY, YEAR = 86400.0, 365.0 * 86400.0
+
+
+def _pcm(compensation: str, q_s: bool = False, thermal: float = 0.0):
+    """The ``pcm-22nm`` preset (drift, retention; 1/f read noise with ``q_s``), its thermal
+    noise ``thermal``, with drift compensation ``compensation``."""
+    chip = cimsim.load_chip("pcm-22nm")
+    dev = chip.device.replace(drift_compensation=compensation)
+    if not q_s:
+        dev = dev.replace(read_noise_q_s=[])
+    return chip.replace(device=dev, noise=chip.noise.replace(thermal_sigma_lsb=thermal))
+
+
+def _pcm_model():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 6))
+
+
+@pytest.mark.parametrize("compensation", ["none", "global", "column"])
+def test_torch_backend_equals_the_engine_on_drifted_pcm_at_any_time(compensation):
+    chip = _pcm(compensation)
+    assert chip.device.ages and any(chip.device.drift_nu_mean)
+    x = torch.randn(32, 40)
+    numba = cimsim.deploy(_pcm_model(), chip, x, seed=5)
+    sim = cimsim.deploy(_pcm_model(), chip, x, seed=5, backend="torch")
+    y0 = numba(x).numpy()
+    np.testing.assert_array_equal(sim(x).numpy(), y0)
+    for t in (3600.0, DAY, YEAR, 10 * YEAR):  # the same deployment seen later (set_time)
+        numba.set_time(t)
+        sim.set_time(t)
+        y = numba(x).numpy()
+        np.testing.assert_array_equal(sim(x).numpy(), y)
+        if t >= YEAR and compensation == "none":  # the devices did move
+            assert not np.array_equal(y, y0)
+    assert_same_counts(numba, sim)
+    if compensation != "none":  # the gains' multiplies and the calibration reads counted
+        keys = {k.action.value for w in sim.works() for k in w.events}
+        assert {"drift_gain_multiply", "drift_calibration"} <= keys
+
+
+def test_torch_backend_deploys_at_a_time_as_the_engine():
+    chip = _pcm("column")
+    x = torch.randn(16, 40)
+    numba = cimsim.deploy(_pcm_model(), chip, x, seed=1, t_inference_s=30 * DAY)
+    sim = cimsim.deploy(_pcm_model(), chip, x, seed=1, t_inference_s=30 * DAY, backend="torch")
+    np.testing.assert_array_equal(sim(x).numpy(), numba(x).numpy())
+    assert_same_counts(numba, sim)
+
+
+def test_torch_backend_read_noise_of_aged_devices_has_the_engines_distribution():
+    """1/f read noise grown over a year (a per-output variance, ``gemm_var``) plus thermal
+    noise: per output, the mean and the variance over many draws agree with the engine's."""
+    chip = _pcm("global", q_s=True, thermal=0.3)
+    x = torch.randn(8, 40)
+    numba = cimsim.deploy(_pcm_model(), chip, x, seed=4, t_inference_s=YEAR)
+    sim = cimsim.deploy(_pcm_model(), chip, x, seed=4, t_inference_s=YEAR, backend="torch")
+    layer = next(iter(numba.sim_layers.values())).cores[0]
+    assert layer.view.parts[0][2].gemm_var is not None  # read noise is on
+    torch.manual_seed(0)
+    xs = x[:1].repeat(1500, 1)
+    a, b = numba(xs).numpy(), sim(xs).numpy()  # (draws, outputs)
+    assert (a.std(axis=0) > 0).all()
+    for j in range(a.shape[1]):
+        assert stats.ks_2samp(a[:, j], b[:, j]).pvalue > 1e-4, j
+    # means within 4 standard errors, variances within 15 %
+    se = np.sqrt(a.var(axis=0) / len(a) + b.var(axis=0) / len(b))
+    assert (np.abs(a.mean(axis=0) - b.mean(axis=0)) < 4 * se + 1e-12).all()
+    np.testing.assert_allclose(b.var(axis=0) / a.var(axis=0), 1.0, atol=0.15)
+
+
+def test_torch_backend_partial_sums_round_as_the_engines_float32_gemm():
+    """Programmed conductances are float32 and the engine multiplies them in float32 (its
+    ``_gemm.choose``): the backend's analog values are the engine's bit for bit, not the float64
+    product of the same operands (which differs in the last bits on 256-row groups, enough to
+    move a value near an ADC boundary across it)."""
+    from cimsim import engine
+    from cimsim.arrays.program import program
+    from cimsim.mapping.torch_backend import _Part
+    from cimsim.train.twin import input_planes
+
+    chip = ideal_chip(encoding="differential", bits_per_cell=2, input_bits=4, weight_bits=6,
+                      n_rows=256, n_cols=64, on_off_ratio=20.0, variation="lognormal",
+                      variation_sigma=0.1)
+    rng = np.random.default_rng(0)
+    w = rng.integers(-31, 32, size=(8, 300))
+    x = rng.integers(0, 16, size=(40, 300))
+    layer = program(w, chip, np.random.default_rng(1))
+    assert layer.gemm_matrix.dtype == np.float32
+    part = _Part(layer, torch.device("cpu"))  # the engine's GEMM call
+    device_part = _Part(layer, torch.device("cpu"), engine_gemm=False)  # the path on CUDA
+    assert "float32" in part.kinds
+    planes = input_planes(torch.as_tensor(x, dtype=torch.float64), chip, False)
+    flat = planes.reshape(-1, 300)
+    float64_differs = False
+    for blk in engine.analog_values(layer, x):
+        got = part.analog(flat, blk.group, planes.shape[0]).numpy()
+        np.testing.assert_array_equal(got, blk.values)
+        # torch's float32 GEMM on the CPU: the same BLAS call (on CUDA, cuBLAS's order)
+        np.testing.assert_array_equal(
+            device_part.analog(flat, blk.group, planes.shape[0]).numpy(), blk.values)
+        k0, k1, _ = layer.groups[blk.group]
+        ps64 = (flat[:, k0:k1].numpy() @ layer.gemm_matrix[k0:k1].astype(np.float64))
+        # a differential pair merged in one GEMM column, no off-state current: a = ps[pos]
+        ps64 = ps64.reshape(got.shape[0], 40, -1)[..., part.pos]
+        float64_differs |= not np.array_equal(ps64, got)
+    assert float64_differs  # the test would see a float64 GEMM
