@@ -316,6 +316,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"report folder {str(args.dir)!r} not found")
     out = Path(args.out) if args.out else Path(args.dir)
     _check_out(out)
+    folder = Path(args.dir)
+    if (folder / "sweep.json").is_file() and not (folder / "report.json").is_file():
+        from .sweep.files import rerender  # a sweep folder (docs/sweep.md)
+
+        paths = rerender(folder, out)
+        print(f"re-rendered the sweep: {len(paths)} files in {out}/")
+        return 0
     report = Report.load(args.dir)
     paths = report.save(out)
     print(f"re-rendered {len(paths)} files in {out}/")
