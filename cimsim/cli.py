@@ -6,7 +6,7 @@
     cimsim train --model M --chip C --epochs E --out DIR
                  --method qat|distill|pim-qat|columnquant|raoq|bskmq|qat+a-shift+...
     cimsim presets                               the bundled chips
-    cimsim report DIR                            re-render a saved report
+    cimsim report DIR                            re-render a saved report (or sweep)
     cimsim --version
 
 Errors a user can fix (a missing file, a bad chip, a wrong format) print one line on stderr
@@ -1002,8 +1002,10 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--json", action="store_true", help="print the whole mapping as JSON")
     ds.set_defaults(func=cmd_datasheet)
 
-    r = sub.add_parser("report", help="re-render a saved report folder (JSON -> files)")
-    r.add_argument("dir", type=Path, help="a folder with the report.json a command wrote")
+    r = sub.add_parser("report", help="re-render a saved report or sweep folder (JSON -> "
+                                      "files)")
+    r.add_argument("dir", type=Path, help="a folder with the report.json a command wrote, or "
+                                          "the sweep.json of a sweep")
     r.add_argument("--out", type=Path, default=None,
                    help="folder for the re-rendered files (default: DIR itself)")
     r.set_defaults(func=cmd_report)
