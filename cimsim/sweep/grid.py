@@ -6,6 +6,8 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..arrays.drift import check_time
 from ..config import (
     ADCKind,
@@ -175,6 +177,8 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
     variant = chip.replace(**parts)
     if "adc_bits" in point and variant.adc.kind is ADCKind.DIGITAL:
         _check_adder_tree(variant)
+    if "slice_readout" in point and variant.array.slice_readout is not array.slice_readout:
+        _check_slices_to_combine(variant, array.slice_readout)
     if "time_s" in point:  # not a chip field: the time the deployed chip is run at
         t = check_time(point["time_s"], variant, "time_s")
         t0 = variant.device.drift_t0_s
@@ -185,6 +189,25 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
                 f"every time is the same chip; allowed: device.drift_t0_s = {t0:g}, or a base "
                 "chip whose device drifts (e.g. the pcm-22nm preset; docs/drift.md)")
     return variant
+
+
+def _check_slices_to_combine(chip: ChipConfig, base: SliceReadout) -> None:
+    """A slice read-out other than the base chip's ``base`` must read other conversions: with
+    one column (or one differential pair) per weight both read-outs convert the same currents,
+    the same chip under another name (a silent repeat of the base row)."""
+    from ..arrays.encoding import conversion_kinds
+
+    same = chip.replace(array=chip.array.replace(slice_readout=base))
+    a, b = conversion_kinds(chip), conversion_kinds(same)
+    # the same columns in every conversion (where a single column's significance sits, in
+    # the analog weight or the digital shift, does not change what is converted)
+    if a.weight.shape == b.weight.shape and np.array_equal(a.weight != 0, b.weight != 0):
+        raise ConfigError(
+            f"slice_readout {chip.array.slice_readout.value!r} reads the same conversions as "
+            f"the chip's {base.value!r}: a weight of {chip.weight_bits} b on "
+            f"{chip.device.bits_per_cell}-b cells is one column (or differential pair), no "
+            f"slices to combine; allowed: {base.value!r} (or sweep bits_per_cell below the "
+            "weight's bits)")
 
 
 def _check_adder_tree(chip: ChipConfig) -> None:

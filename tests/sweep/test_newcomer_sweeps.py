@@ -116,6 +116,36 @@ def test_digital_macro_axes_that_apply_run_and_the_rest_are_refused(model, data,
     assert _row(frame, 3) == _direct(model, data, chip)
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("published/jia-jssc20", "analog"), ("published/hermes-jssc22", "analog"),
+    ("published/correll-jssc25", "analog"), ("published/deaville-vlsi22", "digital")])
+def test_slice_readout_with_one_slice_per_weight_is_refused(name, value, model, data,
+                                                            tmp_path):
+    """A weight held in one column (or one differential pair) has no slices to combine: the
+    other read-out converted the same currents and ran as a silent repeat of the base row
+    (jia-jssc20, hermes-jssc22, correll-jssc25: identical accuracy and costs)."""
+    chip = cimsim.load_chip(name)
+    own = chip.array.slice_readout.value
+    assert own != value
+    with pytest.raises(ConfigError, match=rf"slice_readout '{value}' reads the same "
+                                          rf"conversions as the chip's '{own}'.*allowed: "
+                                          rf"'{own}'"):
+        _sweep(model, data, chip, {"adc_bits": [chip.adc.bits],
+                                   "slice_readout": [own, value]}, tmp_path)
+
+
+def test_slice_readout_applies_once_cells_hold_slices(model, data, tmp_path):
+    """hermes-jssc22 on 1-b cells: a 4-b weight is slices, so 'analog' is another chip and
+    runs; on its own 3-b cells the combination is skipped with the reason."""
+    chip = cimsim.load_chip("published/hermes-jssc22")
+    frame = _sweep(model, data, chip, {"bits_per_cell": [1, 3], "slice_readout":
+                                       ["digital", "analog"], "adc_bits": [8]}, tmp_path)
+    assert frame["status"].str.startswith("ok").tolist() == [True, True, True, False]
+    assert frame["status"].iloc[3].startswith("skipped: slice_readout 'analog' reads the same")
+    assert frame["n_conversions_per_inference"].iloc[1] < \
+        frame["n_conversions_per_inference"].iloc[0]
+
+
 # --------------------------------------------------------------------------------------------
 # Records equal a direct deploy + cost estimate, published bases included
 # --------------------------------------------------------------------------------------------
