@@ -25,8 +25,8 @@ from cimsim.evaluate import accuracy
 from cimsim.report import plot_pareto
 from cimsim.sweep import chip_for_point, pareto_front, run_sweep
 from cimsim.sweep.files import write_outputs
-from cimsim.sweep.table import sweep_table
 from tests import test_sweep
+from tests.sweep.test_edges import _frame  # hand-made records -> a sweep table
 from tests.test_sweep import N_CAL, N_EVAL
 
 data, model = test_sweep.data, test_sweep.model
@@ -256,16 +256,6 @@ def test_front_is_exactly_the_non_dominated_points(rows):
                           "status": ["ok" if o else "error: x" for o in ok]},
                          index=[10 * i + 3 for i in range(len(rows))])  # not 0..n-1
     assert pareto_front(frame).tolist() == _brute_front(acc, en, ok)
-
-
-def _frame(records):
-    base = {"array_size": 256, "bits_per_cell": 1, "slice_readout": "digital",
-            "cols_per_adc": 1, "thermal_sigma_lsb": 0.0, "adc_kind": "sar", "time_s": 1.0}
-    resolved = [dict(base, adc_bits=3 + i) for i in range(len(records))]
-    ids = [f"p{i}" for i in range(len(records))]
-    full = [{"latency_ns_per_inference": 5.0, "area_mm2": 0.5, "tops_per_w": 3.0,
-             "n_arrays": 1, "wall_s": 0.1, "status": "ok", **r} for r in records]
-    return sweep_table(resolved, ids, dict(zip(ids, full, strict=True)))
 
 
 def test_plot_axes_units_and_what_is_drawn():
