@@ -316,6 +316,18 @@ def test_page_embeds_the_accuracy_time_figure(tmp_path):
     assert "accuracy against time after programming" in html.lower()
 
 
+def test_label_free_time_sweep_plots_the_output_cosine_over_time():
+    """Without labels accuracy_time.png was a blank 'no point has an accuracy' panel in the
+    page; it now draws the output cosine against time, as pareto.png does."""
+    from cimsim.report import plot_accuracy_time
+
+    frame = _time_frame().iloc[:3].assign(accuracy=math.nan, output_cosine=[0.99, 0.95, 0.9])
+    ax = plot_accuracy_time(frame).axes[0]
+    assert ax.get_ylabel().startswith("output cosine")
+    (line,) = ax.get_lines()
+    assert line.get_xydata().tolist() == [[1.0, 0.99], [3600.0, 0.95], [YEAR_S, 0.9]]
+
+
 @pytest.mark.parametrize("frame_of", [_time_frame, lambda: _frame(
     [{"accuracy": 0.9, "energy_pj_per_inference": 10.0},
      {"accuracy": math.nan, "output_cosine": 0.5, "energy_pj_per_inference": math.nan,
