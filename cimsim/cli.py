@@ -6,7 +6,7 @@
     cimsim train --model M --chip C --epochs E --out DIR
                  --method qat|distill|pim-qat|columnquant|raoq|bskmq|qat+a-shift+...
     cimsim presets                               the bundled chips
-    cimsim report DIR                            re-render a saved report
+    cimsim report DIR                            re-render a saved report (or sweep)
     cimsim --version
 
 Errors a user can fix (a missing file, a bad chip, a wrong format) print one line on stderr
@@ -316,6 +316,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"report folder {str(args.dir)!r} not found")
     out = Path(args.out) if args.out else Path(args.dir)
     _check_out(out)
+    folder = Path(args.dir)
+    if (folder / "sweep.json").is_file() and not (folder / "report.json").is_file():
+        from .sweep.files import rerender  # a sweep folder (docs/sweep.md)
+
+        paths = rerender(folder, out)
+        print(f"re-rendered the sweep: {len(paths)} files in {out}/")
+        return 0
     report = Report.load(args.dir)
     paths = report.save(out)
     print(f"re-rendered {len(paths)} files in {out}/")
@@ -995,8 +1002,10 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--json", action="store_true", help="print the whole mapping as JSON")
     ds.set_defaults(func=cmd_datasheet)
 
-    r = sub.add_parser("report", help="re-render a saved report folder (JSON -> files)")
-    r.add_argument("dir", type=Path, help="a folder with the report.json a command wrote")
+    r = sub.add_parser("report", help="re-render a saved report or sweep folder (JSON -> "
+                                      "files)")
+    r.add_argument("dir", type=Path, help="a folder with the report.json a command wrote, or "
+                                          "the sweep.json of a sweep")
     r.add_argument("--out", type=Path, default=None,
                    help="folder for the re-rendered files (default: DIR itself)")
     r.set_defaults(func=cmd_report)

@@ -914,6 +914,12 @@ def _check_bit_planes(chip: Any) -> None:
               "nothing is accumulated in analog)")
 
 
+def adder_tree_bits(rows: int) -> int:
+    """Bits of a digital adder tree's output (``adc.kind = 'digital'``) over ``rows`` 1-b
+    products of either sign: the least ``adc.bits`` that holds every column sum exactly."""
+    return math.ceil(math.log2(2 * rows + 1))
+
+
 def _check_digital_readout(chip: Any) -> None:
     """``adc.kind = 'digital'`` sums 1-b products exactly (digital CIM): bit-serial inputs,
     1-b SRAM (or ideal) cells, a full-scale readout wide enough for the largest column sum
@@ -928,7 +934,7 @@ def _check_digital_readout(chip: Any) -> None:
         _fail("ADCConfig", "range_policy", chip.adc.range_policy.value,
               "'full_scale' with full_scale_factor = 1 for kind = 'digital' (an exact sum)")
     rows = chip.array.rows_per_group
-    need = math.ceil(math.log2(2 * rows + 1))
+    need = adder_tree_bits(rows)
     if chip.adc.bits < need:
         _fail("ADCConfig", "bits", chip.adc.bits, f">= {need} for kind = 'digital' on "
               f"{rows} rows per conversion (the adder tree's output, sign included)")

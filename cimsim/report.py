@@ -808,12 +808,17 @@ def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,
     ``frame`` needs ``time_s`` and ``accuracy`` (a fraction); with ``accuracy_std`` a band of
     ± one standard deviation is drawn around each line (the spread over seeds). ``series``
     names the column whose values are the lines (None: one line). Returns a matplotlib
-    ``Figure`` (Agg canvas); rows with a NaN accuracy are left out.
+    ``Figure`` (Agg canvas); rows with a NaN accuracy are left out. Without labels (accuracy
+    NaN everywhere) ``output_cosine`` is drawn instead, where the frame has it.
     """
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()
     t = pd.to_numeric(frame["time_s"], errors="coerce")
     acc = pd.to_numeric(frame["accuracy"], errors="coerce")
+    scale, y_label = 100, "accuracy (%)"
+    if acc.isna().all() and "output_cosine" in frame:  # no labels: fidelity, not a blank panel
+        acc = pd.to_numeric(frame["output_cosine"], errors="coerce")
+        scale, y_label = 1, "output cosine to the float model (no labels)"
     ok = t.notna() & acc.notna() & (t > 0)
     groups = (frame[series].astype(str) if series is not None
               else pd.Series("accuracy", index=frame.index))
@@ -825,10 +830,10 @@ def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,
         sel = frame.index[ok & groups.eq(name)]
         order = t[sel].sort_values().index
         color = PALETTE[i % len(PALETTE)]
-        ax.plot(t[order], 100 * acc[order], marker="o", ms=4, color=color, label=name)
+        ax.plot(t[order], scale * acc[order], marker="o", ms=4, color=color, label=name)
         if "accuracy_std" in frame:
             sd = pd.to_numeric(frame["accuracy_std"], errors="coerce")[order].fillna(0.0)
-            ax.fill_between(t[order], 100 * (acc[order] - sd), 100 * (acc[order] + sd),
+            ax.fill_between(t[order], scale * (acc[order] - sd), scale * (acc[order] + sd),
                             color=color, alpha=0.15, lw=0)
     if ok.any():
         ax.set_xscale("log")
@@ -839,7 +844,7 @@ def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,
         if len(shown) >= 2:
             ax.set_xticks([v for v, _ in shown], [s for _, s in shown])
         ax.set_xlabel("time after programming")
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel(y_label)
         ax.grid(True, alpha=0.3)
         if series is not None:
             ax.legend(fontsize=8, loc="lower left")

@@ -1,4 +1,5 @@
-"""The files of a finished sweep: ``sweep.csv``, ``sweep.json``, ``pareto.png``, ``sweep.html``."""
+"""The files of a finished sweep: ``sweep.csv``, ``sweep.json``, ``pareto.png``, ``sweep.html``
+(and ``accuracy_time.png``); :func:`rerender` writes them again from ``sweep.json``."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 import pandas as pd
 
 from .. import _html
+from ..errors import CimsimError
+from .grid import AXES
 from .store import clean
-from .table import point_labels, table_records
+from .table import METRICS, point_labels, sweep_table, table_records
 
-__all__ = ["sweep_html", "write_outputs"]
+__all__ = ["rerender", "sweep_html", "write_outputs"]
 
 _FRONT_CSS = "tr.front td{background:#fff1d6;font-weight:bold}"
 
@@ -24,9 +27,11 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def sweep_html(frame: pd.DataFrame, png: bytes | None, meta: Mapping[str, Any]) -> str:
+def sweep_html(frame: pd.DataFrame, png: bytes | None, meta: Mapping[str, Any],
+               time_png: bytes | None = None) -> str:
     """The sweep page, answer first: the Pareto plot, the table of the front's points (by
-    energy), the full table with the front's rows highlighted, then the settings."""
+    energy), the full table with the front's rows highlighted, then (a time sweep) accuracy
+    against time, then the settings."""
     front = frame[frame["on_front"].astype(bool)]
     if "energy_pj_per_inference" in front:
         front = front.sort_values("energy_pj_per_inference", kind="stable")
@@ -43,6 +48,9 @@ def sweep_html(frame: pd.DataFrame, png: bytes | None, meta: Mapping[str, Any]) 
         _html.paragraph("Highlighted rows are on the Pareto front. " + _UNITS),
         _html.table(frame, _cell,
                     row_classes=["front" if on else "" for on in frame["on_front"]]),
+        *([_html.heading("Accuracy over time"),
+           _html.figure(time_png, f"Accuracy against time after programming: {title}")]
+          if time_png else []),
         _html.heading("Settings"),
         _html.items(meta),
     ], css=_FRONT_CSS)
@@ -72,10 +80,13 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     p = out / "pareto.png"
     fig.savefig(p, dpi=120, bbox_inches="tight")
     paths.append(p)
+    time_png = None
     if "time_s" in frame and frame["time_s"].nunique() > 1:
         paths.append(_accuracy_time(frame, out, meta))
+        time_png = paths[-1].read_bytes()  # the page shows every figure the sweep wrote
     p = out / "sweep.html"
-    p.write_text(sweep_html(frame, (out / "pareto.png").read_bytes(), meta), encoding="utf-8")
+    p.write_text(sweep_html(frame, (out / "pareto.png").read_bytes(), meta, time_png),
+                 encoding="utf-8")
     paths.append(p)
     return paths
 
@@ -92,3 +103,30 @@ def _accuracy_time(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> Path
     p = out / "accuracy_time.png"
     fig.savefig(p, dpi=120, bbox_inches="tight")
     return p
+
+
+def rerender(folder: Path, out: Path) -> list[Path]:
+    """Write the files of the sweep in ``folder`` (its ``sweep.json``) into ``out`` again,
+    byte for byte what the sweep wrote (``cimsim report``); ``sweep.jsonl`` is not copied.
+
+    Raises
+    ------
+    CimsimError
+        ``sweep.json`` is not JSON, or not a table a sweep wrote (the message names the file).
+    """
+    p = Path(folder) / "sweep.json"
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        points = doc.pop("points")
+        doc.pop("front")
+        # the table is rebuilt as run_sweep built it: same columns, types, front and labels
+        ids = [row["point_id"] for row in points]
+        resolved = [{a: row[a] for a in AXES} for row in points]
+        records = {row["point_id"]: {m: row[m] for m in METRICS} for row in points}
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+            AttributeError) as exc:
+        raise CimsimError(f"{p}: not a sweep table cimsim wrote ({type(exc).__name__}: "
+                          f"{exc})") from None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_outputs(sweep_table(resolved, ids, records), out, doc)

@@ -6,8 +6,18 @@ import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..arrays.drift import check_time
-from ..config import ADCKind, ArrayConfig, ChipConfig, LevelFit, RangePolicy, SliceReadout
+from ..config import (
+    ADCKind,
+    ArrayConfig,
+    ChipConfig,
+    LevelFit,
+    RangePolicy,
+    SliceReadout,
+    adder_tree_bits,
+)
 from ..errors import ConfigError
 
 __all__ = ["AXES", "INT_AXES", "LATER_AXES", "chip_for_point", "expand_grid", "identity",
@@ -135,6 +145,12 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
     adc, array = chip.adc, chip.array
     if "adc_kind" in point:
         kind, fit = parse_adc_kind(point["adc_kind"])
+        if adc.kind is ADCKind.DIGITAL and kind is not ADCKind.DIGITAL:
+            # an all-digital macro priced by its architecture: a converter there is another chip
+            raise ConfigError(
+                f"adc_kind {point['adc_kind']!r} is invalid for a base chip with adc.kind = "
+                "'digital' (its columns are summed by adder trees: no converter to choose); "
+                "allowed: 'digital' (sweep adc_kind on a chip with an analog read-out)")
         changes: dict[str, Any] = {"kind": kind}
         if kind is ADCKind.RAMP:
             changes["range_policy"] = RangePolicy.CALIBRATED
@@ -159,9 +175,51 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
     if "thermal_sigma_lsb" in point:
         parts["noise"] = chip.noise.replace(thermal_sigma_lsb=point["thermal_sigma_lsb"])
     variant = chip.replace(**parts)
+    if "adc_bits" in point and variant.adc.kind is ADCKind.DIGITAL:
+        _check_adder_tree(variant)
+    if "slice_readout" in point and variant.array.slice_readout is not array.slice_readout:
+        _check_slices_to_combine(variant, array.slice_readout)
     if "time_s" in point:  # not a chip field: the time the deployed chip is run at
-        check_time(point["time_s"], variant, "time_s")
+        t = check_time(point["time_s"], variant, "time_s")
+        t0 = variant.device.drift_t0_s
+        if not variant.device.ages and t != t0:
+            raise ConfigError(
+                f"time_s = {t!r}: the chip's device does not change after programming (no "
+                "drift_nu_mean, read_noise_q_s, retention_sigma_lsb or drift_compensation), so "
+                f"every time is the same chip; allowed: device.drift_t0_s = {t0:g}, or a base "
+                "chip whose device drifts (e.g. the pcm-22nm preset; docs/drift.md)")
     return variant
+
+
+def _check_slices_to_combine(chip: ChipConfig, base: SliceReadout) -> None:
+    """A slice read-out other than the base chip's ``base`` must read other conversions: with
+    one column (or one differential pair) per weight both read-outs convert the same currents,
+    the same chip under another name (a silent repeat of the base row)."""
+    from ..arrays.encoding import conversion_kinds
+
+    same = chip.replace(array=chip.array.replace(slice_readout=base))
+    a, b = conversion_kinds(chip), conversion_kinds(same)
+    # the same columns in every conversion (where a single column's significance sits, in
+    # the analog weight or the digital shift, does not change what is converted)
+    if a.weight.shape == b.weight.shape and np.array_equal(a.weight != 0, b.weight != 0):
+        raise ConfigError(
+            f"slice_readout {chip.array.slice_readout.value!r} reads the same conversions as "
+            f"the chip's {base.value!r}: a weight of {chip.weight_bits} b on "
+            f"{chip.device.bits_per_cell}-b cells is one column (or differential pair), no "
+            f"slices to combine; allowed: {base.value!r} (or sweep bits_per_cell below the "
+            "weight's bits)")
+
+
+def _check_adder_tree(chip: ChipConfig) -> None:
+    """A digital adder tree's output width is no design choice: the column sums need
+    :func:`adder_tree_bits` of them (fewer are refused by the chip), and more read the same
+    sums at the same price (the tree is priced by its rows), the same chip on another row."""
+    need = adder_tree_bits(chip.array.rows_per_group)
+    if chip.adc.bits > need:
+        raise ConfigError(
+            f"adc_bits = {chip.adc.bits} is invalid for adc.kind = 'digital' on "
+            f"{chip.array.rows_per_group} rows per conversion: an adder tree's output is as "
+            f"wide as its column sums (wider reads and costs the same); allowed: {need}")
 
 
 def _cols_per_adc(array: ArrayConfig, point: Mapping[str, Any]) -> Any:
