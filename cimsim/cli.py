@@ -134,6 +134,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     _check_scores(args.model, model, x, y)
     x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
     times = None if args.time is None else _time_values("--time", args.time, chip)
+    if times and not chip.device.ages and any(t != chip.device.drift_t0_s for _, t in times):
+        # a flat curve is no finding: say why (the sweep's time_s axis refuses the same)
+        print("warning: --time: the chip's device does not change after programming (no "
+              "drift_nu_mean, read_noise_q_s, retention_sigma_lsb or drift_compensation), so "
+              "every time gives the same chip; use a drifting device (e.g. the pcm-22nm "
+              "preset; docs/drift.md)", file=sys.stderr)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {used}")
     sim = cimsim.deploy(model, chip, x_cal, seed=args.seed)
     if x_eval is x:  # after the deploy, so that an error stays the only line on stderr

@@ -77,3 +77,14 @@ def test_sweep_time_axis(tmp_path):
     assert plain["time_s"].iloc[0] == chip.device.drift_t0_s
     with pytest.raises(ConfigError, match="time_s = -1"):
         chip_for_point(chip, {"time_s": -1})
+
+
+def test_simulate_time_on_a_device_that_does_not_age_says_so(data_file, tmp_path, capsys):
+    rc = main(["simulate", "--model", "tests.test_sweep:tiny_model", "--data", str(data_file),
+               "--chip", "rram-22nm", "--out", str(tmp_path), "--calibration", "16",
+               "--time", "1,1d"])
+    assert rc == 0  # it runs (a flat curve), and says why it is flat
+    err = capsys.readouterr().err
+    assert "--time: the chip's device does not change after programming" in err
+    # (the accuracies still differ by the conversion noise drawn afresh at each time)
+    assert len(pd.read_csv(tmp_path / "time.csv")) == 2
