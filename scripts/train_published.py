@@ -32,6 +32,7 @@ from cimsim.evaluate import accuracy
 from cimsim.models import load_digits_cnn
 from cimsim.train import prepare
 from cimsim.train.loop import param_groups, train_epoch
+from cimsim.train.pimqat import prepare_pimqat
 
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 
@@ -45,7 +46,7 @@ def on_published_chip(path: Path | str, act_calibration: str = "max") -> ChipCon
 
 
 def run_chip(path: Path, *, epochs: int, lr: float, seed: int, calibration: int,
-             batch_size: int, act_calibration: str = "max") -> dict:
+             batch_size: int, act_calibration: str = "max", method: str = "qat") -> dict:
     """One table row: float, deployed before training, twin and deployed after."""
     chip = on_published_chip(path, act_calibration)
     x_train, y_train, x_test, y_test = load_digits_split()
@@ -55,7 +56,10 @@ def run_chip(path: Path, *, epochs: int, lr: float, seed: int, calibration: int,
     row = {"chip": path.stem, "float": accuracy(model, x_test, y_test, batch_size=None)}
     before = cimsim.deploy(model, chip, x_cal, seed=seed)
     row["before"] = accuracy(before, x_test, y_test, batch_size=256, progress=False)
-    prep = prepare(model, chip, x_cal, seed=seed)
+    if method == "pim-qat":  # its rescaling of the full-scale ADCs' outputs (docs/pim-qat.md)
+        prep = prepare_pimqat(model, chip, x_cal, seed=seed)
+    else:
+        prep = prepare(model, chip, x_cal, seed=seed)
     opt = torch.optim.Adam(param_groups(prep, lr))
 
     def loss_fn(x, y):
@@ -81,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--act-calibration", default="max", choices=("max", "percentile", "mse"),
                         help="quant.act_calibration of every chip (default max, the TOMLs')")
+    parser.add_argument("--method", default="qat", choices=("qat", "pim-qat"),
+                        help="cimsim train --method (default qat)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("chips", nargs="*",
                         help="chip names of cimsim/presets/published (default: all)")
@@ -90,16 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     paths = sorted(PUBLISHED.glob("*.toml"))
     if args.chips:
         paths = [p for p in paths if p.stem in args.chips]
-    print(f"digits CNN, QAT {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
+    print(f"digits CNN, {args.method} {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
           f"seed {args.seed}, {args.calibration} calibration images, act_calibration "
           f"{args.act_calibration}; accuracy on 449 test "
           "images\n")
-    print("| chip | float | deployed, untrained | twin after QAT | deployed after QAT | s |")
+    print("| chip | float | deployed, untrained | twin, trained | deployed, trained | s |")
     print("|---|---|---|---|---|---|")
     for path in paths:
         r = run_chip(path, epochs=args.epochs, lr=args.lr, seed=args.seed,
                      calibration=args.calibration, batch_size=args.batch_size,
-                     act_calibration=args.act_calibration)
+                     act_calibration=args.act_calibration, method=args.method)
         print(f"| {r['chip']} | {100 * r['float']:.1f} % | {100 * r['before']:.1f} % | "
               f"{100 * r['twin']:.1f} % | **{100 * r['after']:.1f} %** | {r['seconds']:.0f} |",
               flush=True)
