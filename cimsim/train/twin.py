@@ -835,9 +835,16 @@ class TwinMatmul(nn.Module):
         lo0_t, d0_t, top = self._adc_grid0()  # the calibrated grid, or another precision's
         lo0, d0 = arr(lo0_t), arr(d0_t)
         r = arr(ratio)
+        lo, delta = lo0 * r, d0 * r
+        if lo0_t is self._adc_lo0:
+            # the engine's float64 grid (scaled by the learned change): a float32 (a - lo) / Δ
+            # rounds an analog value on a code boundary (a sum of 0 under A-shift's signed
+            # inputs on a full-scale grid) the other way than the engine does
+            r64 = r.astype(np.float64)
+            lo, delta = self._init64["lo"] * r64, self._init64["delta"] * r64
         y, share, d_step = fused_convert(
             arr(a).reshape(g_n, p, m, -1), None if var is None else arr(var).reshape(
-                g_n, p, m, -1), th, cmp_sigma, keys, lo0 * r, d0 * r, lo0, d0,
+                g_n, p, m, -1), th, cmp_sigma, keys, lo, delta, lo0, d0,
             arr(self._sig), arr(self._coef), self.n_kinds, adc.gain_error,
             adc.offset_error_lsb, top, want_share, want_step)
 
