@@ -416,7 +416,7 @@ def test_exported_transformer_lists_its_embedding_and_attention_products():
     graph = _exported(model, x)
     with torch.no_grad():
         torch.testing.assert_close(graph(x), model(x))
-    with pytest.warns(UserWarning, match=r"embedding \(Embedding\)"):
+    with pytest.warns(UserWarning, match=r"emb \(Embedding\)"):  # its module's name
         sim = cimsim.deploy(graph, lossless_chip("channel"), x)
     kinds = [kind for _, kind, _ in sim.digital]
     assert kinds == ["Embedding", "attention products", "attention products"]

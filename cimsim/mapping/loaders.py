@@ -493,6 +493,38 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
     return mod
 
 
+def _weight_source(node: torch.fx.Node) -> Any:
+    """What a call's weight is read from (a parameter's ``get_attr`` target), for telling a
+    shared module's second call from another module at the same path."""
+    w = node.args[1] if len(node.args) > 1 else None
+    return getattr(w, "target", w) if isinstance(w, torch.fx.Node) else id(w)
+
+
+def _original_place(gm: torch.fx.GraphModule, node: torch.fx.Node, mod: nn.Module,
+                    installed: dict[str, Any]) -> str | None:
+    """The module path the call came from (``nn_module_stack``), when the rebuilt module can
+    take its place: the export kept an empty holder of exactly that class's parameters there,
+    or the path's module was already rebuilt from the same weight (a shared module's second
+    call). Then the layer keeps its name in reports and its programming draw (seeded by the
+    name), as deploying the module itself gives; else None (a generated name)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    path, cls = list(stack.values())[-1]
+    if not isinstance(path, str) or not path or cls != f"{type(mod).__module__}." \
+            f"{type(mod).__qualname__}":
+        return None
+    if path in installed:
+        return path if installed[path] == _weight_source(node) else None
+    try:
+        holder = gm.get_submodule(path)
+    except AttributeError:
+        return None
+    if next(holder.children(), None) is not None or isinstance(holder, type(mod)):
+        return None  # it holds other modules, or it is a real one (not the export's holder)
+    return path
+
+
 def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """Replace the linear and (transposed) convolution calls of an exported graph by modules.
 
@@ -506,6 +538,7 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """
     n_made = 0
     recurrent = []
+    installed: dict[str, Any] = {}  # original module path -> the weight its call reads
     for node in list(gm.graph.nodes):
         if node.op != "call_function":
             continue
@@ -522,9 +555,14 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
                 continue
             args, kwargs = (((node.args[1],), {}) if isinstance(mod, nn.Embedding) else
                             (tuple(node.args), dict(node.kwargs)))
-        name = f"cimsim_{n_made}_{node.name}"
-        n_made += 1
-        gm.add_submodule(name, mod)
+        name = _original_place(gm, node, mod, installed)
+        if name is None:
+            name = f"cimsim_{n_made}_{node.name}"
+            n_made += 1
+            gm.add_submodule(name, mod)
+        elif name not in installed:
+            gm.set_submodule(name, mod)
+            installed[name] = _weight_source(node)
         with gm.graph.inserting_after(node):
             new = gm.graph.call_module(name, args, kwargs)
         node.replace_all_uses_with(new)

@@ -198,9 +198,9 @@ def test_time_sweep_on_pcm_equals_deploy_at_that_time(compensation, model, data,
 # --------------------------------------------------------------------------------------------
 def test_cli_exported_model_and_label_free_data(model, data, tmp_path, capsys):
     """A torch.export .pt2 and an .npz without y: accuracy NaN, the output cosine instead, no
-    front, no 'nan' in the page; each record equals a direct deploy of the loaded file.
-    (Its layers are named by the export, e.g. ``cimsim_0_linear``, and a layer's programming
-    draw is seeded by its name: the module the file was exported from draws other cells.)"""
+    front, no 'nan' in the page; each record equals a direct deploy of the loaded file (whose
+    layers keep their modules' names, and so their programming draws:
+    tests/mapping/test_loaders.py)."""
     from cimsim.evaluate import output_cosine
     from cimsim.mapping.loaders import load_model_for
 
