@@ -136,9 +136,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     times = None if args.time is None else _time_values("--time", args.time, chip)
     if times and not chip.device.ages and any(t != chip.device.drift_t0_s for _, t in times):
         # a flat curve is no finding: say why (the sweep's time_s axis refuses the same)
-        print("warning: --time: the chip's device does not change after programming (no "
-              "drift_nu_mean, read_noise_q_s, retention_sigma_lsb or drift_compensation), so "
-              "every time gives the same chip; use a drifting device (e.g. the pcm-22nm "
+        from .arrays.drift import STATIC_DEVICE
+
+        print(f"warning: --time: {STATIC_DEVICE}; use a drifting device (e.g. the pcm-22nm "
               "preset; docs/drift.md)", file=sys.stderr)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {used}")
     sim = cimsim.deploy(model, chip, x_cal, seed=args.seed)

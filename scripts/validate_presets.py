@@ -100,9 +100,10 @@ def _window_fit_text() -> str:
     chips = {p.stem: cimsim.load_chip(p) for p in sorted(PUBLISHED_DIR.glob("*.toml"))}
     fit, ratios = settling.fit_window_over_settling(chips)
     loo = []
-    for name, r in ratios.items():
-        others = [v for k, v in ratios.items() if k != name]
-        loo.append(f"{name} {float(np.exp(np.mean(np.log(others)))) / r:.2f}x")
+    for name, r in ratios.items():  # the fit without the chip, over the chip's own ratio
+        without, _ = settling.fit_window_over_settling(
+            {k: chips[k] for k in ratios if k != name})
+        loo.append(f"{name} {without / r:.2f}x")
     fits = ", ".join(f"{k} {v:.1f}" for k, v in ratios.items())
     return (f"the column's predicted settling times {settling.WINDOW_OVER_SETTLING:g} "
             f"(`cimsim.cost.settling.WINDOW_OVER_SETTLING`; fit now {fit:.3f}), the geometric "

@@ -34,8 +34,15 @@ from ..events import Action, Component, EventKey
 if TYPE_CHECKING:
     from .program import ProgrammedLayer
 
-__all__ = ["Aging", "DURATION_UNITS", "at_time", "attach", "calibration_read_events",
-           "check_time", "gain_events", "parse_duration", "read_noise_growth"]
+__all__ = ["Aging", "DURATION_UNITS", "STATIC_DEVICE", "at_time", "attach",
+           "calibration_read_events", "check_time", "gain_events", "parse_duration",
+           "read_noise_growth"]
+
+STATIC_DEVICE = ("the chip's device does not change after programming (no drift_nu_mean, "
+                 "read_noise_q_s, retention_sigma_lsb or drift_compensation), so every time is "
+                 "the same chip")
+"""Why a time axis on a device that does not age (``DeviceConfig.ages`` false) shows nothing:
+``simulate --time`` warns with it, the sweep's ``time_s`` axis refuses with it."""
 
 DURATION_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
                                     "w": 604800.0, "y": 365.0 * 86400.0}

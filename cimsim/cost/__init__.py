@@ -262,11 +262,10 @@ def _latency_stage(rep: CostReport, works: Sequence[LayerWork], per: float, tabl
         rows = []
         for i, b in enumerate(w.blocks):
             d = block_latency(b.layer, b.n_vectors * per, table, cal)
-            d["lag_ns"] = 0.0
-            if b.lag_vectors and b.n_vectors:  # a pipeline's fill (Block.lag_vectors)
-                lag = block_latency(b.layer, b.lag_vectors, table, cal)
-                d["lag_ns"] = lag["latency_ns"] - lag["tail_ns"]
-                d["latency_ns"] += d["lag_ns"]
+            # a pipeline's fill (Block.lag_vectors), at the block's own steps per vector
+            d["lag_ns"] = (b.lag_vectors * d["n_planes"] * d["n_row_groups_per_tile"]
+                           * d["t_step_ns"] if b.lag_vectors and b.n_vectors else 0.0)
+            d["latency_ns"] += d["lag_ns"]
             d.update(layer=w.name, block=i, name=b.layer.name or w.name, stage=b.stage,
                      n_arrays=b.layer.n_arrays, n_vectors_per_inference=b.n_vectors * per)
             rows.append(d)

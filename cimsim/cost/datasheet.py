@@ -241,7 +241,7 @@ def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
     if settle_ns is not None and tech.window_stated:
         terms["settling"] = phases * settle_ns
     elif settle_ns is not None:
-        terms["predicted_window"] = phases * settling.WINDOW_OVER_SETTLING * settle_ns
+        terms["predicted_window"] = phases * settling.predicted_window_ns(chip, table)
     t_step = float(lat["t_step_ns"])
     limits = tuple(k for k, v in terms.items() if math.isclose(v, t_step, rel_tol=1e-9))
     return {"step_ns": t_step, "stated_window_ns": stated_ns, "settling_ns": settle_ns,

@@ -672,6 +672,37 @@ def uncompiled(module: nn.Module, parent: nn.Module | None, name: str, who: str)
     return original
 
 
+class ModuleWalk:
+    """The children of a model's modules, each module once (deploy's and ``prepare``'s walk).
+
+    :meth:`children` yields ``(name, module)`` for each child to consider, skipping empty
+    slots, unwrapping a ``torch.compile`` d child (:func:`uncompiled`), and giving a module's
+    second place (``nn.Sequential(lin, relu, lin)``; ``named_children()`` skips it) whatever
+    replaced it at the first; :meth:`replace` puts a replacement in place and records it."""
+
+    def __init__(self, who: str):
+        self.who = who
+        self._seen: dict[int, nn.Module] = {}  # id of a module (or its compiled wrapper) ->
+        self._wrapper: dict[int, int] = {}     # what replaces it; id of original -> wrapper
+
+    def children(self, parent: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+        for name, child in list(parent._modules.items()):
+            if child is None:
+                continue
+            if id(child) in self._seen:  # a module at a second place: the same replacement
+                parent._modules[name] = self._seen[id(child)]
+                continue
+            original = uncompiled(child, parent, name, self.who)
+            self._seen[id(child)] = self._seen[id(original)] = original
+            self._wrapper[id(original)] = id(child)
+            yield name, original
+
+    def replace(self, parent: nn.Module, name: str, child: nn.Module, new: nn.Module) -> None:
+        """``new`` in ``child``'s place ``name`` of ``parent``, and at its other places."""
+        parent._modules[name] = self._seen[id(child)] = new
+        self._seen[self._wrapper[id(child)]] = new
+
+
 @dataclass
 class _LayerMapping:
     """Replaces the mappable modules of a model by simulated layers (stage 1 of ``deploy``),
@@ -682,8 +713,7 @@ class _LayerMapping:
     exclude: list[str]
     sim_layers: dict[str, SimLayer] = field(default_factory=dict)
     digital: list[tuple[str, str, str]] = field(default_factory=list)
-    seen: dict[int, nn.Module] = field(default_factory=dict)
-    """id of every module visited -> what replaces it (itself where nothing does)."""
+    walk: ModuleWalk = field(default_factory=lambda: ModuleWalk("deploy"))
     candidates: list[str] = field(default_factory=list)
     """Names the ``exclude`` patterns were tried on (mappable layers, attention projections)."""
 
@@ -721,22 +751,13 @@ class _LayerMapping:
                           UserWarning, stacklevel=4)
 
     def _visit(self, parent: nn.Module, prefix: str) -> None:
-        # _modules, not named_children(): that skips a module's second place in a parent
-        for child_name, child in list(parent._modules.items()):
+        for child_name, child in self.walk.children(parent):
             name = f"{prefix}{child_name}"
-            if child is None:
-                continue
-            if id(child) in self.seen:  # a module at a second place: the same replacement
-                parent._modules[child_name] = self.seen[id(child)]
-                continue
-            key = id(child)
-            child = uncompiled(child, parent, child_name, "deploy")
-            self.seen[key] = self.seen[id(child)] = child
             cls = _sim_class(child)
             if cls is not None:
                 new = self._map(child, name, cls)
                 if new is not None:
-                    parent._modules[child_name] = self.seen[key] = self.seen[id(child)] = new
+                    self.walk.replace(parent, child_name, child, new)
             elif isinstance(child, _UNSUPPORTED):
                 self.digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
             elif isinstance(row := getattr(child, "digital_row", None), tuple):

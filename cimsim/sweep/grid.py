@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..arrays.drift import check_time
+from ..arrays.drift import STATIC_DEVICE, check_time
 from ..config import (
     ADCKind,
     ArrayConfig,
@@ -184,10 +184,8 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
         t0 = variant.device.drift_t0_s
         if not variant.device.ages and t != t0:
             raise ConfigError(
-                f"time_s = {t!r}: the chip's device does not change after programming (no "
-                "drift_nu_mean, read_noise_q_s, retention_sigma_lsb or drift_compensation), so "
-                f"every time is the same chip; allowed: device.drift_t0_s = {t0:g}, or a base "
-                "chip whose device drifts (e.g. the pcm-22nm preset; docs/drift.md)")
+                f"time_s = {t!r}: {STATIC_DEVICE}; allowed: device.drift_t0_s = {t0:g}, or a "
+                "base chip whose device drifts (e.g. the pcm-22nm preset; docs/drift.md)")
     return variant
 
 

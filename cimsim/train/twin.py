@@ -76,13 +76,13 @@ from ..mapping.deploy import (
     _UNSUPPORTED,
     NOT_MAPPABLE,
     UNSUPPORTED_REASON,
+    ModuleWalk,
     SimModel,
     _batches,
     _relu_consumers,
     carry_hooks,
     deploy,
     deploy_views,
-    uncompiled,
     user_model,
     warn_unsupported,
 )
@@ -1583,19 +1583,11 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
               if chip.adc.placement is ADCPlacement.LAYER_OUTPUT and chip.adc.fuse_activation
               else {})
 
-    seen: dict[int, nn.Module] = {}  # as deploy: a module's second place gets the same twin
+    walk = ModuleWalk("prepare")  # as deploy: a module's second place gets the same twin
 
     def visit(parent: nn.Module, prefix: str) -> None:
-        for child_name, child in list(parent._modules.items()):
+        for child_name, child in walk.children(parent):
             name = f"{prefix}{child_name}"
-            if child is None:
-                continue
-            if id(child) in seen:
-                parent._modules[child_name] = seen[id(child)]
-                continue
-            key = id(child)
-            child = uncompiled(child, parent, child_name, "prepare")
-            seen[key] = seen[id(child)] = child
             cls = _twin_class(child)
             if cls is None and isinstance(child, _UNSUPPORTED):
                 digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
@@ -1610,7 +1602,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                 digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
                 continue
             carry_hooks(child, new)
-            parent._modules[child_name] = seen[key] = seen[id(child)] = new
+            walk.replace(parent, child_name, child, new)
             layers[name] = new
             new.activation_clamp = clamps.get(name)
             if cls is TwinMultiheadAttention:
