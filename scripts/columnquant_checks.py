@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +39,10 @@ def start_init() -> None:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["4"]:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("item", nargs="?", choices=["4"], help="4: item 4 only")
+    if ap.parse_args().item == "4":
         start_init()
         return
     x, y, x_te, y_te = setup(128, 128)

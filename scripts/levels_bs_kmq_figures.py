@@ -8,6 +8,8 @@ tests/adc/test_levels.py: a continuous one and one on an integer grid.
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 from cimsim.adc.levels import fit_levels, quantization_mse
@@ -31,6 +33,8 @@ def integer_grid(seed: int = 0, n: int = 20_000) -> np.ndarray:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     cases = [
         ("continuous: 40 % at 0, 10 % at 1, half-normal(0.3) inside", continuous(), 1.0),
         ("integer grid: round(N(0, 8)) clipped to [0, 16]", integer_grid(), 16.0),

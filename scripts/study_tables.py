@@ -8,8 +8,8 @@ merged.
 
 from __future__ import annotations
 
+import argparse
 import glob
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -71,9 +71,14 @@ def columnquant(paths: list[Path]) -> str:
 
 
 if __name__ == "__main__":
-    a = sys.argv[1] if len(sys.argv) > 1 else "docs/results/pim-qat-study*.csv"
-    b = sys.argv[2] if len(sys.argv) > 2 else "docs/results/columnquant-study*.csv"
-    for pattern, fn in ((a, pimqat), (b, columnquant)):
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("pimqat", nargs="?", default="docs/results/pim-qat-study*.csv",
+                    help="glob of the PIM-QAT study's CSVs (default: %(default)s)")
+    ap.add_argument("columnquant", nargs="?", default="docs/results/columnquant-study*.csv",
+                    help="glob of the ColumnQuant study's CSVs (default: %(default)s)")
+    args = ap.parse_args()
+    for pattern, fn in ((args.pimqat, pimqat), (args.columnquant, columnquant)):
         paths = [Path(p) for p in sorted(glob.glob(pattern))]
         if paths:
             print(f"## {', '.join(map(str, paths))}\n\n{fn(paths)}\n")
