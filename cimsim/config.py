@@ -989,14 +989,19 @@ def ripple_guard_columns(chip: Any) -> int:
 
 
 def _check_digital_column(chip: Any) -> None:
-    """``tech.digital_column = 'ripple'`` needs a digital read-out; its pipeline registers
-    cut at most one register per row; a tree column has no such registers."""
+    """``tech.digital_column = 'ripple'`` needs a digital read-out and one read-out per
+    column; its pipeline registers cut at most one register per row; a tree column has no
+    such registers."""
     tech = chip.tech
     ripple = tech.digital_column is DigitalColumn.RIPPLE
     if ripple and chip.adc.kind is not ADCKind.DIGITAL:
         _fail("TechConfig", "digital_column", tech.digital_column.value,
               f"'adder_tree' (the default) with adc.kind = {chip.adc.kind.value!r}; 'ripple' "
               "needs adc.kind = 'digital'")
+    if ripple and chip.array.cols_per_adc != 1:
+        _fail("ArrayConfig", "cols_per_adc", chip.array.cols_per_adc,
+              "1 for tech.digital_column = 'ripple' (every column sums in its own cells' "
+              "adders: nothing to share)")
     regs = tech.pipeline_registers_per_column
     if not ripple and regs != 1:
         _fail("TechConfig", "pipeline_registers_per_column", regs,
