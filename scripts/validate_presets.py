@@ -795,9 +795,9 @@ def colonnade_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
                        f"{a_pub[k] * _COL_AREA_MM2:.4f} ({a_pub[k]:.1%})"
                        for k, v in a_pred.items())
     # per cell and clock: the 8 outputs x 15 columns x 128 rows of cells that add
-    cells = ripple.columns_per_output(c8) * (c8.array.n_cols // ripple.columns_per_output(c8)
-                                             ) * c8.array.n_rows
-    macs_per_clock = c8.array.n_rows * c8.array.n_cols // ripple.columns_per_output(c8)
+    outputs = c8.array.n_cols // ripple.columns_per_output(c8)  # per row
+    cells = ripple.columns_per_output(c8) * outputs * c8.array.n_rows
+    macs_per_clock = c8.array.n_rows * outputs
     pub_cell_fj = pub["bit-cell array"] * pub_fj * macs_per_clock / cells
     # looked at, not applied: the input line over the whole cell (its adder included), priced
     # through the published-load field with the word-line rule's wire + gate per um

@@ -248,7 +248,8 @@ class ADCModel(ComponentModel):
     the tables' comparator energy and area at the node (MNSIM 2.0's sense amp), supply-scaled,
     not the survey's GHz flash comparators. ``adc.kind = 'digital'`` (both cost models):
     no converter but an adder tree per column, :func:`adder_tree_full_adders` full adders at
-    the digital tables' energy and area per added bit, one column sum per digital clock.
+    the digital tables' energy and area per added bit, one column sum per digital clock
+    (``tech.digital_column = 'ripple'``: a full adder in every bit-cell, :mod:`.ripple`).
     """
 
     component = _C.ADC
