@@ -47,6 +47,7 @@ __all__ = [
     "CellTech",
     "ComputeDomain",
     "CostModel",
+    "DigitalColumn",
     "InputDrive",
     "PowerGating",
     "WordlineSwitching",
@@ -216,6 +217,22 @@ class InputDrive(_Choice):
     multi-bit input applied in one shot, so it needs ``dac.bits = 'all'``; priced per plane
     whose bit is 1 (cell energy ∝ popcount(x)), B analog phases per step
     (``cimsim.cost.bitplanes``)."""
+
+
+class DigitalColumn(_Choice):
+    """How a digital-CIM column (``adc.kind = 'digital'``) sums its 1-b products
+    (``cimsim.cost.ripple``)."""
+
+    ADDER_TREE = "adder_tree"
+    """An adder tree per column beside the array (the behaviour before this setting
+    existed)."""
+    RIPPLE = "ripple"
+    """A full adder in every bit-cell: each row adds its input bit times the weight stored
+    across its columns (a ripple-carry adder along the row) to the partial sum passed down the
+    column from the row above, cut into row groups by ``tech.pipeline_registers_per_column``
+    registers (Kim, Yoo, Kim & Kim, "Colonnade", IEEE JSSC 56(7), 2021). An output's sum
+    grows by ``ceil(log2(rows_per_conversion))`` bits down the column, so each output also
+    holds that many guard columns of cells (:func:`ripple_guard_columns`)."""
 
 
 class ComputeDomain(_Choice):
@@ -811,6 +828,14 @@ class TechConfig(_Config):
     power_gating: PowerGating = PowerGating.NONE
     """Leakage policy: ``none`` (occupied arrays' ADCs leak for the whole inference) or
     ``layer`` (only while their layer runs)."""
+    digital_column: DigitalColumn = DigitalColumn.ADDER_TREE
+    """``adc.kind = 'digital'`` only (both cost models): an adder tree per column
+    (``adder_tree``) or a full adder in every bit-cell rippling the partial sums down the
+    column (``ripple``, ``cimsim.cost.ripple``)."""
+    pipeline_registers_per_column: int = 1
+    """``digital_column = 'ripple'`` only: pipeline registers that cut one column's ripple
+    chain into row groups (1: one register at the foot of the column; 1 .. rows per
+    conversion)."""
 
     def __post_init__(self) -> None:
         _float_in(self, "node_nm", 3.0, 180.0)  # cimsim.cost.tables.MIN/MAX_NODE_NM
@@ -846,6 +871,7 @@ class TechConfig(_Config):
             _float_in(self, "t_integrate_ns", MIN_TIME_NS, MAX_TIME_NS)
         if not isinstance(self.window_stated, bool):
             _fail("TechConfig", "window_stated", self.window_stated, "true or false")
+        _int_in(self, "pipeline_registers_per_column", 1, 1 << 16)
 
 
 @dataclass(**_FROZEN)
@@ -952,6 +978,39 @@ def _check_digital_readout(chip: Any) -> None:
 
 
 
+def ripple_guard_columns(chip: Any) -> int:
+    """Guard columns of one output in a ripple column (``tech.digital_column = 'ripple'``;
+    0 otherwise): the sum of ``rows_per_conversion`` products of a q-column weight needs
+    ``q + ceil(log2(rows))`` bits down the column (128 rows: 7, as in Colonnade, Kim et al.,
+    IEEE JSSC 56(7), 2021, where a w-bit weight spans w + 7 columns)."""
+    if chip.tech.digital_column is not DigitalColumn.RIPPLE:
+        return 0
+    return math.ceil(math.log2(chip.array.rows_per_group))
+
+
+def _check_digital_column(chip: Any) -> None:
+    """``tech.digital_column = 'ripple'`` needs a digital read-out and one read-out per
+    column; its pipeline registers cut at most one register per row; a tree column has no
+    such registers."""
+    tech = chip.tech
+    ripple = tech.digital_column is DigitalColumn.RIPPLE
+    if ripple and chip.adc.kind is not ADCKind.DIGITAL:
+        _fail("TechConfig", "digital_column", tech.digital_column.value,
+              f"'adder_tree' (the default) with adc.kind = {chip.adc.kind.value!r}; 'ripple' "
+              "needs adc.kind = 'digital'")
+    if ripple and chip.array.cols_per_adc != 1:
+        _fail("ArrayConfig", "cols_per_adc", chip.array.cols_per_adc,
+              "1 for tech.digital_column = 'ripple' (every column sums in its own cells' "
+              "adders: nothing to share)")
+    regs = tech.pipeline_registers_per_column
+    if not ripple and regs != 1:
+        _fail("TechConfig", "pipeline_registers_per_column", regs,
+              "1 unless digital_column = 'ripple' (an adder tree has no row-group registers)")
+    if ripple and regs > chip.array.rows_per_group:
+        _fail("TechConfig", "pipeline_registers_per_column", regs,
+              f"1 .. {chip.array.rows_per_group} (the rows one column sums per conversion)")
+
+
 def _check_binary_weights(chip: ChipConfig) -> None:
     """1-b weights are ±1 in one binary cell: ``weight_encoding = 'binary'`` only with
     ``weight_bits = 1``, and ``weight_bits = 1`` only with it or with ``'ternary'`` (one
@@ -1025,6 +1084,7 @@ class ChipConfig(_Config):
             _check_bit_planes(self)  # checks, which would name dac.bits for its own reason
         if self.adc.kind is ADCKind.DIGITAL:
             _check_digital_readout(self)
+        _check_digital_column(self)
         if self.array.slice_readout is SliceReadout.ANALOG:
             _check_analog_slices(self)
         if self.tech.cost_model is CostModel.PHYSICAL and self.adc.kind is not ADCKind.DIGITAL:

@@ -18,6 +18,7 @@ calibration factors fitted at each chip's fit point (they are hard-coded in
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,20 @@ import cimsim
 from cimsim.arrays.encoding import conversion_kinds
 from cimsim.arrays.program import program
 from cimsim.config import ChipConfig, RangePolicy
-from cimsim.cost import CALIBRATIONS, Calibration, bitplanes, estimate, layer_work, settling
+from cimsim.cost import (
+    CALIBRATIONS,
+    Calibration,
+    bitplanes,
+    estimate,
+    layer_work,
+    ripple,
+    settling,
+)
 from cimsim.cost.area import array_area_um2, occupied_area_um2
 from cimsim.cost.datasheet import workload as datasheet_workload
 from cimsim.cost.energy import NO_CALIBRATION, chip_table
 from cimsim.cost.latency import stated_window_ns
-from cimsim.cost.models import CellModel
+from cimsim.cost.models import GATE_CAPACITANCE_FF_PER_UM, CellModel
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "validation.md"
@@ -134,6 +143,42 @@ _BSCHA_747 = {"input_bits": 7, "weight_bits": 3, "adc": dict(bits=7)}
 # (tech.input_drive = 'bit_planes', which takes the whole input in one shot: dac.bits = 'all');
 # the rows above stay as the paper's own bit-sliced baseline
 _BSCHA_747_BP = {**_BSCHA_747, "dac": dict(bits="all"), "tech": dict(input_drive="bit_planes")}
+# Colonnade (Kim, Yoo, Kim & Kim, IEEE JSSC 56(7), 2021): energy per MAC at 100 MHz with 1-b
+# inputs (Fig. 16b [CL]) at 0.8 / 0.7 / 0.6 V, 1-b and 8-b weights; only the supply, or the
+# weight bits (two's complement across the row's cells), change from the TOML's 1b/1b 0.8 V
+_COL_FJ_PER_MAC = {(1, 0.8): 68.3, (1, 0.7): 42.8, (1, 0.6): 17.1,
+                   (8, 0.8): 144.4, (8, 0.7): 91.8, (8, 0.6): 36.8}
+_COL_AREA_MM2 = 0.2272  # the macro (Fig. 17)
+# 1b/1b at its own maximum clock (Fig. 15a [CL]) with the macro's 16 registers per column
+# (75.1 GOPS with 1: not the fabricated macro, whose area is Fig. 17's)
+_COL_GOPS_1B = 563.5
+# its clock, from the architecture: 16 weights of 8 columns per row x 128 rows = 2048 MACs
+_COL_CLOCK_MHZ = _COL_GOPS_1B * 1e3 / (2 * 16 * 128)
+
+
+def _col_point(w_bits: int, vdd: float) -> dict:
+    tech = {"tech": dict(vdd_v=vdd, v_read_v=vdd)} if vdd != 0.8 else {}
+    bits = {"weight_bits": 8, "weight_encoding": "twos_complement"} if w_bits == 8 else {}
+    return {**bits, **tech}
+
+
+_COLONNADE = [
+    ("colonnade-jssc21", f"{v:g} V, 100 MHz, 1b/{w}b", _col_point(w, v), "tops_per_w", "TOPS/W",
+     2e3 / fj,
+     (f"1b in x {w}b w" + (" (+-1, XNOR)" if w == 1 else " (two's complement along the row)")
+      + f"; energy per MAC {fj:g} fJ at the published 100-MHz clock (an input); whole macro"
+      + ("" if (w, v) == (1, 0.8) else "; only the " + " and ".join(
+          (["weight bits"] if w == 8 else []) + (["supply"] if v != 0.8 else []))
+         + " changed")),
+     "Kim, Yoo, Kim & Kim, JSSC 2021, Fig. 16b; CiMLoop colonnade_jssc_2021/_tests.py [CL]")
+    for (w, v), fj in _COL_FJ_PER_MAC.items()] + [
+    ("colonnade-jssc21", "1b/1b, max clock",
+     {"tech": dict(clock_mhz=_COL_CLOCK_MHZ, t_read_ns=1e3 / _COL_CLOCK_MHZ)}, "tops_per_mm2",
+     "TOPS/mm2", _COL_GOPS_1B * 1e-3 / _COL_AREA_MM2,
+     f"{_COL_GOPS_1B:g} GOPS at its maximum clock with 16 registers per column (Fig. 15a) over "
+     f"the {_COL_AREA_MM2:g}-mm^2 macro (Fig. 17); clock {_COL_CLOCK_MHZ:.1f} MHz = "
+     f"{_COL_GOPS_1B:g} GOPS / (2 x 16 x 128 MACs per clock) [der] (an input)",
+     "Kim, Yoo, Kim & Kim, JSSC 2021, Figs. 15a and 17; CiMLoop colonnade_jssc_2021 [CL]")]
 PREDICTIONS = [
     # (toml, operating point, changes, metric key, metric label, published, convention,
     #  source); the first point of each chip is its nominal TOML; the others change only what
@@ -260,6 +305,9 @@ PREDICTIONS = [
      "arXiv 2605.30814 (2026) [abs]"),
     ("bscha-arxiv26", "7/4/7 b, BSCHA", _BSCHA_747_BP, "tops_per_mm2", "TOPS/mm2", 0.014,
      "as at 7/4/7 b, BSCHA TOPS/W", "arXiv 2605.30814 (2026) [abs]"),
+    # a full adder in every bit-cell, the partial sums rippling down the column
+    # (tech.digital_column = 'ripple'), written from the architecture before any estimate
+    *_COLONNADE,
 ]
 
 
@@ -319,7 +367,9 @@ def render_predictions(pred: list[dict]) -> list[str]:
         f"{_settle_check()} (a published window shorter than its chip's predicted settling "
         "would falsify the settling model); the three all-digital macros (Chih, Lee "
         "C.-F., Fujiwara) state no clock in what was read, so their adder trees run at "
-        "cimsim's default 1-GHz digital clock, one column sum per clock. A "
+        "cimsim's default 1-GHz digital clock, one column sum per clock (Colonnade's "
+        "energy rows are at its published 100-MHz clock, its TOPS/mm² row at the clock its "
+        "published throughput implies). A "
         "converter's energy follows the rate the step asks of it (the survey's speed "
         "envelope, `docs/technology.md` §7); no chip here converts above its corner rate. "
         "Leakage: converter leakage is 20 % of its dynamic power at that rate while its "
@@ -708,7 +758,110 @@ def added_chip_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
             "converter's energy and time and the read word line's under-drive (none in the "
             "abstract) are where the difference would lie; no row is moved by a guessed "
             "figure.")
+    out += colonnade_notes(rows_)
     return out
+
+
+def colonnade_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
+    """Why Colonnade's rows land where they do: its predicted breakdown against Fig. 17's."""
+    key = ("colonnade-jssc21", "0.8 V, 100 MHz, 1b/8b", "TOPS/W")
+    if key not in rows_:
+        return []
+    col = cimsim.load_chip(PUBLISHED_DIR / "colonnade-jssc21.toml")
+    c8 = at_point(col, _col_point(8, 0.8))
+    t = chip_table(c8)
+    sh = rows_[key]["sheet"]
+    macs = sh["ops"] / 2
+    e = {c: v / macs * 1e3 for c, v in sh["energy_pj_by_component"].items()}  # fJ per MAC
+    fa_pj = ripple.full_adders_per_conversion(c8) * t.accumulator_add_energy_pj_per_bit
+    reg_pj = ripple.register_bits_per_conversion(c8) * t.shift_add_energy_pj_per_bit
+    adders, regs = e["adc"] * fa_pj / (fa_pj + reg_pj), e["adc"] * reg_pj / (fa_pj + reg_pj)
+    pub_fj = _COL_FJ_PER_MAC[8, 0.8]
+    pred = {"bit-cell array": e["cell"] + adders, "drivers": e["dac"],
+            "ctrl+reg": regs + e["shift_add"], "decoder": 0.0}
+    pub = {"bit-cell array": 0.602, "drivers": 0.288, "ctrl+reg": 0.075, "decoder": 0.035}
+    total = sum(pred.values())
+    e_rows = ", ".join(f"{k} {v:.1f} fJ ({v / total:.0%}) against {pub[k] * pub_fj:.1f} "
+                       f"({pub[k]:.1%})" for k, v in pred.items())
+    a = sh["area_um2_by_component"]
+    n = c8.array.n_rows * c8.array.n_cols
+    a_fa = n * t.accumulator_area_um2_per_bit
+    a_reg = c8.array.n_cols * c8.tech.pipeline_registers_per_column * t.shift_add_area_um2_per_bit
+    a_pred = {"bit-cell array": a["cell"] + a_fa, "drivers": a["dac"],
+              "ctrl+reg": a_reg + a["shift_add"], "decoder": 0.0}
+    a_pub = {"bit-cell array": 0.839, "drivers": 0.018, "ctrl+reg": 0.125, "decoder": 0.018}
+    a_total = sum(a_pred.values())
+    a_rows = ", ".join(f"{k} {v / 1e6:.4f} mm^2 ({v / a_total:.0%}) against "
+                       f"{a_pub[k] * _COL_AREA_MM2:.4f} ({a_pub[k]:.1%})"
+                       for k, v in a_pred.items())
+    # per cell and clock: the 8 outputs x 15 columns x 128 rows of cells that add
+    outputs = c8.array.n_cols // ripple.columns_per_output(c8)  # per row
+    cells = ripple.columns_per_output(c8) * outputs * c8.array.n_rows
+    macs_per_clock = c8.array.n_rows * outputs
+    pub_cell_fj = pub["bit-cell array"] * pub_fj * macs_per_clock / cells
+    # looked at, not applied: the input line over the whole cell (its adder included), priced
+    # through the published-load field with the word-line rule's wire + gate per um
+    cell_um2 = CellModel(c8, t).area_um2() / c8.tech.weight_sets_stored
+    pitch, wide = math.sqrt(cell_um2), math.sqrt(cell_um2 + t.accumulator_area_um2_per_bit)
+    per_um = t.wire_capacitance_ff_per_um + GATE_CAPACITANCE_FF_PER_UM
+    alt = datasheet_at(c8.replace(tech=c8.tech.replace(wordline_cap_ff_per_cell=per_um * wide)))
+    r = {p: rows_["colonnade-jssc21", p, "TOPS/W"]["ratio"] for p in (
+        "0.8 V, 100 MHz, 1b/1b", "0.7 V, 100 MHz, 1b/1b", "0.6 V, 100 MHz, 1b/1b",
+        "0.8 V, 100 MHz, 1b/8b", "0.7 V, 100 MHz, 1b/8b", "0.6 V, 100 MHz, 1b/8b")}
+    ra = rows_["colonnade-jssc21", "1b/1b, max clock", "TOPS/mm2"]
+    clk_1 = 75.1e3 / (2 * 16 * 128)  # Fig. 15a, 1 register: 75.1 GOPS [der]
+    one_reg = datasheet_at(at_point(col, {"tech": dict(
+        pipeline_registers_per_column=1, clock_mhz=clk_1, t_read_ns=1e3 / clk_1)}))
+    fall_1b = _COL_FJ_PER_MAC[1, 0.8] / _COL_FJ_PER_MAC[1, 0.6]
+    fall_8b = _COL_FJ_PER_MAC[8, 0.8] / _COL_FJ_PER_MAC[8, 0.6]
+    return [
+        "- **colonnade-jssc21** (added; a full adder in every bit-cell, "
+        "`tech.digital_column = 'ripple'`, `cimsim.cost.ripple`; Kim, Yoo, Kim & Kim, JSSC "
+        "2021, Figs. 15-17 via [CL]): written from the architecture only and estimated "
+        "uncalibrated. TOPS/W predicted/published at 0.8 / 0.7 / 0.6 V: "
+        + " / ".join(f"{r[f'{v} V, 100 MHz, 1b/1b']:.2f}" for v in ("0.8", "0.7", "0.6"))
+        + " at 1b/1b and "
+        + " / ".join(f"{r[f'{v} V, 100 MHz, 1b/8b']:.2f}" for v in ("0.8", "0.7", "0.6"))
+        + f" at 1b in / 8b w; TOPS/mm^2 {ra['ratio']:.2f}. **Supply**: the published "
+        f"energy per MAC falls {fall_1b:.1f}x (1-b weights) and {fall_8b:.1f}x (8-b) from "
+        f"0.8 to 0.6 V, where C V^2 gives {(0.8 / 0.6) ** 2:.2f}x: the model scales every "
+        "CMOS energy as (V / 0.8 V)^2 and is not fitted to it, so the ratio falls from about "
+        "2x at 0.8 V to about 0.85x at 0.6 V (CiMLoop's reproduction [CL] notes the same "
+        "~4x and keeps V^2 too; leakage or short-circuit current that falls faster than "
+        "V^2 could hold the rest; the model prices no logic leakage). "
+        f"**Energy at 0.8 V, 1b in / 8b w** ({sum(e.values()):.1f} fJ per MAC predicted "
+        f"against {pub_fj:g} published), by Fig. 17's parts: {e_rows}. The adders: "
+        f"{t.accumulator_add_energy_pj_per_bit * 1e3:.2f} fJ per full addition (the digital "
+        "tables' energy per added bit, Horowitz's 32-b add at 45 nm / 32, node-scaled; random "
+        f"operands) in each of the {cells:,} cells that add per clock, against "
+        f"{pub_cell_fj:.2f} fJ per cell and clock in the published bit-cell array (whose "
+        "XNOR, configuration multiplexers and SRAM read are in it too). The drivers are the "
+        f"largest gap ({pred['drivers']:.1f} against {pub['drivers'] * pub_fj:.1f} fJ): "
+        "an input line is priced by the word-line rule over the 6T cell and its product "
+        f"gate ({pitch:.2f}-um pitch), while the line runs over cells that each hold a full "
+        "adder and fans out to every cell's product logic. Looked at and not applied (the "
+        "rule's gate taken as wide as a pitch is a convention, not a published load): over "
+        f"the cell with its adder ({wide:.2f}-um pitch) the 1b in / 8b w row at 0.8 V would "
+        f"be {alt['tops_per_w'] / (2e3 / pub_fj):.2f}x. "
+        f"**Area** ({a_total / 1e6:.4f} mm^2 predicted against {_COL_AREA_MM2:g}): {a_rows}; "
+        "the shift-accumulators are priced as the digital macros' 32-b unit per column, 128 "
+        "of them where the macro has 16 outputs per row at 1-b weights and 8 at 8-b (the "
+        "ctrl+reg excess). The TOPS/mm^2 row takes the "
+        "throughput as an input (the clock derived from Fig. 15a's 563.5 GOPS with 16 "
+        "registers per column; cimsim has no gate-delay model to predict the clock, and "
+        "CiMLoop's 0.4 ns per adder on the critical path [CL] is that reproduction's own "
+        "constant), so it checks "
+        "the area. Fig. 15a's 1-register point (75.1 GOPS, 18.3 MHz) is another "
+        "configuration of the design, not the 16-register macro of [CL] whose area Fig. 17 "
+        "gives: with 1 register the predicted macro is "
+        f"{one_reg['area_mm2']:.4f} mm^2 and the row would be "
+        f"{one_reg['tops_per_mm2'] / (75.1e-3 / _COL_AREA_MM2):.2f}x. "
+        "The TOML was first written with 1 register per column (Fig. 15a's throughput "
+        "point); CiMLoop's variables_free.yaml, read afterwards, gives 16 (one every 8 rows, "
+        "which its critical-path model needs for 100 MHz at 8-b weights), and the 16 "
+        "registers' energy moved the 0.8-V rows from 2.00x and 2.08x to "
+        f"{r['0.8 V, 100 MHz, 1b/1b']:.2f}x and {r['0.8 V, 100 MHz, 1b/8b']:.2f}x: the 1b in / "
+        "8b w row at 0.8 V is within 2x by that margin."]
 
 
 def datasheet_at(chip: ChipConfig) -> dict:

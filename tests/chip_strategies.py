@@ -94,9 +94,11 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
     slice_readout = draw(st.sampled_from(list(SliceReadout) if slice_ok
                                          else [SliceReadout.DIGITAL]), label="slice_readout")
     analog_slices = slice_readout is SliceReadout.ANALOG
+    # a digital column of ripple adders in the bit-cells: one read-out per column
+    ripple = digital and draw(st.booleans(), label="ripple")
     array = dict(
         n_rows=n_rows, n_cols=n_cols, rows_per_conversion=rpc,
-        cols_per_adc=draw(st.integers(1, n_cols), label="cols_per_adc"),
+        cols_per_adc=1 if ripple else draw(st.integers(1, n_cols), label="cols_per_adc"),
         n_tiles=draw(st.integers(1, 64)), arrays_per_tile=draw(st.integers(1, 16)),
         allow_time_multiplexing=draw(st.booleans()),
         kernel_preserving_tiling=draw(st.booleans()), slice_readout=slice_readout)
@@ -203,6 +205,8 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         t_integrate_ns=draw(_maybe(_f(0.05, 5000.0))),
         window_stated=draw(st.booleans(), label="window_stated"),
         power_gating=draw(st.sampled_from(list(PowerGating))),
+        digital_column="ripple" if ripple else "adder_tree",
+        pipeline_registers_per_column=draw(st.integers(1, rows)) if ripple else 1,
     )
     return ChipConfig.from_dict(dict(
         name=draw(st.text(min_size=1, max_size=12)), description=draw(st.text(max_size=20)),
@@ -239,6 +243,7 @@ _OUT_OF_RANGE: tuple[tuple[str, str, Any], ...] = (
     ("tech", "node_nm", math.inf), ("tech", "vdd_v", 0.0), ("tech", "vdd_v", -0.8),
     ("tech", "v_read_v", 0.0), ("tech", "t_read_ns", 0.0), ("tech", "clock_mhz", -1.0),
     ("tech", "devices_per_cell", 0), ("tech", "weight_sets_stored", 0),
+    ("tech", "pipeline_registers_per_column", 0),
     ("tech", "cell_area_f2", 0.0), ("tech", "cap_unit_ff", 0.0),
     ("tech", "cap_density_ff_per_um2", -1.0), ("tech", "wordline_v", 0.0),
     ("tech", "wordline_cap_ff_per_cell", 0.0), ("tech", "t_integrate_ns", 0.0),
@@ -269,6 +274,9 @@ _INCOMPATIBLE: tuple[Change, ...] = (
      "input_drive"),
     ((("array", "n_cols", 4), ("array", "cols_per_adc", 8)), "cols_per_adc"),
     ((("array", "n_rows", 8), ("array", "rows_per_conversion", 16)), "rows_per_conversion"),
+    ((("tech", "digital_column", "ripple"), ("adc", "kind", "sar")), "digital_column"),
+    ((("tech", "pipeline_registers_per_column", 2), ("tech", "digital_column", "adder_tree")),
+     "pipeline_registers_per_column"),
     ((("array", "slice_readout", "analog"), ("", "weight_encoding", "ternary"),
       ("", "weight_bits", 4), ("device", "bits_per_cell", 1)), "slice_readout"),
     ((("dac", "shift_unsigned_inputs", True), ("dac", "signed_inputs", "two_pass")),

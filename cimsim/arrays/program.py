@@ -28,6 +28,7 @@ from ..config import (
     SliceReadout,
     VariationKind,
     WeightEncoding,
+    ripple_guard_columns,
 )
 from ..errors import MappingError
 from .encoding import (
@@ -531,7 +532,13 @@ def _cols_per_tile(kinds: ColumnKinds, chip: ChipConfig) -> int:
     if unit > n_cols:
         raise MappingError(
             f"array.n_cols = {n_cols} cannot hold a differential column pair; use >= 2")
-    return (n_cols // unit) * unit
+    guard = ripple_guard_columns(chip)  # a ripple column's sum-extension cells, not mapped
+    if guard and q + guard > n_cols:
+        raise MappingError(
+            f"array.n_cols = {n_cols} cannot hold one output's {q} weight columns and the "
+            f"{guard} guard columns of tech.digital_column = 'ripple'; use n_cols >= "
+            f"{q + guard}")
+    return (n_cols // (q + guard)) * q if guard else (n_cols // unit) * unit
 
 
 @dataclass(frozen=True)

@@ -78,11 +78,12 @@ def workload(chip: ChipConfig, input_density: float = 0.5,
 
     rng = np.random.default_rng(seed)
     lo, hi = weight_range(chip)
-    q = program(np.ones((1, 1), dtype=np.int64), chip).n_phys_cols  # columns per output
+    block = program(np.ones((1, 1), dtype=np.int64), chip)
+    q = block.n_phys_cols  # columns per output
     # a layer-output converter holds the whole dot product: one row group, not all the rows
     layer_output = chip.adc.placement is ADCPlacement.LAYER_OUTPUT
     k = chip.array.rows_per_group if layer_output else chip.array.n_rows
-    n = max(1, chip.array.n_cols // q)
+    n = max(1, block.cols_per_tile // q)  # the outputs one array holds
     if chip.weight_encoding is WeightEncoding.BINARY:
         w = 2 * rng.integers(0, 2, size=(n, k)) - 1  # ±1: a binary cell has no 0
     else:
@@ -253,11 +254,12 @@ def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
 def _converter(chip: ChipConfig, table: Any, cal: Any) -> dict[str, Any]:
     """The converter's kind, bits, sample rate and the survey's corner rate for its bits.
 
-    ``priced_by``: ``adder tree`` (digital CIM, no converter), ``tables`` (the ``tables``
+    ``priced_by``: ``adder tree`` or ``ripple adders`` (digital CIM, no converter; the
+    column's style, ``tech.digital_column``), ``tables`` (the ``tables``
     cost model), ``sense amp`` (a 1-b SAR/flash/single-slope conversion, one comparator
     decision priced by the tables) or ``survey`` (the ADC survey's fit for its family, times
     :func:`.adc_survey.rate_factor` at its sample rate)."""
-    from . import adc_survey
+    from . import adc_survey, ripple
     from ._prices import table_adc_bits
     from .models import ADCModel
     from .tables import one_comparator
@@ -266,7 +268,8 @@ def _converter(chip: ChipConfig, table: Any, cal: Any) -> dict[str, Any]:
     rate = float(ADCModel(chip, table, cal).sample_rate_hz())
     out: dict[str, Any] = {"kind": kind.value, "bits": bits, "sample_rate_hz": rate}
     if kind is ADCKind.DIGITAL:
-        return {**out, "priced_by": "adder tree", "corner_rate_hz": None, "rate_factor": None,
+        column = "ripple adders" if ripple.applies(chip) else "adder tree"
+        return {**out, "priced_by": column, "corner_rate_hz": None, "rate_factor": None,
                 "above_corner": None}
     b = table_adc_bits(bits)
     corner = adc_survey.corner_rate_hz(b)
@@ -416,7 +419,9 @@ def breakdown_lines(sheet: dict[str, Any]) -> list[str]:
                  f"({st['conversions_per_adc']} x {st['t_conv_ns']:.4g} ns: {what})")
     adc = sheet["adc"]
     if adc["corner_rate_hz"] is None:
-        lines.append(f"converter: none (adc.kind = 'digital': an adder tree per column, one "
+        column = ("a full adder per bit-cell, ripple down the column" if adc["priced_by"]
+                  == "ripple adders" else "an adder tree per column")
+        lines.append(f"converter: none (adc.kind = 'digital': {column}, one "
                      f"column sum per clock, {_si(adc['sample_rate_hz'], 'S/s')})")
     else:
         side = "ABOVE" if adc["above_corner"] else "below"

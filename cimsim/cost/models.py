@@ -54,7 +54,7 @@ from ..config import (
     WordlineSwitching,
 )
 from ..events import Action, Component
-from . import adc_survey, bitplanes
+from . import adc_survey, bitplanes, ripple
 from ._prices import (
     NO_CALIBRATION,
     TILE_BUFFER_KIB,
@@ -248,7 +248,8 @@ class ADCModel(ComponentModel):
     the tables' comparator energy and area at the node (MNSIM 2.0's sense amp), supply-scaled,
     not the survey's GHz flash comparators. ``adc.kind = 'digital'`` (both cost models):
     no converter but an adder tree per column, :func:`adder_tree_full_adders` full adders at
-    the digital tables' energy and area per added bit, one column sum per digital clock.
+    the digital tables' energy and area per added bit, one column sum per digital clock
+    (``tech.digital_column = 'ripple'``: a full adder in every bit-cell, :mod:`.ripple`).
     """
 
     component = _C.ADC
@@ -261,6 +262,8 @@ class ADCModel(ComponentModel):
             # added bit (random operands); CMOS logic leakage is not priced (no source)
             if action is _A.LEAK:
                 return 0.0
+            if ripple.applies(self.chip):  # a full adder in every bit-cell (cost/ripple.py)
+                return ripple.convert_pj(self.chip, self.table, self._sf) * self.cal.e("adc")
             return (adder_tree_full_adders(self.chip.array.rows_per_group)
                     * self.table.accumulator_add_energy_pj_per_bit * self._sf * self.cal.e("adc"))
         if not self.physical:
@@ -305,6 +308,8 @@ class ADCModel(ComponentModel):
 
     def area_um2(self) -> float:
         chip, b = self.chip, table_adc_bits(self.chip.adc.bits)
+        if digital(chip) and ripple.applies(chip):
+            return ripple.area_um2_per_column(chip, self.table) * self.cal.a("adc")
         if digital(chip):
             return (adder_tree_full_adders(chip.array.rows_per_group)
                     * self.table.accumulator_area_um2_per_bit * self.cal.a("adc"))
