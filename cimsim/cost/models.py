@@ -413,12 +413,17 @@ class DACModel(ComponentModel):
         is ``n_cols`` cells' load plus the driver's (``tech.wordline_driver_cap_ff``); a
         cell's load is the published ``tech.wordline_cap_ff_per_cell``, else the line's wire
         (0.2 fF/um) and the gate of its access device (1 fF/um of gate width, taken as wide as
-        the cell pitch)."""
+        the cell pitch). The pitch is that of the cell's whole footprint: with a full adder in
+        every bit-cell (``tech.digital_column = 'ripple'``) the line crosses the adder too,
+        whose area the ripple column's read-out already counts (:mod:`.ripple`)."""
         tech = self.chip.tech
         if tech.wordline_cap_ff_per_cell is not None:
             per_cell_ff = tech.wordline_cap_ff_per_cell
         else:
-            pitch_um = math.sqrt(CellModel(self.chip, self.table).area_um2())
+            footprint = CellModel(self.chip, self.table).area_um2()
+            if ripple.applies(self.chip):
+                footprint += ripple.adder_area_um2_per_cell(self.chip, self.table)
+            pitch_um = math.sqrt(footprint)
             per_cell_ff = (self.table.wire_capacitance_ff_per_um
                            + GATE_CAPACITANCE_FF_PER_UM) * pitch_um
         c_ff = per_cell_ff * self.chip.array.n_cols + tech.wordline_driver_cap_ff

@@ -30,7 +30,9 @@ from the same digital tables the adder tree is priced from (``docs/cost-model.md
 * **time**: one digital clock per conversion, as the adder tree (the clock is the chip's
   ``tech.clock_mhz``: a published input, not predicted from the chain's delay).
 
-The product gate of each bit-cell and the row drivers are priced as for the adder tree.
+The product gate of each bit-cell is priced as for the adder tree, and so are the row drivers,
+except that a word line crosses each cell's full adder as well as its bit-cell: its wire and
+gate load follow the pitch of both (:func:`adder_area_um2_per_cell`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from __future__ import annotations
 from ..config import ChipConfig, DigitalColumn, ripple_guard_columns
 from .tables import TechTable
 
-__all__ = ["applies", "area_um2_per_column", "columns_per_output", "convert_pj",
-           "full_adders_per_conversion", "guard_share", "register_bits_per_conversion"]
+__all__ = ["adder_area_um2_per_cell", "applies", "area_um2_per_column", "columns_per_output",
+           "convert_pj", "full_adders_per_conversion", "guard_share",
+           "register_bits_per_conversion"]
 
 
 def applies(chip: ChipConfig) -> bool:
@@ -81,6 +84,14 @@ def convert_pj(chip: ChipConfig, table: TechTable, supply_factor: float) -> floa
     return (full_adders_per_conversion(chip) * table.accumulator_add_energy_pj_per_bit
             + register_bits_per_conversion(chip) * table.shift_add_energy_pj_per_bit
             ) * supply_factor
+
+
+def adder_area_um2_per_cell(chip: ChipConfig, table: TechTable) -> float:
+    """The full adder beside each stored bit of a cell, um^2: the word line's pitch spans it
+    too."""
+    from ._prices import stored_bits_per_cell  # (_prices imports the models' helpers)
+
+    return float(stored_bits_per_cell(chip) * table.accumulator_area_um2_per_bit)
 
 
 def area_um2_per_column(chip: ChipConfig, table: TechTable) -> float:

@@ -117,11 +117,12 @@ def test_fujiwara_5nm_rows_are_within_2x(validate, pred):
 
 
 # Colonnade (Kim et al., JSSC 2021), a full adder per bit-cell (tech.digital_column = 'ripple'),
-# added as a held-out chip: predicted / published at the time of writing, every row pinned
+# added as a held-out chip: predicted / published, every row pinned (the word line over the
+# bit-cell and its full adder: docs/validation.md says what the narrower first pitch gave)
 COLONNADE = {
-    ("0.8 V, 100 MHz, 1b/1b", "TOPS/W"): 1.87, ("0.7 V, 100 MHz, 1b/1b", "TOPS/W"): 1.53,
-    ("0.6 V, 100 MHz, 1b/1b", "TOPS/W"): 0.83, ("0.8 V, 100 MHz, 1b/8b", "TOPS/W"): 1.96,
-    ("0.7 V, 100 MHz, 1b/8b", "TOPS/W"): 1.63, ("0.6 V, 100 MHz, 1b/8b", "TOPS/W"): 0.89,
+    ("0.8 V, 100 MHz, 1b/1b", "TOPS/W"): 1.70, ("0.7 V, 100 MHz, 1b/1b", "TOPS/W"): 1.39,
+    ("0.6 V, 100 MHz, 1b/1b", "TOPS/W"): 0.75, ("0.8 V, 100 MHz, 1b/8b", "TOPS/W"): 1.78,
+    ("0.7 V, 100 MHz, 1b/8b", "TOPS/W"): 1.48, ("0.6 V, 100 MHz, 1b/8b", "TOPS/W"): 0.81,
     ("1b/1b, max clock", "TOPS/mm2"): 0.74,
 }
 
@@ -146,7 +147,7 @@ def test_colonnade_rows_are_pinned_and_change_only_the_published_inputs(validate
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(2.39, abs=0.02)
+    assert gm == pytest.approx(2.38, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:

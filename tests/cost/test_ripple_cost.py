@@ -15,7 +15,13 @@ from cimsim.config import ChipConfig, DigitalColumn, load_chip, ripple_guard_col
 from cimsim.cost import datasheet, estimate, layer_work, ripple
 from cimsim.cost.area import array_area_um2
 from cimsim.cost.datasheet import workload
-from cimsim.cost.models import ADCModel, adder_tree_full_adders
+from cimsim.cost.models import (
+    GATE_CAPACITANCE_FF_PER_UM,
+    ADCModel,
+    CellModel,
+    DACModel,
+    adder_tree_full_adders,
+)
 from cimsim.cost.tables import tech_table
 from cimsim.errors import ConfigError, MappingError
 from cimsim.events import Action, Component
@@ -95,6 +101,18 @@ def test_area_per_column_by_hand():
     assert ADCModel(_chip(regs=2), t).area_um2() == pytest.approx(128 * a_fa + 2 * a_reg)
     # every one of the 128 columns has its adders, guard columns included
     assert array_area_um2(_chip(), t)["adc"] == pytest.approx(128 * (128 * a_fa + a_reg))
+
+
+def test_the_word_line_crosses_each_cells_full_adder():
+    # C = (0.2 fF/um wire + 1 fF/um gate) x pitch x n_cols, the pitch that of the bit-cell and
+    # the full adder beside it (the area the ripple column counts); the tree: the bit-cell's
+    chip, tree = _chip(), _chip(column="adder_tree")
+    t = tech_table(65.0)
+    cell_um2 = CellModel(chip, t).area_um2()
+    for c, um2 in ((chip, cell_um2 + t.accumulator_area_um2_per_bit), (tree, cell_um2)):
+        c_ff = (t.wire_capacitance_ff_per_um + GATE_CAPACITANCE_FF_PER_UM) * um2**0.5 * 128
+        assert DACModel(c, t).wordline_pj() == pytest.approx(c_ff * 0.8 * 0.8 * 1e-3, rel=1e-12)
+    assert ripple.adder_area_um2_per_cell(chip, t) == t.accumulator_area_um2_per_bit
 
 
 def test_registers_cost_energy_and_area():
