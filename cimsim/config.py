@@ -963,7 +963,7 @@ def _check_digital_readout(chip: Any) -> None:
     need = adder_tree_bits(rows)
     if chip.adc.bits < need:
         _fail("ADCConfig", "bits", chip.adc.bits, f">= {need} for kind = 'digital' on "
-              f"{rows} rows per conversion (the adder tree's output, sign included)")
+              f"{rows} rows per conversion (the digital column's sum, sign included)")
     noisy = [name for name in ("thermal_sigma_lsb", "read_noise_rel")
              if getattr(chip.noise, name) != 0]
     noisy += ["nonlinearity"] * (chip.noise.nonlinearity is not Nonlinearity.NONE)

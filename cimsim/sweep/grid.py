@@ -149,7 +149,7 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
             # an all-digital macro priced by its architecture: a converter there is another chip
             raise ConfigError(
                 f"adc_kind {point['adc_kind']!r} is invalid for a base chip with adc.kind = "
-                "'digital' (its columns are summed by adder trees: no converter to choose); "
+                "'digital' (its columns are summed by digital adders: no converter to choose); "
                 "allowed: 'digital' (sweep adc_kind on a chip with an analog read-out)")
         changes: dict[str, Any] = {"kind": kind}
         if kind is ADCKind.RAMP:
@@ -216,8 +216,8 @@ def _check_adder_tree(chip: ChipConfig) -> None:
     if chip.adc.bits > need:
         raise ConfigError(
             f"adc_bits = {chip.adc.bits} is invalid for adc.kind = 'digital' on "
-            f"{chip.array.rows_per_group} rows per conversion: an adder tree's output is as "
-            f"wide as its column sums (wider reads and costs the same); allowed: {need}")
+            f"{chip.array.rows_per_group} rows per conversion: a digital column's output "
+            f"is as wide as its sums (wider reads and costs the same); allowed: {need}")
 
 
 def _cols_per_adc(array: ArrayConfig, point: Mapping[str, Any]) -> Any:

@@ -85,8 +85,8 @@ def test_adc_kind_on_a_digital_macro_is_refused(name, model, data, tmp_path):
     analog chip and ran, silently: 10x the energy, with no word that the axis does not apply."""
     chip = cimsim.load_chip(name)
     bits = chip.adc.bits
-    with pytest.raises(ConfigError, match=r"adc_kind 'sar'.*adc\.kind = 'digital'.*adder "
-                                          r"tree.*allowed: 'digital'"):
+    with pytest.raises(ConfigError, match=r"adc_kind 'sar'.*adc\.kind = 'digital'.*digital "
+                                          r"adders.*allowed: 'digital'"):
         _sweep(model, data, chip, {"adc_bits": [bits], "adc_kind": ["digital", "sar"]},
                tmp_path)
     assert chip_for_point(chip, {"adc_kind": "digital"}) == chip  # its own kind is fine
@@ -107,10 +107,10 @@ def test_digital_macro_axes_that_apply_run_and_the_rest_are_refused(model, data,
                    tmp_path / "ok")
     assert frame["status"].tolist() == [
         "ok", "skipped: adc_bits = 10 is invalid for adc.kind = 'digital' on 128 rows per "
-        "conversion: an adder tree's output is as wide as its column sums (wider reads and "
+        "conversion: a digital column's output is as wide as its sums (wider reads and "
         "costs the same); allowed: 9",
         "skipped: ADCConfig.bits = 9 is invalid; allowed: >= 10 for kind = 'digital' on 256 "
-        "rows per conversion (the adder tree's output, sign included)", "ok"]
+        "rows per conversion (the digital column's sum, sign included)", "ok"]
     ok = frame[frame["status"] == "ok"]
     assert ok["energy_pj_per_inference"].iloc[0] < ok["energy_pj_per_inference"].iloc[1]
     assert _row(frame, 3) == _direct(model, data, chip)
