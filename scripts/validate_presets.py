@@ -179,6 +179,21 @@ _COLONNADE = [
      f"the {_COL_AREA_MM2:g}-mm^2 macro (Fig. 17); clock {_COL_CLOCK_MHZ:.1f} MHz = "
      f"{_COL_GOPS_1B:g} GOPS / (2 x 16 x 128 MACs per clock) [der] (an input)",
      "Kim, Yoo, Kim & Kim, JSSC 2021, Figs. 15a and 17; CiMLoop colonnade_jssc_2021 [CL]")]
+# Yu et al., IEEE TCAS-I 2024 (doi 10.1109/TCSI.2024.3411608), abstract: 258.5 / 67.9 / 23.9
+# TOPS/W with 3 / 7 / 15-level weights (a sign and a 1-, 2-, 3-b magnitude: weight_bits 2, 3,
+# 4 of the `differential` encoding), 384 binary inputs, measured at 0.45/0.8-V supplies; only
+# the weight levels change between the points
+_YU24_TOPS_PER_W = {3: 258.5, 7: 67.9, 15: 23.9}
+_YU_TCASI24 = [
+    ("yu-tcasi24", f"{levels}-level w", {} if levels == 3 else {"weight_bits": bits},
+     "tops_per_w", "TOPS/W", tops_w,
+     (f"1b in (384 binary inputs) x {levels}-level w (sign + {bits - 1}-b magnitude, a "
+      "differential pair of 7T cells per magnitude bit), 6-b binary-searching ADC per pair "
+      "(bits not stated: the largest of 1-6 b taken); raw ops; supplies 0.45 V read word "
+      "lines / 0.8 V rest (assignment not stated)"
+      if levels == 3 else "as at 3 levels; only the weight levels changed"),
+     "Yu et al., IEEE TCAS-I 2024, doi 10.1109/TCSI.2024.3411608 [abs]")
+    for (levels, tops_w), bits in zip(_YU24_TOPS_PER_W.items(), (2, 3, 4), strict=True)]
 PREDICTIONS = [
     # (toml, operating point, changes, metric key, metric label, published, convention,
     #  source); the first point of each chip is its nominal TOML; the others change only what
@@ -308,6 +323,9 @@ PREDICTIONS = [
     # a full adder in every bit-cell, the partial sums rippling down the column
     # (tech.digital_column = 'ripple'), written from the architecture before any estimate
     *_COLONNADE,
+    # a dual-7T SRAM macro with binary-searching in-memory converters (Yu et al., TCAS-I
+    # 2024), written from its abstract before any estimate
+    *_YU_TCASI24,
 ]
 
 
@@ -759,6 +777,7 @@ def added_chip_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
             "abstract) are where the difference would lie; no row is moved by a guessed "
             "figure.")
     out += colonnade_notes(rows_)
+    out += yu_tcasi24_notes(rows_)
     return out
 
 
@@ -867,6 +886,63 @@ def colonnade_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "registers' energy moved the 0.8-V rows from 2.00x and 2.08x to the bit-cell-pitch "
         "figures above (the script at commit 24ba113), the word line's pitch over the adder "
         f"then to {r['0.8 V, 100 MHz, 1b/1b']:.2f}x and {r['0.8 V, 100 MHz, 1b/8b']:.2f}x."]
+
+
+def yu_tcasi24_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
+    """Why the dual-7T macro's rows land where they do, from its predicted breakdowns."""
+    if ("yu-tcasi24", "3-level w", "TOPS/W") not in rows_:
+        return []
+    yu = cimsim.load_chip(PUBLISHED_DIR / "yu-tcasi24.toml")
+    r = {lv: rows_["yu-tcasi24", f"{lv}-level w", "TOPS/W"] for lv in _YU24_TOPS_PER_W}
+
+    def per_mac(lv: int) -> dict:  # fJ per MAC by component
+        sh = r[lv]["sheet"]
+        return {c: v / (sh["ops"] / 2) * 1e3 for c, v in sh["energy_pj_by_component"].items()}
+
+    e3 = per_mac(3)
+    total3 = sum(e3.values())
+    sh3 = r[3]["sheet"]
+    n_conv = sh3["ops"] / 2 / yu.array.n_rows  # one conversion per output (one pair at 3 levels)
+    conv_pj = sh3["energy_pj_by_component"]["adc"] / n_conv
+    swapped = datasheet_at(yu.replace(tech=yu.tech.replace(vdd_v=0.45, v_read_v=0.8)))
+    fall = {lv: r[3]["published"] / r[lv]["published"] for lv in (7, 15)}
+    fall_pred = {lv: r[3]["estimate"] / r[lv]["estimate"] for lv in (7, 15)}
+    parts = ", ".join(f"{name} {e3[c]:.2f} fJ ({e3[c] / total3:.0%})" for c, name in
+                      (("cell", "bit-cell reads"), ("dac", "read word lines and drivers"),
+                       ("adc", "converters")))
+    return [
+        "- **yu-tcasi24** (added; a dual-7T SRAM macro with binary-searching converters, "
+        "Yu et al., IEEE TCAS-I 2024 [abs], measured silicon): written from the abstract "
+        "only, before any estimate, and estimated uncalibrated; nothing was changed after. "
+        "TOPS/W predicted/published at 3 / 7 / 15-level weights: "
+        + " / ".join(f"{r[lv]['ratio']:.2f}" for lv in _YU24_TOPS_PER_W)
+        + f". **At 3 levels** ({2e3 / r[3]['published']:.2f} fJ per MAC published, "
+        f"{total3:.2f} predicted): {parts}. A conversion is priced at {conv_pj:.3f} pJ "
+        "(the survey's 6-b SAR line at 65 nm and 0.8 V, with its leakage) for the "
+        f"{yu.array.n_rows} products of a column pair; a bit-cell read is the tables' SRAM "
+        "CIM read at 0.8 V (cimsim's current-domain SRAM read follows the supply, not the "
+        f"word line's {yu.tech.v_read_v:g} V, which prices the word lines). **Across the "
+        "weight levels**: "
+        f"the published efficiency falls {fall[7]:.1f}x from 3 to 7 levels and "
+        f"{fall[15]:.1f}x from 3 to 15; the prediction falls {fall_pred[7]:.1f}x and "
+        f"{fall_pred[15]:.1f}x, as the 1, 2 and 3 column pairs a weight takes in the "
+        "`differential` encoding (one per magnitude bit, each read and converted; per MAC "
+        "the reads, word lines and conversions all grow with the pairs). So the published "
+        "cost per MAC grows about "
+        f"{fall[15] / fall_pred[15]:.1f}x faster with the levels than one column pair per "
+        "magnitude bit gives. The abstract leaves out what would decide it: how a 7- or "
+        "15-level weight is laid out in cells, and which of the 1-6-b converter settings "
+        "each figure used (6 b, the largest, is taken at every point; fewer bits at 3 levels "
+        "would lift that prediction further above the published figure). The zero-weight "
+        "skipping is not priced (every cell of a driven row is priced as read), which would "
+        "lower, not raise, the predicted energy. "
+        "**Supplies**: the abstract states 0.45 and 0.8 V without saying which feeds what; "
+        "the TOML's reading (0.45 V on the read word lines, 0.8 V for the rest) was set "
+        "before the estimate; looked at and not applied, the other reading (read word lines "
+        f"at 0.8 V, the rest at 0.45 V) gives {swapped['tops_per_w']:.0f} TOPS/W at 3 "
+        f"levels ({swapped['tops_per_w'] / r[3]['published']:.2f}x). No area is in the "
+        "abstract, so there is no TOPS/mm^2 row; the 96 replica bit-cells and 48 "
+        "offset-calibration cells per column are not priced."]
 
 
 def datasheet_at(chip: ChipConfig) -> dict:
