@@ -29,7 +29,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the fifteen (the others are the same architecture at other sizes):
+# One chip per class of the sixteen (the others are the same architecture at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
     "yu-cicc20": "binary weights, 1-b inputs, 1-b ADC",
@@ -39,6 +39,7 @@ CLASSES = {
     "colonnade-jssc21": "binary weights, digital ripple column (guard columns), 1-b inputs",
     "chiu-jssc20": "8-b two's-complement bit-serial, 7-b SAR",
     "correll-jssc25": "differential 2-b cells, 8-b SAR",
+    "yu-tcasi24": "differential 1-b cells read as analog pairs, 1-b inputs, 6-b SAR",
     "hermes-jssc22": "PCM multi-device differential, CCO ADC, all-bit drive",
     "sinangil-jssc21": "signed 3-b cells, 4-b flash",
     "wan-nature22": "RRAM differential, integrate-and-fire 3-b",
