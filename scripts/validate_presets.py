@@ -194,6 +194,27 @@ _YU_TCASI24 = [
       if levels == 3 else "as at 3 levels; only the weight levels changed"),
      "Yu et al., IEEE TCAS-I 2024, doi 10.1109/TCSI.2024.3411608 [abs]")
     for (levels, tops_w), bits in zip(_YU24_TOPS_PER_W.items(), (2, 3, 4), strict=True)]
+# IMAGINE (Kneip, Lefebvre, Maistriaux & Bol, IEEE TCAS-AI 2(3), 2025; arXiv 2412.19750),
+# abstract: the macro's peak 0.15-8 POPS/W and 2.6-154 TOPS/mm^2 from 8-b to 1-b computing
+# precision; the 1-b point changes only the precisions (1-b inputs, +-1 weights, 1-b output)
+_KNEIP_1B = {"input_bits": 1, "weight_bits": 1, "weight_encoding": "binary",
+             "adc": dict(bits=1)}
+_KNEIP_SRC = "Kneip, Lefebvre, Maistriaux & Bol, IEEE TCAS-AI 2025; arXiv 2412.19750 [abs]"
+_KNEIP = [
+    ("kneip-tcasai25", "8b/8b/8b", {}, "tops_per_w", "TOPS/W", 150.0,
+     "8b in (bit-serial, accumulated in analog) x 8b w (8 columns weighted in analog), 8-b "
+     "SAR per weight (kind and count not stated); peak macro figure (input statistics not "
+     "stated); raw ops; supplies 0.3 V read word lines / 0.6 V rest (assignment not stated)",
+     _KNEIP_SRC),
+    ("kneip-tcasai25", "8b/8b/8b", {}, "tops_per_mm2", "TOPS/mm2", 2.6,
+     "whole macro, peak; no cycle published: a step is 8 predicted windows (one per input "
+     "bit-plane) or the conversion, whichever is longer", _KNEIP_SRC),
+    ("kneip-tcasai25", "1b/1b/1b", _KNEIP_1B, "tops_per_w", "TOPS/W", 8000.0,
+     "as at 8 b; only the precisions changed (1b in, +-1 w, 1-b conversions, one converter "
+     "still per 8 columns)", _KNEIP_SRC),
+    ("kneip-tcasai25", "1b/1b/1b", _KNEIP_1B, "tops_per_mm2", "TOPS/mm2", 154.0,
+     "as at 1b/1b/1b TOPS/W", _KNEIP_SRC),
+]
 PREDICTIONS = [
     # (toml, operating point, changes, metric key, metric label, published, convention,
     #  source); the first point of each chip is its nominal TOML; the others change only what
@@ -326,6 +347,9 @@ PREDICTIONS = [
     # a dual-7T SRAM macro with binary-searching in-memory converters (Yu et al., TCAS-I
     # 2024), written from its abstract before any estimate
     *_YU_TCASI24,
+    # IMAGINE (Kneip et al., IEEE TCAS-AI 2025): a charge-domain macro with input-serial,
+    # weight-parallel accumulation, written from its abstract before any estimate
+    *_KNEIP,
 ]
 
 
@@ -380,7 +404,8 @@ def render_predictions(pred: list[dict]) -> list[str]:
         "(`cimsim.cost.settling`, `docs/cost-model.md` §3) and the converters' predicted "
         "time, so TOPS/mm² checks area and converter speed; HERMES's is its published "
         "128-ns PWM integration; where a publication states none (`tech.window_stated = "
-        "false`: Lee 2021, Deaville, Yu 2020 and 2024, Correll, the arXiv macro) the window "
+        "false`: Lee 2021, Deaville, Yu 2020 and 2024, Correll, the arXiv macro, IMAGINE) the "
+        "window "
         "is predicted, "
         f"{_window_fit_text()}; "
         f"{_settle_check()} (a published window shorter than its chip's predicted settling "
@@ -779,6 +804,7 @@ def added_chip_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
             "figure.")
     out += colonnade_notes(rows_)
     out += yu_tcasi24_notes(rows_)
+    out += kneip_notes(rows_)
     return out
 
 
@@ -944,6 +970,66 @@ def yu_tcasi24_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         f"levels ({swapped['tops_per_w'] / r[3]['published']:.2f}x). No area is in the "
         "abstract, so there is no TOPS/mm^2 row; the 96 replica bit-cells and 48 "
         "offset-calibration cells per column are not priced."]
+
+
+def kneip_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
+    """Why IMAGINE's rows land where they do, from its predicted breakdowns."""
+    if ("kneip-tcasai25", "8b/8b/8b", "TOPS/W") not in rows_:
+        return []
+    kn = cimsim.load_chip(PUBLISHED_DIR / "kneip-tcasai25.toml")
+    r = {(p, m): rows_["kneip-tcasai25", p, m] for p in ("8b/8b/8b", "1b/1b/1b")
+         for m in ("TOPS/W", "TOPS/mm2")}
+    s8, s1 = r["8b/8b/8b", "TOPS/W"]["sheet"], r["1b/1b/1b", "TOPS/W"]["sheet"]
+
+    def parts(sh: dict, what: str, unit: str, scale: float) -> str:
+        d = sh[f"{what}_by_component"]
+        total = sum(d.values())
+        fmt = ".3g" if scale != 1.0 else ",.0f"
+        return ", ".join(f"{c} {v * scale:{fmt}} {unit} ({v / total:.0%})"
+                         for c, v in d.items() if v / total >= 0.005)
+
+    ratios = "; ".join(f"{p} {m} {r[p, m]['ratio']:.2f}" for p, m in r)
+    acc_pj = bitplanes.accumulator_pj_per_conversion(kn, chip_table(kn))
+    st8, st1 = s8["step"], s1["step"]
+    full = kn.replace(adc=kn.adc.replace(range_policy="full_scale"))
+    same = datasheet_at(full)["tops_per_w"] == s8["tops_per_w"]
+    conv_pj = s8["energy_pj_by_component"]["adc"] / (s8["ops"] / 2 / kn.array.n_rows)
+    rise = {m: r["1b/1b/1b", m]["estimate"] / r["8b/8b/8b", m]["estimate"]
+            for m in ("TOPS/W", "TOPS/mm2")}
+    kb = kn.array.n_rows * kn.array.n_cols / 8 / 1024
+    return [
+        "- **kneip-tcasai25** (added; IMAGINE, a 22-nm FD-SOI charge-domain macro with "
+        "input-serial, weight-parallel accumulation; Kneip, Lefebvre, Maistriaux & Bol, IEEE "
+        "TCAS-AI 2025 [abs], measured silicon): written from the abstract only and estimated "
+        f"uncalibrated. Predicted/published: {ratios}. **8 b** (energy per op "
+        f"{s8['energy_pj_per_op'] * 1e3:.2f} fJ predicted, {1e3 / 150.0:.2f} fJ published): "
+        f"{parts(s8, 'energy_pj', 'fJ/op', 1e3 / s8['ops'])}; an 8-b conversion with its "
+        f"bit-plane accumulator costs {conv_pj:.2f} pJ, of which {acc_pj:.2f} pJ are the 8 "
+        "columns' 8 charge "
+        "shares (the 8 input planes merged before one conversion, `cimsim.cost.bitplanes`). "
+        f"Area {sum(s8['area_um2_by_component'].values()) / 1e6:.4f} mm^2 predicted: "
+        f"{parts(s8, 'area_um2', 'um^2', 1.0)}; the abstract gives a density of 187 kB/mm^2, "
+        f"so its {kb:.0f}-kB array is about {kb / 187:.3f} mm^2 [der] (whether that "
+        "density counts the converters is not stated), "
+        f"{kb / 187 / (s8['area_um2_by_component']['cell'] / 1e6):.1f}x the predicted cells "
+        "(cimsim's 8T cell at 22 nm, its 1-fF capacitor above it; the paper's cell and "
+        "capacitor are not in the abstract). The TOPS/mm^2 rows rest on the cycle, "
+        f"which no abstract figure gives: at 8 b a step is {st8['analog_phases']} predicted "
+        f"windows of {st8['step_ns'] / st8['analog_phases']:.0f} ns (the column's "
+        f"{st8['settling_ns']:.1f}-ns predicted settling x {settling.WINDOW_OVER_SETTLING:g}), "
+        f"{st8['step_ns']:.0f} ns; at 1 b one window of {st1['step_ns']:.0f} ns "
+        f"(settling {st1['settling_ns']:.1f} ns; the 8 conversions per converter take "
+        f"{st1['conversions_ns']:.0f} ns). The published pair rises "
+        f"{154.0 / 2.6:.0f}x in TOPS/mm^2 and {8000 / 150:.0f}x in TOPS/W from 8 b to 1 b; "
+        f"the prediction {rise['TOPS/mm2']:.0f}x and {rise['TOPS/W']:.0f}x "
+        "(64 1-b products per 8-b MAC, a predicted window per input bit-plane). The figures "
+        "are the macro's peak, whose input statistics the abstract does not give (the "
+        "workload's half-zero uniform inputs are used), and the supplies' assignment and the "
+        "converters' kind and count are cimsim's reading, not the paper's. The TOML's "
+        "converter range was changed after the first estimate (full scale -> calibrated, the "
+        "abstract's adaptive swing, after the demo read every 8-b conversion as 0); the rows "
+        "are " + ("identical under both ranges (checked here)." if same
+                  else "NOT identical under both ranges.")]
 
 
 def datasheet_at(chip: ChipConfig) -> dict:
