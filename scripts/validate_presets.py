@@ -805,6 +805,14 @@ def added_chip_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
     out += colonnade_notes(rows_)
     out += yu_tcasi24_notes(rows_)
     out += kneip_notes(rows_)
+    out.append(
+        "- Looked at and not added (too little read to write a TOML honestly): Liu et al., "
+        "ISSCC 2020 (Tsinghua; 130-nm SW-2T2R RRAM, 158.8 kb, a 784-100-10 MLP at 77 us per "
+        "image, 78.4 TOPS/W peak): no abstract was found, only a secondary summary that gives "
+        "neither the array's organisation nor the precisions of the peak figure; Xue et al., "
+        "ISSCC 2020, 15.4 (22-nm 2-Mb ReRAM, 121-28 TOPS/W): the abstract read breaks off "
+        "before the macro's figures and does not say which precision gives which end of "
+        "the range, nor the array or converter.")
     return out
 
 
