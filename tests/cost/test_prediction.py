@@ -135,12 +135,21 @@ COLONNADE = {
 }
 
 
-def test_colonnade_rows_are_pinned_and_change_only_the_published_inputs(validate, pred):
-    rows = {(r["point"], r["metric"]): r for r in pred if r["chip"] == "colonnade-jssc21"}
-    assert set(rows) == set(COLONNADE)
-    for key, ratio in COLONNADE.items():
+def _pinned(pred: list[dict], chip: str, pins: dict, node_nm: float) -> dict:
+    """``chip``'s prediction rows, keyed as ``pins`` is ((point, metric), or the point alone),
+    each asserted at its pinned predicted / published ratio and at the chip's node."""
+    rows = {(r["point"], r["metric"]): r for r in pred if r["chip"] == chip}
+    if all(isinstance(k, str) for k in pins):
+        rows = {point: r for (point, _), r in rows.items()}
+    assert set(rows) == set(pins)
+    for key, ratio in pins.items():
         assert rows[key]["ratio"] == pytest.approx(ratio, abs=0.01), key
-        assert rows[key]["node_nm"] == 65.0
+        assert rows[key]["node_nm"] == node_nm
+    return rows
+
+
+def test_colonnade_rows_are_pinned_and_change_only_the_published_inputs(validate, pred):
+    rows = _pinned(pred, "colonnade-jssc21", COLONNADE, 65.0)
     col = cimsim.load_chip(validate.PUBLISHED_DIR / "colonnade-jssc21.toml")
     assert col.tech.digital_column.value == "ripple"
     assert validate.at_point(col, validate._col_point(8, 0.6)) == col.replace(
@@ -169,12 +178,8 @@ YU_TCASI24 = {"3-level w": 1.88, "7-level w": 3.61, "15-level w": 6.80}
 
 
 def test_yu_tcasi24_rows_are_pinned_and_change_only_the_weight_levels(validate, pred):
-    rows = {r["point"]: r for r in pred if r["chip"] == "yu-tcasi24"}
-    assert set(rows) == set(YU_TCASI24)
-    for point, ratio in YU_TCASI24.items():
-        assert rows[point]["metric"] == "TOPS/W"
-        assert rows[point]["ratio"] == pytest.approx(ratio, abs=0.01), point
-        assert rows[point]["node_nm"] == 65.0
+    rows = _pinned(pred, "yu-tcasi24", YU_TCASI24, 65.0)
+    assert {r["metric"] for r in rows.values()} == {"TOPS/W"}
     assert rows["3-level w"]["within"]
     chip = cimsim.load_chip(validate.PUBLISHED_DIR / "yu-tcasi24.toml")
     assert chip.tech.cell_kind.value == "sram_7t" and chip.array.n_rows == 384
@@ -200,11 +205,7 @@ KNEIP = {("8b/8b/8b", "TOPS/W"): 1.06, ("8b/8b/8b", "TOPS/mm2"): 0.33,
 
 
 def test_kneip_rows_are_pinned_and_change_only_the_precisions(validate, pred):
-    rows = {(r["point"], r["metric"]): r for r in pred if r["chip"] == "kneip-tcasai25"}
-    assert set(rows) == set(KNEIP)
-    for key, ratio in KNEIP.items():
-        assert rows[key]["ratio"] == pytest.approx(ratio, abs=0.01), key
-        assert rows[key]["node_nm"] == 22.0
+    rows = _pinned(pred, "kneip-tcasai25", KNEIP, 22.0)
     assert rows["8b/8b/8b", "TOPS/W"]["within"] and rows["1b/1b/1b", "TOPS/W"]["within"]
     chip = cimsim.load_chip(validate.PUBLISHED_DIR / "kneip-tcasai25.toml")
     assert (chip.array.n_rows, chip.array.n_cols) == (1152, 256)
