@@ -249,6 +249,8 @@ class CellKind(_Choice):
     """The physical cell the cost model prices (``physical`` cost model)."""
 
     SRAM_6T = "sram_6t"
+    SRAM_7T = "sram_7t"
+    """A 6T cell plus one read transistor (a decoupled single-ended read port)."""
     SRAM_8T = "sram_8t"
     SRAM_10T = "sram_10t"
     RRAM_1T1R = "rram_1t1r"

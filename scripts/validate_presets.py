@@ -179,6 +179,42 @@ _COLONNADE = [
      f"the {_COL_AREA_MM2:g}-mm^2 macro (Fig. 17); clock {_COL_CLOCK_MHZ:.1f} MHz = "
      f"{_COL_GOPS_1B:g} GOPS / (2 x 16 x 128 MACs per clock) [der] (an input)",
      "Kim, Yoo, Kim & Kim, JSSC 2021, Figs. 15a and 17; CiMLoop colonnade_jssc_2021 [CL]")]
+# Yu et al., IEEE TCAS-I 2024 (doi 10.1109/TCSI.2024.3411608), abstract: 258.5 / 67.9 / 23.9
+# TOPS/W with 3 / 7 / 15-level weights (a sign and a 1-, 2-, 3-b magnitude: weight_bits 2, 3,
+# 4 of the `differential` encoding), 384 binary inputs, measured at 0.45/0.8-V supplies; only
+# the weight levels change between the points
+_YU24_TOPS_PER_W = {3: 258.5, 7: 67.9, 15: 23.9}
+_YU_TCASI24 = [
+    ("yu-tcasi24", f"{levels}-level w", {} if levels == 3 else {"weight_bits": bits},
+     "tops_per_w", "TOPS/W", tops_w,
+     (f"1b in (384 binary inputs) x {levels}-level w (sign + {bits - 1}-b magnitude, a "
+      "differential pair of 7T cells per magnitude bit), 6-b binary-searching ADC per pair "
+      "(bits not stated: the largest of 1-6 b taken); raw ops; supplies 0.45 V read word "
+      "lines / 0.8 V rest (assignment not stated)"
+      if levels == 3 else "as at 3 levels; only the weight levels changed"),
+     "Yu et al., IEEE TCAS-I 2024, doi 10.1109/TCSI.2024.3411608 [abs]")
+    for (levels, tops_w), bits in zip(_YU24_TOPS_PER_W.items(), (2, 3, 4), strict=True)]
+# IMAGINE (Kneip, Lefebvre, Maistriaux & Bol, IEEE TCAS-AI 2(3), 2025; arXiv 2412.19750),
+# abstract: the macro's peak 0.15-8 POPS/W and 2.6-154 TOPS/mm^2 from 8-b to 1-b computing
+# precision; the 1-b point changes only the precisions (1-b inputs, +-1 weights, 1-b output)
+_KNEIP_1B = {"input_bits": 1, "weight_bits": 1, "weight_encoding": "binary",
+             "adc": dict(bits=1)}
+_KNEIP_SRC = "Kneip, Lefebvre, Maistriaux & Bol, IEEE TCAS-AI 2025; arXiv 2412.19750 [abs]"
+_KNEIP = [
+    ("kneip-tcasai25", "8b/8b/8b", {}, "tops_per_w", "TOPS/W", 150.0,
+     "8b in (bit-serial, accumulated in analog) x 8b w (8 columns weighted in analog), 8-b "
+     "SAR per weight (kind and count not stated); peak macro figure (input statistics not "
+     "stated); raw ops; supplies 0.3 V read word lines / 0.6 V rest (assignment not stated)",
+     _KNEIP_SRC),
+    ("kneip-tcasai25", "8b/8b/8b", {}, "tops_per_mm2", "TOPS/mm2", 2.6,
+     "whole macro, peak; no cycle published: a step is 8 predicted windows (one per input "
+     "bit-plane) or the conversion, whichever is longer", _KNEIP_SRC),
+    ("kneip-tcasai25", "1b/1b/1b", _KNEIP_1B, "tops_per_w", "TOPS/W", 8000.0,
+     "as at 8 b; only the precisions changed (1b in, +-1 w, 1-b conversions, one converter "
+     "still per 8 columns)", _KNEIP_SRC),
+    ("kneip-tcasai25", "1b/1b/1b", _KNEIP_1B, "tops_per_mm2", "TOPS/mm2", 154.0,
+     "as at 1b/1b/1b TOPS/W", _KNEIP_SRC),
+]
 PREDICTIONS = [
     # (toml, operating point, changes, metric key, metric label, published, convention,
     #  source); the first point of each chip is its nominal TOML; the others change only what
@@ -308,6 +344,12 @@ PREDICTIONS = [
     # a full adder in every bit-cell, the partial sums rippling down the column
     # (tech.digital_column = 'ripple'), written from the architecture before any estimate
     *_COLONNADE,
+    # a dual-7T SRAM macro with binary-searching in-memory converters (Yu et al., TCAS-I
+    # 2024), written from its abstract before any estimate
+    *_YU_TCASI24,
+    # IMAGINE (Kneip et al., IEEE TCAS-AI 2025): a charge-domain macro with input-serial,
+    # weight-parallel accumulation, written from its abstract before any estimate
+    *_KNEIP,
 ]
 
 
@@ -362,7 +404,9 @@ def render_predictions(pred: list[dict]) -> list[str]:
         "(`cimsim.cost.settling`, `docs/cost-model.md` §3) and the converters' predicted "
         "time, so TOPS/mm² checks area and converter speed; HERMES's is its published "
         "128-ns PWM integration; where a publication states none (`tech.window_stated = "
-        "false`: Lee 2021, Deaville, Yu, Correll, the arXiv macro) the window is predicted, "
+        "false`: Lee 2021, Deaville, Yu 2020 and 2024, Correll, the arXiv macro, IMAGINE) the "
+        "window "
+        "is predicted, "
         f"{_window_fit_text()}; "
         f"{_settle_check()} (a published window shorter than its chip's predicted settling "
         "would falsify the settling model); the three all-digital macros (Chih, Lee "
@@ -759,6 +803,16 @@ def added_chip_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
             "abstract) are where the difference would lie; no row is moved by a guessed "
             "figure.")
     out += colonnade_notes(rows_)
+    out += yu_tcasi24_notes(rows_)
+    out += kneip_notes(rows_)
+    out.append(
+        "- Looked at and not added (too little read to write a TOML honestly): Liu et al., "
+        "ISSCC 2020 (Tsinghua; 130-nm SW-2T2R RRAM, 158.8 kb, a 784-100-10 MLP at 77 us per "
+        "image, 78.4 TOPS/W peak): no abstract was found, only a secondary summary that gives "
+        "neither the array's organisation nor the precisions of the peak figure; Xue et al., "
+        "ISSCC 2020, 15.4 (22-nm 2-Mb ReRAM, 121-28 TOPS/W): the abstract read breaks off "
+        "before the macro's figures and does not say which precision gives which end of "
+        "the range, nor the array or converter.")
     return out
 
 
@@ -867,6 +921,124 @@ def colonnade_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "registers' energy moved the 0.8-V rows from 2.00x and 2.08x to the bit-cell-pitch "
         "figures above (the script at commit 24ba113), the word line's pitch over the adder "
         f"then to {r['0.8 V, 100 MHz, 1b/1b']:.2f}x and {r['0.8 V, 100 MHz, 1b/8b']:.2f}x."]
+
+
+def yu_tcasi24_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
+    """Why the dual-7T macro's rows land where they do, from its predicted breakdowns."""
+    if ("yu-tcasi24", "3-level w", "TOPS/W") not in rows_:
+        return []
+    yu = cimsim.load_chip(PUBLISHED_DIR / "yu-tcasi24.toml")
+    r = {lv: rows_["yu-tcasi24", f"{lv}-level w", "TOPS/W"] for lv in _YU24_TOPS_PER_W}
+
+    def per_mac(lv: int) -> dict:  # fJ per MAC by component
+        sh = r[lv]["sheet"]
+        return {c: v / (sh["ops"] / 2) * 1e3 for c, v in sh["energy_pj_by_component"].items()}
+
+    e3 = per_mac(3)
+    total3 = sum(e3.values())
+    sh3 = r[3]["sheet"]
+    n_conv = sh3["ops"] / 2 / yu.array.n_rows  # one conversion per output (one pair at 3 levels)
+    conv_pj = sh3["energy_pj_by_component"]["adc"] / n_conv
+    swapped = datasheet_at(yu.replace(tech=yu.tech.replace(vdd_v=0.45, v_read_v=0.8)))
+    fall = {lv: r[3]["published"] / r[lv]["published"] for lv in (7, 15)}
+    fall_pred = {lv: r[3]["estimate"] / r[lv]["estimate"] for lv in (7, 15)}
+    parts = ", ".join(f"{name} {e3[c]:.2f} fJ ({e3[c] / total3:.0%})" for c, name in
+                      (("cell", "bit-cell reads"), ("dac", "read word lines and drivers"),
+                       ("adc", "converters")))
+    return [
+        "- **yu-tcasi24** (added; a dual-7T SRAM macro with binary-searching converters, "
+        "Yu et al., IEEE TCAS-I 2024 [abs], measured silicon): written from the abstract "
+        "only, before any estimate, and estimated uncalibrated; nothing was changed after. "
+        "TOPS/W predicted/published at 3 / 7 / 15-level weights: "
+        + " / ".join(f"{r[lv]['ratio']:.2f}" for lv in _YU24_TOPS_PER_W)
+        + f". **At 3 levels** ({2e3 / r[3]['published']:.2f} fJ per MAC published, "
+        f"{total3:.2f} predicted): {parts}. A conversion is priced at {conv_pj:.3f} pJ "
+        "(the survey's 6-b SAR line at 65 nm and 0.8 V, with its leakage) for the "
+        f"{yu.array.n_rows} products of a column pair; a bit-cell read is the tables' SRAM "
+        "CIM read at 0.8 V (cimsim's current-domain SRAM read follows the supply, not the "
+        f"word line's {yu.tech.v_read_v:g} V, which prices the word lines). **Across the "
+        "weight levels**: "
+        f"the published efficiency falls {fall[7]:.1f}x from 3 to 7 levels and "
+        f"{fall[15]:.1f}x from 3 to 15; the prediction falls {fall_pred[7]:.1f}x and "
+        f"{fall_pred[15]:.1f}x, as the 1, 2 and 3 column pairs a weight takes in the "
+        "`differential` encoding (one per magnitude bit, each read and converted; per MAC "
+        "the reads, word lines and conversions all grow with the pairs). So the published "
+        "cost per MAC grows about "
+        f"{fall[15] / fall_pred[15]:.1f}x faster with the levels than one column pair per "
+        "magnitude bit gives. The abstract leaves out what would decide it: how a 7- or "
+        "15-level weight is laid out in cells, and which of the 1-6-b converter settings "
+        "each figure used (6 b, the largest, is taken at every point; fewer bits at 3 levels "
+        "would lift that prediction further above the published figure). The zero-weight "
+        "skipping is not priced (every cell of a driven row is priced as read), which would "
+        "lower, not raise, the predicted energy. "
+        "**Supplies**: the abstract states 0.45 and 0.8 V without saying which feeds what; "
+        "the TOML's reading (0.45 V on the read word lines, 0.8 V for the rest) was set "
+        "before the estimate; looked at and not applied, the other reading (read word lines "
+        f"at 0.8 V, the rest at 0.45 V) gives {swapped['tops_per_w']:.0f} TOPS/W at 3 "
+        f"levels ({swapped['tops_per_w'] / r[3]['published']:.2f}x). No area is in the "
+        "abstract, so there is no TOPS/mm^2 row; the 96 replica bit-cells and 48 "
+        "offset-calibration cells per column are not priced."]
+
+
+def kneip_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
+    """Why IMAGINE's rows land where they do, from its predicted breakdowns."""
+    if ("kneip-tcasai25", "8b/8b/8b", "TOPS/W") not in rows_:
+        return []
+    kn = cimsim.load_chip(PUBLISHED_DIR / "kneip-tcasai25.toml")
+    r = {(p, m): rows_["kneip-tcasai25", p, m] for p in ("8b/8b/8b", "1b/1b/1b")
+         for m in ("TOPS/W", "TOPS/mm2")}
+    s8, s1 = r["8b/8b/8b", "TOPS/W"]["sheet"], r["1b/1b/1b", "TOPS/W"]["sheet"]
+
+    def parts(sh: dict, what: str, unit: str, scale: float) -> str:
+        d = sh[f"{what}_by_component"]
+        total = sum(d.values())
+        fmt = ".3g" if scale != 1.0 else ",.0f"
+        return ", ".join(f"{c} {v * scale:{fmt}} {unit} ({v / total:.0%})"
+                         for c, v in d.items() if v / total >= 0.005)
+
+    ratios = "; ".join(f"{p} {m} {r[p, m]['ratio']:.2f}" for p, m in r)
+    acc_pj = bitplanes.accumulator_pj_per_conversion(kn, chip_table(kn))
+    st8, st1 = s8["step"], s1["step"]
+    full = kn.replace(adc=kn.adc.replace(range_policy="full_scale"))
+    same = datasheet_at(full)["tops_per_w"] == s8["tops_per_w"]
+    conv_pj = s8["energy_pj_by_component"]["adc"] / (s8["ops"] / 2 / kn.array.n_rows)
+    rise = {m: r["1b/1b/1b", m]["estimate"] / r["8b/8b/8b", m]["estimate"]
+            for m in ("TOPS/W", "TOPS/mm2")}
+    kb = kn.array.n_rows * kn.array.n_cols / 8 / 1024
+    return [
+        "- **kneip-tcasai25** (added; IMAGINE, a 22-nm FD-SOI charge-domain macro with "
+        "input-serial, weight-parallel accumulation; Kneip, Lefebvre, Maistriaux & Bol, IEEE "
+        "TCAS-AI 2025 [abs], measured silicon): written from the abstract only and estimated "
+        f"uncalibrated. Predicted/published: {ratios}. **8 b** (energy per op "
+        f"{s8['energy_pj_per_op'] * 1e3:.2f} fJ predicted, {1e3 / 150.0:.2f} fJ published): "
+        f"{parts(s8, 'energy_pj', 'fJ/op', 1e3 / s8['ops'])}; an 8-b conversion with its "
+        f"bit-plane accumulator costs {conv_pj:.2f} pJ, of which {acc_pj:.2f} pJ are the "
+        "accumulator's 64 charge shares (8 input planes on each of a weight's 8 columns, "
+        "each priced at its bound C_col V_dd^2 / 4, `cimsim.cost.bitplanes`), so the "
+        "accumulator, not the SAR, is most of the converter line. "
+        f"Area {sum(s8['area_um2_by_component'].values()) / 1e6:.4f} mm^2 predicted: "
+        f"{parts(s8, 'area_um2', 'um^2', 1.0)}; the abstract gives a density of 187 kB/mm^2, "
+        f"so its {kb:.0f}-kB array is about {kb / 187:.3f} mm^2 [der] (whether that "
+        "density counts the converters is not stated), "
+        f"{kb / 187 / (s8['area_um2_by_component']['cell'] / 1e6):.1f}x the predicted cells "
+        "(cimsim's 8T cell at 22 nm, its 1-fF capacitor above it; the paper's cell and "
+        "capacitor are not in the abstract). The TOPS/mm^2 rows rest on the cycle, "
+        f"which no abstract figure gives: at 8 b a step is {st8['analog_phases']} predicted "
+        f"windows of {st8['step_ns'] / st8['analog_phases']:.0f} ns (the column's "
+        f"{st8['settling_ns']:.1f}-ns predicted settling x {settling.WINDOW_OVER_SETTLING:g}), "
+        f"{st8['step_ns']:.0f} ns; at 1 b one window of {st1['step_ns']:.0f} ns "
+        f"(settling {st1['settling_ns']:.1f} ns; the 8 conversions per converter take "
+        f"{st1['conversions_ns']:.0f} ns). The published pair rises "
+        f"{154.0 / 2.6:.0f}x in TOPS/mm^2 and {8000 / 150:.0f}x in TOPS/W from 8 b to 1 b; "
+        f"the prediction {rise['TOPS/mm2']:.0f}x and {rise['TOPS/W']:.0f}x "
+        "(64 1-b products per 8-b MAC, a predicted window per input bit-plane). The figures "
+        "are the macro's peak, whose input statistics the abstract does not give (the "
+        "workload's half-zero uniform inputs are used), and the supplies' assignment and the "
+        "converters' kind and count are cimsim's reading, not the paper's. The TOML's "
+        "converter range was changed after the first estimate (full scale -> calibrated, the "
+        "abstract's adaptive swing, after the demo read every 8-b conversion as 0); the rows "
+        "are " + ("identical under both ranges (checked here)." if same
+                  else "NOT identical under both ranges.")]
 
 
 def datasheet_at(chip: ChipConfig) -> dict:

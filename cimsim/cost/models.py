@@ -106,13 +106,14 @@ Harris, "CMOS VLSI Design", 4th ed., 2011, §2.3 (word-line load of the physical
 
 # Cell areas in F^2 of the physical model (docs/technology.md §cells). SRAM: NeuroSim V1.4's
 # CIM SRAM cell (the tables' ``sram_cell_area_f2``: Param.cpp, 280 F^2 at >= 22 nm, 326 at
-# 14 nm, 551 at 7 nm, 840 at 5 nm, 2047.8 at 3 nm) is an 8T read-decoupled cell; 6T and 10T
+# 14 nm, 551 at 7 nm, 840 at 5 nm, 2047.8 at 3 nm) is an 8T read-decoupled cell; 6T, 7T and 10T
 # follow by transistor count [der]. RRAM 1T1R: 48 F^2 (NeuroSim V1.4). PCM: one device on a
 # 1T access transistor as the 1T1R cell [der]. MRAM 1T1MTJ: 57.5 F^2, NVSim's STT-RAM cell (Dong,
 # Xu, Xie & Jouppi, IEEE TCAD 31(7), 2012; the sample_STTRAM.cell it ships: an access
 # transistor 8.5 F wide for the write current).
 CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0, CellKind.MRAM_1T1MTJ: 57.5}
-_SRAM_TRANSISTORS = {CellKind.SRAM_6T: 6, CellKind.SRAM_8T: 8, CellKind.SRAM_10T: 10}
+_SRAM_TRANSISTORS = {CellKind.SRAM_6T: 6, CellKind.SRAM_7T: 7, CellKind.SRAM_8T: 8,
+                     CellKind.SRAM_10T: 10}
 
 
 PRODUCT_GATE_TRANSISTORS = 4

@@ -264,8 +264,10 @@ def test_charge_domain_cell_known_answer():
 
 
 def test_cell_kinds_and_multi_device_area():
+    # SRAM by transistor count from NeuroSim's 280-F^2 8T cell: 7T (a 6T cell with one read
+    # transistor) 280 x 7 / 8 = 245 F^2
     for kind, f2 in (("rram_1t1r", 48.0), ("pcm", 48.0), ("sram_6t", 210.0),
-                     ("sram_8t", 280.0)):
+                     ("sram_7t", 245.0), ("sram_8t", 280.0)):
         chip = physical_chip(cell_kind=kind, devices_per_cell=3)
         # resistive: devices in parallel; SRAM: one bit-cell per stored bit (2 b per cell here)
         n = 3 if kind in ("rram_1t1r", "pcm") else chip.device.bits_per_cell
@@ -275,6 +277,17 @@ def test_cell_kinds_and_multi_device_area():
     assert component_models(chip)[C.CELL].area_um2() == pytest.approx(100 * 0.045**2)
     chip = physical_chip(cell_area_f2=100.0, weight_sets_stored=8)
     assert component_models(chip)[C.CELL].area_um2() == pytest.approx(800 * 0.045**2)
+
+
+def test_sram_7t_cell_kind_round_trips_and_a_bad_kind_names_the_choices():
+    chip = physical_chip(cell_kind="sram_7t")
+    assert ChipConfig.from_dict(tomllib.loads(chip.to_toml())) == chip
+    # between the 6T and 8T cells by transistor count (the word line's pitch follows)
+    areas = [component_models(physical_chip(cell_kind=k))[C.CELL].area_um2()
+             for k in ("sram_6t", "sram_7t", "sram_8t")]
+    assert areas[0] < areas[1] < areas[2]
+    with pytest.raises(ConfigError, match="cell_kind.*'sram_7t'"):
+        physical_chip(cell_kind="sram_9t")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +336,7 @@ def test_new_fields_round_trip_through_toml():
 
 @pytest.mark.parametrize("field, value", [
     ("cost_model", "magic"), ("input_drive", "pwm"), ("compute_domain", "photonic"),
-    ("cell_kind", "sram_7t"), ("devices_per_cell", 0), ("devices_per_cell", 1.5),
+    ("cell_kind", "sram_9t"), ("devices_per_cell", 0), ("devices_per_cell", 1.5),
     ("cell_area_f2", 0.0), ("cap_unit_ff", -1.0), ("cap_density_ff_per_um2", -1.0),
     ("wordline_v", 0.0), ("t_integrate_ns", 0.0), ("power_gating", "sometimes"),
     ("weight_sets_stored", 0), ("wordline_high_v", 0.0), ("wordline_cap_ff_per_cell", 0.0),

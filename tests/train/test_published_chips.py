@@ -29,7 +29,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the fifteen (the others are the same architecture at other sizes):
+# One chip per class of the seventeen (the others are the same architecture at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
     "yu-cicc20": "binary weights, 1-b inputs, 1-b ADC",
@@ -39,6 +39,9 @@ CLASSES = {
     "colonnade-jssc21": "binary weights, digital ripple column (guard columns), 1-b inputs",
     "chiu-jssc20": "8-b two's-complement bit-serial, 7-b SAR",
     "correll-jssc25": "differential 2-b cells, 8-b SAR",
+    "yu-tcasi24": "differential 1-b cells read as analog pairs, 1-b inputs, 6-b SAR",
+    "kneip-tcasai25": "charge domain, 8-b bit-plane drive, analog-weighted 8-b slices, "
+                      "calibrated 8-b SAR",
     "hermes-jssc22": "PCM multi-device differential, CCO ADC, all-bit drive",
     "sinangil-jssc21": "signed 3-b cells, 4-b flash",
     "wan-nature22": "RRAM differential, integrate-and-fire 3-b",
@@ -137,7 +140,8 @@ def test_methods_deploy_equal_to_their_twin(name, method, digits):
 
 
 def test_columnquant_and_bskmq_say_why_they_do_not_apply(digits):
-    """Every published macro converts at a hardware-fixed full scale after every partial sum:
+    """Every published macro but kneip-tcasai25 (whose adaptive swing is a calibrated range)
+    converts at a hardware-fixed full scale after every partial sum:
     ColumnQuant learns the ADC step and BS-KMQ fuses a calibrated layer-output NL-ADC."""
     from cimsim.train.bskmq import prepare_bskmq
 
