@@ -47,6 +47,7 @@ from .layers import (
 from .matrix import EngineView
 from .naming import named_layer
 from .recurrent import SimRNN
+from .unmappable import explain_stop_iteration, overridden_forward, scripted_row, source_config
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
 
@@ -180,8 +181,9 @@ class SimModel(nn.Module):
         return self
 
     def forward(self, *args, **kwargs):
-        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-        with torch.no_grad():
+        first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)),
+                     None)  # a keyword-only input counts its samples too
+        with torch.no_grad(), explain_stop_iteration("SimModel"):
             out = self.model(*args, **kwargs)
         self.n_inferences += self._samples(first)
         self.n_calls += 1
@@ -754,7 +756,9 @@ class _LayerMapping:
         for child_name, child in self.walk.children(parent):
             name = f"{prefix}{child_name}"
             cls = _sim_class(child)
-            if cls is not None:
+            if (row := scripted_row(child, name, NOT_MAPPABLE)) is not None:
+                self.digital.append(row)
+            elif cls is not None:
                 new = self._map(child, name, cls)
                 if new is not None:
                     self.walk.replace(parent, child_name, child, new)
@@ -772,6 +776,9 @@ class _LayerMapping:
         if self._excludes(name):
             self.digital.append((name, type(child).__name__, "excluded by the user"))
             return None
+        if (why := overridden_forward(child, name)) is not None:
+            self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
+            return None
         extra = {}
         if cls is SimMultiheadAttention:
             extra["digital"] = self._digital_projections(name)
@@ -783,6 +790,7 @@ class _LayerMapping:
             self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
             return None
         new.train(child.training)  # the copy's (eval) mode: no attention / RNN dropout
+        new.source_config = source_config(child)
         carry_hooks(child, new)
         self.sim_layers[name] = new
         if cls is SimMultiheadAttention:
@@ -835,7 +843,7 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
         layer.call_log = order
     n = 0
     try:
-        with torch.no_grad():
+        with torch.no_grad(), explain_stop_iteration("deploy"):
             for args in _batches(calibration, batch_size, batch_dim):
                 sim(*args)
                 n += 1

@@ -6,6 +6,15 @@ is no module: it cannot be mapped and would compute in float, results that look 
 are not. :func:`watch_functional_weights` records, during the calibration pass, every parameter
 of the model (outside the modules already listed as digital) that reaches such a product, so
 that the caller can name it in a warning and in the report's digital list.
+
+A weight counts however it reaches the product: as a view of the parameter (``self.w.t()``),
+as a tensor computed from weights only (``self.w * self.g``, a standardized kernel, a
+``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by its first
+weight), and as a floating-point buffer of two or more dimensions (``register_buffer`` weights;
+1-D buffers are statistics and rotary frequencies). A computation that also reads an activation
+is an activation. An embedding's table is watched although the embedding is listed digital: its
+look-up is no product, so a product reading it is a head tied to it (``F.linear(h,
+self.emb.weight)``), a matrix in float the embedding's row does not account for.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 from .graph_digital import ATEN_PRODUCTS
 
@@ -53,22 +63,35 @@ def _storage(t: torch.Tensor) -> int | None:
 
 
 class _Watch(TorchFunctionMode):
-    """Records the names of the watched parameters (by storage: a transposed or reshaped
-    view counts) among the operands of every product."""
+    """Records the names of the watched weights among the operands of every product: a
+    parameter by its storage (a transposed or reshaped view counts), a tensor computed from
+    weights only by identity (weakly held: a freed one's id may return as an activation)."""
 
     def __init__(self, params: dict[int, str]):
         super().__init__()
         self.params = params
+        self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.found: dict[str, str] = {}
+
+    def _weight(self, t: torch.Tensor) -> str | None:
+        name = self.derived.get(t)
+        return name if name is not None else self.params.get(_storage(t) or 0)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        operands = list(_tensors([*args, *kwargs.values()]))
+        if not operands:
+            return out
+        names = [self._weight(t) for t in operands]
         if func in _PRODUCTS or func in ATEN_PRODUCTS:  # an exported graph's aten calls
-            for t in _tensors([*args, *kwargs.values()]):
-                name = self.params.get(_storage(t) or 0)
+            for name in names:
                 if name is not None:
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
-        return func(*args, **kwargs)
+        if all(name is not None for name in names):  # from weights only: still a weight
+            for t in _tensors(out):
+                self.derived[t] = names[0]
+        return out
 
 
 @contextmanager
@@ -78,13 +101,19 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
     yields a dict filled with parameter name -> the product's name. Parameters of the modules
     named in ``skip`` (kept digital for a reason already stated) and of their submodules are
     not watched."""
-    skipped = tuple(skip)
+    modules = dict(model.named_modules())
+    # an embedding's look-up is no product: its table in one is a tied head (module docstring)
+    skipped = tuple(s for s in skip
+                    if not isinstance(modules.get(s), (nn.Embedding, nn.EmbeddingBag)))
 
     def watched(name: str) -> bool:
         return not any(name == s or name.startswith(s + ".") for s in skipped)
 
     params: dict[int, str] = {}
-    for name, p in model.named_parameters():
+    weights = [*model.named_parameters(),
+               *((n, b) for n, b in model.named_buffers()
+                 if b.is_floating_point() and b.dim() >= 2)]
+    for name, p in weights:
         ptr = _storage(p)
         if ptr and watched(name.rpartition(".")[0]):
             params.setdefault(ptr, name)

@@ -15,12 +15,27 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["tie_shared_weights"]
+__all__ = ["freeze_like_sources", "tie_shared_weights"]
 
 
 def _source_weight(layer: Any) -> nn.Parameter | None:
     w = getattr(layer._float_src[0], "weight", None)
     return w if isinstance(w, nn.Parameter) else None  # a parametrization gives a tensor
+
+
+def freeze_like_sources(layers: Mapping[str, Any]) -> None:
+    """A twin's weights (biases) take no gradient where its source module's do not: a frozen
+    backbone (``requires_grad_(False)``) stays frozen in the twin, as in the float model,
+    instead of training with the rest. The twin's own scales keep their options."""
+    for layer in layers.values():
+        frozen = [n for n, p in layer._float_src[0].named_parameters() if not p.requires_grad]
+        weights = any("bias" not in n.rpartition(".")[2] for n in frozen)
+        biases = any("bias" in n.rpartition(".")[2] for n in frozen)
+        for twin in layer.matrices():
+            if weights:
+                twin.weight.requires_grad_(False)
+            if biases and twin.bias is not None:
+                twin.bias.requires_grad_(False)
 
 
 def tie_shared_weights(root: nn.Module, layers: Mapping[str, Any]) -> None:
