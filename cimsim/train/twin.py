@@ -96,13 +96,13 @@ from ..mapping.matrix import (
     program_parts,
 )
 from ..mapping.naming import named_layer
+from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
     explain_stop_iteration,
     overridden_forward,
     scripted_row,
     source_config,
 )
-from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ._kernels import fused_convert
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
 from .tied import freeze_like_sources, tie_shared_weights

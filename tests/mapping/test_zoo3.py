@@ -21,8 +21,6 @@ in a forward was a bare ``StopIteration``; ``prepare`` trained the twins of froz
 
 from __future__ import annotations
 
-import copy
-import math
 import warnings
 
 import pytest
@@ -383,3 +381,244 @@ def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
         args = (torch.randint(0, 16, (3, 6), generator=torch.Generator().manual_seed(7)),)
     prep = prepare_step_deploy(model, chip_cfg, args, batch_dim)
     assert {d[0] for d in prep.digital} == _DIGITAL.get(name, set())
+
+
+# ---------------------------------------------------------------------------------------------
+# The LLaMA block's cache and keyword arguments; DataParallel's keywords
+# ---------------------------------------------------------------------------------------------
+def test_kv_cache_decoding_matches_the_full_forward_and_counts_keyword_inputs():
+    """A prefix, then the last token through the cache (keyword arguments), against the full
+    sequence: the mapped layers compute each token's row alone, the attention in float over
+    other shapes (within a few quantization steps). A keyword-only input counted 1 sample."""
+    model, (idx,), _ = _build("llama")
+    with torch.no_grad():  # the float model's own cache is right
+        _, cache = model(idx[:, :5], use_cache=True)
+        torch.testing.assert_close(model(idx[:, 5:], cache=cache), model(idx)[:, 5:])
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), idx)
+    full = sim(idx)
+    prefix, cache = sim(idx[:, :5], use_cache=True)
+    step = sim(idx[:, 5:], cache=cache)
+    assert_bitwise(prefix, full[:, :5])  # the causal prefix is the same computation
+    assert _rel(step, full[:, 5:]) < 0.02
+    sim.reset()
+    sim(idx=idx)
+    assert sim.n_inferences == 3
+
+
+def test_data_parallel_layers_are_named_through_its_module_and_keywords_pass():
+    model, args, _ = _build("data-parallel")
+    prep = prepare(model, lossless_chip("channel"), args)
+    sim = cimsim.deploy(model, lossless_chip("channel"), args)
+    for out in (sim, prep.eval()):
+        layers = out.sim_layers if out is sim else out.twin_layers
+        assert list(layers) == ["net.module.0", "net.module.2"]
+        with torch.no_grad():
+            assert torch.equal(out(args[0], scale=2.0), 2 * out(args[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# What broke
+# ---------------------------------------------------------------------------------------------
+class StdConv2d(nn.Conv2d):
+    """timm's weight-standardized convolution (BiT, NFNet): its own forward."""
+
+    def forward(self, x):
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+class StdNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = StdConv2d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.stem(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_a_subclass_with_its_own_forward_is_kept_digital_naming_why(run):
+    """It was mapped as an nn.Conv2d by its raw weight, the standardization dropped: 63 % off
+    float with no word (a parametrized layer, torch's own subclass, still maps)."""
+    torch.manual_seed(0)
+    model, x = StdNet().eval(), torch.randn(4, 3, 6, 6)
+    with torch.no_grad():
+        want = model(x)
+    with pytest.warns(UserWarning, match=r"stem: StdConv2d overrides Conv2d\.forward"):
+        out = run(model, lossless_chip("channel"), x)
+    assert list(out.sim_layers if run is cimsim.deploy else out.twin_layers) == ["fc"]
+    ((name, kind, why),) = out.digital
+    assert (name, kind) == ("stem", "StdConv2d") and why.startswith("not mappable: stem:")
+    with torch.no_grad():
+        assert _rel(out.eval()(x), want) < 0.02
+
+
+class HiddenWeights(nn.Module):
+    """Weights reaching products with no module, in the forms the first zoo's watch missed."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 6)
+        self.fc = nn.Linear(6, 6)
+        self.register_buffer("frozen", torch.randn(6, 6) * 0.3)  # a fixed projection
+        self.w, self.g = nn.Parameter(torch.randn(6, 6) * 0.3), nn.Parameter(torch.ones(6, 1))
+        self.p = nn.Parameter(torch.randn(6, 6) * 0.3)
+        parametrize.register_parametrization(self, "p", Double())
+        self.register_buffer("inv_freq", torch.rand(3))  # 1-D: rotary frequencies, no matrix
+
+    def forward(self, idx):
+        h = F.relu(self.fc(self.emb(idx)))
+        h = F.linear(h, self.frozen) @ self.p  # a buffer; a parametrized parameter
+        h = F.linear(h, self.w * self.g)  # computed from weights only (a scaled weight)
+        ang = torch.outer(torch.arange(h.shape[1], dtype=h.dtype), self.inv_freq)
+        return F.linear(h + ang.sum(-1, keepdim=True), self.emb.weight)  # a tied head
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_buffers_parametrized_computed_and_tied_weights_are_named(run):
+    """They ran in float unlisted: only a parameter passed as it is was watched, and an
+    embedding's table not at all (the embedding being listed digital)."""
+    torch.manual_seed(0)
+    idx = torch.randint(0, 10, (3, 5))
+    with pytest.warns(UserWarning, match=r"4 weight\(s\).*emb\.weight \(linear\), frozen "
+                                         r"\(linear\), parametrizations\.p\.original \(matmul\), "
+                                         r"w \(linear\)"):
+        out = _quiet_but_functional(run, HiddenWeights().eval(), idx)
+    assert {d[0] for d in out.digital if d[1] == "parameter"} == {
+        "emb.weight", "frozen", "parametrizations.p.original", "w"}
+
+
+def _quiet_but_functional(run, model, x):
+    """``run`` with the embedding's 'type not supported' warning silenced, not the others."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "(deploy|prepare): 1 layer", UserWarning)
+        return run(model, lossless_chip("channel"), x)
+
+
+@pytest.mark.parametrize("name", ["vit", "mixer", "tcn", "video"])
+def test_tokens_layer_scale_and_statistics_are_no_functional_weights(name):
+    """What is not a weight in a product stays silent: the ViT's class token and positions
+    (2-D+, concatenated and added), LayerScale, BatchNorm statistics, rotary frequencies."""
+    model, args, batch_dim = _build(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim = cimsim.deploy(model, lossless_chip("channel"), args, batch_dim=batch_dim)
+    assert sim.digital == []
+
+
+class ScriptedPart(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.jit.script(nn.Sequential(nn.Linear(4, 6), nn.ReLU()))
+        self.act = torch.jit.script(nn.ReLU())  # no weights: nothing to say
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.fc(self.act(self.enc(x)))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch deprecates torch.jit
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_a_scripted_submodule_is_listed_digital_and_warned(run):
+    """Its compiled forward calls its own Linear: it ran in float, unlisted and unwarned."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 4)
+    with pytest.warns(UserWarning, match=r"enc: a TorchScript module .* computes in float"):
+        out = run(ScriptedPart().eval(), lossless_chip("channel"), x)
+    assert [d[:2] for d in out.digital] == [("enc", "Sequential")]
+    assert list(out.sim_layers if run is cimsim.deploy else out.twin_layers) == ["fc"]
+    with pytest.raises(MappingError, match=r"no layer can be mapped.*kept digital: 0 \(Linear: "
+                                           r"not mappable: 0: a TorchScript module"):
+        _quiet(cimsim.deploy, torch.jit.script(nn.Sequential(nn.Linear(4, 2))),
+               lossless_chip("channel"), x)
+
+
+class DtypeFromParameters(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x.to(next(self.parameters()).dtype))
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_next_parameters_in_a_forward_says_why_it_is_empty(run):
+    """It was a bare StopIteration out of the calibration pass."""
+    with pytest.raises(MappingError, match=r"StopIteration.*next\(model\.parameters\(\)\).*"
+                                           r"x\.dtype"):
+        run(DtypeFromParameters(), lossless_chip("channel"), torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_mapped_layers_answer_their_sources_configuration(run):
+    """A Conv1d's .dilation was the simulated layer's (1, d) (a causal padding silently 1 when
+    d = 2), .kernel_size / .padding were missing; weights still refuse to be read."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({
+        "c1": nn.Conv1d(3, 4, 3, stride=2, dilation=2, padding=1),
+        "c2": nn.Conv2d(4, 4, (1, 3), stride=(1, 2), groups=2, padding=1),
+        "c3": nn.Conv3d(2, 2, 3), "t2": nn.ConvTranspose2d(4, 2, 3, stride=2, output_padding=1),
+        "fc": nn.Linear(4, 3), "rnn": nn.LSTM(3, 4, 2, batch_first=True, bias=False),
+        "mha": nn.MultiheadAttention(4, 2, batch_first=True)})
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, x1, x2, x3, seq):
+            m = self.m
+            a = m["c1"](x1).mean(-1) + m["c2"](x2).mean((2, 3))
+            a = a + m["t2"](x2).mean((1, 2, 3))[:, None]
+            r, _ = m["rnn"](seq)
+            att, _ = m["mha"](r, r, r)
+            return m["fc"](a + att.mean(1) + m["c3"](x3).mean((2, 3, 4)).sum(1, keepdim=True))
+
+    args = (torch.randn(2, 3, 9), torch.randn(2, 4, 5, 5), torch.randn(2, 2, 4, 4, 4),
+            torch.randn(2, 5, 3))
+    net = Net().eval()
+    out = run(net, lossless_chip("channel"), args)
+    for name, src in model.items():
+        layer = out.model.m[name]
+        for attr in ("kernel_size", "stride", "padding", "dilation", "groups", "output_padding",
+                     "in_features", "out_features", "hidden_size", "num_layers", "bias",
+                     "batch_first", "embed_dim", "num_heads"):
+            if hasattr(src, attr) and not isinstance(getattr(src, attr), torch.Tensor):
+                assert getattr(layer, attr) == getattr(src, attr), (name, attr)
+    with pytest.raises(AttributeError, match=r"m\.fc: the model reads \.weight"):
+        _ = out.model.m["fc"].weight
+
+
+def test_tcn_reads_its_dilations_on_deploy_and_in_the_twin():
+    """The causal padding computed from ``dw.dilation`` (AttributeError on kernel_size
+    before, and dilation 1 for a 2)."""
+    model, args, _ = _build("tcn")
+    with torch.no_grad():
+        want = model(*args)
+    sim = cimsim.deploy(model, lossless_chip("channel"), args)
+    assert sim.model.dw[1].dilation == (2,) and sim.model.dw[1].kernel_size == (3,)
+    assert _rel(sim(*args), want) < 0.02
+
+
+def test_a_frozen_layer_stays_frozen_in_the_twin():
+    """prepare gave every twin trainable weights: a frozen backbone trained with the head."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).double().eval()
+    model[0].requires_grad_(False)
+    model[2].bias.requires_grad_(False)
+    x = torch.randn(8, 4, dtype=torch.float64)
+    prep = prepare(model, lossless_chip("channel"), x)
+    trainable = {n for n, p in prep.named_parameters() if p.requires_grad}
+    assert not {"model.0.twins.0.weight", "model.0.twins.0.bias",
+                "model.2.twins.0.bias"} & trainable
+    assert "model.2.twins.0.weight" in trainable
+    opt = torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=0.1)
+    prep.train()
+    prep(x).pow(2).mean().backward()
+    opt.step()
+    float_model = prep.float_model()
+    assert torch.equal(float_model[0].weight, model[0].weight)
+    assert not torch.equal(float_model[2].weight, model[2].weight)
