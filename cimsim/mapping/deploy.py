@@ -756,8 +756,8 @@ class _LayerMapping:
         for child_name, child in self.walk.children(parent):
             name = f"{prefix}{child_name}"
             cls = _sim_class(child)
-            if (row := scripted_row(child, name, NOT_MAPPABLE)) is not None:
-                self.digital.append(row)
+            if (scripted := scripted_row(child, name, NOT_MAPPABLE)) is not None:
+                self.digital.append(scripted)
             elif cls is not None:
                 new = self._map(child, name, cls)
                 if new is not None:

@@ -33,7 +33,8 @@ def overridden_forward(module: nn.Module, name: str) -> str | None:
     """Why ``module`` (of a mappable type) cannot be mapped as its type says, or None: its
     class, a subclass of a torch layer, defines a ``forward`` of its own. The classes torch
     derives itself (a parametrized ``ParametrizedLinear``) keep the layer's forward."""
-    base = next(c for c in type(module).__mro__ if c.__module__.startswith("torch.nn.modules."))
+    base: type[nn.Module] = next(c for c in type(module).__mro__
+                                 if c.__module__.startswith("torch.nn.modules."))
     if type(module).forward is base.forward:
         return None
     owner = next(c for c in type(module).__mro__ if "forward" in vars(c))
