@@ -11,10 +11,17 @@ import torch
 import cimsim
 from cimsim.errors import ConfigError
 from cimsim.train import distill, prepare
-from cimsim.train.bskmq import fused_twins, prepare_bskmq, refit_chip_levels
+from cimsim.train.bskmq import prepare_bskmq
 
 from ..mapping.test_zoo3 import ZOO3, _build
-from .test_methods_new_models import METHODS, _bskmq_chip, _quiet, _step, check_method
+from .test_methods_new_models import (
+    METHODS,
+    _bskmq_chip,
+    _quiet,
+    _step,
+    check_bskmq,
+    check_method,
+)
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "distill"])
@@ -36,15 +43,7 @@ def test_distill_from_the_float_model_moves_the_twin(name):
 @pytest.mark.parametrize("name", ["unfold", "tcn"])
 def test_bskmq_steps_refits_and_deploys_where_a_relu_follows_a_layer(name):
     """The Unfold layer's Linear and the TCN's depthwise convolutions feed ReLUs."""
-    model, args, bd = _build(name, torch.float64)
-    prep = prepare_bskmq(model, _bskmq_chip(), args, batch_dim=bd)
-    assert fused_twins(prep)
-    _step(prep, args)
-    nmse = refit_chip_levels(prep, args)
-    assert set(nmse) == set(fused_twins(prep))
-    with torch.no_grad():
-        want = prep(*args)
-    torch.testing.assert_close(prep.deploy(batch_dim=bd)(*args), want, rtol=1e-7, atol=1e-7)
+    check_bskmq(*_build(name, torch.float64))
 
 
 @pytest.mark.parametrize("name", ["llama", "mixer"])
