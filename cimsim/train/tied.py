@@ -25,12 +25,22 @@ def _source_weight(layer: Any) -> nn.Parameter | None:
 
 def freeze_like_sources(layers: Mapping[str, Any]) -> None:
     """A twin's weights (biases) take no gradient where its source module's do not: a frozen
-    backbone (``requires_grad_(False)``) stays frozen in the twin, as in the float model,
-    instead of training with the rest. The twin's own scales keep their options."""
+    backbone (``requires_grad_(False)``, a weight held as a buffer) stays frozen in the twin,
+    as in the float model, instead of training with the rest. The twin's own scales keep their
+    options."""
     for layer in layers.values():
-        frozen = [n for n, p in layer._float_src[0].named_parameters() if not p.requires_grad]
-        weights = any("bias" not in n.rpartition(".")[2] for n in frozen)
-        biases = any("bias" in n.rpartition(".")[2] for n in frozen)
+        trainable = [n for n, p in layer._float_src[0].named_parameters() if p.requires_grad]
+
+        def learns(key: str, trainable: list[str] = trainable) -> bool:
+            owner, _, attr = key.rpartition(".")  # a parametrized weight: its originals
+            via = f"{owner}.parametrizations.{attr}." if owner else f"parametrizations.{attr}."
+            return key in trainable or any(n.startswith(via) for n in trainable)
+
+        # a weight the source holds as a buffer (a fixed projection) is frozen too
+        frozen = [k.rpartition(".")[2] for k, v in layer.learned().items()
+                  if v is not None and not learns(k)]
+        weights = any("bias" not in k for k in frozen)
+        biases = any("bias" in k for k in frozen)
         for twin in layer.matrices():
             if weights:
                 twin.weight.requires_grad_(False)

@@ -680,9 +680,12 @@ class TwinMatmul(nn.Module):
         return c + (q.to(c.dtype) - c).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Float inputs (M, K) -> float outputs (M, N) through the simulated chip."""
-        y, raw = self.pre_activation(x)
-        return y if self.activation is None else self._activation_out(y, raw)
+        """Float inputs (M, K) -> float outputs (M, N) through the simulated chip, in the
+        twin's dtype: under ``torch.autocast`` (bfloat16) the integer sums would be rounded and
+        the ADC kernel (NumPy) has no bfloat16."""
+        with torch.autocast(x.device.type, enabled=False):
+            y, raw = self.pre_activation(x.to(self.weight.dtype))
+            return y if self.activation is None else self._activation_out(y, raw)
 
     def pre_activation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The output before a fused activation (M, N) (the layer's output when none is

@@ -604,17 +604,25 @@ def test_tcn_reads_its_dilations_on_deploy_and_in_the_twin():
 
 
 def test_a_frozen_layer_stays_frozen_in_the_twin():
-    """prepare gave every twin trainable weights: a frozen backbone trained with the head."""
+    """prepare gave every twin trainable weights: a frozen backbone trained with the head, and
+    a weight the model holds as a buffer (a fixed projection) trained too."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).double().eval()
+    fixed, conv = nn.Linear(4, 4), P.weight_norm(nn.Conv1d(1, 2, 3))
+    w = fixed.weight.detach().clone()
+    del fixed.weight
+    fixed.register_buffer("weight", w)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 4), fixed).double().eval()
     model[0].requires_grad_(False)
     model[2].bias.requires_grad_(False)
     x = torch.randn(8, 4, dtype=torch.float64)
     prep = prepare(model, lossless_chip("channel"), x)
     trainable = {n for n, p in prep.named_parameters() if p.requires_grad}
-    assert not {"model.0.twins.0.weight", "model.0.twins.0.bias",
-                "model.2.twins.0.bias"} & trainable
-    assert "model.2.twins.0.weight" in trainable
+    assert not {"model.0.twins.0.weight", "model.0.twins.0.bias", "model.2.twins.0.bias",
+                "model.3.twins.0.weight"} & trainable
+    assert {"model.2.twins.0.weight", "model.3.twins.0.bias"} <= trainable
+    normed = prepare(conv.double(), lossless_chip("channel"), torch.randn(2, 1, 6).double())
+    assert all(p.requires_grad for n, p in normed.named_parameters()  # weight_norm's g, v
+               if n.endswith((".weight", ".bias")))
     opt = torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=0.1)
     prep.train()
     prep(x).pow(2).mean().backward()
@@ -622,3 +630,20 @@ def test_a_frozen_layer_stays_frozen_in_the_twin():
     float_model = prep.float_model()
     assert torch.equal(float_model[0].weight, model[0].weight)
     assert not torch.equal(float_model[2].weight, model[2].weight)
+
+
+def test_the_twin_under_autocast_computes_in_its_own_dtype():
+    """Under ``torch.autocast('cpu', torch.bfloat16)`` (a mixed-precision training loop) the
+    twin failed deep in its ADC kernel ('unsupported ScalarType BFloat16'); its integer sums
+    must not be rounded to bfloat16 either."""
+    model, args, _ = _build("vit")
+    prep = prepare(model, lossless_chip("channel"), args).eval()
+    with torch.no_grad():
+        want = prep(*args)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = prep(*args)
+    assert got.dtype == torch.float32  # the head's twin: float32, as its weights
+    assert _rel(got, want) < 0.02  # the float ops between the twins ran in bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # and it trains so
+        prep.train()(*args).float().pow(2).mean().backward()
+    assert prep.model.head.twins[0].weight.grad is not None
