@@ -599,7 +599,8 @@ def deploy(
     # from the shapes alone: an over-capacity model fails now, not after the calibration pass
     needed = _arrays_needed(mapping.sim_layers, chip)
     _fuse_relus(sim, mapping.sim_layers, chip)
-    with watch_functional_weights(sim, [n for n, _, _ in mapping.digital]) as functional:
+    with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
+                                        *mapping.sim_layers]) as functional:
         _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)

@@ -1642,7 +1642,8 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         log.warning("prepare: no Linear/Conv layer was mapped")
     root.eval()
     n = 0
-    with (torch.no_grad(), watch_functional_weights(root, [d[0] for d in digital]) as functional,
+    with (torch.no_grad(),
+          watch_functional_weights(root, [*(d[0] for d in digital), *layers]) as functional,
           explain_stop_iteration("prepare")):
         for args in _batches(calibration, batch_size, batch_dim):
             root(*args)

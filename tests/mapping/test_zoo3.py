@@ -21,6 +21,7 @@ in a forward was a bare ``StopIteration``; ``prepare`` trained the twins of froz
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -312,9 +313,11 @@ def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).norm() / want.norm())
 
 
-# what each model keeps digital, by name: every weight matrix is mapped or listed here
+# what each model keeps digital, by name: every weight matrix is mapped or listed here, and the
+# attention its own forward computes (F.scaled_dot_product_attention: "model", its root)
 _DIGITAL = {
-    "llama": {"emb"},
+    "llama": {"emb", "model"},
+    "vit": {"model"},
     "functional": {"kernel", "c_fc.weight", "c_fc.bias", "c_proj.weight", "c_proj.bias", "mix"},
     "parametrized": {"parametrizations.w.original"},
 }
@@ -500,18 +503,21 @@ def _quiet_but_functional(run, model, x):
 @pytest.mark.parametrize("name", ["vit", "mixer", "tcn", "video"])
 def test_tokens_layer_scale_and_statistics_are_no_functional_weights(name):
     """What is not a weight in a product stays silent: the ViT's class token and positions
-    (2-D+, concatenated and added), LayerScale, BatchNorm statistics, rotary frequencies."""
+    (2-D+, concatenated and added), LayerScale, BatchNorm statistics, rotary frequencies. The
+    ViT's attention is listed (not warned), as a mapped MultiheadAttention's is."""
     model, args, batch_dim = _build(name)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         sim = cimsim.deploy(model, lossless_chip("channel"), args, batch_dim=batch_dim)
-    assert sim.digital == []
+    assert [d[:2] for d in sim.digital] == ([("model", "attention products")] if name == "vit"
+                                            else [])
 
 
 class ScriptedPart(nn.Module):
-    def __init__(self):
+    def __init__(self, traced: bool = False):
         super().__init__()
-        self.enc = torch.jit.script(nn.Sequential(nn.Linear(4, 6), nn.ReLU()))
+        enc = nn.Sequential(nn.Linear(4, 6), nn.ReLU())
+        self.enc = torch.jit.trace(enc, torch.randn(2, 4)) if traced else torch.jit.script(enc)
         self.act = torch.jit.script(nn.ReLU())  # no weights: nothing to say
         self.fc = nn.Linear(6, 2)
 
@@ -520,13 +526,14 @@ class ScriptedPart(nn.Module):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch deprecates torch.jit
+@pytest.mark.parametrize("traced", [False, True])
 @pytest.mark.parametrize("run", [cimsim.deploy, prepare])
-def test_a_scripted_submodule_is_listed_digital_and_warned(run):
+def test_a_scripted_submodule_is_listed_digital_and_warned(run, traced):
     """Its compiled forward calls its own Linear: it ran in float, unlisted and unwarned."""
     torch.manual_seed(0)
     x = torch.randn(3, 4)
     with pytest.warns(UserWarning, match=r"enc: a TorchScript module .* computes in float"):
-        out = run(ScriptedPart().eval(), lossless_chip("channel"), x)
+        out = run(ScriptedPart(traced).eval(), lossless_chip("channel"), x)
     assert [d[:2] for d in out.digital] == [("enc", "Sequential")]
     assert list(out.sim_layers if run is cimsim.deploy else out.twin_layers) == ["fc"]
     with pytest.raises(MappingError, match=r"no layer can be mapped.*kept digital: 0 \(Linear: "
@@ -647,3 +654,72 @@ def test_the_twin_under_autocast_computes_in_its_own_dtype():
     with torch.autocast("cpu", dtype=torch.bfloat16):  # and it trains so
         prep.train()(*args).float().pow(2).mean().backward()
     assert prep.model.head.twins[0].weight.grad is not None
+
+
+class HandAttention(nn.Module):
+    """Attention written by hand in a submodule (q @ kᵀ, softmax, @ v) beside a mapped MHA."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).chunk(3, -1)
+        att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(8), -1) @ v
+        return self.mha(att, att, att, need_weights=False)[0]
+
+
+class HandNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = HandAttention()
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.block(x).mean(1))
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_activation_products_are_listed_by_the_module_computing_them(run):
+    """A Python model's own attention computed digitally unlisted, while a mapped
+    MultiheadAttention's (and an exported graph's) were listed: reports compared unequally."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # listed, not warned
+        out = run(HandNet().eval(), lossless_chip("channel"), x)
+    assert [d[:2] for d in out.digital] == [("block.mha", "attention products"),
+                                            ("block", "activation products")]
+
+
+class CastsInput(nn.Module):
+    """A float32 model fed float16 data (a half-precision data pipeline): it casts."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x.float())
+
+
+def test_bfloat16_float64_models_and_float16_inputs_deploy():
+    """A bfloat16 ViT within its own float's bfloat16 rounding; a float64 LLaMA block within
+    8-bit quantization; float16 data into a float32 model that casts."""
+    model, (x,), _ = _build("vit", torch.bfloat16)
+    sim = cimsim.deploy(model, lossless_chip("channel"), x)
+    got = sim(x)
+    with torch.no_grad():
+        want = model(x)
+    assert got.dtype == torch.bfloat16 and _rel(got.float(), want.float()) < 0.05
+    model, args, _ = _build("llama", torch.float64)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), args)
+    with torch.no_grad():
+        want = model(*args)
+    assert sim(*args).dtype == torch.float64 and _rel(sim(*args), want) < 0.02
+    torch.manual_seed(0)
+    model, x = CastsInput().eval(), torch.randn(6, 4).half()
+    sim = cimsim.deploy(model, lossless_chip("channel"), x)
+    with torch.no_grad():
+        assert _rel(sim(x), model(x)) < 0.02
