@@ -683,6 +683,8 @@ class TwinMatmul(nn.Module):
         """Float inputs (M, K) -> float outputs (M, N) through the simulated chip, in the
         twin's dtype: under ``torch.autocast`` (bfloat16) the integer sums would be rounded and
         the ADC kernel (NumPy) has no bfloat16."""
+        if x.shape[0] == 0:  # no row (an expert no token was routed to): nothing to convert
+            return x.new_zeros((0, self.n_outputs), dtype=self.weight.dtype)
         with torch.autocast(x.device.type, enabled=False):
             y, raw = self.pre_activation(x.to(self.weight.dtype))
             return y if self.activation is None else self._activation_out(y, raw)

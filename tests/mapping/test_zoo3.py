@@ -277,6 +277,27 @@ class Wrapped(nn.Module):
         return y if scale is None else y * scale
 
 
+class MoE(nn.Module):
+    """A top-1 mixture of experts: a router Linear, four GELU-MLP experts each called on the
+    tokens routed to it (possibly none), weighted by the router's probability."""
+
+    def __init__(self, n: int = 4, d: int = 8):
+        super().__init__()
+        self.router = nn.Linear(d, n)
+        self.experts = nn.ModuleList([nn.Sequential(nn.Linear(d, 16), nn.GELU(),
+                                                    nn.Linear(16, d)) for _ in range(n)])
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):  # (B, T, d)
+        flat = x.reshape(-1, x.shape[-1])
+        p, idx = self.router(flat).softmax(-1).topk(1, -1)
+        out = torch.zeros_like(flat)
+        for e, expert in enumerate(self.experts):
+            sel = idx[:, 0] == e
+            out[sel] = expert(flat[sel]) * p[sel]
+        return self.head((flat + out).reshape(x.shape).mean(1))
+
+
 # (model factory, inputs factory, batch_dim)
 ZOO3 = {
     "llama": (LlamaBlock, lambda: (torch.randint(0, 16, (3, 6)),), 0),
@@ -288,10 +309,12 @@ ZOO3 = {
     "functional": (FunctionalMix, lambda: (torch.randn(2, 3, 6, 6),), 0),
     "parametrized": (Parametrized, lambda: (torch.randn(2, 3, 5, 5),), 0),
     "data-parallel": (Wrapped, lambda: (torch.randn(3, 4),), 0),
+    "moe": (MoE, lambda: (torch.randn(3, 5, 8),), 0),
 }
 # the conftest's integer re-implementation covers their layers (Linear, Conv1d/2d; not the
 # TCN, whose forward reads its convolutions' dilation, which the reference layers lack)
-_EXACT = ["llama", "vit", "mixer", "unfold", "functional", "parametrized", "data-parallel"]
+_EXACT = ["llama", "vit", "mixer", "unfold", "functional", "parametrized", "data-parallel",
+          "moe"]
 
 
 def _build(name: str, dtype=torch.float32):
@@ -723,3 +746,17 @@ def test_bfloat16_float64_models_and_float16_inputs_deploy():
     sim = cimsim.deploy(model, lossless_chip("channel"), x)
     with torch.no_grad():
         assert _rel(sim(x), model(x)) < 0.02
+
+
+def test_an_expert_routed_no_token_is_skipped_by_the_twin():
+    """The twin failed on the expert's empty (0, d) input ('cannot reshape tensor of 0
+    elements'); deploy ran it. Calibrated on tokens reaching every expert, run on two."""
+    model, (x,), _ = _build("moe", torch.float64)
+    two = x[:1, :2]  # two tokens: two experts at most
+    prep = prepare(model, lossless_chip("channel"), x)
+    prep.train()
+    prep(two).pow(2).mean().backward()
+    prep.eval()
+    with torch.no_grad():
+        want = prep(two)
+    torch.testing.assert_close(prep.deploy()(two), want, rtol=1e-9, atol=1e-9)
