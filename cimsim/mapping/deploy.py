@@ -7,7 +7,6 @@ with the reason (a ``UserWarning`` names those whose type is not supported).
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import logging
 import math
@@ -47,7 +46,13 @@ from .layers import (
 from .matrix import EngineView
 from .naming import named_layer
 from .recurrent import SimRNN
-from .unmappable import explain_stop_iteration, overridden_forward, scripted_row, source_config
+from .unmappable import (
+    copy_model,
+    explain_stop_iteration,
+    overridden_forward,
+    scripted_row,
+    source_config,
+)
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
 
@@ -640,7 +645,7 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
 
 def _eval_copy(model: nn.Module) -> nn.Module:
     """A deep copy in eval mode: the user's model is never modified."""
-    sim = copy.deepcopy(user_model(model, "deploy"))
+    sim = copy_model(user_model(model, "deploy"), "deploy")
     try:
         sim.eval()
     except NotImplementedError:  # torch.export modules refuse eval(); they are eval already

@@ -13,10 +13,14 @@ may still ask of a mapped layer.
   ``conv.dilation`` reads the source's values (:func:`source_config`).
 - ``next(self.parameters())`` in a forward finds nothing when every weight is on the arrays:
   torch's bare ``StopIteration`` becomes an error saying so (:func:`explain_stop_iteration`).
+- deploy and ``prepare`` copy the model; a tensor computed with gradient and kept as an
+  attribute (``self.cached = self.scale * 2``) cannot be copied: the error names it
+  (:func:`copy_model`).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,7 +30,8 @@ from torch import nn
 
 from ..errors import MappingError
 
-__all__ = ["explain_stop_iteration", "overridden_forward", "scripted_row", "source_config"]
+__all__ = ["copy_model", "explain_stop_iteration", "overridden_forward", "scripted_row",
+           "source_config"]
 
 
 def overridden_forward(module: nn.Module, name: str) -> str | None:
@@ -83,3 +88,20 @@ def explain_stop_iteration(who: str) -> Iterator[None]:
             "next(model.parameters()): the mapped layers hold their weights on the simulated "
             "arrays, not as parameters, so there may be none; take the dtype and device from "
             "the input (x.dtype, x.device)") from exc
+
+
+def copy_model(model: nn.Module, who: str) -> nn.Module:
+    """A deep copy of ``model``; torch's refusal to copy a non-leaf tensor attribute (one
+    computed with gradient) as a ``MappingError`` naming the attributes."""
+    try:
+        return copy.deepcopy(model)
+    except RuntimeError as exc:
+        held = [f"{name}.{attr}" if name else attr for name, m in model.named_modules()
+                for attr, v in vars(m).items()
+                if isinstance(v, torch.Tensor) and v.grad_fn is not None]
+        if not held:
+            raise
+        raise MappingError(
+            f"{who} works on a copy of the model (yours is never modified), and torch cannot "
+            f"copy tensors computed with gradient kept as attributes: {', '.join(held)}; "
+            "detach them (or compute them in forward)") from exc

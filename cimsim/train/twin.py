@@ -98,6 +98,7 @@ from ..mapping.matrix import (
 from ..mapping.naming import named_layer
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
+    copy_model,
     explain_stop_iteration,
     overridden_forward,
     scripted_row,
@@ -1587,7 +1588,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                            "torch.no_grad() if you must")
     model = user_model(model, "prepare")
     was_training = model.training
-    root = copy.deepcopy(model)
+    root = copy_model(model, "prepare")
     if _twin_class(root) is not None:
         root = Root(root)  # a mappable root is named "0", as deploy names it
     layers: dict[str, _TwinLayer] = {}

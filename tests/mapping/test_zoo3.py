@@ -760,3 +760,25 @@ def test_an_expert_routed_no_token_is_skipped_by_the_twin():
     with torch.no_grad():
         want = prep(two)
     torch.testing.assert_close(prep.deploy()(two), want, rtol=1e-9, atol=1e-9)
+
+
+class CachedScale(nn.Module):
+    """A tensor computed from a parameter with gradient, kept as an attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.scale = nn.Parameter(torch.ones(4))
+        self.cached = self.scale * 2
+
+    def forward(self, x):
+        return self.fc(x) * self.cached
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_an_uncopyable_attribute_is_named(run):
+    """It was torch's deepcopy error ('Only Tensors created explicitly by the user ...'),
+    naming no attribute."""
+    with pytest.raises(MappingError, match=r"copy of the model.*kept as attributes: cached; "
+                                           r"detach them"):
+        run(CachedScale(), lossless_chip("channel"), torch.randn(3, 4))
