@@ -13,6 +13,7 @@ import math
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -419,6 +420,14 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
         dims = [batch_dim if d.dim() > batch_dim and d.shape[batch_dim] == n
                 else 0 if d.dim() > 0 and d.shape[0] == n else None for d in data]
         dims[0] = batch_dim if data[0].dim() > batch_dim else None
+        if 0 < n <= batch_size:  # one batch: as given (a sparse tensor cannot be narrowed)
+            yield tuple(data)
+            return
+        sparse = [i for i, (d, dim) in enumerate(zip(data, dims, strict=True))
+                  if dim is not None and d.layout is not torch.strided]
+        if sparse:
+            raise MappingError(f"calibration input(s) {sparse} are sparse, which cannot be cut "
+                               f"into batches of {batch_size}: pass batch_size={n} (one batch)")
         for i in range(0, n, batch_size):
             yield tuple(d if dim is None else d.narrow(dim, i, min(batch_size, n - i))
                         for d, dim in zip(data, dims, strict=True))
@@ -435,6 +444,25 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
         f"calibration must be a tensor, an array, a tuple of tensors or a DataLoader; "
         f"got {type(data).__name__}"
     )
+
+
+@contextmanager
+def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
+    """An error in the calibration forward, where the calibration tensors were cut into
+    batches, notes the cut: inputs that are one sample (a graph's nodes and its adjacency, one
+    long sequence) fail in the model's own code on the cut shapes ('mat1 and mat2 shapes cannot
+    be multiplied (256x300 and 256x6)')."""
+    try:
+        yield
+    except Exception as exc:
+        first = data[0] if isinstance(data, (tuple, list)) and data else data
+        n = (first.shape[batch_dim] if isinstance(first, torch.Tensor | np.ndarray)
+             and first.ndim > batch_dim else 0)
+        if n > batch_size:
+            exc.add_note(f"(the calibration inputs were cut into batches of {batch_size} along "
+                         f"dimension {batch_dim}, {n} there: if they are one sample, as a "
+                         f"graph's nodes, pass batch_size={n})")
+        raise
 
 
 def _relu_clamp(target) -> float | None:
@@ -849,7 +877,8 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
         layer.call_log = order
     n = 0
     try:
-        with torch.no_grad(), explain_stop_iteration("deploy"):
+        with (torch.no_grad(), explain_stop_iteration("deploy"),
+              batches_noted(calibration, batch_size, batch_dim)):
             for args in _batches(calibration, batch_size, batch_dim):
                 sim(*args)
                 n += 1

@@ -80,6 +80,7 @@ from ..mapping.deploy import (
     SimModel,
     _batches,
     _relu_consumers,
+    batches_noted,
     carry_hooks,
     deploy,
     deploy_views,
@@ -1647,7 +1648,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     n = 0
     with (torch.no_grad(),
           watch_functional_weights(root, [*(d[0] for d in digital), *layers]) as functional,
-          explain_stop_iteration("prepare")):
+          explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
         for args in _batches(calibration, batch_size, batch_dim):
             root(*args)
             n += 1

@@ -298,6 +298,24 @@ class MoE(nn.Module):
         return self.head((flat + out).reshape(x.shape).mean(1))
 
 
+class GCN(nn.Module):
+    """Two graph convolutions: the (normalized) adjacency times the node features, digitally
+    (activation x activation), then a mapped Linear. One graph is one sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(6, 8), nn.Linear(8, 3)
+
+    def forward(self, x, adj):  # (N, 6), (N, N)
+        return self.l2(adj @ F.relu(self.l1(adj @ x)))
+
+
+def _graph(n: int = 12, sparse: bool = False):
+    adj = (torch.rand(n, n) < 0.2).float() + torch.eye(n)
+    adj = adj / adj.sum(1, keepdim=True)
+    return torch.randn(n, 6), adj.to_sparse() if sparse else adj
+
+
 # (model factory, inputs factory, batch_dim)
 ZOO3 = {
     "llama": (LlamaBlock, lambda: (torch.randint(0, 16, (3, 6)),), 0),
@@ -310,6 +328,7 @@ ZOO3 = {
     "parametrized": (Parametrized, lambda: (torch.randn(2, 3, 5, 5),), 0),
     "data-parallel": (Wrapped, lambda: (torch.randn(3, 4),), 0),
     "moe": (MoE, lambda: (torch.randn(3, 5, 8),), 0),
+    "gcn": (GCN, _graph, 0),
 }
 # the conftest's integer re-implementation covers their layers (Linear, Conv1d/2d; not the
 # TCN, whose forward reads its convolutions' dilation, which the reference layers lack)
@@ -341,6 +360,7 @@ def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
 _DIGITAL = {
     "llama": {"emb", "model"},
     "vit": {"model"},
+    "gcn": {"model"},
     "functional": {"kernel", "c_fc.weight", "c_fc.bias", "c_proj.weight", "c_proj.bias", "mix"},
     "parametrized": {"parametrizations.w.original"},
 }
@@ -782,3 +802,21 @@ def test_an_uncopyable_attribute_is_named(run):
     with pytest.raises(MappingError, match=r"copy of the model.*kept as attributes: cached; "
                                            r"detach them"):
         run(CachedScale(), lossless_chip("channel"), torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_a_graph_larger_than_a_batch_notes_the_cut_and_a_sparse_one_maps(run):
+    """300 nodes were cut into calibration batches of 256 nodes against the whole adjacency:
+    the model's own 'mat1 and mat2 shapes cannot be multiplied' said nothing of the cut. A
+    sparse adjacency failed in the cut itself (aten::as_strided) even as one batch."""
+    torch.manual_seed(0)
+    model, (x, adj) = GCN().eval(), _graph(300)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied") as info:
+        run(model, lossless_chip("channel"), (x, adj))
+    assert "pass batch_size=300" in " ".join(getattr(info.value, "__notes__", []))
+    x, sp = _graph(300, sparse=True)
+    out = run(model, lossless_chip("channel"), (x, sp), batch_size=300)
+    with torch.no_grad():
+        assert _rel(out.eval()(x, sp), model(x, sp)) < 0.02
+    with pytest.raises(MappingError, match=r"\[1\] are sparse.*pass batch_size=300"):
+        run(model, lossless_chip("channel"), (x, sp))
