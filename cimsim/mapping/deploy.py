@@ -7,13 +7,13 @@ with the reason (a ``UserWarning`` names those whose type is not supported).
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import logging
 import math
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +47,13 @@ from .layers import (
 from .matrix import EngineView
 from .naming import named_layer
 from .recurrent import SimRNN
+from .unmappable import (
+    copy_model,
+    explain_stop_iteration,
+    overridden_forward,
+    scripted_row,
+    source_config,
+)
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
 
@@ -180,8 +187,9 @@ class SimModel(nn.Module):
         return self
 
     def forward(self, *args, **kwargs):
-        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-        with torch.no_grad():
+        first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)),
+                     None)  # a keyword-only input counts its samples too
+        with torch.no_grad(), explain_stop_iteration("SimModel"):
             out = self.model(*args, **kwargs)
         self.n_inferences += self._samples(first)
         self.n_calls += 1
@@ -412,6 +420,14 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
         dims = [batch_dim if d.dim() > batch_dim and d.shape[batch_dim] == n
                 else 0 if d.dim() > 0 and d.shape[0] == n else None for d in data]
         dims[0] = batch_dim if data[0].dim() > batch_dim else None
+        if 0 < n <= batch_size:  # one batch: as given (a sparse tensor cannot be narrowed)
+            yield tuple(data)
+            return
+        sparse = [i for i, (d, dim) in enumerate(zip(data, dims, strict=True))
+                  if dim is not None and d.layout is not torch.strided]
+        if sparse:
+            raise MappingError(f"calibration input(s) {sparse} are sparse, which cannot be cut "
+                               f"into batches of {batch_size}: pass batch_size={n} (one batch)")
         for i in range(0, n, batch_size):
             yield tuple(d if dim is None else d.narrow(dim, i, min(batch_size, n - i))
                         for d, dim in zip(data, dims, strict=True))
@@ -428,6 +444,25 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
         f"calibration must be a tensor, an array, a tuple of tensors or a DataLoader; "
         f"got {type(data).__name__}"
     )
+
+
+@contextmanager
+def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
+    """An error in the calibration forward, where the calibration tensors were cut into
+    batches, notes the cut: inputs that are one sample (a graph's nodes and its adjacency, one
+    long sequence) fail in the model's own code on the cut shapes ('mat1 and mat2 shapes cannot
+    be multiplied (256x300 and 256x6)')."""
+    try:
+        yield
+    except Exception as exc:
+        first = data[0] if isinstance(data, (tuple, list)) and data else data
+        n = (first.shape[batch_dim] if isinstance(first, torch.Tensor | np.ndarray)
+             and first.ndim > batch_dim else 0)
+        if n > batch_size:
+            exc.add_note(f"(the calibration inputs were cut into batches of {batch_size} along "
+                         f"dimension {batch_dim}, {n} there: if they are one sample, as a "
+                         f"graph's nodes, pass batch_size={n})")
+        raise
 
 
 def _relu_clamp(target) -> float | None:
@@ -597,7 +632,8 @@ def deploy(
     # from the shapes alone: an over-capacity model fails now, not after the calibration pass
     needed = _arrays_needed(mapping.sim_layers, chip)
     _fuse_relus(sim, mapping.sim_layers, chip)
-    with watch_functional_weights(sim, [n for n, _, _ in mapping.digital]) as functional:
+    with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
+                                        *mapping.sim_layers]) as functional:
         _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
@@ -637,7 +673,7 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
 
 def _eval_copy(model: nn.Module) -> nn.Module:
     """A deep copy in eval mode: the user's model is never modified."""
-    sim = copy.deepcopy(user_model(model, "deploy"))
+    sim = copy_model(user_model(model, "deploy"), "deploy")
     try:
         sim.eval()
     except NotImplementedError:  # torch.export modules refuse eval(); they are eval already
@@ -754,7 +790,9 @@ class _LayerMapping:
         for child_name, child in self.walk.children(parent):
             name = f"{prefix}{child_name}"
             cls = _sim_class(child)
-            if cls is not None:
+            if (scripted := scripted_row(child, name, NOT_MAPPABLE)) is not None:
+                self.digital.append(scripted)
+            elif cls is not None:
                 new = self._map(child, name, cls)
                 if new is not None:
                     self.walk.replace(parent, child_name, child, new)
@@ -772,6 +810,9 @@ class _LayerMapping:
         if self._excludes(name):
             self.digital.append((name, type(child).__name__, "excluded by the user"))
             return None
+        if (why := overridden_forward(child, name)) is not None:
+            self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
+            return None
         extra = {}
         if cls is SimMultiheadAttention:
             extra["digital"] = self._digital_projections(name)
@@ -783,6 +824,7 @@ class _LayerMapping:
             self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
             return None
         new.train(child.training)  # the copy's (eval) mode: no attention / RNN dropout
+        new.source_config = source_config(child)
         carry_hooks(child, new)
         self.sim_layers[name] = new
         if cls is SimMultiheadAttention:
@@ -835,7 +877,8 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
         layer.call_log = order
     n = 0
     try:
-        with torch.no_grad():
+        with (torch.no_grad(), explain_stop_iteration("deploy"),
+              batches_noted(calibration, batch_size, batch_dim)):
             for args in _batches(calibration, batch_size, batch_dim):
                 sim(*args)
                 n += 1

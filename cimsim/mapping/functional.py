@@ -6,26 +6,49 @@ is no module: it cannot be mapped and would compute in float, results that look 
 are not. :func:`watch_functional_weights` records, during the calibration pass, every parameter
 of the model (outside the modules already listed as digital) that reaches such a product, so
 that the caller can name it in a warning and in the report's digital list.
+
+A weight counts however it reaches the product: as a view of the parameter (``self.w.t()``),
+as a tensor computed from weights only (``self.w * self.g``, a standardized kernel, a
+``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by its first
+weight), and as a floating-point buffer of two or more dimensions (``register_buffer`` weights;
+1-D buffers are statistics and rotary frequencies). A computation that also reads an activation
+is an activation. An embedding's table is watched although the embedding is listed digital: its
+look-up is no product, so a product reading it is a head tied to it (``F.linear(h,
+self.emb.weight)``), a matrix in float the embedding's row does not account for.
+
+Products of activations only (a hand-written attention's ``q @ k.transpose(-2, -1)``,
+``F.scaled_dot_product_attention``) are listed too, one row per module whose own forward calls
+them, as a mapped ``nn.MultiheadAttention`` lists its ``attention products``: they compute
+digitally, and a report listing the attention of one model but not of another would compare
+them unequally. Not warned (nothing was claimed simulated); not within mapped or digital
+modules, whose rows say it already.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
 
-from .graph_digital import ATEN_PRODUCTS
+from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
-__all__ = ["FUNCTIONAL_REASON", "watch_functional_weights", "warn_functional",
-           "weight_read_error"]
+__all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "FunctionalUses",
+           "watch_functional_weights", "warn_functional", "weight_read_error"]
 
 FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
                      "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
+
+ACTIVATION_REASON = ("activation x activation matrix product (matmul, einsum, ...) computed "
+                     "digitally in float")
+_ATTENTION = frozenset({F.scaled_dot_product_attention,
+                        torch.ops.aten.scaled_dot_product_attention.default})
 
 # the products a weight can reach without a module (method and function forms)
 _PRODUCTS = frozenset({
@@ -52,63 +75,129 @@ def _storage(t: torch.Tensor) -> int | None:
         return None
 
 
-class _Watch(TorchFunctionMode):
-    """Records the names of the watched parameters (by storage: a transposed or reshaped
-    view counts) among the operands of every product."""
+@dataclass
+class FunctionalUses:
+    """What :func:`watch_functional_weights` saw."""
 
-    def __init__(self, params: dict[int, str]):
+    weights: dict[str, str] = field(default_factory=dict)
+    """Weight name -> the product it reached."""
+    products: dict[str, str] = field(default_factory=dict)
+    """Module name -> ``'attention products'`` or ``'activation products'``, for the modules
+    whose own forward multiplies activations only."""
+
+
+class _Watch(TorchFunctionMode):
+    """Records the names of the watched weights among the operands of every product: a
+    parameter by its storage (a transposed or reshaped view counts), a tensor computed from
+    weights only by identity (weakly held: a freed one's id may return as an activation); and
+    the module (``owner()``) calling a product of activations only."""
+
+    def __init__(self, params: dict[int, str], owner: Callable[[], str | None]):
         super().__init__()
         self.params = params
+        self.owner = owner
+        self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.found: dict[str, str] = {}
+        self.products: dict[str, str] = {}
+
+    def _weight(self, t: torch.Tensor) -> str | None:
+        name = self.derived.get(t)
+        return name if name is not None else self.params.get(_storage(t) or 0)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        operands = list(_tensors([*args, *kwargs.values()]))
+        if not operands:
+            return out
+        names = [self._weight(t) for t in operands]
         if func in _PRODUCTS or func in ATEN_PRODUCTS:  # an exported graph's aten calls
-            for t in _tensors([*args, *kwargs.values()]):
-                name = self.params.get(_storage(t) or 0)
+            for name in names:
                 if name is not None:
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
-        return func(*args, **kwargs)
+        if ((func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION)
+                and len(operands) >= 2 and all(name is None for name in names)
+                and (owner := self.owner()) is not None):
+            kind = "attention products" if func in _ATTENTION else "activation products"
+            self.products.setdefault(owner, kind)
+        if all(name is not None for name in names):  # from weights only: still a weight
+            for t in _tensors(out):
+                self.derived[t] = names[0]
+        return out
 
 
 @contextmanager
 def watch_functional_weights(model: nn.Module, skip: Iterable[str]
-                             ) -> Iterator[dict[str, str]]:
-    """Within the block, record the parameters of ``model`` that reach a matrix product:
-    yields a dict filled with parameter name -> the product's name. Parameters of the modules
-    named in ``skip`` (kept digital for a reason already stated) and of their submodules are
-    not watched."""
-    skipped = tuple(skip)
+                             ) -> Iterator[FunctionalUses]:
+    """Within the block, record the parameters of ``model`` that reach a matrix product, and
+    the modules that multiply activations: yields a :class:`FunctionalUses` filled at the end.
+    Parameters of the modules named in ``skip`` (mapped, or kept digital for a reason already
+    stated) and of their submodules are not watched, nor products within them."""
+    skip = list(skip)
+    modules = dict(model.named_modules())
+    # an embedding's look-up is no product: its table in one is a tied head (module docstring)
+    skipped = tuple(s for s in skip
+                    if not isinstance(modules.get(s), (nn.Embedding, nn.EmbeddingBag)))
 
     def watched(name: str) -> bool:
         return not any(name == s or name.startswith(s + ".") for s in skipped)
 
     params: dict[int, str] = {}
-    for name, p in model.named_parameters():
+    weights = [*model.named_parameters(),
+               *((n, b) for n, b in model.named_buffers()
+                 if b.is_floating_point() and b.dim() >= 2)]
+    for name, p in weights:
         ptr = _storage(p)
         if ptr and watched(name.rpartition(".")[0]):
             params.setdefault(ptr, name)
-    found: dict[str, str] = {}
-    if not params:
-        yield found
-        return
-    mode = _Watch(params)
-    with mode:
-        yield found
-    found.update(mode.found)
+    # the module whose forward runs now: global module hooks while the block runs
+    names = {id(m): name for name, m in modules.items()}
+    stack: list[str | None] = []
+    inside = (*skip, *skipped)
+
+    def owner() -> str | None:
+        name = stack[-1] if stack else None
+        if name is None or any(name == s or name.startswith(s + ".") for s in inside):
+            return None
+        return name or "model"
+
+    def push(module: nn.Module, args) -> None:
+        stack.append(names.get(id(module)))
+
+    def pop(module: nn.Module, args, out) -> None:
+        if stack:
+            stack.pop()
+
+    uses = FunctionalUses()
+    mode = _Watch(params, owner)
+    hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
+             torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
+    try:
+        with mode:
+            yield uses
+    finally:
+        for hook in hooks:
+            hook.remove()
+    uses.weights.update(mode.found)
+    uses.products.update(mode.products)
 
 
-def warn_functional(found: dict[str, str], who: str) -> list[tuple[str, str, str]]:
+def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]]:
     """One ``UserWarning`` naming the weights used functionally; returns them as
-    ``(name, 'parameter', reason)`` rows of the digital list."""
+    ``(name, 'parameter', reason)`` rows of the digital list, then the modules multiplying
+    activations as ``(module, 'attention products' | 'activation products', reason)`` rows
+    (not warned: nothing claimed them simulated)."""
+    products = [(name, kind, ATTENTION_REASON if kind == "attention products"
+                 else ACTIVATION_REASON) for name, kind in uses.products.items()]
+    found = uses.weights
     if not found:
-        return []
+        return products
     names = ", ".join(f"{name} ({func})" for name, func in sorted(found.items()))
     warnings.warn(f"{who}: {len(found)} weight(s) reach a matrix product without a mappable "
                   f"module and run digitally in float: {names}; hold each in an nn.Linear / "
                   "nn.Conv module (e.g. self.proj = nn.Linear(...), then self.proj(x)) to map "
                   "it", UserWarning, stacklevel=3)
-    return [(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)]
+    return [(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)] + products
 
 
 def weight_read_error(module: nn.Module, attr: str, layer: str) -> AttributeError:

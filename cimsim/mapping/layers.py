@@ -454,11 +454,17 @@ class SimLayer(nn.Module):
         self.call_log: list[MatmulCore] | None = None
         """Set by deploy for the float calibration pass: every matrix is appended at its first
         call (the execution order simulated calibration follows)."""
+        self.source_config: dict[str, Any] = {}
+        """The source module's configuration (``kernel_size``, ``stride`` ...), set by deploy:
+        a model's forward may read it (``unmappable.source_config``)."""
 
     def __getattr__(self, attr: str) -> Any:
         try:
             return super().__getattr__(attr)
         except AttributeError:
+            config = self.__dict__.get("source_config", {})
+            if attr in config:
+                return config[attr]
             raise weight_read_error(self, attr, self.__dict__.get("sim_name", "?")) from None
 
     def finalize(self) -> None:
@@ -566,9 +572,10 @@ class SimConv(SimLayer):
         self.out_channels, cin_g, kh, kw = w.shape
         self.groups = src.groups
         self.kernel = (kh, kw)
-        self.stride: tuple[int, int] = (
+        # 2-D forms (a Conv1d as 1 x L); .stride / .dilation are the source's (source_config)
+        self.stride2: tuple[int, int] = (
             (1, src.stride[0]) if self.dim == 1 else (src.stride[0], src.stride[-1]))
-        self.dilation: tuple[int, int] = (
+        self.dilation2: tuple[int, int] = (
             (1, src.dilation[0]) if self.dim == 1 else (src.dilation[0], src.dilation[-1]))
         pads = list(src._reversed_padding_repeated_twice)
         if self.dim == 1:
@@ -601,7 +608,7 @@ class SimConv(SimLayer):
                 f"{self.dim + 1}D (unbatched) or {self.dim + 2}D (batched) input with "
                 f"{self.in_channels} channels, but got input of size {list(x.shape)}")
         x4 = self._np(x.unsqueeze(2) if self.dim == 1 else x)
-        cols, (b, h_out, w_out) = im2col(x4, self.kernel, self.stride, self.dilation, self.pads,
+        cols, (b, h_out, w_out) = im2col(x4, self.kernel, self.stride2, self.dilation2, self.pads,
                                          self.pad_mode)
         k = cols.shape[1] // self.groups
         outs = [self._matmul(core, cols[:, g * k:(g + 1) * k])

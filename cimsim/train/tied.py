@@ -15,12 +15,37 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["tie_shared_weights"]
+__all__ = ["freeze_like_sources", "tie_shared_weights"]
 
 
 def _source_weight(layer: Any) -> nn.Parameter | None:
     w = getattr(layer._float_src[0], "weight", None)
     return w if isinstance(w, nn.Parameter) else None  # a parametrization gives a tensor
+
+
+def freeze_like_sources(layers: Mapping[str, Any]) -> None:
+    """A twin's weights (biases) take no gradient where its source module's do not: a frozen
+    backbone (``requires_grad_(False)``, a weight held as a buffer) stays frozen in the twin,
+    as in the float model, instead of training with the rest. The twin's own scales keep their
+    options."""
+    for layer in layers.values():
+        trainable = [n for n, p in layer._float_src[0].named_parameters() if p.requires_grad]
+
+        def learns(key: str, trainable: list[str] = trainable) -> bool:
+            owner, _, attr = key.rpartition(".")  # a parametrized weight: its originals
+            via = f"{owner}.parametrizations.{attr}." if owner else f"parametrizations.{attr}."
+            return key in trainable or any(n.startswith(via) for n in trainable)
+
+        # a weight the source holds as a buffer (a fixed projection) is frozen too
+        frozen = [k.rpartition(".")[2] for k, v in layer.learned().items()
+                  if v is not None and not learns(k)]
+        weights = any("bias" not in k for k in frozen)
+        biases = any("bias" in k for k in frozen)
+        for twin in layer.matrices():
+            if weights:
+                twin.weight.requires_grad_(False)
+            if biases and twin.bias is not None:
+                twin.bias.requires_grad_(False)
 
 
 def tie_shared_weights(root: nn.Module, layers: Mapping[str, Any]) -> None:

@@ -80,6 +80,7 @@ from ..mapping.deploy import (
     SimModel,
     _batches,
     _relu_consumers,
+    batches_noted,
     carry_hooks,
     deploy,
     deploy_views,
@@ -97,9 +98,16 @@ from ..mapping.matrix import (
 )
 from ..mapping.naming import named_layer
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
+from ..mapping.unmappable import (
+    copy_model,
+    explain_stop_iteration,
+    overridden_forward,
+    scripted_row,
+    source_config,
+)
 from ._kernels import fused_convert
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
-from .tied import tie_shared_weights
+from .tied import freeze_like_sources, tie_shared_weights
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
@@ -674,9 +682,14 @@ class TwinMatmul(nn.Module):
         return c + (q.to(c.dtype) - c).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Float inputs (M, K) -> float outputs (M, N) through the simulated chip."""
-        y, raw = self.pre_activation(x)
-        return y if self.activation is None else self._activation_out(y, raw)
+        """Float inputs (M, K) -> float outputs (M, N) through the simulated chip, in the
+        twin's dtype: under ``torch.autocast`` (bfloat16) the integer sums would be rounded and
+        the ADC kernel (NumPy) has no bfloat16."""
+        if x.shape[0] == 0:  # no row (an expert no token was routed to): nothing to convert
+            return x.new_zeros((0, self.n_outputs), dtype=self.weight.dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            y, raw = self.pre_activation(x.to(self.weight.dtype))
+            return y if self.activation is None else self._activation_out(y, raw)
 
     def pre_activation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The output before a fused activation (M, N) (the layer's output when none is
@@ -1144,6 +1157,10 @@ class _TwinLayer(nn.Module):
         try:
             return super().__getattr__(attr)
         except AttributeError:
+            src = self.__dict__.get("_float_src")
+            config = source_config(src[0]) if src else {}  # kernel_size, stride, ...
+            if attr in config:
+                return config[attr]
             raise weight_read_error(self, attr, self.__dict__.get("twin_name", "?")) from None
 
     @staticmethod
@@ -1274,8 +1291,9 @@ class TwinConv(_TwinLayer):
         self.out_channels, cin_g, kh, kw = w.shape
         self.groups = src.groups
         self.kernel = (kh, kw)
-        self.stride = (1, src.stride[0]) if self.dim == 1 else tuple(src.stride)
-        self.dilation = (1, src.dilation[0]) if self.dim == 1 else tuple(src.dilation)
+        # 2-D forms (a Conv1d as 1 x L); .stride / .dilation are the source's
+        self.stride2 = (1, src.stride[0]) if self.dim == 1 else tuple(src.stride)
+        self.dilation2 = (1, src.dilation[0]) if self.dim == 1 else tuple(src.dilation)
         pads = list(src._reversed_padding_repeated_twice)
         self.pads = pads + [0, 0] if self.dim == 1 else pads  # F.pad order
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
@@ -1289,7 +1307,7 @@ class TwinConv(_TwinLayer):
         """(B, C, H, W) -> rows (B·H_out·W_out, C·kh·kw), columns ordered (c, i, j)."""
         if any(self.pads):
             x4 = F.pad(x4, self.pads, mode=self.pad_mode)
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride2, self.dilation2
         # strided windows and one copy: torch's OpenMP im2col (F.unfold) stalls on a busy CPU
         win = x4.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)
         win = win[..., ::dh, ::dw]  # (B, C, H_out, W_out, kh, kw)
@@ -1571,7 +1589,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                            "torch.no_grad() if you must")
     model = user_model(model, "prepare")
     was_training = model.training
-    root = copy.deepcopy(model)
+    root = copy_model(model, "prepare")
     if _twin_class(root) is not None:
         root = Root(root)  # a mappable root is named "0", as deploy names it
     layers: dict[str, _TwinLayer] = {}
@@ -1589,6 +1607,12 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         for child_name, child in walk.children(parent):
             name = f"{prefix}{child_name}"
             cls = _twin_class(child)
+            kept = scripted_row(child, name, NOT_MAPPABLE) or (
+                None if cls is None or (why := overridden_forward(child, name)) is None
+                else (name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
+            if kept is not None:
+                digital.append(kept)
+                continue
             if cls is None and isinstance(child, _UNSUPPORTED):
                 digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
                 continue
@@ -1622,7 +1646,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         log.warning("prepare: no Linear/Conv layer was mapped")
     root.eval()
     n = 0
-    with torch.no_grad(), watch_functional_weights(root, [d[0] for d in digital]) as functional:
+    with (torch.no_grad(),
+          watch_functional_weights(root, [*(d[0] for d in digital), *layers]) as functional,
+          explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
         for args in _batches(calibration, batch_size, batch_dim):
             root(*args)
             n += 1
@@ -1644,6 +1670,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     for name, layer in layers.items():
         with named_layer(name):
             layer.finalize()
+    freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
     tie_shared_weights(root, layers)
     for name, relu in relus.items():
         if name in layers and layers[name].fused:

@@ -181,7 +181,11 @@ def check_method(model, args, bd, method: str) -> None:
 
 @pytest.mark.parametrize("name", ["audio-batchfirst", "weight-spectral-norm"])
 def test_bskmq_steps_refits_and_deploys_where_a_relu_follows_a_layer(name):
-    model, args, bd = _model(name)
+    check_bskmq(*_model(name))
+
+
+def check_bskmq(model, args, bd) -> None:
+    """BS-KMQ: fused twins, one step, the levels refitted, deployed to what the twin computes."""
     prep = prepare_bskmq(model, _bskmq_chip(), args, batch_dim=bd)
     assert fused_twins(prep)
     _step(prep, args)

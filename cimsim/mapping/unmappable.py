@@ -1,0 +1,107 @@
+"""Modules deploy and ``prepare`` must not map as their type says, and what a model's own code
+may still ask of a mapped layer.
+
+- A subclass of a mappable torch layer whose ``forward`` is its own (timm's weight-standardized
+  ``StdConv2d``, a quantization-aware ``Linear``) computes something else than its type: mapped
+  by its raw weight it gave a result that looked simulated and was wrong. It is kept digital,
+  with the reason (:func:`overridden_forward`).
+- A TorchScript module (``torch.jit.script`` / ``trace``) runs compiled code that calls its own
+  submodules: a simulated replacement would never be called, and its matrix products are no
+  Python calls the functional watch sees. It is kept digital (:func:`scripted_row`).
+- A mapped layer keeps the source module's configuration (``kernel_size``, ``stride``,
+  ``dilation``, ``in_features`` ...): a forward that computes a causal padding from
+  ``conv.dilation`` reads the source's values (:func:`source_config`).
+- ``next(self.parameters())`` in a forward finds nothing when every weight is on the arrays:
+  torch's bare ``StopIteration`` becomes an error saying so (:func:`explain_stop_iteration`).
+- deploy and ``prepare`` copy the model; a tensor computed with gradient and kept as an
+  attribute (``self.cached = self.scale * 2``) cannot be copied: the error names it
+  (:func:`copy_model`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import MappingError
+
+__all__ = ["copy_model", "explain_stop_iteration", "overridden_forward", "scripted_row",
+           "source_config"]
+
+
+def overridden_forward(module: nn.Module, name: str) -> str | None:
+    """Why ``module`` (of a mappable type) cannot be mapped as its type says, or None: its
+    class, a subclass of a torch layer, defines a ``forward`` of its own. The classes torch
+    derives itself (a parametrized ``ParametrizedLinear``) keep the layer's forward."""
+    base: type[nn.Module] = next(c for c in type(module).__mro__
+                                 if c.__module__.startswith("torch.nn.modules."))
+    if type(module).forward is base.forward:
+        return None
+    owner = next(c for c in type(module).__mro__ if "forward" in vars(c))
+    return (f"{name}: {owner.__name__} overrides {base.__name__}.forward (a computation of its "
+            f"own, e.g. a standardized or fake-quantized weight, that the arrays would not "
+            f"run with the raw weight); hold an nn.{base.__name__} in a module instead of "
+            "subclassing it to map it")
+
+
+SCRIPTED = "a TorchScript module"
+
+
+def scripted_row(module: nn.Module, name: str, not_mappable: str
+                 ) -> tuple[str, str, str] | None:
+    """The digital row of a TorchScript submodule holding weights, or None."""
+    if not isinstance(module, torch.jit.ScriptModule):
+        return None
+    if not any(True for _ in module.parameters()) and not any(True for _ in module.buffers()):
+        return None  # weightless (an activation): nothing runs in float unseen
+    kind = getattr(module, "original_name", type(module).__name__)
+    return (name or "model", kind,
+            f"{not_mappable}{name or 'model'}: {SCRIPTED} (torch.jit.script / trace) runs its "
+            "own compiled layers, which simulated ones cannot replace: it computes in float; "
+            "map the unscripted module (or load the whole model from a TorchScript file, "
+            "which is converted)")
+
+
+def source_config(src: nn.Module) -> dict[str, Any]:
+    """The configuration attributes of a mapped layer's source module (``kernel_size``,
+    ``stride``, ``padding``, ``in_features``, an RNN's ``bias`` flag ...): its plain,
+    public values, not tensors or modules."""
+    return {k: v for k, v in vars(src).items()
+            if not k.startswith("_") and k != "training"
+            and not isinstance(v, (torch.Tensor, nn.Module))}
+
+
+@contextmanager
+def explain_stop_iteration(who: str) -> Iterator[None]:
+    """A ``StopIteration`` leaving the model's forward (``next(self.parameters())`` on a model
+    whose weights are all on the arrays) as a ``MappingError`` that says so."""
+    try:
+        yield
+    except StopIteration as exc:
+        raise MappingError(
+            f"{who}: the model's forward raised StopIteration, most likely from "
+            "next(model.parameters()): the mapped layers hold their weights on the simulated "
+            "arrays, not as parameters, so there may be none; take the dtype and device from "
+            "the input (x.dtype, x.device)") from exc
+
+
+def copy_model(model: nn.Module, who: str) -> nn.Module:
+    """A deep copy of ``model``; torch's refusal to copy a non-leaf tensor attribute (one
+    computed with gradient) as a ``MappingError`` naming the attributes."""
+    try:
+        return copy.deepcopy(model)
+    except RuntimeError as exc:
+        held = [f"{name}.{attr}" if name else attr for name, m in model.named_modules()
+                for attr, v in vars(m).items()
+                if isinstance(v, torch.Tensor) and v.grad_fn is not None]
+        if not held:
+            raise
+        raise MappingError(
+            f"{who} works on a copy of the model (yours is never modified), and torch cannot "
+            f"copy tensors computed with gradient kept as attributes: {', '.join(held)}; "
+            "detach them (or compute them in forward)") from exc
