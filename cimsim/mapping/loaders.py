@@ -89,6 +89,8 @@ def load_data(path: str | Path, integers: bool = False
         the quantizer), labels that are not one integer ``>= 0`` per input.
     """
     p = Path(path)
+    if p.is_dir():
+        raise LoadError(f"data {str(p)!r} is a folder; allowed: an .npz file or a tensor file")
     if not p.is_file():
         raise LoadError(f"data file {str(p)!r} not found")
     if p.suffix == ".npz":
@@ -228,6 +230,9 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
     if ":" in spec and not Path(spec).exists():
         return _model_from_factory(spec)
     p = Path(spec)
+    if p.is_dir():
+        raise LoadError(f"model {spec!r} is a folder; allowed: a torch.export .pt2, a "
+                        "TorchScript file or module:function")
     if not p.is_file():
         raise LoadError(f"model file {spec!r} not found (or use module:function)")
     if p.suffix == ".pt2":
