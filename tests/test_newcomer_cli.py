@@ -132,6 +132,38 @@ def test_a_folder_given_for_a_file_is_called_a_folder(flag, data_file, tmp_path,
     _one_error_line(capsys, "is a folder", "allowed:")
 
 
+@pytest.mark.parametrize(("name", "content", "fragment"), [
+    ("empty.npz", b"", "not a readable .npz file"),
+    ("x.npy", None, "a .npy file is not read; allowed: an .npz"),
+], ids=["empty-npz", "npy"])
+def test_data_files_of_the_wrong_kind_are_one_line(name, content, fragment, tmp_path, capsys):
+    """Was: an empty .npz gave a traceback (EOFError: No data left in file); a .npy (x without
+    labels, as NumPy saves it) "not a tensor file ... (UnpicklingError)" with no way out."""
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.zeros((4, 1, 8, 8), dtype=np.float32))
+    else:
+        path.write_bytes(content)
+    assert main(["simulate", "--model", MODEL, "--data", str(path), "--chip", "ideal",
+                 "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capsys, str(path), fragment)
+
+
+def test_torchscript_model_leaves_stderr_to_cimsim(tmp_path):
+    """Was: torch's converter log ("W... dimension inputs['x_1'].shape[1] 0/1 specialized")
+    and a FutureWarning from copying the exported graph on stderr, before an error's one line
+    or on a run with none. Run as a user runs it: a fresh process, stderr as it is."""
+    from cimsim.models import load_digits_cnn
+
+    torch.jit.save(torch.jit.script(load_digits_cnn()), tmp_path / "model.ts")
+    _, _, x, y = load_digits_split()
+    np.savez(tmp_path / "good.npz", x=x[:12].numpy(), y=y[:12].numpy())
+    ok = subprocess.run(_cli("simulate", "--model", "model.ts", "--data", "good.npz", "--chip",
+                             "ideal", "--calibration", "4", "--out", "o"),
+                        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+
+
 def test_an_empty_chip_name_is_not_called_a_folder(capsys):
     """Was: "chip file '.' not found" (Path('') is the current folder)."""
     assert main(["datasheet", ""]) == 2

@@ -638,7 +638,10 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
 
 def _eval_copy(model: nn.Module) -> nn.Module:
     """A deep copy in eval mode: the user's model is never modified."""
-    sim = copy.deepcopy(user_model(model, "deploy"))
+    with warnings.catch_warnings():
+        # torch 2.1x's own deprecation inside the copy of an exported graph's tree specs
+        warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
+        sim = copy.deepcopy(user_model(model, "deploy"))
     try:
         sim.eval()
     except NotImplementedError:  # torch.export modules refuse eval(); they are eval already

@@ -100,9 +100,12 @@ def load_data(path: str | Path, integers: bool = False
                     raise LoadError(f"{p}: an .npz needs an array named 'x' (found {z.files})")
                 x_raw: Any = _as_tensor(p, "x", z["x"])
                 y_raw: Any = _as_tensor(p, "y", z["y"]) if "y" in z.files else None
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # EOF: empty file
             raise LoadError(f"{p}: not a readable .npz file ({exc})") from None
         return _checked_data(p, x_raw, y_raw, integers)
+    if p.suffix == ".npy":  # else torch.load's UnpicklingError, which names no way out
+        raise LoadError(f"{p}: a .npy file is not read; allowed: an .npz with 'x' (and 'y' "
+                        "labels), np.savez(path, x=x, y=y), or a tensor file (torch.save)")
     try:
         obj = torch.load(p, weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many kinds for a wrong format
@@ -188,7 +191,15 @@ def torchscript_converter() -> _Converter | None:
         return None
 
     def convert(scripted: torch.jit.ScriptModule, args: tuple) -> torch.export.ExportedProgram:
-        return TS2EPConverter(scripted, args).convert()
+        # the converter logs a warning per specialized dimension (the channels: fixed, as they
+        # are): torch's bookkeeping, not the user's, and it would precede an error's one line
+        quiet = logging.getLogger("torch._export")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            return TS2EPConverter(scripted, args).convert()
+        finally:
+            quiet.setLevel(level)
 
     return convert
 
