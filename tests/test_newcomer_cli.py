@@ -164,6 +164,22 @@ def test_torchscript_model_leaves_stderr_to_cimsim(tmp_path):
     assert ok.returncode == 0 and ok.stderr == "", ok.stderr
 
 
+def test_a_state_dict_given_as_the_model_says_what_to_give_instead(data_file, tmp_path,
+                                                                    capsys):
+    """Was: "not a TorchScript or torch.export (.pt2) archive (RuntimeError); pickled models
+    are not loaded", which names neither the mistake nor what is read."""
+    from cimsim.models import load_digits_cnn
+
+    torch.save(load_digits_cnn().state_dict(), tmp_path / "weights.pt")
+    torch.save(load_digits_cnn(), tmp_path / "pickled.pt")
+    base = ["simulate", "--data", str(data_file), "--chip", "ideal", "--out", str(tmp_path / "o")]
+    assert main([*base, "--model", str(tmp_path / "weights.pt")]) == 2
+    _one_error_line(capsys, "a state_dict (weights without the model's code) is not a model",
+                    "allowed: module:function")
+    assert main([*base, "--model", str(tmp_path / "pickled.pt")]) == 2
+    _one_error_line(capsys, "pickled models are not loaded; allowed: a torch.export .pt2")
+
+
 def test_an_empty_chip_name_is_not_called_a_folder(capsys):
     """Was: "chip file '.' not found" (Path('') is the current folder)."""
     assert main(["datasheet", ""]) == 2

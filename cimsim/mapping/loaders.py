@@ -32,7 +32,7 @@ import sys
 import types
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -253,8 +253,14 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
     try:
         scripted = torch.jit.load(str(p), map_location="cpu")
     except Exception as exc:
+        if _is_state_dict(p):  # the commonest first try: torch.save(model.state_dict(), ...)
+            raise LoadError(f"{p}: a state_dict (weights without the model's code) is not a "
+                            "model; allowed: module:function naming a function that builds the "
+                            "model and loads these weights (or the model's class, if its "
+                            "__init__ does), a torch.export .pt2 or a TorchScript file") from None
         raise LoadError(f"{p}: not a TorchScript or torch.export (.pt2) archive "
-                        f"({type(exc).__name__}); pickled models are not loaded") from None
+                        f"({type(exc).__name__}); pickled models are not loaded; allowed: a "
+                        "torch.export .pt2, a TorchScript file or module:function") from None
     if example is None:
         raise LoadError("converting a TorchScript model needs example inputs")
     convert = torchscript_converter()
@@ -267,6 +273,16 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
                         f"({type(exc).__name__}: {_first_line(exc)}); export it with "
                         "torch.export") from None
     return _travels_as_file(modules_from_graph(ep.module()), p.read_bytes(), example)
+
+
+def _is_state_dict(p: Path) -> bool:
+    """Whether ``p`` holds a mapping of names to tensors (read without unpickling code)."""
+    try:
+        obj = torch.load(p, weights_only=True, map_location="cpu")
+    except Exception:  # not a weights-only torch file at all
+        return False
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
 def _travels_as_file(model: nn.Module, data: bytes, example: torch.Tensor | None) -> nn.Module:
