@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -1042,7 +1043,23 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as the command line prints it: one line like its errors, not Python's
+    ``path:line: UserWarning: ...`` and the source line of cimsim that raised it."""
+    kind = "" if category is UserWarning else f"{category.__name__}: "
+    return f"cimsim: warning: {kind}{_one_line(message)}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    saved = warnings.formatwarning
+    warnings.formatwarning = _warning_line  # put back after: main may run inside a process
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = saved
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

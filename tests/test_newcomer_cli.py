@@ -29,6 +29,7 @@ import torch
 
 import cimsim
 import cimsim.mapping.loaders
+import cimsim.train
 from cimsim.cli import build_parser, main
 from cimsim.data import load_digits_split
 from cimsim.errors import ConfigError
@@ -149,19 +150,46 @@ def test_data_files_of_the_wrong_kind_are_one_line(name, content, fragment, tmp_
     _one_error_line(capsys, str(path), fragment)
 
 
-def test_torchscript_model_leaves_stderr_to_cimsim(tmp_path):
+_BILINEAR = """
+import torch
+from torch import nn
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.pair = nn.Bilinear(64, 64, 16)  # weights cimsim keeps in float, with a warning
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.fc(self.pair(x, x))
+"""
+
+
+def test_stderr_holds_cimsim_lines_only(tmp_path):
     """Was: torch's converter log ("W... dimension inputs['x_1'].shape[1] 0/1 specialized")
-    and a FutureWarning from copying the exported graph on stderr, before an error's one line
-    or on a run with none. Run as a user runs it: a fresh process, stderr as it is."""
+    and a FutureWarning from copying the exported graph on stderr for a TorchScript model, and
+    a warning printed as Python's "/.../cimsim/cli.py:147: UserWarning: ..." plus the source
+    line. Run as a user runs it: a fresh process, stderr as it is."""
     from cimsim.models import load_digits_cnn
 
     torch.jit.save(torch.jit.script(load_digits_cnn()), tmp_path / "model.ts")
+    (tmp_path / "bilinear.py").write_text(_BILINEAR)
     _, _, x, y = load_digits_split()
     np.savez(tmp_path / "good.npz", x=x[:12].numpy(), y=y[:12].numpy())
-    ok = subprocess.run(_cli("simulate", "--model", "model.ts", "--data", "good.npz", "--chip",
-                             "ideal", "--calibration", "4", "--out", "o"),
-                        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
-    assert ok.returncode == 0 and ok.stderr == "", ok.stderr
+    common = ["--data", "good.npz", "--chip", "ideal", "--calibration", "4"]
+    script = ("from cimsim.cli import main\n"
+              f"assert main(['simulate', '--model', 'model.ts', *{common!r}, '--out', 'a']) == 0\n"
+              f"assert main(['simulate', '--model', 'bilinear.py:Model', *{common!r}, "
+              "'--out', 'b']) == 0\n")
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [
+        "cimsim: warning: deploy: 1 layer(s) with weights run digitally in float, their type "
+        "not being supported: pair (Bilinear)"], run.stderr
 
 
 def test_a_state_dict_given_as_the_model_says_what_to_give_instead(data_file, tmp_path,
@@ -178,6 +206,27 @@ def test_a_state_dict_given_as_the_model_says_what_to_give_instead(data_file, tm
                     "allowed: module:function")
     assert main([*base, "--model", str(tmp_path / "pickled.pt")]) == 2
     _one_error_line(capsys, "pickled models are not loaded; allowed: a torch.export .pt2")
+
+
+@pytest.mark.parametrize(("method", "option", "fragment"), [
+    ("qat+lora", "lora_rank=-1", "--option lora_rank='-1' is invalid; allowed: an integer >= 1"),
+    ("raoq", "lora_rank=abc", "--option lora_rank='abc' is invalid; allowed: an integer >= 1"),
+    ("qat+bitaug", "bitaug_bits=99", "allowed: ADC bits, each 1..24"),
+    ("qat+w-reshape", "kurtosis_weight=nan", "allowed: a finite number >= 0"),
+    ("qat", "lora_rank=4", "an option of lora, which --method 'qat' does not include"),
+    ("distill+bitaug", "kurtosis_target=2", "allowed: add +w-reshape to --method"),
+], ids=["rank-negative", "rank-text", "bitaug-bits", "kurtosis-nan", "lora-off", "reshape-off"])
+def test_train_options_are_checked_before_the_work(method, option, fragment, tmp_path, capsys,
+                                                   monkeypatch):
+    """Was: ``lora_rank=-1`` failed after the model was prepared as "LoRA rank = -1" (no flag
+    named), ``bitaug_bits=99`` mid-setup as "adc bits = 99", a text value said only
+    "is invalid", NaN trained, and an option for a part the method lacks was ignored."""
+    monkeypatch.setattr(cimsim.train, "prepare", lambda *a, **k: pytest.fail("prepared"))
+    with no_work(monkeypatch):
+        assert main(["train", "--model", "demo", "--chip", "rram-22nm", "--method", method,
+                     "--option", option, "--out", str(tmp_path / "run")]) == 2
+    _one_error_line(capsys, fragment)
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_empty_chip_name_is_not_called_a_folder(capsys):
