@@ -347,6 +347,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         paths = rerender(folder, out)
         print(f"re-rendered the sweep: {len(paths)} files in {out}/")
         return 0
+    if (folder / "sweep.jsonl").is_file() and not (folder / "report.json").is_file():
+        # a sweep stopped before its files (Ctrl-C): the points are kept, the table is not
+        n = sum(1 for line in (folder / "sweep.jsonl").open("rb") if line.strip())
+        raise ConfigError(f"{str(folder)!r} holds an unfinished sweep ({n} point(s) in "
+                          "sweep.jsonl, no sweep.json): run the same `cimsim sweep` command "
+                          "again; it runs only the points not yet there and writes the files")
     report = Report.load(args.dir)
     paths = report.save(out)
     print(f"re-rendered {len(paths)} files in {out}/")

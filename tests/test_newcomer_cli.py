@@ -369,6 +369,15 @@ def test_cli_write_failure_is_one_line_and_keeps_the_old_files(saved_report, tmp
     assert _snapshot(out) == before
 
 
+def test_report_on_an_interrupted_sweep_says_to_rerun_it(tmp_path, capsys):
+    """Was: "no saved report at 'DIR' (report.json not found)" for the folder of a sweep
+    stopped before its files, which names neither the sweep nor the way on."""
+    (tmp_path / "sweep.jsonl").write_text('{"point_id": "a"}\n{"point_id": "b"}\n')
+    assert main(["report", str(tmp_path)]) == 2
+    _one_error_line(capsys, "unfinished sweep (2 point(s) in sweep.jsonl",
+                    "run the same `cimsim sweep` command again")
+
+
 # --- the same command, the same bytes ------------------------------------------------------
 
 def test_same_sweep_command_writes_byte_identical_files(tmp_path, capsys):
