@@ -378,6 +378,21 @@ def test_report_on_an_interrupted_sweep_says_to_rerun_it(tmp_path, capsys):
                     "run the same `cimsim sweep` command again")
 
 
+@pytest.mark.parametrize("values", [4, "gen"], ids=["scalar", "generator"])
+def test_run_sweep_takes_a_single_value_or_a_generator_per_axis(values, tmp_path):
+    """Was: ``grid={"adc_bits": 4}`` ran every point, then failed writing sweep.json
+    (TypeError: 'int' object is not iterable); a generator left sweep.json's grid empty."""
+    from cimsim.models import load_digits_cnn
+    from cimsim.sweep import run_sweep
+
+    x_train, _, x, y = load_digits_split()
+    grid = {"adc_bits": (b for b in (4,)) if values == "gen" else values}
+    frame = run_sweep(load_digits_cnn(), (x[:8], y[:8]), cimsim.load_chip("ideal"), grid,
+                      tmp_path, calibration=x_train[:8], progress=False)
+    assert frame["adc_bits"].tolist() == [4] and frame["status"].eq("ok").all()
+    assert json.loads((tmp_path / "sweep.json").read_text())["grid"] == {"adc_bits": [4]}
+
+
 # --- the same command, the same bytes ------------------------------------------------------
 
 def test_same_sweep_command_writes_byte_identical_files(tmp_path, capsys):
