@@ -175,7 +175,7 @@ def _simulate_times(sim, model, x, y, out: Path, batch_size: int,
     folder per time (``out/t_<time>/``), then ``time.csv`` and ``accuracy_time.png``."""
     import pandas as pd
 
-    from .report import plot_accuracy_time
+    from .report import _png, plot_accuracy_time
 
     rows = []
     for label, t in times:
@@ -188,12 +188,8 @@ def _simulate_times(sim, model, x, y, out: Path, batch_size: int,
     frame = pd.DataFrame(rows)
     write_text(out / "time.csv", frame.to_csv(index=False))
     if y is not None:
-        import io
-
         fig = plot_accuracy_time(frame, title=f"accuracy over time on {sim.chip.name}")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-        write_bytes(out / "accuracy_time.png", buf.getvalue())
+        write_bytes(out / "accuracy_time.png", _png(fig, dpi=120))
     print("\n" + frame.to_string(index=False))
     print(f"wrote time.csv{', accuracy_time.png' if y is not None else ''} to {out}/")
 
@@ -1041,6 +1037,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=None,
                    help="folder for the re-rendered files (default: DIR itself)")
     r.set_defaults(func=cmd_report)
+    for command in sub.choices.values():  # `cimsim datasheet X -v` as well as `cimsim -v ...`
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log progress details")
     return ap
 
 

@@ -583,9 +583,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _png(fig) -> bytes:
+def _png(fig, dpi: int = 110) -> bytes:
+    """``fig`` as PNG bytes (written whole by ``cimsim._atomic``; the sweep's figures: 120 dpi)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()
 
 

@@ -121,6 +121,19 @@ def test_out_check_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["demo", "simulate", "sweep", "train", "presets",
+                                     "datasheet", "report"])
+def test_verbose_is_taken_after_the_subcommand_too(command):
+    """Was: ``cimsim datasheet ideal -v`` refused with "unrecognized arguments: -v" (the flag
+    was only taken before the subcommand), where people put it."""
+    parser = build_parser()
+    sub = next(a for a in parser._subparsers._group_actions).choices[command]
+    assert {"-v", "--verbose"} <= {s for a in sub._actions for s in a.option_strings}
+    assert parser.parse_args(["presets", "-v"]).verbose is True
+    assert parser.parse_args(["-v", "presets"]).verbose is True
+    assert parser.parse_args(["presets"]).verbose is False
+
+
 # --- a folder, an empty name, a mistyped --time: named at once -------------------------------
 
 @pytest.mark.parametrize("flag", ["--model", "--data", "--chip"])
@@ -400,7 +413,7 @@ def test_same_sweep_command_writes_byte_identical_files(tmp_path, capsys):
     wall time), so a rerun could not be compared with ``cmp``; it stays in sweep.jsonl."""
     runs = []
     for name in ("a", "b"):
-        out = tmp_path / name
+        out = tmp_path / f"résultats {name}"  # a space and a non-ASCII letter, as people name
         assert main(["sweep", "--model", "demo", "--chip", "rram-22nm", "--adc-bits", "4,5",
                      "--noise", "0.5", "--limit", "12", "--calibration", "8", "--seed", "3",
                      "--out", str(out)]) == 0
@@ -539,6 +552,20 @@ def _interrupt_when(argv: list[str], ready, cwd: Path, timeout_s: float = 300) -
     return proc.returncode
 
 
+def _rerun_and_compare(args: list[str], cwd: Path, files: tuple[str, ...]) -> str:
+    """The interrupted command again into ``cut``, then uninterrupted into ``whole``: both
+    succeed and ``files`` are byte-identical. The rerun's stdout."""
+    outs = {}
+    for out in ("cut", "whole"):
+        run = subprocess.run(_cli(*args, "--out", out), cwd=cwd, env=_env(),
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr
+        outs[out] = run.stdout
+    for fname in files:
+        assert (cwd / "cut" / fname).read_bytes() == (cwd / "whole" / fname).read_bytes(), fname
+    return outs["cut"]
+
+
 @pytest.mark.slow
 def test_sweep_interrupted_resumes_to_the_same_files(tmp_path):
     """Ctrl-C after the first point: exit 130, the finished point kept; the same command
@@ -552,18 +579,11 @@ def test_sweep_interrupted_resumes_to_the_same_files(tmp_path):
     assert rc == 130
     n_kept = len(jsonl.read_text().splitlines())
     assert 1 <= n_kept < 4 and not (tmp_path / "cut" / "sweep.json").exists()
-    again = subprocess.run(_cli(*args, "--out", "cut"), cwd=tmp_path, env=_env(),
-                           capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr
-    assert f"resumed: {n_kept} of 4 points" in again.stdout
+    again = _rerun_and_compare(args, tmp_path, ("sweep.csv", "sweep.json", "sweep.html",
+                                                 "pareto.png"))
+    assert f"resumed: {n_kept} of 4 points" in again
     ids = [json.loads(line)["point_id"] for line in jsonl.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 4  # nothing run twice, nothing lost
-    whole = subprocess.run(_cli(*args, "--out", "whole"), cwd=tmp_path,
-                           env=_env(), capture_output=True, text=True, timeout=600)
-    assert whole.returncode == 0, whole.stderr
-    for fname in ("sweep.csv", "sweep.json", "sweep.html", "pareto.png"):
-        assert (tmp_path / "cut" / fname).read_bytes() == \
-            (tmp_path / "whole" / fname).read_bytes(), fname
 
 
 @pytest.mark.slow
@@ -577,13 +597,6 @@ def test_train_interrupted_resumes_to_the_same_files(tmp_path):
     assert rc == 130
     epoch = torch.load(ckpt, weights_only=True)["epoch"]
     assert 1 <= epoch < 4 and not (tmp_path / "cut" / "report.json").exists()
-    again = subprocess.run(_cli(*args, "--out", "cut"), cwd=tmp_path, env=_env(),
-                           capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr
-    assert f"resuming from cut/checkpoint.pt after epoch {epoch} of 4" in again.stdout
-    whole = subprocess.run(_cli(*args, "--out", "whole"), cwd=tmp_path,
-                           env=_env(), capture_output=True, text=True, timeout=600)
-    assert whole.returncode == 0, whole.stderr
-    for fname in ("training.json", "report.json", "layers.csv", "report.html"):
-        assert (tmp_path / "cut" / fname).read_bytes() == \
-            (tmp_path / "whole" / fname).read_bytes(), fname
+    again = _rerun_and_compare(args, tmp_path, ("training.json", "report.json", "layers.csv",
+                                                 "report.html"))
+    assert f"resuming from cut/checkpoint.pt after epoch {epoch} of 4" in again

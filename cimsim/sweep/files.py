@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,7 +64,7 @@ _UNITS = ("Units: energy pJ, latency ns per inference, area mm², accuracy a fra
 def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[Path]:
     """Write the table (CSV, JSON with ``meta`` and the front), the Pareto plot and the page
     into ``out``; the paths written."""
-    from ..report import plot_pareto
+    from ..report import _png, plot_pareto
 
     paths = []
     # the files hold results only: the same command and seed write them byte for byte again
@@ -81,7 +80,7 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
                                                            allow_nan=False)))
     fig = plot_pareto(frame, labels=point_labels(frame),
                       title=f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}")
-    png = _png(fig)
+    png = _png(fig, dpi=120)
     paths.append(write_bytes(out / "pareto.png", png))
     time_png = None
     if "time_s" in frame and frame["time_s"].nunique() > 1:
@@ -91,22 +90,17 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     return paths
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    return buf.getvalue()
-
 
 def _accuracy_time(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> Path:
     """``accuracy_time.png``: a time sweep's accuracy against time, one line per setting of
     the other swept axes."""
-    from ..report import plot_accuracy_time
+    from ..report import _png, plot_accuracy_time
 
     others = frame.drop(columns=["time_s"]).assign(time_s=frame["time_s"].iloc[0])
     data = frame.assign(setting=point_labels(others))
     fig = plot_accuracy_time(data, series="setting" if data["setting"].nunique() > 1 else None,
                              title=f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}")
-    return write_bytes(out / "accuracy_time.png", _png(fig))
+    return write_bytes(out / "accuracy_time.png", _png(fig, dpi=120))
 
 
 def rerender(folder: Path, out: Path) -> list[Path]:
