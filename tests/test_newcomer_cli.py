@@ -523,6 +523,54 @@ def test_documented_command_line_is_one_the_parser_takes(where, command):
         pytest.fail(f"{where}: {command}: {exc}")
 
 
+def _help_examples(command: str) -> list[tuple[str, str]]:
+    """``(flag, value)`` for every "e.g. VALUE" in the help of ``command``'s options (the
+    first of "A or B"; ``--option``'s examples are per key, not whole values)."""
+    sub = next(a for a in build_parser()._subparsers._group_actions).choices[command]
+    found = []
+    for action in sub._actions:
+        if not action.option_strings or action.option_strings[0] == "--option":
+            continue
+        for m in re.finditer(r"e\.g\. ([^\s);]+)", action.help or ""):
+            found.append((action.option_strings[0], m.group(1).rstrip(",")))
+    return found
+
+
+HELP_EXAMPLES = [(c, f, v) for c in ("simulate", "sweep", "train") for f, v in _help_examples(c)]
+
+
+def test_help_examples_are_found():
+    assert ("sweep", "--adc-kind", "sar,ramp:bs_kmq") in HELP_EXAMPLES
+    assert ("train", "--method", "qat+a-shift+bitaug") in HELP_EXAMPLES
+    assert len(HELP_EXAMPLES) >= 9
+
+
+class _Reached(Exception):
+    """Every check before the work passed."""
+
+
+@pytest.mark.parametrize(("command", "flag", "value"), HELP_EXAMPLES,
+                         ids=[f"{c}{f}={v}" for c, f, v in HELP_EXAMPLES])
+def test_help_examples_are_accepted(command, flag, value, data_file, tmp_path, monkeypatch):
+    """Each "e.g." value of ``--help`` passes every check a command makes before its work
+    (the sweep: the points' chips built and checked too), on a chip it applies to."""
+    import cimsim.sweep.run
+
+    def reached(*args, **kwargs):
+        raise _Reached
+
+    monkeypatch.setattr(cimsim, "deploy", reached)
+    monkeypatch.setattr(cimsim.train, "prepare", reached)
+    monkeypatch.setattr(cimsim.sweep.run, "run_points", reached)
+    chip = "pcm-22nm" if flag == "--time" else "rram-22nm"  # a device that ages
+    base = {"simulate": ["--model", MODEL, "--data", str(data_file), "--calibration", "8"],
+            "sweep": ["--model", "demo", "--limit", "8", "--calibration", "8"]
+                     + (["--adc-bits", "6"] if flag != "--adc-bits" else []),
+            "train": ["--model", "demo", "--limit", "8"]}[command]
+    with pytest.raises(_Reached):
+        main([command, *base, "--chip", chip, flag, value, "--out", str(tmp_path / "o")])
+
+
 # --- interrupted and rerun ---------------------------------------------------------------------
 
 def _cli(*args: str) -> list[str]:
