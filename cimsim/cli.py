@@ -128,6 +128,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import cimsim
     from cimsim.mapping.loaders import load_data, load_model_for
 
+    if args.model in BUILTIN_MODELS:  # the names sweep and train take; here a file is read
+        factory = "load_digits_cnn" if args.model == "demo" else "load_resnet_digits"
+        raise ConfigError(f"--model {args.model}: simulate takes a model file or "
+                          f"module:function; allowed: --model cimsim.models:{factory} (the "
+                          "bundled digits model; `cimsim demo` runs the CNN on its own data)")
     _check_out(args.out)
     chip = cimsim.load_chip(args.chip)
     # before the data and the model load: a mistyped --time is its own one line, at once

@@ -242,6 +242,17 @@ def test_train_options_are_checked_before_the_work(method, option, fragment, tmp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("name", "factory"), [("demo", "load_digits_cnn"),
+                                              ("resnet-digits", "load_resnet_digits")])
+def test_simulate_names_the_factory_of_a_bundled_model(name, factory, data_file, tmp_path,
+                                                      capsys, monkeypatch):
+    """Was: "model file 'demo' not found" for the name sweep and train take."""
+    with no_work(monkeypatch):
+        assert main(["simulate", "--model", name, "--data", str(data_file), "--chip", "ideal",
+                     "--out", str(tmp_path / "o")]) == 2
+    _one_error_line(capsys, f"allowed: --model cimsim.models:{factory}")
+
+
 def test_an_empty_chip_name_is_not_called_a_folder(capsys):
     """Was: "chip file '.' not found" (Path('') is the current folder)."""
     assert main(["datasheet", ""]) == 2
