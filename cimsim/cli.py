@@ -354,6 +354,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"{str(folder)!r} holds an unfinished sweep ({n} point(s) in "
                           "sweep.jsonl, no sweep.json): run the same `cimsim sweep` command "
                           "again; it runs only the points not yet there and writes the files")
+    times = sorted(d.name for d in folder.glob("t_*") if (d / "report.json").is_file())
+    if times and not (folder / "report.json").is_file():  # `simulate --time`: one per time
+        raise ConfigError(f"{str(folder)!r} holds one report per time of `simulate --time`; "
+                          f"allowed: one of its folders, e.g. cimsim report "
+                          f"{folder / times[0]}")
     report = Report.load(args.dir)
     paths = report.save(out)
     print(f"re-rendered {len(paths)} files in {out}/")

@@ -417,6 +417,16 @@ def test_run_sweep_takes_a_single_value_or_a_generator_per_axis(values, tmp_path
     assert json.loads((tmp_path / "sweep.json").read_text())["grid"] == {"adc_bits": [4]}
 
 
+def test_report_on_a_time_folder_names_a_report_in_it(saved_report, tmp_path, capsys):
+    """Was: "no saved report at 'DIR' (report.json not found)" for the folder ``simulate
+    --time`` writes, whose reports are in its t_<time>/ folders."""
+    for label in ("1h", "1d"):
+        Report.load(saved_report).save(tmp_path / f"t_{label}")
+    (tmp_path / "time.csv").write_text("time,time_s,accuracy\n")
+    assert main(["report", str(tmp_path)]) == 2
+    _one_error_line(capsys, "one report per time", f"cimsim report {tmp_path / 't_1d'}")
+
+
 # --- the same command, the same bytes ------------------------------------------------------
 
 def test_same_sweep_command_writes_byte_identical_files(tmp_path, capsys):
