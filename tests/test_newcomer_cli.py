@@ -544,6 +544,53 @@ def test_documented_command_line_is_one_the_parser_takes(where, command):
         pytest.fail(f"{where}: {command}: {exc}")
 
 
+def sweep_doc_examples() -> list[tuple[str, str, list[str]]]:
+    """``(where, command, printed lines)`` of docs/sweep.md's examples: an indented block that
+    opens with a ``cimsim sweep`` command (``\\`` continued), a ``# date`` line, a blank line
+    and what the command printed."""
+    lines = (ROOT / "docs" / "sweep.md").read_text(encoding="utf-8").splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if not line.startswith("    cimsim sweep --model demo"):
+            continue
+        j, command = i, line.strip()
+        while command.endswith("\\"):
+            j += 1
+            command = command[:-1] + " " + lines[j].strip()
+        if not lines[j + 1].strip().startswith("# 20"):
+            continue
+        printed = []
+        for k in range(j + 3, len(lines)):
+            if lines[k] and not lines[k].startswith("    "):
+                break
+            printed.append(lines[k][4:].rstrip())
+        while printed and not printed[-1]:
+            printed.pop()
+        found.append((f"docs/sweep.md:{i + 1}", command, printed))
+    return found
+
+
+SWEEP_DOC_EXAMPLES = sweep_doc_examples()
+
+
+def test_sweep_doc_examples_are_found():
+    assert len(SWEEP_DOC_EXAMPLES) == 2
+    assert all(len(printed) >= 8 for _, _, printed in SWEEP_DOC_EXAMPLES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("where", "command", "printed"), SWEEP_DOC_EXAMPLES,
+                         ids=[w for w, _, _ in SWEEP_DOC_EXAMPLES])
+def test_sweep_doc_example_prints_what_the_doc_shows(where, command, printed, tmp_path, capsys):
+    """The printed tables of docs/sweep.md's examples are what the commands print now (every
+    figure in the docs comes from a command; this one reruns it)."""
+    words = shlex.split(command)[1:]
+    words[words.index("--out") + 1] = str(tmp_path / "out")
+    assert main(words) == 0
+    out = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    assert out[:len(printed)] == printed, f"{where}: paste the new output into the doc"
+
+
 def _help_examples(command: str) -> list[tuple[str, str]]:
     """``(flag, value)`` for every "e.g. VALUE" in the help of ``command``'s options (the
     first of "A or B"; ``--option``'s examples are per key, not whole values)."""

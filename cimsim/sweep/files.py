@@ -90,7 +90,6 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     return paths
 
 
-
 def _accuracy_time(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> Path:
     """``accuracy_time.png``: a time sweep's accuracy against time, one line per setting of
     the other swept axes."""
