@@ -253,6 +253,22 @@ def test_simulate_names_the_factory_of_a_bundled_model(name, factory, data_file,
     _one_error_line(capsys, f"allowed: --model cimsim.models:{factory}")
 
 
+def test_torchscript_model_on_data_of_the_wrong_shape_blames_the_data(tmp_path, capsys):
+    """Was: "model.ts: TorchScript model could not be converted to a graph (RuntimeError: ...
+    expected input[s22, s48, s38, s60] to have 1 channels ...); export it with torch.export",
+    which sends the user to re-export a model that is fine."""
+    from cimsim.models import load_digits_cnn
+
+    torch.jit.save(torch.jit.script(load_digits_cnn()), tmp_path / "model.ts")
+    _, _, x, y = load_digits_split()
+    np.savez(tmp_path / "rgb.npz", x=np.repeat(x[:6].numpy(), 3, axis=1), y=y[:6].numpy())
+    assert main(["simulate", "--model", str(tmp_path / "model.ts"), "--data",
+                 str(tmp_path / "rgb.npz"), "--chip", "ideal", "--out", str(tmp_path / "o")]) == 2
+    err = _one_error_line(capsys, "cannot run on the data's inputs of shape (2, 3, 8, 8)",
+                          "to have 1 channels")
+    assert "export it with torch.export" not in err
+
+
 def test_an_empty_chip_name_is_not_called_a_folder(capsys):
     """Was: "chip file '.' not found" (Path('') is the current folder)."""
     assert main(["datasheet", ""]) == 2

@@ -28,6 +28,7 @@ import inspect
 import io
 import logging
 import os
+import re
 import sys
 import types
 import warnings
@@ -266,6 +267,9 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
     convert = torchscript_converter()
     if convert is None:
         raise LoadError(f"{p}: " + _NO_CONVERTER.format(version=torch.__version__))
+    # inputs the model refuses are the data's fault: said so, not as a failed conversion
+    # that sends the user to re-export a model that is fine
+    _check_runs_on(spec, scripted.eval(), example)
     try:
         ep = convert(scripted.eval(), (example,))
     except Exception as exc:
@@ -430,9 +434,16 @@ def _check_runs_on(spec: str, model: nn.Module, example: torch.Tensor) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    """An exception's message up to its first line break (torch's run to many lines)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """An exception's message up to its first line break (torch's run to many lines); for the
+    TorchScript interpreter, whose first line is only "The following operation failed", its
+    last line: the error of the operation."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        last = lines[-1].strip()  # "RuntimeError: ...": the caller names the type already
+        return re.sub(r"^\w+(Error|Exception): ", "", last)
+    return lines[0]
 
 
 def _tensor(gm: nn.Module, node: Any, depth: int = 0) -> torch.Tensor:
