@@ -597,6 +597,13 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--loss: '{args.loss}' is not a distillation loss; allowed: "
                           f"{', '.join(LOSSES)}")
     check_lr(args.lr, "--lr")  # the counts are checked by their argparse types
+    # named by their flags and before the model loads (prepare_* name the Python fields)
+    if args.train_adc_bits > 24:
+        raise ConfigError(f"--train-adc-bits: {args.train_adc_bits} is invalid; allowed: an "
+                          "integer in 1..24 (left out: the chip's ADC bits)")
+    if not (args.num_sigma > 0 and args.num_sigma != float("inf")):  # NaN fails the first
+        raise ConfigError(f"--num-sigma: {args.num_sigma} is invalid; allowed: a finite "
+                          "number > 0")
     from .train.twin import TwinOptions
 
     if args.devices not in TwinOptions.DEVICES:

@@ -228,16 +228,23 @@ def test_a_state_dict_given_as_the_model_says_what_to_give_instead(data_file, tm
     ("qat+w-reshape", "kurtosis_weight=nan", "allowed: a finite number >= 0"),
     ("qat", "lora_rank=4", "an option of lora, which --method 'qat' does not include"),
     ("distill+bitaug", "kurtosis_target=2", "allowed: add +w-reshape to --method"),
-], ids=["rank-negative", "rank-text", "bitaug-bits", "kurtosis-nan", "lora-off", "reshape-off"])
+    ("pim-qat", None, "--train-adc-bits: 99 is invalid; allowed: an integer in 1..24"),
+    ("columnquant", None, "--num-sigma: nan is invalid; allowed: a finite number > 0"),
+], ids=["rank-negative", "rank-text", "bitaug-bits", "kurtosis-nan", "lora-off", "reshape-off",
+        "train-adc-bits", "num-sigma"])
 def test_train_options_are_checked_before_the_work(method, option, fragment, tmp_path, capsys,
                                                    monkeypatch):
     """Was: ``lora_rank=-1`` failed after the model was prepared as "LoRA rank = -1" (no flag
     named), ``bitaug_bits=99`` mid-setup as "adc bits = 99", a text value said only
-    "is invalid", NaN trained, and an option for a part the method lacks was ignored."""
+    "is invalid", NaN trained, an option for a part the method lacks was ignored, and
+    ``--train-adc-bits 99`` / ``--num-sigma nan`` were named as Python fields after the model
+    loaded ("train_adc_bits = 99", "num_sigma = nan")."""
     monkeypatch.setattr(cimsim.train, "prepare", lambda *a, **k: pytest.fail("prepared"))
+    extra = {"pim-qat": ["--train-adc-bits", "99"], "columnquant": ["--num-sigma", "nan"]}
+    flags = extra[method] if option is None else ["--option", option]
     with no_work(monkeypatch):
         assert main(["train", "--model", "demo", "--chip", "rram-22nm", "--method", method,
-                     "--option", option, "--out", str(tmp_path / "run")]) == 2
+                     *flags, "--out", str(tmp_path / "run")]) == 2
     _one_error_line(capsys, fragment)
     assert not (tmp_path / "run").exists()
 
