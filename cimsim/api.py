@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import engine
+from ._seed import check_seed
 from .arrays._rng import stream_key
 from .arrays.program import program
 from .config import ChipConfig
@@ -57,6 +58,7 @@ def matmul(
         xs = [np.asarray(x_int)] + ([np.asarray(calibration)] if calibration is not None else [])
         input_signed = any(a.size and np.issubdtype(a.dtype, np.number) and a.min() < 0
                            for a in xs)
+    seed = check_seed(seed)  # -1 would fail deep in NumPy; 2**64 alias 0 in the noise keys
     rng = np.random.default_rng(seed)
     layer = program(w_int, chip, rng, input_signed=bool(input_signed), row_tiles=row_tiles)
     if calibration is not None:

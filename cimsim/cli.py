@@ -20,10 +20,13 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._atomic import write_bytes, write_text
 from ._version import __version__
 from .errors import CimsimError, ConfigError
 from .evaluate import accuracy, output_cosine
@@ -125,15 +128,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     import cimsim
     from cimsim.mapping.loaders import load_data, load_model_for
 
+    if args.model in BUILTIN_MODELS:  # the names sweep and train take; here a file is read
+        factory = "load_digits_cnn" if args.model == "demo" else "load_resnet_digits"
+        raise ConfigError(f"--model {args.model}: simulate takes a model file or "
+                          f"module:function; allowed: --model cimsim.models:{factory} (the "
+                          "bundled digits model; `cimsim demo` runs the CNN on its own data)")
     _check_out(args.out)
     chip = cimsim.load_chip(args.chip)
+    # before the data and the model load: a mistyped --time is its own one line, at once
+    times = None if args.time is None else _time_values("--time", args.time, chip)
     x, y = load_data(args.data, integers=True)
     if args.limit:
         x, y = x[: args.limit], (None if y is None else y[: args.limit])
     model, x = load_model_for(args.model, x)  # integer inputs: token ids or images
     _check_scores(args.model, model, x, y)
     x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
-    times = None if args.time is None else _time_values("--time", args.time, chip)
     if times and not chip.device.ages and any(t != chip.device.drift_t0_s for _, t in times):
         # a flat curve is no finding: say why (the sweep's time_s axis refuses the same)
         from .arrays.drift import STATIC_DEVICE
@@ -171,7 +180,7 @@ def _simulate_times(sim, model, x, y, out: Path, batch_size: int,
     folder per time (``out/t_<time>/``), then ``time.csv`` and ``accuracy_time.png``."""
     import pandas as pd
 
-    from .report import plot_accuracy_time
+    from .report import _png, plot_accuracy_time
 
     rows = []
     for label, t in times:
@@ -182,10 +191,10 @@ def _simulate_times(sim, model, x, y, out: Path, batch_size: int,
         rows.append({"time": label, "time_s": t,
                      "accuracy" if y is not None else "output_cosine": score})
     frame = pd.DataFrame(rows)
-    frame.to_csv(out / "time.csv", index=False)
+    write_text(out / "time.csv", frame.to_csv(index=False))
     if y is not None:
         fig = plot_accuracy_time(frame, title=f"accuracy over time on {sim.chip.name}")
-        fig.savefig(out / "accuracy_time.png", dpi=120, bbox_inches="tight")
+        write_bytes(out / "accuracy_time.png", _png(fig, dpi=120))
     print("\n" + frame.to_string(index=False))
     print(f"wrote time.csv{', accuracy_time.png' if y is not None else ''} to {out}/")
 
@@ -248,15 +257,25 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
 
 def _check_out(out: Path) -> None:
     """Refuse an ``--out`` that cannot become a folder before any work, not after the run: an
-    existing file, or a path below one. Nothing is created here."""
+    existing file, a path below one, or a place this process cannot write (a read-only
+    folder or file system). Nothing is left behind here."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} is a file, not a folder; name a folder (it is "
                           "created if missing)")
+    nearest = out if out.is_dir() else None
     for parent in out.parents:
-        if parent.exists():
+        if nearest is None and parent.exists():
             if not parent.is_dir():
                 raise ConfigError(f"--out: {str(out)!r} lies below the file {str(parent)!r}")
-            break
+            nearest = parent
+    # a real write, not os.access: root passes access checks on read-only mounts and /proc
+    try:
+        fd, probe = tempfile.mkstemp(dir=nearest or Path.cwd(), prefix=".cimsim-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(f"--out: cannot write in {str(nearest)!r} ({exc.strerror or exc}); "
+                          "name a folder you can write to") from None
 
 
 def _check_scores(spec: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> None:
@@ -329,6 +348,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         paths = rerender(folder, out)
         print(f"re-rendered the sweep: {len(paths)} files in {out}/")
         return 0
+    if (folder / "sweep.jsonl").is_file() and not (folder / "report.json").is_file():
+        # a sweep stopped before its files (Ctrl-C): the points are kept, the table is not
+        n = sum(1 for line in (folder / "sweep.jsonl").open("rb") if line.strip())
+        raise ConfigError(f"{str(folder)!r} holds an unfinished sweep ({n} point(s) in "
+                          "sweep.jsonl, no sweep.json): run the same `cimsim sweep` command "
+                          "again; it runs only the points not yet there and writes the files")
+    times = sorted(d.name for d in folder.glob("t_*") if (d / "report.json").is_file())
+    if times and not (folder / "report.json").is_file():  # `simulate --time`: one per time
+        raise ConfigError(f"{str(folder)!r} holds one report per time of `simulate --time`; "
+                          f"allowed: one of its folders, e.g. cimsim report "
+                          f"{folder / times[0]}")
     report = Report.load(args.dir)
     paths = report.save(out)
     print(f"re-rendered {len(paths)} files in {out}/")
@@ -567,6 +597,13 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--loss: '{args.loss}' is not a distillation loss; allowed: "
                           f"{', '.join(LOSSES)}")
     check_lr(args.lr, "--lr")  # the counts are checked by their argparse types
+    # named by their flags and before the model loads (prepare_* name the Python fields)
+    if args.train_adc_bits > 24:
+        raise ConfigError(f"--train-adc-bits: {args.train_adc_bits} is invalid; allowed: an "
+                          "integer in 1..24 (left out: the chip's ADC bits)")
+    if not (args.num_sigma > 0 and args.num_sigma != float("inf")):  # NaN fails the first
+        raise ConfigError(f"--num-sigma: {args.num_sigma} is invalid; allowed: a finite "
+                          "number > 0")
     from .train.twin import TwinOptions
 
     if args.devices not in TwinOptions.DEVICES:
@@ -625,14 +662,14 @@ def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
 
 
 def _write_checkpoint(path: Path, state: dict) -> None:
-    import os
+    import io
 
     import torch
 
     # a kill during the write leaves the previous checkpoint whole
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -713,7 +750,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if y_eval is not None:
         summary["twin_accuracy"] = accuracy(prepared, x_eval, y_eval, batch_size=None)
         print(f"{'twin accuracy':<24}{100 * summary['twin_accuracy']:.2f} %")
-    (args.out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(args.out / "training.json", json.dumps(summary, indent=2) + "\n")
     if recipe.base == "columnquant":
         from .train.columnquant import deploy_columnquant
 
@@ -799,19 +836,21 @@ def _count(minimum: int, zero: str | None = None):
 
 _POSITIVE = _count(1)
 _LIMIT = _count(1, zero="all inputs, the default")
-_SEED_MAX = 2**64 - 1
 
 
 def _seed(text: str) -> int:
     """An argparse type: a seed in [0, 2**64 - 1] (larger or negative ones would alias)."""
+    from ._seed import SEED_MAX, check_seed
+
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not an integer; allowed: 0 to "
-                                         f"{_SEED_MAX}") from None
-    if not 0 <= value <= _SEED_MAX:
-        raise argparse.ArgumentTypeError(f"{value} is invalid; allowed: 0 to {_SEED_MAX}")
-    return value
+                                         f"{SEED_MAX}") from None
+    try:
+        return check_seed(value)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"{value} is invalid; allowed: 0 to {SEED_MAX}") from None
 
 
 def _scheduler(text: str) -> str:
@@ -1015,6 +1054,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=None,
                    help="folder for the re-rendered files (default: DIR itself)")
     r.set_defaults(func=cmd_report)
+    for command in sub.choices.values():  # `cimsim datasheet X -v` as well as `cimsim -v ...`
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="log progress details")
     return ap
 
 
@@ -1023,7 +1065,23 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as the command line prints it: one line like its errors, not Python's
+    ``path:line: UserWarning: ...`` and the source line of cimsim that raised it."""
+    kind = "" if category is UserWarning else f"{category.__name__}: "
+    return f"cimsim: warning: {kind}{_one_line(message)}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    saved = warnings.formatwarning
+    warnings.formatwarning = _warning_line  # put back after: main may run inside a process
+    try:
+        return _main(argv)
+    finally:
+        warnings.formatwarning = saved
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -1044,8 +1102,7 @@ def main(argv: list[str] | None = None) -> int:
         # the interpreter's final flush does not raise again, and exit quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (CimsimError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError) as exc:
+    except (CimsimError, OSError) as exc:  # a missing file, a full disk: one line, no traceback
         print(f"cimsim: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover

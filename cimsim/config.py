@@ -1221,8 +1221,14 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
         Unknown preset, unreadable file, bad TOML, unknown keys or invalid values.
     """
     text: str
+    if not str(name_or_path).strip():  # Path('') is '.', an existing folder
+        raise ConfigError("chip name is empty; allowed: a preset name (`cimsim presets`) or a "
+                          ".toml file")
     path = Path(name_or_path)
     if path.suffix.lower() == ".toml" or path.exists():  # my.TOML: a file, not a preset
+        if path.is_dir():  # '' and '.' too: not "not found" for a folder that is there
+            raise ConfigError(f"chip {str(name_or_path)!r} is a folder; allowed: a preset name "
+                              "(`cimsim presets`) or a .toml file")
         if not path.is_file():
             raise ConfigError(f"chip file {str(path)!r} not found")
         try:

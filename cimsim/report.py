@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import _html
+from ._atomic import write_bytes, write_text
 from ._version import __version__
 from .config import ADCKind, ChipConfig
 from .errors import CimsimError
@@ -288,23 +289,19 @@ class Report:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
+        # each file whole or not at all (cimsim._atomic): a run stopped mid-save never
+        # leaves a truncated report.json or table that `cimsim report` would read back
         for name in _TABLES:
             frame = getattr(self, name)
             if name in ("layers", "components", "digital") or len(frame):
-                p = out / f"{name}.csv"
-                frame.to_csv(p, index=False)
-                paths.append(p)
-        p = out / "report.json"
-        p.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
-        paths.append(p)
+                paths.append(write_text(out / f"{name}.csv", frame.to_csv(index=False)))
+        paths.append(write_text(out / "report.json",
+                                json.dumps(self.to_dict(), indent=2, default=_json_default)))
         images: dict[str, bytes] = {}
         for fname, fig in self.figures().items():
             images[fname] = _png(fig)
-            (out / fname).write_bytes(images[fname])
-            paths.append(out / fname)
-        p = out / "report.html"
-        p.write_text(self.to_html(images), encoding="utf-8")
-        paths.append(p)
+            paths.append(write_bytes(out / fname, images[fname]))
+        paths.append(write_text(out / "report.html", self.to_html(images)))
         return paths
 
     def to_html(self, images: dict[str, bytes] | None = None) -> str:
@@ -586,9 +583,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _png(fig) -> bytes:
+def _png(fig, dpi: int = 110) -> bytes:
+    """``fig`` as PNG bytes (written whole by ``cimsim._atomic``; the sweep's figures: 120 dpi)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return buf.getvalue()
 
 

@@ -25,6 +25,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
+from .._seed import check_seed
 from ..arrays.drift import check_time
 from ..arrays.program import n_arrays_for_shape
 from ..config import ADCPlacement, CalibrationMode, ChipConfig, DriftCompensation, RangePolicy
@@ -673,7 +674,10 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
 
 def _eval_copy(model: nn.Module) -> nn.Module:
     """A deep copy in eval mode: the user's model is never modified."""
-    sim = copy_model(user_model(model, "deploy"), "deploy")
+    with warnings.catch_warnings():
+        # torch 2.1x's own deprecation inside the copy of an exported graph's tree specs
+        warnings.filterwarnings("ignore", message=r".*LeafSpec", category=FutureWarning)
+        sim = copy_model(user_model(model, "deploy"), "deploy")
     try:
         sim.eval()
     except NotImplementedError:  # torch.export modules refuse eval(); they are eval already
@@ -752,6 +756,10 @@ class _LayerMapping:
     walk: ModuleWalk = field(default_factory=lambda: ModuleWalk("deploy"))
     candidates: list[str] = field(default_factory=list)
     """Names the ``exclude`` patterns were tried on (mappable layers, attention projections)."""
+
+    def __post_init__(self) -> None:
+        # deploy and deploy_views (a twin's .deploy(seed)): -1 would alias 2**64 - 1
+        self.seed = check_seed(self.seed)
 
     def replace_layers(self, sim: nn.Module) -> nn.Module:
         """Replace in place; a mappable root module is held as child ``"0"`` of a

@@ -28,11 +28,12 @@ import inspect
 import io
 import logging
 import os
+import re
 import sys
 import types
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,8 @@ def load_data(path: str | Path, integers: bool = False
         the quantizer), labels that are not one integer ``>= 0`` per input.
     """
     p = Path(path)
+    if p.is_dir():
+        raise LoadError(f"data {str(p)!r} is a folder; allowed: an .npz file or a tensor file")
     if not p.is_file():
         raise LoadError(f"data file {str(p)!r} not found")
     if p.suffix == ".npz":
@@ -98,9 +101,12 @@ def load_data(path: str | Path, integers: bool = False
                     raise LoadError(f"{p}: an .npz needs an array named 'x' (found {z.files})")
                 x_raw: Any = _as_tensor(p, "x", z["x"])
                 y_raw: Any = _as_tensor(p, "y", z["y"]) if "y" in z.files else None
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # EOF: empty file
             raise LoadError(f"{p}: not a readable .npz file ({exc})") from None
         return _checked_data(p, x_raw, y_raw, integers)
+    if p.suffix == ".npy":  # else torch.load's UnpicklingError, which names no way out
+        raise LoadError(f"{p}: a .npy file is not read; allowed: an .npz with 'x' (and 'y' "
+                        "labels), np.savez(path, x=x, y=y), or a tensor file (torch.save)")
     try:
         obj = torch.load(p, weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many kinds for a wrong format
@@ -186,7 +192,15 @@ def torchscript_converter() -> _Converter | None:
         return None
 
     def convert(scripted: torch.jit.ScriptModule, args: tuple) -> torch.export.ExportedProgram:
-        return TS2EPConverter(scripted, args).convert()
+        # the converter logs a warning per specialized dimension (the channels: fixed, as they
+        # are): torch's bookkeeping, not the user's, and it would precede an error's one line
+        quiet = logging.getLogger("torch._export")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            return TS2EPConverter(scripted, args).convert()
+        finally:
+            quiet.setLevel(level)
 
     return convert
 
@@ -228,6 +242,9 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
     if ":" in spec and not Path(spec).exists():
         return _model_from_factory(spec)
     p = Path(spec)
+    if p.is_dir():
+        raise LoadError(f"model {spec!r} is a folder; allowed: a torch.export .pt2, a "
+                        "TorchScript file or module:function")
     if not p.is_file():
         raise LoadError(f"model file {spec!r} not found (or use module:function)")
     if p.suffix == ".pt2":
@@ -237,13 +254,22 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
     try:
         scripted = torch.jit.load(str(p), map_location="cpu")
     except Exception as exc:
+        if _is_state_dict(p):  # the commonest first try: torch.save(model.state_dict(), ...)
+            raise LoadError(f"{p}: a state_dict (weights without the model's code) is not a "
+                            "model; allowed: module:function naming a function that builds the "
+                            "model and loads these weights (or the model's class, if its "
+                            "__init__ does), a torch.export .pt2 or a TorchScript file") from None
         raise LoadError(f"{p}: not a TorchScript or torch.export (.pt2) archive "
-                        f"({type(exc).__name__}); pickled models are not loaded") from None
+                        f"({type(exc).__name__}); pickled models are not loaded; allowed: a "
+                        "torch.export .pt2, a TorchScript file or module:function") from None
     if example is None:
         raise LoadError("converting a TorchScript model needs example inputs")
     convert = torchscript_converter()
     if convert is None:
         raise LoadError(f"{p}: " + _NO_CONVERTER.format(version=torch.__version__))
+    # inputs the model refuses are the data's fault: said so, not as a failed conversion
+    # that sends the user to re-export a model that is fine
+    _check_runs_on(spec, scripted.eval(), example)
     try:
         ep = convert(scripted.eval(), (example,))
     except Exception as exc:
@@ -251,6 +277,16 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
                         f"({type(exc).__name__}: {_first_line(exc)}); export it with "
                         "torch.export") from None
     return _travels_as_file(modules_from_graph(ep.module()), p.read_bytes(), example)
+
+
+def _is_state_dict(p: Path) -> bool:
+    """Whether ``p`` holds a mapping of names to tensors (read without unpickling code)."""
+    try:
+        obj = torch.load(p, weights_only=True, map_location="cpu")
+    except Exception:  # not a weights-only torch file at all
+        return False
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
 def _travels_as_file(model: nn.Module, data: bytes, example: torch.Tensor | None) -> nn.Module:
@@ -398,9 +434,16 @@ def _check_runs_on(spec: str, model: nn.Module, example: torch.Tensor) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    """An exception's message up to its first line break (torch's run to many lines)."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """An exception's message up to its first line break (torch's run to many lines); for the
+    TorchScript interpreter, whose first line is only "The following operation failed", its
+    last line: the error of the operation."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        last = lines[-1].strip()  # "RuntimeError: ...": the caller names the type already
+        return re.sub(r"^\w+(Error|Exception): ", "", last)
+    return lines[0]
 
 
 def _tensor(gm: nn.Module, node: Any, depth: int = 0) -> torch.Tensor:

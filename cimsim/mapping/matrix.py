@@ -148,6 +148,10 @@ class EngineView:
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float inputs (M, K) -> the integer inputs (M, K) int64 the arrays are driven with."""
         x = np.asarray(x, dtype=np.float64)
+        if not np.isfinite(x).all():  # else NaN casts to int64's minimum, reported as a range
+            raise ValueError(f"{np.count_nonzero(~np.isfinite(x))} of {x.size} inputs to the "
+                             "arrays are NaN or infinite; allowed: finite values (check the "
+                             "model's input and the layers before this one)")
         if self.smooth is not None:
             x = x / self.smooth
         return quantize_acts(x, self.s_x, self.chip.input_bits, self.input_signed,

@@ -11,10 +11,11 @@ from typing import Any
 import pandas as pd
 
 from .. import _html
+from .._atomic import write_bytes, write_text
 from ..errors import CimsimError
 from .grid import AXES
 from .store import clean
-from .table import METRICS, point_labels, sweep_table, table_records
+from .table import METRICS, TIMING_COLUMNS, point_labels, sweep_table, table_records
 
 __all__ = ["rerender", "sweep_html", "write_outputs"]
 
@@ -23,7 +24,7 @@ _FRONT_CSS = "tr.front td{background:#fff1d6;font-weight:bold}"
 
 def _cell(column: str, value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:,.1f}" if (column == "wall_s" or abs(value) >= 1e4) else f"{value:.4g}"
+        return f"{value:,.1f}" if abs(value) >= 1e4 else f"{value:.4g}"
     return str(value)
 
 
@@ -63,46 +64,42 @@ _UNITS = ("Units: energy pJ, latency ns per inference, area mm², accuracy a fra
 def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[Path]:
     """Write the table (CSV, JSON with ``meta`` and the front), the Pareto plot and the page
     into ``out``; the paths written."""
-    from ..report import plot_pareto
+    from ..report import _png, plot_pareto
 
     paths = []
-    p = out / "sweep.csv"
-    frame.to_csv(p, index=False)
-    paths.append(p)
-    p = out / "sweep.json"
+    # the files hold results only: the same command and seed write them byte for byte again
+    # (a point's wall time stays in sweep.jsonl and in the frame run_sweep returns)
+    table = frame.drop(columns=[c for c in TIMING_COLUMNS if c in frame])
+    # each file whole or not at all (cimsim._atomic): a sweep stopped mid-write never leaves
+    # a truncated sweep.json that `cimsim report` would read back
+    paths.append(write_text(out / "sweep.csv", table.to_csv(index=False)))
     doc = dict(meta)
     doc["front"] = [pid for pid, on in zip(frame["point_id"], frame["on_front"], strict=True) if on]
-    doc["points"] = table_records(frame)
-    p.write_text(json.dumps(clean(doc), indent=2, allow_nan=False))
-    paths.append(p)
+    doc["points"] = table_records(table)
+    paths.append(write_text(out / "sweep.json", json.dumps(clean(doc), indent=2,
+                                                           allow_nan=False)))
     fig = plot_pareto(frame, labels=point_labels(frame),
                       title=f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}")
-    p = out / "pareto.png"
-    fig.savefig(p, dpi=120, bbox_inches="tight")
-    paths.append(p)
+    png = _png(fig, dpi=120)
+    paths.append(write_bytes(out / "pareto.png", png))
     time_png = None
     if "time_s" in frame and frame["time_s"].nunique() > 1:
         paths.append(_accuracy_time(frame, out, meta))
         time_png = paths[-1].read_bytes()  # the page shows every figure the sweep wrote
-    p = out / "sweep.html"
-    p.write_text(sweep_html(frame, (out / "pareto.png").read_bytes(), meta, time_png),
-                 encoding="utf-8")
-    paths.append(p)
+    paths.append(write_text(out / "sweep.html", sweep_html(table, png, meta, time_png)))
     return paths
 
 
 def _accuracy_time(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> Path:
     """``accuracy_time.png``: a time sweep's accuracy against time, one line per setting of
     the other swept axes."""
-    from ..report import plot_accuracy_time
+    from ..report import _png, plot_accuracy_time
 
     others = frame.drop(columns=["time_s"]).assign(time_s=frame["time_s"].iloc[0])
     data = frame.assign(setting=point_labels(others))
     fig = plot_accuracy_time(data, series="setting" if data["setting"].nunique() > 1 else None,
                              title=f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}")
-    p = out / "accuracy_time.png"
-    fig.savefig(p, dpi=120, bbox_inches="tight")
-    return p
+    return write_bytes(out / "accuracy_time.png", _png(fig, dpi=120))
 
 
 def rerender(folder: Path, out: Path) -> list[Path]:
@@ -122,7 +119,8 @@ def rerender(folder: Path, out: Path) -> list[Path]:
         # the table is rebuilt as run_sweep built it: same columns, types, front and labels
         ids = [row["point_id"] for row in points]
         resolved = [{a: row[a] for a in AXES} for row in points]
-        records = {row["point_id"]: {m: row[m] for m in METRICS} for row in points}
+        records = {row["point_id"]: {m: row[m] for m in METRICS if m not in TIMING_COLUMNS}
+                   for row in points}
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
             AttributeError) as exc:
         raise CimsimError(f"{p}: not a sweep table cimsim wrote ({type(exc).__name__}: "

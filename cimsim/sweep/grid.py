@@ -98,20 +98,34 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     ConfigError
         An unknown axis, or an axis with no values.
     """
+    values = grid_values(grid)
+    axes = list(values)
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*values.values())]
+
+
+def grid_values(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``grid`` with each axis's values as a list in :data:`AXES` order: a single value (``4``,
+    ``'sar'``) is a list of one, a generator or NumPy array is read once, NumPy scalars become
+    Python numbers. ``run_sweep`` reads the grid twice (the points, then ``sweep.json``): a
+    scalar failed there after every point had run, a generator left ``sweep.json`` empty.
+
+    Raises
+    ------
+    ConfigError
+        An unknown axis, or an axis with no values.
+    """
     unknown = sorted(set(grid) - set(AXES))
     if unknown:
         raise ConfigError(f"unknown sweep axis/axes {unknown}; axes: {list(AXES)}")
-    axes = [a for a in AXES if a in grid]
-    values = []
-    for axis in axes:
+    out = {}
+    for axis in (a for a in AXES if a in grid):
         vals = grid[axis]
         if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
             vals = [vals]
-        vals = [_plain(v) for v in vals]
-        if not vals:
+        out[axis] = [_plain(v) for v in vals]
+        if not out[axis]:
             raise ConfigError(f"sweep axis {axis!r} has no values")
-        values.append(vals)
-    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*values)]
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -16,7 +16,7 @@ from .._version import __version__
 from ..config import ChipConfig
 from ..errors import CimsimError, ConfigError
 from .files import write_outputs
-from .grid import AXES, chip_for_point, expand_grid, identity, resolve_point
+from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
 from .runner import SweepContext, run_points
 from .store import (
     JSONL,
@@ -214,6 +214,7 @@ def run_sweep(
     if client is not None and jobs != 1:
         raise ConfigError(f"jobs = {jobs} with a Dask client: the cluster's workers are the "
                           "parallelism; allowed: jobs = 1 with a client")
+    grid = grid_values(grid)  # read once: a scalar or a generator is a list from here on
     points = _distinct(chip, expand_grid(grid))
     skipped = _check_points(chip, points)
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)

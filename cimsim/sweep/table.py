@@ -13,7 +13,7 @@ from .pareto import pareto_front
 from .runner import TOTALS
 from .store import clean
 
-__all__ = ["METRICS", "point_labels", "sweep_table", "table_records"]
+__all__ = ["METRICS", "TIMING_COLUMNS", "point_labels", "sweep_table", "table_records"]
 
 METRICS: tuple[str, ...] = ("accuracy", "output_cosine", "energy_pj_per_inference",
                             "latency_ns_per_inference", "area_mm2", "tops_per_w", "adc_area_mm2",
@@ -21,6 +21,11 @@ METRICS: tuple[str, ...] = ("accuracy", "output_cosine", "energy_pj_per_inferenc
 """Columns measured per point (after the axis columns). ``output_cosine`` (without labels),
 ``adc_area_mm2`` and ``n_conversions_per_inference`` are NaN for points recorded before they
 were measured."""
+
+TIMING_COLUMNS: tuple[str, ...] = ("wall_s",)
+"""Columns of :data:`METRICS` that time the run rather than measure the point: kept in
+``sweep.jsonl`` and the frame, left out of ``sweep.csv``, ``sweep.json`` and ``sweep.html`` so
+that the same command and seed write those files byte for byte again."""
 
 
 def sweep_table(resolved: list[dict[str, Any]], ids: list[str],

@@ -25,8 +25,10 @@ trained with. It combines with ``qat`` or ``distill`` and with ``a-shift``, ``w-
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -126,6 +128,26 @@ _OPTION_TYPES: dict[str, Callable[[str], object]] = {
     "bskmq_refit": lambda s: {"true": True, "false": False}[s.lower()],
 }
 
+#: Each option's method part: an option for a part ``--method`` lacks would be ignored.
+_OPTION_PART = {"kurtosis_target": "w-reshape", "kurtosis_weight": "w-reshape",
+                "bitaug_bits": "bitaug", "bitaug_mode": "bitaug", "lora_rank": "lora",
+                "lora_alpha": "lora", "bskmq_refit": "bskmq"}
+
+#: What each option takes, checked here: a bad value found before the model is prepared
+#: (``lora_rank=-1`` used to fail after it, as "LoRA rank", naming no flag).
+_OPTION_ALLOWED: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "kurtosis_target": ("a finite number", lambda v: math.isfinite(v)),
+    "kurtosis_weight": ("a finite number >= 0",
+                        lambda v: math.isfinite(v) and v >= 0),
+    "bitaug_bits": ("ADC bits, each 1..24, e.g. 7,8",
+                    lambda v: bool(v) and all(1 <= b <= 24 for b in v)),
+    "bitaug_mode": (", ".join(BITAUG_MODES), lambda v: v in BITAUG_MODES),
+    "lora_rank": ("an integer >= 1", lambda v: v >= 1),
+    "lora_alpha": ("a finite number > 0",
+                   lambda v: math.isfinite(v) and v > 0),
+    "bskmq_refit": ("true or false", lambda v: True),
+}
+
 
 def parse_method(text: str, options: Mapping[str, str] | None = None) -> Recipe:
     """A :class:`Recipe` from ``qat``, ``distill``, ``raoq``, ``qat+a-shift+bitaug``, ...
@@ -151,13 +173,18 @@ def parse_method(text: str, options: Mapping[str, str] | None = None) -> Recipe:
     for key, value in (options or {}).items():
         if key not in _OPTION_TYPES:
             raise ConfigError(f"--option {key}: unknown; allowed: {', '.join(sorted(fields_))}")
+        if _OPTION_PART[key] not in on:
+            raise ConfigError(f"--option {key}: an option of {_OPTION_PART[key]}, which "
+                              f"--method {text!r} does not include (it would be ignored); "
+                              f"allowed: add +{_OPTION_PART[key]} to --method, or leave it out")
+        allowed_text, ok = _OPTION_ALLOWED[key]
         try:
             kw[key] = _OPTION_TYPES[key](value)
+            valid = ok(kw[key])
         except (ValueError, KeyError):
-            raise ConfigError(f"--option {key}={value!r} is invalid") from None
-    if kw.get("bitaug_mode", "sum") not in BITAUG_MODES:
-        raise ConfigError(f"--option bitaug_mode={kw['bitaug_mode']!r} is invalid; allowed: "
-                          f"{', '.join(BITAUG_MODES)}")
+            valid = False
+        if not valid:
+            raise ConfigError(f"--option {key}={value!r} is invalid; allowed: {allowed_text}")
     return Recipe(base=bases[0] if bases else "qat", a_shift="a-shift" in on,
                   w_reshape="w-reshape" in on, bitaug="bitaug" in on, lora="lora" in on,
                   bskmq="bskmq" in on, **kw)  # type: ignore[arg-type]

@@ -1,0 +1,24 @@
+"""The one rule for a seed, shared by the command line and the Python entry points."""
+
+from __future__ import annotations
+
+import numbers
+
+from .errors import ConfigError
+
+__all__ = ["SEED_MAX", "check_seed"]
+
+SEED_MAX = 2**64 - 1
+"""The largest seed: the noise and layer streams keep 64 bits of it
+(``cimsim.arrays._rng.stream_key``), so a larger or a negative seed would silently alias one in
+range (-1 would be 2**64 - 1), and ``numpy.random.default_rng`` refuses a negative one."""
+
+
+def check_seed(seed: object, field: str = "seed") -> int:
+    """``seed`` as an int, or a :class:`ConfigError` naming ``field`` unless it is an integer
+    (Python or NumPy, not a bool) in [0, :data:`SEED_MAX`]."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+            or not 0 <= int(seed) <= SEED_MAX:
+        raise ConfigError(f"{field} = {seed!r} is invalid; allowed: an integer from 0 to "
+                          f"{SEED_MAX}")
+    return int(seed)
