@@ -285,8 +285,12 @@ class Report:
         return out
 
     def save(self, out_dir: str | Path) -> list[Path]:
-        """Write the CSV tables, ``report.json``, the PNG figures and ``report.html``."""
+        """Write the CSV tables, ``report.json``, the PNG figures and ``report.html`` into the
+        folder ``out_dir`` (created if missing)."""
         out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise FileExistsError(f"Report.save: {str(out)!r} is a file; out_dir must be a "
+                                  "folder (the report writes several files into it)")
         out.mkdir(parents=True, exist_ok=True)
         paths = []
         # each file whole or not at all (cimsim._atomic): a run stopped mid-save never

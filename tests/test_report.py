@@ -233,3 +233,11 @@ def test_ideal_chip_cost_lines_say_meaningless_issue16(tmp_path):
     assert not lines[-1].endswith("[meaningless]")  # arrays used is a count, not a cost
     rep.save(tmp_path)
     assert "Cost figures meaningless" in (tmp_path / "report.html").read_text()
+
+
+def test_save_onto_a_file_names_it(rep, tmp_path):
+    target = tmp_path / "report.txt"
+    target.write_text("mine")
+    with pytest.raises(FileExistsError, match="is a file; out_dir must be a folder"):
+        rep.save(target)
+    assert target.read_text() == "mine"

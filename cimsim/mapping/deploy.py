@@ -24,6 +24,7 @@ from torch.nn.parameter import UninitializedParameter
 from torch.nn.utils.rnn import PackedSequence
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
+from tqdm import tqdm
 
 from .._seed import check_seed
 from ..arrays.drift import check_time
@@ -188,6 +189,11 @@ class SimModel(nn.Module):
         return self
 
     def forward(self, *args, **kwargs):
+        # NumPy inputs as the calibration data takes them (the model's own torch code would
+        # fail on an ndarray with an AttributeError deep inside it)
+        args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args)
+        kwargs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                  for k, v in kwargs.items()}
         first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)),
                      None)  # a keyword-only input counts its samples too
         with torch.no_grad(), explain_stop_iteration("SimModel"):
@@ -895,7 +901,10 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
             layer.call_log = None
     if n == 0:
         raise MappingError("calibration data is empty")
-    for name, layer in sim_layers.items():
+    # quantize, program and calibrate layer by layer: most of a deploy (a minute and more for
+    # an ImageNet network), so a bar on a terminal (none in logs: tqdm's disable=None)
+    for name, layer in tqdm(sim_layers.items(), desc="deploy: program + calibrate",
+                            unit="layer", leave=False, disable=None):
         with named_layer(name):
             layer.finalize()
     adc = chip.adc

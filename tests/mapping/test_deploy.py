@@ -945,3 +945,15 @@ def test_attention_output_projection_is_a_later_latency_stage():
     layer = next(r for r in rep.layers if r["layer"] == "attn")
     assert layer["latency_ns_per_inference"] == pytest.approx(first + out)
     assert out > 0 and first > 0
+
+
+def test_a_deployed_model_takes_numpy_inputs_as_calibration_does():
+    # sim(ndarray) failed inside the model's torch code (AttributeError); now as a tensor
+    torch.manual_seed(0)
+    model, chip = MLP(), lossless_chip()
+    x = torch.randn(8, 80)
+    sim = cimsim.deploy(model, chip, x.numpy(), seed=0)
+    a = sim(x.numpy())
+    sim.reset()
+    assert isinstance(a, torch.Tensor) and torch.equal(a, sim(x))
+    assert sim.n_inferences == 8
