@@ -838,6 +838,18 @@ _POSITIVE = _count(1)
 _LIMIT = _count(1, zero="all inputs, the default")
 
 
+def _density(text: str) -> float:
+    """An argparse type: a fraction of nonzero inputs in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number; allowed: a number in "
+                                         "(0, 1]") from None
+    if not 0.0 < value <= 1.0:  # (NaN fails too)
+        raise argparse.ArgumentTypeError(f"{text} is out of range; allowed: a number in (0, 1]")
+    return value
+
+
 def _seed(text: str) -> int:
     """An argparse type: a seed in [0, 2**64 - 1] (larger or negative ones would alias)."""
     from ._seed import SEED_MAX, check_seed
@@ -1037,7 +1049,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("chip", help="preset name or path to a .toml")
     ds.add_argument("--scope", choices=("macro", "chip"), default="macro",
                     help="macro: array + drivers + ADCs (default); chip: everything")
-    ds.add_argument("--input-density", type=float, default=0.5,
+    ds.add_argument("--input-density", type=_density, default=0.5,
                     help="fraction of nonzero inputs (default 0.5)")
     ds.add_argument("--calibrated", action="store_true",
                     help="apply the preset's per-chip calibration (fitted, not predicted)")
