@@ -466,11 +466,7 @@ def test_a_sweep_whose_every_point_failed_exits_non_zero(files, tmp_path):
 
 @pytest.mark.parametrize("value, why", [("2", "out of range"), ("0", "out of range"),
                                         ("nan", "out of range"), ("abc", "not a number")])
-def test_datasheet_input_density_is_named_by_its_flag(value, why, capsys):
+def test_datasheet_input_density_is_named_by_its_flag(value, why):
     # was: the Python field's name ("datasheet input_density = 2.0"), after loading the chip
-    with pytest.raises(SystemExit) as exc:
-        main(["datasheet", "rram-22nm", "--input-density", value])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--input-density" in err[0] and why in err[0], err
-    assert "allowed: a number in (0, 1]" in err[0]
+    rc, _, err = run_cli(["datasheet", "rram-22nm", "--input-density", value])
+    assert_one_line(rc, err, "--input-density", why, "allowed: a number in (0, 1]")
