@@ -551,10 +551,14 @@ def _original_place(gm: torch.fx.GraphModule, node: torch.fx.Node, mod: nn.Modul
     call). Then the layer keeps its name in reports and its programming draw (seeded by the
     name), as deploying the module itself gives; else None (a generated name)."""
     stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return None
-    path, cls = list(stack.values())[-1]
-    if not isinstance(path, str) or not path or cls != f"{type(mod).__module__}." \
+    path, cls = list(stack.values())[-1] if stack else ("", None)
+    if not path:
+        # no module path (a converted TorchScript graph records only its root): the weight's
+        # own name, `features.0.weight` -> `features.0`, where the holder has only weights
+        path = _weight_holder_path(gm, node)
+        if path is None:
+            return None
+    elif not isinstance(path, str) or cls != f"{type(mod).__module__}." \
             f"{type(mod).__qualname__}":
         return None
     if path in installed:
@@ -566,6 +570,24 @@ def _original_place(gm: torch.fx.GraphModule, node: torch.fx.Node, mod: nn.Modul
     if next(holder.children(), None) is not None or isinstance(holder, type(mod)):
         return None  # it holds other modules, or it is a real one (not the export's holder)
     return path
+
+
+def _weight_holder_path(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | None:
+    """The path of the module a call's weight was read from (its ``get_attr`` target without
+    ``.weight``), when the module there holds nothing but that layer's ``weight`` and ``bias``;
+    else None."""
+    w = node.args[1] if len(node.args) > 1 else None
+    target = getattr(w, "target", None) if isinstance(w, torch.fx.Node) else None
+    if not isinstance(target, str) or not target.endswith(".weight"):
+        return None
+    path = target[: -len(".weight")]
+    try:
+        holder = gm.get_submodule(path)
+    except AttributeError:
+        return None
+    own = {n for n, _ in holder.named_parameters(recurse=False)} | {
+        n for n, _ in holder.named_buffers(recurse=False)}
+    return path if own <= {"weight", "bias"} else None
 
 
 def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:

@@ -365,3 +365,27 @@ def test_an_exported_model_keeps_its_layer_names_and_deploys_as_the_module(tmp_p
     xs = torch.randn(2, 4)  # (exported with a fixed batch of 2)
     with torch.no_grad():
         assert torch.allclose(gm(xs), shared(xs))
+
+
+@pytest.mark.parametrize("make", ["trace", "script"])
+def test_a_torchscript_model_keeps_its_layer_names_and_deploys_as_the_module(tmp_path, make):
+    """A converted TorchScript graph records no module paths (its nn_module_stack is only the
+    root): the rebuilt layers take them from their weights' names (``features.0.weight``), so
+    reports name them as the module does and a noisy chip gives the module's outputs bit for
+    bit (they were cimsim_0_conv2d ..., with other programming draws)."""
+    if loaders.torchscript_converter() is None:
+        pytest.skip("this torch has no TorchScript converter")
+    from cimsim.models import load_digits_cnn
+
+    model = load_digits_cnn().eval()
+    x = torch.randn(96, 1, 8, 8)
+    ts = torch.jit.trace(model, (x[:2],)) if make == "trace" else torch.jit.script(model)
+    ts.save(str(tmp_path / "m.ts"))
+    loaded = load_model(str(tmp_path / "m.ts"), x[:2])
+    chip = cimsim.load_chip("rram-22nm")
+    a = cimsim.deploy(model, chip, x[:64], seed=3)
+    b = cimsim.deploy(loaded, chip, x[:64], seed=3)
+    assert list(b.sim_layers) == list(a.sim_layers) == [
+        "features.0", "features.2", "features.5", "classifier.1", "classifier.3"]
+    with torch.no_grad():
+        assert torch.equal(a(x[64:]), b(x[64:]))
