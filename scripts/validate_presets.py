@@ -903,9 +903,13 @@ def colonnade_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         f"{narrow[1]['tops_per_w'] / (2e3 / _COL_FJ_PER_MAC[1, 0.8]):.2f}x (1b/1b) and "
         f"{narrow[8]['tops_per_w'] / (2e3 / pub_fj):.2f}x (1b in / 8b w). "
         f"**Area** ({a_total / 1e6:.4f} mm^2 predicted against {_COL_AREA_MM2:g}): {a_rows}; "
-        "the shift-accumulators are priced as the digital macros' 32-b unit per column, 128 "
-        "of them where the macro has 16 outputs per row at 1-b weights and 8 at 8-b (the "
-        "ctrl+reg excess). The TOPS/mm^2 row takes the "
+        "ctrl+reg holds the pipeline registers and one 32-b shift-accumulator per output "
+        f"({ripple.outputs_per_array(col)} per array at 1-b weights, "
+        f"{ripple.outputs_per_array(c8)} at 8-b: an output's columns leave the array as one "
+        "sum, `cimsim.cost.ripple`). They were first priced one per column, as the "
+        "adder-tree macros' (128; 0.0751 mm^2 of ctrl+reg, the TOPS/mm^2 row 0.74x and the "
+        "8-b TOPS/W rows 1.78x / 1.48x / 0.81x: the script at commit ffa9fe5). The TOPS/mm^2 "
+        "row takes the "
         "throughput as an input (the clock derived from Fig. 15a's 563.5 GOPS with 16 "
         "registers per column; cimsim has no gate-delay model to predict the clock, and "
         "CiMLoop's 0.4 ns per adder on the critical path [CL] is that reproduction's own "
@@ -920,7 +924,8 @@ def colonnade_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "which its critical-path model needs for 100 MHz at 8-b weights), and the 16 "
         "registers' energy moved the 0.8-V rows from 2.00x and 2.08x to the bit-cell-pitch "
         "figures above (the script at commit 24ba113), the word line's pitch over the adder "
-        f"then to {r['0.8 V, 100 MHz, 1b/1b']:.2f}x and {r['0.8 V, 100 MHz, 1b/8b']:.2f}x."]
+        "then to 1.70x and 1.78x (commit ffa9fe5), the shift-accumulators per output to "
+        f"{r['0.8 V, 100 MHz, 1b/1b']:.2f}x and {r['0.8 V, 100 MHz, 1b/8b']:.2f}x."]
 
 
 def yu_tcasi24_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:

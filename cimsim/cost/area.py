@@ -71,6 +71,9 @@ def area_instances(
         bits = stored_bits_per_cell(chip)
         cell_what = f"SRAM CIM cell x {bits} bit(s) ({table.sram_cell_area_f2:.0f} F^2 per bit)"
     n_adc = arr.adcs_per_array
+    # one shift-and-add (and accumulator lane) per read-out; a ripple column's outputs leave
+    # the array whole, one per q + g columns (cimsim.cost.ripple)
+    n_sa = ripple.outputs_per_array(chip) if ripple.applies(chip) else n_adc
     acc = chip.accumulator_bits
     router_share = table.router_area_um2 / _ROUTER_TILES
     bus = _BUS_BITS * table.bus_area_um2_per_bit * arr.arrays_per_tile / _ARRAYS_PER_BUS
@@ -91,9 +94,9 @@ def area_instances(
             if chip.adc.kind is ADCKind.DIGITAL else
             f"{chip.adc.bits}-b {chip.adc.kind.value} ADC ({arr.cols_per_adc} col/ADC)", n_adc),
         row(Component.DAC, "array", f"{chip.dac_bits}-b row driver", arr.n_rows),
-        row(Component.SHIFT_ADD, "array", f"{acc}-b shift-and-add", n_adc),
+        row(Component.SHIFT_ADD, "array", f"{acc}-b shift-and-add", n_sa),
         *weighting,
-        row(Component.ACCUMULATOR, "tile", f"{acc}-b accumulator lane", n_adc),
+        row(Component.ACCUMULATOR, "tile", f"{acc}-b accumulator lane", n_sa),
         row(Component.BUFFER, "tile", f"{TILE_BUFFER_KIB:g} KiB buffer", 1),
         dict(component="interconnect", scope="tile",
              instance="1/4 router + 256-b bus per 8 arrays", n_per_scope=1,

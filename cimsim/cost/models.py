@@ -550,7 +550,10 @@ class ShiftAddModel(ComponentModel):
 
     def energy_pj(self, action: Action, bits: int = 0) -> float:
         self._check(action)
-        return _shift_add(self.chip, self.table, self.cal, bits)
+        e = _shift_add(self.chip, self.table, self.cal, bits)
+        if digital(self.chip) and ripple.applies(self.chip):
+            return e * ripple.shift_adds_per_conversion(self.chip)  # one per output, not column
+        return e
 
     def area_um2(self) -> float:
         return (self.chip.accumulator_bits * self.table.shift_add_area_um2_per_bit

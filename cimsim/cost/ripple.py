@@ -30,6 +30,12 @@ from the same digital tables the adder tree is priced from (``docs/cost-model.md
 * **time**: one digital clock per conversion, as the adder tree (the clock is the chip's
   ``tech.clock_mhz``: a published input, not predicted from the chain's delay).
 
+* **shift-and-add**: an output's ``q`` weight columns leave the array as one sum (the row's
+  adders carry across them), so each output, not each column, has a shift-and-add unit across
+  the input bits: ``outputs_per_array`` units per array (:func:`outputs_per_array`), and each
+  conversion's ``shift_add/add`` event (one per weight column) priced at ``1/q`` of one add
+  (:func:`shift_adds_per_conversion`).
+
 The product gate of each bit-cell is priced as for the adder tree, and so are the row drivers,
 except that a word line crosses each cell's full adder as well as its bit-cell: its wire and
 gate load follow the pitch of both (:func:`adder_area_um2_per_cell`).
@@ -41,8 +47,8 @@ from ..config import ChipConfig, DigitalColumn, ripple_guard_columns
 from .tables import TechTable
 
 __all__ = ["adder_area_um2_per_cell", "applies", "area_um2_per_column", "columns_per_output",
-           "convert_pj", "full_adders_per_conversion", "guard_share",
-           "register_bits_per_conversion"]
+           "convert_pj", "full_adders_per_conversion", "guard_share", "outputs_per_array",
+           "register_bits_per_conversion", "shift_adds_per_conversion"]
 
 
 def applies(chip: ChipConfig) -> bool:
@@ -59,6 +65,16 @@ def _weight_columns(chip: ChipConfig) -> int:
 def columns_per_output(chip: ChipConfig) -> int:
     """Physical columns one output spans: its weight columns and its guard columns."""
     return _weight_columns(chip) + ripple_guard_columns(chip)
+
+
+def outputs_per_array(chip: ChipConfig) -> int:
+    """Outputs one array holds: ``floor(n_cols / (q + g))``, each with its shift-and-add."""
+    return chip.array.n_cols // columns_per_output(chip)
+
+
+def shift_adds_per_conversion(chip: ChipConfig) -> float:
+    """``1 / q``: one shift-and-add per output and input bit, over its ``q`` conversions."""
+    return 1.0 / _weight_columns(chip)
 
 
 def guard_share(chip: ChipConfig) -> float:

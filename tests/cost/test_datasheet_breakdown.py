@@ -159,7 +159,7 @@ def test_json_prints_the_whole_mapping(capsys):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--scope", "die"], "--scope"),
-    (["--input-density", "0"], "input_density"),
+    (["--input-density", "0"], "--input-density"),
     (["--input-density", "x"], "--input-density"),
     (["--breakdown=yes"], "--breakdown"),
 ])

@@ -13,13 +13,14 @@ from cimsim.arrays.program import n_arrays_for_shape, program
 from cimsim.cli import main
 from cimsim.config import ChipConfig, DigitalColumn, load_chip, ripple_guard_columns
 from cimsim.cost import datasheet, estimate, layer_work, ripple
-from cimsim.cost.area import array_area_um2
+from cimsim.cost.area import area_instances, array_area_um2
 from cimsim.cost.datasheet import workload
 from cimsim.cost.models import (
     GATE_CAPACITANCE_FF_PER_UM,
     ADCModel,
     CellModel,
     DACModel,
+    ShiftAddModel,
     adder_tree_full_adders,
 )
 from cimsim.cost.tables import tech_table
@@ -113,6 +114,23 @@ def test_the_word_line_crosses_each_cells_full_adder():
         c_ff = (t.wire_capacitance_ff_per_um + GATE_CAPACITANCE_FF_PER_UM) * um2**0.5 * 128
         assert DACModel(c, t).wordline_pj() == pytest.approx(c_ff * 0.8 * 0.8 * 1e-3, rel=1e-12)
     assert ripple.adder_area_um2_per_cell(chip, t) == t.accumulator_area_um2_per_bit
+
+
+@pytest.mark.parametrize("weight_bits, q, outputs", [(1, 1, 16), (8, 8, 8)])
+def test_one_shift_and_add_per_output_not_per_column(weight_bits, q, outputs):
+    # an output's q weight columns leave the array as one sum: one 32-b shift-and-add (and
+    # accumulator lane) per output; each of its q conversions pays 1/q of one add
+    chip, tree = _chip(weight_bits=weight_bits), _chip(weight_bits=weight_bits,
+                                                       column="adder_tree")
+    t = tech_table(65.0)
+    rows = {r["component"]: r for r in area_instances(chip, t)}
+    assert ripple.outputs_per_array(chip) == outputs
+    assert rows["shift_add"]["n_per_scope"] == rows["accumulator"]["n_per_scope"] == outputs
+    assert {r["component"]: r for r in area_instances(tree, t)}["shift_add"][
+        "n_per_scope"] == 128
+    e_tree = ShiftAddModel(tree, t).energy_pj(Action.ADD, 32)
+    assert e_tree == pytest.approx(32 * t.shift_add_energy_pj_per_bit, rel=1e-12)
+    assert ShiftAddModel(chip, t).energy_pj(Action.ADD, 32) == pytest.approx(e_tree / q)
 
 
 def test_registers_cost_energy_and_area():
