@@ -1,12 +1,12 @@
 """Study: ADC ranges fitted to float inputs vs to the inputs each layer sees in simulation.
 
 ``adc.calibration_mode = 'float'`` fits every calibrated ADC to the float model's activations;
-``'simulated'`` (the default) fits each layer's ADC to its inputs with the layers before it
-simulated (docs/hardware-model.md §7). For the bundled digits CNN (the demo) and the bundled
-ResNet-20 digits model, on ``rram-22nm`` and variants of its ADC, the script prints the test
-accuracy, the share of conversions that clipped over the test run (mean over layers and the
-worst layer, ``report.layers.adc_clip_pct``) and the deploy time, for both modes. Calibration:
-the first 256 training images (as ``cimsim demo``); test: the 449 test images.
+``'simulated'`` fits each layer's ADC to its inputs with the layers before it simulated
+(docs/hardware-model.md §7; ``'float'`` is the default). For the bundled digits CNN (the demo)
+and the bundled ResNet-20 digits model, on ``rram-22nm`` and variants of its ADC, the script
+prints the test accuracy, the share of conversions that clipped over the test run (mean over
+layers and the worst layer, ``report.layers.adc_clip_pct``) and the deploy time, for both modes.
+Calibration: the first 256 training images (as ``cimsim demo``); test: the 449 test images.
 
     python benchmarks/study_calibration.py                 # both models, every chip variant
     python benchmarks/study_calibration.py --model demo --limit 200
