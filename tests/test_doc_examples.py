@@ -88,8 +88,8 @@ def test_blocks_found() -> None:
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_doc_block_parses(block: Block) -> None:
     ast.parse(block.source, filename=block.id)
-    if block.mark == "no-run":
-        assert block.reason, f"{block.id}: <!-- no-run --> needs a reason after it"
+    if block.mark:  # a block left out of the default run says why, where a reader sees it
+        assert block.reason, f"{block.id}: <!-- {block.mark} --> needs a reason after it"
 
 
 @pytest.mark.parametrize("block", _params([b for b in BLOCKS if b.mark != "no-run"]))
@@ -426,4 +426,36 @@ def test_doc_links_resolve() -> None:
                                   r"[\w./-]*\w)(?![\w$(-])", line):
                 if not (ROOT / rel).exists() and not _ignored(rel):
                     problems.append(f"{where}: {rel} does not exist")
+    assert not problems, "\n".join(problems)
+
+
+_NUMBERS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+
+
+def test_doc_counts_of_published_macros() -> None:
+    """"N published macros" and "the N macros of `cimsim/presets/published/`" count the TOMLs
+    there, and "X of Y rows within 2x" is docs/validation.md's result line (a chip added to the
+    table without the prose moving is what this catches)."""
+    n_tomls = len(list((ROOT / "cimsim" / "presets" / "published").glob("*.toml")))
+    result = re.search(r"\*\*Result: (\d+) of (\d+) rows within 2x",
+                       (ROOT / "docs" / "validation.md").read_text(encoding="utf-8"))
+    assert result is not None, "docs/validation.md has no 'Result: X of Y rows within 2x' line"
+    problems = []
+    count = re.compile(r"\b(\w+) (?:published macros\b|macros of `cimsim/presets/published/`)",
+                       re.IGNORECASE)
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for n, line in enumerate(text.splitlines(), 1):
+            where = f"{path.relative_to(ROOT)}:{n}"
+            for word in count.findall(line):
+                value = int(word) if word.isdigit() else _NUMBERS.get(word.lower())
+                if value is not None and value != n_tomls:
+                    problems.append(f"{where}: '{word}' published macros; "
+                                    f"cimsim/presets/published/ holds {n_tomls}")
+            for x, y in re.findall(r"\b(\d+) of (\d+) (?:validation )?rows within 2x", line):
+                if (x, y) != result.groups():
+                    problems.append(f"{where}: {x} of {y} rows within 2x; docs/validation.md "
+                                    f"says {result.group(1)} of {result.group(2)}")
     assert not problems, "\n".join(problems)
