@@ -45,29 +45,36 @@ class Block:
         return f"{self.path.relative_to(ROOT)}:{self.line}"
 
 
-def python_blocks(path: Path) -> list[Block]:
-    """The ```python blocks of one Markdown file (line = the opening fence, 1-based)."""
+def _fenced(path: Path, lang: str) -> list[tuple[int, str]]:
+    """The fenced blocks of one language: (0-based line of the opening fence, source)."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    blocks: list[Block] = []
+    out = []
     i = 0
     while i < len(lines):
         m = _FENCE.match(lines[i])
         if m is None:
             i += 1
             continue
-        start, lang = i, m.group(1)
         j = i + 1
         while j < len(lines) and not lines[j].startswith("```"):
             j += 1
-        if lang == "python":
-            k = start - 1
-            while k >= 0 and not lines[k].strip():
-                k -= 1
-            mark = _MARK.match(lines[k].strip()) if k >= 0 else None
-            blocks.append(Block(
-                path, start + 1, "\n".join(lines[start + 1:j]) + "\n",
-                mark.group(1) if mark else "", mark.group(2).strip(" :") if mark else ""))
+        if m.group(1) == lang:
+            out.append((i, "\n".join(lines[i + 1:j]) + "\n"))
         i = j + 1
+    return out
+
+
+def python_blocks(path: Path) -> list[Block]:
+    """The ```python blocks of one Markdown file (line = the opening fence, 1-based)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks: list[Block] = []
+    for start, source in _fenced(path, "python"):
+        k = start - 1
+        while k >= 0 and not lines[k].strip():
+            k -= 1
+        mark = _MARK.match(lines[k].strip()) if k >= 0 else None
+        blocks.append(Block(path, start + 1, source, mark.group(1) if mark else "",
+                            mark.group(2).strip(" :") if mark else ""))
     return blocks
 
 
@@ -322,25 +329,7 @@ def test_config_fields_named_in_docs_exist() -> None:
     assert not problems, "\n".join(problems)
 
 
-def _fenced(path: Path, lang: str) -> list[tuple[int, str]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    out = []
-    i = 0
-    while i < len(lines):
-        m = _FENCE.match(lines[i])
-        if m is None:
-            i += 1
-            continue
-        j = i + 1
-        while j < len(lines) and not lines[j].startswith("```"):
-            j += 1
-        if m.group(1) == lang:
-            out.append((i + 1, "\n".join(lines[i + 1:j]) + "\n"))
-        i = j + 1
-    return out
-
-
-TOML_BLOCKS = [(p, n, src) for p in DOCS for n, src in _fenced(p, "toml")]
+TOML_BLOCKS = [(p, n + 1, src) for p in DOCS for n, src in _fenced(p, "toml")]
 
 
 @pytest.mark.parametrize("path,line,source", TOML_BLOCKS,
