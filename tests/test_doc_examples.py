@@ -5,6 +5,12 @@ state leaks from the test process or from an earlier block) in an empty temporar
 this checkout importable. A block that needs minutes has ``<!-- slow -->`` on the line above its
 fence and runs under ``pytest -m slow``; a block that cannot run on its own (a deliberate
 fragment or a placeholder) has ``<!-- no-run: why -->`` there and is only checked to parse.
+
+The second half checks what the prose names: every ``--flag`` (of ``cimsim CMD``, of a script
+in ``scripts/`` or ``benchmarks/``, or of another program listed in ``EXTERNAL_FLAGS``), every
+``section.field`` and enum value of a chip's TOML, every ```toml block, every relative link,
+anchor, ``page.md §N`` and repository path, and the counts of published macros and validation
+rows. They read text only (no simulation) and take about a second.
 """
 
 from __future__ import annotations
