@@ -5,6 +5,12 @@ state leaks from the test process or from an earlier block) in an empty temporar
 this checkout importable. A block that needs minutes has ``<!-- slow -->`` on the line above its
 fence and runs under ``pytest -m slow``; a block that cannot run on its own (a deliberate
 fragment or a placeholder) has ``<!-- no-run: why -->`` there and is only checked to parse.
+
+The second half checks what the prose names: every ``--flag`` (of ``cimsim CMD``, of a script
+in ``scripts/`` or ``benchmarks/``, or of another program listed in ``EXTERNAL_FLAGS``), every
+``section.field`` and enum value of a chip's TOML, every ```toml block, every relative link,
+anchor, ``page.md §N`` and repository path, and the counts of published macros and validation
+rows. They read text only (no simulation) and take about a second.
 """
 
 from __future__ import annotations
@@ -45,29 +51,36 @@ class Block:
         return f"{self.path.relative_to(ROOT)}:{self.line}"
 
 
-def python_blocks(path: Path) -> list[Block]:
-    """The ```python blocks of one Markdown file (line = the opening fence, 1-based)."""
+def _fenced(path: Path, lang: str) -> list[tuple[int, str]]:
+    """The fenced blocks of one language: (0-based line of the opening fence, source)."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    blocks: list[Block] = []
+    out = []
     i = 0
     while i < len(lines):
         m = _FENCE.match(lines[i])
         if m is None:
             i += 1
             continue
-        start, lang = i, m.group(1)
         j = i + 1
         while j < len(lines) and not lines[j].startswith("```"):
             j += 1
-        if lang == "python":
-            k = start - 1
-            while k >= 0 and not lines[k].strip():
-                k -= 1
-            mark = _MARK.match(lines[k].strip()) if k >= 0 else None
-            blocks.append(Block(
-                path, start + 1, "\n".join(lines[start + 1:j]) + "\n",
-                mark.group(1) if mark else "", mark.group(2).strip(" :") if mark else ""))
+        if m.group(1) == lang:
+            out.append((i, "\n".join(lines[i + 1:j]) + "\n"))
         i = j + 1
+    return out
+
+
+def python_blocks(path: Path) -> list[Block]:
+    """The ```python blocks of one Markdown file (line = the opening fence, 1-based)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks: list[Block] = []
+    for start, source in _fenced(path, "python"):
+        k = start - 1
+        while k >= 0 and not lines[k].strip():
+            k -= 1
+        mark = _MARK.match(lines[k].strip()) if k >= 0 else None
+        blocks.append(Block(path, start + 1, source, mark.group(1) if mark else "",
+                            mark.group(2).strip(" :") if mark else ""))
     return blocks
 
 
@@ -88,8 +101,8 @@ def test_blocks_found() -> None:
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_doc_block_parses(block: Block) -> None:
     ast.parse(block.source, filename=block.id)
-    if block.mark == "no-run":
-        assert block.reason, f"{block.id}: <!-- no-run --> needs a reason after it"
+    if block.mark:  # a block left out of the default run says why, where a reader sees it
+        assert block.reason, f"{block.id}: <!-- {block.mark} --> needs a reason after it"
 
 
 @pytest.mark.parametrize("block", _params([b for b in BLOCKS if b.mark != "no-run"]))
@@ -120,3 +133,324 @@ def test_marks_are_read(tmp_path: Path) -> None:
         (10, "no-run", "a fragment, `model` is yours", "sim = deploy(model)\n"),
         (16, "", "", "y = 2\n"),
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# What the prose names must exist: command-line flags, TOML fields, pages, sections and files.
+# A renamed flag or field leaves the docs describing something that is gone; these checks read
+# the same pages as the blocks above and fail naming the page, the line and what is missing.
+# --------------------------------------------------------------------------------------------
+_FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+_SCRIPT = re.compile(r"((?:scripts|benchmarks)/[\w/]+\.py)\b")
+
+EXTERNAL_FLAGS = {
+    # Chromium's, for docs/report.png (README.md)
+    "--headless", "--no-sandbox", "--hide-scrollbars", "--window-size", "--screenshot",
+    # hypothesis's pytest plugin (docs/performance.md, docs/training.md)
+    "--hypothesis-seed", "--hypothesis-show-statistics",
+    # dask's `dask scheduler` / `dask worker` (docs/sweep.md)
+    "--nworkers", "--nthreads", "--port",
+}
+"""Flags of other programs that the docs name; every other ``--flag`` is cimsim's or a
+script's."""
+
+
+def _doc_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) with shell continuations (a trailing ``\\``) joined to one line."""
+    out: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if pending is not None:
+            n, line = pending[0], pending[1] + " " + line.strip()
+            pending = None
+        if line.rstrip().endswith("\\"):
+            pending = (n, line.rstrip()[:-1])
+            continue
+        out.append((n, line))
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
+def _cli_flags() -> tuple[set[str], dict[str, set[str]]]:
+    """The top-level options and each subcommand's, as ``cimsim.cli.build_parser`` builds them."""
+    import argparse
+
+    from cimsim.cli import build_parser
+
+    parser = build_parser()
+    top = {s for a in parser._actions for s in a.option_strings}
+    subs: dict[str, set[str]] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                subs[name] = {s for a in sub._actions for s in a.option_strings}
+    return top, subs
+
+
+def _script_has_flag(source: str, flag: str) -> bool:
+    """The script's argparse names ``flag`` (``--no-x`` is ``--x``'s BooleanOptionalAction)."""
+    if f'"{flag}"' in source or f"'{flag}'" in source:
+        return True
+    if flag.startswith("--no-"):
+        positive = "--" + flag[len("--no-"):]
+        return (f'"{positive}"' in source or f"'{positive}'" in source) and (
+            "BooleanOptionalAction" in source)
+    return False
+
+
+def test_cli_flags_named_in_docs_exist() -> None:
+    """``cimsim CMD ... --flag`` and ``python scripts/X.py ... --flag`` name flags that exist,
+    and every other ``--flag`` in the docs is one of cimsim's, a script's or another program's
+    (``EXTERNAL_FLAGS``)."""
+    top, subs = _cli_flags()
+    scripts = {p.relative_to(ROOT).as_posix(): p.read_text(encoding="utf-8")
+               for d in ("scripts", "benchmarks") for p in (ROOT / d).glob("*.py")}
+    known = top.union(*subs.values())
+    for source in scripts.values():
+        known |= set(re.findall(r"""["'](--[a-z][a-z0-9-]*)["']""", source))
+        if "BooleanOptionalAction" in source:
+            known |= {"--no-" + f[2:] for f in re.findall(r"""["'](--[a-z][a-z0-9-]*)["']""",
+                                                           source)}
+    problems = []
+    for path in DOCS:
+        where = path.relative_to(ROOT)
+        for n, line in _doc_lines(path):
+            for m in re.finditer(r"\bcimsim\s+(" + "|".join(subs) + r")\b([^`\n]*)", line):
+                for flag in _FLAG.findall(_SCRIPT.split(m.group(2))[0]):
+                    if flag not in subs[m.group(1)] and flag not in top:
+                        problems.append(f"{where}:{n}: `cimsim {m.group(1)}` has no {flag}")
+            for m in _SCRIPT.finditer(line):
+                script = m.group(1)
+                if script not in scripts:
+                    problems.append(f"{where}:{n}: {script} does not exist")
+                    continue
+                rest = line[m.end():].split("`")[0]
+                rest = re.split(r"\bcimsim\s|(?:scripts|benchmarks)/|[;|]|&&", rest)[0]
+                for flag in _FLAG.findall(rest):
+                    if not _script_has_flag(scripts[script], flag):
+                        problems.append(f"{where}:{n}: {script} has no {flag}")
+            for flag in _FLAG.findall(line):
+                if flag not in known and flag not in EXTERNAL_FLAGS:
+                    problems.append(f"{where}:{n}: {flag} is no flag of cimsim, of a script in "
+                                    "scripts/ or benchmarks/, or of EXTERNAL_FLAGS")
+    assert not problems, "\n".join(problems)
+
+
+_SECTIONS = ("array", "device", "dac", "adc", "noise", "tech", "quant")
+
+
+def _config_classes() -> dict[str, type]:
+    import dataclasses
+
+    from cimsim.config import ChipConfig
+
+    return {f.name: f.type if isinstance(f.type, type) else getattr(ChipConfig(), f.name).__class__
+            for f in dataclasses.fields(ChipConfig) if f.name in _SECTIONS}
+
+
+def _choices(cls: type, name: str) -> set[str] | None:
+    """The allowed strings of an enum field (``None`` for any other field)."""
+    import enum
+    import typing
+
+    hint = typing.get_type_hints(cls)[name]
+    for arg in typing.get_args(hint) or (hint,):
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return {str(e.value) for e in arg}
+    return None
+
+
+def _named_elsewhere(section: str, name: str) -> bool:
+    """``adc.convert`` is an event, ``adc.activation`` a module, ``quant.binary_codes`` a
+    function: a dotted name that is not a config field but is one of these is fine."""
+    import importlib
+    import pkgutil
+
+    from cimsim.events import REGISTRY
+
+    if any(c.value == section and a.value == name for c, a in REGISTRY):
+        return True
+    if name == "py":  # a file name, `quant.py`
+        return True
+    import cimsim
+
+    for info in pkgutil.walk_packages(cimsim.__path__, "cimsim."):
+        if info.name.rsplit(".", 1)[-1] == section:
+            module = importlib.import_module(info.name)
+            if hasattr(module, name):
+                return True
+    return False
+
+
+def test_config_fields_named_in_docs_exist() -> None:
+    """Every ``section.field`` in a code span is a field (or property) of that section's config
+    (``cimsim/config.py``), an event or a module's name; ``section.field = 'value'`` and
+    ``field = 'value'`` of an enum field give an allowed value."""
+    import typing
+
+    import tomllib
+
+    from cimsim.config import ChipConfig
+
+    classes = _config_classes()
+    by_name: dict[str, list[type]] = {}
+    for cls in (ChipConfig, *classes.values()):
+        for name in typing.get_type_hints(cls):
+            by_name.setdefault(name, []).append(cls)
+    dotted = re.compile(r"(?<![\w.])(" + "|".join(_SECTIONS)
+                        + r")\.([a-z_][a-z0-9_]*)(?:\s*=\s*(\S+))?")
+    problems = []
+
+    def check_value(where: str, cls: type, name: str, text: str) -> None:
+        allowed = _choices(cls, name)
+        if allowed is None or text.startswith("<"):
+            return
+        try:
+            value = tomllib.loads(f"v = {text.replace(chr(39), chr(34))}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip("'\"")
+        if value not in allowed:
+            problems.append(f"{where}: {cls.__name__}.{name} = {value!r} is not one of "
+                            f"{sorted(allowed)}")
+
+    for path in DOCS:
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            where = f"{path.relative_to(ROOT)}:{n}"
+            for span in re.findall(r"`([^`]+)`", line):
+                if "(" in span:  # an expression (`cimsim.adc.Levels(adc.thr[g, c], ...)`)
+                    continue
+                for section, name, value in dotted.findall(span):
+                    cls = classes[section]
+                    if hasattr(cls, name):
+                        if value:
+                            check_value(where, cls, name, value.rstrip(",;"))
+                    elif not _named_elsewhere(section, name):
+                        problems.append(f"{where}: `{section}.{name}` is no field of "
+                                        f"{cls.__name__} (nor an event or a module's name)")
+                m = re.fullmatch(r"([a-z_][a-z0-9_]*)\s*=\s*(\S+)", span.strip())
+                if m and m.group(1) in by_name:
+                    for cls in by_name[m.group(1)]:
+                        check_value(where, cls, m.group(1), m.group(2))
+    assert not problems, "\n".join(problems)
+
+
+TOML_BLOCKS = [(p, n + 1, src) for p in DOCS for n, src in _fenced(p, "toml")]
+
+
+@pytest.mark.parametrize("path,line,source", TOML_BLOCKS,
+                         ids=[f"{p.relative_to(ROOT)}:{n}" for p, n, _ in TOML_BLOCKS])
+def test_doc_toml_loads(path: Path, line: int, source: str) -> None:
+    """A ```toml block is a chip a reader can save and load: every key exists, every value is
+    allowed."""
+    import tomllib
+
+    from cimsim.config import ChipConfig
+
+    ChipConfig.from_dict(tomllib.loads(source))
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _headings(path: Path) -> list[str]:
+    out, inside = [], False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            inside = not inside
+        elif not inside and (m := re.match(r"^#{1,6}\s+(.*?)\s*#*$", line)):
+            out.append(m.group(1))
+    return out
+
+
+def _anchors(path: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    out = set()
+    for heading in _headings(path):
+        slug = _slug(heading)
+        k = seen.get(slug, 0)
+        seen[slug] = k + 1
+        out.add(slug if k == 0 else f"{slug}-{k}")
+    return out
+
+
+def _ignored(rel: str) -> bool:
+    """A path git ignores (a benchmark's output, ``benchmarks/results/``) need not exist."""
+    proc = subprocess.run(["git", "check-ignore", "-q", rel], cwd=ROOT, capture_output=True)
+    return proc.returncode == 0
+
+
+OUTSIDE_PAGES = {"DESIGN.md"}
+"""Pages the docs cite by section that are not in this repository (the project's design
+document, which docs/hardware-model.md's last section compares the code with)."""
+
+
+def test_doc_links_resolve() -> None:
+    """Relative links ``[..](page.md#anchor)``, ``page.md §N`` section numbers and the repo
+    paths named in the prose (``docs/…``, ``scripts/…``, ``cimsim/…``, ``tests/…``) exist."""
+    problems = []
+    for path in DOCS:
+        inside = False
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            where = f"{path.relative_to(ROOT)}:{n}"
+            if line.startswith("```"):
+                inside = not inside
+                continue
+            if not inside:
+                for target in re.findall(r"\]\(([^)\s]+)\)", line):
+                    if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+                        continue  # https:, mailto:
+                    file, _, anchor = target.partition("#")
+                    dest = (path.parent / file).resolve() if file else path
+                    if not dest.exists():
+                        problems.append(f"{where}: dead link {target}")
+                    elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                        problems.append(f"{where}: no heading #{anchor} in {file or path.name}")
+            for page, section in re.findall(r"([\w-]+\.md)`? *§ *(\d+(?:\.\d+)?)", line):
+                if page in OUTSIDE_PAGES:
+                    continue
+                dest = ROOT / page if page == "README.md" else ROOT / "docs" / page
+                if not dest.exists():
+                    problems.append(f"{where}: {page} does not exist")
+                elif not any(re.match(rf"(§ *)?{re.escape(section)}[.\s]", h)
+                             for h in _headings(dest)):
+                    problems.append(f"{where}: {page} has no section {section}")
+            for rel in re.findall(r"(?<![\w/.$-])((?:docs|scripts|benchmarks|cimsim|tests)/"
+                                  r"[\w./-]*\w)(?![\w$(-])", line):
+                if not (ROOT / rel).exists() and not _ignored(rel):
+                    problems.append(f"{where}: {rel} does not exist")
+    assert not problems, "\n".join(problems)
+
+
+_NUMBERS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+
+
+def test_doc_counts_of_published_macros() -> None:
+    """"N published macros" and "the N macros of `cimsim/presets/published/`" count the TOMLs
+    there, and "X of Y rows within 2x" is docs/validation.md's result line (a chip added to the
+    table without the prose moving is what this catches)."""
+    n_tomls = len(list((ROOT / "cimsim" / "presets" / "published").glob("*.toml")))
+    result = re.search(r"\*\*Result: (\d+) of (\d+) rows within 2x",
+                       (ROOT / "docs" / "validation.md").read_text(encoding="utf-8"))
+    assert result is not None, "docs/validation.md has no 'Result: X of Y rows within 2x' line"
+    problems = []
+    count = re.compile(r"\b(\w+) (?:published macros\b|macros of `cimsim/presets/published/`)",
+                       re.IGNORECASE)
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for n, line in enumerate(text.splitlines(), 1):
+            where = f"{path.relative_to(ROOT)}:{n}"
+            for word in count.findall(line):
+                value = int(word) if word.isdigit() else _NUMBERS.get(word.lower())
+                if value is not None and value != n_tomls:
+                    problems.append(f"{where}: '{word}' published macros; "
+                                    f"cimsim/presets/published/ holds {n_tomls}")
+            for x, y in re.findall(r"\b(\d+) of (\d+) (?:validation )?rows within 2x", line):
+                if (x, y) != result.groups():
+                    problems.append(f"{where}: {x} of {y} rows within 2x; docs/validation.md "
+                                    f"says {result.group(1)} of {result.group(2)}")
+    assert not problems, "\n".join(problems)
