@@ -584,3 +584,55 @@ def test_prepare_trains_an_excluded_head_in_float_and_deploy_keeps_it_digital():
     with pytest.warns(UserWarning, match=r"prepare: exclude pattern\(s\) 'auxx' match no"):
         with pytest.raises(cimsim.MappingError):
             prepare(model, lossless_chip("channel"), args, exclude="auxx")
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention through F.scaled_dot_product_attention with a learned bias / learned queries
+# ---------------------------------------------------------------------------------------------
+class FusedWindowAttention(nn.Module):
+    """timm's ``fused_attn`` path: F.scaled_dot_product_attention with the learned
+    relative-position bias as its float ``attn_mask`` (here a parameter sliced to the window)."""
+
+    def __init__(self, dim: int = 8, heads: int = 2, n_max: int = 6):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.attn_bias = nn.Parameter(torch.randn(heads, n_max, n_max) * 0.1)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attn_bias[:, :n, :n])
+        return self.proj(y.transpose(1, 2).reshape(b, n, c))
+
+
+class LatentQueries(nn.Module):
+    """Perceiver-style: learned latent queries attend over the projected inputs."""
+
+    def __init__(self, dim: int = 8, n_latents: int = 3):
+        super().__init__()
+        self.latents = nn.Parameter(torch.randn(1, n_latents, dim))
+        self.kv = nn.Linear(dim, 2 * dim)
+
+    def forward(self, x):
+        k, v = self.kv(x).chunk(2, -1)
+        return F.scaled_dot_product_attention(self.latents.expand(x.shape[0], -1, -1), k, v)
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_attention_with_a_learned_bias_mask_lists_its_products(run):
+    """The mask is added to the scores, no product: the attention's Q·Kᵀ and ·V were left
+    unlisted because an operand (the mask) was a weight."""
+    model, x = FusedWindowAttention().eval(), torch.randn(3, 5, 8)
+    out = run(model, lossless_chip("channel"), (x,))
+    assert out.digital == [("model", "attention products", out.digital[0][2])]
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_learned_queries_into_attention_are_a_functional_weight(run):
+    """A weight as the query of F.scaled_dot_product_attention is a weight x activation product
+    computed in float: warned and listed, as one reaching torch.matmul is."""
+    model, x = LatentQueries().eval(), torch.randn(3, 5, 8)
+    with pytest.warns(UserWarning, match=r"latents \(scaled_dot_product_attention\)"):
+        out = run(model, lossless_chip("channel"), (x,))
+    assert [d[:2] for d in out.digital] == [("latents", "parameter")]
