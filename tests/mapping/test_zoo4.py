@@ -414,42 +414,38 @@ class MobileViT(nn.Module):
         return self.fc(self.block(self.stem(x)).mean((2, 3)))
 
 
-def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """torch.nn.utils.fusion.fuse_conv_bn_eval's arithmetic: the BN folded into the weight and
-    a new bias."""
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                      conv.padding, groups=conv.groups, bias=True)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-        fused.bias.copy_((b - bn.running_mean) * scale + bn.bias)
-    return fused
-
-
-class Folded(nn.Module):
-    """A ResNet-ish stem and block whose Conv+BN pairs were folded at load (as deployment
-    toolchains do before int8 export): bias-carrying convolutions, no BatchNorm left."""
+class _Unfolded(nn.Module):
+    """A ResNet-ish stem and block with Conv-BN(-ReLU) triples, before folding."""
 
     def __init__(self):
         super().__init__()
-        pairs = [(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8)),
-                 (nn.Conv2d(8, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8)),
-                 (nn.Conv2d(8, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8))]
-        for _, bn in pairs:  # trained statistics, not the identity
-            with torch.no_grad():
+        for i in range(3):
+            setattr(self, f"conv{i}", nn.Conv2d(3 if i == 0 else 8, 8, 3, 2 if i == 0 else 1, 1,
+                                                 bias=False))
+            bn = nn.BatchNorm2d(8)
+            with torch.no_grad():  # trained statistics, not the identity
                 bn.running_mean.uniform_(-0.3, 0.3)
                 bn.running_var.uniform_(0.5, 2.0)
                 bn.weight.uniform_(0.5, 1.5)
                 bn.bias.uniform_(-0.2, 0.2)
-            bn.eval()
-        self.stem, self.conv1, self.conv2 = (fuse_conv_bn(c, b) for c, b in pairs)
+            setattr(self, f"bn{i}", bn)
+        self.relu0, self.relu1 = nn.ReLU(), nn.ReLU()
         self.fc = nn.Linear(8, 10)
 
     def forward(self, x):
-        x = F.relu(self.stem(x))
-        x = F.relu(x + self.conv2(F.relu(self.conv1(x))))
+        x = self.relu0(self.bn0(self.conv0(x)))
+        x = F.relu(x + self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x))))))
         return self.fc(x.mean((2, 3)))
+
+
+def Folded() -> nn.Module:
+    """The BatchNorms folded at load as deployment toolchains do before export
+    (``torch.ao.quantization.fuse_modules``, eval): bias-carrying convolutions, two of them
+    inside ``ConvReLU2d`` (a Sequential of the folded conv and its ReLU), Identity where the
+    BatchNorms and ReLUs were."""
+    return torch.ao.quantization.fuse_modules(
+        _Unfolded().eval(), [["conv0", "bn0", "relu0"], ["conv1", "bn1", "relu1"],
+                             ["conv2", "bn2"]])
 
 
 def _image(b: int = 3, size: int = 16):
@@ -636,3 +632,19 @@ def test_learned_queries_into_attention_are_a_functional_weight(run):
     with pytest.warns(UserWarning, match=r"latents \(scaled_dot_product_attention\)"):
         out = run(model, lossless_chip("channel"), (x,))
     assert [d[:2] for d in out.digital] == [("latents", "parameter")]
+
+
+def test_folded_convolutions_carry_their_batchnorm_in_weight_and_bias():
+    """The folded model computes the unfolded one (float), and deploy maps the convolutions
+    inside the fused ConvReLU2d modules with their biases."""
+    torch.manual_seed(0)
+    unfolded = _Unfolded().eval()
+    torch.manual_seed(0)
+    folded = Folded()
+    x = _image()[0]
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), unfolded(x), rtol=1e-5, atol=1e-5)
+    sim = cimsim.deploy(folded, lossless_chip("channel"), (x,))
+    assert list(sim.sim_layers) == ["conv0.0", "conv1.0", "conv2", "fc"]
+    assert all(folded.get_submodule(n).bias is not None for n in sim.sim_layers)
+    assert_bitwise(sim(x), reference_model(folded, sim)(x))
