@@ -8,12 +8,14 @@ shuffle by view / transpose, depthwise convolutions); SqueezeNet (fire modules, 
 max-pool, a convolutional classifier); EfficientNet (MBConv with squeeze-excite, SiLU,
 stochastic depth); RegNet (group convolutions of a fixed group width); Swin (windowed attention
 with ``torch.roll`` shifts and their mask, a relative-position-bias table indexed by a buffer,
-patch merging); MobileViT (patches unfolded into a transformer and folded back); a Conv2d whose
+patch merging) and Swin-V2's window attention (cosine scores, a learned logit scale, a
+continuous-position-bias MLP run on a buffer); MobileViT (patches unfolded into a transformer and folded back); a Conv2d whose
 BatchNorm was folded into it at load (a convolution with a bias).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -378,6 +380,53 @@ class Swin(nn.Module):
         return self.head(self.norm(x).mean((1, 2)))
 
 
+class SwinV2Attention(nn.Module):
+    """Swin-V2's window attention (torchvision swin_v2_t): cosine scores scaled by a clamped
+    learned logit scale, the bias computed by a continuous-position MLP run on a buffer of
+    log-spaced relative coordinates (a mapped Linear whose input is a constant)."""
+
+    def __init__(self, dim: int = 8, heads: int = 2, window: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.logit_scale = nn.Parameter(torch.log(10 * torch.ones(heads, 1, 1)))
+        self.cpb_mlp = nn.Sequential(nn.Linear(2, 16), nn.ReLU(inplace=True),
+                                     nn.Linear(16, heads, bias=False))
+        r = torch.arange(-(window - 1), window, dtype=torch.float32)
+        table = torch.stack(torch.meshgrid(r, r, indexing="ij")).permute(1, 2, 0).unsqueeze(0)
+        table = torch.sign(table) * torch.log2(table.abs() + 1.0) / 3.0
+        self.register_buffer("relative_coords_table", table.contiguous(), False)
+        coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window),
+                                            indexing="ij")).flatten(1)
+        rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + window - 1
+        self.register_buffer("relative_position_index",
+                             (rel[..., 0] * (2 * window - 1) + rel[..., 1]).flatten(), False)
+
+    def forward(self, x):  # (B, N = window², C)
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
+        attn = attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+        table = self.cpb_mlp(self.relative_coords_table).view(-1, self.heads)
+        bias = table[self.relative_position_index].view(n, n, -1).permute(2, 0, 1)
+        attn = attn + 16 * torch.sigmoid(bias).unsqueeze(0)
+        return self.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class SwinV2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 8, 8, 8)
+        self.norm = nn.LayerNorm(8)
+        self.attn = SwinV2Attention()
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)  # 2x2 patches: one window
+        x = x + self.norm(self.attn(x))  # V2's res-post-norm
+        return self.head(x.mean(1))
+
+
 class MobileViTBlock(nn.Module):
     """Local 3x3 + 1x1, patches unfolded (2x2) into a transformer over each pixel position's
     patches, folded back, fused with the input."""
@@ -455,7 +504,7 @@ def _image(b: int = 3, size: int = 16):
 ZOO4 = {
     "densenet": DenseNet, "inception": Inception, "shufflenet": ShuffleNet,
     "squeezenet": SqueezeNet, "efficientnet": EfficientNet, "regnet": RegNet, "swin": Swin,
-    "mobilevit": MobileViT, "folded": Folded,
+    "mobilevit": MobileViT, "folded": Folded, "swin-v2": SwinV2,
 }
 
 # Inception's auxiliary head runs only in training mode: an eval calibration never reaches it,
@@ -485,10 +534,11 @@ _DIGITAL = {
     "inception": {"aux.1.conv", "aux.3"},
     "swin": {"blocks.0.attn", "blocks.1.attn"},  # q @ kᵀ, attn @ v: activation products
     "mobilevit": {"block.transformer.self_attn"},
+    "swin-v2": {"attn"},
 }
 # no weight in a product: Swin's bias table is indexed and added to the scores
 _NOT_MATRICES = {"blocks.0.attn.relative_position_bias_table",
-                 "blocks.1.attn.relative_position_bias_table"}
+                 "blocks.1.attn.relative_position_bias_table", "attn.logit_scale"}
 
 
 # ---------------------------------------------------------------------------------------------
