@@ -9,8 +9,15 @@ max-pool, a convolutional classifier); EfficientNet (MBConv with squeeze-excite,
 stochastic depth); RegNet (group convolutions of a fixed group width); Swin (windowed attention
 with ``torch.roll`` shifts and their mask, a relative-position-bias table indexed by a buffer,
 patch merging) and Swin-V2's window attention (cosine scores, a learned logit scale, a
-continuous-position-bias MLP run on a buffer); MobileViT (patches unfolded into a transformer and folded back); a Conv2d whose
-BatchNorm was folded into it at load (a convolution with a bias).
+continuous-position-bias MLP run on a buffer); MobileViT (patches unfolded into a transformer
+and folded back); Conv+BN(+ReLU) folded at load by ``torch.ao.quantization.fuse_modules``
+(convolutions with a bias, inside ``ConvReLU2d``).
+
+And what broke: Inception's auxiliary head, reached in training mode only, is refused by deploy
+and prepare naming it and advising ``exclude``, which prepare did not take (an unknown-option
+error: the model could not be trained at all); a learned bias passed as the ``attn_mask`` of
+``F.scaled_dot_product_attention`` left the attention's activation products unlisted, and a
+weight passed as its query (Perceiver latents) ran in float unlisted and unwarned.
 """
 
 from __future__ import annotations
