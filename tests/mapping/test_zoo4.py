@@ -705,3 +705,12 @@ def test_folded_convolutions_carry_their_batchnorm_in_weight_and_bias():
     assert list(sim.sim_layers) == ["conv0.0", "conv1.0", "conv2", "fc"]
     assert all(folded.get_submodule(n).bias is not None for n in sim.sim_layers)
     assert_bitwise(sim(x), reference_model(folded, sim)(x))
+
+
+def test_simulated_calibration_prepares_with_the_excluded_head():
+    """adc.calibration_mode = 'simulated': prepare deploys to fit its ADCs stage by stage, and
+    that deploy excludes the head as well (it failed on the head it never reached)."""
+    chip = _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0))
+    chip = chip.replace(adc=chip.adc.replace(calibration_mode="simulated"))
+    model, args = _build("inception", torch.float64)
+    prepare_step_deploy(model.train(), chip, args, 0, main=_main, exclude=["aux.*"])
