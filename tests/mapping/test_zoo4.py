@@ -714,3 +714,21 @@ def test_simulated_calibration_prepares_with_the_excluded_head():
     chip = chip.replace(adc=chip.adc.replace(calibration_mode="simulated"))
     model, args = _build("inception", torch.float64)
     prepare_step_deploy(model.train(), chip, args, 0, main=_main, exclude=["aux.*"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The torch backend
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(ZOO4))
+def test_torch_backend_equals_the_engine_noise_free(name):
+    """rram-22nm with its variation, its conversion noise off: bit for bit, the same counts
+    (grouped, depthwise and asymmetric kernels, the Linear on a buffer, the excluded head)."""
+    chip = _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0))
+    model, args = _build(name)
+    numba = _deploy(name, model, chip, args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sim = cimsim.deploy(model, chip, args, exclude=_EXCLUDE.get(name, ()), backend="torch")
+    assert torch.equal(numba(*args), sim(*args))
+    assert numba.report().totals["energy_pj_per_inference"] == pytest.approx(
+        sim.report().totals["energy_pj_per_inference"], rel=1e-9)
