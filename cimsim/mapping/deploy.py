@@ -566,7 +566,10 @@ EXCLUDED_REASON = "excluded by the user"
 
 
 def _excluded(name: str, patterns: Sequence[str]) -> bool:
-    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+    # a container's name stands for the layers in it (exclude=["aux"], an Inception's head):
+    # it matched none, warned, and the head it meant was mapped
+    return any(name == p or name.startswith(p + ".") or fnmatch.fnmatchcase(name, p)
+               for p in patterns)
 
 
 def warn_unmatched_excludes(patterns: Sequence[str], candidates: Sequence[str], who: str,
@@ -609,7 +612,8 @@ def deploy(
     seed : int
         Programming variation, faults and conversion noise derive from it.
     exclude : sequence of str
-        Module names or glob patterns (``"features.0"``, ``"*.out_proj"``) kept digital; an
+        Module names or glob patterns (``"features.0"``, ``"*.out_proj"``) kept digital; a
+        container's name keeps every layer in it digital (``"aux"``: ``aux.0``, ``aux.1.fc``); an
         attention module's projections are ``NAME.q_proj``, ``k_proj``, ``v_proj``, ``out_proj``
         (``NAME.in_proj`` for all three input projections).
     batch_size : int

@@ -732,3 +732,15 @@ def test_torch_backend_equals_the_engine_noise_free(name):
     assert torch.equal(numba(*args), sim(*args))
     assert numba.report().totals["energy_pj_per_inference"] == pytest.approx(
         sim.report().totals["energy_pj_per_inference"], rel=1e-9)
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_excluding_a_container_excludes_the_layers_in_it(run):
+    """exclude=["aux"], the head's own name, is what a user types: it matched no mappable
+    layer (a warning), and the head it meant was mapped, then refused as never reached."""
+    model, args = _build("inception")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = run(model, lossless_chip("channel"), args, exclude=["aux"])
+    assert out.digital == [("aux.1.conv", "Conv2d", "excluded by the user"),
+                           ("aux.3", "Linear", "excluded by the user")]
