@@ -33,8 +33,15 @@ from torch import nn
 import cimsim
 from cimsim.train import prepare
 
-from .conftest import assert_bitwise, lossless_chip, reference_model
+from .conftest import (
+    assert_bitwise,
+    check_every_matrix,
+    check_lossy_run,
+    lossless_chip,
+    reference_model,
+)
 from .test_new_models import _rram, prepare_step_deploy
+from .test_zoo3 import DropPath
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,20 +207,6 @@ class SqueezeNet(nn.Module):
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
-class StochasticDepth(nn.Module):
-    """torchvision.ops.StochasticDepth, mode "row"."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        keep = x.new_empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
-
-
 class SE(nn.Module):
     """torchvision's SqueezeExcitation with EfficientNet's SiLU."""
 
@@ -236,7 +229,7 @@ class MBConv(nn.Module):
             nn.Conv2d(e, e, 3, stride, 1, groups=e, bias=False), nn.BatchNorm2d(e), nn.SiLU(),
             SE(e, max(1, c_in // 4)),
             nn.Conv2d(e, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
-        self.drop = StochasticDepth(p_drop)
+        self.drop = DropPath(p_drop)  # torchvision.ops.StochasticDepth, mode "row"
 
     def forward(self, x):
         y = self.block(x)
@@ -544,8 +537,8 @@ _DIGITAL = {
     "swin-v2": {"attn"},
 }
 # no weight in a product: Swin's bias table is indexed and added to the scores
-_NOT_MATRICES = {"blocks.0.attn.relative_position_bias_table",
-                 "blocks.1.attn.relative_position_bias_table", "attn.logit_scale"}
+_NOT_MATRICES = ("blocks.0.attn.relative_position_bias_table",
+                 "blocks.1.attn.relative_position_bias_table", "attn.logit_scale")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,19 +565,8 @@ def test_rram_deploy_runs_reports_and_accounts_for_every_matrix(name):
     with torch.no_grad():
         want = model(*args)
     sim = _deploy(name, model, _rram(), args)
-    got = sim(*args)
-    assert got.shape == want.shape and torch.isfinite(got).all()
-    assert _rel(got, want) < 1.0  # lossy, not garbage
-    report = sim.report()
-    assert list(report.layers["layer"]) == list(sim.sim_layers)
-    assert report.totals["energy_pj_per_inference"] > 0
-    assert list(report.digital.itertuples(index=False, name=None)) == sim.digital
-    assert {d[0] for d in sim.digital} == _DIGITAL.get(name, set())
-    mapped = tuple(n + "." for n in sim.sim_layers)
-    for pname, p in model.named_parameters():  # every matrix: on the arrays or listed
-        if p.dim() >= 2 and pname not in _NOT_MATRICES:
-            assert pname.startswith(mapped) or any(
-                pname.startswith(d + ".") for d in _DIGITAL[name]), pname
+    check_lossy_run(sim(*args), want, sim)
+    check_every_matrix(model, sim, _DIGITAL.get(name, set()), _NOT_MATRICES)
 
 
 # ---------------------------------------------------------------------------------------------
