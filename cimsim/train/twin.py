@@ -1621,14 +1621,14 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             kept = scripted_row(child, name, NOT_MAPPABLE) or (
                 None if cls is None or (why := overridden_forward(child, name)) is None
                 else (name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
+            if cls is not None:
+                candidates.append(name)
+                if _excluded(name, patterns):  # as deploy: the float module stays, trained
+                    digital.append((name, type(child).__name__, EXCLUDED_REASON))
+                    continue
             if kept is not None:
                 digital.append(kept)
                 continue
-            if cls is not None:
-                candidates.append(name)
-                if _excluded(name, patterns):  # the float module stays, trained in float
-                    digital.append((name, type(child).__name__, EXCLUDED_REASON))
-                    continue
             if cls is None and isinstance(child, _UNSUPPORTED):
                 digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
                 continue
