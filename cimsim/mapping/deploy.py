@@ -562,8 +562,25 @@ def _reads_one_of(node: fx.Node, layers: dict[str, float]) -> bool:
     return isinstance(arg, fx.Node) and arg.op == "call_module" and arg.target in layers
 
 
+EXCLUDED_REASON = "excluded by the user"
+
+
 def _excluded(name: str, patterns: Sequence[str]) -> bool:
-    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+    # a container's name stands for the layers in it (exclude=["aux"], an Inception's head):
+    # it matched none, warned, and the head it meant was mapped
+    return any(name == p or name.startswith(p + ".") or fnmatch.fnmatchcase(name, p)
+               for p in patterns)
+
+
+def warn_unmatched_excludes(patterns: Sequence[str], candidates: Sequence[str], who: str,
+                            stacklevel: int) -> None:
+    """A pattern that names no mappable layer is most likely a typo: say so, with names."""
+    unmatched = [p for p in patterns if not any(_excluded(n, [p]) for n in candidates)]
+    if unmatched:
+        shown = ", ".join(candidates[:8]) + (", ..." if len(candidates) > 8 else "")
+        warnings.warn(f"{who}: exclude pattern(s) {', '.join(map(repr, unmatched))} match no "
+                      f"mappable layer (they are named like: {shown or 'none'})",
+                      UserWarning, stacklevel=stacklevel)
 
 
 def deploy(
@@ -595,7 +612,8 @@ def deploy(
     seed : int
         Programming variation, faults and conversion noise derive from it.
     exclude : sequence of str
-        Module names or glob patterns (``"features.0"``, ``"*.out_proj"``) kept digital; an
+        Module names or glob patterns (``"features.0"``, ``"*.out_proj"``) kept digital; a
+        container's name keeps every layer in it digital (``"aux"``: ``aux.0``, ``aux.1.fc``); an
         attention module's projections are ``NAME.q_proj``, ``k_proj``, ``v_proj``, ``out_proj``
         (``NAME.in_proj`` for all three input projections).
     batch_size : int
@@ -792,13 +810,7 @@ class _LayerMapping:
         return _excluded(name, self.exclude)
 
     def _warn_unmatched_excludes(self) -> None:
-        """A pattern that names no mappable layer is most likely a typo: say so, with names."""
-        unmatched = [p for p in self.exclude if not any(_excluded(n, [p]) for n in self.candidates)]
-        if unmatched:
-            shown = ", ".join(self.candidates[:8]) + (", ..." if len(self.candidates) > 8 else "")
-            warnings.warn(f"deploy: exclude pattern(s) {', '.join(map(repr, unmatched))} match no "
-                          f"mappable layer (they are named like: {shown or 'none'})",
-                          UserWarning, stacklevel=4)
+        warn_unmatched_excludes(self.exclude, self.candidates, "deploy", stacklevel=5)
 
     def _visit(self, parent: nn.Module, prefix: str) -> None:
         for child_name, child in self.walk.children(parent):
@@ -822,7 +834,7 @@ class _LayerMapping:
              ) -> SimLayer | None:
         """The simulated layer of ``child``, or None (kept digital, reason recorded)."""
         if self._excludes(name):
-            self.digital.append((name, type(child).__name__, "excluded by the user"))
+            self.digital.append((name, type(child).__name__, EXCLUDED_REASON))
             return None
         if (why := overridden_forward(child, name)) is not None:
             self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
@@ -853,7 +865,7 @@ class _LayerMapping:
                 if self._excludes(f"{name}.{t}")}
         if self._excludes(f"{name}.in_proj"):
             tags |= {"q_proj", "k_proj", "v_proj"}
-        self.digital.extend((f"{name}.{t}", "projection", "excluded by the user")
+        self.digital.extend((f"{name}.{t}", "projection", EXCLUDED_REASON)
                             for t in sorted(tags))
         return frozenset(tags)
 

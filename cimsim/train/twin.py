@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import logging
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -74,17 +74,20 @@ from ..config import (
 from ..errors import ConfigError, MappingError
 from ..mapping.deploy import (
     _UNSUPPORTED,
+    EXCLUDED_REASON,
     NOT_MAPPABLE,
     UNSUPPORTED_REASON,
     ModuleWalk,
     SimModel,
     _batches,
+    _excluded,
     _relu_consumers,
     batches_noted,
     carry_hooks,
     deploy,
     deploy_views,
     user_model,
+    warn_unmatched_excludes,
     warn_unsupported,
 )
 from ..mapping.functional import warn_functional, watch_functional_weights, weight_read_error
@@ -1530,8 +1533,9 @@ class PreparedModel(nn.Module):
         """
         root = self.seed if seed is None else seed
         chip = self.chip if chip is None else chip
+        excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
         return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
-                            batch_dim=batch_dim)
+                            exclude=excluded, batch_dim=batch_dim)
 
 
 @contextlib.contextmanager
@@ -1551,7 +1555,8 @@ def _effective_weights(twins: list[TwinMatmul]) -> Iterator[None]:
 
 
 def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
-            batch_size: int = 256, batch_dim: int = 0, **options) -> PreparedModel:
+            batch_size: int = 256, batch_dim: int = 0, exclude: Sequence[str] = (),
+            **options) -> PreparedModel:
     """A trainable copy of ``model`` whose mapped layers compute as the chip does.
 
     Parameters
@@ -1569,6 +1574,10 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     batch_dim : int
         Which dimension of the inputs counts samples, as in ``cimsim.deploy`` (1 for
         sequence-first transformers): the calibration tensors are cut along it.
+    exclude : sequence of str
+        Layer names or glob patterns kept float and digital, as in ``cimsim.deploy`` (e.g. an
+        Inception auxiliary head, run in training mode only, which an eval calibration never
+        reaches); they train in float and :meth:`PreparedModel.deploy` keeps them digital.
     **options
         :class:`TwinOptions` fields (``learn_weight_scale``, ``learn_act_scale``,
         ``learn_adc_step``, ``train_noise``); an unknown name is a ``ConfigError``.
@@ -1602,6 +1611,8 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
               else {})
 
     walk = ModuleWalk("prepare")  # as deploy: a module's second place gets the same twin
+    patterns = [exclude] if isinstance(exclude, str) else list(exclude)
+    candidates: list[str] = []
 
     def visit(parent: nn.Module, prefix: str) -> None:
         for child_name, child in walk.children(parent):
@@ -1610,6 +1621,11 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             kept = scripted_row(child, name, NOT_MAPPABLE) or (
                 None if cls is None or (why := overridden_forward(child, name)) is None
                 else (name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
+            if cls is not None:
+                candidates.append(name)
+                if _excluded(name, patterns):  # as deploy: the float module stays, trained
+                    digital.append((name, type(child).__name__, EXCLUDED_REASON))
+                    continue
             if kept is not None:
                 digital.append(kept)
                 continue
@@ -1634,6 +1650,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                                 "activation x activation (Q·Kᵀ, softmax, ·V) kept in float"))
 
     visit(root, "")
+    warn_unmatched_excludes(patterns, candidates, "prepare", stacklevel=3)
     half = [name for name, layer in layers.items()
             if any(p.dtype in (torch.float16, torch.bfloat16)
                    for p in layer._float_src[0].parameters())]
@@ -1662,7 +1679,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # prepare has warned about the same
             sim = deploy(model, chip, calibration, seed=seed, batch_size=batch_size,
-                         batch_dim=batch_dim)
+                         batch_dim=batch_dim, exclude=patterns)
         views = {c.name: c.view for layer in sim.sim_layers.values() for c in layer.cores
                  if c.view is not None and not c.digital}
         for layer in layers.values():

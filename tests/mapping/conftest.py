@@ -311,6 +311,30 @@ def reference_model(model: nn.Module, sim, check_weights: bool = True) -> nn.Mod
     return ref
 
 
+def check_lossy_run(got: torch.Tensor, want: torch.Tensor, sim) -> None:
+    """A lossy deploy's outputs ``got``: finite, near float ``want`` (not garbage), and its
+    report holds every layer and what stays digital."""
+    assert got.shape == want.shape and torch.isfinite(got).all()
+    assert float((got - want).norm() / want.norm()) < 1.0  # lossy, not garbage
+    report = sim.report()
+    assert list(report.layers["layer"]) == list(sim.sim_layers)
+    assert report.totals["energy_pj_per_inference"] > 0
+    assert list(report.digital.itertuples(index=False, name=None)) == sim.digital
+
+
+def check_every_matrix(model: nn.Module, sim, digital: set[str],
+                       not_matrices: tuple[str, ...] = ()) -> None:
+    """Every weight matrix of ``model`` is on the arrays or under a module of ``digital``, the
+    names ``sim.digital`` lists. ``not_matrices``: 2-D parameters no product uses (tokens, bias
+    tables)."""
+    assert {d[0] for d in sim.digital} == digital
+    mapped = tuple(n + "." for n in sim.sim_layers)
+    for pname, p in model.named_parameters():
+        if p.dim() >= 2 and pname not in not_matrices:
+            assert pname.startswith(mapped) or any(
+                pname == d or pname.startswith(d + ".") for d in digital), pname
+
+
 def assert_bitwise(got: torch.Tensor, want: torch.Tensor) -> None:
     assert got.shape == want.shape, (got.shape, want.shape)
     assert got.dtype == want.dtype, (got.dtype, want.dtype)

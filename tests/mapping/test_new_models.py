@@ -258,12 +258,12 @@ def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
     prepare_step_deploy(model, chip_cfg, args, batch_dim)
 
 
-def prepare_step_deploy(model, chip_cfg, args, batch_dim, main=lambda y: y):
+def prepare_step_deploy(model, chip_cfg, args, batch_dim, main=lambda y: y, **kw):
     """prepare, one SGD step on the mean square of ``main(output)``, then the deployed twin
     equals the eval twin (float64: no ties). Returns the prepared model."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # embeddings and the like listed digital
-        prep = prepare(model, chip_cfg, args, seed=3, batch_dim=batch_dim)
+        prep = prepare(model, chip_cfg, args, seed=3, batch_dim=batch_dim, **kw)
     before = {n: p.detach().clone() for n, p in prep.named_parameters()}
     opt = torch.optim.SGD(prep.parameters(), lr=1e-2)
     prep.train()

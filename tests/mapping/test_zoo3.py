@@ -34,7 +34,13 @@ import cimsim
 from cimsim.errors import MappingError
 from cimsim.train import prepare
 
-from .conftest import assert_bitwise, lossless_chip, reference_model
+from .conftest import (
+    assert_bitwise,
+    check_every_matrix,
+    check_lossy_run,
+    lossless_chip,
+    reference_model,
+)
 from .test_new_models import _rram, prepare_step_deploy
 
 P = torch.nn.utils.parametrizations
@@ -396,19 +402,9 @@ def test_rram_deploy_runs_reports_and_accounts_for_every_matrix(name):
     with torch.no_grad():
         want = model(*args)
     sim = _quiet(cimsim.deploy, model, _rram(), args, batch_dim=batch_dim)
-    got = sim(*args)
-    assert got.shape == want.shape and torch.isfinite(got).all()
-    assert _rel(got, want) < 1.0  # lossy, not garbage
-    report = sim.report()
-    assert list(report.layers["layer"]) == list(sim.sim_layers)
-    assert report.totals["energy_pj_per_inference"] > 0
-    assert list(report.digital.itertuples(index=False, name=None)) == sim.digital
-    assert {d[0] for d in sim.digital} == _DIGITAL.get(name, set())
-    mapped = tuple(n + "." for n in sim.sim_layers)
-    for pname, p in model.named_parameters():  # every matrix: on the arrays or listed
-        if p.dim() >= 2 and pname not in ("cls", "pos"):  # the ViT's tokens: added, no product
-            assert pname.startswith(mapped) or any(
-                pname == d or pname.startswith(d + ".") for d in _DIGITAL[name]), pname
+    check_lossy_run(sim(*args), want, sim)
+    # the ViT's tokens: added, no product
+    check_every_matrix(model, sim, _DIGITAL.get(name, set()), ("cls", "pos"))
 
 
 # ---------------------------------------------------------------------------------------------
