@@ -324,6 +324,19 @@ def test_a_loaded_model_pickles_as_its_file(net_and_x, tmp_path, kind, dumps):
     _check_rewritten(pickle.loads(dumps(again)), net, x)  # and it travels on
 
 
+def _deploys_as_the_module(loaded: nn.Module, model: nn.Module, x: torch.Tensor) -> None:
+    """``loaded`` (the digits CNN from a file) deploys on rram-22nm with the module's layer
+    names, in its order, and gives its outputs bit for bit (programming draws are seeded by
+    the layer names)."""
+    chip = cimsim.load_chip("rram-22nm")
+    a = cimsim.deploy(model, chip, x[:64], seed=3)
+    b = cimsim.deploy(loaded, chip, x[:64], seed=3)
+    assert list(b.sim_layers) == list(a.sim_layers) == [
+        "features.0", "features.2", "features.5", "classifier.1", "classifier.3"]
+    with torch.no_grad():
+        assert torch.equal(a(x[64:]), b(x[64:]))
+
+
 def test_an_exported_model_keeps_its_layer_names_and_deploys_as_the_module(tmp_path):
     """The rebuilt layers of a .pt2 take their modules' paths (nn_module_stack): reports name
     them as the module does, and each layer's programming draw (seeded by its name) is the
@@ -335,14 +348,7 @@ def test_an_exported_model_keeps_its_layer_names_and_deploys_as_the_module(tmp_p
     x = torch.randn(96, 1, 8, 8)
     ep = torch.export.export(model, (x[:2],), dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(ep, tmp_path / "m.pt2")
-    loaded = load_model(str(tmp_path / "m.pt2"), x[:4])
-    chip = cimsim.load_chip("rram-22nm")
-    a = cimsim.deploy(model, chip, x[:64], seed=3)
-    b = cimsim.deploy(loaded, chip, x[:64], seed=3)
-    assert sorted(b.sim_layers) == sorted(a.sim_layers) == [
-        "classifier.1", "classifier.3", "features.0", "features.2", "features.5"]
-    with torch.no_grad():
-        assert torch.equal(a(x[64:]), b(x[64:]))
+    _deploys_as_the_module(load_model(str(tmp_path / "m.pt2"), x[:4]), model, x)
 
     class Shared(nn.Module):
         def __init__(self):
@@ -381,11 +387,4 @@ def test_a_torchscript_model_keeps_its_layer_names_and_deploys_as_the_module(tmp
     x = torch.randn(96, 1, 8, 8)
     ts = torch.jit.trace(model, (x[:2],)) if make == "trace" else torch.jit.script(model)
     ts.save(str(tmp_path / "m.ts"))
-    loaded = load_model(str(tmp_path / "m.ts"), x[:2])
-    chip = cimsim.load_chip("rram-22nm")
-    a = cimsim.deploy(model, chip, x[:64], seed=3)
-    b = cimsim.deploy(loaded, chip, x[:64], seed=3)
-    assert list(b.sim_layers) == list(a.sim_layers) == [
-        "features.0", "features.2", "features.5", "classifier.1", "classifier.3"]
-    with torch.no_grad():
-        assert torch.equal(a(x[64:]), b(x[64:]))
+    _deploys_as_the_module(load_model(str(tmp_path / "m.ts"), x[:2]), model, x)
