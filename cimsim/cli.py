@@ -150,7 +150,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"warning: --time: {STATIC_DEVICE}; use a drifting device (e.g. the pcm-22nm "
               "preset; docs/drift.md)", file=sys.stderr)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {used}")
-    sim = cimsim.deploy(model, chip, x_cal, seed=args.seed)
+    sim = cimsim.deploy(model, chip, x_cal, seed=args.seed, exclude=args.exclude)
     if x_eval is x:  # after the deploy, so that an error stays the only line on stderr
         _warn_calibration_reused(args.calibration)
     if times is None:
@@ -635,7 +635,7 @@ def _run_identity(args: argparse.Namespace) -> dict[str, str]:
     keys = ("model", "data", "chip", "method", "option", "loss", "lr", "batch_size", "seed",
             "calibration", "limit", "devices", "forward_rescale", "backward_rescale",
             "train_adc_bits", "weight_scale", "psum_scale", "psum_centre", "num_sigma",
-            "scale_init", "weight_decomposition")
+            "scale_init", "weight_decomposition", "exclude")
     return {k: str(getattr(args, k, None)) for k in keys}
 
 
@@ -702,7 +702,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif recipe.base in ("pim-qat", "columnquant"):
         prepared = _prepare_for(args, recipe.base, model, chip, x_cal)
     else:
-        prepared = prepare(model, chip, x_cal, seed=args.seed, devices=args.devices)
+        prepared = prepare(model, chip, x_cal, seed=args.seed, devices=args.devices,
+                           exclude=args.exclude)
     optimizer = torch.optim.Adam(recipe.setup(prepared, args.lr, args.seed))
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / CHECKPOINT
@@ -782,7 +783,8 @@ def _prepare_bskmq(args: argparse.Namespace, recipe, chip, model, x_cal):
     print(f"BS-KMQ on the chip: {chip.weight_bits}-bit weights, {chip.adc.bits}-bit "
           f"{chip.adc.level_fit.value} NL-ADC levels fused with the ReLUs "
           f"({'refit each epoch' if recipe.bskmq_refit else 'frozen'})")
-    return prepare_bskmq(model, chip, x_cal, seed=args.seed, devices=args.devices)
+    return prepare_bskmq(model, chip, x_cal, seed=args.seed, devices=args.devices,
+                         exclude=args.exclude)
 
 
 def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal):
@@ -793,14 +795,16 @@ def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal):
         return prepare_pimqat(model, chip, x_cal, seed=args.seed,
                               forward_rescale=args.forward_rescale,
                               backward_rescale=args.backward_rescale,
-                              train_adc_bits=args.train_adc_bits or None)
+                              train_adc_bits=args.train_adc_bits or None,
+                              exclude=args.exclude)
     from .train.columnquant import prepare_columnquant
 
     return prepare_columnquant(model, chip, x_cal, seed=args.seed,
                                weight_scale=args.weight_scale, psum_scale=args.psum_scale,
                                centre=args.psum_centre, num_sigma=args.num_sigma,
                                init=args.scale_init, grad="paper",
-                               decomposition=args.weight_decomposition)
+                               decomposition=args.weight_decomposition,
+                               exclude=args.exclude)
 
 
 class _UsageError(Exception):
@@ -881,6 +885,10 @@ _SEED_HELP = ("seed of the programming variation, stuck cells and conversion noi
 _BATCH_HELP = ("inputs per simulated forward (default {}); with conversion noise the batching "
                "is part of the result")
 _LIMIT_HELP = "use only the first N inputs (default 0: all)"
+_EXCLUDE_HELP = ("keep the layers matching PATTERN digital (a layer name, a container's name "
+                 "for the layers in it, or an fnmatch pattern such as 'features.0' or "
+                 "'*.head'); repeat for several (the first and last layers are often kept "
+                 "digital)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -921,6 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "when no input remains (default 256)")
     s.add_argument("--batch-size", type=_POSITIVE, default=64, help=_BATCH_HELP.format(64))
     s.add_argument("--limit", type=_LIMIT, default=0, help=_LIMIT_HELP)
+    s.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help=_EXCLUDE_HELP)
     s.add_argument("--time", default=None, metavar="TIMES",
                    help="times after programming to run at, e.g. 1h,1d,1y (units s, min, h, "
                         "d, w, y; a bare number is seconds): one report per time in "
@@ -1009,6 +1019,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=_LIMIT, default=0,
                    help="use only the first N training and N evaluation inputs (default 0: "
                         "all)")
+    t.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help=_EXCLUDE_HELP + "; they train in float")
     t.add_argument("--out", type=Path, required=True,
                    help="folder for checkpoint.pt, training.json and the report; a rerun "
                         "resumes after the last complete epoch")

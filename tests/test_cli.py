@@ -361,3 +361,27 @@ def test_train_bskmq_finetunes_the_nl_adc_levels_issue12(tmp_path, capsys, metho
     assert "simulated accuracy" in out
     summary = json.loads((tmp_path / "run" / "training.json").read_text())
     assert summary["epochs"] == 1 and "twin_accuracy" in summary
+
+
+def test_simulate_and_train_keep_excluded_layers_digital(digits_files, tmp_path, capsys):
+    """--exclude (repeatable) keeps layers digital, as deploy(exclude=) and prepare(exclude=):
+    CIM papers often keep the first and last layers digital; the CLI could not say so."""
+    out = tmp_path / "sim"
+    assert main(["simulate", "--model", str(digits_files / "model.pt2"), "--data",
+                 str(digits_files / "test.npz"), "--chip", "rram-22nm", "--calibration", "32",
+                 "--exclude", "features.0", "--exclude", "classifier.*", "--out",
+                 str(out)]) == 0
+    digital = pd.read_csv(out / "digital.csv")
+    assert sorted(digital["layer"]) == ["classifier.1", "classifier.3", "features.0"]
+    assert set(digital["reason"]) == {"excluded by the user"}
+    assert list(pd.read_csv(out / "layers.csv")["layer"]) == ["features.2", "features.5"]
+    for method in ("qat", "pim-qat"):
+        run = tmp_path / method
+        assert main(TRAIN + ["--method", method, "--epochs", "1", "--exclude", "features.0",
+                             "--out", str(run)]) == 0
+        assert list(pd.read_csv(run / "digital.csv")["layer"]) == ["features.0"]
+    capsys.readouterr()
+    # a checkpoint of another exclusion is another run: not resumed into this one
+    assert main(TRAIN + ["--method", "qat", "--epochs", "1", "--out", str(tmp_path / "qat")]) \
+        == 2
+    assert "checkpoint" in capsys.readouterr().err
