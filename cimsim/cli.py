@@ -147,7 +147,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         # a flat curve is no finding: say why (the sweep's time_s axis refuses the same)
         from .arrays.drift import STATIC_DEVICE
 
-        print(f"warning: --time: {STATIC_DEVICE}; use a drifting device (e.g. the pcm-22nm "
+        print(f"cimsim: warning: --time: {STATIC_DEVICE}; use a drifting device (e.g. the pcm-22nm "
               "preset; docs/drift.md)", file=sys.stderr)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {used}")
     sim = cimsim.deploy(model, chip, x_cal, seed=args.seed, exclude=args.exclude)

@@ -115,12 +115,12 @@ class _Watch(TorchFunctionMode):
         if func in _ATTENTION:  # Q·Kᵀ and ·V are its products; a (learned) mask is added
             qkv = [*args[:3], *(kwargs[k] for k in ("query", "key", "value") if k in kwargs)]
             factors = [self._weight(t) for t in _tensors(qkv)]
-        if func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION:
+        product = func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION
+        if product:
             for name in factors:  # an exported graph's aten calls too
                 if name is not None:
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
-        if ((func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION)
-                and len(factors) >= 2 and all(name is None for name in factors)
+        if (product and len(factors) >= 2 and all(name is None for name in factors)
                 and (owner := self.owner()) is not None):
             kind = "attention products" if func in _ATTENTION else "activation products"
             self.products.setdefault(owner, kind)

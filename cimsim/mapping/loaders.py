@@ -536,10 +536,15 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
     return mod
 
 
+def _weight_arg(node: torch.fx.Node) -> Any:
+    """A linear or convolution call's weight argument (its second), or None."""
+    return node.args[1] if len(node.args) > 1 else None
+
+
 def _weight_source(node: torch.fx.Node) -> Any:
     """What a call's weight is read from (a parameter's ``get_attr`` target), for telling a
     shared module's second call from another module at the same path."""
-    w = node.args[1] if len(node.args) > 1 else None
+    w = _weight_arg(node)
     return getattr(w, "target", w) if isinstance(w, torch.fx.Node) else id(w)
 
 
@@ -576,7 +581,7 @@ def _weight_holder_path(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | 
     """The path of the module a call's weight was read from (its ``get_attr`` target without
     ``.weight``), when the module there holds nothing but that layer's ``weight`` and ``bias``;
     else None."""
-    w = node.args[1] if len(node.args) > 1 else None
+    w = _weight_arg(node)
     target = getattr(w, "target", None) if isinstance(w, torch.fx.Node) else None
     if not isinstance(target, str) or not target.endswith(".weight"):
         return None

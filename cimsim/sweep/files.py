@@ -84,22 +84,22 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     paths.append(write_bytes(out / "pareto.png", png))
     time_png = None
     if "time_s" in frame and frame["time_s"].nunique() > 1:
-        paths.append(_accuracy_time(frame, out, meta))
-        time_png = paths[-1].read_bytes()  # the page shows every figure the sweep wrote
+        time_png = _accuracy_time(frame, meta)  # the page shows every figure the sweep wrote
+        paths.append(write_bytes(out / "accuracy_time.png", time_png))
     paths.append(write_text(out / "sweep.html", sweep_html(table, png, meta, time_png)))
     return paths
 
 
-def _accuracy_time(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> Path:
-    """``accuracy_time.png``: a time sweep's accuracy against time, one line per setting of
-    the other swept axes."""
+def _accuracy_time(frame: pd.DataFrame, meta: dict[str, Any]) -> bytes:
+    """The PNG of ``accuracy_time.png``: a time sweep's accuracy against time, one line per
+    setting of the other swept axes."""
     from ..report import _png, plot_accuracy_time
 
     others = frame.drop(columns=["time_s"]).assign(time_s=frame["time_s"].iloc[0])
     data = frame.assign(setting=point_labels(others))
     fig = plot_accuracy_time(data, series="setting" if data["setting"].nunique() > 1 else None,
                              title=f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}")
-    return write_bytes(out / "accuracy_time.png", _png(fig, dpi=120))
+    return _png(fig, dpi=120)
 
 
 def rerender(folder: Path, out: Path) -> list[Path]:

@@ -1618,16 +1618,16 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         for child_name, child in walk.children(parent):
             name = f"{prefix}{child_name}"
             cls = _twin_class(child)
-            kept = scripted_row(child, name, NOT_MAPPABLE) or (
-                None if cls is None or (why := overridden_forward(child, name)) is None
-                else (name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
             if cls is not None:
                 candidates.append(name)
                 if _excluded(name, patterns):  # as deploy: the float module stays, trained
                     digital.append((name, type(child).__name__, EXCLUDED_REASON))
                     continue
-            if kept is not None:
-                digital.append(kept)
+            if (scripted := scripted_row(child, name, NOT_MAPPABLE)) is not None:
+                digital.append(scripted)
+                continue
+            if cls is not None and (why := overridden_forward(child, name)) is not None:
+                digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
                 continue
             if cls is None and isinstance(child, _UNSUPPORTED):
                 digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
