@@ -1,6 +1,6 @@
 """``deploy(model, chip, calibration)``: a copy of a torch model whose matrix work runs on the
-simulated chip. Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, RNN/LSTM/GRU and
-MultiheadAttention projections are mapped; every other module runs in torch as before; layers
+simulated chip. Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, RNN/LSTM/GRU (layers and cells)
+and MultiheadAttention projections are mapped; every other module runs in torch as before; layers
 that hold weights but cannot be mapped (or that the user excludes) stay digital and are listed
 with the reason (a ``UserWarning`` names those whose type is not supported).
 """
@@ -48,7 +48,7 @@ from .layers import (
 )
 from .matrix import EngineView
 from .naming import named_layer
-from .recurrent import SimRNN
+from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
     copy_model,
     explain_stop_iteration,
@@ -71,10 +71,11 @@ _MAPPED: dict[type, type[SimLayer]] = {
     nn.ConvTranspose2d: SimConvTranspose,
     nn.ConvTranspose3d: SimConvTranspose,
     nn.RNNBase: SimRNN,
+    nn.RNNCellBase: SimRNNCell,
 }
-# hold weights, cannot be mapped: listed digital and warned (an RNN cell's fused kernel is no
-# product the functional watch sees: it would run in float unnoticed)
-_UNSUPPORTED = (nn.Bilinear, nn.Embedding, nn.EmbeddingBag, nn.RNNCellBase)
+# hold weights, cannot be mapped: listed digital and warned (an embedding is a table lookup,
+# no product; a bilinear form multiplies two activations)
+_UNSUPPORTED = (nn.Bilinear, nn.Embedding, nn.EmbeddingBag)
 UNSUPPORTED_REASON = "layer type not supported"
 NOT_MAPPABLE = "not mappable: "
 
@@ -796,13 +797,13 @@ class _LayerMapping:
             # nothing would run on the arrays: refuse before the calibration pass, not after
             if not self.digital:
                 raise MappingError("no layer can be mapped onto the arrays: the model has no "
-                                   "Linear, Conv, ConvTranspose, RNN/LSTM/GRU or "
-                                   "MultiheadAttention layer")
+                                   "Linear, Conv, ConvTranspose, RNN/LSTM/GRU (layer or "
+                                   "cell) or MultiheadAttention layer")
             kept = "; ".join(f"{name} ({kind}: {why})" for name, kind, why in self.digital)
             raise MappingError(
                 "no layer can be mapped onto the arrays (no Linear, Conv, ConvTranspose, "
-                "RNN/LSTM/GRU or MultiheadAttention outside the excluded ones); kept digital: "
-                f"{kept}")
+                "RNN/LSTM/GRU (layer or cell) or MultiheadAttention outside the excluded "
+                f"ones); kept digital: {kept}")
         return sim
 
     def _excludes(self, name: str) -> bool:

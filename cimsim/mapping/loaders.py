@@ -505,9 +505,45 @@ def _as_size(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def _cell_kind(node: torch.fx.Node) -> type[nn.RNNCellBase] | None:
+    """The recurrent cell class an ``aten.lstm_cell`` / ``gru_cell`` / ``rnn_tanh_cell`` /
+    ``rnn_relu_cell`` call computes (what ``nn.LSTMCell`` ... call), or None."""
+    aten = torch.ops.aten
+    cells: dict[Any, type[nn.RNNCellBase]] = {
+        aten.lstm_cell.default: nn.LSTMCell, aten.gru_cell.default: nn.GRUCell,
+        aten.rnn_tanh_cell.default: nn.RNNCell, aten.rnn_relu_cell.default: nn.RNNCell}
+    return cells.get(node.target)
+
+
+def _cell_for(gm: torch.fx.GraphModule, node: torch.fx.Node, cls: type[nn.RNNCellBase]
+              ) -> nn.RNNCellBase:
+    """The cell computing a cell call ``(input, hx, w_ih, w_hh, b_ih=None, b_hh=None)``; one
+    bias without the other is the missing one at zero."""
+    args = list(node.args) + [None] * (6 - len(node.args))
+    w_ih, w_hh = _tensor(gm, args[2]), _tensor(gm, args[3])
+    b_ih, b_hh = _optional_tensor(gm, args[4]), _optional_tensor(gm, args[5])
+    has_bias = b_ih is not None or b_hh is not None
+    mod: nn.RNNCellBase
+    if cls is nn.RNNCell:
+        mod = nn.RNNCell(w_ih.shape[1], w_hh.shape[1], bias=has_bias, nonlinearity=(
+            "relu" if node.target is torch.ops.aten.rnn_relu_cell.default else "tanh"))
+    else:
+        make: Callable[..., nn.RNNCellBase] = cls  # LSTMCell / GRUCell: (in, hidden, bias)
+        mod = make(w_ih.shape[1], w_hh.shape[1], bias=has_bias)
+    with torch.no_grad():
+        mod.weight_ih.copy_(w_ih)
+        mod.weight_hh.copy_(w_hh)
+        if has_bias:
+            mod.bias_ih.copy_(b_ih if b_ih is not None else torch.zeros_like(mod.bias_ih))
+            mod.bias_hh.copy_(b_hh if b_hh is not None else torch.zeros_like(mod.bias_hh))
+    return mod
+
+
 def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | None:
-    """The ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd`` computing ``node``, or
-    None."""
+    """The ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd`` / recurrent cell computing
+    ``node``, or None."""
+    if (cell := _cell_kind(node)) is not None:
+        return _cell_for(gm, node, cell)
     if node.target is torch.ops.aten.linear.default:
         w = _tensor(gm, node.args[1])
         b = _optional_tensor(gm, node.args[2] if len(node.args) > 2 else None)
@@ -537,8 +573,10 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
 
 
 def _weight_arg(node: torch.fx.Node) -> Any:
-    """A linear or convolution call's weight argument (its second), or None."""
-    return node.args[1] if len(node.args) > 1 else None
+    """A linear or convolution call's weight argument (its second), a cell call's W_ih (its
+    third), or None."""
+    i = 2 if _cell_kind(node) is not None else 1
+    return node.args[i] if len(node.args) > i else None
 
 
 def _weight_source(node: torch.fx.Node) -> Any:
@@ -583,16 +621,18 @@ def _weight_holder_path(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | 
     else None."""
     w = _weight_arg(node)
     target = getattr(w, "target", None) if isinstance(w, torch.fx.Node) else None
-    if not isinstance(target, str) or not target.endswith(".weight"):
+    own_name = "weight_ih" if _cell_kind(node) is not None else "weight"
+    if not isinstance(target, str) or not target.endswith(f".{own_name}"):
         return None
-    path = target[: -len(".weight")]
+    path = target[: -len(own_name) - 1]
     try:
         holder = gm.get_submodule(path)
     except AttributeError:
         return None
     own = {n for n, _ in holder.named_parameters(recurse=False)} | {
         n for n, _ in holder.named_buffers(recurse=False)}
-    return path if own <= {"weight", "bias"} else None
+    return path if own <= ({"weight", "bias"} if own_name == "weight" else {
+        "weight_ih", "weight_hh", "bias_ih", "bias_hh"}) else None
 
 
 def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -601,8 +641,11 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     Each ``aten.linear`` / ``aten.conv1d/2d/3d`` / ``aten.conv_transpose1d/2d/3d`` /
     ``aten.convolution`` / ``aten._convolution_mode`` call with constant weights becomes an
     ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd`` submodule holding those weights, so
-    that :func:`cimsim.deploy` can map it; the graph computes the same outputs. Recurrent calls
-    (``aten.lstm`` ...) are not rewritten: they run in float, and a ``UserWarning`` names them.
+    that :func:`cimsim.deploy` can map it; the graph computes the same outputs; so does each
+    recurrent cell call (``aten.lstm_cell`` / ``gru_cell`` / ``rnn_tanh_cell`` /
+    ``rnn_relu_cell``, an ``nn.LSTMCell`` ... of the model) with constant weights. Whole-sequence
+    recurrent calls (``aten.lstm`` ...) are not rewritten: they run in float, and a
+    ``UserWarning`` names them.
     Embedding look-ups and attention become modules deploy lists as digital
     (``cimsim.mapping.graph_digital``). ``gm`` is changed in place and returned.
     """
@@ -617,6 +660,9 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         mod = _module_for(gm, node)
         args: tuple = (node.args[0],)
         kwargs: dict[str, Any] = {}
+        if isinstance(mod, nn.RNNCellBase):  # (input, hx): an LSTM's state is a pair
+            hx = node.args[1] if len(node.args) > 1 else None
+            args = (node.args[0], tuple(hx) if isinstance(hx, (list, tuple)) else hx)
         if mod is None:  # an embedding or an attention: listed digital by deploy
             first = node.args[0] if node.args else None
             mod = digital_module_for(node, _tensor(gm, first) if getattr(
@@ -639,7 +685,8 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         gm.graph.erase_node(node)
     if recurrent:
         warnings.warn(f"{len(recurrent)} recurrent call(s) of the exported graph run in float "
-                      f"(only nn.RNN/LSTM/GRU modules are mapped): {', '.join(recurrent)}; "
+                      "(an exported nn.RNN/LSTM/GRU is not rewritten; only its cells are): "
+                      f"{', '.join(recurrent)}; "
                       "deploy the model as a Python module (module:function) to map them",
                       UserWarning, stacklevel=2)
     gm.graph.eliminate_dead_code()

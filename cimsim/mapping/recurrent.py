@@ -42,7 +42,8 @@ from ..config import ChipConfig
 from ..errors import MappingError
 from .layers import MatmulCore, SimLayer
 
-__all__ = ["RecurrentShape", "SimRNN", "recurrent_forward", "recurrent_matrices"]
+__all__ = ["RecurrentShape", "SimRNN", "SimRNNCell", "cell_forward", "cell_matrices", "cell_mode",
+           "recurrent_forward", "recurrent_matrices"]
 
 #: gates per hidden unit in W_ih / W_hh, by torch's ``mode``
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -88,6 +89,28 @@ def recurrent_matrices(src: nn.RNNBase) -> list[list[tuple[str, str | None]]]:
                 mats.append((f"weight_hr{sfx}", None))
             out.append(mats)
     return out
+
+
+def cell_update(mode: str, gi: torch.Tensor, gh: torch.Tensor, h: torch.Tensor,
+                c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One time step's gates and state update from the two products ``gi = W_ih x + b_ih``
+    and ``gh = W_hh h + b_hh`` (B, G·H), as torch's documentation writes the equations:
+    the new ``(h, c)`` (``c`` only for an LSTM, None otherwise)."""
+    if mode == "LSTM":
+        assert c is not None
+        i, f, g, o = (gi + gh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+    if mode == "GRU":
+        i_r, i_z, i_n = gi.chunk(3, dim=1)
+        h_r, h_z, h_n = gh.chunk(3, dim=1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)  # b_hn is in h_n: inside the r product
+        return (1 - z) * n + z * h, None
+    if mode == "RNN_TANH":
+        return torch.tanh(gi + gh), None
+    return torch.relu(gi + gh), None
 
 
 def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
@@ -140,25 +163,9 @@ def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
             h, c = h0[idx], (None if c0 is None else c0[idx])
             steps = []
             for t in range(length):
-                gh = project(idx, HH, h)
-                if mode == "LSTM":
-                    assert c is not None
-                    i, f, g, o = (gi[t] + gh).chunk(4, dim=1)
-                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                    h = torch.sigmoid(o) * torch.tanh(c)
-                    if h_size != hidden:
-                        h = project(idx, HR, h)
-                elif mode == "GRU":
-                    i_r, i_z, i_n = gi[t].chunk(3, dim=1)
-                    h_r, h_z, h_n = gh.chunk(3, dim=1)
-                    r = torch.sigmoid(i_r + h_r)
-                    z = torch.sigmoid(i_z + h_z)
-                    n = torch.tanh(i_n + r * h_n)  # b_hn is in h_n: inside the r product
-                    h = (1 - z) * n + z * h
-                elif mode == "RNN_TANH":
-                    h = torch.tanh(gi[t] + gh)
-                else:
-                    h = torch.relu(gi[t] + gh)
+                h, c = cell_update(mode, gi[t], project(idx, HH, h), h, c)
+                if h_size != hidden:  # an LSTM's projection
+                    h = project(idx, HR, h)
                 steps.append(h)
             y = torch.stack(steps) if steps else x.new_zeros(0, bsz, h_size)
             outs.append(y if d == 0 else y.flip(0))
@@ -175,6 +182,53 @@ def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
         return out, h_n
     c_n = torch.stack(c_last)  # type: ignore[arg-type]
     return out, (h_n, c_n if batched else c_n.squeeze(1))
+
+
+def cell_mode(src: nn.RNNCellBase) -> str:
+    """A recurrent cell's equations, by the ``mode`` name torch gives the whole-sequence layer."""
+    if isinstance(src, nn.LSTMCell):
+        return "LSTM"
+    if isinstance(src, nn.GRUCell):
+        return "GRU"
+    if isinstance(src, nn.RNNCell) and src.nonlinearity in ("tanh", "relu"):
+        return "RNN_TANH" if src.nonlinearity == "tanh" else "RNN_RELU"
+    raise MappingError(f"recurrent cell {type(src).__name__} (nonlinearity "
+                       f"{getattr(src, 'nonlinearity', None)!r}) is not supported")
+
+
+def cell_matrices(src: nn.RNNCellBase) -> list[tuple[str, str | None]]:
+    """A cell's matrices and biases by their torch names, in the order IH, HH:
+    [(weight_ih, bias_ih), (weight_hh, bias_hh)] (no biases for ``bias=False``)."""
+    return [(f"weight_{kind}", f"bias_{kind}" if src.bias else None) for kind in ("ih", "hh")]
+
+
+def cell_forward(project: Callable[[int, torch.Tensor], torch.Tensor], mode: str, hidden: int,
+                 input: torch.Tensor, hx: Any, name: str) -> Any:
+    """``nn.RNNCell`` / ``nn.LSTMCell`` / ``nn.GRUCell`` ``forward``: one time step, each matrix
+    product done by ``project(which, x)`` (``which`` IH or HH; x (B, K) -> (B, N), biases
+    included), the gates and the state update as :func:`cell_update`; inputs and states 1-D
+    (unbatched) or 2-D, and the missing state zeros, as torch's cells take them. The deployed
+    cell and its training twin both call this."""
+    what = {"LSTM": "LSTMCell", "GRU": "GRUCell"}.get(mode, "RNNCell")
+    if input.dim() not in (1, 2):
+        raise ValueError(f"{name} ({what}): expected the input to be 1D or 2D, got "
+                         f"{input.dim()}D instead")
+    states = None if hx is None else (tuple(hx) if mode == "LSTM" else (hx,))
+    for state in states or ():
+        if state.dim() not in (1, 2):
+            raise ValueError(f"{name} ({what}): expected the state to be 1D or 2D, got "
+                             f"{state.dim()}D instead")
+    batched = input.dim() == 2
+    x = input if batched else input.unsqueeze(0)
+    if states is None:
+        zeros = x.new_zeros(x.shape[0], hidden)
+        h, c = zeros, (zeros if mode == "LSTM" else None)
+    else:
+        h, c = [s if batched else s.unsqueeze(0) for s in states] + [None] * (2 - len(states))
+    h, c = cell_update(mode, project(IH, x), project(HH, h), h, c)
+    if not batched:
+        h, c = h.squeeze(0), (None if c is None else c.squeeze(0))
+    return (h, c) if mode == "LSTM" else h
 
 
 class SimRNN(SimLayer):
@@ -234,3 +288,39 @@ class SimRNN(SimLayer):
     def forward(self, input, hx=None):
         return recurrent_forward(self._project, self.shape, self.training, input, hx,
                                  self.sim_name)
+
+
+class SimRNNCell(SimLayer):
+    """``nn.RNNCell`` / ``nn.LSTMCell`` / ``nn.GRUCell``, stepped by the model's own loop: its
+    W_ih and W_hh on the arrays as one layer of :class:`SimRNN` (module docstring), named
+    ``NAME.weight_ih`` and ``NAME.weight_hh`` as torch names the parameters, core ``i`` seeded
+    ``stream_key(seed, i)``. Each call is one time step: both products read what the call is
+    given, so they run side by side."""
+
+    kind = "recurrent"
+
+    def __init__(self, src: nn.RNNCellBase, name: str, chip: ChipConfig, seed: int):
+        super().__init__(name)
+        self.mode = cell_mode(src)
+        self.hidden_size = int(src.hidden_size)
+        for i, (w_name, b_name) in enumerate(cell_matrices(src)):
+            w = self._np(getattr(src, w_name))
+            b = None if b_name is None else self._np(getattr(src, b_name))
+            self.cores.append(MatmulCore(f"{name}.{w_name}", w, b, chip, stream_key(seed, i)))
+
+    def finalize(self) -> None:
+        for core in self.cores:
+            core.activation_clamp = None  # a gate output is no ReLU's input
+        super().finalize()
+
+    def calibration_stages(self) -> list[list[MatmulCore]]:
+        """W_ih, then W_hh: the state W_hh reads is what the cell produced at its last call."""
+        return [[c] for c in self.cores if not c.digital]
+
+    def _project(self, which: int, x: torch.Tensor) -> torch.Tensor:
+        y = self._matmul(self.cores[which], self._np(x))
+        return torch.from_numpy(np.ascontiguousarray(y)).to(x.device, x.dtype)
+
+    def forward(self, input, hx=None):
+        return cell_forward(self._project, self.mode, self.hidden_size, input, hx,
+                            self.sim_name)

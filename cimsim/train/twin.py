@@ -1451,8 +1451,8 @@ class FusedReLU(nn.Module):
 
 
 class PreparedModel(nn.Module):
-    """A model whose Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, RNN/LSTM/GRU layers and
-    attention projections compute through training twins.
+    """A model whose Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, RNN/LSTM/GRU layers (and
+    cells) and attention projections compute through training twins.
 
     Call it like the original and train it with any torch optimizer; ``model.eval()`` turns the
     training noise off. Attributes: ``model`` (the copy), ``twin_layers`` (name -> layer),

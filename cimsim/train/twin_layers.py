@@ -1,4 +1,5 @@
-"""Training twins of ``nn.Conv3d``, ``nn.ConvTranspose1d/2d/3d`` and ``nn.RNN``/``LSTM``/``GRU``.
+"""Training twins of ``nn.Conv3d``, ``nn.ConvTranspose1d/2d/3d``, ``nn.RNN``/``LSTM``/``GRU`` and
+their cells ``nn.RNNCell``/``LSTMCell``/``GRUCell``.
 
 Each computes as the deployed layer (``cimsim.mapping.convnd``, ``cimsim.mapping.recurrent``)
 does, through one :class:`~cimsim.train.twin.TwinMatmul` per weight matrix (straight-through
@@ -20,10 +21,17 @@ from ..mapping.convnd import (
     transpose_weight,
 )
 from ..mapping.matrix import InputStats, kernel_row_tiles
-from ..mapping.recurrent import RecurrentShape, recurrent_forward, recurrent_matrices
+from ..mapping.recurrent import (
+    RecurrentShape,
+    cell_forward,
+    cell_matrices,
+    cell_mode,
+    recurrent_forward,
+    recurrent_matrices,
+)
 from .twin import TwinConv, TwinOptions, _TwinLayer
 
-__all__ = ["TwinConv3d", "TwinConvTranspose", "TwinRNN", "EXTRA_TWINS"]
+__all__ = ["TwinConv3d", "TwinConvTranspose", "TwinRNN", "TwinRNNCell", "EXTRA_TWINS"]
 
 
 class TwinConv3d(TwinConv):
@@ -92,27 +100,19 @@ class TwinConvTranspose(_TwinLayer):
         return out if xb is x else out.squeeze(0)
 
 
-class TwinRNN(_TwinLayer):
-    """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: every W_ih, W_hh (and W_hr) through a
-    :class:`TwinMatmul` named as deploy names the matrix (``NAME.weight_ih_l0`` ...), with the
-    gate biases in the twins; the recurrence (``cimsim.mapping.recurrent.recurrent_forward``)
-    differentiates through the straight-through estimators of every step."""
+class _TwinRecurrent(_TwinLayer):
+    """A recurrent layer or cell: one :class:`TwinMatmul` per torch parameter pair
+    ``self._names`` ((weight name, bias name or None), in deploy's core order) starting from
+    the source's ``self._src_wb``, named ``NAME.<weight name>`` as deploy names the matrix."""
 
-    def __init__(self, src: nn.RNNBase, name: str, chip: ChipConfig, seed: int,
-                 options: TwinOptions):
-        names = recurrent_matrices(src)
-        flat = [pair for mats in names for pair in mats]
-        super().__init__(src, name, chip, seed, options, len(flat))
-        self.shape = RecurrentShape.of(src)
-        self._names = flat
+    _names: list[tuple[str, str | None]]
+    _src_wb: list[tuple[torch.Tensor, torch.Tensor | None]]
+
+    def _keep_source(self, src: nn.Module, names: list[tuple[str, str | None]]) -> None:
+        self._names = names
         self._src_wb = [(getattr(src, w).detach().clone(),
                          None if b is None else getattr(src, b).detach().clone())
-                        for w, b in flat]
-        # (layer/direction, which) -> matrix index, in deploy's core order
-        self._where: dict[tuple[int, int], int] = {}
-        for idx, mats in enumerate(names):
-            for which in range(len(mats)):
-                self._where[(idx, which)] = len(self._where)
+                        for w, b in names]
 
     def finalize(self) -> None:
         self.activation_clamp = None  # a gate output is no ReLU's input
@@ -128,11 +128,35 @@ class TwinRNN(_TwinLayer):
                 out[b_name] = t.bias
         return out
 
-    def _project(self, idx: int, which: int, x: torch.Tensor) -> torch.Tensor:
-        i = self._where[(idx, which)]
+    def _product(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Matrix ``i``'s product (bias included): in float while the calibration pass
+        observes, through its twin afterwards."""
         if self.calibrating:
             return self._float_pass(i, x, *self._src_wb[i])
         return self.twins[i](x)
+
+
+class TwinRNN(_TwinRecurrent):
+    """``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU``: every W_ih, W_hh (and W_hr) through a
+    :class:`TwinMatmul` named as deploy names the matrix (``NAME.weight_ih_l0`` ...), with the
+    gate biases in the twins; the recurrence (``cimsim.mapping.recurrent.recurrent_forward``)
+    differentiates through the straight-through estimators of every step."""
+
+    def __init__(self, src: nn.RNNBase, name: str, chip: ChipConfig, seed: int,
+                 options: TwinOptions):
+        names = recurrent_matrices(src)
+        flat = [pair for mats in names for pair in mats]
+        super().__init__(src, name, chip, seed, options, len(flat))
+        self.shape = RecurrentShape.of(src)
+        self._keep_source(src, flat)
+        # (layer/direction, which) -> matrix index, in deploy's core order
+        self._where: dict[tuple[int, int], int] = {}
+        for idx, mats in enumerate(names):
+            for which in range(len(mats)):
+                self._where[(idx, which)] = len(self._where)
+
+    def _project(self, idx: int, which: int, x: torch.Tensor) -> torch.Tensor:
+        return self._product(self._where[(idx, which)], x)
 
     def forward(self, input, hx=None):
         return recurrent_forward(self._project, self.shape, self.training, input, hx,
@@ -145,10 +169,30 @@ class TwinRNN(_TwinLayer):
         return module
 
 
+class TwinRNNCell(_TwinRecurrent):
+    """``nn.RNNCell`` / ``nn.LSTMCell`` / ``nn.GRUCell``: W_ih and W_hh through a
+    :class:`TwinMatmul` each, named as deploy names them (``NAME.weight_ih``,
+    ``NAME.weight_hh``), the step as the deployed cell's
+    (``cimsim.mapping.recurrent.cell_forward``)."""
+
+    def __init__(self, src: nn.RNNCellBase, name: str, chip: ChipConfig, seed: int,
+                 options: TwinOptions):
+        names = cell_matrices(src)
+        super().__init__(src, name, chip, seed, options, len(names))
+        self._keep_source(src, names)
+        self.mode = cell_mode(src)
+        self.hidden_size = int(src.hidden_size)
+
+    def forward(self, input, hx=None):
+        return cell_forward(self._product, self.mode, self.hidden_size, input, hx,
+                            self.twin_name)
+
+
 EXTRA_TWINS: dict[type, type[_TwinLayer]] = {
     nn.Conv3d: TwinConv3d,
     nn.ConvTranspose1d: TwinConvTranspose,
     nn.ConvTranspose2d: TwinConvTranspose,
     nn.ConvTranspose3d: TwinConvTranspose,
     nn.RNNBase: TwinRNN,
+    nn.RNNCellBase: TwinRNNCell,
 }

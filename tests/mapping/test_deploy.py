@@ -910,7 +910,7 @@ def test_wrong_input_shapes_are_refused_as_torch_refuses_them_issue16():
 
 def test_a_model_without_any_weight_layer_says_so():
     with pytest.raises(MappingError, match="the model has no Linear, Conv, ConvTranspose, "
-                                           "RNN/LSTM/GRU or Multihead"):
+                                           r"RNN/LSTM/GRU \(layer or cell\) or Multihead"):
         cimsim.deploy(nn.Sequential(nn.Flatten(), nn.ReLU()), lossless_chip(), torch.randn(4, 3))
 
 

@@ -293,6 +293,41 @@ def test_exported_recurrent_calls_are_named_as_kept_float():
         modules_from_graph(ep.module())
 
 
+class _Cells(nn.Module):
+    """Recurrent cells stepped by hand, one called twice (its state fed back)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTMCell(3, 4)
+        self.gru = nn.GRUCell(4, 4, bias=False)
+        self.rnn = nn.RNNCell(4, 4, nonlinearity="relu")
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h, c = self.lstm(x)
+        h, c = self.lstm(x, (h, c))
+        return self.fc(self.rnn(self.gru(h)))
+
+
+def test_exported_recurrent_cells_become_the_modules_and_deploy_as_them(tmp_path):
+    """``aten.lstm_cell`` / ``gru_cell`` / ``rnn_relu_cell`` calls of a .pt2 ran in float with
+    no warning and no digital entry; they become the cells, under their modules' names (the
+    shared cell's two calls one layer), and deploy on rram-22nm bit for bit as the module."""
+    torch.manual_seed(0)
+    model, x = _Cells().eval(), torch.randn(8, 3)
+    torch.export.save(_export_dynamic(model, x), tmp_path / "cells.pt2")
+    loaded = load_model(str(tmp_path / "cells.pt2"), x)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    chip = cimsim.load_chip("rram-22nm")
+    a = cimsim.deploy(model, chip, x, seed=3)
+    b = cimsim.deploy(loaded, chip, x, seed=3)
+    assert list(b.sim_layers) == list(a.sim_layers) == ["lstm", "gru", "rnn", "fc"]
+    assert b.digital == []
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+
 # A model loaded from a file pickles with each pickler a sweep uses (--jobs: the spawn pool's
 # ForkingPickler; --scheduler: cloudpickle). ExportedProgram.module() holds local functions that
 # they refused: 'cimsim sweep --model model.pt2 --jobs 2' (and the docs/sweep.md Dask recipe)

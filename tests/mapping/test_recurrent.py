@@ -17,7 +17,7 @@ from torch.utils._pytree import tree_leaves
 import cimsim
 from cimsim.arrays.program import n_arrays_for_shape
 from cimsim.errors import MappingError
-from cimsim.mapping.recurrent import SimRNN
+from cimsim.mapping.recurrent import SimRNN, SimRNNCell
 
 from .conftest import lossless_chip, ref_linear
 
@@ -281,3 +281,162 @@ def test_stacked_layers_latency_is_a_wavefront_or_one_stage_per_layer(bidirectio
     else:
         assert layer["latency_ns_per_inference"] == pytest.approx(
             max(b["latency_ns"] for b in rows))
+
+
+# ---------------------------------------------------------------------------------------------
+# Recurrent cells (nn.RNNCell / LSTMCell / GRUCell), stepped by the model's own loop
+# ---------------------------------------------------------------------------------------------
+def _make_cell(kind: str, n_in: int, hidden: int, bias: bool = True) -> nn.RNNCellBase:
+    if kind == "LSTM":
+        return nn.LSTMCell(n_in, hidden, bias=bias)
+    if kind == "GRU":
+        return nn.GRUCell(n_in, hidden, bias=bias)
+    return nn.RNNCell(n_in, hidden, bias=bias,
+                      nonlinearity="relu" if kind == "RNN_RELU" else "tanh")
+
+
+class Stepped(nn.Module):
+    """A cell stepped over a (T, B, K) sequence by hand, as decoders and RL policies do."""
+
+    def __init__(self, cell: nn.RNNCellBase):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x):
+        state = None
+        outs = []
+        for t in range(x.shape[0]):
+            state = self.cell(x[t], state)
+            outs.append(state[0] if isinstance(state, tuple) else state)
+        return torch.stack(outs)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]), st.booleans(), st.booleans(),
+       st.booleans())
+def test_cell_step_equals_torch_in_float(kind, bias, batched, with_state):
+    torch.manual_seed(0)
+    module = _make_cell(kind, 4, 5, bias).double().eval()
+    lead = (3,) if batched else ()
+    x = torch.randn(*lead, 4, dtype=torch.float64)
+    args: tuple = (x,)
+    if with_state:
+        h = torch.randn(*lead, 5, dtype=torch.float64)
+        args = (x, (h, torch.randn(*lead, 5, dtype=torch.float64)) if kind == "LSTM" else h)
+    sim = SimRNNCell(module, "c", lossless_chip(), 0)  # observe mode: float matrices
+    got, want = _flat(sim(*args)), _flat(module(*args))
+    assert [g.shape for g in got] == [w.shape for w in want]
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("kind", "bias"), [("LSTM", True), ("GRU", True), ("GRU", False),
+                                            ("RNN_TANH", True), ("RNN_RELU", False)])
+def test_lossless_chip_equals_the_quantized_cell_step(kind, bias):
+    """Torch's cell equations written out again, every product by the integer
+    re-implementation of its core: the simulated state is fed back at every call."""
+    torch.manual_seed(1)
+    module = _make_cell(kind, 6, 7, bias).double().eval()
+    chip = lossless_chip("column", n_rows=5, n_cols=23)  # W_ih / W_hh span row tiles
+    sim = cimsim.deploy(Stepped(module), chip, torch.randn(6, 4, 6, dtype=torch.float64),
+                        seed=2, batch_dim=1)
+    ih, hh = sim.sim_layers["cell"].cores
+    assert (ih.name, hh.name) == ("cell.weight_ih", "cell.weight_hh")
+    x = torch.randn(5, 2, 6, dtype=torch.float64)
+    bits = sim.chip.input_bits
+    h = x.new_zeros(2, 7)
+    c = x.new_zeros(2, 7)
+    want = []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            a = ref_linear(ih, module.bias_ih if bias else None, x[t], bits)
+            b = ref_linear(hh, module.bias_hh if bias else None, h, bits)
+            if kind == "LSTM":
+                i, f, g, o = (a + b).chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            elif kind == "GRU":
+                ar, az, an = a.chunk(3, 1)
+                br, bz, bn = b.chunk(3, 1)
+                r, z = torch.sigmoid(ar + br), torch.sigmoid(az + bz)
+                h = (1 - z) * torch.tanh(an + r * bn) + z * h
+            else:
+                h = torch.tanh(a + b) if kind == "RNN_TANH" else torch.relu(a + b)
+            want.append(h)
+    got = sim(x)
+    torch.testing.assert_close(got, torch.stack(want), rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # the quantization is visible: not the float model
+        assert not torch.allclose(got, Stepped(module)(x), atol=1e-6)
+    assert [core.calls for core in (ih, hh)] == [5, 5]  # one product each per step
+    assert sim.work().layers[0].n_matrices == 2
+
+
+def test_cell_hidden_matrix_is_calibrated_on_the_float_states():
+    torch.manual_seed(2)
+    module = nn.GRUCell(3, 4).double().eval()
+    x = torch.randn(7, 5, 3, dtype=torch.float64)
+    sim = cimsim.deploy(Stepped(module), lossless_chip(), x, batch_dim=1)
+    ih, hh = sim.sim_layers["cell"].cores
+    with torch.no_grad():
+        h = Stepped(module)(x)  # the float pass's states
+    q = 2 ** (sim.chip.input_bits - 1) - 1
+    # W_hh reads the zero state of the first call, then h1 ... h_{T-1}
+    assert hh.s_x == pytest.approx(float(h[:-1].abs().max()) / q, rel=1e-12)
+    assert ih.s_x == pytest.approx(float(x.abs().max()) / q, rel=1e-12)
+
+
+def test_cell_simulated_calibration_fits_the_state_matrix_after_the_input_one():
+    chip = cimsim.load_chip("rram-22nm")
+    chip = chip.replace(adc=chip.adc.replace(calibration_mode="simulated"))
+    x = torch.randn(6, 4, 3)
+    sim = cimsim.deploy(Stepped(nn.LSTMCell(3, 4)), chip, x, batch_dim=1)
+    stages = sim.sim_layers["cell"].calibration_stages()
+    assert [[c.name for c in s] for s in stages] == [["cell.weight_ih"], ["cell.weight_hh"]]
+    assert torch.isfinite(sim(x)).all()
+
+
+def test_cell_refuses_what_torch_refuses():
+    module = nn.LSTMCell(3, 4)
+    sim = SimRNNCell(module, "c", lossless_chip(), 0)
+    x = torch.randn(2, 5, 3)
+    with pytest.raises(ValueError, match="Expected input to be 1D or 2D"):
+        module(x)
+    with pytest.raises(ValueError, match=r"c \(LSTMCell\): expected the input to be 1D or 2D"):
+        sim(x)
+    with pytest.raises(ValueError, match=r"c \(LSTMCell\): expected the state to be 1D or 2D"):
+        sim(x[0], (torch.zeros(1, 2, 4), torch.zeros(2, 4)))
+
+
+def test_decoder_with_an_lstm_cell_on_rram_22nm():
+    """A seq2seq-style decoder: an LSTMCell fed its own previous output, greedy, 8 steps."""
+
+    class Decoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(6, 16)
+            self.cell = nn.LSTMCell(16, 32)
+            self.out = nn.Linear(32, 6)
+
+        def forward(self, z):  # (B, 32): an encoder's summary as the first state
+            h, c = z, torch.zeros_like(z)
+            y = z.new_zeros(z.shape[0], 6)
+            outs = []
+            for _ in range(8):
+                h, c = self.cell(torch.relu(self.embed(y)), (h, c))
+                y = torch.softmax(self.out(h), dim=1)
+                outs.append(y)
+            return torch.stack(outs, 1)
+
+    torch.manual_seed(0)
+    model = Decoder().eval()
+    z = torch.randn(16, 32) * 0.5
+    sim = cimsim.deploy(model, cimsim.load_chip("rram-22nm"), z, seed=1)
+    assert set(sim.sim_layers) == {"embed", "cell", "out"} and sim.digital == []
+    with torch.no_grad():
+        ref = model(z[:4])
+    y = sim(z[:4])
+    assert y.shape == ref.shape and torch.isfinite(y).all()
+    cos = float(F.cosine_similarity(y.flatten(), ref.flatten(), dim=0))
+    assert cos > 0.9, cos
+    rep = sim.report()
+    assert "cell" in set(rep.layers["layer"])

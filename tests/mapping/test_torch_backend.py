@@ -210,3 +210,31 @@ def test_torch_backend_partial_sums_round_as_the_engines_float32_gemm():
         ps64 = ps64.reshape(got.shape[0], 40, -1)[..., part.pos]
         float64_differs |= not np.array_equal(ps64, got)
     assert float64_differs  # the test would see a float64 GEMM
+
+
+def test_torch_backend_equals_the_engine_on_recurrent_layers_and_cells():
+    """W_ih / W_hh of a whole-sequence LSTM and of cells stepped by hand (their states fed
+    back through the simulated products) on the lossy chip: bit for bit, the same events."""
+
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 5)
+            self.cell = nn.GRUCell(5, 4)
+            self.rnn = nn.RNNCell(4, 4)
+
+        def forward(self, x):  # (T, B, 3)
+            y, _ = self.lstm(x)
+            g = r = None
+            for t in range(x.shape[0]):
+                g = self.cell(y[t], g)
+                r = self.rnn(g, r)
+            return r
+
+    torch.manual_seed(0)
+    model = Recurrent().eval()
+    chip, x = _chip("linear"), torch.randn(4, 6, 3)
+    numba = cimsim.deploy(model, chip, x, seed=2, batch_dim=1)
+    sim = cimsim.deploy(model, chip, x, seed=2, batch_dim=1, backend="torch", device="cpu")
+    np.testing.assert_array_equal(sim(x).numpy(), numba(x).numpy())
+    assert_same_counts(numba, sim)

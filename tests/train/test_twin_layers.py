@@ -1,4 +1,4 @@
-"""Training twins of Conv3d, ConvTranspose1d/2d/3d and RNN/LSTM/GRU (worktree ``layers``):
+"""Training twins of Conv3d, ConvTranspose1d/2d/3d, RNN/LSTM/GRU and their cells:
 ``prepare`` maps them as deploy does, the twin equals deploy and ``PreparedModel.deploy()`` on
 the lossless chip, gradients reach every parameter, ``float_model`` gives the torch modules
 back, and layer types that stay float are listed and warned about."""
@@ -13,7 +13,9 @@ from torch import nn
 
 import cimsim
 from cimsim.train import prepare
-from cimsim.train.twin_layers import TwinConv3d, TwinConvTranspose, TwinRNN
+from cimsim.train.twin_layers import TwinConv3d, TwinConvTranspose, TwinRNN, TwinRNNCell
+
+from .test_methods_new_models import METHODS, check_method
 
 
 def _chip():
@@ -64,12 +66,35 @@ class Recurrent(nn.Module):
         return torch.cat([h, r], 2)
 
 
+class Cells(nn.Module):
+    """Cells stepped by hand over a (T, B, 3) sequence: LSTMCell -> GRUCell (no bias) ->
+    RNNCell (ReLU), each fed back its own state."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTMCell(3, 5)
+        self.gru = nn.GRUCell(5, 4, bias=False)
+        self.rnn = nn.RNNCell(4, 4, nonlinearity="relu")
+
+    def forward(self, x):
+        state, g, r = None, None, None
+        outs = []
+        for t in range(x.shape[0]):
+            state = self.lstm(x[t], state)
+            g = self.gru(state[0], g)
+            r = self.rnn(g, r)
+            outs.append(r)
+        return torch.stack(outs)
+
+
 MODELS = {
     "conv3d": (Video, (2, 2, 4, 5, 5), {"c1": TwinConv3d, "c2": TwinConv3d}, 2 + 1 + 1),
     "conv_transpose": (Decoder, (3, 3, 4), {"u1": TwinConvTranspose, "u2": TwinConvTranspose,
                                             "u3": TwinConvTranspose}, 1 + 2 + 1),
     "recurrent": (Recurrent, (3, 4, 3), {"lstm": TwinRNN, "proj": TwinRNN, "gru": TwinRNN,
                                          "rnn": TwinRNN}, 8 + 3 + 2 + 2),
+    "cells": (Cells, (4, 2, 3), {"lstm": TwinRNNCell, "gru": TwinRNNCell, "rnn": TwinRNNCell},
+              2 + 2 + 2),
 }
 
 
@@ -131,3 +156,11 @@ def test_prepare_lists_and_warns_about_layer_types_kept_float():
         prep = prepare(WithEmbedding(), _chip(), tokens)
     assert prep.digital == [("emb", "Embedding", "layer type not supported")]
     assert set(prep.twin_layers) == {"lstm"}
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "distill"])
+def test_every_method_steps_a_model_of_cells_and_deploys_to_its_twin(method):
+    """PIM-QAT, ColumnQuant and RAOQ + LoRA on hand-stepped cells (states fed back through the
+    twins): one step, then deployed to what the twin computes."""
+    torch.manual_seed(2)
+    check_method(Cells().double(), (torch.randn(4, 6, 3, dtype=torch.float64),), 1, method)
