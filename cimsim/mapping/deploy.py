@@ -33,6 +33,7 @@ from ..config import ADCPlacement, CalibrationMode, ChipConfig, DriftCompensatio
 from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
+from .affine import affine_source
 from .convnd import SimConv3d, SimConvTranspose
 from .functional import warn_functional, watch_functional_weights
 from .layers import (
@@ -825,27 +826,36 @@ class _LayerMapping:
                     self.walk.replace(parent, child_name, child, new)
             elif isinstance(child, _UNSUPPORTED):
                 self.digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
+            elif (affine := affine_source(child)) is not None:  # a Linear but for its name
+                new = self._map(child, name, SimLinear, build_from=affine.linear)
+                if new is not None:
+                    self.walk.replace(parent, child_name, child, new)
             elif isinstance(row := getattr(child, "digital_row", None), tuple):
                 self.digital.append((name, *row))  # an exported graph's attention
             else:
                 _keep_off_fused_kernels(child)
                 self._visit(child, name + ".")
 
-    def _map(self, child: nn.Module, name: str, cls: Callable[..., SimLayer]
-             ) -> SimLayer | None:
-        """The simulated layer of ``child``, or None (kept digital, reason recorded)."""
+    def _map(self, child: nn.Module, name: str, cls: Callable[..., SimLayer],
+             build_from: nn.Module | None = None) -> SimLayer | None:
+        """The simulated layer of ``child`` (built from ``build_from``, the ``nn.Linear`` a
+        module computes, when given), or None (kept digital, reason recorded)."""
         if self._excludes(name):
             self.digital.append((name, type(child).__name__, EXCLUDED_REASON))
             return None
-        if (why := overridden_forward(child, name)) is not None:
-            self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
-            return None
+        if build_from is None and (why := overridden_forward(child, name)) is not None:
+            # a subclass's own forward that still computes F.linear(x, weight, bias) maps
+            affine = affine_source(child) if isinstance(child, nn.Linear) else None
+            if affine is None:
+                self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
+                return None
+            build_from = affine.linear
         extra = {}
         if cls is SimMultiheadAttention:
             extra["digital"] = self._digital_projections(name)
         try:
             # seeded by name: excluding one layer leaves the others' draws unchanged
-            new = cls(child, name, self.chip,
+            new = cls(child if build_from is None else build_from, name, self.chip,
                       layer_seed(self.seed, name), **extra)
         except MappingError as exc:
             self.digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))

@@ -539,11 +539,84 @@ def _cell_for(gm: torch.fx.GraphModule, node: torch.fx.Node, cls: type[nn.RNNCel
     return mod
 
 
+def _product_args(node: torch.fx.Node) -> tuple[Any, Any, Any] | None:
+    """``(x, weight, bias)`` of ``x @ W`` written as ``aten.mm`` / ``aten.matmul`` (bias None)
+    or ``aten.addmm(b, x, W)`` (GPT-2's ``Conv1D``), plain (no ``alpha`` / ``beta``), or
+    None. Whether ``W`` is a constant is for the caller to see."""
+    aten = torch.ops.aten
+    if node.target in (aten.mm.default, aten.matmul.default) and len(node.args) == 2:
+        return node.args[0], node.args[1], None
+    if node.target is aten.addmm.default and len(node.args) == 3 and not node.kwargs:
+        b, x, w = node.args
+        return x, w, b
+    return None
+
+
+def _with_added_bias(gm: torch.fx.GraphModule, node: torch.fx.Node, mod: nn.Linear
+                     ) -> tuple[nn.Linear, torch.fx.Node]:
+    """``(Linear with bias, the add's node)`` when the product ``node``'s only use is
+    ``aten.add.Tensor`` with a constant of its outputs' size (the add then goes with the
+    product), else ``(mod, node)``."""
+    users = list(node.users)
+    if len(users) != 1:
+        return mod, node
+    (add,) = users
+    if add.target is not torch.ops.aten.add.Tensor or add.kwargs or len(add.args) != 2:
+        return mod, node
+    other = add.args[1] if add.args[0] is node else add.args[0]
+    b = _constant(gm, other) if isinstance(other, torch.fx.Node) else None
+    if b is None or tuple(b.shape) != (mod.out_features,) or not b.is_floating_point():
+        return mod, node
+    out = nn.Linear(mod.in_features, mod.out_features)
+    with torch.no_grad():
+        out.weight.copy_(mod.weight)
+        out.bias.copy_(b)
+    return out, add
+
+
+def _constant(gm: nn.Module, node: Any) -> torch.Tensor | None:
+    """The constant ``node`` stands for (:func:`_tensor`), or None when it depends on the
+    model's inputs."""
+    try:
+        return _tensor(gm, node)
+    except LoadError:
+        return None
+
+
+def _product_linear(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Linear | None:
+    """The ``nn.Linear`` a product call with a constant 2-D floating-point weight (and a
+    constant bias of its outputs) computes, the weight transposed to (out, in); None for a
+    product of activations (attention's Q·Kᵀ) or anything else. Only a weight its module holds
+    as ``weight`` beside at most a ``bias`` (GPT-2's ``Conv1D``), as ``deploy`` maps such a
+    module of a Python model (``cimsim.mapping.affine``): ``x @ self.w`` in a module holding
+    more stays a functional weight, listed, in both."""
+    found = _product_args(node)
+    if found is None or _weight_holder_path(gm, node) is None:
+        return None
+    _, w_node, b_node = found
+    w = _constant(gm, w_node) if isinstance(w_node, torch.fx.Node) else None
+    if w is None or w.dim() != 2 or not w.is_floating_point() or w.shape[0] < 2:
+        return None
+    b = None
+    if b_node is not None:
+        b = _constant(gm, b_node) if isinstance(b_node, torch.fx.Node) else None
+        if b is None or tuple(b.shape) not in ((w.shape[1],), (1, w.shape[1])):
+            return None
+    mod = nn.Linear(w.shape[0], w.shape[1], bias=b is not None)
+    with torch.no_grad():
+        mod.weight.copy_(w.t())
+        if b is not None:
+            mod.bias.copy_(b.reshape(-1))
+    return mod
+
+
 def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | None:
     """The ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd`` / recurrent cell computing
     ``node``, or None."""
     if (cell := _cell_kind(node)) is not None:
         return _cell_for(gm, node, cell)
+    if _product_args(node) is not None:
+        return _product_linear(gm, node)
     if node.target is torch.ops.aten.linear.default:
         w = _tensor(gm, node.args[1])
         b = _optional_tensor(gm, node.args[2] if len(node.args) > 2 else None)
@@ -574,7 +647,9 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
 
 def _weight_arg(node: torch.fx.Node) -> Any:
     """A linear or convolution call's weight argument (its second), a cell call's W_ih (its
-    third), or None."""
+    third), a product's weight (``x @ W``, ``addmm(b, x, W)``), or None."""
+    if (product := _product_args(node)) is not None:
+        return product[1]
     i = 2 if _cell_kind(node) is not None else 1
     return node.args[i] if len(node.args) > i else None
 
@@ -595,14 +670,17 @@ def _original_place(gm: torch.fx.GraphModule, node: torch.fx.Node, mod: nn.Modul
     name), as deploying the module itself gives; else None (a generated name)."""
     stack = node.meta.get("nn_module_stack") or {}
     path, cls = list(stack.values())[-1] if stack else ("", None)
+    if path and cls != f"{type(mod).__module__}.{type(mod).__qualname__}":
+        # another class computed it (GPT-2's Conv1D, a Linear subclass): the place is the one
+        # holding the weight it reads, when that holds nothing else
+        path = ""
     if not path:
         # no module path (a converted TorchScript graph records only its root): the weight's
         # own name, `features.0.weight` -> `features.0`, where the holder has only weights
         path = _weight_holder_path(gm, node)
         if path is None:
             return None
-    elif not isinstance(path, str) or cls != f"{type(mod).__module__}." \
-            f"{type(mod).__qualname__}":
+    elif not isinstance(path, str):
         return None
     if path in installed:
         return path if installed[path] == _weight_source(node) else None
@@ -620,6 +698,12 @@ def _weight_holder_path(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | 
     ``.weight``), when the module there holds nothing but that layer's ``weight`` and ``bias``;
     else None."""
     w = _weight_arg(node)
+    aten = torch.ops.aten
+    for _ in range(4):  # through a transpose: `x @ self.weight.T`
+        if not (isinstance(w, torch.fx.Node) and w.op == "call_function" and w.target in (
+                aten.t.default, aten.numpy_T.default, aten.transpose.int, aten.permute.default)):
+            break
+        w = w.args[0]
     target = getattr(w, "target", None) if isinstance(w, torch.fx.Node) else None
     own_name = "weight_ih" if _cell_kind(node) is not None else "weight"
     if not isinstance(target, str) or not target.endswith(f".{own_name}"):
@@ -641,7 +725,10 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     Each ``aten.linear`` / ``aten.conv1d/2d/3d`` / ``aten.conv_transpose1d/2d/3d`` /
     ``aten.convolution`` / ``aten._convolution_mode`` call with constant weights becomes an
     ``nn.Linear`` / ``nn.ConvNd`` / ``nn.ConvTransposeNd`` submodule holding those weights, so
-    that :func:`cimsim.deploy` can map it; the graph computes the same outputs; so does each
+    that :func:`cimsim.deploy` can map it; the graph computes the same outputs. So does each
+    product with the constant 2-D weight of a weight-and-bias module (``aten.addmm(b, x, W)``,
+    GPT-2's ``Conv1D``; ``aten.mm`` / ``aten.matmul(x, W)``, a constant bias added after it
+    folded in), as an ``nn.Linear`` named by that module; and each
     recurrent cell call (``aten.lstm_cell`` / ``gru_cell`` / ``rnn_tanh_cell`` /
     ``rnn_relu_cell``, an ``nn.LSTMCell`` ... of the model) with constant weights. Whole-sequence
     recurrent calls (``aten.lstm`` ...) are not rewritten: they run in float, and a
@@ -652,14 +739,21 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     n_made = 0
     recurrent = []
     installed: dict[str, Any] = {}  # original module path -> the weight its call reads
+    folded: set[torch.fx.Node] = set()  # adds that became a Linear's bias
     for node in list(gm.graph.nodes):
-        if node.op != "call_function":
+        if node.op != "call_function" or node in folded:
             continue
         if str(node.target).split(".")[1:2] in (["lstm"], ["gru"], ["rnn_tanh"], ["rnn_relu"]):
             recurrent.append(node.name)
         mod = _module_for(gm, node)
-        args: tuple = (node.args[0],)
+        product = _product_args(node)
+        args: tuple = (node.args[0] if product is None else product[0],)
         kwargs: dict[str, Any] = {}
+        result = node  # the node whose value the new call gives
+        if product is not None and isinstance(mod, nn.Linear) and mod.bias is None:
+            # `x @ W.T + b` written out: the add of a constant bias is the Linear's bias
+            mod, result = _with_added_bias(gm, node, mod)
+            folded.add(result)
         if isinstance(mod, nn.RNNCellBase):  # (input, hx): an LSTM's state is a pair
             hx = node.args[1] if len(node.args) > 1 else None
             args = (node.args[0], tuple(hx) if isinstance(hx, (list, tuple)) else hx)
@@ -679,10 +773,12 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
         elif name not in installed:
             gm.set_submodule(name, mod)
             installed[name] = _weight_source(node)
-        with gm.graph.inserting_after(node):
+        with gm.graph.inserting_after(result):
             new = gm.graph.call_module(name, args, kwargs)
-        node.replace_all_uses_with(new)
-        gm.graph.erase_node(node)
+        result.replace_all_uses_with(new)
+        gm.graph.erase_node(result)
+        if result is not node:
+            gm.graph.erase_node(node)
     if recurrent:
         warnings.warn(f"{len(recurrent)} recurrent call(s) of the exported graph run in float "
                       "(an exported nn.RNN/LSTM/GRU is not rewritten; only its cells are): "

@@ -72,6 +72,7 @@ from ..config import (
     WeightGranularity,
 )
 from ..errors import ConfigError, MappingError
+from ..mapping.affine import AffineSource, affine_source
 from ..mapping.deploy import (
     _UNSUPPORTED,
     EXCLUDED_REASON,
@@ -1279,6 +1280,24 @@ class TwinLinear(_TwinLayer):
         return y.reshape(*lead, self.out_features)
 
 
+class TwinAffine(TwinLinear):
+    """A module that computes a Linear under another name (GPT-2's ``Conv1D``, a hand-written
+    ``x @ W.T + b``; ``cimsim.mapping.affine``) through the :class:`TwinLinear` of that
+    Linear; ``float_module`` gives the module back, its learned weight in its own layout."""
+
+    def __init__(self, src: nn.Module, affine: AffineSource, name: str, chip: ChipConfig,
+                 seed: int, options: TwinOptions):
+        super().__init__(affine.linear, name, chip, seed, options)
+        self._float_src = (src,)  # float_module copies the module itself, source_config reads it
+        self._affine = affine
+
+    def learned(self) -> dict[str, torch.Tensor | None]:
+        out = super().learned()
+        weight = out["weight"]
+        assert weight is not None
+        return {**out, "weight": self._affine.module_weight(weight)}
+
+
 class TwinConv(_TwinLayer):
     """``nn.Conv1d`` / ``nn.Conv2d`` through one :class:`TwinMatmul` per group (im2col by
     ``torch.nn.functional.unfold``; the groups share one activation scale)."""
@@ -1618,6 +1637,12 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         for child_name, child in walk.children(parent):
             name = f"{prefix}{child_name}"
             cls = _twin_class(child)
+            # a Linear but for its name (GPT-2's Conv1D ...): trained as that Linear, as
+            # deploy maps it
+            affine = (affine_source(child) if cls is None and not isinstance(child, _UNSUPPORTED)
+                      else None)
+            if affine is not None:
+                cls = TwinAffine
             if cls is not None:
                 candidates.append(name)
                 if _excluded(name, patterns):  # as deploy: the float module stays, trained
@@ -1626,9 +1651,13 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             if (scripted := scripted_row(child, name, NOT_MAPPABLE)) is not None:
                 digital.append(scripted)
                 continue
-            if cls is not None and (why := overridden_forward(child, name)) is not None:
-                digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
-                continue
+            if (affine is None and cls is not None
+                    and (why := overridden_forward(child, name)) is not None):
+                # a subclass's own forward that still computes F.linear(x, weight, bias)
+                affine = affine_source(child) if isinstance(child, nn.Linear) else None
+                if affine is None:
+                    digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{why}"))
+                    continue
             if cls is None and isinstance(child, _UNSUPPORTED):
                 digital.append((name, type(child).__name__, UNSUPPORTED_REASON))
                 continue
@@ -1637,7 +1666,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                 visit(child, name + ".")
                 continue
             try:
-                new = cls(child, name, chip, layer_seed(seed, name), opts)
+                new = (TwinAffine(child, affine, name, chip, layer_seed(seed, name), opts)
+                       if affine is not None else cls(child, name, chip, layer_seed(seed, name),
+                                                      opts))
             except MappingError as exc:
                 digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
                 continue

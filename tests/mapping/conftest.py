@@ -26,6 +26,7 @@ from torch import nn
 
 import cimsim
 from cimsim.config import ChipConfig
+from cimsim.mapping.layers import SimLinear
 
 
 def lossless_chip(granularity: str = "channel", n_rows: int | None = 37,
@@ -306,6 +307,18 @@ def reference_model(model: nn.Module, sim, check_weights: bool = True) -> nn.Mod
                 for core, w in zip(layer.cores, ws, strict=True):
                     check_core_weights(core, w, chip)
             _set_child(ref, name, RefMHA(src, layer.cores, bits))
+        elif isinstance(layer, SimLinear):  # a Linear under another name: GPT-2's Conv1D
+            w = src.weight.detach()
+            w = w if tuple(w.shape) == (layer.out_features, layer.in_features) else w.t()
+            lin = nn.Linear(w.shape[1], w.shape[0], bias=src.bias is not None, dtype=w.dtype)
+            with torch.no_grad():
+                lin.weight.copy_(w)
+                if src.bias is not None:
+                    lin.bias.copy_(src.bias)
+            (core,) = layer.cores
+            if check_weights:
+                check_core_weights(core, lin.weight, chip)
+            _set_child(ref, name, RefLinear(lin, core, bits))
         else:  # pragma: no cover
             raise AssertionError(f"unexpected mapped module {name}: {type(src)}")
     return ref

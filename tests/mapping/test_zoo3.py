@@ -216,7 +216,8 @@ class Video(nn.Module):
 
 class Conv1D(nn.Module):
     """HuggingFace GPT-2's ``Conv1D``: a Linear with the weight stored (in, out), computed as
-    ``torch.addmm(b, x, W)``: no nn.Linear, so it cannot be mapped."""
+    ``torch.addmm(b, x, W)``: no nn.Linear, mapped as the Linear it computes
+    (``cimsim.mapping.affine``; it was listed and ran in float before)."""
 
     def __init__(self, nf: int, nx: int):
         super().__init__()
@@ -230,7 +231,7 @@ class Conv1D(nn.Module):
 
 class FunctionalMix(nn.Module):
     """A GPT-2 MLP of Conv1D, a strided ``F.conv2d`` and an ``einsum`` with weight
-    parameters, and one real nn.Linear: only that one is mapped."""
+    parameters, and one real nn.Linear: the Conv1Ds and the Linear are mapped."""
 
     def __init__(self):
         super().__init__()
@@ -367,7 +368,7 @@ _DIGITAL = {
     "llama": {"emb", "model"},
     "vit": {"model"},
     "gcn": {"model"},
-    "functional": {"kernel", "c_fc.weight", "c_fc.bias", "c_proj.weight", "c_proj.bias", "mix"},
+    "functional": {"kernel", "mix"},  # the Conv1Ds are mapped as the Linears they compute
     "parametrized": {"parametrizations.w.original"},
 }
 
