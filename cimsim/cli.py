@@ -502,7 +502,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           else dask_client(args.scheduler)) as client:
         frame = run_sweep(model, (x, y), chip, grid, args.out, calibration=calibration,
                           jobs=args.jobs, seed=args.seed, batch_size=args.batch_size,
-                          model_name=name, client=client)
+                          model_name=name, client=client, exclude=args.exclude)
     if isinstance(calibration, int) and n_x <= calibration:
         _warn_calibration_reused(calibration)
     print(f"cimsim {__version__} sweep: {name} on {chip.name}; {len(frame)} points; {used}")
@@ -973,6 +973,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration inputs: the first N of --data (the rest are evaluated); "
                         "for demo the first N training images (default 256)")
     w.add_argument("--limit", type=_LIMIT, default=0, help=_LIMIT_HELP)
+    w.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help=_EXCLUDE_HELP)
     w.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP + "; one seed for every "
                                                                       "point")
     w.add_argument("--batch-size", type=_POSITIVE, default=256, help=_BATCH_HELP.format(256))

@@ -135,6 +135,7 @@ def run_sweep(
     batch_size: int = 256,
     model_name: str | None = None,
     client: Any = None,
+    exclude: str | Sequence[str] = (),
 ) -> pd.DataFrame:
     """Deploy ``model`` at every point of ``grid``; the accuracy-cost table, and files.
 
@@ -176,6 +177,11 @@ def run_sweep(
         Run the points on this Dask cluster (one task per point; this process alone writes
         ``sweep.jsonl``); ``jobs`` must then be 1. :func:`cimsim.sweep.dask_client` makes one
         from ``'local:N'`` or a scheduler address. Results do not depend on where points run.
+    exclude : str or list of str
+        Layer names or globs (``fnmatch``) kept digital at every point, as
+        ``cimsim.deploy(exclude=...)`` (keeping a network's first and last layers digital, as
+        many CIM papers do). Part of the points' identity: a sweep with another exclusion is
+        another sweep.
 
     Returns
     -------
@@ -214,6 +220,7 @@ def run_sweep(
     if client is not None and jobs != 1:
         raise ConfigError(f"jobs = {jobs} with a Dask client: the cluster's workers are the "
                           "parallelism; allowed: jobs = 1 with a client")
+    excluded = _exclusion(exclude)
     grid = grid_values(grid)  # read once: a scalar or a generator is a list from here on
     points = _distinct(chip, expand_grid(grid))
     skipped = _check_points(chip, points)
@@ -221,7 +228,7 @@ def run_sweep(
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]
     context = context_hash(model_fingerprint(model), data_fingerprint(x_all, y_all), cal_key,
-                           chip, seed)
+                           chip, seed, excluded)
     resolved = [resolve_point(chip, p) for p in points]
     # a point at the chip's t0, cols_per_adc and slice_readout keeps the id it had before
     # these became axes (an older sweep.jsonl resumes)
@@ -233,10 +240,23 @@ def run_sweep(
     path = out / JSONL
     with results_lock(path):
         ctx = SweepContext(model=model, chip=chip, x_cal=x_cal, x_eval=x_eval, y_eval=y_eval,
-                           seed=seed, batch_size=batch_size)
+                           seed=seed, batch_size=batch_size, exclude=excluded)
         frame = _run_locked(path, points, resolved, ids, grid, model, chip, seed, cal_key,
                             model_name, ctx, jobs, progress, client, skips)
     return frame
+
+
+def _exclusion(exclude: str | Sequence[str]) -> tuple[str, ...]:
+    """``exclude`` as a tuple of names / globs, or a ConfigError naming it."""
+    patterns = (exclude,) if isinstance(exclude, str) else exclude
+    try:
+        out = tuple(patterns)
+    except TypeError:
+        out = None
+    if out is None or not all(isinstance(p, str) and p for p in out):
+        raise ConfigError(f"exclude = {exclude!r} is invalid; allowed: a layer name or glob, or "
+                          "a list of them (non-empty strings)")
+    return out
 
 
 def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[str, Any]],
@@ -287,6 +307,8 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
             "n_eval": int(ctx.x_eval.shape[0]),
             "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}
+    if ctx.exclude:
+        meta["exclude"] = list(ctx.exclude)
     write_outputs(frame, path.parent, meta)
     frame.attrs["n_points_resumed"] = n_done  # found in sweep.jsonl, not run again
     frame.attrs["n_points_lost"] = len(lost)  # a Dask worker died under them: rerun

@@ -52,16 +52,20 @@ class SweepContext:
     """Deploy seed."""
     batch_size: int
     """Evaluation batch size."""
+    exclude: tuple[str, ...] = ()
+    """Layer names or globs kept digital at every point (``deploy(exclude=)``)."""
 
 
 def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any, seed: int,
-             batch_size: int, t_inference_s: float | None = None) -> dict[str, Any]:
-    """Deploy ``model`` on ``chip`` (seen ``t_inference_s`` after programming), run ``x_eval``
-    through it; accuracy and report totals."""
+             batch_size: int, t_inference_s: float | None = None,
+             exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Deploy ``model`` on ``chip`` (seen ``t_inference_s`` after programming; the layers
+    ``exclude`` names kept digital), run ``x_eval`` through it; accuracy and report totals."""
     from ..evaluate import accuracy, output_cosine
     from ..mapping import deploy
 
-    sim = deploy(model, chip, x_cal, seed=seed, t_inference_s=t_inference_s)
+    sim = deploy(model, chip, x_cal, seed=seed, t_inference_s=t_inference_s,
+                 exclude=list(exclude))
     if y_eval is None:
         # no labels (a language model's tokens): how close the outputs stay to the float
         # model's, as `cimsim simulate` reports it; the forwards the costs are counted on
@@ -93,7 +97,7 @@ def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str
     try:
         variant = chip_for_point(ctx.chip, point)
         record.update(_measure(ctx.model, variant, ctx.x_cal, ctx.x_eval, ctx.y_eval, ctx.seed,
-                               ctx.batch_size, point.get("time_s")))
+                               ctx.batch_size, point.get("time_s"), ctx.exclude))
         record["status"] = "ok"
         record["final"] = True
     except CimsimError as exc:  # invalid config, unmappable, over capacity: deterministic

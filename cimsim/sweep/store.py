@@ -63,13 +63,18 @@ def data_fingerprint(*tensors: Any) -> str:
 
 
 def context_hash(model_fp: str, data_fp: str, calibration: Any, chip: ChipConfig,
-                 seed: int) -> str:
+                 seed: int, exclude: tuple[str, ...] = ()) -> str:
     """SHA-256 of what every point of a sweep shares: model and data fingerprints, the
-    calibration (a count of first inputs, or a tensor), the base chip and the seed."""
+    calibration (a count of first inputs, or a tensor), the base chip, the seed and the layers
+    kept digital (absent when none: a sweep without ``exclude`` keeps the ids it had before
+    the option existed, and resumes)."""
     cal_key = (f"first:{calibration}" if isinstance(calibration, int)
                else data_fingerprint(calibration))
-    text = json.dumps({"model": model_fp, "data": data_fp, "calibration": cal_key,
-                       "chip": chip.to_dict(), "seed": seed}, sort_keys=True, default=repr)
+    shared: dict[str, Any] = {"model": model_fp, "data": data_fp, "calibration": cal_key,
+                              "chip": chip.to_dict(), "seed": seed}
+    if exclude:
+        shared["exclude"] = list(exclude)
+    text = json.dumps(shared, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from cimsim.errors import ConfigError
 from cimsim.report import plot_pareto
@@ -123,3 +124,55 @@ def test_an_impossible_combination_is_skipped_the_rest_run(model, data, chip, tm
     with pytest.raises(ConfigError, match=r"sweep point \{'array_size': 64, 'cols_per_adc': "
                                           r"512, 'adc_bits': 4\}: .*cols_per_adc = 512"):
         _sweep(model, data, chip, {**grid, "cols_per_adc": [1, 512]}, tmp_path / "b")
+
+
+def _two_layers() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+                               torch.nn.Linear(16, 10)).eval()
+
+
+def test_exclude_keeps_layers_digital_at_every_point_and_is_part_of_the_id(
+        data, chip, tmp_path, monkeypatch):
+    """The sweep had no exclude (simulate and train have it): a layer a paper keeps digital
+    could not be swept so. Now each point deploys with it digital (fewer arrays, less energy),
+    the exclusion is in sweep.json, another exclusion is another sweep (other ids), and the
+    same command resumes."""
+    model = _two_layers()
+    grid = {"adc_bits": [4, 6]}
+    plain = _sweep(model, data, chip, grid, tmp_path / "plain")
+    kept = _sweep(model, data, chip, grid, tmp_path / "kept", exclude=["3"])
+    assert kept["status"].eq("ok").all()
+    assert (kept["n_arrays"] < plain["n_arrays"]).all()
+    assert (kept["energy_pj_per_inference"] < plain["energy_pj_per_inference"]).all()
+    assert set(kept["point_id"]).isdisjoint(plain["point_id"])
+    assert json.loads((tmp_path / "kept" / "sweep.json").read_text())["exclude"] == ["3"]
+    assert "exclude" not in json.loads((tmp_path / "plain" / "sweep.json").read_text())
+    counted = _count_points(monkeypatch)
+    again = _sweep(model, data, chip, grid, tmp_path / "kept", exclude="3")  # one name: a str
+    assert counted == [] and again["point_id"].tolist() == kept["point_id"].tolist()
+
+
+def test_no_exclusion_keeps_the_ids_sweeps_had_before_it(chip):
+    from cimsim.sweep.store import context_hash
+
+    assert context_hash("m", "d", 8, chip, 0, ()) == context_hash("m", "d", 8, chip, 0)
+    assert context_hash("m", "d", 8, chip, 0, ("fc",)) != context_hash("m", "d", 8, chip, 0)
+
+
+@pytest.mark.parametrize("bad", [[1], [""], 3, [None]])
+def test_a_bad_exclusion_is_refused_before_any_point(bad, data, chip, tmp_path):
+    with pytest.raises(ConfigError, match=r"exclude = .* is invalid; allowed: a layer name"):
+        _sweep(_two_layers(), data, chip, {"adc_bits": [4]}, tmp_path, exclude=bad)
+    assert not (tmp_path / "sweep.jsonl").exists()
+
+
+def test_cli_sweep_takes_exclude(tmp_path, capsys):
+    from cimsim.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["sweep", "--model", "demo", "--chip", "rram-22nm", "--adc-bits", "4",
+                 "--limit", "48", "--calibration", "32", "--exclude", "features.0",
+                 "--exclude", "classifier.3", "--out", str(out)]) == 0
+    meta = json.loads((out / "sweep.json").read_text())
+    assert meta["exclude"] == ["features.0", "classifier.3"]
