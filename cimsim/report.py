@@ -306,6 +306,12 @@ class Report:
             images[fname] = _png(fig)
             paths.append(write_bytes(out / fname, images[fname]))
         paths.append(write_text(out / "report.html", self.to_html(images)))
+        # a file an earlier report wrote here and this one does not (a figure or a table it
+        # has no rows for) would pass for this report's: removed. Only names cimsim writes.
+        written = {p.name for p in paths}
+        for name in [f"{t}.csv" for t in _TABLES] + list(_FIGURES):
+            if name not in written and (out / name).is_file():
+                (out / name).unlink()
         return paths
 
     def to_html(self, images: dict[str, bytes] | None = None) -> str:

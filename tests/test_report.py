@@ -235,6 +235,21 @@ def test_ideal_chip_cost_lines_say_meaningless_issue16(tmp_path):
     assert "Cost figures meaningless" in (tmp_path / "report.html").read_text()
 
 
+def test_saving_over_an_earlier_report_leaves_none_of_its_files(rep, tmp_path):
+    """A figure or table an earlier report wrote into the folder, which this report does not
+    write (no fidelity measured, no blocks), stayed and passed for this one's; a file of the
+    user's own stays."""
+    names = {p.name for p in rep.save(tmp_path)}
+    stale = [n for n in ("fidelity_per_layer.png", "blocks.csv") if n not in names]
+    assert stale  # the fixture measured no fidelity
+    for name in stale:
+        (tmp_path / name).write_bytes(b"from an earlier report")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert {p.name for p in rep.save(tmp_path)} == names
+    assert not any((tmp_path / name).exists() for name in stale)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_save_onto_a_file_names_it(rep, tmp_path):
     target = tmp_path / "report.txt"
     target.write_text("mine")
