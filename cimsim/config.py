@@ -122,14 +122,24 @@ class CellTech(_Choice):
     MRAM = "mram"
     """Magnetic tunnel junction (STT/SOT-MRAM): binary (parallel / antiparallel), so 1 bit per
     cell, with a low on/off ratio R_AP/R_P (docs/hardware-model.md, "MRAM cells")."""
+    FEFET = "fefet"
+    """Ferroelectric FET (HfO2 gate stack, e.g. GlobalFoundries 28 nm / 22FDX): the stored
+    polarization sets the threshold voltage, and the cell is read through its transistor
+    channel at a small drain voltage, as a programmed conductance (docs/hardware-model.md,
+    "FeFET and NOR-flash cells")."""
+    FLASH = "flash"
+    """NOR floating-gate flash (embedded, e.g. split-gate 40/55 nm, 180 nm): the stored charge
+    sets the threshold voltage; read through the channel as a programmed conductance."""
     SRAM = "sram"
     IDEAL = "ideal"
 
     @property
     def resistive(self) -> bool:
-        """Whether a read sums cell currents through programmed resistances (RRAM, PCM, MRAM:
-        priced by V^2 G t); SRAM and ideal cells are priced as bit-cells."""
-        return self in (CellTech.RRAM, CellTech.PCM, CellTech.MRAM)
+        """Whether a read sums cell currents through programmed conductances (RRAM, PCM, MRAM,
+        and the FeFET and flash transistors' channels: priced by V^2 G t); SRAM and ideal cells
+        are priced as bit-cells."""
+        return self in (CellTech.RRAM, CellTech.PCM, CellTech.MRAM, CellTech.FEFET,
+                        CellTech.FLASH)
 
 
 class VariationKind(_Choice):
@@ -257,6 +267,10 @@ class CellKind(_Choice):
     PCM = "pcm"
     MRAM_1T1MTJ = "mram_1t1mtj"
     """One magnetic tunnel junction on an access transistor (STT-MRAM 1T1MTJ)."""
+    FEFET_1T = "fefet_1t"
+    """One ferroelectric FET, the storage and the access device at once (1T FeFET)."""
+    FLASH_NOR = "flash_nor"
+    """One NOR floating-gate flash cell (a split-gate cell redesigned for analog read-out)."""
 
 
 class PowerGating(_Choice):
@@ -787,7 +801,7 @@ class TechConfig(_Config):
     """Column sum in current (resistive) or charge (capacitor) domain."""
     cell_kind: CellKind | None = None
     """Physical cell; None: from ``device.cell`` (rram -> rram_1t1r, pcm -> pcm,
-    mram -> mram_1t1mtj, sram/ideal -> sram_8t)."""
+    mram -> mram_1t1mtj, fefet -> fefet_1t, flash -> flash_nor, sram/ideal -> sram_8t)."""
     devices_per_cell: int = 1
     """Devices that store one cell's value in parallel (multi-device cells, e.g. 2 PCM devices
     per polarity): they multiply the cell's conductance, read energy and area."""

@@ -45,6 +45,9 @@ from .tables import (
 __all__ = [
     "CALIBRATIONS",
     "COMPONENTS",
+    "FEFET_1T_CELL_AREA_F2",
+    "FEFET_WRITE_PULSE_NS",
+    "FLASH_NOR_CELL_AREA_F2",
     "MRAM_WRITE_ENERGY_PJ_PER_BIT",
     "MRAM_WRITE_PULSE_NS",
     "SUPPLY_REF_V",
@@ -65,6 +68,28 @@ Xie & Jouppi, IEEE TCAD 31(7), 2012; its sample_STTRAM.cell: SetEnergy = ResetEn
 
 MRAM_WRITE_PULSE_NS = 5.0
 """MRAM (STT) write pulse, ns (the same NVSim cell): the time to write one row."""
+
+FEFET_1T_CELL_AREA_F2 = 0.025 / 0.022**2
+"""FeFET (1T) cell area, F^2: 0.025 um^2 at 22 nm (51.7 F^2), the smallest cell of GlobalFoundries'
+22 nm FDSOI FeFET eNVM (Duenkel et al., "A FeFET based super-low-power ultra-fast embedded NVM
+technology for 22nm FDSOI and beyond", IEDM 2017, abstract). One transistor is the storage and
+the access device: no separate selector."""
+
+FEFET_WRITE_PULSE_NS = 10.0
+"""FeFET write pulse, ns: the 10-ns program / erase pulses at 4.2 V of the same 22 nm arrays
+(Duenkel et al., IEDM 2017, abstract): the time to write one row, one pulse (a multi-level
+write-verify ladder is not modelled, so a lower bound for bits_per_cell > 1)."""
+
+FLASH_NOR_CELL_AREA_F2 = 0.33 / 0.055**2
+"""NOR-flash cell area, F^2: 0.33 um^2 per cell at 55 nm (109 F^2), commercial 55 nm NOR flash
+cells in arrays redesigned for analog vector-by-matrix multiplication (Guo, Merrikh Bayat,
+Prezioso, Chen, Nguyen, Do & Strukov, "Temperature-insensitive analog vector-by-matrix
+multiplier based on 55 nm NOR flash memory cells", CICC 2017, arXiv:1611.03379, abstract)."""
+
+_TRANSISTOR_CELL_AREA_F2 = {CellTech.FEFET: FEFET_1T_CELL_AREA_F2,
+                            CellTech.FLASH: FLASH_NOR_CELL_AREA_F2}
+"""Cells read through a transistor channel, priced by their own area in both cost models (the
+tables hold no FeFET or flash cell to borrow, as PCM and MRAM borrow RRAM's)."""
 
 SUPPLY_REF_V = 0.8
 """Supply voltage of the technology tables, V (docs/technology.md §1)."""
@@ -229,13 +254,23 @@ def table_adc_time_ns(chip: ChipConfig, table: TechTable, calibration: Calibrati
 
 
 def _resistive(chip: ChipConfig) -> bool:
-    # PCM and MRAM cells are resistive 1T1R cells read by current, costed as RRAM's here
+    # PCM, MRAM, FeFET and flash cells are read by current through a programmed conductance,
+    # costed as RRAM's here (FeFET and flash with their own cell area)
     return chip.device.cell.resistive
+
+
+def table_cell_area_um2(chip: ChipConfig, table: TechTable) -> float:
+    """One resistive cell's area by the tables: FeFET and flash their own F^2 at the node, the
+    other NVM cells RRAM's 1T1R."""
+    f2 = _TRANSISTOR_CELL_AREA_F2.get(chip.device.cell)
+    if f2 is None:
+        return table.rram_cell_area_um2
+    return f2 * table.feature_size_um**2
 
 
 def _cell_pitch_um(chip: ChipConfig, table: TechTable) -> float:
     if _resistive(chip):
-        return math.sqrt(table.rram_cell_area_um2)
+        return math.sqrt(table_cell_area_um2(chip, table))
     return math.sqrt(table.sram_cell_area_um2 * stored_bits_per_cell(chip))
 
 
@@ -303,7 +338,9 @@ def _cell_v2g_lsb(chip: ChipConfig, table: TechTable, cal: Calibration, bits: in
 
 def _cell_write(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
     """One cell programmed: every stored bit written (RRAM, PCM: the tables' RRAM write; MRAM:
-    one STT switching pulse; device physics, not supply-scaled; SRAM: a CMOS bit-cell write)."""
+    one STT switching pulse; device physics, not supply-scaled; SRAM: a CMOS bit-cell write).
+    FeFET and flash: the RRAM write too, for want of a published write energy per cell (an
+    upper bound for a FeFET's field-driven switching; docs/technology.md)."""
     n_bits = stored_bits_per_cell(chip)
     if chip.device.cell is CellTech.MRAM:
         return n_bits * MRAM_WRITE_ENERGY_PJ_PER_BIT * cal.e("cell")

@@ -47,7 +47,7 @@ from ..arrays.encoding import plane_layout
 from ..arrays.program import ProgrammedLayer
 from ..config import CellTech, ChipConfig
 from . import bitplanes, settling
-from ._prices import MRAM_WRITE_PULSE_NS
+from ._prices import FEFET_WRITE_PULSE_NS, MRAM_WRITE_PULSE_NS
 from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
 from .tables import TechTable
 
@@ -157,12 +157,15 @@ def write_time_ns_per_row(chip: ChipConfig, table: TechTable | None = None) -> f
     RRAM: ``table.rram_write_time_ns_per_row`` (RESET, then SET pulses with write-verify);
     SRAM and ``ideal`` cells (costed as charge-domain SRAM, as their energy is):
     ``table.sram_write_time_ns_per_row`` (one write cycle per row). MRAM: one STT pulse,
-    ``MRAM_WRITE_PULSE_NS``.
+    ``MRAM_WRITE_PULSE_NS``. FeFET: one field-driven pulse, ``FEFET_WRITE_PULSE_NS``. Flash:
+    as RRAM (no published row write time was found; docs/technology.md).
     """
     table = chip_table(chip) if table is None else table
     if chip.device.cell is CellTech.MRAM:
         return MRAM_WRITE_PULSE_NS
-    if chip.device.cell.resistive:  # PCM: costed as RRAM
+    if chip.device.cell is CellTech.FEFET:
+        return FEFET_WRITE_PULSE_NS
+    if chip.device.cell.resistive:  # PCM, flash: costed as RRAM
         return float(table.rram_write_time_ns_per_row)
     return float(table.sram_write_time_ns_per_row)
 

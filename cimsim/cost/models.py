@@ -25,8 +25,8 @@ Two cost models (``chip.tech.cost_model``):
     with the word line's ``C_wl V_wl^2`` per activated row. Cells: the read physics of the
     compute domain (current: ``V^2 G t`` of resistive cells, bit-line discharge of SRAM;
     charge: ``C V^2`` of the switched capacitor per product) and the cell kind's area
-    (SRAM 6T/8T/10T, RRAM 1T1R, PCM, MRAM 1T1MTJ, multi-device). Periphery, buffers and
-    links: the tables.
+    (SRAM 6T/8T/10T, RRAM 1T1R, PCM, MRAM 1T1MTJ, FeFET 1T, NOR flash, multi-device).
+    Periphery, buffers and links: the tables.
     ``docs/cost-model.md`` gives every formula, ``docs/technology.md`` every source.
 
 Both price the weighting network of analog slice read-out from circuits
@@ -56,6 +56,8 @@ from ..config import (
 from ..events import Action, Component
 from . import adc_survey, bitplanes, ripple
 from ._prices import (
+    FEFET_1T_CELL_AREA_F2,
+    FLASH_NOR_CELL_AREA_F2,
     NO_CALIBRATION,
     TILE_BUFFER_KIB,
     Calibration,
@@ -75,6 +77,7 @@ from ._prices import (
     stored_bits_per_cell,
     supply_factor,
     table_adc_bits,
+    table_cell_area_um2,
 )
 from .tables import (
     _SRAM_F2,
@@ -110,8 +113,11 @@ Harris, "CMOS VLSI Design", 4th ed., 2011, §2.3 (word-line load of the physical
 # follow by transistor count [der]. RRAM 1T1R: 48 F^2 (NeuroSim V1.4). PCM: one device on a
 # 1T access transistor as the 1T1R cell [der]. MRAM 1T1MTJ: 57.5 F^2, NVSim's STT-RAM cell (Dong,
 # Xu, Xie & Jouppi, IEEE TCAD 31(7), 2012; the sample_STTRAM.cell it ships: an access
-# transistor 8.5 F wide for the write current).
-CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0, CellKind.MRAM_1T1MTJ: 57.5}
+# transistor 8.5 F wide for the write current). FeFET 1T: 51.7 F^2 (Duenkel et al., IEDM 2017);
+# NOR flash: 109 F^2 (Guo et al., CICC 2017, 55 nm); cimsim.cost._prices gives each source.
+CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0, CellKind.MRAM_1T1MTJ: 57.5,
+                CellKind.FEFET_1T: FEFET_1T_CELL_AREA_F2,
+                CellKind.FLASH_NOR: FLASH_NOR_CELL_AREA_F2}
 _SRAM_TRANSISTORS = {CellKind.SRAM_6T: 6, CellKind.SRAM_7T: 7, CellKind.SRAM_8T: 8,
                      CellKind.SRAM_10T: 10}
 
@@ -160,15 +166,20 @@ def cell_kind(chip: ChipConfig) -> CellKind:
     """The physical cell kind: ``tech.cell_kind``, else from ``device.cell``."""
     if chip.tech.cell_kind is not None:
         return chip.tech.cell_kind
-    if chip.device.cell is CellTech.PCM:
-        return CellKind.PCM
-    if chip.device.cell is CellTech.MRAM:
-        return CellKind.MRAM_1T1MTJ
-    return CellKind.RRAM_1T1R if chip.device.cell is CellTech.RRAM else CellKind.SRAM_8T
+    return _DEFAULT_KIND.get(chip.device.cell, CellKind.SRAM_8T)
+
+
+_DEFAULT_KIND = {CellTech.RRAM: CellKind.RRAM_1T1R, CellTech.PCM: CellKind.PCM,
+                 CellTech.MRAM: CellKind.MRAM_1T1MTJ, CellTech.FEFET: CellKind.FEFET_1T,
+                 CellTech.FLASH: CellKind.FLASH_NOR}
+"""The cell kind of each technology when ``tech.cell_kind`` is not given (SRAM and ideal cells:
+the 8T bit-cell)."""
 
 
 def _resistive_kind(kind: CellKind) -> bool:
-    return kind in (CellKind.RRAM_1T1R, CellKind.PCM, CellKind.MRAM_1T1MTJ)
+    # read as a summed conductance, V^2 G t: resistive devices and the FeFET / flash channel
+    return kind in (CellKind.RRAM_1T1R, CellKind.PCM, CellKind.MRAM_1T1MTJ, CellKind.FEFET_1T,
+                    CellKind.FLASH_NOR)
 
 
 class ComponentModel:
@@ -456,7 +467,8 @@ class CellModel(ComponentModel):
     """Memory cells: reads (``cell.read`` per cell on an active row; ``cell.v2g_lsb`` the
     summed conductance of resistive reads) and writes.
 
-    physical: current domain, resistive (RRAM, PCM, MRAM): ``V^2 G t`` per read, times
+    physical: current domain, resistive (RRAM, PCM, MRAM; the FeFET's and the flash cell's
+    channel at the read drain voltage): ``V^2 G t`` per read, times
     ``devices_per_cell``; amplitude drive at ``V x / x_max`` for the read pulse (priced on
     ``cell.v2g_lsb``, the run's sum of ``x^2 G``), temporal drive at full ``V`` for ``x`` LSB
     times ``t_read / (2^b - 1)`` (priced on ``cell.v1g_lsb``, the sum of ``|x| G``).
@@ -531,8 +543,8 @@ class CellModel(ComponentModel):
     def area_um2(self) -> float:
         chip = self.chip
         if not self.physical:
-            if chip.device.cell.resistive:  # PCM, MRAM: costed as RRAM
-                return self.table.rram_cell_area_um2 * self.cal.a("cell")
+            if chip.device.cell.resistive:  # PCM, MRAM: as RRAM; FeFET, flash: their own
+                return table_cell_area_um2(chip, self.table) * self.cal.a("cell")
             return (self.table.sram_cell_area_um2 * stored_bits_per_cell(chip)
                     * self.cal.a("cell"))
         area = self.area_f2() * (chip.tech.node_nm * 1e-3) ** 2

@@ -49,7 +49,8 @@ def test_bad_cell_names_list_mram():
 
 
 def test_resistive_cells():
-    assert {c for c in CellTech if c.resistive} == {CellTech.RRAM, CellTech.PCM, CellTech.MRAM}
+    assert {c for c in CellTech if c.resistive} == {CellTech.RRAM, CellTech.PCM, CellTech.MRAM,
+                                                   CellTech.FEFET, CellTech.FLASH}
 
 
 @pytest.mark.parametrize("name", ["mram-22nm", "cimsim/presets/published/deaville-vlsi22.toml"])
