@@ -60,6 +60,33 @@ _PRODUCTS = frozenset({
 })
 
 
+_aten = torch.ops.aten
+# products whose bias is added, not multiplied: their factors are (input, weight)
+# (F.bilinear: (input1, input2, weight)); ``addmm(b, x, W)`` and the like: the two after b
+_WITH_BIAS = frozenset({
+    F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
+    F.conv_transpose3d, _aten.linear.default, _aten.conv1d.default, _aten.conv2d.default,
+    _aten.conv3d.default, _aten.convolution.default})
+_ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, _aten.addmm.default,
+                          _aten.baddbmm.default, _aten.addbmm.default})
+
+
+def _factors(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    """The operands a product multiplies: a (learned) bias added to it is none (a generated
+    weight with a learned bias, ``F.linear(x, W(x), self.b)``, is a product of activations)."""
+    if func in _ATTENTION:  # Q·Kᵀ and ·V are its products; a (learned) mask is added
+        names: tuple[str, ...] = ("query", "key", "value")
+        return list(_tensors([*args[:3], *(kwargs[k] for k in names if k in kwargs)]))
+    if func in _WITH_BIAS or func in (F.bilinear, _aten.bilinear.default):
+        n = 3 if func in (F.bilinear, _aten.bilinear.default) else 2
+        names = ("input", "weight", "input1", "input2")
+        return list(_tensors([*args[:n], *(kwargs[k] for k in names if k in kwargs)]))
+    if func in _ADDED_FIRST:
+        names = ("mat1", "mat2", "batch1", "batch2")
+        return list(_tensors([*args[1:3], *(kwargs[k] for k in names if k in kwargs)]))
+    return list(_tensors([*args, *kwargs.values()]))
+
+
 def _tensors(obj) -> Iterator[torch.Tensor]:
     if isinstance(obj, torch.Tensor):
         yield obj
@@ -111,11 +138,8 @@ class _Watch(TorchFunctionMode):
         if not operands:
             return out
         names = [self._weight(t) for t in operands]
-        factors = names
-        if func in _ATTENTION:  # Q·Kᵀ and ·V are its products; a (learned) mask is added
-            qkv = [*args[:3], *(kwargs[k] for k in ("query", "key", "value") if k in kwargs)]
-            factors = [self._weight(t) for t in _tensors(qkv)]
         product = func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION
+        factors = [self._weight(t) for t in _factors(func, args, kwargs)] if product else names
         if product:
             for name in factors:  # an exported graph's aten calls too
                 if name is not None:
