@@ -12,7 +12,9 @@ as a tensor computed from weights only (``self.w * self.g``, a standardized kern
 ``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by its first
 weight), and as a floating-point buffer of two or more dimensions (``register_buffer`` weights;
 1-D buffers are statistics and rotary frequencies). A computation that also reads an activation
-is an activation. An embedding's table is watched although the embedding is listed digital: its
+is an activation. A bias the product adds (``F.linear``'s and a convolution's ``bias``,
+``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
+from the input is a product of activations, ``self.b`` no functional weight. An embedding's table is watched although the embedding is listed digital: its
 look-up is no product, so a product reading it is a head tied to it (``F.linear(h,
 self.emb.weight)``), a matrix in float the embedding's row does not account for.
 
@@ -72,19 +74,21 @@ _ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, _aten.addmm.
 
 
 def _factors(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
-    """The operands a product multiplies: a (learned) bias added to it is none (a generated
-    weight with a learned bias, ``F.linear(x, W(x), self.b)``, is a product of activations)."""
+    """The operands a product multiplies: a (learned) bias or mask added to it is none (a
+    generated weight with a learned bias, ``F.linear(x, W(x), self.b)``, is a product of
+    activations)."""
+    names: tuple[str, ...]
     if func in _ATTENTION:  # Q·Kᵀ and ·V are its products; a (learned) mask is added
-        names: tuple[str, ...] = ("query", "key", "value")
-        return list(_tensors([*args[:3], *(kwargs[k] for k in names if k in kwargs)]))
-    if func in _WITH_BIAS or func in (F.bilinear, _aten.bilinear.default):
-        n = 3 if func in (F.bilinear, _aten.bilinear.default) else 2
-        names = ("input", "weight", "input1", "input2")
-        return list(_tensors([*args[:n], *(kwargs[k] for k in names if k in kwargs)]))
-    if func in _ADDED_FIRST:
-        names = ("mat1", "mat2", "batch1", "batch2")
-        return list(_tensors([*args[1:3], *(kwargs[k] for k in names if k in kwargs)]))
-    return list(_tensors([*args, *kwargs.values()]))
+        at, names = slice(0, 3), ("query", "key", "value")
+    elif func in (F.bilinear, _aten.bilinear.default):
+        at, names = slice(0, 3), ("input1", "input2", "weight")
+    elif func in _WITH_BIAS:
+        at, names = slice(0, 2), ("input", "weight")
+    elif func in _ADDED_FIRST:
+        at, names = slice(1, 3), ("mat1", "mat2", "batch1", "batch2")
+    else:
+        return list(_tensors([*args, *kwargs.values()]))
+    return list(_tensors([*args[at], *(kwargs[k] for k in names if k in kwargs)]))
 
 
 def _tensors(obj) -> Iterator[torch.Tensor]:

@@ -615,6 +615,12 @@ def _rel(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got - want).norm() / want.norm())
 
 
+def _rram_noise_free():
+    """rram-22nm (small arrays) with its variation, its conversion noise off: what the twin in
+    eval mode computes (it draws no noise)."""
+    return _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0))
+
+
 # what each model keeps digital, by name: every weight matrix is mapped or listed here. The
 # embeddings (a look-up, no product); the attention products of the module whose forward
 # computes them (GPT-2's and BERT's matmuls, the U-Net's einsums, the seq2seq's and PointNet's
@@ -679,7 +685,7 @@ def test_rram_deploy_runs_reports_and_accounts_for_every_matrix(name):
     if name in _NOISE_AMPLIFIED:
         assert got.shape == want.shape and torch.isfinite(got).all()
         sim = _quiet(cimsim.deploy, model,
-                     _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0)), args)
+                     _rram_noise_free(), args)
         got = sim(*args)
     check_lossy_run(got, want, sim)
     check_every_matrix(model, sim, _DIGITAL.get(name, set()), _NOT_MATRICES)
@@ -691,9 +697,8 @@ def test_rram_deploy_runs_reports_and_accounts_for_every_matrix(name):
 @pytest.mark.parametrize("chip", ["ideal", "rram"])
 @pytest.mark.parametrize("name", list(ZOO5))
 def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
-    chip_cfg = (lossless_chip("channel") if chip == "ideal" else
-                _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0)))
     model, args = _build(name, torch.float64)
+    chip_cfg = lossless_chip("channel") if chip == "ideal" else _rram_noise_free()
     prep = prepare_step_deploy(model, chip_cfg, args, 0)
     assert {d[0] for d in prep.digital} == _DIGITAL.get(name, set())
 
@@ -815,7 +820,7 @@ def test_pruned_channels_err_as_their_neighbours_do():
     read ~1 where its neighbours err by steps of ~max|w|/127. On rram-22nm (variation on,
     thermal noise off) the pruned PointNet erred 0.24 against 0.026 for the dense one; a zero
     channel now takes its tensor's scale. Lossless, bit-exact as before."""
-    chip = _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0))
+    chip = _rram_noise_free()
     errors = []
     for model, args in (_build("pointnet"), _pruned_pointnet()):
         with torch.no_grad():
@@ -830,7 +835,7 @@ def test_pruned_channels_err_as_their_neighbours_do():
 
 
 def test_a_pruned_model_trains_and_deploys_to_its_twin():
-    chip = _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0))
+    chip = _rram_noise_free()
     model, args = _pruned_pointnet(torch.float64)
     prepare_step_deploy(model, chip, args, 0)
 
@@ -870,7 +875,7 @@ def test_an_all_zero_layer_is_named_with_what_to_do(run):
 
 
 def test_an_excluded_all_zero_layer_leaves_the_rest_near_float():
-    chip = _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0))
+    chip = _rram_noise_free()
     model, args = _zero_module_unet()
     with torch.no_grad():
         want = model(*args)
