@@ -14,9 +14,10 @@ weight), and as a floating-point buffer of two or more dimensions (``register_bu
 1-D buffers are statistics and rotary frequencies). A computation that also reads an activation
 is an activation. A bias the product adds (``F.linear``'s and a convolution's ``bias``,
 ``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
-from the input is a product of activations, ``self.b`` no functional weight. An embedding's table is watched although the embedding is listed digital: its
-look-up is no product, so a product reading it is a head tied to it (``F.linear(h,
-self.emb.weight)``), a matrix in float the embedding's row does not account for.
+from the input is a product of activations, ``self.b`` no functional weight. An embedding's
+table is watched although the embedding is listed digital: its look-up is no product, so a
+product reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float
+the embedding's row does not account for.
 
 Products of activations only (a hand-written attention's ``q @ k.transpose(-2, -1)``,
 ``F.scaled_dot_product_attention``) are listed too, one row per module whose own forward calls

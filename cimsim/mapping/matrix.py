@@ -209,7 +209,7 @@ def program_parts(w_int: np.ndarray, chip: ChipConfig, seed: int, signed: bool,
 # a matrix of zeros has no scale of its own (max|w| / q = 0): it is quantized at 1.0, exactly 0
 # codes, but its cells still read (programming variation, off current, noise) and that error is
 # dequantized at 1.0, where the layer's true output is its bias alone
-ZERO_WEIGHTS = ("layer {name!r}: its weights are all zero (zero-initialised, or pruned whole), "
+ZERO_WEIGHTS = ("{who}: its weights are all zero (zero-initialised, or pruned whole), "
                 "so it has no weight scale and is quantized at 1.0: exact on a lossless chip, "
                 "but its cells' read error (variation, off current, noise) is dequantized at "
                 "that scale where its output should be its bias alone; exclude it "
@@ -230,7 +230,8 @@ def engine_view(
     """
     w = np.asarray(w, dtype=np.float64)
     if w.size and not w.any():
-        warnings.warn(ZERO_WEIGHTS.format(name=name), UserWarning, stacklevel=2)
+        who = f"layer {name!r}" if name else "a weight matrix"
+        warnings.warn(ZERO_WEIGHTS.format(who=who), UserWarning, stacklevel=2)
     tiles = list(row_tiles) if row_tiles else default_row_tiles(w.shape[1], chip.array.n_rows)
     if isinstance(calibration, InputStats):
         stats = calibration
