@@ -229,7 +229,8 @@ def engine_view(
     produces the layer's activation (``None``: it does not).
     """
     w = np.asarray(w, dtype=np.float64)
-    if w.size and not w.any():
+    binary = chip.weight_bits == 1 and chip.weight_encoding is WeightEncoding.BINARY
+    if w.size and not w.any() and not binary:  # binary: scale mean|w| = 0, exact
         who = f"layer {name!r}" if name else "a weight matrix"
         warnings.warn(ZERO_WEIGHTS.format(who=who), UserWarning, stacklevel=2)
     tiles = list(row_tiles) if row_tiles else default_row_tiles(w.shape[1], chip.array.n_rows)

@@ -48,9 +48,9 @@ def binary_codes(w: np.ndarray) -> np.ndarray:
 
 
 def _binary_scale(abs_w: np.ndarray, axis: int | None) -> np.ndarray:
-    """mean|w| over ``axis`` (1.0 for an all-zero group: any scale is exact)."""
-    s = np.asarray(abs_w, dtype=np.float64).mean(axis=axis)
-    return np.where(s > 0, s, 1.0)
+    """mean|w| over ``axis``: 0 for an all-zero group, whose codes are +1 (a binary cell has
+    no 0), so that it computes 0 as its weights do (at 1.0 it summed its inputs)."""
+    return np.asarray(abs_w, dtype=np.float64).mean(axis=axis)
 
 
 def quantize_weights(

@@ -840,6 +840,27 @@ def test_a_pruned_model_trains_and_deploys_to_its_twin():
     prepare_step_deploy(model, chip, args, 0)
 
 
+@pytest.mark.parametrize("granularity", ["channel", "column"])
+def test_a_pruned_channel_of_binary_weights_outputs_its_bias(granularity):
+    """1-b weights are sign(w) (0 -> +1) times mean|w|: an all-zero group took the scale 1.0,
+    so a pruned channel computed the sum of its inputs on the lossless chip (here 2.4 off its
+    bias, its float output). Its scale is mean|w| = 0 now, as the XNOR-Net formula gives; the
+    twin computes and trains it (its scale learns) and deploys to what it computes."""
+    from tests.arrays.test_binary import binary_chip
+
+    chip = binary_chip(input_bits=8, n_rows=4, n_cols=16)
+    chip = chip.replace(quant=chip.quant.replace(weight_granularity=granularity))
+    model, args = _pruned_pointnet(torch.float64)
+    with torch.no_grad():
+        model.fc[2].weight[1].zero_()
+    sim = _quiet(cimsim.deploy, model, chip, args)
+    with torch.no_grad():
+        want = model(*args)
+    got = sim(*args)
+    torch.testing.assert_close(got[:, 1], want[:, 1], rtol=0, atol=1e-12)  # the bias alone
+    prepare_step_deploy(model, chip, args, 0)
+
+
 _ZEROED = ["down_res.out_layers.3", "mid_res.out_layers.3", "up_res.out_layers.3",
            "mid_attn.proj_out"]
 
