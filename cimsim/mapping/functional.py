@@ -12,9 +12,12 @@ as a tensor computed from weights only (``self.w * self.g``, a standardized kern
 ``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by its first
 weight), and as a floating-point buffer of two or more dimensions (``register_buffer`` weights;
 1-D buffers are statistics and rotary frequencies). A computation that also reads an activation
-is an activation. An embedding's table is watched although the embedding is listed digital: its
-look-up is no product, so a product reading it is a head tied to it (``F.linear(h,
-self.emb.weight)``), a matrix in float the embedding's row does not account for.
+is an activation. A bias the product adds (``F.linear``'s and a convolution's ``bias``,
+``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
+from the input is a product of activations, ``self.b`` no functional weight. An embedding's
+table is watched although the embedding is listed digital: its look-up is no product, so a
+product reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float
+the embedding's row does not account for.
 
 Products of activations only (a hand-written attention's ``q @ k.transpose(-2, -1)``,
 ``F.scaled_dot_product_attention``) are listed too, one row per module whose own forward calls
@@ -58,6 +61,35 @@ _PRODUCTS = frozenset({
     torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__, torch.Tensor.mm,
     torch.Tensor.bmm, torch.Tensor.mv,
 })
+
+
+_aten = torch.ops.aten
+# products whose bias is added, not multiplied: their factors are (input, weight)
+# (F.bilinear: (input1, input2, weight)); ``addmm(b, x, W)`` and the like: the two after b
+_WITH_BIAS = frozenset({
+    F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
+    F.conv_transpose3d, _aten.linear.default, _aten.conv1d.default, _aten.conv2d.default,
+    _aten.conv3d.default, _aten.convolution.default})
+_ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, _aten.addmm.default,
+                          _aten.baddbmm.default, _aten.addbmm.default})
+
+
+def _factors(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    """The operands a product multiplies: a (learned) bias or mask added to it is none (a
+    generated weight with a learned bias, ``F.linear(x, W(x), self.b)``, is a product of
+    activations)."""
+    names: tuple[str, ...]
+    if func in _ATTENTION:  # Q·Kᵀ and ·V are its products; a (learned) mask is added
+        at, names = slice(0, 3), ("query", "key", "value")
+    elif func in (F.bilinear, _aten.bilinear.default):
+        at, names = slice(0, 3), ("input1", "input2", "weight")
+    elif func in _WITH_BIAS:
+        at, names = slice(0, 2), ("input", "weight")
+    elif func in _ADDED_FIRST:
+        at, names = slice(1, 3), ("mat1", "mat2", "batch1", "batch2")
+    else:
+        return list(_tensors([*args, *kwargs.values()]))
+    return list(_tensors([*args[at], *(kwargs[k] for k in names if k in kwargs)]))
 
 
 def _tensors(obj) -> Iterator[torch.Tensor]:
@@ -111,11 +143,8 @@ class _Watch(TorchFunctionMode):
         if not operands:
             return out
         names = [self._weight(t) for t in operands]
-        factors = names
-        if func in _ATTENTION:  # Q·Kᵀ and ·V are its products; a (learned) mask is added
-            qkv = [*args[:3], *(kwargs[k] for k in ("query", "key", "value") if k in kwargs)]
-            factors = [self._weight(t) for t in _tensors(qkv)]
         product = func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION
+        factors = [self._weight(t) for t in _factors(func, args, kwargs)] if product else names
         if product:
             for name in factors:  # an exported graph's aten calls too
                 if name is not None:

@@ -457,6 +457,11 @@ def _tensor(gm: nn.Module, node: Any, depth: int = 0) -> torch.Tensor:
             value = node.target(*args, **kwargs)
         if isinstance(value, torch.Tensor):
             return value.detach()
+        if depth > 0 and isinstance(value, (tuple, list)) and all(
+                isinstance(v, torch.Tensor) for v in value):
+            # aten.chunk / split / unbind of a constant, read by a getitem: an attention with
+            # kdim / vdim takes its q, k, v biases as in_proj_bias.chunk(3)
+            return value  # type: ignore[return-value]
     if op != "get_attr":
         raise LoadError(f"weight {node} is computed from the model's inputs in the graph; only "
                         "constant weights map")

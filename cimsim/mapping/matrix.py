@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -205,6 +206,16 @@ def program_parts(w_int: np.ndarray, chip: ChipConfig, seed: int, signed: bool,
     return [(a, b, layer) for (a, b, _), layer in zip(parts, layers, strict=True)]
 
 
+# a matrix of zeros has no scale of its own (max|w| / q = 0): it is quantized at 1.0, exactly 0
+# codes, but its cells still read (programming variation, off current, noise) and that error is
+# dequantized at 1.0, where the layer's true output is its bias alone
+ZERO_WEIGHTS = ("{who}: its weights are all zero (zero-initialised, or pruned whole), "
+                "so it has no weight scale and is quantized at 1.0: exact on a lossless chip, "
+                "but its cells' read error (variation, off current, noise) is dequantized at "
+                "that scale where its output should be its bias alone; exclude it "
+                "(exclude=[...]) to keep it digital, or map it once trained")
+
+
 def engine_view(
     w: np.ndarray, chip: ChipConfig, calibration: np.ndarray | InputStats, *, seed: int = 0,
     row_tiles: list[tuple[int, int]] | None = None, name: str = "",
@@ -218,6 +229,10 @@ def engine_view(
     produces the layer's activation (``None``: it does not).
     """
     w = np.asarray(w, dtype=np.float64)
+    binary = chip.weight_bits == 1 and chip.weight_encoding is WeightEncoding.BINARY
+    if w.size and not w.any() and not binary:  # binary: scale mean|w| = 0, exact
+        who = f"layer {name!r}" if name else "a weight matrix"
+        warnings.warn(ZERO_WEIGHTS.format(who=who), UserWarning, stacklevel=2)
     tiles = list(row_tiles) if row_tiles else default_row_tiles(w.shape[1], chip.array.n_rows)
     if isinstance(calibration, InputStats):
         stats = calibration

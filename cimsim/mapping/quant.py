@@ -2,8 +2,9 @@
 
 Weights: symmetric, ``w_int = clip(rint(w / s_w), -q, q)`` with ``q = 2^(B_w-1) - 1`` and
 ``s_w = max|w| / q`` over the granularity's group (tensor, output channel, or (row tile, output)
-pair); 1-b weights (``weight_encoding = 'binary'``) are ``w_int = sign(w)`` in {-1, +1} (0 -> +1)
-with ``s_w = mean|w|`` over the group, the scale that minimises ``||w - s_w·w_int||²`` (XNOR-Net,
+pair), an all-zero group taking the tensor's scale (1.0 for an all-zero tensor); 1-b weights
+(``weight_encoding = 'binary'``) are ``w_int = sign(w)`` in {-1, +1} (0 -> +1) with
+``s_w = mean|w|`` over the group, the scale that minimises ``||w - s_w·w_int||²`` (XNOR-Net,
 Rastegari et al., ECCV 2016; :func:`binary_codes`).
 
 Activations: per tensor, ``x_int = clip(rint(x / s_x), lo, hi)`` with ``[lo, hi] = [0, 2^B_x - 1]``
@@ -34,9 +35,10 @@ __all__ = ["act_range", "act_scale", "act_zero_point", "binary_codes", "quantize
            "quantize_weights", "smooth_factors", "zero_point_offsets"]
 
 
-def _scale(max_abs: np.ndarray, q: int) -> np.ndarray:
+def _scale(max_abs: np.ndarray, q: int, fallback: float = 1.0) -> np.ndarray:
+    """``max_abs / q``; an all-zero group gets ``fallback`` (its codes are 0 at any scale)."""
     s = np.asarray(max_abs, dtype=np.float64) / q
-    return np.where(s > 0, s, 1.0)  # an all-zero group: any scale is exact
+    return np.where(s > 0, s, fallback)
 
 
 def binary_codes(w: np.ndarray) -> np.ndarray:
@@ -46,9 +48,9 @@ def binary_codes(w: np.ndarray) -> np.ndarray:
 
 
 def _binary_scale(abs_w: np.ndarray, axis: int | None) -> np.ndarray:
-    """mean|w| over ``axis`` (1.0 for an all-zero group: any scale is exact)."""
-    s = np.asarray(abs_w, dtype=np.float64).mean(axis=axis)
-    return np.where(s > 0, s, 1.0)
+    """mean|w| over ``axis``: 0 for an all-zero group, whose codes are +1 (a binary cell has
+    no 0), so that it computes 0 as its weights do (at 1.0 it summed its inputs)."""
+    return np.asarray(abs_w, dtype=np.float64).mean(axis=axis)
 
 
 def quantize_weights(
@@ -67,12 +69,17 @@ def quantize_weights(
     if bits == 1:
         return _quantize_binary(w, granularity, row_tiles)
     q = 2 ** (bits - 1) - 1
+    # an all-zero group (a pruned channel, a zero-initialised row) takes the tensor's scale:
+    # its codes are 0 at any scale, but its cells still read (programming variation, off
+    # current) and their error is dequantized at its scale; 1.0 made a pruned channel's output
+    # read ~1 where its neighbours err by a few steps of their own scale
+    tensor = float(_scale(np.abs(w).max(initial=0.0), q))
     if granularity is WeightGranularity.TENSOR:
-        s = np.full((1, n), _scale(np.abs(w).max(initial=0.0), q))
+        s = np.full((1, n), tensor)
     elif granularity is WeightGranularity.CHANNEL:
-        s = _scale(np.abs(w).max(axis=1, initial=0.0), q)[None, :]
+        s = _scale(np.abs(w).max(axis=1, initial=0.0), q, tensor)[None, :]
     else:
-        s = np.stack([_scale(np.abs(w[:, a:b]).max(axis=1, initial=0.0), q)
+        s = np.stack([_scale(np.abs(w[:, a:b]).max(axis=1, initial=0.0), q, tensor)
                       for a, b in row_tiles])
     w_int = np.empty(w.shape, dtype=np.int64)
     for t, (a, b) in enumerate(row_tiles if s.shape[0] > 1 else [(0, w.shape[1])]):

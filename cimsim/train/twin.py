@@ -649,6 +649,8 @@ class TwinMatmul(nn.Module):
         straight-through gradient of ``clamp(w / s, -w_qmax, w_qmax)``: ``round`` of it, or
         for 1-b weights ``sign(w)`` (0 -> +1, as deploy's ``binary_codes``), BinaryConnect's
         estimator (Courbariaux et al., NeurIPS 2015; gradient 1 inside |w/s| <= 1)."""
+        if self.binary:  # an all-zero group's scale is 0 (mean|w|); its codes are sign(w)
+            s = torch.where(s != 0, s, torch.ones_like(s))
         c = torch.clamp(w / s, -self.w_qmax, self.w_qmax)
         if self.binary:
             # the sign of w itself, not of w/s: a quotient that underflows to -0.0 would flip it

@@ -26,6 +26,7 @@ from torch import nn
 
 import cimsim
 from cimsim.config import ChipConfig
+from cimsim.mapping.affine import affine_source
 from cimsim.mapping.layers import SimLinear
 
 
@@ -67,7 +68,9 @@ def ref_weight_quant(w: torch.Tensor, bits: int, granularity: str,
         groups = list(row_tiles)
         m = torch.stack([w[:, a:b].abs().amax(dim=1) for a, b in groups])
     s = m / q
-    s = torch.where(s > 0, s, torch.ones_like(s))
+    # an all-zero group: the tensor's scale (1 for an all-zero tensor)
+    tensor = float(w.abs().max()) / q if w.numel() else 0.0
+    s = torch.where(s > 0, s, torch.full_like(s, tensor if tensor > 0 else 1.0))
     w_int = torch.empty(w.shape, dtype=torch.int64)
     for t, (a, b) in enumerate(groups):
         w_int[:, a:b] = torch.round(w[:, a:b] / s[t][:, None]).clamp(-q, q).to(torch.int64)
@@ -308,8 +311,9 @@ def reference_model(model: nn.Module, sim, check_weights: bool = True) -> nn.Mod
                     check_core_weights(core, w, chip)
             _set_child(ref, name, RefMHA(src, layer.cores, bits))
         elif isinstance(layer, SimLinear):  # a Linear under another name: GPT-2's Conv1D
+            # its layout from what it computes: a square weight has the same shape either way
             w = src.weight.detach()
-            w = w if tuple(w.shape) == (layer.out_features, layer.in_features) else w.t()
+            w = w.t() if affine_source(src).transposed else w
             lin = nn.Linear(w.shape[1], w.shape[0], bias=src.bias is not None, dtype=w.dtype)
             with torch.no_grad():
                 lin.weight.copy_(w)
