@@ -49,6 +49,7 @@ from .layers import (
 )
 from .matrix import EngineView
 from .naming import named_layer
+from .observers import warn_observing_fake_quant
 from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
     copy_model,
@@ -717,6 +718,7 @@ def _eval_copy(model: nn.Module) -> nn.Module:
         sim.eval()
     except NotImplementedError:  # torch.export modules refuse eval(); they are eval already
         pass
+    warn_observing_fake_quant(sim, "deploy")
     return sim
 
 

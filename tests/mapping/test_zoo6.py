@@ -40,6 +40,7 @@ from .conftest import (
     reference_model,
 )
 from .test_new_models import _rram, prepare_step_deploy
+from .test_zoo5 import _quiet, _rram_noise_free
 
 
 # ---------------------------------------------------------------------------------------------
@@ -569,12 +570,6 @@ def _build(name: str, dtype=torch.float32):
     return model, args
 
 
-def _quiet(fn, *a, **k):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # embeddings, products: listed digital
-        return fn(*a, **k)
-
-
 def _flat(out) -> torch.Tensor:
     """One tensor of a model's outputs: a dict of lists (the detector's), a dataclass."""
     if isinstance(out, dict):
@@ -587,11 +582,6 @@ def _flat(out) -> torch.Tensor:
 def _rel(got, want) -> float:
     got, want = _flat(got), _flat(want)
     return float((got - want).norm() / want.norm())
-
-
-def _rram_noise_free():
-    """rram-22nm (small arrays) with its conversion noise off: what the eval twin computes."""
-    return _rram().replace(noise=_rram().noise.replace(thermal_sigma_lsb=0.0))
 
 
 # what each model keeps digital, by name: every weight matrix is mapped or listed here
@@ -661,27 +651,8 @@ def test_rram_deploy_runs_reports_and_accounts_for_every_matrix(name):
 def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
     model, args = _build(name, torch.float64)
     chip_cfg = lossless_chip("channel") if chip == "ideal" else _rram_noise_free()
-    if name == "retina-fpn":
-        prep = prepare_step_deploy_flat(model, chip_cfg, args)
-    else:
-        prep = prepare_step_deploy(model, chip_cfg, args, 0)
+    prep = prepare_step_deploy(model, chip_cfg, args, 0, main=_flat)  # the detector's dict
     assert {d[0] for d in prep.digital} == _DIGITAL.get(name, set())
-
-
-def prepare_step_deploy_flat(model, chip_cfg, args):
-    """prepare_step_deploy for a model returning a dict of lists (compared flattened)."""
-    prep = _quiet(prepare, model, chip_cfg, args, seed=3)
-    opt = torch.optim.SGD(prep.parameters(), lr=1e-2)
-    prep.train()
-    _flat(prep(*args)).pow(2).mean().backward()
-    opt.step()
-    prep.eval()
-    with torch.no_grad():
-        want = prep(*args)
-    got = prep.deploy()(*args)
-    assert got.keys() == want.keys()
-    torch.testing.assert_close(_flat(got), _flat(want), rtol=1e-9, atol=1e-9)
-    return prep
 
 
 # ---------------------------------------------------------------------------------------------
@@ -740,3 +711,51 @@ def test_keyword_only_inputs_are_named_and_a_positional_wrapper_deploys():
     assert_bitwise(got.logits, want.logits)
     assert_bitwise(got.hidden, want.hidden)
     assert [d[0] for d in sim.digital] == ["model.embed"]
+
+
+def test_an_observing_fake_quantize_is_named():
+    """eval() leaves a FakeQuantize observing: the deployed model moved its range on every
+    call (the same input twice gave two outputs) without a word. Named now; frozen, the
+    deployed model is a function of its input."""
+
+    def twice(sim):  # x, another input, x again
+        first = sim(x)
+        sim(3 * x)
+        return first, sim(x)
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 6, 6)
+    with pytest.warns(UserWarning, match=r"deploy: fq \(FakeQuantize\) observe.*disable_observer"):
+        sim = cimsim.deploy(QuantStubbed().eval(), lossless_chip("channel"), (x,))
+    assert not torch.equal(*twice(sim))  # the model's own behaviour, named above
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim = cimsim.deploy(QuantStubbed().freeze().eval(), lossless_chip("channel"), (x,))
+    assert torch.equal(*twice(sim))
+
+
+def test_the_twin_trains_through_spikes_and_a_dataclass_output():
+    """The surrogate gradient reaches the first layer of the SNN through its spikes (the twin
+    keeps the custom autograd.Function); a keyword-only model's dataclass comes back from the
+    twin and its deployed model alike."""
+    model, args = _build("snn", torch.float64)
+    prep = _quiet(prepare, model, lossless_chip("channel"), args)
+    prep(*args).pow(2).mean().backward()
+    (twin,) = prep.twin_layers["fc1"].matrices()
+    assert twin.weight.grad is not None and twin.weight.grad.abs().sum() > 0
+
+    torch.manual_seed(0)
+    wrapped = Positional(KeywordOnly()).eval().double()
+    ids, mask = torch.randint(0, 20, (3, 6)), (torch.rand(3, 6) > 0.3).long()
+    prep = _quiet(prepare, wrapped, lossless_chip("channel"), (ids, mask))
+    opt = torch.optim.SGD(prep.parameters(), lr=0.1)
+    out = prep(ids, mask)
+    assert isinstance(out, ClassifierOutput)
+    out.logits.pow(2).mean().backward()
+    opt.step()
+    prep.eval()
+    with torch.no_grad():
+        want = prep(ids, mask)
+    got = prep.deploy()(ids, mask)
+    torch.testing.assert_close(got.logits, want.logits, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(got.hidden, want.hidden, rtol=1e-9, atol=1e-9)
