@@ -480,7 +480,8 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
         if n > batch_size:
             exc.add_note(f"(the calibration inputs were cut into batches of {batch_size} along "
                          f"dimension {batch_dim}, {n} there: if they are one sample, as a "
-                         f"graph's nodes, pass batch_size={n})")
+                         f"graph's nodes, or cannot be cut, as an EmbeddingBag's flat indices "
+                         f"and offsets, pass batch_size={n})")
         raise
 
 

@@ -759,3 +759,29 @@ def test_the_twin_trains_through_spikes_and_a_dataclass_output():
     got = prep.deploy()(ids, mask)
     torch.testing.assert_close(got.logits, want.logits, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(got.hidden, want.hidden, rtol=1e-9, atol=1e-9)
+
+
+def test_a_dlrm_batch_above_batch_size_names_its_uncuttable_inputs():
+    """The dense features are cut into batches of 256, an EmbeddingBag's flat indices and
+    offsets cannot be: the error in the interaction's cat notes the cut, naming bags."""
+    torch.manual_seed(0)
+    model, args = DLRM().eval(), _dlrm_data(b=300)
+    with pytest.raises(RuntimeError) as info:
+        _quiet(cimsim.deploy, model, lossless_chip("channel"), args)
+    assert "EmbeddingBag's flat indices and offsets, pass batch_size=300" in " ".join(
+        getattr(info.value, "__notes__", []))
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), args, batch_size=300)
+    assert sim(*args).shape == (300, 1)
+
+
+def test_a_qat_prepared_model_is_refused_naming_its_fake_quantized_layers():
+    """torch.ao.quantization.prepare_qat swaps in qat.Conv2d / qat.Linear, whose forward
+    fake-quantizes the weight: not mapped silently with the raw weight, named."""
+    torch.manual_seed(0)
+    model = QuantStubbed()
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation, reduce_range's
+        warnings.simplefilter("ignore")
+        model.qconfig = tq.get_default_qat_qconfig("x86")
+        qat = tq.prepare_qat(model.train()).eval()
+    with pytest.raises(cimsim.errors.MappingError, match=r"conv \(Conv2d: .*fake-quantized"):
+        _quiet(cimsim.deploy, qat, lossless_chip("channel"), (torch.randn(3, 3, 6, 6),))
