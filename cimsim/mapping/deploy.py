@@ -49,6 +49,7 @@ from .layers import (
 )
 from .matrix import EngineView
 from .naming import named_layer
+from .observers import warn_observing_fake_quant
 from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
     copy_model,
@@ -409,6 +410,9 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
     }
 
 
+_PLAIN_ARGUMENT = (torch.Tensor, str, int, float, bool, type(None))
+
+
 def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
     """Yield argument tuples from a tensor / array / tuple of tensors / DataLoader, cutting
     the first tensor along ``batch_dim``; each other tensor along ``batch_dim`` where it has the
@@ -419,14 +423,20 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
                            "recurrent layers take padded sequences): pass the padded tensor")
     if isinstance(data, Mapping):  # iterating it would pass the keys as inputs
         raise MappingError("calibration as a dict (keyword inputs) is not supported: pass the "
-                           "model's positional inputs, a tensor or a tuple of tensors")
+                           "model's positional inputs, a tensor or a tuple of tensors (a "
+                           "forward of keyword-only inputs: wrap the model in a module "
+                           "whose forward takes them positionally)")
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         data = (data,)
-    if isinstance(data, (tuple, list)) and data and all(isinstance(d, torch.Tensor) for d in data):
+    if isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) and all(
+            isinstance(d, _PLAIN_ARGUMENT) for d in data):
+        # the model's arguments; a string (a task key), a number or None passed whole: the
+        # tuple used to be read as a DataLoader, its string called as an input
         n = data[0].shape[batch_dim] if data[0].dim() > batch_dim else 1
-        dims = [batch_dim if d.dim() > batch_dim and d.shape[batch_dim] == n
+        dims = [None if not isinstance(d, torch.Tensor)
+                else batch_dim if d.dim() > batch_dim and d.shape[batch_dim] == n
                 else 0 if d.dim() > 0 and d.shape[0] == n else None for d in data]
         dims[0] = batch_dim if data[0].dim() > batch_dim else None
         if 0 < n <= batch_size:  # one batch: as given (a sparse tensor cannot be narrowed)
@@ -470,7 +480,8 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
         if n > batch_size:
             exc.add_note(f"(the calibration inputs were cut into batches of {batch_size} along "
                          f"dimension {batch_dim}, {n} there: if they are one sample, as a "
-                         f"graph's nodes, pass batch_size={n})")
+                         f"graph's nodes, or cannot be cut, as an EmbeddingBag's flat indices "
+                         f"and offsets, pass batch_size={n})")
         raise
 
 
@@ -708,6 +719,7 @@ def _eval_copy(model: nn.Module) -> nn.Module:
         sim.eval()
     except NotImplementedError:  # torch.export modules refuse eval(); they are eval already
         pass
+    warn_observing_fake_quant(sim, "deploy")
     return sim
 
 
