@@ -136,7 +136,7 @@ def _module_at(gm: torch.fx.GraphModule, path: str, nodes: list[torch.fx.Node],
             module.load_state_dict(state, strict=True)
             with torch.no_grad():
                 got = module(*(env[inputs[i]] for i in role), need_weights=False)[0]
-        except (RuntimeError, AssertionError):
+        except Exception:  # noqa: BLE001 - a candidate that cannot take these inputs
             continue
         if got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-5):
             return module, role
