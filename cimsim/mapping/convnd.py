@@ -27,11 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.conv import _ConvTransposeNd
 
-from ..arrays._rng import stream_key
 from ..config import ChipConfig
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
-from .layers import MatmulCore, SimLayer
+from .layers import MatmulCore, SimLayer, grouped_cores
 from .matrix import kernel_row_tiles
 
 __all__ = ["SimConv3d", "SimConvTranspose", "col2im_nd", "conv_input_error", "unfold_nd"]
@@ -93,18 +92,6 @@ def conv_input_error(name: str, x: torch.Tensor, nd: int, groups: int, in_channe
         f"{name}: Given groups={groups}, weight of size {weight}, expected {nd + 1}D "
         f"(unbatched) or {nd + 2}D (batched) input with {in_channels} channels, but got input "
         f"of size {list(x.shape)}")
-
-
-def grouped_cores(name: str, w2: np.ndarray, bias: np.ndarray | None, groups: int,
-                  chip: ChipConfig, seed: int, row_tiles: list[tuple[int, int]] | None
-                  ) -> list[MatmulCore]:
-    """One core per group of the stacked group matrices ``w2`` (groups · N_g, K), named
-    ``NAME[gG]`` when grouped and seeded ``stream_key(seed, g)``, as ``SimConv`` does."""
-    n_g = w2.shape[0] // groups
-    return [MatmulCore(f"{name}" + (f"[g{g}]" if groups > 1 else ""), w2[g * n_g:(g + 1) * n_g],
-                       None if bias is None else bias[g * n_g:(g + 1) * n_g], chip,
-                       stream_key(seed, g), row_tiles)
-            for g in range(groups)]
 
 
 def transpose_group_matrices(weight: torch.Tensor, groups: int) -> torch.Tensor:

@@ -37,7 +37,14 @@ from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
 from .functional import weight_read_error
-from .matrix import EngineView, InputStats, calibrate_adcs, engine_view, kernel_row_tiles
+from .matrix import (
+    EngineView,
+    InputStats,
+    calibrate_adcs,
+    engine_view,
+    group_max_abs,
+    kernel_row_tiles,
+)
 
 __all__ = ["CoreTrace", "MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer",
            "adc_codes_used", "fused_activation"]
@@ -50,8 +57,11 @@ class MatmulCore:
 
     def __init__(self, name: str, w: np.ndarray, bias: np.ndarray | None, chip: ChipConfig,
                  seed: int, row_tiles: list[tuple[int, int]] | None = None,
-                 digital: bool = False):
+                 digital: bool = False, layer_max_abs: float | None = None):
         self.name = name
+        self.layer_max_abs = layer_max_abs
+        """The largest |w| of the layer when this is one group of it (``grouped_cores``): an
+        all-zero group takes the layer's scale (``engine_view``); None: the matrix's own."""
         self.digital = digital
         """Kept digital (excluded): runs in float, programs no arrays, counts no events."""
         self.w = np.asarray(w, dtype=np.float64)
@@ -115,7 +125,7 @@ class MatmulCore:
         assert stats is not None, "finalize() twice"
         view = engine_view(self.w, self.chip, stats, seed=self.seed,
                            row_tiles=self.row_tiles, name=self.name,
-                           activation=self._fused_activation)
+                           activation=self._fused_activation, layer_max_abs=self.layer_max_abs)
         self._take(view)
 
     def start_recording(self) -> None:
@@ -558,6 +568,20 @@ class SimLinear(SimLayer):
         return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, self.out_features)
 
 
+def grouped_cores(name: str, w2: np.ndarray, bias: np.ndarray | None, groups: int,
+                  chip: ChipConfig, seed: int, row_tiles: list[tuple[int, int]] | None
+                  ) -> list[MatmulCore]:
+    """One core per group of the stacked group matrices ``w2`` (groups · N_g, K), named
+    ``NAME[gG]`` when grouped and seeded ``stream_key(seed, g)``; a group pruned whole takes
+    the layer's weight scale (:func:`~cimsim.mapping.matrix.group_max_abs`)."""
+    n_g = w2.shape[0] // groups
+    layer_max_abs = group_max_abs(w2, groups)
+    return [MatmulCore(f"{name}" + (f"[g{g}]" if groups > 1 else ""), w2[g * n_g:(g + 1) * n_g],
+                       None if bias is None else bias[g * n_g:(g + 1) * n_g], chip,
+                       stream_key(seed, g), row_tiles, layer_max_abs=layer_max_abs)
+            for g in range(groups)]
+
+
 class SimConv(SimLayer):
     """``nn.Conv1d`` / ``nn.Conv2d`` on the arrays (im2col; one core per group)."""
 
@@ -585,15 +609,9 @@ class SimConv(SimLayer):
         self.in_channels = cin_g * self.groups
         k = cin_g * kh * kw
         row_tiles = kernel_row_tiles((kh, kw), k, chip, name)
-        n_g = self.out_channels // self.groups
         w2 = w.reshape(self.out_channels, k)
         b = None if src.bias is None else self._np(src.bias)
-        self.cores = [
-            MatmulCore(f"{name}" + (f"[g{g}]" if self.groups > 1 else ""),
-                       w2[g * n_g:(g + 1) * n_g], None if b is None else b[g * n_g:(g + 1) * n_g],
-                       chip, stream_key(seed, g), row_tiles)
-            for g in range(self.groups)
-        ]
+        self.cores = grouped_cores(name, w2, b, self.groups, chip, seed, row_tiles)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == self.dim + 1:  # unbatched (C, L) / (C, H, W), as torch's conv accepts

@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from ..errors import CimsimError
+from .graph_attention import projection_name, rebuild_attention
 from .graph_digital import digital_module_for
 
 __all__ = ["LoadError", "import_user_module", "load_data", "load_model", "load_model_for",
@@ -738,9 +739,12 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     ``rnn_relu_cell``, an ``nn.LSTMCell`` ... of the model) with constant weights. Whole-sequence
     recurrent calls (``aten.lstm`` ...) are not rewritten: they run in float, and a
     ``UserWarning`` names them.
-    Embedding look-ups and attention become modules deploy lists as digital
-    (``cimsim.mapping.graph_digital``). ``gm`` is changed in place and returned.
+    An inlined ``nn.MultiheadAttention`` call becomes a call of the module, as deploy maps it
+    (``cimsim.mapping.graph_attention``). Embedding look-ups and other attention products
+    become modules deploy lists as digital (``cimsim.mapping.graph_digital``). ``gm`` is
+    changed in place and returned.
     """
+    rebuild_attention(gm)  # nn.MultiheadAttention calls: the module, as deploy maps it
     n_made = 0
     recurrent = []
     installed: dict[str, Any] = {}  # original module path -> the weight its call reads
@@ -772,8 +776,10 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
                             (tuple(node.args), dict(node.kwargs)))
         name = _original_place(gm, node, mod, installed)
         if name is None:
-            name = f"cimsim_{n_made}_{node.name}"
-            n_made += 1
+            name = projection_name(gm, _weight_arg(node))  # an attention left as it was
+            if name is None:
+                name = f"cimsim_{n_made}_{node.name}"
+                n_made += 1
             gm.add_submodule(name, mod)
         elif name not in installed:
             gm.set_submodule(name, mod)

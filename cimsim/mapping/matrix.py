@@ -38,7 +38,7 @@ from .quant import (
 )
 
 __all__ = ["EngineView", "InputStats", "MAX_CALIBRATION_ROWS", "calibrate_adcs", "engine_view",
-           "kernel_row_tiles", "program_parts", "shift_zero_point"]
+           "group_max_abs", "kernel_row_tiles", "program_parts", "shift_zero_point"]
 
 #: Calibration vectors kept per weight matrix for ADC calibration and percentile/MSE scales.
 MAX_CALIBRATION_ROWS = 4096
@@ -171,6 +171,14 @@ def shift_zero_point(input_bits: int) -> int:
     return -(2 ** (input_bits - 1))
 
 
+def group_max_abs(mats: np.ndarray, groups: int) -> float | None:
+    """``engine_view``'s ``layer_max_abs`` for each group of a layer whose stacked group
+    matrices are ``mats``: its largest |w| when grouped (a group pruned whole then takes the
+    layer's scale, as a pruned channel takes its tensor's), None for one group."""
+    return float(np.abs(np.asarray(mats, dtype=np.float64)).max(initial=0.0)) \
+        if groups > 1 else None
+
+
 def kernel_row_tiles(kernel: tuple[int, ...], k: int, chip: ChipConfig,
                      name: str) -> list[tuple[int, int]] | None:
     """Kernel-preserving row tiles of a conv matrix with K = C_in/groups · prod(kernel) rows
@@ -220,17 +228,21 @@ def engine_view(
     w: np.ndarray, chip: ChipConfig, calibration: np.ndarray | InputStats, *, seed: int = 0,
     row_tiles: list[tuple[int, int]] | None = None, name: str = "",
     activation: Callable[[EngineView], FusedActivation | None] | None = None,
+    layer_max_abs: float | None = None,
 ) -> EngineView:
     """Quantize, program (variation drawn from ``seed``) and calibrate float weights ``w``
     (N, K), as ``cimsim.deploy`` does.
 
     ``calibration``: float inputs (M, K), or statistics already collected. ``activation``
     decides, from the programmed but not yet calibrated view, whether the layer-output ADC
-    produces the layer's activation (``None``: it does not).
+    produces the layer's activation (``None``: it does not). ``layer_max_abs``: the largest
+    |w| of the layer when ``w`` is one group of it (:func:`group_max_abs`), the scale an
+    all-zero group falls back to (``quantize_weights``).
     """
     w = np.asarray(w, dtype=np.float64)
     binary = chip.weight_bits == 1 and chip.weight_encoding is WeightEncoding.BINARY
-    if w.size and not w.any() and not binary:  # binary: scale mean|w| = 0, exact
+    # binary: scale mean|w| = 0, exact; a zero group of a layer that has weights: its scale
+    if w.size and not w.any() and not binary and not layer_max_abs:
         who = f"layer {name!r}" if name else "a weight matrix"
         warnings.warn(ZERO_WEIGHTS.format(who=who), UserWarning, stacklevel=2)
     tiles = list(row_tiles) if row_tiles else default_row_tiles(w.shape[1], chip.array.n_rows)
@@ -273,7 +285,7 @@ def engine_view(
     # 1-b path is binary's sign · mean|w|, which has no 0)
     one_digit = chip.weight_bits == 1 and chip.weight_encoding is WeightEncoding.TERNARY
     w_int, s_w = quantize_weights(w, 2 if one_digit else chip.weight_bits,
-                                  quant.weight_granularity, tiles)
+                                  quant.weight_granularity, tiles, layer_max_abs)
     view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x, input_signed=signed,
                       row_tiles=tuple(tiles),
                       parts=tuple(program_parts(w_int, chip, seed, signed, tiles, name)),

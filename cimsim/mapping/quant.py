@@ -2,7 +2,8 @@
 
 Weights: symmetric, ``w_int = clip(rint(w / s_w), -q, q)`` with ``q = 2^(B_w-1) - 1`` and
 ``s_w = max|w| / q`` over the granularity's group (tensor, output channel, or (row tile, output)
-pair), an all-zero group taking the tensor's scale (1.0 for an all-zero tensor); 1-b weights
+pair), an all-zero group taking the tensor's scale (an all-zero tensor: its layer's, when it is
+one group of a grouped convolution, else 1.0); 1-b weights
 (``weight_encoding = 'binary'``) are ``w_int = sign(w)`` in {-1, +1} (0 -> +1) with
 ``s_w = mean|w|`` over the group, the scale that minimises ``||w - s_w·w_int||²`` (XNOR-Net,
 Rastegari et al., ECCV 2016; :func:`binary_codes`).
@@ -54,9 +55,14 @@ def _binary_scale(abs_w: np.ndarray, axis: int | None) -> np.ndarray:
 
 
 def quantize_weights(
-    w: np.ndarray, bits: int, granularity: WeightGranularity, row_tiles: list[tuple[int, int]]
+    w: np.ndarray, bits: int, granularity: WeightGranularity, row_tiles: list[tuple[int, int]],
+    layer_max_abs: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantize float weights ``w`` (N, K).
+
+    ``layer_max_abs``: the largest |w| of the layer ``w`` is a part of (a group of a grouped
+    convolution): an all-zero ``w`` (a pruned depthwise channel) takes the layer's scale
+    ``layer_max_abs / q`` instead of 1.0. None: ``w`` is the whole layer.
 
     Returns
     -------
@@ -72,8 +78,10 @@ def quantize_weights(
     # an all-zero group (a pruned channel, a zero-initialised row) takes the tensor's scale:
     # its codes are 0 at any scale, but its cells still read (programming variation, off
     # current) and their error is dequantized at its scale; 1.0 made a pruned channel's output
-    # read ~1 where its neighbours err by a few steps of their own scale
-    tensor = float(_scale(np.abs(w).max(initial=0.0), q))
+    # read ~1 where its neighbours err by a few steps of their own scale. An all-zero tensor
+    # that is one group of a grouped conv (a pruned depthwise channel) takes its layer's
+    layer = float(_scale(np.asarray(layer_max_abs or 0.0), q))
+    tensor = float(_scale(np.abs(w).max(initial=0.0), q, layer))
     if granularity is WeightGranularity.TENSOR:
         s = np.full((1, n), tensor)
     elif granularity is WeightGranularity.CHANNEL:

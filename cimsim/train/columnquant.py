@@ -117,7 +117,8 @@ def columnquant_chip(*, psum_bits: int, psum_scale: str = "column", weight_bits:
 def _set_weight_scale(twin: TwinMatmul, granularity: str, init: str, grad: str) -> None:
     """Reshape ``twin.weight_scale`` to (1, 1) / (T, 1) / (T, N) and initialise it (the
     paper code: mean |w| of the weights sharing it; ``engine``: the largest of the engine's
-    column scales it replaces, so no weight is clipped more than before)."""
+    column scales it replaces, so no weight is clipped more than before; an all-zero set:
+    the engine's scale of it)."""
     with torch.no_grad():
         paper, n_per = mean_abs_per_set(twin, granularity)
         n_tiles = int(twin._w_tile.max()) + 1
@@ -131,7 +132,10 @@ def _set_weight_scale(twin: TwinMatmul, granularity: str, init: str, grad: str) 
         else:
             eng = s0.amax().reshape(1, 1)
         s = paper if init == "paper" else eng
-        s = torch.where(s > 0, s, torch.ones_like(s))
+        # an all-zero set (a pruned channel, a group pruned whole) takes the engine's scale of
+        # that set, i.e. its tensor's or its layer's (``quantize_weights``): its cells' read
+        # error is dequantized at it, as its neighbours' are (1.0 made it read ~1)
+        s = torch.where(s > 0, s, torch.where(eng > 0, eng, torch.ones_like(eng)))
     dt, dev = twin.weight.dtype, twin.weight.device
     twin.weight_scale = nn.Parameter(s.to(dt).clone(),
                                      requires_grad=twin.options.learn_weight_scale)

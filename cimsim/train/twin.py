@@ -97,6 +97,7 @@ from ..mapping.matrix import (
     EngineView,
     InputStats,
     engine_view,
+    group_max_abs,
     kernel_row_tiles,
     program_parts,
 )
@@ -1231,7 +1232,8 @@ class _TwinLayer(nn.Module):
                           for i, p in enumerate(parts)], dim=1)
 
     def _twin(self, w: torch.Tensor, b: torch.Tensor | None, i: int, name: str,
-              row_tiles: list[tuple[int, int]] | None = None) -> TwinMatmul:
+              row_tiles: list[tuple[int, int]] | None = None,
+              layer_max_abs: float | None = None) -> TwinMatmul:
         clamp = self.activation_clamp
         bias = None if b is None else b.detach().cpu().double().numpy()
 
@@ -1240,8 +1242,27 @@ class _TwinLayer(nn.Module):
 
         view = self.deployed_views.get(name) or engine_view(
             w.cpu().double().numpy(), self.chip, self._stats[i], seed=self._seeds[i],
-            row_tiles=row_tiles, name=name, activation=act if clamp is not None else None)
+            row_tiles=row_tiles, name=name, activation=act if clamp is not None else None,
+            layer_max_abs=layer_max_abs)
         return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
+
+    def _group_twins(self, mats: torch.Tensor, bias: torch.Tensor | None, groups: int,
+                     row_tiles: list[tuple[int, int]] | None = None) -> None:
+        """One twin per group of the stacked group matrices ``mats`` (groups·N, K), named and
+        scaled as deploy's ``grouped_cores`` (a group pruned whole: the layer's scale), sharing
+        one activation scale (one input quantizer for the tensor all groups read)."""
+        InputStats.share(self._stats)
+        n_g = mats.shape[0] // groups
+        layer_max_abs = group_max_abs(mats.detach().cpu().double().numpy(), groups)
+        for g in range(groups):
+            tag = f"{self.twin_name}" + (f"[g{g}]" if groups > 1 else "")
+            self.twins.append(self._twin(mats[g * n_g:(g + 1) * n_g],
+                                         None if bias is None else bias[g * n_g:(g + 1) * n_g],
+                                         g, tag, row_tiles, layer_max_abs))
+        shared = self.twins[0].act_scale
+        for t in self.twins[1:]:
+            t.act_scale = shared
+        self._stats = []
 
     @property
     def fused(self) -> bool:
@@ -1340,19 +1361,7 @@ class TwinConv(_TwinLayer):
         return cols, (b, h_out, w_out)
 
     def finalize(self) -> None:
-        InputStats.share(self._stats)
-        n_g = self.out_channels // self.groups
-        for g in range(self.groups):
-            w = self._w2[g * n_g:(g + 1) * n_g]
-            b = None if self._b is None else self._b[g * n_g:(g + 1) * n_g]
-            tag = f"{self.twin_name}" + (f"[g{g}]" if self.groups > 1 else "")
-            self.twins.append(self._twin(w, b, g, tag, self.row_tiles))
-        if self.groups > 1:
-            # one input quantizer for the tensor all groups read: tie the parameter
-            shared = self.twins[0].act_scale
-            for t in self.twins[1:]:
-                t.act_scale = shared
-        self._stats = []
+        self._group_twins(self._w2, self._b, self.groups, self.row_tiles)
 
     def learned(self) -> dict[str, torch.Tensor | None]:
         twins = self.matrices()

@@ -20,7 +20,7 @@ from ..mapping.convnd import (
     transpose_group_matrices,
     transpose_weight,
 )
-from ..mapping.matrix import InputStats, kernel_row_tiles
+from ..mapping.matrix import kernel_row_tiles
 from ..mapping.recurrent import (
     RecurrentShape,
     cell_forward,
@@ -75,16 +75,8 @@ class TwinConvTranspose(_TwinLayer):
                      else nn.Parameter(src.bias.detach().clone()))
 
     def finalize(self) -> None:
-        InputStats.share(self._stats)
         self.activation_clamp = None  # an output sums several conversions and the bias
-        n_g = self._mats.shape[0] // self.groups
-        for g in range(self.groups):
-            tag = f"{self.twin_name}" + (f"[g{g}]" if self.groups > 1 else "")
-            self.twins.append(self._twin(self._mats[g * n_g:(g + 1) * n_g], None, g, tag))
-        shared = self.twins[0].act_scale  # one input quantizer for the tensor
-        for t in self.twins[1:]:
-            t.act_scale = shared
-        self._stats = []
+        self._group_twins(self._mats, None, self.groups)
 
     def learned(self) -> dict[str, torch.Tensor | None]:
         mats = torch.cat([t.weight for t in self.matrices()])

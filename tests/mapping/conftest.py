@@ -54,8 +54,10 @@ def act_bounds(bits: int, signed: bool) -> tuple[int, int]:
 
 
 def ref_weight_quant(w: torch.Tensor, bits: int, granularity: str,
-                     row_tiles: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric weight quantization written from the spec: (w_int (N, K) int64, s_w (T, N))."""
+                     row_tiles: list[tuple[int, int]], layer_max: float = 0.0
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric weight quantization written from the spec: (w_int (N, K) int64, s_w (T, N)).
+    ``layer_max``: max|w| of the layer ``w`` is one group of (0: ``w`` is the layer)."""
     w = w.detach().to(torch.float64)
     q = 2 ** (bits - 1) - 1
     if granularity == "tensor":
@@ -68,19 +70,21 @@ def ref_weight_quant(w: torch.Tensor, bits: int, granularity: str,
         groups = list(row_tiles)
         m = torch.stack([w[:, a:b].abs().amax(dim=1) for a, b in groups])
     s = m / q
-    # an all-zero group: the tensor's scale (1 for an all-zero tensor)
+    # an all-zero group: the tensor's scale (an all-zero tensor: the layer's, else 1)
     tensor = float(w.abs().max()) / q if w.numel() else 0.0
-    s = torch.where(s > 0, s, torch.full_like(s, tensor if tensor > 0 else 1.0))
+    tensor = tensor or layer_max / q or 1.0
+    s = torch.where(s > 0, s, torch.full_like(s, tensor))
     w_int = torch.empty(w.shape, dtype=torch.int64)
     for t, (a, b) in enumerate(groups):
         w_int[:, a:b] = torch.round(w[:, a:b] / s[t][:, None]).clamp(-q, q).to(torch.int64)
     return w_int, s
 
 
-def check_core_weights(core, w: torch.Tensor, chip: ChipConfig) -> None:
-    """The core's integer weights and scales equal an independent quantization of ``w``."""
+def check_core_weights(core, w: torch.Tensor, chip: ChipConfig, layer_max: float = 0.0) -> None:
+    """The core's integer weights and scales equal an independent quantization of ``w``
+    (one group of a layer whose max|w| is ``layer_max``)."""
     gran = chip.quant.weight_granularity.value
-    w_int, s_w = ref_weight_quant(w, chip.weight_bits, gran, core.row_tiles)
+    w_int, s_w = ref_weight_quant(w, chip.weight_bits, gran, core.row_tiles, layer_max)
     assert np.array_equal(core.w_int, w_int.numpy()), core.name
     assert np.array_equal(core.s_w, s_w.numpy()), core.name
 
@@ -296,8 +300,9 @@ def reference_model(model: nn.Module, sim, check_weights: bool = True) -> nn.Mod
             if check_weights:
                 w = src.weight.detach().reshape(src.out_channels, -1)
                 n_g = src.out_channels // src.groups
+                layer_max = float(w.abs().max()) if src.groups > 1 else 0.0
                 for g, core in enumerate(layer.cores):
-                    check_core_weights(core, w[g * n_g:(g + 1) * n_g], chip)
+                    check_core_weights(core, w[g * n_g:(g + 1) * n_g], chip, layer_max)
             _set_child(ref, name, RefConv(src, layer.cores, bits))
         elif isinstance(src, nn.MultiheadAttention):
             if check_weights:

@@ -772,10 +772,11 @@ def _exported(name: str, path):
     return model, load_model(str(path / "m.pt2"), args[0]), args
 
 
-@pytest.mark.parametrize("name", ["gpt2", "mamba"])
+@pytest.mark.parametrize("name", ["gpt2", "mamba", "perceiver"])
 def test_an_exported_model_deploys_as_the_module(name, tmp_path):
-    """GPT-2's Conv1Ds as aten.addmm, Mamba's depthwise causal convolution: under their module
-    names, on rram-22nm bit for bit as the module."""
+    """GPT-2's Conv1Ds as aten.addmm, Mamba's depthwise causal convolution, the Perceiver's
+    nn.MultiheadAttention (rebuilt from its inlined calls): under their module names, on
+    rram-22nm bit for bit as the module."""
     model, loaded, args = _exported(name, tmp_path)
     chip = cimsim.load_chip("rram-22nm")
     a = _quiet(cimsim.deploy, model, chip, args, seed=3)
@@ -788,11 +789,13 @@ def test_an_exported_model_deploys_as_the_module(name, tmp_path):
 def test_an_exported_attention_with_kdim_loads_and_maps_its_projections(tmp_path):
     """The Perceiver's cross-attention (kdim/vdim: separate q/k/v weights) exports its biases
     as ``aten.chunk(in_proj_bias, 3)`` read by ``getitem``: the loader refused the model,
-    "weight chunk is computed from the model's inputs" (it is computed from a constant). Its
-    four projections are mapped, the attention products listed, within 8-bit of float."""
+    "weight chunk is computed from the model's inputs" (it is computed from a constant). It
+    is rebuilt as the module (``cimsim.mapping.graph_attention``): its four projections
+    mapped, the attention products listed, within 8-bit of float."""
     model, loaded, args = _exported("perceiver", tmp_path)
     sim = _quiet(cimsim.deploy, loaded, lossless_chip("channel"), args)
-    assert len(sim.sim_layers) == 7  # q, k, v, out, the MLP's two, the head
+    assert list(sim.sim_layers) == ["cross", "mlp.0", "mlp.2", "head"]
+    assert len(sim.sim_layers["cross"].cores) == 4  # q, k, v, out
     assert [d[1] for d in sim.digital] == ["attention products"]
     with torch.no_grad():
         assert _rel(sim(*args), model(*args)) < 0.03
