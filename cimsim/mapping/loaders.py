@@ -744,6 +744,13 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     become modules deploy lists as digital (``cimsim.mapping.graph_digital``). ``gm`` is
     changed in place and returned.
     """
+    # the rebuilt modules' default initialisation (overwritten at once) and the attention
+    # candidates' probes draw random numbers: the caller's stream is left as it was
+    with torch.random.fork_rng(devices=[]):
+        return _modules_from_graph(gm)
+
+
+def _modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     rebuild_attention(gm)  # nn.MultiheadAttention calls: the module, as deploy maps it
     n_made = 0
     recurrent = []
@@ -795,7 +802,7 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
                       "(an exported nn.RNN/LSTM/GRU is not rewritten; only its cells are): "
                       f"{', '.join(recurrent)}; "
                       "deploy the model as a Python module (module:function) to map them",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=3)  # the caller of modules_from_graph
     gm.graph.eliminate_dead_code()
     gm.recompile()
     # torch's exported module refuses train()/eval() (its graph's dropout and norms are fixed as

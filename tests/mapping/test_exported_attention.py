@@ -125,3 +125,16 @@ def test_an_attention_reading_a_mask_keeps_its_calls_under_readable_names(tmp_pa
     assert not any(n.startswith("cimsim_") and "linear" in n for n in sim.sim_layers)
     with torch.no_grad():
         assert torch.allclose(loaded(x), model(x), atol=1e-5)
+
+
+def test_rebuilding_an_attention_leaves_the_callers_random_state(tmp_path):
+    """The candidate modules are initialised (and probed) with random numbers: a load must not
+    move the user's stream."""
+    torch.manual_seed(0)
+    model, x = SelfAttention().eval(), torch.randn(6, 5, 16)
+    dims = ({0: torch.export.Dim("b", min=2)},)
+    torch.export.save(torch.export.export(model, (x,), dynamic_shapes=dims), tmp_path / "m.pt2")
+    state = torch.random.get_rng_state()
+    loaded = load_model(str(tmp_path / "m.pt2"), x)
+    assert isinstance(loaded.get_submodule("attn"), nn.MultiheadAttention)
+    assert torch.equal(torch.random.get_rng_state(), state)
