@@ -11,13 +11,14 @@ A weight counts however it reaches the product: as a view of the parameter (``se
 as a tensor computed from weights only (``self.w * self.g``, a standardized kernel, a
 ``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by its first
 weight), and as a floating-point buffer of two or more dimensions (``register_buffer`` weights;
-1-D buffers are statistics and rotary frequencies). A computation that also reads an activation
-is an activation. A bias the product adds (``F.linear``'s and a convolution's ``bias``,
-``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
-from the input is a product of activations, ``self.b`` no functional weight. An embedding's
-table is watched although the embedding is listed digital: its look-up is no product, so a
-product reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float
-the embedding's row does not account for.
+1-D buffers are statistics and rotary frequencies: no weight alone, but a weight computed with
+one stays a weight, as Glow's ``U + diag(sign_s * exp(log_s))``). A computation that also
+reads an activation is an activation. A bias the product adds (``F.linear``'s and a
+convolution's ``bias``, ``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)``
+with a weight generated from the input is a product of activations, ``self.b`` no functional
+weight. An embedding's table is watched although the embedding is listed digital: its look-up
+is no product, so a product reading it is a head tied to it (``F.linear(h, self.emb.weight)``),
+a matrix in float the embedding's row does not account for.
 
 Products of activations only (a hand-written attention's ``q @ k.transpose(-2, -1)``,
 ``F.scaled_dot_product_attention``) are listed too, one row per module whose own forward calls
@@ -124,9 +125,11 @@ class _Watch(TorchFunctionMode):
     weights only by identity (weakly held: a freed one's id may return as an activation); and
     the module (``owner()``) calling a product of activations only."""
 
-    def __init__(self, params: dict[int, str], owner: Callable[[], str | None]):
+    def __init__(self, params: dict[int, str], owner: Callable[[], str | None],
+                 aux: frozenset[int] = frozenset()):
         super().__init__()
         self.params = params
+        self.aux = aux  # storages of the 1-D float buffers: no weight, no activation either
         self.owner = owner
         self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.found: dict[str, str] = {}
@@ -153,9 +156,11 @@ class _Watch(TorchFunctionMode):
                 and (owner := self.owner()) is not None):
             kind = "attention products" if func in _ATTENTION else "activation products"
             self.products.setdefault(owner, kind)
-        if all(name is not None for name in names):  # from weights only: still a weight
-            for t in _tensors(out):
-                self.derived[t] = names[0]
+        known = [name for name in names if name is not None]
+        if known and all(name is not None or _storage(t) in self.aux
+                         for name, t in zip(names, operands, strict=True)):
+            for t in _tensors(out):  # from weights (and 1-D buffers) only: still a weight
+                self.derived[t] = known[0]
         return out
 
 
@@ -183,6 +188,8 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
         ptr = _storage(p)
         if ptr and watched(name.rpartition(".")[0]):
             params.setdefault(ptr, name)
+    aux = frozenset(ptr for n, b in model.named_buffers()
+                    if b.is_floating_point() and b.dim() < 2 and (ptr := _storage(b)))
     # the module whose forward runs now: global module hooks while the block runs
     names = {id(m): name for name, m in modules.items()}
     stack: list[str | None] = []
@@ -202,7 +209,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
             stack.pop()
 
     uses = FunctionalUses()
-    mode = _Watch(params, owner)
+    mode = _Watch(params, owner, aux)
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
     try:
