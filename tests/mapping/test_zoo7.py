@@ -529,20 +529,17 @@ def _rel(got, want) -> float:
 # embeddings (a look-up); the products of activations of the module whose forward computes
 # them (CLIP's image-text logits, the attention scores, the capsules' routing agreement); the
 # weights used without a module (the capsules' 5-D W, KAN's spline coefficients, the
-# quaternion blocks, Glow's LU factors: computed in float, named by the first weight of each
-# computed matrix)
+# quaternion blocks, Glow's LU factors with its mask and identity buffers: computed in float,
+# each computed matrix named by every weight it is computed from)
 _DIGITAL = {
     "clip": {"text.embed", "model"},
-    "glow": {"inv.p", "inv.lower", "inv.upper"},
+    "glow": {"inv.p", "inv.lower", "inv.l_mask", "inv.eye", "inv.upper", "inv.log_s"},
     "capsnet": {"W", "model"},
     "kan": {"l1.coef", "l2.coef"},
-    "quaternion": {"q.r"},
+    "quaternion": {"q.r", "q.i", "q.j", "q.k"},
     "alibi": {"embed", "attn"},
     "flash": {"embed", "attn"},
 }
-# 2-D parameters in no product: the quaternion's other blocks (named by ``q.r``, the first of
-# the matrix ``torch.cat`` assembles)
-_NOT_MATRICES = ("q.i", "q.j", "q.k")
 # the VAE samples in its forward: exactness and its float tolerance are tested by a seed
 _EXACT = [n for n in ZOO7 if n != "vae"]
 
@@ -593,12 +590,15 @@ def test_rram_deploy_runs_reports_and_accounts_for_every_matrix(name):
     with torch.no_grad():
         want = _flat(model(*args))
     # the VAE's 4-wide latent on rram-22nm: with the preset's conversion noise its outputs
-    # are 0.65 to 1.3 of float away (relative error, seeds 0..3): held noise-free (~0.34)
+    # are 0.86 to 1.19 of float away (relative error, deploy seeds 0..3, torch seed 7 at the
+    # call), noise-free 0.31 to 0.36: held noise-free (measured: _build("vae"), then for seed in
+    # 0..3: deploy(model, chip, args, seed=seed), manual_seed(7) before the sim's and the
+    # model's call, _rel of the two)
     chip = _rram_noise_free() if name == "vae" else _rram()
     sim = _quiet(cimsim.deploy, model, chip, args)
     torch.manual_seed(7)
     check_lossy_run(_flat(sim(*args)), want, sim)
-    check_every_matrix(model, sim, _DIGITAL.get(name, set()), _NOT_MATRICES)
+    check_every_matrix(model, sim, _DIGITAL.get(name, set()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -661,6 +661,8 @@ def test_a_sampling_forward_calibrated_on_enough_draws_is_near_float():
     (12 draws of eps) the decoder's input clips later draws (~13 % off float, seed 7); with 64
     calibration samples it is within the zoos' 3 %."""
     model, args = _build("vae")
+    few = _quiet(cimsim.deploy, model, lossless_chip("channel"), args)
+    assert _rel(_seeded(few, 7, *args), _seeded(model, 7, *args)) > 0.1
     torch.manual_seed(2)
     sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), (torch.randn(64, 1, 8, 8),))
     for seed in range(3):
@@ -685,14 +687,18 @@ def test_prepare_on_a_sampling_forward_steps_and_deploys_to_the_twin_with_its_dr
 # ---------------------------------------------------------------------------------------------
 # weights computed from parameters: named, never silently float
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, weights", [("glow", "inv.lower.*inv.p.*inv.upper"),
-                                           ("quaternion", r"q\.r \(linear\)"),
+@pytest.mark.parametrize("name, weights", [
+    ("glow", r"inv\.eye \(matmul\), inv\.l_mask \(matmul\), inv\.log_s \(matmul\), "
+             r"inv\.lower \(matmul\), inv\.p \(matmul\), inv\.upper \(matmul\)"),
+    ("quaternion", r"q\.i \(linear\), q\.j \(linear\), q\.k \(linear\), q\.r \(linear\)"),
                                            ("capsnet", r"W \(matmul\)"),
                                            ("kan", r"l1\.coef \(einsum\), l2\.coef")])
 def test_a_computed_or_functional_weight_is_named(name, weights):
     """Glow's W = P L (U + diag(sign_s · exp(log_s))) applied by F.conv2d: the conv is a
     product with a weight (its LU factors named), not one of activations (the 1-D sign buffer
-    used to make the whole computed weight count as an activation)."""
+    used to make the whole computed weight count as an activation). A matrix computed from
+    several weights names each (the quaternion's r, i, j, k blocks: only ``q.r`` was named, the
+    other three computing in float unlisted)."""
     model, args = _build(name)
     with pytest.warns(UserWarning, match=f"reach a matrix product without a mappable module.*"
                                          f"{weights}"):
