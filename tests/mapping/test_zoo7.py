@@ -36,6 +36,7 @@ from .conftest import (
 )
 from .test_new_models import _rram, prepare_step_deploy
 from .test_zoo5 import _quiet, _rram_noise_free
+from .test_zoo6 import _flat, _rel, _tokens
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,10 +484,6 @@ class ALiBiLM(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # the zoo
 # ---------------------------------------------------------------------------------------------
-def _tokens(vocab: int, b: int = 3, t: int = 6):
-    return lambda: (torch.randint(0, vocab, (b, t)),)
-
-
 ZOO7 = {
     "clip": (CLIP, lambda: (torch.randn(3, 3, 8, 8), torch.randint(0, 20, (3, 5)))),
     "siamese": (Siamese, lambda: (torch.randn(3, 10), torch.randn(3, 10))),
@@ -512,17 +509,6 @@ def _build(name: str, dtype=torch.float32):
     torch.manual_seed(1)
     args = tuple(a.to(dtype) if a.is_floating_point() else a for a in data())
     return model, args
-
-
-def _flat(out) -> torch.Tensor:
-    if isinstance(out, (list, tuple)):
-        return torch.cat([t.flatten() for t in out])
-    return out.flatten()
-
-
-def _rel(got, want) -> float:
-    got, want = _flat(got), _flat(want)
-    return float((got - want).norm() / want.norm())
 
 
 # what each model keeps digital, by name: every weight matrix is mapped or listed here. The

@@ -17,18 +17,10 @@ from cimsim.errors import ConfigError, MappingError
 from cimsim.train import distill, prepare
 from cimsim.train.bskmq import prepare_bskmq
 
-from ..mapping.test_zoo7 import ZOO7, _flat
+from ..mapping.test_zoo7 import ZOO7
 from ..mapping.test_zoo7 import _build as _build_zoo
 from .test_methods_new_models import METHODS, _bskmq_chip, _quiet, check_bskmq, check_method
-
-
-class Flat(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *args):
-        return _flat(self.model(*args))
+from .test_zoo6_methods import Flat  # a tuple of outputs flattened to one tensor
 
 
 class Seeded(nn.Module):
