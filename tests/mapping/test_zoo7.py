@@ -655,11 +655,13 @@ def test_a_sampling_forward_calibrated_on_enough_draws_is_near_float():
         assert _rel(_seeded(sim, seed, *args), _seeded(model, seed, *args)) < 0.03
 
 
-def test_prepare_on_a_sampling_forward_steps_and_deploys_to_the_twin_with_its_draw():
+@pytest.mark.parametrize("chip", ["ideal", "rram"])
+def test_prepare_on_a_sampling_forward_steps_and_deploys_to_the_twin_with_its_draw(chip):
     model, args = _build("vae", torch.float64)
+    chip_cfg = lossless_chip("channel") if chip == "ideal" else _rram_noise_free()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        prep = prepare(model, lossless_chip("channel"), args, seed=3)
+        prep = prepare(model, chip_cfg, args, seed=3)
     opt = torch.optim.SGD(prep.parameters(), lr=1e-2)
     prep.train()
     prep(*args).pow(2).mean().backward()
