@@ -9,15 +9,17 @@ that the caller can name it in a warning and in the report's digital list.
 
 A weight counts however it reaches the product: as a view of the parameter (``self.w.t()``),
 as a tensor computed from weights only (``self.w * self.g``, a standardized kernel, a
-``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by its first
-weight), and as a floating-point buffer of two or more dimensions (``register_buffer`` weights;
-1-D buffers are statistics and rotary frequencies). A computation that also reads an activation
-is an activation. A bias the product adds (``F.linear``'s and a convolution's ``bias``,
-``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
-from the input is a product of activations, ``self.b`` no functional weight. An embedding's
-table is watched although the embedding is listed digital: its look-up is no product, so a
-product reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float
-the embedding's row does not account for.
+``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by every
+weight it is computed from), and as a floating-point buffer of two or more dimensions
+(``register_buffer`` weights; 1-D buffers are statistics and rotary frequencies: no weight
+alone, but a weight computed with one stays a weight, as Glow's
+``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
+activation. A bias the product adds (``F.linear``'s and a convolution's ``bias``, ``addmm``'s
+first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated from the
+input is a product of activations, ``self.b`` no functional weight. An embedding's table
+is watched although the embedding is listed digital: its look-up is no product, so a product
+reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float the
+embedding's row does not account for.
 
 Products of activations only (a hand-written attention's ``q @ k.transpose(-2, -1)``,
 ``F.scaled_dot_product_attention``) are listed too, one row per module whose own forward calls
@@ -124,17 +126,24 @@ class _Watch(TorchFunctionMode):
     weights only by identity (weakly held: a freed one's id may return as an activation); and
     the module (``owner()``) calling a product of activations only."""
 
-    def __init__(self, params: dict[int, str], owner: Callable[[], str | None]):
+    def __init__(self, params: dict[int, str], owner: Callable[[], str | None],
+                 aux: frozenset[int] = frozenset()):
         super().__init__()
         self.params = params
+        self.aux = aux  # storages of the 1-D float buffers: no weight, no activation either
         self.owner = owner
         self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.found: dict[str, str] = {}
         self.products: dict[str, str] = {}
 
-    def _weight(self, t: torch.Tensor) -> str | None:
-        name = self.derived.get(t)
-        return name if name is not None else self.params.get(_storage(t) or 0)
+    def _weight(self, t: torch.Tensor) -> tuple[str, ...] | None:
+        """The weights ``t`` is (a parameter's view) or was computed from; None: an
+        activation."""
+        names = self.derived.get(t)
+        if names is not None:
+            return names
+        name = self.params.get(_storage(t) or 0)
+        return None if name is None else (name,)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -146,16 +155,20 @@ class _Watch(TorchFunctionMode):
         product = func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION
         factors = [self._weight(t) for t in _factors(func, args, kwargs)] if product else names
         if product:
-            for name in factors:  # an exported graph's aten calls too
-                if name is not None:
+            for group in factors:  # an exported graph's aten calls too
+                for name in group or ():
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
-        if (product and len(factors) >= 2 and all(name is None for name in factors)
+        if (product and len(factors) >= 2 and all(group is None for group in factors)
                 and (owner := self.owner()) is not None):
             kind = "attention products" if func in _ATTENTION else "activation products"
             self.products.setdefault(owner, kind)
-        if all(name is not None for name in names):  # from weights only: still a weight
+        # from weights (and 1-D buffers) only: still a weight, of every weight it was computed
+        # from (a quaternion matrix torch.cat assembles from four blocks names the four)
+        known = tuple(dict.fromkeys(n for group in names if group for n in group))
+        if known and all(group is not None or _storage(t) in self.aux
+                         for group, t in zip(names, operands, strict=True)):
             for t in _tensors(out):
-                self.derived[t] = names[0]
+                self.derived[t] = known
         return out
 
 
@@ -183,6 +196,8 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
         ptr = _storage(p)
         if ptr and watched(name.rpartition(".")[0]):
             params.setdefault(ptr, name)
+    aux = frozenset(ptr for n, b in model.named_buffers()
+                    if b.is_floating_point() and b.dim() < 2 and (ptr := _storage(b)))
     # the module whose forward runs now: global module hooks while the block runs
     names = {id(m): name for name, m in modules.items()}
     stack: list[str | None] = []
@@ -202,7 +217,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
             stack.pop()
 
     uses = FunctionalUses()
-    mode = _Watch(params, owner)
+    mode = _Watch(params, owner, aux)
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
     try:
