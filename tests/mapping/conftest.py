@@ -333,6 +333,34 @@ def reference_model(model: nn.Module, sim, check_weights: bool = True) -> nn.Mod
     return ref
 
 
+def flat_output(out) -> torch.Tensor:
+    """One tensor of a model's outputs: a dict of lists (a detector's), a tuple, a tensor."""
+    if isinstance(out, dict):
+        return torch.cat([flat_output(v) for v in out.values()])
+    if isinstance(out, (list, tuple)):
+        return torch.cat([t.flatten() for t in out])
+    return out.flatten()
+
+
+def check_lossless_near_float(model: nn.Module, args: tuple, digital: set[str],
+                              tol: float = 0.03) -> None:
+    """``model`` deployed on the lossless chip (its warnings of what stays digital silenced):
+    within ``tol`` of float (relative), one inference per sample, exactly ``digital`` listed."""
+    import warnings
+
+    import cimsim
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # what stays digital: checked below
+        sim = cimsim.deploy(model, lossless_chip("channel"), args)
+    with torch.no_grad():
+        want = flat_output(model(*args))
+    got = flat_output(sim(*args))
+    assert float((got - want).norm() / want.norm()) < tol
+    assert sim.n_inferences == args[0].shape[0]
+    assert {d[0] for d in sim.digital} == digital
+
+
 def check_lossy_run(got: torch.Tensor, want: torch.Tensor, sim) -> None:
     """A lossy deploy's outputs ``got``: finite, near float ``want`` (not garbage), and its
     report holds every layer and what stays digital."""

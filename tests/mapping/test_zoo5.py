@@ -33,6 +33,7 @@ from cimsim.train import prepare
 from .conftest import (
     assert_bitwise,
     check_every_matrix,
+    check_lossless_near_float,
     check_lossy_run,
     lossless_chip,
     reference_model,
@@ -658,13 +659,7 @@ def test_lossless_deploy_equals_the_quantized_model(name):
 
 @pytest.mark.parametrize("name", list(ZOO5))
 def test_lossless_deploy_is_within_8_bit_quantization_of_float(name):
-    model, args = _build(name)
-    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), args)
-    with torch.no_grad():
-        want = model(*args)
-    assert _rel(sim(*args), want) < 0.03
-    assert sim.n_inferences == args[0].shape[0]
-    assert {d[0] for d in sim.digital} == _DIGITAL.get(name, set())
+    check_lossless_near_float(*_build(name), _DIGITAL.get(name, set()))
 
 
 # rram-22nm's thermal noise (0.5 cell-LSB per conversion) alone moves a single Linear(8, 32)'s

@@ -35,7 +35,9 @@ from cimsim.train import prepare
 from .conftest import (
     assert_bitwise,
     check_every_matrix,
+    check_lossless_near_float,
     check_lossy_run,
+    flat_output,
     lossless_chip,
     reference_model,
 )
@@ -570,13 +572,7 @@ def _build(name: str, dtype=torch.float32):
     return model, args
 
 
-def _flat(out) -> torch.Tensor:
-    """One tensor of a model's outputs: a dict of lists (the detector's), a dataclass."""
-    if isinstance(out, dict):
-        return torch.cat([_flat(v) for v in out.values()])
-    if isinstance(out, (list, tuple)):
-        return torch.cat([t.flatten() for t in out])
-    return out.flatten()
+_flat = flat_output  # the detector's dict of lists: one tensor
 
 
 def _rel(got, want) -> float:
@@ -624,13 +620,7 @@ def test_lossless_deploy_equals_the_quantized_model(name):
 
 @pytest.mark.parametrize("name", list(ZOO6))
 def test_lossless_deploy_is_within_8_bit_quantization_of_float(name):
-    model, args = _build(name)
-    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), args)
-    with torch.no_grad():
-        want = model(*args)
-    assert _rel(sim(*args), want) < 0.03
-    assert sim.n_inferences == args[0].shape[0]
-    assert {d[0] for d in sim.digital} == _DIGITAL.get(name, set())
+    check_lossless_near_float(*_build(name), _DIGITAL.get(name, set()))
 
 
 @pytest.mark.parametrize("name", list(ZOO6))
