@@ -891,6 +891,11 @@ _EXCLUDE_HELP = ("keep the layers matching PATTERN digital (a layer name, a cont
                  "digital)")
 
 
+def _add_exclude(parser: argparse.ArgumentParser, note: str = "") -> None:
+    parser.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                        help=_EXCLUDE_HELP + note)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(
         prog="cimsim",
@@ -929,8 +934,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "when no input remains (default 256)")
     s.add_argument("--batch-size", type=_POSITIVE, default=64, help=_BATCH_HELP.format(64))
     s.add_argument("--limit", type=_LIMIT, default=0, help=_LIMIT_HELP)
-    s.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                   help=_EXCLUDE_HELP)
+    _add_exclude(s)
     s.add_argument("--time", default=None, metavar="TIMES",
                    help="times after programming to run at, e.g. 1h,1d,1y (units s, min, h, "
                         "d, w, y; a bare number is seconds): one report per time in "
@@ -973,8 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration inputs: the first N of --data (the rest are evaluated); "
                         "for demo the first N training images (default 256)")
     w.add_argument("--limit", type=_LIMIT, default=0, help=_LIMIT_HELP)
-    w.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                   help=_EXCLUDE_HELP)
+    _add_exclude(w)
     w.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP + "; one seed for every "
                                                                       "point")
     w.add_argument("--batch-size", type=_POSITIVE, default=256, help=_BATCH_HELP.format(256))
@@ -1021,8 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=_LIMIT, default=0,
                    help="use only the first N training and N evaluation inputs (default 0: "
                         "all)")
-    t.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                   help=_EXCLUDE_HELP + "; they train in float")
+    _add_exclude(t, "; they train in float")
     t.add_argument("--out", type=Path, required=True,
                    help="folder for checkpoint.pt, training.json and the report; a rerun "
                         "resumes after the last complete epoch")

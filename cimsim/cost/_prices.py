@@ -51,6 +51,7 @@ __all__ = [
     "MRAM_WRITE_ENERGY_PJ_PER_BIT",
     "MRAM_WRITE_PULSE_NS",
     "SUPPLY_REF_V",
+    "TRANSISTOR_CELL_AREA_F2",
     "TILE_BUFFER_KIB",
     "Calibration",
     "table_adc_time_ns",
@@ -86,8 +87,8 @@ cells in arrays redesigned for analog vector-by-matrix multiplication (Guo, Merr
 Prezioso, Chen, Nguyen, Do & Strukov, "Temperature-insensitive analog vector-by-matrix
 multiplier based on 55 nm NOR flash memory cells", CICC 2017, arXiv:1611.03379, abstract)."""
 
-_TRANSISTOR_CELL_AREA_F2 = {CellTech.FEFET: FEFET_1T_CELL_AREA_F2,
-                            CellTech.FLASH: FLASH_NOR_CELL_AREA_F2}
+TRANSISTOR_CELL_AREA_F2 = {CellTech.FEFET: FEFET_1T_CELL_AREA_F2,
+                           CellTech.FLASH: FLASH_NOR_CELL_AREA_F2}
 """Cells read through a transistor channel, priced by their own area in both cost models (the
 tables hold no FeFET or flash cell to borrow, as PCM and MRAM borrow RRAM's)."""
 
@@ -262,7 +263,7 @@ def _resistive(chip: ChipConfig) -> bool:
 def table_cell_area_um2(chip: ChipConfig, table: TechTable) -> float:
     """One resistive cell's area by the tables: FeFET and flash their own F^2 at the node, the
     other NVM cells RRAM's 1T1R."""
-    f2 = _TRANSISTOR_CELL_AREA_F2.get(chip.device.cell)
+    f2 = TRANSISTOR_CELL_AREA_F2.get(chip.device.cell)
     if f2 is None:
         return table.rram_cell_area_um2
     return f2 * table.feature_size_um**2

@@ -22,9 +22,10 @@ its occupied arrays with their peripherals, plus the matching share of their til
 
 from __future__ import annotations
 
-from ..config import ADCKind, CellTech, ChipConfig, ComputeDomain
+from ..config import ADCKind, ChipConfig, ComputeDomain
 from ..events import Component
 from . import ripple
+from ._prices import TRANSISTOR_CELL_AREA_F2
 from .energy import (
     NO_CALIBRATION,
     TILE_BUFFER_KIB,
@@ -63,7 +64,7 @@ def area_instances(
     models = component_models(chip, table, cal)
     arr = chip.array
     cell = models[Component.CELL]
-    if physical(chip) or chip.device.cell in (CellTech.FEFET, CellTech.FLASH):
+    if physical(chip) or chip.device.cell in TRANSISTOR_CELL_AREA_F2:
         # FeFET and flash cells keep their own area in both cost models
         cell_what = f"{cell_kind(chip).value} cell ({cell.area_f2():.0f} F^2)"  # type: ignore[attr-defined]
     elif chip.device.cell.resistive:  # PCM, MRAM: costed as RRAM

@@ -201,7 +201,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
     # the module whose forward runs now: global module hooks while the block runs
     names = {id(m): name for name, m in modules.items()}
     stack: list[str | None] = []
-    inside = (*skip, *skipped)
+    inside = tuple(skip)  # mapped and digital modules: their rows say it already
 
     def owner() -> str | None:
         name = stack[-1] if stack else None

@@ -573,11 +573,8 @@ def _with_added_bias(gm: torch.fx.GraphModule, node: torch.fx.Node, mod: nn.Line
     b = _constant(gm, other) if isinstance(other, torch.fx.Node) else None
     if b is None or tuple(b.shape) != (mod.out_features,) or not b.is_floating_point():
         return mod, node
-    out = nn.Linear(mod.in_features, mod.out_features)
-    with torch.no_grad():
-        out.weight.copy_(mod.weight)
-        out.bias.copy_(b)
-    return out, add
+    mod.bias = nn.Parameter(b.to(mod.weight.dtype).clone())
+    return mod, add
 
 
 def _constant(gm: nn.Module, node: Any) -> torch.Tensor | None:

@@ -240,7 +240,7 @@ def engine_view(
     all-zero group falls back to (``quantize_weights``).
     """
     w = np.asarray(w, dtype=np.float64)
-    binary = chip.weight_bits == 1 and chip.weight_encoding is WeightEncoding.BINARY
+    binary = chip.weight_encoding is WeightEncoding.BINARY  # (1-b weights, by the config)
     # binary: scale mean|w| = 0, exact; a zero group of a layer that has weights: its scale
     if w.size and not w.any() and not binary and not layer_max_abs:
         who = f"layer {name!r}" if name else "a weight matrix"
