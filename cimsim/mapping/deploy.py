@@ -8,6 +8,7 @@ with the reason (a ``UserWarning`` names those whose type is not supported).
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import logging
 import math
 import sys
@@ -15,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -316,7 +318,7 @@ class SimModel(nn.Module):
                         for c in cores:
                             assert c.tracer is not None
                             c.tracer.start_pass(simulate)
-                        self.model(*args)
+                        self.model(*args, **args.kwargs)
             clipped = [c.n_adc_clipped - n for c, (_, _, n) in zip(cores, saved, strict=True)]
             converted = [_n_conversions(c.events) - _n_conversions(ev)
                          for c, (ev, _, _) in zip(cores, saved, strict=True)]
@@ -413,19 +415,33 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
 _PLAIN_ARGUMENT = (torch.Tensor, str, int, float, bool, type(None))
 
 
-def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
-    """Yield argument tuples from a tensor / array / tuple of tensors / DataLoader, cutting
-    the first tensor along ``batch_dim``; each other tensor along ``batch_dim`` where it has the
-    first's sample count there, else along dimension 0 where it has it there (the (B, S) key
-    padding mask of a sequence-first transformer), else passed whole (a shared mask)."""
+class Arguments(tuple):
+    """One batch's positional arguments, and in :attr:`kwargs` its keyword arguments: the model
+    is called as ``model(*args, **args.kwargs)``. Keywords come from a dict calibration (a
+    HuggingFace batch, ``{"input_ids": ..., "attention_mask": ...}``), passed as the model's
+    keyword arguments as ``model(**batch)`` would."""
+
+    kwargs: dict[str, Any]
+
+    def __new__(cls, args: Iterable = (), kwargs: Mapping[str, Any] | None = None
+                ) -> Arguments:
+        new = super().__new__(cls, args)
+        new.kwargs = dict(kwargs or {})
+        return new
+
+
+def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
+    """Yield the model's arguments from a tensor / array / tuple of tensors / dict of keyword
+    inputs / DataLoader (of tensors, tuples or dicts), cutting the first tensor along
+    ``batch_dim``; each other tensor along ``batch_dim`` where it has the first's sample count
+    there, else along dimension 0 where it has it there (the (B, S) key padding mask of a
+    sequence-first transformer), else passed whole (a shared mask)."""
     if isinstance(data, PackedSequence):  # a tuple: its sizes would be passed as an input
         raise MappingError("calibration as a PackedSequence is not supported (the simulated "
                            "recurrent layers take padded sequences): pass the padded tensor")
-    if isinstance(data, Mapping):  # iterating it would pass the keys as inputs
-        raise MappingError("calibration as a dict (keyword inputs) is not supported: pass the "
-                           "model's positional inputs, a tensor or a tuple of tensors (a "
-                           "forward of keyword-only inputs: wrap the model in a module "
-                           "whose forward takes them positionally)")
+    if isinstance(data, Mapping):
+        yield from _keyword_batches(data, batch_size, batch_dim)
+        return
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
@@ -440,7 +456,7 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
                 else 0 if d.dim() > 0 and d.shape[0] == n else None for d in data]
         dims[0] = batch_dim if data[0].dim() > batch_dim else None
         if 0 < n <= batch_size:  # one batch: as given (a sparse tensor cannot be narrowed)
-            yield tuple(data)
+            yield Arguments(data)
             return
         sparse = [i for i, (d, dim) in enumerate(zip(data, dims, strict=True))
                   if dim is not None and d.layout is not torch.strided]
@@ -448,21 +464,78 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterable[tuple]:
             raise MappingError(f"calibration input(s) {sparse} are sparse, which cannot be cut "
                                f"into batches of {batch_size}: pass batch_size={n} (one batch)")
         for i in range(0, n, batch_size):
-            yield tuple(d if dim is None else d.narrow(dim, i, min(batch_size, n - i))
-                        for d, dim in zip(data, dims, strict=True))
+            yield Arguments(d if dim is None else d.narrow(dim, i, min(batch_size, n - i))
+                            for d, dim in zip(data, dims, strict=True))
         return
     if isinstance(data, Iterable):
         for item in data:
-            if isinstance(item, (tuple, list)):
+            if isinstance(item, Mapping):  # a HuggingFace DataLoader's batch: as given
+                yield from _keyword_batches(item, None, batch_dim)
+            elif isinstance(item, (tuple, list)):
                 # (inputs, labels) as a DataLoader yields: the model takes the inputs
-                yield (item[0],)
+                yield Arguments((item[0],))
             else:
-                yield (item,)
+                yield Arguments((item,))
         return
     raise MappingError(
-        f"calibration must be a tensor, an array, a tuple of tensors or a DataLoader; "
-        f"got {type(data).__name__}"
+        f"calibration must be a tensor, an array, a tuple of tensors, a dict of keyword inputs "
+        f"or a DataLoader; got {type(data).__name__}"
     )
+
+
+def check_keywords(model: nn.Module, args: Arguments) -> None:
+    """A dict calibration's keys against ``model``'s forward: a key it does not take is named
+    with the arguments it does take (not a TypeError from inside the model's call)."""
+    if not args.kwargs:
+        return
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # a builtin or C forward: the call itself will say
+        return
+    params = signature.parameters
+    where = f"{type(model).__name__}.forward{signature}"
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in args.kwargs if k not in params
+                   or params[k].kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                         inspect.Parameter.VAR_POSITIONAL)]
+        if unknown:
+            raise MappingError(f"calibration dict key(s) {', '.join(map(repr, unknown))} are "
+                               f"not keyword arguments of {where}; a dict's keys are passed as "
+                               "the model's keyword arguments")
+    try:
+        signature.bind(*args, **args.kwargs)
+    except TypeError as exc:
+        raise MappingError(f"calibration dict does not fit {where} ({exc}); a dict's keys are "
+                           "passed as the model's keyword arguments") from None
+
+
+def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
+                     ) -> Iterator[Arguments]:
+    """The batches of a dict of keyword inputs, cut as a tuple of them is (its first tensor
+    sets the sample count); ``batch_size`` None: one batch, as given."""
+    names = list(data)
+    bad = [k for k in names if not isinstance(k, str)]
+    if bad:
+        raise MappingError(f"calibration dict keys must be the model's keyword argument names "
+                           f"(str); got {bad[0]!r}")
+    odd = [k for k in names if not isinstance(data[k], (*_PLAIN_ARGUMENT, np.ndarray))]
+    if odd:
+        raise MappingError(f"calibration dict entry {odd[0]!r} is a "
+                           f"{type(data[odd[0]]).__name__}; allowed: tensors, arrays, str, "
+                           "numbers, None (a cache of earlier steps is not an input to calibrate "
+                           "on)")
+    values = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+              for k, v in data.items()}
+    first = next((k for k in names if isinstance(values[k], torch.Tensor)), None)
+    if first is None:
+        raise MappingError("calibration dict holds no tensor: "
+                           f"{', '.join(map(repr, names)) or 'it is empty'}")
+    if batch_size is None:
+        yield Arguments((), values)
+        return
+    order = [first, *(k for k in names if k != first)]  # the first tensor sets the count
+    for cut in _batches(tuple(values[k] for k in order), batch_size, batch_dim):
+        yield Arguments((), dict(zip(order, cut, strict=True)))
 
 
 @contextmanager
@@ -616,12 +689,14 @@ def deploy(
     model : nn.Module
         The trained float model; it is copied, never modified.
     chip : ChipConfig
-    calibration : tensor, ndarray, tuple of tensors or DataLoader
+    calibration : tensor, ndarray, tuple of tensors, dict of keyword inputs or DataLoader
         Inputs run through the float model to set activation scales (``chip.quant``) and the
         ADC ranges of ``calibrated`` policies. With ``adc.calibration_mode = 'simulated'``
         they run again once per stage of mapped layers, in execution order, the layers before
         it simulated, and each stage's ADCs are fitted to the inputs it sees there
         (docs/hardware-model.md §7); ``'float'`` (the default) fits them in the float pass.
+        A dict (or a DataLoader of dicts) is passed as the model's keyword arguments,
+        ``model(**batch)``.
     seed : int
         Programming variation, faults and conversion noise derive from it.
     exclude : sequence of str
@@ -672,7 +747,7 @@ def deploy(
     _fuse_relus(sim, mapping.sim_layers, chip)
     with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
                                         *mapping.sim_layers]) as functional:
-        _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip)
+        _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip, model)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
@@ -912,8 +987,9 @@ def _fuse_relus(sim: nn.Module, sim_layers: dict[str, SimLayer], chip: ChipConfi
 
 
 def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, batch_size: int,
-               batch_dim: int, chip: ChipConfig) -> None:
-    """The float calibration pass (the layers record their inputs), then every layer
+               batch_dim: int, chip: ChipConfig, model: nn.Module) -> None:
+    """The float calibration pass (the layers record their inputs; ``model``, the user's, is
+    whose forward a dict calibration's keys are checked against), then every layer
     quantizes, programs and calibrates its ADCs (stage 3); with simulated calibration, the
     ADCs are then fitted again stage by stage on simulated inputs (:func:`_calibrate_simulated`).
     """
@@ -929,7 +1005,9 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
         with (torch.no_grad(), explain_stop_iteration("deploy"),
               batches_noted(calibration, batch_size, batch_dim)):
             for args in _batches(calibration, batch_size, batch_dim):
-                sim(*args)
+                if n == 0:
+                    check_keywords(model, args)
+                sim(*args, **args.kwargs)
                 n += 1
     finally:
         for layer in sim_layers.values():
@@ -991,7 +1069,7 @@ def _calibrate_simulated(sim: nn.Module, sim_layers: dict[str, SimLayer],
                 core.calls = 0
             with torch.no_grad():
                 for args in _batches(calibration, batch_size, batch_dim):
-                    sim(*args)
+                    sim(*args, **args.kwargs)
             for core in stage:
                 core.recalibrate()
     finally:

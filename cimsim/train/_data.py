@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from ..mapping.deploy import _batches
+from ..mapping.deploy import Arguments, _batches
 
 __all__ = ["batch_dim_of", "batch_first", "model_batches"]
 
@@ -23,9 +23,10 @@ def batch_dim_of(model: nn.Module) -> int:
     return int(getattr(model, "batch_dim", 0))
 
 
-def model_batches(model: nn.Module, data, batch_size: int) -> Iterable[tuple]:
+def model_batches(model: nn.Module, data, batch_size: int) -> Iterable[Arguments]:
     """Argument tuples of ``model`` from ``data`` (a tensor, an array, a tuple of the model's
-    positional inputs or an iterable of batches), as ``prepare`` reads its calibration."""
+    positional inputs, a dict of its keyword inputs or an iterable of batches), as ``prepare``
+    reads its calibration; call it as ``model(*args, **args.kwargs)``."""
     return _batches(data, batch_size, batch_dim_of(model))
 
 

@@ -39,6 +39,7 @@ from torch import nn
 from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
 from ..config import ChipConfig
 from ..errors import ConfigError
+from ..mapping.deploy import Arguments
 from ..mapping.matrix import InputStats
 from ._data import batch_dim_of, batch_first, model_batches
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
@@ -150,7 +151,12 @@ def _forward_until(model: nn.Module, x: torch.Tensor | tuple, act: nn.Module) ->
 
     handle = act.register_forward_hook(stop)
     try:
-        model(*x) if isinstance(x, tuple) else model(x)
+        if isinstance(x, Arguments):
+            model(*x, **x.kwargs)
+        elif isinstance(x, tuple):
+            model(*x)
+        else:
+            model(x)
     except _Stop:
         pass
     finally:

@@ -246,7 +246,7 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
         h._acc = []
     with torch.no_grad():
         for args in model_batches(prepared, data, batch_size):
-            prepared(*args)
+            prepared(*args, **args.kwargs)
     for twin, h in hooks:
         acc, h._acc = h._acc, None
         assert acc
@@ -396,7 +396,7 @@ def psum_mse(prepared: PreparedModel, x, *, batch_size: int = 64) -> dict[str, f
     try:
         with torch.no_grad():
             for args in model_batches(prepared, x, batch_size):
-                prepared(*args)
+                prepared(*args, **args.kwargs)
     finally:
         for twin, fused in originals.values():
             del twin._convert  # the instance attribute: the class method again

@@ -253,7 +253,7 @@ def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 
     try:
         with torch.no_grad():
             for args in model_batches(prepared, calibration, batch_size):
-                prepared(*args)
+                prepared(*args, **args.kwargs)
     finally:
         for h in hooks:
             h.remove()

@@ -85,6 +85,7 @@ from ..mapping.deploy import (
     _relu_consumers,
     batches_noted,
     carry_hooks,
+    check_keywords,
     deploy,
     deploy_views,
     user_model,
@@ -1594,7 +1595,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     model : nn.Module
         The float model; it is copied, never modified.
     chip : ChipConfig
-    calibration : tensor, ndarray, tuple of tensors or iterable of batches
+    calibration : tensor, ndarray, tuple of tensors, dict of keyword inputs or iterable of batches
         Inputs of one float forward pass (in eval mode) that set the initial scales and ADC
         tables exactly as ``cimsim.deploy(model, chip, calibration, seed=seed)`` sets them.
     seed : int
@@ -1709,7 +1710,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
           watch_functional_weights(root, [*(d[0] for d in digital), *layers]) as functional,
           explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
         for args in _batches(calibration, batch_size, batch_dim):
-            root(*args)
+            if n == 0:
+                check_keywords(model, args)
+            root(*args, **args.kwargs)
             n += 1
     if n == 0:
         raise MappingError("calibration data is empty")

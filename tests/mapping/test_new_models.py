@@ -406,9 +406,12 @@ def test_half_precision_twins_are_refused_naming_the_layers():
 
 
 @pytest.mark.parametrize("run", [cimsim.deploy, prepare])
-def test_keyword_calibration_is_refused(run):
-    """A dict used to be iterated: its keys were passed to the model as inputs."""
-    with pytest.raises(MappingError, match="dict"):
+def test_keyword_calibration_names_a_key_the_forward_does_not_take(run):
+    """A dict used to be iterated (its keys passed to the model as inputs), then refused; it is
+    the model's keyword arguments now (tests/mapping/test_keyword_batches.py), and a key the
+    forward does not take is named with the forward's signature."""
+    with pytest.raises(MappingError,
+                       match=r"key\(s\) 'x' are not keyword arguments of Linear.forward\(input"):
         run(nn.Linear(4, 2), lossless_chip("channel"), {"x": torch.randn(3, 4)})
 
 

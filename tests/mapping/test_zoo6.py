@@ -675,32 +675,22 @@ def test_an_early_exit_not_taken_in_calibration_is_named():
         cimsim.deploy(model, lossless_chip("channel"), (torch.randn(3, 8),))
 
 
-class Positional(nn.Module):
-    """The wrapper the error message asks for: the keyword-only model called positionally."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask)
-
-
-def test_keyword_only_inputs_are_named_and_a_positional_wrapper_deploys():
+def test_keyword_only_inputs_deploy_from_a_dict_calibration():
+    """HuggingFace's convention: a dict batch is the model's keyword arguments (``model(**batch)``);
+    it used to be refused with a request to wrap the model."""
     torch.manual_seed(0)
     model = KeywordOnly().eval()
     ids, mask = torch.randint(0, 20, (3, 6)), (torch.rand(3, 6) > 0.3).long()
-    with pytest.raises(cimsim.errors.MappingError, match="keyword-only inputs: wrap the model"):
-        _quiet(cimsim.deploy, model, lossless_chip("channel"),
-               {"input_ids": ids, "attention_mask": mask})
-    sim = _quiet(cimsim.deploy, Positional(model), lossless_chip("channel"), (ids, mask))
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"),
+                 {"input_ids": ids, "attention_mask": mask})
     with torch.no_grad():
-        want = reference_model(Positional(model), sim)(ids, mask)
-    got = sim(ids, mask)
+        want = reference_model(model, sim)(input_ids=ids, attention_mask=mask)
+    got = sim(input_ids=ids, attention_mask=mask)
     assert isinstance(got, ClassifierOutput)
     assert_bitwise(got.logits, want.logits)
     assert_bitwise(got.hidden, want.hidden)
-    assert [d[0] for d in sim.digital] == ["model.embed"]
+    assert [d[0] for d in sim.digital] == ["embed"]
+    assert sim.n_inferences == 3
 
 
 def test_an_observing_fake_quantize_is_named():
@@ -735,18 +725,19 @@ def test_the_twin_trains_through_spikes_and_a_dataclass_output():
     assert twin.weight.grad is not None and twin.weight.grad.abs().sum() > 0
 
     torch.manual_seed(0)
-    wrapped = Positional(KeywordOnly()).eval().double()
+    model = KeywordOnly().eval().double()
     ids, mask = torch.randint(0, 20, (3, 6)), (torch.rand(3, 6) > 0.3).long()
-    prep = _quiet(prepare, wrapped, lossless_chip("channel"), (ids, mask))
+    batch = {"input_ids": ids, "attention_mask": mask}
+    prep = _quiet(prepare, model, lossless_chip("channel"), batch)
     opt = torch.optim.SGD(prep.parameters(), lr=0.1)
-    out = prep(ids, mask)
+    out = prep(**batch)
     assert isinstance(out, ClassifierOutput)
     out.logits.pow(2).mean().backward()
     opt.step()
     prep.eval()
     with torch.no_grad():
-        want = prep(ids, mask)
-    got = prep.deploy()(ids, mask)
+        want = prep(**batch)
+    got = prep.deploy()(**batch)
     torch.testing.assert_close(got.logits, want.logits, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(got.hidden, want.hidden, rtol=1e-9, atol=1e-9)
 
