@@ -13,6 +13,33 @@ from typing import Any
 __all__ = ["accuracy", "output_cosine", "predict"]
 
 
+def _count(x: Any) -> int:
+    """Inputs in ``x``: a tensor's length, or a dict of keyword inputs' first tensor's."""
+    from collections.abc import Mapping
+
+    if isinstance(x, Mapping):
+        first = next((v for v in x.values() if hasattr(v, "shape") and len(v.shape)), None)
+        if first is None:
+            raise ValueError("x is a dict with no tensor; allowed: a tensor, or a dict of the "
+                             "model's keyword inputs")
+        return int(first.shape[0])
+    return int(x.shape[0])
+
+
+def _run(model: Any, x: Any, i: int, j: int, n: int) -> Any:
+    """``model`` on inputs ``i:j`` of ``x``; a dict is passed as keyword arguments, each of its
+    tensors of length ``n`` cut (others passed whole). A HuggingFace-style output's
+    ``logits`` are the scores."""
+    from collections.abc import Mapping
+
+    if isinstance(x, Mapping):
+        out = model(**{k: v[i:j] if hasattr(v, "shape") and len(v.shape) and v.shape[0] == n
+                       else v for k, v in x.items()})
+    else:
+        out = model(x[i:j])
+    return getattr(out, "logits", out)
+
+
 def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool = False,
             desc: str = "evaluating") -> Any:
     """Predicted class of every input: the argmax of ``model``'s output, batch by batch.
@@ -22,8 +49,10 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     model : callable
         A torch module or a deployed model (``cimsim.deploy``); maps ``(B, ...)`` inputs to
         ``(B, n_classes)`` scores. Called under ``torch.no_grad()``; its mode is not changed.
-    x : Tensor
-        Inputs, shape ``(n, ...)``.
+    x : Tensor or dict
+        Inputs, shape ``(n, ...)``; or a dict of the model's keyword inputs (a HuggingFace
+        batch), each tensor of length ``n`` cut with the batch. An output with ``logits`` (a
+        HuggingFace ``ModelOutput``) is scored by them.
     batch_size : int or None
         Inputs per forward; ``None`` runs all ``n`` in one forward (a deployed model with
         conversion noise draws its noise per forward, so the batching is part of a result).
@@ -40,7 +69,7 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     import torch
     from tqdm import tqdm
 
-    n = int(x.shape[0])
+    n = _count(x)
     step = n if batch_size is None else int(batch_size)
     if step < 1 and n:
         raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer >= 1 "
@@ -50,7 +79,7 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     with torch.no_grad():
         for i in tqdm(starts, desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            preds.append(model(x[i:i + step]).argmax(dim=1))
+            preds.append(_run(model, x, i, i + step, n).argmax(dim=1))
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
 
 
@@ -75,7 +104,7 @@ def accuracy(model: Any, x: Any, y: Any, *, batch_size: int | None = 256,
     ValueError
         ``x`` is empty, or ``y`` does not hold one label per input.
     """
-    n = int(x.shape[0])
+    n = _count(x)
     if n == 0:
         raise ValueError("cannot evaluate accuracy on an empty set")
     if int(y.shape[0]) != n:
@@ -112,7 +141,7 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     import torch
     from tqdm import tqdm
 
-    n = int(x.shape[0])
+    n = _count(x)
     if n == 0:
         raise ValueError("cannot compare outputs on an empty set")
     step = n if batch_size is None else int(batch_size)
@@ -123,8 +152,8 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     with torch.no_grad():
         for i in tqdm(range(0, n, step), desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            outs.append(model(x[i:i + step]))
-        ref = reference(x).reshape(-1).double()
+            outs.append(_run(model, x, i, i + step, n))
+        ref = _run(reference, x, 0, n, n).reshape(-1).double()
     sim = torch.cat(outs).reshape(-1).double()
     norm = float(ref.norm() * sim.norm())
     # rounding can push a cosine of identical vectors a hair past 1

@@ -57,3 +57,31 @@ def test_accuracy_refuses_empty_or_mismatched_sets():
         accuracy(_Counting(), SCORES, PRED[:6])
     with pytest.raises(ValueError, match="batch_size"):
         predict(_Counting(), SCORES, batch_size=0)
+
+
+class KeywordScorer(nn.Module):
+    """HuggingFace's convention: keyword inputs, an output object holding ``logits``."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[int] = []
+
+    def forward(self, *, input_ids, attention_mask, temperature=1.0):
+        self.calls.append(input_ids.shape[0])
+        from types import SimpleNamespace
+        return SimpleNamespace(logits=(input_ids * attention_mask).float() / temperature)
+
+
+def test_a_dict_of_keyword_inputs_is_cut_with_the_batch():
+    ids = torch.tensor([[0, 5, 1], [9, 0, 2], [1, 1, 3], [0, 0, 7], [4, 3, 2]])
+    mask = torch.ones_like(ids)
+    mask[0, 1] = 0  # the 5 is masked: its row's argmax is 2
+    model = KeywordScorer()
+    batch = {"input_ids": ids, "attention_mask": mask, "temperature": 2.0}
+    assert predict(model, batch, batch_size=2).tolist() == [2, 0, 2, 2, 0]
+    assert model.calls == [2, 2, 1]
+    assert accuracy(model, batch, torch.tensor([2, 0, 0, 2, 0]), batch_size=None) == 0.8
+    from cimsim.evaluate import output_cosine
+    assert output_cosine(model, model, batch, batch_size=3) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="dict with no tensor"):
+        predict(model, {"temperature": 2.0})
