@@ -32,11 +32,13 @@ import cimsim
 from cimsim.errors import MappingError
 from cimsim.train import prepare
 
+from ..train.test_zoo6_methods import Flat  # outputs flattened to one tensor
 from .conftest import (
     assert_bitwise,
     check_every_matrix,
     check_lossless_near_float,
     check_lossy_run,
+    flat_output,
     lossless_chip,
     reference_model,
 )
@@ -542,8 +544,10 @@ class Translator(nn.Module):
     def __init__(self, vocab: int = 20, d: int = 8):
         super().__init__()
         self.src_emb, self.tgt_emb = nn.Embedding(vocab, d), nn.Embedding(vocab, d)
-        self.t = nn.Transformer(d, 2, 1, 1, 16, dropout=0.1, activation="gelu",
-                                batch_first=True, norm_first=True)
+        with warnings.catch_warnings():  # pre-norm: torch's note that it takes no nested path
+            warnings.filterwarnings("ignore", message="enable_nested_tensor")
+            self.t = nn.Transformer(d, 2, 1, 1, 16, dropout=0.1, activation="gelu",
+                                    batch_first=True, norm_first=True)
         self.head = nn.Linear(d, vocab)
 
     def forward(self, src, tgt):
@@ -621,18 +625,19 @@ class QuantReady(nn.Module):
 
 
 def int8_model(calibration: torch.Tensor) -> nn.Module:
-    """``QuantReady`` through ``torch.ao.quantization`` prepare, calibration, ``convert``:
-    ``quantized.Conv2d`` / ``quantized.Linear`` with packed int8 weights."""
+    """``QuantReady`` through ``torch.ao.quantization`` prepare, calibration, ``convert``
+    (torch's current quantized engine): ``quantized.Conv2d`` / ``quantized.Linear`` with packed
+    int8 weights."""
     import torch.ao.quantization as tq
 
-    torch.backends.quantized.engine = "qnnpack" if "x86" not in \
-        torch.backends.quantized.supported_engines else "x86"
-    model = QuantReady().eval()
-    model.qconfig = tq.get_default_qconfig(torch.backends.quantized.engine)
-    prepared = tq.prepare(model)
-    with torch.no_grad():
-        prepared(calibration)
-    return tq.convert(prepared)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
+        model = QuantReady().eval()
+        model.qconfig = tq.get_default_qconfig(torch.backends.quantized.engine)
+        prepared = tq.prepare(model)
+        with torch.no_grad():
+            prepared(calibration)
+        return tq.convert(prepared)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -700,24 +705,7 @@ def prune_again(model: nn.Module) -> None:
                 hook(m, None)
 
 
-def flat(out) -> torch.Tensor:
-    """One tensor of a list, tuple (NamedTuple) or dataclass of outputs."""
-    if dataclasses.is_dataclass(out):
-        out = [getattr(out, f.name) for f in dataclasses.fields(out)]  # astuple deep-copies
-    if isinstance(out, (list, tuple)):
-        return torch.cat([t.flatten() for t in out])
-    return out.flatten()
-
-
-class Flat(nn.Module):
-    """A model's outputs as one tensor (assert_close and the recipes' losses take one)."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *args):
-        return flat(self.model(*args))
+flat = flat_output  # a list, NamedTuple or dataclass of outputs: one tensor
 
 
 def _rel(got, want) -> float:
@@ -876,6 +864,32 @@ def test_a_modulated_weight_is_named_never_silently_float(run):
     assert rows["conv"][1] == "activation products"
 
 
+class SummedCondConv(CondConv2d):
+    """CondConv as some code writes it: the experts scaled by the routing weights and summed
+    (``(r[..., None, None, None, None] * W).sum(1)``), no einsum."""
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        r = torch.sigmoid(self.route(x.mean((2, 3))))
+        weight = (r[:, :, None, None, None, None] * self.weight).sum(1)
+        out = F.conv2d(x.reshape(1, b * c, h, w), weight.reshape(b * self.c_out, c, 3, 3),
+                       padding=self.pad, groups=b)
+        return out.view(b, self.c_out, h, w)
+
+
+def test_a_mixture_of_kernels_by_scaling_and_summing_is_named():
+    model, args = _build("condconv")
+    summed = SummedCondConv(6, 6)
+    summed.load_state_dict(model.cond.state_dict())
+    model.cond = summed
+    with pytest.warns(UserWarning, match=r"multiplied by an activation.*cond\.weight "
+                                         r"\(conv2d\)"):
+        sim = cimsim.deploy(model, lossless_chip("channel"), args)
+    check_every_matrix(model, sim, {"cond.weight", "cond"})
+    with torch.no_grad():
+        assert _rel(sim(*args), model(*args)) < 0.03
+
+
 def test_an_added_table_is_no_modulation():
     """Only a product makes a weight input-dependent: a (2-D) bias table added to the scores
     (RetNet's decay is computed, ALiBi's is a buffer) leaves the weights unnamed."""
@@ -908,21 +922,6 @@ def test_a_complex_weight_is_named_and_keeps_its_dtype_in_the_twin():
     assert w.grad is not None and w.grad.abs().sum() > 0
 
 
-def _int8(calibration):
-    import torch.ao.quantization as tq
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
-        engines = torch.backends.quantized.supported_engines
-        torch.backends.quantized.engine = "x86" if "x86" in engines else "qnnpack"
-        model = QuantReady().eval()
-        model.qconfig = tq.get_default_qconfig(torch.backends.quantized.engine)
-        prepared = tq.prepare(model)
-        with torch.no_grad():
-            prepared(calibration)
-        return tq.convert(prepared)
-
-
 @pytest.mark.skipif("qnnpack" not in torch.backends.quantized.supported_engines
                     and "x86" not in torch.backends.quantized.supported_engines,
                     reason="this torch build has no quantized CPU engine")
@@ -932,7 +931,7 @@ def test_an_int8_converted_model_is_refused_naming_its_layers():
     do; beside float layers they are listed digital (their own int8 kernels) and warned."""
     torch.manual_seed(0)
     x = torch.randn(6, 2, 6, 6)
-    model = _int8(x)
+    model = int8_model(x)
     with pytest.raises(MappingError, match=r"kept digital: conv \(quantized Conv2d: .*int8 "
                                            r"module of torch\.ao\.quantization\.convert.*fc "
                                            r"\(quantized Linear: .*float model from before"):
@@ -948,6 +947,32 @@ def test_an_int8_converted_model_is_refused_naming_its_layers():
     with pytest.warns(UserWarning, match=r"0\.conv: an int8 module"):
         prep = prepare(mixed, lossless_chip("channel"), x)
     assert list(prep.twin_layers) == ["1"]
+
+
+def test_a_dynamically_quantized_model_names_its_int8_layers():
+    """``quantize_dynamic``'s int8 Linear and LSTM (packed weights, float activations) beside a
+    float head: listed digital by name, the head mapped."""
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.fc, self.head = nn.LSTM(4, 6, batch_first=True), nn.Linear(6, 6), \
+                nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.fc(self.lstm(x)[0])))
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices
+        model = torch.ao.quantization.quantize_dynamic(Tagger().eval(), {nn.LSTM, nn.Linear},
+                                                       dtype=torch.qint8)
+    model.head = nn.Linear(6, 3)  # float again
+    x = torch.randn(3, 5, 4)
+    with pytest.warns(UserWarning, match=r"lstm: an int8 module.*fc: an int8 module"):
+        sim = cimsim.deploy(model, lossless_chip("channel"), x)
+    assert list(sim.sim_layers) == ["head"]
+    assert {d[0]: d[1] for d in sim.digital} == {"lstm": "quantized LSTM",
+                                                 "fc": "quantized Linear"}
 
 
 @pytest.mark.parametrize("run", [cimsim.deploy, prepare])
