@@ -57,6 +57,7 @@ from .unmappable import (
     copy_model,
     explain_stop_iteration,
     overridden_forward,
+    quantized_row,
     scripted_row,
     source_config,
 )
@@ -905,7 +906,8 @@ class _LayerMapping:
         for child_name, child in self.walk.children(parent):
             name = f"{prefix}{child_name}"
             cls = _sim_class(child)
-            if (scripted := scripted_row(child, name, NOT_MAPPABLE)) is not None:
+            if (scripted := scripted_row(child, name, NOT_MAPPABLE)
+                    or quantized_row(child, name, NOT_MAPPABLE)) is not None:
                 self.digital.append(scripted)
             elif cls is not None:
                 new = self._map(child, name, cls)

@@ -21,6 +21,13 @@ is watched although the embedding is listed digital: its look-up is no product, 
 reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float the
 embedding's row does not account for.
 
+A weight matrix multiplied element-wise by an activation (StyleGAN2's modulated conv,
+``self.weight * style[:, None, :, None, None]``, then demodulated and applied by ``F.conv2d``)
+is an input-dependent weight: no array can hold it programmed once. The product it reaches is
+one of activations (listed as such), and the weight is named too, by
+:data:`MODULATED_REASON`: computed per input, in float. Only a product (``*``, ``/``) makes
+one; an added table (ALiBi's bias, a position embedding) is no modulation.
+
 Products of activations only (a hand-written attention's ``q @ k.transpose(-2, -1)``,
 ``F.scaled_dot_product_attention``) are listed too, one row per module whose own forward calls
 them, as a mapped ``nn.MultiheadAttention`` lists its ``attention products``: they compute
@@ -44,11 +51,15 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
-__all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "FunctionalUses",
+__all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "MODULATED_REASON", "FunctionalUses",
            "watch_functional_weights", "warn_functional", "weight_read_error"]
 
 FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
                      "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
+
+MODULATED_REASON = ("multiplied by an activation before a matrix product (an input-dependent "
+                    "weight, e.g. a modulated or dynamic kernel): it cannot be programmed once; "
+                    "computes in float")
 
 ACTIVATION_REASON = ("activation x activation matrix product (matmul, einsum, ...) computed "
                      "digitally in float")
@@ -64,6 +75,10 @@ _PRODUCTS = frozenset({
     torch.Tensor.bmm, torch.Tensor.mv,
 })
 
+
+# the element-wise products that make a weight matrix input-dependent (module docstring)
+_SCALINGS = frozenset({torch.mul, torch.div, torch.Tensor.mul, torch.Tensor.div,
+                       torch.Tensor.__mul__, torch.Tensor.__rmul__, torch.Tensor.__truediv__})
 
 _aten = torch.ops.aten
 # products whose bias is added, not multiplied: their factors are (input, weight)
@@ -102,6 +117,12 @@ def _tensors(obj) -> Iterator[torch.Tensor]:
             yield from _tensors(item)
 
 
+def _is_matrix(t: torch.Tensor) -> bool:
+    """Two or more dimensions longer than 1: a per-head (H, 1, 1) scale or a (1, 1, D) mixing
+    factor is none."""
+    return sum(n > 1 for n in t.shape) >= 2
+
+
 def _storage(t: torch.Tensor) -> int | None:
     try:
         return t.untyped_storage().data_ptr()
@@ -115,6 +136,8 @@ class FunctionalUses:
 
     weights: dict[str, str] = field(default_factory=dict)
     """Weight name -> the product it reached."""
+    modulated: dict[str, str] = field(default_factory=dict)
+    """Weight name -> the product it reached multiplied by an activation."""
     products: dict[str, str] = field(default_factory=dict)
     """Module name -> ``'attention products'`` or ``'activation products'``, for the modules
     whose own forward multiplies activations only."""
@@ -127,13 +150,16 @@ class _Watch(TorchFunctionMode):
     the module (``owner()``) calling a product of activations only."""
 
     def __init__(self, params: dict[int, str], owner: Callable[[], str | None],
-                 aux: frozenset[int] = frozenset()):
+                 aux: frozenset[int] = frozenset(), matrices: frozenset[str] = frozenset()):
         super().__init__()
         self.params = params
+        self.matrices = matrices  # names of the watched weights that are matrices (_is_matrix)
         self.aux = aux  # storages of the 1-D float buffers: no weight, no activation either
         self.owner = owner
         self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
+        self.mixed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # modulated weights' names
         self.found: dict[str, str] = {}
+        self.modulated: dict[str, str] = {}
         self.products: dict[str, str] = {}
 
     def _weight(self, t: torch.Tensor) -> tuple[str, ...] | None:
@@ -162,6 +188,11 @@ class _Watch(TorchFunctionMode):
                 and (owner := self.owner()) is not None):
             kind = "attention products" if func in _ATTENTION else "activation products"
             self.products.setdefault(owner, kind)
+            for t in _factors(func, args, kwargs):
+                for name in self.mixed.get(t, ()):
+                    self.modulated.setdefault(name, getattr(func, "__name__", str(func)))
+        if not product:
+            self._modulate(func, operands, names, out)
         # from weights (and 1-D buffers) only: still a weight, of every weight it was computed
         # from (a quaternion matrix torch.cat assembles from four blocks names the four)
         known = tuple(dict.fromkeys(n for group in names if group for n in group))
@@ -170,6 +201,21 @@ class _Watch(TorchFunctionMode):
             for t in _tensors(out):
                 self.derived[t] = known
         return out
+
+    def _modulate(self, func, operands: list[torch.Tensor],
+                  names: list[tuple[str, ...] | None], out) -> None:
+        """Tag ``out`` with the weight matrices it is computed from, multiplied by an
+        activation: made by a scaling of a weight matrix by an activation, kept by whatever
+        computes on a tensor so tagged (demodulation, a reshape)."""
+        carried = [n for t in operands for n in self.mixed.get(t, ())]
+        if func in _SCALINGS and any(group is None and _storage(t) not in self.aux
+                                     and t.dim() > 0 for group, t in zip(names, operands,
+                                                                          strict=True)):
+            carried += [n for group, t in zip(names, operands, strict=True) if group
+                        and _is_matrix(t) for n in group if n in self.matrices]
+        if carried:
+            for t in _tensors(out):
+                self.mixed[t] = tuple(dict.fromkeys(carried))
 
 
 @contextmanager
@@ -217,7 +263,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
             stack.pop()
 
     uses = FunctionalUses()
-    mode = _Watch(params, owner, aux)
+    mode = _Watch(params, owner, aux, frozenset(n for n, w in weights if _is_matrix(w)))
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
     try:
@@ -228,6 +274,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
             hook.remove()
     uses.weights.update(mode.found)
     uses.products.update(mode.products)
+    uses.modulated.update((n, f) for n, f in mode.modulated.items() if n not in mode.found)
 
 
 def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]]:
@@ -238,14 +285,22 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
     products = [(name, kind, ATTENTION_REASON if kind == "attention products"
                  else ACTIVATION_REASON) for name, kind in uses.products.items()]
     found = uses.weights
+    modulated = [(name, "parameter", MODULATED_REASON) for name in sorted(uses.modulated)]
+    if modulated:
+        names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.modulated.items()))
+        warnings.warn(f"{who}: {len(modulated)} weight(s) are multiplied by an activation "
+                      f"before a matrix product (input-dependent weights, which no array holds "
+                      f"programmed once) and run digitally in float: {names}", UserWarning,
+                      stacklevel=3)
     if not found:
-        return products
+        return modulated + products
     names = ", ".join(f"{name} ({func})" for name, func in sorted(found.items()))
     warnings.warn(f"{who}: {len(found)} weight(s) reach a matrix product without a mappable "
                   f"module and run digitally in float: {names}; hold each in an nn.Linear / "
                   "nn.Conv module (e.g. self.proj = nn.Linear(...), then self.proj(x)) to map "
                   "it", UserWarning, stacklevel=3)
-    return [(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)] + products
+    return ([(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)] + modulated
+            + products)
 
 
 def weight_read_error(module: nn.Module, attr: str, layer: str) -> AttributeError:

@@ -21,17 +21,21 @@ may still ask of a mapped layer.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import prune
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from ..errors import MappingError
 
-__all__ = ["copy_model", "explain_stop_iteration", "overridden_forward", "scripted_row",
-           "source_config"]
+__all__ = ["copy_model", "explain_stop_iteration", "overridden_forward", "quantized_row",
+           "scripted_row", "source_config"]
 
 
 def overridden_forward(module: nn.Module, name: str) -> str | None:
@@ -67,6 +71,25 @@ def scripted_row(module: nn.Module, name: str, not_mappable: str
             "which is converted)")
 
 
+def quantized_row(module: nn.Module, name: str, not_mappable: str
+                  ) -> tuple[str, str, str] | None:
+    """The digital row of a module ``torch.ao.quantization.convert`` made (a quantized
+    ``Linear`` / ``Conv2d`` / dynamic ``LSTM`` holding packed int8 weights), or None. Its
+    weights are no tensors a layer can be built from, and it computes on quantized tensors:
+    kept digital (in torch's int8 kernels), named; the float model before ``convert`` maps."""
+    if not type(module).__module__.startswith(("torch.ao.nn.quantized",
+                                               "torch.ao.nn.intrinsic.quantized")):
+        return None
+    if not any(k in vars(module) or k in module._modules
+               for k in ("_packed_params", "_all_weight_values")):
+        return None  # Quantize, DeQuantize, a quantized ReLU: no weights
+    return (name or "model", f"quantized {type(module).__name__}",
+            f"{not_mappable}{name or 'model'}: an int8 module of "
+            "torch.ao.quantization.convert (packed weights): it runs torch's own int8 kernels "
+            "digitally; map the float model from before prepare/convert (cimsim quantizes it "
+            "as chip.quant says)")
+
+
 def source_config(src: nn.Module) -> dict[str, Any]:
     """The configuration attributes of a mapped layer's source module (``kernel_size``,
     ``stride``, ``padding``, ``in_features``, an RNN's ``bias`` flag ...): its plain,
@@ -90,9 +113,55 @@ def explain_stop_iteration(who: str) -> Iterator[None]:
             "the input (x.dtype, x.device)") from exc
 
 
+def _hooked_weights(model: nn.Module) -> list[tuple[nn.Module, str, str, Any]]:
+    """``(module, module name, attribute, hook)`` of each tensor a forward pre-hook of
+    ``torch.nn.utils.prune`` or the old-style ``weight_norm`` / ``spectral_norm`` recomputes
+    (``weight`` from ``weight_orig * weight_mask``, from ``weight_g``, ``weight_v`` ...)."""
+    out = []
+    for name, m in model.named_modules():
+        for hook in m._forward_pre_hooks.values():
+            attr = getattr(hook, "_tensor_name", None) if isinstance(
+                hook, prune.BasePruningMethod) else getattr(hook, "name", None) if isinstance(
+                hook, (WeightNorm, SpectralNorm)) else None
+            if isinstance(attr, str) and isinstance(vars(m).get(attr), torch.Tensor):
+                out.append((m, name, attr, hook))
+    return out
+
+
 def copy_model(model: nn.Module, who: str) -> nn.Module:
     """A deep copy of ``model``; torch's refusal to copy a non-leaf tensor attribute (one
-    computed with gradient) as a ``MappingError`` naming the attributes."""
+    computed with gradient) as a ``MappingError`` naming the attributes.
+
+    The tensors torch's own hooks recompute before every forward (a pruned ``weight``, an
+    old-style weight-normed one) are copied as their current values: they are computed with
+    gradient from the moment the hook is added until a forward under ``no_grad``, and
+    torch cannot copy them then. A pruned weight is made permanent in the copy, as
+    ``prune.remove`` does (the product maps; ``prepare`` trains it, warned: its mask is not
+    kept)."""
+    hooked = _hooked_weights(model)
+    held_values = [vars(m)[attr] for m, _, attr, _ in hooked]
+    try:
+        for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
+            setattr(m, attr, value.detach())
+        sim = _copy(model, who)
+    finally:
+        for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
+            setattr(m, attr, value)
+    pruned = [(name, hook) for _, name, _, hook in _hooked_weights(sim)
+              if isinstance(hook, prune.BasePruningMethod)]
+    for name, hook in pruned:
+        prune.remove(sim.get_submodule(name), hook._tensor_name)
+    if pruned and who == "prepare":
+        names = ", ".join(f"{name}.{hook._tensor_name}" if name else hook._tensor_name
+                          for name, hook in pruned)
+        warnings.warn(f"{who}: {names} pruned by torch.nn.utils.prune: trained as the pruned "
+                      "weights, the mask not kept (a step moves pruned entries off zero); "
+                      "prune the float model again afterwards to keep the sparsity",
+                      UserWarning, stacklevel=3)
+    return sim
+
+
+def _copy(model: nn.Module, who: str) -> nn.Module:
     try:
         return copy.deepcopy(model)
     except RuntimeError as exc:

@@ -108,6 +108,7 @@ from ..mapping.unmappable import (
     copy_model,
     explain_stop_iteration,
     overridden_forward,
+    quantized_row,
     scripted_row,
     source_config,
 )
@@ -1660,7 +1661,8 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                 if _excluded(name, patterns):  # as deploy: the float module stays, trained
                     digital.append((name, type(child).__name__, EXCLUDED_REASON))
                     continue
-            if (scripted := scripted_row(child, name, NOT_MAPPABLE)) is not None:
+            if (scripted := scripted_row(child, name, NOT_MAPPABLE)
+                    or quantized_row(child, name, NOT_MAPPABLE)) is not None:
                 digital.append(scripted)
                 continue
             if (affine is None and cls is not None

@@ -15,6 +15,7 @@ and computed by shift-and-accumulate over the kernel offsets, not with an im2col
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from typing import Any
 
@@ -334,7 +335,10 @@ def reference_model(model: nn.Module, sim, check_weights: bool = True) -> nn.Mod
 
 
 def flat_output(out) -> torch.Tensor:
-    """One tensor of a model's outputs: a dict of lists (a detector's), a tuple, a tensor."""
+    """One tensor of a model's outputs: a dict of lists (a detector's), a tuple (a NamedTuple),
+    a dataclass (its fields in order), a tensor."""
+    if dataclasses.is_dataclass(out):  # not dataclasses.astuple: it deep-copies the tensors
+        out = [getattr(out, f.name) for f in dataclasses.fields(out)]
     if isinstance(out, dict):
         return torch.cat([flat_output(v) for v in out.values()])
     if isinstance(out, (list, tuple)):

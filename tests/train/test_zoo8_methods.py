@@ -1,0 +1,69 @@
+"""The training methods (PIM-QAT, ColumnQuant, RAOQ + LoRA, distillation, BS-KMQ) on the eighth
+zoo (``tests/mapping/test_zoo8.py``: adapters, pruning, masked and input-dependent weights,
+long-sequence models, dense-prediction heads, torch's own layers): each takes one optimiser
+step and deploys to what its twin computes, as ``test_methods_new_models.py`` holds them on the
+first zoo (its recipes are reused, not copied). Outputs that are lists, NamedTuples or
+dataclasses are flattened by a wrapper (the recipes' losses take one tensor). One method per
+model in the default run (each method on three or more models), the other pairs with
+``-m slow``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cimsim.errors import ConfigError
+from cimsim.train.bskmq import prepare_bskmq
+
+from ..mapping.test_zoo8 import ZOO8
+from ..mapping.test_zoo8 import _build as _build_zoo
+from .test_methods_new_models import METHODS, _bskmq_chip, _quiet, check_bskmq, check_method
+from .test_zoo6_methods import Flat  # outputs flattened to one tensor
+
+_METHODS = [m for m in METHODS if m != "distill"]
+_FLAT = ("yolo", "namedtuple", "dataclass")
+
+
+def _build(name: str, dtype=torch.float64):
+    model, args = _build_zoo(name, dtype)
+    if name == "pruned":  # the recipes copy the model first: its pruned weights recomputed
+        with torch.no_grad():  # under no_grad (right after pruning: tests/mapping/test_zoo8.py)
+            model(*args)
+    return (Flat(model) if name in _FLAT else model), args
+
+
+# the default run: every model once, every method on three or more models
+_FAST = [(name, _METHODS[i % len(_METHODS)]) for i, name in enumerate(ZOO8)]
+
+
+@pytest.mark.parametrize("name, method", _FAST)
+def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
+    check_method(*_build(name), 0, method)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, method", [(n, m) for n in ZOO8 for m in _METHODS
+                                          if (n, m) not in _FAST])
+def test_every_other_method_on_every_model(name, method):
+    check_method(*_build(name), 0, method)
+
+
+@pytest.mark.parametrize("name", ["lora", "pruned", "rwkv", "fno", "wavenet"])
+def test_distill_from_the_float_model_steps_and_deploys_to_the_twin(name):
+    """(Two-input models, StyleGAN's here, are refused by name as in the other zoos.)"""
+    check_method(*_build(name), 0, "distill")
+
+
+@pytest.mark.parametrize("name", ["pruned", "padded"])
+def test_bskmq_steps_refits_and_deploys_where_a_relu_follows_a_layer(name):
+    _quiet(check_bskmq, *_build(name), 0)
+
+
+@pytest.mark.parametrize("name", ["lora", "rwkv"])
+def test_bskmq_without_a_fusable_relu_names_the_reason(name):
+    """LoRA's MLP has a GELU, RWKV a squared ReLU of a token-shifted mix: no ReLU the fused ADC
+    can be."""
+    model, args = _build(name)
+    with pytest.raises(ConfigError, match=r"chip is set for it.*mapped layers: \w"):
+        _quiet(prepare_bskmq, model, _bskmq_chip(), args)
+
