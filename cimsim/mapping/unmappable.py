@@ -21,7 +21,6 @@ may still ask of a mapped layer.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,8 +33,8 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from ..errors import MappingError
 
-__all__ = ["copy_model", "explain_stop_iteration", "overridden_forward", "quantized_row",
-           "scripted_row", "source_config"]
+__all__ = ["copy_model", "explain_stop_iteration", "overridden_forward", "pruned_modules",
+           "quantized_row", "scripted_row", "source_config"]
 
 
 def overridden_forward(module: nn.Module, name: str) -> str | None:
@@ -128,6 +127,13 @@ def _hooked_weights(model: nn.Module) -> list[tuple[nn.Module, str, str, Any]]:
     return out
 
 
+def pruned_modules(model: nn.Module) -> list[str]:
+    """Names of ``model``'s modules a ``torch.nn.utils.prune`` hook masks (``""``: the model
+    itself): ``prepare`` keeps their masks while training (``TwinMatmul.keep_zeros``)."""
+    return list(dict.fromkeys(name for _, name, _, hook in _hooked_weights(model)
+                              if isinstance(hook, prune.BasePruningMethod)))
+
+
 def copy_model(model: nn.Module, who: str) -> nn.Module:
     """A deep copy of ``model``; torch's refusal to copy a non-leaf tensor attribute (one
     computed with gradient) as a ``MappingError`` naming the attributes.
@@ -136,8 +142,8 @@ def copy_model(model: nn.Module, who: str) -> nn.Module:
     old-style weight-normed one) are copied as their current values: they are computed with
     gradient from the moment the hook is added until a forward under ``no_grad``, and
     torch cannot copy them then. A pruned weight is made permanent in the copy, as
-    ``prune.remove`` does (the product maps; ``prepare`` trains it, warned: its mask is not
-    kept)."""
+    ``prune.remove`` does (the product maps; ``prepare`` keeps its mask while training:
+    :func:`pruned_modules`)."""
     hooked = _hooked_weights(model)
     held_values = [vars(m)[attr] for m, _, attr, _ in hooked]
     try:
@@ -147,17 +153,9 @@ def copy_model(model: nn.Module, who: str) -> nn.Module:
     finally:
         for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
             setattr(m, attr, value)
-    pruned = [(name, hook) for _, name, _, hook in _hooked_weights(sim)
-              if isinstance(hook, prune.BasePruningMethod)]
-    for name, hook in pruned:
-        prune.remove(sim.get_submodule(name), hook._tensor_name)
-    if pruned and who == "prepare":
-        names = ", ".join(f"{name}.{hook._tensor_name}" if name else hook._tensor_name
-                          for name, hook in pruned)
-        warnings.warn(f"{who}: {names} pruned by torch.nn.utils.prune: trained as the pruned "
-                      "weights, the mask not kept (a step moves pruned entries off zero); "
-                      "prune the float model again afterwards to keep the sparsity",
-                      UserWarning, stacklevel=3)
+    for _, name, _, hook in _hooked_weights(sim):
+        if isinstance(hook, prune.BasePruningMethod):
+            prune.remove(sim.get_submodule(name), hook._tensor_name)
     return sim
 
 

@@ -108,6 +108,7 @@ from ..mapping.unmappable import (
     copy_model,
     explain_stop_iteration,
     overridden_forward,
+    pruned_modules,
     quantized_row,
     scripted_row,
     source_config,
@@ -358,6 +359,9 @@ class TwinMatmul(nn.Module):
 
         self.weight = nn.Parameter(weight.detach().clone().reshape(n, k))
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone().reshape(n))
+        # 1 where a weight may train, 0 where torch.nn.utils.prune zeroed it (keep_zeros)
+        self.weight_keep: torch.Tensor | None
+        self.register_buffer("weight_keep", None)
 
         # --- scales (LSQ) -------------------------------------------------------------
         self.granularity = chip.quant.weight_granularity
@@ -644,8 +648,17 @@ class TwinMatmul(nn.Module):
         return s_w.t()  # (1, 1) or (N, 1)
 
     def effective_weight(self) -> torch.Tensor:
-        """The float weights the forward quantizes: ``weight`` (+ the LoRA hook's delta)."""
-        return self.weight if self.weight_delta is None else self.weight + self.weight_delta()
+        """The float weights the forward quantizes: ``weight`` (+ the LoRA hook's delta),
+        times ``weight_keep`` where a pruning mask is kept (:meth:`keep_zeros`)."""
+        w = self.weight if self.weight_delta is None else self.weight + self.weight_delta()
+        return w if self.weight_keep is None else w * self.weight_keep
+
+    def keep_zeros(self) -> None:
+        """Keep the weights that are zero now at zero while training: a pruned layer's mask
+        (``torch.nn.utils.prune``), applied in :meth:`effective_weight` as the pruning hook
+        applies it (so their gradient is zero, and nothing an optimiser does to ``weight``
+        reaches the chip). A buffer: it survives ``deepcopy`` and ``state_dict``."""
+        self.weight_keep = (self.weight.detach() != 0).to(self.weight.dtype)
 
     def weight_codes(self, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Integer weights of float weights ``w`` at scales ``s`` (broadcast), with the
@@ -1573,8 +1586,9 @@ class PreparedModel(nn.Module):
 @contextlib.contextmanager
 def _effective_weights(twins: list[TwinMatmul]) -> Iterator[None]:
     """Within the block every twin's ``weight`` holds ``effective_weight()`` (its
-    ``weight_delta`` added); restored afterwards."""
-    saved = [(t, t.weight.detach().clone()) for t in twins if t.weight_delta is not None]
+    ``weight_delta`` added, its ``weight_keep`` applied); restored afterwards."""
+    saved = [(t, t.weight.detach().clone()) for t in twins
+             if t.weight_delta is not None or t.weight_keep is not None]
     with torch.no_grad():
         for t, _ in saved:
             t.weight.copy_(t.effective_weight())
@@ -1630,9 +1644,11 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                            "torch.no_grad() if you must")
     model = user_model(model, "prepare")
     was_training = model.training
+    pruned = pruned_modules(model)
     root = copy_model(model, "prepare")
     if _twin_class(root) is not None:
         root = Root(root)  # a mappable root is named "0", as deploy names it
+        pruned = ["0" if not name else f"0.{name}" for name in pruned]
     layers: dict[str, _TwinLayer] = {}
     digital: list[tuple[str, str, str]] = []
     # a layer-output ADC fused with the ReLU after the layer: found as deploy finds it
@@ -1735,6 +1751,10 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         with named_layer(name):
             layer.finalize()
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
+    for name in pruned:  # the mask trains with the layer, as torch's pruning hook keeps it
+        if name in layers:
+            for twin in layers[name].matrices():
+                twin.keep_zeros()
     tie_shared_weights(root, layers)
     for name, relu in relus.items():
         if name in layers and layers[name].fused:
