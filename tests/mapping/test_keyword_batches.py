@@ -148,3 +148,44 @@ def test_a_key_the_forward_does_not_take_is_named_with_the_signature(run):
         run(Tagger().eval(), lossless_chip("channel"), batch)
     with pytest.raises(MappingError, match="missing a required argument: 'attention_mask'"):
         run(Tagger().eval(), lossless_chip("channel"), {"input_ids": ids})
+
+
+def test_distill_takes_keyword_inputs_and_a_model_output_with_logits():
+    """Label-free fine-tuning of a HuggingFace-style model: a dict of its keyword inputs is
+    shuffled and cut together (a non-tensor entry passed whole), and an output object's
+    ``logits`` are matched (zoo6's keyword model returns a dataclass)."""
+    from cimsim.train import distill
+
+    from .test_zoo6 import KeywordOnly
+
+    torch.manual_seed(0)
+    model = KeywordOnly().eval()
+    ids, mask = torch.randint(0, 20, (12, 6)), (torch.rand(12, 6) > 0.3).long()
+    batch = {"input_ids": ids, "attention_mask": mask}
+    prep = _quiet(prepare, model, cimsim.load_chip("rram-22nm"), batch)
+    before = [p.detach().clone() for p in prep.parameters()]
+    out = distill(prep, model, batch, epochs=2, batch_size=5, progress=False)
+    assert out["n_inputs"] == 12 and len(out["loss"]) == 2
+    assert all(np.isfinite(v) for v in out["loss"])
+    assert any(not torch.equal(p, b) for p, b in zip(prep.parameters(), before, strict=True))
+    again = _quiet(prepare, model, cimsim.load_chip("rram-22nm"), batch)
+    assert distill(again, model, batch, epochs=2, batch_size=5, progress=False) == out
+
+    tagger = Tagger().eval()
+    ids, mask = _data(6)
+    batch = {"input_ids": ids, "attention_mask": mask, "scale": 2.0}
+    prep = _quiet(prepare, tagger, cimsim.load_chip("ideal"), batch)
+    distill(prep, tagger, batch, epochs=1, batch_size=4, progress=False)
+    with pytest.raises(cimsim.errors.ConfigError, match="needs a tensor"):
+        distill(prep, tagger, {"scale": 2.0}, progress=False)
+
+
+def test_distill_of_a_two_input_positional_model_points_to_a_dict():
+    from cimsim.train import distill
+
+    ids, mask = _data(4)
+    model = Positional(Tagger()).eval()
+    prep = _quiet(prepare, model, cimsim.load_chip("ideal"), (ids, mask))
+    with pytest.raises(cimsim.errors.ConfigError, match="pass a dict of them"):
+        distill(prep, model, (ids, mask), progress=False)
+    distill(prep, model, {"input_ids": ids, "attention_mask": mask}, progress=False)
