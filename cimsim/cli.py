@@ -24,7 +24,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._atomic import write_bytes, write_text
 from ._version import __version__
@@ -126,7 +126,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     import cimsim
-    from cimsim.mapping.loaders import load_data, load_model_for
+    from cimsim.mapping.loaders import input_rows, load_data, load_model_for
 
     if args.model in BUILTIN_MODELS:  # the names sweep and train take; here a file is read
         factory = "load_digits_cnn" if args.model == "demo" else "load_resnet_digits"
@@ -139,7 +139,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     times = None if args.time is None else _time_values("--time", args.time, chip)
     x, y = load_data(args.data, integers=True)
     if args.limit:
-        x, y = x[: args.limit], (None if y is None else y[: args.limit])
+        x, y = input_rows(x, 0, args.limit), (None if y is None else y[: args.limit])
     model, x = load_model_for(args.model, x)  # integer inputs: token ids or images
     _check_scores(args.model, model, x, y)
     x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
@@ -203,10 +203,12 @@ def _calibration_split(x, y, calibration: int):
     """``(x_cal, x_eval, y_eval, what)``: the first ``calibration`` inputs calibrate and the
     rest are evaluated (accuracy on inputs the calibration did not see); all of them when
     nothing would remain (``x_eval is x`` then). ``what`` says which, for the output."""
-    n_x = int(x.shape[0])
+    from .mapping.loaders import input_count, input_rows
+
+    n_x = input_count(x)
     n_cal = min(calibration, n_x)
     if n_x > n_cal:
-        return (x[:n_cal], x[n_cal:], None if y is None else y[n_cal:],
+        return (input_rows(x, 0, n_cal), input_rows(x, n_cal), None if y is None else y[n_cal:],
                 _split_note(n_x, n_cal))
     return x, x, y, _split_note(n_x, n_cal)
 
@@ -240,12 +242,14 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
         # no labels: how close the outputs stay to the float model's is the fidelity shown
         cosine = output_cosine(model, sim, x, batch_size=batch_size, progress=True,
                                desc="simulating")
-    sim.trace(x[:TRACE_INPUTS])
+    from .mapping.loaders import input_count, input_rows
+
+    sim.trace(input_rows(x, 0, TRACE_INPUTS))
     report = sim.report()
     if y is not None:
-        report.set_accuracy(float_acc, sim_acc, int(x.shape[0]))
+        report.set_accuracy(float_acc, sim_acc, input_count(x))
     else:
-        report.set_output_fidelity(cosine, int(x.shape[0]))
+        report.set_output_fidelity(cosine, input_count(x))
     for line in report.headline_lines():
         print(line)
     print()
@@ -278,22 +282,26 @@ def _check_out(out: Path) -> None:
                           "name a folder you can write to") from None
 
 
-def _check_scores(spec: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> None:
+def _check_scores(spec: str, model: nn.Module, x: Any, y: torch.Tensor | None) -> None:
     """With labels, the model must score classes: output ``(batch, n_classes)``, one row per
-    input; a model that outputs anything else is refused before the simulation, not after."""
+    input (or an output object whose ``logits`` are, a HuggingFace ``ModelOutput``); a model
+    that outputs anything else is refused before the simulation, not after."""
     import torch
+
+    from .mapping.loaders import call_on, input_count, input_rows
 
     if y is None:
         return
-    example = x[: min(len(x), 2)]
+    example = input_rows(x, 0, 2)
+    n = input_count(example)
     with torch.no_grad():
-        out = model(example)
+        out = call_on(model, example)
+    out = getattr(out, "logits", out)  # as cimsim.evaluate scores it
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-    if shape is None or len(shape) != 2 or shape[0] != example.shape[0]:
+    if shape is None or len(shape) != 2 or shape[0] != n:
         got = f"shape {shape}" if shape is not None else type(out).__name__
         raise ConfigError(f"--model {spec}: with labels in --data the model must output class "
-                          f"scores of shape (batch, classes); on {example.shape[0]} inputs it "
-                          f"gives {got}")
+                          f"scores of shape (batch, classes); on {n} inputs it gives {got}")
     if int(y.max()) >= shape[1]:  # else cross-entropy's IndexError, deep in a training step
         raise ConfigError(f"--data: label {int(y.max())} is out of range for --model {spec}, "
                           f"which scores {shape[1]} classes (labels 0..{shape[1] - 1})")
@@ -464,6 +472,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.time is not None:
         grid["time_s"] = [t for _, t in _time_values("--time", args.time, chip)]
     model: nn.Module
+    x: Any  # a tensor, or a dict of the model's keyword inputs
     y: torch.Tensor | None
     calibration: int | torch.Tensor
     if args.model == "demo":
@@ -485,12 +494,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         x, y = load_data(args.data, integers=True)
         calibration = args.calibration
         name = str(args.model)
+    from .mapping.loaders import input_count, input_rows
+
     if args.limit:
-        x, y = x[: args.limit], (None if y is None else y[: args.limit])
+        x, y = input_rows(x, 0, args.limit), (None if y is None else y[: args.limit])
     if args.model != "demo":
         model, x = load_model_for(args.model, x)
         _check_scores(args.model, model, x, y)
-    n_x = int(x.shape[0])
+    n_x = input_count(x)
     if not isinstance(calibration, int):
         used = f"{n_x} test inputs evaluated, {calibration.shape[0]} training images calibrate"
     else:
@@ -572,7 +583,14 @@ def _train_data(args: argparse.Namespace):
             raise ConfigError(f"--data is required with --model {args.model} (unless --model "
                               f"is one of {', '.join(BUILTIN_MODELS)})")
         x, y = load_data(args.data, integers=True)
-        model, x = load_model_for(args.model, x)
+        if isinstance(x, dict):
+            raise ConfigError(f"--data: {args.data} holds keyword inputs ({', '.join(x)}); "
+                              "cimsim train takes one input array 'x'. Train a model of keyword "
+                              "inputs in Python: cimsim.train.prepare(model, chip, batch) and "
+                              "distill(prepared, model, batch) take the dict (docs/training.md)")
+        model, loaded = load_model_for(args.model, x)
+        assert not isinstance(loaded, dict)  # a tensor in, a tensor out
+        x = loaded
         n_train = (3 * x.shape[0]) // 4
         if n_train < 1 or n_train == x.shape[0]:
             raise ConfigError(f"--data: {x.shape[0]} inputs are too few to hold a quarter out")
@@ -923,7 +941,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.export .pt2 (dynamic batch), TorchScript file, or "
                         "module:function")
     s.add_argument("--data", required=True, type=Path,
-                   help=".npz with x (and y) or a tensor file (torch.load weights_only)")
+                   help=".npz with x (and y), or with the model's keyword inputs by name "
+                        "(input_ids=, attention_mask=, ...), or a tensor file (torch.load "
+                        "weights_only)")
     s.add_argument("--chip", required=True, help="preset name or .toml path")
     s.add_argument("--out", type=Path, required=True,
                    help="folder for the report files: CSV tables, report.json, PNG figures, "
@@ -947,7 +967,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch.export .pt2 (dynamic batch), TorchScript file, module:function, "
                         "or 'demo' (the bundled digits CNN and its test split)")
     w.add_argument("--data", type=Path, default=None,
-                   help=".npz with x (and y) or a tensor file (not with --model demo)")
+                   help=".npz with x (and y), or with the model's keyword inputs by name, or a "
+                        "tensor file (not with --model demo)")
     w.add_argument("--chip", required=True, help="preset name or .toml path (the base chip)")
     w.add_argument("--adc-bits", required=True, metavar="BITS",
                    help="ADC bits: a range 3-8 or a list 3,4,6")

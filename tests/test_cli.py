@@ -134,7 +134,7 @@ def test_simulate_tensor_file_and_no_labels(digits_files, tmp_path, capsys):
     ("missing_chip_file", "not found"),
     ("model_not_an_archive", "not a TorchScript or torch.export"),
     ("data_wrong_format", "not a tensor file"),
-    ("npz_without_x", "needs an array named 'x'"),
+    ("npz_without_x", "no array 'x', and 'inputs' is no keyword input of"),
     ("bad_module", "cannot import module"),
     ("bad_function", "has no callable"),
 ])

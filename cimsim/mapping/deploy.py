@@ -8,7 +8,6 @@ with the reason (a ``UserWarning`` names those whose type is not supported).
 from __future__ import annotations
 
 import fnmatch
-import inspect
 import logging
 import math
 import sys
@@ -56,6 +55,7 @@ from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
     copy_model,
     explain_stop_iteration,
+    keywords_not_taken,
     overridden_forward,
     quantized_row,
     scripted_row,
@@ -487,22 +487,14 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
 def check_keywords(model: nn.Module, args: Arguments) -> None:
     """A dict calibration's keys against ``model``'s forward: a key it does not take is named
     with the arguments it does take (not a TypeError from inside the model's call)."""
-    if not args.kwargs:
+    if not args.kwargs or (fit := keywords_not_taken(model, args.kwargs)) is None:
         return
-    try:
-        signature = inspect.signature(model.forward)
-    except (TypeError, ValueError):  # a builtin or C forward: the call itself will say
-        return
-    params = signature.parameters
+    signature, unknown = fit
     where = f"{type(model).__name__}.forward{signature}"
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = [k for k in args.kwargs if k not in params
-                   or params[k].kind in (inspect.Parameter.POSITIONAL_ONLY,
-                                         inspect.Parameter.VAR_POSITIONAL)]
-        if unknown:
-            raise MappingError(f"calibration dict key(s) {', '.join(map(repr, unknown))} are "
-                               f"not keyword arguments of {where}; a dict's keys are passed as "
-                               "the model's keyword arguments")
+    if unknown:
+        raise MappingError(f"calibration dict key(s) {', '.join(map(repr, unknown))} are "
+                           f"not keyword arguments of {where}; a dict's keys are passed as "
+                           "the model's keyword arguments")
     try:
         signature.bind(*args, **args.kwargs)
     except TypeError as exc:

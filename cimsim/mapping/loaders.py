@@ -12,7 +12,10 @@ to export the model with ``torch.export`` instead.
 
 Data: ``.npz`` with an array ``x`` (inputs) and optionally ``y`` (integer labels), or a tensor
 file read with ``torch.load(weights_only=True)`` holding a tensor, a ``(x, y)`` tuple or a
-``{"x": ..., "y": ...}`` dict.
+``{"x": ..., "y": ...}`` dict. Without ``x``, the arrays (but ``y``) are the model's keyword
+inputs, named as its forward names them (a tokenizer's ``input_ids``, ``attention_mask``):
+the inputs are then a dict, cut with the batch and passed as ``model(**inputs)``
+(:func:`input_count`, :func:`input_rows`).
 
 Both are checked here, before anything is deployed: finite inputs with a batch dimension,
 labels one integer class index per input, a model that runs on an example of the data and (for
@@ -45,9 +48,14 @@ from torch.nn.modules.conv import _ConvNd
 from ..errors import CimsimError
 from .graph_attention import projection_name, rebuild_attention
 from .graph_digital import digital_module_for
+from .unmappable import keywords_not_taken
 
-__all__ = ["LoadError", "import_user_module", "load_data", "load_model", "load_model_for",
-           "modules_from_graph", "torchscript_converter"]
+__all__ = ["LoadError", "call_on", "import_user_module", "input_count", "input_rows",
+           "load_data", "load_model", "load_model_for", "modules_from_graph",
+           "torchscript_converter"]
+
+Inputs = torch.Tensor | dict[str, torch.Tensor]
+"""A model's inputs as the data files give them: one tensor, or a dict of keyword inputs."""
 
 _NO_CONVERTER = (
     "this torch ({version}) has no TorchScript converter (torch._export.converter."
@@ -62,7 +70,7 @@ class LoadError(CimsimError):
 
 
 def load_data(path: str | Path, integers: bool = False
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+              ) -> tuple[Inputs, torch.Tensor | None]:
     """Inputs and optional labels from a ``.npz`` or tensor file, checked before any work.
 
     Parameters
@@ -77,9 +85,10 @@ def load_data(path: str | Path, integers: bool = False
 
     Returns
     -------
-    x : Tensor
+    x : Tensor or dict of Tensor
         float32 (int64 for integer inputs with ``integers``), shape ``(n, ...)`` with
-        ``n >= 1``; every value finite.
+        ``n >= 1``; every value finite. A dict (the model's keyword inputs) where the file
+        has no ``x`` but other arrays: each of ``n`` rows, integers int64.
     y : Tensor or None
         int64 class indices, shape ``(n,)``, every one ``>= 0``.
 
@@ -98,13 +107,16 @@ def load_data(path: str | Path, integers: bool = False
     if p.suffix == ".npz":
         try:
             with np.load(p, allow_pickle=False) as z:
-                if "x" not in z.files:
-                    raise LoadError(f"{p}: an .npz needs an array named 'x' (found {z.files})")
-                x_raw: Any = _as_tensor(p, "x", z["x"])
+                if not [k for k in z.files if k != "y"]:
+                    raise LoadError(f"{p}: an .npz needs an array named 'x', or the model's "
+                                    f"keyword inputs by name (found {z.files})")
+                arrays = {k: _as_tensor(p, k, z[k]) for k in z.files if k != "y"}
                 y_raw: Any = _as_tensor(p, "y", z["y"]) if "y" in z.files else None
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # EOF: empty file
             raise LoadError(f"{p}: not a readable .npz file ({exc})") from None
-        return _checked_data(p, x_raw, y_raw, integers)
+        if "x" in arrays:
+            return _checked_data(p, arrays["x"], y_raw, integers)
+        return _keyword_data(p, arrays, y_raw)
     if p.suffix == ".npy":  # else torch.load's UnpicklingError, which names no way out
         raise LoadError(f"{p}: a .npy file is not read; allowed: an .npz with 'x' (and 'y' "
                         "labels), np.savez(path, x=x, y=y), or a tensor file (torch.save)")
@@ -118,13 +130,17 @@ def load_data(path: str | Path, integers: bool = False
     if isinstance(obj, (tuple, list)) and 1 <= len(obj) <= 2 and all(
             isinstance(t, torch.Tensor) for t in obj):
         return _checked_data(p, obj[0], obj[1] if len(obj) == 2 else None, integers)
-    if isinstance(obj, dict) and isinstance(obj.get("x"), torch.Tensor):
+    if isinstance(obj, dict) and obj:
         y = obj.get("y")
         if y is not None and not isinstance(y, torch.Tensor):
             raise LoadError(f"{p}: 'y' must be a tensor of labels; got {type(y).__name__}")
-        return _checked_data(p, obj["x"], y, integers)
-    raise LoadError(f"{p}: expected a tensor, an (x, y) tuple or a dict with 'x'; "
-                    f"got {type(obj).__name__}")
+        if isinstance(obj.get("x"), torch.Tensor):
+            return _checked_data(p, obj["x"], y, integers)
+        bad = [k for k, v in obj.items() if k != "y" and not isinstance(v, torch.Tensor)]
+        if not bad and len(obj) > (y is not None):
+            return _keyword_data(p, {k: v for k, v in obj.items() if k != "y"}, y)
+    raise LoadError(f"{p}: expected a tensor, an (x, y) tuple, a dict with 'x' or a dict of "
+                    f"the model's keyword inputs (tensors); got {type(obj).__name__}")
 
 
 def _as_tensor(p: Path, name: str, array: np.ndarray) -> torch.Tensor:
@@ -169,6 +185,56 @@ def _checked_data(p: Path, x: torch.Tensor, y: torch.Tensor | None, integers: bo
     return x, y.long()
 
 
+def _keyword_data(p: Path, arrays: Mapping[str, torch.Tensor], y: torch.Tensor | None
+                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """The model's keyword inputs of a data file, checked: each named as a Python argument
+    can be, one row per input in every entry; integers stay int64 (token ids, masks), booleans
+    bool, the rest float32 and finite."""
+    out: dict[str, torch.Tensor] = {}
+    n = None
+    for name, t in arrays.items():
+        if not str(name).isidentifier():
+            raise LoadError(f"{p}: input {name!r} is no keyword argument name; name the arrays "
+                            "as the model's forward names its inputs (or the inputs 'x')")
+        if t.dim() == 0 or t.shape[0] == 0:
+            raise LoadError(f"{p}: input {name!r} holds no inputs along its first dimension "
+                            f"(shape {tuple(t.shape)})")
+        if t.dtype.is_complex:
+            raise LoadError(f"{p}: input {name!r} must hold real numbers; got dtype {t.dtype}")
+        n = t.shape[0] if n is None else n
+        if t.shape[0] != n:
+            raise LoadError(f"{p}: the inputs differ in length: {next(iter(arrays))!r} holds "
+                            f"{n}, {name!r} {t.shape[0]} (one row per input in every array)")
+        t = (t if t.dtype == torch.bool else t.float() if t.dtype.is_floating_point
+             else t.long())
+        if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
+            raise LoadError(f"{p}: input {name!r} holds NaN or infinite values (or values "
+                            "beyond float32); the inputs must be finite")
+        out[name] = t
+    assert n is not None
+    if y is not None and (problem := label_problem(y, n)) is not None:
+        raise LoadError(f"{p}: labels 'y' {problem}")
+    return out, (None if y is None else y.long())
+
+
+def input_count(x: Inputs) -> int:
+    """Inputs in ``x``: a tensor's rows, or a dict of keyword inputs' (all hold as many)."""
+    first = x if isinstance(x, torch.Tensor) else next(iter(x.values()))
+    return int(first.shape[0])
+
+
+def input_rows(x: Inputs, start: int, stop: int | None = None) -> Inputs:
+    """Inputs ``start:stop`` of ``x`` (of every entry of a dict of keyword inputs)."""
+    if isinstance(x, torch.Tensor):
+        return x[start:stop]
+    return {k: v[start:stop] for k, v in x.items()}
+
+
+def call_on(model: Callable[..., Any], x: Inputs) -> Any:
+    """``model`` called on ``x``: a dict as keyword arguments."""
+    return model(**x) if isinstance(x, dict) else model(x)
+
+
 def label_problem(y: torch.Tensor, n: int) -> str | None:
     """What is wrong with labels ``y`` for ``n`` inputs (1-D integer class indices >= 0, one
     per input), or None; the callers (data files, ``run_sweep``) raise their own error."""
@@ -206,7 +272,7 @@ def torchscript_converter() -> _Converter | None:
     return convert
 
 
-def load_model(spec: str, example: torch.Tensor | None = None) -> nn.Module:
+def load_model(spec: str, example: Inputs | None = None) -> nn.Module:
     """An ``nn.Module`` from ``module:function``, a ``.pt2`` export or a TorchScript file.
 
     Parameters
@@ -215,7 +281,7 @@ def load_model(spec: str, example: torch.Tensor | None = None) -> nn.Module:
         ``module:function`` (a function, or class, that builds the model without arguments),
         a ``torch.export`` archive ``.pt2`` exported with a dynamic batch dimension, or a
         TorchScript file.
-    example : Tensor, optional
+    example : Tensor or dict of Tensor, optional
         A small batch of the inputs the model will see, shape ``(b, ...)``. TorchScript needs
         it for the conversion to a graph; given, the float model is run on it once, so that
         inputs of the wrong shape are refused here rather than deep inside a deployment.
@@ -239,7 +305,7 @@ def load_model(spec: str, example: torch.Tensor | None = None) -> nn.Module:
     return model
 
 
-def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
+def _model_from_spec(spec: str, example: Inputs | None) -> nn.Module:
     if ":" in spec and not Path(spec).exists():
         return _model_from_factory(spec)
     p = Path(spec)
@@ -265,6 +331,10 @@ def _model_from_spec(spec: str, example: torch.Tensor | None) -> nn.Module:
                         "torch.export .pt2, a TorchScript file or module:function") from None
     if example is None:
         raise LoadError("converting a TorchScript model needs example inputs")
+    if isinstance(example, dict):
+        raise LoadError(f"{p}: a TorchScript model converts on positional inputs, the data "
+                        f"holds keyword inputs ({', '.join(example)}); export the model with "
+                        "torch.export (kwargs=...) to a .pt2, or use module:function")
     convert = torchscript_converter()
     if convert is None:
         raise LoadError(f"{p}: " + _NO_CONVERTER.format(version=torch.__version__))
@@ -401,13 +471,19 @@ def import_user_module(name: str) -> Any:
     return importlib.import_module(name)
 
 
-def load_model_for(spec: str, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+def load_model_for(spec: str, x: Inputs) -> tuple[nn.Module, Inputs]:
     """:func:`load_model` checked on the data's first inputs, and the inputs to feed it.
 
     Integer inputs (``load_data(..., integers=True)``) stay integer for a model that takes
     them (token ids for an ``nn.Embedding``); a model that refuses them but runs on floats
     (images saved as uint8) gets them as float32, as ``load_data`` gives them by default.
+    Keyword inputs (a dict) are passed as they are.
     """
+    if isinstance(x, dict):
+        model = load_model(spec)
+        _check_keyword_names(spec, model, x)
+        _check_runs_on(spec, model, input_rows(x, 0, 2))
+        return model, x
     example = x[: min(len(x), 2)]
     if x.dtype.is_floating_point:
         return load_model(spec, example=example), x
@@ -423,15 +499,32 @@ def load_model_for(spec: str, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]
                             f"{str(as_int).split(': ', 1)[-1]}") from None
 
 
-def _check_runs_on(spec: str, model: nn.Module, example: torch.Tensor) -> None:
+def _check_keyword_names(spec: str, model: nn.Module, x: Mapping[str, torch.Tensor]) -> None:
+    """Keyword inputs the model's forward does not take: most often inputs saved under another
+    name than ``x`` (``np.savez(path, inputs=...)``), said so rather than as a TypeError."""
+    fit = keywords_not_taken(model, x)
+    if fit is None or not fit[1]:
+        return
+    signature, unknown = fit
+    takes = ", ".join(n for n, p in signature.parameters.items() if p.kind not in (
+        p.VAR_POSITIONAL, p.VAR_KEYWORD)) or "none"
+    raise LoadError(f"the data has no array 'x', and {', '.join(map(repr, unknown))} "
+                    f"{'is' if len(unknown) == 1 else 'are'} no keyword input of {spec} "
+                    f"(its forward takes: {takes}); name the inputs 'x' "
+                    "(np.savez(path, x=x, y=y)), or each array as the forward's argument")
+
+
+def _check_runs_on(spec: str, model: nn.Module, example: Inputs) -> None:
     """Run the float model once on ``example``: inputs it refuses end here, in one line."""
     try:
         with torch.no_grad():
-            model(example)
+            call_on(model, example)
     except Exception as exc:
-        raise LoadError(f"{spec} cannot run on the data's inputs of shape "
-                        f"{tuple(example.shape)}: {type(exc).__name__}: {_first_line(exc)}"
-                        ) from None
+        shapes = (f"of shape {tuple(example.shape)}" if isinstance(example, torch.Tensor) else
+                  "(keyword inputs " + ", ".join(f"{k} {tuple(v.shape)}"
+                                                 for k, v in example.items()) + ")")
+        raise LoadError(f"{spec} cannot run on the data's inputs {shapes}: "
+                        f"{type(exc).__name__}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

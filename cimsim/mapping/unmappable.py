@@ -21,7 +21,8 @@ may still ask of a mapped layer.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import inspect
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,8 +34,8 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from ..errors import MappingError
 
-__all__ = ["copy_model", "explain_stop_iteration", "overridden_forward", "pruned_modules",
-           "quantized_row", "scripted_row", "source_config"]
+__all__ = ["copy_model", "explain_stop_iteration", "keywords_not_taken", "overridden_forward",
+           "pruned_modules", "quantized_row", "scripted_row", "source_config"]
 
 
 def overridden_forward(module: nn.Module, name: str) -> str | None:
@@ -87,6 +88,22 @@ def quantized_row(module: nn.Module, name: str, not_mappable: str
             "torch.ao.quantization.convert (packed weights): it runs torch's own int8 kernels "
             "digitally; map the float model from before prepare/convert (cimsim quantizes it "
             "as chip.quant says)")
+
+
+def keywords_not_taken(model: nn.Module, names: Iterable[str]
+                       ) -> tuple[inspect.Signature, list[str]] | None:
+    """``model.forward``'s signature and those of ``names`` it takes no keyword argument for
+    (none where it takes ``**kwargs``); None where the signature cannot be read (a builtin or
+    scripted forward: the call itself will say)."""
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return None
+    params = signature.parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return signature, []
+    return signature, [k for k in names if k not in params or params[k].kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL)]
 
 
 def source_config(src: nn.Module) -> dict[str, Any]:

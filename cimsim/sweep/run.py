@@ -41,17 +41,20 @@ def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
     """(x_cal, x_eval, y_eval, calibration key) from ``data`` and ``calibration``."""
     import torch
 
-    if isinstance(data, torch.Tensor):
+    from ..mapping.loaders import input_count, input_rows
+
+    if isinstance(data, (torch.Tensor, dict)):
         x, y = data, None
     elif isinstance(data, (tuple, list)) and len(data) in (1, 2):
         x, y = data[0], (data[1] if len(data) == 2 else None)
     else:
-        raise ConfigError("data must be a tensor x or a tuple (x, y) of tensors")
-    if not isinstance(x, torch.Tensor) or (y is not None and not isinstance(y, torch.Tensor)):
-        raise ConfigError("data must be a tensor x or a tuple (x, y) of tensors")
+        raise ConfigError(_DATA_TYPES)
+    if not _inputs(x) or (y is not None and not isinstance(y, torch.Tensor)):
+        raise ConfigError(_DATA_TYPES)
+    n = input_count(x)
     if y is not None:
-        _check_labels(y, x.shape[0])
-    if x.shape[0] == 0:
+        _check_labels(y, n)
+    if n == 0:
         raise ConfigError("data is empty")
     if isinstance(calibration, bool) or not isinstance(calibration, (int, torch.Tensor)):
         raise ConfigError("calibration must be a number of inputs or a tensor of inputs")
@@ -59,10 +62,36 @@ def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
         return calibration, x, y, calibration
     if calibration < 1:
         raise ConfigError(f"calibration = {calibration} is invalid; allowed: an integer >= 1")
-    n_cal = min(calibration, x.shape[0])
-    if x.shape[0] > n_cal:  # accuracy on inputs the calibration did not see
-        return x[:n_cal], x[n_cal:], (None if y is None else y[n_cal:]), n_cal
-    return x[:n_cal], x, y, n_cal
+    n_cal = min(calibration, n)
+    if n > n_cal:  # accuracy on inputs the calibration did not see
+        return (input_rows(x, 0, n_cal), input_rows(x, n_cal), (None if y is None else y[n_cal:]),
+                n_cal)
+    return input_rows(x, 0, n_cal), x, y, n_cal
+
+
+_DATA_TYPES = ("data must be a tensor x, a dict of the model's keyword inputs (tensors of one "
+               "row per input) or a tuple (x, y) of them")
+
+
+def _inputs(x: Any) -> bool:
+    """Whether ``x`` is a tensor of inputs, or a non-empty dict of keyword-input tensors
+    holding as many rows each."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.dim() >= 1
+    if not isinstance(x, dict) or not x or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) and v.dim() >= 1
+            for k, v in x.items()):
+        return False
+    return len({v.shape[0] for v in x.values()}) == 1
+
+
+def _name_tensor(name: str) -> Any:
+    """A keyword input's name as a tensor, for the data fingerprint."""
+    import torch
+
+    return torch.tensor(list(name.encode()), dtype=torch.uint8)
 
 
 def _check_labels(y: Any, n: int) -> None:
@@ -143,8 +172,9 @@ def run_sweep(
     ----------
     model : nn.Module
         The trained float model (never modified).
-    data : Tensor or (Tensor, Tensor)
-        Inputs ``x`` (first dimension: samples) and optional integer labels ``y``.
+    data : Tensor, dict, or (inputs, Tensor)
+        Inputs ``x`` (first dimension: samples), or a dict of the model's keyword inputs
+        (``model(**x)``; each of one row per sample), and optional integer labels ``y``.
     chip : ChipConfig
         The base chip; each point is a variant of it (:func:`chip_for_point`).
     grid : dict
@@ -227,7 +257,10 @@ def run_sweep(
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]
-    context = context_hash(model_fingerprint(model), data_fingerprint(x_all, y_all), cal_key,
+    # keyword inputs: their names and tensors (a tensor's fingerprint is unchanged)
+    xs = ([x_all] if not isinstance(x_all, dict)
+          else [t for k, v in sorted(x_all.items()) for t in (_name_tensor(k), v)])
+    context = context_hash(model_fingerprint(model), data_fingerprint(*xs, y_all), cal_key,
                            chip, seed, excluded)
     resolved = [resolve_point(chip, p) for p in points]
     # a point at the chip's t0, cols_per_adc and slice_readout keeps the id it had before
@@ -300,12 +333,13 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
 
     frame = sweep_table(resolved, ids, {**records, **{pid: {"status": status}
                                                       for pid, status in skips.items()}})
+    from ..mapping.loaders import input_count
     from ..report import cost_basis
 
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
             "chip": chip.name, "cost_figures": cost_basis(chip), "seed": seed,
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
-            "n_eval": int(ctx.x_eval.shape[0]),
+            "n_eval": input_count(ctx.x_eval),
             "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}
     if ctx.exclude:
         meta["exclude"] = list(ctx.exclude)
