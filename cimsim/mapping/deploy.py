@@ -742,6 +742,7 @@ def deploy(
                                         *mapping.sim_layers]) as functional:
         _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip, model)
     mapping.digital.extend(warn_functional(functional, "deploy"))
+    _warn_one_code(mapping.sim_layers)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
     out = SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
@@ -960,6 +961,22 @@ class _LayerMapping:
         self.digital.extend((f"{name}.{t}", "projection", EXCLUDED_REASON)
                             for t in sorted(tags))
         return frozenset(tags)
+
+
+def _warn_one_code(sim_layers: Mapping[str, SimLayer]) -> None:
+    """Warn about the matrices whose ADCs read one code for every calibration input: their
+    outputs do not follow their inputs (a full-scale range far wider than the signal), which
+    only ``SimModel.trace``'s ``adc_code_use_pct`` showed before."""
+    names = [c.name for layer in sim_layers.values() for c in layer.cores if c.one_code]
+    if names:
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        warnings.warn(
+            f"deploy: {len(names)} matri{'x' if len(names) == 1 else 'ces'} convert every "
+            f"calibration input to one ADC code (noise-free): {shown}; their outputs do not "
+            "follow their inputs (only bias and offsets remain). The ADC's range is far wider "
+            "than their signal: try adc.range_policy = 'calibrated', more adc.bits, or fewer "
+            "rows per conversion (SimModel.trace() shows each layer's code use)",
+            UserWarning, stacklevel=3)
 
 
 def _keep_off_fused_kernels(module: nn.Module) -> None:

@@ -52,6 +52,11 @@ __all__ = ["CoreTrace", "MatmulCore", "SimConv", "SimLinear", "SimMultiheadAtten
 log = logging.getLogger(__name__)
 
 
+ONE_CODE_ROWS = 32
+"""Calibration rows on which deploy checks a matrix's ADC code use
+(:attr:`MatmulCore.one_code`): enough to see a signal vary, few next to programming."""
+
+
 class MatmulCore:
     """One float weight matrix ``w`` (N, K) (+ bias) mapped onto the arrays."""
 
@@ -101,6 +106,9 @@ class MatmulCore:
         self.tracer: CoreTrace | None = None
         """Set by ``SimModel.trace`` for its passes: compares every call with the float
         matrix."""
+        self.one_code = False
+        """Every ADC setting read one code on the calibration sample, noise-free
+        (:meth:`_check_codes`): the outputs do not follow the inputs."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -127,6 +135,7 @@ class MatmulCore:
                            row_tiles=self.row_tiles, name=self.name,
                            activation=self._fused_activation, layer_max_abs=self.layer_max_abs)
         self._take(view)
+        self._check_codes(stats.sample)
 
     def start_recording(self) -> None:
         """Simulated calibration: record the inputs of the next forwards (run in float)."""
@@ -147,6 +156,25 @@ class MatmulCore:
                         "keeps the ranges fitted on float inputs", self.name)
             return
         self._take(calibrate_adcs(self.view, stats.sample, self.view.activation))
+        self._check_codes(stats.sample)
+
+    def _check_codes(self, sample: np.ndarray | None) -> None:
+        """Set :attr:`one_code`: whether every ADC setting converts the first
+        :data:`ONE_CODE_ROWS` calibration rows, noise-free, to one code (deploy warns: a
+        full-scale range far wider than the signal leaves a layer outputting its bias, which
+        only ``SimModel.trace`` showed). Not for an all-zero matrix (warned about already), nor
+        under a calibrated range policy, whose ranges are fitted to the signal."""
+        self.one_code = False
+        if (sample is None or not len(sample) or self.view is None or not np.any(self.w)
+                or self.chip.adc.range_policy is RangePolicy.CALIBRATED):
+            return
+        x_int = self.view.quantize(sample[:ONE_CODE_ROWS])
+        used = settings = 0
+        for a, b, part in self.view.parts:
+            if part.adc is not None:
+                u, n, _ = adc_codes_used(part, x_int[:, a:b])
+                used, settings = used + u, settings + n
+        self.one_code = settings > 0 and used == settings
 
     def _take(self, view: EngineView) -> None:
         """Simulate the matrix as ``view`` holds it (integers, scales, programmed parts)."""
