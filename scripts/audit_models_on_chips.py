@@ -36,6 +36,7 @@ import fnmatch
 import importlib
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -204,16 +205,43 @@ def _deadline(seconds: float) -> Iterator[None]:
 
 
 def _deploy_run(case: ModelCase, chip: Any, model: Any, args: tuple, batch_dim: int,
-                seed: int) -> tuple[Any, Any]:
+                seed: int, exclude: list[str] | None = None) -> tuple[Any, Any]:
     import torch
 
     import cimsim
 
-    sim = cimsim.deploy(model, chip, args, seed=seed, batch_dim=batch_dim, exclude=case.exclude)
+    sim = cimsim.deploy(model, chip, args, seed=seed, batch_dim=batch_dim,
+                        exclude=case.exclude if exclude is None else exclude)
     torch.manual_seed(seed)  # a sampling forward (the VAE) draws what the float one drew
     with torch.no_grad():
         got = _flat(sim(*args))
     return sim, got
+
+
+def deploy_as_advised(case: ModelCase, chip: Any, model: Any, args: tuple, batch_dim: int,
+                      seed: int = 0) -> tuple[Any, Any, Any, list[str], str]:
+    """Deploy and run as a user following cimsim's errors would: a ``CapacityError`` -> again
+    with ``array.allow_time_multiplexing``; a 1-b input refusing a signed activation -> again
+    with the layer it names excluded, until the rest maps.
+
+    Returns (sim, flat outputs, the chip used, the exclude list used, the first refusal)."""
+    import cimsim
+
+    exclude, refusal = list(case.exclude), ""
+    while True:
+        try:
+            sim, got = _deploy_run(case, chip, model, args, batch_dim, seed, exclude)
+            return sim, got, chip, exclude, refusal
+        except cimsim.CapacityError:
+            if chip.array.allow_time_multiplexing:
+                raise
+            chip = chip.replace(array=chip.array.replace(allow_time_multiplexing=True))
+        except cimsim.ConfigError as exc:
+            hint = re.search(r"cannot hold signed.*exclude=\['([^']+)'\]", str(exc))
+            if hint is None or hint.group(1) in exclude:
+                raise
+            refusal = refusal or str(exc).splitlines()[0][:300]
+            exclude.append(hint.group(1))
 
 
 def _rel(got: Any, want: Any) -> float:
@@ -265,24 +293,13 @@ def audit_pair(case: ModelCase, chip_name: str, chip: Any, *, seed: int = 0,
     try:
         with warnings.catch_warnings(record=True) as caught, _deadline(pair_timeout_s):
             warnings.simplefilter("always")
-            row["time_multiplexed"] = False
-            for _ in range(3):  # as is, then time-multiplexed and/or zero-point inputs
-                try:
-                    sim, got = _deploy_run(case, chip, model, args, batch_dim, seed)
-                    break
-                except cimsim.CapacityError:
-                    chip = chip.replace(array=chip.array.replace(allow_time_multiplexing=True))
-                    row["time_multiplexed"] = True
-                except cimsim.ConfigError as exc:
-                    # 1-b inputs refuse a signed activation; the workaround the message names
-                    if "cannot hold signed" not in str(exc) or chip.quant.act_zero_point:
-                        raise
-                    row["refusal"] = str(exc).splitlines()[0][:300]
-                    row["workaround"] = "quant.act_zero_point = true"
-                    chip = chip.replace(quant=chip.quant.replace(act_zero_point=True))
-            else:
-                raise AssertionError("unreachable: each retry turns one option on")
+            sim, got, chip, exclude, refusal = deploy_as_advised(case, chip, model, args,
+                                                                 batch_dim, seed)
+            row["refusal"] = refusal
+            if len(exclude) > len(case.exclude):
+                row["workaround"] = "exclude=" + ",".join(exclude[len(case.exclude):])
             report = sim.report()
+            row["time_multiplexed"] = bool(report.totals["time_multiplexed"])
         for w in caught:
             first = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
             text = f"{w.category.__name__}: {first[:160]}"
@@ -310,7 +327,8 @@ def audit_pair(case: ModelCase, chip_name: str, chip: Any, *, seed: int = 0,
         try:
             with warnings.catch_warnings(), _deadline(pair_timeout_s):
                 warnings.simplefilter("ignore")
-                _, got0 = _deploy_run(case, noise_free(chip), model, args, batch_dim, seed)
+                _, got0 = _deploy_run(case, noise_free(chip), model, args, batch_dim, seed,
+                                      exclude)
             row["rel_err_noise_off"] = _rel(got0, want)
         except Exception as exc:  # noqa: BLE001 - recorded, the noisy run is the row's verdict
             row["rel_err_noise_off"] = f"{type(exc).__name__}"

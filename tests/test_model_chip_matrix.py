@@ -12,6 +12,7 @@ the refusal suggests.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -21,6 +22,7 @@ import cimsim
 from scripts.audit_models_on_chips import (
     audit_pair,
     chip_configs,
+    deploy_as_advised,
     model_cases,
     report_sums,
 )
@@ -48,29 +50,33 @@ assert {"stacked-rnn", "unet"} <= set(ZOO2)
 
 
 def _deploy(name: str, chip):
-    """(model, args, sim, outputs): deployed with noise on, seed 0, on its example inputs;
-    time-multiplexed where the chip has too few arrays, zero-point inputs on 1-b input chips."""
+    """(model, sim, outputs, excluded): deployed with noise on, seed 0, on its example inputs,
+    as a user following cimsim's errors would (time-multiplexed where the chip has too few
+    arrays; on 1-b input chips the layers with signed inputs excluded, as the refusal says)."""
     case = CASES[name]
     model, args, batch_dim = case.build()
-    if chip.input_bits == 1:
-        chip = chip.replace(quant=chip.quant.replace(act_zero_point=True))
-    chip = chip.replace(array=chip.array.replace(allow_time_multiplexing=True))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # what stays digital: checked below
-        sim = cimsim.deploy(model, chip, args, seed=0, batch_dim=batch_dim,
-                            exclude=case.exclude)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        return model, args, sim, sim(*args)
+        sim, got, _, exclude, _ = deploy_as_advised(case, chip, model, args, batch_dim)
+    return model, sim, got, set(exclude)
+
+
+# every matrix of these has a signed input (LayerNorm, GELU, residual sums, the LSTM's own
+# states), so a 1-b input chip, each refused layer excluded, is left with nothing to map
+ONE_BIT_REFUSED = {"convnext", "stacked-rnn"}
 
 
 @pytest.mark.parametrize("name", list(SMOKE))
 @pytest.mark.parametrize("chip", list(CHIPS))
 def test_every_chip_runs_the_model_finite_with_every_matrix_accounted(chip, name):
-    model, args, sim, got = _deploy(name, CHIPS[chip])
-    outs = got if isinstance(got, tuple) else (got,)
-    assert all(torch.isfinite(o).all() for o in outs)
-    check_every_matrix(model, sim, SMOKE[name], CASES[name].not_matrices)
+    if CHIPS[chip].input_bits == 1 and name in ONE_BIT_REFUSED:
+        with pytest.raises(cimsim.MappingError, match="no layer can be mapped.*excluded"):
+            _deploy(name, CHIPS[chip])
+        return
+    model, sim, got, excluded = _deploy(name, CHIPS[chip])
+    assert torch.isfinite(got).all()
+    assert not excluded or CHIPS[chip].input_bits == 1
+    check_every_matrix(model, sim, SMOKE[name] | excluded, CASES[name].not_matrices)
     report = sim.report()
     # a time-multiplexed model: one more row, what reprogramming the arrays costs
     assert [n for n in report.layers["layer"] if n != "(reprogramming)"] == list(sim.sim_layers)
@@ -86,18 +92,39 @@ def test_one_bit_input_chips_refuse_a_signed_activation_naming_the_layer(chip):
     cfg = CHIPS[chip].replace(array=CHIPS[chip].array.replace(allow_time_multiplexing=True))
     with pytest.raises(cimsim.ConfigError,
                        match=r"layer 'stem': input_bits = 1 cannot hold signed .*"
-                             r"quant.act_zero_point = true.*exclude=\['stem'\]"):
+                             r"input_bits >= 2.*exclude=\['stem'\]"):
         cimsim.deploy(model, cfg, args)
-    # the advice works: the next layer with signed inputs (a conv's output) is named next
-    with pytest.raises(cimsim.ConfigError, match=r"layer 'dw\S*': input_bits = 1"):
+    # the advice works: the next layer with signed inputs (a conv's output) is named next,
+    # by what exclude takes (a grouped conv's module, not its group's matrix 'dw[g0]')
+    with pytest.raises(cimsim.ConfigError, match=r"layer 'dw\[g0\]': .*exclude=\['dw'\]"):
         cimsim.deploy(model, cfg, args, exclude=["stem"])
+    with pytest.raises(cimsim.ConfigError, match=r"layer 'pw1': .*exclude=\['pw1'\]"):
+        cimsim.deploy(model, cfg, args, exclude=["stem", "dw"])
+
+
+def test_a_recurrent_refusal_names_the_module_exclude_takes():
+    """The advice was exclude=['lstm.weight_ih_l0'], which excludes nothing (exclude takes
+    module names): following it refused the same matrix again, forever."""
+    model, args, batch_dim = CASES["stacked-rnn"].build()
+    cfg = CHIPS["published/colonnade-jssc21"]
+    cfg = cfg.replace(array=cfg.array.replace(allow_time_multiplexing=True))
+    with pytest.raises(cimsim.ConfigError) as err:
+        cimsim.deploy(model, cfg, args, batch_dim=batch_dim)
+    hint = re.search(r"exclude=\['([^']+)'\]", str(err.value))
+    assert hint is not None and "weight_" not in hint.group(1), str(err.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            cimsim.deploy(model, cfg, args, batch_dim=batch_dim, exclude=[hint.group(1)])
+        except cimsim.ConfigError as again:  # another layer, never the one excluded
+            assert f"'{hint.group(1)}" not in str(again).split(":")[0], str(again)
 
 
 @pytest.mark.parametrize("chip", ["rram-22nm", "published/hermes-jssc22",
                                   "hypothetical/pcm-2dev-pwm"])
 def test_same_seed_same_outputs(chip):
-    a = _deploy("gpt-tied-head", CHIPS[chip])[3]
-    b = _deploy("gpt-tied-head", CHIPS[chip])[3]
+    a = _deploy("gpt-tied-head", CHIPS[chip])[2]
+    b = _deploy("gpt-tied-head", CHIPS[chip])[2]
     assert torch.equal(a, b)
 
 
@@ -113,3 +140,17 @@ def test_every_model_on_every_chip(name):
                 or not (row["component_sum_ok"] and row["layer_sum_ok"])):
             bad.append(row)
     assert not bad, bad
+
+
+def test_an_excluded_tied_head_is_listed_once_not_as_a_functional_weight():
+    """Excluding a head tied to the embedding (what a 1-b input chip's refusal advises) also
+    listed and warned 'emb.weight reaches a matrix product without a mappable module ... hold
+    it in an nn.Linear': it is in one, the excluded head, whose own row says it is digital."""
+    model, args, _ = CASES["gpt-tied-head"].build()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sim = cimsim.deploy(model, CHIPS["ideal"], args, exclude=["head"])
+    assert not [w for w in caught if "without a mappable module" in str(w.message)]
+    check_every_matrix(model, sim, SMOKE["gpt-tied-head"] | {"head"},
+                       CASES["gpt-tied-head"].not_matrices)
+    assert ("head", "Linear", "excluded by the user") in sim.digital

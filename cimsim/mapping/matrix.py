@@ -28,6 +28,7 @@ from ..arrays.cache import program_seeded
 from ..arrays.program import ProgrammedLayer, default_row_tiles
 from ..config import ChipConfig, WeightEncoding, WeightGranularity
 from ..errors import ConfigError, MappingError
+from .naming import exclude_name
 from .quant import (
     act_scale,
     act_zero_point,
@@ -281,8 +282,8 @@ def engine_view(
             raise ConfigError(
                 f"layer {name!r}: input_bits = {chip.input_bits} cannot hold signed "
                 f"activations (its calibration inputs reach {lo:.3g}); use input_bits >= 2, "
-                "quant.act_zero_point = true (unsigned codes with a zero point), or "
-                f"exclude=[{name!r}] to keep it digital")
+                "feed it a non-negative input (after a ReLU), or keep it digital with "
+                f"exclude=[{exclude_name(name)!r}]")
         s_x = float(act_scale(max_abs, values, chip.input_bits, signed, quant))
         if not signed and chip.dac.shift_unsigned_inputs:
             # A-shift: the unsigned codes (scale as above) drive the arrays shifted to signed
