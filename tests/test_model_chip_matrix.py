@@ -12,6 +12,7 @@ the refusal suggests.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -19,15 +20,17 @@ import pytest
 import torch
 
 import cimsim
+from cimsim.config import ADCKind
 from scripts.audit_models_on_chips import (
     audit_pair,
     chip_configs,
     deploy_as_advised,
     model_cases,
+    noise_free,
     report_sums,
 )
 
-from .mapping.conftest import check_every_matrix
+from .mapping.conftest import assert_bitwise, check_every_matrix, reference_model
 from .mapping.test_new_models import ZOO
 from .mapping.test_zoo2 import ZOO2
 from .mapping.test_zoo7 import _DIGITAL as DIGITAL7
@@ -154,3 +157,44 @@ def test_an_excluded_tied_head_is_listed_once_not_as_a_functional_weight():
     check_every_matrix(model, sim, SMOKE["gpt-tied-head"] | {"head"},
                        CASES["gpt-tied-head"].not_matrices)
     assert ("head", "Linear", "excluded by the user") in sim.digital
+
+
+def _lossless(chip):
+    """``chip`` with everything lossy off but its encoding, slicing, input drive and tiling:
+    no noise, variation, faults, non-linearity, off-current or ADC error, a full-scale linear
+    ADC of 24 bits (at most 256 rows, so that 24 bits cover every partial sum)."""
+    c = noise_free(chip)
+    rows = min(c.array.n_rows, 256)
+    rpc = c.array.rows_per_conversion
+    kind = ADCKind.SAR if c.adc.kind is ADCKind.RAMP else c.adc.kind  # ramp: fitted levels
+    return c.replace(
+        adc=c.adc.replace(kind=kind, bits=c.adc.bits if kind is ADCKind.DIGITAL else 24,
+                          range_policy="full_scale", full_scale_factor=1.0, gain_error=0.0,
+                          offset_error_lsb=0.0),
+        noise=c.noise.replace(nonlinearity="none", ir_drop_beta=0.0),
+        device=c.device.replace(on_off_ratio=math.inf),
+        array=c.array.replace(n_rows=rows, allow_time_multiplexing=True,
+                              rows_per_conversion=None if rpc is None else min(rpc, rows)))
+
+
+# a 1-b input chip: the digits ResNet, whose inputs are all non-negative (pixels, ReLUs), maps
+# whole; the others' signed inputs would leave little on the arrays
+LOSSLESS = [(chip, name) for chip in CHIPS for name in (
+    ["resnet-digits"] if CHIPS[chip].input_bits == 1 else ["mobilenet", "gpt-tied-head"])]
+
+
+@pytest.mark.parametrize("chip, name", LOSSLESS)
+def test_every_chip_made_lossless_equals_the_integer_model(chip, name):
+    """Each chip's own weight encoding (ternary digits, binary, two's complement, offset,
+    analog-combined slices, two devices per polarity), input drive and tiling, all noise and
+    ADC loss off: bit-equal to the conftest's integer re-implementation of the quantized model
+    (whatever stays digital is float in both)."""
+    case = CASES[name]
+    model, args, batch_dim = case.build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sim, _, _, _, _ = deploy_as_advised(case, _lossless(CHIPS[chip]), model, args,
+                                            batch_dim)
+    with torch.no_grad():
+        want = reference_model(model, sim, check_weights=False)(*args)
+    assert_bitwise(sim(*args), want)
