@@ -131,16 +131,26 @@ def test_same_seed_same_outputs(chip):
     assert torch.equal(a, b)
 
 
+def _refused_as_expected(row: dict, chip) -> bool:
+    """A 1-b input chip with every layer of the model fed a signed activation: each refused
+    layer excluded, nothing is left to map."""
+    return (chip.input_bits == 1 and row["exc_type"] == "MappingError"
+            and "no layer can be mapped" in row["exc_message"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_every_model_on_every_chip(name):
-    """The whole matrix of the audit script (minutes): no pair crashes, every output is
-    finite, every matrix mapped or listed, every report sums."""
+    """The whole matrix of the audit script (about 4 minutes): no pair crashes or is refused
+    but for a 1-b input chip with nothing left to map, every output is finite, every matrix
+    mapped or listed, every report sums, every trace runs."""
     bad = []
     for chip, cfg in CHIPS.items():
         row = audit_pair(CASES[name], chip, cfg, noise_off_above=-1)
-        if (row["status"] != "ok" or row["n_nonfinite"] or row["unaccounted"]
-                or not (row["component_sum_ok"] and row["layer_sum_ok"])):
+        if (row["status"] != "ok" and not _refused_as_expected(row, cfg)) or (
+                row["status"] == "ok" and (row["n_nonfinite"] or row["unaccounted"]
+                                           or row["trace_error"] or not (
+                                               row["component_sum_ok"] and row["layer_sum_ok"]))):
             bad.append(row)
     assert not bad, bad
 
