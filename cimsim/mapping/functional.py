@@ -150,12 +150,14 @@ class _Watch(TorchFunctionMode):
     the module (``owner()``) calling a product of activations only."""
 
     def __init__(self, params: dict[int, str], owner: Callable[[], str | None],
-                 aux: frozenset[int] = frozenset(), matrices: frozenset[str] = frozenset()):
+                 aux: frozenset[int] = frozenset(), matrices: frozenset[str] = frozenset(),
+                 listed: Callable[[], bool] = lambda: False):
         super().__init__()
         self.params = params
         self.matrices = matrices  # names of the watched weights that are matrices (_is_matrix)
         self.aux = aux  # storages of the 1-D float buffers: no weight, no activation either
         self.owner = owner
+        self.listed = listed  # True while a mapped or listed module's forward runs
         self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.mixed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # modulated weights' names
         self.found: dict[str, str] = {}
@@ -180,7 +182,9 @@ class _Watch(TorchFunctionMode):
         names = [self._weight(t) for t in operands]
         product = func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION
         factors = [self._weight(t) for t in _factors(func, args, kwargs)] if product else names
-        if product:
+        # a product inside a mapped or listed module (an excluded head reading the embedding
+        # table it is tied to) is that module's, already listed: no functional use
+        if product and not self.listed():
             for group in factors:  # an exported graph's aten calls too
                 for name in group or ():
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
@@ -249,9 +253,13 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
     stack: list[str | None] = []
     inside = tuple(skip)  # mapped and digital modules: their rows say it already
 
+    def listed() -> bool:
+        name = stack[-1] if stack else None
+        return name is not None and any(name == s or name.startswith(s + ".") for s in inside)
+
     def owner() -> str | None:
         name = stack[-1] if stack else None
-        if name is None or any(name == s or name.startswith(s + ".") for s in inside):
+        if name is None or listed():
             return None
         return name or "model"
 
@@ -263,7 +271,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
             stack.pop()
 
     uses = FunctionalUses()
-    mode = _Watch(params, owner, aux, frozenset(n for n, w in weights if _is_matrix(w)))
+    mode = _Watch(params, owner, aux, frozenset(n for n, w in weights if _is_matrix(w)), listed)
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
     try:

@@ -27,7 +27,8 @@ from ..arrays._rng import stream_key
 from ..arrays.cache import program_seeded
 from ..arrays.program import ProgrammedLayer, default_row_tiles
 from ..config import ChipConfig, WeightEncoding, WeightGranularity
-from ..errors import MappingError
+from ..errors import ConfigError, MappingError
+from .naming import exclude_name
 from .quant import (
     act_scale,
     act_zero_point,
@@ -277,6 +278,12 @@ def engine_view(
         s_x, zero_point = act_zero_point(lo, hi, values, chip.input_bits, quant)
     else:
         signed = bool(lo < 0)
+        if signed and chip.input_bits < 2:  # name the layer: a model has many
+            raise ConfigError(
+                f"layer {name!r}: input_bits = {chip.input_bits} cannot hold signed "
+                f"activations (its calibration inputs reach {lo:.3g}); use input_bits >= 2, "
+                "feed it a non-negative input (after a ReLU), or keep it digital with "
+                f"exclude=[{exclude_name(name)!r}]")
         s_x = float(act_scale(max_abs, values, chip.input_bits, signed, quant))
         if not signed and chip.dac.shift_unsigned_inputs:
             # A-shift: the unsigned codes (scale as above) drive the arrays shifted to signed

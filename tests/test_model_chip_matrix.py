@@ -1,0 +1,210 @@
+"""Models of every family on every chip: the cross product ``scripts/audit_models_on_chips.py``
+runs (docs/model-chip-matrix.md), a small subset by default and the whole of it as ``slow``.
+
+Every chip (presets, published macros, the hypothetical macros of tests/data/chips) hosts a
+handful of models covering the layer kinds (attention + embedding + tied head, depthwise conv,
+recurrent layers, transposed, 1-d and 3-d convs, weights computed in the forward): each runs,
+gives finite outputs, maps or lists every weight matrix (and lists the same modules on every
+chip), and its report's per-component and per-layer energies sum to its total. A chip with
+1-b inputs refuses a signed activation naming the layer, and runs with the zero-point quantizer
+the refusal suggests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import pytest
+import torch
+
+import cimsim
+from cimsim.config import ADCKind
+from scripts.audit_models_on_chips import (
+    audit_pair,
+    chip_configs,
+    deploy_as_advised,
+    model_cases,
+    noise_free,
+    report_sums,
+)
+
+from .mapping.conftest import assert_bitwise, check_every_matrix, reference_model
+from .mapping.test_new_models import ZOO
+from .mapping.test_zoo2 import ZOO2
+from .mapping.test_zoo7 import _DIGITAL as DIGITAL7
+
+CASES = model_cases()
+CHIPS = chip_configs()
+
+# what each smoke model keeps digital, on every chip (the zoos' own lists)
+SMOKE = {
+    "gpt-tied-head": {"emb", "blocks.layers.0.self_attn", "blocks.layers.1.self_attn"},
+    "convnext": set(),
+    "stacked-rnn": set(),
+    "unet": set(),
+    "video": set(),
+    "tcn": set(),
+    "glow": DIGITAL7["glow"],
+}
+assert set(SMOKE) <= set(CASES) and {"gpt-tied-head", "convnext"} <= set(ZOO)
+assert {"stacked-rnn", "unet"} <= set(ZOO2)
+
+
+def _deploy(name: str, chip):
+    """(model, sim, outputs, excluded): deployed with noise on, seed 0, on its example inputs,
+    as a user following cimsim's errors would (time-multiplexed where the chip has too few
+    arrays; on 1-b input chips the layers with signed inputs excluded, as the refusal says)."""
+    case = CASES[name]
+    model, args, batch_dim = case.build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # what stays digital: checked below
+        sim, got, _, exclude, _ = deploy_as_advised(case, chip, model, args, batch_dim)
+    return model, sim, got, set(exclude)
+
+
+# every matrix of these has a signed input (LayerNorm, GELU, residual sums, the LSTM's own
+# states), so a 1-b input chip, each refused layer excluded, is left with nothing to map
+ONE_BIT_REFUSED = {"convnext", "stacked-rnn"}
+
+
+@pytest.mark.parametrize("name", list(SMOKE))
+@pytest.mark.parametrize("chip", list(CHIPS))
+def test_every_chip_runs_the_model_finite_with_every_matrix_accounted(chip, name):
+    if CHIPS[chip].input_bits == 1 and name in ONE_BIT_REFUSED:
+        with pytest.raises(cimsim.MappingError, match="no layer can be mapped.*excluded"):
+            _deploy(name, CHIPS[chip])
+        return
+    model, sim, got, excluded = _deploy(name, CHIPS[chip])
+    assert torch.isfinite(got).all()
+    assert not excluded or CHIPS[chip].input_bits == 1
+    check_every_matrix(model, sim, SMOKE[name] | excluded, CASES[name].not_matrices)
+    report = sim.report()
+    # a time-multiplexed model: one more row, what reprogramming the arrays costs
+    assert [n for n in report.layers["layer"] if n != "(reprogramming)"] == list(sim.sim_layers)
+    total, components_sum, layers_sum = report_sums(report)
+    assert total > 0 and components_sum and layers_sum
+
+
+@pytest.mark.parametrize("chip", [c for c in CHIPS if CHIPS[c].input_bits == 1])
+def test_one_bit_input_chips_refuse_a_signed_activation_naming_the_layer(chip):
+    """The refusal named no layer ('a layer whose calibration inputs go below 0'): in a model
+    of 20 layers the user could not tell which to exclude."""
+    model, args, _ = CASES["convnext"].build()
+    cfg = CHIPS[chip].replace(array=CHIPS[chip].array.replace(allow_time_multiplexing=True))
+    with pytest.raises(cimsim.ConfigError,
+                       match=r"layer 'stem': input_bits = 1 cannot hold signed .*"
+                             r"input_bits >= 2.*exclude=\['stem'\]"):
+        cimsim.deploy(model, cfg, args)
+    # the advice works: the next layer with signed inputs (a conv's output) is named next,
+    # by what exclude takes (a grouped conv's module, not its group's matrix 'dw[g0]')
+    with pytest.raises(cimsim.ConfigError, match=r"layer 'dw\[g0\]': .*exclude=\['dw'\]"):
+        cimsim.deploy(model, cfg, args, exclude=["stem"])
+    with pytest.raises(cimsim.ConfigError, match=r"layer 'pw1': .*exclude=\['pw1'\]"):
+        cimsim.deploy(model, cfg, args, exclude=["stem", "dw"])
+
+
+def test_a_recurrent_refusal_names_the_module_exclude_takes():
+    """The advice was exclude=['lstm.weight_ih_l0'], which excludes nothing (exclude takes
+    module names): following it refused the same matrix again, forever."""
+    model, args, batch_dim = CASES["stacked-rnn"].build()
+    cfg = CHIPS["published/colonnade-jssc21"]
+    cfg = cfg.replace(array=cfg.array.replace(allow_time_multiplexing=True))
+    with pytest.raises(cimsim.ConfigError) as err:
+        cimsim.deploy(model, cfg, args, batch_dim=batch_dim)
+    hint = re.search(r"exclude=\['([^']+)'\]", str(err.value))
+    assert hint is not None and "weight_" not in hint.group(1), str(err.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            cimsim.deploy(model, cfg, args, batch_dim=batch_dim, exclude=[hint.group(1)])
+        except cimsim.ConfigError as again:  # another layer, never the one excluded
+            assert f"'{hint.group(1)}" not in str(again).split(":")[0], str(again)
+
+
+@pytest.mark.parametrize("chip", ["rram-22nm", "published/hermes-jssc22",
+                                  "hypothetical/pcm-2dev-pwm"])
+def test_same_seed_same_outputs(chip):
+    a = _deploy("gpt-tied-head", CHIPS[chip])[2]
+    b = _deploy("gpt-tied-head", CHIPS[chip])[2]
+    assert torch.equal(a, b)
+
+
+def _refused_as_expected(row: dict, chip) -> bool:
+    """A 1-b input chip with every layer of the model fed a signed activation: each refused
+    layer excluded, nothing is left to map."""
+    return (chip.input_bits == 1 and row["exc_type"] == "MappingError"
+            and "no layer can be mapped" in row["exc_message"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_model_on_every_chip(name):
+    """The whole matrix of the audit script (about 4 minutes): no pair crashes or is refused
+    but for a 1-b input chip with nothing left to map, every output is finite, every matrix
+    mapped or listed, every report sums, every trace runs."""
+    bad = []
+    for chip, cfg in CHIPS.items():
+        row = audit_pair(CASES[name], chip, cfg, noise_off_above=-1)
+        if (row["status"] != "ok" and not _refused_as_expected(row, cfg)) or (
+                row["status"] == "ok" and (row["n_nonfinite"] or row["unaccounted"]
+                                           or row["trace_error"] or not (
+                                               row["component_sum_ok"] and row["layer_sum_ok"]))):
+            bad.append(row)
+    assert not bad, bad
+
+
+def test_an_excluded_tied_head_is_listed_once_not_as_a_functional_weight():
+    """Excluding a head tied to the embedding (what a 1-b input chip's refusal advises) also
+    listed and warned 'emb.weight reaches a matrix product without a mappable module ... hold
+    it in an nn.Linear': it is in one, the excluded head, whose own row says it is digital."""
+    model, args, _ = CASES["gpt-tied-head"].build()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sim = cimsim.deploy(model, CHIPS["ideal"], args, exclude=["head"])
+    assert not [w for w in caught if "without a mappable module" in str(w.message)]
+    check_every_matrix(model, sim, SMOKE["gpt-tied-head"] | {"head"},
+                       CASES["gpt-tied-head"].not_matrices)
+    assert ("head", "Linear", "excluded by the user") in sim.digital
+
+
+def _lossless(chip):
+    """``chip`` with everything lossy off but its encoding, slicing, input drive and tiling:
+    no noise, variation, faults, non-linearity, off-current or ADC error, a full-scale linear
+    ADC of 24 bits (at most 256 rows, so that 24 bits cover every partial sum)."""
+    c = noise_free(chip)
+    rows = min(c.array.n_rows, 256)
+    rpc = c.array.rows_per_conversion
+    kind = ADCKind.SAR if c.adc.kind is ADCKind.RAMP else c.adc.kind  # ramp: fitted levels
+    return c.replace(
+        adc=c.adc.replace(kind=kind, bits=c.adc.bits if kind is ADCKind.DIGITAL else 24,
+                          range_policy="full_scale", full_scale_factor=1.0, gain_error=0.0,
+                          offset_error_lsb=0.0),
+        noise=c.noise.replace(nonlinearity="none", ir_drop_beta=0.0),
+        device=c.device.replace(on_off_ratio=math.inf),
+        array=c.array.replace(n_rows=rows, allow_time_multiplexing=True,
+                              rows_per_conversion=None if rpc is None else min(rpc, rows)))
+
+
+# a 1-b input chip: the digits ResNet, whose inputs are all non-negative (pixels, ReLUs), maps
+# whole; the others' signed inputs would leave little on the arrays
+LOSSLESS = [(chip, name) for chip in CHIPS for name in (
+    ["resnet-digits"] if CHIPS[chip].input_bits == 1 else ["mobilenet", "gpt-tied-head"])]
+
+
+@pytest.mark.parametrize("chip, name", LOSSLESS)
+def test_every_chip_made_lossless_equals_the_integer_model(chip, name):
+    """Each chip's own weight encoding (ternary digits, binary, two's complement, offset,
+    analog-combined slices, two devices per polarity), input drive and tiling, all noise and
+    ADC loss off: bit-equal to the conftest's integer re-implementation of the quantized model
+    (whatever stays digital is float in both)."""
+    case = CASES[name]
+    model, args, batch_dim = case.build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        sim, _, _, _, _ = deploy_as_advised(case, _lossless(CHIPS[chip]), model, args,
+                                            batch_dim)
+    with torch.no_grad():
+        want = reference_model(model, sim, check_weights=False)(*args)
+    assert_bitwise(sim(*args), want)
