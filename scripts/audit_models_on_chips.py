@@ -509,8 +509,9 @@ Not bugs (measured above, explained by the chip):
   on every model (the CSV). wan-nature22, yu-cicc20, yu-tcasi24, published/jia-jssc20,
   huge-1024 and lee-vlsi21 do the same in most layers. A calibrated range
   (`adc.range_policy = "calibrated"`) or a narrower full scale (`adc.full_scale_factor`) is
-  what such a chip needs for layers this small; deploy does not warn about it
-  (`SimModel.trace` shows it: `adc_code_use_pct`). A layer fed only zeros (TabNet's first
+  what such a chip needs for layers this small; deploy warns about it, naming the matrices
+  (`MatmulCore.one_code`, checked on 32 calibration rows under a range policy that is not
+  calibrated; `SimModel.trace` shows the code use: `adc_code_use_pct`). A layer fed only zeros (TabNet's first
   attentive step) counts as one-code on every chip.
 * A 1-b input chip leaves digital every layer fed a signed activation (LayerNorm, GELU, a
   residual sum, an LSTM's state): models with no layer fed a non-negative input (a ReLU's

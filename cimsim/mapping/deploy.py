@@ -974,8 +974,9 @@ def _warn_one_code(sim_layers: Mapping[str, SimLayer]) -> None:
             f"deploy: {len(names)} matri{'x' if len(names) == 1 else 'ces'} convert every "
             f"calibration input to one ADC code (noise-free): {shown}; their outputs do not "
             "follow their inputs (only bias and offsets remain). The ADC's range is far wider "
-            "than their signal: try adc.range_policy = 'calibrated', more adc.bits, or fewer "
-            "rows per conversion (SimModel.trace() shows each layer's code use)",
+            "than their signal: try adc.range_policy = 'calibrated', a narrower full scale "
+            "(adc.full_scale_factor), more adc.bits or fewer rows per conversion "
+            "(SimModel.trace() shows each layer's code use)",
             UserWarning, stacklevel=3)
 
 
