@@ -39,9 +39,9 @@ from .test_new_models import _rram, prepare_step_deploy
 from .test_zoo5 import _quiet, _rram_noise_free
 from .zoo9_models import (
     DETR,
-    DiT,
     BertForMaskedLM,
     BertForSequenceClassification,
+    DiT,
     LlamaForCausalLM,
     PreLogits,
     SequenceClassifierOutput,

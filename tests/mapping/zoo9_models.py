@@ -748,8 +748,8 @@ class DETR(nn.Module):
     def __init__(self, classes: int = 3, queries: int = 4, d: int = 8):
         super().__init__()
         self.backbone = nn.Sequential(
-            Conv2dNormActivation(3, 8, 3, stride=2, norm_layer=FrozenBatchNorm2d),
-            Conv2dNormActivation(8, 12, 3, stride=2, norm_layer=FrozenBatchNorm2d))
+            Conv2dNormActivation(3, 6, 3, stride=2, norm_layer=FrozenBatchNorm2d),
+            Conv2dNormActivation(6, 12, 3, stride=2, norm_layer=FrozenBatchNorm2d))
         self.input_proj = nn.Conv2d(12, d, 1)
         self.encoder = DETREncoderLayer(d, 2)
         self.decoder = DETRDecoderLayer(d, 2)
