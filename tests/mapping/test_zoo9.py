@@ -373,3 +373,30 @@ def test_detr_answers_a_dict_of_class_and_box_tensors():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert "query_embed" not in sim.sim_layers
+
+
+# ---------------------------------------------------------------------------------------------
+# cimsim.evaluate on these outputs
+# ---------------------------------------------------------------------------------------------
+def test_accuracy_names_a_tuple_output_it_cannot_score():
+    """HF's ``return_dict=False`` answers a tuple (the loss first when labels are passed):
+    accuracy failed with "'tuple' object has no attribute 'argmax'" from inside; it says what
+    it got and what to pass now."""
+    model, batch = _build("bert")
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), batch)
+    with pytest.raises(ValueError, match=r"the model returned a tuple of 1.*return_dict=True"):
+        accuracy(sim, {**batch, "return_dict": False}, torch.tensor([0, 1, 2]))
+
+
+@pytest.mark.parametrize("name", ["detr", "features-only"])
+def test_output_cosine_compares_every_output_of_a_dict_or_a_list(name):
+    """DETR's dict of class and box tensors, timm's list of feature maps: each output cut by
+    the batch and put together again before the cosine (it failed: 'expected Tensor')."""
+    model, (x,) = _build(name)
+    sim = _quiet(cimsim.deploy, model, _rram_noise_free(), x)
+    with torch.no_grad():
+        ref = flat(model(x)).double()
+    got = flat(sim(x)).double()
+    want = float(ref @ got / (ref.norm() * got.norm()))
+    assert cimsim.evaluate.output_cosine(model, sim, x, batch_size=1) == pytest.approx(want,
+                                                                                         abs=1e-9)
