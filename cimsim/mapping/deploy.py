@@ -556,6 +556,13 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
                          f"dimension {batch_dim}, {n} there: if they are one sample, as a "
                          f"graph's nodes, or cannot be cut, as an EmbeddingBag's flat indices "
                          f"and offsets, pass batch_size={n})")
+        item = first[0] if isinstance(first, (tuple, list)) and first else None
+        if isinstance(item, torch.Tensor):  # _batches read ``data`` as a DataLoader
+            exc.add_note(f"(the calibration was read as a DataLoader, each item as (inputs, "
+                         f"labels): the model was called with the first element of its first "
+                         f"item, a tensor of shape {tuple(item.shape)}; to pass a model a list "
+                         f"of tensors as one input (a torchvision detection model's images), "
+                         f"pass [(images, targets), ...])")
         raise
 
 

@@ -400,3 +400,37 @@ def test_output_cosine_compares_every_output_of_a_dict_or_a_list(name):
     want = float(ref @ got / (ref.norm() * got.norm()))
     assert cimsim.evaluate.output_cosine(model, sim, x, batch_size=1) == pytest.approx(want,
                                                                                          abs=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision's detection models take a list of images
+# ---------------------------------------------------------------------------------------------
+class ImageListDetector(nn.Module):
+    """torchvision's GeneralizedRCNN convention: ``forward(images)``, a list of (C, H, W)
+    images of different sizes, a list of per-image outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+    def forward(self, images):
+        return [self.fc(self.conv(im[None]).mean((2, 3)))[0] for im in images]
+
+
+def test_a_list_of_images_is_calibrated_as_a_detection_loader_yields_it():
+    """``(images,)`` reads as a DataLoader whose item ``images`` is (inputs, labels): the model
+    was called with the first image alone and failed deep in its conv ('expected ... 3
+    channels, but got input of size [1, 1, 8, 8]'). The error now says how the calibration was
+    read and what to pass: (images, targets) pairs, with which it deploys."""
+    torch.manual_seed(0)
+    model = ImageListDetector().eval()
+    images = [torch.randn(3, 8, 8), torch.randn(3, 10, 6)]
+    with pytest.raises(RuntimeError) as info:
+        cimsim.deploy(model, lossless_chip("channel"), (images,))
+    note = " ".join(getattr(info.value, "__notes__", []))
+    assert "read as a DataLoader" in note and "a tensor of shape (3, 8, 8)" in note
+    assert "[(images, targets), ...]" in note
+    sim = cimsim.deploy(model, lossless_chip("channel"), [(images, None)])
+    assert list(sim.sim_layers) == ["conv", "fc"]
+    with torch.no_grad():
+        assert _rel(sim(images), model(images)) < 0.03
