@@ -549,11 +549,18 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
         yield
     except Exception as exc:
         first = data[0] if isinstance(data, (tuple, list)) and data else data
+        arrays = {k: v for k, v in data.items() if isinstance(v, torch.Tensor | np.ndarray)
+                  } if isinstance(data, Mapping) else {}
+        if arrays:  # a dict: its first tensor sets the count (_keyword_batches)
+            first = next(iter(arrays.values()))
         n = (first.shape[batch_dim] if isinstance(first, torch.Tensor | np.ndarray)
              and first.ndim > batch_dim else 0)
+        cut = [k for k, v in arrays.items() if v.ndim and (  # as _batches cuts them
+            v.shape[0] == n or v.ndim > batch_dim and v.shape[batch_dim] == n)]
+        named = f" ({', '.join(cut)})" if cut else ""
         if n > batch_size:
-            exc.add_note(f"(the calibration inputs were cut into batches of {batch_size} along "
-                         f"dimension {batch_dim}, {n} there: if they are one sample, as a "
+            exc.add_note(f"(the calibration inputs{named} were cut into batches of {batch_size} "
+                         f"along dimension {batch_dim}, {n} there: if they are one sample, as a "
                          f"graph's nodes, or cannot be cut, as an EmbeddingBag's flat indices "
                          f"and offsets, pass batch_size={n})")
         item = first[0] if isinstance(first, (tuple, list)) and first else None

@@ -434,3 +434,21 @@ def test_a_list_of_images_is_calibrated_as_a_detection_loader_yields_it():
     assert list(sim.sim_layers) == ["conv", "fc"]
     with torch.no_grad():
         assert _rel(sim(images), model(images)) < 0.03
+
+
+def test_a_cut_keyword_batch_is_noted_on_the_models_error():
+    """A dict calibration is cut as a tuple is, each tensor with the sample count along its
+    first dimension with the batch: HF's (layers, heads) ``head_mask`` of a 2-layer model on 2
+    samples in batches of 1 was cut too, and the model failed ('index 1 is out of bounds')
+    without the note a tuple calibration gets. The note names the entries cut."""
+    model, batch = _build("bert-head-mask")
+    two = {k: v[:2] if k != "head_mask" and isinstance(v, torch.Tensor) else v
+           for k, v in batch.items()}
+    with pytest.raises(IndexError) as info:
+        _quiet(cimsim.deploy, model, lossless_chip("channel"), two, batch_size=1)
+    note = " ".join(getattr(info.value, "__notes__", []))
+    assert ("the calibration inputs (input_ids, attention_mask, token_type_ids, head_mask) "
+            "were cut into batches of 1") in note and "pass batch_size=2" in note
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), two, batch_size=2)
+    with torch.no_grad():
+        assert _rel(sim(**two), model(**two)) < 0.03
