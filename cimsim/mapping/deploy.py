@@ -200,11 +200,13 @@ class SimModel(nn.Module):
         args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args)
         kwargs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
                   for k, v in kwargs.items()}
-        first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)),
-                     None)  # a keyword-only input counts its samples too
+        # a keyword-only input counts its samples too; one that broadcasts over the batch (a
+        # (1, S) position_ids passed first) does not set the count
+        counts = [self._samples(a) for a in (*args, *kwargs.values())
+                  if isinstance(a, torch.Tensor)]
         with torch.no_grad(), explain_stop_iteration("SimModel"):
             out = self.model(*args, **kwargs)
-        self.n_inferences += self._samples(first)
+        self.n_inferences += next((c for c in counts if c != 1), 1)
         self.n_calls += 1
         self._charge_time_multiplexing()
         return out

@@ -452,3 +452,17 @@ def test_a_cut_keyword_batch_is_noted_on_the_models_error():
     sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), two, batch_size=2)
     with torch.no_grad():
         assert _rel(sim(**two), model(**two)) < 0.03
+
+
+def test_a_shared_input_passed_first_does_not_set_the_sample_count():
+    """HF's (1, S) ``position_ids`` shared by the batch, passed before ``input_ids``
+    (``sim(position_ids=..., **batch)``): the deployed model counted 1 inference per call, not
+    the batch's 3 (the report's per-inference energy 3x too high); a size-1 batch dimension
+    broadcasts, the first input with another size counts now."""
+    model, batch = _build("bert")
+    sim = _quiet(cimsim.deploy, model, _rram_noise_free(), batch)
+    positions = torch.arange(6)[None]
+    got = sim(position_ids=positions, **batch)
+    assert sim.n_inferences == 3
+    assert_bitwise(got.logits, sim(**batch, position_ids=positions).logits)
+    assert sim.n_inferences == 6
