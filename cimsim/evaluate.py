@@ -18,7 +18,9 @@ def _count(x: Any) -> int:
     from collections.abc import Mapping
 
     if isinstance(x, Mapping):
-        first = next((v for v in x.values() if hasattr(v, "shape") and len(v.shape)), None)
+        shaped = [v for v in x.values() if hasattr(v, "shape") and len(v.shape)]
+        # the first that does not broadcast over the batch (a (1, S) position_ids), as deploy
+        first = next((v for v in shaped if v.shape[0] != 1), shaped[0] if shaped else None)
         if first is None:
             raise ValueError("x is a dict with no tensor; allowed: a tensor, or a dict of the "
                              "model's keyword inputs")

@@ -25,6 +25,7 @@ from torch import nn
 import cimsim
 from cimsim.errors import MappingError
 from cimsim.evaluate import accuracy
+from cimsim.mapping.deploy import _batches
 from cimsim.train import prepare
 
 from .conftest import (
@@ -466,3 +467,17 @@ def test_a_shared_input_passed_first_does_not_set_the_sample_count():
     assert sim.n_inferences == 3
     assert_bitwise(got.logits, sim(**batch, position_ids=positions).logits)
     assert sim.n_inferences == 6
+
+
+def test_a_shared_input_first_in_a_dict_is_passed_whole_and_the_batch_cut():
+    """The same (1, S) ``position_ids`` first in a calibration or evaluation dict set the
+    sample count to 1: deploy ran the whole set as one batch, and accuracy refused '1 inputs
+    but 3 labels'. The count comes from the first input that does not broadcast."""
+    model, batch = _build("bert")
+    shared = {"position_ids": torch.arange(6)[None], **batch}
+    cuts = list(_batches(shared, 2))
+    assert [c.kwargs["input_ids"].shape[0] for c in cuts] == [2, 1]
+    assert all(c.kwargs["position_ids"].shape == (1, 6) for c in cuts)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), shared, batch_size=2)
+    labels = sim(**shared).logits.argmax(-1)
+    assert accuracy(sim, shared, labels, batch_size=2) == 1.0
