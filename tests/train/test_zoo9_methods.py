@@ -29,6 +29,7 @@ from .test_methods_new_models import (
     check_method,
     pim_chip,
 )
+from .test_zoo6_methods import Flat  # outputs flattened to one tensor (conftest's flat_output)
 
 
 class Keywords(nn.Module):
@@ -43,15 +44,6 @@ class Keywords(nn.Module):
         # fewer tensors (distillation passes the first): the rest take their defaults
         out = self.model(**dict(zip(self.names, tensors, strict=False)), **self.flags)
         return flat_output(out)
-
-
-class Flat(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *args):
-        return flat_output(self.model(*args))
 
 
 def _build(name: str, dtype=torch.float64):
