@@ -523,10 +523,14 @@ def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
                            f"(str); got {bad[0]!r}")
     odd = [k for k in names if not isinstance(data[k], (*_PLAIN_ARGUMENT, np.ndarray))]
     if odd:
-        raise MappingError(f"calibration dict entry {odd[0]!r} is a "
-                           f"{type(data[odd[0]]).__name__}; allowed: tensors, arrays, str, "
-                           "numbers, None (a cache of earlier steps is not an input to calibrate "
-                           "on)")
+        value = data[odd[0]]
+        text = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        raise MappingError(f"calibration dict entry {odd[0]!r} is a {type(value).__name__}"
+                           f"{' of str' if text else ''}; allowed: tensors, arrays, str, "
+                           "numbers, None " + (
+                               "(a text column a DataLoader collated: drop it, e.g. a "
+                               "HuggingFace dataset's remove_columns)" if text else
+                               "(a cache of earlier steps is not an input to calibrate on)"))
     values = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
               for k, v in data.items()}
     first = _counting_key(values, batch_dim)

@@ -481,3 +481,12 @@ def test_a_shared_input_first_in_a_dict_is_passed_whole_and_the_batch_cut():
     sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), shared, batch_size=2)
     labels = sim(**shared).logits.argmax(-1)
     assert accuracy(sim, shared, labels, batch_size=2) == 1.0
+
+
+def test_a_text_column_left_in_a_dataloader_batch_is_named_as_such():
+    """A HuggingFace dataset's text column collated by a DataLoader is a list of str: it was
+    refused as if it were a cache ('a cache of earlier steps is not an input')."""
+    model, batch = _build("bert")
+    loader = [{**{k: v[:2] for k, v in batch.items()}, "text": ["a b", "c d"]}]
+    with pytest.raises(MappingError, match=r"entry 'text' is a list of str.*remove_columns"):
+        cimsim.deploy(model, lossless_chip("channel"), loader)
