@@ -9,12 +9,15 @@ methods' own passes on the keyword batch itself (no wrapper) are checked at the 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 
 import cimsim
 from cimsim.errors import ConfigError
+from cimsim.train import distill, prepare
 from cimsim.train.bskmq import fused_twins, prepare_bskmq, refit_chip_levels
 from cimsim.train.pimqat import prepare_pimqat
 
@@ -122,3 +125,21 @@ def test_the_methods_train_a_checkpointed_bert_on_its_keyword_batch():
     out = fused.deploy()(samples=x)
     assert set(out) == {"pred_logits", "pred_boxes"}
     assert isinstance(cimsim.load_chip("ideal"), cimsim.ChipConfig)
+
+
+def test_distill_takes_a_keyword_batch_and_matches_a_model_outputs_logits():
+    """Distillation on the tokenizer's dict (no wrapper): each tensor cut with the shuffled
+    batch, the flags passed whole, the student's and the teacher's ``.logits`` matched. It
+    refused the dict ('data must be a tensor ...; got dict') and a ModelOutput ('distillation
+    matches tensors')."""
+    model, batch = _build_zoo("bert", torch.float64)
+    batch = {**batch, "return_dict": True}
+    prep = _quiet(prepare, model, cimsim.load_chip("ideal"), batch)
+    before = [p.detach().clone() for p in prep.parameters()]
+    history = distill(prep, model, batch, epochs=2, batch_size=2, progress=False)
+    assert history["n_inputs"] == 3 and all(math.isfinite(v) for v in history["loss"])
+    assert any(not torch.equal(p, b) for p, b in zip(prep.parameters(), before, strict=True))
+    with torch.no_grad():
+        want = prep(**batch)
+    torch.testing.assert_close(prep.deploy()(**batch).logits, want.logits, rtol=1e-7,
+                               atol=1e-7)
