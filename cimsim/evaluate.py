@@ -18,7 +18,9 @@ def _count(x: Any) -> int:
     from collections.abc import Mapping
 
     if isinstance(x, Mapping):
-        first = next((v for v in x.values() if hasattr(v, "shape") and len(v.shape)), None)
+        shaped = [v for v in x.values() if hasattr(v, "shape") and len(v.shape)]
+        # the first that does not broadcast over the batch (a (1, S) position_ids), as deploy
+        first = next((v for v in shaped if v.shape[0] != 1), shaped[0] if shaped else None)
         if first is None:
             raise ValueError("x is a dict with no tensor; allowed: a tensor, or a dict of the "
                              "model's keyword inputs")
@@ -38,6 +40,27 @@ def _run(model: Any, x: Any, i: int, j: int, n: int) -> Any:
     else:
         out = model(x[i:j])
     return getattr(out, "logits", out)
+
+
+def _scores(out: Any) -> Any:
+    """The one tensor ``predict`` takes the argmax of: a tuple (HuggingFace's
+    ``return_dict=False``, the loss first with labels) is named, not guessed at."""
+    if not hasattr(out, "argmax"):
+        size = f" of {len(out)}" if isinstance(out, (tuple, list, dict)) else ""
+        raise ValueError(f"the model returned a {type(out).__name__}{size}, not a tensor of "
+                         "scores or an output with .logits: pass return_dict=True (a "
+                         "HuggingFace model), or a model returning the scores")
+    return out
+
+
+def _leaves(out: Any) -> list:
+    """Every tensor of an output (a dict's values, a list's or tuple's items, nested), in
+    order: ``output_cosine`` cuts each by the batch and puts each together again."""
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in _leaves(v)]
+    if isinstance(out, (tuple, list)):
+        return [t for v in out for t in _leaves(v)]
+    return [] if out is None else [out]
 
 
 def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool = False,
@@ -65,6 +88,12 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     -------
     Tensor
         int64, shape ``(n,)``.
+
+    Raises
+    ------
+    ValueError
+        ``batch_size`` is invalid, or the output is no tensor of scores (a tuple: a
+        HuggingFace model called with ``return_dict=False``).
     """
     import torch
     from tqdm import tqdm
@@ -79,7 +108,7 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     with torch.no_grad():
         for i in tqdm(starts, desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            preds.append(_run(model, x, i, i + step, n).argmax(dim=1))
+            preds.append(_scores(_run(model, x, i, i + step, n)).argmax(dim=1))
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
 
 
@@ -119,7 +148,8 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
 
     The fidelity of a simulated model when there are no labels to score: both outputs of every
     input are flattened into one vector each, so a single number says how far the simulated
-    outputs turned from the float ones (1.0: the same direction).
+    outputs turned from the float ones (1.0: the same direction). An output that is a dict, a
+    list or a tuple of tensors (a detector's, a feature pyramid's) counts all of them.
 
     Parameters
     ----------
@@ -152,9 +182,11 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     with torch.no_grad():
         for i in tqdm(range(0, n, step), desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            outs.append(_run(model, x, i, i + step, n))
-        ref = _run(reference, x, 0, n, n).reshape(-1).double()
-    sim = torch.cat(outs).reshape(-1).double()
+            outs.append(_leaves(_run(model, x, i, i + step, n)))
+        ref = torch.cat([t.reshape(-1) for t in _leaves(_run(reference, x, 0, n, n))]).double()
+    # output by output: the batches of each together, then the outputs in the reference's order
+    sim = torch.cat([torch.cat(batches).reshape(-1) for batches in zip(*outs, strict=True)]
+                    ).double()
     norm = float(ref.norm() * sim.norm())
     # rounding can push a cosine of identical vectors a hair past 1
     return max(-1.0, min(1.0, float(ref @ sim) / norm)) if norm > 0 else 0.0

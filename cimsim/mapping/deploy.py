@@ -200,11 +200,13 @@ class SimModel(nn.Module):
         args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args)
         kwargs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
                   for k, v in kwargs.items()}
-        first = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)),
-                     None)  # a keyword-only input counts its samples too
+        # a keyword-only input counts its samples too; one that broadcasts over the batch (a
+        # (1, S) position_ids passed first) does not set the count
+        counts = [self._samples(a) for a in (*args, *kwargs.values())
+                  if isinstance(a, torch.Tensor)]
         with torch.no_grad(), explain_stop_iteration("SimModel"):
             out = self.model(*args, **kwargs)
-        self.n_inferences += self._samples(first)
+        self.n_inferences += next((c for c in counts if c != 1), 1)
         self.n_calls += 1
         self._charge_time_multiplexing()
         return out
@@ -505,7 +507,7 @@ def check_keywords(model: nn.Module, args: Arguments) -> None:
 def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
                      ) -> Iterator[Arguments]:
     """The batches of a dict of keyword inputs, cut as a tuple of them is (its first tensor
-    sets the sample count); ``batch_size`` None: one batch, as given."""
+    sets the sample count, :func:`_counting_key`); ``batch_size`` None: one batch, as given."""
     names = list(data)
     bad = [k for k in names if not isinstance(k, str)]
     if bad:
@@ -513,13 +515,17 @@ def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
                            f"(str); got {bad[0]!r}")
     odd = [k for k in names if not isinstance(data[k], (*_PLAIN_ARGUMENT, np.ndarray))]
     if odd:
-        raise MappingError(f"calibration dict entry {odd[0]!r} is a "
-                           f"{type(data[odd[0]]).__name__}; allowed: tensors, arrays, str, "
-                           "numbers, None (a cache of earlier steps is not an input to calibrate "
-                           "on)")
+        value = data[odd[0]]
+        text = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        raise MappingError(f"calibration dict entry {odd[0]!r} is a {type(value).__name__}"
+                           f"{' of str' if text else ''}; allowed: tensors, arrays, str, "
+                           "numbers, None " + (
+                               "(a text column a DataLoader collated: drop it, e.g. a "
+                               "HuggingFace dataset's remove_columns)" if text else
+                               "(a cache of earlier steps is not an input to calibrate on)"))
     values = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
               for k, v in data.items()}
-    first = next((k for k in names if isinstance(values[k], torch.Tensor)), None)
+    first = _counting_key(values, batch_dim)
     if first is None:
         raise MappingError("calibration dict holds no tensor: "
                            f"{', '.join(map(repr, names)) or 'it is empty'}")
@@ -529,6 +535,14 @@ def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
     order = [first, *(k for k in names if k != first)]  # the first tensor sets the count
     for cut in _batches(tuple(values[k] for k in order), batch_size, batch_dim):
         yield Arguments((), dict(zip(order, cut, strict=True)))
+
+
+def _counting_key(values: Mapping, batch_dim: int) -> Any:
+    """The key of a dict's tensor that sets the sample count: the first whose ``batch_dim``
+    is not 1 (a (1, S) position_ids broadcasts over the batch), else the first; None: none."""
+    keys = [k for k, v in values.items() if isinstance(v, torch.Tensor | np.ndarray)]
+    return next((k for k in keys if values[k].ndim > batch_dim
+                 and values[k].shape[batch_dim] != 1), keys[0] if keys else None)
 
 
 @contextmanager
@@ -541,13 +555,27 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
         yield
     except Exception as exc:
         first = data[0] if isinstance(data, (tuple, list)) and data else data
+        arrays = {k: v for k, v in data.items() if isinstance(v, torch.Tensor | np.ndarray)
+                  } if isinstance(data, Mapping) else {}
+        if arrays:  # a dict: as _keyword_batches counts
+            first = arrays[_counting_key(arrays, batch_dim)]
         n = (first.shape[batch_dim] if isinstance(first, torch.Tensor | np.ndarray)
              and first.ndim > batch_dim else 0)
+        cut = [k for k, v in arrays.items() if v.ndim and (  # as _batches cuts them
+            v.shape[0] == n or v.ndim > batch_dim and v.shape[batch_dim] == n)]
+        named = f" ({', '.join(cut)})" if cut else ""
         if n > batch_size:
-            exc.add_note(f"(the calibration inputs were cut into batches of {batch_size} along "
-                         f"dimension {batch_dim}, {n} there: if they are one sample, as a "
+            exc.add_note(f"(the calibration inputs{named} were cut into batches of {batch_size} "
+                         f"along dimension {batch_dim}, {n} there: if they are one sample, as a "
                          f"graph's nodes, or cannot be cut, as an EmbeddingBag's flat indices "
                          f"and offsets, pass batch_size={n})")
+        item = first[0] if isinstance(first, (tuple, list)) and first else None
+        if isinstance(item, torch.Tensor):  # _batches read ``data`` as a DataLoader
+            exc.add_note(f"(the calibration was read as a DataLoader, each item as (inputs, "
+                         f"labels): the model was called with the first element of its first "
+                         f"item, a tensor of shape {tuple(item.shape)}; to pass a model a list "
+                         f"of tensors as one input (a torchvision detection model's images), "
+                         f"pass [(images, targets), ...])")
         raise
 
 

@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..mapping.deploy import _counting_key
 from ._data import batch_dim_of, batch_first
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel
@@ -47,8 +49,8 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 def _tensor_of(out: object, where: str) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out
-    if isinstance(getattr(out, "logits", None), torch.Tensor):
-        return out.logits  # type: ignore[attr-defined]  # a HuggingFace ModelOutput's scores
+    if isinstance(getattr(out, "logits", None), torch.Tensor):  # a HuggingFace ModelOutput
+        return out.logits  # type: ignore[attr-defined]
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]  # e.g. (output, attention weights): the output is what is matched
     raise ConfigError(f"{where} returned {type(out).__name__}; distillation matches tensors")
@@ -83,8 +85,7 @@ def _check_layers(prepared: PreparedModel, teacher: nn.Module,
 def distillation_loss(prepared: PreparedModel, teacher: nn.Module, *, loss: str = "mse",
                       layers: Sequence[str] | None = None
                       ) -> Iterator[Callable[..., torch.Tensor]]:
-    """A loss ``fn(x, *ignored) -> scalar`` of the student against the teacher on inputs ``x``
-    (a dict: both are called with it as keyword arguments).
+    """A loss ``fn(x, *ignored) -> scalar`` of the student against the teacher on inputs ``x``.
 
     The loss is ``LOSSES[loss](student(x), teacher(x))`` plus, for every name in ``layers``,
     the same loss between that module's outputs in the two models (forward hooks, removed when
@@ -121,13 +122,13 @@ def distillation_loss(prepared: PreparedModel, teacher: nn.Module, *, loss: str 
                 seen[key] = _tensor_of(out, f"layer {key[1]!r} of the {key[0]}")
             handles.append(mod.register_forward_hook(hook))
 
-    def fn(x: torch.Tensor | Mapping[str, object], *_ignored: torch.Tensor) -> torch.Tensor:
+    def fn(x: torch.Tensor | None = None, *_ignored: torch.Tensor, **inputs: Any
+           ) -> torch.Tensor:
         seen.clear()
-        # a dict: the models' keyword inputs (a HuggingFace batch)
-        call = (lambda m: m(**x)) if isinstance(x, Mapping) else (lambda m: m(x))
+        args = () if x is None else (x,)  # keyword inputs alone: a HuggingFace batch
         with torch.no_grad():
-            target = _tensor_of(call(teacher), "the teacher")
-        total = match(_tensor_of(call(prepared), "the prepared model"), target)
+            target = _tensor_of(teacher(*args, **inputs), "the teacher")
+        total = match(_tensor_of(prepared(*args, **inputs), "the prepared model"), target)
         for name, _, _ in hooked:
             total = total + match(seen[("student", name)], seen[("teacher", name)].detach())
         return total
@@ -178,28 +179,6 @@ def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
     return total / n
 
 
-def _keyword_inputs(prepared: PreparedModel, data: Mapping
-                    ) -> tuple[list[str], tuple[torch.Tensor, ...], dict[str, object]]:
-    """A dict of keyword inputs as (names of the tensors cut per batch, those tensors, the
-    entries passed whole): the first tensor's rows are the inputs; every tensor with as many
-    rows is cut with it."""
-    if batch_dim_of(prepared) != 0:
-        raise ConfigError(f"distill: keyword inputs (a dict) are cut along dimension 0; the "
-                          f"model was prepared with batch_dim = {batch_dim_of(prepared)}")
-    values = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-              for k, v in data.items()}
-    first = next((v for v in values.values()
-                  if isinstance(v, torch.Tensor) and v.dim() >= 1), None)
-    if first is None or first.shape[0] == 0:
-        raise ConfigError("data: a dict of keyword inputs needs a tensor of at least one input "
-                          f"(got {', '.join(map(repr, values)) or 'an empty dict'})")
-    n = first.shape[0]
-    names = [k for k, v in values.items()
-             if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n]
-    return (names, tuple(values[k] for k in names),
-            {k: v for k, v in values.items() if k not in names})
-
-
 def _required_inputs(module: nn.Module) -> list[str]:
     """The positional parameters of ``module.forward`` without a default."""
     try:
@@ -231,9 +210,9 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
         Unlabeled inputs ``(n, ...)``; of a tuple only the first element is used (labels, if
         any, are ignored): a model's further inputs (masks, a decoder's target) take their
         defaults. A model prepared with ``batch_dim = 1`` (sequence-first) is cut along it.
-        A dict is the models' keyword inputs (a HuggingFace batch: ``input_ids``,
-        ``attention_mask`` ...): its tensors of ``n`` rows are shuffled and cut together,
-        anything else is passed whole to every batch.
+        A dict is the model's keyword inputs (a HuggingFace batch, batch-first): its tensors
+        with the sample count along dimension 0 are cut with the batch, the rest passed
+        whole; an output's ``logits`` (a ``ModelOutput``) are what is matched.
     epochs : int
         Passes over ``data``.
     lr : float
@@ -266,14 +245,8 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
     lr = check_lr(lr)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed = {seed!r} is invalid; allowed: an integer")
-    inputs: Callable[..., object]  # a batch's rows -> what the models are called with
     if isinstance(data, Mapping):
         names, tensors, whole = _keyword_inputs(prepared, data)
-        x = tensors[0]
-
-        def keywords(*rows: torch.Tensor) -> dict[str, object]:
-            return {**whole, **dict(zip(names, rows, strict=True))}
-        inputs = keywords
     else:
         needed = _required_inputs(teacher) if isinstance(teacher, nn.Module) else []
         if len(needed) > 1:  # else the model's own TypeError, from inside the first step
@@ -284,14 +257,16 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
         x = as_tensors("data", data[:1] if isinstance(data, (tuple, list)) else data)[0]
         x, restore = batch_first(prepared, x)  # a sequence-first model: cut along its batch
         tensors = (x,)
-        inputs = lambda *rows: restore(rows[0])  # noqa: E731
     groups = param_groups(prepared, lr)
     if not groups:
         raise ConfigError("prepared has no trainable parameters")
     optimizer = torch.optim.Adam(groups)
     history: list[float] = []
     with distillation_loss(prepared, teacher, loss=loss, layers=layers) as match:
-        fn = lambda *rows: match(inputs(*rows))  # noqa: E731
+        if isinstance(data, Mapping):
+            fn = lambda *b: match(**dict(zip(names, b, strict=True)), **whole)  # noqa: E731
+        else:
+            fn = lambda xb, *_r: match(restore(xb))  # noqa: E731
         try:
             for epoch in range(epochs):
                 mean = train_epoch(prepared, tensors, fn, optimizer, batch_size=batch_size,
@@ -301,4 +276,25 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
                 log.info("distill epoch %d/%d: loss %.6g", epoch + 1, epochs, mean)
         finally:
             prepared.eval()
-    return {"loss": history, "epochs": epochs, "n_inputs": int(x.shape[0])}
+    return {"loss": history, "epochs": epochs, "n_inputs": int(tensors[0].shape[0])}
+
+
+def _keyword_inputs(prepared: PreparedModel, data: Mapping
+                    ) -> tuple[list[str], tuple[torch.Tensor, ...], dict[str, Any]]:
+    """A dict of keyword inputs as the training loop takes it: the names and tensors cut with
+    the batch (those with the sample count along dimension 0, counted as deploy counts), and
+    the entries passed whole."""
+    if batch_dim_of(prepared):
+        raise ConfigError("distill on a dict of keyword inputs cuts dimension 0; the model "
+                          "was prepared with batch_dim = 1: pass its inputs as a tensor")
+    values = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+              for k, v in data.items()}
+    key = _counting_key(values, 0)
+    n = values[key].shape[0] if key is not None and values[key].dim() else 0
+    if not n:
+        raise ConfigError("data is a dict without a tensor of inputs (n, ...); allowed: the "
+                          "model's keyword inputs, as deploy takes them")
+    names = [k for k, v in values.items()
+             if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n]
+    whole = {k: v for k, v in values.items() if k not in names}
+    return names, tuple(values[k] for k in names), whole

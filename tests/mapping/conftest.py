@@ -336,13 +336,14 @@ def reference_model(model: nn.Module, sim, check_weights: bool = True) -> nn.Mod
 
 def flat_output(out) -> torch.Tensor:
     """One tensor of a model's outputs: a dict of lists (a detector's), a tuple (a NamedTuple),
-    a dataclass (its fields in order), a tensor."""
+    a dataclass (its fields in order; a HuggingFace ModelOutput's None fields left out), nested
+    tuples (a KV cache), a tensor."""
     if dataclasses.is_dataclass(out):  # not dataclasses.astuple: it deep-copies the tensors
-        out = [getattr(out, f.name) for f in dataclasses.fields(out)]
+        out = [v for f in dataclasses.fields(out) if (v := getattr(out, f.name)) is not None]
     if isinstance(out, dict):
         return torch.cat([flat_output(v) for v in out.values()])
     if isinstance(out, (list, tuple)):
-        return torch.cat([t.flatten() for t in out])
+        return torch.cat([flat_output(t) for t in out])
     return out.flatten()
 
 

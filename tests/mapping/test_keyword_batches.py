@@ -176,7 +176,7 @@ def test_distill_takes_keyword_inputs_and_a_model_output_with_logits():
     batch = {"input_ids": ids, "attention_mask": mask, "scale": 2.0}
     prep = _quiet(prepare, tagger, cimsim.load_chip("ideal"), batch)
     distill(prep, tagger, batch, epochs=1, batch_size=4, progress=False)
-    with pytest.raises(cimsim.errors.ConfigError, match="needs a tensor"):
+    with pytest.raises(cimsim.errors.ConfigError, match="a dict without a tensor of inputs"):
         distill(prep, tagger, {"scale": 2.0}, progress=False)
 
 

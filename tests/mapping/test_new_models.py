@@ -260,20 +260,24 @@ def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
 
 def prepare_step_deploy(model, chip_cfg, args, batch_dim, main=lambda y: y, **kw):
     """prepare, one SGD step on the mean square of ``main(output)``, then the deployed twin
-    equals the eval twin (float64: no ties). Returns the prepared model."""
+    equals the eval twin (float64: no ties). ``args``: a tuple, or a dict of keyword inputs.
+    Returns the prepared model."""
+    def call(m):
+        return m(**args) if isinstance(args, dict) else m(*args)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # embeddings and the like listed digital
         prep = prepare(model, chip_cfg, args, seed=3, batch_dim=batch_dim, **kw)
     before = {n: p.detach().clone() for n, p in prep.named_parameters()}
     opt = torch.optim.SGD(prep.parameters(), lr=1e-2)
     prep.train()
-    main(prep(*args)).pow(2).mean().backward()
+    main(call(prep)).pow(2).mean().backward()
     opt.step()
     assert any(not torch.equal(p, before[n]) for n, p in prep.named_parameters())
     prep.eval()
     with torch.no_grad():
-        want = prep(*args)
-    got = prep.deploy(batch_dim=batch_dim)(*args)
+        want = call(prep)
+    got = call(prep.deploy(batch_dim=batch_dim))
     # the engine computes what the twin computes
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     return prep
