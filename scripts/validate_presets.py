@@ -942,7 +942,9 @@ def heldout2_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "bit-cell array, 1-b weights, 6-b inputs/outputs and local integrating ADCs, but "
         "neither the node nor any TOPS/W, so there is no published figure to predict; "
         "Mochida et al., VLSI 2018 (40-nm ReRAM): no abstract was found; Si et al., ISSCC "
-        "2019 and Ambrogio et al., Nature 2023: not looked up in the time this work had."]
+        "2019, 24.5 (twin-8T SRAM): the digest's opening (read) states the problem but no "
+        "node, array, precision or efficiency; Ambrogio et al., Nature 2023 (a 14-nm PCM "
+        "chip of many tiles): not looked up, a chip-level figure rather than a macro's."]
 
 
 def colonnade_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
