@@ -222,7 +222,7 @@ _KNEIP = [
 _C3_SRC = "Jiang, Yin, Seo & Seok, IEEE JSSC 55(7), 2020 [abs]"
 _HELDOUT2 = [
     ("c3sram-jssc20", "1b/1b", {}, "tops_per_w", "TOPS/W", 672.0,
-     "1b in x 1b w (binarized, XNOR as +-1 weights), a flash ADC per column (11 levels, the "
+     "1b in x 1b w (binarized: 0/1 in, +-1 w taken), a flash ADC per column (11 levels, the "
      "same group's XNOR-SRAM: 4 b); whole macro; rows the same group's 256, columns 256 "
      "(not stated); supply not read: 0.8 V", _C3_SRC),
     ("c3sram-jssc20", "1b/1b", {}, "tops_per_mm2", "TOPS/mm2", 20.2,
@@ -885,7 +885,7 @@ def heldout2_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         f"prices the 4-b flash at {conv_pj(sc, c3):.2f} pJ per conversion with its leakage, "
         f"one conversion per {c3.array.n_rows} 1-b MACs, so the converters are the "
         "prediction (the abstract gives neither the converter's bits nor its kind: the same "
-        "group's 11-level flash is taken, priced as 15 comparators). **Area** "
+        "group's 11-level flash is taken, priced as a 4-b flash: 16 levels, not 11). **Area** "
         f"{sum(area_c.values()) / 1e6:.2f} mm^2 predicted, {area_c['adc'] / 1e6:.2f} mm^2 of "
         f"it the {n_adc_c} flash converters ({area_c['adc'] / n_adc_c:,.0f} um^2 each, the "
         "survey's area trend for a 4-b flash at 65 nm), against about "
