@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -1217,8 +1217,10 @@ class _TwinLayer(nn.Module):
                 # remove_parametrizations: it edits the class the copy shares with the source
                 owner.__class__ = owner.__class__.__bases__[0]
                 del owner._modules["parametrizations"]
+            # trainable as in the twin (a frozen backbone stays frozen): a float model to
+            # fine-tune or export, not only to deploy
             setattr(owner, attr, None if value is None
-                    else nn.Parameter(value.detach().clone(), requires_grad=False))
+                    else nn.Parameter(value.detach().clone(), requires_grad=value.requires_grad))
         return module
 
     def _float_pass(self, g: int, x2: torch.Tensor, w: torch.Tensor,
@@ -1549,7 +1551,9 @@ class PreparedModel(nn.Module):
                                     for layer in self.twin_layers.values()}
         memo.update({id(m): copy.deepcopy(m.original) for m in self.model.modules()
                      if isinstance(m, FusedReLU)})
-        return copy.deepcopy(self.model, memo)
+        out = copy.deepcopy(self.model, memo)
+        _retie(self.twin_layers, memo)
+        return out
 
     def deploy(self, seed: int | None = None, *, batch_dim: int = 0,
                chip: ChipConfig | None = None) -> SimModel:
@@ -1581,6 +1585,27 @@ class PreparedModel(nn.Module):
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
         return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
                             exclude=excluded, batch_dim=batch_dim)
+
+
+def _retie(layers: Mapping[str, _TwinLayer], memo: dict[int, Any]) -> None:
+    """In a float copy (:meth:`PreparedModel.float_model`, ``memo`` its deepcopy memo), give
+    each layer whose twin trains a shared weight (a head tied to the embedding:
+    :func:`~cimsim.train.tied.tie_shared_weights`) the copy's one shared parameter, not a copy of
+    its own: the float model stays tied as the source was."""
+    copies: dict[int, nn.Parameter] = {}
+    for layer in layers.values():
+        twins = layer.matrices()
+        source = getattr(layer._float_src[0], "weight", None)
+        if len(twins) != 1 or twins[0].weight is not source:
+            continue  # untied, or tied but trained through a delta / mask: values differ
+        if twins[0].weight_delta is not None or twins[0].weight_keep is not None:
+            continue
+        w: nn.Parameter = twins[0].weight
+        shared = memo.get(id(w))  # copied with the float module that also holds it
+        if not isinstance(shared, nn.Parameter):
+            shared = copies.setdefault(id(w), nn.Parameter(w.detach().clone(),
+                                                           requires_grad=w.requires_grad))
+        memo[id(layer)].weight = shared
 
 
 @contextlib.contextmanager

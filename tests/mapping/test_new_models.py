@@ -295,6 +295,11 @@ def test_twin_keeps_the_head_tied_to_the_embedding():
     opt.step()
     float_model = prep.float_model()
     assert torch.equal(float_model.head.weight, float_model.emb.weight)
+    # the float copy is tied too (it held two equal copies), and shares nothing with the twin
+    assert float_model.head.weight is float_model.emb.weight
+    assert float_model.emb.weight is not prep.model.emb.weight
+    # trainable as the twin was: the float model fine-tunes on (it came back frozen)
+    assert all(p.requires_grad for p in float_model.parameters())
 
 
 def test_prepare_cuts_a_padding_mask_along_its_own_batch_axis():
