@@ -93,7 +93,10 @@ def gemm(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
     torch = _torch()
     if torch is None:
         return np.matmul(a, b)
-    return torch.from_numpy(a).matmul(torch.from_numpy(b)).numpy()
+    # a model's forward under torch.autocast (CPU) would run this in bfloat16: the sums of
+    # the arrays are exact in the dtype chosen here, whatever the caller's mixed precision
+    with torch.autocast("cpu", enabled=False):
+        return torch.from_numpy(a).matmul(torch.from_numpy(b)).numpy()
 
 
 @functools.lru_cache(maxsize=1)

@@ -49,10 +49,12 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ..errors import MappingError
 from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
 __all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "MODULATED_REASON", "FunctionalUses",
-           "watch_functional_weights", "warn_functional", "weight_read_error"]
+           "watch_functional_weights", "warn_functional", "weight_read_error",
+           "refuse_swapped_weights"]
 
 FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
                      "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
@@ -323,3 +325,25 @@ def weight_read_error(module: nn.Module, attr: str, layer: str) -> AttributeErro
         f"the simulated arrays ({type(module).__name__}); compute through the layer (layer(x), "
         "not F.linear(x, layer.weight)) and take dtype/device from the input or another "
         "module, or exclude the layer (exclude=[...]) to keep it digital")
+
+
+def _weight_like(attr: str) -> bool:
+    return attr.startswith(("weight", "bias")) or attr.endswith(("_weight", "_bias"))
+
+
+def refuse_swapped_weights(module: nn.Module, layer: str, held: Iterable[str] = ()) -> None:
+    """What a simulated (or twin) layer raises when it is called with a tensor set as its
+    ``.weight`` / ``.bias`` (``torch.func.functional_call`` with a dict of adapted parameters,
+    MAML's fast weights): torch sets them as plain attributes, which the layer never reads,
+    so it would compute with its programmed (or twin) weights and ignore the adapted ones.
+    ``held``: the layer's own attributes of such a name (a transposed conv's bias)."""
+    swapped = sorted(a for a, v in vars(module).items()
+                     if isinstance(v, torch.Tensor) and _weight_like(a) and a not in held)
+    if swapped:
+        raise MappingError(
+            f"{layer}: called with {', '.join('.' + a for a in swapped)} set from outside "
+            "(torch.func.functional_call / torch.nn.utils.stateless with a dict of adapted "
+            "parameters, e.g. MAML's fast weights); the layer computes with the weights "
+            "programmed on the arrays (deploy) or held by its twin (prepare: pass the twin's "
+            "own names, NAME.twins.0.weight ...), never with these; exclude the layer "
+            "(exclude=[...]) to keep it digital")

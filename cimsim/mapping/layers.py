@@ -36,7 +36,7 @@ from ..config import ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
-from .functional import weight_read_error
+from .functional import refuse_swapped_weights, weight_read_error
 from .matrix import (
     EngineView,
     InputStats,
@@ -479,6 +479,28 @@ def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> tuple[int, int,
     return n_used, n_groups * n_conv, n_codes
 
 
+def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
+    """Weights set from outside (:func:`refuse_swapped_weights`) are refused. A simulated
+    layer computes on the arrays (NumPy): it has no gradient. A deployed model runs under
+    ``no_grad``, so gradient mode here was turned on by the model's own forward
+    (``torch.enable_grad()`` around ``torch.autograd.grad``: a PINN's derivatives, a
+    Hamiltonian's vector field): an input that requires a gradient there would fail inside
+    torch ('does not require grad'), or silently differentiate only the float parts, without
+    this error naming the layer."""
+    if layer.own_tensors is not None:  # programmed: its own attributes are known
+        refuse_swapped_weights(layer, layer.sim_name, layer.own_tensors)
+    tensors = [*args, *kwargs.values()]
+    if not (torch.is_grad_enabled()
+            and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)):
+        return
+    raise MappingError(
+        f"{layer.sim_name}: the model's forward asks for gradients through a deployed layer "
+        "(torch.enable_grad() / torch.autograd.grad in its forward, e.g. a PINN's derivatives "
+        "or MAML's inner step); a simulated layer computes on the chip and has no gradient. "
+        "Train such a model with cimsim.train.prepare (its twin differentiates), or keep the "
+        "layers the gradient runs through digital with exclude=[...]")
+
+
 class SimLayer(nn.Module):
     """Base of simulated modules: a list of cores, observe/simulate mode, event totals."""
 
@@ -495,6 +517,9 @@ class SimLayer(nn.Module):
         self.source_config: dict[str, Any] = {}
         """The source module's configuration (``kernel_size``, ``stride`` ...), set by deploy:
         a model's forward may read it (``unmappable.source_config``)."""
+        self.own_tensors: frozenset[str] | None = None
+        """The layer's own tensor attributes, once programmed (a transposed conv's bias)."""
+        self.register_forward_pre_hook(_check_call, with_kwargs=True)
 
     def __getattr__(self, attr: str) -> Any:
         try:
@@ -510,14 +535,19 @@ class SimLayer(nn.Module):
             MatmulCore.share_statistics(self.cores)
         for core in self.cores:
             core.finalize()
+        self._programmed()
+
+    def _programmed(self) -> None:
         self.simulating = True
+        self.own_tensors = frozenset(a for a, v in vars(self).items()
+                                     if isinstance(v, torch.Tensor))
 
     def adopt(self, views: Mapping[str, EngineView]) -> None:
         """Instead of the calibration pass and :meth:`finalize`: every core takes the view of
         its name (:meth:`MatmulCore.adopt`)."""
         for core in self.cores:
             core.adopt(views.get(core.name))
-        self.simulating = True
+        self._programmed()
 
     @property
     def events(self) -> Events:

@@ -115,12 +115,30 @@ def source_config(src: nn.Module) -> dict[str, Any]:
             and not isinstance(v, (torch.Tensor, nn.Module))}
 
 
+# torch's words for a gradient of what holds none (torch/csrc/autograd, torch/autograd)
+_GRAD_ERRORS = ("does not require grad", "argument to `grad()` cannot be empty",
+                "differentiated Tensors appears to not have been used")
+
+
 @contextmanager
 def explain_stop_iteration(who: str) -> Iterator[None]:
     """A ``StopIteration`` leaving the model's forward (``next(self.parameters())`` on a model
-    whose weights are all on the arrays) as a ``MappingError`` that says so."""
+    whose weights are all on the arrays) as a ``MappingError`` that says so; so too torch's
+    refusal of an ``autograd.grad`` in the forward of the parameters the mapped layers do not
+    hold (MAML's inner step: ``cannot be empty``, ``does not require grad``)."""
     try:
         yield
+    except RuntimeError as exc:
+        if not any(s in str(exc) for s in _GRAD_ERRORS):
+            raise
+        raise MappingError(
+            f"{who}: the model's forward takes gradients torch cannot give ({exc}): a mapped "
+            "layer holds no float parameters (deploy: its weights are on the simulated arrays; "
+            "prepare: its twin's parameters exist only after the calibration pass) and a "
+            "deployed one computes without gradient, so a forward differentiating its own "
+            "parameters (MAML's inner step) cannot run mapped; adapt outside the forward "
+            "(torch.func.functional_call on the prepared model, with its twins' parameter "
+            "names) or exclude the layers (exclude=[...]) to keep them digital") from exc
     except StopIteration as exc:
         raise MappingError(
             f"{who}: the model's forward raised StopIteration, most likely from "
@@ -183,6 +201,15 @@ def _copy(model: nn.Module, who: str) -> nn.Module:
         held = [f"{name}.{attr}" if name else attr for name, m in model.named_modules()
                 for attr, v in vars(m).items()
                 if isinstance(v, torch.Tensor) and v.grad_fn is not None]
+        sparse = [f"{n} ({t.layout})" for n, t in [*model.named_parameters(),
+                                                    *model.named_buffers()]
+                  if t.layout != torch.strided]
+        if sparse:  # torch's Parameter.__deepcopy__ clones with a memory format sparse refuses
+            raise MappingError(
+                f"{who} works on a copy of the model (yours is never modified), and torch "
+                f"cannot copy a sparse parameter or buffer: {', '.join(sparse)}; hold it dense "
+                "(weight.to_dense(): the arrays store every cell, zeros too) and compute with "
+                "nn.Linear / F.linear to map it") from exc
         if not held:
             raise
         raise MappingError(

@@ -92,7 +92,12 @@ from ..mapping.deploy import (
     warn_unmatched_excludes,
     warn_unsupported,
 )
-from ..mapping.functional import warn_functional, watch_functional_weights, weight_read_error
+from ..mapping.functional import (
+    refuse_swapped_weights,
+    warn_functional,
+    watch_functional_weights,
+    weight_read_error,
+)
 from ..mapping.layers import Root, attention, float_product, fused_activation, layer_seed
 from ..mapping.matrix import (
     EngineView,
@@ -1174,6 +1179,9 @@ class _TwinLayer(nn.Module):
         self.deployed_views: dict[str, EngineView] = {}
         """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
         starts from this view instead of one fitted to the float pass."""
+        # adapted weights set from outside (functional_call) would be ignored: refused
+        self.register_forward_pre_hook(
+            lambda layer, _a: refuse_swapped_weights(layer, layer.twin_name))
 
     def __getattr__(self, attr: str) -> Any:
         try:
@@ -1233,7 +1241,13 @@ class _TwinLayer(nn.Module):
         self._stats[g].observe(x64)
         y = float_product(x64, w.detach().to("cpu", torch.float64).numpy(),
                           None if b is None else b.detach().to("cpu", torch.float64).numpy())
-        return torch.from_numpy(y).to(x2.device, x2.dtype)
+        y_t = torch.from_numpy(y).to(x2.device, x2.dtype)
+        if torch.is_grad_enabled() and x2.requires_grad:
+            # the model differentiates its own forward (a PINN's torch.autograd.grad): the
+            # gradient of x2 @ w.T, its value an exact zero, so y is what deploy computes
+            lin = x2 @ w.detach().to(x2.dtype).T
+            y_t = y_t + (lin - lin.detach())
+        return y_t
 
     def _grouped_product(self, cols: torch.Tensor, mats: torch.Tensor,
                          bias: torch.Tensor | None, groups: int) -> torch.Tensor:
