@@ -1153,6 +1153,11 @@ class _ChipProduct(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------
 # Model layers: observe during calibration, then compute through twins
 # --------------------------------------------------------------------------------------------
+def _refuse_swapped(layer: _TwinLayer, _args: tuple) -> None:
+    """A twin layer's forward pre-hook (a function, not a lambda: a prepared model pickles)."""
+    refuse_swapped_weights(layer, layer.twin_name)
+
+
 class _TwinLayer(nn.Module):
     """A mapped module: float while the calibration pass observes it, twins afterwards.
 
@@ -1180,8 +1185,7 @@ class _TwinLayer(nn.Module):
         """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
         starts from this view instead of one fitted to the float pass."""
         # adapted weights set from outside (functional_call) would be ignored: refused
-        self.register_forward_pre_hook(
-            lambda layer, _a: refuse_swapped_weights(layer, layer.twin_name))
+        self.register_forward_pre_hook(_refuse_swapped)
 
     def __getattr__(self, attr: str) -> Any:
         try:

@@ -440,3 +440,26 @@ def test_float32_twin_rounds_input_ties_as_deploy():
     codes.sum().backward()
     inside = (x / twin.act_scale).detach() <= twin.x_hi
     torch.testing.assert_close(xg.grad[inside], (1 / twin.act_scale.detach()).expand_as(x)[inside])
+
+
+def test_a_prepared_and_a_deployed_model_pickle_whole():
+    """torch.save(model) of a whole prepared or deployed model (not only its state_dict): a
+    lambda hook on the twin layers made prepared models unpicklable."""
+    import io
+    import warnings
+
+    import cimsim
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    x = torch.randn(8, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        prep = prepare(model, cimsim.load_chip("ideal"), x)
+        sim = cimsim.deploy(model, cimsim.load_chip("ideal"), x)
+    for obj in (prep, sim):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        buf.seek(0)
+        again = torch.load(buf, weights_only=False)
+        with torch.no_grad():
+            torch.testing.assert_close(again(x), obj(x), rtol=0, atol=0)
