@@ -167,6 +167,15 @@ def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
     check_method(*_model(name), method)
 
 
+def method_pairs(zoo) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(default, slow)`` (model, method) pairs of a zoo for the methods but distill: the
+    default run takes every model once, the methods in turn (each on several models); the
+    slow run every other pair."""
+    methods = [m for m in METHODS if m != "distill"]
+    fast = [(name, methods[i % len(methods)]) for i, name in enumerate(zoo)]
+    return fast, [(n, m) for n in zoo for m in methods if (n, m) not in fast]
+
+
 def check_method(model, args, bd, method: str) -> None:
     """``METHODS[method]`` on a copy of ``model``: finite outputs of the twin's shape, equal to
     the eval twin's where the method deploys what its twin computes."""

@@ -17,10 +17,9 @@ from cimsim.train.bskmq import prepare_bskmq
 
 from ..mapping.test_zoo8 import ZOO8
 from ..mapping.test_zoo8 import _build as _build_zoo
-from .test_methods_new_models import METHODS, _bskmq_chip, _quiet, check_bskmq, check_method
+from .test_methods_new_models import _bskmq_chip, _quiet, check_bskmq, check_method, method_pairs
 from .test_zoo6_methods import Flat  # outputs flattened to one tensor
 
-_METHODS = [m for m in METHODS if m != "distill"]
 _FLAT = ("yolo", "namedtuple", "dataclass")
 
 
@@ -33,7 +32,7 @@ def _build(name: str, dtype=torch.float64):
 
 
 # the default run: every model once, every method on three or more models
-_FAST = [(name, _METHODS[i % len(_METHODS)]) for i, name in enumerate(ZOO8)]
+_FAST, _SLOW = method_pairs(ZOO8)
 
 
 @pytest.mark.parametrize("name, method", _FAST)
@@ -42,8 +41,7 @@ def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, method", [(n, m) for n in ZOO8 for m in _METHODS
-                                          if (n, m) not in _FAST])
+@pytest.mark.parametrize("name, method", _SLOW)
 def test_every_other_method_on_every_model(name, method):
     check_method(*_build(name), 0, method)
 

@@ -25,11 +25,11 @@ from ..mapping.conftest import flat_output
 from ..mapping.test_zoo9 import ZOO9
 from ..mapping.test_zoo9 import _build as _build_zoo
 from .test_methods_new_models import (
-    METHODS,
     _bskmq_chip,
     _quiet,
     check_bskmq,
     check_method,
+    method_pairs,
     pim_chip,
 )
 from .test_zoo6_methods import Flat  # outputs flattened to one tensor (conftest's flat_output)
@@ -58,9 +58,8 @@ def _build(name: str, dtype=torch.float64):
     return Flat(model), batch
 
 
-_METHODS = [m for m in METHODS if m != "distill"]
 # the default run: every model once, every method on three or more models
-_FAST = [(name, _METHODS[i % len(_METHODS)]) for i, name in enumerate(ZOO9)]
+_FAST, _SLOW = method_pairs(ZOO9)
 
 
 @pytest.mark.parametrize("name, method", _FAST)
@@ -69,8 +68,7 @@ def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, method", [(n, m) for n in ZOO9 for m in _METHODS
-                                          if (n, m) not in _FAST])
+@pytest.mark.parametrize("name, method", _SLOW)
 def test_every_other_method_on_every_model(name, method):
     check_method(*_build(name), 0, method)
 
