@@ -126,7 +126,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     import cimsim
-    from cimsim.mapping.loaders import input_rows, load_data, load_model_for
+    from cimsim._inputs import input_rows
+    from cimsim.mapping.loaders import load_data, load_model_for
 
     if args.model in BUILTIN_MODELS:  # the names sweep and train take; here a file is read
         factory = "load_digits_cnn" if args.model == "demo" else "load_resnet_digits"
@@ -203,7 +204,7 @@ def _calibration_split(x, y, calibration: int):
     """``(x_cal, x_eval, y_eval, what)``: the first ``calibration`` inputs calibrate and the
     rest are evaluated (accuracy on inputs the calibration did not see); all of them when
     nothing would remain (``x_eval is x`` then). ``what`` says which, for the output."""
-    from .mapping.loaders import input_count, input_rows
+    from ._inputs import input_count, input_rows
 
     n_x = input_count(x)
     n_cal = min(calibration, n_x)
@@ -242,7 +243,7 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
         # no labels: how close the outputs stay to the float model's is the fidelity shown
         cosine = output_cosine(model, sim, x, batch_size=batch_size, progress=True,
                                desc="simulating")
-    from .mapping.loaders import input_count, input_rows
+    from ._inputs import input_count, input_rows
 
     sim.trace(input_rows(x, 0, TRACE_INPUTS))
     report = sim.report()
@@ -288,7 +289,7 @@ def _check_scores(spec: str, model: nn.Module, x: Any, y: torch.Tensor | None) -
     that outputs anything else is refused before the simulation, not after."""
     import torch
 
-    from .mapping.loaders import call_on, input_count, input_rows
+    from ._inputs import call_on, input_count, input_rows
 
     if y is None:
         return
@@ -494,7 +495,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         x, y = load_data(args.data, integers=True)
         calibration = args.calibration
         name = str(args.model)
-    from .mapping.loaders import input_count, input_rows
+    from ._inputs import input_count, input_rows
 
     if args.limit:
         x, y = input_rows(x, 0, args.limit), (None if y is None else y[: args.limit])

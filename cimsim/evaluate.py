@@ -13,32 +13,12 @@ from typing import Any
 __all__ = ["accuracy", "output_cosine", "predict"]
 
 
-def _count(x: Any) -> int:
-    """Inputs in ``x``: a tensor's length, or a dict of keyword inputs' first tensor's."""
-    from collections.abc import Mapping
+def _run(model: Any, x: Any, i: int, j: int) -> Any:
+    """``model`` on samples ``i:j`` of ``x`` (a dict: keyword inputs, ``cimsim._inputs``); a
+    HuggingFace-style output's ``logits`` are the scores."""
+    from ._inputs import call_on, input_rows
 
-    if isinstance(x, Mapping):
-        shaped = [v for v in x.values() if hasattr(v, "shape") and len(v.shape)]
-        # the first that does not broadcast over the batch (a (1, S) position_ids), as deploy
-        first = next((v for v in shaped if v.shape[0] != 1), shaped[0] if shaped else None)
-        if first is None:
-            raise ValueError("x is a dict with no tensor; allowed: a tensor, or a dict of the "
-                             "model's keyword inputs")
-        return int(first.shape[0])
-    return int(x.shape[0])
-
-
-def _run(model: Any, x: Any, i: int, j: int, n: int) -> Any:
-    """``model`` on inputs ``i:j`` of ``x``; a dict is passed as keyword arguments, each of its
-    tensors of length ``n`` cut (others passed whole). A HuggingFace-style output's
-    ``logits`` are the scores."""
-    from collections.abc import Mapping
-
-    if isinstance(x, Mapping):
-        out = model(**{k: v[i:j] if hasattr(v, "shape") and len(v.shape) and v.shape[0] == n
-                       else v for k, v in x.items()})
-    else:
-        out = model(x[i:j])
+    out = call_on(model, input_rows(x, i, j))
     return getattr(out, "logits", out)
 
 
@@ -98,7 +78,9 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     import torch
     from tqdm import tqdm
 
-    n = _count(x)
+    from ._inputs import input_count
+
+    n = input_count(x)
     step = n if batch_size is None else int(batch_size)
     if step < 1 and n:
         raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer >= 1 "
@@ -108,7 +90,7 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     with torch.no_grad():
         for i in tqdm(starts, desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            preds.append(_scores(_run(model, x, i, i + step, n)).argmax(dim=1))
+            preds.append(_scores(_run(model, x, i, i + step)).argmax(dim=1))
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
 
 
@@ -133,7 +115,9 @@ def accuracy(model: Any, x: Any, y: Any, *, batch_size: int | None = 256,
     ValueError
         ``x`` is empty, or ``y`` does not hold one label per input.
     """
-    n = _count(x)
+    from ._inputs import input_count
+
+    n = input_count(x)
     if n == 0:
         raise ValueError("cannot evaluate accuracy on an empty set")
     if int(y.shape[0]) != n:
@@ -171,7 +155,9 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     import torch
     from tqdm import tqdm
 
-    n = _count(x)
+    from ._inputs import input_count
+
+    n = input_count(x)
     if n == 0:
         raise ValueError("cannot compare outputs on an empty set")
     step = n if batch_size is None else int(batch_size)
@@ -182,8 +168,8 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     with torch.no_grad():
         for i in tqdm(range(0, n, step), desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            outs.append(_leaves(_run(model, x, i, i + step, n)))
-        ref = torch.cat([t.reshape(-1) for t in _leaves(_run(reference, x, 0, n, n))]).double()
+            outs.append(_leaves(_run(model, x, i, i + step)))
+        ref = torch.cat([t.reshape(-1) for t in _leaves(_run(reference, x, 0, n))]).double()
     # output by output: the batches of each together, then the outputs in the reference's order
     sim = torch.cat([torch.cat(batches).reshape(-1) for batches in zip(*outs, strict=True)]
                     ).double()

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 import cimsim
+from cimsim._inputs import input_count, input_rows
 from cimsim.cli import main
 from cimsim.evaluate import accuracy
-from cimsim.mapping.loaders import LoadError, input_count, input_rows, load_data
+from cimsim.mapping.loaders import LoadError, load_data
 
 
 class Classifier(nn.Module):

@@ -27,6 +27,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 from tqdm import tqdm
 
+from .._inputs import counting_key
 from .._seed import check_seed
 from ..arrays.drift import check_time
 from ..arrays.program import n_arrays_for_shape
@@ -506,8 +507,9 @@ def check_keywords(model: nn.Module, args: Arguments) -> None:
 
 def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
                      ) -> Iterator[Arguments]:
-    """The batches of a dict of keyword inputs, cut as a tuple of them is (its first tensor
-    sets the sample count, :func:`_counting_key`); ``batch_size`` None: one batch, as given."""
+    """The batches of a dict of keyword inputs, cut as a tuple of them is (the tensor that sets
+    the sample count, :func:`cimsim._inputs.counting_key`, first); ``batch_size`` None: one
+    batch, as given."""
     names = list(data)
     bad = [k for k in names if not isinstance(k, str)]
     if bad:
@@ -525,7 +527,7 @@ def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
                                "(a cache of earlier steps is not an input to calibrate on)"))
     values = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
               for k, v in data.items()}
-    first = _counting_key(values, batch_dim)
+    first = counting_key(values, batch_dim)
     if first is None:
         raise MappingError("calibration dict holds no tensor: "
                            f"{', '.join(map(repr, names)) or 'it is empty'}")
@@ -535,14 +537,6 @@ def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
     order = [first, *(k for k in names if k != first)]  # the first tensor sets the count
     for cut in _batches(tuple(values[k] for k in order), batch_size, batch_dim):
         yield Arguments((), dict(zip(order, cut, strict=True)))
-
-
-def _counting_key(values: Mapping, batch_dim: int) -> Any:
-    """The key of a dict's tensor that sets the sample count: the first whose ``batch_dim``
-    is not 1 (a (1, S) position_ids broadcasts over the batch), else the first; None: none."""
-    keys = [k for k, v in values.items() if isinstance(v, torch.Tensor | np.ndarray)]
-    return next((k for k in keys if values[k].ndim > batch_dim
-                 and values[k].shape[batch_dim] != 1), keys[0] if keys else None)
 
 
 @contextmanager
@@ -558,7 +552,7 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
         arrays = {k: v for k, v in data.items() if isinstance(v, torch.Tensor | np.ndarray)
                   } if isinstance(data, Mapping) else {}
         if arrays:  # a dict: as _keyword_batches counts
-            first = arrays[_counting_key(arrays, batch_dim)]
+            first = arrays[counting_key(arrays, batch_dim)]
         n = (first.shape[batch_dim] if isinstance(first, torch.Tensor | np.ndarray)
              and first.ndim > batch_dim else 0)
         cut = [k for k, v in arrays.items() if v.ndim and (  # as _batches cuts them

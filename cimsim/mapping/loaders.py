@@ -15,7 +15,7 @@ file read with ``torch.load(weights_only=True)`` holding a tensor, a ``(x, y)`` 
 ``{"x": ..., "y": ...}`` dict. Without ``x``, the arrays (but ``y``) are the model's keyword
 inputs, named as its forward names them (a tokenizer's ``input_ids``, ``attention_mask``):
 the inputs are then a dict, cut with the batch and passed as ``model(**inputs)``
-(:func:`input_count`, :func:`input_rows`).
+(``cimsim._inputs``).
 
 Both are checked here, before anything is deployed: finite inputs with a batch dimension,
 labels one integer class index per input, a model that runs on an example of the data and (for
@@ -45,14 +45,14 @@ import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
+from .._inputs import call_on, input_rows
 from ..errors import CimsimError
 from .graph_attention import projection_name, rebuild_attention
 from .graph_digital import digital_module_for
 from .unmappable import keywords_not_taken
 
-__all__ = ["LoadError", "call_on", "import_user_module", "input_count", "input_rows",
-           "load_data", "load_model", "load_model_for", "modules_from_graph",
-           "torchscript_converter"]
+__all__ = ["LoadError", "import_user_module", "load_data", "load_model", "load_model_for",
+           "modules_from_graph", "torchscript_converter"]
 
 Inputs = torch.Tensor | dict[str, torch.Tensor]
 """A model's inputs as the data files give them: one tensor, or a dict of keyword inputs."""
@@ -215,24 +215,6 @@ def _keyword_data(p: Path, arrays: Mapping[str, torch.Tensor], y: torch.Tensor |
     if y is not None and (problem := label_problem(y, n)) is not None:
         raise LoadError(f"{p}: labels 'y' {problem}")
     return out, (None if y is None else y.long())
-
-
-def input_count(x: Inputs) -> int:
-    """Inputs in ``x``: a tensor's rows, or a dict of keyword inputs' (all hold as many)."""
-    first = x if isinstance(x, torch.Tensor) else next(iter(x.values()))
-    return int(first.shape[0])
-
-
-def input_rows(x: Inputs, start: int, stop: int | None = None) -> Inputs:
-    """Inputs ``start:stop`` of ``x`` (of every entry of a dict of keyword inputs)."""
-    if isinstance(x, torch.Tensor):
-        return x[start:stop]
-    return {k: v[start:stop] for k, v in x.items()}
-
-
-def call_on(model: Callable[..., Any], x: Inputs) -> Any:
-    """``model`` called on ``x``: a dict as keyword arguments."""
-    return model(**x) if isinstance(x, dict) else model(x)
 
 
 def label_problem(y: torch.Tensor, n: int) -> str | None:

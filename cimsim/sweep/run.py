@@ -41,7 +41,7 @@ def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
     """(x_cal, x_eval, y_eval, calibration key) from ``data`` and ``calibration``."""
     import torch
 
-    from ..mapping.loaders import input_count, input_rows
+    from .._inputs import input_count, input_rows
 
     if isinstance(data, (torch.Tensor, dict)):
         x, y = data, None
@@ -85,13 +85,6 @@ def _inputs(x: Any) -> bool:
             for k, v in x.items()):
         return False
     return len({v.shape[0] for v in x.values()}) == 1
-
-
-def _name_tensor(name: str) -> Any:
-    """A keyword input's name as a tensor, for the data fingerprint."""
-    import torch
-
-    return torch.tensor(list(name.encode()), dtype=torch.uint8)
 
 
 def _check_labels(y: Any, n: int) -> None:
@@ -257,10 +250,7 @@ def run_sweep(
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]
-    # keyword inputs: their names and tensors (a tensor's fingerprint is unchanged)
-    xs = ([x_all] if not isinstance(x_all, dict)
-          else [t for k, v in sorted(x_all.items()) for t in (_name_tensor(k), v)])
-    context = context_hash(model_fingerprint(model), data_fingerprint(*xs, y_all), cal_key,
+    context = context_hash(model_fingerprint(model), data_fingerprint(x_all, y_all), cal_key,
                            chip, seed, excluded)
     resolved = [resolve_point(chip, p) for p in points]
     # a point at the chip's t0, cols_per_adc and slice_readout keeps the id it had before
@@ -333,7 +323,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
 
     frame = sweep_table(resolved, ids, {**records, **{pid: {"status": status}
                                                       for pid, status in skips.items()}})
-    from ..mapping.loaders import input_count
+    from .._inputs import input_count
     from ..report import cost_basis
 
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,

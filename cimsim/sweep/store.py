@@ -52,11 +52,16 @@ def model_fingerprint(model: Any) -> str:
 
 
 def data_fingerprint(*tensors: Any) -> str:
-    """SHA-256 of tensors (``None`` entries count as absent)."""
+    """SHA-256 of tensors (``None`` entries count as absent; a dict of keyword inputs by its
+    names and tensors, in name order)."""
     h = hashlib.sha256()
     for t in tensors:
         if t is None:
             h.update(b"none")
+        elif isinstance(t, dict):
+            for name, value in sorted(t.items()):
+                h.update(name.encode())
+                _hash_tensor(h, value)
         else:
             _hash_tensor(h, t)
     return h.hexdigest()

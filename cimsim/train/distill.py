@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._inputs import counting_key
 from ..errors import ConfigError
-from ..mapping.deploy import _counting_key
 from ._data import batch_dim_of, batch_first
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel
@@ -289,7 +289,7 @@ def _keyword_inputs(prepared: PreparedModel, data: Mapping
                           "was prepared with batch_dim = 1: pass its inputs as a tensor")
     values = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
               for k, v in data.items()}
-    key = _counting_key(values, 0)
+    key = counting_key(values)
     n = values[key].shape[0] if key is not None and values[key].dim() else 0
     if not n:
         raise ConfigError("data is a dict without a tensor of inputs (n, ...); allowed: the "

@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["freeze_like_sources", "tie_shared_weights"]
+__all__ = ["freeze_like_sources", "retie_float_copy", "tie_shared_weights"]
 
 
 def _source_weight(layer: Any) -> nn.Parameter | None:
@@ -70,3 +70,23 @@ def tie_shared_weights(root: nn.Module, layers: Mapping[str, Any]) -> None:
                       "modules but their twins train separate copies (only a Linear's tie is "
                       "kept); untie them in the model or expect them to train apart",
                       UserWarning, stacklevel=3)
+
+
+def retie_float_copy(layers: Mapping[str, Any], memo: dict[int, Any]) -> None:
+    """In a float copy of a prepared model (``PreparedModel.float_model``, ``memo`` its
+    deepcopy memo, each twin layer mapped to its float module), give each layer whose twin
+    trains a shared weight (:func:`tie_shared_weights`) the copy's one shared parameter, not a
+    copy of its own: the float model stays tied as the source was. A tie trained through a
+    LoRA delta or a pruning mask keeps its own copy (its values differ from the shared one)."""
+    copies: dict[int, nn.Parameter] = {}
+    for layer in layers.values():
+        twins = layer.matrices()
+        w = _source_weight(layer)
+        if (w is None or len(twins) != 1 or twins[0].weight is not w
+                or twins[0].weight_delta is not None or twins[0].weight_keep is not None):
+            continue  # untied, or tied through a delta / mask
+        shared = memo.get(id(w))  # copied with the float module that also holds it
+        if not isinstance(shared, nn.Parameter):
+            shared = copies.setdefault(id(w), nn.Parameter(w.detach().clone(),
+                                                           requires_grad=w.requires_grad))
+        memo[id(layer)].weight = shared

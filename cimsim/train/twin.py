@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import logging
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -120,7 +120,7 @@ from ..mapping.unmappable import (
 )
 from ._kernels import fused_convert
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
-from .tied import freeze_like_sources, tie_shared_weights
+from .tied import freeze_like_sources, retie_float_copy, tie_shared_weights
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
@@ -1570,7 +1570,7 @@ class PreparedModel(nn.Module):
         memo.update({id(m): copy.deepcopy(m.original) for m in self.model.modules()
                      if isinstance(m, FusedReLU)})
         out = copy.deepcopy(self.model, memo)
-        _retie(self.twin_layers, memo)
+        retie_float_copy(self.twin_layers, memo)
         return out
 
     def deploy(self, seed: int | None = None, *, batch_dim: int = 0,
@@ -1603,27 +1603,6 @@ class PreparedModel(nn.Module):
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
         return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
                             exclude=excluded, batch_dim=batch_dim)
-
-
-def _retie(layers: Mapping[str, _TwinLayer], memo: dict[int, Any]) -> None:
-    """In a float copy (:meth:`PreparedModel.float_model`, ``memo`` its deepcopy memo), give
-    each layer whose twin trains a shared weight (a head tied to the embedding:
-    :func:`~cimsim.train.tied.tie_shared_weights`) the copy's one shared parameter, not a copy of
-    its own: the float model stays tied as the source was."""
-    copies: dict[int, nn.Parameter] = {}
-    for layer in layers.values():
-        twins = layer.matrices()
-        source = getattr(layer._float_src[0], "weight", None)
-        if len(twins) != 1 or twins[0].weight is not source:
-            continue  # untied, or tied but trained through a delta / mask: values differ
-        if twins[0].weight_delta is not None or twins[0].weight_keep is not None:
-            continue
-        w: nn.Parameter = twins[0].weight
-        shared = memo.get(id(w))  # copied with the float module that also holds it
-        if not isinstance(shared, nn.Parameter):
-            shared = copies.setdefault(id(w), nn.Parameter(w.detach().clone(),
-                                                           requires_grad=w.requires_grad))
-        memo[id(layer)].weight = shared
 
 
 @contextlib.contextmanager
