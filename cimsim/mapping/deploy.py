@@ -295,7 +295,8 @@ class SimModel(nn.Module):
         pandas.DataFrame
             One row per mapped layer, model order: ``layer``; ``sqnr_db`` =
             10·log10(Σ y_f² / Σ (y_s − y_f)²) (inf when exact); ``rel_error`` =
-            ‖y_s − y_f‖ / ‖y_f‖; ``cosine`` of y_s and y_f; ``accum_rel_error`` and
+            ‖y_s − y_f‖ / ‖y_f‖ (0 when both are zero, inf when only y_f is);
+            ``cosine`` of y_s and y_f (NaN when either is zero); ``accum_rel_error`` and
             ``accum_cosine``, the same against y_F; ``adc_clip_pct``, conversions of the trace
             that clipped (``LayerWork.n_adc_clipped``); ``adc_code_use_pct``, distinct ADC
             codes used / 2^bits per ADC setting, averaged over the layer's settings, on the
@@ -398,16 +399,22 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
     def ratio(num: float, den: float) -> float:
         return num / den if den > 0 else nan
 
+    def rel(err2: float, ref2: float) -> float:
+        # A reference that is exactly zero (a layer whose float output is all zeros) has an
+        # exact simulation (0) or an infinitely wrong one, as sqnr_db has inf; NaN is kept for
+        # a layer never reached.
+        if ref2 > 0:
+            return math.sqrt(err2 / ref2)
+        return 0.0 if err2 == 0 else math.inf
+
     reached = n_vectors > 0
-    err_ratio = ratio(s["err2"], s["ref2"])
     return {
         "layer": name,
         "sqnr_db": (nan if not reached or s["ref2"] == 0 else math.inf if s["err2"] == 0
                     else 10.0 * math.log10(s["ref2"] / s["err2"])),
-        "rel_error": math.sqrt(err_ratio) if reached else nan,
+        "rel_error": rel(s["err2"], s["ref2"]) if reached else nan,
         "cosine": ratio(s["dot"], math.sqrt(s["sim2"] * s["ref2"])) if reached else nan,
-        "accum_rel_error": (math.sqrt(ratio(s["acc_err2"], s["acc_ref2"]))
-                            if reached else nan),
+        "accum_rel_error": rel(s["acc_err2"], s["acc_ref2"]) if reached else nan,
         "accum_cosine": (ratio(s["acc_dot"], math.sqrt(s["sim2"] * s["acc_ref2"]))
                          if reached else nan),
         "adc_clip_pct": 100.0 * ratio(n_clipped, n_converted),

@@ -183,3 +183,16 @@ def test_demo_table_and_files_carry_the_sqnr(tmp_path, capsys):
     layers = pd.read_csv(tmp_path / "layers.csv")
     assert set(COLUMNS) <= set(layers.columns)
     assert (layers["sqnr_db"] > 20).all()  # 8-bit quantization only
+
+
+@pytest.mark.filterwarnings("ignore:.*its weights are all zero")
+def test_a_layer_whose_float_output_is_zero_has_zero_relative_error():
+    """A zero weight matrix: y_f = 0 and the lossless simulation gives 0 too, so the relative
+    error is 0 (it was NaN, 0/0, indistinguishable from a layer never reached)."""
+    chip = cimsim.load_chip("ideal").replace(input_bits=5)
+    model = nn.Sequential(_linear(np.zeros((3, 4)), None))
+    x = torch.randn(40, 4)
+    row = cimsim.deploy(model, chip, x, seed=0).trace(x).iloc[0]
+    assert row.rel_error == 0.0
+    assert row.accum_rel_error == 0.0
+    assert row.n_trace_vectors == 40
