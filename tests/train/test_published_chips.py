@@ -48,7 +48,7 @@ CLASSES = {
                        "per 8 columns",
     "wan-nature22": "RRAM differential, integrate-and-fire 3-b",
     "wang-vlsi22": "signed 7-b cells, 8-b drive, 8-b SAR",
-    "su-twt21": "8-b two's-complement bit-serial, 16-row partial sums (rows_per_conversion), "
+    "su-jssc22": "8-b two's-complement bit-serial, 16-row partial sums (rows_per_conversion), "
                 "5-b SAR",
 }
 # the same architectures (named by the test ids, so the default run stays short)
