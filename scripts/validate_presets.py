@@ -269,8 +269,8 @@ _HELDOUT3 = [
      "inputs / 4-b weights, the abstract does not pair them)", _SU_SRC),
     ("legallo-natelec23", "one-phase, 8b/8b", {}, "tops_per_w", "TOPS/W", 9.76,
      "8b in (PWM) / 8b out MVMs, one-phase read; whole chip (datasheet scope 'chip': 64 "
-     "HERMES cores, their buffers and interconnect; the digital activation units not "
-     "modelled); core inputs from the same group's HERMES (JSSC 2022)",
+     "cores as HERMES's, their buffers and interconnect; the digital activation units not "
+     "modelled); core inputs from the same authors' HERMES core (JSSC 2022)",
      "Le Gallo et al., Nature Electronics 6, 2023; arXiv 2212.02872 [abs]"),
 ]
 PREDICTION_SCOPE = {"legallo-natelec23": "chip"}
@@ -1077,8 +1077,9 @@ def heldout3_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "with the precision range is cimsim's reading. No area: TOPS/W rows only.",
         "- **legallo-natelec23** (added; IBM's 64-core 14-nm PCM chip, Le Gallo et al., "
         "Nature Electronics 6, 2023 [abs], measured silicon): written from the abstracts "
-        "and the same group's HERMES core (hermes-jssc22, whose core this chip holds 64 of) "
-        "before any estimate; nothing was changed after. The published figure is the chip's, "
+        "and the same authors' 14-nm 256 x 256 PCM core, HERMES (hermes-jssc22), taken as each "
+        "of the 64 cores (the abstracts do not name it), before any estimate; no input was "
+        "changed after. The published figure is the chip's, "
         "so the row is priced at the datasheet's chip scope (every component, the 64 cores "
         f"working in parallel): TOPS/W {rl['ratio']:.2f}x the published (one-phase, 8-b "
         f"MVMs); the macro scope would give {hermes['estimate']:.3g} TOPS/W per core, the "
