@@ -43,9 +43,19 @@ KNOWN_OUTSIDE_2X = {
     # C3SRAM's area (the survey's flash converters) and Khwa's energy (docs/validation.md)
     ("c3sram-jssc20", "1b/1b", "TOPS/mm2"): 0.16,
     ("khwa-isscc18", "0.8 V (default)", "TOPS/W"): 23.91,
+    # Li's RRAM macro, Su's SRAM macro and Le Gallo's PCM chip (docs/validation.md says why
+    # each is off; every row of the three is outside 2x)
+    ("li-esscirc22", "0.7 V", "TOPS/W"): 6.05,
+    ("li-esscirc22", "0.7 V", "TOPS/mm2"): 350.74,
+    ("li-esscirc22", "1.0 V", "TOPS/W"): 4.27,
+    ("li-esscirc22", "1.0 V", "TOPS/mm2"): 221.04,
+    ("su-jssc22", "8b/8b", "TOPS/W"): 0.36,
+    ("su-jssc22", "2b/4b", "TOPS/W"): 0.33,
+    ("legallo-natelec23", "one-phase, 8b/8b", "TOPS/W"): 6.24,
 }
 ADDED = ("yu-cicc20", "chiu-jssc20", "correll-jssc25", "bscha-arxiv26", "colonnade-jssc21",
-         "yu-tcasi24", "kneip-tcasai25", "c3sram-jssc20", "xnorsram-jssc20", "khwa-isscc18")
+         "yu-tcasi24", "kneip-tcasai25", "c3sram-jssc20", "xnorsram-jssc20", "khwa-isscc18",
+         "li-esscirc22", "su-jssc22", "legallo-natelec23")
 """Published chips added after the model was written: out-of-sample predictions."""
 
 
@@ -167,7 +177,7 @@ def test_colonnade_rows_are_pinned_and_change_only_the_published_inputs(validate
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(2.48, abs=0.02)
+    assert gm == pytest.approx(3.01, abs=0.02)  # 2.48 before the three held-out chips
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
@@ -268,3 +278,57 @@ def test_heldout_window_does_not_refit_the_constant(validate):
     kh = cimsim.load_chip(validate.PUBLISHED_DIR / "khwa-isscc18.toml")
     assert settling.in_window_fit(kh) and "khwa-isscc18" not in settling.WINDOW_FIT_CHIPS
     assert "khwa-isscc18 2.3 ns vs 0.19 ns" in validate.DOC.read_text()
+
+
+# Three more macros written from their abstracts before any estimate (Li et al., ESSCIRC 2022,
+# 40-nm RRAM; Su et al., the 28-nm two-way transpose 6T SRAM macro; Le Gallo et al., Nature
+# Electronics 2023, the 14-nm 64-core PCM chip): predicted / published, every row pinned
+HELDOUT3 = {
+    "li-esscirc22": ({("0.7 V", "TOPS/W"): 6.05, ("0.7 V", "TOPS/mm2"): 350.74,
+                      ("1.0 V", "TOPS/W"): 4.27, ("1.0 V", "TOPS/mm2"): 221.04}, 40.0),
+    "su-jssc22": ({("8b/8b", "TOPS/W"): 0.36, ("2b/4b", "TOPS/W"): 0.33}, 28.0),
+    "legallo-natelec23": ({("one-phase, 8b/8b", "TOPS/W"): 6.24}, 14.0),
+}
+
+
+@pytest.mark.parametrize("name", list(HELDOUT3))
+def test_heldout3_rows_are_pinned(validate, pred, name):
+    pins, node = HELDOUT3[name]
+    _pinned(pred, name, pins, node)
+
+
+def test_heldout3_points_change_only_what_the_publication_changes(validate, pred):
+    li, su, lg = (cimsim.load_chip(validate.PUBLISHED_DIR / f"{n}.toml") for n in HELDOUT3)
+    # Li: 1b x 1b RRAM at the published 0.7 V; the 1.0-V point changes the supply alone
+    assert (li.input_bits, li.weight_bits, li.tech.cell_kind.value) == (1, 1, "rram_1t1r")
+    assert li.tech.vdd_v == 0.7 and not li.tech.window_stated
+    assert validate.at_point(li, validate._LI_10V) == li.replace(
+        tech=li.tech.replace(vdd_v=1.0))
+    # Su: 28-nm 64-kb of 6T cells, 16 rows per read (2^(20 - 8 - 8)), read exactly by 5 b;
+    # the 2b/4b point changes the precisions alone
+    assert su.array.n_rows * su.array.n_cols == 64 * 1024 and su.tech.cell_kind.value == "sram_6t"
+    assert su.array.rows_per_conversion == 2 ** (20 - 8 - 8) == 2 ** (10 - 2 - 4)
+    assert 2 ** (su.adc.bits - 1) < su.array.rows_per_conversion + 1 <= 2 ** su.adc.bits
+    assert validate.at_point(su, validate._SU_2B4B) == su.replace(input_bits=2, weight_bits=4)
+    # Le Gallo: 64 cores of HERMES's 256 x 256, priced at the chip scope (its figure is the
+    # chip's): the chip's TOPS are 64 cores' and every core is HERMES's own
+    hermes = cimsim.load_chip(validate.PUBLISHED_DIR / "hermes-jssc22.toml")
+    assert lg.array.n_arrays == 64 and validate.PREDICTION_SCOPE == {"legallo-natelec23": "chip"}
+    assert lg.replace(name=hermes.name, description=hermes.description, source=hermes.source,
+                      array=lg.array.replace(n_tiles=1)) == hermes
+    row = next(r for r in pred if r["chip"] == "legallo-natelec23")
+    core = next(r for r in pred if r["chip"] == "hermes-jssc22" and r["metric"] == "TOPS/mm2")
+    assert row["sheet"]["scope"] == "chip"
+    assert row["sheet"]["tops"] == pytest.approx(64 * core["sheet"]["tops"])
+    # the published one-phase throughput, not a row: within 5 %
+    assert row["sheet"]["tops"] / 63.1 == pytest.approx(1.04, abs=0.01)
+
+
+def test_heldout3_su_row_group_does_not_set_the_row(validate, pred):
+    """The 16-row reading of Su's output widths is cimsim's [der]: reading all 256 rows with an
+    exact 9-b SAR prices the same per MAC (the survey's SAR line: energy ~ 2^b per conversion)."""
+    su = cimsim.load_chip(validate.PUBLISHED_DIR / "su-jssc22.toml")
+    every = su.replace(array=su.array.replace(rows_per_conversion=None),
+                       adc=su.adc.replace(bits=9))
+    row = next(r for r in pred if r["chip"] == "su-jssc22" and r["point"] == "8b/8b")
+    assert validate.datasheet_at(every)["tops_per_w"] == pytest.approx(row["estimate"], rel=1e-3)

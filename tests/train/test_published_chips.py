@@ -29,7 +29,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the twenty (the others are the same architecture at other sizes):
+# One chip per class of the twenty-three (the others are the same architecture at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
     "yu-cicc20": "binary weights, 1-b inputs, 1-b ADC",
@@ -48,13 +48,18 @@ CLASSES = {
                        "per 8 columns",
     "wan-nature22": "RRAM differential, integrate-and-fire 3-b",
     "wang-vlsi22": "signed 7-b cells, 8-b drive, 8-b SAR",
+    "su-jssc22": "8-b two's-complement bit-serial, 16-row partial sums (rows_per_conversion), "
+                "5-b SAR",
 }
 # the same architectures (named by the test ids, so the default run stays short)
 SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21",
               "lee-vlsi22": "chih-isscc21",
               # binary weights, 1-b inputs: a multi-bit converter per column (C3SRAM's 4-b
               # flash, Jia's 8-b SAR) or a 1-b one (Khwa's, Yu's)
-              "c3sram-jssc20": "jia-jssc20", "khwa-isscc18": "yu-cicc20"}
+              "c3sram-jssc20": "jia-jssc20", "khwa-isscc18": "yu-cicc20",
+              # Li's RRAM macro: binary weights, 1-b inputs, an 8-b SAR (per 8 columns);
+              # Le Gallo's chip: 64 HERMES cores
+              "li-esscirc22": "jia-jssc20", "legallo-natelec23": "hermes-jssc22"}
 # analog values on a code boundary convert one code apart in float32 vs float64
 # (docs/training.md §2): at least this share of the outputs must agree
 AGREE = 0.99
