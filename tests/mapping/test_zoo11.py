@@ -12,7 +12,9 @@ models and ``skip_init``. Models in ``zoo11_models.py``.
 
 What it found: a weight read by a distance (the VQ-VAE's codebook in ``torch.cdist``) and
 weights gathered by an index before their product (Mixtral's ``self.w1[idx]``) computed in
-float unlisted, or listed only as a product of activations: both are named now."""
+float unlisted, or listed only as a product of activations: both are named now. An LSTM fed a
+PackedSequence was refused ("packed sequences are not supported"): it runs now, each sample to
+its own length (``test_recurrent.py -k packed`` checks it sample by sample)."""
 
 from __future__ import annotations
 
@@ -100,6 +102,8 @@ ZOO11 = {
     "maxnorm-emb": (MaxNormEmbedding, lambda: (torch.randint(0, 12, (3, 5)),)),
     "padded-emb": (PaddedEmbedding, _padded_ids),
     "skip-init": (SkipInitNet, lambda: (torch.randn(3, 8),)),
+    "packed-lstm": (lambda: PackedLSTM(bidirectional=True),
+                    lambda: (torch.randn(3, 5, 4), torch.tensor([5, 2, 3]))),
 }
 
 # what stays digital, by name: the stored patterns, the codebook (read by cdist), the expert
@@ -124,7 +128,9 @@ _DIGITAL = {
 # 2-D parameters no product reads: the set transformer's inducing points and PMA seed (learned
 # inputs of the mapped attentions, quantized at their DACs as any activation)
 _NOT_MATRICES = {"set-transformer": ("isab.inducing", "seed")}
-_SAMPLED = {"gumbel"}  # draws from the global generator in the forward: seeded per call
+_SAMPLED = {"gumbel"}
+# the integer re-implementation covers Linear / Conv / MHA; the LSTM is not in it
+_NOT_EXACT = {"packed-lstm"}  # draws from the global generator in the forward: seeded per call
 
 
 class Flat(nn.Module):
@@ -159,9 +165,10 @@ def test_lossless_deploy_is_the_quantized_model_and_near_float(name):
     sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), args)
     with torch.no_grad():
         ref = _call(model, args)
-        want = _call(reference_model(model, sim), args)
+        want = None if name in _NOT_EXACT else _call(reference_model(model, sim), args)
     got = _call(sim, args)
-    assert_bitwise(flat(got), flat(want))
+    if name not in _NOT_EXACT:
+        assert_bitwise(flat(got), flat(want))
     assert float((flat(got) - flat(ref)).norm() / flat(ref).norm()) < 0.03
     assert sim.n_inferences == args[0].shape[0]
     assert {d[0] for d in sim.digital} == _DIGITAL.get(name, set())
@@ -262,18 +269,6 @@ def test_a_half_or_double_model_deploys_in_its_dtype(name, dtype):
     assert float((got.double() - want.double()).norm() / want.double().norm()) < 0.03
     lossy = _quiet(cimsim.deploy, model, _rram(), args)(*args)
     assert lossy.dtype == dtype and torch.isfinite(lossy).all()
-
-
-def test_an_lstm_fed_a_packed_sequence_is_refused_by_name():
-    """The simulated LSTM runs padded tensors only: a PackedSequence is refused naming the
-    layer and the way out, in deploy and in prepare."""
-    torch.manual_seed(0)
-    model = PackedLSTM().eval()
-    args = (torch.randn(3, 5, 4), torch.tensor([5, 2, 3]))
-    for run in (cimsim.deploy, prepare):
-        with pytest.raises(MappingError, match=r"lstm: packed sequences are not supported.*"
-                                               r"pass a padded tensor"):
-            run(model, lossless_chip("channel"), args)
 
 
 def test_embedding_max_norm_renormalises_the_deployed_copy_not_the_model():
