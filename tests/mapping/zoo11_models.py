@@ -15,16 +15,14 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .zoo10_models import mlp as _mlp
 
 
 def mlp(*widths: int, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(widths) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
+    return _mlp(*widths, act=act)  # the tenth zoo's, ReLU by default here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,20 +165,28 @@ class Triplet(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Control flow: loops over one layer, data-dependent depth, a string choosing the head
 # ---------------------------------------------------------------------------------------------
-class NeuralODE(nn.Module):
-    """A Neural ODE (Chen et al., NeurIPS 2018) integrated by fixed-step RK4: the same dynamics
-    network called 4 x steps times per forward, the time concatenated to the state."""
+class ODENet(nn.Module):
+    """ODE-Net (Chen et al., NeurIPS 2018, the MNIST model): a downsampling stem, then an ODE
+    block whose dynamics are convolutions reading the time as an extra channel, integrated by
+    fixed-step RK4: the same two Conv2d called 4 x steps times per forward (the seventh zoo's
+    neural ODE integrates an MLP)."""
 
-    def __init__(self, d: int = 4, steps: int = 4):
+    def __init__(self, c: int = 4, steps: int = 3):
         super().__init__()
-        self.f = mlp(d + 1, 12, d, act=nn.Tanh)
+        self.stem = nn.Conv2d(1, c, 3, stride=2, padding=1)
+        self.conv1 = nn.Conv2d(c + 1, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c + 1, c, 3, padding=1)
+        self.norm = nn.GroupNorm(2, c)
+        self.head = nn.Linear(c, 3)
         self.steps = steps
-        self.head = nn.Linear(d, 2)
 
     def dynamics(self, t: float, y):
-        return self.f(torch.cat([y, torch.full_like(y[:, :1], t)], dim=-1))
+        tt = torch.full_like(y[:, :1], t)
+        h = torch.tanh(self.conv1(torch.cat([tt, y], dim=1)))
+        return self.conv2(torch.cat([tt, self.norm(h)], dim=1))
 
-    def forward(self, y):
+    def forward(self, x):
+        y = F.relu(self.stem(x))
         h = 1.0 / self.steps
         for i in range(self.steps):
             t = i * h
@@ -189,27 +195,7 @@ class NeuralODE(nn.Module):
             k3 = self.dynamics(t + h / 2, y + h / 2 * k2)
             k4 = self.dynamics(t + h, y + h * k3)
             y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        return self.head(y)
-
-
-class EarlyExit(nn.Module):
-    """An early-exit network (Teerapittayanon et al., ICPR 2016, BranchyNet): after each block
-    an exit head; ``if confidence > threshold: return`` (the batch's least confident sample),
-    so the depth depends on the data."""
-
-    def __init__(self, d: int = 8, n_classes: int = 3, threshold: float = 0.9):
-        super().__init__()
-        self.blocks = nn.ModuleList([mlp(d, d, d) for _ in range(3)])
-        self.exits = nn.ModuleList([nn.Linear(d, n_classes) for _ in range(3)])
-        self.threshold = threshold
-
-    def forward(self, x):
-        for block, head in zip(self.blocks, self.exits, strict=True):
-            x = block(x)
-            logits = head(x)
-            if torch.softmax(logits, dim=-1).amax(dim=-1).min() > self.threshold:
-                return logits
-        return logits
+        return self.head(y.mean(dim=(2, 3)))
 
 
 class MultiTask(nn.Module):
@@ -311,9 +297,10 @@ class MLSTM(nn.Module):
 
 
 class AlibiAttention(nn.Module):
-    """Hand-written attention with ALiBi biases (Press et al., ICLR 2022: -slope_h · |i - j|,
-    causal) and a sliding window (Beltagy et al., 2020, Longformer; Mistral's window): keys
-    further back than ``window`` masked out."""
+    """ALiBi biases (Press et al., ICLR 2022: -slope_h · |i - j|, computed in the forward for the
+    length) and a causal sliding window (Beltagy et al., 2020, Longformer; Mistral 7B's window):
+    keys further back than ``window`` masked, both as one float ``attn_mask`` of
+    ``F.scaled_dot_product_attention`` (the seventh zoo's ALiBi writes the softmax by hand)."""
 
     def __init__(self, d: int = 8, heads: int = 2, window: int = 3):
         super().__init__()
@@ -329,12 +316,11 @@ class AlibiAttention(nn.Module):
                    for t in self.qkv(x).chunk(3, dim=-1))
         pos = torch.arange(length)
         dist = pos[:, None] - pos[None, :]  # i - j
-        bias = -self.slopes[:, None, None] * dist.abs().to(x.dtype)
+        bias = -self.slopes[:, None, None] * dist.abs().to(x.dtype)  # (H, L, L)
         allowed = (dist >= 0) & (dist < self.window)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads) + bias
-        scores = scores.masked_fill(~allowed, float("-inf"))
-        out = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, length, d)
-        return self.proj(out)
+        mask = bias.masked_fill(~allowed, float("-inf"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(out.transpose(1, 2).reshape(b, length, d))
 
 
 class AlibiLM(nn.Module):
@@ -409,33 +395,35 @@ class BitNet(nn.Module):
         return self.head(self.norm(self.fc2(F.relu(self.fc1(x)))))
 
 
-class WSConv2d(nn.Conv2d):
-    """NFNet's scaled weight-standardised convolution (Brock et al., ICLR 2021): the weight
-    standardised per output channel in the forward, times a learned gain."""
+class Standardize(nn.Module):
+    """NFNet's scaled weight standardisation (Brock et al., ICLR 2021, "High-Performance
+    Large-Scale Image Recognition Without Normalization"): each output channel's weight to
+    zero mean and unit fan-in variance, as a ``torch.nn.utils.parametrize`` parametrization
+    (the third zoo's ``StdConv2d`` overrides its forward instead)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.gain = nn.Parameter(torch.ones(self.out_channels, 1, 1, 1))
-
-    def forward(self, x):
-        w = self.weight
+    def forward(self, w):
         fan_in = w[0].numel()
         mean = w.mean(dim=(1, 2, 3), keepdim=True)
         var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
-        w = (w - mean) / torch.sqrt(var * fan_in + 1e-4) * self.gain
-        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return (w - mean) / torch.sqrt(var * fan_in + 1e-4)
 
 
 class NFNet(nn.Module):
-    def __init__(self):
+    """A normaliser-free residual block: standardised convolutions (the standardisation
+    computed from the weight alone: programmed once), a learned gain, scaled GELU, alpha."""
+
+    def __init__(self, c: int = 4):
         super().__init__()
-        self.stem = nn.Conv2d(2, 4, 3, padding=1)  # a plain conv: mapped
-        self.conv = WSConv2d(4, 4, 3, padding=1)
-        self.head = nn.Linear(4, 3)
+        self.stem = parametrize.register_parametrization(nn.Conv2d(2, c, 3, padding=1),
+                                                         "weight", Standardize())
+        self.conv = parametrize.register_parametrization(nn.Conv2d(c, c, 3, padding=1),
+                                                         "weight", Standardize())
+        self.gain = nn.Parameter(torch.ones(1, c, 1, 1))
+        self.head = nn.Linear(c, 3)
 
     def forward(self, x):
-        h = F.gelu(self.stem(x))
-        h = h + F.gelu(self.conv(h)) * 0.2  # NF residual with alpha
+        h = F.gelu(self.stem(x)) * 1.7015  # NFNet's scaled GELU: unit output variance
+        h = h + 0.2 * F.gelu(self.conv(h)) * self.gain
         return self.head(h.mean(dim=(2, 3)))
 
 

@@ -32,6 +32,6 @@ def test_every_other_method_on_every_model(name, method):
     check_method(*_build(name), 0, method)
 
 
-@pytest.mark.parametrize("name", ["neural-ode", "experts", "hyena"])
+@pytest.mark.parametrize("name", ["ode-net", "experts", "hyena"])
 def test_distill_from_the_float_model_steps_and_deploys_to_the_twin(name):
     check_method(*_build(name), 0, "distill")
