@@ -205,6 +205,21 @@ def test_a_packed_sequence_runs_each_sample_to_its_own_length(mode):
     assert float((sim(packed)[0].data - ref.data).norm() / ref.data.norm()) < 0.02
 
 
+def test_a_sorted_packed_sequence_through_a_projected_lstm_is_near_float():
+    """Sequence-first, lengths sorted (``enforce_sorted=True``: no permutation), an LSTM with
+    ``proj_size``, two layers, both directions: outputs and final (h, c) near torch's own."""
+    module = nn.LSTM(3, 6, proj_size=2, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 3, 3)
+    sim = cimsim.deploy(nn.Sequential(module), lossless_chip(), x, batch_dim=1).sim_layers["0"]
+    packed = pack_padded_sequence(x, torch.tensor([5, 4, 2]))
+    out, (h, c) = sim(packed)
+    with torch.no_grad():
+        ref, (ref_h, ref_c) = module(packed)
+    assert out.sorted_indices is None and torch.equal(out.batch_sizes, ref.batch_sizes)
+    for got, want in ((out.data, ref.data), (h, ref_h), (c, ref_c)):
+        assert float((got - want).norm() / want.norm()) < 0.02
+
+
 def test_simulated_calibration_runs_stage_by_stage():
     chip = cimsim.load_chip("rram-22nm")
     chip = chip.replace(adc=chip.adc.replace(calibration_mode="simulated"))
