@@ -15,12 +15,12 @@ expert banks, ``self.w1[idx]``), and as a floating-point buffer of two or more d
 (``register_buffer`` weights; 1-D buffers are statistics and rotary frequencies: no weight
 alone, but a weight computed with one stays a weight, as Glow's
 ``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
-activation. A weight read by a distance (a VQ-VAE's codebook in ``torch.cdist``) computes
-in float as in a product and is named the same way. A bias the product adds (``F.linear``'s
-and a convolution's ``bias``, ``addmm``'s first operand) is no factor:
-``F.linear(x, W(x), self.b)`` with a weight generated from the input is a product of
-activations, ``self.b`` no functional weight. An embedding's table
-is watched although the embedding is listed digital: its look-up is no product, so a product
+activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
+``torch.cdist``, prototypes in ``F.cosine_similarity``) computes in float as in a product and
+is named the same way. A bias the product adds (``F.linear``'s and a convolution's ``bias``,
+``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
+from the input is a product of activations, ``self.b`` no functional weight. An embedding's
+table is watched although the embedding is listed digital: its look-up is no product, so a product
 reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float the
 embedding's row does not account for.
 
@@ -81,10 +81,15 @@ _PRODUCTS = frozenset({
 })
 
 
-# a distance a weight can reach: computes with it in float as a product does (a VQ-VAE's
-# codebook in ``torch.cdist(z, codebook)``, itself |z|² + |c|² - 2·z·cᵀ); named as a product's
-# weight, but distances of activations only (a kNN graph) are not listed as products
-_DISTANCES = frozenset({torch.cdist})
+# distances and similarities a weight can reach: they compute with it in float as a product
+# does (a VQ-VAE's codebook in ``torch.cdist(z, codebook)``, itself |z|² + |c|² - 2·z·cᵀ;
+# prototypes in ``F.cosine_similarity``); named as a product's weight, but those of
+# activations only (a kNN graph, a Siamese pair) are not listed as products; an exported
+# graph's aten calls too
+_DISTANCES = frozenset({
+    torch.cdist, F.cosine_similarity, F.pairwise_distance, torch.ops.aten.cdist.default,
+    torch.ops.aten._cdist_forward.default, torch.ops.aten.cosine_similarity.default,
+    torch.ops.aten.pairwise_distance.default})
 
 # selections of a weight by an index: the rows it picks are still the weight's (Mixtral's
 # ``self.w1[expert_idx]`` applied by einsum), although the index is computed from the input

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 import cimsim
+from cimsim.mapping.loaders import load_model
 from cimsim.train import prepare
 
 from .conftest import (
@@ -45,6 +46,7 @@ from .zoo11_models import (
     AlibiLM,
     BatchedExperts,
     BitNet,
+    CosinePrototypes,
     DoRANet,
     GumbelNet,
     Hopfield,
@@ -85,6 +87,7 @@ def _padded_ids():
 ZOO11 = {
     "hopfield": (Hopfield, lambda: (torch.randn(3, 8),)),
     "vqvae": (VQVAE, lambda: (torch.randn(3, 8),)),
+    "prototypes": (CosinePrototypes, lambda: (torch.randn(3, 8),)),
     "gumbel": (GumbelNet, lambda: (torch.randn(3, 6),)),
     "set-transformer": (SetTransformer, lambda: (torch.randn(3, 5, 3),)),
     "dgcnn": (DGCNN, lambda: (torch.randn(3, 3, 7),)),
@@ -106,7 +109,8 @@ ZOO11 = {
                     lambda: (torch.randn(3, 5, 4), torch.tensor([5, 2, 3]))),
 }
 
-# what stays digital, by name: the stored patterns, the codebook (read by cdist), the expert
+# what stays digital, by name: the stored patterns, the codebook (read by cdist), the
+# prototypes (read by a cosine similarity), the expert
 # banks (gathered by the router's index) and the ParameterList's weights (functional weights),
 # DoRA's recomputed weight (named by every weight it is computed from), the BitNet and NFNet
 # layers overriding their forward, the embeddings, the products of activations (the set
@@ -114,6 +118,7 @@ ZOO11 = {
 _DIGITAL = {
     "hopfield": {"patterns"},
     "vqvae": {"codebook"},
+    "prototypes": {"prototypes"},
     "set-transformer": {"isab.mab1", "isab.mab2", "pma"},
     "mlstm": {"model"},
     "alibi": {"emb", "attn"},
@@ -279,3 +284,19 @@ def test_padding_idx_row_stays_zero_and_untrained_in_the_twin():
     emb = prep.model.emb
     assert torch.equal(emb.weight.grad[0], torch.zeros_like(emb.weight.grad[0]))
     assert emb.weight.grad[1:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("make, weight", [(VQVAE, "codebook"), (CosinePrototypes, "prototypes")])
+def test_an_exported_codebook_or_prototype_read_by_a_distance_is_named(make, weight, tmp_path):
+    """The same models through ``torch.export`` (``.pt2``): their ``aten.cdist`` /
+    ``aten.cosine_similarity`` calls name the weight as the Python model's calls do."""
+    torch.manual_seed(0)
+    model, x = make().eval(), torch.randn(3, 8)
+    dims = ({0: torch.export.Dim("b", min=2, max=25)},)
+    torch.export.save(torch.export.export(model, (x,), dynamic_shapes=dims), tmp_path / "m.pt2")
+    loaded = load_model(str(tmp_path / "m.pt2"), x)
+    with pytest.warns(UserWarning, match=rf"reach a matrix product .*: {weight} \("):
+        sim = cimsim.deploy(loaded, lossless_chip("channel"), x)
+    assert [d[:2] for d in sim.digital] == [(weight, "parameter")]
+    with torch.no_grad():
+        assert torch.equal(sim(x), _quiet(cimsim.deploy, model, lossless_chip("channel"), x)(x))

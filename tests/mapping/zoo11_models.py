@@ -65,6 +65,22 @@ class VQVAE(nn.Module):
         return self.decoder(q)
 
 
+class CosinePrototypes(nn.Module):
+    """A cosine classifier over learned class prototypes (Snell et al., NeurIPS 2017's
+    prototypes; Gidaris & Komodakis, CVPR 2018's cosine head): ``F.cosine_similarity`` of the
+    embedding with every prototype, a weight read by a similarity, not by a matrix product."""
+
+    def __init__(self, d_in: int = 8, d: int = 6, n_classes: int = 4, scale: float = 10.0):
+        super().__init__()
+        self.encoder = mlp(d_in, 12, d)
+        self.prototypes = nn.Parameter(torch.randn(n_classes, d))
+        self.scale = scale
+
+    def forward(self, x):
+        h = self.encoder(x)
+        return self.scale * F.cosine_similarity(h[:, None], self.prototypes[None], dim=-1)
+
+
 class GumbelNet(nn.Module):
     """A categorical latent sampled by ``F.gumbel_softmax(hard=True)`` in the forward (Jang et
     al., ICLR 2017): a one-hot draw from the global generator, read by a Linear."""
