@@ -24,7 +24,8 @@ add per gate output and step (gate arithmetic, like the model's other activation
 element-wise operations, is not counted as events). A packed sequence
 (``nn.utils.rnn.PackedSequence``) is padded, run with each sample's length (its state held and
 its output zero past it, the backward direction starting at its last step, as torch computes
-one) and packed again; its padding goes through the arrays too (counted as events).
+one) and packed again; only the steps within each sample's length run on the arrays (the
+padding is no work, no events).
 """
 
 from __future__ import annotations
@@ -162,12 +163,22 @@ def _reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return x.gather(0, idx.reshape(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x))
 
 
+def _rows(project: Callable[[int, int, torch.Tensor], torch.Tensor], idx: int, which: int,
+          x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """``project(idx, which, x)`` of the ``valid`` rows only (None: all), the others zero: a
+    packed sequence's padding is no work of the arrays (no events, not calibrated on)."""
+    if valid is None or bool(valid.all()):
+        return project(idx, which, x)
+    y = project(idx, which, x[valid])
+    return y.new_zeros(x.shape[0], y.shape[1]).masked_scatter(valid[:, None], y)
+
+
 def _padded_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
                     shape: RecurrentShape, training: bool, input: Any, hx: Any, name: str,
                     lengths: torch.Tensor | None = None) -> tuple[Any, Any]:
-    """``recurrent_forward`` on a tensor; ``lengths`` (B,) (a packed sequence's, ``input``
-    sequence-first): past its length a sample's state is held and its output zero, as torch
-    computes a PackedSequence."""
+    """``recurrent_forward`` on a tensor; ``lengths`` (B,) (a packed sequence's): past its
+    length a sample's state is held and its output zero, as torch computes a PackedSequence,
+    and its rows are not projected."""
     mode = shape.mode
     n_dir = 2 if shape.bidirectional else 1
     hidden = int(shape.hidden_size)
@@ -193,6 +204,9 @@ def _padded_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
             if state is not None and tuple(state.shape) != want:  # as torch checks it
                 raise RuntimeError(f"{name}: Expected {what} size {want}, got "
                                    f"{list(state.shape)}")
+    # (L, B): the steps within each sample's length, the only rows the arrays compute
+    valid = None if lengths is None else (
+        torch.arange(length)[:, None] < lengths[None, :]).to(x.device)
     h_last, c_last = [], []
     for layer in range(shape.num_layers):
         outs = []
@@ -201,18 +215,20 @@ def _padded_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
             seq = x if d == 0 else (x.flip(0) if lengths is None
                                     else _reverse_within(x, lengths))
             # the input products of all steps at once: they do not depend on the recurrence
-            gi = project(idx, IH, seq.reshape(length * bsz, -1)).reshape(length, bsz, -1)
+            gi = _rows(project, idx, IH, seq.reshape(length * bsz, -1),
+                       None if valid is None else valid.reshape(-1)).reshape(length, bsz, -1)
             h, c = h0[idx], (None if c0 is None else c0[idx])
             steps = []
             for t in range(length):
-                h_t, c_t = cell_update(mode, gi[t], project(idx, HH, h), h, c)
+                at = None if valid is None else valid[t]
+                h_t, c_t = cell_update(mode, gi[t], _rows(project, idx, HH, h, at), h, c)
                 if h_size != hidden:  # an LSTM's projection
-                    h_t = project(idx, HR, h_t)
-                if lengths is None:
+                    h_t = _rows(project, idx, HR, h_t, at)
+                if at is None:
                     h, c = h_t, c_t
                     steps.append(h)
                     continue
-                live = (t < lengths).to(h.device)[:, None]  # samples not yet ended
+                live = at[:, None]  # the samples not yet ended
                 h = torch.where(live, h_t, h)
                 c = None if c is None or c_t is None else torch.where(live, c_t, c)
                 steps.append(torch.where(live, h_t, torch.zeros_like(h_t)))
