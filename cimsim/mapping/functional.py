@@ -10,14 +10,17 @@ that the caller can name it in a warning and in the report's digital list.
 A weight counts however it reaches the product: as a view of the parameter (``self.w.t()``),
 as a tensor computed from weights only (``self.w * self.g``, a standardized kernel, a
 ``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by every
-weight it is computed from), and as a floating-point buffer of two or more dimensions
+weight it is computed from), as rows picked by an index computed from the input (Mixtral's
+expert banks, ``self.w1[idx]``), and as a floating-point buffer of two or more dimensions
 (``register_buffer`` weights; 1-D buffers are statistics and rotary frequencies: no weight
 alone, but a weight computed with one stays a weight, as Glow's
 ``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
-activation. A bias the product adds (``F.linear``'s and a convolution's ``bias``, ``addmm``'s
-first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated from the
-input is a product of activations, ``self.b`` no functional weight. An embedding's table
-is watched although the embedding is listed digital: its look-up is no product, so a product
+activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
+``torch.cdist``, prototypes in ``F.cosine_similarity``) computes in float as in a product and
+is named the same way. A bias the product adds (``F.linear``'s and a convolution's ``bias``,
+``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
+from the input is a product of activations, ``self.b`` no functional weight. An embedding's
+table is watched although the embedding is listed digital: its look-up is no product, so a product
 reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float the
 embedding's row does not account for.
 
@@ -78,6 +81,21 @@ _PRODUCTS = frozenset({
 })
 
 
+# distances and similarities a weight can reach: they compute with it in float as a product
+# does (a VQ-VAE's codebook in ``torch.cdist(z, codebook)``, itself |z|² + |c|² - 2·z·cᵀ;
+# prototypes in ``F.cosine_similarity``); named as a product's weight, but those of
+# activations only (a kNN graph, a Siamese pair) are not listed as products; an exported
+# graph's aten calls too
+_DISTANCES = frozenset({
+    torch.cdist, F.cosine_similarity, F.pairwise_distance, torch.ops.aten.cdist.default,
+    torch.ops.aten._cdist_forward.default, torch.ops.aten.cosine_similarity.default,
+    torch.ops.aten.pairwise_distance.default})
+
+# selections of a weight by an index: the rows it picks are still the weight's (Mixtral's
+# ``self.w1[expert_idx]`` applied by einsum), although the index is computed from the input
+_INDEXING = frozenset({torch.Tensor.__getitem__, torch.index_select, torch.Tensor.index_select,
+                       torch.gather, torch.Tensor.gather, torch.take})
+
 # the element-wise products that make a weight matrix input-dependent (module docstring)
 _SCALINGS = frozenset({torch.mul, torch.div, torch.Tensor.mul, torch.Tensor.div,
                        torch.Tensor.__mul__, torch.Tensor.__rmul__, torch.Tensor.__truediv__})
@@ -117,6 +135,12 @@ def _tensors(obj) -> Iterator[torch.Tensor]:
     elif isinstance(obj, (tuple, list)):
         for item in obj:
             yield from _tensors(item)
+
+
+def _index(func, t: torch.Tensor) -> bool:
+    """``t`` is an integer or boolean index of a selection (``_INDEXING``): no activation
+    mixed into what is selected."""
+    return func in _INDEXING and not (t.is_floating_point() or t.is_complex())
 
 
 def _is_matrix(t: torch.Tensor) -> bool:
@@ -186,7 +210,7 @@ class _Watch(TorchFunctionMode):
         factors = [self._weight(t) for t in _factors(func, args, kwargs)] if product else names
         # a product inside a mapped or listed module (an excluded head reading the embedding
         # table it is tied to) is that module's, already listed: no functional use
-        if product and not self.listed():
+        if (product or func in _DISTANCES) and not self.listed():
             for group in factors:  # an exported graph's aten calls too
                 for name in group or ():
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
@@ -202,7 +226,7 @@ class _Watch(TorchFunctionMode):
         # from weights (and 1-D buffers) only: still a weight, of every weight it was computed
         # from (a quaternion matrix torch.cat assembles from four blocks names the four)
         known = tuple(dict.fromkeys(n for group in names if group for n in group))
-        if known and all(group is not None or _storage(t) in self.aux
+        if known and all(group is not None or _storage(t) in self.aux or _index(func, t)
                          for group, t in zip(names, operands, strict=True)):
             for t in _tensors(out):
                 self.derived[t] = known

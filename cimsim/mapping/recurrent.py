@@ -21,8 +21,11 @@ Two matrices rather than one on the concatenated ``[x, h]``:
 
 The price is one ADC conversion set per gate output per matrix instead of one, and one digital
 add per gate output and step (gate arithmetic, like the model's other activation functions and
-element-wise operations, is not counted as events). Packed
-sequences (``nn.utils.rnn.PackedSequence``) are refused at the call with a ``MappingError``.
+element-wise operations, is not counted as events). A packed sequence
+(``nn.utils.rnn.PackedSequence``) is padded, run with each sample's length (its state held and
+its output zero past it, the backward direction starting at its last step, as torch computes
+one) and packed again; only the steps within each sample's length run on the arrays (the
+padding is no work, no events).
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import (
+    PackedSequence,
+    pack_padded_sequence,
+    pad_packed_sequence,
+)
 
 from ..arrays._rng import stream_key
 from ..config import ChipConfig
@@ -125,8 +132,53 @@ def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
     name for errors. The deployed layer and the training twin both call this.
     """
     if isinstance(input, PackedSequence):
-        raise MappingError(f"{name}: packed sequences are not supported by the simulated "
-                           "recurrent layer; pass a padded tensor")
+        return _packed_forward(project, shape, training, input, hx, name)
+    return _padded_forward(project, shape, training, input, hx, name)
+
+
+def _packed_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
+                    shape: RecurrentShape, training: bool, input: PackedSequence, hx: Any,
+                    name: str) -> tuple[Any, Any]:
+    """A PackedSequence: padded (in the caller's batch order, which ``hx`` and the returned
+    states use, as torch's), run with each sample's length, packed again as it came."""
+    # the caller's batch order, in the layer's layout
+    padded, lengths = pad_packed_sequence(input, batch_first=bool(shape.batch_first))
+    out, states = _padded_forward(project, shape, training, padded, hx, name, lengths)
+    out = out.transpose(0, 1) if shape.batch_first else out  # (L, B, H_out)
+    order = input.sorted_indices
+    sorted_out = out if order is None else out.index_select(1, order.to(out.device))
+    sorted_len = lengths if order is None else lengths[order.cpu()]
+    data = pack_padded_sequence(sorted_out, sorted_len).data
+    return PackedSequence(data, input.batch_sizes, input.sorted_indices,
+                          input.unsorted_indices), states
+
+
+def _reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each sample's first ``lengths[b]`` steps of ``x`` (L, B, ...) reversed, the padding
+    left in place (its own inverse): the backward direction of a packed sequence starts at
+    each sample's last step."""
+    steps = torch.arange(x.shape[0])[:, None]
+    n = lengths[None, :]
+    idx = torch.where(steps < n, n - 1 - steps, steps).to(x.device)  # (L, B)
+    return x.gather(0, idx.reshape(*idx.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+def _rows(project: Callable[[int, int, torch.Tensor], torch.Tensor], idx: int, which: int,
+          x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """``project(idx, which, x)`` of the ``valid`` rows only (None: all), the others zero: a
+    packed sequence's padding is no work of the arrays (no events, not calibrated on)."""
+    if valid is None or bool(valid.all()):
+        return project(idx, which, x)
+    y = project(idx, which, x[valid])
+    return y.new_zeros(x.shape[0], y.shape[1]).masked_scatter(valid[:, None], y)
+
+
+def _padded_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
+                    shape: RecurrentShape, training: bool, input: Any, hx: Any, name: str,
+                    lengths: torch.Tensor | None = None) -> tuple[Any, Any]:
+    """``recurrent_forward`` on a tensor; ``lengths`` (B,) (a packed sequence's): past its
+    length a sample's state is held and its output zero, as torch computes a PackedSequence,
+    and its rows are not projected."""
     mode = shape.mode
     n_dir = 2 if shape.bidirectional else 1
     hidden = int(shape.hidden_size)
@@ -152,23 +204,37 @@ def recurrent_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
             if state is not None and tuple(state.shape) != want:  # as torch checks it
                 raise RuntimeError(f"{name}: Expected {what} size {want}, got "
                                    f"{list(state.shape)}")
+    # (L, B): the steps within each sample's length, the only rows the arrays compute
+    valid = None if lengths is None else (
+        torch.arange(length)[:, None] < lengths[None, :]).to(x.device)
     h_last, c_last = [], []
     for layer in range(shape.num_layers):
         outs = []
         for d in range(n_dir):
             idx = layer * n_dir + d
-            seq = x if d == 0 else x.flip(0)
+            seq = x if d == 0 else (x.flip(0) if lengths is None
+                                    else _reverse_within(x, lengths))
             # the input products of all steps at once: they do not depend on the recurrence
-            gi = project(idx, IH, seq.reshape(length * bsz, -1)).reshape(length, bsz, -1)
+            gi = _rows(project, idx, IH, seq.reshape(length * bsz, -1),
+                       None if valid is None else valid.reshape(-1)).reshape(length, bsz, -1)
             h, c = h0[idx], (None if c0 is None else c0[idx])
             steps = []
             for t in range(length):
-                h, c = cell_update(mode, gi[t], project(idx, HH, h), h, c)
+                at = None if valid is None else valid[t]
+                h_t, c_t = cell_update(mode, gi[t], _rows(project, idx, HH, h, at), h, c)
                 if h_size != hidden:  # an LSTM's projection
-                    h = project(idx, HR, h)
-                steps.append(h)
+                    h_t = _rows(project, idx, HR, h_t, at)
+                if at is None:
+                    h, c = h_t, c_t
+                    steps.append(h)
+                    continue
+                live = at[:, None]  # the samples not yet ended
+                h = torch.where(live, h_t, h)
+                c = None if c is None or c_t is None else torch.where(live, c_t, c)
+                steps.append(torch.where(live, h_t, torch.zeros_like(h_t)))
             y = torch.stack(steps) if steps else x.new_zeros(0, bsz, h_size)
-            outs.append(y if d == 0 else y.flip(0))
+            outs.append(y if d == 0 else (y.flip(0) if lengths is None
+                                          else _reverse_within(y, lengths)))
             h_last.append(h)
             c_last.append(c)
         x = torch.cat(outs, dim=2)

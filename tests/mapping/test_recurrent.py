@@ -11,12 +11,11 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torch.utils._pytree import tree_leaves
 
 import cimsim
 from cimsim.arrays.program import n_arrays_for_shape
-from cimsim.errors import MappingError
 from cimsim.mapping.recurrent import SimRNN, SimRNNCell
 
 from .conftest import lossless_chip, ref_linear
@@ -176,13 +175,54 @@ def test_simulated_state_is_fed_back_and_counted():
     assert sim.work().layers[0].n_matrices == 8
 
 
-def test_packed_sequences_are_refused():
-    module = nn.LSTM(3, 4, batch_first=True)
-    x = torch.randn(2, 5, 3)
-    sim = cimsim.deploy(nn.Sequential(module), lossless_chip(), x)
-    packed = pack_padded_sequence(x, torch.tensor([5, 3]), batch_first=True)
-    with pytest.raises(MappingError, match="packed sequences are not supported"):
-        sim.sim_layers["0"](packed)
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_a_packed_sequence_runs_each_sample_to_its_own_length(mode):
+    """A PackedSequence (unsorted lengths, two layers, both directions, a given state): each
+    sample's outputs and final states equal the same layer run on that sample alone, cut to its
+    length (the backward direction starts at its last step); outputs past it are zero. (It was
+    refused: "packed sequences are not supported".)"""
+    module = getattr(nn, mode)(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    x, lengths = torch.randn(3, 5, 3), torch.tensor([3, 5, 1])
+    sim = cimsim.deploy(nn.Sequential(module), lossless_chip(), x).sim_layers["0"]
+    h0 = torch.randn(4, 3, 4) * 0.5
+    hx = (h0, torch.randn(4, 3, 4) * 0.5) if mode == "LSTM" else h0
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, states = sim(packed, hx)
+    assert isinstance(out, PackedSequence)
+    assert torch.equal(out.sorted_indices, packed.sorted_indices)
+    padded, got_lengths = pad_packed_sequence(out, batch_first=True)
+    assert torch.equal(got_lengths, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        hx_b = tuple(s[:, b:b + 1] for s in hx) if mode == "LSTM" else hx[:, b:b + 1]
+        want, want_states = sim(x[b:b + 1, :n], hx_b)
+        assert torch.equal(padded[b:b + 1, :n], want)
+        assert not padded[b, n:].any()
+        for got_s, want_s in zip(states if mode == "LSTM" else (states,),
+                                 want_states if mode == "LSTM" else (want_states,), strict=True):
+            assert torch.equal(got_s[:, b:b + 1], want_s)
+    with torch.no_grad():  # near float torch's packed run (from zero states: calibrated so)
+        ref, _ = module(packed)
+    assert float((sim(packed)[0].data - ref.data).norm() / ref.data.norm()) < 0.02
+    # the arrays compute the 9 steps the samples have, not the 15 of the padded batch
+    for core in sim.cores:
+        core.n_vectors = 0
+    sim(packed)
+    assert [core.n_vectors for core in sim.cores] == [int(lengths.sum())] * 8
+
+
+def test_a_sorted_packed_sequence_through_a_projected_lstm_is_near_float():
+    """Sequence-first, lengths sorted (``enforce_sorted=True``: no permutation), an LSTM with
+    ``proj_size``, two layers, both directions: outputs and final (h, c) near torch's own."""
+    module = nn.LSTM(3, 6, proj_size=2, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 3, 3)
+    sim = cimsim.deploy(nn.Sequential(module), lossless_chip(), x, batch_dim=1).sim_layers["0"]
+    packed = pack_padded_sequence(x, torch.tensor([5, 4, 2]))
+    out, (h, c) = sim(packed)
+    with torch.no_grad():
+        ref, (ref_h, ref_c) = module(packed)
+    assert out.sorted_indices is None and torch.equal(out.batch_sizes, ref.batch_sizes)
+    for got, want in ((out.data, ref.data), (h, ref_h), (c, ref_c)):
+        assert float((got - want).norm() / want.norm()) < 0.02
 
 
 def test_simulated_calibration_runs_stage_by_stage():
