@@ -337,16 +337,17 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
             + products)
 
 
-def weight_read_error(module: nn.Module, attr: str, layer: str) -> AttributeError:
+def weight_read_error(module: nn.Module, attr: str, layer: str,
+                      held: str = "programmed on the simulated arrays") -> AttributeError:
     """What a simulated (or twin) layer raises when the model's code reads one of its weights
-    (``self.fc.weight``): the weights live on the simulated arrays, so a forward computing with
-    them outside the layer's own call cannot be simulated; any other missing attribute raises
-    as torch does."""
+    (``self.fc.weight``): the weights live on the simulated arrays (or in the twin, quantized
+    in its own call: ``held`` says which), so a forward computing with them outside the
+    layer's own call cannot be simulated; any other missing attribute raises as torch does."""
     if not (attr.startswith(("weight", "bias")) or attr.endswith(("_weight", "_bias"))):
         return AttributeError(f"'{type(module).__name__}' object has no attribute '{attr}'")
     return AttributeError(
-        f"{layer}: the model reads .{attr} of a mapped layer, whose weights are programmed on "
-        f"the simulated arrays ({type(module).__name__}); compute through the layer (layer(x), "
+        f"{layer}: the model reads .{attr} of a mapped layer, whose weights are {held} "
+        f"({type(module).__name__}); compute through the layer (layer(x), "
         "not F.linear(x, layer.weight)) and take dtype/device from the input or another "
         "module, or exclude the layer (exclude=[...]) to keep it digital")
 

@@ -1195,7 +1195,9 @@ class _TwinLayer(nn.Module):
             config = source_config(src[0]) if src else {}  # kernel_size, stride, ...
             if attr in config:
                 return config[attr]
-            raise weight_read_error(self, attr, self.__dict__.get("twin_name", "?")) from None
+            raise weight_read_error(self, attr, self.__dict__.get("twin_name", "?"),
+                                    held="held by the training twin and quantized only in "
+                                         "its own call") from None
 
     @staticmethod
     def matrix_seed(layer_seed: int, i: int) -> int:

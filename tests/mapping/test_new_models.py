@@ -478,6 +478,11 @@ def test_reading_a_mapped_layers_weight_says_why_and_what_to_do(run):
     with pytest.raises(AttributeError, match=r"out: the model reads \.weight of a mapped layer.*"
                                              r"exclude"):
         run(ReadsWeight(), lossless_chip("channel"), torch.randn(3, 4))
+    # each says where the weights are: a twin holds them, it programs nothing
+    held = ("programmed on the simulated arrays" if run is cimsim.deploy
+            else "held by the training twin")
+    with pytest.raises(AttributeError, match=held):
+        run(ReadsWeight(), lossless_chip("channel"), torch.randn(3, 4))
     sim = run(ReadsWeight(), lossless_chip("channel"), torch.randn(3, 4), exclude=["out"]) \
         if run is cimsim.deploy else None
     if sim is not None:
