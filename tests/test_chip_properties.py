@@ -1,0 +1,343 @@
+"""Invariants on every chip a user could write, not only the presets.
+
+Chips come from :func:`tests.chip_strategies.chips`: valid draws across the schema
+(:func:`~tests.chip_strategies.valid_chips`, every enum value, the cross-field rules mirrored)
+and free draws (:func:`~tests.chip_strategies.chip_dicts`: every field of every section drawn on
+its own, as a user combines them, kept where the validator accepts the combination). What each
+chip must do:
+
+* a free draw is built, or refused with a ``ConfigError`` naming a field and what is allowed
+  (any other exception is a bug); a built one round-trips through its TOML file and
+  ``cimsim datasheet FILE`` exits 0 (2 only where the datasheet itself refuses the chip,
+  naming the field);
+* ``cimsim.deploy`` of a tiny MLP and a tiny CNN: runs or refuses with a cimsim error naming a
+  field or a layer; outputs finite; every weight matrix mapped or listed as digital; the
+  report's component energies sum to its total; energy, area and latency finite and > 0; the
+  same seed gives the same outputs; a noise-free chip (no conversion noise, ideal devices)
+  gives outputs that do not depend on the seed;
+* the chip's lossless variant (its geometry, encodings, precisions and read-out on ideal
+  devices with a 24-b full-scale converter) equals the integer re-implementation of
+  tests/mapping/conftest.py bit for bit;
+* the Numba engine, the torch backend and the training twin agree (the checks of
+  tests/test_backend_parity.py, run here on the free draws too);
+* the cost model's monotonicity, all else fixed: more ADC bits never lower the energy of a
+  conversion; a higher supply never lowers any component's energy; a smaller node never
+  raises the area of a cell; more rows never lower the energy of a column read.
+
+Already held over :func:`valid_chips` elsewhere (not repeated): the TOML round trip, finite
+datasheets and one broken field (tests/cost/test_chip_fuzz.py), backend parity
+(tests/test_backend_parity.py).
+
+The default run draws ``CIMSIM_PROPS_EXAMPLES`` (default 10) chips per property; the ``slow``
+twins draw 20 times as many. A fresh hunt: ``CIMSIM_PROPS_EXAMPLES=300 HYPOTHESIS_PROFILE=dev
+pytest tests/test_chip_properties.py``. Every failure found is pinned by a regression test at
+the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import cimsim
+from cimsim.arrays.encoding import weight_range
+from cimsim.config import ChipConfig, CostModel, load_chip
+from cimsim.cost.area import array_area_um2
+from cimsim.cost.energy import event_energy_pj
+from cimsim.errors import CapacityError, ConfigError, MappingError
+from tests.chip_strategies import chip_dicts, chips, written_chips
+from tests.mapping.conftest import check_every_matrix, reference_model
+from tests.test_backend_parity import (
+    MODELS,
+    _field_names,
+    _problem,
+    check_deploy,
+    lossless,
+    modelled,
+    quiet,
+)
+
+N = int(os.environ.get("CIMSIM_PROPS_EXAMPLES", "10"))
+_HC = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.large_base_example]
+FAST = settings(max_examples=N, deadline=None, suppress_health_check=_HC)
+SLOW = settings(max_examples=20 * N, deadline=None, suppress_health_check=_HC)
+FIELD = re.compile(r"\b(?:[A-Z][A-Za-z]*Config|array|device|dac|adc|noise|tech|quant)"
+                   r"\.[a-z_0-9]+")
+"""A message names a field: ``ADCConfig.bits``, ``array.n_cols``, ``adc.placement``, ..."""
+KINDS = st.sampled_from(sorted(MODELS))
+
+
+def _names_field_or_layer(exc: BaseException, chip: ChipConfig, model: nn.Module) -> None:
+    text = str(exc)
+    layers = {name for name, _ in model.named_modules() if name}
+    assert (FIELD.search(text) or any(re.search(rf"\b{n}\b", text) for n in _field_names(chip))
+            or any(f"'{n}'" in text for n in layers)), f"names no field or layer: {exc!r}"
+
+
+def _cli(argv: list[str]) -> tuple[int, str]:
+    from cimsim.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(argv)
+    return rc, err.getvalue()
+
+
+def _deploy(model: nn.Module, chip: ChipConfig, x: torch.Tensor, seed: int = 3):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # what stays digital: checked by name
+        return cimsim.deploy(model, chip, x, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. built or refused naming the field; TOML round trip; the datasheet command
+# ---------------------------------------------------------------------------------------------
+def check_written(data: dict, tmp_path_factory) -> None:
+    try:
+        chip = ChipConfig.from_dict(data)
+    except ConfigError as exc:
+        event("refused")
+        assert FIELD.search(str(exc)) and "allowed" in str(exc), str(exc)
+        return
+    event("built")
+    path = tmp_path_factory.mktemp("chips") / "chip.toml"
+    chip.save(path)
+    assert load_chip(path) == chip
+    rc, err = _cli(["datasheet", str(path)])
+    if rc != 0:  # only a chip that cannot run the standard workload, named
+        from cimsim.cost.datasheet import datasheet
+
+        with pytest.raises(ConfigError, match="cannot run the standard workload"):
+            datasheet(chip)
+        assert rc == 2 and FIELD.search(err) and "Traceback" not in err, err
+
+
+@FAST
+@given(data=chip_dicts())
+def test_any_written_chip_is_built_or_refused_naming_a_field(data, tmp_path_factory):
+    check_written(data, tmp_path_factory)
+
+
+@pytest.mark.slow
+@SLOW
+@given(data=chip_dicts())
+def test_any_written_chip_is_built_or_refused_naming_a_field_long(data, tmp_path_factory):
+    check_written(data, tmp_path_factory)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. deploy: finite, every matrix accounted for, a consistent report, seeds
+# ---------------------------------------------------------------------------------------------
+def check_deploy_runs(chip: ChipConfig, kind: str, seed: int) -> None:
+    model, x = _problem(kind, seed)
+    model, x = model.float(), x.float()
+    try:
+        sim = _deploy(model, chip, x)
+        y = sim(x)
+        rep = sim.report()
+    except (ConfigError, MappingError, CapacityError) as exc:
+        event(f"deploy refused: {type(exc).__name__}")
+        _names_field_or_layer(exc, chip, model)
+        return
+    event("deploy ran")
+    assert torch.isfinite(y).all()
+    check_every_matrix(model, sim, {d[0] for d in sim.digital})
+    t = rep.totals
+    energies = rep.components["energy_pj_per_inference"]
+    assert np.isfinite(energies).all() and (energies >= 0).all()
+    for parts in (energies, rep.breakdown["energy_pj_per_inference"]):
+        assert float(parts.sum()) == pytest.approx(t["energy_pj_per_inference"], rel=1e-9)
+    for key in ("energy_pj_per_inference", "area_mm2", "latency_ns_per_inference"):
+        assert math.isfinite(t[key]) and t[key] > 0, (key, t[key])
+    # the same seed: the same outputs, noise and devices included
+    assert torch.equal(_deploy(model, chip, x)(x), y)
+    # noise-free, ideal devices: nothing left for the seed to draw
+    calm = quiet(chip, ideal_devices=True)
+    y1 = _deploy(model, calm, x, seed=1)(x)
+    assert torch.equal(_deploy(model, calm, x, seed=2)(x), y1)
+
+
+@FAST
+@given(chip=chips(), kind=KINDS, seed=st.integers(0, 2**16))
+def test_deploy_on_any_chip_is_finite_and_accounted(chip, kind, seed):
+    check_deploy_runs(chip, kind, seed)
+
+
+@pytest.mark.slow
+@SLOW
+@given(chip=chips(), kind=KINDS, seed=st.integers(0, 2**16))
+def test_deploy_on_any_chip_is_finite_and_accounted_long(chip, kind, seed):
+    check_deploy_runs(chip, kind, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. lossless variant: bit-exact against the integer re-implementation
+# ---------------------------------------------------------------------------------------------
+def check_lossless(chip: ChipConfig, kind: str, seed: int) -> None:
+    chip = lossless(modelled(chip))
+    model, x = _problem(kind, seed)
+    model, x = model.float(), x.float()
+    try:
+        sim = _deploy(model, chip, x)
+    except (ConfigError, MappingError, CapacityError) as exc:
+        _names_field_or_layer(exc, chip, model)
+        return
+    if sim.digital:  # a layer the arrays cannot hold runs in float: nothing to compare
+        event("lossless: a layer stays digital")
+        return
+    event("lossless: compared")
+    got = sim(x)
+    if chip.dac.shift_unsigned_inputs:
+        # the A-shift drives unsigned inputs as signed codes with a zero point and corrects
+        # digitally: exact, so the same outputs as without it (the reference knows no shift)
+        chip = chip.replace(dac=chip.dac.replace(shift_unsigned_inputs=False))
+        sim = _deploy(model, chip, x)
+        assert torch.equal(sim(x), got)
+    want = reference_model(model, sim, check_weights=chip.weight_bits > 1)(x)
+    assert torch.equal(got, want), (got - want).abs().max()
+
+
+@FAST
+@given(chip=chips(), kind=KINDS, seed=st.integers(0, 2**16))
+def test_lossless_variant_of_any_chip_is_bit_exact(chip, kind, seed):
+    check_lossless(chip, kind, seed)
+
+
+@pytest.mark.slow
+@SLOW
+@given(chip=chips(), kind=KINDS, seed=st.integers(0, 2**16))
+def test_lossless_variant_of_any_chip_is_bit_exact_long(chip, kind, seed):
+    check_lossless(chip, kind, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Numba engine, torch backend and the training twin on the free draws
+# ---------------------------------------------------------------------------------------------
+@FAST
+@given(chip=written_chips(), kind=KINDS, seed=st.integers(0, 2**16), exact=st.booleans())
+def test_backends_and_twin_agree_on_any_written_chip(chip, kind, seed, exact):
+    check_deploy(chip, kind, seed, exact=exact)
+
+
+@pytest.mark.slow
+@SLOW
+@given(chip=written_chips(), kind=KINDS, seed=st.integers(0, 2**16), exact=st.booleans())
+def test_backends_and_twin_agree_on_any_written_chip_long(chip, kind, seed, exact):
+    check_deploy(chip, kind, seed, exact=exact)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. the cost model's monotonicity
+# ---------------------------------------------------------------------------------------------
+def _variant(chip: ChipConfig, section: str, **changes) -> ChipConfig | None:
+    """``chip`` with ``changes`` in ``section``, or None where the validator refuses it."""
+    try:
+        return chip.replace(**{section: getattr(chip, section).replace(**changes)})
+    except ConfigError:
+        return None
+
+
+def _convert_pj(chip: ChipConfig) -> float:
+    return event_energy_pj(("adc", "convert", chip.adc.bits), chip)
+
+
+def _cell_area_um2(chip: ChipConfig) -> float:
+    return array_area_um2(chip)["cell"] / (chip.array.n_rows * chip.array.n_cols)
+
+
+def _column_read_pj(chip: ChipConfig) -> float | None:
+    """Dynamic energy of one column read (conversion), pJ: every row of a conversion driven
+    at the largest input, every weight at its largest value (deterministic, so that more rows
+    only add terms); the events of the array's cells, row drivers, converters (and weighting)
+    priced one by one, divided by the conversions. Leakage is not a read: it is power over
+    the run's time, whose fixed overhead more row groups amortize."""
+    from cimsim.cost.datasheet import macro_components
+
+    _, hi = weight_range(chip)
+    k = chip.array.n_rows
+    w = np.full((1, k), 1 if chip.weight_encoding.value == "binary" else max(hi, 1))
+    x = np.full((4, k), 2**chip.input_bits - 1)
+    try:
+        _, events = cimsim.matmul(x, w, chip, calibration=x)
+    except (ConfigError, MappingError):
+        return None
+    inside = macro_components(chip)
+    conversions = sum(n for key, n in events.items()
+                      if key.component.value == "adc" and key.action.value == "convert")
+    if not conversions:
+        return None
+    return sum(n * event_energy_pj(key, chip) for key, n in events.items()
+               if key.component.value in inside) / conversions
+
+
+def check_monotone(chip: ChipConfig, factor: float, grow: int) -> None:
+    tol = 1 - 1e-9
+    if chip.adc.kind.value != "digital" and chip.adc.bits < 16:
+        more = _variant(chip, "adc", bits=chip.adc.bits + 1)
+        if more is not None:
+            assert _convert_pj(more) >= _convert_pj(chip) * tol, "adc.bits"
+    higher = _variant(chip, "tech", vdd_v=min(5.0, chip.tech.vdd_v * factor))
+    if higher is not None:
+        before = estimate_by_component(chip)
+        after = estimate_by_component(higher)
+        for c, e in before.items():
+            assert after[c] >= e * tol, ("vdd_v", c, e, after[c])
+    smaller = _variant(chip, "tech", node_nm=max(3.0, chip.tech.node_nm / factor))
+    if smaller is not None:
+        assert _cell_area_um2(smaller) <= _cell_area_um2(chip) / tol, "node_nm"
+    # more rows in each column read: the array's, and a row group's where it has them
+    rpc = chip.array.rows_per_conversion
+    taller = _variant(chip, "array", n_rows=chip.array.n_rows + grow,
+                      rows_per_conversion=None if rpc is None else rpc + grow)
+    if taller is not None:
+        e0, e1 = _column_read_pj(chip), _column_read_pj(taller)
+        if e0 is not None and e1 is not None:
+            assert e1 >= e0 * tol, ("n_rows", e0, e1)
+
+
+def estimate_by_component(chip: ChipConfig) -> dict[str, float]:
+    """The standard workload's energy per component (the datasheet's, chip scope), pJ;
+    empty where the chip cannot run it."""
+    from cimsim.cost.datasheet import datasheet
+
+    try:
+        return datasheet(chip, scope="chip")["energy_pj_by_component"]
+    except ConfigError:
+        return {}
+
+
+@FAST
+@given(chip=chips(max_size=32), factor=st.floats(1.01, 3.0), grow=st.integers(1, 40))
+def test_cost_is_monotone_on_any_chip(chip, factor, grow):
+    check_monotone(chip, factor, grow)
+
+
+@pytest.mark.slow
+@SLOW
+@given(chip=chips(max_size=128), factor=st.floats(1.01, 3.0), grow=st.integers(1, 200))
+def test_cost_is_monotone_on_any_chip_long(chip, factor, grow):
+    check_monotone(chip, factor, grow)
+
+
+def test_free_draws_reach_both_cost_models():
+    """The free strategy is not stuck in one corner: both cost models among accepted draws."""
+    seen: set[CostModel] = set()
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=_HC, database=None)
+    @given(chip=written_chips())
+    def collect(chip):
+        seen.add(chip.tech.cost_model)
+
+    collect()
+    assert seen == set(CostModel)
