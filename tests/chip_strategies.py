@@ -47,7 +47,7 @@ from cimsim.config import (
     WordlineSwitching,
 )
 
-SIZES = (1, 2, 3, 7, 8, 16, 31, 64, 100, 128, 256, 512, 1024)
+SIZES = (1, 2, 3, 7, 8, 16, 17, 23, 31, 64, 100, 128, 256, 512, 1024)
 """Array rows and columns drawn (small to 1024): powers of two and odd sizes."""
 
 
