@@ -123,15 +123,19 @@ def check_written(data: dict, tmp_path_factory) -> None:
         assert rc == 2 and FIELD.search(err) and "Traceback" not in err, err
 
 
+WRITTEN = st.one_of(chip_dicts(), chips().map(ChipConfig.to_dict))
+"""A chip as a user writes it: a free draw, or every field of a chip the validator takes."""
+
+
 @FAST
-@given(data=chip_dicts())
+@given(data=WRITTEN)
 def test_any_written_chip_is_built_or_refused_naming_a_field(data, tmp_path_factory):
     check_written(data, tmp_path_factory)
 
 
 @pytest.mark.slow
 @SLOW
-@given(data=chip_dicts())
+@given(data=WRITTEN)
 def test_any_written_chip_is_built_or_refused_naming_a_field_long(data, tmp_path_factory):
     check_written(data, tmp_path_factory)
 
