@@ -172,19 +172,6 @@ def check_deploy_runs(chip: ChipConfig, kind: str, seed: int) -> None:
     assert torch.equal(_deploy(model, calm, x, seed=2)(x), y1)
 
 
-@FAST
-@given(chip=chips(), kind=KINDS, seed=st.integers(0, 2**16))
-def test_deploy_on_any_chip_is_finite_and_accounted(chip, kind, seed):
-    check_deploy_runs(chip, kind, seed)
-
-
-@pytest.mark.slow
-@SLOW
-@given(chip=chips(), kind=KINDS, seed=st.integers(0, 2**16))
-def test_deploy_on_any_chip_is_finite_and_accounted_long(chip, kind, seed):
-    check_deploy_runs(chip, kind, seed)
-
-
 # ---------------------------------------------------------------------------------------------
 # 3. lossless variant: bit-exact against the integer re-implementation
 # ---------------------------------------------------------------------------------------------
@@ -221,18 +208,24 @@ which the integer re-implementation does not know; the shift is exact (equal to 
 chip), so the reference is compared with the unshifted deployment."""
 
 
+_DEPLOY_CHECKS = pytest.mark.parametrize("check", [check_deploy_runs, check_lossless],
+                                         ids=["runs", "lossless"])
+
+
+@_DEPLOY_CHECKS
 @FAST
 @example(chip=_SHIFTED, kind="cnn", seed=0)
 @given(chip=chips(), kind=KINDS, seed=st.integers(0, 2**16))
-def test_lossless_variant_of_any_chip_is_bit_exact(chip, kind, seed):
-    check_lossless(chip, kind, seed)
+def test_deploy_on_any_chip(check, chip, kind, seed):
+    check(chip, kind, seed)
 
 
 @pytest.mark.slow
+@_DEPLOY_CHECKS
 @SLOW
 @given(chip=chips(), kind=KINDS, seed=st.integers(0, 2**16))
-def test_lossless_variant_of_any_chip_is_bit_exact_long(chip, kind, seed):
-    check_lossless(chip, kind, seed)
+def test_deploy_on_any_chip_long(check, chip, kind, seed):
+    check(chip, kind, seed)
 
 
 # ---------------------------------------------------------------------------------------------
