@@ -16,8 +16,9 @@ chip must do:
   same seed gives the same outputs; a noise-free chip (no conversion noise, ideal devices)
   gives outputs that do not depend on the seed;
 * the chip's lossless variant (its geometry, encodings, precisions and read-out on ideal
-  devices with a 24-b full-scale converter) equals the integer re-implementation of
-  tests/mapping/conftest.py bit for bit;
+  devices with a 24-b full-scale converter), where every conversion's range fits 24 b, equals
+  the integer re-implementation of tests/mapping/conftest.py bit for bit (an A-shifted chip
+  equals its unshifted twin first);
 * the Numba engine, the torch backend and the training twin agree (the checks of
   tests/test_backend_parity.py, run here on the free draws too);
 * the cost model's monotonicity, all else fixed: more ADC bits never lower the energy of a
