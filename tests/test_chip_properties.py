@@ -7,9 +7,9 @@ its own, as a user combines them, kept where the validator accepts the combinati
 chip must do:
 
 * a free draw is built, or refused with a ``ConfigError`` naming a field and what is allowed
-  (any other exception is a bug); a built one round-trips through its TOML file and
+  (any other exception is a bug); a built one round-trips through its TOML file,
   ``cimsim datasheet FILE`` exits 0 (2 only where the datasheet itself refuses the chip,
-  naming the field);
+  naming the field) and its figures are finite and positive at both scopes;
 * ``cimsim.deploy`` of a tiny MLP and a tiny CNN: runs or refuses with a cimsim error naming a
   field or a layer; outputs finite; every weight matrix mapped or listed as digital; the
   report's component energies sum to its total; energy, area and latency finite and > 0; the
@@ -37,8 +37,6 @@ the end.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 import os
 import re
@@ -58,6 +56,7 @@ from cimsim.cost.area import array_area_um2
 from cimsim.cost.energy import event_energy_pj
 from cimsim.errors import CapacityError, ConfigError, MappingError
 from tests.chip_strategies import chip_dicts, chips, written_chips
+from tests.cost.test_chip_fuzz import _check_datasheet, _cli
 from tests.mapping.conftest import check_every_matrix, reference_model
 from tests.test_backend_parity import (
     MODELS,
@@ -86,15 +85,6 @@ def _names_field_or_layer(exc: BaseException, chip: ChipConfig, model: nn.Module
             or any(f"'{n}'" in text for n in layers)), f"names no field or layer: {exc!r}"
 
 
-def _cli(argv: list[str]) -> tuple[int, str]:
-    from cimsim.cli import main
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main(argv)
-    return rc, err.getvalue()
-
-
 def _deploy(model: nn.Module, chip: ChipConfig, x: torch.Tensor, seed: int = 3):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # what stays digital: checked by name
@@ -116,7 +106,9 @@ def check_written(data: dict, tmp_path_factory) -> None:
     chip.save(path)
     assert load_chip(path) == chip
     rc, err = _cli(["datasheet", str(path)])
-    if rc != 0:  # only a chip that cannot run the standard workload, named
+    if rc == 0:
+        _check_datasheet(chip)  # finite, positive figures at both scopes
+    else:  # only a chip that cannot run the standard workload, named
         from cimsim.cost.datasheet import datasheet
 
         with pytest.raises(ConfigError, match="cannot run the standard workload"):
