@@ -45,7 +45,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -391,3 +391,60 @@ def test_free_draws_reach_both_cost_models():
 
     collect()
     assert seen == set(CostModel)
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. combinations no preset writes, every check above on each
+# ---------------------------------------------------------------------------------------------
+UNSEEN = {
+    # a temporal (pulse-width) drive on a charge-domain column read by a CCO converter, 3-b
+    # cells holding bit-sliced 5-b weights on 17 x 23 arrays, an odd node and supply
+    "pwm-charge-cco": dict(
+        weight_bits=5, input_bits=4,
+        array=dict(n_rows=17, n_cols=23, cols_per_adc=1, allow_time_multiplexing=True),
+        device=dict(cell="rram", bits_per_cell=3), dac=dict(bits="all"),
+        adc=dict(kind="cco", bits=6),
+        tech=dict(cost_model="physical", input_drive="pulse_width", compute_domain="charge",
+                  node_nm=17.0, vdd_v=0.95)),
+    # a ramp converter with calibrated ranges, differential weights on one time-multiplexed
+    # array, 2-b input planes, PCM with programming variation
+    "ramp-calibrated-differential-multiplexed": dict(
+        weight_bits=5, input_bits=6, weight_encoding="differential",
+        array=dict(n_rows=17, n_cols=23, cols_per_adc=2, n_tiles=1, arrays_per_tile=1,
+                   allow_time_multiplexing=True),
+        device=dict(cell="pcm", bits_per_cell=3, variation="lognormal", variation_sigma=0.05),
+        dac=dict(bits=2),
+        adc=dict(kind="ramp", bits=5, range_policy="calibrated", level_fit="lloyd_max"),
+        tech=dict(cost_model="physical", node_nm=37.0, vdd_v=1.15)),
+    # bit-plane accumulation into a single-slope converter calibrated per column, analog
+    # slice read-out of FeFET cells at 5 nm
+    "bitplanes-single-slope-analog-slices": dict(
+        weight_bits=5, input_bits=5,
+        array=dict(n_rows=23, n_cols=17, cols_per_adc=1, slice_readout="analog"),
+        device=dict(cell="fefet", bits_per_cell=3), dac=dict(bits="all"),
+        adc=dict(kind="single_slope", bits=8, range_policy="calibrated",
+                 calibration_granularity="column"),
+        tech=dict(cost_model="physical", input_drive="bit_planes", compute_domain="charge",
+                  node_nm=5.0, vdd_v=0.7)),
+}
+"""Chips a user may write that no preset, published chip or test chip combines."""
+
+
+def _unseen(test):
+    for name in UNSEEN:
+        for kind in sorted(MODELS):
+            test = example(name=name, kind=kind)(test)
+    return test
+
+
+@settings(phases=[Phase.explicit], deadline=None)
+@_unseen
+@given(name=st.sampled_from(sorted(UNSEEN)), kind=KINDS)
+def test_combinations_no_preset_writes_hold_every_property(name, kind, tmp_path_factory):
+    chip = ChipConfig.from_dict(UNSEEN[name])
+    check_written(chip.to_dict(), tmp_path_factory)
+    check_deploy_runs(chip, kind, 0)
+    check_lossless(chip, kind, 0)
+    for exact in (False, True):
+        check_deploy(chip, kind, 0, exact=exact)
+    check_monotone(chip, 1.5, 5)
