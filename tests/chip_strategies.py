@@ -15,6 +15,7 @@ import enum
 import math
 from typing import Any, get_type_hints
 
+from hypothesis import reject
 from hypothesis import strategies as st
 
 from cimsim.config import (
@@ -46,7 +47,7 @@ from cimsim.config import (
     WordlineSwitching,
 )
 
-SIZES = (1, 2, 3, 7, 8, 16, 31, 64, 100, 128, 256, 512, 1024)
+SIZES = (1, 2, 3, 7, 8, 16, 17, 23, 31, 64, 100, 128, 256, 512, 1024)
 """Array rows and columns drawn (small to 1024): powers of two and odd sizes."""
 
 
@@ -306,3 +307,131 @@ def invalid_changes(draw: st.DrawFn) -> Change:
     enums = [(((s, n, "not_a_" + n),), n) for s, n in enum_fields()]
     singles = [(((s, n, v),), n) for s, n, v in _OUT_OF_RANGE]
     return draw(st.sampled_from(enums + singles + list(_INCOMPATIBLE)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Free draws: every field on its own, whatever the others are
+# ---------------------------------------------------------------------------------------------
+_FREE_SIZES = st.integers(1, 40)
+"""Rows and columns of a free draw: every small size, odd ones included (17 x 23)."""
+
+_FREE: dict[tuple[str, str], st.SearchStrategy[Any]] = {
+    ("", "weight_bits"): st.integers(1, 9), ("", "input_bits"): st.integers(1, 9),
+    ("", "accumulator_bits"): st.integers(8, 64),
+    ("array", "rows_per_conversion"): _maybe(st.integers(1, 8)),
+    ("array", "cols_per_adc"): st.integers(1, 4), ("array", "n_tiles"): st.integers(1, 8),
+    ("array", "arrays_per_tile"): st.integers(1, 8),
+    ("device", "bits_per_cell"): st.integers(1, 4), ("device", "g_max_us"): _f(0.01, 500.0),
+    ("device", "on_off_ratio"): st.one_of(st.just(math.inf), _f(1.5, 1e5)),
+    ("device", "variation_sigma"): st.one_of(st.just(0.0), _f(0.0, 0.3)),
+    ("device", "p_stuck_on"): st.sampled_from([0.0, 0.02]),
+    ("device", "p_stuck_off"): st.sampled_from([0.0, 0.02]),
+    ("device", "drift_t0_s"): _f(0.1, 100.0),
+    ("device", "drift_nu_mean"): st.lists(_f(0.0, 0.1), min_size=1, max_size=1),
+    ("device", "drift_nu_sigma"): st.lists(_f(0.0, 0.05), min_size=1, max_size=1),
+    ("device", "read_noise_q_s"): st.lists(_f(0.0, 0.05), max_size=1),
+    ("device", "retention_sigma_lsb"): st.sampled_from([0.0, 0.2]),
+    ("dac", "bits"): st.one_of(st.just("all"), st.integers(1, 9)),
+    ("adc", "bits"): st.integers(1, 12), ("adc", "full_scale_factor"): _f(1.0, 4.0),
+    ("adc", "fixed_lo"): _f(-300.0, 300.0), ("adc", "fixed_hi"): _f(-100.0, 2000.0),
+    ("adc", "percentile"): _f(90.0, 100.0), ("adc", "n_sigma"): _f(0.5, 6.0),
+    ("adc", "calibration_margin"): st.sampled_from([0.0, 0.1]),
+    ("adc", "gain_error"): st.sampled_from([0.0, 0.02]),
+    ("adc", "offset_error_lsb"): st.sampled_from([0.0, -0.4]),
+    ("adc", "comparator_noise_lsb"): st.sampled_from([0.0, 0.3]),
+    ("noise", "thermal_sigma_lsb"): st.sampled_from([0.0, 0.5]),
+    ("noise", "read_noise_rel"): st.sampled_from([0.0, 0.01]),
+    ("noise", "saturation_fraction"): _f(0.05, 2.0),
+    ("noise", "poly_coeffs"): st.lists(_f(-0.2, 0.2), max_size=4),
+    ("noise", "ir_drop_beta"): _f(0.0, 2.0),
+    ("tech", "node_nm"): _f(3.0, 180.0), ("tech", "vdd_v"): _f(0.1, 1.8),
+    ("tech", "v_read_v"): _f(0.02, 1.5), ("tech", "t_read_ns"): _f(0.05, 5000.0),
+    ("tech", "clock_mhz"): _f(5.0, 5000.0), ("tech", "devices_per_cell"): st.integers(1, 4),
+    ("tech", "weight_sets_stored"): st.sampled_from([1, 2, 8]),
+    ("tech", "cell_area_f2"): _maybe(_f(4.0, 2000.0)), ("tech", "cap_unit_ff"): _f(0.05, 20.0),
+    ("tech", "cap_density_ff_per_um2"): st.one_of(st.just(0.0), _f(0.5, 50.0)),
+    ("tech", "wordline_v"): _maybe(_f(0.3, 3.0)),
+    ("tech", "wordline_high_v"): _maybe(_f(0.3, 3.0)),
+    ("tech", "wordline_cap_ff_per_cell"): _maybe(_f(0.01, 5.0)),
+    ("tech", "wordline_driver_cap_ff"): st.one_of(st.just(0.0), _f(1.0, 2000.0)),
+    ("tech", "t_integrate_ns"): _maybe(_f(0.05, 5000.0)),
+    ("tech", "pipeline_registers_per_column"): st.integers(1, 4),
+    ("quant", "act_percentile"): _f(99.0, 100.0), ("quant", "smooth_alpha"): _maybe(_f(0.0, 1.0)),
+}
+"""The range of each numeric field in a free draw (the published chips' range, small arrays)."""
+
+
+def _free_field(section: str, name: str, hint: Any) -> st.SearchStrategy[Any]:
+    """A value for one field: its entry in :data:`_FREE`, else from its type (a choice field
+    draws every value of its enum, given as the TOML string; an optional choice also None)."""
+    if (section, name) in _FREE:
+        return _FREE[section, name]
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    kind = args[0] if len(args) == 1 else hint
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        values = st.sampled_from([c.value for c in kind])
+        return _maybe(values) if args else values
+    if kind is bool:
+        return st.booleans()
+    if kind is int:  # a new integer field: drawn without being listed here
+        return st.integers(0, 8)
+    if kind is float:
+        return _f(0.0, 4.0)
+    return st.text(max_size=8)
+
+
+@st.composite
+def chip_dicts(draw: st.DrawFn, p_set: float = 0.3) -> dict[str, Any]:
+    """A chip as a user writes it in TOML: the array's size always (1..40 rows and columns,
+    1..4 columns per converter),
+    every other field of every section (read from the dataclasses, so a new field is drawn
+    too) set with probability ``p_set`` to a value drawn independently of the others, else
+    left to its default. Nothing here mirrors the validator's cross-field rules: the
+    combination may be one it must refuse."""
+    hints = get_type_hints(ChipConfig)
+    data: dict[str, Any] = {"name": draw(st.text(min_size=1, max_size=8), label="name")}
+    for section in ("", *_SECTIONS):
+        kind = ChipConfig if not section else hints[section]
+        part: dict[str, Any] = {}
+        for name, hint in get_type_hints(kind).items():
+            if name in _SECTIONS or name == "name":
+                continue
+            # a size and converter sharing of the user's own (cols_per_adc's default of 8 would
+            # refuse most small arrays for want of columns)
+            forced = section == "array" and name in ("n_rows", "n_cols", "cols_per_adc")
+            if forced or draw(st.floats(0.0, 1.0)) < p_set:
+                value = draw(_FREE_SIZES if forced and name != "cols_per_adc"
+                             else _free_field(section, name, hint),
+                             label=f"{section}.{name}" if section else name)
+                part[name] = value
+        if section:
+            data[section] = part
+        else:
+            data.update(part)
+    return data
+
+
+def build(data: dict[str, Any]) -> ChipConfig | None:
+    """``ChipConfig.from_dict(data)``, or None where the validator refuses it."""
+    from cimsim.errors import ConfigError
+
+    try:
+        return ChipConfig.from_dict(data)
+    except ConfigError:
+        return None
+
+
+@st.composite
+def written_chips(draw: st.DrawFn, tries: int = 12) -> ChipConfig:
+    """A free draw (:func:`chip_dicts`) the validator accepts: the first of ``tries``."""
+    for _ in range(tries):
+        chip = build(draw(chip_dicts()))
+        if chip is not None:
+            return chip
+    reject()
+
+
+def chips(max_size: int = 40) -> st.SearchStrategy[ChipConfig]:
+    """Every chip a user could write: a valid draw across the schema (:func:`valid_chips`) or
+    a free one (:func:`written_chips`), arrays up to ``max_size``."""
+    return st.one_of(valid_chips(max_size=max_size), written_chips())
