@@ -477,6 +477,13 @@ class ArrayConfig(_Config):
         _int_in(self, "n_cols", 1, 1 << 16)
         if self.rows_per_conversion is not None:
             _int_in(self, "rows_per_conversion", 1, self.n_rows)
+        if (isinstance(self.cols_per_adc, int) and not isinstance(self.cols_per_adc, bool)
+                and self.cols_per_adc > self.n_cols >= 1):
+            # most often an array narrowed below the 8 columns per ADC it kept from a preset
+            # or the default: say which bound it broke
+            _fail("ArrayConfig", "cols_per_adc", self.cols_per_adc,
+                  f"an integer in [1, {self.n_cols}] (no more than n_cols; cols_per_adc is 8 "
+                  "unless set)")
         _int_in(self, "cols_per_adc", 1, self.n_cols)
         # bounded by what a chip can be (2^20 tiles of 2^16 arrays), not only from below
         _int_in(self, "n_tiles", 1, 1 << 20)

@@ -396,3 +396,13 @@ def test_published_macros_load_by_name():
     assert cimsim.load_chip("published/lee-vlsi21") == by_path
     with pytest.raises(ConfigError, match="published/NAME"):
         cimsim.load_chip("published/no-such-chip")
+
+
+def test_an_array_narrower_than_the_default_adc_sharing_says_so():
+    """4 columns under the default 8 columns per ADC: the error names the bound (n_cols) and
+    that 8 is the default the user never wrote."""
+    with pytest.raises(ConfigError, match=r"cols_per_adc = 8 is invalid; allowed: an integer "
+                                          r"in \[1, 4\] \(no more than n_cols; cols_per_adc is "
+                                          r"8 unless set\)"):
+        ArrayConfig(n_cols=4)
+    assert ArrayConfig(n_cols=4, cols_per_adc=4).adcs_per_array == 1

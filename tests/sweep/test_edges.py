@@ -113,7 +113,8 @@ def test_an_impossible_combination_is_skipped_the_rest_run(model, data, chip, tm
     frame = _sweep(model, data, chip, grid, tmp_path)
     skipped = frame[(frame["array_size"] == 64) & (frame["cols_per_adc"] == 128)]
     assert skipped["status"].tolist() == [
-        "skipped: ArrayConfig.cols_per_adc = 128 is invalid; allowed: an integer in [1, 64]"]
+        "skipped: ArrayConfig.cols_per_adc = 128 is invalid; allowed: an integer in [1, 64] "
+        "(no more than n_cols; cols_per_adc is 8 unless set)"]
     assert skipped["energy_pj_per_inference"].isna().all() and not skipped["on_front"].any()
     assert frame.drop(skipped.index)["status"].eq("ok").all() and len(frame) == 4
     assert len((tmp_path / "sweep.jsonl").read_text().splitlines()) == 3
