@@ -559,3 +559,61 @@ def test_readme_public_api_lists_every_exported_name() -> None:
         if missing:
             problems.append(f"README.md: `{module}` exports {missing}, not in its bullet")
     assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# docs/technology.md §2 quotes every TechTable number at 22 nm; the table is typed by hand.
+# --------------------------------------------------------------------------------------------
+_SHOWN = re.compile(r"^\s*([0-9][0-9,]*(?:\.[0-9]+)?)( k\b)?")
+
+
+def _matches_shown(actual: float, shown: str, thousands: bool) -> bool:
+    """``actual`` printed with as many decimals as ``shown`` has is ``shown``."""
+    value = float(shown.replace(",", "")) * (1000 if thousands else 1)
+    decimals = len(shown.split(".")[1]) if "." in shown else 0
+    if thousands:
+        return abs(actual - value) <= 500
+    return round(actual, decimals) == round(value, decimals)
+
+
+def test_technology_table_values_are_the_codes() -> None:
+    """Each row of technology.md's "Every number" table whose field is a ``TechTable`` field
+    (the typical band) gives ``tech_table(22)``'s value, to the digits it shows; a ``_by_bits``
+    row lists its bits (``4/5/6`` or ``4…10 b``) and one value per bit."""
+    from cimsim.cost.tables import tech_table
+
+    table = tech_table(22)
+    text = (ROOT / "docs" / "technology.md").read_text(encoding="utf-8")
+    section = text.split("## 2. Every number", 1)[1].split("\n## ", 1)[0]
+    problems, checked = [], 0
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 4 or "band" in cells[1]:
+            continue  # not a row, or a LOW/HIGH band row (a formula, not a value)
+        field = re.match(r"`(\w+)`", cells[1])
+        if field is None or not hasattr(table, field.group(1)):
+            continue
+        actual = getattr(table, field.group(1))
+        if isinstance(actual, tuple):  # by bits: "4/5/6 b" or "4…10 b" in the first column
+            bits = re.search(r"(\d+)(?:/\d+)*(?:/|…)(\d+) b", cells[0])
+            assert bits is not None, f"technology.md: no bits in '{cells[0]}'"
+            lo, hi = int(bits.group(1)), int(bits.group(2))
+            shown = cells[2].split("/")
+            if len(shown) != hi - lo + 1:
+                problems.append(f"{field.group(1)}: {len(shown)} values for bits {lo}..{hi}")
+                continue
+            for b, s in zip(range(lo, hi + 1), shown):
+                checked += 1
+                if not _matches_shown(actual[b - 1], s.strip(), False):
+                    problems.append(f"{field.group(1)}[{b} b] = {actual[b - 1]:.4g}, the page "
+                                    f"shows {s.strip()}")
+            continue
+        m = _SHOWN.match(cells[2])
+        if m is None:
+            continue
+        checked += 1
+        if not _matches_shown(float(actual), m.group(1), bool(m.group(2))):
+            problems.append(f"{field.group(1)} = {actual:.4g}, the page shows {cells[2]}")
+    assert checked >= 40, f"only {checked} values read from technology.md §2"
+    assert not problems, "docs/technology.md §2 differs from tech_table(22):\n" + "\n".join(
+        problems)
