@@ -602,7 +602,7 @@ def test_technology_table_values_are_the_codes() -> None:
             if len(shown) != hi - lo + 1:
                 problems.append(f"{field.group(1)}: {len(shown)} values for bits {lo}..{hi}")
                 continue
-            for b, s in zip(range(lo, hi + 1), shown):
+            for b, s in zip(range(lo, hi + 1), shown, strict=True):
                 checked += 1
                 if not _matches_shown(actual[b - 1], s.strip(), False):
                     problems.append(f"{field.group(1)}[{b} b] = {actual[b - 1]:.4g}, the page "
