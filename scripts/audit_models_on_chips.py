@@ -381,6 +381,20 @@ def _chip_bits(chip: Any) -> str:
             f"{chip.adc.kind.value}, {chip.adc.range_policy.value}")
 
 
+def _not_measured(names: list[str], models: list[str],
+                  chips: dict[str, Any] | None) -> list[str]:
+    """A paragraph naming the chips and models the code has now that the CSV lacks, so that a
+    table rewritten with ``--summarize-only`` after chips were added says what it leaves out."""
+    new_chips = sorted(set(chips or {}) - set(names))
+    new_models = sorted(set(model_cases()) - set(models)) if chips else []
+    if not new_chips and not new_models:
+        return []
+    missing = "; ".join(f"{what} {', '.join(them)}" for what, them in
+                        (("chips", new_chips), ("models", new_models)) if them)
+    return ["", f"Not in this table, though the code has them (added after the CSV was "
+                f"measured, or left out by `--chips` / `--models`): {missing}."]
+
+
 def summary_markdown(rows: list[dict[str, Any]], command: str,
                      chips: dict[str, Any] | None = None) -> str:
     import numpy as np
@@ -407,6 +421,7 @@ def summary_markdown(rows: list[dict[str, Any]], command: str,
         "the chip ran) whose ADCs used one code on the noise-free conversions of",
         "`SimModel.trace` (every conversion reads the same value: the layer outputs its bias).",
         "`sums ok`: the report's per-component and per-layer energies sum to its total.",
+        *_not_measured(names, models, chips),
         "",
         "## Per chip",
         "",

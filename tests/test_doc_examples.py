@@ -466,3 +466,154 @@ def test_doc_counts_of_published_macros() -> None:
                     problems.append(f"{where}: {x} of {y} rows within 2x; docs/validation.md "
                                     f"says {result.group(1)} of {result.group(2)}")
     assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Python names: a renamed or removed function leaves the prose citing something that is gone.
+# --------------------------------------------------------------------------------------------
+_DOTTED = re.compile(r"(?<![\w.])(cimsim(?:\.[A-Za-z_]\w*)+)(?![\w])")
+
+
+def _resolves(name: str) -> bool:
+    """``cimsim.a.b.c`` is a module, or an attribute (chain) of the longest importable prefix;
+    a subpackage that re-exports a function of its module's name (``cimsim.mapping.deploy``)
+    is tried as the module too."""
+    import importlib
+
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for part in parts[i:]:
+            if not hasattr(obj, part):
+                return False
+            obj = getattr(obj, part)
+        return True
+    return False
+
+
+def test_python_names_in_docs_resolve() -> None:
+    """Every ``cimsim.x.y`` in a code span of the prose imports (a module) or is an attribute of
+    one: a function, class, constant or method that the docs send a reader to."""
+    import warnings
+
+    problems = []
+    seen: dict[str, bool] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a deprecation shim still resolves
+        for path in DOCS:
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                for span in re.findall(r"`([^`]+)`", line):
+                    for name in _DOTTED.findall(span):
+                        if re.search(r"\.(py|toml|md|csv|json|png)$", name):
+                            continue  # a file, `cimsim.toml`
+                        if name not in seen:
+                            seen[name] = _resolves(name)
+                        if not seen[name]:
+                            problems.append(f"{path.relative_to(ROOT)}:{n}: `{name}` does not "
+                                            "import or is no attribute of its module")
+    assert seen, "no `cimsim.…` name found in the docs (the pattern reads nothing)"
+    assert not problems, "\n".join(problems)
+
+
+def _api_section() -> dict[str, str]:
+    """README.md's "Public API" list: module name -> the text of its bullet."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Public API", 1)[1].split("\n## ", 1)[0]
+    out: dict[str, str] = {}
+    for bullet in re.split(r"\n(?=- `)", section):
+        # a bullet may name a second module (`cimsim.cost.tables` inside `cimsim.cost`'s)
+        pieces = re.split(r"(?=`cimsim(?:\.\w+)*`: )", bullet)
+        for piece in pieces:
+            m = re.match(r"(?:- )?`(cimsim(?:\.\w+)*)`: ", piece)
+            if m:
+                out[m.group(1)] = piece
+    return out
+
+
+def test_readme_public_api_lists_every_exported_name() -> None:
+    """Each module of README.md's "Public API" names every name of its ``__all__`` in its
+    bullet; a bullet that abbreviates its list with "..." names only names that exist."""
+    import importlib
+
+    api = _api_section()
+    assert "cimsim" in api and "cimsim.train" in api, sorted(api)
+    problems = []
+    for module, bullet in api.items():
+        exported = getattr(importlib.import_module(module), "__all__", None)
+        if exported is None:
+            problems.append(f"README.md: `{module}` has no __all__")
+            continue
+        spans = re.findall(r"`([^`]+)`", bullet)
+        named = {m.group(1) for s in spans if (m := re.match(r"([A-Za-z_]\w*)", s))}
+        if "..." in bullet:  # an abbreviated list ("ADCKind, ..."): what it names must exist
+            module_obj = importlib.import_module(module)
+            for span in spans:
+                m = re.fullmatch(r"([A-Za-z_]\w*)(\(.*\))?", span)
+                if m and not hasattr(module_obj, m.group(1)):
+                    problems.append(f"README.md: `{module}` has no `{m.group(1)}`")
+            continue
+        missing = sorted(set(exported) - named)
+        if missing:
+            problems.append(f"README.md: `{module}` exports {missing}, not in its bullet")
+    assert not problems, "\n".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# docs/technology.md §2 quotes every TechTable number at 22 nm; the table is typed by hand.
+# --------------------------------------------------------------------------------------------
+_SHOWN = re.compile(r"^\s*([0-9][0-9,]*(?:\.[0-9]+)?)( k\b)?")
+
+
+def _matches_shown(actual: float, shown: str, thousands: bool) -> bool:
+    """``actual`` printed with as many decimals as ``shown`` has is ``shown``."""
+    value = float(shown.replace(",", "")) * (1000 if thousands else 1)
+    decimals = len(shown.split(".")[1]) if "." in shown else 0
+    if thousands:
+        return abs(actual - value) <= 500
+    return round(actual, decimals) == round(value, decimals)
+
+
+def test_technology_table_values_are_the_codes() -> None:
+    """Each row of technology.md's "Every number" table whose field is a ``TechTable`` field
+    (the typical band) gives ``tech_table(22)``'s value, to the digits it shows; a ``_by_bits``
+    row lists its bits (``4/5/6`` or ``4…10 b``) and one value per bit."""
+    from cimsim.cost.tables import tech_table
+
+    table = tech_table(22)
+    text = (ROOT / "docs" / "technology.md").read_text(encoding="utf-8")
+    section = text.split("## 2. Every number", 1)[1].split("\n## ", 1)[0]
+    problems, checked = [], 0
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 4 or "band" in cells[1]:
+            continue  # not a row, or a LOW/HIGH band row (a formula, not a value)
+        field = re.match(r"`(\w+)`", cells[1])
+        if field is None or not hasattr(table, field.group(1)):
+            continue
+        actual = getattr(table, field.group(1))
+        if isinstance(actual, tuple):  # by bits: "4/5/6 b" or "4…10 b" in the first column
+            bits = re.search(r"(\d+)(?:/\d+)*(?:/|…)(\d+) b", cells[0])
+            assert bits is not None, f"technology.md: no bits in '{cells[0]}'"
+            lo, hi = int(bits.group(1)), int(bits.group(2))
+            shown = cells[2].split("/")
+            if len(shown) != hi - lo + 1:
+                problems.append(f"{field.group(1)}: {len(shown)} values for bits {lo}..{hi}")
+                continue
+            for b, s in zip(range(lo, hi + 1), shown, strict=True):
+                checked += 1
+                if not _matches_shown(actual[b - 1], s.strip(), False):
+                    problems.append(f"{field.group(1)}[{b} b] = {actual[b - 1]:.4g}, the page "
+                                    f"shows {s.strip()}")
+            continue
+        m = _SHOWN.match(cells[2])
+        if m is None:
+            continue
+        checked += 1
+        if not _matches_shown(float(actual), m.group(1), bool(m.group(2))):
+            problems.append(f"{field.group(1)} = {actual:.4g}, the page shows {cells[2]}")
+    assert checked >= 40, f"only {checked} values read from technology.md §2"
+    assert not problems, "docs/technology.md §2 differs from tech_table(22):\n" + "\n".join(
+        problems)

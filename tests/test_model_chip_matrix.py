@@ -208,3 +208,24 @@ def test_every_chip_made_lossless_equals_the_integer_model(chip, name):
     with torch.no_grad():
         want = reference_model(model, sim, check_weights=False)(*args)
     assert_bitwise(sim(*args), want)
+
+
+def test_matrix_page_is_its_csv_summarized() -> None:
+    """docs/model-chip-matrix.md is what ``--summarize-only`` writes from its CSV for the chips
+    and models the code has now: a hand edit, or a chip added without the page naming it as
+    not measured, fails here (regenerate: ``python scripts/audit_models_on_chips.py
+    --summarize-only``, two seconds, nothing simulated)."""
+    import csv
+    from pathlib import Path
+
+    from scripts.audit_models_on_chips import summary_markdown
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    with open(docs / "model-chip-matrix.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    page = (docs / "model-chip-matrix.md").read_text()
+    command = re.search(r"Regenerate with\n\n    (.*)\n", page)
+    assert command is not None, "the page names no command"
+    assert summary_markdown(rows, command.group(1), CHIPS) == page, (
+        "docs/model-chip-matrix.md is not its CSV summarized: run python "
+        "scripts/audit_models_on_chips.py --summarize-only")
