@@ -1000,7 +1000,7 @@ def _warn_one_code(sim_layers: Mapping[str, SimLayer]) -> None:
     if names:
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         warnings.warn(
-            f"deploy: {len(names)} matri{'x' if len(names) == 1 else 'ces'} convert every "
+            f"deploy: {len(names)} matri{'x converts' if len(names) == 1 else 'ces convert'} every "
             f"calibration input to one ADC code (noise-free): {shown}; their outputs do not "
             "follow their inputs (only bias and offsets remain). The ADC's range is far wider "
             "than their signal: try adc.range_policy = 'calibrated', a narrower full scale "

@@ -56,4 +56,4 @@ def test_an_all_zero_matrix_is_left_to_its_own_warning():
     with torch.no_grad():
         model[2].weight.zero_()
     sim, said = _deploy(model, _full_scale(4), torch.rand(32, 16))
-    assert said and ": 0;" in said[0] and "1 matrix" in said[0]  # layer 0 only
+    assert said and ": 0;" in said[0] and "1 matrix converts" in said[0]  # layer 0 only
