@@ -109,7 +109,7 @@ class ModelCase:
     before_deploy: Callable[[Any], None] | None = None
 
 
-def _zoo_case(module: Any, zoo: str, name: str) -> ModelCase:
+def _zoo_case(module: Any, zoo: str, name: str, label: str = "") -> ModelCase:
     def build() -> tuple[Any, tuple | dict, int]:
         import torch
 
@@ -124,7 +124,7 @@ def _zoo_case(module: Any, zoo: str, name: str) -> ModelCase:
     listed = getattr(module, "_NOT_MATRICES", ())  # zoos 8+: a dict by model name
     listed = listed.get(name, ()) if isinstance(listed, dict) else listed
     not_matrices = tuple(listed) + _TOKENS.get(name, ())
-    return ModelCase(name, zoo, build, exclude, not_matrices,
+    return ModelCase(label or name, zoo, build, exclude, not_matrices,
                      getattr(module, "prune_again", None))
 
 
@@ -157,7 +157,9 @@ def model_cases() -> dict[str, ModelCase]:
         module = importlib.import_module(mod_name)
         zoo = mod_name.rsplit(".", 1)[1].removeprefix("test_")
         for name in getattr(module, registry):
-            cases[name] = _zoo_case(module, zoo, name)
+            # a name an earlier zoo took (zoo9's HF-style 'bert', zoo11's 'alibi'): "zoo/name"
+            label = f"{zoo}/{name}" if name in cases else name
+            cases[label] = _zoo_case(module, zoo, name, label)
     for case in _builtin_cases():
         cases[case.name] = case
     return cases
