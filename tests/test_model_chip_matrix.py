@@ -218,7 +218,7 @@ def test_matrix_page_is_its_csv_summarized() -> None:
     import csv
     from pathlib import Path
 
-    from scripts.audit_models_on_chips import summary_markdown
+    from scripts.audit_models_on_chips import MEASURED_AT, summary_markdown
 
     docs = Path(__file__).resolve().parents[1] / "docs"
     with open(docs / "model-chip-matrix.csv", newline="") as fh:
@@ -226,6 +226,8 @@ def test_matrix_page_is_its_csv_summarized() -> None:
     page = (docs / "model-chip-matrix.md").read_text()
     command = re.search(r"Regenerate with\n\n    (.*)\n", page)
     assert command is not None, "the page names no command"
-    assert summary_markdown(rows, command.group(1), CHIPS) == page, (
+    measured = MEASURED_AT.search(page)
+    assert measured is not None, "the page names no commit it was measured at"
+    assert summary_markdown(rows, command.group(1), CHIPS, measured.group(1)) == page, (
         "docs/model-chip-matrix.md is not its CSV summarized: run python "
         "scripts/audit_models_on_chips.py --summarize-only")
