@@ -166,9 +166,9 @@ def _refused_as_expected(row: dict, chip) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_every_model_on_every_chip(name):
-    """The whole matrix of the audit script (without its noise-off reruns): no pair crashes or is refused
-    but for a 1-b input chip with nothing left to map, every output is finite, every matrix
-    mapped or listed, every report sums, every trace runs."""
+    """The whole matrix of the audit script (without its noise-off reruns): no pair crashes
+    or is refused but for a 1-b input chip with nothing left to map, every output is finite,
+    every matrix mapped or listed, every report sums, every trace runs."""
     bad = []
     for chip, cfg in CHIPS.items():
         row = audit_pair(CASES[name], chip, cfg, noise_off_above=-1)
