@@ -3,7 +3,8 @@ runs (docs/model-chip-matrix.md), a small subset by default and the whole of it 
 
 Every chip (presets, published macros, the hypothetical macros of tests/data/chips) hosts a
 handful of models covering the layer kinds (attention + embedding + tied head, depthwise conv,
-recurrent layers, transposed, 1-d and 3-d convs, weights computed in the forward): each runs,
+recurrent layers, transposed, 1-d and 3-d convs, weights computed in the forward, a keyword
+batch, pruning hooks, learned inputs of attentions): each runs,
 gives finite outputs, maps or lists every weight matrix (and lists the same modules on every
 chip), and its report's per-component and per-layer energies sum to its total. A chip with
 1-b inputs refuses a signed activation naming the layer, and runs with the zero-point quantizer
@@ -34,6 +35,8 @@ from .mapping.conftest import assert_bitwise, check_every_matrix, reference_mode
 from .mapping.test_new_models import ZOO
 from .mapping.test_zoo2 import ZOO2
 from .mapping.test_zoo7 import _DIGITAL as DIGITAL7
+from .mapping.test_zoo9 import _DIGITAL as DIGITAL9
+from .mapping.test_zoo11 import _DIGITAL as DIGITAL11
 
 CASES = model_cases()
 CHIPS = chip_configs()
@@ -47,9 +50,31 @@ SMOKE = {
     "video": set(),
     "tcn": set(),
     "glow": DIGITAL7["glow"],
+    # the newer zoos: an HF-style BERT called with a tokenizer's keyword batch (labelled
+    # zoo9/bert beside zoo5's), a pruned MLP (weights recomputed by torch's pruning hook),
+    # a set transformer (learned inducing points and seed, inputs of mapped attentions)
+    "zoo9/bert": DIGITAL9["bert"],
+    "pruned": set(),
+    "set-transformer": DIGITAL11["set-transformer"],
 }
 assert set(SMOKE) <= set(CASES) and {"gpt-tied-head", "convnext"} <= set(ZOO)
 assert {"stacked-rnn", "unet"} <= set(ZOO2)
+
+
+def test_every_zoo_model_is_a_case_under_its_own_name():
+    """zoo9's 'bert' and zoo11's 'alibi' replaced zoo5's and zoo7's in the cases' dict: a zoo
+    reusing an earlier zoo's name is labelled 'zoo/name'; every registry entry is a case, with
+    its zoo's per-model not-matrices (zoos 8+ hold them in a dict, whose keys were taken)."""
+    import importlib
+
+    from scripts.audit_models_on_chips import _ZOOS
+
+    n = sum(len(getattr(importlib.import_module(m), r)) for m, r in _ZOOS)
+    assert len(CASES) == n + 2  # + the bundled digits ResNet and the small ViT
+    assert (CASES["bert"].zoo, CASES["zoo9/bert"].zoo) == ("zoo5", "zoo9")
+    assert (CASES["alibi"].zoo, CASES["zoo11/alibi"].zoo) == ("zoo7", "zoo11")
+    assert CASES["set-transformer"].not_matrices == ("isab.inducing", "seed")
+    assert CASES["rwkv"].not_matrices[0] == "block.tm_k" and CASES["lora"].not_matrices == ()
 
 
 def _deploy(name: str, chip):
@@ -66,7 +91,7 @@ def _deploy(name: str, chip):
 
 # every matrix of these has a signed input (LayerNorm, GELU, residual sums, the LSTM's own
 # states), so a 1-b input chip, each refused layer excluded, is left with nothing to map
-ONE_BIT_REFUSED = {"convnext", "stacked-rnn"}
+ONE_BIT_REFUSED = {"convnext", "stacked-rnn", "zoo9/bert"}
 
 
 @pytest.mark.parametrize("name", list(SMOKE))
@@ -141,9 +166,9 @@ def _refused_as_expected(row: dict, chip) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CASES))
 def test_every_model_on_every_chip(name):
-    """The whole matrix of the audit script (about 4 minutes): no pair crashes or is refused
-    but for a 1-b input chip with nothing left to map, every output is finite, every matrix
-    mapped or listed, every report sums, every trace runs."""
+    """The whole matrix of the audit script (without its noise-off reruns): no pair crashes
+    or is refused but for a 1-b input chip with nothing left to map, every output is finite,
+    every matrix mapped or listed, every report sums, every trace runs."""
     bad = []
     for chip, cfg in CHIPS.items():
         row = audit_pair(CASES[name], chip, cfg, noise_off_above=-1)
@@ -218,7 +243,7 @@ def test_matrix_page_is_its_csv_summarized() -> None:
     import csv
     from pathlib import Path
 
-    from scripts.audit_models_on_chips import summary_markdown
+    from scripts.audit_models_on_chips import MEASURED_AT, summary_markdown
 
     docs = Path(__file__).resolve().parents[1] / "docs"
     with open(docs / "model-chip-matrix.csv", newline="") as fh:
@@ -226,6 +251,8 @@ def test_matrix_page_is_its_csv_summarized() -> None:
     page = (docs / "model-chip-matrix.md").read_text()
     command = re.search(r"Regenerate with\n\n    (.*)\n", page)
     assert command is not None, "the page names no command"
-    assert summary_markdown(rows, command.group(1), CHIPS) == page, (
+    measured = MEASURED_AT.search(page)
+    assert measured is not None, "the page names no commit it was measured at"
+    assert summary_markdown(rows, command.group(1), CHIPS, measured.group(1)) == page, (
         "docs/model-chip-matrix.md is not its CSV summarized: run python "
         "scripts/audit_models_on_chips.py --summarize-only")
