@@ -355,12 +355,14 @@ def _fail(owner: str, name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{owner}.{name} = {value!r} is invalid; allowed: {allowed}")
 
 
-def _int_in(obj: Any, name: str, lo: int, hi: int | None = None) -> None:
+def _int_in(obj: Any, name: str, lo: int, hi: int | None = None, above: str = "") -> None:
+    """``above``: said in parentheses when an integer exceeds ``hi`` (why that bound)."""
     value = getattr(obj, name)
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    ok = ok and value >= lo and (hi is None or value <= hi)
-    if not ok:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not (is_int and value >= lo and (hi is None or value <= hi)):
         allowed = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+        if above and is_int and hi is not None and value > hi:
+            allowed += f" ({above})"
         _fail(type(obj).__name__, name, value, allowed)
 
 
@@ -477,14 +479,10 @@ class ArrayConfig(_Config):
         _int_in(self, "n_cols", 1, 1 << 16)
         if self.rows_per_conversion is not None:
             _int_in(self, "rows_per_conversion", 1, self.n_rows)
-        if (isinstance(self.cols_per_adc, int) and not isinstance(self.cols_per_adc, bool)
-                and self.cols_per_adc > self.n_cols >= 1):
-            # most often an array narrowed below the 8 columns per ADC it kept from a preset
-            # or the default: say which bound it broke
-            _fail("ArrayConfig", "cols_per_adc", self.cols_per_adc,
-                  f"an integer in [1, {self.n_cols}] (no more than n_cols; cols_per_adc is 8 "
-                  "unless set)")
-        _int_in(self, "cols_per_adc", 1, self.n_cols)
+        # over n_cols is most often an array narrowed below the 8 columns per ADC it kept
+        # from a preset or the default: say which bound it broke
+        _int_in(self, "cols_per_adc", 1, self.n_cols,
+                above="no more than n_cols; cols_per_adc is 8 unless set")
         # bounded by what a chip can be (2^20 tiles of 2^16 arrays), not only from below
         _int_in(self, "n_tiles", 1, 1 << 20)
         _int_in(self, "arrays_per_tile", 1, 1 << 16)

@@ -343,7 +343,7 @@ def weight_read_error(module: nn.Module, attr: str, layer: str,
     (``self.fc.weight``): the weights live on the simulated arrays (or in the twin, quantized
     in its own call: ``held`` says which), so a forward computing with them outside the
     layer's own call cannot be simulated; any other missing attribute raises as torch does."""
-    if not (attr.startswith(("weight", "bias")) or attr.endswith(("_weight", "_bias"))):
+    if not _weight_like(attr):
         return AttributeError(f"'{type(module).__name__}' object has no attribute '{attr}'")
     return AttributeError(
         f"{layer}: the model reads .{attr} of a mapped layer, whose weights are {held} "

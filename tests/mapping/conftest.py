@@ -31,6 +31,15 @@ from cimsim.mapping.affine import affine_source
 from cimsim.mapping.layers import SimLinear
 
 
+def build_seeded(make, data, dtype=torch.float32) -> tuple[nn.Module, tuple]:
+    """A zoo's model and example inputs as the zoos build them: ``make()`` under seed 0, in
+    eval mode and ``dtype``; ``data()`` under seed 1, its floating tensors cast to ``dtype``."""
+    torch.manual_seed(0)
+    model = make().eval().to(dtype)
+    torch.manual_seed(1)
+    return model, tuple(a.to(dtype) if a.is_floating_point() else a for a in data())
+
+
 def lossless_chip(granularity: str = "channel", n_rows: int | None = 37,
                   n_cols: int | None = 23, **array: Any) -> ChipConfig:
     """The ``ideal`` preset with (optionally) small arrays so that layers tile."""

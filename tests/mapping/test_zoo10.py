@@ -26,6 +26,7 @@ from cimsim.train import prepare
 
 from .conftest import (
     assert_bitwise,
+    build_seeded,
     check_every_matrix,
     check_lossy_run,
     flat_output,
@@ -121,11 +122,7 @@ class Flat(nn.Module):
 
 
 def _build(name: str, dtype=torch.float32):
-    make, data = ZOO10[name]
-    torch.manual_seed(0)
-    model = make().eval().to(dtype)
-    torch.manual_seed(1)
-    return model, tuple(a.to(dtype) if a.is_floating_point() else a for a in data())
+    return build_seeded(*ZOO10[name], dtype)
 
 
 def _call(model, args, seed: int = 7):

@@ -32,6 +32,7 @@ from cimsim.train import prepare
 
 from .conftest import (
     assert_bitwise,
+    build_seeded,
     check_every_matrix,
     check_lossy_run,
     flat_output,
@@ -154,11 +155,7 @@ class Flat(nn.Module):
 
 
 def _build(name: str, dtype=torch.float32):
-    make, data = ZOO11[name]
-    torch.manual_seed(0)
-    model = make().eval().to(dtype)
-    torch.manual_seed(1)
-    return model, tuple(a.to(dtype) if a.is_floating_point() else a for a in data())
+    return build_seeded(*ZOO11[name], dtype)
 
 
 @pytest.mark.parametrize("name", list(ZOO11))

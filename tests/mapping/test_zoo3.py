@@ -36,6 +36,7 @@ from cimsim.train import prepare
 
 from .conftest import (
     assert_bitwise,
+    build_seeded,
     check_every_matrix,
     check_lossy_run,
     lossless_chip,
@@ -345,11 +346,7 @@ _EXACT = ["llama", "vit", "mixer", "unfold", "functional", "parametrized", "data
 
 def _build(name: str, dtype=torch.float32):
     make, data, batch_dim = ZOO3[name]
-    torch.manual_seed(0)
-    model = make().eval().to(dtype)
-    torch.manual_seed(1)
-    args = tuple(a.to(dtype) if a.is_floating_point() else a for a in data())
-    return model, args, batch_dim
+    return (*build_seeded(make, data, dtype), batch_dim)
 
 
 def _quiet(fn, *a, **k):

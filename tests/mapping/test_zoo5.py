@@ -32,6 +32,7 @@ from cimsim.train import prepare
 
 from .conftest import (
     assert_bitwise,
+    build_seeded,
     check_every_matrix,
     check_lossless_near_float,
     check_lossy_run,
@@ -598,12 +599,7 @@ _EXACT = [n for n in ZOO5 if n != "seq2seq-attention"]
 
 
 def _build(name: str, dtype=torch.float32):
-    make, data = ZOO5[name]
-    torch.manual_seed(0)
-    model = make().eval().to(dtype)
-    torch.manual_seed(1)
-    args = tuple(a.to(dtype) if a.is_floating_point() else a for a in data())
-    return model, args
+    return build_seeded(*ZOO5[name], dtype)
 
 
 def _quiet(fn, *a, **k):

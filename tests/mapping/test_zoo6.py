@@ -34,6 +34,7 @@ from cimsim.train import prepare
 
 from .conftest import (
     assert_bitwise,
+    build_seeded,
     check_every_matrix,
     check_lossless_near_float,
     check_lossy_run,
@@ -564,12 +565,7 @@ ZOO6 = {
 
 
 def _build(name: str, dtype=torch.float32):
-    make, data = ZOO6[name]
-    torch.manual_seed(0)
-    model = make().eval().to(dtype)
-    torch.manual_seed(1)
-    args = tuple(a.to(dtype) if a.is_floating_point() else a for a in data())
-    return model, args
+    return build_seeded(*ZOO6[name], dtype)
 
 
 _flat = flat_output  # the detector's dict of lists: one tensor

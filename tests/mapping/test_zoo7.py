@@ -30,6 +30,7 @@ from cimsim.train import prepare
 
 from .conftest import (
     assert_bitwise,
+    build_seeded,
     check_every_matrix,
     check_lossless_near_float,
     check_lossy_run,
@@ -504,12 +505,7 @@ ZOO7 = {
 
 
 def _build(name: str, dtype=torch.float32):
-    make, data = ZOO7[name]
-    torch.manual_seed(0)
-    model = make().eval().to(dtype)
-    torch.manual_seed(1)
-    args = tuple(a.to(dtype) if a.is_floating_point() else a for a in data())
-    return model, args
+    return build_seeded(*ZOO7[name], dtype)
 
 
 # what each model keeps digital, by name: every weight matrix is mapped or listed here. The
