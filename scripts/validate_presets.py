@@ -18,6 +18,7 @@ calibration factors fitted at each chip's fit point (they are hard-coded in
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import sys
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from cimsim.cost.models import GATE_CAPACITANCE_FF_PER_UM, CellModel
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "validation.md"
+ROWS = ROOT / "cimsim" / "presets" / "published" / "validation.csv"
 TOLERANCE = 0.25
 N_VECTORS = 256
 ZERO_FRACTION = 0.5
@@ -429,7 +431,7 @@ def at_point(chip: ChipConfig, changes: dict) -> ChipConfig:
 def prediction_rows() -> list[dict]:
     """Every prediction row: the chip's datasheet (macro, input density 0.5, uncalibrated) at
     the published operating point against its published figure."""
-    from cimsim.cost.datasheet import datasheet
+    from cimsim.cost.datasheet import datasheet, validation_class
 
     sheets: dict[tuple[str, str], dict] = {}
     out = []
@@ -444,15 +446,68 @@ def prediction_rows() -> list[dict]:
                         sheet=sheets[name, point], nominal=not changes, published=published,
                         estimate=est, ratio=ratio, factor=max(ratio, 1.0 / ratio),
                         within=max(ratio, 1 / ratio) <= PREDICTION_FACTOR, source=source,
-                        node_nm=chip.tech.node_nm))
+                        node_nm=chip.tech.node_nm, **validation_class(at_point(chip, changes))))
     return out
+
+
+ROW_FIELDS = ("chip", "point", "metric", "key", "published", "predicted", "readout", "window")
+
+
+def write_rows(pred: list[dict], path: Path) -> None:
+    """The prediction rows as cimsim.cost.datasheet.VALIDATION_ROWS reads them (shipped with
+    the package: the page is not), at the page's figures' full precision."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f, lineterminator="\n")
+        out.writerow(ROW_FIELDS)
+        for r in pred:
+            out.writerow([r["chip"], r["point"], r["metric"], r["key"], repr(r["published"]),
+                          repr(float(r["estimate"])), r["readout"], r["window"]])
+
+
+CLASSES = ({"readout": "analog", "window": "stated"}, {"readout": "analog", "window": "predicted"},
+           {"readout": "digital", "window": "n/a"})
+
+
+def class_table(rows_path: Path = ROWS) -> list[str]:
+    """The spread of the rows by class, as `cimsim datasheet` prints it for a new chip
+    (cimsim.cost.datasheet.validation_range on the rows file written before the page)."""
+    from cimsim.cost.datasheet import validation_range
+
+    lines = [
+        "**By class** (`cimsim datasheet` prints a new chip's figures times its class's span as "
+        "`likely`; `cimsim.cost.datasheet.validation_range`, on the rows shipped as "
+        "`cimsim/presets/published/validation.csv`): TOPS/W rows are grouped by the read-out "
+        "(a converter or a digital adder tree), TOPS/mm² rows also by whether the chip states "
+        "its compute window (`tech.window_stated`). The span is the central 80 % of published "
+        "/ predicted (NumPy's linear 10th and 90th percentiles) and the median: what the table "
+        "has seen, not a confidence interval.",
+        "",
+        "| read-out | window | metric | rows | within 2x | geometric-mean error | published / "
+        "predicted: 10th percentile | median | 90th percentile |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    seen = set()
+    for cls in CLASSES:
+        spread = validation_range(cls, rows_path)
+        for key, label in (("tops_per_w", "TOPS/W"), ("tops_per_mm2", "TOPS/mm²")):
+            window = cls["window"] if key == "tops_per_mm2" else "any"
+            if (cls["readout"], window, key) in seen:
+                continue  # TOPS/W rows do not depend on the window
+            seen.add((cls["readout"], window, key))
+            s = spread[key]
+            span = s["published_over_predicted"]
+            cells = ([f"{v:.3g}" for v in span] if span else ["(fewer than 3 rows)", "", ""])
+            lines.append(f"| {cls['readout']} | {window} | {label} | {s['n_rows']} | "
+                         f"{s['n_within_2x']} | {s['geomean_factor']:.2f}x | "
+                         + " | ".join(cells) + " |")
+    return lines
 
 
 def geomean_factor(rows_: list[dict]) -> float:
     return float(np.exp(np.mean([np.log(r["factor"]) for r in rows_])))
 
 
-def render_predictions(pred: list[dict]) -> list[str]:
+def render_predictions(pred: list[dict], rows_path: Path = ROWS) -> list[str]:
     gm = geomean_factor(pred)
     n_in = sum(r["within"] for r in pred)
     lines = [
@@ -514,7 +569,8 @@ def render_predictions(pred: list[dict]) -> list[str]:
             f"{r['convention']} | "
             f"{_g(r['published'])} | {_g(r['estimate'])} | {r['ratio']:.2f} | "
             f"{'yes' if r['within'] else '**no**'} | {r['source']} |")
-    lines += ["", *prediction_notes({r["chip"]: r["sheet"] for r in pred if r["nominal"]}),
+    lines += ["", *class_table(rows_path), ""]
+    lines += [*prediction_notes({r["chip"]: r["sheet"] for r in pred if r["nominal"]}),
               *added_chip_notes({(r["chip"], r["point"], r["metric"]): r for r in pred}), ""]
     return lines
 
@@ -1526,7 +1582,7 @@ def _g(v: float) -> str:
 
 
 def render(table: list[dict], fitted: dict[str, Calibration], ns: Point,
-           pred: list[dict] | None = None) -> str:
+           pred: list[dict] | None = None, rows_path: Path = ROWS) -> str:
     worst = max(abs(r["error"]) for r in table)
     worst_raw = max(abs(r["error_uncalibrated"]) for r in table)
     lines = [
@@ -1558,7 +1614,7 @@ def render(table: list[dict], fitted: dict[str, Calibration], ns: Point,
         "every other point is a *check*. Both the uncalibrated estimate (the technology tables "
         "as they are) and the calibrated one are shown.",
         "",
-        *(render_predictions(pred) if pred else []),
+        *(render_predictions(pred, rows_path) if pred else []),
         "## Per-chip calibration of the table-based presets (opt-in, reported apart)",
         "",
         "The presets `jia-jssc20`, `wang-vlsi22` and `isaac-32nm` use the `tables` cost model "
@@ -1682,6 +1738,8 @@ def render(table: list[dict], fitted: dict[str, Calibration], ns: Point,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DOC, help="markdown file to write")
+    ap.add_argument("--rows", type=Path, default=ROWS,
+                    help="CSV of the prediction rows that `cimsim datasheet` reads")
     ap.add_argument("--fit", action="store_true", help="print the fitted calibration factors")
     args = ap.parse_args(argv)
     fitted = fit_calibrations()
@@ -1690,7 +1748,8 @@ def main(argv: list[str] | None = None) -> int:
             print(name, dict(cal.energy), dict(cal.area))
     table = rows()
     pred = prediction_rows()
-    args.out.write_text(render(table, fitted, neurosim_point(), pred))
+    write_rows(pred, args.rows)  # before the page: its class table reads them
+    args.out.write_text(render(table, fitted, neurosim_point(), pred, args.rows))
     for r in pred:
         print(f"{r['chip']:<16} {r['point']:<14} {r['metric']:<12} published "
               f"{r['published']:8.4g}  predicted {r['estimate']:8.4g}  x{r['ratio']:.2f}")

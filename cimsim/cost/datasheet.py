@@ -28,7 +28,6 @@ predictions, read from docs/validation.md where the repository holds it).
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 from pathlib import Path
@@ -48,7 +47,8 @@ from ..config import (
 from .energy import NO_CALIBRATION, calibration_for, chip_table
 
 __all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "VALIDATION_DOC",
-           "breakdown_lines", "datasheet", "macro_components", "validation_spread", "workload"]
+           "VALIDATION_ROWS", "breakdown_lines", "datasheet", "likely_lines", "macro_components",
+           "validation_class", "validation_range", "validation_spread", "workload"]
 
 N_VECTORS = 256
 MACRO_COMPONENTS = ("cell", "dac", "adc")
@@ -189,7 +189,8 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
         "basis_detail": _basis_detail(chip, used_cal),
         "step": _step(chip, block, table, cal),
         "adc": (adc := _converter(chip, table, cal)),
-        "uncertainty": _uncertainty(chip, adc),
+        "uncertainty": _uncertainty(chip, adc, {"tops_per_w": tops_w,
+                                                 "tops_per_mm2": tops_mm2}, used_cal),
     }
 
 
@@ -282,83 +283,136 @@ def _converter(chip: ChipConfig, table: Any, cal: Any) -> dict[str, Any]:
 
 
 VALIDATION_DOC = Path(__file__).resolve().parents[2] / "docs" / "validation.md"
-"""The validation table (``python scripts/validate_presets.py`` writes it); present in a
+"""The validation page (``python scripts/validate_presets.py`` writes it); present in a
 checkout of the repository, absent from an installed wheel."""
-_RATIO_COLUMN = "predicted / published"
+VALIDATION_ROWS = Path(__file__).resolve().parents[1] / "presets" / "published" / "validation.csv"
+"""The validation table's prediction rows, shipped with the published chips' TOMLs (the same
+script writes it beside the page): ``chip``, ``point``, ``metric``, ``key`` (the datasheet's),
+``published``, ``predicted``, ``ratio`` (predicted / published) and the chip's
+:func:`validation_class` (``readout``, ``window``)."""
+_EFFICIENCY, _DENSITY = ("tops_per_w", "tops_per_w_1b"), ("tops_per_mm2", "tops_per_mm2_1b")
+MIN_CLASS_ROWS = 3
+"""Fewest rows of a chip's class for :func:`validation_range` to give a span."""
+SPAN_QUANTILES = (0.1, 0.5, 0.9)
+"""The quantiles of published / predicted that :func:`validation_range` gives: the central
+80 % of the class's rows and their median (the extremes are single chips' misses, which a
+whole-table span would let set the band)."""
+
+
+def validation_class(chip: ChipConfig) -> dict[str, str]:
+    """Which validation rows a prediction of ``chip`` is most like: its read-out
+    (``digital``: an adder tree, no converter; ``analog``: a converter) and, for an analog
+    chip, whether its compute window is ``stated`` (a published input) or ``predicted``
+    (``tech.window_stated = false``: its TOPS rest on the model's timing; a digital chip: its
+    clock, ``n/a``). The validation table shows why: the density rows of analog chips that
+    state no window miss by far more than the others (docs/validation.md)."""
+    if chip.adc.kind is ADCKind.DIGITAL:
+        return {"readout": "digital", "window": "n/a"}
+    return {"readout": "analog", "window": "stated" if chip.tech.window_stated else "predicted"}
 
 
 def validation_spread(path: Path | str | None = None) -> dict[str, Any] | None:
     """The spread of the uncalibrated predictions in the validation table.
 
-    Reads the prediction table of ``docs/validation.md`` (its ``predicted`` over its
-    ``published`` column, else its ``predicted / published`` column; recomputing the rows
-    takes ~25 s, too slow for a CLI call). Returns ``n_rows``, ``n_within_2x``,
-    ``geomean_factor`` (the geometric mean of ``max(r, 1/r)``) and ``worst`` (``chip``,
-    ``metric``, ``ratio``, ``factor``), or None where the file or the table is missing."""
-    doc = Path(VALIDATION_DOC if path is None else path)
-    try:
-        stamp = doc.stat().st_mtime_ns
-    except OSError:
+    Reads :data:`VALIDATION_ROWS` (or ``path``; recomputing the rows takes ~25 s, too slow for
+    a CLI call). Returns ``source``, ``n_rows``, ``n_within_2x``, ``geomean_factor`` (the
+    geometric mean of ``max(r, 1/r)``) and ``worst`` (``chip``, ``metric``, ``ratio``,
+    ``factor``), or None where the file is missing or holds no row."""
+    rows = _validation_rows(path)
+    if not rows:
         return None
-    # a copy: the cached value is shared, the caller's may be changed
-    spread = copy.deepcopy(_spread_of(str(doc), stamp))
-    if spread is not None and path is None:  # the repository's page, not this machine's path
-        spread["source"] = "docs/validation.md"
-    return spread
+    out = _summary([r["ratio"] for r in rows])
+    i = int(np.argmax([max(r["ratio"], 1.0 / r["ratio"]) for r in rows]))
+    ratio = rows[i]["ratio"]
+    out["worst"] = {"chip": rows[i]["chip"], "metric": rows[i]["metric"], "ratio": ratio,
+                    "factor": max(ratio, 1.0 / ratio)}
+    return {"source": "docs/validation.md" if path is None else str(path), **out}
+
+
+def validation_range(chip: ChipConfig | dict[str, str],
+                     path: Path | str | None = None) -> dict[str, Any] | None:
+    """How published figures compare with predictions for chips of ``chip``'s class (a chip,
+    or a class as :func:`validation_class` returns it).
+
+    For TOPS/W the rows of chips with the same read-out; for TOPS/mm^2 also the same window
+    (:func:`validation_class`): each ``{"n_rows", "n_within_2x", "geomean_factor",
+    "published_over_predicted": (10th percentile, median, 90th percentile)}`` (NumPy's linear
+    quantiles, :data:`SPAN_QUANTILES`), None with fewer than :data:`MIN_CLASS_ROWS` rows. Keys
+    ``class``, ``tops_per_w``, ``tops_per_mm2``; None where the rows file is missing. The span
+    is what the table has seen, not a confidence interval: a new chip can land outside it, as a
+    tenth of the table's rows do at each end."""
+    rows = _validation_rows(path)
+    if not rows:
+        return None
+    cls = validation_class(chip) if isinstance(chip, ChipConfig) else dict(chip)
+    out: dict[str, Any] = {"class": cls}
+    for key, keys, same in (("tops_per_w", _EFFICIENCY, ("readout",)),
+                            ("tops_per_mm2", _DENSITY, ("readout", "window"))):
+        ratios = [r["ratio"] for r in rows
+                  if r["key"] in keys and all(r[k] == cls[k] for k in same)]
+        summary = _summary(ratios)
+        q = np.quantile([1.0 / r for r in ratios], SPAN_QUANTILES) if ratios else ()
+        summary["published_over_predicted"] = (
+            tuple(float(v) for v in q) if len(ratios) >= MIN_CLASS_ROWS else None)
+        out[key] = summary
+    return out
+
+
+def _summary(ratios: list[float]) -> dict[str, Any]:
+    factors = [max(r, 1.0 / r) for r in ratios]
+    return {"n_rows": len(ratios), "n_within_2x": sum(f <= 2.0 for f in factors),
+            "geomean_factor": float(np.exp(np.mean(np.log(factors)))) if factors else None}
+
+
+def _validation_rows(path: Path | str | None) -> list[dict[str, Any]]:
+    """The rows of the validation file (a copy: the cached list is shared)."""
+    csv_path = Path(VALIDATION_ROWS if path is None else path)
+    try:
+        stamp = csv_path.stat().st_mtime_ns
+    except OSError:
+        return []
+    return [dict(r) for r in _rows_of(str(csv_path), stamp)]
 
 
 @functools.lru_cache(maxsize=4)
-def _spread_of(doc_path: str, stamp: int) -> dict[str, Any] | None:
-    """:func:`validation_spread` of one version of the file (``stamp``, its modification
-    time): every datasheet carries the spread, so the table is parsed once, not per call."""
-    doc = Path(doc_path)
-    try:
-        lines = doc.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    rows: list[tuple[str, str, float]] = []
-    header: list[str] | None = None
-    for line in lines:
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if header is None:
-            if line.startswith("|") and _RATIO_COLUMN in cells:
-                header = cells
-            continue
-        if not line.startswith("|"):
-            break
-        if set(line) <= set("|-: "):
-            continue
-        rec = dict(zip(header, cells, strict=False))  # a short row: its first cells
-        try:  # the 4-digit figures, not the 2-decimal ratio column, where they parse
-            ratio = float(rec["predicted"]) / float(rec["published"])
-        except (KeyError, ValueError, ZeroDivisionError):
-            try:
-                ratio = float(rec[_RATIO_COLUMN])
-            except (KeyError, ValueError):
-                continue
-        if ratio > 0 and "chip" in rec and "metric" in rec:
-            rows.append((rec["chip"], rec["metric"], ratio))
-    if not rows:
-        return None
-    factors = [max(r, 1.0 / r) for _, _, r in rows]
-    i = int(np.argmax(factors))
-    return {"source": str(doc), "n_rows": len(rows),
-            "n_within_2x": sum(f <= 2.0 for f in factors),
-            "geomean_factor": float(np.exp(np.mean(np.log(factors)))),
-            "worst": {"chip": rows[i][0], "metric": rows[i][1], "ratio": rows[i][2],
-                      "factor": factors[i]}}
+def _rows_of(csv_path: str, stamp: int) -> tuple[dict[str, Any], ...]:
+    """The rows of one version of the file (``stamp``, its modification time): every datasheet
+    carries the spread, so the file is parsed once, not per call."""
+    import csv
+
+    rows: list[dict[str, Any]] = []
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for text in csv.DictReader(f):
+            row: dict[str, Any] = dict(text)
+            published, predicted = float(text["published"]), float(text["predicted"])
+            row.update(published=published, predicted=predicted, ratio=predicted / published)
+            if row["ratio"] > 0:
+                rows.append(row)
+    return tuple(rows)
 
 
-def _uncertainty(chip: ChipConfig, adc: dict[str, Any]) -> dict[str, Any]:
-    """The survey scatter of the converter's family (None: no converter priced by the survey)
-    and the validation table's spread (:func:`validation_spread`)."""
+def _uncertainty(chip: ChipConfig, adc: dict[str, Any], figures: dict[str, float],
+                 used_cal: bool) -> dict[str, Any]:
+    """The survey scatter of the converter's family (None: no converter priced by the survey),
+    the validation table's spread (:func:`validation_spread`) and, for a physical-model
+    prediction, its class's span (:func:`validation_range`) with the ``likely`` figures it
+    gives (``figures`` times the class's 10th and 90th percentiles of published / predicted;
+    None where the class has too few rows, the chip is calibrated or priced by the tables: the
+    table's rows are the physical model's)."""
     from . import adc_survey
 
     kind = chip.adc.kind
     survey = adc["priced_by"] == "survey"
+    predicted = chip.tech.cost_model is CostModel.PHYSICAL and not used_cal
+    same = validation_range(chip) if predicted else None
+    likely: dict[str, tuple[float, float] | None] = {}
+    for key in ("tops_per_w", "tops_per_mm2"):
+        span = same[key]["published_over_predicted"] if same is not None else None
+        likely[key] = (figures[key] * span[0], figures[key] * span[2]) if span else None
     return {"adc_family": adc_survey.family_of(kind).family if survey else None,
             "adc_scatter_factor": adc_survey.scatter_factor(kind) if survey else None,
-            "validation": validation_spread(), "validation_doc": "docs/validation.md"}
+            "validation": validation_spread(), "validation_doc": "docs/validation.md",
+            "same_class": same, "likely": likely}
 
 
 _LIMIT_TEXT = {"stated_window": "the stated compute window", "settling": "the predicted settling",
@@ -372,6 +426,33 @@ def _si(value: float, unit: str) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g} {prefix}{unit}"
     return f"{value:.3g} {unit}"
+
+
+def likely_lines(sheet: dict[str, Any]) -> list[str]:
+    """The headline's ``likely`` lines: each figure times its class's central 80 % of published
+    / predicted in the validation table (:func:`validation_range`); none for a calibrated or a
+    ``tables``-model sheet, whose figures the table does not describe."""
+    unc = sheet["uncertainty"]
+    same = unc["same_class"]
+    if same is None:
+        return []
+    cls = same["class"]
+    lines = []
+    for key, label in (("tops_per_w", "TOPS/W"), ("tops_per_mm2", "TOPS/mm2")):
+        what = f"{cls['readout']} read-out"
+        if key == "tops_per_mm2" and cls["window"] != "n/a":
+            what += f", window {cls['window']}"
+        rows = same[key]["n_rows"]
+        span = same[key]["published_over_predicted"]
+        if span is None:
+            lines.append(f"likely {label:<9} no span: {rows} validation row(s) of its class "
+                         f"({what}), fewer than {MIN_CLASS_ROWS}")
+            continue
+        lo, hi = unc["likely"][key]
+        lines.append(f"likely {label:<9}{lo:>8.4g} - {hi:<8.4g} (published/predicted "
+                     f"{span[0]:.3g}x-{span[2]:.3g}x, median {span[1]:.3g}x: the central 80 % "
+                     f"of {rows} validation rows, {what})")
+    return lines
 
 
 def breakdown_lines(sheet: dict[str, Any]) -> list[str]:

@@ -13,7 +13,13 @@ import pytest
 import cimsim
 from cimsim.cli import main
 from cimsim.cost import adc_survey, settling
-from cimsim.cost.datasheet import datasheet, validation_spread
+from cimsim.cost.datasheet import (
+    VALIDATION_ROWS,
+    datasheet,
+    validation_class,
+    validation_range,
+    validation_spread,
+)
 from cimsim.cost.energy import chip_table
 from cimsim.cost.models import CCO_LSB_NS
 
@@ -36,7 +42,7 @@ def test_breakdown_prints_every_section_after_the_unchanged_headline(capsys):
     plain = _cli(capsys, _published("sinangil-jssc21"))
     full = _cli(capsys, _published("sinangil-jssc21"), "--breakdown")
     assert full.startswith(plain)  # the default output is the breakdown's first lines
-    assert len(plain.splitlines()) == 5
+    assert len(plain.splitlines()) == 7  # the title, 4 figures, 2 likely ranges
     for section in SECTIONS:
         assert section not in plain
         assert section in full
@@ -122,19 +128,94 @@ def test_basis_and_uncertainty():
     assert datasheet(_published("chih-isscc21"))["uncertainty"]["adc_scatter_factor"] is None
 
 
+_ROWS_HEADER = "chip,point,metric,key,published,predicted,readout,window\n"
+
+
 def test_validation_spread_known_answer(tmp_path):
-    doc = tmp_path / "v.md"
-    doc.write_text(
-        "intro\n\n| chip | metric | published | predicted | predicted / published | x |\n"
-        "|---|---|---|---|---|---|\n"
-        "| a | TOPS/W | 10 | 20 | 2.00 | yes |\n"
-        "| b | TOPS/mm2 | 8 | 2 | 0.25 | no |\n"
-        "| c | TOPS/W | 1 | 1 | 1.00 | yes |\n\nafter\n| other | table |\n")
-    v = validation_spread(doc)
+    rows = tmp_path / "v.csv"
+    rows.write_text(_ROWS_HEADER + "a,p,TOPS/W,tops_per_w,10,20,analog,stated\n"
+                    "b,p,TOPS/mm2,tops_per_mm2,8,2,analog,stated\n"
+                    "c,p,TOPS/W,tops_per_w,1,1,digital,n/a\n")
+    v = validation_spread(rows)
     assert v["n_rows"] == 3 and v["n_within_2x"] == 2
     assert v["geomean_factor"] == pytest.approx((2.0 * 4.0 * 1.0) ** (1 / 3))
     assert v["worst"] == {"chip": "b", "metric": "TOPS/mm2", "ratio": 0.25, "factor": 4.0}
-    assert validation_spread(tmp_path / "missing.md") is None
+    assert validation_spread(tmp_path / "missing.csv") is None
+
+
+def test_validation_range_known_answer(tmp_path):
+    """A chip's class: TOPS/W rows of its read-out, TOPS/mm2 rows of its read-out and window;
+    the span is NumPy's linear 10th / 50th / 90th percentile of published / predicted."""
+    rows = tmp_path / "v.csv"
+    rows.write_text(_ROWS_HEADER + "".join(
+        f"c{i},p,TOPS/W,tops_per_w,{pub},1,analog,{w}\n"
+        for i, (pub, w) in enumerate([(1, "stated"), (2, "predicted"), (4, "stated"),
+                                      (8, "stated"), (16, "predicted")]))
+        + "d,p,1b-TOPS/W,tops_per_w_1b,100,1,digital,n/a\n"
+        + "e,p,TOPS/mm2,tops_per_mm2,3,1,analog,stated\n"
+        + "f,p,1b-TOPS/mm2,tops_per_mm2_1b,5,1,analog,predicted\n")
+    chip = cimsim.load_chip(_published("sinangil-jssc21"))  # analog, a stated window
+    assert validation_class(chip) == {"readout": "analog", "window": "stated"}
+    r = validation_range(chip, rows)
+    assert r["tops_per_w"]["n_rows"] == 5  # both windows: energy does not rest on timing
+    lo, mid, hi = r["tops_per_w"]["published_over_predicted"]
+    # published / predicted = 1, 2, 4, 8, 16: positions 0.1 x 4 and 0.9 x 4 in the sorted
+    # rows, 1 + 0.4 x (2 - 1) and 8 + 0.6 x (16 - 8)
+    assert (lo, mid, hi) == pytest.approx((1.4, 4.0, 12.8))
+    assert r["tops_per_w"]["n_within_2x"] == 2
+    assert r["tops_per_w"]["geomean_factor"] == pytest.approx(4.0)
+    assert r["tops_per_mm2"]["n_rows"] == 1  # only the stated window's row
+    assert r["tops_per_mm2"]["published_over_predicted"] is None  # fewer than 3 rows
+    digital = cimsim.load_chip(_published("chih-isscc21"))
+    assert validation_class(digital) == {"readout": "digital", "window": "n/a"}
+    assert validation_range(digital, rows)["tops_per_w"]["n_rows"] == 1
+    assert validation_range(chip, tmp_path / "missing.csv") is None
+
+
+def test_likely_is_the_figure_times_its_class_span(capsys):
+    sheet = datasheet(_published("lee-vlsi21"))
+    unc = sheet["uncertainty"]
+    assert unc["same_class"]["class"] == {"readout": "analog", "window": "predicted"}
+    for key in ("tops_per_w", "tops_per_mm2"):
+        lo, _, hi = unc["same_class"][key]["published_over_predicted"]
+        assert unc["likely"][key] == pytest.approx((sheet[key] * lo, sheet[key] * hi))
+    out = _cli(capsys, _published("lee-vlsi21"))
+    assert re.search(r"likely TOPS/mm2 .* validation rows, analog read-out, window predicted",
+                     out)
+
+
+@pytest.mark.parametrize("chip, calibrated", [("rram-22nm", False), ("jia-jssc20", True)])
+def test_no_likely_range_where_the_table_does_not_describe_the_figures(capsys, chip,
+                                                                        calibrated):
+    """The table's rows are physical-model predictions: a tables-model or calibrated sheet
+    gets no span."""
+    unc = datasheet(chip, calibrated=calibrated)["uncertainty"]
+    assert unc["same_class"] is None
+    assert unc["likely"] == {"tops_per_w": None, "tops_per_mm2": None}
+    assert "likely" not in _cli(capsys, chip, *(["--calibrated"] if calibrated else []))
+
+
+def test_validation_rows_are_the_page_s_table():
+    """The shipped rows file and docs/validation.md come from one run of
+    scripts/validate_presets.py: the same rows, figures and classes."""
+    import csv
+
+    with VALIDATION_ROWS.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    text = (ROOT / "docs" / "validation.md").read_text(encoding="utf-8")
+    table = [line.split(" | ") for line in text.splitlines()
+             if line.startswith("| ") and line.count(" | ") == 9 and "nm |" in line]
+    assert len(rows) == len(table) > 0
+    for r, cells in zip(rows, table, strict=True):
+        assert (cells[0][2:], cells[2], cells[3]) == (r["chip"], r["point"], r["metric"])
+        assert float(cells[5]) == pytest.approx(float(r["published"]), rel=1e-3)
+        assert float(cells[6]) == pytest.approx(float(r["predicted"]), rel=1e-3)
+    classes = {}
+    for r in rows:
+        classes.setdefault(r["chip"], set()).add((r["readout"], r["window"]))
+    for name, seen in classes.items():
+        want = validation_class(cimsim.load_chip(_published(name)))
+        assert seen == {(want["readout"], want["window"])}, name
 
 
 def test_validation_spread_agrees_with_the_table_summary():
