@@ -22,8 +22,9 @@ Beside the headline figures the mapping explains them (``cimsim datasheet CHIP -
 prints it; docs/new-chip.md reads it): the energy and area shares by component, the timing of
 one step (``step``: which term of :func:`.latency.step_ns`'s ``max`` sets it), the converter's
 sample rate against the ADC survey's corner (``adc``), and the uncertainty (``uncertainty``:
-the survey's scatter for the converter's family and the spread of the validation table's
-predictions, read from docs/validation.md where the repository holds it).
+the survey's scatter for the converter's family, the spread of the validation table's
+predictions, and the span of those of the chip's class with the ``likely`` range it gives,
+from the rows shipped in ``cimsim/presets/published/validation.csv``).
 """
 
 from __future__ import annotations
