@@ -78,6 +78,11 @@ _PRODUCTS = frozenset({
     torch.addmm, torch.baddbmm, torch.addbmm, torch.einsum, torch.tensordot, torch.inner,
     torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__, torch.Tensor.mm,
     torch.Tensor.bmm, torch.Tensor.mv,
+    # the spellings a TorchFunctionMode sees as other functions: ``torch.linalg.matmul``,
+    # ``multi_dot`` and ``chain_matmul`` (a list of factors), ``addmv`` and the method forms
+    # of the bias-first products (a weight through any of them computed in float unnamed)
+    torch.linalg.matmul, torch.linalg.multi_dot, torch.chain_matmul, torch.addmv,
+    torch.Tensor.addmm, torch.Tensor.addmv, torch.Tensor.baddbmm, torch.Tensor.addbmm,
 })
 
 
@@ -107,7 +112,9 @@ _WITH_BIAS = frozenset({
     F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
     F.conv_transpose3d, _aten.linear.default, _aten.conv1d.default, _aten.conv2d.default,
     _aten.conv3d.default, _aten.convolution.default})
-_ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, _aten.addmm.default,
+_ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, torch.addmv,
+                          torch.Tensor.addmm, torch.Tensor.baddbmm, torch.Tensor.addbmm,
+                          torch.Tensor.addmv, _aten.addmm.default,
                           _aten.baddbmm.default, _aten.addbmm.default})
 
 
@@ -123,7 +130,7 @@ def _factors(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
     elif func in _WITH_BIAS:
         at, names = slice(0, 2), ("input", "weight")
     elif func in _ADDED_FIRST:
-        at, names = slice(1, 3), ("mat1", "mat2", "batch1", "batch2")
+        at, names = slice(1, 3), ("mat1", "mat2", "batch1", "batch2", "mat", "vec")
     else:
         return list(_tensors([*args, *kwargs.values()]))
     return list(_tensors([*args[at], *(kwargs[k] for k in names if k in kwargs)]))
@@ -150,6 +157,11 @@ def _is_matrix(t: torch.Tensor) -> bool:
 
 
 def _storage(t: torch.Tensor) -> int | None:
+    # under torch.vmap / torch.func a weight arrives wrapped (an ensemble's stacked weights
+    # by functional_call): the storage is the wrapped tensor's
+    functorch = torch._C._functorch
+    while functorch.is_functorch_wrapped_tensor(t):
+        t = functorch.get_unwrapped(t)
     try:
         return t.untyped_storage().data_ptr()
     except (RuntimeError, NotImplementedError):  # tensors without storage (meta, nested)
