@@ -31,6 +31,10 @@ one of activations (listed as such), and the weight is named too, by
 :data:`MODULATED_REASON`: computed per input, in float. Only a product (``*``, ``/``) makes
 one; an added table (ALiBi's bias, a position embedding) is no modulation.
 
+torch's composite functions that take weight matrices as arguments
+(``F.multi_head_attention_forward``, ``torch.lstm_cell`` / ``gru_cell`` / ``rnn_*_cell``) run
+their products while the watch is off: their weight matrices are named at the call.
+
 Products of activations only (a hand-written attention's ``q @ k.transpose(-2, -1)``,
 ``F.scaled_dot_product_attention``) are listed too, one row per module whose own forward calls
 them, as a mapped ``nn.MultiheadAttention`` lists its ``attention products``: they compute
@@ -95,6 +99,12 @@ _DISTANCES = frozenset({
     torch.cdist, F.cosine_similarity, F.pairwise_distance, torch.ops.aten.cdist.default,
     torch.ops.aten._cdist_forward.default, torch.ops.aten.cosine_similarity.default,
     torch.ops.aten.pairwise_distance.default})
+
+# torch's composite functions taking weight matrices among their arguments: the products
+# within them run while the watch is off (a TorchFunctionMode sees the outer call only), so
+# their weight matrices are named at the call (their biases are no factor)
+_WEIGHTED = frozenset({F.multi_head_attention_forward, torch.lstm_cell, torch.gru_cell,
+                       torch.rnn_tanh_cell, torch.rnn_relu_cell})
 
 # selections of a weight by an index: the rows it picks are still the weight's (Mixtral's
 # ``self.w1[expert_idx]`` applied by einsum), although the index is computed from the input
@@ -226,6 +236,13 @@ class _Watch(TorchFunctionMode):
             for group in factors:  # an exported graph's aten calls too
                 for name in group or ():
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
+        if func in _WEIGHTED and not self.listed():
+            for group in names:
+                for name in group or ():
+                    if name in self.matrices:
+                        self.found.setdefault(name, getattr(func, "__name__", str(func)))
+            if func is F.multi_head_attention_forward and (owner := self.owner()) is not None:
+                self.products.setdefault(owner, "attention products")  # Q·Kᵀ, ·V within
         if (product and len(factors) >= 2 and all(group is None for group in factors)
                 and (owner := self.owner()) is not None):
             kind = "attention products" if func in _ATTENTION else "activation products"

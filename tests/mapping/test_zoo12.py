@@ -2,27 +2,32 @@
 earlier zoos did not try (models in ``zoo12_models.py``). Greedy decoding inside the forward
 (``nn.TransformerEncoder`` + ``nn.TransformerDecoder`` with a causal target mask and the
 memory's padding mask, re-run on the growing target; a decoder-only LM stepping through a KV
-cache held in a Python list), rotary embeddings by complex multiplication
-(``view_as_complex`` / ``torch.polar``), multi-query attention, mixture-of-depths and token
-merging (tokens gathered and scattered back by indices computed from the input), PixelUnshuffle
-/ PixelShuffle with PReLU, ``F.grid_sample`` (deformable offsets, a spatial transformer with
-``affine_grid``), CoordConv, involution, FiLM on a second input, SegNet's ``MaxUnpool2d``, rarer
-activations and norms (LocalResponseNorm, GLU, Mish, SELU + AlphaDropout, CELU, Unflatten), an
-``OrderedDict`` Sequential with ``register_parameter`` / ``register_buffer`` weights, products
-spelt ``torch.linalg.matmul`` / ``Tensor.addmm`` / ``torch.linalg.multi_dot`` / ``torch.addmv``,
-a static hypernetwork, a ``torch.vmap`` ensemble, cross-layer weight sharing by assignment, a
-per-sample loop; and, outside the registry, a complex-valued ``nn.Linear`` and a conv's weight
-read by a Linear through ``.view``. (A Perceiver, T5's bias, GQA, an ``nn.Transformer`` with a
-causal mask, SE with Hardsigmoid, EmbeddingBag, Bilinear, ``torch.utils.checkpoint``, hooks,
-channels_last, scripted submodules and ``functional_call`` are earlier zoos'.)
+cache held in a Python list), rotary embeddings by complex multiplication (``view_as_complex`` /
+``torch.polar``), multi-query attention, mixture-of-depths and token merging (tokens gathered
+and scattered back by indices computed from the input), PixelUnshuffle / PixelShuffle with
+PReLU, ``F.grid_sample`` (deformable offsets, a spatial transformer with ``affine_grid``),
+CoordConv, involution, FiLM on a second input, SegNet's ``MaxUnpool2d``, rarer activations and
+norms (LocalResponseNorm, GLU, Mish, SELU + AlphaDropout, CELU, Unflatten), an ``OrderedDict``
+Sequential with ``register_parameter`` / ``register_buffer`` weights, products spelt
+``torch.linalg.matmul`` / ``Tensor.addmm`` / ``torch.linalg.multi_dot`` / ``torch.addmv``, a
+static hypernetwork, a ``torch.vmap`` ensemble, cross-layer weight sharing by assignment, a
+per-sample loop, ``F.multi_head_attention_forward`` called with Parameters (OpenAI CLIP's
+attention pooling) and ``torch.lstm_cell`` / ``torch.gru_cell`` stepped by hand; and, outside
+the registry, a complex-valued ``nn.Linear`` and a conv's weight read by a Linear through
+``.view``. (A Perceiver, T5's bias, GQA, an ``nn.Transformer`` with a causal mask, SE with
+Hardsigmoid, EmbeddingBag, Bilinear, ``torch.utils.checkpoint``, hooks, channels_last, scripted
+submodules and ``functional_call`` are earlier zoos'.)
 
-What it found, fixed: a weight multiplied by ``torch.linalg.matmul``, ``torch.linalg.multi_dot``,
-``torch.chain_matmul``, ``torch.addmv`` or the method ``Tensor.addmm`` (and ``addmv``,
-``baddbmm``, ``addbmm``) computed in float unnamed (the watch knew ``torch.matmul`` and
-``torch.addmm`` only); a weight applied under ``torch.vmap`` (an ensemble's stacked weights
-through ``functional_call``) computed in float unnamed (it arrives wrapped, its storage hidden);
-an ``nn.Linear`` of complex weights was mapped by its real parts, the imaginary ones dropped
-(35 % off float, silently): it is kept digital with the reason now, in deploy and prepare."""
+What it found, fixed: a weight multiplied by ``torch.linalg.matmul``,
+``torch.linalg.multi_dot``, ``torch.chain_matmul``, ``torch.addmv`` or the method
+``Tensor.addmm`` (and ``addmv``, ``baddbmm``, ``addbmm``) computed in float unnamed (the watch
+knew ``torch.matmul`` and ``torch.addmm`` only); a weight applied under ``torch.vmap`` (an
+ensemble's stacked weights through ``functional_call``) computed in float unnamed (it arrives
+wrapped, its storage hidden); the weight matrices passed to ``F.multi_head_attention_forward``
+or ``torch.lstm_cell`` / ``gru_cell`` computed in float unnamed (their products run inside the
+call, unwatched); an ``nn.Linear`` of complex weights was mapped by its real parts, the
+imaginary ones dropped (35 % off float, silently): it is kept digital with the reason now, in
+deploy and prepare."""
 
 from __future__ import annotations
 
@@ -53,6 +58,8 @@ from .zoo12_models import (
     CoordConv,
     DeformableSampling,
     FiLMNet,
+    FunctionalCells,
+    FunctionalMHA,
     Involution,
     KVCacheLM,
     MixtureOfDepths,
@@ -94,6 +101,8 @@ ZOO12 = {
     "vmap-ensemble": (VmapEnsemble, lambda: (torch.randn(3, 4),)),
     "tied-linears": (TiedLinears, lambda: (torch.randn(3, 4),)),
     "per-sample-loop": (PerSampleLoop, lambda: (torch.randn(3, 4),)),
+    "functional-mha": (FunctionalMHA, lambda: (torch.randn(3, 5, 4),)),
+    "functional-cells": (FunctionalCells, lambda: (torch.randn(3, 4, 4),)),
 }
 
 # what stays digital, by name: the embeddings; the attention products of the module whose
@@ -111,6 +120,8 @@ _DIGITAL = {
     "odd-products": {"w_matmul", "w_addmm", "w_dot1", "w_dot2", "w_mv"},
     "static-hyper": {"model"},
     "vmap-ensemble": {"stacked.0_weight", "stacked.2_weight"},
+    "functional-mha": {"in_proj_weight", "out_proj_weight", "model"},
+    "functional-cells": {"lstm_ih", "lstm_hh", "gru_ih", "gru_hh"},
 }
 # 2-D parameters no product reads: learned positions (added to the embeddings), the static
 # hypernetwork's layer code (the mapped Linear's input, quantized at its DACs)

@@ -582,3 +582,53 @@ class PerSampleLoop(nn.Module):
 
     def forward(self, x):
         return torch.cat([self.net(xi[None]) for xi in x])
+
+
+class FunctionalMHA(nn.Module):
+    """Attention pooling as OpenAI CLIP's ``AttentionPool2d`` writes it: a (mean) query token
+    prepended to the features and ``F.multi_head_attention_forward`` called with the
+    projection weights as arguments (here Parameters of the module itself)."""
+
+    def __init__(self, d: int = 8, heads: int = 2):
+        super().__init__()
+        self.embed = nn.Linear(4, d)
+        self.in_proj_weight = nn.Parameter(torch.randn(3 * d, d) / math.sqrt(d))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * d))
+        self.out_proj_weight = nn.Parameter(torch.randn(d, d) / math.sqrt(d))
+        self.out_proj_bias = nn.Parameter(torch.zeros(d))
+        self.head = nn.Linear(d, 3)
+        self.d, self.heads = d, heads
+
+    def forward(self, x):  # (B, T, 4)
+        h = self.embed(x).transpose(0, 1)  # (T, B, d): the function is sequence-first
+        h = torch.cat([h.mean(0, keepdim=True), h])
+        out, _ = F.multi_head_attention_forward(
+            h[:1], h, h, self.d, self.heads, self.in_proj_weight, self.in_proj_bias, None,
+            None, False, 0.0, self.out_proj_weight, self.out_proj_bias, training=False,
+            need_weights=False)
+        return self.head(out[0])
+
+
+class FunctionalCells(nn.Module):
+    """Recurrent cells called as torch functions with the module's own Parameters
+    (``torch.lstm_cell``, ``torch.gru_cell``), stepped over the sequence, as hand-written
+    recurrent code (and older libraries) call them."""
+
+    def __init__(self, d_in: int = 4, hidden: int = 6):
+        super().__init__()
+        self.embed = nn.Linear(d_in, 5)
+        self.lstm_ih = nn.Parameter(torch.randn(4 * hidden, 5) / math.sqrt(5))
+        self.lstm_hh = nn.Parameter(torch.randn(4 * hidden, hidden) / math.sqrt(hidden))
+        self.gru_ih = nn.Parameter(torch.randn(3 * hidden, hidden) / math.sqrt(hidden))
+        self.gru_hh = nn.Parameter(torch.randn(3 * hidden, hidden) / math.sqrt(hidden))
+        self.gru_b = nn.Parameter(torch.zeros(3 * hidden))
+        self.head = nn.Linear(hidden, 3)
+        self.hidden = hidden
+
+    def forward(self, x):  # (B, T, d_in)
+        e = self.embed(x)
+        h = c = g = x.new_zeros(x.shape[0], self.hidden)
+        for t in range(x.shape[1]):
+            h, c = torch.lstm_cell(e[:, t], (h, c), self.lstm_ih, self.lstm_hh)
+            g = torch.gru_cell(h, g, self.gru_ih, self.gru_hh, self.gru_b, self.gru_b)
+        return self.head(g)
