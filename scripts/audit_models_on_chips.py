@@ -24,7 +24,8 @@ signed activation -> again with that layer excluded, until the rest maps. A pair
 ``refused`` only when nothing is left to map.
 
 Run ``python scripts/audit_models_on_chips.py`` (zoos 1-11's 6149 pairs took about 6 minutes on
-one core) or with ``--models``/``--chips`` globs for a subset; ``--help`` for the options.
+one core) or with ``--models``/``--chips`` globs or ``--zoo`` names (``--zoo zoo12``) for a
+subset; ``--help`` for the options.
 ``tests/test_model_chip_matrix.py`` imports :func:`model_cases`, :func:`chip_configs`,
 :func:`deploy_as_advised`, :func:`report_sums`, :func:`noise_free` and :func:`audit_pair`.
 """
@@ -645,6 +646,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", help="model name globs (default: every model)")
+    parser.add_argument("--zoo", nargs="*",
+                        help="only the models of these zoos ('zoo12', 'new_models', 'models': "
+                             "the bundled ones), with --models also matching")
     parser.add_argument("--chips", nargs="*",
                         help="chip name globs (default: every chip; 'published/*', "
                              "'hypothetical/*')")
@@ -672,7 +676,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cases = model_cases()
     chips = chip_configs()
-    model_names = _select(list(cases), args.models)
+    model_names = [n for n in _select(list(cases), args.models)
+                   if not args.zoo or cases[n].zoo in args.zoo]
     chip_names = _select(list(chips), args.chips)
     if args.list:
         print("models:", " ".join(model_names))

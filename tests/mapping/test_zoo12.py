@@ -310,3 +310,13 @@ def test_weights_shared_by_assignment_stay_one_weight_in_the_twin():
     prep = prepare_step_deploy(model, lossless_chip("channel"), args, 0)
     assert prep.model.b.twins[0].weight is prep.model.mid.twins[0].weight
     assert sum(p is prep.model.mid.twins[0].weight for p in prep.parameters()) == 1
+
+
+def test_the_audit_script_runs_one_zoo_by_name(capsys):
+    """``scripts/audit_models_on_chips.py --zoo zoo12``: the registry's models, none taken by
+    an earlier zoo's name (no ``zoo12/`` label), and only those."""
+    from scripts.audit_models_on_chips import main
+
+    assert main(["--zoo", "zoo12", "--chips", "ideal", "--list"]) == 0
+    models = capsys.readouterr().out.splitlines()[0].split()[1:]
+    assert models == list(ZOO12)
