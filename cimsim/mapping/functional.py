@@ -170,7 +170,8 @@ def _storage(t: torch.Tensor) -> int | None:
     # under torch.vmap / torch.func a weight arrives wrapped (an ensemble's stacked weights
     # by functional_call): the storage is the wrapped tensor's
     functorch = torch._C._functorch
-    while functorch.is_functorch_wrapped_tensor(t):
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", lambda _t: False)
+    while wrapped(t):
         t = functorch.get_unwrapped(t)
     try:
         return t.untyped_storage().data_ptr()
