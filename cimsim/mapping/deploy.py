@@ -54,6 +54,7 @@ from .naming import named_layer
 from .observers import warn_observing_fake_quant
 from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
+    complex_row,
     copy_model,
     explain_stop_iteration,
     keywords_not_taken,
@@ -929,7 +930,8 @@ class _LayerMapping:
             name = f"{prefix}{child_name}"
             cls = _sim_class(child)
             if (scripted := scripted_row(child, name, NOT_MAPPABLE)
-                    or quantized_row(child, name, NOT_MAPPABLE)) is not None:
+                    or quantized_row(child, name, NOT_MAPPABLE)
+                    or complex_row(child, name, NOT_MAPPABLE)) is not None:
                 self.digital.append(scripted)
             elif cls is not None:
                 new = self._map(child, name, cls)

@@ -31,6 +31,10 @@ one of activations (listed as such), and the weight is named too, by
 :data:`MODULATED_REASON`: computed per input, in float. Only a product (``*``, ``/``) makes
 one; an added table (ALiBi's bias, a position embedding) is no modulation.
 
+torch's composite functions that take weight matrices as arguments
+(``F.multi_head_attention_forward``, ``torch.lstm_cell`` / ``gru_cell`` / ``rnn_*_cell``) run
+their products while the watch is off: their weight matrices are named at the call.
+
 Products of activations only (a hand-written attention's ``q @ k.transpose(-2, -1)``,
 ``F.scaled_dot_product_attention``) are listed too, one row per module whose own forward calls
 them, as a mapped ``nn.MultiheadAttention`` lists its ``attention products``: they compute
@@ -78,6 +82,11 @@ _PRODUCTS = frozenset({
     torch.addmm, torch.baddbmm, torch.addbmm, torch.einsum, torch.tensordot, torch.inner,
     torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__, torch.Tensor.mm,
     torch.Tensor.bmm, torch.Tensor.mv,
+    # the spellings a TorchFunctionMode sees as other functions: ``torch.linalg.matmul``,
+    # ``multi_dot`` and ``chain_matmul`` (a list of factors), ``addmv`` and the method forms
+    # of the bias-first products (a weight through any of them computed in float unnamed)
+    torch.linalg.matmul, torch.linalg.multi_dot, torch.chain_matmul, torch.addmv,
+    torch.Tensor.addmm, torch.Tensor.addmv, torch.Tensor.baddbmm, torch.Tensor.addbmm,
 })
 
 
@@ -90,6 +99,12 @@ _DISTANCES = frozenset({
     torch.cdist, F.cosine_similarity, F.pairwise_distance, torch.ops.aten.cdist.default,
     torch.ops.aten._cdist_forward.default, torch.ops.aten.cosine_similarity.default,
     torch.ops.aten.pairwise_distance.default})
+
+# torch's composite functions taking weight matrices among their arguments: the products
+# within them run while the watch is off (a TorchFunctionMode sees the outer call only), so
+# their weight matrices are named at the call (their biases are no factor)
+_WEIGHTED = frozenset({F.multi_head_attention_forward, torch.lstm_cell, torch.gru_cell,
+                       torch.rnn_tanh_cell, torch.rnn_relu_cell})
 
 # selections of a weight by an index: the rows it picks are still the weight's (Mixtral's
 # ``self.w1[expert_idx]`` applied by einsum), although the index is computed from the input
@@ -107,7 +122,9 @@ _WITH_BIAS = frozenset({
     F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
     F.conv_transpose3d, _aten.linear.default, _aten.conv1d.default, _aten.conv2d.default,
     _aten.conv3d.default, _aten.convolution.default})
-_ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, _aten.addmm.default,
+_ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, torch.addmv,
+                          torch.Tensor.addmm, torch.Tensor.baddbmm, torch.Tensor.addbmm,
+                          torch.Tensor.addmv, _aten.addmm.default,
                           _aten.baddbmm.default, _aten.addbmm.default})
 
 
@@ -123,7 +140,7 @@ def _factors(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
     elif func in _WITH_BIAS:
         at, names = slice(0, 2), ("input", "weight")
     elif func in _ADDED_FIRST:
-        at, names = slice(1, 3), ("mat1", "mat2", "batch1", "batch2")
+        at, names = slice(1, 3), ("mat1", "mat2", "batch1", "batch2", "mat", "vec")
     else:
         return list(_tensors([*args, *kwargs.values()]))
     return list(_tensors([*args[at], *(kwargs[k] for k in names if k in kwargs)]))
@@ -150,6 +167,12 @@ def _is_matrix(t: torch.Tensor) -> bool:
 
 
 def _storage(t: torch.Tensor) -> int | None:
+    # under torch.vmap / torch.func a weight arrives wrapped (an ensemble's stacked weights
+    # by functional_call): the storage is the wrapped tensor's
+    functorch = torch._C._functorch
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", lambda _t: False)
+    while wrapped(t):
+        t = functorch.get_unwrapped(t)
     try:
         return t.untyped_storage().data_ptr()
     except (RuntimeError, NotImplementedError):  # tensors without storage (meta, nested)
@@ -214,6 +237,13 @@ class _Watch(TorchFunctionMode):
             for group in factors:  # an exported graph's aten calls too
                 for name in group or ():
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
+        if func in _WEIGHTED and not self.listed():
+            for group in names:
+                for name in group or ():
+                    if name in self.matrices:
+                        self.found.setdefault(name, getattr(func, "__name__", str(func)))
+            if func is F.multi_head_attention_forward and (owner := self.owner()) is not None:
+                self.products.setdefault(owner, "attention products")  # Q·Kᵀ, ·V within
         if (product and len(factors) >= 2 and all(group is None for group in factors)
                 and (owner := self.owner()) is not None):
             kind = "attention products" if func in _ATTENTION else "activation products"

@@ -8,6 +8,9 @@ may still ask of a mapped layer.
 - A TorchScript module (``torch.jit.script`` / ``trace``) runs compiled code that calls its own
   submodules: a simulated replacement would never be called, and its matrix products are no
   Python calls the functional watch sees. It is kept digital (:func:`scripted_row`).
+- A layer of complex weights (``nn.Linear(..., dtype=torch.cfloat)``) has no conductances to
+  program: mapped, its imaginary parts were dropped and its output was silently wrong. It is
+  kept digital, computing in complex float, with the reason (:func:`complex_row`).
 - A mapped layer keeps the source module's configuration (``kernel_size``, ``stride``,
   ``dilation``, ``in_features`` ...): a forward that computes a causal padding from
   ``conv.dilation`` reads the source's values (:func:`source_config`).
@@ -34,8 +37,8 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from ..errors import MappingError
 
-__all__ = ["copy_model", "explain_stop_iteration", "keywords_not_taken", "overridden_forward",
-           "pruned_modules", "quantized_row", "scripted_row", "source_config"]
+__all__ = ["complex_row", "copy_model", "explain_stop_iteration", "keywords_not_taken",
+           "overridden_forward", "pruned_modules", "quantized_row", "scripted_row", "source_config"]
 
 
 def overridden_forward(module: nn.Module, name: str) -> str | None:
@@ -69,6 +72,23 @@ def scripted_row(module: nn.Module, name: str, not_mappable: str
             "own compiled layers, which simulated ones cannot replace: it computes in float; "
             "map the unscripted module (or load the whole model from a TorchScript file, "
             "which is converted)")
+
+
+_LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase, nn.RNNCellBase,
+                nn.MultiheadAttention)
+
+
+def complex_row(module: nn.Module, name: str, not_mappable: str
+                ) -> tuple[str, str, str] | None:
+    """The digital row of a mappable layer holding complex-valued weights, or None: the arrays
+    hold real weights (a complex product is four real ones, which the model does not write)."""
+    if not (isinstance(module, _LAYER_TYPES)
+            and any(p.is_complex() for p in module.parameters())):
+        return None
+    return (name or "model", type(module).__name__,
+            f"{not_mappable}{name or 'model'}: complex-valued weights (the arrays hold real "
+            "ones): it computes in complex float; write it as real layers on the real and "
+            "imaginary parts to map it")
 
 
 def quantized_row(module: nn.Module, name: str, not_mappable: str

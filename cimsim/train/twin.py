@@ -110,6 +110,7 @@ from ..mapping.matrix import (
 from ..mapping.naming import named_layer
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
+    complex_row,
     copy_model,
     explain_stop_iteration,
     overridden_forward,
@@ -1702,7 +1703,8 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                     digital.append((name, type(child).__name__, EXCLUDED_REASON))
                     continue
             if (scripted := scripted_row(child, name, NOT_MAPPABLE)
-                    or quantized_row(child, name, NOT_MAPPABLE)) is not None:
+                    or quantized_row(child, name, NOT_MAPPABLE)
+                    or complex_row(child, name, NOT_MAPPABLE)) is not None:
                 digital.append(scripted)
                 continue
             if (affine is None and cls is not None

@@ -1,0 +1,58 @@
+"""The training methods (PIM-QAT, ColumnQuant, RAOQ + LoRA, distillation) on the twelfth zoo
+(``tests/mapping/test_zoo12.py``), one optimiser step each, deployed to what the twin computes,
+with ``test_methods_new_models.py``'s recipes. Outputs flattened by the zoo's ``Flat``. Every
+model once in the default run, the methods in turn (each on several models); the other pairs
+with ``-m slow``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cimsim
+from cimsim.errors import ConfigError
+from cimsim.train import distill, prepare
+
+from ..mapping.test_zoo5 import _quiet
+from ..mapping.test_zoo11 import Flat
+from ..mapping.test_zoo12 import ZOO12
+from ..mapping.test_zoo12 import _build as _build_zoo
+from .test_methods_new_models import check_method, method_pairs
+
+_FAST, _SLOW = method_pairs(ZOO12)
+
+
+def _build(name: str):
+    model, args = _build_zoo(name, torch.float64)
+    return Flat(model), args
+
+
+@pytest.mark.parametrize("name, method", _FAST)
+def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
+    check_method(*_build(name), 0, method)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, method", _SLOW)
+def test_every_other_method_on_every_model(name, method):
+    check_method(*_build(name), 0, method)
+
+
+@pytest.mark.parametrize("name", ["seq2seq-greedy", "vmap-ensemble", "tome"])
+def test_distill_from_the_float_model_steps_and_deploys_to_the_twin(name):
+    check_method(*_build(name), 0, "distill")
+
+
+def test_distill_a_film_model_on_a_dict_of_its_two_inputs():
+    """FiLM's ``forward(x, cond)``: one tensor is refused naming both inputs; a dict of them
+    distills (keyword batches) to a twin the deployed model equals."""
+    model, (x, cond) = _build_zoo("film", torch.float64)
+    prep = _quiet(prepare, model, cimsim.load_chip("ideal"), (x, cond))
+    with pytest.raises(ConfigError, match="needs 2: x, cond; pass a dict"):
+        distill(prep, model, x, progress=False)
+    before = [p.detach().clone() for p in prep.parameters()]
+    distill(prep, model, {"x": x, "cond": cond}, batch_size=2, progress=False)
+    assert any(not torch.equal(p, b) for p, b in zip(prep.parameters(), before, strict=True))
+    with torch.no_grad():
+        torch.testing.assert_close(prep.deploy()(x, cond), prep.eval()(x, cond),
+                                   rtol=1e-7, atol=1e-7)
