@@ -204,7 +204,10 @@ class _Watch(TorchFunctionMode):
         super().__init__()
         self.params = params
         self.matrices = matrices  # names of the watched weights that are matrices (_is_matrix)
-        self.aux = aux  # storages of the 1-D float buffers: no weight, no activation either
+        self.aux = aux  # storages of 1-D float and of non-float buffers: no weight, no activation
+        # tensors computed from those and from non-float buffers only, or made by factories
+        # (``torch.ones(...).tril()``): constants, not activations (a MADE or pruning mask)
+        self.constants: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.owner = owner
         self.listed = listed  # True while a mapped or listed module's forward runs
         self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
@@ -222,10 +225,18 @@ class _Watch(TorchFunctionMode):
         name = self.params.get(_storage(t) or 0)
         return None if name is None else (name,)
 
+    def _constant(self, t: torch.Tensor) -> bool:
+        """Whether ``t`` depends on no input and is no weight: a 1-D float or a non-float
+        buffer, or computed from such tensors and factories only."""
+        return t in self.constants or _storage(t) in self.aux
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         operands = list(_tensors([*args, *kwargs.values()]))
+        if all(self._constant(t) for t in operands):  # none at all: a factory
+            for t in _tensors(out):
+                self.constants[t] = True
         if not operands:
             return out
         names = [self._weight(t) for t in operands]
@@ -256,7 +267,7 @@ class _Watch(TorchFunctionMode):
         # from weights (and 1-D buffers) only: still a weight, of every weight it was computed
         # from (a quaternion matrix torch.cat assembles from four blocks names the four)
         known = tuple(dict.fromkeys(n for group in names if group for n in group))
-        if known and all(group is not None or _storage(t) in self.aux or _index(func, t)
+        if known and all(group is not None or self._constant(t) or _index(func, t)
                          for group, t in zip(names, operands, strict=True)):
             for t in _tensors(out):
                 self.derived[t] = known
@@ -268,7 +279,7 @@ class _Watch(TorchFunctionMode):
         activation: made by a scaling of a weight matrix by an activation, kept by whatever
         computes on a tensor so tagged (demodulation, a reshape)."""
         carried = [n for t in operands for n in self.mixed.get(t, ())]
-        if func in _SCALINGS and any(group is None and _storage(t) not in self.aux
+        if func in _SCALINGS and any(group is None and not self._constant(t)
                                      and t.dim() > 0 for group, t in zip(names, operands,
                                                                           strict=True)):
             carried += [n for group, t in zip(names, operands, strict=True) if group
@@ -303,7 +314,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
         if ptr and watched(name.rpartition(".")[0]):
             params.setdefault(ptr, name)
     aux = frozenset(ptr for n, b in model.named_buffers()
-                    if b.is_floating_point() and b.dim() < 2 and (ptr := _storage(b)))
+                    if (not b.is_floating_point() or b.dim() < 2) and (ptr := _storage(b)))
     # the module whose forward runs now: global module hooks while the block runs
     names = {id(m): name for name, m in modules.items()}
     stack: list[str | None] = []

@@ -328,3 +328,37 @@ def test_the_audit_script_runs_one_zoo_by_name(capsys):
     assert main(["--zoo", "zoo12", "--chips", "ideal", "--list"]) == 0
     models = capsys.readouterr().out.splitlines()[0].split()[1:]
     assert models == list(ZOO12)
+
+
+@pytest.mark.parametrize("how", ["masked_fill", "where", "mul_bool", "made_in_forward"])
+def test_a_weight_masked_by_a_constant_is_still_the_weight(how):
+    """A weight masked by a bool buffer (MADE's autoregressive mask, a custom pruning mask:
+    ``W.masked_fill(~mask, 0)``, ``torch.where(mask, W, 0)``, ``W * mask``) or by a mask the
+    forward builds from factories alone (``torch.ones(...).tril()``) was no weight any more
+    after the masking: its product was listed as the module's "activation products" and the
+    weight itself was unnamed (check_every_matrix failed). The mask does not depend on the
+    input, so the masked tensor is the weight's: named, listed digital."""
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(6, 6))
+            self.register_buffer("mask", torch.ones(6, 6).tril().bool())
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):
+            if how == "masked_fill":
+                w = self.w.masked_fill(~self.mask, 0.0)
+            elif how == "where":
+                w = torch.where(self.mask, self.w, 0.0)
+            elif how == "mul_bool":
+                w = self.w * self.mask
+            else:
+                w = self.w * torch.ones(6, 6).tril()
+            return self.head(torch.relu(x @ w.t()))
+
+    torch.manual_seed(0)
+    model = Masked().eval()
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), torch.randn(8, 6))
+    assert [d[:2] for d in sim.digital] == [("w", "parameter")]
+    check_every_matrix(model, sim, {"w"})
