@@ -59,7 +59,8 @@ from torch.utils.weak import WeakIdKeyDictionary
 from ..errors import MappingError
 from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
-__all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "MODULATED_REASON", "FunctionalUses",
+__all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON", "MODULATED_REASON",
+           "FunctionalUses",
            "watch_functional_weights", "warn_functional", "weight_read_error",
            "refuse_swapped_weights"]
 
@@ -69,6 +70,9 @@ FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functi
 MODULATED_REASON = ("multiplied by an activation before a matrix product (an input-dependent "
                     "weight, e.g. a modulated or dynamic kernel): it cannot be programmed once; "
                     "computes in float")
+
+LOOKUP_REASON = ("a table read by a look-up (F.embedding / F.embedding_bag) outside an "
+                 "nn.Embedding: no matrix product to map; a digital memory read, in float")
 
 ACTIVATION_REASON = ("activation x activation matrix product (matmul, einsum, ...) computed "
                      "digitally in float")
@@ -105,6 +109,10 @@ _DISTANCES = frozenset({
 # their weight matrices are named at the call (their biases are no factor)
 _WEIGHTED = frozenset({F.multi_head_attention_forward, torch.lstm_cell, torch.gru_cell,
                        torch.rnn_tanh_cell, torch.rnn_relu_cell})
+
+# look-ups of a table (its rows picked by the input, no product): the table is a weight the
+# arrays do not hold, listed as such
+_LOOKUPS = frozenset({F.embedding, F.embedding_bag})
 
 # selections of a weight by an index: the rows it picks are still the weight's (Mixtral's
 # ``self.w1[expert_idx]`` applied by einsum), although the index is computed from the input
@@ -190,6 +198,9 @@ class FunctionalUses:
     products: dict[str, str] = field(default_factory=dict)
     """Module name -> ``'attention products'`` or ``'activation products'``, for the modules
     whose own forward multiplies activations only."""
+    lookups: dict[str, str] = field(default_factory=dict)
+    """Weight name -> the look-up reading it (``F.embedding`` outside an ``nn.Embedding``),
+    for the weights no product reads."""
 
 
 class _Watch(TorchFunctionMode):
@@ -215,6 +226,7 @@ class _Watch(TorchFunctionMode):
         self.found: dict[str, str] = {}
         self.modulated: dict[str, str] = {}
         self.products: dict[str, str] = {}
+        self.lookups: dict[str, str] = {}
 
     def _weight(self, t: torch.Tensor) -> tuple[str, ...] | None:
         """The weights ``t`` is (a parameter's view) or was computed from; None: an
@@ -248,6 +260,10 @@ class _Watch(TorchFunctionMode):
             for group in factors:  # an exported graph's aten calls too
                 for name in group or ():
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
+        if func in _LOOKUPS and not self.listed():
+            table = args[1] if len(args) > 1 else kwargs.get("weight")
+            for name in (self._weight(table) if isinstance(table, torch.Tensor) else None) or ():
+                self.lookups.setdefault(name, func.__name__)
         if func in _WEIGHTED and not self.listed():
             for group in names:
                 for name in group or ():
@@ -350,15 +366,18 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
     uses.weights.update(mode.found)
     uses.products.update(mode.products)
     uses.modulated.update((n, f) for n, f in mode.modulated.items() if n not in mode.found)
+    uses.lookups.update((n, f) for n, f in mode.lookups.items()
+                        if n not in mode.found and n not in mode.modulated)
 
 
 def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]]:
     """One ``UserWarning`` naming the weights used functionally; returns them as
     ``(name, 'parameter', reason)`` rows of the digital list, then the modules multiplying
     activations as ``(module, 'attention products' | 'activation products', reason)`` rows
-    (not warned: nothing claimed them simulated)."""
+    and the tables read by a look-up only (not warned: nothing claimed them simulated)."""
     products = [(name, kind, ATTENTION_REASON if kind == "attention products"
                  else ACTIVATION_REASON) for name, kind in uses.products.items()]
+    products += [(name, "parameter", LOOKUP_REASON) for name in sorted(uses.lookups)]
     found = uses.weights
     modulated = [(name, "parameter", MODULATED_REASON) for name in sorted(uses.modulated)]
     if modulated:

@@ -362,3 +362,33 @@ def test_a_weight_masked_by_a_constant_is_still_the_weight(how):
     sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), torch.randn(8, 6))
     assert [d[:2] for d in sim.digital] == [("w", "parameter")]
     check_every_matrix(model, sim, {"w"})
+
+
+@pytest.mark.parametrize("look_up", ["embedding", "embedding_bag"])
+def test_a_table_read_by_a_functional_look_up_is_listed(look_up):
+    """``F.embedding(ids, self.table)`` on a Parameter (no nn.Embedding) read the table in
+    float with nothing listed (zoo12's report); it is listed digital as a look-up now, like an
+    nn.Embedding's row, and the rest maps."""
+
+    class Looked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = nn.Parameter(torch.randn(10, 6))
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, ids):
+            if look_up == "embedding":
+                h = torch.nn.functional.embedding(ids, self.table).mean(1)
+            else:
+                h = torch.nn.functional.embedding_bag(ids, self.table, mode="mean")
+            return self.head(h)
+
+    torch.manual_seed(0)
+    model = Looked().eval()
+    ids = torch.randint(0, 10, (8, 4))
+    for run in (cimsim.deploy, prepare):
+        out = _quiet(run, model, lossless_chip("channel"), ids)
+        assert [d[:2] for d in out.digital] == [("table", "parameter")]
+        assert "look-up" in out.digital[0][2]
+    check_every_matrix(model, _quiet(cimsim.deploy, model, lossless_chip("channel"), ids),
+                       {"table"})
