@@ -574,7 +574,7 @@ def render_predictions(pred: list[dict], rows_path: Path = ROWS) -> list[str]:
         "C.-F., Fujiwara) state no clock in what was read, so their adder trees run at "
         "cimsim's default 1-GHz digital clock, one column sum per clock (Colonnade's "
         "energy rows are at its published 100-MHz clock, its TOPS/mm² row at the clock its "
-        "published throughput implies). A "
+        "published throughput implies; Yan's at the 3-ns clock ZigZag-IMC reads). A "
         "converter's energy follows the rate the step asks of it (the survey's speed "
         "envelope, `docs/technology.md` §7); no chip here converts above its corner rate. "
         "Leakage: converter leakage is 20 % of its dynamic power at that rate while its "
