@@ -52,10 +52,18 @@ KNOWN_OUTSIDE_2X = {
     ("su-jssc22", "8b/8b", "TOPS/W"): 0.36,
     ("su-jssc22", "2b/4b", "TOPS/W"): 0.33,
     ("legallo-natelec23", "one-phase, 8b/8b", "TOPS/W"): 6.24,
+    # Wu's time-domain SRAM macro (every row below 2x: the TDC priced as a SAR) and Yan's
+    # dynamic-logic digital macro (docs/validation.md says why; Chen's row is within 2x)
+    ("wu-jssc23", "8b/8b", "TOPS/W"): 0.0623,
+    ("wu-jssc23", "8b/8b", "TOPS/mm2"): 0.350,
+    ("wu-jssc23", "4b/4b", "TOPS/W"): 0.0848,
+    ("wu-jssc23", "4b/4b", "TOPS/mm2"): 0.295,
+    ("yan-isscc22", "0.9 V, signed INT8", "TOPS/W"): 0.203,
 }
 ADDED = ("yu-cicc20", "chiu-jssc20", "correll-jssc25", "bscha-arxiv26", "colonnade-jssc21",
          "yu-tcasi24", "kneip-tcasai25", "c3sram-jssc20", "xnorsram-jssc20", "khwa-isscc18",
-         "li-esscirc22", "su-jssc22", "legallo-natelec23")
+         "li-esscirc22", "su-jssc22", "legallo-natelec23", "wu-jssc23", "yan-isscc22",
+         "chen-isscc23")
 """Published chips added after the model was written: out-of-sample predictions."""
 
 
@@ -177,7 +185,8 @@ def test_colonnade_rows_are_pinned_and_change_only_the_published_inputs(validate
 
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
-    assert gm == pytest.approx(3.01, abs=0.02)  # 2.48 before the three held-out chips
+    # 2.48 before Li's, Su's and Le Gallo's chips, 3.01 before Wu's, Yan's and Chen's
+    assert gm == pytest.approx(3.14, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
@@ -271,13 +280,16 @@ def test_heldout2_chips_state_what_their_abstracts_say(validate, pred):
 
 
 def test_heldout_window_does_not_refit_the_constant(validate):
-    """Khwa's stated window enters ``in_window_fit`` but not the fitted set: adding a chip
-    must not move the rows that predict their window."""
+    """Khwa's, Wu's and Chen's stated windows enter ``in_window_fit`` but not the fitted set:
+    adding a chip must not move the rows that predict their window."""
     from cimsim.cost import settling
 
-    kh = cimsim.load_chip(validate.PUBLISHED_DIR / "khwa-isscc18.toml")
-    assert settling.in_window_fit(kh) and "khwa-isscc18" not in settling.WINDOW_FIT_CHIPS
-    assert "khwa-isscc18 2.3 ns vs 0.19 ns" in validate.DOC.read_text()
+    doc = validate.DOC.read_text()
+    for name, text in (("khwa-isscc18", "2.3 ns vs 0.19 ns"), ("wu-jssc23", "0.825 ns vs 0.43 ns"),
+                       ("chen-isscc23", "2.75 ns vs 0.19 ns")):
+        chip = cimsim.load_chip(validate.PUBLISHED_DIR / f"{name}.toml")
+        assert settling.in_window_fit(chip) and name not in settling.WINDOW_FIT_CHIPS
+        assert f"{name} {text}" in doc
 
 
 # Three more macros written from their abstracts before any estimate (Li et al., ESSCIRC 2022,
@@ -289,12 +301,6 @@ HELDOUT3 = {
     "su-jssc22": ({("8b/8b", "TOPS/W"): 0.36, ("2b/4b", "TOPS/W"): 0.33}, 28.0),
     "legallo-natelec23": ({("one-phase, 8b/8b", "TOPS/W"): 6.24}, 14.0),
 }
-
-
-@pytest.mark.parametrize("name", list(HELDOUT3))
-def test_heldout3_rows_are_pinned(validate, pred, name):
-    pins, node = HELDOUT3[name]
-    _pinned(pred, name, pins, node)
 
 
 def test_heldout3_points_change_only_what_the_publication_changes(validate, pred):
@@ -332,3 +338,52 @@ def test_heldout3_su_row_group_does_not_set_the_row(validate, pred):
                        adc=su.adc.replace(bits=9))
     row = next(r for r in pred if r["chip"] == "su-jssc22" and r["point"] == "8b/8b")
     assert validate.datasheet_at(every)["tops_per_w"] == pytest.approx(row["estimate"], rel=1e-3)
+
+
+# Three more macros written before any estimate (Wu et al., IEEE JSSC 2023 / ISSCC 2022, the
+# 28-nm 1-Mb time-domain 6T SRAM macro; Yan et al., ISSCC 2022, the 28-nm dynamic-logic
+# digital INT8 macro; Chen et al., ISSCC 2023, the 22-nm delta-sigma SRAM macro; the last two
+# organised as ZigZag-IMC reads them): predicted / published, every row pinned
+HELDOUT4 = {
+    "wu-jssc23": ({("8b/8b", "TOPS/W"): 0.0623, ("8b/8b", "TOPS/mm2"): 0.350,
+                   ("4b/4b", "TOPS/W"): 0.0848, ("4b/4b", "TOPS/mm2"): 0.295}, 28.0),
+    "yan-isscc22": ({("0.9 V, signed INT8", "TOPS/W"): 0.203}, 28.0),
+    "chen-isscc23": ({("0.8 V, 8b/8b", "TOPS/W"): 1.40}, 22.0),
+}
+
+
+HELDOUT = {**HELDOUT3, **HELDOUT4}
+
+
+@pytest.mark.parametrize("name", list(HELDOUT))
+def test_heldout_rows_are_pinned(validate, pred, name):
+    pins, node = HELDOUT[name]
+    _pinned(pred, name, pins, node)
+
+
+def test_heldout4_chips_state_what_their_sources_say(validate, pred):
+    wu, yan, chen = (cimsim.load_chip(validate.PUBLISHED_DIR / f"{n}.toml") for n in HELDOUT4)
+    # Wu: 1 Mb of 6T cells, 64 rows summed per read; 1241 GOPS x 6.6 ns / (2 x 64) = 64 8-b
+    # outputs per MAC, so 512 weight columns at once and 32 stored sets; 6.6 ns per 8-b MAC
+    # over 8 bit-serial reads; the 4b/4b point changes the precisions alone
+    outputs = round(1241e9 * 6.6e-9 / (2 * 64))
+    assert outputs == 64 and wu.array.n_cols == outputs * wu.weight_bits
+    assert wu.array.n_rows * wu.array.n_cols * wu.tech.weight_sets_stored == 1024 * 1024
+    assert wu.tech.cell_kind.value == "sram_6t" and wu.tech.window_stated
+    assert wu.tech.t_read_ns == pytest.approx(6.6 / wu.input_bits)
+    assert 2 ** (wu.adc.bits - 1) < wu.array.n_rows + 1 <= 2 ** wu.adc.bits  # exact 64-row read
+    assert wu.adc.bits + wu.input_bits + wu.weight_bits - 1 == 22  # the published 22-b output
+    assert validate.at_point(wu, validate._WU_4B4B) == wu.replace(input_bits=4, weight_bits=4)
+    # Yan: signed INT8 on digital adder trees; ZigZag-IMC's organisation holds 32 kb, which at
+    # the title's 1.041 Mb/mm^2 is its 0.03 mm^2
+    assert (yan.input_bits, yan.weight_bits, yan.adc.kind.value) == (8, 8, "digital")
+    bits = (yan.array.n_rows * yan.array.n_cols * yan.tech.weight_sets_stored
+            * yan.array.arrays_per_tile)
+    assert bits == 32 * 1024 and bits / (1.041 * 2 ** 20) == pytest.approx(0.03, abs=1e-3)
+    # Chen: 8b x 8b bit-serial, 3-b converters over a reduced (calibrated) range, 364 MHz
+    assert (chen.input_bits, chen.weight_bits, chen.adc.bits) == (8, 8, 3)
+    assert chen.adc.range_policy.value == "calibrated" and chen.dac.bits == 1
+    assert chen.tech.t_read_ns == pytest.approx(1e3 / 364, abs=0.01)
+    # no TOPS/mm^2 row where no throughput density is published
+    assert {r["metric"] for r in pred if r["chip"] in ("yan-isscc22", "chen-isscc23")} == {
+        "TOPS/W"}
