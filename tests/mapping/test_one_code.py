@@ -1,7 +1,8 @@
 """deploy warns about matrices whose ADCs read one code for every calibration input (a
 full-scale range far wider than the signal: the layer outputs its bias, whatever its input).
 The model x chip audit (docs/model-chip-matrix.md) finds most layers so on one published
-macro's chip (sinangil-jssc21: 469 of 473 in its first run, 874 of 882 over zoos 1-11), silent
+macro's chip (sinangil-jssc21: 469 of 473 in its first run, 874 of 882 over zoos 1-11,
+961 of 969 over zoos 1-12), silent
 until then but for SimModel.trace's code use."""
 
 from __future__ import annotations
