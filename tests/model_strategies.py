@@ -52,6 +52,8 @@ class Conv:
     dilation: int
     groups: int
     bias: bool
+    padding_mode: str = "zeros"  # or 'reflect', 'replicate', 'circular'
+    kernel_w: int = 0  # nn.Conv2d: a (kernel, kernel_w) kernel where > 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class ConvTranspose2d:
     stride: int
     padding: int
     bias: bool
+    groups: int = 1
+    dilation: int = 1
+    output_padding: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class Norm:
 @dataclass(frozen=True)
 class Act:
     kind: str  # 'relu', 'gelu', 'silu', 'hardswish', 'tanh' or 'none'
+    inplace: bool = False  # nn.ReLU(inplace=True), ... (relu, silu, hardswish)
 
 
 @dataclass(frozen=True)
@@ -153,9 +159,8 @@ Block = (Linear | Conv | ConvTranspose2d | Norm | Act | Add | Concat | Pool | Fl
          | Permute | MHA | HandAttention | Recurrent | Shared | FunctionalLinear | ParamProduct
          | Embed)
 
-MATRIX_BLOCKS = (Linear, Conv, ConvTranspose2d, MHA, HandAttention, Recurrent, Shared,
-                 FunctionalLinear, ParamProduct)
-"""Blocks holding a weight matrix (mapped, or listed digital: the functional ones)."""
+MAPPED_BLOCKS = (Linear, Conv, ConvTranspose2d, MHA, HandAttention, Recurrent, Shared)
+"""Blocks holding a weight matrix a chip maps (the functional ones stay digital, listed)."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,7 @@ class ModelSpec:
 # ---------------------------------------------------------------------------------------------
 _ACTS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "hardswish": nn.Hardswish,
          "tanh": nn.Tanh, "none": nn.Identity}
+_INPLACE = ("relu", "silu", "hardswish")
 
 
 class _Take0(nn.Module):
@@ -270,12 +276,20 @@ def build_block(block: Block, layout: str, shape: tuple[int, ...]) -> nn.Module:
     if isinstance(block, Linear):
         return nn.Linear(last, block.out, bias=block.bias)
     if isinstance(block, Conv):
-        cls = nn.Conv1d if block.dims == 1 else nn.Conv2d
-        return cls(c, block.out, block.kernel, stride=block.stride, padding=block.padding,
-                   dilation=block.dilation, groups=block.groups, bias=block.bias)
+        if block.dims == 1:
+            return nn.Conv1d(c, block.out, block.kernel, stride=block.stride,
+                             padding=block.padding, dilation=block.dilation,
+                             groups=block.groups, bias=block.bias,
+                             padding_mode=block.padding_mode)
+        kernel = (block.kernel, block.kernel_w) if block.kernel_w else block.kernel
+        return nn.Conv2d(c, block.out, kernel, stride=block.stride, padding=block.padding,
+                         dilation=block.dilation, groups=block.groups, bias=block.bias,
+                         padding_mode=block.padding_mode)
     if isinstance(block, ConvTranspose2d):
         return nn.ConvTranspose2d(c, block.out, block.kernel, stride=block.stride,
-                                  padding=block.padding, bias=block.bias)
+                                  padding=block.padding, output_padding=block.output_padding,
+                                  groups=block.groups, bias=block.bias,
+                                  dilation=block.dilation)
     if isinstance(block, Norm):
         norm: nn.Module
         if block.kind == "batch":
@@ -287,7 +301,7 @@ def build_block(block: Block, layout: str, shape: tuple[int, ...]) -> nn.Module:
         _randomize_norm(norm)
         return norm
     if isinstance(block, Act):
-        return _ACTS[block.kind]()
+        return _ACTS[block.kind](inplace=True) if block.inplace else _ACTS[block.kind]()
     if isinstance(block, Pool):
         one_d = layout == "sig"
         if block.kind == "max":
@@ -425,8 +439,19 @@ def _conv(draw: st.DrawFn, dims: int, c: int, spatial: tuple[int, ...]) -> Conv:
         out = g * draw(st.integers(1, max(1, 12 // g)), label="per_group")
     else:
         g, out = 1, draw(_WIDTH, label="out")
+    kernel_w = 0
+    if dims == 2 and padding != "same" and draw(st.booleans(), label="rectangular"):
+        kernel_w = draw(st.integers(1, min(3, spatial[1] + 2 * int(padding))), label="kernel_w")
+    # a padding mode other than zeros pads by at most the input's size (reflect: below it)
+    modes = ["zeros"]
+    pads = ([0] if padding == "same" else [int(padding)])
+    if padding == "same":
+        pads = [reach // 2]
+    if max(pads) < min(spatial):
+        modes += ["reflect", "replicate", "circular"]
+    mode = draw(st.sampled_from(modes), label="padding_mode")
     return Conv(dims, min(out, (MAX_WIDTH // g) * g), kernel, stride, padding, dilation, g,
-                draw(st.booleans(), label="bias"))
+                draw(st.booleans(), label="bias"), mode, kernel_w)
 
 
 def _options(layout: str, shape: tuple[int, ...], batch: int,
@@ -440,9 +465,11 @@ def _options(layout: str, shape: tuple[int, ...], batch: int,
     if layout in ("vec", "seq"):
         ops += ["shared", "functional", "param_product", "layernorm"]
     if layout == "sig":
-        ops += ["conv1d", "permute", "groupnorm", "flatten", "pool"]
+        ops += ["conv1d", "permute", "flatten", "pool"]
     if layout == "img":
-        ops += ["conv2d", "convtranspose", "groupnorm", "flatten", "pool"]
+        ops += ["conv2d", "convtranspose", "flatten", "pool"]
+    if layout in ("sig", "img") and _group_norms(c, shape):
+        ops.append("groupnorm")
     if layout == "seq":
         ops += ["mha", "hand_attention", "recurrent", "permute", "flatten"]
     if layout == "vec" and any(p > 1 and c % p == 0 for p in (2, 3, 4)):
@@ -456,6 +483,12 @@ def _options(layout: str, shape: tuple[int, ...], batch: int,
     if "flatten" in ops and math.prod(shape) > 32:
         ops.remove("flatten")
     return ops
+
+
+def _group_norms(c: int, shape: tuple[int, ...]) -> list[int]:
+    """Group counts of a GroupNorm on ``shape``: more than one value per group (torch refuses
+    a group of one value, in eval mode too, whatever the batch)."""
+    return [g for g in _divisors(c) if c // g * math.prod(shape[1:]) > 1]
 
 
 def _can_concat(layout: str, shape: tuple[int, ...], other: tuple[str, tuple[int, ...]]) -> bool:
@@ -472,7 +505,8 @@ def _draw_block(draw: st.DrawFn, op: str, layout: str, shape: tuple[int, ...],
                 tape: list[tuple[str, tuple[int, ...]]]) -> Block:
     c = shape[-1] if layout in ("seq", "vec") else shape[0]
     if op == "act":
-        return Act(draw(st.sampled_from(_ACT_KINDS), label="act"))
+        kind = draw(st.sampled_from(_ACT_KINDS), label="act")
+        return Act(kind, kind in _INPLACE and draw(st.booleans(), label="inplace"))
     if op == "linear":
         return Linear(draw(_WIDTH, label="out"), draw(st.booleans(), label="bias"))
     if op == "shared":
@@ -487,15 +521,21 @@ def _draw_block(draw: st.DrawFn, op: str, layout: str, shape: tuple[int, ...],
     if op == "batchnorm":
         return Norm("batch")
     if op == "groupnorm":
-        return Norm("group", draw(st.sampled_from(_divisors(c)), label="n_groups"))
+        return Norm("group", draw(st.sampled_from(_group_norms(c, shape)), label="n_groups"))
     if op in ("conv1d", "conv2d"):
         return _conv(draw, 1 if op == "conv1d" else 2, c, shape[1:])
     if op == "convtranspose":
         kernel = draw(st.integers(1, 3), label="kernel")
         stride = draw(st.integers(1, 2 if max(shape[1:]) <= 6 else 1), label="stride")
-        return ConvTranspose2d(draw(_WIDTH, label="out"), kernel, stride,
-                               draw(st.integers(0, (kernel - 1) // 2), label="padding"),
-                               draw(st.booleans(), label="bias"))
+        dilation = draw(st.integers(1, 2), label="dilation")
+        g = draw(st.sampled_from(_divisors(c)), label="n_groups")
+        out = g * draw(st.integers(1, max(1, 12 // g)), label="per_group")
+        # torch: output_padding below the stride or the dilation
+        extra = draw(st.integers(0, max(stride, dilation) - 1), label="output_padding")
+        return ConvTranspose2d(out, kernel, stride,
+                               draw(st.integers(0, dilation * (kernel - 1) // 2),
+                                    label="padding"),
+                               draw(st.booleans(), label="bias"), g, dilation, extra)
     if op == "pool":
         kinds = ["adaptive_max", "adaptive_avg"] + (["max", "avg"] if min(shape[1:]) >= 2
                                                     else [])
@@ -539,8 +579,9 @@ _INPUTS = {
 def model_specs(draw: st.DrawFn, max_blocks: int = 8,
                 dtypes: tuple[str, ...] = ("float32", "float32", "float32", "float64")
                 ) -> ModelSpec:
-    """A random model: 1-``max_blocks`` blocks, at least one holding a weight matrix (a final
-    ``Linear`` added where none was drawn), batch 1-3, float32 (float64 one time in 4)."""
+    """A random model: 1-``max_blocks`` blocks, at least one a chip maps (a final ``Linear``
+    added where none was drawn: a model of functional weights only is refused, 'no layer can
+    be mapped'), batch 1-3, float32 (float64 one time in 4)."""
     layout = draw(st.sampled_from(list(_INPUTS)), label="layout")
     shape: tuple[int, ...] = draw(_INPUTS[layout], label="shape")
     batch = draw(st.integers(1, 3), label="batch")
@@ -559,7 +600,7 @@ def model_specs(draw: st.DrawFn, max_blocks: int = 8,
         op = draw(st.sampled_from(_options(cur_layout, cur_shape, batch, tape)), label="op")
         blocks.append(_draw_block(draw, op, cur_layout, cur_shape, tape))
         tape.append(_shape_after(layout, shape, tuple(blocks)))
-    if not any(isinstance(b, MATRIX_BLOCKS) for b in blocks):
+    if not any(isinstance(b, MAPPED_BLOCKS) for b in blocks):
         blocks.append(Linear(draw(_WIDTH, label="head"), True))
     spec = ModelSpec(layout, shape, tuple(blocks), batch, dtype, vocab)
     return spec
