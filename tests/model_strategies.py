@@ -441,7 +441,8 @@ def _conv(draw: st.DrawFn, dims: int, c: int, spatial: tuple[int, ...]) -> Conv:
         g, out = 1, draw(_WIDTH, label="out")
     kernel_w = 0
     if dims == 2 and padding != "same" and draw(st.booleans(), label="rectangular"):
-        kernel_w = draw(st.integers(1, min(3, spatial[1] + 2 * int(padding))), label="kernel_w")
+        room = spatial[1] + 2 * int(padding)  # the dilated kernel's width fits in it
+        kernel_w = draw(st.integers(1, min(3, (room - 1) // dilation + 1)), label="kernel_w")
     # a padding mode other than zeros pads by at most the input's size (reflect: below it)
     modes = ["zeros"]
     pads = ([0] if padding == "same" else [int(padding)])
