@@ -36,6 +36,8 @@ import copy
 import math
 import os
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import torch
@@ -70,11 +72,22 @@ from tests.test_chip_properties import _names_field_or_layer
 N = int(os.environ.get("CIMSIM_MODEL_PROPS_EXAMPLES", "10"))
 _HC = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.large_base_example,
        HealthCheck.data_too_large]
-FAST = settings(max_examples=N, deadline=None, suppress_health_check=_HC)
-SLOW = settings(max_examples=20 * N, deadline=None, suppress_health_check=_HC)
 REFUSALS = (ConfigError, MappingError, CapacityError)
 EXACT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.MultiheadAttention)
 """The mapped modules the integer re-implementation (tests/mapping/conftest.py) knows."""
+
+
+def properties(check, examples: Sequence[dict] = (), **strategies) -> tuple[Any, Any]:
+    """The default run's test of ``check`` (``N`` cases drawn from ``strategies``, keyword
+    arguments, and the pinned ``examples``, dicts of them) and its ``slow`` twin drawing 20
+    times as many."""
+    def test(n: int):
+        run = given(**strategies)(check)
+        for pinned in examples:
+            run = example(**pinned)(run)
+        return settings(max_examples=n, deadline=None, suppress_health_check=_HC)(run)
+
+    return test(N), pytest.mark.slow(test(20 * N))
 
 
 def _deploy(model: nn.Module, chip: ChipConfig, args: tuple, seed: int = 3):
@@ -136,19 +149,9 @@ _CANCELLING = ModelSpec("sig", (1, 3), (Norm("group", 1), Norm("group", 1), Act(
 8-b activations times weights of both signs nearly cancel. 0.3 % at 12 b: quantization."""
 
 
-@FAST
-@example(spec=_CANCELLING)
-@example(spec=_WRITES_ITS_INPUT)
-@given(spec=model_specs())
-def test_ideal_deploy_is_near_float_and_the_integer_reference(spec):
-    check_ideal(spec)
-
-
-@pytest.mark.slow
-@SLOW
-@given(spec=model_specs())
-def test_ideal_deploy_is_near_float_and_the_integer_reference_long(spec):
-    check_ideal(spec)
+(test_ideal_deploy_is_near_float_and_the_integer_reference,
+ test_ideal_deploy_is_near_float_and_the_integer_reference_long) = properties(
+    check_ideal, [dict(spec=_CANCELLING), dict(spec=_WRITES_ITS_INPUT)], spec=model_specs())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,30 +186,18 @@ def check_runs(spec: ModelSpec, chip: ChipConfig) -> None:
                                           rel=1e-9)
 
 
-@FAST
-@given(spec=model_specs())
-def test_rram_deploy_runs_accounts_for_every_matrix_and_sums(spec):
+def check_rram(spec: ModelSpec) -> None:
     check_runs(spec, _rram())
 
 
-@pytest.mark.slow
-@SLOW
-@given(spec=model_specs())
-def test_rram_deploy_runs_accounts_for_every_matrix_and_sums_long(spec):
-    check_runs(spec, _rram())
+(test_rram_deploy_runs_accounts_for_every_matrix_and_sums,
+ test_rram_deploy_runs_accounts_for_every_matrix_and_sums_long) = properties(
+    check_rram, spec=model_specs())
 
 
-@settings(FAST, max_examples=max(2, N // 2))
-@given(spec=model_specs(max_blocks=4), chip=valid_chips(max_size=64))
-def test_any_chip_runs_or_refuses_naming_a_layer_or_field(spec, chip):
-    check_runs(spec, chip)
-
-
-@pytest.mark.slow
-@SLOW
-@given(spec=model_specs(), chip=valid_chips(max_size=64))
-def test_any_chip_runs_or_refuses_naming_a_layer_or_field_long(spec, chip):
-    check_runs(spec, chip)
+(test_any_chip_runs_or_refuses_naming_a_layer_or_field,
+ test_any_chip_runs_or_refuses_naming_a_layer_or_field_long) = properties(
+    check_runs, spec=model_specs(), chip=valid_chips(max_size=64))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,19 +235,9 @@ _DEAD_RELU = ModelSpec("vec", (1,), (Linear(1, False), Act("relu")), 1, "float32
 whatever the seed."""
 
 
-@FAST
-@example(spec=_DEAD_RELU)
-@example(spec=_WRITES_ITS_INPUT)
-@given(spec=model_specs())
-def test_same_seed_same_output_another_seed_another(spec):
-    check_seeds(spec)
-
-
-@pytest.mark.slow
-@SLOW
-@given(spec=model_specs())
-def test_same_seed_same_output_another_seed_another_long(spec):
-    check_seeds(spec)
+(test_same_seed_same_output_another_seed_another,
+ test_same_seed_same_output_another_seed_another_long) = properties(
+    check_seeds, [dict(spec=_DEAD_RELU), dict(spec=_WRITES_ITS_INPUT)], spec=model_specs())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,17 +270,13 @@ def check_twin(spec: ModelSpec, chip: ChipConfig) -> None:
     prepare_step_deploy(model, chip, args, 0, main=_finite)
 
 
-@FAST
-@given(spec=model_specs(), lossy=st.booleans())
-def test_prepare_step_deploy_equals_the_twin(spec, lossy):
+def check_twin_on(spec: ModelSpec, lossy: bool) -> None:
     check_twin(spec, _rram_noise_free() if lossy else lossless_chip("channel"))
 
 
-@pytest.mark.slow
-@SLOW
-@given(spec=model_specs(), lossy=st.booleans())
-def test_prepare_step_deploy_equals_the_twin_long(spec, lossy):
-    check_twin(spec, _rram_noise_free() if lossy else lossless_chip("channel"))
+(test_prepare_step_deploy_equals_the_twin,
+ test_prepare_step_deploy_equals_the_twin_long) = properties(
+    check_twin_on, spec=model_specs(), lossy=st.booleans())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,18 +290,9 @@ def check_trace(spec: ModelSpec) -> None:
     assert frame["rel_error"].map(math.isfinite).all(), frame[["layer", "rel_error"]]
 
 
-@FAST
-@example(spec=_WRITES_ITS_INPUT)
-@given(spec=model_specs())
-def test_trace_has_a_finite_row_per_mapped_layer(spec):
-    check_trace(spec)
-
-
-@pytest.mark.slow
-@SLOW
-@given(spec=model_specs())
-def test_trace_has_a_finite_row_per_mapped_layer_long(spec):
-    check_trace(spec)
+(test_trace_has_a_finite_row_per_mapped_layer,
+ test_trace_has_a_finite_row_per_mapped_layer_long) = properties(
+    check_trace, [dict(spec=_WRITES_ITS_INPUT)], spec=model_specs())
 
 
 def test_the_strategy_prints_a_readable_description():
