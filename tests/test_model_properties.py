@@ -16,18 +16,20 @@ example. What each model must do:
    refuse with a ``ConfigError`` / ``MappingError`` / ``CapacityError`` naming a layer or a
    field: never another exception;
 3. the same seed gives the same output twice; on ``rram-22nm`` (conversion noise on) another
-   seed gives another output;
+   seed gives another output, or (a ReLU mapping every draw to 0) other outputs of the mapped
+   layers;
 4. ``cimsim.train.prepare`` + one SGD step + ``deploy`` equals the twin's forward (float64, as
    the zoos' method tests check), the loss finite;
 5. ``sim.trace`` gives one row per mapped layer, each with a finite relative error.
 
-The default run draws ``CIMSIM_MODEL_PROPS_EXAMPLES`` (default 10) models per property; the
-``slow`` twins draw 20 times as many. A fresh hunt::
+The default run draws ``CIMSIM_MODEL_PROPS_EXAMPLES`` (default 10) models per property (the
+file ~10 s); the ``slow`` twins draw 20 times as many. A fresh hunt (~2 min on one core)::
 
-    CIMSIM_MODEL_PROPS_EXAMPLES=300 python -m pytest tests/test_model_properties.py \\
-        --hypothesis-seed=1 --hypothesis-show-statistics
+    CIMSIM_MODEL_PROPS_EXAMPLES=500 python -m pytest tests/test_model_properties.py \\
+        --hypothesis-seed=N --hypothesis-show-statistics
 
-Every failure found is pinned by an ``@example`` or a plain test at the end.
+Every failure found is pinned: a wrong assumption of the test by an explicit example of its
+property (the fix explained where it is made), a bug by a plain test at the end.
 """
 
 from __future__ import annotations
