@@ -14,7 +14,8 @@ example. What each model must do:
    output finite with the float model's shape and dtype, every weight matrix mapped or listed
    digital with a reason, the report's energy, latency and area summing over its layers; or
    refuse with a ``ConfigError`` / ``MappingError`` / ``CapacityError`` naming a layer or a
-   field: never another exception;
+   field: never another exception; the random chip's lossless variant equal to the integer
+   re-implementation where it applies;
 3. the same seed gives the same output twice; on ``rram-22nm`` (conversion noise on) another
    seed gives another output, or (a ReLU mapping every draw to 0) other outputs of the mapped
    layers;
@@ -69,7 +70,8 @@ from tests.model_strategies import (
     build,
     model_specs,
 )
-from tests.test_chip_properties import _names_field_or_layer
+from tests.test_backend_parity import lossless, modelled
+from tests.test_chip_properties import _exact_conversions, _names_field_or_layer
 
 N = int(os.environ.get("CIMSIM_MODEL_PROPS_EXAMPLES", "10"))
 _HC = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.large_base_example,
@@ -200,6 +202,37 @@ def check_rram(spec: ModelSpec) -> None:
 (test_any_chip_runs_or_refuses_naming_a_layer_or_field,
  test_any_chip_runs_or_refuses_naming_a_layer_or_field_long) = properties(
     check_runs, spec=model_specs(), chip=valid_chips(max_size=64))
+
+
+def check_lossless_variant(spec: ModelSpec, chip: ChipConfig) -> None:
+    """A random chip's lossless variant (its geometry, encodings, precisions and read-out on
+    ideal devices with a 24-b converter, tests/test_backend_parity.lossless) equals the
+    integer re-implementation where it applies, as ``ideal`` does: tiling, grouping and slicing
+    on odd arrays are exact."""
+    chip = lossless(modelled(chip))
+    # the A-shift is exact (tests/test_chip_properties.py compares it with the unshifted
+    # chip): the reference knows no zero point
+    chip = chip.replace(dac=chip.dac.replace(shift_unsigned_inputs=False))
+    model, args = build(spec)
+    try:
+        sim = _deploy(model, chip, args)
+    except REFUSALS as exc:
+        _names_field_or_layer(exc, chip, model)
+        return
+    if sim.digital and set(sim.sim_layers) & {d[0] for d in sim.digital}:
+        return  # a layer the arrays cannot hold runs in float
+    if not all(isinstance(model.get_submodule(n), EXACT_TYPES) for n in sim.sim_layers):
+        return
+    if not _exact_conversions(sim):
+        return  # a conversion past 24 b: not lossless (tests/test_chip_properties.py)
+    event("lossless variant: compared")
+    want = _call(reference_model(model, sim, check_weights=chip.weight_bits > 1), args)
+    assert_bitwise(_call(sim, args), want)
+
+
+(test_any_chip_lossless_variant_is_the_integer_reference,
+ test_any_chip_lossless_variant_is_the_integer_reference_long) = properties(
+    check_lossless_variant, spec=model_specs(), chip=valid_chips(max_size=64))
 
 
 # ---------------------------------------------------------------------------------------------
