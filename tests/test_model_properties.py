@@ -26,8 +26,10 @@ example. What each model must do:
 The default run draws ``CIMSIM_MODEL_PROPS_EXAMPLES`` (default 10) models per property (the
 file ~10 s); the ``slow`` twins draw 20 times as many. A fresh hunt (~2 min on one core)::
 
-    CIMSIM_MODEL_PROPS_EXAMPLES=500 python -m pytest tests/test_model_properties.py \\
-        --hypothesis-seed=N --hypothesis-show-statistics
+    HYPOTHESIS_PROFILE=dev CIMSIM_MODEL_PROPS_EXAMPLES=500 python -m pytest \\
+        tests/test_model_properties.py --hypothesis-seed=N --hypothesis-show-statistics
+
+(the default profile is derandomized: without ``dev`` every seed draws the same models)
 
 Every failure found is pinned: a wrong assumption of the test by an explicit example of its
 property (the fix explained where it is made), a bug by a plain test at the end.
@@ -35,7 +37,6 @@ property (the fix explained where it is made), a bug by a plain test at the end.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import warnings
@@ -51,6 +52,7 @@ from torch import nn
 import cimsim
 from cimsim.config import ChipConfig
 from cimsim.errors import CapacityError, ConfigError, MappingError
+from cimsim.train import prepare
 from scripts.audit_models_on_chips import report_sums
 from tests.chip_strategies import valid_chips
 from tests.mapping.conftest import (
@@ -67,6 +69,7 @@ from tests.model_strategies import (
     Linear,
     ModelSpec,
     Norm,
+    Pool,
     build,
     model_specs,
 )
@@ -283,11 +286,14 @@ def _finite(y: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def _trains(model: nn.Module, args: tuple) -> bool:
-    """Whether the loss of :func:`prepare_step_deploy` has a gradient in the float model."""
-    model = copy.deepcopy(model).train()
-    model(*_fresh(args)).pow(2).mean().backward()
-    return any(p.grad is not None and bool(p.grad.any()) for p in model.parameters())
+def _twin_trains(model: nn.Module, chip: ChipConfig, args: tuple) -> bool:
+    """Whether the loss of :func:`prepare_step_deploy` has a gradient in the twin."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # embeddings and the like listed digital
+        prep = prepare(model, chip, _fresh(args), seed=3)
+    prep.train()
+    prep(*_fresh(args)).pow(2).mean().backward()
+    return any(p.grad is not None and bool(p.grad.any()) for p in prep.parameters())
 
 
 def check_twin(spec: ModelSpec, chip: ChipConfig) -> None:
@@ -298,11 +304,20 @@ def check_twin(spec: ModelSpec, chip: ChipConfig) -> None:
     blocks = tuple(Act(b.kind) if isinstance(b, Act) else b for b in spec.blocks)
     model, args = build(ModelSpec(spec.layout, spec.shape, blocks, spec.batch, "float64",
                                   spec.vocab))
-    # a dead ReLU on one output (Linear(1 -> 1) + ReLU at a negative input, the first hunt's):
     # no gradient, so the step changes nothing and prepare_step_deploy's check that the twin
-    # trained cannot hold; not the twin's fault
-    assume(_trains(model, args))
+    # trained cannot hold; not the twin's fault: a dead ReLU on one output (Linear(1 -> 1) +
+    # ReLU at a negative input, the first hunt's), or a train-mode batch norm whose negative
+    # output the calibration (eval mode, running statistics) found non-negative, clipped to 0
+    # before a negative weight and a ReLU (_TRAIN_MODE_CLIP)
+    assume(_twin_trains(model, chip, args))
     prepare_step_deploy(model, chip, args, 0, main=_finite)
+
+
+_TRAIN_MODE_CLIP = ModelSpec("sig", (1, 3), (Pool("adaptive_max", 1), Norm("batch"),
+                                              Linear(1, False), Act("relu")), 2, "float32")
+"""Found by a hunt (``HYPOTHESIS_PROFILE=dev``, ``--hypothesis-seed=102``): the float model
+trains (outputs 0 and 0.023 in train mode), the twin's are 0 and 0: its unsigned input
+quantizer clips the train-mode batch norm's negative output."""
 
 
 def check_twin_on(spec: ModelSpec, lossy: bool) -> None:
@@ -311,7 +326,8 @@ def check_twin_on(spec: ModelSpec, lossy: bool) -> None:
 
 (test_prepare_step_deploy_equals_the_twin,
  test_prepare_step_deploy_equals_the_twin_long) = properties(
-    check_twin_on, spec=model_specs(), lossy=st.booleans())
+    check_twin_on, [dict(spec=_TRAIN_MODE_CLIP, lossy=False)], spec=model_specs(),
+    lossy=st.booleans())
 
 
 # ---------------------------------------------------------------------------------------------
