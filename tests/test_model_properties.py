@@ -389,3 +389,19 @@ def test_a_model_writing_into_its_input_reads_each_batch_as_given(mode):
         frame_p[["rel_error", "accum_rel_error"]])
     first = frame_w.iloc[0]  # reads the model's input in both passes: nothing accumulated
     assert first.accum_rel_error == first.rel_error
+
+
+def test_prepare_leaves_the_callers_batch_as_given():
+    """The same model writing into its input, prepared: the caller's calibration batch is
+    left as given (prepare's calibration pass reads a copy), the twin as the plain model's."""
+    torch.manual_seed(0)
+    writes = nn.Sequential(nn.SiLU(inplace=True), nn.Linear(4, 3), nn.ReLU(),
+                           nn.Linear(3, 2)).eval()
+    plain = nn.Sequential(nn.SiLU(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+    plain.load_state_dict(writes.state_dict())
+    x = torch.randn(6, 4)
+    given_x = x.clone()
+    prep_w = prepare(writes, lossless_chip("channel"), x)
+    assert torch.equal(x, given_x)
+    prep_p = prepare(plain, lossless_chip("channel"), x.clone())
+    assert_bitwise(prep_w(x.clone()), prep_p(x.clone()))

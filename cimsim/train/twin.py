@@ -82,6 +82,7 @@ from ..mapping.deploy import (
     SimModel,
     _batches,
     _excluded,
+    _fresh,
     _relu_consumers,
     batches_noted,
     carry_hooks,
@@ -1756,6 +1757,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         for args in _batches(calibration, batch_size, batch_dim):
             if n == 0:
                 check_keywords(model, args)
+            args = _fresh(args)  # a model writing into its input leaves the caller's data
             root(*args, **args.kwargs)
             n += 1
     if n == 0:
