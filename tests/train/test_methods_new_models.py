@@ -176,6 +176,32 @@ def method_pairs(zoo) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return fast, [(n, m) for n in zoo for m in methods if (n, m) not in fast]
 
 
+def zoo_method_tests(zoo, build, distilled: list[str]):
+    """A zoo's three method tests, from its model names, its ``build(name) -> (model, args)``
+    (the first tensor's batch dimension 0) and the models distilled by default: every model
+    once with the methods in turn, every other pair ``slow``
+    (:func:`method_pairs`), and distillation. A zoo's file binds them to the names pytest
+    collects, ``test_method_steps_and_deploys_to_what_the_twin_computes``,
+    ``test_every_other_method_on_every_model`` and
+    ``test_distill_from_the_float_model_steps_and_deploys_to_the_twin``."""
+    fast, slow = method_pairs(zoo)
+
+    @pytest.mark.parametrize("name, method", fast)
+    def steps(name, method):
+        check_method(*build(name), 0, method)
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name, method", slow)
+    def every_other(name, method):
+        check_method(*build(name), 0, method)
+
+    @pytest.mark.parametrize("name", distilled)
+    def distill(name):
+        check_method(*build(name), 0, "distill")
+
+    return steps, every_other, distill
+
+
 def check_method(model, args, bd, method: str) -> None:
     """``METHODS[method]`` on a copy of ``model``: finite outputs of the twin's shape, equal to
     the eval twin's where the method deploys what its twin computes."""

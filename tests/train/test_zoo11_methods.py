@@ -6,14 +6,11 @@ models); the other pairs with ``-m slow``."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from ..mapping.test_zoo11 import _SAMPLED, ZOO11, Flat
 from ..mapping.test_zoo11 import _build as _build_zoo
-from .test_methods_new_models import check_method, method_pairs
-
-_FAST, _SLOW = method_pairs(ZOO11)
+from .test_methods_new_models import zoo_method_tests
 
 
 def _build(name: str):
@@ -21,17 +18,9 @@ def _build(name: str):
     return Flat(model, name in _SAMPLED), args
 
 
-@pytest.mark.parametrize("name, method", _FAST)
-def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
-    check_method(*_build(name), 0, method)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, method", _SLOW)
-def test_every_other_method_on_every_model(name, method):
-    check_method(*_build(name), 0, method)
-
-
-@pytest.mark.parametrize("name", ["ode-net", "experts", "hyena"])
-def test_distill_from_the_float_model_steps_and_deploys_to_the_twin(name):
-    check_method(*_build(name), 0, "distill")
+# the default run: every model once, every method on three or more models; distillation
+# on the models named
+(test_method_steps_and_deploys_to_what_the_twin_computes,
+ test_every_other_method_on_every_model,
+ test_distill_from_the_float_model_steps_and_deploys_to_the_twin) = zoo_method_tests(
+    ZOO11, _build, ["ode-net", "experts", "hyena"])

@@ -17,7 +17,12 @@ from cimsim.train.bskmq import prepare_bskmq
 
 from ..mapping.test_zoo8 import ZOO8
 from ..mapping.test_zoo8 import _build as _build_zoo
-from .test_methods_new_models import _bskmq_chip, _quiet, check_bskmq, check_method, method_pairs
+from .test_methods_new_models import (
+    _bskmq_chip,
+    _quiet,
+    check_bskmq,
+    zoo_method_tests,
+)
 from .test_zoo6_methods import Flat  # outputs flattened to one tensor
 
 _FLAT = ("yolo", "namedtuple", "dataclass")
@@ -31,25 +36,13 @@ def _build(name: str, dtype=torch.float64):
     return (Flat(model) if name in _FLAT else model), args
 
 
-# the default run: every model once, every method on three or more models
-_FAST, _SLOW = method_pairs(ZOO8)
-
-
-@pytest.mark.parametrize("name, method", _FAST)
-def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
-    check_method(*_build(name), 0, method)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, method", _SLOW)
-def test_every_other_method_on_every_model(name, method):
-    check_method(*_build(name), 0, method)
-
-
-@pytest.mark.parametrize("name", ["lora", "pruned", "rwkv", "fno", "wavenet"])
-def test_distill_from_the_float_model_steps_and_deploys_to_the_twin(name):
-    """(Two-input models, StyleGAN's here, are refused by name as in the other zoos.)"""
-    check_method(*_build(name), 0, "distill")
+# the default run: every model once, every method on three or more models; distillation
+# on the models named
+# (two-input models, StyleGAN's here, are refused by name in distillation, as in other zoos)
+(test_method_steps_and_deploys_to_what_the_twin_computes,
+ test_every_other_method_on_every_model,
+ test_distill_from_the_float_model_steps_and_deploys_to_the_twin) = zoo_method_tests(
+    ZOO8, _build, ["lora", "pruned", "rwkv", "fno", "wavenet"])
 
 
 @pytest.mark.parametrize("name", ["pruned", "padded"])

@@ -28,9 +28,8 @@ from .test_methods_new_models import (
     _bskmq_chip,
     _quiet,
     check_bskmq,
-    check_method,
-    method_pairs,
     pim_chip,
+    zoo_method_tests,
 )
 from .test_zoo6_methods import Flat  # outputs flattened to one tensor (conftest's flat_output)
 
@@ -58,25 +57,13 @@ def _build(name: str, dtype=torch.float64):
     return Flat(model), batch
 
 
-# the default run: every model once, every method on three or more models
-_FAST, _SLOW = method_pairs(ZOO9)
-
-
-@pytest.mark.parametrize("name, method", _FAST)
-def test_method_steps_and_deploys_to_what_the_twin_computes(name, method):
-    check_method(*_build(name), 0, method)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, method", _SLOW)
-def test_every_other_method_on_every_model(name, method):
-    check_method(*_build(name), 0, method)
-
-
-@pytest.mark.parametrize("name", ["bert", "llama-sdpa-gqa", "timm-convnext"])
-def test_distill_from_the_float_model_steps_and_deploys_to_the_twin(name):
-    """(The first input only, the others their defaults: a keyword model's ids alone.)"""
-    check_method(*_build(name), 0, "distill")
+# the default run: every model once, every method on three or more models; distillation
+# on the models named
+# (distillation reads the first input only, the others their defaults: a keyword model's ids)
+(test_method_steps_and_deploys_to_what_the_twin_computes,
+ test_every_other_method_on_every_model,
+ test_distill_from_the_float_model_steps_and_deploys_to_the_twin) = zoo_method_tests(
+    ZOO9, _build, ["bert", "llama-sdpa-gqa", "timm-convnext"])
 
 
 def test_bskmq_steps_refits_and_deploys_where_a_relu_follows_a_layer():
