@@ -669,11 +669,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: the one the page names)")
     args = parser.parse_args(argv)
 
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     import torch
     from tqdm import tqdm
 
-    torch.set_num_threads(args.threads)
     cases = model_cases()
     chips = chip_configs()
     model_names = [n for n in _select(list(cases), args.models)
@@ -694,6 +692,10 @@ def main(argv: list[str] | None = None) -> int:
             measured = found.group(1) if found else ""
         args.md.write_text(summary_markdown(rows, _command(argv), chips, measured or ""))
         return 0
+    # the threads only for a run (--list and --summarize-only leave the calling process's,
+    # a test's, as they were: Numba refuses another count once its threads are launched)
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    torch.set_num_threads(args.threads)
     measured = _head_commit()
     rows = []
     args.csv.parent.mkdir(parents=True, exist_ok=True)

@@ -392,3 +392,20 @@ def test_a_table_read_by_a_functional_look_up_is_listed(look_up):
         assert "look-up" in out.digital[0][2]
     check_every_matrix(model, _quiet(cimsim.deploy, model, lossless_chip("channel"), ids),
                        {"table"})
+
+
+def test_listing_the_audit_leaves_the_process_threads(capsys, monkeypatch):
+    """``main([... '--list'])`` in a test process set ``NUMBA_NUM_THREADS`` in its
+    environment (and torch's threads): every later Numba compile then failed, "Cannot set
+    NUMBA_NUM_THREADS to a different value once the threads have been launched" (four tests
+    of the default run, in whatever order followed it). Listing leaves both as they were."""
+    import os
+
+    from scripts.audit_models_on_chips import main
+
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    assert main(["--zoo", "zoo12", "--chips", "ideal", "--list"]) == 0
+    capsys.readouterr()
+    assert "NUMBA_NUM_THREADS" not in os.environ
+    assert torch.get_num_threads() == threads
