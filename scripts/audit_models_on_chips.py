@@ -684,36 +684,31 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped: {what}: {why}")
         return 0
     if args.summarize_only:
-        with open(args.csv, newline="") as fh:
-            rows = list(csv.DictReader(fh))
         measured = args.measured_at
         if measured is None and args.md.exists():
             found = MEASURED_AT.search(args.md.read_text())
             measured = found.group(1) if found else ""
-        args.md.write_text(summary_markdown(rows, _command(argv), chips, measured or ""))
-        return 0
-    # the threads only for a run (--list and --summarize-only leave the calling process's,
-    # a test's, as they were: Numba refuses another count once its threads are launched)
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
-    torch.set_num_threads(args.threads)
-    measured = _head_commit()
-    rows = []
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        pairs = [(m, c) for m in model_names for c in chip_names]
-        for m, c in tqdm(pairs, desc="model x chip", unit="pair"):
-            row = audit_pair(cases[m], c, chips[c], seed=args.seed,
-                             noise_off_above=args.noise_off_above,
-                             pair_timeout_s=args.pair_timeout)
-            rows.append(row)
-            writer.writerow(_rounded(row))
-            fh.flush()  # a long run's table can be read while it goes
-    # the page from the CSV as written (rounded), so that --summarize-only rewrites it unchanged
+    else:
+        # the threads only for a run (--list and --summarize-only leave the calling process's,
+        # a test's, as they were: Numba refuses another count once its threads are launched)
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+        torch.set_num_threads(args.threads)
+        measured = _head_commit()
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.csv, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer.writeheader()
+            pairs = [(m, c) for m in model_names for c in chip_names]
+            for m, c in tqdm(pairs, desc="model x chip", unit="pair"):
+                row = audit_pair(cases[m], c, chips[c], seed=args.seed,
+                                 noise_off_above=args.noise_off_above,
+                                 pair_timeout_s=args.pair_timeout)
+                writer.writerow(_rounded(row))
+                fh.flush()  # a long run's table can be read while it goes
+    # the page from the CSV as written (rounded): a run and --summarize-only write the same page
     with open(args.csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    args.md.write_text(summary_markdown(rows, _command(argv), chips, measured))
+    args.md.write_text(summary_markdown(rows, _command(argv), chips, measured or ""))
     return 0
 
 

@@ -323,10 +323,9 @@ def validation_spread(path: Path | str | None = None) -> dict[str, Any] | None:
     if not rows:
         return None
     out = _summary([r["ratio"] for r in rows])
-    i = int(np.argmax([max(r["ratio"], 1.0 / r["ratio"]) for r in rows]))
-    ratio = rows[i]["ratio"]
-    out["worst"] = {"chip": rows[i]["chip"], "metric": rows[i]["metric"], "ratio": ratio,
-                    "factor": max(ratio, 1.0 / ratio)}
+    worst = rows[int(np.argmax(out.pop("factors")))]
+    out["worst"] = {"chip": worst["chip"], "metric": worst["metric"], "ratio": worst["ratio"],
+                    "factor": max(worst["ratio"], 1.0 / worst["ratio"])}
     return {"source": "docs/validation.md" if path is None else str(path), **out}
 
 
@@ -352,6 +351,7 @@ def validation_range(chip: ChipConfig | dict[str, str],
         ratios = [r["ratio"] for r in rows
                   if r["key"] in keys and all(r[k] == cls[k] for k in same)]
         summary = _summary(ratios)
+        del summary["factors"]
         q = np.quantile([1.0 / r for r in ratios], SPAN_QUANTILES) if ratios else ()
         summary["published_over_predicted"] = (
             tuple(float(v) for v in q) if len(ratios) >= MIN_CLASS_ROWS else None)
@@ -360,19 +360,22 @@ def validation_range(chip: ChipConfig | dict[str, str],
 
 
 def _summary(ratios: list[float]) -> dict[str, Any]:
+    """``n_rows``, ``n_within_2x``, ``geomean_factor`` and ``factors`` (``max(r, 1/r)`` per
+    row) of predicted / published ratios."""
     factors = [max(r, 1.0 / r) for r in ratios]
     return {"n_rows": len(ratios), "n_within_2x": sum(f <= 2.0 for f in factors),
-            "geomean_factor": float(np.exp(np.mean(np.log(factors)))) if factors else None}
+            "geomean_factor": float(np.exp(np.mean(np.log(factors)))) if factors else None,
+            "factors": factors}
 
 
-def _validation_rows(path: Path | str | None) -> list[dict[str, Any]]:
-    """The rows of the validation file (a copy: the cached list is shared)."""
+def _validation_rows(path: Path | str | None) -> tuple[dict[str, Any], ...]:
+    """The rows of the validation file (cached per version of it; read, never changed)."""
     csv_path = Path(VALIDATION_ROWS if path is None else path)
     try:
         stamp = csv_path.stat().st_mtime_ns
     except OSError:
-        return []
-    return [dict(r) for r in _rows_of(str(csv_path), stamp)]
+        return ()
+    return _rows_of(str(csv_path), stamp)
 
 
 @functools.lru_cache(maxsize=4)
