@@ -57,6 +57,7 @@ from ..arrays.program import (
     _analog_pairs,
     cell_conductance,
     draw_devices,
+    n_arrays_for_shape,
     off_conductance,
 )
 from ..config import (
@@ -81,6 +82,7 @@ from ..mapping.deploy import (
     ModuleWalk,
     SimModel,
     _batches,
+    _check_capacity,
     _excluded,
     _fresh,
     _relu_consumers,
@@ -1549,6 +1551,13 @@ class PreparedModel(nn.Module):
             for twin in layer.matrices():
                 yield twin.name or name, twin
 
+    @property
+    def arrays_needed(self) -> int:
+        """Arrays the mapped matrices occupy on the twin's chip (row tiles x column tiles,
+        from the shapes), as the deployed model's ``arrays_needed`` counts them."""
+        return sum(n_arrays_for_shape(t.n_outputs, t.row_tiles, self.chip)
+                   for _, t in self.twins())
+
     def views(self, seed: int | None = None, chip: ChipConfig | None = None
               ) -> dict[str, EngineView]:
         """The engine's view of every weight matrix (:meth:`TwinMatmul.to_engine`, on
@@ -1790,7 +1799,11 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             parent = root.get_submodule(owner) if owner else root
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
-    return PreparedModel(root, layers, digital, chip, seed, batch_dim)
+    prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim)
+    # as deploy, from the shapes: a model over the chip's arrays fails before any training,
+    # not at PreparedModel.deploy() after it
+    _check_capacity(prepared.arrays_needed, chip)
+    return prepared
 
 
 def _keep_off_fused_kernels(module: nn.Module) -> None:

@@ -487,6 +487,19 @@ def test_capacity_error_says_needed_and_available():
     assert sim.report().totals["time_multiplexed"] is False
 
 
+def test_prepare_refuses_a_chip_too_small_before_any_training():
+    """prepare counted no arrays: a model over the chip trained for hours and failed only at
+    PreparedModel.deploy(). It raises the deploy's CapacityError now, and counts as deploy."""
+    from cimsim.train import prepare
+
+    chip = lossless_chip(n_rows=37, n_cols=256, n_tiles=1, arrays_per_tile=2)
+    with pytest.raises(CapacityError, match="needs 3 arrays"):
+        prepare(_capacity_model(), chip, torch.randn(4, 40))
+    multiplexed = chip.replace(array=chip.array.replace(allow_time_multiplexing=True))
+    prep = prepare(_capacity_model(), multiplexed, torch.randn(4, 40))
+    assert prep.arrays_needed == 3 == prep.deploy().arrays_needed
+
+
 def test_time_multiplexing_charges_reprogramming():
     chip = lossless_chip(n_rows=37, n_cols=256, n_tiles=1, arrays_per_tile=2,
                          allow_time_multiplexing=True)

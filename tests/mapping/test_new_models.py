@@ -277,7 +277,10 @@ def prepare_step_deploy(model, chip_cfg, args, batch_dim, main=lambda y: y, **kw
     prep.eval()
     with torch.no_grad():
         want = call(prep)
-    got = call(prep.deploy(batch_dim=batch_dim))
+    sim = prep.deploy(batch_dim=batch_dim)
+    # prepare's capacity check counted the arrays deploy programs
+    assert prep.arrays_needed == sim.arrays_needed
+    got = call(sim)
     # the engine computes what the twin computes
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
     return prep
