@@ -820,6 +820,21 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
     return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
 
 
+def _loose_weights(model: nn.Module, shown: int = 6) -> str:
+    """The model's parameters of two or more dimensions (a stacked ensemble under torch.vmap,
+    weights applied with F.linear), named for the refusal of a model with no layer to map:
+    they are what the user would move into one."""
+    loose = [f"{name} ({'x'.join(map(str, p.shape))})"
+             for name, p in model.named_parameters() if p.dim() >= 2]
+    if not loose:
+        return ""
+    more = f" and {len(loose) - shown} more" if len(loose) > shown else ""
+    return ("; its parameters of two or more dimensions sit outside such layers: "
+            f"{', '.join(loose[:shown])}{more} (hold each in an nn.Linear / nn.Conv module, "
+            "e.g. self.proj = nn.Linear(...), "
+            "then self.proj(x), to map it)")
+
+
 def _eval_copy(model: nn.Module) -> nn.Module:
     """A deep copy in eval mode: the user's model is never modified."""
     with warnings.catch_warnings():
@@ -922,7 +937,7 @@ class _LayerMapping:
             if not self.digital:
                 raise MappingError("no layer can be mapped onto the arrays: the model has no "
                                    "Linear, Conv, ConvTranspose, RNN/LSTM/GRU (layer or "
-                                   "cell) or MultiheadAttention layer")
+                                   "cell) or MultiheadAttention layer" + _loose_weights(sim))
             kept = "; ".join(f"{name} ({kind}: {why})" for name, kind, why in self.digital)
             raise MappingError(
                 "no layer can be mapped onto the arrays (no Linear, Conv, ConvTranspose, "

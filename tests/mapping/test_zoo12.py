@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 import cimsim
+from cimsim.errors import MappingError
 from cimsim.train import prepare
 
 from .conftest import (
@@ -232,6 +233,16 @@ def test_a_vmap_ensembles_stacked_weights_are_named():
     assert list(sim.sim_layers) == ["head"]
     assert [d[:2] for d in sim.digital] == [("stacked.0_weight", "parameter"),
                                             ("stacked.2_weight", "parameter")]
+
+
+def test_a_model_that_is_only_a_vmap_ensemble_is_refused_naming_its_weights():
+    """Without the head nothing maps: the refusal said only "no Linear, Conv ... layer"; it
+    names the stacked parameters now, which the user would move into layers."""
+    model, args = _build("vmap-ensemble")
+    model.head = nn.Identity()
+    with pytest.raises(MappingError, match=r"no layer can be mapped.*outside such layers: "
+                       r"stacked\.0_bias \(3x6\), stacked\.0_weight \(3x6x4\)"):
+        cimsim.deploy(model, lossless_chip("channel"), args)
 
 
 def test_a_complex_linear_is_kept_digital_with_the_reason():
