@@ -477,3 +477,24 @@ def test_sweep_other_axes_equal_direct_deploy(digits, tmp_path):
         assert rec["accuracy"] == acc
         for key in ("energy_pj_per_inference", "latency_ns_per_inference", "area_mm2"):
             assert rec[key] == pytest.approx(t[key], rel=1e-12), key
+
+
+def test_new_chip_page_names_every_cell_and_the_default_kind():
+    """docs/new-chip.md §2 is where a user looks up what ``device.cell`` and ``tech.cell_kind``
+    take: it named four of the six technologies and seven of the nine kinds, and not which
+    kind an omitted ``cell_kind`` gives an SRAM (the 8T cell, not the 6T a TOML written from
+    it assumed); every value and the SRAM default are on the page."""
+    from cimsim.config import CellKind, CellTech
+    from cimsim.cost.models import cell_kind
+
+    page = (Path(__file__).parents[1] / "docs" / "new-chip.md").read_text(encoding="utf-8")
+    rows = {m[1]: m[2] for m in re.finditer(r"^\| [^|]+ \| `(device\.cell|tech\.cell_kind)` \|"
+                                            r"(.*)\|$", page, re.M)}
+    assert set(rows) == {"device.cell", "tech.cell_kind"}
+    for field, enum in (("device.cell", CellTech), ("tech.cell_kind", CellKind)):
+        named = set(re.findall(r"`(\w+)`", rows[field]))
+        assert {e.value for e in enum} <= named, (field, {e.value for e in enum} - named)
+    sram = load_chip(CHIPS.parents[2] / "cimsim" / "presets" / "published" /
+                     "nmux-jssc23.toml")  # device.cell = "sram", no tech.cell_kind
+    assert sram.tech.cell_kind is None
+    assert f"`{cell_kind(sram).value}`" in rows["tech.cell_kind"].split("omitted")[1]

@@ -29,7 +29,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the twenty-six (the others are the same architecture at other sizes):
+# One chip per class of the twenty-nine (the others are the same architecture at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
     "yu-cicc20": "binary weights, 1-b inputs, 1-b ADC",
@@ -52,6 +52,12 @@ CLASSES = {
                 "5-b SAR",
     "chen-isscc23": "8-b two's-complement bit-serial, 3-b SAR over a calibrated range, 8 "
                     "arrays",
+    "aimc-cicc21": "2-b two's-complement slices weighted in analog (current domain), 7-b "
+                   "all-bit drive, 6-b SAR per output",
+    "nmux-jssc23": "8-b two's-complement, 2-b input planes, 16-row partial sums, 5-b SAR per "
+                   "2 columns, 4 arrays",
+    "dynaplasia-jssc24": "sign-magnitude 5-b weights over 1-b cells, 4-b bit-serial, 8-b SAR, "
+                         "153 arrays",
 }
 # the same architectures (named by the test ids, so the default run stays short)
 SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21",
