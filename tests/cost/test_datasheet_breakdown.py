@@ -268,7 +268,7 @@ def test_class_constant_leave_one_out_known_answer(validate, tmp_path):
     analog chips (within 2x: 2, geomean error 8^(1/3) = 2), the class constant 2; left out in
     turn, chip a is corrected by its others' constant 1 (error 8), b and c by sqrt(8) (error
     2.83 each): 0 within 2x, geomean (8 x 8)^(1/3) = 4. A digital row stays in its own class
-    (alone: no other chip, uncorrected) and joins the all-chips row."""
+    (alone: no other chip, uncorrected); the last row sums the five classes."""
     rows = tmp_path / "v.csv"
     rows.write_text(_ROWS_HEADER + "a,p,TOPS/W,tops_per_w,8,1,analog,stated\n"
                     "b,p,TOPS/W,tops_per_w,1,1,analog,predicted\n"
@@ -277,10 +277,13 @@ def test_class_constant_leave_one_out_known_answer(validate, tmp_path):
     lines = validate.class_constant_lines(rows)
     table = {tuple(c.strip() for c in line.strip("|").split("|")[:3]): line
              for line in lines if line.startswith("| ")}
+
     def cells(*key):
-        return table[key].strip("| ").split(" | ")[3:]
+        return [c.strip() for c in table[key].strip("|").split("|")[3:]]
 
     assert cells("analog", "any", "TOPS/W") == ["3", "2", "2.00x", "2", "0", "4.00x"]
     assert cells("digital", "any", "TOPS/W") == ["1", "0", "3.00x", "3", "0", "3.00x"]
-    assert cells("any", "any", "TOPS/W")[:2] == ["4", "2"]
     assert cells("analog", "stated", "TOPS/mm²") == ["0", "0", "-", "-", "0", "-"]
+    assert cells("all five", "", "")[:2] == ["4", "2"]
+    assert cells("all five", "", "")[4] == "0"
+    assert "from 2 to 0" in lines[-1]
