@@ -781,7 +781,7 @@ def deploy(
     needed = _arrays_needed(mapping.sim_layers, chip)
     _fuse_relus(sim, mapping.sim_layers, chip)
     with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
-                                        *mapping.sim_layers]) as functional:
+                                        *mapping.sim_layers], mapping.sources) as functional:
         _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip, model)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     _warn_one_code(mapping.sim_layers)
@@ -905,6 +905,8 @@ class _LayerMapping:
     walk: ModuleWalk = field(default_factory=lambda: ModuleWalk("deploy"))
     candidates: list[str] = field(default_factory=list)
     """Names the ``exclude`` patterns were tried on (mappable layers, attention projections)."""
+    sources: dict[str, nn.Module] = field(default_factory=dict)
+    """Layer name -> the float module its simulated layer replaced."""
 
     def __post_init__(self) -> None:
         # deploy and deploy_views (a twin's .deploy(seed)): -1 would alias 2**64 - 1
@@ -989,6 +991,7 @@ class _LayerMapping:
         new.source_config = source_config(child)
         carry_hooks(child, new)
         self.sim_layers[name] = new
+        self.sources[name] = child
         if cls is SimMultiheadAttention:
             self.digital.append((name, "attention products",
                                  "activation x activation (Q·Kᵀ, softmax, ·V) kept digital"))

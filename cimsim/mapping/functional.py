@@ -31,6 +31,12 @@ one of activations (listed as such), and the weight is named too, by
 :data:`MODULATED_REASON`: computed per input, in float. Only a product (``*``, ``/``) makes
 one; an added table (ALiBi's bias, a position embedding) is no modulation.
 
+A product reading a weight of a layer that deploy (or ``prepare``) replaced, during the
+forward and outside every mapped or listed module, reached the float original through a
+reference the module tree does not hold (a plain list or dict of layers, a bound ``forward``,
+a ``functools.partial``, a weight kept in a list): that call would compute in float with no
+word, so it is a ``MappingError`` naming the layer (:func:`stale_reference_error`).
+
 torch's composite functions that take weight matrices as arguments
 (``F.multi_head_attention_forward``, ``torch.lstm_cell`` / ``gru_cell`` / ``rnn_*_cell``) run
 their products while the watch is off: their weight matrices are named at the call.
@@ -46,7 +52,7 @@ modules, whose rows say it already.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -61,8 +67,8 @@ from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
 __all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON", "MODULATED_REASON",
            "FunctionalUses",
-           "watch_functional_weights", "warn_functional", "weight_read_error",
-           "refuse_swapped_weights"]
+           "stale_reference_error", "watch_functional_weights", "warn_functional",
+           "weight_read_error", "refuse_swapped_weights"]
 
 FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
                      "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
@@ -109,6 +115,9 @@ _DISTANCES = frozenset({
 # their weight matrices are named at the call (their biases are no factor)
 _WEIGHTED = frozenset({F.multi_head_attention_forward, torch.lstm_cell, torch.gru_cell,
                        torch.rnn_tanh_cell, torch.rnn_relu_cell})
+
+# the calls that compute with a tensor (its replaced layer's weights, if read outside it)
+_COMPUTING = _PRODUCTS | _DISTANCES | _WEIGHTED | ATEN_PRODUCTS | _ATTENTION
 
 # look-ups of a table (its rows picked by the input, no product): the table is a weight the
 # arrays do not hold, listed as such
@@ -211,8 +220,14 @@ class _Watch(TorchFunctionMode):
 
     def __init__(self, params: dict[int, str], owner: Callable[[], str | None],
                  aux: frozenset[int] = frozenset(), matrices: frozenset[str] = frozenset(),
-                 listed: Callable[[], bool] = lambda: False):
+                 listed: Callable[[], bool] = lambda: False,
+                 retired: dict[int, str] | None = None,
+                 outside: Callable[[], bool] = lambda: False):
         super().__init__()
+        # storages of the replaced layers' parameters -> the layer's name; ``outside()``: a
+        # forward runs and no mapped or listed module's is among those running
+        self.retired = retired or {}
+        self.outside = outside
         self.params = params
         self.matrices = matrices  # names of the watched weights that are matrices (_is_matrix)
         self.aux = aux  # storages of 1-D float and of non-float buffers: no weight, no activation
@@ -244,6 +259,11 @@ class _Watch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.retired and func in _COMPUTING:
+            for t in _tensors([*args, *kwargs.values()]):
+                layer = self.retired.get(_storage(t) or 0)
+                if layer is not None and self.outside():
+                    raise stale_reference_error(layer)
         out = func(*args, **kwargs)
         operands = list(_tensors([*args, *kwargs.values()]))
         if all(self._constant(t) for t in operands):  # none at all: a factory
@@ -306,12 +326,16 @@ class _Watch(TorchFunctionMode):
 
 
 @contextmanager
-def watch_functional_weights(model: nn.Module, skip: Iterable[str]
+def watch_functional_weights(model: nn.Module, skip: Iterable[str],
+                             replaced: Mapping[str, nn.Module] | None = None
                              ) -> Iterator[FunctionalUses]:
     """Within the block, record the parameters of ``model`` that reach a matrix product, and
     the modules that multiply activations: yields a :class:`FunctionalUses` filled at the end.
     Parameters of the modules named in ``skip`` (mapped, or kept digital for a reason already
-    stated) and of their submodules are not watched, nor products within them."""
+    stated) and of their submodules are not watched, nor products within them.
+    ``replaced``: layer name -> the original module a simulated or twin layer replaced; a
+    product reading its parameters in the forward, outside the mapped and listed modules, is a
+    :func:`stale_reference_error`."""
     skip = list(skip)
     modules = dict(model.named_modules())
     # an embedding's look-up is no product: its table in one is a tied head (module docstring)
@@ -340,6 +364,18 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
         name = stack[-1] if stack else None
         return name is not None and any(name == s or name.startswith(s + ".") for s in inside)
 
+    def outside() -> bool:
+        # any running forward of a mapped or listed module (one may call its float source)
+        return bool(stack) and not any(
+            name is not None and any(name == s or name.startswith(s + ".") for s in inside)
+            for name in stack)
+
+    retired: dict[int, str] = {}
+    for layer, module in (replaced or {}).items():
+        for p in module.parameters():
+            if (ptr := _storage(p)) and ptr not in params:  # shared with a watched one: its
+                retired.setdefault(ptr, layer)              # own uses are named as such
+
     def owner() -> str | None:
         name = stack[-1] if stack else None
         if name is None or listed():
@@ -354,7 +390,8 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
             stack.pop()
 
     uses = FunctionalUses()
-    mode = _Watch(params, owner, aux, frozenset(n for n, w in weights if _is_matrix(w)), listed)
+    mode = _Watch(params, owner, aux, frozenset(n for n, w in weights if _is_matrix(w)), listed,
+                  retired, outside)
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
     try:
@@ -395,6 +432,20 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
                   "it", UserWarning, stacklevel=3)
     return ([(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)] + modulated
             + products)
+
+
+def stale_reference_error(layer: str) -> MappingError:
+    """What a product raises when it reads a weight of the float layer that deploy or
+    ``prepare`` replaced, reached by the forward through a reference the module tree does not
+    hold: the replacement is made where the tree holds the layer, so such a call computes in
+    float unseen."""
+    return MappingError(
+        f"{layer}: the forward calls the original float layer through a reference the module "
+        "tree does not hold (a plain list, tuple or dict of layers, a bound .forward or a "
+        "functools.partial kept as an attribute, a weight kept in a list); the simulated (or "
+        "twin) layer replaces it where the tree holds it, so that call would compute in "
+        "float: hold the layers in nn.ModuleList / nn.ModuleDict and call them as modules, "
+        "or exclude the layer (exclude=[...]) to keep it digital")
 
 
 def weight_read_error(module: nn.Module, attr: str, layer: str,

@@ -1752,7 +1752,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     root.eval()
     n = 0
     with (torch.no_grad(),
-          watch_functional_weights(root, [*(d[0] for d in digital), *layers]) as functional,
+          watch_functional_weights(root, [*(d[0] for d in digital), *layers],
+                                   {n: layer._float_src[0] for n, layer in layers.items()}
+                                   ) as functional,
           explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
         for args in _batches(calibration, batch_size, batch_dim):
             if n == 0:
