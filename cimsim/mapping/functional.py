@@ -97,6 +97,8 @@ _PRODUCTS = frozenset({
     # of the bias-first products (a weight through any of them computed in float unnamed)
     torch.linalg.matmul, torch.linalg.multi_dot, torch.chain_matmul, torch.addmv,
     torch.Tensor.addmm, torch.Tensor.addmv, torch.Tensor.baddbmm, torch.Tensor.addbmm,
+    # dot products of vectors: a weight's rows, one at a time or broadcast
+    torch.dot, torch.vdot, torch.Tensor.dot, torch.Tensor.vdot, torch.linalg.vecdot,
 })
 
 

@@ -209,6 +209,33 @@ def test_a_direct_forward_call_on_the_layer_is_simulated():
         assert_bitwise(sim(x), reference_model(model, sim)(x))
 
 
+@pytest.mark.parametrize("how", ["dot", "vdot", "Tensor.dot", "vecdot"])
+def test_weights_through_dot_products_are_named(how):
+    """``torch.dot`` / ``torch.vdot`` / ``Tensor.dot`` on a weight's rows and
+    ``torch.linalg.vecdot`` against a weight computed in float unnamed (not in the watched
+    products): named now, as a product's weight."""
+
+    class Dotted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(5, 6))
+            self.head = nn.Linear(5, 3)
+
+        def forward(self, x):
+            if how == "vecdot":
+                h = torch.linalg.vecdot(x[:, None, :], self.w)
+            else:
+                dot = {"dot": torch.dot, "vdot": torch.vdot, "Tensor.dot": torch.Tensor.dot}[how]
+                h = torch.stack([torch.stack([dot(row, r) for row in self.w]) for r in x])
+            return self.head(h)
+
+    torch.manual_seed(0)
+    model = Dotted().eval()
+    with pytest.warns(UserWarning, match=r"1 weight\(s\) reach a matrix product"):
+        sim = cimsim.deploy(model, lossless_chip("channel"), torch.randn(4, 6))
+    assert [d[:2] for d in sim.digital] == [("w", "parameter")]
+
+
 @pytest.mark.parametrize("compile_", ["trace", "script"])
 def test_a_compiled_submodule_trains_in_the_twin_apart_from_the_users_model(compile_):
     """torch copies a TorchScript module's parameters as clones with gradient: prepare's
