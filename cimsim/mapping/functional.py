@@ -29,7 +29,10 @@ A weight matrix multiplied element-wise by an activation (StyleGAN2's modulated 
 is an input-dependent weight: no array can hold it programmed once. The product it reaches is
 one of activations (listed as such), and the weight is named too, by
 :data:`MODULATED_REASON`: computed per input, in float. Only a product (``*``, ``/``) makes
-one; an added table (ALiBi's bias, a position embedding) is no modulation.
+one; an added table (ALiBi's bias, a position embedding) is no modulation. A weight matrix so
+multiplied that reaches no matrix product computed its product element-wise
+(``(x[:, None] * self.W).sum(-1)``, GFNet's spectral filter ``rfft2(x) * W``, Mamba's
+``exp(delta * A)``): it is named by :data:`SCALED_REASON`.
 
 A product reading a weight of a layer that deploy (or ``prepare``) replaced, during the
 forward and outside every mapped or listed module, reached the float original through a
@@ -66,6 +69,7 @@ from ..errors import MappingError
 from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
 __all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON", "MODULATED_REASON",
+           "SCALED_REASON",
            "FunctionalUses",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
            "weight_read_error", "refuse_swapped_weights"]
@@ -76,6 +80,10 @@ FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functi
 MODULATED_REASON = ("multiplied by an activation before a matrix product (an input-dependent "
                     "weight, e.g. a modulated or dynamic kernel): it cannot be programmed once; "
                     "computes in float")
+
+SCALED_REASON = ("multiplied element-wise by an activation (x * W, then summed or "
+                 "transformed: a hand-written product, a spectral filter, a decay matrix): no "
+                 "array computes it; in float")
 
 LOOKUP_REASON = ("a table read by a look-up (F.embedding / F.embedding_bag) outside an "
                  "nn.Embedding: no matrix product to map; a digital memory read, in float")
@@ -209,6 +217,9 @@ class FunctionalUses:
     products: dict[str, str] = field(default_factory=dict)
     """Module name -> ``'attention products'`` or ``'activation products'``, for the modules
     whose own forward multiplies activations only."""
+    scaled: dict[str, str] = field(default_factory=dict)
+    """Weight name -> the element-wise product with an activation it reached, for the weights
+    that reach no matrix product (a sum of ``x * W``, a spectral filter)."""
     lookups: dict[str, str] = field(default_factory=dict)
     """Weight name -> the look-up reading it (``F.embedding`` outside an ``nn.Embedding``),
     for the weights no product reads."""
@@ -242,6 +253,7 @@ class _Watch(TorchFunctionMode):
         self.mixed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # modulated weights' names
         self.found: dict[str, str] = {}
         self.modulated: dict[str, str] = {}
+        self.scaled: dict[str, str] = {}
         self.products: dict[str, str] = {}
         self.lookups: dict[str, str] = {}
 
@@ -320,8 +332,12 @@ class _Watch(TorchFunctionMode):
         if func in _SCALINGS and any(group is None and not self._constant(t)
                                      and t.dim() > 0 for group, t in zip(names, operands,
                                                                           strict=True)):
-            carried += [n for group, t in zip(names, operands, strict=True) if group
-                        and _is_matrix(t) for n in group if n in self.matrices]
+            scaled = [n for group, t in zip(names, operands, strict=True) if group
+                      and _is_matrix(t) for n in group if n in self.matrices]
+            carried += scaled
+            if not self.listed():  # the product is this one, element-wise (module docstring)
+                for name in scaled:
+                    self.scaled.setdefault(name, getattr(func, "__name__", str(func)))
         if carried:
             for t in _tensors(out):
                 self.mixed[t] = tuple(dict.fromkeys(carried))
@@ -405,8 +421,11 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
     uses.weights.update(mode.found)
     uses.products.update(mode.products)
     uses.modulated.update((n, f) for n, f in mode.modulated.items() if n not in mode.found)
+    uses.scaled.update((n, f) for n, f in mode.scaled.items()
+                       if n not in mode.found and n not in mode.modulated)
     uses.lookups.update((n, f) for n, f in mode.lookups.items()
-                        if n not in mode.found and n not in mode.modulated)
+                        if n not in mode.found and n not in mode.modulated
+                        and n not in mode.scaled)
 
 
 def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]]:
@@ -419,6 +438,13 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
     products += [(name, "parameter", LOOKUP_REASON) for name in sorted(uses.lookups)]
     found = uses.weights
     modulated = [(name, "parameter", MODULATED_REASON) for name in sorted(uses.modulated)]
+    modulated += [(name, "parameter", SCALED_REASON) for name in sorted(uses.scaled)]
+    if uses.scaled:
+        names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.scaled.items()))
+        warnings.warn(f"{who}: {len(uses.scaled)} weight matrix(es) are multiplied "
+                      f"element-wise by an activation (a product written as x * W, then summed "
+                      f"or transformed, e.g. a spectral filter), which no array computes, and "
+                      f"run digitally in float: {names}", UserWarning, stacklevel=3)
     if modulated:
         names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.modulated.items()))
         warnings.warn(f"{who}: {len(modulated)} weight(s) are multiplied by an activation "

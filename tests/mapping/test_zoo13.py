@@ -43,6 +43,7 @@ from torch import nn
 
 import cimsim
 from cimsim.errors import MappingError
+from cimsim.mapping.functional import SCALED_REASON
 from cimsim.train import prepare
 
 from .conftest import (
@@ -207,6 +208,20 @@ def test_a_direct_forward_call_on_the_layer_is_simulated():
     sim = cimsim.deploy(model, lossless_chip("channel"), x)
     with torch.no_grad():
         assert_bitwise(sim(x), reference_model(model, sim)(x))
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+@pytest.mark.parametrize("name", ["sum-product", "global-filter"])
+def test_a_weight_matrix_multiplied_element_wise_is_named(name, run):
+    """``(x[:, None] * W).sum(-1)`` and GFNet's ``rfft2(x) * W`` multiply a weight matrix by an
+    activation element-wise and reach no matrix product: the weight computed in float,
+    unnamed (check_every_matrix failed). It is listed with the reason and warned."""
+    model, args = _build(name)
+    go = cimsim.deploy if run == "deploy" else prepare
+    with pytest.warns(UserWarning, match=r"multiplied element-wise by an activation"):
+        out = go(model, lossless_chip("channel"), args)
+    (row,) = out.digital
+    assert row == (next(iter(_DIGITAL[name])), "parameter", SCALED_REASON)
 
 
 @pytest.mark.parametrize("how", ["dot", "vdot", "Tensor.dot", "vecdot"])
