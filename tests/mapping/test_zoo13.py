@@ -274,3 +274,25 @@ def test_a_compiled_submodule_trains_in_the_twin_apart_from_the_users_model(comp
     opt.step()
     assert all(p.grad is None for p in model.parameters())
     assert params["model.0.0.weight"].grad is not None
+
+
+def test_lora_leaves_a_frozen_layer_frozen():
+    """The EMA teacher is frozen (``requires_grad_(False)``) and ``prepare`` keeps its twins
+    frozen; ``add_lora`` gave them trainable adapters (a gradient step moved the teacher) and
+    ``merge_lora`` then unfroze their weights. They get no adapter now, named, and their
+    weights and biases stay frozen through the merge; the student's train as before."""
+    from cimsim.train.lora import add_lora, merge_lora
+
+    model, args = _build("ema-teacher", torch.float64)
+    prep = _quiet(prepare, model, lossless_chip("channel"), args)
+    with pytest.warns(UserWarning, match=r"no adapter on teacher\.0, teacher\.2: frozen"):
+        params = add_lora(prep, 2)
+    assert len(params) == 4  # student.0 and student.2: A and B each
+    assert [n for n, _ in prep.named_parameters() if "lora" in n] == [
+        f"model.student.{i}.twins.0.lora.{ab}" for i in (0, 2) for ab in "AB"]
+    merge_lora(prep)
+    # weights and biases (the twins' own scales keep their options: trainable)
+    trainable = {n for n, p in prep.named_parameters()
+                 if p.requires_grad and n.endswith((".weight", ".bias"))}
+    assert trainable == {f"model.student.{i}.twins.0.{wb}" for i in (0, 2)
+                         for wb in ("weight", "bias")}
