@@ -32,7 +32,8 @@ one of activations (listed as such), and the weight is named too, by
 one; an added table (ALiBi's bias, a position embedding) is no modulation. A weight matrix so
 multiplied that reaches no matrix product computed its product element-wise
 (``(x[:, None] * self.W).sum(-1)``, GFNet's spectral filter ``rfft2(x) * W``, Mamba's
-``exp(delta * A)``): it is named by :data:`SCALED_REASON`.
+``exp(delta * A)``): it is named by :data:`SCALED_REASON`; a buffer so multiplied (a float
+mask, a fixed window) is no learned weight and stays silent.
 
 A product reading a weight of a layer that deploy (or ``prepare``) replaced, during the
 forward and outside every mapped or listed module, reached the float original through a
@@ -235,8 +236,10 @@ class _Watch(TorchFunctionMode):
                  aux: frozenset[int] = frozenset(), matrices: frozenset[str] = frozenset(),
                  listed: Callable[[], bool] = lambda: False,
                  retired: dict[int, str] | None = None,
-                 outside: Callable[[], bool] = lambda: False):
+                 outside: Callable[[], bool] = lambda: False,
+                 learned: frozenset[str] = frozenset()):
         super().__init__()
+        self.learned = learned  # names of the watched weights that are parameters
         # storages of the replaced layers' parameters -> the layer's name; ``outside()``: a
         # forward runs and no mapped or listed module's is among those running
         self.retired = retired or {}
@@ -336,8 +339,9 @@ class _Watch(TorchFunctionMode):
                       and _is_matrix(t) for n in group if n in self.matrices]
             carried += scaled
             if not self.listed():  # the product is this one, element-wise (module docstring)
-                for name in scaled:
-                    self.scaled.setdefault(name, getattr(func, "__name__", str(func)))
+                for name in scaled:  # a buffer so multiplied: a float mask, a window
+                    if name in self.learned:
+                        self.scaled.setdefault(name, getattr(func, "__name__", str(func)))
         if carried:
             for t in _tensors(out):
                 self.mixed[t] = tuple(dict.fromkeys(carried))
@@ -409,7 +413,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
 
     uses = FunctionalUses()
     mode = _Watch(params, owner, aux, frozenset(n for n, w in weights if _is_matrix(w)), listed,
-                  retired, outside)
+                  retired, outside, frozenset(n for n, _ in model.named_parameters()))
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
     try:

@@ -224,6 +224,26 @@ def test_a_weight_matrix_multiplied_element_wise_is_named(name, run):
     assert row == (next(iter(_DIGITAL[name])), "parameter", SCALED_REASON)
 
 
+def test_a_float_mask_buffer_multiplied_element_wise_is_no_weight():
+    """A 2-D float buffer multiplied element-wise by an activation (a causal mask as floats,
+    Hyena's decay window) is no learned weight: nothing is listed for it (the element-wise
+    rule names parameters only), the attention's product is its module's row."""
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qk = nn.Linear(6, 12)
+            self.register_buffer("mask", torch.ones(4, 4).tril())
+
+        def forward(self, x):  # (B, 4, 6)
+            q, k = self.qk(x).chunk(2, dim=-1)
+            return (q @ k.transpose(1, 2)) * self.mask
+
+    torch.manual_seed(0)
+    sim = _quiet(cimsim.deploy, Masked().eval(), lossless_chip("channel"), torch.randn(3, 4, 6))
+    assert [d[:2] for d in sim.digital] == [("model", "activation products")]
+
+
 @pytest.mark.parametrize("how", ["dot", "vdot", "Tensor.dot", "vecdot"])
 def test_weights_through_dot_products_are_named(how):
     """``torch.dot`` / ``torch.vdot`` / ``Tensor.dot`` on a weight's rows and
