@@ -108,6 +108,9 @@ _PRODUCTS = frozenset({
     torch.Tensor.addmm, torch.Tensor.addmv, torch.Tensor.baddbmm, torch.Tensor.addbmm,
     # dot products of vectors: a weight's rows, one at a time or broadcast
     torch.dot, torch.vdot, torch.Tensor.dot, torch.Tensor.vdot, torch.linalg.vecdot,
+    torch.Tensor.inner,
+    # the in-place forms of the bias-first products (into a copy of the bias)
+    torch.Tensor.addmm_, torch.Tensor.addmv_, torch.Tensor.baddbmm_, torch.Tensor.addbmm_,
 })
 
 
@@ -152,8 +155,18 @@ _WITH_BIAS = frozenset({
     _aten.conv3d.default, _aten.convolution.default})
 _ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, torch.addmv,
                           torch.Tensor.addmm, torch.Tensor.baddbmm, torch.Tensor.addbmm,
-                          torch.Tensor.addmv, _aten.addmm.default,
+                          torch.Tensor.addmv, torch.Tensor.addmm_, torch.Tensor.baddbmm_,
+                          torch.Tensor.addbmm_, torch.Tensor.addmv_, _aten.addmm.default,
                           _aten.baddbmm.default, _aten.addbmm.default})
+
+
+def _canonical(func):
+    """An aten operator called through its packet (``torch.ops.aten.mm(x, W)``, as exported
+    graphs and some hand-written code do) is its default overload (``aten.mm.default``) for
+    the sets above; any other function itself."""
+    if isinstance(func, torch._ops.OpOverloadPacket):
+        return getattr(func, "default", func)
+    return func
 
 
 def _factors(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
@@ -276,12 +289,13 @@ class _Watch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        call, func = func, _canonical(func)
         if self.retired and func in _COMPUTING:
             for t in _tensors([*args, *kwargs.values()]):
                 layer = self.retired.get(_storage(t) or 0)
                 if layer is not None and self.outside():
                     raise stale_reference_error(layer)
-        out = func(*args, **kwargs)
+        out = call(*args, **kwargs)
         operands = list(_tensors([*args, *kwargs.values()]))
         if all(self._constant(t) for t in operands):  # none at all: a factory
             for t in _tensors(out):
@@ -324,6 +338,10 @@ class _Watch(TorchFunctionMode):
                          for group, t in zip(names, operands, strict=True)):
             for t in _tensors(out):
                 self.derived[t] = known
+        elif out is operands[0]:  # in place (``b.clone().addmm_(x, W)``), an activation mixed
+            self.derived.pop(out, None)  # in: no weight's any more, nor a constant
+            if not all(self._constant(t) for t in operands[1:]):
+                self.constants.pop(out, None)
         return out
 
     def _modulate(self, func, operands: list[torch.Tensor],

@@ -271,6 +271,41 @@ def test_weights_through_dot_products_are_named(how):
     assert [d[:2] for d in sim.digital] == [("w", "parameter")]
 
 
+@pytest.mark.parametrize("how", ["inner", "addmm_", "addmv_", "baddbmm_", "addbmm_",
+                                 "aten.mm", "aten.addmm"])
+def test_weights_through_in_place_method_and_aten_packet_spellings_are_named(how):
+    """``x.inner(W)``, the in-place bias-first products (``b.clone().addmm_(x, Wᵀ)`` and
+    ``addmv_`` / ``baddbmm_`` / ``addbmm_``) and an aten operator called through its packet
+    (``torch.ops.aten.mm(x, Wᵀ)``, not ``.default``) computed in float unnamed: the weight is
+    named, the bias not; the in-place result is an activation (a weight after it is named
+    alone, not the bias the result was written into)."""
+
+    class Spelt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(5, 6))
+            self.b = nn.Parameter(torch.zeros(5))
+            self.w2 = nn.Parameter(torch.randn(5, 5))
+            self.head = nn.Linear(5, 3)
+
+        def forward(self, x):
+            n, wt = len(x), self.w.t()
+            h = {"inner": lambda: x.inner(self.w),
+                 "addmm_": lambda: self.b.expand(n, 5).clone().addmm_(x, wt),
+                 "addmv_": lambda: torch.stack([self.b.clone().addmv_(self.w, r) for r in x]),
+                 "baddbmm_": lambda: self.b.expand(n, 1, 5).clone().baddbmm_(
+                     x[:, None], wt.expand(n, 6, 5))[:, 0],
+                 "addbmm_": lambda: torch.stack([self.b[None].clone().addbmm_(
+                     r[None, None], wt[None])[0] for r in x]),
+                 "aten.mm": lambda: torch.ops.aten.mm(x, wt),
+                 "aten.addmm": lambda: torch.ops.aten.addmm(self.b, x, wt)}[how]()
+            return self.head(h @ self.w2)
+
+    torch.manual_seed(0)
+    sim = _quiet(cimsim.deploy, Spelt().eval(), lossless_chip("channel"), torch.randn(4, 6))
+    assert [d[:2] for d in sim.digital] == [("w", "parameter"), ("w2", "parameter")]
+
+
 @pytest.mark.parametrize("compile_", ["trace", "script"])
 def test_a_compiled_submodule_trains_in_the_twin_apart_from_the_users_model(compile_):
     """torch copies a TorchScript module's parameters as clones with gradient: prepare's
