@@ -107,16 +107,22 @@ _HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hook
           "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
-def carry_hooks(src: nn.Module, dst: nn.Module) -> None:
+def carry_hooks(src: nn.Module, dst: nn.Module, backward: bool = False) -> None:
     """The forward (pre-)hooks the user put on ``src`` run on ``dst``, its replacement (an
     input scaling, a feature recorder). torch's old-style weight_norm / spectral_norm hooks stay
     behind: they recompute ``weight`` from parameters the replacement does not hold, and the
-    mapped weight is the one they computed."""
+    mapped weight is the one they computed. ``backward`` (a training twin): its backward
+    (pre-)hooks too (a gradient reversal, a gradient scaling), which training would lose."""
     dropped = {key for key, hook in src._forward_pre_hooks.items()
                if isinstance(hook, (WeightNorm, SpectralNorm))}
     for attr in _HOOKS:
         getattr(dst, attr).update({key: value for key, value in getattr(src, attr).items()
                                    if key not in dropped})
+    if backward:
+        dst._backward_hooks.update(src._backward_hooks)
+        dst._backward_pre_hooks.update(src._backward_pre_hooks)
+        if src._backward_hooks:  # full (register_full_backward_hook) or the old kind
+            dst._is_full_backward_hook = src._is_full_backward_hook
 
 
 def _sim_class(module: nn.Module) -> type[SimLayer] | None:

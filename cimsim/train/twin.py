@@ -1729,7 +1729,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             except MappingError as exc:
                 digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
                 continue
-            carry_hooks(child, new)
+            carry_hooks(child, new, backward=True)
             walk.replace(parent, child_name, child, new)
             layers[name] = new
             new.activation_clamp = clamps.get(name)

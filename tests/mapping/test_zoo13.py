@@ -33,10 +33,11 @@ through ``Tensor.inner``, the in-place ``addmm_`` / ``addmv_`` / ``baddbmm_`` / 
 were copied by torch as clones with gradient: ``prepare``'s optimiser refused them ("can't
 optimize a non-leaf Tensor") and a backward through the twin reached the user's model; the copy
 holds leaves now. ``add_lora`` gave the frozen EMA teacher trainable adapters and ``merge_lora``
-unfroze its weights: a frozen layer gets no adapter now. Seen, left: RAOQ + LoRA on the EMA
-teacher fails in autograd (a strict xfail in ``test_zoo13_methods.py``). (The tests' integer
-re-implementation dropped a mapped layer's forward hooks; the simulated layer ran them right:
-``conftest._set_child`` carries them now.) The three registry tests are
+unfroze its weights: a frozen layer gets no adapter now. A mapped layer's backward hooks (a
+gradient reversal) were left behind by ``prepare``: they run on the twin now. Seen, left: RAOQ +
+LoRA on the EMA teacher fails in autograd (a strict xfail in ``test_zoo13_methods.py``). (The
+tests' integer re-implementation dropped a mapped layer's forward hooks; the simulated layer ran
+them right: ``conftest._set_child`` carries them now.) The three registry tests are
 ``zoo_tests.zoo_deploy_tests``, which the twelfth zoo's use too."""
 
 from __future__ import annotations
@@ -339,6 +340,33 @@ def test_a_compiled_submodule_trains_in_the_twin_apart_from_the_users_model(comp
     opt.step()
     assert all(p.grad is None for p in model.parameters())
     assert params["model.0.0.weight"].grad is not None
+
+
+@pytest.mark.parametrize("hook", ["full_backward", "full_backward_pre"])
+def test_a_mapped_layers_backward_hooks_run_in_the_twin(hook):
+    """A gradient reversal (DANN's GRL as a full backward hook negating the input gradient) or a
+    backward pre-hook scaling the output gradient, on a mapped layer: ``prepare`` carried the
+    forward hooks to the twin, not the backward ones, so the twin trained without them (the
+    feature layer's gradient not reversed, nothing said). The twin's gradient is the hook-free
+    twin's, reversed (or scaled), exactly."""
+
+    def build(hooked: bool):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).double().eval()
+        if hooked and hook == "full_backward":
+            model[2].register_full_backward_hook(lambda m, gi, go: (-gi[0],))
+        elif hooked:
+            model[2].register_full_backward_pre_hook(lambda m, go: (go[0] * 0.5,))
+        return model
+
+    x = torch.randn(4, 6, dtype=torch.float64)
+    grads = []
+    for hooked in (False, True):
+        prep = _quiet(prepare, build(hooked), lossless_chip("channel"), x)
+        prep.train()(x).pow(2).sum().backward()
+        grads.append(prep.model[0].twins[0].weight.grad)
+    factor = -1.0 if hook == "full_backward" else 0.5
+    torch.testing.assert_close(grads[1], factor * grads[0], rtol=0, atol=0)
 
 
 def test_lora_leaves_a_frozen_layer_frozen():
