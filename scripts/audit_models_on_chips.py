@@ -1,6 +1,6 @@
 """Deploy every model of the test zoos on every chip; write a CSV and docs/model-chip-matrix.md.
 
-The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo12.py``) hold
+The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo13.py``) hold
 small models of every layer kind with example inputs (a dict: keyword inputs); the chips are
 every preset (``cimsim/presets/*.toml``, ``published/*``) and every hypothetical macro of
 ``tests/data/chips/`` that loads (the others are the schema's error fixtures). For each
@@ -72,6 +72,7 @@ _ZOOS = [
     ("tests.mapping.test_zoo10", "ZOO10"),
     ("tests.mapping.test_zoo11", "ZOO11"),
     ("tests.mapping.test_zoo12", "ZOO12"),
+    ("tests.mapping.test_zoo13", "ZOO13"),
 ]
 
 # models the zoos' tests build outside their registries, for one test each that needs what a
@@ -88,6 +89,8 @@ SKIPPED = {
     "zoo12: complex nn.Linear head": "its test checks the complex layer kept digital, named",
     "zoo12: conv weight read by F.linear via .view": "refused naming the conv, as zoo11's tied "
                                                       "decoder",
+    "zoo13: layers called through a plain list / dict, a bound forward, a partial": "refused "
+        "naming the layer (the float original, outside the module tree)",
 }
 
 # 2-D parameters added to activations, in no product (the zoos' own tests name them inline)

@@ -107,16 +107,22 @@ _HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hook
           "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
 
 
-def carry_hooks(src: nn.Module, dst: nn.Module) -> None:
+def carry_hooks(src: nn.Module, dst: nn.Module, backward: bool = False) -> None:
     """The forward (pre-)hooks the user put on ``src`` run on ``dst``, its replacement (an
     input scaling, a feature recorder). torch's old-style weight_norm / spectral_norm hooks stay
     behind: they recompute ``weight`` from parameters the replacement does not hold, and the
-    mapped weight is the one they computed."""
+    mapped weight is the one they computed. ``backward`` (a training twin): its backward
+    (pre-)hooks too (a gradient reversal, a gradient scaling), which training would lose."""
     dropped = {key for key, hook in src._forward_pre_hooks.items()
                if isinstance(hook, (WeightNorm, SpectralNorm))}
     for attr in _HOOKS:
         getattr(dst, attr).update({key: value for key, value in getattr(src, attr).items()
                                    if key not in dropped})
+    if backward:
+        dst._backward_hooks.update(src._backward_hooks)
+        dst._backward_pre_hooks.update(src._backward_pre_hooks)
+        if src._backward_hooks:  # full (register_full_backward_hook) or the old kind
+            dst._is_full_backward_hook = src._is_full_backward_hook
 
 
 def _sim_class(module: nn.Module) -> type[SimLayer] | None:
@@ -781,7 +787,7 @@ def deploy(
     needed = _arrays_needed(mapping.sim_layers, chip)
     _fuse_relus(sim, mapping.sim_layers, chip)
     with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
-                                        *mapping.sim_layers]) as functional:
+                                        *mapping.sim_layers], mapping.sources) as functional:
         _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip, model)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     _warn_one_code(mapping.sim_layers)
@@ -920,6 +926,8 @@ class _LayerMapping:
     walk: ModuleWalk = field(default_factory=lambda: ModuleWalk("deploy"))
     candidates: list[str] = field(default_factory=list)
     """Names the ``exclude`` patterns were tried on (mappable layers, attention projections)."""
+    sources: dict[str, nn.Module] = field(default_factory=dict)
+    """Layer name -> the float module its simulated layer replaced."""
 
     def __post_init__(self) -> None:
         # deploy and deploy_views (a twin's .deploy(seed)): -1 would alias 2**64 - 1
@@ -1004,6 +1012,7 @@ class _LayerMapping:
         new.source_config = source_config(child)
         carry_hooks(child, new)
         self.sim_layers[name] = new
+        self.sources[name] = child
         if cls is SimMultiheadAttention:
             self.digital.append((name, "attention products",
                                  "activation x activation (Q·Kᵀ, softmax, ·V) kept digital"))

@@ -29,7 +29,17 @@ A weight matrix multiplied element-wise by an activation (StyleGAN2's modulated 
 is an input-dependent weight: no array can hold it programmed once. The product it reaches is
 one of activations (listed as such), and the weight is named too, by
 :data:`MODULATED_REASON`: computed per input, in float. Only a product (``*``, ``/``) makes
-one; an added table (ALiBi's bias, a position embedding) is no modulation.
+one; an added table (ALiBi's bias, a position embedding) is no modulation. A weight matrix so
+multiplied that reaches no matrix product computed its product element-wise
+(``(x[:, None] * self.W).sum(-1)``, GFNet's spectral filter ``rfft2(x) * W``, Mamba's
+``exp(delta * A)``): it is named by :data:`SCALED_REASON`; a buffer so multiplied (a float
+mask, a fixed window) is no learned weight and stays silent.
+
+A product reading a weight of a layer that deploy (or ``prepare``) replaced, during the
+forward and outside every mapped or listed module, reached the float original through a
+reference the module tree does not hold (a plain list or dict of layers, a bound ``forward``,
+a ``functools.partial``, a weight kept in a list): that call would compute in float with no
+word, so it is a ``MappingError`` naming the layer (:func:`stale_reference_error`).
 
 torch's composite functions that take weight matrices as arguments
 (``F.multi_head_attention_forward``, ``torch.lstm_cell`` / ``gru_cell`` / ``rnn_*_cell``) run
@@ -46,7 +56,7 @@ modules, whose rows say it already.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -60,9 +70,10 @@ from ..errors import MappingError
 from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
 __all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON", "MODULATED_REASON",
+           "SCALED_REASON",
            "FunctionalUses",
-           "watch_functional_weights", "warn_functional", "weight_read_error",
-           "refuse_swapped_weights"]
+           "stale_reference_error", "watch_functional_weights", "warn_functional",
+           "weight_read_error", "refuse_swapped_weights"]
 
 FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
                      "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
@@ -70,6 +81,10 @@ FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functi
 MODULATED_REASON = ("multiplied by an activation before a matrix product (an input-dependent "
                     "weight, e.g. a modulated or dynamic kernel): it cannot be programmed once; "
                     "computes in float")
+
+SCALED_REASON = ("multiplied element-wise by an activation (x * W, then summed or "
+                 "transformed: a hand-written product, a spectral filter, a decay matrix): no "
+                 "array computes it; in float")
 
 LOOKUP_REASON = ("a table read by a look-up (F.embedding / F.embedding_bag) outside an "
                  "nn.Embedding: no matrix product to map; a digital memory read, in float")
@@ -91,6 +106,11 @@ _PRODUCTS = frozenset({
     # of the bias-first products (a weight through any of them computed in float unnamed)
     torch.linalg.matmul, torch.linalg.multi_dot, torch.chain_matmul, torch.addmv,
     torch.Tensor.addmm, torch.Tensor.addmv, torch.Tensor.baddbmm, torch.Tensor.addbmm,
+    # dot products of vectors: a weight's rows, one at a time or broadcast
+    torch.dot, torch.vdot, torch.Tensor.dot, torch.Tensor.vdot, torch.linalg.vecdot,
+    torch.Tensor.inner,
+    # the in-place forms of the bias-first products (into a copy of the bias)
+    torch.Tensor.addmm_, torch.Tensor.addmv_, torch.Tensor.baddbmm_, torch.Tensor.addbmm_,
 })
 
 
@@ -109,6 +129,9 @@ _DISTANCES = frozenset({
 # their weight matrices are named at the call (their biases are no factor)
 _WEIGHTED = frozenset({F.multi_head_attention_forward, torch.lstm_cell, torch.gru_cell,
                        torch.rnn_tanh_cell, torch.rnn_relu_cell})
+
+# the calls that compute with a tensor (its replaced layer's weights, if read outside it)
+_COMPUTING = _PRODUCTS | _DISTANCES | _WEIGHTED | ATEN_PRODUCTS | _ATTENTION
 
 # look-ups of a table (its rows picked by the input, no product): the table is a weight the
 # arrays do not hold, listed as such
@@ -132,8 +155,18 @@ _WITH_BIAS = frozenset({
     _aten.conv3d.default, _aten.convolution.default})
 _ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, torch.addmv,
                           torch.Tensor.addmm, torch.Tensor.baddbmm, torch.Tensor.addbmm,
-                          torch.Tensor.addmv, _aten.addmm.default,
+                          torch.Tensor.addmv, torch.Tensor.addmm_, torch.Tensor.baddbmm_,
+                          torch.Tensor.addbmm_, torch.Tensor.addmv_, _aten.addmm.default,
                           _aten.baddbmm.default, _aten.addbmm.default})
+
+
+def _canonical(func):
+    """An aten operator called through its packet (``torch.ops.aten.mm(x, W)``, as exported
+    graphs and some hand-written code do) is its default overload (``aten.mm.default``) for
+    the sets above; any other function itself."""
+    if isinstance(func, torch._ops.OpOverloadPacket):
+        return getattr(func, "default", func)
+    return func
 
 
 def _factors(func, args: tuple, kwargs: dict) -> list[torch.Tensor]:
@@ -198,6 +231,9 @@ class FunctionalUses:
     products: dict[str, str] = field(default_factory=dict)
     """Module name -> ``'attention products'`` or ``'activation products'``, for the modules
     whose own forward multiplies activations only."""
+    scaled: dict[str, str] = field(default_factory=dict)
+    """Weight name -> the element-wise product with an activation it reached, for the weights
+    that reach no matrix product (a sum of ``x * W``, a spectral filter)."""
     lookups: dict[str, str] = field(default_factory=dict)
     """Weight name -> the look-up reading it (``F.embedding`` outside an ``nn.Embedding``),
     for the weights no product reads."""
@@ -211,8 +247,16 @@ class _Watch(TorchFunctionMode):
 
     def __init__(self, params: dict[int, str], owner: Callable[[], str | None],
                  aux: frozenset[int] = frozenset(), matrices: frozenset[str] = frozenset(),
-                 listed: Callable[[], bool] = lambda: False):
+                 listed: Callable[[], bool] = lambda: False,
+                 retired: dict[int, str] | None = None,
+                 outside: Callable[[], bool] = lambda: False,
+                 learned: frozenset[str] = frozenset()):
         super().__init__()
+        self.learned = learned  # names of the watched weights that are parameters
+        # storages of the replaced layers' parameters -> the layer's name; ``outside()``: a
+        # forward runs and no mapped or listed module's is among those running
+        self.retired = retired or {}
+        self.outside = outside
         self.params = params
         self.matrices = matrices  # names of the watched weights that are matrices (_is_matrix)
         self.aux = aux  # storages of 1-D float and of non-float buffers: no weight, no activation
@@ -225,6 +269,7 @@ class _Watch(TorchFunctionMode):
         self.mixed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # modulated weights' names
         self.found: dict[str, str] = {}
         self.modulated: dict[str, str] = {}
+        self.scaled: dict[str, str] = {}
         self.products: dict[str, str] = {}
         self.lookups: dict[str, str] = {}
 
@@ -244,7 +289,13 @@ class _Watch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        call, func = func, _canonical(func)
+        if self.retired and func in _COMPUTING:
+            for t in _tensors([*args, *kwargs.values()]):
+                layer = self.retired.get(_storage(t) or 0)
+                if layer is not None and self.outside():
+                    raise stale_reference_error(layer)
+        out = call(*args, **kwargs)
         operands = list(_tensors([*args, *kwargs.values()]))
         if all(self._constant(t) for t in operands):  # none at all: a factory
             for t in _tensors(out):
@@ -287,6 +338,10 @@ class _Watch(TorchFunctionMode):
                          for group, t in zip(names, operands, strict=True)):
             for t in _tensors(out):
                 self.derived[t] = known
+        elif out is operands[0]:  # in place (``b.clone().addmm_(x, W)``), an activation mixed
+            self.derived.pop(out, None)  # in: no weight's any more, nor a constant
+            if not all(self._constant(t) for t in operands[1:]):
+                self.constants.pop(out, None)
         return out
 
     def _modulate(self, func, operands: list[torch.Tensor],
@@ -298,20 +353,29 @@ class _Watch(TorchFunctionMode):
         if func in _SCALINGS and any(group is None and not self._constant(t)
                                      and t.dim() > 0 for group, t in zip(names, operands,
                                                                           strict=True)):
-            carried += [n for group, t in zip(names, operands, strict=True) if group
-                        and _is_matrix(t) for n in group if n in self.matrices]
+            scaled = [n for group, t in zip(names, operands, strict=True) if group
+                      and _is_matrix(t) for n in group if n in self.matrices]
+            carried += scaled
+            if not self.listed():  # the product is this one, element-wise (module docstring)
+                for name in scaled:  # a buffer so multiplied: a float mask, a window
+                    if name in self.learned:
+                        self.scaled.setdefault(name, getattr(func, "__name__", str(func)))
         if carried:
             for t in _tensors(out):
                 self.mixed[t] = tuple(dict.fromkeys(carried))
 
 
 @contextmanager
-def watch_functional_weights(model: nn.Module, skip: Iterable[str]
+def watch_functional_weights(model: nn.Module, skip: Iterable[str],
+                             replaced: Mapping[str, nn.Module] | None = None
                              ) -> Iterator[FunctionalUses]:
     """Within the block, record the parameters of ``model`` that reach a matrix product, and
     the modules that multiply activations: yields a :class:`FunctionalUses` filled at the end.
     Parameters of the modules named in ``skip`` (mapped, or kept digital for a reason already
-    stated) and of their submodules are not watched, nor products within them."""
+    stated) and of their submodules are not watched, nor products within them.
+    ``replaced``: layer name -> the original module a simulated or twin layer replaced; a
+    product reading its parameters in the forward, outside the mapped and listed modules, is a
+    :func:`stale_reference_error`."""
     skip = list(skip)
     modules = dict(model.named_modules())
     # an embedding's look-up is no product: its table in one is a tied head (module docstring)
@@ -340,6 +404,18 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
         name = stack[-1] if stack else None
         return name is not None and any(name == s or name.startswith(s + ".") for s in inside)
 
+    def outside() -> bool:
+        # any running forward of a mapped or listed module (one may call its float source)
+        return bool(stack) and not any(
+            name is not None and any(name == s or name.startswith(s + ".") for s in inside)
+            for name in stack)
+
+    retired: dict[int, str] = {}
+    for layer, module in (replaced or {}).items():
+        for p in module.parameters():
+            if (ptr := _storage(p)) and ptr not in params:  # shared with a watched one: its
+                retired.setdefault(ptr, layer)              # own uses are named as such
+
     def owner() -> str | None:
         name = stack[-1] if stack else None
         if name is None or listed():
@@ -354,7 +430,8 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
             stack.pop()
 
     uses = FunctionalUses()
-    mode = _Watch(params, owner, aux, frozenset(n for n, w in weights if _is_matrix(w)), listed)
+    mode = _Watch(params, owner, aux, frozenset(n for n, w in weights if _is_matrix(w)), listed,
+                  retired, outside, frozenset(n for n, _ in model.named_parameters()))
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
     try:
@@ -366,8 +443,11 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str]
     uses.weights.update(mode.found)
     uses.products.update(mode.products)
     uses.modulated.update((n, f) for n, f in mode.modulated.items() if n not in mode.found)
+    uses.scaled.update((n, f) for n, f in mode.scaled.items()
+                       if n not in mode.found and n not in mode.modulated)
     uses.lookups.update((n, f) for n, f in mode.lookups.items()
-                        if n not in mode.found and n not in mode.modulated)
+                        if n not in mode.found and n not in mode.modulated
+                        and n not in mode.scaled)
 
 
 def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]]:
@@ -380,6 +460,13 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
     products += [(name, "parameter", LOOKUP_REASON) for name in sorted(uses.lookups)]
     found = uses.weights
     modulated = [(name, "parameter", MODULATED_REASON) for name in sorted(uses.modulated)]
+    modulated += [(name, "parameter", SCALED_REASON) for name in sorted(uses.scaled)]
+    if uses.scaled:
+        names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.scaled.items()))
+        warnings.warn(f"{who}: {len(uses.scaled)} weight matrix(es) are multiplied "
+                      f"element-wise by an activation (a product written as x * W, then summed "
+                      f"or transformed, e.g. a spectral filter), which no array computes, and "
+                      f"run digitally in float: {names}", UserWarning, stacklevel=3)
     if modulated:
         names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.modulated.items()))
         warnings.warn(f"{who}: {len(modulated)} weight(s) are multiplied by an activation "
@@ -395,6 +482,20 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
                   "it", UserWarning, stacklevel=3)
     return ([(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)] + modulated
             + products)
+
+
+def stale_reference_error(layer: str) -> MappingError:
+    """What a product raises when it reads a weight of the float layer that deploy or
+    ``prepare`` replaced, reached by the forward through a reference the module tree does not
+    hold: the replacement is made where the tree holds the layer, so such a call computes in
+    float unseen."""
+    return MappingError(
+        f"{layer}: the forward calls the original float layer through a reference the module "
+        "tree does not hold (a plain list, tuple or dict of layers, a bound .forward or a "
+        "functools.partial kept as an attribute, a weight kept in a list); the simulated (or "
+        "twin) layer replaces it where the tree holds it, so that call would compute in "
+        "float: hold the layers in nn.ModuleList / nn.ModuleDict and call them as modules, "
+        "or exclude the layer (exclude=[...]) to keep it digital")
 
 
 def weight_read_error(module: nn.Module, attr: str, layer: str,

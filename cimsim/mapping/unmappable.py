@@ -211,6 +211,12 @@ def copy_model(model: nn.Module, who: str) -> nn.Module:
     for _, name, _, hook in _hooked_weights(sim):
         if isinstance(hook, prune.BasePruningMethod):
             prune.remove(sim.get_submodule(name), hook._tensor_name)
+    # torch copies a TorchScript module's (jit.script / trace) trainable parameters as clones
+    # of the originals with gradient (non-leaf): no optimiser takes them, and a backward
+    # through the copy reached the user's model. Cut from the original, trainable as it was
+    for param in sim.parameters():
+        if not param.is_leaf:
+            param.detach_().requires_grad_(True)
     return sim
 
 

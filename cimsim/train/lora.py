@@ -57,7 +57,9 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
     list of nn.Parameter
         The adapters' parameters (also registered under each twin as ``lora``). A matrix
         whose weight is shared with another module (a head tied to an embedding) gets no
-        adapter and a ``UserWarning`` names it: the merge would change the other module.
+        adapter and a ``UserWarning`` names it: the merge would change the other module. Nor
+        does a frozen one (``requires_grad=False`` in the float model, kept by ``prepare``):
+        an adapter would train it and the merge unfreeze it; it is named and stays frozen.
     """
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"LoRA rank = {rank!r} is invalid; allowed: an integer >= 1")
@@ -67,7 +69,8 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
     gen = torch.Generator().manual_seed(seed)
     params: list[nn.Parameter] = []
     tied = _tied_weights(prepared)
-    skipped = []
+    skipped: list[str] = []
+    frozen: list[str] = []
     for _, twin in prepared.twins():
         if getattr(twin, "lora", None) is not None:
             raise ConfigError(f"{twin.name}: already has a LoRA adapter (merge_lora first)")
@@ -76,6 +79,11 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
             # (a tied head's embedding): the twin's outputs would move at the merge
             others = [n for n in tied[id(twin.weight)] if not n.startswith(f"{twin.name}.")]
             skipped.append(f"{twin.name} (tied to {', '.join(others)})")
+            continue
+        if not twin.weight.requires_grad:
+            # frozen as its source was (a momentum teacher, a frozen backbone): an adapter
+            # would train it, and the merge unfreeze it
+            frozen.append(twin.name)
             continue
         n, k = twin.weight.shape
         r = min(rank, n, k)
@@ -89,6 +97,10 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
         warnings.warn(f"add_lora: no adapter on {'; '.join(skipped)}: merging one into a "
                       "shared weight would change the other module too; it trains as before "
                       "(unfrozen)", UserWarning, stacklevel=2)
+    if frozen:
+        warnings.warn(f"add_lora: no adapter on {', '.join(frozen)}: frozen "
+                      "(requires_grad=False, as in the float model); it stays frozen",
+                      UserWarning, stacklevel=2)
     return params
 
 

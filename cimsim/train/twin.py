@@ -1738,7 +1738,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             except MappingError as exc:
                 digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
                 continue
-            carry_hooks(child, new)
+            carry_hooks(child, new, backward=True)
             walk.replace(parent, child_name, child, new)
             layers[name] = new
             new.activation_clamp = clamps.get(name)
@@ -1761,7 +1761,9 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     root.eval()
     n = 0
     with (torch.no_grad(),
-          watch_functional_weights(root, [*(d[0] for d in digital), *layers]) as functional,
+          watch_functional_weights(root, [*(d[0] for d in digital), *layers],
+                                   {n: layer._float_src[0] for n, layer in layers.items()}
+                                   ) as functional,
           explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
         for args in _batches(calibration, batch_size, batch_dim):
             if n == 0:

@@ -24,6 +24,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.prune import BasePruningMethod
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 import cimsim
 from cimsim.config import ChipConfig
@@ -280,10 +283,21 @@ class RefMHA(nn.Module):
 
 
 def _set_child(root: nn.Module, name: str, new: nn.Module) -> None:
+    """``new`` in place of the module ``name``, running the forward (pre-)hooks the user put on
+    it (an input scaling, a keyword hook), as the simulated layer does."""
     parts = name.split(".")
     parent = root
     for p in parts[:-1]:
         parent = getattr(parent, p)
+    old = getattr(parent, parts[-1])
+    # not the hooks recomputing the weight (old-style weight_norm / spectral_norm, pruning):
+    # the reference quantizes the weight they computed
+    recompute = (WeightNorm, SpectralNorm, BasePruningMethod)
+    dropped = {k for k, h in old._forward_pre_hooks.items() if isinstance(h, recompute)}
+    for hooks in ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+                  "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
+        getattr(new, hooks).update((k, h) for k, h in getattr(old, hooks).items()
+                                   if k not in dropped)
     setattr(parent, parts[-1], new)
 
 

@@ -43,14 +43,12 @@ from .conftest import (
     assert_bitwise,
     build_seeded,
     check_every_matrix,
-    check_lossy_run,
     flat_output,
     lossless_chip,
     reference_model,
 )
-from .test_new_models import _rram, prepare_step_deploy
+from .test_new_models import prepare_step_deploy
 from .test_zoo5 import _quiet, _rel, _rram_noise_free
-from .test_zoo11 import Flat
 from .zoo12_models import (
     ClassicActivations,
     ComplexHead,
@@ -77,6 +75,7 @@ from .zoo12_models import (
     ToMe,
     VmapEnsemble,
 )
+from .zoo_tests import zoo_deploy_tests
 
 flat = flat_output
 
@@ -142,39 +141,11 @@ def _build(name: str, dtype=torch.float32):
     return build_seeded(*ZOO12[name], dtype)
 
 
-@pytest.mark.parametrize("name", list(ZOO12))
-def test_lossless_deploy_is_the_quantized_model_and_near_float(name):
-    model, args = _build(name)
-    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), args)
-    with torch.no_grad():
-        want = flat(model(*args))
-        ref = flat(reference_model(model, sim)(*args))
-    got = flat(sim(*args))
-    assert_bitwise(got, ref)
-    assert _rel(got, want) < _TOL.get(name, 0.03)
-    assert sim.n_inferences == args[0].shape[0]
-    assert {d[0] for d in sim.digital} == _DIGITAL.get(name, set())
-
-
-@pytest.mark.parametrize("name", list(ZOO12))
-def test_rram_deploy_runs_reports_and_accounts_for_every_matrix(name):
-    model, args = _build(name)
-    with torch.no_grad():
-        want = flat(model(*args))
-    chip = _rram_noise_free() if name in _NOISE_FREE else _rram()
-    sim = _quiet(cimsim.deploy, model, chip, args)
-    check_lossy_run(flat(sim(*args)), want, sim)
-    check_every_matrix(model, sim, _DIGITAL.get(name, set()), _NOT_MATRICES.get(name, ()))
-
-
-@pytest.mark.parametrize("chip", ["ideal", "rram"])
-@pytest.mark.parametrize("name", list(ZOO12))
-def test_prepare_steps_and_the_twin_deploys_to_what_it_computes(name, chip):
-    model, args = _build(name, torch.float64)
-    chip_cfg = lossless_chip("channel") if chip == "ideal" else _rram_noise_free()
-    prep = prepare_step_deploy(Flat(model), chip_cfg, args, 0)
-    assert {d[0] for d in prep.digital} == {"model." + d if d != "model" else "model"
-                                            for d in _DIGITAL.get(name, set())}
+# the deploy (lossless, rram-22nm) and prepare tests of every model
+(test_lossless_deploy_is_the_quantized_model_and_near_float,
+ test_rram_deploy_runs_reports_and_accounts_for_every_matrix,
+ test_prepare_steps_and_the_twin_deploys_to_what_it_computes) = zoo_deploy_tests(
+    ZOO12, _build, _DIGITAL, not_matrices=_NOT_MATRICES, noise_free=_NOISE_FREE, tol=_TOL)
 
 
 # ---------------------------------------------------------------------------------------------

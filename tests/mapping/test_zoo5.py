@@ -633,10 +633,13 @@ _DIGITAL = {
     "perceiver": {"cross"},
     "dcn": {"embs.0", "embs.1", "embs.2"},
     "hypernet": {"model"},
+    # A = -exp(A_log) multiplies the step sizes element-wise in the scan (exp(delta * A)): a
+    # weight matrix computing with activations in float, listed (the thirteenth zoo's fix)
+    "mamba": {"A_log"},
 }
 # 2-D parameters in no product: the Perceiver's latents are the input of its (mapped) query
-# projection, Mamba's A_log is used element by element in the scan
-_NOT_MATRICES = ("latents", "A_log")
+# projection
+_NOT_MATRICES = ("latents",)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,31 @@
+"""The training methods (PIM-QAT, ColumnQuant, RAOQ + LoRA, distillation) on the thirteenth zoo
+(``tests/mapping/test_zoo13.py``), one optimiser step each, deployed to what the twin computes,
+with ``test_methods_new_models.py``'s recipes. Outputs flattened by the eleventh zoo's ``Flat``.
+Every model once in the default run, the methods in turn (each on several models); the other
+pairs with ``-m slow``. Distilled by default: the traced submodule (its parameters train in
+the twin, apart from the user's model), GFNet's spectral filter and the pre-norm encoder."""
+
+from __future__ import annotations
+
+import torch
+
+from ..mapping.test_zoo11 import Flat
+from ..mapping.test_zoo13 import ZOO13
+from ..mapping.test_zoo13 import _build as _build_zoo
+from .test_methods_new_models import zoo_method_tests
+
+
+def _build(name: str):
+    model, args = _build_zoo(name, torch.float64)
+    return Flat(model), args
+
+
+(test_method_steps_and_deploys_to_what_the_twin_computes,
+ test_every_other_method_on_every_model,
+ test_distill_from_the_float_model_steps_and_deploys_to_the_twin) = zoo_method_tests(
+    ZOO13, _build, ["traced", "global-filter", "norm-first"],
+    # the teacher's forward moves its weights in place; the twin learns a frozen layer's
+    # scales too (their options kept), so autograd saved those weights in the first of
+    # BitAug's forwards and refuses the backward after the second moved them
+    known={("ema-teacher", "raoq+lora"): "an in-place weight update in the forward and a "
+                                          "loss of several forwards"})
