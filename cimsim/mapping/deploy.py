@@ -164,6 +164,9 @@ class SimModel(nn.Module):
         self.n_inferences = 0
         self.n_calls = 0
         self.batch_dim = batch_dim
+        self.calibration_ndims: dict[int | str, int] = {}
+        """Dimensions of each tensor argument (position or keyword) in the calibration
+        batches: a call's argument with fewer is one unbatched sample (:meth:`_samples`)."""
         self._extra = Events()
         self.backend = "numba"
         """Where the mapped matrices run (:meth:`use_backend`)."""
@@ -210,7 +213,7 @@ class SimModel(nn.Module):
                   for k, v in kwargs.items()}
         # a keyword-only input counts its samples too; one that broadcasts over the batch (a
         # (1, S) position_ids passed first) does not set the count
-        counts = [self._samples(a) for a in (*args, *kwargs.values())
+        counts = [self._samples(a, key) for key, a in (*enumerate(args), *kwargs.items())
                   if isinstance(a, torch.Tensor)]
         with torch.no_grad(), explain_stop_iteration("SimModel"):
             out = self.model(*args, **kwargs)
@@ -219,10 +222,14 @@ class SimModel(nn.Module):
         self._charge_time_multiplexing()
         return out
 
-    def _samples(self, first: torch.Tensor | None) -> int:
+    def _samples(self, first: torch.Tensor | None, key: int | str | None = None) -> int:
         """Samples in a call: the size of ``batch_dim`` of the first tensor argument; a 1-D (or
-        scalar) input is one sample."""
+        scalar) input is one sample, and so is an input with fewer dimensions than the
+        calibration batches gave that argument (``key``: its position or keyword; an unbatched
+        (C, H, W) image or (S, E) sequence, which torch's layers take as one sample)."""
         if first is None or first.dim() <= max(1, self.batch_dim):
+            return 1
+        if key is not None and first.dim() < self.calibration_ndims.get(key, 0):
             return 1
         return int(first.shape[self.batch_dim])
 
@@ -788,12 +795,14 @@ def deploy(
     _fuse_relus(sim, mapping.sim_layers, chip)
     with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
                                         *mapping.sim_layers], mapping.sources) as functional:
-        _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip, model)
+        ndims = _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip,
+                           model)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     _warn_one_code(mapping.sim_layers)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
     out = SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
+    out.calibration_ndims = ndims
     if chip.device.drift_compensation is not DriftCompensation.NONE:
         out.set_time(chip.device.drift_t0_s)  # the compensation's reference read, at t0
     if t_inference is not None:
@@ -1066,11 +1075,12 @@ def _fuse_relus(sim: nn.Module, sim_layers: dict[str, SimLayer], chip: ChipConfi
 
 
 def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, batch_size: int,
-               batch_dim: int, chip: ChipConfig, model: nn.Module) -> None:
+               batch_dim: int, chip: ChipConfig, model: nn.Module) -> dict[int | str, int]:
     """The float calibration pass (the layers record their inputs; ``model``, the user's, is
     whose forward a dict calibration's keys are checked against), then every layer
     quantizes, programs and calibrates its ADCs (stage 3); with simulated calibration, the
     ADCs are then fitted again stage by stage on simulated inputs (:func:`_calibrate_simulated`).
+    Returns the first batch's :func:`argument_ndims`.
     """
     if isinstance(calibration, Iterator):
         # a one-shot iterator: simulated calibration rereads it (not as a list, which
@@ -1079,13 +1089,14 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     order: list[MatmulCore] = []
     for layer in sim_layers.values():
         layer.call_log = order
-    n = 0
+    n, ndims = 0, {}
     try:
         with (torch.no_grad(), explain_stop_iteration("deploy"),
               batches_noted(calibration, batch_size, batch_dim)):
             for args in _batches(calibration, batch_size, batch_dim):
                 if n == 0:
                     check_keywords(model, args)
+                    ndims = argument_ndims(args)
                 args = _fresh(args)
                 sim(*args, **args.kwargs)
                 n += 1
@@ -1104,6 +1115,15 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):
         _calibrate_simulated(sim, sim_layers, order, calibration, batch_size, batch_dim)
+    return ndims
+
+
+def argument_ndims(args: Arguments) -> dict[int | str, int]:
+    """Dimensions of a batch's tensor arguments, by position and keyword."""
+    out: dict[int | str, int] = {i: a.dim() for i, a in enumerate(args)
+                                 if isinstance(a, torch.Tensor)}
+    out.update((k, v.dim()) for k, v in args.kwargs.items() if isinstance(v, torch.Tensor))
+    return out
 
 
 @dataclass(frozen=True)

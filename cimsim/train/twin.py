@@ -86,6 +86,7 @@ from ..mapping.deploy import (
     _excluded,
     _fresh,
     _relu_consumers,
+    argument_ndims,
     batches_noted,
     carry_hooks,
     check_keywords,
@@ -1541,6 +1542,8 @@ class PreparedModel(nn.Module):
         self.chip = chip
         self.seed = seed
         self.batch_dim = batch_dim  # the methods' later passes cut their data along it
+        # the calibration batches' tensor dimensions, for the deployed model's sample count
+        self.calibration_ndims: dict[int | str, int] = {}
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
@@ -1614,8 +1617,10 @@ class PreparedModel(nn.Module):
         root = self.seed if seed is None else seed
         chip = self.chip if chip is None else chip
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
-        return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
-                            exclude=excluded, batch_dim=batch_dim)
+        sim = deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
+                           exclude=excluded, batch_dim=batch_dim)
+        sim.calibration_ndims = dict(self.calibration_ndims)
+        return sim
 
 
 @contextlib.contextmanager
@@ -1759,7 +1764,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     if not layers:
         log.warning("prepare: no Linear/Conv layer was mapped")
     root.eval()
-    n = 0
+    n, ndims = 0, {}
     with (torch.no_grad(),
           watch_functional_weights(root, [*(d[0] for d in digital), *layers],
                                    {n: layer._float_src[0] for n, layer in layers.items()}
@@ -1768,6 +1773,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
         for args in _batches(calibration, batch_size, batch_dim):
             if n == 0:
                 check_keywords(model, args)
+                ndims = argument_ndims(args)
             args = _fresh(args)  # a model writing into its input leaves the caller's data
             root(*args, **args.kwargs)
             n += 1
@@ -1802,6 +1808,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
     prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim)
+    prepared.calibration_ndims = ndims
     # as deploy, from the shapes: a model over the chip's arrays fails before any training,
     # not at PreparedModel.deploy() after it
     _check_capacity(prepared.arrays_needed, chip)

@@ -593,6 +593,27 @@ def _n_conversions(sim) -> float:
     return sum(v for k, v in sim.events.items() if k.component == "adc")
 
 
+@pytest.mark.parametrize("twin", [False, True], ids=["deploy", "prepared"])
+def test_an_unbatched_sample_is_one_inference(twin):
+    """torch's convolutions and attention take one unbatched sample ((C, H, W), (S, E)); the
+    count read its first dimension, 3 inferences for one RGB image (S for one sequence), and
+    the per-inference report divided by it. Fewer dimensions than the calibration batches
+    gave the argument is one sample now; a batch still counts its size."""
+    from cimsim.train import prepare
+
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(-3), nn.Linear(144, 2))
+    x_cal = torch.randn(6, 3, 8, 8)
+    sim = (prepare(conv, lossless_chip(), x_cal).deploy() if twin
+           else cimsim.deploy(conv, lossless_chip(), x_cal))
+    sim(x_cal[0])  # one image, unbatched
+    assert sim.n_inferences == 1
+    per_one = sim.report().layers["n_conversions_per_inference"].tolist()
+    sim.reset()
+    sim(x_cal[:4])
+    assert sim.n_inferences == 4
+    assert sim.report().layers["n_conversions_per_inference"].tolist() == per_one
+
+
 def test_forward_no_grad_and_events_accumulate():
     model = MLP().eval()
     sim = cimsim.deploy(model, lossless_chip(), torch.randn(16, 80))
