@@ -135,7 +135,7 @@ class CellTech(_Choice):
     """Gain-cell (logic-compatible) eDRAM: one bit held as charge on a storage node (the gate of
     a read transistor), written through a write transistor and read through a decoupled read
     port. A digital store like SRAM (1 bit per cell, restored before it leaks away), so the
-    engine treats it as SRAM; the cost model adds its refresh (``tech.retention_us``;
+    engine treats it as SRAM; the cost model adds its refresh (``tech.retention_ns``;
     docs/hardware-model.md, "eDRAM / gain cells")."""
     IDEAL = "ideal"
 
@@ -829,8 +829,9 @@ class TechConfig(_Config):
     cell's storage area, not its read energy."""
     cell_area_f2: float | None = None
     """Cell area in F^2 as published; None: the cell kind's default (docs/technology.md)."""
-    retention_us: float | None = None
-    """``device.cell = 'edram'`` only: data retention time, us (0.001 .. 1e9): every stored bit
+    retention_ns: float | None = None
+    """``device.cell = 'edram'`` only: data retention time, ns (1 .. 1e12, e.g. 77000 for
+    77 us): every stored bit
     is refreshed (read and written back) once per period while the chip holds its weights;
     None: the cell kind's published retention (docs/technology.md, eDRAM cells)."""
     cap_unit_ff: float = 1.0
@@ -894,8 +895,8 @@ class TechConfig(_Config):
         _int_in(self, "weight_sets_stored", 1, 1024)
         if self.cell_area_f2 is not None:
             _float_in(self, "cell_area_f2", 1.0, 10000.0)
-        if self.retention_us is not None:  # 1 ns .. 1000 s
-            _float_in(self, "retention_us", 1e-3, 1e9)
+        if self.retention_ns is not None:  # 1 ns .. 1000 s
+            _float_in(self, "retention_ns", 1.0, 1e12)
         _float_in(self, "cap_unit_ff", 0.01, 1000.0)  # 10 aF ..: catches farads written as fF
         _zero_or_in(self, "cap_density_ff_per_um2", 1e-3, 1000.0,
                     "0 (capacitors above the cell) or")  # else a real density
@@ -1121,8 +1122,8 @@ class ChipConfig(_Config):
         if self.device.cell in (CellTech.SRAM, CellTech.EDRAM) and self.device.bits_per_cell != 1:
             _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
                   f"1 for cell = '{self.device.cell.value}'")
-        if self.tech.retention_us is not None and self.device.cell is not CellTech.EDRAM:
-            _fail("TechConfig", "retention_us", self.tech.retention_us,
+        if self.tech.retention_ns is not None and self.device.cell is not CellTech.EDRAM:
+            _fail("TechConfig", "retention_ns", self.tech.retention_ns,
                   f"absent for cell = '{self.device.cell.value}' (only 'edram' cells are "
                   "refreshed)")
         if self.tech.input_drive is InputDrive.BIT_PLANES:  # before the digital read-out's

@@ -128,13 +128,13 @@ def test_rich_chip_toml_round_trip():
 
 def test_edram_chip_toml_round_trip():
     chip = ChipConfig(device=DeviceConfig(cell="edram", bits_per_cell=1),
-                      tech=TechConfig(cell_kind="edram_2t", retention_us=40))
+                      tech=TechConfig(cell_kind="edram_2t", retention_ns=40000))
     again = ChipConfig.from_dict(tomllib.loads(chip.to_toml()))
     assert again == chip
     assert again.device.cell is CellTech.EDRAM and again.tech.cell_kind is CellKind.EDRAM_2T
-    assert again.tech.retention_us == 40.0 and isinstance(again.tech.retention_us, float)
+    assert again.tech.retention_ns == 40000.0 and isinstance(again.tech.retention_ns, float)
     # unstated: the kind's published retention, not a number in the file
-    assert "retention_us" not in ChipConfig(device=DeviceConfig(cell="edram", bits_per_cell=1)
+    assert "retention_ns" not in ChipConfig(device=DeviceConfig(cell="edram", bits_per_cell=1)
                                             ).to_toml()
 
 
@@ -272,11 +272,11 @@ BAD_VALUES = [
      "DeviceConfig.bits_per_cell", "1 for cell = 'edram'"),
     (lambda: TechConfig(cell_kind="edram_1t1c"), "TechConfig.cell_kind",
      "'edram_2t', 'edram_3t' or absent"),
-    (lambda: TechConfig(retention_us=0.0), "TechConfig.retention_us", "[0.001, 1000000000.0]"),
-    (lambda: TechConfig(retention_us=4e-5), "TechConfig.retention_us", "[0.001, 1000000000.0]"),
-    (lambda: TechConfig(retention_us=math.inf), "TechConfig.retention_us", "finite"),
-    (lambda: TechConfig(retention_us="40"), "TechConfig.retention_us", "finite number"),
-    (lambda: ChipConfig(tech=TechConfig(retention_us=40.0)), "TechConfig.retention_us",
+    (lambda: TechConfig(retention_ns=0.0), "TechConfig.retention_ns", "[1.0, 1000000000000.0]"),
+    (lambda: TechConfig(retention_ns=4e-5), "TechConfig.retention_ns", "[1.0, 1000000000000.0]"),
+    (lambda: TechConfig(retention_ns=math.inf), "TechConfig.retention_ns", "finite"),
+    (lambda: TechConfig(retention_ns="40"), "TechConfig.retention_ns", "finite number"),
+    (lambda: ChipConfig(tech=TechConfig(retention_ns=40e3)), "TechConfig.retention_ns",
      "absent for cell = 'rram' (only 'edram' cells are refreshed)"),
     (lambda: ChipConfig(array={"n_rows": 4}), "ChipConfig.array", "ArrayConfig"),
 ]

@@ -56,7 +56,7 @@ BROKEN = {
     "wrong-unit-siemens": ("DeviceConfig.g_max_us", "[0.001, 1000000.0]"),
     "wrong-unit-driver-farads": ("TechConfig.wordline_driver_cap_ff", "0 or a number in"),
     "inherits-preset": ("'base'", "allowed keys"),
-    "wrong-unit-retention-seconds": ("TechConfig.retention_us", "[0.001, 1000000000.0]"),
+    "wrong-unit-retention-seconds": ("TechConfig.retention_ns", "[1.0, 1000000000000.0]"),
 }
 
 

@@ -34,7 +34,7 @@ from ..arrays.program import ProgrammedLayer
 from ..config import CellTech, ChipConfig, PowerGating
 from ..events import Action, Component, EventKey, Events, event_key
 from ..work import Block, LayerWork, ModelWork
-from ._prices import retention_us
+from ._prices import retention_ns
 from .area import area_instances, chip_area_um2, occupied_area_um2
 from .datasheet import datasheet
 from .energy import (
@@ -443,8 +443,8 @@ def _notes(chip: ChipConfig, cal: Calibration, time_multiplexed: bool = False) -
     if chip.device.cell is CellTech.EDRAM:
         notes.append(
             f"eDRAM refresh: every stored bit read and written back once per "
-            f"{retention_us(chip):g}-us retention time, for the occupied arrays' cells over the "
-            "whole inference (a static power, as leakage; the refresh's array time is not "
+            f"{retention_ns(chip) / 1e3:g}-us retention time, for the occupied arrays' cells "
+            "over the whole inference (a static power, as leakage; the refresh's array time is not "
             "charged to the latency)")
     if caveat := cost_caveat(chip):
         notes.insert(0, f"COST FIGURES MEANINGLESS: {caveat}")

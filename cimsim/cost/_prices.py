@@ -47,7 +47,7 @@ from .tables import (
 __all__ = [
     "CALIBRATIONS",
     "COMPONENTS",
-    "EDRAM_RETENTION_US",
+    "EDRAM_RETENTION_NS",
     "FEFET_1T_CELL_AREA_F2",
     "FEFET_WRITE_PULSE_NS",
     "FLASH_NOR_CELL_AREA_F2",
@@ -60,7 +60,7 @@ __all__ = [
     "table_adc_time_ns",
     "calibration_for",
     "chip_table",
-    "retention_us",
+    "retention_ns",
     "stored_bits_per_cell",
     "supply_factor",
     "table_adc_bits",
@@ -96,8 +96,8 @@ TRANSISTOR_CELL_AREA_F2 = {CellTech.FEFET: FEFET_1T_CELL_AREA_F2,
 """Cells read through a transistor channel, priced by their own area in both cost models (the
 tables hold no FeFET or flash cell to borrow, as PCM and MRAM borrow RRAM's)."""
 
-EDRAM_RETENTION_US = {CellKind.EDRAM_2T: 110.0, CellKind.EDRAM_3T: 77.0}
-"""Published data retention time of each gain-cell kind, us (``tech.retention_us`` unstated):
+EDRAM_RETENTION_NS = {CellKind.EDRAM_2T: 110e3, CellKind.EDRAM_3T: 77e3}
+"""Published data retention time of each gain-cell kind, ns (``tech.retention_ns`` unstated):
 2T 110 us, the refresh period measured at a 99.9 % bit yield of a 192-kb 65-nm LP asymmetric
 2T gain-cell eDRAM at 1.1 V and 85 C (Chun, Jain, Kim & Kim, "A 667 MHz logic-compatible
 embedded DRAM featuring an asymmetric 2T gain cell for high speed on-die caches", IEEE JSSC
@@ -332,27 +332,27 @@ def _adc_leak(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -
             / table_adc_time_ns(chip, table, cal))
 
 
-def retention_us(chip: ChipConfig) -> float:
-    """Data retention time of an eDRAM chip's cells, us: ``tech.retention_us``, else the cell
-    kind's published one (:data:`EDRAM_RETENTION_US`; a kind that is not a gain cell's, or
+def retention_ns(chip: ChipConfig) -> float:
+    """Data retention time of an eDRAM chip's cells, ns: ``tech.retention_ns``, else the cell
+    kind's published one (:data:`EDRAM_RETENTION_NS`; a kind that is not a gain cell's, or
     none: the default 3T cell's)."""
-    if chip.tech.retention_us is not None:
-        return chip.tech.retention_us
+    if chip.tech.retention_ns is not None:
+        return chip.tech.retention_ns
     kind = chip.tech.cell_kind
-    return EDRAM_RETENTION_US.get(kind, EDRAM_RETENTION_US[CellKind.EDRAM_3T])  # type: ignore[arg-type]
+    return EDRAM_RETENTION_NS.get(kind, EDRAM_RETENTION_NS[CellKind.EDRAM_3T])  # type: ignore[arg-type]
 
 
 def _cell_refresh(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
     """Per cell-nanosecond a weight is held: refresh power (mW = pJ/ns) of one eDRAM cell.
     Every stored bit (of every weight set) is read through the read port and written back once
     per retention time: the tables' SRAM bit-cell read plus write energy, supply-scaled, over
-    ``retention_us``. Cells that are not eDRAM hold their bits without refresh: 0."""
+    ``retention_ns``. Cells that are not eDRAM hold their bits without refresh: 0."""
     if chip.device.cell is not CellTech.EDRAM:
         return 0.0
     held = stored_bits_per_cell(chip) * chip.tech.weight_sets_stored
     e_bit = ((table.sram_cim_bitcell_read_energy_fj + table.sram_cim_bitcell_write_energy_fj)
              * 1e-3 * supply_factor(chip))
-    return held * e_bit * cal.e("cell") / (retention_us(chip) * 1e3)
+    return held * e_bit * cal.e("cell") / retention_ns(chip)
 
 
 def _dac_pulse(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:

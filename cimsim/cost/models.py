@@ -483,7 +483,7 @@ class CellModel(ComponentModel):
     tables' bit-line read per bit-cell. Charge domain: ``C_unit V_dd^2`` per product (half the
     stored bits are ones for uniform weights). Both models: ``cell.refresh`` per cell-ns held,
     an eDRAM cell's refresh power (every stored bit read and written back once per
-    ``retention_us``; 0 for cells that hold their bits).
+    ``retention_ns``; 0 for cells that hold their bits).
     """
 
     component = _C.CELL

@@ -34,13 +34,13 @@ def edram(model: str = "physical", **tech) -> ChipConfig:
 def test_default_kind_and_retention():
     """An omitted cell_kind prices the 3T gain cell; an omitted retention is the kind's
     published one (2T 110 us, Chun et al. JSSC 2012; 3T 77 us, Giterman et al. SSC-L 2020)."""
-    from cimsim.cost._prices import retention_us
+    from cimsim.cost._prices import retention_ns
 
-    chip = edram(cell_kind=None, retention_us=None)
+    chip = edram(cell_kind=None, retention_ns=None)
     assert cell_kind(chip) is CellKind.EDRAM_3T
-    assert retention_us(chip) == 77.0
-    assert retention_us(edram(retention_us=None)) == 110.0
-    assert retention_us(edram()) == 40.0
+    assert retention_ns(chip) == 77e3
+    assert retention_ns(edram(retention_ns=None)) == 110e3
+    assert retention_ns(edram()) == 40e3
 
 
 @pytest.mark.parametrize("kind,transistors,f2", [("edram_2t", 2, 70.0), ("edram_3t", 3, 105.0)])
@@ -69,7 +69,7 @@ def test_read_and_write_are_the_sram_bit_cells():
     assert cell.energy_pj(A.WRITE, 1) == pytest.approx(
         2 * table.sram_cim_bitcell_write_energy_fj * 1e-3 * sf)
     sram = chip.replace(device=chip.device.replace(cell="sram"),
-                        tech=chip.tech.replace(cell_kind="sram_8t", retention_us=None))
+                        tech=chip.tech.replace(cell_kind="sram_8t", retention_ns=None))
     for action in (A.READ, A.WRITE):
         assert cell.energy_pj(action, 1) == component_models(sram)[C.CELL].energy_pj(action, 1)
 
@@ -85,7 +85,7 @@ def test_refresh_power_known_answer(model):
     assert component_models(chip)[C.CELL].energy_pj(A.REFRESH) == pytest.approx(
         2 * e_bit / 40_000.0)
     sram = chip.replace(device=chip.device.replace(cell="sram"),
-                        tech=chip.tech.replace(retention_us=None))
+                        tech=chip.tech.replace(retention_ns=None))
     assert component_models(sram)[C.CELL].energy_pj(A.REFRESH) == 0.0
 
 
@@ -117,7 +117,7 @@ def test_no_refresh_event_for_cells_that_hold_their_bits():
     """An SRAM chip's events are what they were: no cell.refresh row, no eDRAM note."""
     chip = edram()
     sram = chip.replace(device=chip.device.replace(cell="sram"),
-                        tech=chip.tech.replace(retention_us=None))
+                        tech=chip.tech.replace(retention_ns=None))
     _, ev, block = _run(sram)
     rep = estimate([layer_work(ev, block)], sram)
     assert not [r for r in rep.events if r["action"] == "refresh"]
@@ -147,11 +147,11 @@ def test_refresh_falls_with_longer_retention_and_grows_with_supply():
     def p(**tech):
         return component_models(edram(**tech))[C.CELL].energy_pj(A.REFRESH)
 
-    powers = [p(retention_us=t) for t in (1.0, 10.0, 40.0, 110.0, 1e3, 1e6)]
+    powers = [p(retention_ns=t) for t in (1e3, 1e4, 4e4, 1.1e5, 1e6, 1e9)]
     assert powers == sorted(powers, reverse=True) and len(set(powers)) == len(powers)
-    assert p(retention_us=400.0) == pytest.approx(p(retention_us=40.0) / 10)
+    assert p(retention_ns=4e5) == pytest.approx(p(retention_ns=4e4) / 10)
     assert p(vdd_v=0.7) < p(vdd_v=0.9) < p(vdd_v=1.1)
-    assert p(retention_us=None, cell_kind="edram_2t") < p(retention_us=None, cell_kind="edram_3t")
+    assert p(retention_ns=None, cell_kind="edram_2t") < p(retention_ns=None, cell_kind="edram_3t")
 
 
 def test_engine_computes_an_edram_chip_as_sram():
@@ -159,7 +159,7 @@ def test_engine_computes_an_edram_chip_as_sram():
     chip with cell = 'sram'; only the pricing differs."""
     chip = edram()
     sram = chip.replace(device=chip.device.replace(cell="sram"),
-                        tech=chip.tech.replace(retention_us=None))
+                        tech=chip.tech.replace(retention_ns=None))
     y, ev, _ = _run(chip)
     y_s, ev_s, _ = _run(sram)
     np.testing.assert_array_equal(y, y_s)
@@ -169,7 +169,7 @@ def test_engine_computes_an_edram_chip_as_sram():
 def test_datasheet_of_the_chip_file_counts_the_refresh():
     """The datasheet's cell energy is the read plus the refresh: a 10x shorter retention
     raises it, nothing else changes."""
-    long, short = datasheet(edram()), datasheet(edram(retention_us=4.0))
+    long, short = datasheet(edram()), datasheet(edram(retention_ns=4e3))
     assert short["energy_pj_by_component"]["cell"] > long["energy_pj_by_component"]["cell"]
     for c in ("adc", "dac"):
         assert short["energy_pj_by_component"][c] == long["energy_pj_by_component"][c]

@@ -450,6 +450,6 @@ def test_heldout5_chips_state_what_their_sources_say(validate, pred):
     assert not dp.tech.window_stated
     # the abstract's eDRAM, as the default 3T gain cell with its published retention
     assert dp.device.cell.value == "edram" and dp.tech.cell_kind is None
-    assert dp.tech.retention_us is None
+    assert dp.tech.retention_ns is None
     assert rows["dynaplasia-jssc24", "TOPS/W"]["sheet"]["scope"] == "chip"
     assert rows["dynaplasia-jssc24", "TOPS/mm2"]["published"] == pytest.approx(19.5 / 20.25)
