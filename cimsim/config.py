@@ -131,6 +131,12 @@ class CellTech(_Choice):
     """NOR floating-gate flash (embedded, e.g. split-gate 40/55 nm, 180 nm): the stored charge
     sets the threshold voltage; read through the channel as a programmed conductance."""
     SRAM = "sram"
+    EDRAM = "edram"
+    """Gain-cell (logic-compatible) eDRAM: one bit held as charge on a storage node (the gate of
+    a read transistor), written through a write transistor and read through a decoupled read
+    port. A digital store like SRAM (1 bit per cell, restored before it leaks away), so the
+    engine treats it as SRAM; the cost model adds its refresh (``tech.retention_ns``;
+    docs/hardware-model.md, "eDRAM / gain cells")."""
     IDEAL = "ideal"
 
     @property
@@ -271,6 +277,12 @@ class CellKind(_Choice):
     """One ferroelectric FET, the storage and the access device at once (1T FeFET)."""
     FLASH_NOR = "flash_nor"
     """One NOR floating-gate flash cell (a split-gate cell redesigned for analog read-out)."""
+    EDRAM_2T = "edram_2t"
+    """Two-transistor gain cell: a write transistor onto the storage node, which is the gate of
+    the read transistor (e.g. the asymmetric 2T cell of Chun et al., IEEE JSSC 47(2), 2012)."""
+    EDRAM_3T = "edram_3t"
+    """Three-transistor gain cell: the 2T cell plus a read-select transistor in series with the
+    read transistor (e.g. Giterman et al., IEEE SSC-L 3, 2020); the default of ``edram``."""
 
 
 class PowerGating(_Choice):
@@ -806,7 +818,8 @@ class TechConfig(_Config):
     """Column sum in current (resistive) or charge (capacitor) domain."""
     cell_kind: CellKind | None = None
     """Physical cell; None: from ``device.cell`` (rram -> rram_1t1r, pcm -> pcm,
-    mram -> mram_1t1mtj, fefet -> fefet_1t, flash -> flash_nor, sram/ideal -> sram_8t)."""
+    mram -> mram_1t1mtj, fefet -> fefet_1t, flash -> flash_nor, edram -> edram_3t,
+    sram/ideal -> sram_8t)."""
     devices_per_cell: int = 1
     """Devices that store one cell's value in parallel (multi-device cells, e.g. 2 PCM devices
     per polarity): they multiply the cell's conductance, read energy and area."""
@@ -816,6 +829,11 @@ class TechConfig(_Config):
     cell's storage area, not its read energy."""
     cell_area_f2: float | None = None
     """Cell area in F^2 as published; None: the cell kind's default (docs/technology.md)."""
+    retention_ns: float | None = None
+    """``device.cell = 'edram'`` only: data retention time, ns (1 .. 1e12, e.g. 77000 for
+    77 us): every stored bit
+    is refreshed (read and written back) once per period while the chip holds its weights;
+    None: the cell kind's published retention (docs/technology.md, eDRAM cells)."""
     cap_unit_ff: float = 1.0
     """``charge`` only: capacitance one cell product switches, fF."""
     cap_density_ff_per_um2: float = 0.0
@@ -877,6 +895,8 @@ class TechConfig(_Config):
         _int_in(self, "weight_sets_stored", 1, 1024)
         if self.cell_area_f2 is not None:
             _float_in(self, "cell_area_f2", 1.0, 10000.0)
+        if self.retention_ns is not None:  # 1 ns .. 1000 s
+            _float_in(self, "retention_ns", 1.0, 1e12)
         _float_in(self, "cap_unit_ff", 0.01, 1000.0)  # 10 aF ..: catches farads written as fF
         _zero_or_in(self, "cap_density_ff_per_um2", 1e-3, 1000.0,
                     "0 (capacitors above the cell) or")  # else a real density
@@ -974,9 +994,10 @@ def _check_digital_readout(chip: Any) -> None:
     if chip.dac_bits != 1:
         _fail("DACConfig", "bits", chip.dac.bits, "1 for adc.kind = 'digital' (bit-serial "
               "inputs gate one 1-b product per bit-cell)")
-    if chip.device.cell not in (CellTech.SRAM, CellTech.IDEAL) or chip.device.bits_per_cell != 1:
-        _fail("DeviceConfig", "cell", chip.device.cell.value, "'sram' or 'ideal' with "
-              "bits_per_cell = 1 for adc.kind = 'digital'")
+    if (chip.device.cell not in (CellTech.SRAM, CellTech.EDRAM, CellTech.IDEAL)
+            or chip.device.bits_per_cell != 1):
+        _fail("DeviceConfig", "cell", chip.device.cell.value, "'sram', 'edram' or 'ideal' "
+              "with bits_per_cell = 1 for adc.kind = 'digital'")
     if chip.adc.range_policy is not RangePolicy.FULL_SCALE or chip.adc.full_scale_factor != 1:
         _fail("ADCConfig", "range_policy", chip.adc.range_policy.value,
               "'full_scale' with full_scale_factor = 1 for kind = 'digital' (an exact sum)")
@@ -1098,9 +1119,13 @@ class ChipConfig(_Config):
         if self.weight_encoding is WeightEncoding.TERNARY and self.device.bits_per_cell != 1:
             _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
                   "1 for weight_encoding = 'ternary' (binary cells)")
-        if self.device.cell is CellTech.SRAM and self.device.bits_per_cell != 1:
+        if self.device.cell in (CellTech.SRAM, CellTech.EDRAM) and self.device.bits_per_cell != 1:
             _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
-                  "1 for cell = 'sram'")
+                  f"1 for cell = '{self.device.cell.value}'")
+        if self.tech.retention_ns is not None and self.device.cell is not CellTech.EDRAM:
+            _fail("TechConfig", "retention_ns", self.tech.retention_ns,
+                  f"absent for cell = '{self.device.cell.value}' (only 'edram' cells are "
+                  "refreshed)")
         if self.tech.input_drive is InputDrive.BIT_PLANES:  # before the digital read-out's
             _check_bit_planes(self)  # checks, which would name dac.bits for its own reason
         if self.adc.kind is ADCKind.DIGITAL:

@@ -54,6 +54,7 @@ class Action(_Name):
     V2G_LSB = "v2g_lsb"
     V1G_LSB = "v1g_lsb"
     WRITE = "write"
+    REFRESH = "refresh"
     ADD = "add"
     READ_BIT = "read_bit"
     WRITE_BIT = "write_bit"
@@ -89,6 +90,9 @@ REGISTRY: dict[tuple[Component, Action], str] = {
     (_C.CELL, _A.V1G_LSB): "summed |x| · G of the cells read (cell-LSB · DAC-LSB): the read "
                            "charge of temporal (pulse-width/count) drive",
     (_C.CELL, _A.WRITE): "cells programmed (`bits` per cell)",
+    (_C.CELL, _A.REFRESH): "cell-nanoseconds of refreshed (eDRAM) cells holding weights: the "
+                           "occupied arrays' cells times the inference time (derived by the "
+                           "cost model from the latency; never emitted by a run)",
     (_C.SHIFT_ADD, _A.ADD): "shift-adds of ADC codes at `bits` accumulator width",
     (_C.ACCUMULATOR, _A.ADD): "accumulator adds at `bits`",
     (_C.BUFFER, _A.READ_BIT): "buffer bits read",
@@ -124,6 +128,7 @@ REGISTRY: dict[tuple[Component, Action], str] = {
 """Every (component, action) an event can have, with what its count means."""
 
 DERIVED: frozenset[tuple[Component, Action]] = frozenset({(_C.ADC, _A.LEAK),
+                                                          (_C.CELL, _A.REFRESH),
                                                           (_C.INTERCONNECT, _A.BUS_BIT),
                                                           (_C.DAC, _A.WORDLINE)})
 """Pairs the cost model derives from other events and the latency; a run never emits them."""

@@ -77,9 +77,9 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
     encoding = draw(st.sampled_from(list(WeightEncoding)), label="weight_encoding")
     binary = encoding is WeightEncoding.BINARY
     one_bit_cells = binary or encoding is WeightEncoding.TERNARY or digital
-    cells = [CellTech.SRAM, CellTech.IDEAL] if digital else list(CellTech)
+    cells = [CellTech.SRAM, CellTech.EDRAM, CellTech.IDEAL] if digital else list(CellTech)
     cell = draw(st.sampled_from(cells), label="device.cell")
-    if one_bit_cells or cell in (CellTech.SRAM, CellTech.MRAM):
+    if one_bit_cells or cell in (CellTech.SRAM, CellTech.EDRAM, CellTech.MRAM):
         bits_per_cell = 1
     else:
         bits_per_cell = draw(st.integers(1, 4), label="bits_per_cell")
@@ -196,6 +196,9 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         devices_per_cell=draw(st.integers(1, 4)),
         weight_sets_stored=draw(st.sampled_from([1, 2, 8])),
         cell_area_f2=draw(_maybe(_f(4.0, 2000.0))),
+        # eDRAM cells only: 1 ns .. 1000 s (wide) or 1 us .. 1 s
+        retention_ns=(draw(_maybe(_f(1.0, 1e12) if wide else _f(1e3, 1e9)),
+                           label="retention_ns") if cell is CellTech.EDRAM else None),
         cap_unit_ff=draw(_f(0.05, 20.0)),
         cap_density_ff_per_um2=draw(st.one_of(st.just(0.0), _f(0.5, 50.0))),
         wordline_v=draw(_maybe(_f(0.3, 3.0))),
@@ -256,11 +259,15 @@ _OUT_OF_RANGE: tuple[tuple[str, str, Any], ...] = (
     # wrong units (tests/test_newcomer_chips.py): farads and siemens in fF and uS fields
     ("tech", "cap_unit_ff", 1e-15), ("tech", "wordline_cap_ff_per_cell", 2e-15),
     ("tech", "wordline_driver_cap_ff", 48e-15), ("device", "g_max_us", 25e-6),
+    # eDRAM retention: 0, seconds written as us (40 us as 40e-6), beyond 1000 s
+    ("tech", "retention_ns", 0.0), ("tech", "retention_ns", 4e-5), ("tech", "retention_ns", 1e13),
 )
 
 _INCOMPATIBLE: tuple[Change, ...] = (
     ((("device", "cell", "sram"), ("device", "bits_per_cell", 2)), "bits_per_cell"),
     ((("device", "cell", "mram"), ("device", "bits_per_cell", 3)), "bits_per_cell"),
+    ((("device", "cell", "edram"), ("device", "bits_per_cell", 2)), "bits_per_cell"),
+    ((("device", "cell", "rram"), ("tech", "retention_ns", 40e3)), "retention_ns"),
     ((("adc", "kind", "ramp"), ("adc", "range_policy", "full_scale")), "range_policy"),
     # found by the datasheet property: 17..24-b ramps passed the validator and failed in the
     # level fit with a message naming no field
@@ -349,6 +356,7 @@ _FREE: dict[tuple[str, str], st.SearchStrategy[Any]] = {
     ("tech", "clock_mhz"): _f(5.0, 5000.0), ("tech", "devices_per_cell"): st.integers(1, 4),
     ("tech", "weight_sets_stored"): st.sampled_from([1, 2, 8]),
     ("tech", "cell_area_f2"): _maybe(_f(4.0, 2000.0)), ("tech", "cap_unit_ff"): _f(0.05, 20.0),
+    ("tech", "retention_ns"): _maybe(_f(1e3, 1e9)),
     ("tech", "cap_density_ff_per_um2"): st.one_of(st.just(0.0), _f(0.5, 50.0)),
     ("tech", "wordline_v"): _maybe(_f(0.3, 3.0)),
     ("tech", "wordline_high_v"): _maybe(_f(0.3, 3.0)),

@@ -43,7 +43,8 @@ from cimsim.models import load_digits_cnn
 
 CHIPS = Path(__file__).parent / "data" / "chips"
 VALID = ["finfet-3nm-sram", "bulk-180nm-rram", "pcm-2dev-pwm", "charge-flash-shared",
-         "rram-analog-slices", "huge-1024", "tiny-16", "layer-output-gated", "rram-if-ternary"]
+         "rram-analog-slices", "huge-1024", "tiny-16", "layer-output-gated", "rram-if-ternary",
+         "edram-2t-gaincell"]
 """Chip files that load; every one runs the digits CNN."""
 
 BROKEN = {
@@ -55,6 +56,7 @@ BROKEN = {
     "wrong-unit-siemens": ("DeviceConfig.g_max_us", "[0.001, 1000000.0]"),
     "wrong-unit-driver-farads": ("TechConfig.wordline_driver_cap_ff", "0 or a number in"),
     "inherits-preset": ("'base'", "allowed keys"),
+    "wrong-unit-retention-seconds": ("TechConfig.retention_ns", "[1.0, 1000000000000.0]"),
 }
 
 

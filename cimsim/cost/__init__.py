@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..arrays.program import ProgrammedLayer
-from ..config import ChipConfig, PowerGating
+from ..config import CellTech, ChipConfig, PowerGating
 from ..events import Action, Component, EventKey, Events, event_key
 from ..work import Block, LayerWork, ModelWork
+from ._prices import retention_ns
 from .area import area_instances, chip_area_um2, occupied_area_um2
 from .datasheet import datasheet
 from .energy import (
@@ -216,7 +217,7 @@ def estimate(
         # power gating (tech.power_gating): idle converters leak over the whole inference
         # ('none') or only while their own layer runs ('layer')
         t_leak = latency[w.name] if chip.tech.power_gating is PowerGating.LAYER else t_chip
-        ev = _with_derived(w, rep.blocks, per, t_leak, chip, leak_share)
+        ev = _with_derived(w, rep.blocks, per, t_leak, chip, leak_share, t_hold=t_chip)
         _price(rep, w.name, ev, chip, table, cal)
         rep.layers.append(_layer_row(rep, w, ev, latency[w.name], table, cal))
     if len(other):
@@ -291,17 +292,25 @@ def _reload_stage(rep: CostReport, other: Events, n_needed: int, per: float,
 
 
 def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_chip: float,
-                  chip: ChipConfig, leak_share: float = 1.0) -> dict[EventKey, float]:
+                  chip: ChipConfig, leak_share: float = 1.0,
+                  t_hold: float | None = None) -> dict[EventKey, float]:
     """The layer's events per inference plus the ones the estimator derives
-    (``cimsim.events.DERIVED``): ADC leakage over the chip's inference time, in ADC-ns, for
-    the layer's occupied arrays times ``leak_share`` (below 1 when the model's arrays outnumber
-    the chip's: only the chip's arrays exist to leak); tile-bus bits = buffer bits read and
-    written."""
+    (``cimsim.events.DERIVED``): ADC leakage over ``t_chip`` (the inference time, or the
+    layer's own under power gating), in ADC-ns, for the layer's occupied arrays times
+    ``leak_share`` (below 1 when the model's arrays outnumber the chip's: only the chip's
+    arrays exist to leak); for eDRAM cells, the refresh of every cell of those arrays over
+    ``t_hold`` (the whole inference, default ``t_chip``: a gated array keeps its weights), in
+    cell-ns; tile-bus bits = buffer bits read and written."""
     ev = dict(w.events.scaled(per).items())
     adcs = chip.array.adcs_per_array
-    leak = leak_share * sum(b["n_arrays"] * adcs * t_chip * b["adc_duty"]
-                            for b in blocks if b["layer"] == w.name)
+    mine = [b for b in blocks if b["layer"] == w.name]
+    leak = leak_share * sum(b["n_arrays"] * adcs * t_chip * b["adc_duty"] for b in mine)
     ev[event_key(Component.ADC, Action.LEAK, chip.adc.bits)] = leak
+    if chip.device.cell is CellTech.EDRAM:
+        cells = chip.array.n_rows * chip.array.n_cols
+        t = t_chip if t_hold is None else t_hold
+        ev[event_key(Component.CELL, Action.REFRESH)] = leak_share * sum(
+            b["n_arrays"] * cells * t for b in mine)
     ev[event_key(Component.INTERCONNECT, Action.BUS_BIT)] = (
         ev.get(event_key(Component.BUFFER, Action.READ_BIT), 0.0)
         + ev.get(event_key(Component.BUFFER, Action.WRITE_BIT), 0.0))
@@ -431,6 +440,12 @@ def _notes(chip: ChipConfig, cal: Calibration, time_multiplexed: bool = False) -
         "no source used here gives another leakage figure",
         f"calibration: {cal.note}",
     ]
+    if chip.device.cell is CellTech.EDRAM:
+        notes.append(
+            f"eDRAM refresh: every stored bit read and written back once per "
+            f"{retention_ns(chip) / 1e3:g}-us retention time, for the occupied arrays' cells "
+            "over the whole inference (a static power, as leakage; the refresh's array time is not "
+            "charged to the latency)")
     if caveat := cost_caveat(chip):
         notes.insert(0, f"COST FIGURES MEANINGLESS: {caveat}")
     if time_multiplexed:

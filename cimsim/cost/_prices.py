@@ -13,7 +13,9 @@ the helpers every model shares; :mod:`.energy` is the public face (``event_energ
 * Leakage is charged only where a source gives a number: ADC leakage power = 20 % of the ADC's
   dynamic power at its design rate (the hwcomponents-adc assumption, docs/technology.md). It
   needs a time, so the estimator (``cimsim.cost.estimate``) derives it as ``adc.leak`` events
-  counted in ADC-nanoseconds.
+  counted in ADC-nanoseconds. The refresh of eDRAM cells is a static power too (every stored
+  bit read and written back once per retention time), derived as ``cell.refresh`` events
+  counted in cell-nanoseconds.
 
 A :class:`Calibration` multiplies energies (and areas, and the ADC conversion time) per
 component. The presets matched to published chips carry documented calibrations
@@ -29,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..config import CellTech, ChipConfig, WeightEncoding
+from ..config import CellKind, CellTech, ChipConfig, WeightEncoding
 from ..events import Component
 from .tables import (
     MAX_ADC_BITS,
@@ -45,6 +47,7 @@ from .tables import (
 __all__ = [
     "CALIBRATIONS",
     "COMPONENTS",
+    "EDRAM_RETENTION_NS",
     "FEFET_1T_CELL_AREA_F2",
     "FEFET_WRITE_PULSE_NS",
     "FLASH_NOR_CELL_AREA_F2",
@@ -57,6 +60,7 @@ __all__ = [
     "table_adc_time_ns",
     "calibration_for",
     "chip_table",
+    "retention_ns",
     "stored_bits_per_cell",
     "supply_factor",
     "table_adc_bits",
@@ -91,6 +95,16 @@ TRANSISTOR_CELL_AREA_F2 = {CellTech.FEFET: FEFET_1T_CELL_AREA_F2,
                            CellTech.FLASH: FLASH_NOR_CELL_AREA_F2}
 """Cells read through a transistor channel, priced by their own area in both cost models (the
 tables hold no FeFET or flash cell to borrow, as PCM and MRAM borrow RRAM's)."""
+
+EDRAM_RETENTION_NS = {CellKind.EDRAM_2T: 110e3, CellKind.EDRAM_3T: 77e3}
+"""Published data retention time of each gain-cell kind, ns (``tech.retention_ns`` unstated):
+2T 110 us, the refresh period measured at a 99.9 % bit yield of a 192-kb 65-nm LP asymmetric
+2T gain-cell eDRAM at 1.1 V and 85 C (Chun, Jain, Kim & Kim, "A 667 MHz logic-compatible
+embedded DRAM featuring an asymmetric 2T gain cell for high speed on-die caches", IEEE JSSC
+47(2), 2012, abstract); 3T 77 us, measured on a 1-Mbit mixed-VT 3T gain-cell eDRAM in 16-nm
+FinFET at 600 mV (Giterman, Shalom, Burg, Fish & Teman, "A 1-Mbit fully logic-compatible 3T
+gain-cell embedded DRAM in 16-nm FinFET", IEEE SSC-L 3, 2020, abstract). Not node- or
+temperature-scaled: no source read gives a law."""
 
 SUPPLY_REF_V = 0.8
 """Supply voltage of the technology tables, V (docs/technology.md §1)."""
@@ -316,6 +330,29 @@ def _adc_leak(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -
     design rate."""
     return (table.adc_leakage_fraction_of_dynamic * _adc_convert(chip, table, cal, bits)
             / table_adc_time_ns(chip, table, cal))
+
+
+def retention_ns(chip: ChipConfig) -> float:
+    """Data retention time of an eDRAM chip's cells, ns: ``tech.retention_ns``, else the cell
+    kind's published one (:data:`EDRAM_RETENTION_NS`; a kind that is not a gain cell's, or
+    none: the default 3T cell's)."""
+    if chip.tech.retention_ns is not None:
+        return chip.tech.retention_ns
+    kind = chip.tech.cell_kind
+    return EDRAM_RETENTION_NS.get(kind, EDRAM_RETENTION_NS[CellKind.EDRAM_3T])  # type: ignore[arg-type]
+
+
+def _cell_refresh(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    """Per cell-nanosecond a weight is held: refresh power (mW = pJ/ns) of one eDRAM cell.
+    Every stored bit (of every weight set) is read through the read port and written back once
+    per retention time: the tables' SRAM bit-cell read plus write energy, supply-scaled, over
+    ``retention_ns``. Cells that are not eDRAM hold their bits without refresh: 0."""
+    if chip.device.cell is not CellTech.EDRAM:
+        return 0.0
+    held = stored_bits_per_cell(chip) * chip.tech.weight_sets_stored
+    e_bit = ((table.sram_cim_bitcell_read_energy_fj + table.sram_cim_bitcell_write_energy_fj)
+             * 1e-3 * supply_factor(chip))
+    return held * e_bit * cal.e("cell") / retention_ns(chip)
 
 
 def _dac_pulse(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:

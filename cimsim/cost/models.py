@@ -66,6 +66,7 @@ from ._prices import (
     _buffer_bit,
     _bus_bit,
     _cell_read,
+    _cell_refresh,
     _cell_v2g_lsb,
     _cell_write,
     _correction_add,
@@ -115,11 +116,16 @@ Harris, "CMOS VLSI Design", 4th ed., 2011, §2.3 (word-line load of the physical
 # Xu, Xie & Jouppi, IEEE TCAD 31(7), 2012; the sample_STTRAM.cell it ships: an access
 # transistor 8.5 F wide for the write current). FeFET 1T: 51.7 F^2 (Duenkel et al., IEDM 2017);
 # NOR flash: 109 F^2 (Guo et al., CICC 2017, 55 nm); cimsim.cost._prices gives each source.
+# Gain-cell eDRAM 2T / 3T: by transistor count as the SRAM cells (70 / 105 F^2 at >= 22 nm)
+# [der], which the published ratios to 6T SRAM bear out: a 3T cell half a 6T's area (Giterman
+# et al., IEEE SSC-L 3, 2020), a 2T cell 65 % smaller than a 6T (Cheng, Cho & Chung, ISOCC 2012).
 CELL_AREA_F2 = {CellKind.RRAM_1T1R: 48.0, CellKind.PCM: 48.0, CellKind.MRAM_1T1MTJ: 57.5,
                 CellKind.FEFET_1T: FEFET_1T_CELL_AREA_F2,
                 CellKind.FLASH_NOR: FLASH_NOR_CELL_AREA_F2}
 _SRAM_TRANSISTORS = {CellKind.SRAM_6T: 6, CellKind.SRAM_7T: 7, CellKind.SRAM_8T: 8,
-                     CellKind.SRAM_10T: 10}
+                     CellKind.SRAM_10T: 10, CellKind.EDRAM_2T: 2, CellKind.EDRAM_3T: 3}
+"""Transistors of the cells priced by transistor count at the SRAM cell's area per transistor
+(the CMOS bit-cells and the gain cells)."""
 
 
 PRODUCT_GATE_TRANSISTORS = 4
@@ -171,9 +177,10 @@ def cell_kind(chip: ChipConfig) -> CellKind:
 
 _DEFAULT_KIND = {CellTech.RRAM: CellKind.RRAM_1T1R, CellTech.PCM: CellKind.PCM,
                  CellTech.MRAM: CellKind.MRAM_1T1MTJ, CellTech.FEFET: CellKind.FEFET_1T,
-                 CellTech.FLASH: CellKind.FLASH_NOR}
+                 CellTech.FLASH: CellKind.FLASH_NOR, CellTech.EDRAM: CellKind.EDRAM_3T}
 """The cell kind of each technology when ``tech.cell_kind`` is not given (SRAM and ideal cells:
-the 8T bit-cell)."""
+the 8T bit-cell; eDRAM: the 3T gain cell, the cell of the scaled-node macros read,
+docs/technology.md)."""
 
 
 def _resistive_kind(kind: CellKind) -> bool:
@@ -472,16 +479,21 @@ class CellModel(ComponentModel):
     ``devices_per_cell``; amplitude drive at ``V x / x_max`` for the read pulse (priced on
     ``cell.v2g_lsb``, the run's sum of ``x^2 G``), temporal drive at full ``V`` for ``x`` LSB
     times ``t_read / (2^b - 1)`` (priced on ``cell.v1g_lsb``, the sum of ``|x| G``).
-    Current domain SRAM: the tables' bit-line read per bit-cell. Charge domain:
-    ``C_unit V_dd^2`` per product (half the stored bits are ones for uniform weights).
+    Current domain SRAM (and eDRAM gain cells, read through their decoupled read port): the
+    tables' bit-line read per bit-cell. Charge domain: ``C_unit V_dd^2`` per product (half the
+    stored bits are ones for uniform weights). Both models: ``cell.refresh`` per cell-ns held,
+    an eDRAM cell's refresh power (every stored bit read and written back once per
+    ``retention_ns``; 0 for cells that hold their bits).
     """
 
     component = _C.CELL
-    actions = (_A.READ, _A.V2G_LSB, _A.V1G_LSB, _A.WRITE)
+    actions = (_A.READ, _A.V2G_LSB, _A.V1G_LSB, _A.WRITE, _A.REFRESH)
 
     def energy_pj(self, action: Action, bits: int = 0) -> float:
         self._check(action)
         chip, table, cal = self.chip, self.table, self.cal
+        if action is _A.REFRESH:
+            return _cell_refresh(chip, table, cal, bits)
         if action is _A.V1G_LSB and not self.physical:
             return 0.0  # the tables price resistive reads by x^2 (cell.v2g_lsb)
         if action is _A.WRITE or not self.physical:

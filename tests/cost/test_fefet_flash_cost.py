@@ -153,7 +153,7 @@ def test_cli_sweep_accepts_the_flash_preset(tmp_path, capsys):
     assert (tmp_path / "sweep.csv").exists()
 
 
-@pytest.mark.parametrize("cell", [CellTech.FEFET, CellTech.FLASH])
+@pytest.mark.parametrize("cell", [CellTech.FEFET, CellTech.FLASH, CellTech.EDRAM])
 @settings(max_examples=4, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(data=st.data())

@@ -65,7 +65,7 @@ KNOWN_OUTSIDE_2X = {
     ("aimc-cicc21", "0.8 V, 7b/2b", "TOPS/W"): 0.0339,
     ("aimc-cicc21", "0.8 V, 7b/2b", "TOPS/mm2"): 3.65,
     ("nmux-jssc23", "0.9 V, 8b/8b", "TOPS/W"): 0.258,
-    ("dynaplasia-jssc24", "4b/5b, chip peak", "TOPS/W"): 0.218,
+    ("dynaplasia-jssc24", "4b/5b, chip peak", "TOPS/W"): 0.219,
 }
 ADDED = ("yu-cicc20", "chiu-jssc20", "correll-jssc25", "bscha-arxiv26", "colonnade-jssc21",
          "yu-tcasi24", "kneip-tcasai25", "c3sram-jssc20", "xnorsram-jssc20", "khwa-isscc18",
@@ -193,8 +193,9 @@ def test_colonnade_rows_are_pinned_and_change_only_the_published_inputs(validate
 def test_geometric_mean_error_is_the_documented_one(validate, pred):
     gm = validate.geomean_factor(pred)
     # 2.48 before Li's, Su's and Le Gallo's chips, 3.01 before Wu's, Yan's and Chen's, 3.14
-    # before the 22-nm analog multiplier, the 28-nm multiplexed macro and DynaPlasia
-    assert gm == pytest.approx(3.24, abs=0.02)
+    # before the 22-nm analog multiplier, the 28-nm multiplexed macro and DynaPlasia, 3.24
+    # before DynaPlasia's cells were eDRAM
+    assert gm == pytest.approx(3.23, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
@@ -371,8 +372,10 @@ HELDOUT5 = {
     "aimc-cicc21": ({("0.8 V, 7b/2b", "TOPS/W"): 0.0339, ("0.8 V, 7b/2b", "TOPS/mm2"): 3.65},
                     22.0),
     "nmux-jssc23": ({("0.9 V, 8b/8b", "TOPS/W"): 0.258}, 28.0),
-    "dynaplasia-jssc24": ({("4b/5b, chip peak", "TOPS/W"): 0.218,
-                           ("4b/5b, chip peak", "TOPS/mm2"): 0.70}, 28.0),
+    # DynaPlasia's cells as eDRAM gain cells (device.cell = 'edram', added after the TOML
+    # was written with 'sram': TOPS/W 0.218 -> 0.219, TOPS/mm2 0.70 -> 0.79)
+    "dynaplasia-jssc24": ({("4b/5b, chip peak", "TOPS/W"): 0.219,
+                           ("4b/5b, chip peak", "TOPS/mm2"): 0.79}, 28.0),
 }
 
 
@@ -445,5 +448,8 @@ def test_heldout5_chips_state_what_their_sources_say(validate, pred):
     assert dp.array.n_arrays == int(9.6 * 2**20 // (256 * 256)) == 153
     assert (dp.input_bits, dp.weight_bits, dp.weight_encoding.value) == (4, 5, "signed_cell")
     assert not dp.tech.window_stated
+    # the abstract's eDRAM, as the default 3T gain cell with its published retention
+    assert dp.device.cell.value == "edram" and dp.tech.cell_kind is None
+    assert dp.tech.retention_ns is None
     assert rows["dynaplasia-jssc24", "TOPS/W"]["sheet"]["scope"] == "chip"
     assert rows["dynaplasia-jssc24", "TOPS/mm2"]["published"] == pytest.approx(19.5 / 20.25)
