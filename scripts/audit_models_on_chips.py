@@ -10,9 +10,10 @@ inputs, runs one forward and records:
 * ``status``: ``ok``, ``refused`` (a ``CimsimError`` naming why the chip cannot host the model)
   or ``error`` (any other exception: a bug), with the exception's type, first line and the
   innermost ``cimsim`` frame;
-* the warnings raised (their first lines), the number of non-finite outputs, the relative error
-  ``|y - y_float| / |y_float|`` against the float model and the same on the chip with every
-  noise source off (where the error exceeds ``--noise-off-above``: by default every pair);
+* the warnings raised (the start of their first lines: ``WARNING_CHARS``), the number of
+  non-finite outputs, the relative error ``|y - y_float| / |y_float|`` against the float
+  model and the same on the chip with every noise source off (where the error exceeds
+  ``--noise-off-above``: by default every pair);
 * mapped layers and layers listed digital, 2-D parameters neither mapped nor listed, and the
   mapped layers whose ADCs used a single code (``SimModel.trace``);
 * the report's energy per inference and whether its per-component and per-layer energies sum
@@ -272,6 +273,18 @@ def _deploy_run(case: ModelCase, chip: Any, model: Any, args: tuple | dict, batc
     return sim, got
 
 
+WARNING_CHARS = 60
+"""Characters kept of a warning's first line in the CSV (what it is about, not the whole
+list of layers it names: 9200 rows of whole warnings made the file over 2 MB)."""
+
+
+def warning_text(category: type[Warning], message: str) -> str:
+    """A warning as the CSV's ``warnings`` column keeps it: its first line cut to
+    :data:`WARNING_CHARS`, its category named unless it is the usual ``UserWarning``."""
+    first = message.strip().splitlines()[0][:WARNING_CHARS] if message.strip() else ""
+    return first if category is UserWarning else f"{category.__name__}: {first}"
+
+
 def deploy_as_advised(case: ModelCase, chip: Any, model: Any, args: tuple | dict, batch_dim: int,
                       seed: int = 0) -> tuple[Any, Any, Any, list[str], str]:
     """Deploy and run as a user following cimsim's errors would: a ``CapacityError`` -> again
@@ -355,8 +368,7 @@ def audit_pair(case: ModelCase, chip_name: str, chip: Any, *, seed: int = 0,
             report = sim.report()
             row["time_multiplexed"] = bool(report.totals["time_multiplexed"])
         for w in caught:
-            first = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
-            text = f"{w.category.__name__}: {first[:120]}"
+            text = warning_text(w.category, str(w.message))
             if text not in messages:
                 messages.append(text)
     except Exception as exc:  # noqa: BLE001 - every failure is a row of the matrix
