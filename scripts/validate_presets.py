@@ -581,10 +581,9 @@ def class_constant_lines(rows_path: Path = ROWS) -> list[str]:
     its leave-one-out errors are reported): each chip's rows corrected by the geometric mean of
     published / predicted over the *other* chips' rows of its class, against the rows as they
     are, per class and summed over the five classes."""
-    with rows_path.open(newline="", encoding="utf-8") as f:
-        rows = [dict(r, log=math.log(float(r["published"]) / float(r["predicted"])))
-                for r in csv.DictReader(f)]
-    density = ("tops_per_mm2", "tops_per_mm2_1b")
+    from cimsim.cost.datasheet import class_rows, validation_rows
+
+    rows = [dict(r, log=-math.log(r["ratio"])) for r in validation_rows(rows_path)]
 
     def errors(group: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         """|ln error| of each row as it is, and after its chip's leave-one-out correction (a
@@ -617,10 +616,7 @@ def class_constant_lines(rows_path: Path = ROWS) -> list[str]:
     ]
     every: list[tuple[np.ndarray, np.ndarray]] = []
     for readout, window, key in BY_CLASS:
-        group = [r for r in rows
-                 if (r["key"] in density) == (key == "tops_per_mm2")
-                 and r["readout"] == readout
-                 and (key == "tops_per_w" or r["window"] == window)]
+        group = class_rows(rows, {"readout": readout, "window": window}, key)
         errs, loo = errors(group)
         every.append((errs, loo))
         constant = f"{math.exp(np.mean([r['log'] for r in group])):.3g}" if group else "-"

@@ -217,7 +217,7 @@ def estimate(
         # power gating (tech.power_gating): idle converters leak over the whole inference
         # ('none') or only while their own layer runs ('layer')
         t_leak = latency[w.name] if chip.tech.power_gating is PowerGating.LAYER else t_chip
-        ev = _with_derived(w, rep.blocks, per, t_leak, chip, leak_share, t_hold=t_chip)
+        ev = _with_derived(w, rep.blocks, per, t_leak, t_chip, chip, leak_share)
         _price(rep, w.name, ev, chip, table, cal)
         rep.layers.append(_layer_row(rep, w, ev, latency[w.name], table, cal))
     if len(other):
@@ -291,26 +291,24 @@ def _reload_stage(rep: CostReport, other: Events, n_needed: int, per: float,
     return float(d["latency_ns"])
 
 
-def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_chip: float,
-                  chip: ChipConfig, leak_share: float = 1.0,
-                  t_hold: float | None = None) -> dict[EventKey, float]:
+def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_leak: float, t_hold: float,
+                  chip: ChipConfig, leak_share: float = 1.0) -> dict[EventKey, float]:
     """The layer's events per inference plus the ones the estimator derives
-    (``cimsim.events.DERIVED``): ADC leakage over ``t_chip`` (the inference time, or the
+    (``cimsim.events.DERIVED``): ADC leakage over ``t_leak`` (the inference time, or the
     layer's own under power gating), in ADC-ns, for the layer's occupied arrays times
     ``leak_share`` (below 1 when the model's arrays outnumber the chip's: only the chip's
     arrays exist to leak); for eDRAM cells, the refresh of every cell of those arrays over
-    ``t_hold`` (the whole inference, default ``t_chip``: a gated array keeps its weights), in
-    cell-ns; tile-bus bits = buffer bits read and written."""
+    ``t_hold`` (the whole inference: a gated array keeps its weights), in cell-ns; tile-bus
+    bits = buffer bits read and written."""
     ev = dict(w.events.scaled(per).items())
     adcs = chip.array.adcs_per_array
     mine = [b for b in blocks if b["layer"] == w.name]
-    leak = leak_share * sum(b["n_arrays"] * adcs * t_chip * b["adc_duty"] for b in mine)
+    leak = leak_share * sum(b["n_arrays"] * adcs * t_leak * b["adc_duty"] for b in mine)
     ev[event_key(Component.ADC, Action.LEAK, chip.adc.bits)] = leak
     if chip.device.cell is CellTech.EDRAM:
         cells = chip.array.n_rows * chip.array.n_cols
-        t = t_chip if t_hold is None else t_hold
         ev[event_key(Component.CELL, Action.REFRESH)] = leak_share * sum(
-            b["n_arrays"] * cells * t for b in mine)
+            b["n_arrays"] * cells * t_hold for b in mine)
     ev[event_key(Component.INTERCONNECT, Action.BUS_BIT)] = (
         ev.get(event_key(Component.BUFFER, Action.READ_BIT), 0.0)
         + ev.get(event_key(Component.BUFFER, Action.WRITE_BIT), 0.0))

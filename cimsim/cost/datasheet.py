@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,9 @@ from ..config import (
 from .energy import NO_CALIBRATION, calibration_for, chip_table
 
 __all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "VALIDATION_DOC",
-           "VALIDATION_ROWS", "breakdown_lines", "datasheet", "likely_lines", "macro_components",
-           "validation_class", "validation_range", "validation_spread", "workload"]
+           "VALIDATION_ROWS", "breakdown_lines", "class_rows", "datasheet", "likely_lines",
+           "macro_components", "validation_class", "validation_range", "validation_rows",
+           "validation_spread", "workload"]
 
 N_VECTORS = 256
 MACRO_COMPONENTS = ("cell", "dac", "adc")
@@ -319,7 +321,7 @@ def validation_spread(path: Path | str | None = None) -> dict[str, Any] | None:
     a CLI call). Returns ``source``, ``n_rows``, ``n_within_2x``, ``geomean_factor`` (the
     geometric mean of ``max(r, 1/r)``) and ``worst`` (``chip``, ``metric``, ``ratio``,
     ``factor``), or None where the file is missing or holds no row."""
-    rows = _validation_rows(path)
+    rows = validation_rows(path)
     if not rows:
         return None
     out = _summary([r["ratio"] for r in rows])
@@ -341,15 +343,13 @@ def validation_range(chip: ChipConfig | dict[str, str],
     ``class``, ``tops_per_w``, ``tops_per_mm2``; None where the rows file is missing. The span
     is what the table has seen, not a confidence interval: a new chip can land outside it, as a
     tenth of the table's rows do at each end."""
-    rows = _validation_rows(path)
+    rows = validation_rows(path)
     if not rows:
         return None
     cls = validation_class(chip) if isinstance(chip, ChipConfig) else dict(chip)
     out: dict[str, Any] = {"class": cls}
-    for key, keys, same in (("tops_per_w", _EFFICIENCY, ("readout",)),
-                            ("tops_per_mm2", _DENSITY, ("readout", "window"))):
-        ratios = [r["ratio"] for r in rows
-                  if r["key"] in keys and all(r[k] == cls[k] for k in same)]
+    for key in ("tops_per_w", "tops_per_mm2"):
+        ratios = [r["ratio"] for r in class_rows(rows, cls, key)]
         summary = _summary(ratios)
         del summary["factors"]
         q = np.quantile([1.0 / r for r in ratios], SPAN_QUANTILES) if ratios else ()
@@ -357,6 +357,15 @@ def validation_range(chip: ChipConfig | dict[str, str],
             tuple(float(v) for v in q) if len(ratios) >= MIN_CLASS_ROWS else None)
         out[key] = summary
     return out
+
+
+def class_rows(rows: Iterable[dict[str, Any]], cls: dict[str, str], key: str
+               ) -> list[dict[str, Any]]:
+    """The rows of a class (:func:`validation_class`) for one figure: ``tops_per_w`` (its
+    1b-normalised form too) of the same read-out; ``tops_per_mm2`` also of the same window."""
+    keys, same = ((_EFFICIENCY, ("readout",)) if key == "tops_per_w"
+                  else (_DENSITY, ("readout", "window")))
+    return [r for r in rows if r["key"] in keys and all(r[k] == cls[k] for k in same)]
 
 
 def _summary(ratios: list[float]) -> dict[str, Any]:
@@ -368,8 +377,10 @@ def _summary(ratios: list[float]) -> dict[str, Any]:
             "factors": factors}
 
 
-def _validation_rows(path: Path | str | None) -> tuple[dict[str, Any], ...]:
-    """The rows of the validation file (cached per version of it; read, never changed)."""
+def validation_rows(path: Path | str | None = None) -> tuple[dict[str, Any], ...]:
+    """The rows of the validation file (:data:`VALIDATION_ROWS`, or ``path``), with
+    ``published`` and ``predicted`` as floats and their ``ratio``; cached per version of the
+    file: read, never change them. Empty where the file is missing."""
     csv_path = Path(VALIDATION_ROWS if path is None else path)
     try:
         stamp = csv_path.stat().st_mtime_ns

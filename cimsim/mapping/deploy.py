@@ -152,7 +152,8 @@ class SimModel(nn.Module):
 
     def __init__(self, model: nn.Module, sim_layers: dict[str, SimLayer],
                  digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int,
-                 arrays_needed: int, batch_dim: int = 0):
+                 arrays_needed: int, batch_dim: int = 0,
+                 calibration_ndims: dict[int | str, int] | None = None):
         super().__init__()
         self.training = False  # it simulates inference (:meth:`train`)
         self.model = model
@@ -164,7 +165,7 @@ class SimModel(nn.Module):
         self.n_inferences = 0
         self.n_calls = 0
         self.batch_dim = batch_dim
-        self.calibration_ndims: dict[int | str, int] = {}
+        self.calibration_ndims = dict(calibration_ndims or {})
         """Dimensions of each tensor argument (position or keyword) in the calibration
         batches: a call's argument with fewer is one unbatched sample (:meth:`_samples`)."""
         self._extra = Events()
@@ -801,8 +802,8 @@ def deploy(
     _warn_one_code(mapping.sim_layers)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
-    out = SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
-    out.calibration_ndims = ndims
+    out = SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim,
+                   ndims)
     if chip.device.drift_compensation is not DriftCompensation.NONE:
         out.set_time(chip.device.drift_t0_s)  # the compensation's reference read, at t0
     if t_inference is not None:
@@ -811,7 +812,8 @@ def deploy(
 
 
 def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineView], *,
-                 seed: int = 0, exclude: Sequence[str] = (), batch_dim: int = 0) -> SimModel:
+                 seed: int = 0, exclude: Sequence[str] = (), batch_dim: int = 0,
+                 calibration_ndims: dict[int | str, int] | None = None) -> SimModel:
     """Deploy with every weight matrix given, already quantized, programmed and calibrated
     (the training twin's ``to_engine()``): no calibration pass, nothing recalibrated.
 
@@ -820,7 +822,9 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
     :class:`~cimsim.mapping.matrix.EngineView`; a mapped matrix without one is a
     ``MappingError``. ``model`` supplies the float structure (its weights are read only by
     matrices kept digital); ``seed``, ``exclude`` and ``batch_dim`` mean what they mean in
-    :func:`deploy` (the programming seeds are those the views were programmed with).
+    :func:`deploy` (the programming seeds are those the views were programmed with);
+    ``calibration_ndims``: the calibration batches' tensor dimensions, by position or keyword,
+    which the deployed model's inference count reads (:meth:`SimModel._samples`).
     """
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
@@ -832,7 +836,8 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
     # the views' own tiling, as programmed
     needed = _check_capacity(
         sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores), chip)
-    return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim)
+    return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim,
+                    calibration_ndims)
 
 
 def _loose_weights(model: nn.Module, shown: int = 6) -> str:
@@ -1089,21 +1094,14 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     order: list[MatmulCore] = []
     for layer in sim_layers.values():
         layer.call_log = order
-    n, ndims = 0, {}
     try:
         with (torch.no_grad(), explain_stop_iteration("deploy"),
               batches_noted(calibration, batch_size, batch_dim)):
-            for args in _batches(calibration, batch_size, batch_dim):
-                if n == 0:
-                    check_keywords(model, args)
-                    ndims = argument_ndims(args)
-                args = _fresh(args)
-                sim(*args, **args.kwargs)
-                n += 1
+            ndims = calibration_pass(sim, model, calibration, batch_size, batch_dim)
     finally:
         for layer in sim_layers.values():
             layer.call_log = None
-    if n == 0:
+    if ndims is None:
         raise MappingError("calibration data is empty")
     # quantize, program and calibrate layer by layer: most of a deploy (a minute and more for
     # an ImageNet network), so a bar on a terminal (none in logs: tqdm's disable=None)
@@ -1115,6 +1113,22 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):
         _calibrate_simulated(sim, sim_layers, order, calibration, batch_size, batch_dim)
+    return ndims
+
+
+def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_size: int,
+                     batch_dim: int) -> dict[int | str, int] | None:
+    """Run ``module`` over the calibration batches (deploy's and ``prepare``'s float pass):
+    the first batch's keywords checked against ``model``'s forward, every batch a copy
+    (:func:`_fresh`: a model writing into its input leaves the caller's data). Returns the
+    first batch's :func:`argument_ndims`, None when there was no batch."""
+    ndims = None
+    for args in _batches(calibration, batch_size, batch_dim):
+        if ndims is None:
+            check_keywords(model, args)
+            ndims = argument_ndims(args)
+        args = _fresh(args)
+        module(*args, **args.kwargs)
     return ndims
 
 

@@ -365,6 +365,11 @@ class _Watch(TorchFunctionMode):
                 self.mixed[t] = tuple(dict.fromkeys(carried))
 
 
+def _under(name: str, modules: Iterable[str]) -> bool:
+    """Whether module ``name`` is one of ``modules`` or inside one."""
+    return any(name == m or name.startswith(m + ".") for m in modules)
+
+
 @contextmanager
 def watch_functional_weights(model: nn.Module, skip: Iterable[str],
                              replaced: Mapping[str, nn.Module] | None = None
@@ -383,7 +388,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
                     if not isinstance(modules.get(s), (nn.Embedding, nn.EmbeddingBag)))
 
     def watched(name: str) -> bool:
-        return not any(name == s or name.startswith(s + ".") for s in skipped)
+        return not _under(name, skipped)
 
     params: dict[int, str] = {}
     weights = [*model.named_parameters(),
@@ -402,13 +407,12 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
 
     def listed() -> bool:
         name = stack[-1] if stack else None
-        return name is not None and any(name == s or name.startswith(s + ".") for s in inside)
+        return name is not None and _under(name, inside)
 
     def outside() -> bool:
         # any running forward of a mapped or listed module (one may call its float source)
-        return bool(stack) and not any(
-            name is not None and any(name == s or name.startswith(s + ".") for s in inside)
-            for name in stack)
+        return bool(stack) and not any(name is not None and _under(name, inside)
+                                       for name in stack)
 
     retired: dict[int, str] = {}
     for layer, module in (replaced or {}).items():

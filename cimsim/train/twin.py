@@ -81,15 +81,12 @@ from ..mapping.deploy import (
     UNSUPPORTED_REASON,
     ModuleWalk,
     SimModel,
-    _batches,
     _check_capacity,
     _excluded,
-    _fresh,
     _relu_consumers,
-    argument_ndims,
     batches_noted,
+    calibration_pass,
     carry_hooks,
-    check_keywords,
     deploy,
     deploy_views,
     user_model,
@@ -1534,7 +1531,7 @@ class PreparedModel(nn.Module):
 
     def __init__(self, model: nn.Module, twin_layers: dict[str, _TwinLayer],
                  digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int,
-                 batch_dim: int = 0):
+                 batch_dim: int = 0, calibration_ndims: dict[int | str, int] | None = None):
         super().__init__()
         self.model = model
         self.twin_layers = twin_layers
@@ -1543,7 +1540,7 @@ class PreparedModel(nn.Module):
         self.seed = seed
         self.batch_dim = batch_dim  # the methods' later passes cut their data along it
         # the calibration batches' tensor dimensions, for the deployed model's sample count
-        self.calibration_ndims: dict[int | str, int] = {}
+        self.calibration_ndims = dict(calibration_ndims or {})
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
@@ -1617,10 +1614,9 @@ class PreparedModel(nn.Module):
         root = self.seed if seed is None else seed
         chip = self.chip if chip is None else chip
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
-        sim = deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
-                           exclude=excluded, batch_dim=batch_dim)
-        sim.calibration_ndims = dict(self.calibration_ndims)
-        return sim
+        return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
+                            exclude=excluded, batch_dim=batch_dim,
+                            calibration_ndims=self.calibration_ndims)
 
 
 @contextlib.contextmanager
@@ -1764,20 +1760,13 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     if not layers:
         log.warning("prepare: no Linear/Conv layer was mapped")
     root.eval()
-    n, ndims = 0, {}
     with (torch.no_grad(),
           watch_functional_weights(root, [*(d[0] for d in digital), *layers],
-                                   {n: layer._float_src[0] for n, layer in layers.items()}
+                                   {name: layer._float_src[0] for name, layer in layers.items()}
                                    ) as functional,
           explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
-        for args in _batches(calibration, batch_size, batch_dim):
-            if n == 0:
-                check_keywords(model, args)
-                ndims = argument_ndims(args)
-            args = _fresh(args)  # a model writing into its input leaves the caller's data
-            root(*args, **args.kwargs)
-            n += 1
-    if n == 0:
+        ndims = calibration_pass(root, model, calibration, batch_size, batch_dim)
+    if ndims is None:
         raise MappingError("calibration data is empty")
     digital.extend(warn_functional(functional, "prepare"))
     if chip.adc.calibration_mode is CalibrationMode.SIMULATED:
@@ -1807,8 +1796,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
             parent = root.get_submodule(owner) if owner else root
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
-    prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim)
-    prepared.calibration_ndims = ndims
+    prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim, ndims)
     # as deploy, from the shapes: a model over the chip's arrays fails before any training,
     # not at PreparedModel.deploy() after it
     _check_capacity(prepared.arrays_needed, chip)
