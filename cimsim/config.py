@@ -968,6 +968,28 @@ def _check_analog_slices(chip: Any) -> None:
               "(an adder tree, no analog weighting)")
 
 
+def _check_layer_output(chip: Any) -> None:
+    """``adc.placement = 'layer_output'`` converts an output's whole dot product once. What the
+    chip alone decides is refused here, before any layer is programmed (a sweep point fails at
+    its config, not after its calibration): several input planes of unsigned inputs, several
+    conversion columns per output. What depends on the layer (the rows it sums, a signed
+    input's planes) is the deploy-time ``MappingError``."""
+    from .arrays.encoding import conversion_kinds
+
+    if chip.n_planes > 1:
+        _fail("DACConfig", "bits", chip.dac.bits,
+              f"'all' (or input_bits = {chip.input_bits}) with adc.placement = 'layer_output': "
+              f"one conversion per output needs every input bit in one drive, not "
+              f"{chip.n_planes} planes; or adc.placement = 'partial_sum'")
+    n_conv = conversion_kinds(chip).n_conversions
+    if n_conv > 1:
+        _fail("ADCConfig", "placement", "layer_output",
+              f"'partial_sum' for a weight read as {n_conv} conversion columns per output "
+              f"(weight_encoding = {chip.weight_encoding.value!r}, {chip.weight_bits}-b weights "
+              f"in {chip.device.bits_per_cell}-b cells); 'layer_output' needs one: the weight "
+              "in one cell, or its columns combined in analog (array.slice_readout = 'analog')")
+
+
 def _check_bit_planes(chip: Any) -> None:
     """``tech.input_drive = 'bit_planes'`` accumulates every bit-plane of an input in analog
     before one conversion: numerically the whole input in one shot (``dac.bits = 'all'``),
@@ -1133,6 +1155,8 @@ class ChipConfig(_Config):
         _check_digital_column(self)
         if self.array.slice_readout is SliceReadout.ANALOG:
             _check_analog_slices(self)
+        if self.adc.placement is ADCPlacement.LAYER_OUTPUT:
+            _check_layer_output(self)
         if self.tech.cost_model is CostModel.PHYSICAL and self.adc.kind is not ADCKind.DIGITAL:
             # the physical model settles analog columns through a switch that must conduct:
             # refused here, not after a simulation when the chip is priced

@@ -96,12 +96,19 @@ def test_ramp_needs_calibrated_range():
 
 def test_layer_output_placement_needs_one_conversion_per_output():
     ideal = cimsim.load_chip("ideal")
-    chip = ideal.replace(adc=ideal.adc.replace(placement="layer_output"))
-    w = np.ones((3, 10), dtype=np.int64)
+    # what the chip alone decides is refused at its config (each failed before the check)
+    with pytest.raises(ConfigError, match=r"DACConfig\.bits = 1 .*not 8 planes"):
+        ideal.replace(adc=ideal.adc.replace(placement="layer_output"))
+    with pytest.raises(ConfigError, match=r"ADCConfig\.placement .*4 conversion columns"):
+        ideal.replace(adc=ideal.adc.replace(placement="layer_output"),
+                      dac=ideal.dac.replace(bits=None))
+    chip = ideal.replace(weight_bits=3, dac=ideal.dac.replace(bits=None),
+                         adc=ideal.adc.replace(placement="layer_output"),
+                         device=ideal.device.replace(bits_per_cell=2))
+    w = np.ones((3, 10 ** 4), dtype=np.int64)
     with pytest.raises(MappingError, match="one conversion per output"):
-        program(w, chip)  # bit-serial planes: several conversions per output
-    one = chip.replace(weight_bits=3, dac=chip.dac.replace(bits=None),
-                       device=chip.device.replace(bits_per_cell=2))
+        program(w, chip)  # what the layer decides: more rows than one conversion sums
+    one = chip
     layer = program(np.array([[1, -2, 3, 0]]), one)
     y, _ = engine.run(layer, np.array([[3, 1, 2, 7]]))
     assert y[0, 0] == 3 - 2 + 6

@@ -144,9 +144,9 @@ def test_batchnorm_between_layer_and_relu_is_not_fused():
 ])
 def test_fusion_off(change):
     chip = _chip()
-    if change["adc"].get("placement") == "partial_sum":
-        chip = chip.replace(dac=chip.dac.replace(bits=1))
-    chip = chip.replace(adc=chip.adc.replace(**change["adc"]))
+    # one replace: a layer-output chip with bit-serial inputs is refused at its config
+    dac = chip.dac.replace(bits=1) if change["adc"].get("placement") == "partial_sum" else chip.dac
+    chip = chip.replace(dac=dac, adc=chip.adc.replace(**change["adc"]))
     sim = cimsim.deploy(_mlp(), chip, _data(9, 100))
     assert sim.fused_activations == []
 
