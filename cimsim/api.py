@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from . import engine
 from ._seed import check_seed
 from .arrays._rng import stream_key
 from .arrays.program import program
-from .config import ChipConfig
+from .config import ChipConfig, as_chip
 from .events import Events
 
 __all__ = ["matmul"]
@@ -17,7 +19,7 @@ __all__ = ["matmul"]
 def matmul(
     x_int: np.ndarray,
     w_int: np.ndarray,
-    chip: ChipConfig,
+    chip: ChipConfig | str | Path,
     seed: int = 0,
     *,
     input_signed: bool | None = None,
@@ -34,7 +36,8 @@ def matmul(
         signed-input mode (``cimsim.arrays.encoding.input_range``).
     w_int : (N, K) integer array
         Quantized weights in ``cimsim.arrays.encoding.weight_range(chip)``.
-    chip : ChipConfig
+    chip : ChipConfig, str or Path
+        The chip, or a preset name or ``.toml`` path (``cimsim.config.as_chip``).
     seed : int
         Seeds the programming variation/faults and the conversion noise of this call.
     input_signed : bool, optional
@@ -52,8 +55,7 @@ def matmul(
     events : Events
         What the run did (conversions, pulses, cell reads, ...), for the cost model.
     """
-    if not isinstance(chip, ChipConfig):
-        raise TypeError(f"chip must be a ChipConfig (see cimsim.load_chip), got {type(chip)}")
+    chip = as_chip(chip)
     if input_signed is None:
         xs = [np.asarray(x_int)] + ([np.asarray(calibration)] if calibration is not None else [])
         input_signed = any(a.size and np.issubdtype(a.dtype, np.number) and a.min() < 0

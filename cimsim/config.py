@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -434,10 +434,13 @@ def _level_values(obj: Any, name: str, lo: float, hi: float) -> None:
     object.__setattr__(obj, name, tuple(float(v) for v in values))
 
 
+_C = TypeVar("_C", bound="_Config")
+
+
 class _Config:
     """Mixin: ``replace`` that reports unknown fields as :class:`ConfigError`."""
 
-    def replace(self, **changes: Any) -> Any:
+    def replace(self: _C, **changes: Any) -> _C:
         names = {f.name for f in fields(self)}  # type: ignore[arg-type]
         unknown = sorted(set(changes) - names)
         if unknown:
@@ -1325,3 +1328,21 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
         return ChipConfig.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def as_chip(chip: ChipConfig | str | Path) -> ChipConfig:
+    """``chip`` itself, or the preset or ``.toml`` it names (:func:`load_chip`): every entry
+    point (``matmul``, ``deploy``, ``prepare`` and the methods' ``prepare_*``, ``run_sweep``,
+    ``estimate``, ``datasheet``) takes either, as the command line does.
+
+    Raises
+    ------
+    ConfigError
+        Not a chip, a name or a path; or what :func:`load_chip` raises.
+    """
+    if isinstance(chip, ChipConfig):
+        return chip
+    if isinstance(chip, (str, Path)):
+        return load_chip(chip)
+    raise ConfigError(f"chip = {type(chip).__name__} object is invalid; allowed: a ChipConfig "
+                      "(cimsim.load_chip), a preset name (`cimsim presets`) or a .toml path")

@@ -749,10 +749,12 @@ def test_out_of_range_messages_name_the_allowed_range():
         cimsim.matmul(np.array([[-1, 1]]), np.array([[1, 1]]), chip, input_signed=False)
 
 
-@pytest.mark.parametrize("chip", ["ideal", {"name": "ideal"}, None])
-def test_chip_must_be_a_chip_config(chip):
-    with pytest.raises(TypeError, match="ChipConfig"):
+@pytest.mark.parametrize("chip", [{"name": "ideal"}, None, 3])
+def test_chip_must_be_a_chip_config_or_name_it(chip):
+    with pytest.raises(ConfigError, match="chip = .* allowed: a ChipConfig .*a preset name"):
         cimsim.matmul(np.ones((1, 2), int), np.ones((1, 2), int), chip)
+    y, _ = cimsim.matmul(np.ones((1, 2), int), np.ones((1, 2), int), "ideal")
+    assert y.tolist() == [[2.0]]
 
 
 def test_calibrated_policy_without_calibration_data():

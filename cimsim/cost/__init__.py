@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..arrays.program import ProgrammedLayer
-from ..config import CellTech, ChipConfig, PowerGating
+from ..config import CellTech, ChipConfig, PowerGating, as_chip
 from ..events import Action, Component, EventKey, Events, event_key
 from ..work import Block, LayerWork, ModelWork
 from ._prices import retention_ns
@@ -155,7 +156,7 @@ class CostReport:
 
 def estimate(
     work: ModelWork | Sequence[LayerWork],
-    chip: ChipConfig | None = None,
+    chip: ChipConfig | str | Path | None = None,
     *,
     pipelined: bool = False,
     n_inferences: int | None = None,
@@ -229,13 +230,13 @@ def estimate(
     return rep
 
 
-def _inputs(work, chip: ChipConfig | None
+def _inputs(work, chip: ChipConfig | str | Path | None
             ) -> tuple[list[LayerWork], Events, int, ChipConfig, int]:
     """Layer works, events not tied to a layer, inferences, chip and arrays needed of
     ``estimate``'s input."""
     if isinstance(work, ModelWork):
         return list(work.layers), work.other_events, work.n_inferences, (
-            work.chip if chip is None else chip), work.n_arrays_needed
+            work.chip if chip is None else as_chip(chip)), work.n_arrays_needed
     works = list(work) if isinstance(work, Iterable) else None
     if works is None or not all(isinstance(w, LayerWork) for w in works):
         raise TypeError(
@@ -243,7 +244,7 @@ def _inputs(work, chip: ChipConfig | None
             f"LayerWork (cimsim.cost.layer_work); got {type(work).__name__}")
     if chip is None:
         raise TypeError("estimate(layer_works, chip): chip is required for layer works")
-    return works, Events(), 1, chip, sum(w.n_arrays for w in works)
+    return works, Events(), 1, as_chip(chip), sum(w.n_arrays for w in works)
 
 
 def _calibration(calibration: Calibration | str | None, chip: ChipConfig) -> Calibration:

@@ -133,7 +133,7 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     """
     from .. import api
     from ..arrays.program import program
-    from ..config import load_chip
+    from ..config import as_chip
     from ..errors import ConfigError, MappingError
     from . import estimate, layer_work
     from .area import array_area_um2, chip_area_um2
@@ -144,7 +144,7 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     if isinstance(input_density, bool) or not 0.0 < density <= 1.0:
         raise ConfigError(f"datasheet input_density = {input_density!r} is invalid; "
                           "allowed: a number in (0, 1]")
-    chip = load_chip(chip) if not isinstance(chip, ChipConfig) else chip
+    chip = as_chip(chip)
     cal = calibration_for(chip) if calibrated else NO_CALIBRATION
     try:
         x, w = workload(chip, density)

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,14 @@ from .._inputs import counting_key
 from .._seed import check_seed
 from ..arrays.drift import check_time
 from ..arrays.program import n_arrays_for_shape
-from ..config import ADCPlacement, CalibrationMode, ChipConfig, DriftCompensation, RangePolicy
+from ..config import (
+    ADCPlacement,
+    CalibrationMode,
+    ChipConfig,
+    DriftCompensation,
+    RangePolicy,
+    as_chip,
+)
 from ..errors import CapacityError, MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
@@ -720,7 +728,7 @@ def warn_unmatched_excludes(patterns: Sequence[str], candidates: Sequence[str], 
 
 def deploy(
     model: nn.Module,
-    chip: ChipConfig,
+    chip: ChipConfig | str | Path,
     calibration,
     *,
     seed: int = 0,
@@ -737,7 +745,8 @@ def deploy(
     ----------
     model : nn.Module
         The trained float model; it is copied, never modified.
-    chip : ChipConfig
+    chip : ChipConfig, str or Path
+        The chip, or a preset name or ``.toml`` path (``cimsim.config.as_chip``).
     calibration : tensor, ndarray, tuple of tensors, dict of keyword inputs or DataLoader
         Inputs run through the float model to set activation scales (``chip.quant``) and the
         ADC ranges of ``calibrated`` policies. With ``adc.calibration_mode = 'simulated'``
@@ -782,8 +791,7 @@ def deploy(
     """
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    if not isinstance(chip, ChipConfig):
-        raise MappingError(f"chip must be a ChipConfig (cimsim.load_chip), got {type(chip)}")
+    chip = as_chip(chip)
     from .torch_backend import check_backend
 
     check_backend(backend, device, chip)  # before the work

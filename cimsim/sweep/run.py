@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from .._version import __version__
-from ..config import ChipConfig
+from ..config import ChipConfig, as_chip
 from ..errors import CimsimError, ConfigError
 from .files import write_outputs
 from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
@@ -146,7 +146,7 @@ def _refuse_while_bootstrapping() -> None:
 def run_sweep(
     model,
     data,
-    chip: ChipConfig,
+    chip: ChipConfig | str | Path,
     grid: Mapping[str, Sequence[Any]],
     out_dir: str | Path,
     *,
@@ -168,7 +168,7 @@ def run_sweep(
     data : Tensor, dict, or (inputs, Tensor)
         Inputs ``x`` (first dimension: samples), or a dict of the model's keyword inputs
         (``model(**x)``; each of one row per sample), and optional integer labels ``y``.
-    chip : ChipConfig
+    chip : ChipConfig, str or Path
         The base chip; each point is a variant of it (:func:`chip_for_point`).
     grid : dict
         Axis -> list of values; axes: ``adc_bits`` (int), ``adc_kind`` (``'sar'``,
@@ -243,6 +243,7 @@ def run_sweep(
     if client is not None and jobs != 1:
         raise ConfigError(f"jobs = {jobs} with a Dask client: the cluster's workers are the "
                           "parallelism; allowed: jobs = 1 with a client")
+    chip = as_chip(chip)
     excluded = _exclusion(exclude)
     grid = grid_values(grid)  # read once: a scalar or a generator is a list from here on
     points = _distinct(chip, expand_grid(grid))

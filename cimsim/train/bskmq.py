@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
-from ..config import ChipConfig
+from ..config import ChipConfig, as_chip
 from ..errors import ConfigError
 from ..mapping.deploy import Arguments
 from ..mapping.matrix import InputStats
@@ -266,7 +267,7 @@ def fused_twins(prepared: PreparedModel) -> dict[str, TwinMatmul]:
     return {name: t for name, t in prepared.twins() if t.activation is not None}
 
 
-def prepare_bskmq(model: nn.Module, chip: ChipConfig, calibration, *,
+def prepare_bskmq(model: nn.Module, chip: ChipConfig | str | Path, calibration, *,
                   level_fit: FitMethod | str | None = None, params: dict | None = None,
                   seed: int = 0, batch_size: int = 256, **options) -> PreparedModel:
     """The training twin of ``model`` on ``chip`` with its ReLUs in the layer-output ADCs.
@@ -279,6 +280,7 @@ def prepare_bskmq(model: nn.Module, chip: ChipConfig, calibration, *,
     (:func:`refit_chip_levels`), since deploy has no fitter parameters. ``options``: those of
     ``cimsim.train.prepare``.
     """
+    chip = as_chip(chip)
     if level_fit is not None:  # a bad name is the config's ConfigError
         chip = chip.replace(adc=chip.adc.replace(level_fit=str(getattr(level_fit, "value",
                                                                        level_fit))))

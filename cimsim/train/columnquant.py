@@ -26,12 +26,19 @@ official code ``jiyoonkm/ColumnQuant`` (``docs/columnquant.md`` §1 maps it onto
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import CalibrationGranularity, ChipConfig, RangePolicy, WeightEncoding
+from ..config import (
+    CalibrationGranularity,
+    ChipConfig,
+    RangePolicy,
+    WeightEncoding,
+    as_chip,
+)
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel
 from ._data import model_batches
@@ -268,7 +275,8 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
 # --------------------------------------------------------------------------------------------
 # Preparing, training, deploying
 # --------------------------------------------------------------------------------------------
-def prepare_columnquant(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
+def prepare_columnquant(model: nn.Module, chip: ChipConfig | str | Path, calibration, *,
+                        seed: int = 0,
                         weight_scale: str = "column", psum_scale: str | None = None,
                         init: str = "paper", grad: str = "paper", centre: str = "none",
                         num_sigma: float = 6.0, decomposition: str | None = None,
@@ -302,6 +310,7 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig, calibration, *, seed
         do not apply: α from mean |w|, the paper code's option-3 gradient scale).
     """
     _choice("weight_scale", weight_scale, GRANULARITIES)
+    chip = as_chip(chip)
     _choice("init", init, ("paper", "engine"))
     _choice("grad", grad, ("paper", "lsq"))
     _choice("centre", centre, CENTRES)

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import ChipConfig, Nonlinearity, RangePolicy, WeightEncoding
+from ..config import ChipConfig, Nonlinearity, RangePolicy, WeightEncoding, as_chip
 from ..errors import ConfigError
 from .twin import PreparedModel, TwinMatmul, conversion_digits, input_planes, prepare
 
@@ -234,7 +235,7 @@ def transfer_scales(src: PreparedModel, dst: PreparedModel) -> None:
                 twin.weight_scale.copy_(s.weight_scale.detach())
 
 
-def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig, calibration, *,
+def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig | str | Path, calibration, *,
                    seed: int = 0, forward_rescale: bool = True, backward_rescale: bool = True,
                    train_adc_bits: int | None = None, **options) -> PreparedModel:
     """A twin of ``model`` for PIM-QAT on ``chip``.
@@ -244,7 +245,7 @@ def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig, calibrati
     model : nn.Module or PreparedModel
         A float model, or a twin trained before (e.g. digital QAT): its learned weights and
         scales are the start.
-    chip : ChipConfig
+    chip : ChipConfig, str or Path
         The chip trained for (noise the twin models is injected in training with
         ``train_noise``; a column non-linearity is not modelled in training and is dropped
         here: train on the linear chip, deploy with ``prepared.deploy(chip=chip)``).
@@ -258,6 +259,7 @@ def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig, calibrati
     **options
         ``TwinOptions``.
     """
+    chip = as_chip(chip)
     train_chip = chip
     if chip.noise.nonlinearity is not Nonlinearity.NONE:
         train_chip = train_chip.replace(noise=chip.noise.replace(

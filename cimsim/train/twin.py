@@ -39,6 +39,7 @@ import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,7 @@ from ..config import (
     SliceReadout,
     WeightEncoding,
     WeightGranularity,
+    as_chip,
 )
 from ..errors import ConfigError, MappingError
 from ..mapping.affine import AffineSource, affine_source
@@ -1636,7 +1638,7 @@ def _effective_weights(twins: list[TwinMatmul]) -> Iterator[None]:
                 t.weight.copy_(w)
 
 
-def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
+def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, seed: int = 0,
             batch_size: int = 256, batch_dim: int = 0, exclude: Sequence[str] = (),
             **options) -> PreparedModel:
     """A trainable copy of ``model`` whose mapped layers compute as the chip does.
@@ -1645,7 +1647,8 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     ----------
     model : nn.Module
         The float model; it is copied, never modified.
-    chip : ChipConfig
+    chip : ChipConfig, str or Path
+        The chip, or a preset name or ``.toml`` path (``cimsim.config.as_chip``).
     calibration : tensor, ndarray, tuple of tensors, dict of keyword inputs or iterable of batches
         Inputs of one float forward pass (in eval mode) that set the initial scales and ADC
         tables exactly as ``cimsim.deploy(model, chip, calibration, seed=seed)`` sets them.
@@ -1673,6 +1676,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
     opts = TwinOptions.from_kwargs(options)
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    chip = as_chip(chip)
     check_chip(chip)
     if torch.is_inference_mode_enabled():  # the twin's parameters would be inference tensors
         raise MappingError("prepare under torch.inference_mode(): the twin could never train "

@@ -782,8 +782,8 @@ def test_unreached_layer_raises_naming_it():
 def test_bad_arguments():
     with pytest.raises(MappingError):
         cimsim.deploy(lambda x: x, lossless_chip(), torch.randn(2, 3))
-    with pytest.raises(MappingError):
-        cimsim.deploy(MLP(), "ideal", torch.randn(2, 80))
+    with pytest.raises(ConfigError, match="chip = dict object is invalid"):
+        cimsim.deploy(MLP(), {"name": "ideal"}, torch.randn(2, 80))
     with pytest.raises(MappingError):
         cimsim.deploy(MLP(), lossless_chip(), 3.0)
 
