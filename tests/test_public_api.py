@@ -96,7 +96,9 @@ def test_every_entry_point_takes_a_preset_name_or_toml_path(tmp_path):
         torch.testing.assert_close(sim(xs), expected, rtol=0, atol=0)
         assert sim.chip == chip
         assert estimate(sim.work(), named).totals == estimate(sim.work(), chip).totals
-    assert prepare(model, "rram-22nm", xs).chip == chip
+    prepared = prepare(model, "rram-22nm", xs)
+    assert prepared.chip == chip
+    assert prepared.deploy(chip=path).chip == prepared.deploy(chip=chip).chip == chip
     from cimsim.sweep import run_sweep
 
     labels = torch.randint(0, 4, (32,))

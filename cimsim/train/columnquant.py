@@ -358,7 +358,7 @@ def columnquant_optimizer(prepared: PreparedModel, lr: float = 1e-2, *,
 
 
 def deploy_columnquant(prepared: PreparedModel, calibration, seed: int | None = None, *,
-                       chip: ChipConfig | None = None) -> SimModel:
+                       chip: ChipConfig | str | Path | None = None) -> SimModel:
     """``prepared.deploy(seed, chip=chip)`` after freezing a per-batch centre on
     ``calibration`` (a chip's ADC cannot follow every batch). The mu ± n·sigma pre-clip stays
     in the twin only: the engine's ADC clips at its own range."""

@@ -1589,7 +1589,7 @@ class PreparedModel(nn.Module):
         return out
 
     def deploy(self, seed: int | None = None, *, batch_dim: int = 0,
-               chip: ChipConfig | None = None) -> SimModel:
+               chip: ChipConfig | str | Path | None = None) -> SimModel:
         """The model on the Numba engine with what was learned: weights, scales and ADC tables
         carried over from every twin (:meth:`views`), not recalibrated.
 
@@ -1600,10 +1600,11 @@ class PreparedModel(nn.Module):
             ``cimsim.deploy``; default the seed of ``prepare``.
         batch_dim : int
             As in ``cimsim.deploy``.
-        chip : ChipConfig, optional
-            Deploy on another chip of the same geometry (:meth:`TwinMatmul.to_engine`), e.g.
-            with noise, variation or a non-linearity the twin does not train with, or at
-            another ADC precision (adjusted-precision training).
+        chip : ChipConfig, str or Path, optional
+            Deploy on another chip (or a preset name or ``.toml`` path) of the same geometry
+            (:meth:`TwinMatmul.to_engine`), e.g. with noise, variation or a non-linearity the
+            twin does not train with, or at another ADC precision (adjusted-precision
+            training).
 
         Returns
         -------
@@ -1614,7 +1615,7 @@ class PreparedModel(nn.Module):
             engine runs on the CPU: the float parts are moved there.
         """
         root = self.seed if seed is None else seed
-        chip = self.chip if chip is None else chip
+        chip = self.chip if chip is None else as_chip(chip)
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
         return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
                             exclude=excluded, batch_dim=batch_dim,
