@@ -12,7 +12,8 @@ as a tensor computed from weights only (``self.w * self.g``, a standardized kern
 ``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by every
 weight it is computed from), as rows picked by an index computed from the input (Mixtral's
 expert banks, ``self.w1[idx]``), and as a floating-point buffer of two or more dimensions
-(``register_buffer`` weights; 1-D buffers are statistics and rotary frequencies: no weight
+(``register_buffer`` weights, and float matrices kept as plain attributes, ``self.dct =
+torch.randn(6, 6)``; 1-D buffers are statistics and rotary frequencies: no weight
 alone, but a weight computed with one stays a weight, as Glow's
 ``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
 activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
@@ -370,6 +371,17 @@ def _under(name: str, modules: Iterable[str]) -> bool:
     return any(name == m or name.startswith(m + ".") for m in modules)
 
 
+def _plain_tensors(modules: Mapping[str, nn.Module]) -> list[tuple[str, torch.Tensor]]:
+    """Float matrices held as plain attributes (``self.P = torch.randn(8, 4)``: neither
+    parameter nor buffer), by their attribute path: a constant matrix a product applies is a
+    weight the arrays could hold, named as a buffer is (it was one more activation product).
+    """
+    return [(f"{name}.{attr}" if name else attr, t)
+            for name, m in modules.items() for attr, t in vars(m).items()
+            if isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter)
+            and t.is_floating_point() and t.dim() >= 2]
+
+
 @contextmanager
 def watch_functional_weights(model: nn.Module, skip: Iterable[str],
                              replaced: Mapping[str, nn.Module] | None = None
@@ -393,7 +405,8 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
     params: dict[int, str] = {}
     weights = [*model.named_parameters(),
                *((n, b) for n, b in model.named_buffers()
-                 if b.is_floating_point() and b.dim() >= 2)]
+                 if b.is_floating_point() and b.dim() >= 2),
+               *_plain_tensors(modules)]
     for name, p in weights:
         ptr = _storage(p)
         if ptr and watched(name.rpartition(".")[0]):

@@ -531,6 +531,36 @@ def test_buffers_parametrized_computed_and_tied_weights_are_named(run):
         "emb.weight", "frozen", "g", "parametrizations.p.original", "w"}
 
 
+class PlainTensors(nn.Module):
+    """Constant matrices held as plain attributes (neither parameter nor buffer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.dct = torch.randn(6, 6) * 0.3  # a fixed transform, a plain attribute
+        self.head = nn.Sequential(nn.ReLU())
+        self.head.proj = torch.randn(6, 3) * 0.3  # one inside a submodule
+        self.shift = torch.randn(6)  # 1-D: added, no matrix
+        self.mask = torch.ones(6, 6).tril()  # a float mask, multiplied element-wise
+
+    def forward(self, x):
+        h = self.fc(x) @ self.dct
+        return (self.head(h) * self.shift) @ (self.head.proj * self.mask[:, :3])
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_plain_tensor_attributes_in_products_are_named(run):
+    """A constant matrix kept as a plain attribute and applied by a product was listed as an
+    "activation products" row of the model, as if both factors were activations."""
+    torch.manual_seed(0)
+    # proj * mask: a matrix computed from constants only names each (as w * g above)
+    with pytest.warns(UserWarning, match=r"3 weight\(s\).*: dct \(matmul\), head\.proj "
+                                         r"\(matmul\), mask \(matmul\);"):
+        out = run(PlainTensors().eval(), lossless_chip("channel"), torch.randn(8, 6))
+    assert {d[0] for d in out.digital} == {"dct", "head.proj", "mask"}
+    assert not any(d[1] == "activation products" for d in out.digital)
+
+
 def _quiet_but_functional(run, model, x):
     """``run`` with the embedding's 'type not supported' warning silenced, not the others."""
     with warnings.catch_warnings():
