@@ -29,7 +29,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the twenty-nine (the others are the same architecture at other sizes):
+# One chip per class of the thirty-one (the others are the same architecture at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
     "yu-cicc20": "binary weights, 1-b inputs, 1-b ADC",
@@ -70,7 +70,11 @@ SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21
               "li-esscirc22": "jia-jssc20", "legallo-natelec23": "hermes-jssc22",
               # Wu's time-domain macro: Chiu's 8-b bit-serial 7-b SAR scheme on 64 rows, with
               # 32 stored weight sets; Yan's: Chih's digital adder trees on 32 rows, 2 banks
-              "wu-jssc23": "chiu-jssc20", "yan-isscc22": "chih-isscc21"}
+              "wu-jssc23": "chiu-jssc20", "yan-isscc22": "chih-isscc21",
+              # the 22-nm ReRAM macros: two's-complement 1-b slices weighted in analog before
+              # one SAR per output (as the analog multiplier's), and bit-serial 8-b with
+              # 8-row partial sums (as Su's 16-row reads)
+              "rram4mb-natelec21": "aimc-cicc21", "rram8mb-jssc23": "su-jssc22"}
 # analog values on a code boundary convert one code apart in float32 vs float64
 # (docs/training.md §2): at least this share of the outputs must agree
 AGREE = 0.99
