@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
 
 import cimsim
+from cimsim.report import plot_pareto
 from cimsim.sweep import run_sweep
 
 
@@ -48,3 +50,45 @@ def test_sweep_off_a_terminal_says_each_point_as_it_finishes(tiny, tmp_path, cap
     # progress=False: silent, as before
     run_sweep(model, (x, y), chip, {"adc_bits": [23]}, tmp_path, calibration=4, progress=False)
     assert "points done" not in capsys.readouterr().err
+
+
+# --- the Pareto plot a sweep draws ------------------------------------------------------------
+
+def _sweep_like_frame() -> pd.DataFrame:
+    """16 points of a sweep of one's own model (energies 0.18-2.1 uJ, under the 20x that
+    turns the axis to log), five of them clustered at the lowest accuracies and energies."""
+    energy = [181_969, 199_531, 233_954, 303_843, 308_462, 451_385, 737_280, 1_308_839,
+              182_009, 199_326, 233_901, 303_915, 282_541, 282_297, 310_695, 2_121_948]
+    acc = [0.1239, 0.1644, 0.9189, 1.0, 0.8378, 0.9977, 1.0, 1.0,
+           0.0968, 0.2680, 0.8829, 0.6351, 0.1306, 0.1104, 0.2365, 0.4392]
+    bits = [3, 4, 5, 6] * 4
+    return pd.DataFrame({"adc_kind": ["sar"] * 4 + ["ramp:bs_kmq"] * 4 + ["sar"] * 8,
+                         "adc_bits": bits, "thermal_sigma_lsb": [0.0] * 8 + [0.5] * 8,
+                         "accuracy": acc, "energy_pj_per_inference": energy,
+                         "status": "ok", "on_front": [e in (181_969, 233_954, 303_843)
+                                                      for e in energy]})
+
+
+def test_pareto_plot_energy_axis_reads_plainly_and_labels_stay_in_the_axes():
+    """Was: a linear energy axis read '0.25 0.50 ... 2.00' with a '1e6' offset at its end,
+    and the labels of points clustered at the lowest accuracies were moved down one under
+    the other until they ran below the axes, over those tick labels. Now the ticks are plain
+    numbers in a unit that suits them (nJ here, named in the axis label), and each label is
+    placed within three lines of its point and inside the axes."""
+    frame = _sweep_like_frame()
+    labels = [f"{k.split(':')[-1]} {b}b σ{s:g}" for k, b, s in
+              zip(frame.adc_kind, frame.adc_bits, frame.thermal_sigma_lsb, strict=True)]
+    fig = plot_pareto(frame, labels=labels, title="mine")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear"
+    assert ax.xaxis.get_offset_text().get_text() == ""
+    assert ax.get_xlabel() == "energy per inference (nJ)"
+    ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks and all(re.fullmatch(r"\d+", t) for t in ticks), ticks
+    box = ax.get_window_extent()
+    texts = [t for t in ax.texts if t.get_text() in labels]
+    assert len(texts) == len(labels)
+    for text in texts:
+        extent = text.get_window_extent()
+        assert box.y0 - 1 <= extent.y0 and extent.y1 <= box.y1 + 1, text.get_text()
