@@ -1073,8 +1073,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LsqPsum's mu +- n sigma clip and centre: per batch, frozen after "
                         "calibration (default), or none")
     g.add_argument("--num-sigma", type=float, default=6.0, help="n of mu +- n sigma (default 6)")
-    g.add_argument("--scale-init", default="paper", choices=("paper", "engine"),
-                   help="weight scales from mean |w| (paper) or deploy's (default paper)")
+    g.add_argument("--scale-init", default="engine", choices=("paper", "engine"),
+                   help="weight scales from deploy's (engine, the default: the ADC ranges are "
+                        "calibrated for them) or the paper code's mean |w| (paper)")
     g.add_argument("--weight-decomposition", default=None,
                    help="signed weights as the paper code's option 1 offset (two's-complement "
                         "style), 2 differential, or 3 ternary (learned alphas on binary cells); "

@@ -92,3 +92,28 @@ def test_pareto_plot_energy_axis_reads_plainly_and_labels_stay_in_the_axes():
     for text in texts:
         extent = text.get_window_extent()
         assert box.y0 - 1 <= extent.y0 and extent.y1 <= box.y1 + 1, text.get_text()
+
+
+# --- cimsim train --method columnquant with its defaults --------------------------------------
+
+def test_columnquant_command_line_starts_from_deploys_weight_scales():
+    """Was: ``--scale-init`` defaulted to ``paper`` (mean |w|), which docs/columnquant.md §4
+    measured leaving the twin at chance and which its own study does not use: the bundled
+    digits CNN's twin started 22 points below the deployed chip, and a residual CNN of one's
+    own ended one epoch of ``cimsim train --method columnquant`` at 10 % deployed (79 % with
+    ``--scale-init engine``). Now the default is ``engine``."""
+    from cimsim.cli import _prepare_for, build_parser
+    from cimsim.data import load_digits_split
+    from cimsim.evaluate import accuracy
+    from cimsim.models import load_digits_cnn
+
+    x_train, _, x_test, y_test = load_digits_split()
+    x, y = x_test[:96], y_test[:96]
+    chip = cimsim.load_chip("rram-22nm")
+    args = build_parser().parse_args(["train", "--model", "demo", "--chip", "rram-22nm",
+                                      "--method", "columnquant", "--out", "unused"])
+    assert args.scale_init == "engine"
+    twin = _prepare_for(args, "columnquant", load_digits_cnn(), chip, x_train[:64]).eval()
+    deployed = cimsim.deploy(load_digits_cnn(), chip, x_train[:64], seed=0)
+    with torch.no_grad():
+        assert accuracy(twin, x, y) >= accuracy(deployed, x, y) - 0.05
