@@ -243,6 +243,8 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
         # no labels: how close the outputs stay to the float model's is the fidelity shown
         cosine = output_cosine(model, sim, x, batch_size=batch_size, progress=True,
                                desc="simulating")
+        # what report.html's summary shows in place of the accuracies
+        print(f"{'output cosine to float':<24}{cosine:.4f}")
     from ._inputs import input_count, input_rows
 
     sim.trace(input_rows(x, 0, TRACE_INPUTS))

@@ -117,3 +117,28 @@ def test_columnquant_command_line_starts_from_deploys_weight_scales():
     deployed = cimsim.deploy(load_digits_cnn(), chip, x_train[:64], seed=0)
     with torch.no_grad():
         assert accuracy(twin, x, y) >= accuracy(deployed, x, y) - 0.05
+
+
+# --- simulating without labels ----------------------------------------------------------------
+
+def test_simulate_without_labels_prints_the_output_cosine(tmp_path, capsys):
+    """Was: ``cimsim simulate`` on an ``.npz`` with no ``y`` (unlabelled inputs of one's own)
+    computed the simulated outputs' cosine to the float model, wrote it into report.json and
+    report.html, and printed no fidelity figure at all: with labels the terminal shows both
+    accuracies, without them only the costs. Now one line gives the cosine report.json has."""
+    import json
+
+    import numpy as np
+
+    from cimsim.cli import main
+    from cimsim.data import load_digits_split
+
+    _, _, x, _ = load_digits_split()
+    data = tmp_path / "unlabelled.npz"
+    np.savez(data, x=x[:20].numpy())
+    out = tmp_path / "out"
+    assert main(["simulate", "--model", "cimsim.models:load_digits_cnn", "--data", str(data),
+                 "--chip", "rram-22nm", "--calibration", "8", "--out", str(out)]) == 0
+    printed = re.findall(r"^output cosine to float\s+(\S+)$", capsys.readouterr().out, re.M)
+    saved = json.loads((out / "report.json").read_text())["summary"]["output_cosine"]
+    assert printed == [f"{saved:.4f}"]
