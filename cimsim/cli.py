@@ -580,7 +580,8 @@ def _train_data(args: argparse.Namespace):
                               "train/test split); leave --data out")
         x_train, y_train, x_eval, y_eval = load_digits_split()
         model = _builtin_model(args.model)
-        what = "digits train split / test split"
+        what = (f"the first {args.limit} of the digits train split / of its test split"
+                if args.limit else "digits train split / test split")
     else:
         from .mapping.loaders import load_data, load_model_for
 
@@ -603,7 +604,12 @@ def _train_data(args: argparse.Namespace):
         x_train, x_eval = x[:n_train], x[n_train:]
         y_train, y_eval = (None, None) if y is None else (y[:n_train], y[n_train:])
         _check_scores(args.model, model, x, y)
-        what = f"first {n_train} inputs of {args.data} / last {x.shape[0] - n_train}"
+        # which rows of the file, after --limit (the first 1347 / last 450 named the pools
+        # even when --limit used 300 of each)
+        n_t, n_e = min(n_train, args.limit or n_train), min(x.shape[0] - n_train,
+                                                            args.limit or x.shape[0])
+        what = (f"inputs 0-{n_t - 1} of {args.data} train, {n_train}-{n_train + n_e - 1} "
+                "evaluate")
     if args.limit:
         x_train, x_eval = x_train[:args.limit], x_eval[:args.limit]
         if y_train is not None and y_eval is not None:

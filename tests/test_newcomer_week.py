@@ -142,3 +142,29 @@ def test_simulate_without_labels_prints_the_output_cosine(tmp_path, capsys):
     printed = re.findall(r"^output cosine to float\s+(\S+)$", capsys.readouterr().out, re.M)
     saved = json.loads((out / "report.json").read_text())["summary"]["output_cosine"]
     assert printed == [f"{saved:.4f}"]
+
+
+# --- which inputs cimsim train used -----------------------------------------------------------
+
+def test_train_header_names_the_rows_limit_keeps(tmp_path):
+    """Was: ``cimsim train --data mine.npz --limit 300`` on 1,797 inputs announced '300 training
+    / 300 evaluation inputs (first 1347 inputs of mine.npz / last 450)': the pools, not the
+    rows used, so it read as if all 1,347 trained. Now it names the rows: 0-299 train,
+    1347-1646 evaluate."""
+    import numpy as np
+
+    from cimsim.cli import _train_data, build_parser
+
+    data = tmp_path / "mine.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.random((1797, 1, 8, 8), dtype=np.float32),
+             y=rng.integers(0, 10, 1797))
+    base = ["train", "--model", "cimsim.models:load_digits_cnn", "--data", str(data),
+            "--chip", "ideal", "--out", str(tmp_path / "o")]
+    _, x_train, _, x_eval, _, what = _train_data(build_parser().parse_args(
+        base + ["--limit", "300"]))
+    assert (x_train.shape[0], x_eval.shape[0]) == (300, 300)
+    assert what == f"inputs 0-299 of {data} train, 1347-1646 evaluate"
+    _, x_train, _, x_eval, _, what = _train_data(build_parser().parse_args(base))
+    assert (x_train.shape[0], x_eval.shape[0]) == (1347, 450)
+    assert what == f"inputs 0-1346 of {data} train, 1347-1796 evaluate"
