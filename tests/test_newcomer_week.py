@@ -168,3 +168,26 @@ def test_train_header_names_the_rows_limit_keeps(tmp_path):
     _, x_train, _, x_eval, _, what = _train_data(build_parser().parse_args(base))
     assert (x_train.shape[0], x_eval.shape[0]) == (1347, 450)
     assert what == f"inputs 0-1346 of {data} train, 1347-1796 evaluate"
+
+
+# --- what the twin's figures at the end of cimsim train leave out -----------------------------
+
+def test_train_says_its_twin_figures_are_noise_free(tmp_path, capsys):
+    """Was: on a chip with conversion noise ``cimsim train`` printed 'twin accuracy 46.67 %'
+    just above 'simulated accuracy 76.00 %' (a residual CNN of one's own on rram-22nm,
+    qat+a-shift, 3 epochs) with nothing saying that the twin is evaluated with its noise off
+    and the deployed chip with the chip's noise, and docs/training.md's first example called
+    the eval twin 'noise-free, as the engine'. Now both twin lines name the noise they leave
+    out; a noise-free chip gets no note."""
+    from cimsim.cli import main
+
+    base = ["train", "--model", "demo", "--method", "distill", "--epochs", "1",
+            "--limit", "16", "--calibration", "16"]
+    assert main(base + ["--chip", "rram-22nm", "--out", str(tmp_path / "noisy")]) == 0
+    out = capsys.readouterr().out
+    note = "(twin noise off; the deployed chip below adds noise.thermal_sigma_lsb = 0.5)"
+    for label in ("twin cosine to float", "twin accuracy"):
+        (line,) = [ln for ln in out.splitlines() if ln.startswith(label)]
+        assert line.endswith(note), line
+    assert main(base + ["--chip", "ideal", "--out", str(tmp_path / "ideal")]) == 0
+    assert "twin noise off" not in capsys.readouterr().out
