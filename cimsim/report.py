@@ -785,28 +785,63 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
             ax.scatter(energy[front], scale * acc[front], s=110, facecolors="none",
                        edgecolors="#c44e52", linewidths=1.6, zorder=3)
         lo, hi = energy[drawn].min(), energy[drawn].max()
+        x_label = "energy per inference (pJ)"
         if lo > 0 and hi / lo > 20:
             ax.set_xscale("log")
+        else:  # plain numbers in a unit that suits them, not '0.25 ... 2.00' and a '1e6'
+            from matplotlib.ticker import FuncFormatter
+
+            factor, unit = next((f, u) for f, u in ((1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ"))
+                                if hi >= 10 * f or f == 1.0)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / factor:g}"))
+            x_label = f"energy per inference ({unit})"
         ax.autoscale_view()
-        placed: list[tuple[float, float]] = []  # label anchors in pixels: move clashing ones
+        fig.canvas.draw()  # the tick labels' final sizes, which tight_layout below uses
+        fig.tight_layout()
+        bottom, top = ax.get_window_extent().y0, ax.get_window_extent().y1
+        placed: list[tuple[float, float, float]] = []  # labels' x0, x1, y in pixels
         for pos, idx in enumerate(frame.index):
             if not drawn[idx]:
                 continue
             px, py = ax.transData.transform((energy[idx], scale * acc[idx]))
-            dy = 3.0
-            while any(abs(px - qx) < 55 and abs(py + dy - qy) < 9 for qx, qy in placed):
-                dy -= 10.0
-            placed.append((px, py + dy))
+            # the label's pixel columns: 7-pt text about 0.6 em per character, 4 pt right
+            x0 = px + 4 * fig.dpi / 72
+            x1 = x0 + 0.6 * 7 * len(labels[pos]) * fig.dpi / 72
+            dy = _label_offset((x0, x1), py, placed, bottom, top, fig.dpi / 72)
+            placed.append((x0, x1, py + dy * fig.dpi / 72))
             ax.annotate(labels[pos], (energy[idx], scale * acc[idx]), fontsize=7,
                         xytext=(4, dy), textcoords="offset points",
                         fontweight="bold" if front[idx] else "normal")
-        ax.set_xlabel("energy per inference (pJ)")
+        ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title or "Accuracy vs energy (front: max accuracy, min energy)")
     fig.tight_layout()
     return fig
+
+
+def _label_offset(cols: tuple[float, float], py: float,
+                  placed: list[tuple[float, float, float]], bottom: float, top: float,
+                  px_per_pt: float) -> float:
+    """The vertical offset (points) of a label spanning the pixel columns ``cols`` whose point
+    is at pixel row ``py``: the first of 3, -7, 13, -17, 23, -27 that keeps the label inside
+    the axes' pixel rows ``bottom``..``top`` and overlaps no label already placed
+    (``placed``: their columns and row), else the first inside the axes. (Moving only down,
+    the labels of a cluster of points at the lowest accuracies ran below the axes, over the
+    energy tick labels.)"""
+    height = 9 * px_per_pt
+    inside = []
+    for step in range(6):  # within 3 lines of the point: a label further off names another
+        dy = 3.0 + 10.0 * ((step + 1) // 2) * (-1 if step % 2 else 1)
+        y = py + dy * px_per_pt
+        if y < bottom + 2 or y + height > top:
+            continue
+        inside.append(dy)
+        if not any(cols[0] < q1 and q0 < cols[1] and abs(y - qy) < height
+                   for q0, q1, qy in placed):
+            return dy
+    return inside[0] if inside else 3.0
 
 
 def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,

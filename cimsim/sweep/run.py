@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,8 @@ def run_sweep(
     seed : int
         Deploy seed (programming variation, faults, conversion noise).
     progress : bool
-        Show a progress bar over points (tqdm; hidden when not on a terminal).
+        Show a progress bar over points (tqdm) on a terminal; off one, a line per finished
+        point on stderr instead.
     batch_size : int
         Evaluation batch size.
     model_name : str, optional
@@ -307,12 +309,21 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
             log.warning("sweep point %s %s", p, skips[pid])
     bar = tqdm(total=n_run, initial=n_done, desc="sweep", unit="point",
                disable=None if progress else True)
+    # Off a terminal (a log file, nohup, CI) tqdm hides its bar: one line per finished point
+    # instead, so a long sweep's log says how far it got before it ends or is stopped.
+    lines = progress and bar.disable
+    done = n_done  # tqdm counts nothing while disabled
 
     def finish(rec: dict[str, Any]) -> None:
+        nonlocal done
         records[rec["point_id"]] = append_record(path, rec)
         if rec["status"] != "ok":
             log.warning("sweep point %s failed: %s", rec["point"], rec["status"])
         bar.update(1)
+        done += 1
+        if lines:
+            print(f"sweep: {done}/{n_run} points done; {rec['point']}: {rec['status']}",
+                  file=sys.stderr, flush=True)
 
     try:
         lost = run_points(ctx, todo, jobs, finish, client)
