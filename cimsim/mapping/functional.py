@@ -17,7 +17,8 @@ alone, but a weight computed with one stays a weight, as Glow's
 ``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
 activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
 ``torch.cdist``, prototypes in ``F.cosine_similarity``) computes in float as in a product and
-is named the same way. A bias the product adds (``F.linear``'s and a convolution's ``bias``,
+is named the same way, and so is a weight applied by a linear solve (``torch.linalg.solve(W,
+x)``, ``solve_triangular``, ``lstsq``, ``lu_solve``: W⁻¹ applied to an activation). A bias the product adds (``F.linear``'s and a convolution's ``bias``,
 ``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
 from the input is a product of activations, ``self.b`` no functional weight. An embedding's
 table is watched although the embedding is listed digital: its look-up is no product, so a product
@@ -124,6 +125,15 @@ _DISTANCES = frozenset({
     torch.ops.aten._cdist_forward.default, torch.ops.aten.cosine_similarity.default,
     torch.ops.aten.pairwise_distance.default})
 
+# linear solves: ``solve(W, x)`` applies W⁻¹ to an activation as ``x @ inv(W)`` does (that one
+# reaches a matmul), in float; a weight among their operands is named as a product's (a solve
+# of activations only is no product row: nothing in it was claimed simulated)
+_SOLVES = frozenset(f for f in (
+    torch.linalg.solve, torch.linalg.solve_ex, torch.linalg.solve_triangular,
+    torch.linalg.lstsq, torch.linalg.lu_solve, torch.linalg.ldl_solve, torch.linalg.tensorsolve,
+    torch.triangular_solve, torch.cholesky_solve, torch.lu_solve, torch.Tensor.triangular_solve,
+    torch.Tensor.cholesky_solve, torch.Tensor.lu_solve) if f is not None)
+
 # torch's composite functions taking weight matrices among their arguments: the products
 # within them run while the watch is off (a TorchFunctionMode sees the outer call only), so
 # their weight matrices are named at the call (their biases are no factor)
@@ -131,7 +141,7 @@ _WEIGHTED = frozenset({F.multi_head_attention_forward, torch.lstm_cell, torch.gr
                        torch.rnn_tanh_cell, torch.rnn_relu_cell})
 
 # the calls that compute with a tensor (its replaced layer's weights, if read outside it)
-_COMPUTING = _PRODUCTS | _DISTANCES | _WEIGHTED | ATEN_PRODUCTS | _ATTENTION
+_COMPUTING = _PRODUCTS | _DISTANCES | _SOLVES | _WEIGHTED | ATEN_PRODUCTS | _ATTENTION
 
 # look-ups of a table (its rows picked by the input, no product): the table is a weight the
 # arrays do not hold, listed as such
@@ -307,7 +317,7 @@ class _Watch(TorchFunctionMode):
         factors = [self._weight(t) for t in _factors(func, args, kwargs)] if product else names
         # a product inside a mapped or listed module (an excluded head reading the embedding
         # table it is tied to) is that module's, already listed: no functional use
-        if (product or func in _DISTANCES) and not self.listed():
+        if (product or func in _DISTANCES or func in _SOLVES) and not self.listed():
             for group in factors:  # an exported graph's aten calls too
                 for name in group or ():
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
