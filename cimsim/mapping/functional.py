@@ -72,7 +72,7 @@ from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
 __all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON", "MODULATED_REASON",
            "SCALED_REASON",
-           "FunctionalUses",
+           "FunctionalUses", "refuse_transformed_inputs",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
            "weight_read_error", "refuse_swapped_weights"]
 
@@ -217,13 +217,18 @@ def _is_matrix(t: torch.Tensor) -> bool:
     return sum(n > 1 for n in t.shape) >= 2
 
 
+def _transformed(t: torch.Tensor) -> bool:
+    """Whether ``t`` is wrapped by a ``torch.func`` transform (``vmap``'s per-sample view,
+    ``grad``'s tracking tensor): it has no storage of its own."""
+    return bool(getattr(torch._C._functorch, "is_functorch_wrapped_tensor",
+                        lambda _t: False)(t))
+
+
 def _storage(t: torch.Tensor) -> int | None:
     # under torch.vmap / torch.func a weight arrives wrapped (an ensemble's stacked weights
     # by functional_call): the storage is the wrapped tensor's
-    functorch = torch._C._functorch
-    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", lambda _t: False)
-    while wrapped(t):
-        t = functorch.get_unwrapped(t)
+    while _transformed(t):
+        t = torch._C._functorch.get_unwrapped(t)
     try:
         return t.untyped_storage().data_ptr()
     except (RuntimeError, NotImplementedError):  # tensors without storage (meta, nested)
@@ -496,6 +501,21 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
                   "it", UserWarning, stacklevel=3)
     return ([(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)] + modulated
             + products)
+
+
+def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
+    """What a simulated (or twin) layer raises when it is called inside a ``torch.func``
+    transform (a per-sample function mapped by ``torch.func.vmap``, ``grad`` / ``jacrev``):
+    its inputs are wrapped tensors with no storage, which the layer's NumPy computation (the
+    arrays', and the calibration pass's) cannot read; torch's own error ("Cannot access data
+    pointer of Tensor that doesn't have storage") named no layer."""
+    if any(isinstance(t, torch.Tensor) and _transformed(t) for t in _tensors(list(inputs))):
+        raise MappingError(
+            f"{layer}: called inside a torch.func transform (torch.func.vmap / torch.vmap over "
+            "a per-sample function, grad, jacrev ...); the layer computes on the simulated "
+            "arrays in NumPy, outside the transform, so it cannot take the transform's "
+            "per-sample tensors: call the layer on the whole batch (nn.Linear / nn.Conv take a "
+            "batch dimension), or exclude the layer (exclude=[...]) to keep it digital")
 
 
 def stale_reference_error(layer: str) -> MappingError:

@@ -95,6 +95,7 @@ from ..mapping.deploy import (
 )
 from ..mapping.functional import (
     refuse_swapped_weights,
+    refuse_transformed_inputs,
     warn_functional,
     watch_functional_weights,
     weight_read_error,
@@ -1155,9 +1156,11 @@ class _ChipProduct(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------
 # Model layers: observe during calibration, then compute through twins
 # --------------------------------------------------------------------------------------------
-def _refuse_swapped(layer: _TwinLayer, _args: tuple) -> None:
-    """A twin layer's forward pre-hook (a function, not a lambda: a prepared model pickles)."""
+def _refuse_swapped(layer: _TwinLayer, args: tuple) -> None:
+    """A twin layer's forward pre-hook (a function, not a lambda: a prepared model pickles):
+    weights set from outside, and inputs of a ``torch.func`` transform, refused."""
     refuse_swapped_weights(layer, layer.twin_name)
+    refuse_transformed_inputs(layer.twin_name, args)
 
 
 class _TwinLayer(nn.Module):
