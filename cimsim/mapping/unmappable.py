@@ -18,7 +18,11 @@ may still ask of a mapped layer.
   torch's bare ``StopIteration`` becomes an error saying so (:func:`explain_stop_iteration`).
 - deploy and ``prepare`` copy the model; a tensor computed with gradient and kept as an
   attribute (``self.cached = self.scale * 2``) cannot be copied: the error names it
-  (:func:`copy_model`).
+  (:func:`copy_model`). An exported program's module (``ExportedProgram.module()``, as the
+  model or inside it) applies its weights by aten calls, no modules: in the copy its linear and
+  convolution calls become modules (``modules_from_graph``, as ``load_model`` does for a
+  ``.pt2``), mapped as the model's own; they were refused ("no layer can be mapped") or
+  listed digital, advising the user to hold them in modules they had.
 """
 
 from __future__ import annotations
@@ -217,7 +221,21 @@ def copy_model(model: nn.Module, who: str) -> nn.Module:
     for param in sim.parameters():
         if not param.is_leaf:
             param.detach_().requires_grad_(True)
+    _rebuild_exported(sim)
     return sim
+
+
+def _rebuild_exported(model: nn.Module) -> None:
+    """The linear / convolution / cell calls of every exported graph in ``model`` (an
+    ``fx.GraphModule`` calling aten operators: ``ExportedProgram.module()``) made modules, in
+    place (:func:`~cimsim.mapping.loaders.modules_from_graph`)."""
+    from .loaders import modules_from_graph  # loaders imports this module
+
+    for module in list(model.modules()):
+        if isinstance(module, torch.fx.GraphModule) and any(
+                node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+                for node in module.graph.nodes):
+            modules_from_graph(module)
 
 
 def _copy(model: nn.Module, who: str) -> nn.Module:
