@@ -18,8 +18,9 @@ alone, but a weight computed with one stays a weight, as Glow's
 activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
 ``torch.cdist``, prototypes in ``F.cosine_similarity``) computes in float as in a product and
 is named the same way, and so is a weight applied by a linear solve (``torch.linalg.solve(W,
-x)``, ``solve_triangular``, ``lstsq``, ``lu_solve``: W⁻¹ applied to an activation). A bias the product adds (``F.linear``'s and a convolution's ``bias``,
-``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
+x)``, ``solve_triangular``, ``lstsq``, ``lu_solve``: W⁻¹ applied to an activation). A bias
+the product adds (``F.linear``'s and a convolution's ``bias``, ``addmm``'s first operand) is no
+factor: ``F.linear(x, W(x), self.b)`` with a weight generated
 from the input is a product of activations, ``self.b`` no functional weight. An embedding's
 table is watched although the embedding is listed digital: its look-up is no product, so a product
 reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float the

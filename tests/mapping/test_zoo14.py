@@ -1,0 +1,249 @@
+"""A fourteenth zoo (worktree ``zoo14``, after ``test_zoo13.py``): how a model's weights are
+built, stored, transformed and applied in ways the thirteen earlier zoos did not try (models in
+``zoo14_models.py``). ``torch.func.functional_call`` of a submodule with its own state
+(``tie_weights``, ``strict=False``), a model built on the meta device then ``to_empty`` +
+``load_state_dict(assign=True)``, a ``ModuleList`` indexed by an int computed from each sample,
+a forward taking ``**kwargs`` and returning a ``NamedTuple`` through ``checkpoint_sequential``,
+a shape-changing (low-rank ``A @ B``) parametrization and two stacked parametrizations with a
+parametrized bias, Conv / Linear with a BatchNorm folded in by ``torch.nn.utils.fusion``,
+weight algebra (``W @ W``, ``matrix_power``, ``matrix_exp`` of a skew-symmetric matrix,
+``linalg.inv``, a weight in the middle of ``multi_dot``), ``baddbmm`` with ``alpha`` /
+``beta``, einsum with an ellipsis and one weight twice, a ``ParameterDict`` of masked weights
+(``torch.where``, ``masked_fill``) and a cosine classifier, ``F.bilinear`` with a Parameter,
+``F.embedding`` of a table's slice, weight norm over the whole tensor (``dim=None``, both
+APIs), ``nn.RNN(nonlinearity='relu')`` bidirectional with a looped relu ``RNNCell``, a grouped
+dilated ``ConvTranspose2d`` with ``output_padding``, a strided circular ``Conv1d``, ESPCN
+(``nn.Upsample`` + ``PixelShuffle``), ``ln_structured`` / ``global_unstructured`` pruning left
+attached, and in-place ops on layers' outputs; and, outside the registry, a per-sample layer
+under ``torch.func.vmap``, weights through linear solves and ``ExportedProgram.module()``.
+(``functional_call`` with adapted weights, a ``torch.vmap`` ensemble, ``torch.compile``,
+QuantStub / ``fuse_modules``, ``prune.l1_unstructured``, ``nn.Bilinear``, ``EmbeddingBag``,
+``max_norm`` embeddings, hypernetworks, Siamese pairs, weight standardisation,
+``torch.utils.checkpoint`` and ``chain_matmul`` / ``torch.mv`` are earlier zoos'.)
+
+What it found, fixed: a weight applied by a linear solve (``torch.linalg.solve(W, x)``,
+``solve_ex``, ``solve_triangular``, ``lstsq``, ``lu_solve`` of its ``lu_factor``,
+``torch.triangular_solve``) computed W⁻¹x in float with nothing listed or warned (``x @
+inv(W)`` was named): named now, as a product's weight. A mapped layer called inside
+``torch.func.vmap`` (a per-sample function) failed in deploy and in prepare inside torch
+("Cannot access data pointer of Tensor that doesn't have storage"), no layer named: a
+``MappingError`` names it and the way out (the twin never ran under a transform either: its
+``autograd.Function`` has no ``setup_context``). An ``ExportedProgram.module()`` was refused as
+the model ("no layer can be mapped ... hold each in an nn.Linear") and inside one its weights
+ran in float: deploy and prepare rebuild its linear calls as modules (``modules_from_graph``),
+mapped bit for bit as the source; and ``modules_from_graph`` rebuilt a float64 graph in float32
+(the float model failed on its inputs). Seen, left: a weight in a Kronecker product with an
+activation (``torch.kron(x, W)``) or an outer product (``torch.outer``, ``torch.addr``) is
+element-wise, no product, and stays silent like a 1-D scale; torch itself refuses ``.eval()``
+on a model holding an exported module (built in eval mode here)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import cimsim
+from cimsim.errors import MappingError
+from cimsim.train import prepare
+
+from .conftest import assert_bitwise, build_seeded, lossless_chip
+from .test_zoo5 import _quiet
+from .zoo14_models import (
+    ESPCN,
+    BilinearFunctional,
+    ChainedParametrizations,
+    CircularStrided,
+    EmbeddingSlice,
+    FunctionalCallTied,
+    FusedBN,
+    GroupedTransposed,
+    IndexedBlock,
+    InPlaceOps,
+    KwargsForward,
+    LowRankParam,
+    MaskedParamDict,
+    MetaInit,
+    ReluRNN,
+    ScaledProducts,
+    StructuredPruned,
+    VmapPerSample,
+    WeightAlgebra,
+    WeightNormAll,
+)
+from .zoo_tests import zoo_deploy_tests
+
+ZOO14 = {
+    "functional-call-tied": (FunctionalCallTied, lambda: (torch.randn(3, 6),)),
+    "meta-init": (MetaInit, lambda: (torch.randn(3, 6),)),
+    "indexed-block": (IndexedBlock, lambda: (torch.randn(4, 6),)),
+    "kwargs-forward": (KwargsForward, lambda: (torch.randn(3, 6),)),
+    "low-rank-param": (LowRankParam, lambda: (torch.randn(3, 6),)),
+    "fused-bn": (FusedBN, lambda: (torch.randn(3, 3, 6, 6),)),
+    "weight-algebra": (WeightAlgebra, lambda: (torch.randn(3, 6),)),
+    "scaled-products": (ScaledProducts, lambda: (torch.randn(3, 4, 6),)),
+    "masked-param-dict": (MaskedParamDict, lambda: (torch.randn(3, 6),)),
+    "bilinear-fn": (BilinearFunctional, lambda: (torch.randn(3, 6),)),
+    "embedding-slice": (EmbeddingSlice, lambda: (torch.randint(0, 20, (3, 5)),)),
+    "weight-norm-all": (WeightNormAll, lambda: (torch.randn(3, 3, 6, 6),)),
+    "relu-rnn": (ReluRNN, lambda: (torch.randn(3, 5, 4),)),
+    "grouped-transposed": (GroupedTransposed, lambda: (torch.randn(3, 2, 5, 5),)),
+    "circular-strided": (CircularStrided, lambda: (torch.randn(3, 3, 12),)),
+    "espcn": (ESPCN, lambda: (torch.randn(3, 1, 6, 6),)),
+    "structured-pruned": (StructuredPruned, lambda: (torch.randn(3, 3, 6, 6),)),
+    "chained-param": (ChainedParametrizations, lambda: (torch.randn(3, 6),)),
+    "in-place-ops": (InPlaceOps, lambda: (torch.randn(3, 6),)),
+}
+
+# what stays digital, by name: the weights applied outside a mappable module (weight algebra,
+# baddbmm / einsum, F.linear / F.bilinear of Parameters), the products of activations of the
+# module whose forward computes them, an embedding (its table read by a look-up)
+_DIGITAL = {
+    "weight-algebra": {"w", "s", "m", "mid", "model"},
+    "scaled-products": {"w", "e", "w2"},
+    "masked-param-dict": {"w.a", "w.b", "w.cls"},
+    "bilinear-fn": {"bil", "w"},
+    "embedding-slice": {"emb", "emb.weight"},
+}
+# baddbmm's (H, 1, 4) bias, added (beta=2): no product's factor (the audit reads it too)
+_NOT_MATRICES = {"scaled-products": ("b",)}
+# the integer re-implementation covers Linear / Conv1d / Conv2d / MHA: not the RNNs, not
+# ConvTranspose2d
+_NOT_EXACT = {"relu-rnn", "grouped-transposed"}
+
+
+def _build(name: str, dtype=torch.float32):
+    return build_seeded(*ZOO14[name], dtype)
+
+
+# the deploy (lossless, rram-22nm) and prepare tests of every model
+(test_lossless_deploy_is_the_quantized_model_and_near_float,
+ test_rram_deploy_runs_reports_and_accounts_for_every_matrix,
+ test_prepare_steps_and_the_twin_deploys_to_what_it_computes) = zoo_deploy_tests(
+    ZOO14, _build, _DIGITAL, not_exact=_NOT_EXACT, not_matrices=_NOT_MATRICES)
+
+
+# ---------------------------------------------------------------------------------------------
+# what it found
+# ---------------------------------------------------------------------------------------------
+_SOLVES = {
+    "linalg.solve": lambda m, x: torch.linalg.solve(m, x.t()).t(),
+    "solve left=False": lambda m, x: torch.linalg.solve(m, x, left=False),
+    "solve_ex": lambda m, x: torch.linalg.solve_ex(m, x.t())[0].t(),
+    "solve_triangular": lambda m, x: torch.linalg.solve_triangular(m.triu(), x.t(),
+                                                                   upper=True).t(),
+    "triangular_solve": lambda m, x: torch.triangular_solve(x.t(), m.triu())[0].t(),
+    "Tensor.triangular_solve": lambda m, x: x.t().triangular_solve(m.triu())[0].t(),
+    "lstsq": lambda m, x: torch.linalg.lstsq(m, x.t()).solution.t(),
+    "lu_solve": lambda m, x: torch.linalg.lu_solve(*torch.linalg.lu_factor(m), x.t()).t(),
+    "tensorsolve": lambda m, x: torch.linalg.tensorsolve(m, x.t()[:, 0])[None].expand_as(x),
+}
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+@pytest.mark.parametrize("how", list(_SOLVES))
+def test_a_weight_applied_by_a_linear_solve_is_named(how, run):
+    """``torch.linalg.solve(W, x)`` applies W⁻¹ to an activation, as ``x @ inv(W)`` does: the
+    inverse through ``inv`` was named (it reaches a matmul), the solve computed in float with
+    nothing listed and nothing warned (also ``solve_ex``, ``solve_triangular``,
+    ``triangular_solve``, ``lstsq``, ``lu_solve`` on the weight's ``lu_factor``). The weight
+    is named now, as a product's."""
+
+    class Solved(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = nn.Parameter(torch.eye(6) + 0.1 * torch.randn(6, 6))
+            self.head = nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(_SOLVES[how](self.m, x))
+
+    torch.manual_seed(0)
+    go = cimsim.deploy if run == "deploy" else prepare
+    with pytest.warns(UserWarning, match=r"1 weight\(s\) reach a matrix product.*: m \("):
+        out = go(Solved().eval(), lossless_chip("channel"), torch.randn(4, 6))
+    assert [d[:2] for d in out.digital] == [("m", "parameter")]
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+def test_a_layer_under_vmap_is_refused_naming_it(run):
+    """A per-sample function calling a mapped layer, mapped over the batch by
+    ``torch.func.vmap``: the layer got vmap's wrapped tensor and deploy (and prepare's
+    calibration) failed inside torch ("Cannot access data pointer of Tensor that doesn't have
+    storage"), no layer named. A ``MappingError`` names it and the way out; excluded, it stays
+    digital, listed, and the rest maps and computes as the float model does."""
+    model, (x,) = build_seeded(VmapPerSample, lambda: (torch.randn(3, 6),))
+    go = cimsim.deploy if run == "deploy" else prepare
+    with pytest.raises(MappingError, match=r"^fc: called inside a torch\.func transform"):
+        _quiet(go, model, lossless_chip("channel"), x)
+    out = _quiet(go, model, lossless_chip("channel"), x, exclude=["fc"])
+    assert [d[:2] for d in out.digital] == [("fc", "Linear")]
+    assert list(out.sim_layers if run == "deploy" else out.twin_layers) == ["head"]
+
+
+def _exported(dtype=torch.float32):
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(),
+                         nn.Linear(8, 3)).to(dtype).eval()
+    x = torch.randn(4, 6, dtype=dtype)
+    ep = torch.export.export(body, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    return body, ep, x
+
+
+class _Holds(nn.Module):
+    """An exported program's module inside a model (torch refuses ``.eval()`` on it: the model
+    is built in eval mode)."""
+
+    def __init__(self, graph: nn.Module):
+        super().__init__()
+        self.body, self.head = graph, nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+@pytest.mark.parametrize("where", ["model", "inside"])
+def test_an_exported_programs_module_maps_as_its_source(where):
+    """``ExportedProgram.module()`` applies its weights by aten calls, no modules: deployed as
+    the model it was refused ("no layer can be mapped ... hold each in an nn.Linear", which it
+    was), inside a model its weights ran in float, listed with that advice. Its linear calls
+    become modules in deploy's copy now (``modules_from_graph``, as ``load_model`` does for a
+    ``.pt2``), named by the exported module's paths: on ``rram-22nm`` the deployed graph
+    equals the deployed source bit for bit (same names, same programming draws)."""
+    body, ep, x = _exported()
+    chip = cimsim.load_chip("rram-22nm")
+    if where == "model":
+        graph, source = ep.module(), body
+        names = ["0", "2", "4"]
+    else:
+        graph, source = _Holds(ep.module()), _Holds(body).eval()
+        torch.manual_seed(1)
+        source.head.reset_parameters()
+        torch.manual_seed(1)
+        graph.head.reset_parameters()
+        names = ["body.0", "body.2", "body.4", "head"]
+    sim = _quiet(cimsim.deploy, graph, chip, x)
+    assert list(sim.sim_layers) == names and sim.digital == []
+    want = _quiet(cimsim.deploy, source, chip, x)
+    with torch.no_grad():
+        assert_bitwise(sim(x), want(x))
+
+
+def test_an_exported_program_trains_in_its_dtype():
+    """``prepare`` on a float64 ``ExportedProgram.module()``: one step, the deployed twin
+    computes what the twin does. The graph's linear calls were rebuilt as float32 modules
+    (``modules_from_graph``, ``load_model`` of a float64 ``.pt2`` too), and the float model
+    failed on its own inputs ("mat1 and mat2 must have the same dtype")."""
+    from cimsim.mapping import modules_from_graph
+
+    body, ep, x = _exported(torch.float64)
+    with torch.no_grad():
+        assert_bitwise(modules_from_graph(ep.module())(x), body(x))
+    prep = _quiet(prepare, ep.module(), lossless_chip("channel"), x)
+    opt = torch.optim.SGD(prep.parameters(), lr=1e-2)
+    prep.train()(x).pow(2).mean().backward()
+    opt.step()
+    prep.eval()
+    with torch.no_grad():
+        want = prep(x)
+    torch.testing.assert_close(prep.deploy()(x), want, rtol=1e-9, atol=1e-9)
