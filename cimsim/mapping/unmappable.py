@@ -2,8 +2,9 @@
 may still ask of a mapped layer.
 
 - A subclass of a mappable torch layer whose ``forward`` is its own (timm's weight-standardized
-  ``StdConv2d``, a quantization-aware ``Linear``) computes something else than its type: mapped
-  by its raw weight it gave a result that looked simulated and was wrong. It is kept digital,
+  ``StdConv2d``, a quantization-aware ``Linear``), or a method its forward calls
+  (``_conv_forward``, ``_output_padding``), computes something else than its type: mapped by
+  its raw weight it gave a result that looked simulated and was wrong. It is kept digital,
   with the reason (:func:`overridden_forward`).
 - A TorchScript module (``torch.jit.script`` / ``trace``) runs compiled code that calls its own
   submodules: a simulated replacement would never be called, and its matrix products are no
@@ -45,16 +46,50 @@ __all__ = ["complex_row", "copy_model", "explain_stop_iteration", "keywords_not_
            "overridden_forward", "pruned_modules", "quantized_row", "scripted_row", "source_config"]
 
 
+# methods of torch's layers that compute nothing in the forward: a subclass may override them
+# (its own initialisation, its repr, its pickling) and still compute as its base
+_NOT_COMPUTING = frozenset({
+    "__init__", "reset_parameters", "_reset_parameters", "extra_repr", "__repr__",
+    "__setstate__", "__getstate__", "__deepcopy__", "_apply", "flatten_parameters",
+    "_init_flat_weights", "_replicate_for_data_parallel", "_load_from_state_dict",
+    "_save_to_state_dict", "__setattr__"})
+
+
+def _overridden(cls: type[nn.Module], base: type[nn.Module]) -> str | None:
+    """The first method of ``base`` (the torch layer ``cls`` derives from) or of the torch
+    classes above it, ``__call__`` included, that ``cls`` defines again and that computes in
+    the forward (``forward``, ``_conv_forward``, ``_output_padding``, an RNN's
+    ``permute_hidden``); None if none."""
+    torch_classes = [c for c in base.__mro__ if c.__module__.startswith("torch.nn.modules.")
+                     and c is not nn.Module]
+    names = ["forward", "__call__", "_call_impl",
+             *(n for c in torch_classes for n, v in vars(c).items() if callable(v))]
+    for attr in dict.fromkeys(names):
+        if attr not in _NOT_COMPUTING and _definer(cls, attr) is not _definer(base, attr):
+            return attr
+    return None
+
+
+def _definer(cls: type, attr: str) -> type | None:
+    """The class of ``cls``'s MRO whose body defines ``attr``."""
+    return next((c for c in cls.__mro__ if attr in vars(c)), None)
+
+
 def overridden_forward(module: nn.Module, name: str) -> str | None:
     """Why ``module`` (of a mappable type) cannot be mapped as its type says, or None: its
-    class, a subclass of a torch layer, defines a ``forward`` of its own. The classes torch
-    derives itself (a parametrized ``ParametrizedLinear``) keep the layer's forward."""
+    class, a subclass of a torch layer, defines a ``forward`` of its own, or another method
+    the forward computes with (a ``_conv_forward`` standardising the weight or padding the
+    input causally, a transposed conv's ``_output_padding``: mapped, their computation was
+    dropped, the raw weight run as torch's). The classes torch derives itself (a
+    parametrized ``ParametrizedLinear``) keep the layer's forward."""
     base: type[nn.Module] = next(c for c in type(module).__mro__
                                  if c.__module__.startswith("torch.nn.modules."))
-    if type(module).forward is base.forward:
+    attr = _overridden(type(module), base)
+    if attr is None:
         return None
-    owner = next(c for c in type(module).__mro__ if "forward" in vars(c))
-    return (f"{name}: {owner.__name__} overrides {base.__name__}.forward (a computation of its "
+    owner = _definer(type(module), attr)
+    assert owner is not None
+    return (f"{name}: {owner.__name__} overrides {base.__name__}.{attr} (a computation of its "
             f"own, e.g. a standardized or fake-quantized weight, that the arrays would not "
             f"run with the raw weight); hold an nn.{base.__name__} in a module instead of "
             "subclassing it to map it")
