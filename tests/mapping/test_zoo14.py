@@ -32,7 +32,11 @@ inv(W)`` was named): named now, as a product's weight. A mapped layer called ins
 the model ("no layer can be mapped ... hold each in an nn.Linear") and inside one its weights
 ran in float: deploy and prepare rebuild its linear calls as modules (``modules_from_graph``),
 mapped bit for bit as the source; and ``modules_from_graph`` rebuilt a float64 graph in float32
-(the float model failed on its inputs). Seen, left: a weight in a Kronecker product with an
+(the float model failed on its inputs). A subclass of a torch layer keeping ``forward`` but
+overriding a method it calls (``_conv_forward`` standardising the weight or padding causally,
+``_output_padding``) was mapped with the raw weight, its computation dropped (73 %, 75 %, 38 %
+off float, nothing said): kept digital with the reason now, as a ``forward`` override is.
+Seen, left: a weight in a Kronecker product with an
 activation (``torch.kron(x, W)``) or an outer product (``torch.outer``, ``torch.addr``) is
 element-wise, no product, and stays silent like a 1-D scale; torch itself refuses ``.eval()``
 on a model holding an exported module (built in eval mode here)."""
@@ -41,13 +45,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import cimsim
 from cimsim.errors import MappingError
 from cimsim.train import prepare
 
-from .conftest import assert_bitwise, build_seeded, lossless_chip
+from .conftest import assert_bitwise, build_seeded, lossless_chip, reference_model
 from .test_zoo5 import _quiet
 from .zoo14_models import (
     ESPCN,
@@ -247,3 +252,89 @@ def test_an_exported_program_trains_in_its_dtype():
     with torch.no_grad():
         want = prep(x)
     torch.testing.assert_close(prep.deploy()(x), want, rtol=1e-9, atol=1e-9)
+
+
+class _StandardizedConv(nn.Conv2d):
+    """Weight standardisation in ``_conv_forward`` (the method ``Conv2d.forward`` calls with
+    the weight), ``forward`` inherited."""
+
+    def _conv_forward(self, x, w, b):
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return super()._conv_forward(x, w, b)
+
+
+class _CausalConv(nn.Conv1d):
+    """A causal convolution padding its input on the left in ``_conv_forward``."""
+
+    def _conv_forward(self, x, w, b):
+        return super()._conv_forward(F.pad(x, (2, 0)), w, b)
+
+
+class _OddUp(nn.ConvTranspose1d):
+    """A transposed convolution whose ``_output_padding`` always adds one sample."""
+
+    def _output_padding(self, *args, **kwargs):
+        return [1]
+
+
+class _Initialised(nn.Linear):
+    """A subclass overriding only what computes nothing (its initialisation, its repr)."""
+
+    def reset_parameters(self):
+        nn.init.orthogonal_(self.weight)
+        nn.init.zeros_(self.bias)
+
+    def extra_repr(self):
+        return "orthogonal " + super().extra_repr()
+
+
+class _Overriding(nn.Module):
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.layer = {"_conv_forward": lambda: _StandardizedConv(2, 4, 3, padding=1),
+                      "causal": lambda: _CausalConv(2, 4, 3),
+                      "_output_padding": lambda: _OddUp(2, 4, 3, stride=2),
+                      "init": lambda: _Initialised(2, 4)}[how]()
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):  # (B, 2, 6, 6)
+        if self.how == "_conv_forward":
+            return self.head(self.layer(x).mean((2, 3)))
+        if self.how == "init":
+            return self.head(self.layer(x.mean((2, 3))))
+        # the samples each override moves: the first (a left pad), the last (one added)
+        ends = slice(None, 3) if self.how == "causal" else slice(-3, None)
+        return self.head(self.layer(x[:, :, 0])[..., ends].mean(2))
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+@pytest.mark.parametrize("how", ["_conv_forward", "causal", "_output_padding"])
+def test_a_layer_subclass_computing_in_a_method_forward_calls_is_kept_digital(how, run):
+    """A subclass of a torch layer that keeps ``forward`` and overrides a method it calls
+    (``_conv_forward``: weight standardisation, a causal pad; a transposed conv's
+    ``_output_padding``) was mapped with the raw weight and torch's own computation, the
+    subclass's dropped: lossless deploy 73 % (standardised), 75 % (causal), 38 % (output
+    padding) off float, nothing said. It is kept digital and named as a ``forward`` override
+    is (``StdConv2d``, the third zoo's)."""
+    torch.manual_seed(0)
+    model, x = _Overriding(how).eval(), torch.randn(4, 2, 6, 6)
+    go = cimsim.deploy if run == "deploy" else prepare
+    method = "_conv_forward" if how == "causal" else how
+    with pytest.warns(UserWarning, match=rf"layer: _\w+ overrides \w+\.{method} "):
+        out = go(model, lossless_chip("channel"), x)
+    assert [d[:2] for d in out.digital] == [("layer", type(model.layer).__name__)]
+    if run == "deploy":
+        with torch.no_grad():
+            assert_bitwise(out(x), reference_model(model, out)(x))
+
+
+def test_a_layer_subclass_overriding_only_its_initialisation_maps():
+    """``reset_parameters`` / ``extra_repr`` compute nothing in the forward: the subclass maps,
+    equal to the integer re-implementation."""
+    torch.manual_seed(0)
+    model, x = _Overriding("init").eval(), torch.randn(4, 2, 6, 6)
+    sim = cimsim.deploy(model, lossless_chip("channel"), x)
+    assert list(sim.sim_layers) == ["layer", "head"] and sim.digital == []
+    with torch.no_grad():
+        assert_bitwise(sim(x), reference_model(model, sim)(x))
