@@ -54,6 +54,7 @@ from .naming import named_layer
 from .observers import warn_observing_fake_quant
 from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
+    calibration_state,
     complex_row,
     copy_model,
     explain_stop_iteration,
@@ -1120,15 +1121,18 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
                      batch_dim: int) -> dict[int | str, int] | None:
     """Run ``module`` over the calibration batches (deploy's and ``prepare``'s float pass):
     the first batch's keywords checked against ``model``'s forward, every batch a copy
-    (:func:`_fresh`: a model writing into its input leaves the caller's data). Returns the
-    first batch's :func:`argument_ndims`, None when there was no batch."""
+    (:func:`_fresh`: a model writing into its input leaves the caller's data), what the
+    forward stores in the model's attributes undone after it (:func:`calibration_state`: a
+    cached table would be the float pass's). Returns the first batch's
+    :func:`argument_ndims`, None when there was no batch."""
     ndims = None
-    for args in _batches(calibration, batch_size, batch_dim):
-        if ndims is None:
-            check_keywords(model, args)
-            ndims = argument_ndims(args)
-        args = _fresh(args)
-        module(*args, **args.kwargs)
+    with calibration_state(module):  # what the forward caches is the pass's (float) result
+        for args in _batches(calibration, batch_size, batch_dim):
+            if ndims is None:
+                check_keywords(model, args)
+                ndims = argument_ndims(args)
+            args = _fresh(args)
+            module(*args, **args.kwargs)
     return ndims
 
 
@@ -1181,7 +1185,7 @@ def _calibrate_simulated(sim: nn.Module, sim_layers: dict[str, SimLayer],
                 core.start_recording()
             for core in cores:
                 core.calls = 0
-            with torch.no_grad():
+            with torch.no_grad(), calibration_state(sim):
                 for args in _batches(calibration, batch_size, batch_dim):
                     args = _fresh(args)
                     sim(*args, **args.kwargs)

@@ -19,7 +19,9 @@ may still ask of a mapped layer.
   torch's bare ``StopIteration`` becomes an error saying so (:func:`explain_stop_iteration`).
 - deploy and ``prepare`` copy the model; a tensor computed with gradient and kept as an
   attribute (``self.cached = self.scale * 2``) cannot be copied: the error names it
-  (:func:`copy_model`). An exported program's module (``ExportedProgram.module()``, as the
+  (:func:`copy_model`). What the forward stores in the model's attributes during a
+  calibration pass (a cached table, computed in float) is undone after it
+  (:func:`calibration_state`). An exported program's module (``ExportedProgram.module()``, as the
   model or inside it) applies its weights by aten calls, no modules: in the copy its linear and
   convolution calls become modules (``modules_from_graph``, as ``load_model`` does for a
   ``.pt2``), mapped as the model's own; they were refused ("no layer can be mapped") or
@@ -42,8 +44,9 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from ..errors import MappingError
 
-__all__ = ["complex_row", "copy_model", "explain_stop_iteration", "keywords_not_taken",
-           "overridden_forward", "pruned_modules", "quantized_row", "scripted_row", "source_config"]
+__all__ = ["calibration_state", "complex_row", "copy_model", "explain_stop_iteration",
+           "keywords_not_taken", "overridden_forward", "pruned_modules", "quantized_row",
+           "scripted_row", "source_config"]
 
 
 # methods of torch's layers that compute nothing in the forward: a subclass may override them
@@ -226,6 +229,74 @@ def pruned_modules(model: nn.Module) -> list[str]:
     itself): ``prepare`` keeps their masks while training (``TwinMatmul.keep_zeros``)."""
     return list(dict.fromkeys(name for _, name, _, hook in _hooked_weights(model)
                               if isinstance(hook, prune.BasePruningMethod)))
+
+
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    return False
+
+
+def _shallow(value: Any) -> Any:
+    """A copy of a list or dict attribute's items (a cache appended to in place), else the
+    value itself."""
+    return list(value) if isinstance(value, list) else (
+        dict(value) if isinstance(value, dict) else value)
+
+
+def _changed(before: Any, after: Any) -> bool:
+    if isinstance(before, list) and isinstance(after, list):
+        return len(before) != len(after) or any(a is not b for a, b in zip(before, after,
+                                                                             strict=True))
+    if isinstance(before, dict) and isinstance(after, dict):
+        return before.keys() != after.keys() or any(after[k] is not v
+                                                    for k, v in before.items())
+    return before is not after
+
+
+@contextmanager
+def calibration_state(model: nn.Module) -> Iterator[None]:
+    """Within the block (a calibration pass), what the model's forward stores in its modules'
+    attributes is the pass's: a tensor (or a list, tuple or dict of tensors) an attribute
+    gets, or a list or dict attribute's items, are set back to what they were before it when
+    the block ends. A forward caching a layer's output on its first call (a position-bias
+    table, ``self._table = self.pos(coords)``) would otherwise keep the calibration pass's
+    result, computed in float, and every simulated forward reuse it, the layer never run on
+    the arrays; the simulated model starts from the state the user's model had. cimsim's own
+    modules (simulated and twin layers) keep theirs."""
+    kept: list[tuple[nn.Module, dict[str, Any]]] = [
+        (m, {k: _shallow(v) for k, v in vars(m).items() if not k.startswith("_forward")
+             and not k.startswith("_backward") and k not in _MODULE_STATE})
+        for m in model.modules() if not type(m).__module__.startswith("cimsim.")]
+    try:
+        yield
+    finally:
+        for m, before in kept:
+            state = vars(m)
+            for k in [k for k in state if k not in before and k not in _MODULE_STATE
+                      and _holds_tensor(state[k])]:
+                del state[k]  # set by the pass
+            for k, v in before.items():
+                now = state.get(k, v)
+                if _changed(v, now) and (_holds_tensor(v) or _holds_tensor(now)):
+                    if isinstance(now, list) and isinstance(v, list):
+                        now[:] = v  # the attribute's own list, emptied as it was
+                    elif isinstance(now, dict) and isinstance(v, dict):
+                        now.clear()
+                        now.update(v)
+                    else:
+                        state[k] = v
+
+
+# nn.Module's own bookkeeping: its parameters, buffers and submodules (their own dicts),
+# hooks, mode
+_MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set",
+                           "training", "_state_dict_hooks", "_state_dict_pre_hooks",
+                           "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks"})
 
 
 def copy_model(model: nn.Module, who: str) -> nn.Module:

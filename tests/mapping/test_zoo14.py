@@ -35,7 +35,10 @@ mapped bit for bit as the source; and ``modules_from_graph`` rebuilt a float64 g
 (the float model failed on its inputs). A subclass of a torch layer keeping ``forward`` but
 overriding a method it calls (``_conv_forward`` standardising the weight or padding causally,
 ``_output_padding``) was mapped with the raw weight, its computation dropped (73 %, 75 %, 38 %
-off float, nothing said): kept digital with the reason now, as a ``forward`` override is.
+off float, nothing said): kept digital with the reason now, as a ``forward`` override is. A
+forward caching a layer's output in an attribute on its first call (a position-bias table)
+kept the float calibration pass's result: every simulated forward reused it, the layer never
+on the arrays (and untrained in the twin); what the calibration passes store is undone now.
 Seen, left: a weight in a Kronecker product with an
 activation (``torch.kron(x, W)``) or an outer product (``torch.outer``, ``torch.addr``) is
 element-wise, no product, and stays silent like a 1-D scale; torch itself refuses ``.eval()``
@@ -57,6 +60,7 @@ from .test_zoo5 import _quiet
 from .zoo14_models import (
     ESPCN,
     BilinearFunctional,
+    CachedTable,
     ChainedParametrizations,
     CircularStrided,
     EmbeddingSlice,
@@ -338,3 +342,23 @@ def test_a_layer_subclass_overriding_only_its_initialisation_maps():
     assert list(sim.sim_layers) == ["layer", "head"] and sim.digital == []
     with torch.no_grad():
         assert_bitwise(sim(x), reference_model(model, sim)(x))
+
+
+def test_a_table_the_forward_caches_is_computed_on_the_arrays():
+    """A forward caching a layer's output as an attribute on its first call (a position-bias
+    table): the calibration pass, in float, filled the cache, and every simulated forward
+    reused the float table, the layer never run on the arrays (lossless deploy not the
+    quantized model; the layer's energy reported per inference all the same). What the
+    calibration passes set is undone after them: the first simulated forward computes the
+    table on the arrays (bit-equal to the integer re-implementation), and the twin trains the
+    layer (it had no gradient)."""
+    model, (x,) = build_seeded(CachedTable, lambda: (torch.randn(3, 5, 6),))
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+    assert model._table is None and sim.model._table is None
+    with torch.no_grad():
+        assert_bitwise(sim(x), reference_model(model, sim)(x))
+    model, (x,) = build_seeded(CachedTable, lambda: (torch.randn(3, 5, 6),), torch.float64)
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    assert prep.model._table is None
+    prep.train()(x).pow(2).mean().backward()
+    assert prep.model.pos.twins[0].weight.grad is not None

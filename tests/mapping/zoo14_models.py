@@ -447,3 +447,20 @@ class InPlaceOps(nn.Module):
         y += h
         y.mul_(0.5).clamp_(-2.0, 2.0)
         return self.head(y.add_(1.0))
+
+
+class CachedTable(nn.Module):
+    """A position-bias table computed by a Linear from fixed coordinates on the first forward
+    and kept as an attribute (``self._table``), as code caching a continuous position bias or
+    rotary table writes it; later forwards reuse it."""
+
+    def __init__(self, d: int = 6, n: int = 5):
+        super().__init__()
+        self.pos, self.fc, self.head = nn.Linear(2, d), nn.Linear(d, d), nn.Linear(d, 3)
+        self.register_buffer("coords", torch.randn(n, 2))
+        self._table: torch.Tensor | None = None
+
+    def forward(self, x):  # (B, n, d)
+        if self._table is None:
+            self._table = self.pos(self.coords)
+        return self.head(torch.relu(self.fc(x) + self._table)).mean(1)
