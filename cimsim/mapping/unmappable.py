@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,9 +44,10 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from ..errors import MappingError
 
-__all__ = ["calibration_state", "complex_row", "copy_model", "explain_stop_iteration",
-           "keywords_not_taken", "overridden_forward", "pruned_modules", "quantized_row",
-           "scripted_row", "source_config"]
+__all__ = ["attribute_state", "calibration_state", "complex_row", "copy_model",
+           "explain_stop_iteration", "keywords_not_taken", "overridden_forward",
+           "pruned_modules", "quantized_row", "restore_attributes", "scripted_row",
+           "source_config"]
 
 
 # methods of torch's layers that compute nothing in the forward: a subclass may override them
@@ -268,28 +269,54 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     result, computed in float, and every simulated forward reuse it, the layer never run on
     the arrays; the simulated model starts from the state the user's model had. cimsim's own
     modules (simulated and twin layers) keep theirs."""
-    kept: list[tuple[nn.Module, dict[str, Any]]] = [
-        (m, {k: _shallow(v) for k, v in vars(m).items() if not k.startswith("_forward")
-             and not k.startswith("_backward") and k not in _MODULE_STATE})
-        for m in model.modules() if not type(m).__module__.startswith("cimsim.")]
+    before = attribute_state(model)
     try:
         yield
     finally:
-        for m, before in kept:
-            state = vars(m)
-            for k in [k for k in state if k not in before and k not in _MODULE_STATE
-                      and _holds_tensor(state[k])]:
-                del state[k]  # set by the pass
-            for k, v in before.items():
-                now = state.get(k, v)
-                if _changed(v, now) and (_holds_tensor(v) or _holds_tensor(now)):
-                    if isinstance(now, list) and isinstance(v, list):
-                        now[:] = v  # the attribute's own list, emptied as it was
-                    elif isinstance(now, dict) and isinstance(v, dict):
-                        now.clear()
-                        now.update(v)
-                    else:
-                        state[k] = v
+        restore_attributes(before, model)
+
+
+def attribute_state(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Module name -> its attributes (lists and dicts shallow-copied), for
+    :func:`restore_attributes`; cimsim's own modules and ``nn.Module``'s bookkeeping left
+    out."""
+    return {name: {k: _shallow(v) for k, v in vars(m).items() if _user_attribute(k)}
+            for name, m in model.named_modules()
+            if not type(m).__module__.startswith("cimsim.")}
+
+
+def restore_attributes(before: Mapping[str, Mapping[str, Any]], model: nn.Module,
+                       into: nn.Module | None = None) -> None:
+    """Set back the tensor-holding attributes of ``model``'s modules that changed since
+    ``before`` (:func:`attribute_state`), in ``model`` or, given, in ``into``, a copy of it
+    (a deep copy of the earlier value)."""
+    target = model if into is None else into
+    for name, was in before.items():
+        try:
+            module, out = model.get_submodule(name), target.get_submodule(name)
+        except AttributeError:
+            continue
+        now = vars(module)
+        for k in [k for k in now if k not in was and _user_attribute(k)
+                  and _holds_tensor(now[k])]:
+            vars(out).pop(k, None)  # set since
+        for k, v in was.items():
+            current = now.get(k, v)
+            if not (_changed(v, current) and (_holds_tensor(v) or _holds_tensor(current))):
+                continue
+            old = v if into is None else copy.deepcopy(v)
+            held = vars(out).get(k)
+            if isinstance(held, list) and isinstance(old, list):
+                held[:] = old  # the attribute's own list, emptied as it was
+            elif isinstance(held, dict) and isinstance(old, dict):
+                held.clear()
+                held.update(old)
+            else:
+                vars(out)[k] = old
+
+
+def _user_attribute(name: str) -> bool:
+    return name not in _MODULE_STATE and not name.startswith(("_forward", "_backward"))
 
 
 # nn.Module's own bookkeeping: its parameters, buffers and submodules (their own dicts),

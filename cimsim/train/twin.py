@@ -112,12 +112,14 @@ from ..mapping.matrix import (
 from ..mapping.naming import named_layer
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
+    attribute_state,
     complex_row,
     copy_model,
     explain_stop_iteration,
     overridden_forward,
     pruned_modules,
     quantized_row,
+    restore_attributes,
     scripted_row,
     source_config,
 )
@@ -1544,6 +1546,9 @@ class PreparedModel(nn.Module):
         self.batch_dim = batch_dim  # the methods' later passes cut their data along it
         # the calibration batches' tensor dimensions, for the deployed model's sample count
         self.calibration_ndims = dict(calibration_ndims or {})
+        # what the model's modules held when prepared: a table the twin's forwards cache
+        # (self._table = self.pos(coords)) is no state to deploy (deploy() sets it back)
+        self.prepared_state = attribute_state(model)
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
@@ -1617,7 +1622,11 @@ class PreparedModel(nn.Module):
         root = self.seed if seed is None else seed
         chip = self.chip if chip is None else chip
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
-        return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
+        model = self.float_model().cpu()
+        # what the twin's forwards cached (a layer's output kept as an attribute) would be
+        # reused by every simulated forward, the layer never run on the arrays
+        restore_attributes(self.prepared_state, self.model, into=model)
+        return deploy_views(model, chip, self.views(root, chip), seed=root,
                             exclude=excluded, batch_dim=batch_dim,
                             calibration_ndims=self.calibration_ndims)
 

@@ -38,7 +38,9 @@ overriding a method it calls (``_conv_forward`` standardising the weight or padd
 off float, nothing said): kept digital with the reason now, as a ``forward`` override is. A
 forward caching a layer's output in an attribute on its first call (a position-bias table)
 kept the float calibration pass's result: every simulated forward reused it, the layer never
-on the arrays (and untrained in the twin); what the calibration passes store is undone now.
+on the arrays (and untrained in the twin); what the calibration passes store is undone now,
+and ``PreparedModel.deploy()`` deploys the attributes the model had when prepared, not the
+twin's cached table.
 Seen, left: a weight in a Kronecker product with an
 activation (``torch.kron(x, W)``) or an outer product (``torch.outer``, ``torch.addr``) is
 element-wise, no product, and stays silent like a 1-D scale; torch itself refuses ``.eval()``
@@ -362,3 +364,22 @@ def test_a_table_the_forward_caches_is_computed_on_the_arrays():
     assert prep.model._table is None
     prep.train()(x).pow(2).mean().backward()
     assert prep.model.pos.twins[0].weight.grad is not None
+
+
+def test_a_table_the_twin_cached_is_not_deployed():
+    """The twin's forwards (training, evaluation) cache the table as the model's code says;
+    ``PreparedModel.deploy()`` copied the twin's model with that table, and the deployed model
+    never ran the layer on the arrays (its events unchanged by a forward). It deploys the
+    state the model had when prepared: the first forward computes the table on the arrays."""
+    model, (x,) = build_seeded(CachedTable, lambda: (torch.randn(3, 5, 6),), torch.float64)
+    prep = _quiet(prepare, model, cimsim.load_chip("rram-22nm"), x)
+    with torch.no_grad():
+        prep.eval()(x)
+    assert prep.model._table is not None
+    sim = prep.deploy()
+    assert sim.model._table is None
+    before = sim.model.pos.events
+    with torch.no_grad():
+        sim(x)
+    assert sim.model.pos.events != before
+    assert prep.model._table is not None  # the twin keeps its own
