@@ -155,7 +155,17 @@ _INDEXING = frozenset({torch.Tensor.__getitem__, torch.index_select, torch.Tenso
 
 # the element-wise products that make a weight matrix input-dependent (module docstring)
 _SCALINGS = frozenset({torch.mul, torch.div, torch.Tensor.mul, torch.Tensor.div,
-                       torch.Tensor.__mul__, torch.Tensor.__rmul__, torch.Tensor.__truediv__})
+                       torch.Tensor.__mul__, torch.Tensor.__rmul__, torch.Tensor.__truediv__,
+                       # the other spellings of those (a weight so multiplied computed its
+                       # product element-wise unnamed): aliases, the in-place forms into an
+                       # activation, and the fused multiply- / divide-adds
+                       torch.multiply, torch.divide, torch.true_divide, torch.Tensor.multiply,
+                       torch.Tensor.divide, torch.Tensor.true_divide, torch.Tensor.mul_,
+                       torch.Tensor.div_, torch.Tensor.multiply_, torch.Tensor.divide_,
+                       torch.Tensor.true_divide_, torch.Tensor.__imul__,
+                       torch.Tensor.__itruediv__, torch.addcmul, torch.addcdiv,
+                       torch.Tensor.addcmul, torch.Tensor.addcdiv, torch.Tensor.addcmul_,
+                       torch.Tensor.addcdiv_})
 
 _aten = torch.ops.aten
 # products whose bias is added, not multiplied: their factors are (input, weight)

@@ -40,8 +40,10 @@ forward caching a layer's output in an attribute on its first call (a position-b
 kept the float calibration pass's result: every simulated forward reused it, the layer never
 on the arrays (and untrained in the twin); what the calibration passes store is undone now,
 and ``PreparedModel.deploy()`` deploys the attributes the model had when prepared, not the
-twin's cached table.
-Seen, left: a weight in a Kronecker product with an
+twin's cached table. A weight matrix multiplied element-wise by an activation through
+``torch.multiply``, ``*=`` / ``mul_``, ``addcmul``, ``torch.divide`` / ``true_divide`` /
+``div_`` computed its product in float unnamed (the rule knew ``*``, ``/``, ``torch.mul``,
+``torch.div``): named now. Seen, left: a weight in a Kronecker product with an
 activation (``torch.kron(x, W)``) or an outer product (``torch.outer``, ``torch.addr``) is
 element-wise, no product, and stays silent like a 1-D scale; torch itself refuses ``.eval()``
 on a model holding an exported module (built in eval mode here)."""
@@ -55,6 +57,7 @@ from torch import nn
 
 import cimsim
 from cimsim.errors import MappingError
+from cimsim.mapping.functional import SCALED_REASON
 from cimsim.train import prepare
 
 from .conftest import assert_bitwise, build_seeded, lossless_chip, reference_model
@@ -383,3 +386,39 @@ def test_a_table_the_twin_cached_is_not_deployed():
         sim(x)
     assert sim.model.pos.events != before
     assert prep.model._table is not None  # the twin keeps its own
+
+
+_TIMES = {
+    "torch.multiply": lambda xe, w: torch.multiply(xe, w),
+    "Tensor.multiply": lambda xe, w: xe.multiply(w),
+    "*=": lambda xe, w: xe.expand(-1, 5, -1).clone().__imul__(w),
+    "mul_": lambda xe, w: xe.expand(-1, 5, -1).clone().mul_(w),
+    "addcmul": lambda xe, w: torch.addcmul(torch.zeros(1), xe, w),
+    "Tensor.addcmul_": lambda xe, w: torch.zeros(len(xe), 5, 6).addcmul_(xe, w),
+    "torch.divide": lambda xe, w: torch.divide(xe, w),
+    "true_divide": lambda xe, w: torch.true_divide(xe, w),
+    "div_": lambda xe, w: xe.expand(-1, 5, -1).clone().div_(w),
+}
+
+
+@pytest.mark.parametrize("how", list(_TIMES))
+def test_a_weight_matrix_multiplied_element_wise_by_any_spelling_is_named(how):
+    """The thirteenth zoo's hand-written linear layer, ``(x[:, None] * W).sum(-1)``, with the
+    product spelt ``torch.multiply``, ``*=`` / ``mul_`` into an activation, ``addcmul``,
+    ``torch.divide`` / ``true_divide`` / ``div_``: the weight computed its product in float
+    unnamed (the element-wise rule knew ``*``, ``/``, ``torch.mul`` and ``torch.div``). It
+    is listed with the reason, as ``*`` is."""
+
+    class Spelt(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(5, 6) + 3.0)  # no zero to divide by
+            self.head = nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.head(_TIMES[how](x[:, None], self.w).sum(-1))
+
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match=r"multiplied element-wise by an activation"):
+        sim = cimsim.deploy(Spelt().eval(), lossless_chip("channel"), torch.randn(4, 6))
+    assert sim.digital == [("w", "parameter", SCALED_REASON)]
