@@ -798,7 +798,7 @@ def deploy(
     with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
                                         *mapping.sim_layers], mapping.sources) as functional:
         ndims = _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip,
-                           model)
+                           mapping.seed, model)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     _warn_one_code(mapping.sim_layers)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
@@ -1081,7 +1081,8 @@ def _fuse_relus(sim: nn.Module, sim_layers: dict[str, SimLayer], chip: ChipConfi
 
 
 def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, batch_size: int,
-               batch_dim: int, chip: ChipConfig, model: nn.Module) -> dict[int | str, int]:
+               batch_dim: int, chip: ChipConfig, seed: int,
+               model: nn.Module) -> dict[int | str, int]:
     """The float calibration pass (the layers record their inputs; ``model``, the user's, is
     whose forward a dict calibration's keys are checked against), then every layer
     quantizes, programs and calibrates its ADCs (stage 3); with simulated calibration, the
@@ -1098,7 +1099,7 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     try:
         with (torch.no_grad(), explain_stop_iteration("deploy"),
               batches_noted(calibration, batch_size, batch_dim)):
-            ndims = calibration_pass(sim, model, calibration, batch_size, batch_dim)
+            ndims = calibration_pass(sim, model, calibration, batch_size, batch_dim, seed)
     finally:
         for layer in sim_layers.values():
             layer.call_log = None
@@ -1113,20 +1114,23 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     adc = chip.adc
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):
-        _calibrate_simulated(sim, sim_layers, order, calibration, batch_size, batch_dim)
+        _calibrate_simulated(sim, sim_layers, order, calibration, batch_size, batch_dim, seed)
     return ndims
 
 
 def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_size: int,
-                     batch_dim: int) -> dict[int | str, int] | None:
+                     batch_dim: int, seed: int) -> dict[int | str, int] | None:
     """Run ``module`` over the calibration batches (deploy's and ``prepare``'s float pass):
     the first batch's keywords checked against ``model``'s forward, every batch a copy
     (:func:`_fresh`: a model writing into its input leaves the caller's data), what the
     forward stores in the model's attributes undone after it (:func:`calibration_state`: a
     cached table would be the float pass's). Returns the first batch's
-    :func:`argument_ndims`, None when there was no batch."""
+    :func:`argument_ndims`, None when there was no batch. What the forward draws from torch's
+    random streams (a dropout kept on, a sampled latent) is drawn from ``seed``
+    (:func:`seeded_draws`)."""
     ndims = None
-    with calibration_state(module):  # what the forward caches is the pass's (float) result
+    # what the forward caches is the pass's (float) result; its random draws are the seed's
+    with calibration_state(module), seeded_draws(module, seed):
         for args in _batches(calibration, batch_size, batch_dim):
             if ndims is None:
                 check_keywords(model, args)
@@ -1134,6 +1138,23 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
             args = _fresh(args)
             module(*args, **args.kwargs)
     return ndims
+
+
+@contextmanager
+def seeded_draws(module: nn.Module, seed: int) -> Iterator[None]:
+    """Within the block, torch's random streams (the CPU's and those of the CUDA devices
+    ``module``'s tensors are on) start from ``seed``; the caller's streams are left as they
+    were. A forward that draws (a dropout kept on for MC dropout, a VAE's sampled latent, a
+    sampled action) made the calibration, and so the deployed model, depend on the global
+    random state: ``deploy(model, chip, x, seed=0)`` twice gave two models (a head's
+    calibrated range moved with the dropout masks); and deploy moved the user's stream."""
+    devices = sorted({t.device.index or 0 for t in [*module.parameters(), *module.buffers()]
+                      if t.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.default_generator.manual_seed(seed)
+        for index in devices:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 def argument_ndims(args: Arguments) -> dict[int | str, int]:
@@ -1156,7 +1177,7 @@ class _Replay:
 
 def _calibrate_simulated(sim: nn.Module, sim_layers: dict[str, SimLayer],
                          order: list[MatmulCore], calibration, batch_size: int,
-                         batch_dim: int) -> None:
+                         batch_dim: int, seed: int) -> None:
     """Fit every stage's ADCs to the inputs it sees in simulation (``calibration_mode =
     'simulated'``).
 
@@ -1185,7 +1206,7 @@ def _calibrate_simulated(sim: nn.Module, sim_layers: dict[str, SimLayer],
                 core.start_recording()
             for core in cores:
                 core.calls = 0
-            with torch.no_grad(), calibration_state(sim):
+            with torch.no_grad(), calibration_state(sim), seeded_draws(sim, seed):
                 for args in _batches(calibration, batch_size, batch_dim):
                     args = _fresh(args)
                     sim(*args, **args.kwargs)

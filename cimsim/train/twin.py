@@ -1777,7 +1777,7 @@ def prepare(model: nn.Module, chip: ChipConfig, calibration, *, seed: int = 0,
                                    {name: layer._float_src[0] for name, layer in layers.items()}
                                    ) as functional,
           explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
-        ndims = calibration_pass(root, model, calibration, batch_size, batch_dim)
+        ndims = calibration_pass(root, model, calibration, batch_size, batch_dim, seed)
     if ndims is None:
         raise MappingError("calibration data is empty")
     digital.extend(warn_functional(functional, "prepare"))

@@ -422,3 +422,39 @@ def test_a_weight_matrix_multiplied_element_wise_by_any_spelling_is_named(how):
     with pytest.warns(UserWarning, match=r"multiplied element-wise by an activation"):
         sim = cimsim.deploy(Spelt().eval(), lossless_chip("channel"), torch.randn(4, 6))
     assert sim.digital == [("w", "parameter", SCALED_REASON)]
+
+
+class _MCDropout(nn.Module):
+    """MC dropout: ``F.dropout(..., training=True)`` in the forward, also in eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(6, 16), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(F.dropout(torch.relu(self.fc(x)), 0.5, training=True))
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+def test_a_forward_that_draws_calibrates_the_same_for_a_seed(run):
+    """A forward drawing from torch's stream (MC dropout) made the calibration depend on the
+    global random state: ``deploy(model, rram-22nm, x, seed=0)`` after two different
+    ``torch.manual_seed`` gave two models (0.077 apart on the same inference draws), and
+    deploy moved the caller's stream. The calibration's draws come from ``seed`` now: the
+    same seed, the same model (``prepare``'s too), the caller's stream untouched."""
+    torch.manual_seed(0)
+    model, x = _MCDropout().eval(), torch.randn(8, 6)
+    chip = cimsim.load_chip("rram-22nm")
+    outs = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        rng = torch.get_rng_state()
+        if run == "deploy":
+            out = _quiet(cimsim.deploy, model, chip, x, seed=0)
+        else:
+            out = _quiet(prepare, model.double(), chip, x.double(), seed=0).eval()
+        assert torch.equal(torch.get_rng_state(), rng)
+        torch.manual_seed(5)
+        with torch.no_grad():
+            outs.append(out(x if run == "deploy" else x.double()))
+    assert_bitwise(outs[0], outs[1])
