@@ -43,7 +43,10 @@ and ``PreparedModel.deploy()`` deploys the attributes the model had when prepare
 twin's cached table. A weight matrix multiplied element-wise by an activation through
 ``torch.multiply``, ``*=`` / ``mul_``, ``addcmul``, ``torch.divide`` / ``true_divide`` /
 ``div_`` computed its product in float unnamed (the rule knew ``*``, ``/``, ``torch.mul``,
-``torch.div``): named now. Seen, left: a weight in a Kronecker product with an
+``torch.div``): named now. A forward drawing random numbers (MC dropout kept on) made the
+calibration, and the deployed model, depend on the global random state for one ``seed`` (and
+deploy moved the caller's stream): the calibration passes draw from the seed now. Seen,
+left: a weight in a Kronecker product with an
 activation (``torch.kron(x, W)``) or an outer product (``torch.outer``, ``torch.addr``) is
 element-wise, no product, and stays silent like a 1-D scale; torch itself refuses ``.eval()``
 on a model holding an exported module (built in eval mode here)."""
