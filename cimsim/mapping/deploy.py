@@ -1136,8 +1136,30 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
                 check_keywords(model, args)
                 ndims = argument_ndims(args)
             args = _fresh(args)
-            module(*args, **args.kwargs)
+            try:
+                module(*args, **args.kwargs)
+            except RuntimeError as exc:
+                refusal = _higher_order_error(exc)
+                if refusal is None:
+                    raise
+                raise refusal from exc
     return ndims
+
+
+def _higher_order_error(exc: RuntimeError) -> MappingError | None:
+    """torch's refusal of a higher-order operator in the forward (``torch.cond``,
+    ``torch.while_loop``, ``torch.func``'s ``map`` / ``scan``: torch traces their branches
+    with torch.compile, which neither the calibration pass's module hooks nor the simulated
+    layers' NumPy let it do) said so deep inside dynamo, naming no way out: a
+    ``MappingError`` says what to write instead; None for any other error."""
+    if type(exc).__name__ != "UncapturedHigherOrderOpError":
+        return None
+    return MappingError(
+        "the forward calls a torch higher-order operator (torch.cond, torch.while_loop, "
+        "torch.func map / scan), which torch runs by tracing its branches with torch.compile; "
+        "the calibration pass's hooks and the simulated layers (NumPy) cannot be traced: "
+        "write the branch or loop in Python (if / for, as torch.cond computes in eager mode) "
+        "to deploy or prepare the model")
 
 
 @contextmanager

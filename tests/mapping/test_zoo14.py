@@ -45,11 +45,12 @@ twin's cached table. A weight matrix multiplied element-wise by an activation th
 ``div_`` computed its product in float unnamed (the rule knew ``*``, ``/``, ``torch.mul``,
 ``torch.div``): named now. A forward drawing random numbers (MC dropout kept on) made the
 calibration, and the deployed model, depend on the global random state for one ``seed`` (and
-deploy moved the caller's stream): the calibration passes draw from the seed now. Seen,
-left: a weight in a Kronecker product with an
-activation (``torch.kron(x, W)``) or an outer product (``torch.outer``, ``torch.addr``) is
-element-wise, no product, and stays silent like a 1-D scale; torch itself refuses ``.eval()``
-on a model holding an exported module (built in eval mode here)."""
+deploy moved the caller's stream): the calibration passes draw from the seed now.
+``torch.cond`` in the forward failed deep inside dynamo: refused, saying to write the branch
+in Python. Seen, left: a weight in a Kronecker product with an activation (``torch.kron(x,
+W)``) or an outer product (``torch.outer``, ``torch.addr``) is element-wise, no product, and
+stays silent like a 1-D scale; torch itself refuses ``.eval()`` on a model holding an
+exported module (built in eval mode here)."""
 
 from __future__ import annotations
 
@@ -461,3 +462,31 @@ def test_a_forward_that_draws_calibrates_the_same_for_a_seed(run):
         with torch.no_grad():
             outs.append(out(x if run == "deploy" else x.double()))
     assert_bitwise(outs[0], outs[1])
+
+
+class _Cond(nn.Module):
+    """Two branches chosen by ``torch.cond`` on the batch's sum (a data-dependent branch
+    written for ``torch.export``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = torch.cond(x.sum() > 0, lambda v: torch.relu(self.a(v)),
+                       lambda v: torch.tanh(self.b(v)), (x,))
+        return self.head(h)
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+def test_a_higher_order_operator_in_the_forward_is_refused_saying_what_to_write(run):
+    """``torch.cond`` traces its branches with torch.compile: deploy and prepare failed deep
+    inside dynamo ("HOP: Unsafe side effect ... Mutating a variable from outside the scope",
+    the calibration pass's module hooks), no way out said. A ``MappingError`` says to write
+    the branch in Python."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 6).abs()
+    go = cimsim.deploy if run == "deploy" else prepare
+    with pytest.raises(MappingError, match=r"higher-order operator \(torch\.cond.*write the "
+                                           r"branch or loop in Python"):
+        _quiet(go, _Cond().eval(), lossless_chip("channel"), x)
