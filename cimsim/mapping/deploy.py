@@ -1124,11 +1124,13 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
     the first batch's keywords checked against ``model``'s forward, every batch a copy
     (:func:`_fresh`: a model writing into its input leaves the caller's data), what the
     forward stores in the model's attributes undone after it (:func:`calibration_state`: a
-    cached table would be the float pass's). Returns the first batch's
-    :func:`argument_ndims`, None when there was no batch. What the forward draws from torch's
-    random streams (a dropout kept on, a sampled latent) is drawn from ``seed``
-    (:func:`seeded_draws`)."""
+    cached table would be the float pass's). What the forward draws from torch's random
+    streams (a dropout kept on, a sampled latent) is drawn from ``seed``
+    (:func:`seeded_draws`). A layer with weights the forward builds (on its first call) is a
+    ``MappingError``: made after the mapping, it would compute in float. Returns the first
+    batch's :func:`argument_ndims`, None when there was no batch."""
     ndims = None
+    held = {id(m) for m in module.modules()}
     # what the forward caches is the pass's (float) result; its random draws are the seed's
     with calibration_state(module), seeded_draws(module, seed):
         for args in _batches(calibration, batch_size, batch_dim):
@@ -1143,6 +1145,14 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
                 if refusal is None:
                     raise
                 raise refusal from exc
+    built = [name for name, m in module.named_modules()
+             if id(m) not in held and any(True for _ in m.parameters(recurse=False))]
+    if built:
+        raise MappingError(
+            f"{', '.join(built)}: built by the model's forward during the calibration pass (a "
+            "layer created on the first call); deploy and prepare map the layers the model "
+            "holds when called, so it would compute in float: run the model once on an input "
+            "before, so that it holds them")
     return ndims
 
 

@@ -47,7 +47,8 @@ twin's cached table. A weight matrix multiplied element-wise by an activation th
 calibration, and the deployed model, depend on the global random state for one ``seed`` (and
 deploy moved the caller's stream): the calibration passes draw from the seed now.
 ``torch.cond`` in the forward failed deep inside dynamo: refused, saying to write the branch
-in Python. Seen, left: a weight in a Kronecker product with an activation (``torch.kron(x,
+in Python. A layer the forward builds on its first call was made during the calibration pass
+and computed in float, nothing listed: refused, naming it. Seen, left: a weight in a Kronecker product with an activation (``torch.kron(x,
 W)``) or an outer product (``torch.outer``, ``torch.addr``) is element-wise, no product, and
 stays silent like a 1-D scale; torch itself refuses ``.eval()`` on a model holding an
 exported module (built in eval mode here)."""
@@ -490,3 +491,36 @@ def test_a_higher_order_operator_in_the_forward_is_refused_saying_what_to_write(
     with pytest.raises(MappingError, match=r"higher-order operator \(torch\.cond.*write the "
                                            r"branch or loop in Python"):
         _quiet(go, _Cond().eval(), lossless_chip("channel"), x)
+
+
+class _BuiltOnFirstCall(nn.Module):
+    """A head built on the first forward from the feature width (a Keras-style ``build``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.head = nn.Linear(6, 8), None
+
+    def forward(self, x):
+        h = torch.relu(self.fc(x))
+        if self.head is None:
+            self.head = nn.Linear(h.shape[-1], 3)
+        return self.head(h)
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+def test_a_layer_the_forward_builds_is_refused_naming_it(run):
+    """A layer the forward creates on its first call was made during the calibration pass,
+    after the mapping: it computed in float, nothing listed (``digital == []``, only ``fc``
+    mapped). A ``MappingError`` names it and says to run the model once first; run once, it
+    maps."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 6)
+    go = cimsim.deploy if run == "deploy" else prepare
+    with pytest.raises(MappingError, match=r"^head: built by the model's forward during the "
+                                           r"calibration pass.*run the model once"):
+        _quiet(go, _BuiltOnFirstCall().eval(), lossless_chip("channel"), x)
+    model = _BuiltOnFirstCall().eval()
+    with torch.no_grad():
+        model(x)
+    out = _quiet(go, model, lossless_chip("channel"), x)
+    assert list(out.sim_layers if run == "deploy" else out.twin_layers) == ["fc", "head"]
