@@ -48,10 +48,10 @@ calibration, and the deployed model, depend on the global random state for one `
 deploy moved the caller's stream): the calibration passes draw from the seed now.
 ``torch.cond`` in the forward failed deep inside dynamo: refused, saying to write the branch
 in Python. A layer the forward builds on its first call was made during the calibration pass
-and computed in float, nothing listed: refused, naming it. Seen, left: a weight in a Kronecker product with an activation (``torch.kron(x,
-W)``) or an outer product (``torch.outer``, ``torch.addr``) is element-wise, no product, and
-stays silent like a 1-D scale; torch itself refuses ``.eval()`` on a model holding an
-exported module (built in eval mode here)."""
+and computed in float, nothing listed: refused, naming it. Seen, left: a weight in a Kronecker
+product with an activation (``torch.kron(x, W)``) or an outer product (``torch.outer``,
+``torch.addr``) is element-wise, no product, and stays silent like a 1-D scale; torch itself
+refuses ``.eval()`` on a model holding an exported module (built in eval mode here)."""
 
 from __future__ import annotations
 
