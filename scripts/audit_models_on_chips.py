@@ -1,6 +1,6 @@
 """Deploy every model of the test zoos on every chip; write a CSV and docs/model-chip-matrix.md.
 
-The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo13.py``) hold
+The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo14.py``) hold
 small models of every layer kind with example inputs (a dict: keyword inputs); the chips are
 every preset (``cimsim/presets/*.toml``, ``published/*``) and every hypothetical macro of
 ``tests/data/chips/`` that loads (the others are the schema's error fixtures). For each
@@ -74,6 +74,7 @@ _ZOOS = [
     ("tests.mapping.test_zoo11", "ZOO11"),
     ("tests.mapping.test_zoo12", "ZOO12"),
     ("tests.mapping.test_zoo13", "ZOO13"),
+    ("tests.mapping.test_zoo14", "ZOO14"),
 ]
 
 # models the zoos' tests build outside their registries, for one test each that needs what a
@@ -92,6 +93,12 @@ SKIPPED = {
                                                       "decoder",
     "zoo13: layers called through a plain list / dict, a bound forward, a partial": "refused "
         "naming the layer (the float original, outside the module tree)",
+    "zoo14: a mapped layer under torch.func.vmap": "refused naming the layer (the transform's "
+        "per-sample tensors)",
+    "zoo14: weights through torch.linalg.solve and the like": "named digital, as a product's "
+        "weight (its test's models)",
+    "zoo14: an ExportedProgram.module()": "mapped as its source (torch refuses .eval() on it: "
+        "built outside the zoo's eval-mode builder)",
 }
 
 # 2-D parameters added to activations, in no product (the zoos' own tests name them inline)

@@ -62,6 +62,7 @@ from .naming import named_layer
 from .observers import warn_observing_fake_quant
 from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
+    calibration_state,
     complex_row,
     copy_model,
     explain_stop_iteration,
@@ -805,7 +806,7 @@ def deploy(
     with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
                                         *mapping.sim_layers], mapping.sources) as functional:
         ndims = _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip,
-                           model)
+                           mapping.seed, model)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     _warn_one_code(mapping.sim_layers)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
@@ -1088,7 +1089,8 @@ def _fuse_relus(sim: nn.Module, sim_layers: dict[str, SimLayer], chip: ChipConfi
 
 
 def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, batch_size: int,
-               batch_dim: int, chip: ChipConfig, model: nn.Module) -> dict[int | str, int]:
+               batch_dim: int, chip: ChipConfig, seed: int,
+               model: nn.Module) -> dict[int | str, int]:
     """The float calibration pass (the layers record their inputs; ``model``, the user's, is
     whose forward a dict calibration's keys are checked against), then every layer
     quantizes, programs and calibrates its ADCs (stage 3); with simulated calibration, the
@@ -1105,7 +1107,7 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     try:
         with (torch.no_grad(), explain_stop_iteration("deploy"),
               batches_noted(calibration, batch_size, batch_dim)):
-            ndims = calibration_pass(sim, model, calibration, batch_size, batch_dim)
+            ndims = calibration_pass(sim, model, calibration, batch_size, batch_dim, seed)
     finally:
         for layer in sim_layers.values():
             layer.call_log = None
@@ -1120,24 +1122,79 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     adc = chip.adc
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):
-        _calibrate_simulated(sim, sim_layers, order, calibration, batch_size, batch_dim)
+        _calibrate_simulated(sim, sim_layers, order, calibration, batch_size, batch_dim, seed)
     return ndims
 
 
 def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_size: int,
-                     batch_dim: int) -> dict[int | str, int] | None:
+                     batch_dim: int, seed: int) -> dict[int | str, int] | None:
     """Run ``module`` over the calibration batches (deploy's and ``prepare``'s float pass):
     the first batch's keywords checked against ``model``'s forward, every batch a copy
-    (:func:`_fresh`: a model writing into its input leaves the caller's data). Returns the
-    first batch's :func:`argument_ndims`, None when there was no batch."""
+    (:func:`_fresh`: a model writing into its input leaves the caller's data), what the
+    forward stores in the model's attributes undone after it (:func:`calibration_state`: a
+    cached table would be the float pass's). What the forward draws from torch's random
+    streams (a dropout kept on, a sampled latent) is drawn from ``seed``
+    (:func:`seeded_draws`). A layer with weights the forward builds (on its first call) is a
+    ``MappingError``: made after the mapping, it would compute in float. Returns the first
+    batch's :func:`argument_ndims`, None when there was no batch."""
     ndims = None
-    for args in _batches(calibration, batch_size, batch_dim):
-        if ndims is None:
-            check_keywords(model, args)
-            ndims = argument_ndims(args)
-        args = _fresh(args)
-        module(*args, **args.kwargs)
+    held = {id(m) for m in module.modules()}
+    # what the forward caches is the pass's (float) result; its random draws are the seed's
+    with calibration_state(module), seeded_draws(module, seed):
+        for args in _batches(calibration, batch_size, batch_dim):
+            if ndims is None:
+                check_keywords(model, args)
+                ndims = argument_ndims(args)
+            args = _fresh(args)
+            try:
+                module(*args, **args.kwargs)
+            except RuntimeError as exc:
+                refusal = _higher_order_error(exc)
+                if refusal is None:
+                    raise
+                raise refusal from exc
+    built = [name for name, m in module.named_modules()
+             if id(m) not in held and any(True for _ in m.parameters(recurse=False))]
+    if built:
+        raise MappingError(
+            f"{', '.join(built)}: built by the model's forward during the calibration pass (a "
+            "layer created on the first call); deploy and prepare map the layers the model "
+            "holds when called, so it would compute in float: run the model once on an input "
+            "before, so that it holds them")
     return ndims
+
+
+def _higher_order_error(exc: RuntimeError) -> MappingError | None:
+    """torch's refusal of a higher-order operator in the forward (``torch.cond``,
+    ``torch.while_loop``, ``torch.func``'s ``map`` / ``scan``: torch traces their branches
+    with torch.compile, which neither the calibration pass's module hooks nor the simulated
+    layers' NumPy let it do) said so deep inside dynamo, naming no way out: a
+    ``MappingError`` says what to write instead; None for any other error."""
+    if type(exc).__name__ != "UncapturedHigherOrderOpError":
+        return None
+    return MappingError(
+        "the forward calls a torch higher-order operator (torch.cond, torch.while_loop, "
+        "torch.func map / scan), which torch runs by tracing its branches with torch.compile; "
+        "the calibration pass's hooks and the simulated layers (NumPy) cannot be traced: "
+        "write the branch or loop in Python (if / for, as torch.cond computes in eager mode) "
+        "to deploy or prepare the model")
+
+
+@contextmanager
+def seeded_draws(module: nn.Module, seed: int) -> Iterator[None]:
+    """Within the block, torch's random streams (the CPU's and those of the CUDA devices
+    ``module``'s tensors are on) start from ``seed``; the caller's streams are left as they
+    were. A forward that draws (a dropout kept on for MC dropout, a VAE's sampled latent, a
+    sampled action) made the calibration, and so the deployed model, depend on the global
+    random state: ``deploy(model, chip, x, seed=0)`` twice gave two models (a head's
+    calibrated range moved with the dropout masks); and deploy moved the user's stream."""
+    devices = sorted({t.device.index or 0 for t in [*module.parameters(), *module.buffers()]
+                      if t.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.default_generator.manual_seed(seed)
+        for index in devices:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 def argument_ndims(args: Arguments) -> dict[int | str, int]:
@@ -1160,7 +1217,7 @@ class _Replay:
 
 def _calibrate_simulated(sim: nn.Module, sim_layers: dict[str, SimLayer],
                          order: list[MatmulCore], calibration, batch_size: int,
-                         batch_dim: int) -> None:
+                         batch_dim: int, seed: int) -> None:
     """Fit every stage's ADCs to the inputs it sees in simulation (``calibration_mode =
     'simulated'``).
 
@@ -1189,7 +1246,7 @@ def _calibrate_simulated(sim: nn.Module, sim_layers: dict[str, SimLayer],
                 core.start_recording()
             for core in cores:
                 core.calls = 0
-            with torch.no_grad():
+            with torch.no_grad(), calibration_state(sim), seeded_draws(sim, seed):
                 for args in _batches(calibration, batch_size, batch_dim):
                     args = _fresh(args)
                     sim(*args, **args.kwargs)

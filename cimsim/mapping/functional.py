@@ -18,8 +18,10 @@ alone, but a weight computed with one stays a weight, as Glow's
 ``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
 activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
 ``torch.cdist``, prototypes in ``F.cosine_similarity``) computes in float as in a product and
-is named the same way. A bias the product adds (``F.linear``'s and a convolution's ``bias``,
-``addmm``'s first operand) is no factor: ``F.linear(x, W(x), self.b)`` with a weight generated
+is named the same way, and so is a weight applied by a linear solve (``torch.linalg.solve(W,
+x)``, ``solve_triangular``, ``lstsq``, ``lu_solve``: W⁻¹ applied to an activation). A bias
+the product adds (``F.linear``'s and a convolution's ``bias``, ``addmm``'s first operand) is no
+factor: ``F.linear(x, W(x), self.b)`` with a weight generated
 from the input is a product of activations, ``self.b`` no functional weight. An embedding's
 table is watched although the embedding is listed digital: its look-up is no product, so a product
 reading it is a head tied to it (``F.linear(h, self.emb.weight)``), a matrix in float the
@@ -72,7 +74,7 @@ from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
 __all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON", "MODULATED_REASON",
            "SCALED_REASON",
-           "FunctionalUses",
+           "FunctionalUses", "refuse_transformed_inputs",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
            "weight_read_error", "refuse_swapped_weights"]
 
@@ -125,6 +127,15 @@ _DISTANCES = frozenset({
     torch.ops.aten._cdist_forward.default, torch.ops.aten.cosine_similarity.default,
     torch.ops.aten.pairwise_distance.default})
 
+# linear solves: ``solve(W, x)`` applies W⁻¹ to an activation as ``x @ inv(W)`` does (that one
+# reaches a matmul), in float; a weight among their operands is named as a product's (a solve
+# of activations only is no product row: nothing in it was claimed simulated)
+_SOLVES = frozenset(f for f in (
+    torch.linalg.solve, torch.linalg.solve_ex, torch.linalg.solve_triangular,
+    torch.linalg.lstsq, torch.linalg.lu_solve, torch.linalg.ldl_solve, torch.linalg.tensorsolve,
+    torch.triangular_solve, torch.cholesky_solve, torch.lu_solve, torch.Tensor.triangular_solve,
+    torch.Tensor.cholesky_solve, torch.Tensor.lu_solve) if f is not None)
+
 # torch's composite functions taking weight matrices among their arguments: the products
 # within them run while the watch is off (a TorchFunctionMode sees the outer call only), so
 # their weight matrices are named at the call (their biases are no factor)
@@ -132,7 +143,7 @@ _WEIGHTED = frozenset({F.multi_head_attention_forward, torch.lstm_cell, torch.gr
                        torch.rnn_tanh_cell, torch.rnn_relu_cell})
 
 # the calls that compute with a tensor (its replaced layer's weights, if read outside it)
-_COMPUTING = _PRODUCTS | _DISTANCES | _WEIGHTED | ATEN_PRODUCTS | _ATTENTION
+_COMPUTING = _PRODUCTS | _DISTANCES | _SOLVES | _WEIGHTED | ATEN_PRODUCTS | _ATTENTION
 
 # look-ups of a table (its rows picked by the input, no product): the table is a weight the
 # arrays do not hold, listed as such
@@ -145,7 +156,17 @@ _INDEXING = frozenset({torch.Tensor.__getitem__, torch.index_select, torch.Tenso
 
 # the element-wise products that make a weight matrix input-dependent (module docstring)
 _SCALINGS = frozenset({torch.mul, torch.div, torch.Tensor.mul, torch.Tensor.div,
-                       torch.Tensor.__mul__, torch.Tensor.__rmul__, torch.Tensor.__truediv__})
+                       torch.Tensor.__mul__, torch.Tensor.__rmul__, torch.Tensor.__truediv__,
+                       # the other spellings of those (a weight so multiplied computed its
+                       # product element-wise unnamed): aliases, the in-place forms into an
+                       # activation, and the fused multiply- / divide-adds
+                       torch.multiply, torch.divide, torch.true_divide, torch.Tensor.multiply,
+                       torch.Tensor.divide, torch.Tensor.true_divide, torch.Tensor.mul_,
+                       torch.Tensor.div_, torch.Tensor.multiply_, torch.Tensor.divide_,
+                       torch.Tensor.true_divide_, torch.Tensor.__imul__,
+                       torch.Tensor.__itruediv__, torch.addcmul, torch.addcdiv,
+                       torch.Tensor.addcmul, torch.Tensor.addcdiv, torch.Tensor.addcmul_,
+                       torch.Tensor.addcdiv_})
 
 _aten = torch.ops.aten
 # products whose bias is added, not multiplied: their factors are (input, weight)
@@ -208,13 +229,18 @@ def _is_matrix(t: torch.Tensor) -> bool:
     return sum(n > 1 for n in t.shape) >= 2
 
 
+def _transformed(t: torch.Tensor) -> bool:
+    """Whether ``t`` is wrapped by a ``torch.func`` transform (``vmap``'s per-sample view,
+    ``grad``'s tracking tensor): it has no storage of its own."""
+    return bool(getattr(torch._C._functorch, "is_functorch_wrapped_tensor",
+                        lambda _t: False)(t))
+
+
 def _storage(t: torch.Tensor) -> int | None:
     # under torch.vmap / torch.func a weight arrives wrapped (an ensemble's stacked weights
     # by functional_call): the storage is the wrapped tensor's
-    functorch = torch._C._functorch
-    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", lambda _t: False)
-    while wrapped(t):
-        t = functorch.get_unwrapped(t)
+    while _transformed(t):
+        t = torch._C._functorch.get_unwrapped(t)
     try:
         return t.untyped_storage().data_ptr()
     except (RuntimeError, NotImplementedError):  # tensors without storage (meta, nested)
@@ -308,7 +334,7 @@ class _Watch(TorchFunctionMode):
         factors = [self._weight(t) for t in _factors(func, args, kwargs)] if product else names
         # a product inside a mapped or listed module (an excluded head reading the embedding
         # table it is tied to) is that module's, already listed: no functional use
-        if (product or func in _DISTANCES) and not self.listed():
+        if (product or func in _DISTANCES or func in _SOLVES) and not self.listed():
             for group in factors:  # an exported graph's aten calls too
                 for name in group or ():
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
@@ -499,6 +525,21 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
                   "it", UserWarning, stacklevel=3)
     return ([(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)] + modulated
             + products)
+
+
+def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
+    """What a simulated (or twin) layer raises when it is called inside a ``torch.func``
+    transform (a per-sample function mapped by ``torch.func.vmap``, ``grad`` / ``jacrev``):
+    its inputs are wrapped tensors with no storage, which the layer's NumPy computation (the
+    arrays', and the calibration pass's) cannot read; torch's own error ("Cannot access data
+    pointer of Tensor that doesn't have storage") named no layer."""
+    if any(isinstance(t, torch.Tensor) and _transformed(t) for t in _tensors(list(inputs))):
+        raise MappingError(
+            f"{layer}: called inside a torch.func transform (torch.func.vmap / torch.vmap over "
+            "a per-sample function, grad, jacrev ...); the layer computes on the simulated "
+            "arrays in NumPy, outside the transform, so it cannot take the transform's "
+            "per-sample tensors: call the layer on the whole batch (nn.Linear / nn.Conv take a "
+            "batch dimension), or exclude the layer (exclude=[...]) to keep it digital")
 
 
 def stale_reference_error(layer: str) -> MappingError:

@@ -36,7 +36,7 @@ from ..config import ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
-from .functional import refuse_swapped_weights, weight_read_error
+from .functional import refuse_swapped_weights, refuse_transformed_inputs, weight_read_error
 from .matrix import (
     EngineView,
     InputStats,
@@ -480,7 +480,8 @@ def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> tuple[int, int,
 
 
 def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
-    """Weights set from outside (:func:`refuse_swapped_weights`) are refused. A simulated
+    """Weights set from outside (:func:`refuse_swapped_weights`) and the inputs of a
+    ``torch.func`` transform (:func:`refuse_transformed_inputs`) are refused. A simulated
     layer computes on the arrays (NumPy): it has no gradient. A deployed model runs under
     ``no_grad``, so gradient mode here was turned on by the model's own forward
     (``torch.enable_grad()`` around ``torch.autograd.grad``: a PINN's derivatives, a
@@ -490,6 +491,7 @@ def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
     if layer.own_tensors is not None:  # programmed: its own attributes are known
         refuse_swapped_weights(layer, layer.sim_name, layer.own_tensors)
     tensors = [*args, *kwargs.values()]
+    refuse_transformed_inputs(layer.sim_name, tensors)
     if not (torch.is_grad_enabled()
             and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)):
         return

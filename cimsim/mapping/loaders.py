@@ -607,10 +607,11 @@ def _cell_for(gm: torch.fx.GraphModule, node: torch.fx.Node, cls: type[nn.RNNCel
     mod: nn.RNNCellBase
     if cls is nn.RNNCell:
         mod = nn.RNNCell(w_ih.shape[1], w_hh.shape[1], bias=has_bias, nonlinearity=(
-            "relu" if node.target is torch.ops.aten.rnn_relu_cell.default else "tanh"))
+            "relu" if node.target is torch.ops.aten.rnn_relu_cell.default else "tanh"),
+            **_like(w_ih))
     else:
         make: Callable[..., nn.RNNCellBase] = cls  # LSTMCell / GRUCell: (in, hidden, bias)
-        mod = make(w_ih.shape[1], w_hh.shape[1], bias=has_bias)
+        mod = make(w_ih.shape[1], w_hh.shape[1], bias=has_bias, **_like(w_ih))
     with torch.no_grad():
         mod.weight_ih.copy_(w_ih)
         mod.weight_hh.copy_(w_hh)
@@ -680,12 +681,19 @@ def _product_linear(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Linear 
         b = _constant(gm, b_node) if isinstance(b_node, torch.fx.Node) else None
         if b is None or tuple(b.shape) not in ((w.shape[1],), (1, w.shape[1])):
             return None
-    mod = nn.Linear(w.shape[0], w.shape[1], bias=b is not None)
+    mod = nn.Linear(w.shape[0], w.shape[1], bias=b is not None, **_like(w))
     with torch.no_grad():
         mod.weight.copy_(w.t())
         if b is not None:
             mod.bias.copy_(b.reshape(-1))
     return mod
+
+
+def _like(w: torch.Tensor) -> dict[str, Any]:
+    """A rebuilt module's factory arguments: the graph's weight's dtype and device (a float64
+    export rebuilt in float32 computed its float pass and a twin in float32, and failed on
+    float64 inputs: "mat1 and mat2 must have the same dtype")."""
+    return {"dtype": w.dtype, "device": w.device}
 
 
 def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | None:
@@ -698,7 +706,8 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
     if node.target is torch.ops.aten.linear.default:
         w = _tensor(gm, node.args[1])
         b = _optional_tensor(gm, node.args[2] if len(node.args) > 2 else None)
-        mod: nn.Linear | _ConvNd = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+        mod: nn.Linear | _ConvNd = nn.Linear(w.shape[1], w.shape[0], bias=b is not None,
+                                             **_like(w))
     else:
         conv = _conv_args(node)
         if conv is None:
@@ -708,7 +717,8 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
         b = _optional_tensor(gm, b_node)
         kernel: Any = tuple(w.shape[2:])
         geometry = dict(stride=_as_size(stride), padding=_as_size(padding),
-                        dilation=_as_size(dilation), groups=groups, bias=b is not None)
+                        dilation=_as_size(dilation), groups=groups, bias=b is not None,
+                        **_like(w))
         if out_padding is None:
             cls = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[w.dim() - 3]
             mod = cls(w.shape[1] * groups, w.shape[0], kernel, **geometry)

@@ -2,8 +2,9 @@
 may still ask of a mapped layer.
 
 - A subclass of a mappable torch layer whose ``forward`` is its own (timm's weight-standardized
-  ``StdConv2d``, a quantization-aware ``Linear``) computes something else than its type: mapped
-  by its raw weight it gave a result that looked simulated and was wrong. It is kept digital,
+  ``StdConv2d``, a quantization-aware ``Linear``), or a method its forward calls
+  (``_conv_forward``, ``_output_padding``), computes something else than its type: mapped by
+  its raw weight it gave a result that looked simulated and was wrong. It is kept digital,
   with the reason (:func:`overridden_forward`).
 - A TorchScript module (``torch.jit.script`` / ``trace``) runs compiled code that calls its own
   submodules: a simulated replacement would never be called, and its matrix products are no
@@ -18,14 +19,20 @@ may still ask of a mapped layer.
   torch's bare ``StopIteration`` becomes an error saying so (:func:`explain_stop_iteration`).
 - deploy and ``prepare`` copy the model; a tensor computed with gradient and kept as an
   attribute (``self.cached = self.scale * 2``) cannot be copied: the error names it
-  (:func:`copy_model`).
+  (:func:`copy_model`). What the forward stores in the model's attributes during a
+  calibration pass (a cached table, computed in float) is undone after it
+  (:func:`calibration_state`). An exported program's module (``ExportedProgram.module()``, as the
+  model or inside it) applies its weights by aten calls, no modules: in the copy its linear and
+  convolution calls become modules (``modules_from_graph``, as ``load_model`` does for a
+  ``.pt2``), mapped as the model's own; they were refused ("no layer can be mapped") or
+  listed digital, advising the user to hold them in modules they had.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,20 +44,56 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from ..errors import MappingError
 
-__all__ = ["complex_row", "copy_model", "explain_stop_iteration", "keywords_not_taken",
-           "overridden_forward", "pruned_modules", "quantized_row", "scripted_row", "source_config"]
+__all__ = ["attribute_state", "calibration_state", "complex_row", "copy_model",
+           "explain_stop_iteration", "keywords_not_taken", "overridden_forward",
+           "pruned_modules", "quantized_row", "restore_attributes", "scripted_row",
+           "source_config"]
+
+
+# methods of torch's layers that compute nothing in the forward: a subclass may override them
+# (its own initialisation, its repr, its pickling) and still compute as its base
+_NOT_COMPUTING = frozenset({
+    "__init__", "reset_parameters", "_reset_parameters", "extra_repr", "__repr__",
+    "__setstate__", "__getstate__", "__deepcopy__", "_apply", "flatten_parameters",
+    "_init_flat_weights", "_replicate_for_data_parallel", "_load_from_state_dict",
+    "_save_to_state_dict", "__setattr__"})
+
+
+def _overridden(cls: type[nn.Module], base: type[nn.Module]) -> str | None:
+    """The first method of ``base`` (the torch layer ``cls`` derives from) or of the torch
+    classes above it, ``__call__`` included, that ``cls`` defines again and that computes in
+    the forward (``forward``, ``_conv_forward``, ``_output_padding``, an RNN's
+    ``permute_hidden``); None if none."""
+    torch_classes = [c for c in base.__mro__ if c.__module__.startswith("torch.nn.modules.")
+                     and c is not nn.Module]
+    names = ["forward", "__call__", "_call_impl",
+             *(n for c in torch_classes for n, v in vars(c).items() if callable(v))]
+    for attr in dict.fromkeys(names):
+        if attr not in _NOT_COMPUTING and _definer(cls, attr) is not _definer(base, attr):
+            return attr
+    return None
+
+
+def _definer(cls: type, attr: str) -> type | None:
+    """The class of ``cls``'s MRO whose body defines ``attr``."""
+    return next((c for c in cls.__mro__ if attr in vars(c)), None)
 
 
 def overridden_forward(module: nn.Module, name: str) -> str | None:
     """Why ``module`` (of a mappable type) cannot be mapped as its type says, or None: its
-    class, a subclass of a torch layer, defines a ``forward`` of its own. The classes torch
-    derives itself (a parametrized ``ParametrizedLinear``) keep the layer's forward."""
+    class, a subclass of a torch layer, defines a ``forward`` of its own, or another method
+    the forward computes with (a ``_conv_forward`` standardising the weight or padding the
+    input causally, a transposed conv's ``_output_padding``: mapped, their computation was
+    dropped, the raw weight run as torch's). The classes torch derives itself (a
+    parametrized ``ParametrizedLinear``) keep the layer's forward."""
     base: type[nn.Module] = next(c for c in type(module).__mro__
                                  if c.__module__.startswith("torch.nn.modules."))
-    if type(module).forward is base.forward:
+    attr = _overridden(type(module), base)
+    if attr is None:
         return None
-    owner = next(c for c in type(module).__mro__ if "forward" in vars(c))
-    return (f"{name}: {owner.__name__} overrides {base.__name__}.forward (a computation of its "
+    owner = _definer(type(module), attr)
+    assert owner is not None
+    return (f"{name}: {owner.__name__} overrides {base.__name__}.{attr} (a computation of its "
             f"own, e.g. a standardized or fake-quantized weight, that the arrays would not "
             f"run with the raw weight); hold an nn.{base.__name__} in a module instead of "
             "subclassing it to map it")
@@ -189,6 +232,100 @@ def pruned_modules(model: nn.Module) -> list[str]:
                               if isinstance(hook, prune.BasePruningMethod)))
 
 
+def _holds_tensor(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tensor(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_tensor(v) for v in value.values())
+    return False
+
+
+def _shallow(value: Any) -> Any:
+    """A copy of a list or dict attribute's items (a cache appended to in place), else the
+    value itself."""
+    return list(value) if isinstance(value, list) else (
+        dict(value) if isinstance(value, dict) else value)
+
+
+def _changed(before: Any, after: Any) -> bool:
+    if isinstance(before, list) and isinstance(after, list):
+        return len(before) != len(after) or any(a is not b for a, b in zip(before, after,
+                                                                             strict=True))
+    if isinstance(before, dict) and isinstance(after, dict):
+        return before.keys() != after.keys() or any(after[k] is not v
+                                                    for k, v in before.items())
+    return before is not after
+
+
+@contextmanager
+def calibration_state(model: nn.Module) -> Iterator[None]:
+    """Within the block (a calibration pass), what the model's forward stores in its modules'
+    attributes is the pass's: a tensor (or a list, tuple or dict of tensors) an attribute
+    gets, or a list or dict attribute's items, are set back to what they were before it when
+    the block ends. A forward caching a layer's output on its first call (a position-bias
+    table, ``self._table = self.pos(coords)``) would otherwise keep the calibration pass's
+    result, computed in float, and every simulated forward reuse it, the layer never run on
+    the arrays; the simulated model starts from the state the user's model had. cimsim's own
+    modules (simulated and twin layers) keep theirs."""
+    before = attribute_state(model)
+    try:
+        yield
+    finally:
+        restore_attributes(before, model)
+
+
+def attribute_state(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Module name -> its attributes (lists and dicts shallow-copied), for
+    :func:`restore_attributes`; cimsim's own modules and ``nn.Module``'s bookkeeping left
+    out."""
+    return {name: {k: _shallow(v) for k, v in vars(m).items() if _user_attribute(k)}
+            for name, m in model.named_modules()
+            if not type(m).__module__.startswith("cimsim.")}
+
+
+def restore_attributes(before: Mapping[str, Mapping[str, Any]], model: nn.Module,
+                       into: nn.Module | None = None) -> None:
+    """Set back the tensor-holding attributes of ``model``'s modules that changed since
+    ``before`` (:func:`attribute_state`), in ``model`` or, given, in ``into``, a copy of it
+    (a deep copy of the earlier value)."""
+    target = model if into is None else into
+    for name, was in before.items():
+        try:
+            module, out = model.get_submodule(name), target.get_submodule(name)
+        except AttributeError:
+            continue
+        now = vars(module)
+        for k in [k for k in now if k not in was and _user_attribute(k)
+                  and _holds_tensor(now[k])]:
+            vars(out).pop(k, None)  # set since
+        for k, v in was.items():
+            current = now.get(k, v)
+            if not (_changed(v, current) and (_holds_tensor(v) or _holds_tensor(current))):
+                continue
+            old = v if into is None else copy.deepcopy(v)
+            held = vars(out).get(k)
+            if isinstance(held, list) and isinstance(old, list):
+                held[:] = old  # the attribute's own list, emptied as it was
+            elif isinstance(held, dict) and isinstance(old, dict):
+                held.clear()
+                held.update(old)
+            else:
+                vars(out)[k] = old
+
+
+def _user_attribute(name: str) -> bool:
+    return name not in _MODULE_STATE and not name.startswith(("_forward", "_backward"))
+
+
+# nn.Module's own bookkeeping: its parameters, buffers and submodules (their own dicts),
+# hooks, mode
+_MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set",
+                           "training", "_state_dict_hooks", "_state_dict_pre_hooks",
+                           "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks"})
+
+
 def copy_model(model: nn.Module, who: str) -> nn.Module:
     """A deep copy of ``model``; torch's refusal to copy a non-leaf tensor attribute (one
     computed with gradient) as a ``MappingError`` naming the attributes.
@@ -217,7 +354,21 @@ def copy_model(model: nn.Module, who: str) -> nn.Module:
     for param in sim.parameters():
         if not param.is_leaf:
             param.detach_().requires_grad_(True)
+    _rebuild_exported(sim)
     return sim
+
+
+def _rebuild_exported(model: nn.Module) -> None:
+    """The linear / convolution / cell calls of every exported graph in ``model`` (an
+    ``fx.GraphModule`` calling aten operators: ``ExportedProgram.module()``) made modules, in
+    place (:func:`~cimsim.mapping.loaders.modules_from_graph`)."""
+    from .loaders import modules_from_graph  # loaders imports this module
+
+    for module in list(model.modules()):
+        if isinstance(module, torch.fx.GraphModule) and any(
+                node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload)
+                for node in module.graph.nodes):
+            modules_from_graph(module)
 
 
 def _copy(model: nn.Module, who: str) -> nn.Module:

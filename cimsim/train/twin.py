@@ -97,6 +97,7 @@ from ..mapping.deploy import (
 )
 from ..mapping.functional import (
     refuse_swapped_weights,
+    refuse_transformed_inputs,
     warn_functional,
     watch_functional_weights,
     weight_read_error,
@@ -113,12 +114,14 @@ from ..mapping.matrix import (
 from ..mapping.naming import named_layer
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
+    attribute_state,
     complex_row,
     copy_model,
     explain_stop_iteration,
     overridden_forward,
     pruned_modules,
     quantized_row,
+    restore_attributes,
     scripted_row,
     source_config,
 )
@@ -1157,9 +1160,11 @@ class _ChipProduct(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------
 # Model layers: observe during calibration, then compute through twins
 # --------------------------------------------------------------------------------------------
-def _refuse_swapped(layer: _TwinLayer, _args: tuple) -> None:
-    """A twin layer's forward pre-hook (a function, not a lambda: a prepared model pickles)."""
+def _refuse_swapped(layer: _TwinLayer, args: tuple) -> None:
+    """A twin layer's forward pre-hook (a function, not a lambda: a prepared model pickles):
+    weights set from outside, and inputs of a ``torch.func`` transform, refused."""
     refuse_swapped_weights(layer, layer.twin_name)
+    refuse_transformed_inputs(layer.twin_name, args)
 
 
 class _TwinLayer(nn.Module):
@@ -1543,6 +1548,9 @@ class PreparedModel(nn.Module):
         self.batch_dim = batch_dim  # the methods' later passes cut their data along it
         # the calibration batches' tensor dimensions, for the deployed model's sample count
         self.calibration_ndims = dict(calibration_ndims or {})
+        # what the model's modules held when prepared: a table the twin's forwards cache
+        # (self._table = self.pos(coords)) is no state to deploy (deploy() sets it back)
+        self.prepared_state = attribute_state(model)
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
@@ -1617,7 +1625,11 @@ class PreparedModel(nn.Module):
         root = self.seed if seed is None else seed
         chip = self.chip if chip is None else as_chip(chip)
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
-        return deploy_views(self.float_model().cpu(), chip, self.views(root, chip), seed=root,
+        model = self.float_model().cpu()
+        # what the twin's forwards cached (a layer's output kept as an attribute) would be
+        # reused by every simulated forward, the layer never run on the arrays
+        restore_attributes(self.prepared_state, self.model, into=model)
+        return deploy_views(model, chip, self.views(root, chip), seed=root,
                             exclude=excluded, batch_dim=batch_dim,
                             calibration_ndims=self.calibration_ndims)
 
@@ -1770,7 +1782,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                                    {name: layer._float_src[0] for name, layer in layers.items()}
                                    ) as functional,
           explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
-        ndims = calibration_pass(root, model, calibration, batch_size, batch_dim)
+        ndims = calibration_pass(root, model, calibration, batch_size, batch_dim, seed)
     if ndims is None:
         raise MappingError("calibration data is empty")
     digital.extend(warn_functional(functional, "prepare"))
