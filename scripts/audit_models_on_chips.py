@@ -664,6 +664,19 @@ def _select(names: list[str], patterns: list[str] | None) -> list[str]:
     return [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
 
 
+def _set_threads(n: int) -> None:
+    """Run the kernels and torch on ``n`` threads. Numba is imported by now (the zoos import
+    cimsim's kernels), so its pool size is fixed: ``numba.set_num_threads`` lowers the threads
+    used, where setting ``NUMBA_NUM_THREADS`` now made a later compile (a cold cache) fail
+    with "Cannot set NUMBA_NUM_THREADS to a different value once the threads have been
+    launched" (60 pairs of a zoo audit on a fresh checkout)."""
+    import numba
+    import torch
+
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    torch.set_num_threads(n)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -691,7 +704,6 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: the one the page names)")
     args = parser.parse_args(argv)
 
-    import torch
     from tqdm import tqdm
 
     cases = model_cases()
@@ -713,8 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         # the threads only for a run (--list and --summarize-only leave the calling process's,
         # a test's, as they were: Numba refuses another count once its threads are launched)
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
-        torch.set_num_threads(args.threads)
+        _set_threads(args.threads)
         measured = _head_commit()
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as fh:
