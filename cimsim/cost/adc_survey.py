@@ -32,10 +32,10 @@ priced by the digital tables (and, for a single-slope converter, its share of th
 ramp generator: ``cimsim.cost.models.ADCModel.ramp_generator_pj``). A 1-b SAR, flash or single-slope
 conversion is one sense-amplifier decision, priced by the tables, not by these fits. Area is
 ``A_step * steps * F^2`` with the converter's step count (the fit's own normalisation,
-``A / 2^ENOB``, whatever the kind), plus the counter of the counting kinds (a single-slope
-converter has one comparator, not 2^b: see ``cimsim.cost.models``). The scatter of the survey
-around these lines (``*_SCATTER``: the standard deviation of the log residuals) is a factor
-2.8-4.3: an uncalibrated converter estimate carries that uncertainty.
+``A / 2^ENOB``), plus the counter of the counting kinds; a single-slope or ramp converter has
+one comparator, not 2^b (its steps are in time: see ``cimsim.cost.models``). The scatter of
+the survey around these lines (``*_SCATTER``: the standard deviation of the log residuals) is
+a factor 2.8-4.3: an uncalibrated converter estimate carries that uncertainty.
 """
 
 from __future__ import annotations

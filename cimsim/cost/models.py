@@ -347,13 +347,19 @@ class ADCModel(ComponentModel):
                     + adc_survey.dac_area_um2(b, node) / chip.array.adcs_per_array
                     + bitplanes.accumulator_area_um2_per_adc(chip, self.table)
                     ) * self.cal.a("adc")
-        # the survey's area per conversion step times the converter's steps (the fit's own
-        # normalisation, A / 2^ENOB), whatever the kind
-        area = adc_survey.step_area_um2(kind, node) * adc_survey.steps(kind, b)
-        if kind in _COUNTING_KINDS:
-            area += b * self.table.shift_add_area_um2_per_bit  # the counter
-        if kind is ADCKind.RAMP:  # the ramp's reference column (Yang, Mao et al. 2025)
-            area += (2**b + 5) * CellModel(chip, self.table).area_um2()
+        if kind is ADCKind.RAMP:
+            # one comparator, as the single-slope converter (its 2^b steps are reference-cell
+            # reads in time, not comparators), the b-bit latch of the shared count, and the
+            # reference column of 2^b + 5 cells (Yang, Mao et al. 2025)
+            area = (adc_survey.step_area_um2(kind, node)
+                    + b * self.table.shift_add_area_um2_per_bit
+                    + (2**b + 5) * CellModel(chip, self.table).area_um2())
+        else:
+            # the survey's area per conversion step times the converter's steps (the fit's own
+            # normalisation, A / 2^ENOB): SAR, flash and the time-domain family
+            area = adc_survey.step_area_um2(kind, node) * adc_survey.steps(kind, b)
+            if kind in _COUNTING_KINDS:
+                area += b * self.table.shift_add_area_um2_per_bit  # the counter
         area += bitplanes.accumulator_area_um2_per_adc(chip, self.table)
         return area * self.cal.a("adc")
 

@@ -74,6 +74,33 @@ def test_single_slope_physical_known_answer():
     assert model.area_um2() == pytest.approx(area)
 
 
+def test_ramp_physical_area_is_one_comparator_known_answer():
+    """The in-memory ramp converter has one comparator per column, as the single-slope one: its
+    2^b steps are reference-cell reads in time. Before the fix the physical model priced 2^b
+    flash comparators (6 b: 64 x 180518 F^2, 33x the single-slope converter's area); test
+    fails without it."""
+    chip = chip_at("ramp", 6)
+    model = adc(chip)
+    cell_um2 = 48 * 0.045**2  # the preset's 48-F^2 1T1R cell at 45 nm
+    area = (180518.0 * 0.045**2 + 6 * 60.0 / 16 / 0.46 + (64 + 5) * cell_um2)
+    assert model.area_um2() == pytest.approx(area)
+    # the same comparator and counter as the single-slope converter; only the reference
+    # differs (a column of cells instead of a share of the ramp DAC)
+    ss = chip_at("single_slope", 6)
+    ramp_dac_share = 4895.0 * 64 * 0.045**2 / ss.array.adcs_per_array
+    assert (model.area_um2() - 69 * cell_um2
+            == pytest.approx(adc(ss).area_um2() - ramp_dac_share))
+
+
+@pytest.mark.parametrize("bits", [2, 4, 6, 8])
+def test_ramp_physical_area_grows_with_its_reference_column_only(bits):
+    """Ramp area per added bit grows by the reference column's extra cells and a latch bit,
+    not by doubling (that is a flash's comparators)."""
+    lo, hi = adc(chip_at("ramp", bits)).area_um2(), adc(chip_at("ramp", bits + 1)).area_um2()
+    cell_um2 = 48 * 0.045**2
+    assert hi - lo == pytest.approx(2**bits * cell_um2 + 60.0 / 16 / 0.46)
+
+
 def test_single_slope_time_follows_the_clock_and_the_ramp_does_not():
     slow = adc(chip_at("single_slope", 5, clock_mhz=100.0)).time_ns(A.CONVERT, 5)
     fast = adc(chip_at("single_slope", 5, clock_mhz=1000.0)).time_ns(A.CONVERT, 5)
