@@ -1,0 +1,73 @@
+"""A fifteenth zoo (worktree ``zoo15``, after ``test_zoo14.py``): TODO."""
+
+from __future__ import annotations
+
+import torch
+
+from .conftest import build_seeded
+from .zoo15_models import (
+    FPN,
+    ConformerConv,
+    ConvNeXtV2,
+    Highway,
+    LlamaBlock,
+    LPPooled,
+    MBConv,
+    NeuralODE,
+    PretrainedEmbedding,
+    ScatterMoE,
+    SetPooling,
+    ShuffleUnit,
+    SwinBlock,
+    TemporalShift,
+    TokenPruning,
+    UNet,
+)
+from .zoo_tests import zoo_deploy_tests
+
+ZOO15 = {
+    "swin-shifted": (SwinBlock, lambda: (torch.randn(3, 4, 4, 8),)),
+    "set-pool": (SetPooling, lambda: (torch.randn(3, 5, 6),)),
+    "llama-gqa-fused": (LlamaBlock, lambda: (torch.randint(0, 20, (3, 5)),)),
+    "token-prune": (TokenPruning, lambda: (torch.randn(3, 6, 6),)),
+    "convnext-v2": (ConvNeXtV2, lambda: (torch.randn(3, 3, 8, 8),)),
+    "unet-transposed": (UNet, lambda: (torch.randn(3, 1, 8, 8),)),
+    "shufflenet-v2": (ShuffleUnit, lambda: (torch.randn(3, 2, 8, 8),)),
+    "conformer-conv": (ConformerConv, lambda: (torch.randn(3, 7, 8),)),
+    "temporal-shift": (TemporalShift, lambda: (torch.randn(3, 4, 3, 5, 5),)),
+    "fpn": (FPN, lambda: (torch.randn(3, 3, 8, 8),)),
+    "lp-pool": (LPPooled, lambda: (torch.randn(3, 2, 6, 6),)),
+    "mbconv": (MBConv, lambda: (torch.randn(3, 3, 6, 6),)),
+    "moe-scatter": (ScatterMoE, lambda: (torch.randn(3, 5, 6),)),
+    "highway": (Highway, lambda: (torch.randn(3, 6),)),
+    "ode-rk4": (NeuralODE, lambda: (torch.randn(3, 6),)),
+    "pretrained-emb": (PretrainedEmbedding, lambda: (torch.randint(0, 20, (3, 5)),)),
+}
+
+# what stays digital, by name: the products of activations (window attention written by hand,
+# the attention of a module whose forward computes them), an embedding (its table read by a
+# look-up)
+_DIGITAL = {
+    "swin-shifted": {"model"},
+    "set-pool": {"mha"},
+    "llama-gqa-fused": {"emb", "model"},
+    "pretrained-emb": {"emb"},
+}
+# 2-D or larger parameters in no product: Swin's relative-position bias table (gathered, added to
+# the scores), the Set Transformer's seed (an activation: the attention's query), GRN's gamma /
+# beta (element-wise)
+_NOT_MATRICES = {"swin-shifted": ("table",), "set-pool": ("seed",),
+                 "convnext-v2": ("gamma", "beta")}
+# the integer re-implementation covers Linear / Conv1d / Conv2d / MHA: not ConvTranspose2d
+_NOT_EXACT = {"unet-transposed"}
+
+
+def _build(name: str, dtype=torch.float32):
+    return build_seeded(*ZOO15[name], dtype)
+
+
+# the deploy (lossless, rram-22nm) and prepare tests of every model
+(test_lossless_deploy_is_the_quantized_model_and_near_float,
+ test_rram_deploy_runs_reports_and_accounts_for_every_matrix,
+ test_prepare_steps_and_the_twin_deploys_to_what_it_computes) = zoo_deploy_tests(
+    ZOO15, _build, _DIGITAL, not_exact=_NOT_EXACT, not_matrices=_NOT_MATRICES)
