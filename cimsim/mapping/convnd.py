@@ -30,7 +30,7 @@ from torch.nn.modules.conv import _ConvTransposeNd
 from ..config import ChipConfig
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
-from .layers import MatmulCore, SimLayer, grouped_cores
+from .layers import MatmulCore, SimLayer, conv_pads, grouped_cores
 from .matrix import kernel_row_tiles
 
 __all__ = ["SimConv3d", "SimConvTranspose", "col2im_nd", "conv_input_error", "unfold_nd"]
@@ -254,7 +254,7 @@ class ConvGeometry:
         self.kernel = tuple(src.kernel_size)
         self.stride = tuple(src.stride)
         self.dilation = tuple(src.dilation)
-        self.pads = list(src._reversed_padding_repeated_twice)  # F.pad order
+        self.pads = conv_pads(src)  # F.pad order
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         self.weight_shape = tuple(src.weight.shape)
 
