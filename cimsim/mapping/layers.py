@@ -612,7 +612,9 @@ class SimLinear(SimLayer):
 
     def __init__(self, src: nn.Linear, name: str, chip: ChipConfig, seed: int):
         super().__init__(name)
-        self.in_features, self.out_features = src.in_features, src.out_features
+        # the weight's sizes, as nn.Linear's forward reads them: a pruner replacing the weight
+        # may leave .in_features / .out_features as built
+        self.out_features, self.in_features = src.weight.shape
         bias = None if src.bias is None else self._np(src.bias)
         self.cores = [MatmulCore(name, self._np(src.weight), bias, chip, seed)]
 

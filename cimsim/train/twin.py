@@ -1330,7 +1330,7 @@ class TwinLinear(_TwinLayer):
     def __init__(self, src: nn.Linear, name: str, chip: ChipConfig, seed: int,
                  options: TwinOptions):
         super().__init__(src, name, chip, seed, options, 1)
-        self.in_features, self.out_features = src.in_features, src.out_features
+        self.out_features, self.in_features = src.weight.shape  # the weight's, as SimLinear
         self._src = (src.weight.detach().clone(),
                      None if src.bias is None else src.bias.detach().clone())
 

@@ -122,3 +122,47 @@ def test_a_convolutions_padding_changed_after_construction_is_the_one_torch_uses
         prep = prepare_step_deploy(model, lossless_chip("channel"), (x,), 0)
         with torch.no_grad():
             assert prep(x).shape == want.shape
+
+
+class _Pruned(nn.Module):
+    """Layers whose weights a hand-written channel pruner replaced by smaller ones, leaving
+    ``in_features`` / ``out_features`` / ``in_channels`` / ``out_channels`` as built (torch's
+    forwards read only the weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 8)
+        self.conv3 = nn.Conv3d(2, 6, 3, padding=1)
+        self.up = nn.ConvTranspose2d(4, 6, 2, stride=2)
+        with torch.no_grad():
+            self.fc.weight = nn.Parameter(self.fc.weight[:5].clone())
+            self.fc.bias = nn.Parameter(self.fc.bias[:5].clone())
+            self.conv3.weight = nn.Parameter(self.conv3.weight[:4].clone())
+            self.conv3.bias = nn.Parameter(self.conv3.bias[:4].clone())
+            self.up.weight = nn.Parameter(self.up.weight[:, :3].clone())
+            self.up.bias = nn.Parameter(self.up.bias[:3].clone())
+        self.head = nn.Linear(5 + 3, 3)
+
+    def forward(self, x):
+        v = self.conv3(x[:, :2, None, None, None].expand(-1, -1, 3, 3, 3)).mean((2, 3, 4))
+        img = self.up(torch.relu(v)[:, :, None, None].expand(-1, -1, 2, 2)).mean((2, 3))
+        return self.head(torch.cat([self.fc(x), img], 1))
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+def test_layers_pruned_without_updating_their_sizes_compute_from_their_weights(run):
+    """A Linear, Conv3d and ConvTranspose2d whose weights were replaced by pruned (smaller)
+    ones, their size attributes left as built: torch computes from the weights; deploy and
+    prepare failed deep inside the simulated layer ("shape '[4, 8]' is invalid for input of
+    size 20"), no layer named. The sizes are the weights' now."""
+    model, (x,) = build_seeded(_Pruned, lambda: (torch.randn(4, 6),), torch.float64)
+    with torch.no_grad():
+        want = model(x)
+    if run == "deploy":
+        sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+        with torch.no_grad():
+            assert _rel(sim(x), want) < 0.03
+    else:
+        prep = prepare_step_deploy(model, lossless_chip("channel"), (x,), 0)
+        with torch.no_grad():
+            assert prep(x).shape == want.shape
