@@ -268,12 +268,41 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     table, ``self._table = self.pos(coords)``) would otherwise keep the calibration pass's
     result, computed in float, and every simulated forward reuse it, the layer never run on
     the arrays; the simulated model starts from the state the user's model had. cimsim's own
-    modules (simulated and twin layers) keep theirs."""
+    modules (simulated and twin layers) keep theirs. So too the buffers, written in place or
+    reassigned (a streaming model's cache of the last frame, a call counter): the simulated
+    model would start from the last calibration batch's cache."""
     before = attribute_state(model)
+    buffers = _buffer_state(model)
     try:
         yield
     finally:
         restore_attributes(before, model)
+        _restore_buffers(buffers, model)
+
+
+def _buffer_state(model: nn.Module) -> dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]:
+    """(module name, buffer name) -> (the buffer, a copy of its values), cimsim's own
+    modules left out."""
+    return {(name, k): (b, b.detach().clone()) for name, m in model.named_modules()
+            if not type(m).__module__.startswith("cimsim.")
+            for k, b in m._buffers.items()
+            if b is not None and not nn.parameter.is_lazy(b)}  # a lazy one: made by the pass
+
+
+def _restore_buffers(before: Mapping[tuple[str, str], tuple[torch.Tensor, torch.Tensor]],
+                     model: nn.Module) -> None:
+    """The buffers of :func:`_buffer_state` registered and holding their values again."""
+    for (name, k), (buffer, values) in before.items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            continue
+        module._buffers[k] = buffer
+        if buffer.shape != values.shape:
+            module._buffers[k] = values
+        elif not torch.equal(buffer, values):
+            with torch.no_grad():
+                buffer.copy_(values)
 
 
 def attribute_state(model: nn.Module) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import cimsim
+from cimsim.train import prepare
 
 from .conftest import assert_bitwise, build_seeded, lossless_chip, reference_model
 from .test_new_models import prepare_step_deploy
@@ -166,3 +167,38 @@ def test_layers_pruned_without_updating_their_sizes_compute_from_their_weights(r
         prep = prepare_step_deploy(model, lossless_chip("channel"), (x,), 0)
         with torch.no_grad():
             assert prep(x).shape == want.shape
+
+
+class _Streaming(nn.Module):
+    """A streaming model: the last frame of the previous call kept in a buffer (written in
+    place, as streaming ASR / TTS caches are) and a call counter buffer (``+=``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 8)
+        self.head = nn.Linear(8, 3)
+        self.register_buffer("prev", torch.zeros(1, 6))
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        h = self.fc(torch.cat([x, self.prev.expand_as(x)], 1))
+        self.prev.copy_(x[-1:])
+        self.calls += 1
+        return self.head(torch.relu(h) + self.calls)
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+def test_buffers_a_calibration_pass_writes_are_set_back(run):
+    """A forward writing its buffers in place (a streaming cache, a call counter): the
+    calibration passes' writes stayed, so the deployed model (and the twin) started from the
+    last calibration batch's cache and a counter already run on: its first call 29 % off the
+    float model's first call on the lossless chip, nothing said (attributes set by assignment
+    were undone, not buffers written in place). The buffers are set back now."""
+    model, (x,) = build_seeded(_Streaming, lambda: (torch.randn(4, 6),), torch.float64)
+    go = cimsim.deploy if run == "deploy" else prepare
+    out = _quiet(go, model, lossless_chip("channel"), x)
+    assert not model.prev.any() and model.calls == 0  # the user's model: as it was
+    with torch.no_grad():
+        want = model(x)
+        got = out(x)
+    assert _rel(got, want) < 0.03
