@@ -270,14 +270,20 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     the arrays; the simulated model starts from the state the user's model had. cimsim's own
     modules (simulated and twin layers) keep theirs. So too the buffers, written in place or
     reassigned (a streaming model's cache of the last frame, a call counter): the simulated
-    model would start from the last calibration batch's cache."""
+    model would start from the last calibration batch's cache; and the ``torch.Generator`` s
+    the modules hold (a forward drawing from its own): the simulated model would draw other
+    numbers than the user's model."""
     before = attribute_state(model)
     buffers = _buffer_state(model)
+    generators = [(g, g.get_state()) for m in model.modules()
+                  for g in vars(m).values() if isinstance(g, torch.Generator)]
     try:
         yield
     finally:
         restore_attributes(before, model)
         _restore_buffers(buffers, model)
+        for generator, state in generators:
+            generator.set_state(state)
 
 
 def _buffer_state(model: nn.Module) -> dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]:
