@@ -272,8 +272,13 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     reassigned (a streaming model's cache of the last frame, a call counter): the simulated
     model would start from the last calibration batch's cache; and the ``torch.Generator`` s
     the modules hold (a forward drawing from its own): the simulated model would draw other
-    numbers than the user's model."""
+    numbers than the user's model; and the plain numbers its attributes hold (a call counter
+    ``self.calls += 1``)."""
     before = attribute_state(model)
+    numbers = {name: {k: v for k, v in vars(m).items()
+                      if _user_attribute(k) and _is_number(v)}
+               for name, m in model.named_modules()
+               if not type(m).__module__.startswith("cimsim.")}
     buffers = _buffer_state(model)
     generators = [(g, g.get_state()) for m in model.modules()
                   for g in vars(m).values() if isinstance(g, torch.Generator)]
@@ -284,6 +289,15 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
         _restore_buffers(buffers, model)
         for generator, state in generators:
             generator.set_state(state)
+        for name, was in numbers.items():
+            module = model.get_submodule(name)
+            for k, v in was.items():
+                if _is_number(vars(module).get(k)):
+                    vars(module)[k] = v
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _buffer_state(model: nn.Module) -> dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]:
