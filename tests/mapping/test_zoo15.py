@@ -1,4 +1,32 @@
-"""A fifteenth zoo (worktree ``zoo15``, after ``test_zoo14.py``): TODO."""
+"""A fifteenth zoo (worktree ``zoo15``, after ``test_zoo14.py``): published architectures
+written from their papers at toy size (models in ``zoo15_models.py``), each combining forward
+styles the earlier zoos tried one at a time. Swin window attention with a relative-position bias
+table and windows shifted by ``torch.roll`` with the attention mask, a ConvNeXt V2 block (GRN,
+channels-last LayerNorm, a hand-written channels-first one), a U-Net with ``ConvTranspose2d``
+and skip concatenations, a ShuffleNet V2 unit (channel split, ``nn.ChannelShuffle``,
+``pixel_unshuffle``), a top-2 mixture of experts combined by ``scatter_add_``, a Conformer
+convolution module (``GLU`` over channels), Set Transformer pooling (a learned seed as MHA's
+query), a Llama block (RMSNorm, rotary, grouped-query SDPA, fused gate-up SwiGLU), a temporal
+shift module (frames folded into the batch), an FPN (one smoothing conv on three levels),
+token pruning (``argsort`` + ``gather``), ``LPPool2d`` / ``lp_pool1d``, an MBConv with
+squeeze-excitation, a highway network, an RK4 neural ODE (one MLP sixteen times a forward) and
+a frozen ``Embedding.from_pretrained``. All sixteen pass the lossless, ``rram-22nm`` and
+``prepare`` checks as written.
+
+What it found around them, fixed: a convolution whose ``.padding`` (or, with
+``padding='same'``, ``.dilation``) was set after construction (dilated ResNets for
+segmentation do) was padded with the constructor's cached ``_reversed_padding_repeated_twice``,
+which torch reads only for non-zero padding modes: the deployed and the twin's outputs smaller
+than float's, nothing said; padded as torch's forward pads now. A Linear, Conv3d or
+ConvTranspose2d whose weight a pruner replaced by a smaller one (size attributes left as built)
+failed deep inside the simulated layer, no layer named: sized by the weight now, as torch is.
+A forward writing its buffers in place (a streaming cache, a counter), counting its calls in an
+int attribute, or drawing from a ``torch.Generator`` it holds kept what the calibration passes
+did to them: the deployed model's and the twin's first call 67 %, 27 %, 47 % off the float
+model's first call on the lossless chip; set back after each pass now. Seen, left: a weight
+held as a plain tensor attribute is named digital; ``F.linear`` of two layers' concatenated
+weights (a fused QKV) or of a sliced weight (a slimmable width) is refused naming the layer;
+a bool the forward sets (a flag set once) stays as the pass set it."""
 
 from __future__ import annotations
 
