@@ -272,9 +272,11 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     reassigned (a streaming model's cache of the last frame, a call counter): the simulated
     model would start from the last calibration batch's cache; and the ``torch.Generator`` s
     the modules hold (a forward drawing from its own): the simulated model would draw other
-    numbers than the user's model; and the plain numbers its attributes hold (a call counter
-    ``self.calls += 1``)."""
+    numbers than the user's model; the plain numbers its attributes hold (a call counter
+    ``self.calls += 1``); and the values of the tensors its attributes hold, written in place
+    (a memory, a preallocated cache)."""
     before = attribute_state(model)
+    written = _held_tensor_values(model)
     numbers = {name: {k: v for k, v in vars(m).items()
                       if _user_attribute(k) and _is_number(v)}
                for name, m in model.named_modules()
@@ -287,6 +289,10 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     finally:
         restore_attributes(before, model)
         _restore_buffers(buffers, model)
+        with torch.no_grad():
+            for tensor, values in written:
+                if tensor.shape == values.shape and not torch.equal(tensor, values):
+                    tensor.copy_(values)
         for generator, state in generators:
             generator.set_state(state)
         for name, was in numbers.items():
@@ -294,6 +300,27 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
             for k, v in was.items():
                 if _is_number(vars(module).get(k)):
                     vars(module)[k] = v
+
+
+def _held_tensor_values(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The tensors the modules' attributes hold (not parameters or buffers), directly or in a
+    list, tuple or dict, each with a copy of its values: a forward may write them in place (a
+    memory ``self.mem.mul_(0.9).add_(h)``, a preallocated cache ``self.cache[0][:, t] = k``),
+    which setting the attribute back does not undo."""
+    held: dict[int, torch.Tensor] = {}
+    for m in model.modules():
+        if type(m).__module__.startswith("cimsim."):
+            continue
+        for k, v in vars(m).items():
+            if not _user_attribute(k):
+                continue
+            items = (v.values() if isinstance(v, dict)
+                     else v if isinstance(v, (list, tuple)) else (v,))
+            for t in items:
+                if (isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter)
+                        and not nn.parameter.is_lazy(t)):
+                    held[id(t)] = t
+    return [(t, t.detach().clone()) for t in held.values()]
 
 
 def _is_number(value: Any) -> bool:
