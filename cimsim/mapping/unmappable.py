@@ -273,8 +273,9 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     model would start from the last calibration batch's cache; and the ``torch.Generator`` s
     the modules hold (a forward drawing from its own): the simulated model would draw other
     numbers than the user's model; the plain numbers its attributes hold (a call counter
-    ``self.calls += 1``); and the values of the tensors its attributes hold, written in place
-    (a memory, a preallocated cache)."""
+    ``self.calls += 1``); the values of the tensors its attributes hold, written in place
+    (a memory, a preallocated cache); and the caches of its classes' ``lru_cache`` d methods
+    (emptied)."""
     before = attribute_state(model)
     written = _held_tensor_values(model)
     numbers = {name: {k: v for k, v in vars(m).items()
@@ -295,11 +296,29 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
                     tensor.copy_(values)
         for generator, state in generators:
             generator.set_state(state)
+        for cached in _cached_methods(model):
+            cached.cache_clear()
         for name, was in numbers.items():
             module = model.get_submodule(name)
             for k, v in was.items():
                 if _is_number(vars(module).get(k)):
                     vars(module)[k] = v
+
+
+def _cached_methods(model: nn.Module) -> list[Any]:
+    """The ``functools.lru_cache`` / ``cache`` d functions of the model's module classes (a
+    method caching a layer's output by its arguments, ``@lru_cache def table(self, n)``): the
+    cache is the class's, outside the attributes :func:`restore_attributes` sets back."""
+    found: dict[int, Any] = {}
+    for cls in {type(m) for m in model.modules()}:
+        if cls.__module__.startswith(("cimsim.", "torch.")):
+            continue
+        for klass in cls.__mro__:
+            for value in vars(klass).values():
+                func = getattr(value, "__func__", value)  # a staticmethod / classmethod's
+                if callable(getattr(func, "cache_clear", None)):
+                    found[id(func)] = func
+    return list(found.values())
 
 
 def _held_tensor_values(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
