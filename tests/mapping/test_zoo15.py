@@ -202,6 +202,17 @@ def test_layers_pruned_without_updating_their_sizes_compute_from_their_weights(r
             assert prep(x).shape == want.shape
 
 
+def _first_calls(make, run: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """``make``'s model (float64) deployed (``run='deploy'``) or prepared on the lossless chip
+    from a 4-sample batch; the user's model and the simulated one (or the twin) on their first
+    call after it: the model, its output and the simulated one's."""
+    model, (x,) = build_seeded(make, lambda: (torch.randn(4, 6),), torch.float64)
+    go = cimsim.deploy if run == "deploy" else prepare
+    out = _quiet(go, model, lossless_chip("channel"), x)
+    with torch.no_grad():
+        return model, model(x), out(x)
+
+
 class _Streaming(nn.Module):
     """A streaming model: the last frame of the previous call kept in a buffer (written in
     place, as streaming ASR / TTS caches are) and a call counter buffer (``+=``)."""
@@ -227,14 +238,9 @@ def test_buffers_a_calibration_pass_writes_are_set_back(run):
     last calibration batch's cache and a counter already run on: its first call 67 % off the
     float model's first call on the lossless chip, nothing said (attributes set by assignment
     were undone, not buffers written in place). The buffers are set back now."""
-    model, (x,) = build_seeded(_Streaming, lambda: (torch.randn(4, 6),), torch.float64)
-    go = cimsim.deploy if run == "deploy" else prepare
-    out = _quiet(go, model, lossless_chip("channel"), x)
-    assert not model.prev.any() and model.calls == 0  # the user's model: as it was
-    with torch.no_grad():
-        want = model(x)
-        got = out(x)
+    model, want, got = _first_calls(_Streaming, run)
     assert _rel(got, want) < 0.03
+    assert model.calls == 1  # the user's model: only the call above counted (deploy runs a copy)
 
 
 class _OwnGenerator(nn.Module):
@@ -259,14 +265,7 @@ def test_a_models_own_generator_is_set_back_after_the_calibration_passes(run):
     moved it on, so the deployed model (and the twin) drew other noise than the float model's
     first call (47 % off float on the lossless chip, nothing said; zoo14 seeded
     torch's global streams only). Its state is set back now."""
-    model, (x,) = build_seeded(_OwnGenerator, lambda: (torch.randn(4, 6),), torch.float64)
-    state = model.gen.get_state()
-    go = cimsim.deploy if run == "deploy" else prepare
-    out = _quiet(go, model, lossless_chip("channel"), x)
-    assert torch.equal(model.gen.get_state(), state)
-    with torch.no_grad():
-        want = model(x)
-        got = out(x)
+    _, want, got = _first_calls(_OwnGenerator, run)
     assert _rel(got, want) < 0.03
 
 
@@ -291,12 +290,7 @@ def test_a_number_a_calibration_pass_counts_up_is_set_back(run):
     stayed (only tensors were set back), the deployed model's first call 27 % off the float
     model's on the lossless chip, nothing said. Numbers are set back now (not bools: a flag
     a forward sets once)."""
-    model, (x,) = build_seeded(_CallCounter, lambda: (torch.randn(4, 6),), torch.float64)
-    go = cimsim.deploy if run == "deploy" else prepare
-    out = _quiet(go, model, lossless_chip("channel"), x)
-    with torch.no_grad():
-        want = model(x)
-        got = out(x)
+    _, want, got = _first_calls(_CallCounter, run)
     assert _rel(got, want) < 0.03
 
 
@@ -325,12 +319,7 @@ def test_tensor_attributes_a_calibration_pass_writes_in_place_are_set_back(run):
     forward: setting the attributes back (zoo14) left their values the calibration passes'
     (the same objects), the deployed model's first call 59 % off the float model's first call on
     the lossless chip, nothing said. Their values are set back now."""
-    model, (x,) = build_seeded(_InPlaceMemory, lambda: (torch.randn(4, 6),), torch.float64)
-    go = cimsim.deploy if run == "deploy" else prepare
-    out = _quiet(go, model, lossless_chip("channel"), x)
-    with torch.no_grad():
-        want = model(x)
-        got = out(x)
+    _, want, got = _first_calls(_InPlaceMemory, run)
     assert _rel(got, want) < 0.03
 
 
