@@ -1,6 +1,6 @@
 """Deploy every model of the test zoos on every chip; write a CSV and docs/model-chip-matrix.md.
 
-The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo14.py``) hold
+The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo15.py``) hold
 small models of every layer kind with example inputs (a dict: keyword inputs); the chips are
 every preset (``cimsim/presets/*.toml``, ``published/*``) and every hypothetical macro of
 ``tests/data/chips/`` that loads (the others are the schema's error fixtures). For each
@@ -75,6 +75,7 @@ _ZOOS = [
     ("tests.mapping.test_zoo12", "ZOO12"),
     ("tests.mapping.test_zoo13", "ZOO13"),
     ("tests.mapping.test_zoo14", "ZOO14"),
+    ("tests.mapping.test_zoo15", "ZOO15"),
 ]
 
 # models the zoos' tests build outside their registries, for one test each that needs what a

@@ -30,7 +30,7 @@ from torch.nn.modules.conv import _ConvTransposeNd
 from ..config import ChipConfig
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
-from .layers import MatmulCore, SimLayer, grouped_cores
+from .layers import MatmulCore, SimLayer, conv_pads, grouped_cores
 from .matrix import kernel_row_tiles
 
 __all__ = ["SimConv3d", "SimConvTranspose", "col2im_nd", "conv_input_error", "unfold_nd"]
@@ -116,9 +116,12 @@ class TransposeGeometry:
         if src.padding_mode != "zeros":  # torch itself refuses anything else
             raise MappingError(f"padding_mode {src.padding_mode!r} is not supported")
         self.nd = src.weight.dim() - 2
-        self.in_channels, self.out_channels = src.in_channels, src.out_channels
+        # the sizes are the weight's (in, out / groups, *k), as torch's forward reads them: a
+        # pruner replacing the weight may leave .in_channels / .out_channels as built
+        w_in, w_out, *kernel = src.weight.shape
+        self.in_channels, self.out_channels = w_in, w_out * src.groups
         self.groups = src.groups
-        self.kernel = tuple(src.kernel_size)
+        self.kernel = tuple(kernel)
         self.stride = tuple(src.stride)
         self.padding: tuple[int, ...] = tuple(int(p) for p in src.padding)
         self.dilation = tuple(src.dilation)
@@ -226,7 +229,7 @@ class SimConv3d(SimLayer):
         super().__init__(name)
         self.geometry = ConvGeometry(src)
         g = self.geometry
-        w2 = self._np(src.weight.reshape(src.out_channels, -1))
+        w2 = self._np(src.weight.reshape(src.weight.shape[0], -1))
         row_tiles = kernel_row_tiles(g.kernel, w2.shape[1], chip, name)
         b = None if src.bias is None else self._np(src.bias)
         self.cores = grouped_cores(name, w2, b, src.groups, chip, seed, row_tiles)
@@ -249,12 +252,14 @@ class ConvGeometry:
 
     def __init__(self, src: nn.Conv3d):
         self.nd = src.weight.dim() - 2
-        self.in_channels, self.out_channels = src.in_channels, src.out_channels
+        # the sizes are the weight's (out, in / groups, *k), as torch's forward reads them
+        w_out, w_in, *kernel = src.weight.shape
+        self.in_channels, self.out_channels = w_in * src.groups, w_out
         self.groups = src.groups
-        self.kernel = tuple(src.kernel_size)
+        self.kernel = tuple(kernel)
         self.stride = tuple(src.stride)
         self.dilation = tuple(src.dilation)
-        self.pads = list(src._reversed_padding_repeated_twice)  # F.pad order
+        self.pads = conv_pads(src)  # F.pad order
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         self.weight_shape = tuple(src.weight.shape)
 

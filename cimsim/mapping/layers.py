@@ -612,7 +612,9 @@ class SimLinear(SimLayer):
 
     def __init__(self, src: nn.Linear, name: str, chip: ChipConfig, seed: int):
         super().__init__(name)
-        self.in_features, self.out_features = src.in_features, src.out_features
+        # the weight's sizes, as nn.Linear's forward reads them: a pruner replacing the weight
+        # may leave .in_features / .out_features as built
+        self.out_features, self.in_features = src.weight.shape
         bias = None if src.bias is None else self._np(src.bias)
         self.cores = [MatmulCore(name, self._np(src.weight), bias, chip, seed)]
 
@@ -642,6 +644,27 @@ def grouped_cores(name: str, w2: np.ndarray, bias: np.ndarray | None, groups: in
             for g in range(groups)]
 
 
+def conv_pads(src: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> list[int]:
+    """The ``F.pad`` amounts (last dimension first) torch's forward of the convolution ``src``
+    applies: with ``padding_mode='zeros'`` from its current ``.padding`` and ``.dilation``
+    (which code may set after construction: dilated ResNets change both), ``'same'`` as torch
+    resolves it (the odd pixel after); in the other modes the amounts its constructor cached
+    (``_reversed_padding_repeated_twice``), which is what torch pads there."""
+    if src.padding_mode != "zeros":
+        return list(src._reversed_padding_repeated_twice)
+    kernel = tuple(src.weight.shape[2:])
+    if src.padding == "valid":
+        return [0, 0] * len(kernel)
+    pads: list[int] = []
+    for i in reversed(range(len(kernel))):
+        if src.padding == "same":
+            total = src.dilation[i] * (kernel[i] - 1)
+            pads += [total // 2, total - total // 2]
+        else:
+            pads += [int(src.padding[i])] * 2
+    return pads
+
+
 class SimConv(SimLayer):
     """``nn.Conv1d`` / ``nn.Conv2d`` on the arrays (im2col; one core per group)."""
 
@@ -661,7 +684,7 @@ class SimConv(SimLayer):
             (1, src.stride[0]) if self.dim == 1 else (src.stride[0], src.stride[-1]))
         self.dilation2: tuple[int, int] = (
             (1, src.dilation[0]) if self.dim == 1 else (src.dilation[0], src.dilation[-1]))
-        pads = list(src._reversed_padding_repeated_twice)
+        pads = conv_pads(src)
         if self.dim == 1:
             pads = pads + [0, 0]
         self.pads = pads  # (left, right, top, bottom) for F.pad

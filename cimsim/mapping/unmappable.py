@@ -268,12 +268,107 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     table, ``self._table = self.pos(coords)``) would otherwise keep the calibration pass's
     result, computed in float, and every simulated forward reuse it, the layer never run on
     the arrays; the simulated model starts from the state the user's model had. cimsim's own
-    modules (simulated and twin layers) keep theirs."""
+    modules (simulated and twin layers) keep theirs. So too the buffers, written in place or
+    reassigned (a streaming model's cache of the last frame, a call counter): the simulated
+    model would start from the last calibration batch's cache; and the ``torch.Generator`` s
+    the modules hold (a forward drawing from its own): the simulated model would draw other
+    numbers than the user's model; the plain numbers its attributes hold (a call counter
+    ``self.calls += 1``); the values of the tensors its attributes hold, written in place
+    (a memory, a preallocated cache); and the caches of its classes' ``lru_cache`` d methods
+    (emptied)."""
     before = attribute_state(model)
+    written = _held_tensor_values(model)
+    numbers = {name: {k: v for k, v in vars(m).items()
+                      if _user_attribute(k) and _is_number(v)}
+               for name, m in model.named_modules()
+               if not type(m).__module__.startswith("cimsim.")}
+    buffers = _buffer_state(model)
+    generators = [(g, g.get_state()) for m in model.modules()
+                  for g in vars(m).values() if isinstance(g, torch.Generator)]
     try:
         yield
     finally:
         restore_attributes(before, model)
+        _restore_buffers(buffers, model)
+        with torch.no_grad():
+            for tensor, values in written:
+                if tensor.shape == values.shape and not torch.equal(tensor, values):
+                    tensor.copy_(values)
+        for generator, state in generators:
+            generator.set_state(state)
+        for cached in _cached_methods(model):
+            cached.cache_clear()
+        for name, was in numbers.items():
+            module = model.get_submodule(name)
+            for k, v in was.items():
+                if _is_number(vars(module).get(k)):
+                    vars(module)[k] = v
+
+
+def _cached_methods(model: nn.Module) -> list[Any]:
+    """The ``functools.lru_cache`` / ``cache`` d functions of the model's module classes (a
+    method caching a layer's output by its arguments, ``@lru_cache def table(self, n)``): the
+    cache is the class's, outside the attributes :func:`restore_attributes` sets back."""
+    found: dict[int, Any] = {}
+    for cls in {type(m) for m in model.modules()}:
+        if cls.__module__.startswith(("cimsim.", "torch.")):
+            continue
+        for klass in cls.__mro__:
+            for value in vars(klass).values():
+                func = getattr(value, "__func__", value)  # a staticmethod / classmethod's
+                if callable(getattr(func, "cache_clear", None)):
+                    found[id(func)] = func
+    return list(found.values())
+
+
+def _held_tensor_values(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The tensors the modules' attributes hold (not parameters or buffers), directly or in a
+    list, tuple or dict, each with a copy of its values: a forward may write them in place (a
+    memory ``self.mem.mul_(0.9).add_(h)``, a preallocated cache ``self.cache[0][:, t] = k``),
+    which setting the attribute back does not undo."""
+    held: dict[int, torch.Tensor] = {}
+    for m in model.modules():
+        if type(m).__module__.startswith("cimsim."):
+            continue
+        for k, v in vars(m).items():
+            if not _user_attribute(k):
+                continue
+            items = (v.values() if isinstance(v, dict)
+                     else v if isinstance(v, (list, tuple)) else (v,))
+            for t in items:
+                if (isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter)
+                        and not nn.parameter.is_lazy(t)):
+                    held[id(t)] = t
+    return [(t, t.detach().clone()) for t in held.values()]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _buffer_state(model: nn.Module) -> dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]:
+    """(module name, buffer name) -> (the buffer, a copy of its values), cimsim's own
+    modules left out."""
+    return {(name, k): (b, b.detach().clone()) for name, m in model.named_modules()
+            if not type(m).__module__.startswith("cimsim.")
+            for k, b in m._buffers.items()
+            if b is not None and not nn.parameter.is_lazy(b)}  # a lazy one: made by the pass
+
+
+def _restore_buffers(before: Mapping[tuple[str, str], tuple[torch.Tensor, torch.Tensor]],
+                     model: nn.Module) -> None:
+    """The buffers of :func:`_buffer_state` registered and holding their values again."""
+    for (name, k), (buffer, values) in before.items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            continue
+        module._buffers[k] = buffer
+        if buffer.shape != values.shape:
+            module._buffers[k] = values
+        elif not torch.equal(buffer, values):
+            with torch.no_grad():
+                buffer.copy_(values)
 
 
 def attribute_state(model: nn.Module) -> dict[str, dict[str, Any]]:

@@ -102,7 +102,14 @@ from ..mapping.functional import (
     watch_functional_weights,
     weight_read_error,
 )
-from ..mapping.layers import Root, attention, float_product, fused_activation, layer_seed
+from ..mapping.layers import (
+    Root,
+    attention,
+    conv_pads,
+    float_product,
+    fused_activation,
+    layer_seed,
+)
 from ..mapping.matrix import (
     EngineView,
     InputStats,
@@ -1323,7 +1330,7 @@ class TwinLinear(_TwinLayer):
     def __init__(self, src: nn.Linear, name: str, chip: ChipConfig, seed: int,
                  options: TwinOptions):
         super().__init__(src, name, chip, seed, options, 1)
-        self.in_features, self.out_features = src.in_features, src.out_features
+        self.out_features, self.in_features = src.weight.shape  # the weight's, as SimLinear
         self._src = (src.weight.detach().clone(),
                      None if src.bias is None else src.bias.detach().clone())
 
@@ -1385,7 +1392,7 @@ class TwinConv(_TwinLayer):
         # 2-D forms (a Conv1d as 1 x L); .stride / .dilation are the source's
         self.stride2 = (1, src.stride[0]) if self.dim == 1 else tuple(src.stride)
         self.dilation2 = (1, src.dilation[0]) if self.dim == 1 else tuple(src.dilation)
-        pads = list(src._reversed_padding_repeated_twice)
+        pads = conv_pads(src)
         self.pads = pads + [0, 0] if self.dim == 1 else pads  # F.pad order
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         k = cin_g * kh * kw

@@ -44,7 +44,7 @@ class TwinConv3d(TwinConv):
         self.geometry = ConvGeometry(src)
         w = src.weight.detach().clone()
         self._w_shape = tuple(w.shape)
-        self.out_channels, self.groups = src.out_channels, src.groups
+        self.out_channels, self.groups = w.shape[0], src.groups
         self._w2 = w.reshape(self.out_channels, -1)
         self.k_group = self._w2.shape[1]
         self.row_tiles = kernel_row_tiles(self.geometry.kernel, self.k_group, chip, name)
