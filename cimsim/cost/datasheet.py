@@ -45,6 +45,7 @@ from ..config import (
     RangePolicy,
     SliceReadout,
     WeightEncoding,
+    as_chip,
 )
 from .energy import NO_CALIBRATION, calibration_for, chip_table
 
@@ -133,7 +134,6 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     """
     from .. import api
     from ..arrays.program import program
-    from ..config import as_chip
     from ..errors import ConfigError, MappingError
     from . import estimate, layer_work
     from .area import array_area_um2, chip_area_um2

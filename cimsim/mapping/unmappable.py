@@ -276,12 +276,8 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     ``self.calls += 1``); the values of the tensors its attributes hold, written in place
     (a memory, a preallocated cache); and the caches of its classes' ``lru_cache`` d methods
     (emptied)."""
-    before = attribute_state(model)
+    before = attribute_state(model)  # its numbers too: set back below
     written = _held_tensor_values(model)
-    numbers = {name: {k: v for k, v in vars(m).items()
-                      if _user_attribute(k) and _is_number(v)}
-               for name, m in model.named_modules()
-               if not type(m).__module__.startswith("cimsim.")}
     buffers = _buffer_state(model)
     generators = [(g, g.get_state()) for m in model.modules()
                   for g in vars(m).values() if isinstance(g, torch.Generator)]
@@ -298,11 +294,11 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
             generator.set_state(state)
         for cached in _cached_methods(model):
             cached.cache_clear()
-        for name, was in numbers.items():
-            module = model.get_submodule(name)
+        for name, was in before.items():
+            attrs = vars(model.get_submodule(name))
             for k, v in was.items():
-                if _is_number(vars(module).get(k)):
-                    vars(module)[k] = v
+                if _is_number(v) and _is_number(attrs.get(k)):
+                    attrs[k] = v
 
 
 def _cached_methods(model: nn.Module) -> list[Any]:
@@ -327,9 +323,7 @@ def _held_tensor_values(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tens
     memory ``self.mem.mul_(0.9).add_(h)``, a preallocated cache ``self.cache[0][:, t] = k``),
     which setting the attribute back does not undo."""
     held: dict[int, torch.Tensor] = {}
-    for m in model.modules():
-        if type(m).__module__.startswith("cimsim."):
-            continue
+    for _, m in _user_modules(model):
         for k, v in vars(m).items():
             if not _user_attribute(k):
                 continue
@@ -349,8 +343,7 @@ def _is_number(value: Any) -> bool:
 def _buffer_state(model: nn.Module) -> dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]:
     """(module name, buffer name) -> (the buffer, a copy of its values), cimsim's own
     modules left out."""
-    return {(name, k): (b, b.detach().clone()) for name, m in model.named_modules()
-            if not type(m).__module__.startswith("cimsim.")
+    return {(name, k): (b, b.detach().clone()) for name, m in _user_modules(model)
             for k, b in m._buffers.items()
             if b is not None and not nn.parameter.is_lazy(b)}  # a lazy one: made by the pass
 
@@ -376,8 +369,14 @@ def attribute_state(model: nn.Module) -> dict[str, dict[str, Any]]:
     :func:`restore_attributes`; cimsim's own modules and ``nn.Module``'s bookkeeping left
     out."""
     return {name: {k: _shallow(v) for k, v in vars(m).items() if _user_attribute(k)}
-            for name, m in model.named_modules()
-            if not type(m).__module__.startswith("cimsim.")}
+            for name, m in _user_modules(model)}
+
+
+def _user_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``model``'s named modules but cimsim's own (simulated and twin layers keep their
+    state)."""
+    return [(name, m) for name, m in model.named_modules()
+            if not type(m).__module__.startswith("cimsim.")]
 
 
 def restore_attributes(before: Mapping[str, Mapping[str, Any]], model: nn.Module,
