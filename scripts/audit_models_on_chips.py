@@ -1,4 +1,4 @@
-"""Deploy every model of the test zoos on every chip; write a CSV and docs/model-chip-matrix.md.
+"""Deploy every model of the test zoos on every chip; write CSVs and docs/model-chip-matrix.md.
 
 The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo15.py``) hold
 small models of every layer kind with example inputs (a dict: keyword inputs); the chips are
@@ -24,9 +24,11 @@ Where deploy refuses, the audit does what the error says (:func:`deploy_as_advis
 signed activation -> again with that layer excluded, until the rest maps. A pair is
 ``refused`` only when nothing is left to map.
 
-Run ``python scripts/audit_models_on_chips.py`` (zoos 1-12's 7590 pairs took about 7.5 minutes on
+Run ``python scripts/audit_models_on_chips.py`` (zoos 1-15's 11388 pairs took about 13 minutes on
 one core) or with ``--models``/``--chips`` globs or ``--zoo`` names (``--zoo zoo12``) for a
-subset; ``--help`` for the options.
+subset; ``--help`` for the options. The rows go to ``docs/model-chip-matrix/``, one CSV per zoo
+(each file of the repository stays small as zoos are added), or to one file where ``--csv``
+names a ``.csv``.
 ``tests/test_model_chip_matrix.py`` imports :func:`model_cases`, :func:`chip_configs`,
 :func:`deploy_as_advised`, :func:`report_sums`, :func:`noise_free` and :func:`audit_pair`.
 """
@@ -56,7 +58,7 @@ if str(ROOT) not in sys.path:  # the zoos live in tests/, imported as a package
     sys.path.insert(0, str(ROOT))
 
 CHIP_DIR = ROOT / "tests" / "data" / "chips"
-DEFAULT_CSV = ROOT / "docs" / "model-chip-matrix.csv"
+DEFAULT_CSV = ROOT / "docs" / "model-chip-matrix"
 DEFAULT_MD = ROOT / "docs" / "model-chip-matrix.md"
 
 # (module, registry, what its tuples hold); the models of tests/test_models*.py are added below
@@ -486,10 +488,11 @@ def summary_markdown(rows: list[dict[str, Any]], command: str,
         *([f"Measured at commit {measured_at} (this script and cimsim as of that commit).", ""]
           if measured_at else []),
         f"({len(models)} models x {len(names)} chips = {len(rows)} pairs; {n_ok} ran; the full",
-        "table is `docs/model-chip-matrix.csv`, one row per pair). `rel_err` = |y - y_float| /",
-        "|y_float| over all outputs; `noise off` = the same chip with variation, faults and",
-        "conversion noise off. Where deploy refuses, the audit does what the error says, as a",
-        "user would: a `CapacityError` -> `array.allow_time_multiplexing` (column `time-mux`);",
+        "table is `docs/model-chip-matrix/`, one CSV per zoo and a row per pair). `rel_err` =",
+        "|y - y_float| / |y_float| over all outputs; `noise off` = the same chip with",
+        "variation, faults and conversion noise off. Where deploy refuses, the audit does what",
+        "the error says, as a user would: a `CapacityError` ->",
+        "`array.allow_time_multiplexing` (column `time-mux`);",
         "a 1-b input refusing a signed activation -> that layer excluded, until the rest maps",
         "(column `excluded`: pairs that needed it). `one-code layers`: mapped layers (of all",
         "the chip ran) whose ADCs used one code on the noise-free conversions of",
@@ -679,6 +682,56 @@ def _set_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
+def _zoo_order() -> list[str]:
+    """The zoos in the order the cases list them (a run's row order)."""
+    return list(dict.fromkeys(case.zoo for case in model_cases().values()))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a run: one CSV, or a directory of them (one per zoo), read in the order a
+    run writes them (the zoos' order, then any other file by name)."""
+    if path.suffix == ".csv":
+        files = [path]
+    else:
+        order = {zoo: i for i, zoo in enumerate(_zoo_order())}
+        files = sorted(path.glob("*.csv"), key=lambda f: (order.get(f.stem, len(order)), f.stem))
+    rows: list[dict[str, str]] = []
+    for f in files:
+        with open(f, newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    return rows
+
+
+class _RowWriter:
+    """Rows to one CSV, or to ``<zoo>.csv`` files in a directory (a run replaces every CSV of
+    the directory: its table is the run's, as one file's was). Rows end in "\n", not the csv
+    module's "\r\n": a byte a row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.files, self.writers = path, {}, {}
+        if path.suffix == ".csv":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            for old in path.glob("*.csv"):
+                old.unlink()
+
+    def write(self, row: dict[str, Any]) -> None:
+        key = "" if self.path.suffix == ".csv" else str(row["zoo"])
+        if key not in self.writers:
+            self.files[key] = open(self.path if not key else self.path / f"{key}.csv", "w",
+                                   newline="")
+            self.writers[key] = csv.DictWriter(self.files[key], fieldnames=COLUMNS,
+                                               lineterminator="\n")
+            self.writers[key].writeheader()
+        self.writers[key].writerow(row)
+        self.files[key].flush()  # a long run's table can be read while it goes
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -689,7 +742,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chips", nargs="*",
                         help="chip name globs (default: every chip; 'published/*', "
                              "'hypothetical/*')")
-    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="CSV written")
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV,
+                        help="a directory: one CSV per zoo (default docs/model-chip-matrix/); "
+                             "a path ending .csv: one file")
     parser.add_argument("--md", type=Path, default=DEFAULT_MD, help="markdown summary written")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise-off-above", type=float, default=0.0,
@@ -729,21 +784,17 @@ def main(argv: list[str] | None = None) -> int:
         # a test's, as they were: Numba refuses another count once its threads are launched)
         _set_threads(args.threads)
         measured = _head_commit()
-        args.csv.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as fh:
-            # "\n" rows, not the csv module's "\r\n": a byte a row of a file kept under 2 MB
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS, lineterminator="\n")
-            writer.writeheader()
+        out = _RowWriter(args.csv)
+        try:
             pairs = [(m, c) for m in model_names for c in chip_names]
             for m, c in tqdm(pairs, desc="model x chip", unit="pair"):
-                row = audit_pair(cases[m], c, chips[c], seed=args.seed,
-                                 noise_off_above=args.noise_off_above,
-                                 pair_timeout_s=args.pair_timeout)
-                writer.writerow(_rounded(row))
-                fh.flush()  # a long run's table can be read while it goes
-    # the page from the CSV as written (rounded): a run and --summarize-only write the same page
-    with open(args.csv, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+                out.write(_rounded(audit_pair(cases[m], c, chips[c], seed=args.seed,
+                                              noise_off_above=args.noise_off_above,
+                                              pair_timeout_s=args.pair_timeout)))
+        finally:
+            out.close()
+    # the page from the CSVs as written (rounded): a run and --summarize-only write the same page
+    rows = read_rows(args.csv)
     args.md.write_text(summary_markdown(rows, _command(argv), chips, measured or ""))
     return 0
 

@@ -240,14 +240,12 @@ def test_matrix_page_is_its_csv_summarized() -> None:
     and models the code has now: a hand edit, or a chip added without the page naming it as
     not measured, fails here (regenerate: ``python scripts/audit_models_on_chips.py
     --summarize-only``, two seconds, nothing simulated)."""
-    import csv
     from pathlib import Path
 
-    from scripts.audit_models_on_chips import MEASURED_AT, summary_markdown
+    from scripts.audit_models_on_chips import MEASURED_AT, read_rows, summary_markdown
 
     docs = Path(__file__).resolve().parents[1] / "docs"
-    with open(docs / "model-chip-matrix.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_rows(docs / "model-chip-matrix")
     page = (docs / "model-chip-matrix.md").read_text()
     command = re.search(r"Regenerate with\n\n    (.*)\n", page)
     assert command is not None, "the page names no command"
@@ -256,3 +254,27 @@ def test_matrix_page_is_its_csv_summarized() -> None:
     assert summary_markdown(rows, command.group(1), CHIPS, measured.group(1)) == page, (
         "docs/model-chip-matrix.md is not its CSV summarized: run python "
         "scripts/audit_models_on_chips.py --summarize-only")
+
+
+def test_a_run_writes_one_csv_per_zoo_and_the_page_reads_them_back(tmp_path) -> None:
+    """The rows go to one CSV per zoo (the single 2-MB file had to be cut twice as zoos were
+    added); a run replaces every CSV of the directory, and ``--csv x.csv`` still writes one
+    file. The page from either is the same."""
+    from scripts.audit_models_on_chips import main, read_rows
+
+    out = tmp_path / "matrix"
+    out.mkdir()
+    (out / "stale.csv").write_text("model,zoo\n")  # an earlier run's zoo: not this run's table
+    picked = ["--models", "resnet-digits", "tcn", "--chips", "ideal", "--noise-off-above", "-1",
+              "--pair-timeout", "0"]
+    assert main([*picked, "--csv", str(out), "--md", str(tmp_path / "a.md")]) == 0
+    assert sorted(f.name for f in out.iterdir()) == ["models.csv", "zoo3.csv"]
+    rows = read_rows(out)
+    assert [(r["model"], r["chip"], r["status"]) for r in rows] == [
+        ("tcn", "ideal", "ok"), ("resnet-digits", "ideal", "ok")]  # the zoos' order
+    assert main([*picked, "--csv", str(tmp_path / "one.csv"), "--md", str(tmp_path / "b.md")]) == 0
+    assert [r["model"] for r in read_rows(tmp_path / "one.csv")] == ["tcn", "resnet-digits"]
+    page = (tmp_path / "a.md").read_text()
+    assert page.count("| ideal |") >= 1 and page == (tmp_path / "b.md").read_text().replace(
+        str(tmp_path / "one.csv"), str(out)).replace(str(tmp_path / "b.md"),
+                                                     str(tmp_path / "a.md"))
