@@ -29,7 +29,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the thirty-one (the others are the same architecture at other sizes):
+# One chip per class of the thirty-four (the others are the same architecture at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
     "yu-cicc20": "binary weights, 1-b inputs, 1-b ADC",
@@ -74,7 +74,13 @@ SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21
               # the 22-nm ReRAM macros: two's-complement 1-b slices weighted in analog before
               # one SAR per output (as the analog multiplier's), and bit-serial 8-b with
               # 8-row partial sums (as Su's 16-row reads)
-              "rram4mb-natelec21": "aimc-cicc21", "rram8mb-jssc23": "su-jssc22"}
+              "rram4mb-natelec21": "aimc-cicc21", "rram8mb-jssc23": "su-jssc22",
+              # Si's 6T macro: Chiu's 8-b bit-serial scheme on 256 rows with a 9-b SAR; the
+              # 2-Mb ReRAM macro: binary weights, 1-b inputs, an 8-b SAR per 8 columns (as
+              # Li's); Yoon's ternary RRAM: signed 1-b cells, 1-b inputs (Sinangil's signed
+              # cells with one magnitude bit and an 8-b SAR per 8 columns)
+              "si-jssc21": "chiu-jssc20", "rram2mb-natelec20": "jia-jssc20",
+              "yoon-jssc22": "sinangil-jssc21"}
 # analog values on a code boundary convert one code apart in float32 vs float64
 # (docs/training.md §2): at least this share of the outputs must agree
 AGREE = 0.99
