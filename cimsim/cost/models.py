@@ -528,15 +528,37 @@ class CellModel(ComponentModel):
         temporal = tech.input_drive is not InputDrive.AMPLITUDE
         if temporal != (action is _A.V1G_LSB):
             return 0.0  # each drive is priced by one of the two sums
-        b = chip.dac_bits
-        g = chip.device.g_lsb_us * tech.devices_per_cell
-        if temporal:  # full V for x LSB times (bit-planes: popcount(x) pulses): linear in x
-            # (t_read / (2^b - 1) per unit of |x|; bit-planes: B pulses of t_read over the
-            # 2^B - 1 of a full input, cimsim.cost.bitplanes.analog_phases)
-            v2_t = tech.v_read_v**2 * tech.t_read_ns / (2**b - 1) * bitplanes.analog_phases(chip)
-        else:  # V x / x_max for the read pulse: E = (V / x_max)^2 G t x^2
-            v2_t = (tech.v_read_v / (2**b - 1)) ** 2 * tech.t_read_ns
-        return v2_t * g * 1e-3 * cal.e("cell")  # V^2 * uS * ns = fJ
+        # the read pulse draws the column charge (read_charge_fc) across the read voltage:
+        # temporal drive (full V for x LSB times; bit-planes: popcount(x) pulses) V Q per unit
+        # of |x| G; amplitude drive (V x / x_max for the pulse) V / x_max Q per unit of x^2 G
+        v = tech.v_read_v if temporal else tech.v_read_v / (2**chip.dac_bits - 1)
+        return v * self.read_charge_fc() * 1e-3 * cal.e("cell")  # V * fC = fJ
+
+    def read_charge_fc(self) -> float:
+        """Charge one cell drives onto its column per DAC-LSB of input and cell-LSB of
+        conductance, fC: the one quantity the cell's read and the slice-weighting mirrors
+        (:class:`WeightingModel`, which copy it) are priced from. Uncalibrated.
+
+        Resistive cells (and the FeFET's and flash cell's channel) conduct for the read pulse:
+        ``V_read G_lsb devices t_read / (2^b - 1)`` (amplitude: ``V_read x / x_max`` for
+        ``t_read``; temporal: ``V_read`` for ``x`` LSB times; bit-planes: ``B`` whole pulses
+        over the ``2^B - 1`` of a full input, :func:`.bitplanes.analog_phases`). SRAM and eDRAM
+        gain cells (current domain, a bit-line discharge): the bit line's charge ``C ΔV``,
+        which the supply restores at ``V_dd``, so the priced bit-cell read ``E_read`` (the
+        tables' bit-line read, supply-scaled) is ``V_dd C ΔV``: ``E_read / V_dd`` per read of
+        a full-scale input on a full-scale cell, spread over ``(2^b - 1)`` DAC-LSB and the
+        cell's ``2^c - 1`` levels (the same phases as the resistive read). Bounded by the
+        line's capacitance and swing, not by the window: a longer step draws no more. Charge
+        domain: 0 (a capacitor's charge is shared, not conducted)."""
+        chip, tech = self.chip, self.chip.tech
+        if tech.compute_domain is ComputeDomain.CHARGE:
+            return 0.0
+        per_lsb = bitplanes.analog_phases(chip) / (2**chip.dac_bits - 1)
+        if _resistive_kind(cell_kind(chip)):  # V * uS * ns = fC
+            return (tech.v_read_v * chip.device.g_lsb_us * tech.devices_per_cell
+                    * tech.t_read_ns * per_lsb)
+        e_read_fj = _cell_read(chip, self.table, NO_CALIBRATION, chip.device.bits_per_cell) * 1e3
+        return e_read_fj / tech.vdd_v / (2**chip.device.bits_per_cell - 1) * per_lsb
 
     def area_f2(self) -> float:
         """One cell's area in F^2 (every device and stored bit)."""
@@ -668,9 +690,11 @@ class WeightingModel(ComponentModel):
     units wide into a unit output device, as many units as scaling up from the least
     significant column would take, at ``1 / r_max`` of its copied current, the choice a
     designer minimising power makes. The copied current flows from ``V_dd`` while the column
-    conducts: ``E = V_dd (r_s / r_max) Q_s``, ``Q_s`` the column's read charge,
-    ``V_read G t_read |x| / (2^b - 1)`` for amplitude and temporal drive alike
-    (``weighting.mirror_lsb`` is the run's ``Σ r_s |x| G``). Charge domain (binary capacitors
+    conducts: ``E = V_dd (r_s / r_max) Q_s``, ``Q_s`` the column's read charge, the cell
+    model's own (:meth:`CellModel.read_charge_fc`: a resistive cell's ``V_read G t_read |x| /
+    (2^b - 1)`` for amplitude and temporal drive alike; an SRAM or gain cell's bit-line
+    discharge, its priced read over ``V_dd``, whatever the window) (``weighting.mirror_lsb`` is
+    the run's ``Σ r_s |x| G``). Charge domain (binary capacitors
     scale up from the unit capacitor, the smallest that matches):
     binary-weighted capacitors, ``r_s`` unit capacitors ``tech.cap_unit_ff`` per slice column
     switched once per conversion, ``r_s C_u V_dd^2`` (Rabaey, Chandrakasan & Nikolic,
@@ -690,12 +714,10 @@ class WeightingModel(ComponentModel):
             return 2.0**bits * tech.cap_unit_ff * tech.vdd_v**2 * 1e-3 if charge else 0.0
         if charge:
             return 0.0
-        # V_dd x the read charge of one cell-LSB at one DAC-LSB: V * V * uS * ns = fJ; the
-        # mirrors attenuate to the most significant column (copy ratio r_s / r_max), so the
-        # run's Σ r |x| G is divided by r_max
-        g = self.chip.device.g_lsb_us * tech.devices_per_cell
-        q = (tech.v_read_v * g * tech.t_read_ns / (2**self.chip.dac_bits - 1)
-             * bitplanes.analog_phases(self.chip))  # bit-planes: popcount(x) full pulses
+        # V_dd x the read charge of one cell-LSB at one DAC-LSB, the cell model's own
+        # (CellModel.read_charge_fc): V * fC = fJ; the mirrors attenuate to the most
+        # significant column (copy ratio r_s / r_max), so the run's Σ r |x| G is divided by r_max
+        q = CellModel(self.chip, self.table).read_charge_fc()
         return tech.vdd_v * q * 1e-3 / self.max_ratio()
 
     @functools.cached_property
