@@ -394,10 +394,11 @@ class DACModel(ComponentModel):
     """Row drivers: one event per activated row and array read.
 
     tables: :func:`.energy.dac_pulse_energy_pj`. physical: the driver (amplitude: the
-    MNSIM b-bit DAC; pulse width: one 1-b toggle; pulse count: one toggle per unit pulse,
-    ``2^(b-1)`` on average for uniform nonzero inputs) plus word-line switching
-    ``C_wl V_wl^2`` with ``C_wl = 0.2 fF/um x n_cols x cell pitch``. Area, physical: an
-    amplitude DAC is ``2^b`` unit elements at the ADC survey's SAR area per step
+    MNSIM b-bit DAC; pulse width: one 1-b toggle) plus word-line switching
+    ``C_wl V_wl^2`` with ``C_wl = 0.2 fF/um x n_cols x cell pitch``, once per pulse: a pulse
+    count drives ``x`` unit pulses, ``2^(b-1)`` on average for uniform nonzero inputs, each a
+    toggle and a switching of the line (as a bit-plane drive's planes whose bit is 1). Area,
+    physical: an amplitude DAC is ``2^b`` unit elements at the ADC survey's SAR area per step
     (:func:`.adc_survey.dac_area_um2`); a temporal driver is a 1-b driver and its b-bit counter.
     """
 
@@ -429,7 +430,9 @@ class DACModel(ComponentModel):
             # a 1-b toggle and a word-line switching per plane whose bit is 1
             return (one + wl) * bitplanes.mean_set_bits(bits) * self.cal.e("dac")
         else:
-            e = one * 2 ** (bits - 1)
+            # pulse count: x unit pulses, each a driver toggle that charges and discharges the
+            # line (2^(b-1) on average for uniform nonzero inputs), as a plane of bit-planes
+            return (one + wl) * 2 ** (bits - 1) * self.cal.e("dac")
         return (e + wl) * self.cal.e("dac")
 
     def wordline_pj(self) -> float:
