@@ -443,7 +443,10 @@ class DACModel(ComponentModel):
         (0.2 fF/um) and the gate of its access device (1 fF/um of gate width, taken as wide as
         the cell pitch). The pitch is that of the cell's whole footprint: with a full adder in
         every bit-cell (``tech.digital_column = 'ripple'``) the line crosses the adder too,
-        whose area the ripple column's read-out already counts (:mod:`.ripple`)."""
+        whose area the ripple column's read-out already counts (:mod:`.ripple`). A cell of
+        ``n`` bit-cells (SRAM and gain cells holding several bits of one weight, each on its
+        own bit line) sits as ``n`` bit-cells side by side along the row, so its pitch along
+        the line is ``n`` bit-cell pitches, ``n sqrt(A / n)`` (resistive cells: ``sqrt(A)``)."""
         tech = self.chip.tech
         if tech.wordline_cap_ff_per_cell is not None:
             per_cell_ff = tech.wordline_cap_ff_per_cell
@@ -451,7 +454,11 @@ class DACModel(ComponentModel):
             footprint = CellModel(self.chip, self.table).area_um2()
             if ripple.applies(self.chip):
                 footprint += ripple.adder_area_um2_per_cell(self.chip, self.table)
-            pitch_um = math.sqrt(footprint)
+            # a cell of n bit-cells holds one weight's bits, driven by one input, each on its
+            # own bit line: the n sit side by side along the row, and the line crosses n
+            # bit-cells (n access gates), not one square of the cell's whole footprint
+            n = 1 if _resistive_kind(cell_kind(self.chip)) else stored_bits_per_cell(self.chip)
+            pitch_um = n * math.sqrt(footprint / n)
             per_cell_ff = (self.table.wire_capacitance_ff_per_um
                            + GATE_CAPACITANCE_FF_PER_UM) * pitch_um
         c_ff = per_cell_ff * self.chip.array.n_cols + tech.wordline_driver_cap_ff
