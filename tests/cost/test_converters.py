@@ -141,6 +141,18 @@ def test_one_bit_conversion_is_one_sense_amp_known_answer(kind, cost_model):
     assert model.area_um2() == pytest.approx(1.0 * (1.0 / A28))
 
 
+@pytest.mark.parametrize("cost_model", ["tables", "physical"])
+def test_one_bit_sar_takes_one_comparator_cycle_as_its_energy_says(cost_model):
+    """A 1-b SAR is priced as one sense-amp decision (no DAC to switch): the same circuit as a
+    1-b flash, so one 1-ns comparator cycle, not the (b + 1) = 2 cycles of a SAR's sampling
+    and bit cycles. Fails where the 1-b SAR keeps (b + 1) cycles."""
+    sar, flash = (adc(chip_at(k, 1, cost_model=cost_model)) for k in ("sar", "flash"))
+    assert sar.energy_pj(A.CONVERT, 1) == pytest.approx(flash.energy_pj(A.CONVERT, 1))
+    assert sar.time_ns(A.CONVERT, 1) == flash.time_ns(A.CONVERT, 1) == 1.0
+    # 2 b: a sampling cycle and two bit cycles
+    assert adc(chip_at("sar", 2, cost_model=cost_model)).time_ns(A.CONVERT, 2) == 3.0
+
+
 @pytest.mark.parametrize("kind", ["ramp", "cco", "integrate_fire"])
 def test_one_bit_keeps_the_kind_where_it_is_not_one_comparator(kind):
     """A 1-b ramp still reads its reference column, a CCO still oscillates over its window, a
