@@ -128,3 +128,27 @@ def test_leakage_per_ns_times_the_conversion_is_its_fraction(chip):
         assert leak_per_conversion == 0.0
     else:
         assert leak_per_conversion == pytest.approx(0.2 * adc._convert_pj(min(b, 16)), rel=1e-9)
+
+
+def test_the_analog_phase_holds_the_read_pulse_its_energy_is_priced_over():
+    """A resistive cell conducts for its read pulse (its energy V^2 G t_read): a step cannot end
+    before that pulse, whether the window is predicted (no stated window) or an integration
+    window shorter than the pulse is stated. An SRAM amplitude read (a bit-line discharge, no
+    pulse length) keeps its predicted window. Fails where the step ignores t_read."""
+    from cimsim.cost.latency import compute_window_ns, read_pulse_priced
+
+    correll = cimsim.load_chip(PUBLISHED[0].parent / "correll-jssc25.toml")
+    assert not correll.tech.window_stated and read_pulse_priced(correll)
+    predicted = compute_window_ns(correll)
+    assert predicted > correll.tech.t_read_ns  # its 10-ns pulse fits the predicted window
+    long_pulse = _variant(correll, t_read_ns=4 * predicted)
+    assert compute_window_ns(long_pulse) == 4 * predicted
+    # a stated integration window shorter than the pulse: the pulse
+    short = _variant(correll, window_stated=True, t_read_ns=200.0, t_integrate_ns=50.0)
+    assert compute_window_ns(short) == 200.0
+    # the SRAM macro's default 10-ns t_read prices nothing: the predicted window stands
+    yu = cimsim.load_chip(PUBLISHED[0].parent / "yu-cicc20.toml")
+    assert not read_pulse_priced(yu) and compute_window_ns(yu) < yu.tech.t_read_ns
+    # a temporal drive's train lasts t_read: held, whatever the cell
+    train = _variant(yu, input_drive="pulse_width")
+    assert read_pulse_priced(train) and compute_window_ns(train) >= yu.tech.t_read_ns
