@@ -262,7 +262,8 @@ class ADCModel(ComponentModel):
     :mod:`.adc_survey` (the survey's lower-quartile Walden FOM by family, node and supply,
     times the speed envelope at the rate the chip's step asks, :meth:`sample_rate_hz`) plus a
     ``bits``-bit counter for the counting kinds; a single-slope converter also carries its
-    share of the array's ramp generator (:meth:`ramp_generator_pj`). A 1-b SAR, flash or
+    share of the array's ramp generator (:meth:`ramp_generator_pj`), an in-memory ramp its
+    ``2^b`` reference-cell reads (:meth:`reference_read_pj`). A 1-b SAR, flash or
     single-slope conversion (:func:`.tables.one_comparator`) is one sense-amplifier decision:
     the tables' comparator energy and area at the node (MNSIM 2.0's sense amp), supply-scaled,
     not the survey's GHz flash comparators. ``adc.kind = 'digital'`` (both cost models):
@@ -290,10 +291,13 @@ class ADCModel(ComponentModel):
             return fn(self.chip, self.table, self.cal, bits)
         convert = self._convert_pj(table_adc_bits(bits))
         if action is _A.CONVERT:
-            # bit-plane drive: the charge shares that accumulated the planes before it
-            # (not leakage: the shares are switching energy, not the converter's bias)
-            return convert + bitplanes.accumulator_pj_per_conversion(
-                self.chip, self.table) * self.cal.e("adc")
+            # bit-plane drive: the charge shares that accumulated the planes before it; an
+            # in-memory ramp: its 2^b reference-cell reads (not leakage: cell reads and
+            # switching energy, not the converter's bias)
+            b = table_adc_bits(bits)
+            ref = 2**b * self.reference_read_pj() if self.chip.adc.kind is ADCKind.RAMP else 0.0
+            return convert + (bitplanes.accumulator_pj_per_conversion(self.chip, self.table)
+                              + ref) * self.cal.e("adc")
         # leakage power (mW = pJ/ns): a fraction of the dynamic power at the design rate
         return (self.table.adc_leakage_fraction_of_dynamic * convert
                 / self.time_ns(_A.CONVERT, bits))
@@ -311,6 +315,19 @@ class ADCModel(ComponentModel):
         if kind is ADCKind.SINGLE_SLOPE and not one_comparator(kind, b):
             e += self.ramp_generator_pj(b)
         return e * self.cal.e("adc")
+
+    def reference_read_pj(self) -> float:
+        """One read of an in-memory ramp converter's reference cell, one ramp step, pJ: the
+        step's threshold is a cell of the array's kind, the reference column whose ``2^b + 5``
+        cells :meth:`area_um2` counts (Yang, Mao et al., Nat. Commun. 2025; the tables' ramp
+        prices the same read). A resistive cell conducts at its on-conductance for the step,
+        ``V_read^2 G_max devices t_step`` (a fixed bias: not supply-scaled; an upper bound, as
+        the tables' ``V_read^2 G_on t_step``); another cell kind: its priced bit-cell read."""
+        chip, tech = self.chip, self.chip.tech
+        if _resistive_kind(cell_kind(chip)):  # V^2 * uS * ns = fJ
+            return (tech.v_read_v**2 * chip.device.g_max_us * tech.devices_per_cell
+                    * self.table.ramp_step_ns * 1e-3)
+        return _cell_read(chip, self.table, NO_CALIBRATION, chip.device.bits_per_cell)
 
     def ramp_generator_pj(self, b: int) -> float:
         """A single-slope converter's share of one ramp sweep, pJ.
