@@ -581,9 +581,13 @@ class CellModel(ComponentModel):
         if tech.compute_domain is ComputeDomain.CHARGE:
             return 0.0
         per_lsb = bitplanes.analog_phases(chip) / (2**chip.dac_bits - 1)
-        if _resistive_kind(cell_kind(chip)):  # V * uS * ns = fC
-            return (tech.v_read_v * chip.device.g_lsb_us * tech.devices_per_cell
-                    * tech.t_read_ns * per_lsb)
+        # the tables price a resistive read (v2g_lsb) by device.cell on one device per cell
+        # (they read no tech.cell_kind or devices_per_cell): the charge is that read's
+        resistive = (_resistive_kind(cell_kind(chip)) if self.physical
+                     else chip.device.cell.resistive)
+        if resistive:  # V * uS * ns = fC
+            devices = tech.devices_per_cell if self.physical else 1
+            return tech.v_read_v * chip.device.g_lsb_us * devices * tech.t_read_ns * per_lsb
         e_read_fj = _cell_read(chip, self.table, NO_CALIBRATION, chip.device.bits_per_cell) * 1e3
         return e_read_fj / tech.vdd_v / (2**chip.device.bits_per_cell - 1) * per_lsb
 

@@ -187,6 +187,25 @@ def test_one_column_weights_have_no_network():
     assert not any(k.component is _W for k in _events(chip, x, w))
 
 
+def test_tables_mirrors_copy_the_tables_cell_read():
+    """The tables model prices a resistive read on one device per cell (cell.v2g_lsb reads no
+    devices_per_cell): its mirrors copy that same charge, V_read G t / (2^b - 1), not the
+    physical model's multi-device one. Fails where the tables' mirrors count the devices."""
+    chip = _chip("current")
+    chip = chip.replace(device=chip.device.replace(cell="rram"),
+                        tech=chip.tech.replace(devices_per_cell=2))
+    tables = chip.replace(tech=chip.tech.replace(cost_model="tables"))
+    g = chip.device.g_lsb_us
+    one = 0.9 * 0.2 * g * 10 / 15 * 1e-3 / 8
+    assert WeightingModel(chip).energy_pj(Action.MIRROR_LSB) == pytest.approx(2 * one)
+    assert WeightingModel(tables).energy_pj(Action.MIRROR_LSB) == pytest.approx(one)
+    # the tables' SRAM cell (an 'ideal' device, whatever tech.cell_kind says): a bit-line read
+    sram = _chip("current").replace(tech=chip.tech.replace(cost_model="tables",
+                                                          cell_kind="rram_1t1r"))
+    assert WeightingModel(sram).energy_pj(Action.MIRROR_LSB) == pytest.approx(
+        0.9 * (1.12 * (0.9 / 0.8) ** 2 / 0.9) / 15 * 1e-3 / 8)
+
+
 def test_tables_model_prices_it_the_same_way():
     chip = _chip()
     tables = chip.replace(tech=chip.tech.replace(cost_model="tables"))
