@@ -1515,8 +1515,8 @@ def heldout5_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
     ea, aa = sa["energy_pj_by_component"], sa["area_um2_by_component"]
     fj = {c: v / sa["ops"] * 1e3 for c, v in ea.items()}
     no_w = 2e3 / sum(v for c, v in fj.items() if c != "weighting")  # TOPS/W without it
-    # the mirror's copy of one full-scale cell's read charge over the window, V_dd V_read G t
-    mirror_fj = am.tech.vdd_v * am.tech.v_read_v * am.device.g_lsb_us * am.tech.t_read_ns
+    # the column charge the mirrors copy: one full-scale input on a stored one, fC
+    q_full_fc = CellModel(am).read_charge_fc() * (2**am.dac_bits - 1)
     rn = rows_["nmux-jssc23", "0.9 V, 8b/8b", "TOPS/W"]
     sn = rn["sheet"]
     conv_n = _conv_pj(sn, nm)
@@ -1541,19 +1541,15 @@ def heldout5_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         f"({sa['energy_pj_per_op'] * 1e3:.1f} fJ per op predicted, {1e3 / 1050:.2f} fJ "
         f"published): {_per_op(sa)}. The analog slice weighting (`array.slice_readout = "
         "'analog'`: the two weight columns merged by binary-weighted current mirrors before "
-        "one conversion, `cimsim.cost.models.WeightingModel`) is the prediction: it prices "
-        "the copied column current as V_dd x V_read x G x t over the whole stated window, "
-        f"{mirror_fj:.0f} fJ for one full-scale cell-LSB at the SRAM's default 10-uS cell "
-        f"conductance over the {am.tech.t_read_ns:.1f}-ns cycle, while the SRAM cell's own "
-        "read is priced as the technology tables' fixed bit-line read per bit-cell, with no "
-        "current over the window (`CellModel`). "
-        "The two price one column current two ways, and the long stated cycle makes the "
-        f"mirror {fj['weighting'] / fj['cell']:.0f}x the cells; without the weighting the "
-        f"rest would give {no_w:.0f} TOPS/W, {no_w / 1050:.2f}x the published. Which one "
-        "stands for the chip's column is not in what was read (its current or charge "
-        "domain, the conductance of its cell, how long the column conducts within the "
-        "cycle), so the row stays where it lands: a finding on the weighting model for SRAM "
-        "current-domain macros with long windows, not a figure of the chip. **Area** "
+        "one conversion, `cimsim.cost.models.WeightingModel`) copies each column's read "
+        "charge at V_dd, the charge the cell model prices (`CellModel.read_charge_fc`): an "
+        "SRAM column's is its bit line's discharge, the bit-cell read's energy over V_dd, "
+        f"{q_full_fc:.2f} fC for a full-scale input on a stored one, whatever the "
+        f"{am.tech.t_read_ns:.1f}-ns cycle; the mirrors, attenuating to the sign column, "
+        f"come to {fj['weighting'] / fj['cell']:.2f}x the cells; without them the rest would "
+        f"give {no_w:.0f} TOPS/W, {no_w / 1050:.2f}x the published. The bit-cell, the "
+        "column's domain and its charge are cimsim's defaults, not the chip's (not in what "
+        "was read). **Area** "
         f"{sa['area_mm2']:.3f} mm^2 predicted against the 1.9425 published "
         f"({sa['area_mm2'] / 1.9425:.2f}x): DACs "
         f"{aa['dac'] / 1e6:.3f} mm^2 (1024 7-b DACs, each 2^7 unit elements at the ADC "

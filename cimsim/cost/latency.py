@@ -45,15 +45,16 @@ import numpy as np
 
 from ..arrays.encoding import plane_layout
 from ..arrays.program import ProgrammedLayer
-from ..config import CellTech, ChipConfig
+from ..config import CellTech, ChipConfig, ComputeDomain, InputDrive
 from . import bitplanes, settling
 from ._prices import FEFET_WRITE_PULSE_NS, MRAM_WRITE_PULSE_NS
 from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
+from .models import _resistive_kind, cell_kind
 from .tables import TechTable
 
 __all__ = ["WRITE_PARALLEL_ARRAYS_PER_TILE", "block_latency", "chip_latency_ns",
-           "compute_window_ns", "digital_tail_ns", "reload_latency", "stated_window_ns", "step_ns",
-           "write_time_ns_per_row"]
+           "compute_window_ns", "digital_tail_ns", "read_pulse_priced", "reload_latency",
+           "stated_window_ns", "step_ns", "write_time_ns_per_row"]
 
 WRITE_PARALLEL_ARRAYS_PER_TILE = 1
 """Arrays of one tile written at the same time during a reload. An assumption: the new weights
@@ -124,14 +125,30 @@ def compute_window_ns(chip: ChipConfig, table: TechTable | None = None) -> float
     columns (:func:`.settling.applies`): no shorter than the column's predicted settling
     (:func:`.settling.settle_time_ns`), and :func:`.settling.predicted_window_ns` (the settling
     times the fitted :data:`.settling.WINDOW_OVER_SETTLING`) where the chip states no window
-    (``tech.window_stated = false``)."""
+    (``tech.window_stated = false``); either no shorter than the read pulse ``t_read_ns`` where
+    the cells' energy is priced over it (:func:`read_pulse_priced`)."""
     stated = stated_window_ns(chip)
     if not settling.applies(chip):
         return stated
     table = chip_table(chip) if table is None else table
+    # the cells' read energy is priced over the read pulse where they conduct for it: the
+    # analog phase holds that pulse (a predicted window or a shorter integration window
+    # cannot end before the pulse the energy was priced for)
+    pulse = chip.tech.t_read_ns if read_pulse_priced(chip) else 0.0
     if not chip.tech.window_stated:
-        return settling.predicted_window_ns(chip, table)
-    return max(stated, settling.settle_time_ns(chip, table))
+        return max(settling.predicted_window_ns(chip, table), pulse)
+    return max(stated, settling.settle_time_ns(chip, table), pulse)
+
+
+def read_pulse_priced(chip: ChipConfig) -> bool:
+    """Whether the physical model prices the cells' read over the read pulse ``t_read_ns``:
+    resistive cells in the current domain (``V^2 G t_read``) and temporal drives (the pulse
+    train lasts ``t_read_ns``). An SRAM or gain cell's amplitude-driven read is a bit-line
+    discharge (no pulse length), a charge-domain product a capacitor's switching."""
+    tech = chip.tech
+    current = tech.compute_domain is ComputeDomain.CURRENT
+    return ((current and _resistive_kind(cell_kind(chip)))
+            or tech.input_drive in (InputDrive.PULSE_WIDTH, InputDrive.PULSE_COUNT))
 
 
 def layer_latency_ns(blocks: Iterable[dict]) -> float:

@@ -262,7 +262,8 @@ class ADCModel(ComponentModel):
     :mod:`.adc_survey` (the survey's lower-quartile Walden FOM by family, node and supply,
     times the speed envelope at the rate the chip's step asks, :meth:`sample_rate_hz`) plus a
     ``bits``-bit counter for the counting kinds; a single-slope converter also carries its
-    share of the array's ramp generator (:meth:`ramp_generator_pj`). A 1-b SAR, flash or
+    share of the array's ramp generator (:meth:`ramp_generator_pj`), an in-memory ramp its
+    ``2^b`` reference-cell reads (:meth:`reference_read_pj`). A 1-b SAR, flash or
     single-slope conversion (:func:`.tables.one_comparator`) is one sense-amplifier decision:
     the tables' comparator energy and area at the node (MNSIM 2.0's sense amp), supply-scaled,
     not the survey's GHz flash comparators. ``adc.kind = 'digital'`` (both cost models):
@@ -290,10 +291,13 @@ class ADCModel(ComponentModel):
             return fn(self.chip, self.table, self.cal, bits)
         convert = self._convert_pj(table_adc_bits(bits))
         if action is _A.CONVERT:
-            # bit-plane drive: the charge shares that accumulated the planes before it
-            # (not leakage: the shares are switching energy, not the converter's bias)
-            return convert + bitplanes.accumulator_pj_per_conversion(
-                self.chip, self.table) * self.cal.e("adc")
+            # bit-plane drive: the charge shares that accumulated the planes before it; an
+            # in-memory ramp: its 2^b reference-cell reads (not leakage: cell reads and
+            # switching energy, not the converter's bias)
+            b = table_adc_bits(bits)
+            ref = 2**b * self.reference_read_pj() if self.chip.adc.kind is ADCKind.RAMP else 0.0
+            return convert + (bitplanes.accumulator_pj_per_conversion(self.chip, self.table)
+                              + ref) * self.cal.e("adc")
         # leakage power (mW = pJ/ns): a fraction of the dynamic power at the design rate
         return (self.table.adc_leakage_fraction_of_dynamic * convert
                 / self.time_ns(_A.CONVERT, bits))
@@ -311,6 +315,19 @@ class ADCModel(ComponentModel):
         if kind is ADCKind.SINGLE_SLOPE and not one_comparator(kind, b):
             e += self.ramp_generator_pj(b)
         return e * self.cal.e("adc")
+
+    def reference_read_pj(self) -> float:
+        """One read of an in-memory ramp converter's reference cell, one ramp step, pJ: the
+        step's threshold is a cell of the array's kind, the reference column whose ``2^b + 5``
+        cells :meth:`area_um2` counts (Yang, Mao et al., Nat. Commun. 2025; the tables' ramp
+        prices the same read). A resistive cell conducts at its on-conductance for the step,
+        ``V_read^2 G_max devices t_step`` (a fixed bias: not supply-scaled; an upper bound, as
+        the tables' ``V_read^2 G_on t_step``); another cell kind: its priced bit-cell read."""
+        chip, tech = self.chip, self.chip.tech
+        if _resistive_kind(cell_kind(chip)):  # V^2 * uS * ns = fJ
+            return (tech.v_read_v**2 * chip.device.g_max_us * tech.devices_per_cell
+                    * self.table.ramp_step_ns * 1e-3)
+        return _cell_read(chip, self.table, NO_CALIBRATION, chip.device.bits_per_cell)
 
     def ramp_generator_pj(self, b: int) -> float:
         """A single-slope converter's share of one ramp sweep, pJ.
@@ -394,10 +411,11 @@ class DACModel(ComponentModel):
     """Row drivers: one event per activated row and array read.
 
     tables: :func:`.energy.dac_pulse_energy_pj`. physical: the driver (amplitude: the
-    MNSIM b-bit DAC; pulse width: one 1-b toggle; pulse count: one toggle per unit pulse,
-    ``2^(b-1)`` on average for uniform nonzero inputs) plus word-line switching
-    ``C_wl V_wl^2`` with ``C_wl = 0.2 fF/um x n_cols x cell pitch``. Area, physical: an
-    amplitude DAC is ``2^b`` unit elements at the ADC survey's SAR area per step
+    MNSIM b-bit DAC; pulse width: one 1-b toggle) plus word-line switching
+    ``C_wl V_wl^2`` with ``C_wl = 0.2 fF/um x n_cols x cell pitch``, once per pulse: a pulse
+    count drives ``x`` unit pulses, ``2^(b-1)`` on average for uniform nonzero inputs, each a
+    toggle and a switching of the line (as a bit-plane drive's planes whose bit is 1). Area,
+    physical: an amplitude DAC is ``2^b`` unit elements at the ADC survey's SAR area per step
     (:func:`.adc_survey.dac_area_um2`); a temporal driver is a 1-b driver and its b-bit counter.
     """
 
@@ -429,7 +447,9 @@ class DACModel(ComponentModel):
             # a 1-b toggle and a word-line switching per plane whose bit is 1
             return (one + wl) * bitplanes.mean_set_bits(bits) * self.cal.e("dac")
         else:
-            e = one * 2 ** (bits - 1)
+            # pulse count: x unit pulses, each a driver toggle that charges and discharges the
+            # line (2^(b-1) on average for uniform nonzero inputs), as a plane of bit-planes
+            return (one + wl) * 2 ** (bits - 1) * self.cal.e("dac")
         return (e + wl) * self.cal.e("dac")
 
     def wordline_pj(self) -> float:
@@ -440,7 +460,10 @@ class DACModel(ComponentModel):
         (0.2 fF/um) and the gate of its access device (1 fF/um of gate width, taken as wide as
         the cell pitch). The pitch is that of the cell's whole footprint: with a full adder in
         every bit-cell (``tech.digital_column = 'ripple'``) the line crosses the adder too,
-        whose area the ripple column's read-out already counts (:mod:`.ripple`)."""
+        whose area the ripple column's read-out already counts (:mod:`.ripple`). A cell of
+        ``n`` bit-cells (SRAM and gain cells holding several bits of one weight, each on its
+        own bit line) sits as ``n`` bit-cells side by side along the row, so its pitch along
+        the line is ``n`` bit-cell pitches, ``n sqrt(A / n)`` (resistive cells: ``sqrt(A)``)."""
         tech = self.chip.tech
         if tech.wordline_cap_ff_per_cell is not None:
             per_cell_ff = tech.wordline_cap_ff_per_cell
@@ -448,7 +471,11 @@ class DACModel(ComponentModel):
             footprint = CellModel(self.chip, self.table).area_um2()
             if ripple.applies(self.chip):
                 footprint += ripple.adder_area_um2_per_cell(self.chip, self.table)
-            pitch_um = math.sqrt(footprint)
+            # a cell of n bit-cells holds one weight's bits, driven by one input, each on its
+            # own bit line: the n sit side by side along the row, and the line crosses n
+            # bit-cells (n access gates), not one square of the cell's whole footprint
+            n = 1 if _resistive_kind(cell_kind(self.chip)) else stored_bits_per_cell(self.chip)
+            pitch_um = n * math.sqrt(footprint / n)
             per_cell_ff = (self.table.wire_capacitance_ff_per_um
                            + GATE_CAPACITANCE_FF_PER_UM) * pitch_um
         c_ff = per_cell_ff * self.chip.array.n_cols + tech.wordline_driver_cap_ff
@@ -528,15 +555,41 @@ class CellModel(ComponentModel):
         temporal = tech.input_drive is not InputDrive.AMPLITUDE
         if temporal != (action is _A.V1G_LSB):
             return 0.0  # each drive is priced by one of the two sums
-        b = chip.dac_bits
-        g = chip.device.g_lsb_us * tech.devices_per_cell
-        if temporal:  # full V for x LSB times (bit-planes: popcount(x) pulses): linear in x
-            # (t_read / (2^b - 1) per unit of |x|; bit-planes: B pulses of t_read over the
-            # 2^B - 1 of a full input, cimsim.cost.bitplanes.analog_phases)
-            v2_t = tech.v_read_v**2 * tech.t_read_ns / (2**b - 1) * bitplanes.analog_phases(chip)
-        else:  # V x / x_max for the read pulse: E = (V / x_max)^2 G t x^2
-            v2_t = (tech.v_read_v / (2**b - 1)) ** 2 * tech.t_read_ns
-        return v2_t * g * 1e-3 * cal.e("cell")  # V^2 * uS * ns = fJ
+        # the read pulse draws the column charge (read_charge_fc) across the read voltage:
+        # temporal drive (full V for x LSB times; bit-planes: popcount(x) pulses) V Q per unit
+        # of |x| G; amplitude drive (V x / x_max for the pulse) V / x_max Q per unit of x^2 G
+        v = tech.v_read_v if temporal else tech.v_read_v / (2**chip.dac_bits - 1)
+        return v * self.read_charge_fc() * 1e-3 * cal.e("cell")  # V * fC = fJ
+
+    def read_charge_fc(self) -> float:
+        """Charge one cell drives onto its column per DAC-LSB of input and cell-LSB of
+        conductance, fC: the one quantity the cell's read and the slice-weighting mirrors
+        (:class:`WeightingModel`, which copy it) are priced from. Uncalibrated.
+
+        Resistive cells (and the FeFET's and flash cell's channel) conduct for the read pulse:
+        ``V_read G_lsb devices t_read / (2^b - 1)`` (amplitude: ``V_read x / x_max`` for
+        ``t_read``; temporal: ``V_read`` for ``x`` LSB times; bit-planes: ``B`` whole pulses
+        over the ``2^B - 1`` of a full input, :func:`.bitplanes.analog_phases`). SRAM and eDRAM
+        gain cells (current domain, a bit-line discharge): the bit line's charge ``C ΔV``,
+        which the supply restores at ``V_dd``, so the priced bit-cell read ``E_read`` (the
+        tables' bit-line read, supply-scaled) is ``V_dd C ΔV``: ``E_read / V_dd`` per read of
+        a full-scale input on a full-scale cell, spread over ``(2^b - 1)`` DAC-LSB and the
+        cell's ``2^c - 1`` levels (the same phases as the resistive read). Bounded by the
+        line's capacitance and swing, not by the window: a longer step draws no more. Charge
+        domain: 0 (a capacitor's charge is shared, not conducted)."""
+        chip, tech = self.chip, self.chip.tech
+        if tech.compute_domain is ComputeDomain.CHARGE:
+            return 0.0
+        per_lsb = bitplanes.analog_phases(chip) / (2**chip.dac_bits - 1)
+        # the tables price a resistive read (v2g_lsb) by device.cell on one device per cell
+        # (they read no tech.cell_kind or devices_per_cell): the charge is that read's
+        resistive = (_resistive_kind(cell_kind(chip)) if self.physical
+                     else chip.device.cell.resistive)
+        if resistive:  # V * uS * ns = fC
+            devices = tech.devices_per_cell if self.physical else 1
+            return tech.v_read_v * chip.device.g_lsb_us * devices * tech.t_read_ns * per_lsb
+        e_read_fj = _cell_read(chip, self.table, NO_CALIBRATION, chip.device.bits_per_cell) * 1e3
+        return e_read_fj / tech.vdd_v / (2**chip.device.bits_per_cell - 1) * per_lsb
 
     def area_f2(self) -> float:
         """One cell's area in F^2 (every device and stored bit)."""
@@ -668,9 +721,11 @@ class WeightingModel(ComponentModel):
     units wide into a unit output device, as many units as scaling up from the least
     significant column would take, at ``1 / r_max`` of its copied current, the choice a
     designer minimising power makes. The copied current flows from ``V_dd`` while the column
-    conducts: ``E = V_dd (r_s / r_max) Q_s``, ``Q_s`` the column's read charge,
-    ``V_read G t_read |x| / (2^b - 1)`` for amplitude and temporal drive alike
-    (``weighting.mirror_lsb`` is the run's ``Σ r_s |x| G``). Charge domain (binary capacitors
+    conducts: ``E = V_dd (r_s / r_max) Q_s``, ``Q_s`` the column's read charge, the cell
+    model's own (:meth:`CellModel.read_charge_fc`: a resistive cell's ``V_read G t_read |x| /
+    (2^b - 1)`` for amplitude and temporal drive alike; an SRAM or gain cell's bit-line
+    discharge, its priced read over ``V_dd``, whatever the window) (``weighting.mirror_lsb`` is
+    the run's ``Σ r_s |x| G``). Charge domain (binary capacitors
     scale up from the unit capacitor, the smallest that matches):
     binary-weighted capacitors, ``r_s`` unit capacitors ``tech.cap_unit_ff`` per slice column
     switched once per conversion, ``r_s C_u V_dd^2`` (Rabaey, Chandrakasan & Nikolic,
@@ -690,12 +745,10 @@ class WeightingModel(ComponentModel):
             return 2.0**bits * tech.cap_unit_ff * tech.vdd_v**2 * 1e-3 if charge else 0.0
         if charge:
             return 0.0
-        # V_dd x the read charge of one cell-LSB at one DAC-LSB: V * V * uS * ns = fJ; the
-        # mirrors attenuate to the most significant column (copy ratio r_s / r_max), so the
-        # run's Σ r |x| G is divided by r_max
-        g = self.chip.device.g_lsb_us * tech.devices_per_cell
-        q = (tech.v_read_v * g * tech.t_read_ns / (2**self.chip.dac_bits - 1)
-             * bitplanes.analog_phases(self.chip))  # bit-planes: popcount(x) full pulses
+        # V_dd x the read charge of one cell-LSB at one DAC-LSB, the cell model's own
+        # (CellModel.read_charge_fc): V * fC = fJ; the mirrors attenuate to the most
+        # significant column (copy ratio r_s / r_max), so the run's Σ r |x| G is divided by r_max
+        q = CellModel(self.chip, self.table).read_charge_fc()
         return tech.vdd_v * q * 1e-3 / self.max_ratio()
 
     @functools.cached_property

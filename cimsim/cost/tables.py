@@ -696,12 +696,14 @@ def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable,
     the comparator flips and the ramp DAC advances one code per count, so the clock period is
     the converter's step by construction. The in-memory ramp's step is instead one reference
     cell read and comparator decision, timed by ``ramp_step_ns``, not by a counter clock. A 1-b
-    single-slope conversion is one comparator decision (no ramp, no count): one clock period.
+    single-slope conversion is one comparator decision (no ramp, no count): one clock period. A
+    1-b SAR is one comparator decision too (no DAC to switch, priced as one sense amp,
+    :func:`one_comparator`): one comparator cycle, as a 1-b flash, not ``(1 + 1)`` cycles.
     """
     kind = _as_converter(kind)
     b = _check_bits(bits)
     if kind is ADCKind.SAR:
-        return float((b + 1) * table.sar_adc_cycle_ns)
+        return float((b + 1 if b > 1 else 1) * table.sar_adc_cycle_ns)
     if kind is ADCKind.FLASH:
         return float(table.sar_adc_cycle_ns)
     if kind is ADCKind.SINGLE_SLOPE:

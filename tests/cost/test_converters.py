@@ -74,6 +74,23 @@ def test_single_slope_physical_known_answer():
     assert model.area_um2() == pytest.approx(area)
 
 
+def test_ramp_physical_energy_reads_its_reference_column_known_answer():
+    """The in-memory ramp's 2^b steps each read one reference cell (the column its area
+    counts) and make one comparator decision: at 45 nm, 0.8 V and 6 b, 64 x (59.32 fJ, the
+    survey's flash step, + 0.55^2 V^2 x 10 uS x 1 ns = 3.025 fJ, the rram-22nm cell at its
+    on-conductance for the 1-ns step) + the 6-b latch. Fails where the reference reads are
+    left out (the tables' ramp prices them)."""
+    chip = chip_at("ramp", 6)
+    assert (chip.tech.v_read_v, chip.device.g_max_us) == (0.55, 10.0)
+    latch = 6 * T.tech_table(45.0).shift_add_energy_pj_per_bit
+    want = 64 * (59.32 + 0.55**2 * 10.0 * 1.0) * 1e-3 + latch
+    assert adc(chip).energy_pj(A.CONVERT, 6) == pytest.approx(want)
+    # a fixed-bias read: the supply moves the comparator and latch, not the reference cell
+    hi = adc(chip_at("ramp", 6, vdd_v=1.0))
+    assert hi.energy_pj(A.CONVERT, 6) - 64 * 3.025e-3 == pytest.approx(
+        (64 * 59.32e-3 + latch) * (1.0 / 0.8) ** 2)
+
+
 def test_ramp_physical_area_is_one_comparator_known_answer():
     """The in-memory ramp converter has one comparator per column, as the single-slope one: its
     2^b steps are reference-cell reads in time. Before the fix the physical model priced 2^b
@@ -141,14 +158,28 @@ def test_one_bit_conversion_is_one_sense_amp_known_answer(kind, cost_model):
     assert model.area_um2() == pytest.approx(1.0 * (1.0 / A28))
 
 
+@pytest.mark.parametrize("cost_model", ["tables", "physical"])
+def test_one_bit_sar_takes_one_comparator_cycle_as_its_energy_says(cost_model):
+    """A 1-b SAR is priced as one sense-amp decision (no DAC to switch): the same circuit as a
+    1-b flash, so one 1-ns comparator cycle, not the (b + 1) = 2 cycles of a SAR's sampling
+    and bit cycles. Fails where the 1-b SAR keeps (b + 1) cycles."""
+    sar, flash = (adc(chip_at(k, 1, cost_model=cost_model)) for k in ("sar", "flash"))
+    assert sar.energy_pj(A.CONVERT, 1) == pytest.approx(flash.energy_pj(A.CONVERT, 1))
+    assert sar.time_ns(A.CONVERT, 1) == flash.time_ns(A.CONVERT, 1) == 1.0
+    # 2 b: a sampling cycle and two bit cycles
+    assert adc(chip_at("sar", 2, cost_model=cost_model)).time_ns(A.CONVERT, 2) == 3.0
+
+
 @pytest.mark.parametrize("kind", ["ramp", "cco", "integrate_fire"])
 def test_one_bit_keeps_the_kind_where_it_is_not_one_comparator(kind):
     """A 1-b ramp still reads its reference column, a CCO still oscillates over its window, a
     neuron still integrates, fires and resets: their survey prices stand at 1 b."""
     model = adc(chip_at(kind, 1))
     counter = 1 * model.table.shift_add_energy_pj_per_bit
+    # the ramp's two steps each read a reference cell: 0.55^2 V^2 x 10 uS x 1 ns = 3.025 fJ
+    reference = 2 * 0.55**2 * 10.0 * 1e-3 if kind == "ramp" else 0.0
     assert model.energy_pj(A.CONVERT, 1) == pytest.approx(
-        fom_w_fj(kind, 45.0) * 2 * 1e-3 + counter)
+        fom_w_fj(kind, 45.0) * 2 * 1e-3 + counter + reference)
 
 
 def test_one_bit_flash_probe_is_no_longer_dearer_than_a_sar():

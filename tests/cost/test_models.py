@@ -147,11 +147,45 @@ def test_dac_and_word_line_known_answer():
     pitch = math.sqrt(48.0) * 0.045  # RRAM 1T1R, 48 F^2
     wl = (0.2 + GATE_CAPACITANCE_FF_PER_UM) * chip.array.n_cols * pitch * 1.0**2 * 1e-3
     one = dac_energy_pj(1, table)
-    assert models[C.DAC].energy_pj(A.PULSE, 4) == pytest.approx(one * 2**3 + wl)
+    # a pulse count drives 2^3 unit pulses on average, each a toggle and a line switching
+    assert models[C.DAC].energy_pj(A.PULSE, 4) == pytest.approx((one + wl) * 2**3)
     amp = component_models(chip.replace(tech=chip.tech.replace(input_drive="amplitude")))
     assert amp[C.DAC].energy_pj(A.PULSE, 4) == pytest.approx(dac_energy_pj(4, table) + wl)
     pw = component_models(chip.replace(tech=chip.tech.replace(input_drive="pulse_width")))
     assert pw[C.DAC].energy_pj(A.PULSE, 4) == pytest.approx(one + wl)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 7])
+def test_pulse_count_is_its_unit_pulses(bits):
+    """A pulse count of x is x one-LSB pulses on the row line: its price per drive is the
+    pulse-width price (one toggle, one line switching) times the mean count 2^(b-1), the line
+    included (as a bit-plane drive prices its planes). Fails where the line is priced once."""
+    chip = physical_chip(input_drive="pulse_count", wordline_v=1.0)
+    chip = chip.replace(dac=chip.dac.replace(bits=bits), input_bits=8)
+    pw = chip.replace(tech=chip.tech.replace(input_drive="pulse_width"))
+    count = component_models(chip)[C.DAC]
+    assert count.wordline_pj() > 0
+    assert count.energy_pj(A.PULSE, bits) == pytest.approx(
+        component_models(pw)[C.DAC].energy_pj(A.PULSE, bits) * 2 ** (bits - 1), rel=1e-12)
+
+
+@pytest.mark.parametrize("bits_per_cell", [1, 2, 4])
+def test_word_line_crosses_every_bit_cell_of_a_multi_bit_cell(bits_per_cell):
+    """An SRAM cell of n bit-cells holds one weight's bits on n bit lines, driven by one input:
+    the row's word line crosses n bit-cells side by side. 8T at 45 nm: 280 F^2 = 0.567 um^2
+    a bit-cell, pitch 0.753 um; (0.2 wire + 1.0 gate) fF/um x n x 0.753 um x n_cols at 1 V.
+    Fails where the pitch is the square root of the whole cell (sqrt(n) x too short)."""
+    chip = physical_chip(input_drive="pulse_width", wordline_v=1.0, cell_kind="sram_8t")
+    chip = chip.replace(device=chip.device.replace(cell="ideal", bits_per_cell=bits_per_cell),
+                        weight_bits=max(2, bits_per_cell))
+    pitch = math.sqrt(280.0) * 0.045
+    want_ff = (0.2 + GATE_CAPACITANCE_FF_PER_UM) * bits_per_cell * pitch * chip.array.n_cols
+    assert component_models(chip)[C.DAC].wordline_pj() == pytest.approx(want_ff * 1e-3)
+    # a resistive cell is one device: its pitch is its square's (48 F^2 1T1R), whatever bits
+    rram = physical_chip(input_drive="pulse_width", wordline_v=1.0)
+    rram = rram.replace(device=rram.device.replace(bits_per_cell=bits_per_cell))
+    assert component_models(rram)[C.DAC].wordline_pj() == pytest.approx(
+        1.2 * math.sqrt(48.0) * 0.045 * rram.array.n_cols * 1e-3)
 
 
 def test_published_word_line_load_and_supply_known_answer():
