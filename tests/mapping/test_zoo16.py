@@ -1,0 +1,126 @@
+"""A sixteenth zoo (worktree ``zoo16``, after ``test_zoo15.py``): model families of 2021-2025
+papers at toy size that the fifteen earlier zoos did not build (models in ``zoo16_models.py``).
+State-space and recurrent sequence models: Mamba-2's chunked state-space duality (``segsum``,
+four-operand ``einsum``), S4D's kernel computed from complex parameters and applied by FFT,
+xLSTM's sLSTM (exponential gates, block-diagonal recurrent weights in one 3-D Parameter), Griffin's
+RG-LRU, Gated DeltaNet's delta rule, a TTT-Linear layer (its hidden state a weight matrix updated
+in the forward from a learned ``W0``) and a deep equilibrium model iterated to a data-dependent
+fixed point. Attention: the Differential Transformer's two softmax maps weighted by a lambda of
+four learned vectors, XCiT's cross-covariance attention with a ``(heads, 1, 1)`` temperature.
+Weights made in the forward: FlexiViT's patch kernel resized by ``F.interpolate``, ControlNet's
+zero convolutions (weights and biases all zero); gMLP's spatial gating (a near-zero Linear over
+the token axis), an Instant-NGP hash-grid encoding (``nn.Embedding`` look-ups of hashed corners,
+interpolated) and nested named-tuple outputs. All fourteen pass the lossless, ``rram-22nm`` and
+``prepare`` checks as written; RepVGG's kernel re-parameterised in the forward and DeepSeek's
+latent attention with the up-projection absorbed (``.weight`` of a mapped Linear read by
+``einsum``) are refused naming the layer, and deploy with it excluded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import cimsim
+
+from .conftest import (
+    build_seeded,
+    lossless_chip,
+)
+from .test_zoo5 import _quiet, _rel
+from .zoo16_models import (
+    DEQ,
+    GMLP,
+    RGLRU,
+    SLSTM,
+    ControlNetZero,
+    DiffAttention,
+    FlexiPatch,
+    GatedDeltaNet,
+    HashGrid,
+    Mamba2SSD,
+    MLAAbsorbed,
+    NestedOutputs,
+    RepVGGBlock,
+    S4DConv,
+    TTTLinear,
+    XCiT,
+)
+from .zoo_tests import zoo_deploy_tests
+
+ZOO16 = {
+    "mamba2-ssd": (Mamba2SSD, lambda: (torch.randn(3, 8, 6),)),
+    "s4d": (S4DConv, lambda: (torch.randn(3, 7, 4),)),
+    "slstm": (SLSTM, lambda: (torch.randn(3, 5, 6),)),
+    "rg-lru": (RGLRU, lambda: (torch.randn(3, 5, 6),)),
+    "gated-deltanet": (GatedDeltaNet, lambda: (torch.randn(3, 5, 6),)),
+    "ttt-linear": (TTTLinear, lambda: (torch.randn(3, 5, 6),)),
+    "deq": (DEQ, lambda: (torch.randn(3, 6),)),
+    "diff-attention": (DiffAttention, lambda: (torch.randn(3, 5, 8),)),
+    "xcit": (XCiT, lambda: (torch.randn(3, 5, 8),)),
+    "flexivit-patch": (FlexiPatch, lambda: (torch.randn(3, 3, 8, 8),)),
+    "controlnet-zero": (ControlNetZero, lambda: (torch.randn(3, 4, 6, 6),
+                                                 torch.randn(3, 4, 6, 6))),
+    "gmlp": (GMLP, lambda: (torch.randn(3, 5, 6),)),
+    "hash-grid": (HashGrid, lambda: (torch.rand(3, 2),)),
+    "nested-outputs": (NestedOutputs, lambda: (torch.randn(3, 6),)),
+}
+
+# what stays digital, by name: the products of activations (attention, scans and recurrences
+# written by hand), weights in a product outside a layer (S4D's kernel parameters, sLSTM's
+# recurrent bank, TTT's ``W0``, FlexiViT's resized kernel) and the hash tables (look-ups)
+_DIGITAL = {
+    "mamba2-ssd": {"model"},
+    "s4d": {"A_imag", "C", "log_A_real", "log_dt"},
+    "slstm": {"r"},
+    "gated-deltanet": {"model"},
+    "ttt-linear": {"W0", "model"},
+    "diff-attention": {"model"},
+    "xcit": {"model"},
+    "flexivit-patch": {"weight"},
+    "hash-grid": {"tables.0", "tables.1", "tables.2"},
+}
+# 2-D or larger parameters in no product: XCiT's temperature (scales the scores element-wise)
+_NOT_MATRICES = {"xcit": ("temperature",)}
+
+
+def _build(name: str, dtype=torch.float32):
+    return build_seeded(*ZOO16[name], dtype)
+
+
+# the deploy (lossless, rram-22nm) and prepare tests of every model
+(test_lossless_deploy_is_the_quantized_model_and_near_float,
+ test_rram_deploy_runs_reports_and_accounts_for_every_matrix,
+ test_prepare_steps_and_the_twin_deploys_to_what_it_computes) = zoo_deploy_tests(
+    ZOO16, _build, _DIGITAL, not_matrices=_NOT_MATRICES)
+
+
+# ---------------------------------------------------------------------------------------------
+# what it found
+# ---------------------------------------------------------------------------------------------
+def test_repvgg_reparameterised_in_the_forward_is_refused_naming_the_branches():
+    """RepVGG's inference kernel built in the forward from its branches' weights: the branches
+    are ``nn.Conv2d`` the forward never calls but reads ``.weight`` of. deploy maps them and
+    refuses the read naming the layer and the way out; excluded, they are listed digital (the
+    fused product computes in float) and the model deploys. (Fusing once, into a
+    ``nn.Conv2d``, as RepVGG's ``switch_to_deploy`` does, maps it.)"""
+    model, (x,) = build_seeded(RepVGGBlock, lambda: (torch.randn(3, 3, 6, 6),), torch.float64)
+    with pytest.raises(AttributeError, match=r"^k3: the model reads \.weight of a mapped layer"):
+        _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x, exclude=["k3", "k1"])
+    with torch.no_grad():
+        assert _rel(sim(x), model(x)) < 0.03
+    assert [d[:2] for d in sim.digital] == [("k3", "Conv2d"), ("k1", "Conv2d"),
+                                            ("model", "activation products")]
+
+
+def test_latent_attention_with_absorbed_weights_is_refused_naming_the_projection():
+    """DeepSeek's MLA absorbs the key / value up-projection into the query by ``einsum`` with
+    the Linear's weight viewed per head: refused naming ``wkv_b``; excluded, it deploys with the
+    projection listed."""
+    model, (x,) = build_seeded(MLAAbsorbed, lambda: (torch.randn(3, 5, 8),), torch.float64)
+    with pytest.raises(AttributeError, match=r"^wkv_b: the model reads \.weight"):
+        _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x, exclude=["wkv_b"])
+    with torch.no_grad():
+        assert _rel(sim(x), model(x)) < 0.03
+    assert [d[:2] for d in sim.digital] == [("wkv_b", "Linear"), ("model", "activation products")]
