@@ -1410,7 +1410,7 @@ class TwinConv(_TwinLayer):
         win = x4.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)
         win = win[..., ::dh, ::dw]  # (B, C, H_out, W_out, kh, kw)
         b, _, h_out, w_out = win.shape[:4]
-        cols = win.permute(0, 2, 3, 1, 4, 5).reshape(b * h_out * w_out, -1)
+        cols = win.permute(0, 2, 3, 1, 4, 5).reshape(b * h_out * w_out, win.shape[1] * kh * kw)
         return cols, (b, h_out, w_out)
 
     def finalize(self) -> None:
@@ -1489,7 +1489,7 @@ class TwinMultiheadAttention(_TwinLayer):
             y = self._float_pass(i, x2, *self._src_wb[i])
         else:
             y = self.twins[i](x2)
-        return y.reshape(*x.shape[:-1], -1)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 import cimsim
+from cimsim.train import prepare
 
 from .conftest import (
     build_seeded,
@@ -97,6 +99,55 @@ def _build(name: str, dtype=torch.float32):
 # ---------------------------------------------------------------------------------------------
 # what it found
 # ---------------------------------------------------------------------------------------------
+class _ZeroProposals(nn.Module):
+    """A detector's second stage as it meets an image with no proposal: the region features
+    (``(0, C, 4, 4)``) through a convolution, a 1-D convolution, attention and a recurrent
+    layer, each returning an empty batch as torch's layers do."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.layer = {"conv2d": lambda: nn.Conv2d(4, 6, 3, padding=1),
+                      "conv1d": lambda: nn.Conv1d(4, 6, 3, padding=1),
+                      "mha": lambda: nn.MultiheadAttention(4, 2, batch_first=True),
+                      "lstm": lambda: nn.LSTM(4, 6, batch_first=True, bidirectional=True),
+                      "gru": lambda: nn.GRU(4, 6, 2, batch_first=True)}[kind]()
+        self.head = nn.Linear(6 if kind in ("conv2d", "conv1d") else (12 if kind == "lstm"
+                                                                     else 4 if kind == "mha"
+                                                                     else 6), 3)
+
+    def forward(self, x):  # (N, 4, 4, 4) region features
+        if self.kind == "conv2d":
+            h = self.layer(x).mean((2, 3))
+        elif self.kind == "conv1d":
+            h = self.layer(x.flatten(2)).mean(-1)
+        else:
+            seq = x.flatten(2).transpose(1, 2)  # (N, 16, 4)
+            h = (self.layer(seq, seq, seq)[0] if self.kind == "mha" else self.layer(seq)[0])
+            h = h.mean(1)
+        return self.head(h)
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+@pytest.mark.parametrize("kind", ["conv2d", "conv1d", "mha", "lstm", "gru"])
+def test_an_empty_batch_gives_an_empty_output(kind, run):
+    """A batch of no sample (a detector's region head on an image with no proposal, the last
+    chunk of a split): torch's layers return an empty output; the simulated attention and
+    recurrent layers and the twin's convolutions failed ("cannot reshape tensor of 0 elements
+    into shape [0, -1] because the unspecified dimension size -1 can be any value and is
+    ambiguous"), no layer named. They return torch's shape now, no inference counted."""
+    model, (x,) = build_seeded(lambda: _ZeroProposals(kind),
+                               lambda: (torch.randn(3, 4, 4, 4),), torch.float64)
+    go = cimsim.deploy if run == "deploy" else prepare
+    sim = _quiet(go, model, lossless_chip("channel"), x)
+    with torch.no_grad():
+        want, got = model(x[:0]), sim(x[:0])
+        assert got.shape == want.shape == (0, 3)
+        assert _rel(sim(x), model(x)) < 0.03  # and the next batch as before
+    if run == "deploy":
+        assert sim.n_inferences == 3
+
+
 def test_repvgg_reparameterised_in_the_forward_is_refused_naming_the_branches():
     """RepVGG's inference kernel built in the forward from its branches' weights: the branches
     are ``nn.Conv2d`` the forward never calls but reads ``.weight`` of. deploy maps them and
