@@ -1636,9 +1636,14 @@ class PreparedModel(nn.Module):
         # what the twin's forwards cached (a layer's output kept as an attribute) would be
         # reused by every simulated forward, the layer never run on the arrays
         restore_attributes(self.prepared_state, self.model, into=model)
-        return deploy_views(model, chip, self.views(root, chip), seed=root,
-                            exclude=excluded, batch_dim=batch_dim,
-                            calibration_ndims=self.calibration_ndims)
+        sim = deploy_views(model, chip, self.views(root, chip), seed=root,
+                           exclude=excluded, batch_dim=batch_dim,
+                           calibration_ndims=self.calibration_ndims)
+        # what prepare's calibration pass found computing in float outside the layers (weights
+        # used functionally, activation products): no pass here finds them again
+        listed = {name for name, _, _ in sim.digital}
+        sim.digital.extend(row for row in self.digital if row[0] not in listed)
+        return sim
 
 
 @contextlib.contextmanager

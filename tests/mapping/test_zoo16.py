@@ -99,6 +99,22 @@ def _build(name: str, dtype=torch.float32):
 # ---------------------------------------------------------------------------------------------
 # what it found
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["flexivit-patch", "ttt-linear", "s4d", "diff-attention",
+                                  "hash-grid"])
+def test_the_prepared_models_deployment_lists_what_deploy_lists(name):
+    """``PreparedModel.deploy()`` listed only the layers its module types keep digital: the
+    weights prepare's calibration pass found computing in float outside a layer (FlexiViT's
+    resized kernel, TTT's ``W0``, S4D's kernel parameters) and the activation products were
+    gone from its ``digital`` and its report, though ``prepare`` and ``cimsim.deploy`` of the
+    same model list them. They are carried over now."""
+    model, args = _build(name, torch.float64)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), args)
+    prep = _quiet(prepare, model, lossless_chip("channel"), args)
+    deployed = prep.deploy()
+    assert deployed.digital == sim.digital == prep.digital
+    assert len(deployed.report().digital) == len(sim.digital) > 0
+
+
 class _ZeroProposals(nn.Module):
     """A detector's second stage as it meets an image with no proposal: the region features
     (``(0, C, 4, 4)``) through a convolution, a 1-D convolution, attention and a recurrent
