@@ -94,8 +94,43 @@ LOOKUP_REASON = ("a table read by a look-up (F.embedding / F.embedding_bag) outs
 
 ACTIVATION_REASON = ("activation x activation matrix product (matmul, einsum, ...) computed "
                      "digitally in float")
+
+
+def _flex_attention() -> tuple[object, ...]:
+    """torch's FlexAttention (``torch.nn.attention.flex_attention``, torch >= 2.5): its module
+    and the higher-order operator its ``flex_attention`` calls (a watch sees that operator, with
+    ``query, key, value`` first); none before torch 2.5."""
+    try:
+        from torch._higher_order_ops.flex_attention import flex_attention as hop
+        from torch.nn.attention import flex_attention as module
+    except ImportError:  # pragma: no cover - torch < 2.5
+        return ()
+    return module, hop
+
+
+_FLEX = _flex_attention()
 _ATTENTION = frozenset({F.scaled_dot_product_attention,
-                        torch.ops.aten.scaled_dot_product_attention.default})
+                        torch.ops.aten.scaled_dot_product_attention.default, *_FLEX[1:]})
+
+
+@contextmanager
+def _flex_attention_eager() -> Iterator[None]:
+    """Within the block, ``flex_attention`` runs its operator eagerly (torch's
+    ``_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG``), as without the watch it runs it in a
+    ``torch.compile`` d wrapper: dynamo would trace the watch's ``__torch_function__`` and
+    refuse it deep inside ("Attempted to inline function marked as skipped"), and the watch
+    would not see the operator's Q·Kᵀ and ·V. The outputs are the same (the compiled wrapper
+    uses the eager backend); the flag is set back after the block."""
+    if not _FLEX:
+        yield
+        return
+    module = _FLEX[0]
+    before = module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG  # type: ignore[attr-defined]
+    module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = before  # type: ignore[attr-defined]
 
 # the products a weight can reach without a module (method and function forms)
 _PRODUCTS = frozenset({
@@ -478,7 +513,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
     try:
-        with mode:
+        with _flex_attention_eager(), mode:
             yield uses
     finally:
         for hook in hooks:

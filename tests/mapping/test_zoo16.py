@@ -25,9 +25,14 @@ import cimsim
 from cimsim.train import prepare
 
 from .conftest import (
+    assert_bitwise,
     build_seeded,
+    check_every_matrix,
+    check_lossy_run,
     lossless_chip,
+    reference_model,
 )
+from .test_new_models import _rram
 from .test_zoo5 import _quiet, _rel
 from .zoo16_models import (
     DEQ,
@@ -36,6 +41,7 @@ from .zoo16_models import (
     SLSTM,
     ControlNetZero,
     DiffAttention,
+    FlexBias,
     FlexiPatch,
     GatedDeltaNet,
     HashGrid,
@@ -99,6 +105,44 @@ def _build(name: str, dtype=torch.float32):
 # ---------------------------------------------------------------------------------------------
 # what it found
 # ---------------------------------------------------------------------------------------------
+def _flex():
+    pytest.importorskip("torch.nn.attention.flex_attention")  # torch >= 2.5
+    return build_seeded(FlexBias, lambda: (torch.randn(3, 5, 8),), torch.float64)
+
+
+def test_flex_attention_deploys_and_lists_its_attention_products():
+    """FlexAttention (``torch.nn.attention.flex_attention``) runs its operator in a
+    ``torch.compile`` d wrapper even in eager code: dynamo traced deploy's watch (a
+    TorchFunctionMode) and refused it deep inside ("Attempted to inline function marked as
+    skipped"), no layer named; with it run eagerly the watch did not see Q·Kᵀ and ·V, the
+    attention's products in float unlisted. It deploys now, the products listed as an SDPA's
+    are, the learned ``score_mod`` bias (added to the scores, no product) not a weight."""
+    model, (x,) = _flex()
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+    with torch.no_grad():
+        want, got = model(x), sim(x)
+        assert_bitwise(got, reference_model(model, sim)(x))
+    assert _rel(got, want) < 0.03
+    assert [d[:2] for d in sim.digital] == [("model", "attention products")]
+    rram = _quiet(cimsim.deploy, model, _rram(), x)
+    with torch.no_grad():
+        check_lossy_run(rram(x), want, rram)
+    check_every_matrix(model, rram, {"model"}, ("bias",))
+
+
+def test_flex_attention_prepares_and_the_twin_deploys_to_what_it_computes():
+    """The same through ``prepare``: its calibration pass failed in dynamo as deploy's did. The
+    twin computes now (eval: torch's FlexAttention has no backward on CPU, its own refusal),
+    and its deployed model equals it, listing the attention products."""
+    model, (x,) = _flex()
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    with torch.no_grad():
+        want = prep(x)
+        torch.testing.assert_close(prep.deploy()(x), want, rtol=1e-9, atol=1e-9)
+        assert _rel(want, model(x)) < 0.03
+    assert [d[:2] for d in prep.deploy().digital] == [("model", "attention products")]
+
+
 @pytest.mark.parametrize("name", ["flexivit-patch", "ttt-linear", "s4d", "diff-attention",
                                   "hash-grid"])
 def test_the_prepared_models_deployment_lists_what_deploy_lists(name):
