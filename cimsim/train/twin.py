@@ -1791,8 +1791,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     root.eval()
     with (torch.no_grad(),
           watch_functional_weights(root, [*(d[0] for d in digital), *layers],
-                                   {name: layer._float_src[0] for name, layer in layers.items()}
-                                   ) as functional,
+                                   {name: layer._float_src[0] for name, layer in layers.items()},
+                                   model) as functional,
           explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
         ndims = calibration_pass(root, model, calibration, batch_size, batch_dim, seed)
     if ndims is None:

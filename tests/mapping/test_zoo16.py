@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 import cimsim
+from cimsim.errors import MappingError
+from cimsim.mapping.functional import FUNCTIONAL_REASON
 from cimsim.train import prepare
 
 from .conftest import (
@@ -206,6 +208,66 @@ def test_an_empty_batch_gives_an_empty_output(kind, run):
         assert _rel(sim(x), model(x)) < 0.03  # and the next batch as before
     if run == "deploy":
         assert sim.n_inferences == 3
+
+
+class _LambdaLayer(nn.Module):
+    """A layer called through a function held as an attribute closing over the model: a
+    lambda (``self.act = lambda x: relu(self.a(x))``) or a bound method compiled on its own
+    (``self.inner = torch.compile(self._inner)``), beside a direct call of the same layer."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.a = nn.Linear(6, 8)
+        self.h = nn.Linear(8, 3)
+        self.act = (torch.compile(self._inner, backend="eager") if how == "compiled"
+                    else lambda x: torch.relu(self.a(x)))
+
+    def _inner(self, x):
+        return torch.relu(self.a(x))
+
+    def forward(self, x):
+        return self.h(self.act(x) + self.a(x))
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+@pytest.mark.parametrize("how", ["lambda", "compiled"])
+def test_a_layer_called_through_a_function_attribute_is_refused_naming_it(how, run):
+    """deploy and prepare work on a deep copy; copying does not copy a function, so a lambda
+    or a ``torch.compile`` d method held as an attribute called the *user's* float layer: its
+    product computed in float unlisted (the layer reported mapped, its other call simulated),
+    and the deployed model read the user's model (zeroing the user's ``a.weight`` after deploy
+    moved the deployed output 25 %). A ``MappingError`` names the layer and the way out now (the
+    layer called only so said "saw no calibration data")."""
+    model, (x,) = build_seeded(lambda: _LambdaLayer(how), lambda: (torch.randn(3, 6),),
+                               torch.float64)
+    go = cimsim.deploy if run == "deploy" else prepare
+    with pytest.raises(MappingError, match=r"^a: .*a function closing over the model"):
+        _quiet(go, model, lossless_chip("channel"), x)
+
+
+class _LambdaWeight(nn.Module):
+    """A weight applied by a lambda held as an attribute (``self.proj = lambda x: x @
+    self.w.t()``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(8, 6))
+        self.h = nn.Linear(8, 3)
+        self.proj = lambda x: x @ self.w.t()
+
+    def forward(self, x):
+        return self.h(torch.relu(self.proj(x)))
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+def test_a_weight_applied_through_a_function_attribute_is_named(run):
+    """The lambda reads the user's ``w``, not the copy's: the watch knew the copy's weights
+    only and listed the product as one of two activations ("activation products"), the weight
+    unnamed. It is named as a weight used outside a module now."""
+    model, (x,) = build_seeded(_LambdaWeight, lambda: (torch.randn(3, 6),), torch.float64)
+    go = cimsim.deploy if run == "deploy" else prepare
+    sim = _quiet(go, model, lossless_chip("channel"), x)
+    assert sim.digital == [("w", "parameter", FUNCTIONAL_REASON)]
 
 
 def test_repvgg_reparameterised_in_the_forward_is_refused_naming_the_branches():
