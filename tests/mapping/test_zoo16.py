@@ -13,7 +13,25 @@ the token axis), an Instant-NGP hash-grid encoding (``nn.Embedding`` look-ups of
 interpolated) and nested named-tuple outputs. All fourteen pass the lossless, ``rram-22nm`` and
 ``prepare`` checks as written; RepVGG's kernel re-parameterised in the forward and DeepSeek's
 latent attention with the up-projection absorbed (``.weight`` of a mapped Linear read by
-``einsum``) are refused naming the layer, and deploy with it excluded."""
+``einsum``) are refused naming the layer, and deploy with it excluded.
+
+What it found around them, fixed: a batch of no sample (a detector's region head on an image
+without proposals) failed in the simulated attention and recurrent layers (deploy and
+``prepare``) and the twin's convolutions ("cannot reshape tensor of 0 elements into shape [0,
+-1]"), no layer named: they return torch's empty output. ``flex_attention`` in a forward failed
+deep inside dynamo in deploy and ``prepare`` (torch compiles its operator even in eager code,
+and dynamo cannot trace the calibration pass's watch); run eagerly its Q·Kᵀ and ·V were
+unlisted: the pass runs it eagerly and lists its attention products. ``PreparedModel.deploy()``
+dropped the weights used functionally and the activation products from its ``digital`` list
+and report (0 rows where deploy gives 1 to 4): carried over from ``prepare``. A lambda or a
+``torch.compile`` d method held as an attribute and closing over the model called the user's
+float layer from deploy's and ``prepare``'s copy (its product in float unlisted, the layer
+reported mapped; zeroing the user's weight after deploy moved the deployed output 25 %):
+refused naming the layer, and a weight so reached named digital, not an "activation
+product". Seen, left: ControlNet's all-zero convolutions are quantized at scale 1.0 and warned
+so; a global ``register_module_forward_hook`` testing ``isinstance(m, nn.Linear)`` does not
+reach the simulated layers (no ``nn.Linear``); torch's FlexAttention has no backward on CPU,
+so its twin is not trained here."""
 
 from __future__ import annotations
 
