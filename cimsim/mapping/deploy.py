@@ -804,7 +804,8 @@ def deploy(
     needed = _arrays_needed(mapping.sim_layers, chip)
     _fuse_relus(sim, mapping.sim_layers, chip)
     with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
-                                        *mapping.sim_layers], mapping.sources) as functional:
+                                        *mapping.sim_layers], mapping.sources,
+                                  getattr(model, "_orig_mod", model)) as functional:
         ndims = _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip,
                            mapping.seed, model)
     mapping.digital.extend(warn_functional(functional, "deploy"))

@@ -94,8 +94,43 @@ LOOKUP_REASON = ("a table read by a look-up (F.embedding / F.embedding_bag) outs
 
 ACTIVATION_REASON = ("activation x activation matrix product (matmul, einsum, ...) computed "
                      "digitally in float")
+
+
+def _flex_attention() -> tuple[object, ...]:
+    """torch's FlexAttention (``torch.nn.attention.flex_attention``, torch >= 2.5): its module
+    and the higher-order operator its ``flex_attention`` calls (a watch sees that operator, with
+    ``query, key, value`` first); none before torch 2.5."""
+    try:
+        from torch._higher_order_ops.flex_attention import flex_attention as hop
+        from torch.nn.attention import flex_attention as module
+    except ImportError:  # pragma: no cover - torch < 2.5
+        return ()
+    return module, hop
+
+
+_FLEX = _flex_attention()
 _ATTENTION = frozenset({F.scaled_dot_product_attention,
-                        torch.ops.aten.scaled_dot_product_attention.default})
+                        torch.ops.aten.scaled_dot_product_attention.default, *_FLEX[1:]})
+
+
+@contextmanager
+def _flex_attention_eager() -> Iterator[None]:
+    """Within the block, ``flex_attention`` runs its operator eagerly (torch's
+    ``_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG``), as without the watch it runs it in a
+    ``torch.compile`` d wrapper: dynamo would trace the watch's ``__torch_function__`` and
+    refuse it deep inside ("Attempted to inline function marked as skipped"), and the watch
+    would not see the operator's Q·Kᵀ and ·V. The outputs are the same (the compiled wrapper
+    uses the eager backend); the flag is set back after the block."""
+    if not _FLEX:
+        yield
+        return
+    module = _FLEX[0]
+    before = module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG  # type: ignore[attr-defined]
+    module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        module._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = before  # type: ignore[attr-defined]
 
 # the products a weight can reach without a module (method and function forms)
 _PRODUCTS = frozenset({
@@ -410,15 +445,18 @@ def _plain_tensors(modules: Mapping[str, nn.Module]) -> list[tuple[str, torch.Te
 
 @contextmanager
 def watch_functional_weights(model: nn.Module, skip: Iterable[str],
-                             replaced: Mapping[str, nn.Module] | None = None
-                             ) -> Iterator[FunctionalUses]:
+                             replaced: Mapping[str, nn.Module] | None = None,
+                             original: nn.Module | None = None) -> Iterator[FunctionalUses]:
     """Within the block, record the parameters of ``model`` that reach a matrix product, and
     the modules that multiply activations: yields a :class:`FunctionalUses` filled at the end.
     Parameters of the modules named in ``skip`` (mapped, or kept digital for a reason already
     stated) and of their submodules are not watched, nor products within them.
     ``replaced``: layer name -> the original module a simulated or twin layer replaced; a
     product reading its parameters in the forward, outside the mapped and listed modules, is a
-    :func:`stale_reference_error`."""
+    :func:`stale_reference_error`; so is one reading the parameters of the same layer in
+    ``original``, the user's model ``model`` was copied from (a function held as an attribute,
+    a lambda or a ``torch.compile`` d method closing over the model, is not copied: it calls
+    the user's layers)."""
     skip = list(skip)
     modules = dict(model.named_modules())
     # an embedding's look-up is no product: its table in one is a tied head (module docstring)
@@ -432,7 +470,9 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
     weights = [*model.named_parameters(),
                *((n, b) for n, b in model.named_buffers()
                  if b.is_floating_point() and b.dim() >= 2),
-               *_plain_tensors(modules)]
+               *_plain_tensors(modules),
+               # the user's own, reached through a function the copy shares: named as the copy's
+               *(() if original is None else original.named_parameters())]
     for name, p in weights:
         ptr = _storage(p)
         if ptr and watched(name.rpartition(".")[0]):
@@ -454,8 +494,9 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
                                        for name in stack)
 
     retired: dict[int, str] = {}
+    users = {} if original is None else dict(original.named_modules())
     for layer, module in (replaced or {}).items():
-        for p in module.parameters():
+        for p in [*module.parameters(), *(users[layer].parameters() if layer in users else ())]:
             if (ptr := _storage(p)) and ptr not in params:  # shared with a watched one: its
                 retired.setdefault(ptr, layer)              # own uses are named as such
 
@@ -478,7 +519,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
     try:
-        with mode:
+        with _flex_attention_eager(), mode:
             yield uses
     finally:
         for hook in hooks:
@@ -550,10 +591,13 @@ def stale_reference_error(layer: str) -> MappingError:
     return MappingError(
         f"{layer}: the forward calls the original float layer through a reference the module "
         "tree does not hold (a plain list, tuple or dict of layers, a bound .forward or a "
-        "functools.partial kept as an attribute, a weight kept in a list); the simulated (or "
-        "twin) layer replaces it where the tree holds it, so that call would compute in "
-        "float: hold the layers in nn.ModuleList / nn.ModuleDict and call them as modules, "
-        "or exclude the layer (exclude=[...]) to keep it digital")
+        "functools.partial kept as an attribute, a weight kept in a list, a function closing "
+        "over the model kept as an attribute: a lambda, a nested function, a torch.compile'd "
+        "method, which the copy deploy and prepare work on shares with your model); the "
+        "simulated (or twin) layer replaces it where the tree holds it, so that call would "
+        "compute in float: hold the layers in nn.ModuleList / nn.ModuleDict and call them as "
+        "modules (a method, def, rather than a function attribute), or exclude the layer "
+        "(exclude=[...]) to keep it digital")
 
 
 def weight_read_error(module: nn.Module, attr: str, layer: str,

@@ -788,7 +788,7 @@ class SimMultiheadAttention(SimLayer):
     def _proj(self, i: int, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         y = self._matmul(self.cores[i], self._np(x.reshape(-1, x.shape[-1])))
-        return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, -1)
+        return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, y.shape[-1])
 
     def calibration_stages(self) -> list[list[MatmulCore]]:
         """The q/k/v projections (they read the module's inputs), then the output projection

@@ -215,8 +215,9 @@ def _padded_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
             seq = x if d == 0 else (x.flip(0) if lengths is None
                                     else _reverse_within(x, lengths))
             # the input products of all steps at once: they do not depend on the recurrence
-            gi = _rows(project, idx, IH, seq.reshape(length * bsz, -1),
-                       None if valid is None else valid.reshape(-1)).reshape(length, bsz, -1)
+            gi = _rows(project, idx, IH, seq.reshape(length * bsz, seq.shape[-1]),
+                       None if valid is None else valid.reshape(-1))
+            gi = gi.reshape(length, bsz, gi.shape[-1])
             h, c = h0[idx], (None if c0 is None else c0[idx])
             steps = []
             for t in range(length):

@@ -1410,7 +1410,7 @@ class TwinConv(_TwinLayer):
         win = x4.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)
         win = win[..., ::dh, ::dw]  # (B, C, H_out, W_out, kh, kw)
         b, _, h_out, w_out = win.shape[:4]
-        cols = win.permute(0, 2, 3, 1, 4, 5).reshape(b * h_out * w_out, -1)
+        cols = win.permute(0, 2, 3, 1, 4, 5).reshape(b * h_out * w_out, win.shape[1] * kh * kw)
         return cols, (b, h_out, w_out)
 
     def finalize(self) -> None:
@@ -1489,7 +1489,7 @@ class TwinMultiheadAttention(_TwinLayer):
             y = self._float_pass(i, x2, *self._src_wb[i])
         else:
             y = self.twins[i](x2)
-        return y.reshape(*x.shape[:-1], -1)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
@@ -1636,9 +1636,14 @@ class PreparedModel(nn.Module):
         # what the twin's forwards cached (a layer's output kept as an attribute) would be
         # reused by every simulated forward, the layer never run on the arrays
         restore_attributes(self.prepared_state, self.model, into=model)
-        return deploy_views(model, chip, self.views(root, chip), seed=root,
-                            exclude=excluded, batch_dim=batch_dim,
-                            calibration_ndims=self.calibration_ndims)
+        sim = deploy_views(model, chip, self.views(root, chip), seed=root,
+                           exclude=excluded, batch_dim=batch_dim,
+                           calibration_ndims=self.calibration_ndims)
+        # what prepare's calibration pass found computing in float outside the layers (weights
+        # used functionally, activation products): no pass here finds them again
+        listed = {name for name, _, _ in sim.digital}
+        sim.digital.extend(row for row in self.digital if row[0] not in listed)
+        return sim
 
 
 @contextlib.contextmanager
@@ -1786,8 +1791,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     root.eval()
     with (torch.no_grad(),
           watch_functional_weights(root, [*(d[0] for d in digital), *layers],
-                                   {name: layer._float_src[0] for name, layer in layers.items()}
-                                   ) as functional,
+                                   {name: layer._float_src[0] for name, layer in layers.items()},
+                                   model) as functional,
           explain_stop_iteration("prepare"), batches_noted(calibration, batch_size, batch_dim)):
         ndims = calibration_pass(root, model, calibration, batch_size, batch_dim, seed)
     if ndims is None:

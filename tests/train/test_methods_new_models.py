@@ -176,6 +176,19 @@ def method_pairs(zoo) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     return fast, [(n, m) for n in zoo for m in methods if (n, m) not in fast]
 
 
+def flat_float64(build_zoo):
+    """A zoo's ``_build(name, dtype)`` as the method tests take it: the model in float64
+    (twins equal their deployed models there, no ties) with its outputs flattened into one
+    tensor (the eleventh zoo's ``Flat``: the recipes' losses take one)."""
+    from ..mapping.test_zoo11 import Flat
+
+    def build(name: str):
+        model, args = build_zoo(name, torch.float64)
+        return Flat(model), args
+
+    return build
+
+
 def zoo_method_tests(zoo, build, distilled: list[str],
                      known: dict[tuple[str, str], str] | None = None):
     """A zoo's three method tests, from its model names, its ``build(name) -> (model, args)``

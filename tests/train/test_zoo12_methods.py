@@ -14,15 +14,11 @@ from cimsim.errors import ConfigError
 from cimsim.train import distill, prepare
 
 from ..mapping.test_zoo5 import _quiet
-from ..mapping.test_zoo11 import Flat
 from ..mapping.test_zoo12 import ZOO12
 from ..mapping.test_zoo12 import _build as _build_zoo
-from .test_methods_new_models import zoo_method_tests
+from .test_methods_new_models import flat_float64, zoo_method_tests
 
-
-def _build(name: str):
-    model, args = _build_zoo(name, torch.float64)
-    return Flat(model), args
+_build = flat_float64(_build_zoo)
 
 
 # the default run: every model once, every method on three or more models; distillation

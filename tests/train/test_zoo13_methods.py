@@ -7,17 +7,11 @@ the twin, apart from the user's model), GFNet's spectral filter and the pre-norm
 
 from __future__ import annotations
 
-import torch
-
-from ..mapping.test_zoo11 import Flat
 from ..mapping.test_zoo13 import ZOO13
 from ..mapping.test_zoo13 import _build as _build_zoo
-from .test_methods_new_models import zoo_method_tests
+from .test_methods_new_models import flat_float64, zoo_method_tests
 
-
-def _build(name: str):
-    model, args = _build_zoo(name, torch.float64)
-    return Flat(model), args
+_build = flat_float64(_build_zoo)
 
 
 (test_method_steps_and_deploys_to_what_the_twin_computes,
