@@ -121,7 +121,8 @@ def _flex_attention_eager() -> Iterator[None]:
     refuse it deep inside ("Attempted to inline function marked as skipped"), and the watch
     would not see the operator's Q·Kᵀ and ·V. The outputs are the same (the compiled wrapper
     uses the eager backend); the flag is set back after the block."""
-    if not _FLEX:
+    # a private flag of torch's (2.5-2.13): where a later torch drops it, nothing is set
+    if not _FLEX or not hasattr(_FLEX[0], "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG"):
         yield
         return
     module = _FLEX[0]
