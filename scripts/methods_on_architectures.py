@@ -130,9 +130,18 @@ METHODS = ("qat", "distill", "pim-qat", "columnquant", "qat+a-shift", "qat+w-res
            "qat+bitaug", "raoq", "bskmq")
 
 
+def one_thread() -> None:
+    """One torch thread, again: the engine's first parallel Numba kernel starts Numba's OpenMP
+    threading layer, which sets the OpenMP thread count torch reads (2 on the 2-core machine),
+    so a model trained after a ``cimsim.deploy`` in the same process summed in another order
+    (other float weights, other figures) than the same model trained first."""
+    torch.set_num_threads(1)
+
+
 def train_float(name: str, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 40,
                 seed: int = 0) -> nn.Module:
     """``MODELS[name]`` trained in float with Adam (3e-3, batch 64), seeded."""
+    one_thread()
     torch.manual_seed(seed)
     model = MODELS[name]()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -184,6 +193,7 @@ def run(model: nn.Module, chip: ChipConfig, method: str, data, *, epochs: int, l
         chip = bskmq_chip(chip)
     chip = recipe.chip(chip)
     t0 = time.perf_counter()
+    one_thread()
     if recipe.bskmq:
         prep = prepare_bskmq(model, chip, x_cal, seed=seed)
     elif recipe.base == "pim-qat":
@@ -229,7 +239,6 @@ def main() -> None:
     if args.quick:
         args.models, args.chips, args.methods = ["gru"], ["rram-22nm"], ["qat", "distill"]
         args.limit, args.epochs = 128, 1
-    torch.set_num_threads(1)
     x_train, y_train, x_test, y_test = load_digits_split()
     fit = (x_train, y_train)
     if args.limit:
