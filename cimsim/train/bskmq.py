@@ -43,6 +43,7 @@ from ..errors import ConfigError
 from ..mapping.deploy import Arguments
 from ..mapping.matrix import InputStats
 from ._data import batch_dim_of, batch_first, model_batches
+from ._modes import module_modes, restore_modes
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel, TwinMatmul, prepare
 
@@ -126,7 +127,7 @@ def refit_levels(model: nn.Module, calibration: torch.Tensor, *, batch_size: int
     for name, act in acts.items():
         # the earlier activations quantize as fitted; the pass stops at this one
         act.recording, act._samples = True, []
-        was = model.training
+        modes = module_modes(model)  # each module's own flag, restored after
         model.eval()
         try:
             with torch.no_grad():
@@ -135,7 +136,7 @@ def refit_levels(model: nn.Module, calibration: torch.Tensor, *, batch_size: int
             samples = np.concatenate(act._samples)
         finally:
             act.recording, act._samples = False, []
-            model.train(was)
+            restore_modes(modes)
         out[name] = quantization_mse(samples, act.fit(samples))
     return out
 
@@ -338,7 +339,7 @@ def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod
     batches = list(model_batches(prepared, calibration, batch_size))
     if not batches:
         raise ConfigError("calibration is empty")
-    was = prepared.training
+    modes = module_modes(prepared)  # each module's own flag, restored after
     prepared.eval()
     try:
         for name, twin in twins.items():
@@ -356,7 +357,7 @@ def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod
             twin.fit_activation(stats.sample, method=method, params=params)
             out[name] = activation_nmse(twin, stats.sample)
     finally:
-        prepared.train(was)
+        restore_modes(modes)
     return out
 
 

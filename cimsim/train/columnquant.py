@@ -42,6 +42,7 @@ from ..config import (
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel
 from ._data import model_batches
+from ._modes import module_modes, restore_modes
 from .ternary import make_ternary, mean_abs_per_set, recalibrate_adcs
 from .twin import PreparedModel, TwinMatmul, prepare
 
@@ -247,7 +248,7 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
     if not hooks:
         raise ConfigError("freeze_psum: the model has no partial-sum centre (prepare it with "
                           "centre = 'batch' or 'frozen')")
-    was = prepared.training
+    modes = module_modes(prepared)  # each module's own flag, restored after
     prepared.eval()
     for _, h in hooks:
         h._acc = []
@@ -269,7 +270,7 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
             twin._adc_lo0.copy_(lo0)
             twin._init64["lo"] = (h.centre[:, 0, :].cpu().double().numpy() - h.half) \
                 * twin._init64["delta"]
-    prepared.train(was)
+    restore_modes(modes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -400,7 +401,7 @@ def psum_mse(prepared: PreparedModel, x, *, batch_size: int = 64) -> dict[str, f
             return out
 
         twin._convert = convert  # type: ignore[method-assign]
-    was = prepared.training
+    modes = module_modes(prepared)  # each module's own flag, restored after
     prepared.eval()
     try:
         with torch.no_grad():
@@ -410,7 +411,7 @@ def psum_mse(prepared: PreparedModel, x, *, batch_size: int = 64) -> dict[str, f
         for twin, fused in originals.values():
             del twin._convert  # the instance attribute: the class method again
             twin.fused = fused
-        prepared.train(was)
+        restore_modes(modes)
     out = {k: v[0] / v[1] if v[1] > 0 else 0.0 for k, v in sums.items()}
     out["mean"] = float(np.mean(list(out.values()))) if out else 0.0
     return out

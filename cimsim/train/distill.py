@@ -195,7 +195,8 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
     """Fine-tune ``prepared`` without labels to match the float ``teacher``'s outputs.
 
     Adam over every trainable parameter of ``prepared`` (weights and biases at ``lr``, each
-    learned scale and ADC step at ``lr`` times its size: :func:`~cimsim.train.loop.param_groups`),
+    learned scale and ADC step at ``lr`` times its size, a vector of them at ``lr`` times its
+    smallest element: :func:`~cimsim.train.loop.param_groups`),
     minimising :func:`distillation_loss` on shuffled minibatches of ``data``.
     The student trains in training mode (the twin's training noise on) with BatchNorm's
     running statistics frozen; afterwards it is left in eval mode.

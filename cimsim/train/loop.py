@@ -76,13 +76,18 @@ STEP_PARAMETERS = ("weight_scale", "act_scale", "adc_step")
 
 def param_groups(prepared: PreparedModel, lr: float) -> list[dict]:
     """Adam parameter groups: weights and biases at ``lr``, each learned step size at
-    ``lr · mean|step|``.
+    ``lr · min|step|`` (the smallest nonzero element of a per-channel or per-column step).
 
     Adam's update is about ``lr`` in absolute terms whatever the gradient's scale, so LSQ's
     gradient scaling has no effect under it, and a step of 0.004 moved by 0.001 per update
     changes by 25 %: measured on a 64-32-10 MLP on ``rram-22nm`` (4-bit ADC), one Adam lr for
     every parameter made the distillation loss rise. Scaling each step's rate by its own size
-    makes every step change by about ``lr`` relative per update, as the weights do.
+    makes every step change by at most about ``lr`` relative per update, as the weights do.
+    Adam has one rate per group, and a parameter is in one group: a vector of steps takes the
+    rate of its smallest element, so no element moves by more than ``lr`` of itself and the
+    larger ones move by less (``lr · min/size``). With ``lr · mean|step|`` a per-column ADC
+    step five times below its layer's mean moved by 5·lr of itself per update and reached
+    0 in 1/(5·lr) updates in one direction (a GRU's recurrent matrix on ``rram-22nm``).
 
     Parameters
     ----------
@@ -105,8 +110,10 @@ def param_groups(prepared: PreparedModel, lr: float) -> list[dict]:
     rest = [p for p in prepared.parameters() if p.requires_grad and id(p) not in steps]
     groups: list[dict] = [{"params": rest, "lr": lr}] if rest else []
     for p in steps.values():
-        size = float(p.detach().abs().mean())
-        groups.append({"params": [p], "lr": lr * (size if size > 0 else 1.0)})
+        sizes = p.detach().abs()
+        sizes = sizes[sizes > 0]  # an element of 0 (a set with no data) has no size to keep
+        size = float(sizes.min()) if sizes.numel() else 1.0
+        groups.append({"params": [p], "lr": lr * size})
     return groups
 
 

@@ -35,6 +35,7 @@ from ..config import WeightEncoding
 from ..errors import ConfigError
 from ..mapping.matrix import MAX_CALIBRATION_ROWS, EngineView, calibrate_adcs
 from ._data import model_batches
+from ._modes import module_modes, restore_modes
 from .ste import grad_scale, lsq_factor
 from .twin import PreparedModel, TwinMatmul, balanced_ternary
 
@@ -248,7 +249,7 @@ def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 
     hooks = [t.register_forward_pre_hook(keep) for t in twins]
     for t in twins:
         t.lossless = True
-    was = prepared.training
+    modes = module_modes(prepared)  # each module's own flag, restored after
     prepared.eval()
     try:
         with torch.no_grad():
@@ -259,7 +260,7 @@ def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 
             h.remove()
         for t in twins:
             t.lossless = False
-        prepared.train(was)
+        restore_modes(modes)
     rng = np.random.default_rng(seed)
     for t in twins:
         xs = torch.cat(rows[id(t)]).double().numpy()

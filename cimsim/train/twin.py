@@ -133,6 +133,7 @@ from ..mapping.unmappable import (
     source_config,
 )
 from ._kernels import fused_convert
+from ._modes import module_modes, restore_modes
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
 from .tied import freeze_like_sources, retie_float_copy, tie_shared_weights
 
@@ -1711,6 +1712,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     was_training = model.training
     pruned = pruned_modules(model)
     root = copy_model(model, "prepare")
+    modes = module_modes(root)  # a BatchNorm frozen in a training model stays frozen
     if _twin_class(root) is not None:
         root = Root(root)  # a mappable root is named "0", as deploy names it
         pruned = ["0" if not name else f"0.{name}" for name in pruned]
@@ -1825,6 +1827,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
             parent = root.get_submodule(owner) if owner else root
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
+    restore_modes(modes)
     prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim, ndims)
     # as deploy, from the shapes: a model over the chip's arrays fails before any training,
     # not at PreparedModel.deploy() after it
