@@ -14,8 +14,11 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
+from .._threads import start_numba_pool
 from ..adc._kernels import linear_adc
 from ._rng import code_offset_slow, fill_normals_n, fill_words
+
+start_numba_pool()  # before any kernel runs: see cimsim/_threads.py
 
 NL_NONE, NL_SATURATING, NL_POLYNOMIAL, NL_IR_DROP = 0, 1, 2, 3
 _TILE = 256  # conversions per tile of convert_accumulate (its scratch arrays stay in L1)

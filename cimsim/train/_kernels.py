@@ -16,7 +16,10 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
+from .._threads import start_numba_pool
 from ..arrays._rng import KN, WN, fill_normals
+
+start_numba_pool()  # before any kernel runs: see cimsim/_threads.py
 
 _TILE = 256  # conversions per tile (the scratch arrays stay in L1 across the planes)
 
