@@ -36,8 +36,6 @@ from cimsim.train import prepare
 from cimsim.train.bskmq import prepare_bskmq
 from cimsim.train.columnquant import deploy_columnquant, prepare_columnquant
 from cimsim.train.distill import distillation_loss
-from cimsim.train.loop import train_epoch
-from cimsim.train.lora import merge_lora
 from cimsim.train.methods import parse_method
 from cimsim.train.pimqat import prepare_pimqat
 
@@ -203,18 +201,11 @@ def run(model: nn.Module, chip: ChipConfig, method: str, data, *, epochs: int, l
                                    init="engine")
     else:
         prep = prepare(model, chip, x_cal, seed=seed)
-    opt = torch.optim.Adam(recipe.setup(prep, lr, seed))
     context = (distillation_loss(prep, model) if recipe.base == "distill"
                else contextlib.nullcontext(lambda x, y: F.cross_entropy(prep(x), y)))
     with context as base:
-        loss_fn = recipe.loss(prep, base)
         batches = (x_train,) if recipe.base == "distill" else (x_train, y_train)
-        for epoch in range(epochs):
-            train_epoch(prep, batches, loss_fn, opt, batch_size=64, seed=seed, epoch=epoch,
-                        progress=False)
-    prep.eval()
-    if recipe.lora:
-        merge_lora(prep)
+        recipe.fit(prep, base, batches, epochs=epochs, lr=lr, seed=seed)
     row = {"twin": accuracy(prep, x_test, y_test, batch_size=None),
            "twin_noisy": noisy_accuracy(prep, x_test, y_test)}
     sim = (deploy_columnquant(prep, x_cal, seed) if recipe.base == "columnquant"

@@ -30,8 +30,6 @@ from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
 from cimsim.models import load_resnet_digits
 from cimsim.train import prepare
-from cimsim.train.loop import train_epoch
-from cimsim.train.lora import merge_lora
 from cimsim.train.methods import Recipe
 from cimsim.train.raoq import weight_stats
 
@@ -67,14 +65,8 @@ def raoq_chip(rows: int | None, bits: int | None, k: float) -> cimsim.ChipConfig
 def finetune(model, chip, recipe: Recipe, data, cal, *, epochs: int, lr: float, seed: int):
     chip = recipe.chip(chip)
     prep = prepare(model, chip, cal, seed=seed)
-    opt = torch.optim.Adam(recipe.setup(prep, lr, seed))
-    loss_fn = recipe.loss(prep, lambda x, y: F.cross_entropy(prep(x), y))
-    for e in range(epochs):
-        train_epoch(prep, data, loss_fn, opt, batch_size=64, seed=seed, epoch=e,
-                    progress=False)
-    prep.eval()
-    if recipe.lora:
-        merge_lora(prep)
+    recipe.fit(prep, lambda x, y: F.cross_entropy(prep(x), y), data, epochs=epochs, lr=lr,
+               seed=seed)
     return prep
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +34,8 @@ import torch
 
 from ..config import ChipConfig
 from ..errors import ConfigError
-from .loop import param_groups
-from .lora import add_lora
+from .loop import param_groups, train_epoch
+from .lora import add_lora, merge_lora
 from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty, warn_unshifted
 from .twin import PreparedModel
 
@@ -119,6 +119,24 @@ class Recipe:
             return loss
 
         return loss_fn
+
+    def fit(self, prepared: PreparedModel, base: Callable[..., torch.Tensor],
+            data: Sequence[torch.Tensor], *, epochs: int, lr: float, seed: int = 0,
+            batch_size: int = 64, progress: bool = False) -> list[float]:
+        """Train ``prepared`` with this method and leave it ready to deploy: the adapters and
+        Adam's groups (:meth:`setup`), ``epochs`` passes of :func:`~cimsim.train.loop.train_epoch`
+        over ``data`` with :meth:`loss` of ``base``, then evaluation mode and, with LoRA, the
+        adapters merged (deploy maps ordinary matrices). Returns each epoch's mean loss.
+        ``cimsim train`` runs the same steps with a checkpoint per epoch."""
+        optimizer = torch.optim.Adam(self.setup(prepared, lr, seed))
+        loss_fn = self.loss(prepared, base)
+        losses = [train_epoch(prepared, data, loss_fn, optimizer, batch_size=batch_size,
+                              seed=seed, epoch=epoch, progress=progress)
+                  for epoch in range(epochs)]
+        prepared.eval()
+        if self.lora:
+            merge_lora(prepared)
+        return losses
 
 
 _OPTION_TYPES: dict[str, Callable[[str], object]] = {

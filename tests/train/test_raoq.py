@@ -273,3 +273,38 @@ def test_bskmq_finetuning_lowers_the_loss_in_a_few_steps(refit):
     hist = finetune(nl, (x, y), epochs=3, lr=1e-3, batch_size=32, refit=refit, calibration=x)
     assert hist["loss"][-1] < hist["loss"][0]
     assert len(hist["refit_mse"]) == (3 if refit else 0)
+
+
+def test_recipe_fit_is_the_loop_cimsim_train_runs_and_leaves_a_deployable_twin():
+    """``Recipe.fit`` (what the studies call) equals the steps written out: the same groups,
+    epochs and seeds give the same weights; eval mode, the adapters merged, one loss per
+    epoch."""
+    from cimsim.train.loop import train_epoch
+    from cimsim.train.methods import parse_method
+
+    chip = _shifted(cimsim.load_chip("ideal"))
+    x = torch.randn(24, 12, dtype=torch.float64).abs()
+    y = torch.randint(0, 3, (24,))
+    recipe = parse_method("raoq", {"bitaug_bits": "6"})
+
+    def twin():
+        prep = prepare(_mlp(), chip, x, seed=1)
+
+        def base(a, b):
+            return torch.nn.functional.cross_entropy(prep(a), b)
+
+        return prep, base
+
+    prep, base = twin()
+    losses = recipe.fit(prep, base, (x, y), epochs=2, lr=1e-2, seed=3, batch_size=8)
+    ref, ref_base = twin()
+    opt = torch.optim.Adam(recipe.setup(ref, 1e-2, 3))
+    loss_fn = recipe.loss(ref, ref_base)
+    want = [train_epoch(ref, (x, y), loss_fn, opt, batch_size=8, seed=3, epoch=e,
+                        progress=False) for e in range(2)]
+    ref.eval()
+    merge_lora(ref)
+    assert losses == want
+    assert not prep.training and not lora_parameters(prep)
+    for (n, p), (m, q) in zip(prep.state_dict().items(), ref.state_dict().items(), strict=True):
+        assert n == m and torch.equal(p, q), n
