@@ -29,7 +29,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the thirty-four (the others are the same architecture at other sizes):
+# One chip per class of the thirty-seven (the others are the same architecture at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
     "yu-cicc20": "binary weights, 1-b inputs, 1-b ADC",
@@ -58,6 +58,8 @@ CLASSES = {
                    "2 columns, 4 arrays",
     "dynaplasia-jssc24": "sign-magnitude 5-b weights over 1-b cells, 4-b bit-serial, 8-b SAR, "
                          "153 arrays",
+    "xue-jssc20": "differential 1-b cells, the pair and the magnitude slices weighted in "
+                  "analog before one 4-b SAR per output, 2-b bit-serial",
 }
 # the same architectures (named by the test ids, so the default run stays short)
 SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21",
@@ -80,7 +82,11 @@ SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21
               # Li's); Yoon's ternary RRAM: signed 1-b cells, 1-b inputs (Sinangil's signed
               # cells with one magnitude bit and an 8-b SAR per 8 columns)
               "si-jssc21": "chiu-jssc20", "rram2mb-natelec20": "jia-jssc20",
-              "yoon-jssc22": "sinangil-jssc21"}
+              "yoon-jssc22": "sinangil-jssc21",
+              # the twin-8T macro: two's-complement 1-b slices weighted in analog, an all-bit
+              # drive, one SAR per output (the analog multiplier's, on 64 rows with 4-b
+              # inputs); Scaling-CIM: DynaPlasia's sign-magnitude weights on 12 eDRAM arrays
+              "twin8t-jssc20": "aimc-cicc21", "scalingcim-jssc24": "dynaplasia-jssc24"}
 # analog values on a code boundary convert one code apart in float32 vs float64
 # (docs/training.md §2): at least this share of the outputs must agree
 AGREE = 0.99
