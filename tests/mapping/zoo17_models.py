@@ -2,20 +2,21 @@
 earlier zoos did not build, chosen for ways weights reach a product that no zoo used. Weights
 changed in the forward: an ArcFace head (Deng et al., CVPR 2019) whose cosine logits take an
 additive angular margin at the label, MADE's masked Linear (a subclass of ``nn.Linear`` whose
-forward multiplies its weight by a mask buffer), wav2vec 2.0's positional grouped convolution
-under the old ``weight_norm`` hook over the kernel axis, a DINO head whose weight-normed last
-layer has its magnitude ``g`` frozen. Attention: DeBERTa's disentangled content-to-position and
-position-to-content terms (a relative-position embedding projected by the attention's own
-Linear layers, the scores gathered by a relative-distance index), CvT's convolutional
-projections (depthwise strided convolutions before the Q / K / V Linear layers), MaxViT's block
-and grid attention (window partitions by reshape / permute), neighbourhood attention (keys and
-values gathered by ``F.unfold``), a Transformer-XL layer reading a memory of the previous
-segment. Vision, points and time: GhostNet's ghost module (a primary convolution and a cheap
-depthwise one, concatenated and sliced), EfficientDet's BiFPN node (fast normalised fusion by
-learned non-negative weights), PointNet++'s set abstraction (farthest-point sampling, ball
-query and ``gather``), a closed-form continuous-time (CfC) cell stepped over irregular time
-gaps. Small, written here from the papers' descriptions (no model library imported); widths
-are tiny."""
+forward multiplies its weight by a mask buffer, or ``prune.custom_from_mask``, as for the eighth
+zoo's PixelCNN masks here), wav2vec 2.0's positional grouped convolution under the old
+``weight_norm`` hook over the kernel axis, a DINO head whose weight-normed last layer has its
+magnitude ``g`` frozen. Attention: DeBERTa's disentangled content-to-position and
+position-to-content terms (a relative-position embedding projected by the attention's own Linear
+layers, the scores gathered by a relative-distance index), CvT's convolutional projections
+(depthwise strided convolutions before the Q / K / V Linear layers), MaxViT's block and grid
+attention (window partitions by reshape / permute), neighbourhood attention (keys and values
+gathered by ``F.unfold``), a Transformer-XL layer reading a memory of the previous segment, slot
+attention (a softmax over the slots, a shared ``GRUCell`` updating each). Vision, points and
+time: GhostNet's ghost module (a primary convolution and a cheap depthwise one, concatenated and
+sliced), EfficientDet's BiFPN node (fast normalised fusion by learned non-negative weights),
+PointNet++'s set abstraction (farthest-point sampling, ball query and ``gather``), a closed-form
+continuous-time (CfC) cell stepped over irregular time gaps. Small, written here from the
+papers' descriptions (no model library imported); widths are tiny."""
 
 from __future__ import annotations
 
@@ -345,6 +346,45 @@ class TransformerXL(nn.Module):
     def forward(self, seg1, seg2):  # two consecutive segments (B, T, 4)
         mem = self._layer(self.emb(seg1), None).detach()
         return self.head(self._layer(self.emb(seg2), mem).mean(1))
+
+
+class SlotAttention(nn.Module):
+    """Slot attention (Locatello et al., NeurIPS 2020, Algorithm 1): ``k`` slots initialised
+    from a learned mean (plus learned-scale noise in training only), three iterations of
+    attention normalised over the *slots* (the softmax's competition axis) then over the
+    inputs (a weighted mean), each slot updated by a shared ``GRUCell`` and a residual MLP; the
+    slots pooled into a classifier."""
+
+    def __init__(self, d_in: int = 5, d: int = 8, slots: int = 3, iters: int = 3):
+        super().__init__()
+        self.k, self.iters, self.d = slots, iters, d
+        self.enc = nn.Sequential(nn.Linear(d_in, d), nn.ReLU(), nn.Linear(d, d))
+        self.norm_in, self.norm_slot, self.norm_mlp = nn.LayerNorm(d), nn.LayerNorm(d), \
+            nn.LayerNorm(d)
+        self.mu = nn.Parameter(0.5 * torch.randn(1, 1, d))
+        self.log_sigma = nn.Parameter(torch.full((1, 1, d), -1.0))
+        self.q, self.kv = nn.Linear(d, d, bias=False), nn.Linear(d, 2 * d, bias=False)
+        self.gru = nn.GRUCell(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Linear(2 * d, d))
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x):  # (B, N, d_in) a set of inputs
+        bs = x.shape[0]
+        inputs = self.norm_in(self.enc(x))
+        k, v = self.kv(inputs).chunk(2, -1)
+        slots = self.mu.expand(bs, self.k, -1)
+        if self.training:
+            slots = slots + self.log_sigma.exp() * torch.randn_like(slots)
+        for _ in range(self.iters):
+            prev = slots
+            q = self.q(self.norm_slot(slots))
+            att = torch.einsum("bnd,bkd->bnk", k, q).mul(self.d ** -0.5).softmax(-1) + 1e-8
+            att = att / att.sum(1, keepdim=True)  # a weighted mean over the inputs
+            updates = torch.einsum("bnk,bnd->bkd", att, v)
+            slots = self.gru(updates.reshape(-1, self.d), prev.reshape(-1, self.d))
+            slots = slots.view(bs, self.k, self.d)
+            slots = slots + self.mlp(self.norm_mlp(slots))
+        return self.head(slots.mean(1))
 
 
 # ---------------------------------------------------------------------------------------------
