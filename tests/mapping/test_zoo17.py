@@ -26,15 +26,18 @@ masked zeros exact through deploy, ``prepare`` and its deployment. A pruned laye
 by ``prepare`` (excluded) trained its pruned entries (the copy's pruning was made permanent; the
 float model of MADE then read the future): its mask is put back. DINO's frozen ``g`` trained
 silently with the direction (the twin learns the weight the parametrization computes; the rows'
-norms went to 0.54-0.92 in five steps): warned, naming it and the way out (exclude the layer);
+norms moved off 1): warned, naming it and the way out (exclude the layer);
 excluded under the old ``weight_norm`` hook, ``PreparedModel.float_model()`` failed after a step
 with torch's "Only Tensors created explicitly by the user (graph leaves) support the deepcopy
 protocol": it copies the hooked weights detached. Seen, left: on ``rram-22nm`` a masked zero
-programmed with device variation conducts (MADE's first output moves by ~2e-5 when the inputs
-it must not see move; exact on the lossless chip); neighbourhood attention's scores, an
-element-wise product summed (no ``matmul``), are not listed as activation products; the frozen
-``g`` is warned, not trained as fixed; ``distill`` takes one input per batch, so the two-input
-models (ArcFace, Transformer-XL, PointNet++, CfC) are not distilled."""
+programmed with device variation conducts (MADE's outputs move a little when inputs they must not
+see move; exact on the lossless chip); the DINO head is 33 % off float on ``rram-22nm`` with every
+noise off in the audit (a near-zero component of its L2-normalised 4-wide bottleneck changes
+sign between the float calibration pass and the chip, flipping every two's-complement input
+plane past ADC ranges calibrated on 3 samples); neighbourhood attention's scores, an element-wise
+product summed (no ``matmul``), are not listed as activation products; the frozen ``g`` is
+warned, not trained as fixed; ``distill`` takes one input per batch, so the two-input models
+(ArcFace, Transformer-XL, PointNet++, CfC) are not distilled."""
 
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ from cimsim.errors import MappingError
 from cimsim.train import prepare
 
 from .conftest import build_seeded, lossless_chip
-from .test_zoo5 import _quiet
+from .test_zoo5 import _quiet, _rram_noise_free
 from .zoo17_models import (
     MADE,
     ArcFace,
@@ -201,13 +204,17 @@ def test_a_masked_layer_subclass_is_refused_pointing_at_prune_and_prune_maps_it(
     prep.eval()
     for f in (prep, prep.deploy()):
         assert not (_changes(f, x, 2) & blind).any()
+    # seen, left: on rram-22nm (conversion noise off) the masked zeros, programmed with device
+    # variation, conduct: the outputs that must not see inputs 2-4 move a little
+    rram = _quiet(cimsim.deploy, model, _rram_noise_free(), x)
+    assert (_changes(rram, x, 2) & blind).any()
 
 
 @pytest.mark.parametrize("api", ["parametrizations", "old hook"])
 def test_a_frozen_weight_norm_magnitude_is_warned_naming_it(api):
     """DINO's head fixes its weight-normed last layer's magnitude ``g`` (``requires_grad =
     False``). The twin learns the weight the parametrization computes, so ``g`` trained with the
-    direction, silently (after five steps the rows' norms were 0.54-0.92, not 1). It is named in
+    direction, silently (the rows' norms move off 1, as the test shows). It is named in
     a warning with the way out; excluded, the layer trains in float as parametrized, ``g``
     fixed."""
     model, (x,) = _build("dino-head", torch.float64)
@@ -220,22 +227,25 @@ def test_a_frozen_weight_norm_magnitude_is_warned_naming_it(api):
         model.last_layer.weight_g.requires_grad_(False)
         frozen = "last_layer.weight_g"
     with pytest.warns(UserWarning, match=rf"^prepare: {re.escape(frozen)} frozen .*exclude"):
-        prepare(model, lossless_chip("channel"), x)
-    prep = _quiet(prepare, model, lossless_chip("channel"), x, exclude=["last_layer"])
-    opt = torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=1.0)
-    for _ in range(3):
-        opt.zero_grad()
-        prep(x).square().mean().backward()
-        opt.step()
+        twin = prepare(model, lossless_chip("channel"), x)
+    excluded = _quiet(prepare, model, lossless_chip("channel"), x, exclude=["last_layer"])
+    for prep in (twin, excluded):
+        opt = torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=1.0)
+        for _ in range(3):
+            opt.zero_grad()
+            prep(x).square().mean().backward()
+            opt.step()
     with torch.no_grad():
-        norms = prep.float_model().last_layer.weight.norm(dim=1)
+        norms = excluded.float_model().last_layer.weight.norm(dim=1)
+        moved = twin.float_model().last_layer.weight.norm(dim=1)
     torch.testing.assert_close(norms, torch.ones_like(norms))
+    assert (moved - 1).abs().max() > 0.01  # what the warning says: g trained in the twin
 
 
 def test_an_excluded_pruned_layer_trains_under_its_mask():
     """``prepare`` copies the model with its pruning made permanent (the twins keep the mask);
     a pruned layer it leaves in float (excluded) then trained its pruned entries as any other
-    (MADE's first layer reached 2e-3 where its mask is 0 after three steps: the float model
+    (MADE's first layer moved off 0 where its mask is 0 in three steps: the float model
     read the future). Its copy gets the mask back, as in the user's model, and the float model
     and the deployment keep it."""
     model, (x,) = _build("made", torch.float64)
