@@ -172,6 +172,17 @@ def test_prepare_refuses_a_model_with_no_mappable_layer_as_deploy_does(kind):
         assert "w (3x6)" in str(deployed.value)
 
 
+def _train(prep, x: torch.Tensor, steps: int, lr: float) -> None:
+    """``steps`` SGD steps on the squared output of ``prep`` (training mode), left in eval."""
+    opt = torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=lr)
+    prep.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        prep(x).square().mean().backward()
+        opt.step()
+    prep.eval()
+
+
 def _changes(f, x, first: int) -> torch.Tensor:
     """Which outputs move when the inputs from ``first`` on move."""
     x2 = x.clone()
@@ -197,11 +208,7 @@ def test_a_masked_layer_subclass_is_refused_pointing_at_prune_and_prune_maps_it(
     blind = torch.tensor([True, True, True, False, False])  # outputs 0-2 see inputs 0-1 only
     assert not (_changes(sim, x, 2) & blind).any() and _changes(sim, x, 2)[3:].all()
     prep = _quiet(prepare, model, lossless_chip("channel"), x)
-    opt = torch.optim.SGD(prep.parameters(), lr=0.5)
-    prep.train()
-    prep(x).square().mean().backward()
-    opt.step()
-    prep.eval()
+    _train(prep, x, steps=1, lr=0.5)
     for f in (prep, prep.deploy()):
         assert not (_changes(f, x, 2) & blind).any()
     # seen, left: on rram-22nm (conversion noise off) the masked zeros, programmed with device
@@ -230,11 +237,7 @@ def test_a_frozen_weight_norm_magnitude_is_warned_naming_it(api):
         twin = prepare(model, lossless_chip("channel"), x)
     excluded = _quiet(prepare, model, lossless_chip("channel"), x, exclude=["last_layer"])
     for prep in (twin, excluded):
-        opt = torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=1.0)
-        for _ in range(3):
-            opt.zero_grad()
-            prep(x).square().mean().backward()
-            opt.step()
+        _train(prep, x, steps=3, lr=1.0)
     with torch.no_grad():
         norms = excluded.float_model().last_layer.weight.norm(dim=1)
         moved = twin.float_model().last_layer.weight.norm(dim=1)
@@ -251,13 +254,7 @@ def test_an_excluded_pruned_layer_trains_under_its_mask():
     model, (x,) = _build("made", torch.float64)
     mask = model.l1.weight_mask.clone()
     prep = _quiet(prepare, model, lossless_chip("channel"), x, exclude=["l1"])
-    opt = torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=0.5)
-    prep.train()
-    for _ in range(3):
-        opt.zero_grad()
-        prep(x).square().mean().backward()
-        opt.step()
-    prep.eval()
+    _train(prep, x, steps=3, lr=0.5)
     with torch.no_grad():
         trained = prep.float_model()
         assert not trained.l1.weight[mask == 0].any() and trained.l1.weight[mask == 1].all()
