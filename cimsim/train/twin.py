@@ -1666,6 +1666,44 @@ def _effective_weights(twins: list[TwinMatmul]) -> Iterator[None]:
                 t.weight.copy_(w)
 
 
+def _zeroed_by_parametrization(module: nn.Module) -> bool:
+    """Whether a parametrization of ``module`` zeroes entries of the tensor it computes
+    whatever its originals hold: a mask (MADE's ``w * mask``, ``torch.ao.pruning``'s
+    ``FakeSparsity``). The twin learns the computed weight itself, so those entries would train
+    away from zero; they are kept at zero as a pruned layer's are. Found by computing the
+    parametrization on random originals too (zero in both: the parametrization's, not the
+    values'), in eval mode (spectral norm's power iteration left as it was)."""
+    if not parametrize.is_parametrized(module):
+        return False
+    chains = module.parametrizations
+    assert isinstance(chains, nn.ModuleDict)
+    for tensor_name, chain in chains.items():
+        assert isinstance(chain, parametrize.ParametrizationList)
+        held = ["original"] if hasattr(chain, "original") else [
+            f"original{i}" for i in range(len(chain._parameters) + len(chain._buffers))]
+        originals: list[torch.Tensor] = [t for n in held
+                                         if isinstance(t := getattr(chain, n, None), torch.Tensor)]
+        if not originals or not all(o.is_floating_point() for o in originals):
+            continue
+        modes = [m.training for m in chain.modules()]
+        chain.eval()
+        try:
+            with torch.no_grad():
+                gen = torch.Generator().manual_seed(0)
+                drawn = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device)
+                         for o in originals]
+                value = chain[0](*drawn)
+                for step in list(chain)[1:]:
+                    value = step(value)
+                actual = getattr(module, tensor_name)
+        finally:
+            for m, mode in zip(chain.modules(), modes, strict=True):
+                m.training = mode
+        if value.shape == actual.shape and bool(((value == 0) & (actual == 0)).any()):
+            return True
+    return False
+
+
 def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, seed: int = 0,
             batch_size: int = 256, batch_dim: int = 0, exclude: Sequence[str] = (),
             **options) -> PreparedModel:
@@ -1818,11 +1856,14 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         with named_layer(name):
             layer.finalize()
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
-    for name, held in pruned.items():  # the mask trains with the layer, as torch's hook keeps it
-        if name in layers:
-            for twin in layers[name].matrices():
+    for name, layer in layers.items():
+        # a pruning mask trains with the layer, as torch's hook keeps it, and so does a mask
+        # a parametrization applies (the twin learns the weight it computes)
+        if name in pruned or _zeroed_by_parametrization(layer._float_src[0]):
+            for twin in layer.matrices():
                 twin.keep_zeros()
-        elif not any(name.startswith(f"{n}.") for n in layers):
+    for name, held in pruned.items():
+        if name not in layers and not any(name.startswith(f"{n}.") for n in layers):
             # a pruned module left in float (excluded, not mappable): its copy's pruning was
             # made permanent, so it trained its pruned entries; the hook is put back
             module = root.get_submodule(name)

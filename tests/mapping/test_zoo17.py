@@ -29,7 +29,9 @@ silently with the direction (the twin learns the weight the parametrization comp
 norms moved off 1): warned, naming it and the way out (exclude the layer);
 excluded under the old ``weight_norm`` hook, ``PreparedModel.float_model()`` failed after a step
 with torch's "Only Tensors created explicitly by the user (graph leaves) support the deepcopy
-protocol": it copies the hooked weights detached. Seen, left: on ``rram-22nm`` a masked zero
+protocol": it copies the hooked weights detached. A mask applied by a parametrization
+(``torch.ao.pruning``'s ``FakeSparsity``) trained away in the twin (it learns the computed
+weight): the entries a parametrization zeroes whatever its originals hold stay zero. Seen, left: on ``rram-22nm`` a masked zero
 programmed with device variation conducts (MADE's outputs move a little when inputs they must not
 see move; exact on the lossless chip); the DINO head is 33 % off float on ``rram-22nm`` with every
 noise off in the audit (a near-zero component of its L2-normalised 4-wide bottleneck changes
@@ -48,6 +50,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.ao.pruning import FakeSparsity
+from torch.nn.utils import parametrize, prune
 
 import cimsim
 from cimsim.errors import MappingError
@@ -262,3 +266,33 @@ def test_an_excluded_pruned_layer_trains_under_its_mask():
         for f in (prep, trained, prep.deploy()):
             assert not (_changes(f, x, 2) & blind).any()
     assert torch.equal(model.l1.weight_mask, mask)  # the user's model as it was
+
+
+def _made_sparsified() -> MADE:
+    """MADE with its masks as ``torch.ao.pruning``'s ``FakeSparsity`` parametrizations (what
+    torch's sparsifiers attach) instead of ``prune`` hooks."""
+    model = MADE()
+    for layer in (model.l1, model.l2, model.l3):
+        mask = layer.weight_mask.clone()
+        prune.remove(layer, "weight")
+        parametrize.register_parametrization(layer, "weight", FakeSparsity(mask))
+    return model
+
+
+def test_a_mask_held_by_a_parametrization_stays_zero_in_training():
+    """deploy maps a parametrized weight as it computes it, and the twin learns that weight
+    directly: a mask applied by a parametrization (``torch.ao.pruning``'s ``FakeSparsity``, a
+    user's ``w * mask``) was not kept, its zeros trained away (after three steps MADE's every
+    output moved with inputs it must not see, in the twin, its deployment and its float
+    model). The entries a parametrization zeroes whatever its originals hold are kept at zero
+    now, as a ``prune`` mask's; a parametrization zeroing nothing (weight norm) keeps none."""
+    model, (x,) = build_seeded(_made_sparsified, lambda: (torch.randn(3, 5),), torch.float64)
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    _train(prep, x, steps=3, lr=0.5)
+    blind = torch.tensor([True, True, True, False, False])
+    with torch.no_grad():
+        for f in (prep, prep.deploy(), prep.float_model()):
+            assert not (_changes(f, x, 2) & blind).any()
+    dino, (x,) = _build("dino-head", torch.float64)
+    prep = _quiet(prepare, dino, lossless_chip("channel"), x)
+    assert all(t.weight_keep is None for t in prep.twin_layers["last_layer"].matrices())
