@@ -26,20 +26,20 @@ masked zeros exact through deploy, ``prepare`` and its deployment. A pruned laye
 by ``prepare`` (excluded) trained its pruned entries (the copy's pruning was made permanent; the
 float model of MADE then read the future): its mask is put back. DINO's frozen ``g`` trained
 silently with the direction (the twin learns the weight the parametrization computes; the rows'
-norms moved off 1): warned, naming it and the way out (exclude the layer);
-excluded under the old ``weight_norm`` hook, ``PreparedModel.float_model()`` failed after a step
-with torch's "Only Tensors created explicitly by the user (graph leaves) support the deepcopy
-protocol": it copies the hooked weights detached. A mask applied by a parametrization
-(``torch.ao.pruning``'s ``FakeSparsity``) trained away in the twin (it learns the computed
-weight): the entries a parametrization zeroes whatever its originals hold stay zero. Seen, left: on ``rram-22nm`` a masked zero
-programmed with device variation conducts (MADE's outputs move a little when inputs they must not
-see move; exact on the lossless chip); the DINO head is 33 % off float on ``rram-22nm`` with every
-noise off in the audit (a near-zero component of its L2-normalised 4-wide bottleneck changes
-sign between the float calibration pass and the chip, flipping every two's-complement input
-plane past ADC ranges calibrated on 3 samples); neighbourhood attention's scores, an element-wise
-product summed (no ``matmul``), are not listed as activation products; the frozen ``g`` is
-warned, not trained as fixed; ``distill`` takes one input per batch, so the two-input models
-(ArcFace, Transformer-XL, PointNet++, CfC) are not distilled."""
+norms moved off 1): warned, naming it and the way out (exclude the layer); excluded under the
+old ``weight_norm`` hook, ``PreparedModel.float_model()`` failed after a step with torch's "Only
+Tensors created explicitly by the user (graph leaves) support the deepcopy protocol": it copies
+the hooked weights detached. A mask applied by a parametrization (``torch.ao.pruning``'s
+``FakeSparsity``) trained away in the twin (it learns the computed weight): the entries a
+parametrization zeroes whatever its originals hold stay zero. Seen, left: on ``rram-22nm`` a
+masked zero programmed with device variation conducts (MADE's outputs move a little when inputs
+they must not see move; exact on the lossless chip); the DINO head is 33 % off float on
+``rram-22nm`` with every noise off in the audit (a near-zero component of its L2-normalised
+4-wide bottleneck changes sign between the float calibration pass and the chip, flipping every
+two's-complement input plane past ADC ranges calibrated on 3 samples); neighbourhood attention's
+scores, an element-wise product summed (no ``matmul``), are not listed as activation products;
+the frozen ``g`` is warned, not trained as fixed; ``distill`` takes one input per batch, so the
+two-input models (ArcFace, Transformer-XL, PointNet++, CfC) are not distilled."""
 
 from __future__ import annotations
 
