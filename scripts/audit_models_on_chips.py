@@ -1,6 +1,6 @@
 """Deploy every model of the test zoos on every chip; write CSVs and docs/model-chip-matrix.md.
 
-The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo16.py``) hold
+The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo17.py``) hold
 small models of every layer kind with example inputs (a dict: keyword inputs); the chips are
 every preset (``cimsim/presets/*.toml``, ``published/*``) and every hypothetical macro of
 ``tests/data/chips/`` that loads (the others are the schema's error fixtures). For each
@@ -79,6 +79,7 @@ _ZOOS = [
     ("tests.mapping.test_zoo14", "ZOO14"),
     ("tests.mapping.test_zoo15", "ZOO15"),
     ("tests.mapping.test_zoo16", "ZOO16"),
+    ("tests.mapping.test_zoo17", "ZOO17"),
 ]
 
 # models the zoos' tests build outside their registries, for one test each that needs what a
@@ -109,6 +110,10 @@ SKIPPED = {
         "whose .weight the forward reads; its tests deploy them with it excluded",
     "zoo16: layers and weights through a lambda or torch.compile'd method": "refused naming "
         "the layer (the user's float original), or the weight named digital",
+    "zoo17: MADE's masks in an nn.Linear subclass": "refused naming the layers and "
+        "prune.custom_from_mask, which maps (the registry's 'made')",
+    "zoo17: no layer to map (quantize_dynamic, all excluded, F.linear only)": "refused by "
+        "deploy and now by prepare, naming what stays digital",
 }
 
 # 2-D parameters added to activations, in no product (the zoos' own tests name them inline)

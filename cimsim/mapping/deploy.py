@@ -850,6 +850,20 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
                     calibration_ndims)
 
 
+def no_layer_error(model: nn.Module, digital: Sequence[tuple[str, str, str]]) -> MappingError:
+    """The refusal of a model in which no layer can be mapped (``deploy`` and ``prepare``):
+    what it kept digital and why, or, if nothing, its loose weight matrices."""
+    if not digital:
+        return MappingError("no layer can be mapped onto the arrays: the model has no "
+                            "Linear, Conv, ConvTranspose, RNN/LSTM/GRU (layer or cell) or "
+                            "MultiheadAttention layer" + _loose_weights(model))
+    kept = "; ".join(f"{name} ({kind}: {why})" for name, kind, why in digital)
+    return MappingError(
+        "no layer can be mapped onto the arrays (no Linear, Conv, ConvTranspose, "
+        "RNN/LSTM/GRU (layer or cell) or MultiheadAttention outside the excluded "
+        f"ones); kept digital: {kept}")
+
+
 def _loose_weights(model: nn.Module, shown: int = 6) -> str:
     """The model's parameters of two or more dimensions (a stacked ensemble under torch.vmap,
     weights applied with F.linear), named for the refusal of a model with no layer to map:
@@ -966,15 +980,7 @@ class _LayerMapping:
         self._warn_unmatched_excludes()
         if not self.sim_layers:
             # nothing would run on the arrays: refuse before the calibration pass, not after
-            if not self.digital:
-                raise MappingError("no layer can be mapped onto the arrays: the model has no "
-                                   "Linear, Conv, ConvTranspose, RNN/LSTM/GRU (layer or "
-                                   "cell) or MultiheadAttention layer" + _loose_weights(sim))
-            kept = "; ".join(f"{name} ({kind}: {why})" for name, kind, why in self.digital)
-            raise MappingError(
-                "no layer can be mapped onto the arrays (no Linear, Conv, ConvTranspose, "
-                "RNN/LSTM/GRU (layer or cell) or MultiheadAttention outside the excluded "
-                f"ones); kept digital: {kept}")
+            raise no_layer_error(sim, self.digital)
         return sim
 
     def _excludes(self, name: str) -> bool:

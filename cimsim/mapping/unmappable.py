@@ -45,9 +45,10 @@ from torch.nn.utils.weight_norm import WeightNorm
 from ..errors import MappingError
 
 __all__ = ["attribute_state", "calibration_state", "complex_row", "copy_model",
-           "explain_stop_iteration", "keywords_not_taken", "overridden_forward",
-           "pruned_modules", "quantized_row", "restore_attributes", "scripted_row",
-           "source_config"]
+           "explain_stop_iteration", "hook_weights_detached", "keywords_not_taken",
+           "overridden_forward",
+           "pruning_masks", "quantized_row", "restore_attributes",
+           "scripted_row", "source_config"]
 
 
 # methods of torch's layers that compute nothing in the forward: a subclass may override them
@@ -96,7 +97,9 @@ def overridden_forward(module: nn.Module, name: str) -> str | None:
     return (f"{name}: {owner.__name__} overrides {base.__name__}.{attr} (a computation of its "
             f"own, e.g. a standardized or fake-quantized weight, that the arrays would not "
             f"run with the raw weight); hold an nn.{base.__name__} in a module instead of "
-            "subclassing it to map it")
+            "subclassing it to map it (a weight times a fixed 0/1 mask, as MADE's or "
+            f"PixelCNN's masked layers: a plain nn.{base.__name__} with "
+            "torch.nn.utils.prune.custom_from_mask(layer, 'weight', mask))")
 
 
 SCRIPTED = "a TorchScript module"
@@ -146,10 +149,13 @@ def quantized_row(module: nn.Module, name: str, not_mappable: str
     if not any(k in vars(module) or k in module._modules
                for k in ("_packed_params", "_all_weight_values")):
         return None  # Quantize, DeQuantize, a quantized ReLU: no weights
+    # quantize_dynamic's modules (int8 weights, float activations) come from no convert
+    made, before = (("quantize_dynamic", "quantize_dynamic")
+                    if ".dynamic." in type(module).__module__ else ("convert", "prepare/convert"))
     return (name or "model", f"quantized {type(module).__name__}",
             f"{not_mappable}{name or 'model'}: an int8 module of "
-            "torch.ao.quantization.convert (packed weights): it runs torch's own int8 kernels "
-            "digitally; map the float model from before prepare/convert (cimsim quantizes it "
+            f"torch.ao.quantization.{made} (packed weights): it runs torch's own int8 kernels "
+            f"digitally; map the float model from before {before} (cimsim quantizes it "
             "as chip.quant says)")
 
 
@@ -225,11 +231,16 @@ def _hooked_weights(model: nn.Module) -> list[tuple[nn.Module, str, str, Any]]:
     return out
 
 
-def pruned_modules(model: nn.Module) -> list[str]:
-    """Names of ``model``'s modules a ``torch.nn.utils.prune`` hook masks (``""``: the model
-    itself): ``prepare`` keeps their masks while training (``TwinMatmul.keep_zeros``)."""
-    return list(dict.fromkeys(name for _, name, _, hook in _hooked_weights(model)
-                              if isinstance(hook, prune.BasePruningMethod)))
+def pruning_masks(model: nn.Module) -> dict[str, list[tuple[str, torch.Tensor]]]:
+    """``{module name: [(tensor name, mask)]}`` of the ``torch.nn.utils.prune`` hooks in
+    ``model`` (``""``: the model itself), which :func:`copy_model` makes permanent: ``prepare``
+    keeps them while training, in a twin (``TwinMatmul.keep_zeros``) or put back on a module
+    it leaves in float (an excluded layer trains under its mask, as in the model)."""
+    out: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    for m, name, attr, hook in _hooked_weights(model):
+        if isinstance(hook, prune.BasePruningMethod):
+            out.setdefault(name, []).append((attr, getattr(m, f"{attr}_mask").detach().clone()))
+    return out
 
 
 def _holds_tensor(value: Any) -> bool:
@@ -420,6 +431,23 @@ _MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persiste
                            "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks"})
 
 
+@contextmanager
+def hook_weights_detached(model: nn.Module) -> Iterator[None]:
+    """Within the block the tensors torch's own hooks recompute before every forward (a pruned
+    ``weight``, an old-style weight-normed one) hold their current values detached, so that
+    ``copy.deepcopy`` copies them: after a forward with gradient torch refuses to. Put back
+    after the block."""
+    hooked = _hooked_weights(model)
+    held_values = [vars(m)[attr] for m, _, attr, _ in hooked]
+    try:
+        for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
+            setattr(m, attr, value.detach())
+        yield
+    finally:
+        for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
+            setattr(m, attr, value)
+
+
 def copy_model(model: nn.Module, who: str) -> nn.Module:
     """A deep copy of ``model``; torch's refusal to copy a non-leaf tensor attribute (one
     computed with gradient) as a ``MappingError`` naming the attributes.
@@ -429,16 +457,9 @@ def copy_model(model: nn.Module, who: str) -> nn.Module:
     gradient from the moment the hook is added until a forward under ``no_grad``, and
     torch cannot copy them then. A pruned weight is made permanent in the copy, as
     ``prune.remove`` does (the product maps; ``prepare`` keeps its mask while training:
-    :func:`pruned_modules`)."""
-    hooked = _hooked_weights(model)
-    held_values = [vars(m)[attr] for m, _, attr, _ in hooked]
-    try:
-        for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
-            setattr(m, attr, value.detach())
+    :func:`pruning_masks`)."""
+    with hook_weights_detached(model):
         sim = _copy(model, who)
-    finally:
-        for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
-            setattr(m, attr, value)
     for _, name, _, hook in _hooked_weights(sim):
         if isinstance(hook, prune.BasePruningMethod):
             prune.remove(sim.get_submodule(name), hook._tensor_name)

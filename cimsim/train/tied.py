@@ -28,8 +28,15 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
     backbone (``requires_grad_(False)``, a weight held as a buffer) stays frozen in the twin,
     as in the float model, instead of training with the rest. The twin's own scales keep their
     options."""
-    for layer in layers.values():
-        trainable = [n for n, p in layer._float_src[0].named_parameters() if p.requires_grad]
+    partly = []
+    for name, layer in layers.items():
+        src = layer._float_src[0]
+        trainable = [n for n, p in src.named_parameters() if p.requires_grad]
+        partly += [f"{name}.{n}" for n, p in src.named_parameters() if not p.requires_grad
+                   and (any(t.startswith(n.rpartition(".original")[0] + ".original")
+                            for t in trainable) if ".parametrizations." in f".{n}"
+                        # the old nn.utils.weight_norm hook: weight_g beside weight_v
+                        else n.endswith("_g") and f"{n[:-2]}_v" in trainable)]
 
         def learns(key: str, trainable: list[str] = trainable) -> bool:
             owner, _, attr = key.rpartition(".")  # a parametrized weight: its originals
@@ -46,6 +53,14 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
                 twin.weight.requires_grad_(False)
             if biases and twin.bias is not None:
                 twin.bias.requires_grad_(False)
+    if partly:  # the twin learns the parametrized weight itself: one frozen original of several
+        # (DINO's weight-normed head with its magnitude g fixed) would train with the rest
+        warnings.warn(
+            f"prepare: {', '.join(partly)} frozen (requires_grad=False) beside trainable "
+            "originals of the same parametrization: the twin learns the weight the "
+            "parametrization computes, so the frozen part (weight_norm's magnitude g) trains "
+            "with it; exclude the layer (exclude=[...]) to train it in float as parametrized, "
+            "or unfreeze it", UserWarning, stacklevel=3)
 
 
 def tie_shared_weights(root: nn.Module, layers: Mapping[str, Any]) -> None:

@@ -35,7 +35,6 @@ import contextlib
 import copy
 import dataclasses
 import functools
-import logging
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -46,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
+from torch.nn.utils import parametrize, prune
 
 from .. import engine
 from ..adc import ADCTables, FusedActivation, calibration_units
@@ -91,6 +90,7 @@ from ..mapping.deploy import (
     carry_hooks,
     deploy,
     deploy_views,
+    no_layer_error,
     user_model,
     warn_unmatched_excludes,
     warn_unsupported,
@@ -125,8 +125,9 @@ from ..mapping.unmappable import (
     complex_row,
     copy_model,
     explain_stop_iteration,
+    hook_weights_detached,
     overridden_forward,
-    pruned_modules,
+    pruning_masks,
     quantized_row,
     restore_attributes,
     scripted_row,
@@ -139,8 +140,6 @@ from .tied import freeze_like_sources, retie_float_copy, tie_shared_weights
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
-
-log = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # Options
@@ -1600,7 +1599,10 @@ class PreparedModel(nn.Module):
                                     for layer in self.twin_layers.values()}
         memo.update({id(m): copy.deepcopy(m.original) for m in self.model.modules()
                      if isinstance(m, FusedReLU)})
-        out = copy.deepcopy(self.model, memo)
+        # a float module under an old-style weight_norm / prune hook (an excluded layer) holds
+        # its weight computed with gradient after a training step: torch cannot copy that
+        with hook_weights_detached(self.model):
+            out = copy.deepcopy(self.model, memo)
         retie_float_copy(self.twin_layers, memo)
         return out
 
@@ -1664,6 +1666,44 @@ def _effective_weights(twins: list[TwinMatmul]) -> Iterator[None]:
                 t.weight.copy_(w)
 
 
+def _zeroed_by_parametrization(module: nn.Module) -> bool:
+    """Whether a parametrization of ``module`` zeroes entries of the tensor it computes
+    whatever its originals hold: a mask (MADE's ``w * mask``, ``torch.ao.pruning``'s
+    ``FakeSparsity``). The twin learns the computed weight itself, so those entries would train
+    away from zero; they are kept at zero as a pruned layer's are. Found by computing the
+    parametrization on random originals too (zero in both: the parametrization's, not the
+    values'), in eval mode (spectral norm's power iteration left as it was)."""
+    if not parametrize.is_parametrized(module):
+        return False
+    chains = module.parametrizations
+    assert isinstance(chains, nn.ModuleDict)
+    for tensor_name, chain in chains.items():
+        assert isinstance(chain, parametrize.ParametrizationList)
+        held = ["original"] if hasattr(chain, "original") else [
+            f"original{i}" for i in range(len(chain._parameters) + len(chain._buffers))]
+        originals: list[torch.Tensor] = [t for n in held
+                                         if isinstance(t := getattr(chain, n, None), torch.Tensor)]
+        if not originals or not all(o.is_floating_point() for o in originals):
+            continue
+        modes = [m.training for m in chain.modules()]
+        chain.eval()
+        try:
+            with torch.no_grad():
+                gen = torch.Generator().manual_seed(0)
+                drawn = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device)
+                         for o in originals]
+                value = chain[0](*drawn)
+                for step in list(chain)[1:]:
+                    value = step(value)
+                actual = getattr(module, tensor_name)
+        finally:
+            for m, mode in zip(chain.modules(), modes, strict=True):
+                m.training = mode
+        if value.shape == actual.shape and bool(((value == 0) & (actual == 0)).any()):
+            return True
+    return False
+
+
 def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, seed: int = 0,
             batch_size: int = 256, batch_dim: int = 0, exclude: Sequence[str] = (),
             **options) -> PreparedModel:
@@ -1710,12 +1750,12 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                            "torch.no_grad() if you must")
     model = user_model(model, "prepare")
     was_training = model.training
-    pruned = pruned_modules(model)
+    pruned = pruning_masks(model)
     root = copy_model(model, "prepare")
     modes = module_modes(root)  # a BatchNorm frozen in a training model stays frozen
     if _twin_class(root) is not None:
         root = Root(root)  # a mappable root is named "0", as deploy names it
-        pruned = ["0" if not name else f"0.{name}" for name in pruned]
+        pruned = {"0" if not name else f"0.{name}": held for name, held in pruned.items()}
     layers: dict[str, _TwinLayer] = {}
     digital: list[tuple[str, str, str]] = []
     # a layer-output ADC fused with the ReLU after the layer: found as deploy finds it
@@ -1787,9 +1827,9 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         raise MappingError(f"prepare: {', '.join(half)} hold float16/bfloat16 weights, too "
                            "narrow for the twin's integer arithmetic; prepare a float32 (or "
                            "float64) copy, model.float(), and cast after training")
+    if not layers:  # deploy refuses it: refuse before training a twin that could not deploy
+        raise no_layer_error(root, digital)
     warn_unsupported(digital, "prepare")
-    if not layers:
-        log.warning("prepare: no Linear/Conv layer was mapped")
     root.eval()
     with (torch.no_grad(),
           watch_functional_weights(root, [*(d[0] for d in digital), *layers],
@@ -1816,10 +1856,20 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         with named_layer(name):
             layer.finalize()
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
-    for name in pruned:  # the mask trains with the layer, as torch's pruning hook keeps it
-        if name in layers:
-            for twin in layers[name].matrices():
+    for name, layer in layers.items():
+        # a pruning mask trains with the layer, as torch's hook keeps it, and so does a mask
+        # a parametrization applies (the twin learns the weight it computes)
+        if name in pruned or _zeroed_by_parametrization(layer._float_src[0]):
+            for twin in layer.matrices():
                 twin.keep_zeros()
+    for name, held in pruned.items():
+        if name not in layers and not any(name.startswith(f"{n}.") for n in layers):
+            # a pruned module left in float (excluded, not mappable): its copy's pruning was
+            # made permanent, so it trained its pruned entries; the hook is put back
+            module = root.get_submodule(name)
+            for attr, mask in held:
+                prune.custom_from_mask(module, attr, mask)
+                setattr(module, attr, getattr(module, attr).detach())  # copyable, as after eval
     tie_shared_weights(root, layers)
     for name, relu in relus.items():
         if name in layers and layers[name].fused:
