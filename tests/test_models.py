@@ -70,9 +70,17 @@ def test_save_refuses_a_bool_buffer(tmp_path):
 
 
 @pytest.mark.slow
-def test_retrain_reproduces_the_bundled_weights():
-    model = train_resnet_digits(seed=0)
-    bundled = load_resnet_digits()
-    for (k, v), v2 in zip(model.state_dict().items(), bundled.state_dict().values(),
-                          strict=True):
-        assert torch.equal(v.to(v2.dtype), v2), k
+def test_retrain_is_bitwise_reproducible_and_as_accurate_as_the_bundled_weights(split):
+    """Two retrainings give the same bits, as accurate as the bundled file. Not the bundled
+    file's own bits on every machine: torch's float kernels round differently on CPUs of
+    other instruction sets, and 30 epochs carry a last-bit difference into every weight (on an
+    AVX2 machine, 2026-12-01, the retrained stem differed from the file's in the second
+    digit); ``test_train_digits.py`` checks the digits CNN the same way."""
+    _, _, x_test, y_test = split
+    runs = [train_resnet_digits(seed=0).state_dict() for _ in range(2)]
+    for (k, v), v2 in zip(runs[0].items(), runs[1].values(), strict=True):
+        assert torch.equal(v, v2), k
+    model = ResNetDigits()
+    model.load_state_dict(runs[0])
+    bundled = evaluate(load_resnet_digits(), x_test, y_test)
+    assert evaluate(model, x_test, y_test) >= bundled - 0.01  # 99.33 % bundled; 1 % = 4 images
