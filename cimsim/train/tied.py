@@ -23,6 +23,23 @@ def _source_weight(layer: Any) -> nn.Parameter | None:
     return w if isinstance(w, nn.Parameter) else None  # a parametrization gives a tensor
 
 
+def _frozen_beside_trainable(src: nn.Module, trainable: list[str]) -> list[str]:
+    """``src``'s frozen parameters whose parametrization has trainable originals too: another
+    original of the same ``parametrizations.<tensor>``, or, under the old
+    ``nn.utils.weight_norm`` hook, ``weight_v`` beside a frozen ``weight_g``."""
+    out = []
+    for n, p in src.named_parameters():
+        if p.requires_grad:
+            continue
+        if ".parametrizations." in f".{n}":
+            originals = n.rpartition(".original")[0] + ".original"
+            if any(t.startswith(originals) for t in trainable):
+                out.append(n)
+        elif n.endswith("_g") and f"{n[:-2]}_v" in trainable:
+            out.append(n)
+    return out
+
+
 def freeze_like_sources(layers: Mapping[str, Any]) -> None:
     """A twin's weights (biases) take no gradient where its source module's do not: a frozen
     backbone (``requires_grad_(False)``, a weight held as a buffer) stays frozen in the twin,
@@ -32,11 +49,7 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
     for name, layer in layers.items():
         src = layer._float_src[0]
         trainable = [n for n, p in src.named_parameters() if p.requires_grad]
-        partly += [f"{name}.{n}" for n, p in src.named_parameters() if not p.requires_grad
-                   and (any(t.startswith(n.rpartition(".original")[0] + ".original")
-                            for t in trainable) if ".parametrizations." in f".{n}"
-                        # the old nn.utils.weight_norm hook: weight_g beside weight_v
-                        else n.endswith("_g") and f"{n[:-2]}_v" in trainable)]
+        partly += [f"{name}.{n}" for n in _frozen_beside_trainable(src, trainable)]
 
         def learns(key: str, trainable: list[str] = trainable) -> bool:
             owner, _, attr = key.rpartition(".")  # a parametrized weight: its originals
