@@ -552,9 +552,9 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
                       f"element-wise by an activation (a product written as x * W, then summed "
                       f"or transformed, e.g. a spectral filter), which no array computes, and "
                       f"run digitally in float: {names}", UserWarning, stacklevel=3)
-    if modulated:
+    if uses.modulated:  # not ``modulated``, which holds the scaled ones warned above
         names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.modulated.items()))
-        warnings.warn(f"{who}: {len(modulated)} weight(s) are multiplied by an activation "
+        warnings.warn(f"{who}: {len(uses.modulated)} weight(s) are multiplied by an activation "
                       f"before a matrix product (input-dependent weights, which no array holds "
                       f"programmed once) and run digitally in float: {names}", UserWarning,
                       stacklevel=3)
