@@ -632,7 +632,8 @@ def refuse_swapped_weights(module: nn.Module, layer: str, held: Iterable[str] = 
         raise MappingError(
             f"{layer}: called with {', '.join('.' + a for a in swapped)} set from outside "
             "(torch.func.functional_call / torch.nn.utils.stateless with a dict of adapted "
-            "parameters, e.g. MAML's fast weights); the layer computes with the weights "
+            "parameters, e.g. MAML's fast weights, or a wrapper setting it before every call, "
+            "e.g. AWD-LSTM's WeightDropout); the layer computes with the weights "
             "programmed on the arrays (deploy) or held by its twin (prepare: pass the twin's "
             "own names, NAME.twins.0.weight ...), never with these; exclude the layer "
             "(exclude=[...]) to keep it digital")
