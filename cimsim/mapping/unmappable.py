@@ -469,8 +469,23 @@ def copy_model(model: nn.Module, who: str) -> nn.Module:
     for param in sim.parameters():
         if not param.is_leaf:
             param.detach_().requires_grad_(True)
+    _carry_tensor_hooks(model, sim)
     _rebuild_exported(sim)
     return sim
+
+
+def _carry_tensor_hooks(model: nn.Module, sim: nn.Module) -> None:
+    """The gradient hooks of ``model``'s parameters (``weight.register_hook``: rows frozen by
+    zeroing their gradient) on the copy's: torch's ``Parameter.__deepcopy__`` copies the data
+    only, so a layer trained in the copy (excluded from ``prepare``, or no layer) trained the
+    entries its hook held."""
+    copies = dict(sim.named_parameters(remove_duplicate=False))
+    for name, p in model.named_parameters(remove_duplicate=False):
+        held = copies.get(name)
+        if (p._backward_hooks and held is not None and held is not p
+                and not held._backward_hooks):  # a tied one: carried once
+            for hook in p._backward_hooks.values():
+                held.register_hook(hook)
 
 
 def _rebuild_exported(model: nn.Module) -> None:

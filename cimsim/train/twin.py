@@ -136,7 +136,7 @@ from ..mapping.unmappable import (
 from ._kernels import fused_convert
 from ._modes import module_modes, restore_modes
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
-from .tied import freeze_like_sources, retie_float_copy, tie_shared_weights
+from .tied import carry_grad_hooks, freeze_like_sources, retie_float_copy, tie_shared_weights
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
@@ -1856,6 +1856,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         with named_layer(name):
             layer.finalize()
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
+    carry_grad_hooks(layers)
     for name, layer in layers.items():
         # a pruning mask trains with the layer, as torch's hook keeps it, and so does a mask
         # a parametrization applies (the twin learns the weight it computes)
