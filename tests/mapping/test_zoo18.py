@@ -1,0 +1,255 @@
+"""An eighteenth zoo (worktree ``zoo18``, after ``test_zoo17.py``): model families at toy size
+that the seventeen earlier zoos did not build, chosen for ways weights reach a product, or
+training reaches a weight, that no zoo used (models in ``zoo18_models.py``). Training machinery
+around the layers: a RevNet whose reversible blocks run in a custom ``autograd.Function`` that
+recomputes the forward in the backward (replaying the generator, as Reformer does), stochastic
+weight averaging (``torch.optim.swa_utils.AveragedModel``: the layers under ``module.``, an
+``n_averaged`` buffer), an echo state network with frozen reservoir layers, a class-incremental
+head whose old rows a gradient hook on its weight freezes, and, outside the registry, an
+AWD-LSTM whose recurrent weight a wrapper sets before every forward (fastai's
+``WeightDropout``). The batch or the calls set in the forward: BatchEnsemble (the batch tiled
+per member, rank-1 fast weights), a beam search over a decoder with a growing KV cache
+reordered by the beams' parents (``B k`` rows a step), a Universal Transformer halting by
+adaptive computation time, ``nn.AdaptiveLogSoftmaxWithLoss`` (a tail on the rows whose label
+it holds), LISTA's unrolled iterations, a neural cellular automaton updating random cells
+through fixed Sobel filters. Weights in products no layer holds: SAM's two-way transformer (one
+attention module both ways, a random-Fourier positional buffer), Nystromformer (landmarks, an
+iterative pseudo-inverse, a depthwise convolution over each head's sequence), the Random
+Synthesizer (a learned attention matrix on the left of the values), NetVLAD (the centroids
+times the soft-assignment mass). All fifteen pass the lossless, ``rram-22nm`` and ``prepare``
+checks and every training method as written.
+
+What it found around them, fixed: BatchEnsemble's fast weights, multiplied element-wise by
+activations, were named in their warning and counted again in a second one, "4 weight(s) are
+multiplied by an activation before a matrix product (input-dependent weights ...)", which named
+none: it counts and names the input-dependent weights only. A gradient hook on a weight
+(``weight.register_hook``) did nothing in ``prepare``: the twin trains its own copy of the
+weight, and the copy of the model lost the hooks (torch's ``Parameter.__deepcopy__`` copies the
+data only), so the incremental head's frozen rows trained, mapped or excluded alike; the copy
+keeps them now and a Linear's or an ungrouped convolution's twin applies them (in the weight's
+own layout); a weight split over several twins (groups, packed projections) is refused naming
+it and the way out. AWD-LSTM's wrapper-set weight was refused by the twin as "functional_call /
+stateless" weights: the message names the wrapper too. Seen, left: deploy takes a tensor that
+the forward set on a mapped layer during calibration as the layer's own (AWD-LSTM deploys: in
+eval it is the same values), so a later, different one is not refused as the twin refuses it;
+a reversible block that does not replay the generator recomputes other noise in a twin
+training with noise (the gradient of another forward: the model's choice, as with dropout;
+tested); a weight used only by a constant product (SAM's positional buffer on a coordinate
+grid) and a buffer in ``F.conv2d`` (the automaton's Sobel filters) are listed as
+``parameter`` rows like learned weights."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import cimsim
+from cimsim.errors import MappingError
+from cimsim.train import prepare
+
+from .conftest import build_seeded, lossless_chip
+from .test_zoo5 import _quiet, _rel, _rram
+from .test_zoo17 import _train
+from .zoo18_models import (
+    AWDLSTM,
+    LISTA,
+    AdaptiveSoftmaxLM,
+    BatchEnsemble,
+    BeamSearch,
+    EchoStateNetwork,
+    IncrementalHead,
+    NetVLAD,
+    NeuralCA,
+    Nystromformer,
+    RandomSynthesizer,
+    RevNet,
+    SAMTwoWay,
+    UniversalACT,
+    swa_model,
+)
+from .zoo_tests import zoo_deploy_tests
+
+ZOO18 = {
+    "revnet": (RevNet, lambda: (torch.randn(3, 6),)),
+    "swa": (swa_model, lambda: (torch.randn(3, 3, 8, 8),)),
+    "esn": (EchoStateNetwork, lambda: (torch.randn(3, 6, 3),)),
+    "incremental-head": (IncrementalHead, lambda: (torch.randn(3, 6),)),
+    "batch-ensemble": (BatchEnsemble, lambda: (torch.randn(3, 6),)),
+    "beam-search": (BeamSearch, lambda: (torch.randn(3, 5),)),
+    "universal-act": (UniversalACT, lambda: (torch.randn(3, 4, 5),)),
+    "adaptive-softmax": (AdaptiveSoftmaxLM,
+                         lambda: (torch.randn(3, 6), torch.tensor([0, 4, 9]))),
+    "sam-two-way": (SAMTwoWay, lambda: (torch.randn(3, 3, 8, 8), torch.randn(3, 2, 8))),
+    "nystromformer": (Nystromformer, lambda: (torch.randn(3, 6, 5),)),
+    "random-synthesizer": (RandomSynthesizer, lambda: (torch.randn(3, 6, 5),)),
+    "netvlad": (NetVLAD, lambda: (torch.randn(3, 3, 6, 6),)),
+    "lista": (LISTA, lambda: (torch.randn(3, 6),)),
+    "neural-ca": (NeuralCA, lambda: (torch.randn(3, 3, 6, 6),)),
+}
+
+# 2-D parameters in no matrix product: ACT's timestep embedding (added), SAM's output token,
+# BatchEnsemble's per-member bias (added)
+_NOT_MATRICES = {"universal-act": ("step_emb",), "sam-two-way": ("out_token",),
+                 "batch-ensemble": ("b1",)}
+_DIGITAL = {
+    "batch-ensemble": {"r1", "r2", "s1", "s2"},
+    "beam-search": {"emb", "model"},
+    "universal-act": {"model"},
+    "sam-two-way": {"gauss", "self_att", "cross", "final"},
+    "nystromformer": {"model"},
+    "random-synthesizer": {"R"},
+    "netvlad": {"centroids", "model"},
+    "neural-ca": {"percept"},
+}
+
+
+def _build(name: str, dtype=torch.float32):
+    return build_seeded(*ZOO18[name], dtype)
+
+
+# the deploy (lossless, rram-22nm) and prepare tests of every model
+(test_lossless_deploy_is_the_quantized_model_and_near_float,
+ test_rram_deploy_runs_reports_and_accounts_for_every_matrix,
+ test_prepare_steps_and_the_twin_deploys_to_what_it_computes) = zoo_deploy_tests(
+    ZOO18, _build, _DIGITAL, not_matrices=_NOT_MATRICES)
+
+
+# ---------------------------------------------------------------------------------------------
+# what it found
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_weights_scaled_element_wise_are_not_warned_as_input_dependent_too(run):
+    """BatchEnsemble's rank-1 fast weights multiply activations element-wise (named as such,
+    in float). They were also counted in a second warning, "4 weight(s) are multiplied by an
+    activation before a matrix product (input-dependent weights ...)", which named none: the
+    count took the element-wise ones, the list the input-dependent ones (there were none)."""
+    model, (x,) = _build("batch-ensemble")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(model, lossless_chip("channel"), x)
+    said = [str(w.message) for w in caught]
+    who = run.__name__
+    assert any(re.fullmatch(rf"{who}: 4 weight matrix\(es\) are multiplied element-wise .*: "
+                            r"r1 \(mul\), r2 \(mul\), s1 \(mul\), s2 \(mul\)", m)
+               for m in said), said
+    assert not any("before a matrix product" in m for m in said), said
+
+
+class _HookedConv(nn.Module):
+    """A convolution whose weight's gradient a hook zeroes for the first two output channels
+    (those frozen), pooled into a Linear head."""
+
+    def __init__(self, groups: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, groups=groups)
+        self.head = nn.Linear(4, 3)
+        keep = torch.ones(4, 1, 1, 1)
+        keep[:2] = 0
+        self.register_buffer("keep", keep)
+        self.conv.weight.register_hook(lambda g: g * self.keep)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def _moved(prep, layer: str, before: torch.Tensor) -> torch.Tensor:
+    """Per output row of ``layer``'s weight, whether the training moved it."""
+    with torch.no_grad():
+        w = prep.float_model().get_submodule(layer).weight
+    return (w - before).flatten(1).abs().amax(1) > 0
+
+
+@pytest.mark.parametrize("exclude", [[], ["head"]])
+def test_a_gradient_hook_on_a_weight_holds_in_training(exclude):
+    """A class-incremental head freezes its old classes' rows by a gradient hook on its weight
+    (``weight.register_hook``). The twin trains its own copy of the weight, which carried no
+    hook, and ``prepare``'s copy of the model lost it too (torch's ``Parameter.__deepcopy__``
+    copies the data only): the frozen rows trained, in the twin and excluded alike. The hooks
+    act on the twin's weight and on the copy's parameters now, as in the float model."""
+    model, (x,) = _build("incremental-head", torch.float64)
+    before = model.head.weight.detach().clone()
+    prep = _quiet(prepare, model, lossless_chip("channel"), x, exclude=exclude)
+    _train(prep, x, steps=3, lr=0.5)
+    assert _moved(prep, "head", before).tolist() == [False, False, False, True, True]
+
+
+def test_a_gradient_hook_on_a_conv_weight_holds_and_a_split_one_is_refused():
+    """A convolution's twin holds its weight flattened to (N, K): the hook sees the gradient in
+    the weight's own layout. A grouped convolution's weight is split over a twin per group, where
+    no hook can act: refused, naming the parameter and the way out (exclude), which trains it
+    with its hook."""
+    model, (x,) = build_seeded(_HookedConv, lambda: (torch.randn(3, 4, 6, 6),), torch.float64)
+    before = model.conv.weight.detach().clone()
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    _train(prep, x, steps=3, lr=0.5)
+    assert _moved(prep, "conv", before).tolist() == [False, False, True, True]
+    grouped, (x,) = build_seeded(lambda: _HookedConv(groups=2), lambda: (torch.randn(3, 4, 6, 6),),
+                                 torch.float64)
+    with pytest.raises(MappingError, match=r"^prepare: conv\.weight carr\(ies\) a gradient "
+                                           r"hook .*exclude the layer"):
+        _quiet(prepare, grouped, lossless_chip("channel"), x)
+    before = grouped.conv.weight.detach().clone()
+    prep = _quiet(prepare, grouped, lossless_chip("channel"), x, exclude=["conv"])
+    _train(prep, x, steps=3, lr=0.5)
+    assert _moved(prep, "conv", before).tolist() == [False, False, True, True]
+
+
+def _revnet_grads(prep, x: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
+    prep.model.mode = mode
+    prep.zero_grad()
+    torch.manual_seed(5)
+    prep(x).square().mean().backward()
+    return {n: p.grad.clone() for n, p in prep.named_parameters() if p.grad is not None}
+
+
+def test_a_reversible_block_recomputes_the_twins_noise_when_it_replays_the_generator():
+    """A RevNet's backward recomputes its blocks; in a twin training with the chip's noise, the
+    recomputation draws noise again. The twin draws from torch's generator (the fused kernel's
+    counter-based noise is keyed by it too), so a reversible block that records and restores
+    the generator's state for its recomputation, as Reformer's does for dropout, recomputes
+    the very noise of its forward: the gradients equal those of the same blocks run with
+    stored activations. One that does not replay recomputes other noise and trains on a
+    gradient of another forward (the model's choice, as with dropout)."""
+    model, (x,) = _build("revnet", torch.float64)
+    chip = _rram()
+    assert chip.noise.thermal_sigma_lsb > 0
+    prep = _quiet(prepare, model, chip, x)
+    prep.train()
+    plain = _revnet_grads(prep, x, "plain")
+    replayed = _revnet_grads(prep, x, "replay")
+    other = _revnet_grads(prep, x, "reversible")
+    assert plain.keys() == replayed.keys() == other.keys() and len(plain) > 10
+    for n, g in plain.items():
+        torch.testing.assert_close(replayed[n], g, rtol=1e-9, atol=1e-12)
+    assert any(not torch.allclose(other[n], g) for n, g in plain.items())
+
+
+def test_a_weight_set_by_a_wrapper_maps_in_deploy_and_is_refused_in_training():
+    """AWD-LSTM's ``WeightDropout`` (fastai's) keeps the recurrent weight as ``weight_hh_l0_raw``
+    and sets a dropped-out (training) or cloned (eval) copy on the LSTM before every forward.
+    deploy maps the LSTM with the eval copy (even when a training forward left a dropped-out
+    one on it); the twin, which trains its own weight, cannot apply a dropout set from
+    outside: refused naming the layer, the wrapper and the way out, excluding the LSTM, which
+    then trains the raw weight in float. Seen, left: deploy takes the tensor set during its
+    calibration as the layer's own, so a later one is not refused (in eval it is the same
+    values)."""
+    model, (x,) = build_seeded(AWDLSTM, lambda: (torch.randn(3, 5, 4),), torch.float64)
+    model.train()
+    model(x)  # leaves a dropped-out weight on the LSTM
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+    assert "rnn.module" in sim.sim_layers and _rel(sim(x), want) < 0.03
+    with pytest.raises(MappingError, match=r"^rnn\.module: called with \.weight_hh_l0 set from "
+                                           r"outside .*WeightDropout.*exclude"):
+        prep = _quiet(prepare, model, lossless_chip("channel"), x)
+        _train(prep, x, steps=1, lr=0.1)
+    raw = model.rnn.weight_hh_l0_raw.detach().clone()
+    prep = _quiet(prepare, model, lossless_chip("channel"), x, exclude=["rnn.module"])
+    _train(prep, x, steps=1, lr=0.1)
+    assert not torch.equal(prep.model.rnn.weight_hh_l0_raw, raw)
