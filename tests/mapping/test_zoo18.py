@@ -29,10 +29,11 @@ data only), so the incremental head's frozen rows trained, mapped or excluded al
 keeps them now and a Linear's or an ungrouped convolution's twin applies them (in the weight's
 own layout); a weight split over several twins (groups, packed projections) is refused naming
 it and the way out. AWD-LSTM's wrapper-set weight was refused by the twin as "functional_call /
-stateless" weights: the message names the wrapper too. Seen, left: deploy takes a tensor that
-the forward set on a mapped layer during calibration as the layer's own (AWD-LSTM deploys: in
-eval it is the same values), so a later, different one is not refused as the twin refuses it;
-a reversible block that does not replay the generator recomputes other noise in a twin
+stateless" weights: the message names the wrapper too. deploy took a tensor the forward set on
+a mapped layer during calibration as the layer's own, so every later one was ignored unseen (MC
+DropConnect's weight samples at inference): a tensor set again is accepted while it holds the
+programmed values (AWD-LSTM in eval deploys) and refused when they differ. Seen, left: a
+reversible block that does not replay the generator recomputes other noise in a twin
 training with noise (the gradient of another forward: the model's choice, as with dropout;
 tested); a weight used only by a constant product (SAM's positional buffer on a coordinate
 grid) and a buffer in ``F.conv2d`` (the automaton's Sobel filters) are listed as
@@ -45,6 +46,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import cimsim
@@ -69,6 +71,7 @@ from .zoo18_models import (
     RevNet,
     SAMTwoWay,
     UniversalACT,
+    WeightDropout,
     swa_model,
 )
 from .zoo_tests import zoo_deploy_tests
@@ -234,9 +237,7 @@ def test_a_weight_set_by_a_wrapper_maps_in_deploy_and_is_refused_in_training():
     deploy maps the LSTM with the eval copy (even when a training forward left a dropped-out
     one on it); the twin, which trains its own weight, cannot apply a dropout set from
     outside: refused naming the layer, the wrapper and the way out, excluding the LSTM, which
-    then trains the raw weight in float. Seen, left: deploy takes the tensor set during its
-    calibration as the layer's own, so a later one is not refused (in eval it is the same
-    values)."""
+    then trains the raw weight in float."""
     model, (x,) = build_seeded(AWDLSTM, lambda: (torch.randn(3, 5, 4),), torch.float64)
     model.train()
     model(x)  # leaves a dropped-out weight on the LSTM
@@ -253,3 +254,28 @@ def test_a_weight_set_by_a_wrapper_maps_in_deploy_and_is_refused_in_training():
     prep = _quiet(prepare, model, lossless_chip("channel"), x, exclude=["rnn.module"])
     _train(prep, x, steps=1, lr=0.1)
     assert not torch.equal(prep.model.rnn.weight_hh_l0_raw, raw)
+
+
+class _MCWeightDropout(WeightDropout):
+    """MC DropConnect (Mobiny et al., Scientific Reports 2021): the weight dropped out at
+    inference too, a sample per call."""
+
+    def _set_weights(self):
+        raw = getattr(self, self.name + "_raw")
+        setattr(self.module, self.name, F.dropout(raw, self.p, training=True))
+
+
+def test_a_weight_set_again_with_other_values_is_refused_in_deploy():
+    """deploy took the tensor a wrapper set on a mapped layer during calibration as the layer's
+    own, so every later one was ignored unseen: MC DropConnect, sampling a dropped-out weight
+    at every inference, computed with the arrays' one weight, its samples silently dropped. A
+    tensor set again is accepted while it holds the values the layer was programmed with (the
+    eval wrapper's clone, tested above) and refused when they differ, as the twin refuses it."""
+    model, (x,) = build_seeded(AWDLSTM, lambda: (torch.randn(3, 5, 4),))
+    model.rnn.__class__ = _MCWeightDropout
+    with pytest.raises(MappingError, match=r"^rnn\.module: called with \.weight_hh_l0 set from "
+                                           r"outside .*exclude"):
+        sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+        sim(x)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x, exclude=["rnn.module"])
+    assert not torch.equal(sim(x), sim(x))  # a sample per call, in float
