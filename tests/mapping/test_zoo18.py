@@ -28,7 +28,10 @@ weight, and the copy of the model lost the hooks (torch's ``Parameter.__deepcopy
 data only), so the incremental head's frozen rows trained, mapped or excluded alike; the copy
 keeps them now and a Linear's or an ungrouped convolution's twin applies them (in the weight's
 own layout); a weight split over several twins (groups, packed projections) is refused naming
-it and the way out. AWD-LSTM's wrapper-set weight was refused by the twin as "functional_call /
+it and the way out. ``PreparedModel.float_model()`` called under ``no_grad`` gave a
+convolution's weight (put together from its twins) ``requires_grad=False``, so a fine-tuning of
+the float model trained nothing there: trainable as the twins now, and hooked as the source.
+AWD-LSTM's wrapper-set weight was refused by the twin as "functional_call /
 stateless" weights: the message names the wrapper too. deploy took a tensor the forward set on
 a mapped layer during calibration as the layer's own, so every later one was ignored unseen (MC
 DropConnect's weight samples at inference): a tensor set again is accepted while it holds the
@@ -172,12 +175,18 @@ def test_a_gradient_hook_on_a_weight_holds_in_training(exclude):
     (``weight.register_hook``). The twin trains its own copy of the weight, which carried no
     hook, and ``prepare``'s copy of the model lost it too (torch's ``Parameter.__deepcopy__``
     copies the data only): the frozen rows trained, in the twin and excluded alike. The hooks
-    act on the twin's weight and on the copy's parameters now, as in the float model."""
+    act on the twin's weight, on the copy's parameters and on ``float_model()``'s now, as in
+    the float model."""
     model, (x,) = _build("incremental-head", torch.float64)
     before = model.head.weight.detach().clone()
     prep = _quiet(prepare, model, lossless_chip("channel"), x, exclude=exclude)
     _train(prep, x, steps=3, lr=0.5)
     assert _moved(prep, "head", before).tolist() == [False, False, False, True, True]
+    # and in the float model, fine-tuned further (deepcopy and float_module dropped the hooks)
+    tuned = prep.float_model()
+    tuned(x).square().mean().backward()
+    assert (tuned.head.weight.grad.abs().amax(1) > 0).tolist() == [False, False, False, True,
+                                                                   True]
 
 
 def test_a_gradient_hook_on_a_conv_weight_holds_and_a_split_one_is_refused():
@@ -199,6 +208,22 @@ def test_a_gradient_hook_on_a_conv_weight_holds_and_a_split_one_is_refused():
     prep = _quiet(prepare, grouped, lossless_chip("channel"), x, exclude=["conv"])
     _train(prep, x, steps=3, lr=0.5)
     assert _moved(prep, "conv", before).tolist() == [False, False, True, True]
+
+
+def test_the_float_model_taken_under_no_grad_trains_as_the_twin():
+    """``PreparedModel.float_model()`` called under ``torch.no_grad()`` (to evaluate or export
+    it) gave each layer whose weight it puts together from several twins' (a convolution's)
+    ``requires_grad=False``: the float model, fine-tuned further, trained nothing there. Its
+    parameters are trainable as the twins' are now, a frozen convolution frozen; the averaged
+    model comes back an ``AveragedModel`` with its ``n_averaged``."""
+    model, (x,) = _build("swa", torch.float64)
+    model.module.conv.requires_grad_(False)
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    with torch.no_grad():
+        tuned = prep.float_model()
+    assert isinstance(tuned, type(model)) and int(tuned.n_averaged) == 3
+    assert {n: p.requires_grad for n, p in tuned.named_parameters()} == {
+        n: p.requires_grad for n, p in model.named_parameters()}
 
 
 def _revnet_grads(prep, x: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
