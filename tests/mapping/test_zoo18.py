@@ -35,12 +35,18 @@ AWD-LSTM's wrapper-set weight was refused by the twin as "functional_call /
 stateless" weights: the message names the wrapper too. deploy took a tensor the forward set on
 a mapped layer during calibration as the layer's own, so every later one was ignored unseen (MC
 DropConnect's weight samples at inference): a tensor set again is accepted while it holds the
-programmed values (AWD-LSTM in eval deploys) and refused when they differ. Seen, left: a
+programmed values (AWD-LSTM in eval deploys) and refused when they differ. A call whose
+inputs are all inside a container argument (a tuple pair, a dict passed positionally, a
+``PackedSequence``, torchvision's list of images) counted one inference whatever it held: it
+counts their samples now. Seen, left: a
 reversible block that does not replay the generator recomputes other noise in a twin
 training with noise (the gradient of another forward: the model's choice, as with dropout;
 tested); a weight used only by a constant product (SAM's positional buffer on a coordinate
 grid) and a buffer in ``F.conv2d`` (the automaton's Sobel filters) are listed as
-``parameter`` rows like learned weights."""
+``parameter`` rows like learned weights; a list argument counts its elements as samples, so
+a list of batched views (DINO's multi-crop) is counted by its views; a Linear whose weight is
+a view of a larger parameter's rows trains apart from it in the twin (a tie by storage, not
+by parameter, is not seen)."""
 
 from __future__ import annotations
 
@@ -58,6 +64,7 @@ from cimsim.train import prepare
 
 from .conftest import build_seeded, lossless_chip
 from .test_zoo5 import _quiet, _rel, _rram
+from .test_zoo9 import ImageListDetector
 from .test_zoo17 import _train
 from .zoo18_models import (
     AWDLSTM,
@@ -304,3 +311,48 @@ def test_a_weight_set_again_with_other_values_is_refused_in_deploy():
         sim(x)
     sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x, exclude=["rnn.module"])
     assert not torch.equal(sim(x), sim(x))  # a sample per call, in float
+
+
+class _PairInput(nn.Module):
+    """A model taking its inputs in one container argument: a ``(a, b)`` pair, a dict of them,
+    a ``PackedSequence`` (an LSTM's), as ``kind`` says."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        if kind == "packed":
+            self.lstm = nn.LSTM(4, 6, batch_first=True)
+        else:
+            self.enc = nn.Linear(4, 6)
+
+    def forward(self, inputs):
+        if self.kind == "packed":
+            return self.lstm(inputs)[1][0][-1]
+        a, b = (inputs["a"], inputs["b"]) if self.kind == "dict" else inputs
+        return self.enc(a) * self.enc(b)
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict", "packed", "list of images"])
+def test_inputs_held_in_a_container_are_counted_by_their_samples(kind):
+    """A call whose inputs are all inside a container argument (a siamese pair's tuple, a dict
+    passed positionally, an LSTM's ``PackedSequence``, torchvision's list of images) was
+    counted one inference whatever it held, so the report's per-inference figures were those of
+    the whole batch. A tuple counts its first tensor's samples, a dict
+    its counting tensor's, a packed sequence its batch, a list its elements (per-sample
+    inputs, torchvision's and detectron2's convention)."""
+    torch.manual_seed(0)
+    a, b = torch.randn(6, 4), torch.randn(6, 4)
+    if kind == "list of images":
+        model = ImageListDetector().eval()
+        inputs = [torch.randn(3, 8, 8), torch.randn(3, 10, 6)]
+    else:
+        model = _PairInput(kind.split()[0]).eval()
+        inputs = {"tuple": (a, b), "dict": {"a": a, "b": b},
+                  "packed": nn.utils.rnn.pack_padded_sequence(
+                      torch.randn(6, 5, 4), torch.tensor([5, 2, 4, 1, 3, 5]), batch_first=True,
+                      enforce_sorted=False)}.get(kind)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), [(inputs, None)])
+    sim.reset()
+    sim(inputs)
+    assert sim.n_inferences == (2 if kind == "list of images" else 6)
+    assert sim.report().totals["n_inferences"] == sim.n_inferences
