@@ -233,6 +233,43 @@ def test_the_float_model_taken_under_no_grad_trains_as_the_twin():
         n: p.requires_grad for n, p in model.named_parameters()}
 
 
+def _vectors(sim) -> dict[str, float]:
+    """Input vectors each mapped layer processed since the last reset."""
+    return {w.name: sum(b.n_vectors for b in w.blocks) for w in sim.works()}
+
+
+def test_layers_called_as_often_as_the_forward_says_are_charged_every_call():
+    """The forward sets how often a layer runs and on how many rows: a beam search runs its
+    decoder step on ``B k`` rows at each of its steps (the input projection once, on ``B``), a
+    Universal Transformer its shared layer once per pondering step (as many as the float model
+    takes), the adaptive softmax its head twice (``log_prob``, then the loss) and each tail on
+    every row for ``log_prob`` plus the rows whose label falls in it. The report charges what
+    ran, one inference per sample."""
+    counts = {}
+    for name in ("beam-search", "universal-act", "adaptive-softmax"):
+        model, args = _build(name)
+        sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), args)
+        sim.reset()
+        sim(*args)
+        assert sim.n_inferences == 3
+        counts[name] = _vectors(sim)
+    beam = BeamSearch()
+    assert counts["beam-search"] == {"ctx": 3, **dict.fromkeys(("q", "kv", "o", "out"),
+                                                               3 * beam.k * beam.steps)}
+    model, (x,) = _build("universal-act")
+    steps = []
+    model.halt.register_forward_hook(lambda *_: steps.append(1))
+    with torch.no_grad():
+        model(x)
+    assert 1 < len(steps) <= model.max_steps
+    per_step = x.shape[0] * x.shape[1]
+    assert counts["universal-act"] == {"emb": per_step, "head": 3, **dict.fromkeys(
+        ("qkv", "o", "ff.0", "ff.2", "halt"), len(steps) * per_step)}
+    # labels 0, 4, 9: head classes 0-2, one row in each tail (3-5, 6-9)
+    assert counts["adaptive-softmax"] == {"body.0": 3, "body.2": 3, "asm.head": 6, **dict.fromkeys(
+        ("asm.tail.0.0", "asm.tail.0.1", "asm.tail.1.0", "asm.tail.1.1"), 4)}
+
+
 def _revnet_grads(prep, x: torch.Tensor, mode: str) -> dict[str, torch.Tensor]:
     prep.model.mode = mode
     prep.zero_grad()
