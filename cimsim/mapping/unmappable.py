@@ -484,8 +484,9 @@ def carry_tensor_hooks(model: nn.Module, sim: nn.Module) -> None:
     copies = dict(sim.named_parameters(remove_duplicate=False))
     for name, p in model.named_parameters(remove_duplicate=False):
         held = copies.get(name)
-        if (p._backward_hooks and held is not None and held is not p
-                and not held._backward_hooks):  # a tied one: carried once
+        # a tied one carried once; a frozen one takes no gradient (nor a hook: torch refuses)
+        if (p._backward_hooks and held is not None and held is not p and held.requires_grad
+                and not held._backward_hooks):
             for hook in p._backward_hooks.values():
                 held.register_hook(hook)
 

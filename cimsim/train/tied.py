@@ -114,7 +114,7 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
                 continue
             for twin in twins:
                 held = twin.weight if pname == "weight" else twin.bias
-                if held is not None:
+                if held is not None and held.requires_grad:  # frozen: no gradient to hook
                     for hook in p._backward_hooks.values():
                         held.register_hook(_reshaped_hook(hook, p.shape))
     if refused:

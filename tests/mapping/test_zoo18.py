@@ -194,6 +194,12 @@ def test_a_gradient_hook_on_a_weight_holds_in_training(exclude):
     tuned(x).square().mean().backward()
     assert (tuned.head.weight.grad.abs().amax(1) > 0).tolist() == [False, False, False, True,
                                                                    True]
+    # a hooked weight frozen afterwards takes no gradient: nothing to hook (torch refuses to)
+    model.head.requires_grad_(False)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+    assert "head" in sim.sim_layers
+    prep = _quiet(prepare, model, lossless_chip("channel"), x, exclude=exclude)
+    assert not prep.float_model().head.weight.requires_grad
 
 
 def test_a_gradient_hook_on_a_conv_weight_holds_and_a_split_one_is_refused():
