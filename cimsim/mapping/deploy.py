@@ -225,6 +225,9 @@ class SimModel(nn.Module):
         # (1, S) position_ids passed first) does not set the count
         counts = [self._samples(a, key) for key, a in (*enumerate(args), *kwargs.items())
                   if isinstance(a, torch.Tensor)]
+        if not counts:  # the inputs in containers: counted 1 a call whatever they held
+            counts = [c for a in (*args, *kwargs.values())
+                      if (c := self._nested_samples(a)) is not None][:1]
         with torch.no_grad(), explain_stop_iteration("SimModel"):
             out = self.model(*args, **kwargs)
         self.n_inferences += next((c for c in counts if c != 1), 1)
@@ -242,6 +245,27 @@ class SimModel(nn.Module):
         if key is not None and first.dim() < self.calibration_ndims.get(key, 0):
             return 1
         return int(first.shape[self.batch_dim])
+
+    def _nested_samples(self, value: Any) -> int | None:
+        """Samples in an argument holding its tensors in a container, for a call with no tensor
+        argument: a ``PackedSequence``'s batch (its first step's), a dict's counting tensor
+        (:func:`~cimsim._inputs.counting_key`), a tuple's first tensor (a structure of batched
+        inputs: a pair), a list's length (a list of per-sample inputs: torchvision's images,
+        detectron2's dicts; a list of batched tensors, DINO's multi-crop views, is the
+        exception, counted by its views); None: none of these."""
+        if isinstance(value, PackedSequence):
+            return int(value.batch_sizes[0]) if value.batch_sizes.numel() else 0
+        if isinstance(value, torch.Tensor):
+            return self._samples(value)
+        if isinstance(value, Mapping):
+            key = counting_key(value, self.batch_dim)
+            return None if key is None else self._samples(torch.as_tensor(value[key]))
+        if isinstance(value, list):
+            return len(value) if any(isinstance(v, torch.Tensor | Mapping) for v in value) \
+                else None
+        if isinstance(value, tuple):
+            return next((c for v in value if (c := self._nested_samples(v)) is not None), None)
+        return None
 
     def _charge_time_multiplexing(self) -> None:
         """Over capacity (allowed): the arrays beyond the chip's are rewritten every forward."""

@@ -552,9 +552,9 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
                       f"element-wise by an activation (a product written as x * W, then summed "
                       f"or transformed, e.g. a spectral filter), which no array computes, and "
                       f"run digitally in float: {names}", UserWarning, stacklevel=3)
-    if modulated:
+    if uses.modulated:  # not ``modulated``, which holds the scaled ones warned above
         names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.modulated.items()))
-        warnings.warn(f"{who}: {len(modulated)} weight(s) are multiplied by an activation "
+        warnings.warn(f"{who}: {len(uses.modulated)} weight(s) are multiplied by an activation "
                       f"before a matrix product (input-dependent weights, which no array holds "
                       f"programmed once) and run digitally in float: {names}", UserWarning,
                       stacklevel=3)
@@ -616,23 +616,36 @@ def weight_read_error(module: nn.Module, attr: str, layer: str,
         "module, or exclude the layer (exclude=[...]) to keep it digital")
 
 
+def _changed(now: torch.Tensor, was: torch.Tensor) -> bool:
+    """Whether a tensor attribute set again holds other values than when it was programmed."""
+    return now is not was and not (now.shape == was.shape and now.dtype == was.dtype
+                                   and torch.equal(now.detach(), was.detach()))
+
+
 def _weight_like(attr: str) -> bool:
     return attr.startswith(("weight", "bias")) or attr.endswith(("_weight", "_bias"))
 
 
-def refuse_swapped_weights(module: nn.Module, layer: str, held: Iterable[str] = ()) -> None:
+def refuse_swapped_weights(module: nn.Module, layer: str,
+                           held: Mapping[str, torch.Tensor] | None = None) -> None:
     """What a simulated (or twin) layer raises when it is called with a tensor set as its
     ``.weight`` / ``.bias`` (``torch.func.functional_call`` with a dict of adapted parameters,
     MAML's fast weights): torch sets them as plain attributes, which the layer never reads,
     so it would compute with its programmed (or twin) weights and ignore the adapted ones.
-    ``held``: the layer's own attributes of such a name (a transposed conv's bias)."""
+    ``held``: the layer's tensor attributes when it was programmed (a transposed conv's bias,
+    a weight the forward set during calibration): one the forward sets again is accepted
+    while it holds the same values (AWD-LSTM's ``WeightDropout`` in eval sets a clone of its
+    raw weight every call), refused when they differ (dropped out at inference too)."""
+    held = held or {}
     swapped = sorted(a for a, v in vars(module).items()
-                     if isinstance(v, torch.Tensor) and _weight_like(a) and a not in held)
+                     if isinstance(v, torch.Tensor) and _weight_like(a)
+                     and (a not in held or _changed(v, held[a])))
     if swapped:
         raise MappingError(
             f"{layer}: called with {', '.join('.' + a for a in swapped)} set from outside "
             "(torch.func.functional_call / torch.nn.utils.stateless with a dict of adapted "
-            "parameters, e.g. MAML's fast weights); the layer computes with the weights "
+            "parameters, e.g. MAML's fast weights, or a wrapper setting it before every call, "
+            "e.g. AWD-LSTM's WeightDropout); the layer computes with the weights "
             "programmed on the arrays (deploy) or held by its twin (prepare: pass the twin's "
             "own names, NAME.twins.0.weight ...), never with these; exclude the layer "
             "(exclude=[...]) to keep it digital")

@@ -519,8 +519,10 @@ class SimLayer(nn.Module):
         self.source_config: dict[str, Any] = {}
         """The source module's configuration (``kernel_size``, ``stride`` ...), set by deploy:
         a model's forward may read it (``unmappable.source_config``)."""
-        self.own_tensors: frozenset[str] | None = None
-        """The layer's own tensor attributes, once programmed (a transposed conv's bias)."""
+        self.own_tensors: dict[str, torch.Tensor] | None = None
+        """The layer's tensor attributes when it was programmed (a transposed conv's bias; a
+        weight the model's forward set on it during calibration, AWD-LSTM's): a later call
+        finding another tensor of other values there is refused (``refuse_swapped_weights``)."""
         self.register_forward_pre_hook(_check_call, with_kwargs=True)
 
     def __getattr__(self, attr: str) -> Any:
@@ -541,8 +543,7 @@ class SimLayer(nn.Module):
 
     def _programmed(self) -> None:
         self.simulating = True
-        self.own_tensors = frozenset(a for a, v in vars(self).items()
-                                     if isinstance(v, torch.Tensor))
+        self.own_tensors = {a: v for a, v in vars(self).items() if isinstance(v, torch.Tensor)}
 
     def adopt(self, views: Mapping[str, EngineView]) -> None:
         """Instead of the calibration pass and :meth:`finalize`: every core takes the view of

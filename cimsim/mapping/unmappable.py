@@ -44,7 +44,8 @@ from torch.nn.utils.weight_norm import WeightNorm
 
 from ..errors import MappingError
 
-__all__ = ["attribute_state", "calibration_state", "complex_row", "copy_model",
+__all__ = ["attribute_state", "calibration_state", "carry_tensor_hooks", "complex_row",
+           "copy_model",
            "explain_stop_iteration", "hook_weights_detached", "keywords_not_taken",
            "overridden_forward",
            "pruning_masks", "quantized_row", "restore_attributes",
@@ -469,8 +470,25 @@ def copy_model(model: nn.Module, who: str) -> nn.Module:
     for param in sim.parameters():
         if not param.is_leaf:
             param.detach_().requires_grad_(True)
+    carry_tensor_hooks(model, sim)
     _rebuild_exported(sim)
     return sim
+
+
+def carry_tensor_hooks(model: nn.Module, sim: nn.Module) -> None:
+    """The gradient hooks of ``model``'s parameters (``weight.register_hook``: rows frozen by
+    zeroing their gradient) on those of the same names in its copy ``sim``: torch's
+    ``Parameter.__deepcopy__`` copies the data only, so a layer trained in the copy (excluded
+    from ``prepare``, or a ``PreparedModel.float_model()`` fine-tuned) trained the entries its
+    hook held."""
+    copies = dict(sim.named_parameters(remove_duplicate=False))
+    for name, p in model.named_parameters(remove_duplicate=False):
+        held = copies.get(name)
+        # a tied one carried once; a frozen one takes no gradient (nor a hook: torch refuses)
+        if (p._backward_hooks and held is not None and held is not p and held.requires_grad
+                and not held._backward_hooks):
+            for hook in p._backward_hooks.values():
+                held.register_hook(hook)
 
 
 def _rebuild_exported(model: nn.Module) -> None:

@@ -13,9 +13,12 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["freeze_like_sources", "retie_float_copy", "tie_shared_weights"]
+from ..errors import MappingError
+
+__all__ = ["carry_grad_hooks", "freeze_like_sources", "retie_float_copy", "tie_shared_weights"]
 
 
 def _source_weight(layer: Any) -> nn.Parameter | None:
@@ -74,6 +77,54 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
             "parametrization computes, so the frozen part (weight_norm's magnitude g) trains "
             "with it; exclude the layer (exclude=[...]) to train it in float as parametrized, "
             "or unfreeze it", UserWarning, stacklevel=3)
+
+
+def _reshaped_hook(hook: Any, shape: torch.Size) -> Any:
+    """``hook`` (written for a gradient of ``shape``) on a twin's (N, K) weight: the gradient
+    seen in the source's layout, the hook's result (or the gradient, if it returns None) given
+    back in the twin's."""
+    def carried(grad: torch.Tensor) -> torch.Tensor:
+        out = hook(grad.reshape(shape))
+        return (grad if out is None else out).reshape(grad.shape)
+    return carried
+
+
+def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
+    """The gradient hooks a source module's weight or bias carries (``weight.register_hook``:
+    rows frozen by zeroing their gradient, a gradient scaled or clipped) act on its twin's,
+    as in the float model: the twin trains its own copy of the weight, which carried none, so
+    the rows a hook froze trained. A Linear's and an ungrouped convolution's twin holds the
+    weight itself (reshaped); where a weight is split over several twins (groups, attention's
+    packed projections, a recurrent layer's gates) the hook cannot be carried: a
+    ``MappingError`` names the parameter and the way out."""
+    from .twin import TwinConv, TwinLinear  # twin imports this module
+
+    refused = []
+    for name, layer in layers.items():
+        src = layer._float_src[0]
+        twins = layer.matrices()
+        for pname, p in src.named_parameters():
+            hooks = list(getattr(p, "_backward_hooks", None) or {})
+            if not hooks:
+                continue
+            whole = (type(layer) is TwinLinear
+                     or (isinstance(layer, TwinConv) and len(twins) == 1))
+            if not whole or pname not in ("weight", "bias"):
+                refused.append(f"{name}.{pname}")
+                continue
+            for twin in twins:
+                held = twin.weight if pname == "weight" else twin.bias
+                if held is not None and held.requires_grad:  # frozen: no gradient to hook
+                    for hook in p._backward_hooks.values():
+                        held.register_hook(_reshaped_hook(hook, p.shape))
+    if refused:
+        raise MappingError(
+            f"prepare: {', '.join(refused)} carr(ies) a gradient hook (tensor.register_hook) "
+            "that the twin cannot apply: the twin trains its own copy of the weight, split "
+            "over several matrices here, so the hook would be skipped and the entries it holds "
+            "(frozen rows, a scaled gradient) would train as any other; exclude the layer "
+            "(exclude=[...]) to train it in float with its hook, or freeze the part with "
+            "requires_grad_(False) / a torch.nn.utils.prune mask")
 
 
 def tie_shared_weights(root: nn.Module, layers: Mapping[str, Any]) -> None:

@@ -122,6 +122,7 @@ from ..mapping.naming import named_layer
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
     attribute_state,
+    carry_tensor_hooks,
     complex_row,
     copy_model,
     explain_stop_iteration,
@@ -136,7 +137,7 @@ from ..mapping.unmappable import (
 from ._kernels import fused_convert
 from ._modes import module_modes, restore_modes
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
-from .tied import freeze_like_sources, retie_float_copy, tie_shared_weights
+from .tied import carry_grad_hooks, freeze_like_sources, retie_float_copy, tie_shared_weights
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
@@ -1239,7 +1240,12 @@ class _TwinLayer(nn.Module):
     def float_module(self) -> nn.Module:
         """A copy of the source module holding the learned float weights and biases."""
         module = copy.deepcopy(self._float_src[0])
-        for path, value in self.learned().items():
+        # with gradient: a weight put together from several twins (a convolution's groups,
+        # attention's projections) requires it as its twins do, also when float_model() is
+        # called under no_grad (it came out frozen there, and a fine-tuning trained nothing)
+        with torch.enable_grad():
+            learned = self.learned()
+        for path, value in learned.items():
             owner_name, _, attr = path.rpartition(".")
             owner = module.get_submodule(owner_name) if owner_name else module
             if parametrize.is_parametrized(owner):  # weight_norm, spectral_norm: the twin
@@ -1604,6 +1610,11 @@ class PreparedModel(nn.Module):
         with hook_weights_detached(self.model):
             out = copy.deepcopy(self.model, memo)
         retie_float_copy(self.twin_layers, memo)
+        # gradient hooks (frozen rows), which deepcopy and float_module drop: a float model
+        # fine-tuned further keeps them
+        carry_tensor_hooks(self.model, out)
+        for layer in self.twin_layers.values():
+            carry_tensor_hooks(layer._float_src[0], memo[id(layer)])
         return out
 
     def deploy(self, seed: int | None = None, *, batch_dim: int = 0,
@@ -1856,6 +1867,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         with named_layer(name):
             layer.finalize()
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
+    carry_grad_hooks(layers)
     for name, layer in layers.items():
         # a pruning mask trains with the layer, as torch's hook keeps it, and so does a mask
         # a parametrization applies (the twin learns the weight it computes)
