@@ -1253,6 +1253,12 @@ class _TwinLayer(nn.Module):
                 # remove_parametrizations: it edits the class the copy shares with the source
                 owner.__class__ = owner.__class__.__bases__[0]
                 del owner._modules["parametrizations"]
+            if value is not None and attr in owner._buffers:
+                # a weight the source holds as a buffer (an extreme learning machine's random
+                # layer) stays one: it was made a frozen Parameter, so the float model's
+                # parameters() and buffers() were not the source's
+                setattr(owner, attr, value.detach().clone())
+                continue
             # trainable as in the twin (a frozen backbone stays frozen): a float model to
             # fine-tune or export, not only to deploy
             setattr(owner, attr, None if value is None
