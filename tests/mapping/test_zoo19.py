@@ -7,18 +7,33 @@ Weights mixing tasks, heads or slots: cross-stitch units (a 2x2 matrix mixing tw
 talking-heads attention (head-by-head matrices on the logits and the weights), Soft MoE (slot
 logits from a ``Parameter`` times the tokens), a product-key memory (sub-key products, top-k,
 ``nn.EmbeddingBag`` with ``per_sample_weights``), the Attention Free Transformer (a learned
-position bias, exponentiated, on the left of the values). Noise and other arithmetic:
-NoisyNet's noisy linear layers (``mu + sigma * eps``, ``eps`` a buffer resampled in training,
-the means alone in evaluation), a factorization machine (one factor matrix times the features
-and, squared, times their squares), Maxout, octave convolutions, a quasi-recurrent network and
-a mixture of softmaxes. All thirteen in the registry pass the lossless, ``rram-22nm`` and
-``prepare`` checks and every training method as written.
+position bias, exponentiated, on the left of the values). Weights held or drawn otherwise:
+NoisyNet's noisy linear layers (``mu + sigma * eps``, ``eps`` a buffer set anew at every
+training forward, the means alone in evaluation), an extreme learning machine (a random layer
+whose weight and bias are buffers of an ``nn.Linear``), a factorization machine (one factor
+matrix times the features and, squared, times their squares). Plain layers in other
+arithmetic: Maxout, octave convolutions, a quasi-recurrent network (fo-pooling) and a mixture
+of softmaxes (one decoder on K latent contexts). All thirteen in the registry pass the
+lossless, ``rram-22nm`` and ``prepare`` checks and every training method as written.
 
-What it found around them: the weights in products no layer holds (the slimmable slices,
-the stitches, the talking heads' mixers, Soft MoE's ``phi``, the sub-keys, AFT's position bias,
-the noisy means, the factor matrix) are listed digital by name, with the way out; a slice of an
-``nn.Linear``'s weight taken in the forward (Matryoshka) is refused naming the layer and the way
-out (exclude), and excluded it trains and deploys as written."""
+What it found around them, fixed: ``PreparedModel.float_model()`` turned the extreme learning
+machine's buffer weight and bias into frozen ``Parameter`` s (torch's ``setattr`` of a
+``Parameter`` over a buffer re-registers it), so the float model's ``parameters()`` and
+``buffers()`` were not the source's: they stay buffers. Seen, by design: the weights in
+products no layer holds (the slimmable slices, the stitches, the talking heads' mixers, Soft
+MoE's ``phi``, the sub-keys, AFT's position bias, the noisy means, the factor matrix) are
+listed digital by name with the way out; a slice of a mapped ``nn.Linear``'s weight taken in
+the forward (Matryoshka) is refused naming the layer and the way out (exclude; an
+``AttributeError``, as every read of a mapped layer's weight, since ``hasattr`` relies on it),
+and excluded it trains and deploys. Seen, left: a NoisyNet layer that resamples its noise
+*in place* (``eps.copy_``) fails a loss taking two training forwards before one backward
+(BitAug's) in torch itself, the first graph's noise overwritten: the model sets it anew; a
+Linear whose weight is a ``Parameter`` made from a view of a larger one (tied by storage)
+trains apart from it in the twin, as torch's own ``deepcopy`` and ``.to(dtype)`` untie it; an
+expert no calibration input reaches is refused naming it (``saw no calibration data``), and one
+reached in calibration runs later on zero rows; the twin's first-layer gradient can differ
+from float where a quantized activation lands just above its calibrated range (LSQ's clip:
+the gradient goes to the scale), as DeepFM's deep path shows on the lossless chip."""
 
 from __future__ import annotations
 
@@ -26,7 +41,6 @@ import pytest
 import torch
 
 import cimsim
-from cimsim.errors import MappingError
 from cimsim.train import prepare
 
 from .conftest import build_seeded, lossless_chip
@@ -37,6 +51,7 @@ from .zoo19_models import (
     AFTFull,
     CrossStitch,
     DeepFM,
+    ExtremeLearningMachine,
     Matryoshka,
     Maxout,
     MixtureOfSoftmaxes,
@@ -62,6 +77,7 @@ ZOO19 = {
     "octave": (OctaveConvNet, lambda: (torch.randn(3, 3, 8, 8),)),
     "qrnn": (QRNN, lambda: (torch.randn(3, 6, 3),)),
     "mixture-of-softmaxes": (MixtureOfSoftmaxes, lambda: (torch.randn(3, 6),)),
+    "extreme-learning-machine": (ExtremeLearningMachine, lambda: (torch.randn(3, 6),)),
 }
 
 # 2-D parameters in no matrix product in evaluation: the noise scales (used in training only)
@@ -87,3 +103,45 @@ def _build(name: str, dtype=torch.float32):
  test_rram_deploy_runs_reports_and_accounts_for_every_matrix,
  test_prepare_steps_and_the_twin_deploys_to_what_it_computes) = zoo_deploy_tests(
     ZOO19, _build, _DIGITAL, not_matrices=_NOT_MATRICES)
+
+
+# ---------------------------------------------------------------------------------------------
+# what it found
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_a_slice_of_a_mapped_layers_weight_is_refused_and_excluded_it_runs(run):
+    """Matryoshka heads classify with the leading columns of one ``nn.Linear``'s weight
+    (``F.linear(z[:, :m], head.weight[:, :m])``): a product the programmed arrays cannot run
+    (a slice of a layer's columns), so deploy and prepare refuse it naming the layer and the
+    way out (exclude); excluded, the head runs in float and is listed, the encoder mapped."""
+    dtype = torch.float32 if run is cimsim.deploy else torch.float64
+    model, (x,) = build_seeded(Matryoshka, lambda: (torch.randn(3, 6),), dtype)
+    with pytest.raises(AttributeError, match=r"^head: the model reads \.weight of a mapped "
+                                             r"layer.*exclude the layer"):
+        _quiet(run, model, lossless_chip("channel"), x)
+    out = _quiet(run, model, lossless_chip("channel"), x, exclude=["head"])
+    assert {d[0] for d in out.digital} == {"head", "model"}
+    if run is prepare:
+        _train(out, x, steps=1, lr=0.1)
+        out = out.deploy()
+    with torch.no_grad():
+        got, want = out(x), model(x)
+    assert torch.isfinite(got).all() and (run is prepare or _rel(got, want) < 0.03)
+
+
+def test_a_weight_held_as_a_buffer_stays_a_buffer_in_the_float_model():
+    """An extreme learning machine holds its random layer's weight and bias as buffers of an
+    ``nn.Linear``: mapped, never trained. ``PreparedModel.float_model()`` set them back as
+    (frozen) ``Parameter`` s, so its ``parameters()`` held two more tensors than the source's
+    and its ``buffers()`` two fewer (an optimiser over ``parameters()``, EMA over buffers, a
+    parameter count all saw another model). They stay buffers, with the values deployed."""
+    model, (x,) = _build("extreme-learning-machine", torch.float64)
+    before = model.hidden.weight.clone()
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    assert "hidden" in prep.twin_layers
+    _train(prep, x, steps=2, lr=0.5)
+    tuned = prep.float_model()
+    assert [n for n, _ in tuned.named_parameters()] == ["readout.weight", "readout.bias"]
+    assert [n for n, _ in tuned.named_buffers()] == ["hidden.weight", "hidden.bias"]
+    assert torch.equal(tuned.hidden.weight, before)
+    assert not torch.equal(tuned.readout.weight, model.readout.weight)

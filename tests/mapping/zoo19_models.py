@@ -9,7 +9,8 @@ combined by a learned ``Parameter`` times the tokens), a product-key memory (sub
 top-k, an ``nn.EmbeddingBag`` with ``per_sample_weights``) and the Attention Free Transformer
 (a learned pairwise position bias, exponentiated, on the left of the values). Noise and other
 arithmetic: NoisyNet's noisy linear layers (weights ``mu + sigma * eps``, ``eps`` a buffer
-resampled in training), a factorization machine (one factor matrix times the features and,
+resampled in training), an extreme learning machine (a random layer whose weight and bias are
+buffers of an ``nn.Linear``), a factorization machine (one factor matrix times the features and,
 squared, times their squares), Maxout units, octave convolutions (a high- and a low-frequency
 path exchanging through pooling and upsampling), a quasi-recurrent network (a causal
 convolution and fo-pooling) and a mixture of softmaxes (one decoder on K latent contexts).
@@ -89,7 +90,7 @@ class CrossStitch(nn.Module):
 
     def forward(self, x):
         xa = xb = x
-        for la, lb, s in zip(self.a, self.b, self.stitch):
+        for la, lb, s in zip(self.a, self.b, self.stitch, strict=True):
             both = torch.stack([torch.relu(la(xa)), torch.relu(lb(xb))])
             xa, xb = torch.einsum("ij,jbd->ibd", s, both)
         return torch.cat([self.head_a(xa), self.head_b(xb)], -1)
@@ -140,7 +141,8 @@ class SoftMoE(nn.Module):
         dispatch = logits.softmax(1)
         combine = logits.softmax(-1)
         slot_in = dispatch.transpose(1, 2) @ x  # (B, E S, D)
-        outs = [e(s) for e, s in zip(self.experts, slot_in.split(self.slots, 1))]
+        parts = slot_in.split(self.slots, 1)
+        outs = [e(s) for e, s in zip(self.experts, parts, strict=True)]
         y = combine @ torch.cat(outs, 1)  # (B, T, D)
         return self.head((x + y).mean(1))
 
@@ -344,3 +346,22 @@ class MixtureOfSoftmaxes(nn.Module):
         probs = self.decoder(ctx).softmax(-1)
         pi = self.prior(x).softmax(-1)
         return (pi[:, :, None] * probs).sum(1).log()
+
+
+class ExtremeLearningMachine(nn.Module):
+    """An extreme learning machine (Huang et al., Neurocomputing 2006, Sec. 3): a random hidden
+    layer that is never trained, its weight and bias held as buffers of an ``nn.Linear`` (not
+    parameters, so no optimiser or ``state_dict`` consumer takes them for learned ones), and a
+    trained readout."""
+
+    def __init__(self, d: int = 6, h: int = 16, n: int = 3):
+        super().__init__()
+        self.hidden = nn.Linear(d, h)
+        w, b = self.hidden.weight.detach().clone(), self.hidden.bias.detach().clone()
+        del self.hidden.weight, self.hidden.bias
+        self.hidden.register_buffer("weight", w)
+        self.hidden.register_buffer("bias", b)
+        self.readout = nn.Linear(h, n)
+
+    def forward(self, x):
+        return self.readout(torch.tanh(self.hidden(x)))
