@@ -60,15 +60,19 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
             return key in trainable or any(n.startswith(via) for n in trainable)
 
         # a weight the source holds as a buffer (a fixed projection) is frozen too
-        frozen = [k.rpartition(".")[2] for k, v in layer.learned().items()
-                  if v is not None and not learns(k)]
-        weights = any("bias" not in k for k in frozen)
-        biases = any("bias" in k for k in frozen)
+        learned = layer.learned()
+        frozen = [k for k, v in learned.items() if v is not None and not learns(k)]
+        weights = any("bias" not in k.rpartition(".")[2] for k in frozen)
+        biases = any("bias" in k.rpartition(".")[2] for k in frozen)
         for twin in layer.matrices():
             if weights:
                 twin.weight.requires_grad_(False)
             if biases and twin.bias is not None:
                 twin.bias.requires_grad_(False)
+        for k in frozen:  # one the layer holds itself, not its matrices (a transposed
+            # convolution's bias, added after the overlapping outputs are summed): it trained
+            if isinstance(learned[k], nn.Parameter):
+                learned[k].requires_grad_(False)
     if partly:  # the twin learns the parametrized weight itself: one frozen original of several
         # (DINO's weight-normed head with its magnitude g fixed) would train with the rest
         warnings.warn(

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 import cimsim
 from cimsim.train import prepare
@@ -145,3 +146,32 @@ def test_a_weight_held_as_a_buffer_stays_a_buffer_in_the_float_model():
     assert [n for n, _ in tuned.named_buffers()] == ["hidden.weight", "hidden.bias"]
     assert torch.equal(tuned.hidden.weight, before)
     assert not torch.equal(tuned.readout.weight, model.readout.weight)
+
+
+class _FrozenDecoder(nn.Module):
+    """A trained encoder before a frozen upsampling decoder (a latent model's pretrained
+    decoder kept fixed): a transposed convolution whose weight and bias take no gradient."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(3, 4, 3, padding=1, stride=2)
+        self.up = nn.ConvTranspose2d(4, 2, 2, stride=2)
+        self.up.requires_grad_(False)
+
+    def forward(self, x):
+        return self.up(torch.relu(self.enc(x)))
+
+
+def test_a_frozen_transposed_convolution_keeps_its_bias_frozen():
+    """A transposed convolution's twin holds its bias itself (added after the overlapping
+    outputs are summed), not in its matrices' twins, and made it a trainable ``Parameter``
+    whatever the source's: a frozen decoder's bias trained with the encoder (its weight stayed
+    frozen). It is frozen as in the source now, in the twin and in ``float_model()``."""
+    model, (x,) = build_seeded(_FrozenDecoder, lambda: (torch.randn(3, 3, 8, 8),), torch.float64)
+    before = model.up.bias.clone()
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    assert not prep.model.up.bias.requires_grad
+    _train(prep, x, steps=2, lr=0.5)
+    tuned = prep.float_model()
+    assert torch.equal(tuned.up.bias, before) and not tuned.up.bias.requires_grad
+    assert not torch.equal(tuned.enc.weight, model.enc.weight)
