@@ -98,9 +98,9 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
     rows frozen by zeroing their gradient, a gradient scaled or clipped) act on its twin's,
     as in the float model: the twin trains its own copy of the weight, which carried none, so
     the rows a hook froze trained. A Linear's and an ungrouped convolution's twin holds the
-    weight itself (reshaped); where a weight is split over several twins (groups, attention's
-    packed projections, a recurrent layer's gates) the hook cannot be carried: a
-    ``MappingError`` names the parameter and the way out."""
+    weight itself (reshaped), a transposed convolution its bias; where a weight is split over
+    several twins (groups, attention's packed projections, a recurrent layer's gates) the hook
+    cannot be carried: a ``MappingError`` names the parameter and the way out."""
     from .twin import TwinConv, TwinLinear  # twin imports this module
 
     refused = []
@@ -113,6 +113,13 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
                 continue
             whole = (type(layer) is TwinLinear
                      or (isinstance(layer, TwinConv) and len(twins) == 1))
+            own = layer.learned().get(pname)
+            if not whole and isinstance(own, nn.Parameter):  # one the layer holds itself,
+                # whole (a transposed convolution's bias, added after the outputs are summed)
+                if own.requires_grad:
+                    for hook in p._backward_hooks.values():
+                        own.register_hook(hook)
+                continue
             if not whole or pname not in ("weight", "bias"):
                 refused.append(f"{name}.{pname}")
                 continue

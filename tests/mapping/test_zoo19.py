@@ -150,13 +150,18 @@ def test_a_weight_held_as_a_buffer_stays_a_buffer_in_the_float_model():
 
 class _FrozenDecoder(nn.Module):
     """A trained encoder before a frozen upsampling decoder (a latent model's pretrained
-    decoder kept fixed): a transposed convolution whose weight and bias take no gradient."""
+    decoder kept fixed): a transposed convolution whose weight and bias take no gradient, or
+    (``hooked``) whose bias's first channel a gradient hook freezes."""
 
-    def __init__(self):
+    def __init__(self, hooked: bool = False):
         super().__init__()
         self.enc = nn.Conv2d(3, 4, 3, padding=1, stride=2)
         self.up = nn.ConvTranspose2d(4, 2, 2, stride=2)
-        self.up.requires_grad_(False)
+        if hooked:
+            self.register_buffer("keep", torch.tensor([0.0, 1.0]))
+            self.up.bias.register_hook(lambda g: g * self.keep)
+        else:
+            self.up.requires_grad_(False)
 
     def forward(self, x):
         return self.up(torch.relu(self.enc(x)))
@@ -175,3 +180,19 @@ def test_a_frozen_transposed_convolution_keeps_its_bias_frozen():
     tuned = prep.float_model()
     assert torch.equal(tuned.up.bias, before) and not tuned.up.bias.requires_grad
     assert not torch.equal(tuned.enc.weight, model.enc.weight)
+
+
+def test_a_gradient_hook_on_a_transposed_convolutions_bias_holds_in_training():
+    """The transposed convolution's twin holds its bias whole (outside its matrices), yet a
+    gradient hook on it was refused as if split over several matrices ("split over several
+    matrices here ... exclude the layer"): the twin's bias carries it now, the hooked channel
+    stays, the other trains, in the twin and in ``float_model()``."""
+    model, (x,) = build_seeded(lambda: _FrozenDecoder(hooked=True),
+                               lambda: (torch.randn(3, 3, 8, 8),), torch.float64)
+    before = model.up.bias.clone()
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    _train(prep, x, steps=2, lr=0.5)
+    tuned = prep.float_model()
+    assert ((tuned.up.bias - before).abs() > 0).tolist() == [False, True]
+    tuned(x).square().mean().backward()
+    assert tuned.up.bias.grad[0] == 0 and tuned.up.bias.grad[1] != 0
