@@ -19,7 +19,11 @@ lossless, ``rram-22nm`` and ``prepare`` checks and every training method as writ
 What it found around them, fixed: ``PreparedModel.float_model()`` turned the extreme learning
 machine's buffer weight and bias into frozen ``Parameter`` s (torch's ``setattr`` of a
 ``Parameter`` over a buffer re-registers it), so the float model's ``parameters()`` and
-``buffers()`` were not the source's: they stay buffers. Seen, by design: the weights in
+``buffers()`` were not the source's: they stay buffers. Beside the zoo, a frozen decoder: a
+transposed convolution's twin holds its bias itself (added after the overlapping outputs are
+summed), outside its matrices, and made it trainable whatever the source's, so a frozen
+decoder's bias trained: frozen as the source's now; and a gradient hook on that bias was
+refused as if split over several matrices: the twin's bias carries it. Seen, by design: the weights in
 products no layer holds (the slimmable slices, the stitches, the talking heads' mixers, Soft
 MoE's ``phi``, the sub-keys, AFT's position bias, the noisy means, the factor matrix) are
 listed digital by name with the way out; a slice of a mapped ``nn.Linear``'s weight taken in
