@@ -18,7 +18,8 @@ from torch import nn
 
 from ..errors import MappingError
 
-__all__ = ["carry_grad_hooks", "freeze_like_sources", "retie_float_copy", "tie_shared_weights"]
+__all__ = ["carry_grad_hooks", "freeze_like_sources", "keep_pruned_biases", "retie_float_copy",
+           "tie_shared_weights"]
 
 
 def _source_weight(layer: Any) -> nn.Parameter | None:
@@ -136,6 +137,25 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
             "(frozen rows, a scaled gradient) would train as any other; exclude the layer "
             "(exclude=[...]) to train it in float with its hook, or freeze the part with "
             "requires_grad_(False) / a torch.nn.utils.prune mask")
+
+
+def keep_pruned_biases(layer: Any, mask: torch.Tensor) -> None:
+    """A bias pruned by ``torch.nn.utils.prune`` (``prune.l1_unstructured(conv, "bias", ...)``,
+    as torch's pruning tutorial does) keeps its pruned entries at zero in the twin, as the
+    pruning hook keeps them in the float model: the twin's copy held the zeros but trained
+    them. Their gradient is zeroed by a hook on the tensors that hold the bias (the layer's
+    own, or its matrices' in order), so no optimiser moves them from zero."""
+    own = layer.learned().get("bias")
+    held = ([own] if isinstance(own, nn.Parameter)
+            else [t.bias for t in layer.matrices() if t.bias is not None])
+    keep = (mask != 0).flatten()
+    if sum(b.numel() for b in held) != keep.numel():
+        return  # not the layer's plain bias: nothing to hold it by
+    for b, part in zip(held, keep.split([b.numel() for b in held]), strict=True):
+        with torch.no_grad():
+            b.mul_(part.to(b.dtype).reshape(b.shape))
+        if b.requires_grad:
+            b.register_hook(lambda g, part=part: g * part.to(g.dtype).reshape(g.shape))
 
 
 def tie_shared_weights(root: nn.Module, layers: Mapping[str, Any]) -> None:

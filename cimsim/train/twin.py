@@ -137,7 +137,13 @@ from ..mapping.unmappable import (
 from ._kernels import fused_convert
 from ._modes import module_modes, restore_modes
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
-from .tied import carry_grad_hooks, freeze_like_sources, retie_float_copy, tie_shared_weights
+from .tied import (
+    carry_grad_hooks,
+    freeze_like_sources,
+    keep_pruned_biases,
+    retie_float_copy,
+    tie_shared_weights,
+)
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
@@ -1880,6 +1886,9 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         if name in pruned or _zeroed_by_parametrization(layer._float_src[0]):
             for twin in layer.matrices():
                 twin.keep_zeros()
+        for attr, mask in pruned.get(name, ()):
+            if attr == "bias":
+                keep_pruned_biases(layer, mask)
     for name, held in pruned.items():
         if name not in layers and not any(name.startswith(f"{n}.") for n in layers):
             # a pruned module left in float (excluded, not mappable): its copy's pruning was

@@ -23,9 +23,10 @@ machine's buffer weight and bias into frozen ``Parameter`` s (torch's ``setattr`
 transposed convolution's twin holds its bias itself (added after the overlapping outputs are
 summed), outside its matrices, and made it trainable whatever the source's, so a frozen
 decoder's bias trained: frozen as the source's now; and a gradient hook on that bias was
-refused as if split over several matrices: the twin's bias carries it. Seen, by design: the weights in
-products no layer holds (the slimmable slices, the stitches, the talking heads' mixers, Soft
-MoE's ``phi``, the sub-keys, AFT's position bias, the noisy means, the factor matrix) are
+refused as if split over several matrices: the twin's bias carries it; a bias pruned by
+``torch.nn.utils.prune`` trained its pruned entries back from zero in the twin (a pruned weight
+kept them): they stay zero. Seen, by design: the weights in products no layer holds (the
+slimmable slices, the stitches, the talking heads' mixers, Soft MoE's ``phi``, the sub-keys, AFT's position bias, the noisy means, the factor matrix) are
 listed digital by name with the way out; a slice of a mapped ``nn.Linear``'s weight taken in
 the forward (Matryoshka) is refused naming the layer and the way out (exclude; an
 ``AttributeError``, as every read of a mapped layer's weight, since ``hasattr`` relies on it),
@@ -44,6 +45,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 import cimsim
 from cimsim.train import prepare
@@ -200,3 +202,45 @@ def test_a_gradient_hook_on_a_transposed_convolutions_bias_holds_in_training():
     assert ((tuned.up.bias - before).abs() > 0).tolist() == [False, True]
     tuned(x).square().mean().backward()
     assert tuned.up.bias.grad[0] == 0 and tuned.up.bias.grad[1] != 0
+
+
+class _PrunedBias(nn.Module):
+    """A layer whose bias ``torch.nn.utils.prune`` prunes (torch's pruning tutorial prunes a
+    convolution's bias by L1 norm), before a Linear head."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.layer = {"linear": nn.Linear(4, 4),
+                      "conv-grouped": nn.Conv2d(4, 4, 3, padding=1, groups=2),
+                      "conv-transposed": nn.ConvTranspose2d(4, 4, 2, stride=2)}[kind]
+        self.head = nn.Linear(4, 2)
+        prune.custom_from_mask(self.layer, "bias", torch.tensor([0.0, 1.0, 0.0, 1.0]))
+
+    def forward(self, x):
+        y = torch.relu(self.layer(x))
+        return self.head(y if y.dim() == 2 else y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv-grouped", "conv-transposed"])
+def test_a_pruned_bias_keeps_its_zeros_in_training(kind):
+    """The twin kept a pruned weight's zeros (``keep_zeros``) but not a pruned bias's: its copy
+    of the bias held the zeros and trained them, so the pruned entries came back after one
+    step. They stay zero now, under Adam with weight decay, in
+    every layer kind that holds a bias (its matrices' biases, a transposed convolution's own),
+    and the deployed model computes what the twin does."""
+    shape = (3, 4) if kind == "linear" else (3, 4, 4, 4)
+    model, (x,) = build_seeded(lambda: _PrunedBias(kind), lambda: (torch.randn(*shape),),
+                               torch.float64)
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    opt = torch.optim.Adam([p for p in prep.parameters() if p.requires_grad], lr=0.1,
+                           weight_decay=0.1)
+    prep.train()
+    for _ in range(2):
+        opt.zero_grad()
+        prep(x).square().mean().backward()
+        opt.step()
+    prep.eval()
+    bias = prep.float_model().layer.bias
+    assert (bias == 0).tolist() == [True, False, True, False]
+    with torch.no_grad():
+        torch.testing.assert_close(prep.deploy()(x), prep(x), rtol=1e-7, atol=1e-7)
