@@ -26,8 +26,9 @@ decoder's bias trained: frozen as the source's now; and a gradient hook on that 
 refused as if split over several matrices: the twin's bias carries it; a bias pruned by
 ``torch.nn.utils.prune`` trained its pruned entries back from zero in the twin (a pruned weight
 kept them): they stay zero. Seen, by design: the weights in products no layer holds (the
-slimmable slices, the stitches, the talking heads' mixers, Soft MoE's ``phi``, the sub-keys, AFT's position bias, the noisy means, the factor matrix) are
-listed digital by name with the way out; a slice of a mapped ``nn.Linear``'s weight taken in
+slimmable slices, the stitches, the talking heads' mixers, Soft MoE's ``phi``, the sub-keys,
+AFT's position bias, the noisy means, the factor matrix) are listed digital by name with the
+way out; a slice of a mapped ``nn.Linear``'s weight taken in
 the forward (Matryoshka) is refused naming the layer and the way out (exclude; an
 ``AttributeError``, as every read of a mapped layer's weight, since ``hasattr`` relies on it),
 and excluded it trains and deploys. Seen, left: a NoisyNet layer that resamples its noise
