@@ -18,7 +18,8 @@ from torch import nn
 
 from ..errors import MappingError
 
-__all__ = ["carry_grad_hooks", "freeze_like_sources", "retie_float_copy", "tie_shared_weights"]
+__all__ = ["carry_grad_hooks", "freeze_like_sources", "keep_pruned_biases", "retie_float_copy",
+           "tie_shared_weights"]
 
 
 def _source_weight(layer: Any) -> nn.Parameter | None:
@@ -60,15 +61,19 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
             return key in trainable or any(n.startswith(via) for n in trainable)
 
         # a weight the source holds as a buffer (a fixed projection) is frozen too
-        frozen = [k.rpartition(".")[2] for k, v in layer.learned().items()
-                  if v is not None and not learns(k)]
-        weights = any("bias" not in k for k in frozen)
-        biases = any("bias" in k for k in frozen)
+        learned = layer.learned()
+        frozen = [k for k, v in learned.items() if v is not None and not learns(k)]
+        weights = any("bias" not in k.rpartition(".")[2] for k in frozen)
+        biases = any("bias" in k.rpartition(".")[2] for k in frozen)
         for twin in layer.matrices():
             if weights:
                 twin.weight.requires_grad_(False)
             if biases and twin.bias is not None:
                 twin.bias.requires_grad_(False)
+        for k in frozen:  # one the layer holds itself, not its matrices (a transposed
+            # convolution's bias, added after the overlapping outputs are summed): it trained
+            if isinstance(learned[k], nn.Parameter):
+                learned[k].requires_grad_(False)
     if partly:  # the twin learns the parametrized weight itself: one frozen original of several
         # (DINO's weight-normed head with its magnitude g fixed) would train with the rest
         warnings.warn(
@@ -94,9 +99,9 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
     rows frozen by zeroing their gradient, a gradient scaled or clipped) act on its twin's,
     as in the float model: the twin trains its own copy of the weight, which carried none, so
     the rows a hook froze trained. A Linear's and an ungrouped convolution's twin holds the
-    weight itself (reshaped); where a weight is split over several twins (groups, attention's
-    packed projections, a recurrent layer's gates) the hook cannot be carried: a
-    ``MappingError`` names the parameter and the way out."""
+    weight itself (reshaped), a transposed convolution its bias; where a weight is split over
+    several twins (groups, attention's packed projections, a recurrent layer's gates) the hook
+    cannot be carried: a ``MappingError`` names the parameter and the way out."""
     from .twin import TwinConv, TwinLinear  # twin imports this module
 
     refused = []
@@ -109,6 +114,13 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
                 continue
             whole = (type(layer) is TwinLinear
                      or (isinstance(layer, TwinConv) and len(twins) == 1))
+            own = layer.learned().get(pname)
+            if not whole and isinstance(own, nn.Parameter):  # one the layer holds itself,
+                # whole (a transposed convolution's bias, added after the outputs are summed)
+                if own.requires_grad:
+                    for hook in p._backward_hooks.values():
+                        own.register_hook(hook)
+                continue
             if not whole or pname not in ("weight", "bias"):
                 refused.append(f"{name}.{pname}")
                 continue
@@ -125,6 +137,25 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
             "(frozen rows, a scaled gradient) would train as any other; exclude the layer "
             "(exclude=[...]) to train it in float with its hook, or freeze the part with "
             "requires_grad_(False) / a torch.nn.utils.prune mask")
+
+
+def keep_pruned_biases(layer: Any, mask: torch.Tensor) -> None:
+    """A bias pruned by ``torch.nn.utils.prune`` (``prune.l1_unstructured(conv, "bias", ...)``,
+    as torch's pruning tutorial does) keeps its pruned entries at zero in the twin, as the
+    pruning hook keeps them in the float model: the twin's copy held the zeros but trained
+    them. Their gradient is zeroed by a hook on the tensors that hold the bias (the layer's
+    own, or its matrices' in order), so no optimiser moves them from zero."""
+    own = layer.learned().get("bias")
+    held = ([own] if isinstance(own, nn.Parameter)
+            else [t.bias for t in layer.matrices() if t.bias is not None])
+    keep = (mask != 0).flatten()
+    if sum(b.numel() for b in held) != keep.numel():
+        return  # not the layer's plain bias: nothing to hold it by
+    for b, part in zip(held, keep.split([b.numel() for b in held]), strict=True):
+        with torch.no_grad():
+            b.mul_(part.to(b.dtype).reshape(b.shape))
+        if b.requires_grad:
+            b.register_hook(lambda g, part=part: g * part.to(g.dtype).reshape(g.shape))
 
 
 def tie_shared_weights(root: nn.Module, layers: Mapping[str, Any]) -> None:

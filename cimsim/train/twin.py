@@ -137,7 +137,13 @@ from ..mapping.unmappable import (
 from ._kernels import fused_convert
 from ._modes import module_modes, restore_modes
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
-from .tied import carry_grad_hooks, freeze_like_sources, retie_float_copy, tie_shared_weights
+from .tied import (
+    carry_grad_hooks,
+    freeze_like_sources,
+    keep_pruned_biases,
+    retie_float_copy,
+    tie_shared_weights,
+)
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
            "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
@@ -1253,6 +1259,12 @@ class _TwinLayer(nn.Module):
                 # remove_parametrizations: it edits the class the copy shares with the source
                 owner.__class__ = owner.__class__.__bases__[0]
                 del owner._modules["parametrizations"]
+            if value is not None and attr in owner._buffers:
+                # a weight the source holds as a buffer (an extreme learning machine's random
+                # layer) stays one: it was made a frozen Parameter, so the float model's
+                # parameters() and buffers() were not the source's
+                setattr(owner, attr, value.detach().clone())
+                continue
             # trainable as in the twin (a frozen backbone stays frozen): a float model to
             # fine-tune or export, not only to deploy
             setattr(owner, attr, None if value is None
@@ -1874,6 +1886,9 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         if name in pruned or _zeroed_by_parametrization(layer._float_src[0]):
             for twin in layer.matrices():
                 twin.keep_zeros()
+        for attr, mask in pruned.get(name, ()):
+            if attr == "bias":
+                keep_pruned_biases(layer, mask)
     for name, held in pruned.items():
         if name not in layers and not any(name.startswith(f"{n}.") for n in layers):
             # a pruned module left in float (excluded, not mappable): its copy's pruning was
