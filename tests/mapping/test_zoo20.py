@@ -1,0 +1,118 @@
+"""A twentieth zoo (worktree ``zoo20``, after ``test_zoo19.py``): model families at toy size
+that the nineteen earlier zoos did not build, chosen for ways weights reach a product that no
+zoo used (models in ``zoo20_models.py``). Layers subclassing a torch layer: edge-popup
+supermasks (an ``nn.Conv2d`` and an ``nn.Linear`` whose forward multiplies the weight by a
+top-k mask of learned scores, between a plain stem and head). Weights built in the forward: a
+Householder-orthogonal layer (reflections applied one at a time), Fastfood (products by a
+constant Hadamard buffer, learned diagonals, a fixed permutation). Layers reached in other
+ways: one ``nn.Linear`` on inputs of rank 2, 3 and 4 in one forward, a layer registered under
+two names (``self.proj`` and ``blocks[0]``, called by both), a neural additive model (grouped
+1x1 ``nn.Conv1d`` s), a CP-decomposed convolution (``(3, 1)`` and ``(1, 3)`` depthwise between
+pointwise ones). Other arithmetic: piecewise-linear encoding (``torch.bucketize``), batch
+renormalization (running statistics a hand-written norm updates in the training forward),
+CORAL's ordinal head (one weight row, K-1 thresholds) and a mixture density network (a dict
+out). All eleven pass the lossless, ``rram-22nm`` and ``prepare`` checks and every training
+method as written.
+
+What it found: no fault in cimsim. The tests' integer reference (``conftest.reference_model``)
+replaced a mapped layer under one of its names only, so a layer registered twice ran in float
+under the other and the lossless check failed against a correct chip (deploy replaces every
+name): the reference replaces every name now. Seen, by design: a ``Linear`` or ``Conv2d``
+subclass overriding ``forward`` (the supermasks) is kept digital naming the class and the way
+out; the Householder vectors and the Hadamard buffer are in products no layer holds, listed
+digital by name; a layer built by the forward on its first call is refused naming it (run the
+model once first). Seen, left: after two training steps at ``lr=0.1`` the twin and its
+``float_model()`` differ by up to ~0.6 on these toy models (the trained activation scales clip
+in the twin), as on every model, not these alone."""
+
+from __future__ import annotations
+
+import torch
+
+import cimsim
+from cimsim.train import prepare
+
+from .conftest import build_seeded, lossless_chip
+from .test_zoo5 import _quiet
+from .test_zoo17 import _train
+from .zoo20_models import (
+    Aliased,
+    Coral,
+    CPConv,
+    Fastfood,
+    HouseholderNet,
+    ManyRanks,
+    MixtureDensity,
+    NeuralAdditiveModel,
+    PiecewiseLinearMLP,
+    RenormMLP,
+    Supermask,
+)
+from .zoo_tests import zoo_deploy_tests
+
+ZOO20 = {
+    "supermask": (Supermask, lambda: (torch.randn(3, 3, 8, 8),)),
+    "householder": (HouseholderNet, lambda: (torch.randn(3, 6),)),
+    "fastfood": (Fastfood, lambda: (torch.randn(3, 6),)),
+    "many-ranks": (ManyRanks, lambda: (torch.randn(3, 2, 3, 6),)),
+    "aliased": (Aliased, lambda: (torch.randn(3, 6),)),
+    "neural-additive": (NeuralAdditiveModel, lambda: (torch.randn(3, 6),)),
+    "cp-conv": (CPConv, lambda: (torch.randn(3, 3, 8, 8),)),
+    "piecewise-linear": (PiecewiseLinearMLP, lambda: (torch.randn(3, 4),)),
+    "batch-renorm": (RenormMLP, lambda: (torch.randn(3, 6),)),
+    "coral": (Coral, lambda: (torch.randn(3, 6),)),
+    "mixture-density": (MixtureDensity, lambda: (torch.randn(3, 6),)),
+}
+
+_DIGITAL: dict[str, set[str]] = {
+    "supermask": {"c1", "c2", "fc"},
+    "householder": {"orth.u"},
+    "fastfood": {"H"},
+}
+
+
+def _build(name: str, dtype=torch.float32):
+    return build_seeded(*ZOO20[name], dtype)
+
+
+# the deploy (lossless, rram-22nm) and prepare tests of every model
+(test_lossless_deploy_is_the_quantized_model_and_near_float,
+ test_rram_deploy_runs_reports_and_accounts_for_every_matrix,
+ test_prepare_steps_and_the_twin_deploys_to_what_it_computes) = zoo_deploy_tests(
+    ZOO20, _build, _DIGITAL)
+
+
+# ---------------------------------------------------------------------------------------------
+# what it found
+# ---------------------------------------------------------------------------------------------
+def test_a_layer_under_two_names_is_mapped_under_both_and_stays_one_in_training():
+    """The stem is ``proj`` and ``blocks[0]``: deploy maps it once and runs the simulated layer
+    under both names (the lossless check above compares with the reference, which replaces
+    both); prepare's twin and ``float_model()`` keep the two names one layer, trained once."""
+    model, (x,) = _build("aliased", torch.float64)
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+    assert sim.model.blocks[0] is sim.model.proj and "proj" in sim.sim_layers
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    assert prep.model.blocks[0] is prep.model.proj
+    _train(prep, x, steps=2, lr=0.1)
+    tuned = prep.float_model()
+    assert tuned.blocks[0] is tuned.proj
+    assert [n for n, _ in tuned.named_parameters()][:2] == ["proj.weight", "proj.bias"]
+    assert not torch.equal(tuned.proj.weight, model.proj.weight)
+
+
+def test_running_statistics_a_norm_updates_in_training_reach_the_float_model_and_deploy():
+    """Batch renormalization updates its running statistics in the training forward (a
+    hand-written norm, buffers): the twin's training updates them, ``float_model()`` and the
+    deployed twin carry the updated ones, the source model keeps its own."""
+    model, _ = _build("batch-renorm", torch.float64)
+    torch.manual_seed(2)
+    x = torch.randn(8, 6, dtype=torch.float64)
+    before = model.norm.running_mean.clone()
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    _train(prep, x, steps=2, lr=0.1)
+    assert not torch.equal(prep.model.norm.running_mean, before)
+    assert torch.equal(prep.float_model().norm.running_mean, prep.model.norm.running_mean)
+    assert torch.equal(model.norm.running_mean, before)
+    with torch.no_grad():
+        torch.testing.assert_close(prep.deploy()(x), prep.eval()(x), rtol=1e-7, atol=1e-7)
