@@ -61,19 +61,20 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
             return key in trainable or any(n.startswith(via) for n in trainable)
 
         # a weight the source holds as a buffer (a fixed projection) is frozen too
-        learned = layer.learned()
+        with torch.enable_grad():  # a tensor put together from several twins: with its graph
+            learned = layer.learned()
         frozen = [k for k, v in learned.items() if v is not None and not learns(k)]
-        weights = any("bias" not in k.rpartition(".")[2] for k in frozen)
-        biases = any("bias" in k.rpartition(".")[2] for k in frozen)
-        for twin in layer.matrices():
-            if weights:
-                twin.weight.requires_grad_(False)
-            if biases and twin.bias is not None:
-                twin.bias.requires_grad_(False)
-        for k in frozen:  # one the layer holds itself, not its matrices (a transposed
-            # convolution's bias, added after the overlapping outputs are summed): it trained
-            if isinstance(learned[k], nn.Parameter):
-                learned[k].requires_grad_(False)
+        # the tensors that hold them: the matrices' weights and biases and the ones the layer
+        # holds itself (a transposed convolution's bias, added after the overlapping outputs
+        # are summed). Exactly those the frozen ones are made of: attention's frozen packed
+        # projection beside a trainable out_proj, a recurrent layer's frozen bias_hh beside a
+        # trainable bias_ih froze every matrix's (all weights or all biases of the layer)
+        held = {id(p): p for t in layer.matrices() for p in (t.weight, t.bias)
+                if isinstance(p, nn.Parameter)}
+        held.update((id(v), v) for v in learned.values() if isinstance(v, nn.Parameter))
+        for k in frozen:
+            for p in _made_of(learned[k], held):
+                p.requires_grad_(False)
     if partly:  # the twin learns the parametrized weight itself: one frozen original of several
         # (DINO's weight-normed head with its magnitude g fixed) would train with the rest
         warnings.warn(
@@ -82,6 +83,24 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
             "parametrization computes, so the frozen part (weight_norm's magnitude g) trains "
             "with it; exclude the layer (exclude=[...]) to train it in float as parametrized, "
             "or unfreeze it", UserWarning, stacklevel=3)
+
+
+def _made_of(value: torch.Tensor, held: Mapping[int, nn.Parameter]) -> list[nn.Parameter]:
+    """The parameters of ``held`` (by id) that ``value`` is or is put together from (by
+    ``torch.cat``, a reshape, a transposition: the leaves of its autograd graph)."""
+    if id(value) in held:
+        return [held[id(value)]]
+    out, seen, stack = [], set(), [value.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        var = getattr(fn, "variable", None)  # an AccumulateGrad node: a leaf tensor
+        if var is not None and id(var) in held:
+            out.append(held[id(var)])
+        stack.extend(f for f, _ in fn.next_functions)
+    return out
 
 
 def _reshaped_hook(hook: Any, shape: torch.Size) -> Any:

@@ -14,20 +14,26 @@ CORAL's ordinal head (one weight row, K-1 thresholds) and a mixture density netw
 out). All eleven pass the lossless, ``rram-22nm`` and ``prepare`` checks and every training
 method as written.
 
-What it found: no fault in cimsim. The tests' integer reference (``conftest.reference_model``)
-replaced a mapped layer under one of its names only, so a layer registered twice ran in float
-under the other and the lossless check failed against a correct chip (deploy replaces every
-name): the reference replaces every name now. Seen, by design: a ``Linear`` or ``Conv2d``
-subclass overriding ``forward`` (the supermasks) is kept digital naming the class and the way
-out; the Householder vectors and the Hadamard buffer are in products no layer holds, listed
-digital by name; a layer built by the forward on its first call is refused naming it (run the
-model once first). Seen, left: after two training steps at ``lr=0.1`` the twin and its
-``float_model()`` differ by up to ~0.6 on these toy models (the trained activation scales clip
-in the twin), as on every model, not these alone."""
+What it found around them, fixed: the training twin froze every matrix's weight (or bias) of a
+layer when any of its source's was frozen, so attention's output projection stayed frozen
+beside a frozen packed q/k/v projection, and a recurrent layer's ``bias_ih`` (``weight_ih``)
+beside a frozen ``bias_hh`` (``weight_hh``): exactly the tensors a frozen one is made of are
+frozen now. In the tests, the integer reference (``conftest.reference_model``) replaced a
+mapped layer under one of its names only, so a layer registered twice ran in float under the
+other and the lossless check failed against a correct chip (deploy replaces every name): the
+reference replaces every name. Seen, by design: a ``Linear`` or ``Conv2d`` subclass overriding
+``forward`` (the supermasks) is kept digital naming the class and the way out; the Householder
+vectors and the Hadamard buffer are in products no layer holds, listed digital by name; a
+layer built by the forward on its first call is refused naming it (run the model once first).
+Seen, left: after two SGD steps at ``lr=0.1`` on the squared output, the twin and its
+``float_model()`` differ by up to ~0.6 on these toy models, as on a plain two-layer MLP (the
+trained activation scales clip in the twin): not a fault of these families."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+from torch import nn
 
 import cimsim
 from cimsim.train import prepare
@@ -116,3 +122,40 @@ def test_running_statistics_a_norm_updates_in_training_reach_the_float_model_and
     assert torch.equal(model.norm.running_mean, before)
     with torch.no_grad():
         torch.testing.assert_close(prep.deploy()(x), prep.eval()(x), rtol=1e-7, atol=1e-7)
+
+
+class _PartlyFrozen(nn.Module):
+    """Attention whose packed q/k/v projection is frozen and whose output projection trains
+    (a fine-tuning that adapts the output side alone), a recurrent layer with one of its two
+    biases (or weights) frozen, a head."""
+
+    def __init__(self, rnn: type[nn.RNNBase]):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.rnn = rnn(6, 6, batch_first=True)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        y = x + self.mha(x, x, x, need_weights=False)[0]
+        return self.head(self.rnn(y)[0].mean(1))
+
+
+@pytest.mark.parametrize("rnn, frozen", [
+    (nn.LSTM, ("mha.in_proj_weight", "mha.in_proj_bias", "rnn.bias_hh_l0")),
+    (nn.GRU, ("mha.in_proj_weight", "rnn.weight_hh_l0", "rnn.bias_ih_l0")),
+])
+def test_a_frozen_part_of_a_layer_freezes_that_part_alone(rnn, frozen):
+    """The twin froze every matrix's weight (bias) of a layer when any of the source's was
+    frozen: attention's output projection stayed frozen beside a frozen q/k/v projection, a
+    recurrent layer's ``bias_ih`` beside a frozen ``bias_hh``, its ``weight_ih`` beside a
+    frozen ``weight_hh``. Exactly the frozen ones stay now; every other trains."""
+    model, (x,) = build_seeded(lambda: _PartlyFrozen(rnn), lambda: (torch.randn(3, 5, 6),),
+                               torch.float64)
+    for name in frozen:
+        model.get_parameter(name).requires_grad_(False)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    _train(prep, x, steps=2, lr=0.5)
+    moved = {n for n, p in prep.float_model().named_parameters()
+             if not torch.equal(p, before[n])}
+    assert moved == set(before) - set(frozen)
