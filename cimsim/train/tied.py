@@ -158,15 +158,25 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
             "requires_grad_(False) / a torch.nn.utils.prune mask")
 
 
-def keep_pruned_biases(layer: Any, mask: torch.Tensor) -> None:
+def keep_pruned_biases(layer: Any, name: str, mask: torch.Tensor) -> None:
     """A bias pruned by ``torch.nn.utils.prune`` (``prune.l1_unstructured(conv, "bias", ...)``,
     as torch's pruning tutorial does) keeps its pruned entries at zero in the twin, as the
     pruning hook keeps them in the float model: the twin's copy held the zeros but trained
-    them. Their gradient is zeroed by a hook on the tensors that hold the bias (the layer's
-    own, or its matrices' in order), so no optimiser moves them from zero."""
-    own = layer.learned().get("bias")
-    held = ([own] if isinstance(own, nn.Parameter)
-            else [t.bias for t in layer.matrices() if t.bias is not None])
+    them. ``name``: the bias's name in the layer's source (``bias``, attention's
+    ``in_proj_bias`` or ``out_proj.bias``, a recurrent layer's ``bias_ih_l0``). Their gradient
+    is zeroed by a hook on the tensors that hold the bias (the layer's own, or its matrices' in
+    order), so no optimiser moves them from zero."""
+    with torch.enable_grad():  # a bias put together from several twins: with its graph
+        value = layer.learned().get(name)
+    if value is None:
+        return
+    order = [t.bias for t in layer.matrices() if isinstance(t.bias, nn.Parameter)]
+    parts = {id(b): b for b in order}
+    if isinstance(value, nn.Parameter):
+        parts[id(value)] = value
+    made = {id(b) for b in _made_of(value, parts)}
+    held = ([value] if isinstance(value, nn.Parameter)
+            else [b for b in order if id(b) in made])  # torch.cat of the matrices' in order
     keep = (mask != 0).flatten()
     if sum(b.numel() for b in held) != keep.numel():
         return  # not the layer's plain bias: nothing to hold it by

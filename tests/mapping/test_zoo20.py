@@ -18,7 +18,10 @@ What it found around them, fixed: the training twin froze every matrix's weight 
 layer when any of its source's was frozen, so attention's output projection stayed frozen
 beside a frozen packed q/k/v projection, and a recurrent layer's ``bias_ih`` (``weight_ih``)
 beside a frozen ``bias_hh`` (``weight_hh``): exactly the tensors a frozen one is made of are
-frozen now. In the tests, the integer reference (``conftest.reference_model``) replaced a
+frozen now; a pruned bias kept its zeros only as a layer's own ``bias``: attention's pruned
+``out_proj`` (a module inside it; its weight's zeros too where nothing else of the layer was
+pruned), ``in_proj_bias`` and a recurrent layer's ``bias_ih_l0`` trained them back: kept now.
+In the tests, the integer reference (``conftest.reference_model``) replaced a
 mapped layer under one of its names only, so a layer registered twice ran in float under the
 other and the lossless check failed against a correct chip (deploy replaces every name): the
 reference replaces every name. Seen, by design: a ``Linear`` or ``Conv2d`` subclass overriding
@@ -34,6 +37,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import prune
 
 import cimsim
 from cimsim.train import prepare
@@ -159,3 +163,44 @@ def test_a_frozen_part_of_a_layer_freezes_that_part_alone(rnn, frozen):
     moved = {n for n, p in prep.float_model().named_parameters()
              if not torch.equal(p, before[n])}
     assert moved == set(before) - set(frozen)
+
+
+class _Pruned(nn.Module):
+    """Attention and an LSTM pruned by ``torch.nn.utils.prune`` in the tensors beyond a plain
+    ``weight`` / ``bias``: the output projection's weight and bias (held by ``out_proj``, a
+    module inside the attention), the packed ``in_proj_bias``, the LSTM's ``bias_ih_l0``."""
+
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.lstm = nn.LSTM(6, 6, batch_first=True)
+        self.head = nn.Linear(6, 3)
+        with torch.no_grad():  # torch starts attention's biases at zero
+            self.mha.in_proj_bias.normal_()
+            self.mha.out_proj.bias.normal_()
+        for module, name in self.PRUNED:
+            prune.l1_unstructured(self.get_submodule(module), name, amount=0.5)
+
+    PRUNED = (("mha.out_proj", "weight"), ("mha.out_proj", "bias"), ("mha", "in_proj_bias"),
+              ("lstm", "bias_ih_l0"))
+
+    def forward(self, x):
+        y = x + self.mha(x, x, x, need_weights=False)[0]
+        return self.head(self.lstm(y)[0].mean(1))
+
+
+def test_pruned_entries_of_attention_and_a_recurrent_layer_stay_zero_in_training():
+    """The twin kept the zeros of a pruned ``weight`` / ``bias`` of the layer itself only: an
+    attention's pruned ``out_proj`` (a module inside it) trained its weight's and bias's
+    pruned entries back, and so did a pruned ``in_proj_bias`` and an LSTM's pruned
+    ``bias_ih_l0``. They stay zero now, and the deployed model computes what the twin does."""
+    model, (x,) = build_seeded(_Pruned, lambda: (torch.randn(3, 5, 6),), torch.float64)
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    _train(prep, x, steps=2, lr=0.5)
+    tuned = prep.float_model()
+    for module, name in _Pruned.PRUNED:
+        mask = getattr(model.get_submodule(module), f"{name}_mask")
+        got = getattr(tuned.get_submodule(module), name)
+        assert (got[mask == 0] == 0).all() and (got[mask != 0] != 0).all(), (module, name)
+    with torch.no_grad():
+        torch.testing.assert_close(prep.deploy()(x), prep(x), rtol=1e-7, atol=1e-7)
