@@ -42,15 +42,20 @@ class _TopK(torch.autograd.Function):
         return g, None
 
 
+def _add_scores(layer: nn.Conv2d | nn.Linear, k: float) -> None:
+    """Edge-popup's scores beside ``layer``'s weight (random, frozen) and the kept fraction."""
+    layer.scores = nn.Parameter(torch.randn_like(layer.weight))
+    layer.weight.requires_grad_(False)
+    layer.k = k
+
+
 class SupermaskConv(nn.Conv2d):
     """An edge-popup convolution (Ramanujan et al., CVPR 2020, Alg. 1): a random weight never
     trained, learned scores, the top-k of whose magnitudes select the weight's entries."""
 
     def __init__(self, *args, k: float = 0.5, **kw):
         super().__init__(*args, **kw)
-        self.scores = nn.Parameter(torch.randn_like(self.weight))
-        self.weight.requires_grad_(False)
-        self.k = k
+        _add_scores(self, k)
 
     def forward(self, x):
         w = self.weight * _TopK.apply(self.scores, self.k)
@@ -62,9 +67,7 @@ class SupermaskLinear(nn.Linear):
 
     def __init__(self, *args, k: float = 0.5, **kw):
         super().__init__(*args, **kw)
-        self.scores = nn.Parameter(torch.randn_like(self.weight))
-        self.weight.requires_grad_(False)
-        self.k = k
+        _add_scores(self, k)
 
     def forward(self, x):
         return F.linear(x, self.weight * _TopK.apply(self.scores, self.k), self.bias)
