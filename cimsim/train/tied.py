@@ -61,19 +61,20 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
             return key in trainable or any(n.startswith(via) for n in trainable)
 
         # a weight the source holds as a buffer (a fixed projection) is frozen too
-        learned = layer.learned()
+        with torch.enable_grad():  # a tensor put together from several twins: with its graph
+            learned = layer.learned()
         frozen = [k for k, v in learned.items() if v is not None and not learns(k)]
-        weights = any("bias" not in k.rpartition(".")[2] for k in frozen)
-        biases = any("bias" in k.rpartition(".")[2] for k in frozen)
-        for twin in layer.matrices():
-            if weights:
-                twin.weight.requires_grad_(False)
-            if biases and twin.bias is not None:
-                twin.bias.requires_grad_(False)
-        for k in frozen:  # one the layer holds itself, not its matrices (a transposed
-            # convolution's bias, added after the overlapping outputs are summed): it trained
-            if isinstance(learned[k], nn.Parameter):
-                learned[k].requires_grad_(False)
+        # the tensors that hold them: the matrices' weights and biases and the ones the layer
+        # holds itself (a transposed convolution's bias, added after the overlapping outputs
+        # are summed). Exactly those the frozen ones are made of: attention's frozen packed
+        # projection beside a trainable out_proj, a recurrent layer's frozen bias_hh beside a
+        # trainable bias_ih froze every matrix's (all weights or all biases of the layer)
+        held = {id(p): p for t in layer.matrices() for p in (t.weight, t.bias)
+                if isinstance(p, nn.Parameter)}
+        held.update((id(v), v) for v in learned.values() if isinstance(v, nn.Parameter))
+        for k in frozen:
+            for p in _made_of(learned[k], held):
+                p.requires_grad_(False)
     if partly:  # the twin learns the parametrized weight itself: one frozen original of several
         # (DINO's weight-normed head with its magnitude g fixed) would train with the rest
         warnings.warn(
@@ -82,6 +83,24 @@ def freeze_like_sources(layers: Mapping[str, Any]) -> None:
             "parametrization computes, so the frozen part (weight_norm's magnitude g) trains "
             "with it; exclude the layer (exclude=[...]) to train it in float as parametrized, "
             "or unfreeze it", UserWarning, stacklevel=3)
+
+
+def _made_of(value: torch.Tensor, held: Mapping[int, nn.Parameter]) -> list[nn.Parameter]:
+    """The parameters of ``held`` (by id) that ``value`` is or is put together from (by
+    ``torch.cat``, a reshape, a transposition: the leaves of its autograd graph)."""
+    if id(value) in held:
+        return [held[id(value)]]
+    out, seen, stack = [], set(), [value.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        var = getattr(fn, "variable", None)  # an AccumulateGrad node: a leaf tensor
+        if var is not None and id(var) in held:
+            out.append(held[id(var)])
+        stack.extend(f for f, _ in fn.next_functions)
+    return out
 
 
 def _reshaped_hook(hook: Any, shape: torch.Size) -> Any:
@@ -139,15 +158,25 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
             "requires_grad_(False) / a torch.nn.utils.prune mask")
 
 
-def keep_pruned_biases(layer: Any, mask: torch.Tensor) -> None:
+def keep_pruned_biases(layer: Any, name: str, mask: torch.Tensor) -> None:
     """A bias pruned by ``torch.nn.utils.prune`` (``prune.l1_unstructured(conv, "bias", ...)``,
     as torch's pruning tutorial does) keeps its pruned entries at zero in the twin, as the
     pruning hook keeps them in the float model: the twin's copy held the zeros but trained
-    them. Their gradient is zeroed by a hook on the tensors that hold the bias (the layer's
-    own, or its matrices' in order), so no optimiser moves them from zero."""
-    own = layer.learned().get("bias")
-    held = ([own] if isinstance(own, nn.Parameter)
-            else [t.bias for t in layer.matrices() if t.bias is not None])
+    them. ``name``: the bias's name in the layer's source (``bias``, attention's
+    ``in_proj_bias`` or ``out_proj.bias``, a recurrent layer's ``bias_ih_l0``). Their gradient
+    is zeroed by a hook on the tensors that hold the bias (the layer's own, or its matrices' in
+    order), so no optimiser moves them from zero."""
+    with torch.enable_grad():  # a bias put together from several twins: with its graph
+        value = layer.learned().get(name)
+    if value is None:
+        return
+    order = [t.bias for t in layer.matrices() if isinstance(t.bias, nn.Parameter)]
+    parts = {id(b): b for b in order}
+    if isinstance(value, nn.Parameter):
+        parts[id(value)] = value
+    made = {id(b) for b in _made_of(value, parts)}
+    held = ([value] if isinstance(value, nn.Parameter)
+            else [b for b in order if id(b) in made])  # torch.cat of the matrices' in order
     keep = (mask != 0).flatten()
     if sum(b.numel() for b in held) != keep.numel():
         return  # not the layer's plain bias: nothing to hold it by

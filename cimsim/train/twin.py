@@ -1883,12 +1883,16 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     for name, layer in layers.items():
         # a pruning mask trains with the layer, as torch's hook keeps it, and so does a mask
         # a parametrization applies (the twin learns the weight it computes)
-        if name in pruned or _zeroed_by_parametrization(layer._float_src[0]):
+        # pruned in the layer or in a module it holds (attention's out_proj)
+        held = [(attr if owner == name else f"{owner[len(name) + 1:]}.{attr}", mask)
+                for owner, masks in pruned.items()
+                if owner == name or owner.startswith(f"{name}.") for attr, mask in masks]
+        if held or _zeroed_by_parametrization(layer._float_src[0]):
             for twin in layer.matrices():
                 twin.keep_zeros()
-        for attr, mask in pruned.get(name, ()):
-            if attr == "bias":
-                keep_pruned_biases(layer, mask)
+        for attr, mask in held:
+            if "bias" in attr.rpartition(".")[2]:
+                keep_pruned_biases(layer, attr, mask)
     for name, held in pruned.items():
         if name not in layers and not any(name.startswith(f"{n}.") for n in layers):
             # a pruned module left in float (excluded, not mappable): its copy's pruning was

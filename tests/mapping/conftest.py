@@ -298,7 +298,11 @@ def _set_child(root: nn.Module, name: str, new: nn.Module) -> None:
                   "_forward_hooks_with_kwargs", "_forward_hooks_always_called"):
         getattr(new, hooks).update((k, h) for k, h in getattr(old, hooks).items()
                                    if k not in dropped)
-    setattr(parent, parts[-1], new)
+    # every name the layer has (a stem also held in a list of stages), as deploy replaces it
+    for module in list(root.modules()):
+        for child, sub in list(module.named_children()):
+            if sub is old:
+                setattr(module, child, new)
 
 
 def reference_model(model: nn.Module, sim, check_weights: bool = True) -> nn.Module:
