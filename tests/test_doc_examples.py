@@ -146,6 +146,8 @@ _SCRIPT = re.compile(r"((?:scripts|benchmarks)/[\w/]+\.py)\b")
 EXTERNAL_FLAGS = {
     # Chromium's, for docs/report.png (README.md)
     "--headless", "--no-sandbox", "--hide-scrollbars", "--window-size", "--screenshot",
+    # pytest-xdist's (README.md's test command)
+    "--dist",
     # hypothesis's pytest plugin (docs/performance.md, docs/training.md)
     "--hypothesis-seed", "--hypothesis-show-statistics",
     # dask's `dask scheduler` / `dask worker` (docs/sweep.md)
