@@ -125,20 +125,21 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
 
     refused = []
     for name, layer in layers.items():
-        src = layer._float_src[0]
         twins = layer.matrices()
-        for pname, p in src.named_parameters():
-            hooks = list(getattr(p, "_backward_hooks", None) or {})
+        whole = type(layer) is TwinLinear or (isinstance(layer, TwinConv) and len(twins) == 1)
+        own: Mapping[str, Any] | None = None  # the layer's learned tensors, once one is hooked
+        for pname, p in layer._float_src[0].named_parameters():
+            hooks = list((getattr(p, "_backward_hooks", None) or {}).values())
             if not hooks:
                 continue
-            whole = (type(layer) is TwinLinear
-                     or (isinstance(layer, TwinConv) and len(twins) == 1))
-            own = layer.learned().get(pname)
-            if not whole and isinstance(own, nn.Parameter):  # one the layer holds itself,
-                # whole (a transposed convolution's bias, added after the outputs are summed)
-                if own.requires_grad:
-                    for hook in p._backward_hooks.values():
-                        own.register_hook(hook)
+            own = layer.learned() if own is None else own
+            held_whole = own.get(pname)
+            if not whole and isinstance(held_whole, nn.Parameter):  # one the layer holds
+                # itself, whole (a transposed convolution's bias, added after the outputs
+                # are summed)
+                if held_whole.requires_grad:
+                    for hook in hooks:
+                        held_whole.register_hook(hook)
                 continue
             if not whole or pname not in ("weight", "bias"):
                 refused.append(f"{name}.{pname}")
@@ -146,7 +147,7 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
             for twin in twins:
                 held = twin.weight if pname == "weight" else twin.bias
                 if held is not None and held.requires_grad:  # frozen: no gradient to hook
-                    for hook in p._backward_hooks.values():
+                    for hook in hooks:
                         held.register_hook(_reshaped_hook(hook, p.shape))
     if refused:
         raise MappingError(
