@@ -20,6 +20,7 @@ import enum
 import json
 import math
 import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -367,6 +368,15 @@ def _fail(owner: str, name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{owner}.{name} = {value!r} is invalid; allowed: {allowed}")
 
 
+def _one_bit_cell_fail(value: int, allowed: str) -> None:
+    """``DeviceConfig.bits_per_cell`` refused where only 1 b is allowed; at the dataclass's
+    default the message says so (a chip built in Python that never wrote the field)."""
+    if value == DeviceConfig.__dataclass_fields__["bits_per_cell"].default:
+        allowed += (f" ({value} is DeviceConfig's default, a multi-level cell's: write "
+                    "bits_per_cell = 1; a TOML or dict that leaves it out gets 1 here)")
+    _fail("DeviceConfig", "bits_per_cell", value, allowed)
+
+
 def _int_in(obj: Any, name: str, lo: int, hi: int | None = None, above: str = "") -> None:
     """``above``: said in parentheses when an integer exceeds ``hi`` (why that bound)."""
     value = getattr(obj, name)
@@ -571,8 +581,8 @@ class DeviceConfig(_Config):
         _coerce_choices(self)
         _int_in(self, "bits_per_cell", 1, 7)
         if self.cell is CellTech.MRAM and self.bits_per_cell != 1:
-            _fail("DeviceConfig", "bits_per_cell", self.bits_per_cell,
-                  "1 for cell = 'mram' (a magnetic tunnel junction has two states)")
+            _one_bit_cell_fail(self.bits_per_cell,
+                               "1 for cell = 'mram' (a magnetic tunnel junction has two states)")
         _float_in(self, "drift_t0_s", 0.0, lo_open=True)
         for name in ("drift_nu_mean", "drift_nu_sigma", "read_noise_q_s"):
             _level_values(self, name, 0.0, 10.0)
@@ -1091,8 +1101,8 @@ def _check_binary_weights(chip: ChipConfig) -> None:
               "'binary' for weight_bits = 1, or 'ternary' (one balanced-ternary digit; "
               "other encodings: weight_bits 2..16)")
     if binary and chip.device.bits_per_cell != 1:
-        _fail("DeviceConfig", "bits_per_cell", chip.device.bits_per_cell,
-              "1 for weight_encoding = 'binary' (one binary cell per weight)")
+        _one_bit_cell_fail(chip.device.bits_per_cell,
+                           "1 for weight_encoding = 'binary' (one binary cell per weight)")
 
 
 @dataclass(**_FROZEN)
@@ -1142,11 +1152,11 @@ class ChipConfig(_Config):
                   f"<= input_bits ({self.input_bits}) or None")
         _check_binary_weights(self)
         if self.weight_encoding is WeightEncoding.TERNARY and self.device.bits_per_cell != 1:
-            _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
-                  "1 for weight_encoding = 'ternary' (binary cells)")
+            _one_bit_cell_fail(self.device.bits_per_cell,
+                               "1 for weight_encoding = 'ternary' (binary cells)")
         if self.device.cell in (CellTech.SRAM, CellTech.EDRAM) and self.device.bits_per_cell != 1:
-            _fail("DeviceConfig", "bits_per_cell", self.device.bits_per_cell,
-                  f"1 for cell = '{self.device.cell.value}'")
+            _one_bit_cell_fail(self.device.bits_per_cell,
+                               f"1 for cell = '{self.device.cell.value}'")
         if self.tech.retention_ns is not None and self.device.cell is not CellTech.EDRAM:
             _fail("TechConfig", "retention_ns", self.tech.retention_ns,
                   f"absent for cell = '{self.device.cell.value}' (only 'edram' cells are "
@@ -1185,7 +1195,9 @@ class ChipConfig(_Config):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChipConfig:
-        return _from_dict(cls, data, "chip")
+        chip = _from_dict(cls, _one_bit_cells_by_default(data), "chip")
+        _warn_unpriced_tech(chip, data)
+        return chip
 
     def to_toml(self) -> str:
         return _dump_toml(self.to_dict())
@@ -1197,6 +1209,55 @@ class ChipConfig(_Config):
 # --------------------------------------------------------------------------------------------
 # dict / TOML
 # --------------------------------------------------------------------------------------------
+# what allows one bit per cell only: a chip description that says so need not also write
+# ``bits_per_cell = 1`` (DeviceConfig's default of 2 b is a multi-level NVM cell's)
+_ONE_BIT_CELLS = ("sram", "edram", "mram")
+_ONE_BIT_ENCODINGS = ("binary", "ternary")
+
+
+def _one_bit_cells_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with ``device.bits_per_cell = 1`` where it is absent and the description allows
+    only that: an SRAM, eDRAM or MRAM cell, binary or ternary weights, a digital read-out. A
+    value written is kept (and checked as written)."""
+    if not isinstance(data, Mapping):
+        return data  # _from_dict names the bad table
+    device = data.get("device", {})
+    adc = data.get("adc", {})
+    if not isinstance(device, Mapping) or "bits_per_cell" in device:
+        return data
+    if (device.get("cell") in _ONE_BIT_CELLS
+            or data.get("weight_encoding") in _ONE_BIT_ENCODINGS
+            or (isinstance(adc, Mapping) and adc.get("kind") == "digital")):
+        return {**data, "device": {**device, "bits_per_cell": 1}}
+    return data
+
+
+# [tech] fields that only the physical cost model reads (cimsim.cost.models): under the default
+# `tables` model a value written there changes no figure (each checked against datasheet())
+_PHYSICAL_ONLY_TECH = ("compute_domain", "cell_kind", "devices_per_cell", "weight_sets_stored",
+                       "cell_area_f2", "cap_unit_ff", "wordline_v", "wordline_high_v",
+                       "wordline_cap_ff_per_cell", "wordline_driver_cap_ff",
+                       "wordline_switching", "window_stated")
+
+
+def _warn_unpriced_tech(chip: ChipConfig, data: Mapping[str, Any]) -> None:
+    """A chip description that states a physical-model field with the `tables` cost model
+    (the default) would have it silently ignored: say so, and how to have it priced."""
+    tech = data.get("tech", {})
+    if chip.tech.cost_model is not CostModel.TABLES or not isinstance(tech, Mapping):
+        return
+    defaults = TechConfig()
+    written = [k for k in _PHYSICAL_ONLY_TECH
+               if k in tech and getattr(chip.tech, k) != getattr(defaults, k)]
+    if chip.tech.input_drive in (InputDrive.PULSE_WIDTH, InputDrive.PULSE_COUNT):
+        written.insert(0, "input_drive")  # a temporal drive's energy is the physical model's
+    if written:
+        warnings.warn(f"[tech] {', '.join(written)} {'is' if len(written) == 1 else 'are'} "
+                      "read by the physical cost model only; with tech.cost_model = 'tables' "
+                      "(the default) no figure changes: write cost_model = 'physical' to have "
+                      "them priced (docs/cost-model.md)", UserWarning, stacklevel=3)
+
+
 def _to_dict(cfg: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(cfg):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -430,3 +431,70 @@ def test_an_array_narrower_than_the_default_adc_sharing_says_so():
                                           r"8 unless set\)"):
         ArrayConfig(n_cols=4)
     assert ArrayConfig(n_cols=4, cols_per_adc=4).adcs_per_array == 1
+
+
+@pytest.mark.parametrize("data", [
+    dict(device=dict(cell="sram")), dict(device=dict(cell="edram")),
+    dict(device=dict(cell="mram")), dict(weight_bits=1, weight_encoding="binary"),
+    dict(weight_encoding="ternary"),
+    dict(device=dict(cell="sram"), dac=dict(bits=1), adc=dict(kind="digital", bits=10)),
+])
+def test_a_description_that_allows_one_bit_cells_only_gets_them_unwritten(data):
+    """A new chip's description that says SRAM, eDRAM or MRAM cells, binary or ternary weights
+    or a digital read-out need not also write bits_per_cell = 1 (DeviceConfig's default of 2 is
+    a multi-level NVM cell's): before, it was refused naming a field it never wrote."""
+    assert ChipConfig.from_dict(data).device.bits_per_cell == 1
+    # a value written is kept and checked as written
+    written = {**data, "device": {**data.get("device", {}), "bits_per_cell": 2}}
+    with pytest.raises(ConfigError, match=r"DeviceConfig\.bits_per_cell = 2 is invalid"):
+        ChipConfig.from_dict(written)
+
+
+def test_a_toml_of_sram_cells_loads_without_bits_per_cell(tmp_path):
+    path = tmp_path / "chip.toml"
+    path.write_text('weight_bits = 4\n[device]\ncell = "sram"\n')
+    chip = cimsim.load_chip(path)
+    assert chip.device.bits_per_cell == 1
+    path.write_text(chip.to_toml())  # the round trip writes the 1
+    assert "bits_per_cell = 1" in path.read_text() and cimsim.load_chip(path) == chip
+
+
+def test_resistive_cells_keep_the_multi_level_default(tmp_path):
+    path = tmp_path / "chip.toml"
+    path.write_text('[device]\ncell = "rram"\n')
+    assert cimsim.load_chip(path).device.bits_per_cell == 2
+    assert ChipConfig.from_dict({}).device.bits_per_cell == 2
+
+
+def test_a_one_bit_cell_refused_at_the_default_says_it_is_the_default():
+    with pytest.raises(ConfigError, match=r"bits_per_cell = 2 is invalid; allowed: 1 for cell = "
+                                          r"'mram'.*2 is DeviceConfig's default.*write "
+                                          r"bits_per_cell = 1"):
+        DeviceConfig(cell="mram")
+    with pytest.raises(ConfigError, match=r"allowed: 1 for cell = 'mram' \(a magnetic tunnel "
+                                          r"junction has two states\)$"):
+        DeviceConfig(cell="mram", bits_per_cell=3)  # written: no word of a default
+
+
+def test_physical_model_fields_under_the_tables_model_are_named(tmp_path):
+    """`compute_domain`, a temporal `input_drive` and the word-line fields are read by the
+    physical cost model only: a description that writes them and keeps the default `tables`
+    model is told that no figure changes and how to have them priced."""
+    path = tmp_path / "chip.toml"
+    path.write_text('[tech]\ncompute_domain = "charge"\ninput_drive = "pulse_width"\n'
+                    "wordline_v = 0.9\n")
+    with pytest.warns(UserWarning, match=r"\[tech\] input_drive, compute_domain, wordline_v are "
+                                         r"read by the physical cost model only.*"
+                                         r"cost_model = 'physical'"):
+        chip = cimsim.load_chip(path)
+    assert chip.tech.compute_domain.value == "charge"  # kept as written
+    from cimsim.cost.datasheet import datasheet
+    plain = datasheet(ChipConfig())
+    assert all(datasheet(chip)[k] == plain[k] for k in ("tops", "tops_per_w", "tops_per_mm2"))
+    # the physical model reads them: no warning; nor for a field left at its default value
+    path.write_text('[tech]\ncost_model = "physical"\ncompute_domain = "charge"\n')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cimsim.load_chip(path)
+        path.write_text('[tech]\ncompute_domain = "current"\ninput_drive = "amplitude"\n')
+        cimsim.load_chip(path)
