@@ -1204,6 +1204,11 @@ def _per_op(sh: dict) -> str:
                      for c, v in e.items() if v / total >= 0.005)
 
 
+def _fj(sh: dict, comp: str) -> float:
+    """A datasheet's energy per op of one component, fJ (0 where it has none)."""
+    return sh["energy_pj_by_component"].get(comp, 0.0) / sh["ops"] * 1e3
+
+
 def _conv_pj(sh: dict, chip: ChipConfig) -> float:
     """One conversion's energy (pJ) on a datasheet's workload: the converters' energy over
     the conversions (a read of ``rows_per_conversion`` rows per weight column and per input
@@ -1919,9 +1924,6 @@ def heldout8_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
     scim = cimsim.load_chip(PUBLISHED_DIR / "scalingcim-jssc24.toml")
     dyna = rows_["dynaplasia-jssc24", "4b/5b, chip peak", "TOPS/W"]
 
-    def fj(sh: dict, comp: str) -> float:
-        return sh["energy_pj_by_component"].get(comp, 0.0) / sh["ops"] * 1e3
-
     return [
         "- **xue-jssc20** (added; a 55-nm 1-Mb ReRAM CIM macro with multibit input and weight, "
         "IEEE JSSC 55(1), 2020, pp. 203-215 [abs], measured silicon; its author list was not "
@@ -1933,7 +1935,7 @@ def heldout8_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "positive-negative current subtractor (`slice_readout = 'analog'` with a "
         "`differential` weight read in analog: one current, one read per output, the "
         "weighting mirrors priced by `cimsim.cost.models.WeightingModel`, "
-        f"{fj(sx, 'weighting'):.2f} fJ/op), and the 4-b output (a 4-b reader, "
+        f"{_fj(sx, 'weighting'):.2f} fJ/op), and the 4-b output (a 4-b reader, "
         f"{_conv_pj(sx, xue):.3f} pJ per read as a SAR); the step is the 7.3-ns window per "
         "input bit [der]. Unlike the ReRAM rows whose default 8-b SAR is the prediction "
         "(rram2mb-natelec20, yoon-jssc22), the converter is a small share here, and the "
@@ -1974,8 +1976,8 @@ def heldout8_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         f"{1e3 / 39.7:.1f} fJ published: {_per_op(sc)}. cimsim's default 8-b SAR per 8 "
         f"columns, standing for the dynamic-scaling ADC whose bits the abstract does not "
         f"give ('even with low-bit ADC'), costs {_conv_pj(sc, scim):.2f} pJ per conversion "
-        f"and {fj(sc, 'adc'):.0f} fJ per op, "
-        f"{fj(sc, 'adc') / (1e3 / 39.7):.1f}x the chip's whole published energy per op; the "
+        f"and {_fj(sc, 'adc'):.0f} fJ per op, "
+        f"{_fj(sc, 'adc') / (1e3 / 39.7):.1f}x the chip's whole published energy per op; the "
         "abstract's savings are in what a one-layer workload at full precision does not "
         "state: fewer ADC bits per operation (the dynamic scaling), fewer conversions (the "
         "adaptive analog bit-parallel accumulation) and a layer-wise bit truncation chosen "
@@ -2010,6 +2012,13 @@ def heldout8_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "inter-layer analog propagation without converters, which cimsim does not state."]
 
 
+def _row_sheet_chip(rows_: dict[tuple[str, str, str], dict], chip: str,
+                    point: str) -> tuple[dict, dict, ChipConfig]:
+    """A chip's TOPS/W row at ``point``, its datasheet and its TOML as written."""
+    row = rows_[chip, point, "TOPS/W"]
+    return row, row["sheet"], cimsim.load_chip(PUBLISHED_DIR / f"{chip}.toml")
+
+
 def heldout9_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
     """Why Lee et al.'s Dual-SRAM macro, Xiao et al.'s 9T1C macro and Jia et al.'s 16-nm
     accelerator land where they do, from their predicted breakdowns, and the candidates looked
@@ -2017,21 +2026,13 @@ def heldout9_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
     if ("lee-tcasi21", "8b w", "TOPS/W") not in rows_:
         return []
 
-    l8, l2 = rows_["lee-tcasi21", "8b w", "TOPS/W"], rows_["lee-tcasi21", "2b w", "TOPS/W"]
-    s8, s2 = l8["sheet"], l2["sheet"]
-    lee = cimsim.load_chip(PUBLISHED_DIR / "lee-tcasi21.toml")
+    l8, s8, lee = _row_sheet_chip(rows_, "lee-tcasi21", "8b w")
+    l2, s2, _ = _row_sheet_chip(rows_, "lee-tcasi21", "2b w")
     lee2 = at_point(lee, _LEE21_2BW)
-    xr = rows_["xiao-tcasii23", "4b/4b, average", "TOPS/W"]
-    sx = xr["sheet"]
-    xiao = cimsim.load_chip(PUBLISHED_DIR / "xiao-tcasii23.toml")
+    xr, sx, xiao = _row_sheet_chip(rows_, "xiao-tcasii23", "4b/4b, average")
     x4 = datasheet_at(xiao.replace(adc=xiao.adc.replace(bits=4)))
-    jr = rows_["jia-jssc22", "8b/8b, peak MAC level", "TOPS/W"]
-    sj = jr["sheet"]
-    jia22 = cimsim.load_chip(PUBLISHED_DIR / "jia-jssc22.toml")
+    jr, sj, jia22 = _row_sheet_chip(rows_, "jia-jssc22", "8b/8b, peak MAC level")
     j20 = rows_["jia-jssc20", "0.85 V", "1b-TOPS/W"]
-
-    def fj(sh: dict, comp: str) -> float:
-        return sh["energy_pj_by_component"].get(comp, 0.0) / sh["ops"] * 1e3
 
     return [
         "- **lee-tcasi21** (added; a 28-nm FD-SOI 16-kb Dual-SRAM charge-domain macro whose "
@@ -2048,7 +2049,7 @@ def heldout9_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "weight and one input bit. **Across the weight sweep** the published efficiency "
         f"rises {119.2 / 18.4:.1f}x from 8-b to 2-b weights, the prediction "
         f"{l2['estimate'] / l8['estimate']:.2f}x: one conversion per weight and input bit at "
-        f"either precision ({fj(s2, 'adc'):.1f} fJ/op of converters at 2 b, as at 8 b; "
+        f"either precision ({_fj(s2, 'adc'):.1f} fJ/op of converters at 2 b, as at 8 b; "
         f"{_conv_pj(s2, lee2):.2f} pJ per conversion), so only the cells, drivers and "
         "weighting shrink with the weight's columns. A reader whose bits follow the weight's "
         "(fewer levels to resolve for a 2-b weighted sum) would fall with the sweep as the "
@@ -2070,7 +2071,7 @@ def heldout9_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         f"published: {_per_op(sx)}. The abstract names flash converters but not their bits, "
         f"so the TOML takes cimsim's default 8 b: an 8-b flash (255 comparators) costs "
         f"{_conv_pj(sx, xiao):.2f} pJ per conversion on the survey's flash line, "
-        f"{fj(sx, 'adc') / (1e3 / 646.6):.0f}x the macro's whole published energy per op, "
+        f"{_fj(sx, 'adc') / (1e3 / 646.6):.0f}x the macro's whole published energy per op, "
         "for one conversion per 4-b weight and input bit. Looked at and not applied: a 4-b "
         f"flash (the weight's and input's width) gives {x4['tops_per_w']:.0f} TOPS/W "
         f"({x4['tops_per_w'] / 646.6:.2f}x); the abstract does not state it, and the default "
