@@ -29,7 +29,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the thirty-seven (the others are the same architecture at other sizes):
+# One chip per class of the forty (the others are the same architecture at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
     "yu-cicc20": "binary weights, 1-b inputs, 1-b ADC",
@@ -86,7 +86,14 @@ SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21
               # the twin-8T macro: two's-complement 1-b slices weighted in analog, an all-bit
               # drive, one SAR per output (the analog multiplier's, on 64 rows with 4-b
               # inputs); Scaling-CIM: DynaPlasia's sign-magnitude weights on 12 eDRAM arrays
-              "twin8t-jssc20": "aimc-cicc21", "scalingcim-jssc24": "dynaplasia-jssc24"}
+              "twin8t-jssc20": "aimc-cicc21", "scalingcim-jssc24": "dynaplasia-jssc24",
+              # Lee's Dual-SRAM macro and Xiao's 9T1C macro: two's-complement 1-b slices
+              # weighted in analog before one converter per weight (the analog multiplier's,
+              # in the charge domain with bit-serial inputs; Xiao's converters flash); Jia's
+              # 16-nm cores: Chiu's 8-b two's-complement bit-serial scheme, an 8-b SAR per
+              # column on 2304 rows
+              "lee-tcasi21": "aimc-cicc21", "xiao-tcasii23": "aimc-cicc21",
+              "jia-jssc22": "chiu-jssc20"}
 # analog values on a code boundary convert one code apart in float32 vs float64
 # (docs/training.md §2): at least this share of the outputs must agree
 AGREE = 0.99
