@@ -69,7 +69,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ..errors import MappingError
+from ..errors import MappingError, WeightReadError
 from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
 __all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON", "MODULATED_REASON",
@@ -606,10 +606,12 @@ def weight_read_error(module: nn.Module, attr: str, layer: str,
     """What a simulated (or twin) layer raises when the model's code reads one of its weights
     (``self.fc.weight``): the weights live on the simulated arrays (or in the twin, quantized
     in its own call: ``held`` says which), so a forward computing with them outside the
-    layer's own call cannot be simulated; any other missing attribute raises as torch does."""
+    layer's own call cannot be simulated (a :class:`~cimsim.errors.WeightReadError`, both a
+    ``MappingError`` and an ``AttributeError``); any other missing attribute raises as torch
+    does."""
     if not _weight_like(attr):
         return AttributeError(f"'{type(module).__name__}' object has no attribute '{attr}'")
-    return AttributeError(
+    return WeightReadError(
         f"{layer}: the model reads .{attr} of a mapped layer, whose weights are {held} "
         f"({type(module).__name__}); compute through the layer (layer(x), "
         "not F.linear(x, layer.weight)) and take dtype/device from the input or another "
