@@ -3,16 +3,17 @@ earlier zoos did not build, chosen for ways weights reach a product that no zoo 
 changed on the instance: an ``nn.Linear`` whose ``forward`` is replaced on the instance by
 ``types.MethodType`` (a model-surgery patch), a weight-only int8 Linear (an integer buffer and
 a per-row scale, dequantized in the forward, as GPTQ-style checkpoints hold them). Weights
-reached through torch machinery: a low-rank parametrization with two originals (``right_inverse``
-returning a tuple), feedback alignment (a custom ``autograd.Function`` running ``F.linear`` with
-a fixed random backward matrix), trained ternary quantization (a weight built from a latent one
-and two learned scales). Weights combined with state: differentiable plasticity (a recurrent
-weight plus a per-sample Hebbian trace), DiracNet (a kernel plus a scaled Dirac delta).
-Factorised weights: a tensor-train Linear (cores contracted by ``einsum``), a Tucker-2
-convolution. Weight sharing across module kinds: a kernel-1 ``nn.Conv1d`` read as an embedding
-table, a Linear's weight used on the left of a product (``W @ h.T``). Other arithmetic: PACT
-(a learned clip after a ReLU). Small, written here from the papers' descriptions (no model
-library imported); widths are tiny."""
+reached through torch machinery: feedback alignment (a custom ``autograd.Function`` running
+``F.linear`` with a fixed random backward matrix), trained ternary quantization (a weight built
+from a latent one and two learned scales). Weights combined with state: differentiable
+plasticity (a recurrent weight plus a per-sample Hebbian trace), DiracNet (a kernel plus a
+scaled Dirac delta). Factorised weights: a tensor-train Linear (cores contracted by
+``einsum``), a Tucker-2 convolution. Weights shared across module kinds: a tied convolutional
+autoencoder (one parameter in an ``nn.Conv2d`` and an ``nn.ConvTranspose2d``), an ``nn.GRU``
+and an ``nn.GRUCell`` holding the same parameters, a kernel-1 ``nn.Conv1d`` read as an
+embedding table, ``nn.Linear`` weights used on the left of a product (``W @ h.T``). Other
+arithmetic: PACT (a learned clip after a ReLU). Small, written here from the papers'
+descriptions (no model library imported); widths are tiny."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ import types
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,38 +84,6 @@ class WeightOnlyInt8(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Weights reached through torch machinery
 # ---------------------------------------------------------------------------------------------
-class _LowRank(nn.Module):
-    """A parametrization with two originals: ``W = U @ V`` from factors that ``right_inverse``
-    finds by a truncated SVD (torch's multi-original parametrizations)."""
-
-    def __init__(self, rank: int):
-        super().__init__()
-        self.rank = rank
-
-    def forward(self, u, v):
-        return u @ v
-
-    def right_inverse(self, w):
-        u, s, vh = torch.linalg.svd(w, full_matrices=False)
-        r = self.rank
-        return u[:, :r] * s[:r], vh[:r]
-
-
-class LowRankParam(nn.Module):
-    """An MLP whose middle Linear's weight is a rank-3 product of two learned factors through
-    ``torch.nn.utils.parametrize`` (``weight`` computed from ``original0`` and ``original1``)."""
-
-    def __init__(self, d: int = 6, h: int = 8, n: int = 3):
-        super().__init__()
-        self.inp = nn.Linear(d, h)
-        self.mid = nn.Linear(h, h)
-        parametrize.register_parametrization(self.mid, "weight", _LowRank(3))
-        self.head = nn.Linear(h, n)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.mid(torch.relu(self.inp(x)))))
-
-
 class _FALinear(torch.autograd.Function):
     """Feedback alignment's product: ``x @ W.T + b`` forward, the input's gradient through a
     fixed random matrix ``B`` instead of ``W`` (Lillicrap et al., Nature Communications 2016)."""
@@ -313,7 +281,7 @@ class Tucker2(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Weight sharing across module kinds
+# Weights shared across module kinds
 # ---------------------------------------------------------------------------------------------
 class ConvTiedEmbedding(nn.Module):
     """A token model whose output head is a kernel-1 ``nn.Conv1d`` over the sequence and whose
@@ -349,6 +317,49 @@ class WeightOnLeft(nn.Module):
         for i in range(x.shape[1]):
             pre = torch.mm(self.wx.weight, x[:, i].T) + torch.mm(self.wh.weight, h.T)
             h = torch.tanh(pre.T + self.wx.bias)
+        return self.head(h)
+
+
+class TiedConvAutoencoder(nn.Module):
+    """A convolutional autoencoder whose decoder is the transpose of its encoder: one
+    ``nn.Parameter`` held by an ``nn.Conv2d`` and an ``nn.ConvTranspose2d``
+    (``dec.weight = enc.weight``, the tied weights of Vincent et al., JMLR 2010, Sec. 4, as
+    convolutional autoencoders tie them), each with its own bias; a 1x1 mixing convolution
+    between them."""
+
+    def __init__(self, c: int = 3, h: int = 4):
+        super().__init__()
+        self.enc = nn.Conv2d(c, h, 3, stride=2, padding=1)
+        self.mix = nn.Conv2d(h, h, 1)
+        self.dec = nn.ConvTranspose2d(h, c, 3, stride=2, padding=1, output_padding=1)
+        self.dec.weight = self.enc.weight
+
+    def forward(self, x):
+        return self.dec(torch.relu(self.mix(torch.relu(self.enc(x)))))
+
+
+class GRUWithCell(nn.Module):
+    """A sequence model reading its prompt with an ``nn.GRU`` and continuing it step by step
+    with an ``nn.GRUCell`` holding the same four parameters (``cell.weight_ih =
+    gru.weight_ih_l0`` ...: one recurrent core, the fused layer for the known part, the cell
+    for the generated one), its output fed back through a Linear."""
+
+    def __init__(self, d: int = 4, h: int = 6, n: int = 3, steps: int = 3):
+        super().__init__()
+        self.gru = nn.GRU(d, h, batch_first=True)
+        self.cell = nn.GRUCell(d, h)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(self.cell, name, getattr(self.gru, f"{name}_l0"))
+        self.back = nn.Linear(h, d)
+        self.head = nn.Linear(h, n)
+        self.steps = steps
+
+    def forward(self, x):  # (B, T, D)
+        out, h = self.gru(x)
+        h, y = h[0], out[:, -1]
+        for _ in range(self.steps):
+            h = self.cell(torch.tanh(self.back(y)), h)
+            y = h
         return self.head(h)
 
 
