@@ -41,7 +41,8 @@ mask, a fixed window) is no learned weight and stays silent.
 A weight matrix added to an activation that a product then takes as a factor (differentiable
 plasticity's ``h @ (W + alpha * hebb)``) is multiplied there in float too: it is named as a
 functional weight, followed through further additions and shape-only ops (``.T``, a reshape)
-but no other (ALiBi's bias, added to scores and passed through a softmax, is no factor).
+but no other (ALiBi's bias, added to scores and passed through a softmax, is no factor); a
+buffer so added is no learned weight and stays silent, as a buffer so multiplied does.
 
 A product reading a weight of a layer that deploy (or ``prepare``) replaced, during the
 forward and outside every mapped or listed module, reached the float original through a
@@ -445,11 +446,13 @@ class _Watch(TorchFunctionMode):
         ``W + alpha * hebb``, a weight plus a per-sample term): a product taking it as a
         factor multiplies them in float (named as functional weights). Kept by a further
         addition and by shape-only ops, not by any other: a table added and then passed
-        through a softmax or a layer (ALiBi's bias, a position embedding) stays silent."""
+        through a softmax or a layer (ALiBi's bias, a position embedding) stays silent. Learned
+        weights only: a buffer so added (RepVGG's one-hot identity kernel, added to branches
+        kept digital, whose weights the watch does not follow) is no learned weight."""
         if func in _ADDITIONS:
             pairs = list(zip(names, operands, strict=True))
             carried = [n for group, t in pairs if group and _is_matrix(t) for n in group
-                       if n in self.matrices]
+                       if n in self.matrices and n in self.learned]
             carried += [n for t in operands for n in self.added.get(t, ())]
             if not carried or not any(group is None and not self._constant(t)
                                       for group, t in pairs):

@@ -1,9 +1,11 @@
 """Weights tied between modules (``head.weight = emb.weight``) in the training twin.
 
-A twin holds its weight as its own parameter (a copy). Where the source module's weight is a
-parameter the model also uses elsewhere (an output head tied to the embedding, a projection
-shared by two layers), a copy would silently untie it: the two uses would train apart. The
-twin then holds that very parameter, so that both uses train it, as in the float model.
+A twin holds its weight as its own parameter (a copy). Where the source module's weight (or
+bias, a recurrent layer's matrix, attention's output projection) is a parameter the model also
+uses elsewhere (an output head tied to the embedding, a projection shared by two layers, a
+GRU cell holding a GRU's parameters), a copy would silently untie it: the two uses would train
+apart. The twin then holds that very parameter, so that both uses train it, as in the float
+model.
 """
 
 from __future__ import annotations

@@ -23,8 +23,10 @@ reference replaces the layer too). Deploy and ``prepare`` keep it digital now, n
 and the way out (a class-level override already was). The training twin tied a shared
 parameter only where it was a layer's ``weight``: the GRU's and the GRU cell's twins trained
 two copies of their shared weights and biases apart with no warning, and ``float_model()``
-came out untied; every parameter a twin matrix holds whole (a Linear's weight and bias, a
-recurrent layer's matrices and gate biases) is tied now, in the twin and in the float copy.
+came out untied, and so did a Linear holding attention's output-projection weight (attention
+has no ``weight``); every parameter a twin matrix holds whole (a Linear's weight and bias, a
+recurrent layer's matrices and gate biases, attention's ``out_proj``) is tied now, in the twin
+and in the float copy.
 Plasticity's recurrent weight ``w`` reached ``torch.bmm`` added to the activation-dependent
 Hebbian term (``w + alpha * hebb``): its product with the state computed in float, and only
 the model's activation products and ``alpha`` were listed; a weight matrix added to an
@@ -230,3 +232,34 @@ def test_a_weight_added_to_a_per_sample_term_before_a_product_is_named(how):
     sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
     assert {d[0]: d[1] for d in sim.digital} == {"w": "parameter", "model": "activation products"}
     assert "functional call" in dict((d[0], d[2]) for d in sim.digital)["w"]
+
+
+class _SharedOutProj(nn.Module):
+    """Attention whose output projection's weight a Linear after it also holds
+    (``proj.weight = mha.out_proj.weight``), a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.mha = nn.MultiheadAttention(6, 2, batch_first=True)
+        self.proj = nn.Linear(6, 6)
+        self.proj.weight = self.mha.out_proj.weight
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        y = x + self.mha(x, x, x, need_weights=False)[0]
+        return self.head(self.proj(y).mean(1))
+
+
+def test_attention_output_projection_shared_with_a_linear_trains_as_one():
+    """The tie was looked for in a layer's ``weight`` only, which attention has none of: the
+    Linear's twin trained its own copy of the shared matrix beside attention's, with no
+    warning. Both twins train the one parameter now; the float model holds it once."""
+    model, (x,) = build_seeded(_SharedOutProj, lambda: (torch.randn(3, 5, 6),), torch.float64)
+    before = model.proj.weight.detach().clone()
+    prep = _quiet(prepare, model, lossless_chip("channel"), x)
+    _train(prep, x, steps=2, lr=0.1)
+    tuned = prep.float_model()
+    assert tuned.proj.weight is tuned.mha.out_proj.weight
+    assert not torch.equal(tuned.proj.weight, before)
+    with torch.no_grad():
+        torch.testing.assert_close(prep.deploy()(x), prep(x), rtol=1e-7, atol=1e-7)
