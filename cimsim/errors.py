@@ -15,3 +15,10 @@ class MappingError(CimsimError, ValueError):
 
 class CapacityError(CimsimError):
     """The model needs more arrays than the chip has and time-multiplexing is not allowed."""
+
+
+class WeightReadError(MappingError, AttributeError):
+    """The model's own code reads a weight of a mapped (or twin) layer, whose weights are on
+    the simulated arrays (or quantized in its call): a refusal like any other, and an
+    ``AttributeError`` too, as the attribute read is (``getattr(layer, 'weight', None)`` and
+    ``hasattr`` keep working)."""

@@ -38,6 +38,12 @@ multiplied that reaches no matrix product computed its product element-wise
 ``exp(delta * A)``): it is named by :data:`SCALED_REASON`; a buffer so multiplied (a float
 mask, a fixed window) is no learned weight and stays silent.
 
+A weight matrix added to an activation that a product then takes as a factor (differentiable
+plasticity's ``h @ (W + alpha * hebb)``) is multiplied there in float too: it is named as a
+functional weight, followed through further additions and shape-only ops (``.T``, a reshape)
+but no other (ALiBi's bias, added to scores and passed through a softmax, is no factor); a
+buffer so added is no learned weight and stays silent, as a buffer so multiplied does.
+
 A product reading a weight of a layer that deploy (or ``prepare``) replaced, during the
 forward and outside every mapped or listed module, reached the float original through a
 reference the module tree does not hold (a plain list or dict of layers, a bound ``forward``,
@@ -69,7 +75,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from ..errors import MappingError
+from ..errors import MappingError, WeightReadError
 from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
 __all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON", "MODULATED_REASON",
@@ -204,6 +210,27 @@ _SCALINGS = frozenset({torch.mul, torch.div, torch.Tensor.mul, torch.Tensor.div,
                        torch.Tensor.addcmul, torch.Tensor.addcdiv, torch.Tensor.addcmul_,
                        torch.Tensor.addcdiv_})
 
+# additions that put a weight matrix and an activation into one operand of a product (a
+# plastic weight ``W + alpha * hebb``): the product multiplies W in float too (module
+# docstring); in-place forms and the subtractions too
+_ADDITIONS = frozenset({torch.add, torch.sub, torch.subtract, torch.Tensor.add,
+                        torch.Tensor.sub, torch.Tensor.subtract, torch.Tensor.__add__,
+                        torch.Tensor.__radd__, torch.Tensor.__sub__, torch.Tensor.__rsub__,
+                        torch.Tensor.__iadd__, torch.Tensor.__isub__, torch.Tensor.add_,
+                        torch.Tensor.sub_, torch.Tensor.subtract_})
+
+# the shape-only ops that keep such an operand one (``.T``, a reshape, a broadcast)
+_RESHAPES = frozenset({torch.Tensor.view, torch.Tensor.reshape, torch.reshape,
+                       torch.Tensor.transpose, torch.transpose, torch.Tensor.permute,
+                       torch.permute, torch.Tensor.t, torch.t, torch.Tensor.unsqueeze,
+                       torch.unsqueeze, torch.Tensor.squeeze, torch.squeeze,
+                       torch.Tensor.expand, torch.Tensor.expand_as, torch.Tensor.contiguous,
+                       torch.Tensor.flatten, torch.flatten, torch.Tensor.clone, torch.clone,
+                       torch.Tensor.to,
+                       # ``w.T`` and ``w.mT``: a mode sees the properties' getters
+                       torch.Tensor.T.__get__,  # type: ignore[attr-defined]
+                       torch.Tensor.mT.__get__})  # type: ignore[attr-defined]
+
 _aten = torch.ops.aten
 # products whose bias is added, not multiplied: their factors are (input, weight)
 # (F.bilinear: (input1, input2, weight)); ``addmm(b, x, W)`` and the like: the two after b
@@ -330,6 +357,7 @@ class _Watch(TorchFunctionMode):
         self.listed = listed  # True while a mapped or listed module's forward runs
         self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.mixed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # modulated weights' names
+        self.added: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weights added to an input
         self.found: dict[str, str] = {}
         self.modulated: dict[str, str] = {}
         self.scaled: dict[str, str] = {}
@@ -374,6 +402,10 @@ class _Watch(TorchFunctionMode):
             for group in factors:  # an exported graph's aten calls too
                 for name in group or ():
                     self.found.setdefault(name, getattr(func, "__name__", str(func)))
+            if product:  # a weight matrix added to an activation in a factor: in float too
+                for t in _factors(func, args, kwargs):
+                    for name in self.added.get(t, ()):
+                        self.found.setdefault(name, getattr(func, "__name__", str(func)))
         if func in _LOOKUPS and not self.listed():
             table = args[1] if len(args) > 1 else kwargs.get("weight")
             for name in (self._weight(table) if isinstance(table, torch.Tensor) else None) or ():
@@ -394,6 +426,7 @@ class _Watch(TorchFunctionMode):
                     self.modulated.setdefault(name, getattr(func, "__name__", str(func)))
         if not product:
             self._modulate(func, operands, names, out)
+            self._add(func, operands, names, out)
         # from weights (and 1-D buffers) only: still a weight, of every weight it was computed
         # from (a quaternion matrix torch.cat assembles from four blocks names the four)
         known = tuple(dict.fromkeys(n for group in names if group for n in group))
@@ -406,6 +439,32 @@ class _Watch(TorchFunctionMode):
             if not all(self._constant(t) for t in operands[1:]):
                 self.constants.pop(out, None)
         return out
+
+    def _add(self, func, operands: list[torch.Tensor], names: list[tuple[str, ...] | None],
+             out) -> None:
+        """Tag ``out`` with the weight matrices added to an activation in it (plasticity's
+        ``W + alpha * hebb``, a weight plus a per-sample term): a product taking it as a
+        factor multiplies them in float (named as functional weights). Kept by a further
+        addition and by shape-only ops, not by any other: a table added and then passed
+        through a softmax or a layer (ALiBi's bias, a position embedding) stays silent. Learned
+        weights only: a buffer so added (RepVGG's one-hot identity kernel, added to branches
+        kept digital, whose weights the watch does not follow) is no learned weight."""
+        if func in _ADDITIONS:
+            pairs = list(zip(names, operands, strict=True))
+            carried = [n for group, t in pairs if group and _is_matrix(t) for n in group
+                       if n in self.matrices and n in self.learned]
+            carried += [n for t in operands for n in self.added.get(t, ())]
+            if not carried or not any(group is None and not self._constant(t)
+                                      for group, t in pairs):
+                return
+        elif func in _RESHAPES:
+            carried = list(self.added.get(operands[0], ()))
+            if not carried:
+                return
+        else:
+            return
+        for t in _tensors(out):
+            self.added[t] = tuple(dict.fromkeys(carried))
 
     def _modulate(self, func, operands: list[torch.Tensor],
                   names: list[tuple[str, ...] | None], out) -> None:
@@ -606,10 +665,12 @@ def weight_read_error(module: nn.Module, attr: str, layer: str,
     """What a simulated (or twin) layer raises when the model's code reads one of its weights
     (``self.fc.weight``): the weights live on the simulated arrays (or in the twin, quantized
     in its own call: ``held`` says which), so a forward computing with them outside the
-    layer's own call cannot be simulated; any other missing attribute raises as torch does."""
+    layer's own call cannot be simulated (a :class:`~cimsim.errors.WeightReadError`, both a
+    ``MappingError`` and an ``AttributeError``); any other missing attribute raises as torch
+    does."""
     if not _weight_like(attr):
         return AttributeError(f"'{type(module).__name__}' object has no attribute '{attr}'")
-    return AttributeError(
+    return WeightReadError(
         f"{layer}: the model reads .{attr} of a mapped layer, whose weights are {held} "
         f"({type(module).__name__}); compute through the layer (layer(x), "
         "not F.linear(x, layer.weight)) and take dtype/device from the input or another "

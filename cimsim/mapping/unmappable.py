@@ -5,7 +5,8 @@ may still ask of a mapped layer.
   ``StdConv2d``, a quantization-aware ``Linear``), or a method its forward calls
   (``_conv_forward``, ``_output_padding``), computes something else than its type: mapped by
   its raw weight it gave a result that looked simulated and was wrong. It is kept digital,
-  with the reason (:func:`overridden_forward`).
+  with the reason (:func:`overridden_forward`); so is a layer of torch's own class whose
+  ``forward`` is replaced on the instance (``layer.forward = types.MethodType(f, layer)``).
 - A TorchScript module (``torch.jit.script`` / ``trace``) runs compiled code that calls its own
   submodules: a simulated replacement would never be called, and its matrix products are no
   Python calls the functional watch sees. It is kept digital (:func:`scripted_row`).
@@ -66,14 +67,28 @@ def _overridden(cls: type[nn.Module], base: type[nn.Module]) -> str | None:
     classes above it, ``__call__`` included, that ``cls`` defines again and that computes in
     the forward (``forward``, ``_conv_forward``, ``_output_padding``, an RNN's
     ``permute_hidden``); None if none."""
+    return next((attr for attr in _computing(base)
+                 if _definer(cls, attr) is not _definer(base, attr)), None)
+
+
+def _computing(base: type[nn.Module]) -> list[str]:
+    """The methods of ``base`` (a torch layer) and of the torch classes above it that compute
+    in its forward, ``forward``, ``__call__`` and ``_call_impl`` first."""
     torch_classes = [c for c in base.__mro__ if c.__module__.startswith("torch.nn.modules.")
                      and c is not nn.Module]
     names = ["forward", "__call__", "_call_impl",
              *(n for c in torch_classes for n, v in vars(c).items() if callable(v))]
-    for attr in dict.fromkeys(names):
-        if attr not in _NOT_COMPUTING and _definer(cls, attr) is not _definer(base, attr):
-            return attr
-    return None
+    return [n for n in dict.fromkeys(names) if n not in _NOT_COMPUTING]
+
+
+def _patched(module: nn.Module, base: type[nn.Module]) -> str | None:
+    """The first method the forward computes with (``_overridden``'s) that ``module`` holds
+    as an instance attribute (``layer.forward = types.MethodType(f, layer)``, model surgery
+    patching one layer; Python looks it up before the class's), or None. ``__call__`` is
+    looked up on the class, so an instance's is never called."""
+    own = vars(module)
+    return next((attr for attr in _computing(base) if attr != "__call__" and attr in own),
+                None)
 
 
 def _definer(cls: type, attr: str) -> type | None:
@@ -86,10 +101,16 @@ def overridden_forward(module: nn.Module, name: str) -> str | None:
     class, a subclass of a torch layer, defines a ``forward`` of its own, or another method
     the forward computes with (a ``_conv_forward`` standardising the weight or padding the
     input causally, a transposed conv's ``_output_padding``: mapped, their computation was
-    dropped, the raw weight run as torch's). The classes torch derives itself (a
-    parametrized ``ParametrizedLinear``) keep the layer's forward."""
+    dropped, the raw weight run as torch's); or the module holds such a method as an
+    instance attribute (a patched ``forward``: mapped, the patch was dropped). The classes
+    torch derives itself (a parametrized ``ParametrizedLinear``) keep the layer's forward."""
     base: type[nn.Module] = next(c for c in type(module).__mro__
                                  if c.__module__.startswith("torch.nn.modules."))
+    if (attr := _patched(module, base)) is not None:
+        return (f"{name}: its {attr} is replaced on the instance ({name}.{attr} = ..., a "
+                f"patch that computes something else than {base.__name__}.{attr}, which the "
+                f"arrays would run with the raw weight); remove the patch, or compute it in "
+                f"a module around a plain nn.{base.__name__}, to map it")
     attr = _overridden(type(module), base)
     if attr is None:
         return None

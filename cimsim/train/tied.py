@@ -1,9 +1,11 @@
 """Weights tied between modules (``head.weight = emb.weight``) in the training twin.
 
-A twin holds its weight as its own parameter (a copy). Where the source module's weight is a
-parameter the model also uses elsewhere (an output head tied to the embedding, a projection
-shared by two layers), a copy would silently untie it: the two uses would train apart. The
-twin then holds that very parameter, so that both uses train it, as in the float model.
+A twin holds its weight as its own parameter (a copy). Where the source module's weight (or
+bias, a recurrent layer's matrix, attention's output projection) is a parameter the model also
+uses elsewhere (an output head tied to the embedding, a projection shared by two layers, a
+GRU cell holding a GRU's parameters), a copy would silently untie it: the two uses would train
+apart. The twin then holds that very parameter, so that both uses train it, as in the float
+model.
 """
 
 from __future__ import annotations
@@ -20,11 +22,6 @@ from ..errors import MappingError
 
 __all__ = ["carry_grad_hooks", "freeze_like_sources", "keep_pruned_biases", "retie_float_copy",
            "tie_shared_weights"]
-
-
-def _source_weight(layer: Any) -> nn.Parameter | None:
-    w = getattr(layer._float_src[0], "weight", None)
-    return w if isinstance(w, nn.Parameter) else None  # a parametrization gives a tensor
 
 
 def _frozen_beside_trainable(src: nn.Module, trainable: list[str]) -> list[str]:
@@ -188,45 +185,76 @@ def keep_pruned_biases(layer: Any, name: str, mask: torch.Tensor) -> None:
             b.register_hook(lambda g, part=part: g * part.to(g.dtype).reshape(g.shape))
 
 
+def _held_whole(layer: Any) -> dict[str, tuple[Any, str]]:
+    """Source parameter name -> (twin matrix, ``'weight'`` or ``'bias'``), for the source's
+    parameters a twin matrix holds as they are: a Linear's weight and bias, a recurrent
+    layer's (or cell's) W_ih, W_hh and gate biases. A convolution's weight (stored flattened)
+    and attention's packed projections are put together from several or reshaped: none."""
+    own = {id(p): (t, attr) for t in layer.matrices() for attr in ("weight", "bias")
+           if isinstance(p := getattr(t, attr), nn.Parameter)}
+    with torch.no_grad():
+        learned = layer.learned()
+    return {path: own[id(v)] for path, v in learned.items() if v is not None and id(v) in own}
+
+
+def _unique(layers: Mapping[str, Any]) -> dict[str, Any]:
+    """``layers`` with each twin once (a layer registered under two names is one twin)."""
+    seen: dict[int, str] = {}
+    for name, layer in layers.items():
+        seen.setdefault(id(layer), name)
+    return {name: layers[name] for name in seen.values()}
+
+
 def tie_shared_weights(root: nn.Module, layers: Mapping[str, Any]) -> None:
-    """Give every twin whose source weight is shared (with a module left in float, or with
-    another mapped layer) that shared parameter instead of its copy. A shared weight the twin
-    cannot hold as it is (a convolution's, stored flattened) is warned about, naming it."""
+    """Give every twin matrix whose source parameter is shared (with a module left in float,
+    or with another mapped layer: a head tied to an embedding, an ``nn.GRUCell`` holding an
+    ``nn.GRU``'s parameters) that shared parameter instead of its copy. A shared one the twin
+    cannot hold as it is (a convolution's weight, stored flattened) is warned about, naming
+    the layer."""
     in_float = {id(p) for p in root.parameters()}  # the twins' own copies are not sources
-    sources = {name: _source_weight(layer) for name, layer in layers.items()}
-    uses = Counter(id(w) for w in sources.values() if w is not None)
+    layers = _unique(layers)
+    params = {name: dict(layer._float_src[0].named_parameters())
+              for name, layer in layers.items()}
+    uses = Counter(id(p) for named in params.values() for p in named.values())
     untied = []
     for name, layer in layers.items():
-        w = sources[name]
-        if w is None or (id(w) not in in_float and uses[id(w)] < 2):
-            continue
-        twins = layer.matrices()
-        if len(twins) == 1 and twins[0].weight.shape == w.shape:
-            twins[0].weight = w  # both uses now train this one parameter
-        else:
-            untied.append(name)
+        shared = {path: p for path, p in params[name].items()
+                  if id(p) in in_float or uses[id(p)] >= 2}
+        whole = _held_whole(layer) if shared else {}
+        for path, p in shared.items():
+            twin, attr = whole.get(path, (None, ""))
+            if twin is not None and getattr(twin, attr).shape == p.shape:
+                setattr(twin, attr, p)  # both uses now train this one parameter
+            elif name not in untied:
+                untied.append(name)
     if untied:
         warnings.warn("prepare: the weights of " + ", ".join(untied) + " are shared with other "
-                      "modules but their twins train separate copies (only a Linear's tie is "
-                      "kept); untie them in the model or expect them to train apart",
+                      "modules but their twins train separate copies (a Linear's and a "
+                      "recurrent layer's ties are kept, not a convolution's or attention's); "
+                      "untie them in the model or expect them to train apart",
                       UserWarning, stacklevel=3)
 
 
 def retie_float_copy(layers: Mapping[str, Any], memo: dict[int, Any]) -> None:
     """In a float copy of a prepared model (``PreparedModel.float_model``, ``memo`` its
     deepcopy memo, each twin layer mapped to its float module), give each layer whose twin
-    trains a shared weight (:func:`tie_shared_weights`) the copy's one shared parameter, not a
-    copy of its own: the float model stays tied as the source was. A tie trained through a
-    LoRA delta or a pruning mask keeps its own copy (its values differ from the shared one)."""
+    trains a shared parameter (:func:`tie_shared_weights`) the copy's one shared parameter,
+    not a copy of its own: the float model stays tied as the source was. A tie trained through
+    a LoRA delta or a pruning mask keeps its own copy (its values differ from the shared
+    one)."""
     copies: dict[int, nn.Parameter] = {}
-    for layer in layers.values():
-        twins = layer.matrices()
-        w = _source_weight(layer)
-        if (w is None or len(twins) != 1 or twins[0].weight is not w
-                or twins[0].weight_delta is not None or twins[0].weight_keep is not None):
-            continue  # untied, or tied through a delta / mask
-        shared = memo.get(id(w))  # copied with the float module that also holds it
-        if not isinstance(shared, nn.Parameter):
-            shared = copies.setdefault(id(w), nn.Parameter(w.detach().clone(),
-                                                           requires_grad=w.requires_grad))
-        memo[id(layer)].weight = shared
+    for layer in _unique(layers).values():
+        source = dict(layer._float_src[0].named_parameters())
+        for path, (twin, attr) in _held_whole(layer).items():
+            p = source.get(path)
+            if p is None or getattr(twin, attr) is not p or (
+                    attr == "weight"
+                    and (twin.weight_delta is not None or twin.weight_keep is not None)):
+                continue  # untied, or tied through a delta / mask
+            shared = memo.get(id(p))  # copied with the float module that also holds it
+            if not isinstance(shared, nn.Parameter):
+                shared = copies.setdefault(id(p), nn.Parameter(p.detach().clone(),
+                                                               requires_grad=p.requires_grad))
+            owner, _, leaf = path.rpartition(".")
+            module = memo[id(layer)]
+            setattr(module.get_submodule(owner) if owner else module, leaf, shared)
