@@ -26,7 +26,9 @@ signed activation -> again with that layer excluded, until the rest maps. A pair
 
 Run ``python scripts/audit_models_on_chips.py`` (zoos 1-15's 11388 pairs took about 13 minutes on
 one core) or with ``--models``/``--chips`` globs or ``--zoo`` names (``--zoo zoo12``) for a
-subset; ``--help`` for the options. The rows go to ``docs/model-chip-matrix/``, one CSV per zoo
+subset, written apart (``--csv DIR --md FILE``: a run replaces the CSVs of its directory and the
+page, so a subset into the page's own would drop the other zoos' rows); ``--help`` for the
+options. The rows go to ``docs/model-chip-matrix/``, one CSV per zoo
 (each file of the repository stays small as zoos are added), or to one file where ``--csv``
 names a ``.csv``.
 ``tests/test_model_chip_matrix.py`` imports :func:`model_cases`, :func:`chip_configs`,
@@ -776,6 +778,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --summarize-only: the commit the CSV was measured at "
                              "(default: the one the page names)")
     args = parser.parse_args(argv)
+    subset = bool(args.zoo or args.models or args.chips)
+    if (subset and not (args.list or args.summarize_only)
+            and (args.csv == DEFAULT_CSV or args.md == DEFAULT_MD)):
+        # a run replaces every CSV of its directory and the page (the page is one run's
+        # table): a subset written there would drop every other zoo's measured rows
+        parser.error("--zoo, --models and --chips run a subset; its rows would replace the "
+                     f"whole table of {DEFAULT_CSV.relative_to(ROOT)}/ and "
+                     f"{DEFAULT_MD.relative_to(ROOT)}: give both --csv DIR (or FILE.csv) and "
+                     "--md FILE to write the subset apart")
 
     from tqdm import tqdm
 

@@ -278,3 +278,18 @@ def test_a_run_writes_one_csv_per_zoo_and_the_page_reads_them_back(tmp_path) -> 
     assert page.count("| ideal |") >= 1 and page == (tmp_path / "b.md").read_text().replace(
         str(tmp_path / "one.csv"), str(out)).replace(str(tmp_path / "b.md"),
                                                      str(tmp_path / "a.md"))
+
+
+def test_a_subset_run_into_the_page_is_refused_with_the_way_out(capsys) -> None:
+    """``--zoo zoo17`` alone used to replace every zoo's CSV of docs/model-chip-matrix/ and
+    the page with its own rows (restored from git by hand): a subset must be written apart."""
+    from scripts.audit_models_on_chips import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--zoo", "zoo3", "--chips", "ideal"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "give both --csv DIR (or FILE.csv) and --md FILE" in err
+    assert "docs/model-chip-matrix/" in err
+    with pytest.raises(SystemExit):  # the page's markdown alone is refused too
+        main(["--zoo", "zoo3", "--csv", "/nonexistent/never-written/"])
