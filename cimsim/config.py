@@ -1095,6 +1095,10 @@ def _check_digital_column(chip: Any) -> None:
         _fail("TechConfig", "digital_column", tech.digital_column.value,
               f"'adder_tree' (the default) with adc.kind = {chip.adc.kind.value!r}; 'ripple' "
               "needs adc.kind = 'digital'")
+    if ripple and chip.device.cell.resistive:
+        _fail("TechConfig", "digital_column", tech.digital_column.value,
+              f"'adder_tree' with cell = {chip.device.cell.value!r} (a ripple column's full "
+              "adders sit in SRAM bit-cells; a resistive cell is sensed into an adder tree)")
     if ripple and chip.array.cols_per_adc != 1:
         _fail("ArrayConfig", "cols_per_adc", chip.array.cols_per_adc,
               "1 for tech.digital_column = 'ripple' (every column sums in its own cells' "

@@ -140,6 +140,12 @@ def test_digital_readout_refuses_what_a_sensed_bit_cannot_express(device, field,
         chip.replace(device=chip.device.replace(**device))
 
 
+def test_a_sensed_cell_sums_in_an_adder_tree_not_a_ripple_column():
+    with pytest.raises(ConfigError, match="TechConfig.digital_column"):
+        digital_chip(cell="mram", on_off_ratio=2.0, digital_column="ripple")
+    assert digital_chip(digital_column="ripple").tech.digital_column.value == "ripple"
+
+
 def test_a_sensed_cell_draws_its_off_current_but_does_not_sum_it():
     from cimsim.arrays.program import off_conductance, program, read_off_conductance
 
