@@ -1024,15 +1024,24 @@ def adder_tree_bits(rows: int) -> int:
 
 def _check_digital_readout(chip: Any) -> None:
     """``adc.kind = 'digital'`` sums 1-b products exactly (digital CIM): bit-serial inputs,
-    1-b SRAM (or ideal) cells, a full-scale readout wide enough for the largest column sum
-    (``n_rows`` products of either sign), and nothing analog to add noise."""
+    1-b cells, a full-scale readout wide enough for the largest column sum (``n_rows``
+    products of either sign), and nothing analog to add noise.
+
+    A 1-b resistive cell (RRAM, PCM, MRAM, FeFET, flash: ``CellTech.resistive``) is sensed to
+    its stored bit by a sense amplifier against a reference before the adder tree: a finite
+    ``on_off_ratio`` sets the sense margin, not the sum (its off-current is not summed,
+    :func:`cimsim.arrays.program.off_conductance`), and a stuck cell reads its stuck bit. What
+    a sensed bit cannot express is refused: programming variation (a cell near the reference
+    reads either bit, which no exact sum holds), drift, 1/f read noise and retention (the
+    same), analog noise, non-linearity and converter errors."""
     if chip.dac_bits != 1:
         _fail("DACConfig", "bits", chip.dac.bits, "1 for adc.kind = 'digital' (bit-serial "
               "inputs gate one 1-b product per bit-cell)")
-    if (chip.device.cell not in (CellTech.SRAM, CellTech.EDRAM, CellTech.IDEAL)
-            or chip.device.bits_per_cell != 1):
-        _fail("DeviceConfig", "cell", chip.device.cell.value, "'sram', 'edram' or 'ideal' "
-              "with bits_per_cell = 1 for adc.kind = 'digital'")
+    if (chip.device.cell not in _DIGITAL_READOUT_CELLS or chip.device.bits_per_cell != 1):
+        _fail("DeviceConfig", "cell", chip.device.cell.value,
+              ", ".join(repr(c.value) for c in _DIGITAL_READOUT_CELLS)
+              + " with bits_per_cell = 1 for adc.kind = 'digital' (a resistive cell is "
+              "sensed to its bit)")
     if chip.adc.range_policy is not RangePolicy.FULL_SCALE or chip.adc.full_scale_factor != 1:
         _fail("ADCConfig", "range_policy", chip.adc.range_policy.value,
               "'full_scale' with full_scale_factor = 1 for kind = 'digital' (an exact sum)")
@@ -1046,13 +1055,24 @@ def _check_digital_readout(chip: Any) -> None:
     noisy += ["nonlinearity"] * (chip.noise.nonlinearity is not Nonlinearity.NONE)
     noisy += [name for name in ("gain_error", "offset_error_lsb", "comparator_noise_lsb")
               if getattr(chip.adc, name) != 0]
-    noisy += [name for name in ("variation_sigma", "p_stuck_on", "p_stuck_off",
-                                "retention_sigma_lsb") if getattr(chip.device, name) != 0]
-    noisy += ["on_off_ratio"] * (chip.device.on_off_ratio != math.inf)
+    noisy += [name for name in ("variation_sigma", "retention_sigma_lsb")
+              if getattr(chip.device, name) != 0]
+    noisy += [name for name in ("drift_nu_mean", "read_noise_q_s")
+              if any(getattr(chip.device, name))]
+    noisy += ["drift_compensation"] * (chip.device.drift_compensation
+                                       is not DriftCompensation.NONE)
+    if not chip.device.cell.resistive:
+        # a bit-cell that is not sensed against a reference: its off-state would be summed
+        noisy += ["on_off_ratio"] * (chip.device.on_off_ratio != math.inf)
     if noisy:
-        _fail("ChipConfig", noisy[0], "set", "zero / 'none' (on_off_ratio: inf) for "
-              "adc.kind = 'digital' (a digital column has no analog error)")
+        _fail("ChipConfig", noisy[0], "set", "zero / 'none' (on_off_ratio: inf for SRAM, "
+              "eDRAM and ideal cells) for adc.kind = 'digital' (a digital column has no "
+              "analog error)")
 
+
+#: cells a digital read-out sums: bit-cells, and 1-b resistive cells sensed to their bit
+_DIGITAL_READOUT_CELLS = (CellTech.SRAM, CellTech.EDRAM, CellTech.IDEAL, CellTech.MRAM,
+                          CellTech.RRAM, CellTech.PCM, CellTech.FEFET, CellTech.FLASH)
 
 
 def ripple_guard_columns(chip: Any) -> int:
@@ -1075,6 +1095,10 @@ def _check_digital_column(chip: Any) -> None:
         _fail("TechConfig", "digital_column", tech.digital_column.value,
               f"'adder_tree' (the default) with adc.kind = {chip.adc.kind.value!r}; 'ripple' "
               "needs adc.kind = 'digital'")
+    if ripple and chip.device.cell.resistive:
+        _fail("TechConfig", "digital_column", tech.digital_column.value,
+              f"'adder_tree' with cell = {chip.device.cell.value!r} (a ripple column's full "
+              "adders sit in SRAM bit-cells; a resistive cell is sensed into an adder tree)")
     if ripple and chip.array.cols_per_adc != 1:
         _fail("ArrayConfig", "cols_per_adc", chip.array.cols_per_adc,
               "1 for tech.digital_column = 'ripple' (every column sums in its own cells' "

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..adc._reference import linear_adc_reference, nonlinear_adc_reference
-from ..config import OffCurrentCompensation, SignedInputMode, WeightEncoding
+from ..config import OffCurrentCompensation, SignedInputMode
 from ._rng import code_offsets_reference, normal_reference, stream_key
 from .analog import NL_CODES, analog_from_partial_sums, column_nonlinearity
+from .program import off_conductance
 
 
 def convert_accumulate_reference(
@@ -99,7 +100,7 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
             out.append((2.0 ** (d * p), digit))
         return out
 
-    g_off = chip.device.g_off_lsb if chip.weight_encoding is not WeightEncoding.SIGNED_CELL else 0
+    g_off = off_conductance(chip)
     g = (layer.digits_phys.astype(np.float64) + g_off if layer.g_phys is None
          else layer.g_phys.astype(np.float64))
     comp = chip.device.off_current_compensation

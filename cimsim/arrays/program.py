@@ -20,6 +20,7 @@ import numpy as np
 
 from ..adc import ADCTables, static_tables
 from ..config import (
+    ADCKind,
     ADCPlacement,
     ChipConfig,
     DifferentialReadout,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Cells", "DeviceDraws", "ProgrammedLayer", "assemble", "cell_conductance",
            "cells_key", "default_row_tiles", "draw_cells", "draw_devices", "n_arrays_for_shape",
-           "off_conductance", "program", "with_aging"]
+           "off_conductance", "program", "read_off_conductance", "with_aging"]
 
 
 def default_row_tiles(k: int, n_rows: int) -> list[tuple[int, int]]:
@@ -282,9 +283,10 @@ def cell_conductance(digits, chip: ChipConfig, z=None, u=None, xp=np):
     ``z``, ``u`` (:class:`DeviceDraws`, or torch tensors with ``xp=torch``): variation, then
     faults. One function for the engine (NumPy, float64) and the training twin (torch)."""
     dev = chip.device
-    # an idealised bipolar (signed) cell has no off-state current
+    # an idealised bipolar (signed) cell has no off-state current; a sensed cell's is not summed
     signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
-    g = digits + (0.0 if signed_cell else dev.g_off_lsb)
+    g_off = off_conductance(chip)
+    g = digits + g_off
     if z is not None and dev.variation is VariationKind.LOGNORMAL:
         g = g * xp.exp(dev.variation_sigma * z)
     elif z is not None and dev.variation is VariationKind.GAUSSIAN:
@@ -292,10 +294,9 @@ def cell_conductance(digits, chip: ChipConfig, z=None, u=None, xp=np):
         if not signed_cell:
             g = xp.where(g > 0, g, 0.0)  # a conductance cannot go negative
     if u is not None:
-        g_on = (dev.n_levels - 1) + dev.g_off_lsb
-        g_off = dev.g_off_lsb
+        g_on = (dev.n_levels - 1) + g_off
         if signed_cell:
-            g_on, g_off = xp.sign(digits + 0.5) * (dev.n_levels - 1), 0.0
+            g_on = xp.sign(digits + 0.5) * (dev.n_levels - 1)
         g = xp.where(u < dev.p_stuck_on, g_on, g)
         g = xp.where((u >= dev.p_stuck_on) & (u < dev.p_stuck_on + dev.p_stuck_off), g_off, g)
     return g
@@ -320,9 +321,9 @@ def _program_conductance(
     variation kind, faults, encodings).
     """
     dev = chip.device
-    # an idealised bipolar (signed) cell has no off-state current
+    # an idealised bipolar (signed) cell has no off-state current; a sensed cell's is not summed
     signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
-    g_off = 0.0 if signed_cell else dev.g_off_lsb
+    g_off = off_conductance(chip)
     flat_d = digits.reshape(-1)
     out = np.empty(digits.shape, dtype=np.float32)
     flat = out.reshape(-1)
@@ -346,10 +347,8 @@ def _program_conductance(
         flat[s:e] = gc
     if dev.p_stuck_on > 0 or dev.p_stuck_off > 0:
         p_on, p_any = dev.p_stuck_on, dev.p_stuck_on + dev.p_stuck_off
-        g_on = (dev.n_levels - 1) + dev.g_off_lsb
-        g_low = dev.g_off_lsb
-        if signed_cell:
-            g_low = 0.0
+        g_on = (dev.n_levels - 1) + g_off
+        g_low = g_off
         for s in range(0, n, _DRAW_CHUNK):
             e = min(s + _DRAW_CHUNK, n)
             u = rng.random(e - s)
@@ -513,7 +512,20 @@ def _analog_pairs(chip: ChipConfig) -> bool:
 
 
 def off_conductance(chip: ChipConfig) -> float:
-    """Nominal off-state conductance of a cell, cell-LSB (an idealised bipolar cell has none)."""
+    """Nominal off-state conductance of a cell as the column sums it, cell-LSB: none for an
+    idealised bipolar cell, nor under a digital read-out (``adc.kind = 'digital'``), where a
+    sense amplifier reads each cell against a reference to its bit before the adder tree (the
+    off-current sets the sense margin, not the sum; :func:`read_off_conductance` is the
+    current the read still draws)."""
+    if chip.weight_encoding is WeightEncoding.SIGNED_CELL or chip.adc.kind is ADCKind.DIGITAL:
+        return 0.0
+    return chip.device.g_off_lsb
+
+
+def read_off_conductance(chip: ChipConfig) -> float:
+    """Off-state conductance a read draws current through, cell-LSB (the read energy's): the
+    device's, also where a digital read-out senses the cell to its bit (an idealised bipolar
+    cell has none)."""
     return 0.0 if chip.weight_encoding is WeightEncoding.SIGNED_CELL else chip.device.g_off_lsb
 
 
@@ -679,13 +691,16 @@ def _cell_conductance(digits_phys: np.ndarray, g_phys: np.ndarray | None,
 
 def _cell_rowsum(digits_phys: np.ndarray, g_phys: np.ndarray | None,
                  chip: ChipConfig) -> np.ndarray:
-    """(K,) float64 Σ_j |G[k, j]| over physical columns (cell-LSB), for the read-energy event."""
+    """(K,) float64 Σ_j |G[k, j]| over physical columns (cell-LSB), for the read-energy event:
+    the current the read draws, a sensed cell's off-current included (it is not summed,
+    :func:`off_conductance`, but it flows)."""
+    unsummed = read_off_conductance(chip) - off_conductance(chip)  # >= 0 (non-signed cells)
     if g_phys is None:
-        g_off = off_conductance(chip)
+        g_off = read_off_conductance(chip)
         if g_off == 0.0:
             return np.abs(digits_phys).sum(axis=1, dtype=np.float64)
         return np.abs(digits_phys.astype(np.float64) + g_off).sum(axis=1)
-    return np.abs(g_phys).sum(axis=1, dtype=np.float64)
+    return np.abs(g_phys).sum(axis=1, dtype=np.float64) + unsummed * g_phys.shape[1]
 
 
 def weighted_rowsum(conv: _Conversions, digits_phys: np.ndarray, g_phys: np.ndarray | None,

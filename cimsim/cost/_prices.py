@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..config import CellKind, CellTech, ChipConfig, WeightEncoding
+from ..config import ADCKind, CellKind, CellTech, ChipConfig, WeightEncoding
 from ..events import Component
 from .tables import (
     MAX_ADC_BITS,
@@ -41,6 +41,7 @@ from .tables import (
     buffer_energy_pj_per_bit,
     dac_conversion_time_ns,
     dac_energy_pj,
+    sense_amp_energy_fj,
     tech_table,
 )
 
@@ -54,6 +55,8 @@ __all__ = [
     "MRAM_WRITE_ENERGY_PJ_PER_BIT",
     "MRAM_WRITE_PULSE_NS",
     "SUPPLY_REF_V",
+    "sense_decision_pj",
+    "sensed_cells",
     "TRANSISTOR_CELL_AREA_F2",
     "TILE_BUFFER_KIB",
     "Calibration",
@@ -274,6 +277,21 @@ def _resistive(chip: ChipConfig) -> bool:
     return chip.device.cell.resistive
 
 
+def sensed_cells(chip: ChipConfig) -> bool:
+    """Whether a digital read-out (``adc.kind = 'digital'``) senses every cell it reads to its
+    bit with a sense amplifier against a reference: 1-b resistive cells (RRAM, PCM, MRAM,
+    FeFET, flash). SRAM and eDRAM bit-cells drive their bit into the adder tree themselves."""
+    return chip.adc.kind is ADCKind.DIGITAL and _resistive(chip)
+
+
+def sense_decision_pj(chip: ChipConfig, cal: Calibration) -> float:
+    """One sense-amplifier decision of a sensed cell (:func:`sensed_cells`), pJ: the 1-b
+    decision the converter models price a 1-b conversion at (the tables' sense amp, MNSIM
+    2.0, by node; :func:`.tables.sense_amp_energy_fj`), supply-scaled. Calibrated as the
+    read-out (``adc``) it is."""
+    return sense_amp_energy_fj(chip.tech.node_nm) * 1e-3 * supply_factor(chip) * cal.e("adc")
+
+
 def table_cell_area_um2(chip: ChipConfig, table: TechTable) -> float:
     """One resistive cell's area by the tables: FeFET and flash their own F^2 at the node, the
     other NVM cells RRAM's 1T1R."""
@@ -360,6 +378,10 @@ def _dac_pulse(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) 
 
 
 def _cell_read(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
+    if sensed_cells(chip):
+        # a digital read-out's sense amplifier decides the cell's bit; the read current is
+        # priced by the summed conductance (cell.v2g_lsb), as any resistive read
+        return sense_decision_pj(chip, cal)
     if _resistive(chip):
         return 0.0  # RRAM: priced by the summed conductance (cell.v2g_lsb)
     return (stored_bits_per_cell(chip) * table.sram_cim_bitcell_read_energy_fj * 1e-3

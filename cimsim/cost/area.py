@@ -25,7 +25,7 @@ from __future__ import annotations
 from ..config import ADCKind, ChipConfig, ComputeDomain
 from ..events import Component
 from . import ripple
-from ._prices import TRANSISTOR_CELL_AREA_F2
+from ._prices import TRANSISTOR_CELL_AREA_F2, sensed_cells
 from .energy import (
     NO_CALIBRATION,
     TILE_BUFFER_KIB,
@@ -92,7 +92,8 @@ def area_instances(
         row(Component.CELL, "array", cell_what, arr.n_rows * arr.n_cols),
         row(Component.ADC, "array",
             (f"column of {arr.n_rows} bit-cell full adders" if ripple.applies(chip) else
-             f"{chip.adc.bits}-b adder tree ({arr.cols_per_adc} col/tree)")
+             f"{chip.adc.bits}-b adder tree" + (" + sense amp" if sensed_cells(chip) else "")
+             + f" ({arr.cols_per_adc} col/tree)")
             if chip.adc.kind is ADCKind.DIGITAL else
             f"{chip.adc.bits}-b {chip.adc.kind.value} ADC ({arr.cols_per_adc} col/ADC)", n_adc),
         row(Component.DAC, "array", f"{chip.dac_bits}-b row driver", arr.n_rows),

@@ -75,6 +75,8 @@ from ._prices import (
     _link_bit,
     _shift_add,
     chip_table,
+    sense_decision_pj,
+    sensed_cells,
     stored_bits_per_cell,
     supply_factor,
     table_adc_bits,
@@ -347,8 +349,11 @@ class ADCModel(ComponentModel):
         if digital(chip) and ripple.applies(chip):
             return ripple.area_um2_per_column(chip, self.table) * self.cal.a("adc")
         if digital(chip):
+            # sensed cells: one sense amplifier per adder tree, i.e. per array.cols_per_adc
+            # columns (the tables' comparator, MNSIM 2.0's sense amp, by node)
+            sense_amp = self.table.comparator_area_um2 if sensed_cells(chip) else 0.0
             return (adder_tree_full_adders(chip.array.rows_per_group)
-                    * self.table.accumulator_area_um2_per_bit * self.cal.a("adc"))
+                    * self.table.accumulator_area_um2_per_bit + sense_amp) * self.cal.a("adc")
         if not self.physical:
             return adc_area_um2(chip.adc.kind, b, self.table) * self.cal.a("adc")
         kind, node = chip.adc.kind, chip.tech.node_nm
@@ -534,6 +539,11 @@ class CellModel(ComponentModel):
             return fn(chip, table, cal, bits)
         tech = chip.tech
         resistive = _resistive_kind(cell_kind(chip))
+        if action is _A.READ and sensed_cells(chip):
+            # a resistive cell under a digital read-out: one sense-amplifier decision (its bit
+            # is the product: a zero input bit leaves the row undriven, nothing to gate); the
+            # read current is cell.v2g_lsb's V^2 G t
+            return sense_decision_pj(chip, cal)
         if action is _A.READ and digital(chip):
             # the product gate of a bit-cell on an active row switches its output into one
             # adder input: C V^2 with the gate capacitance of a pitch-wide input (1 fF/um)

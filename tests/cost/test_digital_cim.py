@@ -33,15 +33,16 @@ from cimsim.events import Component as C
 PUBLISHED = "cimsim/presets/published/{}.toml"
 
 
-def digital_chip(n_rows: int = 256, encoding: str = "twos_complement", **tech) -> ChipConfig:
+def digital_chip(n_rows: int = 256, encoding: str = "twos_complement", cell: str = "sram",
+                 on_off_ratio: float = math.inf, **tech) -> ChipConfig:
     base = cimsim.load_chip("ideal")
     bits = math.ceil(math.log2(2 * n_rows + 1))
     fields = dict(node_nm=22.0, vdd_v=0.8, cost_model="physical", clock_mhz=1000.0,
-                  t_read_ns=1.0, cell_kind="sram_6t")
+                  t_read_ns=1.0, cell_kind="sram_6t" if cell == "sram" else None)
     fields.update(tech)
     return base.replace(
         weight_encoding=encoding, dac=base.dac.replace(bits=1),
-        device=base.device.replace(cell="sram", bits_per_cell=1, on_off_ratio=math.inf),
+        device=base.device.replace(cell=cell, bits_per_cell=1, on_off_ratio=on_off_ratio),
         array=base.array.replace(n_rows=n_rows, n_cols=256, cols_per_adc=1),
         adc=base.adc.replace(kind="digital", bits=bits), tech=base.tech.replace(**fields))
 
@@ -52,7 +53,12 @@ def digital_chip(n_rows: int = 256, encoding: str = "twos_complement", **tech) -
        encoding=st.sampled_from(["twos_complement", "differential", "offset", "signed_cell"]),
        seed=st.integers(0, 2**16))
 def test_digital_readout_is_lossless(rows, encoding, seed):
-    chip = digital_chip(rows, encoding)
+    assert_lossless(digital_chip(rows, encoding), seed)
+
+
+def assert_lossless(chip: ChipConfig, seed: int) -> None:
+    """``cimsim.matmul`` on ``chip`` equals the integer product ``x @ w.T`` exactly."""
+    rows = chip.array.n_rows
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 2**chip.input_bits, size=(5, rows))
     w = rng.integers(-127, 128, size=(7, rows))
@@ -62,7 +68,8 @@ def test_digital_readout_is_lossless(rows, encoding, seed):
 
 @pytest.mark.parametrize("change, field", [
     (lambda c: c.replace(dac=c.dac.replace(bits=2)), "DACConfig.bits"),
-    (lambda c: c.replace(device=c.device.replace(cell="rram")), "DeviceConfig.cell"),
+    (lambda c: c.replace(device=c.device.replace(cell="rram", bits_per_cell=2)),
+     "DeviceConfig.cell"),
     (lambda c: c.replace(adc=c.adc.replace(bits=9)), "ADCConfig.bits"),
     (lambda c: c.replace(adc=c.adc.replace(range_policy="fixed")), "ADCConfig.range_policy"),
     (lambda c: c.replace(noise=c.noise.replace(thermal_sigma_lsb=0.5)), "thermal_sigma_lsb"),
@@ -71,6 +78,112 @@ def test_digital_readout_is_lossless(rows, encoding, seed):
 def test_digital_readout_rejects_what_it_cannot_be(change, field):
     with pytest.raises(ConfigError, match=field):
         change(digital_chip())
+
+
+# ---- 1-b resistive cells sensed to their bit ----------------------------------------------
+SENSED = ["mram", "rram", "pcm", "fefet", "flash"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(cell=st.sampled_from(SENSED), ratio=st.sampled_from([1.5, 2.0, 10.0, math.inf]),
+       rows=st.sampled_from([3, 64, 256]),
+       encoding=st.sampled_from(["twos_complement", "differential", "offset", "signed_cell"]),
+       seed=st.integers(0, 2**16))
+def test_digital_readout_over_sensed_cells_is_lossless(cell, ratio, rows, encoding, seed):
+    """A sense amplifier reads each cell to its bit: the off-current (MRAM's R_AP / R_P ~ 2)
+    sets the sense margin, not the sum, so the column sum stays the integer product."""
+    assert_lossless(digital_chip(rows, encoding, cell=cell, on_off_ratio=ratio), seed)
+
+
+@pytest.mark.parametrize("encoding, stuck_on, weight", [
+    ("twos_complement", 1.0, -1), ("twos_complement", 0.0, 0),  # 8 ones: -1 in two's compl.
+    ("offset", 1.0, 127), ("offset", 0.0, -128),  # stored w + 128: 255 or 0
+])
+def test_a_stuck_sensed_cell_reads_its_stuck_bit(encoding, stuck_on, weight):
+    chip = digital_chip(64, encoding, cell="mram", on_off_ratio=2.0)
+    chip = chip.replace(device=chip.device.replace(p_stuck_on=stuck_on,
+                                                   p_stuck_off=1.0 - stuck_on))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2**chip.input_bits, size=(5, 64))
+    w = rng.integers(-127, 128, size=(7, 64))
+    y, _ = cimsim.matmul(x, w, chip, seed=1)
+    assert np.array_equal(np.asarray(y), x @ np.full_like(w, weight).T)
+
+
+def test_stuck_sensed_cells_sum_their_bits_exactly():
+    from cimsim import engine
+    from cimsim.arrays._reference import matmul_reference
+    from cimsim.arrays.program import program
+
+    chip = digital_chip(64, cell="mram", on_off_ratio=2.0)
+    chip = chip.replace(device=chip.device.replace(p_stuck_on=0.1, p_stuck_off=0.1))
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 2**chip.input_bits, size=(5, 64))
+    w = rng.integers(-127, 128, size=(7, 64))
+    layer = program(w, chip, np.random.default_rng(2))
+    assert set(np.unique(layer.g_phys)) == {0.0, 1.0}  # each cell sums as its bit
+    y, _ = engine.run(layer, x, noise_seed=4, gemm="float64")
+    assert np.array_equal(y, matmul_reference(x, layer, noise_seed=4))
+    assert np.array_equal(y, np.round(y)) and not np.array_equal(y, x @ w.T)
+
+
+@pytest.mark.parametrize("device, field", [
+    (dict(variation="lognormal", variation_sigma=0.1), "variation_sigma"),
+    (dict(drift_nu_mean=(0.01,)), "drift_nu_mean"),
+    (dict(read_noise_q_s=(0.01,)), "read_noise_q_s"),
+    (dict(retention_sigma_lsb=0.1), "retention_sigma_lsb"),
+])
+@pytest.mark.parametrize("cell", ["mram", "sram"])
+def test_digital_readout_refuses_what_a_sensed_bit_cannot_express(device, field, cell):
+    chip = digital_chip(cell=cell)
+    with pytest.raises(ConfigError, match=field):
+        chip.replace(device=chip.device.replace(**device))
+
+
+def test_a_sensed_cell_sums_in_an_adder_tree_not_a_ripple_column():
+    with pytest.raises(ConfigError, match="TechConfig.digital_column"):
+        digital_chip(cell="mram", on_off_ratio=2.0, digital_column="ripple")
+    assert digital_chip(digital_column="ripple").tech.digital_column.value == "ripple"
+
+
+def test_a_sensed_cell_draws_its_off_current_but_does_not_sum_it():
+    from cimsim.arrays.program import off_conductance, program, read_off_conductance
+
+    chip = digital_chip(64, cell="mram", on_off_ratio=2.0)  # g_off = 1 cell-LSB
+    assert (off_conductance(chip), read_off_conductance(chip)) == (0.0, 1.0)
+    layer = program(np.random.default_rng(0).integers(-127, 128, size=(7, 64)), chip)
+    np.testing.assert_array_equal(layer.cell_rowsum,
+                                  (layer.digits_phys + 1.0).sum(axis=1))
+
+
+@pytest.mark.parametrize("cost_model", ["physical", "tables"])
+def test_sensed_cell_prices_by_hand(cost_model):
+    """Per cell read: V^2 G t (cell.v2g_lsb) plus one sense-amp decision (cell.read), the
+    1-b converter's (MNSIM 2.0's 1.63 fJ at 28 nm, node- and supply-scaled); per adder tree
+    (array.cols_per_adc columns) one sense amp's area."""
+    from cimsim.cost.tables import sense_amp_energy_fj
+
+    chip = digital_chip(cell="mram", on_off_ratio=2.0, vdd_v=0.9, cost_model=cost_model,
+                        v_read_v=0.2, t_read_ns=2.0)
+    t = tech_table(22.0)
+    sf = (0.9 / 0.8) ** 2
+    m = component_models(chip)
+    assert m[C.CELL].energy_pj(A.READ, 1) == pytest.approx(sense_amp_energy_fj(22.0) * sf * 1e-3)
+    g_lsb_us = chip.device.g_max_us / 2  # g_max - g_min at R_AP / R_P = 2
+    assert m[C.CELL].energy_pj(A.V2G_LSB, 0) == pytest.approx(0.2**2 * g_lsb_us * 2.0 * 1e-3)
+    assert m[C.ADC].area_um2() == pytest.approx(
+        502 * t.accumulator_area_um2_per_bit + t.comparator_area_um2)
+    assert m[C.ADC].energy_pj(A.CONVERT, 10) == pytest.approx(  # the adder tree as before
+        502 * t.accumulator_add_energy_pj_per_bit * sf)
+
+
+def test_sense_decision_grows_with_node_and_supply():
+    def e(**tech):
+        chip = digital_chip(cell="mram", on_off_ratio=2.0, **tech)
+        return component_models(chip)[C.CELL].energy_pj(A.READ, 1)
+
+    assert e(node_nm=7.0) < e(node_nm=22.0) < e(node_nm=65.0)
+    assert e(vdd_v=0.6) < e(vdd_v=0.8) < e(vdd_v=1.0)
 
 
 def test_digital_readout_toml_round_trip():
@@ -170,3 +283,6 @@ def test_digital_readout_is_named_an_adder_tree_in_the_area_table():
     analog = {r["component"]: r["instance"] for r in area_instances(
         cimsim.load_chip("rram-22nm"))}
     assert "sar ADC" in analog["adc"]
+    sensed = {r["component"]: r["instance"] for r in area_instances(
+        digital_chip(cell="mram", on_off_ratio=2.0))}
+    assert "adder tree + sense amp" in sensed["adc"]

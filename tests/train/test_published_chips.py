@@ -29,13 +29,15 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the forty (the others are the same architecture at other sizes):
+# One chip per class of the forty-one (the others are the same architecture at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
     "yu-cicc20": "binary weights, 1-b inputs, 1-b ADC",
     "bscha-arxiv26": "ternary weights, 1-b inputs, 1-b ADC",
     "lee-vlsi21": "binary weights, 5-b inputs in one plane",
     "chih-isscc21": "digital adder tree, bit-serial inputs",
+    "nvdcim-natelec25": "1-b MTJ cells sensed to their bits into digital adder trees, "
+                        "bit-serial inputs",
     "colonnade-jssc21": "binary weights, digital ripple column (guard columns), 1-b inputs",
     "chiu-jssc20": "8-b two's-complement bit-serial, 7-b SAR",
     "correll-jssc25": "differential 2-b cells, 8-b SAR",
