@@ -1235,8 +1235,8 @@ class ChipConfig(_Config):
 # --------------------------------------------------------------------------------------------
 # what allows one bit per cell only: a chip description that says so need not also write
 # ``bits_per_cell = 1`` (DeviceConfig's default of 2 b is a multi-level NVM cell's)
-_ONE_BIT_CELLS = ("sram", "edram", "mram")
-_ONE_BIT_ENCODINGS = ("binary", "ternary")
+_ONE_BIT_CELLS = tuple(c.value for c in (CellTech.SRAM, CellTech.EDRAM, CellTech.MRAM))
+_ONE_BIT_ENCODINGS = tuple(e.value for e in (WeightEncoding.BINARY, WeightEncoding.TERNARY))
 
 
 def _one_bit_cells_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -1251,7 +1251,7 @@ def _one_bit_cells_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
         return data
     if (device.get("cell") in _ONE_BIT_CELLS
             or data.get("weight_encoding") in _ONE_BIT_ENCODINGS
-            or (isinstance(adc, Mapping) and adc.get("kind") == "digital")):
+            or (isinstance(adc, Mapping) and adc.get("kind") == ADCKind.DIGITAL.value)):
         return {**data, "device": {**device, "bits_per_cell": 1}}
     return data
 
