@@ -327,7 +327,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_datasheet(args: argparse.Namespace) -> int:
     import json
 
-    from .cost.datasheet import breakdown_lines, datasheet, likely_lines
+    from .cost.datasheet import breakdown_lines, datasheet, likely_lines, unstated_lines
 
     d = datasheet(args.chip, scope=args.scope, input_density=args.input_density,
                   calibrated=args.calibrated)
@@ -340,7 +340,7 @@ def cmd_datasheet(args: argparse.Namespace) -> int:
                        ("tops_per_mm2", "TOPS/mm2")):
         print(f"{label:<12}{d[key]:>12.4g}   1b-normalised {d[key + '_1b']:.4g}")
     print(f"{'area':<12}{d['area_mm2']:>12.4g} mm2")
-    for line in likely_lines(d):
+    for line in likely_lines(d) + unstated_lines(d):
         print(line)
     if args.breakdown:
         print("\n".join(breakdown_lines(d)))

@@ -71,6 +71,7 @@ __all__ = [
     "WeightGranularity",
     "list_presets",
     "load_chip",
+    "unstated_inputs",
 ]
 
 
@@ -1219,7 +1220,8 @@ class ChipConfig(_Config):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChipConfig:
-        chip = _from_dict(cls, _one_bit_cells_by_default(data), "chip")
+        chip = _from_dict(cls, _window_predicted_by_default(_one_bit_cells_by_default(data)),
+                          "chip")
         _warn_unpriced_tech(chip, data)
         return chip
 
@@ -1254,6 +1256,78 @@ def _one_bit_cells_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
             or (isinstance(adc, Mapping) and adc.get("kind") == ADCKind.DIGITAL.value)):
         return {**data, "device": {**device, "bits_per_cell": 1}}
     return data
+
+
+# what states a compute window: a description under the physical cost model that writes none
+# of these states none, so its window is predicted (``window_stated = false``), as the
+# validation table's chips that state none are (docs/validation.md), not the 10-ns default
+# read pulse taken as a published cycle
+_WINDOW_FIELDS = ("t_read_ns", "t_integrate_ns", "window_stated")
+
+
+def _window_predicted_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with ``tech.window_stated = false`` where it is a ``physical`` cost-model
+    description of an analog read-out that writes no compute window (none of
+    ``_WINDOW_FIELDS``); a digital read-out's step is its clock, left as it is."""
+    if not isinstance(data, Mapping):
+        return data  # _from_dict names the bad table
+    tech, adc = data.get("tech", {}), data.get("adc", {})
+    if (not isinstance(tech, Mapping) or tech.get("cost_model") != CostModel.PHYSICAL.value
+            or any(k in tech for k in _WINDOW_FIELDS)
+            or (isinstance(adc, Mapping) and adc.get("kind") == ADCKind.DIGITAL.value)):
+        return data
+    return {**data, "tech": {**tech, "window_stated": False}}
+
+
+# the architecture inputs that matter most when a description leaves them out (docs/new-chip.md
+# §3): (table, field), "" the top level; the compute window is named apart (_WINDOW_FIELDS)
+_KEY_INPUTS = (("tech", "node_nm"), ("tech", "vdd_v"), ("", "weight_bits"), ("", "input_bits"),
+               ("array", "n_rows"), ("array", "n_cols"), ("array", "cols_per_adc"),
+               ("device", "cell"), ("dac", "bits"), ("adc", "kind"), ("adc", "bits"))
+_PHYSICAL_INPUTS = (("tech", "input_drive"), ("tech", "compute_domain"))
+_RESISTIVE_INPUTS = (("device", "g_max_us"), ("tech", "v_read_v"))
+_RESISTIVE_CELLS = tuple(c.value for c in (CellTech.RRAM, CellTech.PCM, CellTech.MRAM,
+                                            CellTech.FEFET, CellTech.FLASH))
+
+
+def unstated_inputs(chip: str | Path) -> tuple[str, ...]:
+    """The key architecture inputs a chip description (a preset name or a ``.toml``) leaves
+    to cimsim's defaults, each as ``"table.field = value"`` with the value the chip got: the
+    node, supply, precisions, array, converter and cell; the compute window, the input drive
+    and compute domain under the physical cost model; the read voltage and conductance of a
+    resistive cell; the clock where it times the read-out (a digital read-out, a single-slope
+    counter). What ``cimsim datasheet`` names, so that an estimate says what it rests on
+    (docs/new-chip.md §3).
+
+    Raises
+    ------
+    ConfigError
+        What :func:`load_chip` raises.
+    """
+    data, where = _chip_data(chip)
+    loaded = load_chip(chip)
+    wanted = list(_KEY_INPUTS)
+    if loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL:
+        wanted += _PHYSICAL_INPUTS  # a digital read-out has no analog drive or column sum
+    if loaded.device.cell.value in _RESISTIVE_CELLS:
+        wanted += _RESISTIVE_INPUTS
+    if loaded.adc.kind in (ADCKind.DIGITAL, ADCKind.SINGLE_SLOPE):
+        wanted.append(("tech", "clock_mhz"))
+    out = []
+    for table, name in wanted:
+        section = data if not table else data.get(table, {})
+        if isinstance(section, Mapping) and name not in section:
+            value = getattr(loaded if not table else getattr(loaded, table), name)
+            shown = "all" if value is None and name == "bits" and table == "dac" else (
+                value.value if isinstance(value, enum.Enum) else value)
+            out.append(f"{table + '.' if table else ''}{name} = {shown!r}")
+    tech = data.get("tech", {})
+    if (loaded.adc.kind is not ADCKind.DIGITAL and isinstance(tech, Mapping)
+            and not any(k in tech for k in _WINDOW_FIELDS)):
+        out.append("tech.window_stated = false (the window predicted from the column's "
+                   "settling)" if not loaded.tech.window_stated else
+                   f"tech.t_read_ns = {loaded.tech.t_read_ns!r} (the compute window)")
+    return tuple(out)
 
 
 # [tech] fields that only the physical cost model reads (cimsim.cost.models): under the default
@@ -1376,6 +1450,16 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
     ConfigError
         Unknown preset, unreadable file, bad TOML, unknown keys or invalid values.
     """
+    data, where = _chip_data(name_or_path)
+    try:
+        return ChipConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _chip_data(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
+    """The parsed TOML of a preset or a ``.toml`` file, and where it came from (for messages):
+    what :func:`load_chip` validates."""
     text: str
     if not str(name_or_path).strip():  # Path('') is '.', an existing folder
         raise ConfigError("chip name is empty; allowed: a preset name (`cimsim presets`) or a "
@@ -1409,10 +1493,7 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
         raise ConfigError(f"{where}: defines no field; a chip file gives at least its name and "
                           "the sections that differ from the defaults (see `cimsim presets` "
                           "and cimsim/presets/*.toml)")
-    try:
-        return ChipConfig.from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    return data, where
 
 
 def as_chip(chip: ChipConfig | str | Path) -> ChipConfig:

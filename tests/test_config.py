@@ -476,6 +476,57 @@ def test_a_one_bit_cell_refused_at_the_default_says_it_is_the_default():
         DeviceConfig(cell="mram", bits_per_cell=3)  # written: no word of a default
 
 
+@pytest.mark.parametrize("tech, stated", [
+    (dict(cost_model="physical"), False),  # no window written: predicted
+    (dict(cost_model="physical", t_read_ns=5.0), True),
+    (dict(cost_model="physical", t_integrate_ns=50.0), True),
+    (dict(cost_model="physical", window_stated=True), True),
+    (dict(), True),  # the tables model times a step by its read pulse, as before
+])
+def test_a_physical_description_without_a_window_has_it_predicted(tmp_path, tech, stated):
+    """A new chip described for the physical model that states no compute window is estimated
+    as the validation table's chips that state none (the predicted window), not with cimsim's
+    10-ns default read pulse taken as its published cycle."""
+    chip = ChipConfig.from_dict({"tech": tech})
+    assert chip.tech.window_stated is stated
+    path = tmp_path / "chip.toml"
+    chip.save(path)  # the round trip writes what the chip got
+    assert cimsim.load_chip(path) == chip
+
+
+def test_a_digital_read_out_keeps_its_clock_timed_step():
+    chip = ChipConfig.from_dict({"tech": {"cost_model": "physical"}, "dac": {"bits": 1},
+                                 "device": {"cell": "sram"},
+                                 "adc": {"kind": "digital", "bits": 10}})
+    assert chip.tech.window_stated is True
+
+
+def test_unstated_inputs_names_what_the_description_leaves_to_defaults(tmp_path):
+    path = tmp_path / "chip.toml"
+    path.write_text('weight_bits = 4\ninput_bits = 4\n[array]\nn_rows = 128\nn_cols = 128\n'
+                    'cols_per_adc = 4\n[device]\ncell = "rram"\nbits_per_cell = 2\n'
+                    '[adc]\nkind = "sar"\nbits = 6\n[tech]\nnode_nm = 28\nvdd_v = 0.9\n'
+                    'cost_model = "physical"\n')
+    assert cimsim.config.unstated_inputs(path) == (
+        "dac.bits = 1", "tech.input_drive = 'amplitude'", "tech.compute_domain = 'current'",
+        "device.g_max_us = 10.0", "tech.v_read_v = 0.2",
+        "tech.window_stated = false (the window predicted from the column's settling)")
+    path.write_text('[tech]\nnode_nm = 65\n')  # the tables model and every default
+    assert cimsim.config.unstated_inputs(path) == (
+        "tech.vdd_v = 0.8", "weight_bits = 8", "input_bits = 8", "array.n_rows = 256",
+        "array.n_cols = 256", "array.cols_per_adc = 8", "device.cell = 'rram'",
+        "dac.bits = 1", "adc.kind = 'sar'", "adc.bits = 8", "device.g_max_us = 10.0",
+        "tech.v_read_v = 0.2", "tech.t_read_ns = 10.0 (the compute window)")
+    # a digital read-out: its clock, not a window, drive or column domain
+    path.write_text('[device]\ncell = "sram"\n[dac]\nbits = 1\n[adc]\nkind = "digital"\n'
+                    'bits = 10\n[tech]\ncost_model = "physical"\n')
+    got = cimsim.config.unstated_inputs(path)
+    assert "tech.clock_mhz = 1000.0" in got
+    assert not any("window" in g or "input_drive" in g or "compute_domain" in g for g in got)
+    # a published description that writes its inputs leaves none of them out
+    assert cimsim.config.unstated_inputs("published/sinangil-jssc21") == ()
+
+
 def test_physical_model_fields_under_the_tables_model_are_named(tmp_path):
     """`compute_domain`, a temporal `input_drive` and the word-line fields are read by the
     physical cost model only: a description that writes them and keeps the default `tables`

@@ -46,13 +46,14 @@ from ..config import (
     SliceReadout,
     WeightEncoding,
     as_chip,
+    unstated_inputs,
 )
 from .energy import NO_CALIBRATION, calibration_for, chip_table
 
 __all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "VALIDATION_DOC",
            "VALIDATION_ROWS", "breakdown_lines", "class_rows", "datasheet", "likely_lines",
-           "macro_components", "validation_class", "validation_range", "validation_rows",
-           "validation_spread", "workload"]
+           "macro_components", "unstated_lines", "validation_class", "validation_range",
+           "validation_rows", "validation_spread", "workload"]
 
 N_VECTORS = 256
 MACRO_COMPONENTS = ("cell", "dac", "adc")
@@ -123,7 +124,9 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
         (the scope's) with their fractions of the total (``energy_share_by_component``,
         ``area_share_by_component``), ``ops_convention``, ``basis_detail`` (a sentence), and
         ``step``, ``adc`` and ``uncertainty`` (:func:`_step`, :func:`_converter`,
-        :func:`_uncertainty`).
+        :func:`_uncertainty`), and ``unstated``: the key architecture inputs the description
+        leaves to cimsim's defaults (:func:`cimsim.config.unstated_inputs`; None for a
+        ``ChipConfig``, which does not say what was written).
 
     Raises
     ------
@@ -144,6 +147,7 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     if isinstance(input_density, bool) or not 0.0 < density <= 1.0:
         raise ConfigError(f"datasheet input_density = {input_density!r} is invalid; "
                           "allowed: a number in (0, 1]")
+    unstated = None if isinstance(chip, ChipConfig) else unstated_inputs(chip)
     chip = as_chip(chip)
     cal = calibration_for(chip) if calibrated else NO_CALIBRATION
     try:
@@ -194,6 +198,7 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
         "adc": (adc := _converter(chip, table, cal)),
         "uncertainty": _uncertainty(chip, adc, {"tops_per_w": tops_w,
                                                  "tops_per_mm2": tops_mm2}, used_cal),
+        "unstated": unstated,
     }
 
 
@@ -468,6 +473,15 @@ def likely_lines(sheet: dict[str, Any]) -> list[str]:
                      f"{span[0]:.3g}x-{span[2]:.3g}x, median {span[1]:.3g}x: the central 80 % "
                      f"of {rows} validation rows, {what})")
     return lines
+
+
+def unstated_lines(sheet: dict[str, Any]) -> list[str]:
+    """The headline's line naming what the description left to cimsim's defaults (none for a
+    ``ChipConfig`` or a description that states every key input)."""
+    if not sheet.get("unstated"):
+        return []
+    return ["not in the description, cimsim's defaults used (docs/new-chip.md, section 3): "
+            + "; ".join(sheet["unstated"])]
 
 
 def breakdown_lines(sheet: dict[str, Any]) -> list[str]:

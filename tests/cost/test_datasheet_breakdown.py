@@ -287,3 +287,18 @@ def test_class_constant_leave_one_out_known_answer(validate, tmp_path):
     assert cells("all five", "", "")[:2] == ["4", "2"]
     assert cells("all five", "", "")[4] == "0"
     assert "from 2 to 0" in lines[-1]
+
+
+def test_the_headline_names_the_inputs_left_to_defaults(capsys, tmp_path):
+    """A description that leaves key inputs out gets its estimate with them named (what it
+    rests on, docs/new-chip.md section 3); a ChipConfig does not say what was written."""
+    path = tmp_path / "chip.toml"
+    path.write_text('[device]\ncell = "rram"\n[tech]\nnode_nm = 40\nvdd_v = 1.0\n'
+                    'cost_model = "physical"\n')
+    out = _cli(capsys, str(path))
+    line = next(ln for ln in out.splitlines() if ln.startswith("not in the description"))
+    assert "device.g_max_us = 10.0" in line and "tech.window_stated = false" in line
+    assert "tech.node_nm" not in line and "tech.vdd_v" not in line
+    assert datasheet(path)["unstated"] == cimsim.config.unstated_inputs(path)
+    assert datasheet(cimsim.load_chip(path))["unstated"] is None
+
