@@ -1031,10 +1031,13 @@ def _check_digital_readout(chip: Any) -> None:
     A 1-b resistive cell (RRAM, PCM, MRAM, FeFET, flash: ``CellTech.resistive``) is sensed to
     its stored bit by a sense amplifier against a reference before the adder tree: a finite
     ``on_off_ratio`` sets the sense margin, not the sum (its off-current is not summed,
-    :func:`cimsim.arrays.program.off_conductance`), and a stuck cell reads its stuck bit. What
-    a sensed bit cannot express is refused: programming variation (a cell near the reference
-    reads either bit, which no exact sum holds), drift, 1/f read noise and retention (the
-    same), analog noise, non-linearity and converter errors."""
+    :func:`cimsim.arrays.program.off_conductance`), a stuck cell reads its stuck bit, and
+    programming variation is sensed too: a cell varied across the reference reads the other
+    bit, once for all reads (:func:`cimsim.arrays.program.sensing_reference`), and the column
+    sums the bits exactly. What changes from read to read or after programming is refused:
+    drift, 1/f read noise and retention (a sensed bit would change between reads, which the
+    programmed bits do not hold), analog noise, non-linearity and converter errors; and
+    variation of a bit-cell (SRAM, eDRAM, ideal), which no reference senses."""
     if chip.dac_bits != 1:
         _fail("DACConfig", "bits", chip.dac.bits, "1 for adc.kind = 'digital' (bit-serial "
               "inputs gate one 1-b product per bit-cell)")
@@ -1057,7 +1060,8 @@ def _check_digital_readout(chip: Any) -> None:
     noisy += [name for name in ("gain_error", "offset_error_lsb", "comparator_noise_lsb")
               if getattr(chip.adc, name) != 0]
     noisy += [name for name in ("variation_sigma", "retention_sigma_lsb")
-              if getattr(chip.device, name) != 0]
+              if getattr(chip.device, name) != 0
+              and not (name == "variation_sigma" and chip.device.cell.resistive)]
     noisy += [name for name in ("drift_nu_mean", "read_noise_q_s")
               if any(getattr(chip.device, name))]
     noisy += ["drift_compensation"] * (chip.device.drift_compensation

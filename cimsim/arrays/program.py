@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Cells", "DeviceDraws", "ProgrammedLayer", "assemble", "cell_conductance",
            "cells_key", "default_row_tiles", "draw_cells", "draw_devices", "n_arrays_for_shape",
-           "off_conductance", "program", "read_off_conductance", "with_aging"]
+           "off_conductance", "program", "read_off_conductance", "sensing_reference",
+           "with_aging"]
 
 
 def default_row_tiles(k: int, n_rows: int) -> list[tuple[int, int]]:
@@ -284,8 +285,10 @@ def cell_conductance(digits, chip: ChipConfig, z=None, u=None, xp=np):
     faults. One function for the engine (NumPy, float64) and the training twin (torch)."""
     dev = chip.device
     # an idealised bipolar (signed) cell has no off-state current; a sensed cell's is not summed
+    # but sets where its varied conductance lies against the sense amplifier's reference
     signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
-    g_off = off_conductance(chip)
+    ref = sensing_reference(chip)
+    g_off = off_conductance(chip) if ref is None else read_off_conductance(chip)
     g = digits + g_off
     if z is not None and dev.variation is VariationKind.LOGNORMAL:
         g = g * xp.exp(dev.variation_sigma * z)
@@ -299,6 +302,10 @@ def cell_conductance(digits, chip: ChipConfig, z=None, u=None, xp=np):
             g_on = xp.sign(digits + 0.5) * (dev.n_levels - 1)
         g = xp.where(u < dev.p_stuck_on, g_on, g)
         g = xp.where((u >= dev.p_stuck_on) & (u < dev.p_stuck_on + dev.p_stuck_off), g_off, g)
+    if ref is not None:
+        bits = (g > ref) * 1.0
+        # the twin (torch): the sensed bit forward, the conductance's gradient backward
+        g = bits if xp is np else g + (bits - g).detach()
     return g
 
 
@@ -322,8 +329,10 @@ def _program_conductance(
     """
     dev = chip.device
     # an idealised bipolar (signed) cell has no off-state current; a sensed cell's is not summed
+    # (cell_conductance)
     signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
-    g_off = off_conductance(chip)
+    ref = sensing_reference(chip)
+    g_off = off_conductance(chip) if ref is None else read_off_conductance(chip)
     flat_d = digits.reshape(-1)
     out = np.empty(digits.shape, dtype=np.float32)
     flat = out.reshape(-1)
@@ -358,6 +367,8 @@ def _program_conductance(
             else:
                 flat[s:e][on] = g_on
             flat[s:e][(u >= p_on) & (u < p_any)] = g_low
+    if ref is not None:
+        np.greater(out, ref, out=out)  # the sensed bit (cell_conductance), in place
     return out
 
 
@@ -485,9 +496,12 @@ def with_aging(layer: ProgrammedLayer, cells: Cells, rng: np.random.Generator
 
 def cells_key(chip: ChipConfig) -> tuple:
     """The chip settings the drawn :class:`Cells` depend on (with the weights, the generator
-    and nothing else): the digits' encoding and the device. Another ADC, noise, DAC, array
-    geometry or technology leaves them as they are."""
-    return (chip.weight_bits, chip.weight_encoding, chip.differential_readout, chip.device)
+    and nothing else): the digits' encoding, the device, and whether a digital read-out senses
+    the cells to bits (their off-state conductance is then not summed, and a varied cell is
+    its sensed bit: :func:`sensing_reference`). Another converter, noise, DAC, array geometry
+    or technology leaves them as they are."""
+    return (chip.weight_bits, chip.weight_encoding, chip.differential_readout, chip.device,
+            chip.adc.kind is ADCKind.DIGITAL)
 
 
 def _group_abs_max(matrix: np.ndarray, groups: np.ndarray) -> tuple[float, ...]:
@@ -520,6 +534,19 @@ def off_conductance(chip: ChipConfig) -> float:
     if chip.weight_encoding is WeightEncoding.SIGNED_CELL or chip.adc.kind is ADCKind.DIGITAL:
         return 0.0
     return chip.device.g_off_lsb
+
+
+def sensing_reference(chip: ChipConfig) -> float | None:
+    """Conductance a sense amplifier compares a 1-b resistive cell with under a digital
+    read-out, cell-LSB: midway between the nominal on- and off-state conductances, ``(G_on +
+    G_off) / 2 = 1/2 + g_off`` (a reference current averaged from an on and an off reference
+    cell, as MRAM sense amplifiers form it: US patent 8,693,273 B2, "Reference averaging for
+    MRAM sense amplifiers", 2014). A cell whose programming variation carries it across the
+    reference reads the other bit (a misread fixed at programming); None where no cell is
+    sensed (an analog read-out; SRAM, eDRAM and ideal bit-cells)."""
+    if chip.adc.kind is not ADCKind.DIGITAL or not chip.device.cell.resistive:
+        return None
+    return 0.5 + chip.device.g_off_lsb
 
 
 def read_off_conductance(chip: ChipConfig) -> float:

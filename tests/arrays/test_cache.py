@@ -155,3 +155,26 @@ def test_deploy_reuses_programming_across_adc_settings():
         y_a, y_b, y_c = sim_a(x), sim_b(x), sim_c(x)
     assert not torch.equal(y_a, y_b)  # the ADC did change
     assert torch.equal(y_b, y_c)  # cached = programmed from scratch
+
+
+def test_a_digital_read_out_senses_cells_an_analog_one_sums():
+    """The cells a digital read-out senses to bits (off-current not summed, a varied cell its
+    sensed bit) are not those an analog read-out sums: switching the converter between them
+    draws anew; before, a sweep over adc.kind on a faulty MRAM device reused the other's
+    cells (an off-current of 0 where the analog chip sums 1 cell-LSB)."""
+    base = cimsim.load_chip("ideal")
+    chip = base.replace(
+        weight_bits=4, input_bits=4, weight_encoding="twos_complement",
+        dac=base.dac.replace(bits=1),
+        device=base.device.replace(cell="mram", bits_per_cell=1, on_off_ratio=2.0,
+                                   variation="lognormal", variation_sigma=0.2),
+        array=base.array.replace(n_rows=32, n_cols=32, cols_per_adc=1),
+        adc=base.adc.replace(kind="digital", bits=7, range_policy="full_scale"))
+    w = np.random.default_rng(4).integers(-8, 8, (6, 32))
+    digital = _prog(w, chip)[0]
+    analog = chip.replace(adc=chip.adc.replace(kind="sar", bits=8))
+    layer = _prog(w, analog)[0]
+    assert layer.g_phys is not digital.g_phys and cache.cache_info().misses == 2
+    _assert_same_layer(layer, program(w, analog, np.random.default_rng(3)))
+    assert set(np.unique(digital.g_phys)) <= {0.0, 1.0} and layer.g_phys.min() > 0.5
+

@@ -128,7 +128,6 @@ def test_stuck_sensed_cells_sum_their_bits_exactly():
 
 
 @pytest.mark.parametrize("device, field", [
-    (dict(variation="lognormal", variation_sigma=0.1), "variation_sigma"),
     (dict(drift_nu_mean=(0.01,)), "drift_nu_mean"),
     (dict(read_noise_q_s=(0.01,)), "read_noise_q_s"),
     (dict(retention_sigma_lsb=0.1), "retention_sigma_lsb"),
@@ -138,6 +137,96 @@ def test_digital_readout_refuses_what_a_sensed_bit_cannot_express(device, field,
     chip = digital_chip(cell=cell)
     with pytest.raises(ConfigError, match=field):
         chip.replace(device=chip.device.replace(**device))
+
+
+def test_a_bit_cell_s_variation_is_refused_under_a_digital_read_out():
+    """No reference senses an SRAM bit-cell: its variation would be summed as an analog
+    error, which a digital column does not have."""
+    chip = digital_chip(cell="sram")
+    with pytest.raises(ConfigError, match="variation_sigma"):
+        chip.replace(device=chip.device.replace(variation="lognormal", variation_sigma=0.1))
+
+
+def _misread_rates(kind: str, sigma: float, ratio: float) -> tuple[float, float]:
+    """P(an on cell reads 0), P(an off cell reads 1) by hand: a 1-b cell's conductance (cell
+    LSB) is g_off + d, g_off = 1 / (ratio - 1), varied, against the reference g_off + 1/2."""
+    from scipy.stats import norm
+
+    g_off = 1.0 / (ratio - 1.0)
+    ref = g_off + 0.5
+    if kind == "lognormal":
+        return (float(norm.cdf(math.log(ref / (1.0 + g_off)) / sigma)),
+                float(norm.sf(math.log(ref / g_off) / sigma)))
+    return float(norm.cdf((ref - 1.0 - g_off) / sigma)), float(norm.sf((ref - g_off) / sigma))
+
+
+@pytest.mark.parametrize("kind, sigma, ratio", [("lognormal", 0.15, 2.0),
+                                                ("lognormal", 0.3, 3.0),
+                                                ("gaussian", 0.25, 2.0)])
+def test_varied_sensed_cells_misread_as_their_margin_says_and_sum_exactly(kind, sigma, ratio):
+    """Programming variation of a sensed cell: the cell whose conductance the variation carries
+    across the sense amplifier's midpoint reference reads the other bit, once for all reads;
+    the column sums the sensed bits exactly (the integer reference on the programmed bits).
+    The misread fractions of on and off cells match the margin by hand."""
+    from cimsim import engine
+    from cimsim.arrays._reference import matmul_reference
+    from cimsim.arrays.program import program, sensing_reference
+
+    chip = digital_chip(256, cell="mram", on_off_ratio=ratio)
+    chip = chip.replace(device=chip.device.replace(variation=kind, variation_sigma=sigma))
+    assert sensing_reference(chip) == pytest.approx(0.5 + 1.0 / (ratio - 1.0))
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 2**chip.input_bits, size=(6, 256))
+    w = rng.integers(-127, 128, size=(200, 256))
+    layer = program(w, chip, np.random.default_rng(2))
+    assert set(np.unique(layer.g_phys)) <= {0.0, 1.0}
+    y, _ = engine.run(layer, x, noise_seed=4, gemm="float64")
+    assert np.array_equal(y, matmul_reference(x, layer, noise_seed=4))
+    on, bits = layer.digits_phys != 0, layer.g_phys
+    p_on, p_off = _misread_rates(kind, sigma, ratio)
+    for cells, p, got in ((on, p_on, np.mean(bits[on] == 0)),
+                          (~on, p_off, np.mean(bits[~on] == 1))):
+        n = int(cells.sum())
+        assert abs(got - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1.0 / n, (got, p)
+
+
+def test_no_variation_past_the_margin_sums_the_stored_bits():
+    """A varied cell far from the reference (an infinite on/off ratio, a small sigma) reads its
+    bit: the sum is the integer product, as without variation."""
+    chip = digital_chip(64, cell="rram")
+    chip = chip.replace(device=chip.device.replace(variation="lognormal", variation_sigma=0.05))
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 2**chip.input_bits, size=(5, 64))
+    w = rng.integers(-127, 128, size=(9, 64))
+    y, _ = cimsim.matmul(x, w, chip, seed=3)
+    assert np.array_equal(np.asarray(y), x @ w.T)
+
+
+def test_twin_is_the_deployed_chip_with_varied_sensed_cells():
+    """prepare() on a digital MRAM chip with variation: the eval twin senses the same cells to
+    the same bits as deploy() (the same draws), so both give the same outputs."""
+    import torch
+    from torch import nn
+
+    from cimsim.train import prepare
+
+    chip = digital_chip(32, cell="mram", on_off_ratio=2.0)
+    chip = chip.replace(weight_bits=4, input_bits=4,
+                        adc=chip.adc.replace(bits=7),
+                        device=chip.device.replace(variation="lognormal", variation_sigma=0.2))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 7), nn.ReLU(), nn.Linear(7, 3)).double()
+    x = torch.randn(64, 20, dtype=torch.float64)
+    prep = prepare(model, chip, x, seed=3)
+    y_twin = prep.eval()(x).detach().numpy()
+    y_sim = prep.deploy(3)(x).numpy()
+    assert np.isclose(y_sim, y_twin, rtol=1e-9, atol=1e-9).mean() >= 0.99
+    # and the twin trains through the sensed bits (straight-through gradient)
+    prep.train()
+    loss = prep(x).square().mean()
+    loss.backward()
+    grads = [p.grad for p in prep.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
 def test_a_sensed_cell_sums_in_an_adder_tree_not_a_ripple_column():
