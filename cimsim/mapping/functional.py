@@ -17,7 +17,8 @@ torch.randn(6, 6)``; 1-D buffers are statistics and rotary frequencies: no weigh
 alone, but a weight computed with one stays a weight, as Glow's
 ``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
 activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
-``torch.cdist``, prototypes in ``F.cosine_similarity``) computes in float as in a product and
+``torch.cdist``, prototypes in ``F.cosine_similarity``, an RBF network's centres in a
+hand-written ``(x[:, None] - centres).pow(2).sum(-1)``) computes in float as in a product and
 is named the same way, and so is a weight applied by a linear solve (``torch.linalg.solve(W,
 x)``, ``solve_triangular``, ``lstsq``, ``lu_solve``: W⁻¹ applied to an activation). A bias
 the product adds (``F.linear``'s and a convolution's ``bias``, ``addmm``'s first operand) is no
@@ -231,6 +232,13 @@ _RESHAPES = frozenset({torch.Tensor.view, torch.Tensor.reshape, torch.reshape,
                        torch.Tensor.T.__get__,  # type: ignore[attr-defined]
                        torch.Tensor.mT.__get__})  # type: ignore[attr-defined]
 
+# what makes a difference a distance: its magnitude (a square, an absolute value, a norm), or
+# the difference multiplied by itself
+_MAGNITUDES = frozenset({torch.pow, torch.Tensor.pow, torch.Tensor.__pow__, torch.square,
+                         torch.Tensor.square, torch.abs, torch.Tensor.abs, torch.Tensor.__abs__,
+                         torch.norm, torch.Tensor.norm, torch.linalg.norm,
+                         torch.linalg.vector_norm})
+
 _aten = torch.ops.aten
 # products whose bias is added, not multiplied: their factors are (input, weight)
 # (F.bilinear: (input1, input2, weight)); ``addmm(b, x, W)`` and the like: the two after b
@@ -358,6 +366,7 @@ class _Watch(TorchFunctionMode):
         self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.mixed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # modulated weights' names
         self.added: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weights added to an input
+        self.spread: WeakIdKeyDictionary = WeakIdKeyDictionary()  # ... broadcast against it
         self.found: dict[str, str] = {}
         self.modulated: dict[str, str] = {}
         self.scaled: dict[str, str] = {}
@@ -425,8 +434,14 @@ class _Watch(TorchFunctionMode):
                 for name in self.mixed.get(t, ()):
                     self.modulated.setdefault(name, getattr(func, "__name__", str(func)))
         if not product:
+            if not self.listed() and (func in _MAGNITUDES or (
+                    func in _SCALINGS and len(operands) == 2 and operands[0] is operands[1])):
+                for t in operands:  # a distance to a weight's rows: computed in float
+                    for name in self.spread.get(t, ()):
+                        self.found.setdefault(name, getattr(func, "__name__", str(func)))
             self._modulate(func, operands, names, out)
             self._add(func, operands, names, out)
+            self._spread(func, operands, names, out)
         # from weights (and 1-D buffers) only: still a weight, of every weight it was computed
         # from (a quaternion matrix torch.cat assembles from four blocks names the four)
         known = tuple(dict.fromkeys(n for group in names if group for n in group))
@@ -465,6 +480,30 @@ class _Watch(TorchFunctionMode):
             return
         for t in _tensors(out):
             self.added[t] = tuple(dict.fromkeys(carried))
+
+    def _spread(self, func, operands: list[torch.Tensor],
+                names: list[tuple[str, ...] | None], out) -> None:
+        """Tag ``out`` with the weight matrices whose rows an addition broadcasts an activation
+        against (an RBF network's ``x[:, None] - centres``: every sample minus every centre,
+        an output larger than the activation): its magnitude (``.pow(2)``, ``.abs()``, a norm)
+        is a distance to each row, ``|x|² - 2 x·c + |c|²``, computed in float as
+        ``torch.cdist``'s is (named as such). Kept by further additions, scalings (a width per
+        centre) and shape-only ops. A table added within the activation's shape (a position
+        embedding, then a hand-written RMSNorm's ``x.pow(2)``) is none; learned weights only."""
+        carried = [n for t in operands for n in self.spread.get(t, ())]
+        if func in _ADDITIONS:
+            acts = [t for group, t in zip(names, operands, strict=True)
+                    if group is None and not self._constant(t)]
+            if (acts and isinstance(out, torch.Tensor)
+                    and out.numel() > max(t.numel() for t in acts)):
+                carried += [n for group, t in zip(names, operands, strict=True)
+                            if group and _is_matrix(t) for n in group
+                            if n in self.matrices and n in self.learned]
+        elif func not in _RESHAPES and func not in _SCALINGS:
+            return
+        if carried:
+            for t in _tensors(out):
+                self.spread[t] = tuple(dict.fromkeys(carried))
 
     def _modulate(self, func, operands: list[torch.Tensor],
                   names: list[tuple[str, ...] | None], out) -> None:

@@ -12,7 +12,9 @@ may still ask of a mapped layer.
   Python calls the functional watch sees. It is kept digital (:func:`scripted_row`).
 - A layer of complex weights (``nn.Linear(..., dtype=torch.cfloat)``) has no conductances to
   program: mapped, its imaginary parts were dropped and its output was silently wrong. It is
-  kept digital, computing in complex float, with the reason (:func:`complex_row`).
+  kept digital, computing in complex float, with the reason (:func:`complex_row`); so is a
+  layer whose weight is a tensor subclass (torchao's quantized weights in a plain
+  ``nn.Linear``): mapping it crashed inside torch (:func:`subclass_row`).
 - A mapped layer keeps the source module's configuration (``kernel_size``, ``stride``,
   ``dilation``, ``in_features`` ...): a forward that computes a causal padding from
   ``conv.dilation`` reads the source's values (:func:`source_config`).
@@ -50,7 +52,7 @@ __all__ = ["attribute_state", "calibration_state", "carry_tensor_hooks", "comple
            "explain_stop_iteration", "hook_weights_detached", "keywords_not_taken",
            "overridden_forward",
            "pruning_masks", "quantized_row", "restore_attributes",
-           "scripted_row", "source_config"]
+           "scripted_row", "source_config", "subclass_row"]
 
 
 # methods of torch's layers that compute nothing in the forward: a subclass may override them
@@ -157,6 +159,29 @@ def complex_row(module: nn.Module, name: str, not_mappable: str
             f"{not_mappable}{name or 'model'}: complex-valued weights (the arrays hold real "
             "ones): it computes in complex float; write it as real layers on the real and "
             "imaginary parts to map it")
+
+
+def subclass_row(module: nn.Module, name: str, not_mappable: str
+                 ) -> tuple[str, str, str] | None:
+    """The digital row of a mappable layer whose weights are a tensor subclass, or None: a
+    quantized or packed weight that computes its products its own way (torchao's
+    ``quantize_`` puts such a tensor in an ``nn.Linear``'s ``weight``, the class left
+    ``nn.Linear``; bitsandbytes' ``Int8Params`` is one). Its storage holds no dense values to
+    program (mapping it crashed deep inside torch: ``.numpy()`` of a subclass), and only the
+    subclass knows what its product computes: kept digital, computing as the subclass does."""
+    if not isinstance(module, _LAYER_TYPES):
+        return None
+    odd = [(pname, type(p).__name__) for pname, p in module.named_parameters()
+           if type(p) not in (torch.Tensor, nn.Parameter) and not nn.parameter.is_lazy(p)]
+    if not odd:
+        return None
+    pname, kind = odd[0]
+    return (name or "model", type(module).__name__,
+            f"{not_mappable}{name or 'model'}: its {pname} is a tensor subclass ({kind}: a "
+            "quantized or packed weight computing its products its own way, which the arrays "
+            "cannot hold as programmed values); it computes as the subclass does, in float; "
+            f"give the layer a dense weight ({name or 'model'}.{pname} = "
+            "nn.Parameter(<dense tensor>), e.g. the model before its conversion) to map it")
 
 
 def quantized_row(module: nn.Module, name: str, not_mappable: str
@@ -456,18 +481,30 @@ _MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persiste
 @contextmanager
 def hook_weights_detached(model: nn.Module) -> Iterator[None]:
     """Within the block the tensors torch's own hooks recompute before every forward (a pruned
-    ``weight``, an old-style weight-normed one) hold their current values detached, so that
+    ``weight``, an old-style weight-normed one), and a recurrent layer's cached parametrized
+    weights, hold their current values detached, so that
     ``copy.deepcopy`` copies them: after a forward with gradient torch refuses to. Put back
     after the block."""
     hooked = _hooked_weights(model)
     held_values = [vars(m)[attr] for m, _, attr, _ in hooked]
+    # torch's recurrent layers cache their weights in ``_flat_weights`` (refreshed by every
+    # forward when a weight is another tensor): a parametrized one (expRNN's orthogonal
+    # ``weight_hh_l0``) is cached as computed, with gradient, by ``.to()`` or a forward
+    flat = [(m, m._flat_weights) for m in model.modules() if isinstance(m, nn.RNNBase)
+            and any(isinstance(w, torch.Tensor) and w.grad_fn is not None
+                    for w in m._flat_weights)]
     try:
         for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
             setattr(m, attr, value.detach())
+        for m, weights in flat:
+            vars(m)["_flat_weights"] = [w.detach() if isinstance(w, torch.Tensor)
+                                        and w.grad_fn is not None else w for w in weights]
         yield
     finally:
         for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
             setattr(m, attr, value)
+        for m, weights in flat:
+            vars(m)["_flat_weights"] = weights
 
 
 def copy_model(model: nn.Module, who: str) -> nn.Module:

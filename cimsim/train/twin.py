@@ -133,6 +133,7 @@ from ..mapping.unmappable import (
     restore_attributes,
     scripted_row,
     source_config,
+    subclass_row,
 )
 from ._kernels import fused_convert
 from ._modes import module_modes, restore_modes
@@ -1809,7 +1810,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                     continue
             if (scripted := scripted_row(child, name, NOT_MAPPABLE)
                     or quantized_row(child, name, NOT_MAPPABLE)
-                    or complex_row(child, name, NOT_MAPPABLE)) is not None:
+                    or complex_row(child, name, NOT_MAPPABLE)
+                    or subclass_row(child, name, NOT_MAPPABLE)) is not None:
                 digital.append(scripted)
                 continue
             if (affine is None and cls is not None
