@@ -142,6 +142,7 @@ from .tied import (
     carry_grad_hooks,
     freeze_like_sources,
     keep_pruned_biases,
+    refuse_step_hooks,
     retie_float_copy,
     tie_shared_weights,
 )
@@ -1773,6 +1774,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                            "(inference tensors take no gradient); call it outside, or under "
                            "torch.no_grad() if you must")
     model = user_model(model, "prepare")
+    refuse_step_hooks(model)
     was_training = model.training
     pruned = pruning_masks(model)
     root = copy_model(model, "prepare")
