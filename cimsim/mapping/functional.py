@@ -74,6 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import MappingError, WeightReadError
@@ -315,6 +316,11 @@ def _storage(t: torch.Tensor) -> int | None:
     try:
         return t.untyped_storage().data_ptr()
     except (RuntimeError, NotImplementedError):  # tensors without storage (meta, nested)
+        # a wrapper subclass (a quantized weight, as torchao's): the storage of the first
+        # tensor it wraps, which its views and copies by detach share (a weight so held
+        # reached F.linear unnamed, its product listed as one of activations)
+        if is_traceable_wrapper_subclass(t):
+            return _storage(getattr(t, t.__tensor_flatten__()[0][0]))
         return None
 
 

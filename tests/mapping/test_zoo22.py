@@ -42,6 +42,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -65,6 +66,7 @@ from .zoo22_models import (
     SubclassWeight,
     ToeplitzMixer,
     WeightNormedAttention,
+    quantize_weight_,
 )
 from .zoo_tests import zoo_deploy_tests
 
@@ -131,6 +133,31 @@ def test_a_tensor_subclass_weight_keeps_its_layer_digital_naming_it():
     model.mid.weight = nn.Parameter(model.mid.weight.detach().dequantize())
     sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
     assert "mid" in sim.sim_layers and not sim.digital
+
+
+class _FunctionalInt8(nn.Module):
+    """The int8 tensor-subclass weight held by the model itself, applied by ``F.linear``."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(6, 8)
+        layer = nn.Linear(8, 8)
+        quantize_weight_(layer)
+        self.qweight = layer.weight
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(torch.relu(F.linear(torch.relu(self.inp(x)), self.qweight)))
+
+
+def test_a_tensor_subclass_weight_used_functionally_is_named():
+    """A tensor-subclass weight in ``F.linear`` outside a module: the watch keys a weight by
+    its storage, which a wrapper subclass has none of, so the weight went unnamed and its
+    product was listed as one of activations. It is named now (by the storage it wraps)."""
+    model, (x,) = build_seeded(_FunctionalInt8, lambda: (torch.randn(3, 6),))
+    for fn in (cimsim.deploy, prepare):
+        sim = _quiet(fn, model, lossless_chip("channel"), x)
+        assert {d[0]: d[1] for d in sim.digital} == {"qweight": "parameter"}
 
 
 def test_a_parametrized_recurrent_weight_is_copied_and_mapped_as_computed():
