@@ -19,7 +19,9 @@ alone, but a weight computed with one stays a weight, as Glow's
 activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
 ``torch.cdist``, prototypes in ``F.cosine_similarity``, an RBF network's centres in a
 hand-written ``(x[:, None] - centres).pow(2).sum(-1)``) computes in float as in a product and
-is named the same way, and so is a weight applied by a linear solve (``torch.linalg.solve(W,
+is named the same way, and so is a learned weight matrix read out of torch in the forward
+(``.numpy()``, ``.tolist()``: a scipy convolution inside a custom ``autograd.Function``, whose
+computation no watch sees), and a weight applied by a linear solve (``torch.linalg.solve(W,
 x)``, ``solve_triangular``, ``lstsq``, ``lu_solve``: W⁻¹ applied to an activation). A bias
 the product adds (``F.linear``'s and a convolution's ``bias``, ``addmm``'s first operand) is no
 factor: ``F.linear(x, W(x), self.b)`` with a weight generated
@@ -233,6 +235,11 @@ _RESHAPES = frozenset({torch.Tensor.view, torch.Tensor.reshape, torch.reshape,
                        torch.Tensor.T.__get__,  # type: ignore[attr-defined]
                        torch.Tensor.mT.__get__})  # type: ignore[attr-defined]
 
+# a tensor's values read out of torch (into NumPy, a list): what a forward computes with them
+# there (a scipy convolution inside a custom ``autograd.Function``, as torch's NumPy-extension
+# tutorial writes one) no watch sees
+_READ_OUT = frozenset({torch.Tensor.numpy, torch.Tensor.__array__, torch.Tensor.tolist})
+
 # what makes a difference a distance: its magnitude (a square, an absolute value, a norm), or
 # the difference multiplied by itself
 _MAGNITUDES = frozenset({torch.pow, torch.Tensor.pow, torch.Tensor.__pow__, torch.square,
@@ -421,6 +428,10 @@ class _Watch(TorchFunctionMode):
                 for t in _factors(func, args, kwargs):
                     for name in self.added.get(t, ()):
                         self.found.setdefault(name, getattr(func, "__name__", str(func)))
+        if func in _READ_OUT and not self.listed():  # a learned matrix computed on unseen
+            for name in names[0] or ():
+                if name in self.matrices and name in self.learned:
+                    self.found.setdefault(name, getattr(func, "__name__", str(func)))
         if func in _LOOKUPS and not self.listed():
             table = args[1] if len(args) > 1 else kwargs.get("weight")
             for name in (self._weight(table) if isinstance(table, torch.Tensor) else None) or ():

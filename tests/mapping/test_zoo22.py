@@ -10,9 +10,10 @@ squared distance), additive attention's 1-D scoring vector, a learned canvas fil
 kernels generated from the input (the weight as ``F.conv1d``'s input), a transition matrix
 ``expand`` ed over the batch for ``torch.bmm``, a Toeplitz mixer gathered from learned
 coefficients by a constant index, LightConv's softmax-normalised kernel shared by every
-channel. Calls in other forms: a generator submodule and a tuple used partly, SimSiam's encoder
-called with and without ``torch.no_grad()``. All twelve pass the lossless, ``rram-22nm`` and
-``prepare`` checks and every training method as written.
+channel, a filter applied by scipy inside a custom ``autograd.Function`` (torch's tutorial
+"Creating Extensions Using numpy and scipy"). Calls in other forms: a generator submodule and a
+tuple used partly, SimSiam's encoder called with and without ``torch.no_grad()``. All thirteen
+pass the lossless, ``rram-22nm`` and ``prepare`` checks and every training method as written.
 
 What it found around them, fixed: the int8 tensor-subclass weight crashed deploy and
 ``prepare`` deep inside torch (``.numpy() is not supported for tensor subclasses``, no layer
@@ -27,7 +28,12 @@ computed every sample's distance to every centre in float with nothing listed (`
 of the same was named): a weight broadcast against an activation by a difference and then
 reduced by a magnitude (a square, an absolute value, a norm, the difference times itself) is
 named as a distance's weight now; a table added within the activation's shape (a position
-embedding before a hand-written RMSNorm) stays silent. Beside the zoo, an optimizer step fused
+embedding before a hand-written RMSNorm) stays silent. The scipy filter computed in float with
+nothing listed (what NumPy computes no watch sees): a learned weight matrix read out of torch
+in the forward (``.numpy()``, ``.tolist()``) is named now, a 1-D one stays silent. A
+tensor-subclass weight applied by ``F.linear`` outside a module went unnamed, its product
+listed as one of activations (the watch keys weights by storage, which a wrapper subclass has
+none of): keyed by the storage it wraps now. Beside the zoo, an optimizer step fused
 into the backward (``register_post_accumulate_grad_hook``, torch's memory-saving recipe)
 stepped nothing through ``prepare``'s twin (its copies of the weights carry no hooks), silently:
 ``prepare`` refuses it, naming the parameters and the way out. Seen, by design: a mapped
@@ -60,6 +66,7 @@ from .zoo22_models import (
     GeneratorAndTuple,
     LightConv,
     LoRAByParametrization,
+    NumpyExtension,
     OrthogonalRNN,
     RBFNetwork,
     SimSiam,
@@ -81,6 +88,7 @@ ZOO22 = {
     "expanded-bmm": (ExpandedBmm, lambda: (torch.randn(3, 5, 4),)),
     "toeplitz-mixer": (ToeplitzMixer, lambda: (torch.randn(3, 5, 4),)),
     "lightconv": (LightConv, lambda: (torch.randn(3, 2, 7),)),
+    "numpy-extension": (NumpyExtension, lambda: (torch.randn(3, 6),)),
     "generator-and-tuple": (GeneratorAndTuple, lambda: (torch.randn(3, 4),)),
     "simsiam": (SimSiam, lambda: (torch.randn(3, 6),)),
 }
@@ -94,6 +102,7 @@ _DIGITAL: dict[str, set[str]] = {
     "expanded-bmm": {"transition"},
     "toeplitz-mixer": {"coef"},
     "lightconv": {"kernel"},
+    "numpy-extension": {"filt"},
 }
 
 # layers the integer reference (``conftest.reference_model``) does not re-implement: a
@@ -224,6 +233,42 @@ def test_a_weight_compared_with_an_activation_by_a_distance_is_named(how):
         sim = _quiet(fn, model, lossless_chip("channel"), x)
         rows = {d[0]: d[1] for d in sim.digital}
         assert rows == ({} if how == "position" else {"table": "parameter"}), rows
+
+
+class _ReadOut(nn.Module):
+    """A learned matrix (``how``: ``'numpy'`` or ``'tolist'``) or a learned 1-D vector
+    (``'vector'``) read out of torch in the forward and computed with there."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.inp = nn.Linear(4, 4)
+        self.w = nn.Parameter(torch.randn(4, 4) if how != "vector" else torch.randn(4))
+        self.head = nn.Linear(4, 2)
+        self.how = how
+
+    def forward(self, x):
+        h = self.inp(x).detach()
+        if self.how == "numpy":
+            y = torch.as_tensor(h.numpy() @ self.w.detach().numpy().T)
+        elif self.how == "tolist":
+            y = torch.tensor([[sum(a * b for a, b in zip(row, col, strict=True))
+                               for col in self.w.tolist()] for row in h.tolist()])
+        else:  # a learned vector as numbers (boundaries, a scale): no matrix computed unseen
+            y = h * torch.tensor(self.w.tolist())
+        return self.head(y.to(x.dtype))
+
+
+@pytest.mark.parametrize("how", ["numpy", "tolist", "vector"])
+def test_a_weight_matrix_read_out_of_torch_in_the_forward_is_named(how):
+    """A learned filter applied by scipy inside a custom ``autograd.Function`` (torch's
+    NumPy-extension tutorial) computed in float with nothing listed: no watch sees what NumPy
+    computes. A learned weight matrix read out of torch in the forward (``.numpy()``,
+    ``.tolist()``) is named now; a 1-D one (numbers: boundaries, a scale) stays silent."""
+    model, (x,) = build_seeded(lambda: _ReadOut(how), lambda: (torch.randn(3, 4),))
+    for fn in (cimsim.deploy, prepare):
+        sim = _quiet(fn, model, lossless_chip("channel"), x)
+        rows = {d[0]: d[1] for d in sim.digital}
+        assert rows == ({} if how == "vector" else {"w": "parameter"}), rows
 
 
 class _StepInBackward(nn.Module):

@@ -11,15 +11,18 @@ scoring vector (a 1-D ``v`` on the right of ``@``), a learned canvas filtered by
 generated from the input (the weight as the convolution's input, the kernel an activation), a
 transition matrix ``expand`` ed over the batch for ``torch.bmm``, a Toeplitz mixer gathered
 from learned coefficients by a constant index, LightConv's softmax-normalised kernel shared by
-every channel (``F.conv1d`` with ``groups`` = channels and the kernel expanded). Calls in other
+every channel (``F.conv1d`` with ``groups`` = channels and the kernel expanded), a filter applied
+by scipy in a custom ``autograd.Function`` (torch's NumPy-extension tutorial). Calls in other
 forms: a submodule whose forward is a generator and one returning a tuple used partly, and
 SimSiam's encoder called with and without ``torch.no_grad()`` in one forward. Small, written
 here from the papers' descriptions (no model library imported); widths are tiny."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.signal import convolve2d, correlate2d
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 from torch.utils._pytree import tree_map
@@ -265,6 +268,45 @@ class LightConv(nn.Module):
         k = self.kernel.softmax(-1).expand(self.c, 1, -1)
         h = F.conv1d(h, k, padding=k.shape[-1] // 2, groups=self.c)
         return self.head(torch.relu(h).mean(-1))
+
+
+class _ScipyCorrelate(torch.autograd.Function):
+    """A 2-D valid cross-correlation of each sample with a filter, computed by scipy on NumPy
+    arrays in the forward and the backward (torch's tutorial "Creating Extensions Using
+    numpy and scipy", its ``ScipyConv2dFunction``, without the bias)."""
+
+    @staticmethod
+    def forward(ctx, x, filt):  # (B, H, W), (kh, kw)
+        x_, f_ = x.detach(), filt.detach()
+        ctx.save_for_backward(x_, f_)
+        out = [correlate2d(xi.numpy(), f_.numpy(), mode="valid") for xi in x_]
+        return torch.as_tensor(np.stack(out), dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, f = ctx.saved_tensors
+        g = grad.detach()
+        gx = [convolve2d(gi.numpy(), f.numpy(), mode="full") for gi in g]
+        gf = sum(correlate2d(xi.numpy(), gi.numpy(), mode="valid")
+                 for xi, gi in zip(x, g, strict=True))
+        return (torch.as_tensor(np.stack(gx), dtype=grad.dtype),
+                torch.as_tensor(gf, dtype=grad.dtype))
+
+
+class NumpyExtension(nn.Module):
+    """A learned 3x3 filter applied by scipy inside a custom ``autograd.Function`` (the
+    tutorial's ``ScipyConv2d``) to an image a Linear makes from the input, a head."""
+
+    def __init__(self, d: int = 6, side: int = 6, n: int = 3):
+        super().__init__()
+        self.inp = nn.Linear(d, side * side)
+        self.filt = nn.Parameter(torch.randn(3, 3) * 0.3)
+        self.head = nn.Linear((side - 2) ** 2, n)
+        self.side = side
+
+    def forward(self, x):
+        img = torch.relu(self.inp(x)).view(-1, self.side, self.side)
+        return self.head(_ScipyCorrelate.apply(img, self.filt).flatten(1))
 
 
 # ---------------------------------------------------------------------------------------------
