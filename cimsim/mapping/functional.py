@@ -160,6 +160,9 @@ _PRODUCTS = frozenset({
     torch.Tensor.inner,
     # the in-place forms of the bias-first products (into a copy of the bias)
     torch.Tensor.addmm_, torch.Tensor.addmv_, torch.Tensor.baddbmm_, torch.Tensor.addbmm_,
+    # products with a sparse operand (a graph's adjacency times a learned embedding table,
+    # LightGCN's ``torch.sparse.mm(adj, emb.weight)``: computed in float unnamed)
+    torch.sparse.mm, torch.sparse.addmm, torch.spmm, torch.smm, torch.hspmm, torch.sspaddmm,
 })
 
 
@@ -255,6 +258,7 @@ _WITH_BIAS = frozenset({
     F.conv_transpose3d, _aten.linear.default, _aten.conv1d.default, _aten.conv2d.default,
     _aten.conv3d.default, _aten.convolution.default})
 _ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, torch.addmv,
+                          torch.sparse.addmm, torch.sspaddmm,
                           torch.Tensor.addmm, torch.Tensor.baddbmm, torch.Tensor.addbmm,
                           torch.Tensor.addmv, torch.Tensor.addmm_, torch.Tensor.baddbmm_,
                           torch.Tensor.addbmm_, torch.Tensor.addmv_, _aten.addmm.default,
@@ -315,11 +319,18 @@ def _transformed(t: torch.Tensor) -> bool:
                         lambda _t: False)(t))
 
 
+_COMPRESSED = (torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
+
+
 def _storage(t: torch.Tensor) -> int | None:
     # under torch.vmap / torch.func a weight arrives wrapped (an ensemble's stacked weights
     # by functional_call): the storage is the wrapped tensor's
     while _transformed(t):
         t = torch._C._functorch.get_unwrapped(t)
+    if t.layout is torch.sparse_coo:  # a sparse weight or buffer: by the values it stores
+        t = t._values()
+    elif t.layout in _COMPRESSED:
+        t = t.values()
     try:
         return t.untyped_storage().data_ptr()
     except (RuntimeError, NotImplementedError):  # tensors without storage (meta, nested)

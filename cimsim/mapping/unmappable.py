@@ -346,7 +346,7 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
         _restore_buffers(buffers, model)
         with torch.no_grad():
             for tensor, values in written:
-                if tensor.shape == values.shape and not torch.equal(tensor, values):
+                if tensor.shape == values.shape and not _equal(tensor, values):
                     tensor.copy_(values)
         for generator, state in generators:
             generator.set_state(state)
@@ -398,6 +398,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``torch.equal``, for sparse tensors too (a graph's normalised adjacency kept as a sparse
+    COO buffer, LightGCN's: ``torch.equal`` has no sparse kernel, and setting the buffers
+    back after the calibration pass failed inside torch, no layer named)."""
+    if a.layout != torch.strided or b.layout != torch.strided:
+        return a.layout == b.layout and torch.equal(a.to_dense(), b.to_dense())
+    return torch.equal(a, b)
+
+
 def _buffer_state(model: nn.Module) -> dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]:
     """(module name, buffer name) -> (the buffer, a copy of its values), cimsim's own
     modules left out."""
@@ -417,7 +426,7 @@ def _restore_buffers(before: Mapping[tuple[str, str], tuple[torch.Tensor, torch.
         module._buffers[k] = buffer
         if buffer.shape != values.shape:
             module._buffers[k] = values
-        elif not torch.equal(buffer, values):
+        elif not _equal(buffer, values):
             with torch.no_grad():
                 buffer.copy_(values)
 

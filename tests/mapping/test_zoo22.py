@@ -12,7 +12,7 @@ kernels generated from the input (the weight as ``F.conv1d``'s input), a transit
 coefficients by a constant index, LightConv's softmax-normalised kernel shared by every
 channel, a filter applied by scipy inside a custom ``autograd.Function`` (torch's tutorial
 "Creating Extensions Using numpy and scipy"). Calls in other forms: a generator submodule and a
-tuple used partly, SimSiam's encoder called with and without ``torch.no_grad()``. All thirteen
+tuple used partly, SimSiam's encoder called with and without ``torch.no_grad()``. All fourteen
 pass the lossless, ``rram-22nm`` and ``prepare`` checks and every training method as written.
 
 What it found around them, fixed: the int8 tensor-subclass weight crashed deploy and
@@ -31,6 +31,10 @@ named as a distance's weight now; a table added within the activation's shape (a
 embedding before a hand-written RMSNorm) stays silent. The scipy filter computed in float with
 nothing listed (what NumPy computes no watch sees): a learned weight matrix read out of torch
 in the forward (``.numpy()``, ``.tolist()``) is named now, a 1-D one stays silent. A
+sparse adjacency buffer (LightGCN's) crashed deploy and ``prepare`` inside torch when the
+buffers were set back after the calibration pass (``aten::equal`` has no sparse kernel), and
+its ``torch.sparse.mm`` with the embedding table computed in float unnamed: it deploys and
+names both, as with a dense adjacency. A
 tensor-subclass weight applied by ``F.linear`` outside a module went unnamed, its product
 listed as one of activations (the watch keys weights by storage, which a wrapper subclass has
 none of): keyed by the storage it wraps now. Beside the zoo, an optimizer step fused
@@ -65,6 +69,7 @@ from .zoo22_models import (
     ExpandedBmm,
     GeneratorAndTuple,
     LightConv,
+    LightGCN,
     LoRAByParametrization,
     NumpyExtension,
     OrthogonalRNN,
@@ -89,6 +94,7 @@ ZOO22 = {
     "toeplitz-mixer": (ToeplitzMixer, lambda: (torch.randn(3, 5, 4),)),
     "lightconv": (LightConv, lambda: (torch.randn(3, 2, 7),)),
     "numpy-extension": (NumpyExtension, lambda: (torch.randn(3, 6),)),
+    "lightgcn": (LightGCN, lambda: (torch.tensor([[0, 1], [1, 3], [3, 4]]),)),
     "generator-and-tuple": (GeneratorAndTuple, lambda: (torch.randn(3, 4),)),
     "simsiam": (SimSiam, lambda: (torch.randn(3, 6),)),
 }
@@ -103,6 +109,7 @@ _DIGITAL: dict[str, set[str]] = {
     "toeplitz-mixer": {"coef"},
     "lightconv": {"kernel"},
     "numpy-extension": {"filt"},
+    "lightgcn": {"emb", "emb.weight", "adj"},
 }
 
 # layers the integer reference (``conftest.reference_model``) does not re-implement: a
@@ -233,6 +240,26 @@ def test_a_weight_compared_with_an_activation_by_a_distance_is_named(how):
         sim = _quiet(fn, model, lossless_chip("channel"), x)
         rows = {d[0]: d[1] for d in sim.digital}
         assert rows == ({} if how == "position" else {"table": "parameter"}), rows
+
+
+def test_a_sparse_adjacency_buffer_deploys_and_its_products_are_named_as_dense_ones():
+    """LightGCN's normalised adjacency as a sparse COO buffer: setting the buffers back after
+    the calibration pass failed inside torch (``aten::equal`` has no sparse kernel), deploy and
+    ``prepare`` alike; and ``torch.sparse.mm`` of the embedding table computed in float
+    unnamed. The model deploys, listing what the same model with a dense adjacency lists."""
+    rows = {}
+    for sparse in (True, False):
+        model, (pairs,) = build_seeded(lambda sparse=sparse: LightGCN(sparse=sparse),
+                                       lambda: (torch.tensor([[0, 1], [1, 3], [3, 4]]),))
+        for fn in (cimsim.deploy, prepare):
+            sim = _quiet(fn, model, lossless_chip("channel"), pairs)
+            rows[sparse, fn] = {d[0]: d[1] for d in sim.digital}
+            with torch.no_grad():
+                torch.testing.assert_close(sim.eval()(pairs), model(pairs), rtol=0.03,
+                                           atol=0.03)
+        assert rows[sparse, cimsim.deploy] == rows[sparse, prepare]
+    assert rows[True, cimsim.deploy] == rows[False, cimsim.deploy] == {
+        "emb": "Embedding", "emb.weight": "parameter", "adj": "parameter"}
 
 
 class _ReadOut(nn.Module):

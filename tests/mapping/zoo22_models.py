@@ -12,7 +12,8 @@ generated from the input (the weight as the convolution's input, the kernel an a
 transition matrix ``expand`` ed over the batch for ``torch.bmm``, a Toeplitz mixer gathered
 from learned coefficients by a constant index, LightConv's softmax-normalised kernel shared by
 every channel (``F.conv1d`` with ``groups`` = channels and the kernel expanded), a filter applied
-by scipy in a custom ``autograd.Function`` (torch's NumPy-extension tutorial). Calls in other
+by scipy in a custom ``autograd.Function`` (torch's NumPy-extension tutorial), LightGCN's
+embedding table propagated by ``torch.sparse.mm`` through a sparse adjacency buffer. Calls in other
 forms: a submodule whose forward is a generator and one returning a tuple used partly, and
 SimSiam's encoder called with and without ``torch.no_grad()`` in one forward. Small, written
 here from the papers' descriptions (no model library imported); widths are tiny."""
@@ -307,6 +308,38 @@ class NumpyExtension(nn.Module):
     def forward(self, x):
         img = torch.relu(self.inp(x)).view(-1, self.side, self.side)
         return self.head(_ScipyCorrelate.apply(img, self.filt).flatten(1))
+
+
+class LightGCN(nn.Module):
+    """LightGCN (He et al., SIGIR 2020, Eq. 3-5): learned user and item embeddings (one
+    ``nn.Embedding``'s table) propagated through the normalised user-item adjacency, a sparse
+    COO buffer, by ``torch.sparse.mm``, the layers' tables averaged; a pair scored by an MLP on
+    ``[u, i, u * i]`` (NCF's head, He et al., WWW 2017) instead of the plain inner product."""
+
+    def __init__(self, n_users: int = 4, n_items: int = 5, d: int = 6, layers: int = 2,
+                 sparse: bool = True):
+        super().__init__()
+        n = n_users + n_items
+        self.emb = nn.Embedding(n, d)
+        rated = torch.rand(n_users, n_items) < 0.5
+        adj = torch.zeros(n, n)
+        adj[:n_users, n_users:] = rated.float()
+        adj[n_users:, :n_users] = rated.T.float()
+        deg = adj.sum(1).clamp(min=1).rsqrt()
+        adj = deg[:, None] * adj * deg[None, :]
+        self.register_buffer("adj", adj.to_sparse() if sparse else adj)
+        self.score = nn.Sequential(nn.Linear(3 * d, 4), nn.ReLU(), nn.Linear(4, 1))
+        self.n_users, self.layers = n_users, layers
+
+    def forward(self, pairs):  # (B, 2) int: user, item
+        e = self.emb.weight
+        tables = [e]
+        for _ in range(self.layers):
+            e = torch.sparse.mm(self.adj, e) if self.adj.is_sparse else self.adj @ e
+            tables.append(e)
+        e = torch.stack(tables).mean(0)
+        u, i = e[pairs[:, 0]], e[self.n_users + pairs[:, 1]]
+        return self.score(torch.cat([u, i, u * i], -1))
 
 
 # ---------------------------------------------------------------------------------------------
