@@ -44,6 +44,7 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from ..errors import MappingError
 
@@ -172,7 +173,7 @@ def subclass_row(module: nn.Module, name: str, not_mappable: str
     if not isinstance(module, _LAYER_TYPES):
         return None
     odd = [(pname, type(p).__name__) for pname, p in module.named_parameters()
-           if type(p) not in (torch.Tensor, nn.Parameter) and not nn.parameter.is_lazy(p)]
+           if _computes_its_own_way(p)]
     if not odd:
         return None
     pname, kind = odd[0]
@@ -182,6 +183,21 @@ def subclass_row(module: nn.Module, name: str, not_mappable: str
             "cannot hold as programmed values); it computes as the subclass does, in float; "
             f"give the layer a dense weight ({name or 'model'}.{pname} = "
             "nn.Parameter(<dense tensor>), e.g. the model before its conversion) to map it")
+
+
+def _computes_its_own_way(p: torch.Tensor) -> bool:
+    """Whether ``p`` is a tensor subclass that computes otherwise than its values say: a
+    wrapper subclass (its storage is no dense array), one of non-float values (bitsandbytes'
+    ``Int8Params``), or one overriding torch's dispatch; a ``Parameter`` subclass only tagging
+    its tensors (an attribute, a marker class) is a plain weight."""
+    kind = type(p)
+    if kind in (torch.Tensor, nn.Parameter) or nn.parameter.is_lazy(p):
+        return False
+    plain = (nn.Parameter.__torch_function__, torch.Tensor.__torch_function__)
+    return (is_traceable_wrapper_subclass(p) or not p.is_floating_point()
+            or getattr(kind.__torch_function__, "__func__", kind.__torch_function__) not in
+            [getattr(f, "__func__", f) for f in plain]
+            or kind.__torch_dispatch__ is not torch.Tensor.__torch_dispatch__)
 
 
 def quantized_row(module: nn.Module, name: str, not_mappable: str

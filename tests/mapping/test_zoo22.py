@@ -151,6 +151,25 @@ def test_a_tensor_subclass_weight_keeps_its_layer_digital_naming_it():
     assert "mid" in sim.sim_layers and not sim.digital
 
 
+class _TaggedParameter(nn.Parameter):
+    """A ``Parameter`` subclass that only marks its tensors (as training frameworks tag
+    weights for their optimiser or sharding): a plain weight."""
+
+
+def test_a_parameter_subclass_only_tagging_its_weight_maps():
+    """The tensor-subclass check keeps digital what computes its own way, not a marker class:
+    a Linear whose weight is a tagging ``Parameter`` subclass maps, deploy and ``prepare``."""
+    model, (x,) = _build("tensor-subclass-weight", torch.float64)
+    dense = model.mid.weight.detach().dequantize()
+    model.mid.weight = _TaggedParameter(dense)
+    for fn in (cimsim.deploy, prepare):
+        sim = _quiet(fn, model, lossless_chip("channel"), x)
+        assert not sim.digital
+    sim = _quiet(cimsim.deploy, model, lossless_chip("channel"), x)
+    model.mid.weight = nn.Parameter(dense)
+    assert_bitwise(sim(x), _quiet(cimsim.deploy, model, lossless_chip("channel"), x)(x))
+
+
 class _FunctionalInt8(nn.Module):
     """The int8 tensor-subclass weight held by the model itself, applied by ``F.linear``."""
 
