@@ -700,7 +700,8 @@ def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
     transform (a per-sample function mapped by ``torch.func.vmap``, ``grad`` / ``jacrev``):
     its inputs are wrapped tensors with no storage, which the layer's NumPy computation (the
     arrays', and the calibration pass's) cannot read; torch's own error ("Cannot access data
-    pointer of Tensor that doesn't have storage") named no layer."""
+    pointer of Tensor that doesn't have storage") named no layer. Or on a forward-mode dual
+    tensor (``torch.autograd.forward_ad``), whose tangent the layer cannot carry."""
     if any(isinstance(t, torch.Tensor) and _transformed(t) for t in _tensors(list(inputs))):
         raise MappingError(
             f"{layer}: called inside a torch.func transform (torch.func.vmap / torch.vmap over "
@@ -708,6 +709,20 @@ def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
             "arrays in NumPy, outside the transform, so it cannot take the transform's "
             "per-sample tensors: call the layer on the whole batch (nn.Linear / nn.Conv take a "
             "batch dimension), or exclude the layer (exclude=[...]) to keep it digital")
+    if any(isinstance(t, torch.Tensor) and _dual(t) for t in _tensors(list(inputs))):
+        # the layer's output carried no tangent: the model's own code failed on it, a bare
+        # TypeError naming no layer (``fwAD.unpack_dual(y).tangent`` was None)
+        raise MappingError(
+            f"{layer}: called on a forward-mode dual tensor (torch.autograd.forward_ad."
+            "make_dual: a Jacobian-vector product inside the forward); the layer computes on "
+            "the simulated arrays in NumPy (its twin, quantized) and carries no tangent, so "
+            "the derivative would be lost: compute it outside the model, or exclude the layer "
+            "(exclude=[...]) to keep it digital")
+
+
+def _dual(t: torch.Tensor) -> bool:
+    """Whether ``t`` carries a forward-mode tangent (inside ``forward_ad.dual_level``)."""
+    return torch.autograd.forward_ad.unpack_dual(t).tangent is not None
 
 
 def stale_reference_error(layer: str) -> MappingError:

@@ -44,7 +44,13 @@ stepped nothing through ``prepare``'s twin (its copies of the weights carry no h
 layer called through its class (``nn.Linear.forward(self.mid, x)``) reads its weight and is
 refused naming it (``WeightReadError``); a layer inside ``torch.func.jvp`` is refused as under
 every ``torch.func`` transform; a bfloat16 layer in a float32 model deploys, and ``prepare``
-refuses it naming the layer (its integer arithmetic needs float32 or float64)."""
+refuses it naming the layer (its integer arithmetic needs float32 or float64). A mapped layer
+on a forward-mode dual tensor (``torch.autograd.forward_ad``: a Jacobian-vector product in the
+forward) returned no tangent, and the model's code failed on it with a bare ``TypeError``: a
+``MappingError`` names the layer now, as under a ``torch.func`` transform. Seen, left: a
+weight applied inside a ``torch.jit.script`` ed free function computes in float unlisted (the
+watch sees no TorchScript call); reading ``layer._parameters['weight']`` of a mapped layer is
+a bare ``KeyError``."""
 
 from __future__ import annotations
 
@@ -52,6 +58,7 @@ import warnings
 
 import pytest
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
@@ -372,14 +379,25 @@ class _Jvp(nn.Module):
         return self.head(torch.cat([y, jv], -1))
 
 
-@pytest.mark.parametrize("make, layer, exclude, match", [
-    (_ClassCall, "mid", ["mid"], r"mid: the model reads \.weight .*exclude"),
-    (_Jvp, "f.0", ["f.0", "f.2"], r"f\.0: called inside a torch\.func transform .*exclude"),
+class _ForwardAD(_Jvp):
+    def forward(self, x):
+        with fwAD.dual_level():
+            out = fwAD.unpack_dual(self.f(fwAD.make_dual(x, torch.ones_like(x))))
+            y, jv = out.primal, out.tangent
+        return self.head(torch.cat([y, jv], -1))
+
+
+@pytest.mark.parametrize("make, exclude, match", [
+    (_ClassCall, ["mid"], r"mid: the model reads \.weight .*exclude"),
+    (_Jvp, ["f.0", "f.2"], r"f\.0: called inside a torch\.func transform .*exclude"),
+    (_ForwardAD, ["f.0", "f.2"], r"f\.0: called on a forward-mode dual tensor .*exclude"),
 ])
-def test_a_layer_called_through_its_class_or_under_jvp_is_refused_naming_it(make, layer,
-                                                                              exclude, match):
-    """By design: ``nn.Linear.forward(self.mid, x)`` reads the mapped layer's weight, and a
-    layer under ``torch.func.jvp`` cannot take the transform's tensors: each refused by a
+def test_a_layer_called_through_its_class_or_differentiated_forward_is_refused(make, exclude,
+                                                                                match):
+    """``nn.Linear.forward(self.mid, x)`` reads the mapped layer's weight, and a layer under
+    ``torch.func.jvp`` cannot take the transform's tensors (by design); a layer on a
+    forward-mode dual tensor (``torch.autograd.forward_ad``) returned no tangent, and the
+    model's own code failed on it with a bare ``TypeError``. Each is refused by a
     ``MappingError`` naming the layer and the way out, in deploy and ``prepare``; with the
     layers excluded the model deploys, computing as the float model."""
     model, (x,) = build_seeded(make, lambda: (torch.randn(3, 4),))
