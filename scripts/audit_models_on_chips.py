@@ -1,6 +1,6 @@
 """Deploy every model of the test zoos on every chip; write CSVs and docs/model-chip-matrix.md.
 
-The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo21.py``) hold
+The zoos (``tests/mapping/test_new_models.py``, ``test_zoo2.py`` ... ``test_zoo22.py``) hold
 small models of every layer kind with example inputs (a dict: keyword inputs); the chips are
 every preset (``cimsim/presets/*.toml``, ``published/*``) and every hypothetical macro of
 ``tests/data/chips/`` that loads (the others are the schema's error fixtures). For each
@@ -86,6 +86,7 @@ _ZOOS = [
     ("tests.mapping.test_zoo19", "ZOO19"),
     ("tests.mapping.test_zoo20", "ZOO20"),
     ("tests.mapping.test_zoo21", "ZOO21"),
+    ("tests.mapping.test_zoo22", "ZOO22"),
 ]
 
 # models the zoos' tests build outside their registries, for one test each that needs what a

@@ -71,6 +71,7 @@ from .unmappable import (
     quantized_row,
     scripted_row,
     source_config,
+    subclass_row,
 )
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
@@ -1020,7 +1021,8 @@ class _LayerMapping:
             cls = _sim_class(child)
             if (scripted := scripted_row(child, name, NOT_MAPPABLE)
                     or quantized_row(child, name, NOT_MAPPABLE)
-                    or complex_row(child, name, NOT_MAPPABLE)) is not None:
+                    or complex_row(child, name, NOT_MAPPABLE)
+                    or subclass_row(child, name, NOT_MAPPABLE)) is not None:
                 self.digital.append(scripted)
             elif cls is not None:
                 new = self._map(child, name, cls)

@@ -17,8 +17,11 @@ torch.randn(6, 6)``; 1-D buffers are statistics and rotary frequencies: no weigh
 alone, but a weight computed with one stays a weight, as Glow's
 ``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
 activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
-``torch.cdist``, prototypes in ``F.cosine_similarity``) computes in float as in a product and
-is named the same way, and so is a weight applied by a linear solve (``torch.linalg.solve(W,
+``torch.cdist``, prototypes in ``F.cosine_similarity``, an RBF network's centres in a
+hand-written ``(x[:, None] - centres).pow(2).sum(-1)``) computes in float as in a product and
+is named the same way, and so is a learned weight matrix read out of torch in the forward
+(``.numpy()``, ``.tolist()``: a scipy convolution inside a custom ``autograd.Function``, whose
+computation no watch sees), and a weight applied by a linear solve (``torch.linalg.solve(W,
 x)``, ``solve_triangular``, ``lstsq``, ``lu_solve``: W⁻¹ applied to an activation). A bias
 the product adds (``F.linear``'s and a convolution's ``bias``, ``addmm``'s first operand) is no
 factor: ``F.linear(x, W(x), self.b)`` with a weight generated
@@ -73,6 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import MappingError, WeightReadError
@@ -156,6 +160,9 @@ _PRODUCTS = frozenset({
     torch.Tensor.inner,
     # the in-place forms of the bias-first products (into a copy of the bias)
     torch.Tensor.addmm_, torch.Tensor.addmv_, torch.Tensor.baddbmm_, torch.Tensor.addbmm_,
+    # products with a sparse operand (a graph's adjacency times a learned embedding table,
+    # LightGCN's ``torch.sparse.mm(adj, emb.weight)``: computed in float unnamed)
+    torch.sparse.mm, torch.sparse.addmm, torch.spmm, torch.smm, torch.hspmm, torch.sspaddmm,
 })
 
 
@@ -231,6 +238,18 @@ _RESHAPES = frozenset({torch.Tensor.view, torch.Tensor.reshape, torch.reshape,
                        torch.Tensor.T.__get__,  # type: ignore[attr-defined]
                        torch.Tensor.mT.__get__})  # type: ignore[attr-defined]
 
+# a tensor's values read out of torch (into NumPy, a list): what a forward computes with them
+# there (a scipy convolution inside a custom ``autograd.Function``, as torch's NumPy-extension
+# tutorial writes one) no watch sees
+_READ_OUT = frozenset({torch.Tensor.numpy, torch.Tensor.__array__, torch.Tensor.tolist})
+
+# what makes a difference a distance: its magnitude (a square, an absolute value, a norm), or
+# the difference multiplied by itself
+_MAGNITUDES = frozenset({torch.pow, torch.Tensor.pow, torch.Tensor.__pow__, torch.square,
+                         torch.Tensor.square, torch.abs, torch.Tensor.abs, torch.Tensor.__abs__,
+                         torch.norm, torch.Tensor.norm, torch.linalg.norm,
+                         torch.linalg.vector_norm})
+
 _aten = torch.ops.aten
 # products whose bias is added, not multiplied: their factors are (input, weight)
 # (F.bilinear: (input1, input2, weight)); ``addmm(b, x, W)`` and the like: the two after b
@@ -239,6 +258,7 @@ _WITH_BIAS = frozenset({
     F.conv_transpose3d, _aten.linear.default, _aten.conv1d.default, _aten.conv2d.default,
     _aten.conv3d.default, _aten.convolution.default})
 _ADDED_FIRST = frozenset({torch.addmm, torch.baddbmm, torch.addbmm, torch.addmv,
+                          torch.sparse.addmm, torch.sspaddmm,
                           torch.Tensor.addmm, torch.Tensor.baddbmm, torch.Tensor.addbmm,
                           torch.Tensor.addmv, torch.Tensor.addmm_, torch.Tensor.baddbmm_,
                           torch.Tensor.addbmm_, torch.Tensor.addmv_, _aten.addmm.default,
@@ -299,14 +319,26 @@ def _transformed(t: torch.Tensor) -> bool:
                         lambda _t: False)(t))
 
 
+_COMPRESSED = (torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
+
+
 def _storage(t: torch.Tensor) -> int | None:
     # under torch.vmap / torch.func a weight arrives wrapped (an ensemble's stacked weights
     # by functional_call): the storage is the wrapped tensor's
     while _transformed(t):
         t = torch._C._functorch.get_unwrapped(t)
+    if t.layout is torch.sparse_coo:  # a sparse weight or buffer: by the values it stores
+        t = t._values()
+    elif t.layout in _COMPRESSED:
+        t = t.values()
     try:
         return t.untyped_storage().data_ptr()
     except (RuntimeError, NotImplementedError):  # tensors without storage (meta, nested)
+        # a wrapper subclass (a quantized weight, as torchao's): the storage of the first
+        # tensor it wraps, which its views and copies by detach share (a weight so held
+        # reached F.linear unnamed, its product listed as one of activations)
+        if is_traceable_wrapper_subclass(t):
+            return _storage(getattr(t, t.__tensor_flatten__()[0][0]))
         return None
 
 
@@ -358,6 +390,7 @@ class _Watch(TorchFunctionMode):
         self.derived: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.mixed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # modulated weights' names
         self.added: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weights added to an input
+        self.spread: WeakIdKeyDictionary = WeakIdKeyDictionary()  # ... broadcast against it
         self.found: dict[str, str] = {}
         self.modulated: dict[str, str] = {}
         self.scaled: dict[str, str] = {}
@@ -406,6 +439,10 @@ class _Watch(TorchFunctionMode):
                 for t in _factors(func, args, kwargs):
                     for name in self.added.get(t, ()):
                         self.found.setdefault(name, getattr(func, "__name__", str(func)))
+        if func in _READ_OUT and not self.listed():  # a learned matrix computed on unseen
+            for name in names[0] or ():
+                if name in self.matrices and name in self.learned:
+                    self.found.setdefault(name, getattr(func, "__name__", str(func)))
         if func in _LOOKUPS and not self.listed():
             table = args[1] if len(args) > 1 else kwargs.get("weight")
             for name in (self._weight(table) if isinstance(table, torch.Tensor) else None) or ():
@@ -425,8 +462,14 @@ class _Watch(TorchFunctionMode):
                 for name in self.mixed.get(t, ()):
                     self.modulated.setdefault(name, getattr(func, "__name__", str(func)))
         if not product:
+            if not self.listed() and (func in _MAGNITUDES or (
+                    func in _SCALINGS and len(operands) == 2 and operands[0] is operands[1])):
+                for t in operands:  # a distance to a weight's rows: computed in float
+                    for name in self.spread.get(t, ()):
+                        self.found.setdefault(name, getattr(func, "__name__", str(func)))
             self._modulate(func, operands, names, out)
             self._add(func, operands, names, out)
+            self._spread(func, operands, names, out)
         # from weights (and 1-D buffers) only: still a weight, of every weight it was computed
         # from (a quaternion matrix torch.cat assembles from four blocks names the four)
         known = tuple(dict.fromkeys(n for group in names if group for n in group))
@@ -465,6 +508,30 @@ class _Watch(TorchFunctionMode):
             return
         for t in _tensors(out):
             self.added[t] = tuple(dict.fromkeys(carried))
+
+    def _spread(self, func, operands: list[torch.Tensor],
+                names: list[tuple[str, ...] | None], out) -> None:
+        """Tag ``out`` with the weight matrices whose rows an addition broadcasts an activation
+        against (an RBF network's ``x[:, None] - centres``: every sample minus every centre,
+        an output larger than the activation): its magnitude (``.pow(2)``, ``.abs()``, a norm)
+        is a distance to each row, ``|x|² - 2 x·c + |c|²``, computed in float as
+        ``torch.cdist``'s is (named as such). Kept by further additions, scalings (a width per
+        centre) and shape-only ops. A table added within the activation's shape (a position
+        embedding, then a hand-written RMSNorm's ``x.pow(2)``) is none; learned weights only."""
+        carried = [n for t in operands for n in self.spread.get(t, ())]
+        if func in _ADDITIONS:
+            acts = [t for group, t in zip(names, operands, strict=True)
+                    if group is None and not self._constant(t)]
+            if (acts and isinstance(out, torch.Tensor)
+                    and out.numel() > max(t.numel() for t in acts)):
+                carried += [n for group, t in zip(names, operands, strict=True)
+                            if group and _is_matrix(t) for n in group
+                            if n in self.matrices and n in self.learned]
+        elif func not in _RESHAPES and func not in _SCALINGS:
+            return
+        if carried:
+            for t in _tensors(out):
+                self.spread[t] = tuple(dict.fromkeys(carried))
 
     def _modulate(self, func, operands: list[torch.Tensor],
                   names: list[tuple[str, ...] | None], out) -> None:
@@ -633,7 +700,8 @@ def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
     transform (a per-sample function mapped by ``torch.func.vmap``, ``grad`` / ``jacrev``):
     its inputs are wrapped tensors with no storage, which the layer's NumPy computation (the
     arrays', and the calibration pass's) cannot read; torch's own error ("Cannot access data
-    pointer of Tensor that doesn't have storage") named no layer."""
+    pointer of Tensor that doesn't have storage") named no layer. Or on a forward-mode dual
+    tensor (``torch.autograd.forward_ad``), whose tangent the layer cannot carry."""
     if any(isinstance(t, torch.Tensor) and _transformed(t) for t in _tensors(list(inputs))):
         raise MappingError(
             f"{layer}: called inside a torch.func transform (torch.func.vmap / torch.vmap over "
@@ -641,6 +709,20 @@ def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
             "arrays in NumPy, outside the transform, so it cannot take the transform's "
             "per-sample tensors: call the layer on the whole batch (nn.Linear / nn.Conv take a "
             "batch dimension), or exclude the layer (exclude=[...]) to keep it digital")
+    if any(isinstance(t, torch.Tensor) and _dual(t) for t in _tensors(list(inputs))):
+        # the layer's output carried no tangent: the model's own code failed on it, a bare
+        # TypeError naming no layer (``fwAD.unpack_dual(y).tangent`` was None)
+        raise MappingError(
+            f"{layer}: called on a forward-mode dual tensor (torch.autograd.forward_ad."
+            "make_dual: a Jacobian-vector product inside the forward); the layer computes on "
+            "the simulated arrays in NumPy (its twin, quantized) and carries no tangent, so "
+            "the derivative would be lost: compute it outside the model, or exclude the layer "
+            "(exclude=[...]) to keep it digital")
+
+
+def _dual(t: torch.Tensor) -> bool:
+    """Whether ``t`` carries a forward-mode tangent (inside ``forward_ad.dual_level``)."""
+    return torch.autograd.forward_ad.unpack_dual(t).tangent is not None
 
 
 def stale_reference_error(layer: str) -> MappingError:

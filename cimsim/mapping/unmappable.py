@@ -12,7 +12,9 @@ may still ask of a mapped layer.
   Python calls the functional watch sees. It is kept digital (:func:`scripted_row`).
 - A layer of complex weights (``nn.Linear(..., dtype=torch.cfloat)``) has no conductances to
   program: mapped, its imaginary parts were dropped and its output was silently wrong. It is
-  kept digital, computing in complex float, with the reason (:func:`complex_row`).
+  kept digital, computing in complex float, with the reason (:func:`complex_row`); so is a
+  layer whose weight is a tensor subclass (torchao's quantized weights in a plain
+  ``nn.Linear``): mapping it crashed inside torch (:func:`subclass_row`).
 - A mapped layer keeps the source module's configuration (``kernel_size``, ``stride``,
   ``dilation``, ``in_features`` ...): a forward that computes a causal padding from
   ``conv.dilation`` reads the source's values (:func:`source_config`).
@@ -42,6 +44,7 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from ..errors import MappingError
 
@@ -50,7 +53,7 @@ __all__ = ["attribute_state", "calibration_state", "carry_tensor_hooks", "comple
            "explain_stop_iteration", "hook_weights_detached", "keywords_not_taken",
            "overridden_forward",
            "pruning_masks", "quantized_row", "restore_attributes",
-           "scripted_row", "source_config"]
+           "scripted_row", "source_config", "subclass_row"]
 
 
 # methods of torch's layers that compute nothing in the forward: a subclass may override them
@@ -157,6 +160,44 @@ def complex_row(module: nn.Module, name: str, not_mappable: str
             f"{not_mappable}{name or 'model'}: complex-valued weights (the arrays hold real "
             "ones): it computes in complex float; write it as real layers on the real and "
             "imaginary parts to map it")
+
+
+def subclass_row(module: nn.Module, name: str, not_mappable: str
+                 ) -> tuple[str, str, str] | None:
+    """The digital row of a mappable layer whose weights are a tensor subclass, or None: a
+    quantized or packed weight that computes its products its own way (torchao's
+    ``quantize_`` puts such a tensor in an ``nn.Linear``'s ``weight``, the class left
+    ``nn.Linear``; bitsandbytes' ``Int8Params`` is one). Its storage holds no dense values to
+    program (mapping it crashed deep inside torch: ``.numpy()`` of a subclass), and only the
+    subclass knows what its product computes: kept digital, computing as the subclass does."""
+    if not isinstance(module, _LAYER_TYPES):
+        return None
+    odd = [(pname, type(p).__name__) for pname, p in module.named_parameters()
+           if _computes_its_own_way(p)]
+    if not odd:
+        return None
+    pname, kind = odd[0]
+    return (name or "model", type(module).__name__,
+            f"{not_mappable}{name or 'model'}: its {pname} is a tensor subclass ({kind}: a "
+            "quantized or packed weight computing its products its own way, which the arrays "
+            "cannot hold as programmed values); it computes as the subclass does, in float; "
+            f"give the layer a dense weight ({name or 'model'}.{pname} = "
+            "nn.Parameter(<dense tensor>), e.g. the model before its conversion) to map it")
+
+
+def _computes_its_own_way(p: torch.Tensor) -> bool:
+    """Whether ``p`` is a tensor subclass that computes otherwise than its values say: a
+    wrapper subclass (its storage is no dense array), one of non-float values (bitsandbytes'
+    ``Int8Params``), or one overriding torch's dispatch; a ``Parameter`` subclass only tagging
+    its tensors (an attribute, a marker class) is a plain weight."""
+    kind = type(p)
+    if kind in (torch.Tensor, nn.Parameter) or nn.parameter.is_lazy(p):
+        return False
+    plain = (nn.Parameter.__torch_function__, torch.Tensor.__torch_function__)
+    return (is_traceable_wrapper_subclass(p) or not p.is_floating_point()
+            or getattr(kind.__torch_function__, "__func__", kind.__torch_function__) not in
+            [getattr(f, "__func__", f) for f in plain]
+            or kind.__torch_dispatch__ is not torch.Tensor.__torch_dispatch__)
 
 
 def quantized_row(module: nn.Module, name: str, not_mappable: str
@@ -321,7 +362,7 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
         _restore_buffers(buffers, model)
         with torch.no_grad():
             for tensor, values in written:
-                if tensor.shape == values.shape and not torch.equal(tensor, values):
+                if tensor.shape == values.shape and not _equal(tensor, values):
                     tensor.copy_(values)
         for generator, state in generators:
             generator.set_state(state)
@@ -373,6 +414,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _equal(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """``torch.equal``, for sparse tensors too (a graph's normalised adjacency kept as a sparse
+    COO buffer, LightGCN's: ``torch.equal`` has no sparse kernel, and setting the buffers
+    back after the calibration pass failed inside torch, no layer named)."""
+    if a.layout != torch.strided or b.layout != torch.strided:
+        return a.layout == b.layout and torch.equal(a.to_dense(), b.to_dense())
+    return torch.equal(a, b)
+
+
 def _buffer_state(model: nn.Module) -> dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]:
     """(module name, buffer name) -> (the buffer, a copy of its values), cimsim's own
     modules left out."""
@@ -392,7 +442,7 @@ def _restore_buffers(before: Mapping[tuple[str, str], tuple[torch.Tensor, torch.
         module._buffers[k] = buffer
         if buffer.shape != values.shape:
             module._buffers[k] = values
-        elif not torch.equal(buffer, values):
+        elif not _equal(buffer, values):
             with torch.no_grad():
                 buffer.copy_(values)
 
@@ -456,18 +506,30 @@ _MODULE_STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persiste
 @contextmanager
 def hook_weights_detached(model: nn.Module) -> Iterator[None]:
     """Within the block the tensors torch's own hooks recompute before every forward (a pruned
-    ``weight``, an old-style weight-normed one) hold their current values detached, so that
+    ``weight``, an old-style weight-normed one), and a recurrent layer's cached parametrized
+    weights, hold their current values detached, so that
     ``copy.deepcopy`` copies them: after a forward with gradient torch refuses to. Put back
     after the block."""
     hooked = _hooked_weights(model)
     held_values = [vars(m)[attr] for m, _, attr, _ in hooked]
+    # torch's recurrent layers cache their weights in ``_flat_weights`` (refreshed by every
+    # forward when a weight is another tensor): a parametrized one (expRNN's orthogonal
+    # ``weight_hh_l0``) is cached as computed, with gradient, by ``.to()`` or a forward
+    flat = [(m, m._flat_weights) for m in model.modules() if isinstance(m, nn.RNNBase)
+            and any(isinstance(w, torch.Tensor) and w.grad_fn is not None
+                    for w in m._flat_weights)]
     try:
         for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
             setattr(m, attr, value.detach())
+        for m, weights in flat:
+            vars(m)["_flat_weights"] = [w.detach() if isinstance(w, torch.Tensor)
+                                        and w.grad_fn is not None else w for w in weights]
         yield
     finally:
         for (m, _, attr, _), value in zip(hooked, held_values, strict=True):
             setattr(m, attr, value)
+        for m, weights in flat:
+            vars(m)["_flat_weights"] = weights
 
 
 def copy_model(model: nn.Module, who: str) -> nn.Module:

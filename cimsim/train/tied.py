@@ -20,8 +20,8 @@ from torch import nn
 
 from ..errors import MappingError
 
-__all__ = ["carry_grad_hooks", "freeze_like_sources", "keep_pruned_biases", "retie_float_copy",
-           "tie_shared_weights"]
+__all__ = ["carry_grad_hooks", "freeze_like_sources", "keep_pruned_biases",
+           "refuse_step_hooks", "retie_float_copy", "tie_shared_weights"]
 
 
 def _frozen_beside_trainable(src: nn.Module, trainable: list[str]) -> list[str]:
@@ -154,6 +154,26 @@ def carry_grad_hooks(layers: Mapping[str, Any]) -> None:
             "(frozen rows, a scaled gradient) would train as any other; exclude the layer "
             "(exclude=[...]) to train it in float with its hook, or freeze the part with "
             "requires_grad_(False) / a torch.nn.utils.prune mask")
+
+
+def refuse_step_hooks(model: nn.Module) -> None:
+    """A ``MappingError`` naming the parameters of ``model`` that carry a post-accumulate
+    gradient hook (``p.register_post_accumulate_grad_hook``: an optimizer step fused into the
+    backward, as torch's tutorial on saving memory writes it). ``prepare`` trains copies
+    (the twins' weights, and torch's ``Parameter.__deepcopy__`` drops the hooks), so a
+    backward through the prepared model stepped nothing where the model's own backward trained
+    every weight; carried to the copies, a hook keyed by the user's parameter
+    (``optimizers[p].step()``) would not find them."""
+    hooked = [name for name, p in model.named_parameters()
+              if getattr(p, "_post_accumulate_grad_hooks", None)]
+    if hooked:
+        raise MappingError(
+            f"prepare: {', '.join(hooked)} carr(ies) a post-accumulate gradient hook "
+            "(register_post_accumulate_grad_hook: an optimizer step in the backward); the "
+            "prepared model trains its own copies of the weights, which the hooks do not "
+            "reach, so a backward would step nothing; prepare the model without the hooks "
+            "and step an optimizer over the prepared model's parameters() (or register the "
+            "hooks on those)")
 
 
 def keep_pruned_biases(layer: Any, name: str, mask: torch.Tensor) -> None:

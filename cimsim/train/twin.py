@@ -133,6 +133,7 @@ from ..mapping.unmappable import (
     restore_attributes,
     scripted_row,
     source_config,
+    subclass_row,
 )
 from ._kernels import fused_convert
 from ._modes import module_modes, restore_modes
@@ -141,6 +142,7 @@ from .tied import (
     carry_grad_hooks,
     freeze_like_sources,
     keep_pruned_biases,
+    refuse_step_hooks,
     retie_float_copy,
     tie_shared_weights,
 )
@@ -1772,6 +1774,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                            "(inference tensors take no gradient); call it outside, or under "
                            "torch.no_grad() if you must")
     model = user_model(model, "prepare")
+    refuse_step_hooks(model)
     was_training = model.training
     pruned = pruning_masks(model)
     root = copy_model(model, "prepare")
@@ -1809,7 +1812,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                     continue
             if (scripted := scripted_row(child, name, NOT_MAPPABLE)
                     or quantized_row(child, name, NOT_MAPPABLE)
-                    or complex_row(child, name, NOT_MAPPABLE)) is not None:
+                    or complex_row(child, name, NOT_MAPPABLE)
+                    or subclass_row(child, name, NOT_MAPPABLE)) is not None:
                 digital.append(scripted)
                 continue
             if (affine is None and cls is not None
