@@ -22,3 +22,12 @@ class WeightReadError(MappingError, AttributeError):
     the simulated arrays (or quantized in its call): a refusal like any other, and an
     ``AttributeError`` too, as the attribute read is (``getattr(layer, 'weight', None)`` and
     ``hasattr`` keep working)."""
+
+
+class SignedInputError(ConfigError):
+    """A layer's calibration inputs go below 0 on a chip whose 1-b inputs cannot hold a sign.
+    ``layer``: the name ``exclude`` takes to keep it digital; ``low``: its lowest input."""
+
+    def __init__(self, message: str, layer: str = "", low: float = 0.0):
+        super().__init__(message)
+        self.layer, self.low = layer, low

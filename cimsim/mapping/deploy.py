@@ -58,7 +58,7 @@ from .layers import (
     layer_seed,
 )
 from .matrix import EngineView
-from .naming import named_layer
+from .naming import finalize_layers
 from .observers import warn_observing_fake_quant
 from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
@@ -1152,10 +1152,8 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
         raise MappingError("calibration data is empty")
     # quantize, program and calibrate layer by layer: most of a deploy (a minute and more for
     # an ImageNet network), so a bar on a terminal (none in logs: tqdm's disable=None)
-    for name, layer in tqdm(sim_layers.items(), desc="deploy: program + calibrate",
-                            unit="layer", leave=False, disable=None):
-        with named_layer(name):
-            layer.finalize()
+    finalize_layers(tqdm(sim_layers.items(), desc="deploy: program + calibrate",
+                         unit="layer", leave=False, disable=None))
     adc = chip.adc
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):

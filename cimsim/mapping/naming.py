@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from ..errors import MappingError
+from ..errors import MappingError, SignedInputError
 
-__all__ = ["exclude_name", "named_layer"]
+__all__ = ["exclude_name", "finalize_layers", "named_layer"]
 
 _MATRIX_SUFFIX = re.compile(r"(\[g\d+\]|\.weight_(ih|hh|hr)\w*)$")
 
@@ -34,3 +35,29 @@ def named_layer(name: str) -> Iterator[None]:
         if name and not msg.startswith(f"{name}:"):
             exc.args = (f"{name}: {msg}", *exc.args[1:])
         raise
+
+
+def finalize_layers(layers: Iterable[tuple[str, Any]]) -> None:
+    """``finalize()`` every ``(name, layer)`` under :func:`named_layer`. A layer whose signed
+    inputs the chip's 1-b inputs cannot hold does not stop the others: every such layer is
+    named in one :class:`SignedInputError` with the ``exclude`` list that keeps them all
+    digital (one at a time, following the advice took a deploy per layer: a ResNet's every
+    layer after a residual add, a transformer's every projection)."""
+    refused: list[SignedInputError] = []
+    for name, layer in layers:
+        try:
+            with named_layer(name):
+                layer.finalize()
+        except SignedInputError as exc:
+            refused.append(exc)
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        names = list(dict.fromkeys(e.layer for e in refused))  # a grouped conv's groups: once
+        lows = ", ".join(f"{e.layer} {e.low:.3g}" for e in refused)
+        bits = str(refused[0]).split("input_bits = ", 1)[1].split(" ", 1)[0]
+        raise SignedInputError(
+            f"layers {', '.join(map(repr, names))}: input_bits = {bits} cannot hold signed "
+            f"activations (their calibration inputs reach below 0: {lows}); use input_bits "
+            ">= 2, feed them non-negative inputs (after a ReLU), or keep them digital with "
+            f"exclude={names!r}", names[0], min(e.low for e in refused))

@@ -118,7 +118,7 @@ from ..mapping.matrix import (
     kernel_row_tiles,
     program_parts,
 )
-from ..mapping.naming import named_layer
+from ..mapping.naming import finalize_layers
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
     attribute_state,
@@ -1875,9 +1875,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                  if c.view is not None and not c.digital}
         for layer in layers.values():
             layer.deployed_views = views
-    for name, layer in layers.items():
-        with named_layer(name):
-            layer.finalize()
+    finalize_layers(layers.items())
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
     carry_grad_hooks(layers)
     for name, layer in layers.items():

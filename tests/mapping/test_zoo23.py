@@ -17,7 +17,24 @@ time-multiplexed as their capacity error advises, and the 1-b input ``published/
 which refuses a signed input naming the layer), its report's totals and
 ``cimsim.cost.estimate``'s finite and positive, the report rendered (headline, HTML, figures)
 and saved and loaded; ``prepare``'s ``float_model()`` computing what the model does before
-training; and one model through a two-point ``cimsim.sweep`` over the ADC bits."""
+training; and one model through a two-point ``cimsim.sweep`` over the ADC bits.
+
+What it found, fixed: NeuMF takes a batch of user ids and one of item ids, each (B,);
+calibration cut them into samples along dimension 0, but a call counted a 1-D input as one
+sample, so ``n_inferences`` grew by 1 a call and every cost per inference came out B times too
+high, with no word. A 1-D input is a batch now where the calibration gave that argument one
+dimension too. On a 1-b input chip the refusal of a signed input named the first such layer
+only: following its ``exclude=[...]`` refused the next, a deploy per layer (Res2Net has five:
+its stem and ECA's and CBAM's convolutions in each block); deploy and ``prepare`` name them all
+in one error (``SignedInputError``) whose ``exclude`` list maps the rest.
+Seen, by design: the single-macro published chips refuse a toy network with a
+``CapacityError`` that names ``allow_time_multiplexing``; on ``sram-65nm`` (8-bit full-scale ADC
+ranged for 768 rows) toy layers of a few dozen rows lose most of their signal (outputs up to
+2.5 times the float model's norm off: a layer with fewer rows keeps the full range,
+docs/hardware-model.md §7), so there only finiteness and the costs are checked;
+FT-Transformer's numerical tokenizer (each feature times its own vector) is an elementwise
+product, listed digital by name. BS-KMQ, distillation and one PIM-QAT pair:
+``tests/train/test_zoo23_methods.py``."""
 
 from __future__ import annotations
 
@@ -28,6 +45,7 @@ import torch
 
 import cimsim
 from cimsim.cost import estimate
+from cimsim.errors import SignedInputError
 from cimsim.report import Report
 from cimsim.train import prepare
 
@@ -246,3 +264,21 @@ def test_a_batch_of_one_dimensional_inputs_counts_each_sample():
     # (a per-sample run converts a little differently: not 6 times, as it was)
     assert sim.report().totals["energy_pj_per_inference"] == pytest.approx(batched, rel=0.01)
 
+
+def test_a_one_bit_input_chip_names_every_signed_layer_at_once():
+    """Res2Net on ``published/jia-jssc20`` (1-b inputs): its stem, and ECA's and CBAM's
+    convolutions in every block, take signed inputs. The refusal named the first only, so
+    following its ``exclude=[...]`` refused the next, a deploy per layer; deploy and
+    ``prepare`` name them all now, and with that list excluded the model maps and runs."""
+    model, args = _build("res2net")
+    chip = _chip("published/jia-jssc20")
+    signed = ["stem.0", "layer.0.eca.conv", "layer.0.sa.conv", "layer.1.eca.conv",
+              "layer.1.sa.conv"]
+    for fn in (cimsim.deploy, prepare):
+        with pytest.raises(SignedInputError, match=r"layers 'stem\.0', .*: input_bits = 1 "
+                           r"cannot hold signed ") as refused:
+            _quiet(fn, model, chip, args)
+        assert str(refused.value).endswith(f"exclude={signed!r}")
+    sim = _quiet(cimsim.deploy, model, chip, args, exclude=signed)
+    assert [d[0] for d in sim.digital] == signed
+    assert torch.isfinite(sim(*args)).all()

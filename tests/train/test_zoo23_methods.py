@@ -25,8 +25,10 @@ from .test_methods_new_models import _quiet, check_bskmq, flat_float64, zoo_meth
  test_distill_from_the_float_model_steps_and_deploys_to_the_twin) = zoo_method_tests(
     ZOO23, flat_float64(_build), ["deit", "convmixer", "deepspeech2"],
     known={("conv-tasnet", "pim-qat-differential"): (
-        "no parameter moves: every gradient of the twin is exactly 0 (left uninvestigated; the "
-        "decoder's partial sums convert to 0 on this 4-bit full-scale ADC, Delta = 240)")})
+        "by the chip, not the method: the encoder's 8-row partial sums fall below the first "
+        "step of a 4-bit ADC ranged for 16 rows (full scale, Delta = 112; a layer with fewer "
+        "rows keeps the full range, docs/hardware-model.md §7), its ReLU'd outputs are 0, gLN "
+        "gives 0, the model outputs 0 and every gradient is 0 (ReLU's at 0): nothing moves")})
 
 
 def test_bskmq_steps_refits_and_deploys_where_a_relu_follows_a_layer():
