@@ -25,9 +25,9 @@ class WeightReadError(MappingError, AttributeError):
 
 
 class SignedInputError(ConfigError):
-    """A layer's calibration inputs go below 0 on a chip whose 1-b inputs cannot hold a sign.
-    ``layer``: the name ``exclude`` takes to keep it digital; ``low``: its lowest input."""
+    """Layers' calibration inputs go below 0 on a chip whose 1-b inputs cannot hold a sign.
+    ``layers``: each by the name ``exclude`` takes to keep it digital -> its lowest input."""
 
-    def __init__(self, message: str, layer: str = "", low: float = 0.0):
+    def __init__(self, message: str, layers: dict[str, float] | None = None):
         super().__init__(message)
-        self.layer, self.low = layer, low
+        self.layers = dict(layers or {})

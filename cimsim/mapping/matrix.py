@@ -283,7 +283,7 @@ def engine_view(
                 f"layer {name!r}: input_bits = {chip.input_bits} cannot hold signed "
                 f"activations (its calibration inputs reach {lo:.3g}); use input_bits >= 2, "
                 "feed it a non-negative input (after a ReLU), or keep it digital with "
-                f"exclude=[{exclude_name(name)!r}]", exclude_name(name), lo)
+                f"exclude=[{exclude_name(name)!r}]", {exclude_name(name): lo})
         s_x = float(act_scale(max_abs, values, chip.input_bits, signed, quant))
         if not signed and chip.dac.shift_unsigned_inputs:
             # A-shift: the unsigned codes (scale as above) drive the arrays shifted to signed

@@ -26,7 +26,8 @@ high, with no word. A 1-D input is a batch now where the calibration gave that a
 dimension too. On a 1-b input chip the refusal of a signed input named the first such layer
 only: following its ``exclude=[...]`` refused the next, a deploy per layer (Res2Net has five:
 its stem and ECA's and CBAM's convolutions in each block); deploy and ``prepare`` name them all
-in one error (``SignedInputError``) whose ``exclude`` list maps the rest.
+in one error (``SignedInputError``) whose ``exclude`` list maps the rest, and deploy every
+matrix of a layer too (FT-Transformer's attention projections took a deploy each).
 Seen, by design: the single-macro published chips refuse a toy network with a
 ``CapacityError`` that names ``allow_time_multiplexing``; on ``sram-65nm`` (8-bit full-scale ADC
 ranged for 768 rows) toy layers of a few dozen rows lose most of their signal (outputs up to
@@ -281,4 +282,23 @@ def test_a_one_bit_input_chip_names_every_signed_layer_at_once():
         assert str(refused.value).endswith(f"exclude={signed!r}")
     sim = _quiet(cimsim.deploy, model, chip, args, exclude=signed)
     assert [d[0] for d in sim.digital] == signed
+    assert torch.isfinite(sim(*args)).all()
+
+
+def test_a_one_bit_input_chip_names_every_attention_projection_at_once():
+    """FT-Transformer on ``published/jia-jssc20``: each attention's four projections take
+    signed inputs; the refusal stopped at a layer's first matrix, so ``q_proj``, then
+    ``k_proj``, ``v_proj`` and ``out_proj`` took a deploy each. One refusal names them all."""
+    model, args = _build("ft-transformer")
+    chip = _chip("published/jia-jssc20")
+    with pytest.raises(SignedInputError) as refused:
+        _quiet(cimsim.deploy, model, chip, args)
+    names = list(refused.value.layers)
+    for i in range(2):
+        for part in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                     "self_attn.out_proj", "linear1", "linear2"):
+            assert f"encoder.layers.{i}.{part}" in names
+    assert str(refused.value).endswith(f"exclude={names!r}")
+    sim = _quiet(cimsim.deploy, model, chip, args, exclude=names)
+    assert set(names) <= {d[0] for d in sim.digital}
     assert torch.isfinite(sim(*args)).all()
