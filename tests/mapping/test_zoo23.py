@@ -288,17 +288,19 @@ def test_a_one_bit_input_chip_names_every_signed_layer_at_once():
 def test_a_one_bit_input_chip_names_every_attention_projection_at_once():
     """FT-Transformer on ``published/jia-jssc20``: each attention's four projections take
     signed inputs; the refusal stopped at a layer's first matrix, so ``q_proj``, then
-    ``k_proj``, ``v_proj`` and ``out_proj`` took a deploy each. One refusal names them all."""
+    ``k_proj``, ``v_proj`` and ``out_proj`` took a deploy each. One refusal names them all,
+    in deploy and in ``prepare``."""
     model, args = _build("ft-transformer")
     chip = _chip("published/jia-jssc20")
-    with pytest.raises(SignedInputError) as refused:
-        _quiet(cimsim.deploy, model, chip, args)
-    names = list(refused.value.layers)
-    for i in range(2):
-        for part in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                     "self_attn.out_proj", "linear1", "linear2"):
-            assert f"encoder.layers.{i}.{part}" in names
-    assert str(refused.value).endswith(f"exclude={names!r}")
+    for fn in (cimsim.deploy, prepare):
+        with pytest.raises(SignedInputError) as refused:
+            _quiet(fn, model, chip, args)
+        names = list(refused.value.layers)
+        assert sorted(names) == sorted(
+            f"encoder.layers.{i}.{part}" for i in range(2)
+            for part in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                         "self_attn.out_proj", "linear1", "linear2"))
+        assert str(refused.value).endswith(f"exclude={names!r}")
     sim = _quiet(cimsim.deploy, model, chip, args, exclude=names)
     assert set(names) <= {d[0] for d in sim.digital}
     assert torch.isfinite(sim(*args)).all()
