@@ -26,8 +26,8 @@ high, with no word. A 1-D input is a batch now where the calibration gave that a
 dimension too. On a 1-b input chip the refusal of a signed input named the first such layer
 only: following its ``exclude=[...]`` refused the next, a deploy per layer (Res2Net has five:
 its stem and ECA's and CBAM's convolutions in each block); deploy and ``prepare`` name them all
-in one error (``SignedInputError``) whose ``exclude`` list maps the rest, and deploy every
-matrix of a layer too (FT-Transformer's attention projections took a deploy each).
+in one error (``SignedInputError``) whose ``exclude`` list maps the rest, and every matrix of
+a layer too (FT-Transformer's attention projections took a deploy each).
 Seen, by design: the single-macro published chips refuse a toy network with a
 ``CapacityError`` that names ``allow_time_multiplexing``; on ``sram-65nm`` (8-bit full-scale ADC
 ranged for 768 rows) toy layers of a few dozen rows lose most of their signal (outputs up to
