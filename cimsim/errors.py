@@ -22,3 +22,12 @@ class WeightReadError(MappingError, AttributeError):
     the simulated arrays (or quantized in its call): a refusal like any other, and an
     ``AttributeError`` too, as the attribute read is (``getattr(layer, 'weight', None)`` and
     ``hasattr`` keep working)."""
+
+
+class SignedInputError(ConfigError):
+    """Layers' calibration inputs go below 0 on a chip whose 1-b inputs cannot hold a sign.
+    ``layers``: each by the name ``exclude`` takes to keep it digital -> its lowest input."""
+
+    def __init__(self, message: str, layers: dict[str, float] | None = None):
+        super().__init__(message)
+        self.layers = dict(layers or {})

@@ -21,7 +21,7 @@ inputs, runs one forward and records:
 
 Where deploy refuses, the audit does what the error says (:func:`deploy_as_advised`): a
 ``CapacityError`` -> again with ``array.allow_time_multiplexing``; a 1-b input refusing a
-signed activation -> again with that layer excluded, until the rest maps. A pair is
+signed activation -> again with the layers it names excluded, until the rest maps. A pair is
 ``refused`` only when nothing is left to map.
 
 Run ``python scripts/audit_models_on_chips.py`` (zoos 1-15's 11388 pairs took about 13 minutes on
@@ -38,6 +38,7 @@ names a ``.csv``.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import csv
 import fnmatch
@@ -87,6 +88,7 @@ _ZOOS = [
     ("tests.mapping.test_zoo20", "ZOO20"),
     ("tests.mapping.test_zoo21", "ZOO21"),
     ("tests.mapping.test_zoo22", "ZOO22"),
+    ("tests.mapping.test_zoo23", "ZOO23"),
 ]
 
 # models the zoos' tests build outside their registries, for one test each that needs what a
@@ -319,7 +321,7 @@ def deploy_as_advised(case: ModelCase, chip: Any, model: Any, args: tuple | dict
                       seed: int = 0) -> tuple[Any, Any, Any, list[str], str]:
     """Deploy and run as a user following cimsim's errors would: a ``CapacityError`` -> again
     with ``array.allow_time_multiplexing``; a 1-b input refusing a signed activation -> again
-    with the layer it names excluded, until the rest maps.
+    with the layers it names excluded, until the rest maps.
 
     Returns (sim, flat outputs, the chip used, the exclude list used, the first refusal)."""
     import cimsim
@@ -334,11 +336,14 @@ def deploy_as_advised(case: ModelCase, chip: Any, model: Any, args: tuple | dict
                 raise
             chip = chip.replace(array=chip.array.replace(allow_time_multiplexing=True))
         except cimsim.ConfigError as exc:
-            hint = re.search(r"cannot hold signed.*exclude=\['([^']+)'\]", str(exc))
-            if hint is None or hint.group(1) in exclude:
+            # the refusal names every such layer at once: exclude=['a', 'b', ...]
+            hint = re.search(r"cannot hold signed.*exclude=(\[[^\]]+\])", str(exc))
+            new = [] if hint is None else [n for n in ast.literal_eval(hint.group(1))
+                                           if n not in exclude]
+            if not new:
                 raise
             refusal = refusal or str(exc).splitlines()[0][:200]
-            exclude.append(hint.group(1))
+            exclude.extend(new)
 
 
 def _rel(got: Any, want: Any) -> float:

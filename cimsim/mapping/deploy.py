@@ -58,7 +58,7 @@ from .layers import (
     layer_seed,
 )
 from .matrix import EngineView
-from .naming import named_layer
+from .naming import finalize_layers
 from .observers import warn_observing_fake_quant
 from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
@@ -240,10 +240,16 @@ class SimModel(nn.Module):
         """Samples in a call: the size of ``batch_dim`` of the first tensor argument; a 1-D (or
         scalar) input is one sample, and so is an input with fewer dimensions than the
         calibration batches gave that argument (``key``: its position or keyword; an unbatched
-        (C, H, W) image or (S, E) sequence, which torch's layers take as one sample)."""
-        if first is None or first.dim() <= max(1, self.batch_dim):
+        (C, H, W) image or (S, E) sequence, which torch's layers take as one sample). A 1-D
+        input is a batch where the calibration batches gave that argument one dimension too
+        (a recommender's user ids, one per sample): calibration cut it into samples along
+        dimension 0, and a call counted it as one, every cost per inference B times too high."""
+        if first is None or first.dim() <= self.batch_dim:
             return 1
-        if key is not None and first.dim() < self.calibration_ndims.get(key, 0):
+        ndim = None if key is None else self.calibration_ndims.get(key)
+        if first.dim() == 1 and ndim != 1:
+            return 1
+        if ndim is not None and first.dim() < ndim:
             return 1
         return int(first.shape[self.batch_dim])
 
@@ -1148,10 +1154,8 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
         raise MappingError("calibration data is empty")
     # quantize, program and calibrate layer by layer: most of a deploy (a minute and more for
     # an ImageNet network), so a bar on a terminal (none in logs: tqdm's disable=None)
-    for name, layer in tqdm(sim_layers.items(), desc="deploy: program + calibrate",
-                            unit="layer", leave=False, disable=None):
-        with named_layer(name):
-            layer.finalize()
+    finalize_layers(tqdm(sim_layers.items(), desc="deploy: program + calibrate",
+                         unit="layer", leave=False, disable=None))
     adc = chip.adc
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):

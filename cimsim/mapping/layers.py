@@ -45,6 +45,7 @@ from .matrix import (
     group_max_abs,
     kernel_row_tiles,
 )
+from .naming import refuse_signed_together
 
 __all__ = ["CoreTrace", "MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer",
            "adc_codes_used", "fused_activation"]
@@ -537,8 +538,9 @@ class SimLayer(nn.Module):
     def finalize(self) -> None:
         if self.kind == "conv":
             MatmulCore.share_statistics(self.cores)
-        for core in self.cores:
-            core.finalize()
+        # every matrix, refusing signed inputs together: attention's four projections in one
+        # error, not one deploy each
+        refuse_signed_together(("", core.finalize) for core in self.cores)
         self._programmed()
 
     def _programmed(self) -> None:

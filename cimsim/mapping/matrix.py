@@ -27,7 +27,7 @@ from ..arrays._rng import stream_key
 from ..arrays.cache import program_seeded
 from ..arrays.program import ProgrammedLayer, default_row_tiles
 from ..config import ChipConfig, WeightEncoding, WeightGranularity
-from ..errors import ConfigError, MappingError
+from ..errors import MappingError, SignedInputError
 from .naming import exclude_name
 from .quant import (
     act_scale,
@@ -279,11 +279,11 @@ def engine_view(
     else:
         signed = bool(lo < 0)
         if signed and chip.input_bits < 2:  # name the layer: a model has many
-            raise ConfigError(
+            raise SignedInputError(
                 f"layer {name!r}: input_bits = {chip.input_bits} cannot hold signed "
                 f"activations (its calibration inputs reach {lo:.3g}); use input_bits >= 2, "
                 "feed it a non-negative input (after a ReLU), or keep it digital with "
-                f"exclude=[{exclude_name(name)!r}]")
+                f"exclude=[{exclude_name(name)!r}]", {exclude_name(name): lo})
         s_x = float(act_scale(max_abs, values, chip.input_bits, signed, quant))
         if not signed and chip.dac.shift_unsigned_inputs:
             # A-shift: the unsigned codes (scale as above) drive the arrays shifted to signed

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-from ..errors import MappingError
+from ..errors import MappingError, SignedInputError
 
-__all__ = ["exclude_name", "named_layer"]
+__all__ = ["exclude_name", "finalize_layers", "named_layer", "refuse_signed_together"]
 
 _MATRIX_SUFFIX = re.compile(r"(\[g\d+\]|\.weight_(ih|hh|hr)\w*)$")
 
@@ -34,3 +35,40 @@ def named_layer(name: str) -> Iterator[None]:
         if name and not msg.startswith(f"{name}:"):
             exc.args = (f"{name}: {msg}", *exc.args[1:])
         raise
+
+
+
+def finalize_layers(layers: Iterable[tuple[str, Any]]) -> None:
+    """``finalize()`` every ``(name, layer)`` under :func:`named_layer`, refusing signed inputs
+    together (:func:`refuse_signed_together`)."""
+    refuse_signed_together((name, layer.finalize) for name, layer in layers)
+
+
+def refuse_signed_together(calls: Iterable[tuple[str, Callable[[], Any]]]) -> None:
+    """Run every ``(name, call)`` under :func:`named_layer`. A layer whose signed inputs the
+    chip's 1-b inputs cannot hold does not stop the others: every such layer is named in one
+    :class:`SignedInputError` with the ``exclude`` list that keeps them all digital (one at a
+    time, following the advice took a deploy per layer: a ResNet's every layer after a
+    residual add, each of attention's four projections). One layer alone keeps its own error
+    (a grouped convolution's groups are one layer)."""
+    refused: dict[str, float] = {}
+    first: SignedInputError | None = None
+    for name, call in calls:
+        try:
+            with named_layer(name):
+                call()
+        except SignedInputError as exc:
+            first = first or exc
+            for layer, low in exc.layers.items():
+                refused[layer] = min(low, refused.get(layer, low))
+    if first is not None and len(refused) <= 1:
+        raise first
+    if refused:
+        names = list(refused)
+        lows = ", ".join(f"{n} {low:.3g}" for n, low in refused.items())
+        bits = str(first).split("input_bits = ", 1)[1].split(" ", 1)[0]
+        raise SignedInputError(
+            f"layers {', '.join(map(repr, names))}: input_bits = {bits} cannot hold signed "
+            f"activations (their calibration inputs reach below 0: {lows}); use input_bits "
+            ">= 2, feed them non-negative inputs (after a ReLU), or keep them digital with "
+            f"exclude={names!r}", refused)

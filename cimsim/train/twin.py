@@ -118,7 +118,7 @@ from ..mapping.matrix import (
     kernel_row_tiles,
     program_parts,
 )
-from ..mapping.naming import named_layer
+from ..mapping.naming import finalize_layers, refuse_signed_together
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
     attribute_state,
@@ -1488,8 +1488,15 @@ class TwinMultiheadAttention(_TwinLayer):
                          None if ob is None else ob.detach().clone())]
 
     def finalize(self) -> None:
-        for i, (w, b) in enumerate(self._src_wb):
-            self.twins.append(self._twin(w, b, i, f"{self.twin_name}.{_PROJECTIONS[i]}"))
+        twins: dict[int, TwinMatmul] = {}
+
+        def build(i: int, w: torch.Tensor, b: torch.Tensor | None) -> None:
+            twins[i] = self._twin(w, b, i, f"{self.twin_name}.{_PROJECTIONS[i]}")
+
+        # the four projections refuse signed inputs together, as deploy's layer does
+        refuse_signed_together(("", functools.partial(build, i, w, b))
+                               for i, (w, b) in enumerate(self._src_wb))
+        self.twins.extend(twins[i] for i in range(len(self._src_wb)))
         self._stats = []
 
     def learned(self) -> dict[str, torch.Tensor | None]:
@@ -1879,9 +1886,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                  if c.view is not None and not c.digital}
         for layer in layers.values():
             layer.deployed_views = views
-    for name, layer in layers.items():
-        with named_layer(name):
-            layer.finalize()
+    finalize_layers(layers.items())
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
     carry_grad_hooks(layers)
     for name, layer in layers.items():
