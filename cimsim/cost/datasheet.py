@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..config import (
+    ActFormat,
     ADCKind,
     ADCPlacement,
     ChipConfig,
@@ -57,7 +58,8 @@ __all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "VALIDAT
 N_VECTORS = 256
 MACRO_COMPONENTS = ("cell", "dac", "adc")
 """What a macro figure covers: the array, its row drivers and its converters (and, with analog
-slice read-out, the weighting network before them: :func:`macro_components`)."""
+slice read-out, the weighting network before them; with block floating-point inputs, the
+shift-accumulators and the pre-alignment and normalisation: :func:`macro_components`)."""
 DIGITAL_MACRO_COMPONENTS = (*MACRO_COMPONENTS, "shift_add")
 """What a digital-CIM macro figure covers: also its shift-accumulators (its output is the
 accumulated dot product, not a column code)."""
@@ -68,6 +70,10 @@ def macro_components(chip: ChipConfig) -> tuple[str, ...]:
     inside = DIGITAL_MACRO_COMPONENTS if chip.adc.kind is ADCKind.DIGITAL else MACRO_COMPONENTS
     if chip.array.slice_readout is SliceReadout.ANALOG:
         inside = (*inside, "weighting")
+    if chip.quant.act_format is ActFormat.BLOCK_FP:
+        # a floating-point macro pre-aligns its inputs and normalises its outputs inside
+        # (its TFLOPS/W covers them) and outputs the accumulated dot product
+        inside = (*inside, *(("shift_add",) * ("shift_add" not in inside)), "block_fp")
     return inside
 
 

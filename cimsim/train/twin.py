@@ -61,6 +61,7 @@ from ..arrays.program import (
     off_conductance,
 )
 from ..config import (
+    ActFormat,
     ADCPlacement,
     CalibrationMode,
     ChipConfig,
@@ -219,6 +220,12 @@ def check_chip(chip: ChipConfig) -> None:
     if chip.quant.smooth_alpha is not None:
         raise ConfigError(f"quant.smooth_alpha = {chip.quant.smooth_alpha!r} is not modelled by "
                           "the training twin yet; allowed: none (unset)")
+    if chip.quant.act_format is not ActFormat.INT:
+        # a learned per-tensor input scale is what the twin trains; block FP has none (a
+        # power of two per vector and row tile): deploy() simulates it, training does not
+        raise ConfigError(f"quant.act_format = {chip.quant.act_format.value!r} is not modelled "
+                          "by the training twin yet; allowed: 'int' (deploy() simulates "
+                          "'block_fp')")
 
 
 # --------------------------------------------------------------------------------------------
