@@ -70,6 +70,7 @@ __all__ = [
     "VariationKind",
     "WeightEncoding",
     "WeightGranularity",
+    "WeightScale",
     "list_presets",
     "load_chip",
 ]
@@ -371,6 +372,16 @@ class ActFormat(_Choice):
     """Block floating point: the inputs of one vector that feed one row tile share one
     power-of-two exponent, their mantissas aligned to it (floating-point CIM macros;
     docs/hardware-model.md, "Block floating-point inputs")."""
+
+
+class WeightScale(_Choice):
+    """What a weight scale may be."""
+
+    FLOAT = "float"
+    """Any positive number (max|w| / q of its group)."""
+    POW2 = "pow2"
+    """A power of two: the group's float scale rounded up to one (block floating-point
+    weights, their shared exponent)."""
 
 
 #: Bits of a block-FP shared exponent: FP8 E4M3 (4) up to BF16's and MX's E8M0 (8).
@@ -977,6 +988,11 @@ class QuantConfig(_Config):
     rounded to ``input_bits`` (sign included for a signed input), and each row tile's partial
     sum is dequantized by its own power of two before the tiles are added (docs/hardware-model.md
     gives the exact rule). ``act_calibration`` and ``act_percentile`` then do not apply."""
+    weight_scale: WeightScale = WeightScale.FLOAT
+    """``float``: each weight group's scale is ``max|w| / q`` (``mean|w|`` for 1-b weights).
+    ``pow2``: that scale rounded up to a power of two, ``2^ceil(log2 s)`` (no code leaves the
+    range): block floating-point weights, the group's shared exponent; with ``weight_granularity
+    = 'column'`` one exponent per (row tile, output), the pairing of block-FP inputs."""
     act_exponent_bits: int = 8
     """``block_fp`` only: width of the shared exponent, 2..8 bits (8: the E8M0 scale of the OCP
     MX formats and BF16's exponent; 4 and 5: FP8's). The scale exponent is clamped to

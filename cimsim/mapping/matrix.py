@@ -26,7 +26,7 @@ from ..adc import FusedActivation
 from ..arrays._rng import stream_key
 from ..arrays.cache import program_seeded
 from ..arrays.program import ProgrammedLayer, default_row_tiles
-from ..config import ActFormat, ChipConfig, WeightEncoding, WeightGranularity
+from ..config import ActFormat, ChipConfig, WeightEncoding, WeightGranularity, WeightScale
 from ..errors import ConfigError, MappingError
 from .naming import exclude_name
 from .quant import (
@@ -317,7 +317,8 @@ def engine_view(
     # 1-b path is binary's sign · mean|w|, which has no 0)
     one_digit = chip.weight_bits == 1 and chip.weight_encoding is WeightEncoding.TERNARY
     w_int, s_w = quantize_weights(w, 2 if one_digit else chip.weight_bits,
-                                  quant.weight_granularity, tiles, layer_max_abs)
+                                  quant.weight_granularity, tiles, layer_max_abs,
+                                  pow2=quant.weight_scale is WeightScale.POW2)
     view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x, input_signed=signed,
                       row_tiles=tuple(tiles),
                       parts=tuple(program_parts(w_int, chip, seed, signed, tiles, name)),

@@ -36,7 +36,7 @@ from ..config import ActCalibration, QuantConfig, WeightGranularity
 from ..errors import ConfigError
 
 __all__ = ["act_range", "act_scale", "act_zero_point", "binary_codes", "block_fp_acts",
-           "quantize_acts",
+           "pow2_scale", "quantize_acts",
            "quantize_weights", "smooth_factors", "zero_point_offsets"]
 
 
@@ -58,15 +58,25 @@ def _binary_scale(abs_w: np.ndarray, axis: int | None) -> np.ndarray:
     return np.asarray(abs_w, dtype=np.float64).mean(axis=axis)
 
 
+def pow2_scale(s: np.ndarray) -> np.ndarray:
+    """``2^ceil(log2 s)``: a positive scale rounded up to a power of two (exact: ``frexp``),
+    so that ``|w| / scale`` stays within the codes ``|w| / s`` reached; 0 stays 0."""
+    s = np.asarray(s, dtype=np.float64)
+    f, e = np.frexp(s)  # s = f·2^e, f in [0.5, 1): a power of two is f = 0.5
+    return np.where(s > 0, np.ldexp(1.0, np.where(f == 0.5, e - 1, e)), s)
+
+
 def quantize_weights(
     w: np.ndarray, bits: int, granularity: WeightGranularity, row_tiles: list[tuple[int, int]],
-    layer_max_abs: float | None = None,
+    layer_max_abs: float | None = None, pow2: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantize float weights ``w`` (N, K).
 
     ``layer_max_abs``: the largest |w| of the layer ``w`` is a part of (a group of a grouped
     convolution): an all-zero ``w`` (a pruned depthwise channel) takes the layer's scale
-    ``layer_max_abs / q`` instead of 1.0. None: ``w`` is the whole layer.
+    ``layer_max_abs / q`` instead of 1.0. None: ``w`` is the whole layer. ``pow2``
+    (``quant.weight_scale = 'pow2'``): every group's scale rounded up to a power of two
+    (:func:`pow2_scale`) before the codes are rounded.
 
     Returns
     -------
@@ -77,7 +87,8 @@ def quantize_weights(
     w = np.asarray(w, dtype=np.float64)
     n = w.shape[0]
     if bits == 1:
-        return _quantize_binary(w, granularity, row_tiles)
+        w_int, s = _quantize_binary(w, granularity, row_tiles)
+        return w_int, pow2_scale(s) if pow2 else s
     q = 2 ** (bits - 1) - 1
     # an all-zero group (a pruned channel, a zero-initialised row) takes the tensor's scale:
     # its codes are 0 at any scale, but its cells still read (programming variation, off
@@ -93,6 +104,8 @@ def quantize_weights(
     else:
         s = np.stack([_scale(np.abs(w[:, a:b]).max(axis=1, initial=0.0), q, tensor)
                       for a, b in row_tiles])
+    if pow2:
+        s = pow2_scale(s)
     w_int = np.empty(w.shape, dtype=np.int64)
     for t, (a, b) in enumerate(row_tiles if s.shape[0] > 1 else [(0, w.shape[1])]):
         w_int[:, a:b] = np.clip(np.rint(w[:, a:b] / s[t][:, None]), -q, q)

@@ -72,6 +72,7 @@ from ..config import (
     SliceReadout,
     WeightEncoding,
     WeightGranularity,
+    WeightScale,
     as_chip,
 )
 from ..errors import ConfigError, MappingError
@@ -226,6 +227,10 @@ def check_chip(chip: ChipConfig) -> None:
         raise ConfigError(f"quant.act_format = {chip.quant.act_format.value!r} is not modelled "
                           "by the training twin yet; allowed: 'int' (deploy() simulates "
                           "'block_fp')")
+    if chip.quant.weight_scale is not WeightScale.FLOAT:
+        raise ConfigError(f"quant.weight_scale = {chip.quant.weight_scale.value!r} is not "
+                          "modelled by the training twin yet (it learns float weight "
+                          "scales); allowed: 'float'")
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import cimsim
-from cimsim.config import ActFormat, ChipConfig
+from cimsim.config import ActFormat, ChipConfig, WeightGranularity
 from cimsim.errors import ConfigError
 from cimsim.events import Action, Component, event_key
-from cimsim.mapping.quant import block_fp_acts
+from cimsim.mapping.quant import block_fp_acts, pow2_scale, quantize_weights
 
 
 def _block_fp(chip: ChipConfig, **quant) -> ChipConfig:
@@ -44,11 +44,25 @@ def test_block_exponent_is_clamped_to_its_width_and_a_zero_block_takes_the_lowes
     assert codes.tolist() == [[7, 0, 0, 0]]
 
 
+def test_pow2_weight_scales_by_hand():
+    # 4-b weights, q = 7. Row 0: max|w| = 1.4, s = 0.2 -> 0.25: codes rint(4, -2.4, 0.4) =
+    # (4, -2, 0); row 1: max|w| = 3.5, s = 0.5 is a power of two already: (7, 2, -1)
+    w = np.array([[1.0, -0.6, 0.1], [3.5, 1.0, -0.5]])
+    w_int, s = quantize_weights(w, 4, WeightGranularity.CHANNEL, [(0, 3)], pow2=True)
+    assert s.tolist() == [[0.25, 0.5]]
+    assert w_int.tolist() == [[4, -2, 0], [7, 2, -1]]
+    assert pow2_scale(np.array([0.0, 1.0, 0.75, 3e-9])).tolist() == [0.0, 1.0, 1.0, 2.0**-28]
+    # column granularity: one power of two per (row tile, output)
+    _, s = quantize_weights(w, 4, WeightGranularity.COLUMN, [(0, 1), (1, 3)], pow2=True)
+    assert s.tolist() == [[0.25, 0.5], [0.125, 0.25]]
+
+
 # ---- config ----------------------------------------------------------------------------------
 def test_default_is_int_and_block_fp_round_trips_through_toml(tmp_path):
     chip = cimsim.load_chip("ideal")
     assert chip.quant.act_format is ActFormat.INT and chip.quant.act_exponent_bits == 8
-    fp = _block_fp(chip, act_exponent_bits=5)
+    fp = _block_fp(chip, act_exponent_bits=5, weight_scale="pow2",
+                   weight_granularity="column")
     path = tmp_path / "fp.toml"
     fp.save(path)
     back = cimsim.load_chip(path)
@@ -60,6 +74,7 @@ def test_default_is_int_and_block_fp_round_trips_through_toml(tmp_path):
     ({"act_format": "fp8"}, "QuantConfig.act_format", "'int', 'block_fp'"),
     ({"act_exponent_bits": 1}, "QuantConfig.act_exponent_bits", "[2, 8]"),
     ({"act_exponent_bits": 9}, "QuantConfig.act_exponent_bits", "[2, 8]"),
+    ({"weight_scale": "log"}, "QuantConfig.weight_scale", "'float', 'pow2'"),
     ({"act_format": "block_fp", "act_zero_point": True}, "QuantConfig.act_zero_point",
      "block_fp"),
 ])
@@ -79,16 +94,20 @@ def test_the_a_shift_is_refused_with_block_fp():
 def test_the_training_twin_refuses_block_fp_naming_the_field():
     from cimsim.train.twin import check_chip
 
+    ideal = cimsim.load_chip("ideal")
     with pytest.raises(ConfigError, match="quant.act_format = 'block_fp'"):
-        check_chip(_block_fp(cimsim.load_chip("ideal")))
+        check_chip(_block_fp(ideal))
+    with pytest.raises(ConfigError, match="quant.weight_scale = 'pow2'"):
+        check_chip(ideal.replace(quant=ideal.quant.replace(weight_scale="pow2")))
 
 
 # ---- the deployed model against a reference computed by hand ----------------------------------
-def _reference(x, w, bias, bits, rows, e_bits):
+def _reference(x, w, bias, bits, rows, e_bits, pow2_columns=False):
     """Independent re-implementation: per (vector, row tile) the exponent of the largest |x|,
     mantissas rounded half to even (Python's round) and saturated, integer products per tile,
-    each tile scaled by its power of two and the per-channel weight scale, added in tile
-    order, then the bias."""
+    each tile scaled by its power of two and the per-channel weight scale (``pow2_columns``:
+    a power of two per (row tile, output), 2^ceil(log2(max|w| / 127))), added in tile order,
+    then the bias."""
     q_w = 127
     s_w = np.abs(w).max(axis=1) / q_w
     w_int = np.clip(np.rint(w / s_w[:, None]), -q_w, q_w).astype(np.int64)
@@ -97,6 +116,10 @@ def _reference(x, w, bias, bits, rows, e_bits):
     y = np.zeros((m, w.shape[0]))
     for a in range(0, k, rows):
         b = min(a + rows, k)
+        if pow2_columns:
+            s_w = np.array([2.0 ** math.ceil(math.log2(max(abs(v) for v in row) / q_w))
+                            for row in w[:, a:b]])
+            w_int[:, a:b] = np.clip(np.rint(w[:, a:b] / s_w[:, None]), -q_w, q_w)
         for i in range(m):
             amax = max(abs(float(v)) for v in x[i, a:b])
             big = math.frexp(amax)[1] - 1 - (bits - 2) if amax > 0 else -top
@@ -121,6 +144,23 @@ def test_lossless_chip_equals_the_hand_computed_block_fp_reference_exactly():
         y = sim(torch.from_numpy(x)).numpy()
         w, b = layer.weight.numpy(), layer.bias.numpy()
     expected = _reference(x, w, b, chip.input_bits, rows, chip.quant.act_exponent_bits)
+    assert np.array_equal(y, expected), float(np.abs(y - expected).max())
+
+
+def test_block_fp_inputs_with_pow2_column_weights_equal_the_reference_exactly():
+    # block floating point on both operands: a power of two per (vector, row tile) for the
+    # inputs and per (row tile, output) for the weights
+    torch.manual_seed(1)
+    chip = _block_fp(cimsim.load_chip("ideal"), weight_scale="pow2",
+                     weight_granularity="column")
+    rows = chip.array.n_rows
+    layer = torch.nn.Linear(2 * rows + 10, 5).double()
+    x = np.random.default_rng(2).standard_normal((12, 2 * rows + 10))
+    sim = cimsim.deploy(torch.nn.Sequential(layer), chip, calibration=torch.from_numpy(x))
+    with torch.no_grad():
+        y = sim(torch.from_numpy(x)).numpy()
+        w, b = layer.weight.numpy(), layer.bias.numpy()
+    expected = _reference(x, w, b, chip.input_bits, rows, 8, pow2_columns=True)
     assert np.array_equal(y, expected), float(np.abs(y - expected).max())
 
 
