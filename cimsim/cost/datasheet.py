@@ -11,7 +11,9 @@ M = 256 input vectors, inputs uniform over the unsigned input range with a fract
 * ``scope="macro"``: the array with its converters and row drivers (``cell``, ``dac``, ``adc``
   energy and area), as CIM macro papers report; TOPS of one array. A digital-CIM macro
   (``adc.kind = 'digital'``) outputs the accumulated dot product, so its macro also holds the
-  shift-accumulators (``shift_add``, :data:`DIGITAL_MACRO_COMPONENTS`).
+  shift-accumulators (``shift_add``, :data:`DIGITAL_MACRO_COMPONENTS`); a floating-point
+  macro (``quant.act_format = 'block_fp'``) also its pre-alignment and normalisation
+  (``block_fp``) and shift-accumulators: its TFLOPS/W covers them.
 * ``scope="chip"``: every component, the whole chip's area, and all its arrays working in
   parallel (TOPS of one array times the chip's arrays).
 
