@@ -39,6 +39,7 @@ __all__ = [
     "ADCConfig",
     "ADCKind",
     "ActCalibration",
+    "ActFormat",
     "ADCPlacement",
     "ArrayConfig",
     "CalibrationGranularity",
@@ -69,6 +70,7 @@ __all__ = [
     "VariationKind",
     "WeightEncoding",
     "WeightGranularity",
+    "WeightScale",
     "list_presets",
     "load_chip",
     "unstated_inputs",
@@ -360,6 +362,31 @@ class ActCalibration(_Choice):
     MAX = "max"
     PERCENTILE = "percentile"
     MSE = "mse"
+
+
+class ActFormat(_Choice):
+    """How a matrix's float inputs become the integers that drive the rows."""
+
+    INT = "int"
+    """A per-tensor scale calibrated once (``QuantConfig.act_calibration``)."""
+    BLOCK_FP = "block_fp"
+    """Block floating point: the inputs of one vector that feed one row tile share one
+    power-of-two exponent, their mantissas aligned to it (floating-point CIM macros;
+    docs/hardware-model.md, "Block floating-point inputs")."""
+
+
+class WeightScale(_Choice):
+    """What a weight scale may be."""
+
+    FLOAT = "float"
+    """Any positive number (max|w| / q of its group)."""
+    POW2 = "pow2"
+    """A power of two: the group's float scale rounded up to one (block floating-point
+    weights, their shared exponent)."""
+
+
+#: Bits of a block-FP shared exponent: FP8 E4M3 (4) up to BF16's and MX's E8M0 (8).
+ACT_EXPONENT_BITS = (2, 8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -955,6 +982,22 @@ class QuantConfig(_Config):
     quantizer and weight column k is multiplied by it before weight quantization, so the
     product is unchanged in float and outlier channels move from the activations into the
     weights. α in [0, 1] (0.5 is the paper's default); None: no smoothing."""
+    act_format: ActFormat = ActFormat.INT
+    """``int``: one calibrated scale per tensor. ``block_fp``: block floating point, as
+    floating-point CIM macros pre-align their inputs: the values of one input vector that feed
+    one row tile share the exponent of the largest of them, each mantissa is aligned to it and
+    rounded to ``input_bits`` (sign included for a signed input), and each row tile's partial
+    sum is dequantized by its own power of two before the tiles are added (docs/hardware-model.md
+    gives the exact rule). ``act_calibration`` and ``act_percentile`` then do not apply."""
+    weight_scale: WeightScale = WeightScale.FLOAT
+    """``float``: each weight group's scale is ``max|w| / q`` (``mean|w|`` for 1-b weights).
+    ``pow2``: that scale rounded up to a power of two, ``2^ceil(log2 s)`` (no code leaves the
+    range): block floating-point weights, the group's shared exponent; with ``weight_granularity
+    = 'column'`` one exponent per (row tile, output), the pairing of block-FP inputs."""
+    act_exponent_bits: int = 8
+    """``block_fp`` only: width of the shared exponent, 2..8 bits (8: the E8M0 scale of the OCP
+    MX formats and BF16's exponent; 4 and 5: FP8's). The scale exponent is clamped to
+    ``±(2^(bits-1) - 1)``."""
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
@@ -963,6 +1006,10 @@ class QuantConfig(_Config):
             _fail("QuantConfig", "act_zero_point", self.act_zero_point, "true or false")
         if self.smooth_alpha is not None:
             _float_in(self, "smooth_alpha", 0.0, 1.0)
+        _int_in(self, "act_exponent_bits", *ACT_EXPONENT_BITS)
+        if self.act_format is ActFormat.BLOCK_FP and self.act_zero_point:
+            _fail("QuantConfig", "act_zero_point", True, "false with act_format = 'block_fp' "
+                  "(a block-FP mantissa is sign-magnitude around 0, it has no zero point)")
 
 
 def _check_analog_slices(chip: Any) -> None:
@@ -1199,6 +1246,10 @@ class ChipConfig(_Config):
             _check_analog_slices(self)
         if self.adc.placement is ADCPlacement.LAYER_OUTPUT:
             _check_layer_output(self)
+        if self.quant.act_format is ActFormat.BLOCK_FP and self.dac.shift_unsigned_inputs:
+            _fail("DACConfig", "shift_unsigned_inputs", True, "false with quant.act_format = "
+                  "'block_fp' (not modelled: the A-shift re-centres a calibrated unsigned "
+                  "integer input, a block-FP mantissa is already signed)")
         if self.tech.cost_model is CostModel.PHYSICAL and self.adc.kind is not ADCKind.DIGITAL:
             # the physical model settles analog columns through a switch that must conduct:
             # refused here, not after a simulation when the chip is priced

@@ -23,7 +23,7 @@ from .arrays.analog import analog_from_partial_sums, nonlinearity_args
 from .arrays.drift import gain_events
 from .arrays.encoding import input_planes, input_range, plane_layout
 from .arrays.program import ProgrammedLayer
-from .config import RangePolicy, SignedInputMode
+from .config import ActFormat, RangePolicy, SignedInputMode
 from .errors import ConfigError
 from .events import Action, Component, EventKey, Events
 
@@ -217,7 +217,28 @@ def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
         ev[EventKey(C.DIGITAL, A.SLICE_MULTIPLY, acc)] = float(m) * n_planes * layer.n_groups \
             * n_mul
     ev.update(gain_events(layer, m))  # drift compensation (cimsim.arrays.drift)
+    if chip.quant.act_format is ActFormat.BLOCK_FP:
+        ev.update(block_fp_events(layer, m))
     return ev
+
+
+def block_fp_events(layer: ProgrammedLayer, m: int) -> dict:
+    """The pre-alignment and re-normalisation of block floating-point inputs for ``m``
+    vectors (docs/hardware-model.md): per vector and row tile a max-exponent tree of
+    ``rows - 1`` comparisons, per input element one alignment shift, per output and row tile
+    one exponent add and one normalisation of the partial sum."""
+    chip = layer.chip
+    e_bits = chip.quant.act_exponent_bits
+    n_tiles = len(layer.row_tiles)
+    C, A = Component, Action
+    return {
+        EventKey(C.BLOCK_FP, A.EXPONENT_MAX, e_bits):
+            float(m) * sum(b - a - 1 for a, b in layer.row_tiles),
+        EventKey(C.BLOCK_FP, A.ALIGN_SHIFT, chip.input_bits): float(m) * layer.n_inputs,
+        EventKey(C.BLOCK_FP, A.EXPONENT_ADD, e_bits): float(m) * layer.n_outputs * n_tiles,
+        EventKey(C.BLOCK_FP, A.NORMALIZE, chip.accumulator_bits):
+            float(m) * layer.n_outputs * n_tiles,
+    }
 
 
 def _kernel_args(layer: ProgrammedLayer, sig: np.ndarray, m_total: int):

@@ -39,6 +39,7 @@ class Component(_Name):
     INTERCONNECT = "interconnect"
     DIGITAL = "digital"
     WEIGHTING = "weighting"
+    BLOCK_FP = "block_fp"
 
 
 class Action(_Name):
@@ -70,6 +71,10 @@ class Action(_Name):
     SLICE_MULTIPLY = "slice_multiply"
     SLICE_COLUMN = "slice_column"
     MIRROR_LSB = "mirror_lsb"
+    EXPONENT_MAX = "exponent_max"
+    ALIGN_SHIFT = "align_shift"
+    EXPONENT_ADD = "exponent_add"
+    NORMALIZE = "normalize"
 
 
 _C, _A = Component, Action
@@ -124,6 +129,19 @@ REGISTRY: dict[tuple[Component, Action], str] = {
     (_C.WEIGHTING, _A.MIRROR_LSB): "analog slice read-out: summed ratio · |x| · G of the "
                                    "weighted columns' cells read (cell-LSB · DAC-LSB): the "
                                    "charge the current mirrors copy from the supply",
+    (_C.BLOCK_FP, _A.EXPONENT_MAX): "block floating-point inputs: exponent comparisons of the "
+                                    "max-exponent trees, rows - 1 per row tile per vector, "
+                                    "at `bits` = exponent bits",
+    (_C.BLOCK_FP, _A.ALIGN_SHIFT): "block floating-point inputs: mantissas aligned to their "
+                                   "block's exponent, one per input element, at `bits` = "
+                                   "input (mantissa) bits",
+    (_C.BLOCK_FP, _A.EXPONENT_ADD): "block floating-point inputs: the block exponent added "
+                                    "to an output's, one per output per row tile per "
+                                    "vector, at `bits` = exponent bits",
+    (_C.BLOCK_FP, _A.NORMALIZE): "block floating-point inputs: a row tile's partial sum "
+                                 "normalised to floating point (leading-zero count and "
+                                 "shift), one per output per row tile per vector, at `bits` "
+                                 "= accumulator bits",
 }
 """Every (component, action) an event can have, with what its count means."""
 

@@ -276,12 +276,15 @@ def _deploy(model, chip, x, **kw):
 def modelled(chip: ChipConfig, ideal_devices: bool = False, ageing: bool = False
              ) -> ChipConfig:
     """``quiet(chip, ideal_devices, ageing)`` without what the torch backend refuses (column
-    non-linearity, a zero point, smoothing, a fused activation), with time multiplexing
-    allowed (so that a small array still holds the model and the comparison runs, not a
-    capacity error)."""
+    non-linearity, a zero point, smoothing, a fused activation) and what the twin refuses
+    (block floating-point inputs, power-of-two weight scales: deploy's quantizer, held to a
+    hand-computed reference and the torch backend to the engine by
+    tests/mapping/test_block_fp.py), with time multiplexing allowed (so that a small array
+    still holds the model and the comparison runs, not a capacity error)."""
     chip = quiet(chip, ideal_devices, ageing)
     return chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.NONE),
-                        quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None),
+                        quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None,
+                                                 act_format="int", weight_scale="float"),
                         adc=chip.adc.replace(fuse_activation=False),
                         array=chip.array.replace(allow_time_multiplexing=True))
 

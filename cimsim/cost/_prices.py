@@ -121,7 +121,7 @@ ISAAC eDRAM area per bit."""
 COMPONENTS: tuple[str, ...] = tuple(
     c.value for c in (Component.CELL, Component.DAC, Component.ADC, Component.SHIFT_ADD,
                       Component.ACCUMULATOR, Component.DIGITAL, Component.BUFFER,
-                      Component.INTERCONNECT, Component.WEIGHTING))
+                      Component.INTERCONNECT, Component.WEIGHTING, Component.BLOCK_FP))
 """Cost components, in report order: the event components of ``cimsim.events`` that spend
 energy (``layer`` and ``array`` events are counts with no energy of their own; a test holds the
 two lists together)."""

@@ -9,6 +9,8 @@ per array
     ``shift_add``  one accumulator_bits-wide shift-and-add unit per ADC
     ``weighting``  analog slice read-out only: the unit mirror transistors or capacitors of
                    its weighting networks (``WeightingModel.units_per_array``)
+    ``block_fp``   block floating-point inputs only: the array's max-exponent tree,
+                   alignment shifters and normalisers (``BlockFPModel``)
 per tile
     ``accumulator``   ceil(n_cols / cols_per_adc) lanes of accumulator_bits (the tile's output
                       accumulation, as fast as one array's ADCs deliver)
@@ -22,7 +24,7 @@ its occupied arrays with their peripherals, plus the matching share of their til
 
 from __future__ import annotations
 
-from ..config import ADCKind, ChipConfig, ComputeDomain
+from ..config import ActFormat, ADCKind, ChipConfig, ComputeDomain
 from ..events import Component
 from . import ripple
 from ._prices import TRANSISTOR_CELL_AREA_F2, sensed_cells
@@ -40,7 +42,7 @@ __all__ = ["ARRAY_COMPONENTS", "TILE_COMPONENTS", "area_instances", "chip_area_u
            "occupied_area_um2",
            "array_area_um2", "tile_area_um2"]
 
-ARRAY_COMPONENTS = ("cell", "adc", "dac", "shift_add", "weighting")
+ARRAY_COMPONENTS = ("cell", "adc", "dac", "shift_add", "weighting", "block_fp")
 TILE_COMPONENTS = ("accumulator", "buffer", "interconnect")
 
 _ROUTER_TILES = 4  # ISAAC shares one router between four tiles (Shafiee et al., ISCA 2016)
@@ -88,6 +90,9 @@ def area_instances(
     weighting = [row(Component.WEIGHTING, "array", "slice-weighting unit "
                      + ("capacitor" if chip.tech.compute_domain is ComputeDomain.CHARGE
                         else "mirror transistor"), units)] if units else []
+    block_fp = [row(Component.BLOCK_FP, "array", f"block-FP unit ({arr.n_rows} alignment "
+                    f"shifters, max-exponent tree, {n_sa} normalisers)", 1)
+                ] if chip.quant.act_format is ActFormat.BLOCK_FP else []
     return [
         row(Component.CELL, "array", cell_what, arr.n_rows * arr.n_cols),
         row(Component.ADC, "array",
@@ -99,6 +104,7 @@ def area_instances(
         row(Component.DAC, "array", f"{chip.dac_bits}-b row driver", arr.n_rows),
         row(Component.SHIFT_ADD, "array", f"{acc}-b shift-and-add", n_sa),
         *weighting,
+        *block_fp,
         row(Component.ACCUMULATOR, "tile", f"{acc}-b accumulator lane", n_sa),
         row(Component.BUFFER, "tile", f"{TILE_BUFFER_KIB:g} KiB buffer", 1),
         dict(component="interconnect", scope="tile",

@@ -11,7 +11,9 @@ M = 256 input vectors, inputs uniform over the unsigned input range with a fract
 * ``scope="macro"``: the array with its converters and row drivers (``cell``, ``dac``, ``adc``
   energy and area), as CIM macro papers report; TOPS of one array. A digital-CIM macro
   (``adc.kind = 'digital'``) outputs the accumulated dot product, so its macro also holds the
-  shift-accumulators (``shift_add``, :data:`DIGITAL_MACRO_COMPONENTS`).
+  shift-accumulators (``shift_add``, :data:`DIGITAL_MACRO_COMPONENTS`); a floating-point
+  macro (``quant.act_format = 'block_fp'``) also its pre-alignment and normalisation
+  (``block_fp``) and shift-accumulators: its TFLOPS/W covers them.
 * ``scope="chip"``: every component, the whole chip's area, and all its arrays working in
   parallel (TOPS of one array times the chip's arrays).
 
@@ -38,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..config import (
+    ActFormat,
     ADCKind,
     ADCPlacement,
     ChipConfig,
@@ -58,7 +61,8 @@ __all__ = ["DIGITAL_MACRO_COMPONENTS", "MACRO_COMPONENTS", "N_VECTORS", "VALIDAT
 N_VECTORS = 256
 MACRO_COMPONENTS = ("cell", "dac", "adc")
 """What a macro figure covers: the array, its row drivers and its converters (and, with analog
-slice read-out, the weighting network before them: :func:`macro_components`)."""
+slice read-out, the weighting network before them; with block floating-point inputs, the
+shift-accumulators and the pre-alignment and normalisation: :func:`macro_components`)."""
 DIGITAL_MACRO_COMPONENTS = (*MACRO_COMPONENTS, "shift_add")
 """What a digital-CIM macro figure covers: also its shift-accumulators (its output is the
 accumulated dot product, not a column code)."""
@@ -69,6 +73,10 @@ def macro_components(chip: ChipConfig) -> tuple[str, ...]:
     inside = DIGITAL_MACRO_COMPONENTS if chip.adc.kind is ADCKind.DIGITAL else MACRO_COMPONENTS
     if chip.array.slice_readout is SliceReadout.ANALOG:
         inside = (*inside, "weighting")
+    if chip.quant.act_format is ActFormat.BLOCK_FP:
+        # a floating-point macro pre-aligns its inputs and normalises its outputs inside
+        # (its TFLOPS/W covers them) and outputs the accumulated dot product
+        inside = (*inside, *(("shift_add",) * ("shift_add" not in inside)), "block_fp")
     return inside
 
 

@@ -30,7 +30,9 @@ Two cost models (``chip.tech.cost_model``):
     ``docs/cost-model.md`` gives every formula, ``docs/technology.md`` every source.
 
 Both price the weighting network of analog slice read-out from circuits
-(:class:`WeightingModel`: current mirrors or binary-weighted capacitors).
+(:class:`WeightingModel`: current mirrors or binary-weighted capacitors) and the pre-alignment
+and re-normalisation of block floating-point inputs from full adders and multiplexers at the
+digital tables' energy and area per bit (:class:`BlockFPModel`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..config import (
+    ActFormat,
     ADCKind,
     CellKind,
     CellTech,
@@ -97,6 +100,7 @@ from .tables import (
 )
 
 __all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS",
+           "MUX_PER_FULL_ADDER", "BlockFPModel",
            "PRODUCT_GATE_TRANSISTORS", "ComponentModel", "WeightingModel",
            "adder_tree_full_adders", "component_models", "physical", "unit_transistor_area_um2"]
 
@@ -797,10 +801,89 @@ class WeightingModel(ComponentModel):
         return int(self.chip.array.n_cols // r.shape[1] * r.sum())
 
 
+MUX_PER_FULL_ADDER = 12 / 28
+"""A 2:1 multiplexer bit priced as a fraction of a full-adder bit, by transistor count: a
+static CMOS 2:1 mux (an AOI22 with its output and select inverters, 8 + 2 + 2 = 12
+transistors) against the 28-transistor mirror adder (Weste & Harris, "CMOS VLSI Design", 4th
+ed., 2011, §11.2.1) [der]: the digital tables price a full-adder bit (the adder trees' energy
+and area per added bit), and a mux switches and occupies in proportion to its transistors."""
+
+
+def _shift_stages(bits: int, exponent_bits: int) -> int:
+    """Stages of a logarithmic (barrel) shifter that aligns a ``bits``-bit mantissa by 0 ..
+    ``min(2^e - 1, bits)`` places (a larger difference leaves nothing: the mantissa is 0)."""
+    return math.ceil(math.log2(min(2**exponent_bits, max(bits, 0) + 1)))
+
+
+class BlockFPModel(ComponentModel):
+    """Pre-alignment and re-normalisation of block floating-point inputs
+    (``quant.act_format = 'block_fp'``), as floating-point CIM macros build them around an
+    integer array: a max-exponent comparison tree per row tile, an alignment shifter per row,
+    and per output an exponent adder and a normaliser (leading-zero count and shift) that
+    turns the tile's integer partial sum back into floating point (the pre-alignment of Tu et
+    al., "A 28nm 29.2TFLOPS/W BF16 and 36.5TOPS/W INT8 Reconfigurable Digital CIM Processor
+    with Unified FP/INT Pipeline ...", ISSCC 2022, 16.1, and of Guo et al., "A 28nm 64-kb
+    31.6-TFLOPS/W Digital-Domain Floating-Point-Computing-Unit and Double-Bit 6T-SRAM
+    Computing-in-Memory Macro for Floating-Point CNNs", ISSCC 2023, 7.2).
+
+    Every part is counted in full-adder bits (``F``) and 2:1 mux bits (``M``, priced at
+    :data:`MUX_PER_FULL_ADDER` of a full-adder bit), at the digital tables' energy and area per
+    added bit (``accumulator_add_energy_pj_per_bit``, ``accumulator_area_um2_per_bit``: the
+    adder trees' prices), supply-scaled. With ``e`` exponent bits, ``m`` mantissa (input)
+    bits, ``n`` accumulator bits and ``s = ceil(log2 min(2^e, m + 1))`` shifter stages:
+
+    * ``exponent_max`` (one comparison): ``e F + e M`` (an e-bit magnitude compare, a subtract,
+      and a mux keeping the larger exponent);
+    * ``align_shift`` (one input element): ``e F + m·s M`` (the shift amount E_max − e_k, and
+      a logarithmic shifter of s stages of m muxes);
+    * ``exponent_add`` (one output per tile): ``e F``;
+    * ``normalize`` (one output per tile): ``(n − 1) M + n·ceil(log2 n) M`` (a leading-zero
+      counter tree of n − 1 mux-sized nodes, Oklobdzija, IEEE TVLSI 2(1), 1994, and an n-bit
+      logarithmic shifter).
+
+    Area: one instance is an array's whole unit, ``rows − 1`` comparators, ``rows`` alignment
+    shifters and one exponent adder and normaliser per read-out (shift-and-add) lane. The
+    alignment is pipelined with the array reads: no time on the critical path. Zero for
+    ``int`` inputs (nothing is built)."""
+
+    component = _C.BLOCK_FP
+    actions = (_A.EXPONENT_MAX, _A.ALIGN_SHIFT, _A.EXPONENT_ADD, _A.NORMALIZE)
+
+    def _bits(self, action: Action, bits: int) -> float:
+        """Full-adder-bit equivalents of one action."""
+        e = self.chip.quant.act_exponent_bits
+        r = MUX_PER_FULL_ADDER
+        if action is _A.EXPONENT_MAX:
+            return e * (1 + r)
+        if action is _A.ALIGN_SHIFT:
+            return e + bits * _shift_stages(bits, e) * r
+        if action is _A.EXPONENT_ADD:
+            return float(e)
+        return (max(bits - 1, 0) + bits * math.ceil(math.log2(max(bits, 1)))) * r
+
+    def energy_pj(self, action: Action, bits: int = 0) -> float:
+        self._check(action)
+        return self._bits(action, bits) * self.table.accumulator_add_energy_pj_per_bit * self._sf
+
+    def area_um2(self) -> float:
+        """One array's block-FP unit, um^2 (0 with ``int`` inputs)."""
+        chip = self.chip
+        if chip.quant.act_format is not ActFormat.BLOCK_FP:
+            return 0.0
+        rows = chip.array.n_rows
+        lanes = ripple.outputs_per_array(chip) if ripple.applies(chip) else \
+            chip.array.adcs_per_array
+        acc = chip.accumulator_bits
+        fa = ((rows - 1) * self._bits(_A.EXPONENT_MAX, 0)
+              + rows * self._bits(_A.ALIGN_SHIFT, chip.input_bits)
+              + lanes * (self._bits(_A.EXPONENT_ADD, 0) + self._bits(_A.NORMALIZE, acc)))
+        return fa * self.table.accumulator_area_um2_per_bit
+
+
 MODELS: Mapping[Component, type[ComponentModel]] = MappingProxyType({
     cls.component: cls for cls in (
         LayerModel, ArrayModel, ADCModel, DACModel, CellModel, ShiftAddModel, AccumulatorModel,
-        BufferModel, InterconnectModel, DigitalModel, WeightingModel)})
+        BufferModel, InterconnectModel, DigitalModel, WeightingModel, BlockFPModel)})
 """The model class of every component kind (``tests/cost/test_models.py`` holds it to the
 event registry)."""
 

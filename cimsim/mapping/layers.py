@@ -10,7 +10,9 @@ Dequantization (what a test re-implementing the quantized model must do):
     y     = Σ_t (x_int[:, tile t] @ w_int[:, tile t].T) · (s_x · s_w[t]) + bias   (float64)
 
 then cast to the input dtype; ``t`` runs over row tiles for ``column`` weight granularity and is
-a single term otherwise.
+a single term otherwise. Block floating-point inputs (``quant.act_format = 'block_fp'``): ``t``
+runs over row tiles and ``s_x`` is ``2^X[:, t]``, one power of two per vector and row tile
+(``EngineView.encode``).
 """
 
 from __future__ import annotations
@@ -248,7 +250,7 @@ class MatmulCore:
             return self.float_run(x)
         view = self.view
         assert view is not None, "run() before finalize()"
-        x_int = view.quantize(x)
+        x_int, x_exp = view.encode(x)
         y = np.zeros((x.shape[0], self.w.shape[0]))
         call_seed = stream_key(self.seed, 1000 + self.calls)
         self.calls += 1
@@ -261,7 +263,11 @@ class MatmulCore:
             self.n_adc_clipped += res.n_clipped
             if self._offsets is not None and not fused:  # a fused ADC has it in its refs
                 y_int = y_int - self._offsets[t]
-            y += y_int * (view.s_x * view.s_w[t if view.s_w.shape[0] > 1 else 0])
+            s_w = view.s_w[t if view.s_w.shape[0] > 1 else 0]
+            if x_exp is None:
+                y += y_int * (view.s_x * s_w)
+            else:  # block FP: this part's power of two per vector (exact)
+                y += y_int * (np.ldexp(1.0, x_exp[:, t])[:, None] * s_w)
             self.events = self.events + ev
         self.events = self.events + self._digital_events(x.shape[0])
         self.n_vectors += x.shape[0]
@@ -352,6 +358,8 @@ def fused_activation(view: EngineView, clamp: float | None, bias: np.ndarray | N
     why = None
     if adc.range_policy is not RangePolicy.CALIBRATED:
         why = f"adc.range_policy = {adc.range_policy.value!r} (needs 'calibrated')"
+    elif view.block_fp:
+        why = "block floating-point inputs scale every vector by its own exponent"
     elif len(view.parts) > 1:
         why = "its row tiles are dequantized separately (weight_granularity = 'column')"
     elif np.any(layer.x_sum_coef != 0):

@@ -26,12 +26,13 @@ from ..adc import FusedActivation
 from ..arrays._rng import stream_key
 from ..arrays.cache import program_seeded
 from ..arrays.program import ProgrammedLayer, default_row_tiles
-from ..config import ChipConfig, WeightEncoding, WeightGranularity
+from ..config import ActFormat, ChipConfig, WeightEncoding, WeightGranularity, WeightScale
 from ..errors import MappingError, SignedInputError
 from .naming import exclude_name
 from .quant import (
     act_scale,
     act_zero_point,
+    block_fp_acts,
     quantize_acts,
     quantize_weights,
     smooth_factors,
@@ -114,6 +115,10 @@ class EngineView:
     ``y = Σ_t (engine.run(parts[t].layer, x_int[:, a_t:b_t]) − offsets[t]) · s_x · s_w[t]
     + bias`` with ``x_int = quantize(x)`` =
     ``quantize_acts(x / smooth, s_x, input_bits, input_signed, zero_point)``.
+
+    Block floating-point inputs (``quant.act_format = 'block_fp'``): every row tile is a part,
+    ``x_int, X = encode(x)`` (:func:`~cimsim.mapping.quant.block_fp_acts`) and part t's term is
+    scaled by ``2^X[:, t]`` per vector instead of ``s_x``.
     """
 
     chip: ChipConfig
@@ -123,7 +128,8 @@ class EngineView:
     """(T, N) float64 weight scales; T = number of parts (row tiles of a ``column``
     granularity layer), else 1."""
     s_x: float
-    """Per-tensor activation scale."""
+    """Per-tensor activation scale (1.0 with block floating-point inputs, whose scales are
+    per vector and part: :meth:`encode`)."""
     input_signed: bool
     row_tiles: tuple[tuple[int, int], ...]
     parts: tuple[tuple[int, int, ProgrammedLayer], ...]
@@ -147,8 +153,19 @@ class EngineView:
         return zero_point_offsets(self.w_int, self.zero_point,
                                   [(a, b) for a, b, _ in self.parts])
 
+    @property
+    def block_fp(self) -> bool:
+        """Whether the inputs are block floating point (a scale per vector and part)."""
+        return self.chip.quant.act_format is ActFormat.BLOCK_FP
+
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float inputs (M, K) -> the integer inputs (M, K) int64 the arrays are driven with."""
+        return self.encode(x)[0]
+
+    def encode(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Float inputs (M, K) -> the integer inputs (M, K) int64 and, for block
+        floating-point inputs, the (M, T) int64 exponents X of every (vector, part): part t
+        of vector i is dequantized by ``2^X[i, t]`` (None for ``int`` inputs: ``s_x``)."""
         x = np.asarray(x, dtype=np.float64)
         if not np.isfinite(x).all():  # else NaN casts to int64's minimum, reported as a range
             raise ValueError(f"{np.count_nonzero(~np.isfinite(x))} of {x.size} inputs to the "
@@ -156,8 +173,12 @@ class EngineView:
                              "model's input and the layers before this one)")
         if self.smooth is not None:
             x = x / self.smooth
+        if self.block_fp:
+            return block_fp_acts(x, self.chip.input_bits, self.input_signed,
+                                 self.chip.quant.act_exponent_bits,
+                                 [(a, b) for a, b, _ in self.parts])
         return quantize_acts(x, self.s_x, self.chip.input_bits, self.input_signed,
-                             self.zero_point)
+                             self.zero_point), None
 
     @property
     def layers(self) -> tuple[ProgrammedLayer, ...]:
@@ -201,12 +222,15 @@ def program_parts(w_int: np.ndarray, chip: ChipConfig, seed: int, signed: bool,
                   row_tiles: list[tuple[int, int]], name: str
                   ) -> list[tuple[int, int, ProgrammedLayer]]:
     """Program one layer, or one per row tile when each row tile has its own weight scales
-    (``column`` granularity: its partial output is dequantized with them), all drawn from one
+    (``column`` granularity: its partial output is dequantized with them) or its own input
+    exponents (``quant.act_format = 'block_fp'``), all drawn from one
     generator seeded with ``seed`` (or taken from the programming cache,
     :mod:`cimsim.arrays.cache`)."""
     # cimsim.arrays.cache: the drawn cells are reused when only the ADC or noise changed
     parts: list[tuple[int, int, list[tuple[int, int]] | None]]
-    if chip.quant.weight_granularity is WeightGranularity.COLUMN and len(row_tiles) > 1:
+    per_tile = (chip.quant.weight_granularity is WeightGranularity.COLUMN
+                or chip.quant.act_format is ActFormat.BLOCK_FP)
+    if per_tile and len(row_tiles) > 1:
         parts, names = [(a, b, None) for a, b in row_tiles], [f"{name}[{a}:{b}]"
                                                                 for a, b in row_tiles]
     else:
@@ -273,17 +297,18 @@ def engine_view(
         max_abs = max(-lo, hi)
         values = stats.sample / smooth
     zero_point = 0
-    if quant.act_zero_point:
+    if quant.act_format is ActFormat.BLOCK_FP:
+        # no calibrated scale: each (vector, row tile) block takes its own power of two
+        signed, s_x = bool(lo < 0), 1.0
+        if signed and chip.input_bits < 2:
+            _refuse_signed(name, chip.input_bits, lo)
+    elif quant.act_zero_point:
         signed = False
         s_x, zero_point = act_zero_point(lo, hi, values, chip.input_bits, quant)
     else:
         signed = bool(lo < 0)
         if signed and chip.input_bits < 2:  # name the layer: a model has many
-            raise SignedInputError(
-                f"layer {name!r}: input_bits = {chip.input_bits} cannot hold signed "
-                f"activations (its calibration inputs reach {lo:.3g}); use input_bits >= 2, "
-                "feed it a non-negative input (after a ReLU), or keep it digital with "
-                f"exclude=[{exclude_name(name)!r}]", {exclude_name(name): lo})
+            _refuse_signed(name, chip.input_bits, lo)
         s_x = float(act_scale(max_abs, values, chip.input_bits, signed, quant))
         if not signed and chip.dac.shift_unsigned_inputs:
             # A-shift: the unsigned codes (scale as above) drive the arrays shifted to signed
@@ -292,13 +317,22 @@ def engine_view(
     # 1-b path is binary's sign · mean|w|, which has no 0)
     one_digit = chip.weight_bits == 1 and chip.weight_encoding is WeightEncoding.TERNARY
     w_int, s_w = quantize_weights(w, 2 if one_digit else chip.weight_bits,
-                                  quant.weight_granularity, tiles, layer_max_abs)
+                                  quant.weight_granularity, tiles, layer_max_abs,
+                                  pow2=quant.weight_scale is WeightScale.POW2)
     view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x, input_signed=signed,
                       row_tiles=tuple(tiles),
                       parts=tuple(program_parts(w_int, chip, seed, signed, tiles, name)),
                       seed=seed, zero_point=zero_point, smooth=smooth)
     act = None if activation is None else activation(view)
     return calibrate_adcs(view, stats.sample, act)
+
+
+def _refuse_signed(name: str, input_bits: int, lo: float) -> None:
+    raise SignedInputError(
+        f"layer {name!r}: input_bits = {input_bits} cannot hold signed activations (its "
+        f"calibration inputs reach {lo:.3g}); use input_bits >= 2, feed it a non-negative "
+        f"input (after a ReLU), or keep it digital with exclude=[{exclude_name(name)!r}]",
+        {exclude_name(name): lo})
 
 
 def calibrate_adcs(view: EngineView, x: np.ndarray,

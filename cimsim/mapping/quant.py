@@ -20,6 +20,9 @@ Options (``QuantConfig``):
   calibrated range ``[lo, hi]`` (widened to contain 0, so that z is a valid code). The matmul
   result is corrected digitally: ``Σ_k x_int·w_int - z·Σ_k w_int[n, k]`` is exactly
   ``Σ_k (x_int - z)·w_int`` (:func:`zero_point_offsets`).
+- ``act_format = 'block_fp'``: block floating point (:func:`block_fp_acts`): no calibrated
+  scale; the values of one vector in one row tile share a power-of-two scale ``2^X`` set by
+  the largest of them.
 - ``smooth_alpha``: per-input-channel factors (:func:`smooth_factors`, SmoothQuant); the inputs
   are divided by them before the activation quantizer and the weights multiplied by them before
   weight quantization.
@@ -32,7 +35,8 @@ import numpy as np
 from ..config import ActCalibration, QuantConfig, WeightGranularity
 from ..errors import ConfigError
 
-__all__ = ["act_range", "act_scale", "act_zero_point", "binary_codes", "quantize_acts",
+__all__ = ["act_range", "act_scale", "act_zero_point", "binary_codes", "block_fp_acts",
+           "pow2_scale", "quantize_acts",
            "quantize_weights", "smooth_factors", "zero_point_offsets"]
 
 
@@ -54,15 +58,25 @@ def _binary_scale(abs_w: np.ndarray, axis: int | None) -> np.ndarray:
     return np.asarray(abs_w, dtype=np.float64).mean(axis=axis)
 
 
+def pow2_scale(s: np.ndarray) -> np.ndarray:
+    """``2^ceil(log2 s)``: a positive scale rounded up to a power of two (exact: ``frexp``),
+    so that ``|w| / scale`` stays within the codes ``|w| / s`` reached; 0 stays 0."""
+    s = np.asarray(s, dtype=np.float64)
+    f, e = np.frexp(s)  # s = f·2^e, f in [0.5, 1): a power of two is f = 0.5
+    return np.where(s > 0, np.ldexp(1.0, np.where(f == 0.5, e - 1, e)), s)
+
+
 def quantize_weights(
     w: np.ndarray, bits: int, granularity: WeightGranularity, row_tiles: list[tuple[int, int]],
-    layer_max_abs: float | None = None,
+    layer_max_abs: float | None = None, pow2: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Quantize float weights ``w`` (N, K).
 
     ``layer_max_abs``: the largest |w| of the layer ``w`` is a part of (a group of a grouped
     convolution): an all-zero ``w`` (a pruned depthwise channel) takes the layer's scale
-    ``layer_max_abs / q`` instead of 1.0. None: ``w`` is the whole layer.
+    ``layer_max_abs / q`` instead of 1.0. None: ``w`` is the whole layer. ``pow2``
+    (``quant.weight_scale = 'pow2'``): every group's scale rounded up to a power of two
+    (:func:`pow2_scale`) before the codes are rounded.
 
     Returns
     -------
@@ -73,7 +87,8 @@ def quantize_weights(
     w = np.asarray(w, dtype=np.float64)
     n = w.shape[0]
     if bits == 1:
-        return _quantize_binary(w, granularity, row_tiles)
+        w_int, s = _quantize_binary(w, granularity, row_tiles)
+        return w_int, pow2_scale(s) if pow2 else s
     q = 2 ** (bits - 1) - 1
     # an all-zero group (a pruned channel, a zero-initialised row) takes the tensor's scale:
     # its codes are 0 at any scale, but its cells still read (programming variation, off
@@ -89,6 +104,8 @@ def quantize_weights(
     else:
         s = np.stack([_scale(np.abs(w[:, a:b]).max(axis=1, initial=0.0), q, tensor)
                       for a, b in row_tiles])
+    if pow2:
+        s = pow2_scale(s)
     w_int = np.empty(w.shape, dtype=np.int64)
     for t, (a, b) in enumerate(row_tiles if s.shape[0] > 1 else [(0, w.shape[1])]):
         w_int[:, a:b] = np.clip(np.rint(w[:, a:b] / s[t][:, None]), -q, q)
@@ -132,6 +149,53 @@ def quantize_acts(x: np.ndarray, scale: float, bits: int, signed: bool,
     if zero_point:
         q += zero_point
     return np.clip(q, lo, hi).astype(np.int64)
+
+
+def block_fp_acts(x: np.ndarray, bits: int, signed: bool, exponent_bits: int,
+                  row_tiles: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Block floating-point inputs: one shared exponent per (vector, row tile).
+
+    For the values ``x[i, a:b]`` of vector i in row tile t = (a, b), with ``B_m`` magnitude
+    bits (``bits - 1`` signed, ``bits`` unsigned) and ``q = 2^B_m - 1`` (the range of
+    :func:`act_range`):
+
+    * ``E = floor(log2 max_k |x[i, k]|)``, the exponent of the largest value (exact:
+      ``numpy.frexp``);
+    * ``X = clip(E - (B_m - 1), -(2^(e-1) - 1), 2^(e-1) - 1)`` with ``e = exponent_bits``: the
+      scale exponent, so that the largest value's mantissa has its leading one in the top
+      magnitude bit; an all-zero block takes the lowest X (its codes are 0 at any scale);
+    * ``x_int = clip(rint(x / 2^X), lo, hi)``: every mantissa aligned to the shared exponent
+      and rounded half to even, saturating at q (the largest value can round up to 2^B_m).
+      This is the MX conversion (Rouhani et al., "Microscaling Data Formats for Deep
+      Learning", arXiv:2310.10537, 2023, Algorithm 1: shared exponent ``floor(log2 max|V|)``
+      minus the element format's largest exponent, elements ``V / 2^X`` rounded and clamped);
+      MXINT8 is ``bits = 8`` signed (a sign, one integer bit and six fraction bits: B_m - 1 =
+      6). Macros that truncate in their alignment shifters differ by at most one LSB.
+
+    Division by a power of two is exact in float64, so the rounding is the only error, and an
+    unsigned block (``signed = False``) clips negative values to 0 as the integer path does.
+
+    Returns
+    -------
+    x_int : (M, K) int64
+    exponents : (M, T) int64
+        ``X`` of every (vector, row tile): the block's dequantization scale is ``2^X``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = act_range(bits, signed)
+    mag_bits = bits - 1 if signed else bits
+    x_max = 2 ** (exponent_bits - 1) - 1
+    x_int = np.empty(x.shape, dtype=np.int64)
+    exps = np.empty((x.shape[0], len(row_tiles)), dtype=np.int64)
+    for t, (a, b) in enumerate(row_tiles):
+        block = x[:, a:b]
+        amax = np.abs(block).max(axis=1, initial=0.0)
+        e = np.frexp(amax)[1].astype(np.int64) - 1  # amax = f·2^p, f in [0.5, 1): E = p - 1
+        e = np.where(amax > 0, e - (mag_bits - 1), -x_max)
+        e = np.clip(e, -x_max, x_max)
+        exps[:, t] = e
+        x_int[:, a:b] = np.clip(np.rint(np.ldexp(block, -e[:, None])), lo, hi)
+    return x_int, exps
 
 
 def act_scale(

@@ -73,8 +73,11 @@ def _check_chip(chip: ChipConfig) -> None:
     dev = chip.device.replace(drift_nu_mean=[], drift_nu_sigma=[], read_noise_q_s=[],
                               retention_sigma_lsb=0.0,
                               drift_compensation=DriftCompensation.NONE)
+    # block floating-point inputs and power-of-two weight scales are the mapping's quantizer
+    # (MatmulCore.run scales each part's integer output): the backend runs the integers as is
+    quant = chip.quant.replace(act_format="int", weight_scale="float")
     try:
-        check_chip(chip.replace(device=dev))
+        check_chip(chip.replace(device=dev, quant=quant))
     except ConfigError as exc:  # say which option of deploy it is, and what else runs it
         raise ConfigError(f"backend = 'torch': {exc}; or run this chip with backend = "
                           "'numba'") from None

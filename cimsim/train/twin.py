@@ -61,6 +61,7 @@ from ..arrays.program import (
     off_conductance,
 )
 from ..config import (
+    ActFormat,
     ADCPlacement,
     CalibrationMode,
     ChipConfig,
@@ -71,6 +72,7 @@ from ..config import (
     SliceReadout,
     WeightEncoding,
     WeightGranularity,
+    WeightScale,
     as_chip,
 )
 from ..errors import ConfigError, MappingError
@@ -221,6 +223,16 @@ def check_chip(chip: ChipConfig) -> None:
     if chip.quant.smooth_alpha is not None:
         raise ConfigError(f"quant.smooth_alpha = {chip.quant.smooth_alpha!r} is not modelled by "
                           "the training twin yet; allowed: none (unset)")
+    if chip.quant.act_format is not ActFormat.INT:
+        # a learned per-tensor input scale is what the twin trains; block FP has none (a
+        # power of two per vector and row tile): deploy() simulates it, training does not
+        raise ConfigError(f"quant.act_format = {chip.quant.act_format.value!r} is not modelled "
+                          "by the training twin yet; allowed: 'int' (deploy() simulates "
+                          "'block_fp')")
+    if chip.quant.weight_scale is not WeightScale.FLOAT:
+        raise ConfigError(f"quant.weight_scale = {chip.quant.weight_scale.value!r} is not "
+                          "modelled by the training twin yet (it learns float weight "
+                          "scales); allowed: 'float'")
 
 
 # --------------------------------------------------------------------------------------------

@@ -116,6 +116,11 @@ def test_every_emitted_key_is_registered_and_costed(walked):
     _, ev = cimsim.matmul(x, rng.integers(-127, 128, (5, 40)), ideal)
     assert all((k.component, k.action) in REGISTRY for k in ev)
     seen |= {(k.component, k.action) for k in ev}
+    # block floating-point inputs: the pre-alignment and normalisation keys
+    fp = ideal.replace(quant=ideal.quant.replace(act_format="block_fp"))
+    _, ev = cimsim.matmul(x, rng.integers(-127, 128, (5, 40)), fp)
+    assert all((k.component, k.action) in REGISTRY for k in ev)
+    seen |= {(k.component, k.action) for k in ev}
     assert seen | DERIVED == set(REGISTRY), set(REGISTRY) - seen - DERIVED
 
 
