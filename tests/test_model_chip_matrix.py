@@ -201,8 +201,12 @@ def test_an_excluded_tied_head_is_listed_once_not_as_a_functional_weight():
 def _lossless(chip):
     """``chip`` with everything lossy off but its encoding, slicing, input drive and tiling:
     no noise, variation, faults, non-linearity, off-current or ADC error, a full-scale linear
-    ADC of 24 bits (at most 256 rows, so that 24 bits cover every partial sum)."""
+    ADC of 24 bits (at most 256 rows, so that 24 bits cover every partial sum). A block
+    floating-point chip's quantizer is the integer one here (the conftest's integer model
+    knows one input scale per tensor; tests/mapping/test_block_fp.py holds block-FP inputs and
+    power-of-two weight scales bit-equal to their own hand reference)."""
     c = noise_free(chip)
+    c = c.replace(quant=c.quant.replace(act_format="int", weight_scale="float"))
     rows = min(c.array.n_rows, 256)
     rpc = c.array.rows_per_conversion
     kind = ADCKind.SAR if c.adc.kind is ADCKind.RAMP else c.adc.kind  # ramp: fitted levels
