@@ -156,6 +156,12 @@ def test_twin_is_the_deployed_mram_chip():
                      off_current_compensation="digital",
                      adc=dict(bits=6, range_policy="calibrated",
                               calibration_granularity="column"))
+    assert_twin_is_deployed(chip)
+
+
+def assert_twin_is_deployed(chip: ChipConfig) -> tuple:
+    """A small MLP prepared on ``chip``: the eval twin's outputs are deploy()'s (99 % of them
+    to 1e-9: the same draws, the same quantization). Returns the prepared model."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 7), nn.ReLU(), nn.Linear(7, 3)).double()
     x = torch.randn(64, 20, dtype=torch.float64)
@@ -163,3 +169,4 @@ def test_twin_is_the_deployed_mram_chip():
     y_twin = prep.eval()(x).detach().numpy()
     y_sim = prep.deploy(3)(x).numpy()
     assert np.isclose(y_sim, y_twin, rtol=1e-9, atol=1e-9).mean() >= 0.99
+    return prep, x

@@ -206,21 +206,14 @@ def test_twin_is_the_deployed_chip_with_varied_sensed_cells():
     """prepare() on a digital MRAM chip with variation: the eval twin senses the same cells to
     the same bits as deploy() (the same draws), so both give the same outputs."""
     import torch
-    from torch import nn
 
-    from cimsim.train import prepare
+    from tests.arrays.test_mram import assert_twin_is_deployed
 
     chip = digital_chip(32, cell="mram", on_off_ratio=2.0)
     chip = chip.replace(weight_bits=4, input_bits=4,
                         adc=chip.adc.replace(bits=7),
                         device=chip.device.replace(variation="lognormal", variation_sigma=0.2))
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(20, 7), nn.ReLU(), nn.Linear(7, 3)).double()
-    x = torch.randn(64, 20, dtype=torch.float64)
-    prep = prepare(model, chip, x, seed=3)
-    y_twin = prep.eval()(x).detach().numpy()
-    y_sim = prep.deploy(3)(x).numpy()
-    assert np.isclose(y_sim, y_twin, rtol=1e-9, atol=1e-9).mean() >= 0.99
+    prep, x = assert_twin_is_deployed(chip)
     # and the twin trains through the sensed bits (straight-through gradient)
     prep.train()
     loss = prep(x).square().mean()
