@@ -1341,8 +1341,6 @@ _KEY_INPUTS = (("tech", "node_nm"), ("tech", "vdd_v"), ("", "weight_bits"), ("",
                ("device", "cell"), ("dac", "bits"), ("adc", "kind"), ("adc", "bits"))
 _PHYSICAL_INPUTS = (("tech", "input_drive"), ("tech", "compute_domain"))
 _RESISTIVE_INPUTS = (("device", "g_max_us"), ("tech", "v_read_v"))
-_RESISTIVE_CELLS = tuple(c.value for c in (CellTech.RRAM, CellTech.PCM, CellTech.MRAM,
-                                            CellTech.FEFET, CellTech.FLASH))
 
 
 def unstated_inputs(chip: str | Path) -> tuple[str, ...]:
@@ -1360,11 +1358,11 @@ def unstated_inputs(chip: str | Path) -> tuple[str, ...]:
         What :func:`load_chip` raises.
     """
     data, where = _chip_data(chip)
-    loaded = load_chip(chip)
+    loaded = _validated(data, where)
     wanted = list(_KEY_INPUTS)
     if loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL:
         wanted += _PHYSICAL_INPUTS  # a digital read-out has no analog drive or column sum
-    if loaded.device.cell.value in _RESISTIVE_CELLS:
+    if loaded.device.cell.resistive:
         wanted += _RESISTIVE_INPUTS
     if loaded.adc.kind in (ADCKind.DIGITAL, ADCKind.SINGLE_SLOPE):
         wanted.append(("tech", "clock_mhz"))
@@ -1505,7 +1503,11 @@ def load_chip(name_or_path: str | Path) -> ChipConfig:
     ConfigError
         Unknown preset, unreadable file, bad TOML, unknown keys or invalid values.
     """
-    data, where = _chip_data(name_or_path)
+    return _validated(*_chip_data(name_or_path))
+
+
+def _validated(data: Mapping[str, Any], where: str) -> ChipConfig:
+    """The chip a parsed description gives, its errors prefixed with where it came from."""
     try:
         return ChipConfig.from_dict(data)
     except ConfigError as exc:

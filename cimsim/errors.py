@@ -26,8 +26,11 @@ class WeightReadError(MappingError, AttributeError):
 
 class SignedInputError(ConfigError):
     """Layers' calibration inputs go below 0 on a chip whose 1-b inputs cannot hold a sign.
-    ``layers``: each by the name ``exclude`` takes to keep it digital -> its lowest input."""
+    ``layers``: each by the name ``exclude`` takes to keep it digital -> its lowest input;
+    ``input_bits``: the chip's."""
 
-    def __init__(self, message: str, layers: dict[str, float] | None = None):
+    def __init__(self, message: str, layers: dict[str, float] | None = None,
+                 input_bits: int | None = None):
         super().__init__(message)
         self.layers = dict(layers or {})
+        self.input_bits = input_bits

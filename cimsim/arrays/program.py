@@ -47,8 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Cells", "DeviceDraws", "ProgrammedLayer", "assemble", "cell_conductance",
            "cells_key", "default_row_tiles", "draw_cells", "draw_devices", "n_arrays_for_shape",
-           "off_conductance", "program", "read_off_conductance", "sensing_reference",
-           "with_aging"]
+           "off_conductance", "program", "read_off_conductance", "sensed_cells",
+           "sensing_reference", "with_aging"]
 
 
 def default_row_tiles(k: int, n_rows: int) -> list[tuple[int, int]]:
@@ -288,7 +288,7 @@ def cell_conductance(digits, chip: ChipConfig, z=None, u=None, xp=np):
     # but sets where its varied conductance lies against the sense amplifier's reference
     signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
     ref = sensing_reference(chip)
-    g_off = off_conductance(chip) if ref is None else read_off_conductance(chip)
+    g_off = _drawn_off_conductance(chip)
     g = digits + g_off
     if z is not None and dev.variation is VariationKind.LOGNORMAL:
         g = g * xp.exp(dev.variation_sigma * z)
@@ -332,7 +332,7 @@ def _program_conductance(
     # (cell_conductance)
     signed_cell = chip.weight_encoding is WeightEncoding.SIGNED_CELL
     ref = sensing_reference(chip)
-    g_off = off_conductance(chip) if ref is None else read_off_conductance(chip)
+    g_off = _drawn_off_conductance(chip)
     flat_d = digits.reshape(-1)
     out = np.empty(digits.shape, dtype=np.float32)
     flat = out.reshape(-1)
@@ -536,6 +536,19 @@ def off_conductance(chip: ChipConfig) -> float:
     return chip.device.g_off_lsb
 
 
+def sensed_cells(chip: ChipConfig) -> bool:
+    """Whether a digital read-out (``adc.kind = 'digital'``) senses every cell it reads to its
+    bit with a sense amplifier against a reference: 1-b resistive cells (RRAM, PCM, MRAM,
+    FeFET, flash). SRAM and eDRAM bit-cells drive their bit into the adder tree themselves."""
+    return chip.adc.kind is ADCKind.DIGITAL and chip.device.cell.resistive
+
+
+def _drawn_off_conductance(chip: ChipConfig) -> float:
+    """Off-state conductance a programmed cell is drawn around, cell-LSB: the one the column
+    sums, or a sensed cell's own (its varied conductance meets the sense reference)."""
+    return read_off_conductance(chip) if sensed_cells(chip) else off_conductance(chip)
+
+
 def sensing_reference(chip: ChipConfig) -> float | None:
     """Conductance a sense amplifier compares a 1-b resistive cell with under a digital
     read-out, cell-LSB: midway between the nominal on- and off-state conductances, ``(G_on +
@@ -544,9 +557,7 @@ def sensing_reference(chip: ChipConfig) -> float | None:
     MRAM sense amplifiers", 2014). A cell whose programming variation carries it across the
     reference reads the other bit (a misread fixed at programming); None where no cell is
     sensed (an analog read-out; SRAM, eDRAM and ideal bit-cells)."""
-    if chip.adc.kind is not ADCKind.DIGITAL or not chip.device.cell.resistive:
-        return None
-    return 0.5 + chip.device.g_off_lsb
+    return 0.5 + chip.device.g_off_lsb if sensed_cells(chip) else None
 
 
 def read_off_conductance(chip: ChipConfig) -> float:

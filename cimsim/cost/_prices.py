@@ -31,7 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..config import ADCKind, CellKind, CellTech, ChipConfig, WeightEncoding
+from ..arrays.program import sensed_cells
+from ..config import CellKind, CellTech, ChipConfig, WeightEncoding
 from ..events import Component
 from .tables import (
     MAX_ADC_BITS,
@@ -275,13 +276,6 @@ def _resistive(chip: ChipConfig) -> bool:
     # PCM, MRAM, FeFET and flash cells are read by current through a programmed conductance,
     # costed as RRAM's here (FeFET and flash with their own cell area)
     return chip.device.cell.resistive
-
-
-def sensed_cells(chip: ChipConfig) -> bool:
-    """Whether a digital read-out (``adc.kind = 'digital'``) senses every cell it reads to its
-    bit with a sense amplifier against a reference: 1-b resistive cells (RRAM, PCM, MRAM,
-    FeFET, flash). SRAM and eDRAM bit-cells drive their bit into the adder tree themselves."""
-    return chip.adc.kind is ADCKind.DIGITAL and _resistive(chip)
 
 
 def sense_decision_pj(chip: ChipConfig, cal: Calibration) -> float:

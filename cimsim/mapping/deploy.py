@@ -63,15 +63,12 @@ from .observers import warn_observing_fake_quant
 from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
     calibration_state,
-    complex_row,
     copy_model,
     explain_stop_iteration,
+    kept_digital_row,
     keywords_not_taken,
     overridden_forward,
-    quantized_row,
-    scripted_row,
     source_config,
-    subclass_row,
 )
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
@@ -1025,10 +1022,7 @@ class _LayerMapping:
         for child_name, child in self.walk.children(parent):
             name = f"{prefix}{child_name}"
             cls = _sim_class(child)
-            if (scripted := scripted_row(child, name, NOT_MAPPABLE)
-                    or quantized_row(child, name, NOT_MAPPABLE)
-                    or complex_row(child, name, NOT_MAPPABLE)
-                    or subclass_row(child, name, NOT_MAPPABLE)) is not None:
+            if (scripted := kept_digital_row(child, name, NOT_MAPPABLE)) is not None:
                 self.digital.append(scripted)
             elif cls is not None:
                 new = self._map(child, name, cls)

@@ -332,7 +332,7 @@ def _refuse_signed(name: str, input_bits: int, lo: float) -> None:
         f"layer {name!r}: input_bits = {input_bits} cannot hold signed activations (its "
         f"calibration inputs reach {lo:.3g}); use input_bits >= 2, feed it a non-negative "
         f"input (after a ReLU), or keep it digital with exclude=[{exclude_name(name)!r}]",
-        {exclude_name(name): lo})
+        {exclude_name(name): lo}, input_bits)
 
 
 def calibrate_adcs(view: EngineView, x: np.ndarray,

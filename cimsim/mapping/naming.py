@@ -37,7 +37,6 @@ def named_layer(name: str) -> Iterator[None]:
         raise
 
 
-
 def finalize_layers(layers: Iterable[tuple[str, Any]]) -> None:
     """``finalize()`` every ``(name, layer)`` under :func:`named_layer`, refusing signed inputs
     together (:func:`refuse_signed_together`)."""
@@ -61,14 +60,15 @@ def refuse_signed_together(calls: Iterable[tuple[str, Callable[[], Any]]]) -> No
             first = first or exc
             for layer, low in exc.layers.items():
                 refused[layer] = min(low, refused.get(layer, low))
-    if first is not None and len(refused) <= 1:
+    if first is None:
+        return
+    if len(refused) <= 1:
         raise first
-    if refused:
-        names = list(refused)
-        lows = ", ".join(f"{n} {low:.3g}" for n, low in refused.items())
-        bits = str(first).split("input_bits = ", 1)[1].split(" ", 1)[0]
-        raise SignedInputError(
-            f"layers {', '.join(map(repr, names))}: input_bits = {bits} cannot hold signed "
-            f"activations (their calibration inputs reach below 0: {lows}); use input_bits "
-            ">= 2, feed them non-negative inputs (after a ReLU), or keep them digital with "
-            f"exclude={names!r}", refused)
+    names = list(refused)
+    lows = ", ".join(f"{n} {low:.3g}" for n, low in refused.items())
+    bits = first.input_bits
+    raise SignedInputError(
+        f"layers {', '.join(map(repr, names))}: input_bits = {bits} cannot hold signed "
+        f"activations (their calibration inputs reach below 0: {lows}); use input_bits "
+        ">= 2, feed them non-negative inputs (after a ReLU), or keep them digital with "
+        f"exclude={names!r}", refused, bits)

@@ -50,7 +50,8 @@ from ..errors import MappingError
 
 __all__ = ["attribute_state", "calibration_state", "carry_tensor_hooks", "complex_row",
            "copy_model",
-           "explain_stop_iteration", "hook_weights_detached", "keywords_not_taken",
+           "explain_stop_iteration", "hook_weights_detached", "kept_digital_row",
+           "keywords_not_taken",
            "overridden_forward",
            "pruning_masks", "quantized_row", "restore_attributes",
            "scripted_row", "source_config", "subclass_row"]
@@ -128,6 +129,19 @@ def overridden_forward(module: nn.Module, name: str) -> str | None:
 
 
 SCRIPTED = "a TorchScript module"
+
+
+def kept_digital_row(module: nn.Module, name: str, not_mappable: str
+                     ) -> tuple[str, str, str] | None:
+    """The digital row of a module that computes its own way, whatever its class says, or
+    None: a TorchScript module (:func:`scripted_row`), a quantized one
+    (:func:`quantized_row`), complex weights (:func:`complex_row`), a tensor-subclass weight
+    (:func:`subclass_row`). One list for deploy and ``prepare``, which keep the same modules
+    digital."""
+    for row in (scripted_row, quantized_row, complex_row, subclass_row):
+        if (found := row(module, name, not_mappable)) is not None:
+            return found
+    return None
 
 
 def scripted_row(module: nn.Module, name: str, not_mappable: str

@@ -125,17 +125,14 @@ from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
     attribute_state,
     carry_tensor_hooks,
-    complex_row,
     copy_model,
     explain_stop_iteration,
     hook_weights_detached,
+    kept_digital_row,
     overridden_forward,
     pruning_masks,
-    quantized_row,
     restore_attributes,
-    scripted_row,
     source_config,
-    subclass_row,
 )
 from ._kernels import fused_convert
 from ._modes import module_modes, restore_modes
@@ -1829,10 +1826,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                 if _excluded(name, patterns):  # as deploy: the float module stays, trained
                     digital.append((name, type(child).__name__, EXCLUDED_REASON))
                     continue
-            if (scripted := scripted_row(child, name, NOT_MAPPABLE)
-                    or quantized_row(child, name, NOT_MAPPABLE)
-                    or complex_row(child, name, NOT_MAPPABLE)
-                    or subclass_row(child, name, NOT_MAPPABLE)) is not None:
+            if (scripted := kept_digital_row(child, name, NOT_MAPPABLE)) is not None:
                 digital.append(scripted)
                 continue
             if (affine is None and cls is not None
