@@ -20,7 +20,9 @@ from hypothesis import reject
 from hypothesis import strategies as st
 
 from cimsim.config import (
+    ACT_EXPONENT_BITS,
     ActCalibration,
+    ActFormat,
     ADCBand,
     ADCKind,
     ADCPlacement,
@@ -45,6 +47,7 @@ from cimsim.config import (
     VariationKind,
     WeightEncoding,
     WeightGranularity,
+    WeightScale,
     WordlineSwitching,
 )
 from cimsim.errors import ConfigError
@@ -129,9 +132,13 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
             device["drift_compensation"] = draw(st.sampled_from(list(DriftCompensation)))
 
     signed = draw(st.sampled_from(list(SignedInputMode)), label="signed_inputs")
+    # block floating-point inputs (a shared exponent per row tile) carry signed mantissas: no
+    # zero point and no A-shift of an unsigned integer input (QuantConfig, ChipConfig)
+    act_format = draw(st.sampled_from(list(ActFormat)), label="quant.act_format")
+    block_fp = act_format is ActFormat.BLOCK_FP
     dac = dict(bits="all" if dac_bits is None else dac_bits, signed_inputs=signed,
                shift_unsigned_inputs=(signed is SignedInputMode.TWOS_COMPLEMENT
-                                      and draw(st.booleans())))
+                                      and not block_fp and draw(st.booleans())))
 
     if digital:
         need = math.ceil(math.log2(2 * rows + 1))
@@ -223,8 +230,11 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         quant=dict(weight_granularity=draw(st.sampled_from(list(WeightGranularity))),
                    act_calibration=draw(st.sampled_from(list(ActCalibration))),
                    act_percentile=draw(_f(99.0, 100.0)),
-                   act_zero_point=draw(st.booleans()),
-                   smooth_alpha=draw(_maybe(_f(0.0, 1.0)))))
+                   act_zero_point=not block_fp and draw(st.booleans()),
+                   smooth_alpha=draw(_maybe(_f(0.0, 1.0))), act_format=act_format,
+                   act_exponent_bits=draw(st.integers(*ACT_EXPONENT_BITS)),
+                   weight_scale=draw(st.sampled_from(list(WeightScale)),
+                                     label="quant.weight_scale")))
     try:
         return _built(written)
     except ConfigError as error:

@@ -174,9 +174,15 @@ def torch_matmul(x_int, w_int, chip, seed=0, *, input_signed: bool, calibration=
 def twin_matmul(x_int: np.ndarray, view: EngineView) -> np.ndarray | None:
     """The training twin (eval mode) of the same programmed matrix: (M, N); None where the
     weights hold the most negative code (-2^(B-1)), which the twin's symmetric quantizer (as
-    deploy's, ``cimsim.mapping.quant``) never produces."""
+    deploy's, ``cimsim.mapping.quant``) never produces, and on a chip whose quantizer the twin
+    refuses by name (block floating-point inputs, power-of-two weight scales:
+    tests/mapping/test_block_fp.py pins the refusal)."""
     from cimsim.train.twin import TwinMatmul
 
+    quant = view.chip.quant
+    if quant.act_format.value != "int" or quant.weight_scale.value != "float":
+        event("matmul: twin skipped (block FP or pow2 weight scales)")
+        return None
     twin = TwinMatmul(torch.as_tensor(view.w_int, dtype=torch.float64), None, view).eval()
     if not np.array_equal(twin.quantized_weight().numpy(), view.w_int):
         event("matmul: twin skipped (-2^(B-1) weights)")
