@@ -45,7 +45,7 @@ from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
 from .affine import affine_source
 from .convnd import SimConv3d, SimConvTranspose
-from .functional import warn_functional, watch_functional_weights
+from .functional import higher_order_error, warn_functional, watch_functional_weights
 from .layers import (
     CoreTrace,
     MatmulCore,
@@ -1203,12 +1203,7 @@ def _higher_order_error(exc: RuntimeError) -> MappingError | None:
     ``MappingError`` says what to write instead; None for any other error."""
     if type(exc).__name__ != "UncapturedHigherOrderOpError":
         return None
-    return MappingError(
-        "the forward calls a torch higher-order operator (torch.cond, torch.while_loop, "
-        "torch.func map / scan), which torch runs by tracing its branches with torch.compile; "
-        "the calibration pass's hooks and the simulated layers (NumPy) cannot be traced: "
-        "write the branch or loop in Python (if / for, as torch.cond computes in eager mode) "
-        "to deploy or prepare the model")
+    return higher_order_error()
 
 
 @contextmanager

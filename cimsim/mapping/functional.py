@@ -76,15 +76,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import is_traceable_wrapper_subclass
+from torch.utils._python_dispatch import TorchDispatchMode, is_traceable_wrapper_subclass
 from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import MappingError, WeightReadError
 from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 
-__all__ = ["ACTIVATION_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON", "MODULATED_REASON",
-           "SCALED_REASON",
-           "FunctionalUses", "refuse_transformed_inputs",
+__all__ = ["ACTIVATION_REASON", "COMPILED_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON",
+           "MODULATED_REASON", "SCALED_REASON",
+           "FunctionalUses", "higher_order_error", "refuse_transformed_inputs",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
            "weight_read_error", "refuse_swapped_weights"]
 
@@ -101,6 +101,10 @@ SCALED_REASON = ("multiplied element-wise by an activation (x * W, then summed o
 
 LOOKUP_REASON = ("a table read by a look-up (F.embedding / F.embedding_bag) outside an "
                  "nn.Embedding: no matrix product to map; a digital memory read, in float")
+
+COMPILED_REASON = ("used by a matrix product inside compiled code the watch cannot follow (a "
+                   "torch.jit.script function, a C++ extension): computes in float; hold it in "
+                   "an nn.Linear / nn.Conv module called from Python to map it")
 
 ACTIVATION_REASON = ("activation x activation matrix product (matmul, einsum, ...) computed "
                      "digitally in float")
@@ -359,6 +363,10 @@ class FunctionalUses:
     lookups: dict[str, str] = field(default_factory=dict)
     """Weight name -> the look-up reading it (``F.embedding`` outside an ``nn.Embedding``),
     for the weights no product reads."""
+    compiled: dict[str, str] = field(default_factory=dict)
+    """Weight name -> the aten product it reached inside code no torch function call showed
+    (a ``torch.jit.script`` function called from the forward), for the weights named nowhere
+    else."""
 
 
 class _Watch(TorchFunctionMode):
@@ -391,6 +399,7 @@ class _Watch(TorchFunctionMode):
         self.mixed: WeakIdKeyDictionary = WeakIdKeyDictionary()  # modulated weights' names
         self.added: WeakIdKeyDictionary = WeakIdKeyDictionary()  # weights added to an input
         self.spread: WeakIdKeyDictionary = WeakIdKeyDictionary()  # ... broadcast against it
+        self.depth = 0  # torch function calls running (their aten ops are this watch's)
         self.found: dict[str, str] = {}
         self.modulated: dict[str, str] = {}
         self.scaled: dict[str, str] = {}
@@ -419,7 +428,11 @@ class _Watch(TorchFunctionMode):
                 layer = self.retired.get(_storage(t) or 0)
                 if layer is not None and self.outside():
                     raise stale_reference_error(layer)
-        out = call(*args, **kwargs)
+        self.depth += 1
+        try:
+            out = call(*args, **kwargs)
+        finally:
+            self.depth -= 1
         operands = list(_tensors([*args, *kwargs.values()]))
         if all(self._constant(t) for t in operands):  # none at all: a factory
             for t in _tensors(out):
@@ -554,6 +567,65 @@ class _Watch(TorchFunctionMode):
                 self.mixed[t] = tuple(dict.fromkeys(carried))
 
 
+_ATEN = torch.ops.aten
+_FIRST_TWO = (_ATEN.mm.default, _ATEN.bmm.default, _ATEN.mv.default, _ATEN.dot.default,
+              _ATEN.vdot.default, _ATEN.convolution.default)
+_AFTER_FIRST = (_ATEN.addmm.default, _ATEN.addmv.default, _ATEN.baddbmm.default,
+                _ATEN.addbmm.default)
+_COMPILED_FACTORS = {**{f: slice(0, 2) for f in _FIRST_TWO},
+                     **{f: slice(1, 3) for f in _AFTER_FIRST}}
+"""The aten products (as the dispatcher sees them, below every composite) -> the slice of
+their arguments that are factors: a bias (``addmm``'s first operand, a convolution's third)
+is none."""
+
+
+_CONTROL_FLOW = frozenset({"cond", "while_loop", "map_impl", "scan", "associative_scan"})
+"""torch's control-flow higher-order operators (their names), which torch runs by tracing
+their branches with torch.compile."""
+
+
+def higher_order_error() -> MappingError:
+    """The refusal of a control-flow higher-order operator in the forward (deploy's and
+    ``prepare``'s calibration pass)."""
+    return MappingError(
+        "the forward calls a torch higher-order operator (torch.cond, torch.while_loop, "
+        "torch.func map / scan), which torch runs by tracing its branches with torch.compile; "
+        "the calibration pass's hooks and the simulated layers (NumPy) cannot be traced: "
+        "write the branch or loop in Python (if / for, as torch.cond computes in eager mode) "
+        "to deploy or prepare the model")
+
+
+class _Compiled(TorchDispatchMode):
+    """The storages of the factors of every aten product that runs while no torch function
+    call of the watch (:class:`_Watch`) is running: products inside compiled code, which
+    torch runs without a ``__torch_function__`` call (a ``torch.jit.script`` function called
+    from the forward; its ``x @ w.t()`` reaches the dispatcher as ``aten.mm``)."""
+
+    # torch refuses a higher-order operator a mode does not declare it handles: FlexAttention
+    # passes through, the control-flow ones are refused as torch refuses them without the mode
+    supports_higher_order_operators = True
+
+    def __init__(self, watch: _Watch):
+        super().__init__()
+        self.watch = watch
+        self.seen: dict[int, str] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if isinstance(func, torch._ops.HigherOrderOperator):
+            if func.name() in _CONTROL_FLOW:  # below autograd it would run one branch
+                raise higher_order_error()      # eagerly, not refuse as torch does above
+            return func(*args, **(kwargs or {}))
+        factors = _COMPILED_FACTORS.get(func)
+        if factors is not None and not self.watch.depth and not self.watch.listed():
+            for t in args[factors]:
+                if isinstance(t, torch.Tensor) and (ptr := _storage(t)):
+                    self.seen.setdefault(ptr, func.__name__)
+        # below every torch function call: the watch must not see the op again (an aten op
+        # re-issued from here would reach it as a call of its own, at depth 0)
+        with torch._C.DisableTorchFunction():
+            return func(*args, **(kwargs or {}))
+
+
 def _under(name: str, modules: Iterable[str]) -> bool:
     """Whether module ``name`` is one of ``modules`` or inside one."""
     return any(name == m or name.startswith(m + ".") for m in modules)
@@ -645,8 +717,9 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
                   retired, outside, frozenset(n for n, _ in model.named_parameters()))
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
              torch.nn.modules.module.register_module_forward_hook(pop, always_call=True)]
+    net = _Compiled(mode)
     try:
-        with _flex_attention_eager(), mode:
+        with _flex_attention_eager(), mode, net:
             yield uses
     finally:
         for hook in hooks:
@@ -659,6 +732,11 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
     uses.lookups.update((n, f) for n, f in mode.lookups.items()
                         if n not in mode.found and n not in mode.modulated
                         and n not in mode.scaled)
+    named = {*mode.found, *mode.modulated, *mode.scaled, *mode.lookups}
+    for ptr, func in net.seen.items():
+        name = params.get(ptr)
+        if name is not None and name not in named and name in mode.matrices:
+            uses.compiled.setdefault(name, func)
 
 
 def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]]:
@@ -669,6 +747,13 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
     products = [(name, kind, ATTENTION_REASON if kind == "attention products"
                  else ACTIVATION_REASON) for name, kind in uses.products.items()]
     products += [(name, "parameter", LOOKUP_REASON) for name in sorted(uses.lookups)]
+    products += [(name, "parameter", COMPILED_REASON) for name in sorted(uses.compiled)]
+    if uses.compiled:
+        names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.compiled.items()))
+        warnings.warn(f"{who}: {len(uses.compiled)} weight(s) reach a matrix product inside "
+                      f"compiled code (a torch.jit.script function, a C++ extension) and run "
+                      f"digitally in float: {names}; call an nn.Linear / nn.Conv module from "
+                      "Python to map it", UserWarning, stacklevel=3)
     found = uses.weights
     modulated = [(name, "parameter", MODULATED_REASON) for name in sorted(uses.modulated)]
     modulated += [(name, "parameter", SCALED_REASON) for name in sorted(uses.scaled)]
