@@ -195,10 +195,11 @@ class ADCKind(_Choice):
     converters, one comparator and a b-bit counter per converter, 2^bits clock steps per
     conversion; linear in simulation (unlike ``ramp``, the in-memory nonlinear ramp)."""
     DIGITAL = "digital"
-    """No converter: digital CIM (a logic gate per bit-cell forms each 1-b product, an adder
-    tree per column sums them, shift-accumulate across input bits). The column sum is exact:
-    the chip must be bit-serial with 1-b cells, ``full_scale`` and ``bits`` wide enough for
-    every column sum, and noise-free (checked in ``ChipConfig``)."""
+    """No converter: digital CIM (logic gates per bit-cell form the product of the cycle's
+    ``dac.bits``-bit input slice and the stored bit, an adder tree per column sums them,
+    shift-accumulate across the input slices). The column sum is exact: the chip must have
+    1-b cells, ``full_scale`` and ``bits`` wide enough for every column sum
+    (:func:`adder_tree_bits`), and be noise-free (checked in ``ChipConfig``)."""
 
 
 class ADCBand(_Choice):
@@ -240,7 +241,7 @@ class InputDrive(_Choice):
 
 
 class DigitalColumn(_Choice):
-    """How a digital-CIM column (``adc.kind = 'digital'``) sums its 1-b products
+    """How a digital-CIM column (``adc.kind = 'digital'``) sums its products
     (``cimsim.cost.ripple``)."""
 
     ADDER_TREE = "adder_tree"
