@@ -78,6 +78,7 @@ from ._prices import (
     _link_bit,
     _shift_add,
     chip_table,
+    read_levels,
     sense_decision_pj,
     sensed_cells,
     stored_bits_per_cell,
@@ -582,7 +583,7 @@ class CellModel(ComponentModel):
         # the read pulse draws the column charge (read_charge_fc) across the read voltage:
         # temporal drive (full V for x LSB times; bit-planes: popcount(x) pulses) V Q per unit
         # of |x| G; amplitude drive (V x / x_max for the pulse) V / x_max Q per unit of x^2 G
-        v = tech.v_read_v if temporal else tech.v_read_v / (2**chip.dac_bits - 1)
+        v = tech.v_read_v if temporal else tech.v_read_v / read_levels(chip)
         return v * self.read_charge_fc() * 1e-3 * cal.e("cell")  # V * fC = fJ
 
     def _digital_read_pj(self) -> float:
@@ -631,7 +632,7 @@ class CellModel(ComponentModel):
         chip, tech = self.chip, self.chip.tech
         if tech.compute_domain is ComputeDomain.CHARGE:
             return 0.0
-        per_lsb = bitplanes.analog_phases(chip) / (2**chip.dac_bits - 1)
+        per_lsb = bitplanes.analog_phases(chip) / read_levels(chip)
         # the tables price a resistive read (v2g_lsb) by device.cell on one device per cell
         # (they read no tech.cell_kind or devices_per_cell): the charge is that read's
         resistive = (_resistive_kind(cell_kind(chip)) if self.physical

@@ -566,3 +566,37 @@ def test_wider_slices_cost_more_per_cycle_and_take_fewer_cycles(cost_model):
     for a, b in zip(per_cycle, per_cycle[1:], strict=False):
         assert all(lo < hi for lo, hi in zip(a, b, strict=True))
     assert [c / cycles[-1] for c in cycles] == [8, 4, 2, 1]
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_sensed_row_is_read_once_per_nonzero_slice(signed):
+    """A sensed cell's row is read at the full read voltage once per nonzero d-bit slice (its
+    bit then gates the slice in logic): the run counts those reads, Σ [x_p != 0] G, on both
+    engine paths and the torch backend, and both cost models price each at V_read^2 G t."""
+    from cimsim import engine
+    from cimsim.arrays.encoding import input_planes
+    from cimsim.arrays.program import program
+    from cimsim.events import EventKey
+    from tests.test_backend_parity import assert_same_events, torch_matmul
+
+    chip = parallel_chip(4, 8, 64, cell="mram", on_off_ratio=2.0, v_read_v=0.25)
+    rng = np.random.default_rng(1)
+    lo = -127 if signed else 0
+    x = rng.integers(lo, 128 if signed else 256, size=(6, 64))
+    x[:, ::5] = 0  # zero slices are not read
+    w = rng.integers(-127, 128, size=(5, 64))
+    layer = program(w, chip, np.random.default_rng(0), input_signed=signed)
+    planes = input_planes(x, chip, signed).planes
+    reads = np.count_nonzero(planes, axis=(0, 1)) @ layer.cell_rowsum
+    key = EventKey(C.CELL, A.V2G_LSB, 0)
+    runs = [engine.run(layer, x, noise_seed=0, kernel=k)[1] for k in ("numba", "numpy")]
+    got, _ = torch_matmul(x, w, chip, 0, input_signed=signed)
+    for ev in runs:
+        assert ev[key] == pytest.approx(reads)
+        assert_same_events(runs[0], ev)
+    assert_same_events(runs[0], got.events)
+    assert reads < (planes.astype(np.float64) ** 2).sum(axis=(0, 1)) @ layer.cell_rowsum
+    for cost_model in ("physical", "tables"):
+        m = component_models(chip.replace(tech=chip.tech.replace(cost_model=cost_model)))
+        assert m[C.CELL].energy_pj(A.V2G_LSB, 0) == pytest.approx(
+            0.25**2 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3)
