@@ -195,10 +195,11 @@ class ADCKind(_Choice):
     converters, one comparator and a b-bit counter per converter, 2^bits clock steps per
     conversion; linear in simulation (unlike ``ramp``, the in-memory nonlinear ramp)."""
     DIGITAL = "digital"
-    """No converter: digital CIM (a logic gate per bit-cell forms each 1-b product, an adder
-    tree per column sums them, shift-accumulate across input bits). The column sum is exact:
-    the chip must be bit-serial with 1-b cells, ``full_scale`` and ``bits`` wide enough for
-    every column sum, and noise-free (checked in ``ChipConfig``)."""
+    """No converter: digital CIM (logic gates per bit-cell form the product of the cycle's
+    ``dac.bits``-bit input slice and the stored bit, an adder tree per column sums them,
+    shift-accumulate across the input slices). The column sum is exact: the chip must have
+    1-b cells, ``full_scale`` and ``bits`` wide enough for every column sum
+    (:func:`adder_tree_bits`), and be noise-free (checked in ``ChipConfig``)."""
 
 
 class ADCBand(_Choice):
@@ -240,7 +241,7 @@ class InputDrive(_Choice):
 
 
 class DigitalColumn(_Choice):
-    """How a digital-CIM column (``adc.kind = 'digital'``) sums its 1-b products
+    """How a digital-CIM column (``adc.kind = 'digital'``) sums its products
     (``cimsim.cost.ripple``)."""
 
     ADDER_TREE = "adder_tree"
@@ -1064,16 +1065,24 @@ def _check_bit_planes(chip: Any) -> None:
               "nothing is accumulated in analog)")
 
 
-def adder_tree_bits(rows: int) -> int:
-    """Bits of a digital adder tree's output (``adc.kind = 'digital'``) over ``rows`` 1-b
-    products of either sign: the least ``adc.bits`` that holds every column sum exactly."""
-    return math.ceil(math.log2(2 * rows + 1))
+def adder_tree_bits(rows: int, input_bits: int = 1) -> int:
+    """Bits of a digital adder tree's output (``adc.kind = 'digital'``) over ``rows``
+    products of an ``input_bits``-bit input slice (``dac.bits``) and a stored bit, of either
+    sign: the least ``adc.bits`` that holds every column sum exactly.
+
+    A slice's magnitude is at most ``2^d - 1`` (an unsigned slice; a two's-complement top
+    slice reaches ``-2^(t-1)``, ``t <= d``, and ``2^(t-1) <= 2^d - 1``), so the sums span
+    ``-R (2^d - 1) .. R (2^d - 1)``: ``ceil(log2(2 R (2^d - 1) + 1))`` bits (``d = 1``:
+    ``ceil(log2(2 R + 1))``)."""
+    return math.ceil(math.log2(2 * rows * (2**input_bits - 1) + 1))
 
 
 def _check_digital_readout(chip: Any) -> None:
-    """``adc.kind = 'digital'`` sums 1-b products exactly (digital CIM): bit-serial inputs,
-    1-b cells, a full-scale readout wide enough for the largest column sum (``n_rows``
-    products of either sign), and nothing analog to add noise.
+    """``adc.kind = 'digital'`` sums products exactly (digital CIM): 1-b cells, each gating
+    a ``dac.bits``-bit input slice (``d`` AND/NOR gates, a d-bit product: ``d = 1`` is
+    bit-serial, ``d = input_bits`` the whole input at once), a full-scale readout wide
+    enough for the largest column sum (``rows_per_conversion`` d-bit products of either
+    sign, :func:`adder_tree_bits`), and nothing analog to add noise.
 
     A 1-b resistive cell (RRAM, PCM, MRAM, FeFET, flash: ``CellTech.resistive``) is sensed to
     its stored bit by a sense amplifier against a reference before the adder tree: a finite
@@ -1085,9 +1094,6 @@ def _check_digital_readout(chip: Any) -> None:
     drift, 1/f read noise and retention (a sensed bit would change between reads, which the
     programmed bits do not hold), analog noise, non-linearity and converter errors; and
     variation of a bit-cell (SRAM, eDRAM, ideal), which no reference senses."""
-    if chip.dac_bits != 1:
-        _fail("DACConfig", "bits", chip.dac.bits, "1 for adc.kind = 'digital' (bit-serial "
-              "inputs gate one 1-b product per bit-cell)")
     if (chip.device.cell not in _DIGITAL_READOUT_CELLS or chip.device.bits_per_cell != 1):
         _fail("DeviceConfig", "cell", chip.device.cell.value,
               ", ".join(repr(c.value) for c in _DIGITAL_READOUT_CELLS)
@@ -1096,11 +1102,12 @@ def _check_digital_readout(chip: Any) -> None:
     if chip.adc.range_policy is not RangePolicy.FULL_SCALE or chip.adc.full_scale_factor != 1:
         _fail("ADCConfig", "range_policy", chip.adc.range_policy.value,
               "'full_scale' with full_scale_factor = 1 for kind = 'digital' (an exact sum)")
-    rows = chip.array.rows_per_group
-    need = adder_tree_bits(rows)
+    rows, d = chip.array.rows_per_group, chip.dac_bits
+    need = adder_tree_bits(rows, d)
     if chip.adc.bits < need:
+        slices = f" of {d}-b input slices" if d > 1 else ""
         _fail("ADCConfig", "bits", chip.adc.bits, f">= {need} for kind = 'digital' on "
-              f"{rows} rows per conversion (the digital column's sum, sign included)")
+              f"{rows} rows per conversion{slices} (the digital column's sum, sign included)")
     noisy = [name for name in ("thermal_sigma_lsb", "read_noise_rel")
              if getattr(chip.noise, name) != 0]
     noisy += ["nonlinearity"] * (chip.noise.nonlinearity is not Nonlinearity.NONE)
@@ -1138,9 +1145,9 @@ def ripple_guard_columns(chip: Any) -> int:
 
 
 def _check_digital_column(chip: Any) -> None:
-    """``tech.digital_column = 'ripple'`` needs a digital read-out and one read-out per
-    column; its pipeline registers cut at most one register per row; a tree column has no
-    such registers."""
+    """``tech.digital_column = 'ripple'`` needs a digital read-out, bit-serial inputs and one
+    read-out per column; its pipeline registers cut at most one register per row; a tree
+    column has no such registers."""
     tech = chip.tech
     ripple = tech.digital_column is DigitalColumn.RIPPLE
     if ripple and chip.adc.kind is not ADCKind.DIGITAL:
@@ -1151,6 +1158,14 @@ def _check_digital_column(chip: Any) -> None:
         _fail("TechConfig", "digital_column", tech.digital_column.value,
               f"'adder_tree' with cell = {chip.device.cell.value!r} (a ripple column's full "
               "adders sit in SRAM bit-cells; a resistive cell is sensed into an adder tree)")
+    if ripple and chip.dac_bits != 1:
+        # a row's full adders add its 1-b input gating the weight (one adder per bit-cell);
+        # a d-bit slice times the weight is d shifted copies of it, d additions per row: a
+        # multiplier in every row, not one ripple adder per cell
+        _fail("DACConfig", "bits", chip.dac.bits,
+              "1 for tech.digital_column = 'ripple' (each row's full adders, one per "
+              "bit-cell, add the weight gated by one input bit; a d-bit slice would need d "
+              "shifted additions per row), or digital_column = 'adder_tree'")
     if ripple and chip.array.cols_per_adc != 1:
         _fail("ArrayConfig", "cols_per_adc", chip.array.cols_per_adc,
               "1 for tech.digital_column = 'ripple' (every column sums in its own cells' "

@@ -22,7 +22,7 @@ from .arrays._rng import KN, QZ, WN, stream_key
 from .arrays.analog import analog_from_partial_sums, nonlinearity_args
 from .arrays.drift import gain_events
 from .arrays.encoding import input_planes, input_range, plane_layout
-from .arrays.program import ProgrammedLayer
+from .arrays.program import ProgrammedLayer, sensed_cells
 from .config import ActFormat, RangePolicy, SignedInputMode
 from .errors import ConfigError
 from .events import Action, Component, EventKey, Events
@@ -131,14 +131,15 @@ def _blocks(
             make_planes(np.ascontiguousarray(xc), chip.dac_bits, n_planes, mode,
                         layer.cell_rowsum, pl, nnz, v2g)
             if events is not None:
-                _add_plane_events(layer, float(nnz.sum()), float(v2g.sum()),
+                _add_plane_events(layer, float(nnz.sum()),
+                                  _read_v2g(pl, layer, float(v2g.sum())),
                                   *_v1g(pl, layer), events)
         else:
             pl = input_planes(xc, chip, layer.input_signed).planes
             if events is not None:
                 nz = float(np.count_nonzero(pl))
                 sq = np.square(pl, dtype=np.float64).sum(axis=(0, 1))
-                _add_plane_events(layer, nz, float(sq @ layer.cell_rowsum),
+                _add_plane_events(layer, nz, _read_v2g(pl, layer, float(sq @ layer.cell_rowsum)),
                                   *_v1g(pl, layer), events)
         flat = pl.reshape(n_planes * mc, layer.n_inputs)
         for g, (k0, k1, _tile) in enumerate(layer.groups):
@@ -167,12 +168,29 @@ def _v1g(planes, layer: ProgrammedLayer) -> tuple[float, float]:
     return float(a @ layer.cell_rowsum), 0.0 if w is None else float(a @ w)
 
 
+def _read_v2g(planes, layer: ProgrammedLayer, x2_sum: float) -> float:
+    """The read-energy sum of a chunk's planes (NumPy or torch, (P, M, K)): the drive's
+    ``x2_sum`` (Σ_p Σ_k x_p[k]² · rowsum[k]), except where a digital read-out senses
+    resistive cells with d-bit slices (d > 1): a sensed row is read once at the full read
+    voltage per nonzero slice (its bit then gates the slice in logic), so the sum counts
+    those reads, Σ_p Σ_k [x_p[k] ≠ 0] · rowsum[k] (``cimsim.cost._prices.read_levels``; the
+    two agree at d = 1)."""
+    chip = layer.chip
+    if chip.dac_bits == 1 or not sensed_cells(chip):
+        return x2_sum
+    n = (np.count_nonzero(planes, axis=(0, 1)).astype(np.float64)
+         if isinstance(planes, np.ndarray)
+         else (planes != 0).sum(dim=(0, 1)).double().cpu().numpy())
+    return float(n @ layer.cell_rowsum)
+
+
 def _add_plane_events(layer: ProgrammedLayer, active: float, v2g: float, v1g: float,
                       weighted: float, ev: dict) -> None:
     """Data-dependent counts of one chunk: DAC pulses, cell reads, their summed conductance.
 
     ``active`` counts (plane, vector, row) triples with a nonzero drive; ``v2g`` is
-    Σ x_p[k]² · Σ_j G[k, j] over them (cell-LSB · DAC-LSB²), the read energy in units;
+    Σ x_p[k]² · Σ_j G[k, j] over them (cell-LSB · DAC-LSB²), the read energy in units (a
+    sensed cell's reads where :func:`_read_v2g` counts them);
     ``v1g`` and ``weighted`` are :func:`_v1g`'s two sums.
     """
     chip = layer.chip

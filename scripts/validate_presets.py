@@ -473,6 +473,23 @@ _HELDOUT11 = [
     ("tien-isscc26", "MXINT8", {}, "tops_per_mm2", "TOPS/mm2", 3.18,
      "as for TFLOPS/W; whole macro", _TIEN_SRC),
 ]
+# A held-out digital CIM macro with bit-parallel inputs (dac.bits = "all" under
+# adc.kind = "digital"), written from its abstract before any estimate (issue 13): the 28-nm
+# 32-kB digital transpose 6T-SRAM macro of Yuan et al. (IEEE JSSC, in press 2026) in its
+# accurate mode [der] at INT4 and INT8
+_YUAN_SRC = ("Yuan, Zhang, Yang et al., IEEE JSSC, in press 2026 [abs]; conference version's "
+             "title")
+_YUAN_INT8 = {"weight_bits": 8, "input_bits": 8, "adc": {"bits": 17}}
+_HELDOUT12 = [
+    ("yuan-jssc26", "INT4", {}, "tops_per_w", "TOPS/W", 70.2,
+     "4b in x 4b w (two's complement), bit-parallel inputs: the whole input per cycle "
+     "[der], adder trees of 4-b products per column; the accurate mode, the lower end of "
+     "the published 70.2-285.4 [der]; array (4 x 256 x 256 for the 32 kB), supply (0.8 V) "
+     "and clock (1 GHz) not stated: cimsim's defaults", _YUAN_SRC),
+    ("yuan-jssc26", "INT8", _YUAN_INT8, "tops_per_w", "TOPS/W", 17.5,
+     "8b in x 8b w, as at INT4 (the adder tree 17 b wide for 256 rows of 8-b products); "
+     "the accurate end of the published 17.5-71.4 [der]", _YUAN_SRC),
+]
 _HELDOUT9 = [
     ("lee-tcasi21", "8b w", {}, "tops_per_w", "TOPS/W", 18.4,
      "8b signed w (two's complement, the bit columns summed in analog: series-coupled "
@@ -652,6 +669,7 @@ PREDICTIONS = [
     *_HELDOUT9,
     *_HELDOUT10,
     *_HELDOUT11,
+    *_HELDOUT12,
 ]
 
 
@@ -1295,7 +1313,7 @@ def added_chip_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
     return (out + tail + heldout3_notes(rows_) + heldout4_notes(rows_)
             + heldout5_notes(rows_) + heldout6_notes(rows_) + heldout7_notes(rows_)
             + heldout8_notes(rows_) + heldout9_notes(rows_) + heldout10_notes(rows_)
-            + heldout11_notes(rows_))
+            + heldout11_notes(rows_) + heldout12_notes(rows_))
 
 
 def _per_op(sh: dict) -> str:
@@ -1530,7 +1548,8 @@ def heldout3_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "are the processor's, with early stopping and word skipping that cimsim does not "
         "state; a 28-nm digital transpose SRAM macro (IEEE JSSC, in press 2026; abstract "
         "read): 70.2-285.4 TOPS/W at INT4 over an accurate/approximate pair of modes and "
-        "bit-parallel digital MACs, which cimsim's bit-serial digital macro does not state; "
+        "bit-parallel digital MACs, which cimsim's bit-serial digital macro does not state "
+        "(added later as yuan-jssc26 once d-bit input slices could be stated); "
         "Chen et al., MC2-RAM (65 nm, 59.7 TOPS/W at 4b/4b): post-layout simulation, not "
         "silicon."]
 
@@ -2342,6 +2361,42 @@ def heldout11_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "0.754 TFLOPS/mm^2; a journal abstract read): not clearly silicon in what was read, "
         "and its exponents computed in a separate macro; AFPR-CIM (arXiv 2402.13798, 19.89 "
         "TFLOPS/W): evaluated in simulation, not silicon.",
+    ]
+
+
+def heldout12_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
+    """Why the digital macro with bit-parallel inputs lands where it does, from its predicted
+    breakdown and the adder tree of input-bit-wide products it is priced by."""
+    if ("yuan-jssc26", "INT4", "TOPS/W") not in rows_:
+        return []
+    from cimsim.cost.models import adder_tree_full_adders
+
+    r4, s4, ch = _row_sheet_chip(rows_, "yuan-jssc26", "INT4")
+    r8, s8, _ = _row_sheet_chip(rows_, "yuan-jssc26", "INT8")
+    rows = ch.array.rows_per_group
+    fa4, fa8 = adder_tree_full_adders(rows, 4), adder_tree_full_adders(rows, 8)
+    return [
+        "- **yuan-jssc26** (added; Yuan, Zhang, Yang et al., \"A 28-nm Digital Transpose "
+        "SRAM Compute-in-Memory Macro With Accurate/Approximate Dual Mode for Floating-Point "
+        "Edge Training and Inference\", IEEE JSSC, in press 2026 [abs], fabricated; the "
+        "conference version's title gives the 6T cell): written from the abstract before any "
+        "estimate; nothing was changed after. The table's first digital macro with "
+        "bit-parallel inputs: each bit-cell's stored bit gates the whole input (d = "
+        "input bits, `dac.bits = 'all'` under `adc.kind = 'digital'`), one cycle per input "
+        "where a bit-serial macro takes one per input bit; read so from its 'bit-parallel "
+        "MAC circuit' [der]. TOPS/W "
+        f"{r4['ratio']:.3f}x the published at INT4 and {r8['ratio']:.3f}x at INT8: "
+        f"{s4['energy_pj_per_op'] * 1e3:.1f} fJ per op predicted against "
+        f"{1e3 / 70.2:.1f} fJ published at INT4: {_per_op(s4)}. The adder tree of "
+        f"{rows} 4-b products holds {fa4} full adders ({fa8} for 8-b products; "
+        f"{adder_tree_full_adders(rows)} for 1-b ones), priced at the tables' 28-nm "
+        "energy per added bit. The published pair falls "
+        f"{70.2 / 17.5:.2f}x from INT4 to INT8, the prediction "
+        f"{r4['estimate'] / r8['estimate']:.2f}x. What the abstract names and cimsim does "
+        "not state: the approximate mode (the rows are the accurate end of each range "
+        "[der]), the cyclic weight mapping that serves the transposed read, and the "
+        "floating-point pre-alignment; the array's organisation, supply and clock are "
+        "cimsim's defaults. No throughput or area in the abstract: TOPS/W rows only.",
     ]
 
 

@@ -49,6 +49,7 @@ from cimsim.config import (
     WeightGranularity,
     WeightScale,
     WordlineSwitching,
+    adder_tree_bits,
 )
 from cimsim.errors import ConfigError
 
@@ -90,7 +91,7 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         bits_per_cell = draw(st.integers(1, 4), label="bits_per_cell")
     weight_bits = 1 if binary else draw(st.integers(2, max_bits), label="weight_bits")
     input_bits = draw(st.integers(1, max_bits), label="input_bits")
-    dac_bits = 1 if digital else draw(_maybe(st.integers(1, input_bits)), label="dac.bits")
+    dac_bits = None if digital else draw(_maybe(st.integers(1, input_bits)), label="dac.bits")
 
     n_rows = draw(st.sampled_from(sizes), label="n_rows")
     n_cols = draw(st.sampled_from(sizes), label="n_cols")
@@ -102,6 +103,8 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
     analog_slices = slice_readout is SliceReadout.ANALOG
     # a digital column of ripple adders in the bit-cells: one read-out per column
     ripple = digital and draw(st.booleans(), label="ripple")
+    if digital:  # d-bit input slices on an adder tree; a ripple column is bit-serial
+        dac_bits = 1 if ripple else draw(_maybe(st.integers(1, input_bits)), label="dac.bits")
     array = dict(
         n_rows=n_rows, n_cols=n_cols, rows_per_conversion=rpc,
         cols_per_adc=1 if ripple else draw(st.integers(1, n_cols), label="cols_per_adc"),
@@ -141,7 +144,10 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
                                       and not block_fp and draw(st.booleans())))
 
     if digital:
-        need = math.ceil(math.log2(2 * rows + 1))
+        d = input_bits if dac_bits is None else dac_bits
+        need = adder_tree_bits(rows, d)
+        if need > 24:  # sums wider than any converter field holds: no such chip
+            reject()
         adc_bits = draw(st.integers(need, min(24, need + 4)), label="adc.bits")
         policy = RangePolicy.FULL_SCALE
     else:
@@ -297,7 +303,8 @@ _INCOMPATIBLE: tuple[Change, ...] = (
     ((("", "weight_bits", 1), ("", "weight_encoding", "differential")), "weight_encoding"),
     ((("", "weight_encoding", "binary"), ("", "weight_bits", 4)), "weight_bits"),
     ((("", "input_bits", 2), ("dac", "bits", 4)), "bits"),
-    ((("", "input_bits", 8), ("dac", "bits", 4), ("adc", "kind", "digital")), "bits"),
+    # a digital read-out takes d-bit input slices, at most the input's bits
+    ((("", "input_bits", 2), ("dac", "bits", 4), ("adc", "kind", "digital")), "DACConfig.bits"),
     ((("tech", "input_drive", "bit_planes"), ("dac", "bits", 1)), "DACConfig.bits"),
     ((("tech", "input_drive", "bit_planes"), ("dac", "bits", "all"), ("adc", "kind", "digital")),
      "input_drive"),

@@ -56,6 +56,7 @@ __all__ = [
     "MRAM_WRITE_ENERGY_PJ_PER_BIT",
     "MRAM_WRITE_PULSE_NS",
     "SUPPLY_REF_V",
+    "read_levels",
     "sense_decision_pj",
     "sensed_cells",
     "TRANSISTOR_CELL_AREA_F2",
@@ -278,6 +279,15 @@ def _resistive(chip: ChipConfig) -> bool:
     return chip.device.cell.resistive
 
 
+def read_levels(chip: ChipConfig) -> int:
+    """Steps the read voltage of one cell read is divided into, ``2^d - 1`` for ``d =
+    dac.bits`` (an amplitude drive's LSB is ``V_read / (2^d - 1)``); 1 for a cell sensed to its
+    bit under a digital read-out (:func:`sensed_cells`): its row is read once at the full read
+    voltage per nonzero input slice and the bit then gates the slice in logic, and the run
+    counts those reads (``cimsim.engine``; the same as x^2 at ``d = 1``)."""
+    return 1 if sensed_cells(chip) else 2**chip.dac_bits - 1
+
+
 def sense_decision_pj(chip: ChipConfig, cal: Calibration) -> float:
     """One sense-amplifier decision of a sensed cell (:func:`sensed_cells`), pJ: the 1-b
     decision the converter models price a 1-b conversion at (the tables' sense amp, MNSIM
@@ -385,7 +395,7 @@ def _cell_read(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) 
 def _cell_v2g_lsb(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
     if not _resistive(chip):
         return 0.0  # SRAM: priced per bit-cell read (cell.read)
-    v_lsb = chip.tech.v_read_v / (2**chip.dac_bits - 1)
+    v_lsb = chip.tech.v_read_v / read_levels(chip)
     # V^2 * uS * ns = 1e-15 J = 1e-3 pJ
     return v_lsb**2 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3 * cal.e("cell")
 

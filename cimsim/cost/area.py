@@ -101,7 +101,9 @@ def area_instances(
              + f" ({arr.cols_per_adc} col/tree)")
             if chip.adc.kind is ADCKind.DIGITAL else
             f"{chip.adc.bits}-b {chip.adc.kind.value} ADC ({arr.cols_per_adc} col/ADC)", n_adc),
-        row(Component.DAC, "array", f"{chip.dac_bits}-b row driver", arr.n_rows),
+        row(Component.DAC, "array",
+            f"{chip.dac_bits} x 1-b input driver" if chip.adc.kind is ADCKind.DIGITAL
+            and chip.dac_bits > 1 else f"{chip.dac_bits}-b row driver", arr.n_rows),
         row(Component.SHIFT_ADD, "array", f"{acc}-b shift-and-add", n_sa),
         *weighting,
         *block_fp,

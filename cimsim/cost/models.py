@@ -78,6 +78,7 @@ from ._prices import (
     _link_bit,
     _shift_add,
     chip_table,
+    read_levels,
     sense_decision_pj,
     sensed_cells,
     stored_bits_per_cell,
@@ -140,18 +141,28 @@ the inverted input and stored bit, 4 transistors; Weste & Harris, "CMOS VLSI Des
 2011, §1.4), priced at the SRAM cell's area per transistor."""
 
 
-def adder_tree_full_adders(n_inputs: int) -> int:
-    """Full-adder bits of a binary adder tree that sums ``n_inputs`` 1-b products.
+def adder_tree_full_adders(n_inputs: int, input_bits: int = 1) -> int:
+    """Full-adder bits of a binary adder tree that sums ``n_inputs`` ``input_bits``-bit
+    products (a ``d``-bit input slice gated by a stored bit, ``dac.bits``).
 
     Level ``k = 1, 2, ...`` pairs the ``m`` sums of the level below with ``floor(m / 2)``
-    ``k``-bit carry-propagate adders (``k`` full adders each; an odd sum passes up), until one
-    sum is left: ``2n - log2(n) - 2`` full adders for ``n`` a power of two (256 -> 502).
+    ``(d + k - 1)``-bit carry-propagate adders (``d + k - 1`` full adders each: level ``k``'s
+    operands are sums of ``2^(k-1)`` d-bit products; an odd sum passes up), until one sum is
+    left. ``d = 1``: ``2n - log2(n) - 2`` full adders for ``n`` a power of two (256 -> 502);
+    each further input bit adds one full adder to each of the ``n - 1`` adders.
     """
-    m, k, total = int(n_inputs), 1, 0
+    m, k, total = int(n_inputs), int(input_bits), 0
     while m > 1:
         total += (m // 2) * k
         m, k = -(-m // 2), k + 1
     return total
+
+
+def product_gates(chip: ChipConfig) -> int:
+    """Product gates per stored bit of a digital read-out (``adc.kind = 'digital'``): one per
+    input bit of a cycle's slice, ``d = dac.bits`` (the stored bit gates each of the d input
+    bits into a d-bit product); 0 for an analog read-out."""
+    return chip.dac_bits if digital(chip) else 0
 
 
 _COUNTING_KINDS = (ADCKind.RAMP, ADCKind.SINGLE_SLOPE, ADCKind.CCO, ADCKind.INTEGRATE_FIRE)
@@ -290,7 +301,7 @@ class ADCModel(ComponentModel):
                 return 0.0
             if ripple.applies(self.chip):  # a full adder in every bit-cell (cost/ripple.py)
                 return ripple.convert_pj(self.chip, self.table, self._sf) * self.cal.e("adc")
-            return (adder_tree_full_adders(self.chip.array.rows_per_group)
+            return (adder_tree_full_adders(self.chip.array.rows_per_group, self.chip.dac_bits)
                     * self.table.accumulator_add_energy_pj_per_bit * self._sf * self.cal.e("adc"))
         if not self.physical:
             fn = _adc_convert if action is _A.CONVERT else _adc_leak
@@ -355,8 +366,9 @@ class ADCModel(ComponentModel):
         if digital(chip):
             # sensed cells: one sense amplifier per adder tree, i.e. per array.cols_per_adc
             # columns (the tables' comparator, MNSIM 2.0's sense amp, by node)
-            sense_amp = self.table.comparator_area_um2 if sensed_cells(chip) else 0.0
-            return (adder_tree_full_adders(chip.array.rows_per_group)
+            sense_amp = (self.table.comparator_area_um2 + sensed_gates_area_um2(chip)
+                         if sensed_cells(chip) else 0.0)
+            return (adder_tree_full_adders(chip.array.rows_per_group, chip.dac_bits)
                     * self.table.accumulator_area_um2_per_bit + sense_amp) * self.cal.a("adc")
         if not self.physical:
             return adc_area_um2(chip.adc.kind, b, self.table) * self.cal.a("adc")
@@ -443,6 +455,11 @@ class DACModel(ComponentModel):
         if action is _A.INPUT_SHIFT:
             # A-shift: x - 2^(B_x-1) of a B_x-bit code is its MSB inverted: a 1-bit add
             return self.table.accumulator_add_energy_pj_per_bit * self._sf * self.cal.e("digital")
+        if digital(self.chip) and bits > 1:
+            # a digital read-out takes a d-bit slice on d input lines per row, each a 1-b
+            # driver with its line: those whose bit is 1 toggle, mean_set_bits(d) of them for
+            # a nonzero slice (as the planes of a bit-plane drive), not a d-bit analog DAC
+            return self.energy_pj(action, 1) * bitplanes.mean_set_bits(bits)
         if not self.physical:
             return _dac_pulse(self.chip, self.table, self.cal, bits)
         drive = self.chip.tech.input_drive
@@ -494,18 +511,20 @@ class DACModel(ComponentModel):
 
     def area_um2(self) -> float:
         chip = self.chip
+        # a digital read-out: d 1-b drivers per row (a d-bit slice on d input lines)
+        lines, b = (chip.dac_bits, 1) if digital(chip) else (1, chip.dac_bits)
         if not self.physical:
-            return dac_area_um2(chip.dac_bits, self.table) * self.cal.a("dac")
+            return lines * dac_area_um2(b, self.table) * self.cal.a("dac")
         if chip.tech.input_drive is InputDrive.AMPLITUDE:
             # a voltage-output DAC: 2^b unit elements, priced from the ADC survey (the
             # MNSIM/ISAAC figure, 0.166 um^2 per bit at 32 nm, holds no ladder or array)
-            return adc_survey.dac_area_um2(chip.dac_bits, chip.tech.node_nm) * self.cal.a("dac")
+            return lines * adc_survey.dac_area_um2(b, chip.tech.node_nm) * self.cal.a("dac")
         if chip.tech.input_drive is InputDrive.BIT_PLANES:
             # a 1-b driver: each plane's bit comes from the input register, nothing to time
             return dac_area_um2(1, self.table) * self.cal.a("dac")
         # a 1-b driver and the b-bit counter/comparator that times the pulse
-        return (dac_area_um2(1, self.table) + chip.dac_bits * self.table.shift_add_area_um2_per_bit
-                ) * self.cal.a("dac")
+        return lines * (dac_area_um2(1, self.table) + b * self.table.shift_add_area_um2_per_bit
+                        ) * self.cal.a("dac")
 
     def time_ns(self, action: Action, bits: int = 0) -> float:
         self._check(action)
@@ -536,6 +555,8 @@ class CellModel(ComponentModel):
         chip, table, cal = self.chip, self.table, self.cal
         if action is _A.REFRESH:
             return _cell_refresh(chip, table, cal, bits)
+        if action is _A.READ and digital(chip):
+            return self._digital_read_pj()
         if action is _A.V1G_LSB and not self.physical:
             return 0.0  # the tables price resistive reads by x^2 (cell.v2g_lsb)
         if action is _A.WRITE or not self.physical:
@@ -543,16 +564,6 @@ class CellModel(ComponentModel):
             return fn(chip, table, cal, bits)
         tech = chip.tech
         resistive = _resistive_kind(cell_kind(chip))
-        if action is _A.READ and sensed_cells(chip):
-            # a resistive cell under a digital read-out: one sense-amplifier decision (its bit
-            # is the product: a zero input bit leaves the row undriven, nothing to gate); the
-            # read current is cell.v2g_lsb's V^2 G t
-            return sense_decision_pj(chip, cal)
-        if action is _A.READ and digital(chip):
-            # the product gate of a bit-cell on an active row switches its output into one
-            # adder input: C V^2 with the gate capacitance of a pitch-wide input (1 fF/um)
-            return (GATE_CAPACITANCE_FF_PER_UM * self.bit_pitch_um() * tech.vdd_v**2 * 1e-3
-                    * stored_bits_per_cell(chip) * cal.e("cell"))
         if action is _A.READ:
             # a bit-plane drive reads a nonzero input's cell once per plane whose bit is 1
             planes = (bitplanes.mean_set_bits(chip.dac_bits) if bitplanes.applies(chip)
@@ -572,8 +583,35 @@ class CellModel(ComponentModel):
         # the read pulse draws the column charge (read_charge_fc) across the read voltage:
         # temporal drive (full V for x LSB times; bit-planes: popcount(x) pulses) V Q per unit
         # of |x| G; amplitude drive (V x / x_max for the pulse) V / x_max Q per unit of x^2 G
-        v = tech.v_read_v if temporal else tech.v_read_v / (2**chip.dac_bits - 1)
+        v = tech.v_read_v if temporal else tech.v_read_v / read_levels(chip)
         return v * self.read_charge_fc() * 1e-3 * cal.e("cell")  # V * fC = fJ
+
+    def _digital_read_pj(self) -> float:
+        """One read of a cell on an active row under a digital read-out (a nonzero d-bit
+        input slice, ``d = dac.bits``), pJ. Each stored bit gates the slice's ``d`` bits; the
+        gates whose input bit is 1 switch their output into an adder input: ``m(d) = d
+        2^(d-1) / (2^d - 1)`` of them for a nonzero slice (:func:`.bitplanes.mean_set_bits`,
+        1 at ``d = 1``). physical: ``C V^2`` per switching gate, the gate capacitance of a
+        pitch-wide input (1 fF/um); tables: the CIM bit-cell read per switching gate (the
+        tables' 8T cell reads its 1-b product through its read port). A resistive cell sensed
+        to its bit (both models): one sense-amplifier decision (its read current is
+        cell.v2g_lsb's V^2 G t); at ``d = 1`` its bit is the product (a zero input bit leaves
+        the row undriven, nothing to gate), at ``d > 1`` the sensed bit gates the slice: ``m(d)``
+        switching gates as a bit-cell's."""
+        chip, cal = self.chip, self.cal
+        m = bitplanes.mean_set_bits(chip.dac_bits)
+        if sensed_cells(chip):
+            gates = self._gate_switch_pj() * m if chip.dac_bits > 1 else 0.0
+            return sense_decision_pj(chip, cal) + gates
+        if not self.physical:
+            return _cell_read(chip, self.table, cal, chip.device.bits_per_cell) * m
+        return self._gate_switch_pj() * stored_bits_per_cell(chip) * m
+
+    def _gate_switch_pj(self) -> float:
+        """One product gate switching its output into an adder input, pJ: ``C V_dd^2``, ``C``
+        the gate capacitance of a bit-cell-pitch-wide input (1 fF/um)."""
+        return (GATE_CAPACITANCE_FF_PER_UM * self.bit_pitch_um() * self.chip.tech.vdd_v**2
+                * 1e-3 * self.cal.e("cell"))
 
     def read_charge_fc(self) -> float:
         """Charge one cell drives onto its column per DAC-LSB of input and cell-LSB of
@@ -594,7 +632,7 @@ class CellModel(ComponentModel):
         chip, tech = self.chip, self.chip.tech
         if tech.compute_domain is ComputeDomain.CHARGE:
             return 0.0
-        per_lsb = bitplanes.analog_phases(chip) / (2**chip.dac_bits - 1)
+        per_lsb = bitplanes.analog_phases(chip) / read_levels(chip)
         # the tables price a resistive read (v2g_lsb) by device.cell on one device per cell
         # (they read no tech.cell_kind or devices_per_cell): the charge is that read's
         resistive = (_resistive_kind(cell_kind(chip)) if self.physical
@@ -613,7 +651,8 @@ class CellModel(ComponentModel):
         elif kind in CELL_AREA_F2:
             f2 = CELL_AREA_F2[kind]
         else:
-            transistors = _SRAM_TRANSISTORS[kind] + PRODUCT_GATE_TRANSISTORS * digital(chip)
+            # a digital read-out's bit-cell holds a product gate per input bit of a cycle
+            transistors = _SRAM_TRANSISTORS[kind] + PRODUCT_GATE_TRANSISTORS * product_gates(chip)
             f2 = (_interp_node(chip.tech.node_nm, _SRAM_F2_NODES_NM, _SRAM_F2)
                   * transistors / 8)
         n = chip.tech.devices_per_cell if _resistive_kind(kind) else stored_bits_per_cell(chip)
@@ -630,7 +669,11 @@ class CellModel(ComponentModel):
         if not self.physical:
             if chip.device.cell.resistive:  # PCM, MRAM: as RRAM; FeFET, flash: their own
                 return table_cell_area_um2(chip, self.table) * self.cal.a("cell")
-            return (self.table.sram_cell_area_um2 * stored_bits_per_cell(chip)
+            # the tables' 8T CIM cell gates its 1-b product through its read port; each further
+            # input bit of a digital read-out's slice adds a product gate at its area per
+            # transistor (8 of them)
+            gates = max(product_gates(chip) - 1, 0) * PRODUCT_GATE_TRANSISTORS / 8
+            return (self.table.sram_cell_area_um2 * (1 + gates) * stored_bits_per_cell(chip)
                     * self.cal.a("cell"))
         area = self.area_f2() * (chip.tech.node_nm * 1e-3) ** 2
         tech = chip.tech
@@ -713,6 +756,16 @@ class DigitalModel(ComponentModel):
         adds = (_A.CORRECTION_ADD, _A.SHIFT_CORRECTION_ADD)
         fn = _correction_add if action in adds else _dequant_multiply
         return fn(self.chip, self.table, self.cal, bits)
+
+
+def sensed_gates_area_um2(chip: ChipConfig) -> float:
+    """Product gates a sensed cell's bit meets under a digital read-out with ``d = dac.bits
+    > 1``, um^2: ``d`` gates of :data:`PRODUCT_GATE_TRANSISTORS` at the node's unit transistor
+    beside each sense amplifier (at ``d = 1`` the sensed bit is the product: none)."""
+    d = chip.dac_bits
+    if not sensed_cells(chip) or d == 1:
+        return 0.0
+    return d * PRODUCT_GATE_TRANSISTORS * unit_transistor_area_um2(chip.tech.node_nm)
 
 
 def unit_transistor_area_um2(node_nm: float) -> float:

@@ -150,7 +150,8 @@ class _Part:
         planes = input_planes(x, chip, layer.input_signed)  # (P, M, K), exact
         n_planes = planes.shape[0]
         ev = engine._static_events(layer, m, n_planes)
-        v2g = float((planes * planes).sum(dim=(0, 1)) @ self.rowsum)
+        v2g = engine._read_v2g(planes, layer,
+                               float((planes * planes).sum(dim=(0, 1)) @ self.rowsum))
         engine._add_plane_events(layer, float(torch.count_nonzero(planes)), v2g,
                                  *engine._v1g(planes, layer), ev)
         y = x.new_zeros((m, layer.n_outputs))

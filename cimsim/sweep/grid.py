@@ -226,12 +226,14 @@ def _check_adder_tree(chip: ChipConfig) -> None:
     """A digital adder tree's output width is no design choice: the column sums need
     :func:`adder_tree_bits` of them (fewer are refused by the chip), and more read the same
     sums at the same price (the tree is priced by its rows), the same chip on another row."""
-    need = adder_tree_bits(chip.array.rows_per_group)
+    d = chip.dac_bits
+    need = adder_tree_bits(chip.array.rows_per_group, d)
     if chip.adc.bits > need:
+        slices = f" of {d}-b input slices" if d > 1 else ""
         raise ConfigError(
             f"adc_bits = {chip.adc.bits} is invalid for adc.kind = 'digital' on "
-            f"{chip.array.rows_per_group} rows per conversion: a digital column's output "
-            f"is as wide as its sums (wider reads and costs the same); allowed: {need}")
+            f"{chip.array.rows_per_group} rows per conversion{slices}: a digital column's "
+            f"output is as wide as its sums (wider reads and costs the same); allowed: {need}")
 
 
 def _cols_per_adc(array: ArrayConfig, point: Mapping[str, Any]) -> Any:

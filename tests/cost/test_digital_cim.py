@@ -67,7 +67,8 @@ def assert_lossless(chip: ChipConfig, seed: int) -> None:
 
 
 @pytest.mark.parametrize("change, field", [
-    (lambda c: c.replace(dac=c.dac.replace(bits=2)), "DACConfig.bits"),
+    # 2-b input slices on 256 rows: sums up to 256 x 3 need 11 b, not 10
+    (lambda c: c.replace(dac=c.dac.replace(bits=2)), "ADCConfig.bits"),
     (lambda c: c.replace(device=c.device.replace(cell="rram", bits_per_cell=2)),
      "DeviceConfig.cell"),
     (lambda c: c.replace(adc=c.adc.replace(bits=9)), "ADCConfig.bits"),
@@ -368,3 +369,234 @@ def test_digital_readout_is_named_an_adder_tree_in_the_area_table():
     sensed = {r["component"]: r["instance"] for r in area_instances(
         digital_chip(cell="mram", on_off_ratio=2.0))}
     assert "adder tree + sense amp" in sensed["adc"]
+
+
+# ---- d-bit input slices per cycle (dac.bits = d > 1) ----------------------------------------
+def parallel_chip(d: int, input_bits: int = 8, rows: int = 64, cell: str = "sram",
+                  on_off_ratio: float = math.inf, signed_inputs: str = "twos_complement",
+                  encoding: str = "twos_complement", **tech) -> ChipConfig:
+    """:func:`digital_chip` taking ``d``-bit input slices per cycle, its adder tree as wide
+    as their sums (:func:`cimsim.config.adder_tree_bits`)."""
+    from cimsim.config import adder_tree_bits
+
+    chip = digital_chip(rows, encoding, cell=cell, on_off_ratio=on_off_ratio, **tech)
+    return chip.replace(input_bits=input_bits,
+                        dac=chip.dac.replace(bits=d, signed_inputs=signed_inputs),
+                        adc=chip.adc.replace(bits=adder_tree_bits(rows, d)))
+
+
+def test_adder_tree_bits_by_hand():
+    from cimsim.config import adder_tree_bits
+
+    # sums of R products of a d-bit slice (magnitude <= 2^d - 1) of either sign
+    assert adder_tree_bits(256) == adder_tree_bits(256, 1) == 10  # 513 values
+    assert adder_tree_bits(256, 2) == 11  # 2 x 256 x 3 + 1 = 1537 values
+    assert adder_tree_bits(64, 4) == 11  # 2 x 64 x 15 + 1 = 1921
+    assert adder_tree_bits(64, 8) == 15  # 2 x 64 x 255 + 1 = 32641
+    assert adder_tree_bits(1, 1) == 2  # -1, 0, 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(d=st.sampled_from([1, 2, 4, 7]), input_bits=st.sampled_from([7, 8]),
+       signed=st.sampled_from([None, "twos_complement", "two_pass"]),
+       cell=st.sampled_from(["sram", "mram", "rram"]),
+       encoding=st.sampled_from(["twos_complement", "differential", "offset", "signed_cell"]),
+       rows=st.sampled_from([3, 64]), seed=st.integers(0, 2**16))
+def test_d_bit_slices_are_lossless(d, input_bits, signed, cell, encoding, rows, seed):
+    """Each bit-cell's stored bit gates a d-bit input slice; the column sums the products
+    exactly and the planes combine by shift-add: ``cimsim.matmul`` is the integer product for
+    d = 1, 2, 4 and the whole input, unsigned and signed, on SRAM and sensed 1-b cells."""
+    d = min(d, input_bits)
+    ratio = math.inf if cell == "sram" else 2.0
+    chip = parallel_chip(d, input_bits, rows, cell, ratio, signed or "twos_complement",
+                         encoding)
+    rng = np.random.default_rng(seed)
+    hi = 2 ** (input_bits - 1) if signed else 2**input_bits
+    lo = -hi + 1 if signed else 0
+    x = rng.integers(lo, hi, size=(5, rows))
+    x[0], x[1] = lo, hi - 1  # both ends of the slices' range
+    w = rng.integers(-127, 128, size=(7, rows))
+    y, _ = cimsim.matmul(x, w, chip, seed=seed)
+    assert np.array_equal(np.asarray(y), x @ w.T)
+
+
+def test_d_bit_slices_match_the_plain_oracle():
+    from cimsim import engine
+    from cimsim.arrays._reference import matmul_reference
+    from cimsim.arrays.program import program
+
+    chip = parallel_chip(4, 8, 64, cell="mram", on_off_ratio=2.0)
+    chip = chip.replace(device=chip.device.replace(p_stuck_on=0.1, p_stuck_off=0.1))
+    rng = np.random.default_rng(5)
+    x = rng.integers(-127, 128, size=(6, 64))
+    layer = program(rng.integers(-127, 128, size=(9, 64)), chip, np.random.default_rng(2),
+                    input_signed=True)
+    y, _ = engine.run(layer, x, noise_seed=4, gemm="float64")
+    assert np.array_equal(y, matmul_reference(x, layer, noise_seed=4))
+
+
+@pytest.mark.parametrize("d", [2, 4])
+@pytest.mark.parametrize("cell", ["sram", "mram"])
+def test_twin_is_the_deployed_chip_with_d_bit_slices(d, cell):
+    from tests.arrays.test_mram import assert_twin_is_deployed
+
+    chip = parallel_chip(d, 4, 32, cell=cell, on_off_ratio=2.0 if cell == "mram" else math.inf)
+    chip = chip.replace(weight_bits=4)
+    if cell == "mram":  # sensed misreads drawn once, the same in the twin
+        chip = chip.replace(device=chip.device.replace(variation="lognormal",
+                                                       variation_sigma=0.2))
+    assert_twin_is_deployed(chip)
+
+
+def test_d_bit_slices_need_a_tree_as_wide_as_their_sums():
+    chip = parallel_chip(4, rows=64)
+    with pytest.raises(ConfigError, match="ADCConfig.bits.*4-b input slices"):
+        chip.replace(adc=chip.adc.replace(bits=10))
+
+
+def test_a_ripple_column_refuses_d_bit_slices_by_name():
+    """A ripple column's row adds its 1-b input times the weight with one full adder per
+    bit-cell; a d-bit slice times the weight is d shifted additions per row."""
+    chip = digital_chip(128, digital_column="ripple")
+    with pytest.raises(ConfigError, match="DACConfig.bits.*ripple"):
+        chip.replace(dac=chip.dac.replace(bits=2), input_bits=8,
+                     adc=chip.adc.replace(bits=10))
+
+
+def test_adder_tree_full_adders_for_d_bit_inputs_by_hand():
+    # level k adds (d + k - 1)-bit operands
+    assert adder_tree_full_adders(4, 2) == 2 * 2 + 1 * 3 == 7
+    assert adder_tree_full_adders(3, 2) == 1 * 2 + 1 * 3 == 5  # the odd input passes up
+    assert adder_tree_full_adders(256, 4) == (128 * 4 + 64 * 5 + 32 * 6 + 16 * 7 + 8 * 8
+                                              + 4 * 9 + 2 * 10 + 1 * 11) == 1267
+    # each further input bit adds one full adder to each of the n - 1 adders
+    assert adder_tree_full_adders(256, 4) == adder_tree_full_adders(256) + 3 * 255
+    assert adder_tree_full_adders(256, 1) == adder_tree_full_adders(256) == 502
+
+
+def _mean_set_bits(d: int) -> float:
+    # ones in a nonzero d-bit slice, uniform over 1 .. 2^d - 1 (by enumeration)
+    return float(np.mean([bin(v).count("1") for v in range(1, 2**d)]))
+
+
+def test_d_bit_slices_price_by_hand_physical():
+    from cimsim.cost.models import unit_transistor_area_um2
+
+    d = 4
+    chip = parallel_chip(d, 8, 256, vdd_v=0.9)
+    t = tech_table(22.0)
+    sf = (0.9 / 0.8) ** 2
+    m = component_models(chip)
+    # the adder tree of 4-b products: 1267 full adders
+    assert m[C.ADC].energy_pj(A.CONVERT, chip.adc.bits) == pytest.approx(
+        1267 * t.accumulator_add_energy_pj_per_bit * sf)
+    assert m[C.ADC].area_um2() == pytest.approx(1267 * t.accumulator_area_um2_per_bit)
+    # the bit-cell: 6T + d 4-T product gates at the 8T cell's 280 F^2 per 8 transistors
+    f2 = 280.0 * (6 + d * PRODUCT_GATE_TRANSISTORS) / 8
+    assert m[C.CELL].area_um2() == pytest.approx(f2 * 0.022**2)
+    assert unit_transistor_area_um2(22.0) == pytest.approx(280.0 / 8 * 0.022**2)
+    # the gates whose input bit is 1 switch: 32/15 of them for a nonzero 4-b slice
+    pitch = math.sqrt(f2) * 0.022
+    assert m[C.CELL].energy_pj(A.READ, 1) == pytest.approx(
+        GATE_CAPACITANCE_FF_PER_UM * pitch * 0.9**2 * 1e-3 * _mean_set_bits(d))
+    assert _mean_set_bits(d) == pytest.approx(32 / 15)
+    # d 1-b input drivers per row, those whose bit is 1 toggle (not a 4-b analog DAC)
+    one = component_models(digital_chip(256, vdd_v=0.9))[C.DAC]
+    wide = component_models(parallel_chip(d, 8, 256, vdd_v=0.9, cell_kind="sram_6t"))
+    assert m[C.DAC].area_um2() == pytest.approx(d * one.area_um2())
+    # the word line's pitch follows the wider cell: compare with the same cell's 1-b driver
+    assert m[C.DAC].energy_pj(A.PULSE, d) == pytest.approx(
+        _mean_set_bits(d) * wide[C.DAC].energy_pj(A.PULSE, 1))
+
+
+def test_d_bit_slices_price_by_hand_tables():
+    d = 2
+    chip = parallel_chip(d, 8, 256, cost_model="tables")
+    base = digital_chip(256, cost_model="tables")
+    m, m1 = component_models(chip), component_models(base)
+    # the 8T CIM cell gates one bit through its read port; a 2nd input bit adds a 4-T gate
+    assert m[C.CELL].area_um2() == pytest.approx(m1[C.CELL].area_um2() * (1 + 4 / 8))
+    assert m[C.CELL].energy_pj(A.READ, 1) == pytest.approx(
+        m1[C.CELL].energy_pj(A.READ, 1) * 4 / 3)  # 4/3 ones in a nonzero 2-b slice
+    t = tech_table(22.0)
+    assert m[C.ADC].energy_pj(A.CONVERT, 11) == pytest.approx(
+        (502 + 255) * t.accumulator_add_energy_pj_per_bit)
+    assert m[C.DAC].area_um2() == pytest.approx(2 * m1[C.DAC].area_um2())
+
+
+@pytest.mark.parametrize("cost_model", ["physical", "tables"])
+def test_a_sensed_bit_gates_a_d_bit_slice(cost_model):
+    """At d = 1 a sensed bit is the product (no gate); at d > 1 it gates the slice's bits."""
+    from cimsim.cost.models import unit_transistor_area_um2
+    from cimsim.cost.tables import sense_amp_energy_fj
+
+    one = component_models(digital_chip(64, cell="mram", on_off_ratio=2.0,
+                                        cost_model=cost_model))
+    four = component_models(parallel_chip(4, 8, 64, cell="mram", on_off_ratio=2.0,
+                                          cost_model=cost_model))
+    assert one[C.CELL].energy_pj(A.READ, 1) == pytest.approx(sense_amp_energy_fj(22.0) * 1e-3)
+    gate = four[C.CELL].energy_pj(A.READ, 1) - one[C.CELL].energy_pj(A.READ, 1)
+    pitch = four[C.CELL].bit_pitch_um()
+    assert gate == pytest.approx(GATE_CAPACITANCE_FF_PER_UM * pitch * 0.8**2 * 1e-3
+                                 * _mean_set_bits(4))
+    t = tech_table(22.0)
+    assert four[C.ADC].area_um2() == pytest.approx(
+        1 * (adder_tree_full_adders(64, 4) * t.accumulator_area_um2_per_bit
+             + t.comparator_area_um2 + 4 * PRODUCT_GATE_TRANSISTORS
+             * unit_transistor_area_um2(22.0)))
+
+
+@pytest.mark.parametrize("cost_model", ["physical", "tables"])
+def test_wider_slices_cost_more_per_cycle_and_take_fewer_cycles(cost_model):
+    """Energy per cycle (tree, cell, driver) grows with d; the cycles of a MAC fall as
+    ceil(B / d): 8, 4, 2, 1 input planes for d = 1, 2, 4, 8."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(4, 64))
+    w = rng.integers(-127, 128, size=(5, 64))
+    per_cycle, cycles = [], []
+    for d in (1, 2, 4, 8):
+        chip = parallel_chip(d, 8, 64, cost_model=cost_model)
+        m = component_models(chip)
+        per_cycle.append((m[C.ADC].energy_pj(A.CONVERT, chip.adc.bits),
+                          m[C.CELL].energy_pj(A.READ, 1), m[C.DAC].energy_pj(A.PULSE, d)))
+        _, ev = cimsim.matmul(x, w, chip, seed=0)
+        conv = sum(n for k, n in dict(ev).items() if k.component is C.ADC
+                   and k.action is A.CONVERT)
+        cycles.append(conv)
+    for a, b in zip(per_cycle, per_cycle[1:], strict=False):
+        assert all(lo < hi for lo, hi in zip(a, b, strict=True))
+    assert [c / cycles[-1] for c in cycles] == [8, 4, 2, 1]
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_a_sensed_row_is_read_once_per_nonzero_slice(signed):
+    """A sensed cell's row is read at the full read voltage once per nonzero d-bit slice (its
+    bit then gates the slice in logic): the run counts those reads, Σ [x_p != 0] G, on both
+    engine paths and the torch backend, and both cost models price each at V_read^2 G t."""
+    from cimsim import engine
+    from cimsim.arrays.encoding import input_planes
+    from cimsim.arrays.program import program
+    from cimsim.events import EventKey
+    from tests.test_backend_parity import assert_same_events, torch_matmul
+
+    chip = parallel_chip(4, 8, 64, cell="mram", on_off_ratio=2.0, v_read_v=0.25)
+    rng = np.random.default_rng(1)
+    lo = -127 if signed else 0
+    x = rng.integers(lo, 128 if signed else 256, size=(6, 64))
+    x[:, ::5] = 0  # zero slices are not read
+    w = rng.integers(-127, 128, size=(5, 64))
+    layer = program(w, chip, np.random.default_rng(0), input_signed=signed)
+    planes = input_planes(x, chip, signed).planes
+    reads = np.count_nonzero(planes, axis=(0, 1)) @ layer.cell_rowsum
+    key = EventKey(C.CELL, A.V2G_LSB, 0)
+    runs = [engine.run(layer, x, noise_seed=0, kernel=k)[1] for k in ("numba", "numpy")]
+    got, _ = torch_matmul(x, w, chip, 0, input_signed=signed)
+    for ev in runs:
+        assert ev[key] == pytest.approx(reads)
+        assert_same_events(runs[0], ev)
+    assert_same_events(runs[0], got.events)
+    assert reads < (planes.astype(np.float64) ** 2).sum(axis=(0, 1)) @ layer.cell_rowsum
+    for cost_model in ("physical", "tables"):
+        m = component_models(chip.replace(tech=chip.tech.replace(cost_model=cost_model)))
+        assert m[C.CELL].energy_pj(A.V2G_LSB, 0) == pytest.approx(
+            0.25**2 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3)

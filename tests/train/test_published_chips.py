@@ -30,7 +30,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the forty-one the twin trains (the others are the same architecture
+# One chip per class of the forty-two the twin trains (the others are the same architecture
 # at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
@@ -38,6 +38,7 @@ CLASSES = {
     "bscha-arxiv26": "ternary weights, 1-b inputs, 1-b ADC",
     "lee-vlsi21": "binary weights, 5-b inputs in one plane",
     "chih-isscc21": "digital adder tree, bit-serial inputs",
+    "yuan-jssc26": "digital adder tree, the whole 4-b input per cycle (bit-parallel)",
     "nvdcim-natelec25": "1-b MTJ cells sensed to their bits into digital adder trees, "
                         "bit-serial inputs",
     "colonnade-jssc21": "binary weights, digital ripple column (guard columns), 1-b inputs",
