@@ -1182,6 +1182,7 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
             except RuntimeError as exc:
                 refusal = _higher_order_error(exc)
                 if refusal is None:
+                    _note_dtypes(exc, module, args)
                     raise
                 raise refusal from exc
     built = [name for name, m in module.named_modules()
@@ -1193,6 +1194,24 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
             "holds when called, so it would compute in float: run the model once on an input "
             "before, so that it holds them")
     return ndims
+
+
+def _note_dtypes(exc: Exception, module: nn.Module, args: Arguments) -> None:
+    """A calibration input of another floating dtype than the model's weights (float64 data
+    into a float32 model) fails deep in torch, at the first operation that mixes them (a
+    simulated layer computes in its input's dtype, so not always where the model itself
+    would): the error notes the dtypes and the casts that make them one."""
+    inputs = [*args, *args.kwargs.values()]
+    given = {str(t.dtype).removeprefix("torch.") for t in inputs
+             if isinstance(t, torch.Tensor) and t.is_floating_point()}
+    weights = {str(p.dtype).removeprefix("torch.") for p in module.parameters()
+               if p.is_floating_point()}
+    if len(weights) == 1 and given - weights:
+        (held,) = weights
+        exc.add_note(f"(the calibration inputs are {', '.join(sorted(given))}, the model's "
+                     f"weights {held}: the model itself refuses such inputs; cast them, "
+                     f"x.to(torch.{held}), or the model, model.to(torch."
+                     f"{sorted(given - weights)[0]}))")
 
 
 def _higher_order_error(exc: RuntimeError) -> MappingError | None:

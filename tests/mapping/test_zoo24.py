@@ -1,0 +1,402 @@
+"""A twenty-fourth zoo (worktree ``zoo24``): models and data in the *state* in which users bring
+them (models in ``zoo24_models.py``), each run through the whole user path. A CNN in float16
+and in float64 and a transformer in bfloat16 (as their checkpoints are stored), the whole model
+in ``nn.DataParallel`` (every name under ``module.``) or ``torch.compile`` d (an
+``OptimizedModule``), pruned by ``torch.nn.utils.prune`` and not made permanent
+(``weight_orig``, ``weight_mask``, a pre-hook), built under ``torch.inference_mode()``
+(inference tensors), a frozen stem beside trainable layers; fed uint8 (N, H, W, C) images the
+model normalizes, int64 token ids with a padding mask (also as a dict, ``model(**batch)``),
+non-contiguous views (permuted, strided, expanded) and a batch of one. Beside them: a model
+in ``train()`` mode with a BatchNorm frozen in eval mode, a model after
+``torch.ao.quantization.prepare_qat``, and float64 data into a float32 model.
+
+Each registry model: the three registry checks of every zoo, and the user's path: deployed on
+``rram-22nm``, the digital SRAM ``published/chih-isscc21``, the 1-b input
+``published/jia-jssc20`` (its signed-input layers excluded, as its refusal advises) and the PCM
+``published/hermes-jssc22`` (single macros time-multiplexed), outputs in the model's dtype,
+the report's and ``estimate``'s totals finite and positive, the report rendered, saved and
+loaded; ``prepare``'s ``float_model()`` computing what the model computes; deploy and
+``prepare`` (and a training step, ``float_model``) leaving the user's model as it was: its
+state, dtypes, modes, ``requires_grad`` flags and hooks; a sweep.
+
+What it found, fixed: ``distill`` put its teacher (the user's model) back with
+``teacher.train(was_training)``, the root's flag for every submodule, and so did
+``cimsim.train.distill.output_cosine`` and ``cimsim.models.evaluate``: a BatchNorm the user
+had frozen in eval mode inside a training model (fine-tuning with frozen statistics) came
+back in training mode, its running statistics moving in the user's next training step. Each
+module's own mode comes back now. A ``prepare_qat`` model's refusal said ``Conv2d overrides
+Conv2d.forward`` and advised holding a plain layer instead of subclassing, which the user never
+did: it names ``prepare_qat`` and the way out (the float model, the trained weights loaded).
+float64 data into a float32 model failed at the first operation mixing them, inside the
+calibration (a simulated layer computes in its input's dtype, so not where the model itself
+would): the error notes the two dtypes and the casts now.
+Seen, by design: ``prepare`` refuses float16 / bfloat16 weights naming the layers and
+``model.float()`` (its integer arithmetic); the same model in float64 trains and deploys.
+Training methods: ``tests/train/test_zoo24_methods.py``."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import cimsim
+from cimsim.errors import MappingError, SignedInputError
+from cimsim.train import distill, prepare
+
+from .conftest import flat_output
+from .test_zoo5 import _quiet
+from .zoo24_models import (
+    SmallCNN,
+    TokenIds,
+    Uint8Images,
+    _stats,
+    bfloat16_vit,
+    compiled,
+    data_parallel,
+    float16_cnn,
+    float64_cnn,
+    frozen_backbone,
+    inference_weights,
+    pruned,
+    strided_images,
+    token_batch,
+)
+from .zoo_tests import check_on_users_chip, positive, user_chip, zoo_deploy_tests
+
+
+def _images(b: int = 3) -> tuple[torch.Tensor]:
+    return (torch.randn(b, 3, 8, 8),)
+
+
+ZOO24 = {
+    "float16-cnn": (float16_cnn, lambda: (torch.randn(3, 3, 8, 8).half(),)),
+    "bfloat16-vit": (bfloat16_vit, lambda: (torch.randn(3, 3, 8, 8).bfloat16(),)),
+    "float64-cnn": (float64_cnn, lambda: (torch.randn(3, 3, 8, 8).double(),)),
+    "data-parallel": (data_parallel, _images),
+    "compiled": (compiled, _images),
+    "pruned": (pruned, _images),
+    "inference-weights": (inference_weights, _images),
+    "frozen-backbone": (frozen_backbone, _images),
+    "uint8-images": (lambda: Uint8Images().eval(),
+                     lambda: (torch.randint(0, 256, (3, 8, 8, 3), dtype=torch.uint8),)),
+    "token-ids": (lambda: TokenIds().eval(), token_batch),
+    "strided-inputs": (lambda: _stats(SmallCNN()).eval(), lambda: (strided_images(),)),
+    "batch-of-one": (lambda: _stats(SmallCNN()).eval(), lambda: _images(1)),
+}
+
+_DIGITAL: dict[str, set[str]] = {"token-ids": {"embed"}, "bfloat16-vit": {"encoder.self_attn"}}
+_HALF = ("float16-cnn", "bfloat16-vit")
+# the compiled model's weights are named under its wrapper (``_orig_mod.``), its layers without
+# it (deploy maps the module torch.compile wraps); all four are mapped (the lossless test)
+_NOT_MATRICES = {"compiled": tuple(f"_orig_mod.{n}.weight"
+                                   for n in ("stem", "block.0", "block.2", "fc"))}
+
+
+def _build(name: str, dtype: torch.dtype | None = None) -> tuple[nn.Module, tuple]:
+    """A model in its state (``make()`` under seed 0, its inputs under seed 1); ``dtype``
+    (the float64 the training tests take): the model and its floating inputs cast to it."""
+    make, data = ZOO24[name]
+    torch.manual_seed(0)
+    model = make()
+    torch.manual_seed(1)
+    args = data()
+    if dtype is not None:
+        model = model.to(dtype)
+        args = tuple(a.to(dtype) if a.is_floating_point() else a for a in args)
+    return model, args
+
+
+# the deploy (lossless, rram-22nm) and prepare tests of every model
+(test_lossless_deploy_is_the_quantized_model_and_near_float,
+ test_rram_deploy_runs_reports_and_accounts_for_every_matrix,
+ test_prepare_steps_and_the_twin_deploys_to_what_it_computes) = zoo_deploy_tests(
+    ZOO24, _build, _DIGITAL, tol={"float16-cnn": 0.05, "bfloat16-vit": 0.08},
+    not_matrices=_NOT_MATRICES)
+
+
+# ---------------------------------------------------------------------------------------------
+# the user path: chips, report, estimate, float model, the user's model untouched, sweep
+# ---------------------------------------------------------------------------------------------
+_CHIPS = ["rram-22nm", "published/chih-isscc21", "published/jia-jssc20",
+          "published/hermes-jssc22"]
+_FAST = [("float16-cnn", "published/chih-isscc21"), ("uint8-images", "published/jia-jssc20"),
+         ("data-parallel", "published/hermes-jssc22"), ("token-ids", "rram-22nm")]
+_SLOW = [(n, c) for n in ZOO24 for c in _CHIPS if (n, c) not in _FAST]
+
+
+def check_user_path(name: str, chip_name: str, tmp_path) -> None:
+    """:func:`zoo_tests.check_on_users_chip`; on the 1-b input chip the layers its refusal
+    names (signed inputs) excluded, as it advises."""
+    model, args = _build(name)
+    chip = user_chip(chip_name)
+    exclude: list[str] = []
+    if chip.input_bits == 1:
+        try:
+            _quiet(cimsim.deploy, model, chip, args)
+        except SignedInputError as refused:
+            exclude = list(refused.layers)
+    check_on_users_chip(model, args, chip, _DIGITAL.get(name, set()) | set(exclude), tmp_path,
+                        exclude=exclude)
+
+
+@pytest.mark.parametrize("name, chip", _FAST)
+def test_on_a_users_chip_it_runs_reports_renders_and_saves(name, chip, tmp_path):
+    check_user_path(name, chip, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, chip", _SLOW)
+def test_on_every_other_chip_it_runs_reports_renders_and_saves(name, chip, tmp_path):
+    check_user_path(name, chip, tmp_path)
+
+
+def test_uint8_images_map_their_first_layer_on_a_one_bit_input_chip():
+    """Images the model normalizes itself go below 0 after the normalization: the 1-b input
+    chip refuses the stem naming it (as any signed input), not the uint8 data."""
+    model, args = _build("uint8-images")
+    with pytest.raises(SignedInputError) as refused:
+        _quiet(cimsim.deploy, model, user_chip("published/jia-jssc20"), args)
+    assert "net.stem" in refused.value.layers
+
+
+def _snapshot(model: nn.Module) -> dict:
+    """What a user sees of their model: every tensor of its state (values, dtype, whether an
+    inference tensor), each module's mode and hooks, each parameter's object and flag."""
+    return {
+        "state": {k: (v.detach().clone(), v.dtype, v.is_inference())
+                  for k, v in model.state_dict(keep_vars=True).items()},
+        "modes": [(n, m.training) for n, m in model.named_modules()],
+        "hooks": [(n, list(m._forward_pre_hooks), list(m._forward_hooks))
+                  for n, m in model.named_modules()],
+        "params": [(n, id(p), p.requires_grad) for n, p in model.named_parameters()],
+    }
+
+
+def assert_unchanged(model: nn.Module, before: dict) -> None:
+    after = _snapshot(model)
+    for key in ("modes", "hooks", "params"):
+        assert after[key] == before[key], key
+    assert list(after["state"]) == list(before["state"])
+    for k, (value, dtype, inference) in before["state"].items():
+        now, now_dtype, now_inference = after["state"][k]
+        assert (now_dtype, now_inference) == (dtype, inference), k
+        assert torch.equal(now, value), k
+
+
+@pytest.mark.parametrize("name", list(ZOO24))
+def test_deploy_and_prepare_leave_the_users_model_as_it_was(name):
+    """deploy, ``prepare``, a training step of the twin, its ``float_model()`` and its deploy:
+    the user's model keeps its values, dtypes, inference tensors, modes, hooks (a pruning
+    mask's), parameters and their ``requires_grad``; its outputs are what they were."""
+    model, args = _build(name)
+    before = _snapshot(model)
+    with torch.no_grad():
+        want = flat_output(model(*args))
+    _quiet(cimsim.deploy, model, user_chip("rram-22nm"), args, seed=0)
+    assert_unchanged(model, before)
+    if name in _HALF:
+        with pytest.raises(MappingError, match=r"float16/bfloat16 weights.*model\.float\(\)"):
+            _quiet(prepare, model, user_chip("rram-22nm"), args)
+    else:
+        prep = _quiet(prepare, model, user_chip("rram-22nm"), args, seed=0)
+        prep.train()
+        flat_output(prep(*args)).float().pow(2).mean().backward()
+        torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=1e-2).step()
+        prep.eval()
+        prep.float_model()
+        prep.deploy(seed=0)
+    assert_unchanged(model, before)
+    with torch.no_grad():
+        torch.testing.assert_close(flat_output(model(*args)), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", [n for n in ZOO24 if n not in _HALF])
+def test_the_float_model_of_a_fresh_twin_is_the_model(name):
+    """``prepare`` then ``float_model()`` before any step: the user's model, output for output
+    (a compiled model's: its original module's; a pruned one's: the pruning made permanent)."""
+    model, args = _build(name)
+    prep = _quiet(prepare, model, user_chip("rram-22nm"), args, seed=0)
+    tuned = prep.float_model()
+    with torch.no_grad():
+        torch.testing.assert_close(flat_output(tuned(*args)), flat_output(model(*args)),
+                                   rtol=0, atol=0)
+    assert not any(p.is_inference() for p in tuned.parameters())
+
+
+def test_half_precision_models_train_as_a_float64_copy_and_cast_back():
+    """``prepare`` refuses float16 weights (named, with ``model.float()``); the float64 copy
+    it advises trains a step, and its ``float_model()`` cast back to float16 runs."""
+    model, args = _build("float16-cnn")
+    wide, wide_args = _build("float16-cnn", torch.float64)
+    prep = _quiet(prepare, wide, user_chip("rram-22nm"), wide_args, seed=0)
+    prep.train()
+    prep(*wide_args).pow(2).mean().backward()
+    torch.optim.SGD(prep.parameters(), lr=1e-2).step()
+    back = prep.eval().float_model().half()
+    with torch.no_grad():
+        assert back(*args).dtype == torch.float16 and torch.isfinite(back(*args)).all()
+
+
+def test_a_frozen_stem_stays_frozen_in_the_twin_and_its_float_model():
+    """The twin's copies of frozen parameters take no gradient; after a step the float model's
+    stem and BatchNorm are the user's, its block moved."""
+    model, args = _build("frozen-backbone")
+    prep = _quiet(prepare, model, user_chip("rram-22nm"), args, seed=0)
+    prep.train()
+    prep(*args).pow(2).mean().backward()
+    torch.optim.SGD([p for p in prep.parameters() if p.requires_grad], lr=1e-1).step()
+    tuned = prep.eval().float_model()
+    for part in ("stem", "bn"):
+        for (n, p), q in zip(getattr(model, part).named_parameters(),
+                             getattr(tuned, part).parameters(), strict=True):
+            assert torch.equal(p, q) and not q.requires_grad, f"{part}.{n}"
+    assert not torch.equal(tuned.block[0].weight, model.block[0].weight)
+
+
+def test_keyword_token_batches_deploy_train_distill_and_sweep(tmp_path):
+    """``model(**batch)``, a HuggingFace batch of int64 ids and mask: the user path with the
+    dict (deploy on rram-22nm, report, estimate, saved), ``prepare`` and ``distill`` on it, and
+    a two-point sweep over the ADC bits on it with labels."""
+    from cimsim.sweep import run_sweep
+
+    model, (ids, mask) = _build("token-ids")
+    batch = {"input_ids": ids, "attention_mask": mask}
+    check_on_users_chip(model, batch, user_chip("rram-22nm"), {"embed"}, tmp_path / "rep")
+    model64 = copy.deepcopy(model).double()
+    prep = _quiet(prepare, model64, cimsim.load_chip("ideal"), batch)
+    with torch.no_grad():
+        torch.testing.assert_close(prep.float_model()(**batch), model64(**batch),
+                                   rtol=0, atol=0)
+    before = [p.detach().clone() for p in prep.parameters()]
+    distill(prep, model64, batch, batch_size=2, progress=False)
+    assert any(not torch.equal(p, b) for p, b in zip(prep.parameters(), before, strict=True))
+    with torch.no_grad():
+        torch.testing.assert_close(prep.deploy()(**batch), prep(**batch), rtol=1e-7,
+                                   atol=1e-7)
+    torch.manual_seed(4)
+    ids, mask = token_batch(12)
+    big = {"input_ids": ids, "attention_mask": mask}
+    with torch.no_grad():
+        labels = model(**big).argmax(1)
+    table = run_sweep(model, (big, labels), "rram-22nm", {"adc_bits": [4, 7]}, tmp_path,
+                      calibration=6, progress=False)
+    assert list(table["adc_bits"]) == [4, 7] and set(table["status"]) == {"ok"}
+    assert all(positive(float(v)) for v in table["energy_pj_per_inference"])
+    assert table["accuracy"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_a_two_point_sweep_of_a_half_precision_model(tmp_path):
+    """``run_sweep`` of the float16 CNN on float16 data: both points ``ok``, costs positive."""
+    from cimsim.sweep import run_sweep
+
+    model, _ = _build("float16-cnn")
+    torch.manual_seed(2)
+    x = torch.randn(12, 3, 8, 8).half()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    table = run_sweep(model, (x, y), "rram-22nm", {"adc_bits": [4, 7]}, tmp_path,
+                      calibration=6, progress=False)
+    assert set(table["status"]) == {"ok"}
+    assert all(positive(float(v)) for v in table["energy_pj_per_inference"])
+
+
+# ---------------------------------------------------------------------------------------------
+# what it found
+# ---------------------------------------------------------------------------------------------
+def _fine_tuning() -> tuple[nn.Module, tuple]:
+    """A model in training mode with its BatchNorm frozen in eval mode (fine-tuning with the
+    pretrained statistics), as a user's training loop holds it."""
+    model, args = _build("frozen-backbone")
+    model.train()
+    model.bn.eval()
+    return model, args
+
+
+def test_distill_leaves_a_batchnorm_frozen_in_a_training_teacher_frozen():
+    """``distill`` (the user's model as the teacher) and ``output_cosine`` set the teacher
+    back with ``train(was_training)``: the root's flag for every submodule, so the frozen
+    BatchNorm came back in training mode and its statistics moved in the user's next step.
+    Each module's own mode is restored now; prepare and deploy kept it already."""
+    from cimsim.train.distill import output_cosine
+
+    model, args = _fine_tuning()
+    before = _snapshot(model)
+    prep = _quiet(prepare, copy.deepcopy(model).double(), cimsim.load_chip("ideal"),
+                  tuple(a.double() for a in args))
+    teacher = model.double()
+    before = _snapshot(teacher)
+    distill(prep, teacher, args[0].double(), batch_size=2, progress=False)
+    assert_unchanged(teacher, before)
+    output_cosine(prep, teacher, args[0].double())
+    assert_unchanged(teacher, before)
+    assert not teacher.bn.training and teacher.training
+
+
+def test_evaluate_leaves_each_modules_mode():
+    """``cimsim.models.evaluate`` (accuracy in eval mode) restored the root's mode to every
+    submodule too."""
+    from cimsim.models import evaluate
+
+    model, (x,) = _fine_tuning()
+    before = _snapshot(model)
+    evaluate(model, x, torch.zeros(len(x), dtype=torch.int64))
+    assert_unchanged(model, before)
+
+
+def test_a_training_model_deploys_and_prepares_without_moving_its_statistics():
+    """A model in training mode (its BatchNorm frozen, its dropout on): deploy and ``prepare``
+    compute as its eval copy, and leave its modes and running statistics as they were."""
+    model, args = _fine_tuning()
+    before = _snapshot(model)
+    sim = _quiet(cimsim.deploy, model, user_chip("rram-22nm"), args, seed=0)
+    evaluated = copy.deepcopy(model).eval()
+    ref = _quiet(cimsim.deploy, evaluated, user_chip("rram-22nm"), args, seed=0)
+    torch.testing.assert_close(sim(*args), ref(*args), rtol=0, atol=0)
+    prep = _quiet(prepare, model, user_chip("rram-22nm"), args, seed=0)
+    assert prep.training and not prep.float_model().bn.training
+    assert_unchanged(model, before)
+
+
+def test_a_qat_prepared_model_is_refused_naming_prepare_qat_and_the_float_model():
+    """``torch.ao.quantization.prepare_qat`` (with a fused Conv+BN): the refusal said ``Conv2d
+    overrides Conv2d.forward`` and advised a plain layer instead of a subclass; it names
+    ``prepare_qat`` and the float model now, and that way out maps, its weights loaded."""
+    import torch.ao.quantization as tq
+
+    model, args = _build("frozen-backbone")
+    qat = copy.deepcopy(model)
+    with pytest.warns(UserWarning):  # torch.ao.quantization's own (reduce_range, deprecation)
+        qat.qconfig = tq.get_default_qat_qconfig("x86")
+        qat = tq.prepare_qat(tq.fuse_modules_qat(qat.train(), [["stem", "bn"]])).eval()
+    for fn in (cimsim.deploy, prepare):
+        with pytest.raises(MappingError) as refused:
+            _quiet(fn, qat, user_chip("rram-22nm"), args)
+        text = str(refused.value)
+        assert "stem: a torch.ao.nn.intrinsic.qat.ConvBn2d of torch.ao.quantization." \
+               "prepare_qat" in text and "fc: a torch.ao.nn.qat.Linear" in text
+        assert "overrides" not in text and "load_state_dict(qat_model.state_dict()" in text
+    plain = copy.deepcopy(model)
+    # the fused stem and BatchNorm are named otherwise (stem.bn.*): kept from before
+    keys = plain.load_state_dict({k: v for k, v in qat.state_dict().items()
+                                  if not k.startswith(("stem", "bn"))}, strict=False)
+    assert all(k.startswith(("stem.", "bn.")) for k in keys.missing_keys)
+    sim = _quiet(cimsim.deploy, plain, user_chip("rram-22nm"), args)
+    assert list(sim.sim_layers) == ["stem", "block.0", "block.2", "fc"]
+
+
+def test_float64_data_into_a_float32_model_names_both_dtypes():
+    """float64 inputs to a float32 model failed inside the calibration with torch's "mixed
+    dtype (CPU)" from the BatchNorm (the simulated stem computes in its input's dtype); the
+    error notes the two dtypes and the casts that make them one now. Cast, it deploys."""
+    model, (x,) = _build("frozen-backbone")
+    for fn in (cimsim.deploy, prepare):
+        with pytest.raises(RuntimeError) as refused:
+            _quiet(fn, model, user_chip("rram-22nm"), (x.double(),))
+        assert ("the calibration inputs are float64, the model's weights float32"
+                in " ".join(getattr(refused.value, "__notes__", [])))
+    sim = _quiet(cimsim.deploy, model, user_chip("rram-22nm"), (x.double().float(),))
+    assert torch.isfinite(sim(x)).all()
