@@ -1006,8 +1006,10 @@ class _LayerMapping:
             sim = Root(sim)
         self._visit(sim, "")
         self._warn_unmatched_excludes()
-        if not self.sim_layers:
-            # nothing would run on the arrays: refuse before the calibration pass, not after
+        if all(c.digital for layer in self.sim_layers.values() for c in layer.cores):
+            # nothing would run on the arrays (no layer, or attention whose every projection
+            # is excluded: it deployed at 0 pJ and 0 arrays): refuse before the calibration
+            # pass, not after
             raise no_layer_error(sim, self.digital)
         return sim
 

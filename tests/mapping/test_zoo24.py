@@ -29,9 +29,16 @@ Conv2d.forward`` and advised holding a plain layer instead of subclassing, which
 did: it names ``prepare_qat`` and the way out (the float model, the trained weights loaded).
 float64 data into a float32 model failed at the first operation mixing them, inside the
 calibration (a simulated layer computes in its input's dtype, so not where the model itself
-would): the error notes the two dtypes and the casts now.
+would): the error notes the two dtypes and the casts now. An attention module whose every
+projection was excluded (the 1-b input chip's refusal lists them one by one) stayed a
+simulated layer with nothing on the arrays: a model of nothing else deployed at 0 pJ, 0 arrays,
+its costs "meaningful"; it is refused as a model with no layer to map now.
 Seen, by design: ``prepare`` refuses float16 / bfloat16 weights naming the layers and
-``model.float()`` (its integer arithmetic); the same model in float64 trains and deploys.
+``model.float()`` (its integer arithmetic); the same model in float64 trains and deploys. Two
+Linears holding one ``Parameter`` are two layers, each programmed (the report lists both, with
+their area); a layer called twice is one. A compiled model is deployed and prepared as the
+module ``torch.compile`` wraps (its layers named without ``_orig_mod.``). The 1-b input chip
+refuses the uint8 model's stem: the model's own normalization makes its input signed.
 Training methods: ``tests/train/test_zoo24_methods.py``."""
 
 from __future__ import annotations
@@ -75,9 +82,9 @@ ZOO24 = {
     "float16-cnn": (float16_cnn, lambda: (torch.randn(3, 3, 8, 8).half(),)),
     "bfloat16-vit": (bfloat16_vit, lambda: (torch.randn(3, 3, 8, 8).bfloat16(),)),
     "float64-cnn": (float64_cnn, lambda: (torch.randn(3, 3, 8, 8).double(),)),
-    "data-parallel": (data_parallel, _images),
+    "root-data-parallel": (data_parallel, _images),
     "compiled": (compiled, _images),
-    "pruned": (pruned, _images),
+    "pruned-with-hooks": (pruned, _images),
     "inference-weights": (inference_weights, _images),
     "frozen-backbone": (frozen_backbone, _images),
     "uint8-images": (lambda: Uint8Images().eval(),
@@ -123,8 +130,11 @@ def _build(name: str, dtype: torch.dtype | None = None) -> tuple[nn.Module, tupl
 _CHIPS = ["rram-22nm", "published/chih-isscc21", "published/jia-jssc20",
           "published/hermes-jssc22"]
 _FAST = [("float16-cnn", "published/chih-isscc21"), ("uint8-images", "published/jia-jssc20"),
-         ("data-parallel", "published/hermes-jssc22"), ("token-ids", "rram-22nm")]
+         ("root-data-parallel", "published/hermes-jssc22"), ("token-ids", "rram-22nm")]
 _SLOW = [(n, c) for n in ZOO24 for c in _CHIPS if (n, c) not in _FAST]
+# every matrix takes a signed input (the ViT's patches and LayerNorms, the token MLP's
+# embeddings and GELU): on a 1-b input chip, each refused layer excluded, nothing is left
+_ONE_BIT_REFUSED = ("bfloat16-vit", "token-ids")
 
 
 def check_user_path(name: str, chip_name: str, tmp_path) -> None:
@@ -138,6 +148,10 @@ def check_user_path(name: str, chip_name: str, tmp_path) -> None:
             _quiet(cimsim.deploy, model, chip, args)
         except SignedInputError as refused:
             exclude = list(refused.layers)
+    if name in _ONE_BIT_REFUSED and chip.input_bits == 1:  # every matrix's input is signed
+        with pytest.raises(MappingError, match="no layer can be mapped"):
+            _quiet(cimsim.deploy, model, chip, args, exclude=exclude)
+        return
     check_on_users_chip(model, args, chip, _DIGITAL.get(name, set()) | set(exclude), tmp_path,
                         exclude=exclude)
 
@@ -400,3 +414,35 @@ def test_float64_data_into_a_float32_model_names_both_dtypes():
                 in " ".join(getattr(refused.value, "__notes__", [])))
     sim = _quiet(cimsim.deploy, model, user_chip("rram-22nm"), (x.double().float(),))
     assert torch.isfinite(sim(x)).all()
+
+
+def test_one_parameter_held_by_two_linears_is_programmed_for_each():
+    """Two ``nn.Linear`` holding the same ``Parameter`` (``b.weight = a.weight``): two layers
+    on the arrays, each its own programmed copy of the one matrix (identical codes), each a
+    row of the report with its area; a layer *called* twice is one (docs/architecture.md,
+    "Shared modules"). The report says what deploy programmed."""
+    torch.manual_seed(0)
+    a, b, out = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+    b.weight = a.weight
+    model = nn.Sequential(a, nn.ReLU(), b, nn.ReLU(), out).eval()
+    x = torch.randn(4, 8)
+    sim = _quiet(cimsim.deploy, model, user_chip("rram-22nm"), x, seed=0)
+    assert list(sim.sim_layers) == ["0", "2", "4"] and sim.arrays_needed == 3
+    (core_a,), (core_b,) = sim.sim_layers["0"].cores, sim.sim_layers["2"].cores
+    assert (core_a.w_int == core_b.w_int).all()
+    areas = sim.report().layers.set_index("layer")["area_um2"]
+    assert float(areas["0"]) == pytest.approx(float(areas["2"])) and float(areas["0"]) > 0
+
+
+def test_attention_with_every_projection_excluded_is_no_layer_to_map():
+    """The 1-b input chip refuses the ViT's every matrix, attention's four projections by
+    name; with all excluded, attention stayed a simulated layer with nothing on the arrays
+    and the model deployed at 0 pJ per inference. It is refused now, as with no layer."""
+    model, args = _build("bfloat16-vit")
+    chip = user_chip("published/jia-jssc20")
+    with pytest.raises(SignedInputError) as refused:
+        _quiet(cimsim.deploy, model, chip, args)
+    assert "encoder.self_attn.q_proj" in refused.value.layers
+    with pytest.raises(MappingError, match=r"no layer can be mapped.*encoder\.self_attn\.q_proj "
+                       r"\(projection: excluded by the user\)"):
+        _quiet(cimsim.deploy, model, chip, args, exclude=list(refused.value.layers))
