@@ -923,13 +923,24 @@ def _eval_copy(model: nn.Module) -> nn.Module:
 
 def user_model(model: nn.Module, who: str) -> nn.Module:
     """The module to map: a ``torch.compile`` d model's own (warned); an uninitialized lazy
-    layer is a ``MappingError`` naming it (its weights do not exist yet)."""
+    layer is a ``MappingError`` naming it (its weights do not exist yet), and so are
+    parameters and buffers on the meta device (a model built there and never loaded)."""
     model = uncompiled(model, None, "", who)
     lazy = [f"{name or 'model'} ({type(m).__name__})" for name, m in model.named_modules()
             if any(isinstance(p, UninitializedParameter) for p in m.parameters(recurse=False))]
     if lazy:
         raise MappingError(f"{', '.join(lazy)}: uninitialized parameters (a lazy layer): run "
                            f"the model once on an input before {who}")
+    # built under torch.device('meta') and never loaded: no values to program (torch's own
+    # error came from deep inside the copy, 'Cannot copy out of meta tensor')
+    meta = [name for name, t in (*model.named_parameters(), *model.named_buffers())
+            if t.is_meta]
+    if meta:
+        listed = ", ".join(meta[:4]) + (f" and {len(meta) - 4} more" if len(meta) > 4 else "")
+        raise MappingError(f"{listed}: on the meta device (no values: a model built under "
+                           "torch.device('meta') and never loaded); give it its weights "
+                           f"before {who}: model.to_empty(device='cpu') then "
+                           "model.load_state_dict(state_dict)")
     return model
 
 

@@ -8,7 +8,8 @@ in ``nn.DataParallel`` (every name under ``module.``) or ``torch.compile`` d (an
 model normalizes, int64 token ids with a padding mask (also as a dict, ``model(**batch)``),
 non-contiguous views (permuted, strided, expanded) and a batch of one. Beside them: a model
 in ``train()`` mode with a BatchNorm frozen in eval mode, a model after
-``torch.ao.quantization.prepare_qat``, and float64 data into a float32 model.
+``torch.ao.quantization.prepare_qat``, float64 data into a float32 model, one ``Parameter``
+held by two Linears and a model left on the meta device.
 
 Each registry model: the three registry checks of every zoo, and the user's path: deployed on
 ``rram-22nm``, the digital SRAM ``published/chih-isscc21``, the 1-b input
@@ -33,6 +34,9 @@ would): the error notes the two dtypes and the casts now. An attention module wh
 projection was excluded (the 1-b input chip's refusal lists them one by one) stayed a
 simulated layer with nothing on the arrays: a model of nothing else deployed at 0 pJ, 0 arrays,
 its costs "meaningful"; it is refused as a model with no layer to map now.
+A model built under ``torch.device('meta')`` and never loaded failed deep in torch (deploy's
+copy, ``prepare``'s ``aten::equal``); both name its parameters and ``to_empty`` +
+``load_state_dict`` now.
 Seen, by design: ``prepare`` refuses float16 / bfloat16 weights naming the layers and
 ``model.float()`` (its integer arithmetic); the same model in float64 trains and deploys. Two
 Linears holding one ``Parameter`` are two layers, each programmed (the report lists both, with
@@ -446,3 +450,22 @@ def test_attention_with_every_projection_excluded_is_no_layer_to_map():
     with pytest.raises(MappingError, match=r"no layer can be mapped.*encoder\.self_attn\.q_proj "
                        r"\(projection: excluded by the user\)"):
         _quiet(cimsim.deploy, model, chip, args, exclude=list(refused.value.layers))
+
+
+def test_a_model_left_on_the_meta_device_is_refused_naming_the_way_out():
+    """Built under ``torch.device('meta')`` and never loaded (``to_empty`` forgotten): deploy
+    failed deep in the copy ("Cannot copy out of meta tensor") and ``prepare`` in
+    ``aten::equal``; both name the parameters and ``to_empty`` + ``load_state_dict`` now, and
+    that way out deploys as the model it was loaded from."""
+    model, args = _build("frozen-backbone")
+    with torch.device("meta"):
+        empty = SmallCNN().eval()
+    for fn in (cimsim.deploy, prepare):
+        with pytest.raises(MappingError, match=r"stem\.weight, bn\.weight, bn\.bias, "
+                           r"block\.0\.weight and 8 more: on the meta device.*to_empty"):
+            _quiet(fn, empty, user_chip("rram-22nm"), args)
+    empty = empty.to_empty(device="cpu")
+    empty.load_state_dict(model.state_dict())
+    sims = [_quiet(cimsim.deploy, m, user_chip("rram-22nm"), args, seed=0)
+            for m in (empty, model)]
+    torch.testing.assert_close(sims[0](*args), sims[1](*args), rtol=0, atol=0)
