@@ -36,7 +36,8 @@ simulated layer with nothing on the arrays: a model of nothing else deployed at 
 its costs "meaningful"; it is refused as a model with no layer to map now.
 A model built under ``torch.device('meta')`` and never loaded failed deep in torch (deploy's
 copy, ``prepare``'s ``aten::equal``); both name its parameters and ``to_empty`` +
-``load_state_dict`` now.
+``load_state_dict`` now. The command line (``load_data``: float32) refused a float64 or
+float16 model its data, which it casts to the weights' dtype now.
 Seen, by design: ``prepare`` refuses float16 / bfloat16 weights naming the layers and
 ``model.float()`` (its integer arithmetic); the same model in float64 trains and deploys. Two
 Linears holding one ``Parameter`` are two layers, each programmed (the report lists both, with
@@ -469,3 +470,25 @@ def test_a_model_left_on_the_meta_device_is_refused_naming_the_way_out():
     sims = [_quiet(cimsim.deploy, m, user_chip("rram-22nm"), args, seed=0)
             for m in (empty, model)]
     torch.testing.assert_close(sims[0](*args), sims[1](*args), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("factory", ["float64_cnn", "float16_cnn"])
+def test_the_command_line_feeds_a_float64_or_half_model_its_own_dtype(factory, tmp_path,
+                                                                       capsys):
+    """``cimsim simulate --model module:function`` of a float64 or float16 model: the data
+    (``load_data``: float32) was refused ("Input type (torch.FloatTensor) and weight type
+    (torch.DoubleTensor) should be the same"), the model unusable from the command line; the
+    inputs are cast to the weights' dtype now, as integer images are cast to float32."""
+    import numpy as np
+
+    from cimsim.cli import main
+
+    torch.manual_seed(5)
+    x = torch.randn(12, 3, 8, 8)
+    np.savez(tmp_path / "data.npz", x=x.numpy(), y=np.arange(12) % 5)
+    rc = main(["simulate", "--model", f"tests.mapping.zoo24_models:{factory}", "--data",
+               str(tmp_path / "data.npz"), "--chip", "rram-22nm", "--out",
+               str(tmp_path / "out"), "--calibration", "6"])
+    assert rc == 0, capsys.readouterr()
+    assert "simulated accuracy" in capsys.readouterr().out
+    assert (tmp_path / "out" / "layers.csv").is_file()

@@ -5,19 +5,18 @@ recipes, in float64 (the half-precision models as the float64 copy ``prepare`` a
 model once in the default run, the methods in turn; the other pairs with ``-m slow``.
 Distilled by default: the ``DataParallel`` and compiled wrappers and the token-id classifier
 (its padding mask left to its default). A frozen stem stays what the user froze under every
-method (the float model's stem and BatchNorm are the user's after the step). BS-KMQ refuses the
+method, and the user's model in training mode (its frozen BatchNorm in eval mode) is left as it
+was (the float model's stem and BatchNorm are the user's after the step). BS-KMQ refuses the
 CNN's fused convolution (72 rows over its 64-row conversion), naming it."""
 
 from __future__ import annotations
-
-import copy
 
 import pytest
 import torch
 
 from cimsim.errors import MappingError
 
-from ..mapping.test_zoo24 import ZOO24, _build
+from ..mapping.test_zoo24 import ZOO24, _build, _fine_tuning, _snapshot, assert_unchanged
 from .test_methods_new_models import METHODS, check_bskmq, flat_float64, zoo_method_tests
 
 
@@ -53,11 +52,16 @@ _FROZEN_FAST = ["pim-qat", "columnquant"]
 
 @pytest.mark.parametrize("method", [
     m if m in _FROZEN_FAST else pytest.param(m, marks=pytest.mark.slow) for m in METHODS])
-def test_a_frozen_stem_stays_frozen_under_every_method(method):
-    """Each method one step on the frozen-backbone model: the float model's stem and BatchNorm
-    parameters are the user's, bit for bit, and still frozen."""
-    model, args = _copyable("frozen-backbone", torch.float64)
-    prep, _ = METHODS[method](copy.deepcopy(model), args, 0)
+def test_every_method_leaves_a_fine_tuned_model_and_its_frozen_stem(method):
+    """Each method one step on the user's model itself (no copy) as a fine-tuning loop holds
+    it (training mode, the frozen stem's BatchNorm in eval mode): the user's model is as it
+    was (values, modes, flags, hooks), and the float model's stem and BatchNorm parameters are
+    the user's, bit for bit, and still frozen."""
+    model, (x,) = _fine_tuning()
+    model, args = model.double(), (x.double(),)
+    before = _snapshot(model)
+    prep, _ = METHODS[method](model, args, 0)
+    assert_unchanged(model, before)
     tuned = prep.float_model()
     for part in ("stem", "bn"):
         for (n, p), q in zip(getattr(model, part).named_parameters(),
