@@ -60,7 +60,7 @@ from .zoo23_models import (
     Res2Net,
     ResMLP,
 )
-from .zoo_tests import check_on_users_chip, zoo_deploy_tests
+from .zoo_tests import check_on_users_chip, user_path_tests, zoo_deploy_tests
 from .zoo_tests import positive as _positive
 from .zoo_tests import user_chip as _chip
 
@@ -124,15 +124,9 @@ def check_user_path(name: str, chip_name: str, tmp_path) -> None:
     check_on_users_chip(model, args, _chip(chip_name), _DIGITAL.get(name, set()), tmp_path)
 
 
-@pytest.mark.parametrize("name, chip", _FAST)
-def test_on_a_users_chip_it_runs_reports_renders_and_saves(name, chip, tmp_path):
-    check_user_path(name, chip, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, chip", _SLOW)
-def test_on_every_other_chip_it_runs_reports_renders_and_saves(name, chip, tmp_path):
-    check_user_path(name, chip, tmp_path)
+(test_on_a_users_chip_it_runs_reports_renders_and_saves,
+ test_on_every_other_chip_it_runs_reports_renders_and_saves) = user_path_tests(
+    _FAST, _SLOW, check_user_path)
 
 
 @pytest.mark.parametrize("name", list(ZOO23))

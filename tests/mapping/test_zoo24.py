@@ -76,7 +76,13 @@ from .zoo24_models import (
     strided_images,
     token_batch,
 )
-from .zoo_tests import check_on_users_chip, positive, user_chip, zoo_deploy_tests
+from .zoo_tests import (
+    check_on_users_chip,
+    positive,
+    user_chip,
+    user_path_tests,
+    zoo_deploy_tests,
+)
 
 
 def _images(b: int = 3) -> tuple[torch.Tensor]:
@@ -161,18 +167,12 @@ def check_user_path(name: str, chip_name: str, tmp_path) -> None:
                         exclude=exclude)
 
 
-@pytest.mark.parametrize("name, chip", _FAST)
-def test_on_a_users_chip_it_runs_reports_renders_and_saves(name, chip, tmp_path):
-    check_user_path(name, chip, tmp_path)
+(test_on_a_users_chip_it_runs_reports_renders_and_saves,
+ test_on_every_other_chip_it_runs_reports_renders_and_saves) = user_path_tests(
+    _FAST, _SLOW, check_user_path)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name, chip", _SLOW)
-def test_on_every_other_chip_it_runs_reports_renders_and_saves(name, chip, tmp_path):
-    check_user_path(name, chip, tmp_path)
-
-
-def test_uint8_images_map_their_first_layer_on_a_one_bit_input_chip():
+def test_uint8_images_the_model_normalizes_are_signed_on_a_one_bit_chip():
     """Images the model normalizes itself go below 0 after the normalization: the 1-b input
     chip refuses the stem naming it (as any signed input), not the uint8 data."""
     model, args = _build("uint8-images")
@@ -472,7 +472,8 @@ def test_a_model_left_on_the_meta_device_is_refused_naming_the_way_out():
     torch.testing.assert_close(sims[0](*args), sims[1](*args), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("factory", ["float64_cnn", "float16_cnn"])
+@pytest.mark.parametrize("factory", [
+    "float64_cnn", pytest.param("float16_cnn", marks=pytest.mark.slow)])
 def test_the_command_line_feeds_a_float64_or_half_model_its_own_dtype(factory, tmp_path,
                                                                        capsys):
     """``cimsim simulate --model module:function`` of a float64 or float16 model: the data

@@ -152,3 +152,20 @@ def check_on_users_chip(model, args, chip: cimsim.ChipConfig, digital: Collectio
         assert loaded.totals[key] == pytest.approx(report.totals[key], rel=1e-12), key
     assert list(loaded.layers["layer"]) == list(layers.index)
     return sim
+
+
+def user_path_tests(fast: Collection[tuple[str, str]], slow: Collection[tuple[str, str]],
+                    check: Callable[[str, str, object], None]) -> tuple[Callable, Callable]:
+    """A zoo's two user-path tests: ``check(name, chip_name, tmp_path)`` on the ``fast``
+    (model, chip) pairs in the default run and on the ``slow`` ones with ``-m slow``."""
+
+    @pytest.mark.parametrize("name, chip", list(fast))
+    def on_a_users_chip(name, chip, tmp_path):
+        check(name, chip, tmp_path)
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name, chip", list(slow))
+    def on_every_other_chip(name, chip, tmp_path):
+        check(name, chip, tmp_path)
+
+    return on_a_users_chip, on_every_other_chip

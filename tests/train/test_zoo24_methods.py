@@ -47,7 +47,7 @@ def test_bskmq_refuses_a_layer_over_its_conversion_rows_naming_it():
         check_bskmq(*flat_float64(_copyable)("pruned-with-hooks"), 0)
 
 
-_FROZEN_FAST = ["pim-qat", "columnquant"]
+_FROZEN_FAST = ["pim-qat"]
 
 
 @pytest.mark.parametrize("method", [
