@@ -37,7 +37,10 @@ its costs "meaningful"; it is refused as a model with no layer to map now.
 A model built under ``torch.device('meta')`` and never loaded failed deep in torch (deploy's
 copy, ``prepare``'s ``aten::equal``); both name its parameters and ``to_empty`` +
 ``load_state_dict`` now. The command line (``load_data``: float32) refused a float64 or
-float16 model its data, which it casts to the weights' dtype now.
+float16 model its data, which it casts to the weights' dtype now. ``prepare``'s own refusal
+on the 1-b chip advised excluding attention's four projections by name, which ``prepare``
+ignored (warned, the same refusal again): all four keep the module in float now, a part is
+refused.
 Seen, by design: ``prepare`` refuses float16 / bfloat16 weights naming the layers and
 ``model.float()`` (its integer arithmetic); the same model in float64 trains and deploys. Two
 Linears holding one ``Parameter`` are two layers, each programmed (the report lists both, with
@@ -493,3 +496,25 @@ def test_the_command_line_feeds_a_float64_or_half_model_its_own_dtype(factory, t
     assert rc == 0, capsys.readouterr()
     assert "simulated accuracy" in capsys.readouterr().out
     assert (tmp_path / "out" / "layers.csv").is_file()
+
+
+def test_prepare_follows_its_own_advice_to_exclude_attentions_projections():
+    """On the 1-b input chip ``prepare``'s refusal lists attention's four projections by
+    name, as deploy takes them; ``prepare`` did not (its twin trains the four together): the
+    names matched nothing (warned) and the same refusal came back. Every projection excluded
+    keeps the attention module in float now (as deploy keeps its four matrices digital), the
+    twin deploys without it; a part of them is refused, naming the module."""
+    model, args = _build("bfloat16-vit", torch.float64)
+    with pytest.raises(SignedInputError) as refused:
+        _quiet(prepare, model, user_chip("published/jia-jssc20"), args)
+    with pytest.raises(MappingError, match="no layer can be mapped"):  # not the same refusal
+        _quiet(prepare, model, user_chip("published/jia-jssc20"), args,
+               exclude=list(refused.value.layers))
+    projections = [f"encoder.self_attn.{t}" for t in ("q_proj", "k_proj", "v_proj", "out_proj")]
+    for exclude in (projections, ["encoder.self_attn.in_proj", "*.out_proj"]):
+        prep = _quiet(prepare, model, user_chip("rram-22nm"), args, exclude=exclude)
+        assert list(prep.twin_layers) == ["patch", "encoder.linear1", "encoder.linear2", "head"]
+        assert list(prep.deploy().sim_layers) == list(prep.twin_layers)
+    with pytest.raises(MappingError, match=r"exclude names encoder\.self_attn\.k_proj, "
+                       r"encoder\.self_attn\.q_proj but not all .* 'encoder\.self_attn'"):
+        _quiet(prepare, model, user_chip("rram-22nm"), args, exclude=projections[:2])
