@@ -1949,6 +1949,10 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
     restore_modes(modes)
+    for layer in layers.values():
+        # a twin takes the mode of the layer it replaced (a training DataParallel around a
+        # model in eval mode gave eval layers training twins: noisy outputs after prepare)
+        layer.train(layer._float_src[0].training)
     prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim, ndims)
     # as deploy, from the shapes: a model over the chip's arrays fails before any training,
     # not at PreparedModel.deploy() after it

@@ -40,7 +40,9 @@ copy, ``prepare``'s ``aten::equal``); both name its parameters and ``to_empty`` 
 float16 model its data, which it casts to the weights' dtype now. ``prepare``'s own refusal
 on the 1-b chip advised excluding attention's four projections by name, which ``prepare``
 ignored (warned, the same refusal again): all four keep the module in float now, a part is
-refused.
+refused. ``prepare`` of ``nn.DataParallel(model.eval())`` (the wrapper training, the
+layers in eval mode) gave the eval layers training twins (noisy outputs call after call):
+each twin takes its layer's mode now.
 Seen, by design: ``prepare`` refuses float16 / bfloat16 weights naming the layers and
 ``model.float()`` (its integer arithmetic); the same model in float64 trains and deploys. Two
 Linears holding one ``Parameter`` are two layers, each programmed (the report lists both, with
@@ -518,3 +520,19 @@ def test_prepare_follows_its_own_advice_to_exclude_attentions_projections():
     with pytest.raises(MappingError, match=r"exclude names encoder\.self_attn\.k_proj, "
                        r"encoder\.self_attn\.q_proj but not all .* 'encoder\.self_attn'"):
         _quiet(prepare, model, user_chip("rram-22nm"), args, exclude=projections[:2])
+
+
+def test_a_twin_takes_the_mode_of_the_layer_it_replaced():
+    """``nn.DataParallel(model.eval())``: the wrapper is in training mode, the model's layers
+    in eval mode. ``prepare`` set every module to the root's mode and restored the modules it
+    had copied, not the twins it had made: the eval layers' twins came out training, drawing
+    training noise, so the prepared model gave other outputs at each call. Each twin takes its
+    layer's mode now: the outputs are those of a second ``prepare``, call after call."""
+    model, args = _build("root-data-parallel")
+    assert model.training and not model.module.training
+    preps = [_quiet(prepare, model, user_chip("rram-22nm"), args, seed=0) for _ in range(2)]
+    assert not any(layer.training for layer in preps[0].twin_layers.values())
+    with torch.no_grad():
+        outs = [p(*args) for p in (*preps, preps[0])]
+    torch.testing.assert_close(outs[1], outs[0], rtol=0, atol=0)
+    torch.testing.assert_close(outs[2], outs[0], rtol=0, atol=0)
