@@ -89,6 +89,7 @@ _ZOOS = [
     ("tests.mapping.test_zoo21", "ZOO21"),
     ("tests.mapping.test_zoo22", "ZOO22"),
     ("tests.mapping.test_zoo23", "ZOO23"),
+    ("tests.mapping.test_zoo24", "ZOO24"),
 ]
 
 # models the zoos' tests build outside their registries, for one test each that needs what a

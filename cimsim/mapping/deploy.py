@@ -923,13 +923,24 @@ def _eval_copy(model: nn.Module) -> nn.Module:
 
 def user_model(model: nn.Module, who: str) -> nn.Module:
     """The module to map: a ``torch.compile`` d model's own (warned); an uninitialized lazy
-    layer is a ``MappingError`` naming it (its weights do not exist yet)."""
+    layer is a ``MappingError`` naming it (its weights do not exist yet), and so are
+    parameters and buffers on the meta device (a model built there and never loaded)."""
     model = uncompiled(model, None, "", who)
     lazy = [f"{name or 'model'} ({type(m).__name__})" for name, m in model.named_modules()
             if any(isinstance(p, UninitializedParameter) for p in m.parameters(recurse=False))]
     if lazy:
         raise MappingError(f"{', '.join(lazy)}: uninitialized parameters (a lazy layer): run "
                            f"the model once on an input before {who}")
+    # built under torch.device('meta') and never loaded: no values to program (torch's own
+    # error came from deep inside the copy, 'Cannot copy out of meta tensor')
+    meta = [name for name, t in (*model.named_parameters(), *model.named_buffers())
+            if t.is_meta]
+    if meta:
+        listed = ", ".join(meta[:4]) + (f" and {len(meta) - 4} more" if len(meta) > 4 else "")
+        raise MappingError(f"{listed}: on the meta device (no values: a model built under "
+                           "torch.device('meta') and never loaded); give it its weights "
+                           f"before {who}: model.to_empty(device='cpu') then "
+                           "model.load_state_dict(state_dict)")
     return model
 
 
@@ -1006,8 +1017,10 @@ class _LayerMapping:
             sim = Root(sim)
         self._visit(sim, "")
         self._warn_unmatched_excludes()
-        if not self.sim_layers:
-            # nothing would run on the arrays: refuse before the calibration pass, not after
+        if all(c.digital for layer in self.sim_layers.values() for c in layer.cores):
+            # nothing would run on the arrays (no layer, or attention whose every projection
+            # is excluded: it deployed at 0 pJ and 0 arrays): refuse before the calibration
+            # pass, not after
             raise no_layer_error(sim, self.digital)
         return sim
 
@@ -1182,6 +1195,7 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
             except RuntimeError as exc:
                 refusal = _higher_order_error(exc)
                 if refusal is None:
+                    _note_dtypes(exc, module, args)
                     raise
                 raise refusal from exc
     built = [name for name, m in module.named_modules()
@@ -1193,6 +1207,24 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
             "holds when called, so it would compute in float: run the model once on an input "
             "before, so that it holds them")
     return ndims
+
+
+def _note_dtypes(exc: Exception, module: nn.Module, args: Arguments) -> None:
+    """A calibration input of another floating dtype than the model's weights (float64 data
+    into a float32 model) fails deep in torch, at the first operation that mixes them (a
+    simulated layer computes in its input's dtype, so not always where the model itself
+    would): the error notes the dtypes and the casts that make them one."""
+    inputs = [*args, *args.kwargs.values()]
+    given = {str(t.dtype).removeprefix("torch.") for t in inputs
+             if isinstance(t, torch.Tensor) and t.is_floating_point()}
+    weights = {str(p.dtype).removeprefix("torch.") for p in module.parameters()
+               if p.is_floating_point()}
+    if len(weights) == 1 and given - weights:
+        (held,) = weights
+        exc.add_note(f"(the calibration inputs are {', '.join(sorted(given))}, the model's "
+                     f"weights {held}: the model itself refuses such inputs; cast them, "
+                     f"x.to(torch.{held}), or the model, model.to(torch."
+                     f"{sorted(given - weights)[0]}))")
 
 
 def _higher_order_error(exc: RuntimeError) -> MappingError | None:

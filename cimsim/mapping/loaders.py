@@ -459,6 +459,8 @@ def load_model_for(spec: str, x: Inputs) -> tuple[nn.Module, Inputs]:
     Integer inputs (``load_data(..., integers=True)``) stay integer for a model that takes
     them (token ids for an ``nn.Embedding``); a model that refuses them but runs on floats
     (images saved as uint8) gets them as float32, as ``load_data`` gives them by default.
+    Floating inputs a model of float64 or half-precision weights refuses (``load_data``'s
+    float32) are cast to its weights' dtype.
     Keyword inputs (a dict) are passed as they are.
     """
     if isinstance(x, dict):
@@ -468,7 +470,17 @@ def load_model_for(spec: str, x: Inputs) -> tuple[nn.Module, Inputs]:
         return model, x
     example = x[: min(len(x), 2)]
     if x.dtype.is_floating_point:
-        return load_model(spec, example=example), x
+        try:
+            return load_model(spec, example=example), x
+        except LoadError as refused:
+            # a float64 or half-precision model refuses load_data's float32: its own dtype
+            own = _weights_dtype(spec)
+            if own is None or own == x.dtype:
+                raise
+            try:
+                return load_model(spec, example=example.to(own)), x.to(own)
+            except LoadError:
+                raise refused from None
     try:
         return load_model(spec, example=example), x
     except LoadError as as_int:
@@ -479,6 +491,17 @@ def load_model_for(spec: str, x: Inputs) -> tuple[nn.Module, Inputs]:
                 raise
             raise LoadError(f"{as_float}; as int64 (token ids): "
                             f"{str(as_int).split(': ', 1)[-1]}") from None
+
+
+def _weights_dtype(spec: str) -> torch.dtype | None:
+    """The one floating dtype of the weights of the model ``spec`` names (float64, float16,
+    bfloat16 ...), or None: several, none, or a model that needs an example to load."""
+    try:
+        model = load_model(spec)
+    except LoadError:
+        return None
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 def _check_keyword_names(spec: str, model: nn.Module, x: Mapping[str, torch.Tensor]) -> None:

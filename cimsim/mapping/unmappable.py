@@ -118,6 +118,14 @@ def overridden_forward(module: nn.Module, name: str) -> str | None:
     attr = _overridden(type(module), base)
     if attr is None:
         return None
+    if type(module).__module__.startswith(("torch.ao.nn.qat", "torch.ao.nn.intrinsic.qat")):
+        # not the user's subclass: the advice to hold a plain layer instead did not apply
+        kind = f"{type(module).__module__.rpartition('.modules')[0]}.{type(module).__name__}"
+        return (f"{name}: a {kind} of torch.ao.quantization.prepare_qat (its forward "
+                "computes with a fake-quantized weight, which the arrays would not run with "
+                "the raw weight); deploy the float model from before prepare_qat with the trained "
+                "weights (float_model.load_state_dict(qat_model.state_dict(), strict=False) "
+                "where no modules were fused): cimsim quantizes it as chip.quant says")
     owner = _definer(type(module), attr)
     assert owner is not None
     return (f"{name}: {owner.__name__} overrides {base.__name__}.{attr} (a computation of its "

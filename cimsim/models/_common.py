@@ -200,10 +200,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     float
         Fraction of correctly classified inputs, in ``[0, 1]``.
     """
-    # Dropout and batch-norm statistics must not vary while the accuracy is measured.
-    was_training = model.training
+    from ..train._modes import module_modes, restore_modes  # (cimsim.train imports torch)
+
+    # Dropout and batch-norm statistics must not vary while the accuracy is measured; each
+    # module's own mode comes back (a BatchNorm frozen in eval mode in a training model too)
+    modes = module_modes(model)
     model.eval()
     try:
         return accuracy(model, x, y, batch_size=batch_size)
     finally:
-        model.train(was_training)
+        restore_modes(modes)

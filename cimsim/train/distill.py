@@ -23,6 +23,7 @@ from torch import nn
 from .._inputs import counting_key
 from ..errors import ConfigError
 from ._data import batch_dim_of, batch_first
+from ._modes import module_modes, restore_modes
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
 from .twin import PreparedModel
 
@@ -133,14 +134,14 @@ def distillation_loss(prepared: PreparedModel, teacher: nn.Module, *, loss: str 
             total = total + match(seen[("student", name)], seen[("teacher", name)].detach())
         return total
 
-    was_training = teacher.training
+    modes = module_modes(teacher)  # a BatchNorm the user froze in eval mode stays so
     teacher.eval()
     try:
         yield fn
     finally:
         for h in handles:
             h.remove()
-        teacher.train(was_training)
+        restore_modes(modes)
 
 
 def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
@@ -161,7 +162,7 @@ def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
     float
         In ``[-1, 1]``; 1 when the outputs point the same way for every input.
     """
-    modes = [(m, m.training) for m in (model, teacher)]
+    modes = module_modes(model) + module_modes(teacher)  # each module's own flag
     total, n = 0.0, int(x.shape[0])
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
@@ -174,8 +175,7 @@ def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
                 t = _tensor_of(teacher(xb), "the teacher").flatten(1).to(s.device)
                 total += float(F.cosine_similarity(s, t, dim=1, eps=1e-12).sum())
     finally:
-        for m, mode in modes:
-            m.train(mode)
+        restore_modes(modes)
     return total / n
 
 

@@ -1539,6 +1539,29 @@ _TWINS: dict[type, Callable[..., _TwinLayer]] = {
     nn.MultiheadAttention: TwinMultiheadAttention}
 
 
+def _projections_excluded(name: str, patterns: Sequence[str], candidates: list[str]) -> bool:
+    """Whether ``exclude`` names every projection of the attention module ``name``
+    (``NAME.q_proj`` ... ``NAME.out_proj``, ``NAME.in_proj`` for the three input ones), as
+    deploy takes them and a 1-b input chip's refusal lists them: the module then stays in
+    float. The twin trains its four projections together, so a part of them is refused,
+    naming the way out (they matched nothing before: warned, trained on the arrays, and the
+    refusal came back). The names join ``candidates`` (they are excludable names)."""
+    names = [f"{name}.{t}" for t in (*_PROJECTIONS, "in_proj")]
+    candidates.extend(names)
+    tags = {t for t, n in zip((*_PROJECTIONS, "in_proj"), names, strict=True)
+            if _excluded(n, patterns)}
+    if "in_proj" in tags:
+        tags |= {"q_proj", "k_proj", "v_proj"}
+    tags.discard("in_proj")
+    if tags and tags != set(_PROJECTIONS):
+        raise MappingError(
+            f"exclude names {', '.join(f'{name}.{t}' for t in sorted(tags))} but not all of "
+            f"{name}'s projections: prepare trains attention's four projections together and "
+            f"cannot keep a part of them in float (deploy can); exclude the module, "
+            f"{name!r}, or none of its projections")
+    return bool(tags)
+
+
 def _twin_class(module: nn.Module) -> Callable[..., _TwinLayer] | None:
     for kind, cls in _TWINS.items():
         if isinstance(module, kind):
@@ -1823,7 +1846,9 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                 cls = TwinAffine
             if cls is not None:
                 candidates.append(name)
-                if _excluded(name, patterns):  # as deploy: the float module stays, trained
+                if (_excluded(name, patterns)  # as deploy: the float module stays, trained
+                        or cls is TwinMultiheadAttention
+                        and _projections_excluded(name, patterns, candidates)):
                     digital.append((name, type(child).__name__, EXCLUDED_REASON))
                     continue
             if (scripted := kept_digital_row(child, name, NOT_MAPPABLE)) is not None:
@@ -1924,6 +1949,10 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
     root.train(was_training)
     restore_modes(modes)
+    for layer in layers.values():
+        # a twin takes the mode of the layer it replaced (a training DataParallel around a
+        # model in eval mode gave eval layers training twins: noisy outputs after prepare)
+        layer.train(layer._float_src[0].training)
     prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim, ndims)
     # as deploy, from the shapes: a model over the chip's arrays fails before any training,
     # not at PreparedModel.deploy() after it

@@ -39,15 +39,11 @@ product, listed digital by name. BS-KMQ, distillation and one PIM-QAT pair:
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 import cimsim
-from cimsim.cost import estimate
 from cimsim.errors import SignedInputError
-from cimsim.report import Report
 from cimsim.train import prepare
 
 from .conftest import build_seeded, flat_output
@@ -64,7 +60,9 @@ from .zoo23_models import (
     Res2Net,
     ResMLP,
 )
-from .zoo_tests import zoo_deploy_tests
+from .zoo_tests import check_on_users_chip, user_path_tests, zoo_deploy_tests
+from .zoo_tests import positive as _positive
+from .zoo_tests import user_chip as _chip
 
 ZOO23 = {
     "deit": (DeiT, lambda: (torch.randn(3, 3, 8, 8),)),
@@ -112,78 +110,23 @@ def _build(name: str, dtype=torch.float32):
 # ---------------------------------------------------------------------------------------------
 # the user path: chips, report, estimate, float model, save and load, sweep
 # ---------------------------------------------------------------------------------------------
-def _chip(name: str) -> cimsim.ChipConfig:
-    """A preset as a user loads it; a single-macro published chip time-multiplexed, as its
-    capacity error advises (a toy network needs more arrays than one macro has)."""
-    chip = cimsim.load_chip(name)
-    if name.startswith("published/"):
-        chip = chip.replace(array=chip.array.replace(allow_time_multiplexing=True))
-    return chip
-
-
 _CHIPS = ["rram-22nm", "sram-65nm", "published/chih-isscc21", "published/hermes-jssc22"]
 # one model on each chip in the default run (a report's figures take seconds); the other
 # pairs are slow
 _FAST = [("res2net", "sram-65nm"), ("dlinear", "published/chih-isscc21"),
          ("neumf", "published/hermes-jssc22")]
 _SLOW = [(n, c) for n in ZOO23 for c in _CHIPS if (n, c) not in _FAST]
-_TOTALS = ("energy_pj_per_inference", "area_mm2", "area_mm2_used", "latency_ns_per_inference",
-           "tops", "tops_per_w", "tops_per_mm2", "n_macs_per_inference", "power_mw")
-
-
-def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 def check_user_path(name: str, chip_name: str, tmp_path) -> None:
-    """Deploy, run, trace; the report's and ``estimate``'s totals finite and positive (and the
-    same), every layer's energy and latency too; the headline, the HTML page (naming every
-    mapped layer) and the figures render; saved and loaded, the totals come back."""
+    """:func:`zoo_tests.check_on_users_chip` of a model of this zoo."""
     model, args = _build(name)
-    chip = _chip(chip_name)
-    sim = _quiet(cimsim.deploy, model, chip, args, seed=0)
-    with torch.no_grad():
-        want = flat_output(model(*args))
-    got = flat_output(sim(*args))
-    assert got.shape == want.shape and torch.isfinite(got).all()
-    assert sim.n_inferences == len(args[0])
-    assert {d[0] for d in sim.digital} == _DIGITAL.get(name, set())
-    fidelity = sim.trace(args)
-    assert list(fidelity["layer"]) == list(sim.sim_layers)
-    report = sim.report()
-    cost = estimate(sim.work())
-    for key in _TOTALS:
-        assert _positive(report.totals[key]), (key, report.totals[key])
-        assert cost.totals[key] == pytest.approx(report.totals[key], rel=1e-9), key
-    layers = report.layers.set_index("layer")
-    # a time-multiplexed run's ``(reprogramming)`` row: the reloads' energy and time, no area
-    assert list(layers.index) == list(sim.sim_layers) + (
-        ["(reprogramming)"] if sim.arrays_needed > chip.array.n_arrays else [])
-    for column in ("energy_pj_per_inference", "latency_ns_per_inference", "area_um2"):
-        values = layers[column].drop("(reprogramming)", errors="ignore")
-        assert all(_positive(float(v)) for v in values), (column, list(values))
-    assert report.headline_lines()
-    # the figures and the HTML page, rendered once (matplotlib is most of this test's time)
-    written = {p.name for p in report.save(tmp_path)}
-    assert {"energy_per_layer.png", "latency_per_layer.png", "fidelity_per_layer.png",
-            "report.html", "report.json", "layers.csv"} <= written
-    html = (tmp_path / "report.html").read_text()
-    assert all(layer in html for layer in sim.sim_layers)
-    loaded = Report.load(tmp_path)
-    for key in _TOTALS:
-        assert loaded.totals[key] == pytest.approx(report.totals[key], rel=1e-12), key
-    assert list(loaded.layers["layer"]) == list(layers.index)
+    check_on_users_chip(model, args, _chip(chip_name), _DIGITAL.get(name, set()), tmp_path)
 
 
-@pytest.mark.parametrize("name, chip", _FAST)
-def test_on_a_users_chip_it_runs_reports_renders_and_saves(name, chip, tmp_path):
-    check_user_path(name, chip, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, chip", _SLOW)
-def test_on_every_other_chip_it_runs_reports_renders_and_saves(name, chip, tmp_path):
-    check_user_path(name, chip, tmp_path)
+(test_on_a_users_chip_it_runs_reports_renders_and_saves,
+ test_on_every_other_chip_it_runs_reports_renders_and_saves) = user_path_tests(
+    _FAST, _SLOW, check_user_path)
 
 
 @pytest.mark.parametrize("name", list(ZOO23))
