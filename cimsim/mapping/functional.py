@@ -739,6 +739,15 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
             uses.compiled.setdefault(name, func)
 
 
+def _warn_named(who: str, named: Mapping[str, str], what: str, tail: str = "") -> None:
+    """One ``UserWarning``, ``'{who}: {n} {what}: name (func), ...{tail}'``, where ``named``
+    (weight name -> the function it reached) is not empty; attributed to the caller of
+    :func:`warn_functional`'s caller (deploy's or ``prepare``'s user)."""
+    if named:
+        names = ", ".join(f"{name} ({func})" for name, func in sorted(named.items()))
+        warnings.warn(f"{who}: {len(named)} {what}: {names}{tail}", UserWarning, stacklevel=4)
+
+
 def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]]:
     """One ``UserWarning`` naming the weights used functionally; returns them as
     ``(name, 'parameter', reason)`` rows of the digital list, then the modules multiplying
@@ -748,36 +757,22 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
                  else ACTIVATION_REASON) for name, kind in uses.products.items()]
     products += [(name, "parameter", LOOKUP_REASON) for name in sorted(uses.lookups)]
     products += [(name, "parameter", COMPILED_REASON) for name in sorted(uses.compiled)]
-    if uses.compiled:
-        names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.compiled.items()))
-        warnings.warn(f"{who}: {len(uses.compiled)} weight(s) reach a matrix product inside "
-                      f"compiled code (a torch.jit.script function, a C++ extension) and run "
-                      f"digitally in float: {names}; call an nn.Linear / nn.Conv module from "
-                      "Python to map it", UserWarning, stacklevel=3)
-    found = uses.weights
+    _warn_named(who, uses.compiled, "weight(s) reach a matrix product inside compiled code (a "
+                "torch.jit.script function, a C++ extension) and run digitally in float",
+                "; call an nn.Linear / nn.Conv module from Python to map it")
     modulated = [(name, "parameter", MODULATED_REASON) for name in sorted(uses.modulated)]
     modulated += [(name, "parameter", SCALED_REASON) for name in sorted(uses.scaled)]
-    if uses.scaled:
-        names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.scaled.items()))
-        warnings.warn(f"{who}: {len(uses.scaled)} weight matrix(es) are multiplied "
-                      f"element-wise by an activation (a product written as x * W, then summed "
-                      f"or transformed, e.g. a spectral filter), which no array computes, and "
-                      f"run digitally in float: {names}", UserWarning, stacklevel=3)
-    if uses.modulated:  # not ``modulated``, which holds the scaled ones warned above
-        names = ", ".join(f"{name} ({func})" for name, func in sorted(uses.modulated.items()))
-        warnings.warn(f"{who}: {len(uses.modulated)} weight(s) are multiplied by an activation "
-                      f"before a matrix product (input-dependent weights, which no array holds "
-                      f"programmed once) and run digitally in float: {names}", UserWarning,
-                      stacklevel=3)
-    if not found:
-        return modulated + products
-    names = ", ".join(f"{name} ({func})" for name, func in sorted(found.items()))
-    warnings.warn(f"{who}: {len(found)} weight(s) reach a matrix product without a mappable "
-                  f"module and run digitally in float: {names}; hold each in an nn.Linear / "
-                  "nn.Conv module (e.g. self.proj = nn.Linear(...), then self.proj(x)) to map "
-                  "it", UserWarning, stacklevel=3)
-    return ([(name, "parameter", FUNCTIONAL_REASON) for name in sorted(found)] + modulated
-            + products)
+    _warn_named(who, uses.scaled, "weight matrix(es) are multiplied element-wise by an "
+                "activation (a product written as x * W, then summed or transformed, e.g. a "
+                "spectral filter), which no array computes, and run digitally in float")
+    _warn_named(who, uses.modulated, "weight(s) are multiplied by an activation before a "
+                "matrix product (input-dependent weights, which no array holds programmed "
+                "once) and run digitally in float")
+    _warn_named(who, uses.weights, "weight(s) reach a matrix product without a mappable module "
+                "and run digitally in float", "; hold each in an nn.Linear / nn.Conv module "
+                "(e.g. self.proj = nn.Linear(...), then self.proj(x)) to map it")
+    return ([(name, "parameter", FUNCTIONAL_REASON) for name in sorted(uses.weights)]
+            + modulated + products)
 
 
 def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
