@@ -57,6 +57,12 @@ torch's composite functions that take weight matrices as arguments
 (``F.multi_head_attention_forward``, ``torch.lstm_cell`` / ``gru_cell`` / ``rnn_*_cell``) run
 their products while the watch is off: their weight matrices are named at the call.
 
+A weight passed to compiled code (a ``torch.jit.script`` function called from the forward)
+reaches its product in the TorchScript interpreter, where no torch function call shows it:
+the dispatcher still does (``aten.mm``), and a dispatch mode beside the watch records the
+factors of the aten products that run while no watched torch function call is running; a
+watched weight among them, named nowhere else, is named by :data:`COMPILED_REASON`.
+
 Products of activations only (a hand-written attention's ``q @ k.transpose(-2, -1)``,
 ``F.scaled_dot_product_attention``) are listed too, one row per module whose own forward calls
 them, as a mapped ``nn.MultiheadAttention`` lists its ``attention products``: they compute
