@@ -19,6 +19,7 @@ from typing import Any, get_type_hints
 from hypothesis import reject
 from hypothesis import strategies as st
 
+from cimsim.config import _DIGITAL_READOUT_CELLS as DIGITAL_READOUT_CELLS
 from cimsim.config import (
     ACT_EXPONENT_BITS,
     ActCalibration,
@@ -83,7 +84,8 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
     encoding = draw(st.sampled_from(list(WeightEncoding)), label="weight_encoding")
     binary = encoding is WeightEncoding.BINARY
     one_bit_cells = binary or encoding is WeightEncoding.TERNARY or digital
-    cells = [CellTech.SRAM, CellTech.EDRAM, CellTech.IDEAL] if digital else list(CellTech)
+    # a digital read-out sums bit-cells, or 1-b resistive cells sensed to their bit
+    cells = list(DIGITAL_READOUT_CELLS) if digital else list(CellTech)
     cell = draw(st.sampled_from(cells), label="device.cell")
     if one_bit_cells or cell in (CellTech.SRAM, CellTech.EDRAM, CellTech.MRAM):
         bits_per_cell = 1
@@ -102,7 +104,8 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
                                          else [SliceReadout.DIGITAL]), label="slice_readout")
     analog_slices = slice_readout is SliceReadout.ANALOG
     # a digital column of ripple adders in the bit-cells: one read-out per column
-    ripple = digital and draw(st.booleans(), label="ripple")
+    # (in the bit-cells: not over resistive cells, each sensed into an adder tree)
+    ripple = digital and not cell.resistive and draw(st.booleans(), label="ripple")
     if digital:  # d-bit input slices on an adder tree; a ripple column is bit-serial
         dac_bits = 1 if ripple else draw(_maybe(st.integers(1, input_bits)), label="dac.bits")
     array = dict(
@@ -115,6 +118,16 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
     clean = digital
     device: dict[str, Any] = dict(cell=cell, bits_per_cell=bits_per_cell,
                                   g_max_us=draw(_f(0.01, 500.0)))
+    if digital and cell.resistive:
+        # sensed against a reference: the off-state, programming variation and stuck cells
+        # set which bit is read, nothing that changes from read to read (_check_digital_readout)
+        device["on_off_ratio"] = draw(st.one_of(st.just(math.inf), _f(1.5, 1e6)))
+        variation = draw(st.sampled_from(list(VariationKind)), label="sensed variation")
+        device["variation"] = variation
+        if variation is not VariationKind.NONE:
+            device["variation_sigma"] = draw(_f(0.0, 0.5))
+        device["p_stuck_on"] = draw(st.sampled_from([0.0, 0.01]))
+        device["p_stuck_off"] = draw(st.sampled_from([0.0, 0.01]))
     if not clean:
         device["on_off_ratio"] = draw(st.one_of(st.just(math.inf), _f(1.5, 1e6)))
         device["off_current_compensation"] = draw(st.sampled_from(list(OffCurrentCompensation)))
