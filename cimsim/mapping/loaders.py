@@ -470,15 +470,20 @@ def load_model_for(spec: str, x: Inputs) -> tuple[nn.Module, Inputs]:
         return model, x
     example = x[: min(len(x), 2)]
     if x.dtype.is_floating_point:
+        model = _model_from_spec(spec, example)
         try:
-            return load_model(spec, example=example), x
+            _check_runs_on(spec, model, example)
+            return model, x
         except LoadError as refused:
             # a float64 or half-precision model refuses load_data's float32: its own dtype
-            own = _weights_dtype(spec)
+            own = _weights_dtype(model)
             if own is None or own == x.dtype:
                 raise
             try:
-                return load_model(spec, example=example.to(own)), x.to(own)
+                if _built_from_example(spec):  # TorchScript: converted on the example
+                    return load_model(spec, example=example.to(own)), x.to(own)
+                _check_runs_on(spec, model, example.to(own))  # the model built once
+                return model, x.to(own)
             except LoadError:
                 raise refused from None
     try:
@@ -493,15 +498,18 @@ def load_model_for(spec: str, x: Inputs) -> tuple[nn.Module, Inputs]:
                             f"{str(as_int).split(': ', 1)[-1]}") from None
 
 
-def _weights_dtype(spec: str) -> torch.dtype | None:
-    """The one floating dtype of the weights of the model ``spec`` names (float64, float16,
-    bfloat16 ...), or None: several, none, or a model that needs an example to load."""
-    try:
-        model = load_model(spec)
-    except LoadError:
-        return None
+def _weights_dtype(model: nn.Module) -> torch.dtype | None:
+    """The one floating dtype of the model's weights (float64, float16, bfloat16 ...), or
+    None: several or none."""
     dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
     return dtypes.pop() if len(dtypes) == 1 else None
+
+
+def _built_from_example(spec: str) -> bool:
+    """Whether :func:`load_model` builds ``spec``'s module from the example inputs (a
+    TorchScript file, converted on them), rather than from the spec alone (a factory, a
+    ``.pt2``)."""
+    return not (":" in spec and not Path(spec).exists()) and Path(spec).suffix != ".pt2"
 
 
 def _check_keyword_names(spec: str, model: nn.Module, x: Mapping[str, torch.Tensor]) -> None:

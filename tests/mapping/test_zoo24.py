@@ -500,6 +500,25 @@ def test_the_command_line_feeds_a_float64_or_half_model_its_own_dtype(factory, t
     assert (tmp_path / "out" / "layers.csv").is_file()
 
 
+def test_a_float64_model_refusing_float32_data_is_built_once(tmp_path, monkeypatch):
+    """``load_model_for`` of a float64 factory given float32 data built the model three
+    times (refused, again to read its dtype, again on the cast inputs): a factory that reads
+    a checkpoint read it three times. Built once now, the same module run on the cast
+    inputs."""
+    from cimsim.mapping.loaders import load_model_for
+
+    (tmp_path / "built_once.py").write_text(
+        "import torch\nBUILDS = []\n"
+        "def model():\n    BUILDS.append(1)\n"
+        "    return torch.nn.Sequential(torch.nn.Linear(4, 3)).double()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import built_once
+
+    loaded, x = load_model_for("built_once:model", torch.randn(5, 4))
+    assert len(built_once.BUILDS) == 1 and x.dtype == torch.float64
+    assert loaded(x).dtype == torch.float64
+
+
 def test_prepare_follows_its_own_advice_to_exclude_attentions_projections():
     """On the 1-b input chip ``prepare``'s refusal lists attention's four projections by
     name, as deploy takes them; ``prepare`` did not (its twin trains the four together): the
