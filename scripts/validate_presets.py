@@ -497,7 +497,8 @@ _HELDOUT12 = [
 _DIANA_SRC = "Houshmand, Sarda, Jain et al., IEEE JSSC 58(1), 2023 [abs]; ISSCC 2022, 15.6 [conf]"
 _LI21_SRC = ("Li, Sun, Jiang, Huang & Yu, ESSCIRC 2021, doi 10.1109/ESSCIRC53450.2021.9567844 "
              "[abs]")
-_IMPACT_SRC = "IMPACT, 22-nm FD-SOI CIM-SRAM, 2023 [abs] (authors and venue not read)"
+_IMPACT_SRC = ("IMPACT, 22-nm FD-SOI CIM-SRAM, 2023, OpenAlex W4382471206 [abs] (authors, venue "
+               "not read)")
 _HELDOUT13 = [
     ("diana-jssc23", "7b/1.5b/6b, peak", {}, "tops_per_w", "TOPS/W", 600.0,
      "7b in (one 7-b DAC per row, all rows at once) x ternary w ('1.5 bit': a differential "
@@ -2492,8 +2493,9 @@ def heldout13_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "- **impact-jssc23** (added; IMPACT, \"A 1-to-4b 813-TOPS/W 22-nm FD-SOI "
         "Compute-in-Memory CNN Accelerator Featuring a 4.2-POPS/W 146-TOPS/mm2 CIM-SRAM With "
         "Multi-Bit Analog Batch-Normalization\", 2023, its abstract in an open-access "
-        "bibliographic record [abs], measured; its authors and venue were not in the record "
-        "read): written from the abstract before any estimate; nothing was changed after. "
+        "bibliographic record (OpenAlex W4382471206) [abs], measured; its authors and venue "
+        "were not in the record read): written from the abstract before any estimate; "
+        "nothing was changed after. "
         "The rows are the CIM-SRAM macro's peak figures, taken at the low end of the 1-to-4b "
         "range (1-b inputs, +-1 weights [der], as kneip-tcasai25's 1-b peak, IMAGINE, also "
         "a 22-nm FD-SOI CIM-SRAM with analog batch-normalization, and yoon-jssc22's "
