@@ -30,7 +30,7 @@ from cimsim.train.pimqat import prepare_pimqat
 PUBLISHED = Path(cimsim.__file__).resolve().parent / "presets" / "published"
 CHIPS = sorted(p.stem for p in PUBLISHED.glob("*.toml"))
 
-# One chip per class of the forty-two the twin trains (the others are the same architecture
+# One chip per class of the forty-five the twin trains (the others are the same architecture
 # at other sizes):
 CLASSES = {
     "jia-jssc20": "binary weights, 1-b inputs, 8-b SAR (charge domain)",
@@ -65,6 +65,8 @@ CLASSES = {
                          "153 arrays",
     "xue-jssc20": "differential 1-b cells, the pair and the magnitude slices weighted in "
                   "analog before one 4-b SAR per output, 2-b bit-serial",
+    "diana-jssc23": "ternary weights as analog differential pairs, 7-b all-bit drive, 6-b "
+                    "SAR per pair on 1152 rows",
 }
 # the same architectures (named by the test ids, so the default run stays short)
 SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21",
@@ -98,7 +100,10 @@ SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21
               # 16-nm cores: Chiu's 8-b two's-complement bit-serial scheme, an 8-b SAR per
               # column on 2304 rows
               "lee-tcasi21": "aimc-cicc21", "xiao-tcasii23": "aimc-cicc21",
-              "jia-jssc22": "chiu-jssc20"}
+              "jia-jssc22": "chiu-jssc20",
+              # Li's 2021 RRAM macro and IMPACT's CIM-SRAM at its 1-b peak: binary weights,
+              # 1-b inputs, an 8-b SAR per 8 columns (as Li's 2022 macro)
+              "li-esscirc21": "jia-jssc20", "impact-jssc23": "jia-jssc20"}
 # block floating-point inputs (quant.act_format = 'block_fp'): deploy simulates them, the twin
 # refuses them naming the field (docs/training.md §1)
 TWIN_REFUSED = {"guo-isscc23": "BF16 as block-FP inputs, digital adder trees",
