@@ -1385,8 +1385,8 @@ def unstated_inputs(chip: str | Path) -> tuple[str, ...]:
     node, supply, precisions, array, converter and cell; the compute window, the input drive
     and compute domain under the physical cost model; the read voltage and conductance of a
     resistive cell; the clock where it times the read-out (a digital read-out, a single-slope
-    counter). What ``cimsim datasheet`` names, so that an estimate says what it rests on
-    (docs/new-chip.md §3).
+    counter); a time-to-digital converter's architecture. What ``cimsim datasheet`` names, so
+    that an estimate says what it rests on (docs/new-chip.md §3).
 
     Raises
     ------
@@ -1402,6 +1402,8 @@ def unstated_inputs(chip: str | Path) -> tuple[str, ...]:
         wanted += _RESISTIVE_INPUTS
     if loaded.adc.kind in (ADCKind.DIGITAL, ADCKind.SINGLE_SLOPE):
         wanted.append(("tech", "clock_mhz"))
+    if loaded.adc.kind is ADCKind.TDC:  # a counter or a SAR TDC: prices differ ~10x at 8 b
+        wanted.append(("adc", "tdc_architecture"))
     out = []
     for table, name in wanted:
         section = data if not table else data.get(table, {})

@@ -12,7 +12,7 @@ import tomllib
 import torch
 
 import cimsim
-from cimsim.config import ADCConfig, ADCKind, ChipConfig, TDCArchitecture
+from cimsim.config import ADCConfig, ADCKind, ChipConfig, TDCArchitecture, unstated_inputs
 from cimsim.cost import component_models, datasheet
 from cimsim.cost import tables as T
 from cimsim.errors import ConfigError
@@ -136,6 +136,13 @@ def test_schema_round_trip_and_errors():
     # a sweep may choose the kind as it chooses 'cco'
     swept = chip_for_point(cimsim.load_chip("rram-22nm"), {"adc_kind": "tdc"})
     assert swept.adc.kind is ADCKind.TDC
+
+
+def test_an_unstated_architecture_is_named_as_a_default():
+    """The 8-Mb ReRAM macro's abstract names no TDC architecture: the datasheet's unstated
+    inputs say which one it got; Wu's macro states its recursive (successive) TDC."""
+    assert "adc.tdc_architecture = 'counter'" in unstated_inputs("published/rram8mb-jssc23")
+    assert not any("tdc_architecture" in u for u in unstated_inputs("published/wu-jssc23"))
 
 
 def test_simulated_as_a_linear_converter_bit_for_bit():
