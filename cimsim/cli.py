@@ -993,7 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ADC bits: a range 3-8 or a list 3,4,6")
     w.add_argument("--adc-kind", default=None, metavar="KINDS",
                    help="list of ADC kinds (sar, flash, ramp, single_slope, cco, integrate_fire, "
-                        "digital) "
+                        "tdc, digital) "
                         "or ramp:<level_fit> (e.g. sar,ramp:bs_kmq); "
                         "default: the chip's")
     w.add_argument("--bits-per-cell", default=None, metavar="BITS", help="e.g. 1,2")

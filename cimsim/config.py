@@ -66,6 +66,7 @@ __all__ = [
     "RangePolicy",
     "SignedInputMode",
     "SliceReadout",
+    "TDCArchitecture",
     "TechConfig",
     "VariationKind",
     "WeightEncoding",
@@ -194,12 +195,28 @@ class ADCKind(_Choice):
     """Linear single-slope (ramp-compare) converter: a ramp generator shared by an array's
     converters, one comparator and a b-bit counter per converter, 2^bits clock steps per
     conversion; linear in simulation (unlike ``ramp``, the in-memory nonlinear ramp)."""
+    TDC = "tdc"
+    """Time-domain read-out: the column current charges or discharges a capacitor until a
+    comparator trips (a voltage- or current-to-time front end), and a time-to-digital converter
+    resolves the pulse (``ADCConfig.tdc_architecture``: counted, or resolved successively);
+    linear in simulation."""
     DIGITAL = "digital"
     """No converter: digital CIM (logic gates per bit-cell form the product of the cycle's
     ``dac.bits``-bit input slice and the stored bit, an adder tree per column sums them,
     shift-accumulate across the input slices). The column sum is exact: the chip must have
     1-b cells, ``full_scale`` and ``bits`` wide enough for every column sum
     (:func:`adder_tree_bits`), and be noise-free (checked in ``ChipConfig``)."""
+
+
+class TDCArchitecture(_Choice):
+    """How a time-to-digital converter (``adc.kind = 'tdc'``) resolves its pulse
+    (``cimsim.cost.tables.tdc_energy_pj``)."""
+
+    COUNTER = "counter"
+    """A counter counts the periods of an oscillator gated by the pulse (a counter TDC)."""
+    SUCCESSIVE = "successive"
+    """Successive approximation: one bit per step, the pulse's edge delayed by a binary-weighted
+    delay and compared by a time comparator (a SAR or recursive / cyclic TDC)."""
 
 
 class ADCBand(_Choice):
@@ -706,11 +723,15 @@ class ADCConfig(_Config):
     """Column ADCs."""
 
     kind: ADCKind = ADCKind.SAR
-    """Converter kind: ``sar``, ``flash``, ``single_slope``, ``cco`` and ``integrate_fire`` are
-    linear; ``ramp`` is the in-memory nonlinear ADC (2^bits ramp steps) whose thresholds and
-    levels are fitted by ``level_fit``; ``digital`` is an exact adder tree."""
+    """Converter kind: ``sar``, ``flash``, ``single_slope``, ``cco``, ``integrate_fire`` and
+    ``tdc`` are linear; ``ramp`` is the in-memory nonlinear ADC (2^bits ramp steps) whose
+    thresholds and levels are fitted by ``level_fit``; ``digital`` is an exact adder tree."""
     bits: int = 8
     """Resolution in bits; 2**bits codes."""
+    tdc_architecture: TDCArchitecture = TDCArchitecture.COUNTER
+    """``tdc`` only: how the time-to-digital converter resolves the pulse, ``counter`` (an
+    oscillator's periods counted) or ``successive`` (a SAR or recursive TDC, one bit per step).
+    Changes the converter's cost, not the simulated conversion."""
     placement: ADCPlacement = ADCPlacement.PARTIAL_SUM
     """Where conversions happen: on every partial sum, or at the layer output (only when one
     conversion holds the whole dot product)."""
@@ -1364,8 +1385,8 @@ def unstated_inputs(chip: str | Path) -> tuple[str, ...]:
     node, supply, precisions, array, converter and cell; the compute window, the input drive
     and compute domain under the physical cost model; the read voltage and conductance of a
     resistive cell; the clock where it times the read-out (a digital read-out, a single-slope
-    counter). What ``cimsim datasheet`` names, so that an estimate says what it rests on
-    (docs/new-chip.md §3).
+    counter); a time-to-digital converter's architecture. What ``cimsim datasheet`` names, so
+    that an estimate says what it rests on (docs/new-chip.md §3).
 
     Raises
     ------
@@ -1381,6 +1402,8 @@ def unstated_inputs(chip: str | Path) -> tuple[str, ...]:
         wanted += _RESISTIVE_INPUTS
     if loaded.adc.kind in (ADCKind.DIGITAL, ADCKind.SINGLE_SLOPE):
         wanted.append(("tech", "clock_mhz"))
+    if loaded.adc.kind is ADCKind.TDC:  # a counter or a SAR TDC: prices differ ~10x at 8 b
+        wanted.append(("adc", "tdc_architecture"))
     out = []
     for table, name in wanted:
         section = data if not table else data.get(table, {})

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 import cimsim
-from cimsim.config import ADCKind
+from cimsim.config import ADCKind, TDCArchitecture
 from cimsim.cost.adc_survey import FAMILIES, family_of, fom_w_fj, rate_factor, steps
 from cimsim.cost.models import ADCModel
 from cimsim.cost.tables import CONVERTER_KINDS, one_comparator
@@ -115,20 +115,27 @@ def hinge_fit(d: pd.DataFrame) -> tuple[float, float]:
 KIND_STYLE = {ADCKind.SAR: ("-", "tab:blue"), ADCKind.FLASH: ("--", "tab:red"),
               ADCKind.RAMP: (":", "tab:orange"),
               ADCKind.SINGLE_SLOPE: ((0, (6, 2, 1, 2)), "tab:purple"),
-              ADCKind.CCO: ("-.", "tab:green"), ADCKind.INTEGRATE_FIRE: ((0, (1, 2)), "tab:olive")}
+              ADCKind.CCO: ("-.", "tab:green"),
+              ADCKind.INTEGRATE_FIRE: ((0, (1, 2)), "tab:olive"),
+              ADCKind.TDC: ((0, (3, 1, 1, 1, 1, 1)), "tab:brown")}
+# the time-to-digital converter's architectures (a circuit model, not a survey line), and the
+# marker that tells them apart
+TDC_MARKERS = {TDCArchitecture.COUNTER: "^", TDCArchitecture.SUCCESSIVE: "s"}
 
 
-def model_energy_pj(kind: ADCKind, bits: int, node_nm: float) -> float:
+def model_energy_pj(kind: ADCKind, bits: int, node_nm: float,
+                    tdc_architecture: TDCArchitecture = TDCArchitecture.COUNTER) -> float:
     """One conversion as the physical model prices it, pJ: a 256 x 256 array with one
     converter per column (the single-slope ramp generator shared by 256), 0.8 V, a 1-GHz
-    clock (every converter below its corner rate)."""
+    clock (every converter below its corner rate); ``tdc_architecture`` for ``tdc``."""
     base = cimsim.load_chip("rram-22nm")
     chip = base.replace(
         array=base.array.replace(n_rows=256, n_cols=256, cols_per_adc=1),
         tech=base.tech.replace(node_nm=node_nm, vdd_v=0.8, clock_mhz=1000.0,
                                cost_model="physical"),
-        adc=base.adc.replace(kind=kind, bits=bits, range_policy=(
-            "calibrated" if kind is ADCKind.RAMP else "full_scale")))
+        adc=base.adc.replace(kind=kind, bits=bits, tdc_architecture=tdc_architecture,
+                             range_policy=("calibrated" if kind is ADCKind.RAMP
+                                           else "full_scale")))
     return ADCModel(chip).energy_pj(Action.CONVERT, bits)
 
 
@@ -146,6 +153,13 @@ def figure(d: pd.DataFrame, path: Path) -> None:
             ax.scatter(s.enob, s.energy_08v_pj, s=12, alpha=0.35, color=colors[fam],
                        label=f"survey {fam} (all nodes)")
         for kind in CONVERTER_KINDS:
+            if kind is ADCKind.TDC:
+                style, color = KIND_STYLE[kind]
+                for arch, marker in TDC_MARKERS.items():
+                    e = [model_energy_pj(kind, int(b), node, arch) for b in bits]
+                    ax.plot(bits, e, linestyle=style, color=color, lw=2, marker=marker, ms=4,
+                            label=f"model tdc {arch.value} (circuit model)")
+                continue
             e = [model_energy_pj(kind, int(b), node) for b in bits]
             style, color = KIND_STYLE[kind]
             ax.plot(bits, e, linestyle=style, color=color, lw=2,

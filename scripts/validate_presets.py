@@ -290,7 +290,8 @@ _CHEN_SRC = ("Chen et al., ISSCC 2023, 7.8, doi 10.1109/ISSCC42615.2023.10067289
 _HELDOUT4 = [
     ("wu-jssc23", "8b/8b", {}, "tops_per_w", "TOPS/W", 39.31,
      "8b in (bit-serial) x 8b w (one 6T column per weight bit, shift-added), 64 rows per read, "
-     "a 7-b reader per column (the recursive TDC priced as a SAR); supply not read: 0.8 V",
+     "a 7-b reader per column (the recursive TDC: cimsim's successive TDC); supply not "
+     "read: 0.8 V",
      _WU_SRC),
     ("wu-jssc23", "8b/8b", {}, "tops_per_mm2", "TOPS/mm2", 0.86,
      "whole macro (1 Mb: 32 stored weight sets [der]); 6.6 ns per 8-b MAC, 0.825 ns per input "
@@ -364,9 +365,9 @@ _HELDOUT6 = [
      _RR4_SRC),
     ("rram8mb-jssc23", "8b/8b", {}, "tops_per_w", "TOPS/W", 21.6,
      "8b in (bit-serial, not stated) x 8b w (one 1-b ReRAM column per weight bit, "
-     "shift-added), 8 rows per read [der] (19-b outputs), the time-domain reader priced as "
-     "cimsim's 8-b SAR per 8 columns; 14.4 ns per 8-b MAC, 1.8 ns per input bit [der] (an "
-     "input); supply not stated: 0.8 V", _RR8_SRC),
+     "shift-added), 8 rows per read [der] (19-b outputs), the time-domain reader cimsim's "
+     "8-b TDC (counter, its default: not stated) per 8 columns; 14.4 ns per 8-b MAC, 1.8 ns "
+     "per input bit [der] (an input); supply not stated: 0.8 V", _RR8_SRC),
 ]
 # Three more held-out macros, each written from its abstract before any estimate (issue 13's
 # held-out test): a 28-nm 64-kb 6T SRAM macro with weight-bitwise MAC (Si et al., IEEE JSSC
@@ -1617,6 +1618,8 @@ def heldout4_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
     rc = rows_["chen-isscc23", "0.8 V, 8b/8b", "TOPS/W"]
     sc = rc["sheet"]
     wu_area_pub = 1.241 / 0.86  # [der] the ISSCC throughput over the low-end density
+    # the same TOML with the 7-b SAR that stood for its reader before the TDC kind existed
+    wu_sar = datasheet_at(wu.replace(adc=wu.adc.replace(kind="sar")))
     ey = sy["energy_pj_by_component"]
     fj_per_mac_y = sy["energy_pj_per_op"] * 2e3
     step8 = s8["step"]
@@ -1626,23 +1629,30 @@ def heldout4_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "silicon): written from the abstracts and the macros in the table that share its "
         "second author (su-jssc22) and its research line (chiu-jssc20) before any estimate; "
         "no input was changed after (the TOML's citation was corrected after: an author "
-        "it named was not in what was read). "
+        "it named was not in what was read; its reader's kind was restated once the TDC "
+        "kind existed, below). "
         f"TOPS/W {w8['ratio']:.3f}x the published at 8b/8b and {w4['ratio']:.3f}x at 4b/4b; "
         f"TOPS/mm^2 {a8['ratio']:.2f}x and {a4['ratio']:.2f}x. **Energy** at 8b/8b "
         f"({s8['energy_pj_per_op'] * 1e3:.0f} fJ per op predicted, {1e3 / 39.31:.1f} fJ "
-        f"published): {_per_op(s8)}; cimsim has no time-to-digital converter, and the 7-b "
-        f"SAR that stands for the recursive TDC costs {_conv_pj(s8, wu):.3f} pJ per "
-        f"conversion at 28 nm for the {wu.array.n_rows} binary products of one read, "
-        "8 x 8 reads and conversions per 64 MACs: the published macro spends "
-        f"{s8['energy_pj_by_component']['adc'] / s8['ops'] * 39.31:.0f}x less per op than "
-        "that converter line alone, so a time-domain read-out whose energy does not "
-        "follow the voltage SAR's 2^b line is what the row measures (the abstract gives "
-        "neither the TDC's energy nor its resolution per read). The published pair rises "
+        f"published): {_per_op(s8)}. The reader is cimsim's time-to-digital converter "
+        "(`adc.kind = 'tdc'`, `tdc_architecture = 'successive'`: the recursive TDC resolves "
+        "one bit per step), a kind added after the row was written (issue 13), the TOML's "
+        "only change: priced by its circuit model (docs/cost-model.md), 8 comparator "
+        "decisions, 127 unit delay stages passed and reset and 7 register bits, it costs "
+        f"{_conv_pj(s8, wu) * 1e3:.0f} fJ per conversion at 28 nm for the "
+        f"{wu.array.n_rows} binary products of one read, 8 x 8 reads and conversions per "
+        "64 MACs. Before, the 7-b SAR that stood for it cost "
+        f"{_conv_pj(wu_sar, wu):.3f} pJ per conversion and the row was "
+        f"{wu_sar['tops_per_w'] / 39.31:.3f}x (the same TOML with `kind = 'sar'`); the "
+        "abstract gives neither the TDC's energy nor its resolution per read, so the 7 b "
+        "and the successive resolution are the TOML's reading. The published pair rises "
         f"{115.6 / 39.31:.2f}x in TOPS/W from 8b/8b to 4b/4b, the prediction "
         f"{s4['tops_per_w'] / s8['tops_per_w']:.2f}x (4 x 4 reads and conversions per MAC "
         "against 8 x 8): the precision pairing is cimsim's reading. **Area and cycle**: the "
-        f"predicted step is {step8['step_ns']:.0f} ns per input bit, set by the SAR's "
-        f"conversion ({step8['t_conv_ns']:.0f} ns), against the {wu.tech.t_read_ns:g}-ns "
+        f"predicted step is {step8['step_ns']:.1f} ns per input bit, set by the TDC's "
+        f"conversion ({step8['t_conv_ns']:.1f} ns: the pulse and its binary delays, "
+        "2 x 127 stage delays of 14 ps, then 7 comparator cycles of 1 ns, the SAR's cycle), "
+        f"against the {wu.tech.t_read_ns:g}-ns "
         "window the published 6.6 ns per 8-b MAC allows each bit-serial read [der] (the "
         f"column settles in {step8['settling_ns']:.2f} ns), so the predicted macro gives "
         f"{s8['tops']:.3f} TOPS against the published 1.241 (ISSCC title), "
@@ -1882,6 +1892,9 @@ def heldout6_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
     # the same chip with every row summed per read (cimsim's default), for the note only
     all_rows = datasheet_at(r8.replace(array=r8.array.replace(rows_per_conversion=None))
                             )["tops_per_w"]
+    # the reader as the SAR that stood for it before the TDC kind, and as a successive TDC
+    r8_sar = datasheet_at(r8.replace(adc=r8.adc.replace(kind="sar")))
+    r8_succ = datasheet_at(r8.replace(adc=r8.adc.replace(tdc_architecture="successive")))
     wu = rows_["wu-jssc23", "8b/8b", "TOPS/W"]["ratio"]
     return [
         "- **rram4mb-natelec21** (added; a 22-nm 4-Mb binary-ReRAM CIM macro, Nature "
@@ -1915,25 +1928,33 @@ def heldout6_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "- **rram8mb-jssc23** (added; a 22-nm 8-Mb ReRAM CIM macro with a direct-current-free "
         "time-domain read-out, IEEE JSSC 58(1), 2023 [abs], measured silicon): written from "
         "the abstract only (its body and author list were not read), before any estimate; "
-        f"nothing was changed after. TOPS/W {rj['ratio']:.4f}x the published: "
+        "nothing was changed after but its reader's kind, restated once the TDC kind "
+        f"existed (below). TOPS/W {rj['ratio']:.4f}x the published: "
         f"{sj['energy_pj_per_op'] * 1e3:.0f} fJ per op predicted against "
-        f"{1e3 / 21.6:.1f} fJ published: {_per_op(sj)}. cimsim has no time-to-digital "
-        "converter, so the read-out (an integrating voltage-to-time converter and a "
-        "time-to-MAC-value conversion) is priced as cimsim's default 8-b SAR: "
-        f"{conv8:.2f} pJ per conversion for the {r8.array.rows_per_conversion} products of "
-        "one read (8 rows [der] x one input bit x one weight bit), 8 x 8 x 256 / 8 "
-        f"conversions per 256 MACs; that converter line alone is {adc_j / (1e3 / 21.6):.0f}x "
-        "the macro's whole published energy per op. Two inputs carry it, neither in the "
-        "abstract: the reader's bits (a time-domain reader need not resolve 8 b on every "
-        "read) and the rows per read (8, derived from the 19-b output as su-jssc22's 16 "
+        f"{1e3 / 21.6:.1f} fJ published: {_per_op(sj)}. The read-out (an integrating "
+        "voltage-to-time converter and a time-to-MAC-value conversion) is cimsim's "
+        "time-to-digital converter (`adc.kind = 'tdc'`), a kind added after the row was "
+        "written (issue 13), the TOML's only change; the abstract does not say how the time "
+        "is resolved, so it is cimsim's default architecture, a counter (a ring oscillator "
+        "counted over the pulse): "
+        f"{conv8:.2f} pJ per conversion with its leakage for the "
+        f"{r8.array.rows_per_conversion} products of one read (8 rows [der] x one input bit "
+        "x one weight bit), 8 x 8 x 256 / 8 conversions per 256 MACs; that converter line "
+        f"alone is {adc_j / (1e3 / 21.6):.0f}x the macro's whole published energy per op. "
+        f"Before, the 8-b SAR that stood for it gave {r8_sar['tops_per_w']:.3f} TOPS/W "
+        f"({r8_sar['tops_per_w'] / 21.6:.4f}x; the same TOML with `kind = 'sar'`); a "
+        "successive-approximation TDC would give "
+        f"{r8_succ['tops_per_w']:.2f} TOPS/W ({r8_succ['tops_per_w'] / 21.6:.2f}x): not "
+        "applied, the abstract names no architecture. Three inputs carry the row, none in "
+        "the abstract: the reader's architecture, its bits (a time-domain reader need not "
+        "resolve 8 b on every read: 8 binary products need 4) and the rows per read (8, "
+        "derived from the 19-b output as su-jssc22's 16 "
         "from its 20-b output; the abstract's 'word-line-based serial access' may as well "
         "mean that rows are read a few at a time). With every row of the array summed per "
         f"read (cimsim's default) the same TOML would give {all_rows:.2f} TOPS/W "
         f"({all_rows / 21.6:.2f}x): not applied, the 8 rows are the TOML's reading. "
-        f"wu-jssc23, the other time-domain read-out in the table, lands at {wu:.2f}x for the "
-        "same reason: a time-domain reader spends far less than the voltage SAR line of its "
-        "bits, and a time-to-digital converter model, priced from a TDC publication's "
-        "energy per conversion, is what the schema lacks. The predicted step is "
+        f"wu-jssc23, the other time-domain read-out in the table, lands at {wu:.2f}x with "
+        "its successive TDC. The predicted step is "
         f"{sj['step']['step_ns']:.0f} ns ({sj['step']['conversions_per_adc']:g} conversions "
         "per converter shared by 8 columns) against the 1.8 ns per input bit [der]; no "
         "throughput or area was read, so there is no TOPS/mm^2 row. **Window**: "
@@ -1950,8 +1971,9 @@ def heldout6_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "its node nor its title in what was read; a 28-nm SOT-MRAM spiking CIM macro "
         "(arXiv 2511.03203, 243.6 TOPS/W) and a 22-nm 6T-2R NVM-in-cache (arXiv "
         "2510.15904): designed and simulated, not silicon; a 28-nm FeFET time-domain "
-        "content-addressable macro (arXiv 2504.03925): binary MACs as delay-chain matches "
-        "read by a TDC, neither of which cimsim states; a mixed-precision heterogeneous "
+        "content-addressable macro (arXiv 2504.03925): binary MACs as delay-chain matches, "
+        "which cimsim does not state (its TDC reader cimsim states since, `adc.kind = "
+        "'tdc'`); a mixed-precision heterogeneous "
         "memristor/SRAM CIM processor (Nature 2025, doi 10.1038/s41586-025-08639-2; 40.91 "
         "TFLOPS/W): a processor's floating-point figures."]
 
@@ -2148,8 +2170,9 @@ def heldout8_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "MACs; abstract read): the abstract does not say the figures are measured silicon; "
         "a 65-nm logic-compatible multi-level eFlash CIM macro with dual-slope computation "
         "and a SAR TDC (CICC 2023, 333 TOPS/W in the title; abstract read, cut before its "
-        "figures): no precision of the figure, and a time-to-digital reader cimsim does not "
-        "state; PIMCA (a 28-nm 108-macro 10T1C capacitive SRAM accelerator, 437 TOPS/W and "
+        "figures): no precision of the figure (its SAR TDC cimsim states since, `adc.kind = "
+        "'tdc'`, `tdc_architecture = 'successive'`; dual-slope computation it does not); "
+        "PIMCA (a 28-nm 108-macro 10T1C capacitive SRAM accelerator, 437 TOPS/W and "
         "49 TOPS at 42 MHz and 1 V; abstract read): its figures are system-level over 1-2-b "
         "networks, the precision of each not stated; Laleni et al.'s 1FeFET-1C macro and "
         "the other FeFET and MRAM candidates of the earlier lists (no new information was "

@@ -45,6 +45,7 @@ from cimsim.config import (
     RangePolicy,
     SignedInputMode,
     SliceReadout,
+    TDCArchitecture,
     VariationKind,
     WeightEncoding,
     WeightGranularity,
@@ -187,6 +188,9 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
                    fuse_activation=draw(st.booleans()))
     if kind is ADCKind.RAMP:
         adc["level_fit"] = draw(st.sampled_from(list(LevelFit)), label="level_fit")
+    if kind is ADCKind.TDC:
+        adc["tdc_architecture"] = draw(st.sampled_from(list(TDCArchitecture)),
+                                       label="tdc_architecture")
     if not clean:
         adc["gain_error"] = draw(st.sampled_from([0.0, 0.02]))
         adc["comparator_noise_lsb"] = draw(st.sampled_from([0.0, 0.3]))

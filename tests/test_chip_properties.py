@@ -428,6 +428,14 @@ UNSEEN = {
                  calibration_granularity="column"),
         tech=dict(cost_model="physical", input_drive="bit_planes", compute_domain="charge",
                   node_nm=5.0, vdd_v=0.7)),
+    # a time-domain read-out: a successive-approximation TDC per column of bit-serially
+    # driven 6T SRAM cells, bit-sliced 4-b weights, at an odd node and supply
+    "tdc-successive-sram": dict(
+        weight_bits=4, input_bits=4,
+        array=dict(n_rows=23, n_cols=17, cols_per_adc=1),
+        device=dict(cell="sram", bits_per_cell=1), dac=dict(bits=1),
+        adc=dict(kind="tdc", bits=6, tdc_architecture="successive"),
+        tech=dict(cost_model="physical", cell_kind="sram_6t", node_nm=31.0, vdd_v=0.9)),
 }
 """Chips a user may write that no preset, published chip or test chip combines."""
 

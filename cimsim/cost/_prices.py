@@ -270,7 +270,8 @@ def table_adc_bits(bits: int) -> int:
 def table_adc_time_ns(chip: ChipConfig, table: TechTable, calibration: Calibration) -> float:
     """One conversion of the chip's ADC by the tables, ns (table time x calibration)."""
     return adc_conversion_time_ns(chip.adc.kind, table_adc_bits(chip.adc.bits), table,
-                                  chip.tech.clock_mhz) * calibration.adc_time_scale
+                                  chip.tech.clock_mhz, chip.adc.tdc_architecture
+                                  ) * calibration.adc_time_scale
 
 
 def _resistive(chip: ChipConfig) -> bool:
@@ -343,7 +344,8 @@ def _count_only(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int)
 
 
 def _adc_convert(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
-    return (adc_energy_pj(chip.adc.kind, table_adc_bits(bits), table) * supply_factor(chip)
+    return (adc_energy_pj(chip.adc.kind, table_adc_bits(bits), table, chip.adc.tdc_architecture)
+            * supply_factor(chip)
             * cal.e("adc"))
 
 

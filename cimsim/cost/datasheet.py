@@ -274,7 +274,9 @@ def _converter(chip: ChipConfig, table: Any, cal: Any) -> dict[str, Any]:
     ``priced_by``: ``adder tree`` or ``ripple adders`` (digital CIM, no converter; the
     column's style, ``tech.digital_column``), ``tables`` (the ``tables``
     cost model), ``sense amp`` (a 1-b SAR/flash/single-slope conversion, one comparator
-    decision priced by the tables) or ``survey`` (the ADC survey's fit for its family, times
+    decision priced by the tables), ``circuit`` (a time-to-digital converter, ``adc.kind =
+    'tdc'``: its circuit model, :func:`.tables.tdc_energy_pj`, whose rate is its own timing:
+    ``rate_factor`` 1) or ``survey`` (the ADC survey's fit for its family, times
     :func:`.adc_survey.rate_factor` at its sample rate)."""
     from . import adc_survey, ripple
     from ._prices import table_adc_bits
@@ -292,6 +294,9 @@ def _converter(chip: ChipConfig, table: Any, cal: Any) -> dict[str, Any]:
     corner = adc_survey.corner_rate_hz(b)
     if chip.tech.cost_model is not CostModel.PHYSICAL:
         priced = "tables"
+    elif kind is ADCKind.TDC:
+        return {**out, "priced_by": "circuit", "corner_rate_hz": corner, "rate_factor": 1.0,
+                "above_corner": rate > corner}
     else:
         priced = "sense amp" if one_comparator(kind, b) else "survey"
     return {**out, "priced_by": priced, "corner_rate_hz": corner,
@@ -545,6 +550,8 @@ def breakdown_lines(sheet: dict[str, Any]) -> list[str]:
         side = "ABOVE" if adc["above_corner"] else "below"
         priced = ("the tables (tech.cost_model = 'tables': the rate is not priced)"
                   if adc["priced_by"] == "tables" else
+                  "the TDC circuit model (delay stages, flip-flops, comparator decisions; the "
+                  "rate is not priced)" if adc["priced_by"] == "circuit" else
                   f"the {adc['priced_by']} (energy per conversion x {adc['rate_factor']:.3g} "
                   "for the rate)")
         lines.append(f"converter: {adc['kind']} {adc['bits']} b at "

@@ -98,6 +98,9 @@ from .tables import (
     dac_energy_pj,
     one_comparator,
     sense_amp_energy_fj,
+    tdc_area_um2,
+    tdc_conversion_time_ns,
+    tdc_energy_pj,
 )
 
 __all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS",
@@ -273,7 +276,7 @@ def _conversions_per_adc(chip: ChipConfig) -> int:
 
 
 class ADCModel(ComponentModel):
-    """Column converters: SAR, flash, ramp, single-slope, CCO, integrate-and-fire.
+    """Column converters: SAR, flash, ramp, single-slope, CCO, integrate-and-fire, TDC.
 
     tables: :func:`.tables.adc_energy_pj` at the chip's ADC band. physical:
     :mod:`.adc_survey` (the survey's lower-quartile Walden FOM by family, node and supply,
@@ -283,7 +286,9 @@ class ADCModel(ComponentModel):
     ``2^b`` reference-cell reads (:meth:`reference_read_pj`). A 1-b SAR, flash or
     single-slope conversion (:func:`.tables.one_comparator`) is one sense-amplifier decision:
     the tables' comparator energy and area at the node (MNSIM 2.0's sense amp), supply-scaled,
-    not the survey's GHz flash comparators. ``adc.kind = 'digital'`` (both cost models):
+    not the survey's GHz flash comparators. A time-domain read-out (``tdc``) is a circuit
+    model in both cost models (:func:`.tables.tdc_energy_pj`), not a survey line.
+    ``adc.kind = 'digital'`` (both cost models):
     no converter but an adder tree per column, :func:`adder_tree_full_adders` full adders at
     the digital tables' energy and area per added bit, one column sum per digital clock
     (``tech.digital_column = 'ripple'``: a full adder in every bit-cell, :mod:`.ripple`).
@@ -321,6 +326,13 @@ class ADCModel(ComponentModel):
 
     def _convert_pj(self, b: int) -> float:
         kind, tech = self.chip.adc.kind, self.chip.tech
+        if kind is ADCKind.TDC:
+            # a circuit model, not a survey line: its delay stages, flip-flops and comparator
+            # decisions (the sense amp, band-free, as a 1-b conversion's) at the node, supply-
+            # scaled; no speed envelope (the survey's, for converters the fit describes)
+            return (tdc_energy_pj(self.chip.adc.tdc_architecture, b, self.table,
+                                  sense_amp_energy_fj(tech.node_nm))
+                    * self._sf * self.cal.e("adc"))
         if one_comparator(kind, b):  # one sense-amp decision (band-free: the typical table's)
             e = sense_amp_energy_fj(tech.node_nm) * self._sf * 1e-3
         else:
@@ -371,8 +383,12 @@ class ADCModel(ComponentModel):
             return (adder_tree_full_adders(chip.array.rows_per_group, chip.dac_bits)
                     * self.table.accumulator_area_um2_per_bit + sense_amp) * self.cal.a("adc")
         if not self.physical:
-            return adc_area_um2(chip.adc.kind, b, self.table) * self.cal.a("adc")
+            return adc_area_um2(chip.adc.kind, b, self.table, chip.adc.tdc_architecture
+                                ) * self.cal.a("adc")
         kind, node = chip.adc.kind, chip.tech.node_nm
+        if kind is ADCKind.TDC:  # the circuit model's delay stages, flip-flops, comparators
+            return (tdc_area_um2(chip.adc.tdc_architecture, b, self.table)
+                    + bitplanes.accumulator_area_um2_per_adc(chip, self.table)) * self.cal.a("adc")
         if one_comparator(kind, b):  # one sense amp (MNSIM 2.0, 1 um^2 at 28 nm)
             return (self.table.comparator_area_um2
                     + bitplanes.accumulator_area_um2_per_adc(chip, self.table)) * self.cal.a("adc")
@@ -418,10 +434,12 @@ class ADCModel(ComponentModel):
             # the adder tree is pipelined to the digital clock: one column sum per clock
             return 1e3 / chip.tech.clock_mhz
         if not self.physical:
-            return adc_conversion_time_ns(chip.adc.kind, b, self.table, chip.tech.clock_mhz) * (
-                self.cal.adc_time_scale)
+            return adc_conversion_time_ns(chip.adc.kind, b, self.table, chip.tech.clock_mhz,
+                                          chip.adc.tdc_architecture) * self.cal.adc_time_scale
         if chip.adc.kind is ADCKind.CCO:
             return 2**b * CCO_LSB_NS
+        if chip.adc.kind is ADCKind.TDC:  # the circuit model's own timing (tables.py)
+            return tdc_conversion_time_ns(chip.adc.tdc_architecture, b, self.table)
         # SAR (b + 1) comparator cycles of 1 ns (NeuroSim V1.4 SarADC.cpp), flash one, ramp
         # and integrate-and-fire 2^b steps: the converter's own timing, not the chip clock;
         # single-slope 2^b periods of the chip's clock, which its counter counts

@@ -39,7 +39,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..config import ADCBand, ADCKind
+from ..config import ADCBand, ADCKind, TDCArchitecture
 from ..errors import ConfigError
 
 _E = TypeVar("_E", bound=Enum)
@@ -62,6 +62,10 @@ __all__ = [
     "dac_energy_pj",
     "energy_scale",
     "sense_amp_energy_fj",
+    "tdc_area_um2",
+    "tdc_conversion_time_ns",
+    "tdc_energy_pj",
+    "tdc_stage_ns",
     "tech_table",
 ]
 
@@ -146,6 +150,21 @@ _CMP_HIGH_ENERGY_FJ = 477.0
 _V_READ_NODES_NM = (180.0, 130.0, 90.0, 65.0, 45.0, 32.0, 22.0, 14.0, 10.0, 7.0, 5.0, 3.0)
 _V_READ_V = (0.58, 0.58, 0.58, 0.55, 0.51, 0.51, 0.55, 0.28, 0.28, 0.264, 0.25, 0.25)
 _RAMP_CALIBRATION_CELLS = 5  # Yang et al. 2025: 32 ramp cells + 5 bias-calibration cells
+
+# --- time-to-digital converter (adc.kind = "tdc"), a circuit model: docs/cost-model.md --------
+# A delay stage is one static CMOS inverter, priced by transistor count against the digital
+# tables' full-adder bit (the 28-transistor mirror adder, Weste & Harris, "CMOS VLSI Design",
+# 4th ed., 2011, §11.2.1), as cimsim.cost.models prices a multiplexer; its delay is one FO4
+# delay, by the rule of thumb that an FO4 delay in ps is a third to a half of the drawn
+# length in nm (Weste & Harris, ch. 4, delay; a textbook value, not re-read), the half taken
+# (the slower: a stage also drives the counter or latch it feeds). A counter TDC counts a ring
+# oscillator of the fewest stages that oscillate, three inverters, period 2 N t_stage (Rabaey,
+# Chandrakasan & Nikolic, "Digital Integrated Circuits", 2nd ed., 2003, ch. 5, the ring
+# oscillator).
+_INVERTER_TRANSISTORS = 2
+_FULL_ADDER_TRANSISTORS = 28
+_FO4_PS_PER_NM = 0.5
+_TDC_RING_STAGES = 3
 
 # --- SRAM CIM cell area in F^2 (NeuroSim V1.4 Param.cpp): 10F x 28F = 280 above 14 nm (180
 # nm too), 326 at 14, 551 at 7, 19.2F x 43.75F = 840 at 5, 30F x 68.26F = 2047.8 at 3 ------
@@ -613,7 +632,8 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: ADCBand = ADCBand.TYPIC
 # per-event functions
 
 
-def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable) -> float:
+def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable,
+                  tdc_architecture: TDCArchitecture = TDCArchitecture.COUNTER) -> float:
     """Energy of one ADC conversion, pJ (non-decreasing in ``bits``).
 
     - SAR: ``table.sar_adc_energy_pj_by_bits[bits - 1]`` (band-resolved table).
@@ -628,6 +648,8 @@ def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable) -> float:
       converters) is not priced here (a lower bound); the ``physical`` model prices it.
     - CCO, INTEGRATE_FIRE: counting converters, priced here as the ramp (2^b counts); the
       ``physical`` cost model prices them from the ADC survey (cimsim.cost.adc_survey).
+    - TDC: the time-to-digital converter's circuit model, :func:`tdc_energy_pj` of
+      ``tdc_architecture`` (both cost models).
     - 1 b, SAR / FLASH / SINGLE_SLOPE (:data:`ONE_COMPARATOR_KINDS`): one comparator decision,
       ``E_cmp``, capped by the kind's own 1-b price (the high band's comparator, a survey-median
       flash step that is not node-scaled, would otherwise exceed its own 2-b SAR below 20 nm).
@@ -648,6 +670,8 @@ def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable) -> float:
     kind = _as_converter(kind)
     b = _check_bits(bits)
     cmp_pj = table.comparator_energy_fj * 1e-3
+    if kind is ADCKind.TDC:
+        return tdc_energy_pj(tdc_architecture, b, table)
     if kind is ADCKind.SAR:
         own = float(table.sar_adc_energy_pj_by_bits[b - 1])
     elif kind is ADCKind.FLASH:
@@ -658,7 +682,8 @@ def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable) -> float:
     return min(own, float(cmp_pj)) if one_comparator(kind, b) else own
 
 
-def adc_area_um2(kind: ADCKind, bits: int, table: TechTable) -> float:
+def adc_area_um2(kind: ADCKind, bits: int, table: TechTable,
+                 tdc_architecture: TDCArchitecture = TDCArchitecture.COUNTER) -> float:
     """Area of one ADC instance, um^2 (non-decreasing in ``bits``).
 
     - SAR: ``table.sar_adc_area_um2_by_bits[bits - 1]``.
@@ -669,10 +694,13 @@ def adc_area_um2(kind: ADCKind, bits: int, table: TechTable) -> float:
       hardware, so charging it to every instance is an upper bound.
     - SINGLE_SLOPE: one comparator and the ``bits``-bit counter (its shared ramp generator is
       not priced here, as in :func:`adc_energy_pj`).
+    - TDC: :func:`tdc_area_um2` of ``tdc_architecture``.
     - 1 b, SAR / FLASH / SINGLE_SLOPE: one comparator, capped by the kind's own 1-b area.
     """
     kind = _as_converter(kind)
     b = _check_bits(bits)
+    if kind is ADCKind.TDC:
+        return tdc_area_um2(tdc_architecture, b, table)
     if kind is ADCKind.SAR:
         own = float(table.sar_adc_area_um2_by_bits[b - 1])
     elif kind is ADCKind.FLASH:
@@ -686,7 +714,8 @@ def adc_area_um2(kind: ADCKind, bits: int, table: TechTable) -> float:
 
 
 def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable,
-                           clock_mhz: float | None = None) -> float:
+                           clock_mhz: float | None = None,
+                           tdc_architecture: TDCArchitecture = TDCArchitecture.COUNTER) -> float:
     """Time of one conversion, ns (non-decreasing in ``bits``).
 
     SAR: ``(bits + 1) * sar_adc_cycle_ns`` (NeuroSim V1.4); FLASH: one comparator cycle;
@@ -699,9 +728,12 @@ def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable,
     single-slope conversion is one comparator decision (no ramp, no count): one clock period. A
     1-b SAR is one comparator decision too (no DAC to switch, priced as one sense amp,
     :func:`one_comparator`): one comparator cycle, as a 1-b flash, not ``(1 + 1)`` cycles.
+    TDC: :func:`tdc_conversion_time_ns` of ``tdc_architecture``.
     """
     kind = _as_converter(kind)
     b = _check_bits(bits)
+    if kind is ADCKind.TDC:
+        return tdc_conversion_time_ns(tdc_architecture, b, table)
     if kind is ADCKind.SAR:
         return float((b + 1 if b > 1 else 1) * table.sar_adc_cycle_ns)
     if kind is ADCKind.FLASH:
@@ -710,6 +742,81 @@ def adc_conversion_time_ns(kind: ADCKind, bits: int, table: TechTable,
         step = table.sar_adc_cycle_ns if clock_mhz is None else 1e3 / clock_mhz
         return float((2**b if b > 1 else 1) * step)
     return float(2**b * table.ramp_step_ns)
+
+
+def _tdc_arch(value: object) -> TDCArchitecture:
+    return _as_choice(value, "tdc_architecture", TDCArchitecture)
+
+
+def tdc_stage_energy_pj(table: TechTable) -> float:
+    """One transition of a delay stage (an inverter switching its load), pJ at 0.8 V: the
+    digital tables' full-adder bit times 2 / 28 transistors [der]."""
+    return (table.accumulator_add_energy_pj_per_bit * _INVERTER_TRANSISTORS
+            / _FULL_ADDER_TRANSISTORS)
+
+
+def tdc_stage_ns(node_nm: float) -> float:
+    """Delay of one delay stage at ``node_nm``, ns: one FO4 delay, 0.5 ps per nm of node
+    (14 ps at 28 nm) [der]; at the tables' 0.8 V, not supply-scaled."""
+    return _FO4_PS_PER_NM * _check_node(node_nm, "node_nm") * 1e-3
+
+
+def tdc_energy_pj(architecture: TDCArchitecture, bits: int, table: TechTable,
+                  comparator_fj: float | None = None) -> float:
+    """One conversion of a ``bits``-bit time-domain read-out at full scale, pJ at 0.8 V.
+
+    A voltage- or current-to-time front end (the column current charges or discharges a
+    capacitor, whose charge the cell read prices, until one comparator decision ends the pulse)
+    and a time-to-digital converter whose LSB is its delay unit, with ``E_c`` a comparator
+    decision (``comparator_fj``, else the table's), ``E_s`` a stage transition
+    (:func:`tdc_stage_energy_pj`) and ``E_f`` a flip-flop toggle (the counting converters'
+    latch bit, ``shift_add_energy_pj_per_bit``):
+
+    - ``counter``: a 3-stage ring oscillator gated by the pulse (LSB one period, 6 stage
+      transitions) counted by a b-bit ripple counter: the full-scale count ``2^b - 1``
+      periods and ``2^(b+1) - b - 2`` counter toggles, plus resetting the b bits:
+      ``E_c + 6 (2^b - 1) E_s + 2 (2^b - 1) E_f``;
+    - ``successive``: b steps, each a time-comparator decision after the edge passes a
+      binary-weighted delay of ``2^(b-1-k)`` unit stages (``2^b - 1`` in all, each passed and
+      reset), a b-bit SAR register set once per bit:
+      ``(b + 1) E_c + 2 (2^b - 1) E_s + b E_f``.
+
+    Non-decreasing in ``bits`` and in the node (through the tables' energy scaling).
+    """
+    arch, b = _tdc_arch(architecture), _check_bits(bits)
+    e_c = (table.comparator_energy_fj if comparator_fj is None else comparator_fj) * 1e-3
+    e_s, e_f = tdc_stage_energy_pj(table), table.shift_add_energy_pj_per_bit
+    full = 2**b - 1
+    if arch is TDCArchitecture.COUNTER:
+        return float(e_c + 2 * _TDC_RING_STAGES * full * e_s + 2 * full * e_f)
+    return float((b + 1) * e_c + 2 * full * e_s + b * e_f)
+
+
+def tdc_area_um2(architecture: TDCArchitecture, bits: int, table: TechTable) -> float:
+    """One time-domain read-out, um^2: the front end's comparator and the b-bit counter or SAR
+    register (``shift_add_area_um2_per_bit`` a bit, the counting converters' counter) plus,
+    ``counter``, the 3-stage ring; ``successive``, the time comparator and ``2^b - 1`` unit
+    delay stages. A stage is an inverter, 2 transistors at the SRAM CIM cell's area per
+    transistor (NeuroSim's 8T cell over its 8 transistors)."""
+    arch, b = _tdc_arch(architecture), _check_bits(bits)
+    stage = table.sram_cell_area_um2 / 8 * _INVERTER_TRANSISTORS
+    digital = table.comparator_area_um2 + b * table.shift_add_area_um2_per_bit
+    if arch is TDCArchitecture.COUNTER:
+        return float(digital + _TDC_RING_STAGES * stage)
+    return float(digital + table.comparator_area_um2 + (2**b - 1) * stage)
+
+
+def tdc_conversion_time_ns(architecture: TDCArchitecture, bits: int, table: TechTable) -> float:
+    """One conversion at full scale, ns: the pulse, ``2^b - 1`` LSBs, and the resolution of it.
+    ``counter``: the count runs while the pulse lasts, ``(2^b - 1)`` ring periods of
+    ``2 x 3`` stage delays (:func:`tdc_stage_ns`); ``successive``: the pulse at one stage per
+    LSB, then b steps, each a comparator cycle (``sar_adc_cycle_ns``, as a SAR's bit) after its
+    binary-weighted delay (``2^b - 1`` stage delays in all)."""
+    arch, b = _tdc_arch(architecture), _check_bits(bits)
+    t_s, full = tdc_stage_ns(table.node_nm), 2**b - 1
+    if arch is TDCArchitecture.COUNTER:
+        return float(2 * _TDC_RING_STAGES * full * t_s)
+    return float(2 * full * t_s + b * table.sar_adc_cycle_ns)
 
 
 def dac_energy_pj(bits: int, table: TechTable) -> float:

@@ -123,7 +123,7 @@ def adc_bits(prepared: PreparedModel | Sequence[TwinMatmul], bits: int | None
         raise ConfigError(f"adc bits = {bits!r} is invalid; allowed: an integer in 1..24")
     if bits is not None and any(t.nonlinear_adc for t in twins):
         raise ConfigError("BitAug needs a linear ADC (adc.kind = 'sar', 'flash', "
-                          "'single_slope', 'cco' or 'integrate_fire'); the chip "
+                          "'single_slope', 'cco', 'integrate_fire' or 'tdc'); the chip "
                           "has a ramp NL-ADC")
     saved = [t.adc_bits_override for t in twins]
     for t in twins:

@@ -194,7 +194,7 @@ def make_ternary(twin: TwinMatmul, granularity: str) -> TernaryTwin:
                           "modelled; allowed: false")
     if twin.nonlinear_adc:
         raise ConfigError("ColumnQuant option 3 needs a linear ADC (adc.kind = 'sar', "
-                          "'flash', 'single_slope', 'cco' or 'integrate_fire')")
+                          "'flash', 'single_slope', 'cco', 'integrate_fire' or 'tdc')")
     b = chip.weight_bits
     dt, dev = twin.weight.dtype, twin.weight.device
     n_tiles = int(twin._w_tile.max()) + 1

@@ -935,7 +935,7 @@ class TwinMatmul(nn.Module):
         if self.nonlinear_adc:
             if self.adc_bits_override is not None:
                 raise ConfigError("adc_bits override: only linear ADCs (adc.kind = 'sar', "
-                                  "'flash', 'single_slope', 'cco' or 'integrate_fire'); "
+                                  "'flash', 'single_slope', 'cco', 'integrate_fire' or 'tdc'); "
                                   "this twin has a ramp NL-ADC")
             delta = self._adc_delta0[:, None, :]
             if g1 != 1.0 or adc.offset_error_lsb != 0:

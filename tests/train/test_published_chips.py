@@ -77,8 +77,9 @@ SAME_CLASS = {"deaville-vlsi22": "jia-jssc20", "fujiwara-isscc22": "chih-isscc21
               # Li's RRAM macro: binary weights, 1-b inputs, an 8-b SAR (per 8 columns);
               # Le Gallo's chip: 64 HERMES cores
               "li-esscirc22": "jia-jssc20", "legallo-natelec23": "hermes-jssc22",
-              # Wu's time-domain macro: Chiu's 8-b bit-serial 7-b SAR scheme on 64 rows, with
-              # 32 stored weight sets; Yan's: Chih's digital adder trees on 32 rows, 2 banks
+              # Wu's time-domain macro: Chiu's 8-b bit-serial 7-b scheme on 64 rows (its TDC
+              # converts as a linear SAR), with 32 stored weight sets; Yan's: Chih's digital
+              # adder trees on 32 rows, 2 banks
               "wu-jssc23": "chiu-jssc20", "yan-isscc22": "chih-isscc21",
               # the 22-nm ReRAM macros: two's-complement 1-b slices weighted in analog before
               # one SAR per output (as the analog multiplier's), and bit-serial 8-b with
