@@ -59,6 +59,7 @@ __all__ = [
     "DeviceConfig",
     "DifferentialReadout",
     "DriftCompensation",
+    "GroupPacking",
     "Nonlinearity",
     "NoiseConfig",
     "OffCurrentCompensation",
@@ -179,6 +180,16 @@ class Nonlinearity(_Choice):
     SATURATING = "saturating"
     POLYNOMIAL = "polynomial"
     IR_DROP = "ir_drop"
+
+
+class GroupPacking(_Choice):
+    """How a grouped convolution's per-group matrices are laid out on the arrays."""
+    NONE = "none"
+    """One matrix per group, each on arrays of its own (a depthwise 3x3 conv: C matrices of
+    9 rows)."""
+    DIAGONAL = "diagonal"
+    """Several groups block-diagonally in one matrix (their rows stacked, their columns side
+    by side, zeros programmed off the diagonal): as many as fit the arrays one group takes."""
 
 
 class ADCKind(_Choice):
@@ -534,6 +545,13 @@ class ArrayConfig(_Config):
     instead of raising CapacityError."""
     kernel_preserving_tiling: bool = False
     """Convolutions: keep whole kh*kw kernels inside one row tile (ColumnQuant layout)."""
+    group_packing: GroupPacking = GroupPacking.NONE
+    """Grouped and depthwise convolutions: ``none`` maps each group's matrix
+    (C_out/groups outputs, C_in/groups · prod(kernel) rows) on arrays of its own; ``diagonal``
+    packs P groups block-diagonally into one matrix (P·K rows, P·N outputs; every off-diagonal
+    cell programmed to weight zero, its rows driven with the other groups' inputs), P the
+    largest divisor of ``groups`` whose packed matrix takes no more arrays than one group
+    (docs/hardware-model.md §12)."""
     slice_readout: SliceReadout = SliceReadout.DIGITAL
     """How the ``bits_per_cell`` slice columns of one output are read. ``digital``: one
     conversion per slice column, codes shift-added by 2^(c·s). ``analog``: the slice columns

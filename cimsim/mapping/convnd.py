@@ -31,7 +31,6 @@ from ..config import ChipConfig
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from .layers import MatmulCore, SimLayer, conv_pads, grouped_cores
-from .matrix import kernel_row_tiles
 
 __all__ = ["SimConv3d", "SimConvTranspose", "col2im_nd", "conv_input_error", "unfold_nd"]
 
@@ -202,7 +201,7 @@ class SimConvTranspose(SimLayer):
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         g = self.geometry
         rows, lead, xb, size = g.rows(x, output_size, self.sim_name)
-        k = g.in_channels // g.groups
+        k = g.in_channels // len(self.cores)  # a group, or a pack of groups, per core
         x64 = self._np(rows)
         y = np.concatenate([self._matmul(core, x64[:, i * k:(i + 1) * k])
                             for i, core in enumerate(self.cores)], axis=1)
@@ -230,16 +229,15 @@ class SimConv3d(SimLayer):
         self.geometry = ConvGeometry(src)
         g = self.geometry
         w2 = self._np(src.weight.reshape(src.weight.shape[0], -1))
-        row_tiles = kernel_row_tiles(g.kernel, w2.shape[1], chip, name)
         b = None if src.bias is None else self._np(src.bias)
-        self.cores = grouped_cores(name, w2, b, src.groups, chip, seed, row_tiles)
+        self.cores = grouped_cores(name, w2, b, src.groups, chip, seed, g.kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.geometry
         if x.dim() == g.nd + 1:  # unbatched (C, D, H, W), as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
         cols, lead = g.columns(x.detach().to("cpu", torch.float64), self.sim_name)
-        k = cols.shape[1] // g.groups
+        k = cols.shape[1] // len(self.cores)  # a group, or a pack of groups, per core
         c64 = cols.numpy()
         y = np.concatenate([self._matmul(core, c64[:, i * k:(i + 1) * k])
                             for i, core in enumerate(self.cores)], axis=1)

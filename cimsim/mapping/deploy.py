@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -872,8 +873,8 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
     for layer in mapping.sim_layers.values():
         layer.adopt(views)
     # the views' own tiling, as programmed
-    needed = _check_capacity(
-        sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores), chip)
+    cores = [c for layer in mapping.sim_layers.values() for c in layer.cores]
+    needed = _check_capacity(sum(c.n_arrays for c in cores), chip, [c.name for c in cores])
     return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim,
                     calibration_ndims)
 
@@ -1321,20 +1322,25 @@ def _arrays_needed(sim_layers: dict[str, SimLayer], chip: ChipConfig) -> int:
     """Arrays the mapped matrices need, from their shapes and the chip (row tiles x column
     tiles; nothing programmed, no data); over the chip's count only with time-multiplexing
     allowed."""
+    cores = [c for layer in sim_layers.values() for c in layer.cores if not c.digital]
     return _check_capacity(sum(n_arrays_for_shape(c.shape[0], c.row_tiles, chip)
-                               for layer in sim_layers.values() for c in layer.cores
-                               if not c.digital), chip)
+                               for c in cores), chip, [c.name for c in cores])
 
 
-def _check_capacity(needed: int, chip: ChipConfig) -> int:
+def _check_capacity(needed: int, chip: ChipConfig, names: list[str] | None = None) -> int:
     """``needed`` arrays, or ``CapacityError`` when over the chip's count without
-    time-multiplexing."""
+    time-multiplexing. ``names``: the matrices' (one per group of a grouped convolution,
+    ``NAME[gG]``, points to ``array.group_packing``)."""
     have = chip.array.n_arrays
     if needed > have and not chip.array.allow_time_multiplexing:
+        grouped = sum(1 for n in names or [] if re.search(r"\[g\d+\]$", n))
+        packing = (f"; {grouped} matrices are single groups of grouped or depthwise "
+                   "convolutions, each on arrays of its own: array.group_packing = 'diagonal' "
+                   "packs several per array" if grouped else "")
         raise CapacityError(
             f"the model needs {needed} arrays of {chip.array.n_rows}x{chip.array.n_cols} but "
             f"the chip has {have} ({chip.array.n_tiles} tiles x {chip.array.arrays_per_tile}); "
             "enlarge the chip or set array.allow_time_multiplexing = true (reprogramming is "
-            "then charged)"
+            f"then charged){packing}"
         )
     return needed

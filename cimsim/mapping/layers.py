@@ -45,7 +45,10 @@ from .matrix import (
     calibrate_adcs,
     engine_view,
     group_max_abs,
+    group_name,
+    group_packs,
     kernel_row_tiles,
+    pack_groups,
 )
 from .naming import refuse_signed_together
 
@@ -642,17 +645,26 @@ class SimLinear(SimLayer):
 
 
 def grouped_cores(name: str, w2: np.ndarray, bias: np.ndarray | None, groups: int,
-                  chip: ChipConfig, seed: int, row_tiles: list[tuple[int, int]] | None
+                  chip: ChipConfig, seed: int, kernel: tuple[int, ...] | None
                   ) -> list[MatmulCore]:
-    """One core per group of the stacked group matrices ``w2`` (groups · N_g, K), named
-    ``NAME[gG]`` when grouped and seeded ``stream_key(seed, g)``; a group pruned whole takes
-    the layer's weight scale (:func:`~cimsim.mapping.matrix.group_max_abs`)."""
-    n_g = w2.shape[0] // groups
-    layer_max_abs = group_max_abs(w2, groups)
-    return [MatmulCore(f"{name}" + (f"[g{g}]" if groups > 1 else ""), w2[g * n_g:(g + 1) * n_g],
-                       None if bias is None else bias[g * n_g:(g + 1) * n_g], chip,
-                       stream_key(seed, g), row_tiles, layer_max_abs=layer_max_abs)
-            for g in range(groups)]
+    """One core per matrix of the stacked group matrices ``w2`` (groups · N_g, K): one group
+    each, or a block-diagonal pack of several (``array.group_packing``,
+    :func:`~cimsim.mapping.matrix.group_packs`), in group order, so that core j reads the
+    j-th equal slice of the layer's input columns and writes the j-th of its outputs; named
+    :func:`~cimsim.mapping.matrix.group_name`, seeded ``stream_key(seed, j)``, tiled by whole
+    kernels when ``kernel`` is given and the chip preserves them; a group (or pack) pruned
+    whole takes the layer's weight scale (:func:`~cimsim.mapping.matrix.group_max_abs`)."""
+    n_g, k_g = w2.shape[0] // groups, w2.shape[1]
+    per = group_packs(k_g, n_g, groups, kernel, chip, name)
+    n = groups // per
+    w2 = pack_groups(w2, groups, per)
+    row_tiles = kernel_row_tiles(kernel, per * k_g, chip, name) if kernel else None
+    layer_max_abs = group_max_abs(w2, n)
+    n_p = per * n_g
+    return [MatmulCore(group_name(name, j, n, per), w2[j * n_p:(j + 1) * n_p],
+                       None if bias is None else bias[j * n_p:(j + 1) * n_p], chip,
+                       stream_key(seed, j), row_tiles, layer_max_abs=layer_max_abs)
+            for j in range(n)]
 
 
 def conv_pads(src: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> list[int]:
@@ -701,11 +713,9 @@ class SimConv(SimLayer):
         self.pads = pads  # (left, right, top, bottom) for F.pad
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         self.in_channels = cin_g * self.groups
-        k = cin_g * kh * kw
-        row_tiles = kernel_row_tiles((kh, kw), k, chip, name)
-        w2 = w.reshape(self.out_channels, k)
+        w2 = w.reshape(self.out_channels, cin_g * kh * kw)
         b = None if src.bias is None else self._np(src.bias)
-        self.cores = grouped_cores(name, w2, b, self.groups, chip, seed, row_tiles)
+        self.cores = grouped_cores(name, w2, b, self.groups, chip, seed, (kh, kw))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == self.dim + 1:  # unbatched (C, L) / (C, H, W), as torch's conv accepts
@@ -722,7 +732,7 @@ class SimConv(SimLayer):
         x4 = self._np(x.unsqueeze(2) if self.dim == 1 else x)
         cols, (b, h_out, w_out) = im2col(x4, self.kernel, self.stride2, self.dilation2, self.pads,
                                          self.pad_mode)
-        k = cols.shape[1] // self.groups
+        k = cols.shape[1] // len(self.cores)  # a group, or a pack of groups, per core
         outs = [self._matmul(core, cols[:, g * k:(g + 1) * k])
                 for g, core in enumerate(self.cores)]
         y = torch.from_numpy(np.concatenate(outs, axis=1)).to(x.device, x.dtype)

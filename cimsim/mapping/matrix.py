@@ -18,15 +18,24 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
+import torch
 
 from .. import engine
 from ..adc import FusedActivation
 from ..arrays._rng import stream_key
 from ..arrays.cache import program_seeded
-from ..arrays.program import ProgrammedLayer, default_row_tiles
-from ..config import ActFormat, ChipConfig, WeightEncoding, WeightGranularity, WeightScale
+from ..arrays.program import ProgrammedLayer, default_row_tiles, n_arrays_for_shape
+from ..config import (
+    ActFormat,
+    ChipConfig,
+    GroupPacking,
+    WeightEncoding,
+    WeightGranularity,
+    WeightScale,
+)
 from ..errors import MappingError, SignedInputError
 from .naming import exclude_name
 from .quant import (
@@ -40,7 +49,8 @@ from .quant import (
 )
 
 __all__ = ["EngineView", "InputStats", "MAX_CALIBRATION_ROWS", "calibrate_adcs", "engine_view",
-           "group_max_abs", "kernel_row_tiles", "program_parts", "shift_zero_point"]
+           "group_max_abs", "group_name", "group_packs", "kernel_row_tiles", "pack_groups",
+           "program_parts", "shift_zero_point", "unpack_groups"]
 
 #: Calibration vectors kept per weight matrix for ADC calibration and percentile/MSE scales.
 MAX_CALIBRATION_ROWS = 4096
@@ -199,6 +209,67 @@ def group_max_abs(mats: np.ndarray, groups: int) -> float | None:
     layer's scale, as a pruned channel takes its tensor's), None for one group."""
     return float(np.abs(np.asarray(mats, dtype=np.float64)).max(initial=0.0)) \
         if groups > 1 else None
+
+
+_Mats = TypeVar("_Mats", np.ndarray, torch.Tensor)
+
+
+def group_packs(k_g: int, n_g: int, groups: int, kernel: tuple[int, ...] | None,
+                chip: ChipConfig, name: str) -> int:
+    """Groups per matrix of a grouped layer (``array.group_packing``): 1 with ``none``;
+    with ``diagonal`` the largest divisor P of ``groups`` whose block-diagonal pack (P·k_g
+    rows, P·n_g outputs) takes no more arrays than one group's matrix, so that packing never
+    costs arrays (a divisor: every pack the same shape, the layer ``groups / P`` equal
+    matrices). ``kernel``: the conv's kernel when its tiles preserve kernels."""
+    if groups == 1 or chip.array.group_packing is GroupPacking.NONE:
+        return 1
+
+    def arrays(p: int) -> int:
+        tiles = ((kernel_row_tiles(kernel, p * k_g, chip, name) if kernel else None)
+                 or default_row_tiles(p * k_g, chip.array.n_rows))
+        return n_arrays_for_shape(p * n_g, tiles, chip)
+
+    one = arrays(1)
+    return max(p for p in range(1, groups + 1) if groups % p == 0 and arrays(p) <= one)
+
+
+def pack_groups(mats: _Mats, groups: int, per: int) -> _Mats:
+    """Stacked group matrices (groups·N, K) as stacked block-diagonal packs of ``per``
+    groups, (groups/per · per·N, per·K): pack j holds groups j·per ... j·per + per - 1 on its
+    diagonal (their inputs side by side, as a conv's columns hold them), zeros elsewhere.
+    NumPy arrays or torch tensors (gradient kept)."""
+    if per == 1:
+        return mats
+    n_g, k = mats.shape[0] // groups, mats.shape[1]
+    blocks: Any = mats.reshape(groups // per, per, n_g, k)
+    eye: Any = (np.eye(per, dtype=mats.dtype) if isinstance(mats, np.ndarray)
+                else torch.eye(per, dtype=mats.dtype, device=mats.device))
+    # packed[j, a, n, b, k] = eye[a, b] · blocks[j, a, n, k]
+    packed = blocks[:, :, :, None, :] * eye[None, :, None, :, None]
+    return packed.reshape(groups // per * per * n_g, per * k)
+
+
+def unpack_groups(packed: _Mats, groups: int, per: int) -> _Mats:
+    """The stacked group matrices (groups·N, K) on the diagonals of :func:`pack_groups`'s
+    packs (what lies off them is not read)."""
+    if per == 1:
+        return packed
+    n_packs = groups // per
+    n_g, k = packed.shape[0] // groups, packed.shape[1] // per
+    blocks: Any = packed.reshape(n_packs, per, n_g, per, k)
+    if isinstance(packed, np.ndarray):
+        diag = blocks[:, np.arange(per), :, np.arange(per), :]  # advanced indices lead
+        return diag.transpose(1, 0, 2, 3).reshape(groups * n_g, k)
+    idx = torch.arange(per, device=packed.device)
+    return blocks[:, idx, :, idx, :].permute(1, 0, 2, 3).reshape(groups * n_g, k)
+
+
+def group_name(name: str, j: int, n_matrices: int, per: int) -> str:
+    """Matrix ``j`` of a grouped layer: ``NAME[gJ]`` one group each, ``NAME[gA-B]`` a pack of
+    groups A..B, ``NAME`` for one matrix of one group."""
+    if per > 1:
+        return f"{name}[g{j * per}-{j * per + per - 1}]"
+    return name + (f"[g{j}]" if n_matrices > 1 else "")
 
 
 def kernel_row_tiles(kernel: tuple[int, ...], k: int, chip: ChipConfig,

@@ -117,8 +117,12 @@ from ..mapping.matrix import (
     InputStats,
     engine_view,
     group_max_abs,
+    group_name,
+    group_packs,
     kernel_row_tiles,
+    pack_groups,
     program_parts,
+    unpack_groups,
 )
 from ..mapping.naming import finalize_layers, refuse_signed_together
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
@@ -1329,22 +1333,38 @@ class _TwinLayer(nn.Module):
         return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
 
     def _group_twins(self, mats: torch.Tensor, bias: torch.Tensor | None, groups: int,
-                     row_tiles: list[tuple[int, int]] | None = None) -> None:
-        """One twin per group of the stacked group matrices ``mats`` (groups·N, K), named and
-        scaled as deploy's ``grouped_cores`` (a group pruned whole: the layer's scale), sharing
-        one activation scale (one input quantizer for the tensor all groups read)."""
+                     row_tiles: list[tuple[int, int]] | None = None, per: int = 1) -> None:
+        """One twin per matrix of the stacked matrices ``mats`` (groups·N, K): a group each,
+        or a block-diagonal pack of ``per`` groups (``array.group_packing``), named and scaled
+        as deploy's ``grouped_cores`` (a group pruned whole: the layer's scale), sharing one
+        activation scale (one input quantizer for the tensor all groups read). A pack keeps
+        its off-diagonal weights at zero (``weight_keep``): no gradient mixes the groups."""
         InputStats.share(self._stats)
         n_g = mats.shape[0] // groups
         layer_max_abs = group_max_abs(mats.detach().cpu().double().numpy(), groups)
         for g in range(groups):
-            tag = f"{self.twin_name}" + (f"[g{g}]" if groups > 1 else "")
             self.twins.append(self._twin(mats[g * n_g:(g + 1) * n_g],
                                          None if bias is None else bias[g * n_g:(g + 1) * n_g],
-                                         g, tag, row_tiles, layer_max_abs))
+                                         g, group_name(self.twin_name, g, groups, per),
+                                         row_tiles, layer_max_abs))
+        if per > 1:
+            w0 = mats  # the twins' weights' dtype and device
+            keep = pack_groups(torch.ones(n_g, mats.shape[1] // per, dtype=w0.dtype,
+                                          device=w0.device), per, per)
+            for t in self.twins:
+                t.weight_keep = keep.clone()
         shared = self.twins[0].act_scale
         for t in self.twins[1:]:
             t.act_scale = shared
         self._stats = []
+
+    @staticmethod
+    def _packs(w2: torch.Tensor, groups: int, kernel: tuple[int, ...] | None,
+               chip: ChipConfig, name: str) -> tuple[int, torch.Tensor]:
+        """Groups per matrix (``array.group_packing``, as deploy packs them) and the stacked
+        group matrices ``w2`` (groups·N, K) packed so."""
+        per = group_packs(w2.shape[1], w2.shape[0] // groups, groups, kernel, chip, name)
+        return per, pack_groups(w2, groups, per)
 
     @property
     def fused(self) -> bool:
@@ -1404,19 +1424,23 @@ class TwinAffine(TwinLinear):
 
 
 class TwinConv(_TwinLayer):
-    """``nn.Conv1d`` / ``nn.Conv2d`` through one :class:`TwinMatmul` per group (im2col by
-    ``torch.nn.functional.unfold``; the groups share one activation scale)."""
+    """``nn.Conv1d`` / ``nn.Conv2d`` through one :class:`TwinMatmul` per group or pack of
+    groups (im2col by strided windows; the groups share one activation scale)."""
 
     def __init__(self, src: nn.Conv1d | nn.Conv2d, name: str, chip: ChipConfig, seed: int,
                  options: TwinOptions):
-        super().__init__(src, name, chip, seed, options, src.groups)
-        self.dim = 1 if isinstance(src, nn.Conv1d) else 2
         w = src.weight.detach().clone()
-        self._w_shape = tuple(w.shape)
-        if self.dim == 1:
+        w_shape = tuple(w.shape)
+        if w.dim() == 3:
             w = w[:, :, None, :]
-        self.out_channels, cin_g, kh, kw = w.shape
-        self.groups = src.groups
+        out_channels, cin_g, kh, kw = w.shape
+        k = cin_g * kh * kw
+        per, w2 = self._packs(w.reshape(out_channels, k), src.groups, (kh, kw), chip, name)
+        super().__init__(src, name, chip, seed, options, src.groups // per)
+        self.dim = 1 if isinstance(src, nn.Conv1d) else 2
+        self._w_shape = w_shape
+        self.out_channels = out_channels
+        self.groups, self.per = src.groups, per
         self.kernel = (kh, kw)
         # 2-D forms (a Conv1d as 1 x L); .stride / .dilation are the source's
         self.stride2 = (1, src.stride[0]) if self.dim == 1 else tuple(src.stride)
@@ -1424,10 +1448,8 @@ class TwinConv(_TwinLayer):
         pads = conv_pads(src)
         self.pads = pads + [0, 0] if self.dim == 1 else pads  # F.pad order
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
-        k = cin_g * kh * kw
-        self.row_tiles = kernel_row_tiles((kh, kw), k, chip, name)
-        self.k_group = k
-        self._w2 = w.reshape(self.out_channels, k)
+        self.row_tiles = kernel_row_tiles((kh, kw), per * k, chip, name)
+        self._w2 = w2  # (groups·N, K) stacked, packed by ``per`` groups
         self._b = None if src.bias is None else src.bias.detach().clone()
 
     def _columns(self, x4: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
@@ -1443,11 +1465,12 @@ class TwinConv(_TwinLayer):
         return cols, (b, h_out, w_out)
 
     def finalize(self) -> None:
-        self._group_twins(self._w2, self._b, self.groups, self.row_tiles)
+        self._group_twins(self._w2, self._b, self.groups // self.per, self.row_tiles, self.per)
 
     def learned(self) -> dict[str, torch.Tensor | None]:
         twins = self.matrices()
-        w = torch.cat([t.weight for t in twins]).reshape(self._w_shape)
+        mats = unpack_groups(torch.cat([t.weight for t in twins]), self.groups, self.per)
+        w = mats.reshape(self._w_shape)
         b = None if self._b is None else torch.cat([t.bias for t in twins if t.bias is not None])
         return {"weight": w, "bias": b}
 
@@ -1456,7 +1479,7 @@ class TwinConv(_TwinLayer):
             return self.forward(x.unsqueeze(0)).squeeze(0)
         x4 = x.unsqueeze(2) if self.dim == 1 else x
         cols, (b, h_out, w_out) = self._columns(x4)
-        y = self._grouped_product(cols, self._w2, self._b, self.groups)
+        y = self._grouped_product(cols, self._w2, self._b, self.groups // self.per)
         y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
         return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
 
@@ -1956,7 +1979,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim, ndims)
     # as deploy, from the shapes: a model over the chip's arrays fails before any training,
     # not at PreparedModel.deploy() after it
-    _check_capacity(prepared.arrays_needed, chip)
+    _check_capacity(prepared.arrays_needed, chip, [name for name, _ in prepared.twins()])
     return prepared
 
 

@@ -20,7 +20,7 @@ from ..mapping.convnd import (
     transpose_group_matrices,
     transpose_weight,
 )
-from ..mapping.matrix import kernel_row_tiles
+from ..mapping.matrix import kernel_row_tiles, unpack_groups
 from ..mapping.recurrent import (
     RecurrentShape,
     cell_forward,
@@ -40,14 +40,15 @@ class TwinConv3d(TwinConv):
 
     def __init__(self, src: nn.Conv3d, name: str, chip: ChipConfig, seed: int,
                  options: TwinOptions):
-        _TwinLayer.__init__(self, src, name, chip, seed, options, src.groups)
-        self.geometry = ConvGeometry(src)
+        geometry = ConvGeometry(src)
         w = src.weight.detach().clone()
+        per, w2 = self._packs(w.reshape(w.shape[0], -1), src.groups, geometry.kernel, chip, name)
+        _TwinLayer.__init__(self, src, name, chip, seed, options, src.groups // per)
+        self.geometry = geometry
         self._w_shape = tuple(w.shape)
-        self.out_channels, self.groups = w.shape[0], src.groups
-        self._w2 = w.reshape(self.out_channels, -1)
-        self.k_group = self._w2.shape[1]
-        self.row_tiles = kernel_row_tiles(self.geometry.kernel, self.k_group, chip, name)
+        self.out_channels, self.groups, self.per = w.shape[0], src.groups, per
+        self._w2 = w2  # (groups·N, K) stacked, packed by ``per`` groups
+        self.row_tiles = kernel_row_tiles(geometry.kernel, w2.shape[1], chip, name)
         self._b = None if src.bias is None else src.bias.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +56,7 @@ class TwinConv3d(TwinConv):
         if x.dim() == g.nd + 1:  # unbatched, as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
         cols, lead = g.columns(x, self.twin_name)
-        y = self._grouped_product(cols, self._w2, self._b, self.groups)
+        y = self._grouped_product(cols, self._w2, self._b, self.groups // self.per)
         return g.to_output(y, lead)
 
 
@@ -67,26 +68,30 @@ class TwinConvTranspose(_TwinLayer):
 
     def __init__(self, src: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d,
                  name: str, chip: ChipConfig, seed: int, options: TwinOptions):
-        super().__init__(src, name, chip, seed, options, src.groups)
+        per, mats = self._packs(
+            transpose_group_matrices(src.weight.detach().clone(), src.groups), src.groups, None,
+            chip, name)
+        super().__init__(src, name, chip, seed, options, src.groups // per)
         self.geometry = TransposeGeometry(src)
-        self.groups = src.groups
-        self._mats = transpose_group_matrices(src.weight.detach().clone(), src.groups)
+        self.groups, self.per = src.groups, per
+        self._mats = mats  # packed by ``per`` groups
         self.bias = (None if src.bias is None
                      else nn.Parameter(src.bias.detach().clone()))
 
     def finalize(self) -> None:
         self.activation_clamp = None  # an output sums several conversions and the bias
-        self._group_twins(self._mats, None, self.groups)
+        self._group_twins(self._mats, None, self.groups // self.per, None, self.per)
 
     def learned(self) -> dict[str, torch.Tensor | None]:
-        mats = torch.cat([t.weight for t in self.matrices()])
+        mats = unpack_groups(torch.cat([t.weight for t in self.matrices()]), self.groups,
+                             self.per)
         return {"weight": transpose_weight(mats, self.groups, self.geometry.weight_shape),
                 "bias": self.bias}
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         g = self.geometry
         rows, lead, xb, size = g.rows(x, output_size, self.twin_name)
-        y = self._grouped_product(rows, self._mats, None, self.groups)
+        y = self._grouped_product(rows, self._mats, None, self.groups // self.per)
         bias = None if self.bias is None else self.bias.to(x.device, x.dtype)
         out = g.scatter(y, lead, xb, size, bias)
         return out if xb is x else out.squeeze(0)
