@@ -37,6 +37,7 @@ from cimsim.config import (
     CostModel,
     DifferentialReadout,
     DriftCompensation,
+    GroupPacking,
     InputDrive,
     LevelFit,
     Nonlinearity,
@@ -114,7 +115,8 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         cols_per_adc=1 if ripple else draw(st.integers(1, n_cols), label="cols_per_adc"),
         n_tiles=draw(st.integers(1, 64)), arrays_per_tile=draw(st.integers(1, 16)),
         allow_time_multiplexing=draw(st.booleans()),
-        kernel_preserving_tiling=draw(st.booleans()), slice_readout=slice_readout)
+        kernel_preserving_tiling=draw(st.booleans()), slice_readout=slice_readout,
+        group_packing=draw(st.sampled_from(list(GroupPacking)), label="group_packing"))
 
     clean = digital
     device: dict[str, Any] = dict(cell=cell, bits_per_cell=bits_per_cell,
