@@ -610,12 +610,21 @@ def _rebuild_exported(model: nn.Module) -> None:
 
 
 def _copy(model: nn.Module, who: str) -> nn.Module:
+    held = graph_tensors(model)
+    if held and who == "prepare":
+        # the copy would hold them detached: a gradient the model's own training sends
+        # through them (to the parameter they were computed from) would be lost unseen
+        raise MappingError(
+            f"{who} works on a copy of the model (yours is never modified), and torch cannot "
+            "copy tensors computed with gradient kept as attributes: "
+            f"{', '.join(path for path, _ in held)}; detach them, clear the cache that holds "
+            "them (a forward in eval mode may have filled it), or compute them in forward")
+    # deploy runs the copy without gradient: such a tensor (a cache an eval-mode forward
+    # filled, timm's attention biases) is copied as its value
+    memo: dict[int, Any] = {id(t): t.detach().clone() for _, t in held}
     try:
-        return copy.deepcopy(model)
+        return copy.deepcopy(model, memo)
     except RuntimeError as exc:
-        held = [f"{name}.{attr}" if name else attr for name, m in model.named_modules()
-                for attr, v in vars(m).items()
-                if isinstance(v, torch.Tensor) and v.grad_fn is not None]
         sparse = [f"{n} ({t.layout})" for n, t in [*model.named_parameters(),
                                                     *model.named_buffers()]
                   if t.layout != torch.strided]
@@ -625,9 +634,28 @@ def _copy(model: nn.Module, who: str) -> nn.Module:
                 f"cannot copy a sparse parameter or buffer: {', '.join(sparse)}; hold it dense "
                 "(weight.to_dense(): the arrays store every cell, zeros too) and compute with "
                 "nn.Linear / F.linear to map it") from exc
-        if not held:
-            raise
-        raise MappingError(
-            f"{who} works on a copy of the model (yours is never modified), and torch cannot "
-            f"copy tensors computed with gradient kept as attributes: {', '.join(held)}; "
-            "detach them (or compute them in forward)") from exc
+        raise
+
+
+def graph_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The tensors computed with gradient (non-leaf: torch cannot deep-copy them) that the
+    modules of ``model`` hold outside their parameters and buffers: as an attribute, or in a
+    dict, list or tuple attribute (a cache), named ``module.attr['key']``."""
+    found: list[tuple[str, torch.Tensor]] = []
+
+    def walk(value: Any, path: str, depth: int) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.grad_fn is not None:
+                found.append((path, value))
+        elif depth < 3 and isinstance(value, dict):
+            for key, v in value.items():
+                walk(v, f"{path}[{key!r}]", depth + 1)
+        elif depth < 3 and isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]", depth + 1)
+
+    for name, m in model.named_modules():
+        for attr, value in vars(m).items():
+            if attr not in ("_parameters", "_buffers", "_modules"):
+                walk(value, f"{name}.{attr}" if name else attr, 0)
+    return found

@@ -820,13 +820,54 @@ class CachedScale(nn.Module):
         return self.fc(x) * self.cached
 
 
-@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
-def test_an_uncopyable_attribute_is_named(run):
+class CachedBias(nn.Module):
+    """timm's LeViT / EfficientViT / TinyViT attention: in eval mode the attention biases
+    gathered from a parameter are cached per device in a dict, with gradient when the float
+    model ran outside ``no_grad`` before deploy."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.biases = nn.Parameter(torch.randn(4))
+        self.bias_cache: dict[str, torch.Tensor] = {}
+
+    def forward(self, x):
+        if self.training:
+            return self.fc(x) + self.biases
+        if str(x.device) not in self.bias_cache:
+            self.bias_cache[str(x.device)] = self.biases * 1.0
+        return self.fc(x) + self.bias_cache[str(x.device)]
+
+
+def test_an_uncopyable_attribute_is_named_by_prepare():
     """It was torch's deepcopy error ('Only Tensors created explicitly by the user ...'),
-    naming no attribute."""
+    naming no attribute. ``prepare`` trains the copy, where such a tensor would hold no
+    gradient path to its parameter: refused, named, in a cache too."""
     with pytest.raises(MappingError, match=r"copy of the model.*kept as attributes: cached; "
                                            r"detach them"):
-        run(CachedScale(), lossless_chip("channel"), torch.randn(3, 4))
+        prepare(CachedScale(), lossless_chip("channel"), torch.randn(3, 4))
+    model = CachedBias().eval()
+    model(torch.randn(2, 4))  # the user's float check fills the cache, with gradient
+    with pytest.raises(MappingError, match=r"kept as attributes: bias_cache\['cpu'\]; "
+                                           r"detach them, clear the cache"):
+        prepare(model, lossless_chip("channel"), torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("make", [CachedScale, CachedBias])
+def test_deploy_copies_a_tensor_computed_with_gradient_as_its_value(make):
+    """``deploy`` refused a model holding such a tensor (and torch's own error came out for
+    one in a dict: timm's attention-bias caches, after a float forward in eval mode); its
+    copy runs without gradient, so the tensor is copied as its value: the outputs are the
+    float model's on the lossless chip, the user's model unchanged."""
+    torch.manual_seed(0)
+    model = make().eval()
+    x = torch.randn(3, 4)
+    want = model(x)
+    held = model.cached if make is CachedScale else model.bias_cache["cpu"]
+    assert held.grad_fn is not None
+    sim = cimsim.deploy(model, lossless_chip("channel"), x)
+    torch.testing.assert_close(sim(x), want.detach(), rtol=1e-2, atol=1e-2)
+    assert (model.cached if make is CachedScale else model.bias_cache["cpu"]) is held
 
 
 @pytest.mark.parametrize("run", [cimsim.deploy, prepare])
