@@ -11,9 +11,10 @@ A weight counts however it reaches the product: as a view of the parameter (``se
 as a tensor computed from weights only (``self.w * self.g``, a standardized kernel, a
 ``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by every
 weight it is computed from), as rows picked by an index computed from the input (Mixtral's
-expert banks, ``self.w1[idx]``), and as a floating-point buffer of two or more dimensions
-(``register_buffer`` weights, and float matrices kept as plain attributes, ``self.dct =
-torch.randn(6, 6)``; 1-D buffers are statistics and rotary frequencies: no weight
+expert banks, ``self.w1[idx]``), as a bank of expert matrices in a grouped product
+(``F.grouped_mm``: transformers' MoE experts), and as a floating-point buffer of two or
+more dimensions (``register_buffer`` weights, and float matrices kept as plain attributes,
+``self.dct = torch.randn(6, 6)``; 1-D buffers are statistics and rotary frequencies: no weight
 alone, but a weight computed with one stays a weight, as Glow's
 ``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
 activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
@@ -174,6 +175,9 @@ _PRODUCTS = frozenset({
     # products with a sparse operand (a graph's adjacency times a learned embedding table,
     # LightGCN's ``torch.sparse.mm(adj, emb.weight)``: computed in float unnamed)
     torch.sparse.mm, torch.sparse.addmm, torch.spmm, torch.smm, torch.hspmm, torch.sspaddmm,
+    # grouped products: a bank of expert matrices, each applied to its tokens (HuggingFace's
+    # MoE experts, Mixtral's and Qwen-MoE's, run F.grouped_mm on CPU and GPU alike)
+    *(f for f in (getattr(F, "grouped_mm", None), getattr(torch, "_grouped_mm", None)) if f),
 })
 
 
@@ -582,7 +586,8 @@ class _Watch(TorchFunctionMode):
 
 _ATEN = torch.ops.aten
 _FIRST_TWO = (_ATEN.mm.default, _ATEN.bmm.default, _ATEN.mv.default, _ATEN.dot.default,
-              _ATEN.vdot.default, _ATEN.convolution.default)
+              _ATEN.vdot.default, _ATEN.convolution.default,
+              *((_ATEN._grouped_mm.default,) if hasattr(_ATEN, "_grouped_mm") else ()))
 _AFTER_FIRST = (_ATEN.addmm.default, _ATEN.addmv.default, _ATEN.baddbmm.default,
                 _ATEN.addbmm.default)
 _COMPILED_FACTORS = {**{f: slice(0, 2) for f in _FIRST_TWO},
