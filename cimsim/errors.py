@@ -18,10 +18,11 @@ class CapacityError(CimsimError):
 
 
 class WeightReadError(MappingError, AttributeError):
-    """The model's own code reads a weight of a mapped (or twin) layer, whose weights are on
-    the simulated arrays (or quantized in its call): a refusal like any other, and an
-    ``AttributeError`` too, as the attribute read is (``getattr(layer, 'weight', None)`` and
-    ``hasattr`` keep working)."""
+    """The model's own code computes with a weight of a mapped (or twin) layer, whose weights
+    are on the simulated arrays (or quantized in its call): a refusal like any other. Reading
+    the weight gives a ``WeightView`` (``cimsim.mapping.weight_view``): its dtype, device and
+    shape, no values; any operation on it raises this. An ``AttributeError`` too, as the read
+    of a weight the source module did not hold is."""
 
 
 class SignedInputError(ConfigError):

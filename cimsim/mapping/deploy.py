@@ -71,6 +71,7 @@ from .unmappable import (
     overridden_forward,
     source_config,
 )
+from .weight_view import tensor_metas
 
 __all__ = ["deploy", "deploy_views", "SimModel"]
 
@@ -1080,6 +1081,8 @@ class _LayerMapping:
             return None
         new.train(child.training)  # the copy's (eval) mode: no attention / RNN dropout
         new.source_config = source_config(child)
+        new.source_tensors = tensor_metas(child)
+        new.seal()
         carry_hooks(child, new)
         self.sim_layers[name] = new
         self.sources[name] = child

@@ -11,9 +11,10 @@ A weight counts however it reaches the product: as a view of the parameter (``se
 as a tensor computed from weights only (``self.w * self.g``, a standardized kernel, a
 ``torch.nn.utils.parametrize`` d parameter, ``self.w + self.a @ self.b``; named by every
 weight it is computed from), as rows picked by an index computed from the input (Mixtral's
-expert banks, ``self.w1[idx]``), and as a floating-point buffer of two or more dimensions
-(``register_buffer`` weights, and float matrices kept as plain attributes, ``self.dct =
-torch.randn(6, 6)``; 1-D buffers are statistics and rotary frequencies: no weight
+expert banks, ``self.w1[idx]``), as a bank of expert matrices in a grouped product
+(``F.grouped_mm``: transformers' MoE experts), and as a floating-point buffer of two or
+more dimensions (``register_buffer`` weights, and float matrices kept as plain attributes,
+``self.dct = torch.randn(6, 6)``; 1-D buffers are statistics and rotary frequencies: no weight
 alone, but a weight computed with one stays a weight, as Glow's
 ``U + diag(sign_s * exp(log_s))``). A computation that also reads an activation is an
 activation. A weight read by a distance or a similarity (a VQ-VAE's codebook in
@@ -87,12 +88,13 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ..errors import MappingError, WeightReadError
 from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
+from .weight_view import TensorMeta, WeightView, weight_like, weight_read_message
 
 __all__ = ["ACTIVATION_REASON", "COMPILED_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON",
            "MODULATED_REASON", "SCALED_REASON",
            "FunctionalUses", "higher_order_error", "refuse_transformed_inputs",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
-           "weight_read_error", "refuse_swapped_weights"]
+           "weight_read_error", "weight_view", "refuse_swapped_weights"]
 
 FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
                      "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
@@ -173,6 +175,9 @@ _PRODUCTS = frozenset({
     # products with a sparse operand (a graph's adjacency times a learned embedding table,
     # LightGCN's ``torch.sparse.mm(adj, emb.weight)``: computed in float unnamed)
     torch.sparse.mm, torch.sparse.addmm, torch.spmm, torch.smm, torch.hspmm, torch.sspaddmm,
+    # grouped products: a bank of expert matrices, each applied to its tokens (HuggingFace's
+    # MoE experts, Mixtral's and Qwen-MoE's, run F.grouped_mm on CPU and GPU alike)
+    *(f for f in (getattr(F, "grouped_mm", None), getattr(torch, "_grouped_mm", None)) if f),
 })
 
 
@@ -337,6 +342,8 @@ def _storage(t: torch.Tensor) -> int | None:
     # by functional_call): the storage is the wrapped tensor's
     while _transformed(t):
         t = torch._C._functorch.get_unwrapped(t)
+    if isinstance(t, WeightView):  # a mapped layer's weight: no storage, refuses every op
+        return None
     if t.layout is torch.sparse_coo:  # a sparse weight or buffer: by the values it stores
         t = t._values()
     elif t.layout in _COMPRESSED:
@@ -428,6 +435,10 @@ class _Watch(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if any(isinstance(t, WeightView) for t in _tensors([*args, *kwargs.values()])):
+            # a mapped layer's weight read by the model: its metadata (.dtype), or an op
+            # the view refuses itself, naming the layer
+            return func(*args, **kwargs)
         call, func = func, _canonical(func)
         if self.retired and func in _COMPUTING:
             for t in _tensors([*args, *kwargs.values()]):
@@ -575,7 +586,8 @@ class _Watch(TorchFunctionMode):
 
 _ATEN = torch.ops.aten
 _FIRST_TWO = (_ATEN.mm.default, _ATEN.bmm.default, _ATEN.mv.default, _ATEN.dot.default,
-              _ATEN.vdot.default, _ATEN.convolution.default)
+              _ATEN.vdot.default, _ATEN.convolution.default,
+              *((_ATEN._grouped_mm.default,) if hasattr(_ATEN, "_grouped_mm") else ()))
 _AFTER_FIRST = (_ATEN.addmm.default, _ATEN.addmv.default, _ATEN.baddbmm.default,
                 _ATEN.addbmm.default)
 _COMPILED_FACTORS = {**{f: slice(0, 2) for f in _FIRST_TWO},
@@ -830,29 +842,36 @@ def stale_reference_error(layer: str) -> MappingError:
 
 def weight_read_error(module: nn.Module, attr: str, layer: str,
                       held: str = "programmed on the simulated arrays") -> AttributeError:
-    """What a simulated (or twin) layer raises when the model's code reads one of its weights
-    (``self.fc.weight``): the weights live on the simulated arrays (or in the twin, quantized
-    in its own call: ``held`` says which), so a forward computing with them outside the
-    layer's own call cannot be simulated (a :class:`~cimsim.errors.WeightReadError`, both a
-    ``MappingError`` and an ``AttributeError``); any other missing attribute raises as torch
-    does."""
-    if not _weight_like(attr):
+    """What a simulated (or twin) layer answers when the model's code reads one of its
+    weights (``self.fc.weight``) that the source module did not hold as a tensor: the
+    weights live on the simulated arrays (or in the twin, quantized in its own call:
+    ``held`` says which), so a forward computing with them outside the layer's own call
+    cannot be simulated (a :class:`~cimsim.errors.WeightReadError`, both a ``MappingError``
+    and an ``AttributeError``); any other missing attribute raises as torch does. A weight
+    the source held is read as a :class:`~cimsim.mapping.weight_view.WeightView`
+    (:func:`weight_view`): its metadata, refusing every computation with this message."""
+    if not weight_like(attr):
         return AttributeError(f"'{type(module).__name__}' object has no attribute '{attr}'")
-    return WeightReadError(
-        f"{layer}: the model reads .{attr} of a mapped layer, whose weights are {held} "
-        f"({type(module).__name__}); compute through the layer (layer(x), "
-        "not F.linear(x, layer.weight)) and take dtype/device from the input or another "
-        "module, or exclude the layer (exclude=[...]) to keep it digital")
+    return WeightReadError(weight_read_message(type(module).__name__, attr, layer, held))
+
+
+def weight_view(module: nn.Module, attr: str, layer: str, metas: Mapping[str, TensorMeta | None],
+                held: str = "programmed on the simulated arrays") -> WeightView | None:
+    """``module.attr`` read by the model's code, for a weight the source held (``metas``,
+    :func:`~cimsim.mapping.weight_view.tensor_metas`): a :class:`WeightView` reporting its
+    metadata and refusing every computation naming the layer, or ``None`` where the source's
+    was (a bias-free layer's ``.bias``). Any other attribute: :func:`weight_read_error`."""
+    if attr not in metas:
+        raise weight_read_error(module, attr, layer, held)
+    meta = metas[attr]
+    return None if meta is None else WeightView(
+        meta, weight_read_message(type(module).__name__, attr, layer, held))
 
 
 def _changed(now: torch.Tensor, was: torch.Tensor) -> bool:
     """Whether a tensor attribute set again holds other values than when it was programmed."""
     return now is not was and not (now.shape == was.shape and now.dtype == was.dtype
                                    and torch.equal(now.detach(), was.detach()))
-
-
-def _weight_like(attr: str) -> bool:
-    return attr.startswith(("weight", "bias")) or attr.endswith(("_weight", "_bias"))
 
 
 def refuse_swapped_weights(module: nn.Module, layer: str,
@@ -867,7 +886,8 @@ def refuse_swapped_weights(module: nn.Module, layer: str,
     raw weight every call), refused when they differ (dropped out at inference too)."""
     held = held or {}
     swapped = sorted(a for a, v in vars(module).items()
-                     if isinstance(v, torch.Tensor) and _weight_like(a)
+                     if isinstance(v, torch.Tensor) and weight_like(a)
+                     and not isinstance(v, WeightView)  # its own view, set back by swap_tensor
                      and (a not in held or _changed(v, held[a])))
     if swapped:
         raise MappingError(

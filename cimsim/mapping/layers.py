@@ -38,7 +38,7 @@ from ..config import ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
-from .functional import refuse_swapped_weights, refuse_transformed_inputs, weight_read_error
+from .functional import refuse_swapped_weights, refuse_transformed_inputs, weight_view
 from .matrix import (
     EngineView,
     InputStats,
@@ -51,6 +51,7 @@ from .matrix import (
     pack_groups,
 )
 from .naming import refuse_signed_together
+from .weight_view import TensorMeta, ViewsWeights
 
 __all__ = ["CoreTrace", "MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer",
            "adc_codes_used", "fused_activation"]
@@ -515,7 +516,7 @@ def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
         "layers the gradient runs through digital with exclude=[...]")
 
 
-class SimLayer(nn.Module):
+class SimLayer(ViewsWeights):
     """Base of simulated modules: a list of cores, observe/simulate mode, event totals."""
 
     kind = "layer"
@@ -531,6 +532,9 @@ class SimLayer(nn.Module):
         self.source_config: dict[str, Any] = {}
         """The source module's configuration (``kernel_size``, ``stride`` ...), set by deploy:
         a model's forward may read it (``unmappable.source_config``)."""
+        self.source_tensors: dict[str, TensorMeta | None] = {}
+        """The source module's weights' metadata, set by deploy: a model's forward may read
+        ``layer.weight.dtype`` (a :class:`~cimsim.mapping.weight_view.WeightView`)."""
         self.own_tensors: dict[str, torch.Tensor] | None = None
         """The layer's tensor attributes when it was programmed (a transposed conv's bias; a
         weight the model's forward set on it during calibration, AWD-LSTM's): a later call
@@ -544,7 +548,15 @@ class SimLayer(nn.Module):
             config = self.__dict__.get("source_config", {})
             if attr in config:
                 return config[attr]
-            raise weight_read_error(self, attr, self.__dict__.get("sim_name", "?")) from None
+            return weight_view(self, attr, self.__dict__.get("sim_name", "?"),
+                               self.__dict__.get("source_tensors", {}))
+
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SimLayer:
+        # .to() / .double() / .cuda() of the model: the weights' views report where it went
+        self.source_tensors = {a: m if m is None else m.moved(fn)
+                               for a, m in self.source_tensors.items()}
+        return super()._apply(fn, recurse)  # type: ignore[no-any-return]
 
     def finalize(self) -> None:
         if self.kind == "conv":

@@ -102,7 +102,7 @@ from ..mapping.functional import (
     refuse_transformed_inputs,
     warn_functional,
     watch_functional_weights,
-    weight_read_error,
+    weight_view,
 )
 from ..mapping.layers import (
     Root,
@@ -138,6 +138,7 @@ from ..mapping.unmappable import (
     restore_attributes,
     source_config,
 )
+from ..mapping.weight_view import ViewsWeights, tensor_metas
 from ._kernels import fused_convert
 from ._modes import module_modes, restore_modes
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
@@ -1196,7 +1197,7 @@ def _refuse_swapped(layer: _TwinLayer, args: tuple) -> None:
     refuse_transformed_inputs(layer.twin_name, args)
 
 
-class _TwinLayer(nn.Module):
+class _TwinLayer(ViewsWeights):
     """A mapped module: float while the calibration pass observes it, twins afterwards.
 
     Each weight matrix ``i`` of the layer is programmed with ``matrix_seed(layer_seed, i)``,
@@ -1233,9 +1234,17 @@ class _TwinLayer(nn.Module):
             config = source_config(src[0]) if src else {}  # kernel_size, stride, ...
             if attr in config:
                 return config[attr]
-            raise weight_read_error(self, attr, self.__dict__.get("twin_name", "?"),
-                                    held="held by the training twin and quantized only in "
-                                         "its own call") from None
+            metas = tensor_metas(src[0]) if src else {}
+            # the twins' parameters are where .to() / .double() moved the layer
+            own = next((p for p in self.parameters() if p.is_floating_point()), None)
+            if own is not None:
+                metas = {a: m if m is None
+                         else dataclasses.replace(m, dtype=own.dtype, device=own.device)
+                         for a, m in metas.items()}
+            return weight_view(self, attr, self.__dict__.get("twin_name", "?"), metas,
+                               held="held by the training twin and quantized only in its "
+                                    "own call")
+
 
     @staticmethod
     def matrix_seed(layer_seed: int, i: int) -> int:
@@ -1901,6 +1910,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
             carry_hooks(child, new, backward=True)
             walk.replace(parent, child_name, child, new)
             layers[name] = new
+            new.seal()
             new.activation_clamp = clamps.get(name)
             if cls is TwinMultiheadAttention:
                 digital.append((name, "attention products",

@@ -490,7 +490,11 @@ def test_reading_a_mapped_layers_weight_says_why_and_what_to_do(run):
         if run is cimsim.deploy else None
     if sim is not None:
         assert ("out", "Linear", "excluded by the user") in sim.digital
-        assert getattr(sim.sim_layers["fc"], "weight", None) is None
+        # the mapped layer's weight reads as its metadata only (a WeightView): no values
+        view = sim.sim_layers["fc"].weight
+        assert view.shape == (3, 4) and view.dtype == torch.float32
+        with pytest.raises(AttributeError, match=r"fc: the model reads \.weight"):
+            view.sum()
 
 
 @pytest.mark.parametrize("name", ["audio-batchfirst", "audio-seqfirst"])

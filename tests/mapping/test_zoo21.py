@@ -149,7 +149,7 @@ def test_a_forward_patched_on_the_instance_keeps_the_layer_digital_naming_the_pa
 
 @pytest.mark.parametrize("make, data, layer", [
     (ConvTiedEmbedding, lambda: (torch.randint(0, 11, (3, 7)),), "out"),
-    (WeightOnLeft, lambda: (torch.randn(3, 5, 4),), "wh"),
+    (WeightOnLeft, lambda: (torch.randn(3, 5, 4),), "wx"),
 ])
 def test_a_mapped_layer_whose_weight_the_forward_reads_is_refused_naming_it(make, data, layer):
     """A kernel-1 ``Conv1d`` head whose weight is also the embedding table, and ``nn.Linear``

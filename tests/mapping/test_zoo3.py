@@ -663,8 +663,11 @@ def test_mapped_layers_answer_their_sources_configuration(run):
                      "batch_first", "embed_dim", "num_heads"):
             if hasattr(src, attr) and not isinstance(getattr(src, attr), torch.Tensor):
                 assert getattr(layer, attr) == getattr(src, attr), (name, attr)
+    # the weight reads as its metadata, holding no values (WeightView): computing refused
+    weight = out.model.m["fc"].weight
+    assert weight.shape == model["fc"].weight.shape and weight.dtype == model["fc"].weight.dtype
     with pytest.raises(AttributeError, match=r"m\.fc: the model reads \.weight"):
-        _ = out.model.m["fc"].weight
+        _ = weight * 1
 
 
 def test_tcn_reads_its_dilations_on_deploy_and_in_the_twin():
