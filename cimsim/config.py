@@ -551,7 +551,7 @@ class ArrayConfig(_Config):
     packs P groups block-diagonally into one matrix (P·K rows, P·N outputs; every off-diagonal
     cell programmed to weight zero, its rows driven with the other groups' inputs), P the
     largest divisor of ``groups`` whose packed matrix takes no more arrays than one group
-    (docs/hardware-model.md §12)."""
+    (docs/hardware-model.md §4)."""
     slice_readout: SliceReadout = SliceReadout.DIGITAL
     """How the ``bits_per_cell`` slice columns of one output are read. ``digital``: one
     conversion per slice column, codes shift-added by 2^(c·s). ``analog``: the slice columns
