@@ -94,7 +94,7 @@ __all__ = ["ACTIVATION_REASON", "COMPILED_REASON", "FUNCTIONAL_REASON", "LOOKUP_
            "MODULATED_REASON", "SCALED_REASON",
            "FunctionalUses", "higher_order_error", "refuse_transformed_inputs",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
-           "weight_read_error", "weight_view", "refuse_swapped_weights"]
+           "linear_through", "weight_read_error", "weight_view", "refuse_swapped_weights"]
 
 FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
                      "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
@@ -865,7 +865,20 @@ def weight_view(module: nn.Module, attr: str, layer: str, metas: Mapping[str, Te
         raise weight_read_error(module, attr, layer, held)
     meta = metas[attr]
     return None if meta is None else WeightView(
-        meta, weight_read_message(type(module).__name__, attr, layer, held))
+        meta, weight_read_message(type(module).__name__, attr, layer, held), module, attr)
+
+
+def linear_through(layer: nn.Module, x: torch.Tensor, bias: torch.Tensor | None,
+                   own_bias: bool, fused: bool) -> torch.Tensor | None:
+    """``F.linear(x, layer.weight, bias)`` computed by the mapped (or twin) Linear ``layer``
+    itself, its product on its arrays (or through its twin) and ``bias`` added after, as the
+    layer adds its own; None where the layer's call is not ``x @ W.T`` (it adds a bias of its
+    own, or its converter is fused with the next ReLU): the weight's view then refuses the
+    product as any other (:class:`~cimsim.mapping.weight_view.WeightView`)."""
+    if own_bias or fused:
+        return None
+    y = layer(x)
+    return y if bias is None else y + bias.to(y.dtype)
 
 
 def _changed(now: torch.Tensor, was: torch.Tensor) -> bool:

@@ -38,7 +38,12 @@ from ..config import ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
-from .functional import refuse_swapped_weights, refuse_transformed_inputs, weight_view
+from .functional import (
+    linear_through,
+    refuse_swapped_weights,
+    refuse_transformed_inputs,
+    weight_view,
+)
 from .matrix import (
     EngineView,
     InputStats,
@@ -654,6 +659,13 @@ class SimLinear(SimLayer):
         lead = x.shape[:-1]
         y = self._matmul(self.cores[0], self._np(x.reshape(-1, self.in_features)))
         return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, self.out_features)
+
+    def linear_through(self, x: torch.Tensor, bias: torch.Tensor | None
+                       ) -> torch.Tensor | None:
+        """``F.linear(x, self.weight, bias)`` in the model's code (:func:`linear_through`)."""
+        core = self.cores[0]
+        return linear_through(self, x, bias, core.bias is not None,
+                              core.activation_clamp is not None)
 
 
 def grouped_cores(name: str, w2: np.ndarray, bias: np.ndarray | None, groups: int,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
@@ -86,18 +87,40 @@ class WeightView(torch.Tensor):
     answers them from the tensor's own metadata, without dispatching)."""
 
     _refusal: str
+    _owner: Any
+    _attr: str
 
     @staticmethod
-    def __new__(cls, meta: TensorMeta, message: str) -> WeightView:
+    def __new__(cls, meta: TensorMeta, message: str, owner: Any = None,
+                attr: str = "") -> WeightView:
         view = torch.Tensor._make_wrapper_subclass(
             cls, meta.shape, dtype=meta.dtype, device=meta.device,
             requires_grad=meta.requires_grad)
         view._refusal = message
+        view._owner, view._attr = owner, attr
         return view  # type: ignore[no-any-return]
 
-    # every torch function goes straight to the dispatcher (and to __torch_dispatch__) with
-    # no subclass wrapping of its results: metadata getters never dispatch
-    __torch_function__ = torch._C._disabled_torch_function_impl  # type: ignore[assignment]
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: tuple = (),  # type: ignore[override]
+                           kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.linear:
+            # F.linear(x, layer.weight, b): the layer's own product with another bias (timm's
+            # EVA-02 and BEiT attention: a bias-free qkv Linear, its bias put together from
+            # q_bias and v_bias): computed by the layer (on its arrays), b added after
+            bound = dict(zip(("input", "weight", "bias"), args, strict=False)) | kwargs
+            view, bias = bound.get("weight"), bound.get("bias")
+            through = getattr(getattr(view, "_owner", None), "linear_through", None)
+            if (isinstance(view, WeightView) and view._attr == "weight" and through is not None
+                    and not isinstance(bound.get("input"), WeightView)
+                    and not isinstance(bias, WeightView)):
+                out = through(bound["input"], bias)
+                if out is not None:
+                    return out
+        # everything else goes straight to the dispatcher (and to __torch_dispatch__, which
+        # refuses it) with no subclass wrapping of its results; metadata getters answer
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **kwargs)
 
     @classmethod
     def __torch_dispatch__(cls, func: Any, types: Any, args: tuple = (),  # type: ignore[override]

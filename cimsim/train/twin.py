@@ -98,6 +98,7 @@ from ..mapping.deploy import (
     warn_unsupported,
 )
 from ..mapping.functional import (
+    linear_through,
     refuse_swapped_weights,
     refuse_transformed_inputs,
     warn_functional,
@@ -1412,6 +1413,13 @@ class TwinLinear(_TwinLayer):
         else:
             y = self.twins[0](x2)
         return y.reshape(*lead, self.out_features)
+
+    def linear_through(self, x: torch.Tensor, bias: torch.Tensor | None
+                       ) -> torch.Tensor | None:
+        """``F.linear(x, self.weight, bias)`` in the model's code, as deploy computes it
+        (:func:`~cimsim.mapping.functional.linear_through`)."""
+        return linear_through(self, x, bias, self._src[1] is not None,
+                              self.activation_clamp is not None)
 
 
 class TwinAffine(TwinLinear):

@@ -189,3 +189,62 @@ def test_functional_call_with_parameters_is_refused_not_ignored(run):
                                         match=r"^0: called with \.bias, \.weight set from"):
         torch.func.functional_call(sim.model, adapted, (x,))
     assert not sim.model[0]._parameters and "weight" not in vars(sim.model[0])
+
+
+class EvaAttention(nn.Module):
+    """timm's EVA-02 / BEiT attention: a bias-free qkv ``nn.Linear`` whose product the
+    forward computes with ``F.linear(x, self.qkv.weight, bias=qkv_bias)``, the bias put
+    together from a learned q and v bias and a zero k bias."""
+
+    def __init__(self, d: int = 8):
+        super().__init__()
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.q_bias = nn.Parameter(torch.randn(d))
+        self.v_bias = nn.Parameter(torch.randn(d))
+        self.register_buffer("k_bias", torch.zeros(d), persistent=False)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x):
+        qkv_bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        q, k, v = F.linear(x, weight=self.qkv.weight, bias=qkv_bias).chunk(3, -1)
+        return self.proj(F.scaled_dot_product_attention(q, k, v))
+
+
+def test_f_linear_with_a_layers_weight_and_another_bias_is_the_layers_product():
+    """timm's EVA-02 was refused (``F.linear`` of a mapped layer's weight): the product is
+    the layer's own, a bias-free Linear's, so the layer computes it on its arrays (its twin
+    in training) and the other bias is added after; the same on the lossless chip as the
+    layer called, the twin equal to deploy, the gradient reaching the layer and the bias."""
+    torch.manual_seed(0)
+    model = EvaAttention().double().eval()
+    x = torch.randn(4, 5, 8, dtype=torch.float64)
+    chip = lossless_chip("channel")
+    sim = cimsim.deploy(model, chip, x)
+    assert list(sim.sim_layers) == ["qkv", "proj"]
+    torch.testing.assert_close(sim(x), model(x).detach(), rtol=0.05, atol=0.05)
+    assert sim.sim_layers["qkv"].cores[0].n_vectors == 4 * 5  # it ran on the arrays
+    prep = prepare(model, chip, x).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(prep(x), sim(x), rtol=1e-9, atol=1e-9)
+    prep.train()
+    prep(x).square().mean().backward()
+    assert torch.any(prep.twin_layers["qkv"].matrices()[0].weight.grad != 0)
+    assert torch.any(prep.model.q_bias.grad != 0)
+
+
+def test_f_linear_of_a_layer_with_its_own_bias_is_refused_naming_it():
+    """Where the layer's call is not ``x @ W.T`` (it adds its own bias), the product with
+    another bias cannot be the layer's: refused as any computation with the weight is,
+    naming the layer and the ways out."""
+
+    class Biased(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 4)
+
+        def forward(self, x):
+            return F.linear(x, self.fc.weight, torch.zeros(4, dtype=x.dtype))
+
+    with pytest.raises(WeightReadError, match=r"^fc: the model reads \.weight of a mapped "
+                                              r"layer.*exclude"):
+        cimsim.deploy(Biased().eval(), lossless_chip("channel"), torch.randn(3, 6))
