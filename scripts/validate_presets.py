@@ -1937,7 +1937,7 @@ def heldout6_notes(rows_: dict[tuple[str, str, str], dict]) -> list[str]:
         "written (issue 13), the TOML's only change; the abstract does not say how the time "
         "is resolved, so it is cimsim's default architecture, a counter (a ring oscillator "
         "counted over the pulse): "
-        f"{conv8:.2f} pJ per conversion with its leakage for the "
+        f"{conv8:.2f} pJ per conversion (its leakage not priced: CMOS logic) for the "
         f"{r8.array.rows_per_conversion} products of one read (8 rows [der] x one input bit "
         "x one weight bit), 8 x 8 x 256 / 8 conversions per 256 MACs; that converter line "
         f"alone is {adc_j / (1e3 / 21.6):.0f}x the macro's whole published energy per op. "

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..arrays.program import sensed_cells
-from ..config import CellKind, CellTech, ChipConfig, WeightEncoding
+from ..config import ADCKind, CellKind, CellTech, ChipConfig, WeightEncoding
 from ..events import Component
 from .tables import (
     MAX_ADC_BITS,
@@ -351,7 +351,10 @@ def _adc_convert(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int
 
 def _adc_leak(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
     """Per ADC-nanosecond: leakage power (mW = pJ/ns) = a fraction of the dynamic power at the
-    design rate."""
+    design rate; none for a time-to-digital converter (CMOS logic, whose leakage is not priced,
+    as the digital adder trees')."""
+    if chip.adc.kind is ADCKind.TDC:
+        return 0.0
     return (table.adc_leakage_fraction_of_dynamic * _adc_convert(chip, table, cal, bits)
             / table_adc_time_ns(chip, table, cal))
 

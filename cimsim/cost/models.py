@@ -311,6 +311,11 @@ class ADCModel(ComponentModel):
         if not self.physical:
             fn = _adc_convert if action is _A.CONVERT else _adc_leak
             return fn(self.chip, self.table, self.cal, bits)
+        if action is _A.LEAK and self.chip.adc.kind is ADCKind.TDC:
+            # a TDC is CMOS logic (delay stages, flip-flops, a dynamic comparator): its
+            # leakage is not priced, as the adder trees' (no source); a fraction of its
+            # dynamic power at its own rate would fall with the node (its stages speed up)
+            return 0.0
         convert = self._convert_pj(table_adc_bits(bits))
         if action is _A.CONVERT:
             # bit-plane drive: the charge shares that accumulated the planes before it; an

@@ -57,7 +57,7 @@ KNOWN_OUTSIDE_2X = {
     # circuit model since adc.kind = 'tdc' exists: 0.0623 as a SAR before; its other three
     # rows came within 2x) and Yan's dynamic-logic digital macro (docs/validation.md says
     # why; Chen's row is within 2x)
-    ("wu-jssc23", "8b/8b", "TOPS/W"): 0.427,
+    ("wu-jssc23", "8b/8b", "TOPS/W"): 0.466,
     ("yan-isscc22", "0.9 V, signed INT8", "TOPS/W"): 0.203,
     # the 22-nm analog multiplier's density (its macro holds more than its cells, DACs and
     # converters; its energy is within 2x), the 28-nm multiplexed SRAM macro (its 5-b readers)
@@ -71,7 +71,7 @@ KNOWN_OUTSIDE_2X = {
     # default architecture: none stated) per 8-row read (0.0082 as an 8-b SAR before the
     # TDC kind)
     ("rram4mb-natelec21", "8b/8b", "TOPS/W"): 2.20,
-    ("rram8mb-jssc23", "8b/8b", "TOPS/W"): 0.0241,
+    ("rram8mb-jssc23", "8b/8b", "TOPS/W"): 0.0290,
     # Si's 6T SRAM macro (its reader priced as an exact 9-b SAR per column, 95 % of the
     # prediction), Yoon's ternary-weight RRAM macro and the 2-Mb SLC-ReRAM macro (each at
     # cimsim's default 8-b SAR per 8 columns: their readers are not stated)
@@ -245,7 +245,7 @@ def test_geometric_mean_error_is_the_documented_one(validate, pred):
     # floating-point macros, 3.39 before the digital macro with bit-parallel inputs, 3.32
     # before DIANA's AIMC core, Li's 2021 RRAM macro and IMPACT's CIM-SRAM, 3.34 before the
     # time-domain macros' readers were stated as TDCs (adc.kind = 'tdc')
-    assert gm == pytest.approx(3.15, abs=0.02)
+    assert gm == pytest.approx(3.14, abs=0.02)
     doc = validate.DOC.read_text()
     assert f"geometric-mean error {gm:.2f}x" in doc
     for r in pred:
@@ -413,9 +413,10 @@ def test_heldout3_su_row_group_does_not_set_the_row(validate, pred):
 HELDOUT4 = {
     # Wu's reader as cimsim's successive TDC (adc.kind = 'tdc', added after the TOML was
     # written with a 7-b SAR: TOPS/W 0.0623 -> 0.427 and 0.0848 -> 0.582, TOPS/mm2 0.350 ->
-    # 0.598 and 0.295 -> 0.504)
-    "wu-jssc23": ({("8b/8b", "TOPS/W"): 0.427, ("8b/8b", "TOPS/mm2"): 0.598,
-                   ("4b/4b", "TOPS/W"): 0.582, ("4b/4b", "TOPS/mm2"): 0.504}, 28.0),
+    # 0.598 and 0.295 -> 0.504; then 0.466 and 0.635 once the TDC's leakage was not priced,
+    # as CMOS logic's is not)
+    "wu-jssc23": ({("8b/8b", "TOPS/W"): 0.466, ("8b/8b", "TOPS/mm2"): 0.598,
+                   ("4b/4b", "TOPS/W"): 0.635, ("4b/4b", "TOPS/mm2"): 0.504}, 28.0),
     "yan-isscc22": ({("0.9 V, signed INT8", "TOPS/W"): 0.203}, 28.0),
     "chen-isscc23": ({("0.8 V, 8b/8b", "TOPS/W"): 1.40}, 22.0),
 }
@@ -443,7 +444,7 @@ HELDOUT6 = {
     "rram4mb-natelec21": ({("8b/8b", "TOPS/W"): 2.20, ("binary", "TOPS/W"): 1.78}, 22.0),
     # the 8-Mb macro's reader as cimsim's TDC, the default counter (adc.kind = 'tdc', added
     # after the TOML was written with an 8-b SAR: 0.0082 -> 0.0241)
-    "rram8mb-jssc23": ({("8b/8b", "TOPS/W"): 0.0241}, 22.0),
+    "rram8mb-jssc23": ({("8b/8b", "TOPS/W"): 0.0290}, 22.0),
 }
 
 
