@@ -51,9 +51,7 @@ from .matrix import (
     engine_view,
     group_max_abs,
     group_name,
-    group_packs,
-    kernel_row_tiles,
-    pack_groups,
+    packed_groups,
 )
 from .naming import refuse_signed_together
 from .weight_view import TensorMeta, ViewsWeights
@@ -556,7 +554,6 @@ class SimLayer(ViewsWeights):
             return weight_view(self, attr, self.__dict__.get("sim_name", "?"),
                                self.__dict__.get("source_tensors", {}))
 
-
     def _apply(self, fn: Any, recurse: bool = True) -> SimLayer:
         # .to() / .double() / .cuda() of the model: the weights' views report where it went
         self.source_tensors = {a: m if m is None else m.moved(fn)
@@ -678,13 +675,10 @@ def grouped_cores(name: str, w2: np.ndarray, bias: np.ndarray | None, groups: in
     :func:`~cimsim.mapping.matrix.group_name`, seeded ``stream_key(seed, j)``, tiled by whole
     kernels when ``kernel`` is given and the chip preserves them; a group (or pack) pruned
     whole takes the layer's weight scale (:func:`~cimsim.mapping.matrix.group_max_abs`)."""
-    n_g, k_g = w2.shape[0] // groups, w2.shape[1]
-    per = group_packs(k_g, n_g, groups, kernel, chip, name)
-    n = groups // per
-    w2 = pack_groups(w2, groups, per)
-    row_tiles = kernel_row_tiles(kernel, per * k_g, chip, name) if kernel else None
+    n_p = w2.shape[0] // groups  # outputs a group; times per, a pack
+    per, w2, row_tiles = packed_groups(w2, groups, kernel, chip, name)
+    n, n_p = groups // per, per * n_p
     layer_max_abs = group_max_abs(w2, n)
-    n_p = per * n_g
     return [MatmulCore(group_name(name, j, n, per), w2[j * n_p:(j + 1) * n_p],
                        None if bias is None else bias[j * n_p:(j + 1) * n_p], chip,
                        stream_key(seed, j), row_tiles, layer_max_abs=layer_max_abs)

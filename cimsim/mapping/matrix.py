@@ -50,7 +50,7 @@ from .quant import (
 
 __all__ = ["EngineView", "InputStats", "MAX_CALIBRATION_ROWS", "calibrate_adcs", "engine_view",
            "group_max_abs", "group_name", "group_packs", "kernel_row_tiles", "pack_groups",
-           "program_parts", "shift_zero_point", "unpack_groups"]
+           "packed_groups", "program_parts", "shift_zero_point", "unpack_groups"]
 
 #: Calibration vectors kept per weight matrix for ADC calibration and percentile/MSE scales.
 MAX_CALIBRATION_ROWS = 4096
@@ -231,6 +231,16 @@ def group_packs(k_g: int, n_g: int, groups: int, kernel: tuple[int, ...] | None,
 
     one = arrays(1)
     return max(p for p in range(1, groups + 1) if groups % p == 0 and arrays(p) <= one)
+
+
+def packed_groups(w2: _Mats, groups: int, kernel: tuple[int, ...] | None, chip: ChipConfig,
+                  name: str) -> tuple[int, _Mats, list[tuple[int, int]] | None]:
+    """A grouped layer's matrices as deploy and the twin map them: groups per matrix
+    (:func:`group_packs`), the stacked group matrices ``w2`` (groups·N, K) packed so
+    (:func:`pack_groups`), and a pack's kernel-preserving row tiles (None: the default)."""
+    per = group_packs(w2.shape[1], w2.shape[0] // groups, groups, kernel, chip, name)
+    tiles = kernel_row_tiles(kernel, per * w2.shape[1], chip, name) if kernel else None
+    return per, pack_groups(w2, groups, per), tiles
 
 
 def pack_groups(mats: _Mats, groups: int, per: int) -> _Mats:

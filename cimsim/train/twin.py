@@ -119,9 +119,8 @@ from ..mapping.matrix import (
     engine_view,
     group_max_abs,
     group_name,
-    group_packs,
-    kernel_row_tiles,
     pack_groups,
+    packed_groups,
     program_parts,
     unpack_groups,
 )
@@ -1368,14 +1367,6 @@ class _TwinLayer(ViewsWeights):
             t.act_scale = shared
         self._stats = []
 
-    @staticmethod
-    def _packs(w2: torch.Tensor, groups: int, kernel: tuple[int, ...] | None,
-               chip: ChipConfig, name: str) -> tuple[int, torch.Tensor]:
-        """Groups per matrix (``array.group_packing``, as deploy packs them) and the stacked
-        group matrices ``w2`` (groups·N, K) packed so."""
-        per = group_packs(w2.shape[1], w2.shape[0] // groups, groups, kernel, chip, name)
-        return per, pack_groups(w2, groups, per)
-
     @property
     def fused(self) -> bool:
         """Whether every matrix's ADC is the following ReLU's quantizer."""
@@ -1452,7 +1443,8 @@ class TwinConv(_TwinLayer):
             w = w[:, :, None, :]
         out_channels, cin_g, kh, kw = w.shape
         k = cin_g * kh * kw
-        per, w2 = self._packs(w.reshape(out_channels, k), src.groups, (kh, kw), chip, name)
+        per, w2, row_tiles = packed_groups(w.reshape(out_channels, k), src.groups, (kh, kw),
+                                           chip, name)
         super().__init__(src, name, chip, seed, options, src.groups // per)
         self.dim = 1 if isinstance(src, nn.Conv1d) else 2
         self._w_shape = w_shape
@@ -1465,7 +1457,7 @@ class TwinConv(_TwinLayer):
         pads = conv_pads(src)
         self.pads = pads + [0, 0] if self.dim == 1 else pads  # F.pad order
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
-        self.row_tiles = kernel_row_tiles((kh, kw), per * k, chip, name)
+        self.row_tiles = row_tiles
         self._w2 = w2  # (groups·N, K) stacked, packed by ``per`` groups
         self._b = None if src.bias is None else src.bias.detach().clone()
 

@@ -20,7 +20,7 @@ from ..mapping.convnd import (
     transpose_group_matrices,
     transpose_weight,
 )
-from ..mapping.matrix import kernel_row_tiles, unpack_groups
+from ..mapping.matrix import packed_groups, unpack_groups
 from ..mapping.recurrent import (
     RecurrentShape,
     cell_forward,
@@ -42,13 +42,14 @@ class TwinConv3d(TwinConv):
                  options: TwinOptions):
         geometry = ConvGeometry(src)
         w = src.weight.detach().clone()
-        per, w2 = self._packs(w.reshape(w.shape[0], -1), src.groups, geometry.kernel, chip, name)
+        per, w2, row_tiles = packed_groups(w.reshape(w.shape[0], -1), src.groups,
+                                           geometry.kernel, chip, name)
         _TwinLayer.__init__(self, src, name, chip, seed, options, src.groups // per)
         self.geometry = geometry
         self._w_shape = tuple(w.shape)
         self.out_channels, self.groups, self.per = w.shape[0], src.groups, per
         self._w2 = w2  # (groups·N, K) stacked, packed by ``per`` groups
-        self.row_tiles = kernel_row_tiles(geometry.kernel, w2.shape[1], chip, name)
+        self.row_tiles = row_tiles
         self._b = None if src.bias is None else src.bias.detach().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,7 +69,7 @@ class TwinConvTranspose(_TwinLayer):
 
     def __init__(self, src: nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d,
                  name: str, chip: ChipConfig, seed: int, options: TwinOptions):
-        per, mats = self._packs(
+        per, mats, _ = packed_groups(
             transpose_group_matrices(src.weight.detach().clone(), src.groups), src.groups, None,
             chip, name)
         super().__init__(src, name, chip, seed, options, src.groups // per)
