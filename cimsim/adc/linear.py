@@ -26,7 +26,7 @@ from .tables import ADCTables, calibration_units
 if TYPE_CHECKING:
     from ..arrays.program import ProgrammedLayer
 
-__all__ = ["grid", "static_tables", "ranges_from_samples", "RangeStats", "widen"]
+__all__ = ["grid", "static_tables", "ranges_from_samples", "RangeStats", "unseen_spread", "widen"]
 
 
 def grid(lo, hi, n_codes: int, zero_aligned: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +152,37 @@ def ranges_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
                     vals = vals[:: vals.size // (stats.max_samples * 64) + 1]
                 lo[np.ix_(rows, cols)], hi[np.ix_(rows, cols)] = np.percentile(vals, [100 - q, q])
     lo, hi = widen(lo, hi, adc.calibration_margin, layer.fs_lo, layer.fs_hi)
-    return ADCTables.linear(*grid(lo, hi, adc.n_codes, adc.zero_aligned))
+    start, delta = grid(lo, hi, adc.n_codes, adc.zero_aligned)
+    return ADCTables.linear(*unseen_spread(lo, hi, start, delta, layer.fs_lo, layer.fs_hi,
+                                           adc.n_codes))
+
+
+def unseen_spread(lo: np.ndarray, hi: np.ndarray, start: np.ndarray, delta: np.ndarray,
+                  fs_lo: float, fs_hi: float, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grid ``(start, delta)`` of :func:`grid` with every unit whose calibration values
+    had no spread (``lo == hi``: a column that never conducted, a layer whose calibration
+    inputs were all zero) spanning the column's full scale ``[fs_lo, fs_hi]`` at its step
+    ``(fs_hi - fs_lo) / (n_codes - 1)``, the value seen on a code (exact where it recurs).
+
+    The calibration says nothing of such a column's range, and :func:`grid`'s one-unit step
+    starting at the value is no range at all: zero-mean thermal noise on a column that is 0
+    reads codes 0 or above, never below, and its positive mean, shift-added over the input
+    planes and weight digits, swamped the layer (an ``LSTMCell`` calibrated on its first step,
+    its state zero, read its recurrent product 20-100x its input one). Without a finite full
+    scale the step stays 1.
+    """
+    flat = np.broadcast(lo, hi).shape
+    lo = np.broadcast_to(lo, flat)
+    unseen = np.broadcast_to(hi, flat) <= lo
+    step = (fs_hi - fs_lo) / (n_codes - 1)
+    if not np.any(unseen) or not (np.isfinite(step) and step > 0):
+        return start, delta
+    seen = lo[unseen]
+    codes_below = np.clip(np.round((seen - fs_lo) / step), 0, n_codes - 1)
+    start, delta = np.array(start, dtype=np.float64), np.array(delta, dtype=np.float64)
+    start[unseen] = seen - codes_below * step
+    delta[unseen] = step
+    return start, delta
 
 
 def widen(lo: np.ndarray, hi: np.ndarray, margin: float, fs_lo: float = -np.inf,

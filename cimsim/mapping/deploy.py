@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -481,6 +482,36 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
 _PLAIN_ARGUMENT = (torch.Tensor, str, int, float, bool, type(None))
 
 
+def _nested(arg: Any) -> bool:
+    """A plain tuple or list (not a named tuple such as a ``PackedSequence``, which is one
+    value and rebuilds only from its fields)."""
+    return type(arg) in (tuple, list)
+
+
+def _plain(arg: Any) -> bool:
+    """A model argument as given: a tensor, string, number or None, or a tuple / list of
+    them (a recurrent layer's ``(h0, c0)``)."""
+    if _nested(arg):
+        return all(_plain(a) for a in arg)
+    return isinstance(arg, _PLAIN_ARGUMENT)
+
+
+def _leaves(arg: Any) -> Iterator[Any]:
+    """The tensors, strings, numbers of an argument, nested tuples and lists walked."""
+    if _nested(arg):
+        for a in arg:
+            yield from _leaves(a)
+    else:
+        yield arg
+
+
+def _map_leaves(fn: Callable[[Any], Any], arg: Any) -> Any:
+    """``arg`` with every leaf replaced by ``fn(leaf)``, its tuples and lists kept."""
+    if _nested(arg):
+        return type(arg)(_map_leaves(fn, a) for a in arg)
+    return fn(arg)
+
+
 class Arguments(tuple):
     """One batch's positional arguments, and in :attr:`kwargs` its keyword arguments: the model
     is called as ``model(*args, **args.kwargs)``. Keywords come from a dict calibration (a
@@ -502,7 +533,7 @@ def _fresh(args: Arguments) -> Arguments:
     simulated passes and the calibration's stages read the same batch (found by
     tests/test_model_properties.py: a trace 10 % off at its first layer)."""
     def copy(a):
-        return a.clone() if isinstance(a, torch.Tensor) else a
+        return _map_leaves(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, a)
 
     return Arguments((copy(a) for a in args), {k: copy(v) for k, v in args.kwargs.items()})
 
@@ -524,25 +555,40 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
     if isinstance(data, torch.Tensor):
         data = (data,)
     if isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) and all(
-            isinstance(d, _PLAIN_ARGUMENT) for d in data):
+            _plain(d) for d in data):
         # the model's arguments; a string (a task key), a number or None passed whole: the
-        # tuple used to be read as a DataLoader, its string called as an input
-        n = data[0].shape[batch_dim] if data[0].dim() > batch_dim else 1
-        dims = [None if not isinstance(d, torch.Tensor)
-                else batch_dim if d.dim() > batch_dim and d.shape[batch_dim] == n
-                else 0 if d.dim() > 0 and d.shape[0] == n else None for d in data]
-        dims[0] = batch_dim if data[0].dim() > batch_dim else None
+        # tuple used to be read as a DataLoader, its string called as an input; a nested
+        # tuple of tensors (an LSTM's (h0, c0)) is one argument, not a second batch
+        first = data[0]
+        n = first.shape[batch_dim] if first.dim() > batch_dim else 1
         if 0 < n <= batch_size:  # one batch: as given (a sparse tensor cannot be narrowed)
             yield Arguments(data)
             return
-        sparse = [i for i, (d, dim) in enumerate(zip(data, dims, strict=True))
-                  if dim is not None and d.layout is not torch.strided]
+
+        def dim_of(d: Any, nested: bool) -> int | None:
+            # a nested state's batch may be its dimension 1: (layers, B, H) of torch's
+            # recurrent layers
+            tried = (batch_dim, 0, 1) if nested else (batch_dim, 0)
+            if not isinstance(d, torch.Tensor):
+                return None
+            return next((k for k in tried if d.dim() > k and d.shape[k] == n), None)
+
+        dims = [_map_leaves(partial(dim_of, nested=_nested(a)), a) for a in data]
+        dims[0] = batch_dim if first.dim() > batch_dim else None
+        sparse = [i for i, (a, dim) in enumerate(zip(data, dims, strict=True))
+                  if any(k is not None and t.layout is not torch.strided
+                         for t, k in zip(_leaves(a), _leaves(dim), strict=True))]
         if sparse:
             raise MappingError(f"calibration input(s) {sparse} are sparse, which cannot be cut "
                                f"into batches of {batch_size}: pass batch_size={n} (one batch)")
+
+        def cut(a: Any, dim: Any, i: int) -> Any:
+            if _nested(a):
+                return type(a)(cut(e, k, i) for e, k in zip(a, dim, strict=True))
+            return a if dim is None else a.narrow(dim, i, min(batch_size, n - i))
+
         for i in range(0, n, batch_size):
-            yield Arguments(d if dim is None else d.narrow(dim, i, min(batch_size, n - i))
-                            for d, dim in zip(data, dims, strict=True))
+            yield Arguments(cut(a, dim, i) for a, dim in zip(data, dims, strict=True))
         return
     if isinstance(data, Iterable):
         for item in data:
@@ -839,7 +885,7 @@ def deploy(
         ndims = _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip,
                            mapping.seed, model)
     mapping.digital.extend(warn_functional(functional, "deploy"))
-    _warn_one_code(mapping.sim_layers)
+    _warn_calibration_signal(mapping.sim_layers)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
     out = SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim,
@@ -1103,21 +1149,43 @@ class _LayerMapping:
         return frozenset(tags)
 
 
-def _warn_one_code(sim_layers: Mapping[str, SimLayer]) -> None:
-    """Warn about the matrices whose ADCs read one code for every calibration input: their
-    outputs do not follow their inputs (a full-scale range far wider than the signal), which
-    only ``SimModel.trace``'s ``adc_code_use_pct`` showed before."""
-    names = [c.name for layer in sim_layers.values() for c in layer.cores if c.one_code]
+def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
+    """Warn about the matrices whose ADCs read one code for every calibration input (their
+    outputs do not follow their inputs: a full-scale range far wider than the signal, which
+    only ``SimModel.trace``'s ``adc_code_use_pct`` showed before), and about those whose
+    calibration inputs were all 0 (scales and ranges set from no signal)."""
+    cores = [c for layer in sim_layers.values() for c in layer.cores]
+    names = [c.name for c in cores if c.one_code and not c.zero_inputs]
     if names:
-        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         warnings.warn(
             f"deploy: {len(names)} matri{'x converts' if len(names) == 1 else 'ces convert'} every "
-            f"calibration input to one ADC code (noise-free): {shown}; their outputs do not "
-            "follow their inputs (only bias and offsets remain). The ADC's range is far wider "
+            f"calibration input to one ADC code (noise-free): {_shown(names)}; their outputs do "
+            "not follow their inputs (only bias and offsets remain). The ADC's range is far wider "
             "than their signal: try adc.range_policy = 'calibrated', a narrower full scale "
             "(adc.full_scale_factor), more adc.bits or fewer rows per conversion "
             "(SimModel.trace() shows each layer's code use)",
             UserWarning, stacklevel=3)
+    warn_zero_inputs([c.name for c in cores if c.zero_inputs], "deploy", stacklevel=4)
+
+
+def warn_zero_inputs(names: Sequence[str], who: str, stacklevel: int = 3) -> None:
+    """Warn about the matrices whose calibration inputs were all 0 (``InputStats.all_zero``):
+    their input scale and ADC ranges were set from no signal (deploy and prepare)."""
+    if not names:
+        return
+    warnings.warn(
+        f"{who}: every calibration input of {_shown(names)} was 0 (a recurrent cell's state on "
+        "its first step, a branch the calibration data never drives), so "
+        f"{'its' if len(names) == 1 else 'their'} input scale (step 1) and ADC ranges (the "
+        "columns' full scale) were set from no signal: calibrate on inputs that reach "
+        f"{'it' if len(names) == 1 else 'them'} (several time steps: the state the cell returns "
+        "passed back in), or keep them digital with exclude=[...]",
+        UserWarning, stacklevel=stacklevel)
+
+
+def _shown(names: Sequence[str]) -> str:
+    """At most eight names, then how many more."""
+    return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
 
 
 def _keep_off_fused_kernels(module: nn.Module) -> None:

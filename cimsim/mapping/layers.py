@@ -119,6 +119,9 @@ class MatmulCore:
         self.one_code = False
         """Every ADC setting read one code on the calibration sample, noise-free
         (:meth:`_check_codes`): the outputs do not follow the inputs."""
+        self.zero_inputs = False
+        """Every calibration input of the matrix was 0: its input scale and ADC ranges were
+        set from no signal (the input step 1, the columns their full scale)."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -141,6 +144,7 @@ class MatmulCore:
         if self.digital:
             return
         assert stats is not None, "finalize() twice"
+        self.zero_inputs = stats.all_zero
         view = engine_view(self.w, self.chip, stats, seed=self.seed,
                            row_tiles=self.row_tiles, name=self.name,
                            activation=self._fused_activation, layer_max_abs=self.layer_max_abs)

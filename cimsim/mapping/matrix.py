@@ -77,6 +77,11 @@ class InputStats:
         """Samples of every matrix reading the same tensor (:meth:`share`), else None."""
         self._rng = np.random.default_rng(stream_key(seed, 7))
 
+    @property
+    def all_zero(self) -> bool:
+        """Inputs were recorded and every one was 0: no scale or range follows from them."""
+        return self.n_seen > 0 and self.max_abs == 0.0
+
     def observe(self, x: np.ndarray) -> None:
         """Record calibration inputs (M, K)."""
         if x.size == 0:

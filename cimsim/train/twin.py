@@ -96,6 +96,7 @@ from ..mapping.deploy import (
     user_model,
     warn_unmatched_excludes,
     warn_unsupported,
+    warn_zero_inputs,
 )
 from ..mapping.functional import (
     linear_through,
@@ -1220,6 +1221,8 @@ class _TwinLayer(ViewsWeights):
         """Set by ``prepare`` when the layer's only consumer is a ReLU (``inf``) or a clamped
         one and the chip's layer-output ADC fuses it (``adc.fuse_activation``), as deploy
         sets ``MatmulCore.activation_clamp``."""
+        self.zero_inputs: list[str] = []
+        """Names of its matrices whose calibration inputs were all 0 (prepare warns)."""
         self.deployed_views: dict[str, EngineView] = {}
         """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
         starts from this view instead of one fitted to the float pass."""
@@ -1335,6 +1338,8 @@ class _TwinLayer(ViewsWeights):
         def act(view: EngineView) -> FusedActivation | None:
             return fused_activation(view, clamp, bias, name)  # deploy's decision
 
+        if self._stats[i].all_zero:
+            self.zero_inputs.append(name)
         view = self.deployed_views.get(name) or engine_view(
             w.cpu().double().numpy(), self.chip, self._stats[i], seed=self._seeds[i],
             row_tiles=row_tiles, name=name, activation=act if clamp is not None else None,
@@ -1951,6 +1956,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         for layer in layers.values():
             layer.deployed_views = views
     finalize_layers(layers.items())
+    warn_zero_inputs([n for layer in layers.values() for n in layer.zero_inputs], "prepare")
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
     carry_grad_hooks(layers)
     for name, layer in layers.items():

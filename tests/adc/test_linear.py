@@ -7,6 +7,7 @@ import pytest
 
 from cimsim.adc._kernels import linear_adc
 from cimsim.adc._reference import linear_adc_reference
+from cimsim.adc.linear import grid, unseen_spread
 from cimsim.arrays.program import program
 from tests.conftest import ideal_chip
 
@@ -189,3 +190,23 @@ def test_calibrated_ranges_equal_an_independent_oracle(granularity, stat):
     np.testing.assert_allclose(layer.adc.lo, lo, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.adc.delta, np.where(hi > lo, (hi - lo) / (2**bits - 1), 1.0),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_a_range_without_spread_spans_the_full_scale_with_the_value_on_a_code():
+    """Known answer: a unit whose calibration values were all v (a column that never conducted,
+    inputs all 0) gets the full-scale step (fs_hi - fs_lo) / (n_codes - 1), v a code; units
+    with a spread keep :func:`grid`'s."""
+    lo = np.array([[0.0, -3.0, 5.0]])
+    hi = np.array([[0.0, 4.0, 5.0]])
+    start, delta = grid(lo, hi, 64, True)
+    start, delta = unseen_spread(lo, hi, start, delta, -384.0, 384.0, 64)
+    step = 768.0 / 63
+    assert delta[0, 0] == delta[0, 2] == step
+    # 0 sits 32 steps above the start (round(384 / step) = 31.5 -> 32), 5 likewise
+    assert start[0, 0] == pytest.approx(-32 * step)
+    assert start[0, 2] == pytest.approx(5 - 32 * step)
+    want_start, want_delta = grid(-3.0, 4.0, 64, True)
+    assert (start[0, 1], delta[0, 1]) == (float(want_start), float(want_delta))
+    # no finite full scale: the grid as it was
+    same = unseen_spread(lo, hi, *grid(lo, hi, 64, True), -np.inf, np.inf, 64)
+    np.testing.assert_array_equal(same[1], grid(lo, hi, 64, True)[1])

@@ -17,6 +17,7 @@ from torch.utils._pytree import tree_leaves
 import cimsim
 from cimsim.arrays.program import n_arrays_for_shape
 from cimsim.mapping.recurrent import SimRNN, SimRNNCell
+from cimsim.train import prepare
 
 from .conftest import lossless_chip, ref_linear
 
@@ -480,3 +481,55 @@ def test_decoder_with_an_lstm_cell_on_rram_22nm():
     assert cos > 0.9, cos
     rep = sim.report()
     assert "cell" in set(rep.layers["layer"])
+
+
+# ---------------------------------------------------------------------------------------------
+# A cell calibrated on its first step alone: its state matrix sees only zeros
+# ---------------------------------------------------------------------------------------------
+def test_a_cell_calibrated_on_its_first_step_reads_its_zero_state_as_zero():
+    """``deploy(nn.LSTMCell, chip, x)``: W_hh's calibration inputs are all 0. Its ADCs used to
+    start at 0 with a one-unit step, so zero-mean thermal noise read codes 0 or above and its
+    positive mean, shift-added over the input planes and weight digits, made h 5x its float
+    value (relative error 5.5 on rram-22nm); now the columns keep their full scale and the
+    zero state reads 0, and deploy says the state matrix saw no signal."""
+    torch.manual_seed(0)
+    module = nn.LSTMCell(16, 32).eval()
+    x = torch.randn(64, 16)
+    with pytest.warns(UserWarning, match=r"every calibration input of 0\.weight_hh was 0"):
+        sim = cimsim.deploy(module, "rram-22nm", x)
+    hh = sim.sim_layers["0"].cores[1]
+    assert hh.zero_inputs and not sim.sim_layers["0"].cores[0].zero_inputs
+    zeros = torch.zeros(8, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(hh.run(zeros.numpy()), module.bias_hh.expand(8, -1).double()
+                                   .numpy(), rtol=0, atol=0, check_dtype=False)
+        h, _ = sim(x)
+        want, _ = module(x)
+    assert float((h - want).norm() / want.norm()) < 1.0
+    with pytest.warns(UserWarning, match=r"prepare: every calibration input of 0\.weight_hh"):
+        prepare(module, "rram-22nm", x)
+
+
+@pytest.mark.parametrize("batch_size", [256, 100])
+def test_a_nested_initial_state_is_one_argument_cut_with_its_batch(batch_size):
+    """``calibration=(x, (h0, c0))`` is the model's two arguments (it was read as a DataLoader
+    of two batches, h0 called as the input); cut into batches, a recurrent layer's
+    (layers, B, H) states are cut along their dimension 1."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(6, 8, num_layers=2, batch_first=True).double().eval()
+    x = torch.randn(250, 3, 6, dtype=torch.float64)
+    state = (0.3 * torch.randn(2, 250, 8, dtype=torch.float64),
+             0.3 * torch.randn(2, 250, 8, dtype=torch.float64))
+    sim = cimsim.deploy(lstm, lossless_chip(), (x, state), batch_size=batch_size)
+    with torch.no_grad():
+        out, _ = sim(x, state)
+        want, _ = lstm(x, state)
+    assert out.shape == want.shape
+    assert float((out - want).norm() / want.norm()) < 0.05
+    cell = nn.LSTMCell(6, 8).double().eval()
+    h0 = 0.3 * torch.randn(250, 8, dtype=torch.float64)
+    sim = cimsim.deploy(cell, lossless_chip(), (x[:, 0], (h0, torch.zeros_like(h0))),
+                        batch_size=batch_size)
+    hh = sim.sim_layers["0"].cores[1]
+    q = 2 ** (sim.chip.input_bits - 1) - 1
+    assert hh.s_x == pytest.approx(float(h0.abs().max()) / q, rel=1e-12)
