@@ -16,7 +16,6 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -541,9 +540,11 @@ def _fresh(args: Arguments) -> Arguments:
 def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
     """Yield the model's arguments from a tensor / array / tuple of tensors / dict of keyword
     inputs / DataLoader (of tensors, tuples or dicts), cutting the first tensor along
-    ``batch_dim``; each other tensor along ``batch_dim`` where it has the first's sample count
-    there, else along dimension 0 where it has it there (the (B, S) key padding mask of a
-    sequence-first transformer), else passed whole (a shared mask)."""
+    ``batch_dim``; each other tensor (also inside a tuple argument: an LSTM's ``(h0, c0)``)
+    along ``batch_dim`` where it has the first's sample count there, else along dimension 0
+    where it has it there (the (B, S) key padding mask of a sequence-first transformer), else
+    along dimension 1 (the (layers, B, H) state of torch's recurrent layers), else passed
+    whole (a shared mask)."""
     if isinstance(data, PackedSequence):  # a tuple: its sizes would be passed as an input
         raise MappingError("calibration as a PackedSequence is not supported (the simulated "
                            "recurrent layers take padded sequences): pass the padded tensor")
@@ -565,15 +566,15 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
             yield Arguments(data)
             return
 
-        def dim_of(d: Any, nested: bool) -> int | None:
-            # a nested state's batch may be its dimension 1: (layers, B, H) of torch's
-            # recurrent layers
-            tried = (batch_dim, 0, 1) if nested else (batch_dim, 0)
+        def dim_of(d: Any) -> int | None:
+            # a state's batch may be its dimension 1: (layers, B, H) of torch's recurrent
+            # layers (cut only when there are more than batch_size samples: a dimension of
+            # that size by chance is unlikely)
             if not isinstance(d, torch.Tensor):
                 return None
-            return next((k for k in tried if d.dim() > k and d.shape[k] == n), None)
+            return next((k for k in (batch_dim, 0, 1) if d.dim() > k and d.shape[k] == n), None)
 
-        dims = [_map_leaves(partial(dim_of, nested=_nested(a)), a) for a in data]
+        dims = [_map_leaves(dim_of, a) for a in data]
         dims[0] = batch_dim if first.dim() > batch_dim else None
         sparse = [i for i, (a, dim) in enumerate(zip(data, dims, strict=True))
                   if any(k is not None and t.layout is not torch.strided

@@ -526,6 +526,13 @@ def test_a_nested_initial_state_is_one_argument_cut_with_its_batch(batch_size):
         want, _ = lstm(x, state)
     assert out.shape == want.shape
     assert float((out - want).norm() / want.norm()) < 0.05
+    gru = nn.GRU(6, 8, num_layers=2, bidirectional=True, batch_first=True).double().eval()
+    h0 = 0.3 * torch.randn(4, 250, 8, dtype=torch.float64)  # a state not in a tuple
+    sim = cimsim.deploy(gru, lossless_chip(), (x, h0), batch_size=batch_size)
+    with torch.no_grad():
+        out, _ = sim(x, h0)
+        want, _ = gru(x, h0)
+    assert float((out - want).norm() / want.norm()) < 0.05
     cell = nn.LSTMCell(6, 8).double().eval()
     h0 = 0.3 * torch.randn(250, 8, dtype=torch.float64)
     sim = cimsim.deploy(cell, lossless_chip(), (x[:, 0], (h0, torch.zeros_like(h0))),
