@@ -167,9 +167,9 @@ def unseen_spread(lo: np.ndarray, hi: np.ndarray, start: np.ndarray, delta: np.n
     The calibration says nothing of such a column's range, and :func:`grid`'s one-unit step
     starting at the value is no range at all: zero-mean thermal noise on a column that is 0
     reads codes 0 or above, never below, and its positive mean, shift-added over the input
-    planes and weight digits, swamped the layer (an ``LSTMCell`` calibrated on its first step,
-    its state zero, read its recurrent product 20-100x its input one). Without a finite full
-    scale the step stays 1.
+    planes and weight digits, swamped the layer (an ``LSTMCell`` on ``rram-22nm`` calibrated on
+    its first step, its state zero: h at relative error 5.5, 0.39 with this rule). Without a
+    finite full scale the step stays 1.
     """
     flat = np.broadcast(lo, hi).shape
     lo = np.broadcast_to(lo, flat)
