@@ -82,11 +82,22 @@ class InputStats:
         """Inputs were recorded and every one was 0: no scale or range follows from them."""
         return self.n_seen > 0 and self.max_abs == 0.0
 
-    def observe(self, x: np.ndarray) -> None:
-        """Record calibration inputs (M, K)."""
+    def observe(self, x: np.ndarray, name: str | None = None) -> None:
+        """Record calibration inputs (M, K) of the matrix ``name`` (named by the error on
+        inputs that are NaN or infinite)."""
         if x.size == 0:
             return
         x = np.asarray(x, dtype=np.float64)
+        if not np.isfinite(x).all():
+            # else NaN compares false: max_abs kept its finite value, the reservoir the NaN, and
+            # programming failed on "inputs to the arrays are NaN", naming no layer
+            nan = int(np.count_nonzero(np.isnan(x)))
+            who = f"layer {name!r}" if name else "a mapped matrix"
+            raise MappingError(
+                f"{who}: a calibration batch's inputs to it hold {nan} NaN and "
+                f"{np.count_nonzero(~np.isfinite(x)) - nan} infinite values (of {x.size}); "
+                "allowed: finite values (check the calibration data, torch.isfinite(x).all(), "
+                "and the layers before this one)")
         self.max_abs = max(self.max_abs, float(np.abs(x).max()))
         self.min_val = min(self.min_val, float(x.min()))
         self.max_val = max(self.max_val, float(x.max()))

@@ -345,8 +345,8 @@ def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod
         for name, twin in twins.items():
             stats = InputStats(twin.seed)
             handle = twin.register_forward_pre_hook(
-                lambda _m, args, st=stats: st.observe(
-                    args[0].detach().to("cpu", torch.float64).numpy()))
+                lambda _m, args, st=stats, n=name: st.observe(
+                    args[0].detach().to("cpu", torch.float64).numpy(), n))
             try:
                 with torch.no_grad():
                     for args in batches:

@@ -1305,7 +1305,7 @@ class _TwinLayer(ViewsWeights):
         not by torch: another summation order moves the next layer's recorded max by an ulp,
         and with it its activation scale (found by tests/test_backend_parity.py)."""
         x64 = x2.detach().to("cpu", torch.float64).numpy()
-        self._stats[g].observe(x64)
+        self._stats[g].observe(x64, self.twin_name)
         y = float_product(x64, w.detach().to("cpu", torch.float64).numpy(),
                           None if b is None else b.detach().to("cpu", torch.float64).numpy())
         y_t = torch.from_numpy(y).to(x2.device, x2.dtype)
