@@ -505,6 +505,11 @@ def _leaves(arg: Any) -> Iterator[Any]:
         yield arg
 
 
+def _as_tensor(leaf: Any) -> Any:
+    """A NumPy array as a tensor (its memory shared); any other leaf as it is."""
+    return torch.from_numpy(leaf) if isinstance(leaf, np.ndarray) else leaf
+
+
 def _map_leaves(fn: Callable[[Any], Any], arg: Any) -> Any:
     """``arg`` with every leaf replaced by ``fn(leaf)``, its tuples and lists kept."""
     if _nested(arg):
@@ -554,6 +559,10 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         data = (data,)
+    if _nested(data) and data and isinstance(data[0], np.ndarray):
+        # arrays as the tensors they hold: a tuple of arrays was read as a DataLoader, its
+        # arrays called as the model's input one by one (a second input as a second batch)
+        data = type(data)(_map_leaves(_as_tensor, d) for d in data)
     if isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) and all(
             _plain(d) for d in data):
         # the model's arguments; a string (a task key), a number or None passed whole: the
@@ -596,9 +605,9 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
                 yield from _keyword_batches(item, None, batch_dim)
             elif isinstance(item, (tuple, list)):
                 # (inputs, labels) as a DataLoader yields: the model takes the inputs
-                yield Arguments((item[0],))
-            else:
-                yield Arguments((item,))
+                yield Arguments((_map_leaves(_as_tensor, item[0]),))
+            else:  # arrays as tensors, as deploy's and the model's forward take them
+                yield Arguments((_map_leaves(_as_tensor, item),))
         return
     raise MappingError(
         f"calibration must be a tensor, an array, a tuple of tensors, a dict of keyword inputs "
@@ -682,6 +691,12 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
                          f"along dimension {batch_dim}, {n} there: if they are one sample, as a "
                          f"graph's nodes, or cannot be cut, as an EmbeddingBag's flat indices "
                          f"and offsets, pass batch_size={n})")
+        if (isinstance(exc, TypeError) and _nested(data) and len(data) > 1
+                and all(isinstance(d, torch.Tensor | np.ndarray) for d in data)):
+            # batches of different sizes given as a list: its tensors were the arguments
+            exc.add_note(f"(the calibration {type(data).__name__} of {len(data)} tensors was "
+                         f"read as the model's {len(data)} arguments, one batch; batches "
+                         "one by one are a DataLoader or a list of tuples, [(x1,), (x2,)])")
         item = first[0] if isinstance(first, (tuple, list)) and first else None
         if isinstance(item, torch.Tensor):  # _batches read ``data`` as a DataLoader
             exc.add_note(f"(the calibration was read as a DataLoader, each item as (inputs, "
