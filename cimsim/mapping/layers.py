@@ -40,6 +40,7 @@ from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
 from .functional import (
     linear_through,
+    refuse_integer_input,
     refuse_swapped_weights,
     refuse_transformed_inputs,
     weight_view,
@@ -516,6 +517,7 @@ def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
         refuse_swapped_weights(layer, layer.sim_name, layer.own_tensors)
     tensors = [*args, *kwargs.values()]
     refuse_transformed_inputs(layer.sim_name, tensors)
+    refuse_integer_input(layer.sim_name, args or tuple(kwargs.values())[:1])
     if not (torch.is_grad_enabled()
             and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)):
         return

@@ -100,6 +100,7 @@ from ..mapping.deploy import (
 )
 from ..mapping.functional import (
     linear_through,
+    refuse_integer_input,
     refuse_swapped_weights,
     refuse_transformed_inputs,
     warn_functional,
@@ -1196,6 +1197,7 @@ def _refuse_swapped(layer: _TwinLayer, args: tuple) -> None:
     weights set from outside, and inputs of a ``torch.func`` transform, refused."""
     refuse_swapped_weights(layer, layer.twin_name)
     refuse_transformed_inputs(layer.twin_name, args)
+    refuse_integer_input(layer.twin_name, args)
 
 
 class _TwinLayer(ViewsWeights):
