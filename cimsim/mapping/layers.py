@@ -266,7 +266,10 @@ class MatmulCore:
             return self.float_run(x)
         view = self.view
         assert view is not None, "run() before finalize()"
-        x_int, x_exp = view.encode(x)
+        try:
+            x_int, x_exp = view.encode(x)
+        except ValueError as exc:  # NaN / inf inputs: which layer met them first
+            raise MappingError(f"layer {self.name!r}: {exc}") from None
         y = np.zeros((x.shape[0], self.w.shape[0]))
         call_seed = stream_key(self.seed, 1000 + self.calls)
         self.calls += 1

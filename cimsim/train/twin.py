@@ -755,7 +755,10 @@ class TwinMatmul(nn.Module):
             return x.new_zeros((0, self.n_outputs), dtype=self.weight.dtype)
         with torch.autocast(x.device.type, enabled=False):
             y, raw = self.pre_activation(x.to(self.weight.dtype))
-            return y if self.activation is None else self._activation_out(y, raw)
+            y = y if self.activation is None else self._activation_out(y, raw)
+            # a row with a NaN or inf: NaN outputs, as the float layer's (its codes, cast to
+            # integers in the ADC, came out finite: a NaN input trained silently); no sync
+            return y.masked_fill(~torch.isfinite(x).all(dim=1, keepdim=True), torch.nan)
 
     def pre_activation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The output before a fused activation (M, N) (the layer's output when none is

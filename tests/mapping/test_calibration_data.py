@@ -156,3 +156,16 @@ def test_integer_inputs_to_a_mapped_layer_are_refused_naming_it(dtype, run):
     sim = cimsim.deploy(_mlp(), "ideal", x.float())
     with pytest.raises(MappingError, match="x.float()"):
         sim(x)
+
+
+def test_nan_at_run_time_names_the_layer_and_the_twin_keeps_it_nan():
+    # deploy's error named no layer; the twin turned the NaN into finite outputs (its codes,
+    # cast to integers in the ADC): a NaN input trained silently
+    x, run = _x(), _x(10, seed=2)
+    run[3, 2] = float("nan")
+    with pytest.raises(MappingError, match="layer '0': 1 of 80 inputs .* NaN"):
+        cimsim.deploy(_mlp(), "ideal", x)(run)
+    twin = prepare(_mlp(), "ideal", x)
+    with torch.no_grad():
+        y, ref = twin(run), _mlp()(run)
+    assert torch.equal(torch.isnan(y), torch.isnan(ref)) and torch.isnan(y[3]).all()
