@@ -1230,10 +1230,7 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     ADCs are then fitted again stage by stage on simulated inputs (:func:`_calibrate_simulated`).
     Returns the first batch's :func:`argument_ndims`.
     """
-    if isinstance(calibration, Iterator):
-        # a one-shot iterator: simulated calibration rereads it (not as a list, which
-        # _batches would read as the model's arguments)
-        calibration = _Replay(list(calibration))
+    calibration = replayable(calibration)
     order: list[MatmulCore] = []
     for layer in sim_layers.values():
         layer.call_log = order
@@ -1348,6 +1345,16 @@ def argument_ndims(args: Arguments) -> dict[int | str, int]:
                                  if isinstance(a, torch.Tensor)}
     out.update((k, v.dim()) for k, v in args.kwargs.items() if isinstance(v, torch.Tensor))
     return out
+
+
+def replayable(calibration):
+    """``calibration``, a one-shot iterator (a generator) read into batches that can be read
+    again: simulated calibration, ``prepare``'s simulated mode and the methods' refits read
+    it twice, and found it empty the second time ('calibration data is empty')."""
+    if isinstance(calibration, Iterator):
+        # not as a list, which _batches would read as the model's arguments
+        return _Replay(list(calibration))
+    return calibration
 
 
 @dataclass(frozen=True)

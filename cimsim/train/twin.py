@@ -93,6 +93,7 @@ from ..mapping.deploy import (
     deploy,
     deploy_views,
     no_layer_error,
+    replayable,
     user_model,
     warn_unmatched_excludes,
     warn_unsupported,
@@ -1848,7 +1849,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     opts = TwinOptions.from_kwargs(options)
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    chip = as_chip(chip)
+    chip, calibration = as_chip(chip), replayable(calibration)
     check_chip(chip)
     if torch.is_inference_mode_enabled():  # the twin's parameters would be inference tensors
         raise MappingError("prepare under torch.inference_mode(): the twin could never train "

@@ -14,6 +14,11 @@ from torch import nn
 import cimsim
 from cimsim.errors import MappingError
 from cimsim.train import prepare
+from cimsim.train.bskmq import prepare_bskmq
+from cimsim.train.columnquant import prepare_columnquant
+
+from ..train.test_ternary import _lossless as _ternary_chip
+from .test_fused_activation import _chip as _fused_chip
 
 
 def _mlp() -> nn.Module:
@@ -169,3 +174,25 @@ def test_nan_at_run_time_names_the_layer_and_the_twin_keeps_it_nan():
     with torch.no_grad():
         y, ref = twin(run), _mlp()(run)
     assert torch.equal(torch.isnan(y), torch.isnan(ref)) and torch.isnan(y[3]).all()
+
+
+def _batches_of(x: torch.Tensor, size: int = 40):
+    return (x[i:i + size] for i in range(0, len(x), size))
+
+
+@pytest.mark.parametrize("run", ["prepare simulated", "bs-kmq refit", "columnquant ternary"])
+def test_a_one_shot_iterator_is_read_again_where_a_method_reads_it_twice(run):
+    # was: the second read found it spent: 'calibration data is empty' (prepare's simulated
+    # mode deploying), 'calibration is empty' (BS-KMQ's refit), 'torch.cat(): expected a
+    # non-empty list' (ColumnQuant's ternary ADC recalibration)
+    x = _x()
+    if run == "prepare simulated":
+        a, b = (prepare(_mlp(), _simulated(), c) for c in (_batches_of(x), [(t,) for t in
+                                                                         _batches_of(x)]))
+        assert torch.equal(a.eval()(x[:8]), b.eval()(x[:8]))
+    elif run == "bs-kmq refit":
+        prepare_bskmq(_mlp().double(), _fused_chip(), _batches_of(x.double()),
+                      params={"min_mass": 1.0})
+    else:
+        prepare_columnquant(_mlp(), _ternary_chip(weight_bits=2), _batches_of(x),
+                            weight_scale="layer")
