@@ -603,11 +603,19 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
         for item in data:
             if isinstance(item, Mapping):  # a HuggingFace DataLoader's batch: as given
                 yield from _keyword_batches(item, None, batch_dim)
-            elif isinstance(item, (tuple, list)):
-                # (inputs, labels) as a DataLoader yields: the model takes the inputs
-                yield Arguments((_map_leaves(_as_tensor, item[0]),))
-            else:  # arrays as tensors, as deploy's and the model's forward take them
-                yield Arguments((_map_leaves(_as_tensor, item),))
+                continue
+            # (inputs, labels) as a DataLoader yields: the model takes the inputs; arrays as
+            # tensors, as deploy's and the model's forward take them
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            if isinstance(x, (int, float)):
+                # a table iterated (a DataFrame's column labels, a nested list's numbers):
+                # torch's "'int' object has no attribute 'dim'" from the model named neither
+                raise MappingError(
+                    f"calibration read as a DataLoader gave the model the {type(x).__name__} "
+                    f"{x!r} as its input; a table of numbers (a nested list, a pandas "
+                    "DataFrame) is one tensor: torch.tensor(rows, dtype=torch.float32), "
+                    "torch.from_numpy(df.to_numpy(np.float32))")
+            yield Arguments((_map_leaves(_as_tensor, x),))
         return
     raise MappingError(
         f"calibration must be a tensor, an array, a tuple of tensors, a dict of keyword inputs "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -196,3 +197,11 @@ def test_a_one_shot_iterator_is_read_again_where_a_method_reads_it_twice(run):
     else:
         prepare_columnquant(_mlp(), _ternary_chip(weight_bits=2), _batches_of(x),
                             weight_scale="layer")
+
+
+@pytest.mark.parametrize("table", [lambda x: x.tolist(), lambda x: pd.DataFrame(x.numpy())])
+def test_a_table_of_numbers_read_as_a_dataloader_names_the_way_out(table):
+    # was: AttributeError: 'float' object has no attribute 'dim' (a nested list's numbers,
+    # a DataFrame's column labels called as the model's input)
+    with pytest.raises(MappingError, match=r"as its input; a table of numbers .*torch.tensor"):
+        cimsim.deploy(_mlp(), "ideal", table(_x()))
