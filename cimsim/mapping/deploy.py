@@ -549,6 +549,11 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
     ``batch_dim``; each other tensor along ``batch_dim`` where it has the first's sample count
     there, else along dimension 0 where it has it there (the (B, S) key padding mask of a
     sequence-first transformer), else passed whole (a shared mask)."""
+    for option, value, least in (("batch_size", batch_size, 1), ("batch_dim", batch_dim, 0)):
+        # batch_size -1 read as "no calibration data", 0 as range()'s error; batch_dim -1 cut
+        # the features into samples
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise MappingError(f"{option} = {value!r} is invalid; allowed: an integer >= {least}")
     if isinstance(data, PackedSequence):  # a tuple: its sizes would be passed as an input
         raise MappingError("calibration as a PackedSequence is not supported (the simulated "
                            "recurrent layers take padded sequences): pass the padded tensor")

@@ -205,3 +205,14 @@ def test_a_table_of_numbers_read_as_a_dataloader_names_the_way_out(table):
     # a DataFrame's column labels called as the model's input)
     with pytest.raises(MappingError, match=r"as its input; a table of numbers .*torch.tensor"):
         cimsim.deploy(_mlp(), "ideal", table(_x()))
+
+
+@pytest.mark.parametrize(("option", "value"), [("batch_size", 0), ("batch_size", -1),
+                                               ("batch_size", 2.5), ("batch_dim", -1)])
+def test_a_bad_batch_size_or_batch_dim_is_named(option, value):
+    # was: batch_size -1 "calibration data is empty", 0 range()'s "arg 3 must not be zero";
+    # batch_dim -1 deployed, cutting the features as samples
+    with pytest.raises(MappingError, match=f"{option} = {value} is invalid"):
+        cimsim.deploy(_mlp(), "ideal", _x(), **{option: value})
+    with pytest.raises(MappingError, match=f"{option} = {value} is invalid"):
+        prepare(_mlp(), "ideal", _x(), **{option: value})
