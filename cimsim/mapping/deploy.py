@@ -1194,6 +1194,21 @@ def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
             "(SimModel.trace() shows each layer's code use)",
             UserWarning, stacklevel=3)
     warn_zero_inputs([c.name for c in cores if c.zero_inputs], "deploy", stacklevel=4)
+    warn_coarse_inputs([c.name for c in cores if c.coarse_inputs], "deploy", stacklevel=4)
+
+
+def warn_coarse_inputs(names: Sequence[str], who: str, stacklevel: int = 3) -> None:
+    """Warn about the matrices whose input step is set by an outlier
+    (``MatmulCore.coarse_inputs``, :func:`~cimsim.mapping.matrix.coarse_inputs`)."""
+    if names:
+        warnings.warn(
+            f"{who}: half the nonzero calibration input vectors of {_shown(names)} lie within "
+            "a 32nd of their input range: the input step is set by a max |x| far above their "
+            "typical size (an outlier in the calibration data), so their signal takes a few "
+            "input codes and the chip's noise, scaled by that step, can exceed it: calibrate "
+            "on data without the outlier, or clip the range (quant.act_calibration = "
+            "'percentile' with quant.act_percentile below 100 % less the outliers' share, "
+            "e.g. 99.9)", UserWarning, stacklevel=stacklevel)
 
 
 def warn_zero_inputs(names: Sequence[str], who: str, stacklevel: int = 3) -> None:

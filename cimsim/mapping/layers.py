@@ -49,10 +49,12 @@ from .matrix import (
     EngineView,
     InputStats,
     calibrate_adcs,
+    coarse_inputs,
     engine_view,
     group_max_abs,
     group_name,
     packed_groups,
+    spread_rows,
 )
 from .naming import refuse_signed_together
 from .weight_view import TensorMeta, ViewsWeights
@@ -123,6 +125,9 @@ class MatmulCore:
         self.zero_inputs = False
         """Every calibration input of the matrix was 0: its input scale and ADC ranges were
         set from no signal (the input step 1, the columns their full scale)."""
+        self.coarse_inputs = False
+        """Half its nonzero calibration input vectors lie within a 32nd of the input range
+        (:func:`~cimsim.mapping.matrix.coarse_inputs`): the step is set by an outlier."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -151,6 +156,7 @@ class MatmulCore:
                            activation=self._fused_activation, layer_max_abs=self.layer_max_abs)
         self._take(view)
         self._check_codes(stats.sample)
+        self.coarse_inputs = coarse_inputs(view, stats)
 
     def start_recording(self) -> None:
         """Simulated calibration: record the inputs of the next forwards (run in float)."""
@@ -186,8 +192,7 @@ class MatmulCore:
         # spread over the sample, not its first rows: those are the first batch's in the order
         # recorded, a recurrent matrix's all its zero first-step state (a GRU's weight_hh was
         # warned about as reading one code, at 0.9 % relative error on the ideal chip)
-        rows = np.unique(np.linspace(0, len(sample) - 1, ONE_CODE_ROWS).round().astype(np.int64))
-        x_int = self.view.quantize(sample[rows])
+        x_int = self.view.quantize(sample[spread_rows(len(sample), ONE_CODE_ROWS)])
         used = settings = 0
         for a, b, part in self.view.parts:
             if part.adc is not None:

@@ -95,6 +95,7 @@ from ..mapping.deploy import (
     no_layer_error,
     replayable,
     user_model,
+    warn_coarse_inputs,
     warn_unmatched_excludes,
     warn_unsupported,
     warn_zero_inputs,
@@ -119,6 +120,7 @@ from ..mapping.layers import (
 from ..mapping.matrix import (
     EngineView,
     InputStats,
+    coarse_inputs,
     engine_view,
     group_max_abs,
     group_name,
@@ -1229,6 +1231,8 @@ class _TwinLayer(ViewsWeights):
         sets ``MatmulCore.activation_clamp``."""
         self.zero_inputs: list[str] = []
         """Names of its matrices whose calibration inputs were all 0 (prepare warns)."""
+        self.coarse_inputs: list[str] = []
+        """Names of its matrices whose input step an outlier sets (prepare warns)."""
         self.deployed_views: dict[str, EngineView] = {}
         """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
         starts from this view instead of one fitted to the float pass."""
@@ -1350,6 +1354,8 @@ class _TwinLayer(ViewsWeights):
             w.cpu().double().numpy(), self.chip, self._stats[i], seed=self._seeds[i],
             row_tiles=row_tiles, name=name, activation=act if clamp is not None else None,
             layer_max_abs=layer_max_abs)
+        if coarse_inputs(view, self._stats[i]):
+            self.coarse_inputs.append(name)
         return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
 
     def _group_twins(self, mats: torch.Tensor, bias: torch.Tensor | None, groups: int,
@@ -1963,6 +1969,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
             layer.deployed_views = views
     finalize_layers(layers.items())
     warn_zero_inputs([n for layer in layers.values() for n in layer.zero_inputs], "prepare")
+    warn_coarse_inputs([n for layer in layers.values() for n in layer.coarse_inputs],
+                       "prepare")
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
     carry_grad_hooks(layers)
     for name, layer in layers.items():

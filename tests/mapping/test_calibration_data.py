@@ -216,3 +216,32 @@ def test_a_bad_batch_size_or_batch_dim_is_named(option, value):
         cimsim.deploy(_mlp(), "ideal", _x(), **{option: value})
     with pytest.raises(MappingError, match=f"{option} = {value} is invalid"):
         prepare(_mlp(), "ideal", _x(), **{option: value})
+
+
+def _coarse(run, x) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(_mlp(), "rram-22nm", x)
+    return [str(w.message) for w in caught if "within a 32nd" in str(w.message)]
+
+
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_an_outlier_that_sets_the_input_step_is_warned_about(run):
+    # one calibration value of 1e4 among N(0, 1) data set every input step: the signal took a
+    # few codes and the noise, scaled by the step, swamped it (relative error 781 on
+    # rram-22nm against 0.46), with no warning (the one-code check skips calibrated ranges)
+    x = _x(300)
+    rng = np.random.default_rng(3)
+    for clean in (x, torch.from_numpy(rng.laplace(size=(300, 8)).astype(np.float32))):
+        assert _coarse(run, clean) == []  # heavy tails are no outlier
+    x[7, 3] = 1e4
+    (said,) = _coarse(run, x)
+    assert said.startswith(f"{run.__name__}: half the nonzero calibration input vectors of 0, 2 ")
+    assert "quant.act_calibration = 'percentile'" in said
+    chip = cimsim.load_chip("rram-22nm")
+    clipped = chip.replace(quant=chip.quant.replace(act_calibration="percentile",
+                                                    act_percentile=99.5))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(_mlp(), clipped, x)
+    assert not [w for w in caught if "within a 32nd" in str(w.message)]
