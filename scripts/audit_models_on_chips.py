@@ -645,9 +645,10 @@ Not bugs (measured above, explained by the chip):
   `rel_err` on every model). A calibrated range
   (`adc.range_policy = "calibrated"`) or a narrower full scale (`adc.full_scale_factor`) is
   what such a chip needs for layers this small; deploy warns about it, naming the matrices
-  (`MatmulCore.one_code`, checked on 32 calibration rows under a range policy that is not
-  calibrated; `SimModel.trace` shows the code use: `adc_code_use_pct`). A layer fed only
-  zeros (TabNet's first attentive step) counts as one-code on every chip.
+  (`MatmulCore.one_code`, checked on 32 calibration rows spread over the sample, under a
+  range policy that is not calibrated; `SimModel.trace` shows the code use:
+  `adc_code_use_pct`). A layer fed only zeros (TabNet's first attentive step) counts as
+  one-code on every chip.
 * A 1-b input chip leaves digital every layer fed a signed activation (LayerNorm, GELU, a
   residual sum, an LSTM's state): models with no layer fed a non-negative input (a ReLU's
   output, image pixels) are refused with "no layer can be mapped".

@@ -504,6 +504,11 @@ def _leaves(arg: Any) -> Iterator[Any]:
         yield arg
 
 
+def _as_tensor(leaf: Any) -> Any:
+    """A NumPy array as a tensor (its memory shared); any other leaf as it is."""
+    return torch.from_numpy(leaf) if isinstance(leaf, np.ndarray) else leaf
+
+
 def _map_leaves(fn: Callable[[Any], Any], arg: Any) -> Any:
     """``arg`` with every leaf replaced by ``fn(leaf)``, its tuples and lists kept."""
     if _nested(arg):
@@ -545,6 +550,11 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
     where it has it there (the (B, S) key padding mask of a sequence-first transformer), else
     along dimension 1 (the (layers, B, H) state of torch's recurrent layers), else passed
     whole (a shared mask)."""
+    for option, value, least in (("batch_size", batch_size, 1), ("batch_dim", batch_dim, 0)):
+        # batch_size -1 read as "no calibration data", 0 as range()'s error; batch_dim -1 cut
+        # the features into samples
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise MappingError(f"{option} = {value!r} is invalid; allowed: an integer >= {least}")
     if isinstance(data, PackedSequence):  # a tuple: its sizes would be passed as an input
         raise MappingError("calibration as a PackedSequence is not supported (the simulated "
                            "recurrent layers take padded sequences): pass the padded tensor")
@@ -555,6 +565,10 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         data = (data,)
+    if _nested(data) and data and isinstance(data[0], np.ndarray):
+        # arrays as the tensors they hold: a tuple of arrays was read as a DataLoader, its
+        # arrays called as the model's input one by one (a second input as a second batch)
+        data = type(data)(_map_leaves(_as_tensor, d) for d in data)
     if isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) and all(
             _plain(d) for d in data):
         # the model's arguments; a string (a task key), a number or None passed whole: the
@@ -595,11 +609,19 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
         for item in data:
             if isinstance(item, Mapping):  # a HuggingFace DataLoader's batch: as given
                 yield from _keyword_batches(item, None, batch_dim)
-            elif isinstance(item, (tuple, list)):
-                # (inputs, labels) as a DataLoader yields: the model takes the inputs
-                yield Arguments((item[0],))
-            else:
-                yield Arguments((item,))
+                continue
+            # (inputs, labels) as a DataLoader yields: the model takes the inputs; arrays as
+            # tensors, as deploy's and the model's forward take them
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            if isinstance(x, (int, float)):
+                # a table iterated (a DataFrame's column labels, a nested list's numbers):
+                # torch's "'int' object has no attribute 'dim'" from the model named neither
+                raise MappingError(
+                    f"calibration read as a DataLoader gave the model the {type(x).__name__} "
+                    f"{x!r} as its input; a table of numbers (a nested list, a pandas "
+                    "DataFrame) is one tensor: torch.tensor(rows, dtype=torch.float32), "
+                    "torch.from_numpy(df.to_numpy(np.float32))")
+            yield Arguments((_map_leaves(_as_tensor, x),))
         return
     raise MappingError(
         f"calibration must be a tensor, an array, a tuple of tensors, a dict of keyword inputs "
@@ -683,6 +705,12 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
                          f"along dimension {batch_dim}, {n} there: if they are one sample, as a "
                          f"graph's nodes, or cannot be cut, as an EmbeddingBag's flat indices "
                          f"and offsets, pass batch_size={n})")
+        if (isinstance(exc, TypeError) and _nested(data) and len(data) > 1
+                and all(isinstance(d, torch.Tensor | np.ndarray) for d in data)):
+            # batches of different sizes given as a list: its tensors were the arguments
+            exc.add_note(f"(the calibration {type(data).__name__} of {len(data)} tensors was "
+                         f"read as the model's {len(data)} arguments, one batch; batches "
+                         "one by one are a DataLoader or a list of tuples, [(x1,), (x2,)])")
         item = first[0] if isinstance(first, (tuple, list)) and first else None
         if isinstance(item, torch.Tensor):  # _batches read ``data`` as a DataLoader
             exc.add_note(f"(the calibration was read as a DataLoader, each item as (inputs, "
@@ -1167,6 +1195,21 @@ def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
             "(SimModel.trace() shows each layer's code use)",
             UserWarning, stacklevel=3)
     warn_zero_inputs([c.name for c in cores if c.zero_inputs], "deploy", stacklevel=4)
+    warn_coarse_inputs([c.name for c in cores if c.coarse_inputs], "deploy", stacklevel=4)
+
+
+def warn_coarse_inputs(names: Sequence[str], who: str, stacklevel: int = 3) -> None:
+    """Warn about the matrices whose input step is set by an outlier
+    (``MatmulCore.coarse_inputs``, :func:`~cimsim.mapping.matrix.coarse_inputs`)."""
+    if names:
+        warnings.warn(
+            f"{who}: half the nonzero calibration input vectors of {_shown(names)} lie within "
+            "a 32nd of their input range: the input step is set by a max |x| far above their "
+            "typical size (an outlier in the calibration data), so their signal takes a few "
+            "input codes and the chip's noise, scaled by that step, can exceed it: calibrate "
+            "on data without the outlier, or clip the range (quant.act_calibration = "
+            "'percentile' with quant.act_percentile below 100 % less the outliers' share, "
+            "e.g. 99.9)", UserWarning, stacklevel=stacklevel)
 
 
 def warn_zero_inputs(names: Sequence[str], who: str, stacklevel: int = 3) -> None:
@@ -1216,10 +1259,7 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     ADCs are then fitted again stage by stage on simulated inputs (:func:`_calibrate_simulated`).
     Returns the first batch's :func:`argument_ndims`.
     """
-    if isinstance(calibration, Iterator):
-        # a one-shot iterator: simulated calibration rereads it (not as a list, which
-        # _batches would read as the model's arguments)
-        calibration = _Replay(list(calibration))
+    calibration = replayable(calibration)
     order: list[MatmulCore] = []
     for layer in sim_layers.values():
         layer.call_log = order
@@ -1334,6 +1374,16 @@ def argument_ndims(args: Arguments) -> dict[int | str, int]:
                                  if isinstance(a, torch.Tensor)}
     out.update((k, v.dim()) for k, v in args.kwargs.items() if isinstance(v, torch.Tensor))
     return out
+
+
+def replayable(calibration):
+    """``calibration``, a one-shot iterator (a generator) read into batches that can be read
+    again: simulated calibration, ``prepare``'s simulated mode and the methods' refits read
+    it twice, and found it empty the second time ('calibration data is empty')."""
+    if isinstance(calibration, Iterator):
+        # not as a list, which _batches would read as the model's arguments
+        return _Replay(list(calibration))
+    return calibration
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,8 @@ from .weight_view import TensorMeta, WeightView, weight_like, weight_read_messag
 
 __all__ = ["ACTIVATION_REASON", "COMPILED_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON",
            "MODULATED_REASON", "SCALED_REASON",
-           "FunctionalUses", "higher_order_error", "refuse_transformed_inputs",
+           "FunctionalUses", "higher_order_error", "refuse_integer_input",
+           "refuse_transformed_inputs",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
            "linear_through", "weight_read_error", "weight_view", "refuse_swapped_weights"]
 
@@ -816,6 +817,22 @@ def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
             "the simulated arrays in NumPy (its twin, quantized) and carries no tangent, so "
             "the derivative would be lost: compute it outside the model, or exclude the layer "
             "(exclude=[...]) to keep it digital")
+
+
+def refuse_integer_input(layer: str, args: tuple) -> None:
+    """What a simulated (or twin) layer raises on an input that is not floating point (its
+    first argument): torch's own layer refuses it ("mat1 and mat2 must have the same dtype"),
+    the simulated one computed it in float64 and cast its output back to the input's integer
+    dtype, every output truncated: integer calibration data (pixels as uint8, a table of int64)
+    calibrated the later layers on truncated activations, silently."""
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.is_complex()):
+        dtype = str(x.dtype).removeprefix("torch.")
+        raise MappingError(
+            f"{layer}: its input is {dtype}, not floating point; the model's own layer refuses "
+            f"it, and a simulated one would return {dtype} (its outputs truncated): cast the "
+            "inputs (and the calibration data) to the model's dtype, e.g. x.float(), scaled "
+            "as the model was trained on")
 
 
 def _dual(t: torch.Tensor) -> bool:

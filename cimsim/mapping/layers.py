@@ -40,6 +40,7 @@ from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
 from .functional import (
     linear_through,
+    refuse_integer_input,
     refuse_swapped_weights,
     refuse_transformed_inputs,
     weight_view,
@@ -48,10 +49,12 @@ from .matrix import (
     EngineView,
     InputStats,
     calibrate_adcs,
+    coarse_inputs,
     engine_view,
     group_max_abs,
     group_name,
     packed_groups,
+    spread_rows,
 )
 from .naming import refuse_signed_together
 from .weight_view import TensorMeta, ViewsWeights
@@ -122,6 +125,9 @@ class MatmulCore:
         self.zero_inputs = False
         """Every calibration input of the matrix was 0: its input scale and ADC ranges were
         set from no signal (the input step 1, the columns their full scale)."""
+        self.coarse_inputs = False
+        """Half its nonzero calibration input vectors lie within a 32nd of the input range
+        (:func:`~cimsim.mapping.matrix.coarse_inputs`): the step is set by an outlier."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -130,7 +136,7 @@ class MatmulCore:
     def observe(self, x: np.ndarray) -> None:
         """Record calibration inputs (M, K) (:class:`~cimsim.mapping.matrix.InputStats`)."""
         assert self.stats is not None, "observe() after finalize()"
-        self.stats.observe(x)
+        self.stats.observe(x, self.name)
 
     @staticmethod
     def share_statistics(cores: list[MatmulCore]) -> None:
@@ -150,6 +156,7 @@ class MatmulCore:
                            activation=self._fused_activation, layer_max_abs=self.layer_max_abs)
         self._take(view)
         self._check_codes(stats.sample)
+        self.coarse_inputs = coarse_inputs(view, stats)
 
     def start_recording(self) -> None:
         """Simulated calibration: record the inputs of the next forwards (run in float)."""
@@ -173,8 +180,8 @@ class MatmulCore:
         self._check_codes(stats.sample)
 
     def _check_codes(self, sample: np.ndarray | None) -> None:
-        """Set :attr:`one_code`: whether every ADC setting converts the first
-        :data:`ONE_CODE_ROWS` calibration rows, noise-free, to one code (deploy warns: a
+        """Set :attr:`one_code`: whether every ADC setting converts :data:`ONE_CODE_ROWS`
+        calibration rows spread evenly over the sample, noise-free, to one code (deploy warns: a
         full-scale range far wider than the signal leaves a layer outputting its bias, which
         only ``SimModel.trace`` showed). Not for an all-zero matrix (warned about already), nor
         under a calibrated range policy, whose ranges are fitted to the signal."""
@@ -182,7 +189,10 @@ class MatmulCore:
         if (sample is None or not len(sample) or self.view is None or not np.any(self.w)
                 or self.chip.adc.range_policy is RangePolicy.CALIBRATED):
             return
-        x_int = self.view.quantize(sample[:ONE_CODE_ROWS])
+        # spread over the sample, not its first rows: those are the first batch's in the order
+        # recorded, a recurrent matrix's all its zero first-step state (a GRU's weight_hh was
+        # warned about as reading one code, at 0.9 % relative error on the ideal chip)
+        x_int = self.view.quantize(sample[spread_rows(len(sample), ONE_CODE_ROWS)])
         used = settings = 0
         for a, b, part in self.view.parts:
             if part.adc is not None:
@@ -261,7 +271,10 @@ class MatmulCore:
             return self.float_run(x)
         view = self.view
         assert view is not None, "run() before finalize()"
-        x_int, x_exp = view.encode(x)
+        try:
+            x_int, x_exp = view.encode(x)
+        except ValueError as exc:  # NaN / inf inputs: which layer met them first
+            raise MappingError(f"layer {self.name!r}: {exc}") from None
         y = np.zeros((x.shape[0], self.w.shape[0]))
         call_seed = stream_key(self.seed, 1000 + self.calls)
         self.calls += 1
@@ -512,6 +525,7 @@ def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
         refuse_swapped_weights(layer, layer.sim_name, layer.own_tensors)
     tensors = [*args, *kwargs.values()]
     refuse_transformed_inputs(layer.sim_name, tensors)
+    refuse_integer_input(layer.sim_name, args or tuple(kwargs.values())[:1])
     if not (torch.is_grad_enabled()
             and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)):
         return
@@ -627,7 +641,7 @@ class SimLayer(ViewsWeights):
         if core.tracer is not None:  # a fidelity trace (SimModel.trace) is running
             return core.tracer.step(core, x)
         if core.recorder is not None:  # simulated calibration: this matrix records
-            core.recorder.observe(x)
+            core.recorder.observe(x, core.name)
             return core.float_run(x)
         if core.pending:  # simulated calibration: its ADC is not final yet
             return core.float_run(x)

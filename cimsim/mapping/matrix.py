@@ -48,7 +48,8 @@ from .quant import (
     zero_point_offsets,
 )
 
-__all__ = ["EngineView", "InputStats", "MAX_CALIBRATION_ROWS", "calibrate_adcs", "engine_view",
+__all__ = ["EngineView", "InputStats", "MAX_CALIBRATION_ROWS", "calibrate_adcs", "coarse_inputs",
+           "engine_view", "spread_rows",
            "group_max_abs", "group_name", "group_packs", "kernel_row_tiles", "pack_groups",
            "packed_groups", "program_parts", "shift_zero_point", "unpack_groups"]
 
@@ -82,11 +83,22 @@ class InputStats:
         """Inputs were recorded and every one was 0: no scale or range follows from them."""
         return self.n_seen > 0 and self.max_abs == 0.0
 
-    def observe(self, x: np.ndarray) -> None:
-        """Record calibration inputs (M, K)."""
+    def observe(self, x: np.ndarray, name: str | None = None) -> None:
+        """Record calibration inputs (M, K) of the matrix ``name`` (named by the error on
+        inputs that are NaN or infinite)."""
         if x.size == 0:
             return
         x = np.asarray(x, dtype=np.float64)
+        if not np.isfinite(x).all():
+            # else NaN compares false: max_abs kept its finite value, the reservoir the NaN, and
+            # programming failed on "inputs to the arrays are NaN", naming no layer
+            nan = int(np.count_nonzero(np.isnan(x)))
+            who = f"layer {name!r}" if name else "a mapped matrix"
+            raise MappingError(
+                f"{who}: a calibration batch's inputs to it hold {nan} NaN and "
+                f"{np.count_nonzero(~np.isfinite(x)) - nan} infinite values (of {x.size}); "
+                "allowed: finite values (check the calibration data, torch.isfinite(x).all(), "
+                "and the layers before this one)")
         self.max_abs = max(self.max_abs, float(np.abs(x).max()))
         self.min_val = min(self.min_val, float(x.min()))
         self.max_val = max(self.max_val, float(x.max()))
@@ -199,6 +211,45 @@ class EngineView:
     def layers(self) -> tuple[ProgrammedLayer, ...]:
         """The programmed layer of every part."""
         return tuple(layer for _, _, layer in self.parts)
+
+
+#: A matrix's calibration inputs are coarse (:func:`coarse_inputs`) when half its nonzero input
+#: vectors lie within this fraction of the input quantizer's range of the zero code: 5 bits of
+#: its resolution unused (of 8, 3 left; with 4 input bits, the vector quantizes to 0).
+COARSE_INPUT_SHARE = 1 / 32
+
+
+def spread_rows(n: int, k: int) -> np.ndarray:
+    """At most ``k`` row indices spread evenly over ``n`` rows (first and last included): a
+    sample's first rows are its first batch's, in the order recorded."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64))
+
+
+def coarse_inputs(view: EngineView, stats: InputStats, rows: int = 256) -> bool:
+    """Whether half the nonzero calibration input vectors (``rows`` sample rows,
+    :func:`spread_rows`) lie within :data:`COARSE_INPUT_SHARE` of the input range of the zero
+    code, their largest |x| included: an input step set by a max |x| far above the vectors'
+    typical size (an outlier in the calibration data), so their signal takes a few input codes
+    and the chip's noise, scaled by that step, can exceed it, by a factor growing with the
+    outlier. Per vector, not per value: the many near-zero values of sparse features (a
+    distance's radial basis expansion) carry little of a product. Not for block
+    floating-point inputs (a scale per vector), below 4 input bits (their codes are few by
+    design), nor for the matrices of a grouped layer, which share one input step
+    (:meth:`InputStats.share`: a depthwise group's channel may be small next to the layer's
+    largest, as per-tensor quantization has it)."""
+    bits, sample = view.chip.input_bits, stats.sample
+    if (sample is None or not len(sample) or view.block_fp or bits < 4
+            or stats.pooled is not None):
+        return False
+    x = np.abs(sample[spread_rows(len(sample), rows)])
+    if view.smooth is not None:
+        x = x / view.smooth
+    peak = x.max(axis=1)
+    peak = peak[peak > 0]
+    if not peak.size:
+        return False
+    codes = 2 ** (bits - 1) - 1 if view.input_signed and not view.zero_point else 2**bits - 1
+    return bool(np.median(peak) / view.s_x < COARSE_INPUT_SHARE * codes)
 
 
 def shift_zero_point(input_bits: int) -> int:

@@ -40,7 +40,7 @@ from torch import nn
 from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
 from ..config import ChipConfig, as_chip
 from ..errors import ConfigError
-from ..mapping.deploy import Arguments
+from ..mapping.deploy import Arguments, replayable
 from ..mapping.matrix import InputStats
 from ._data import batch_dim_of, batch_first, model_batches
 from ._modes import module_modes, restore_modes
@@ -281,7 +281,7 @@ def prepare_bskmq(model: nn.Module, chip: ChipConfig | str | Path, calibration, 
     (:func:`refit_chip_levels`), since deploy has no fitter parameters. ``options``: those of
     ``cimsim.train.prepare``.
     """
-    chip = as_chip(chip)
+    chip, calibration = as_chip(chip), replayable(calibration)  # read twice
     if level_fit is not None:  # a bad name is the config's ConfigError
         chip = chip.replace(adc=chip.adc.replace(level_fit=str(getattr(level_fit, "value",
                                                                        level_fit))))
@@ -345,8 +345,8 @@ def refit_chip_levels(prepared: PreparedModel, calibration, *, method: FitMethod
         for name, twin in twins.items():
             stats = InputStats(twin.seed)
             handle = twin.register_forward_pre_hook(
-                lambda _m, args, st=stats: st.observe(
-                    args[0].detach().to("cpu", torch.float64).numpy()))
+                lambda _m, args, st=stats, n=name: st.observe(
+                    args[0].detach().to("cpu", torch.float64).numpy(), n))
             try:
                 with torch.no_grad():
                     for args in batches:

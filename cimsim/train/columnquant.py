@@ -40,7 +40,7 @@ from ..config import (
     as_chip,
 )
 from ..errors import ConfigError
-from ..mapping.deploy import SimModel
+from ..mapping.deploy import SimModel, replayable
 from ._data import model_batches
 from ._modes import module_modes, restore_modes
 from .ternary import make_ternary, mean_abs_per_set, recalibrate_adcs
@@ -311,7 +311,7 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig | str | Path, calibra
         do not apply: α from mean |w|, the paper code's option-3 gradient scale).
     """
     _choice("weight_scale", weight_scale, GRANULARITIES)
-    chip = as_chip(chip)
+    chip, calibration = as_chip(chip), replayable(calibration)  # read twice
     _choice("init", init, ("paper", "engine"))
     _choice("grad", grad, ("paper", "lsq"))
     _choice("centre", centre, CENTRES)

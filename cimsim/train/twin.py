@@ -93,13 +93,16 @@ from ..mapping.deploy import (
     deploy,
     deploy_views,
     no_layer_error,
+    replayable,
     user_model,
+    warn_coarse_inputs,
     warn_unmatched_excludes,
     warn_unsupported,
     warn_zero_inputs,
 )
 from ..mapping.functional import (
     linear_through,
+    refuse_integer_input,
     refuse_swapped_weights,
     refuse_transformed_inputs,
     warn_functional,
@@ -117,6 +120,7 @@ from ..mapping.layers import (
 from ..mapping.matrix import (
     EngineView,
     InputStats,
+    coarse_inputs,
     engine_view,
     group_max_abs,
     group_name,
@@ -754,7 +758,10 @@ class TwinMatmul(nn.Module):
             return x.new_zeros((0, self.n_outputs), dtype=self.weight.dtype)
         with torch.autocast(x.device.type, enabled=False):
             y, raw = self.pre_activation(x.to(self.weight.dtype))
-            return y if self.activation is None else self._activation_out(y, raw)
+            y = y if self.activation is None else self._activation_out(y, raw)
+            # a row with a NaN or inf: NaN outputs, as the float layer's (its codes, cast to
+            # integers in the ADC, came out finite: a NaN input trained silently); no sync
+            return y.masked_fill(~torch.isfinite(x).all(dim=1, keepdim=True), torch.nan)
 
     def pre_activation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The output before a fused activation (M, N) (the layer's output when none is
@@ -1196,6 +1203,7 @@ def _refuse_swapped(layer: _TwinLayer, args: tuple) -> None:
     weights set from outside, and inputs of a ``torch.func`` transform, refused."""
     refuse_swapped_weights(layer, layer.twin_name)
     refuse_transformed_inputs(layer.twin_name, args)
+    refuse_integer_input(layer.twin_name, args)
 
 
 class _TwinLayer(ViewsWeights):
@@ -1223,6 +1231,8 @@ class _TwinLayer(ViewsWeights):
         sets ``MatmulCore.activation_clamp``."""
         self.zero_inputs: list[str] = []
         """Names of its matrices whose calibration inputs were all 0 (prepare warns)."""
+        self.coarse_inputs: list[str] = []
+        """Names of its matrices whose input step an outlier sets (prepare warns)."""
         self.deployed_views: dict[str, EngineView] = {}
         """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
         starts from this view instead of one fitted to the float pass."""
@@ -1305,7 +1315,7 @@ class _TwinLayer(ViewsWeights):
         not by torch: another summation order moves the next layer's recorded max by an ulp,
         and with it its activation scale (found by tests/test_backend_parity.py)."""
         x64 = x2.detach().to("cpu", torch.float64).numpy()
-        self._stats[g].observe(x64)
+        self._stats[g].observe(x64, self.twin_name)
         y = float_product(x64, w.detach().to("cpu", torch.float64).numpy(),
                           None if b is None else b.detach().to("cpu", torch.float64).numpy())
         y_t = torch.from_numpy(y).to(x2.device, x2.dtype)
@@ -1344,6 +1354,8 @@ class _TwinLayer(ViewsWeights):
             w.cpu().double().numpy(), self.chip, self._stats[i], seed=self._seeds[i],
             row_tiles=row_tiles, name=name, activation=act if clamp is not None else None,
             layer_max_abs=layer_max_abs)
+        if coarse_inputs(view, self._stats[i]):
+            self.coarse_inputs.append(name)
         return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
 
     def _group_twins(self, mats: torch.Tensor, bias: torch.Tensor | None, groups: int,
@@ -1843,7 +1855,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     opts = TwinOptions.from_kwargs(options)
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    chip = as_chip(chip)
+    chip, calibration = as_chip(chip), replayable(calibration)
     check_chip(chip)
     if torch.is_inference_mode_enabled():  # the twin's parameters would be inference tensors
         raise MappingError("prepare under torch.inference_mode(): the twin could never train "
@@ -1957,6 +1969,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
             layer.deployed_views = views
     finalize_layers(layers.items())
     warn_zero_inputs([n for layer in layers.values() for n in layer.zero_inputs], "prepare")
+    warn_coarse_inputs([n for layer in layers.values() for n in layer.coarse_inputs],
+                       "prepare")
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
     carry_grad_hooks(layers)
     for name, layer in layers.items():
