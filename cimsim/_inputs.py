@@ -27,8 +27,9 @@ def counting_key(values: Mapping, batch_dim: int = 0) -> Any:
                  and values[k].shape[batch_dim] != 1), keys[0] if keys else None)
 
 
-def input_count(x: Any) -> int:
-    """Samples in ``x``: a tensor's rows, or a dict's (:func:`counting_key`).
+def input_count(x: Any, batch_dim: int = 0) -> int:
+    """Samples in ``x``: a tensor's length along ``batch_dim`` (1 for a sequence-first
+    model's (S, B, ...) inputs), or a dict's (:func:`counting_key`).
 
     Raises
     ------
@@ -36,22 +37,23 @@ def input_count(x: Any) -> int:
         A dict holding no tensor of at least one dimension.
     """
     if not isinstance(x, Mapping):
-        return int(x.shape[0])
-    key = counting_key(x)
-    if key is None or not x[key].ndim:
+        return int(x.shape[batch_dim])
+    key = counting_key(x, batch_dim)
+    if key is None or x[key].ndim <= batch_dim:
         raise ValueError("x is a dict with no tensor; allowed: a tensor, or a dict of the "
                          "model's keyword inputs")
-    return int(x[key].shape[0])
+    return int(x[key].shape[batch_dim])
 
 
-def input_rows(x: Any, start: int, stop: int | None = None) -> Any:
-    """Samples ``start:stop`` of ``x``: of a dict, every entry with as many rows as it has
-    samples (the others passed whole)."""
+def input_rows(x: Any, start: int, stop: int | None = None, batch_dim: int = 0) -> Any:
+    """Samples ``start:stop`` of ``x`` along ``batch_dim``: of a dict, every entry with as
+    many samples there as it has (the others passed whole)."""
+    cut = (slice(None),) * batch_dim + (slice(start, stop),)
     if not isinstance(x, Mapping):
-        return x[start:stop]
-    n = input_count(x)
-    return {k: v[start:stop] if isinstance(v, torch.Tensor | np.ndarray) and v.ndim
-            and v.shape[0] == n else v for k, v in x.items()}
+        return x[cut]
+    n = input_count(x, batch_dim)
+    return {k: v[cut] if isinstance(v, torch.Tensor | np.ndarray) and v.ndim > batch_dim
+            and v.shape[batch_dim] == n else v for k, v in x.items()}
 
 
 def call_on(model: Callable[..., Any], x: Any) -> Any:

@@ -13,13 +13,24 @@ from typing import Any
 __all__ = ["accuracy", "output_cosine", "predict"]
 
 
-def _run(model: Any, x: Any, i: int, j: int) -> Any:
-    """``model`` on samples ``i:j`` of ``x`` (a dict: keyword inputs, ``cimsim._inputs``); a
-    HuggingFace-style output's ``logits`` are the scores."""
+def _run(model: Any, x: Any, i: int, j: int, batch_dim: int = 0) -> Any:
+    """``model`` on samples ``i:j`` of ``x`` along ``batch_dim`` (a dict: keyword inputs,
+    ``cimsim._inputs``); a HuggingFace-style output's ``logits`` are the scores."""
     from ._inputs import call_on, input_rows
 
-    out = call_on(model, input_rows(x, i, j))
+    out = call_on(model, input_rows(x, i, j, batch_dim))
     return getattr(out, "logits", out)
+
+
+def _batch_dim(model: Any, batch_dim: int | None) -> int:
+    """The dimension of the inputs that counts samples: as given, else the deployed or
+    prepared model's own (``deploy(..., batch_dim=1)`` for a sequence-first model), else 0."""
+    if batch_dim is None:
+        own = getattr(model, "batch_dim", 0)
+        batch_dim = own if isinstance(own, int) and not isinstance(own, bool) else 0
+    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
+        raise ValueError(f"batch_dim = {batch_dim!r} is invalid; allowed: an integer >= 0")
+    return batch_dim
 
 
 def _scores(out: Any) -> Any:
@@ -44,7 +55,7 @@ def _leaves(out: Any) -> list:
 
 
 def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool = False,
-            desc: str = "evaluating") -> Any:
+            desc: str = "evaluating", batch_dim: int | None = None) -> Any:
     """Predicted class of every input: the argmax of ``model``'s output, batch by batch.
 
     Parameters
@@ -63,6 +74,10 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
         Show a tqdm bar over batches (hidden when not on a terminal, removed when done).
     desc : str
         The bar's label.
+    batch_dim : int, optional
+        The dimension of ``x`` that counts samples, cut into batches; None: the model's own
+        (a ``SimModel`` or ``PreparedModel`` deployed with ``batch_dim=1`` for sequence-first
+        inputs), else 0. The scores are ``(B, n_classes)`` whatever it is.
 
     Returns
     -------
@@ -80,7 +95,8 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
 
     from ._inputs import input_count
 
-    n = input_count(x)
+    dim = _batch_dim(model, batch_dim)
+    n = input_count(x, dim)
     step = n if batch_size is None else int(batch_size)
     if step < 1 and n:
         raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer >= 1 "
@@ -90,17 +106,18 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     with torch.no_grad():
         for i in tqdm(starts, desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            preds.append(_scores(_run(model, x, i, i + step)).argmax(dim=1))
+            preds.append(_scores(_run(model, x, i, i + step, dim)).argmax(dim=1))
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
 
 
 def accuracy(model: Any, x: Any, y: Any, *, batch_size: int | None = 256,
-             progress: bool = False, desc: str = "evaluating") -> float:
+             progress: bool = False, desc: str = "evaluating",
+             batch_dim: int | None = None) -> float:
     """Fraction of inputs whose predicted class (:func:`predict`) equals the label.
 
     Parameters
     ----------
-    model, x, batch_size, progress, desc
+    model, x, batch_size, progress, desc, batch_dim
         As :func:`predict`.
     y : Tensor
         Integer labels, shape ``(n,)``.
@@ -117,17 +134,21 @@ def accuracy(model: Any, x: Any, y: Any, *, batch_size: int | None = 256,
     """
     from ._inputs import input_count
 
-    n = input_count(x)
+    dim = _batch_dim(model, batch_dim)
+    n = input_count(x, dim)
     if n == 0:
         raise ValueError("cannot evaluate accuracy on an empty set")
     if int(y.shape[0]) != n:
-        raise ValueError(f"{n} inputs but {int(y.shape[0])} labels")
-    pred = predict(model, x, batch_size=batch_size, progress=progress, desc=desc)
+        raise ValueError(f"{n} inputs but {int(y.shape[0])} labels"
+                         + (f" (inputs counted along dimension {dim})" if dim else ""))
+    pred = predict(model, x, batch_size=batch_size, progress=progress, desc=desc,
+                   batch_dim=dim)
     return int((pred == y).sum()) / n
 
 
 def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None = 256,
-                  progress: bool = False, desc: str = "evaluating") -> float:
+                  progress: bool = False, desc: str = "evaluating",
+                  batch_dim: int | None = None) -> float:
     """Cosine similarity between ``model``'s and ``reference``'s outputs over all of ``x``.
 
     The fidelity of a simulated model when there are no labels to score: both outputs of every
@@ -138,9 +159,10 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     Parameters
     ----------
     reference : callable
-        The float model; run in one forward (it draws no noise).
-    model, x, batch_size, progress, desc
-        As :func:`predict`; ``model`` is run batch by batch.
+        The float model, run on the same batches (it draws no noise), so that each output
+        element is paired with its own whatever the layout of the outputs.
+    model, x, batch_size, progress, desc, batch_dim
+        As :func:`predict` (``batch_dim``: None takes ``model``'s own).
 
     Returns
     -------
@@ -157,22 +179,27 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
 
     from ._inputs import input_count
 
-    n = input_count(x)
+    dim = _batch_dim(model, batch_dim)
+    n = input_count(x, dim)
     if n == 0:
         raise ValueError("cannot compare outputs on an empty set")
     step = n if batch_size is None else int(batch_size)
     if step < 1:
         raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer >= 1 "
                          "or None")
-    outs = []
+    outs, refs = [], []
     with torch.no_grad():
         for i in tqdm(range(0, n, step), desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            outs.append(_leaves(_run(model, x, i, i + step)))
-        ref = torch.cat([t.reshape(-1) for t in _leaves(_run(reference, x, 0, n))]).double()
-    # output by output: the batches of each together, then the outputs in the reference's order
-    sim = torch.cat([torch.cat(batches).reshape(-1) for batches in zip(*outs, strict=True)]
-                    ).double()
+            # the reference on the same batch: the two flatten alike whatever dimension of
+            # the outputs holds the samples (a sequence-first model's (S, B, E))
+            outs.append(_leaves(_run(model, x, i, i + step, dim)))
+            refs.append(_leaves(_run(reference, x, i, i + step, dim)))
+    ref, sim = (torch.cat([t.reshape(-1) for batch in each for t in batch]).double()
+                for each in (refs, outs))
+    if ref.shape != sim.shape:
+        raise ValueError(f"the model's outputs hold {sim.numel()} values, the reference's "
+                         f"{ref.numel()}")
     norm = float(ref.norm() * sim.norm())
     # rounding can push a cosine of identical vectors a hair past 1
     return max(-1.0, min(1.0, float(ref @ sim) / norm)) if norm > 0 else 0.0

@@ -85,3 +85,40 @@ def test_a_dict_of_keyword_inputs_is_cut_with_the_batch():
     assert output_cosine(model, model, batch, batch_size=3) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="dict with no tensor"):
         predict(model, {"temperature": 2.0})
+
+
+class _SeqFirst(nn.Module):
+    """A sequence-first classifier: (S, B, E) inputs, (B, n_classes) scores."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.enc = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.enc(x).mean(dim=0))
+
+
+def test_a_sequence_first_model_is_evaluated_along_its_batch_dimension():
+    """``deploy(..., batch_dim=1)``: predict / accuracy / output_cosine cut the (S, B, E)
+    inputs along dimension 1, the deployed model's own (they cut dimension 0, the sequence:
+    "12 inputs but 40 labels")."""
+    import cimsim
+    from cimsim.evaluate import output_cosine
+
+    model = _SeqFirst().eval()
+    x = torch.randn(12, 40, 8)
+    with torch.no_grad():
+        want = model(x).argmax(dim=1)
+    sim = cimsim.deploy(model, "ideal", x, batch_dim=1)
+    assert torch.equal(predict(model, x, batch_size=16, batch_dim=1), want)
+    pred = predict(sim, x, batch_size=16)
+    assert pred.shape == (40,) and float((pred == want).double().mean()) > 0.9
+    assert accuracy(sim, x, want, batch_size=7) == float((pred == want).double().mean())
+    assert output_cosine(model, sim, x, batch_size=16) > 0.99
+    assert output_cosine(model, model, x, batch_size=16, batch_dim=1) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"12 inputs but 40 labels$"):
+        accuracy(model, x, want)  # a float module has no batch_dim: dimension 0
+    with pytest.raises(ValueError, match="batch_dim = -1 is invalid"):
+        predict(model, x, batch_dim=-1)
