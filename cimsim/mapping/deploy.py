@@ -606,6 +606,7 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
             yield Arguments(cut(a, dim, i) for a, dim in zip(data, dims, strict=True))
         return
     if isinstance(data, Iterable):
+        warned = False
         for item in data:
             if isinstance(item, Mapping):  # a HuggingFace DataLoader's batch: as given
                 yield from _keyword_batches(item, None, batch_dim)
@@ -613,6 +614,16 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
             # (inputs, labels) as a DataLoader yields: the model takes the inputs; arrays as
             # tensors, as deploy's and the model's forward take them
             x = item[0] if isinstance(item, (tuple, list)) else item
+            if isinstance(item, (tuple, list)) and len(item) > 2 and not warned:
+                # (x, mask, y): the mask was dropped without a word, the model calibrated
+                # unmasked
+                warned = True
+                warnings.warn(
+                    f"calibration read as a DataLoader of {len(item)}-element items: the model "
+                    f"is called on the first of each, as (inputs, labels), the other "
+                    f"{len(item) - 1} left out; a model taking several inputs is given them as "
+                    "a DataLoader of dicts of its keyword inputs ({'x': ..., 'mask': ...}) or "
+                    "a tuple of tensors (x, mask), cut into batches", UserWarning, stacklevel=3)
             if isinstance(x, (int, float)):
                 # a table iterated (a DataFrame's column labels, a nested list's numbers):
                 # torch's "'int' object has no attribute 'dim'" from the model named neither

@@ -245,3 +245,16 @@ def test_an_outlier_that_sets_the_input_step_is_warned_about(run):
         warnings.simplefilter("always")
         run(_mlp(), clipped, x)
     assert not [w for w in caught if "within a 32nd" in str(w.message)]
+
+
+def test_dataloader_items_of_three_say_what_is_left_out():
+    """A DataLoader of (x, mask, y) items calibrated on x alone, the mask dropped without a
+    word; it says so now, with the two ways to give several inputs."""
+    x = _x(32)
+    items = [(x[i:i + 8], torch.ones(8, dtype=torch.bool), torch.zeros(8)) for i in (0, 8)]
+    with pytest.warns(UserWarning, match=r"DataLoader of 3-element items: .* the other 2 left "
+                                         r"out"):
+        cimsim.deploy(_mlp(), "ideal", items)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cimsim.deploy(_mlp(), "ideal", [(x[:8], torch.zeros(8))])  # (inputs, labels): silent
