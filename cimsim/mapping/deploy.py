@@ -555,6 +555,10 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
         # the features into samples
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
             raise MappingError(f"{option} = {value!r} is invalid; allowed: an integer >= {least}")
+    if isinstance(data, torch.utils.data.Dataset):
+        # a dataset's items are single samples (a TensorDataset's (x_i, y_i)): batched by
+        # torch's own loader, in order, then read as a DataLoader's batches (it was refused)
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
     if isinstance(data, PackedSequence):  # a tuple: its sizes would be passed as an input
         raise MappingError("calibration as a PackedSequence is not supported (the simulated "
                            "recurrent layers take padded sequences): pass the padded tensor")
@@ -635,8 +639,8 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
             yield Arguments((_map_leaves(_as_tensor, x),))
         return
     raise MappingError(
-        f"calibration must be a tensor, an array, a tuple of tensors, a dict of keyword inputs "
-        f"or a DataLoader; got {type(data).__name__}"
+        f"calibration must be a tensor, an array, a tuple of tensors, a dict of keyword inputs, "
+        f"a Dataset or a DataLoader; got {type(data).__name__}"
     )
 
 

@@ -258,3 +258,17 @@ def test_dataloader_items_of_three_say_what_is_left_out():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cimsim.deploy(_mlp(), "ideal", [(x[:8], torch.zeros(8))])  # (inputs, labels): silent
+
+
+def test_a_dataset_is_batched_by_torch_and_read_as_its_loader():
+    """A ``TensorDataset`` (or any map-style dataset) passed as calibration was refused; it is
+    batched in order by torch's DataLoader and calibrates as that loader does."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = _x(40)
+    data = TensorDataset(x, torch.zeros(40))
+    a = cimsim.deploy(_mlp(), "rram-22nm", data, batch_size=16)
+    b = cimsim.deploy(_mlp(), "rram-22nm", DataLoader(data, batch_size=16))
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    assert a.sim_layers["0"].cores[0].s_x == b.sim_layers["0"].cores[0].s_x
