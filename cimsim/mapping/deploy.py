@@ -572,7 +572,7 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
     if _nested(data) and data and isinstance(data[0], np.ndarray):
         # arrays as the tensors they hold: a tuple of arrays was read as a DataLoader, its
         # arrays called as the model's input one by one (a second input as a second batch)
-        data = type(data)(_map_leaves(_as_tensor, d) for d in data)
+        data = _map_leaves(_as_tensor, data)
     if isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) and all(
             _plain(d) for d in data):
         # the model's arguments; a string (a task key), a number or None passed whole: the
