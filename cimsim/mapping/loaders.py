@@ -242,12 +242,16 @@ def torchscript_converter() -> _Converter | None:
 
     def convert(scripted: torch.jit.ScriptModule, args: tuple) -> torch.export.ExportedProgram:
         # the converter logs a warning per specialized dimension (the channels: fixed, as they
-        # are): torch's bookkeeping, not the user's, and it would precede an error's one line
+        # are): torch's bookkeeping, not the user's, and it would precede an error's one line;
+        # so are its warnings ("Manually populate r.weight_ih_l0 into state_dict", "Pred is a
+        # Python constant"), about the converter's own tracing
         quiet = logging.getLogger("torch._export")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            return TS2EPConverter(scripted, args).convert()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return TS2EPConverter(scripted, args).convert()
         finally:
             quiet.setLevel(level)
 
@@ -324,12 +328,114 @@ def _model_from_spec(spec: str, example: Inputs | None) -> nn.Module:
     # that sends the user to re-export a model that is fine
     _check_runs_on(spec, scripted.eval(), example)
     try:
-        ep = convert(scripted.eval(), (example,))
+        gm = _converted(convert, scripted.eval(), example)
+    except LoadError as exc:
+        raise LoadError(f"{p}: {exc}") from None
     except Exception as exc:
         raise LoadError(f"{p}: TorchScript model could not be converted to a graph "
                         f"({type(exc).__name__}: {_first_line(exc)}); export it with "
                         "torch.export") from None
-    return _travels_as_file(modules_from_graph(ep.module()), p.read_bytes(), example)
+    return _travels_as_file(modules_from_graph(gm), p.read_bytes(), example)
+
+
+def _converted(convert: _Converter, scripted: torch.jit.ScriptModule, example: torch.Tensor
+               ) -> torch.fx.GraphModule:
+    """The graph of ``scripted``, taking any batch size.
+
+    The converter traces with every dimension dynamic where it can, but an operation that
+    checks a size pins it: a scripted ``nn.GRU`` pins the batch to the example's, and the
+    graph's guard then stopped calibration's first larger batch with an ``AssertionError``
+    ("Guard failed: x_1.size()[0] == 2"). The graph is run on a batch one larger than the
+    example and compared with the scripted model; where the guard refuses it, the guard is
+    replaced by one that checks every dimension but the batch (still fixed as converted), and
+    the graph is kept if it then computes what the scripted model does.
+    """
+    gm = _named_as_scripted(convert(scripted, (example,)).module(), scripted)
+    larger = torch.cat([example, example[:1]])
+    with torch.no_grad():
+        try:
+            want = scripted(larger)
+        except Exception as exc:
+            raise LoadError(f"the model refuses a batch of {len(larger)} ({type(exc).__name__}: "
+                            f"{_first_line(exc)}); cimsim runs it on batches of any size"
+                            ) from None
+    if _computes_like(gm, larger, want):
+        return gm
+    if isinstance(getattr(gm, "_guards_fn", None), nn.Module):
+        gm._guards_fn = _SampleShapeGuard(tuple(example.shape[1:]))
+        if _computes_like(gm, larger, want):
+            return gm
+    raise LoadError(f"the TorchScript converter fixed the batch size at {len(example)} (the "
+                    f"graph refuses or miscomputes a batch of {len(larger)}); export the model "
+                    "with torch.export and a dynamic batch dimension (.pt2), or use "
+                    "module:function")
+
+
+def _named_as_scripted(gm: torch.fx.GraphModule, scripted: torch.jit.ScriptModule
+                       ) -> torch.fx.GraphModule:
+    """``gm`` with the weights the converter lifted to anonymous constants (``lifted_tensor_0``
+    ...: a scripted ``nn.GRU``'s flat weights) read from their names in ``scripted``
+    (``r.weight_ih_l0``), the same tensors: the layer rebuilt from them then takes its module's
+    name, as a deployed module's layer does, and so its programming draw (seeded by the name)."""
+    names = {t.data_ptr(): k for k, t in scripted.state_dict().items() if t.numel()}
+    for node in gm.graph.nodes:
+        if node.op != "get_attr" or not str(node.target).startswith("lifted_tensor_"):
+            continue
+        tensor = getattr(gm, node.target, None)
+        name = names.get(tensor.data_ptr()) if isinstance(tensor, torch.Tensor) else None
+        if name is None or "." not in name:
+            continue
+        path, _, attr = name.rpartition(".")
+        try:
+            holder = gm.get_submodule(path)
+        except AttributeError:
+            parent: nn.Module = gm
+            for part in path.split("."):  # the holders the converter did not make
+                if not hasattr(parent, part):
+                    parent.add_module(part, nn.Module())
+                parent = getattr(parent, part)
+            holder = parent
+        if hasattr(holder, attr) or next(holder.children(), None) is not None:
+            continue  # taken, or a real module's: keep the converter's name
+        holder.register_buffer(attr, tensor)
+        node.target = name
+    # the holders made above come last among gm's modules: put them in the scripted model's
+    # order, which deploy's layer order (reports, traces) follows, as for the module itself
+    order = [n for n, _ in scripted.named_children() if n in gm._modules]
+    rest = [n for n in gm._modules if n not in order]
+    gm._modules = type(gm._modules)((n, gm._modules[n]) for n in order + rest)
+    gm.recompile()
+    return gm
+
+
+class _SampleShapeGuard(nn.Module):
+    """A converted TorchScript graph's guard with the batch freed (:func:`_converted`): every
+    other dimension of the input stays as converted."""
+
+    _is_impure = True  # its call returns nothing: kept by torch.fx's dead-code removal so
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor, *others: Any) -> None:
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"this converted TorchScript model takes inputs of shape (batch, "
+                             f"{', '.join(map(str, self.shape))}); got {tuple(x.shape)}")
+
+
+def _computes_like(gm: torch.fx.GraphModule, x: torch.Tensor, want: Any) -> bool:
+    """Whether the converted ``gm`` runs on ``x`` and gives ``want`` (the scripted model's)."""
+    with torch.no_grad():
+        try:
+            got = gm(x)
+        except Exception:  # the guard, or a size baked into the graph
+            return False
+    try:
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, check_dtype=False)
+    except (AssertionError, TypeError, ValueError):
+        return False
+    return True
 
 
 def _is_state_dict(p: Path) -> bool:
@@ -364,7 +470,9 @@ def _model_from_bytes(data: bytes, example: torch.Tensor | None) -> nn.Module:
     else:
         convert = torchscript_converter()
         assert convert is not None  # the sender converted with it
-        ep = convert(torch.jit.load(io.BytesIO(data), map_location="cpu").eval(), (example,))
+        return _travels_as_file(modules_from_graph(_converted(
+            convert, torch.jit.load(io.BytesIO(data), map_location="cpu").eval(), example)),
+            data, example)
     return _travels_as_file(modules_from_graph(ep.module()), data, example)
 
 
@@ -617,14 +725,38 @@ def _as_size(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _cell_kind(node: torch.fx.Node) -> type[nn.RNNCellBase] | None:
-    """The recurrent cell class an ``aten.lstm_cell`` / ``gru_cell`` / ``rnn_tanh_cell`` /
-    ``rnn_relu_cell`` call computes (what ``nn.LSTMCell`` ... call), or None."""
+def _recurrent_class(node: torch.fx.Node) -> type[nn.Module] | None:
+    """The recurrent cell or layer class a call computes: ``aten.lstm_cell`` / ``gru_cell`` /
+    ``rnn_tanh_cell`` / ``rnn_relu_cell`` (``nn.LSTMCell`` ...), ``aten.lstm`` / ``gru`` /
+    ``rnn_tanh`` / ``rnn_relu`` on a padded tensor, ``.input`` (``nn.LSTM`` ...); or None. A
+    packed sequence's call (``.data``) is none: it stays in float, named by the loader's
+    warning."""
     aten = torch.ops.aten
-    cells: dict[Any, type[nn.RNNCellBase]] = {
+    classes: dict[Any, type[nn.Module]] = {
         aten.lstm_cell.default: nn.LSTMCell, aten.gru_cell.default: nn.GRUCell,
-        aten.rnn_tanh_cell.default: nn.RNNCell, aten.rnn_relu_cell.default: nn.RNNCell}
-    return cells.get(node.target)
+        aten.rnn_tanh_cell.default: nn.RNNCell, aten.rnn_relu_cell.default: nn.RNNCell,
+        aten.lstm.input: nn.LSTM, aten.gru.input: nn.GRU,
+        aten.rnn_tanh.input: nn.RNN, aten.rnn_relu.input: nn.RNN}
+    return classes.get(node.target)
+
+
+def _cell_kind(node: torch.fx.Node) -> type[nn.RNNCellBase] | None:
+    """The recurrent cell class a cell call computes (:func:`_recurrent_class`), or None."""
+    cls = _recurrent_class(node)
+    return cls if cls is not None and issubclass(cls, nn.RNNCellBase) else None
+
+
+def _recurrent_kind(node: torch.fx.Node) -> type[nn.RNNBase] | None:
+    """The recurrent layer class a whole-sequence call computes (:func:`_recurrent_class`), or
+    None."""
+    cls = _recurrent_class(node)
+    return cls if cls is not None and issubclass(cls, nn.RNNBase) else None
+
+
+def _nonlinearity(node: torch.fx.Node) -> str:
+    """An ``nn.RNNCell`` / ``nn.RNN`` call's nonlinearity."""
+    aten = torch.ops.aten
+    return "relu" if node.target in (aten.rnn_relu_cell.default, aten.rnn_relu.input) else "tanh"
 
 
 def _cell_for(gm: torch.fx.GraphModule, node: torch.fx.Node, cls: type[nn.RNNCellBase]
@@ -637,9 +769,8 @@ def _cell_for(gm: torch.fx.GraphModule, node: torch.fx.Node, cls: type[nn.RNNCel
     has_bias = b_ih is not None or b_hh is not None
     mod: nn.RNNCellBase
     if cls is nn.RNNCell:
-        mod = nn.RNNCell(w_ih.shape[1], w_hh.shape[1], bias=has_bias, nonlinearity=(
-            "relu" if node.target is torch.ops.aten.rnn_relu_cell.default else "tanh"),
-            **_like(w_ih))
+        mod = nn.RNNCell(w_ih.shape[1], w_hh.shape[1], bias=has_bias,
+                         nonlinearity=_nonlinearity(node), **_like(w_ih))
     else:
         make: Callable[..., nn.RNNCellBase] = cls  # LSTMCell / GRUCell: (in, hidden, bias)
         mod = make(w_ih.shape[1], w_hh.shape[1], bias=has_bias, **_like(w_ih))
@@ -650,6 +781,44 @@ def _cell_for(gm: torch.fx.GraphModule, node: torch.fx.Node, cls: type[nn.RNNCel
             mod.bias_ih.copy_(b_ih if b_ih is not None else torch.zeros_like(mod.bias_ih))
             mod.bias_hh.copy_(b_hh if b_hh is not None else torch.zeros_like(mod.bias_hh))
     return mod
+
+
+_RECURRENT_NAMES = re.compile(r"(weight|bias)_(ih|hh|hr)_l\d+(_reverse)?")
+"""The parameter names of an ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (its ``_flat_weights_names``)."""
+
+
+def _recurrent_for(gm: torch.fx.GraphModule, node: torch.fx.Node, cls: type[nn.RNNBase]
+                   ) -> nn.RNNBase:
+    """The layer computing a call ``(input, hx, params, has_biases, num_layers, dropout, train,
+    bidirectional, batch_first)``: ``params`` are its flat weights in ``_flat_weights_names``'
+    order (per layer and direction ``w_ih, w_hh[, b_ih, b_hh][, w_hr]``), so the sizes, the
+    biases and an LSTM's projection are read off them."""
+    args: Any = node.args  # (torch.fx types an argument as any value a graph can hold)
+    _, _, params, has_biases, num_layers, dropout, _, bidirectional, batch_first = args
+    weights = [_tensor(gm, w) for w in params]
+    per_layer = len(weights) // (num_layers * (2 if bidirectional else 1))
+    w_ih, w_hh = weights[0], weights[1]
+    gates = {nn.LSTM: 4, nn.GRU: 3}.get(cls, 1)
+    hidden = w_ih.shape[0] // gates
+    extra: dict[str, Any] = {}
+    if cls is nn.LSTM and per_layer == 3 + 2 * bool(has_biases):  # a projection w_hr
+        extra["proj_size"] = w_hh.shape[1]
+    if cls is nn.RNN:
+        extra["nonlinearity"] = _nonlinearity(node)
+    make: Callable[..., nn.RNNBase] = cls
+    # the export's dropout is kept as stated (it acts only in training, as the model's did)
+    mod = make(w_ih.shape[1], hidden, num_layers, bias=bool(has_biases),
+               batch_first=bool(batch_first), dropout=float(dropout) if num_layers > 1 else 0.0,
+               bidirectional=bool(bidirectional), **extra, **_like(w_ih))
+    with torch.no_grad():
+        for name, w in zip(mod._flat_weights_names, weights, strict=True):
+            getattr(mod, name).copy_(w)
+    return mod
+
+
+def _lstm_outputs(out: tuple) -> tuple:
+    """``nn.LSTM``'s ``(output, (h, c))`` as ``aten.lstm``'s ``(output, h, c)``."""
+    return out[0], out[1][0], out[1][1]
 
 
 def _product_args(node: torch.fx.Node) -> tuple[Any, Any, Any] | None:
@@ -732,6 +901,8 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
     ``node``, or None."""
     if (cell := _cell_kind(node)) is not None:
         return _cell_for(gm, node, cell)
+    if (layer := _recurrent_kind(node)) is not None:
+        return _recurrent_for(gm, node, layer)
     if _product_args(node) is not None:
         return _product_linear(gm, node)
     if node.target is torch.ops.aten.linear.default:
@@ -766,9 +937,13 @@ def _module_for(gm: torch.fx.GraphModule, node: torch.fx.Node) -> nn.Module | No
 
 def _weight_arg(node: torch.fx.Node) -> Any:
     """A linear or convolution call's weight argument (its second), a cell call's W_ih (its
-    third), a product's weight (``x @ W``, ``addmm(b, x, W)``), or None."""
+    third), a recurrent layer call's first W_ih (its third's first), a product's weight
+    (``x @ W``, ``addmm(b, x, W)``), or None."""
     if (product := _product_args(node)) is not None:
         return product[1]
+    if _recurrent_kind(node) is not None:
+        params: Any = node.args[2]
+        return params[0]
     i = 2 if _cell_kind(node) is not None else 1
     return node.args[i] if len(node.args) > i else None
 
@@ -824,7 +999,9 @@ def _weight_holder_path(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | 
             break
         w = w.args[0]
     target = getattr(w, "target", None) if isinstance(w, torch.fx.Node) else None
-    own_name = "weight_ih" if _cell_kind(node) is not None else "weight"
+    whole = _recurrent_kind(node) is not None
+    own_name = ("weight_ih_l0" if whole else
+                "weight_ih" if _cell_kind(node) is not None else "weight")
     if not isinstance(target, str) or not target.endswith(f".{own_name}"):
         return None
     path = target[: -len(own_name) - 1]
@@ -834,6 +1011,8 @@ def _weight_holder_path(gm: torch.fx.GraphModule, node: torch.fx.Node) -> str | 
         return None
     own = {n for n, _ in holder.named_parameters(recurse=False)} | {
         n for n, _ in holder.named_buffers(recurse=False)}
+    if whole:
+        return path if all(_RECURRENT_NAMES.fullmatch(n) for n in own) else None
     return path if own <= ({"weight", "bias"} if own_name == "weight" else {
         "weight_ih", "weight_hh", "bias_ih", "bias_hh"}) else None
 
@@ -849,9 +1028,11 @@ def modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     GPT-2's ``Conv1D``; ``aten.mm`` / ``aten.matmul(x, W)``, a constant bias added after it
     folded in), as an ``nn.Linear`` named by that module; and each
     recurrent cell call (``aten.lstm_cell`` / ``gru_cell`` / ``rnn_tanh_cell`` /
-    ``rnn_relu_cell``, an ``nn.LSTMCell`` ... of the model) with constant weights. Whole-sequence
-    recurrent calls (``aten.lstm`` ...) are not rewritten: they run in float, and a
-    ``UserWarning`` names them.
+    ``rnn_relu_cell``, an ``nn.LSTMCell`` ... of the model) with constant weights, and each
+    whole-sequence recurrent call on a padded tensor (``aten.lstm.input`` / ``gru.input`` /
+    ``rnn_tanh.input`` / ``rnn_relu.input``: an ``nn.LSTM`` ... of the model, its layers,
+    directions, biases and projection read off the flat weights). A packed sequence's call
+    (``aten.lstm.data`` ...) is not rewritten: it runs in float, and a ``UserWarning`` names it.
     An inlined ``nn.MultiheadAttention`` call becomes a call of the module, as deploy maps it
     (``cimsim.mapping.graph_attention``). Embedding look-ups and other attention products
     become modules deploy lists as digital (``cimsim.mapping.graph_digital``). ``gm`` is
@@ -872,7 +1053,8 @@ def _modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or node in folded:
             continue
-        if str(node.target).split(".")[1:2] in (["lstm"], ["gru"], ["rnn_tanh"], ["rnn_relu"]):
+        if str(node.target).split(".")[1:2] in (["lstm"], ["gru"], ["rnn_tanh"], ["rnn_relu"]) \
+                and _recurrent_kind(node) is None:  # a packed sequence's call
             recurrent.append(node.name)
         mod = _module_for(gm, node)
         product = _product_args(node)
@@ -883,7 +1065,7 @@ def _modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             # `x @ W.T + b` written out: the add of a constant bias is the Linear's bias
             mod, result = _with_added_bias(gm, node, mod)
             folded.add(result)
-        if isinstance(mod, nn.RNNCellBase):  # (input, hx): an LSTM's state is a pair
+        if isinstance(mod, (nn.RNNCellBase, nn.RNNBase)):  # (input, hx): LSTM's is a pair
             hx = node.args[1] if len(node.args) > 1 else None
             args = (node.args[0], tuple(hx) if isinstance(hx, (list, tuple)) else hx)
         if mod is None:  # an embedding or an attention: listed digital by deploy
@@ -906,13 +1088,18 @@ def _modules_from_graph(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
             installed[name] = _weight_source(node)
         with gm.graph.inserting_after(result):
             new = gm.graph.call_module(name, args, kwargs)
-        result.replace_all_uses_with(new)
+        if isinstance(mod, nn.LSTM):  # the graph reads aten's (output, h, c)
+            with gm.graph.inserting_after(new):
+                flat = gm.graph.call_function(_lstm_outputs, (new,))
+            result.replace_all_uses_with(flat)
+        else:
+            result.replace_all_uses_with(new)
         gm.graph.erase_node(result)
         if result is not node:
             gm.graph.erase_node(node)
     if recurrent:
         warnings.warn(f"{len(recurrent)} recurrent call(s) of the exported graph run in float "
-                      "(an exported nn.RNN/LSTM/GRU is not rewritten; only its cells are): "
+                      "(an exported nn.RNN/LSTM/GRU on a packed sequence is not rewritten): "
                       f"{', '.join(recurrent)}; "
                       "deploy the model as a Python module (module:function) to map them",
                       UserWarning, stacklevel=3)  # the caller of modules_from_graph

@@ -7,6 +7,7 @@ same weights.
 
 from __future__ import annotations
 
+import operator
 import pickle
 from multiprocessing.reduction import ForkingPickler
 
@@ -278,19 +279,78 @@ def test_exported_conv3d_and_transposed_convs_become_mapped_modules():
     assert len(sim.sim_layers) == 5 and sim.digital == []
 
 
-@pytest.mark.filterwarnings("ignore:The tensor attributes self.lstm._flat_weights")
-def test_exported_recurrent_calls_are_named_as_kept_float():
-    class Lstm(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lstm = nn.LSTM(4, 3)
+class _Recurrent(nn.Module):
+    """A whole-sequence recurrent layer read at its last step, with or without a given state."""
 
-        def forward(self, x):
-            return self.lstm(x)[0]
+    def __init__(self, layer: nn.RNNBase, state: bool):
+        super().__init__()
+        self.r, self.state = layer, state
+        self.lstm = isinstance(layer, nn.LSTM)  # (the deployed layer is no nn.LSTM)
+        self.dirs = 2 if layer.bidirectional else 1
+        self.out = (layer.proj_size or layer.hidden_size) if self.lstm else layer.hidden_size
+        self.fc = nn.Linear(self.out * self.dirs, 3)
 
-    ep = torch.export.export(Lstm(), (torch.randn(5, 2, 4),))
+    def forward(self, x):
+        if not self.state:
+            return self.fc(self.r(x)[0][:, -1])
+        h0 = torch.full((self.r.num_layers * self.dirs, x.shape[0], self.out), 0.1)
+        if self.lstm:
+            c0 = torch.full((self.r.num_layers * self.dirs, x.shape[0], self.r.hidden_size), 0.2)
+            y, (h, c) = self.r(x, (h0, c0))
+            return self.fc(y[:, -1]) + c.sum(0)[:, :1]
+        y, h = self.r(x, h0)
+        return self.fc(y[:, -1]) + h.sum(0)[:, :1]
+
+
+_LAYERS = {
+    "lstm": lambda: nn.LSTM(5, 8, batch_first=True),
+    "lstm-2-layers-bidirectional-projected": lambda: nn.LSTM(
+        5, 8, num_layers=2, batch_first=True, bidirectional=True, proj_size=4),
+    "gru-2-layers-no-bias": lambda: nn.GRU(5, 8, num_layers=2, batch_first=True, bias=False),
+    "rnn-relu-bidirectional": lambda: nn.RNN(5, 8, nonlinearity="relu", batch_first=True,
+                                             bidirectional=True),
+}
+
+
+@pytest.mark.filterwarnings("ignore:The tensor attributes self.r._flat_weights")
+@pytest.mark.parametrize("state", [False, True], ids=["zero-state", "given-state"])
+@pytest.mark.parametrize("layer", _LAYERS.values(), ids=_LAYERS.keys())
+def test_exported_recurrent_layers_become_the_modules_and_deploy_as_them(layer, state):
+    """``aten.lstm`` / ``gru`` / ``rnn_relu`` calls of an export ran in float with a warning:
+    they become the layers (layers, directions, biases, projection read off the flat
+    weights), under their modules' names, the same outputs at any batch size, and deploy on
+    rram-22nm bit for bit as the module; an LSTM's state pair reaches the graph's readers."""
+    torch.manual_seed(0)
+    model, x = _Recurrent(layer(), state).eval(), torch.randn(16, 6, 5)
+    gm = modules_from_graph(_export_dynamic(model, x).module())
+    assert isinstance(gm.r, type(model.r))
+    with torch.no_grad():
+        for rows in (x, x[:5]):
+            torch.testing.assert_close(gm(rows), model(rows), rtol=0, atol=0)
+    chip = cimsim.load_chip("rram-22nm")
+    a = cimsim.deploy(model, chip, x, seed=3)
+    b = cimsim.deploy(gm, chip, x, seed=3)
+    assert list(b.sim_layers) == list(a.sim_layers) == ["r", "fc"] and b.digital == []
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+
+def test_a_packed_sequence_recurrent_call_is_named_as_kept_float():
+    """A packed sequence's call (``aten.lstm.data``: data, batch sizes, state, weights ...)
+    is not rewritten; the warning names it (torch.export cannot export one today, so the
+    graph is written by hand)."""
+    lstm = nn.LSTM(4, 3)
+    root = nn.Module()
+    root.lstm = lstm
+    graph = torch.fx.Graph()
+    data, sizes, h0, c0 = (graph.placeholder(n) for n in ("data", "sizes", "h0", "c0"))
+    params = [graph.get_attr(f"lstm.{n}") for n in lstm._flat_weights_names]
+    call = graph.call_function(torch.ops.aten.lstm.data,
+                               (data, sizes, [h0, c0], params, True, 1, 0.0, False, False))
+    graph.output(graph.call_function(operator.getitem, (call, 0)))
+    gm = torch.fx.GraphModule(root, graph)
     with pytest.warns(UserWarning, match=r"1 recurrent call\(s\) .* run in float"):
-        modules_from_graph(ep.module())
+        modules_from_graph(gm)
 
 
 class _Cells(nn.Module):
@@ -423,3 +483,76 @@ def test_a_torchscript_model_keeps_its_layer_names_and_deploys_as_the_module(tmp
     ts = torch.jit.trace(model, (x[:2],)) if make == "trace" else torch.jit.script(model)
     ts.save(str(tmp_path / "m.ts"))
     _deploys_as_the_module(load_model(str(tmp_path / "m.ts"), x[:2]), model, x)
+
+
+class _ConvGru(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv1d(4, 8, 3, padding=1)
+        self.r = nn.GRU(8, 16, batch_first=True)
+        self.h = nn.Linear(16, 3)
+
+    def forward(self, x):
+        y, _ = self.r(torch.relu(self.c(x)).transpose(1, 2))
+        return self.h(y[:, -1])
+
+
+@pytest.mark.parametrize("dumps", _PICKLERS.values(), ids=_PICKLERS.keys())
+def test_a_scripted_gru_takes_any_batch_and_deploys_as_the_module(tmp_path, dumps):
+    """The converter pins a scripted nn.GRU's batch to the example's: the graph's guard
+    stopped `cimsim simulate` at calibration's first larger batch with a bare
+    AssertionError ("Guard failed: x_1.size()[0] == 2"). The guard is freed of the batch
+    where the graph then computes what the scripted model does; the GRU, its weights lifted
+    to anonymous constants by the converter, is mapped under its module's name, so it deploys
+    bit for bit as the module (also after travelling to a sweep worker)."""
+    if loaders.torchscript_converter() is None:
+        pytest.skip("this torch has no TorchScript converter")
+    torch.manual_seed(0)
+    model, x = _ConvGru().eval(), torch.randn(40, 4, 10)
+    torch.jit.script(model).save(str(tmp_path / "m.ts"))
+    loaded = load_model(str(tmp_path / "m.ts"), x[:2])
+    with torch.no_grad():
+        for rows in (x, x[:1], x[:7]):
+            torch.testing.assert_close(loaded(rows), model(rows))
+    with pytest.raises(ValueError, match=r"inputs of shape \(batch, 4, 10\); got \(3, 4, 9\)"):
+        loaded(torch.randn(3, 4, 9))
+    chip = cimsim.load_chip("rram-22nm")
+    a = cimsim.deploy(model, chip, x[:32], seed=3)
+    with torch.no_grad():
+        want = a(x[32:])  # (a second call draws the next conversion noise)
+    for candidate in (loaded, pickle.loads(dumps(loaded))):
+        b = cimsim.deploy(candidate, chip, x[:32], seed=3)
+        assert list(b.sim_layers) == list(a.sim_layers) == ["c", "r", "h"]
+        with torch.no_grad():
+            assert torch.equal(b(x[32:]), want)
+
+
+def test_a_converted_graph_that_fixed_its_batch_is_refused_naming_the_way_out(tmp_path):
+    """A scripted model whose graph cannot take another batch even without the guard (here
+    ``view(x.size(0) * 2)``, which the converter bakes in as ``view(4)``) is refused at load
+    time in one line, pointing to torch.export, not at calibration's first larger batch; a
+    model that itself takes one batch size only is refused as such."""
+    if loaders.torchscript_converter() is None:
+        pytest.skip("this torch has no TorchScript converter")
+    torch.jit.script(_Flat().eval()).save(str(tmp_path / "f.ts"))
+    with pytest.raises(LoadError, match=r"f\.ts: the TorchScript converter fixed the batch size "
+                       r"at 2 .*torch\.export and a dynamic batch dimension"):
+        load_model(str(tmp_path / "f.ts"), torch.randn(2, 6))
+    torch.jit.script(_Pairs().eval()).save(str(tmp_path / "p.ts"))
+    with pytest.raises(LoadError, match=r"p\.ts: the model refuses a batch of 3 \(RuntimeError: "
+                       r".*cimsim runs it on batches of any size"):
+        load_model(str(tmp_path / "p.ts"), torch.randn(2, 6))
+
+
+class _Flat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.l(x).view(x.size(0) * 2)
+
+
+class _Pairs(_Flat):
+    def forward(self, x):
+        return self.l(x).view(2, 2)
