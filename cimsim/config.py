@@ -1233,6 +1233,12 @@ def _check_binary_weights(chip: ChipConfig) -> None:
     if binary and chip.device.bits_per_cell != 1:
         _one_bit_cell_fail(chip.device.bits_per_cell,
                            "1 for weight_encoding = 'binary' (one binary cell per weight)")
+    if binary and chip.array.group_packing is not GroupPacking.NONE:
+        # a pack's off-diagonal cells must add nothing; a ±1 cell has no 0 (they added ±1 x
+        # the other groups' inputs: a packed depthwise conv off by 3 % on a lossless chip)
+        _fail("ArrayConfig", "group_packing", chip.array.group_packing.value,
+              "'none' for weight_encoding = 'binary' (±1 weights hold no 0 for the cells "
+              "off a pack's diagonal)")
 
 
 @dataclass(**_FROZEN)

@@ -155,6 +155,29 @@ def test_group_packing_is_a_validated_field_that_round_trips(tmp_path):
         chip.array.replace(group_packing="block")
 
 
+def test_packing_binary_weights_is_refused_naming_the_field():
+    """A pack's cells off its diagonal must add nothing, and a ±1 weight has no 0: packed on a
+    1-b binary chip they added ±1 x the other groups' inputs (a depthwise conv 3 % off on a
+    lossless chip, found by tests/test_model_properties.py). Refused when the chip is built."""
+    ideal = cimsim.load_chip("ideal")
+    with pytest.raises(ConfigError, match=r"ArrayConfig\.group_packing = 'diagonal' is invalid; "
+                       r"allowed: 'none' for weight_encoding = 'binary'"):
+        ideal.replace(weight_bits=1, weight_encoding="binary",
+                      device=ideal.device.replace(bits_per_cell=1),
+                      array=ideal.array.replace(group_packing="diagonal"))
+    # one balanced-ternary digit holds 0: packed, and exact
+    ternary = ideal.replace(weight_bits=1, weight_encoding="ternary",
+                            device=ideal.device.replace(bits_per_cell=1),
+                            array=ideal.array.replace(group_packing="diagonal"))
+    model, x = Mobile().eval(), torch.randn(16, 3, 8, 8)
+    packed = cimsim.deploy(model, ternary, x, seed=0)
+    flat = cimsim.deploy(model, ternary.replace(
+        array=ternary.array.replace(group_packing="none")), x, seed=0)
+    assert len(packed.sim_layers["dw"].cores) < len(flat.sim_layers["dw"].cores)
+    with torch.no_grad():
+        assert torch.equal(packed(x), flat(x))
+
+
 def test_a_chip_too_small_for_one_matrix_per_group_points_to_packing():
     """A MobileNet's depthwise layers fill a chip one 9-row matrix per array; the capacity
     error names the packing (and packing fits the model)."""
