@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -609,6 +610,16 @@ def _rebuild_exported(model: nn.Module) -> None:
             modules_from_graph(module)
 
 
+def deepcopy(obj: Any, memo: dict[int, Any] | None = None) -> Any:
+    """``copy.deepcopy``, without torch's deprecation warning about its own pytree specs: an
+    exported graph (``ExportedProgram.module()``) holds ``LeafSpec`` objects, whose copy warns
+    (``cimsim train`` printed it twice for every ``.pt2`` model)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)",
+                                category=FutureWarning)
+        return copy.deepcopy(obj, memo)
+
+
 def _copy(model: nn.Module, who: str) -> nn.Module:
     held = graph_tensors(model)
     if held and who == "prepare":
@@ -623,7 +634,7 @@ def _copy(model: nn.Module, who: str) -> nn.Module:
     # filled, timm's attention biases) is copied as its value
     memo: dict[int, Any] = {id(t): t.detach().clone() for _, t in held}
     try:
-        return copy.deepcopy(model, memo)
+        return deepcopy(model, memo)
     except RuntimeError as exc:
         sparse = [f"{n} ({t.layout})" for n, t in [*model.named_parameters(),
                                                     *model.named_buffers()]

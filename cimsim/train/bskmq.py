@@ -28,7 +28,6 @@ chip's forward.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from ..config import ChipConfig, as_chip
 from ..errors import ConfigError
 from ..mapping.deploy import Arguments, replayable
 from ..mapping.matrix import InputStats
+from ..mapping.unmappable import deepcopy
 from ._data import batch_dim_of, batch_first, model_batches
 from ._modes import module_modes, restore_modes
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
@@ -181,7 +181,7 @@ def attach_nl_activations(model: nn.Module, bits: int, method: FitMethod | str,
     params : dict, optional
         Fitter parameters (``bs_kmq`` without boundary suppression: ``{"min_mass": 1.0}``).
     """
-    out = copy.deepcopy(model)
+    out = deepcopy(model)
     n = 0
     for parent in list(out.modules()):
         for child_name, child in list(parent.named_children()):
@@ -197,7 +197,7 @@ def attach_nl_activations(model: nn.Module, bits: int, method: FitMethod | str,
 def relu_model(model: nn.Module) -> nn.Module:
     """A copy of ``model`` whose :class:`NLActivation` s are plain ``nn.ReLU`` again (the
     fine-tuned weights, e.g. for ``cimsim.deploy`` on a chip whose ADC does the quantizing)."""
-    out = copy.deepcopy(model)
+    out = deepcopy(model)
     for parent in list(out.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, NLActivation):

@@ -32,7 +32,6 @@ seeds as ``cimsim.deploy``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import functools
 import warnings
@@ -135,6 +134,7 @@ from ..mapping.unmappable import (
     attribute_state,
     carry_tensor_hooks,
     copy_model,
+    deepcopy,
     explain_stop_iteration,
     hook_weights_detached,
     kept_digital_row,
@@ -1282,7 +1282,7 @@ class _TwinLayer(ViewsWeights):
 
     def float_module(self) -> nn.Module:
         """A copy of the source module holding the learned float weights and biases."""
-        module = copy.deepcopy(self._float_src[0])
+        module = deepcopy(self._float_src[0])
         # with gradient: a weight put together from several twins (a convolution's groups,
         # attention's projections) requires it as its twins do, also when float_model() is
         # called under no_grad (it came out frozen there, and a fine-tuning trained nothing)
@@ -1705,12 +1705,12 @@ class PreparedModel(nn.Module):
         with _effective_weights([t for _, t in self.twins()]):
             memo: dict[int, Any] = {id(layer): layer.float_module()
                                     for layer in self.twin_layers.values()}
-        memo.update({id(m): copy.deepcopy(m.original) for m in self.model.modules()
+        memo.update({id(m): deepcopy(m.original) for m in self.model.modules()
                      if isinstance(m, FusedReLU)})
         # a float module under an old-style weight_norm / prune hook (an excluded layer) holds
         # its weight computed with gradient after a training step: torch cannot copy that
         with hook_weights_detached(self.model):
-            out = copy.deepcopy(self.model, memo)
+            out = deepcopy(self.model, memo)
         retie_float_copy(self.twin_layers, memo)
         # gradient hooks (frozen rows), which deepcopy and float_module drop: a float model
         # fine-tuned further keeps them

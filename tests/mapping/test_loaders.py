@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import pickle
+import warnings
 from multiprocessing.reduction import ForkingPickler
 
 import cloudpickle
@@ -556,3 +557,19 @@ class _Flat(nn.Module):
 class _Pairs(_Flat):
     def forward(self, x):
         return self.l(x).view(2, 2)
+
+
+def test_training_a_loaded_export_prints_no_torch_deprecation(net_and_x, tmp_path):
+    """An exported graph holds torch's pytree specs, whose deepcopy warns of torch's own
+    deprecation (``isinstance(treespec, LeafSpec)``): `cimsim train` printed it twice for every
+    .pt2 model (prepare's copy, then the float copy before deploying)."""
+    from cimsim.train import prepare
+
+    net, x = net_and_x
+    torch.export.save(_export_dynamic(net, x), tmp_path / "net.pt2")
+    loaded = load_model(str(tmp_path / "net.pt2"))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        prep = prepare(loaded, "ideal", x, seed=0)
+        prep.deploy(seed=0)
+    assert not [w for w in seen if issubclass(w.category, FutureWarning)]
