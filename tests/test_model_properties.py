@@ -291,9 +291,17 @@ def _run_with_layer_outputs(sim, args: tuple) -> tuple[torch.Tensor, list[torch.
 def check_seeds(spec: ModelSpec) -> None:
     model, args = build(spec)
     chip = _rram()
-    y1, layers1 = _run_with_layer_outputs(_deploy(model, chip, args, seed=1), args)
+    sim = _deploy(model, chip, args, seed=1)
+    y1, layers1 = _run_with_layer_outputs(sim, args)
     assert_bitwise(_call(_deploy(model, chip, args, seed=1), args), y1)
     y2, layers2 = _run_with_layer_outputs(_deploy(model, chip, args, seed=2), args)
+    if all(c.zero_inputs for layer in sim.sim_layers.values() for c in layer.cores) and all(
+            not a.any() for a in layers1 + layers2):
+        # every mapped matrix read only zeros (a conv whose taps all fall on its padding): its
+        # calibrated ADC spans the column's full scale (unseen_spread), a step of several
+        # cell LSBs, which the preset's 0.5-LSB conversion noise never crosses from 0
+        event("seeds: mapped layers read only zeros")
+        return
     # the noise another seed draws is in the mapped layers' outputs; the model's output may
     # not show it: a ReLU at a negative output maps every draw to 0 (a hunt found it)
     assert not torch.equal(y1, y2) or any(not torch.equal(a, b) for a, b in
@@ -305,9 +313,18 @@ _DEAD_RELU = ModelSpec("vec", (1,), (Linear(1, False), Act("relu")), 1, "float32
 whatever the seed."""
 
 
+_PADDING_ONLY = ModelSpec("sig", (1, 3), (
+    Pool(kind="adaptive_max", size=1),
+    Conv(dims=1, out=1, kernel=2, stride=1, padding="same", dilation=2, groups=1, bias=False,
+         padding_mode="zeros", kernel_w=0)), 1, "float32")
+"""Found by a hunt (``--hypothesis-seed=77``): pooled to one sample, the dilated conv's two
+taps both read its padding; its matrix reads only zeros, so no seed changes anything."""
+
+
 (test_same_seed_same_output_another_seed_another,
  test_same_seed_same_output_another_seed_another_long) = properties(
-    check_seeds, [dict(spec=_DEAD_RELU), dict(spec=_WRITES_ITS_INPUT)], spec=model_specs())
+    check_seeds, [dict(spec=_DEAD_RELU), dict(spec=_WRITES_ITS_INPUT),
+                  dict(spec=_PADDING_ONLY)], spec=model_specs())
 
 
 # ---------------------------------------------------------------------------------------------
