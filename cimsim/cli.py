@@ -58,7 +58,7 @@ def _layer_table(report) -> str:
         table += ("\nsqnr_dB: each layer's output against the float layer fed the same input, "
                   f"over the first {TRACE_INPUTS} evaluated inputs at most (SimModel.trace; "
                   "report.layers has the rest)")
-    return table + _clipping_notice(report)
+    return table + _clipping_notice(report) + _input_clipping_notice(report)
 
 
 #: Inputs the fidelity trace of ``demo`` and ``simulate`` runs on (the first ones evaluated):
@@ -74,16 +74,34 @@ def _clipping_notice(report) -> str:
     """A line naming the layers whose ADCs clip more than :data:`CLIP_NOTICE_PCT` of their
     conversions: ranges narrower than what the run converts are an accuracy loss a user should
     see, not find in a CSV."""
-    if "adc_clip_pct" not in report.layers:
+    return _notice(report, "adc_clip_pct", "ADC clipping", "conversions",
+                   "the calibrated ranges are narrower than what the run converts (noise, or "
+                   "inputs unlike the calibration data): adc.calibration_margin = 0.1 or "
+                   "adc.calibration_mode = 'simulated' widen them (docs/hardware-model.md §7)")
+
+
+def _input_clipping_notice(report) -> str:
+    """A line naming the layers whose input quantizers saturate more than
+    :data:`CLIP_NOTICE_PCT` of their inputs: the run's activations beyond the ranges calibrated
+    on the calibration data, an accuracy loss the ADC's clipping does not show."""
+    return _notice(report, "input_clip_pct", "input clipping", "inputs",
+                   "the run's activations exceed the input ranges set on the calibration data "
+                   "(larger values, or negative ones to inputs calibrated as unsigned): "
+                   "calibrate on data like the run's (quant.act_calibration = 'percentile' "
+                   "clips by design; docs/hardware-model.md §8)")
+
+
+def _notice(report, column: str, what: str, of: str, advice: str) -> str:
+    """``what above 1 % of of: layer (x %), ...; advice`` for the layers whose ``column``
+    (a percentage of ``report.layers``) exceeds :data:`CLIP_NOTICE_PCT`; "" for none."""
+    if column not in report.layers:
         return ""
-    rows = report.layers[report.layers["adc_clip_pct"] > CLIP_NOTICE_PCT]
+    rows = report.layers[report.layers[column] > CLIP_NOTICE_PCT]
     if rows.empty:
         return ""
-    names = ", ".join(f"{r.layer} ({r.adc_clip_pct:.1f} %)" for r in rows.itertuples())
-    return (f"\nADC clipping above {CLIP_NOTICE_PCT:g} % of conversions: {names}; the calibrated "
-            "ranges are narrower than what the run converts (noise, or inputs unlike the "
-            "calibration data): adc.calibration_margin = 0.1 or adc.calibration_mode = "
-            "'simulated' widen them (docs/hardware-model.md §7)")
+    names = ", ".join(f"{layer} ({pct:.1f} %)" for layer, pct in zip(
+        rows["layer"], rows[column], strict=True))
+    return f"\n{what} above {CLIP_NOTICE_PCT:g} % of {of}: {names}; {advice}"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -532,6 +532,8 @@ def _layer_rows(work, cost) -> list[dict]:
             "n_conversions_per_inference": w.n_adc_conversions / n_inf,
             # conversions whose ADC input fell outside its range (cimsim.work.LayerWork)
             "adc_clip_pct": 100.0 * w.adc_clip_fraction,
+            # inputs the input quantizer saturated (cimsim.work.LayerWork)
+            "input_clip_pct": 100.0 * w.input_clip_fraction,
             "n_dac_pulses_per_inference": w.events.get(pulse) / n_inf,
         }
         c = by_layer.get(w.name, {})
@@ -556,8 +558,9 @@ def _layer_rows(work, cost) -> list[dict]:
 
 def _with_fidelity(layers: pd.DataFrame, fidelity: pd.DataFrame | None) -> pd.DataFrame:
     """``layers`` with the columns of a fidelity trace matched by layer name (NaN on rows the
-    trace has not: the reprogramming line). A column both have (``adc_clip_pct``) keeps the
-    run's value, the trace's only where the run converted nothing."""
+    trace has not: the reprogramming line). A column both have (``adc_clip_pct``,
+    ``input_clip_pct``) keeps the run's value, the trace's only where the run converted
+    nothing."""
     if fidelity is None or fidelity.empty or layers.empty:
         return layers
     by_name = fidelity.set_index("layer")

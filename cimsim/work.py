@@ -82,6 +82,12 @@ class LayerWork:
     """Conversions whose ADC input fell outside the ADC's range by more than half a step
     (``cimsim.adc.ADCTables.clip_bounds``), counted by the run's conversions."""
 
+    n_input_clipped: float = 0.0
+    """Input values the input quantizer saturated: their code lay outside the input range
+    (larger than the calibration data's range allows, or negative to unsigned inputs)."""
+    n_input_values: float = 0.0
+    """Input values quantized (vectors x inputs, over the layer's matrices)."""
+
     @property
     def n_adc_conversions(self) -> float:
         """ADC conversions the run counted (``adc.convert`` events, every bit width)."""
@@ -93,6 +99,12 @@ class LayerWork:
         """Share of the run's conversions that clipped (NaN when none ran)."""
         n = self.n_adc_conversions
         return self.n_adc_clipped / n if n else math.nan
+
+    @property
+    def input_clip_fraction(self) -> float:
+        """Share of the run's quantized inputs that saturated (NaN when none ran)."""
+        n = self.n_input_values
+        return self.n_input_clipped / n if n else math.nan
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -352,7 +352,9 @@ class SimModel(nn.Module):
             ‖y_s − y_f‖ / ‖y_f‖ (0 when both are zero, inf when only y_f is);
             ``cosine`` of y_s and y_f (NaN when either is zero); ``accum_rel_error`` and
             ``accum_cosine``, the same against y_F; ``adc_clip_pct``, conversions of the trace
-            that clipped (``LayerWork.n_adc_clipped``); ``adc_code_use_pct``, distinct ADC
+            that clipped (``LayerWork.n_adc_clipped``); ``input_clip_pct``, the trace's
+            inputs the input quantizer saturated (``LayerWork.n_input_clipped``: run-time
+            inputs beyond the calibrated range); ``adc_code_use_pct``, distinct ADC
             codes used / 2^bits per ADC setting, averaged over the layer's settings, on the
             noise-free conversions of at most ``max_code_vectors`` input vectors per matrix
             (:func:`cimsim.mapping.layers.adc_codes_used`); ``n_trace_vectors``, input vectors
@@ -365,7 +367,7 @@ class SimModel(nn.Module):
         cores = [c for layer in self.sim_layers.values() for c in layer.cores]
         if any(c.view is None and not c.digital for c in cores):
             raise MappingError("trace() needs a deployed model (every layer calibrated)")
-        saved = [(c.events, c.n_vectors, c.n_adc_clipped) for c in cores]
+        saved = [c.counters() for c in cores]
         for c in cores:
             c.tracer = CoreTrace(max_code_vectors)
         n_batches = 0
@@ -379,16 +381,16 @@ class SimModel(nn.Module):
                             c.tracer.start_pass(simulate)
                         fresh = _fresh(args)
                         self.model(*fresh, **fresh.kwargs)
-            clipped = [c.n_adc_clipped - n for c, (_, _, n) in zip(cores, saved, strict=True)]
-            converted = [_n_conversions(c.events) - _n_conversions(ev)
-                         for c, (ev, _, _) in zip(cores, saved, strict=True)]
             traces = {id(c): c.tracer for c in cores}
-            stats = {id(c): (clip, conv) for c, clip, conv in zip(cores, clipped, converted,
-                                                                   strict=True)}
+            # what the trace's runs added: clipped and all conversions, saturated and all inputs
+            stats = {id(c): (c.n_adc_clipped - was[2],
+                             _n_conversions(c.events) - _n_conversions(was[0]),
+                             c.n_input_clipped - was[3], c.n_input_values - was[4])
+                     for c, was in zip(cores, saved, strict=True)}
         finally:
-            for c, (ev, n_vec, n_clip) in zip(cores, saved, strict=True):
+            for c, was in zip(cores, saved, strict=True):
                 c.tracer = None
-                c.events, c.n_vectors, c.n_adc_clipped = ev, n_vec, n_clip
+                c.restore(was)
         if n_batches == 0:
             raise MappingError("trace() got no input")
         rows = [_fidelity_row(name, [(c, traces[id(c)], *stats[id(c)]) for c in layer.cores])
@@ -428,14 +430,15 @@ def _n_conversions(events: Events) -> float:
                if key.component is Component.ADC and key.action is Action.CONVERT)
 
 
-def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, float, float]]
-                  ) -> dict:
+def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, float, float,
+                                               float, float]]) -> dict:
     """One row of :meth:`SimModel.trace`: the sums of the layer's matrices combined (a
     layer's error is that of all its outputs together, not a mean of its matrices')."""
     keys = ("ref2", "err2", "dot", "sim2", "acc_ref2", "acc_err2", "acc_dot")
     s = dict.fromkeys(keys, 0.0)
     n_vectors = n_clipped = n_converted = n_used = n_settings = 0.0
-    for core, tr, clipped, converted in cores:
+    n_in_clipped = n_in_values = 0.0
+    for core, tr, clipped, converted, in_clipped, in_values in cores:
         if tr is None or core.digital:
             continue
         for k in keys:
@@ -443,6 +446,8 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
         n_vectors += tr.n_vectors
         n_clipped += clipped
         n_converted += converted
+        n_in_clipped += in_clipped
+        n_in_values += in_values
         if tr.code_inputs:
             x_int = np.concatenate(tr.code_inputs)
             for a, b, part in core.parts:
@@ -473,6 +478,7 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
         "accum_cosine": (ratio(s["acc_dot"], math.sqrt(s["sim2"] * s["acc_ref2"]))
                          if reached else nan),
         "adc_clip_pct": 100.0 * ratio(n_clipped, n_converted),
+        "input_clip_pct": 100.0 * ratio(n_in_clipped, n_in_values),
         "adc_code_use_pct": 100.0 * ratio(n_used, n_settings),
         "n_trace_vectors": int(n_vectors),
     }

@@ -106,6 +106,10 @@ class MatmulCore:
         self.n_adc_clipped = 0
         """Conversions that clipped (``engine.RunResult.n_clipped``) since deploy or
         :meth:`reset`."""
+        self.n_input_clipped = 0
+        """Inputs the input quantizer saturated (``EngineView.encode_counted``) since deploy or
+        :meth:`reset`, of :attr:`n_input_values` quantized."""
+        self.n_input_values = 0
         self.stage = 0
         """Its blocks' :attr:`cimsim.work.Block.stage` (the cost model's latency order)."""
         self.lag_vectors = 0.0
@@ -272,9 +276,11 @@ class MatmulCore:
         view = self.view
         assert view is not None, "run() before finalize()"
         try:
-            x_int, x_exp = view.encode(x)
+            x_int, x_exp, n_saturated = view.encode_counted(x)
         except ValueError as exc:  # NaN / inf inputs: which layer met them first
             raise MappingError(f"layer {self.name!r}: {exc}") from None
+        self.n_input_clipped += n_saturated
+        self.n_input_values += x_int.size
         y = np.zeros((x.shape[0], self.w.shape[0]))
         call_seed = stream_key(self.seed, 1000 + self.calls)
         self.calls += 1
@@ -338,9 +344,18 @@ class MatmulCore:
     def reset(self) -> None:
         """Forget the events, vectors and clip counts of earlier runs (the programmed arrays
         stay)."""
-        self.events = Events()
-        self.n_vectors = 0
-        self.n_adc_clipped = 0
+        self.restore((Events(), 0, 0, 0, 0))
+
+    def counters(self) -> tuple[Events, int, int, int, int]:
+        """What a run adds to: events, vectors, clipped conversions, saturated and quantized
+        inputs (for :meth:`restore`: a trace leaves them as they were)."""
+        return (self.events, self.n_vectors, self.n_adc_clipped, self.n_input_clipped,
+                self.n_input_values)
+
+    def restore(self, counters: tuple[Events, int, int, int, int]) -> None:
+        """Set what :meth:`counters` returned."""
+        (self.events, self.n_vectors, self.n_adc_clipped, self.n_input_clipped,
+         self.n_input_values) = counters
 
     def blocks(self) -> list[Block]:
         """The programmed parts, each with the vectors it processed."""
@@ -621,6 +636,8 @@ class SimLayer(ViewsWeights):
             n_cells=sum(c.n_cells for c in self.cores),
             n_arrays=sum(c.n_arrays for c in self.cores),
             n_adc_clipped=float(sum(c.n_adc_clipped for c in self.cores)),
+            n_input_clipped=float(sum(c.n_input_clipped for c in self.cores)),
+            n_input_values=float(sum(c.n_input_values for c in self.cores)),
         )
 
     def calibration_stages(self) -> list[list[MatmulCore]]:

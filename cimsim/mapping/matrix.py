@@ -41,8 +41,8 @@ from .naming import exclude_name
 from .quant import (
     act_scale,
     act_zero_point,
-    block_fp_acts,
-    quantize_acts,
+    block_fp_acts_counted,
+    quantize_acts_counted,
     quantize_weights,
     smooth_factors,
     zero_point_offsets,
@@ -193,6 +193,13 @@ class EngineView:
         """Float inputs (M, K) -> the integer inputs (M, K) int64 and, for block
         floating-point inputs, the (M, T) int64 exponents X of every (vector, part): part t
         of vector i is dequantized by ``2^X[i, t]`` (None for ``int`` inputs: ``s_x``)."""
+        x_int, x_exp, _ = self.encode_counted(x)
+        return x_int, x_exp
+
+    def encode_counted(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """:meth:`encode`, and how many of the inputs the input quantizer saturated (whose
+        code lay outside the input range: inputs larger than the calibration's, or negative
+        ones to unsigned inputs)."""
         x = np.asarray(x, dtype=np.float64)
         if not np.isfinite(x).all():  # else NaN casts to int64's minimum, reported as a range
             raise ValueError(f"{np.count_nonzero(~np.isfinite(x))} of {x.size} inputs to the "
@@ -201,11 +208,12 @@ class EngineView:
         if self.smooth is not None:
             x = x / self.smooth
         if self.block_fp:
-            return block_fp_acts(x, self.chip.input_bits, self.input_signed,
-                                 self.chip.quant.act_exponent_bits,
-                                 [(a, b) for a, b, _ in self.parts])
-        return quantize_acts(x, self.s_x, self.chip.input_bits, self.input_signed,
-                             self.zero_point), None
+            return block_fp_acts_counted(x, self.chip.input_bits, self.input_signed,
+                                         self.chip.quant.act_exponent_bits,
+                                         [(a, b) for a, b, _ in self.parts])
+        x_int, n = quantize_acts_counted(x, self.s_x, self.chip.input_bits, self.input_signed,
+                                         self.zero_point)
+        return x_int, None, n
 
     @property
     def layers(self) -> tuple[ProgrammedLayer, ...]:

@@ -36,7 +36,7 @@ from ..config import ActCalibration, QuantConfig, WeightGranularity
 from ..errors import ConfigError
 
 __all__ = ["act_range", "act_scale", "act_zero_point", "binary_codes", "block_fp_acts",
-           "pow2_scale", "quantize_acts",
+           "block_fp_acts_counted", "pow2_scale", "quantize_acts", "quantize_acts_counted",
            "quantize_weights", "smooth_factors", "zero_point_offsets"]
 
 
@@ -142,13 +142,23 @@ def quantize_acts(x: np.ndarray, scale: float, bits: int, signed: bool,
     with unsigned inputs). A negative ``zero_point`` is the A-shift (``dac.shift_unsigned_inputs``):
     the unsigned code ``clip(rint(x / scale), 0, 2^bits - 1)`` shifted by it, so
     ``zero_point = -2^(bits-1)`` gives the two's-complement range."""
+    return quantize_acts_counted(x, scale, bits, signed, zero_point)[0]
+
+
+def quantize_acts_counted(x: np.ndarray, scale: float, bits: int, signed: bool,
+                          zero_point: int = 0) -> tuple[np.ndarray, int]:
+    """:func:`quantize_acts`' codes and how many inputs they saturated: whose code before the
+    clip lay outside the input range (the value more than half a step beyond it; below 0 for
+    unsigned inputs)."""
     q = np.rint(np.asarray(x, dtype=np.float64) / scale)
     if zero_point < 0:
-        return (np.clip(q, 0, 2**bits - 1) + zero_point).astype(np.int64)
-    lo, hi = act_range(bits, signed)
-    if zero_point:
-        q += zero_point
-    return np.clip(q, lo, hi).astype(np.int64)
+        lo, hi, shift = 0, 2**bits - 1, zero_point
+    else:
+        (lo, hi), shift = act_range(bits, signed), 0
+        if zero_point:
+            q += zero_point
+    n = int(np.count_nonzero(q < lo)) + int(np.count_nonzero(q > hi))
+    return (np.clip(q, lo, hi) + shift).astype(np.int64), n
 
 
 def block_fp_acts(x: np.ndarray, bits: int, signed: bool, exponent_bits: int,
@@ -181,12 +191,22 @@ def block_fp_acts(x: np.ndarray, bits: int, signed: bool, exponent_bits: int,
     exponents : (M, T) int64
         ``X`` of every (vector, row tile): the block's dequantization scale is ``2^X``.
     """
+    x_int, exps, _ = block_fp_acts_counted(x, bits, signed, exponent_bits, row_tiles)
+    return x_int, exps
+
+
+def block_fp_acts_counted(x: np.ndarray, bits: int, signed: bool, exponent_bits: int,
+                          row_tiles: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`block_fp_acts`' codes and exponents, and how many inputs they saturated (as
+    :func:`quantize_acts_counted` counts: a block's largest value rounded up to 2^B_m, a
+    negative value of an unsigned block, a value past the exponent's range)."""
     x = np.asarray(x, dtype=np.float64)
     lo, hi = act_range(bits, signed)
     mag_bits = bits - 1 if signed else bits
     x_max = 2 ** (exponent_bits - 1) - 1
     x_int = np.empty(x.shape, dtype=np.int64)
     exps = np.empty((x.shape[0], len(row_tiles)), dtype=np.int64)
+    n = 0
     for t, (a, b) in enumerate(row_tiles):
         block = x[:, a:b]
         amax = np.abs(block).max(axis=1, initial=0.0)
@@ -194,8 +214,10 @@ def block_fp_acts(x: np.ndarray, bits: int, signed: bool, exponent_bits: int,
         e = np.where(amax > 0, e - (mag_bits - 1), -x_max)
         e = np.clip(e, -x_max, x_max)
         exps[:, t] = e
-        x_int[:, a:b] = np.clip(np.rint(np.ldexp(block, -e[:, None])), lo, hi)
-    return x_int, exps
+        q = np.rint(np.ldexp(block, -e[:, None]))
+        n += int(np.count_nonzero(q < lo)) + int(np.count_nonzero(q > hi))
+        x_int[:, a:b] = np.clip(q, lo, hi)
+    return x_int, exps, n
 
 
 def act_scale(

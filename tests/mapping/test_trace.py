@@ -196,3 +196,54 @@ def test_a_layer_whose_float_output_is_zero_has_zero_relative_error():
     assert row.rel_error == 0.0
     assert row.accum_rel_error == 0.0
     assert row.n_trace_vectors == 40
+
+
+def test_input_clipping_known_answer():
+    """Inputs the input quantizer saturates are counted (``input_clip_pct``): calibrated on
+    [0, 2] (unsigned, s_x = 2/255), a 3.0 and a -0.1 saturate, a value 0.45 steps above 2.0
+    rounds to the top code and does not; the report gives the run's share, the trace its own,
+    and the trace leaves the run's counts as they were."""
+    chip = cimsim.load_chip("ideal")
+    model = nn.Sequential(_linear(np.array([[1.0, 1.0]]), None))
+    sim = cimsim.deploy(model, chip, torch.tensor([[0.0, 0.0], [1.0, 2.0]]), seed=0)
+    s_x = 2.0 / 255
+    x = torch.tensor([[3.0, 0.5], [-0.1, 1.0], [2.0 + 0.45 * s_x, 0.0]], dtype=torch.float64)
+    sim(x.float())
+    assert sim.work().layers[0].n_input_clipped == 2
+    assert sim.work().layers[0].n_input_values == 6
+    assert sim.report().layers["input_clip_pct"].iloc[0] == pytest.approx(100 * 2 / 6)
+    assert sim.trace(x[:2].float())["input_clip_pct"].iloc[0] == pytest.approx(100 * 2 / 4)
+    assert sim.work().layers[0].n_input_clipped == 2
+    assert sim.report().layers["input_clip_pct"].iloc[0] == pytest.approx(100 * 2 / 6)
+
+
+def test_saturated_inputs_counted_by_hand():
+    """quantize_acts_counted / block_fp_acts_counted: the codes quantize_acts / block_fp_acts
+    give, and the inputs whose code lay outside the range before the clip."""
+    x = np.array([[-1.0, 0.5, 3.0, 1.0]])
+    codes, n = quant.quantize_acts_counted(x, 1 / 100, 8, False)
+    assert n == 2 and codes.tolist() == [[0, 50, 255, 100]]
+    assert np.array_equal(codes, quant.quantize_acts(x, 1 / 100, 8, False))
+    codes, n = quant.quantize_acts_counted(x, 1 / 100, 8, False, zero_point=-128)  # A-shift
+    assert n == 2 and codes.tolist() == [[-128, -78, 127, -28]]
+    # block FP, 4-b signed (|code| <= 7): 7.6 is the block's max, X = 0, rounds to 8
+    codes, exps, n = quant.block_fp_acts_counted(np.array([[7.6, 1.0]]), 4, True, 8, [(0, 2)])
+    assert n == 1 and codes.tolist() == [[7, 1]] and exps.tolist() == [[0]]
+    # 4-b unsigned: the negative value of the block saturates at 0
+    codes, exps, n = quant.block_fp_acts_counted(np.array([[-1.0, 2.0]]), 4, False, 8, [(0, 2)])
+    assert n == 1 and codes.tolist() == [[0, 8]] and exps.tolist() == [[-2]]
+
+
+def test_the_summary_names_layers_whose_inputs_clip():
+    """demo / simulate print a line naming the layers whose inputs saturate above 1 %."""
+    import types
+
+    import pandas as pd
+
+    from cimsim.cli import _input_clipping_notice
+
+    layers = pd.DataFrame({"layer": ["a", "b", "c"], "input_clip_pct": [0.5, 3.25, float("nan")]})
+    line = _input_clipping_notice(types.SimpleNamespace(layers=layers))
+    assert line.startswith("\ninput clipping above 1 % of inputs: b (3.2 %); the run's "
+                           "activations exceed the input ranges set on the calibration data")
+    assert _input_clipping_notice(types.SimpleNamespace(layers=layers[:1])) == ""
