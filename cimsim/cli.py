@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ._atomic import write_bytes, write_text
 from ._version import __version__
 from .errors import CimsimError, ConfigError
-from .evaluate import accuracy, output_cosine
+from .evaluate import accuracy, logits_of, output_cosine
 
 if TYPE_CHECKING:  # torch is imported by the commands that need it, not by --help
     import torch
@@ -317,7 +317,7 @@ def _check_scores(spec: str, model: nn.Module, x: Any, y: torch.Tensor | None) -
     n = input_count(example)
     with torch.no_grad():
         out = call_on(model, example)
-    out = getattr(out, "logits", out)  # as cimsim.evaluate scores it
+    out = logits_of(out)  # as cimsim.evaluate scores it
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
     if shape is None or len(shape) != 2 or shape[0] != n:
         got = f"shape {shape}" if shape is not None else type(out).__name__

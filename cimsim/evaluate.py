@@ -8,6 +8,8 @@ is imported inside the functions, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["accuracy", "output_cosine", "predict"]
@@ -15,10 +17,18 @@ __all__ = ["accuracy", "output_cosine", "predict"]
 
 def _run(model: Any, x: Any, i: int, j: int, batch_dim: int = 0) -> Any:
     """``model`` on samples ``i:j`` of ``x`` along ``batch_dim`` (a dict: keyword inputs,
-    ``cimsim._inputs``); a HuggingFace-style output's ``logits`` are the scores."""
+    ``cimsim._inputs``); a HuggingFace-style output's ``logits`` (an attribute, or a key of a
+    dict) are the scores."""
     from ._inputs import call_on, input_rows
 
-    out = call_on(model, input_rows(x, i, j, batch_dim))
+    return logits_of(call_on(model, input_rows(x, i, j, batch_dim)))
+
+
+def logits_of(out: Any) -> Any:
+    """A HuggingFace-style output's ``logits`` (an attribute, or a key of a plain dict as of a
+    ``ModelOutput``), else ``out``: the scores wherever cimsim scores a model's output."""
+    if isinstance(out, Mapping) and "logits" in out:
+        return out["logits"]
     return getattr(out, "logits", out)
 
 
@@ -45,13 +55,18 @@ def _scores(out: Any) -> Any:
 
 
 def _leaves(out: Any) -> list:
-    """Every tensor of an output (a dict's values, a list's or tuple's items, nested), in
-    order: ``output_cosine`` cuts each by the batch and puts each together again."""
-    if isinstance(out, dict):
+    """Every tensor of an output (a dict's values, a list's or tuple's items, a dataclass's
+    fields, nested), in order: ``output_cosine`` cuts each by the batch and puts each together
+    again. What is no tensor (None, a count, a name) holds no output value to compare."""
+    import torch
+
+    if isinstance(out, Mapping):
         return [t for v in out.values() for t in _leaves(v)]
     if isinstance(out, (tuple, list)):
         return [t for v in out for t in _leaves(v)]
-    return [] if out is None else [out]
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        return [t for f in dataclasses.fields(out) for t in _leaves(getattr(out, f.name))]
+    return [out] if torch.is_tensor(out) else []
 
 
 def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool = False,
@@ -153,8 +168,9 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
 
     The fidelity of a simulated model when there are no labels to score: both outputs of every
     input are flattened into one vector each, so a single number says how far the simulated
-    outputs turned from the float ones (1.0: the same direction). An output that is a dict, a
-    list or a tuple of tensors (a detector's, a feature pyramid's) counts all of them.
+    outputs turned from the float ones (1.0: the same direction). An output with ``logits`` (an
+    attribute, or a dict's key) counts those; an output that is a dict, a list, a tuple or a
+    dataclass of tensors (a detector's, a feature pyramid's) counts all of them.
 
     Parameters
     ----------
@@ -195,6 +211,9 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
             # the outputs holds the samples (a sequence-first model's (S, B, E))
             outs.append(_leaves(_run(model, x, i, i + step, dim)))
             refs.append(_leaves(_run(reference, x, i, i + step, dim)))
+    if not any(refs) or not any(outs):
+        raise ValueError("the model's output holds no tensor to compare (allowed: a tensor, "
+                         "or a dict, list, tuple or dataclass of tensors)")
     ref, sim = (torch.cat([t.reshape(-1) for batch in each for t in batch]).double()
                 for each in (refs, outs))
     if ref.shape != sim.shape:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
-from cimsim.evaluate import accuracy, predict
+from cimsim.evaluate import accuracy, output_cosine, predict
 
 
 class _Counting(nn.Module):
@@ -122,3 +124,61 @@ def test_a_sequence_first_model_is_evaluated_along_its_batch_dimension():
         accuracy(model, x, want)  # a float module has no batch_dim: dimension 0
     with pytest.raises(ValueError, match="batch_dim = -1 is invalid"):
         predict(model, x, batch_dim=-1)
+
+
+class _Shaped(nn.Module):
+    """A linear layer whose scores come back in the shapes models return them."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.lin, self.kind = nn.Linear(4, 3), kind
+
+    def forward(self, x):
+        y = self.lin(x)
+        if self.kind == "dict":
+            return {"logits": y, "hidden": x, "n_tokens": 4}
+        if self.kind == "dataclass":
+            return _Out(scores=y, hidden=x)
+        return y
+
+
+@dataclasses.dataclass
+class _Out:
+    scores: torch.Tensor
+    hidden: torch.Tensor
+
+
+def test_outputs_in_the_shapes_models_return_them():
+    """A plain dict with ``logits`` is scored and compared by them as a HuggingFace output is
+    (accuracy refused it, output_cosine compared every value); a dataclass without them is
+    compared by its tensor fields (output_cosine failed with AttributeError 'reshape'); a
+    count beside the tensors is no output value."""
+    torch.manual_seed(0)
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    plain = _Shaped("tensor").eval()
+    as_dict = _Shaped("dict").eval()
+    as_dict.load_state_dict(plain.state_dict())
+    assert accuracy(as_dict, x, y) == accuracy(plain, x, y)
+    noisy = _Shaped("dict").eval()
+    noisy.load_state_dict({k: v + 0.1 * torch.randn_like(v) for k, v in plain.state_dict().items()})
+    noisy_plain = _Shaped("tensor").eval()
+    noisy_plain.load_state_dict(noisy.state_dict())
+    assert output_cosine(as_dict, noisy, x) == output_cosine(plain, noisy_plain, x) < 1.0
+    as_dc = _Shaped("dataclass").eval()
+    as_dc.load_state_dict(plain.state_dict())
+    want = torch.cat([plain(x).reshape(-1), x.reshape(-1)]).double()
+    got_model = _Shaped("dataclass").eval()
+    got_model.load_state_dict(noisy.state_dict())
+    got = torch.cat([noisy_plain(x).reshape(-1), x.reshape(-1)]).double()
+    cosine = float(want @ got / (want.norm() * got.norm()))
+    assert output_cosine(as_dc, got_model, x) == pytest.approx(cosine, abs=1e-12)
+
+
+def test_an_output_without_tensors_is_refused_naming_what_is_allowed():
+    class Counts(nn.Module):
+        def forward(self, x):
+            return {"n": int(x.shape[0])}
+
+    with pytest.raises(ValueError, match=r"holds no tensor to compare \(allowed: a tensor, or "
+                       r"a dict, list, tuple or dataclass of tensors\)"):
+        output_cosine(Counts(), Counts(), torch.randn(4, 2))

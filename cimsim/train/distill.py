@@ -22,6 +22,7 @@ from torch import nn
 
 from .._inputs import counting_key
 from ..errors import ConfigError
+from ..evaluate import logits_of
 from ._data import batch_dim_of, batch_first
 from ._modes import module_modes, restore_modes
 from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
@@ -50,8 +51,8 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 def _tensor_of(out: object, where: str) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out
-    if isinstance(getattr(out, "logits", None), torch.Tensor):  # a HuggingFace ModelOutput
-        return out.logits  # type: ignore[attr-defined]
+    if isinstance(logits := logits_of(out), torch.Tensor):  # a HuggingFace ModelOutput
+        return logits
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]  # e.g. (output, attention weights): the output is what is matched
     raise ConfigError(f"{where} returned {type(out).__name__}; distillation matches tensors")
