@@ -386,17 +386,16 @@ def _named_as_scripted(gm: torch.fx.GraphModule, scripted: torch.jit.ScriptModul
         if name is None or "." not in name:
             continue
         path, _, attr = name.rpartition(".")
-        try:
-            holder = gm.get_submodule(path)
-        except AttributeError:
-            parent: nn.Module = gm
-            for part in path.split("."):  # the holders the converter did not make
-                if not hasattr(parent, part):
-                    parent.add_module(part, nn.Module())
-                parent = getattr(parent, part)
-            holder = parent
-        if hasattr(holder, attr) or next(holder.children(), None) is not None:
-            continue  # taken, or a real module's: keep the converter's name
+        holder: Any = gm
+        for part in path.split("."):  # making the holders the converter did not make
+            if not hasattr(holder, part):
+                holder.add_module(part, nn.Module())
+            holder = getattr(holder, part)
+            if not isinstance(holder, nn.Module):
+                break
+        if (not isinstance(holder, nn.Module) or hasattr(holder, attr)
+                or next(holder.children(), None) is not None):
+            continue  # the name is taken, or a real module's: keep the converter's
         holder.register_buffer(attr, tensor)
         node.target = name
     # the holders made above come last among gm's modules: put them in the scripted model's
