@@ -473,6 +473,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import cimsim
 
     from .sweep import dask_client, point_labels, run_sweep
+    from .sweep.pareto import front_group
 
     grid: dict[str, list] = {"adc_bits": _int_values("--adc-bits", args.adc_bits)}
     if args.adc_kind is not None:
@@ -553,10 +554,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     labels = point_labels(frame)
     front = [i for i, on in enumerate(frame["on_front"]) if on]
     if front:
-        order = sorted(front, key=lambda i: frame["energy_pj_per_inference"].iloc[i])
-        print("\nPareto front (max accuracy, min energy per inference), by energy: " + "; ".join(
-            f"{labels[i]} ({100 * frame['accuracy'].iloc[i]:.2f} %, "
-            f"{frame['energy_pj_per_inference'].iloc[i]:,.1f} pJ)" for i in order))
+        by = front_group(frame)  # a time sweep: one front per time after programming
+        group = (list(frame[by]) if by is not None else [0] * len(frame))
+        order = sorted(front, key=lambda i: (group[i], frame["energy_pj_per_inference"].iloc[i]))
+        print("\nPareto front (max accuracy, min energy per inference"
+              f"{', one per time after programming' if by else ''}), by energy: " + "; ".join(
+                  f"{labels[i]} ({100 * frame['accuracy'].iloc[i]:.2f} %, "
+                  f"{frame['energy_pj_per_inference'].iloc[i]:,.1f} pJ)" for i in order))
     else:
         print("\nno Pareto front: no point has both an accuracy and an energy per inference")
     n_bad = int((frame["status"] != "ok").sum())

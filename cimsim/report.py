@@ -741,14 +741,15 @@ def component_color(component: str) -> str:
 # Sweeps (cimsim.sweep): accuracy against energy, the Pareto front highlighted
 # -------------------------------------------------------------------------------------------
 def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
-                title: str | None = None):
+                title: str | None = None, by: str | None = None):
     """Accuracy vs energy per inference of a sweep table; the Pareto front highlighted.
 
     ``frame`` needs ``accuracy``, ``energy_pj_per_inference`` and ``on_front`` (and may have
     ``status``, ``adc_kind`` and ``output_cosine``, drawn instead of an accuracy that is NaN
     everywhere). Every point with both values is drawn, coloured by
-    ``adc_kind``; front points are ringed and joined in order of energy. ``labels`` (one per
-    row) annotate the points. Returns a matplotlib ``Figure`` (Agg canvas).
+    ``adc_kind``; front points are ringed and joined in order of energy, one line per value of
+    the column ``by`` where the fronts were taken per value of it (a sweep's ``time_s``).
+    ``labels`` (one per row) annotate the points. Returns a matplotlib ``Figure`` (Agg canvas).
     """
     import math
 
@@ -782,9 +783,12 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
                        label=kind, zorder=2)
         front = drawn & frame["on_front"].astype(bool)
         if front.any():  # (no front, e.g. without labels: no legend entry for one)
-            order = energy[front].sort_values().index
-            ax.plot(energy[order], scale * acc[order], color="#c44e52", lw=1.2, zorder=1,
-                    label="Pareto front")
+            groups = (frame[by].astype(str) if by is not None else
+                      pd.Series("", index=frame.index))
+            for n, group in enumerate(dict.fromkeys(groups[front])):
+                order = energy[front & groups.eq(group)].sort_values().index
+                ax.plot(energy[order], scale * acc[order], color="#c44e52", lw=1.2, zorder=1,
+                        label=None if n else _front_label(by))
             ax.scatter(energy[front], scale * acc[front], s=110, facecolors="none",
                        edgecolors="#c44e52", linewidths=1.6, zorder=3)
         lo, hi = energy[drawn].min(), energy[drawn].max()
@@ -822,6 +826,13 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
     ax.set_title(title or "Accuracy vs energy (front: max accuracy, min energy)")
     fig.tight_layout()
     return fig
+
+
+def _front_label(by: str | None) -> str:
+    """The legend's name for the front line(s)."""
+    if by is None:
+        return "Pareto front"
+    return f"Pareto fronts (one per {'time' if by == 'time_s' else by})"
 
 
 def _label_offset(cols: tuple[float, float], py: float,

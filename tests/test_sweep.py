@@ -135,6 +135,31 @@ def test_pareto_front_definition():
     assert pareto_front(frame).tolist() == [True, True, False, True, True, False, False]
 
 
+def test_a_time_sweep_has_one_front_per_time():
+    """The time after programming is no design choice: a point competes with the points at its
+    time only. Taken over all times, the 1-hour 4-b point pushed the 1-year 6-b point off the
+    front (found running `cimsim sweep --time 1h,1y` on pcm-22nm: these are its figures)."""
+    from cimsim.report import plot_pareto
+    from cimsim.sweep.pareto import front_group
+
+    frame = pd.DataFrame({
+        "adc_bits": [4, 6, 4, 6, 8],
+        "time_s": [3600.0, 3600.0, 3.15e7, 3.15e7, 3.15e7],
+        "accuracy": [0.865, 0.875, 0.71, 0.74, 0.73],
+        "energy_pj_per_inference": [38.7, 47.4, 34.4, 43.1, 50.0],
+        "status": ["ok"] * 5,
+    })
+    assert pareto_front(frame).tolist() == [True, True, True, False, False]
+    assert front_group(frame) == "time_s"
+    assert pareto_front(frame, by="time_s").tolist() == [True, True, True, True, False]
+    assert front_group(frame.iloc[:2]) is None
+    frame["on_front"] = pareto_front(frame, by="time_s")
+    ax = plot_pareto(frame, by="time_s").axes[0]
+    fronts = [line for line in ax.get_lines() if line.get_color() == "#c44e52"]
+    assert len(fronts) == 2 and [len(line.get_xdata()) for line in fronts] == [2, 2]
+    assert "Pareto fronts (one per time)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 # --------------------------------------------------------------------------------------------
 # Sweeps
 # --------------------------------------------------------------------------------------------

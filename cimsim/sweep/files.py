@@ -14,6 +14,7 @@ from .. import _html
 from .._atomic import write_bytes, write_text
 from ..errors import CimsimError
 from .grid import AXES
+from .pareto import front_group
 from .store import clean
 from .table import METRICS, TIMING_COLUMNS, point_labels, sweep_table, table_records
 
@@ -78,12 +79,12 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     doc["points"] = table_records(table)
     paths.append(write_text(out / "sweep.json", json.dumps(clean(doc), indent=2,
                                                            allow_nan=False)))
-    fig = plot_pareto(frame, labels=point_labels(frame),
+    fig = plot_pareto(frame, labels=point_labels(frame), by=front_group(frame),
                       title=f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}")
     png = _png(fig, dpi=120)
     paths.append(write_bytes(out / "pareto.png", png))
     time_png = None
-    if "time_s" in frame and frame["time_s"].nunique() > 1:
+    if front_group(frame) == "time_s":
         time_png = _accuracy_time(frame, meta)  # the page shows every figure the sweep wrote
         paths.append(write_bytes(out / "accuracy_time.png", time_png))
     paths.append(write_text(out / "sweep.html", sweep_html(table, png, meta, time_png)))

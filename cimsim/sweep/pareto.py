@@ -6,16 +6,18 @@ import math
 
 import pandas as pd
 
-__all__ = ["pareto_front"]
+__all__ = ["front_group", "pareto_front"]
 
 
 def pareto_front(frame: pd.DataFrame, *, accuracy: str = "accuracy",
-                 energy: str = "energy_pj_per_inference") -> pd.Series:
+                 energy: str = "energy_pj_per_inference", by: str | None = None) -> pd.Series:
     """Which rows are Pareto-optimal for (max ``accuracy``, min ``energy``).
 
     A row is on the front when its status is ``ok``, both values are finite, and no other such
     row is at least as accurate and at most as costly while better in one of the two. Rows with
-    equal values are all on the front (or none).
+    equal values are all on the front (or none). With ``by`` (a column), rows compete only with
+    the rows of their own value of it: one front per value (a sweep's ``time_s``: the time after
+    programming is no design choice, so a point is weighed against the others at its time).
 
     Returns
     -------
@@ -26,12 +28,22 @@ def pareto_front(frame: pd.DataFrame, *, accuracy: str = "accuracy",
     ok = acc.notna() & en.notna() & (en.abs() != math.inf)
     if "status" in frame:
         ok &= frame["status"].eq("ok")
+    group = (frame[by].astype(str) if by is not None else
+             pd.Series("", index=frame.index))
     on = pd.Series(False, index=frame.index)
     idx = list(frame.index[ok])
     for i in idx:
         dominated = any(
             acc[j] >= acc[i] and en[j] <= en[i] and (acc[j] > acc[i] or en[j] < en[i])
-            for j in idx if j != i
+            for j in idx if j != i and group[j] == group[i]
         )
         on[i] = not dominated
     return on
+
+
+def front_group(frame: pd.DataFrame) -> str | None:
+    """The column a sweep table's fronts are taken per (:func:`pareto_front`'s ``by``):
+    ``time_s`` when the sweep ran at more than one time after programming, else None."""
+    if "time_s" in frame and frame["time_s"].astype(str).nunique() > 1:
+        return "time_s"
+    return None

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from .grid import AXES, INT_AXES
-from .pareto import pareto_front
+from .pareto import front_group, pareto_front
 from .runner import TOTALS
 from .store import clean
 
@@ -56,7 +56,8 @@ def sweep_table(resolved: list[dict[str, Any]], ids: list[str],
     for col in ("thermal_sigma_lsb", "time_s"):
         if frame[col].map(lambda v: isinstance(v, (int, float))).all():
             frame[col] = frame[col].astype(float)
-    frame.insert(len(AXES) + len(METRICS), "on_front", pareto_front(frame))
+    frame.insert(len(AXES) + len(METRICS), "on_front",
+                 pareto_front(frame, by=front_group(frame)))
     return frame
 
 
