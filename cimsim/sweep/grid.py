@@ -165,6 +165,16 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
                 f"adc_kind {point['adc_kind']!r} is invalid for a base chip with adc.kind = "
                 "'digital' (its columns are summed by digital adders: no converter to choose); "
                 "allowed: 'digital' (sweep adc_kind on a chip with an analog read-out)")
+        if kind is ADCKind.DIGITAL and adc.kind is not ADCKind.DIGITAL:
+            # the reverse: adder trees over 1-b cells, the sum's width as their bits, no range
+            # to calibrate; another chip, not a converter of this one (the point failed on
+            # range_policy, naming no swept value)
+            raise ConfigError(
+                f"adc_kind 'digital' is invalid for a base chip with adc.kind = "
+                f"{adc.kind.value!r} (a digital read-out sums 1-b cells in adder trees, its "
+                "bits the sum's width: another chip, not a converter to choose); allowed: "
+                f"{', '.join(repr(k.value) for k in ADCKind if k is not ADCKind.DIGITAL)} "
+                "(sweep a digital read-out from a base chip with adc.kind = 'digital')")
         changes: dict[str, Any] = {"kind": kind}
         if kind is ADCKind.RAMP:
             changes["range_policy"] = RangePolicy.CALIBRATED

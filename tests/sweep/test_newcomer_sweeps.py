@@ -92,6 +92,21 @@ def test_adc_kind_on_a_digital_macro_is_refused(name, model, data, tmp_path):
     assert chip_for_point(chip, {"adc_kind": "digital"}) == chip  # its own kind is fine
 
 
+def test_adc_kind_digital_on_an_analog_chip_is_refused_naming_the_axis(capsys, tmp_path):
+    """--adc-kind sar,digital on rram-22nm stopped the sweep naming ADCConfig.range_policy, a
+    field the user never set (and 2-b cells and 4 ADC bits would have failed next): a digital
+    read-out is another chip, refused as the reverse is, naming the axis and what it allows."""
+    chip = cimsim.load_chip("rram-22nm")
+    with pytest.raises(ConfigError, match=r"adc_kind 'digital' is invalid for a base chip with "
+                       r"adc\.kind = 'sar' .*allowed: 'sar', 'flash', 'ramp'"):
+        chip_for_point(chip, {"adc_kind": "digital", "adc_bits": 4})
+    assert chip_for_point(chip, {"adc_kind": "sar"}) == chip
+    rc = main(["sweep", "--model", "demo", "--chip", "rram-22nm", "--adc-bits", "4",
+               "--adc-kind", "sar,digital", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "adc_kind 'digital' is invalid" in err[0]
+
+
 def test_digital_macro_axes_that_apply_run_and_the_rest_are_refused(model, data, tmp_path):
     """chih-isscc21: smaller arrays with their adder trees' widths run; noise, analog slice
     read-out, too narrow an adder tree and a wider one (which read the same sums at the same
