@@ -411,7 +411,7 @@ class _SampleShapeGuard(nn.Module):
     """A converted TorchScript graph's guard with the batch freed (:func:`_converted`): every
     other dimension of the input stays as converted."""
 
-    _is_impure = True  # its call returns nothing: kept by torch.fx's dead-code removal so
+    _is_impure = True  # kept by torch.fx's dead-code removal, though its call returns nothing
 
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
