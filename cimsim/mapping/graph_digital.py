@@ -52,8 +52,11 @@ def digital_module_for(node: torch.fx.Node, table: torch.Tensor | None) -> nn.Mo
         return AttentionProducts()
     if node.target is _aten.embedding.default and table is not None and table.dim() == 2:
         padding_idx: Any = node.args[2] if len(node.args) > 2 else -1
+        # the table's dtype and device: a float64 model's embedding rebuilt in float32 fed
+        # float32 rows to its float64 layers ("mat1 and mat2 must have the same dtype")
         emb = nn.Embedding(table.shape[0], table.shape[1],
-                           padding_idx=None if padding_idx < 0 else int(padding_idx))
+                           padding_idx=None if padding_idx < 0 else int(padding_idx),
+                           dtype=table.dtype, device=table.device)
         with torch.no_grad():
             emb.weight.copy_(table)
         return emb

@@ -821,16 +821,38 @@ def _lstm_outputs(out: tuple) -> tuple:
 
 
 def _product_args(node: torch.fx.Node) -> tuple[Any, Any, Any] | None:
-    """``(x, weight, bias)`` of ``x @ W`` written as ``aten.mm`` / ``aten.matmul`` (bias None)
-    or ``aten.addmm(b, x, W)`` (GPT-2's ``Conv1D``), plain (no ``alpha`` / ``beta``), or
-    None. Whether ``W`` is a constant is for the caller to see."""
+    """``(x, weight, bias)`` of ``x @ W`` written as ``aten.mm`` / ``aten.matmul`` (bias None),
+    ``aten.addmm(b, x, W)`` (GPT-2's ``Conv1D``), plain (no ``alpha`` / ``beta``), or
+    ``aten.einsum("...i,io->...o", [x, W])`` (as a Python model's ``torch.einsum`` of its
+    weight, which deploy maps: ``cimsim.mapping.affine``), or None. Whether ``W`` is a
+    constant is for the caller to see."""
     aten = torch.ops.aten
     if node.target in (aten.mm.default, aten.matmul.default) and len(node.args) == 2:
         return node.args[0], node.args[1], None
     if node.target is aten.addmm.default and len(node.args) == 3 and not node.kwargs:
         b, x, w = node.args
         return x, w, b
+    if node.target is aten.einsum.default and len(node.args) >= 2:
+        equation, operands = node.args[0], node.args[1]
+        if (isinstance(equation, str) and isinstance(operands, (list, tuple))
+                and len(operands) == 2 and _x_at_w(equation)):
+            return operands[0], operands[1], None
     return None
+
+
+_X_AT_W = re.compile(r"((?:\.\.\.)?[a-zA-Z]*)([a-zA-Z]),\2([a-zA-Z])->\1\3")
+"""An einsum equation ``<batch>i,io-><batch>o``: the last index of x summed against the first
+of a 2-D W, every other index of x kept in place."""
+
+
+def _x_at_w(equation: str) -> bool:
+    """Whether ``equation`` is ``x @ W`` (:data:`_X_AT_W`, the summed and output indices
+    distinct and not batch indices)."""
+    m = _X_AT_W.fullmatch(equation.replace(" ", ""))
+    if m is None:
+        return False
+    batch, k, o = m.groups()
+    return k != o and k not in batch and o not in batch
 
 
 def _with_added_bias(gm: torch.fx.GraphModule, node: torch.fx.Node, mod: nn.Linear

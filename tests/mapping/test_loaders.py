@@ -573,3 +573,49 @@ def test_training_a_loaded_export_prints_no_torch_deprecation(net_and_x, tmp_pat
         prep = prepare(loaded, "ideal", x, seed=0)
         prep.deploy(seed=0)
     assert not [w for w in seen if issubclass(w.category, FutureWarning)]
+
+
+class _EinsumHead(nn.Module):
+    """A weight applied by ``torch.einsum`` in a module holding only it (deploy maps it as a
+    Linear: cimsim.mapping.affine), after a float64 embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(5, 6)
+        self.proj = _EinsumWeight()
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, ids):
+        return self.out(torch.relu(self.proj(self.emb(ids))))
+
+
+class _EinsumWeight(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(6, 4) / 3)
+
+    def forward(self, x):
+        return torch.einsum("...i,io->...o", x, self.weight)
+
+
+def test_an_exported_einsum_weight_and_a_float64_embedding_load_as_the_module():
+    """Found by exporting the property tests' random models: a float64 model's embedding was
+    rebuilt in float32 (the loaded graph failed: 'mat1 and mat2 must have the same dtype'), and
+    ``aten.einsum("...i,io->...o", [x, W])`` stayed a functional weight in float where the
+    Python module's einsum is mapped. Now the loaded graph deploys as the module."""
+    torch.manual_seed(0)
+    model, ids = _EinsumHead().double().eval(), torch.randint(0, 5, (8, 7))
+    gm = modules_from_graph(_export_dynamic(model, ids).module())
+    assert gm.emb.weight.dtype == torch.float64
+    with torch.no_grad():
+        torch.testing.assert_close(gm(ids), model(ids), rtol=0, atol=0)
+    chip = cimsim.load_chip("rram-22nm")
+    a = cimsim.deploy(model, chip, ids, seed=3)
+    b = cimsim.deploy(gm, chip, ids, seed=3)
+    assert list(b.sim_layers) == list(a.sim_layers) == ["proj", "out"]
+    assert [d[:2] for d in b.digital] == [d[:2] for d in a.digital] == [("emb", "Embedding")]
+    with torch.no_grad():
+        assert torch.equal(a(ids), b(ids))
+    assert [loaders._x_at_w(e) for e in ("bsi,io->bso", "i,io->o", "...i,oi->...o",
+                                         "bi,ib->bb", "bi,io->ob")] == [True, True, False,
+                                                                       False, False]
