@@ -21,7 +21,12 @@ example. What each model must do:
    layers;
 4. ``cimsim.train.prepare`` + one SGD step + ``deploy`` equals the twin's forward (float64, as
    the zoos' method tests check), the loss finite;
-5. ``sim.trace`` gives one row per mapped layer, each with a finite relative error.
+5. ``sim.trace`` gives one row per mapped layer, each with a finite relative error;
+6. exported with ``torch.export`` and loaded as the command line loads a ``.pt2``
+   (``modules_from_graph``), it computes the model's outputs and deploys as the module: the same
+   matrices mapped, the outputs equal on the lossless chip (where torch can export it, and
+   where the module's probe does not leave a weight functional that the graph's ``aten.linear``
+   names a Linear: one input feature, where ``x * w`` and a product look alike).
 
 The default run draws ``CIMSIM_MODEL_PROPS_EXAMPLES`` (default 10) models per property (the
 file ~10 s); the ``slow`` twins draw 20 times as many. A fresh hunt (~2 min on one core)::
@@ -52,6 +57,7 @@ from torch import nn
 import cimsim
 from cimsim.config import ChipConfig, GroupPacking, WeightEncoding
 from cimsim.errors import CapacityError, ConfigError, MappingError
+from cimsim.mapping.loaders import modules_from_graph
 from cimsim.train import prepare
 from scripts.audit_models_on_chips import report_sums
 from tests.chip_strategies import valid_chips
@@ -399,6 +405,45 @@ def check_trace(spec: ModelSpec) -> None:
 (test_trace_has_a_finite_row_per_mapped_layer,
  test_trace_has_a_finite_row_per_mapped_layer_long) = properties(
     check_trace, [dict(spec=_WRITES_ITS_INPUT)], spec=model_specs())
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. the exported graph
+# ---------------------------------------------------------------------------------------------
+def check_export(spec: ModelSpec) -> None:
+    model, (x,) = build(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's export notes; deploy's digital listings
+        try:
+            ep = torch.export.export(model, (x,))
+        except Exception as exc:  # what torch cannot export is not the loader's to map
+            event(f"export: torch refused ({type(exc).__name__})")
+            return
+        gm = modules_from_graph(ep.module())
+        # a fresh copy of the input for every call: an in-place activation writes into it (the
+        # export keeps that mutation of its input, as the model makes it)
+        with torch.no_grad():
+            torch.testing.assert_close(gm(x.clone()), model(x.clone()), rtol=1e-5, atol=1e-6)
+        chip = lossless_chip("channel")
+        try:
+            a = cimsim.deploy(model, chip, (x.clone(),), seed=3)
+        except REFUSALS:
+            event("export: the module is refused")
+            return
+        b = cimsim.deploy(gm, chip, (x.clone(),), seed=3)
+        with torch.no_grad():
+            ya, yb = a(x.clone()), b(x.clone())
+    if any(kind == "parameter" for _, kind, *_ in a.digital):
+        event("export: the module left a functional weight digital")
+        return
+    event("export: compared")
+    assert (sum(len(layer.cores) for layer in b.sim_layers.values())
+            == sum(len(layer.cores) for layer in a.sim_layers.values())), (a.digital, b.digital)
+    torch.testing.assert_close(yb, ya, rtol=1e-6, atol=1e-6)
+
+
+(test_an_exported_graph_deploys_as_the_module,
+ test_an_exported_graph_deploys_as_the_module_long) = properties(check_export, spec=model_specs())
 
 
 def test_the_strategy_prints_a_readable_description():
