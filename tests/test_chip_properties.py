@@ -69,7 +69,10 @@ from tests.test_backend_parity import (
 )
 
 N = int(os.environ.get("CIMSIM_PROPS_EXAMPLES", "10"))
-_HC = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.large_base_example]
+# data_too_large: a fresh hunt's seed (dev profile, seed 2025) drew chips and models together
+# past hypothesis's entropy budget for the backend-parity property and stopped the run there
+_HC = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.large_base_example,
+       HealthCheck.data_too_large]
 FAST = settings(max_examples=N, deadline=None, suppress_health_check=_HC)
 SLOW = settings(max_examples=20 * N, deadline=None, suppress_health_check=_HC)
 FIELD = re.compile(r"\b(?:[A-Z][A-Za-z]*Config|array|device|dac|adc|noise|tech|quant)"
