@@ -70,6 +70,10 @@ def rebuild_attention(gm: torch.fx.GraphModule) -> list[str]:
 
 def _rebuild(gm: torch.fx.GraphModule, path: str, nodes: list[torch.fx.Node],
              built: dict[str, nn.MultiheadAttention]) -> bool:
+    # size arithmetic (a dynamic batch's SymInt products) stays in the graph: the export shares
+    # it between calls (the next attention's reshapes read the first's batch x heads), so it
+    # is no output of this call; what is left unread goes with the graph's dead code
+    nodes = [n for n in nodes if not isinstance(n.meta.get("val"), (torch.SymInt, int))]
     inside = set(nodes)
     inputs: list[torch.fx.Node] = []
     for n in nodes:
@@ -94,6 +98,10 @@ def _rebuild(gm: torch.fx.GraphModule, path: str, nodes: list[torch.fx.Node],
                                     {"need_weights": False})
     with gm.graph.inserting_after(call):
         first = gm.graph.call_function(operator.getitem, (call, 0))
+    # the value it stands for: a next attention reading it finds its input by this (without
+    # it, the second of two stacked batch-first attentions had no input and stayed inlined)
+    if "val" in out.meta:
+        first.meta["val"] = out.meta["val"]
     out.replace_all_uses_with(first)
     for n in reversed(nodes):
         gm.graph.erase_node(n)

@@ -113,6 +113,35 @@ def test_an_exported_attention_deploys_bit_for_bit_as_the_module(make, shape, tm
         assert torch.equal(ta(x), tb(x))
 
 
+class Stacked(nn.Module):
+    """Two batch-first self-attentions, the second reading the first's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.a1 = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.a2 = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = self.a1(x, x, x)[0]
+        return self.head(self.a2(h, h, h)[0])
+
+
+def test_stacked_batch_first_attentions_are_all_rebuilt(tmp_path):
+    """The second of two stacked batch-first attentions stayed inlined (its in-projection one
+    (3E, E) layer, found by the export property of tests/test_model_properties.py): it reads
+    the first's rebuilt call, whose output node carried no value, so it seemed to have no
+    input. Both are modules now, and the loaded model deploys as the module."""
+    torch.manual_seed(0)
+    model, x = Stacked().eval(), torch.randn(4, 5, 8)
+    loaded = _load(model, x, tmp_path)
+    assert all(isinstance(loaded.get_submodule(n), nn.MultiheadAttention) for n in ("a1", "a2"))
+    a, b = _deploy(model, x), _deploy(loaded, x)
+    assert list(b.sim_layers) == list(a.sim_layers) == ["a1", "a2", "head"]
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+
 def test_an_attention_reading_a_mask_keeps_its_calls_under_readable_names(tmp_path):
     """Not rebuilt (it reads a mask): its projections are named by their weights."""
     torch.manual_seed(0)
