@@ -474,8 +474,7 @@ class CoreTrace:
         self.n_vectors += x.shape[0]
         if self._code_budget > 0 and core.view is not None:
             # evenly spaced rows: a conv's im2col rows of one image are much alike
-            rows = np.unique(np.linspace(0, x.shape[0] - 1, min(self._code_budget, x.shape[0]))
-                             .astype(np.int64))
+            rows = spread_rows(x.shape[0], self._code_budget)
             self.code_inputs.append(core.view.quantize(x[rows]))
             self._code_budget -= rows.size
         return y_sim

@@ -230,7 +230,7 @@ COARSE_INPUT_SHARE = 1 / 32
 def spread_rows(n: int, k: int) -> np.ndarray:
     """At most ``k`` row indices spread evenly over ``n`` rows (first and last included): a
     sample's first rows are its first batch's, in the order recorded."""
-    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64))
+    return np.unique(np.linspace(0, n - 1, min(n, k)).astype(np.int64))
 
 
 def coarse_inputs(view: EngineView, stats: InputStats, rows: int = 256) -> bool:

@@ -142,7 +142,8 @@ def quantize_acts(x: np.ndarray, scale: float, bits: int, signed: bool,
     with unsigned inputs). A negative ``zero_point`` is the A-shift (``dac.shift_unsigned_inputs``):
     the unsigned code ``clip(rint(x / scale), 0, 2^bits - 1)`` shifted by it, so
     ``zero_point = -2^(bits-1)`` gives the two's-complement range."""
-    return quantize_acts_counted(x, scale, bits, signed, zero_point)[0]
+    # no saturation count here: the percentile and MSE scale searches quantize every candidate
+    return _clipped(*_act_codes(x, scale, bits, signed, zero_point))
 
 
 def quantize_acts_counted(x: np.ndarray, scale: float, bits: int, signed: bool,
@@ -150,15 +151,29 @@ def quantize_acts_counted(x: np.ndarray, scale: float, bits: int, signed: bool,
     """:func:`quantize_acts`' codes and how many inputs they saturated: whose code before the
     clip lay outside the input range (the value more than half a step beyond it; below 0 for
     unsigned inputs)."""
+    q, lo, hi, shift = _act_codes(x, scale, bits, signed, zero_point)
+    n = int(np.count_nonzero(q < lo)) + int(np.count_nonzero(q > hi))
+    return _clipped(q, lo, hi, shift), n
+
+
+def _act_codes(x: np.ndarray, scale: float, bits: int, signed: bool, zero_point: int
+               ) -> tuple[np.ndarray, int, int, int]:
+    """The codes of :func:`quantize_acts` before the clip, the range ``[lo, hi]`` they are
+    clipped to and the shift added after it (the A-shift's negative zero point, else 0)."""
     q = np.rint(np.asarray(x, dtype=np.float64) / scale)
     if zero_point < 0:
-        lo, hi, shift = 0, 2**bits - 1, zero_point
-    else:
-        (lo, hi), shift = act_range(bits, signed), 0
-        if zero_point:
-            q += zero_point
-    n = int(np.count_nonzero(q < lo)) + int(np.count_nonzero(q > hi))
-    return (np.clip(q, lo, hi) + shift).astype(np.int64), n
+        return q, 0, 2**bits - 1, zero_point
+    lo, hi = act_range(bits, signed)
+    if zero_point:
+        q += zero_point
+    return q, lo, hi, 0
+
+
+def _clipped(q: np.ndarray, lo: int, hi: int, shift: int) -> np.ndarray:
+    codes = np.clip(q, lo, hi)
+    if shift:
+        codes += shift
+    return codes.astype(np.int64)
 
 
 def block_fp_acts(x: np.ndarray, bits: int, signed: bool, exponent_bits: int,
