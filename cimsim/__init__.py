@@ -9,7 +9,16 @@ reports load pandas and matplotlib. The subpackages ``cimsim.arrays``, ``cimsim.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# Numba's parallel kernels and torch's intra-op threads run on OpenMP (libgomp), whose idle
+# workers spin by default: between the many short kernels and GEMMs of a forward pass, and
+# against any other busy process, the spinning workers took the cores the next one needed
+# (docs/performance.md). Passive waiting unless the user chose a policy. libgomp reads the
+# variable once, when it is loaded (by ``import torch`` or the first Numba kernel), so it is
+# set here, at the first import of cimsim, before either.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._version import __version__
 from .config import ChipConfig, list_presets, load_chip

@@ -6,6 +6,7 @@ long been started by the time the test runs.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -35,3 +36,30 @@ def test_torch_thread_count_survives_the_first_kernel(body: str) -> None:
     out = subprocess.run([sys.executable, "-c", _SCRIPT.format(body=body)], check=True,
                          capture_output=True, text=True, timeout=300)
     assert out.stdout.split()[-1] == "1", out.stdout + out.stderr
+
+
+_POLICY_AT_TORCH = """
+import builtins, os, sys
+seen = []
+real_import = builtins.__import__
+def spy(name, *args, **kwargs):
+    if name == "torch" and "torch" not in sys.modules:
+        seen.append(os.environ.get("OMP_WAIT_POLICY"))
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = spy
+{imports}
+import torch
+print(seen[0])
+"""
+
+
+@pytest.mark.parametrize("imports", ["import cimsim.cli", "import cimsim",
+                                     "import cimsim.train"])
+def test_openmp_waits_passively_from_the_first_torch_import(imports: str) -> None:
+    """libgomp reads OMP_WAIT_POLICY once, when torch (or a Numba kernel) loads it: set after
+    ``import torch``, the policy was ignored and torch's spinning workers slowed every
+    `cimsim train` step beside another busy process."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", _POLICY_AT_TORCH.format(imports=imports)],
+                         check=True, capture_output=True, text=True, timeout=300, env=env)
+    assert out.stdout.split()[-1] == "PASSIVE", out.stdout + out.stderr
