@@ -511,8 +511,15 @@ class _Config:
         names = {f.name for f in fields(self)}  # type: ignore[arg-type]
         unknown = sorted(set(changes) - names)
         if unknown:
+            nested = [u for u in unknown if u.partition(".")[0] in names and "." in u]
+            hint = ""
+            if nested:  # 'adc.bits': the section's own replace() sets a field inside it
+                head, _, rest = nested[0].partition(".")
+                hint = (f"; a field inside a section is set through the section's replace(), "
+                        f"e.g. chip.replace({head}=chip.{head}.replace({rest}=...))")
             raise ConfigError(
                 f"{type(self).__name__} has no field(s) {unknown}; fields: {sorted(names)}"
+                + hint
             )
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 

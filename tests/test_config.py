@@ -190,6 +190,14 @@ def test_replace_unknown_field_is_a_config_error(ideal):
     assert "input_bits" in str(info.value)  # lists the fields
 
 
+def test_replace_of_a_dotted_field_names_the_sections_replace(ideal):
+    with pytest.raises(ConfigError, match=r"chip.replace\(adc=chip.adc.replace\(bits=\.\.\.\)\)"):
+        ideal.replace(**{"adc.bits": 4})
+    with pytest.raises(ConfigError) as err:  # no hint where the section does not exist
+        ideal.replace(**{"adcs.bits": 4})
+    assert "section" not in str(err.value)
+
+
 def test_replace_validates(ideal):
     with pytest.raises(ConfigError, match=r"ADCConfig\.bits"):
         ideal.replace(adc=ideal.adc.replace(bits=0))
