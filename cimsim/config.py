@@ -1103,7 +1103,8 @@ def _check_bit_planes(chip: Any) -> None:
     before one conversion: numerically the whole input in one shot (``dac.bits = 'all'``),
     and an analog column to accumulate (not a digital adder tree)."""
     if chip.dac.bits is not None:
-        _fail("DACConfig", "bits", chip.dac.bits, "'all' for tech.input_drive = 'bit_planes' "
+        _fail("DACConfig", "bits", chip.dac.bits, "'all' (None in Python) for "
+              "tech.input_drive = 'bit_planes' "
               "(its bit-planes are accumulated in analog into one conversion per input)")
     if chip.adc.kind is ADCKind.DIGITAL:
         _fail("TechConfig", "input_drive", "bit_planes", "'amplitude', 'pulse_width' or "
@@ -1140,11 +1141,14 @@ def _check_digital_readout(chip: Any) -> None:
     drift, 1/f read noise and retention (a sensed bit would change between reads, which the
     programmed bits do not hold), analog noise, non-linearity and converter errors; and
     variation of a bit-cell (SRAM, eDRAM, ideal), which no reference senses."""
-    if (chip.device.cell not in _DIGITAL_READOUT_CELLS or chip.device.bits_per_cell != 1):
+    if chip.device.cell not in _DIGITAL_READOUT_CELLS:
         _fail("DeviceConfig", "cell", chip.device.cell.value,
               ", ".join(repr(c.value) for c in _DIGITAL_READOUT_CELLS)
-              + " with bits_per_cell = 1 for adc.kind = 'digital' (a resistive cell is "
-              "sensed to its bit)")
+              + " for adc.kind = 'digital'")
+    if chip.device.bits_per_cell != 1:
+        _fail("DeviceConfig", "bits_per_cell", chip.device.bits_per_cell,
+              "1 for adc.kind = 'digital' (each cell is sensed to one bit before the adder "
+              "tree)")
     if chip.adc.range_policy is not RangePolicy.FULL_SCALE or chip.adc.full_scale_factor != 1:
         _fail("ADCConfig", "range_policy", chip.adc.range_policy.value,
               "'full_scale' with full_scale_factor = 1 for kind = 'digital' (an exact sum)")

@@ -69,8 +69,9 @@ def assert_lossless(chip: ChipConfig, seed: int) -> None:
 @pytest.mark.parametrize("change, field", [
     # 2-b input slices on 256 rows: sums up to 256 x 3 need 11 b, not 10
     (lambda c: c.replace(dac=c.dac.replace(bits=2)), "ADCConfig.bits"),
+    # a 2-b cell names its bits (it named the cell, listing that very cell as allowed)
     (lambda c: c.replace(device=c.device.replace(cell="rram", bits_per_cell=2)),
-     "DeviceConfig.cell"),
+     r"DeviceConfig.bits_per_cell = 2 is invalid; allowed: 1 "),
     (lambda c: c.replace(adc=c.adc.replace(bits=9)), "ADCConfig.bits"),
     (lambda c: c.replace(adc=c.adc.replace(range_policy="fixed")), "ADCConfig.range_policy"),
     (lambda c: c.replace(noise=c.noise.replace(thermal_sigma_lsb=0.5)), "thermal_sigma_lsb"),
