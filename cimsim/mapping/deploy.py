@@ -59,7 +59,7 @@ from .layers import (
     layer_seed,
 )
 from .matrix import EngineView
-from .naming import finalize_layers
+from .naming import finalize_layers, refuse_nonfinite_weights
 from .observers import warn_observing_fake_quant
 from .recurrent import SimRNN, SimRNNCell
 from .unmappable import (
@@ -928,6 +928,7 @@ def deploy(
     warn_unsupported(mapping.digital, "deploy")
     # from the shapes alone: an over-capacity model fails now, not after the calibration pass
     needed = _arrays_needed(mapping.sim_layers, chip)
+    refuse_nonfinite_weights(mapping.sources, "deploy")
     _fuse_relus(sim, mapping.sim_layers, chip)
     with watch_functional_weights(sim, [*(n for n, _, _ in mapping.digital),
                                         *mapping.sim_layers], mapping.sources,
@@ -1249,8 +1250,9 @@ def warn_zero_inputs(names: Sequence[str], who: str, stacklevel: int = 3) -> Non
 
 
 def _shown(names: Sequence[str]) -> str:
-    """At most eight names, then how many more."""
-    return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    """At most eight names, quoted (a layer named '0' reads as a name), then how many more."""
+    return ", ".join(f"'{n}'" for n in names[:8]) + (
+        f" and {len(names) - 8} more" if len(names) > 8 else "")
 
 
 def _keep_off_fused_kernels(module: nn.Module) -> None:

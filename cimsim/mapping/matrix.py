@@ -410,6 +410,13 @@ def engine_view(
     all-zero group falls back to (``quantize_weights``).
     """
     w = np.asarray(w, dtype=np.float64)
+    if not np.isfinite(w).all():  # else NaN casts to int64's minimum, reported as a range
+        nan = int(np.isnan(w).sum())
+        inf = np.count_nonzero(~np.isfinite(w)) - nan
+        raise MappingError(  # "NAME: ...", as named_layer prefixes the errors it passes
+            f"{name or 'a weight matrix'}: its weights hold {nan} NaN and {inf} "
+            f"infinite values (of {w.size}); allowed: finite values (a diverged training run "
+            "or a damaged checkpoint: check torch.isfinite(p).all() for its parameters)")
     binary = chip.weight_encoding is WeightEncoding.BINARY  # (1-b weights, by the config)
     # binary: scale mean|w| = 0, exact; a zero group of a layer that has weights: its scale
     if w.size and not w.any() and not binary and not layer_max_abs:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
+
+import torch
 
 from ..errors import MappingError, SignedInputError
 
-__all__ = ["exclude_name", "finalize_layers", "named_layer", "refuse_signed_together"]
+__all__ = ["exclude_name", "finalize_layers", "named_layer", "refuse_nonfinite_weights",
+           "refuse_signed_together"]
 
 _MATRIX_SUFFIX = re.compile(r"(\[g\d+\]|\.weight_(ih|hh|hr)\w*)$")
 
@@ -35,6 +38,26 @@ def named_layer(name: str) -> Iterator[None]:
         if name and not msg.startswith(f"{name}:"):
             exc.args = (f"{name}: {msg}", *exc.args[1:])
         raise
+
+
+def refuse_nonfinite_weights(sources: Mapping[str, Any], who: str) -> None:
+    """Refuse mapped layers (name -> the module a simulated or twin layer replaces) whose
+    parameters hold NaN or infinity, naming them, before the calibration forward: there the
+    NaN reaches the next matrix's inputs first and is reported as bad calibration data (a
+    recurrent layer's own state), and a NaN weight would quantize to int64's minimum."""
+    bad = []
+    for name, module in sources.items():
+        for pname, p in module.named_parameters():
+            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+                nan = int(torch.isnan(p).sum())
+                bad.append(f"{name}.{pname} ({nan} NaN, {int((~torch.isfinite(p)).sum()) - nan} "
+                           "infinite)")
+    if bad:
+        raise MappingError(
+            f"{who}: parameters of mapped layers hold NaN or infinite values: {', '.join(bad[:8])}"
+            + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+            + "; allowed: finite values (a diverged training run or a damaged checkpoint: "
+            "check torch.isfinite(p).all() for the model's parameters)")
 
 
 def finalize_layers(layers: Iterable[tuple[str, Any]]) -> None:

@@ -128,7 +128,11 @@ from ..mapping.matrix import (
     program_parts,
     unpack_groups,
 )
-from ..mapping.naming import finalize_layers, refuse_signed_together
+from ..mapping.naming import (
+    finalize_layers,
+    refuse_nonfinite_weights,
+    refuse_signed_together,
+)
 from ..mapping.quant import act_range, binary_codes, zero_point_offsets
 from ..mapping.unmappable import (
     attribute_state,
@@ -1944,6 +1948,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                            "float64) copy, model.float(), and cast after training")
     if not layers:  # deploy refuses it: refuse before training a twin that could not deploy
         raise no_layer_error(root, digital)
+    refuse_nonfinite_weights({name: layer._float_src[0] for name, layer in layers.items()},
+                             "prepare")
     warn_unsupported(digital, "prepare")
     root.eval()
     with (torch.no_grad(),

@@ -236,7 +236,8 @@ def test_an_outlier_that_sets_the_input_step_is_warned_about(run):
         assert _coarse(run, clean) == []  # heavy tails are no outlier
     x[7, 3] = 1e4
     (said,) = _coarse(run, x)
-    assert said.startswith(f"{run.__name__}: half the nonzero calibration input vectors of 0, 2 ")
+    assert said.startswith(
+        f"{run.__name__}: half the nonzero calibration input vectors of '0', '2' ")
     assert "quant.act_calibration = 'percentile'" in said
     chip = cimsim.load_chip("rram-22nm")
     clipped = chip.replace(quant=chip.quant.replace(act_calibration="percentile",

@@ -991,3 +991,37 @@ def test_a_deployed_model_takes_numpy_inputs_as_calibration_does():
     sim.reset()
     assert isinstance(a, torch.Tensor) and torch.equal(a, sim(x))
     assert sim.n_inferences == 8
+
+
+@pytest.mark.parametrize("how", ["deploy", "prepare"])
+def test_non_finite_weights_are_refused_naming_the_parameters(how):
+    """A NaN in an LSTM's recurrent weight was reported as NaN *calibration data* (it reaches
+    the next step's state first); a NaN weight of a Linear failed with int64's minimum as an
+    out-of-range weight code. Both are named as weights now, before the calibration."""
+    import cimsim.train
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.LSTM(8, 4))
+    with torch.no_grad():
+        model[2].weight_hh_l0[1, 2] = float("nan")
+        model[0].bias[0] = float("-inf")
+    run = cimsim.deploy if how == "deploy" else cimsim.train.prepare
+    with pytest.raises(MappingError, match=rf"^{how}: parameters of mapped layers hold NaN or "
+                       r"infinite values: 0\.bias \(0 NaN, 1 infinite\), 2\.weight_hh_l0 "
+                       r"\(1 NaN, 0 infinite\); allowed: finite values"):
+        run(model, "rram-22nm", calibration=torch.rand(8, 16))
+    with torch.no_grad():  # an excluded layer stays digital: its weights are its own affair
+        model[2].weight_hh_l0[1, 2] = 0.0
+    sim = run(model, "ideal", calibration=torch.rand(8, 16), exclude=["0"])
+    assert sim is not None
+
+
+def test_engine_view_names_a_non_finite_weight():
+    from cimsim.mapping.matrix import engine_view
+
+    w = np.ones((4, 8))
+    w[1, 1] = np.nan
+    with pytest.raises(MappingError, match=r"^fc: its weights hold 1 NaN and 0 infinite values "
+                       r"\(of 32\); allowed: finite values"):
+        engine_view(w, cimsim.load_chip("ideal"), np.random.default_rng(0).random((4, 8)),
+                    name="fc")

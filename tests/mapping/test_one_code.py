@@ -37,7 +37,7 @@ def _full_scale(bits: int = 4) -> cimsim.ChipConfig:
 def test_a_full_scale_adc_wider_than_the_signal_is_named_and_trace_agrees():
     model, x = _mlp(), torch.rand(32, 16)
     sim, said = _deploy(model, _full_scale(4), x)
-    assert len(said) == 1 and "2 matrices" in said[0] and ": 0, 2;" in said[0]
+    assert len(said) == 1 and "2 matrices" in said[0] and ": '0', '2';" in said[0]
     assert "adc.range_policy = 'calibrated'" in said[0]
     assert all(c.one_code for layer in sim.sim_layers.values() for c in layer.cores)
     # SimModel.trace measures the same: one code of 2^4 per ADC setting
@@ -58,4 +58,4 @@ def test_an_all_zero_matrix_is_left_to_its_own_warning():
     with torch.no_grad():
         model[2].weight.zero_()
     sim, said = _deploy(model, _full_scale(4), torch.rand(32, 16))
-    assert said and ": 0;" in said[0] and "1 matrix converts" in said[0]  # layer 0 only
+    assert said and ": '0';" in said[0] and "1 matrix converts" in said[0]  # layer 0 only

@@ -495,7 +495,7 @@ def test_a_cell_calibrated_on_its_first_step_reads_its_zero_state_as_zero():
     torch.manual_seed(0)
     module = nn.LSTMCell(16, 32).eval()
     x = torch.randn(64, 16)
-    with pytest.warns(UserWarning, match=r"every calibration input of 0\.weight_hh was 0"):
+    with pytest.warns(UserWarning, match=r"every calibration input of '0\.weight_hh' was 0"):
         sim = cimsim.deploy(module, "rram-22nm", x)
     hh = sim.sim_layers["0"].cores[1]
     assert hh.zero_inputs and not sim.sim_layers["0"].cores[0].zero_inputs
@@ -506,7 +506,7 @@ def test_a_cell_calibrated_on_its_first_step_reads_its_zero_state_as_zero():
         h, _ = sim(x)
         want, _ = module(x)
     assert float((h - want).norm() / want.norm()) < 1.0
-    with pytest.warns(UserWarning, match=r"prepare: every calibration input of 0\.weight_hh"):
+    with pytest.warns(UserWarning, match=r"prepare: every calibration input of '0\.weight_hh'"):
         prepare(module, "rram-22nm", x)
 
 
