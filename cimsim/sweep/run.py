@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .._version import __version__
-from ..config import ChipConfig, as_chip
+from ..config import ChipConfig, CostModel, as_chip
 from ..errors import CimsimError, ConfigError
 from .files import write_outputs
 from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
@@ -144,6 +145,22 @@ def _refuse_while_bootstrapping() -> None:
             "jobs > 1 and local:N clusters spawn workers that import it (docs/sweep.md)")
 
 
+def _warn_kinds_under_tables(chip: ChipConfig, grid: Mapping[str, Sequence[Any]]) -> None:
+    """Converter kinds compared under the ``tables`` cost model rank by its lower bounds."""
+    kinds = {str(getattr(k, "value", k)).partition(":")[0].strip().lower()
+             for k in grid.get("adc_kind", ())}
+    if len(kinds - {"digital"}) > 1 and chip.tech.cost_model is CostModel.TABLES:
+        warnings.warn(
+            f"sweep: adc_kind compares {', '.join(sorted(kinds))} under the base chip's "
+            "'tables' cost model, which prices a SAR from its calibrated table but a flash "
+            "converter as its 2^b - 1 bare comparators (no encoder or reference ladder: a "
+            "lower bound) and a ramp, CCO or integrate-and-fire converter as 2^b comparator "
+            "steps, so the kinds can rank otherwise than in silicon; tech.cost_model = "
+            "'physical' prices every kind from the ADC survey's fits (docs/cost-model.md): "
+            "compare the kinds under both",
+            UserWarning, stacklevel=3)
+
+
 def run_sweep(
     model,
     data,
@@ -250,6 +267,7 @@ def run_sweep(
     grid = grid_values(grid)  # read once: a scalar or a generator is a list from here on
     points = _distinct(chip, expand_grid(grid))
     skipped = _check_points(chip, points)
+    _warn_kinds_under_tables(chip, grid)
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]

@@ -177,3 +177,37 @@ def test_cli_sweep_takes_exclude(tmp_path, capsys):
                  "--exclude", "classifier.3", "--out", str(out)]) == 0
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["exclude"] == ["features.0", "classifier.3"]
+
+
+@pytest.mark.parametrize("cost_model, kinds, warned", [
+    ("tables", ["sar", "flash"], True), ("tables", ["sar", "ramp:bs_kmq"], True),
+    ("tables", ["sar", "SAR"], False),  # one kind, two spellings
+    ("physical", ["sar", "flash"], False),
+])
+def test_kinds_compared_under_the_tables_model_are_warned(cost_model, kinds, warned):
+    """A sweep of sar,flash on rram-22nm (the tables model) ranked a 6-b flash cheaper and
+    smaller than the SAR, the reverse of the physical model's survey-based prices: the tables
+    price a flash as bare comparators. Said before any point runs."""
+    import warnings
+
+    from cimsim.config import load_chip
+    from cimsim.sweep.run import _warn_kinds_under_tables
+
+    base = load_chip("rram-22nm")
+    base = base.replace(tech=base.tech.replace(cost_model=cost_model))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_kinds_under_tables(base, {"adc_kind": kinds, "adc_bits": [4]})
+    said = [str(w.message) for w in caught]
+    assert bool(said) is warned
+    if warned:
+        assert said[0].startswith("sweep: adc_kind compares ") and "'physical'" in said[0]
+
+
+def test_a_kind_sweep_on_a_tables_chip_warns_before_its_points(model, data, chip, tmp_path,
+                                                               monkeypatch):
+    counted = _count_points(monkeypatch)
+    assert chip.tech.cost_model.value == "tables"
+    with pytest.warns(UserWarning, match="under the base chip's 'tables' cost model"):
+        _sweep(model, data, chip, {"adc_bits": [4], "adc_kind": ["sar", "flash"]}, tmp_path)
+    assert len(counted) == 2
