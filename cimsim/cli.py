@@ -203,7 +203,9 @@ def _simulate_times(sim, model, x, y, out: Path, batch_size: int,
 
     rows = []
     for label, t in times:
-        sim.reset()
+        # the same noise draws at every time (as the points of `sweep --time` each start
+        # from deploy): the times differ by what the devices did, not by fresh draws
+        sim.reset(noise=True)
         sim.set_time(t)  # after the reset: the compensation's read belongs to this time
         print(f"\n== t = {label} ({t:g} s after programming) ==")
         score = _evaluate_and_save(sim, model, x, y, out / f"t_{label}", batch_size)

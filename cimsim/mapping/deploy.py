@@ -315,10 +315,21 @@ class SimModel(nn.Module):
                          n_arrays_needed=self.arrays_needed,
                          digital=tuple(self.digital))
 
-    def reset(self) -> None:
-        """Forget the events and inference count of earlier forwards."""
+    def reset(self, *, noise: bool = False) -> None:
+        """Forget the events and inference count of earlier forwards.
+
+        Every forward draws fresh conversion noise (the engine's counter-based stream moves
+        on one call per matrix), as a chip read again would. ``noise=True`` also restarts that
+        stream: the next forwards draw what the first forwards after deploy drew, so two runs
+        of the same batches differ only in what changed between them (``set_time``: drift
+        alone, on the same draws, as each point of a ``time_s`` sweep sees them). The
+        ``torch`` backend draws from torch's generator instead: seed it
+        (``torch.manual_seed``) for the same."""
         for layer in self.sim_layers.values():
             layer.reset_events()
+            if noise:
+                for core in layer.cores:
+                    core.calls = 0
         self._extra = Events()
         self.n_inferences = 0
         self.n_calls = 0
