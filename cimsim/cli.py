@@ -58,7 +58,8 @@ def _layer_table(report) -> str:
         table += ("\nsqnr_dB: each layer's output against the float layer fed the same input, "
                   f"over the first {TRACE_INPUTS} evaluated inputs at most (SimModel.trace; "
                   "report.layers has the rest)")
-    return table + _clipping_notice(report) + _input_clipping_notice(report)
+    return (table + _clipping_notice(report) + _input_clipping_notice(report)
+            + _fidelity_notice(report))
 
 
 #: Inputs the fidelity trace of ``demo`` and ``simulate`` runs on (the first ones evaluated):
@@ -89,6 +90,47 @@ def _input_clipping_notice(report) -> str:
                    "(larger values, or negative ones to inputs calibrated as unsigned): "
                    "calibrate on data like the run's (quant.act_calibration = 'percentile' "
                    "clips by design; docs/hardware-model.md §8)")
+
+
+#: Layer SQNR below which the summary names the layer (10 dB: an error a third of the signal's
+#: amplitude; the demo's layers are at 17-20 dB).
+SQNR_NOTICE_DB = 10.0
+
+#: ADC code use below which a low-SQNR layer's range is called far wider than its signal.
+CODE_USE_NOTICE_PCT = 25.0
+
+
+def _fidelity_notice(report) -> str:
+    """A line naming the layers whose SQNR against float is below :data:`SQNR_NOTICE_DB`, with
+    the likely cause: a converter range far wider than the signal (few codes used: the default
+    ``full_scale`` range spans the columns' worst case), or else the chip's noise, variation
+    or drift. A 2-dB layer in a table of numbers was easy to miss."""
+    if "sqnr_db" not in report.layers:
+        return ""
+    rows = report.layers[report.layers["sqnr_db"] < SQNR_NOTICE_DB]
+    if rows.empty:
+        return ""
+    use = rows["adc_code_use_pct"] if "adc_code_use_pct" in rows else None
+    names = ", ".join(
+        f"{layer} ({db:.1f} dB" + (f", {pct:.0f} % of ADC codes used)" if use is not None
+                                   and pct == pct else ")")
+        for layer, db, pct in zip(rows["layer"], rows["sqnr_db"],
+                                  use if use is not None else rows["sqnr_db"], strict=True))
+    wide = use is not None and float(use.median()) < CODE_USE_NOTICE_PCT
+    if wide:
+        policy = report.chip.adc.range_policy.value
+        advice = ("their ADC ranges are far wider than their signals (few codes used"
+                  + (": adc.range_policy = 'full_scale' spans the columns' worst case), "
+                     "adc.range_policy = 'calibrated' fits them to the signal"
+                     if policy == "full_scale" else
+                     f"; adc.range_policy = {policy!r}), a narrower range")
+                  + ", more adc.bits or fewer rows per conversion narrow the step "
+                  "(docs/hardware-model.md §7)")
+    else:
+        advice = ("their outputs are set more by the chip's noise, variation or drift than "
+                  "by their signal (SimModel.trace() has each layer's errors; "
+                  "docs/hardware-model.md)")
+    return f"\nSQNR below {SQNR_NOTICE_DB:g} dB: {names}; {advice}"
 
 
 def _notice(report, column: str, what: str, of: str, advice: str) -> str:
