@@ -497,7 +497,8 @@ def _level_values(obj: Any, name: str, lo: float, hi: float) -> None:
         and lo <= v <= hi for v in values)
     if not ok:
         _fail(type(obj).__name__, name, values,
-              f"an empty list, one number or {n_levels} numbers (one per level) in [{lo}, {hi}]")
+              f"an empty list, one number or {n_levels} numbers (one per level of "
+              f"bits_per_cell = {obj.bits_per_cell}) in [{lo}, {hi}]")
     object.__setattr__(obj, name, tuple(float(v) for v in values))
 
 
@@ -654,6 +655,9 @@ class DeviceConfig(_Config):
         if self.cell is CellTech.MRAM and self.bits_per_cell != 1:
             _one_bit_cell_fail(self.bits_per_cell,
                                "1 for cell = 'mram' (a magnetic tunnel junction has two states)")
+        if self.cell in (CellTech.SRAM, CellTech.EDRAM) and self.bits_per_cell != 1:
+            # before the per-level lists, whose lengths follow bits_per_cell
+            _one_bit_cell_fail(self.bits_per_cell, f"1 for cell = '{self.cell.value}'")
         _float_in(self, "drift_t0_s", 0.0, lo_open=True)
         for name in ("drift_nu_mean", "drift_nu_sigma", "read_noise_q_s"):
             _level_values(self, name, 0.0, 10.0)
@@ -1301,9 +1305,6 @@ class ChipConfig(_Config):
         if self.weight_encoding is WeightEncoding.TERNARY and self.device.bits_per_cell != 1:
             _one_bit_cell_fail(self.device.bits_per_cell,
                                "1 for weight_encoding = 'ternary' (binary cells)")
-        if self.device.cell in (CellTech.SRAM, CellTech.EDRAM) and self.device.bits_per_cell != 1:
-            _one_bit_cell_fail(self.device.bits_per_cell,
-                               f"1 for cell = '{self.device.cell.value}'")
         if self.tech.retention_ns is not None and self.device.cell is not CellTech.EDRAM:
             _fail("TechConfig", "retention_ns", self.tech.retention_ns,
                   f"absent for cell = '{self.device.cell.value}' (only 'edram' cells are "

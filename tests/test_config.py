@@ -474,6 +474,25 @@ def test_resistive_cells_keep_the_multi_level_default(tmp_path):
     assert ChipConfig.from_dict({}).device.bits_per_cell == 2
 
 
+def test_a_bit_cell_s_bits_are_named_before_the_per_level_lists_that_follow_them():
+    """SRAM at 2 b with two per-level drift values (one per level of a 1-b cell) named
+    drift_nu_sigma, a field the user had not touched: the cell's bits come first now, and a
+    per-level list's message says which bits_per_cell sets its length (a fuzz hunt, seed
+    99992)."""
+    data = {"device": {"cell": "sram", "bits_per_cell": 2, "drift_nu_mean": [0.01, 0.02],
+                       "drift_nu_sigma": [0.0, 0.0]}}
+    with pytest.raises(ConfigError, match=r"DeviceConfig\.bits_per_cell = 2 is invalid; "
+                                          r"allowed: 1 for cell = 'sram'"):
+        ChipConfig.from_dict(data)
+    with pytest.raises(ConfigError, match=r"DeviceConfig\.drift_nu_mean = \(0\.01, 0\.02\) is "
+                                          r"invalid; allowed: an empty list, one number or 4 "
+                                          r"numbers \(one per level of bits_per_cell = 2\)"):
+        DeviceConfig(cell="rram", bits_per_cell=2, drift_nu_mean=(0.01, 0.02))
+    with pytest.raises(ConfigError, match=r"bits_per_cell = 2 is invalid; allowed: 1 for cell = "
+                                          r"'edram'"):
+        DeviceConfig(cell="edram", bits_per_cell=2)
+
+
 def test_a_one_bit_cell_refused_at_the_default_says_it_is_the_default():
     with pytest.raises(ConfigError, match=r"bits_per_cell = 2 is invalid; allowed: 1 for cell = "
                                           r"'mram'.*2 is DeviceConfig's default.*write "
