@@ -702,6 +702,12 @@ class TwinMatmul(nn.Module):
         """The float weights the forward quantizes: ``weight`` (+ the LoRA hook's delta),
         times ``weight_keep`` where a pruning mask is kept (:meth:`keep_zeros`)."""
         w = self.weight if self.weight_delta is None else self.weight + self.weight_delta()
+        if w is self.weight and not w.requires_grad and torch.is_grad_enabled():
+            # a frozen weight still reaches the trained scales' gradients (w / s saves it):
+            # a forward that moves it in place (an EMA teacher's update) before the backward
+            # of an earlier forward (BitAug's several) would fail autograd's version check
+            # on the parameter itself, which the float model, saving nothing there, does not
+            w = w.clone()
         return w if self.weight_keep is None else w * self.weight_keep
 
     def keep_zeros(self) -> None:

@@ -34,8 +34,9 @@ were copied by torch as clones with gradient: ``prepare``'s optimiser refused th
 optimize a non-leaf Tensor") and a backward through the twin reached the user's model; the copy
 holds leaves now. ``add_lora`` gave the frozen EMA teacher trainable adapters and ``merge_lora``
 unfroze its weights: a frozen layer gets no adapter now. A mapped layer's backward hooks (a
-gradient reversal) were left behind by ``prepare``: they run on the twin now. Seen, left: RAOQ +
-LoRA on the EMA teacher fails in autograd (a strict xfail in ``test_zoo13_methods.py``). (The
+gradient reversal) were left behind by ``prepare``: they run on the twin now. RAOQ + LoRA on the
+EMA teacher failed in autograd (a strict xfail until a frozen weight entered the twin's
+quantizer as a copy: ``test_zoo13_methods.py``). (The
 tests' integer re-implementation dropped a mapped layer's forward hooks; the simulated layer ran
 them right: ``conftest._set_child`` carries them now.) The three registry tests are
 ``zoo_tests.zoo_deploy_tests``, which the twelfth zoo's use too."""

@@ -463,3 +463,24 @@ def test_a_prepared_and_a_deployed_model_pickle_whole():
         again = torch.load(buf, weights_only=False)
         with torch.no_grad():
             torch.testing.assert_close(again(x), obj(x), rtol=0, atol=0)
+
+
+def test_a_frozen_weight_moved_in_place_between_forwards_still_backpropagates():
+    """An EMA teacher moves its frozen weights in place in every forward; a loss of two
+    forwards (BitAug) then failed autograd's version check: the twin's ``w / s`` had saved the
+    frozen parameter itself for its scale's gradient. It saves a copy now."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 4))
+    model[0].requires_grad_(False)
+    x = torch.rand(16, 6)
+    prep = prepare(model, "rram-22nm", calibration=x)
+    frozen = [p for n, p in prep.named_parameters() if n.endswith("weight") and not p.requires_grad]
+    assert frozen  # the first layer's weight, its scales still trained
+    y1 = prep(x)
+    with torch.no_grad():
+        frozen[0].mul_(0.9)
+    y2 = prep(x)
+    (y1.square().sum() + y2.square().sum()).backward()
+    scales = [p for n, p in prep.named_parameters() if "scale" in n and p.requires_grad]
+    assert scales and all(p.grad is not None for p in scales)
+    assert frozen[0].grad is None

@@ -17,9 +17,8 @@ _build = flat_float64(_build_zoo)
 (test_method_steps_and_deploys_to_what_the_twin_computes,
  test_every_other_method_on_every_model,
  test_distill_from_the_float_model_steps_and_deploys_to_the_twin) = zoo_method_tests(
-    ZOO13, _build, ["traced", "global-filter", "norm-first"],
-    # the teacher's forward moves its weights in place; the twin learns a frozen layer's
-    # scales too (their options kept), so autograd saved those weights in the first of
-    # BitAug's forwards and refuses the backward after the second moved them
-    known={("ema-teacher", "raoq+lora"): "an in-place weight update in the forward and a "
-                                          "loss of several forwards"})
+    # RAOQ + LoRA on the EMA teacher was a strict xfail here: its forward moves the teacher's
+    # weights in place and the twin learns a frozen layer's scales too, so autograd saved
+    # those weights in the first of BitAug's forwards and refused the backward after the
+    # second moved them; a frozen weight enters the twin's quantizer as a copy now
+    ZOO13, _build, ["traced", "global-filter", "norm-first"])
