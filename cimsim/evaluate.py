@@ -125,7 +125,7 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
 
 
-def accuracy(model: Any, x: Any, y: Any, *, batch_size: int | None = 256,
+def accuracy(model: Any, x: Any, y: Any = None, *, batch_size: int | None = 256,
              progress: bool = False, desc: str = "evaluating",
              batch_dim: int | None = None) -> float:
     """Fraction of inputs whose predicted class (:func:`predict`) equals the label.
@@ -133,8 +133,11 @@ def accuracy(model: Any, x: Any, y: Any, *, batch_size: int | None = 256,
     Parameters
     ----------
     model, x, batch_size, progress, desc, batch_dim
-        As :func:`predict`.
-    y : Tensor
+        As :func:`predict`. Without ``y``, ``x`` is an iterable of ``(inputs, labels)``
+        batches, a ``DataLoader`` over a labelled dataset (or of dicts holding ``labels``
+        beside the model's keyword inputs, a HuggingFace batch): each batch is one forward, as
+        the loader cut it (``batch_size`` is not used then).
+    y : Tensor, optional
         Integer labels, shape ``(n,)``.
 
     Returns
@@ -145,10 +148,13 @@ def accuracy(model: Any, x: Any, y: Any, *, batch_size: int | None = 256,
     Raises
     ------
     ValueError
-        ``x`` is empty, or ``y`` does not hold one label per input.
+        ``x`` is empty, ``y`` does not hold one label per input, or, without ``y``, a batch
+        is not an ``(inputs, labels)`` pair.
     """
     from ._inputs import input_count
 
+    if y is None:
+        return _accuracy_of_batches(model, x, progress, desc)
     dim = _batch_dim(model, batch_dim)
     n = input_count(x, dim)
     if n == 0:
@@ -159,6 +165,48 @@ def accuracy(model: Any, x: Any, y: Any, *, batch_size: int | None = 256,
     pred = predict(model, x, batch_size=batch_size, progress=progress, desc=desc,
                    batch_dim=dim)
     return int((pred == y).sum()) / n
+
+
+def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) -> float:
+    """:func:`accuracy` over labelled batches: ``(inputs, labels)`` pairs, or dicts whose
+    ``labels`` entry is taken out before the model is called on the rest."""
+    import torch
+    from tqdm import tqdm
+
+    from ._inputs import call_on
+
+    if hasattr(batches, "shape") or isinstance(batches, Mapping) or not hasattr(batches,
+                                                                                "__iter__"):
+        raise ValueError(f"accuracy: y is required with inputs of type {type(batches).__name__}"
+                         "; allowed without y: an iterable of (inputs, labels) batches, e.g. a "
+                         "DataLoader over a labelled dataset")
+    correct = total = 0
+    with torch.no_grad():
+        for batch in tqdm(batches, desc=desc, unit="batch", leave=False,
+                          disable=None if progress else True):
+            if isinstance(batch, Mapping) and "labels" in batch:
+                inputs, labels = {k: v for k, v in batch.items() if k != "labels"}, \
+                    batch["labels"]
+            elif isinstance(batch, (tuple, list)) and len(batch) == 2:
+                inputs, labels = batch
+            else:
+                what = (f"a {type(batch).__name__} of {len(batch)}"
+                        if isinstance(batch, (tuple, list, Mapping)) else type(batch).__name__)
+                raise ValueError(
+                    f"accuracy: without y, every batch must be an (inputs, labels) pair or a "
+                    f"dict with 'labels'; got {what}: pass the labels as y, or a loader that "
+                    "yields (inputs, labels)")
+            pred = _scores(logits_of(call_on(model, inputs))).argmax(dim=1)
+            labels = torch.as_tensor(labels).to(pred.device)
+            if labels.shape != pred.shape:
+                raise ValueError(f"accuracy: a batch of {int(pred.shape[0])} predictions has "
+                                 f"labels of shape {tuple(labels.shape)}; allowed: one "
+                                 "integer class per input")
+            correct += int((pred == labels).sum())
+            total += int(pred.shape[0])
+    if total == 0:
+        raise ValueError("cannot evaluate accuracy on an empty set")
+    return correct / total
 
 
 def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None = 256,

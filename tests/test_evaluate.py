@@ -182,3 +182,34 @@ def test_an_output_without_tensors_is_refused_naming_what_is_allowed():
     with pytest.raises(ValueError, match=r"holds no tensor to compare \(allowed: a tensor, or "
                        r"a dict, list, tuple or dataclass of tensors\)"):
         output_cosine(Counts(), Counts(), torch.randn(4, 2))
+
+
+def test_accuracy_over_a_loader_of_labelled_batches():
+    """``accuracy(sim, loader)``, the usual PyTorch evaluation, failed with a bare TypeError
+    (y missing): a loader of (inputs, labels) pairs, or of dicts with ``labels``, is scored
+    batch by batch as the loader cut it."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    y = torch.tensor([0, 2, 0, 1, 1, 2, 0])  # 4 of 7 right
+    model = _Counting()
+    assert accuracy(model, DataLoader(TensorDataset(SCORES, y), batch_size=3)) == 4 / 7
+    assert model.batches == [3, 3, 1]
+
+    class _Keyword(nn.Module):
+        def forward(self, scores, mask):
+            return scores * mask
+
+    batches = [{"scores": SCORES[:4], "mask": torch.ones(1, 3), "labels": y[:4]},
+               {"scores": SCORES[4:], "mask": torch.ones(1, 3), "labels": y[4:]}]
+    assert accuracy(_Keyword(), batches) == 4 / 7
+    with pytest.raises(ValueError, match=r"y is required with inputs of type Tensor; allowed "
+                                         r"without y: an iterable of \(inputs, labels\)"):
+        accuracy(model, SCORES)
+    with pytest.raises(ValueError, match=r"every batch must be an \(inputs, labels\) pair or a "
+                                         r"dict with 'labels'; got a list of 1"):
+        accuracy(model, DataLoader(TensorDataset(SCORES), batch_size=3))
+    with pytest.raises(ValueError, match=r"a batch of 3 predictions has labels of shape "
+                                         r"\(3, 3\)"):
+        accuracy(model, [(SCORES[:3], SCORES[:3])])
+    with pytest.raises(ValueError, match="empty"):
+        accuracy(model, [])
