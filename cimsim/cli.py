@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -110,12 +111,14 @@ def _fidelity_notice(report) -> str:
     rows = report.layers[report.layers["sqnr_db"] < SQNR_NOTICE_DB]
     if rows.empty:
         return ""
-    use = rows["adc_code_use_pct"] if "adc_code_use_pct" in rows else None
-    names = ", ".join(
-        f"{layer} ({db:.1f} dB" + (f", {pct:.0f} % of ADC codes used)" if use is not None
-                                   and pct == pct else ")")
-        for layer, db, pct in zip(rows["layer"], rows["sqnr_db"],
-                                  use if use is not None else rows["sqnr_db"], strict=True))
+    use = rows.get("adc_code_use_pct")  # (absent from reports saved before it existed)
+
+    def shown(i: int) -> str:
+        pct = math.nan if use is None else float(use.iloc[i])
+        codes = "" if math.isnan(pct) else f", {pct:.0f} % of ADC codes used"
+        return f"{rows['layer'].iloc[i]} ({rows['sqnr_db'].iloc[i]:.1f} dB{codes})"
+
+    names = ", ".join(shown(i) for i in range(len(rows)))
     wide = use is not None and float(use.median()) < CODE_USE_NOTICE_PCT
     if wide:
         policy = report.chip.adc.range_policy.value
