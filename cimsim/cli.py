@@ -59,8 +59,21 @@ def _layer_table(report) -> str:
         table += ("\nsqnr_dB: each layer's output against the float layer fed the same input, "
                   f"over the first {TRACE_INPUTS} evaluated inputs at most (SimModel.trace; "
                   "report.layers has the rest)")
-    return (table + _clipping_notice(report) + _input_clipping_notice(report)
-            + _fidelity_notice(report))
+    return table + "".join(f"\n{line}" for line in _notices(report))
+
+
+def _notices(report) -> list[str]:
+    """The lines that name layers losing accuracy (clipping converters, saturating inputs,
+    low SQNR), as the summary prints them; :func:`_noted` keeps them in the report too."""
+    lines = (_clipping_notice(report), _input_clipping_notice(report), _fidelity_notice(report))
+    return [line.strip() for line in lines if line]
+
+
+def _noted(report):
+    """``report`` with :func:`_notices` among its notes, so report.html and report.json say
+    what the terminal said (once: a re-rendered report keeps its notes)."""
+    report.notes.extend(line for line in _notices(report) if line not in report.notes)
+    return report
 
 
 #: Inputs the fidelity trace of ``demo`` and ``simulate`` runs on (the first ones evaluated):
@@ -182,7 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if len(report.digital):
         print("\nkept digital: " + "; ".join(f"{r.layer} ({r.reason})"
                                               for r in report.digital.itertuples()))
-    paths = report.save(args.out)
+    paths = _noted(report).save(args.out)
     print(f"\nwrote {len(paths)} files to {args.out}/ in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -322,7 +335,7 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
         print(line)
     print()
     print(_layer_table(report))
-    paths = report.save(out)
+    paths = _noted(report).save(out)
     print(f"\nwrote {len(paths)} files to {out}/")
     return float(sim_acc if y is not None else cosine)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -308,6 +309,12 @@ def test_demo_names_the_layers_whose_adcs_clip_issue16(tmp_path, capsys):
     notice = next(line for line in out.splitlines() if line.startswith("ADC clipping above"))
     assert all(name in notice for name in over) and "calibration_margin" in notice
     assert not any(name in notice for name in set(layers["layer"]) - set(over))
+    # report.html and report.json say it too (they did not: only the terminal did)
+    notes = json.loads((tmp_path / "report.json").read_text())["notes"]
+    page = (tmp_path / "report.html").read_text()
+    assert notes.count(notice) == 1 and html.escape(notice) in page
+    assert main(["report", str(tmp_path)]) == 0  # re-rendered: still once
+    assert json.loads((tmp_path / "report.json").read_text())["notes"].count(notice) == 1
     # the lossless chip converts every partial sum: no notice
     assert main(["demo", "--fast", "--chip", "ideal", "--out", str(tmp_path / "i")]) == 0
     assert "ADC clipping above" not in capsys.readouterr().out
