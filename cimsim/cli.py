@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._atomic import write_bytes, write_text
 from ._version import __version__
-from .errors import CimsimError, ConfigError
+from .errors import CapacityError, CimsimError, ConfigError
 from .evaluate import accuracy, logits_of, output_cosine
 
 if TYPE_CHECKING:  # torch is imported by the commands that need it, not by --help
@@ -169,7 +169,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     _check_out(args.out)
-    chip = cimsim.load_chip(args.chip)
+    chip = _load_chip(args)
     model = load_digits_cnn()
     x_train, _, x_test, y_test = load_digits_split()
     if args.fast:
@@ -211,7 +211,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                           f"module:function; allowed: --model cimsim.models:{factory} (the "
                           "bundled digits model; `cimsim demo` runs the CNN on its own data)")
     _check_out(args.out)
-    chip = cimsim.load_chip(args.chip)
+    chip = _load_chip(args)
     # before the data and the model load: a mistyped --time is its own one line, at once
     times = None if args.time is None else _time_values("--time", args.time, chip)
     x, y = load_data(args.data, integers=True)
@@ -405,10 +405,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_datasheet(args: argparse.Namespace) -> int:
     import json
 
+    from .config import unstated_inputs
     from .cost.datasheet import breakdown_lines, datasheet, likely_lines, unstated_lines
 
-    d = datasheet(args.chip, scope=args.scope, input_density=args.input_density,
-                  calibrated=args.calibrated)
+    d = datasheet(_load_chip(args) if args.overrides else args.chip, scope=args.scope,
+                  input_density=args.input_density, calibrated=args.calibrated)
+    if args.overrides:  # a field set on the command line counts as stated
+        d["unstated"] = unstated_inputs(args.chip, overrides=args.overrides)
     if args.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
@@ -530,8 +533,6 @@ def _sweep_table(frame) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    import cimsim
-
     from .sweep import dask_client, point_labels, run_sweep
     from .sweep.pareto import front_group
 
@@ -552,7 +553,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.noise is not None:
         grid["thermal_sigma_lsb"] = _float_values("--noise", args.noise)
     _check_out(args.out)
-    chip = cimsim.load_chip(args.chip)
+    chip = _load_chip(args)
     if args.time is not None:
         grid["time_s"] = [t for _, t in _time_values("--time", args.time, chip)]
     model: nn.Module
@@ -746,7 +747,7 @@ def _run_identity(args: argparse.Namespace) -> dict[str, str]:
     keys = ("model", "data", "chip", "method", "option", "loss", "lr", "batch_size", "seed",
             "calibration", "limit", "devices", "forward_rescale", "backward_rescale",
             "train_adc_bits", "weight_scale", "psum_scale", "psum_centre", "num_sigma",
-            "scale_init", "weight_decomposition", "exclude")
+            "scale_init", "weight_decomposition", "exclude", "overrides")
     return {k: str(getattr(args, k, None)) for k in keys}
 
 
@@ -765,10 +766,12 @@ def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
         raise ConfigError(f"--out: {path} is not a cimsim train checkpoint; remove it or use "
                           "another --out")
     for key, value in run.items():
-        if state["run"].get(key) != value:
-            raise ConfigError(f"--out: {path} belongs to another run (--{key.replace('_', '-')}"
-                              f" {state['run'].get(key)} there, {value} now); use another --out "
-                              "or remove the file")
+        # (a checkpoint written before --set existed set nothing)
+        there = state["run"].get(key, "[]" if key == "overrides" else None)
+        if there != value:
+            flag = "set" if key == "overrides" else key.replace("_", "-")
+            raise ConfigError(f"--out: {path} belongs to another run (--{flag} {there} there, "
+                              f"{value} now); use another --out or remove the file")
     return state
 
 
@@ -790,8 +793,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
     import torch.nn.functional as F
 
-    import cimsim
-
     from .train import prepare
     from .train.distill import distillation_loss, output_cosine
     from .train.loop import train_epoch
@@ -801,7 +802,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_train_args(args)
     _check_out(args.out)
     recipe = _recipe(args)
-    chip = recipe.chip(cimsim.load_chip(args.chip))
+    chip = recipe.chip(_load_chip(args))
     model, x_train, y_train, x_eval, y_eval, what = _train_data(args)
     if recipe.base != "distill" and y_train is None:
         raise ConfigError(f"--method {args.method} needs labels and --data has none ('y'); use "
@@ -1010,6 +1011,20 @@ _EXCLUDE_HELP = ("keep the layers matching PATTERN digital (a layer name, a cont
                  "digital)")
 
 
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                        dest="overrides",
+                        help="set a field of the chip over its preset or file, e.g. "
+                             "adc.bits=6; repeatable (TOML values, a bare word a string)")
+
+
+def _load_chip(args: argparse.Namespace):
+    """``--chip`` (or the positional chip) with ``--set`` over it."""
+    import cimsim
+
+    return cimsim.load_chip(args.chip, overrides=args.overrides)
+
+
 def _add_exclude(parser: argparse.ArgumentParser, note: str = "") -> None:
     parser.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                         help=_EXCLUDE_HELP + note)
@@ -1030,6 +1045,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "report.html (created if missing; default out)")
     d.add_argument("--chip", default=DEFAULT_DEMO_CHIP,
                    help=f"preset name or .toml path (default {DEFAULT_DEMO_CHIP})")
+    _add_set(d)
     d.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
     d.add_argument("--calibration", type=_POSITIVE, default=256,
                    help="calibration images: the first N of the training split (default 256)")
@@ -1046,6 +1062,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(input_ids=, attention_mask=, ...), or a tensor file (torch.load "
                         "weights_only)")
     s.add_argument("--chip", required=True, help="preset name or .toml path")
+    _add_set(s)
     s.add_argument("--out", type=Path, required=True,
                    help="folder for the report files: CSV tables, report.json, PNG figures, "
                         "report.html (created if missing)")
@@ -1071,6 +1088,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npz with x (and y), or with the model's keyword inputs by name, or a "
                         "tensor file (not with --model demo)")
     w.add_argument("--chip", required=True, help="preset name or .toml path (the base chip)")
+    _add_set(w)
     w.add_argument("--adc-bits", required=True, metavar="BITS",
                    help="ADC bits: a range 3-8 or a list 3,4,6")
     w.add_argument("--adc-kind", default=None, metavar="KINDS",
@@ -1117,6 +1135,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".npz with x (and y) or a tensor file; the last quarter is held out "
                         "for the evaluation (not with the bundled models)")
     t.add_argument("--chip", required=True, help="preset name or .toml path")
+    _add_set(t)
     t.add_argument("--method", default="qat",
                    help="qat: cross-entropy on the labels; distill: match the float model's "
                         "outputs, no labels (default qat); pim-qat, columnquant: QAT with those "
@@ -1186,6 +1205,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("datasheet", help="headline TOPS, TOPS/W and TOPS/mm2 of a chip on "
                         "the standard full-array workload (docs/validation.md)")
     ds.add_argument("chip", help="preset name or path to a .toml")
+    _add_set(ds)
     ds.add_argument("--scope", choices=("macro", "chip"), default="macro",
                     help="macro: array + drivers + ADCs (default); chip: everything")
     ds.add_argument("--input-density", type=_density, default=0.5,
@@ -1254,7 +1274,10 @@ def _main(argv: list[str] | None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (CimsimError, OSError) as exc:  # a missing file, a full disk: one line, no traceback
-        print(f"cimsim: error: {_one_line(exc)}", file=sys.stderr)
+        hint = ""
+        if isinstance(exc, CapacityError) and "allow_time_multiplexing" in str(exc):
+            hint = " (here: --set array.allow_time_multiplexing=true)"
+        print(f"cimsim: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover
         print("cimsim: interrupted", file=sys.stderr)

@@ -21,7 +21,7 @@ import json
 import math
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -1415,7 +1415,7 @@ _PHYSICAL_INPUTS = (("tech", "input_drive"), ("tech", "compute_domain"))
 _RESISTIVE_INPUTS = (("device", "g_max_us"), ("tech", "v_read_v"))
 
 
-def unstated_inputs(chip: str | Path) -> tuple[str, ...]:
+def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = ()) -> tuple[str, ...]:
     """The key architecture inputs a chip description (a preset name or a ``.toml``) leaves
     to cimsim's defaults, each as ``"table.field = value"`` with the value the chip got: the
     node, supply, precisions, array, converter and cell; the compute window, the input drive
@@ -1429,7 +1429,7 @@ def unstated_inputs(chip: str | Path) -> tuple[str, ...]:
     ConfigError
         What :func:`load_chip` raises.
     """
-    data, where = _chip_data(chip)
+    data, where = _chip_data(chip, overrides)
     loaded = _validated(data, where)
     wanted = list(_KEY_INPUTS)
     if loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL:
@@ -1568,16 +1568,49 @@ def list_presets(published: bool = False) -> list[str]:
     return sorted(prefix + p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
-def load_chip(name_or_path: str | Path) -> ChipConfig:
+def load_chip(name_or_path: str | Path, *, overrides: Sequence[str] = ()) -> ChipConfig:
     """Load a chip: a preset name (``cimsim presets`` lists them; ``published/NAME`` for the
     published macros of docs/validation.md) or a path to a ``.toml`` file.
+
+    ``overrides``: ``"table.field=value"`` (or ``"field=value"`` for a top-level field) set
+    over the description before it is validated, the value in TOML syntax (a bare word is a
+    string): ``["adc.bits=6", "array.allow_time_multiplexing=true"]``, what the command
+    line's ``--set`` passes. A field set so counts as stated (:func:`unstated_inputs`).
 
     Raises
     ------
     ConfigError
-        Unknown preset, unreadable file, bad TOML, unknown keys or invalid values.
+        Unknown preset, unreadable file, bad TOML, unknown keys or invalid values, a malformed
+        override.
     """
-    return _validated(*_chip_data(name_or_path))
+    return _validated(*_chip_data(name_or_path, overrides))
+
+
+def _overridden(data: dict[str, Any], where: str,
+                overrides: Sequence[str]) -> tuple[dict[str, Any], str]:
+    """``data`` with each ``"table.field=value"`` of ``overrides`` set (a copy), and ``where``
+    naming them for the messages."""
+    if not overrides:
+        return data, where
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    hints = get_type_hints(ChipConfig)
+    tables = {f.name for f in fields(ChipConfig)
+              if isinstance(hints[f.name], type) and dataclasses.is_dataclass(hints[f.name])}
+    for item in overrides:
+        key, eq, text = str(item).partition("=")
+        key, text = key.strip(), text.strip()
+        table, dot, name = key.rpartition(".") if "." in key else ("", "", key)
+        if not eq or not name or (dot and table not in tables) or (not dot and name in tables):
+            raise ConfigError(
+                f"--set {item!r} is invalid; allowed: TABLE.FIELD=VALUE (TABLE one of "
+                f"{sorted(tables)}) or a top-level FIELD=VALUE, e.g. adc.bits=6 or "
+                "array.allow_time_multiplexing=true")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text  # a bare word: adc.kind=flash
+        (out.setdefault(table, {}) if table else out)[name] = value
+    return out, f"{where} with --set {' '.join(overrides)}"
 
 
 def _validated(data: Mapping[str, Any], where: str) -> ChipConfig:
@@ -1588,9 +1621,11 @@ def _validated(data: Mapping[str, Any], where: str) -> ChipConfig:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _chip_data(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
-    """The parsed TOML of a preset or a ``.toml`` file, and where it came from (for messages):
-    what :func:`load_chip` validates."""
+def _chip_data(name_or_path: str | Path,
+               overrides: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
+    """The parsed TOML of a preset or a ``.toml`` file with ``overrides`` set
+    (:func:`_overridden`), and where it came from (for messages): what :func:`load_chip`
+    validates."""
     text: str
     if not str(name_or_path).strip():  # Path('') is '.', an existing folder
         raise ConfigError("chip name is empty; allowed: a preset name (`cimsim presets`) or a "
@@ -1624,7 +1659,7 @@ def _chip_data(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{where}: defines no field; a chip file gives at least its name and "
                           "the sections that differ from the defaults (see `cimsim presets` "
                           "and cimsim/presets/*.toml)")
-    return data, where
+    return _overridden(data, where, overrides)
 
 
 def as_chip(chip: ChipConfig | str | Path) -> ChipConfig:

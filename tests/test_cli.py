@@ -392,3 +392,42 @@ def test_simulate_and_train_keep_excluded_layers_digital(digits_files, tmp_path,
     assert main(TRAIN + ["--method", "qat", "--epochs", "1", "--out", str(tmp_path / "qat")]) \
         == 2
     assert "checkpoint" in capsys.readouterr().err
+
+
+def test_set_overrides_a_chip_field_in_every_command(digits_files, tmp_path, capsys):
+    """A published macro is one array: `simulate` on it stopped at the chip's capacity with
+    no way on the command line to allow time multiplexing (a TOML copy was needed). --set
+    TABLE.FIELD=VALUE sets any field over the preset or file, in every command; the capacity
+    error names it."""
+    sim = ["simulate", "--model", str(digits_files / "model.pt2"), "--data",
+           str(digits_files / "test.npz"), "--chip", "published/chih-isscc21", "--limit", "40",
+           "--calibration", "16"]
+    assert main(sim + ["--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "but the chip has 1" in err and "(here: --set array.allow_time_multiplexing=true)" in err
+    assert main(sim + ["--set", "array.allow_time_multiplexing=true",
+                       "--out", str(tmp_path / "a")]) == 0
+    saved = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert saved["chip"]["array"]["allow_time_multiplexing"] is True
+    capsys.readouterr()
+    # datasheet: the value set is used, and counted as stated
+    assert main(["datasheet", "published/li-esscirc22", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(["datasheet", "published/li-esscirc22", "--json", "--set", "adc.bits=4",
+                 "--set", "device.g_max_us=20"]) == 0
+    changed = json.loads(capsys.readouterr().out)
+    assert changed["tops_per_w"] != plain["tops_per_w"]
+    assert plain["unstated"] and not changed["unstated"]
+    # a bad field: one line naming it, exit 2
+    assert main(["datasheet", "rram-22nm", "--set", "adc.bitz=6"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "with --set adc.bitz=6: unknown key(s) ['bitz']" in err[0]
+    for cmd in (["sweep", "--model", "demo", "--adc-bits", "4"], ["demo"]):
+        assert main(cmd + ["--chip", "rram-22nm", "--set", "adc.bitz=6",
+                           "--out", str(tmp_path / cmd[0])]) == 2
+        assert "with --set adc.bitz=6: unknown key(s)" in capsys.readouterr().err
+    # train: part of the run's identity (a resume with another --set is another run)
+    assert main(TRAIN + ["--epochs", "1", "--set", "adc.bits=5", "--out", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    assert main(TRAIN + ["--epochs", "1", "--set", "adc.bits=6", "--out", str(tmp_path / "t")]) == 2
+    assert "belongs to another run (--set ['adc.bits=5'] there" in capsys.readouterr().err

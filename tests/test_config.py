@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 import warnings
 
@@ -576,3 +577,28 @@ def test_physical_model_fields_under_the_tables_model_are_named(tmp_path):
         cimsim.load_chip(path)
         path.write_text('[tech]\ncompute_domain = "current"\ninput_drive = "amplitude"\n')
         cimsim.load_chip(path)
+
+
+def test_overrides_set_fields_over_a_description_before_it_is_validated():
+    """``load_chip(name, overrides=[...])``, what the command line's ``--set`` passes: TOML
+    values (a bare word a string), named fields checked as a file's, set fields stated."""
+    chip = cimsim.load_chip("published/jia-jssc20", overrides=[
+        "array.allow_time_multiplexing=true", "adc.bits=6", "adc.kind=flash", "dac.bits=all",
+        "weight_bits=1", "name=what-if"])
+    assert chip.array.allow_time_multiplexing and chip.adc.bits == 6
+    assert chip.adc.kind.value == "flash" and chip.dac.bits is None and chip.name == "what-if"
+    assert cimsim.load_chip("published/jia-jssc20") != chip  # the preset is untouched
+    with pytest.raises(ConfigError, match=r"^preset rram-22nm with --set adc\.bitz=6: unknown "
+                                          r"key\(s\) \['bitz'\] in \[chip\.adc\] \(did you mean "
+                                          r"'bits'\?\)"):
+        cimsim.load_chip("rram-22nm", overrides=["adc.bitz=6"])
+    with pytest.raises(ConfigError, match=r"with --set adc\.bits=99: ADCConfig\.bits = 99"):
+        cimsim.load_chip("rram-22nm", overrides=["adc.bits=99"])
+    for bad in ("adcs.bits=6", "adc=6", "adc.bits"):
+        with pytest.raises(ConfigError, match=rf"^--set '{re.escape(bad)}' is invalid; allowed: "
+                                              r"TABLE\.FIELD=VALUE \(TABLE one of \['adc', "):
+            cimsim.load_chip("rram-22nm", overrides=[bad])
+    from cimsim.config import unstated_inputs
+
+    assert "device.g_max_us = 10.0" in unstated_inputs("published/li-esscirc22")
+    assert unstated_inputs("published/li-esscirc22", overrides=["device.g_max_us=20"]) == ()
