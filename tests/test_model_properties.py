@@ -148,11 +148,17 @@ def check_ideal(spec: ModelSpec) -> None:
         # output 5 % off, the first hunt's), a norm over a few close values. No bug if it is
         # quantization: with 12-b weights and inputs the error must shrink below the bound, or
         # by half the 16x four more bits give a quantization error (hunt seed 55555: outputs
-        # of 1e-3 over inputs of 1, 59 % at 8 b, 16 % at 10, 3.9 % at 12, 1.0 % at 14)
+        # of 1e-3 over inputs of 1, 59 % at 8 b, 16 % at 10, 3.9 % at 12, 1.0 % at 14); or,
+        # where the rounding of a few values makes the steps uneven, at 16 b by a quarter of
+        # the 256x (seed 4711: 22 % at 8 b, 4.6 % at 10, 3.1 % at 12, 0.12 % at 16)
         event("ideal: ill-conditioned at 8 b, held at 12 b")
         finer = _deploy(model, chip.replace(weight_bits=12, input_bits=12), args)
         rel12 = _rel(_call(finer, args), want)
-        assert rel12 < rel and (rel12 < 0.03 or rel12 < rel / 8), (rel, rel12)
+        assert rel12 < rel, (rel, rel12)
+        if not (rel12 < 0.03 or rel12 < rel / 8):
+            finest = _deploy(model, chip.replace(weight_bits=16, input_bits=16), args)
+            rel16 = _rel(_call(finest, args), want)
+            assert rel16 < 0.03 and rel16 < rel / 64, (rel, rel12, rel16)
     if all(isinstance(model.get_submodule(n), EXACT_TYPES) for n in sim.sim_layers):
         event("ideal: compared with the integer re-implementation")
         assert_bitwise(got, _call(reference_model(model, sim), args))

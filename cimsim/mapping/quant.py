@@ -73,8 +73,9 @@ def quantize_weights(
     """Quantize float weights ``w`` (N, K).
 
     ``layer_max_abs``: the largest |w| of the layer ``w`` is a part of (a group of a grouped
-    convolution): an all-zero ``w`` (a pruned depthwise channel) takes the layer's scale
-    ``layer_max_abs / q`` instead of 1.0. None: ``w`` is the whole layer. ``pow2``
+    convolution, or a pack of groups): with ``tensor`` granularity ``w`` takes the layer's
+    scale ``layer_max_abs / q``; with the others an all-zero ``w`` (a pruned depthwise channel)
+    does, instead of 1.0. None: ``w`` is the whole layer. ``pow2``
     (``quant.weight_scale = 'pow2'``): every group's scale rounded up to a power of two
     (:func:`pow2_scale`) before the codes are rounded.
 
@@ -98,7 +99,11 @@ def quantize_weights(
     layer = float(_scale(np.asarray(layer_max_abs or 0.0), q))
     tensor = float(_scale(np.abs(w).max(initial=0.0), q, layer))
     if granularity is WeightGranularity.TENSOR:
-        s = np.full((1, n), tensor)
+        # one scale for the layer's whole weight tensor: a group of a grouped convolution, or
+        # a block-diagonal pack of groups, takes the layer's. Each group at its own max|w|
+        # made packing inexact: a pack's one max is its largest group's, so a small group
+        # quantized coarser packed than alone (a depthwise channel's 0.037 went to code 0)
+        s = np.full((1, n), layer if layer_max_abs else tensor)
     elif granularity is WeightGranularity.CHANNEL:
         s = _scale(np.abs(w).max(axis=1, initial=0.0), q, tensor)[None, :]
     else:

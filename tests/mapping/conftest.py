@@ -73,9 +73,10 @@ def ref_weight_quant(w: torch.Tensor, bits: int, granularity: str,
     ``layer_max``: max|w| of the layer ``w`` is one group of (0: ``w`` is the layer)."""
     w = w.detach().to(torch.float64)
     q = 2 ** (bits - 1) - 1
-    if granularity == "tensor":
+    if granularity == "tensor":  # the layer's whole tensor: a group takes the layer's max
         groups = [(0, w.shape[1])]
-        m = w.abs().max().expand(w.shape[0])[None, :]
+        m = (torch.tensor(layer_max, dtype=torch.float64) if layer_max
+             else w.abs().max()).expand(w.shape[0])[None, :]
     elif granularity == "channel":
         groups = [(0, w.shape[1])]
         m = w.abs().amax(dim=1)[None, :]

@@ -113,6 +113,27 @@ def test_packed_equals_one_matrix_per_group_on_the_lossless_chip():
     assert packed.arrays_needed < apart.arrays_needed
 
 
+@pytest.mark.parametrize("granularity", ["tensor", "column"])
+def test_packed_equals_one_matrix_per_group_at_every_weight_granularity(granularity):
+    """Per-tensor scales: each group took its own max|w| unpacked and a pack its largest
+    group's, so a small group quantized coarser packed (a depthwise channel of weight 0.037
+    beside one of 0.40 went to code 0 at 2 b: output 0 where unpacked gave 0.0097; model
+    property hunt seed 4711). ``tensor`` is the layer's whole tensor now, packed or not."""
+    torch.manual_seed(0)
+    model = Mobile().double().eval()
+    with torch.no_grad():
+        model.dw.weight[0].mul_(0.05)  # one group far smaller than the others
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    chip = lossless_chip(granularity)
+    apart = cimsim.deploy(model, chip, x, seed=2)
+    packed = cimsim.deploy(model, _packed(chip), x, seed=2)
+    assert len(packed.sim_layers["dw"].cores) < len(apart.sim_layers["dw"].cores)
+    np.testing.assert_allclose(packed(x).numpy(), apart(x).numpy(), rtol=1e-13, atol=1e-15)
+    if granularity == "tensor":  # one scale, the layer's, for every group
+        scales = {float(c.view.s_w.max()) for c in apart.sim_layers["dw"].cores}
+        assert scales == {float(model.dw.weight.abs().max()) / 127}
+
+
 def test_the_twin_packs_as_deploy_and_keeps_the_groups_apart_while_training():
     torch.manual_seed(1)
     model = Mobile().double().eval()
