@@ -1590,6 +1590,8 @@ def _overridden(data: dict[str, Any], where: str,
                 overrides: Sequence[str]) -> tuple[dict[str, Any], str]:
     """``data`` with each ``"table.field=value"`` of ``overrides`` set (a copy), and ``where``
     naming them for the messages."""
+    if isinstance(overrides, str):  # one override, not its characters
+        overrides = [overrides]
     if not overrides:
         return data, where
     out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
@@ -1609,7 +1611,9 @@ def _overridden(data: dict[str, Any], where: str,
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text  # a bare word: adc.kind=flash
-        (out.setdefault(table, {}) if table else out)[name] = value
+        section = out.setdefault(table, {}) if table else out
+        if isinstance(section, dict):  # (a table written as a value: validation names it)
+            section[name] = value
     return out, f"{where} with --set {' '.join(overrides)}"
 
 

@@ -598,6 +598,7 @@ def test_overrides_set_fields_over_a_description_before_it_is_validated():
         with pytest.raises(ConfigError, match=rf"^--set '{re.escape(bad)}' is invalid; allowed: "
                                               r"TABLE\.FIELD=VALUE \(TABLE one of \['adc', "):
             cimsim.load_chip("rram-22nm", overrides=[bad])
+    assert cimsim.load_chip("rram-22nm", overrides="adc.bits=5").adc.bits == 5  # one string
     from cimsim.config import unstated_inputs
 
     assert "device.g_max_us = 10.0" in unstated_inputs("published/li-esscirc22")
