@@ -1,4 +1,5 @@
-"""Numba's pool must not change torch's thread count (cimsim/_threads.py).
+"""Numba's pool must not change torch's thread count (cimsim/_threads.py), and OpenMP must
+wait passively from the first import of torch (cimsim/__init__.py).
 
 Each case runs in a fresh interpreter: the pool starts once per process, so in this one it has
 long been started by the time the test runs.
