@@ -17,11 +17,23 @@ __all__ = ["accuracy", "output_cosine", "predict"]
 
 def _run(model: Any, x: Any, i: int, j: int, batch_dim: int = 0) -> Any:
     """``model`` on samples ``i:j`` of ``x`` along ``batch_dim`` (a dict: keyword inputs,
-    ``cimsim._inputs``); a HuggingFace-style output's ``logits`` (an attribute, or a key of a
-    dict) are the scores."""
-    from ._inputs import call_on, input_rows
+    ``cimsim._inputs``): :func:`_outputs` of that batch."""
+    from ._inputs import input_rows
 
-    return logits_of(call_on(model, input_rows(x, i, j, batch_dim)))
+    return _outputs(model, input_rows(x, i, j, batch_dim))
+
+
+def _outputs(model: Any, inputs: Any) -> Any:
+    """``model`` on one batch of inputs; a HuggingFace-style output's ``logits`` (an
+    attribute, or a key of a dict) are the scores."""
+    from ._inputs import call_on
+
+    return logits_of(call_on(model, inputs))
+
+
+def _predicted(scores: Any) -> Any:
+    """The predicted class of every input of a batch: the argmax of its scores."""
+    return _scores(scores).argmax(dim=1)
 
 
 def logits_of(out: Any) -> Any:
@@ -121,7 +133,7 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     with torch.no_grad():
         for i in tqdm(starts, desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            preds.append(_scores(_run(model, x, i, i + step, dim)).argmax(dim=1))
+            preds.append(_predicted(_run(model, x, i, i + step, dim)))
     return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
 
 
@@ -173,8 +185,6 @@ def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) ->
     import torch
     from tqdm import tqdm
 
-    from ._inputs import call_on
-
     if hasattr(batches, "shape") or isinstance(batches, Mapping) or not hasattr(batches,
                                                                                 "__iter__"):
         raise ValueError(f"accuracy: y is required with inputs of type {type(batches).__name__}"
@@ -196,7 +206,7 @@ def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) ->
                     f"accuracy: without y, every batch must be an (inputs, labels) pair or a "
                     f"dict with 'labels'; got {what}: pass the labels as y, or a loader that "
                     "yields (inputs, labels)")
-            pred = _scores(logits_of(call_on(model, inputs))).argmax(dim=1)
+            pred = _predicted(_outputs(model, inputs))  # the batch as the loader cut it
             labels = torch.as_tensor(labels).to(pred.device)
             if labels.shape != pred.shape:
                 raise ValueError(f"accuracy: a batch of {int(pred.shape[0])} predictions has "

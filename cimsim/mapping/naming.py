@@ -48,10 +48,12 @@ def refuse_nonfinite_weights(sources: Mapping[str, Any], who: str) -> None:
     bad = []
     for name, module in sources.items():
         for pname, p in module.named_parameters():
-            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            if not p.is_floating_point():
+                continue
+            n_bad = int((~torch.isfinite(p)).sum())
+            if n_bad:
                 nan = int(torch.isnan(p).sum())
-                bad.append(f"{name}.{pname} ({nan} NaN, {int((~torch.isfinite(p)).sum()) - nan} "
-                           "infinite)")
+                bad.append(f"{name}.{pname} ({nan} NaN, {n_bad - nan} infinite)")
     if bad:
         raise MappingError(
             f"{who}: parameters of mapped layers hold NaN or infinite values: {', '.join(bad[:8])}"
