@@ -747,7 +747,7 @@ def _run_identity(args: argparse.Namespace) -> dict[str, str]:
     keys = ("model", "data", "chip", "method", "option", "loss", "lr", "batch_size", "seed",
             "calibration", "limit", "devices", "forward_rescale", "backward_rescale",
             "train_adc_bits", "weight_scale", "psum_scale", "psum_centre", "num_sigma",
-            "scale_init", "weight_decomposition", "exclude", "overrides")
+            "scale_init", "weight_decomposition", "exclude", "overrides", "time")
     return {k: str(getattr(args, k, None)) for k in keys}
 
 
@@ -803,6 +803,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_out(args.out)
     recipe = _recipe(args)
     chip = recipe.chip(_load_chip(args))
+    # before the data and the model load: a mistyped --time is its own one line, at once
+    twin = {"devices": args.devices, "t_inference_s": _train_time(args, chip)}
     model, x_train, y_train, x_eval, y_eval, what = _train_data(args)
     if recipe.base != "distill" and y_train is None:
         raise ConfigError(f"--method {args.method} needs labels and --data has none ('y'); use "
@@ -810,12 +812,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = BUILTIN_MODELS.get(args.model, args.model)
     x_cal = x_train[:args.calibration]
     if recipe.bskmq:
-        prepared = _prepare_bskmq(args, recipe, chip, model, x_cal)
+        prepared = _prepare_bskmq(args, recipe, chip, model, x_cal, twin)
     elif recipe.base in ("pim-qat", "columnquant"):
-        prepared = _prepare_for(args, recipe.base, model, chip, x_cal)
+        prepared = _prepare_for(args, recipe.base, model, chip, x_cal, twin)
     else:
-        prepared = prepare(model, chip, x_cal, seed=args.seed, devices=args.devices,
-                           exclude=args.exclude)
+        prepared = prepare(model, chip, x_cal, seed=args.seed, exclude=args.exclude, **twin)
     optimizer = torch.optim.Adam(recipe.setup(prepared, args.lr, args.seed))
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / CHECKPOINT
@@ -856,6 +857,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if recipe.lora:
         merge_lora(prepared)  # before weight quantization: deploy maps ordinary matrices
     summary: dict = {"method": args.method, "epochs": len(history), "loss": history,
+                     "t_inference_s": twin["t_inference_s"],
                      "cosine_to_float": output_cosine(prepared, model, x_eval)}
     if recipe.raoq_parts:
         summary["weights"] = weight_stats(prepared)  # Var[W] and kurtosis per layer
@@ -865,6 +867,7 @@ def cmd_train(args: argparse.Namespace) -> int:
              for name in ("thermal_sigma_lsb", "read_noise_rel") if getattr(chip.noise, name)]
     noise += [f"adc.comparator_noise_lsb = {chip.adc.comparator_noise_lsb:g}"] * bool(
         chip.adc.comparator_noise_lsb)
+    noise += ["the 1/f read noise of device.read_noise_q_s"] * any(chip.device.read_noise_q_s)
     note = (f"  (twin noise off; the deployed chip below adds {', '.join(noise)})"
             if noise else "")
     print(f"{'twin cosine to float':<24}{summary['cosine_to_float']:.4f}{note}")
@@ -878,7 +881,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         sim = deploy_columnquant(prepared, x_cal, args.seed)
     else:
         sim = prepared.deploy(args.seed, chip=chip)
-    print(f"deployed with the learned weights, scales and ADC tables (seed {args.seed})")
+    at = ("" if twin["t_inference_s"] is None
+          else f", seen {twin['t_inference_s']:g} s after programming")
+    print(f"deployed with the learned weights, scales and ADC tables (seed {args.seed}{at})")
     if recipe.base == "pim-qat" and args.bn_calibration:
         from .train.bn import calibrate_bn
 
@@ -889,7 +894,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_bskmq(args: argparse.Namespace, recipe, chip, model, x_cal):
+def _prepare_bskmq(args: argparse.Namespace, recipe, chip, model, x_cal,
+                   twin: dict | None = None):
     """The twin of ``--method bskmq``: the chip's layer-output NL-ADCs fused with the ReLUs
     (``cimsim.train.bskmq``), their levels fitted as deploy fits them (``adc.level_fit``)."""
     from .config import ADCKind, ADCPlacement
@@ -903,12 +909,15 @@ def _prepare_bskmq(args: argparse.Namespace, recipe, chip, model, x_cal):
     print(f"BS-KMQ on the chip: {chip.weight_bits}-bit weights, {chip.adc.bits}-bit "
           f"{chip.adc.level_fit.value} NL-ADC levels fused with the ReLUs "
           f"({'refit each epoch' if recipe.bskmq_refit else 'frozen'})")
-    return prepare_bskmq(model, chip, x_cal, seed=args.seed, devices=args.devices,
-                         exclude=args.exclude)
+    return prepare_bskmq(model, chip, x_cal, seed=args.seed, exclude=args.exclude,
+                         **(twin or {}))
 
 
-def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal):
-    """The twin of ``--method pim-qat`` / ``columnquant`` with their options."""
+def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal,
+                 twin: dict | None = None):
+    """The twin of ``--method pim-qat`` / ``columnquant`` with their options (``twin``: the
+    twin's own, ``--devices`` and ``--time``)."""
+    twin = twin or {}
     if method == "pim-qat":
         from .train.pimqat import prepare_pimqat
 
@@ -916,7 +925,7 @@ def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal):
                               forward_rescale=args.forward_rescale,
                               backward_rescale=args.backward_rescale,
                               train_adc_bits=args.train_adc_bits or None,
-                              exclude=args.exclude)
+                              exclude=args.exclude, **twin)
     from .train.columnquant import prepare_columnquant
 
     return prepare_columnquant(model, chip, x_cal, seed=args.seed,
@@ -924,7 +933,24 @@ def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal):
                                centre=args.psum_centre, num_sigma=args.num_sigma,
                                init=args.scale_init, grad="paper",
                                decomposition=args.weight_decomposition,
-                               exclude=args.exclude)
+                               exclude=args.exclude, **twin)
+
+
+def _train_time(args: argparse.Namespace, chip) -> float | None:
+    """``train --time``: the one time after programming the chip is trained for and deployed
+    at (seconds), or None (the programmed state)."""
+    if args.time is None:
+        return None
+    times = _time_values("--time", args.time, chip)
+    if len(times) != 1:
+        raise ConfigError(f"--time {args.time!r}: train takes one time, the one it trains "
+                          "for and deploys at; allowed: one duration, e.g. 1d")
+    if not chip.device.ages and times[0][1] != chip.device.drift_t0_s:
+        from .arrays.drift import STATIC_DEVICE
+
+        print(f"cimsim: warning: --time: {STATIC_DEVICE}; use a drifting device (e.g. the "
+              "pcm-22nm preset; docs/drift.md)", file=sys.stderr)
+    return times[0][1]
 
 
 class _UsageError(Exception):
@@ -1152,6 +1178,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cells the twin trains with on a chip with programming variation or "
                         "faults: programmed (the chip --seed programs; default), sampled (a "
                         "fresh draw each step) or nominal")
+    t.add_argument("--time", default=None, metavar="TIME",
+                   help="on a device that ages (drift, 1/f noise, retention: pcm-22nm): the "
+                        "time after programming to train for and deploy at, e.g. 1d (units s, "
+                        "min, h, d, w, y; default: the programmed state; docs/drift.md)")
     t.add_argument("--epochs", type=_POSITIVE, default=1, help="epochs in all (default 1)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     t.add_argument("--batch-size", type=_POSITIVE, default=64,

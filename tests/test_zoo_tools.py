@@ -145,6 +145,39 @@ def test_torch_backend_runs_an_aging_chip_as_the_engine(name, compensation):
     _same_counts(numba, sim)
 
 
+@pytest.mark.parametrize("name", FAST)
+def test_twin_trains_for_an_aging_chip_a_year_on(name):
+    """pcm-22nm (small arrays, conversion and 1/f read noise off, global compensation): the
+    twin prepared for a year after programming computes what deploy gives a year on, on
+    attention, recurrent, grouped, 3-D and transposed layers, and its hand-back deploys at
+    that year."""
+    from cimsim.train import prepare
+
+    base = cimsim.load_chip("pcm-22nm")
+    chip = base.replace(array=base.array.replace(n_rows=64, n_cols=32),
+                        noise=base.noise.replace(thermal_sigma_lsb=0.0),
+                        device=base.device.replace(read_noise_q_s=()))
+    numba, model, args = _deploy(name, chip, t_inference_s=3.15e7)
+    _, _, batch_dim = _build(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        prep = prepare(model, chip, args, seed=2, batch_dim=batch_dim,
+                       t_inference_s=3.15e7).eval()
+        back = prep.deploy()
+    assert back.t_s == 3.15e7
+    with torch.no_grad():
+        y_twin = _out(prep(*args))
+    y_chip = _out(numba(*args))
+    scale = float(y_chip.abs().max())
+    assert float((y_twin - y_chip).abs().max()) <= 1e-3 * scale  # ~1e-7 seen
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fresh = prepare(model, chip, args, seed=2, batch_dim=batch_dim).eval()
+    with torch.no_grad():  # the time matters: the twin of the programmed state is off
+        assert float((_out(fresh(*args)) - y_chip).abs().max()) > 1e-2 * scale
+    assert torch.allclose(_out(back(*args)), y_chip, rtol=1e-5, atol=1e-5 * scale)
+
+
 def test_torch_backend_refusal_names_the_backend():
     """It used to say only "... not modelled by the training twin yet": a deploy user did not
     ask for a twin and was not told that the numba backend runs the chip."""

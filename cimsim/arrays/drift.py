@@ -184,7 +184,9 @@ def _read_rel(layer: ProgrammedLayer, t: float) -> np.ndarray | float:
 def _column_reads(layer: ProgrammedLayer, g_cells: np.ndarray) -> np.ndarray:
     """(C,) the current of each conversion's columns for an all-ones calibration input, read
     one column at a time (cell-LSB): what the compensation compares over time."""
-    col = np.abs(g_cells).sum(axis=0)
+    # in float64 also for the nominal cells' float32 conductances: a float32 sum over the rows
+    # rounds each gain by ~1e-7 (and in an order no other implementation repeats)
+    col = np.abs(g_cells).sum(axis=0, dtype=np.float64)
     phys = layer.conv_phys
     # each column read, by the magnitude of its analog weight (1 for a pair's two columns)
     return (np.abs(layer.conv_weight) * np.where(phys >= 0, col[np.maximum(phys, 0)], 0.0)

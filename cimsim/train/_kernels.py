@@ -34,8 +34,8 @@ def convert_shift_add(
 
     var (G, P, M, C) per-value read-noise variance (or (0, 0, 0, 0)); thermal_sigma,
     cmp_sigma: noise sigmas (LSB of the analog value, LSB of the ADC step); lo0, d0 (G, C)
-    the calibrated grid (the LSQ derivative's terms); sig (P,) plane significances; coef (C,)
-    conversion coefficients, conversion c = n * n_kinds + q.
+    the calibrated grid (the LSQ derivative's terms); sig (P,) plane significances; coef
+    (G, C) conversion coefficients, conversion c = n * n_kinds + q.
 
     Fills y (G, M, N) = Σ_p sig_p Σ_q coef_c · value; share (G, M, N) the share of the P·Q
     conversions of every output that did not clip (or a (0, 0, 0) array: not wanted); dstep
@@ -105,7 +105,7 @@ def convert_shift_add(
             for t in range(nt):
                 c = c0 + t
                 n = c // n_kinds
-                y[g, m, n] += coef[c] * acc[t]
+                y[g, m, n] += coef[g, c] * acc[t]
                 if want_share:
                     share[g, m, n] += ins[t] * inv_pq
                 if want_step:
@@ -125,6 +125,8 @@ def fused_convert(a: np.ndarray, var: np.ndarray | None, thermal_sigma: float,
     share = np.empty((g_n, m_n, c_n // n_kinds) if want_share else (0, 0, 0), dtype=dt)
     dstep = np.empty((g_n, m_n, c_n) if want_step else (0, 0, 0), dtype=dt)
     v = np.zeros((0, 0, 0, 0), dtype=dt) if var is None else var
+    # one coefficient per conversion (C,) or per (row group, conversion) (G, C)
+    coef = np.ascontiguousarray(np.broadcast_to(coef, (g_n, c_n)))
     convert_shift_add(a, v, float(thermal_sigma), float(cmp_sigma), np.uint64(keys[0]),
                       np.uint64(keys[1]), lo, delta, lo0, d0, sig, coef, n_kinds, float(gain),
                       float(offset_lsb), float(top_code), KN, WN, y, share, dstep)

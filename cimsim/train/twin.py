@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -50,6 +51,7 @@ from .. import engine
 from ..adc import ADCTables, FusedActivation, calibration_units
 from ..adc.activation import ActivationLevels, activation_tables, fit_activation_levels
 from ..arrays._rng import stream_key
+from ..arrays.drift import check_time, read_noise_growth
 from ..arrays.encoding import conversion_kinds, plane_layout
 from ..arrays.program import (
     ProgrammedLayer,
@@ -64,6 +66,7 @@ from ..config import (
     ADCPlacement,
     CalibrationMode,
     ChipConfig,
+    DriftCompensation,
     Nonlinearity,
     OffCurrentCompensation,
     RangePolicy,
@@ -194,6 +197,15 @@ class TwinOptions:
     cell at each training forward (robust to a chip not yet programmed), ``programmed`` in
     eval; ``nominal`` — nominal digits (ordinary QAT; the eval twin is the nominal chip)."""
 
+    t_inference_s: float | None = None
+    """On a device that ages (``device.ages``: drift, 1/f read noise, retention, drift
+    compensation): the time after programming the arrays compute at, seconds, as
+    ``cimsim.deploy(t_inference_s=...)`` (None: ``device.drift_t0_s``, the programmed state).
+    The ``programmed`` and ``sampled`` devices are seen then: every cell's drift exponent and
+    retention direction drawn as the engine draws them (``sampled``: fresh in training), the
+    compensation gains re-fitted to the cells the weights now program, the 1/f read noise of
+    that time in the training noise; :meth:`PreparedModel.deploy` deploys at it."""
+
     DEVICES = ("programmed", "sampled", "nominal")
 
     def __post_init__(self) -> None:
@@ -203,6 +215,14 @@ class TwinOptions:
                 if value not in self.DEVICES:
                     raise ConfigError(f"TwinOptions.devices = {value!r} is invalid; allowed: "
                                       + ", ".join(repr(v) for v in self.DEVICES))
+            elif f.name == "t_inference_s":
+                ok = value is None or (isinstance(value, (int, float, np.integer, np.floating))
+                                       and not isinstance(value, bool)
+                                       and math.isfinite(value) and value > 0)
+                if not ok:
+                    raise ConfigError(f"TwinOptions.t_inference_s = {value!r} is invalid; "
+                                      "allowed: None or a finite time in seconds >= the chip's "
+                                      "device.drift_t0_s")
             elif not isinstance(value, bool):
                 raise ConfigError(f"TwinOptions.{f.name} = {value!r} is invalid; allowed: "
                                   "True or False")
@@ -217,6 +237,22 @@ class TwinOptions:
         return cls(**options)
 
 
+@dataclass(frozen=True, slots=True)
+class _TwinAging:
+    """When an ageing chip's twin computes (``TwinOptions.t_inference_s``) and what it drew."""
+
+    t_s: float
+    """The time after programming the arrays compute at, s."""
+    t0_s: float
+    """``device.drift_t0_s``: the programmed state's time, s."""
+    has_nu: bool
+    """A drift exponent per cell (``device.drift_nu_mean``), its normal draw in ``_nu_z``."""
+    has_ret: bool
+    """A retention direction per cell (``device.retention_sigma_lsb``) in ``_ret_z``."""
+    growth: float
+    """ln((t + t_read) / (2·t_read)): the 1/f read noise's growth at ``t_s``."""
+
+
 def check_chip(chip: ChipConfig) -> None:
     """Refuse what the twin does not model yet (ConfigError naming the field)."""
     if not isinstance(chip, ChipConfig):
@@ -224,10 +260,6 @@ def check_chip(chip: ChipConfig) -> None:
     if chip.noise.nonlinearity is not Nonlinearity.NONE:
         raise ConfigError(f"noise.nonlinearity = {chip.noise.nonlinearity.value!r} is not "
                           "modelled by the training twin yet; allowed: 'none'")
-    if chip.device.ages:
-        raise ConfigError("a device that ages (device.drift_nu_mean, read_noise_q_s, "
-                          "retention_sigma_lsb or drift_compensation set) is not modelled by "
-                          "the training twin yet; allowed: none of them")
     if chip.quant.act_zero_point:
         raise ConfigError("quant.act_zero_point = true is not modelled by the training twin "
                           "yet; allowed: false")
@@ -370,6 +402,9 @@ class TwinMatmul(nn.Module):
     _off_dev: torch.Tensor
     _dev_z: torch.Tensor
     _dev_u: torch.Tensor
+    _nu_z: torch.Tensor
+    _ret_z: torch.Tensor
+    _aging_rows: torch.Tensor
     _x_sum_coef: torch.Tensor
     _gidx: torch.Tensor
     _group_part: torch.Tensor
@@ -476,8 +511,13 @@ class TwinMatmul(nn.Module):
         buf("_x_sum_coef", first.x_sum_coef)
         self.has_x_sum = bool(np.any(first.x_sum_coef != 0))
         # --- the device state (programming variation, faults) ---------------------------
-        self.devices = "nominal" if chip.device.ideal else opts.devices
+        # an ageing chip's cells move after programming even without variation
+        self.devices = ("nominal" if chip.device.ideal and not chip.device.ages
+                        else opts.devices)
         self.has_dev_z = self.has_dev_u = False
+        self.aging: _TwinAging | None = None
+        """The time an ageing chip's cells are seen at and what was drawn for it (None: the
+        device does not age, or ``nominal`` devices)."""
         self.merged_pairs = _analog_pairs(chip)  # G+ - G- in one GEMM column, as the engine
         # programmed conductances include the off-state current: analog compensation removes
         # its nominal value from an unpaired column (the engine's off_add)
@@ -500,6 +540,7 @@ class TwinMatmul(nn.Module):
             self.has_dev_z, self.has_dev_u = z is not None, u is not None
             buf("_dev_z", z if z is not None else np.zeros(0))
             buf("_dev_u", u if u is not None else np.zeros(0))
+            self._init_aging(view, opts, cells, buf)
 
         # --- row groups of all parts, their ADC tables and calibration units ----------------
         rows: list[tuple[int, int]] = []
@@ -593,6 +634,33 @@ class TwinMatmul(nn.Module):
         follow the learned scales and bias as the chip's would (:meth:`to_engine`)."""
         if view.activation is not None:
             self._init_activation(view, first, sig, calibration)
+
+    def _init_aging(self, view: EngineView, opts: TwinOptions,
+                    cells: Callable[[list], np.ndarray | None], buf: Callable) -> None:
+        """The devices' future on an ageing chip (``device.ages``), drawn as the engine draws
+        it (:func:`cimsim.arrays.program.with_aging`: child i of a generator seeded with the
+        view's seed for part i; a drift exponent per cell, then a retention direction)."""
+        chip, dev = self.chip, self.chip.device
+        if not dev.ages:
+            return
+        t0 = dev.drift_t0_s
+        t = t0 if opts.t_inference_s is None else check_time(opts.t_inference_s, chip)
+        aging_rng = np.random.default_rng(view.seed)
+        nu_z, ret_z = [], []
+        for _, _, layer in view.parts:
+            child = aging_rng.spawn(1)[0]
+            shape = layer.digits_phys.shape
+            nu_z.append(child.standard_normal(shape) if any(dev.drift_nu_mean) else None)
+            ret_z.append(child.standard_normal(shape) if dev.retention_sigma_lsb > 0 else None)
+        nu, ret = cells(nu_z), cells(ret_z)
+        buf("_nu_z", nu if nu is not None else np.zeros(0))
+        buf("_ret_z", ret if ret is not None else np.zeros(0))
+        part_rows = np.zeros((len(view.parts), self.n_inputs))
+        for i, (a, b, _) in enumerate(view.parts):
+            part_rows[i, a:b] = 1.0
+        buf("_aging_rows", part_rows)
+        self.aging = _TwinAging(t_s=t, t0_s=t0, has_nu=nu is not None, has_ret=ret is not None,
+                                growth=read_noise_growth(t, chip.tech.t_read_ns * 1e-9))
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -861,21 +929,95 @@ class TwinMatmul(nn.Module):
             u = None if u is None else torch.rand_like(digits)
         return cell_conductance(digits, self.chip, z, u, xp=torch)
 
+    def _levels(self, w_int: torch.Tensor) -> torch.Tensor:
+        """(Q, N, K) programmed level of every cell (a bipolar cell's magnitude), as an index."""
+        d = physical_digits(w_int, self.chip)
+        return (d.abs() if self.chip.weight_encoding is WeightEncoding.SIGNED_CELL else d).long()
+
+    def _per_level(self, values: tuple[float, ...], levels: torch.Tensor) -> torch.Tensor:
+        """A per-level device parameter at every cell's level (one value: everywhere)."""
+        table = torch.as_tensor(values, dtype=self.weight.dtype, device=levels.device)
+        return table[0] if len(values) == 1 else table[levels]
+
+    def cells_at_time(self, w_int: torch.Tensor, fresh: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Conductance (Q, N, K) of the cells holding ``w_int`` at the twin's time, and the
+        drift compensation's gains (T, C) then (None without one): ``cimsim.arrays.drift``'s
+        G(t) = max(G(t0)·(t/t0)^(-ν) + σ_r(t)·z, 0) and α_c = r_c(t0) / r_c(t) over the
+        columns' all-ones reads (``fresh``: the programming and the future drawn anew)."""
+        g0 = self.conductance(w_int, fresh)
+        aging = self.aging
+        if aging is None or aging.t_s <= aging.t0_s:
+            return g0, None  # at t0 every factor is 1 (the programmed layer)
+        chip, dev = self.chip, self.chip.device
+        # the engine keeps the programmed conductances in float32 and ages them in float64
+        # (nominal cells from their float64 digits): its gains and drift follow that rounding
+        g0_32 = g0.to(torch.float32).to(g0.dtype)
+        if self.has_dev_z or self.has_dev_u:
+            g0 = g0_32
+        g = g0
+        if aging.has_nu:
+            levels = self._levels(w_int)
+            z = torch.randn_like(g0) if fresh else self._nu_z
+            mean = self._per_level(dev.drift_nu_mean, levels)
+            nu = mean
+            if dev.drift_nu_sigma:
+                nu = mean + self._per_level(dev.drift_nu_sigma, levels) * z
+            nu = torch.abs(nu)
+            g = g * torch.pow(aging.t_s / aging.t0_s, -nu)
+        if aging.has_ret:
+            z = torch.randn_like(g0) if fresh else self._ret_z
+            sigma_r = dev.retention_sigma_lsb * math.sqrt(math.log10(aging.t_s / aging.t0_s))
+            g = g + sigma_r * z
+            if chip.weight_encoding is not WeightEncoding.SIGNED_CELL:
+                g = torch.clamp(g, min=0.0)  # a conductance cannot go negative
+        if dev.drift_compensation is DriftCompensation.NONE:
+            return g, None
+
+        def reads(cells: torch.Tensor) -> torch.Tensor:
+            # (T, C): each conversion's columns read with an all-ones input, part by part
+            col = torch.abs(cells) @ self._aging_rows.t()  # (Q, N, T)
+            if chip.array.slice_readout is SliceReadout.ANALOG:
+                w = torch.as_tensor(np.abs(_slice_weights(chip)), dtype=col.dtype,
+                                    device=col.device)
+                col = torch.tensordot(w, col, dims=1)
+            else:  # an analog pair's two columns are read one by one, their currents added
+                col = merge_columns(col, chip, square=True)
+            return col.permute(2, 1, 0).reshape(col.shape[2], -1)  # c = n·Qc + q
+
+        r0, rt = reads(g0_32), reads(g)
+        if dev.drift_compensation is DriftCompensation.GLOBAL:
+            r0, rt = r0.sum(dim=1, keepdim=True), rt.sum(dim=1, keepdim=True)
+        ok = (r0 > 0) & (rt > 0)
+        gain = torch.where(ok, r0 / torch.where(ok, rt, 1.0), 1.0)
+        return g, gain.expand(-1, self.n_outputs * self.n_kinds)
+
+    def _read_rel(self, w_int: torch.Tensor) -> torch.Tensor | float:
+        """Relative read-noise sigma of every cell (Q, N, K) at the twin's time: the white
+        and the 1/f terms in variance (``cimsim.arrays.drift``); one value without 1/f."""
+        rel = self.chip.noise.read_noise_rel
+        q_s = self.chip.device.read_noise_q_s
+        if self.aging is None or not any(q_s):
+            return rel
+        q = self._per_level(q_s, self._levels(w_int))
+        return torch.sqrt(rel**2 + q * q * self.aging.growth)
+
     def _analog(self, x_int: torch.Tensor, w_int: torch.Tensor, noisy: bool
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Every (row group, plane · vector, conversion) noise-free analog value (G, P·M, C)
         from ONE batched GEMM (planes stacked along the vectors) and the nominal off-state
-        current; and, when ``noisy`` with per-cell read noise, each value's read-noise
-        variance (G, P·M, C), else None."""
+        current; when ``noisy`` with per-cell read noise, each value's read-noise variance
+        (G, P·M, C), else None; and the drift compensation's gains (T, C), else None."""
         chip, nz = self.chip, self.chip.noise
         m = x_int.shape[0]
         n, qc = self.n_outputs, self.n_kinds
-        g_cells = None
+        g_cells = gain = None
         if self.devices == "nominal":
             digits = conversion_digits(w_int, chip)  # (Qc, N, K)
             off, has_off = self._off, self.has_off
         else:
-            g_cells = self.conductance(w_int, fresh=self.training and self.devices == "sampled")
+            fresh = self.training and self.devices == "sampled"
+            g_cells, gain = self.cells_at_time(w_int, fresh)
             digits = merge_columns(g_cells, chip)
             off, has_off = self._off_dev, self.has_off_dev
         mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
@@ -885,16 +1027,17 @@ class TwinMatmul(nn.Module):
         if has_off:
             a += xg.sum(dim=2, keepdim=True) * off
         var = None
-        if noisy and nz.read_noise_rel > 0:
+        if noisy and (nz.read_noise_rel > 0 or (g_cells is not None and self.aging is not None
+                                                and any(chip.device.read_noise_q_s))):
             # per-cell read noise: variance Σ_k x_p[k]² (rel·G[k, j])² of every column
             if g_cells is None:
                 cell_var = read_noise_weights(w_int, chip)
             else:
-                cell_var = (nz.read_noise_rel * g_cells) ** 2
+                cell_var = (self._read_rel(w_int) * g_cells) ** 2
                 cell_var = merge_columns(cell_var, chip, square=True)
             vg = self._row_groups(cell_var.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
             var = torch.bmm(xg * xg, vg)
-        return a, var
+        return a, var, gain
 
     def _add_noise(self, a: torch.Tensor, var: torch.Tensor | None) -> torch.Tensor | None:
         """Thermal and read noise added to ``a`` in place; the comparator draws (LSB of the
@@ -909,7 +1052,7 @@ class TwinMatmul(nn.Module):
         return sigma * torch.randn_like(a) if sigma > 0 else None
 
     def _convert_fused(self, a: torch.Tensor, var: torch.Tensor | None, ratio: torch.Tensor,
-                       noisy: bool, want_share: bool, want_step: bool
+                       coef: torch.Tensor, noisy: bool, want_share: bool, want_step: bool
                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """What the torch path computes from the analog values ``a`` (G, P·M, C) — noise,
         linear ADC, shift-add, the backward's share and LSQ derivative — in one CPU pass
@@ -940,7 +1083,7 @@ class TwinMatmul(nn.Module):
         y, share, d_step = fused_convert(
             arr(a).reshape(g_n, p, m, -1), None if var is None else arr(var).reshape(
                 g_n, p, m, -1), th, cmp_sigma, keys, lo, delta, lo0, d0,
-            arr(self._sig), arr(self._coef), self.n_kinds, adc.gain_error,
+            arr(self._sig), arr(coef), self.n_kinds, adc.gain_error,
             adc.offset_error_lsb, top, want_share, want_step)
 
         def back(v: np.ndarray | None) -> torch.Tensor | None:
@@ -1014,12 +1157,12 @@ class TwinMatmul(nn.Module):
         lo0 = torch.round(self._adc_lo0 / d0) * d0
         return lo0, d0, float(2 ** b - 1)
 
-    def _shift_add(self, val: torch.Tensor, m: int) -> torch.Tensor:
+    def _shift_add(self, val: torch.Tensor, m: int, coef: torch.Tensor) -> torch.Tensor:
         """(G, P·M, C) per-conversion values -> (G, M, N): Σ_p sig_p Σ_q coef_q · value."""
         g_n, p = self.n_groups, self.n_planes
         # one weight per conversion (C,), or per (row group, conversion) (G, C) when a method
-        # learns them (cimsim.train.ternary)
-        val = val.mul_(self._coef if self._coef.dim() == 1 else self._coef[:, None, :])
+        # learns them (cimsim.train.ternary) or a drift compensation's gains multiply them
+        val = val.mul_(coef if coef.dim() == 1 else coef[:, None, :])
         y = torch.matmul(self._sig.view(1, 1, p), val.reshape(g_n, p, -1))  # (G, 1, M·C)
         return y.reshape(g_n, m, self.n_outputs, self.n_kinds).sum(dim=3)
 
@@ -1151,17 +1294,21 @@ class _ChipProduct(torch.autograd.Function):
     def forward(ctx, x_int, w_int, ratio, twin):  # noqa: D102
         m, (g_n, p, qc) = x_int.shape[0], (twin.n_groups, twin.n_planes, twin.n_kinds)
         noisy = twin.training and twin.options.train_noise
-        a, var = twin._analog(x_int, w_int, noisy)
+        a, var, gain = twin._analog(x_int, w_int, noisy)
+        # the conversions' digital weights, times a drift compensation's gains (per group)
+        coef = twin._coef if gain is None else twin._coef * gain.index_select(
+            0, twin._group_part)
         want_step = ctx.needs_input_grad[2]
         want_share = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         if twin.fused and a.device.type == "cpu" and twin.adc_hook is None:
-            y, share, d_step = twin._convert_fused(a, var, ratio, noisy, want_share, want_step)
+            y, share, d_step = twin._convert_fused(a, var, ratio, coef, noisy, want_share,
+                                                   want_step)
         else:
             cmp = twin._add_noise(a, var) if noisy else None
             del var
             val, inside, d_ratio = twin._convert(a, cmp, ratio, want_step)
             del a, cmp
-            y = twin._shift_add(val, m)
+            y = twin._shift_add(val, m, coef)
             del val
             share = d_step = None
             if want_share:
@@ -1179,13 +1326,13 @@ class _ChipProduct(torch.autograd.Function):
             xs = x_int @ twin._part_mask.t()  # (M, T): Σ_k x[k] per part
             y = y + xs.t()[:, :, None] * twin._x_sum_coef
         ctx.twin = twin
-        ctx.save_for_backward(x_int, w_int, share, d_step)
+        ctx.save_for_backward(x_int, w_int, share, d_step, coef)
         return y
 
     @staticmethod
     def backward(ctx, gy):  # noqa: D102
         twin = ctx.twin
-        x_int, w_int, share, d_step = ctx.saved_tensors
+        x_int, w_int, share, d_step, coef = ctx.saved_tensors
         gx = gw = gr = None
         # per row group; a single part broadcasts (index_select is slow on expanded grads)
         g_n = twin.n_groups
@@ -1201,7 +1348,7 @@ class _ChipProduct(torch.autograd.Function):
         if d_step is not None:
             gr = torch.einsum("gmn,gmnq->gnq", gyg,
                               d_step.view(g_n, -1, twin.n_outputs, twin.n_kinds))
-            gr = gr.reshape(g_n, -1) * twin._coef
+            gr = gr.reshape(g_n, -1) * coef
         return gx, gw, gr, None
 
 
@@ -1663,13 +1810,17 @@ class PreparedModel(nn.Module):
 
     def __init__(self, model: nn.Module, twin_layers: dict[str, _TwinLayer],
                  digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int,
-                 batch_dim: int = 0, calibration_ndims: dict[int | str, int] | None = None):
+                 batch_dim: int = 0, calibration_ndims: dict[int | str, int] | None = None,
+                 t_inference_s: float | None = None):
         super().__init__()
         self.model = model
         self.twin_layers = twin_layers
         self.digital = digital
         self.chip = chip
         self.seed = seed
+        self.t_inference_s = t_inference_s
+        """The time after programming the twin computes at (``TwinOptions.t_inference_s``;
+        None: the programmed state), the one :meth:`deploy` deploys at."""
         self.batch_dim = batch_dim  # the methods' later passes cut their data along it
         # the calibration batches' tensor dimensions, for the deployed model's sample count
         self.calibration_ndims = dict(calibration_ndims or {})
@@ -1753,7 +1904,8 @@ class PreparedModel(nn.Module):
             In eval mode and noise-off its outputs equal this model's eval outputs: exactly on
             a lossless chip, code for code on lossy ADCs (up to float ties), with the
             programmed devices when ``seed`` is the twin's (``devices = 'programmed'``). The
-            engine runs on the CPU: the float parts are moved there.
+            engine runs on the CPU: the float parts are moved there. On a device that ages it
+            runs at the twin's ``t_inference_s`` (``SimModel.set_time`` moves it).
         """
         root = self.seed if seed is None else seed
         chip = self.chip if chip is None else as_chip(chip)
@@ -1769,6 +1921,8 @@ class PreparedModel(nn.Module):
         # used functionally, activation products): no pass here finds them again
         listed = {name for name, _, _ in sim.digital}
         sim.digital.extend(row for row in self.digital if row[0] not in listed)
+        if self.t_inference_s is not None:
+            sim.set_time(self.t_inference_s)
         return sim
 
 
@@ -1854,7 +2008,9 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         reaches); they train in float and :meth:`PreparedModel.deploy` keeps them digital.
     **options
         :class:`TwinOptions` fields (``learn_weight_scale``, ``learn_act_scale``,
-        ``learn_adc_step``, ``train_noise``); an unknown name is a ``ConfigError``.
+        ``learn_adc_step``, ``train_noise``, ``devices``, ``t_inference_s``: on a device that
+        ages, the time after programming it trains for); an unknown name is a
+        ``ConfigError``.
 
     Returns
     -------
@@ -1867,6 +2023,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
     chip, calibration = as_chip(chip), replayable(calibration)
     check_chip(chip)
+    if opts.t_inference_s is not None:
+        check_time(opts.t_inference_s, chip, "t_inference_s")  # before the calibration pass
     if torch.is_inference_mode_enabled():  # the twin's parameters would be inference tensors
         raise MappingError("prepare under torch.inference_mode(): the twin could never train "
                            "(inference tensors take no gradient); call it outside, or under "
@@ -2018,7 +2176,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         # a twin takes the mode of the layer it replaced (a training DataParallel around a
         # model in eval mode gave eval layers training twins: noisy outputs after prepare)
         layer.train(layer._float_src[0].training)
-    prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim, ndims)
+    prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim, ndims,
+                             t_inference_s=opts.t_inference_s)
     # as deploy, from the shapes: a model over the chip's arrays fails before any training,
     # not at PreparedModel.deploy() after it
     _check_capacity(prepared.arrays_needed, chip, [name for name, _ in prepared.twins()])

@@ -58,3 +58,25 @@ def test_cli_refuses_bad_method_options(tmp_path, capsys):
                   ["--method", "pimqat"]):
         assert main(ARGS + ["--chip", "ideal", "--out", str(tmp_path / "x")] + extra) == 2
         assert capsys.readouterr().err.count("\n") == 1  # one line
+
+
+def test_cli_trains_the_pcm_preset_for_a_time(tmp_path, capsys):
+    # a device that ages: trained for, and deployed at, one day after programming
+    out = tmp_path / "run"
+    assert main(ARGS + ["--chip", "pcm-22nm", "--set", "array.allow_time_multiplexing=true",
+                        "--time", "1d", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "seen 86400 s after programming" in text and "simulated accuracy" in text
+    assert json.loads((out / "training.json").read_text())["t_inference_s"] == 86400.0
+
+
+@pytest.mark.parametrize("time,message", [
+    ("1d,1y", "train takes one time"),
+    ("0.5", "drift_t0_s = 1"),
+    ("soon", "not a duration"),
+])
+def test_cli_refuses_a_bad_training_time(tmp_path, capsys, time, message):
+    assert main(ARGS + ["--chip", "pcm-22nm", "--time", time,
+                        "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--time" in err and message in err
