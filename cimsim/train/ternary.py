@@ -183,6 +183,9 @@ def make_ternary(twin: TwinMatmul, granularity: str) -> TernaryTwin:
     place: α per ``granularity`` ('layer', 'array', 'column') initialised from its weights,
     the weight scale fixed at 1 (the α carry the scale)."""
     chip = twin.chip
+    if twin.block_fp:  # its forward scales by the per-tensor input scale
+        raise ConfigError("quant.act_format = 'block_fp' is not modelled by ColumnQuant's "
+                          "ternary decomposition; allowed: 'int'")
     if granularity not in ("layer", "array", "column"):
         raise ConfigError(f"weight_scale = {granularity!r} is invalid; allowed: layer, array, "
                           "column")

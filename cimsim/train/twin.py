@@ -62,7 +62,6 @@ from ..arrays.program import (
     off_conductance,
 )
 from ..config import (
-    ActFormat,
     ADCPlacement,
     CalibrationMode,
     ChipConfig,
@@ -266,12 +265,6 @@ def check_chip(chip: ChipConfig) -> None:
     if chip.quant.smooth_alpha is not None:
         raise ConfigError(f"quant.smooth_alpha = {chip.quant.smooth_alpha!r} is not modelled by "
                           "the training twin yet; allowed: none (unset)")
-    if chip.quant.act_format is not ActFormat.INT:
-        # a learned per-tensor input scale is what the twin trains; block FP has none (a
-        # power of two per vector and row tile): deploy() simulates it, training does not
-        raise ConfigError(f"quant.act_format = {chip.quant.act_format.value!r} is not modelled "
-                          "by the training twin yet; allowed: 'int' (deploy() simulates "
-                          "'block_fp')")
     if chip.quant.weight_scale is not WeightScale.FLOAT:
         raise ConfigError(f"quant.weight_scale = {chip.quant.weight_scale.value!r} is not "
                           "modelled by the training twin yet (it learns float weight "
@@ -402,6 +395,7 @@ class TwinMatmul(nn.Module):
     _off_dev: torch.Tensor
     _dev_z: torch.Tensor
     _dev_u: torch.Tensor
+    _part_of_row: torch.Tensor
     _nu_z: torch.Tensor
     _ret_z: torch.Tensor
     _aging_rows: torch.Tensor
@@ -470,8 +464,12 @@ class TwinMatmul(nn.Module):
         buf("_weight_scale0", s_w)
         buf("_w_grad", np.vectorize(lambda v: lsq_factor(v, self.w_qmax))(n_per))
         buf("_w_tile", w_tile, torch.long)
+        self.block_fp = view.block_fp
+        """Block floating-point inputs (``quant.act_format = 'block_fp'``): a power of two per
+        (vector, part) from the inputs themselves (:meth:`block_codes`), no activation scale
+        to learn (``act_scale`` stays 1)."""
         self.act_scale = nn.Parameter(torch.tensor(view.s_x, dtype=dt, device=dev),
-                                      requires_grad=opts.learn_act_scale)
+                                      requires_grad=opts.learn_act_scale and not self.block_fp)
         buf("_act_scale0", view.s_x)
         self.zero_point = int(view.zero_point)
         """-2^(B_x-1) with the A-shift (``dac.shift_unsigned_inputs``): unsigned codes driven
@@ -569,6 +567,8 @@ class TwinMatmul(nn.Module):
                 n_units += 1
             unit_l.append(um)
         self.n_parts = len(view.parts)
+        self.part_rows = [(int(a), int(b)) for a, b, _ in view.parts]
+        buf("_part_of_row", part_mask.argmax(axis=0), torch.long)  # (K,) the part of input k
         self.n_groups = len(rows)
         r_max = max(k1 - k0 for k0, k1 in rows)
         gidx = np.full((self.n_groups, r_max), k, dtype=np.int64)  # row k: a zero pad row
@@ -633,6 +633,10 @@ class TwinMatmul(nn.Module):
         weights and scales train, :meth:`fit_activation` refits them); the analog references
         follow the learned scales and bias as the chip's would (:meth:`to_engine`)."""
         if view.activation is not None:
+            if self.block_fp:  # its references fold a per-tensor input scale
+                raise ConfigError("quant.act_format = 'block_fp' with a fused layer-output "
+                                  "activation is not modelled by the training twin yet; "
+                                  "allowed: 'int' (deploy() simulates it)")
             self._init_activation(view, first, sig, calibration)
 
     def _init_aging(self, view: EngineView, opts: TwinOptions,
@@ -810,6 +814,26 @@ class TwinMatmul(nn.Module):
         with torch.no_grad():
             return self.input_codes(x, self.act_scale) + self.zero_point
 
+    def block_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block floating-point codes of ``x`` (M, K), as deploy encodes them
+        (:func:`cimsim.mapping.quant.block_fp_acts`: one exponent per vector and part, from
+        its largest magnitude), with the straight-through gradient of ``clip(x / 2^X)``; and
+        the (M, T) scales ``2^X`` each part's integer output is dequantized with."""
+        mag_bits = self.chip.input_bits - (1 if self.input_signed else 0)
+        x_max = 2 ** (self.chip.quant.act_exponent_bits - 1) - 1
+        with torch.no_grad():
+            xd = x.detach().double()
+            amax = torch.stack([xd[:, a:b].abs().amax(dim=1) for a, b in self.part_rows],
+                               dim=1)  # (M, T); a part has rows
+
+            e = torch.frexp(amax).exponent.to(torch.float64) - 1.0  # amax = f·2^(E+1)
+            e = torch.where(amax > 0, e - (mag_bits - 1), -float(x_max)).clamp(-x_max, x_max)
+            scale = torch.pow(2.0, e)
+            scale_k = scale.index_select(1, self._part_of_row)  # (M, K)
+            q = torch.clamp(torch.round(xd / scale_k), self.x_lo, self.x_hi)
+        c = torch.clamp(x / scale_k.to(x.dtype), self.x_lo, self.x_hi)
+        return c + (q.to(c.dtype) - c).detach(), scale.to(x.dtype)
+
     def input_codes(self, x: torch.Tensor, s_x: torch.Tensor) -> torch.Tensor:
         """``round(clip(x / s_x))`` with the straight-through gradient of ``clip(x / s_x)``.
 
@@ -844,8 +868,13 @@ class TwinMatmul(nn.Module):
     def pre_activation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The output before a fused activation (M, N) (the layer's output when none is
         fused), and the shift-added analog values (T, M, N) it was dequantized from."""
-        s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
-        x_int = self.input_codes(x, s_x)
+        x_scale = None
+        if self.block_fp:
+            x_int, x_scale = self.block_codes(x)  # a power of two per (vector, part)
+            s_x = self.act_scale.detach()  # 1
+        else:
+            s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
+            x_int = self.input_codes(x, s_x)
         s_w = grad_scale(self.weight_scale, self._w_grad)
         w_int = self.weight_codes(self.effective_weight(), self._weight_scale_full(s_w))
         if self.zero_point:
@@ -863,6 +892,8 @@ class TwinMatmul(nn.Module):
         else:
             scale = (s_x * s_w[:1]).reshape(1, -1)  # (1, 1) or (1, N)
         terms = y_parts * scale[:, None, :]
+        if x_scale is not None:  # and each vector's power of two per part (exact)
+            terms = terms * x_scale.t()[:, :, None]
         y = terms[0]
         for term in terms[1:]:  # part by part, as the engine's digital accumulator adds them:
             y = y + term        # sum(dim=0) adds in another order, an ulp apart on lossless chips

@@ -80,3 +80,9 @@ def test_cli_refuses_a_bad_training_time(tmp_path, capsys, time, message):
                         "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--time" in err and message in err
+
+
+def test_cli_time_on_a_device_that_does_not_age_warns(tmp_path, capsys):
+    assert main(ARGS + ["--chip", "ideal", "--time", "1h", "--out", str(tmp_path / "x")]) == 0
+    err = capsys.readouterr().err
+    assert "--time" in err and "does not change after programming" in err
