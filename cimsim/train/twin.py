@@ -810,8 +810,11 @@ class TwinMatmul(nn.Module):
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """Integer inputs ``clip(round(x / s_x))`` (no gradient), as deploy quantizes (the
-        A-shifted codes with ``dac.shift_unsigned_inputs``)."""
+        A-shifted codes with ``dac.shift_unsigned_inputs``; block floating-point mantissas,
+        :meth:`block_codes`)."""
         with torch.no_grad():
+            if self.block_fp:
+                return self.block_codes(x)[0]
             return self.input_codes(x, self.act_scale) + self.zero_point
 
     def block_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -825,7 +828,6 @@ class TwinMatmul(nn.Module):
             xd = x.detach().double()
             amax = torch.stack([xd[:, a:b].abs().amax(dim=1) for a, b in self.part_rows],
                                dim=1)  # (M, T); a part has rows
-
             e = torch.frexp(amax).exponent.to(torch.float64) - 1.0  # amax = f·2^(E+1)
             e = torch.where(amax > 0, e - (mag_bits - 1), -float(x_max)).clamp(-x_max, x_max)
             scale = torch.pow(2.0, e)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cimsim
+from cimsim import engine
 from cimsim.errors import ConfigError
 from cimsim.mapping.quant import block_fp_acts
 from cimsim.train import prepare
@@ -58,6 +59,11 @@ def test_codes_and_exponents_are_deploys():
                                        chip.quant.act_exponent_bits, twin.part_rows)
     np.testing.assert_array_equal(x_int.detach().numpy(), want_int)
     np.testing.assert_array_equal(scale.numpy(), np.ldexp(1.0, want_exp))
+    np.testing.assert_array_equal(twin.quantize_input(x).numpy(), want_int)
+    # the integer path (what engine.run gives per part) on those codes
+    (a, b, layer), *_ = twin.to_engine().parts
+    y_parts = twin.integer_forward(twin.quantize_input(x)).numpy()
+    np.testing.assert_array_equal(y_parts[0], engine.run(layer, want_int[:, a:b])[0])
     assert twin.n_parts == len(twin.part_rows) == 3  # 20 inputs over 8-row tiles
 
 
