@@ -175,15 +175,9 @@ def torch_matmul(x_int, w_int, chip, seed=0, *, input_signed: bool, calibration=
 def twin_matmul(x_int: np.ndarray, view: EngineView) -> np.ndarray | None:
     """The training twin (eval mode) of the same programmed matrix: (M, N); None where the
     weights hold the most negative code (-2^(B-1)), which the twin's symmetric quantizer (as
-    deploy's, ``cimsim.mapping.quant``) never produces, and on a chip whose quantizer the twin
-    refuses by name (power-of-two weight scales: tests/mapping/test_block_fp.py pins the
-    refusal)."""
+    deploy's, ``cimsim.mapping.quant``) never produces."""
     from cimsim.train.twin import TwinMatmul
 
-    quant = view.chip.quant
-    if quant.weight_scale.value != "float":
-        event("matmul: twin skipped (pow2 weight scales)")
-        return None
     twin = TwinMatmul(torch.as_tensor(view.w_int, dtype=torch.float64), None, view).eval()
     if not np.array_equal(twin.quantized_weight().numpy(), view.w_int):
         event("matmul: twin skipped (-2^(B-1) weights)")
@@ -283,16 +277,13 @@ def _deploy(model, chip, x, **kw):
 def modelled(chip: ChipConfig, ideal_devices: bool = False, ageing: bool = False
              ) -> ChipConfig:
     """``quiet(chip, ideal_devices, ageing)`` without what the torch backend refuses (column
-    non-linearity, a zero point, smoothing, a fused activation) and what the twin refuses
-    (power-of-two weight scales: deploy's quantizer, held to a hand-computed reference and the
-    torch backend to the engine by tests/mapping/test_block_fp.py), with time multiplexing
+    non-linearity, a zero point, smoothing, a fused activation), with time multiplexing
     allowed (so that a small array still holds the model and the comparison runs, not a
-    capacity error). Block floating-point inputs stay as drawn (a fused activation with them
-    is refused by the twin: taken off above)."""
+    capacity error). Block floating-point inputs and power-of-two weight scales stay as drawn
+    (a fused activation, which the twin refuses with block FP, is taken off above)."""
     chip = quiet(chip, ideal_devices, ageing)
     return chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.NONE),
-                        quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None,
-                                                 weight_scale="float"),
+                        quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None),
                         adc=chip.adc.replace(fuse_activation=False),
                         array=chip.array.replace(allow_time_multiplexing=True))
 

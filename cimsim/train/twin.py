@@ -135,7 +135,7 @@ from ..mapping.naming import (
     refuse_nonfinite_weights,
     refuse_signed_together,
 )
-from ..mapping.quant import act_range, binary_codes, zero_point_offsets
+from ..mapping.quant import act_range, binary_codes, pow2_scale, zero_point_offsets
 from ..mapping.unmappable import (
     attribute_state,
     carry_tensor_hooks,
@@ -265,10 +265,6 @@ def check_chip(chip: ChipConfig) -> None:
     if chip.quant.smooth_alpha is not None:
         raise ConfigError(f"quant.smooth_alpha = {chip.quant.smooth_alpha!r} is not modelled by "
                           "the training twin yet; allowed: none (unset)")
-    if chip.quant.weight_scale is not WeightScale.FLOAT:
-        raise ConfigError(f"quant.weight_scale = {chip.quant.weight_scale.value!r} is not "
-                          "modelled by the training twin yet (it learns float weight "
-                          "scales); allowed: 'float'")
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,6 +457,9 @@ class TwinMatmul(nn.Module):
             w_tile = np.concatenate([np.full(b - a, t) for t, (a, b) in enumerate(self.row_tiles)])
         self.weight_scale = nn.Parameter(torch.as_tensor(s_w, dtype=dt, device=dev).clone(),
                                          requires_grad=opts.learn_weight_scale)
+        self.pow2_scales = chip.quant.weight_scale is WeightScale.POW2
+        """Power-of-two weight scales (``quant.weight_scale = 'pow2'``): the learned scale is
+        used rounded up to a power of two, as deploy rounds it (:meth:`_pow2`)."""
         buf("_weight_scale0", s_w)
         buf("_w_grad", np.vectorize(lambda v: lsq_factor(v, self.w_qmax))(n_per))
         buf("_w_tile", w_tile, torch.long)
@@ -764,6 +763,18 @@ class TwinMatmul(nn.Module):
         return q + (y_c - y_c.detach())  # exactly the level; the gradient of y_c
 
     # --- the quantizers -------------------------------------------------------------------
+    def _pow2(self, s_w: torch.Tensor) -> torch.Tensor:
+        """``s_w`` rounded up to a power of two with ``quant.weight_scale = 'pow2'``
+        (:func:`cimsim.mapping.quant.pow2_scale`, exact), the gradient passed straight through
+        to the learned scale; ``s_w`` itself otherwise."""
+        if not self.pow2_scales:
+            return s_w
+        with torch.no_grad():
+            m, e = torch.frexp(s_w)  # s = m·2^e, m in [0.5, 1): a power of two is m = 0.5
+            p = torch.where(s_w > 0, torch.ldexp(torch.ones_like(s_w),
+                                                 torch.where(m == 0.5, e - 1, e)), s_w)
+        return s_w + (p - s_w).detach()
+
     def _weight_scale_full(self, s_w: torch.Tensor) -> torch.Tensor:
         """The scale of every weight: broadcastable to (N, K)."""
         if s_w.shape[0] > 1:  # per (row tile, output)
@@ -805,7 +816,7 @@ class TwinMatmul(nn.Module):
     def quantized_weight(self) -> torch.Tensor:
         """Current integer weights (N, K) (no gradient)."""
         with torch.no_grad():
-            s = self._weight_scale_full(self.weight_scale)
+            s = self._weight_scale_full(self._pow2(self.weight_scale))
             return self.weight_codes(self.effective_weight(), s)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -877,7 +888,7 @@ class TwinMatmul(nn.Module):
         else:
             s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
             x_int = self.input_codes(x, s_x)
-        s_w = grad_scale(self.weight_scale, self._w_grad)
+        s_w = self._pow2(grad_scale(self.weight_scale, self._w_grad))
         w_int = self.weight_codes(self.effective_weight(), self._weight_scale_full(s_w))
         if self.zero_point:
             x_int = x_int + self.zero_point  # A-shift: driven signed
@@ -1277,6 +1288,8 @@ class TwinMatmul(nn.Module):
         """Integer weights (N, K) and scales ((1 or T), (1 or N)) the engine programs: the
         weights quantized in float64 with the float64 scales, as deploy quantizes."""
         s_w = _learned(self.weight_scale, self._weight_scale0, self._init64["s_w"])
+        if self.pow2_scales:
+            s_w = pow2_scale(s_w)
         w = self.effective_weight().detach().cpu().double().numpy()
         s_full = s_w[self._w_tile.cpu().numpy()].T if s_w.shape[0] > 1 else s_w.T
         w_int = (binary_codes(w) if self.binary else

@@ -91,13 +91,13 @@ def test_the_a_shift_is_refused_with_block_fp():
         _block_fp(chip).replace(dac=chip.dac.replace(shift_unsigned_inputs=True))
 
 
-def test_the_training_twin_refuses_pow2_weight_scales_naming_the_field():
+def test_the_training_twin_takes_block_fp_and_pow2_weight_scales():
     from cimsim.train.twin import check_chip
 
     ideal = cimsim.load_chip("ideal")
-    check_chip(_block_fp(ideal))  # block-FP inputs train (tests/train/test_block_fp.py)
-    with pytest.raises(ConfigError, match="quant.weight_scale = 'pow2'"):
-        check_chip(ideal.replace(quant=ideal.quant.replace(weight_scale="pow2")))
+    # tests/train/test_block_fp.py and test_pow2_scales.py hold the twin to deploy
+    check_chip(_block_fp(ideal))
+    check_chip(ideal.replace(quant=ideal.quant.replace(weight_scale="pow2")))
 
 
 # ---- the deployed model against a reference computed by hand ----------------------------------
