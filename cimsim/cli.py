@@ -220,12 +220,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     model, x = load_model_for(args.model, x)  # integer inputs: token ids or images
     _check_scores(args.model, model, x, y)
     x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
-    if times and not chip.device.ages and any(t != chip.device.drift_t0_s for _, t in times):
-        # a flat curve is no finding: say why (the sweep's time_s axis refuses the same)
-        from .arrays.drift import STATIC_DEVICE
-
-        print(f"cimsim: warning: --time: {STATIC_DEVICE}; use a drifting device (e.g. the pcm-22nm "
-              "preset; docs/drift.md)", file=sys.stderr)
+    if times:
+        _warn_static_device(chip, times)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {used}")
     sim = cimsim.deploy(model, chip, x_cal, seed=args.seed, exclude=args.exclude)
     if x_eval is x:  # after the deploy, so that an error stays the only line on stderr
@@ -945,12 +941,19 @@ def _train_time(args: argparse.Namespace, chip) -> float | None:
     if len(times) != 1:
         raise ConfigError(f"--time {args.time!r}: train takes one time, the one it trains "
                           "for and deploys at; allowed: one duration, e.g. 1d")
-    if not chip.device.ages and times[0][1] != chip.device.drift_t0_s:
-        from .arrays.drift import STATIC_DEVICE
-
-        print(f"cimsim: warning: --time: {STATIC_DEVICE}; use a drifting device (e.g. the "
-              "pcm-22nm preset; docs/drift.md)", file=sys.stderr)
+    _warn_static_device(chip, times)
     return times[0][1]
+
+
+def _warn_static_device(chip, times: list[tuple[str, float]]) -> None:
+    """``--time`` on a chip whose devices do not age: a flat curve (or a training for nothing)
+    is no finding, so say why (the sweep's ``time_s`` axis refuses the same)."""
+    if chip.device.ages or all(t == chip.device.drift_t0_s for _, t in times):
+        return
+    from .arrays.drift import STATIC_DEVICE
+
+    print(f"cimsim: warning: --time: {STATIC_DEVICE}; use a drifting device (e.g. the pcm-22nm "
+          "preset; docs/drift.md)", file=sys.stderr)
 
 
 class _UsageError(Exception):

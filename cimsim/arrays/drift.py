@@ -34,9 +34,9 @@ from ..events import Action, Component, EventKey
 if TYPE_CHECKING:
     from .program import ProgrammedLayer
 
-__all__ = ["Aging", "DURATION_UNITS", "STATIC_DEVICE", "at_time", "attach",
-           "calibration_read_events", "check_time", "gain_events", "parse_duration",
-           "read_noise_growth"]
+__all__ = ["Aging", "DURATION_UNITS", "STATIC_DEVICE", "aged_conductance", "at_time", "attach",
+           "calibration_read_events", "check_time", "gain_events", "gain_ratio",
+           "parse_duration", "read_noise_growth"]
 
 STATIC_DEVICE = ("the chip's device does not change after programming (no drift_nu_mean, "
                  "read_noise_q_s, retention_sigma_lsb or drift_compensation), so every time is "
@@ -159,14 +159,30 @@ def _conductance(layer: ProgrammedLayer, aging: Aging, t: float) -> np.ndarray |
         g = layer.digits_phys.astype(np.float64) + off_conductance(chip)
     if not moves:
         return g
-    if aging.nu is not None:
-        g = g * (t / aging.t0_s) ** (-aging.nu)
-    if aging.z_ret is not None:
-        sigma = chip.device.retention_sigma_lsb * math.sqrt(math.log10(t / aging.t0_s))
-        g = g + sigma * aging.z_ret
+    return aged_conductance(g, t, aging.t0_s, aging.nu, aging.z_ret, chip)
+
+
+def aged_conductance(g_t0, t_s: float, t0_s: float, nu, z_ret, chip: ChipConfig, xp=np):
+    """``G(t) = max(G(t0)·(t/t0)^(-ν) + σ_r(t)·z, 0)`` of cells programmed to ``g_t0`` with
+    drift exponents ``nu`` and retention directions ``z_ret`` (either None: that effect off;
+    a bipolar cell is not clamped). One function for the engine (NumPy) and the training twin
+    (torch tensors, ``xp=torch``)."""
+    g = g_t0
+    if nu is not None:
+        g = g * (t_s / t0_s) ** (-nu)
+    if z_ret is not None:
+        sigma = chip.device.retention_sigma_lsb * math.sqrt(math.log10(t_s / t0_s))
+        g = g + sigma * z_ret
         if chip.weight_encoding is not WeightEncoding.SIGNED_CELL:
-            g = np.maximum(g, 0.0)  # a conductance cannot go negative
+            g = xp.where(g < 0, 0.0, g)  # a conductance cannot go negative
     return g
+
+
+def gain_ratio(r0, rt, xp=np):
+    """Compensation gains ``r(t0) / r(t)`` of the calibration reads, 1 where either read is
+    not positive (nothing read); NumPy arrays or torch tensors (``xp=torch``)."""
+    ok = (rt > 0) & (r0 > 0)
+    return xp.where(ok, r0 / xp.where(ok, rt, 1.0), 1.0)
 
 
 def _read_rel(layer: ProgrammedLayer, t: float) -> np.ndarray | float:
@@ -201,8 +217,7 @@ def _gains(layer: ProgrammedLayer, g0: np.ndarray, g_t: np.ndarray) -> np.ndarra
         r0, rt = np.full_like(r0, r0.sum()), np.full_like(rt, rt.sum())
     if mode is DriftCompensation.NONE:
         return np.ones_like(r0)
-    ok = (rt > 0) & (r0 > 0)
-    return np.where(ok, r0 / np.where(ok, rt, 1.0), 1.0)
+    return gain_ratio(r0, rt)
 
 
 def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:

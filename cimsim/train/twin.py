@@ -51,7 +51,7 @@ from .. import engine
 from ..adc import ADCTables, FusedActivation, calibration_units
 from ..adc.activation import ActivationLevels, activation_tables, fit_activation_levels
 from ..arrays._rng import stream_key
-from ..arrays.drift import check_time, read_noise_growth
+from ..arrays.drift import aged_conductance, check_time, gain_ratio, read_noise_growth
 from ..arrays.encoding import conversion_kinds, plane_layout
 from ..arrays.program import (
     ProgrammedLayer,
@@ -135,7 +135,13 @@ from ..mapping.naming import (
     refuse_nonfinite_weights,
     refuse_signed_together,
 )
-from ..mapping.quant import act_range, binary_codes, pow2_scale, zero_point_offsets
+from ..mapping.quant import (
+    act_range,
+    binary_codes,
+    block_fp_acts,
+    pow2_scale,
+    zero_point_offsets,
+)
 from ..mapping.unmappable import (
     attribute_state,
     carry_tensor_hooks,
@@ -829,23 +835,17 @@ class TwinMatmul(nn.Module):
             return self.input_codes(x, self.act_scale) + self.zero_point
 
     def block_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Block floating-point codes of ``x`` (M, K), as deploy encodes them
+        """Block floating-point codes of ``x`` (M, K), deploy's own
         (:func:`cimsim.mapping.quant.block_fp_acts`: one exponent per vector and part, from
         its largest magnitude), with the straight-through gradient of ``clip(x / 2^X)``; and
         the (M, T) scales ``2^X`` each part's integer output is dequantized with."""
-        mag_bits = self.chip.input_bits - (1 if self.input_signed else 0)
-        x_max = 2 ** (self.chip.quant.act_exponent_bits - 1) - 1
-        with torch.no_grad():
-            xd = x.detach().double()
-            amax = torch.stack([xd[:, a:b].abs().amax(dim=1) for a, b in self.part_rows],
-                               dim=1)  # (M, T); a part has rows
-            e = torch.frexp(amax).exponent.to(torch.float64) - 1.0  # amax = f·2^(E+1)
-            e = torch.where(amax > 0, e - (mag_bits - 1), -float(x_max)).clamp(-x_max, x_max)
-            scale = torch.pow(2.0, e)
-            scale_k = scale.index_select(1, self._part_of_row)  # (M, K)
-            q = torch.clamp(torch.round(xd / scale_k), self.x_lo, self.x_hi)
-        c = torch.clamp(x / scale_k.to(x.dtype), self.x_lo, self.x_hi)
-        return c + (q.to(c.dtype) - c).detach(), scale.to(x.dtype)
+        codes, exps = block_fp_acts(x.detach().double().cpu().numpy(), self.chip.input_bits,
+                                    self.input_signed, self.chip.quant.act_exponent_bits,
+                                    self.part_rows)
+        scale = torch.from_numpy(np.ldexp(1.0, exps)).to(x.device, x.dtype)  # exact
+        q = torch.from_numpy(codes).to(x.device, x.dtype)
+        c = torch.clamp(x / scale.index_select(1, self._part_of_row), self.x_lo, self.x_hi)
+        return c + (q - c).detach(), scale
 
     def input_codes(self, x: torch.Tensor, s_x: torch.Tensor) -> torch.Tensor:
         """``round(clip(x / s_x))`` with the straight-through gradient of ``clip(x / s_x)``.
@@ -965,7 +965,10 @@ class TwinMatmul(nn.Module):
     def conductance(self, w_int: torch.Tensor, fresh: bool = False) -> torch.Tensor:
         """Programmed conductance (cell-LSB) of every physical cell (Q, N, K) holding integer
         weights ``w_int``: the chip's cells (``fresh``: a new draw of every cell)."""
-        digits = physical_digits(w_int, self.chip)
+        return self._programmed(physical_digits(w_int, self.chip), fresh)
+
+    def _programmed(self, digits: torch.Tensor, fresh: bool) -> torch.Tensor:
+        """:meth:`conductance` of cells holding ``digits`` (Q, N, K)."""
         z: torch.Tensor | None = self._dev_z if self.has_dev_z else None
         u: torch.Tensor | None = self._dev_u if self.has_dev_u else None
         if fresh:
@@ -973,23 +976,23 @@ class TwinMatmul(nn.Module):
             u = None if u is None else torch.rand_like(digits)
         return cell_conductance(digits, self.chip, z, u, xp=torch)
 
-    def _levels(self, w_int: torch.Tensor) -> torch.Tensor:
-        """(Q, N, K) programmed level of every cell (a bipolar cell's magnitude), as an index."""
-        d = physical_digits(w_int, self.chip)
-        return (d.abs() if self.chip.weight_encoding is WeightEncoding.SIGNED_CELL else d).long()
+    def _per_level(self, values: tuple[float, ...], digits: torch.Tensor) -> torch.Tensor:
+        """A per-level device parameter at the level of every cell holding ``digits`` (a
+        bipolar cell's magnitude; one value: everywhere)."""
+        table = torch.as_tensor(values, dtype=self.weight.dtype, device=digits.device)
+        if len(values) == 1:
+            return table[0]
+        signed = self.chip.weight_encoding is WeightEncoding.SIGNED_CELL
+        return table[(digits.abs() if signed else digits).long()]
 
-    def _per_level(self, values: tuple[float, ...], levels: torch.Tensor) -> torch.Tensor:
-        """A per-level device parameter at every cell's level (one value: everywhere)."""
-        table = torch.as_tensor(values, dtype=self.weight.dtype, device=levels.device)
-        return table[0] if len(values) == 1 else table[levels]
-
-    def cells_at_time(self, w_int: torch.Tensor, fresh: bool = False
+    def cells_at_time(self, digits: torch.Tensor, fresh: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Conductance (Q, N, K) of the cells holding ``w_int`` at the twin's time, and the
-        drift compensation's gains (T, C) then (None without one): ``cimsim.arrays.drift``'s
-        G(t) = max(G(t0)·(t/t0)^(-ν) + σ_r(t)·z, 0) and α_c = r_c(t0) / r_c(t) over the
-        columns' all-ones reads (``fresh``: the programming and the future drawn anew)."""
-        g0 = self.conductance(w_int, fresh)
+        """Conductance (Q, N, K) of the cells holding ``digits`` (:func:`physical_digits`) at
+        the twin's time, and the drift compensation's gains (T, C) then (None without one):
+        ``cimsim.arrays.drift``'s :func:`~cimsim.arrays.drift.aged_conductance` and
+        α_c = r_c(t0) / r_c(t) over the columns' all-ones reads (``fresh``: the programming
+        and the future drawn anew)."""
+        g0 = self._programmed(digits, fresh)
         aging = self.aging
         if aging is None or aging.t_s <= aging.t0_s:
             return g0, None  # at t0 every factor is 1 (the programmed layer)
@@ -999,22 +1002,16 @@ class TwinMatmul(nn.Module):
         g0_32 = g0.to(torch.float32).to(g0.dtype)
         if self.has_dev_z or self.has_dev_u:
             g0 = g0_32
-        g = g0
+        nu = z_ret = None
         if aging.has_nu:
-            levels = self._levels(w_int)
             z = torch.randn_like(g0) if fresh else self._nu_z
-            mean = self._per_level(dev.drift_nu_mean, levels)
-            nu = mean
+            nu = self._per_level(dev.drift_nu_mean, digits)
             if dev.drift_nu_sigma:
-                nu = mean + self._per_level(dev.drift_nu_sigma, levels) * z
+                nu = nu + self._per_level(dev.drift_nu_sigma, digits) * z
             nu = torch.abs(nu)
-            g = g * torch.pow(aging.t_s / aging.t0_s, -nu)
         if aging.has_ret:
-            z = torch.randn_like(g0) if fresh else self._ret_z
-            sigma_r = dev.retention_sigma_lsb * math.sqrt(math.log10(aging.t_s / aging.t0_s))
-            g = g + sigma_r * z
-            if chip.weight_encoding is not WeightEncoding.SIGNED_CELL:
-                g = torch.clamp(g, min=0.0)  # a conductance cannot go negative
+            z_ret = torch.randn_like(g0) if fresh else self._ret_z
+        g = aged_conductance(g0, aging.t_s, aging.t0_s, nu, z_ret, chip, xp=torch)
         if dev.drift_compensation is DriftCompensation.NONE:
             return g, None
 
@@ -1032,18 +1029,17 @@ class TwinMatmul(nn.Module):
         r0, rt = reads(g0_32), reads(g)
         if dev.drift_compensation is DriftCompensation.GLOBAL:
             r0, rt = r0.sum(dim=1, keepdim=True), rt.sum(dim=1, keepdim=True)
-        ok = (r0 > 0) & (rt > 0)
-        gain = torch.where(ok, r0 / torch.where(ok, rt, 1.0), 1.0)
-        return g, gain.expand(-1, self.n_outputs * self.n_kinds)
+        return g, gain_ratio(r0, rt, xp=torch).expand(-1, self.n_outputs * self.n_kinds)
 
-    def _read_rel(self, w_int: torch.Tensor) -> torch.Tensor | float:
-        """Relative read-noise sigma of every cell (Q, N, K) at the twin's time: the white
-        and the 1/f terms in variance (``cimsim.arrays.drift``); one value without 1/f."""
+    def _read_rel(self, digits: torch.Tensor) -> torch.Tensor | float:
+        """Relative read-noise sigma of every cell (Q, N, K) holding ``digits`` at the twin's
+        time: the white and the 1/f terms in variance (``cimsim.arrays.drift``); one value
+        without 1/f."""
         rel = self.chip.noise.read_noise_rel
         q_s = self.chip.device.read_noise_q_s
         if self.aging is None or not any(q_s):
             return rel
-        q = self._per_level(q_s, self._levels(w_int))
+        q = self._per_level(q_s, digits)
         return torch.sqrt(rel**2 + q * q * self.aging.growth)
 
     def _analog(self, x_int: torch.Tensor, w_int: torch.Tensor, noisy: bool
@@ -1061,7 +1057,8 @@ class TwinMatmul(nn.Module):
             off, has_off = self._off, self.has_off
         else:
             fresh = self.training and self.devices == "sampled"
-            g_cells, gain = self.cells_at_time(w_int, fresh)
+            cell_digits = physical_digits(w_int, chip)  # (Q, N, K), once per forward
+            g_cells, gain = self.cells_at_time(cell_digits, fresh)
             digits = merge_columns(g_cells, chip)
             off, has_off = self._off_dev, self.has_off_dev
         mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
@@ -1077,7 +1074,7 @@ class TwinMatmul(nn.Module):
             if g_cells is None:
                 cell_var = read_noise_weights(w_int, chip)
             else:
-                cell_var = (self._read_rel(w_int) * g_cells) ** 2
+                cell_var = (self._read_rel(cell_digits) * g_cells) ** 2
                 cell_var = merge_columns(cell_var, chip, square=True)
             vg = self._row_groups(cell_var.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
             var = torch.bmm(xg * xg, vg)
