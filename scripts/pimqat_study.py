@@ -8,9 +8,14 @@ once and cached under .cache/studies (the shared start of every arm); (b) (a) de
 PIM chip; (c) PIM-QAT (forward and backward rescaling) fine-tuned from (a) for --epochs epochs,
 deployed; (d) (c) on the chip with thermal noise sigma = 0.5 LSB and a cubic non-linearity;
 (e) (d) + BatchNorm calibration on the noisy chip; (f) adjusted precision (fine-tuned from (a)
-with a (b-1)-bit ADC), deployed on the noisy b-bit chip + BatchNorm calibration. Every
-accuracy is the Numba engine's (SimModel) on the first --test test images, except (a), the
-lossless twin.
+with a (b-1)-bit ADC), deployed on the noisy b-bit chip + BatchNorm calibration; (g) PIM-QAT
+fine-tuned from (a) on the noisy chip itself (its noise injected, its non-linearity in the
+twin's forward), deployed on it; (h) (g) + BatchNorm calibration. Every accuracy is the Numba
+engine's (SimModel) on the first --test test images, except (a), the lossless twin. --arms
+picks the arms (default b-f; (d) and (e) need (c)).
+
+    python scripts/pimqat_study.py --decompositions bit-serial --rows 64 --adc-bits 4 5 6 \
+        --epochs 3 --test 200 --arms c d e g h --out docs/results/pim-qat-study-nonlinear.csv
 """
 
 from __future__ import annotations
@@ -43,7 +48,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=CACHE, help="where (a) is cached")
     ap.add_argument("--out", type=Path, default=Path("docs/results/pim-qat-study.csv"))
+    ap.add_argument("--arms", nargs="+", default=list("bcdef"), choices=list("bcdefgh"),
+                    help="arms to run (a is the shared start; d and e need c, h needs g)")
     args = ap.parse_args()
+    arms = set(args.arms)
+    if arms & set("de") and "c" not in arms or "h" in arms and "g" not in arms:
+        ap.error("--arms: d and e need c, h needs g")
 
     x, y, x_te, y_te = setup(max(args.train, args.bn, args.train_a), args.test)
     x_a, y_a = x[:args.train_a], y[:args.train_a]
@@ -67,20 +77,32 @@ def main() -> None:
                 def add(arm: str, value: float, dec=dec, r=r, b=b) -> None:  # bound now
                     rows.add(decomposition=dec, rows=r, adc_bits=b, arm=arm, accuracy=value)
 
-                add("b", acc(prep_a.deploy(args.seed, chip=chip), x_te, y_te))
-                prep_c = prepare_pimqat(prep_a, chip, x_cal, seed=args.seed)
-                qat(prep_c, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed)
-                add("c", acc(prep_c.deploy(args.seed, chip=chip), x_te, y_te))
-                sim = prep_c.deploy(args.seed, chip=noisy)
-                add("d", acc(sim, x_te, y_te))
-                calibrate_bn(sim, x_bn)
-                add("e", acc(sim, x_te, y_te))
-                prep_f = prepare_pimqat(prep_a, chip, x_cal, seed=args.seed,
-                                        train_adc_bits=max(b - 1, 1))
-                qat(prep_f, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed)
-                sim = prep_f.deploy(args.seed, chip=noisy)
-                calibrate_bn(sim, x_bn)
-                add("f", acc(sim, x_te, y_te))
+                if "b" in arms:
+                    add("b", acc(prep_a.deploy(args.seed, chip=chip), x_te, y_te))
+                if "c" in arms:
+                    prep_c = prepare_pimqat(prep_a, chip, x_cal, seed=args.seed)
+                    qat(prep_c, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed)
+                    add("c", acc(prep_c.deploy(args.seed, chip=chip), x_te, y_te))
+                if arms & set("de"):
+                    sim = prep_c.deploy(args.seed, chip=noisy)
+                    add("d", acc(sim, x_te, y_te))
+                    calibrate_bn(sim, x_bn)
+                    add("e", acc(sim, x_te, y_te))
+                if "f" in arms:
+                    prep_f = prepare_pimqat(prep_a, chip, x_cal, seed=args.seed,
+                                            train_adc_bits=max(b - 1, 1))
+                    qat(prep_f, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed)
+                    sim = prep_f.deploy(args.seed, chip=noisy)
+                    calibrate_bn(sim, x_bn)
+                    add("f", acc(sim, x_te, y_te))
+                if "g" in arms:  # trained through the noisy chip's noise and non-linearity
+                    prep_g = prepare_pimqat(prep_a, noisy, x_cal, seed=args.seed)
+                    qat(prep_g, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed)
+                    sim = prep_g.deploy(args.seed)
+                    add("g", acc(sim, x_te, y_te))
+                    if "h" in arms:
+                        calibrate_bn(sim, x_bn)
+                        add("h", acc(sim, x_te, y_te))
 
 
 if __name__ == "__main__":

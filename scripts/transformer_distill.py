@@ -10,7 +10,10 @@ programmed ones, variation and faults drawn with ``--seed`` as ``cimsim.deploy``
 and the deployment after distillation::
 
     python scripts/transformer_distill.py [--chip rram-22nm] [--epochs 4] [--lr 1e-4]
-        [--devices programmed|sampled|nominal]
+        [--devices programmed|sampled|nominal] [--zero-point] [--alpha A]
+
+``--zero-point`` and ``--alpha`` set ``quant.act_zero_point`` and ``quant.smooth_alpha``
+(docs/transformers.md): the twin trains with them as deploy maps them.
 
 The preset's arrays are time-multiplexed if the encoder does not fit (allow_time_multiplexing).
 """
@@ -63,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="distil with the chip's conversion noise in the twin (default on)")
     ap.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                     help="deploy the untrained model first (default on; the slowest step)")
+    ap.add_argument("--zero-point", action="store_true",
+                    help="asymmetric activations (quant.act_zero_point = true)")
+    ap.add_argument("--alpha", type=float, default=None,
+                    help="SmoothQuant's alpha (quant.smooth_alpha; default: none)")
     args = ap.parse_args(argv)
     f = read_e5(model_file())
     model = PackedEncoder(E5Encoder(f).eval()).eval()
@@ -73,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cal, ev = packed(CALIBRATION_SENTENCES), packed(EVALUATION_SENTENCES)
     chip = cimsim.load_chip(args.chip)
-    chip = chip.replace(array=chip.array.replace(allow_time_multiplexing=True))
+    chip = chip.replace(array=chip.array.replace(allow_time_multiplexing=True),
+                        quant=chip.quant.replace(act_zero_point=args.zero_point,
+                                                 smooth_alpha=args.alpha))
     with torch.no_grad():
         want = model(ev)
 
@@ -83,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return f"{c.mean().item():.4f} (min {c.min().item():.4f})"
 
     torch.manual_seed(args.seed)
-    print(f"multilingual-e5-small on {chip.name}: {len(CALIBRATION_SENTENCES)} unlabeled "
-          f"training sentences, {len(EVALUATION_SENTENCES)} held-apart sentences")
+    print(f"multilingual-e5-small on {chip.name} (act_zero_point = "
+          f"{str(args.zero_point).lower()}, smooth_alpha = {args.alpha}): "
+          f"{len(CALIBRATION_SENTENCES)} unlabeled training sentences, "
+          f"{len(EVALUATION_SENTENCES)} held-apart sentences")
     t0 = time.perf_counter()
     if args.baseline:
         print(f"{'deployed, no training':<28} "

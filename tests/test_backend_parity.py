@@ -56,6 +56,7 @@ import cimsim
 from cimsim.arrays.encoding import input_range, weight_range
 from cimsim.arrays.program import program
 from cimsim.config import (
+    ActFormat,
     ADCKind,
     ADCPlacement,
     ChipConfig,
@@ -67,7 +68,7 @@ from cimsim.config import (
     VariationKind,
     WeightEncoding,
 )
-from cimsim.errors import CimsimError, ConfigError
+from cimsim.errors import CimsimError, ConfigError, MappingError
 from cimsim.mapping.matrix import EngineView
 from cimsim.mapping.torch_backend import TorchMatmul
 from tests.chip_strategies import valid_chips
@@ -96,19 +97,6 @@ def quiet(chip: ChipConfig, ideal_devices: bool = False, ageing: bool = False) -
     return chip.replace(device=dev,
                         noise=chip.noise.replace(thermal_sigma_lsb=0.0, read_noise_rel=0.0),
                         adc=chip.adc.replace(comparator_noise_lsb=0.0))
-
-
-def unmodelled(chip: ChipConfig) -> list[str]:
-    """The fields of ``chip`` the torch backend refuses (docs/performance.md, docs/training.md
-    §5), by the name its error must say."""
-    out = []
-    if chip.noise.nonlinearity is not Nonlinearity.NONE:
-        out.append("noise.nonlinearity")
-    if chip.quant.act_zero_point:
-        out.append("quant.act_zero_point")
-    if chip.quant.smooth_alpha is not None:
-        out.append("quant.smooth_alpha")
-    return out
 
 
 def _field_names(chip: ChipConfig) -> set[str]:
@@ -192,7 +180,7 @@ def check_matmul(chip: ChipConfig, seed: int, k: int, n: int, m: int, signed: bo
     chip = quiet(chip, ideal_devices).replace(
         quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None))
     if exact:  # the lossless variant: every path computes x @ w.T exactly
-        chip = lossless(chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.NONE)))
+        chip = lossless(chip)
     signed = signed and chip.input_bits > 1
     w, x, cal = _operands(chip, np.random.default_rng(seed), k, n, m, signed)
     try:
@@ -201,11 +189,6 @@ def check_matmul(chip: ChipConfig, seed: int, k: int, n: int, m: int, signed: bo
         event(f"matmul: {type(exc).__name__}")
         _names_a_field(exc, chip)
         with pytest.raises(type(exc)):
-            torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
-        return
-    if unmodelled(chip):
-        event("matmul: refused")
-        with pytest.raises(ConfigError, match=unmodelled(chip)[0]):
             torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
         return
     got, view = torch_matmul(x, w, chip, seed, input_signed=signed, calibration=cal)
@@ -276,30 +259,31 @@ def _deploy(model, chip, x, **kw):
 
 def modelled(chip: ChipConfig, ideal_devices: bool = False, ageing: bool = False
              ) -> ChipConfig:
-    """``quiet(chip, ideal_devices, ageing)`` without what the torch backend refuses (column
-    non-linearity, a zero point, smoothing, a fused activation), with time multiplexing
-    allowed (so that a small array still holds the model and the comparison runs, not a
-    capacity error). Block floating-point inputs and power-of-two weight scales stay as drawn
-    (a fused activation, which the twin refuses with block FP, is taken off above)."""
+    """``quiet(chip, ideal_devices, ageing)`` with time multiplexing allowed (so that a small
+    array still holds the model and the comparison runs, not a capacity error). Column
+    non-linearity, zero points, smoothing, a fused activation, block floating-point inputs and
+    power-of-two weight scales stay as drawn (block FP with a fused activation, which the twin
+    refuses, without the fused activation)."""
     chip = quiet(chip, ideal_devices, ageing)
-    return chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.NONE),
-                        quant=chip.quant.replace(act_zero_point=False, smooth_alpha=None),
-                        adc=chip.adc.replace(fuse_activation=False),
+    fused = chip.adc.fuse_activation and chip.quant.act_format is not ActFormat.BLOCK_FP
+    return chip.replace(adc=chip.adc.replace(fuse_activation=fused),
                         array=chip.array.replace(allow_time_multiplexing=True))
 
 
 def lossless(chip: ChipConfig) -> ChipConfig:
     """``chip``'s geometry, encoding, precisions, DAC and read-out on ideal devices (no
-    variation, faults or off-state current) and a 24-b full-scale converter without gain or
-    offset error after every partial sum (as the ``ideal`` preset): every conversion is exact,
-    so every path computes integers and the outputs must be equal bit for bit."""
+    variation, faults or off-state current), linear columns and a 24-b full-scale converter
+    without gain or offset error after every partial sum (as the ``ideal`` preset): every
+    conversion is exact, so every path computes integers and the outputs must be equal bit for
+    bit."""
     dev = chip.device.replace(variation=VariationKind.NONE, variation_sigma=0.0,
                               p_stuck_on=0.0, p_stuck_off=0.0, on_off_ratio=math.inf)
     kind = ADCKind.DIGITAL if chip.adc.kind is ADCKind.DIGITAL else ADCKind.SAR
     adc = chip.adc.replace(kind=kind, bits=24, range_policy=RangePolicy.FULL_SCALE,
                            full_scale_factor=1.0, gain_error=0.0, offset_error_lsb=0.0,
                            placement=ADCPlacement.PARTIAL_SUM, zero_aligned=True)
-    return chip.replace(device=dev, adc=adc)
+    return chip.replace(device=dev, adc=adc,
+                        noise=chip.noise.replace(nonlinearity=Nonlinearity.NONE))
 
 
 def check_deploy(chip: ChipConfig, kind: str, seed: int, exact: bool,
@@ -406,21 +390,11 @@ def test_twin_records_the_deployed_scales_bit_for_bit():
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. what the torch backend does not model: refused, naming the field
+# 3. an ADC fused with the ReLU (refused by the torch backend before 2026-12-02)
 # ---------------------------------------------------------------------------------------------
-UNMODELLED = ("noise.nonlinearity", "quant.act_zero_point",
-              "quant.smooth_alpha", "adc.fuse_activation")
-
-
-def _with(chip: ChipConfig, field: str) -> ChipConfig:
-    """``modelled(chip)`` with the one feature ``field`` names switched on."""
+def _fused(chip: ChipConfig) -> ChipConfig:
+    """``modelled(chip)`` with a layer-output ADC fused with the following ReLU."""
     chip = modelled(chip)
-    if field == "noise.nonlinearity":
-        return chip.replace(noise=chip.noise.replace(nonlinearity=Nonlinearity.SATURATING))
-    if field == "quant.act_zero_point":
-        return chip.replace(quant=chip.quant.replace(act_zero_point=True))
-    if field == "quant.smooth_alpha":
-        return chip.replace(quant=chip.quant.replace(smooth_alpha=0.5))
     # a calibrated ADC with one conversion per output (docs/hardware-model.md): every input
     # bit in one pulse, the models' K <= 64 rows in one group, a weight's slices in analog
     if chip.adc.kind is ADCKind.DIGITAL:  # bit-serial by definition: never one conversion
@@ -431,71 +405,64 @@ def _with(chip: ChipConfig, field: str) -> ChipConfig:
     array = chip.array.replace(n_rows=max(chip.array.n_rows, 64), rows_per_conversion=None,
                                n_cols=max(chip.array.n_cols, 64), slice_readout=slices)
     dac = chip.dac.replace(bits=None, signed_inputs=SignedInputMode.TWOS_COMPLEMENT)
-    return chip.replace(array=array, dac=dac,
+    quant = chip.quant.replace(act_format="int")  # the twin refuses block FP with it
+    return chip.replace(array=array, dac=dac, quant=quant,
                         adc=chip.adc.replace(placement=ADCPlacement.LAYER_OUTPUT,
                                              fuse_activation=True,
                                              range_policy=RangePolicy.CALIBRATED))
 
 
-def check_refused(chip: ChipConfig, field: str, kind: str) -> None:
+def check_fused(chip: ChipConfig, kind: str) -> None:
     try:
-        chip = _with(chip, field)
+        chip = _fused(chip)
     except ConfigError:  # a combination the validator refuses (e.g. non-linear analog slices)
-        event("refusal: chip invalid")
+        event("fused: chip invalid")
         return
     model, x = _problem(kind, 0)
     try:
         numba = _deploy(model, chip, x)
-        numba(x)
+        y1 = numba(x).numpy()
     except CimsimError as exc:
-        event(f"refusal: numba {type(exc).__name__}: {str(exc)[:60]}")
+        event(f"fused: numba {type(exc).__name__}: {str(exc)[:60]}")
         _names_a_field(exc, chip)
         return
-    if field == "adc.fuse_activation" and not any(
-            c.fused for layer in numba.sim_layers.values() for c in layer.cores):
-        event("refusal: nothing fused")  # deploy fused no layer here: the backend runs it
-        sim = _deploy(model, chip, x, backend="torch")
-        assert_same_outputs(numba(x).numpy(), sim(x).numpy(), exact=False)
-        return
-    event(f"refusal: {field}")
-    name = field.split(".")[-1]
-    with pytest.raises(ConfigError, match=name):
-        _deploy(model, chip, x, backend="torch")
-    with pytest.raises(ConfigError, match=name):
-        numba.use_backend("torch")
-    assert numba.backend == "numba"
-    if field != "adc.fuse_activation":  # the twin models a fused ADC; the rest it refuses
-        from cimsim.train import prepare
-
-        with pytest.raises(ConfigError, match=name):
-            prepare(model, chip, x)
+    event(f"fused: {any(c.fused for layer in numba.sim_layers.values() for c in layer.cores)}")
+    sim = _deploy(model, chip, x, backend="torch")
+    assert_same_outputs(y1, sim(x).numpy(), exact=True)
+    for w1, w2 in zip(numba.works(), sim.works(), strict=True):
+        assert_same_events(w1.events, w2.events)
+        assert w1.n_adc_clipped == w2.n_adc_clipped
+    check_twin(model, chip, x, y1, exact=False)
 
 
 @settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(chip=valid_chips(max_size=64), field=st.sampled_from(UNMODELLED),
-       kind=st.sampled_from(sorted(MODELS)))
-def test_what_the_torch_backend_does_not_model_is_refused_naming_it(chip, field, kind):
-    check_refused(chip, field, kind)
+@given(chip=valid_chips(max_size=64), kind=st.sampled_from(sorted(MODELS)))
+def test_a_fused_activation_runs_on_numba_torch_and_twin_alike(chip, kind):
+    check_fused(chip, kind)
 
 
-def test_a_refused_switch_leaves_every_matrix_on_the_engine():
-    """``use_backend("torch")`` on a model whose second layer's ADC is fused with its ReLU: the
-    refusal used to come after the first layer had been moved to torch, so a model reporting
-    ``backend = 'numba'`` ran that layer on the torch backend (other noise draws: a silent
-    difference). The switch now builds every torch matrix before it moves any."""
+def test_a_failed_switch_leaves_every_matrix_on_the_engine(monkeypatch):
+    """``use_backend("torch")`` on a model whose second matrix the backend fails to build (it
+    refused a fused ADC then): the failure used to come after the first layer had been moved
+    to torch, so a model reporting ``backend = 'numba'`` ran that layer on the torch backend
+    (other noise draws: a silent difference). The switch now builds every torch matrix before
+    it moves any."""
+    from cimsim.mapping import torch_backend
+
     chip = cimsim.load_chip("ideal")
-    chip = chip.replace(
-        dac=chip.dac.replace(bits=None), device=chip.device.replace(bits_per_cell=7),
-        array=chip.array.replace(n_rows=64, n_cols=64),
-        adc=chip.adc.replace(kind=ADCKind.SAR, bits=4, range_policy=RangePolicy.CALIBRATED,
-                             placement=ADCPlacement.LAYER_OUTPUT))
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(12, 8), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
     x = torch.randn(16, 12)
     sim = _deploy(model, chip, x)
-    assert [c.fused for layer in sim.sim_layers.values() for c in layer.cores] == [
-        False, True, False]
-    with pytest.raises(ConfigError, match="adc.fuse_activation"):
+    built = torch_backend.TorchMatmul.__init__
+
+    def fail_second(self, weight, view, device, name=""):
+        if name == "1":
+            raise MappingError("the second matrix fails")
+        built(self, weight, view, device, name)
+
+    monkeypatch.setattr(torch_backend.TorchMatmul, "__init__", fail_second)
+    with pytest.raises(MappingError, match="second matrix"):
         sim.use_backend("torch")
     assert sim.backend == "numba"
     assert all(c.torch_core is None for layer in sim.sim_layers.values() for c in layer.cores)

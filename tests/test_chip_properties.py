@@ -183,10 +183,12 @@ def _exact_conversions(sim) -> bool:
 
 def check_lossless(chip: ChipConfig, kind: str, seed: int) -> None:
     chip = lossless(modelled(chip))
-    # the integer re-implementation quantizes inputs with one per-tensor scale and weights
-    # with float scales; block-FP inputs and power-of-two weight scales are held to a
-    # hand-computed reference by tests/mapping/test_block_fp.py
-    chip = chip.replace(quant=chip.quant.replace(act_format="int", weight_scale="float"))
+    # the integer re-implementation quantizes inputs with one symmetric per-tensor scale and
+    # weights with float scales; block-FP inputs and power-of-two weight scales are held to a
+    # hand-computed reference by tests/mapping/test_block_fp.py, zero points and smoothing by
+    # tests/mapping (their own tests)
+    chip = chip.replace(quant=chip.quant.replace(act_format="int", weight_scale="float",
+                                                 act_zero_point=False, smooth_alpha=None))
     model, x = _problem(kind, seed)
     model, x = model.float(), x.float()
     try:

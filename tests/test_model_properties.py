@@ -228,10 +228,12 @@ def check_lossless_variant(spec: ModelSpec, chip: ChipConfig) -> None:
     on odd arrays are exact."""
     chip = lossless(modelled(chip))
     # the A-shift is exact (tests/test_chip_properties.py compares it with the unshifted
-    # chip): the reference knows no zero point; nor block-FP inputs or power-of-two weight
-    # scales (tests/mapping/test_block_fp.py holds them to a hand-computed reference)
+    # chip): the reference knows no zero point or smoothing; nor block-FP inputs or
+    # power-of-two weight scales (tests/mapping/test_block_fp.py holds them to a
+    # hand-computed reference)
     chip = chip.replace(dac=chip.dac.replace(shift_unsigned_inputs=False),
-                        quant=chip.quant.replace(act_format="int", weight_scale="float"))
+                        quant=chip.quant.replace(act_format="int", weight_scale="float",
+                                                 act_zero_point=False, smooth_alpha=None))
     model, args = build(spec)
     try:
         sim = _deploy(model, chip, args)

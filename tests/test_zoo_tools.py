@@ -21,7 +21,6 @@ from torch import nn
 import cimsim
 from cimsim.arrays import program
 from cimsim.cli import main
-from cimsim.errors import ConfigError
 from cimsim.events import Action, Component, EventKey
 from cimsim.report import Report
 from tests.mapping.conftest import lossless_chip
@@ -178,13 +177,35 @@ def test_twin_trains_for_an_aging_chip_a_year_on(name):
     assert torch.allclose(_out(back(*args)), y_chip, rtol=1e-5, atol=1e-5 * scale)
 
 
-def test_torch_backend_refusal_names_the_backend():
-    """It used to say only "... not modelled by the training twin yet": a deploy user did not
-    ask for a twin and was not told that the numba backend runs the chip."""
-    chip = _quiet_rram().replace(noise=_quiet_rram().noise.replace(nonlinearity="saturating"))
-    with pytest.raises(ConfigError, match=r"backend = 'torch'.*noise.nonlinearity.*backend = "
-                                          r"'numba'"):
-        _deploy("mobilenet", chip, backend="torch")
+def _bent_rram():
+    """``_quiet_rram`` with saturating columns, asymmetric activations and smoothing."""
+    chip = _quiet_rram()
+    return chip.replace(noise=chip.noise.replace(nonlinearity="saturating",
+                                                 saturation_fraction=0.05),
+                        quant=chip.quant.replace(act_zero_point=True, smooth_alpha=0.5))
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_torch_backend_and_twin_run_bent_columns_zero_points_and_smoothing(name):
+    """Column non-linearity, activation zero points and smoothing used to be refused by the
+    torch backend and the twin: both now compute them as the engine does (the backend bit for
+    bit; the twin within float32 ties: the zoo's models are float32)."""
+    from cimsim.train import prepare
+
+    chip = _bent_rram()
+    numba, model, args = _deploy(name, chip)
+    sim, _, _ = _deploy(name, chip, backend="torch")
+    y_chip = _out(numba(*args))
+    assert torch.equal(y_chip, _out(sim(*args)))
+    _same_counts(numba, sim)
+    _, _, batch_dim = _build(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        prep = prepare(model, chip, args, seed=2, batch_dim=batch_dim).eval()
+    with torch.no_grad():
+        y_twin = _out(prep(*args))
+    scale = float(y_chip.abs().max())
+    assert float((y_twin - y_chip).abs().max()) <= 1e-3 * scale
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import numpy as np
 from ..config import NoiseConfig, Nonlinearity
 from ._kernels import NL_IR_DROP, NL_NONE, NL_POLYNOMIAL, NL_SATURATING
 
-__all__ = ["NL_CODES", "analog_from_partial_sums", "column_nonlinearity", "nonlinearity_args"]
+__all__ = ["NL_CODES", "analog_from_partial_sums", "column_nonlinearity",
+           "column_nonlinearity_slope", "column_transfer", "nonlinearity_args"]
 
 NL_CODES = {
     Nonlinearity.NONE: NL_NONE,
@@ -31,16 +32,44 @@ def nonlinearity_args(noise: NoiseConfig, column_fs: float) -> dict:
                 nl_poly=np.asarray(noise.poly_coeffs, dtype=np.float64))
 
 
-def column_nonlinearity(a, kind, fs, sat, beta, poly):
-    """``f_nl(a)`` of a column current ``a`` (cell-LSB), full scale ``fs``."""
+def column_nonlinearity(a, kind, fs, sat, beta, poly, xp=np):
+    """``f_nl(a)`` of a column current ``a`` (cell-LSB), full scale ``fs``; ``xp``: the array
+    module of ``a`` (``torch`` in the training twin and the torch backend)."""
     if kind == NL_SATURATING:
-        return sat * fs * np.tanh(a / (sat * fs))
+        return sat * fs * xp.tanh(a / (sat * fs))
     if kind == NL_POLYNOMIAL:
         u = a / fs
         return a + fs * sum(c * u ** (i + 2) for i, c in enumerate(poly))
     if kind == NL_IR_DROP:
-        return a / (1.0 + beta * np.abs(a) / fs)
+        return a / (1.0 + beta * xp.abs(a) / fs)
     return a
+
+
+def column_nonlinearity_slope(a, kind, fs, sat, beta, poly, xp=np):
+    """``f_nl'(a)``, the derivative of :func:`column_nonlinearity` (1 where it is linear): the
+    training twin's straight-through gradient follows it."""
+    if kind == NL_SATURATING:
+        t = xp.tanh(a / (sat * fs))
+        return 1.0 - t * t
+    if kind == NL_POLYNOMIAL:
+        u = a / fs
+        return 1.0 + sum(c * (i + 2) * u ** (i + 1) for i, c in enumerate(poly))
+    if kind == NL_IR_DROP:
+        d = 1.0 + beta * xp.abs(a) / fs
+        return 1.0 / (d * d)
+    return xp.ones_like(a)
+
+
+def column_transfer(noise: NoiseConfig, column_fs: float, xp=np):
+    """``(f, f')`` of the column non-linearity of a layer whose column full scale is
+    ``column_fs``, as functions of an array of module ``xp``; None when it is linear."""
+    if noise.nonlinearity is Nonlinearity.NONE:
+        return None
+    args = nonlinearity_args(noise, column_fs)
+    shape = (args["nl_kind"], args["nl_fs"], args["nl_sat"], args["nl_beta"],
+             tuple(float(c) for c in args["nl_poly"]))  # Python floats: no NumPy scalars
+    return (lambda a: column_nonlinearity(a, *shape, xp=xp),
+            lambda a: column_nonlinearity_slope(a, *shape, xp=xp))
 
 
 def analog_from_partial_sums(ps, xsum, pos, neg, off_add, nl_kind, nl_fs, nl_sat, nl_beta,

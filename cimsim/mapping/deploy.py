@@ -203,10 +203,10 @@ class SimModel(nn.Module):
         parts, events and report either way. Returns ``self``."""
         from .torch_backend import TorchMatmul, check_backend
 
-        check_backend(backend, device, self.chip)
+        check_backend(backend, device)
         cores = [core for layer in self.sim_layers.values() for core in layer.cores]
-        # every matrix first, then switch: a matrix the torch backend refuses (a fused ADC)
-        # must not leave the ones before it on torch under backend = 'numba'
+        # every matrix first, then switch: a matrix the torch backend fails to build must not
+        # leave the ones before it on torch under backend = 'numba'
         torch_cores = [TorchMatmul(core.w, core.view, device or "cpu", core.name)
                        if backend == "torch" and not core.digital and core.view is not None
                        else None for core in cores]
@@ -932,7 +932,7 @@ def deploy(
     chip = as_chip(chip)
     from .torch_backend import check_backend
 
-    check_backend(backend, device, chip)  # before the work
+    check_backend(backend, device)  # before the work
     t_inference = None if t_inference_s is None else check_time(t_inference_s, chip)
     mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
     sim = mapping.replace_layers(_eval_copy(model))

@@ -5,7 +5,8 @@ runs) and torch computes, on the device, what ``engine.run_detailed`` computes f
 operands, in the same order: the input planes, one partial-sum GEMM per row group and chunk of
 vectors with the engine's matrix (``ProgrammedLayer.gemm_matrix``: int8 digits, or float32
 conductances multiplied in float32 where the engine's ``_gemm.choose`` does), its off-state
-current and column pairs (``pos``, ``neg``, ``off_add``), the conversion noise (thermal, per-cell
+current, column non-linearity and column pairs (``pos``, ``neg``, ``off_add``), the conversion
+noise (thermal, per-cell
 read with the engine's per-output variance ``gemm_var``, comparator: torch draws on the device,
 so the same distribution as the engine's Gaussian path, not the same draws), the gain and
 offset error, the ADC tables, and the shift-add ``Σ_c coef_c · Σ_p sig_p · value`` (a drift
@@ -19,11 +20,10 @@ What the run did is counted as the engine counts it, so the report is the same: 
 events from the shapes (``engine._static_events``, a compensation's gain multiplies included),
 the data-dependent ones from the input planes (DAC pulses, cell reads, Σ x²·G and Σ |x|·G:
 ``engine._add_plane_events``), and the clipped conversions against the tables' clip bounds.
+An ADC fused with the following ReLU (``adc.fuse_activation``) is a table of per-output
+thresholds and levels like a ramp converter's, converted as the engine converts it.
 The float parts of the model (BatchNorm, ReLU, attention's softmax ...) stay where the
 ``SimModel`` runs them, on the CPU.
-
-Not covered (a ``ConfigError`` at deploy, naming the setting): column non-linearity, an
-activation zero point, smoothing, an ADC fused with the activation.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import torch
 
 from .. import engine
 from ..arrays import _gemm
+from ..arrays.analog import column_transfer
 from ..arrays.encoding import plane_layout
 from ..arrays.program import ProgrammedLayer
-from ..config import ChipConfig, DriftCompensation
 from ..errors import ConfigError, MappingError
 from ..events import Events
 from .matrix import EngineView
@@ -45,8 +45,9 @@ __all__ = ["BACKENDS", "TorchMatmul", "check_backend"]
 BACKENDS = ("numba", "torch")
 
 
-def check_backend(backend: str, device: str | torch.device | None, chip: ChipConfig) -> None:
-    """Refuse a backend, device or chip the torch backend cannot run (ConfigError)."""
+def check_backend(backend: str, device: str | torch.device | None) -> None:
+    """Refuse a backend or device that cannot run here (ConfigError); every chip runs on
+    either."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend = {backend!r} is invalid; allowed: "
                           + ", ".join(repr(b) for b in BACKENDS))
@@ -61,26 +62,6 @@ def check_backend(backend: str, device: str | torch.device | None, chip: ChipCon
         raise ConfigError(f"device = {device!r} is not a torch device ({exc})") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device = {device!r}: torch sees no CUDA device here")
-    _check_chip(chip)
-
-
-def _check_chip(chip: ChipConfig) -> None:
-    """Refuse what the backend does not model (ConfigError naming the field)."""
-    from ..train.twin import check_chip
-
-    # ageing is modelled here (the programmed parts at their time, as the engine runs them);
-    # the rest the backend shares with the twin's limits, each named by its field
-    dev = chip.device.replace(drift_nu_mean=[], drift_nu_sigma=[], read_noise_q_s=[],
-                              retention_sigma_lsb=0.0,
-                              drift_compensation=DriftCompensation.NONE)
-    # block floating-point inputs and power-of-two weight scales are the mapping's quantizer
-    # (MatmulCore.run scales each part's integer output): the backend runs the integers as is
-    quant = chip.quant.replace(act_format="int", weight_scale="float")
-    try:
-        check_chip(chip.replace(device=dev, quant=quant))
-    except ConfigError as exc:  # say which option of deploy it is, and what else runs it
-        raise ConfigError(f"backend = 'torch': {exc}; or run this chip with backend = "
-                          "'numba'") from None
 
 
 class _Part:
@@ -122,6 +103,7 @@ class _Part:
         self.neg = torch.as_tensor(np.where(has_neg, layer.neg, 0), dtype=torch.long,
                                    device=device)
         self.off_add = t64(layer.off_add)
+        self.transfer = column_transfer(chip.noise, layer.column_fs, xp=torch)
         self.need_xsum = bool(np.any(layer.off_add != 0))
         self.coef = t64(layer.conv_coef)  # a drift compensation's gains included
         # conversions of each output in the engine's order: the r-th of every output at step r
@@ -188,9 +170,11 @@ class _Part:
         # the analog value of every conversion: its column(s), their off-state current
         xs = xg.sum(dim=1).reshape(n_planes, mc, 1) if self.need_xsum else 0.0
         a = ps[..., self.pos] + self.off_add[self.pos] * xs
+        f = (lambda v: v) if self.transfer is None else self.transfer[0]
+        a = f(a)  # the column non-linearity acts on each column's current
         if self.has_neg:
-            a = a - torch.where(self.neg_mask, ps[..., self.neg] + self.off_add[self.neg] * xs,
-                                0.0)
+            a = a - torch.where(self.neg_mask,
+                                f(ps[..., self.neg] + self.off_add[self.neg] * xs), 0.0)
         return a
 
     def _group(self, flat: torch.Tensor, g: int, n_planes: int, out: torch.Tensor
@@ -245,11 +229,6 @@ class TorchMatmul:
 
     def __init__(self, weight: np.ndarray, view: EngineView, device: str | torch.device,
                  name: str = ""):
-        if view.activation is not None:
-            raise ConfigError("backend = 'torch' does not model an ADC fused with the "
-                              "activation (adc.fuse_activation = true) yet; allowed: false, "
-                              "or the numba backend")
-        _check_chip(view.chip)  # column non-linearity ...: never a silent difference
         self.device = torch.device(device)
         self.name = name
         self.weight = weight

@@ -246,9 +246,10 @@ def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig | str | Pa
         A float model, or a twin trained before (e.g. digital QAT): its learned weights and
         scales are the start.
     chip : ChipConfig, str or Path
-        The chip trained for (noise the twin models is injected in training with
-        ``train_noise``; a column non-linearity is not modelled in training and is dropped
-        here: train on the linear chip, deploy with ``prepared.deploy(chip=chip)``).
+        The chip trained for, as it is: its noise injected in training (``train_noise``) and
+        its column non-linearity in every forward (the twin computes it as the engine). The
+        paper's way against a non-linearity, training on the linear chip and deploying with
+        ``prepared.deploy(chip=chip)``, is to pass the linear chip here.
     calibration
         Inputs of the calibration pass (``prepare``).
     forward_rescale, backward_rescale : bool
@@ -261,9 +262,6 @@ def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig | str | Pa
     """
     chip = as_chip(chip)
     train_chip = chip
-    if chip.noise.nonlinearity is not Nonlinearity.NONE:
-        train_chip = train_chip.replace(noise=chip.noise.replace(
-            nonlinearity=Nonlinearity.NONE, poly_coeffs=()))
     if train_adc_bits is not None:
         if isinstance(train_adc_bits, bool) or not isinstance(train_adc_bits, int) \
                 or not 1 <= train_adc_bits <= 24:

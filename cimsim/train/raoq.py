@@ -97,7 +97,7 @@ def unshifted(prepared: PreparedModel | Sequence[TwinMatmul]) -> list[str]:
     """The matrices A-shift leaves as they were: those whose inputs are signed (A-shift
     drives unsigned, post-ReLU inputs shifted to signed; LayerNorm, GELU, SiLU or Hardswish
     outputs are signed already). All of them on a chip without ``dac.shift_unsigned_inputs``."""
-    return [name for name, t in _twins(prepared) if not t.zero_point]
+    return [name for name, t in _twins(prepared) if t.zero_point >= 0]
 
 
 def warn_unshifted(prepared: PreparedModel | Sequence[TwinMatmul]) -> None:

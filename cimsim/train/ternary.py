@@ -192,9 +192,16 @@ def make_ternary(twin: TwinMatmul, granularity: str) -> TernaryTwin:
     if chip.weight_encoding is not WeightEncoding.TERNARY:
         raise ConfigError(f"ColumnQuant option 3 needs weight_encoding = 'ternary' (chip "
                           f"{chip.name}: {chip.weight_encoding.value!r})")
-    if twin.zero_point:
+    if twin.zero_point < 0:
         raise ConfigError("ColumnQuant option 3 with dac.shift_unsigned_inputs = true is not "
                           "modelled; allowed: false")
+    # its forward adds no zero point and quantizes the raw inputs
+    if chip.quant.act_zero_point:
+        raise ConfigError("ColumnQuant option 3 with quant.act_zero_point = true is not "
+                          "modelled; allowed: false")
+    if chip.quant.smooth_alpha is not None:
+        raise ConfigError(f"ColumnQuant option 3 with quant.smooth_alpha = "
+                          f"{chip.quant.smooth_alpha!r} is not modelled; allowed: none (unset)")
     if twin.nonlinear_adc:
         raise ConfigError("ColumnQuant option 3 needs a linear ADC (adc.kind = 'sar', "
                           "'flash', 'single_slope', 'cco', 'integrate_fire' or 'tdc')")

@@ -51,6 +51,7 @@ from .. import engine
 from ..adc import ADCTables, FusedActivation, calibration_units
 from ..adc.activation import ActivationLevels, activation_tables, fit_activation_levels
 from ..arrays._rng import stream_key
+from ..arrays.analog import column_transfer
 from ..arrays.drift import aged_conductance, check_time, gain_ratio, read_noise_growth
 from ..arrays.encoding import conversion_kinds, plane_layout
 from ..arrays.program import (
@@ -66,7 +67,6 @@ from ..config import (
     CalibrationMode,
     ChipConfig,
     DriftCompensation,
-    Nonlinearity,
     OffCurrentCompensation,
     RangePolicy,
     SignedInputMode,
@@ -262,15 +262,6 @@ def check_chip(chip: ChipConfig) -> None:
     """Refuse what the twin does not model yet (ConfigError naming the field)."""
     if not isinstance(chip, ChipConfig):
         raise ConfigError(f"chip must be a ChipConfig (cimsim.load_chip), got {type(chip)}")
-    if chip.noise.nonlinearity is not Nonlinearity.NONE:
-        raise ConfigError(f"noise.nonlinearity = {chip.noise.nonlinearity.value!r} is not "
-                          "modelled by the training twin yet; allowed: 'none'")
-    if chip.quant.act_zero_point:
-        raise ConfigError("quant.act_zero_point = true is not modelled by the training twin "
-                          "yet; allowed: false")
-    if chip.quant.smooth_alpha is not None:
-        raise ConfigError(f"quant.smooth_alpha = {chip.quant.smooth_alpha!r} is not modelled by "
-                          "the training twin yet; allowed: none (unset)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,6 +407,7 @@ class TwinMatmul(nn.Module):
     _act_thr: torch.Tensor
     _act_lvl: torch.Tensor
     _act_max: torch.Tensor
+    _smooth: torch.Tensor | None
     act_scale: nn.Parameter
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, view: EngineView,
@@ -477,10 +469,23 @@ class TwinMatmul(nn.Module):
                                       requires_grad=opts.learn_act_scale and not self.block_fp)
         buf("_act_scale0", view.s_x)
         self.zero_point = int(view.zero_point)
-        """-2^(B_x-1) with the A-shift (``dac.shift_unsigned_inputs``): unsigned codes driven
-        shifted, the exact correction added after the ADCs; 0 otherwise."""
-        self.x_lo, self.x_hi = (act_range(chip.input_bits, False) if self.zero_point < 0
-                                else act_range(chip.input_bits, view.input_signed))
+        """The code of x = 0 the inputs are driven with, its exact correction
+        ``-zero_point · Σ_k w_int`` added after the ADCs: -2^(B_x-1) with the A-shift
+        (``dac.shift_unsigned_inputs``: unsigned codes driven shifted to signed), the
+        calibrated z >= 0 of an asymmetric quantizer (``quant.act_zero_point``: codes
+        ``clip(round(x / s_x) + z, 0, 2^B_x - 1)``), 0 otherwise."""
+        # the range of round(x / s_x), before the zero point is added
+        if self.zero_point < 0:
+            self.x_lo, self.x_hi = act_range(chip.input_bits, False)
+        else:
+            lo, hi = act_range(chip.input_bits, view.input_signed)
+            self.x_lo, self.x_hi = lo - self.zero_point, hi - self.zero_point
+        self._smooth64 = None if view.smooth is None else np.asarray(view.smooth, np.float64)
+        """(K,) SmoothQuant factors (``quant.smooth_alpha``), fixed at calibration: the inputs
+        are divided by them and the weights multiplied (:meth:`effective_weight`), as deploy
+        maps the layer; None without smoothing."""
+        self.register_buffer("_smooth", None if view.smooth is None else torch.as_tensor(
+            view.smooth, dtype=dt, device=dev))
         self.adc_bits_override: int | None = None
         """Hook (BitAug, :func:`cimsim.train.raoq.adc_bits`): convert at this many bits over
         the same range (the step scaled by (2^b0 - 1)/(2^b - 1), the grid start snapped to it);
@@ -521,10 +526,20 @@ class TwinMatmul(nn.Module):
         self.aging: _TwinAging | None = None
         """The time an ageing chip's cells are seen at and what was drawn for it (None: the
         device does not age, or ``nominal`` devices)."""
-        self.merged_pairs = _analog_pairs(chip)  # G+ - G- in one GEMM column, as the engine
+        self.transfer = column_transfer(chip.noise, first.column_fs, xp=torch)
+        """``(f, f')`` of the column non-linearity (``noise.nonlinearity``), None when linear:
+        ``f`` acts on every column's current before noise and the ADC, as the engine's."""
+        # G+ - G- in one GEMM column, as the engine, unless a non-linearity acts on each
+        self.split_pairs = _analog_pairs(chip) and self.transfer is not None
         # programmed conductances include the off-state current: analog compensation removes
         # its nominal value from an unpaired column (the engine's off_add)
         off_dev = np.where(analog_comp, -g_off * w_sum, 0.0)
+        if self.split_pairs:  # per physical column: each of a pair carries its own
+            q_phys = 2 * qc
+            off = np.full(q_phys, 0.0 if analog_comp else g_off)
+            off_dev = np.full(q_phys, -g_off if analog_comp else 0.0)
+            self.has_off = bool(np.any(off != 0))
+            buf("_off", np.tile(off, n))
         buf("_off_dev", np.tile(off_dev, n))
         self.has_off_dev = bool(np.any(off_dev != 0))
         if self.devices != "nominal":
@@ -605,7 +620,8 @@ class TwinMatmul(nn.Module):
         self.adc_step = nn.Parameter(torch.as_tensor(step0, dtype=dt, device=dev).clone(),
                                      requires_grad=learn)
         self.top_code = float(adc.n_codes - 1)
-        self.fused = opts.fused_kernel and not self.nonlinear_adc
+        # the fused kernel's backward share knows no column non-linearity's slope
+        self.fused = opts.fused_kernel and not self.nonlinear_adc and self.transfer is None
         if self.nonlinear_adc:
             buf("_adc_thr", np.concatenate(thr))
             buf("_adc_lvl", np.concatenate(lvl))
@@ -789,7 +805,8 @@ class TwinMatmul(nn.Module):
 
     def effective_weight(self) -> torch.Tensor:
         """The float weights the forward quantizes: ``weight`` (+ the LoRA hook's delta),
-        times ``weight_keep`` where a pruning mask is kept (:meth:`keep_zeros`)."""
+        times ``weight_keep`` where a pruning mask is kept (:meth:`keep_zeros`), times the
+        smoothing factors (``quant.smooth_alpha``)."""
         w = self.weight if self.weight_delta is None else self.weight + self.weight_delta()
         if w is self.weight and not w.requires_grad and torch.is_grad_enabled():
             # a frozen weight still reaches the trained scales' gradients (w / s saves it):
@@ -797,7 +814,8 @@ class TwinMatmul(nn.Module):
             # of an earlier forward (BitAug's several) would fail autograd's version check
             # on the parameter itself, which the float model, saving nothing there, does not
             w = w.clone()
-        return w if self.weight_keep is None else w * self.weight_keep
+        w = w if self.weight_keep is None else w * self.weight_keep
+        return w if self._smooth is None else w * self._smooth
 
     def keep_zeros(self) -> None:
         """Keep the weights that are zero now at zero while training: a pruned layer's mask
@@ -834,12 +852,21 @@ class TwinMatmul(nn.Module):
                 return self.block_codes(x)[0]
             return self.input_codes(x, self.act_scale) + self.zero_point
 
+    def _smoothed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x / smooth`` (the gradient path, in x's dtype) and, without gradient, the float64
+        quotient deploy quantizes (``x`` itself without smoothing, in float64)."""
+        x64 = x.detach().double()
+        if self._smooth is None:
+            return x, x64
+        return x / self._smooth, x64 / torch.from_numpy(self._smooth64).to(x.device)
+
     def block_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Block floating-point codes of ``x`` (M, K), deploy's own
         (:func:`cimsim.mapping.quant.block_fp_acts`: one exponent per vector and part, from
         its largest magnitude), with the straight-through gradient of ``clip(x / 2^X)``; and
         the (M, T) scales ``2^X`` each part's integer output is dequantized with."""
-        codes, exps = block_fp_acts(x.detach().double().cpu().numpy(), self.chip.input_bits,
+        x, x64 = self._smoothed(x)
+        codes, exps = block_fp_acts(x64.cpu().numpy(), self.chip.input_bits,
                                     self.input_signed, self.chip.quant.act_exponent_bits,
                                     self.part_rows)
         scale = torch.from_numpy(np.ldexp(1.0, exps)).to(x.device, x.dtype)  # exact
@@ -855,6 +882,7 @@ class TwinMatmul(nn.Module):
         (a digits pixel of 0.5 at s_x = 1/255 is 127.5: float32 and float64 land on either
         side of it), which made the float32 twin and its deployment disagree on a few images.
         """
+        x, x64 = self._smoothed(x)
         c = torch.clamp(x / s_x, self.x_lo, self.x_hi)
         if x.dtype == torch.float64:
             return round_ste(c)
@@ -862,7 +890,7 @@ class TwinMatmul(nn.Module):
             # the same float64 scale as _learned (ratio in the parameter's dtype, then float64)
             s64 = (self.act_scale.detach() / self._act_scale0).double() * float(
                 self._init64["s_x"])
-            q = torch.clamp(torch.round(x.detach().double() / s64), self.x_lo, self.x_hi)
+            q = torch.clamp(torch.round(x64 / s64), self.x_lo, self.x_hi)
         return c + (q.to(c.dtype) - c).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -891,7 +919,7 @@ class TwinMatmul(nn.Module):
         s_w = self._pow2(grad_scale(self.weight_scale, self._w_grad))
         w_int = self.weight_codes(self.effective_weight(), self._weight_scale_full(s_w))
         if self.zero_point:
-            x_int = x_int + self.zero_point  # A-shift: driven signed
+            x_int = x_int + self.zero_point  # driven with the zero point (A-shift: signed)
         y_parts = self._integer(x_int, w_int)  # (T, M, N)
         raw = y_parts  # a fused activation compares these (its references hold the rest)
         if self.zero_point:
@@ -1042,31 +1070,45 @@ class TwinMatmul(nn.Module):
         q = self._per_level(q_s, digits)
         return torch.sqrt(rel**2 + q * q * self.aging.growth)
 
-    def _analog(self, x_int: torch.Tensor, w_int: torch.Tensor, noisy: bool
-                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _analog(self, x_int: torch.Tensor, w_int: torch.Tensor, noisy: bool,
+                want_slope: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
+                           torch.Tensor | None]:
         """Every (row group, plane · vector, conversion) noise-free analog value (G, P·M, C)
-        from ONE batched GEMM (planes stacked along the vectors) and the nominal off-state
-        current; when ``noisy`` with per-cell read noise, each value's read-noise variance
-        (G, P·M, C), else None; and the drift compensation's gains (T, C), else None."""
+        from ONE batched GEMM (planes stacked along the vectors), the nominal off-state
+        current and the column non-linearity; when ``noisy`` with per-cell read noise, each
+        value's read-noise variance (G, P·M, C), else None; the drift compensation's gains
+        (T, C), else None; and with ``want_slope`` and a non-linearity, its slope f' at every
+        value (G, P·M, C; the mean of a pair's two columns), else None."""
         chip, nz = self.chip, self.chip.noise
         m = x_int.shape[0]
-        n, qc = self.n_outputs, self.n_kinds
+        n = self.n_outputs
         g_cells = gain = None
+        merge = (lambda t: t) if self.split_pairs else (lambda t: merge_columns(t, chip))
         if self.devices == "nominal":
-            digits = conversion_digits(w_int, chip)  # (Qc, N, K)
+            digits = merge(physical_digits(w_int, chip))  # (Qc, N, K), pairs split: (Q, ...)
             off, has_off = self._off, self.has_off
         else:
             fresh = self.training and self.devices == "sampled"
             cell_digits = physical_digits(w_int, chip)  # (Q, N, K), once per forward
             g_cells, gain = self.cells_at_time(cell_digits, fresh)
-            digits = merge_columns(g_cells, chip)
+            digits = merge(g_cells)
             off, has_off = self._off_dev, self.has_off_dev
-        mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
+        mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * digits.shape[0], -1)
+                              ).transpose(1, 2)
         planes = input_planes(x_int, chip, self.input_signed)  # (P, M, K)
         xg = self._row_groups(planes.reshape(self.n_planes * m, -1))  # (G, P·M, r)
-        a = torch.bmm(xg, mg)  # (G, P·M, C), c = n·Qc + q
+        a = torch.bmm(xg, mg)  # (G, P·M, C), c = n·Qc + q (pairs split: n·Q + q)
         if has_off:
             a += xg.sum(dim=2, keepdim=True) * off
+        slope = None
+        if self.transfer is not None:
+            f, df = self.transfer
+            slope = df(a) if want_slope else None
+            a = f(a)
+            if self.split_pairs:  # each column through f, then the pair's difference
+                a = a[..., 0::2] - a[..., 1::2]
+                slope = None if slope is None else 0.5 * (slope[..., 0::2] + slope[..., 1::2])
         var = None
         if noisy and (nz.read_noise_rel > 0 or (g_cells is not None and self.aging is not None
                                                 and any(chip.device.read_noise_q_s))):
@@ -1076,9 +1118,10 @@ class TwinMatmul(nn.Module):
             else:
                 cell_var = (self._read_rel(cell_digits) * g_cells) ** 2
                 cell_var = merge_columns(cell_var, chip, square=True)
-            vg = self._row_groups(cell_var.permute(1, 0, 2).reshape(n * qc, -1)).transpose(1, 2)
+            vg = self._row_groups(cell_var.permute(1, 0, 2).reshape(n * self.n_kinds, -1)
+                                  ).transpose(1, 2)
             var = torch.bmm(xg * xg, vg)
-        return a, var, gain
+        return a, var, gain, slope
 
     def _add_noise(self, a: torch.Tensor, var: torch.Tensor | None) -> torch.Tensor | None:
         """Thermal and read noise added to ``a`` in place; the comparator draws (LSB of the
@@ -1271,7 +1314,8 @@ class TwinMatmul(nn.Module):
         parts = [(a, b, self._engine_part(i, layer)) for i, (a, b, layer) in enumerate(parts)]
         view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x,
                           input_signed=self.input_signed, row_tiles=tuple(self.row_tiles),
-                          parts=tuple(parts), seed=seed, zero_point=self.zero_point)
+                          parts=tuple(parts), seed=seed, zero_point=self.zero_point,
+                          smooth=self._smooth64)
         if self.activation is None or chip.adc != self.chip.adc:
             return view, None
         bias = None if self.bias is None else self.bias.detach().cpu().double().numpy()
@@ -1330,19 +1374,20 @@ class _ChipProduct(torch.autograd.Function):
 
     Backward, straight through at the cost of the float layer (one GEMM of M·N·K per operand):
     the gradient of the plain product ``x_int @ w_int.T`` of every row group, times the share
-    of its P·Q conversions that did not clip (and the ADC gain).
+    of its P·Q conversions that did not clip (each weighted by a column non-linearity's slope
+    at its value), and the ADC gain.
     """
 
     @staticmethod
     def forward(ctx, x_int, w_int, ratio, twin):  # noqa: D102
         m, (g_n, p, qc) = x_int.shape[0], (twin.n_groups, twin.n_planes, twin.n_kinds)
         noisy = twin.training and twin.options.train_noise
-        a, var, gain = twin._analog(x_int, w_int, noisy)
+        want_step = ctx.needs_input_grad[2]
+        want_share = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        a, var, gain, slope = twin._analog(x_int, w_int, noisy, want_slope=want_share)
         # the conversions' digital weights, times a drift compensation's gains (per group)
         coef = twin._coef if gain is None else twin._coef * gain.index_select(
             0, twin._group_part)
-        want_step = ctx.needs_input_grad[2]
-        want_share = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         if twin.fused and a.device.type == "cpu" and twin.adc_hook is None:
             y, share, d_step = twin._convert_fused(a, var, ratio, coef, noisy, want_share,
                                                    want_step)
@@ -1358,7 +1403,10 @@ class _ChipProduct(torch.autograd.Function):
                 # Σ over planes as a GEMV (a strided reduction over two axes is several times
                 # slower)
                 ones = x_int.new_full((1, 1, p), 1.0 / (p * qc))
-                share = torch.matmul(ones, inside.reshape(g_n, p, -1).to(x_int.dtype))
+                passed = inside.to(x_int.dtype)
+                if slope is not None:  # through the column non-linearity: its slope
+                    passed.mul_(slope)
+                share = torch.matmul(ones, passed.reshape(g_n, p, -1))
                 share = share.reshape(g_n, m, twin.n_outputs, qc).sum(dim=3)
             del inside
             if d_ratio is not None:

@@ -56,6 +56,30 @@ def test_torch_backend_equals_the_engine_noise_free(kind):
     assert_same_counts(numba, sim)
 
 
+@pytest.mark.parametrize("kind", ["ramp", "sar"])
+def test_an_adc_fused_with_the_relu_runs_as_the_engines(kind):
+    """The BS-KMQ setting: a layer-output converter, fused with the following ReLU, is the
+    layer's activation quantizer (per-output thresholds and levels); refused by the torch
+    backend before 2026-12-02, now converted as the engine converts it, with variation."""
+    ideal = cimsim.load_chip("ideal")
+    chip = ideal.replace(
+        weight_bits=4, dac=ideal.dac.replace(bits=None),
+        device=ideal.device.replace(bits_per_cell=3, variation="lognormal",
+                                    variation_sigma=0.1),
+        array=ideal.array.replace(n_rows=64, n_cols=64),
+        adc=ideal.adc.replace(kind=kind, bits=3, range_policy="calibrated",
+                              placement="layer_output", fuse_activation=True))
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                          nn.Linear(16, 3))
+    x = torch.randn(40, 12)
+    numba = cimsim.deploy(model, chip, x, seed=2)
+    sim = cimsim.deploy(model, chip, x, seed=2, backend="torch", device="cpu")
+    assert numba.fused_activations == sim.fused_activations and numba.fused_activations
+    np.testing.assert_array_equal(sim(x).numpy(), numba(x).numpy())
+    assert_same_counts(numba, sim)
+
+
 def assert_same_counts(numba, sim) -> None:
     """Every event, every clipped conversion, the report's energy, latency and area."""
     for w1, w2 in zip(numba.works(), sim.works(), strict=True):

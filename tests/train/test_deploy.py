@@ -153,14 +153,3 @@ def test_transformer_encoder_layer_twin_equals_deploy_on_the_lossless_chip(batch
     prep(x).sum().backward()
     assert all(t.weight.grad is not None and t.weight.grad.abs().sum() > 0
                for _, t in prep.twins())
-
-
-@pytest.mark.parametrize(("field", "quant"), [("quant.act_zero_point", dict(act_zero_point=True)),
-                                              ("quant.smooth_alpha", dict(smooth_alpha=0.5))])
-def test_deploy_options_the_twin_lacks_are_refused_by_name(field, quant):
-    from cimsim.errors import ConfigError
-
-    chip = cimsim.load_chip("ideal")
-    chip = chip.replace(quant=chip.quant.replace(**quant))
-    with pytest.raises(ConfigError, match=field):
-        prepare(nn.Linear(4, 2), chip, torch.rand(6, 4))

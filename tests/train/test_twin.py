@@ -379,9 +379,8 @@ def test_bad_options_raise_config_error_naming_the_field():
         prepare(nn.Linear(4, 2), chip, x, train_noise="yes")
     with pytest.raises(ConfigError, match="learn_act_scale"):
         TwinOptions(learn_act_scale=1)
-    nl = chip.replace(noise=chip.noise.replace(nonlinearity="saturating"))
-    with pytest.raises(ConfigError, match="noise.nonlinearity"):
-        prepare(nn.Linear(4, 2), nl, x)
+    with pytest.raises(ConfigError, match="chip = int object is invalid"):
+        prepare(nn.Linear(4, 2), 3, x)
 
 
 def test_training_noise_only_in_training_mode():
