@@ -132,7 +132,7 @@ def merge_lora(prepared: PreparedModel | TwinMatmul) -> None:
         if lora is None:
             continue
         with torch.no_grad():
-            t.weight.copy_(t.effective_weight())
+            t.weight.copy_(t.float_weight())
         t.weight_delta = None
         del t.lora
         t.weight.requires_grad_(True)

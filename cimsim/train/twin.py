@@ -803,10 +803,9 @@ class TwinMatmul(nn.Module):
             return s_w.index_select(0, self._w_tile).t()
         return s_w.t()  # (1, 1) or (N, 1)
 
-    def effective_weight(self) -> torch.Tensor:
-        """The float weights the forward quantizes: ``weight`` (+ the LoRA hook's delta),
-        times ``weight_keep`` where a pruning mask is kept (:meth:`keep_zeros`), times the
-        smoothing factors (``quant.smooth_alpha``)."""
+    def float_weight(self) -> torch.Tensor:
+        """The layer's own float weights as trained: ``weight`` (+ the LoRA hook's delta),
+        times ``weight_keep`` where a pruning mask is kept (:meth:`keep_zeros`)."""
         w = self.weight if self.weight_delta is None else self.weight + self.weight_delta()
         if w is self.weight and not w.requires_grad and torch.is_grad_enabled():
             # a frozen weight still reaches the trained scales' gradients (w / s saves it):
@@ -814,7 +813,12 @@ class TwinMatmul(nn.Module):
             # of an earlier forward (BitAug's several) would fail autograd's version check
             # on the parameter itself, which the float model, saving nothing there, does not
             w = w.clone()
-        w = w if self.weight_keep is None else w * self.weight_keep
+        return w if self.weight_keep is None else w * self.weight_keep
+
+    def effective_weight(self) -> torch.Tensor:
+        """The float weights the forward quantizes: :meth:`float_weight` times the smoothing
+        factors (``quant.smooth_alpha``), as deploy scales the matrix it programs."""
+        w = self.float_weight()
         return w if self._smooth is None else w * self._smooth
 
     def keep_zeros(self) -> None:
@@ -2019,13 +2023,13 @@ class PreparedModel(nn.Module):
 
 @contextlib.contextmanager
 def _effective_weights(twins: list[TwinMatmul]) -> Iterator[None]:
-    """Within the block every twin's ``weight`` holds ``effective_weight()`` (its
+    """Within the block every twin's ``weight`` holds ``float_weight()`` (its
     ``weight_delta`` added, its ``weight_keep`` applied); restored afterwards."""
     saved = [(t, t.weight.detach().clone()) for t in twins
              if t.weight_delta is not None or t.weight_keep is not None]
     with torch.no_grad():
         for t, _ in saved:
-            t.weight.copy_(t.effective_weight())
+            t.weight.copy_(t.float_weight())
     try:
         yield
     finally:

@@ -137,3 +137,30 @@ def test_columnquants_ternary_decomposition_refuses_them_by_name(zero_point, alp
     twin = next(t for _, t in prep.twins())
     with pytest.raises(ConfigError, match=field):
         make_ternary(twin, "column")
+
+
+def test_lora_on_a_smoothed_twin_merges_and_hands_back_its_own_weights():
+    """LoRA's merge and ``float_model()`` take the layer's own weights (W0 + ΔW), not the
+    smoothed ones the quantizer sees: a merge that baked the factors in smoothed twice."""
+    from cimsim.train.lora import add_lora, lora_parameters, merge_lora
+
+    x = _x()
+    prep = prepare(_model(), _chip(False, True, 0.5), x, seed=1)
+    add_lora(prep, rank=2, alpha=4.0, seed=1)
+    opt = torch.optim.Adam(lora_parameters(prep), lr=1e-2)
+    prep.train()
+    for _ in range(3):
+        opt.zero_grad()
+        prep(x).square().mean().backward()
+        opt.step()
+    twins = dict(prep.twins())
+    want = {name: t.float_weight().detach().clone() for name, t in twins.items()}
+    assert any(not torch.equal(want[name], t.weight) for name, t in twins.items())
+    back = prep.float_model()
+    for name, w in want.items():
+        torch.testing.assert_close(back.get_submodule(name).weight, w, rtol=0, atol=0)
+    y = prep.eval()(x).detach()
+    merge_lora(prep)
+    for name, t in prep.twins():
+        torch.testing.assert_close(t.weight.detach(), want[name], rtol=0, atol=0)
+    torch.testing.assert_close(prep.eval()(x).detach(), y, rtol=0, atol=0)
