@@ -1162,25 +1162,29 @@ def _check_digital_readout(chip: Any) -> None:
         slices = f" of {d}-b input slices" if d > 1 else ""
         _fail("ADCConfig", "bits", chip.adc.bits, f">= {need} for kind = 'digital' on "
               f"{rows} rows per conversion{slices} (the digital column's sum, sign included)")
-    noisy = [name for name in ("thermal_sigma_lsb", "read_noise_rel")
-             if getattr(chip.noise, name) != 0]
-    noisy += ["nonlinearity"] * (chip.noise.nonlinearity is not Nonlinearity.NONE)
-    noisy += [name for name in ("gain_error", "offset_error_lsb", "comparator_noise_lsb")
-              if getattr(chip.adc, name) != 0]
-    noisy += [name for name in ("variation_sigma", "retention_sigma_lsb")
-              if getattr(chip.device, name) != 0
-              and not (name == "variation_sigma" and chip.device.cell.resistive)]
-    noisy += [name for name in ("drift_nu_mean", "read_noise_q_s")
-              if any(getattr(chip.device, name))]
-    noisy += ["drift_compensation"] * (chip.device.drift_compensation
-                                       is not DriftCompensation.NONE)
-    if not chip.device.cell.resistive:
-        # a bit-cell that is not sensed against a reference: its off-state would be summed
-        noisy += ["on_off_ratio"] * (chip.device.on_off_ratio != math.inf)
-    if noisy:
-        _fail("ChipConfig", noisy[0], "set", "zero / 'none' (on_off_ratio: inf for SRAM, "
-              "eDRAM and ideal cells) for adc.kind = 'digital' (a digital column has no "
-              "analog error)")
+    # every analog error that is set, by its section and field: the first one is named
+    sections = (("NoiseConfig", "noise", ("thermal_sigma_lsb", "read_noise_rel", "nonlinearity")),
+                ("ADCConfig", "adc", ("gain_error", "offset_error_lsb", "comparator_noise_lsb")),
+                ("DeviceConfig", "device", ("variation_sigma", "retention_sigma_lsb",
+                                            "drift_nu_mean", "read_noise_q_s",
+                                            "drift_compensation", "on_off_ratio")))
+    for owner, attr, names in sections:
+        part = getattr(chip, attr)
+        for name in names:
+            value = getattr(part, name)
+            if name == "variation_sigma" and chip.device.cell.resistive:
+                continue  # a sensed resistive cell reads its bit against a reference
+            # a bit-cell that is not sensed against a reference: its off-state would be summed
+            if name == "on_off_ratio" and (chip.device.cell.resistive or value == math.inf):
+                continue
+            if name != "on_off_ratio" and not (
+                    value.value != "none" if isinstance(value, enum.Enum)
+                    else any(value) if isinstance(value, (tuple, list)) else value != 0):
+                continue
+            shown = value.value if isinstance(value, enum.Enum) else value
+            _fail(owner, name, shown, "zero / 'none' (on_off_ratio: inf for SRAM, eDRAM and "
+                  "ideal cells) for adc.kind = 'digital' (a digital column has no analog "
+                  "error)")
 
 
 #: cells a digital read-out sums: bit-cells, and 1-b resistive cells sensed to their bit

@@ -601,3 +601,20 @@ def test_a_sensed_row_is_read_once_per_nonzero_slice(signed):
         m = component_models(chip.replace(tech=chip.tech.replace(cost_model=cost_model)))
         assert m[C.CELL].energy_pj(A.V2G_LSB, 0) == pytest.approx(
             0.25**2 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3)
+
+
+@pytest.mark.parametrize("section,change,said", [
+    ("noise", dict(nonlinearity="saturating"), "NoiseConfig.nonlinearity = 'saturating'"),
+    ("noise", dict(thermal_sigma_lsb=0.5), "NoiseConfig.thermal_sigma_lsb = 0.5"),
+    ("adc", dict(comparator_noise_lsb=0.2), "ADCConfig.comparator_noise_lsb = 0.2"),
+    ("device", dict(drift_nu_mean=[0.1]), r"DeviceConfig.drift_nu_mean = \(0.1,\)"),
+])
+def test_an_analog_error_under_a_digital_read_out_is_named_with_its_section_and_value(
+        section, change, said):
+    """It said ``ChipConfig.nonlinearity = 'set'``: neither the TOML section a user writes
+    (``--set noise.nonlinearity=...``) nor the value."""
+    chip = digital_chip(cell="sram")
+    with pytest.raises(ConfigError, match=said):
+        chip.replace(**{section: getattr(chip, section).replace(**change)})
+    if section == "device":  # an exponent of 0 drifts nothing: allowed
+        chip.replace(device=chip.device.replace(drift_nu_mean=[0.0]))
