@@ -26,13 +26,15 @@ _TILE = 256  # conversions per tile (the scratch arrays stay in L1 across the pl
 
 @njit(parallel=True, cache=True)
 def convert_shift_add(
-    a, var, thermal_sigma, cmp_sigma, key_noise, key_cmp, lo, delta, lo0, d0, sig, coef,
+    a, var, slope, thermal_sigma, cmp_sigma, key_noise, key_cmp, lo, delta, lo0, d0, sig, coef,
     n_kinds, gain, offset_lsb, top_code, kn, wn, y, share, dstep,
 ):  # pragma: no cover - compiled; twin: TwinMatmul's torch path
     """Convert every (group g, plane p, vector m, conversion c) analog value of ``a``
     (G, P, M, C) with the linear ADC of grid ``lo``/``delta`` (G, C) and shift-add it.
 
-    var (G, P, M, C) per-value read-noise variance (or (0, 0, 0, 0)); thermal_sigma,
+    var (G, P, M, C) per-value read-noise variance (or (0, 0, 0, 0)); slope (G, P, M, C) a
+    column non-linearity's slope at each value, the weight of its unclipped conversion in
+    ``share`` (or (0, 0, 0, 0): 1); thermal_sigma,
     cmp_sigma: noise sigmas (LSB of the analog value, LSB of the ADC step); lo0, d0 (G, C)
     the calibrated grid (the LSQ derivative's terms); sig (P,) plane significances; coef
     (G, C) conversion coefficients, conversion c = n * n_kinds + q.
@@ -43,6 +45,7 @@ def convert_shift_add(
     """
     n_groups, n_planes, m_n, n_conv = a.shape
     has_var = var.shape[0] > 0
+    has_slope = slope.shape[0] > 0
     noisy = thermal_sigma > 0.0 or has_var
     want_share = share.shape[0] > 0
     want_step = dstep.shape[0] > 0
@@ -95,7 +98,7 @@ def convert_shift_add(
                     code = min(max(code, 0.0), top_code)
                     acc[t] += s * (lo[g, c] + code * d)
                     if inside:
-                        ins[t] += 1.0
+                        ins[t] += slope[g, p, m, c] if has_slope else 1.0
                     if want_step:
                         # v = lo₀·r + Δ₀·r·code(u): LSQ's ∂v/∂r (TwinMatmul._convert)
                         if inside:
@@ -112,8 +115,9 @@ def convert_shift_add(
                     dstep[g, m, c] = dst[t]
 
 
-def fused_convert(a: np.ndarray, var: np.ndarray | None, thermal_sigma: float,
-                  cmp_sigma: float, keys: tuple[int, int], lo: np.ndarray, delta: np.ndarray,
+def fused_convert(a: np.ndarray, var: np.ndarray | None, slope: np.ndarray | None,
+                  thermal_sigma: float, cmp_sigma: float, keys: tuple[int, int],
+                  lo: np.ndarray, delta: np.ndarray,
                   lo0: np.ndarray, d0: np.ndarray, sig: np.ndarray, coef: np.ndarray,
                   n_kinds: int, gain: float, offset_lsb: float, top_code: float,
                   want_share: bool, want_step: bool
@@ -124,10 +128,12 @@ def fused_convert(a: np.ndarray, var: np.ndarray | None, thermal_sigma: float,
     y = np.empty((g_n, m_n, c_n // n_kinds), dtype=dt)
     share = np.empty((g_n, m_n, c_n // n_kinds) if want_share else (0, 0, 0), dtype=dt)
     dstep = np.empty((g_n, m_n, c_n) if want_step else (0, 0, 0), dtype=dt)
-    v = np.zeros((0, 0, 0, 0), dtype=dt) if var is None else var
+    none = np.zeros((0, 0, 0, 0), dtype=dt)
+    v = none if var is None else var
+    sl = none if slope is None else slope
     # one coefficient per conversion (C,) or per (row group, conversion) (G, C)
     coef = np.ascontiguousarray(np.broadcast_to(coef, (g_n, c_n)))
-    convert_shift_add(a, v, float(thermal_sigma), float(cmp_sigma), np.uint64(keys[0]),
+    convert_shift_add(a, v, sl, float(thermal_sigma), float(cmp_sigma), np.uint64(keys[0]),
                       np.uint64(keys[1]), lo, delta, lo0, d0, sig, coef, n_kinds, float(gain),
                       float(offset_lsb), float(top_code), KN, WN, y, share, dstep)
     return y, (share if want_share else None), (dstep if want_step else None)

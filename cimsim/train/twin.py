@@ -620,8 +620,7 @@ class TwinMatmul(nn.Module):
         self.adc_step = nn.Parameter(torch.as_tensor(step0, dtype=dt, device=dev).clone(),
                                      requires_grad=learn)
         self.top_code = float(adc.n_codes - 1)
-        # the fused kernel's backward share knows no column non-linearity's slope
-        self.fused = opts.fused_kernel and not self.nonlinear_adc and self.transfer is None
+        self.fused = opts.fused_kernel and not self.nonlinear_adc
         if self.nonlinear_adc:
             buf("_adc_thr", np.concatenate(thr))
             buf("_adc_lvl", np.concatenate(lvl))
@@ -1139,12 +1138,14 @@ class TwinMatmul(nn.Module):
         sigma = self.chip.adc.comparator_noise_lsb
         return sigma * torch.randn_like(a) if sigma > 0 else None
 
-    def _convert_fused(self, a: torch.Tensor, var: torch.Tensor | None, ratio: torch.Tensor,
-                       coef: torch.Tensor, noisy: bool, want_share: bool, want_step: bool
+    def _convert_fused(self, a: torch.Tensor, var: torch.Tensor | None,
+                       slope: torch.Tensor | None, ratio: torch.Tensor, coef: torch.Tensor,
+                       noisy: bool, want_share: bool, want_step: bool
                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """What the torch path computes from the analog values ``a`` (G, P·M, C) — noise,
-        linear ADC, shift-add, the backward's share and LSQ derivative — in one CPU pass
-        (``_kernels.convert_shift_add``): y (G, M, N), share (G, M, N), d_step (G, M, C)."""
+        linear ADC, shift-add, the backward's share (weighted by a column non-linearity's
+        ``slope``) and LSQ derivative — in one CPU pass (``_kernels.convert_shift_add``):
+        y (G, M, N), share (G, M, N), d_step (G, M, C)."""
         adc = self.chip.adc
         g_n, p = self.n_groups, self.n_planes
         m = a.shape[1] // p
@@ -1168,10 +1169,13 @@ class TwinMatmul(nn.Module):
             # inputs on a full-scale grid) the other way than the engine does
             r64 = r.astype(np.float64)
             lo, delta = self._init64["lo"] * r64, self._init64["delta"] * r64
+
+        def planes(t: torch.Tensor | None) -> np.ndarray | None:
+            return None if t is None else arr(t).reshape(g_n, p, m, -1)
+
         y, share, d_step = fused_convert(
-            arr(a).reshape(g_n, p, m, -1), None if var is None else arr(var).reshape(
-                g_n, p, m, -1), th, cmp_sigma, keys, lo, delta, lo0, d0,
-            arr(self._sig), arr(coef), self.n_kinds, adc.gain_error,
+            arr(a).reshape(g_n, p, m, -1), planes(var), planes(slope), th, cmp_sigma, keys,
+            lo, delta, lo0, d0, arr(self._sig), arr(coef), self.n_kinds, adc.gain_error,
             adc.offset_error_lsb, top, want_share, want_step)
 
         def back(v: np.ndarray | None) -> torch.Tensor | None:
@@ -1393,8 +1397,8 @@ class _ChipProduct(torch.autograd.Function):
         coef = twin._coef if gain is None else twin._coef * gain.index_select(
             0, twin._group_part)
         if twin.fused and a.device.type == "cpu" and twin.adc_hook is None:
-            y, share, d_step = twin._convert_fused(a, var, ratio, coef, noisy, want_share,
-                                                   want_step)
+            y, share, d_step = twin._convert_fused(a, var, slope, ratio, coef, noisy,
+                                                   want_share, want_step)
         else:
             cmp = twin._add_noise(a, var) if noisy else None
             del var

@@ -171,3 +171,25 @@ def test_slopes_are_the_derivatives():
         _f(kind, a, 200.0).sum().backward()
         torch.testing.assert_close(a.grad, _f(kind, a.detach(), 200.0, slope=True))
         a.grad = None
+
+
+@pytest.mark.parametrize("kind", sorted(SHAPES))
+def test_the_fused_cpu_kernel_is_the_torch_path(kind):
+    """The fused kernel (the CPU default) weights each unclipped conversion's share by the
+    slope as the torch path does: the same outputs and gradients."""
+    chip = _chip(kind)
+    x = torch.randn(32, 20, dtype=torch.float64)
+    target = torch.randint(0, 3, (32,))
+    grads = []
+    for fused in (True, False):
+        prep = prepare(_model(), chip, x, seed=3, fused_kernel=fused, train_noise=False)
+        assert all(t.fused == fused for _, t in prep.twins())
+        y = prep.train()(x)
+        F.cross_entropy(y, target).backward()
+        grads.append((y.detach(), [p.grad.clone() for p in prep.parameters()
+                                   if p.grad is not None]))
+    (y1, g1), (y2, g2) = grads
+    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-12)
+    assert len(g1) == len(g2)
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
