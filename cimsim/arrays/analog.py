@@ -38,11 +38,27 @@ def column_nonlinearity(a, kind, fs, sat, beta, poly, xp=np):
     if kind == NL_SATURATING:
         return sat * fs * xp.tanh(a / (sat * fs))
     if kind == NL_POLYNOMIAL:
-        u = a / fs
-        return a + fs * sum(c * u ** (i + 2) for i, c in enumerate(poly))
+        # the kernel's running powers u², u³, ... (no pow; a zero coefficient adds nothing)
+        return a + fs * _power_series(a / fs, poly, 2)
     if kind == NL_IR_DROP:
         return a / (1.0 + beta * xp.abs(a) / fs)
     return a
+
+
+def _power_series(u, coeffs, first: int):
+    """``Σ_i c_i · u^(first + i)`` by running products, the zero coefficients skipped."""
+    acc = None
+    un = u
+    for _ in range(first - 1):
+        un = un * u
+    last = max((i for i, c in enumerate(coeffs) if c), default=-1)
+    for i in range(last + 1):
+        if coeffs[i]:
+            term = coeffs[i] * un
+            acc = term if acc is None else acc + term
+        if i < last:
+            un = un * u
+    return 0.0 * u if acc is None else acc  # an array of u's shape and kind either way
 
 
 def column_nonlinearity_slope(a, kind, fs, sat, beta, poly, xp=np):
@@ -52,8 +68,7 @@ def column_nonlinearity_slope(a, kind, fs, sat, beta, poly, xp=np):
         t = xp.tanh(a / (sat * fs))
         return 1.0 - t * t
     if kind == NL_POLYNOMIAL:
-        u = a / fs
-        return 1.0 + sum(c * (i + 2) * u ** (i + 1) for i, c in enumerate(poly))
+        return 1.0 + _power_series(a / fs, [c * (i + 2) for i, c in enumerate(poly)], 1)
     if kind == NL_IR_DROP:
         d = 1.0 + beta * xp.abs(a) / fs
         return 1.0 / (d * d)
