@@ -15,7 +15,7 @@ engine's (SimModel) on the first --test test images, except (a), the lossless tw
 picks the arms (default b-f; (d) and (e) need (c)).
 
     python scripts/pimqat_study.py --decompositions bit-serial --rows 64 --adc-bits 4 5 6 \
-        --epochs 3 --test 200 --arms c d e g h --out docs/results/pim-qat-study-nonlinear.csv
+        --epochs 3 --test 200 --arms c d e g h --out docs/results/pim-qat-nonlinear-study.csv
 """
 
 from __future__ import annotations

@@ -41,6 +41,11 @@ def test_pimqat_study_tiny(tmp_path):
                           check=True, capture_output=True, text=True, cwd="/",
                           env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
     assert "| bit-serial | 64 | 4 |" in text and "| native | 64 | 4 |" in text
+    # arms (g), (h): PIM-QAT on the noisy, non-linear chip itself, alone
+    _run("pimqat_study.py", "--decompositions", "bit-serial", *args, "--arms", "g", "h",
+         "--out", str(tmp_path / "g.csv"))
+    assert [r["arm"] for r in csv.DictReader((tmp_path / "g.csv").open())] == [
+        "float", "a", "g", "h"]
 
 
 @pytest.mark.slow
