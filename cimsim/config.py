@@ -1177,14 +1177,22 @@ def _check_digital_readout(chip: Any) -> None:
             # a bit-cell that is not sensed against a reference: its off-state would be summed
             if name == "on_off_ratio" and (chip.device.cell.resistive or value == math.inf):
                 continue
-            if name != "on_off_ratio" and not (
-                    value.value != "none" if isinstance(value, enum.Enum)
-                    else any(value) if isinstance(value, (tuple, list)) else value != 0):
+            if name != "on_off_ratio" and not _is_set(value):
                 continue
             shown = value.value if isinstance(value, enum.Enum) else value
             _fail(owner, name, shown, "zero / 'none' (on_off_ratio: inf for SRAM, eDRAM and "
                   "ideal cells) for adc.kind = 'digital' (a digital column has no analog "
                   "error)")
+
+
+def _is_set(value: Any) -> bool:
+    """Whether a field holds something other than its "off" value: an enum other than
+    'none', a sequence with a nonzero element, a nonzero number."""
+    if isinstance(value, enum.Enum):
+        return value.value != "none"
+    if isinstance(value, (tuple, list)):
+        return any(value)
+    return bool(value != 0)
 
 
 #: cells a digital read-out sums: bit-cells, and 1-b resistive cells sensed to their bit

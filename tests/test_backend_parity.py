@@ -20,9 +20,10 @@ feature table):
 * ``cimsim.train.prepare`` in eval mode (float64): the same outputs as ``cimsim.deploy`` of the
   model, and as the twin's own hand-back ``prepared.deploy()``; with devices that age, the twin
   prepared for a year after programming (``t_inference_s``) as the deployed chip a year on;
-* a chip the torch backend (or the twin) does not model — column non-linearity, activation
-  zero point, smoothing, an ADC fused with the activation — is refused with a
-  ``ConfigError`` naming the field, never run with a silent difference.
+* column non-linearity, activation zero points, smoothing and an ADC fused with the
+  activation (refused by the backend and the twin before 2026-12-02) are drawn with the rest;
+  a fused ADC, forced on every draw of its own property, converts alike on both backends and
+  the twin.
 
 The default run draws a bounded number of chips (``CIMSIM_PARITY_EXAMPLES``, default 30 per
 property, arrays up to 64 x 64); ``-m slow`` draws more over arrays up to 256, its lossy
