@@ -58,12 +58,14 @@ def _binary_scale(abs_w: np.ndarray, axis: int | None) -> np.ndarray:
     return np.asarray(abs_w, dtype=np.float64).mean(axis=axis)
 
 
-def pow2_scale(s: np.ndarray) -> np.ndarray:
+def pow2_scale(s, xp=np):
     """``2^ceil(log2 s)``: a positive scale rounded up to a power of two (exact: ``frexp``),
-    so that ``|w| / scale`` stays within the codes ``|w| / s`` reached; 0 stays 0."""
-    s = np.asarray(s, dtype=np.float64)
-    f, e = np.frexp(s)  # s = f·2^e, f in [0.5, 1): a power of two is f = 0.5
-    return np.where(s > 0, np.ldexp(1.0, np.where(f == 0.5, e - 1, e)), s)
+    so that ``|w| / scale`` stays within the codes ``|w| / s`` reached; 0 stays 0. ``xp``:
+    the array module (``torch`` in the training twin, in the scales' own dtype)."""
+    if xp is np:
+        s = np.asarray(s, dtype=np.float64)
+    f, e = xp.frexp(s)  # s = f·2^e, f in [0.5, 1): a power of two is f = 0.5
+    return xp.where(s > 0, xp.ldexp(xp.ones_like(s), xp.where(f == 0.5, e - 1, e)), s)
 
 
 def quantize_weights(

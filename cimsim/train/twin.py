@@ -791,9 +791,7 @@ class TwinMatmul(nn.Module):
         if not self.pow2_scales:
             return s_w
         with torch.no_grad():
-            m, e = torch.frexp(s_w)  # s = m·2^e, m in [0.5, 1): a power of two is m = 0.5
-            p = torch.where(s_w > 0, torch.ldexp(torch.ones_like(s_w),
-                                                 torch.where(m == 0.5, e - 1, e)), s_w)
+            p = pow2_scale(s_w, xp=torch)
         return s_w + (p - s_w).detach()
 
     def _weight_scale_full(self, s_w: torch.Tensor) -> torch.Tensor:
@@ -822,7 +820,7 @@ class TwinMatmul(nn.Module):
 
     def keep_zeros(self) -> None:
         """Keep the weights that are zero now at zero while training: a pruned layer's mask
-        (``torch.nn.utils.prune``), applied in :meth:`effective_weight` as the pruning hook
+        (``torch.nn.utils.prune``), applied in :meth:`float_weight` as the pruning hook
         applies it (so their gradient is zero, and nothing an optimiser does to ``weight``
         reaches the chip). A buffer: it survives ``deepcopy`` and ``state_dict``."""
         self.weight_keep = (self.weight.detach() != 0).to(self.weight.dtype)
@@ -1962,7 +1960,7 @@ class PreparedModel(nn.Module):
         # deepcopy's memo substitutes each twin layer by its float module in the copy; a
         # LoRA adapter not merged yet is part of the weight the twin computes with (it was
         # dropped: prepare_pimqat from a LoRA twin lost what the adapters learned)
-        with _effective_weights([t for _, t in self.twins()]):
+        with _float_weights([t for _, t in self.twins()]):
             memo: dict[int, Any] = {id(layer): layer.float_module()
                                     for layer in self.twin_layers.values()}
         memo.update({id(m): deepcopy(m.original) for m in self.model.modules()
@@ -2026,7 +2024,7 @@ class PreparedModel(nn.Module):
 
 
 @contextlib.contextmanager
-def _effective_weights(twins: list[TwinMatmul]) -> Iterator[None]:
+def _float_weights(twins: list[TwinMatmul]) -> Iterator[None]:
     """Within the block every twin's ``weight`` holds ``float_weight()`` (its
     ``weight_delta`` added, its ``weight_keep`` applied); restored afterwards."""
     saved = [(t, t.weight.detach().clone()) for t in twins
