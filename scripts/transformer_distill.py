@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="SmoothQuant's alpha (quant.smooth_alpha; default: none)")
     args = ap.parse_args(argv)
     f = read_e5(model_file())
-    model = PackedEncoder(E5Encoder(f).eval()).eval()
+    # E5Encoder is built frozen (an inference model), and prepare keeps a frozen weight frozen
+    # (a frozen backbone stays frozen): unfrozen, or the distillation trains only step sizes
+    model = PackedEncoder(E5Encoder(f).eval()).eval().requires_grad_(True)
 
     def packed(sentences: list[str]) -> torch.Tensor:
         words, mask = encode_inputs(f, sentences)

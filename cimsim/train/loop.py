@@ -8,6 +8,7 @@ checkpoint of epoch ``e`` continues exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -97,16 +98,12 @@ def param_groups(prepared: PreparedModel, lr: float) -> list[dict]:
     Returns
     -------
     list of dict
-        For ``torch.optim.Adam``; only parameters with ``requires_grad``.
+        For ``torch.optim.Adam``; only parameters with ``requires_grad``. A ``UserWarning``
+        when only step sizes train (every weight and bias frozen, as ``prepare`` keeps a
+        frozen source model's).
     """
-    steps: dict[int, nn.Parameter] = {}
-    for _, twin in prepared.twins():
-        for attr in (*STEP_PARAMETERS, "alpha"):
-            # every TwinMatmul has the three steps (some may be frozen); ColumnQuant option 3's
-            # alphas (cimsim.train.ternary) are step sizes too
-            p = getattr(twin, attr, None)
-            if p is not None and p.requires_grad:
-                steps[id(p)] = p  # the groups of a convolution share one act_scale
+    steps = _step_parameters(prepared)
+    warn_if_only_steps_train(prepared)
     rest = [p for p in prepared.parameters() if p.requires_grad and id(p) not in steps]
     groups: list[dict] = [{"params": rest, "lr": lr}] if rest else []
     for p in steps.values():
@@ -115,6 +112,37 @@ def param_groups(prepared: PreparedModel, lr: float) -> list[dict]:
         size = float(sizes.min()) if sizes.numel() else 1.0
         groups.append({"params": [p], "lr": lr * size})
     return groups
+
+
+def _step_parameters(prepared: PreparedModel) -> dict[int, nn.Parameter]:
+    """Every twin's trainable step sizes, by id (a convolution's groups share one act_scale)."""
+    steps: dict[int, nn.Parameter] = {}
+    for _, twin in prepared.twins():
+        for attr in (*STEP_PARAMETERS, "alpha"):
+            # every TwinMatmul has the three steps (some may be frozen); ColumnQuant option 3's
+            # alphas (cimsim.train.ternary) are step sizes too
+            p = getattr(twin, attr, None)
+            if p is not None and p.requires_grad:
+                steps[id(p)] = p
+    return steps
+
+
+def warn_if_only_steps_train(prepared: PreparedModel) -> None:
+    """A ``UserWarning`` when nothing of ``prepared`` but step sizes trains.
+
+    ``prepare`` keeps a frozen source weight frozen (a frozen backbone stays frozen), so a
+    model built frozen for inference (``requires_grad_(False)``) trains only its steps, whose
+    rate is their own size: the loss barely moves (an encoder's distillation did so unnoticed
+    for days). The optimizers of :func:`param_groups` and ColumnQuant say it.
+    """
+    steps = _step_parameters(prepared)
+    if steps and not any(p.requires_grad and id(p) not in steps
+                         for p in prepared.parameters()):
+        warnings.warn("no weight or bias of the prepared model trains (its source model's "
+                      "were frozen, requires_grad=False, and prepare keeps them so): only the "
+                      f"{len(steps)} step-size parameters learn; call "
+                      "model.requires_grad_(True) before prepare to fine-tune the weights",
+                      UserWarning, stacklevel=3)
 
 
 def _freeze_batchnorm(model: nn.Module) -> None:

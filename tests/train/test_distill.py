@@ -5,6 +5,7 @@ arguments are ``ConfigError``s naming the argument."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from cimsim.config import CalibrationGranularity
 from cimsim.data import load_digits_split
 from cimsim.errors import ConfigError
 from cimsim.train import distill, prepare
+from cimsim.train.columnquant import columnquant_optimizer
 from cimsim.train.distill import distillation_loss, output_cosine
 from cimsim.train.loop import as_tensors, param_groups, train_epoch
 
@@ -70,9 +72,9 @@ def test_intermediate_layers_and_cosine_loss(digits, teacher, lossy_chip):
     x_train, _, _ = digits
     prepared = prepare(teacher, lossy_chip, x_train[:128], seed=0, train_noise=False)
     with distillation_loss(prepared, teacher, loss="cosine", layers=["1"]) as fn:
-        with_layer = float(fn(x_train[:64]))
+        with_layer = float(fn(x_train[:64]).detach())
     with distillation_loss(prepared, teacher, loss="cosine") as fn:
-        out_only = float(fn(x_train[:64]))
+        out_only = float(fn(x_train[:64]).detach())
     assert with_layer > out_only > 0  # the ReLU output "1" adds its own mismatch
     # the hooks are gone after the block
     assert not prepared.model[1]._forward_hooks and not teacher[1]._forward_hooks
@@ -114,9 +116,32 @@ def test_step_sizes_learn_at_their_own_scale(digits, teacher, lossy_chip):
     assert groups[0]["lr"] == 1e-3
     twin = next(t for _, t in prepared.twins())
     step_lr = {id(g["params"][0]): g["lr"] for g in groups[1:]}
-    assert step_lr[id(twin.act_scale)] == pytest.approx(1e-3 * float(twin.act_scale))
+    assert step_lr[id(twin.act_scale)] == pytest.approx(1e-3 * float(twin.act_scale.detach()))
     n = sum(len(g["params"]) for g in groups)
     assert n == len([p for p in prepared.parameters() if p.requires_grad])
+
+
+def test_a_frozen_source_model_is_said_to_train_only_its_steps(digits, teacher, lossy_chip):
+    # a model built frozen for inference (requires_grad_(False)) stays frozen in the twin:
+    # the distillation then moves only step sizes, which is said, not done quietly
+    frozen = copy.deepcopy(teacher).requires_grad_(False)
+    prepared = prepare(frozen, lossy_chip, digits[0][:64], seed=0, train_noise=False)
+    weights = [t.weight for _, t in prepared.twins()]
+    assert weights and not any(w.requires_grad for w in weights)
+    before = [w.detach().clone() for w in weights]
+    with pytest.warns(UserWarning, match=r"requires_grad_\(True\) before prepare"):
+        distill(prepared, teacher, digits[0][:64], epochs=1, lr=1e-3, progress=False)
+    assert all(torch.equal(w, b) for w, b in zip(weights, before, strict=True))
+    with pytest.warns(UserWarning, match="only the .* step-size parameters learn"):
+        columnquant_optimizer(prepared)  # ColumnQuant's own optimizer says it too
+    # unfrozen, the weights train and nothing is said
+    prepared = prepare(copy.deepcopy(frozen).requires_grad_(True), lossy_chip,
+                       digits[0][:64], seed=0, train_noise=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        groups = param_groups(prepared, 1e-3)
+    assert all(t.weight.requires_grad for _, t in prepared.twins())
+    assert groups[0]["lr"] == 1e-3
 
 
 @pytest.mark.parametrize("kwargs, name", [
