@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import cimsim
 from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
 from cimsim.train.loop import param_groups, train_epoch
@@ -72,8 +73,12 @@ def digital_start(x, y, x_cal, *, epochs: int, lr: float, seed: int, cache: Path
 
     prep = prepare(load_resnet_digits(), pim_chip("native", adc_bits=24, rows=128), x_cal,
                    seed=seed)
-    tag = hashlib.sha256(b"".join(t.contiguous().numpy().tobytes() for t in (x, y, x_cal))
-                         ).hexdigest()[:12]
+    # keyed by the data and by cimsim's own sources: a start trained by other code (another
+    # twin, quantizer or loop) is trained again, not reused, so a study's figures come from
+    # the code that prints them
+    sources = sorted(Path(cimsim.__file__).parent.rglob("*.py"))
+    tag = hashlib.sha256(b"".join([*(t.contiguous().numpy().tobytes() for t in (x, y, x_cal)),
+                                   *(f.read_bytes() for f in sources)])).hexdigest()[:12]
     path = None if cache is None else cache / f"digital-w4a4-e{epochs}-lr{lr}-s{seed}-{tag}.pt"
     if path is not None and path.is_file():
         prep.load_state_dict(torch.load(path))
