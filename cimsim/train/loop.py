@@ -103,7 +103,7 @@ def param_groups(prepared: PreparedModel, lr: float) -> list[dict]:
         frozen source model's).
     """
     steps = _step_parameters(prepared)
-    warn_if_only_steps_train(prepared)
+    warn_if_only_steps_train(prepared, steps)
     rest = [p for p in prepared.parameters() if p.requires_grad and id(p) not in steps]
     groups: list[dict] = [{"params": rest, "lr": lr}] if rest else []
     for p in steps.values():
@@ -127,15 +127,17 @@ def _step_parameters(prepared: PreparedModel) -> dict[int, nn.Parameter]:
     return steps
 
 
-def warn_if_only_steps_train(prepared: PreparedModel) -> None:
+def warn_if_only_steps_train(prepared: PreparedModel,
+                             steps: dict[int, nn.Parameter] | None = None) -> None:
     """A ``UserWarning`` when nothing of ``prepared`` but step sizes trains.
 
     ``prepare`` keeps a frozen source weight frozen (a frozen backbone stays frozen), so a
     model built frozen for inference (``requires_grad_(False)``) trains only its steps, whose
     rate is their own size: the loss barely moves (an encoder's distillation did so unnoticed
-    for days). The optimizers of :func:`param_groups` and ColumnQuant say it.
+    for days). The optimizers of :func:`param_groups` and ColumnQuant say it. ``steps``: the
+    trainable step sizes by id, when the caller has them (else found here).
     """
-    steps = _step_parameters(prepared)
+    steps = _step_parameters(prepared) if steps is None else steps
     if steps and not any(p.requires_grad and id(p) not in steps
                          for p in prepared.parameters()):
         warnings.warn("no weight or bias of the prepared model trains (its source model's "
