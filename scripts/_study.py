@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import cimsim
 from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
+from cimsim.sweep.store import data_fingerprint
 from cimsim.train.loop import param_groups, train_epoch
 
 CACHE = Path(".cache/studies")
@@ -77,8 +78,8 @@ def digital_start(x, y, x_cal, *, epochs: int, lr: float, seed: int, cache: Path
     # twin, quantizer or loop) is trained again, not reused, so a study's figures come from
     # the code that prints them
     sources = sorted(Path(cimsim.__file__).parent.rglob("*.py"))
-    tag = hashlib.sha256(b"".join([*(t.contiguous().numpy().tobytes() for t in (x, y, x_cal)),
-                                   *(f.read_bytes() for f in sources)])).hexdigest()[:12]
+    code = hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
+    tag = hashlib.sha256((data_fingerprint(x, y, x_cal) + code).encode()).hexdigest()[:12]
     path = None if cache is None else cache / f"digital-w4a4-e{epochs}-lr{lr}-s{seed}-{tag}.pt"
     if path is not None and path.is_file():
         prep.load_state_dict(torch.load(path))
