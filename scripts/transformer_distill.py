@@ -11,6 +11,7 @@ and the deployment after distillation::
 
     python scripts/transformer_distill.py [--chip rram-22nm] [--epochs 4] [--lr 1e-4]
         [--devices programmed|sampled|nominal] [--zero-point] [--alpha A]
+        [--thermal-sigma-lsb S]
 
 ``--zero-point`` and ``--alpha`` set ``quant.act_zero_point`` and ``quant.smooth_alpha``
 (docs/transformers.md): the twin trains with them as deploy maps them.
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="asymmetric activations (quant.act_zero_point = true)")
     ap.add_argument("--alpha", type=float, default=None,
                     help="SmoothQuant's alpha (quant.smooth_alpha; default: none)")
+    ap.add_argument("--thermal-sigma-lsb", type=float, default=None,
+                    help="the chip's noise.thermal_sigma_lsb (default: the preset's)")
     args = ap.parse_args(argv)
     f = read_e5(model_file())
     # E5Encoder is built frozen (an inference model), and prepare keeps a frozen weight frozen
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     chip = chip.replace(array=chip.array.replace(allow_time_multiplexing=True),
                         quant=chip.quant.replace(act_zero_point=args.zero_point,
                                                  smooth_alpha=args.alpha))
+    if args.thermal_sigma_lsb is not None:
+        chip = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=args.thermal_sigma_lsb))
     with torch.no_grad():
         want = model(ev)
 
