@@ -11,10 +11,11 @@ and the deployment after distillation::
 
     python scripts/transformer_distill.py [--chip rram-22nm] [--epochs 4] [--lr 1e-4]
         [--devices programmed|sampled|nominal] [--zero-point] [--alpha A]
-        [--thermal-sigma-lsb S]
+        [--set TABLE.FIELD=VALUE ...]
 
 ``--zero-point`` and ``--alpha`` set ``quant.act_zero_point`` and ``quant.smooth_alpha``
-(docs/transformers.md): the twin trains with them as deploy maps them.
+(docs/transformers.md): the twin trains with them as deploy maps them. ``--set`` changes a
+chip field over the preset as ``cimsim run --set`` does (e.g. ``noise.thermal_sigma_lsb=0``).
 
 The preset's arrays are time-multiplexed if the encoder does not fit (allow_time_multiplexing).
 """
@@ -71,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="asymmetric activations (quant.act_zero_point = true)")
     ap.add_argument("--alpha", type=float, default=None,
                     help="SmoothQuant's alpha (quant.smooth_alpha; default: none)")
-    ap.add_argument("--thermal-sigma-lsb", type=float, default=None,
-                    help="the chip's noise.thermal_sigma_lsb (default: the preset's)")
+    ap.add_argument("--set", action="append", default=[], metavar="TABLE.FIELD=VALUE",
+                    dest="overrides", help="set a chip field over the preset, e.g. "
+                    "noise.thermal_sigma_lsb=0 (cimsim.load_chip's overrides); repeatable")
     args = ap.parse_args(argv)
     f = read_e5(model_file())
     # E5Encoder is built frozen (an inference model), and prepare keeps a frozen weight frozen
@@ -84,12 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         return torch.cat([words, mask[..., None]], dim=-1)
 
     cal, ev = packed(CALIBRATION_SENTENCES), packed(EVALUATION_SENTENCES)
-    chip = cimsim.load_chip(args.chip)
+    chip = cimsim.load_chip(args.chip, overrides=args.overrides)
     chip = chip.replace(array=chip.array.replace(allow_time_multiplexing=True),
                         quant=chip.quant.replace(act_zero_point=args.zero_point,
                                                  smooth_alpha=args.alpha))
-    if args.thermal_sigma_lsb is not None:
-        chip = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=args.thermal_sigma_lsb))
     with torch.no_grad():
         want = model(ev)
 
