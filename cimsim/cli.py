@@ -709,6 +709,9 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if args.train_adc_bits > 24:
         raise ConfigError(f"--train-adc-bits: {args.train_adc_bits} is invalid; allowed: an "
                           "integer in 1..24 (left out: the chip's ADC bits)")
+    if args.bn_relative and not args.bn_calibration:  # else nothing would say it did nothing
+        raise ConfigError("--bn-relative: calibrates nothing without --bn-calibration N "
+                          "(N training inputs, N > 0)")
     if not (args.num_sigma > 0 and args.num_sigma != float("inf")):  # NaN fails the first
         raise ConfigError(f"--num-sigma: {args.num_sigma} is invalid; allowed: a finite "
                           "number > 0")
@@ -883,8 +886,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if recipe.base == "pim-qat" and args.bn_calibration:
         from .train.bn import calibrate_bn
 
-        n_bn = calibrate_bn(sim, x_train[:args.bn_calibration], batch_size=args.batch_size)
-        print(f"BatchNorm calibrated on the deployed model: {n_bn} modules, "
+        n_bn = calibrate_bn(sim, x_train[:args.bn_calibration], batch_size=args.batch_size,
+                            reference=prepared if args.bn_relative else None)
+        how = " (relative to the twin)" if args.bn_relative else ""
+        print(f"BatchNorm calibrated on the deployed model{how}: {n_bn} modules, "
               f"{min(args.bn_calibration, x_train.shape[0])} training inputs")
     _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
     return 0
@@ -1213,6 +1218,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bn-calibration", type=_LIMIT, default=0,
                    help="re-estimate BatchNorm statistics on the deployed chip with the first "
                         "N training inputs (default 0: off)")
+    g.add_argument("--bn-relative", action="store_true",
+                   help="with --bn-calibration: keep the trained statistics and move them by "
+                        "the chip's deviation from the trained twin on the same inputs, "
+                        "instead of replacing them (for models fine-tuned with BatchNorm "
+                        "statistics frozen, as here; docs/pim-qat.md section 3)")
     g = t.add_argument_group("columnquant (docs/columnquant.md)")
     g.add_argument("--weight-scale", default="column", choices=("layer", "array", "column"),
                    help="weight scale granularity (default column)")

@@ -12,7 +12,7 @@ non-linearity), which keeps BatchNorm in float between mapped layers.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -48,23 +48,87 @@ def _inputs(data, batch_size: int, batch_dim: int = 0) -> Iterable[torch.Tensor]
                       f"iterable of batches; got {type(data).__name__}")
 
 
-def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64) -> int:
+def _batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+def _statistics(bns: list) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    return [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+            for m in bns]
+
+
+def _restore(bns: list, stats: list) -> None:
+    with torch.no_grad():
+        for m, (mean, var, count) in zip(bns, stats, strict=True):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count)
+
+
+def _estimate(module: nn.Module, bns: list, data, batch_size: int) -> None:
+    """Reset ``bns`` and accumulate their statistics over ``data`` through ``module``'s
+    forward (cumulative average); modes and momenta restored, the previous statistics put
+    back if the pass fails."""
+    before = _statistics(bns)
+    modes = {m: m.training for m in module.modules()}
+    momenta = {m: m.momentum for m in bns}
+    done = False
+    try:
+        module.eval()
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+            m.train()
+        n = 0
+        with torch.no_grad():
+            for x in _inputs(data, batch_size, batch_dim_of(module)):
+                module(x)
+                n += 1
+        if n == 0:
+            raise ConfigError("calibrate_bn: data is empty")
+        done = True
+    finally:
+        for bn in bns:
+            bn.momentum = momenta[bn]
+        for m, training in modes.items():
+            m.training = training
+        if not done:  # nothing lost on failure: the statistics it had
+            _restore(bns, before)
+
+
+def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64,
+                 reference: nn.Module | None = None) -> int:
     """Re-estimate every BatchNorm's running mean and variance on ``data`` passed through
     ``model_or_sim``'s own forward (a twin, a deployed ``SimModel`` or any module).
 
     The running statistics are reset and accumulated as a cumulative average over all batches
     (``momentum = None``); nothing else changes: no weight, scale, affine BatchNorm parameter or
     other buffer. Every other module runs in eval mode (no training noise, dropout off), and
-    each module's training mode is restored afterwards.
+    each module's training mode is restored afterwards; if the pass fails, the statistics are
+    the ones it had.
+
+    With ``reference`` (relative calibration, cimsim's extension): the statistics the model
+    holds are kept and moved by the chip's deviation from ``reference``, both estimated on
+    ``data``: mean + (mean_chip − mean_reference), var · var_chip / var_reference. Use it for
+    a model fine-tuned with its BatchNorm statistics frozen (``cimsim.train``'s loops freeze
+    them): its weights have adapted to statistics that its own forward no longer produces, and
+    replacing them outright undoes that adaptation (docs/pim-qat.md §3, measured in §4).
+    ``reference`` is the twin the ``SimModel`` was deployed from (its noise-free forward), or
+    any module with the same BatchNorm layers in the same order; its own statistics are left
+    as they were.
 
     Parameters
     ----------
     model_or_sim : nn.Module
     data : tensor, ndarray, (inputs, labels) or iterable of batches
         Calibration inputs (a few hundred suffice); a tensor is cut along the ``batch_dim`` of
-        a ``PreparedModel`` / ``SimModel`` (dimension 0 for any other module).
+        a ``PreparedModel`` / ``SimModel`` (dimension 0 for any other module). An iterable is
+        read twice with ``reference`` (pass a tensor or a list, not a one-shot generator).
     batch_size : int
         Batch size when ``data`` is a tensor.
+    reference : nn.Module, optional
+        The module whose statistics on ``data`` are the baseline of a relative calibration.
 
     Returns
     -------
@@ -72,8 +136,7 @@ def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64) -> int:
         The number of BatchNorm modules calibrated (0: the model has none; nothing ran and a
         ``UserWarning`` says so).
     """
-    bns = [m for m in model_or_sim.modules()
-           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = _batchnorms(model_or_sim)
     if not bns:
         # PIM-QAT's BN calibration has nothing to absorb the chip's errors into: say so, a
         # silent 0 looked like a calibration that ran
@@ -82,24 +145,36 @@ def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64) -> int:
                       "normalization have none to re-estimate); nothing was calibrated",
                       UserWarning, stacklevel=2)
         return 0
-    modes = {m: m.training for m in model_or_sim.modules()}
-    momenta = {m: m.momentum for m in bns}
+    if reference is None:
+        _estimate(model_or_sim, bns, data, batch_size)
+        return len(bns)
+    ref_bns = _batchnorms(reference)
+    shapes = [m.num_features for m in bns]
+    if [m.num_features for m in ref_bns] != shapes:
+        raise ConfigError(
+            f"calibrate_bn: reference must have the model's BatchNorm layers in the same order; "
+            f"the model has {len(bns)} with {shapes} features, reference "
+            f"{len(ref_bns)} with {[m.num_features for m in ref_bns]}")
+    if isinstance(data, Iterator):
+        raise ConfigError("calibrate_bn: with reference, data is read twice; pass a tensor, "
+                          f"an array or a list of batches, not a one-shot {type(data).__name__}")
+    held, ref_held = _statistics(bns), _statistics(ref_bns)
     try:
-        model_or_sim.eval()
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-            m.train()
-        n = 0
-        with torch.no_grad():
-            for x in _inputs(data, batch_size, batch_dim_of(model_or_sim)):
-                model_or_sim(x)
-                n += 1
-        if n == 0:
-            raise ConfigError("calibrate_bn: data is empty")
+        _estimate(model_or_sim, bns, data, batch_size)
+        chip = _statistics(bns)
+        _estimate(reference, ref_bns, data, batch_size)
+        base = _statistics(ref_bns)
+    except BaseException:
+        _restore(bns, held)
+        raise
     finally:
-        for bn in bns:
-            bn.momentum = momenta[bn]
-        for module, training in modes.items():
-            module.training = training
+        _restore(ref_bns, ref_held)
+    moved = []
+    for (mean, var, _), (c_mean, c_var, count), (r_mean, r_var, _) in zip(held, chip, base,
+                                                                          strict=True):
+        # a channel the reference never varies has no ratio to carry: the chip's variance
+        varies = r_var > 0
+        ratio = c_var / torch.where(varies, r_var, torch.ones_like(r_var))
+        moved.append((mean + (c_mean - r_mean), torch.where(varies, var * ratio, c_var), count))
+    _restore(bns, moved)
     return len(bns)

@@ -431,6 +431,13 @@ def test_cli_pim_qat_with_bn_calibration_on_a_zoo_model(tmp_path, capsys):
     assert _train(tmp_path, "BNDropout", _npz(tmp_path, 2, (12, 3, 8, 8)), "--chip", "ideal",
                   "--method", "pim-qat", "--bn-calibration", "8") == 0
     assert "BatchNorm calibrated on the deployed model: 1 modules" in capsys.readouterr().out
+    assert _train(tmp_path, "BNDropout", _npz(tmp_path, 2, (12, 3, 8, 8)), "--chip", "ideal",
+                  "--method", "pim-qat", "--bn-calibration", "8", "--bn-relative") == 0
+    assert ("BatchNorm calibrated on the deployed model (relative to the twin): 1 modules"
+            in capsys.readouterr().out)
+    assert _train(tmp_path, "BNDropout", _npz(tmp_path, 2, (12, 3, 8, 8)), "--chip", "ideal",
+                  "--method", "pim-qat", "--bn-relative") == 2
+    assert "--bn-relative" in capsys.readouterr().err
 
 
 def test_cli_labels_beyond_the_models_classes_are_one_line(tmp_path, capsys):

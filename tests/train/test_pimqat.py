@@ -224,6 +224,107 @@ def test_calibrate_bn_without_batchnorm_and_bad_data():
         calibrate_bn(net, torch.zeros(0, 2, 6, 6, dtype=torch.float64))
 
 
+class _Affine(nn.Module):
+    """A 'chip' that scales and shifts what its BatchNorm sees."""
+
+    def __init__(self, k: float, c: float):
+        super().__init__()
+        self.k, self.c = k, c
+
+    def forward(self, x):
+        return self.k * x + self.c
+
+
+def _bn_net(k: float = 1.0, c: float = 0.0, fail: bool = False) -> nn.Sequential:
+    bn = nn.BatchNorm1d(3).double()
+    with torch.no_grad():  # statistics held from training, not those of any data below
+        bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        bn.running_var.copy_(torch.tensor([2.0, 0.25, 1.0]))
+    layers = [_Affine(k, c), bn] + ([_Raises()] if fail else [])
+    return nn.Sequential(*layers).eval()
+
+
+class _Raises(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("the chip failed")
+
+
+def test_calibrate_bn_relative_moves_the_held_statistics_by_the_chip_deviation():
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5]) + 1.0
+    chip, ref = _bn_net(k=1.5, c=0.25), _bn_net()
+    ref_stats = _split_state(ref)[0]
+    assert calibrate_bn(chip, x, batch_size=16, reference=ref) == 1
+    bn = chip[1]
+    # hand computation: the chip's mean is 1.5·mean(x) + 0.25, the reference's mean(x); the
+    # chip's variance 1.5² times the reference's
+    mean0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    var0 = torch.tensor([2.0, 0.25, 1.0], dtype=torch.float64)
+    assert torch.allclose(bn.running_mean, mean0 + 0.5 * x.mean(0) + 0.25, atol=1e-12)
+    assert torch.allclose(bn.running_var, var0 * 2.25, atol=1e-12)
+    assert all(torch.equal(v, _split_state(ref)[0][k]) for k, v in ref_stats.items())
+    # without reference: the chip's own statistics replace the held ones
+    absolute = _bn_net(k=1.5, c=0.25)
+    calibrate_bn(absolute, x, batch_size=16)
+    assert torch.allclose(absolute[1].running_mean, 1.5 * x.mean(0) + 0.25, atol=1e-12)
+
+
+def test_calibrate_bn_relative_to_itself_keeps_the_held_statistics():
+    net, x = _net()
+    chip = pim_chip("bit-serial", adc_bits=3, rows=16)
+    prep = prepare_pimqat(net, chip, x[:16])
+    stats0, rest0 = _split_state(prep)
+    assert calibrate_bn(prep, x, batch_size=16, reference=prep) == 2
+    stats1, rest1 = _split_state(prep)
+    assert all(torch.allclose(stats0[k].double(), stats1[k].double(), atol=1e-9)
+               for k in stats0 if "running" in k)
+    assert all(torch.equal(rest0[k], rest1[k]) for k in rest0)
+
+
+def test_calibrate_bn_relative_on_a_simmodel_against_its_twin():
+    net, x = _net(3)
+    clean = pim_chip("bit-serial", adc_bits=3, rows=16)
+    noisy = pim_chip("bit-serial", adc_bits=3, rows=16, thermal_sigma_lsb=0.5, cubic=-0.2)
+    prep = prepare_pimqat(net, clean, x[:16])
+    sim = prep.deploy(0, chip=noisy)
+    stats0, _ = _split_state(sim.model)
+    twin0, _ = _split_state(prep)
+    assert calibrate_bn(sim, x, batch_size=24, reference=prep) == 2
+    stats1, _ = _split_state(sim.model)
+    assert any(not torch.equal(stats0[k], stats1[k]) for k in stats0 if "running" in k)
+    assert all(torch.equal(twin0[k], _split_state(prep)[0][k]) for k in twin0)
+    assert all(bool((v > 0).all()) for k, v in stats1.items() if k.endswith("running_var"))
+
+
+def test_calibrate_bn_bad_reference_and_failures_lose_nothing():
+    x = torch.randn(32, 3, dtype=torch.float64)
+    net = _bn_net(k=2.0)
+    held = _split_state(net)[0]
+
+    def unchanged() -> bool:
+        return all(torch.equal(v, _split_state(net)[0][k]) for k, v in held.items())
+
+    with pytest.raises(ConfigError, match="reference"):
+        calibrate_bn(net, x, reference=nn.Sequential(nn.BatchNorm1d(4)))
+    with pytest.raises(ConfigError, match="reference"):
+        calibrate_bn(net, x, reference=nn.Linear(3, 3))
+    with pytest.raises(ConfigError, match="read twice"):
+        calibrate_bn(net, iter([x]), reference=_bn_net())
+    assert unchanged()
+    failing = _bn_net(fail=True)
+    held_f = _split_state(failing)[0]
+    for reference in (None, _bn_net()):
+        with pytest.raises(RuntimeError, match="chip failed"):
+            calibrate_bn(failing, x, reference=reference)
+        assert all(torch.equal(v, _split_state(failing)[0][k]) for k, v in held_f.items())
+    ref = _bn_net()
+    ref_held = _split_state(ref)[0]
+    with pytest.raises(RuntimeError, match="chip failed"):  # the reference fails: both kept
+        calibrate_bn(net, x, reference=nn.Sequential(*ref, _Raises()))
+    assert unchanged()
+    assert all(torch.equal(v, _split_state(ref)[0][k]) for k, v in ref_held.items())
+
+
 # --- adjusted precision ----------------------------------------------------------------------
 def test_adjusted_precision_trains_at_one_adc_and_deploys_at_another():
     net, x = _net(5)
