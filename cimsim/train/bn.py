@@ -172,6 +172,7 @@ def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64,
     moved = []
     for (mean, var, _), (c_mean, c_var, count), (r_mean, r_var, _) in zip(held, chip, base,
                                                                           strict=True):
+        r_mean, r_var = r_mean.to(c_mean), r_var.to(c_var)  # a twin on another device/dtype
         # a channel the reference never varies has no ratio to carry: the chip's variance
         varies = r_var > 0
         ratio = c_var / torch.where(varies, r_var, torch.ones_like(r_var))
