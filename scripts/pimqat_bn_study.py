@@ -1,6 +1,6 @@
 """BatchNorm calibration after PIM-QAT, outright and relative (docs/pim-qat.md §3 and §4 (e)).
 
-    python scripts/pimqat_bn_study.py --out docs/results/pim-qat-bn-study.csv   # ~20 min
+    python scripts/pimqat_bn_study.py --out docs/results/pim-qat-bn-study.csv   # ~25 min, 2 cores
 
 On the start (a) of ``scripts/pimqat_study.py`` (cached under .cache/studies), for each
 rows/ADC-bits setting: (c) PIM-QAT fine-tuned on the noise-free bit-serial chip (as that
@@ -31,7 +31,10 @@ def main() -> None:
                     help="ROWS/ADC_BITS of the bit-serial chip (default 64/4 128/4 64/6)")
     ap.add_argument("--bn", nargs="+", type=int, default=[128, 1348],
                     help="calibration images (the first N training images)")
+    ap.add_argument("--train", type=int, default=1348,
+                    help="training images of (a) and (c) (default: all 1348)")
     ap.add_argument("--epochs", type=int, default=3, help="epochs of (c)")
+    ap.add_argument("--epochs-a", type=int, default=6, help="epochs of the digital QAT (a)")
     ap.add_argument("--test", type=int, default=200)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--sigma", type=float, default=0.5, help="thermal noise, LSB")
@@ -47,9 +50,10 @@ def main() -> None:
             ap.error(f"--settings: {s!r} is not ROWS/ADC_BITS (e.g. 64/4)")
         settings.append((int(rows), int(bits)))
 
-    x, y, x_te, y_te = setup(1348, args.test)
+    x, y, x_te, y_te = setup(args.train, args.test)
     x_cal = x[:64]
-    prep_a = digital_start(x, y, x_cal, epochs=6, lr=args.lr, seed=args.seed, cache=args.cache)
+    prep_a = digital_start(x, y, x_cal, epochs=args.epochs_a, lr=args.lr, seed=args.seed,
+                           cache=args.cache)
     out = Rows(args.out, ["rows", "adc_bits", "chip", "bn", "bn_images", "accuracy",
                           "elapsed_s"])
     for r, b in settings:
