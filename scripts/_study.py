@@ -23,6 +23,16 @@ CACHE = Path(".cache/studies")
 """Where :func:`digital_start` keeps its trained twin (gitignored)."""
 
 
+def add_noisy_chip_args(ap) -> None:
+    """The options the PIM-QAT scripts share: the fine-tuning rate, the noisy chip of arms
+    (d)-(h) (thermal noise and cubic INL), the seed and where the start (a) is cached."""
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--sigma", type=float, default=0.5, help="thermal noise, LSB")
+    ap.add_argument("--cubic", type=float, default=-0.2, help="cubic INL coefficient")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache", type=Path, default=CACHE, help="where (a) is cached")
+
+
 def setup(n_train: int, n_test: int):
     """One torch thread (the machine is shared); (x_train, y_train, x_test, y_test) tensors."""
     torch.set_num_threads(1)

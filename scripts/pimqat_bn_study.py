@@ -19,7 +19,7 @@ import argparse
 import copy
 from pathlib import Path
 
-from _study import CACHE, Rows, acc, digital_start, qat, setup
+from _study import Rows, acc, add_noisy_chip_args, digital_start, qat, setup
 
 from cimsim.train import calibrate_bn
 from cimsim.train.pimqat import pim_chip, prepare_pimqat
@@ -36,11 +36,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="epochs of (c)")
     ap.add_argument("--epochs-a", type=int, default=6, help="epochs of the digital QAT (a)")
     ap.add_argument("--test", type=int, default=200)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--sigma", type=float, default=0.5, help="thermal noise, LSB")
-    ap.add_argument("--cubic", type=float, default=-0.2, help="cubic INL coefficient")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache", type=Path, default=CACHE, help="where (a) is cached")
+    add_noisy_chip_args(ap)
     ap.add_argument("--out", type=Path, default=Path("docs/results/pim-qat-bn-study.csv"))
     args = ap.parse_args()
     settings = []

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from _study import CACHE, Rows, acc, digital_start, qat, setup
+from _study import Rows, acc, add_noisy_chip_args, digital_start, qat, setup
 
 from cimsim.models import load_resnet_digits
 from cimsim.train import calibrate_bn
@@ -42,11 +42,7 @@ def main() -> None:
     ap.add_argument("--train-a", type=int, default=1348, help="training images of (a)")
     ap.add_argument("--test", type=int, default=300)
     ap.add_argument("--bn", type=int, default=128, help="BatchNorm calibration images")
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--sigma", type=float, default=0.5, help="thermal noise, LSB")
-    ap.add_argument("--cubic", type=float, default=-0.2, help="cubic INL coefficient")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache", type=Path, default=CACHE, help="where (a) is cached")
+    add_noisy_chip_args(ap)
     ap.add_argument("--out", type=Path, default=Path("docs/results/pim-qat-study.csv"))
     ap.add_argument("--arms", nargs="+", default=list("bcdef"), choices=list("bcdefgh"),
                     help="arms to run (a is the shared start; d and e need c, h needs g)")
