@@ -705,6 +705,11 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--loss: '{args.loss}' is not a distillation loss; allowed: "
                           f"{', '.join(LOSSES)}")
     check_lr(args.lr, "--lr")  # the counts are checked by their argparse types
+    from .train.loop import SCHEDULES
+
+    if args.schedule not in SCHEDULES:
+        raise ConfigError(f"--schedule: '{args.schedule}' is not a schedule; allowed: "
+                          f"{', '.join(SCHEDULES)}")
     # named by their flags and before the model loads (prepare_* name the Python fields)
     if args.train_adc_bits > 24:
         raise ConfigError(f"--train-adc-bits: {args.train_adc_bits} is invalid; allowed: an "
@@ -742,12 +747,19 @@ def _recipe(args: argparse.Namespace):
 
 
 def _run_identity(args: argparse.Namespace) -> dict[str, str]:
-    """What a checkpoint must agree on to be resumed (``--epochs`` may grow)."""
-    keys = ("model", "data", "chip", "method", "option", "loss", "lr", "batch_size", "seed",
-            "calibration", "limit", "devices", "forward_rescale", "backward_rescale",
-            "train_adc_bits", "weight_scale", "psum_scale", "psum_centre", "num_sigma",
-            "scale_init", "weight_decomposition", "exclude", "overrides", "time")
+    """What a checkpoint must agree on to be resumed (``--epochs`` may grow, but not under a
+    cosine schedule: its decay was planned over them)."""
+    keys: tuple[str, ...] = (
+        "model", "data", "chip", "method", "option", "loss", "lr", "batch_size", "seed",
+        "calibration", "limit", "devices", "forward_rescale", "backward_rescale",
+        "train_adc_bits", "weight_scale", "psum_scale", "psum_centre", "num_sigma",
+        "scale_init", "weight_decomposition", "exclude", "overrides", "time", "schedule")
+    keys += ("epochs",) * (getattr(args, "schedule", None) == "cosine")
     return {k: str(getattr(args, k, None)) for k in keys}
+
+
+#: A run-identity key's value in a checkpoint written before the key existed.
+_IDENTITY_BEFORE = {"overrides": "[]", "schedule": "constant"}
 
 
 def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
@@ -765,8 +777,8 @@ def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
         raise ConfigError(f"--out: {path} is not a cimsim train checkpoint; remove it or use "
                           "another --out")
     for key, value in run.items():
-        # (a checkpoint written before --set existed set nothing)
-        there = state["run"].get(key, "[]" if key == "overrides" else None)
+        # (a checkpoint written before --set or --schedule existed set nothing / kept the rate)
+        there = state["run"].get(key, _IDENTITY_BEFORE.get(key))
         if there != value:
             flag = "set" if key == "overrides" else key.replace("_", "-")
             raise ConfigError(f"--out: {path} belongs to another run (--{flag} {there} there, "
@@ -794,7 +806,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .train import prepare
     from .train.distill import distillation_loss, output_cosine
-    from .train.loop import train_epoch
+    from .train.loop import lr_schedule, train_epoch
     from .train.lora import merge_lora
     from .train.raoq import weight_stats
 
@@ -817,6 +829,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         prepared = prepare(model, chip, x_cal, seed=args.seed, exclude=args.exclude, **twin)
     optimizer = torch.optim.Adam(recipe.setup(prepared, args.lr, args.seed))
+    scheduler = lr_schedule(optimizer, args.schedule, epochs=args.epochs,
+                            n=int(x_train.shape[0]), batch_size=args.batch_size)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / CHECKPOINT
     run = _run_identity(args)
@@ -828,6 +842,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if state is not None:
         prepared.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
         start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
         print(f"resuming from {ckpt_path} after epoch {start} of {args.epochs}")
     context = (distillation_loss(prepared, model, loss=args.loss) if recipe.base == "distill"
@@ -839,7 +855,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             mean = train_epoch(prepared, data, loss_fn, optimizer, batch_size=args.batch_size,
                                seed=args.seed, epoch=epoch, progress=True,
-                               desc=f"epoch {epoch + 1}/{args.epochs}")
+                               desc=f"epoch {epoch + 1}/{args.epochs}", scheduler=scheduler)
             history.append(mean)
             if recipe.bskmq and recipe.bskmq_refit:
                 from .train.bskmq import refit_chip_levels
@@ -849,13 +865,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                       + ", ".join(f"{k} {v:.3g}" for k, v in nmse.items()))
             _write_checkpoint(ckpt_path, {"epoch": epoch + 1, "model": prepared.state_dict(),
                                           "optimizer": optimizer.state_dict(),
-                                          "loss": history, "run": run})
+                                          "loss": history, "run": run}
+                              | ({"scheduler": scheduler.state_dict()} if scheduler else {}))
             print(f"epoch {epoch + 1}/{args.epochs}  loss {mean:.5g}  "
                   f"({time.perf_counter() - t0:.1f} s, checkpoint written)")
     prepared.eval()
     if recipe.lora:
         merge_lora(prepared)  # before weight quantization: deploy maps ordinary matrices
     summary: dict = {"method": args.method, "epochs": len(history), "loss": history,
+                     "schedule": args.schedule,
                      "t_inference_s": twin["t_inference_s"],
                      "cosine_to_float": output_cosine(prepared, model, x_eval)}
     if recipe.raoq_parts:
@@ -1192,6 +1210,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "min, h, d, w, y; default: the programmed state; docs/drift.md)")
     t.add_argument("--epochs", type=_POSITIVE, default=1, help="epochs in all (default 1)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    t.add_argument("--schedule", default="constant",
+                   help="the rate over the run: constant (default) or cosine (annealed per "
+                        "step to 0 after the last epoch; a checkpoint then resumes only with "
+                        "the same --epochs)")
     t.add_argument("--batch-size", type=_POSITIVE, default=64,
                    help="inputs per training step and per simulated forward (default 64)")
     t.add_argument("--seed", type=_seed, default=0,

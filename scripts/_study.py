@@ -17,7 +17,7 @@ import cimsim
 from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
 from cimsim.sweep.store import data_fingerprint
-from cimsim.train.loop import param_groups, train_epoch
+from cimsim.train.loop import lr_schedule, param_groups, train_epoch
 
 CACHE = Path(".cache/studies")
 """Where :func:`digital_start` keeps its trained twin (gitignored)."""
@@ -40,14 +40,21 @@ def setup(n_train: int, n_test: int):
     return x_tr[:n_train], y_tr[:n_train], x_te[:n_test], y_te[:n_test]
 
 
-def qat(prep, x, y, *, epochs: int, lr: float, seed: int, optimizer=None) -> list[float]:
+def qat(prep, x, y, *, epochs: int, lr: float, seed: int, optimizer=None,
+        schedule: str = "constant", after_epoch=None) -> list[float]:
     """Cross-entropy QAT epochs (BatchNorm statistics frozen, Adam with per-step rates unless
-    ``optimizer``); the twin is left in eval mode."""
+    ``optimizer``; its rate ``schedule``, ``lr_schedule``); ``after_epoch(e, loss)`` is called
+    after epoch e (its mean loss) with the twin in eval mode; the twin is left in eval mode."""
     opt = optimizer or torch.optim.Adam(param_groups(prep, lr))
-    losses = [train_epoch(prep, (x, y), lambda a, b: F.cross_entropy(prep(a), b), opt,
-                          batch_size=64, seed=seed, epoch=e, progress=False)
-              for e in range(epochs)]
-    prep.eval()
+    sched = lr_schedule(opt, schedule, epochs=epochs, n=int(x.shape[0]), batch_size=64)
+    losses = []
+    for e in range(epochs):
+        losses.append(train_epoch(prep, (x, y), lambda a, b: F.cross_entropy(prep(a), b), opt,
+                                  batch_size=64, seed=seed, epoch=e, progress=False,
+                                  scheduler=sched))
+        prep.eval()
+        if after_epoch is not None:
+            after_epoch(e, losses[-1])
     return losses
 
 

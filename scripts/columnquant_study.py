@@ -52,6 +52,9 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=300)
     ap.add_argument("--var-test", type=int, default=200, help="test images per variation seed")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
+                    help="the fine-tuning rate over the epochs (default constant; "
+                         "docs/columnquant.md §4: at 1e-3 a constant rate climbs back out)")
     ap.add_argument("--centre", default="none", choices=("none", "batch", "frozen"),
                     help="LsqPsum centre (default none: the chip's calibrated grid)")
     ap.add_argument("--init", default="engine", choices=("engine", "paper"),
@@ -88,7 +91,7 @@ def main() -> None:
                                        weight_scale=ws, centre=args.centre, init=args.init)
             add("twin_accuracy_before", acc(prep.eval(), x_te, y_te))
             qat(prep, x[:args.train], y[:args.train], epochs=args.epochs, lr=args.lr,
-                seed=args.seed)
+                seed=args.seed, schedule=args.schedule)
             add("psum_nmse", psum_mse(prep, x_te[:64])["mean"])
             add("twin_accuracy", acc(prep, x_te, y_te))
             add("deployed_accuracy", acc(deploy_columnquant(prep, x_cal, args.seed),

@@ -237,6 +237,36 @@ def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, epochs_run):
     assert epochs_run == [0, 1]
 
 
+def test_train_cosine_schedule_is_part_of_the_run(tmp_path, capsys, epochs_run):
+    args = TRAIN + ["--method", "qat", "--out", str(tmp_path)]
+    assert main(args + ["--epochs", "1", "--schedule", "cosine"]) == 0
+    state = _checkpoint(tmp_path)
+    # 32 inputs in batches of 16: two steps, the rate annealed to 0 after the second
+    assert state["scheduler"]["last_epoch"] == 2 and state["run"]["schedule"] == "cosine"
+    assert all(g["lr"] == pytest.approx(0.0, abs=1e-15)
+               for g in state["optimizer"]["param_groups"])
+    assert json.loads((tmp_path / "training.json").read_text())["schedule"] == "cosine"
+    capsys.readouterr()
+    # its decay was planned over one epoch: a second is another run, as is a constant rate
+    assert main(args + ["--epochs", "2", "--schedule", "cosine"]) == 2
+    assert "belongs to another run (--epochs 1 there, 2 now)" in capsys.readouterr().err
+    assert main(args + ["--epochs", "1"]) == 2
+    assert "(--schedule cosine there, constant now)" in capsys.readouterr().err
+    assert epochs_run == [0]
+
+
+def test_train_resumes_a_checkpoint_written_before_schedule_existed(tmp_path, capsys,
+                                                                     epochs_run):
+    args = TRAIN + ["--method", "qat", "--out", str(tmp_path)]
+    assert main(args + ["--epochs", "1"]) == 0
+    state = _checkpoint(tmp_path)
+    del state["run"]["schedule"]  # as an older cimsim wrote it: the rate was constant
+    torch.save(state, tmp_path / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(args + ["--epochs", "2"]) == 0
+    assert "after epoch 1 of 2" in capsys.readouterr().out and epochs_run == [0, 1]
+
+
 @pytest.mark.slow
 def test_train_resumed_equals_uninterrupted(tmp_path):
     args = TRAIN + ["--method", "distill"]
@@ -268,6 +298,7 @@ def test_train_distill_without_labels(digits_files, tmp_path, capsys):
     (["--lr", "-1"], "--lr = -1.0"),
     (["--batch-size", "0"], "argument --batch-size: 0 is invalid"),
     (["--loss", "kl"], "--loss: 'kl'"),
+    (["--schedule", "linear"], "--schedule: 'linear' is not a schedule; allowed: constant, cosine"),
     (["--devices", "typical"], "--devices: 'typical' is not a device mode; allowed: programmed"),
     (["--limit", "-1"], "argument --limit: -1 is invalid; allowed: an integer >= 1, or 0"),
     (["--data", "x.npz"], "--data: --model demo brings its own data"),

@@ -44,7 +44,7 @@ from ..mapping.matrix import InputStats
 from ..mapping.unmappable import deepcopy
 from ._data import batch_dim_of, batch_first, model_batches
 from ._modes import module_modes, restore_modes
-from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
+from .loop import as_tensors, check_lr, check_positive_int, lr_schedule, param_groups, train_epoch
 from .twin import PreparedModel, TwinMatmul, prepare
 
 __all__ = ["NLActivation", "activation_nmse", "attach_nl_activations", "finetune", "finetune_chip",
@@ -208,10 +208,12 @@ def relu_model(model: nn.Module) -> nn.Module:
 def finetune(model: nn.Module, data, *, epochs: int = 3, lr: float = 1e-3,
              batch_size: int = 64, refit: bool = False,
              calibration: torch.Tensor | None = None, seed: int = 0, progress: bool = False,
-             loss_fn: Callable[..., torch.Tensor] | None = None) -> dict:
+             loss_fn: Callable[..., torch.Tensor] | None = None,
+             schedule: str = "constant") -> dict:
     """Fine-tune ``model`` (with :class:`NLActivation` s) on labelled ``data = (x, y)`` with
-    cross-entropy and Adam; the levels frozen (``refit=False``) or refit on ``calibration``
-    after every epoch (``refit=True``).
+    cross-entropy and Adam (its rate's ``schedule``: ``constant`` or ``cosine``,
+    :func:`~cimsim.train.loop.lr_schedule`); the levels frozen (``refit=False``) or refit on
+    ``calibration`` after every epoch (``refit=True``).
 
     Returns
     -------
@@ -230,7 +232,7 @@ def finetune(model: nn.Module, data, *, epochs: int = 3, lr: float = 1e-3,
 
     return _run(model, (x, y), opt, refit_all if refit else None, epochs=epochs,
                 batch_size=batch_size, seed=seed, progress=progress, loss_fn=loss_fn,
-                desc="BS-KMQ fine-tuning", key="refit_mse")
+                desc="BS-KMQ fine-tuning", key="refit_mse", schedule=schedule)
 
 
 def _check_run(name: str, epochs: int, lr: float, data, refit: bool, calibration
@@ -246,14 +248,19 @@ def _check_run(name: str, epochs: int, lr: float, data, refit: bool, calibration
 def _run(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
          opt: torch.optim.Optimizer, refit: Callable[[], dict[str, float]] | None, *,
          epochs: int, batch_size: int, seed: int, progress: bool,
-         loss_fn: Callable[..., torch.Tensor] | None, desc: str, key: str) -> dict:
-    """The epochs of both fine-tunings: cross-entropy (or ``loss_fn``), ``refit`` after each
-    epoch (its result kept under ``key``), the model left in eval."""
+         loss_fn: Callable[..., torch.Tensor] | None, desc: str, key: str,
+         schedule: str) -> dict:
+    """The epochs of both fine-tunings: cross-entropy (or ``loss_fn``) at the rate
+    ``schedule``, ``refit`` after each epoch (its result kept under ``key``), the model left
+    in eval."""
     loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(model(xb), yb))
+    scheduler = lr_schedule(opt, schedule, epochs=epochs, n=int(data[0].shape[0]),
+                            batch_size=batch_size)
     hist: dict[str, list] = {"loss": [], key: []}
     for e in range(epochs):
         hist["loss"].append(train_epoch(model, data, loss_fn, opt, batch_size=batch_size,
-                                        seed=seed, epoch=e, progress=progress, desc=desc))
+                                        seed=seed, epoch=e, progress=progress, desc=desc,
+                                        scheduler=scheduler))
         if refit is not None:
             hist[key].append(refit())
     model.eval()
@@ -382,11 +389,13 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
                   batch_size: int = 64, refit: bool = False, calibration=None,
                   method: FitMethod | str | None = None, params: dict | None = None,
                   seed: int = 0, progress: bool = False,
-                  loss_fn: Callable[..., torch.Tensor] | None = None) -> dict:
+                  loss_fn: Callable[..., torch.Tensor] | None = None,
+                  schedule: str = "constant") -> dict:
     """BS-KMQ fine-tuning on the chip: QAT of ``prepared`` (from :func:`prepare_bskmq`) on
     labelled ``data = (x, y)`` (x cut along the model's ``batch_dim``, y batch-first) with
     cross-entropy (or ``loss_fn(x, y)``) and Adam (``param_groups``: the learned
-    scales at their own rate), the straight-through estimator through the fused NL-ADCs; the
+    scales at their own rate; its ``schedule``, ``constant`` or ``cosine``), the
+    straight-through estimator through the fused NL-ADCs; the
     levels frozen (``refit=False``) or refit on ``calibration`` after every epoch
     (:func:`refit_chip_levels` with ``method`` / ``params``).
 
@@ -412,4 +421,5 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
                 (lambda: refit_chip_levels(prepared, calibration, method=method,
                                            params=params)) if refit else None,
                 epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
-                loss_fn=loss_fn, desc="BS-KMQ fine-tuning (chip)", key="refit_nmse")
+                loss_fn=loss_fn, desc="BS-KMQ fine-tuning (chip)", key="refit_nmse",
+                schedule=schedule)

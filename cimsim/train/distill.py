@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..evaluate import logits_of
 from ._data import batch_dim_of, batch_first
 from ._modes import module_modes, restore_modes
-from .loop import as_tensors, check_lr, check_positive_int, param_groups, train_epoch
+from .loop import as_tensors, check_lr, check_positive_int, lr_schedule, param_groups, train_epoch
 from .twin import PreparedModel
 
 __all__ = ["LOSSES", "distill", "distillation_loss", "output_cosine"]
@@ -192,7 +192,8 @@ def _required_inputs(module: nn.Module) -> list[str]:
 
 def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 1,
             lr: float = 1e-3, batch_size: int = 64, layers: Sequence[str] | None = None,
-            loss: str = "mse", progress: bool = True, seed: int = 0) -> dict:
+            loss: str = "mse", progress: bool = True, seed: int = 0,
+            schedule: str = "constant") -> dict:
     """Fine-tune ``prepared`` without labels to match the float ``teacher``'s outputs.
 
     Adam over every trainable parameter of ``prepared`` (weights and biases at ``lr``, each
@@ -228,6 +229,9 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
         A tqdm bar per epoch.
     seed : int
         The minibatch order and the training noise of every epoch derive from it.
+    schedule : {"constant", "cosine"}
+        Adam's rate over the run (:func:`~cimsim.train.loop.lr_schedule`): kept, or annealed
+        per step to 0 along a half cosine.
 
     Returns
     -------
@@ -263,6 +267,8 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
     if not groups:
         raise ConfigError("prepared has no trainable parameters")
     optimizer = torch.optim.Adam(groups)
+    scheduler = lr_schedule(optimizer, schedule, epochs=epochs, n=int(tensors[0].shape[0]),
+                            batch_size=batch_size)
     history: list[float] = []
     with distillation_loss(prepared, teacher, loss=loss, layers=layers) as match:
         if isinstance(data, Mapping):
@@ -273,7 +279,7 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
             for epoch in range(epochs):
                 mean = train_epoch(prepared, tensors, fn, optimizer, batch_size=batch_size,
                                    seed=seed, epoch=epoch, progress=progress,
-                                   desc=f"distill {epoch + 1}/{epochs}")
+                                   desc=f"distill {epoch + 1}/{epochs}", scheduler=scheduler)
                 history.append(mean)
                 log.info("distill epoch %d/%d: loss %.6g", epoch + 1, epochs, mean)
         finally:

@@ -18,8 +18,11 @@ from torch import nn
 from ..errors import ConfigError
 from .twin import PreparedModel
 
-__all__ = ["STEP_PARAMETERS", "as_tensors", "check_lr", "check_positive_int", "epoch_seed",
-           "param_groups", "train_epoch"]
+__all__ = ["SCHEDULES", "STEP_PARAMETERS", "as_tensors", "check_lr", "check_positive_int",
+           "epoch_seed", "lr_schedule", "param_groups", "train_epoch"]
+
+#: Learning-rate schedules of the training loops (``schedule=``, ``cimsim train --schedule``).
+SCHEDULES = ("constant", "cosine")
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -35,6 +38,29 @@ def check_lr(value: object, name: str = "lr") -> float:
             or not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number > 0")
     return float(value)
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, schedule: str, *, epochs: int, n: int,
+                batch_size: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule of a run of ``epochs`` passes over ``n`` inputs.
+
+    ``constant``: None (every group keeps its rate). ``cosine``: every group's rate times
+    ½·(1 + cos(π·k/K)) after k of the run's K optimizer steps, so 0 after the last
+    (``torch.optim.lr_scheduler.CosineAnnealingLR``, stepped per batch by :func:`train_epoch`),
+    as the training recipes of the papers cimsim implements anneal theirs. Why it matters here:
+    a learned step size is trained at its own size times the rate (:func:`param_groups`), and at
+    a constant Adam rate of 1e-3 a 3-bit partial-sum twin's loss fell for one or two epochs and
+    then climbed (docs/training.md §2); the decay is what lets such a run stop near its best
+    point without choosing the epoch. An unknown name is a ``ConfigError``.
+    """
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"schedule = {schedule!r} is invalid; allowed: "
+                          f"{', '.join(map(repr, SCHEDULES))}")
+    if schedule == "constant":
+        return None
+    steps = check_positive_int("epochs", epochs) * math.ceil(n / check_positive_int(
+        "batch_size", batch_size))
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
 
 
 def as_tensors(name: str, data: object) -> tuple[torch.Tensor, ...]:
@@ -158,7 +184,8 @@ def _freeze_batchnorm(model: nn.Module) -> None:
 def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
                 loss_fn: Callable[..., torch.Tensor], optimizer: torch.optim.Optimizer, *,
                 batch_size: int, seed: int, epoch: int, progress: bool = True,
-                desc: str = "training") -> float:
+                desc: str = "training",
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
     """One pass over ``data`` in a shuffled order; returns the mean loss per input.
 
     Parameters
@@ -179,6 +206,8 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
         Show a tqdm bar (hidden when not on a terminal).
     desc : str
         The bar's label.
+    scheduler : LRScheduler, optional
+        Stepped after every optimizer step (:func:`lr_schedule`).
 
     Returns
     -------
@@ -206,6 +235,8 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
             loss = loss_fn(*batch)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total += float(loss.detach()) * idx.numel()
             bar.set_postfix(loss=f"{total / min(start + batch_size, n):.4g}")
     return total / n

@@ -34,7 +34,7 @@ import torch
 
 from ..config import ChipConfig
 from ..errors import ConfigError
-from .loop import param_groups, train_epoch
+from .loop import lr_schedule, param_groups, train_epoch
 from .lora import add_lora, merge_lora
 from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty, warn_unshifted
 from .twin import PreparedModel
@@ -122,16 +122,20 @@ class Recipe:
 
     def fit(self, prepared: PreparedModel, base: Callable[..., torch.Tensor],
             data: Sequence[torch.Tensor], *, epochs: int, lr: float, seed: int = 0,
-            batch_size: int = 64, progress: bool = False) -> list[float]:
+            batch_size: int = 64, progress: bool = False,
+            schedule: str = "constant") -> list[float]:
         """Train ``prepared`` with this method and leave it ready to deploy: the adapters and
         Adam's groups (:meth:`setup`), ``epochs`` passes of :func:`~cimsim.train.loop.train_epoch`
-        over ``data`` with :meth:`loss` of ``base``, then evaluation mode and, with LoRA, the
-        adapters merged (deploy maps ordinary matrices). Returns each epoch's mean loss.
-        ``cimsim train`` runs the same steps with a checkpoint per epoch."""
+        over ``data`` with :meth:`loss` of ``base`` and the rate ``schedule``
+        (:func:`~cimsim.train.loop.lr_schedule`: ``constant`` or ``cosine``), then evaluation
+        mode and, with LoRA, the adapters merged (deploy maps ordinary matrices). Returns each
+        epoch's mean loss. ``cimsim train`` runs the same steps with a checkpoint per epoch."""
         optimizer = torch.optim.Adam(self.setup(prepared, lr, seed))
+        scheduler = lr_schedule(optimizer, schedule, epochs=epochs, n=int(data[0].shape[0]),
+                                batch_size=batch_size)
         loss_fn = self.loss(prepared, base)
         losses = [train_epoch(prepared, data, loss_fn, optimizer, batch_size=batch_size,
-                              seed=seed, epoch=epoch, progress=progress)
+                              seed=seed, epoch=epoch, progress=progress, scheduler=scheduler)
                   for epoch in range(epochs)]
         prepared.eval()
         if self.lora:

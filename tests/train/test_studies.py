@@ -49,6 +49,21 @@ def test_pimqat_study_tiny(tmp_path):
 
 
 @pytest.mark.slow
+def test_columnquant_rate_study_tiny(tmp_path):
+    out = tmp_path / "r.csv"
+    _run("columnquant_rate_study.py", "--lrs", "1e-3", "--seeds", "2", "--epochs", "2",
+         "--train", "64", "--train-a", "64", "--epochs-a", "1", "--test", "32", "--cache",
+         str(tmp_path / "c"), "--out", str(out))
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["schedule"], r["seed"], r["epoch"]) for r in rows] == [
+        (s, str(seed), str(e)) for s in ("constant", "cosine") for seed in (0, 1)
+        for e in (0, 1, 2)]
+    # every run starts from the same prepared twin; the training seed changes the order only
+    assert len({r["twin_accuracy"] for r in rows if r["epoch"] == "0"}) == 1
+    assert all(float(r["train_loss"]) > 0 for r in rows if r["epoch"] != "0")
+
+
+@pytest.mark.slow
 def test_pimqat_bn_study_tiny(tmp_path):
     out = tmp_path / "bn.csv"
     _run("pimqat_bn_study.py", "--settings", "64/4", "--bn", "16", "--train", "64",
