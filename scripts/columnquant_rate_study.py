@@ -15,9 +15,29 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
 from _study import CACHE, Rows, acc, digital_start, qat, setup
 
 from cimsim.train.columnquant import columnquant_chip, prepare_columnquant
+
+
+def table(path: Path) -> str:
+    """The CSV as a Markdown table: per rate and schedule, the twin's accuracy after each epoch,
+    mean ± standard deviation over the seeds (min-max below)."""
+    frame = pd.read_csv(path)
+    lines = []
+    epochs = sorted(frame["epoch"].unique())
+    lines.append("| rate | schedule | seeds | " + " | ".join(f"epoch {e}" for e in epochs)
+                 + " |")
+    lines.append("|---|---|---:|" + "---:|" * len(epochs))
+    for (lr, schedule), g in frame.groupby(["lr", "schedule"], sort=False):
+        by = g.groupby("epoch")["twin_accuracy"]
+        mean, std, lo, hi = by.mean(), by.std(ddof=0), by.min(), by.max()
+        cells = [f"{mean[e]:.1f} ± {std[e]:.1f} ({lo[e]:.1f}–{hi[e]:.1f})"
+                 if e in mean.index else "" for e in epochs]  # (a run cut short)
+        lines.append(f"| {lr:g} | {schedule} | {g['seed'].nunique()} | " + " | ".join(cells)
+                     + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -35,7 +55,12 @@ def main() -> None:
     ap.add_argument("--train-a", type=int, default=1348, help="training images of the start")
     ap.add_argument("--cache", type=Path, default=CACHE, help="where the start is cached")
     ap.add_argument("--out", type=Path, default=Path("docs/results/columnquant-rate-study.csv"))
+    ap.add_argument("--table", action="store_true",
+                    help="only print --out's table (mean ± std (min-max) over the seeds)")
     args = ap.parse_args()
+    if args.table:
+        print(table(args.out))
+        return
 
     x, y, x_te, y_te = setup(max(args.train, args.train_a), args.test)
     start = digital_start(x[:args.train_a], y[:args.train_a], x[:64], epochs=args.epochs_a,
@@ -60,7 +85,7 @@ def main() -> None:
                 qat(prep, x[:args.train], y[:args.train], epochs=args.epochs, lr=lr, seed=seed,
                     schedule=schedule,
                     after_epoch=lambda e, loss, add=add: add(e + 1, round(loss, 4)))
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}\n\n{table(args.out)}")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per cell")
     ap.add_argument("--epochs-a", type=int, default=6, help="epochs of the shared start")
     ap.add_argument("--train-a", type=int, default=1348, help="training images of the start")
+    ap.add_argument("--lr-a", type=float, default=1e-3,
+                    help="Adam rate of the shared start (default 1e-3; --lr is the cells')")
     ap.add_argument("--test", type=int, default=300)
     ap.add_argument("--var-test", type=int, default=200, help="test images per variation seed")
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -72,7 +74,7 @@ def main() -> None:
     x, y, x_te, y_te = setup(max(args.train, args.train_a), args.test)
     x_cal = x[:64]
     start = digital_start(x[:args.train_a], y[:args.train_a], x_cal, epochs=args.epochs_a,
-                          lr=args.lr, seed=args.seed, cache=args.cache).float_model()
+                          lr=args.lr_a, seed=args.seed, cache=args.cache).float_model()
     cells = [(w, p) for w in GRANULARITIES for p in GRANULARITIES]
     if args.cells:
         cells = [tuple(c.split("/")) for c in args.cells]

@@ -50,7 +50,7 @@ def lr_schedule(optimizer: torch.optim.Optimizer, schedule: str, *, epochs: int,
     as the training recipes of the papers cimsim implements anneal theirs. Why it matters here:
     a learned step size is trained at its own size times the rate (:func:`param_groups`), and at
     a constant Adam rate of 1e-3 a 3-bit partial-sum twin's loss fell for one or two epochs and
-    then climbed (docs/training.md §2); the decay is what lets such a run stop near its best
+    then climbed (docs/columnquant.md §4); the decay is what lets such a run stop near its best
     point without choosing the epoch. An unknown name is a ``ConfigError``.
     """
     if schedule not in SCHEDULES:

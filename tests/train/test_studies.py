@@ -61,6 +61,12 @@ def test_columnquant_rate_study_tiny(tmp_path):
     # every run starts from the same prepared twin; the training seed changes the order only
     assert len({r["twin_accuracy"] for r in rows if r["epoch"] == "0"}) == 1
     assert all(float(r["train_loss"]) > 0 for r in rows if r["epoch"] != "0")
+    text = subprocess.run([sys.executable, str(ROOT / "scripts" / "columnquant_rate_study.py"),
+                           "--table", "--out", str(out)], check=True, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+    assert text.splitlines()[0] == "| rate | schedule | seeds | epoch 0 | epoch 1 | epoch 2 |"
+    assert [line.split(" | ")[:3] for line in text.splitlines()[2:]] == [
+        ["| 0.001", "constant", "2"], ["| 0.001", "cosine", "2"]]
 
 
 @pytest.mark.slow
