@@ -22,22 +22,28 @@ from cimsim.train.columnquant import columnquant_chip, prepare_columnquant
 
 
 def table(path: Path) -> str:
-    """The CSV as a Markdown table: per rate and schedule, the twin's accuracy after each epoch,
-    mean ± standard deviation over the seeds (min-max below)."""
+    """The CSV as Markdown tables: per rate and schedule, the twin's accuracy after each epoch,
+    mean ± standard deviation over the seeds (min-max), then each epoch's mean training loss."""
     frame = pd.read_csv(path)
-    lines = []
     epochs = sorted(frame["epoch"].unique())
-    lines.append("| rate | schedule | seeds | " + " | ".join(f"epoch {e}" for e in epochs)
-                 + " |")
-    lines.append("|---|---|---:|" + "---:|" * len(epochs))
+    head = ("| rate | schedule | seeds | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+            "|---|---|---:|" + "---:|" * len(epochs))
+    acc_lines, loss_lines = list(head), list(head)
     for (lr, schedule), g in frame.groupby(["lr", "schedule"], sort=False):
         by = g.groupby("epoch")["twin_accuracy"]
         mean, std, lo, hi = by.mean(), by.std(ddof=0), by.min(), by.max()
-        cells = [f"{mean[e]:.1f} ± {std[e]:.1f} ({lo[e]:.1f}–{hi[e]:.1f})"
-                 if e in mean.index else "" for e in epochs]  # (a run cut short)
-        lines.append(f"| {lr:g} | {schedule} | {g['seed'].nunique()} | " + " | ".join(cells)
-                     + " |")
-    return "\n".join(lines)
+        loss = g.groupby("epoch")["train_loss"].mean()
+        row = f"| {lr:g} | {schedule} | {g['seed'].nunique()} | "
+        # (an epoch a run cut short has no row; epoch 0 has no loss)
+        acc = [f"{mean[e]:.1f} ± {std[e]:.1f} ({lo[e]:.1f}–{hi[e]:.1f})" if e in mean.index
+               else "" for e in epochs]
+        losses = [f"{loss[e]:.3f}" if e in loss.index and pd.notna(loss[e]) else ""
+                  for e in epochs]
+        acc_lines.append(row + " | ".join(acc) + " |")
+        loss_lines.append(row + " | ".join(losses) + " |")
+    return "\n".join(["Twin accuracy (%) after each epoch:", "", *acc_lines, "",
+                      "Mean training loss of each epoch (cross-entropy, mean over the seeds):",
+                      "", *loss_lines])
 
 
 def main() -> None:

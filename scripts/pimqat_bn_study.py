@@ -48,7 +48,7 @@ def main() -> None:
 
     x, y, x_te, y_te = setup(args.train, args.test)
     x_cal = x[:64]
-    prep_a = digital_start(x, y, x_cal, epochs=args.epochs_a, lr=args.lr, seed=args.seed,
+    prep_a = digital_start(x, y, x_cal, epochs=args.epochs_a, lr=args.lr_a, seed=args.seed,
                            cache=args.cache)
     out = Rows(args.out, ["rows", "adc_bits", "chip", "bn", "bn_images", "accuracy",
                           "elapsed_s"])

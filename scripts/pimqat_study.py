@@ -56,7 +56,7 @@ def main() -> None:
     x_cal, x_bn = x[:64], x[:args.bn]
     x, y = x[:args.train], y[:args.train]
     model = load_resnet_digits()
-    prep_a = digital_start(x_a, y_a, x_cal, epochs=args.epochs_a, lr=args.lr, seed=args.seed,
+    prep_a = digital_start(x_a, y_a, x_cal, epochs=args.epochs_a, lr=args.lr_a, seed=args.seed,
                            cache=args.cache)
     rows = Rows(args.out, ["decomposition", "rows", "adc_bits", "arm", "accuracy", "elapsed_s"])
     rows.add(decomposition="float", rows="", adc_bits="", arm="float",
