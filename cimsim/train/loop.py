@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from .twin import PreparedModel
 
 __all__ = ["SCHEDULES", "STEP_PARAMETERS", "as_tensors", "check_lr", "check_positive_int",
-           "epoch_seed", "lr_schedule", "param_groups", "train_epoch"]
+           "check_schedule", "epoch_seed", "lr_schedule", "param_groups", "train_epoch"]
 
 #: Learning-rate schedules of the training loops (``schedule=``, ``cimsim train --schedule``).
 SCHEDULES = ("constant", "cosine")
@@ -40,6 +40,14 @@ def check_lr(value: object, name: str = "lr") -> float:
     return float(value)
 
 
+def check_schedule(schedule: object) -> str:
+    """``schedule`` if it is one of :data:`SCHEDULES`, else a ``ConfigError`` naming it."""
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"schedule = {schedule!r} is invalid; allowed: "
+                          f"{', '.join(map(repr, SCHEDULES))}")
+    return str(schedule)
+
+
 def lr_schedule(optimizer: torch.optim.Optimizer, schedule: str, *, epochs: int, n: int,
                 batch_size: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The per-step learning-rate schedule of a run of ``epochs`` passes over ``n`` inputs.
@@ -53,10 +61,7 @@ def lr_schedule(optimizer: torch.optim.Optimizer, schedule: str, *, epochs: int,
     then climbed (docs/columnquant.md §4); the decay is what lets such a run stop near its best
     point without choosing the epoch. An unknown name is a ``ConfigError``.
     """
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"schedule = {schedule!r} is invalid; allowed: "
-                          f"{', '.join(map(repr, SCHEDULES))}")
-    if schedule == "constant":
+    if check_schedule(schedule) == "constant":
         return None
     steps = check_positive_int("epochs", epochs) * math.ceil(n / check_positive_int(
         "batch_size", batch_size))

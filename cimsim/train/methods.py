@@ -34,7 +34,7 @@ import torch
 
 from ..config import ChipConfig
 from ..errors import ConfigError
-from .loop import lr_schedule, param_groups, train_epoch
+from .loop import check_schedule, lr_schedule, param_groups, train_epoch
 from .lora import add_lora, merge_lora
 from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty, warn_unshifted
 from .twin import PreparedModel
@@ -130,6 +130,7 @@ class Recipe:
         (:func:`~cimsim.train.loop.lr_schedule`: ``constant`` or ``cosine``), then evaluation
         mode and, with LoRA, the adapters merged (deploy maps ordinary matrices). Returns each
         epoch's mean loss. ``cimsim train`` runs the same steps with a checkpoint per epoch."""
+        check_schedule(schedule)  # before setup attaches anything to ``prepared``
         optimizer = torch.optim.Adam(self.setup(prepared, lr, seed))
         scheduler = lr_schedule(optimizer, schedule, epochs=epochs, n=int(data[0].shape[0]),
                                 batch_size=batch_size)

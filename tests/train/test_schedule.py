@@ -90,9 +90,11 @@ def test_fit_and_distill_refuse_an_unknown_schedule_before_training():
     before = {n: p.detach().clone() for n, p in prepared.named_parameters()}
     with pytest.raises(ConfigError, match="schedule = 'step'"):
         distill(prepared, model, x, epochs=1, schedule="step", progress=False)
-    with pytest.raises(ConfigError, match="schedule = 'step'"):
-        parse_method("qat").fit(prepared, lambda a, b: prepared(a).sum(), (x, y), epochs=1,
-                                lr=1e-3, schedule="step")
+    for method in ("qat", "qat+lora"):  # LoRA's adapters are not attached either
+        with pytest.raises(ConfigError, match="schedule = 'step'"):
+            parse_method(method).fit(prepared, lambda a, b: prepared(a).sum(), (x, y),
+                                     epochs=1, lr=1e-3, schedule="step")
+    assert dict(prepared.named_parameters()).keys() == before.keys()
     assert all(torch.equal(p, before[n]) for n, p in prepared.named_parameters())
 
 
