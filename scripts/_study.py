@@ -24,11 +24,13 @@ CACHE = Path(".cache/studies")
 
 
 def add_noisy_chip_args(ap) -> None:
-    """The options the PIM-QAT scripts share: the rates of the fine-tuning and of the start
-    (a), the noisy chip of arms (d)-(h) (thermal noise and cubic INL), the seed and where the
-    start (a) is cached."""
+    """The options the PIM-QAT scripts share: the rates of the fine-tuning (and its schedule)
+    and of the start (a), the noisy chip of arms (d)-(h) (thermal noise and cubic INL), the
+    seed and where the start (a) is cached."""
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam rate of the fine-tuning arms")
     ap.add_argument("--lr-a", type=float, default=1e-3, help="Adam rate of the start (a)")
+    ap.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
+                    help="the fine-tuning arms' rate over their epochs (default constant)")
     ap.add_argument("--sigma", type=float, default=0.5, help="thermal noise, LSB")
     ap.add_argument("--cubic", type=float, default=-0.2, help="cubic INL coefficient")
     ap.add_argument("--seed", type=int, default=0)

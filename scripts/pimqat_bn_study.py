@@ -57,7 +57,8 @@ def main() -> None:
         noisy = pim_chip("bit-serial", adc_bits=b, rows=r, thermal_sigma_lsb=args.sigma,
                          cubic=args.cubic)
         prep = prepare_pimqat(prep_a, clean, x_cal, seed=args.seed)
-        qat(prep, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed)
+        qat(prep, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed,
+            schedule=args.schedule)
 
         def add(chip: str, bn: str, n: int, value: float, r=r, b=b) -> None:  # bound now
             out.add(rows=r, adc_bits=b, chip=chip, bn=bn, bn_images=n, accuracy=value)

@@ -77,7 +77,8 @@ def main() -> None:
                     add("b", acc(prep_a.deploy(args.seed, chip=chip), x_te, y_te))
                 if "c" in arms:
                     prep_c = prepare_pimqat(prep_a, chip, x_cal, seed=args.seed)
-                    qat(prep_c, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed)
+                    qat(prep_c, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                        schedule=args.schedule)
                     add("c", acc(prep_c.deploy(args.seed, chip=chip), x_te, y_te))
                 if arms & set("de"):
                     sim = prep_c.deploy(args.seed, chip=noisy)
@@ -87,13 +88,15 @@ def main() -> None:
                 if "f" in arms:
                     prep_f = prepare_pimqat(prep_a, chip, x_cal, seed=args.seed,
                                             train_adc_bits=max(b - 1, 1))
-                    qat(prep_f, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed)
+                    qat(prep_f, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                        schedule=args.schedule)
                     sim = prep_f.deploy(args.seed, chip=noisy)
                     calibrate_bn(sim, x_bn)
                     add("f", acc(sim, x_te, y_te))
                 if "g" in arms:  # trained through the noisy chip's noise and non-linearity
                     prep_g = prepare_pimqat(prep_a, noisy, x_cal, seed=args.seed)
-                    qat(prep_g, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed)
+                    qat(prep_g, x, y, epochs=args.epochs, lr=args.lr, seed=args.seed,
+                        schedule=args.schedule)
                     sim = prep_g.deploy(args.seed)
                     add("g", acc(sim, x_te, y_te))
                     if "h" in arms:

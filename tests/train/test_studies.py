@@ -77,7 +77,7 @@ def test_pimqat_bn_study_tiny(tmp_path):
     out = tmp_path / "bn.csv"
     _run("pimqat_bn_study.py", "--settings", "64/4", "--bn", "16", "--train", "64",
          "--epochs", "1", "--epochs-a", "1", "--test", "32", "--cache", str(tmp_path / "c"),
-         "--out", str(out))
+         "--schedule", "cosine", "--out", str(out))
     rows = [(r["chip"], r["bn"]) for r in csv.DictReader(out.open())]
     assert rows == [(chip, bn) for chip in ("noise-free", "noisy")
                     for bn in ("none", "outright", "relative")] + [
