@@ -255,6 +255,32 @@ def test_train_cosine_schedule_is_part_of_the_run(tmp_path, capsys, epochs_run):
     assert epochs_run == [0]
 
 
+def test_train_cosine_resumed_after_a_kill_equals_uninterrupted(tmp_path, monkeypatch):
+    # the schedule's state travels in the checkpoint: a 2-epoch cosine run killed in its second
+    # epoch and rerun ends where the uninterrupted one does
+    import cimsim.train.loop as loop
+
+    args = TRAIN + ["--method", "qat", "--epochs", "2", "--schedule", "cosine"]
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    real = loop.train_epoch
+
+    def dies_in_epoch_2(*a, **k):
+        if k["epoch"] == 1:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "train_epoch", dies_in_epoch_2)
+    assert main(args + ["--out", str(killed)]) == 130  # "cimsim: interrupted"
+    assert _checkpoint(killed)["epoch"] == 1
+    monkeypatch.setattr(loop, "train_epoch", real)
+    assert main(args + ["--out", str(killed)]) == 0
+    assert main(args + ["--out", str(straight)]) == 0
+    a, b = _checkpoint(killed), _checkpoint(straight)
+    assert a["loss"] == b["loss"] and a["scheduler"] == b["scheduler"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
 def test_train_resumes_a_checkpoint_written_before_schedule_existed(tmp_path, capsys,
                                                                      epochs_run):
     args = TRAIN + ["--method", "qat", "--out", str(tmp_path)]

@@ -55,11 +55,10 @@ def lr_schedule(optimizer: torch.optim.Optimizer, schedule: str, *, epochs: int,
     ``constant``: None (every group keeps its rate). ``cosine``: every group's rate times
     ½·(1 + cos(π·k/K)) after k of the run's K optimizer steps, so 0 after the last
     (``torch.optim.lr_scheduler.CosineAnnealingLR``, stepped per batch by :func:`train_epoch`),
-    as the training recipes of the papers cimsim implements anneal theirs. Why it matters here:
-    a learned step size is trained at its own size times the rate (:func:`param_groups`), and at
-    a constant Adam rate of 1e-3 a 3-bit partial-sum twin's loss fell for one or two epochs and
-    then climbed (docs/columnquant.md §4); the decay is what lets such a run stop near its best
-    point without choosing the epoch. An unknown name is a ``ConfigError``.
+    as ColumnQuant's published training code anneals its rate. Why it matters: at a constant
+    Adam rate of 1e-3 a 3-bit partial-sum twin's training loss fell for one or two epochs and
+    then climbed back above where it started (docs/columnquant.md §4); annealed, the same rate
+    kept its gain. An unknown name is a ``ConfigError``.
     """
     if check_schedule(schedule) == "constant":
         return None
