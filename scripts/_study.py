@@ -50,11 +50,12 @@ def qat(prep, x, y, *, epochs: int, lr: float, seed: int, optimizer=None,
     ``optimizer``; its rate ``schedule``, ``lr_schedule``); ``after_epoch(e, loss)`` is called
     after epoch e (its mean loss) with the twin in eval mode; the twin is left in eval mode."""
     opt = optimizer or torch.optim.Adam(param_groups(prep, lr))
-    sched = lr_schedule(opt, schedule, epochs=epochs, n=int(x.shape[0]), batch_size=64)
+    batch = 64
+    sched = lr_schedule(opt, schedule, epochs=epochs, n=int(x.shape[0]), batch_size=batch)
     losses = []
     for e in range(epochs):
         losses.append(train_epoch(prep, (x, y), lambda a, b: F.cross_entropy(prep(a), b), opt,
-                                  batch_size=64, seed=seed, epoch=e, progress=False,
+                                  batch_size=batch, seed=seed, epoch=e, progress=False,
                                   scheduler=sched))
         prep.eval()
         if after_epoch is not None:

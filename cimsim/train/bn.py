@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..mapping.deploy import _batches
 from ._data import batch_dim_of
+from ._modes import module_modes, restore_modes
 
 __all__ = ["calibrate_bn"]
 
@@ -71,7 +72,7 @@ def _estimate(module: nn.Module, bns: list, data, batch_size: int) -> None:
     forward (cumulative average); modes and momenta restored, the previous statistics put
     back if the pass fails."""
     before = _statistics(bns)
-    modes = {m: m.training for m in module.modules()}
+    modes = module_modes(module)
     momenta = {m: m.momentum for m in bns}
     done = False
     try:
@@ -91,8 +92,7 @@ def _estimate(module: nn.Module, bns: list, data, batch_size: int) -> None:
     finally:
         for bn in bns:
             bn.momentum = momenta[bn]
-        for m, training in modes.items():
-            m.training = training
+        restore_modes(modes)
         if not done:  # nothing lost on failure: the statistics it had
             _restore(bns, before)
 
