@@ -17,7 +17,7 @@ import numpy as np
 
 from .adc import FusedActivation, RangeStats, calibrated_tables, keeps_samples
 from .arrays import _gemm
-from .arrays._kernels import convert_accumulate, make_planes
+from .arrays._kernels import NL_NONE, analog_linear, convert_accumulate, make_planes
 from .arrays._rng import KN, QZ, WN, stream_key
 from .arrays.analog import analog_from_partial_sums, nonlinearity_args
 from .arrays.drift import gain_events
@@ -429,9 +429,13 @@ def analog_values(layer: ProgrammedLayer, x_int: np.ndarray, *,
     x = check_inputs(x_int, layer)
     nl = nonlinearity_args(layer.chip.noise, layer.column_fs)
     for blk in _blocks(layer, x, chunk_vectors, "auto", None):
-        yield AnalogBlock(blk.m0, blk.group,
-                          analog_from_partial_sums(blk.ps, blk.xsum, layer.pos, layer.neg,
-                                                   layer.off_add, **nl))
+        if nl["nl_kind"] == NL_NONE:  # the common case in one compiled pass
+            values = np.empty((*blk.ps.shape[:2], layer.pos.shape[0]))
+            analog_linear(blk.ps, blk.xsum, layer.pos, layer.neg, layer.off_add, values)
+        else:
+            values = analog_from_partial_sums(blk.ps, blk.xsum, layer.pos, layer.neg,
+                                              layer.off_add, **nl)
+        yield AnalogBlock(blk.m0, blk.group, values)
 
 
 def calibrate(

@@ -296,3 +296,30 @@ def make_planes(x, dac_bits, n_planes, mode, rowsum, out, nnz, v2g):
             acc += sq[kk] * rowsum[kk]
         nnz[m] = cnt
         v2g[m] = acc
+
+
+@njit(parallel=True, cache=True)
+def analog_linear(ps, xsum, pos, neg, off_add, out):  # pragma: no cover - compiled
+    """The noise-free analog value of every conversion of a linear column, in one pass:
+    out (P, Mc, C) float64 = ps[p, m, pos[c]] + off_add[pos[c]] · xsum[p, m], minus the same
+    of column neg[c] where neg[c] >= 0. ps (P, Mc, Jg) int32|float32|float64; xsum (P, Mc) or
+    (P, 0): no off-current term.
+
+    Twin: ``analog.analog_from_partial_sums`` with ``NL_NONE`` (the same operations in the
+    same order, so the same float64 values): calibration reads every conversion's value, and
+    the NumPy form's gathers, casts and temporaries were half of preparing a model.
+    """
+    n_planes, mc, _ = ps.shape
+    n_conv = pos.shape[0]
+    has_off = xsum.shape[1] > 0
+    for pm in prange(n_planes * mc):
+        p = pm // mc
+        m = pm - p * mc
+        xs = xsum[p, m] if has_off else 0.0
+        for c in range(n_conv):
+            j = pos[c]
+            v = np.float64(ps[p, m, j]) + off_add[j] * xs
+            jn = neg[c]
+            if jn >= 0:
+                v -= np.float64(ps[p, m, jn]) + off_add[jn] * xs
+            out[p, m, c] = v

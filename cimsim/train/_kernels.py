@@ -137,3 +137,41 @@ def fused_convert(a: np.ndarray, var: np.ndarray | None, slope: np.ndarray | Non
                       np.uint64(keys[1]), lo, delta, lo0, d0, sig, coef, n_kinds, float(gain),
                       float(offset_lsb), float(top_code), KN, WN, y, share, dstep)
     return y, (share if want_share else None), (dstep if want_step else None)
+
+
+@njit(parallel=True, cache=True)
+def dac_planes(x, dac_bits, mode, out):  # pragma: no cover - compiled; twin: twin.input_planes
+    """The DAC planes of integer-valued float inputs x (M, K) into out (P, M, Kp), Kp >= K,
+    the columns from K on set to 0 (a ragged row group's pad rows).
+
+    mode 0: unsigned, plane p = (x >> dp) & (2^d - 1); 1: signed two's complement, the top
+    plane x >> d(P-1) keeps the sign (an arithmetic shift is a floor); 2: two-pass, P/2 planes
+    of max(x, 0) then P/2 of max(-x, 0). A NaN or infinite input is NaN on every plane (its
+    row's output is NaN, as the torch path's). One read of x and one write of each plane,
+    where the torch path makes several passes over all P planes.
+    """
+    n_planes, m_n, kp = out.shape
+    k_n = x.shape[1]
+    mask = (1 << dac_bits) - 1
+    half = n_planes // 2
+    for m in prange(m_n):
+        for k in range(k_n):
+            v = x[m, k]
+            if not math.isfinite(v):
+                for p in range(n_planes):
+                    out[p, m, k] = math.nan
+                continue
+            xi = np.int64(v)
+            for p in range(n_planes):
+                if mode == 2:
+                    neg = p >= half
+                    sh = dac_bits * (p - half if neg else p)
+                    d = (max(-xi if neg else xi, 0) >> sh) & mask
+                elif mode == 1 and p == n_planes - 1:
+                    d = xi >> (dac_bits * p)
+                else:
+                    d = (xi >> (dac_bits * p)) & mask
+                out[p, m, k] = d
+        for k in range(k_n, kp):
+            for p in range(n_planes):
+                out[p, m, k] = 0.0

@@ -325,8 +325,9 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig | str | Path, calibra
         chip = chip.replace(adc=chip.adc.replace(
             calibration_granularity=CalibrationGranularity(psum_scale)))
     if chip.adc.range_policy is not RangePolicy.CALIBRATED:
-        raise ConfigError("ColumnQuant learns the ADC step: adc.range_policy must be "
-                          "'calibrated'")
+        raise ConfigError(f"ColumnQuant learns the ADC step: adc.range_policy must be "
+                          f"'calibrated' (chip {chip.name}: {chip.adc.range_policy.value!r}); "
+                          "set it in the chip file or with --set adc.range_policy=calibrated")
     if chip.quant.weight_granularity.value != "column":
         chip = chip.replace(quant=chip.quant.replace(weight_granularity="column"))
     prep = prepare(model, chip, calibration, seed=seed, **options)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cimsim.arrays._kernels import _TILE, convert_accumulate
+from cimsim.arrays._kernels import _TILE, NL_NONE, analog_linear, convert_accumulate
 from cimsim.arrays._reference import convert_accumulate_reference
 from cimsim.arrays._rng import KN, QZ, WN, _mix_np
+from cimsim.arrays.analog import analog_from_partial_sums
 
 CASES = {
     # the one-loop path: direct columns, linear ADC, thermal noise only
@@ -109,3 +110,20 @@ def test_exact_sampler_patches_its_undecided_draws():
     hi_k = np.floor(u + s * QZ[np.clip(cell, 1, 4094) + 1])
     undecided = (lo_k != hi_k) | (cell == 0) | (cell == 4095)
     assert undecided.sum() > 50
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32, np.float64])
+@pytest.mark.parametrize("pairs", [False, True])
+@pytest.mark.parametrize("xsum", [False, True])
+def test_analog_kernel_equals_twin(dtype, pairs, xsum):
+    """``analog_linear`` (what calibration reads) gives exactly the float64 values of its
+    NumPy twin ``analog_from_partial_sums`` for a linear column: the GEMM's partial sums of
+    each kind, pairs (some conversions without a negative column) and the off-current."""
+    rng = np.random.default_rng(7)
+    ps, kw = _problem(rng, _TILE + 3, pairs=pairs, xsum=xsum)
+    ps = ps.astype(dtype)
+    out = np.empty((*ps.shape[:2], kw["pos"].shape[0]))
+    analog_linear(ps, kw["xsum"], kw["pos"], kw["neg"], kw["off_add"], out)
+    want = analog_from_partial_sums(ps, kw["xsum"], kw["pos"], kw["neg"], kw["off_add"],
+                                    NL_NONE, 60.0, 1.0, 0.3, np.zeros(0))
+    assert np.array_equal(out, want)

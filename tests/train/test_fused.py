@@ -81,3 +81,33 @@ def test_seeded_noise_repeats():
     torch.manual_seed(7)
     y2 = fused(x)
     torch.testing.assert_close(y1, y2, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("signed", ["unsigned", "twos_complement", "two_pass"])
+@pytest.mark.parametrize("dac_bits", [1, 2, 3])
+def test_dac_planes_kernel_equals_the_torch_planes(dtype, signed, dac_bits):
+    """``_kernels.dac_planes`` cuts inputs into the planes of ``twin.input_planes`` (its
+    twin), exactly, in every signed-input mode and DAC width, with the pad columns of a ragged
+    row group zero and a non-finite input NaN on every plane."""
+    from cimsim.config import ChipConfig
+    from cimsim.train._kernels import dac_planes
+    from cimsim.train.twin import input_planes
+
+    chip = ChipConfig.from_dict(dict(
+        name="t", input_bits=7, weight_bits=4,
+        dac=dict(bits=dac_bits, **({} if signed == "unsigned" else {"signed_inputs": signed}))))
+    is_signed = signed != "unsigned"
+    g = torch.Generator().manual_seed(dac_bits)
+    lo = -(2 ** (chip.input_bits - 1)) if is_signed else 0
+    hi = 2 ** (chip.input_bits - 1) - 1 if is_signed else 2**chip.input_bits - 1
+    x = torch.randint(lo, hi + 1, (37, 53), generator=g).to(dtype)
+    x[3, 4], x[5, 6], x[7, 8] = float("nan"), float("inf"), -float("inf")
+    want = input_planes(x, chip, is_signed)
+    mode = 0 if not is_signed else 2 if signed == "two_pass" else 1
+    out = torch.full((want.shape[0], 37, 53 + 11), 5.0, dtype=dtype)
+    dac_planes(x.numpy(), chip.dac_bits, mode, out.numpy())
+    finite = torch.isfinite(x)
+    assert torch.equal(out[:, :, :53][:, finite], want[:, finite])
+    assert out[:, :, :53][:, ~finite].isnan().all()
+    assert (out[:, :, 53:] == 0).all()

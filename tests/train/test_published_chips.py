@@ -233,8 +233,11 @@ def test_columnquant_and_bskmq_say_why_they_do_not_apply(digits):
 
     x_cal, _, _ = digits
     chip = published("jia-jssc20")
-    with pytest.raises(ConfigError, match="range_policy must be 'calibrated'"):
+    with pytest.raises(ConfigError, match="range_policy must be 'calibrated'") as err:
         prepare_columnquant(load_digits_cnn(), chip, x_cal)
+    # it names the chip's setting and the way to change it
+    assert "'full_scale'" in str(err.value)
+    assert "--set adc.range_policy=calibrated" in str(err.value)
     with pytest.raises(ConfigError, match="adc.placement = 'layer_output'"):
         prepare_bskmq(load_digits_cnn(), chip, x_cal)
 
