@@ -15,6 +15,7 @@ every partial sum and is lossless.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -114,6 +115,25 @@ class RangeStats:
             self.samples[g].append(a[::stride].astype(np.float32))
 
 
+def column_percentiles(samples: np.ndarray, qs: list[float]) -> np.ndarray:
+    """``np.percentile(samples, qs, axis=0)`` of samples (n, C): (len(qs), C), the same
+    values, about twice as fast on two cores. Each column is made contiguous (a transposed
+    copy: NumPy's partition along a strided axis is slower) and the columns are split over
+    Numba's thread count in threads (NumPy's partition releases the GIL); every column's
+    percentiles are computed as NumPy computes them, whatever the split."""
+    import numba  # the thread count the kernels use (a sweep's worker sets it to 1)
+
+    cols = np.ascontiguousarray(samples.T)
+    n_threads = min(numba.get_num_threads(), cols.shape[0])
+    if n_threads <= 1 or cols.shape[1] * cols.shape[0] < 1 << 16:
+        return np.percentile(cols, qs, axis=1)
+    bounds = np.linspace(0, cols.shape[0], n_threads + 1).astype(int)
+    with ThreadPoolExecutor(n_threads) as pool:
+        parts = pool.map(lambda ab: np.percentile(cols[ab[0]:ab[1]], qs, axis=1),
+                         zip(bounds[:-1], bounds[1:], strict=True))
+        return np.concatenate(list(parts), axis=1)
+
+
 def ranges_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
     """The layer's calibrated linear ADC tables from accumulated statistics, pooled over the
     units of ``adc.calibration_granularity``."""
@@ -144,7 +164,7 @@ def ranges_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
         if units.granularity is CalibrationGranularity.COLUMN:
             # one unit per (g, c): percentiles of all columns of a group in one call
             for g in range(g_n):
-                lo[g], hi[g] = np.percentile(per_g[g], [100 - q, q], axis=0)
+                lo[g], hi[g] = column_percentiles(per_g[g], [100 - q, q])
         else:
             for rows, cols in units:
                 vals = np.concatenate([per_g[g][:, cols].ravel() for g in rows])

@@ -161,7 +161,7 @@ def dac_planes(x, dac_bits, mode, out):  # pragma: no cover - compiled; twin: tw
                 for p in range(n_planes):
                     out[p, m, k] = math.nan
                 continue
-            xi = np.int64(v)
+            xi = np.int64(math.floor(v))  # integer-valued codes; a floor as the torch path's
             for p in range(n_planes):
                 if mode == 2:
                     neg = p >= half

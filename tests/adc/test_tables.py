@@ -135,3 +135,25 @@ def test_no_import_cycle_and_no_oracle_in_production():
     users = [n for n, deps in graph.items()
              if any(d.endswith("._reference") for d in deps) and not n.endswith("._reference")]
     assert users == [], f"production modules import a test oracle at load: {users}"
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (300, 7), (4000, 97), (20000, 64)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_column_percentiles_are_numpys(shape, threads):
+    """The calibration's per-column percentiles (transposed, split over threads) are exactly
+    ``np.percentile(..., axis=0)``, ties and a constant column included."""
+    import numba
+
+    from cimsim.adc.linear import column_percentiles
+
+    rng = np.random.default_rng(shape[0])
+    s = rng.normal(size=shape).astype(np.float32)
+    s[:, 0] = 1.5  # a column that never moved
+    s[: shape[0] // 2, -1] = np.round(s[: shape[0] // 2, -1])  # ties
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        got = column_percentiles(s, [0.1, 99.9])
+    finally:
+        numba.set_num_threads(before)
+    assert np.array_equal(got, np.percentile(s, [0.1, 99.9], axis=0))
