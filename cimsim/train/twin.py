@@ -999,9 +999,12 @@ class TwinMatmul(nn.Module):
         return grouped.movedim(-2, 0)
 
     def _plane_groups(self, x_int: torch.Tensor) -> torch.Tensor:
-        """The DAC planes of integer inputs (M, K) by row group: (G, P·M, r). Contiguous
-        groups with a ragged tail pad the inputs, not the P times larger planes (a zero input
-        is a zero digit on every plane, the zero row :meth:`_row_groups` pads)."""
+        """The DAC planes of integer inputs (M, K) by row group: (G, P·M, r), or on the CPU
+        with contiguous groups the planes themselves, (P·M, K), which :meth:`_group_mm` and
+        :meth:`_group_sum` read group by group (a ragged last group then costs no pad rows:
+        ResNetDigits' 144-row convolutions were 256 rows of planes and GEMM). Otherwise
+        contiguous groups with a ragged tail pad the inputs, not the P times larger planes (a
+        zero input is a zero digit on every plane, the zero row :meth:`_row_groups` pads)."""
         m = x_int.shape[0]
         padded = self.contiguous and self.tail_pad > 0
         if (self.options.fused_kernel and x_int.device.type == "cpu"
@@ -1010,10 +1013,12 @@ class TwinMatmul(nn.Module):
             chip = self.chip
             mode = (0 if not self.input_signed else
                     2 if chip.dac.signed_inputs is SignedInputMode.TWO_PASS else 1)
-            kp = x_int.shape[1] + (self.tail_pad if padded else 0)
-            planes = x_int.new_empty((self.n_planes, m, kp))
+            planes = x_int.new_empty((self.n_planes, m, x_int.shape[1]))
             dac_planes(x_int.detach().contiguous().numpy(), chip.dac_bits, mode,
                        planes.numpy())
+            if self.contiguous:
+                return planes.reshape(self.n_planes * m, -1)
+            padded = False
         elif padded:
             planes = input_planes(F.pad(x_int, (0, self.tail_pad)), self.chip,
                                   self.input_signed)
@@ -1022,6 +1027,29 @@ class TwinMatmul(nn.Module):
         if not padded:
             return self._row_groups(planes.reshape(self.n_planes * m, -1))
         return planes.reshape(self.n_planes * m, self.n_groups, self.group_rows).movedim(-2, 0)
+
+    def _group_bounds(self) -> list[tuple[int, int]]:
+        r, k = self.group_rows, self.n_inputs
+        return [(g * r, min((g + 1) * r, k)) for g in range(self.n_groups)]
+
+    def _group_mm(self, x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
+        """Each row group's product (G, P·M, C) of planes ``x`` from :meth:`_plane_groups`
+        and ``mats`` (G, r, C): one batched GEMM of grouped planes (G, P·M, r), or one GEMM per
+        group on its columns of flat planes (P·M, K), without the pad rows. The sums are of
+        integers, exact either way."""
+        if x.dim() == 3:
+            return torch.bmm(x, mats)
+        out = x.new_empty((self.n_groups, x.shape[0], mats.shape[2]))
+        for g, (k0, k1) in enumerate(self._group_bounds()):
+            torch.mm(x[:, k0:k1], mats[g, :k1 - k0], out=out[g])
+        return out
+
+    def _group_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Σ of each row group's planes (G, P·M, 1), from either form of :meth:`_group_mm`."""
+        if x.dim() == 3:
+            return x.sum(dim=2, keepdim=True)
+        return torch.stack([x[:, k0:k1].sum(dim=1) for k0, k1 in self._group_bounds()]
+                           )[:, :, None]
 
     def _from_row_groups(self, v: torch.Tensor) -> torch.Tensor:
         """(G, ..., r) -> (..., K): the inverse of :meth:`_row_groups` (pad rows dropped)."""
@@ -1137,10 +1165,10 @@ class TwinMatmul(nn.Module):
             off, has_off = self._off_dev, self.has_off_dev
         mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * digits.shape[0], -1)
                               ).transpose(1, 2)
-        xg = self._plane_groups(x_int)  # (G, P·M, r)
-        a = torch.bmm(xg, mg)  # (G, P·M, C), c = n·Qc + q (pairs split: n·Q + q)
+        xg = self._plane_groups(x_int)  # (G, P·M, r), or (P·M, K)
+        a = self._group_mm(xg, mg)  # (G, P·M, C), c = n·Qc + q (pairs split: n·Q + q)
         if has_off:
-            a += xg.sum(dim=2, keepdim=True) * off
+            a += self._group_sum(xg) * off
         slope = None
         if self.transfer is not None:
             f, df = self.transfer
@@ -1160,7 +1188,7 @@ class TwinMatmul(nn.Module):
                 cell_var = merge_columns(cell_var, chip, square=True)
             vg = self._row_groups(cell_var.permute(1, 0, 2).reshape(n * self.n_kinds, -1)
                                   ).transpose(1, 2)
-            var = torch.bmm(xg * xg, vg)
+            var = self._group_mm(xg * xg, vg)
         return a, var, gain, slope
 
     def _add_noise(self, a: torch.Tensor, var: torch.Tensor | None) -> torch.Tensor | None:
