@@ -1035,8 +1035,9 @@ class TwinMatmul(nn.Module):
     def _group_mm(self, x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
         """Each row group's product (G, P·M, C) of planes ``x`` from :meth:`_plane_groups`
         and ``mats`` (G, r, C): one batched GEMM of grouped planes (G, P·M, r), or one GEMM per
-        group on its columns of flat planes (P·M, K), without the pad rows. The sums are of
-        integers, exact either way."""
+        group on its columns of flat planes (P·M, K), without the pad rows. With integer
+        cell digits the sums are exact either way; with programmed (real) conductances the two
+        may add in another order, an ulp apart (as the engine's own GEMM may be from both)."""
         if x.dim() == 3:
             return torch.bmm(x, mats)
         out = x.new_empty((self.n_groups, x.shape[0], mats.shape[2]))
