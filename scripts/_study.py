@@ -17,7 +17,7 @@ import cimsim
 from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
 from cimsim.sweep.store import data_fingerprint
-from cimsim.train.loop import lr_schedule, param_groups, train_epoch
+from cimsim.train.loop import SCHEDULES, lr_schedule, param_groups, train_epoch
 
 CACHE = Path(".cache/studies")
 """Where :func:`digital_start` keeps its trained twin (gitignored)."""
@@ -29,7 +29,7 @@ def add_noisy_chip_args(ap) -> None:
     seed and where the start (a) is cached."""
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam rate of the fine-tuning arms")
     ap.add_argument("--lr-a", type=float, default=1e-3, help="Adam rate of the start (a)")
-    ap.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
+    ap.add_argument("--schedule", default="constant", choices=SCHEDULES,
                     help="the fine-tuning arms' rate over their epochs (default constant)")
     ap.add_argument("--sigma", type=float, default=0.5, help="thermal noise, LSB")
     ap.add_argument("--cubic", type=float, default=-0.2, help="cubic INL coefficient")

@@ -19,6 +19,7 @@ import pandas as pd
 from _study import CACHE, Rows, acc, digital_start, qat, setup
 
 from cimsim.train.columnquant import columnquant_chip, prepare_columnquant
+from cimsim.train.loop import SCHEDULES
 
 
 def table(path: Path) -> str:
@@ -51,8 +52,8 @@ def main() -> None:
     ap.add_argument("--psum-bits", type=int, default=3)
     ap.add_argument("--cell", default="column/column", help="WEIGHTS/PSUMS scale granularities")
     ap.add_argument("--lrs", nargs="+", type=float, default=[1e-3, 3e-4])
-    ap.add_argument("--schedules", nargs="+", default=["constant", "cosine"],
-                    choices=("constant", "cosine"))
+    ap.add_argument("--schedules", nargs="+", default=list(SCHEDULES),
+                    choices=SCHEDULES)
     ap.add_argument("--seeds", type=int, default=4, help="fine-tuning seeds 0..N-1")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--train", type=int, default=512, help="training images per epoch")

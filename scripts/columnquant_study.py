@@ -35,6 +35,7 @@ from cimsim.train.columnquant import (
     prepare_columnquant,
     psum_mse,
 )
+from cimsim.train.loop import SCHEDULES
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=300)
     ap.add_argument("--var-test", type=int, default=200, help="test images per variation seed")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--schedule", default="constant", choices=("constant", "cosine"),
+    ap.add_argument("--schedule", default="constant", choices=SCHEDULES,
                     help="the fine-tuning rate over the epochs (default constant; "
                          "docs/columnquant.md §4: at 1e-3 a constant rate climbs back out)")
     ap.add_argument("--centre", default="none", choices=("none", "batch", "frozen"),
