@@ -407,7 +407,7 @@ def cmd_datasheet(args: argparse.Namespace) -> int:
     d = datasheet(_load_chip(args) if args.overrides else args.chip, scope=args.scope,
                   input_density=args.input_density, calibrated=args.calibrated)
     if args.overrides:  # a field set on the command line counts as stated
-        d["unstated"] = unstated_inputs(args.chip, overrides=args.overrides)
+        d["unstated"] = unstated_inputs(args.chip, overrides=args.overrides, scope=args.scope)
     if args.json:
         print(json.dumps(d, indent=2, default=str))
         return 0

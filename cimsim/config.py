@@ -548,6 +548,10 @@ class ArrayConfig(_Config):
     """Tiles on the chip."""
     arrays_per_tile: int = 16
     """Arrays per tile; the chip holds ``n_tiles * arrays_per_tile`` arrays."""
+    tile_buffer_kib: float = 64.0
+    """Each tile's input/output buffer, KiB (ISAAC's 64-KiB tile eDRAM, Shafiee et al., ISCA
+    2016): its area and its energy per bit (Horowitz's size dependence) in a chip's figures;
+    a chip of small arrays has a smaller one."""
     allow_time_multiplexing: bool = False
     """If a model needs more arrays than the chip has: reprogram arrays over time (charged)
     instead of raising CapacityError."""
@@ -583,6 +587,7 @@ class ArrayConfig(_Config):
         # bounded by what a chip can be (2^20 tiles of 2^16 arrays), not only from below
         _int_in(self, "n_tiles", 1, 1 << 20)
         _int_in(self, "arrays_per_tile", 1, 1 << 16)
+        _float_in(self, "tile_buffer_kib", 0.0, float(1 << 20), lo_open=True)
         for name in ("allow_time_multiplexing", "kernel_preserving_tiling"):
             if not isinstance(getattr(self, name), bool):
                 _fail("ArrayConfig", name, getattr(self, name), "true or false")
@@ -832,7 +837,9 @@ class ADCConfig(_Config):
         _float_in(self, "comparator_noise_lsb", 0.0)
         if self.kind is ADCKind.RAMP and self.range_policy is not RangePolicy.CALIBRATED:
             _fail("ADCConfig", "range_policy", self.range_policy.value,
-                  "'calibrated' for kind = 'ramp' (its levels are fitted to calibration data)")
+                  "'calibrated' for kind = 'ramp' (the in-memory nonlinear ramp: its levels "
+                  "are fitted to calibration data; a description that leaves range_policy out "
+                  "gets it; a linear ramp-compare converter is kind = 'single_slope')")
         if self.kind is ADCKind.RAMP and self.bits > 16:  # cimsim.adc.levels' fitting limit
             _fail("ADCConfig", "bits", self.bits, "an integer in [1, 16] for kind = 'ramp' "
                   "(its 2^bits levels are fitted to calibration data)")
@@ -1334,6 +1341,7 @@ class ChipConfig(_Config):
             _fail("DACConfig", "shift_unsigned_inputs", True, "false with quant.act_format = "
                   "'block_fp' (not modelled: the A-shift re-centres a calibrated unsigned "
                   "integer input, a block-FP mantissa is already signed)")
+        _check_cell_kind(self)  # after the read-out's checks, which name the cell's own fields
         if self.tech.cost_model is CostModel.PHYSICAL and self.adc.kind is not ADCKind.DIGITAL:
             # the physical model settles analog columns through a switch that must conduct:
             # refused here, not after a simulation when the chip is priced
@@ -1359,8 +1367,8 @@ class ChipConfig(_Config):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChipConfig:
-        chip = _from_dict(cls, _window_predicted_by_default(_one_bit_cells_by_default(data)),
-                          "chip")
+        chip = _from_dict(cls, _window_predicted_by_default(_one_bit_cells_by_default(
+            _ramp_calibrated_by_default(data))), "chip")
         _warn_unpriced_tech(chip, data)
         return chip
 
@@ -1369,6 +1377,29 @@ class ChipConfig(_Config):
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_toml())
+
+
+_CMOS_KINDS = ("sram_6t", "sram_7t", "sram_8t", "sram_10t", "edram_2t", "edram_3t")
+_NVM_KINDS = ("rram_1t1r", "pcm", "mram_1t1mtj", "fefet_1t", "flash_nor")
+_CELL_KINDS = {**{c: _CMOS_KINDS for c in ("sram", "edram")},
+               **{c: _NVM_KINDS for c in ("rram", "pcm", "mram", "fefet", "flash")}}
+"""The cell kinds the cost model may price for each simulated ``device.cell``: the same
+family, CMOS bit-cells (SRAM and gain-cell eDRAM, both computed as SRAM) or non-volatile
+cells (a device model of one non-volatile technology priced as another's cell is kept: the
+HERMES and Le Gallo descriptions simulate RRAM-like conductances and price PCM cells); an
+``ideal`` cell takes any."""
+
+
+def _check_cell_kind(chip: ChipConfig) -> None:
+    """A cost-model cell of another family than the simulated one (an SRAM bit-cell priced as
+    a resistive cell, ...) is a slip, not a chip: refused naming both fields."""
+    kind, cell = chip.tech.cell_kind, chip.device.cell.value
+    allowed = _CELL_KINDS.get(cell)
+    if kind is None or allowed is None or kind.value in allowed:
+        return
+    _fail("TechConfig", "cell_kind", kind.value,
+          f"one of {', '.join(repr(k) for k in allowed)} for device.cell = {cell!r} (the "
+          "simulated cell's family; 'ideal' cells take any)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1395,6 +1426,19 @@ def _one_bit_cells_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
             or (isinstance(adc, Mapping) and adc.get("kind") == ADCKind.DIGITAL.value)):
         return {**data, "device": {**device, "bits_per_cell": 1}}
     return data
+
+
+def _ramp_calibrated_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with ``adc.range_policy = 'calibrated'`` where it writes ``adc.kind = 'ramp'``
+    and no range policy: the in-memory ramp's levels are fitted to calibration data, the only
+    policy it takes (a policy written is kept, and checked as written)."""
+    if not isinstance(data, Mapping):
+        return data  # _from_dict names the bad table
+    adc = data.get("adc", {})
+    if (not isinstance(adc, Mapping) or adc.get("kind") != ADCKind.RAMP.value
+            or "range_policy" in adc):
+        return data
+    return {**data, "adc": {**adc, "range_policy": RangePolicy.CALIBRATED.value}}
 
 
 # what states a compute window: a description under the physical cost model that writes none
@@ -1425,16 +1469,19 @@ _KEY_INPUTS = (("tech", "node_nm"), ("tech", "vdd_v"), ("", "weight_bits"), ("",
                ("device", "cell"), ("dac", "bits"), ("adc", "kind"), ("adc", "bits"))
 _PHYSICAL_INPUTS = (("tech", "input_drive"), ("tech", "compute_domain"))
 _RESISTIVE_INPUTS = (("device", "g_max_us"), ("tech", "v_read_v"))
+_CHIP_INPUTS = (("array", "n_tiles"), ("array", "arrays_per_tile"), ("array", "tile_buffer_kib"))
 
 
-def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = ()) -> tuple[str, ...]:
+def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
+                    scope: str = "macro") -> tuple[str, ...]:
     """The key architecture inputs a chip description (a preset name or a ``.toml``) leaves
     to cimsim's defaults, each as ``"table.field = value"`` with the value the chip got: the
     node, supply, precisions, array, converter and cell; the compute window, the input drive
     and compute domain under the physical cost model; the read voltage and conductance of a
     resistive cell; the clock where it times the read-out (a digital read-out, a single-slope
-    counter); a time-to-digital converter's architecture. What ``cimsim datasheet`` names, so
-    that an estimate says what it rests on (docs/new-chip.md §3).
+    counter); a time-to-digital converter's architecture; with ``scope="chip"`` (a whole
+    chip's figures) the tiles and arrays per tile. What ``cimsim datasheet`` names, so that an
+    estimate says what it rests on (docs/new-chip.md §3).
 
     Raises
     ------
@@ -1452,6 +1499,8 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = ()) -> tuple
         wanted.append(("tech", "clock_mhz"))
     if loaded.adc.kind is ADCKind.TDC:  # a counter or a SAR TDC: prices differ ~10x at 8 b
         wanted.append(("adc", "tdc_architecture"))
+    if scope == "chip":  # a whole chip is its arrays: 64 x 16 of them by default
+        wanted += _CHIP_INPUTS
     out = []
     for table, name in wanted:
         section = data if not table else data.get(table, {})
@@ -1466,6 +1515,14 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = ()) -> tuple
         out.append("tech.window_stated = false (the window predicted from the column's "
                    "settling)" if not loaded.tech.window_stated else
                    f"tech.t_read_ns = {loaded.tech.t_read_ns!r} (the compute window)")
+    if (loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL
+            and isinstance(tech, Mapping) and "t_read_ns" not in tech):
+        from .cost.latency import read_pulse_priced  # cost builds on config: imported here
+        if read_pulse_priced(loaded):
+            # resistive cells in the current domain and temporal drives are priced over the
+            # read pulse, and the window lasts no less: the default pulse may set the step
+            out.append(f"tech.t_read_ns = {loaded.tech.t_read_ns!r} (the read pulse the cells' "
+                       "energy is priced over; the window lasts no less)")
     return tuple(out)
 
 

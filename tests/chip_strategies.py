@@ -19,8 +19,8 @@ from typing import Any, get_type_hints
 from hypothesis import reject
 from hypothesis import strategies as st
 
-from cimsim.config import _DIGITAL_READOUT_CELLS as DIGITAL_READOUT_CELLS
 from cimsim.config import (
+    _CELL_KINDS,
     ACT_EXPONENT_BITS,
     ActCalibration,
     ActFormat,
@@ -54,6 +54,7 @@ from cimsim.config import (
     WordlineSwitching,
     adder_tree_bits,
 )
+from cimsim.config import _DIGITAL_READOUT_CELLS as DIGITAL_READOUT_CELLS
 from cimsim.errors import ConfigError
 
 SIZES = (1, 2, 3, 7, 8, 16, 17, 23, 31, 64, 100, 128, 256, 512, 1024)
@@ -228,7 +229,10 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         cost_model=cost_model,
         input_drive=draw(st.sampled_from(drives), label="input_drive"),
         compute_domain=draw(st.sampled_from(list(ComputeDomain)), label="compute_domain"),
-        cell_kind=draw(_maybe(st.sampled_from(list(CellKind))), label="cell_kind"),
+        # a cost-model cell of the simulated cell's family (an 'ideal' cell takes any)
+        cell_kind=draw(_maybe(st.sampled_from(
+            [k for k in CellKind if cell.value not in _CELL_KINDS
+             or k.value in _CELL_KINDS[cell.value]])), label="cell_kind"),
         devices_per_cell=draw(st.integers(1, 4)),
         weight_sets_stored=draw(st.sampled_from([1, 2, 8])),
         cell_area_f2=draw(_maybe(_f(4.0, 2000.0))),
@@ -282,6 +286,7 @@ the field the error must name."""
 _OUT_OF_RANGE: tuple[tuple[str, str, Any], ...] = (
     ("array", "n_rows", 0), ("array", "n_cols", -3), ("array", "cols_per_adc", 0),
     ("array", "n_tiles", 0), ("array", "arrays_per_tile", -1), ("array", "n_rows", "many"),
+    ("array", "tile_buffer_kib", 0.0),
     ("device", "bits_per_cell", 0), ("device", "g_max_us", 0.0), ("device", "g_max_us", -5.0),
     ("device", "on_off_ratio", 0.5), ("device", "p_stuck_on", 1.5),
     ("dac", "bits", 0), ("dac", "bits", -2), ("dac", "bits", "some"),

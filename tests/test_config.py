@@ -538,7 +538,9 @@ def test_unstated_inputs_names_what_the_description_leaves_to_defaults(tmp_path)
     assert cimsim.config.unstated_inputs(path) == (
         "dac.bits = 1", "tech.input_drive = 'amplitude'", "tech.compute_domain = 'current'",
         "device.g_max_us = 10.0", "tech.v_read_v = 0.2",
-        "tech.window_stated = false (the window predicted from the column's settling)")
+        "tech.window_stated = false (the window predicted from the column's settling)",
+        "tech.t_read_ns = 10.0 (the read pulse the cells' energy is priced over; the window "
+        "lasts no less)")
     path.write_text('[tech]\nnode_nm = 65\n')  # the tables model and every default
     assert cimsim.config.unstated_inputs(path) == (
         "tech.vdd_v = 0.8", "weight_bits = 8", "input_bits = 8", "array.n_rows = 256",
@@ -553,6 +555,38 @@ def test_unstated_inputs_names_what_the_description_leaves_to_defaults(tmp_path)
     assert not any("window" in g or "input_drive" in g or "compute_domain" in g for g in got)
     # a published description that writes its inputs leaves none of them out
     assert cimsim.config.unstated_inputs("published/sinangil-jssc21") == ()
+    # a whole chip's figures also rest on its tiles and their buffers
+    assert cimsim.config.unstated_inputs(path, scope="chip") == got + (
+        "array.n_tiles = 64", "array.arrays_per_tile = 16", "array.tile_buffer_kib = 64.0")
+    assert cimsim.config.unstated_inputs("published/legallo-natelec23", scope="chip") == (
+        "array.tile_buffer_kib = 64.0",)
+
+
+def test_a_cost_cell_of_another_family_than_the_simulated_cell_is_refused():
+    """An SRAM bit-cell priced as a resistive cell is a slip: refused naming both fields. A
+    cell priced as another of its family (CMOS bit-cells; non-volatile cells, as HERMES:
+    RRAM-like conductances, PCM cells) and an ideal cell priced as anything are kept."""
+    with pytest.raises(ConfigError, match=r"TechConfig.cell_kind = 'rram_1t1r' is invalid; "
+                       r"allowed: one of 'sram_6t', .*'edram_3t' for device.cell = 'sram'"):
+        ChipConfig.from_dict({"device": {"cell": "sram"}, "tech": {"cell_kind": "rram_1t1r"}})
+    with pytest.raises(ConfigError, match=r"cell_kind = 'sram_8t' .* 'rram_1t1r', 'pcm', "
+                       r"'mram_1t1mtj', 'fefet_1t', 'flash_nor' for device.cell = 'fefet'"):
+        ChipConfig.from_dict({"device": {"cell": "fefet"}, "tech": {"cell_kind": "sram_8t"}})
+    for cell, kind in (("rram", "pcm"), ("mram", "mram_1t1mtj"), ("ideal", "rram_1t1r"),
+                       ("sram", "sram_6t"), ("edram", "edram_2t"), ("sram", "edram_2t")):
+        chip = ChipConfig.from_dict({"device": {"cell": cell}, "tech": {"cell_kind": kind}})
+        assert chip.tech.cell_kind.value == kind
+
+
+def test_a_ramp_converter_left_without_a_range_policy_is_calibrated():
+    """The in-memory ramp only takes calibrated levels: a description that writes the kind and
+    no policy gets it; one that writes another policy is refused, the message naming the
+    linear ramp-compare converter a user may have meant."""
+    chip = ChipConfig.from_dict({"adc": {"kind": "ramp", "bits": 4}})
+    assert chip.adc.range_policy is RangePolicy.CALIBRATED
+    with pytest.raises(ConfigError, match="range_policy = 'full_scale' is invalid; allowed: "
+                       "'calibrated' for kind = 'ramp'.*kind = 'single_slope'"):
+        ChipConfig.from_dict({"adc": {"kind": "ramp", "range_policy": "full_scale"}})
 
 
 def test_physical_model_fields_under_the_tables_model_are_named(tmp_path):

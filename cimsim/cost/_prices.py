@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..arrays.program import sensed_cells
-from ..config import ADCKind, CellKind, CellTech, ChipConfig, WeightEncoding
+from ..config import ADCKind, ArrayConfig, CellKind, CellTech, ChipConfig, WeightEncoding
 from ..events import Component
 from .tables import (
     MAX_ADC_BITS,
@@ -114,11 +114,11 @@ temperature-scaled: no source read gives a law."""
 SUPPLY_REF_V = 0.8
 """Supply voltage of the technology tables, V (docs/technology.md §1)."""
 
-TILE_BUFFER_KIB = 64.0
-"""On-tile buffer size, KiB: ISAAC's 64 KB eDRAM per tile (Shafiee et al., ISCA 2016,
-Table 1). Its access energy
-per bit is the Horowitz SRAM figure at this size (``buffer_energy_pj_per_bit``), its area the
-ISAAC eDRAM area per bit."""
+TILE_BUFFER_KIB = ArrayConfig().tile_buffer_kib
+"""The default on-tile buffer size, KiB (``array.tile_buffer_kib``): ISAAC's 64 KB eDRAM per
+tile (Shafiee et al., ISCA 2016, Table 1). A buffer's access energy per bit is the Horowitz
+SRAM figure at its size (``buffer_energy_pj_per_bit``), its area the ISAAC eDRAM area per
+bit."""
 
 COMPONENTS: tuple[str, ...] = tuple(
     c.value for c in (Component.CELL, Component.DAC, Component.ADC, Component.SHIFT_ADD,
@@ -438,7 +438,7 @@ def _dequant_multiply(chip: ChipConfig, table: TechTable, cal: Calibration, bits
 
 
 def _buffer_bit(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
-    return (buffer_energy_pj_per_bit(TILE_BUFFER_KIB, table) * supply_factor(chip)
+    return (buffer_energy_pj_per_bit(chip.array.tile_buffer_kib, table) * supply_factor(chip)
             * cal.e("buffer"))
 
 

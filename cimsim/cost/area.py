@@ -14,7 +14,7 @@ per array
 per tile
     ``accumulator``   ceil(n_cols / cols_per_adc) lanes of accumulator_bits (the tile's output
                       accumulation, as fast as one array's ADCs deliver)
-    ``buffer``        a 64 KiB buffer (ISAAC's tile eDRAM)
+    ``buffer``        an ``array.tile_buffer_kib`` buffer (64 KiB: ISAAC's tile eDRAM)
     ``interconnect``  a quarter of an ISAAC router (one router per 4 tiles) and a 256-b bus
                       port per 8 arrays (ISAAC: one 256-b bus per 8-crossbar IMA)
 
@@ -30,7 +30,6 @@ from . import ripple
 from ._prices import TRANSISTOR_CELL_AREA_F2, sensed_cells
 from .energy import (
     NO_CALIBRATION,
-    TILE_BUFFER_KIB,
     Calibration,
     chip_table,
     stored_bits_per_cell,
@@ -108,7 +107,7 @@ def area_instances(
         *weighting,
         *block_fp,
         row(Component.ACCUMULATOR, "tile", f"{acc}-b accumulator lane", n_sa),
-        row(Component.BUFFER, "tile", f"{TILE_BUFFER_KIB:g} KiB buffer", 1),
+        row(Component.BUFFER, "tile", f"{arr.tile_buffer_kib:g} KiB buffer", 1),
         dict(component="interconnect", scope="tile",
              instance="1/4 router + 256-b bus per 8 arrays", n_per_scope=1,
              area_um2_per_instance=(router_share + bus) * cal.a("interconnect")),

@@ -155,7 +155,7 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     if isinstance(input_density, bool) or not 0.0 < density <= 1.0:
         raise ConfigError(f"datasheet input_density = {input_density!r} is invalid; "
                           "allowed: a number in (0, 1]")
-    unstated = None if isinstance(chip, ChipConfig) else unstated_inputs(chip)
+    unstated = None if isinstance(chip, ChipConfig) else unstated_inputs(chip, scope=scope)
     chip = as_chip(chip)
     cal = calibration_for(chip) if calibrated else NO_CALIBRATION
     try:
@@ -239,11 +239,13 @@ def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
     ``conversions_per_adc``, ``t_conv_ns`` and ``conversions_ns`` (for a digital chip: column
     sums of one clock period each); ``analog_phases`` (the windows of one step: ``B`` with
     ``tech.input_drive = 'bit_planes'``, else 1); ``terms`` (name -> ns of the terms in the
-    ``max``, the window terms times ``analog_phases``);
+    ``max``, the window terms times ``analog_phases``; ``read_pulse`` where the cells' energy
+    is priced over a read pulse ``tech.t_read_ns`` the window cannot end before, apart from a
+    stated window: :func:`.latency.read_pulse_priced`);
     ``limits`` (the terms equal to the step, conversions/clock first) and ``limit`` (the first).
     """
     from . import bitplanes, settling
-    from .latency import block_latency, stated_window_ns
+    from .latency import block_latency, read_pulse_priced, stated_window_ns
 
     lat = block_latency(block, N_VECTORS, table, cal)
     tech = chip.tech
@@ -260,6 +262,10 @@ def _step(chip: ChipConfig, block: Any, table: Any, cal: Any) -> dict[str, Any]:
         terms["settling"] = phases * settle_ns
     elif settle_ns is not None:
         terms["predicted_window"] = phases * settling.predicted_window_ns(chip, table)
+    if (settles and read_pulse_priced(chip)
+            and (stated_ns is None or tech.t_integrate_ns is not None)):
+        # the read pulse is a term of its own where it is not the stated window itself
+        terms["read_pulse"] = phases * tech.t_read_ns
     t_step = float(lat["t_step_ns"])
     limits = tuple(k for k, v in terms.items() if math.isclose(v, t_step, rel_tol=1e-9))
     return {"step_ns": t_step, "stated_window_ns": stated_ns, "settling_ns": settle_ns,
@@ -450,6 +456,8 @@ def _uncertainty(chip: ChipConfig, adc: dict[str, Any], figures: dict[str, float
 
 _LIMIT_TEXT = {"stated_window": "the stated compute window", "settling": "the predicted settling",
                "predicted_window": "the predicted window (no window stated)",
+               "read_pulse": "the read pulse (tech.t_read_ns, the cells' read energy is priced "
+                             "over it)",
                "conversions": "the conversions", "clock": "the digital clock"}
 
 
@@ -531,6 +539,10 @@ def breakdown_lines(sheet: dict[str, Any]) -> list[str]:
                          "cimsim.cost.settling.WINDOW_OVER_SETTLING)")
     else:
         lines.append("  settling           not predicted (tables model or digital adder tree)")
+    if "read_pulse" in st["terms"]:
+        lines.append(f"  read pulse       {st['terms']['read_pulse'] / st['analog_phases']:>10.4g}"
+                     " ns (tech.t_read_ns: the window lasts no less, the cells' read energy is "
+                     "priced over it)")
     if st["analog_phases"] > 1:
         lines.append(f"  analog phases    {st['analog_phases']:>10d}    (tech.input_drive = "
                      "'bit_planes': one window per input bit-plane)")

@@ -62,7 +62,6 @@ from ._prices import (
     FEFET_1T_CELL_AREA_F2,
     FLASH_NOR_CELL_AREA_F2,
     NO_CALIBRATION,
-    TILE_BUFFER_KIB,
     Calibration,
     _adc_convert,
     _adc_leak,
@@ -740,7 +739,7 @@ class AccumulatorModel(ComponentModel):
 
 
 class BufferModel(ComponentModel):
-    """The tile buffer: bits read and written (Horowitz SRAM at 64 KiB)."""
+    """The tile buffer: bits read and written (Horowitz SRAM of ``array.tile_buffer_kib``)."""
 
     component = _C.BUFFER
     actions = (_A.READ_BIT, _A.WRITE_BIT)
@@ -750,7 +749,8 @@ class BufferModel(ComponentModel):
         return _buffer_bit(self.chip, self.table, self.cal, bits)
 
     def area_um2(self) -> float:
-        return TILE_BUFFER_KIB * 8192 * self.table.buffer_area_um2_per_bit * self.cal.a("buffer")
+        return (self.chip.array.tile_buffer_kib * 8192 * self.table.buffer_area_um2_per_bit
+                * self.cal.a("buffer"))
 
 
 class InterconnectModel(ComponentModel):

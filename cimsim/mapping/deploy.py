@@ -929,6 +929,7 @@ def deploy(
     """
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    refuse_simulated(model, "deploy")
     chip = as_chip(chip)
     from .torch_backend import check_backend
 
@@ -986,6 +987,28 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
     needed = _check_capacity(sum(c.n_arrays for c in cores), chip, [c.name for c in cores])
     return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim,
                     calibration_ndims)
+
+
+def refuse_simulated(model: nn.Module, entry: str) -> None:
+    """``deploy`` and ``prepare`` take the float model: one already deployed (a
+    :class:`SimModel`, or its simulated layers) or prepared (a twin) holds no layer they map,
+    and would be refused as a model without layers; say what it is and what to pass instead."""
+    from ..train.twin import PreparedModel, TwinMatmul, _TwinLayer
+
+    for name, m in model.named_modules():
+        where = f" (at {name!r})" if name else ""
+        if isinstance(m, PreparedModel | _TwinLayer | TwinMatmul):
+            raise MappingError(
+                f"{entry}: the model is a prepared twin{where} (cimsim.train.prepare's), not a "
+                "float model: prep.deploy(seed=..., chip=...) runs what it learned on the "
+                f"engine; prep.float_model() is the float model with the learned weights, to "
+                f"pass to {entry}")
+        if isinstance(m, SimModel | SimLayer):
+            chip = f" on {m.chip.name!r}" if isinstance(m, SimModel) else ""
+            raise MappingError(
+                f"{entry}: the model is already deployed{where} (a simulated model{chip}), "
+                f"not a float model: pass {entry} the float model it was deployed from (on "
+                "another chip too: a SimModel is bound to its chip's programmed arrays)")
 
 
 def no_layer_error(model: nn.Module, digital: Sequence[tuple[str, str, str]]) -> MappingError:
@@ -1333,12 +1356,14 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
     # what the forward caches is the pass's (float) result; its random draws are the seed's
     with calibration_state(module), seeded_draws(module, seed):
         for args in _batches(calibration, batch_size, batch_dim):
-            if ndims is None:
+            first_batch = ndims is None
+            if first_batch:
                 check_keywords(model, args)
                 ndims = argument_ndims(args)
             args = _fresh(args)
             try:
-                module(*args, **args.kwargs)
+                with _sequence_axis_checked(module, args, batch_dim, first_batch):
+                    module(*args, **args.kwargs)
             except RuntimeError as exc:
                 refusal = _higher_order_error(exc)
                 if refusal is None:
@@ -1354,6 +1379,49 @@ def calibration_pass(module: nn.Module, model: nn.Module, calibration, batch_siz
             "holds when called, so it would compute in float: run the model once on an input "
             "before, so that it holds them")
     return ndims
+
+
+@contextmanager
+def _sequence_axis_checked(module: nn.Module, args: Arguments, batch_dim: int,
+                           active: bool) -> Iterator[None]:
+    """While ``active`` (the first calibration batch): a warning where a recurrent or attention
+    layer (one with a ``batch_first`` flag) reads the samples' axis, ``batch_dim`` of the first
+    input, as its sequence axis, and not as its batch: a sequence-first model (``batch_first =
+    False``, torch's default) deployed with ``batch_dim = 0`` would count every time step as an
+    inference (every per-inference figure too low, a head's MACs fractional). An input whose
+    batch and sequence sizes are equal says nothing, and is not warned of."""
+    first = args[0] if len(args) and isinstance(args[0], torch.Tensor) else None
+    if not active or first is None or first.dim() <= batch_dim:
+        yield
+        return
+    n = int(first.shape[batch_dim])
+    seen: list[str] = []
+
+    def check(name: str, m: nn.Module, inputs: tuple) -> None:
+        x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+        if x is None or x.dim() != 3 or seen:
+            return
+        b = 0 if m.batch_first else 1
+        if x.shape[1 - b] == n != x.shape[b]:
+            seen.append(f"{name!r} (batch_first={m.batch_first}) reads dimension {1 - b} of "
+                        "its input as the sequence")
+
+    handles = [m.register_forward_pre_hook(lambda m, i, name=name: check(name, m, i))
+               for name, m in module.named_modules()
+               if isinstance(getattr(m, "batch_first", None), bool)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+    if seen:
+        warnings.warn(
+            f"{seen[0]}, but that is the axis of the {n} samples cimsim counts (dimension "
+            f"{batch_dim} of the model's input, batch_dim={batch_dim}): every time step would "
+            "be counted as an inference and every per-inference figure divided by the length. "
+            f"Pass batch_dim={1 - batch_dim if batch_dim < 2 else 0} if the model's input is "
+            f"{'sequence-first' if batch_dim == 0 else 'batch-first'} (docs/architecture.md)",
+            UserWarning, stacklevel=4)
 
 
 def _note_dtypes(exc: Exception, module: nn.Module, args: Arguments) -> None:

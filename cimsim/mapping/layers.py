@@ -188,7 +188,8 @@ class MatmulCore:
         calibration rows spread evenly over the sample, noise-free, to one code (deploy warns: a
         full-scale range far wider than the signal leaves a layer outputting its bias, which
         only ``SimModel.trace`` showed). Not for an all-zero matrix (warned about already), nor
-        under a calibrated range policy, whose ranges are fitted to the signal."""
+        under a calibrated range policy, whose ranges are fitted to the signal, nor where the
+        rows checked are all the same input (one code whatever the range)."""
         self.one_code = False
         if (sample is None or not len(sample) or self.view is None or not np.any(self.w)
                 or self.chip.adc.range_policy is RangePolicy.CALIBRATED):
@@ -197,6 +198,10 @@ class MatmulCore:
         # recorded, a recurrent matrix's all its zero first-step state (a GRU's weight_hh was
         # warned about as reading one code, at 0.9 % relative error on the ideal chip)
         x_int = self.view.quantize(sample[spread_rows(len(sample), ONE_CODE_ROWS)])
+        if not np.any(x_int != x_int[:1]):
+            # rows that do not vary (a depthwise group's dead channel, constant calibration
+            # data) give one code on any range: nothing to say about the ADC's
+            return
         used = settings = 0
         for a, b, part in self.view.parts:
             if part.adc is not None:

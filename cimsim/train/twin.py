@@ -94,6 +94,7 @@ from ..mapping.deploy import (
     deploy,
     deploy_views,
     no_layer_error,
+    refuse_simulated,
     replayable,
     user_model,
     warn_coarse_inputs,
@@ -2186,6 +2187,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     opts = TwinOptions.from_kwargs(options)
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    refuse_simulated(model, "prepare")
     chip, calibration = as_chip(chip), replayable(calibration)
     check_chip(chip)
     if opts.t_inference_s is not None:

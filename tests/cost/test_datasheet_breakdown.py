@@ -302,3 +302,76 @@ def test_the_headline_names_the_inputs_left_to_defaults(capsys, tmp_path):
     assert datasheet(path)["unstated"] == cimsim.config.unstated_inputs(path)
     assert datasheet(cimsim.load_chip(path))["unstated"] is None
 
+
+
+_MRAM_MACRO = """name = "mram-macro"
+weight_bits = 1
+input_bits = 1
+weight_encoding = "binary"
+[array]
+n_rows = 64
+n_cols = 64
+cols_per_adc = 1
+[device]
+cell = "mram"
+g_max_us = 10.0
+[dac]
+bits = 1
+[adc]
+kind = "sar"
+bits = 5
+[tech]
+node_nm = 28.0
+vdd_v = 1.0
+v_read_v = 0.1
+cost_model = "physical"
+input_drive = "amplitude"
+compute_domain = "current"
+"""
+
+
+def test_a_default_read_pulse_that_sets_the_step_is_named(tmp_path, capsys):
+    """A resistive current-domain read is priced over the read pulse and its window lasts no
+    less: where the description leaves the pulse at cimsim's 10 ns and that sets the step, the
+    step names it and the unstated inputs list it (a small MRAM macro: predicted window ~2 ns,
+    one 5-b conversion 6 ns)."""
+    path = tmp_path / "mram.toml"
+    path.write_text(_MRAM_MACRO)
+    sheet = datasheet(str(path))
+    st = sheet["step"]
+    assert st["limit"] == "read_pulse" and st["limits"] == ("read_pulse",)
+    assert st["step_ns"] == st["terms"]["read_pulse"] == 10.0
+    assert st["terms"]["predicted_window"] < 10.0 and st["terms"]["conversions"] < 10.0
+    assert ("tech.t_read_ns = 10.0 (the read pulse the cells' energy is priced over; the "
+            "window lasts no less)") in sheet["unstated"]
+    out = _cli(capsys, str(path), "--breakdown")
+    assert "step: 10 ns, set by the read pulse (tech.t_read_ns" in out
+    assert re.search(r"  read pulse +10 ns \(tech.t_read_ns", out)
+    # the paper's pulse written: a stated window, no longer a term of its own nor unstated
+    path.write_text(_MRAM_MACRO + "t_read_ns = 1.0\n")
+    sheet = datasheet(str(path))
+    assert "read_pulse" not in sheet["step"]["terms"]
+    assert sheet["step"]["stated_window_ns"] == 1.0
+    assert not any("t_read_ns" in u for u in sheet["unstated"])
+
+
+def test_the_tile_buffer_size_prices_a_chip():
+    """``array.tile_buffer_kib``: area per bit fixed (8 KiB is a quarter of 32 KiB's), energy
+    per bit Horowitz's 10 against 20 pJ per 64-b read at 8 and 32 KB (half); the buffer's bit
+    traffic is the same, so the chip's buffer energy halves and its buffer area quarters."""
+    chip = cimsim.load_chip("rram-22nm")
+
+    def buffer_of(kib: float) -> tuple[float, float]:
+        sheet = datasheet(chip.replace(array=chip.array.replace(tile_buffer_kib=kib)),
+                          scope="chip")
+        return (sheet["energy_pj_by_component"]["buffer"],
+                sheet["area_um2_by_component"]["buffer"])
+
+    (e8, a8), (e32, a32) = buffer_of(8.0), buffer_of(32.0)
+    assert e8 > 0 and a8 > 0
+    assert e8 / e32 == pytest.approx(0.5, rel=1e-12)
+    assert a8 / a32 == pytest.approx(0.25, rel=1e-12)
+    assert cimsim.load_chip("rram-22nm").array.tile_buffer_kib == 64.0  # ISAAC's, the default
+    for bad in (0.0, -1.0, float("nan"), "big"):
+        with pytest.raises(cimsim.ConfigError, match="ArrayConfig.tile_buffer_kib"):
+            chip.array.replace(tile_buffer_kib=bad)

@@ -26,6 +26,10 @@ def physical_chip(**tech) -> ChipConfig:
     base = cimsim.load_chip("rram-22nm")
     fields = dict(node_nm=45.0, vdd_v=0.8, cost_model="physical")
     fields.update(tech)
+    if str(fields.get("cell_kind", "")).startswith(("sram", "edram")):
+        # an SRAM cell kind priced on this RRAM chip's arrays: simulated as 'ideal' cells
+        # (the cell kind, not the device, prices a CMOS cell)
+        base = base.replace(device=base.device.replace(cell="ideal"))
     return base.replace(tech=base.tech.replace(**fields))
 
 

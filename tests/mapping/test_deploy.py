@@ -1025,3 +1025,33 @@ def test_engine_view_names_a_non_finite_weight():
                        r"\(of 32\); allowed: finite values"):
         engine_view(w, cimsim.load_chip("ideal"), np.random.default_rng(0).random((4, 8)),
                     name="fc")
+
+
+def test_a_deployed_or_prepared_model_passed_again_is_named():
+    """``deploy``/``prepare`` take the float model: a SimModel, its simulated layers or a
+    prepared twin (whole or inside another module) held no layer they map and were refused as
+    a model without Linear layers, or told to wrap the twin's scales in nn.Linear; the error
+    says what was passed and what to pass."""
+    from cimsim.train import prepare
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2)).eval()
+    x = torch.randn(16, 6)
+    sim = cimsim.deploy(model, "ideal", x, seed=0)
+    prep = prepare(model, "ideal", calibration=x, seed=0)
+    for entry in (cimsim.deploy, prepare):
+        name = entry.__name__
+        with pytest.raises(MappingError, match=rf"^{name}: the model is already deployed \(a "
+                           r"simulated model on 'ideal'\), not a float model: pass"):
+            entry(sim, "rram-22nm", x)
+        with pytest.raises(MappingError, match=rf"^{name}: the model is already deployed "
+                           r"\(at '0'\)"):
+            entry(sim.model, "rram-22nm", x)
+        with pytest.raises(MappingError, match=rf"^{name}: the model is a prepared twin .*"
+                           r"prep.deploy\(seed=..., chip=...\) .* prep.float_model\(\)"):
+            entry(prep, "rram-22nm", x)
+        with pytest.raises(MappingError, match=r"prepared twin \(at '0'\)"):
+            entry(nn.Sequential(prep.model[0]), "rram-22nm", x)
+    # what the errors advise works
+    cimsim.deploy(prep.float_model(), "rram-22nm", x, seed=0)
+    prep.deploy(seed=0)

@@ -59,3 +59,19 @@ def test_an_all_zero_matrix_is_left_to_its_own_warning():
         model[2].weight.zero_()
     sim, said = _deploy(model, _full_scale(4), torch.rand(32, 16))
     assert said and ": '0';" in said[0] and "1 matrix converts" in said[0]  # layer 0 only
+
+
+def test_inputs_that_do_not_vary_are_not_blamed_on_the_adc_range():
+    """One code for inputs that are all the same (a depthwise group whose channel is dead
+    after a ReLU, constant calibration data) says nothing about the range: no warning, and
+    the lossless chip is exact to quantization there; a live group still is checked."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 4, 3, padding=1, groups=4).eval()
+    x = torch.rand(16, 4, 8, 8)
+    x[:, 1] = 0  # one dead channel
+    sim, one_code = _deploy(conv, "ideal", x)
+    assert one_code == []
+    with torch.no_grad():
+        assert torch.allclose(sim(x), conv(x), atol=0.01)
+    _, one_code = _deploy(nn.Linear(4, 8).eval(), "ideal", torch.ones(16, 4))
+    assert one_code == []

@@ -5,6 +5,8 @@ counted, packed sequences are refused, and a keyword-spotting LSTM runs on ``rra
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -540,3 +542,46 @@ def test_a_nested_initial_state_is_one_argument_cut_with_its_batch(batch_size):
     hh = sim.sim_layers["0"].cores[1]
     q = 2 ** (sim.chip.input_bits - 1) - 1
     assert hh.s_x == pytest.approx(float(h0.abs().max()) / q, rel=1e-12)
+
+
+class _LastStep(nn.Module):
+    """A sequence-first LSTM (torch's default) and a head on its last step."""
+
+    def __init__(self, batch_first: bool = False):
+        super().__init__()
+        self.rnn = nn.LSTM(6, 8, batch_first=batch_first)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        out = self.rnn(x)[0]
+        return self.head(out[:, -1] if self.rnn.batch_first else out[-1])
+
+
+def test_a_sequence_first_model_counted_along_its_time_axis_is_warned_of():
+    """(10 steps, 4 samples, 6) into a batch_first=False LSTM with batch_dim = 0 counts 10
+    inferences (per-inference figures 2.5x too low, the head's MACs fractional): warned of,
+    naming the layer and batch_dim=1, by deploy and prepare alike; not with batch_dim=1, nor
+    for a batch-first model, nor a model that transposes its batch-first input itself."""
+    torch.manual_seed(0)
+    x = torch.randn(10, 4, 6)
+    with pytest.warns(UserWarning, match=r"'rnn' \(batch_first=False\) reads dimension 0 of its "
+                      r"input as the sequence, but that is the axis of the 10 samples .*"
+                      r"Pass batch_dim=1 if the model's input is sequence-first"):
+        sim = cimsim.deploy(_LastStep().eval(), lossless_chip(), x, seed=0)
+    sim(x)
+    assert sim.n_inferences == 10  # what the warning is about
+    with pytest.warns(UserWarning, match="Pass batch_dim=1"):
+        prepare(_LastStep().eval(), lossless_chip(), calibration=x, seed=0)
+
+    class Transposing(_LastStep):
+        def forward(self, x):  # batch-first input, a sequence-first LSTM
+            return super().forward(x.transpose(0, 1))
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*reads dimension")
+        sim = cimsim.deploy(_LastStep().eval(), lossless_chip(), x, seed=0, batch_dim=1)
+        sim(x)
+        assert sim.n_inferences == 4
+        cimsim.deploy(_LastStep(batch_first=True).eval(), lossless_chip(),
+                      x.transpose(0, 1), seed=0)
+        cimsim.deploy(Transposing().eval(), lossless_chip(), x.transpose(0, 1), seed=0)
