@@ -20,10 +20,13 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -700,7 +703,7 @@ def _check_train_args(args: argparse.Namespace) -> None:
     from .train.distill import LOSSES
     from .train.loop import check_lr
 
-    _recipe(args)
+    recipe = _recipe(args)
     if args.loss not in LOSSES:
         raise ConfigError(f"--loss: '{args.loss}' is not a distillation loss; allowed: "
                           f"{', '.join(LOSSES)}")
@@ -731,6 +734,38 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if dec is not None and dec not in DECOMPOSITIONS:
         raise ConfigError(f"--weight-decomposition: {dec!r} is not a decomposition; allowed: "
                           f"{', '.join(DECOMPOSITIONS)}")
+    _refuse_other_methods_flags(args, recipe.base)  # after each value's own check
+
+
+_METHOD_FLAGS = {
+    "distill": ("loss",),
+    "pim-qat": ("forward_rescale", "backward_rescale", "train_adc_bits", "bn_calibration",
+                "bn_relative"),
+    "columnquant": ("weight_scale", "psum_scale", "psum_centre", "num_sigma", "scale_init",
+                    "weight_decomposition"),
+}
+"""``cimsim train``'s flags that only one base method reads (``--loss``: the distillation
+loss; the pim-qat and columnquant argument groups)."""
+
+
+def _refuse_other_methods_flags(args: argparse.Namespace, base: str) -> None:
+    """A flag of another method than ``base`` set off its default would be ignored: refused
+    (as ``--option`` is for a part the method lacks), naming the flag and its method."""
+    defaults = vars(build_parser().parse_args(_TRAIN_STUB))
+    for method, dests in _METHOD_FLAGS.items():
+        if method == base:
+            continue
+        for dest in dests:
+            if getattr(args, dest, None) != defaults[dest]:
+                flag = "--no-" + dest.replace("_", "-") if dest.endswith("_rescale") \
+                    else "--" + dest.replace("_", "-")
+                raise ConfigError(f"{flag}: read by --method {method} only, here --method "
+                                  f"{args.method} (it would be ignored); allowed: leave it "
+                                  f"out, or --method {method}")
+
+
+_TRAIN_STUB = ["train", "--model", "demo", "--chip", "ideal", "--out", "."]
+"""The fewest arguments ``cimsim train`` parses: its defaults."""
 
 
 def _recipe(args: argparse.Namespace):
@@ -1330,7 +1365,8 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        rc = int(args.func(args))
+        with _terminate_as_interrupt():
+            rc = int(args.func(args))
         sys.stdout.flush()  # a closed pipe (``cimsim datasheet X | head``) raises here, not at exit
         return rc
     except BrokenPipeError:
@@ -1344,9 +1380,36 @@ def _main(argv: list[str] | None) -> int:
             hint = " (here: --set array.allow_time_multiplexing=true)"
         print(f"cimsim: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("cimsim: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:  # pragma: no cover
         print("cimsim: interrupted", file=sys.stderr)
         return 130
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch scheduler's stop, ``timeout``), raised where the command is,
+    so that it stops as after Ctrl-C: files written atomically, a sweep's worker processes
+    stopped, not left computing."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` while the command runs (main thread only: a
+    signal handler can only be set there); the previous handler is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -54,7 +54,8 @@ def sweep_html(frame: pd.DataFrame, png: bytes | None, meta: Mapping[str, Any],
            _html.figure(time_png, f"Accuracy against time after programming: {title}")]
           if time_png else []),
         _html.heading("Settings"),
-        _html.items(meta),
+        # the base chip's every field is in sweep.json; the page names the chip
+        _html.items({k: v for k, v in meta.items() if k != "chip_config"}),
     ], css=_FRONT_CSS)
 
 

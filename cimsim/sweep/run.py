@@ -358,6 +358,8 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
 
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
             "chip": chip.name, "cost_figures": cost_basis(chip), "seed": seed,
+            # every field of the base chip: a chip file's or --set's values are not in its name
+            "chip_config": chip.to_dict(),
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
             "n_eval": input_count(ctx.x_eval),
             "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}

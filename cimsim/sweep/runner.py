@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -161,9 +163,31 @@ def limit_threads() -> None:
 
 
 def _init_worker(ctx: SweepContext) -> None:
-    """Pool worker set-up: one thread per library, and the shared context."""
+    """Pool worker set-up: one thread per library, and the shared context. A worker ignores
+    Ctrl-C (the terminal sends it to the whole process group: the driver stops the pool, see
+    :func:`_run_pool`) and, on Linux, dies with its driver (a driver killed by a scheduler or
+    ``kill`` left its workers computing, re-parented to init)."""
     limit_threads()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     _WORKER["ctx"] = ctx
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send this process SIGTERM when its parent exits
+    (``prctl(PR_SET_PDEATHSIG)``); elsewhere nothing (the workers then finish their point)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() == 1:  # the driver died before the call: nothing would signal
+            os._exit(1)
+    except (OSError, AttributeError):  # pragma: no cover - no libc prctl
+        log.debug("could not tie a sweep worker to its driver", exc_info=True)
 
 
 def _worker_point(pid: str, point: dict[str, Any]) -> dict[str, Any]:
@@ -187,5 +211,11 @@ def _run_pool(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: i
                 finish(fut.result())
         clean_exit = True
     finally:
-        # interrupted: drop queued points at once; finished ones are already on disk
-        pool.shutdown(wait=clean_exit, cancel_futures=True)
+        # interrupted: drop queued points at once and stop the running ones (finished ones
+        # are on disk; a point cut off is rerun on resume), so that the exit is prompt and no
+        # worker is left behind
+        if not clean_exit:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        # the workers stopped, waiting is prompt and lets the pool release its queues
+        pool.shutdown(wait=True, cancel_futures=True)

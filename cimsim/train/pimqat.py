@@ -267,6 +267,18 @@ def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig | str | Pa
                 or not 1 <= train_adc_bits <= 24:
             raise ConfigError(f"train_adc_bits = {train_adc_bits!r} is invalid; allowed: an "
                               "integer in [1, 24]")
+        if chip.adc.range_policy is RangePolicy.CALIBRATED and train_adc_bits != chip.adc.bits:
+            # refused before training: deploy(chip=) carries weights and scales onto the
+            # chip's own ADC, whose fixed tables are set by program; calibrated ranges would
+            # need the calibration pass the twin no longer holds (it failed after the epochs)
+            raise ConfigError(
+                f"train_adc_bits = {train_adc_bits} on chip {chip.name!r}, whose "
+                "adc.range_policy = 'calibrated': the deployed chip's ADC ranges would need "
+                "calibrating at its own bits, which deploying a trained twin does not do; "
+                "allowed: a chip with adc.range_policy = 'full_scale' or 'fixed' (the paper's "
+                "adjusted-precision training uses full-scale ADCs; on the command line "
+                "--set adc.range_policy=full_scale), or train_adc_bits equal to adc.bits "
+                f"({chip.adc.bits})")
         train_chip = train_chip.replace(adc=train_chip.adc.replace(bits=train_adc_bits))
     src = model if isinstance(model, PreparedModel) else None
     float_model = src.float_model() if src is not None else model

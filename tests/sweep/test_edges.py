@@ -211,3 +211,16 @@ def test_a_kind_sweep_on_a_tables_chip_warns_before_its_points(model, data, chip
     with pytest.warns(UserWarning, match="under the base chip's 'tables' cost model"):
         _sweep(model, data, chip, {"adc_bits": [4], "adc_kind": ["sar", "flash"]}, tmp_path)
     assert len(counted) == 2
+
+
+def test_sweep_json_holds_the_base_chip_field_by_field(model, data, chip, tmp_path):
+    """A chip file's or --set's values are not in the chip's name: sweep.json keeps every
+    field of the base chip (read back equal), the page only names it."""
+    from cimsim.config import ChipConfig
+
+    base = chip.replace(noise=chip.noise.replace(read_noise_rel=0.0123))
+    _sweep(model, data, base, {"adc_bits": [4]}, tmp_path)
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    assert doc["chip"] == base.name
+    assert ChipConfig.from_dict(doc["chip_config"]) == base
+    assert "0.0123" not in (tmp_path / "sweep.html").read_text()

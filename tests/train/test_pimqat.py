@@ -361,3 +361,16 @@ def test_adjusted_precision_trains_at_one_adc_and_deploys_at_another():
     assert agree >= 0.95
     with pytest.raises(ConfigError, match="train_adc_bits"):
         prepare_pimqat(net, deploy_chip, x[:16], train_adc_bits=0)
+
+
+def test_adjusted_precision_on_a_calibrated_chip_is_refused_before_training():
+    """Deploying the twin carries its weights onto the chip's own ADC, whose calibrated ranges
+    it cannot fit: refused at prepare (it failed after the epochs), naming the way out."""
+    net, x = _net(5)
+    chip = pim_chip("bit-serial", adc_bits=5, rows=16)
+    calibrated = chip.replace(adc=chip.adc.replace(range_policy="calibrated"))
+    with pytest.raises(ConfigError, match=r"train_adc_bits = 3 on chip .* adc.range_policy = "
+                       r"'calibrated'.*allowed: .*'full_scale'.*adc.bits \(5\)"):
+        prepare_pimqat(net, calibrated, x[:16], train_adc_bits=3)
+    prep = prepare_pimqat(net, calibrated, x[:16], train_adc_bits=5)  # its own bits
+    prep.deploy(seed=0, chip=calibrated)

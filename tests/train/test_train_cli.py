@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -58,6 +59,26 @@ def test_cli_refuses_bad_method_options(tmp_path, capsys):
                   ["--method", "pimqat"]):
         assert main(ARGS + ["--chip", "ideal", "--out", str(tmp_path / "x")] + extra) == 2
         assert capsys.readouterr().err.count("\n") == 1  # one line
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--loss", "cosine"], "--loss: read by --method distill only, here --method qat"),
+    (["--bn-calibration", "5"], "--bn-calibration: read by --method pim-qat only"),
+    (["--no-backward-rescale"], "--no-backward-rescale: read by --method pim-qat only"),
+    (["--method", "distill", "--num-sigma", "3"], "--num-sigma: read by --method columnquant"),
+    (["--method", "columnquant", "--train-adc-bits", "4"], "--train-adc-bits: read by --method "
+     "pim-qat only, here --method columnquant"),
+    (["--method", "qat+a-shift", "--weight-scale", "layer"], "--weight-scale: read by --method "
+     "columnquant only, here --method qat\\+a-shift"),
+])
+def test_cli_refuses_a_flag_of_another_method(tmp_path, capsys, extra, message):
+    """A flag only another base method reads would be ignored (a qat run with --loss or
+    --bn-calibration ran and calibrated nothing): refused before anything is written."""
+    out = tmp_path / "x"
+    assert main(ARGS + ["--chip", "ideal", "--out", str(out)] + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not out.exists()
 
 
 def test_cli_trains_the_pcm_preset_for_a_time(tmp_path, capsys):
