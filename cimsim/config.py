@@ -1478,10 +1478,12 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
     to cimsim's defaults, each as ``"table.field = value"`` with the value the chip got: the
     node, supply, precisions, array, converter and cell; the compute window, the input drive
     and compute domain under the physical cost model; the read voltage and conductance of a
-    resistive cell; the clock where it times the read-out (a digital read-out, a single-slope
-    counter); a time-to-digital converter's architecture; with ``scope="chip"`` (a whole
-    chip's figures) the tiles and arrays per tile. What ``cimsim datasheet`` names, so that an
-    estimate says what it rests on (docs/new-chip.md §3).
+    resistive cell; the read pulse where the cells' energy is priced over it (a resistive read
+    in the current domain, a temporal drive); the clock where it times the read-out (a digital
+    read-out, a single-slope counter); a time-to-digital converter's architecture; with
+    ``scope="chip"`` (a whole chip's figures) the tiles, arrays per tile and tile buffers.
+    What ``cimsim datasheet`` names, so that an estimate says what it rests on
+    (docs/new-chip.md §3).
 
     Raises
     ------

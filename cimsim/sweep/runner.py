@@ -162,20 +162,21 @@ def limit_threads() -> None:
             _WORKER["blas_limit"] = None
 
 
-def _init_worker(ctx: SweepContext) -> None:
+def _init_worker(ctx: SweepContext, driver_pid: int | None = None) -> None:
     """Pool worker set-up: one thread per library, and the shared context. A worker ignores
     Ctrl-C (the terminal sends it to the whole process group: the driver stops the pool, see
     :func:`_run_pool`) and, on Linux, dies with its driver (a driver killed by a scheduler or
     ``kill`` left its workers computing, re-parented to init)."""
     limit_threads()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(driver_pid)
     _WORKER["ctx"] = ctx
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(driver_pid: int | None) -> None:
     """Linux: have the kernel send this process SIGTERM when its parent exits
-    (``prctl(PR_SET_PDEATHSIG)``); elsewhere nothing (the workers then finish their point)."""
+    (``prctl(PR_SET_PDEATHSIG)``), and exit now if the parent is no longer ``driver_pid`` (it
+    died before the call); elsewhere nothing (the workers then finish their point)."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -184,8 +185,8 @@ def _die_with_parent() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() == 1:  # the driver died before the call: nothing would signal
-            os._exit(1)
+        if driver_pid is not None and os.getppid() != driver_pid:
+            os._exit(1)  # the driver died before the call: nothing would signal
     except (OSError, AttributeError):  # pragma: no cover - no libc prctl
         log.debug("could not tie a sweep worker to its driver", exc_info=True)
 
@@ -201,7 +202,7 @@ def _run_pool(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: i
     # spawn: a forked child would inherit numba/torch/OpenMP thread pools in unknown states
     mp = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=mp,
-                               initializer=_init_worker, initargs=(ctx,))
+                               initializer=_init_worker, initargs=(ctx, os.getpid()))
     clean_exit = False
     try:
         pending = {pool.submit(_worker_point, pid, p) for pid, p in todo}
