@@ -358,8 +358,10 @@ def _check_out(out: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ConfigError(f"--out: cannot write in {str(nearest)!r} ({exc.strerror or exc}); "
-                          "name a folder you can write to") from None
+        below = "" if nearest == out else f", so {str(out)!r} cannot be made there"
+        raise ConfigError(f"--out: cannot write in {str(nearest or Path.cwd())!r} "
+                          f"({exc.strerror or exc}: a read-only folder or a file system that "
+                          f"holds no files){below}; name a folder you can write to") from None
 
 
 def _check_scores(spec: str, model: nn.Module, x: Any, y: torch.Tensor | None) -> None:
