@@ -1029,9 +1029,12 @@ class TwinMatmul(nn.Module):
             return self._row_groups(planes.reshape(self.n_planes * m, -1))
         return planes.reshape(self.n_planes * m, self.n_groups, self.group_rows).movedim(-2, 0)
 
-    def _group_bounds(self) -> list[tuple[int, int]]:
+    @functools.cached_property
+    def _group_bounds(self) -> tuple[tuple[int, int], ...]:
+        """Each row group's input columns [k0, k1): fixed by the layout, computed once (it was
+        rebuilt on every product and sum of every step)."""
         r, k = self.group_rows, self.n_inputs
-        return [(g * r, min((g + 1) * r, k)) for g in range(self.n_groups)]
+        return tuple((g * r, min((g + 1) * r, k)) for g in range(self.n_groups))
 
     def _group_mm(self, x: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
         """Each row group's product (G, P·M, C) of planes ``x`` from :meth:`_plane_groups`
@@ -1042,7 +1045,7 @@ class TwinMatmul(nn.Module):
         if x.dim() == 3:
             return torch.bmm(x, mats)
         out = x.new_empty((self.n_groups, x.shape[0], mats.shape[2]))
-        for g, (k0, k1) in enumerate(self._group_bounds()):
+        for g, (k0, k1) in enumerate(self._group_bounds):
             torch.mm(x[:, k0:k1], mats[g, :k1 - k0], out=out[g])
         return out
 
@@ -1050,7 +1053,7 @@ class TwinMatmul(nn.Module):
         """Σ of each row group's planes (G, P·M, 1), from either form of :meth:`_group_mm`."""
         if x.dim() == 3:
             return x.sum(dim=2, keepdim=True)
-        return torch.stack([x[:, k0:k1].sum(dim=1) for k0, k1 in self._group_bounds()]
+        return torch.stack([x[:, k0:k1].sum(dim=1) for k0, k1 in self._group_bounds]
                            )[:, :, None]
 
     def _from_row_groups(self, v: torch.Tensor) -> torch.Tensor:
