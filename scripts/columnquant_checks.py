@@ -6,8 +6,8 @@
 3. how far two Adam steps (param_groups, lr 1e-3) move the column steps of stage2.1.conv1;
 4. twin accuracy before training from the studies' shared start (scripts/_study.py
    digital_start, cached), 3-bit partial sums, column/column, calibrated grid: the paper
-   code's weight-scale init (mean |w|) vs deploy's, at 99th- and 99.9th-percentile ranges
-   (200 test images).
+   code's weight-scale init (mean |w|) vs deploy's, at 99th- and 99.9th-percentile ranges,
+   and with 6-bit partial sums (200 test images).
 
     python scripts/columnquant_checks.py     # a few minutes on 2 cores
     python scripts/columnquant_checks.py 4   # item 4 only
@@ -29,13 +29,14 @@ from cimsim.train.loop import param_groups, train_epoch
 def start_init() -> None:
     x, y, x_te, y_te = setup(1348, 200)
     start = digital_start(x, y, x[:64], epochs=6, lr=1e-3, seed=0).float_model()
-    print("4. twin accuracy before training from the shared start, 3-bit, column/column")
-    for pct in (99.0, 99.9):
+    print("4. twin accuracy before training from the shared start, column/column")
+    for bits, pct in ((3, 99.0), (3, 99.9), (6, 99.9)):
         for init in ("paper", "engine"):
-            chip = columnquant_chip(psum_bits=3)
+            chip = columnquant_chip(psum_bits=bits)
             chip = chip.replace(adc=chip.adc.replace(percentile=pct))
             prep = prepare_columnquant(start, chip, x[:256], centre="none", init=init)
-            print(f"   percentile {pct:<5} init {init:<6} {acc(prep.eval(), x_te, y_te):5.1f} %")
+            print(f"   {bits}-bit percentile {pct:<5} init {init:<6} "
+                  f"{acc(prep.eval(), x_te, y_te):5.1f} %")
 
 
 def main() -> None:

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from ..mapping.deploy import Arguments, _batches
+from ._modes import module_modes, restore_modes
 
-__all__ = ["batch_dim_of", "batch_first", "model_batches"]
+__all__ = ["batch_dim_of", "batch_first", "eval_pass", "model_batches"]
 
 
 def batch_dim_of(model: nn.Module) -> int:
@@ -28,6 +29,20 @@ def model_batches(model: nn.Module, data, batch_size: int) -> Iterable[Arguments
     positional inputs, a dict of its keyword inputs or an iterable of batches), as ``prepare``
     reads its calibration; call it as ``model(*args, **args.kwargs)``."""
     return _batches(data, batch_size, batch_dim_of(model))
+
+
+def eval_pass(model: nn.Module, data, batch_size: int) -> None:
+    """One forward of ``model`` over ``data`` (:func:`model_batches`) in eval mode, without
+    gradients, for what its hooks observe; every module's own training flag is put back
+    after, also when the pass fails."""
+    modes = module_modes(model)
+    model.eval()
+    try:
+        with torch.no_grad():
+            for args in model_batches(model, data, batch_size):
+                model(*args, **args.kwargs)
+    finally:
+        restore_modes(modes)
 
 
 def batch_first(model: nn.Module, x: torch.Tensor

@@ -41,11 +41,10 @@ from ..config import (
 )
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel, replayable
-from ._data import model_batches
-from ._modes import module_modes, restore_modes
+from ._data import eval_pass
 from .loop import warn_if_only_steps_train
-from .ternary import make_ternary, mean_abs_per_set, recalibrate_adcs
-from .twin import PreparedModel, TwinMatmul, prepare
+from .ternary import make_ternary, mean_abs_per_set
+from .twin import PreparedModel, TwinMatmul, prepare, recalibrate_adcs
 
 __all__ = ["CENTRES", "DECOMPOSITIONS", "GRANULARITIES", "PsumCentre", "columnquant_chip",
            "columnquant_optimizer", "deploy_columnquant", "freeze_psum", "prepare_columnquant",
@@ -249,13 +248,9 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
     if not hooks:
         raise ConfigError("freeze_psum: the model has no partial-sum centre (prepare it with "
                           "centre = 'batch' or 'frozen')")
-    modes = module_modes(prepared)  # each module's own flag, restored after
-    prepared.eval()
     for _, h in hooks:
         h._acc = []
-    with torch.no_grad():
-        for args in model_batches(prepared, data, batch_size):
-            prepared(*args, **args.kwargs)
+    eval_pass(prepared, data, batch_size)
     for twin, h in hooks:
         acc, h._acc = h._acc, None
         assert acc
@@ -271,7 +266,6 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
             twin._adc_lo0.copy_(lo0)
             twin._init64["lo"] = (h.centre[:, 0, :].cpu().double().numpy() - h.half) \
                 * twin._init64["delta"]
-    restore_modes(modes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,7 +332,9 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig | str | Path, calibra
             make_ternary(twin, weight_scale)
         else:
             _set_weight_scale(twin, weight_scale, init, grad)
-    if ternary:  # the ADC ranges of the codes option 3 holds, not of deploy's integers
+    if ternary or init == "paper":
+        # the ADC ranges of the codes the twin now holds (option 3's, or those of mean-|w|
+        # scales, about twice deploy's), not of deploy's integers
         recalibrate_adcs(prep, calibration, seed=seed)
     for _, twin in prep.twins():
         if gran == "layer" and twin.adc_step.numel() > 1:
@@ -404,17 +400,12 @@ def psum_mse(prepared: PreparedModel, x, *, batch_size: int = 64) -> dict[str, f
             return out
 
         twin._convert = convert  # type: ignore[method-assign]
-    modes = module_modes(prepared)  # each module's own flag, restored after
-    prepared.eval()
     try:
-        with torch.no_grad():
-            for args in model_batches(prepared, x, batch_size):
-                prepared(*args, **args.kwargs)
+        eval_pass(prepared, x, batch_size)
     finally:
         for twin, fused in originals.values():
             del twin._convert  # the instance attribute: the class method again
             twin.fused = fused
-        restore_modes(modes)
     out = {k: v[0] / v[1] if v[1] > 0 else 0.0 for k, v in sums.items()}
     out["mean"] = float(np.mean(list(out.values()))) if out else 0.0
     return out

@@ -33,13 +33,10 @@ from torch import nn
 from ..arrays.program import ProgrammedLayer
 from ..config import WeightEncoding
 from ..errors import ConfigError
-from ..mapping.matrix import MAX_CALIBRATION_ROWS, EngineView, calibrate_adcs
-from ._data import model_batches
-from ._modes import module_modes, restore_modes
 from .ste import grad_scale, lsq_factor
-from .twin import PreparedModel, TwinMatmul, balanced_ternary
+from .twin import TwinMatmul, balanced_ternary
 
-__all__ = ["TernaryTwin", "make_ternary", "mean_abs_per_set", "recalibrate_adcs", "temperature"]
+__all__ = ["TernaryTwin", "make_ternary", "mean_abs_per_set", "temperature"]
 
 
 def temperature(weight_bits: int) -> float:
@@ -62,9 +59,6 @@ class TernaryTwin(TwinMatmul):
     alpha: nn.Parameter
     tau: float
     """Softmax temperature of the soft assignment (:func:`temperature`)."""
-    lossless: bool
-    """Compute the quantized product without the arrays and ADCs (the inputs the float
-    calibration of ``deploy`` would see downstream, up to the quantization)."""
     _alpha_grad: torch.Tensor
     _codes: torch.Tensor
     _values: torch.Tensor
@@ -118,7 +112,7 @@ class TernaryTwin(TwinMatmul):
         x_int = self.input_codes(x, s_x)
         alpha = grad_scale(self.alpha, self._alpha_grad)
         code, w_q = self.snap(self.effective_weight(), alpha)
-        if self.lossless:  # exact conversions (recalibrate_adcs' pass)
+        if self.lossless:  # exact conversions (twin.recalibrate_adcs' pass)
             y = s_x * (x_int @ w_q.t()) * self.out_rescale
             return y if self.bias is None else y + self.bias
         self._coef = self.conversion_coef(alpha).to(self._coef.dtype)
@@ -136,22 +130,6 @@ class TernaryTwin(TwinMatmul):
         # differently); the α go into the conversions' weights, the dequantization scale is 1
         code = self.quantized_weight().cpu().numpy()
         return np.rint(code).astype(np.int64), np.ones((1, 1))
-
-    def set_adc_tables(self, view: EngineView) -> None:
-        """Take the linear ADC tables of ``view``'s parts (same geometry and calibration units)
-        as the calibrated grid: the learned steps restart from them."""
-        tables = [layer.adc for _, _, layer in view.parts]
-        assert all(t is not None for t in tables)  # calibrated
-        lo = np.concatenate([t.lo for t in tables if t is not None])
-        delta = np.concatenate([t.delta for t in tables if t is not None])
-        unit = self._adc_unit.cpu().numpy()
-        step = np.empty(self.adc_step.numel())
-        step[unit.ravel()] = delta.ravel()
-        with torch.no_grad():
-            for buf, v in ((self._adc_lo0, lo), (self._adc_delta0, delta),
-                           (self._adc_step0, step), (self.adc_step, step)):
-                buf.copy_(torch.as_tensor(v, dtype=buf.dtype))
-        self._init64["lo"], self._init64["delta"] = lo.copy(), delta.copy()
 
     def _engine_part(self, i: int, layer: ProgrammedLayer) -> ProgrammedLayer:
         with torch.no_grad():
@@ -229,51 +207,7 @@ def make_ternary(twin: TwinMatmul, granularity: str) -> TernaryTwin:
     twin.register_buffer("_slice", torch.arange(qc, device=dev) // per)
     twin.register_buffer("_sign", torch.sign(twin._coef[:qc]).clone())
     twin.tau = temperature(b)
-    twin.lossless = False
     twin.weight_scale.requires_grad_(False)
     twin.fused = False  # per-(group, conversion) weights: the torch path
     twin._coef = twin.conversion_coef(twin.alpha).to(dt)
     return twin
-
-
-def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 64,
-                     seed: int = 0) -> None:
-    """Calibrate the ADCs of every :class:`TernaryTwin` of ``prepared`` again, on the codes and
-    α it now holds (``prepare`` calibrated them on deploy's integer weights, whose balanced-
-    ternary digits are another distribution: mostly the low digits). Each twin's float inputs
-    are those of a forward pass over ``calibration`` with exact conversions (eval mode, at most
-    ``MAX_CALIBRATION_ROWS`` random rows per twin), calibrated as ``deploy`` does
-    (``mapping.matrix.calibrate_adcs``). ``calibration``: the model's inputs as ``prepare``
-    takes them (every positional input, cut along the model's ``batch_dim``)."""
-    twins = [t for _, t in prepared.twins() if isinstance(t, TernaryTwin)]
-    if not twins:
-        return
-    rows: dict[int, list[torch.Tensor]] = {id(t): [] for t in twins}
-    gen = torch.Generator().manual_seed(seed)
-
-    def keep(module: nn.Module, args: tuple) -> None:
-        # a random subset: evenly spaced rows of im2col columns would all be one position
-        x = args[0].detach().reshape(-1, args[0].shape[-1]).cpu()
-        rows[id(module)].append(x[torch.randperm(x.shape[0], generator=gen)[:1024]])
-
-    hooks = [t.register_forward_pre_hook(keep) for t in twins]
-    for t in twins:
-        t.lossless = True
-    modes = module_modes(prepared)  # each module's own flag, restored after
-    prepared.eval()
-    try:
-        with torch.no_grad():
-            for args in model_batches(prepared, calibration, batch_size):
-                prepared(*args, **args.kwargs)
-    finally:
-        for h in hooks:
-            h.remove()
-        for t in twins:
-            t.lossless = False
-        restore_modes(modes)
-    rng = np.random.default_rng(seed)
-    for t in twins:
-        xs = torch.cat(rows[id(t)]).double().numpy()
-        if xs.shape[0] > MAX_CALIBRATION_ROWS:
-            xs = xs[np.sort(rng.choice(xs.shape[0], MAX_CALIBRATION_ROWS, replace=False))]
-        t.set_adc_tables(calibrate_adcs(t.to_engine(), xs))

@@ -120,8 +120,10 @@ from ..mapping.layers import (
     layer_seed,
 )
 from ..mapping.matrix import (
+    MAX_CALIBRATION_ROWS,
     EngineView,
     InputStats,
+    calibrate_adcs,
     coarse_inputs,
     engine_view,
     group_max_abs,
@@ -157,6 +159,7 @@ from ..mapping.unmappable import (
     source_config,
 )
 from ..mapping.weight_view import ViewsWeights, tensor_metas
+from ._data import eval_pass
 from ._kernels import dac_planes, fused_convert
 from ._modes import module_modes, restore_modes
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
@@ -170,7 +173,7 @@ from .tied import (
 )
 
 __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear", "TwinMatmul",
-           "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare"]
+           "TwinMultiheadAttention", "TwinOptions", "engine_view", "prepare", "recalibrate_adcs"]
 
 # --------------------------------------------------------------------------------------------
 # Options
@@ -656,6 +659,10 @@ class TwinMatmul(nn.Module):
         rescaling); the forward is unchanged."""
         self.adc_grad: float | None = None
         """Fixed gradient scale of the learned ADC step instead of LSQ's 1/sqrt(n·Q_p)."""
+        self.lossless = False
+        """Compute the integer products exactly, without the arrays and ADCs
+        (:func:`recalibrate_adcs`' pass: the inputs the float calibration of ``deploy`` would
+        see downstream, up to the quantization)."""
         self.adc_hook: Callable[[TwinMatmul, torch.Tensor, torch.Tensor], torch.Tensor] | None \
             = None
         """``hook(twin, a, ratio) -> lo0``: called on the analog values ``a`` (G, P·M, C)
@@ -968,7 +975,10 @@ class TwinMatmul(nn.Module):
 
     def _integer(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
         """The arrays, the ADCs and the shift-add: (T, M, N) from integer operands, through
-        one autograd function (:class:`_ChipProduct`)."""
+        one autograd function (:class:`_ChipProduct`); each part's exact product when
+        :attr:`lossless`."""
+        if self.lossless:
+            return torch.stack([(x_int * m) @ w_int.t() for m in self._part_mask])
         if self.nonlinear_adc:
             ratio = torch.ones_like(self._adc_delta0)  # the ramp's tables are not learned
         else:
@@ -985,6 +995,25 @@ class TwinMatmul(nn.Module):
         learned step of its unit (exactly the calibrated one until the step moves)."""
         ratio = (self.adc_step / self._adc_step0)[self._adc_unit]
         return self._adc_lo0 * ratio, self._adc_delta0 * ratio
+
+    def set_adc_tables(self, view: EngineView) -> None:
+        """Take the linear ADC tables of ``view``'s parts (same geometry and calibration units,
+        e.g. :func:`~cimsim.mapping.matrix.calibrate_adcs` of :meth:`to_engine`) as the
+        calibrated grid: the learned steps restart from them."""
+        tables = [layer.adc for _, _, layer in view.parts]
+        if any(t is None for t in tables) or self.nonlinear_adc:
+            raise ConfigError(f"{self.name or 'a twin'}: set_adc_tables takes calibrated linear "
+                              "ADC tables (adc.range_policy = 'calibrated', a linear adc.kind)")
+        lo = np.concatenate([t.lo for t in tables if t is not None])
+        delta = np.concatenate([t.delta for t in tables if t is not None])
+        unit = self._adc_unit.cpu().numpy()
+        step = np.empty(self.adc_step.numel())
+        step[unit.ravel()] = delta.ravel()
+        with torch.no_grad():
+            for buf, v in ((self._adc_lo0, lo), (self._adc_delta0, delta),
+                           (self._adc_step0, step), (self.adc_step, step)):
+                buf.copy_(torch.as_tensor(v, dtype=buf.dtype))
+        self._init64["lo"], self._init64["delta"] = lo.copy(), delta.copy()
 
     # --- the arrays (no autograd: _ChipProduct's forward) --------------------------------------
     def _row_groups(self, v: torch.Tensor) -> torch.Tensor:
@@ -2352,6 +2381,70 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     # not at PreparedModel.deploy() after it
     _check_capacity(prepared.arrays_needed, chip, [name for name, _ in prepared.twins()])
     return prepared
+
+
+def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 64,
+                     seed: int = 0) -> list[str]:
+    """Calibrate the linear ADCs of ``prepared``'s twins again, on the weights, scales and
+    codes they now hold (``prepare`` calibrated them for deploy's integer weights; a training
+    method that starts from other weight scales, ColumnQuant's mean |w| or its ternary codes,
+    needs ranges of its own partial sums), as ``deploy`` calibrates
+    (``mapping.matrix.calibrate_adcs``, at most ``MAX_CALIBRATION_ROWS`` random rows per twin,
+    eval mode) on the inputs ``adc.calibration_mode`` names: ``float``, a forward pass over
+    ``calibration`` with exact conversions in every twin; ``simulated``, twin by twin in the
+    order the forward calls them, the twins before it converting on their new ranges. The
+    learned ADC steps restart from the new grid. Twins of other ADCs (full-scale ranges, a
+    nonlinear converter, a fused layer-output activation) keep theirs. ``calibration``: the
+    model's inputs as ``prepare`` takes them (every positional input, cut along the model's
+    ``batch_dim``). Returns the names of the twins recalibrated, in calibration order."""
+    names = {id(t): name for name, t in prepared.twins()}
+    wanted = {id(t): t for _, t in prepared.twins()
+              if t.chip.adc.range_policy is RangePolicy.CALIBRATED and not t.nonlinear_adc
+              and t.activation is None}
+    if not wanted:
+        return []
+    every = [m for m in prepared.modules() if isinstance(m, TwinMatmul)]
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    def inputs(record: set[int], exact: set[int]) -> dict[int, list[torch.Tensor]]:
+        """Rows of the twins in ``record`` in one pass, the twins in ``exact`` lossless."""
+        rows: dict[int, list[torch.Tensor]] = {}
+
+        def keep(module: nn.Module, args: tuple) -> None:
+            # a random subset: evenly spaced rows of im2col columns would all be one position
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).cpu()
+            rows.setdefault(id(module), []).append(
+                x[torch.randperm(x.shape[0], generator=gen)[:1024]])
+
+        hooks = [wanted[i].register_forward_pre_hook(keep) for i in record]
+        saved = [(m, m.lossless) for m in every]
+        for m in every:
+            m.lossless = id(m) in exact
+        try:
+            eval_pass(prepared, calibration, batch_size)
+        finally:
+            for h in hooks:
+                h.remove()
+            for m, flag in saved:
+                m.lossless = flag
+        return rows  # in the order the forward first called each twin
+
+    def calibrate(i: int, rows: list[torch.Tensor]) -> None:
+        xs = torch.cat(rows).double().numpy()
+        if xs.shape[0] > MAX_CALIBRATION_ROWS:
+            xs = xs[np.sort(rng.choice(xs.shape[0], MAX_CALIBRATION_ROWS, replace=False))]
+        wanted[i].set_adc_tables(calibrate_adcs(wanted[i].to_engine(), xs))
+
+    simulated = prepared.chip.adc.calibration_mode is CalibrationMode.SIMULATED
+    # float: every twin exact; simulated: the twins that keep their tables convert on them
+    first = inputs(set(wanted), set(wanted) if simulated else {id(m) for m in every})
+    order = list(first)  # a twin the calibration never calls keeps its tables
+    for k, i in enumerate(order):
+        # simulated: the twins called before this one convert on their new ranges
+        rows = first[i] if k == 0 or not simulated else inputs({i}, set(order[k:]))[i]
+        calibrate(i, rows)
+    return [names[i] for i in order]
 
 
 def _keep_off_fused_kernels(module: nn.Module) -> None:

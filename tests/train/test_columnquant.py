@@ -11,8 +11,10 @@ from torch import nn
 
 from cimsim.config import load_chip
 from cimsim.errors import ConfigError
+from cimsim.mapping.matrix import calibrate_adcs
 from cimsim.train.columnquant import (
     PsumCentre,
+    _set_weight_scale,
     columnquant_chip,
     columnquant_optimizer,
     deploy_columnquant,
@@ -144,3 +146,41 @@ def test_a_pruned_channel_or_group_takes_the_engine_scale(weight_scale):
     pruned = [2] if weight_scale == "column" else [3, 4, 5]
     others = [c for c in range(6) if c not in pruned]
     assert err[pruned].max() <= err[others].max(), err
+
+
+@pytest.mark.parametrize("mode", ["float", "simulated"])
+def test_the_paper_init_calibrates_the_adcs_for_its_own_scales(mode):
+    """Was: under ``init="paper"`` the ADC ranges stayed deploy's, calibrated for its max-based
+    weight scales; the mean-|w| scales give other integer weights (4x coarser on this model).
+    The ranges are calibrated again on the twin's own partial sums, on the inputs
+    ``adc.calibration_mode`` names: each layer's tables are exactly ``calibrate_adcs`` of its
+    engine view on its inputs in the exact forward (``float``) or in the forward whose layers
+    before it convert on their new ranges (``simulated``)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(72, 12), nn.ReLU(), nn.Linear(12, 3)).double()
+    x = torch.rand(40, 72, dtype=torch.float64)
+    chip = columnquant_chip(psum_bits=3, array_size=40)
+    chip = chip.replace(adc=chip.adc.replace(calibration_mode=mode))
+    prep = prepare_columnquant(model, chip, x, init="paper").eval()
+    (_, first), (_, second) = prep.twins()
+    with torch.no_grad():
+        first.lossless = mode == "float"
+        h = torch.relu(first(x))
+        first.lossless = False
+    for twin, inputs in ((first, x), (second, h)):
+        view = calibrate_adcs(twin.to_engine(), inputs.numpy())
+        tables = [layer.adc for _, _, layer in view.parts]
+        np.testing.assert_allclose(twin._adc_lo0.numpy(), np.concatenate([t.lo for t in tables]))
+        np.testing.assert_allclose(twin._adc_delta0.numpy(),
+                                   np.concatenate([t.delta for t in tables]))
+        np.testing.assert_allclose(twin.adc_step.detach().numpy(), twin._adc_step0.numpy())
+
+    net, x, _, chip = _setup(1)
+    ref = net(x).detach()
+    stale = prepare_columnquant(net, chip, x, init="engine").eval()  # deploy's ranges ...
+    for _, t in stale.twins():
+        _set_weight_scale(t, "column", "paper", "paper")  # ... under the paper's scales
+    fresh = prepare_columnquant(net, chip, x, init="paper").eval()
+    with torch.no_grad():
+        err = [float((m(x) - ref).pow(2).mean()) for m in (fresh, stale)]
+    assert err[0] < 0.75 * err[1], err  # 2.1x lower on this model

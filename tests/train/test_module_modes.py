@@ -12,7 +12,7 @@ import cimsim
 from cimsim.train import prepare
 from cimsim.train.bskmq import prepare_bskmq, refit_chip_levels
 from cimsim.train.columnquant import freeze_psum, prepare_columnquant, psum_mse
-from cimsim.train.ternary import recalibrate_adcs
+from cimsim.train.twin import recalibrate_adcs
 
 
 def _model() -> nn.Sequential:
