@@ -74,8 +74,12 @@ def static_tables(layer: ProgrammedLayer) -> ADCTables | None:
         k = adc.full_scale_factor
         lo, hi = layer.fs_lo / k, layer.fs_hi / k
         if hi - lo <= adc.n_codes - 1:
-            # enough codes for every integer partial sum: a one-LSB step, lossless
-            start, delta = lo, 1.0
+            # enough codes for every integer partial sum: a one-LSB step, lossless, started on
+            # the partial sums' lattice (fs_lo + an integer), at its first point at or above lo:
+            # a factor k leaving lo = fs_lo/k between two points (-768/13) shifted every code
+            # off its partial sum, and x = 0 converted to a nonzero value
+            above = lo - layer.fs_lo
+            start, delta = layer.fs_lo + np.ceil(above - 1e-9 * max(1.0, abs(above))), 1.0
         else:
             start, delta = grid(lo, hi, adc.n_codes, adc.zero_aligned)
     elif adc.range_policy is RangePolicy.FIXED:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import cimsim
 from cimsim.adc._kernels import linear_adc
 from cimsim.adc._reference import linear_adc_reference
 from cimsim.adc.linear import grid, unseen_spread
@@ -82,6 +83,24 @@ def test_full_scale_range_is_lossless_when_codes_suffice():
     assert layer.fs_lo == -12.0 and layer.fs_hi == 12.0
     assert np.all(layer.adc.lo == -12.0)
     assert layer.adc.lo.shape == (layer.n_groups, layer.n_conversions) == (2, 4)
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.5, 2.5, 5.0])
+def test_a_shrunk_full_scale_with_enough_codes_starts_on_the_partial_sums(factor):
+    """Was: the one-LSB grid started at fs_lo / k, between two integers for k = 2.5 (-4.8):
+    every partial sum converted 0.2 off, and x = 0 came out nonzero after the shift-add
+    (-1667 at k = 13 on a 256-row ideal chip). It starts at the first integer at or above
+    it, and every partial sum in the range converts to itself."""
+    layer = _layer(adc=dict(bits=8, full_scale_factor=factor))
+    lo = -12.0 / factor
+    np.testing.assert_array_equal(layer.adc.lo, np.ceil(lo))
+    assert np.all(layer.adc.delta == 1.0)
+    chip = layer.chip
+    x = np.zeros((2, 8), dtype=np.int64)
+    x[1, :2] = 1  # partial sums within [-12/k, 12/k] for every k here
+    w = np.array([[7, -7, 3, 0, 1, 2, -5, 4], [0, 1, 0, -1, 6, -6, 2, 2]])
+    y, _ = cimsim.matmul(x, w, chip)
+    np.testing.assert_array_equal(y, x @ w.T)
 
 
 def _check_zero_aligned(start, delta, lo, hi, top):
