@@ -1003,6 +1003,11 @@ class TechConfig(_Config):
             _float_in(self, "wordline_v", 0.0, 5.0, lo_open=True)
         if self.wordline_high_v is not None:
             _float_in(self, "wordline_high_v", 0.0, 5.0, lo_open=True)
+            swing = self.wordline_v if self.wordline_v is not None else self.vdd_v
+            if self.wordline_high_v < swing:  # a driver cannot swing a line beyond its supply
+                _fail("TechConfig", "wordline_high_v", self.wordline_high_v,
+                      f">= the word-line swing, {swing!r} V (wordline_v"
+                      f"{'' if self.wordline_v is not None else ', absent: vdd_v'})")
         if self.wordline_cap_ff_per_cell is not None:
             _float_in(self, "wordline_cap_ff_per_cell", 1e-3, 1000.0)  # catches farads as fF
         # 0: not priced; else a real load, so that farads written as fF are refused

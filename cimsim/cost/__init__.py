@@ -26,6 +26,7 @@ multiply ops by ``input_bits * weight_bits`` (1b-normalised, as Jia et al., JSSC
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,13 @@ from .energy import (
     chip_table,
     event_energy_pj,
 )
-from .latency import block_latency, chip_latency_ns, layer_latency_ns, reload_latency
+from .latency import (
+    array_time_ns,
+    block_latency,
+    chip_latency_ns,
+    layer_latency_ns,
+    reload_latency,
+)
 from .models import MODELS, component_models, every_row_wordlines
 from .tables import MAX_ADC_BITS, TechTable
 
@@ -200,9 +207,16 @@ def estimate(
     TypeError
         If ``work`` is neither a ``ModelWork`` nor a sequence of ``LayerWork``, or ``chip`` is
         missing for layer works.
+    ValueError
+        If ``n_inferences`` is not an integer >= 1.
     """
     works, other, n_inf, chip, n_needed = _inputs(work, chip)
     if n_inferences is not None:
+        if (isinstance(n_inferences, bool) or not isinstance(n_inferences, numbers.Integral)
+                or n_inferences < 1):  # 0 or -3 read as 1 before, and stored as given
+            raise ValueError(f"n_inferences = {n_inferences!r} is invalid; allowed: an integer "
+                             ">= 1 (the inferences the events cover), or None for the model's "
+                             "count")
         n_inf = int(n_inferences)
     table = chip_table(chip) if table is None else table
     cal = _calibration(calibration, chip)
@@ -211,7 +225,10 @@ def estimate(
 
     latency = _latency_stage(rep, works, per, table, cal)  # first: leakage needs the time
     reload_ns = _reload_stage(rep, other, n_needed, per, table)
-    t_chip = chip_latency_ns(list(latency.values()), pipelined) + reload_ns
+    t_chip = chip_latency_ns(
+        list(latency.values()), pipelined,
+        sum(array_time_ns(b) for b in rep.blocks if b["layer"] != UNATTRIBUTED),
+        chip.array.n_arrays) + reload_ns
     # over capacity, the layers' arrays take turns on the chip's: leak for those that exist
     leak_share = min(1.0, chip.array.n_arrays / max(sum(w.n_arrays for w in works), 1))
     for w in works:
@@ -272,7 +289,7 @@ def _latency_stage(rep: CostReport, works: Sequence[LayerWork], per: float, tabl
                      n_arrays=b.layer.n_arrays, n_vectors_per_inference=b.n_vectors * per)
             rows.append(d)
         rep.blocks += rows
-        latency[w.name] = layer_latency_ns(rows)
+        latency[w.name] = layer_latency_ns(rows, rep.chip.array.n_arrays)
     return latency
 
 
@@ -313,9 +330,12 @@ def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_leak: float, t
     ev[event_key(Component.INTERCONNECT, Action.BUS_BIT)] = (
         ev.get(event_key(Component.BUFFER, Action.READ_BIT), 0.0)
         + ev.get(event_key(Component.BUFFER, Action.WRITE_BIT), 0.0))
-    if every_row_wordlines(chip):  # every row's word line switches once per array read
+    if every_row_wordlines(chip):
+        # every row of the group read switches its word line once per read (an activation
+        # reads one row group: the other groups' rows stay off, or they would add to the sum)
         ev[event_key(Component.DAC, Action.WORDLINE)] = (
-            ev.get(event_key(Component.ARRAY, Action.ACTIVATION), 0.0) * chip.array.n_rows)
+            ev.get(event_key(Component.ARRAY, Action.ACTIVATION), 0.0)
+            * chip.array.rows_per_group)
     return ev
 
 

@@ -32,7 +32,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from ..arrays.program import sensed_cells
-from ..config import ADCKind, ArrayConfig, CellKind, CellTech, ChipConfig, WeightEncoding
+from ..config import (
+    ADCKind,
+    ArrayConfig,
+    CellKind,
+    CellTech,
+    ChipConfig,
+    CostModel,
+    WeightEncoding,
+)
 from ..events import Component
 from .tables import (
     MAX_ADC_BITS,
@@ -405,15 +413,36 @@ def _cell_v2g_lsb(chip: ChipConfig, table: TechTable, cal: Calibration, bits: in
     return v_lsb**2 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3 * cal.e("cell")
 
 
+_KIND_TECH = {CellKind.RRAM_1T1R: CellTech.RRAM, CellKind.PCM: CellTech.PCM,
+              CellKind.MRAM_1T1MTJ: CellTech.MRAM, CellKind.FEFET_1T: CellTech.FEFET,
+              CellKind.FLASH_NOR: CellTech.FLASH, CellKind.EDRAM_2T: CellTech.EDRAM,
+              CellKind.EDRAM_3T: CellTech.EDRAM}
+"""The technology of each cost-model cell kind (the SRAM bit-cells: ``sram``)."""
+
+
+def written_cell(chip: ChipConfig) -> tuple[CellTech, int]:
+    """The technology a cell's write is priced as, and the devices written per cell: under
+    the physical cost model its priced cell's (``tech.cell_kind``; a resistive cell's
+    ``tech.devices_per_cell``), as its read and area are (an ``ideal`` simulated cell priced
+    as a 1T1R cell is written as one); under the tables, ``device.cell`` and one device."""
+    if chip.tech.cost_model is not CostModel.PHYSICAL:
+        return chip.device.cell, 1
+    kind = chip.tech.cell_kind
+    tech = chip.device.cell if kind is None else _KIND_TECH.get(kind, CellTech.SRAM)
+    return tech, chip.tech.devices_per_cell if tech.resistive else 1
+
+
 def _cell_write(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
-    """One cell programmed: every stored bit written (RRAM, PCM: the tables' RRAM write; MRAM:
-    one STT switching pulse; device physics, not supply-scaled; SRAM: a CMOS bit-cell write).
-    FeFET and flash: the RRAM write too, for want of a published write energy per cell (an
-    upper bound for a FeFET's field-driven switching; docs/technology.md)."""
-    n_bits = stored_bits_per_cell(chip)
-    if chip.device.cell is CellTech.MRAM:
+    """One cell programmed (:func:`written_cell`: every device of it): every stored bit
+    written (RRAM, PCM: the tables' RRAM write; MRAM: one STT switching pulse; device physics,
+    not supply-scaled; SRAM: a CMOS bit-cell write). FeFET and flash: the RRAM write too, for
+    want of a published write energy per cell (an upper bound for a FeFET's field-driven
+    switching; docs/technology.md)."""
+    cell, devices = written_cell(chip)
+    n_bits = stored_bits_per_cell(chip) * devices
+    if cell is CellTech.MRAM:
         return n_bits * MRAM_WRITE_ENERGY_PJ_PER_BIT * cal.e("cell")
-    if _resistive(chip):
+    if cell.resistive:
         return n_bits * table.rram_write_energy_pj_per_bit * cal.e("cell")
     return (n_bits * table.sram_cim_bitcell_write_energy_fj * 1e-3 * supply_factor(chip)
             * cal.e("cell"))

@@ -39,7 +39,7 @@ Reloads are not overlapped with computation: their time adds to the chip latency
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -47,12 +47,12 @@ from ..arrays.encoding import plane_layout
 from ..arrays.program import ProgrammedLayer
 from ..config import CellTech, ChipConfig, ComputeDomain, InputDrive
 from . import bitplanes, settling
-from ._prices import FEFET_WRITE_PULSE_NS, MRAM_WRITE_PULSE_NS
+from ._prices import FEFET_WRITE_PULSE_NS, MRAM_WRITE_PULSE_NS, written_cell
 from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
 from .models import _resistive_kind, cell_kind
 from .tables import TechTable
 
-__all__ = ["WRITE_PARALLEL_ARRAYS_PER_TILE", "block_latency", "chip_latency_ns",
+__all__ = ["WRITE_PARALLEL_ARRAYS_PER_TILE", "array_time_ns", "block_latency", "chip_latency_ns",
            "compute_window_ns", "digital_tail_ns", "read_pulse_priced", "reload_latency",
            "stated_window_ns", "step_ns", "write_time_ns_per_row"]
 
@@ -151,21 +151,41 @@ def read_pulse_priced(chip: ChipConfig) -> bool:
             or tech.input_drive in (InputDrive.PULSE_WIDTH, InputDrive.PULSE_COUNT))
 
 
-def layer_latency_ns(blocks: Iterable[dict]) -> float:
+def array_time_ns(block: Mapping) -> float:
+    """A block's arrays times its latency, array-ns: the time it holds arrays for."""
+    return float(block["latency_ns"]) * int(block.get("n_arrays", 1))
+
+
+def layer_latency_ns(blocks: Iterable[dict], n_arrays: int | None = None) -> float:
     """A layer's blocks of one stage work in parallel (the slowest sets the stage's time); its
-    stages (``stage``, default 0: :attr:`cimsim.work.Block.stage`) run one after another."""
+    stages (``stage``, default 0: :attr:`cimsim.work.Block.stage`) run one after another. On a
+    chip of ``n_arrays`` arrays fewer than a stage's blocks hold together (time-multiplexed),
+    they take turns: the stage lasts at least their array time over the chip's arrays."""
     slowest: dict[int, float] = {}
+    held: dict[int, tuple[float, int]] = {}
     for b in blocks:
         s = int(b.get("stage", 0))
         slowest[s] = max(slowest.get(s, 0.0), float(b["latency_ns"]))
+        t, n = held.get(s, (0.0, 0))
+        held[s] = (t + array_time_ns(b), n + int(b.get("n_arrays", 1)))
+    if n_arrays is not None:
+        for s, (t, n) in held.items():
+            if n > n_arrays:
+                slowest[s] = max(slowest[s], t / n_arrays)
     return float(sum(slowest.values()))
 
 
-def chip_latency_ns(layer_latencies_ns: Sequence[float], pipelined: bool = False) -> float:
-    """Layer-by-layer: the sum of the layers; pipelined: the slowest layer (the period)."""
+def chip_latency_ns(layer_latencies_ns: Sequence[float], pipelined: bool = False,
+                    array_time: float = 0.0, n_arrays: int | None = None) -> float:
+    """Layer-by-layer: the sum of the layers; pipelined: the slowest layer (the period), and
+    no less than the blocks' total ``array_time`` (array-ns) over the chip's ``n_arrays``:
+    layers that share arrays (a time-multiplexed chip) cannot all run at once."""
     if not layer_latencies_ns:
         return 0.0
-    return float(max(layer_latencies_ns) if pipelined else sum(layer_latencies_ns))
+    if not pipelined:
+        return float(sum(layer_latencies_ns))
+    share = array_time / n_arrays if n_arrays else 0.0
+    return float(max(max(layer_latencies_ns), share))
 
 
 def write_time_ns_per_row(chip: ChipConfig, table: TechTable | None = None) -> float:
@@ -175,14 +195,16 @@ def write_time_ns_per_row(chip: ChipConfig, table: TechTable | None = None) -> f
     SRAM and ``ideal`` cells (costed as charge-domain SRAM, as their energy is):
     ``table.sram_write_time_ns_per_row`` (one write cycle per row). MRAM: one STT pulse,
     ``MRAM_WRITE_PULSE_NS``. FeFET: one field-driven pulse, ``FEFET_WRITE_PULSE_NS``. Flash:
-    as RRAM (no published row write time was found; docs/technology.md).
+    as RRAM (no published row write time was found; docs/technology.md). The cell is the one
+    its write energy is priced as (``_prices.written_cell``).
     """
     table = chip_table(chip) if table is None else table
-    if chip.device.cell is CellTech.MRAM:
+    cell, _ = written_cell(chip)  # the devices of a cell are written in parallel
+    if cell is CellTech.MRAM:
         return MRAM_WRITE_PULSE_NS
-    if chip.device.cell is CellTech.FEFET:
+    if cell is CellTech.FEFET:
         return FEFET_WRITE_PULSE_NS
-    if chip.device.cell.resistive:  # PCM, flash: costed as RRAM
+    if cell.resistive:  # PCM, flash: costed as RRAM
         return float(table.rram_write_time_ns_per_row)
     return float(table.sram_write_time_ns_per_row)
 

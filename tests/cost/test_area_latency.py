@@ -100,3 +100,39 @@ def test_deployed_model_layers_parallel_blocks_and_pipeline():
     assert lat[0] == pytest.approx(max(b["latency_ns"] for b in conv_blocks))
     # per inference: 16 output pixels per image for the convolution
     assert conv_blocks[0]["n_vectors_per_inference"] == pytest.approx(16)
+
+
+def test_a_chip_with_fewer_arrays_than_the_model_runs_its_layers_in_turn():
+    """Was: a time-multiplexed chip was timed as if the model's arrays all existed: on one
+    array the pipelined period was the slowest layer (2.3x the possible throughput) and two
+    parallel blocks took one block's time. Blocks that share arrays take turns: a stage lasts
+    at least its blocks' array time over the chip's arrays, and the pipelined period at least
+    all the blocks' array time over them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, groups=2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 6))
+    x = torch.rand(4, 2, 4, 4)
+    chips = {}
+    for n in (1, 8):
+        chip = _rram()
+        chip = chip.replace(array=chip.array.replace(n_tiles=1, arrays_per_tile=n,
+                                                     allow_time_multiplexing=True))
+        sim = cimsim.deploy(model, chip, x)
+        sim(x)
+        chips[n] = (estimate(sim.work()), estimate(sim.work(), pipelined=True))
+    (seq1, pipe1), (seq8, pipe8) = chips[1], chips[8]
+    conv = [b for b in seq8.blocks if b["layer"] == "0"]
+    assert len(conv) == 2 and all(b["n_arrays"] == 1 for b in conv)
+    lat1, lat8 = ({r["layer"]: r["latency_ns_per_inference"] for r in s.layers}
+                  for s in (seq1, seq8))
+    assert lat1["0"] == pytest.approx(sum(b["latency_ns"] for b in conv))  # in turn
+    assert lat8["0"] == pytest.approx(max(b["latency_ns"] for b in conv))  # in parallel
+    # one array: nothing overlaps, the pipeline's period is the layers' sum (plus reloads)
+    reload = pipe1.totals["reprogramming_latency_ns_per_inference"]
+    assert pipe1.totals["latency_ns_per_inference"] == pytest.approx(
+        seq1.totals["latency_ns_per_inference"])
+    assert pipe1.totals["latency_ns_per_inference"] - reload == pytest.approx(
+        sum(v for k, v in lat1.items() if k != "(reprogramming)"))
+    # within capacity the period is the slowest layer, as before
+    assert pipe8.totals["latency_ns_per_inference"] == pytest.approx(
+        max(lat8.values()))

@@ -13,6 +13,7 @@ from cimsim.config import ChipConfig
 from cimsim.cost import MODELS, component_models, datasheet, estimate, layer_work
 from cimsim.cost.adc_survey import FAMILIES
 from cimsim.cost.energy import PRICES, event_energy_pj
+from cimsim.cost.latency import write_time_ns_per_row
 from cimsim.cost.models import CCO_LSB_NS, GATE_CAPACITANCE_FF_PER_UM, ComponentModel
 from cimsim.cost.tables import CONVERTER_KINDS, dac_energy_pj, tech_table
 from cimsim.errors import ConfigError
@@ -209,15 +210,18 @@ def test_published_word_line_load_and_supply_known_answer():
     assert dac.energy_pj(A.WORDLINE) == 0.0
 
 
-def test_every_row_word_lines_switch_per_array_read_whatever_the_input():
-    """``every_row``: the estimator derives n_rows word-line switchings per array read, priced
-    at ``wordline_pj``; the pulses then carry none, so the energy no longer follows the input
-    density."""
+@pytest.mark.parametrize("rows_per_conversion", [None, 64])
+def test_every_row_word_lines_switch_per_array_read_whatever_the_input(rows_per_conversion):
+    """``every_row``: the estimator derives one word-line switching per row of the group read,
+    per read (an array activation), priced at ``wordline_pj``; the pulses then carry none, so
+    the energy no longer follows the input density. Was: n_rows per read, so 64-row groups
+    of a 256-row array switched 4x the lines they do (the other groups' rows stay off)."""
     base = physical_chip(input_drive="pulse_width", wordline_v=1.3, wordline_high_v=2.2,
                          wordline_cap_ff_per_cell=2.1, wordline_driver_cap_ff=48.0,
                          wordline_switching="every_row")
     chip = base.replace(dac=base.dac.replace(bits=1), input_bits=1,
-                        array=base.array.replace(n_rows=256, n_cols=256),
+                        array=base.array.replace(n_rows=256, n_cols=256,
+                                                 rows_per_conversion=rows_per_conversion),
                         adc=base.adc.replace(range_policy="full_scale"))
     dac = component_models(chip)[C.DAC]
     assert dac.energy_pj(A.PULSE, 1) == pytest.approx(dac_energy_pj(1, dac.table))
@@ -235,8 +239,27 @@ def test_every_row_word_lines_switch_per_array_read_whatever_the_input():
     sparse = (rng.random((8, chip.array.n_rows)) < 0.1).astype(int)
     dense = np.ones((8, chip.array.n_rows), dtype=int)
     (per_read, e_sparse), (_, e_dense) = wordline_pj(sparse), wordline_pj(dense)
-    assert per_read == chip.array.n_rows
+    assert per_read == (rows_per_conversion or chip.array.n_rows)
     assert e_sparse == pytest.approx(e_dense)
+
+
+def test_a_cell_is_written_as_the_cell_it_is_priced_as():
+    """Was: the write followed ``device.cell`` and one device while the read and area follow
+    the cost cell (``tech.cell_kind``, ``devices_per_cell``): an ``ideal`` cell priced as a
+    1T1R cell wrote as an SRAM bit-cell (440x less energy, 1,970x faster rows), and a cell of
+    4 PCM devices as one."""
+    rram = physical_chip(cell_kind="rram_1t1r")
+    as_rram = rram.replace(device=rram.device.replace(cell="ideal"))
+    cells = [component_models(c)[C.CELL] for c in (rram, as_rram)]
+    assert cells[0].energy_pj(A.WRITE) == cells[1].energy_pj(A.WRITE)
+    assert write_time_ns_per_row(rram) == write_time_ns_per_row(as_rram)
+    one, four = (component_models(physical_chip(cell_kind="pcm", devices_per_cell=n))[C.CELL]
+                 for n in (1, 4))
+    assert four.energy_pj(A.WRITE) == pytest.approx(4 * one.energy_pj(A.WRITE))
+    # SRAM: one bit-cell per stored bit, devices_per_cell does not apply (as for its area)
+    sram = [component_models(physical_chip(cell_kind="sram_8t", devices_per_cell=n))[C.CELL]
+            for n in (1, 4)]
+    assert sram[0].energy_pj(A.WRITE) == sram[1].energy_pj(A.WRITE)
 
 
 def test_dac_area_known_answer_amplitude_vs_temporal():
@@ -378,6 +401,7 @@ def test_new_fields_round_trip_through_toml():
     ("cell_area_f2", 0.0), ("cap_unit_ff", -1.0), ("cap_density_ff_per_um2", -1.0),
     ("wordline_v", 0.0), ("t_integrate_ns", 0.0), ("power_gating", "sometimes"),
     ("weight_sets_stored", 0), ("wordline_high_v", 0.0), ("wordline_cap_ff_per_cell", 0.0),
+    ("wordline_high_v", 0.5),  # below the swing (vdd_v 0.8 V): a supply cannot give it
     ("wordline_driver_cap_ff", -1.0), ("wordline_switching", "some_rows")])
 def test_bad_fields_raise_config_error_naming_them(field, value):
     tech = cimsim.load_chip("rram-22nm").tech

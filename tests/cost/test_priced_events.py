@@ -191,6 +191,9 @@ def test_estimate_takes_work_values_only(walked):
     a = estimate(work)
     b = estimate(list(work.layers), work.chip, n_inferences=work.n_inferences)
     assert a.totals["energy_pj_per_inference"] == b.totals["energy_pj_per_inference"]
+    for bad in (0, -3, 2.5, True):  # 0 and -3 were read as 1 and stored as given
+        with pytest.raises(ValueError, match=r"n_inferences = .* allowed: an integer >= 1"):
+            estimate(work, n_inferences=bad)
 
 
 def test_cost_components_are_the_energy_spending_event_components():
