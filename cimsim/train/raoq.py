@@ -38,7 +38,9 @@ BITAUG_MODES = ("sum", "sample")
 def quantized_weight_ste(twin: TwinMatmul) -> torch.Tensor:
     """The integer weights (N, K) the twin's forward uses, with the straight-through round
     (and the clamp's gradient mask): differentiable in ``weight`` (and its LoRA delta)."""
-    s = twin._weight_scale_full(twin.weight_scale).detach()
+    # the scale as the forward takes it: a power of two under quant.weight_scale = 'pow2'
+    # (without the rounding the penalty read other codes once the scale moved off one)
+    s = twin._weight_scale_full(twin._pow2(twin.weight_scale)).detach()
     return twin.weight_codes(twin.effective_weight(), s)
 
 

@@ -655,8 +655,9 @@ class TwinMatmul(nn.Module):
         """Forward multiplier of the output (before the bias); handed back folded into the
         engine's dequantization scale ``s_w`` (PIM-QAT forward rescaling)."""
         self.grad_rescale = 1.0
-        """Multiplier of the chip product's gradient in the backward pass (PIM-QAT backward
-        rescaling); the forward is unchanged."""
+        """Multiplier of the gradient the chip product passes to the inputs and weights in the
+        backward pass (PIM-QAT backward rescaling); the forward and the scales' gradients are
+        unchanged."""
         self.adc_grad: float | None = None
         """Fixed gradient scale of the learned ADC step instead of LSQ's 1/sqrt(n·Q_p)."""
         self.lossless = False
@@ -935,6 +936,11 @@ class TwinMatmul(nn.Module):
         """The output before a fused activation (M, N) (the layer's output when none is
         fused), and the shift-added analog values (T, M, N) it was dequantized from."""
         x_scale = None
+        w = self.effective_weight()
+        if self.grad_rescale != 1.0:
+            # the gradient reaching the inputs and weights through the chip product, not the
+            # scales' (LSQ's d(s·round(v/s))/ds keeps its two terms in balance)
+            x, w = grad_scale(x, self.grad_rescale), grad_scale(w, self.grad_rescale)
         if self.block_fp:
             x_int, x_scale = self.block_codes(x)  # a power of two per (vector, part)
             s_x = self.act_scale.detach()  # 1
@@ -942,7 +948,7 @@ class TwinMatmul(nn.Module):
             s_x = grad_scale(self.act_scale, lsq_factor(x.numel(), self.x_hi))
             x_int = self.input_codes(x, s_x)
         s_w = self._pow2(grad_scale(self.weight_scale, self._w_grad))
-        w_int = self.weight_codes(self.effective_weight(), self._weight_scale_full(s_w))
+        w_int = self.weight_codes(w, self._weight_scale_full(s_w))
         if self.zero_point:
             x_int = x_int + self.zero_point  # driven with the zero point (A-shift: signed)
         y_parts = self._integer(x_int, w_int)  # (T, M, N)
@@ -951,8 +957,6 @@ class TwinMatmul(nn.Module):
             # the exact digital correction -z·Σ_k w_int per part (differentiated: the gradient
             # is that of the unshifted product the chip computes)
             y_parts = y_parts - self.zero_point * (w_int @ self._part_mask.t()).t()[:, None, :]
-        if self.grad_rescale != 1.0:
-            y_parts = grad_scale(y_parts, self.grad_rescale)
         if self.n_parts > 1:
             scale = s_x * s_w  # (T, N): one scale row per part
         else:

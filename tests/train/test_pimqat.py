@@ -131,22 +131,31 @@ def test_rescale_factors_identity_without_loss():
 
 def test_rescaling_hooks_forward_backward_and_deploy():
     """out_rescale multiplies the output (and goes into the deployed s_w); grad_rescale
-    multiplies only the gradient of the chip product."""
+    multiplies only the gradient the chip product passes to the inputs and weights."""
     torch.manual_seed(0)
     lin = nn.Linear(12, 5, bias=False).double()
     chip = pim_chip("native", adc_bits=24, rows=8)  # lossless
     x = torch.rand(20, 12, dtype=torch.float64)
     prep = prepare(lin, chip, x).eval()
     (_, twin), = prep.twins()
-    y0 = prep(x)
-    y0.sum().backward()
-    g0 = twin.weight.grad.clone()
-    twin.weight.grad = None
-    twin.grad_rescale = 0.25
-    y1 = prep(x)
-    y1.sum().backward()
+
+    def grads(eta_b: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        twin.grad_rescale = eta_b
+        prep.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_(True)
+        y = prep(xg)
+        y.sum().backward()
+        return y, [t.grad.clone() for t in (xg, twin.weight, twin.act_scale,
+                                            twin.weight_scale)]
+
+    (y0, g0), (y1, g1) = grads(1.0), grads(0.25)
     assert torch.equal(y1, y0)
-    assert torch.allclose(twin.weight.grad, 0.25 * g0, rtol=0, atol=1e-12)
+    for scaled, base in zip(g1[:2], g0[:2], strict=True):  # the inputs' and weights'
+        assert torch.allclose(scaled, 0.25 * base, rtol=0, atol=1e-12)
+    # the LSQ scales' gradients are not the chip product's: unchanged (were 47x and of the
+    # other sign, the rescaled straight-through term no longer balancing the direct one)
+    for scaled, base in zip(g1[2:], g0[2:], strict=True):
+        assert torch.allclose(scaled, base, rtol=1e-12, atol=1e-15)
     twin.grad_rescale = 1.0
     twin.out_rescale = 1.7
     y2 = prep(x)

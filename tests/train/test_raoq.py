@@ -152,6 +152,21 @@ def test_w_reshape_gradient_is_the_straight_through_kurtosis_gradient():
         kurtosis_penalty(prep, target=0.5)
 
 
+def test_w_reshape_reads_the_codes_of_a_power_of_two_weight_scale():
+    """Was: under ``quant.weight_scale = 'pow2'`` the penalty quantized with the raw learned
+    scale, the forward with its power of two: once the scale moved off one (x 1.3), 159 of
+    160 penalised codes were not the forward's."""
+    chip = cimsim.load_chip("rram-22nm", overrides=["quant.weight_scale=pow2"])
+    torch.manual_seed(0)
+    x = torch.randn(16, 20, dtype=torch.float64)
+    prep = prepare(nn.Linear(20, 8).double(), chip, x)
+    (_, twin), = prep.twins()
+    with torch.no_grad():
+        twin.weight_scale.mul_(1.3)
+    torch.testing.assert_close(quantized_weight_ste(twin).detach(), twin.quantized_weight(),
+                               rtol=0, atol=0)
+
+
 def test_w_reshape_steps_move_the_kurtosis_toward_the_target():
     torch.manual_seed(3)
     model = nn.Sequential(nn.Linear(64, 32)).double()
