@@ -1738,9 +1738,13 @@ class _TwinLayer(ViewsWeights):
                                           device=w0.device), per, per)
             for t in self.twins:
                 t.weight_keep = keep.clone()
-        shared = self.twins[0].act_scale
-        for t in self.twins[1:]:
-            t.act_scale = shared
+        if self.chip.quant.smooth_alpha is None:
+            # one input quantizer for the tensor; with smoothing deploy gives each group the
+            # range of its own channels divided by their factors (matrix.engine_view), so a
+            # shared scale quantized the other groups at the first's (tests/train/test_twin.py)
+            shared = self.twins[0].act_scale
+            for t in self.twins[1:]:
+                t.act_scale = shared
         self._stats = []
 
     @property
