@@ -250,7 +250,12 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
                           "centre = 'batch' or 'frozen')")
     for _, h in hooks:
         h._acc = []
-    eval_pass(prepared, data, batch_size)
+    try:
+        eval_pass(prepared, data, batch_size)
+    except BaseException:
+        for _, h in hooks:  # a failed pass leaves the centres as they were, not recording
+            h._acc = None
+        raise
     for twin, h in hooks:
         acc, h._acc = h._acc, None
         assert acc
@@ -333,8 +338,8 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig | str | Path, calibra
         else:
             _set_weight_scale(twin, weight_scale, init, grad)
     if ternary or init == "paper":
-        # the ADC ranges of the codes the twin now holds (option 3's, or those of mean-|w|
-        # scales, about twice deploy's), not of deploy's integers
+        # the ADC ranges of the codes the twin now holds (option 3's, or those of the
+        # mean-|w| scales, coarser than deploy's), not of deploy's integers
         recalibrate_adcs(prep, calibration, seed=seed)
     for _, twin in prep.twins():
         if gran == "layer" and twin.adc_step.numel() > 1:
