@@ -1,4 +1,5 @@
-"""The one rule for a seed, shared by the command line and the Python entry points."""
+"""The one rule for a seed (and for a true/false argument), shared by the command line and
+the Python entry points."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numbers
 
 from .errors import ConfigError
 
-__all__ = ["SEED_MAX", "check_seed"]
+__all__ = ["SEED_MAX", "check_flag", "check_seed"]
 
 SEED_MAX = 2**64 - 1
 """The largest seed: the noise and layer streams keep 64 bits of it
@@ -22,3 +23,11 @@ def check_seed(seed: object, field: str = "seed") -> int:
         raise ConfigError(f"{field} = {seed!r} is invalid; allowed: an integer from 0 to "
                           f"{SEED_MAX}")
     return int(seed)
+
+
+def check_flag(value: object, field: str) -> bool:
+    """``value`` as a bool, or a :class:`ConfigError` naming ``field`` unless it is True or
+    False (Python's or NumPy's): a truthy string such as ``"false"`` or ``"no"`` read as True."""
+    if type(value).__name__ not in ("bool", "bool_"):
+        raise ConfigError(f"{field} = {value!r} is invalid; allowed: True or False")
+    return bool(value)

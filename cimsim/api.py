@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import engine
-from ._seed import check_seed
+from ._seed import check_flag, check_seed
 from .arrays._rng import stream_key
 from .arrays.program import program
 from .config import ChipConfig, as_chip
@@ -62,7 +62,8 @@ def matmul(
                            for a in xs)
     seed = check_seed(seed)  # -1 would fail deep in NumPy; 2**64 alias 0 in the noise keys
     rng = np.random.default_rng(seed)
-    layer = program(w_int, chip, rng, input_signed=bool(input_signed), row_tiles=row_tiles)
+    layer = program(w_int, chip, rng, input_signed=check_flag(input_signed, "input_signed"),
+                    row_tiles=row_tiles)
     if calibration is not None:
         layer = engine.calibrate(layer, calibration, chunk_vectors=chunk_vectors)
     noise_seed = stream_key(seed, 1)  # independent of how many draws programming made

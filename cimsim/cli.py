@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from ._atomic import write_bytes, write_text
 from ._version import __version__
 from .errors import CapacityError, CimsimError, ConfigError
-from .evaluate import accuracy, logits_of, output_cosine
+from .evaluate import accuracy, output_cosine, score_problem
 
 if TYPE_CHECKING:  # torch is imported by the commands that need it, not by --help
     import torch
@@ -231,9 +231,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         _warn_calibration_reused(args.calibration)
     if times is None:
         _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
-        return 0
-    _simulate_times(sim, model, x_eval, y_eval, args.out, args.batch_size, times)
+    else:
+        _simulate_times(sim, model, x_eval, y_eval, args.out, args.batch_size, times)
+    _clear_stale_simulation(args.out, times, y_eval is not None)
     return 0
+
+
+def _clear_stale_simulation(out: Path, times: list[tuple[str, float]] | None,
+                            labels: bool) -> None:
+    """After a ``simulate`` into ``out`` (once its files are written: a failed run leaves the
+    earlier ones), remove what an earlier run there wrote and this one did not: the
+    per-time folders and ``time.csv`` / ``accuracy_time.png`` after a plain run, the plain
+    run's report and the other times' folders after a ``--time`` run (they passed for this
+    run's; ``cimsim report`` re-rendered an old report.json). Only names cimsim writes."""
+    from .report import Report
+
+    keep = set() if times is None else {f"t_{label}" for label, _ in times}
+    for folder in out.glob("t_*"):
+        if folder.is_dir() and folder.name not in keep and (folder / "report.json").is_file():
+            Report.clear(folder)
+    if times is None:
+        (out / "time.csv").unlink(missing_ok=True)
+    else:
+        Report.clear(out)  # the plain run's report at the top (time.csv keeps it non-empty)
+    if times is None or not labels:
+        (out / "accuracy_time.png").unlink(missing_ok=True)
 
 
 def _time_values(flag: str, text: str, chip) -> list[tuple[str, float]]:
@@ -368,25 +390,11 @@ def _check_scores(spec: str, model: nn.Module, x: Any, y: torch.Tensor | None) -
     """With labels, the model must score classes: output ``(batch, n_classes)``, one row per
     input (or an output object whose ``logits`` are, a HuggingFace ``ModelOutput``); a model
     that outputs anything else is refused before the simulation, not after."""
-    import torch
-
-    from ._inputs import call_on, input_count, input_rows
-
     if y is None:
         return
-    example = input_rows(x, 0, 2)
-    n = input_count(example)
-    with torch.no_grad():
-        out = call_on(model, example)
-    out = logits_of(out)  # as cimsim.evaluate scores it
-    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-    if shape is None or len(shape) != 2 or shape[0] != n:
-        got = f"shape {shape}" if shape is not None else type(out).__name__
-        raise ConfigError(f"--model {spec}: with labels in --data the model must output class "
-                          f"scores of shape (batch, classes); on {n} inputs it gives {got}")
-    if int(y.max()) >= shape[1]:  # else cross-entropy's IndexError, deep in a training step
-        raise ConfigError(f"--data: label {int(y.max())} is out of range for --model {spec}, "
-                          f"which scores {shape[1]} classes (labels 0..{shape[1] - 1})")
+    problem = score_problem(model, x, y)
+    if problem is not None:
+        raise ConfigError(f"--model {spec} with the labels of --data: {problem}")
 
 
 def cmd_presets(args: argparse.Namespace) -> int:

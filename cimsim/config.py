@@ -19,6 +19,7 @@ import difflib
 import enum
 import json
 import math
+import numbers
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
+
+import numpy as np
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -434,15 +437,37 @@ def _one_bit_cell_fail(value: int, allowed: str) -> None:
     _fail("DeviceConfig", "bits_per_cell", value, allowed)
 
 
-def _int_in(obj: Any, name: str, lo: int, hi: int | None = None, above: str = "") -> None:
-    """``above``: said in parentheses when an integer exceeds ``hi`` (why that bound)."""
+def _is_int(value: Any) -> bool:
+    """An integer, Python's or NumPy's (``np.int64`` from an array), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_real(value: Any) -> bool:
+    """A real number, Python's or NumPy's (``np.float32``, ``np.float64`` from ``np.linspace``),
+    not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _bool(obj: Any, name: str) -> None:
+    """A true/false field: Python's bool or NumPy's (stored as Python's), nothing truthy."""
     value = getattr(obj, name)
-    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not isinstance(value, (bool, np.bool_)):
+        _fail(type(obj).__name__, name, value, "true or false")
+    object.__setattr__(obj, name, bool(value))
+
+
+def _int_in(obj: Any, name: str, lo: int, hi: int | None = None, above: str = "") -> None:
+    """``above``: said in parentheses when an integer exceeds ``hi`` (why that bound). A
+    NumPy integer is stored as Python's (TOML and JSON write it as a number)."""
+    value = getattr(obj, name)
+    is_int = _is_int(value)
     if not (is_int and value >= lo and (hi is None or value <= hi)):
         allowed = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
         if above and is_int and hi is not None and value > hi:
             allowed += f" ({above})"
         _fail(type(obj).__name__, name, value, allowed)
+    if type(value) is not int:
+        object.__setattr__(obj, name, int(value))
 
 
 def _float_in(
@@ -450,7 +475,9 @@ def _float_in(
     allow_inf: bool = False,
 ) -> None:
     value = getattr(obj, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    if allow_inf and isinstance(value, str) and value.strip().lower() in ("inf", "+inf"):
+        value = math.inf  # as JSON holds it (cimsim._json.json_safe): report.json, sweep.json
+    ok = _is_real(value) and not math.isnan(value)
     if ok:
         ok = (value > lo if lo_open else value >= lo) and value <= hi
         ok = ok and (allow_inf or math.isfinite(value))
@@ -459,16 +486,15 @@ def _float_in(
         right = "]" if allow_inf else ")" if math.isinf(hi) else "]"
         kind = "a number" if allow_inf else "a finite number"
         _fail(type(obj).__name__, name, value, f"{kind} in {left}{lo}, {hi}{right}")
-    # store floats as floats so that TOML round-trips are stable
-    if isinstance(value, int):
+    # store Python floats (an int, a NumPy scalar, "inf") so that TOML round-trips are stable
+    if type(getattr(obj, name)) is not float:
         object.__setattr__(obj, name, float(value))
 
 
 def _zero_or_in(obj: Any, name: str, lo: float, hi: float, zero: str) -> None:
     """``name`` is 0 (the feature off) or in [lo, hi]; ``zero`` says what 0 means."""
     value = getattr(obj, name)
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and (value == 0 or lo <= value <= hi)):
+    if not (_is_real(value) and (value == 0 or lo <= value <= hi)):
         _fail(type(obj).__name__, name, value, f"{zero} a number in [{lo}, {hi}]")
     object.__setattr__(obj, name, float(value))
 
@@ -491,10 +517,11 @@ def _level_values(obj: Any, name: str, lo: float, hi: float) -> None:
     """A per-level tuple: empty, one value for every level, or one per level, each in
     [lo, hi]; stored as a tuple of floats."""
     values = getattr(obj, name)
+    if _is_real(values):  # one number for every level, as the message allows
+        values = (values,)
     n_levels = 1 << obj.bits_per_cell
     ok = isinstance(values, (tuple, list)) and len(values) in (0, 1, n_levels) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        and lo <= v <= hi for v in values)
+        _is_real(v) and math.isfinite(v) and lo <= v <= hi for v in values)
     if not ok:
         _fail(type(obj).__name__, name, values,
               f"an empty list, one number or {n_levels} numbers (one per level of "
@@ -589,8 +616,7 @@ class ArrayConfig(_Config):
         _int_in(self, "arrays_per_tile", 1, 1 << 16)
         _float_in(self, "tile_buffer_kib", 0.0, float(1 << 20), lo_open=True)
         for name in ("allow_time_multiplexing", "kernel_preserving_tiling"):
-            if not isinstance(getattr(self, name), bool):
-                _fail("ArrayConfig", name, getattr(self, name), "true or false")
+            _bool(self, name)
 
     @property
     def rows_per_group(self) -> int:
@@ -735,9 +761,7 @@ class DACConfig(_Config):
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
-        if not isinstance(self.shift_unsigned_inputs, bool):
-            _fail("DACConfig", "shift_unsigned_inputs", self.shift_unsigned_inputs,
-                  "true or false")
+        _bool(self, "shift_unsigned_inputs")
         if self.shift_unsigned_inputs and self.signed_inputs is not \
                 SignedInputMode.TWOS_COMPLEMENT:
             _fail("DACConfig", "signed_inputs", self.signed_inputs.value,
@@ -822,8 +846,7 @@ class ADCConfig(_Config):
         _coerce_choices(self)
         _int_in(self, "bits", 1, 24)
         for name in ("zero_aligned", "fuse_activation"):
-            if not isinstance(getattr(self, name), bool):
-                _fail("ADCConfig", name, getattr(self, name), "true or false")
+            _bool(self, name)
         _float_in(self, "full_scale_factor", 1.0)
         _float_in(self, "fixed_lo", -math.inf)
         _float_in(self, "fixed_hi", -math.inf)
@@ -1014,8 +1037,7 @@ class TechConfig(_Config):
         _zero_or_in(self, "wordline_driver_cap_ff", 1e-3, 100000.0, "0 or")
         if self.t_integrate_ns is not None:
             _float_in(self, "t_integrate_ns", MIN_TIME_NS, MAX_TIME_NS)
-        if not isinstance(self.window_stated, bool):
-            _fail("TechConfig", "window_stated", self.window_stated, "true or false")
+        _bool(self, "window_stated")
         _int_in(self, "pipeline_registers_per_column", 1, 1 << 16)
 
 
@@ -1065,8 +1087,7 @@ class QuantConfig(_Config):
     def __post_init__(self) -> None:
         _coerce_choices(self)
         _float_in(self, "act_percentile", 50.0, 100.0, lo_open=True)
-        if not isinstance(self.act_zero_point, bool):
-            _fail("QuantConfig", "act_zero_point", self.act_zero_point, "true or false")
+        _bool(self, "act_zero_point")
         if self.smooth_alpha is not None:
             _float_in(self, "smooth_alpha", 0.0, 1.0)
         _int_in(self, "act_exponent_bits", *ACT_EXPONENT_BITS)
@@ -1610,7 +1631,7 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, float):
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return repr(value)
+        return repr(float(value))  # np.float64's repr is not a TOML number
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):

@@ -36,6 +36,40 @@ def _predicted(scores: Any) -> Any:
     return _scores(scores).argmax(dim=1)
 
 
+def score_problem(model: Any, x: Any, y: Any) -> str | None:
+    """What keeps ``model`` from being scored against labels ``y`` on inputs ``x``, or None:
+    its output on two inputs must be class scores (batch, classes), one row per input, and
+    every label one of those classes (a label beyond them scored 0 % as 'ok', or failed deep
+    in a training step)."""
+    import torch
+
+    from ._inputs import call_on, input_count, input_rows
+
+    example = input_rows(x, 0, 2)
+    n = input_count(example)
+    # in eval mode, each module's flag put back after: a BatchNorm in training mode would
+    # have moved its running statistics on the two inputs
+    modes = [(m, m.training) for m in model.modules()] if isinstance(model, torch.nn.Module) \
+        else []
+    try:
+        for m, _ in modes:
+            m.training = False
+        with torch.no_grad():
+            out = logits_of(call_on(model, example))  # as accuracy scores it
+    finally:
+        for m, training in modes:
+            m.training = training
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape is None or len(shape) != 2 or shape[0] != n:
+        got = f"shape {shape}" if shape is not None else type(out).__name__
+        return (f"with labels the model must output class scores of shape (batch, classes); "
+                f"on {n} inputs it gives {got}")
+    if y.numel() and int(y.max()) >= shape[1]:
+        return (f"label {int(y.max())} is out of range for the model, which scores "
+                f"{shape[1]} classes (labels 0..{shape[1] - 1})")
+    return None
+
+
 def logits_of(out: Any) -> Any:
     """A HuggingFace-style output's ``logits`` (an attribute, or a key of a plain dict as of a
     ``ModelOutput``), else ``out``: the scores wherever cimsim scores a model's output."""

@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import _html
 from ._atomic import write_bytes, write_text
+from ._json import json_safe
 from ._version import __version__
 from .config import ADCKind, ChipConfig
 from .errors import CimsimError
@@ -300,7 +301,8 @@ class Report:
             if name in ("layers", "components", "digital") or len(frame):
                 paths.append(write_text(out / f"{name}.csv", frame.to_csv(index=False)))
         paths.append(write_text(out / "report.json",
-                                json.dumps(self.to_dict(), indent=2, default=_json_default)))
+                                json.dumps(json_safe(self.to_dict()), indent=2,
+                                           allow_nan=False, default=_json_default)))
         images: dict[str, bytes] = {}
         for fname, fig in self.figures().items():
             images[fname] = _png(fig)
@@ -313,6 +315,18 @@ class Report:
             if name not in written and (out / name).is_file():
                 (out / name).unlink()
         return paths
+
+    @staticmethod
+    def clear(folder: str | Path) -> None:
+        """Remove the files :meth:`save` writes from ``folder`` (only those names), and the
+        folder if that leaves it empty: what a later run into the same ``--out`` that writes
+        no report there (``simulate --time`` writes one per time) must not leave behind."""
+        out = Path(folder)
+        for name in [f"{t}.csv" for t in _TABLES] + list(_FIGURES) + ["report.json",
+                                                                        "report.html"]:
+            (out / name).unlink(missing_ok=True)
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
 
     def to_html(self, images: dict[str, bytes] | None = None) -> str:
         """One self-contained HTML page, in the order a reader needs it: the summary (chip,
@@ -609,6 +623,12 @@ def _cell(_column: str, value: Any) -> str:
     return str(value)
 
 
+def _literal(text: Any) -> str:
+    """``text`` drawn as written: a ``$`` in a layer or model name starts matplotlib's math
+    mode (``x$^{$y`` failed the whole save, ``cost$_{x}$`` was drawn as a subscript)."""
+    return str(text).replace("$", r"\$")
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):  # NumPy scalars in the frames and totals
         return obj.item()
@@ -636,7 +656,7 @@ def plot_energy_per_layer(layers: pd.DataFrame):
              and c != "energy_pj_per_inference"]
     fig = _figure(max(6.0, 0.9 * len(layers) + 3), 4.2)
     ax = fig.add_subplot()
-    names = [str(n) for n in layers["layer"]]
+    names = [_literal(n) for n in layers["layer"]]
     bottom = [0.0] * len(layers)
     for col in comps:
         values = layers[col].fillna(0.0).tolist()
@@ -673,7 +693,7 @@ def plot_latency_per_layer(layers: pd.DataFrame):
     """Latency per inference per layer (``latency_ns_per_inference``)."""
     fig = _figure(max(6.0, 0.9 * len(layers) + 3), 3.8)
     ax = fig.add_subplot()
-    ax.bar([str(n) for n in layers["layer"]], layers["latency_ns_per_inference"].tolist(),
+    ax.bar([_literal(n) for n in layers["layer"]], layers["latency_ns_per_inference"].tolist(),
            color=PALETTE[0])
     ax.set_ylabel("latency per inference (ns)")
     ax.set_title("Latency per layer")
@@ -692,7 +712,7 @@ def plot_fidelity_per_layer(layers: pd.DataFrame, *, readout: str = "ADC"):
     the top of the axis and marked.
     """
     rows = layers[layers["sqnr_db"].notna()]
-    names = [str(n) for n in rows["layer"]]
+    names = [_literal(n) for n in rows["layer"]]
     sqnr = rows["sqnr_db"].to_numpy(dtype=float)
     finite = np.isfinite(sqnr)
     top = float(sqnr[finite].max()) * 1.15 if finite.any() and sqnr[finite].max() > 0 else 1.0
@@ -816,14 +836,15 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
             x1 = x0 + 0.6 * 7 * len(labels[pos]) * fig.dpi / 72
             dy = _label_offset((x0, x1), py, placed, bottom, top, fig.dpi / 72)
             placed.append((x0, x1, py + dy * fig.dpi / 72))
-            ax.annotate(labels[pos], (energy[idx], scale * acc[idx]), fontsize=7,
+            ax.annotate(_literal(labels[pos]), (energy[idx], scale * acc[idx]), fontsize=7,
                         xytext=(4, dy), textcoords="offset points",
                         fontweight="bold" if front[idx] else "normal")
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title or "Accuracy vs energy (front: max accuracy, min energy)")
+    ax.set_title(_literal(title) if title else
+                 "Accuracy vs energy (front: max accuracy, min energy)")
     fig.tight_layout()
     return fig
 
@@ -887,7 +908,7 @@ def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,
         sel = frame.index[ok & groups.eq(name)]
         order = t[sel].sort_values().index
         color = PALETTE[i % len(PALETTE)]
-        ax.plot(t[order], scale * acc[order], marker="o", ms=4, color=color, label=name)
+        ax.plot(t[order], scale * acc[order], marker="o", ms=4, color=color, label=_literal(name))
         if "accuracy_std" in frame:
             sd = pd.to_numeric(frame["accuracy_std"], errors="coerce")[order].fillna(0.0)
             ax.fill_between(t[order], scale * (acc[order] - sd), scale * (acc[order] + sd),
@@ -905,6 +926,6 @@ def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,
         ax.grid(True, alpha=0.3)
         if series is not None:
             ax.legend(fontsize=8, loc="lower left")
-    ax.set_title(title or "Accuracy over time after programming")
+    ax.set_title(_literal(title) if title else "Accuracy over time after programming")
     fig.tight_layout()
     return fig

@@ -3,6 +3,8 @@ the ``time_s`` axis of ``run_sweep``."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 import cimsim
 from cimsim.cli import main
+from cimsim.config import ChipConfig
 from cimsim.data import load_digits_split
 from cimsim.errors import ConfigError
 from cimsim.sweep import chip_for_point, run_sweep
@@ -75,8 +78,33 @@ def test_sweep_time_axis(tmp_path):
                       tmp_path / "plain", calibration=16, progress=False)
     assert plain["point_id"].iloc[0] == frame["point_id"].iloc[0]
     assert plain["time_s"].iloc[0] == chip.device.drift_t0_s
+    # into the time sweep's folder: its accuracy_time.png would pass for this sweep's
+    run_sweep(tiny_model(), (x[:48], y[:48]), chip, {"adc_bits": [6]}, tmp_path,
+              calibration=16, progress=False)
+    assert not (tmp_path / "accuracy_time.png").exists()
+    # sweep.json's chip reads back, its infinite on/off ratio included (was null: refused)
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    assert ChipConfig.from_dict(doc["chip_config"]) == chip
     with pytest.raises(ConfigError, match="time_s = -1"):
         chip_for_point(chip, {"time_s": -1})
+
+
+def test_a_simulate_into_an_earlier_ones_folder_leaves_only_its_own_files(data_file,
+                                                                          tmp_path):
+    """The files of an earlier run there that this one does not write (other times' folders,
+    time.csv, accuracy_time.png, the plain run's report) were left beside the new ones."""
+    def run(*extra: str) -> set[str]:
+        assert main(["simulate", "--model", "tests.test_sweep:tiny_model", "--data",
+                     str(data_file), "--chip", "pcm-22nm", "--out", str(tmp_path),
+                     "--calibration", "16", *extra]) == 0
+        return {p.name for p in tmp_path.iterdir()}
+
+    assert {"t_1", "t_1d", "time.csv", "accuracy_time.png"} <= run("--time", "1,1d")
+    plain = run()
+    assert "report.json" in plain and not plain & {"t_1", "t_1d", "time.csv",
+                                                   "accuracy_time.png"}
+    timed = run("--time", "1d")
+    assert timed == {"t_1d", "time.csv", "accuracy_time.png"}
 
 
 def test_simulate_time_on_a_device_that_does_not_age_says_so(data_file, tmp_path, capsys):

@@ -166,7 +166,8 @@ def test_plot_functions_take_frames_return_figures(rep):
 def test_report_before_any_forward_has_zero_cost():
     model = nn.Sequential(nn.Linear(8, 4))
     sim = cimsim.deploy(model, cimsim.load_chip("rram-22nm"), torch.randn(8, 8))
-    rep = sim.report()
+    with pytest.warns(UserWarning, match="no inference"):  # the zeros were silent
+        rep = sim.report()
     assert rep.totals["n_inferences"] == 0
     assert rep.totals["energy_pj_per_inference"] == 0.0
     assert rep.totals["latency_ns_per_inference"] == 0.0
@@ -256,3 +257,39 @@ def test_save_onto_a_file_names_it(rep, tmp_path):
     with pytest.raises(FileExistsError, match="is a file; out_dir must be a folder"):
         rep.save(target)
     assert target.read_text() == "mine"
+
+
+def test_report_json_is_strict_json_and_odd_layer_names_are_drawn(tmp_path):
+    """report.json held bare Infinity (a chip's on/off ratio) and NaN (a reprogramming row),
+    which strict JSON readers refuse; a layer named with a $ failed the save in matplotlib's
+    math mode."""
+    name = "x$^{$y"
+
+    class W(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.d = nn.ModuleDict({name: nn.Linear(16, 4)})
+
+        def forward(self, x):
+            return self.d[name](x)
+
+    x = torch.randn(24, 16)
+    chip = cimsim.load_chip("pcm-22nm")
+    chip = chip.replace(array=chip.array.replace(n_rows=4, n_cols=8, rows_per_conversion=None,
+                                                 n_tiles=1, arrays_per_tile=1,
+                                                 allow_time_multiplexing=True))
+    sim = cimsim.deploy(W(), chip, x[:8])
+    sim(x[8:])
+    sim.report().save(tmp_path)
+    text = (tmp_path / "report.json").read_text()
+
+    def refuse(token):
+        raise ValueError(token)
+
+    doc = json.loads(text, parse_constant=refuse)
+    assert doc["chip"]["device"]["on_off_ratio"] == "inf"
+    assert (tmp_path / "energy_per_layer.png").stat().st_size > 0
+    again = Report.load(tmp_path)
+    assert again.chip == sim.chip
+    again.save(tmp_path / "again")
+    assert (tmp_path / "again" / "report.json").read_text() == text

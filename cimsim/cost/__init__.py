@@ -27,11 +27,13 @@ multiply ops by ``input_bits * weight_bits`` (1b-normalised, as Jia et al., JSSC
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._seed import check_flag
 from ..arrays.program import ProgrammedLayer
 from ..config import CellTech, ChipConfig, PowerGating, as_chip
 from ..events import Action, Component, EventKey, Events, event_key
@@ -210,6 +212,7 @@ def estimate(
     ValueError
         If ``n_inferences`` is not an integer >= 1.
     """
+    pipelined = check_flag(pipelined, "pipelined")
     works, other, n_inf, chip, n_needed = _inputs(work, chip)
     if n_inferences is not None:
         if (isinstance(n_inferences, bool) or not isinstance(n_inferences, numbers.Integral)
@@ -218,6 +221,10 @@ def estimate(
                              ">= 1 (the inferences the events cover), or None for the model's "
                              "count")
         n_inf = int(n_inferences)
+    elif n_inf == 0:  # priced as 1: every energy, latency and TOPS came out 0, without a word
+        warnings.warn("estimate: the model has run no inference since it was deployed (or "
+                      "reset): energy, latency and throughput are 0 (area is the chip's); "
+                      "call the model on inputs first", UserWarning, stacklevel=2)
     table = chip_table(chip) if table is None else table
     cal = _calibration(calibration, chip)
     rep = CostReport(chip=chip, pipelined=pipelined, n_inferences=n_inf, calibration=cal)

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._seed import check_flag
 from ..config import (
     ActFormat,
     ADCKind,
@@ -151,12 +153,13 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
 
     if scope not in _SCOPES:
         raise ConfigError(f"datasheet scope = {scope!r} is invalid; allowed: 'macro', 'chip'")
-    density = float(input_density) if isinstance(input_density, (int, float)) else -1.0
-    if isinstance(input_density, bool) or not 0.0 < density <= 1.0:
+    density = float(input_density) if isinstance(input_density, numbers.Real) else -1.0
+    if isinstance(input_density, (bool, np.bool_)) or not 0.0 < density <= 1.0:
         raise ConfigError(f"datasheet input_density = {input_density!r} is invalid; "
                           "allowed: a number in (0, 1]")
     unstated = None if isinstance(chip, ChipConfig) else unstated_inputs(chip, scope=scope)
     chip = as_chip(chip)
+    calibrated = check_flag(calibrated, "calibrated")
     cal = calibration_for(chip) if calibrated else NO_CALIBRATION
     try:
         x, w = workload(chip, density)

@@ -596,6 +596,11 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
         # tuple used to be read as a DataLoader, its string called as an input; a nested
         # tuple of tensors (an LSTM's (h0, c0)) is one argument, not a second batch
         first = data[0]
+        if 2 <= first.dim() <= batch_dim:  # (a scalar or 1-D input is one sample)
+            # was read as one sample: every cost per inference n times too high
+            raise MappingError(f"batch_dim = {batch_dim} is invalid for the first input's "
+                               f"shape {tuple(first.shape)}; allowed: 0 to {first.dim() - 1}"
+                               " (the dimension that counts samples)")
         n = first.shape[batch_dim] if first.dim() > batch_dim else 1
         if 0 < n <= batch_size:  # one batch: as given (a sparse tensor cannot be narrowed)
             yield Arguments(data)
@@ -846,6 +851,23 @@ def _reads_one_of(node: fx.Node, layers: dict[str, float]) -> bool:
 EXCLUDED_REASON = "excluded by the user"
 
 
+def exclude_patterns(exclude: Any) -> list[str]:
+    """``exclude`` of deploy and prepare as a list of layer names or glob patterns (one string
+    is one pattern), or a ``MappingError`` naming it (an ``nn.Sequential``'s index 0 failed
+    on ``int + str``, ``None`` on ``not iterable``)."""
+    items = [exclude] if isinstance(exclude, str) else exclude
+    if not isinstance(items, Iterable) or isinstance(items, Mapping):
+        raise MappingError(f"exclude = {exclude!r} is invalid; allowed: a layer name or glob "
+                           "pattern, or a sequence of them (e.g. ['0', 'head.*'])")
+    items = list(items)
+    odd = [p for p in items if not isinstance(p, str)]
+    if odd:
+        raise MappingError(f"exclude holds {odd[0]!r}, which is not a string; allowed: layer "
+                           f"names or glob patterns as strings (an index of an nn.Sequential "
+                           f"as its name, e.g. '{odd[0]}')")
+    return items
+
+
 def _excluded(name: str, patterns: Sequence[str]) -> bool:
     # a container's name stands for the layers in it (exclude=["aux"], an Inception's head):
     # it matched none, warned, and the head it meant was mapped
@@ -935,7 +957,7 @@ def deploy(
 
     check_backend(backend, device)  # before the work
     t_inference = None if t_inference_s is None else check_time(t_inference_s, chip)
-    mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
+    mapping = _LayerMapping(chip, seed, exclude_patterns(exclude))
     sim = mapping.replace_layers(_eval_copy(model))
     warn_unsupported(mapping.digital, "deploy")
     # from the shapes alone: an over-capacity model fails now, not after the calibration pass
@@ -977,7 +999,7 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
     """
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    mapping = _LayerMapping(chip, seed, [exclude] if isinstance(exclude, str) else list(exclude))
+    mapping = _LayerMapping(chip, seed, exclude_patterns(exclude))
     sim = mapping.replace_layers(_eval_copy(model))
     _fuse_relus(sim, mapping.sim_layers, chip)  # which ReLUs a fused view's ADC is (trace)
     for layer in mapping.sim_layers.values():

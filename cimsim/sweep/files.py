@@ -88,6 +88,8 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     if front_group(frame) == "time_s":
         time_png = _accuracy_time(frame, meta)  # the page shows every figure the sweep wrote
         paths.append(write_bytes(out / "accuracy_time.png", time_png))
+    else:  # an earlier time sweep's, which would pass for this one's
+        (out / "accuracy_time.png").unlink(missing_ok=True)
     paths.append(write_text(out / "sweep.html", sweep_html(table, png, meta, time_png)))
     return paths
 

@@ -14,9 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from .._json import json_safe
+from .._seed import check_seed
 from .._version import __version__
 from ..config import ChipConfig, CostModel, as_chip
 from ..errors import CimsimError, ConfigError
+from ..evaluate import score_problem
 from .files import write_outputs
 from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
 from .runner import SweepContext, run_points
@@ -256,6 +259,7 @@ def run_sweep(
     """
 
     _refuse_while_bootstrapping()
+    seed = check_seed(seed)  # refused before any point, not by every point
     for name, value in (("jobs", jobs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
@@ -271,6 +275,9 @@ def run_sweep(
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]
+    if y_all is not None and (problem := score_problem(model, x_all, y_all)) is not None:
+        raise ConfigError(f"data: {problem}")  # else every point scored 0 % as 'ok'
+
     context = context_hash(model_fingerprint(model), data_fingerprint(x_all, y_all), cal_key,
                            chip, seed, excluded)
     resolved = [resolve_point(chip, p) for p in points]
@@ -359,7 +366,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
             "chip": chip.name, "cost_figures": cost_basis(chip), "seed": seed,
             # every field of the base chip: a chip file's or --set's values are not in its name
-            "chip_config": chip.to_dict(),
+            "chip_config": json_safe(chip.to_dict()),  # an infinite on/off ratio as "inf"
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
             "n_eval": input_count(ctx.x_eval),
             "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}

@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -48,6 +49,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from .. import engine
+from .._seed import check_seed
 from ..adc import ADCTables, FusedActivation, calibration_units
 from ..adc.activation import ActivationLevels, activation_tables, fit_activation_levels
 from ..arrays._rng import stream_key
@@ -93,6 +95,7 @@ from ..mapping.deploy import (
     carry_hooks,
     deploy,
     deploy_views,
+    exclude_patterns,
     no_layer_error,
     refuse_simulated,
     replayable,
@@ -2086,7 +2089,7 @@ class PreparedModel(nn.Module):
             carry_tensor_hooks(layer._float_src[0], memo[id(layer)])
         return out
 
-    def deploy(self, seed: int | None = None, *, batch_dim: int = 0,
+    def deploy(self, seed: int | None = None, *, batch_dim: int | None = None,
                chip: ChipConfig | str | Path | None = None) -> SimModel:
         """The model on the Numba engine with what was learned: weights, scales and ADC tables
         carried over from every twin (:meth:`views`), not recalibrated.
@@ -2096,8 +2099,8 @@ class PreparedModel(nn.Module):
         seed : int, optional
             Programming variation, faults and conversion noise derive from it as in
             ``cimsim.deploy``; default the seed of ``prepare``.
-        batch_dim : int
-            As in ``cimsim.deploy``.
+        batch_dim : int, optional
+            As in ``cimsim.deploy``; default the one the model was prepared with.
         chip : ChipConfig, str or Path, optional
             Deploy on another chip (or a preset name or ``.toml`` path) of the same geometry
             (:meth:`TwinMatmul.to_engine`), e.g. with noise, variation or a non-linearity the
@@ -2113,7 +2116,15 @@ class PreparedModel(nn.Module):
             engine runs on the CPU: the float parts are moved there. On a device that ages it
             runs at the twin's ``t_inference_s`` (``SimModel.set_time`` moves it).
         """
-        root = self.seed if seed is None else seed
+        root = self.seed if seed is None else check_seed(seed)
+        batch_dim = self.batch_dim if batch_dim is None else batch_dim
+        first = self.calibration_ndims.get(0)  # the first input's dimensions, as calibrated
+        if (isinstance(batch_dim, bool) or not isinstance(batch_dim, numbers.Integral)
+                or batch_dim < 0 or (first is not None and first >= 2 and batch_dim >= first)):
+            # -1 counted the features as samples, 5 every call as one: costs per inference off
+            raise MappingError(f"batch_dim = {batch_dim!r} is invalid; allowed: an integer from 0"
+                               + ("" if first is None else f" to {first - 1} (the first "
+                                  f"input has {first} dimensions)"))
         chip = self.chip if chip is None else as_chip(chip)
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
         model = self.float_model().cpu()
@@ -2225,6 +2236,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         engine.
     """
     opts = TwinOptions.from_kwargs(options)
+    seed = check_seed(seed)  # refused now, not by deploy after the training
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
     refuse_simulated(model, "prepare")
@@ -2255,7 +2267,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
               else {})
 
     walk = ModuleWalk("prepare")  # as deploy: a module's second place gets the same twin
-    patterns = [exclude] if isinstance(exclude, str) else list(exclude)
+    patterns = exclude_patterns(exclude)
     candidates: list[str] = []
 
     def visit(parent: nn.Module, prefix: str) -> None:

@@ -1,0 +1,112 @@
+"""Arguments a new user gets wrong are refused up front, naming the argument and what is
+allowed, instead of a silently wrong figure or a failure after the work (a hunt over the
+public API, 2026-12-03)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import tomllib
+import torch
+from torch import nn
+
+import cimsim
+from cimsim.config import ChipConfig
+from cimsim.cost import datasheet, estimate
+from cimsim.errors import ConfigError, MappingError
+from cimsim.train import prepare
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+
+
+def test_numpy_scalars_are_numbers_in_a_chip_and_save_as_toml():
+    """np.int64 and np.float32 were refused ("an integer in [1, 24]" for 6); np.float64 was
+    kept and written as ``np.float64(0.5)``, a file load_chip could not read."""
+    chip = cimsim.load_chip("rram-22nm")
+    adc = chip.adc.replace(bits=np.int64(6), zero_aligned=np.bool_(False))
+    assert adc.bits == 6 and type(adc.bits) is int and adc.zero_aligned is False
+    noise = chip.noise.replace(thermal_sigma_lsb=np.float32(0.5))
+    assert noise.thermal_sigma_lsb == 0.5 and type(noise.thermal_sigma_lsb) is float
+    saved = chip.replace(adc=adc, noise=chip.noise.replace(thermal_sigma_lsb=np.float64(0.25)))
+    assert ChipConfig.from_dict(tomllib.loads(saved.to_toml())) == saved
+    for bad in (True, np.bool_(True), "6", np.float64("nan")):
+        with pytest.raises(ConfigError, match="ADCConfig.bits"):
+            chip.adc.replace(bits=bad)
+
+
+def test_one_drift_coefficient_is_one_for_every_level():
+    """The message allowed "one number", and refused 0.05 written as one."""
+    chip = cimsim.load_chip("pcm-22nm", overrides=["device.drift_nu_mean=0.05"])
+    assert chip.device.drift_nu_mean == (0.05,)
+
+
+def test_a_true_false_argument_is_true_or_false():
+    """``"false"`` and ``"no"`` were truthy: a signed matmul, a pipelined estimate and a
+    calibrated datasheet."""
+    x = np.random.default_rng(0).integers(0, 100, (4, 64))
+    w = np.random.default_rng(1).integers(-100, 100, (3, 64))
+    with pytest.raises(ConfigError, match="input_signed = 'false' is invalid; allowed: True"):
+        cimsim.matmul(x, w, "sram-65nm", input_signed="false")
+    y, _ = cimsim.matmul(x, w, "ideal", input_signed=np.bool_(False))
+    np.testing.assert_array_equal(y, x @ w.T)
+    with pytest.raises(ConfigError, match="calibrated = 'no'"):
+        datasheet("jia-jssc20", calibrated="no")
+    sheet = datasheet("published/sinangil-jssc21", input_density=np.float32(0.5))
+    assert sheet["input_density"] == 0.5
+    sim = cimsim.deploy(_mlp(), "rram-22nm", torch.randn(16, 16))
+    sim(torch.randn(4, 16))
+    with pytest.raises(ConfigError, match="pipelined = 'no'"):
+        estimate(sim.work(), pipelined="no")
+
+
+def test_a_report_before_any_inference_says_so():
+    sim = cimsim.deploy(_mlp(), "rram-22nm", torch.randn(16, 16))
+    with pytest.warns(UserWarning, match="no inference since it was deployed"):
+        sim.report()
+    sim(torch.randn(4, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim.report()
+
+
+def test_batch_dim_and_seed_and_exclude_are_checked_up_front():
+    model, x = _mlp(), torch.randn(64, 16)
+    # batch_dim 5 read the whole batch as one sample: energy per inference 32x
+    with pytest.raises(MappingError, match=r"batch_dim = 5 is invalid .* allowed: 0 to 1"):
+        cimsim.deploy(model, "rram-22nm", x, batch_dim=5)
+    with pytest.raises(ConfigError, match="seed = -1"):  # was refused by deploy, after training
+        prepare(model, "rram-22nm", x, seed=-1)
+    prep = prepare(model, "rram-22nm", x)
+    for bad in (-1, 2):  # -1 counted the features as samples
+        with pytest.raises(MappingError, match=f"batch_dim = {bad} is invalid"):
+            prep.deploy(batch_dim=bad)
+    with pytest.raises(ConfigError, match="seed = 1.5"):
+        prep.deploy(seed=1.5)
+    sim = prep.deploy()
+    sim(x[:32])
+    assert sim.n_inferences == 32
+    for bad, what in (([0], "exclude holds 0"), (None, "exclude = None")):
+        with pytest.raises(MappingError, match=what):
+            cimsim.deploy(model, "ideal", x, exclude=bad)
+        with pytest.raises(MappingError, match=what):
+            prepare(model, "ideal", x, exclude=bad)
+
+
+def test_run_sweep_refuses_a_bad_seed_and_labels_beyond_the_classes(tmp_path):
+    """Every point failed on seed -1 after the files were written; labels 10..13 of a
+    4-class model scored 0 % as 'ok'."""
+    from cimsim.sweep import run_sweep
+
+    x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+    with pytest.raises(ConfigError, match="seed = -1"):
+        run_sweep(_mlp(), (x, y), "rram-22nm", {"adc_bits": [4]}, tmp_path / "a",
+                  calibration=16, seed=-1)
+    with pytest.raises(ConfigError, match="label 13 is out of range .* 4 classes"):
+        run_sweep(_mlp(), (x, y + 10), "rram-22nm", {"adc_bits": [4]}, tmp_path / "b",
+                  calibration=16)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
