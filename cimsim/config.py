@@ -1602,6 +1602,10 @@ def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
         raise ConfigError(f"[{where}] must be a table, got {type(data).__name__}")
     hints = get_type_hints(cls)
     names = {f.name: f for f in fields(cls)}
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:  # sorted() and difflib failed on them with a bare TypeError
+        raise ConfigError(f"[{where}] key {odd[0]!r} is not a field name; allowed keys: "
+                          f"{sorted(names)}")
     unknown = sorted(set(data) - set(names))
     if unknown:
         # a typo's nearest field names, so that the fix is in the message
@@ -1728,6 +1732,9 @@ def _chip_data(name_or_path: str | Path,
     (:func:`_overridden`), and where it came from (for messages): what :func:`load_chip`
     validates."""
     text: str
+    if not isinstance(name_or_path, (str, Path)):  # os.fspath's TypeError named nothing
+        raise ConfigError(f"chip = {name_or_path!r} is invalid; allowed: a preset name "
+                          "(`cimsim presets`), a .toml path or a ChipConfig where one is taken")
     if not str(name_or_path).strip():  # Path('') is '.', an existing folder
         raise ConfigError("chip name is empty; allowed: a preset name (`cimsim presets`) or a "
                           ".toml file")

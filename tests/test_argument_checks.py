@@ -110,3 +110,22 @@ def test_run_sweep_refuses_a_bad_seed_and_labels_beyond_the_classes(tmp_path):
         run_sweep(_mlp(), (x, y + 10), "rram-22nm", {"adc_bits": [4]}, tmp_path / "b",
                   calibration=16)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_odd_arguments_are_named_not_python_errors():
+    """Each failed on a bare AttributeError / TypeError naming no argument."""
+    sim = cimsim.deploy(_mlp(), "rram-22nm", torch.randn(16, 16))
+    sim(torch.randn(4, 16))
+    for kw, name in (({"calibration": False}, "calibration = False"),
+                     ({"table": "x"}, "table = 'x'")):
+        with pytest.raises(ValueError, match=name):
+            estimate(sim.work(), **kw)
+    for bad in (None, 3):
+        with pytest.raises(ConfigError, match=f"chip = {bad!r} is invalid"):
+            cimsim.load_chip(bad)
+    with pytest.raises(ConfigError, match="key 1 is not a field name"):
+        ChipConfig.from_dict({1: 2})
+    x, w = np.ones((2, 64), dtype=np.int64), np.ones((3, 64), dtype=np.int64)
+    for tiles in ([(0, 32.0), (32.0, 64)], [(0,)]):
+        with pytest.raises(MappingError, match=r"row_tiles\[0\] = .* pair of integers"):
+            cimsim.matmul(x, w, "ideal", row_tiles=tiles)

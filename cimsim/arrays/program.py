@@ -244,7 +244,14 @@ def _check_weights(w_int: np.ndarray, chip: ChipConfig) -> np.ndarray:
 
 def _check_row_tiles(row_tiles: list[tuple[int, int]], k: int, n_rows: int) -> None:
     prev = 0
-    for i, (a, b) in enumerate(row_tiles):
+    for i, tile in enumerate(row_tiles):
+        # (0, 32.0) or (0,) failed on "cannot be interpreted as an integer" / unpacking
+        if (not isinstance(tile, (tuple, list)) or len(tile) != 2
+                or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                           for v in tile)):
+            raise MappingError(f"row_tiles[{i}] = {tile!r} invalid: each tile is a pair of "
+                               "integers (start, stop)")
+        a, b = (int(v) for v in tile)
         if a != prev or b <= a or b - a > n_rows:
             raise MappingError(
                 f"row_tiles[{i}] = {(a, b)} invalid: tiles must be consecutive, non-empty and "

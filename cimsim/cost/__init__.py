@@ -225,6 +225,9 @@ def estimate(
         warnings.warn("estimate: the model has run no inference since it was deployed (or "
                       "reset): energy, latency and throughput are 0 (area is the chip's); "
                       "call the model on inputs first", UserWarning, stacklevel=2)
+    if table is not None and not isinstance(table, TechTable):
+        raise ValueError(f"table = {table!r} is invalid; allowed: None (the chip's node) or a "
+                         "cimsim.cost.tables.TechTable")
     table = chip_table(chip) if table is None else table
     cal = _calibration(calibration, chip)
     rep = CostReport(chip=chip, pipelined=pipelined, n_inferences=n_inf, calibration=cal)
@@ -276,6 +279,10 @@ def _calibration(calibration: Calibration | str | None, chip: ChipConfig) -> Cal
         if calibration != "auto":
             raise ValueError(f"calibration = {calibration!r}; use 'auto', None or a Calibration")
         return calibration_for(chip)
+    if calibration is not None and not isinstance(calibration, Calibration):
+        # False or 0 failed on a missing attribute, deep in the pricing
+        raise ValueError(f"calibration = {calibration!r} is invalid; allowed: 'auto', None or "
+                         "a cimsim.cost.Calibration")
     return NO_CALIBRATION if calibration is None else calibration
 
 
