@@ -1753,9 +1753,14 @@ def _chip_data(name_or_path: str | Path,
         where = str(path)
     else:
         names = list_presets()
-        if str(name_or_path) not in names + list_presets(published=True):
-            raise ConfigError(f"unknown chip preset {str(name_or_path)!r}; presets: {names}; "
-                              "published macros: published/NAME (`cimsim presets`)")
+        every = names + list_presets(published=True)
+        if str(name_or_path) not in every:
+            # a typo's nearest name, as an unknown key gets (rram-22mn, sinangil-jssc21)
+            near = difflib.get_close_matches(str(name_or_path), every, n=1) or [
+                p for p in every if p.endswith("/" + str(name_or_path))]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"unknown chip preset {str(name_or_path)!r}{hint}; presets: "
+                              f"{names}; published macros: published/NAME (`cimsim presets`)")
         text = (resources.files("cimsim") / "presets" / f"{name_or_path}.toml").read_text()
         where = f"preset {name_or_path}"
     try:

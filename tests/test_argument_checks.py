@@ -129,3 +129,10 @@ def test_odd_arguments_are_named_not_python_errors():
     for tiles in ([(0, 32.0), (32.0, 64)], [(0,)]):
         with pytest.raises(MappingError, match=r"row_tiles\[0\] = .* pair of integers"):
             cimsim.matmul(x, w, "ideal", row_tiles=tiles)
+
+
+def test_a_mistyped_preset_name_gets_the_nearest():
+    with pytest.raises(ConfigError, match=r"'rram-22mn' \(did you mean 'rram-22nm'\?\)"):
+        cimsim.load_chip("rram-22mn")
+    with pytest.raises(ConfigError, match="did you mean 'published/sinangil-jssc21'"):
+        cimsim.load_chip("sinangil-jssc21")
