@@ -430,6 +430,8 @@ def cmd_datasheet(args: argparse.Namespace) -> int:
                        ("tops_per_mm2", "TOPS/mm2")):
         print(f"{label:<12}{d[key]:>12.4g}   1b-normalised {d[key + '_1b']:.4g}")
     print(f"{'area':<12}{d['area_mm2']:>12.4g} mm2")
+    if d["caveat"]:
+        print(f"caveat: {d['caveat']}")
     for line in likely_lines(d) + unstated_lines(d):
         print(line)
     if args.breakdown:

@@ -136,3 +136,13 @@ def test_a_mistyped_preset_name_gets_the_nearest():
         cimsim.load_chip("rram-22mn")
     with pytest.raises(ConfigError, match="did you mean 'published/sinangil-jssc21'"):
         cimsim.load_chip("sinangil-jssc21")
+
+
+def test_the_datasheet_of_a_reference_chip_says_its_figures_mean_nothing(capsys):
+    """The report's headline said so; the datasheet printed 543,152 mm2 without a word."""
+    from cimsim.cli import main
+
+    assert datasheet("ideal")["caveat"].startswith("reference chip, not hardware")
+    assert datasheet("published/sinangil-jssc21")["caveat"] == ""
+    assert main(["datasheet", "ideal"]) == 0
+    assert "caveat: reference chip, not hardware" in capsys.readouterr().out

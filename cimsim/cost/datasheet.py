@@ -136,7 +136,8 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
         ``step``, ``adc`` and ``uncertainty`` (:func:`_step`, :func:`_converter`,
         :func:`_uncertainty`), and ``unstated``: the key architecture inputs the description
         leaves to cimsim's defaults (:func:`cimsim.config.unstated_inputs`; None for a
-        ``ChipConfig``, which does not say what was written).
+        ``ChipConfig``, which does not say what was written), and ``caveat``
+        (:func:`cimsim.cost.cost_caveat`: why the figures describe no hardware, or "").
 
     Raises
     ------
@@ -148,7 +149,7 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     from .. import api
     from ..arrays.program import program
     from ..errors import ConfigError, MappingError
-    from . import estimate, layer_work
+    from . import cost_caveat, estimate, layer_work
     from .area import array_area_um2, chip_area_um2
 
     if scope not in _SCOPES:
@@ -210,6 +211,9 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
         "uncertainty": _uncertainty(chip, adc, {"tops_per_w": tops_w,
                                                  "tops_per_mm2": tops_mm2}, used_cal),
         "unstated": unstated,
+        # a reference chip (the ideal preset's 24-b ADC): its figures describe no hardware,
+        # as the report's headline says (the datasheet printed 543,152 mm2 without a word)
+        "caveat": cost_caveat(chip),
     }
 
 
