@@ -292,6 +292,12 @@ class Report:
         if out.exists() and not out.is_dir():
             raise FileExistsError(f"Report.save: {str(out)!r} is a file; out_dir must be a "
                                   "folder (the report writes several files into it)")
+        # everything rendered before anything is written: a figure or the JSON that fails
+        # leaves the folder as it was, not new tables beside an earlier report's page
+        text = json.dumps(json_safe(self.to_dict()), indent=2, allow_nan=False,
+                          default=_json_default)
+        images = {fname: _png(fig) for fname, fig in self.figures().items()}
+        page = self.to_html(images)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
         # each file whole or not at all (cimsim._atomic): a run stopped mid-save never
@@ -300,14 +306,10 @@ class Report:
             frame = getattr(self, name)
             if name in ("layers", "components", "digital") or len(frame):
                 paths.append(write_text(out / f"{name}.csv", frame.to_csv(index=False)))
-        paths.append(write_text(out / "report.json",
-                                json.dumps(json_safe(self.to_dict()), indent=2,
-                                           allow_nan=False, default=_json_default)))
-        images: dict[str, bytes] = {}
-        for fname, fig in self.figures().items():
-            images[fname] = _png(fig)
-            paths.append(write_bytes(out / fname, images[fname]))
-        paths.append(write_text(out / "report.html", self.to_html(images)))
+        paths.append(write_text(out / "report.json", text))
+        for fname, png in images.items():
+            paths.append(write_bytes(out / fname, png))
+        paths.append(write_text(out / "report.html", page))
         # a file an earlier report wrote here and this one does not (a figure or a table it
         # has no rows for) would pass for this report's: removed. Only names cimsim writes.
         written = {p.name for p in paths}

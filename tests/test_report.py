@@ -293,3 +293,18 @@ def test_report_json_is_strict_json_and_odd_layer_names_are_drawn(tmp_path):
     assert again.chip == sim.chip
     again.save(tmp_path / "again")
     assert (tmp_path / "again" / "report.json").read_text() == text
+
+
+def test_a_save_that_fails_leaves_the_folder_as_it_was(rep, tmp_path, monkeypatch):
+    """Was: the tables and report.json were written before the figures, so a failing figure
+    left new tables beside an earlier report's page and images."""
+    rep.save(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def broken(self):
+        raise ValueError("a figure failed")
+
+    monkeypatch.setattr(Report, "figures", broken)
+    with pytest.raises(ValueError, match="a figure failed"):
+        rep.save(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
