@@ -146,3 +146,16 @@ def test_the_datasheet_of_a_reference_chip_says_its_figures_mean_nothing(capsys)
     assert datasheet("published/sinangil-jssc21")["caveat"] == ""
     assert main(["datasheet", "ideal"]) == 0
     assert "caveat: reference chip, not hardware" in capsys.readouterr().out
+
+
+def test_a_time_after_programming_on_a_device_that_does_not_age_is_warned_of():
+    """The command line's --time said so and the sweep's time_s axis refuses; deploy and
+    prepare took it without a word (the same chip at every time)."""
+    model, x = _mlp(), torch.randn(16, 16)
+    for call, who in ((cimsim.deploy, "deploy"), (prepare, "prepare")):
+        with pytest.warns(UserWarning, match=f"{who}: t_inference_s = 3600: the chip's device "
+                                             "does not change"):
+            call(model, "rram-22nm", x, t_inference_s=3600.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cimsim.deploy(model, "pcm-22nm", x, t_inference_s=3600.0)

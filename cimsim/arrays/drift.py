@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Aging", "DURATION_UNITS", "STATIC_DEVICE", "aged_conductance", "at_time", "attach",
            "calibration_read_events", "check_time", "gain_events", "gain_ratio",
-           "parse_duration", "read_noise_growth"]
+           "parse_duration", "read_noise_growth", "warn_static_time"]
 
 STATIC_DEVICE = ("the chip's device does not change after programming (no drift_nu_mean, "
                  "read_noise_q_s, retention_sigma_lsb or drift_compensation), so every time is "
@@ -86,6 +87,16 @@ def check_time(t_s: object, chip: ChipConfig, name: str = "t_inference_s") -> fl
                           f">= device.drift_t0_s = {t0:g} (the time after programming at which "
                           "the programmed state is defined)")
     return t
+
+
+def warn_static_time(t_s: float, chip: ChipConfig, who: str) -> None:
+    """Warn that ``t_s`` after programming shows nothing on a device that does not age (the
+    command line's ``--time`` says so, the sweep's ``time_s`` axis refuses; ``deploy`` and
+    ``prepare`` took it without a word)."""
+    if not chip.device.ages and t_s != chip.device.drift_t0_s:
+        warnings.warn(f"{who}: t_inference_s = {t_s:g}: {STATIC_DEVICE}; use a drifting "
+                      "device (e.g. the pcm-22nm preset; docs/drift.md)", UserWarning,
+                      stacklevel=3)
 
 
 def parse_duration(text: str) -> float:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .._inputs import counting_key
 from .._seed import check_seed
-from ..arrays.drift import check_time
+from ..arrays.drift import check_time, warn_static_time
 from ..arrays.program import n_arrays_for_shape
 from ..config import (
     ADCPlacement,
@@ -957,6 +957,8 @@ def deploy(
 
     check_backend(backend, device)  # before the work
     t_inference = None if t_inference_s is None else check_time(t_inference_s, chip)
+    if t_inference is not None:
+        warn_static_time(t_inference, chip, "deploy")
     mapping = _LayerMapping(chip, seed, exclude_patterns(exclude))
     sim = mapping.replace_layers(_eval_copy(model))
     warn_unsupported(mapping.digital, "deploy")

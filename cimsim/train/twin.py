@@ -54,7 +54,13 @@ from ..adc import ADCTables, FusedActivation, calibration_units
 from ..adc.activation import ActivationLevels, activation_tables, fit_activation_levels
 from ..arrays._rng import stream_key
 from ..arrays.analog import column_transfer
-from ..arrays.drift import aged_conductance, check_time, gain_ratio, read_noise_growth
+from ..arrays.drift import (
+    aged_conductance,
+    check_time,
+    gain_ratio,
+    read_noise_growth,
+    warn_static_time,
+)
 from ..arrays.encoding import conversion_kinds, plane_layout
 from ..arrays.program import (
     ProgrammedLayer,
@@ -2244,6 +2250,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     check_chip(chip)
     if opts.t_inference_s is not None:
         check_time(opts.t_inference_s, chip, "t_inference_s")  # before the calibration pass
+        warn_static_time(float(opts.t_inference_s), chip, "prepare")
     if torch.is_inference_mode_enabled():  # the twin's parameters would be inference tensors
         raise MappingError("prepare under torch.inference_mode(): the twin could never train "
                            "(inference tensors take no gradient); call it outside, or under "
