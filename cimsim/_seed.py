@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from .errors import ConfigError
 
 __all__ = ["SEED_MAX", "check_flag", "check_seed"]
@@ -28,6 +30,6 @@ def check_seed(seed: object, field: str = "seed") -> int:
 def check_flag(value: object, field: str) -> bool:
     """``value`` as a bool, or a :class:`ConfigError` naming ``field`` unless it is True or
     False (Python's or NumPy's): a truthy string such as ``"false"`` or ``"no"`` read as True."""
-    if type(value).__name__ not in ("bool", "bool_"):
+    if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{field} = {value!r} is invalid; allowed: True or False")
     return bool(value)

@@ -44,21 +44,20 @@ def score_problem(model: Any, x: Any, y: Any) -> str | None:
     import torch
 
     from ._inputs import call_on, input_count, input_rows
+    from ._modes import module_modes, restore_modes
 
     example = input_rows(x, 0, 2)
     n = input_count(example)
     # in eval mode, each module's flag put back after: a BatchNorm in training mode would
     # have moved its running statistics on the two inputs
-    modes = [(m, m.training) for m in model.modules()] if isinstance(model, torch.nn.Module) \
-        else []
+    modes = module_modes(model) if isinstance(model, torch.nn.Module) else []
     try:
         for m, _ in modes:
             m.training = False
         with torch.no_grad():
             out = logits_of(call_on(model, example))  # as accuracy scores it
     finally:
-        for m, training in modes:
-            m.training = training
+        restore_modes(modes)
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
     if shape is None or len(shape) != 2 or shape[0] != n:
         got = f"shape {shape}" if shape is not None else type(out).__name__

@@ -313,7 +313,7 @@ class Report:
         # a file an earlier report wrote here and this one does not (a figure or a table it
         # has no rows for) would pass for this report's: removed. Only names cimsim writes.
         written = {p.name for p in paths}
-        for name in [f"{t}.csv" for t in _TABLES] + list(_FIGURES):
+        for name in _optional_files():
             if name not in written and (out / name).is_file():
                 (out / name).unlink()
         return paths
@@ -324,8 +324,7 @@ class Report:
         folder if that leaves it empty: what a later run into the same ``--out`` that writes
         no report there (``simulate --time`` writes one per time) must not leave behind."""
         out = Path(folder)
-        for name in [f"{t}.csv" for t in _TABLES] + list(_FIGURES) + ["report.json",
-                                                                        "report.html"]:
+        for name in [*_optional_files(), "report.json", "report.html"]:
             (out / name).unlink(missing_ok=True)
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
@@ -623,6 +622,12 @@ def _cell(_column: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.4g}"
     return str(value)
+
+
+def _optional_files() -> list[str]:
+    """The tables and figures :meth:`Report.save` may write (a report without rows for one
+    writes no file for it)."""
+    return [f"{t}.csv" for t in _TABLES] + list(_FIGURES)
 
 
 def _literal(text: Any) -> str:

@@ -559,6 +559,15 @@ def _fresh(args: Arguments) -> Arguments:
     return Arguments((copy(a) for a in args), {k: copy(v) for k, v in args.kwargs.items()})
 
 
+def check_batch_dim(batch_dim: int, ndim: int, what: str) -> None:
+    """A ``batch_dim`` beyond an input of ``ndim`` >= 2 dimensions (``what`` names it) is a
+    ``MappingError``: the input was read as one sample, every cost per inference n times too
+    high (a scalar or 1-D input is one sample by design)."""
+    if 2 <= ndim <= batch_dim:
+        raise MappingError(f"batch_dim = {batch_dim} is invalid for {what}; allowed: 0 to "
+                           f"{ndim - 1} (the dimension that counts samples)")
+
+
 def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
     """Yield the model's arguments from a tensor / array / tuple of tensors / dict of keyword
     inputs / DataLoader (of tensors, tuples or dicts), cutting the first tensor along
@@ -596,11 +605,7 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
         # tuple used to be read as a DataLoader, its string called as an input; a nested
         # tuple of tensors (an LSTM's (h0, c0)) is one argument, not a second batch
         first = data[0]
-        if 2 <= first.dim() <= batch_dim:  # (a scalar or 1-D input is one sample)
-            # was read as one sample: every cost per inference n times too high
-            raise MappingError(f"batch_dim = {batch_dim} is invalid for the first input's "
-                               f"shape {tuple(first.shape)}; allowed: 0 to {first.dim() - 1}"
-                               " (the dimension that counts samples)")
+        check_batch_dim(batch_dim, first.dim(), f"the first input's shape {tuple(first.shape)}")
         n = first.shape[batch_dim] if first.dim() > batch_dim else 1
         if 0 < n <= batch_size:  # one batch: as given (a sparse tensor cannot be narrowed)
             yield Arguments(data)

@@ -99,6 +99,7 @@ from ..mapping.deploy import (
     batches_noted,
     calibration_pass,
     carry_hooks,
+    check_batch_dim,
     deploy,
     deploy_views,
     exclude_patterns,
@@ -2124,13 +2125,14 @@ class PreparedModel(nn.Module):
         """
         root = self.seed if seed is None else check_seed(seed)
         batch_dim = self.batch_dim if batch_dim is None else batch_dim
+        if isinstance(batch_dim, bool) or not isinstance(batch_dim, numbers.Integral) \
+                or batch_dim < 0:  # -1 counted the features as samples
+            raise MappingError(f"batch_dim = {batch_dim!r} is invalid; allowed: an integer "
+                               ">= 0")
         first = self.calibration_ndims.get(0)  # the first input's dimensions, as calibrated
-        if (isinstance(batch_dim, bool) or not isinstance(batch_dim, numbers.Integral)
-                or batch_dim < 0 or (first is not None and first >= 2 and batch_dim >= first)):
-            # -1 counted the features as samples, 5 every call as one: costs per inference off
-            raise MappingError(f"batch_dim = {batch_dim!r} is invalid; allowed: an integer from 0"
-                               + ("" if first is None else f" to {first - 1} (the first "
-                                  f"input has {first} dimensions)"))
+        if first is not None:
+            check_batch_dim(batch_dim, first, f"the first input ({first} dimensions, as "
+                            "calibrated)")
         chip = self.chip if chip is None else as_chip(chip)
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
         model = self.float_model().cpu()
