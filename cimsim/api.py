@@ -44,7 +44,9 @@ def matmul(
         Whether inputs are signed; default: signed iff ``x_int`` (or ``calibration``) has a
         negative value.
     calibration : (M_cal, K) integer array, optional
-        Inputs that set the ADC ranges when ``chip.adc.range_policy == 'calibrated'``.
+        Inputs that set the ADC ranges when ``chip.adc.range_policy == 'calibrated'``; another
+        policy sets them without inputs and reads only their sign (``input_signed``), so
+        chip-agnostic code may pass them always.
     row_tiles : list of (start, stop), optional
         Custom row tiles (e.g. kernel-preserving); default consecutive ``n_rows`` chunks.
 

@@ -159,3 +159,26 @@ def test_a_time_after_programming_on_a_device_that_does_not_age_is_warned_of():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         cimsim.deploy(model, "pcm-22nm", x, t_inference_s=3600.0)
+
+
+def test_estimate_prices_a_run_only_with_a_chip_that_would_have_counted_its_events():
+    """Another chip priced the run's conversions and cell reads silently as if it had made
+    them (another array, converter or precision); another node or supply (``tech``) is the
+    what-if the same events answer."""
+    chip = cimsim.load_chip("rram-22nm")
+    sim = cimsim.deploy(_mlp(), chip, torch.randn(16, 16))
+    sim(torch.randn(4, 16))
+    work = sim.work()
+    other_tech = chip.replace(name="x", tech=chip.tech.replace(vdd_v=0.9))
+    a, b = estimate(work).totals, estimate(work, other_tech).totals
+    assert b["energy_pj_per_inference"] != a["energy_pj_per_inference"]
+    for other, named in ((chip.replace(adc=chip.adc.replace(bits=4)), "adc.bits"),
+                         (chip.replace(input_bits=6), "input_bits")):
+        with pytest.raises(ValueError, match=f"differs from the one the work ran on .* {named}"):
+            estimate(work, other)
+    x, w = np.ones((2, 40), dtype=np.int64), np.ones((3, 40), dtype=np.int64)
+    _, ev = cimsim.matmul(x, w, chip, calibration=x)
+    layer = cimsim.arrays.program(w, chip)
+    with pytest.raises(ValueError, match="array.n_rows"):
+        estimate([cimsim.cost.layer_work(ev, layer)],
+                 chip.replace(array=chip.array.replace(n_rows=64)))

@@ -180,7 +180,9 @@ def estimate(
         A deployed model's work (``sim.work()`` after some forwards), or layer works
         (:func:`layer_work`).
     chip : ChipConfig, optional
-        Needed for layer works; the model's own chip for a ``ModelWork``.
+        Needed for layer works; the model's own chip for a ``ModelWork``. Another chip may
+        differ from the one the work ran on only in ``tech`` (node, supply, power gating, ...)
+        and its name: it re-prices the same events.
     pipelined : bool
         Chip latency: layer-by-layer (sum over layers, default) or pipelined (slowest layer).
     n_inferences : int, optional
@@ -210,7 +212,8 @@ def estimate(
         If ``work`` is neither a ``ModelWork`` nor a sequence of ``LayerWork``, or ``chip`` is
         missing for layer works.
     ValueError
-        If ``n_inferences`` is not an integer >= 1.
+        If ``n_inferences`` is not an integer >= 1, or ``chip`` differs from the chip the work
+        ran on outside ``tech``.
     """
     pipelined = check_flag(pipelined, "pipelined")
     works, other, n_inf, chip, n_needed = _inputs(work, chip)
@@ -262,8 +265,10 @@ def _inputs(work, chip: ChipConfig | str | Path | None
     """Layer works, events not tied to a layer, inferences, chip and arrays needed of
     ``estimate``'s input."""
     if isinstance(work, ModelWork):
-        return list(work.layers), work.other_events, work.n_inferences, (
-            work.chip if chip is None else as_chip(chip)), work.n_arrays_needed
+        priced = work.chip if chip is None else as_chip(chip)
+        _check_same_hardware(work.chip, priced)
+        return (list(work.layers), work.other_events, work.n_inferences, priced,
+                work.n_arrays_needed)
     works = list(work) if isinstance(work, Iterable) else None
     if works is None or not all(isinstance(w, LayerWork) for w in works):
         raise TypeError(
@@ -271,7 +276,38 @@ def _inputs(work, chip: ChipConfig | str | Path | None
             f"LayerWork (cimsim.cost.layer_work); got {type(work).__name__}")
     if chip is None:
         raise TypeError("estimate(layer_works, chip): chip is required for layer works")
-    return works, Events(), 1, as_chip(chip), sum(w.n_arrays for w in works)
+    priced = as_chip(chip)
+    for w in works:
+        for b in w.blocks:
+            _check_same_hardware(b.layer.chip, priced)
+    return works, Events(), 1, priced, sum(w.n_arrays for w in works)
+
+
+_PRICING_ONLY = ("name", "description", "source", "tech")
+"""The chip fields that only price events: another value re-prices the same run (another
+node or supply, power gating); every other field changes what the run counted."""
+
+
+def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
+    """Refuse pricing a run's events with a chip that would not have counted them: its
+    events (conversions, cell reads, planes) follow the chip it ran on, so another array,
+    converter or precision priced them silently as a mix of two chips."""
+    if ran == priced:
+        return
+    a, b = ran.to_dict(), priced.to_dict()
+    differ = []
+    for k in a:
+        if k in _PRICING_ONLY or a[k] == b[k]:
+            continue
+        # a component's differing fields by name (adc.bits), a top-level field by its own
+        differ += ([f"{k}.{f}" for f in a[k] if a[k][f] != b[k].get(f)]
+                   if isinstance(a[k], dict) else [k])
+    if differ:
+        raise ValueError(
+            f"estimate: the chip differs from the one the work ran on ({ran.name!r}) in "
+            f"{', '.join(differ)}; the events were counted on that chip. Only its pricing "
+            f"fields ({', '.join(_PRICING_ONLY)}) may differ: deploy (or run) on the other "
+            "chip to estimate it")
 
 
 def _calibration(calibration: Calibration | str | None, chip: ChipConfig) -> Calibration:
