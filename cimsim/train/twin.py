@@ -1442,8 +1442,16 @@ class TwinMatmul(nn.Module):
         bias = None if self.bias is None else self.bias.detach().cpu().double().numpy()
         act = fused_activation(view, self.activation_clamp, bias, self.name)
         if act is None:
+            # a step too large for a scale learns it through 0: name that cause, not only the
+            # kappa the warning names
+            bad = [f"{name} ({int(np.sum(v <= 0))} of {np.size(v)} values <= 0)"
+                   for name, v in (("weight_scale", s_w), ("act_scale", s_x))
+                   if np.any(np.asarray(v) <= 0)]
+            why = ("; its learned " + ", ".join(bad) + " went through 0 in training: a smaller "
+                   "learning rate for the scales (cimsim.train.param_groups) keeps them "
+                   "positive" if bad else " (see the warning)")
             raise MappingError(f"layer {self.name!r}: the trained state cannot hold the fused "
-                               "activation (see the warning)")
+                               f"activation{why}")
         return dataclasses.replace(view, activation=act), act
 
     def _engine_weights(self) -> tuple[np.ndarray, np.ndarray]:

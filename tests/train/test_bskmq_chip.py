@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cimsim
-from cimsim.errors import ConfigError
+from cimsim.errors import ConfigError, MappingError
 from cimsim.train import prepare
 from cimsim.train.bskmq import finetune_chip, fused_twins, prepare_bskmq, refit_chip_levels
 from cimsim.train.twin import FusedReLU
@@ -204,3 +204,15 @@ def test_refit_is_deploys_simulated_calibration_on_the_fused_layers():
         b = theirs.sim_layers[name].cores[0].view.parts[0][2].adc
         np.testing.assert_allclose(a.lvl, b.lvl, rtol=1e-9)
         np.testing.assert_allclose(a.thr, b.thr, rtol=1e-9)
+
+
+def test_a_scale_trained_through_zero_is_named_at_deploy():
+    """A fused ADC cannot hold a non-positive output scale; the refusal said only "see the
+    warning" (whose kappa the user never set), not which learned scale went through 0."""
+    prepared = prepare(_mlp(), _chip(), _data(0, 64))
+    scale = next(p for n, p in prepared.named_parameters() if n.endswith("weight_scale"))
+    with torch.no_grad():
+        scale.neg_()
+    with pytest.raises(MappingError,
+                       match=r"weight_scale \(16 of 16 values <= 0\) went through 0"):
+        prepared.deploy()
