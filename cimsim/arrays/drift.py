@@ -80,7 +80,10 @@ def check_time(t_s: object, chip: ChipConfig, name: str = "t_inference_s") -> fl
     t0 = chip.device.drift_t0_s
     ok = isinstance(t_s, (int, float, np.integer, np.floating)) and not isinstance(t_s, bool)
     if ok:
-        t = float(t_s)  # type: ignore[arg-type]
+        try:
+            t = float(t_s)  # type: ignore[arg-type]
+        except OverflowError:  # an integer beyond float's range: not finite
+            t = math.inf
         ok = math.isfinite(t) and t >= t0
     if not ok:
         raise ConfigError(f"{name} = {t_s!r} is invalid; allowed: a finite time in seconds "
@@ -152,8 +155,11 @@ def attach(layer: ProgrammedLayer, g_t0: np.ndarray | None,
 
 
 def read_noise_growth(t_s: float, t_read_s: float) -> float:
-    """ln((t + t_read) / (2·t_read)): the 1/f noise power integrated from 1/t to 1/t_read."""
-    return math.log((t_s + t_read_s) / (2.0 * t_read_s))
+    """ln((t + t_read) / (2·t_read)): the 1/f noise power integrated from 1/t to 1/t_read;
+    0 for a time within the read pulse (t < t_read: no band left to integrate, where the
+    logarithm's negative value made a negative variance, NaN sigmas and garbage outputs with
+    a ``drift_t0_s`` shorter than the pulse)."""
+    return max(0.0, math.log((t_s + t_read_s) / (2.0 * t_read_s)))
 
 
 def _conductance(layer: ProgrammedLayer, aging: Aging, t: float) -> np.ndarray | None:

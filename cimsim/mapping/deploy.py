@@ -980,10 +980,8 @@ def deploy(
     _warn_calibration_signal(mapping.sim_layers)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
-    out = SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim,
-                   ndims)
-    if chip.device.drift_compensation is not DriftCompensation.NONE:
-        out.set_time(chip.device.drift_t0_s)  # the compensation's reference read, at t0
+    out = _reference_read(SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed,
+                                   needed, batch_dim, ndims))
     if t_inference is not None:
         out.set_time(t_inference)
     return out.use_backend(backend, device)
@@ -1014,8 +1012,16 @@ def deploy_views(model: nn.Module, chip: ChipConfig, views: Mapping[str, EngineV
     # the views' own tiling, as programmed
     cores = [c for layer in mapping.sim_layers.values() for c in layer.cores]
     needed = _check_capacity(sum(c.n_arrays for c in cores), chip, [c.name for c in cores])
-    return SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed, needed, batch_dim,
-                    calibration_ndims)
+    return _reference_read(SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed,
+                                    needed, batch_dim, calibration_ndims))
+
+
+def _reference_read(sim: SimModel) -> SimModel:
+    """``sim`` with a drift compensation's reference read at t0 made and counted (as a chip
+    reads its calibration input once programmed); nothing without compensation."""
+    if sim.chip.device.drift_compensation is not DriftCompensation.NONE:
+        sim.set_time(sim.chip.device.drift_t0_s)
+    return sim
 
 
 def refuse_simulated(model: nn.Module, entry: str) -> None:

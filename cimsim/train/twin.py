@@ -238,7 +238,7 @@ class TwinOptions:
             elif f.name == "t_inference_s":
                 ok = value is None or (isinstance(value, (int, float, np.integer, np.floating))
                                        and not isinstance(value, bool)
-                                       and math.isfinite(value) and value > 0)
+                                       and _finite(value) and value > 0)
                 if not ok:
                     raise ConfigError(f"TwinOptions.t_inference_s = {value!r} is invalid; "
                                       "allowed: None or a finite time in seconds >= the chip's "
@@ -255,6 +255,14 @@ class TwinOptions:
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; options: {names}")
         return cls(**options)
+
+
+def _finite(value) -> bool:
+    """Whether a number is finite, an integer beyond float's range (10**400) not."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
