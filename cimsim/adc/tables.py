@@ -84,6 +84,24 @@ class ADCTables:
                    clip_lo=None if clip_lo is None else np.asarray(clip_lo, dtype=np.float64),
                    clip_hi=None if clip_hi is None else np.asarray(clip_hi, dtype=np.float64))
 
+    @property
+    def fused(self) -> bool:
+        """Whether the tables are a fused activation's (``cimsim.adc.activation``): levels in
+        the output domain and their own clipping bounds."""
+        return self.clip_lo is not None
+
+    def scaled(self, factor: np.ndarray) -> ADCTables:
+        """The tables with every analog value (grid, step, thresholds, levels, bounds) of
+        conversion c times ``factor[c]`` (C,): its references scaled."""
+        f = np.asarray(factor, dtype=np.float64)[None, :]
+        f3 = f[..., None]
+        return ADCTables(
+            lo=self.lo * f, delta=self.delta * f,
+            thr=None if self.thr is None else self.thr * f3,
+            lvl=None if self.lvl is None else self.lvl * f3,
+            clip_lo=None if self.clip_lo is None else self.clip_lo * f,
+            clip_hi=None if self.clip_hi is None else self.clip_hi * f)
+
     def clip_bounds(self, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
         """(G, C) analog values below / above which a conversion is clipped: its error then
         exceeds the half step that rounding alone can cause.

@@ -33,6 +33,7 @@ from ..errors import ConfigError
 from ..events import Action, Component, EventKey
 
 if TYPE_CHECKING:
+    from ..adc.tables import ADCTables
     from .program import ProgrammedLayer
 
 __all__ = ["Aging", "DURATION_UNITS", "STATIC_DEVICE", "aged_conductance", "at_time", "attach",
@@ -72,6 +73,11 @@ class Aging:
     """(C,) float64 the conversions' significance without compensation."""
     gain: np.ndarray
     """(C,) float64 compensation gain at ``t_s`` (ones without compensation or at t0)."""
+    adc_t0: ADCTables | None = None
+    """A fused activation's tables as set at t0 (the ones :func:`at_time` scales), or None."""
+    adc_t: ADCTables | None = None
+    """The tables :func:`at_time` set (``adc_t0`` scaled): a layer holding others had them set
+    since, and those are its t0 tables."""
 
 
 def check_time(t_s: object, chip: ChipConfig, name: str = "t_inference_s") -> float:
@@ -253,11 +259,19 @@ def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:
     conv = _Conversions(layer.conv_phys, layer.conv_weight, layer.out_col, aging.coef_t0)
     gemm = _gemm_operands(layer.digits_phys, g_phys, conv, chip, read_rel=_read_rel(layer, t))
     gain = aging.gain
+    adc, adc_t0 = layer.adc, None
     if chip.device.drift_compensation is not DriftCompensation.NONE:
         g0 = _cell_conductance(layer.digits_phys, aging.g_t0, chip)
         gain = _gains(layer, g0, g_cells)
+        if adc is not None and adc.fused:
+            # A fused ReLU-ADC's bias sits in its references, before any digital gain: the
+            # gain scales its references instead (thresholds and levels / gain, the digital
+            # side x gain), else the drifted sum met the t0 bias and the ReLU zeroed it
+            adc_t0 = (aging.adc_t0 if aging.adc_t0 is not None and adc is aging.adc_t
+                      else adc)
+            adc = adc_t0.scaled(1.0 / gain)
     return dataclasses.replace(
-        layer,
+        layer, adc=adc,
         g_phys=None if g_phys is None else g_phys.astype(np.float32),
         gemm_matrix=gemm.matrix, gemm_var=gemm.var, off_add=gemm.off_add,
         conv_coef=aging.coef_t0 * gain,
@@ -265,7 +279,8 @@ def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:
         weighted_rowsum=weighted_rowsum(conv, layer.digits_phys, g_phys, chip),
         group_abs_max=tuple(float(np.abs(gemm.matrix[k0:k1]).max(initial=0))
                             for k0, k1, _ in layer.groups),
-        aging=dataclasses.replace(aging, t_s=t, gain=gain),
+        aging=dataclasses.replace(aging, t_s=t, gain=gain, adc_t0=adc_t0,
+                                  adc_t=None if adc_t0 is None else adc),
     )
 
 

@@ -236,6 +236,41 @@ def test_compensation_restores_the_mean_output_scale(mode, seed):
         assert abs(_scale(fixed, y0) - 1.0) < COMPENSATION_SCALE_ERROR
 
 
+def test_compensation_of_a_fused_relu_adc_scales_its_references():
+    """A fused ReLU-ADC holds the layer's bias in its references: the digital gain after it
+    multiplied the t0 bias with the drifted sum (92 % error at 10 years under a drift the
+    compensation undoes exactly). Its references scale by 1 / gain instead: uniform drift
+    gives the t0 outputs, on both backends and in the training twin."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU())
+    with torch.no_grad():
+        model[0].bias.fill_(-0.5)
+    x = torch.randn(256, 16)
+    c = cimsim.load_chip("pcm-22nm")
+    chip = c.replace(
+        dac=c.dac.replace(bits=None), array=c.array.replace(slice_readout="analog"),
+        adc=c.adc.replace(placement="layer_output", bits=8, calibration_granularity="layer",
+                          calibration_stat="minmax", fuse_activation=True),
+        noise=c.noise.replace(thermal_sigma_lsb=0.0),
+        device=c.device.replace(read_noise_q_s=(), variation="none", variation_sigma=0.0,
+                                drift_nu_sigma=(), drift_nu_mean=(0.05,)))
+    sim = cimsim.deploy(model, chip, calibration=x, seed=0)
+    assert next(iter(sim.sim_layers.values())).cores[0].fused
+    with torch.no_grad():
+        y0 = sim(x).numpy()
+        for t in (86400.0, 10 * YEAR_S):
+            sim.set_time(t)
+            for backend in ("numba", "torch"):
+                np.testing.assert_allclose(sim.use_backend(backend)(x).numpy(), y0, rtol=0,
+                                           atol=1e-9)
+            sim.use_backend("numba")
+        twin = prepare(model, chip, x, seed=0, t_inference_s=10 * YEAR_S).eval()
+        np.testing.assert_allclose(twin(x).double().numpy(), y0, rtol=0, atol=1e-6)
+    sim.set_time(chip.device.drift_t0_s)  # and back: the t0 tables again
+    with torch.no_grad():
+        np.testing.assert_array_equal(sim(x).numpy(), y0)
+
+
 def test_compensation_gains_are_one_at_t0_and_costed(rng):
     C, A = Component, Action
     for mode, per_vector in (("global", "n_outputs"), ("column", "n_conversions")):
@@ -314,7 +349,8 @@ def test_the_numba_kernel_and_its_numpy_twin_agree_on_an_aged_layer(rng):
 BAD_TIMES = [-1.0, 0.0, 0.5, math.nan, math.inf, -math.inf, "1h", True, None, 10**400]
 
 
-@pytest.mark.parametrize("t", BAD_TIMES, ids=[repr(t) if len(repr(t)) < 20 else "10**400" for t in BAD_TIMES])
+@pytest.mark.parametrize("t", BAD_TIMES,
+                         ids=[repr(t) if len(repr(t)) < 20 else "10**400" for t in BAD_TIMES])
 def test_bad_times_are_config_errors(t, tiny):
     chip = cimsim.load_chip("pcm-22nm")
     with pytest.raises(ConfigError, match=r"t_inference_s = .* allowed: a finite time"):
