@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Aging", "DURATION_UNITS", "STATIC_DEVICE", "aged_conductance", "at_time", "attach",
            "calibration_read_events", "check_time", "gain_events", "gain_ratio",
-           "parse_duration", "read_noise_growth", "warn_static_time"]
+           "parse_duration", "read_noise_growth", "reference_drift", "warn_static_time"]
 
 STATIC_DEVICE = ("the chip's device does not change after programming (no drift_nu_mean, "
                  "read_noise_q_s, retention_sigma_lsb or drift_compensation), so every time is "
@@ -168,6 +168,18 @@ def read_noise_growth(t_s: float, t_read_s: float) -> float:
     return max(0.0, math.log((t_s + t_read_s) / (2.0 * t_read_s)))
 
 
+def reference_drift(t_s: float, chip: ChipConfig) -> float:
+    """(t/t0)^(-ν0): the off-state reference column of ``device.off_current_compensation =
+    'analog'`` at ``t_s``. Its cells are the array's, at level 0, so they drift as the
+    off-state cells do; their own exponent spread is not drawn: one factor at level 0's mean
+    exponent (1 without drift). Subtracted undrifted, the t0 off-current left a residue the
+    compensation gain then multiplied (32 % error at one hour on an offset-encoded chip)."""
+    nu = chip.device.drift_nu_mean
+    if not nu or t_s <= chip.device.drift_t0_s:
+        return 1.0
+    return float((t_s / chip.device.drift_t0_s) ** (-abs(nu[0])))
+
+
 def _conductance(layer: ProgrammedLayer, aging: Aging, t: float) -> np.ndarray | None:
     """(K, J) conductance at ``t`` (cell-LSB), or None where the ideal digits still hold."""
     chip = layer.chip
@@ -257,7 +269,8 @@ def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:
     g_phys = _conductance(layer, aging, t)
     g_cells = _cell_conductance(layer.digits_phys, g_phys, chip)
     conv = _Conversions(layer.conv_phys, layer.conv_weight, layer.out_col, aging.coef_t0)
-    gemm = _gemm_operands(layer.digits_phys, g_phys, conv, chip, read_rel=_read_rel(layer, t))
+    gemm = _gemm_operands(layer.digits_phys, g_phys, conv, chip, read_rel=_read_rel(layer, t),
+                          reference=reference_drift(t, chip))
     gain = aging.gain
     adc, adc_t0 = layer.adc, None
     if chip.device.drift_compensation is not DriftCompensation.NONE:

@@ -643,11 +643,14 @@ class _GemmOperands:
 
 def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None,
                    conv: _Conversions, chip: ChipConfig,
-                   read_rel: np.ndarray | float | None = None) -> _GemmOperands:
+                   read_rel: np.ndarray | float | None = None,
+                   reference: float = 1.0) -> _GemmOperands:
     """The matrix the input planes are multiplied with, and how conversions read it.
 
     ``read_rel``: relative read-noise sigma, per cell (K, J) or one for all (default
-    ``noise.read_noise_rel``; an aging device's grows with time, ``cimsim.arrays.drift``)."""
+    ``noise.read_noise_rel``; an aging device's grows with time, ``cimsim.arrays.drift``).
+    ``reference``: the analog off-current reference's conductance over its nominal value (it
+    drifts: ``cimsim.arrays.drift.reference_drift``)."""
     g_off = off_conductance(chip)
     comp = chip.device.off_current_compensation
     # Merge a differential pair into one GEMM column when the subtraction commutes with what
@@ -680,8 +683,8 @@ def _gemm_operands(digits_phys: np.ndarray, g_phys: np.ndarray | None,
         matrix = mat.astype(np.int8 if fits else np.float32, copy=False)
     else:
         # conductances include the (varied) off-state current; analog compensation removes
-        # its nominal value only
-        off_add = -mult * (g_off if comp is OffCurrentCompensation.ANALOG else 0.0)
+        # its nominal value only (as its reference column has drifted)
+        off_add = -mult * (g_off * reference if comp is OffCurrentCompensation.ANALOG else 0.0)
         matrix = mat.astype(np.float32, copy=False)
     var = None
     rel = chip.noise.read_noise_rel if read_rel is None else read_rel

@@ -59,6 +59,7 @@ from ..arrays.drift import (
     check_time,
     gain_ratio,
     read_noise_growth,
+    reference_drift,
     warn_static_time,
 )
 from ..arrays.encoding import conversion_kinds, plane_layout
@@ -1219,6 +1220,8 @@ class TwinMatmul(nn.Module):
             g_cells, gain = self.cells_at_time(cell_digits, fresh)
             digits = merge(g_cells)
             off, has_off = self._off_dev, self.has_off_dev
+            if self.aging is not None and has_off:  # the analog reference has drifted too
+                off = off * reference_drift(self.aging.t_s, chip)
         mg = self._row_groups(digits.permute(1, 0, 2).reshape(n * digits.shape[0], -1)
                               ).transpose(1, 2)
         xg = self._plane_groups(x_int)  # (G, P·M, r), or (P·M, K)

@@ -271,6 +271,34 @@ def test_compensation_of_a_fused_relu_adc_scales_its_references():
         np.testing.assert_array_equal(sim(x).numpy(), y0)
 
 
+@pytest.mark.parametrize("encoding", ["offset", "twos_complement"])
+def test_the_analog_off_current_reference_drifts_with_the_off_state_cells(encoding):
+    """The reference column of analog off-current compensation is array cells at level 0:
+    subtracted at its t0 value, the residue was multiplied by the compensation gain (32 %
+    error at one hour under a drift the compensation undoes exactly, offset encoding)."""
+    base = cimsim.load_chip("ideal")
+    chip = base.replace(
+        weight_encoding=encoding,
+        adc=base.adc.replace(range_policy="fixed", fixed_lo=-2000.0, fixed_hi=2000.0),
+        device=base.device.replace(drift_nu_mean=(0.05,), drift_compensation="global",
+                                   on_off_ratio=30.0, off_current_compensation="analog"))
+    rng = np.random.default_rng(0)
+    w, x = rng.integers(-127, 128, size=(8, 150)), rng.integers(0, 256, size=(20, 150))
+    layer = program(w, chip, np.random.default_rng(1))
+    for t in (3600.0, 1e8):
+        y, _ = engine.run(layer.with_time(t), x)
+        np.testing.assert_allclose(y, x @ w.T, rtol=0, atol=1e-4 * np.abs(x @ w.T).max())
+    # the training twin sees the same reference
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 6))
+    xs = torch.rand(64, 24)
+    sim = cimsim.deploy(model, chip, xs, seed=0, t_inference_s=1e6)
+    twin = prepare(model, chip, xs, seed=0, t_inference_s=1e6).eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(twin(xs).double().numpy(), sim(xs).numpy(), rtol=0,
+                                   atol=1e-6)
+
+
 def test_compensation_gains_are_one_at_t0_and_costed(rng):
     C, A = Component, Action
     for mode, per_vector in (("global", "n_outputs"), ("column", "n_conversions")):
