@@ -807,3 +807,25 @@ def test_chunk_vectors_must_be_a_positive_integer_issue16(bad):
         cimsim.matmul(x, w, chip, chunk_vectors=bad)
     y, _ = cimsim.matmul(x, w, chip, chunk_vectors=1)
     assert (y == x @ w.T).all()
+
+
+def test_float32_gemms_stay_ieee_under_a_reduced_matmul_precision():
+    """``torch.set_float32_matmul_precision("medium")`` lets torch run float32 GEMMs in
+    bfloat16 (oneDNN) or TF32 (CUDA): 8 or 10 mantissa bits, which would round conductances
+    and digits beyond them. The engine's, the torch backend's and the twin's GEMMs run in IEEE
+    float32 within the call and leave the caller's setting as it was."""
+    import torch
+
+    mkl, cuda = torch.backends.mkldnn.matmul, torch.backends.cuda.matmul
+    saved = mkl.fp32_precision, cuda.fp32_precision
+    try:
+        mkl.fp32_precision, cuda.fp32_precision = "bf16", "tf32"
+        with _gemm.ieee_float32(torch):
+            assert (mkl.fp32_precision, cuda.fp32_precision) == ("ieee", "ieee")
+        assert (mkl.fp32_precision, cuda.fp32_precision) == ("bf16", "tf32")
+        rng = np.random.default_rng(0)
+        a = rng.integers(0, 2, (16, 256)).astype(np.float32)
+        b = rng.integers(-4000, 4000, (256, 8)).astype(np.float32)  # 12 bits: not bf16
+        assert np.array_equal(_gemm.gemm(a, b, "float32"), a.astype(np.int64) @ b.astype(np.int64))
+    finally:
+        mkl.fp32_precision, cuda.fp32_precision = saved

@@ -17,13 +17,15 @@ two pools (a GEMM and a kernel per row group) made a one-vector call on a 4608x5
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-__all__ = ["choose", "gemm", "int8_matmul"]
+__all__ = ["choose", "gemm", "ieee_float32", "int8_matmul"]
 
 Int8MatMul = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -95,8 +97,30 @@ def gemm(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
         return np.matmul(a, b)
     # a model's forward under torch.autocast (CPU) would run this in bfloat16: the sums of
     # the arrays are exact in the dtype chosen here, whatever the caller's mixed precision
-    with torch.autocast("cpu", enabled=False):
+    with torch.autocast("cpu", enabled=False), ieee_float32(torch):
         return torch.from_numpy(a).matmul(torch.from_numpy(b)).numpy()
+
+
+@contextlib.contextmanager
+def ieee_float32(torch) -> Iterator[None]:
+    """float32 matmuls in IEEE float32 within the block, whatever the caller set: under
+    ``torch.set_float32_matmul_precision("medium")`` (common in training scripts) torch may run
+    them in bfloat16 on the CPU (oneDNN, on CPUs with bf16 units) and in TF32 on a GPU, 8 or 10
+    mantissa bits: cell digits and conductances beyond them would be rounded where the GEMM's
+    exactness below 2^24 (:func:`choose`) is counted on. The backends' settings are restored
+    after; nothing is touched where they already are IEEE (the default)."""
+    saved: list[tuple[Any, str]] = []
+    for name in ("mkldnn", "cuda"):
+        matmul: Any = getattr(getattr(torch.backends, name, None), "matmul", None)
+        value = getattr(matmul, "fp32_precision", None)
+        if value is not None and value not in ("ieee", "none"):
+            saved.append((matmul, value))
+            matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for matmul, value in saved:
+            matmul.fp32_precision = value
 
 
 @functools.lru_cache(maxsize=1)

@@ -162,7 +162,9 @@ class _Part:
                                   ).double()
         elif self.kinds[g] == "float32":
             assert self.mat32 is not None
-            ps = torch.matmul(xg.to(torch.float32).contiguous(), self.mat32[k0:k1]).double()
+            with _gemm.ieee_float32(torch):  # exact below 2^24 only in IEEE float32
+                ps = torch.matmul(xg.to(torch.float32).contiguous(), self.mat32[k0:k1]
+                                  ).double()
         else:
             assert self.mat64 is not None
             ps = torch.matmul(xg.contiguous(), self.mat64[k0:k1])

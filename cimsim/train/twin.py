@@ -52,6 +52,7 @@ from .. import engine
 from .._seed import check_seed
 from ..adc import ADCTables, FusedActivation, calibration_units
 from ..adc.activation import ActivationLevels, activation_tables, fit_activation_levels
+from ..arrays._gemm import ieee_float32
 from ..arrays._rng import stream_key
 from ..arrays.analog import column_transfer
 from ..arrays.drift import (
@@ -941,10 +942,11 @@ class TwinMatmul(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float inputs (M, K) -> float outputs (M, N) through the simulated chip, in the
         twin's dtype: under ``torch.autocast`` (bfloat16) the integer sums would be rounded and
-        the ADC kernel (NumPy) has no bfloat16."""
+        the ADC kernel (NumPy) has no bfloat16; float32 GEMMs in IEEE float32 whatever
+        ``torch.set_float32_matmul_precision`` says (``_gemm.ieee_float32``), as the engine's."""
         if x.shape[0] == 0:  # no row (an expert no token was routed to): nothing to convert
             return x.new_zeros((0, self.n_outputs), dtype=self.weight.dtype)
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(x.device.type, enabled=False), ieee_float32(torch):
             y, raw = self.pre_activation(x.to(self.weight.dtype))
             y = y if self.activation is None else self._activation_out(y, raw)
             # a row with a NaN or inf: NaN outputs, as the float layer's (its codes, cast to
