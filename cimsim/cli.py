@@ -642,7 +642,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"{args.out}/")
     lost = frame.attrs.get("n_points_lost", 0)
     if lost:  # the sweep is incomplete: say so, and not with status 0
-        print(f"{lost} point(s) were lost with Dask workers (status missing); run the same "
+        print(f"{lost} point(s) were lost with their workers (status missing); run the same "
               "command again to compute them", file=sys.stderr)
         return 1
     if len(frame) and n_bad == len(frame):  # nothing to compare: not a success

@@ -982,8 +982,8 @@ def deploy(
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
     out = _reference_read(SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed,
                                    needed, batch_dim, ndims))
-    if t_inference is not None:
-        out.set_time(t_inference)
+    if t_inference is not None and t_inference != chip.device.drift_t0_s:
+        out.set_time(t_inference)  # at t0 the reference read above is the one read: deploy()
     return out.use_backend(backend, device)
 
 

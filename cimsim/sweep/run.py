@@ -24,6 +24,7 @@ from .files import write_outputs
 from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
 from .runner import SweepContext, run_points
 from .store import (
+    DEFAULT_BATCH_SIZE,
     JSONL,
     append_record,
     clean,
@@ -117,7 +118,9 @@ def _check_points(chip: ChipConfig, points: list[dict[str, Any]]) -> dict[int, s
     valid = [p for i, p in enumerate(points) if i not in problems]
     for i, why in problems.items():
         p = points[i]
-        if any(not any(q[axis] == v for q in valid) for axis, v in p.items()):
+        # by type too: 4.0 or True equal to a valid 4 or 1 were skipped, not refused
+        if any(not any(type(q[axis]) is type(v) and q[axis] == v for q in valid)
+               for axis, v in p.items()):
             raise ConfigError(f"sweep point {p}: {why}")
     return {i: f"skipped: {why}" for i, why in problems.items()}
 
@@ -175,7 +178,7 @@ def run_sweep(
     jobs: int = 1,
     seed: int = 0,
     progress: bool = True,
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     model_name: str | None = None,
     client: Any = None,
     exclude: str | Sequence[str] = (),
@@ -232,8 +235,8 @@ def run_sweep(
     -------
     DataFrame
         ``attrs["n_points_resumed"]``: points found in ``sweep.jsonl`` and not run again;
-        ``attrs["n_points_lost"]``: points lost with a Dask worker (status ``missing``; the next
-        run computes them).
+        ``attrs["n_points_lost"]``: points lost with a worker that died (a Dask worker, or a
+        ``jobs`` worker twice; status ``missing``; the next run computes them).
         One row per point in grid order: the axis columns (:data:`AXES`, the base chip's value
         where not swept), ``accuracy`` (fraction; NaN without labels),
         ``energy_pj_per_inference``, ``latency_ns_per_inference``, ``area_mm2``, ``tops_per_w``
@@ -279,7 +282,7 @@ def run_sweep(
         raise ConfigError(f"data: {problem}")  # else every point scored 0 % as 'ok'
 
     context = context_hash(model_fingerprint(model), data_fingerprint(x_all, y_all), cal_key,
-                           chip, seed, excluded)
+                           chip, seed, excluded, batch_size)
     resolved = [resolve_point(chip, p) for p in points]
     # a point at the chip's t0, cols_per_adc and slice_readout keeps the id it had before
     # these became axes (an older sweep.jsonl resumes)
@@ -355,7 +358,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     finally:
         bar.close()
     if lost:
-        log.warning("sweep: %d point(s) lost with Dask workers and not recorded; run the same "
+        log.warning("sweep: %d point(s) lost with their workers and not recorded; run the same "
                     "sweep again to compute them", len(lost))
 
     frame = sweep_table(resolved, ids, {**records, **{pid: {"status": status}
@@ -368,13 +371,13 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
             # every field of the base chip: a chip file's or --set's values are not in its name
             "chip_config": json_safe(chip.to_dict()),  # an infinite on/off ratio as "inf"
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
-            "n_eval": input_count(ctx.x_eval),
+            "n_eval": input_count(ctx.x_eval), "batch_size": ctx.batch_size,
             "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}
     if ctx.exclude:
         meta["exclude"] = list(ctx.exclude)
     write_outputs(frame, path.parent, meta)
     frame.attrs["n_points_resumed"] = n_done  # found in sweep.jsonl, not run again
-    frame.attrs["n_points_lost"] = len(lost)  # a Dask worker died under them: rerun
+    frame.attrs["n_points_lost"] = len(lost)  # a worker died under them: rerun
     # records of other sweeps (another model, data, chip, seed, or grid values not in this one)
     # stay in sweep.jsonl but not in this table: say so, a different chip is never mixed in
     frame.attrs["n_records_other"] = len(set(records) - set(ids))

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,7 +122,9 @@ def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: 
     (or a single point): in this process, in order; N > 1: in N spawned worker processes,
     records in completion order.
 
-    Returns the ids of points lost with a Dask worker (never recorded; empty without Dask).
+    Returns the ids of points lost with a worker (never recorded, so the next run computes
+    them): a Dask worker the cluster gave up on, or a pool worker that died (killed, out of
+    memory) under its point twice.
     """
     if client is not None:
         from .cluster import run_points_dask
@@ -130,9 +133,25 @@ def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: 
     if jobs == 1 or len(todo) <= 1:
         for pid, p in todo:
             finish(run_point(ctx, pid, p))
-    else:
-        _run_pool(ctx, todo, jobs, finish)
-    return []
+        return []
+    # a worker that dies (killed, out of memory) breaks the whole pool: its points and the
+    # others' in flight are rerun in a new pool, once, as Dask retries a lost worker's tasks
+    done: set[str] = set()
+
+    def finished(rec: dict[str, Any]) -> None:
+        done.add(rec["point_id"])
+        finish(rec)
+
+    for attempt in range(2):
+        try:
+            _run_pool(ctx, todo, jobs, finished)
+            return []
+        except BrokenProcessPool:
+            todo = [(pid, p) for pid, p in todo if pid not in done]
+            log.warning("sweep: a worker process died (killed, or out of memory) with %d "
+                        "point(s) unfinished%s", len(todo),
+                        "; running them in a new pool" if attempt == 0 else "")
+    return [pid for pid, _ in todo]
 
 
 def limit_threads() -> None:

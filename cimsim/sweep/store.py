@@ -67,18 +67,27 @@ def data_fingerprint(*tensors: Any) -> str:
     return h.hexdigest()
 
 
+#: The sweep's default inputs per batch: a sweep at it keeps the ids it had before the batch
+#: size was hashed (:func:`context_hash`).
+DEFAULT_BATCH_SIZE = 256
+
+
 def context_hash(model_fp: str, data_fp: str, calibration: Any, chip: ChipConfig,
-                 seed: int, exclude: tuple[str, ...] = ()) -> str:
+                 seed: int, exclude: tuple[str, ...] = (),
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> str:
     """SHA-256 of what every point of a sweep shares: model and data fingerprints, the
-    calibration (a count of first inputs, or a tensor), the base chip, the seed and the layers
+    calibration (a count of first inputs, or a tensor), the base chip, the seed, the layers
     kept digital (absent when none: a sweep without ``exclude`` keeps the ids it had before
-    the option existed, and resumes)."""
+    the option existed, and resumes) and the batch size (a noisy chip draws its noise per
+    batch; absent at :data:`DEFAULT_BATCH_SIZE`, for the same reason)."""
     cal_key = (f"first:{calibration}" if isinstance(calibration, int)
                else data_fingerprint(calibration))
     shared: dict[str, Any] = {"model": model_fp, "data": data_fp, "calibration": cal_key,
                               "chip": chip.to_dict(), "seed": seed}
     if exclude:
         shared["exclude"] = list(exclude)
+    if batch_size != DEFAULT_BATCH_SIZE:
+        shared["batch_size"] = batch_size
     text = json.dumps(shared, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 

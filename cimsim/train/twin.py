@@ -2167,8 +2167,8 @@ class PreparedModel(nn.Module):
         # used functionally, activation products): no pass here finds them again
         listed = {name for name, _, _ in sim.digital}
         sim.digital.extend(row for row in self.digital if row[0] not in listed)
-        if self.t_inference_s is not None:
-            sim.set_time(self.t_inference_s)
+        if self.t_inference_s is not None and self.t_inference_s != chip.device.drift_t0_s:
+            sim.set_time(self.t_inference_s)  # at t0 deploy_views' reference read is the one
         return sim
 
 

@@ -117,6 +117,11 @@ def test_deploy_at_t0_is_todays_deploy(preset, tiny):
     today = cimsim.deploy(model, chip, x, seed=3)
     at_t0 = cimsim.deploy(model, chip, x, seed=3, t_inference_s=chip.device.drift_t0_s)
     assert torch.equal(today(x), at_t0(x))
+    # and the same events: the compensation's reference read once, not again "at" t0 (the
+    # sweep's point at time_s = t0 has the id of the point without a time axis)
+    assert today.events == at_t0.events
+    twin = prepare(model, chip, x, seed=3, t_inference_s=chip.device.drift_t0_s).deploy()
+    assert twin.events == prepare(model, chip, x, seed=3).deploy().events
 
 
 def test_a_chip_that_does_not_age_gives_the_same_results_at_every_time(tiny):

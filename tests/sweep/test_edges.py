@@ -125,6 +125,10 @@ def test_an_impossible_combination_is_skipped_the_rest_run(model, data, chip, tm
     with pytest.raises(ConfigError, match=r"sweep point \{'array_size': 64, 'cols_per_adc': "
                                           r"512, 'adc_bits': 4\}: .*cols_per_adc = 512"):
         _sweep(model, data, chip, {**grid, "cols_per_adc": [1, 512]}, tmp_path / "b")
+    # a float or bool equal to a valid integer is refused too (it was skipped: 4.0 == 4)
+    for bad in ([4, 4.0], [1, True]):
+        with pytest.raises(ConfigError, match=r"ADCConfig.bits = (4.0|True) is invalid"):
+            _sweep(model, data, chip, {"adc_bits": bad}, tmp_path / "c")
 
 
 def _two_layers() -> torch.nn.Module:
@@ -159,6 +163,21 @@ def test_no_exclusion_keeps_the_ids_sweeps_had_before_it(chip):
 
     assert context_hash("m", "d", 8, chip, 0, ()) == context_hash("m", "d", 8, chip, 0)
     assert context_hash("m", "d", 8, chip, 0, ("fc",)) != context_hash("m", "d", 8, chip, 0)
+
+
+def test_another_batch_size_is_another_sweep(model, data, chip, tmp_path, monkeypatch):
+    """On a noisy chip the draws follow the batches: a sweep at another batch size into the
+    same folder resumed the first one's rows as its own. The default keeps its ids."""
+    from cimsim.sweep.store import context_hash
+
+    assert context_hash("m", "d", 8, chip, 0, (), 256) == context_hash("m", "d", 8, chip, 0)
+    assert context_hash("m", "d", 8, chip, 0, (), 7) != context_hash("m", "d", 8, chip, 0)
+    grid = {"adc_bits": [4]}
+    first = _sweep(model, data, chip, grid, tmp_path)
+    counted = _count_points(monkeypatch)
+    other = _sweep(model, data, chip, grid, tmp_path, batch_size=7)
+    assert counted == [1] and set(other["point_id"]).isdisjoint(first["point_id"])
+    assert json.loads((tmp_path / "sweep.json").read_text())["batch_size"] == 7
 
 
 @pytest.mark.parametrize("bad", [[1], [""], 3, [None]])

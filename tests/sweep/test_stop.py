@@ -46,3 +46,34 @@ def test_a_terminated_sweep_stops_its_workers(tmp_path):
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+@pytest.mark.parametrize("deaths", [1, 2])
+def test_a_worker_dies_its_points_run_again_once_then_are_lost(deaths, monkeypatch):
+    """A worker killed (out of memory, kill -9) broke the whole ProcessPoolExecutor: run_sweep
+    raised BrokenProcessPool, the other points in flight were dropped and no table was
+    written. The unfinished points now run again in a new pool; a second death loses them
+    (no record: the next run computes them), as a Dask worker's points."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from cimsim.sweep import runner
+
+    todo = [(f"p{i}", {"adc_bits": i}) for i in range(4)]
+    pools: list[list[str]] = []
+
+    def pool(ctx, points, jobs, finish):
+        pools.append([pid for pid, _ in points])
+        if len(pools) <= deaths:  # the first point finishes, then a worker dies
+            finish({"point_id": points[0][0]})
+            raise BrokenProcessPool("a child process terminated abruptly")
+        for pid, _ in points:
+            finish({"point_id": pid})
+
+    monkeypatch.setattr(runner, "_run_pool", pool)
+    finished: list[str] = []
+    lost = runner.run_points(None, todo, 2, lambda rec: finished.append(rec["point_id"]))
+    assert pools[:2] == [["p0", "p1", "p2", "p3"], ["p1", "p2", "p3"]]
+    if deaths == 1:
+        assert lost == [] and finished == ["p0", "p1", "p2", "p3"]
+    else:
+        assert lost == ["p2", "p3"] and finished == ["p0", "p1"]
