@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Aging", "DURATION_UNITS", "STATIC_DEVICE", "aged_conductance", "at_time", "attach",
            "calibration_read_events", "check_time", "gain_events", "gain_ratio",
-           "parse_duration", "read_noise_growth", "reference_drift", "warn_static_time"]
+           "parse_duration", "read_noise_growth", "reference_drift", "state_levels",
+           "warn_static_time"]
 
 STATIC_DEVICE = ("the chip's device does not change after programming (no drift_nu_mean, "
                  "read_noise_q_s, retention_sigma_lsb or drift_compensation), so every time is "
@@ -133,10 +134,32 @@ def _per_level(values: tuple[float, ...], levels: np.ndarray) -> np.ndarray | fl
     return np.asarray(values, dtype=np.float64)[levels]
 
 
+def state_levels(digits, g_t0, chip: ChipConfig, xp=np):
+    """The level every cell's per-level device parameters (drift exponent, 1/f noise) are
+    taken at: its digit (a bipolar cell's magnitude), but a stuck cell's state: stuck on, the
+    top level; stuck off, level 0 (the published fits are functions of the conductance a cell
+    holds: a cell stuck on where a 0 was meant took level 0's exponent and 1/f coefficient at
+    the full conductance, 20x the read noise of a real top-level cell). A stuck cell is known
+    by its programmed conductance ``g_t0``, which faults set to exactly the on or off value (a
+    varied cell lands there with probability 0, and would then hold that level anyway). NumPy
+    arrays or torch tensors (``xp=torch``); ``g_t0`` None: the digits."""
+    signed = chip.weight_encoding is WeightEncoding.SIGNED_CELL
+    lv = xp.abs(digits) if signed else digits
+    dev = chip.device
+    if g_t0 is None or not (dev.p_stuck_on > 0 or dev.p_stuck_off > 0):
+        return lv
+    from .program import stuck_conductances
+
+    g_on, g_off = stuck_conductances(chip)
+    g = xp.abs(g_t0) if signed else g_t0
+    top = xp.full_like(lv, dev.n_levels - 1)
+    return xp.where(g == g_on, top, xp.where(g == g_off, xp.zeros_like(lv), lv))
+
+
 def _levels(layer: ProgrammedLayer) -> np.ndarray:
-    """(K, J) programmed level of every cell (a bipolar cell's magnitude)."""
-    d = layer.digits_phys.astype(np.int64)
-    return np.abs(d) if layer.chip.weight_encoding is WeightEncoding.SIGNED_CELL else d
+    """(K, J) level of every cell's parameters (:func:`state_levels`)."""
+    g_t0 = None if layer.aging is None else layer.aging.g_t0
+    return state_levels(layer.digits_phys.astype(np.int64), g_t0, layer.chip)
 
 
 def attach(layer: ProgrammedLayer, g_t0: np.ndarray | None,
@@ -145,7 +168,7 @@ def attach(layer: ProgrammedLayer, g_t0: np.ndarray | None,
     own: the layer's other draws are untouched), seen at t0."""
     dev = layer.chip.device
     shape = layer.digits_phys.shape
-    levels = _levels(layer)
+    levels = state_levels(layer.digits_phys.astype(np.int64), g_t0, layer.chip)
     nu = None
     if any(dev.drift_nu_mean):
         mean = _per_level(dev.drift_nu_mean, levels)

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["Cells", "DeviceDraws", "ProgrammedLayer", "assemble", "cell_conductance",
            "cells_key", "default_row_tiles", "draw_cells", "draw_devices", "n_arrays_for_shape",
            "off_conductance", "program", "read_off_conductance", "sensed_cells",
-           "sensing_reference", "with_aging"]
+           "sensing_reference", "stuck_conductances", "with_aging"]
 
 
 def default_row_tiles(k: int, n_rows: int) -> list[tuple[int, int]]:
@@ -548,6 +548,13 @@ def sensed_cells(chip: ChipConfig) -> bool:
     bit with a sense amplifier against a reference: 1-b resistive cells (RRAM, PCM, MRAM,
     FeFET, flash). SRAM and eDRAM bit-cells drive their bit into the adder tree themselves."""
     return chip.adc.kind is ADCKind.DIGITAL and chip.device.cell.resistive
+
+
+def stuck_conductances(chip: ChipConfig) -> tuple[float, float]:
+    """(on, off) conductance, cell-LSB, a stuck cell is programmed to (a bipolar cell's on
+    state in magnitude), as stored: rounded to float32 (``Cells.g_phys``)."""
+    g_off = _drawn_off_conductance(chip)
+    return (float(np.float32((chip.device.n_levels - 1) + g_off)), float(np.float32(g_off)))
 
 
 def _drawn_off_conductance(chip: ChipConfig) -> float:

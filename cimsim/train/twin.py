@@ -61,6 +61,7 @@ from ..arrays.drift import (
     gain_ratio,
     read_noise_growth,
     reference_drift,
+    state_levels,
     warn_static_time,
 )
 from ..arrays.encoding import conversion_kinds, plane_layout
@@ -1143,16 +1144,20 @@ class TwinMatmul(nn.Module):
         return table[(digits.abs() if signed else digits).long()]
 
     def cells_at_time(self, digits: torch.Tensor, fresh: bool = False
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                      ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Conductance (Q, N, K) of the cells holding ``digits`` (:func:`physical_digits`) at
-        the twin's time, and the drift compensation's gains (T, C) then (None without one):
+        the twin's time, the drift compensation's gains (T, C) then (None without one):
         ``cimsim.arrays.drift``'s :func:`~cimsim.arrays.drift.aged_conductance` and
         α_c = r_c(t0) / r_c(t) over the columns' all-ones reads (``fresh``: the programming
-        and the future drawn anew)."""
+        and the future drawn anew), and the level each cell's device parameters are taken at
+        (:func:`~cimsim.arrays.drift.state_levels`: a stuck cell's state, as the engine's)."""
         g0 = self._programmed(digits, fresh)
+        # faults set a cell to exactly the on or off conductance, stored in float32
+        levels = state_levels(digits, g0.to(torch.float32).to(g0.dtype) if self.has_dev_u
+                              else None, self.chip, xp=torch)
         aging = self.aging
         if aging is None or aging.t_s <= aging.t0_s:
-            return g0, None  # at t0 every factor is 1 (the programmed layer)
+            return g0, None, levels  # at t0 every factor is 1 (the programmed layer)
         chip, dev = self.chip, self.chip.device
         # the engine keeps the programmed conductances in float32 and ages them in float64
         # (nominal cells from their float64 digits): its gains and drift follow that rounding
@@ -1162,15 +1167,15 @@ class TwinMatmul(nn.Module):
         nu = z_ret = None
         if aging.has_nu:
             z = torch.randn_like(g0) if fresh else self._nu_z
-            nu = self._per_level(dev.drift_nu_mean, digits)
+            nu = self._per_level(dev.drift_nu_mean, levels)
             if dev.drift_nu_sigma:
-                nu = nu + self._per_level(dev.drift_nu_sigma, digits) * z
+                nu = nu + self._per_level(dev.drift_nu_sigma, levels) * z
             nu = torch.abs(nu)
         if aging.has_ret:
             z_ret = torch.randn_like(g0) if fresh else self._ret_z
         g = aged_conductance(g0, aging.t_s, aging.t0_s, nu, z_ret, chip, xp=torch)
         if dev.drift_compensation is DriftCompensation.NONE:
-            return g, None
+            return g, None, levels
 
         def reads(cells: torch.Tensor) -> torch.Tensor:
             # (T, C): each conversion's columns read with an all-ones input, part by part
@@ -1186,17 +1191,18 @@ class TwinMatmul(nn.Module):
         r0, rt = reads(g0_32), reads(g)
         if dev.drift_compensation is DriftCompensation.GLOBAL:
             r0, rt = r0.sum(dim=1, keepdim=True), rt.sum(dim=1, keepdim=True)
-        return g, gain_ratio(r0, rt, xp=torch).expand(-1, self.n_outputs * self.n_kinds)
+        return (g, gain_ratio(r0, rt, xp=torch).expand(-1, self.n_outputs * self.n_kinds),
+                levels)
 
-    def _read_rel(self, digits: torch.Tensor) -> torch.Tensor | float:
-        """Relative read-noise sigma of every cell (Q, N, K) holding ``digits`` at the twin's
-        time: the white and the 1/f terms in variance (``cimsim.arrays.drift``); one value
-        without 1/f."""
+    def _read_rel(self, levels: torch.Tensor) -> torch.Tensor | float:
+        """Relative read-noise sigma of every cell (Q, N, K) at ``levels`` (those of
+        :meth:`cells_at_time`) at the twin's time: the white and the 1/f terms in variance
+        (``cimsim.arrays.drift``); one value without 1/f."""
         rel = self.chip.noise.read_noise_rel
         q_s = self.chip.device.read_noise_q_s
         if self.aging is None or not any(q_s):
             return rel
-        q = self._per_level(q_s, digits)
+        q = self._per_level(q_s, levels)
         return torch.sqrt(rel**2 + q * q * self.aging.growth)
 
     def _analog(self, x_int: torch.Tensor, w_int: torch.Tensor, noisy: bool,
@@ -1211,7 +1217,7 @@ class TwinMatmul(nn.Module):
         value (G, P·M, C; the mean of a pair's two columns), else None."""
         chip, nz = self.chip, self.chip.noise
         n = self.n_outputs
-        g_cells = gain = None
+        g_cells = gain = levels = None
         merge = (lambda t: t) if self.split_pairs else (lambda t: merge_columns(t, chip))
         if self.devices == "nominal":
             digits = merge(physical_digits(w_int, chip))  # (Qc, N, K), pairs split: (Q, ...)
@@ -1219,7 +1225,7 @@ class TwinMatmul(nn.Module):
         else:
             fresh = self.training and self.devices == "sampled"
             cell_digits = physical_digits(w_int, chip)  # (Q, N, K), once per forward
-            g_cells, gain = self.cells_at_time(cell_digits, fresh)
+            g_cells, gain, levels = self.cells_at_time(cell_digits, fresh)
             digits = merge(g_cells)
             off, has_off = self._off_dev, self.has_off_dev
             if self.aging is not None and has_off:  # the analog reference has drifted too
@@ -1245,7 +1251,8 @@ class TwinMatmul(nn.Module):
             if g_cells is None:
                 cell_var = read_noise_weights(w_int, chip)
             else:
-                cell_var = (self._read_rel(cell_digits) * g_cells) ** 2
+                assert levels is not None
+                cell_var = (self._read_rel(levels) * g_cells) ** 2
                 cell_var = merge_columns(cell_var, chip, square=True)
             vg = self._row_groups(cell_var.permute(1, 0, 2).reshape(n * self.n_kinds, -1)
                                   ).transpose(1, 2)

@@ -304,6 +304,38 @@ def test_the_analog_off_current_reference_drifts_with_the_off_state_cells(encodi
                                    atol=1e-6)
 
 
+def test_a_stuck_cell_drifts_and_reads_as_the_state_it_is_stuck_in():
+    """A cell stuck on where a 0 was meant took level 0's drift exponent (0.1) and 1/f
+    coefficient (0.2) at the full conductance: 20x the read noise of a real top-level cell.
+    It now takes the top level's; the training twin the same (deploy == twin at 1 year)."""
+    from cimsim.arrays.drift import _read_rel
+
+    chip = cimsim.load_chip("pcm-22nm")
+    chip = chip.replace(device=chip.device.replace(p_stuck_on=0.1, p_stuck_off=0.05,
+                                                   variation="none", variation_sigma=0.0))
+    w = np.random.default_rng(0).integers(-127, 128, size=(64, 128))
+    layer = program(w, chip, np.random.default_rng(1))
+    d, g = layer.digits_phys, layer.aging.g_t0
+    stuck_on, true_top = (g == 3.0) & (d == 0), (g == 3.0) & (d == 3)
+    stuck_off = (g == g.min()) & (d == 3)
+    assert stuck_on.sum() > 50 and true_top.sum() > 50 and stuck_off.sum() > 5
+    nu = layer.aging.nu
+    assert abs(nu[stuck_on].mean() - nu[true_top].mean()) < 0.003  # 0.049, not 0.1
+    assert abs(nu[stuck_off].mean() - 0.1) < 0.02  # level 0's
+    rel = np.broadcast_to(_read_rel(layer.with_time(YEAR_S), YEAR_S), d.shape)
+    np.testing.assert_allclose(rel[stuck_on], rel[true_top][0])
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 8))
+    xs = torch.rand(32, 40)
+    noiseless = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=0.0),
+                             device=chip.device.replace(read_noise_q_s=()))
+    sim = cimsim.deploy(model, noiseless, xs, seed=0, t_inference_s=YEAR_S)
+    twin = prepare(model, noiseless, xs, seed=0, t_inference_s=YEAR_S).eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(twin(xs).double().numpy(), sim(xs).numpy(), rtol=0,
+                                   atol=1e-5)
+
+
 def test_compensation_gains_are_one_at_t0_and_costed(rng):
     C, A = Component, Action
     for mode, per_vector in (("global", "n_outputs"), ("column", "n_conversions")):
