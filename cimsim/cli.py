@@ -259,17 +259,18 @@ def _clear_stale_simulation(out: Path, times: list[tuple[str, float]] | None,
 
 
 def _time_values(flag: str, text: str, chip) -> list[tuple[str, float]]:
-    """'1h,1d,1y' -> [(label, seconds)], each a valid inference time for ``chip``."""
+    """'1h,1d,1y' -> [(label, seconds)], each a valid inference time for ``chip``, each time
+    once (``1h,3600`` ran the same time twice), its label a folder name (``1 h`` -> ``1h``)."""
     from .arrays.drift import check_time, parse_duration
 
-    out = []
+    out: dict[float, str] = {}
     for part in text.split(","):
         try:
             t = check_time(parse_duration(part), chip, "t_inference_s")
         except ConfigError as exc:
             raise ConfigError(f"{flag}: {exc}") from None
-        out.append((part.strip(), t))
-    return list(dict.fromkeys(out))
+        out.setdefault(t, "".join(part.split()))
+    return [(label, t) for t, label in out.items()]
 
 
 def _simulate_times(sim, model, x, y, out: Path, batch_size: int,

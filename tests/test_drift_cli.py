@@ -150,3 +150,12 @@ def test_reset_noise_restarts_the_draws():
         sim.reset(noise=True)
         assert torch.equal(sim(x[16:24]), first) and torch.equal(sim(x[16:24]), second)
     assert sim.n_calls == 2
+
+
+def test_one_time_spelt_twice_is_run_once_in_a_folder_without_spaces():
+    """``--time 1h,3600,'1 h'`` ran the same time three times, one folder named ``t_1 h``."""
+    from cimsim.cli import _time_values
+
+    chip = cimsim.load_chip("pcm-22nm")
+    assert _time_values("--time", "1h,3600, 1 h ,1d", chip) == [("1h", 3600.0),
+                                                               ("1d", 86400.0)]
