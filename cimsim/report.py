@@ -160,6 +160,9 @@ class Report:
             "n_arrays_used": work.n_arrays_needed,
             "n_arrays_available": chip.array.n_arrays,
             "time_multiplexed": work.n_arrays_needed > chip.array.n_arrays,
+            # the time after programming the devices were seen at (simulate --time writes
+            # one report per time: the folder name said it, the report not)
+            **({} if work.t_s is None else {"t_inference_s": work.t_s}),
             "n_conversions_per_inference":
                 float(layers["n_conversions_per_inference"].sum()) if rows else 0.0,
         }
@@ -462,6 +465,9 @@ def _summary_rows(report: Report) -> list[tuple[str, str, str]]:
                      "simulated"))
     else:
         rows.append(("accuracy", "not measured (no evaluation recorded)", ""))
+    if "t_inference_s" in t and chip.device.ages:
+        rows.append(("time after programming", f"{t['t_inference_s']:g} s (devices aged to it)",
+                     "simulated"))
     cal = _calibrated(report)
     if t.get("cost_caveat"):
         cost_basis = {kind: "meaningless (see above)" for kind in ("energy", "time", "area")}

@@ -124,3 +124,6 @@ class ModelWork:
     digital: tuple[tuple[str, str, str], ...] = ()
     """(name, module type, reason) of every layer with weights kept digital, and of the
     digital activation products."""
+    t_s: float | None = None
+    """Time after programming the devices were seen at, s (``SimModel.set_time``); None where
+    unknown."""

@@ -159,3 +159,22 @@ def test_one_time_spelt_twice_is_run_once_in_a_folder_without_spaces():
     chip = cimsim.load_chip("pcm-22nm")
     assert _time_values("--time", "1h,3600, 1 h ,1d", chip) == [("1h", 3600.0),
                                                                ("1d", 86400.0)]
+
+
+def test_the_report_says_the_time_it_was_seen_at(tmp_path):
+    """report.json said nothing of the time after programming (only simulate's folder name)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 4))
+    x = torch.rand(8, 16)
+    sim = cimsim.deploy(model, "pcm-22nm", x, t_inference_s=3600.0)
+    sim(x)
+    report = sim.report()
+    assert report.totals["t_inference_s"] == 3600.0
+    assert ("time after programming", "3600 s (devices aged to it)", "simulated") in \
+        report.summary_rows()
+    report.save(tmp_path)
+    import json
+
+    assert json.loads((tmp_path / "report.json").read_text())["totals"]["t_inference_s"] == 3600

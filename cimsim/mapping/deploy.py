@@ -313,7 +313,7 @@ class SimModel(nn.Module):
         return ModelWork(layers=tuple(self.works()), other_events=self._extra,
                          n_inferences=self.n_inferences, chip=self.chip,
                          n_arrays_needed=self.arrays_needed,
-                         digital=tuple(self.digital))
+                         digital=tuple(self.digital), t_s=self.t_s)
 
     def reset(self, *, noise: bool = False) -> None:
         """Forget the events and inference count of earlier forwards.
