@@ -238,6 +238,10 @@ def _backtrack(split: np.ndarray, n: int, k: int) -> np.ndarray:
     return np.array(cuts[::-1], dtype=np.intp)
 
 
+#: Largest split table (int64 entries) of the exact K-means: 1 GiB.
+_MAX_SPLIT_ENTRIES = 1 << 27
+
+
 def _optimal_partition(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
     """Globally SSE-optimal split of sorted distinct ``x`` (n,), weights ``w`` (n,), into k parts.
 
@@ -247,6 +251,13 @@ def _optimal_partition(x: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
     :func:`_optimal_partition_numpy`). Requires ``1 <= k <= n``. Returns the start index of
     parts 2..k, shape (k-1,), increasing.
     """
+    entries = (k + 1) * (x.size + 1)
+    if entries > _MAX_SPLIT_ENTRIES:  # a 16-b ramp asked for 32 GiB, then MemoryError
+        raise ConfigError(
+            f"exact K-means of {k} levels over {x.size} points (kmeans_optimal, bs_kmq) needs a "
+            f"{entries * 8 / 2**30:.1f} GiB table; allowed: at most "
+            f"{_MAX_SPLIT_ENTRIES * 8 / 2**30:.0f} GiB (about 13 bits at the default max_bins): "
+            "fewer bits, or method 'kmeans'")
     p0, p1, p2 = _prefix_sums(x, w)
     split = np.zeros((k + 1, x.size + 1), dtype=np.int64)
     optimal_partition_splits(p0, p1, p2, k, split)
@@ -323,15 +334,20 @@ def _optimal_levels(xs: np.ndarray, k: int, max_bins: int, tol: float, max_iter:
 
     Returns the distinct values when there are no more than ``k`` of them (the caller pads).
     With more than ``max_bins`` distinct values the DP runs on the histogram and Lloyd steps on
-    the raw samples follow (they can only lower the MSE).
+    the raw samples follow (they can only lower the MSE); where no more bins than ``k`` are
+    filled, the bin means padded to ``k`` start them (they were returned as the levels, the
+    Lloyd steps skipped: a 12-b fit at the default 4096 bins was the uniform quantizer's).
     """
     lo, hi = float(xs[0]), float(xs[-1])
     values, weights, binned = _bin_samples(xs, lo, hi, max_bins)
-    if values.size <= k:
+    if values.size <= k and not binned:
         return values
-    starts = np.concatenate(([0], _optimal_partition(values, weights, k)))
-    levels = np.add.reduceat(weights * values, starts) / np.add.reduceat(weights, starts)
-    levels = np.maximum.accumulate(levels)
+    if values.size <= k:
+        levels = _pad_levels(values, k, lo, hi)
+    else:
+        starts = np.concatenate(([0], _optimal_partition(values, weights, k)))
+        levels = np.add.reduceat(weights * values, starts) / np.add.reduceat(weights, starts)
+        levels = np.maximum.accumulate(levels)
     if binned:
         levels = _lloyd(xs, levels, tol * (hi - lo), max_iter)
     return levels
@@ -601,7 +617,7 @@ def fit_levels(
         raise ConfigError(f"method must be one of {allowed}, got {method!r}") from None
     if not _is_int(bits, 1) or bits > _MAX_BITS:
         raise ConfigError(f"bits must be an int in [1, {_MAX_BITS}], got {bits!r}")
-    n_levels = 2**bits
+    n_levels = 1 << int(bits)  # np.uint8(8): 2**bits wrapped to 0 in its own dtype
     lo = float(x.min()) if lo is None else float(lo)
     hi = float(x.max()) if hi is None else float(hi)
     if not (np.isfinite(lo) and np.isfinite(hi)):

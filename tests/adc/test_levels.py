@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from cimsim.adc.levels import (
     FitMethod,
     Levels,
+    _midpoints,
     _optimal_partition,
     _optimal_partition_numpy,
     fit_levels,
@@ -421,3 +422,34 @@ def test_bs_kmq_against_kmeans_on_continuous_interior(bits):
     km = fit_levels(x, bits, "kmeans", lo=0.0, hi=1.0)
     assert quantization_mse(interior, bs) <= 1.15 * quantization_mse(interior, km)
     assert quantization_mse(x, bs) <= 1.1 * quantization_mse(x, km)
+
+
+def test_binned_samples_in_fewer_bins_than_levels_still_get_the_lloyd_steps():
+    """Where binning left no more non-empty bins than levels, the bin means were returned as
+    the levels and the documented Lloyd steps on the raw samples skipped: every 12-b fit at
+    the default 4096 bins equalled the uniform quantizer on two tight clusters."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 0.01, 5000), rng.normal(1, 0.01, 5000)])
+    fit = fit_levels(x, 4, "kmeans_optimal", max_bins=32)
+    # a fixed point of Lloyd on the raw samples: one more step moves nothing
+    t = _midpoints(fit.levels)
+    cells = np.searchsorted(t, np.sort(x), side="right")
+    means = np.array([np.sort(x)[cells == c].mean() for c in np.unique(cells)])
+    np.testing.assert_allclose(means, fit.levels[np.unique(cells)], atol=1e-6)
+    x = np.concatenate([rng.normal(0, 0.001, 20_000), rng.normal(1, 0.001, 20_000)])
+    assert quantization_mse(x, fit_levels(x, 12, "kmeans_optimal")) < 0.5 * quantization_mse(
+        x, fit_levels(x, 12, "uniform"))
+
+
+def test_numpy_integer_bits():
+    """np.uint8(8) passed the check, then 2**bits wrapped to 0 in its dtype."""
+    x = np.random.default_rng(0).random(1000)
+    for bits, n in ((np.uint8(8), 256), (np.int16(12), 4096), (np.uint8(4), 16)):
+        assert fit_levels(x, bits, "uniform").levels.size == n
+
+
+def test_an_exact_kmeans_too_large_for_memory_is_refused_up_front():
+    """A 16-b bs_kmq fit asked NumPy for a 32 GiB split table (MemoryError)."""
+    x = np.arange(20_000, dtype=np.float64)
+    with pytest.raises(ConfigError, match=r"exact K-means of 8000 levels .* method 'kmeans'"):
+        _optimal_partition(x, np.ones_like(x), 8000)
