@@ -57,7 +57,7 @@ from .latency import (
     layer_latency_ns,
     reload_latency,
 )
-from .models import MODELS, component_models, every_row_wordlines
+from .models import MODELS, component_models, digital, every_row_wordlines
 from .tables import MAX_ADC_BITS, TechTable
 
 __all__ = [
@@ -381,11 +381,12 @@ def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_leak: float, t
         ev.get(event_key(Component.BUFFER, Action.READ_BIT), 0.0)
         + ev.get(event_key(Component.BUFFER, Action.WRITE_BIT), 0.0))
     if every_row_wordlines(chip):
-        # every row of the group read switches its word line once per read (an activation
-        # reads one row group: the other groups' rows stay off, or they would add to the sum)
+        # every row of the group read switches its word lines once per read (an activation
+        # reads one row group: the other groups' rows stay off, or they would add to the sum);
+        # a digital read-out's d-bit slice drives d 1-b lines per row
         ev[event_key(Component.DAC, Action.WORDLINE)] = (
             ev.get(event_key(Component.ARRAY, Action.ACTIVATION), 0.0)
-            * chip.array.rows_per_group)
+            * chip.array.rows_per_group * (chip.dac_bits if digital(chip) else 1))
     return ev
 
 

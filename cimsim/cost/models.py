@@ -437,9 +437,16 @@ class ADCModel(ComponentModel):
         if digital(chip):
             # the adder tree is pipelined to the digital clock: one column sum per clock
             return 1e3 / chip.tech.clock_mhz
+        # a calibration's time scale applies to either model (the physical one ignored it
+        # while taking the same calibration's energy factors)
+        return self._own_time_ns(b) * self.cal.adc_time_scale
+
+    def _own_time_ns(self, b: int) -> float:
+        """The converter's own conversion time at ``b`` bits, ns, before calibration."""
+        chip = self.chip
         if not self.physical:
             return adc_conversion_time_ns(chip.adc.kind, b, self.table, chip.tech.clock_mhz,
-                                          chip.adc.tdc_architecture) * self.cal.adc_time_scale
+                                          chip.adc.tdc_architecture)
         if chip.adc.kind is ADCKind.CCO:
             return 2**b * CCO_LSB_NS
         if chip.adc.kind is ADCKind.TDC:  # the circuit model's own timing (tables.py)
@@ -681,10 +688,13 @@ class CellModel(ComponentModel):
         return f2 * n * chip.tech.weight_sets_stored
 
     def bit_pitch_um(self) -> float:
-        """Pitch of one bit-cell (one stored bit of one weight set), um."""
-        per_bit = self.area_f2() / (stored_bits_per_cell(self.chip)
-                                    * self.chip.tech.weight_sets_stored)
-        return math.sqrt(per_bit) * self.chip.tech.node_nm * 1e-3
+        """Pitch of one bit-cell (one stored bit of one weight set; a resistive cell's one
+        device, whatever the bits it holds: its multi-level bits share the device), um."""
+        chip = self.chip
+        per = (chip.tech.devices_per_cell if _resistive_kind(cell_kind(chip))
+               else stored_bits_per_cell(chip))
+        per_bit = self.area_f2() / (per * chip.tech.weight_sets_stored)
+        return math.sqrt(per_bit) * chip.tech.node_nm * 1e-3
 
     def area_um2(self) -> float:
         chip = self.chip

@@ -28,8 +28,8 @@ _CONVERT = Component.ADC, Action.CONVERT
 def _chip(drive="bit_planes", dac_bits="all", input_bits=4, domain="current", cell="rram",
           adc_bits=8, **tech) -> ChipConfig:
     """A small physical-model chip: 16 x 16 array, 4-b weights offset into one 4-b cell
-    column (no slices), 2 columns per 8-b SAR, node 65 nm, a 100-F^2 cell (4 bits: 25 F^2,
-    a 5-F = 0.325-um pitch per bit, the column model's pitch),
+    column (no slices), 2 columns per 8-b SAR, node 65 nm, a 100-F^2 cell (one device
+    holding 4 bits: a 10-F = 0.65-um pitch, the column model's, as the word line's),
     word lines 1 fF per cell, an integration window of 200 ns (longer than the settling)."""
     t = dict(cost_model="physical", input_drive=drive, compute_domain=domain, node_nm=65.0,
              vdd_v=1.0, v_read_v=0.3, t_read_ns=10.0, t_integrate_ns=200.0, cell_area_f2=100.0,
@@ -157,10 +157,10 @@ def test_charge_domain_read_per_plane_bit_by_hand():
 
 def test_accumulator_charge_shares_by_hand():
     chip = _chip(input_bits=4)
-    # a column: 16 cells, each the wire over its 0.325-um bit pitch (0.2 fF/um) and a
+    # a column: 16 cells, each the wire over its 0.65-um pitch (0.2 fF/um) and a
     # pitch-wide drain (1 fF/um); shared B = 4 times with an equal capacitor per conversion,
     # C V^2 / 4 each
-    c_col_ff = 16 * (0.2 + 1.0) * 0.325
+    c_col_ff = 16 * (0.2 + 1.0) * 0.65
     share_pj = c_col_ff * 1.0**2 / 4 * 1e-3
     assert bitplanes.share_energy_pj(chip, ADCModel(chip).table) == pytest.approx(share_pj)
     adc = ADCModel(chip)
@@ -180,7 +180,7 @@ def test_accumulator_charge_shares_by_hand():
 
 def test_charge_domain_column_carries_its_capacitors():
     chip = _chip(domain="charge")
-    c_col_ff = 16 * (0.2 * 0.325 + 2.0)  # wire over the pitch + the 2-fF compute capacitor
+    c_col_ff = 16 * (0.2 * 0.65 + 2.0)  # wire over the pitch + the 2-fF compute capacitor
     assert bitplanes.share_energy_pj(chip, ADCModel(chip).table) == pytest.approx(
         c_col_ff / 4 * 1e-3)
 
@@ -207,7 +207,7 @@ def test_step_is_b_windows_against_the_conversions():
 def test_area_by_hand():
     chip = _chip(input_bits=4)
     table = ADCModel(chip).table
-    c_col_ff = 16 * (0.2 + 1.0) * 0.325
+    c_col_ff = 16 * (0.2 + 1.0) * 0.65
     # 16 columns over 8 converters, each column with an equal accumulator capacitor at 5 fF/um^2
     acc = 16 / 8 * c_col_ff / 5.0
     assert bitplanes.accumulator_area_um2_per_adc(chip, table) == pytest.approx(acc)
