@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -808,6 +809,8 @@ def _run_identity(args: argparse.Namespace) -> dict[str, str]:
 
 #: A run-identity key's value in a checkpoint written before the key existed.
 _IDENTITY_BEFORE = {"overrides": "[]", "schedule": "constant"}
+#: Run-identity keys a checkpoint written before them lacks, and is resumed without.
+_IDENTITY_ADDED = ("chip_config", "data_content")
 
 
 def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
@@ -825,12 +828,17 @@ def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
         raise ConfigError(f"--out: {path} is not a cimsim train checkpoint; remove it or use "
                           "another --out")
     for key, value in run.items():
+        if key in _IDENTITY_ADDED and key not in state["run"]:
+            continue  # written before the key existed: its names were checked
         # (a checkpoint written before --set or --schedule existed set nothing / kept the rate)
         there = state["run"].get(key, _IDENTITY_BEFORE.get(key))
         if there != value:
             flag = "set" if key == "overrides" else key.replace("_", "-")
-            raise ConfigError(f"--out: {path} belongs to another run (--{flag} {there} there, "
-                              f"{value} now); use another --out or remove the file")
+            what = {"chip_config": "the chip's fields differ (an edited chip file?)",
+                    "data_content": "the data differ (an edited --data file?)"}.get(
+                key, f"--{flag} {there} there, {value} now")
+            raise ConfigError(f"--out: {path} belongs to another run ({what}); use another "
+                              "--out or remove the file")
     return state
 
 
@@ -882,14 +890,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / CHECKPOINT
     run = _run_identity(args)
+    # the chip's and the data's contents, not only their names: an edited chip file resumed
+    # the other chip's checkpoint (its ADC tables) without a word
+    from .sweep.store import data_fingerprint
+
+    run["chip_config"] = hashlib.sha256(json.dumps(chip.to_dict(), sort_keys=True,
+                                                   default=repr).encode()).hexdigest()[:16]
+    run["data_content"] = data_fingerprint(x_train, y_train)[:16]
     state = _read_checkpoint(ckpt_path, run)
     history: list[float] = []
     start = 0
     print(f"cimsim {__version__} train: {name} on {chip.name}, method {args.method}; "
           f"{x_train.shape[0]} training / {x_eval.shape[0]} evaluation inputs ({what})")
     if state is not None:
-        prepared.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if int(state["epoch"]) > args.epochs:  # it resumed "after epoch 2 of 1"
+            raise ConfigError(f"--epochs {args.epochs}: {ckpt_path} already holds "
+                              f"{int(state['epoch'])} epochs of this run; allowed: --epochs >= "
+                              f"{int(state['epoch'])}, or another --out")
+        try:
+            prepared.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ConfigError(f"--out: {ckpt_path} belongs to another run (its state does not "
+                              f"fit this model and chip: {str(exc).splitlines()[0]}); use "
+                              "another --out or remove the file") from None
         if scheduler is not None:
             scheduler.load_state_dict(state["scheduler"])
         start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
@@ -958,6 +982,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"BatchNorm calibrated on the deployed model{how}: {n_bn} modules, "
               f"{min(args.bn_calibration, x_train.shape[0])} training inputs")
     _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+    _clear_stale_simulation(args.out, None, y_eval is not None)  # a simulate --time's files
     return 0
 
 

@@ -488,3 +488,37 @@ def test_set_overrides_a_chip_field_in_every_command(digits_files, tmp_path, cap
     capsys.readouterr()
     assert main(TRAIN + ["--epochs", "1", "--set", "adc.bits=6", "--out", str(tmp_path / "t")]) == 2
     assert "belongs to another run (--set ['adc.bits=5'] there" in capsys.readouterr().err
+
+
+def test_train_checkpoint_is_the_chips_and_datas_contents_and_its_epochs(tmp_path, capsys):
+    """An edited chip file resumed the other chip's checkpoint (its ADC tables) without a
+    word; a rerun with fewer --epochs deployed the longer run's model ("after epoch 2 of 1");
+    a checkpoint whose tensors did not fit was a load_state_dict traceback; a simulate
+    --time run's files stayed beside the trained report."""
+    chip = tmp_path / "chip.toml"
+    chip.write_text(cimsim.load_chip("rram-22nm").to_toml())
+    out = tmp_path / "out"
+    (out / "t_1h").mkdir(parents=True)
+    (out / "t_1h" / "report.json").write_text("{}")
+    (out / "time.csv").write_text("t\n")
+    args = ["train", "--model", "demo", "--chip", str(chip), "--limit", "32", "--batch-size",
+            "16", "--calibration", "32", "--epochs", "1", "--out", str(out)]
+    assert main(args) == 0
+    assert not (out / "t_1h").exists() and not (out / "time.csv").exists()
+    capsys.readouterr()
+    chip.write_text(cimsim.load_chip("rram-22nm").replace(
+        adc=cimsim.load_chip("rram-22nm").adc.replace(bits=3)).to_toml())
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the chip's fields differ (an edited chip file?)" in err
+    chip.write_text(cimsim.load_chip("rram-22nm").to_toml())
+    state = _checkpoint(out)
+    state["epoch"] = 3
+    torch.save(state, out / "checkpoint.pt")
+    assert main(args) == 2
+    assert "already holds 3 epochs of this run; allowed: --epochs >= 3" in \
+        capsys.readouterr().err
+    state["epoch"], state["model"] = 1, {"no_such_tensor": torch.zeros(1)}
+    torch.save(state, out / "checkpoint.pt")
+    assert main(args) == 2
+    assert "its state does not fit this model and chip" in capsys.readouterr().err

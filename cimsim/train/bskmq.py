@@ -239,7 +239,10 @@ def _check_run(name: str, epochs: int, lr: float, data, refit: bool, calibration
                ) -> tuple[int, float, tuple[torch.Tensor, torch.Tensor]]:
     epochs = check_positive_int("epochs", epochs)
     lr = check_lr(lr)
-    x, y = as_tensors("data", data)[:2]
+    tensors = as_tensors("data", data)
+    if len(tensors) < 2:  # unpacking it was a bare ValueError
+        raise ConfigError(f"{name}: data must be (inputs, labels); got {len(tensors)} tensor")
+    x, y = tensors[:2]
     if refit and calibration is None:
         raise ConfigError(f"{name}(refit=True) needs calibration inputs")
     return epochs, lr, (x, y)

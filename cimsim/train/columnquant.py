@@ -42,7 +42,7 @@ from ..config import (
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel, replayable
 from ._data import eval_pass
-from .loop import warn_if_only_steps_train
+from .loop import check_lr, warn_if_only_steps_train
 from .ternary import make_ternary, mean_abs_per_set
 from .twin import PreparedModel, TwinMatmul, prepare, recalibrate_adcs
 
@@ -357,6 +357,7 @@ def columnquant_optimizer(prepared: PreparedModel, lr: float = 1e-2, *,
                           weight_decay: float = 3e-3) -> torch.optim.Optimizer:
     """The paper code's optimizer: SGD, momentum 0.9, weight decay 3e-3 (hard-coded in its
     loop), one learning rate for every parameter (its gradient scales do the rest)."""
+    lr = check_lr(lr)  # a NaN rate was taken
     warn_if_only_steps_train(prepared)
     params = [p for p in prepared.parameters() if p.requires_grad]
     return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)

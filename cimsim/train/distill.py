@@ -261,6 +261,12 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
                               "pass a dict of them to call it with keyword arguments")
         # labels (or anything else) after the inputs are ignored: distillation needs none
         x = as_tensors("data", data[:1] if isinstance(data, (tuple, list)) else data)[0]
+        # NumPy's float64 reached a float32 teacher as it was ("mat1 and mat2 must have the
+        # same dtype" in the first step; the twin casts its inputs itself)
+        dt = next((p.dtype for p in teacher.parameters() if p.is_floating_point()), None) \
+            if isinstance(teacher, nn.Module) else None
+        if dt is not None and x.is_floating_point() and x.dtype != dt:
+            x = x.to(dt)
         x, restore = batch_first(prepared, x)  # a sequence-first model: cut along its batch
         tensors = (x,)
     groups = param_groups(prepared, lr)

@@ -220,6 +220,10 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
     """
     from tqdm import tqdm
 
+    # Recipe.fit, bskmq's fine-tuning and the CLI come here: a batch size of 0 failed in
+    # range(), -8 trained nothing and returned 0.0, x and y of other lengths were cut short
+    batch_size = check_positive_int("batch_size", batch_size)
+    data = as_tensors("data", data)
     n = int(data[0].shape[0])
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.train()
@@ -237,10 +241,17 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
             batch = tuple(t[idx].to(device) for t in data)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(*batch)
+            value = float(loss.detach())
+            if not math.isfinite(value):  # before the step: the parameters stay finite
+                # a NaN loss stepped the model to NaN, wrote its checkpoint and failed deploy
+                raise ConfigError(
+                    f"training diverged: the loss is {value} in epoch {epoch + 1}, inputs "
+                    f"{start}..{start + idx.numel() - 1} of its shuffled order; a learning "
+                    "rate too large for the model (lower lr), or non-finite inputs")
             loss.backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            total += float(loss.detach()) * idx.numel()
+            total += value * idx.numel()
             bar.set_postfix(loss=f"{total / min(start + batch_size, n):.4g}")
     return total / n

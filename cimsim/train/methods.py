@@ -32,9 +32,17 @@ from typing import Any
 
 import torch
 
-from ..config import ChipConfig
+from ..config import ADCKind, ChipConfig
 from ..errors import ConfigError
-from .loop import check_schedule, lr_schedule, param_groups, train_epoch
+from .loop import (
+    as_tensors,
+    check_lr,
+    check_positive_int,
+    check_schedule,
+    lr_schedule,
+    param_groups,
+    train_epoch,
+)
 from .lora import add_lora, merge_lora
 from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty, warn_unshifted
 from .twin import PreparedModel
@@ -76,7 +84,12 @@ class Recipe:
                                      ("bitaug", self.bitaug), ("lora", self.lora)) if on)
 
     def chip(self, chip: ChipConfig) -> ChipConfig:
-        """The chip the method trains and deploys on (A-shift turns the DAC setting on)."""
+        """The chip the method trains and deploys on (A-shift turns the DAC setting on); a
+        ``ConfigError`` where the method cannot run on it, before any work."""
+        if self.bitaug and chip.adc.kind is ADCKind.RAMP:  # was found in the first step
+            raise ConfigError("bitaug needs a linear ADC (adc.kind = 'sar', 'flash', "
+                              "'single_slope', 'cco', 'integrate_fire' or 'tdc'); chip "
+                              f"{chip.name} has a ramp NL-ADC")
         if not self.a_shift:
             return chip
         return chip.replace(dac=chip.dac.replace(shift_unsigned_inputs=True))
@@ -131,6 +144,12 @@ class Recipe:
         mode and, with LoRA, the adapters merged (deploy maps ordinary matrices). Returns each
         epoch's mean loss. ``cimsim train`` runs the same steps with a checkpoint per epoch."""
         check_schedule(schedule)  # before setup attaches anything to ``prepared``
+        # checked as distill checks them: epochs 0 returned [], lr -1 trained uphill and NaN
+        # returned [nan], NumPy data failed on an attribute
+        epochs = check_positive_int("epochs", epochs)
+        lr = check_lr(lr)
+        batch_size = check_positive_int("batch_size", batch_size)
+        data = as_tensors("data", data)
         optimizer = torch.optim.Adam(self.setup(prepared, lr, seed))
         scheduler = lr_schedule(optimizer, schedule, epochs=epochs, n=int(data[0].shape[0]),
                                 batch_size=batch_size)
@@ -159,7 +178,8 @@ _OPTION_PART = {"kurtosis_target": "w-reshape", "kurtosis_weight": "w-reshape",
 #: What each option takes, checked here: a bad value found before the model is prepared
 #: (``lora_rank=-1`` used to fail after it, as "LoRA rank", naming no flag).
 _OPTION_ALLOWED: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "kurtosis_target": ("a finite number", lambda v: math.isfinite(v)),
+    "kurtosis_target": ("a kurtosis > 1 (a uniform distribution's is 1.8)",
+                        lambda v: math.isfinite(v) and v > 1),
     "kurtosis_weight": ("a finite number >= 0",
                         lambda v: math.isfinite(v) and v >= 0),
     "bitaug_bits": ("ADC bits, each 1..24, e.g. 7,8",

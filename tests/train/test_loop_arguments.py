@@ -1,0 +1,81 @@
+"""Training entry points refuse what cannot train, naming it, before any work (a hunt over the
+training side, 2026-12-03): a diverged loss, bad epochs / rates / batch sizes / data in
+``Recipe.fit`` and the loop, NumPy float64 inputs to ``distill``, option values found only in
+the first step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cimsim
+from cimsim.errors import ConfigError
+from cimsim.train import prepare
+from cimsim.train.columnquant import columnquant_optimizer
+from cimsim.train.distill import distill
+from cimsim.train.methods import parse_method
+
+
+def _setup():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    x, y = torch.randn(48, 16), torch.randint(0, 4, (48,))
+    return model, prepare(model, "ideal", x), x, y
+
+
+def _ce(prepared):
+    return lambda x, y: F.cross_entropy(prepared(x), y)
+
+
+def test_a_diverged_loss_stops_training_before_the_step():
+    """A NaN loss stepped every parameter to NaN, wrote the checkpoint and failed at deploy
+    on w_int = -2^63."""
+    _, prepared, x, y = _setup()
+    before = [p.detach().clone() for p in prepared.parameters()]
+    recipe = parse_method("qat")
+    with pytest.raises(ConfigError, match=r"training diverged: the loss is nan in epoch 1"):
+        recipe.fit(prepared, lambda x, y: _ce(prepared)(x, y) * float("nan"), (x, y),
+                   epochs=1, lr=1e-3)
+    assert all(torch.equal(a, b) for a, b in zip(before, prepared.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"epochs": 0}, "epochs = 0"), ({"lr": -1.0}, "lr = -1.0"), ({"lr": float("nan")}, "lr = nan"),
+    ({"batch_size": -8}, "batch_size = -8"), ({"batch_size": 0}, "batch_size = 0"),
+])
+def test_recipe_fit_names_a_bad_argument(kw, message):
+    _, prepared, x, y = _setup()
+    args = {"epochs": 1, "lr": 1e-3, **kw}
+    with pytest.raises(ConfigError, match=message):
+        parse_method("qat").fit(prepared, _ce(prepared), (x, y), **args)
+
+
+def test_recipe_fit_refuses_data_of_unequal_lengths_and_takes_numpy():
+    _, prepared, x, y = _setup()
+    with pytest.raises(ConfigError, match="differ in length"):
+        parse_method("qat").fit(prepared, _ce(prepared), (x[:40], y), epochs=1, lr=1e-3)
+    losses = parse_method("qat").fit(prepared, _ce(prepared), (x.numpy(), y.numpy()),
+                                     epochs=1, lr=1e-3)
+    assert len(losses) == 1 and np.isfinite(losses[0])
+
+
+def test_distill_takes_numpy_float64_inputs():
+    """NumPy's default float64 reached the float32 teacher unconverted."""
+    model, prepared, x, _ = _setup()
+    out = distill(prepared, model, x.double().numpy(), epochs=1, lr=1e-3, progress=False)
+    assert len(out["loss"]) == 1 and np.isfinite(out["loss"][0])
+
+
+def test_option_values_and_chips_a_method_cannot_use_are_refused_up_front():
+    _, prepared, _, _ = _setup()
+    with pytest.raises(ConfigError, match="kurtosis_target.*a kurtosis > 1"):
+        parse_method("qat+w-reshape", {"kurtosis_target": "1"})
+    ramp = cimsim.load_chip("ideal", overrides=["adc.kind=ramp", "adc.bits=4",
+                                                 "adc.range_policy=calibrated"])
+    with pytest.raises(ConfigError, match="bitaug needs a linear ADC"):
+        parse_method("qat+bitaug").chip(ramp)
+    with pytest.raises(ConfigError, match="lr = nan"):
+        columnquant_optimizer(prepared, float("nan"))
