@@ -804,7 +804,25 @@ def _run_identity(args: argparse.Namespace) -> dict[str, str]:
         "train_adc_bits", "weight_scale", "psum_scale", "psum_centre", "num_sigma",
         "scale_init", "weight_decomposition", "exclude", "overrides", "time", "schedule")
     keys += ("epochs",) * (getattr(args, "schedule", None) == "cosine")
-    return {k: str(getattr(args, k, None)) for k in keys}
+    run = {k: str(getattr(args, k, None)) for k in keys}
+    # one run however its method's parts and its options are ordered ('lora+qat' was another
+    # run than 'qat+lora'): the base, then the parts in PARTS order; the options sorted
+    run["method"] = _canonical_method(str(args.method))
+    if getattr(args, "option", None):
+        run["option"] = str(sorted(args.option))
+    return run
+
+
+def _canonical_method(method: str) -> str:
+    """``--method`` with its base first and its parts in ``PARTS`` order (as written where a
+    name is not one: parse_method has refused it by then)."""
+    from .train.methods import BASES, PARTS
+
+    names = [n.strip() for n in method.split("+")]
+    if not all(n in BASES or n in PARTS for n in names):
+        return method
+    return "+".join(sorted(names, key=lambda n: (n not in BASES, PARTS.index(n)
+                                                 if n in PARTS else 0)))
 
 
 #: A run-identity key's value in a checkpoint written before the key existed.

@@ -522,3 +522,20 @@ def test_train_checkpoint_is_the_chips_and_datas_contents_and_its_epochs(tmp_pat
     torch.save(state, out / "checkpoint.pt")
     assert main(args) == 2
     assert "its state does not fit this model and chip" in capsys.readouterr().err
+
+
+def test_train_run_identity_ignores_the_order_of_method_parts_and_options():
+    """'lora+qat' and 'qat+lora', or two --option in another order, were other runs."""
+    from cimsim.cli import _run_identity, build_parser
+
+    def ident(*extra):
+        return _run_identity(build_parser().parse_args(
+            ["train", "--model", "demo", "--chip", "ideal", "--out", "x", *extra]))
+
+    assert ident("--method", "lora+qat") == ident("--method", "qat+lora")
+    assert ident("--method", "qat+lora")["method"] == "qat+lora"  # as older checkpoints hold
+    a = ident("--method", "qat+lora+w-reshape", "--option", "lora_rank=8", "--option",
+              "kurtosis_target=2")
+    b = ident("--method", "qat+w-reshape+lora", "--option", "kurtosis_target=2", "--option",
+              "lora_rank=8")
+    assert a == b and ident("--method", "qat+lora") != ident("--method", "distill+lora")

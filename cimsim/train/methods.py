@@ -154,10 +154,12 @@ class Recipe:
         scheduler = lr_schedule(optimizer, schedule, epochs=epochs, n=int(data[0].shape[0]),
                                 batch_size=batch_size)
         loss_fn = self.loss(prepared, base)
-        losses = [train_epoch(prepared, data, loss_fn, optimizer, batch_size=batch_size,
-                              seed=seed, epoch=epoch, progress=progress, scheduler=scheduler)
-                  for epoch in range(epochs)]
-        prepared.eval()
+        try:
+            losses = [train_epoch(prepared, data, loss_fn, optimizer, batch_size=batch_size,
+                                  seed=seed, epoch=epoch, progress=progress,
+                                  scheduler=scheduler) for epoch in range(epochs)]
+        finally:
+            prepared.eval()  # a failed run too (it was left training, as distill does not)
         if self.lora:
             merge_lora(prepared)
         return losses

@@ -40,6 +40,7 @@ def test_a_diverged_loss_stops_training_before_the_step():
         recipe.fit(prepared, lambda x, y: _ce(prepared)(x, y) * float("nan"), (x, y),
                    epochs=1, lr=1e-3)
     assert all(torch.equal(a, b) for a, b in zip(before, prepared.parameters(), strict=True))
+    assert not prepared.training  # a failed fit leaves it in eval, as a finished one
 
 
 @pytest.mark.parametrize("kw, message", [
