@@ -277,6 +277,30 @@ def _kernel_args(layer: ProgrammedLayer, sig: np.ndarray, m_total: int):
     )
 
 
+def noise_sampler() -> str:
+    """``CIMSIM_NOISE_SAMPLER``: ``gaussian`` (default) or ``exact``; else a ``ConfigError``."""
+    sampler = os.environ.get(NOISE_SAMPLER_ENV, "gaussian")
+    if sampler not in ("gaussian", "exact"):
+        raise ConfigError(f"{NOISE_SAMPLER_ENV} = {sampler!r} is invalid; allowed: 'gaussian', "
+                          "'exact'")
+    return sampler
+
+
+def engine_settings() -> dict[str, str]:
+    """The process settings that change a noisy run's results, where not their defaults:
+    the noise sampler (other draws) and a NumPy GEMM (another summation order, so other codes
+    at a boundary). A sweep hashes them into its points' ids (a rerun under another sampler
+    resumed the other's rows) and records them."""
+    from .arrays._gemm import gemm_setting
+
+    out = {}
+    if noise_sampler() != "gaussian":
+        out["noise_sampler"] = noise_sampler()
+    if gemm_setting() == "numpy":
+        out["gemm"] = "numpy"
+    return out
+
+
 def exact_noise_steps(layer: ProgrammedLayer, group: int) -> np.ndarray:
     """(C,) noise of every conversion of row group ``group`` in ADC steps, where its code can be
     drawn exactly (``_rng.code_offset_slow``): thermal and comparator noise (together one Gaussian,
@@ -284,11 +308,7 @@ def exact_noise_steps(layer: ProgrammedLayer, group: int) -> np.ndarray:
     bounds, no per-cell read noise (a per-output variance), at most :data:`EXACT_MAX_STEPS`.
     Elsewhere, and unless ``CIMSIM_NOISE_SAMPLER=exact`` (:data:`NOISE_SAMPLER_ENV`), (0,):
     the kernel adds a Gaussian and quantizes."""
-    sampler = os.environ.get(NOISE_SAMPLER_ENV, "gaussian")
-    if sampler not in ("gaussian", "exact"):
-        raise ConfigError(f"{NOISE_SAMPLER_ENV} = {sampler!r} is invalid; allowed: 'gaussian', "
-                          "'exact'")
-    if sampler == "gaussian":
+    if noise_sampler() == "gaussian":
         return _NO_STEPS
     chip, tables = layer.chip, layer.adc
     th, cmp = chip.noise.thermal_sigma_lsb, chip.adc.comparator_noise_lsb

@@ -182,3 +182,40 @@ def test_estimate_prices_a_run_only_with_a_chip_that_would_have_counted_its_even
     with pytest.raises(ValueError, match="array.n_rows"):
         estimate([cimsim.cost.layer_work(ev, layer)],
                  chip.replace(array=chip.array.replace(n_rows=64)))
+
+
+def test_process_settings_are_checked_and_a_sweep_tells_them_apart(monkeypatch):
+    """CIMSIM_GEMM=NUMPY (or a typo) silently meant float32; CIMSIM_PROGRAM_CACHE_MB=inf failed
+    on an OverflowError; a sweep rerun under CIMSIM_NOISE_SAMPLER=exact resumed the Gaussian
+    sampler's rows (the same ids)."""
+    from cimsim.arrays import _gemm
+    from cimsim.arrays.cache import _budget_from_env
+    from cimsim.sweep.store import context_hash
+
+    chip = cimsim.load_chip("rram-22nm")
+    plain = context_hash("m", "d", 8, chip, 0)
+    for bad in ("NUMPY", "flaot32", ""):
+        monkeypatch.setenv("CIMSIM_GEMM", bad)
+        with pytest.raises(ConfigError, match="CIMSIM_GEMM = .* allowed: 'auto', 'int8'"):
+            _gemm.gemm_setting()
+    monkeypatch.setenv("CIMSIM_GEMM", "numpy")
+    assert context_hash("m", "d", 8, chip, 0) != plain
+    monkeypatch.setenv("CIMSIM_GEMM", "float32")
+    assert context_hash("m", "d", 8, chip, 0) == plain
+    monkeypatch.setenv("CIMSIM_NOISE_SAMPLER", "exact")
+    assert context_hash("m", "d", 8, chip, 0) != plain
+    for bad in ("inf", "1e400"):
+        monkeypatch.setenv("CIMSIM_PROGRAM_CACHE_MB", bad)
+        with pytest.raises(ConfigError, match="CIMSIM_PROGRAM_CACHE_MB = .* a finite number"):
+            _budget_from_env()
+
+
+def test_a_deployed_layers_cells_are_read_only():
+    """The programming cache hands the same arrays to every later deploy of those weights: a
+    fault written by hand into one model's layer changed every later deploy in the process."""
+    model, x = _mlp(), torch.randn(16, 16)
+    first = cimsim.deploy(model, "rram-22nm", x)
+    layer = next(iter(first.sim_layers.values())).cores[0].parts[0][2]
+    with pytest.raises(ValueError, match="read-only"):
+        layer.g_phys[:] = 0
+    assert not layer.digits_phys.flags.writeable

@@ -25,9 +25,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["choose", "gemm", "ieee_float32", "int8_matmul"]
+from ..errors import ConfigError
+
+__all__ = ["GEMM_ENV", "choose", "gemm", "gemm_setting", "ieee_float32", "int8_matmul"]
 
 Int8MatMul = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+GEMM_ENV = "CIMSIM_GEMM"
+GEMM_SETTINGS = ("auto", "int8", "float32", "numpy")
+
+
+def gemm_setting() -> str:
+    """``CIMSIM_GEMM``: ``auto`` (default) or ``int8`` (the exact int8 GEMM where it fits),
+    ``float32`` (the float path through torch), ``numpy`` (the float path through NumPy's
+    BLAS: another summation order, so other codes at a boundary); anything else a
+    ``ConfigError`` (``NUMPY`` or a typo silently meant ``float32``)."""
+    value = os.environ.get(GEMM_ENV, "auto")
+    if value not in GEMM_SETTINGS:
+        raise ConfigError(f"{GEMM_ENV} = {value!r} is invalid; allowed: "
+                          + ", ".join(repr(s) for s in GEMM_SETTINGS))
+    return value
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,7 +57,7 @@ def int8_matmul() -> Int8MatMul | None:
     is not installed, when this torch build has no ``torch._int_mm`` (a private op), or when
     the op does not compute a known product correctly. Checked once per process.
     """
-    if os.environ.get("CIMSIM_GEMM", "auto") not in ("auto", "int8"):
+    if gemm_setting() not in ("auto", "int8"):
         return None
     try:
         import torch
@@ -125,7 +143,7 @@ def ieee_float32(torch) -> Iterator[None]:
 
 @functools.lru_cache(maxsize=1)
 def _torch():  # -> the torch module or None
-    if os.environ.get("CIMSIM_GEMM", "auto") == "numpy":
+    if gemm_setting() == "numpy":
         return None
     try:
         import torch

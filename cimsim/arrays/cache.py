@@ -25,6 +25,7 @@ cimsim writes to a programmed layer's arrays.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -105,9 +106,9 @@ def _budget_from_env() -> int:
         mb = float(raw)
     except ValueError:
         mb = -1.0
-    if not mb >= 0:
-        raise ConfigError(f"CIMSIM_PROGRAM_CACHE_MB = {raw!r} is invalid; allowed: a number of "
-                          "MiB >= 0 (0 disables the programming cache)")
+    if not (mb >= 0 and math.isfinite(mb)):  # inf failed in int() with an OverflowError
+        raise ConfigError(f"CIMSIM_PROGRAM_CACHE_MB = {raw!r} is invalid; allowed: a finite "
+                          "number of MiB >= 0 (0 disables the programming cache)")
     return int(mb * 2**20)
 
 

@@ -406,6 +406,11 @@ def _draw_cells(w: np.ndarray, chip: ChipConfig, rng: np.random.Generator) -> Ce
     kinds = column_kinds(w, chip)
     digits_phys = physical_digits(kinds)  # (K, N*Q), j = n*Q + q
     g_phys = None if chip.device.ideal else _program_conductance(digits_phys, chip, rng)
+    # read-only: the programming cache hands the same arrays to every later deploy of the
+    # weights, so a write through one model's layer (a fault injected by hand) changed them all
+    for a in (digits_phys, g_phys):
+        if a is not None:
+            a.setflags(write=False)
     return Cells(kinds, digits_phys, g_phys)
 
 

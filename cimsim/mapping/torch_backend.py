@@ -193,7 +193,9 @@ class _Part:
         if th > 0 or self.var is not None:
             v = torch.full_like(a, th * th)
             if self.var is not None:
-                var = torch.matmul(xg.to(torch.float32).square(), self.var[k0:k1]).double()
+                with _gemm.ieee_float32(torch):  # as the engine's float32 variance GEMM
+                    var = torch.matmul(xg.to(torch.float32).square(), self.var[k0:k1]
+                                       ).double()
                 var = var.reshape(n_planes, mc, -1)
                 v = v + var[..., self.pos]
                 if self.has_neg:

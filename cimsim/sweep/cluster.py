@@ -134,13 +134,16 @@ def _unpack(blob: bytes) -> SweepContext:
     return ctx
 
 
-def _dask_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str, Any]:
+def _dask_point(ctx: SweepContext, pid: str, point: Mapping[str, Any],
+                driver_pid: int | None = None) -> dict[str, Any]:
     """One point on a Dask worker, with the worker limited to one thread per library (a
     ``dask worker`` started by hand does not set :data:`WORKER_ENV`); the record names the
-    worker."""
+    worker. A worker thread in the driver's own process (``Client(processes=False)``) leaves
+    the driver's threads alone: the limits are process-wide and outlived the sweep."""
     from distributed import get_worker
 
-    limit_threads()
+    if os.getpid() != driver_pid:
+        limit_threads()
     record = run_point(ctx, pid, point)
     record["worker"] = get_worker().address  # where it ran (not part of the table)
     return record
@@ -176,8 +179,8 @@ def run_points_dask(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], c
     # large-graph warning's advice to scatter would undo that
     with dask.config.set({"distributed.admin.large-graph-warning-threshold": "64GiB"}):
         ctx_future = client.submit(_unpack, blob, key=f"cimsim-sweep-context-{run}")
-    futures = {client.submit(_dask_point, ctx_future, pid, p, key=f"cimsim-point-{pid}-{run}"):
-               pid for pid, p in todo}
+    futures = {client.submit(_dask_point, ctx_future, pid, p, os.getpid(),
+                             key=f"cimsim-point-{pid}-{run}"): pid for pid, p in todo}
     del ctx_future  # held by the point tasks; released with the last of them
     lost: list[str] = []
     clean_exit = False

@@ -18,6 +18,7 @@ from .._json import json_safe
 from .._seed import check_seed
 from .._version import __version__
 from ..config import ChipConfig, CostModel, as_chip
+from ..engine import engine_settings
 from ..errors import CimsimError, ConfigError
 from ..evaluate import score_problem
 from .files import write_outputs
@@ -372,6 +373,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
             "chip_config": json_safe(chip.to_dict()),  # an infinite on/off ratio as "inf"
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
             "n_eval": input_count(ctx.x_eval), "batch_size": ctx.batch_size,
+            **engine_settings(),
             "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}
     if ctx.exclude:
         meta["exclude"] = list(ctx.exclude)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ChipConfig
+from ..engine import engine_settings
 from ..errors import CimsimError
 
 __all__ = ["JSONL", "append_record", "clean", "context_hash", "data_fingerprint",
@@ -79,7 +80,8 @@ def context_hash(model_fp: str, data_fp: str, calibration: Any, chip: ChipConfig
     calibration (a count of first inputs, or a tensor), the base chip, the seed, the layers
     kept digital (absent when none: a sweep without ``exclude`` keeps the ids it had before
     the option existed, and resumes) and the batch size (a noisy chip draws its noise per
-    batch; absent at :data:`DEFAULT_BATCH_SIZE`, for the same reason)."""
+    batch; absent at :data:`DEFAULT_BATCH_SIZE`, for the same reason), and the process's
+    engine settings where not the defaults (:func:`cimsim.engine.engine_settings`)."""
     cal_key = (f"first:{calibration}" if isinstance(calibration, int)
                else data_fingerprint(calibration))
     shared: dict[str, Any] = {"model": model_fp, "data": data_fp, "calibration": cal_key,
@@ -88,6 +90,7 @@ def context_hash(model_fp: str, data_fp: str, calibration: Any, chip: ChipConfig
         shared["exclude"] = list(exclude)
     if batch_size != DEFAULT_BATCH_SIZE:
         shared["batch_size"] = batch_size
+    shared.update(engine_settings())  # none at the defaults: the ids sweeps had
     text = json.dumps(shared, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 

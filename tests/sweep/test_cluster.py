@@ -261,3 +261,17 @@ def test_driver_killed_mid_sweep(client, npz, tmp_path):
     ref = tmp_path / "ref"
     assert main([*argv[:-4], "--out", str(ref)]) == 0
     assert _results(ref) == results
+
+
+def test_an_in_process_client_leaves_the_drivers_threads_alone(data, chip, tmp_path):
+    """With Client(processes=False) the worker threads are the driver's process: limiting
+    each point to one thread wrote OMP_NUM_THREADS=1 (and the rest) into the caller's
+    environment and capped its BLAS for good."""
+    keys = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {k: os.environ.get(k) for k in keys}
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
+                            dashboard_address=None) as client:
+        frame = run_sweep(tiny_model(), data, chip, {"adc_bits": [4]}, tmp_path,
+                          calibration=N_CAL, progress=False, client=client)
+    assert frame["status"].eq("ok").all()
+    assert {k: os.environ.get(k) for k in keys} == before
