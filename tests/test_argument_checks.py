@@ -219,3 +219,9 @@ def test_a_deployed_layers_cells_are_read_only():
     with pytest.raises(ValueError, match="read-only"):
         layer.g_phys[:] = 0
     assert not layer.digits_phys.flags.writeable
+    # and torch, which only reads them, does not warn of it (cimsim datasheet printed it)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="The given NumPy array is not writable")
+        first(x)
+        first.use_backend("torch")(x)
+        cimsim.cost.datasheet(cimsim.load_chip("sram-65nm"))

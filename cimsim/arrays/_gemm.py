@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,8 +70,8 @@ def int8_matmul() -> Int8MatMul | None:
 
     def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         # strided int8 views are read in place (a row stride is a leading dimension)
-        ta = torch.from_numpy(a if a.dtype == np.int8 else a.astype(np.int8))
-        tb = torch.from_numpy(np.ascontiguousarray(b, dtype=np.int8))
+        ta = read_tensor(torch, a if a.dtype == np.int8 else a.astype(np.int8))
+        tb = read_tensor(torch, np.ascontiguousarray(b, dtype=np.int8))
         return op(ta, tb).numpy()
 
     probe = np.ones((17, 8), dtype=np.int8)
@@ -116,7 +117,18 @@ def gemm(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
     # a model's forward under torch.autocast (CPU) would run this in bfloat16: the sums of
     # the arrays are exact in the dtype chosen here, whatever the caller's mixed precision
     with torch.autocast("cpu", enabled=False), ieee_float32(torch):
-        return torch.from_numpy(a).matmul(torch.from_numpy(b)).numpy()
+        return read_tensor(torch, a).matmul(read_tensor(torch, b)).numpy()
+
+
+def read_tensor(torch, a: np.ndarray):
+    """``torch.from_numpy(a)`` for an operand torch only reads: a programmed layer's cells are
+    read-only (the programming cache shares them), which torch warns of on every process's
+    first GEMM (``cimsim datasheet`` printed it) although nothing writes to them here."""
+    if a.flags.writeable:
+        return torch.from_numpy(a)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(a)
 
 
 @contextlib.contextmanager
