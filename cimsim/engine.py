@@ -294,8 +294,9 @@ def engine_settings() -> dict[str, str]:
     from .arrays._gemm import gemm_setting
 
     out = {}
-    if noise_sampler() != "gaussian":
-        out["noise_sampler"] = noise_sampler()
+    sampler = noise_sampler()
+    if sampler != "gaussian":
+        out["noise_sampler"] = sampler
     if gemm_setting() == "numpy":
         out["gemm"] = "numpy"
     return out

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .program import ProgrammedLayer
 
 __all__ = ["Aging", "DURATION_UNITS", "STATIC_DEVICE", "aged_conductance", "at_time", "attach",
-           "calibration_read_events", "check_time", "gain_events", "gain_ratio",
+           "calibration_read_events", "check_time", "finite_seconds", "gain_events", "gain_ratio",
            "parse_duration", "read_noise_growth", "reference_drift", "state_levels",
            "warn_static_time"]
 
@@ -81,18 +81,24 @@ class Aging:
     since, and those are its t0 tables."""
 
 
+def finite_seconds(value: object) -> float | None:
+    """``value`` as a finite float if it is a real number (not a bool), else None; an integer
+    beyond float's range (10**400) is not finite (``float()`` raised OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    try:
+        t = float(value)
+    except OverflowError:
+        return None
+    return t if math.isfinite(t) else None
+
+
 def check_time(t_s: object, chip: ChipConfig, name: str = "t_inference_s") -> float:
     """``t_s`` as a float, or :class:`ConfigError` naming ``name`` and what is allowed: a
     finite number of seconds >= ``device.drift_t0_s``."""
     t0 = chip.device.drift_t0_s
-    ok = isinstance(t_s, (int, float, np.integer, np.floating)) and not isinstance(t_s, bool)
-    if ok:
-        try:
-            t = float(t_s)  # type: ignore[arg-type]
-        except OverflowError:  # an integer beyond float's range: not finite
-            t = math.inf
-        ok = math.isfinite(t) and t >= t0
-    if not ok:
+    t = finite_seconds(t_s)
+    if t is None or t < t0:
         raise ConfigError(f"{name} = {t_s!r} is invalid; allowed: a finite time in seconds "
                           f">= device.drift_t0_s = {t0:g} (the time after programming at which "
                           "the programmed state is defined)")

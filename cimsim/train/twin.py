@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +57,7 @@ from ..arrays.analog import column_transfer
 from ..arrays.drift import (
     aged_conductance,
     check_time,
+    finite_seconds,
     gain_ratio,
     read_noise_growth,
     reference_drift,
@@ -239,9 +239,8 @@ class TwinOptions:
                     raise ConfigError(f"TwinOptions.devices = {value!r} is invalid; allowed: "
                                       + ", ".join(repr(v) for v in self.DEVICES))
             elif f.name == "t_inference_s":
-                ok = value is None or (isinstance(value, (int, float, np.integer, np.floating))
-                                       and not isinstance(value, bool)
-                                       and _finite(value) and value > 0)
+                seconds = finite_seconds(value)
+                ok = value is None or (seconds is not None and seconds > 0)
                 if not ok:
                     raise ConfigError(f"TwinOptions.t_inference_s = {value!r} is invalid; "
                                       "allowed: None or a finite time in seconds >= the chip's "
@@ -258,14 +257,6 @@ class TwinOptions:
         if unknown:
             raise ConfigError(f"unknown training option(s) {unknown}; options: {names}")
         return cls(**options)
-
-
-def _finite(value) -> bool:
-    """Whether a number is finite, an integer beyond float's range (10**400) not."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
