@@ -30,6 +30,19 @@ def thin_samples(x: np.ndarray) -> np.ndarray:
     return x[:: -(-x.size // MAX_POOLED_SAMPLES)] if x.size > MAX_POOLED_SAMPLES else x
 
 
+def unseen_span(values: np.ndarray, layer: ProgrammedLayer) -> dict[str, float]:
+    """The clamp limits of a unit whose calibration values had no spread: the column's full
+    scale ``[fs_lo, fs_hi]`` where finite, so that its levels spread over it around the value
+    seen, as :func:`cimsim.adc.linear.unseen_spread` spreads a linear ADC's codes (every level
+    on that one value read any other input as it: a layer calibrated on zeros returned its
+    bias whatever it was given). Otherwise none: the samples' own range."""
+    if values.size and values.min() == values.max() and np.isfinite(layer.fs_lo) \
+            and np.isfinite(layer.fs_hi) and layer.fs_lo < layer.fs_hi:
+        return {"lo": min(layer.fs_lo, float(values.min())),
+                "hi": max(layer.fs_hi, float(values.max()))}
+    return {}
+
+
 def levels_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
     """Thresholds (G, C, L-1) and levels (G, C, L) fitted to the kept samples, one fit per unit
     of ``adc.calibration_granularity``."""
@@ -40,8 +53,9 @@ def levels_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
     thr = np.empty((g_n, c_n, n_levels - 1))
     lvl = np.empty((g_n, c_n, n_levels))
     for rows, cols in calibration_units(layer, adc.calibration_granularity):
-        values = np.concatenate([thin_samples(per_g[g][:, cols].ravel()) for g in rows])
-        lv = fit_levels(thin_samples(values), adc.bits, adc.level_fit)
+        values = thin_samples(np.concatenate([thin_samples(per_g[g][:, cols].ravel())
+                                              for g in rows]))
+        lv = fit_levels(values, adc.bits, adc.level_fit, **unseen_span(values, layer))
         thr[np.ix_(rows, cols)] = lv.thresholds
         lvl[np.ix_(rows, cols)] = lv.levels
     return ADCTables.from_levels(thr, lvl)

@@ -81,6 +81,27 @@ def test_levels_are_fitted_per_unit():
     assert per["layer"] == 1 < per["array"] <= per["column"]
 
 
+@pytest.mark.parametrize("method", ["uniform", "kmeans"])
+def test_a_unit_without_spread_spreads_its_levels_over_the_full_scale(method):
+    """A row group whose calibration inputs were all 0 read one value: its levels all sat on
+    it, and any later input of those rows read as that value (a linear ADC spreads such a
+    unit's codes over the column's full scale, ``unseen_spread``). Now its levels span
+    ``[fs_lo, fs_hi]`` (a fit's with the value seen among them); the other groups keep
+    their fit."""
+    x, w = _operands(5, k=80)
+    x[:, 40:] = 0                                  # row groups 2 and 3 (20 rows each) unseen
+    layer = engine.calibrate(program(w, _chip(3, method, "array"), np.random.default_rng(1)),
+                             x)
+    lvl = layer.adc.lvl
+    assert np.ptp(lvl[:2], axis=-1).max() < 0.5 * (layer.fs_hi - layer.fs_lo)  # their own fit
+    seen = lvl[2:]
+    assert layer.fs_lo <= seen.min() and seen.max() <= layer.fs_hi
+    assert np.ptp(seen, axis=-1).min() >= 0.75 * (layer.fs_hi - layer.fs_lo)
+    assert np.all(np.diff(seen, axis=-1) > 0)
+    if method != "uniform":  # a fit to the samples: the value it saw (0: no input) a level
+        assert np.all(np.isclose(seen, 0.0, atol=1e-9).any(axis=-1))
+
+
 def test_nonlinear_reference_codes_and_ties():
     thr = np.array([[0.0, 1.0, 2.0]])
     lvl = np.array([[-1.0, 0.5, 1.5, 3.0]])
