@@ -500,6 +500,16 @@ class TwinMatmul(nn.Module):
         self.act_scale = nn.Parameter(torch.tensor(view.s_x, dtype=dt, device=dev),
                                       requires_grad=opts.learn_act_scale and not self.block_fp)
         buf("_act_scale0", view.s_x)
+        tiny = float(torch.finfo(dt).tiny)
+        for what, value in (("activation", float(view.s_x)), ("weight", float(np.min(s_w)))):
+            if not value >= tiny:
+                # below the dtype's normal range the scale and its gradient's 1/s terms lose
+                # their bits or overflow: training steps it to NaN (inputs of 1e-38 in float32)
+                raise MappingError(
+                    f"its {what} scale {value:.3g} is below {dt}'s smallest "
+                    f"normal number ({tiny:.3g}), where its gradients are NaN: scale the "
+                    f"{'calibration inputs' if what == 'activation' else 'weights'} up, or "
+                    "prepare the model in float64 (model.double())")
         self.zero_point = int(view.zero_point)
         """The code of x = 0 the inputs are driven with, its exact correction
         ``-zero_point · Σ_k w_int`` added after the ADCs: -2^(B_x-1) with the A-shift

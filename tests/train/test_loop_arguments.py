@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cimsim
-from cimsim.errors import ConfigError
+from cimsim.errors import ConfigError, MappingError
 from cimsim.train import prepare
 from cimsim.train.columnquant import columnquant_optimizer
 from cimsim.train.distill import distill
@@ -80,3 +80,18 @@ def test_option_values_and_chips_a_method_cannot_use_are_refused_up_front():
         parse_method("qat+bitaug").chip(ramp)
     with pytest.raises(ConfigError, match="lr = nan"):
         columnquant_optimizer(prepared, float("nan"))
+
+
+def test_a_scale_below_the_normal_range_is_refused_and_trains_in_float64():
+    """Calibration inputs of 1e-38 gave a float32 twin an activation scale of 4e-41, a
+    subnormal: the forward ran and its gradient was NaN. ``prepare`` refuses it, naming the
+    scale and the way out; in float64 the same data trains with finite gradients."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 4))
+    x = torch.rand(32, 16) * 1e-38
+    with pytest.raises(MappingError, match=r"activation scale .* smallest normal .*float64"):
+        prepare(model, "rram-22nm", x, seed=0)
+    twin = prepare(model.double(), "rram-22nm", x.double(), seed=0)
+    twin(x.double()).pow(2).sum().backward()
+    grads = [p.grad for p in twin.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
