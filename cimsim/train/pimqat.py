@@ -27,6 +27,7 @@ Deploying on the target chip (other ADC bits, noise, non-linearity, variation) i
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -158,8 +159,12 @@ def rescale_factors(terms: Iterable[tuple[float, float, float, float, float, flo
         lam, rho = adc_moments(rows * mean, var_a, lo, delta, n_codes)
         w = c * c * var_a
         v0, cov, vq = v0 + w, cov + w * lam, vq + w * rho
-    if v0 <= 0 or vq <= 0:
+    if v0 <= 0:
         return 1.0, 1.0
+    if vq <= 0:
+        # every conversion reads one code: no forward multiplier restores a variance of 0
+        # (η_f stays 1), while the expected slope C / V₀ is still defined (≈ 0)
+        return 1.0, float(cov / v0)
     return math.sqrt(v0 / vq), float(cov / v0)
 
 
@@ -181,7 +186,9 @@ def layer_rescale(twin: TwinMatmul) -> tuple[float, float]:
     """
     chip = twin.chip
     dt = torch.float64
-    xs = torch.arange(twin.x_lo, twin.x_hi + 1, dtype=dt)[None]  # (1, n_x)
+    # the codes the arrays are driven with: x_int + zero_point (the A-shift's -2^(B_x-1), an
+    # asymmetric quantizer's z; -z·Σw is added exactly after the ADCs, outside V₀ and V_Q)
+    xs = torch.arange(twin.x_lo, twin.x_hi + 1, dtype=dt)[None] + twin.zero_point  # (1, n_x)
     ws = torch.arange(-twin.w_qmax, twin.w_qmax + 1, dtype=dt)[None]  # (1, n_w)
     if twin.binary:
         ws = ws[ws != 0][None]  # ±1: a binary weight has no 0
@@ -205,6 +212,10 @@ def layer_rescale(twin: TwinMatmul) -> tuple[float, float]:
     return rescale_factors(terms)
 
 
+#: An η_b below this warns: the layer's gradient is cut a thousandfold or more.
+DEAD_SLOPE = 1e-3
+
+
 def apply_rescaling(prepared: PreparedModel, *, forward: bool = True, backward: bool = True
                     ) -> dict[str, tuple[float, float]]:
     """Set every twin's ``out_rescale`` (η_f, if ``forward``) and ``grad_rescale`` (η_b, if
@@ -212,6 +223,12 @@ def apply_rescaling(prepared: PreparedModel, *, forward: bool = True, backward: 
     out = {}
     for name, twin in prepared.twins():
         f, b = layer_rescale(twin)
+        if backward and b < DEAD_SLOPE:
+            warnings.warn(f"PIM-QAT: layer {name!r}'s expected slope η_b = {b:.3g}: under the "
+                          "rescaling's model nearly every conversion reads one code (an ADC "
+                          "step wider than its partial sums), so its weights and inputs get "
+                          "almost no gradient (fewer rows per conversion or more ADC bits "
+                          "would give it one)", stacklevel=2)
         twin.out_rescale = f if forward else 1.0
         twin.grad_rescale = b if backward else 1.0
         out[name] = (f, b)

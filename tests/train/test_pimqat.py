@@ -129,6 +129,42 @@ def test_rescale_factors_identity_without_loss():
                                                                                     abs=1e-6)
 
 
+def test_layer_rescale_models_the_driven_codes_with_a_zero_point():
+    """With the A-shift the arrays are driven with x_int - 2^(B_x-1): the scalars modelled the
+    unshifted codes ([0, 15] where [-8, 7] is driven: η_b 0.94 against 0.28). They now match
+    a Monte Carlo of the twin's converted product of uniform driven codes and weights."""
+    torch.manual_seed(0)
+    chip = pim_chip("native", adc_bits=4, rows=128)
+    chip = chip.replace(dac=chip.dac.replace(shift_unsigned_inputs=True))
+    prep = prepare_pimqat(nn.Sequential(nn.Linear(256, 64, bias=False).double()), chip,
+                          torch.rand(256, 256, dtype=torch.float64))
+    (_, twin), = list(prep.twins())
+    assert twin.zero_point == -8
+    eta_f, eta_b = layer_rescale(twin)
+    rng = np.random.default_rng(1)
+    w = torch.from_numpy(rng.integers(-7, 8, (64, 256)).astype(np.float64))
+    x = torch.from_numpy(rng.integers(0, 16, (2048, 256)).astype(np.float64)) + twin.zero_point
+    with torch.no_grad():
+        y = twin._integer(x, w).sum(0).numpy().ravel()
+    y0 = (x @ w.t()).numpy().ravel()
+    mc_f = math.sqrt(y0.var() / y.var())
+    mc_b = float(np.mean((y - y.mean()) * (y0 - y0.mean())) / y0.var())
+    assert eta_f == pytest.approx(mc_f, rel=0.03) and eta_b == pytest.approx(mc_b, rel=0.05)
+
+
+def test_a_layer_whose_conversions_read_one_code_gets_no_slope_and_a_warning():
+    """A 9-row conversion under a full scale set for 128 rows reads code 0 whatever its
+    operands: ρ = 0, and the scalars fell back to (1, 1), the full straight-through gradient.
+    η_b is C / V₀ ≈ 0 there (η_f stays 1), and ``apply_rescaling`` warns naming the layer."""
+    assert rescale_factors([(1.0, 9, 0.0, 1.0, 0.0, 1e6, 16)]) == (1.0, pytest.approx(0.0))
+    model = nn.Sequential(nn.Linear(9, 4))
+    with pytest.warns(UserWarning, match=r"layer '0'.*η_b = .*almost no gradient"):
+        prep = prepare_pimqat(model, pim_chip("native", adc_bits=4, rows=128),
+                              torch.rand(64, 9))
+    (_, twin), = list(prep.twins())
+    assert twin.out_rescale == 1.0 and twin.grad_rescale < 1e-3
+
+
 def test_rescaling_hooks_forward_backward_and_deploy():
     """out_rescale multiplies the output (and goes into the deployed s_w); grad_rescale
     multiplies only the gradient the chip product passes to the inputs and weights."""
