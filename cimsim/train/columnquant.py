@@ -185,7 +185,8 @@ class PsumCentre:
 
     Per batch of analog values a (G, P·M, C): mu and sigma per column of each array (a
     ``column`` step) or per quantizer (one array for ``array``, the layer for ``layer``);
-    ``a`` is clipped to ``[mu − n·sigma, mu + n·sigma]``; the centre code
+    ``a`` is clipped to ``[mu − n·sigma, mu + n·sigma]`` (a clamp: a clipped value passes no
+    straight-through gradient to the inputs and weights, as in LsqPsum); the centre code
     ``c = round(mean(round(a/Δ)))`` per quantizer; the grid covers codes
     ``c − 2^(b−1) .. c + 2^(b−1) − 1``, i.e. starts at ``(c − 2^(b−1))·Δ``.
     In ``frozen`` mode mu, sigma and c are those :func:`freeze_psum` measured.
@@ -225,7 +226,8 @@ class PsumCentre:
         centre = torch.round(q.mean(dim=dims_c, keepdim=True)).expand(a.shape[0], 1, a.shape[2])
         return mu, torch.nan_to_num(sd), centre
 
-    def __call__(self, twin: TwinMatmul, a: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    def __call__(self, twin: TwinMatmul, a: torch.Tensor, ratio: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.mode == "frozen" and self.centre is not None and self._acc is None:
             mu, sd, centre = self.mu, self.sd, self.centre
         else:
@@ -233,8 +235,11 @@ class PsumCentre:
             if self._acc is not None:
                 self._acc.append((mu, sd, centre * (twin._adc_delta0 * ratio)[:, None, :]))
         assert mu is not None and sd is not None and centre is not None
-        torch.clamp(a, mu - self.num_sigma * sd, mu + self.num_sigma * sd, out=a)
-        return (centre - self.half) * twin._adc_delta0[:, None, :]
+        lo, hi = mu - self.num_sigma * sd, mu + self.num_sigma * sd
+        # LsqPsum clamps before rounding: autograd passes nothing to a value beyond the clip
+        kept = (a >= lo) & (a <= hi)
+        torch.clamp(a, lo, hi, out=a)
+        return (centre - self.half) * twin._adc_delta0[:, None, :], kept
 
 
 def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
@@ -391,7 +396,7 @@ def psum_mse(prepared: PreparedModel, x, *, batch_size: int = 64) -> dict[str, f
             lo0 = _twin._adc_lo0[:, None, :]
             if _twin.adc_hook is not None:  # apply the clip the ADC will see, once
                 hook, _twin.adc_hook = _twin.adc_hook, None
-                lo0 = hook(_twin, a, ratio)
+                lo0, _ = hook(_twin, a, ratio)
                 saved = _twin._adc_lo0.clone()
                 _twin._adc_lo0.copy_(lo0.expand(-1, 1, a.shape[2])[:, 0, :])
                 ref = a.clone()

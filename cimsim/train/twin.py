@@ -686,12 +686,14 @@ class TwinMatmul(nn.Module):
         """Compute the integer products exactly, without the arrays and ADCs
         (:func:`recalibrate_adcs`' pass: the inputs the float calibration of ``deploy`` would
         see downstream, up to the quantization)."""
-        self.adc_hook: Callable[[TwinMatmul, torch.Tensor, torch.Tensor], torch.Tensor] | None \
-            = None
-        """``hook(twin, a, ratio) -> lo0``: called on the analog values ``a`` (G, P·M, C)
-        before a linear ADC converts them; it may clip ``a`` in place and returns the grid
-        start in units of the initial step (broadcastable to (G, 1, C)) that replaces
-        ``_adc_lo0`` for this conversion (ColumnQuant's data-dependent centre)."""
+        self.adc_hook: Callable[[TwinMatmul, torch.Tensor, torch.Tensor],
+                                tuple[torch.Tensor, torch.Tensor | None]] | None = None
+        """``hook(twin, a, ratio) -> (lo0, kept)``: called on the analog values ``a``
+        (G, P·M, C) before a linear ADC converts them; it may clip ``a`` in place and returns
+        the grid start in units of the initial step (broadcastable to (G, 1, C)) that replaces
+        ``_adc_lo0`` for this conversion (ColumnQuant's data-dependent centre), and the mask of
+        the values it left unclipped (None: all), which pass the straight-through gradient
+        as the ADC's own unclipped conversions do (a clip is a clamp: no gradient beyond it)."""
         self.activation: FusedActivation | None = view.activation
         """The layer-output ADC is the following ReLU's quantizer (``adc.fuse_activation``,
         ``cimsim.adc.activation``): the output is ``levels[#(thresholds <= y)]`` of the
@@ -1346,8 +1348,9 @@ class TwinMatmul(nn.Module):
                     inside.transpose(1, 2), None)
         lo0_g, d0_all, top = self._adc_grid0()
         lo0 = lo0_g[:, None, :]
+        kept = None
         if self.adc_hook is not None:  # e.g. ColumnQuant's data-dependent centre
-            lo0 = self.adc_hook(self, a, ratio)
+            lo0, kept = self.adc_hook(self, a, ratio)
         lo = lo0 * ratio[:, None, :]
         delta = (d0_all * ratio)[:, None, :]
         # the engine's order of operations, so that codes agree up to float ties
@@ -1358,6 +1361,8 @@ class TwinMatmul(nn.Module):
         u = a.sub_(lo).div_(delta)  # the grid position
         code = torch.add(u, 0.5).floor_()
         inside = code.ge(0.0).logical_and_(code.le(top))
+        if kept is not None:
+            inside.logical_and_(kept)
         code.clamp_(0.0, top)
         d_ratio = None
         if want_step:

@@ -105,6 +105,38 @@ def test_frozen_centre_is_fixed_in_eval_and_batch_centre_is_not():
                                (hooks[0].centre[:, 0, :] - 4).numpy(), atol=1e-9)
 
 
+def test_the_pre_clip_passes_no_gradient_beyond_it():
+    """LsqPsum clamps the partial sum to mu ± n·sigma before rounding, so autograd gives a
+    clipped one no gradient. The hook clipped in place outside autograd, and 96 % of the
+    clipped conversions (n = 0.5, 8-b partial sums) still passed the straight-through 1."""
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Linear(96, 8, bias=False)).double()
+    cal = torch.rand(128, 96, dtype=torch.float64)
+    prep = prepare_columnquant(lin, columnquant_chip(psum_bits=8, psum_scale="column"), cal,
+                               centre="batch", num_sigma=0.5, init="engine", grad="lsq").train()
+    (_, twin), = list(prep.twins())
+    twin.fused = False
+    hook, convert, seen = twin.adc_hook, twin._convert, {}
+
+    def spy(t, a, ratio):
+        before = a.clone()
+        out = hook(t, a, ratio)
+        seen["clipped"] = a != before
+        return out
+
+    def spy_convert(*args):
+        out = convert(*args)
+        seen["inside"] = out[1].clone()
+        return out
+
+    twin.adc_hook, twin._convert = spy, spy_convert
+    prep(cal[:64]).sum().backward()
+    clipped, inside = seen["clipped"], seen["inside"]
+    assert 0.3 < float(clipped.double().mean()) < 0.9
+    assert not inside[clipped].any()        # clipped: no straight-through gradient
+    assert inside[~clipped].double().mean() > 0.9
+
+
 def test_psum_mse_and_options():
     net, x, _, chip = _setup(2)
     fine = prepare_columnquant(net, columnquant_chip(psum_bits=8, array_size=40), x[:20])
