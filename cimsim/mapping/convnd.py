@@ -198,7 +198,8 @@ class SimConvTranspose(SimLayer):
             core.activation_clamp = None
         super().finalize()
 
-    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        x = input  # torch names it so: a caller may pass input=
         g = self.geometry
         rows, lead, xb, size = g.rows(x, output_size, self.sim_name)
         k = g.in_channels // len(self.cores)  # a group, or a pack of groups, per core
@@ -232,7 +233,8 @@ class SimConv3d(SimLayer):
         b = None if src.bias is None else self._np(src.bias)
         self.cores = grouped_cores(name, w2, b, src.groups, chip, seed, g.kernel)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        x = input  # torch names it so: a caller may pass input=
         g = self.geometry
         if x.dim() == g.nd + 1:  # unbatched (C, D, H, W), as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)

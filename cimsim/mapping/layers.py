@@ -685,7 +685,8 @@ class SimLinear(SimLayer):
         bias = None if src.bias is None else self._np(src.bias)
         self.cores = [MatmulCore(name, self._np(src.weight), bias, chip, seed)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        x = input  # torch names it so: a caller may pass input=
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             # as nn.Linear refuses it: a reshape would silently regroup the features
             shape = "x".join(map(str, x.shape)) or "scalar"
@@ -774,7 +775,8 @@ class SimConv(SimLayer):
         b = None if src.bias is None else self._np(src.bias)
         self.cores = grouped_cores(name, w2, b, self.groups, chip, seed, (kh, kw))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        x = input  # torch names it so: a caller may pass input=
         if x.dim() == self.dim + 1:  # unbatched (C, L) / (C, H, W), as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
         if x.dim() != self.dim + 2 or x.shape[1] != self.in_channels:

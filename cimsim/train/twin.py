@@ -1820,7 +1820,8 @@ class TwinLinear(_TwinLayer):
         (t,) = self.matrices()
         return {"weight": t.weight, "bias": t.bias}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        x = input  # torch names it so: a caller may pass input=
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         if self.calibrating:
@@ -1907,7 +1908,8 @@ class TwinConv(_TwinLayer):
         b = None if self._b is None else torch.cat([t.bias for t in twins if t.bias is not None])
         return {"weight": w, "bias": b}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        x = input  # torch names it so: a caller may pass input=
         if x.dim() == self.dim + 1:  # unbatched, as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
         x4 = x.unsqueeze(2) if self.dim == 1 else x

@@ -52,7 +52,8 @@ class TwinConv3d(TwinConv):
         self.row_tiles = row_tiles
         self._b = None if src.bias is None else src.bias.detach().clone()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        x = input  # torch names it so: a caller may pass input=
         g = self.geometry
         if x.dim() == g.nd + 1:  # unbatched, as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
@@ -89,7 +90,8 @@ class TwinConvTranspose(_TwinLayer):
         return {"weight": transpose_weight(mats, self.groups, self.geometry.weight_shape),
                 "bias": self.bias}
 
-    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+    def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        x = input  # torch names it so: a caller may pass input=
         g = self.geometry
         rows, lead, xb, size = g.rows(x, output_size, self.twin_name)
         y = self._grouped_product(rows, self._mats, None, self.groups // self.per)

@@ -1055,3 +1055,30 @@ def test_a_deployed_or_prepared_model_passed_again_is_named():
     # what the errors advise works
     cimsim.deploy(prep.float_model(), "rram-22nm", x, seed=0)
     prep.deploy(seed=0)
+
+
+class _KeywordCalls(nn.Module):
+    """Every mapped module kind called as ``layer(input=h)``, as torch's signatures allow."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.c1 = nn.Conv2d(3, 4, 3), nn.Conv1d(4, 4, 1)
+        self.c3, self.tr, self.fc = nn.Conv3d(1, 2, 1), nn.ConvTranspose2d(4, 4, 2), nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.tr(input=self.conv(input=x))
+        h = self.c1(input=h.flatten(2)).mean(2)
+        h = h + self.c3(input=x[:, :1, None]).mean((1, 2, 3, 4))[:, None]
+        return self.fc(input=h)
+
+
+def test_layers_called_with_the_input_keyword_deploy_and_prepare():
+    """``self.fc(input=h)`` is valid torch; the simulated layers and the twin's named the
+    argument x, and deploy failed with a bare TypeError."""
+    from cimsim.train import prepare
+    torch.manual_seed(0)
+    model, x = _KeywordCalls().eval(), torch.randn(4, 3, 8, 8)
+    sim = cimsim.deploy(model, "ideal", calibration=x, seed=0)
+    assert set(sim.sim_layers) == {"conv", "c1", "c3", "tr", "fc"}
+    torch.testing.assert_close(sim(x), model(x), atol=5e-3, rtol=0)
+    torch.testing.assert_close(prepare(model, "ideal", x, seed=0).eval()(x), sim(x))
