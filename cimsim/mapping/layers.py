@@ -75,8 +75,13 @@ class MatmulCore:
 
     def __init__(self, name: str, w: np.ndarray, bias: np.ndarray | None, chip: ChipConfig,
                  seed: int, row_tiles: list[tuple[int, int]] | None = None,
-                 digital: bool = False, layer_max_abs: float | None = None):
+                 digital: bool = False, layer_max_abs: float | None = None,
+                 packed_groups: int = 1):
         self.name = name
+        self.packed_groups = packed_groups
+        """Groups on this matrix's block diagonal (``array.group_packing``): its zero blocks
+        are cells the arrays read, not multiply-accumulates of the layer, so the logical
+        ``layer/mac`` count is the pack's M·K·N over this."""
         self.layer_max_abs = layer_max_abs
         """The largest |w| of the layer when this is one group of it (``grouped_cores``): an
         all-zero group takes the layer's scale (``engine_view``); None: the matrix's own."""
@@ -303,6 +308,9 @@ class MatmulCore:
                 y += y_int * (view.s_x * s_w)
             else:  # block FP: this part's power of two per vector (exact)
                 y += y_int * (np.ldexp(1.0, x_exp[:, t])[:, None] * s_w)
+            if self.packed_groups > 1:
+                mac = event_key(Component.LAYER, Action.MAC)
+                ev = ev + Events({mac: -ev.get(mac) * (1.0 - 1.0 / self.packed_groups)})
             self.events = self.events + ev
         self.events = self.events + self._digital_events(x.shape[0])
         self.n_vectors += x.shape[0]
@@ -721,7 +729,8 @@ def grouped_cores(name: str, w2: np.ndarray, bias: np.ndarray | None, groups: in
     layer_max_abs = group_max_abs(w2, n)
     return [MatmulCore(group_name(name, j, n, per), w2[j * n_p:(j + 1) * n_p],
                        None if bias is None else bias[j * n_p:(j + 1) * n_p], chip,
-                       stream_key(seed, j), row_tiles, layer_max_abs=layer_max_abs)
+                       stream_key(seed, j), row_tiles, layer_max_abs=layer_max_abs,
+                       packed_groups=per)
             for j in range(n)]
 
 

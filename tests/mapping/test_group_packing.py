@@ -113,6 +113,27 @@ def test_packed_equals_one_matrix_per_group_on_the_lossless_chip():
     assert packed.arrays_needed < apart.arrays_needed
 
 
+def test_a_pack_counts_its_groups_logical_macs():
+    """The report's MACs (and the TOPS built from them) are the layer's, whatever the
+    packing: a pack counted its zero blocks, a packed depthwise conv P times its MACs."""
+    torch.manual_seed(0)
+    model = Mobile().double().eval()
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    chip = lossless_chip("channel")
+    reports = {}
+    for name, c in (("apart", chip), ("packed", _packed(chip))):
+        sim = cimsim.deploy(model, c, x, seed=2)
+        sim(x)
+        reports[name] = sim.report()
+    apart, packed = (reports[k].layers.set_index("layer") for k in ("apart", "packed"))
+    dw = 5 * 5 * 12 * 9  # output pixels x channels x one group's 1 x 3 x 3 weights
+    assert apart.loc["dw", "n_macs_per_inference"] == dw
+    assert packed.loc["dw", "n_macs_per_inference"] == dw
+    np.testing.assert_array_equal(packed["n_macs_per_inference"], apart["n_macs_per_inference"])
+    assert reports["packed"].totals["ops_per_inference"] == \
+        reports["apart"].totals["ops_per_inference"]
+
+
 @pytest.mark.parametrize("granularity", ["tensor", "column"])
 def test_packed_equals_one_matrix_per_group_at_every_weight_granularity(granularity):
     """Per-tensor scales: each group took its own max|w| unpacked and a pack its largest
