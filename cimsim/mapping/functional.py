@@ -91,12 +91,15 @@ from .graph_digital import ATEN_PRODUCTS, ATTENTION_REASON
 from .weight_view import TensorMeta, WeightView, weight_like, weight_read_message
 
 __all__ = ["ACTIVATION_REASON", "COMPILED_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON",
-           "MODULATED_REASON", "SCALED_REASON",
+           "MODULATED_REASON", "SCALED_REASON", "UNREGISTERED_REASON",
            "FunctionalUses", "higher_order_error", "refuse_integer_input",
            "refuse_transformed_inputs",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
            "linear_through", "weight_read_error", "weight_view", "refuse_swapped_weights"]
 
+UNREGISTERED_REASON = ("a layer held in a plain list or dict (torch registers neither it nor "
+                       "its weights): computes in float; hold it in an nn.ModuleList / "
+                       "nn.ModuleDict to map it")
 FUNCTIONAL_REASON = ("used by a matrix product outside a mappable module (functional call): "
                      "computes in float; hold it in an nn.Linear / nn.Conv module to map it")
 
@@ -661,6 +664,26 @@ def _plain_tensors(modules: Mapping[str, nn.Module]) -> list[tuple[str, torch.Te
             and t.is_floating_point() and t.dim() >= 2]
 
 
+def _unregistered_parameters(modules: Mapping[str, nn.Module]
+                             ) -> list[tuple[str, torch.Tensor]]:
+    """Parameters of modules held in plain Python containers (``self.heads = [nn.Linear(8,
+    4)]``, a dict of them: not an ``nn.ModuleList``, so torch registers neither the module
+    nor its weights), by their attribute path (``heads[0].weight``): such a layer runs, and
+    its float product passed for a simulated one, listed nowhere."""
+    registered = {id(m) for m in modules.values()}
+    out = []
+    for name, m in modules.items():
+        for attr, value in vars(m).items():
+            items = (value.items() if isinstance(value, dict)
+                     else enumerate(value) if isinstance(value, (list, tuple)) else ())
+            for key, sub in items:
+                if isinstance(sub, nn.Module) and id(sub) not in registered:
+                    path = f"{name}.{attr}" if name else attr
+                    out += [(f"{path}[{key!r}].{p}" if isinstance(key, str) else
+                             f"{path}[{key}].{p}", t) for p, t in sub.named_parameters()]
+    return out
+
+
 @contextmanager
 def watch_functional_weights(model: nn.Module, skip: Iterable[str],
                              replaced: Mapping[str, nn.Module] | None = None,
@@ -689,6 +712,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
                *((n, b) for n, b in model.named_buffers()
                  if b.is_floating_point() and b.dim() >= 2),
                *_plain_tensors(modules),
+               *_unregistered_parameters(modules),
                # the user's own, reached through a function the copy shares: named as the copy's
                *(() if original is None else original.named_parameters())]
     for name, p in weights:
@@ -787,11 +811,16 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
     _warn_named(who, uses.modulated, "weight(s) are multiplied by an activation before a "
                 "matrix product (input-dependent weights, which no array holds programmed "
                 "once) and run digitally in float")
-    _warn_named(who, uses.weights, "weight(s) reach a matrix product without a mappable module "
+    hidden = {n: v for n, v in uses.weights.items() if "[" in n}  # _unregistered_parameters
+    plain = {n: v for n, v in uses.weights.items() if n not in hidden}
+    _warn_named(who, hidden, "layer weight(s) belong to modules held in a plain list or dict, "
+                "which torch does not register, and run digitally in float", "; hold them in "
+                "an nn.ModuleList / nn.ModuleDict to map them")
+    _warn_named(who, plain, "weight(s) reach a matrix product without a mappable module "
                 "and run digitally in float", "; hold each in an nn.Linear / nn.Conv module "
                 "(e.g. self.proj = nn.Linear(...), then self.proj(x)) to map it")
-    return ([(name, "parameter", FUNCTIONAL_REASON) for name in sorted(uses.weights)]
-            + modulated + products)
+    return ([(name, "parameter", UNREGISTERED_REASON if name in hidden else FUNCTIONAL_REASON)
+             for name in sorted(uses.weights)] + modulated + products)
 
 
 def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:

@@ -1082,3 +1082,31 @@ def test_layers_called_with_the_input_keyword_deploy_and_prepare():
     assert set(sim.sim_layers) == {"conv", "c1", "c3", "tr", "fc"}
     torch.testing.assert_close(sim(x), model(x), atol=5e-3, rtol=0)
     torch.testing.assert_close(prepare(model, "ideal", x, seed=0).eval()(x), sim(x))
+
+
+class _PlainContainers(nn.Module):
+    """Layers in a plain list and a plain dict: torch registers neither them nor their
+    weights, and the model runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.heads = [nn.Linear(8, 4)]
+        self.extra = {"out": nn.Linear(4, 3)}
+
+    def forward(self, x):
+        return self.extra["out"](self.heads[0](torch.relu(self.fc(x))))
+
+
+@pytest.mark.parametrize("entry", ["deploy", "prepare"])
+def test_layers_in_plain_containers_are_listed_digital_with_a_warning(entry):
+    """They ran in float, listed nowhere and unwarned, their results passing for simulated
+    ones; now they are listed digital, named by their path, with the fix in the warning."""
+    from cimsim.train import prepare
+    torch.manual_seed(0)
+    model, x = _PlainContainers().eval(), torch.randn(32, 8)
+    run = cimsim.deploy if entry == "deploy" else prepare
+    with pytest.warns(UserWarning, match=r"plain list or dict.*nn\.ModuleList"):
+        sim = run(model, "ideal", x, seed=0)
+    names = {row[0] for row in sim.digital}
+    assert {"heads[0].weight", "extra['out'].weight"} <= names
