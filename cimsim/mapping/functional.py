@@ -671,7 +671,7 @@ def _unregistered_parameters(modules: Mapping[str, nn.Module]
     nor its weights), by their attribute path (``heads[0].weight``): such a layer runs, and
     its float product passed for a simulated one, listed nowhere."""
     registered = {id(m) for m in modules.values()}
-    out = []
+    out: list[tuple[str, torch.Tensor]] = []
     for name, m in modules.items():
         for attr, value in vars(m).items():
             items = (value.items() if isinstance(value, dict)
