@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils._pytree import tree_leaves
+from torch.utils._pytree import tree_leaves, tree_map
 
 from ..errors import WeightReadError
 
@@ -79,12 +79,31 @@ def weight_read_message(kind: str, attr: str, layer: str, held: str) -> str:
             "read - or exclude the layer (exclude=[...]) to keep it digital")
 
 
+#: Torch functions that make a new tensor from another's metadata alone, never its values.
+_METADATA_FACTORIES = frozenset({
+    torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like, torch.rand_like,
+    torch.randn_like, torch.randint_like, torch.Tensor.new_zeros, torch.Tensor.new_ones,
+    torch.Tensor.new_empty, torch.Tensor.new_full, torch.Tensor.new_tensor,
+})
+
+
+def _stand_in(t: Any) -> Any:
+    """A :class:`WeightView` as a plain tensor of its shape, dtype and device whose one
+    element every index shares (zero strides: nothing the size of the weight is made)."""
+    if not isinstance(t, WeightView):
+        return t
+    with torch._C.DisableTorchFunctionSubclass():
+        return torch.empty_strided(tuple(t.shape), (0,) * t.dim(), dtype=t.dtype,
+                                   device=t.device)
+
+
 class WeightView(torch.Tensor):
     """A mapped layer's weight as the model's code reads it: the source weight's metadata,
     no values. Every operation on it raises :class:`~cimsim.errors.WeightReadError` naming
     the layer; reading ``dtype``, ``device``, ``shape`` / ``size()``, ``ndim`` / ``dim()``,
     ``numel()``, ``is_floating_point()``, ``layout``, ``requires_grad`` does not (torch
-    answers them from the tensor's own metadata, without dispatching)."""
+    answers them from the tensor's own metadata, without dispatching), nor does making a new
+    tensor from that metadata (``torch.zeros_like``, ``new_zeros``: ``_METADATA_FACTORIES``)."""
 
     _refusal: str
     _owner: Any
@@ -117,6 +136,11 @@ class WeightView(torch.Tensor):
                 out = through(bound["input"], bias)
                 if out is not None:
                     return out
+        if func in _METADATA_FACTORIES:
+            # zeros_like(layer.weight), layer.weight.new_zeros(...): a new tensor of its
+            # dtype, device (and shape) reads none of its values
+            args, kwargs = tree_map(_stand_in, (args, kwargs))
+            return func(*args, **kwargs)
         # everything else goes straight to the dispatcher (and to __torch_dispatch__, which
         # refuses it) with no subclass wrapping of its results; metadata getters answer
         with torch._C.DisableTorchFunctionSubclass():

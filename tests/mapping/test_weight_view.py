@@ -96,6 +96,29 @@ def test_the_view_reports_the_source_weights_metadata(run):
         _ = out.model.wo.weight_gx  # no weight of the source: refused as before
 
 
+@pytest.mark.parametrize("run", [cimsim.deploy, prepare])
+def test_new_tensors_made_from_the_views_metadata_are_allowed(run):
+    """``weight.new_zeros(...)``, ``torch.zeros_like(weight)`` and their kin read the
+    weight's dtype, device and shape only; they were refused as computations with it."""
+    model, out, _ = _layers(run)
+    src, w = model.wo.weight, out.model.wo.weight
+    made = {
+        "zeros_like": torch.zeros_like(w), "ones_like": torch.ones_like(w, dtype=torch.float64),
+        "empty_like": torch.empty_like(w), "full_like": torch.full_like(w, 3.0),
+        "randn_like": torch.randn_like(w), "new_zeros": w.new_zeros(2, 5),
+        "new_full": w.new_full((3,), 2.0), "new_empty": w.new_empty(4),
+        "new_tensor": w.new_tensor([1.0, 2.0]),
+    }
+    for name, t in made.items():
+        assert type(t) is torch.Tensor, name
+        assert t.device == src.device and t.is_contiguous(), name
+        assert t.dtype == (torch.float64 if name == "ones_like" else src.dtype), name
+    assert made["zeros_like"].shape == src.shape and not made["zeros_like"].any()
+    assert (made["full_like"] == 3).all() and made["new_zeros"].shape == (2, 5)
+    made["empty_like"].fill_(1.0)  # a tensor of its own, writable element by element
+    assert made["empty_like"].sum() == src.numel()
+
+
 _COMPUTATIONS = {
     "F.linear": lambda w, x: F.linear(x, w),
     "matmul": lambda w, x: x @ w.T,
