@@ -501,8 +501,10 @@ class TwinMatmul(nn.Module):
                                       requires_grad=opts.learn_act_scale and not self.block_fp)
         buf("_act_scale0", view.s_x)
         tiny = float(torch.finfo(dt).tiny)
-        for what, value in (("activation", float(view.s_x)), ("weight", float(np.min(s_w)))):
-            if not value >= tiny:
+        positive = np.asarray(s_w)[np.asarray(s_w) > 0]  # 0: a pruned channel's, exact
+        for what, value in (("activation", float(view.s_x)),
+                            ("weight", float(positive.min()) if positive.size else 1.0)):
+            if not (value >= tiny or value == 0):
                 # below the dtype's normal range the scale and its gradient's 1/s terms lose
                 # their bits or overflow: training steps it to NaN (inputs of 1e-38 in float32)
                 raise MappingError(
