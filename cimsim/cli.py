@@ -287,7 +287,12 @@ def _simulate_times(sim, model, x, y, out: Path, batch_size: int,
         # the same noise draws at every time (as the points of `sweep --time` each start
         # from deploy): the times differ by what the devices did, not by fresh draws
         sim.reset(noise=True)
-        sim.set_time(t)  # after the reset: the compensation's read belongs to this time
+        # after the reset the compensation's reads belong to this time: the reference read at
+        # programming (t0) that deploy counts, and the one at t (one read if t is t0)
+        t0 = sim.chip.device.drift_t0_s
+        sim.set_time(t0)
+        if t != t0:
+            sim.set_time(t)
         print(f"\n== t = {label} ({t:g} s after programming) ==")
         score = _evaluate_and_save(sim, model, x, y, out / f"t_{label}", batch_size)
         rows.append({"time": label, "time_s": t,

@@ -135,8 +135,13 @@ def test_simulate_time_sees_each_time_as_the_sweep_does(data_file, tmp_path):
                "--batch-size", "8", "--adc-bits", "6", "--time", "1,1d,10y"])
     assert rc == 0
     sim = pd.read_csv(tmp_path / "sim" / "time.csv")["accuracy"]
-    swept = pd.read_csv(tmp_path / "sweep" / "sweep.csv")["accuracy"]
-    assert sim.tolist() == swept.tolist()
+    swept = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert sim.tolist() == swept["accuracy"].tolist()
+    # and the same energy: each time counts the compensation's reference read at t0, as
+    # deploy does (simulate counted only the read at t: ~109 pJ less per digits inference)
+    energy = [json.loads((tmp_path / "sim" / f"t_{label}" / "report.json").read_text())
+              ["totals"]["energy_pj_per_inference"] for label in ("1", "1d", "10y")]
+    np.testing.assert_allclose(energy, swept["energy_pj_per_inference"], rtol=1e-12)
 
 
 def test_reset_noise_restarts_the_draws():
