@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import _html
 from ._atomic import write_bytes, write_text
-from ._json import json_safe
+from ._json import json_safe, saved_numbers
 from ._version import __version__
 from .config import ADCKind, ChipConfig
 from .errors import CimsimError
@@ -59,6 +59,9 @@ def _check_saved(p: Path, data: Any) -> None:
     for key in ("chip", "totals", "layer_events", "summary"):
         if not isinstance(data.get(key, {}), dict):
             raise bad(f"{key!r} is not an object")
+    for key in ("chip", "totals"):  # save writes both whole: an empty one was the default
+        if not data[key]:
+            raise bad(f"{key!r} is empty")
     for name in _TABLES:
         rows = data.get(name, [])
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -256,7 +259,9 @@ class Report:
 
     @classmethod
     def _from_saved(cls, data: dict[str, Any]) -> Report:
-        frames = {name: pd.DataFrame(data.get(name, [])) for name in _TABLES}
+        frames = {name: pd.DataFrame([saved_numbers(r, f"{name!r} row {i}")
+                                      for i, r in enumerate(data.get(name, []))])
+                  for name in _TABLES}
         if frames["digital"].empty:
             frames["digital"] = pd.DataFrame(columns=["layer", "type", "reason"])
         layer_events = {
@@ -265,11 +270,11 @@ class Report:
         }
         return cls(
             layers=frames["layers"], components=frames["components"],
-            totals=dict(data.get("totals", {})), digital=frames["digital"],
+            totals=saved_numbers(data.get("totals", {}), "'totals'"), digital=frames["digital"],
             chip=ChipConfig.from_dict(data["chip"]), layer_events=layer_events,
             breakdown=frames["breakdown"], area=frames["area"], blocks=frames["blocks"],
             notes=list(data.get("notes", [])), version=data.get("cimsim_version", "unknown"),
-            summary=dict(data.get("summary", {})),
+            summary=saved_numbers(data.get("summary", {}), "'summary'"),
         )
 
     # ---------------------------------------------------------------------------------------

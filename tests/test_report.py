@@ -154,6 +154,37 @@ def test_save_load_round_trip_and_html(rep, tmp_path):
         Report.load(tmp_path / "missing")
 
 
+def test_a_saved_report_reads_its_numbers_back_and_refuses_damaged_ones(rep, tmp_path):
+    """An infinite figure (an exact layer's SQNR) came back as the string 'inf' (a mean of
+    the column was a TypeError); a figure edited to text failed in the rendering with a
+    traceback naming no file; an empty chip re-rendered as the default chip."""
+    from cimsim.errors import CimsimError
+    rep.save(tmp_path / "a")
+    saved = json.loads((tmp_path / "a" / "report.json").read_text())
+
+    def load(edit):
+        data = json.loads(json.dumps(saved))
+        edit(data)
+        folder = tmp_path / f"d{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / "report.json").write_text(json.dumps(data))
+        return Report.load(folder)
+
+    back = load(lambda d: d["layers"][0].update(sqnr_db="inf"))
+    assert back.layers["sqnr_db"].iloc[0] == np.inf and back.layers["sqnr_db"].dtype == float
+    for edit, fragment in [
+        (lambda d: d["totals"].update(energy_pj_per_inference="abc"),
+         r"'totals': 'energy_pj_per_inference' is 'abc', not a number"),
+        (lambda d: d["layers"][1].update(latency_ns_per_inference=[1]),
+         r"'layers' row 1: 'latency_ns_per_inference' is \[1\], not a number"),
+        (lambda d: d.update(chip={}), r"'chip' is empty"),
+        (lambda d: d.update(totals={}), r"'totals' is empty"),
+    ]:
+        with pytest.raises(CimsimError, match=r"report\.json: not a report cimsim saved .*"
+                                              + fragment):
+            load(edit)
+
+
 def test_plot_functions_take_frames_return_figures(rep):
     from matplotlib.figure import Figure
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .. import _html
 from .._atomic import write_bytes, write_text
+from .._json import saved_numbers
 from ..errors import CimsimError
 from .grid import AXES
 from .pareto import front_group
@@ -123,8 +124,9 @@ def rerender(folder: Path, out: Path) -> list[Path]:
         # the table is rebuilt as run_sweep built it: same columns, types, front and labels
         ids = [row["point_id"] for row in points]
         resolved = [{a: row[a] for a in AXES} for row in points]
-        records = {row["point_id"]: {m: row[m] for m in METRICS if m not in TIMING_COLUMNS}
-                   for row in points}
+        records = {row["point_id"]: saved_numbers(
+            {m: row[m] for m in METRICS if m not in TIMING_COLUMNS}, f"point {row['point_id']}")
+            for row in points}
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
             AttributeError) as exc:
         raise CimsimError(f"{p}: not a sweep table cimsim wrote ({type(exc).__name__}: "

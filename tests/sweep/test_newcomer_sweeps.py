@@ -376,3 +376,18 @@ def test_cli_report_on_a_broken_sweep_json_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "sweep.json" in err[0]
+
+
+def test_cli_report_refuses_a_point_whose_figure_is_text(tmp_path, capsys):
+    """A point's energy edited to 'abc' was copied into sweep.csv and left the front
+    silently; it is refused naming the point and the figure."""
+    write_outputs(_frame([{"accuracy": 0.9, "energy_pj_per_inference": 10.0},
+                          {"accuracy": 0.8, "energy_pj_per_inference": 5.0}]), tmp_path,
+                  {"model": "m", "chip": "c", "seed": 0, "grid": {"adc_bits": [3, 4]}})
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    doc["points"][1]["energy_pj_per_inference"] = "abc"
+    (tmp_path / "sweep.json").write_text(json.dumps(doc))
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "again")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'energy_pj_per_inference' is 'abc', not a number" in err[0]
+    assert not (tmp_path / "again").exists()
