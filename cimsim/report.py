@@ -688,7 +688,8 @@ def plot_energy_per_layer(layers: pd.DataFrame):
     ax.set_ylabel("energy per inference (pJ)")
     ax.set_title("Energy per layer by component")
     ax.tick_params(axis="x", labelrotation=30)
-    ax.legend(fontsize=8, ncol=2)
+    if ax.get_legend_handles_labels()[1]:  # no energy yet (nothing run): no legend to warn of
+        ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
 
