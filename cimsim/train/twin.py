@@ -696,6 +696,7 @@ class TwinMatmul(nn.Module):
         ``_adc_lo0`` for this conversion (ColumnQuant's data-dependent centre), and the mask of
         the values it left unclipped (None: all), which pass the straight-through gradient
         as the ADC's own unclipped conversions do (a clip is a clamp: no gradient beyond it)."""
+        self._warned_through_zero = False
         self.activation: FusedActivation | None = view.activation
         """The layer-output ADC is the following ReLU's quantizer (``adc.fuse_activation``,
         ``cimsim.adc.activation``): the output is ``levels[#(thresholds <= y)]`` of the
@@ -827,6 +828,14 @@ class TwinMatmul(nn.Module):
         ``cimsim.train.bskmq.NLActivation``)."""
         with torch.no_grad():
             kappa, bias = self._activation_affine()
+            if not self._warned_through_zero and bool((kappa <= 0).any()):
+                # the step that takes a scale through 0, not the hand-back after the run
+                self._warned_through_zero = True
+                warnings.warn(
+                    f"layer {self.name!r}: a learned weight_scale or act_scale went through 0; "
+                    "the fused ADC's references cannot hold that state (its outputs are not "
+                    "the chip's, and deploy() will refuse it): a smaller learning rate for "
+                    "the scales (cimsim.train.param_groups) keeps them positive", stacklevel=2)
             thr = (self._act_thr - bias[:, None]) / kappa[:, None]  # the engine's references
             a = raw[0].to(torch.float64) / self._act_unit
             code = torch.searchsorted(thr, a.t().contiguous(), right=True)

@@ -3,6 +3,8 @@ layer-output ramp NL-ADC is fused with the ReLU (``adc.fuse_activation``)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -216,3 +218,19 @@ def test_a_scale_trained_through_zero_is_named_at_deploy():
     with pytest.raises(MappingError,
                        match=r"weight_scale \(16 of 16 values <= 0\) went through 0"):
         prepared.deploy()
+
+
+def test_a_scale_trained_through_zero_warns_at_the_step_it_happens():
+    """The twin kept training and evaluating that state without a word; the run was lost
+    only at the hand-back. The first forward after the step warns, once, naming the fix."""
+    prepared = prepare(_mlp(), _chip(), _data(0, 64))
+    x = _data(1, 16)
+    prepared(x)  # positive scales: no warning
+    scale = next(p for n, p in prepared.named_parameters() if n.endswith("weight_scale"))
+    with torch.no_grad():
+        scale[..., 0] = -scale[..., 0]
+    with pytest.warns(UserWarning, match=r"went through 0.*param_groups"):
+        prepared(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared(x)  # once per layer

@@ -153,3 +153,20 @@ def test_transformer_encoder_layer_twin_equals_deploy_on_the_lossless_chip(batch
     prep(x).sum().backward()
     assert all(t.weight.grad is not None and t.weight.grad.abs().sum() > 0
                for _, t in prep.twins())
+
+
+def test_a_float32_twin_on_the_lossless_chip_is_within_one_ulp_of_deploy():
+    """In float64 the twin equals deploy bit for bit; a float32 twin's integer results are
+    exact as well, and only its float32 dequantization rounds: within an ulp of the scaled
+    product and of the bias (the docs said bit for bit)."""
+    torch.manual_seed(0)
+    model, x = nn.Linear(20, 5).eval(), torch.randn(16, 20)
+    prep = prepare(model, "ideal", x, seed=0).eval()
+    with torch.no_grad():
+        y_twin = prep(x)
+    y_dep = cimsim.deploy(model, "ideal", calibration=x, seed=0)(x)
+    torch.testing.assert_close(prep.deploy(seed=0)(x), y_dep, rtol=0, atol=0)
+    # rounding of the scaled product and of the bias added to it: an ulp of each
+    b = model.bias.detach()
+    ulps = torch.finfo(torch.float32).eps * ((y_dep - b).abs() + b.abs())
+    assert bool(((y_twin - y_dep).abs() <= ulps).all()) and not torch.equal(y_twin, y_dep)
