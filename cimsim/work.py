@@ -48,6 +48,11 @@ class Block:
     step: a stacked unidirectional recurrent layer ``k`` starts once the layer below has made
     its first output, ``k`` time steps in (a wavefront pipeline, so the stack takes ``T + L -
     1`` time steps, not ``L T`` nor ``T``)."""
+    merged_row_tiles: int = 1
+    """Row tiles of the whole matrix whose partial outputs the digital add tree merges after
+    this block: a matrix programmed one row tile per block (``weight_granularity =
+    'column'``, block floating-point inputs) has one row tile in each block and its merge
+    over all of them; 1: the block's own row tiles."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -102,7 +102,7 @@ def layer_work(events: Mapping, programmed: ProgrammedLayer | Sequence[Programme
         n_vectors = ev.get(_MAC) / kn if kn else 0.0
     return LayerWork(
         name=name, kind="matmul", events=ev,
-        blocks=tuple(Block(p, float(n_vectors)) for p in parts),
+        blocks=tuple(Block(p, float(n_vectors), merged_row_tiles=len(parts)) for p in parts),
         n_inputs=n_inputs, n_outputs=parts[0].n_outputs, n_matrices=1,
         input_signed=any(p.input_signed for p in parts),
         n_cells=sum(p.n_inputs * p.n_phys_cols for p in parts),
@@ -330,7 +330,7 @@ def _latency_stage(rep: CostReport, works: Sequence[LayerWork], per: float, tabl
     for w in works:
         rows = []
         for i, b in enumerate(w.blocks):
-            d = block_latency(b.layer, b.n_vectors * per, table, cal)
+            d = block_latency(b.layer, b.n_vectors * per, table, cal, b.merged_row_tiles)
             # a pipeline's fill (Block.lag_vectors), at the block's own steps per vector
             d["lag_ns"] = (b.lag_vectors * d["n_planes"] * d["n_row_groups_per_tile"]
                            * d["t_step_ns"] if b.lag_vectors and b.n_vectors else 0.0)

@@ -71,9 +71,12 @@ def digital_tail_ns(chip: ChipConfig, n_row_tiles: int) -> float:
 
 def block_latency(
     layer: ProgrammedLayer, n_vectors: float, table: TechTable | None = None,
-    calibration: Calibration | None = None,
+    calibration: Calibration | None = None, merged_row_tiles: int = 1,
 ) -> dict:
     """Latency of ``n_vectors`` input vectors through one programmed block.
+
+    ``merged_row_tiles``: row tiles of the whole matrix the digital add tree merges after
+    this block (:attr:`cimsim.work.Block.merged_row_tiles`), when more than its own.
 
     Returns
     -------
@@ -93,7 +96,8 @@ def block_latency(
     t_conv = adc_time_ns(chip, table, cal)
     t_step = step_ns(chip, n_mux, t_conv, table)
     n_steps = float(n_vectors) * n_planes * groups_per_tile
-    tail = digital_tail_ns(chip, len(layer.row_tiles)) if n_vectors > 0 else 0.0
+    tail = (digital_tail_ns(chip, max(len(layer.row_tiles), merged_row_tiles))
+            if n_vectors > 0 else 0.0)
     return dict(
         n_planes=n_planes, n_row_groups_per_tile=groups_per_tile, n_conversions_per_adc=n_mux,
         t_conv_ns=t_conv, t_step_ns=t_step, n_steps=n_steps, tail_ns=tail,

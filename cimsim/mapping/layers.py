@@ -372,7 +372,8 @@ class MatmulCore:
 
     def blocks(self) -> list[Block]:
         """The programmed parts, each with the vectors it processed."""
-        return [Block(layer, float(self.n_vectors), self.stage, self.lag_vectors)
+        return [Block(layer, float(self.n_vectors), self.stage, self.lag_vectors,
+                      merged_row_tiles=len(self.parts))
                 for _, _, layer in self.parts]
 
     def float_run(self, x: np.ndarray) -> np.ndarray:
