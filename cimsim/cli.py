@@ -194,11 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"{'simulated accuracy':<24}{100 * sim_acc:.2f} %")
     for line in report.headline_lines():
         print(line)
-    print()
-    print(_layer_table(report))
-    if len(report.digital):
-        print("\nkept digital: " + "; ".join(f"{r.layer} ({r.reason})"
-                                              for r in report.digital.itertuples()))
+    _print_layers(report)
     paths = _noted(report).save(args.out)
     print(f"\nwrote {len(paths)} files to {args.out}/ in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -335,6 +331,16 @@ def _warn_calibration_reused(calibration: int) -> None:
           "inputs or a smaller --calibration", file=sys.stderr)
 
 
+def _print_layers(report) -> None:
+    """The layer table, then the layers kept digital (excluded, or not mappable), whose
+    energy and MACs the headline figures leave out."""
+    print()
+    print(_layer_table(report))
+    if len(report.digital):
+        print("\nkept digital (not in the figures above): " + "; ".join(
+            f"{r.layer} ({r.reason})" for r in report.digital.itertuples()))
+
+
 def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
     """Run ``sim`` over ``x`` (accuracy against ``model`` when labels exist), print the totals
     and the layer table, write the report files: what ``simulate`` and ``train`` end with.
@@ -361,8 +367,7 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
         report.set_output_fidelity(cosine, input_count(x))
     for line in report.headline_lines():
         print(line)
-    print()
-    print(_layer_table(report))
+    _print_layers(report)
     paths = _noted(report).save(out)
     print(f"\nwrote {len(paths)} files to {out}/")
     return float(sim_acc if y is not None else cosine)
