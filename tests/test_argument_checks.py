@@ -225,3 +225,23 @@ def test_a_deployed_layers_cells_are_read_only():
         first(x)
         first.use_backend("torch")(x)
         cimsim.cost.datasheet(cimsim.load_chip("sram-65nm"))
+
+
+def test_estimate_refuses_layer_works_that_share_a_name():
+    """Two layer works left at layer_work's default name were priced as one layer: the
+    chip's time was the last layer's alone (half the layer-by-layer sum: TOPS doubled) and
+    each took the other's blocks' leakage. Refused, naming the name."""
+    from cimsim.arrays.program import program
+    from cimsim.cost import layer_work
+    chip = cimsim.load_chip("rram-22nm")
+    rng = np.random.default_rng(0)
+    works = []
+    for k, n in ((300, 40), (128, 20)):
+        x, w = rng.integers(0, 256, (8, k)), rng.integers(-127, 128, (n, k))
+        _, ev = cimsim.matmul(x, w, chip, calibration=x)
+        works.append((ev, program(w, chip)))
+    with pytest.raises(ValueError, match=r"share the name\(s\) 'layer'.*name='fc1'"):
+        estimate([layer_work(ev, p) for ev, p in works], chip)
+    named = [layer_work(ev, p, name=f"l{i}") for i, (ev, p) in enumerate(works)]
+    alone = [estimate([w], chip).totals["latency_ns_per_inference"] for w in named]
+    assert estimate(named, chip).totals["latency_ns_per_inference"] == pytest.approx(sum(alone))

@@ -212,11 +212,20 @@ def estimate(
         If ``work`` is neither a ``ModelWork`` nor a sequence of ``LayerWork``, or ``chip`` is
         missing for layer works.
     ValueError
-        If ``n_inferences`` is not an integer >= 1, or ``chip`` differs from the chip the work
-        ran on outside ``tech``.
+        If ``n_inferences`` is not an integer >= 1, ``chip`` differs from the chip the work
+        ran on outside ``tech``, or two layer works share a name.
     """
     pipelined = check_flag(pipelined, "pipelined")
     works, other, n_inf, chip, n_needed = _inputs(work, chip)
+    names = [w.name for w in works]
+    if len(set(names)) < len(names):
+        # every figure is kept by layer name: two of one name were priced as one layer (the
+        # chip's time took the last one's alone)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"estimate: {len(names)} layer works share the name(s) "
+                         f"{', '.join(map(repr, twice))} (layer_work's default is 'layer'); "
+                         "allowed: one name per layer, e.g. layer_work(events, layer, "
+                         "name='fc1')")
     if n_inferences is not None:
         if (isinstance(n_inferences, bool) or not isinstance(n_inferences, numbers.Integral)
                 or n_inferences < 1):  # 0 or -3 read as 1 before, and stored as given
