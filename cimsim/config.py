@@ -921,7 +921,8 @@ class TechConfig(_Config):
     v_read_v: float = 0.2
     """Full-scale read voltage on a row, V."""
     t_read_ns: float = 10.0
-    """Read pulse width per input plane, ns (1e-6 .. 1e9)."""
+    """Read pulse width per input plane, ns (1e-6 .. 1e9); not read by digital CIM
+    (``adc.kind = 'digital'``), whose step is one clock (``clock_mhz``)."""
     clock_mhz: float = 1000.0
     """Digital clock, MHz (1e-3 .. 1e6)."""
     adc_band: ADCBand = ADCBand.TYPICAL

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..arrays.encoding import plane_layout
 from ..arrays.program import ProgrammedLayer
-from ..config import CellTech, ChipConfig, ComputeDomain, InputDrive
+from ..config import ADCKind, CellTech, ChipConfig, ComputeDomain, InputDrive
 from . import bitplanes, settling
 from ._prices import FEFET_WRITE_PULSE_NS, MRAM_WRITE_PULSE_NS, written_cell
 from .energy import NO_CALIBRATION, Calibration, adc_time_ns, chip_table
@@ -116,8 +116,15 @@ def step_ns(chip: ChipConfig, n_mux: int, t_conv_ns: float,
 
 def stated_window_ns(chip: ChipConfig) -> float:
     """The compute window the chip states, ns: ``tech.t_integrate_ns`` where it states an
-    integration window apart from its read pulse, else the read pulse ``tech.t_read_ns``."""
+    integration window apart from its read pulse, else the read pulse ``tech.t_read_ns``;
+    for digital CIM (``adc.kind = 'digital'``) one clock period, ``1000 / tech.clock_mhz``
+    (its bit-cells are read and summed once per clock; the analog read pulse's default of 10
+    ns timed a 1-GHz digital macro that did not state it at a tenth of its rate), no shorter
+    than the read pulse of sensed resistive cells (their read is priced over it)."""
     tech = chip.tech
+    if chip.adc.kind is ADCKind.DIGITAL:
+        clock = 1e3 / float(tech.clock_mhz)
+        return max(clock, float(tech.t_read_ns)) if _resistive_kind(cell_kind(chip)) else clock
     return float(tech.t_read_ns if tech.t_integrate_ns is None else tech.t_integrate_ns)
 
 

@@ -618,3 +618,21 @@ def test_an_analog_error_under_a_digital_read_out_is_named_with_its_section_and_
         chip.replace(**{section: getattr(chip, section).replace(**change)})
     if section == "device":  # an exponent of 0 drifts nothing: allowed
         chip.replace(device=chip.device.replace(drift_nu_mean=[0.0]))
+
+
+def test_a_digital_macro_is_timed_by_its_clock_not_the_analog_read_pulse():
+    """A digital macro that did not write ``t_read_ns`` ran at the analog read pulse's
+    default 10 ns a step: a 1-GHz macro at a tenth of its rate (TOPS 10x low). Its step is one
+    clock; sensed resistive cells still hold their read pulse."""
+    chip = cimsim.load_chip("cimsim/presets/published/chih-isscc21.toml")
+    assert chip.tech.t_read_ns == 1.0 and chip.tech.clock_mhz == 1000.0
+    stated = datasheet(chip, scope="macro")
+    default_pulse = datasheet(chip.replace(tech=chip.tech.replace(t_read_ns=10.0)),
+                              scope="macro")
+    assert default_pulse["tops"] == pytest.approx(stated["tops"], rel=1e-12)
+    slower = datasheet(chip.replace(tech=chip.tech.replace(clock_mhz=500.0)), scope="macro")
+    assert slower["tops"] == pytest.approx(stated["tops"] / 2, rel=1e-9)
+    from cimsim.cost.latency import stated_window_ns
+    sensed = chip.replace(device=chip.device.replace(cell="rram"),
+                          tech=chip.tech.replace(t_read_ns=10.0, cell_kind=None))
+    assert stated_window_ns(sensed) == 10.0
