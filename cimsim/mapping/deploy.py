@@ -1431,10 +1431,20 @@ def _sequence_axis_checked(module: nn.Module, args: Arguments, batch_dim: int,
         return
     n = int(first.shape[batch_dim])
     seen: list[str] = []
+    unbatched: list[bool] = []
 
     def check(name: str, m: nn.Module, inputs: tuple) -> None:
         x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-        if x is None or x.dim() != 3 or seen:
+        if x is None or seen:
+            return
+        if x.dim() == 2 and x.shape[0] == n:
+            # torch's recurrent and attention layers take a 2-D input as ONE unbatched
+            # sequence: its rows are time steps (calibration also cut it into pieces of them)
+            seen.append(f"{name!r} takes its 2-D input as one unbatched sequence, dimension 0 "
+                        "its time steps")
+            unbatched.append(True)
+            return
+        if x.dim() != 3:
             return
         b = 0 if m.batch_first else 1
         if x.shape[1 - b] == n != x.shape[b]:
@@ -1449,7 +1459,16 @@ def _sequence_axis_checked(module: nn.Module, args: Arguments, batch_dim: int,
     finally:
         for h in handles:
             h.remove()
-    if seen:
+    if unbatched:
+        warnings.warn(
+            f"{seen[0]}, but that is the axis of the {n} samples cimsim counts (dimension "
+            f"{batch_dim} of the model's input, batch_dim={batch_dim}): every time step would "
+            "be counted as an inference, every per-inference figure divided by the length, "
+            "and the calibration sequence cut into pieces along its steps. Give the sequences "
+            "a batch axis: x[:, None] with batch_dim=1 for a sequence-first layer, x[None] "
+            "for a batch_first one (docs/architecture.md)",
+            UserWarning, stacklevel=4)
+    elif seen:
         warnings.warn(
             f"{seen[0]}, but that is the axis of the {n} samples cimsim counts (dimension "
             f"{batch_dim} of the model's input, batch_dim={batch_dim}): every time step would "

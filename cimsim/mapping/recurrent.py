@@ -323,13 +323,17 @@ class SimRNN(SimLayer):
         # latency of a stack: a unidirectional layer k starts k time steps after the first
         # (a wavefront: its input at step t is the output of the layer below at step t); a
         # bidirectional layer's backward direction reads the whole output of the layer
-        # below, so each bidirectional layer is a later stage
+        # below, so each bidirectional layer is a later stage. An LSTM's projection W_hr
+        # reads the gates W_hh gave at step t and W_hh at t + 1 reads its output: the two
+        # alternate, each step lasting both, so W_hr is a stage after its layer's W_ih/W_hh
         n_dir = 2 if self.shape.bidirectional else 1
         for i, row in enumerate(self.index):
             for core in row:
+                proj = int(core.name.rpartition(".")[2].startswith("weight_hr"))
                 if n_dir == 2:
-                    core.stage = i // n_dir
+                    core.stage = 2 * (i // n_dir) + proj
                 else:
+                    core.stage = proj
                     core.lag_vectors = float(i)
 
     def finalize(self) -> None:

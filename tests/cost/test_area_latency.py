@@ -108,6 +108,23 @@ def test_a_matrix_programmed_per_row_tile_keeps_the_merge_tree_in_its_time(per_t
         costs["whole"].layers[0]["latency_ns_per_inference"]
 
 
+def test_an_lstm_projection_is_a_stage_after_its_recurrence():
+    """W_hr reads the gates W_hh gave at step t, W_hh at t + 1 reads its output: an LSTM with
+    a projection took as long as one without (W_hr beside W_hh, in parallel)."""
+    lat = {}
+    for proj in (0, 8):
+        torch.manual_seed(0)
+        model, x = nn.LSTM(16, 32, batch_first=True, proj_size=proj).eval(), torch.randn(1, 12, 16)
+        sim = cimsim.deploy(model, "ideal", x, seed=0)
+        sim(x)
+        cost = estimate(sim.work())
+        lat[proj] = cost.totals["latency_ns_per_inference"]
+        stages = {b["name"].rpartition(".")[2]: b["stage"] for b in cost.blocks}
+    assert stages == {"weight_ih_l0": 0, "weight_hh_l0": 0, "weight_hr_l0": 1}
+    hr = next(b for b in cost.blocks if b["name"].endswith("weight_hr_l0"))
+    assert lat[8] == pytest.approx(lat[0] + hr["latency_ns"])
+
+
 def test_deployed_model_layers_parallel_blocks_and_pipeline():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, groups=2), nn.ReLU(), nn.Flatten(),

@@ -585,3 +585,21 @@ def test_a_sequence_first_model_counted_along_its_time_axis_is_warned_of():
         cimsim.deploy(_LastStep(batch_first=True).eval(), lossless_chip(),
                       x.transpose(0, 1), seed=0)
         cimsim.deploy(Transposing().eval(), lossless_chip(), x.transpose(0, 1), seed=0)
+
+
+@pytest.mark.parametrize("entry", ["deploy", "prepare"])
+def test_an_unbatched_sequence_counted_as_samples_is_warned_of(entry):
+    """torch takes a 2-D input of an LSTM as ONE sequence; deployed so, its steps were
+    counted as inferences (MACs per inference divided by T) and the calibration sequence cut
+    into 256-step pieces, with no warning. A batched calibration counts it right."""
+    torch.manual_seed(0)
+    model, x = nn.LSTM(6, 7).eval(), torch.randn(5, 6)
+    run = cimsim.deploy if entry == "deploy" else prepare
+    with pytest.warns(UserWarning, match=r"'0' takes its 2-D input as one unbatched sequence.*"
+                                         r"x\[:, None\] with batch_dim=1"):
+        run(model, "ideal", x, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim = cimsim.deploy(model, "ideal", x[:, None], seed=0, batch_dim=1)
+    sim(x[:, None])
+    assert sim.report().layers["n_macs_per_inference"].tolist() == [5 * 4 * 7 * (6 + 7)]
