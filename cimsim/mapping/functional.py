@@ -664,13 +664,16 @@ def _plain_tensors(modules: Mapping[str, nn.Module]) -> list[tuple[str, torch.Te
             and t.is_floating_point() and t.dim() >= 2]
 
 
-def _unregistered_parameters(modules: Mapping[str, nn.Module]
+def _unregistered_parameters(modules: Mapping[str, nn.Module],
+                             replaced: Iterable[nn.Module] = ()
                              ) -> list[tuple[str, torch.Tensor]]:
     """Parameters of modules held in plain Python containers (``self.heads = [nn.Linear(8,
     4)]``, a dict of them: not an ``nn.ModuleList``, so torch registers neither the module
     nor its weights), by their attribute path (``heads[0].weight``): such a layer runs, and
-    its float product passed for a simulated one, listed nowhere."""
-    registered = {id(m) for m in modules.values()}
+    its float product passed for a simulated one, listed nowhere. Layers the tree held
+    before a simulated or twin layer ``replaced`` them are not such modules: a call through
+    another reference to one is a :func:`stale_reference_error`."""
+    registered = {id(m) for m in modules.values()} | {id(m) for m in replaced}
     out: list[tuple[str, torch.Tensor]] = []
     for name, m in modules.items():
         for attr, value in vars(m).items():
@@ -712,7 +715,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
                *((n, b) for n, b in model.named_buffers()
                  if b.is_floating_point() and b.dim() >= 2),
                *_plain_tensors(modules),
-               *_unregistered_parameters(modules),
+               *_unregistered_parameters(modules, (replaced or {}).values()),
                # the user's own, reached through a function the copy shares: named as the copy's
                *(() if original is None else original.named_parameters())]
     for name, p in weights:
