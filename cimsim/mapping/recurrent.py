@@ -327,11 +327,12 @@ class SimRNN(SimLayer):
         # reads the gates W_hh gave at step t and W_hh at t + 1 reads its output: the two
         # alternate, each step lasting both, so W_hr is a stage after its layer's W_ih/W_hh
         n_dir = 2 if self.shape.bidirectional else 1
+        per_layer = 2 if getattr(src, "proj_size", 0) else 1  # stages a layer takes
         for i, row in enumerate(self.index):
             for core in row:
                 proj = int(core.name.rpartition(".")[2].startswith("weight_hr"))
                 if n_dir == 2:
-                    core.stage = 2 * (i // n_dir) + proj
+                    core.stage = per_layer * (i // n_dir) + proj
                 else:
                     core.stage = proj
                     core.lag_vectors = float(i)
