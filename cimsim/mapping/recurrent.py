@@ -195,6 +195,11 @@ def _padded_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
         h0 = x.new_zeros(n_states, bsz, h_size)
         c0 = x.new_zeros(n_states, bsz, hidden)
     else:
+        if mode == "LSTM" and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            # torch failed on an index; the unpacking here named no layer
+            raise ValueError(f"{name}: an LSTM's initial state is a pair (h_0, c_0), got "
+                             f"{type(hx).__name__}"
+                             f"{f' of {len(hx)}' if isinstance(hx, (tuple, list)) else ''}")
         h0, c0 = hx if mode == "LSTM" else (hx, None)
         if not batched:
             h0 = h0.unsqueeze(1)

@@ -603,3 +603,14 @@ def test_an_unbatched_sequence_counted_as_samples_is_warned_of(entry):
         sim = cimsim.deploy(model, "ideal", x[:, None], seed=0, batch_dim=1)
     sim(x[:, None])
     assert sim.report().layers["n_macs_per_inference"].tolist() == [5 * 4 * 7 * (6 + 7)]
+
+
+def test_an_lstm_state_that_is_not_a_pair_is_refused_naming_the_layer():
+    torch.manual_seed(0)
+    model, x = nn.LSTM(5, 6).double().eval(), torch.randn(3, 4, 5, dtype=torch.float64)
+    sim = cimsim.deploy(model, "ideal", x, seed=0, batch_dim=1)
+    h0 = torch.zeros(1, 4, 6, dtype=torch.float64)
+    for hx, got in (((h0,), "tuple of 1"), (h0, "Tensor")):
+        with pytest.raises(ValueError, match=rf"'?0'?: an LSTM's initial state is a pair "
+                                             rf"\(h_0, c_0\), got {got}"):
+            sim(x, hx)
