@@ -193,8 +193,9 @@ def accuracy(model: Any, x: Any, y: Any = None, *, batch_size: int | None = 256,
     Raises
     ------
     ValueError
-        ``x`` is empty, ``y`` does not hold one label per input, or, without ``y``, a batch
-        is not an ``(inputs, labels)`` pair.
+        ``x`` is empty, ``y`` does not hold one label per input (1-D, integer class indices;
+        floats only if whole numbers), or, without ``y``, a batch is not an ``(inputs,
+        labels)`` pair.
     """
     from ._inputs import input_count
 
@@ -204,12 +205,32 @@ def accuracy(model: Any, x: Any, y: Any = None, *, batch_size: int | None = 256,
     n = input_count(x, dim)
     if n == 0:
         raise ValueError("cannot evaluate accuracy on an empty set")
+    y = _class_labels(y, "accuracy: y")
     if int(y.shape[0]) != n:
         raise ValueError(f"{n} inputs but {int(y.shape[0])} labels"
                          + (f" (inputs counted along dimension {dim})" if dim else ""))
     pred = predict(model, x, batch_size=batch_size, progress=progress, desc=desc,
                    batch_dim=dim)
-    return int((pred == y).sum()) / n
+    return int((pred == y.to(pred.device)).sum()) / n
+
+
+def _class_labels(y: Any, what: str) -> Any:
+    """``y`` as a 1-D tensor of integer class indices, or a ValueError naming ``what``: labels
+    of shape (n, 1) (a pandas column, ``y[:, None]``) compared with (n,) predictions
+    broadcast to n x n, an "accuracy" of 300; float targets scored 0 without a word."""
+    import torch
+
+    t = torch.as_tensor(y)
+    if t.dim() != 1:
+        raise ValueError(f"{what} has shape {tuple(t.shape)}; allowed: 1-D, one integer class "
+                         "per input (y.ravel() for an (n, 1) column)")
+    if t.is_floating_point() and bool((t != torch.round(t)).any()):
+        raise ValueError(f"{what} holds values that are not whole numbers; allowed: integer "
+                         "class indices (a regression target has none to match: score the "
+                         "outputs with cimsim.evaluate.output_cosine)")
+    if t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"{what} has dtype {t.dtype}; allowed: integer class indices")
+    return t
 
 
 def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) -> float:
@@ -241,6 +262,8 @@ def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) ->
                     "yields (inputs, labels)")
             pred = _predicted(_outputs(model, inputs))  # the batch as the loader cut it
             labels = torch.as_tensor(labels).to(pred.device)
+            if labels.dim() == 1:
+                labels = _class_labels(labels, "accuracy: a batch's labels")
             if labels.shape != pred.shape:
                 raise ValueError(f"accuracy: a batch of {int(pred.shape[0])} predictions has "
                                  f"labels of shape {tuple(labels.shape)}; allowed: one "

@@ -44,6 +44,25 @@ def test_accuracy_counts_matches():
     assert accuracy(_Counting(), SCORES, PRED, batch_size=None, progress=True) == 1.0
 
 
+def test_accuracy_takes_class_indices_only():
+    """Labels of shape (n, 1) (a pandas column) broadcast against the (n,) predictions: an
+    "accuracy" of 304 on a 569-input set; float targets scored 0 without a word. Both are
+    refused, naming what is allowed; whole-number floats and NumPy labels count."""
+    import numpy as np
+    y = torch.tensor([0, 2, 0, 1, 1, 2, 0])
+    assert accuracy(_Counting(), SCORES, y.double()) == 4 / 7
+    assert accuracy(_Counting(), SCORES, y.numpy().astype(np.int32)) == 4 / 7
+    with pytest.raises(ValueError, match=r"shape \(7, 1\); allowed: 1-D.*y\.ravel\(\)"):
+        accuracy(_Counting(), SCORES, y[:, None])
+    with pytest.raises(ValueError, match="not whole numbers.*output_cosine"):
+        accuracy(_Counting(), SCORES, y + 0.5)
+    with pytest.raises(ValueError, match="dtype torch.bool"):
+        accuracy(_Counting(), SCORES, y > 0)
+    loader = [(SCORES[:4], (y[:4] + 0.5)), (SCORES[4:], y[4:] + 0.5)]
+    with pytest.raises(ValueError, match="a batch's labels holds values that are not whole"):
+        accuracy(_Counting(), loader)
+
+
 def test_accuracy_runs_without_gradients():
     lin = nn.Linear(3, 3)
     seen: list[bool] = []
