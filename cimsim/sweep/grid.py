@@ -194,6 +194,11 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
     if "slice_readout" in point:
         resized["slice_readout"] = parse_slice_readout(point["slice_readout"])
     parts["array"] = array.replace(**resized)
+    if "array_size" in point and "adc_bits" not in point and adc.kind is ADCKind.DIGITAL:
+        # an adder tree is exactly as wide as its rows' sum (a wider one reads the same sums
+        # at the same price: refused as an adc_bits value), so it follows the swept rows
+        parts["adc"] = adc.replace(bits=adder_tree_bits(parts["array"].rows_per_group,
+                                                        chip.dac_bits))
     if "bits_per_cell" in point:
         parts["device"] = chip.device.replace(bits_per_cell=point["bits_per_cell"])
     if "thermal_sigma_lsb" in point:

@@ -131,6 +131,18 @@ def test_digital_macro_axes_that_apply_run_and_the_rest_are_refused(model, data,
     assert _row(frame, 3) == _direct(model, data, chip)
 
 
+def test_a_digital_macros_array_size_alone_takes_its_adder_trees_width():
+    """``{"array_size": [64]}`` without adc_bits kept chih-isscc21's 10-b trees on 64 rows:
+    the width the sweep refuses as an adc_bits value (8 is exact), the same costs under
+    another id; and 512 rows, which need 11, were refused. The width follows the rows."""
+    from cimsim.sweep import chip_for_point
+    chip = cimsim.load_chip("published/chih-isscc21")
+    widths = {s: chip_for_point(chip, {"array_size": s}).adc.bits for s in (64, 256, 512)}
+    assert widths == {64: 8, 256: 10, 512: 11}
+    assert chip_for_point(chip, {"array_size": 64}) == \
+        chip_for_point(chip, {"array_size": 64, "adc_bits": 8})
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("published/jia-jssc20", "analog"), ("published/hermes-jssc22", "analog"),
     ("published/correll-jssc25", "analog"), ("published/deaville-vlsi22", "digital")])
