@@ -51,15 +51,18 @@ def check_backend(backend: str, device: str | torch.device | None) -> None:
     if backend not in BACKENDS:
         raise ConfigError(f"backend = {backend!r} is invalid; allowed: "
                           + ", ".join(repr(b) for b in BACKENDS))
-    if backend == "numba":
-        if device not in (None, "cpu"):
-            raise ConfigError(f"device = {device!r} needs backend = 'torch' (the Numba engine "
-                              "runs on the CPU)")
-        return
+    # the CIMSIM_* process settings, whichever backend reads them: a typo in one was refused
+    # by the Numba engine's first call and ignored by the torch backend
+    engine.engine_settings()
     try:
         dev = torch.device("cpu" if device is None else device)
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"device = {device!r} is not a torch device ({exc})") from None
+    if backend == "numba":
+        if dev.type != "cpu":  # torch.device("cpu") and "cpu:0" are the CPU too
+            raise ConfigError(f"device = {device!r} needs backend = 'torch' (the Numba engine "
+                              "runs on the CPU)")
+        return
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device = {device!r}: torch sees no CUDA device here")
 

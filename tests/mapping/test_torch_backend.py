@@ -262,3 +262,26 @@ def test_torch_backend_equals_the_engine_on_recurrent_layers_and_cells():
     sim = cimsim.deploy(model, chip, x, seed=2, batch_dim=1, backend="torch", device="cpu")
     np.testing.assert_array_equal(sim(x).numpy(), numba(x).numpy())
     assert_same_counts(numba, sim)
+
+
+def test_the_numba_engine_takes_the_cpu_however_it_is_named():
+    """``device=torch.device("cpu")`` or ``"cpu:0"`` was refused for the Numba engine with
+    'needs backend = torch (the Numba engine runs on the CPU)'; a string 'cpu' was not."""
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(8, 4)), torch.randn(16, 8)
+    for dev in ("cpu", torch.device("cpu"), "cpu:0"):
+        assert cimsim.deploy(model, "ideal", x, seed=0, device=dev).backend == "numba"
+    with pytest.raises(ConfigError, match="is not a torch device"):
+        cimsim.deploy(model, "ideal", x, seed=0, device="gpu0")
+    with pytest.raises(ConfigError, match="needs backend = 'torch'"):
+        cimsim.deploy(model, "ideal", x, seed=0, device="meta")
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_a_bad_engine_setting_is_refused_on_either_backend(backend, monkeypatch):
+    """CIMSIM_NOISE_SAMPLER=bogus failed the Numba engine's first call and was ignored by the
+    torch backend; both refuse it before the work."""
+    monkeypatch.setenv("CIMSIM_NOISE_SAMPLER", "bogus")
+    model, x = nn.Sequential(nn.Linear(8, 4)), torch.randn(16, 8)
+    with pytest.raises(ConfigError, match="CIMSIM_NOISE_SAMPLER = 'bogus'"):
+        cimsim.deploy(model, "rram-22nm", x, seed=0, backend=backend)
