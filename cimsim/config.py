@@ -1716,7 +1716,13 @@ def _overridden(data: dict[str, Any], where: str,
         section = out.setdefault(table, {}) if table else out
         if isinstance(section, dict):  # (a table written as a value: validation names it)
             section[name] = value
-    return out, f"{where} with --set {' '.join(overrides)}"
+    said = " ".join(str(o).strip() for o in overrides)
+    if isinstance(out.get("description"), str) and not any(
+            str(o).strip().startswith("description") for o in overrides):
+        # the chip described is not the preset's any more: the report's title line and the
+        # CLI's chip line showed "6-bit SAR" over a run with --set adc.bits=4
+        out["description"] = f"{out['description']} (with --set {said})"
+    return out, f"{where} with --set {said}"
 
 
 def _validated(data: Mapping[str, Any], where: str) -> ChipConfig:

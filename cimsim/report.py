@@ -667,12 +667,36 @@ def _figure(width: float = 7.0, height: float = 4.0):
     return fig
 
 
+#: Widest per-layer figure, inches: the report page shows images at most ~14 in wide, so a
+#: wider one (0.9 in a bar: 53 layers made 5,565 px) was scaled to labels 2-3 px tall.
+MAX_LAYER_FIGURE_IN = 16.0
+
+
+def _layer_figure(n: int, height: float):
+    """A figure for ``n`` per-layer bars: 0.9 in a bar, at most :data:`MAX_LAYER_FIGURE_IN`."""
+    return _figure(min(max(6.0, 0.9 * n + 3), MAX_LAYER_FIGURE_IN), height)
+
+
+def _layer_ticks(ax, n: int) -> None:
+    """Layer names under their bars, each ending at its own bar (a rotated label centred on
+    its tick ran under the next bar, naming it); upright and small for many layers; no wide
+    empty margin beside the first and last bars."""
+    if n > 24:
+        ax.tick_params(axis="x", labelrotation=90, labelsize=6)
+    else:
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
+    ax.margins(x=0.01)
+
+
 def plot_energy_per_layer(layers: pd.DataFrame):
     """Energy per inference per layer, stacked by component (``energy_<c>_pj_per_inference``)."""
     comps = [c for c in layers.columns
              if c.startswith("energy_") and c.endswith("_pj_per_inference")
              and c != "energy_pj_per_inference"]
-    fig = _figure(max(6.0, 0.9 * len(layers) + 3), 4.2)
+    fig = _layer_figure(len(layers), 4.2)
     ax = fig.add_subplot()
     names = [_literal(n) for n in layers["layer"]]
     bottom = [0.0] * len(layers)
@@ -687,7 +711,7 @@ def plot_energy_per_layer(layers: pd.DataFrame):
         ax.bar(names, layers["energy_pj_per_inference"].tolist())
     ax.set_ylabel("energy per inference (pJ)")
     ax.set_title("Energy per layer by component")
-    ax.tick_params(axis="x", labelrotation=30)
+    _layer_ticks(ax, len(layers))
     if ax.get_legend_handles_labels()[1]:  # no energy yet (nothing run): no legend to warn of
         ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
@@ -710,13 +734,13 @@ def plot_area_by_component(area: pd.DataFrame):
 
 def plot_latency_per_layer(layers: pd.DataFrame):
     """Latency per inference per layer (``latency_ns_per_inference``)."""
-    fig = _figure(max(6.0, 0.9 * len(layers) + 3), 3.8)
+    fig = _layer_figure(len(layers), 3.8)
     ax = fig.add_subplot()
     ax.bar([_literal(n) for n in layers["layer"]], layers["latency_ns_per_inference"].tolist(),
            color=PALETTE[0])
     ax.set_ylabel("latency per inference (ns)")
     ax.set_title("Latency per layer")
-    ax.tick_params(axis="x", labelrotation=30)
+    _layer_ticks(ax, len(layers))
     fig.tight_layout()
     return fig
 
@@ -735,7 +759,7 @@ def plot_fidelity_per_layer(layers: pd.DataFrame, *, readout: str = "ADC"):
     sqnr = rows["sqnr_db"].to_numpy(dtype=float)
     finite = np.isfinite(sqnr)
     top = float(sqnr[finite].max()) * 1.15 if finite.any() and sqnr[finite].max() > 0 else 1.0
-    fig = _figure(max(6.0, 0.9 * len(rows) + 3), 4.0)
+    fig = _layer_figure(len(rows), 4.0)
     ax = fig.add_subplot()
     bars = ax.bar(names, np.where(finite, sqnr, top), color=PALETTE[0], label="SQNR (dB)")
     for bar, ok in zip(bars, finite, strict=True):
@@ -744,7 +768,7 @@ def plot_fidelity_per_layer(layers: pd.DataFrame, *, readout: str = "ADC"):
                         va="bottom", fontsize=8)
     ax.set_ylabel("SQNR vs float layer (dB)")
     ax.set_title("Per-layer fidelity")
-    ax.tick_params(axis="x", labelrotation=30)
+    _layer_ticks(ax, len(rows))
     if "adc_code_use_pct" in rows:
         ax2 = ax.twinx()
         ax2.plot(names, rows["adc_code_use_pct"].to_numpy(dtype=float), "o-",
@@ -752,7 +776,9 @@ def plot_fidelity_per_layer(layers: pd.DataFrame, *, readout: str = "ADC"):
         ax2.set_ylabel(f"{readout} codes used (% of 2$^b$)")
         ax2.set_ylim(0, 105)
         handles = [bars, *ax2.get_lines()]
-        ax.legend(handles, [str(h.get_label()) for h in handles], fontsize=8, loc="lower left")
+        # on the twin axis, drawn last: the code-use line ran across a legend on the bars'
+        ax2.legend(handles, [str(h.get_label()) for h in handles], fontsize=8, loc="best",
+                   framealpha=0.95)
     fig.tight_layout()
     return fig
 

@@ -633,6 +633,11 @@ def test_overrides_set_fields_over_a_description_before_it_is_validated():
                                               r"TABLE\.FIELD=VALUE \(TABLE one of \['adc', "):
             cimsim.load_chip("rram-22nm", overrides=[bad])
     assert cimsim.load_chip("rram-22nm", overrides="adc.bits=5").adc.bits == 5  # one string
+    # the description says the chip is not the preset's (the report's title line and the
+    # CLI's chip line showed the preset's "6-bit SAR" over a 4-b run)
+    assert cimsim.load_chip("rram-22nm", overrides=["adc.bits=4"]).description.endswith(
+        "6-bit SAR, calibrated columns (with --set adc.bits=4)")
+    assert cimsim.load_chip("rram-22nm", overrides=['description="mine"']).description == "mine"
     from cimsim.config import unstated_inputs
 
     assert "device.g_max_us = 10.0" in unstated_inputs("published/li-esscirc22")

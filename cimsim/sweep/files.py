@@ -60,8 +60,8 @@ def sweep_html(frame: pd.DataFrame, png: bytes | None, meta: Mapping[str, Any],
     ], css=_FRONT_CSS)
 
 
-_UNITS = ("Units: energy pJ, latency ns per inference, area mm², accuracy a fraction, wall "
-          "time s.")
+_UNITS = ("Units: energy pJ, latency ns per inference, area mm², accuracy a fraction, "
+          "time_s s.")
 
 
 def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[Path]:
