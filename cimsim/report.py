@@ -870,19 +870,24 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
         ax.autoscale_view()
         fig.canvas.draw()  # the tick labels' final sizes, which tight_layout below uses
         fig.tight_layout()
-        bottom, top = ax.get_window_extent().y0, ax.get_window_extent().y1
+        box = ax.get_window_extent()
+        bottom, top = box.y0, box.y1
         placed: list[tuple[float, float, float]] = []  # labels' x0, x1, y in pixels
         for pos, idx in enumerate(frame.index):
             if not drawn[idx]:
                 continue
             px, py = ax.transData.transform((energy[idx], scale * acc[idx]))
-            # the label's pixel columns: 7-pt text about 0.6 em per character, 4 pt right
-            x0 = px + 4 * fig.dpi / 72
-            x1 = x0 + 0.6 * 7 * len(labels[pos]) * fig.dpi / 72
+            # the label's pixel columns: 7-pt text about 0.6 em per character, 4 pt right of
+            # the point, or left of it where it would cross the frame (the rightmost points)
+            width = 0.6 * 7 * len(labels[pos]) * fig.dpi / 72
+            side = -1 if px + 4 * fig.dpi / 72 + width > box.x1 else 1
+            x0 = px + 4 * fig.dpi / 72 if side > 0 else px - 4 * fig.dpi / 72 - width
+            x1 = x0 + width
             dy = _label_offset((x0, x1), py, placed, bottom, top, fig.dpi / 72)
             placed.append((x0, x1, py + dy * fig.dpi / 72))
             ax.annotate(_literal(labels[pos]), (energy[idx], scale * acc[idx]), fontsize=7,
-                        xytext=(4, dy), textcoords="offset points",
+                        xytext=(4 * side, dy), textcoords="offset points",
+                        ha="left" if side > 0 else "right",
                         fontweight="bold" if front[idx] else "normal")
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)

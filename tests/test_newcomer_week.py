@@ -92,6 +92,8 @@ def test_pareto_plot_energy_axis_reads_plainly_and_labels_stay_in_the_axes():
     for text in texts:
         extent = text.get_window_extent()
         assert box.y0 - 1 <= extent.y0 and extent.y1 <= box.y1 + 1, text.get_text()
+        # and across: the rightmost points' labels go left of them (they crossed the frame)
+        assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1, text.get_text()
 
 
 # --- cimsim train --method columnquant with its defaults --------------------------------------
