@@ -1430,8 +1430,7 @@ def _sequence_axis_checked(module: nn.Module, args: Arguments, batch_dim: int,
         yield
         return
     n = int(first.shape[batch_dim])
-    seen: list[str] = []
-    unbatched: list[bool] = []
+    seen: list[tuple[str, str]] = []  # (what the layer reads, what follows and the way out)
 
     def check(name: str, m: nn.Module, inputs: tuple) -> None:
         x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
@@ -1440,16 +1439,22 @@ def _sequence_axis_checked(module: nn.Module, args: Arguments, batch_dim: int,
         if x.dim() == 2 and x.shape[0] == n:
             # torch's recurrent and attention layers take a 2-D input as ONE unbatched
             # sequence: its rows are time steps (calibration also cut it into pieces of them)
-            seen.append(f"{name!r} takes its 2-D input as one unbatched sequence, dimension 0 "
-                        "its time steps")
-            unbatched.append(True)
+            seen.append((f"{name!r} takes its 2-D input as one unbatched sequence, dimension 0 "
+                         "its time steps",
+                         ", every per-inference figure divided by the length, and the "
+                         "calibration sequence cut into pieces along its steps. Give the "
+                         "sequences a batch axis: x[:, None] with batch_dim=1 for a "
+                         "sequence-first layer, x[None] for a batch_first one"))
             return
         if x.dim() != 3:
             return
         b = 0 if m.batch_first else 1
         if x.shape[1 - b] == n != x.shape[b]:
-            seen.append(f"{name!r} (batch_first={m.batch_first}) reads dimension {1 - b} of "
-                        "its input as the sequence")
+            seen.append((f"{name!r} (batch_first={m.batch_first}) reads dimension {1 - b} of "
+                         "its input as the sequence",
+                         " and every per-inference figure divided by the length. Pass "
+                         f"batch_dim={1 - batch_dim if batch_dim < 2 else 0} if the model's "
+                         f"input is {'sequence-first' if batch_dim == 0 else 'batch-first'}"))
 
     handles = [m.register_forward_pre_hook(lambda m, i, name=name: check(name, m, i))
                for name, m in module.named_modules()
@@ -1459,23 +1464,12 @@ def _sequence_axis_checked(module: nn.Module, args: Arguments, batch_dim: int,
     finally:
         for h in handles:
             h.remove()
-    if unbatched:
+    if seen:
+        what, then = seen[0]
         warnings.warn(
-            f"{seen[0]}, but that is the axis of the {n} samples cimsim counts (dimension "
+            f"{what}, but that is the axis of the {n} samples cimsim counts (dimension "
             f"{batch_dim} of the model's input, batch_dim={batch_dim}): every time step would "
-            "be counted as an inference, every per-inference figure divided by the length, "
-            "and the calibration sequence cut into pieces along its steps. Give the sequences "
-            "a batch axis: x[:, None] with batch_dim=1 for a sequence-first layer, x[None] "
-            "for a batch_first one (docs/architecture.md)",
-            UserWarning, stacklevel=4)
-    elif seen:
-        warnings.warn(
-            f"{seen[0]}, but that is the axis of the {n} samples cimsim counts (dimension "
-            f"{batch_dim} of the model's input, batch_dim={batch_dim}): every time step would "
-            "be counted as an inference and every per-inference figure divided by the length. "
-            f"Pass batch_dim={1 - batch_dim if batch_dim < 2 else 0} if the model's input is "
-            f"{'sequence-first' if batch_dim == 0 else 'batch-first'} (docs/architecture.md)",
-            UserWarning, stacklevel=4)
+            f"be counted as an inference{then} (docs/architecture.md)", UserWarning, stacklevel=4)
 
 
 def _note_dtypes(exc: Exception, module: nn.Module, args: Arguments) -> None:

@@ -501,7 +501,7 @@ class TwinMatmul(nn.Module):
                                       requires_grad=opts.learn_act_scale and not self.block_fp)
         buf("_act_scale0", view.s_x)
         tiny = float(torch.finfo(dt).tiny)
-        positive = np.asarray(s_w)[np.asarray(s_w) > 0]  # 0: a pruned channel's, exact
+        positive = s_w[s_w > 0]  # 0: a pruned channel's scale, exact
         for what, value in (("activation", float(view.s_x)),
                             ("weight", float(positive.min()) if positive.size else 1.0)):
             if not (value >= tiny or value == 0):
