@@ -89,6 +89,7 @@ from .tables import (
     _SRAM_F2,
     _SRAM_F2_NODES_NM,
     TechTable,
+    _check_bits,
     _interp_node,
     adc_area_um2,
     adc_conversion_time_ns,
@@ -484,6 +485,7 @@ class DACModel(ComponentModel):
         if action is _A.INPUT_SHIFT:
             # A-shift: x - 2^(B_x-1) of a B_x-bit code is its MSB inverted: a 1-bit add
             return self.table.accumulator_add_energy_pj_per_bit * self._sf * self.cal.e("digital")
+        bits = _check_bits(bits)  # every drive below prices a b-bit pulse, b >= 1
         if digital(self.chip) and bits > 1:
             # a digital read-out takes a d-bit slice on d input lines per row, each a 1-b
             # driver with its line: those whose bit is 1 toggle, mean_set_bits(d) of them for

@@ -174,6 +174,18 @@ def test_pulse_count_is_its_unit_pulses(bits):
         component_models(pw)[C.DAC].energy_pj(A.PULSE, bits) * 2 ** (bits - 1), rel=1e-12)
 
 
+@pytest.mark.parametrize("drive", ["amplitude", "pulse_width", "pulse_count", "bit_planes"])
+@pytest.mark.parametrize("bits", [0, -1, 17])
+def test_a_pulse_of_no_bits_is_refused_by_every_drive(drive, bits):
+    """A drive prices a b-bit pulse, b in 1..16: a bit-plane drive divided by zero at b = 0
+    and priced b = -1 as half a 1-b pulse, where the other drives name the argument."""
+    chip = physical_chip()
+    dac = chip.dac.replace(bits=None) if drive == "bit_planes" else chip.dac
+    chip = chip.replace(dac=dac, tech=chip.tech.replace(input_drive=drive))
+    with pytest.raises(ConfigError, match=f"bits={bits} is invalid; allowed: integers 1..16"):
+        component_models(chip)[C.DAC].energy_pj(A.PULSE, bits)
+
+
 @pytest.mark.parametrize("bits_per_cell", [1, 2, 4])
 def test_word_line_crosses_every_bit_cell_of_a_multi_bit_cell(bits_per_cell):
     """An SRAM cell of n bit-cells holds one weight's bits on n bit lines, driven by one input:
