@@ -632,6 +632,10 @@ class ArrayConfig(_Config):
         return -(-self.n_cols // self.cols_per_adc)
 
 
+# the device fields that hold one value per programmed level (or one for all, or none)
+LEVEL_TABLES = ("drift_nu_mean", "drift_nu_sigma", "read_noise_q_s")
+
+
 @dataclass(**_FROZEN)
 class DeviceConfig(_Config):
     """Memory cells: levels, conductances, programming variation and faults."""
@@ -690,7 +694,7 @@ class DeviceConfig(_Config):
             # before the per-level lists, whose lengths follow bits_per_cell
             _one_bit_cell_fail(self.bits_per_cell, f"1 for cell = '{self.cell.value}'")
         _float_in(self, "drift_t0_s", 0.0, lo_open=True)
-        for name in ("drift_nu_mean", "drift_nu_sigma", "read_noise_q_s"):
+        for name in LEVEL_TABLES:
             _level_values(self, name, 0.0, 10.0)
         if any(self.drift_nu_sigma) and not any(self.drift_nu_mean):
             _fail("DeviceConfig", "drift_nu_sigma", list(self.drift_nu_sigma),
@@ -711,6 +715,26 @@ class DeviceConfig(_Config):
     @property
     def n_levels(self) -> int:
         return 1 << self.bits_per_cell
+
+    def with_bits_per_cell(self, bits: int) -> DeviceConfig:
+        """This device storing ``bits`` bits per cell, its per-level tables
+        (:data:`LEVEL_TABLES`) resampled to the new levels by linear interpolation over each
+        level's place in the conductance range: level ``l`` of ``L`` sits at ``l / (L - 1)``
+        of the way from g_min to g_max, and the published fits (drift exponent, 1/f
+        coefficient) are functions of the conductance a cell holds. A table of one value or
+        none holds at any bits. What a sweep over ``bits_per_cell`` takes: a 4-level table
+        cannot describe 2 or 8 levels as written."""
+        changes: dict[str, Any] = {"bits_per_cell": bits}
+        if not _is_int(bits) or bits < 1:
+            return self.replace(**changes)  # refused there, naming the allowed bits
+        n_new = 1 << int(bits)
+        for name in LEVEL_TABLES:
+            table = getattr(self, name)
+            if len(table) > 1 and len(table) != n_new:
+                at = np.linspace(0.0, 1.0, n_new)
+                changes[name] = tuple(float(v) for v in np.interp(
+                    at, np.linspace(0.0, 1.0, len(table)), table))
+        return self.replace(**changes)
 
     @property
     def g_off_lsb(self) -> float:

@@ -290,7 +290,7 @@ def at_time(layer: ProgrammedLayer, t_s: float) -> ProgrammedLayer:
     settings kept: they were fitted at t0). A layer that does not age is returned as is."""
     from .program import _cell_conductance, _Conversions, _gemm_operands, weighted_rowsum
 
-    t = check_time(t_s, layer.chip)
+    t = check_time(t_s, layer.chip, "t_s")
     aging = layer.aging
     if aging is None:
         return layer

@@ -200,7 +200,8 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
         parts["adc"] = adc.replace(bits=adder_tree_bits(parts["array"].rows_per_group,
                                                         chip.dac_bits))
     if "bits_per_cell" in point:
-        parts["device"] = chip.device.replace(bits_per_cell=point["bits_per_cell"])
+        # per-level tables (a PCM's drift exponents) follow the levels' conductances
+        parts["device"] = chip.device.with_bits_per_cell(point["bits_per_cell"])
     if "thermal_sigma_lsb" in point:
         parts["noise"] = chip.noise.replace(thermal_sigma_lsb=point["thermal_sigma_lsb"])
     variant = chip.replace(**parts)

@@ -204,9 +204,11 @@ class TwinOptions:
     ``adc.calibration_granularity`` (LSQ); the grid start scales with it, so a zero-aligned grid
     stays zero-aligned. ``full_scale`` and ``fixed`` ranges are hardware-fixed and stay."""
     train_noise: bool = True
-    """In training mode, add the chip's thermal (``noise.thermal_sigma_lsb``) and comparator
-    (``adc.comparator_noise_lsb``) noise to every conversion, fresh torch draws per forward.
-    Eval mode is always noise-free."""
+    """In training mode, add the chip's conversion noise to every conversion, fresh torch
+    draws per forward: thermal (``noise.thermal_sigma_lsb``), per-cell read noise
+    (``noise.read_noise_rel``, and on a device that ages the 1/f read noise of
+    ``t_inference_s``) and comparator (``adc.comparator_noise_lsb``); docs/training.md
+    section 3, "Noise". Eval mode is always noise-free."""
     fused_kernel: bool = True
     """On the CPU, convert with the fused Numba kernel (noise, linear ADC, shift-add and the
     backward's reductions in one pass; counter-based noise keyed by torch's generator) and cut

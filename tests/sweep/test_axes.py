@@ -9,6 +9,7 @@ import json
 import pandas as pd
 import pytest
 
+import cimsim
 from cimsim.cli import main
 from cimsim.config import SliceReadout
 from cimsim.errors import ConfigError
@@ -229,3 +230,29 @@ def test_cli_demo_sharing_and_readout_trade_offs(tmp_path, capsys):
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["grid"] == {"slice_readout": ["digital", "analog"], "cols_per_adc": [1, 4],
                            "adc_bits": [5]}
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_a_bits_per_cell_point_resamples_per_level_tables_over_conductance(bits):
+    """pcm-22nm writes its drift exponent and 1/f coefficient per level of its 2-b cells: a
+    sweep's 1-b or 3-b point was refused (4 values for 2 or 8 levels). The tables follow the
+    levels' conductances: level l of L at l/(L-1) of the range, interpolated linearly."""
+    chip = cimsim.load_chip("pcm-22nm")
+    dev = chip.device
+    assert len(dev.drift_nu_mean) == 4
+    variant = chip_for_point(chip, {"bits_per_cell": bits, "adc_bits": 6}).device
+    assert variant.bits_per_cell == bits
+    old_at = [0.0, 1 / 3, 2 / 3, 1.0]
+    for name in ("drift_nu_mean", "drift_nu_sigma", "read_noise_q_s"):
+        table = getattr(variant, name)
+        assert len(table) == 2**bits
+        for level, value in enumerate(table):
+            u = level / (2**bits - 1)
+            i = min(int(u * 3), 2)  # the old segment holding u
+            w = (u - old_at[i]) * 3
+            old = getattr(dev, name)
+            assert value == pytest.approx(old[i] + w * (old[i + 1] - old[i]), rel=1e-12)
+    assert variant.drift_t0_s == dev.drift_t0_s  # nothing else moves
+    assert variant.replace(bits_per_cell=2, drift_nu_mean=dev.drift_nu_mean,
+                           drift_nu_sigma=dev.drift_nu_sigma,
+                           read_noise_q_s=dev.read_noise_q_s) == dev
