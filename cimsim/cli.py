@@ -223,6 +223,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if times:
         _warn_static_device(chip, times)
     print(f"cimsim {__version__}: {args.model} on {chip.name}; {used}")
+    _warn_unseen_classes(y, args.calibration)
     sim = cimsim.deploy(model, chip, x_cal, seed=args.seed, exclude=args.exclude)
     if x_eval is x:  # after the deploy, so that an error stays the only line on stderr
         _warn_calibration_reused(args.calibration)
@@ -323,6 +324,30 @@ def _split_note(n_x: int, n_cal: int) -> str:
         return f"{n_x} inputs: the first {n_cal} calibrate, {n_x - n_cal} evaluated"
     return (f"{n_x} inputs, all used to calibrate and to evaluate (none left over: the "
             "accuracy is measured on the calibration inputs)")
+
+
+def _warn_unseen_classes(y: Any, n_cal: int) -> None:
+    """Warn when the evaluated inputs' classes are mostly missing from the calibration inputs
+    (the first ``n_cal``): a file sorted by class calibrates every input and ADC range on one
+    or two classes and evaluates the others on ranges they never set. Half or more of the
+    classes missing: inputs drawn at random miss fewer while there are no more classes than
+    calibration inputs (each missed with probability (1 - 1/m)^n <= 1/e), so the warning
+    stays quiet for shuffled data."""
+    import numpy as np
+
+    if y is None or getattr(y, "ndim", 0) != 1 or len(y) <= n_cal:
+        return
+    labels = np.asarray(y)
+    if labels.dtype.kind not in "iu":
+        return
+    seen, evaluated = set(np.unique(labels[:n_cal]).tolist()), np.unique(labels[n_cal:])
+    missing = [c for c in evaluated.tolist() if c not in seen]
+    if len(evaluated) > n_cal or 2 * len(missing) < len(evaluated):
+        return
+    print(f"cimsim: warning: the {n_cal} calibration inputs (the first of --data) hold "
+          f"{len(seen)} class(es), the evaluated ones {len(evaluated)}: {len(missing)} are "
+          "never calibrated on (data sorted by class?). The input and ADC ranges are set on "
+          "the calibration inputs alone; shuffle the rows of --data", file=sys.stderr)
 
 
 def _warn_calibration_reused(calibration: int) -> None:
@@ -614,6 +639,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         used = f"{n_x} test inputs evaluated, {calibration.shape[0]} training images calibrate"
     else:
         used = _split_note(n_x, min(calibration, n_x))
+        _warn_unseen_classes(y, calibration)
     if args.scheduler is not None and args.jobs != 1:
         raise ConfigError("--jobs: with --scheduler the cluster's workers run the points; "
                           "leave --jobs out")

@@ -543,3 +543,27 @@ def test_train_run_identity_ignores_the_order_of_method_parts_and_options():
     b = ident("--method", "qat+w-reshape+lora", "--option", "kurtosis_target=2", "--option",
               "lora_rank=8")
     assert a == b and ident("--method", "qat+lora") != ident("--method", "distill+lora")
+
+
+@pytest.mark.parametrize("order", ["sorted", "shuffled"])
+def test_calibration_inputs_missing_most_classes_are_warned_about(digits_files, tmp_path,
+                                                                  capsys, order):
+    """A file sorted by class calibrates on its first classes and evaluates the others on
+    ranges they never set, silently: warned, naming the count and the fix; shuffled rows (the
+    bundled split) are not warned about."""
+    _, _, x, y = load_digits_split()
+    x, y = x[:200], y[:200]
+    if order == "sorted":
+        idx = torch.argsort(y, stable=True)
+        x, y = x[idx], y[idx]
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    for cmd in (["simulate"], ["sweep", "--adc-bits", "4"]):
+        rc = main([*cmd, "--model", "cimsim.models:load_digits_cnn", "--data",
+                   str(tmp_path / "d.npz"), "--chip", "ideal", "--out",
+                   str(tmp_path / cmd[0]), "--calibration", "64"])
+        assert rc == 0
+        err = capsys.readouterr().err
+        warned = "never calibrated on (data sorted by class?)" in err
+        assert warned == (order == "sorted"), err
+        if warned:
+            assert "64 calibration inputs" in err and "shuffle the rows of --data" in err
