@@ -9,6 +9,7 @@ is imported inside the functions, so importing this module stays cheap.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,9 +32,45 @@ def _outputs(model: Any, inputs: Any) -> Any:
     return logits_of(call_on(model, inputs))
 
 
-def _predicted(scores: Any) -> Any:
-    """The predicted class of every input of a batch: the argmax of its scores."""
-    return _scores(scores).argmax(dim=1)
+def _predicted(out: Any, n_rows: int | None = None) -> tuple[Any, int, int]:
+    """``(predicted, n_classes, n_nan)`` of a batch of ``n_rows`` inputs (None: not checked):
+    the argmax of every input's class scores, -1 for an input whose scores hold NaN (torch's
+    argmax takes a NaN for the largest score: a diverged output predicted a class). Scores
+    that are not ``(batch, classes)`` are refused: a ``(batch,)`` output failed in the argmax
+    naming nothing."""
+    import torch
+
+    scores = _scores(out)
+    if scores.dim() != 2 or (n_rows is not None and scores.shape[0] != n_rows):
+        rows = "" if n_rows is None else f" for a batch of {n_rows} inputs"
+        raise ValueError(f"the model's scores have shape {tuple(scores.shape)}{rows}; allowed: "
+                         "(batch, classes), one row of class scores per input")
+    pred = scores.argmax(dim=1)
+    if not scores.is_floating_point():
+        return pred, int(scores.shape[1]), 0
+    nan = torch.isnan(scores).any(dim=1)
+    n_nan = int(nan.sum())
+    if n_nan:
+        pred = torch.where(nan, torch.full_like(pred, -1), pred)
+    return pred, int(scores.shape[1]), n_nan
+
+
+def _warn_nan(n_nan: int, n: int) -> None:
+    if n_nan:
+        warnings.warn(f"{n_nan} of {n} inputs have NaN class scores: they predict no class "
+                      "(-1, never a label)", RuntimeWarning, stacklevel=3)
+
+
+def _check_label_range(y: Any, n_classes: int | None, what: str) -> None:
+    """Labels must be classes the model scores, 0 .. n_classes - 1: 1-based labels scored
+    0 % without a word (as :func:`score_problem` refuses them for the command line)."""
+    if n_classes is None or not y.numel():
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= n_classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{what}: label {bad} is out of range for the model, which scores "
+                         f"{n_classes} classes (labels 0..{n_classes - 1})")
 
 
 def score_problem(model: Any, x: Any, y: Any) -> str | None:
@@ -142,14 +179,24 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     Returns
     -------
     Tensor
-        int64, shape ``(n,)``.
+        int64, shape ``(n,)``; -1 for an input whose scores hold NaN (no class predicted; a
+        ``RuntimeWarning`` says how many).
 
     Raises
     ------
     ValueError
-        ``batch_size`` is invalid, or the output is no tensor of scores (a tuple: a
-        HuggingFace model called with ``return_dict=False``).
+        ``batch_size`` is invalid, or the output is no tensor of scores of shape
+        ``(batch, classes)`` (a tuple: a HuggingFace model called with ``return_dict=False``).
     """
+    pred, _, n_nan = _predict(model, x, batch_size, progress, desc, batch_dim)
+    _warn_nan(n_nan, int(pred.shape[0]))
+    return pred
+
+
+def _predict(model: Any, x: Any, batch_size: int | None, progress: bool, desc: str,
+             batch_dim: int | None) -> tuple[Any, int | None, int]:
+    """:func:`predict`'s classes, the number of classes scored (None: no input) and the
+    inputs whose scores held NaN."""
     import torch
     from tqdm import tqdm
 
@@ -163,11 +210,15 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
                          "or None")
     starts = range(0, n, max(step, 1))
     preds = []
+    n_classes, n_nan = None, 0
     with torch.no_grad():
         for i in tqdm(starts, desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-            preds.append(_predicted(_run(model, x, i, i + step, dim)))
-    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
+            pred, n_classes, nan = _predicted(_run(model, x, i, i + step, dim),
+                                              min(i + step, n) - i)
+            preds.append(pred)
+            n_nan += nan
+    return (torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)), n_classes, n_nan
 
 
 def accuracy(model: Any, x: Any, y: Any = None, *, batch_size: int | None = 256,
@@ -194,8 +245,10 @@ def accuracy(model: Any, x: Any, y: Any = None, *, batch_size: int | None = 256,
     ------
     ValueError
         ``x`` is empty, ``y`` does not hold one label per input (1-D, integer class indices;
-        floats only if whole numbers), or, without ``y``, a batch is not an ``(inputs,
-        labels)`` pair.
+        floats only if whole numbers) of a class the model scores (0 .. classes - 1), the
+        scores are not ``(batch, classes)``, or, without ``y``, a batch is not an ``(inputs,
+        labels)`` pair. An input whose scores hold NaN predicts no class (a wrong answer,
+        warned about).
     """
     from ._inputs import input_count
 
@@ -209,8 +262,9 @@ def accuracy(model: Any, x: Any, y: Any = None, *, batch_size: int | None = 256,
     if int(y.shape[0]) != n:
         raise ValueError(f"{n} inputs but {int(y.shape[0])} labels"
                          + (f" (inputs counted along dimension {dim})" if dim else ""))
-    pred = predict(model, x, batch_size=batch_size, progress=progress, desc=desc,
-                   batch_dim=dim)
+    pred, n_classes, n_nan = _predict(model, x, batch_size, progress, desc, dim)
+    _check_label_range(y, n_classes, "accuracy: y")
+    _warn_nan(n_nan, n)
     return int((pred == y.to(pred.device)).sum()) / n
 
 
@@ -244,7 +298,7 @@ def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) ->
         raise ValueError(f"accuracy: y is required with inputs of type {type(batches).__name__}"
                          "; allowed without y: an iterable of (inputs, labels) batches, e.g. a "
                          "DataLoader over a labelled dataset")
-    correct = total = 0
+    correct = total = n_nan = 0
     with torch.no_grad():
         for batch in tqdm(batches, desc=desc, unit="batch", leave=False,
                           disable=None if progress else True):
@@ -260,10 +314,13 @@ def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) ->
                     f"accuracy: without y, every batch must be an (inputs, labels) pair or a "
                     f"dict with 'labels'; got {what}: pass the labels as y, or a loader that "
                     "yields (inputs, labels)")
-            pred = _predicted(_outputs(model, inputs))  # the batch as the loader cut it
+            # the batch as the loader cut it
+            pred, n_classes, nan = _predicted(_outputs(model, inputs))
+            n_nan += nan
             labels = torch.as_tensor(labels).to(pred.device)
             if labels.dim() == 1:
                 labels = _class_labels(labels, "accuracy: a batch's labels")
+                _check_label_range(labels, n_classes, "accuracy: a batch's labels")
             if labels.shape != pred.shape:
                 raise ValueError(f"accuracy: a batch of {int(pred.shape[0])} predictions has "
                                  f"labels of shape {tuple(labels.shape)}; allowed: one "
@@ -272,6 +329,7 @@ def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) ->
             total += int(pred.shape[0])
     if total == 0:
         raise ValueError("cannot evaluate accuracy on an empty set")
+    _warn_nan(n_nan, total)
     return correct / total
 
 
@@ -297,7 +355,10 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     Returns
     -------
     float
-        In ``[-1, 1]``; 0.0 when either output is all zeros.
+        In ``[-1, 1]``; 0.0 when either output is all zeros. Values that are the same
+        infinity or NaN in both outputs (a masked logit) agree and are left out; NaN, with a
+        ``RuntimeWarning`` saying how many, when the outputs hold non-finite values that
+        differ (the cosine is undefined: an inf made it 1.0, a NaN 0.0, before).
 
     Raises
     ------
@@ -333,6 +394,16 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     if ref.shape != sim.shape:
         raise ValueError(f"the model's outputs hold {sim.numel()} values, the reference's "
                          f"{ref.numel()}")
+    finite = torch.isfinite(ref) & torch.isfinite(sim)
+    if not bool(finite.all()):
+        same = (ref == sim) | (torch.isnan(ref) & torch.isnan(sim))
+        differ = int((~finite & ~same).sum())
+        if differ:
+            warnings.warn(f"output_cosine: {differ} of {ref.numel()} output values are "
+                          "non-finite (inf or NaN) in one output and not the same in the other: "
+                          "the cosine is undefined (NaN)", RuntimeWarning, stacklevel=2)
+            return float("nan")
+        ref, sim = ref[finite], sim[finite]  # equal non-finite values agree: left out
     norm = float(ref.norm() * sim.norm())
     # rounding can push a cosine of identical vectors a hair past 1
     return max(-1.0, min(1.0, float(ref @ sim) / norm)) if norm > 0 else 0.0

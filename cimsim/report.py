@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -192,9 +193,10 @@ class Report:
 
     def set_output_fidelity(self, cosine: float, n_inputs: int) -> None:
         """Record how close the simulated outputs are to the float model's when no labels were
-        given: ``cosine`` between the two (in [-1, 1]) over ``n_inputs`` inputs."""
-        if not -1.0 <= float(cosine) <= 1.0:
-            raise ValueError(f"cosine = {cosine!r}; allowed: a number in [-1, 1]")
+        given: ``cosine`` between the two (in [-1, 1]; NaN where non-finite outputs leave it
+        undefined, :func:`cimsim.evaluate.output_cosine`) over ``n_inputs`` inputs."""
+        if not (-1.0 <= float(cosine) <= 1.0 or math.isnan(float(cosine))):
+            raise ValueError(f"cosine = {cosine!r}; allowed: a number in [-1, 1], or NaN")
         self.summary.update(output_cosine=float(cosine), n_eval_inputs=int(n_inputs))
 
     def summary_rows(self) -> list[tuple[str, str, str]]:
@@ -466,8 +468,10 @@ def _summary_rows(report: Report) -> list[tuple[str, str, str]]:
                                  f"{100 * s['simulated_accuracy']:.2f} % simulated{on}",
                      "simulated"))
     elif "output_cosine" in s:
-        rows.append(("output fidelity", f"cosine to float {s['output_cosine']:.4f}{on}",
-                     "simulated"))
+        c = s["output_cosine"]  # None: NaN as the report file holds it
+        shown = ("undefined (outputs not finite)" if c is None or math.isnan(c)
+                 else f"{c:.4f}")
+        rows.append(("output fidelity", f"cosine to float {shown}{on}", "simulated"))
     else:
         rows.append(("accuracy", "not measured (no evaluation recorded)", ""))
     if "t_inference_s" in t and chip.device.ages:

@@ -62,14 +62,14 @@ def test_demo_fast_lossless_equals_quantized(tmp_path, capsys, monkeypatch):
     from tests.mapping.conftest import assert_bitwise, reference_model
 
     calls: list[tuple] = []
-    real = cimsim.evaluate.predict
+    real = cimsim.evaluate._predict  # what accuracy and predict run
 
-    def recording(model, x, **kwargs):
-        pred = real(model, x, **kwargs)
+    def recording(model, x, *args):
+        pred, n_classes, n_nan = real(model, x, *args)
         calls.append((model, x, pred))
-        return pred
+        return pred, n_classes, n_nan
 
-    monkeypatch.setattr(cimsim.evaluate, "predict", recording)
+    monkeypatch.setattr(cimsim.evaluate, "_predict", recording)
     assert main(["demo", "--fast", "--chip", "ideal", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     (sim, x, pred), = [c for c in calls if isinstance(c[0], SimModel)]

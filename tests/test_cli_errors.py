@@ -116,19 +116,20 @@ def _simulate(files: Path, out: Path, **changes: str) -> list[str]:
 def recorded(monkeypatch):
     """What ``simulate`` calibrated on (``deploy``'s inputs) and evaluated on (``predict``)."""
     calls: dict[str, list] = {"calibration": [], "evaluated": []}
-    real_deploy, real_predict = cimsim.deploy, cimsim.evaluate.predict
+    # _predict: what accuracy and predict run
+    real_deploy, real_predict = cimsim.deploy, cimsim.evaluate._predict
 
     def deploy(model, chip, calibration, **kwargs):
         calls["calibration"].append(calibration)
         return real_deploy(model, chip, calibration, **kwargs)
 
-    def predict(model, x, **kwargs):
+    def predict(model, x, *args):
         if isinstance(model, SimModel):
             calls["evaluated"].append(x)
-        return real_predict(model, x, **kwargs)
+        return real_predict(model, x, *args)
 
     monkeypatch.setattr(cimsim, "deploy", deploy)
-    monkeypatch.setattr(cimsim.evaluate, "predict", predict)
+    monkeypatch.setattr(cimsim.evaluate, "_predict", predict)
     return calls
 
 

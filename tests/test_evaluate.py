@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -232,3 +233,67 @@ def test_accuracy_over_a_loader_of_labelled_batches():
         accuracy(model, [(SCORES[:3], SCORES[:3])])
     with pytest.raises(ValueError, match="empty"):
         accuracy(model, [])
+
+
+def test_labels_the_model_does_not_score_are_refused():
+    """1-based labels (1..3 for 3 classes) scored 0 % without a word, where the command line's
+    check refuses them: accuracy names the label and the classes, with y and per batch."""
+    y = torch.tensor([0, 2, 0, 1, 1, 2, 0])
+    with pytest.raises(ValueError, match=r"label 3 is out of range .* 3 classes \(labels 0..2\)"):
+        accuracy(_Counting(), SCORES, y + 1)
+    with pytest.raises(ValueError, match="label -1 is out of range"):
+        accuracy(_Counting(), SCORES, y - 1, batch_size=3)
+    with pytest.raises(ValueError, match="a batch's labels: label 3 is out of range"):
+        accuracy(_Counting(), [(SCORES[:4], y[:4] + 1)])
+
+
+def test_scores_that_are_not_a_row_per_input_are_refused():
+    """One score per input, shape (B,), failed in the argmax (an IndexError naming nothing)."""
+    with pytest.raises(ValueError, match=r"scores have shape \(7,\) for a batch of 7 inputs; "
+                                         r"allowed: \(batch, classes\)"):
+        accuracy(_Counting(), SCORES[:, 0], torch.zeros(7, dtype=torch.int64), batch_size=None)
+    with pytest.raises(ValueError, match=r"shape \(7,\) for a batch of 7 inputs; allowed"):
+        predict(lambda x: x[:, 0], SCORES)
+
+
+def test_nan_scores_predict_no_class_and_are_warned_about():
+    """torch's argmax takes a NaN for the largest score: a diverged output "predicted" its
+    class. Such an input predicts -1, never a label, with a warning saying how many."""
+    scores = SCORES.clone()
+    scores[1, 0] = float("nan")  # row 1's argmax is class 2 elsewhere: right without the NaN
+    with pytest.warns(RuntimeWarning, match="1 of 7 inputs have NaN class scores"):
+        got = predict(_Counting(), scores)
+    assert got.tolist() == [0, -1, 1, 1, 0, 2, 2]
+    with pytest.warns(RuntimeWarning, match="1 of 7 inputs"):
+        assert accuracy(_Counting(), scores, PRED, batch_size=3) == 6 / 7
+    with pytest.warns(RuntimeWarning, match="1 of 7 inputs"):
+        assert accuracy(_Counting(), [(scores[:4], PRED[:4]), (scores[4:], PRED[4:])]) == 6 / 7
+
+
+def test_non_finite_outputs_make_the_cosine_undefined_unless_both_hold_them():
+    """A negated model scores -1; one -inf in its output made it 1.0 (inf/inf = NaN, clamped to
+    1), one NaN 0.0, silently. Non-finite values that differ: NaN and a warning; the same
+    infinity in both outputs (a masked logit) agrees and is left out."""
+    x = torch.randn(6, 5)
+
+    def ref(t):
+        return t * 2
+
+    def negated(t):
+        out = -2 * t
+        out[0, 0] = float("-inf")
+        return out
+
+    assert output_cosine(ref, lambda t: -2 * t, x) == pytest.approx(-1.0)
+    with pytest.warns(RuntimeWarning, match="1 of 30 output values are non-finite"):
+        assert math.isnan(output_cosine(ref, negated, x))
+
+    def masked(scale):
+        def f(t):
+            out = t * scale
+            out[:, 0] = float("-inf")
+            return out
+        return f
+
+    assert output_cosine(masked(2.0), masked(3.0), x) == pytest.approx(1.0)
+    assert output_cosine(masked(2.0), masked(-3.0), x) == pytest.approx(-1.0)

@@ -339,3 +339,17 @@ def test_a_save_that_fails_leaves_the_folder_as_it_was(rep, tmp_path, monkeypatc
     with pytest.raises(ValueError, match="a figure failed"):
         rep.save(tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_an_undefined_output_cosine_is_recorded_and_shown_as_such(sim, tmp_path):
+    """output_cosine gives NaN where non-finite outputs leave it undefined: the report refused
+    it after the whole simulation; it is kept, saved and read back, shown as undefined."""
+    rep = sim.report()
+    with pytest.raises(ValueError, match=r"allowed: a number in \[-1, 1\], or NaN"):
+        rep.set_output_fidelity(1.5, 10)
+    rep.set_output_fidelity(float("nan"), 10)
+    shown = dict((row[0], row[1]) for row in rep.summary_rows())
+    assert shown["output fidelity"] == "cosine to float undefined (outputs not finite) on 10 inputs"
+    rep.save(tmp_path)
+    back = dict((row[0], row[1]) for row in Report.load(tmp_path).summary_rows())
+    assert back["output fidelity"] == shown["output fidelity"]

@@ -30,7 +30,7 @@ from torch.nn.modules.conv import _ConvTransposeNd
 from ..config import ChipConfig
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
-from .layers import MatmulCore, SimLayer, conv_pads, grouped_cores
+from .layers import MatmulCore, SimLayer, check_kernel_fits, conv_pads, grouped_cores
 
 __all__ = ["SimConv3d", "SimConvTranspose", "col2im_nd", "conv_input_error", "unfold_nd"]
 
@@ -268,6 +268,10 @@ class ConvGeometry:
         if x.dim() != self.nd + 2 or x.shape[1] != self.in_channels:
             raise conv_input_error(name, x, self.nd, self.groups, self.in_channels,
                                    list(self.weight_shape))
+        # F.pad's order: the last dimension's (left, right) first
+        pads = self.pads[::-1]
+        padded = [s + pads[2 * d] + pads[2 * d + 1] for d, s in enumerate(x.shape[2:])]
+        check_kernel_fits(name, padded, self.kernel, self.dilation, self.nd)
         if any(self.pads):
             x = F.pad(x, self.pads, mode=self.pad_mode)
         return unfold_nd(x, self.kernel, self.stride, self.dilation)

@@ -92,7 +92,7 @@ from .weight_view import TensorMeta, WeightView, weight_like, weight_read_messag
 
 __all__ = ["ACTIVATION_REASON", "COMPILED_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON",
            "MODULATED_REASON", "SCALED_REASON", "UNREGISTERED_REASON",
-           "FunctionalUses", "higher_order_error", "refuse_integer_input",
+           "FunctionalUses", "higher_order_error", "refuse_non_float_input",
            "refuse_transformed_inputs",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
            "linear_through", "weight_read_error", "weight_view", "refuse_swapped_weights"]
@@ -851,20 +851,39 @@ def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
             "(exclude=[...]) to keep it digital")
 
 
-def refuse_integer_input(layer: str, args: tuple) -> None:
-    """What a simulated (or twin) layer raises on an input that is not floating point (its
-    first argument): torch's own layer refuses it ("mat1 and mat2 must have the same dtype"),
-    the simulated one computed it in float64 and cast its output back to the input's integer
-    dtype, every output truncated: integer calibration data (pixels as uint8, a table of int64)
-    calibrated the later layers on truncated activations, silently."""
+def refuse_non_float_input(layer: str, args: tuple) -> None:
+    """What a simulated (or twin) layer raises on an input (its first argument) it cannot
+    compute on as the model's own layer would:
+
+    - not floating point: torch's own layer refuses it ("mat1 and mat2 must have the same
+      dtype"), the simulated one computed it in float64 and cast its output back to the
+      input's integer dtype, every output truncated: integer calibration data (pixels as
+      uint8, a table of int64) calibrated the later layers on truncated activations, silently;
+    - complex: torch's layer of real weights refuses it too; the arrays' NumPy copy kept the
+      real part and the output came back complex, its imaginary part 0, with only torch's
+      casting warning;
+    - on the meta device: no values to compute on (torch's bare "Cannot copy out of meta
+      tensor" named no layer)."""
     x = args[0] if args else None
-    if isinstance(x, torch.Tensor) and not (x.is_floating_point() or x.is_complex()):
-        dtype = str(x.dtype).removeprefix("torch.")
+    if not isinstance(x, torch.Tensor):
+        return
+    dtype = str(x.dtype).removeprefix("torch.")
+    if x.is_complex():
+        raise MappingError(
+            f"{layer}: its input is {dtype}; the model's own layer of real weights refuses it, "
+            "and the arrays compute on real values (the imaginary part would be dropped): "
+            "give the real and imaginary parts as real tensors (torch.view_as_real)")
+    if not x.is_floating_point():
         raise MappingError(
             f"{layer}: its input is {dtype}, not floating point; the model's own layer refuses "
             f"it, and a simulated one would return {dtype} (its outputs truncated): cast the "
             "inputs (and the calibration data) to the model's dtype, e.g. x.float(), scaled "
             "as the model was trained on")
+    if x.device.type == "meta":
+        raise MappingError(
+            f"{layer}: its input is on the meta device, which holds no values to compute on; "
+            "give the inputs (and the calibration data) as tensors with values, on the CPU or "
+            "the model's device")
 
 
 def _dual(t: torch.Tensor) -> bool:

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import math
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -40,7 +40,7 @@ from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
 from .functional import (
     linear_through,
-    refuse_integer_input,
+    refuse_non_float_input,
     refuse_swapped_weights,
     refuse_transformed_inputs,
     weight_view,
@@ -553,7 +553,7 @@ def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
         refuse_swapped_weights(layer, layer.sim_name, layer.own_tensors)
     tensors = [*args, *kwargs.values()]
     refuse_transformed_inputs(layer.sim_name, tensors)
-    refuse_integer_input(layer.sim_name, args or tuple(kwargs.values())[:1])
+    refuse_non_float_input(layer.sim_name, args or tuple(kwargs.values())[:1])
     if not (torch.is_grad_enabled()
             and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors)):
         return
@@ -696,12 +696,7 @@ class SimLinear(SimLayer):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         x = input  # torch names it so: a caller may pass input=
-        if x.dim() == 0 or x.shape[-1] != self.in_features:
-            # as nn.Linear refuses it: a reshape would silently regroup the features
-            shape = "x".join(map(str, x.shape)) or "scalar"
-            raise RuntimeError(f"{self.sim_name}: mat1 and mat2 shapes cannot be multiplied "
-                               f"(input {shape}, weight {self.out_features}x{self.in_features}): "
-                               f"the layer takes {self.in_features} input features")
+        check_linear_input(self.sim_name, x, self.out_features, self.in_features)
         lead = x.shape[:-1]
         y = self._matmul(self.cores[0], self._np(x.reshape(-1, self.in_features)))
         return torch.from_numpy(y).to(x.device, x.dtype).reshape(*lead, self.out_features)
@@ -712,6 +707,17 @@ class SimLinear(SimLayer):
         core = self.cores[0]
         return linear_through(self, x, bias, core.bias is not None,
                               core.activation_clamp is not None)
+
+
+def check_linear_input(name: str, x: torch.Tensor, out_features: int, in_features: int
+                       ) -> None:
+    """nn.Linear's refusal of an input whose last dimension is not ``in_features``, naming
+    the layer: a reshape would silently regroup the features (or fail naming nothing)."""
+    if x.dim() == 0 or x.shape[-1] != in_features:
+        shape = "x".join(map(str, x.shape)) or "scalar"
+        raise RuntimeError(f"{name}: mat1 and mat2 shapes cannot be multiplied (input {shape}, "
+                           f"weight {out_features}x{in_features}): the layer takes "
+                           f"{in_features} input features")
 
 
 def grouped_cores(name: str, w2: np.ndarray, bias: np.ndarray | None, groups: int,
@@ -798,6 +804,10 @@ class SimConv(SimLayer):
                 f"{self.sim_name}: Given groups={self.groups}, weight of size {weight}, expected "
                 f"{self.dim + 1}D (unbatched) or {self.dim + 2}D (batched) input with "
                 f"{self.in_channels} channels, but got input of size {list(x.shape)}")
+        left, right, top, bottom = self.pads
+        check_kernel_fits(self.sim_name, (x.shape[-2] + top + bottom if self.dim == 2 else 1,
+                                          x.shape[-1] + left + right),
+                          self.kernel, self.dilation2, self.dim)
         x4 = self._np(x.unsqueeze(2) if self.dim == 1 else x)
         cols, (b, h_out, w_out) = im2col(x4, self.kernel, self.stride2, self.dilation2, self.pads,
                                          self.pad_mode)
@@ -807,6 +817,21 @@ class SimConv(SimLayer):
         y = torch.from_numpy(np.concatenate(outs, axis=1)).to(x.device, x.dtype)
         y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
         return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
+
+
+def check_kernel_fits(name: str, padded: Sequence[int], kernel: Sequence[int],
+                      dilation: Sequence[int], dim: int) -> None:
+    """torch's refusal of an input smaller than a convolution's (dilated) kernel, naming the
+    layer: the strided windows failed in NumPy or torch with a message naming neither.
+    ``padded``, ``kernel``, ``dilation``: per spatial dimension (a Conv1d's 2-D form's leading
+    1 included); ``dim``: the layer's own dimensions, the last ``dim`` of them shown."""
+    spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
+    if any(s > p for s, p in zip(spans, padded, strict=True)):
+        sizes, spans_shown = list(padded)[-dim:], spans[-dim:]
+        raise RuntimeError(
+            f"{name}: Calculated padded input size per channel: "
+            f"({' x '.join(map(str, sizes))}). Kernel size: ({' x '.join(map(str, spans_shown))}"
+            "). Kernel size can't be greater than actual input size")
 
 
 _NP_PAD: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {
@@ -850,6 +875,7 @@ class SimMultiheadAttention(SimLayer):
             raise MappingError(f"{name}: add_bias_kv / add_zero_attn are not supported")
         e = src.embed_dim
         self.embed_dim, self.num_heads = e, src.num_heads
+        self.kdim, self.vdim = src.kdim, src.vdim
         self.batch_first = src.batch_first
         self.dropout = src.dropout
         # attributes torch's Transformer fast-path checks read; in_proj_bias = None keeps
@@ -910,11 +936,13 @@ def attention(project: Callable[[int, torch.Tensor], torch.Tensor], query: torch
     ``project(i, x)`` (q, k, v, out for i = 0..3) and the activation x activation products
     (Q·Kᵀ, softmax, ·V) in float, as torch's functional implementation computes them.
 
-    ``module`` gives ``embed_dim``, ``num_heads``, ``batch_first``, ``dropout`` and ``training``;
+    ``module`` gives ``embed_dim``, ``kdim``, ``vdim``, ``num_heads``, ``batch_first``,
+    ``dropout`` and ``training``;
     ``name`` is the layer's name for errors. The deployed layer and the training twin both call
     this.
     """
     batched = query.dim() == 3
+    given = {"key": "x".join(map(str, key.shape)), "value": "x".join(map(str, value.shape))}
     if not batched:
         query, key, value = (t.unsqueeze(1) for t in (query, key, value))
         if key_padding_mask is not None:
@@ -927,6 +955,16 @@ def attention(project: Callable[[int, torch.Tensor], torch.Tensor], query: torch
         # torch's multi_head_attention_forward asserts this too
         raise AssertionError(f"{name}: was expecting embedding dimension of {embed_dim}, but "
                              f"got {query.shape[-1]}")
+    for what, t, width in (("key", key, module.kdim), ("value", value, module.vdim)):
+        # the arrays' row tiles would read the first kdim / vdim features of a wider one
+        if t.dim() != 3 or t.shape[-1] != int(width) or t.shape[1] != query.shape[1]:
+            raise AssertionError(
+                f"{name}: the {what} ({given[what]}) must hold {int(width)} features "
+                f"({what[0]}dim) per element, as many elements as the query's batch of "
+                f"{query.shape[1]}{'' if batched else ' (unbatched)'}")
+    if key.shape[0] != value.shape[0]:
+        raise AssertionError(f"{name}: key and value sequences differ in length "
+                             f"({key.shape[0]} and {value.shape[0]})")
     tgt, bsz, e = query.shape
     src = key.shape[0]
     h = int(module.num_heads)

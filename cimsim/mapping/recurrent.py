@@ -64,6 +64,7 @@ class RecurrentShape:
     """What a recurrent module's forward needs besides its matrices (torch's names)."""
 
     mode: str
+    input_size: int
     num_layers: int
     bidirectional: bool
     batch_first: bool
@@ -73,9 +74,10 @@ class RecurrentShape:
 
     @classmethod
     def of(cls, src: nn.RNNBase) -> RecurrentShape:
-        return cls(mode=src.mode, num_layers=src.num_layers, bidirectional=src.bidirectional,
-                   batch_first=src.batch_first, hidden_size=src.hidden_size,
-                   proj_size=getattr(src, "proj_size", 0), dropout=float(src.dropout))
+        return cls(mode=src.mode, input_size=int(src.input_size), num_layers=src.num_layers,
+                   bidirectional=src.bidirectional, batch_first=src.batch_first,
+                   hidden_size=src.hidden_size, proj_size=getattr(src, "proj_size", 0),
+                   dropout=float(src.dropout))
 
 
 def recurrent_matrices(src: nn.RNNBase) -> list[list[tuple[str, str | None]]]:
@@ -187,6 +189,10 @@ def _padded_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
     if input.dim() not in (2, 3):
         raise ValueError(f"{name}: expected a 2-D (unbatched) or 3-D (batched) input, got "
                          f"{input.dim()}-D")
+    if input.shape[-1] != shape.input_size:
+        # as torch refuses it: the arrays' row tiles would read the first input_size features
+        raise RuntimeError(f"{name}: input.size(-1) must be equal to input_size. Expected "
+                           f"{shape.input_size}, got {input.shape[-1]}")
     x = input.unsqueeze(1) if not batched else (
         input.transpose(0, 1) if shape.batch_first else input)
     length, bsz = x.shape[0], x.shape[1]  # (L, B, H_in) from here on
@@ -274,13 +280,15 @@ def cell_matrices(src: nn.RNNCellBase) -> list[tuple[str, str | None]]:
     return [(f"weight_{kind}", f"bias_{kind}" if src.bias else None) for kind in ("ih", "hh")]
 
 
-def cell_forward(project: Callable[[int, torch.Tensor], torch.Tensor], mode: str, hidden: int,
-                 input: torch.Tensor, hx: Any, name: str) -> Any:
+def cell_forward(project: Callable[[int, torch.Tensor], torch.Tensor], mode: str,
+                 sizes: tuple[int, int], input: torch.Tensor, hx: Any, name: str) -> Any:
     """``nn.RNNCell`` / ``nn.LSTMCell`` / ``nn.GRUCell`` ``forward``: one time step, each matrix
     product done by ``project(which, x)`` (``which`` IH or HH; x (B, K) -> (B, N), biases
     included), the gates and the state update as :func:`cell_update`; inputs and states 1-D
-    (unbatched) or 2-D, and the missing state zeros, as torch's cells take them. The deployed
-    cell and its training twin both call this."""
+    (unbatched) or 2-D, and the missing state zeros, as torch's cells take them; ``sizes`` the
+    cell's ``(input_size, hidden_size)``, checked as torch checks them. The deployed cell and
+    its training twin both call this."""
+    input_size, hidden = sizes
     what = {"LSTM": "LSTMCell", "GRU": "GRUCell"}.get(mode, "RNNCell")
     if input.dim() not in (1, 2):
         raise ValueError(f"{name} ({what}): expected the input to be 1D or 2D, got "
@@ -291,6 +299,20 @@ def cell_forward(project: Callable[[int, torch.Tensor], torch.Tensor], mode: str
             raise ValueError(f"{name} ({what}): expected the state to be 1D or 2D, got "
                              f"{state.dim()}D instead")
     batched = input.dim() == 2
+    # torch's own checks: the arrays' row tiles would read the first input_size features
+    if input.shape[-1] != input_size:
+        raise RuntimeError(f"{name} ({what}): input has inconsistent input_size: got "
+                           f"{input.shape[-1]} expected {input_size}")
+    for i, state in enumerate(states or ()):
+        if state.dim() != input.dim():
+            raise RuntimeError(f"{name} ({what}): the input is {input.dim()}-D, its state "
+                               f"{state.dim()}-D (both batched or both unbatched)")
+        if state.shape[-1] != hidden:
+            raise RuntimeError(f"{name} ({what}): hidden{i} has inconsistent hidden_size: got "
+                               f"{state.shape[-1]} expected {hidden}")
+        if batched and state.shape[0] != input.shape[0]:
+            raise RuntimeError(f"{name} ({what}): Input batch size {input.shape[0]} doesn't "
+                               f"match hidden{i} batch size {state.shape[0]}")
     x = input if batched else input.unsqueeze(0)
     if states is None:
         zeros = x.new_zeros(x.shape[0], hidden)
@@ -379,7 +401,7 @@ class SimRNNCell(SimLayer):
     def __init__(self, src: nn.RNNCellBase, name: str, chip: ChipConfig, seed: int):
         super().__init__(name)
         self.mode = cell_mode(src)
-        self.hidden_size = int(src.hidden_size)
+        self.sizes = (int(src.input_size), int(src.hidden_size))
         for i, (w_name, b_name) in enumerate(cell_matrices(src)):
             w = self._np(getattr(src, w_name))
             b = None if b_name is None else self._np(getattr(src, b_name))
@@ -399,5 +421,4 @@ class SimRNNCell(SimLayer):
         return torch.from_numpy(np.ascontiguousarray(y)).to(x.device, x.dtype)
 
     def forward(self, input, hx=None):
-        return cell_forward(self._project, self.mode, self.hidden_size, input, hx,
-                            self.sim_name)
+        return cell_forward(self._project, self.mode, self.sizes, input, hx, self.sim_name)

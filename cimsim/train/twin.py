@@ -89,6 +89,7 @@ from ..config import (
 )
 from ..errors import ConfigError, MappingError
 from ..mapping.affine import AffineSource, affine_source
+from ..mapping.convnd import conv_input_error
 from ..mapping.deploy import (
     _UNSUPPORTED,
     EXCLUDED_REASON,
@@ -117,7 +118,7 @@ from ..mapping.deploy import (
 )
 from ..mapping.functional import (
     linear_through,
-    refuse_integer_input,
+    refuse_non_float_input,
     refuse_swapped_weights,
     refuse_transformed_inputs,
     warn_functional,
@@ -127,6 +128,8 @@ from ..mapping.functional import (
 from ..mapping.layers import (
     Root,
     attention,
+    check_kernel_fits,
+    check_linear_input,
     conv_pads,
     float_product,
     fused_activation,
@@ -1619,7 +1622,7 @@ def _refuse_swapped(layer: _TwinLayer, args: tuple) -> None:
     weights set from outside, and inputs of a ``torch.func`` transform, refused."""
     refuse_swapped_weights(layer, layer.twin_name)
     refuse_transformed_inputs(layer.twin_name, args)
-    refuse_integer_input(layer.twin_name, args)
+    refuse_non_float_input(layer.twin_name, args)
 
 
 class _TwinLayer(ViewsWeights):
@@ -1835,6 +1838,7 @@ class TwinLinear(_TwinLayer):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         x = input  # torch names it so: a caller may pass input=
+        check_linear_input(self.twin_name, x, self.out_features, self.in_features)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         if self.calibrating:
@@ -1901,6 +1905,10 @@ class TwinConv(_TwinLayer):
 
     def _columns(self, x4: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, C, H, W) -> rows (B·H_out·W_out, C·kh·kw), columns ordered (c, i, j)."""
+        left, right, top, bottom = self.pads
+        check_kernel_fits(self.twin_name, (x4.shape[2] + top + bottom,
+                                           x4.shape[3] + left + right),
+                          self.kernel, self.dilation2, self.dim)
         if any(self.pads):
             x4 = F.pad(x4, self.pads, mode=self.pad_mode)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride2, self.dilation2
@@ -1925,6 +1933,12 @@ class TwinConv(_TwinLayer):
         x = input  # torch names it so: a caller may pass input=
         if x.dim() == self.dim + 1:  # unbatched, as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
+        in_channels = self._w_shape[1] * self.groups
+        if x.dim() != self.dim + 2 or x.shape[1] != in_channels:
+            # as torch's conv (and the deployed layer) refuses it: the product read the first
+            # channels' columns only
+            raise conv_input_error(self.twin_name, x, self.dim, self.groups, in_channels,
+                                   list(self._w_shape))
         x4 = x.unsqueeze(2) if self.dim == 1 else x
         cols, (b, h_out, w_out) = self._columns(x4)
         y = self._grouped_product(cols, self._w2, self._b, self.groups // self.per)
@@ -1948,6 +1962,7 @@ class TwinMultiheadAttention(_TwinLayer):
         super().__init__(src, name, chip, seed, options, 4)
         e = src.embed_dim
         self.embed_dim, self.num_heads = e, src.num_heads
+        self.kdim, self.vdim = src.kdim, src.vdim
         self.batch_first = src.batch_first
         self.dropout = src.dropout
         self.same_embed = bool(src._qkv_same_embed_dim)

@@ -181,11 +181,10 @@ class TwinRNNCell(_TwinRecurrent):
         super().__init__(src, name, chip, seed, options, len(names))
         self._keep_source(src, names)
         self.mode = cell_mode(src)
-        self.hidden_size = int(src.hidden_size)
+        self.sizes = (int(src.input_size), int(src.hidden_size))
 
     def forward(self, input, hx=None):
-        return cell_forward(self._product, self.mode, self.hidden_size, input, hx,
-                            self.twin_name)
+        return cell_forward(self._product, self.mode, self.sizes, input, hx, self.twin_name)
 
 
 EXTRA_TWINS: dict[type, type[_TwinLayer]] = {

@@ -1110,3 +1110,93 @@ def test_layers_in_plain_containers_are_listed_digital_with_a_warning(entry):
         sim = run(model, "ideal", x, seed=0)
     names = {row[0] for row in sim.digital}
     assert {"heads[0].weight", "extra['out'].weight"} <= names
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_keys_and_values_of_another_width_are_refused(batch_first):
+    """With kdim / vdim, a wider key or value ran, its extra features dropped (the arrays read
+    the first kdim), where torch refuses it: refused naming the layer, deployed and twin."""
+    from cimsim.train import prepare
+
+    mha = nn.MultiheadAttention(6, 2, batch_first=batch_first, kdim=4, vdim=3).eval()
+
+    def seq(b, s, e):
+        return torch.randn(b, s, e) if batch_first else torch.randn(s, b, e)
+
+    cal = (seq(8, 5, 6), seq(8, 3, 4), seq(8, 3, 3))
+    sim = cimsim.deploy(mha, "ideal", cal)
+    twin = prepare(mha, "ideal", calibration=cal)
+    q = seq(2, 5, 6)
+    for run in (sim, twin):
+        run(q, seq(2, 3, 4), seq(2, 3, 3))
+        with pytest.raises(AssertionError, match=r"^0: the key .* must hold 4 features \(kdim\)"):
+            run(q, seq(2, 3, 5), seq(2, 3, 3))
+        with pytest.raises(AssertionError, match=r"the value .* must hold 3 features \(vdim\)"):
+            run(q, seq(2, 3, 4), seq(2, 3, 4))
+        with pytest.raises(AssertionError, match="query's batch of 2"):
+            run(q, seq(3, 3, 4), seq(3, 3, 3))
+        with pytest.raises(AssertionError, match=r"sequences differ in length \(3 and 4\)"):
+            run(q, seq(2, 3, 4), seq(2, 4, 3))
+
+
+@pytest.mark.parametrize("make, cal, small, sizes", [
+    (lambda: nn.Conv2d(2, 3, 3), torch.randn(4, 2, 6, 6), torch.randn(1, 2, 2, 5),
+     r"\(2 x 5\). Kernel size: \(3 x 3\)"),
+    (lambda: nn.Conv1d(2, 3, 5, dilation=2), torch.randn(4, 2, 16), torch.randn(1, 2, 8),
+     r"\(8\). Kernel size: \(9\)"),
+    (lambda: nn.Conv3d(2, 3, 3, padding=(1, 0, 0)), torch.randn(4, 2, 5, 5, 5),
+     torch.randn(1, 2, 1, 2, 5), r"\(3 x 2 x 5\). Kernel size: \(3 x 3 x 3\)"),
+])
+def test_an_input_smaller_than_the_kernel_is_refused_as_torch_refuses_it(make, cal, small,
+                                                                          sizes):
+    """The strided windows failed in NumPy ("window shape cannot be larger than input array
+    shape"), naming neither the layer nor the sizes: torch's message, with the layer."""
+    from cimsim.train import prepare
+
+    conv = make().eval()
+    with pytest.raises(RuntimeError, match="Calculated padded input size per channel: " + sizes):
+        conv(small)
+    for run in (cimsim.deploy(conv, "ideal", cal), prepare(conv, "ideal", calibration=cal)):
+        with pytest.raises(RuntimeError, match="^0: Calculated padded input size per channel: "
+                                               + sizes):
+            run(small)
+    with pytest.raises(RuntimeError, match="Kernel size can't be greater"):
+        cimsim.deploy(conv, "ideal", small)
+
+
+@pytest.mark.parametrize("make, cal, bad, fragment", [
+    (lambda: nn.Conv2d(2, 3, 3), torch.randn(4, 2, 6, 6), torch.randn(1, 3, 6, 6),
+     "input with 2 channels, but got input of size"),
+    (lambda: nn.Conv1d(2, 3, 3), torch.randn(4, 2, 8), torch.randn(1, 3, 8),
+     "input with 2 channels, but got input of size"),
+    (lambda: nn.Linear(6, 3), torch.randn(4, 6), torch.randn(2, 7),
+     "the layer takes 6 input features"),
+])
+def test_the_twin_refuses_inputs_of_another_width_as_the_deployed_layer(make, cal, bad,
+                                                                        fragment):
+    """A twin Conv2d given 3 channels for 2 ran on the first channels' columns; a twin Linear
+    failed in a reshape naming nothing."""
+    from cimsim.train import prepare
+
+    layer = make().eval()
+    for run in (cimsim.deploy(layer, "ideal", cal), prepare(layer, "ideal", calibration=cal)):
+        with pytest.raises(RuntimeError, match="^0: .*" + fragment):
+            run(bad)
+
+
+def test_complex_and_meta_inputs_are_refused_naming_the_layer():
+    """A complex input ran on its real part and came back complex (only torch's casting
+    warning said so); a meta input failed in torch's copy naming no layer."""
+    from cimsim.errors import MappingError
+    from cimsim.train import prepare
+
+    lin = nn.Linear(6, 3).eval()
+    x = torch.randn(4, 6)
+    sim, twin = cimsim.deploy(lin, "ideal", x), prepare(lin, "ideal", calibration=x)
+    for run in (sim, twin):
+        with pytest.raises(MappingError, match="^0: its input is complex64.*view_as_real"):
+            run(torch.randn(2, 6, dtype=torch.complex64))
+        with pytest.raises(MappingError, match="^0: its input is on the meta device"):
+            run(torch.empty(2, 6, device="meta"))
+    with pytest.raises(MappingError, match="meta device"):
+        cimsim.deploy(lin, "ideal", torch.empty(4, 6, device="meta"))

@@ -614,3 +614,44 @@ def test_an_lstm_state_that_is_not_a_pair_is_refused_naming_the_layer():
         with pytest.raises(ValueError, match=rf"'?0'?: an LSTM's initial state is a pair "
                                              rf"\(h_0, c_0\), got {got}"):
             sim(x, hx)
+
+
+@pytest.mark.parametrize("make, x", [
+    (lambda: nn.LSTM(6, 5, batch_first=True), torch.randn(4, 3, 6)),
+    (lambda: nn.GRU(6, 5, num_layers=2, bidirectional=True), torch.randn(3, 4, 6)),
+    (lambda: nn.RNN(6, 5), torch.randn(3, 6)),
+    (lambda: nn.LSTMCell(6, 5), torch.randn(4, 6)),
+    (lambda: nn.GRUCell(6, 5), torch.randn(6)),
+])
+@pytest.mark.parametrize("width", [5, 7])
+def test_an_input_of_another_width_is_refused_as_torch_refuses_it(make, x, width):
+    """A wider input ran on the deployed and the twin layer, its extra features dropped (the
+    arrays' row tiles read the first input_size), a narrower one failed in the engine naming
+    no layer: both refused as torch refuses them, naming the layer, in calibration too."""
+    module = make().eval()
+    bad = torch.randn(*x.shape[:-1], width)
+    with pytest.raises(RuntimeError, match="input_size"):
+        module(bad)  # torch's own refusal, which the deployed layer follows
+    sim = cimsim.deploy(module, "ideal", x)
+    twin = prepare(module, "ideal", calibration=x)
+    for run in (sim, twin):
+        with pytest.raises(RuntimeError, match=r"^0\b.*input_size.*(Expected|expected) 6"):
+            run(bad)
+    with pytest.raises(RuntimeError, match="input_size"):
+        cimsim.deploy(module, "ideal", bad)
+
+
+@pytest.mark.parametrize("state, fragment", [
+    ((2, 6), "hidden0 has inconsistent hidden_size: got 6 expected 5"),
+    ((3, 5), "Input batch size 2 doesn't match hidden0 batch size 3"),
+    ((5,), "the input is 2-D, its state 1-D"),
+])
+def test_a_cells_state_of_another_shape_is_refused_naming_the_cell(state, fragment):
+    """A GRUCell given a 6-wide state failed in a broadcast naming no layer."""
+    cell = nn.GRUCell(6, 5).eval()
+    sim = cimsim.deploy(cell, "ideal", torch.randn(8, 6))
+    with pytest.raises(RuntimeError, match=r"0 \(GRUCell\): " + fragment):
+        sim(torch.randn(2, 6), torch.randn(*state))
+    lstm = cimsim.deploy(nn.LSTMCell(6, 5).eval(), "ideal", torch.randn(8, 6))
+    with pytest.raises(RuntimeError, match="hidden1 has inconsistent hidden_size: got 4"):
+        lstm(torch.randn(2, 6), (torch.randn(2, 5), torch.randn(2, 4)))
