@@ -9,6 +9,7 @@ ADC-LoRA (:mod:`cimsim.train.lora`), BS-KMQ fine-tuning through a fused NL-ADC
 from . import bskmq, columnquant, lora, pimqat, raoq, ternary
 from .bn import calibrate_bn
 from .distill import distill
+from .loop import param_groups
 from .twin import _TWINS, EngineView, PreparedModel, TwinMatmul, TwinOptions, prepare
 from .twin_layers import EXTRA_TWINS
 
@@ -17,4 +18,5 @@ from .twin_layers import EXTRA_TWINS
 _TWINS.update(EXTRA_TWINS)
 
 __all__ = ["EngineView", "PreparedModel", "TwinMatmul", "TwinOptions", "bskmq", "calibrate_bn",
-           "columnquant", "distill", "lora", "pimqat", "prepare", "raoq", "ternary"]
+           "columnquant", "distill", "lora", "param_groups", "pimqat", "prepare", "raoq",
+           "ternary"]

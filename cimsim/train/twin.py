@@ -966,12 +966,32 @@ class TwinMatmul(nn.Module):
         ``torch.set_float32_matmul_precision`` says (``_gemm.ieee_float32``), as the engine's."""
         if x.shape[0] == 0:  # no row (an expert no token was routed to): nothing to convert
             return x.new_zeros((0, self.n_outputs), dtype=self.weight.dtype)
+        if self.training and not self._warned_through_zero:
+            self._warn_steps_through_zero()
         with torch.autocast(x.device.type, enabled=False), ieee_float32(torch):
             y, raw = self.pre_activation(x.to(self.weight.dtype))
             y = y if self.activation is None else self._activation_out(y, raw)
             # a row with a NaN or inf: NaN outputs, as the float layer's (its codes, cast to
             # integers in the ADC, came out finite: a NaN input trained silently); no sync
             return y.masked_fill(~torch.isfinite(x).all(dim=1, keepdim=True), torch.nan)
+
+    def _warn_steps_through_zero(self) -> None:
+        """Warn, once per layer, at the first training forward after a step took a learned
+        activation scale or ADC step to 0 or below: plain Adam at one rate for every parameter
+        (docs/training.md's example once) moves a small step by its own size in a few updates.
+        The twin and deploy still agree there (the engine takes the same signed values), but
+        the input codes or the conversions saturate and the layer's output is its bias. A
+        negative weight scale is harmless: s·round(w/s) is the same at -s."""
+        bad = [name for name in ("act_scale", "adc_step")
+               if (p := getattr(self, name, None)) is not None and p.requires_grad
+               and bool((p.detach() <= 0).any())]
+        if bad:
+            self._warned_through_zero = True
+            warnings.warn(
+                f"layer {self.name!r}: its learned {' and '.join(bad)} went through 0 (the "
+                "input codes or the conversions saturate: the layer's output is its bias); a "
+                "rate for each step size of its own size keeps them positive: "
+                "torch.optim.Adam(cimsim.train.param_groups(prepared, lr))", stacklevel=3)
 
     def pre_activation(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The output before a fused activation (M, N) (the layer's output when none is
@@ -2198,6 +2218,7 @@ class PreparedModel(nn.Module):
             check_batch_dim(batch_dim, first, f"the first input ({first} dimensions, as "
                             "calibrated)")
         chip = self.chip if chip is None else as_chip(chip)
+        _check_same_geometry(self.chip, chip)
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
         model = self.float_model().cpu()
         # what the twin's forwards cached (a layer's output kept as an attribute) would be
@@ -2213,6 +2234,38 @@ class PreparedModel(nn.Module):
         if self.t_inference_s is not None and self.t_inference_s != chip.device.drift_t0_s:
             sim.set_time(self.t_inference_s)  # at t0 deploy_views' reference read is the one
         return sim
+
+
+# what a twin was built for: its row tiles, conversions, input planes and quantizers (the
+# other fields, noise, devices, ADC, technology, may differ on deploy(chip=...))
+_GEOMETRY = ("weight_bits", "input_bits", "weight_encoding", "differential_readout", "array",
+             "dac", "quant")
+
+
+def _check_same_geometry(prepared: ChipConfig, chip: ChipConfig) -> None:
+    """``deploy(chip=...)``'s chip must have the prepared chip's geometry: a 512-row array
+    ran the twin's 128-row tiles and learned tables unwarned, reported as 512 rows; other
+    geometries failed in the programming with messages naming neither field nor way out."""
+    differ = []
+    for name in _GEOMETRY:
+        a, b = getattr(prepared, name), getattr(chip, name)
+        if a == b:
+            continue
+        if dataclasses.is_dataclass(a):
+            differ += [f"{name}.{f.name}" for f in dataclasses.fields(a)
+                       if getattr(a, f.name) != getattr(b, f.name)]
+        else:
+            differ.append(name)
+    if prepared.device.bits_per_cell != chip.device.bits_per_cell:
+        differ.append("device.bits_per_cell")
+    if differ:
+        raise ConfigError(
+            f"deploy(chip=...): chip {chip.name!r} differs from the prepared chip "
+            f"{prepared.name!r} in {', '.join(differ)}: the twin's layers are tiled and "
+            "quantized for the prepared chip's geometry; allowed: a chip that differs in its "
+            "noise, devices (bits_per_cell kept), ADC or technology. To train for that chip, "
+            "prepare on it (prepare(prepared.float_model(), chip, calibration)); to deploy the "
+            "learned weights there, cimsim.deploy(prepared.float_model(), chip, calibration)")
 
 
 @contextlib.contextmanager

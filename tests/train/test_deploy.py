@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cimsim
-from cimsim.errors import MappingError
+from cimsim.errors import ConfigError, MappingError
 from cimsim.mapping.deploy import deploy_views
 from cimsim.train import prepare
 
@@ -170,3 +170,26 @@ def test_a_float32_twin_on_the_lossless_chip_is_within_one_ulp_of_deploy():
     b = model.bias.detach()
     ulps = torch.finfo(torch.float32).eps * ((y_dep - b).abs() + b.abs())
     assert bool(((y_twin - y_dep).abs() <= ulps).all()) and not torch.equal(y_twin, y_dep)
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda c: c.replace(array=c.array.replace(n_rows=512)), "array.n_rows"),
+    (lambda c: c.replace(array=c.array.replace(n_rows=64)), "array.n_rows"),
+    (lambda c: c.replace(device=c.device.replace(bits_per_cell=1)), "device.bits_per_cell"),
+    (lambda c: c.replace(input_bits=6), "input_bits"),
+])
+def test_deploy_on_a_chip_of_another_geometry_is_refused_naming_the_field(change, field):
+    """A 512-row array ran the twin's 128-row tiles and tables, reported as 512 rows, unwarned;
+    64 rows and 1-b cells failed in the programming naming neither field nor way out. A chip
+    of the same geometry (other noise, ADC bits) deploys."""
+    chip = cimsim.load_chip("rram-22nm")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(300, 16), nn.ReLU(), nn.Linear(16, 4))
+    x = torch.randn(32, 300)
+    prep = prepare(model, chip, x, seed=0).eval()
+    with pytest.raises(ConfigError, match=rf"in {field}: the twin's layers are tiled .*"
+                                          r"cimsim\.deploy\(prepared\.float_model\(\)"):
+        prep.deploy(chip=change(chip))
+    same = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=0.0),
+                        adc=chip.adc.replace(bits=5, range_policy="full_scale"))
+    prep.deploy(chip=same)(x)

@@ -95,3 +95,39 @@ def test_a_scale_below_the_normal_range_is_refused_and_trains_in_float64():
     twin(x.double()).pow(2).sum().backward()
     grads = [p.grad for p in twin.parameters() if p.grad is not None]
     assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+@pytest.mark.parametrize("name, warns", [("act_scale", True), ("adc_step", True),
+                                         ("weight_scale", False)])
+def test_a_step_size_through_zero_is_warned_about_at_the_next_training_forward(name, warns):
+    """docs/training.md's example (plain Adam at one rate) took small act scales and ADC steps
+    through 0 in an epoch, unwarned: the input codes or conversions then saturate. Warned
+    once per layer, naming param_groups (public, as the warning names it); a negative
+    weight scale is the same quantizer as its magnitude and is not warned about."""
+    import warnings
+
+    from cimsim.train import param_groups
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    x = torch.randn(32, 8)
+    prep = prepare(model, "rram-22nm", calibration=x, seed=0).train()
+    assert param_groups(prep, lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prep(x)  # positive steps: nothing said
+        param = getattr(prep.model[0].twins[0], name)
+        with torch.no_grad():
+            param.view(-1)[0] = -param.view(-1)[0]
+        prep.eval()(x)  # eval mode: no check
+    prep.train()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prep(x)
+        prep(x)
+    said = [str(w.message) for w in caught if "went through 0" in str(w.message)]
+    if warns:
+        assert len(said) == 1 and f"its learned {name} went through 0" in said[0]
+        assert "cimsim.train.param_groups(prepared, lr)" in said[0] and "'0'" in said[0]
+    else:
+        assert said == []
