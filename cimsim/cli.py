@@ -279,7 +279,7 @@ def _simulate_times(sim, model, x, y, out: Path, batch_size: int,
 
     from .report import _png, plot_accuracy_time
 
-    rows = []
+    rows, reports = [], []
     for label, t in times:
         # the same noise draws at every time (as the points of `sweep --time` each start
         # from deploy): the times differ by what the devices did, not by fresh draws
@@ -291,9 +291,14 @@ def _simulate_times(sim, model, x, y, out: Path, batch_size: int,
         if t != t0:
             sim.set_time(t)
         print(f"\n== t = {label} ({t:g} s after programming) ==")
-        score = _evaluate_and_save(sim, model, x, y, out / f"t_{label}", batch_size)
+        report, score = _evaluate(sim, model, x, y, batch_size)
+        reports.append((out / f"t_{label}", report))
         rows.append({"time": label, "time_s": t,
                      "accuracy" if y is not None else "output_cosine": score})
+    # written once every time has run (seconds, where the times took minutes): a run stopped
+    # before leaves the earlier run's files whole, not mixed with some of its times
+    for folder, report in reports:
+        _save_report(report, folder)
     frame = pd.DataFrame(rows)
     write_text(out / "time.csv", frame.to_csv(index=False))
     if y is not None:
@@ -367,9 +372,22 @@ def _print_layers(report) -> None:
 
 
 def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
+    """:func:`_evaluate` and the report's files written to ``out``; the score."""
+    report, score = _evaluate(sim, model, x, y, batch_size)
+    _save_report(report, out)
+    return score
+
+
+def _save_report(report, out: Path) -> None:
+    paths = _noted(report).save(out)
+    print(f"\nwrote {len(paths)} files to {out}/")
+
+
+def _evaluate(sim, model, x, y, batch_size: int):
     """Run ``sim`` over ``x`` (accuracy against ``model`` when labels exist), print the totals
-    and the layer table, write the report files: what ``simulate`` and ``train`` end with.
-    Returns the simulated accuracy (or, without labels, the output cosine)."""
+    and the layer table: what ``simulate`` and ``train`` end with. Returns the report (its
+    files not written yet) and the simulated accuracy (or, without labels, the output
+    cosine)."""
     if y is not None:
         float_acc = accuracy(model, x, y, batch_size=None)
         sim_acc = accuracy(sim, x, y, batch_size=batch_size, progress=True,
@@ -393,9 +411,7 @@ def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
     for line in report.headline_lines():
         print(line)
     _print_layers(report)
-    paths = _noted(report).save(out)
-    print(f"\nwrote {len(paths)} files to {out}/")
-    return float(sim_acc if y is not None else cosine)
+    return report, float(sim_acc if y is not None else cosine)
 
 
 def _check_out(out: Path) -> None:

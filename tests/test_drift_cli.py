@@ -183,3 +183,30 @@ def test_the_report_says_the_time_it_was_seen_at(tmp_path):
     import json
 
     assert json.loads((tmp_path / "report.json").read_text())["totals"]["t_inference_s"] == 3600
+
+
+def test_a_simulate_time_stopped_midway_leaves_the_earlier_run_whole(data_file, tmp_path,
+                                                                      monkeypatch):
+    """A second `--time` run into the folder stopped at its last time had rewritten its first
+    times' folders: they, the earlier run's other folders and its time.csv mixed two runs
+    (another seed) with nothing to tell them apart. The reports are written once every time
+    has run: the stopped run leaves the earlier one's files as they were."""
+    import cimsim.cli as cli
+
+    args = ["simulate", "--model", "tests.test_sweep:tiny_model", "--data", str(data_file),
+            "--chip", "pcm-22nm", "--out", str(tmp_path), "--calibration", "16",
+            "--time", "1,1d"]
+    assert main([*args, "--seed", "0"]) == 0
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    real, calls = cli._evaluate, []
+
+    def stopped_at_the_last_time(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(cli, "_evaluate", stopped_at_the_last_time)
+    assert main([*args, "--seed", "7"]) == 130  # interrupted
+    after = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert after == before

@@ -271,6 +271,38 @@ def test_torn_last_line_is_cut_before_appending_issue16(model, data, chip, tmp_p
     _same_table(third, full)
 
 
+@pytest.mark.parametrize("damage", ["no_final_newline", "not_utf8", "edited_figure"])
+def test_a_damaged_results_file_loses_no_whole_record_and_trusts_no_bad_one(model, data, chip,
+                                                                            tmp_path, damage,
+                                                                            caplog):
+    """A whole last record without its newline was cut as a torn line and its point run again;
+    a line of bytes that are not UTF-8 failed the sweep with a traceback; an edited
+    ``"accuracy": "abc"`` was trusted (an empty accuracy beside status ok). The whole record is
+    kept, the bad lines are skipped with a warning and their points run again."""
+    grid = {"adc_bits": [3, 4]}
+    full = _sweep(model, data, chip, grid, tmp_path / "full")
+    out = tmp_path / damage
+    _sweep(model, data, chip, grid, out)
+    path = out / "sweep.jsonl"
+    first, second = path.read_bytes().splitlines(keepends=True)
+    if damage == "no_final_newline":
+        path.write_bytes(first + second.rstrip(b"\n"))
+        resumed, warned = 2, "had no newline; one was added"
+    elif damage == "not_utf8":
+        path.write_bytes(first + b"\xff\xfe garbage\n" + second)
+        resumed, warned = 2, "unreadable line skipped"
+    else:
+        record = json.loads(first)
+        record["accuracy"] = "abc"
+        path.write_bytes(json.dumps(record).encode() + b"\n" + second)
+        resumed, warned = 1, "'accuracy' is 'abc', not a number"
+    with caplog.at_level("WARNING"):
+        again = _sweep(model, data, chip, grid, out)
+    assert again.attrs["n_points_resumed"] == resumed
+    assert warned in caplog.text
+    _same_table(again, full)
+
+
 def test_second_sweep_into_the_same_folder_is_refused_issue16(model, data, chip, tmp_path):
     """Two sweeps into one --out both computed every point."""
     import fcntl

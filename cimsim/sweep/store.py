@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._json import saved_numbers
 from ..config import ChipConfig
 from ..engine import engine_settings
 from ..errors import CimsimError
@@ -117,22 +118,30 @@ def clean(value: Any) -> Any:
 
 
 def read_records(path: Path) -> dict[str, dict[str, Any]]:
-    """Records of ``sweep.jsonl`` by point id (the last one wins; a torn last line is skipped)."""
+    """Records of ``sweep.jsonl`` by point id (the last one wins). A line that is not a JSON
+    record (a torn write; bytes that are not UTF-8, which failed the sweep with a traceback)
+    or whose figures are not numbers (an edited ``"accuracy": "abc"`` was trusted, an empty
+    figure beside status ``ok``) is skipped with a warning: its point runs again."""
     records: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return records
-    with path.open() as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
                 log.warning("%s:%d: unreadable line skipped (an interrupted write?)", path, n)
                 continue
-            if isinstance(rec, dict) and "point_id" in rec:
-                records[rec["point_id"]] = rec
+            if not (isinstance(rec, dict) and "point_id" in rec):
+                continue
+            try:
+                rec = saved_numbers(rec, f"{path}:{n}")
+            except TypeError as exc:
+                log.warning("%s; the record is skipped and its point runs again", exc)
+                continue
+            records[rec["point_id"]] = rec
     return records
 
 
@@ -161,12 +170,28 @@ def repair_tail(path: Path) -> int:
                 keep = start + i + 1
                 break
             end = start
+        fh.seek(keep)
+        if _whole_record(fh.read(size - keep)):
+            # a complete record whose newline was lost (an editor, a tool stripping it): kept
+            fh.write(b"\n")
+            log.warning("%s: the last record had no newline; one was added", path)
+            return 0
         fh.truncate(keep)
         fh.flush()
         os.fsync(fh.fileno())
     log.warning("%s: removed a torn last line (%d bytes) left by an interrupted write", path,
                 size - keep)
     return size - keep
+
+
+def _whole_record(raw: bytes) -> bool:
+    """Whether ``raw`` is one whole record of ``sweep.jsonl`` (what :func:`repair_tail` keeps
+    without its newline), not the torn start of one."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(rec, dict) and "point_id" in rec
 
 
 @contextlib.contextmanager
