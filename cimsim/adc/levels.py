@@ -347,7 +347,10 @@ def _optimal_levels(xs: np.ndarray, k: int, max_bins: int, tol: float, max_iter:
     else:
         starts = np.concatenate(([0], _optimal_partition(values, weights, k)))
         levels = np.add.reduceat(weights * values, starts) / np.add.reduceat(weights, starts)
-        levels = np.maximum.accumulate(levels)
+        # each group's mean clipped to its own extremes, as _cell_means clips: a repeated
+        # value's mean (3 x 0.05 / 3) came out an ulp off it, and read itself as another
+        ends = np.concatenate((starts[1:], [values.size])) - 1
+        levels = np.maximum.accumulate(np.clip(levels, values[starts], values[ends]))
     if binned:
         levels = _lloyd(xs, levels, tol * (hi - lo), max_iter)
     return levels

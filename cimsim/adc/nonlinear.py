@@ -55,7 +55,12 @@ def levels_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
     for rows, cols in calibration_units(layer, adc.calibration_granularity):
         values = thin_samples(np.concatenate([thin_samples(per_g[g][:, cols].ravel())
                                               for g in rows]))
-        lv = fit_levels(values, adc.bits, adc.level_fit, **unseen_span(values, layer))
+        # the clamp limits: the unit's exact extremes (running statistics over every value,
+        # as the linear ADC's min/max), which a subset of the samples may miss
+        span = unseen_span(values, layer) or {
+            "lo": float(stats.lo[np.ix_(rows, cols)].min()),
+            "hi": float(stats.hi[np.ix_(rows, cols)].max())}
+        lv = fit_levels(values, adc.bits, adc.level_fit, **span)
         thr[np.ix_(rows, cols)] = lv.thresholds
         lvl[np.ix_(rows, cols)] = lv.levels
     return ADCTables.from_levels(thr, lvl)

@@ -453,3 +453,14 @@ def test_an_exact_kmeans_too_large_for_memory_is_refused_up_front():
     x = np.arange(20_000, dtype=np.float64)
     with pytest.raises(ConfigError, match=r"exact K-means of 8000 levels .* method 'kmeans'"):
         _optimal_partition(x, np.ones_like(x), 8000)
+
+
+@pytest.mark.parametrize("method", ["kmeans_optimal", "bs_kmq", "kmeans", "lloyd_max"])
+def test_a_repeated_value_is_its_own_level_exactly(method):
+    """The exact partition's level of a group is its mean, 3 x 0.05 / 3 = 0.05000000000000001:
+    a point mass (an activation quantized before) read as another value. Each group's mean is
+    clipped to its extremes, as the Lloyd cells' are."""
+    x = np.array([0.05] * 3 + [10.05, 20.05, 30.05, 40.05])
+    lv = fit_levels(x, 2, method)
+    assert lv.levels[0] == 0.05
+    assert lv.quantize(np.array([0.05]))[0] == 0.05

@@ -133,3 +133,28 @@ def test_layer_output_placement_needs_one_conversion_per_output():
     layer = program(np.array([[1, -2, 3, 0]]), one)
     y, _ = engine.run(layer, np.array([[3, 1, 2, 7]]))
     assert y[0, 0] == 3 - 2 + 6
+
+
+def test_a_ramp_spans_its_calibration_values_whatever_the_samples_kept():
+    """The level fit sees a strided subset of the conversions (rows plane by plane: with
+    8 planes and an even number of vectors the stride 2 keeps the even vectors only); its
+    clamp limits were that subset's extremes, so the odd vectors' partial sums (9, where the
+    even ones reach 3) lay beyond the top level: a calibration vector read 765 for 2295. The
+    limits are the exact running extremes: a uniform fit is the linear ADC on them."""
+    from cimsim.adc.levels import fit_levels
+
+    chip = cimsim.load_chip("ideal")
+    chip = chip.replace(device=chip.device.replace(bits_per_cell=7),  # one slice
+                        adc=chip.adc.replace(kind="ramp", bits=3, level_fit="uniform",
+                                             range_policy="calibrated",
+                                             calibration_granularity="column"))
+    w = np.ones((1, 9), dtype=np.int64)
+    x_cal = np.zeros((4096, 9), dtype=np.int64)
+    x_cal[0::2, :3] = 7  # even vectors: partial sum 3 in planes 0-2, 0 in the others
+    x_cal[1::2] = 255    # odd vectors: 9 in every plane
+    layer = engine.calibrate(program(w, chip, np.random.default_rng(0), input_signed=False),
+                             x_cal)
+    exact = np.stack([((x_cal >> p) & 1) @ w.T for p in range(8)]).astype(np.float64)
+    np.testing.assert_array_equal(layer.adc.lvl[0, 0], fit_levels(exact, 3, "uniform").levels)
+    y, _ = cimsim.matmul(x_cal[:2], w, chip, calibration=x_cal)
+    assert y[1, 0] == 2295  # 9 in every plane: the top level, exact
