@@ -196,6 +196,8 @@ def _padded_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
     x = input.unsqueeze(1) if not batched else (
         input.transpose(0, 1) if shape.batch_first else input)
     length, bsz = x.shape[0], x.shape[1]  # (L, B, H_in) from here on
+    if length == 0:  # as torch refuses it (the state came back as h_0, unrun)
+        raise RuntimeError(f"{name}: Expected sequence length to be larger than 0 in RNN")
     n_states = shape.num_layers * n_dir
     if hx is None:
         h0 = x.new_zeros(n_states, bsz, h_size)
@@ -244,7 +246,7 @@ def _padded_forward(project: Callable[[int, int, torch.Tensor], torch.Tensor],
                 h = torch.where(live, h_t, h)
                 c = None if c is None or c_t is None else torch.where(live, c_t, c)
                 steps.append(torch.where(live, h_t, torch.zeros_like(h_t)))
-            y = torch.stack(steps) if steps else x.new_zeros(0, bsz, h_size)
+            y = torch.stack(steps)
             outs.append(y if d == 0 else (y.flip(0) if lengths is None
                                           else _reverse_within(y, lengths)))
             h_last.append(h)

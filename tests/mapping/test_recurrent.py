@@ -655,3 +655,17 @@ def test_a_cells_state_of_another_shape_is_refused_naming_the_cell(state, fragme
     lstm = cimsim.deploy(nn.LSTMCell(6, 5).eval(), "ideal", torch.randn(8, 6))
     with pytest.raises(RuntimeError, match="hidden1 has inconsistent hidden_size: got 4"):
         lstm(torch.randn(2, 6), (torch.randn(2, 5), torch.randn(2, 4)))
+
+
+@pytest.mark.parametrize("make", [lambda: nn.LSTM(3, 4), lambda: nn.GRU(3, 4, batch_first=True)])
+def test_a_sequence_of_no_steps_is_refused_as_torch_refuses_it(make):
+    """An empty sequence returned an empty output and h_0 as the final state, where torch
+    refuses it; the deployed and twin layers refuse it naming the layer."""
+    module = make().eval()
+    with pytest.raises(RuntimeError, match="Expected sequence length to be larger than 0"):
+        module(torch.zeros(2, 0, 3) if module.batch_first else torch.zeros(0, 2, 3))
+    x = torch.randn(2, 5, 3) if module.batch_first else torch.randn(5, 2, 3)
+    empty = x[:, :0] if module.batch_first else x[:0]
+    for run in (cimsim.deploy(module, "ideal", x), prepare(module, "ideal", calibration=x)):
+        with pytest.raises(RuntimeError, match="^0: Expected sequence length to be larger"):
+            run(empty)
