@@ -22,7 +22,7 @@ from torch import nn
 
 from .._inputs import counting_key
 from ..errors import ConfigError
-from ..evaluate import logits_of
+from ..evaluate import _leaves, logits_of
 from ._data import batch_dim_of, batch_first
 from ._modes import module_modes, restore_modes
 from .loop import as_tensors, check_lr, check_positive_int, lr_schedule, param_groups, train_epoch
@@ -55,7 +55,14 @@ def _tensor_of(out: object, where: str) -> torch.Tensor:
         return logits
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         return out[0]  # e.g. (output, attention weights): the output is what is matched
-    raise ConfigError(f"{where} returned {type(out).__name__}; distillation matches tensors")
+    # a dict, list or dataclass of tensors (a multi-head model's outputs): its float tensors
+    # matched together, each input's row of all of them side by side
+    leaves = [t for t in _leaves(out) if t.is_floating_point()]
+    if leaves and all(t.dim() >= 1 and t.shape[0] == leaves[0].shape[0] for t in leaves):
+        return torch.cat([t.reshape(t.shape[0], -1) for t in leaves], dim=1)
+    raise ConfigError(f"{where} returned {type(out).__name__}; distillation matches tensors: a "
+                      "tensor, an output with .logits, or a dict, list or dataclass of float "
+                      "tensors with one row per input (matched together)")
 
 
 def _student_module(prepared: PreparedModel, name: str) -> nn.Module | None:

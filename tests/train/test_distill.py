@@ -177,3 +177,29 @@ def test_bad_prepared_and_teacher(digits, teacher, lossy_chip):
         distill(teacher, teacher, digits[0][:32], progress=False)
     with pytest.raises(ConfigError, match="^teacher must be"):
         distill(prepared, "teacher", digits[0][:32], progress=False)
+
+
+def test_a_model_returning_a_dict_of_heads_is_distilled_on_all_of_them():
+    """A multi-head model's dict output was refused ("distillation matches tensors", no way
+    out): its float tensors are matched together, each input's row of all heads."""
+    from cimsim.train.distill import _tensor_of
+
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk, self.cls, self.box = nn.Linear(6, 8), nn.Linear(8, 3), nn.Linear(8, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.trunk(x))
+            return {"cls": self.cls(h), "box": self.box(h), "count": torch.tensor(3)}
+
+    torch.manual_seed(0)
+    model, x = Heads().eval(), torch.randn(64, 6)
+    out = model(x)
+    joined = _tensor_of(out, "the model")
+    assert torch.equal(joined, torch.cat([out["cls"], out["box"]], dim=1))
+    prep = prepare(model, "rram-22nm", calibration=x)
+    history = distill(prep, model, x, epochs=1)
+    assert len(history["loss"]) == 1 and history["loss"][0] >= 0
+    with pytest.raises(ConfigError, match="one row per input"):
+        _tensor_of({"a": torch.zeros(2, 3), "b": torch.zeros(5)}, "the model")
