@@ -2236,36 +2236,44 @@ class PreparedModel(nn.Module):
         return sim
 
 
-# what a twin was built for: its row tiles, conversions, input planes and quantizers (the
-# other fields, noise, devices, ADC, technology, may differ on deploy(chip=...))
-_GEOMETRY = ("weight_bits", "input_bits", "weight_encoding", "differential_readout", "array",
-             "dac", "quant")
+# what a twin was built for: its quantizers and row tiles, on any chip it deploys to; and,
+# where its learned ADC tables are carried (the chip's ADC settings are the twin's), the
+# conversions they belong to
+_GEOMETRY = ("weight_bits", "input_bits", "quant", "array.n_rows")
+_CONVERSIONS = ("weight_encoding", "differential_readout", "array", "dac",
+                "device.bits_per_cell")
 
 
 def _check_same_geometry(prepared: ChipConfig, chip: ChipConfig) -> None:
     """``deploy(chip=...)``'s chip must have the prepared chip's geometry: a 512-row array
-    ran the twin's 128-row tiles and learned tables unwarned, reported as 512 rows; other
-    geometries failed in the programming with messages naming neither field nor way out."""
+    ran the twin's 128-row tiles and learned tables unwarned, reported as 512 rows; 1-b cells
+    under the twin's ADC failed on its tables' shape naming neither field nor way out. Another
+    decomposition (encoding, DAC, cells) under another ADC is programmed on the chip as it
+    is (PIM-QAT's arm b: a digitally trained model on each decomposition)."""
+    names = _GEOMETRY + (_CONVERSIONS if chip.adc == prepared.adc else ())
     differ = []
-    for name in _GEOMETRY:
-        a, b = getattr(prepared, name), getattr(chip, name)
+    for path in names:
+        table, _, name = path.rpartition(".")
+        a = getattr(getattr(prepared, table), name) if table else getattr(prepared, name)
+        b = getattr(getattr(chip, table), name) if table else getattr(chip, name)
         if a == b:
             continue
         if dataclasses.is_dataclass(a):
-            differ += [f"{name}.{f.name}" for f in dataclasses.fields(a)
+            differ += [f"{path}.{f.name}" for f in dataclasses.fields(a)
                        if getattr(a, f.name) != getattr(b, f.name)]
         else:
-            differ.append(name)
-    if prepared.device.bits_per_cell != chip.device.bits_per_cell:
-        differ.append("device.bits_per_cell")
+            differ.append(path)
     if differ:
+        carried = (" (with the twin's ADC settings, whose learned tables belong to its "
+                   "conversions)" if chip.adc == prepared.adc else "")
         raise ConfigError(
             f"deploy(chip=...): chip {chip.name!r} differs from the prepared chip "
-            f"{prepared.name!r} in {', '.join(differ)}: the twin's layers are tiled and "
-            "quantized for the prepared chip's geometry; allowed: a chip that differs in its "
-            "noise, devices (bits_per_cell kept), ADC or technology. To train for that chip, "
-            "prepare on it (prepare(prepared.float_model(), chip, calibration)); to deploy the "
-            "learned weights there, cimsim.deploy(prepared.float_model(), chip, calibration)")
+            f"{prepared.name!r} in {', '.join(dict.fromkeys(differ))}{carried}: the twin's "
+            "layers are quantized and tiled for the prepared chip; allowed: a chip that "
+            "differs in its noise, devices, ADC or technology, or in its decomposition under "
+            "another ADC. To train for that chip, prepare on it (prepare(prepared."
+            "float_model(), chip, calibration)); to deploy the learned weights there, "
+            "cimsim.deploy(prepared.float_model(), chip, calibration)")
 
 
 @contextlib.contextmanager

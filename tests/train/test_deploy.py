@@ -187,9 +187,29 @@ def test_deploy_on_a_chip_of_another_geometry_is_refused_naming_the_field(change
     model = nn.Sequential(nn.Linear(300, 16), nn.ReLU(), nn.Linear(16, 4))
     x = torch.randn(32, 300)
     prep = prepare(model, chip, x, seed=0).eval()
-    with pytest.raises(ConfigError, match=rf"in {field}: the twin's layers are tiled .*"
-                                          r"cimsim\.deploy\(prepared\.float_model\(\)"):
+    with pytest.raises(ConfigError, match=rf"in {field}\b.*the twin's layers are quantized "
+                                          r"and tiled .*cimsim\.deploy\(prepared\.float_model"):
         prep.deploy(chip=change(chip))
     same = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=0.0),
                         adc=chip.adc.replace(bits=5, range_policy="full_scale"))
     prep.deploy(chip=same)(x)
+
+
+def test_deploy_on_another_decomposition_under_another_adc_programs_it():
+    """PIM-QAT's arm b deploys a twin trained on the native decomposition on the bit-serial
+    and differential ones (other encoding, DAC and cells, another ADC): programmed on that
+    chip as it is; another array height or the twin's own ADC settings are refused."""
+    from cimsim.train.pimqat import pim_chip
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(40, 16), nn.ReLU(), nn.Linear(16, 4)).double()
+    x = torch.randn(32, 40, dtype=torch.float64)
+    prep = prepare(model, pim_chip("native", adc_bits=24, rows=128), x, seed=0).eval()
+    for dec in ("bit-serial", "differential"):
+        chip = pim_chip(dec, adc_bits=8, rows=128)
+        assert prep.deploy(seed=0, chip=chip)(x).shape == (32, 4)
+        with pytest.raises(ConfigError, match="array.n_rows"):
+            prep.deploy(seed=0, chip=chip.replace(array=chip.array.replace(n_rows=256)))
+        # under the twin's own ADC settings its tables would be carried to other conversions
+        with pytest.raises(ConfigError, match=r"weight_encoding.*learned tables belong"):
+            prep.deploy(seed=0, chip=pim_chip(dec, adc_bits=24, rows=128))
