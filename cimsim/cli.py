@@ -1417,7 +1417,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--scope", choices=("macro", "chip"), default="macro",
                     help="macro: array + drivers + ADCs (default); chip: everything")
     ds.add_argument("--input-density", type=_density, default=0.5,
-                    help="fraction of nonzero inputs (default 0.5)")
+                    help="fraction of inputs not set to zero (default 0.5); the others "
+                         "are uniform over the input range, 0 included (docs/validation.md)")
     ds.add_argument("--calibrated", action="store_true",
                     help="apply the preset's per-chip calibration (fitted, not predicted)")
     ds.add_argument("--breakdown", action="store_true",

@@ -245,3 +245,39 @@ def test_estimate_refuses_layer_works_that_share_a_name():
     named = [layer_work(ev, p, name=f"l{i}") for i, (ev, p) in enumerate(works)]
     alone = [estimate([w], chip).totals["latency_ns_per_inference"] for w in named]
     assert estimate(named, chip).totals["latency_ns_per_inference"] == pytest.approx(sum(alone))
+
+
+def test_layer_work_refuses_counts_and_blocks_it_cannot_price():
+    """n_vectors = -8 or NaN priced a layer of no time and no leakage, silently; a weight
+    array for ``programmed`` failed on an attribute, an empty list on an index."""
+    from cimsim.arrays import program
+    from cimsim.cost import estimate, layer_work
+    from cimsim.errors import ConfigError
+
+    w = np.ones((4, 16), dtype=np.int64)
+    x = np.ones((8, 16), dtype=np.int64)
+    _, ev = cimsim.matmul(x, w, "ideal")
+    block = program(w, cimsim.load_chip("ideal"))
+    for bad in (-8, float("nan"), float("inf"), True, "8"):
+        with pytest.raises(ConfigError, match="n_vectors = .* is invalid; allowed: a finite"):
+            layer_work(ev, block, n_vectors=bad)
+    for bad in (w, []):
+        with pytest.raises(TypeError, match="programmed is .*; allowed: a ProgrammedLayer"):
+            layer_work(ev, bad)
+    totals = estimate([layer_work(ev, block, n_vectors=8)], "ideal").totals
+    assert totals["latency_ns_per_inference"] > 0
+
+
+def test_pareto_front_takes_finite_accuracies_only_and_any_index():
+    """An infinite accuracy (a trace's sqnr_db of an exact layer) took the front and pushed
+    finite rows off it; a repeated index failed in pandas."""
+    import pandas as pd
+
+    from cimsim.sweep import pareto_front
+
+    frame = pd.DataFrame({"accuracy": [0.9, float("inf"), 0.95, 0.97],
+                          "energy_pj_per_inference": [1.0, 2.0, 3.0, 4.0]})
+    assert pareto_front(frame).tolist() == [True, False, True, True]
+    twice = pd.concat([frame.iloc[[0, 2]], frame.iloc[[3]]])
+    twice.index = [0, 0, 1]
+    assert pareto_front(twice).tolist() == [True, True, True]

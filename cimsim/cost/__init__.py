@@ -26,6 +26,7 @@ multiply ops by ``input_bits * weight_bits`` (1b-normalised, as Jia et al., JSSC
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ from typing import Any
 from .._seed import check_flag
 from ..arrays.program import ProgrammedLayer
 from ..config import CellTech, ChipConfig, PowerGating, as_chip
+from ..errors import ConfigError
 from ..events import Action, Component, EventKey, Events, event_key
 from ..work import Block, LayerWork, ModelWork
 from ._prices import retention_ns
@@ -94,12 +96,23 @@ def layer_work(events: Mapping, programmed: ProgrammedLayer | Sequence[Programme
     matrix); ``n_vectors`` defaults to ``MACs / (K x N)`` from the events. The outputs are
     integers (not dequantized), as ``cimsim.matmul`` returns them.
     """
-    parts = [programmed] if isinstance(programmed, ProgrammedLayer) else list(programmed)
+    parts = ([programmed] if isinstance(programmed, ProgrammedLayer)
+             else list(programmed) if isinstance(programmed, (list, tuple)) else [])
+    if not parts or not all(isinstance(p, ProgrammedLayer) for p in parts):
+        # a weight array failed on a missing attribute, an empty list on an index
+        raise TypeError(f"layer_work: programmed is {type(programmed).__name__}; allowed: a "
+                        "ProgrammedLayer (cimsim.arrays.program(w_int, chip)) or a non-empty "
+                        "list of them")
     ev = events if isinstance(events, Events) else Events(events)
     n_inputs = sum(p.n_inputs for p in parts)
     if n_vectors is None:
         kn = n_inputs * parts[0].n_outputs
         n_vectors = ev.get(_MAC) / kn if kn else 0.0
+    elif (isinstance(n_vectors, bool) or not isinstance(n_vectors, numbers.Real)
+          or not math.isfinite(n_vectors) or n_vectors < 0):
+        # a negative or NaN count priced a layer of no time and no leakage, silently
+        raise ConfigError(f"layer_work: n_vectors = {n_vectors!r} is invalid; allowed: a "
+                          "finite number of input vectors >= 0, or None (from the events)")
     return LayerWork(
         name=name, kind="matmul", events=ev,
         blocks=tuple(Block(p, float(n_vectors), merged_row_tiles=len(parts)) for p in parts),

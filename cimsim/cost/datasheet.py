@@ -119,7 +119,10 @@ def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: fl
     scope : {"macro", "chip"}
         What the figures cover (module docstring).
     input_density : float
-        Fraction of the inputs that are nonzero, in (0, 1].
+        Fraction of the inputs not set to zero, in (0, 1]: those are uniform over the input
+        range, 0 included, so the nonzero fraction is ``input_density · (1 - 2^-B)`` for
+        B-bit inputs (half of it on a 1-b input chip: the convention every row of
+        docs/validation.md was computed and calibrated under).
     calibrated : bool
         Apply the preset's per-chip calibration (``cimsim.cost.CALIBRATIONS``; opt-in, the
         figures are then fitted, not predicted). False: the cost model as it is.

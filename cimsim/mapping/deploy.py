@@ -7,6 +7,7 @@ with the reason (a ``UserWarning`` names those whose type is not supported).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import math
@@ -221,19 +222,48 @@ class SimModel(nn.Module):
         args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args)
         kwargs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
                   for k, v in kwargs.items()}
-        # a keyword-only input counts its samples too; one that broadcasts over the batch (a
-        # (1, S) position_ids passed first) does not set the count
-        counts = [self._samples(a, key) for key, a in (*enumerate(args), *kwargs.items())
-                  if isinstance(a, torch.Tensor)]
-        if not counts:  # the inputs in containers: counted 1 a call whatever they held
-            counts = [c for a in (*args, *kwargs.values())
-                      if (c := self._nested_samples(a)) is not None][:1]
+        tensors = [(key, a) for key, a in (*enumerate(args), *kwargs.items())
+                   if isinstance(a, torch.Tensor)]
+        if tensors:
+            n = self._call_samples(tensors)
+        else:  # the inputs in containers: counted 1 a call whatever they held
+            n = next((c for a in (*args, *kwargs.values())
+                      if (c := self._nested_samples(a)) is not None), 1)
         with torch.no_grad(), explain_stop_iteration("SimModel"):
             out = self.model(*args, **kwargs)
-        self.n_inferences += next((c for c in counts if c != 1), 1)
+        self.n_inferences += n
         self.n_calls += 1
         self._charge_time_multiplexing()
         return out
+
+    def _call_samples(self, tensors: list[tuple[int | str, torch.Tensor]]) -> int:
+        """Samples in a call with tensor arguments: the first one's (:meth:`_samples`); where
+        it is 1, a later argument's that it broadcasts against (a (1, S) ``position_ids``
+        passed before the (B, S) ``input_ids``: same rank, each other dimension equal or 1).
+        Any other later count (a square attention mask, a recurrent layer's (layers, 1, H)
+        initial state beside one (1, T, F) sequence) is no batch: it set the count, every
+        figure per inference T or num_layers times too low."""
+        (key0, first), *rest = tensors
+        n = self._samples(first, key0)
+        if n != 1:
+            return n
+        # an unbatched first argument (a (1,) scalar, an unbatched image) says nothing of the
+        # batch: the next count is taken as before; a batch of one is overridden only by an
+        # argument it broadcasts against
+        batched = self._batched(first, key0)
+        for key, t in rest:
+            c = self._samples(t, key)
+            if c != 1 and (not batched or (t.dim() == first.dim() and all(
+                    a == b or 1 in (a, b) for d, (a, b) in enumerate(zip(
+                        first.shape, t.shape, strict=True)) if d != self.batch_dim))):
+                return c
+        return 1
+
+    def _batched(self, t: torch.Tensor, key: int | str | None) -> bool:
+        """Whether ``t`` has a batch dimension (:meth:`_samples` reads its size there)."""
+        ndim = None if key is None else self.calibration_ndims.get(key)
+        return not (t.dim() <= self.batch_dim or (t.dim() == 1 and ndim != 1)
+                    or (ndim is not None and t.dim() < ndim))
 
     def _samples(self, first: torch.Tensor | None, key: int | str | None = None) -> int:
         """Samples in a call: the size of ``batch_dim`` of the first tensor argument; a 1-D (or
@@ -243,12 +273,7 @@ class SimModel(nn.Module):
         input is a batch where the calibration batches gave that argument one dimension too
         (a recommender's user ids, one per sample): calibration cut it into samples along
         dimension 0, and a call counted it as one, every cost per inference B times too high."""
-        if first is None or first.dim() <= self.batch_dim:
-            return 1
-        ndim = None if key is None else self.calibration_ndims.get(key)
-        if first.dim() == 1 and ndim != 1:
-            return 1
-        if ndim is not None and first.dim() < ndim:
+        if first is None or not self._batched(first, key):
             return 1
         return int(first.shape[self.batch_dim])
 
@@ -333,6 +358,22 @@ class SimModel(nn.Module):
         self._extra = Events()
         self.n_inferences = 0
         self.n_calls = 0
+
+    @contextlib.contextmanager
+    def uncounted(self) -> Iterator[SimModel]:
+        """Forwards within the block are no part of the run's work: its events, vectors,
+        clipping counts and inference count are as they were before it (a BatchNorm
+        calibration pass, :func:`cimsim.train.calibrate_bn`, entered the report's
+        per-inference figures). The conversion noise stream moves on as for any forward."""
+        cores = [c for layer in self.sim_layers.values() for c in layer.cores]
+        saved = [c.counters() for c in cores]
+        state = (self.n_inferences, self.n_calls, self._extra)
+        try:
+            yield self
+        finally:
+            for c, was in zip(cores, saved, strict=True):
+                c.restore(was)
+            self.n_inferences, self.n_calls, self._extra = state
 
     def trace(self, x, *, batch_size: int = 64, max_code_vectors: int = 256):
         """Per-layer fidelity: every mapped layer's simulated output against float.

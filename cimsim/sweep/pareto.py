@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import pandas as pd
 
 __all__ = ["front_group", "pareto_front"]
@@ -23,22 +22,24 @@ def pareto_front(frame: pd.DataFrame, *, accuracy: str = "accuracy",
     -------
     Series of bool, aligned with ``frame.index``.
     """
-    acc = pd.to_numeric(frame[accuracy], errors="coerce")
-    en = pd.to_numeric(frame[energy], errors="coerce")
-    ok = acc.notna() & en.notna() & (en.abs() != math.inf)
+    # by position: a frame with a repeated index (tables concatenated) failed on a Series
+    acc = pd.to_numeric(frame[accuracy], errors="coerce").to_numpy(dtype=float)
+    en = pd.to_numeric(frame[energy], errors="coerce").to_numpy(dtype=float)
+    # both finite: an infinite accuracy (a trace's sqnr_db of an exact layer) took the front
+    ok = np.isfinite(acc) & np.isfinite(en)
     if "status" in frame:
-        ok &= frame["status"].eq("ok")
-    group = (frame[by].astype(str) if by is not None else
-             pd.Series("", index=frame.index))
-    on = pd.Series(False, index=frame.index)
-    idx = list(frame.index[ok])
+        ok &= frame["status"].eq("ok").to_numpy()
+    group = (frame[by].astype(str).to_numpy() if by is not None
+             else np.full(len(frame), ""))
+    on = np.zeros(len(frame), dtype=bool)
+    idx = np.flatnonzero(ok)
     for i in idx:
         dominated = any(
             acc[j] >= acc[i] and en[j] <= en[i] and (acc[j] > acc[i] or en[j] < en[i])
             for j in idx if j != i and group[j] == group[i]
         )
         on[i] = not dominated
-    return on
+    return pd.Series(on, index=frame.index)
 
 
 def front_group(frame: pd.DataFrame) -> str | None:

@@ -11,6 +11,7 @@ non-linearity), which keeps BatchNorm in float between mapped layers.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -82,7 +83,10 @@ def _estimate(module: nn.Module, bns: list, data, batch_size: int) -> None:
             m.momentum = None  # cumulative average
             m.train()
         n = 0
-        with torch.no_grad():
+        # a deployed SimModel's calibration forwards are no part of its run: they entered its
+        # report's per-inference figures (64 calibration inputs counted as inferences)
+        uncounted = getattr(module, "uncounted", contextlib.nullcontext)
+        with torch.no_grad(), uncounted():
             for x in _inputs(data, batch_size, batch_dim_of(module)):
                 module(x)
                 n += 1
@@ -103,10 +107,12 @@ def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64,
     ``model_or_sim``'s own forward (a twin, a deployed ``SimModel`` or any module).
 
     The running statistics are reset and accumulated as a cumulative average over all batches
-    (``momentum = None``); nothing else changes: no weight, scale, affine BatchNorm parameter or
-    other buffer. Every other module runs in eval mode (no training noise, dropout off), and
-    each module's training mode is restored afterwards; if the pass fails, the statistics are
-    the ones it had.
+    (``momentum = None``, ``num_batches_tracked`` counting the calibration batches); nothing
+    else changes: no weight, scale, affine BatchNorm parameter or other buffer, and a
+    ``SimModel``'s events and inference count are as they were (``SimModel.uncounted``).
+    Every other module runs in eval mode (no training noise, dropout off), and each module's
+    training mode is restored afterwards; if the pass fails, the statistics are the ones it
+    had.
 
     With ``reference`` (relative calibration, cimsim's extension): the statistics the model
     holds are kept and moved by the chip's deviation from ``reference``, both estimated on

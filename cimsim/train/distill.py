@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._inputs import counting_key
+from .._seed import check_seed
 from ..errors import ConfigError
 from ..evaluate import _leaves, logits_of
 from ._data import batch_dim_of, batch_first
@@ -256,8 +257,7 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     lr = check_lr(lr)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed = {seed!r} is invalid; allowed: an integer")
+    seed = check_seed(seed)  # a negative one failed in NumPy, naming no argument
     if isinstance(data, Mapping):
         names, tensors, whole = _keyword_inputs(prepared, data)
     else:

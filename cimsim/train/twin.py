@@ -194,6 +194,11 @@ __all__ = ["EngineView", "FusedReLU", "PreparedModel", "TwinConv", "TwinLinear",
 # --------------------------------------------------------------------------------------------
 # Options
 # --------------------------------------------------------------------------------------------
+#: Code widths (input or weight bits) from which a float32 twin is warned about: float32
+#: resolves x / scale to 2^-(24 - B) of a code, and ties round otherwise than in float64.
+FLOAT32_WIDE_CODES = 12
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TwinOptions:
     """What a twin learns and injects (``prepare(..., **options)``)."""
@@ -2463,6 +2468,18 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         raise MappingError(f"prepare: {', '.join(half)} hold float16/bfloat16 weights, too "
                            "narrow for the twin's integer arithmetic; prepare a float32 (or "
                            "float64) copy, model.float(), and cast after training")
+    wide = max(chip.input_bits, chip.weight_bits)
+    single = [name for name, layer in layers.items()
+              if any(p.dtype == torch.float32 for p in layer._float_src[0].parameters())]
+    if single and wide >= FLOAT32_WIDE_CODES:
+        # float32 holds x / scale of a B-bit code to 2^-(24-B) of a code: at 16-b codes the
+        # input quantizer's ties round otherwise than deploy's float64 (isaac-32nm: 1.8 % of
+        # a Linear's outputs a code apart, 17 % of the digits CNN's largest output)
+        warnings.warn(f"prepare: the chip's {wide}-bit codes in a float32 twin ({single[0]}"
+                      f"{' ...' if len(single) > 1 else ''}): float32 resolves a code to "
+                      f"2^-{24 - wide}, and the twin's rounding of inputs and weights differs "
+                      "from deploy's float64 at ties; prepare a float64 copy (model.double()) "
+                      "for a twin that deploys code for code", UserWarning, stacklevel=2)
     if not layers:  # deploy refuses it: refuse before training a twin that could not deploy
         raise no_layer_error(root, digital)
     refuse_nonfinite_weights({name: layer._float_src[0] for name, layer in layers.items()},
@@ -2531,6 +2548,9 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
         layer.train(layer._float_src[0].training)
     prepared = PreparedModel(root, layers, digital, chip, seed, batch_dim, ndims,
                              t_inference_s=opts.t_inference_s)
+    # the wrapper's own flag as the model's (an eval model's PreparedModel said training);
+    # set directly: .train() would switch every module the model holds in its own mode
+    prepared.training = was_training
     # as deploy, from the shapes: a model over the chip's arrays fails before any training,
     # not at PreparedModel.deploy() after it
     _check_capacity(prepared.arrays_needed, chip, [name for name, _ in prepared.twins()])

@@ -1200,3 +1200,49 @@ def test_complex_and_meta_inputs_are_refused_naming_the_layer():
             run(torch.empty(2, 6, device="meta"))
     with pytest.raises(MappingError, match="meta device"):
         cimsim.deploy(lin, "ideal", torch.empty(4, 6, device="meta"))
+
+
+def test_a_batch_of_one_beside_a_mask_or_initial_state_is_one_inference():
+    """One sample with a (T, T) attention mask, or a GRU's (layers, 1, H) initial state, was
+    counted as T (layers) inferences: the first count other than 1 was taken, every figure per
+    inference T times too low. A batch of one is overridden only by an argument it broadcasts
+    against ((1, S) position_ids before (B, S) input_ids)."""
+
+    class Att(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = nn.Linear(8, 16)
+            self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+
+        def forward(self, x, mask=None):
+            h = self.inp(x)
+            return self.mha(h, h, h, attn_mask=mask)[0]
+
+    class Rec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(5, 7, num_layers=2, batch_first=True)
+
+        def forward(self, x, h0):
+            return self.gru(x, h0)[0]
+
+    class Pos(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(1, 4)
+
+        def forward(self, position_ids, input_ids):
+            return self.fc((position_ids + input_ids).float()[..., None])
+
+    torch.manual_seed(0)
+    mask = torch.triu(torch.full((6, 6), float("-inf")), 1)
+    sim = cimsim.deploy(Att().eval(), "ideal", (torch.randn(4, 6, 8), mask))
+    sim(torch.randn(1, 6, 8), mask)
+    assert sim.n_inferences == 1
+    sim = cimsim.deploy(Rec().eval(), "ideal", (torch.randn(4, 9, 5), torch.zeros(2, 4, 7)))
+    sim(torch.randn(1, 9, 5), torch.zeros(2, 1, 7))
+    assert sim.n_inferences == 1
+    ids = torch.arange(5)[None]
+    sim = cimsim.deploy(Pos().eval(), "ideal", (ids, torch.zeros(4, 5, dtype=torch.long)))
+    sim(ids, torch.zeros(3, 5, dtype=torch.long))
+    assert sim.n_inferences == 3

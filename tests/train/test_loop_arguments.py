@@ -131,3 +131,33 @@ def test_a_step_size_through_zero_is_warned_about_at_the_next_training_forward(n
         assert "cimsim.train.param_groups(prepared, lr)" in said[0] and "'0'" in said[0]
     else:
         assert said == []
+
+
+def test_calibrate_bn_on_a_deployed_model_leaves_its_report_alone():
+    """The calibration pass of calibrate_bn(sim, ...) counted as inferences: 64 calibration
+    inputs then 16 test inputs reported 80 inferences, the calibration in every figure."""
+    from cimsim.train import calibrate_bn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    model.eval()
+    x = torch.randn(64, 8)
+    sim = cimsim.deploy(model, "rram-22nm", x)
+    sim(x[:5])
+    before = (sim.n_inferences, dict(sim.report().totals))
+    assert calibrate_bn(sim, x) == 1
+    assert (sim.n_inferences, dict(sim.report().totals)) == before
+    sim(x[:16])
+    assert sim.n_inferences == 21
+
+
+def test_prepare_keeps_the_models_mode_and_distill_names_a_bad_seed():
+    """prepare of an eval model gave a PreparedModel whose own flag said training (its layers
+    in eval mode); distill(seed=-1) failed in NumPy, naming no argument."""
+    model = nn.Sequential(nn.Linear(8, 4)).eval()
+    x = torch.randn(16, 8)
+    prep = prepare(model, "ideal", calibration=x)
+    assert prep.training is False and not prep.model.training
+    assert prepare(model.train(), "ideal", calibration=x).training is True
+    with pytest.raises(ConfigError, match="seed = -1 is invalid"):
+        distill(prep, model, x, seed=-1)
