@@ -66,7 +66,8 @@ class LayerWork:
     name: str
     """Layer name (the module's name in the deployed model)."""
     kind: str
-    """``linear``, ``conv``, ``attention`` for a deployed layer; ``matmul`` for one call."""
+    """``linear``, ``conv``, ``conv_transpose``, ``recurrent``, ``attention`` for a deployed
+    layer; ``matmul`` for one call."""
     events: Events
     """Every event the layer's run counted (``cimsim.events``)."""
     blocks: tuple[Block, ...]
