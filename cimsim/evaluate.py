@@ -9,6 +9,7 @@ is imported inside the functions, so importing this module stays cheap.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -114,6 +115,18 @@ def logits_of(out: Any) -> Any:
     return getattr(out, "logits", out)
 
 
+def _step(batch_size: Any, n: int) -> int:
+    """Inputs per forward: ``batch_size``, or all ``n`` for None; a ValueError unless it is
+    an integer >= 1 (2.5, True or "3" were taken as 2, 1 and 3)."""
+    if batch_size is None:
+        return n
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer >= 1 "
+                         "or None")
+    return int(batch_size)
+
+
 def _batch_dim(model: Any, batch_dim: int | None) -> int:
     """The dimension of the inputs that counts samples: as given, else the deployed or
     prepared model's own (``deploy(..., batch_dim=1)`` for a sequence-first model), else 0."""
@@ -204,10 +217,7 @@ def _predict(model: Any, x: Any, batch_size: int | None, progress: bool, desc: s
 
     dim = _batch_dim(model, batch_dim)
     n = input_count(x, dim)
-    step = n if batch_size is None else int(batch_size)
-    if step < 1 and n:
-        raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer >= 1 "
-                         "or None")
+    step = _step(batch_size, n)
     starts = range(0, n, max(step, 1))
     preds = []
     n_classes, n_nan = None, 0
@@ -374,10 +384,7 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     n = input_count(x, dim)
     if n == 0:
         raise ValueError("cannot compare outputs on an empty set")
-    step = n if batch_size is None else int(batch_size)
-    if step < 1:
-        raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer >= 1 "
-                         "or None")
+    step = _step(batch_size, n)
     outs, refs = [], []
     with torch.no_grad():
         for i in tqdm(range(0, n, step), desc=desc, unit="batch", leave=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -297,3 +298,15 @@ def test_non_finite_outputs_make_the_cosine_undefined_unless_both_hold_them():
 
     assert output_cosine(masked(2.0), masked(3.0), x) == pytest.approx(1.0)
     assert output_cosine(masked(2.0), masked(-3.0), x) == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("bad", [2.5, True, "3", 0, -1])
+def test_a_batch_size_that_is_not_a_count_is_refused(bad):
+    """2.5, True and "3" were taken as 2, 1 and 3 where the docstring promises a ValueError."""
+    y = torch.tensor([0, 2, 0, 1, 1, 2, 0])
+    for call in (lambda: predict(_Counting(), SCORES, batch_size=bad),
+                 lambda: accuracy(_Counting(), SCORES, y, batch_size=bad),
+                 lambda: output_cosine(_Counting(), _Counting(), SCORES, batch_size=bad)):
+        with pytest.raises(ValueError, match="batch_size = .* is invalid"):
+            call()
+    assert predict(_Counting(), SCORES, batch_size=np.int64(3)).tolist() == PRED.tolist()
