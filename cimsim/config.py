@@ -1539,8 +1539,12 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
     Raises
     ------
     ConfigError
-        What :func:`load_chip` raises.
+        What :func:`load_chip` raises, or a ``scope`` other than ``"macro"`` / ``"chip"``
+        (a typo was read as the macro's).
     """
+    if scope not in ("macro", "chip"):
+        raise ConfigError(f"unstated_inputs scope = {scope!r} is invalid; allowed: 'macro', "
+                          "'chip'")
     data, where = _chip_data(chip, overrides)
     loaded = _validated(data, where)
     wanted = list(_KEY_INPUTS)

@@ -281,3 +281,20 @@ def test_pareto_front_takes_finite_accuracies_only_and_any_index():
     twice = pd.concat([frame.iloc[[0, 2]], frame.iloc[[3]]])
     twice.index = [0, 0, 1]
     assert pareto_front(twice).tolist() == [True, True, True]
+
+
+def test_trace_counts_and_unstated_inputs_scope_are_checked():
+    """trace(max_code_vectors=-1) ran and reported NaN code use; unstated_inputs read the
+    scope 'chp' as the macro's, where datasheet refuses the same typo."""
+    from cimsim.config import unstated_inputs
+    from cimsim.errors import ConfigError
+
+    model, x = nn.Sequential(nn.Linear(4, 3)), torch.randn(8, 4)
+    sim = cimsim.deploy(model, "ideal", x)
+    for kw in ({"max_code_vectors": -1}, {"max_code_vectors": 1.5}, {"batch_size": 0}):
+        with pytest.raises(ValueError, match=f"trace: {next(iter(kw))} = .* is invalid"):
+            sim.trace(x, **kw)
+    assert len(sim.trace(x, max_code_vectors=1)) == 1
+    with pytest.raises(ConfigError, match="scope = 'chp' is invalid; allowed: 'macro', 'chip'"):
+        unstated_inputs("rram-22nm", scope="chp")
+    assert unstated_inputs("rram-22nm", scope="chip") is not None

@@ -11,6 +11,7 @@ import contextlib
 import fnmatch
 import logging
 import math
+import numbers
 import re
 import sys
 import warnings
@@ -419,6 +420,11 @@ class SimModel(nn.Module):
         cores = [c for layer in self.sim_layers.values() for c in layer.cores]
         if any(c.view is None and not c.digital for c in cores):
             raise MappingError("trace() needs a deployed model (every layer calibrated)")
+        for name, value in (("batch_size", batch_size), ("max_code_vectors", max_code_vectors)):
+            # -1 code vectors ran and reported NaN code use
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"trace: {name} = {value!r} is invalid; allowed: an integer "
+                                 ">= 1")
         saved = [c.counters() for c in cores]
         for c in cores:
             c.tracer = CoreTrace(max_code_vectors)
