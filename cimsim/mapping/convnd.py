@@ -30,7 +30,14 @@ from torch.nn.modules.conv import _ConvTransposeNd
 from ..config import ChipConfig
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
-from .layers import MatmulCore, SimLayer, check_kernel_fits, conv_pads, grouped_cores
+from .layers import (
+    MatmulCore,
+    SimLayer,
+    check_kernel_fits,
+    conv_input_error,
+    conv_pads,
+    grouped_cores,
+)
 
 __all__ = ["SimConv3d", "SimConvTranspose", "col2im_nd", "conv_input_error", "unfold_nd"]
 
@@ -81,16 +88,6 @@ def col2im_nd(y: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...],
         out[(slice(None), slice(None), *where)] += z[block]
     crop: tuple[Any, ...] = tuple(slice(p, f - p) for p, f in zip(padding, full, strict=True))
     return out[(slice(None), slice(None), *crop)]
-
-
-def conv_input_error(name: str, x: torch.Tensor, nd: int, groups: int, in_channels: int,
-                     weight: list[int]) -> RuntimeError:
-    """The error torch's conv raises for an input of the wrong rank or channel count (an
-    unfold would silently use the first channels)."""
-    return RuntimeError(
-        f"{name}: Given groups={groups}, weight of size {weight}, expected {nd + 1}D "
-        f"(unbatched) or {nd + 2}D (batched) input with {in_channels} channels, but got input "
-        f"of size {list(x.shape)}")
 
 
 def transpose_group_matrices(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -268,10 +265,7 @@ class ConvGeometry:
         if x.dim() != self.nd + 2 or x.shape[1] != self.in_channels:
             raise conv_input_error(name, x, self.nd, self.groups, self.in_channels,
                                    list(self.weight_shape))
-        # F.pad's order: the last dimension's (left, right) first
-        pads = self.pads[::-1]
-        padded = [s + pads[2 * d] + pads[2 * d + 1] for d, s in enumerate(x.shape[2:])]
-        check_kernel_fits(name, padded, self.kernel, self.dilation, self.nd)
+        check_kernel_fits(name, x.shape[2:], self.pads, self.kernel, self.dilation)
         if any(self.pads):
             x = F.pad(x, self.pads, mode=self.pad_mode)
         return unfold_nd(x, self.kernel, self.stride, self.dilation)

@@ -800,17 +800,13 @@ class SimConv(SimLayer):
             kh, kw = self.kernel
             weight = [self.out_channels, self.in_channels // self.groups] + (
                 [kw] if self.dim == 1 else [kh, kw])
-            raise RuntimeError(
-                f"{self.sim_name}: Given groups={self.groups}, weight of size {weight}, expected "
-                f"{self.dim + 1}D (unbatched) or {self.dim + 2}D (batched) input with "
-                f"{self.in_channels} channels, but got input of size {list(x.shape)}")
-        left, right, top, bottom = self.pads
-        check_kernel_fits(self.sim_name, (x.shape[-2] + top + bottom if self.dim == 2 else 1,
-                                          x.shape[-1] + left + right),
-                          self.kernel, self.dilation2, self.dim)
-        x4 = self._np(x.unsqueeze(2) if self.dim == 1 else x)
-        cols, (b, h_out, w_out) = im2col(x4, self.kernel, self.stride2, self.dilation2, self.pads,
-                                         self.pad_mode)
+            raise conv_input_error(self.sim_name, x, self.dim, self.groups, self.in_channels,
+                                   weight)
+        x4 = x.unsqueeze(2) if self.dim == 1 else x
+        check_kernel_fits(self.sim_name, x4.shape[2:], self.pads, self.kernel, self.dilation2,
+                          shown=self.dim)
+        cols, (b, h_out, w_out) = im2col(self._np(x4), self.kernel, self.stride2,
+                                         self.dilation2, self.pads, self.pad_mode)
         k = cols.shape[1] // len(self.cores)  # a group, or a pack of groups, per core
         outs = [self._matmul(core, cols[:, g * k:(g + 1) * k])
                 for g, core in enumerate(self.cores)]
@@ -819,19 +815,35 @@ class SimConv(SimLayer):
         return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
 
 
-def check_kernel_fits(name: str, padded: Sequence[int], kernel: Sequence[int],
-                      dilation: Sequence[int], dim: int) -> None:
+def conv_input_error(name: str, x: torch.Tensor, nd: int, groups: int, in_channels: int,
+                     weight: list[int]) -> RuntimeError:
+    """The error torch's conv raises for an input of the wrong rank or channel count (an
+    unfold would silently use the first channels)."""
+    return RuntimeError(
+        f"{name}: Given groups={groups}, weight of size {weight}, expected {nd + 1}D "
+        f"(unbatched) or {nd + 2}D (batched) input with {in_channels} channels, but got input "
+        f"of size {list(x.shape)}")
+
+
+def check_kernel_fits(name: str, sizes: Sequence[int], pads: Sequence[int],
+                      kernel: Sequence[int], dilation: Sequence[int],
+                      shown: int | None = None) -> None:
     """torch's refusal of an input smaller than a convolution's (dilated) kernel, naming the
     layer: the strided windows failed in NumPy or torch with a message naming neither.
-    ``padded``, ``kernel``, ``dilation``: per spatial dimension (a Conv1d's 2-D form's leading
-    1 included); ``dim``: the layer's own dimensions, the last ``dim`` of them shown."""
+    ``sizes``, ``kernel``, ``dilation``: per spatial dimension; ``pads`` in ``F.pad``'s order
+    (the last dimension's pair first); ``shown``: the trailing dimensions the message names
+    (a Conv1d's 2-D form has a leading 1), default all."""
+    nd = len(sizes)
+    padded = [s + pads[2 * (nd - 1 - d)] + pads[2 * (nd - 1 - d) + 1]
+              for d, s in enumerate(sizes)]
     spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation, strict=True)]
     if any(s > p for s, p in zip(spans, padded, strict=True)):
-        sizes, spans_shown = list(padded)[-dim:], spans[-dim:]
+        keep = nd if shown is None else shown
         raise RuntimeError(
             f"{name}: Calculated padded input size per channel: "
-            f"({' x '.join(map(str, sizes))}). Kernel size: ({' x '.join(map(str, spans_shown))}"
-            "). Kernel size can't be greater than actual input size")
+            f"({' x '.join(map(str, padded[-keep:]))}). Kernel size: "
+            f"({' x '.join(map(str, spans[-keep:]))}). Kernel size can't be greater than actual "
+            "input size")
 
 
 _NP_PAD: dict[str, Literal["constant", "reflect", "edge", "wrap"]] = {
@@ -942,7 +954,7 @@ def attention(project: Callable[[int, torch.Tensor], torch.Tensor], query: torch
     this.
     """
     batched = query.dim() == 3
-    given = {"key": "x".join(map(str, key.shape)), "value": "x".join(map(str, value.shape))}
+    given = {"key": key.shape, "value": value.shape}  # as called, for an error below
     if not batched:
         query, key, value = (t.unsqueeze(1) for t in (query, key, value))
         if key_padding_mask is not None:
@@ -959,9 +971,9 @@ def attention(project: Callable[[int, torch.Tensor], torch.Tensor], query: torch
         # the arrays' row tiles would read the first kdim / vdim features of a wider one
         if t.dim() != 3 or t.shape[-1] != int(width) or t.shape[1] != query.shape[1]:
             raise AssertionError(
-                f"{name}: the {what} ({given[what]}) must hold {int(width)} features "
-                f"({what[0]}dim) per element, as many elements as the query's batch of "
-                f"{query.shape[1]}{'' if batched else ' (unbatched)'}")
+                f"{name}: the {what} ({'x'.join(map(str, given[what]))}) must hold "
+                f"{int(width)} features ({what[0]}dim) per element, as many elements as the "
+                f"query's batch of {query.shape[1]}{'' if batched else ' (unbatched)'}")
     if key.shape[0] != value.shape[0]:
         raise AssertionError(f"{name}: key and value sequences differ in length "
                              f"({key.shape[0]} and {value.shape[0]})")

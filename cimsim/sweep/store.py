@@ -129,12 +129,9 @@ def read_records(path: Path) -> dict[str, dict[str, Any]]:
         for n, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
-            try:
-                rec = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            rec = _record(raw)
+            if rec is None:
                 log.warning("%s:%d: unreadable line skipped (an interrupted write?)", path, n)
-                continue
-            if not (isinstance(rec, dict) and "point_id" in rec):
                 continue
             try:
                 rec = saved_numbers(rec, f"{path}:{n}")
@@ -171,7 +168,7 @@ def repair_tail(path: Path) -> int:
                 break
             end = start
         fh.seek(keep)
-        if _whole_record(fh.read(size - keep)):
+        if _record(fh.read(size - keep)) is not None:
             # a complete record whose newline was lost (an editor, a tool stripping it): kept
             fh.write(b"\n")
             log.warning("%s: the last record had no newline; one was added", path)
@@ -184,14 +181,14 @@ def repair_tail(path: Path) -> int:
     return size - keep
 
 
-def _whole_record(raw: bytes) -> bool:
-    """Whether ``raw`` is one whole record of ``sweep.jsonl`` (what :func:`repair_tail` keeps
-    without its newline), not the torn start of one."""
+def _record(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` (one line of ``sweep.jsonl``, its newline or not) as a record, or None where
+    it is none: not UTF-8, not JSON (the torn start of one), or no point's record."""
     try:
         rec = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(rec, dict) and "point_id" in rec
+        return None
+    return rec if isinstance(rec, dict) and "point_id" in rec else None
 
 
 @contextlib.contextmanager

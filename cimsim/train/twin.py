@@ -89,7 +89,6 @@ from ..config import (
 )
 from ..errors import ConfigError, MappingError
 from ..mapping.affine import AffineSource, affine_source
-from ..mapping.convnd import conv_input_error
 from ..mapping.deploy import (
     _UNSUPPORTED,
     EXCLUDED_REASON,
@@ -130,6 +129,7 @@ from ..mapping.layers import (
     attention,
     check_kernel_fits,
     check_linear_input,
+    conv_input_error,
     conv_pads,
     float_product,
     fused_activation,
@@ -1930,10 +1930,8 @@ class TwinConv(_TwinLayer):
 
     def _columns(self, x4: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, C, H, W) -> rows (B·H_out·W_out, C·kh·kw), columns ordered (c, i, j)."""
-        left, right, top, bottom = self.pads
-        check_kernel_fits(self.twin_name, (x4.shape[2] + top + bottom,
-                                           x4.shape[3] + left + right),
-                          self.kernel, self.dilation2, self.dim)
+        check_kernel_fits(self.twin_name, x4.shape[2:], self.pads, self.kernel,
+                          self.dilation2, shown=self.dim)
         if any(self.pads):
             x4 = F.pad(x4, self.pads, mode=self.pad_mode)
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride2, self.dilation2
@@ -2255,7 +2253,8 @@ def _check_same_geometry(prepared: ChipConfig, chip: ChipConfig) -> None:
     under the twin's ADC failed on its tables' shape naming neither field nor way out. Another
     decomposition (encoding, DAC, cells) under another ADC is programmed on the chip as it
     is (PIM-QAT's arm b: a digitally trained model on each decomposition)."""
-    names = _GEOMETRY + (_CONVERSIONS if chip.adc == prepared.adc else ())
+    carried = chip.adc == prepared.adc  # the twin's ADC tables go with it
+    names = _GEOMETRY + (_CONVERSIONS if carried else ())
     differ = []
     for path in names:
         table, _, name = path.rpartition(".")
@@ -2269,11 +2268,11 @@ def _check_same_geometry(prepared: ChipConfig, chip: ChipConfig) -> None:
         else:
             differ.append(path)
     if differ:
-        carried = (" (with the twin's ADC settings, whose learned tables belong to its "
-                   "conversions)" if chip.adc == prepared.adc else "")
+        why = (" (with the twin's ADC settings, whose learned tables belong to its "
+               "conversions)" if carried else "")
         raise ConfigError(
             f"deploy(chip=...): chip {chip.name!r} differs from the prepared chip "
-            f"{prepared.name!r} in {', '.join(dict.fromkeys(differ))}{carried}: the twin's "
+            f"{prepared.name!r} in {', '.join(dict.fromkeys(differ))}{why}: the twin's "
             "layers are quantized and tiled for the prepared chip; allowed: a chip that "
             "differs in its noise, devices, ADC or technology, or in its decomposition under "
             "another ADC. To train for that chip, prepare on it (prepare(prepared."
