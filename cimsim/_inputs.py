@@ -34,9 +34,14 @@ def input_count(x: Any, batch_dim: int = 0) -> int:
     Raises
     ------
     ValueError
-        A dict holding no tensor of at least one dimension.
+        A dict holding no tensor of at least one dimension, or an input with no dimension
+        ``batch_dim`` (an IndexError deep in the indexing named neither).
     """
     if not isinstance(x, Mapping):
+        if len(x.shape) <= batch_dim:
+            raise ValueError(f"batch_dim = {batch_dim} is beyond the inputs' "
+                             f"{len(x.shape)} dimensions (shape {tuple(x.shape)}); allowed: "
+                             f"0..{len(x.shape) - 1}")
         return int(x.shape[batch_dim])
     key = counting_key(x, batch_dim)
     if key is None or x[key].ndim <= batch_dim:

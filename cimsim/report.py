@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -44,6 +45,13 @@ _TABLES = ("layers", "breakdown", "components", "area", "blocks", "digital")
 
 def _frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns) if rows or columns else pd.DataFrame()
+
+
+def _check_n_inputs(n_inputs: Any) -> None:
+    """The count of evaluated inputs a summary records: an integer >= 0 (-3 was saved)."""
+    if isinstance(n_inputs, bool) or not isinstance(n_inputs, numbers.Integral) \
+            or n_inputs < 0:
+        raise ValueError(f"n_inputs = {n_inputs!r} is invalid; allowed: an integer >= 0")
 
 
 def _check_saved(p: Path, data: Any) -> None:
@@ -187,6 +195,7 @@ class Report:
                             ("simulated_accuracy", simulated_accuracy)):
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} = {value!r}; allowed: a fraction in [0, 1]")
+        _check_n_inputs(n_inputs)
         self.summary.update(float_accuracy=float(float_accuracy),
                             simulated_accuracy=float(simulated_accuracy),
                             n_eval_inputs=int(n_inputs))
@@ -197,6 +206,7 @@ class Report:
         undefined, :func:`cimsim.evaluate.output_cosine`) over ``n_inputs`` inputs."""
         if not (-1.0 <= float(cosine) <= 1.0 or math.isnan(float(cosine))):
             raise ValueError(f"cosine = {cosine!r}; allowed: a number in [-1, 1], or NaN")
+        _check_n_inputs(n_inputs)
         self.summary.update(output_cosine=float(cosine), n_eval_inputs=int(n_inputs))
 
     def summary_rows(self) -> list[tuple[str, str, str]]:

@@ -145,6 +145,9 @@ def test_a_sequence_first_model_is_evaluated_along_its_batch_dimension():
         accuracy(model, x, want)  # a float module has no batch_dim: dimension 0
     with pytest.raises(ValueError, match="batch_dim = -1 is invalid"):
         predict(model, x, batch_dim=-1)
+    # a dimension the inputs lack: named, not an IndexError from the indexing
+    with pytest.raises(ValueError, match=r"batch_dim = 5 is beyond the inputs' 3 dimensions"):
+        predict(model, x, batch_dim=5)
 
 
 class _Shaped(nn.Module):

@@ -119,6 +119,11 @@ def test_report_page_without_labels_shows_output_fidelity(rep):
         rep.set_accuracy(0.5, 1.5, 3)
     with pytest.raises(ValueError, match="cosine"):
         rep.set_output_fidelity(1.2, 3)
+    for bad in (-3, 2.5, True):  # a count of inputs (-3 was saved and shown)
+        with pytest.raises(ValueError, match="n_inputs"):
+            rep.set_accuracy(0.5, 0.5, bad)
+        with pytest.raises(ValueError, match="n_inputs"):
+            rep.set_output_fidelity(0.5, bad)
 
 
 @pytest.mark.parametrize("source, shown", [

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import numbers
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .._json import json_safe
@@ -63,10 +65,12 @@ def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
         _check_labels(y, n)
     if n == 0:
         raise ConfigError("data is empty")
-    if isinstance(calibration, bool) or not isinstance(calibration, (int, torch.Tensor)):
+    if isinstance(calibration, (bool, np.bool_)) or not isinstance(
+            calibration, (numbers.Integral, torch.Tensor)):
         raise ConfigError("calibration must be a number of inputs or a tensor of inputs")
     if isinstance(calibration, torch.Tensor):
         return calibration, x, y, calibration
+    calibration = int(calibration)  # a NumPy integer too (np.int64(128) was refused)
     if calibration < 1:
         raise ConfigError(f"calibration = {calibration} is invalid; allowed: an integer >= 1")
     n_cal = min(calibration, n)

@@ -45,6 +45,22 @@ def test_numpy_values_are_the_python_ones(model, data, chip, tmp_path, monkeypat
     assert counted == [] and again["point_id"].tolist() == first["point_id"].tolist()
 
 
+def test_a_numpy_integer_calibration_count_is_the_python_one():
+    """calibration=np.int64(3) (a count read off an array) was refused: 'calibration must be a
+    number of inputs'; it is the same split, and the same key (a rerun resumes), as 3."""
+    from cimsim.sweep.run import _split
+
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 0, 1, 0])
+    for n in (np.int64(3), np.int32(3)):
+        x_cal, x_eval, y_eval, key = _split((x, y), n)
+        assert type(key) is int and key == 3
+        assert torch.equal(x_cal, x[:3]) and torch.equal(x_eval, x[3:])
+        assert torch.equal(y_eval, y[3:])
+    for bad in (np.bool_(True), True, 2.0):
+        with pytest.raises(ConfigError, match="calibration must be a number"):
+            _split((x, y), bad)
+
+
 def _frame(records):
     base = {"array_size": 128, "bits_per_cell": 2, "slice_readout": "digital",
             "cols_per_adc": 8, "thermal_sigma_lsb": 0.0, "adc_kind": "sar", "time_s": 1.0}
