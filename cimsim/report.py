@@ -862,14 +862,12 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
                        label=kind, zorder=2)
         front = drawn & frame["on_front"].astype(bool)
         if front.any():  # (no front, e.g. without labels: no legend entry for one)
-            groups = (frame[by].astype(str) if by is not None else
-                      pd.Series("", index=frame.index))
-            for n, group in enumerate(dict.fromkeys(groups[front])):
-                order = energy[front & groups.eq(group)].sort_values().index
-                ax.plot(energy[order], scale * acc[order], color="#c44e52", lw=1.2, zorder=1,
-                        label=None if n else _front_label(by))
-            ax.scatter(energy[front], scale * acc[front], s=110, facecolors="none",
-                       edgecolors="#c44e52", linewidths=1.6, zorder=3)
+            for members, color, label in _front_groups(frame, by, front):
+                order = energy[members].sort_values().index
+                ax.plot(energy[order], scale * acc[order], color=color, lw=1.2, zorder=1,
+                        label=label)
+                ax.scatter(energy[members], scale * acc[members], s=110, facecolors="none",
+                           edgecolors=color, linewidths=1.6, zorder=3)
         lo, hi = energy[drawn].min(), energy[drawn].max()
         x_label = "energy per inference (pJ)"
         if lo > 0 and hi / lo > 20:
@@ -913,11 +911,42 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
     return fig
 
 
-def _front_label(by: str | None) -> str:
-    """The legend's name for the front line(s)."""
-    if by is None:
-        return "Pareto front"
-    return f"Pareto fronts (one per {'time' if by == 'time_s' else by})"
+FRONT_COLOR = "#c44e52"
+
+
+def _front_groups(frame: pd.DataFrame, by: str | None,
+                  front: pd.Series) -> list[tuple[pd.Series, Any, str]]:
+    """Each front's ``(members, colour, legend label)``, by its value of ``by``: one front
+    in :data:`FRONT_COLOR`; several (a sweep's ``time_s``) in shades of it from light to dark
+    in the order of their values (numeric where they are numbers); each labelled with its
+    value, so that a reader tells which front is which time (all were one red)."""
+    if by is None or by not in frame:
+        return [(front, FRONT_COLOR, "Pareto front")]
+    values = frame.loc[front, by]
+    if values.nunique() < 2:
+        return [(front, FRONT_COLOR, f"Pareto front, {_group_text(by, values.iloc[0])}")]
+    numeric = pd.to_numeric(values, errors="coerce")
+    column = numeric if numeric.notna().all() else values.astype(str)
+    keys = sorted(dict.fromkeys(column)) if column is numeric else list(dict.fromkeys(column))
+    from matplotlib import colormaps
+
+    shades = colormaps["Reds"]
+    return [(front & column.reindex(frame.index).eq(key),
+             shades(0.45 + 0.5 * i / max(len(keys) - 1, 1)),
+             f"Pareto front, {_group_text(by, key)}") for i, key in enumerate(keys)]
+
+
+def _group_text(by: str, value: Any) -> str:
+    """A front's value as its legend shows it: ``t = 1 y`` for 3.1536e7 s, in the largest of
+    the units ``cimsim sweep --time`` takes (``1h``, ``1d``, ``1y``; weeks left out) that it
+    reaches."""
+    from .arrays.drift import DURATION_UNITS
+
+    if by == "time_s" and isinstance(value, (int, float)) and math.isfinite(value):
+        unit, size = next(((u, DURATION_UNITS[u]) for u in ("y", "d", "h", "min")
+                           if abs(value) >= DURATION_UNITS[u]), ("s", 1.0))
+        return f"t = {value / size:.3g} {unit}"
+    return f"{by} = {value}"
 
 
 def _label_offset(cols: tuple[float, float], py: float,

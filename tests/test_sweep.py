@@ -155,9 +155,20 @@ def test_a_time_sweep_has_one_front_per_time():
     assert front_group(frame.iloc[:2]) is None
     frame["on_front"] = pareto_front(frame, by="time_s")
     ax = plot_pareto(frame, by="time_s").axes[0]
-    fronts = [line for line in ax.get_lines() if line.get_color() == "#c44e52"]
-    assert len(fronts) == 2 and [len(line.get_xdata()) for line in fronts] == [2, 2]
-    assert "Pareto fronts (one per time)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    # one line per time, each its own shade (all were one red) and named by its time, in
+    # order of time: the earlier front lighter
+    fronts = ax.get_lines()
+    assert [len(line.get_xdata()) for line in fronts] == [2, 2]
+    assert [line.get_label() for line in fronts] == ["Pareto front, t = 1 h",
+                                                     "Pareto front, t = 365 d"]
+    light, dark = (sum(line.get_color()[:3]) for line in fronts)
+    assert light > dark
+    assert {"Pareto front, t = 1 h", "Pareto front, t = 365 d"} <= {
+        t.get_text() for t in ax.get_legend().get_texts()}
+    # one front: the one red, as before, named by its time
+    one = plot_pareto(frame.iloc[:2].assign(on_front=True), by="time_s").axes[0]
+    assert [(line.get_color(), line.get_label()) for line in one.get_lines()] == [
+        ("#c44e52", "Pareto front, t = 1 h")]
 
 
 # --------------------------------------------------------------------------------------------
