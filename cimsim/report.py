@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import numbers
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -25,7 +24,7 @@ from . import _html
 from ._atomic import write_bytes, write_text
 from ._json import json_safe, saved_numbers
 from ._version import __version__
-from .config import ADCKind, ChipConfig
+from .config import ADCKind, ChipConfig, _is_int
 from .errors import CimsimError
 from .events import Action, Component, Events, event_key
 from .work import ModelWork
@@ -49,8 +48,7 @@ def _frame(rows: list[dict], columns: list[str] | None = None) -> pd.DataFrame:
 
 def _check_n_inputs(n_inputs: Any) -> None:
     """The count of evaluated inputs a summary records: an integer >= 0 (-3 was saved)."""
-    if isinstance(n_inputs, bool) or not isinstance(n_inputs, numbers.Integral) \
-            or n_inputs < 0:
+    if not _is_int(n_inputs) or n_inputs < 0:
         raise ValueError(f"n_inputs = {n_inputs!r} is invalid; allowed: an integer >= 0")
 
 

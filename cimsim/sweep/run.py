@@ -6,20 +6,18 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import numbers
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .._json import json_safe
 from .._seed import check_seed
 from .._version import __version__
-from ..config import ChipConfig, CostModel, as_chip
+from ..config import ChipConfig, CostModel, _is_int, as_chip
 from ..engine import engine_settings
 from ..errors import CimsimError, ConfigError
 from ..evaluate import score_problem
@@ -65,8 +63,7 @@ def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
         _check_labels(y, n)
     if n == 0:
         raise ConfigError("data is empty")
-    if isinstance(calibration, (bool, np.bool_)) or not isinstance(
-            calibration, (numbers.Integral, torch.Tensor)):
+    if not (_is_int(calibration) or isinstance(calibration, torch.Tensor)):
         raise ConfigError("calibration must be a number of inputs or a tensor of inputs")
     if isinstance(calibration, torch.Tensor):
         return calibration, x, y, calibration
