@@ -969,7 +969,8 @@ class TechConfig(_Config):
     sram/ideal -> sram_8t)."""
     devices_per_cell: int = 1
     """Devices that store one cell's value in parallel (multi-device cells, e.g. 2 PCM devices
-    per polarity): they multiply the cell's conductance, read energy and area."""
+    per polarity): they multiply the cell's conductance, read energy and area. Resistive cells
+    only (the priced ``cell_kind`` or ``device.cell``): 1 for an SRAM or eDRAM bit-cell."""
     weight_sets_stored: int = 1
     """Weight sets each compute cell stores, one active at a time (storage multiplexed onto
     one compute circuit, e.g. 8 per C-2C unit in Wang et al., VLSI 2022): multiplies the
@@ -1379,6 +1380,7 @@ class ChipConfig(_Config):
             _fail("TechConfig", "retention_ns", self.tech.retention_ns,
                   f"absent for cell = '{self.device.cell.value}' (only 'edram' cells are "
                   "refreshed)")
+        _check_devices_per_cell(self)
         if self.tech.input_drive is InputDrive.BIT_PLANES:  # before the digital read-out's
             _check_bit_planes(self)  # checks, which would name dac.bits for its own reason
         if self.adc.kind is ADCKind.DIGITAL:
@@ -1451,6 +1453,23 @@ def _check_cell_kind(chip: ChipConfig) -> None:
     _fail("TechConfig", "cell_kind", kind.value,
           f"one of {', '.join(repr(k) for k in allowed)} for device.cell = {cell!r} (the "
           "simulated cell's family; 'ideal' cells take any)")
+
+
+def _check_devices_per_cell(chip: ChipConfig) -> None:
+    """Devices in parallel are a resistive cell's (its conductance, read and area multiply);
+    a CMOS bit-cell (SRAM, eDRAM, and an ``ideal`` cell priced as one) holds one transistor
+    circuit per stored bit, so the field would be silently ignored: refused, as
+    ``retention_ns`` is on a cell that is not refreshed."""
+    n = chip.tech.devices_per_cell
+    kind = chip.tech.cell_kind
+    resistive = (kind.value in _NVM_KINDS if kind is not None
+                 else chip.device.cell.resistive)
+    if n != 1 and not resistive:
+        priced = kind.value if kind is not None else f"device.cell = '{chip.device.cell.value}'"
+        _fail("TechConfig", "devices_per_cell", n,
+              f"1 for a CMOS bit-cell ({priced}): parallel devices are a resistive cell's "
+              f"(tech.cell_kind one of {', '.join(repr(k) for k in _NVM_KINDS)}, or a "
+              "resistive device.cell)")
 
 
 # --------------------------------------------------------------------------------------------

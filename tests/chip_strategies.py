@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from cimsim.config import (
     _CELL_KINDS,
+    _NVM_KINDS,
     ACT_EXPONENT_BITS,
     ActCalibration,
     ActFormat,
@@ -230,10 +231,12 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
         input_drive=draw(st.sampled_from(drives), label="input_drive"),
         compute_domain=draw(st.sampled_from(list(ComputeDomain)), label="compute_domain"),
         # a cost-model cell of the simulated cell's family (an 'ideal' cell takes any)
-        cell_kind=draw(_maybe(st.sampled_from(
+        cell_kind=(kind := draw(_maybe(st.sampled_from(
             [k for k in CellKind if cell.value not in _CELL_KINDS
-             or k.value in _CELL_KINDS[cell.value]])), label="cell_kind"),
-        devices_per_cell=draw(st.integers(1, 4)),
+             or k.value in _CELL_KINDS[cell.value]])), label="cell_kind")),
+        # parallel devices: a resistive priced cell's only (a CMOS bit-cell refuses them)
+        devices_per_cell=(draw(st.integers(1, 4)) if (kind.value in _NVM_KINDS if kind
+                                                      else cell.resistive) else 1),
         weight_sets_stored=draw(st.sampled_from([1, 2, 8])),
         cell_area_f2=draw(_maybe(_f(4.0, 2000.0))),
         # eDRAM cells only: 1 ns .. 1000 s (wide) or 1 us .. 1 s

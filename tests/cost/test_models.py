@@ -268,10 +268,14 @@ def test_a_cell_is_written_as_the_cell_it_is_priced_as():
     one, four = (component_models(physical_chip(cell_kind="pcm", devices_per_cell=n))[C.CELL]
                  for n in (1, 4))
     assert four.energy_pj(A.WRITE) == pytest.approx(4 * one.energy_pj(A.WRITE))
-    # SRAM: one bit-cell per stored bit, devices_per_cell does not apply (as for its area)
-    sram = [component_models(physical_chip(cell_kind="sram_8t", devices_per_cell=n))[C.CELL]
-            for n in (1, 4)]
-    assert sram[0].energy_pj(A.WRITE) == sram[1].energy_pj(A.WRITE)
+    # SRAM: one bit-cell per stored bit; parallel devices do not apply and are refused (they
+    # were accepted and silently ignored)
+    for kind in ("sram_8t", "edram_2t"):
+        with pytest.raises(ConfigError, match="devices_per_cell"):
+            physical_chip(cell_kind=kind, devices_per_cell=4)
+    sram = cimsim.load_chip("sram-65nm")
+    with pytest.raises(ConfigError, match="devices_per_cell.*CMOS bit-cell"):
+        sram.replace(tech=sram.tech.replace(devices_per_cell=2))
 
 
 def test_dac_area_known_answer_amplitude_vs_temporal():
@@ -341,9 +345,10 @@ def test_cell_kinds_and_multi_device_area():
     # transistor) 280 x 7 / 8 = 245 F^2
     for kind, f2 in (("rram_1t1r", 48.0), ("pcm", 48.0), ("sram_6t", 210.0),
                      ("sram_7t", 245.0), ("sram_8t", 280.0)):
-        chip = physical_chip(cell_kind=kind, devices_per_cell=3)
+        resistive = kind in ("rram_1t1r", "pcm")
+        chip = physical_chip(cell_kind=kind, devices_per_cell=3 if resistive else 1)
         # resistive: devices in parallel; SRAM: one bit-cell per stored bit (2 b per cell here)
-        n = 3 if kind in ("rram_1t1r", "pcm") else chip.device.bits_per_cell
+        n = 3 if resistive else chip.device.bits_per_cell
         assert component_models(chip)[C.CELL].area_um2() == pytest.approx(
             f2 * n * 0.045**2), kind
     chip = physical_chip(cell_area_f2=100.0)
