@@ -178,6 +178,13 @@ def test_estimate_prices_a_run_only_with_a_chip_that_would_have_counted_its_even
             estimate(work, other)
     x, w = np.ones((2, 40), dtype=np.int64), np.ones((3, 40), dtype=np.int64)
     _, ev = cimsim.matmul(x, w, chip, calibration=x)
+    slow = chip.replace(tech=chip.tech.replace(t_read_ns=100.0))
+    t_slow = cimsim.deploy(_mlp(), slow, torch.randn(16, 16))
+    t_slow(torch.randn(4, 16))
+    # a slower read pulse re-prices the run's time as a run on that chip times it (the
+    # latency read the run's own chip: 3585 ns against 12801 ns on rram-22nm)
+    assert (estimate(work, slow).totals["latency_ns_per_inference"]
+            == pytest.approx(estimate(t_slow.work()).totals["latency_ns_per_inference"]))
     layer = cimsim.arrays.program(w, chip)
     with pytest.raises(ValueError, match="array.n_rows"):
         estimate([cimsim.cost.layer_work(ev, layer)],

@@ -24,6 +24,7 @@ from ..config import (
     ADCPlacement,
     ChipConfig,
     DifferentialReadout,
+    DigitalColumn,
     Nonlinearity,
     OffCurrentCompensation,
     SliceReadout,
@@ -602,12 +603,15 @@ def _cols_per_tile(kinds: ColumnKinds, chip: ChipConfig) -> int:
         raise MappingError(
             f"array.n_cols = {n_cols} cannot hold a differential column pair; use >= 2")
     guard = ripple_guard_columns(chip)  # a ripple column's sum-extension cells, not mapped
-    if guard and q + guard > n_cols:
+    # a ripple column's row adds the whole weight across its q cells: an output's columns
+    # stay in one array even where the sum needs no guard column (one row per conversion)
+    ripple = chip.tech.digital_column is DigitalColumn.RIPPLE
+    if ripple and q + guard > n_cols:
         raise MappingError(
             f"array.n_cols = {n_cols} cannot hold one output's {q} weight columns and the "
             f"{guard} guard columns of tech.digital_column = 'ripple'; use n_cols >= "
             f"{q + guard}")
-    return (n_cols // (q + guard)) * q if guard else (n_cols // unit) * unit
+    return (n_cols // (q + guard)) * q if ripple else (n_cols // unit) * unit
 
 
 @dataclass(frozen=True)

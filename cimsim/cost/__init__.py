@@ -194,8 +194,9 @@ def estimate(
         (:func:`layer_work`).
     chip : ChipConfig, optional
         Needed for layer works; the model's own chip for a ``ModelWork``. Another chip may
-        differ from the one the work ran on only in ``tech`` (node, supply, power gating, ...)
-        and its name: it re-prices the same events.
+        differ from the one the work ran on only in ``tech`` (node, supply, power gating, ...;
+        not ``digital_column``, which changes the mapping) and its name: it re-prices the same
+        events, energy and time.
     pipelined : bool
         Chip latency: layer-by-layer (sum over layers, default) or pipelined (slowest layer).
     n_inferences : int, optional
@@ -309,6 +310,11 @@ _PRICING_ONLY = ("name", "description", "source", "tech")
 """The chip fields that only price events: another value re-prices the same run (another
 node or supply, power gating); every other field changes what the run counted."""
 
+_MAPPING_TECH = ("digital_column",)
+"""The ``tech`` fields that change what a run counts: a ripple column's guard columns change
+the outputs an array holds (``cimsim.config.ripple_guard_columns``), hence its arrays and
+conversions."""
+
 
 def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
     """Refuse pricing a run's events with a chip that would not have counted them: its
@@ -317,7 +323,7 @@ def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
     if ran == priced:
         return
     a, b = ran.to_dict(), priced.to_dict()
-    differ = []
+    differ = [f"tech.{f}" for f in _MAPPING_TECH if a["tech"][f] != b["tech"][f]]
     for k in a:
         if k in _PRICING_ONLY or a[k] == b[k]:
             continue
@@ -328,8 +334,9 @@ def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
         raise ValueError(
             f"estimate: the chip differs from the one the work ran on ({ran.name!r}) in "
             f"{', '.join(differ)}; the events were counted on that chip. Only its pricing "
-            f"fields ({', '.join(_PRICING_ONLY)}) may differ: deploy (or run) on the other "
-            "chip to estimate it")
+            f"fields ({', '.join(_PRICING_ONLY)}, but not "
+            f"{', '.join('tech.' + f for f in _MAPPING_TECH)}) may differ: deploy (or run) on "
+            "the other chip to estimate it")
 
 
 def _calibration(calibration: Calibration | str | None, chip: ChipConfig) -> Calibration:
@@ -352,7 +359,10 @@ def _latency_stage(rep: CostReport, works: Sequence[LayerWork], per: float, tabl
     for w in works:
         rows = []
         for i, b in enumerate(w.blocks):
-            d = block_latency(b.layer, b.n_vectors * per, table, cal, b.merged_row_tiles)
+            # rep.chip, not the block's: a re-pricing chip's tech times the steps (t_read_ns,
+            # clock), as its tables price their energy
+            d = block_latency(b.layer, b.n_vectors * per, table, cal, b.merged_row_tiles,
+                              chip=rep.chip)
             # a pipeline's fill (Block.lag_vectors), at the block's own steps per vector
             d["lag_ns"] = (b.lag_vectors * d["n_planes"] * d["n_row_groups_per_tile"]
                            * d["t_step_ns"] if b.lag_vectors and b.n_vectors else 0.0)

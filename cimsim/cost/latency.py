@@ -72,11 +72,15 @@ def digital_tail_ns(chip: ChipConfig, n_row_tiles: int) -> float:
 def block_latency(
     layer: ProgrammedLayer, n_vectors: float, table: TechTable | None = None,
     calibration: Calibration | None = None, merged_row_tiles: int = 1,
+    chip: ChipConfig | None = None,
 ) -> dict:
     """Latency of ``n_vectors`` input vectors through one programmed block.
 
     ``merged_row_tiles``: row tiles of the whole matrix the digital add tree merges after
     this block (:attr:`cimsim.work.Block.merged_row_tiles`), when more than its own.
+    ``chip``: the chip that prices it (default the block's own); :func:`cimsim.cost.estimate`
+    passes a re-pricing chip, which differs from the block's only in ``tech`` (its clock,
+    read pulse and converter time).
 
     Returns
     -------
@@ -86,7 +90,7 @@ def block_latency(
         ``n_steps``, ``tail_ns``, ``latency_ns``, and ``adc_duty`` (the fraction of a step the
         busiest ADC converts).
     """
-    chip = layer.chip
+    chip = layer.chip if chip is None else chip
     table = chip_table(chip) if table is None else table
     cal = NO_CALIBRATION if calibration is None else calibration
     n_planes = int(plane_layout(chip, layer.input_signed)[0].shape[0])

@@ -375,3 +375,29 @@ def test_the_tile_buffer_size_prices_a_chip():
     for bad in (0.0, -1.0, float("nan"), "big"):
         with pytest.raises(cimsim.ConfigError, match="ArrayConfig.tile_buffer_kib"):
             chip.array.replace(tile_buffer_kib=bad)
+
+
+@pytest.mark.parametrize("chip", ["sram-65nm", "chih-isscc21"])
+def test_a_report_pays_the_digital_tail_per_inference_the_datasheet_once(chip):
+    """The datasheet streams N_VECTORS vectors and pays the add tree's tail once; the same
+    vectors as one inference each pay it every time (docs/cost-model.md §5): the two TOPS
+    differ by exactly that, not by any other term."""
+    from cimsim.arrays.program import program
+    from cimsim.cost import estimate, layer_work
+    from cimsim.cost.datasheet import N_VECTORS, workload
+
+    c = cimsim.load_chip(chip if "-isscc" not in chip else _published(chip))
+    x, w = workload(c)
+    cal = x if c.adc.range_policy.value == "calibrated" else None
+    _, events = cimsim.matmul(x, w, c, seed=0, calibration=cal)
+    work = [layer_work(events, program(w, c))]
+    stream = estimate(work, c)  # the datasheet's: N_VECTORS vectors, one inference
+    each = estimate(work, c, n_inferences=N_VECTORS)  # one vector per inference
+    tail = stream.blocks[0]["tail_ns"]
+    assert tail > 0
+    t_stream = stream.totals["latency_ns_per_inference"]
+    t_each = each.totals["latency_ns_per_inference"]
+    assert N_VECTORS * t_each == pytest.approx(t_stream + (N_VECTORS - 1) * tail, rel=1e-12)
+    assert datasheet(c)["tops"] == pytest.approx(stream.totals["tops"], rel=1e-12)
+    assert each.totals["tops"] == pytest.approx(
+        stream.totals["tops"] * t_stream / (N_VECTORS * t_each), rel=1e-12)

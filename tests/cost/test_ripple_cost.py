@@ -73,6 +73,26 @@ def test_the_tree_holds_every_column_and_ripple_needs_room_for_its_guard_columns
     assert workload(_chip(column="adder_tree"))[1].shape == (128 // 8, 128)
     with pytest.raises(MappingError, match="guard columns"):
         program(np.ones((1, 128), dtype=np.int64), _chip(weight_bits=8, n_cols=14))
+    # one row per conversion needs no guard column, but a row's adder still spans the whole
+    # weight: its 8 columns never split across two arrays of 4 (they did, g = 0)
+    one_row = _chip(weight_bits=8, n_cols=4, rows_per_conversion=1)
+    assert ripple_guard_columns(one_row) == 0
+    with pytest.raises(MappingError, match="guard columns"):
+        program(np.ones((1, 128), dtype=np.int64), one_row)
+    assert program(np.ones((1, 128), dtype=np.int64),
+                   _chip(weight_bits=8, n_cols=12, rows_per_conversion=1)).cols_per_tile == 8
+
+
+def test_re_pricing_refuses_a_change_of_column_style():
+    # the guard columns change the outputs an array holds: not the same run's events
+    chip = _chip()
+    x, w = workload(chip)
+    _, ev = cimsim.matmul(x[:2], w, chip)
+    work = [layer_work(ev, program(w, chip))]
+    tree = chip.replace(tech=chip.tech.replace(digital_column=DigitalColumn.ADDER_TREE))
+    with pytest.raises(ValueError, match="tech.digital_column"):
+        estimate(work, tree)
+    estimate(work, chip.replace(tech=chip.tech.replace(vdd_v=0.9, v_read_v=0.9)))
 
 
 # -- known answers -----------------------------------------------------------------------------
