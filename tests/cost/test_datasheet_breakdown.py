@@ -103,6 +103,23 @@ def test_converter_rate_follows_the_step():
     assert digital["priced_by"] == "adder tree" and digital["corner_rate_hz"] is None
 
 
+def test_no_published_chip_converts_above_its_corner():
+    """docs/technology.md §7: the fastest converters and the nearest to its corner, as the
+    page names them (it named XNOR-SRAM's flash the fastest after the sense amps, and the 8-b
+    SARs the nearest to their corner, after chips that beat both were added)."""
+    adcs = {p.stem: datasheet(str(p))["adc"] for p in sorted(PUBLISHED.glob("*.toml"))}
+    analog = {k: a for k, a in adcs.items() if a["corner_rate_hz"] is not None}
+    assert not any(a["above_corner"] for a in analog.values())
+    fastest = sorted(analog, key=lambda k: -analog[k]["sample_rate_hz"])[:4]
+    assert fastest == ["khwa-isscc18", "yu-cicc20", "chen-isscc23", "xnorsram-jssc20"]
+    assert [round(analog[k]["sample_rate_hz"] / 1e6) for k in fastest] == [435, 349, 250, 227]
+    share = {k: a["sample_rate_hz"] / a["corner_rate_hz"] for k, a in analog.items()}
+    nearest = max(share, key=share.__getitem__)
+    assert nearest == "si-jssc21" and round(share[nearest], 2) == 0.18
+    assert round(analog[nearest]["corner_rate_hz"] / 1e6) == 349
+    assert round(share["wang-vlsi22"], 1) == 0.1
+
+
 @pytest.mark.parametrize("chip, scope", [
     (_published("sinangil-jssc21"), "macro"), (_published("chih-isscc21"), "macro"),
     ("jia-jssc20", "chip"),
