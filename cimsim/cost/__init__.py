@@ -36,7 +36,7 @@ from typing import Any
 
 from .._seed import check_flag
 from ..arrays.program import ProgrammedLayer
-from ..config import CellTech, ChipConfig, PowerGating, as_chip
+from ..config import ADCKind, CellTech, ChipConfig, PowerGating, as_chip
 from ..errors import ConfigError
 from ..events import Action, Component, EventKey, Events, event_key
 from ..work import Block, LayerWork, ModelWork
@@ -518,15 +518,22 @@ def _totals(rep: CostReport, works: Sequence[LayerWork], t_chip: float, reload_n
     }
 
 
+def _priced_beyond_tables(chip: ChipConfig) -> bool:
+    """Whether ``chip``'s converter is priced by its bits and they exceed the tables'."""
+    return chip.adc.kind is not ADCKind.DIGITAL and chip.adc.bits > MAX_ADC_BITS
+
+
 def cost_caveat(chip: ChipConfig) -> str:
     """Why ``chip``'s energy, area and TOPS figures mean nothing, or ``""`` if they do.
 
     A chip whose ADC is wider than the tables' 16 b (the ``ideal`` preset's 24-b lossless
     reference ADC, one per column) is a reference model, not a buildable chip: its ADCs are
     costed as 16-b ones and its arrays as whatever the tables hold, so its figures describe no
-    hardware (``ideal``: 543,152 mm^2).
+    hardware (``ideal``: 543,152 mm^2). A digital read-out's ``adc.bits`` is its adder tree's
+    width, which its price does not read (the tree's full adders follow its rows and slice
+    bits): a 17-b tree of 256 rows x 8-b slices is hardware.
     """
-    if chip.adc.bits > MAX_ADC_BITS:
+    if _priced_beyond_tables(chip):
         return (f"reference chip, not hardware: its {chip.adc.bits}-b ADC is beyond any column "
                 f"ADC and the tables' {MAX_ADC_BITS} b, so its energy, area and TOPS figures "
                 "mean nothing")
@@ -556,7 +563,7 @@ def _notes(chip: ChipConfig, cal: Calibration, time_multiplexed: bool = False) -
             "(cell writes priced per stored bit, row by row, one array per tile at a time, "
             "not overlapped with computation: the '(reprogramming)' row); leakage and the used "
             "area count the chip's arrays only; a layer's area_um2 is its own footprint")
-    if chip.adc.bits > MAX_ADC_BITS:
+    if _priced_beyond_tables(chip):
         notes.append(f"ADC of {chip.adc.bits} b is beyond the tables' {MAX_ADC_BITS} b: costed "
                      f"as a {MAX_ADC_BITS}-b ADC (a lower bound)")
     return notes

@@ -204,3 +204,14 @@ def test_ideal_preset_costs_are_flagged_meaningless():
         if name != "ideal":
             assert cost_caveat(cimsim.load_chip(name)) == "", name
     assert math.isfinite(cost.totals["tops_per_mm2_used"])
+
+
+def test_a_wide_digital_adder_tree_is_hardware():
+    """A digital read-out's adc.bits is its adder tree's width, which the config requires
+    (256 rows of 8-b slices: 17 b) and its price does not read: it was flagged 'reference
+    chip, not hardware' as a 17-b converter would be."""
+    c = cimsim.load_chip("cimsim/presets/published/chih-isscc21.toml")
+    wide = c.replace(adc=c.adc.replace(bits=17), dac=c.dac.replace(bits=8), input_bits=8,
+                     array=c.array.replace(allow_time_multiplexing=True))
+    assert wide.array.rows_per_group == 256 and cost_caveat(wide) == ""
+    assert not any("beyond the tables" in n for n in estimate(_run(wide)).notes)
