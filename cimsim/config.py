@@ -974,7 +974,8 @@ class TechConfig(_Config):
     weight_sets_stored: int = 1
     """Weight sets each compute cell stores, one active at a time (storage multiplexed onto
     one compute circuit, e.g. 8 per C-2C unit in Wang et al., VLSI 2022): multiplies the
-    cell's storage area, not its read energy."""
+    cell's storage area, not its read energy (the word line's wire crosses the larger cell;
+    its gate load stays one set's)."""
     cell_area_f2: float | None = None
     """Cell area in F^2 as published; None: the cell kind's default (docs/technology.md)."""
     retention_ns: float | None = None

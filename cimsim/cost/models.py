@@ -533,8 +533,13 @@ class DACModel(ComponentModel):
             # bit-cells (n access gates), not one square of the cell's whole footprint
             n = 1 if _resistive_kind(cell_kind(self.chip)) else stored_bits_per_cell(self.chip)
             pitch_um = n * math.sqrt(footprint / n)
-            per_cell_ff = (self.table.wire_capacitance_ff_per_um
-                           + GATE_CAPACITANCE_FF_PER_UM) * pitch_um
+            # the wire crosses the whole footprint, the stored weight sets' cells included
+            # (tech.weight_sets_stored); the line gates only the compute cell's devices, as
+            # wide as one set's bit-cells (the gate grew with the storage: wu-jssc23's 32 sets
+            # put 903 fJ on a row's line, 160 fJ of it wire)
+            gate_um = pitch_um / math.sqrt(self.chip.tech.weight_sets_stored)
+            per_cell_ff = (self.table.wire_capacitance_ff_per_um * pitch_um
+                           + GATE_CAPACITANCE_FF_PER_UM * gate_um)
         c_ff = per_cell_ff * self.chip.array.n_cols + tech.wordline_driver_cap_ff
         v = tech.vdd_v if tech.wordline_v is None else tech.wordline_v
         v_high = v if tech.wordline_high_v is None else tech.wordline_high_v

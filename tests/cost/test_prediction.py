@@ -53,12 +53,10 @@ KNOWN_OUTSIDE_2X = {
     ("su-jssc22", "8b/8b", "TOPS/W"): 0.36,
     ("su-jssc22", "2b/4b", "TOPS/W"): 0.33,
     ("legallo-natelec23", "one-phase, 8b/8b", "TOPS/W"): 6.24,
-    # Wu's time-domain SRAM macro at 8b/8b TOPS/W (its recursive TDC priced by the TDC
-    # circuit model since adc.kind = 'tdc' exists: 0.0623 as a SAR before; its other three
-    # rows came within 2x) and Yan's dynamic-logic digital macro (docs/validation.md says
-    # why; Chen's row is within 2x)
-    ("wu-jssc23", "8b/8b", "TOPS/W"): 0.466,
-    ("yan-isscc22", "0.9 V, signed INT8", "TOPS/W"): 0.203,
+    # Yan's dynamic-logic digital macro (docs/validation.md says why; Chen's row is within
+    # 2x; Wu's 8b/8b TOPS/W came within 2x, 0.466 -> 0.567, once the word line gated only
+    # the compute cells, not the 32 stored weight sets)
+    ("yan-isscc22", "0.9 V, signed INT8", "TOPS/W"): 0.215,
     # the 22-nm analog multiplier's density (its macro holds more than its cells, DACs and
     # converters; its energy is within 2x), the 28-nm multiplexed SRAM macro (its 5-b readers)
     # and DynaPlasia's energy (its in-memory converter priced as a SAR); DynaPlasia's density
@@ -186,11 +184,12 @@ def test_every_row_within_2x_except_the_documented_ones(validate, pred):
 
 def test_fujiwara_5nm_rows_are_within_2x(validate, pred):
     # the 5-nm all-digital macro (a node below the original 7..130 nm tables): both rows
-    # predicted within 2x (0.77x TOPS/W, 0.60x TOPS/mm^2 at the time of writing)
+    # predicted within 2x (0.77x TOPS/W, 0.60x TOPS/mm^2 at the time of writing; 0.80x TOPS/W
+    # once its word line gated one weight set's cells, not its 4 stored sets)
     rows = {r["metric"]: r for r in pred if r["chip"] == "fujiwara-isscc22"}
     assert set(rows) == {"TOPS/W", "TOPS/mm2"}
     assert rows["TOPS/W"]["node_nm"] == 5.0
-    assert rows["TOPS/W"]["ratio"] == pytest.approx(0.77, abs=0.02)
+    assert rows["TOPS/W"]["ratio"] == pytest.approx(0.80, abs=0.02)
     assert rows["TOPS/mm2"]["ratio"] == pytest.approx(0.60, abs=0.02)
 
 
@@ -414,10 +413,11 @@ HELDOUT4 = {
     # Wu's reader as cimsim's successive TDC (adc.kind = 'tdc', added after the TOML was
     # written with a 7-b SAR: TOPS/W 0.0623 -> 0.427 and 0.0848 -> 0.582, TOPS/mm2 0.350 ->
     # 0.598 and 0.295 -> 0.504; then 0.466 and 0.635 once the TDC's leakage was not priced,
-    # as CMOS logic's is not)
-    "wu-jssc23": ({("8b/8b", "TOPS/W"): 0.466, ("8b/8b", "TOPS/mm2"): 0.598,
-                   ("4b/4b", "TOPS/W"): 0.635, ("4b/4b", "TOPS/mm2"): 0.504}, 28.0),
-    "yan-isscc22": ({("0.9 V, signed INT8", "TOPS/W"): 0.203}, 28.0),
+    # as CMOS logic's is not; then 0.567 and 0.771 once the word line gated the compute
+    # cells only, not the 32 stored weight sets' cells, whose footprint it still crosses)
+    "wu-jssc23": ({("8b/8b", "TOPS/W"): 0.567, ("8b/8b", "TOPS/mm2"): 0.598,
+                   ("4b/4b", "TOPS/W"): 0.771, ("4b/4b", "TOPS/mm2"): 0.504}, 28.0),
+    "yan-isscc22": ({("0.9 V, signed INT8", "TOPS/W"): 0.215}, 28.0),
     "chen-isscc23": ({("0.8 V, 8b/8b", "TOPS/W"): 1.40}, 22.0),
 }
 

@@ -61,6 +61,25 @@ def test_a_multi_bit_resistive_cell_is_one_device_wide(bits_per_cell):
     assert column_capacitance_ff(chip, chip_table(chip)) == pytest.approx(hand, rel=1e-6)
 
 
+@pytest.mark.parametrize("sets", [1, 4, 32])
+def test_the_word_line_crosses_the_stored_sets_but_gates_one(sets):
+    """S weight sets stored per compute cell (tech.weight_sets_stored) enlarge the cell's
+    footprint, which the line's wire crosses: pitch sqrt(S x 280 F^2) for an 8T cell. The line
+    gates the compute cell's devices only, one set's pitch: 64 cells x (0.2 fF/um x sqrt(S)
+    + 1 fF/um) x sqrt(280) F x V^2 (the gate grew with S too: wu-jssc23's 32 sets put 903 fJ on
+    a row's line, of which the wire is 160)."""
+    chip = ChipConfig.from_dict(dict(
+        name="ws", weight_bits=1, input_bits=1, weight_encoding="binary",
+        array=dict(n_rows=64, n_cols=64, cols_per_adc=1, n_tiles=1, arrays_per_tile=1),
+        device=dict(cell="sram", bits_per_cell=1), dac=dict(bits=1),
+        adc=dict(kind="sar", bits=7, range_policy="full_scale"),
+        tech=dict(node_nm=22.0, vdd_v=0.8, v_read_v=0.8, t_read_ns=1.0, cost_model="physical",
+                  cell_kind="sram_8t", weight_sets_stored=sets)))
+    one_set_um = math.sqrt(280.0) * 0.022
+    hand_fj = 64 * (0.2 * math.sqrt(sets) + 1.0) * one_set_um * 0.8**2
+    assert DACModel(chip).wordline_pj() * 1e3 == pytest.approx(hand_fj, rel=1e-9)
+
+
 @pytest.mark.parametrize("cost_model", ["tables", "physical"])
 def test_a_calibrations_adc_time_scale_applies_under_either_model(cost_model):
     """The physical model took a calibration's ADC energy factors but not its time scale."""
