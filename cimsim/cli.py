@@ -1155,6 +1155,7 @@ def _count(minimum: int, zero: str | None = None):
 
 _POSITIVE = _count(1)
 _LIMIT = _count(1, zero="all inputs, the default")
+_BN_INPUTS = _count(1, zero="off, the default")  # --bn-calibration's 0 calibrates nothing
 
 
 def _density(text: str) -> float:
@@ -1380,7 +1381,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-adc-bits", type=_POSITIVE, default=0,
                    help="adjusted precision: train with this many ADC bits, deploy with the "
                         "chip's (default: the chip's)")
-    g.add_argument("--bn-calibration", type=_LIMIT, default=0,
+    g.add_argument("--bn-calibration", type=_BN_INPUTS, default=0,
                    help="re-estimate BatchNorm statistics on the deployed chip with the first "
                         "N training inputs (default 0: off)")
     g.add_argument("--bn-relative", action="store_true",

@@ -27,12 +27,21 @@ from ._modes import module_modes, restore_modes
 __all__ = ["calibrate_bn"]
 
 
+def _same_batches(data: tuple | list) -> bool:
+    """Whether a sequence of tensors is batches of one input, not (inputs, labels): two or
+    more of one shape and dtype (a list of equal batches was read as (inputs, labels) and
+    all but its first batch dropped, silently)."""
+    first = data[0]
+    return len(data) > 1 and all(d.shape == first.shape and d.dtype == first.dtype
+                                 for d in data)
+
+
 def _inputs(data, batch_size: int, batch_dim: int = 0) -> Iterable[torch.Tensor]:
     if isinstance(data, np.ndarray):
         data = torch.from_numpy(data)
     if isinstance(data, (tuple, list)) and data and isinstance(data[0], torch.Tensor) \
             and all(isinstance(d, torch.Tensor) and d.shape[0] == data[0].shape[0]
-                    for d in data):
+                    for d in data) and not _same_batches(data):
         data = data[0]  # (inputs, labels, ...): the labels are not needed
     if isinstance(data, torch.Tensor):
         # a sequence-first model (batch_dim = 1) is cut along its batch, not along time
@@ -130,7 +139,9 @@ def calibrate_bn(model_or_sim: nn.Module, data, *, batch_size: int = 64,
     data : tensor, ndarray, (inputs, labels) or iterable of batches
         Calibration inputs (a few hundred suffice); a tensor is cut along the ``batch_dim`` of
         a ``PreparedModel`` / ``SimModel`` (dimension 0 for any other module). An iterable is
-        read twice with ``reference`` (pass a tensor or a list, not a one-shot generator).
+        read twice with ``reference`` (pass a tensor or a list, not a one-shot generator). A
+        list or tuple of tensors of one shape and dtype is batches; ``(inputs, labels)`` are
+        tensors of one sample count that differ in shape or dtype (the labels unused).
     batch_size : int
         Batch size when ``data`` is a tensor.
     reference : nn.Module, optional

@@ -260,13 +260,15 @@ def _run(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
     scheduler = lr_schedule(opt, schedule, epochs=epochs, n=int(data[0].shape[0]),
                             batch_size=batch_size)
     hist: dict[str, list] = {"loss": [], key: []}
-    for e in range(epochs):
-        hist["loss"].append(train_epoch(model, data, loss_fn, opt, batch_size=batch_size,
-                                        seed=seed, epoch=e, progress=progress, desc=desc,
-                                        scheduler=scheduler))
-        if refit is not None:
-            hist[key].append(refit())
-    model.eval()
+    try:
+        for e in range(epochs):
+            hist["loss"].append(train_epoch(model, data, loss_fn, opt, batch_size=batch_size,
+                                            seed=seed, epoch=e, progress=progress, desc=desc,
+                                            scheduler=scheduler))
+            if refit is not None:
+                hist[key].append(refit())
+    finally:
+        model.eval()  # a failed run too (a diverged loss left it training, its twins noisy)
     return hist
 
 

@@ -34,6 +34,7 @@ import torch
 
 from ..config import ADCKind, ChipConfig
 from ..errors import ConfigError
+from .bskmq import refit_chip_levels
 from .loop import (
     as_tensors,
     check_lr,
@@ -136,13 +137,16 @@ class Recipe:
     def fit(self, prepared: PreparedModel, base: Callable[..., torch.Tensor],
             data: Sequence[torch.Tensor], *, epochs: int, lr: float, seed: int = 0,
             batch_size: int = 64, progress: bool = False,
-            schedule: str = "constant") -> list[float]:
+            schedule: str = "constant", calibration=None) -> list[float]:
         """Train ``prepared`` with this method and leave it ready to deploy: the adapters and
         Adam's groups (:meth:`setup`), ``epochs`` passes of :func:`~cimsim.train.loop.train_epoch`
         over ``data`` with :meth:`loss` of ``base`` and the rate ``schedule``
-        (:func:`~cimsim.train.loop.lr_schedule`: ``constant`` or ``cosine``), then evaluation
-        mode and, with LoRA, the adapters merged (deploy maps ordinary matrices). Returns each
-        epoch's mean loss. ``cimsim train`` runs the same steps with a checkpoint per epoch."""
+        (:func:`~cimsim.train.loop.lr_schedule`: ``constant`` or ``cosine``), with
+        ``bskmq_refit`` the NL-ADC levels refit after every epoch
+        (:func:`~cimsim.train.bskmq.refit_chip_levels` on ``calibration``, default the
+        training inputs ``data[0]``), then evaluation mode and, with LoRA, the adapters merged
+        (deploy maps ordinary matrices). Returns each epoch's mean loss. ``cimsim train`` runs
+        the same steps with a checkpoint per epoch."""
         check_schedule(schedule)  # before setup attaches anything to ``prepared``
         # checked as distill checks them: epochs 0 returned [], lr -1 trained uphill and NaN
         # returned [nan], NumPy data failed on an attribute
@@ -150,14 +154,22 @@ class Recipe:
         lr = check_lr(lr)
         batch_size = check_positive_int("batch_size", batch_size)
         data = as_tensors("data", data)
+        # the loss first: BitAug's precisions are checked there, and a refusal after setup
+        # left LoRA adapters attached (a retry with the fix the message names then failed)
+        loss_fn = self.loss(prepared, base)
+        refit = self.bskmq and self.bskmq_refit
+        cal = data[0] if calibration is None else calibration
         optimizer = torch.optim.Adam(self.setup(prepared, lr, seed))
         scheduler = lr_schedule(optimizer, schedule, epochs=epochs, n=int(data[0].shape[0]),
                                 batch_size=batch_size)
-        loss_fn = self.loss(prepared, base)
+        losses = []
         try:
-            losses = [train_epoch(prepared, data, loss_fn, optimizer, batch_size=batch_size,
-                                  seed=seed, epoch=epoch, progress=progress,
-                                  scheduler=scheduler) for epoch in range(epochs)]
+            for epoch in range(epochs):
+                losses.append(train_epoch(prepared, data, loss_fn, optimizer,
+                                          batch_size=batch_size, seed=seed, epoch=epoch,
+                                          progress=progress, scheduler=scheduler))
+                if refit:  # it was accepted and ignored: the levels stayed frozen
+                    refit_chip_levels(prepared, cal, batch_size=batch_size)
         finally:
             prepared.eval()  # a failed run too (it was left training, as distill does not)
         if self.lora:

@@ -74,6 +74,8 @@ from ..arrays.program import (
     off_conductance,
 )
 from ..config import (
+    ADCConfig,
+    ADCKind,
     ADCPlacement,
     CalibrationMode,
     ChipConfig,
@@ -1451,13 +1453,15 @@ class TwinMatmul(nn.Module):
         ADC tables.
 
         ``chip`` programs the weights on another chip of the same geometry (other noise,
-        variation, non-linearity or ADC bits): with the twin's ADC settings the learned tables
-        are carried, with other ones the new chip's hardware-fixed tables are used (a
-        ``calibrated`` range is a ``ConfigError``: it needs a calibration pass).
+        variation, non-linearity or ADC bits): with the twin's ADC ranges
+        (:func:`carries_adc_tables`: its settings, up to the converter's own errors and noise
+        and a linear kind for a linear kind) the learned tables are carried, with other ones
+        the new chip's hardware-fixed tables are used (a ``calibrated`` range is a
+        ``ConfigError``: it needs a calibration pass).
         """
         seed = self.seed if seed is None else seed
         chip = self.chip if chip is None else chip
-        own_adc = chip.adc == self.chip.adc
+        own_adc = carries_adc_tables(self.chip.adc, chip.adc)
         if not own_adc and chip.adc.range_policy is RangePolicy.CALIBRATED:
             raise ConfigError("to_engine(chip=...): adc.range_policy = 'calibrated' on an ADC "
                               "other than the twin's needs calibration; allowed: the twin's "
@@ -1504,7 +1508,7 @@ class TwinMatmul(nn.Module):
                           input_signed=self.input_signed, row_tiles=tuple(self.row_tiles),
                           parts=tuple(parts), seed=seed, zero_point=self.zero_point,
                           smooth=self._smooth64)
-        if self.activation is None or chip.adc != self.chip.adc:
+        if self.activation is None or not carries_adc_tables(self.chip.adc, chip.adc):
             return view, None
         bias = None if self.bias is None else self.bias.detach().cpu().double().numpy()
         act = fused_activation(view, self.activation_clamp, bias, self.name)
@@ -2239,6 +2243,27 @@ class PreparedModel(nn.Module):
         return sim
 
 
+_CONVERTER_OWN = ("gain_error", "offset_error_lsb", "comparator_noise_lsb", "kind",
+                  "tdc_architecture")
+"""ADC fields that leave its ranges as they are: the converter's own gain, offset and
+comparator noise (applied at each conversion, from the chip deployed on) and, between linear
+kinds, the kind (a SAR, flash or TDC of one range and bits has one grid)."""
+
+
+def carries_adc_tables(twin: ADCConfig, other: ADCConfig) -> bool:
+    """Whether a twin's learned ADC tables hold on a chip with the ADC ``other``: the same
+    settings but for :data:`_CONVERTER_OWN`, and both kinds linear or the same kind. A chip
+    that differed only in comparator noise, gain error or a flash for a SAR was refused on a
+    calibrated range ("needs calibration"), though the twin's calibrated tables are its."""
+    if twin == other:
+        return True
+    nonlinear = (ADCKind.RAMP, ADCKind.DIGITAL)
+    if twin.kind != other.kind and (twin.kind in nonlinear or other.kind in nonlinear):
+        return False
+    return all(getattr(twin, f.name) == getattr(other, f.name)
+               for f in dataclasses.fields(twin) if f.name not in _CONVERTER_OWN)
+
+
 # what a twin was built for: its quantizers and row tiles, on any chip it deploys to; and,
 # where its learned ADC tables are carried (the chip's ADC settings are the twin's), the
 # conversions they belong to
@@ -2253,7 +2278,7 @@ def _check_same_geometry(prepared: ChipConfig, chip: ChipConfig) -> None:
     under the twin's ADC failed on its tables' shape naming neither field nor way out. Another
     decomposition (encoding, DAC, cells) under another ADC is programmed on the chip as it
     is (PIM-QAT's arm b: a digitally trained model on each decomposition)."""
-    carried = chip.adc == prepared.adc  # the twin's ADC tables go with it
+    carried = carries_adc_tables(prepared.adc, chip.adc)  # the twin's ADC tables go with it
     names = _GEOMETRY + (_CONVERSIONS if carried else ())
     differ = []
     for path in names:
