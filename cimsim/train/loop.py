@@ -132,6 +132,7 @@ def param_groups(prepared: PreparedModel, lr: float) -> list[dict]:
         when only step sizes train (every weight and bias frozen, as ``prepare`` keeps a
         frozen source model's).
     """
+    lr = check_lr(lr)  # 0 trained nothing and NaN poisoned every weight, without a word
     steps = _step_parameters(prepared)
     warn_if_only_steps_train(prepared, steps)
     rest = [p for p in prepared.parameters() if p.requires_grad and id(p) not in steps]

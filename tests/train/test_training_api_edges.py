@@ -18,6 +18,7 @@ from cimsim.cli import main
 from cimsim.errors import ConfigError
 from cimsim.train import calibrate_bn, prepare
 from cimsim.train.bskmq import finetune_chip, fused_twins, prepare_bskmq
+from cimsim.train.loop import param_groups
 from cimsim.train.methods import parse_method
 
 
@@ -126,3 +127,11 @@ def test_deploy_carries_the_learned_tables_to_another_converter_of_the_same_rang
     ramp = chip.replace(adc=chip.adc.replace(kind="ramp", bits=4))
     with pytest.raises(ConfigError, match="needs calibration"):
         prep.deploy(chip=ramp)
+
+
+@pytest.mark.parametrize("lr", [0.0, float("nan"), -1e-3])
+def test_param_groups_refuses_a_rate_that_cannot_train(lr):
+    """Recipe.fit, distill and the CLI refuse these; param_groups put them in the groups."""
+    prep = prepare(_mlp(8), cimsim.load_chip("ideal"), torch.randn(8, 8))
+    with pytest.raises(ConfigError, match="lr"):
+        param_groups(prep, lr)
