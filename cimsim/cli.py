@@ -666,7 +666,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           model_name=name, client=client, exclude=args.exclude)
     if isinstance(calibration, int) and n_x <= calibration:
         _warn_calibration_reused(calibration)
-    print(f"cimsim {__version__} sweep: {name} on {chip.name}; {len(frame)} points; {used}")
+    print(f"cimsim {__version__} sweep: {name} on {chip.name}; {len(frame)} "
+          f"point{'s' * (len(frame) != 1)}; {used}")
     resumed = frame.attrs.get("n_points_resumed", 0)
     if resumed:
         print(f"resumed: {resumed} of {len(frame)} points were already in "
@@ -1153,6 +1154,23 @@ def _count(minimum: int, zero: str | None = None):
     return parse
 
 
+def _path(text: str) -> Path:
+    """An argparse type: a path that is not empty (``Path('')`` is the current folder: an
+    unset ``$OUT`` in ``--out "$OUT"`` wrote the report's files into it)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty; allowed: a file or folder path "
+                                         "(use . for the current folder)")
+    return Path(text)
+
+
+def _model_spec(text: str) -> str:
+    """An argparse type: a model that is not empty (it was called 'a folder')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty; allowed: demo, a torch.export "
+                                         ".pt2 or TorchScript file, or module:function")
+    return text
+
+
 _POSITIVE = _count(1)
 _LIMIT = _count(1, zero="all inputs, the default")
 _BN_INPUTS = _count(1, zero="off, the default")  # --bn-calibration's 0 calibrates nothing
@@ -1236,7 +1254,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="deploy the bundled digits CNN on a chip and report")
-    d.add_argument("--out", type=Path, default=Path("out"),
+    d.add_argument("--out", type=_path, default=Path("out"),
                    help="folder for the report files: CSV tables, report.json, PNG figures, "
                         "report.html (created if missing; default out)")
     d.add_argument("--chip", default=DEFAULT_DEMO_CHIP,
@@ -1250,16 +1268,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("simulate", help="deploy a model on a chip and evaluate it on data")
-    s.add_argument("--model", required=True,
+    s.add_argument("--model", required=True, type=_model_spec,
                    help="torch.export .pt2 (dynamic batch), TorchScript file, or "
                         "module:function")
-    s.add_argument("--data", required=True, type=Path,
+    s.add_argument("--data", required=True, type=_path,
                    help=".npz with x (and y), or with the model's keyword inputs by name "
                         "(input_ids=, attention_mask=, ...), or a tensor file (torch.load "
                         "weights_only)")
     s.add_argument("--chip", required=True, help="preset name or .toml path")
     _add_set(s)
-    s.add_argument("--out", type=Path, required=True,
+    s.add_argument("--out", type=_path, required=True,
                    help="folder for the report files: CSV tables, report.json, PNG figures, "
                         "report.html (created if missing)")
     s.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP)
@@ -1277,10 +1295,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="accuracy vs energy over a grid of ADC bits and other "
                                      "knobs; table, Pareto plot, HTML")
-    w.add_argument("--model", required=True,
+    w.add_argument("--model", required=True, type=_model_spec,
                    help="torch.export .pt2 (dynamic batch), TorchScript file, module:function, "
                         "or 'demo' (the bundled digits CNN and its test split)")
-    w.add_argument("--data", type=Path, default=None,
+    w.add_argument("--data", type=_path, default=None,
                    help=".npz with x (and y), or with the model's keyword inputs by name, or a "
                         "tensor file (not with --model demo)")
     w.add_argument("--chip", required=True, help="preset name or .toml path (the base chip)")
@@ -1317,17 +1335,17 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--seed", type=_seed, default=0, help=_SEED_HELP + "; one seed for every "
                                                                       "point")
     w.add_argument("--batch-size", type=_POSITIVE, default=256, help=_BATCH_HELP.format(256))
-    w.add_argument("--out", type=Path, required=True,
+    w.add_argument("--out", type=_path, required=True,
                    help="folder for sweep.jsonl, sweep.csv, sweep.json, pareto.png, "
                         "sweep.html; a rerun skips the points already in it")
     w.set_defaults(func=cmd_sweep)
 
     t = sub.add_parser("train", help="train a model for a chip (QAT with labels, or "
                                      "distillation from the float model), then simulate it")
-    t.add_argument("--model", required=True,
+    t.add_argument("--model", required=True, type=_model_spec,
                    help="demo, resnet-digits (bundled, with the digits data), or a torch.export "
                         ".pt2, TorchScript file or module:function (then --data)")
-    t.add_argument("--data", type=Path, default=None,
+    t.add_argument("--data", type=_path, default=None,
                    help=".npz with x (and y) or a tensor file; the last quarter is held out "
                         "for the evaluation (not with the bundled models)")
     t.add_argument("--chip", required=True, help="preset name or .toml path")
@@ -1370,7 +1388,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use only the first N training and N evaluation inputs (default 0: "
                         "all)")
     _add_exclude(t, "; they train in float")
-    t.add_argument("--out", type=Path, required=True,
+    t.add_argument("--out", type=_path, required=True,
                    help="folder for checkpoint.pt, training.json and the report; a rerun "
                         "resumes after the last complete epoch")
     g = t.add_argument_group("pim-qat (docs/pim-qat.md)")
@@ -1430,9 +1448,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="re-render a saved report or sweep folder (JSON -> "
                                       "files)")
-    r.add_argument("dir", type=Path, help="a folder with the report.json a command wrote, or "
-                                          "the sweep.json of a sweep")
-    r.add_argument("--out", type=Path, default=None,
+    r.add_argument("dir", type=_path, help="a folder with the report.json a command wrote, "
+                                           "or the sweep.json of a sweep")
+    r.add_argument("--out", type=_path, default=None,
                    help="folder for the re-rendered files (default: DIR itself)")
     r.set_defaults(func=cmd_report)
     for command in sub.choices.values():  # `cimsim datasheet X -v` as well as `cimsim -v ...`

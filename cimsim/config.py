@@ -1372,7 +1372,8 @@ class ChipConfig(_Config):
                 _fail("ChipConfig", name, getattr(self, name), f"a {kind.__name__}")
         if self.dac.bits is not None and self.dac.bits > self.input_bits:
             _fail("DACConfig", "bits", self.dac.bits,
-                  f"<= input_bits ({self.input_bits}) or None")
+                  f"<= input_bits ({self.input_bits}), or 'all' (every input bit in one "
+                  "shot; None in Python)")
         _check_binary_weights(self)
         if self.weight_encoding is WeightEncoding.TERNARY and self.device.bits_per_cell != 1:
             _one_bit_cell_fail(self.device.bits_per_cell,
@@ -1422,7 +1423,7 @@ class ChipConfig(_Config):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChipConfig:
         chip = _from_dict(cls, _window_predicted_by_default(_one_bit_cells_by_default(
-            _ramp_calibrated_by_default(data))), "chip")
+            _ramp_calibrated_by_default(data))), "")
         _warn_unpriced_tech(chip, data)
         return chip
 
@@ -1647,13 +1648,17 @@ def _to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """``cls`` from the TOML table ``where`` (a dotted path of the file's own tables, ``""``
+    for its top level: named ``[chip.array]``, a table a chip file cannot have, it sent a user
+    who wrote one to ``unknown key(s) ['chip']``)."""
+    table = f"[{where}]" if where else "the top level"
     if not isinstance(data, Mapping):
-        raise ConfigError(f"[{where}] must be a table, got {type(data).__name__}")
+        raise ConfigError(f"{table} must be a table, got {type(data).__name__}")
     hints = get_type_hints(cls)
     names = {f.name: f for f in fields(cls)}
     odd = [k for k in data if not isinstance(k, str)]
     if odd:  # sorted() and difflib failed on them with a bare TypeError
-        raise ConfigError(f"[{where}] key {odd[0]!r} is not a field name; allowed keys: "
+        raise ConfigError(f"{table} key {odd[0]!r} is not a field name; allowed keys: "
                           f"{sorted(names)}")
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -1661,13 +1666,13 @@ def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
         near = [m for k in unknown for m in difflib.get_close_matches(k, names, n=1)]
         hint = f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
         raise ConfigError(
-            f"unknown key(s) {unknown} in [{where}]{hint}; allowed keys: {sorted(names)}"
+            f"unknown key(s) {unknown} in {table}{hint}; allowed keys: {sorted(names)}"
         )
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         kind = hints[key]
         if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-            kwargs[key] = _from_dict(kind, value, f"{where}.{key}")
+            kwargs[key] = _from_dict(kind, value, f"{where}.{key}" if where else key)
         elif key in ("poly_coeffs", "drift_nu_mean", "drift_nu_sigma", "read_noise_q_s"):
             kwargs[key] = tuple(value) if isinstance(value, list) else value
         else:
@@ -1675,7 +1680,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
     try:
         return cls(**kwargs)
     except TypeError as exc:  # pragma: no cover - guarded by the unknown-key check
-        raise ConfigError(f"[{where}]: {exc}") from None
+        raise ConfigError(f"{table}: {exc}") from None
 
 
 def _toml_value(value: Any) -> str:
@@ -1794,7 +1799,12 @@ def _chip_data(name_or_path: str | Path,
         raise ConfigError("chip name is empty; allowed: a preset name (`cimsim presets`) or a "
                           ".toml file")
     path = Path(name_or_path)
-    if path.suffix.lower() == ".toml" or path.exists():  # my.TOML: a file, not a preset
+    names = list_presets()
+    every = names + list_presets(published=True)
+    # a preset's name wins over a folder of that name (`cimsim demo --chip rram-22nm --out
+    # rram-22nm` ran once, then its own output folder hid the preset)
+    preset = str(name_or_path) in every and path.is_dir()
+    if path.suffix.lower() == ".toml" or (path.exists() and not preset):  # my.TOML: a file
         if path.is_dir():  # '' and '.' too: not "not found" for a folder that is there
             raise ConfigError(f"chip {str(name_or_path)!r} is a folder; allowed: a preset name "
                               "(`cimsim presets`) or a .toml file")
@@ -1807,8 +1817,6 @@ def _chip_data(name_or_path: str | Path,
                               f"{exc.reason} at byte {exc.start}") from None
         where = str(path)
     else:
-        names = list_presets()
-        every = names + list_presets(published=True)
         if str(name_or_path) not in every:
             # a typo's nearest name, as an unknown key gets (rram-22mn, sinangil-jssc21)
             near = difflib.get_close_matches(str(name_or_path), every, n=1) or [

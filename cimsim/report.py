@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import _html
 from ._atomic import write_bytes, write_text
-from ._json import json_safe, saved_numbers
+from ._json import json_safe, numeric_name, saved_numbers
 from ._version import __version__
 from .config import ADCKind, ChipConfig, _is_int
 from .errors import CimsimError
@@ -280,11 +280,12 @@ class Report:
         }
         return cls(
             layers=frames["layers"], components=frames["components"],
-            totals=saved_numbers(data.get("totals", {}), "'totals'"), digital=frames["digital"],
+            totals=_nan_for_null(saved_numbers(data.get("totals", {}), "'totals'")),
+            digital=frames["digital"],
             chip=ChipConfig.from_dict(data["chip"]), layer_events=layer_events,
             breakdown=frames["breakdown"], area=frames["area"], blocks=frames["blocks"],
             notes=list(data.get("notes", [])), version=data.get("cimsim_version", "unknown"),
-            summary=saved_numbers(data.get("summary", {}), "'summary'"),
+            summary=_nan_for_null(saved_numbers(data.get("summary", {}), "'summary'")),
         )
 
     # ---------------------------------------------------------------------------------------
@@ -462,6 +463,18 @@ def cost_basis(chip: Any) -> str:
         parts.append("ADC conversion time")
     return (f"calibrated to a published chip: {'; '.join(parts)} "
             f"(cimsim.cost.CALIBRATIONS['{chip.name}']); the rest predicted ({how})")
+
+
+def _nan_for_null(figures: dict[str, Any]) -> dict[str, Any]:
+    """``figures`` with each ``null`` figure as the NaN the file's ``null`` spells
+    (:func:`~cimsim._json.json_safe`): a report whose totals or summary held one failed in the
+    rendering on formatting None, with a traceback."""
+    def nan(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: nan(v) for k, v in value.items()}
+        return math.nan if value is None else value
+
+    return {k: nan(v) if numeric_name(k) else v for k, v in figures.items()}
 
 
 def _summary_rows(report: Report) -> list[tuple[str, str, str]]:

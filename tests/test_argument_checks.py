@@ -90,7 +90,8 @@ def test_batch_dim_and_seed_and_exclude_are_checked_up_front():
     sim = prep.deploy()
     sim(x[:32])
     assert sim.n_inferences == 32
-    for bad, what in (([0], "exclude holds 0"), (None, "exclude = None")):
+    for bad, what in (([0], "exclude holds 0"), (None, "exclude = None"),
+                      ("", "exclude holds '', an empty pattern")):
         with pytest.raises(MappingError, match=what):
             cimsim.deploy(model, "ideal", x, exclude=bad)
         with pytest.raises(MappingError, match=what):

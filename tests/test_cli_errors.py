@@ -471,3 +471,32 @@ def test_datasheet_input_density_is_named_by_its_flag(value, why):
     # was: the Python field's name ("datasheet input_density = 2.0"), after loading the chip
     rc, _, err = run_cli(["datasheet", "rram-22nm", "--input-density", value])
     assert_one_line(rc, err, "--input-density", why, "allowed: a number in (0, 1]")
+
+
+def test_a_folder_named_as_a_preset_does_not_hide_it(tmp_path, monkeypatch, capsys):
+    """`cimsim demo --chip rram-22nm --out rram-22nm` ran once; then its own output folder
+    was read as the chip ('is a folder')."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rram-22nm").mkdir()
+    assert cimsim.load_chip("rram-22nm").name == "rram-22nm"
+    assert main(["datasheet", "rram-22nm"]) == 0
+    (tmp_path / "not-a-preset").mkdir()
+    with pytest.raises(cimsim.errors.ConfigError, match="is a folder"):
+        cimsim.load_chip("not-a-preset")
+
+
+@pytest.mark.parametrize("args", [
+    ["demo", "--fast", "--out", ""], ["report", ""], ["report", " "],
+    ["simulate", "--model", "", "--data", "x.npz", "--chip", "ideal", "--out", "o"],
+    ["simulate", "--model", "demo", "--data", "", "--chip", "ideal", "--out", "o"],
+])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, tmp_path, monkeypatch,
+                                                                 capsys):
+    """--out "" wrote the report's files into the current folder (Path('') is '.'), and
+    `cimsim report ""` re-rendered it; --model "" was called 'a folder'."""
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "'' is empty" in err or "' ' is empty" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not list(tmp_path.iterdir())

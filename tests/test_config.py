@@ -275,7 +275,7 @@ BAD_VALUES = [
     (lambda: ChipConfig(differential_readout="mixed"), "ChipConfig.differential_readout",
      "'analog', 'digital'"),
     (lambda: ChipConfig(input_bits=4, dac=DACConfig(bits=8)), "DACConfig.bits",
-     "<= input_bits (4) or None"),
+     "<= input_bits (4), or 'all' (every input bit in one shot; None in Python)"),
     (lambda: ChipConfig(device=DeviceConfig(cell="sram", bits_per_cell=2)),
      "DeviceConfig.bits_per_cell", "1 for cell = 'sram'"),
     (lambda: ChipConfig(device=DeviceConfig(cell="edram", bits_per_cell=2)),
@@ -347,14 +347,17 @@ def test_unknown_toml_key_names_the_key(tmp_path, text, key):
 
 
 def test_unknown_key_in_from_dict_lists_allowed_keys():
-    with pytest.raises(ConfigError, match=r"\[chip\.array\]") as info:
+    with pytest.raises(ConfigError, match=r"in \[array\]") as info:
         ChipConfig.from_dict({"array": {"rows": 4}})
     assert "'n_rows'" in str(info.value)
+    # the file's own tables: it named [chip.array] and [chip], which a chip file cannot have
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['chip'\] in the top level"):
+        ChipConfig.from_dict({"chip": {"array": {"n_rows": 4}}})
 
 
 def test_section_that_is_not_a_table(tmp_path):
     path = _write(tmp_path, "array = 3\n")
-    with pytest.raises(ConfigError, match=r"\[chip\.array\] must be a table"):
+    with pytest.raises(ConfigError, match=r"\[array\] must be a table"):
         cimsim.load_chip(path)
 
 
@@ -623,7 +626,7 @@ def test_overrides_set_fields_over_a_description_before_it_is_validated():
     assert chip.adc.kind.value == "flash" and chip.dac.bits is None and chip.name == "what-if"
     assert cimsim.load_chip("published/jia-jssc20") != chip  # the preset is untouched
     with pytest.raises(ConfigError, match=r"^preset rram-22nm with --set adc\.bitz=6: unknown "
-                                          r"key\(s\) \['bitz'\] in \[chip\.adc\] \(did you mean "
+                                          r"key\(s\) \['bitz'\] in \[adc\] \(did you mean "
                                           r"'bits'\?\)"):
         cimsim.load_chip("rram-22nm", overrides=["adc.bitz=6"])
     with pytest.raises(ConfigError, match=r"with --set adc\.bits=99: ADCConfig\.bits = 99"):

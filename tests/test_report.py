@@ -172,6 +172,13 @@ def test_a_saved_report_reads_its_numbers_back_and_refuses_damaged_ones(rep, tmp
 
     back = load(lambda d: d["layers"][0].update(sqnr_db="inf"))
     assert back.layers["sqnr_db"].iloc[0] == np.inf and back.layers["sqnr_db"].dtype == float
+    # null, the file's NaN, in a headline figure: rendered as nan (it failed in the rendering
+    # on formatting None, a traceback from `cimsim report`)
+    back = load(lambda d: (d["totals"].update(energy_pj_per_inference=None, tops_per_w=None),
+                           d["summary"].update(float_accuracy=None, simulated_accuracy=None)))
+    assert np.isnan(back.totals["energy_pj_per_inference"])
+    assert np.isnan(back.summary["simulated_accuracy"])
+    assert back.save(tmp_path / "nan")  # every file rendered
     for edit, fragment in [
         (lambda d: d["totals"].update(energy_pj_per_inference="abc"),
          r"'totals': 'energy_pj_per_inference' is 'abc', not a number"),

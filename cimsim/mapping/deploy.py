@@ -917,6 +917,10 @@ def exclude_patterns(exclude: Any) -> list[str]:
         raise MappingError(f"exclude holds {odd[0]!r}, which is not a string; allowed: layer "
                            f"names or glob patterns as strings (an index of an nn.Sequential "
                            f"as its name, e.g. '{odd[0]}')")
+    empty = [p for p in items if not p.strip()]
+    if empty:  # it names no layer: warned as unmatched, while run_sweep refused it
+        raise MappingError(f"exclude holds {empty[0]!r}, an empty pattern, which names no "
+                           "layer; allowed: layer names or glob patterns (e.g. ['0', 'head.*'])")
     return items
 
 
@@ -1658,7 +1662,8 @@ def _check_capacity(needed: int, chip: ChipConfig, names: list[str] | None = Non
                    "packs several per array" if grouped else "")
         raise CapacityError(
             f"the model needs {needed} arrays of {chip.array.n_rows}x{chip.array.n_cols} but "
-            f"the chip has {have} ({chip.array.n_tiles} tiles x {chip.array.arrays_per_tile}); "
+            f"the chip has {have} ({chip.array.n_tiles} tile{'s' * (chip.array.n_tiles != 1)}"
+            f" x {chip.array.arrays_per_tile} array{'s' * (chip.array.arrays_per_tile != 1)}); "
             "enlarge the chip or set array.allow_time_multiplexing = true (reprogramming is "
             f"then charged){packing}"
         )

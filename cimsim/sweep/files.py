@@ -40,7 +40,8 @@ def sweep_html(frame: pd.DataFrame, png: bytes | None, meta: Mapping[str, Any],
         front = front.sort_values("energy_pj_per_inference", kind="stable")
     title = f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}"
     return _html.page("cimsim sweep", [
-        _html.paragraph(f"{title}: {len(frame)} points, {len(front)} on the Pareto front "
+        _html.paragraph(f"{title}: {len(frame)} point{'s' * (len(frame) != 1)}, "
+                        f"{len(front)} on the Pareto front "
                         "(maximum accuracy, minimum energy per inference)."),
         _html.figure(png, f"Pareto plot: {title}") if png else _html.paragraph("(no plot)"),
         _html.heading("Pareto front"),
