@@ -828,6 +828,46 @@ class _LeafTracer(fx.Tracer):
         return isinstance(m, SimLayer) or super().is_leaf_module(m, qualname)
 
 
+class _Depth:
+    """How deep a Sequential's forward is running (its forward pre- and post-hook; a class,
+    not closures, so that a model holding the hooks pickles)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def enter(self, module: nn.Module, args: Any) -> None:
+        self.depth += 1
+
+    def leave(self, module: nn.Module, args: Any, out: Any) -> None:
+        self.depth -= 1
+
+
+class _CalledInside:
+    """A forward pre-hook refusing a call of a layer fused with the ReLU after it in a
+    Sequential (found without a trace) from outside that Sequential: there its output may go
+    elsewhere than the ReLU (a skip connection), which the fused conversion clamped."""
+
+    def __init__(self, depth: _Depth, layer: str, seq: str) -> None:
+        self.depth, self.layer, self.seq = depth, layer, seq
+
+    def __call__(self, module: nn.Module, args: Any) -> None:
+        if self.depth.depth <= 0:
+            raise MappingError(
+                f"layer {self.layer!r} has its layer-output ADC fused with the ReLU after it in "
+                f"nn.Sequential {self.seq or '(the root)'!r} (torch.fx cannot trace the model, "
+                "so its neighbours there were taken as its only consumer), but the forward "
+                "calls it outside that Sequential, where its output may go elsewhere; allowed: "
+                "adc.fuse_activation = false, or a forward torch.fx can trace")
+
+
+def _guard_inside(seq: nn.Module, layer: nn.Module, name: str, seq_name: str) -> None:
+    """Hooks refusing a call of ``layer`` outside ``seq``'s own forward (:class:`_CalledInside`)."""
+    depth = _Depth()
+    seq.register_forward_pre_hook(depth.enter)
+    seq.register_forward_hook(depth.leave, always_call=True)
+    layer.register_forward_pre_hook(_CalledInside(depth, name, seq_name))
+
+
 def _relu_consumers(root: nn.Module, mapped: set[str],
                     modules: dict[str, str] | None = None) -> dict[str, float]:
     """Mapped layers whose output goes to a ReLU and nowhere else: name -> clamp.
@@ -843,15 +883,24 @@ def _relu_consumers(root: nn.Module, mapped: set[str],
     except Exception as exc:  # noqa: BLE001 - any untraceable forward falls back
         log.info("deploy: torch.fx cannot trace the model (%s); fusing ReLUs inside "
                  "nn.Sequential only", exc)
+        # a module placed twice in the tree (nn.Sequential(lin, relu, lin)) is one layer whose
+        # other call feeds no ReLU: fused, it came out clamped there
+        places: dict[int, int] = {}
+        for _, m in root.named_modules(remove_duplicate=False):
+            places[id(m)] = places.get(id(m), 0) + 1
         for prefix, seq in root.named_modules():
-            if not isinstance(seq, nn.Sequential):
+            # a Sequential's own forward hands a child's output to the next child alone; an
+            # overridden forward may not
+            if not isinstance(seq, nn.Sequential) or type(seq).forward is not \
+                    nn.Sequential.forward:
                 continue
             kids = list(seq.named_children())
-            for (name, _), (nxt_name, nxt) in zip(kids[:-1], kids[1:], strict=True):
+            for (name, kid), (nxt_name, nxt) in zip(kids[:-1], kids[1:], strict=True):
                 full = f"{prefix}.{name}" if prefix else name
                 clamp = _relu_clamp(nxt)
-                if full in mapped and clamp is not None:
+                if full in mapped and clamp is not None and places[id(kid)] == 1:
                     found[full] = clamp
+                    _guard_inside(seq, kid, full, prefix)
                     if modules is not None:
                         modules[full] = f"{prefix}.{nxt_name}" if prefix else nxt_name
         return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import numpy as np
@@ -126,6 +127,48 @@ def test_untraceable_model_falls_back_to_sequential_neighbours():
 
     sim = cimsim.deploy(Gate(), _chip(), _data(7, 200))
     assert sim.fused_activations == ["body.0"]
+
+
+class _Untraceable(nn.Module):
+    """A data-dependent branch (torch.fx cannot trace it) around ``body``."""
+
+    def __init__(self, body: nn.Module, skip: bool = False):
+        super().__init__()
+        self.body, self.skip = body, skip
+
+    def forward(self, x):
+        if float(x.sum()) > 1e9:
+            return x
+        if self.skip:  # the Sequential's first layer called alone, its output used twice
+            h = self.body[0](x)
+            return self.body[1](h) + h
+        return self.body(x)
+
+
+def test_untraceable_fallback_never_fuses_a_layer_whose_output_goes_elsewhere():
+    """Without a trace, a Sequential's Linear-ReLU pair was fused even where the Linear is
+    placed twice (nn.Sequential(lin, relu, lin): its second call, feeding no ReLU, came out
+    clamped at 0) or called outside the Sequential with its output in a skip connection."""
+    torch.manual_seed(0)
+    lin = nn.Linear(8, 8).double()
+    shared = _Untraceable(nn.Sequential(lin, nn.ReLU(), lin))
+    x = _data(9, 64)[:, :8]
+    sim = cimsim.deploy(shared, _chip(kind="sar", bits=8, level_fit="uniform"), x)
+    assert sim.fused_activations == []
+    assert sim(x).min() < 0
+    skip = _Untraceable(nn.Sequential(nn.Linear(8, 8), nn.ReLU()).double(), skip=True)
+    with pytest.raises(cimsim.errors.MappingError, match="fuse_activation = false"):
+        cimsim.deploy(skip, _chip(kind="sar", bits=8, level_fit="uniform"), x)
+    chip = _chip(kind="sar", bits=8, level_fit="uniform", fuse_activation=False)
+    assert cimsim.deploy(skip, chip, x).fused_activations == []
+    # a fused pair inside its Sequential still fuses, and the guard's hooks pickle with it
+    sim = cimsim.deploy(_Untraceable(_mlp()), _chip(), _data(7, 200))
+    assert sim.fused_activations == ["body.0"]
+    buf = io.BytesIO()
+    torch.save(sim, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    assert torch.equal(back(_data(8, 5)), sim(_data(8, 5)))
 
 
 def test_batchnorm_between_layer_and_relu_is_not_fused():
