@@ -477,7 +477,10 @@ def _float_in(
     value = getattr(obj, name)
     if allow_inf and isinstance(value, str) and value.strip().lower() in ("inf", "+inf"):
         value = math.inf  # as JSON holds it (cimsim._json.json_safe): report.json, sweep.json
-    ok = _is_real(value) and not math.isnan(value)
+    try:
+        ok = _is_real(value) and not math.isnan(value)
+    except OverflowError:  # an integer beyond a float (10**400): refused, naming the field
+        ok = False
     if ok:
         ok = (value > lo if lo_open else value >= lo) and value <= hi
         ok = ok and (allow_inf or math.isfinite(value))

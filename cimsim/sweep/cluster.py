@@ -23,7 +23,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import CimsimError, ConfigError
-from .runner import SweepContext, limit_threads, run_point
+from .runner import SweepContext, limit_threads, pickled_context, run_point
 
 __all__ = ["dask_client", "parse_scheduler", "run_points_dask"]
 
@@ -160,7 +160,6 @@ def run_points_dask(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], c
     """
     from concurrent.futures import CancelledError
 
-    import cloudpickle
     import dask
     from distributed import KilledWorker, as_completed
 
@@ -174,7 +173,7 @@ def run_points_dask(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], c
         log.info("sweep: %d points on %d Dask workers at %s (dashboard: %s)", len(todo),
                  n_workers, client.scheduler.address, client.dashboard_link)
     run = uuid.uuid4().hex[:8]  # keys unique per run: a long-lived scheduler may hold old ones
-    blob = cloudpickle.dumps(ctx)
+    blob = pickled_context(ctx)
     # the bytes are in the graph on purpose (recomputable, unlike scattered data): the
     # large-graph warning's advice to scatter would undo that
     with dask.config.set({"distributed.admin.large-graph-warning-threshold": "64GiB"}):

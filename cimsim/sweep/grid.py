@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -293,7 +294,8 @@ def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
                 pass  # as above
         elif axis in FLOAT_AXES and isinstance(value, (int, float)) \
                 and not isinstance(value, bool):
-            value = float(value)
+            with contextlib.suppress(OverflowError):  # 10**400: refused later, naming it
+                value = float(value)
         out[axis] = value
     return out
 

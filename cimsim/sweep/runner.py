@@ -21,7 +21,7 @@ from typing import Any
 
 from .._version import __version__
 from ..config import ChipConfig
-from ..errors import CimsimError
+from ..errors import CimsimError, ConfigError
 from ..events import Component
 from .grid import chip_for_point
 
@@ -181,14 +181,48 @@ def limit_threads() -> None:
             _WORKER["blas_limit"] = None
 
 
-def _init_worker(ctx: SweepContext, driver_pid: int | None = None) -> None:
-    """Pool worker set-up: one thread per library, and the shared context. A worker ignores
+def pickled_context(ctx: SweepContext) -> bytes:
+    """``ctx`` as the bytes a worker process loads (cloudpickle: a model holding a lambda or
+    a class defined in a function travels); one that cannot travel at all (a lock, an open
+    file) is a ``ConfigError`` saying how to run it, not a pickling traceback."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(ctx)
+    except Exception as exc:  # noqa: BLE001 - pickling raises anything its objects raise
+        raise ConfigError(f"the sweep's model or data cannot be sent to worker processes "
+                          f"({type(exc).__name__}: {exc}); run it with jobs = 1 (--jobs 1), "
+                          "in this process") from None
+
+
+def _pool_context(ctx: SweepContext) -> SweepContext | bytes:
+    """What a pool worker is started with: ``ctx`` itself where the standard pickle takes its
+    model (tensors then travel through shared memory, and a worker starts at once), else its
+    cloudpickle bytes (:func:`pickled_context`: a model holding a lambda or a class defined
+    in a function failed with a pickling traceback under ``jobs > 1``, and ran with
+    ``jobs=1`` and on Dask)."""
+    import pickle
+
+    try:
+        pickle.dumps(ctx.model)
+    except Exception:  # noqa: BLE001 - pickling raises anything its objects raise
+        return pickled_context(ctx)
+    return ctx
+
+
+def _init_worker(ctx: SweepContext | bytes, driver_pid: int | None = None) -> None:
+    """Pool worker set-up: one thread per library, and the shared context (or its cloudpickle
+    bytes, :func:`_pool_context`). A worker ignores
     Ctrl-C (the terminal sends it to the whole process group: the driver stops the pool, see
     :func:`_run_pool`) and, on Linux, dies with its driver (a driver killed by a scheduler or
     ``kill`` left its workers computing, re-parented to init)."""
     limit_threads()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(driver_pid)
+    if isinstance(ctx, bytes):
+        import cloudpickle
+
+        ctx = cloudpickle.loads(ctx)
     _WORKER["ctx"] = ctx
 
 
@@ -220,8 +254,9 @@ def _run_pool(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: i
 
     # spawn: a forked child would inherit numba/torch/OpenMP thread pools in unknown states
     mp = multiprocessing.get_context("spawn")
+    sent = _pool_context(ctx)  # before the pool: a model that cannot travel is one line
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=mp,
-                               initializer=_init_worker, initargs=(ctx, os.getpid()))
+                               initializer=_init_worker, initargs=(sent, os.getpid()))
     clean_exit = False
     try:
         pending = {pool.submit(_worker_point, pid, p) for pid, p in todo}

@@ -43,13 +43,24 @@ def _hash_tensor(h: Any, t: Any) -> None:
 
 
 def model_fingerprint(model: Any) -> str:
-    """SHA-256 of a model's class, printed structure and every state-dict tensor."""
+    """SHA-256 of a model's class, printed structure, every state-dict tensor and, where it
+    has any, its non-persistent buffers (a mask registered with ``persistent=False`` changed
+    the outputs, not the id: a rerun resumed the other model's results). A model with none
+    keeps the id it had before they were hashed. Code (an edited ``forward``) and plain
+    attributes are not hashed: docs/sweep.md says to sweep such a model into another folder."""
     h = hashlib.sha256()
     h.update(type(model).__qualname__.encode())
     h.update(repr(model).encode())
-    for name, t in sorted(model.state_dict().items()):
+    state = model.state_dict()
+    for name, t in sorted(state.items()):
         h.update(name.encode())
         _hash_tensor(h, t)
+    extra = sorted((n, b) for n, b in model.named_buffers() if n not in state)
+    if extra:
+        h.update(b"non-persistent buffers")
+        for name, t in extra:
+            h.update(name.encode())
+            _hash_tensor(h, t)
     return h.hexdigest()
 
 
