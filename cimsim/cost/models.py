@@ -536,7 +536,7 @@ class DACModel(ComponentModel):
             # the wire crosses the whole footprint, the stored weight sets' cells included
             # (tech.weight_sets_stored); the line gates only the compute cell's devices, as
             # wide as one set's bit-cells (the gate grew with the storage: wu-jssc23's 32 sets
-            # put 903 fJ on a row's line, 160 fJ of it wire)
+            # put 903 fJ on a row's line, 151 fJ of it wire; now 283 fJ)
             gate_um = pitch_um / math.sqrt(self.chip.tech.weight_sets_stored)
             per_cell_ff = (self.table.wire_capacitance_ff_per_um * pitch_um
                            + GATE_CAPACITANCE_FF_PER_UM * gate_um)

@@ -869,13 +869,17 @@ def _guard_inside(seq: nn.Module, layer: nn.Module, name: str, seq_name: str) ->
 
 
 def _relu_consumers(root: nn.Module, mapped: set[str],
-                    modules: dict[str, str] | None = None) -> dict[str, float]:
+                    modules: dict[str, str] | None = None, *,
+                    guard: bool = False) -> dict[str, float]:
     """Mapped layers whose output goes to a ReLU and nowhere else: name -> clamp.
 
     From a torch.fx trace where the model traces; else from ``nn.Sequential`` neighbours only
     (inside a Sequential the next module is the sole consumer). ``modules``, if given, gets
     layer name -> the consumer's module name where the ReLU is a module (the training twin
-    passes its gradient straight through, ``cimsim.train.twin.FusedReLU``).
+    passes its gradient straight through, ``cimsim.train.twin.FusedReLU``). ``guard``: hooks
+    on ``root`` refuse a call of a layer fused without a trace from outside its Sequential
+    (:func:`_guard_inside`; deploy's simulated model, whose modules stay in place, not the
+    training twin, whose layers are replaced after this).
     """
     found: dict[str, float] = {}
     try:
@@ -900,7 +904,8 @@ def _relu_consumers(root: nn.Module, mapped: set[str],
                 clamp = _relu_clamp(nxt)
                 if full in mapped and clamp is not None and places[id(kid)] == 1:
                     found[full] = clamp
-                    _guard_inside(seq, kid, full, prefix)
+                    if guard:
+                        _guard_inside(seq, kid, full, prefix)
                     if modules is not None:
                         modules[full] = f"{prefix}.{nxt_name}" if prefix else nxt_name
         return found
@@ -1437,7 +1442,7 @@ def _fuse_relus(sim: nn.Module, sim_layers: dict[str, SimLayer], chip: ChipConfi
     """Tell the layers whose only consumer is a ReLU (stage 2): with a layer-output ADC that
     may quantize the activation, the conversion then produces it."""
     if chip.adc.placement is ADCPlacement.LAYER_OUTPUT and chip.adc.fuse_activation:
-        for name, clamp in _relu_consumers(sim, set(sim_layers)).items():
+        for name, clamp in _relu_consumers(sim, set(sim_layers), guard=True).items():
             for core in sim_layers[name].cores:
                 core.activation_clamp = clamp
 

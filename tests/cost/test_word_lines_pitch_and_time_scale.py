@@ -67,7 +67,7 @@ def test_the_word_line_crosses_the_stored_sets_but_gates_one(sets):
     footprint, which the line's wire crosses: pitch sqrt(S x 280 F^2) for an 8T cell. The line
     gates the compute cell's devices only, one set's pitch: 64 cells x (0.2 fF/um x sqrt(S)
     + 1 fF/um) x sqrt(280) F x V^2 (the gate grew with S too: wu-jssc23's 32 sets put 903 fJ on
-    a row's line, of which the wire is 160)."""
+    a row's line, of which the wire is 151; now 283)."""
     chip = ChipConfig.from_dict(dict(
         name="ws", weight_bits=1, input_bits=1, weight_encoding="binary",
         array=dict(n_rows=64, n_cols=64, cols_per_adc=1, n_tiles=1, arrays_per_tile=1),
