@@ -844,6 +844,10 @@ def _recipe(args: argparse.Namespace):
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--option {item!r}: allowed: KEY=VALUE")
+        if key.strip() in options:  # the last one was kept, silently (and a resume compared
+            # the raw strings, so two orders of one key were two runs)
+            raise ConfigError(f"--option {key.strip()} is given twice ({options[key.strip()]!r} "
+                              f"and {value.strip()!r}); allowed: one value per key")
         options[key.strip()] = value.strip()
     return parse_method(args.method, options)
 

@@ -56,7 +56,10 @@ def test_cli_refuses_bad_method_options(tmp_path, capsys):
     for extra in (["--method", "columnquant", "--weight-scale", "row"],
                   ["--method", "columnquant", "--psum-centre", "mean"],
                   ["--method", "pim-qat", "--train-adc-bits", "0"],
-                  ["--method", "pimqat"]):
+                  ["--method", "pimqat"],
+                  # a key given twice kept the last value, silently
+                  ["--method", "qat+bitaug", "--option", "bitaug_bits=7",
+                   "--option", "bitaug_bits=8"]):
         assert main(ARGS + ["--chip", "ideal", "--out", str(tmp_path / "x")] + extra) == 2
         assert capsys.readouterr().err.count("\n") == 1  # one line
 
