@@ -870,7 +870,8 @@ def _guard_inside(seq: nn.Module, layer: nn.Module, name: str, seq_name: str) ->
 
 def _relu_consumers(root: nn.Module, mapped: set[str],
                     modules: dict[str, str] | None = None, *,
-                    guard: bool = False) -> dict[str, float]:
+                    guard: bool = False,
+                    untraced: dict[str, str] | None = None) -> dict[str, float]:
     """Mapped layers whose output goes to a ReLU and nowhere else: name -> clamp.
 
     From a torch.fx trace where the model traces; else from ``nn.Sequential`` neighbours only
@@ -879,7 +880,9 @@ def _relu_consumers(root: nn.Module, mapped: set[str],
     passes its gradient straight through, ``cimsim.train.twin.FusedReLU``). ``guard``: hooks
     on ``root`` refuse a call of a layer fused without a trace from outside its Sequential
     (:func:`_guard_inside`; deploy's simulated model, whose modules stay in place, not the
-    training twin, whose layers are replaced after this).
+    training twin, whose layers are replaced after this). ``untraced``, if given, gets layer
+    name -> its Sequential's name for the pairs found without a trace (the twin guards its
+    own layers once they are in place).
     """
     found: dict[str, float] = {}
     try:
@@ -906,6 +909,8 @@ def _relu_consumers(root: nn.Module, mapped: set[str],
                     found[full] = clamp
                     if guard:
                         _guard_inside(seq, kid, full, prefix)
+                    if untraced is not None:
+                        untraced[full] = prefix
                     if modules is not None:
                         modules[full] = f"{prefix}.{nxt_name}" if prefix else nxt_name
         return found

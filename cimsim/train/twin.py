@@ -100,6 +100,7 @@ from ..mapping.deploy import (
     SimModel,
     _check_capacity,
     _excluded,
+    _guard_inside,
     _relu_consumers,
     batches_noted,
     calibration_pass,
@@ -2424,8 +2425,9 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     digital: list[tuple[str, str, str]] = []
     # a layer-output ADC fused with the ReLU after the layer: found as deploy finds it
     relus: dict[str, str] = {}
+    untraced: dict[str, str] = {}  # pairs found without a trace: layer -> its Sequential
     clamps = (_relu_consumers(root, {n for n, m in root.named_modules()
-                                     if _twin_class(m) is not None}, relus)
+                                     if _twin_class(m) is not None}, relus, untraced=untraced)
               if chip.adc.placement is ADCPlacement.LAYER_OUTPUT and chip.adc.fuse_activation
               else {})
 
@@ -2564,6 +2566,9 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
             owner, _, attr = relu.rpartition(".")
             parent = root.get_submodule(owner) if owner else root
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
+            if name in untraced:  # as deploy: a call from outside its Sequential is refused
+                seq = untraced[name]
+                _guard_inside(root.get_submodule(seq) if seq else root, layers[name], name, seq)
     root.train(was_training)
     restore_modes(modes)
     for layer in layers.values():

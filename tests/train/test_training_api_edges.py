@@ -135,3 +135,41 @@ def test_param_groups_refuses_a_rate_that_cannot_train(lr):
     prep = prepare(_mlp(8), cimsim.load_chip("ideal"), torch.randn(8, 8))
     with pytest.raises(ConfigError, match="lr"):
         param_groups(prep, lr)
+
+
+class _Untraceable(nn.Module):
+    """A data-dependent branch (torch.fx cannot trace it); ``skip``: the Sequential's first
+    layer called alone, its output used twice."""
+
+    def __init__(self, body: nn.Module, skip: bool = False):
+        super().__init__()
+        self.body, self.skip = body, skip
+
+    def forward(self, x):
+        if float(x.sum()) > 1e9:
+            return x
+        if self.skip:
+            h = self.body[0](x)
+            return self.body[1](h) + h
+        return self.body(x)
+
+
+def test_the_twin_refuses_a_fallback_fused_layer_called_outside_its_sequential():
+    """prepare fused such a layer with its Sequential's ReLU as deploy did, without deploy's
+    guard: the skip connection trained on the clamped output."""
+    warnings.simplefilter("ignore")
+    ideal = cimsim.load_chip("ideal")
+    chip = ideal.replace(dac=ideal.dac.replace(bits=None),
+                         device=ideal.device.replace(bits_per_cell=7),
+                         array=ideal.array.replace(n_rows=64, n_cols=64),
+                         adc=ideal.adc.replace(bits=8, range_policy="calibrated",
+                                               placement="layer_output"))
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)
+    skip = _Untraceable(nn.Sequential(nn.Linear(8, 8), nn.ReLU()), skip=True)
+    prep = prepare(skip, chip, x)
+    with pytest.raises(cimsim.errors.MappingError, match="fuse_activation = false"):
+        prep(x)
+    inside = prepare(_Untraceable(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))),
+                     chip, x).eval()
+    torch.testing.assert_close(inside(x), inside.deploy()(x), rtol=1e-6, atol=1e-6)
