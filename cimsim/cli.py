@@ -839,7 +839,7 @@ def _recipe(args: argparse.Namespace):
     """``--method`` and ``--option KEY=VALUE`` as a :class:`cimsim.train.methods.Recipe`."""
     from .train.methods import parse_method
 
-    options = {}
+    options: dict[str, str] = {}
     for item in args.option or []:
         key, sep, value = item.partition("=")
         if not sep:

@@ -20,6 +20,7 @@ from cimsim.train import calibrate_bn, prepare
 from cimsim.train.bskmq import finetune_chip, fused_twins, prepare_bskmq
 from cimsim.train.loop import param_groups
 from cimsim.train.methods import parse_method
+from tests.mapping.test_fused_activation import _Untraceable
 
 
 def _bskmq_chip() -> cimsim.ChipConfig:
@@ -135,23 +136,6 @@ def test_param_groups_refuses_a_rate_that_cannot_train(lr):
     prep = prepare(_mlp(8), cimsim.load_chip("ideal"), torch.randn(8, 8))
     with pytest.raises(ConfigError, match="lr"):
         param_groups(prep, lr)
-
-
-class _Untraceable(nn.Module):
-    """A data-dependent branch (torch.fx cannot trace it); ``skip``: the Sequential's first
-    layer called alone, its output used twice."""
-
-    def __init__(self, body: nn.Module, skip: bool = False):
-        super().__init__()
-        self.body, self.skip = body, skip
-
-    def forward(self, x):
-        if float(x.sum()) > 1e9:
-            return x
-        if self.skip:
-            h = self.body[0](x)
-            return self.body[1](h) + h
-        return self.body(x)
 
 
 def test_the_twin_refuses_a_fallback_fused_layer_called_outside_its_sequential():
