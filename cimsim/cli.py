@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1158,21 +1158,22 @@ def _count(minimum: int, zero: str | None = None):
     return parse
 
 
-def _path(text: str) -> Path:
-    """An argparse type: a path that is not empty (``Path('')`` is the current folder: an
-    unset ``$OUT`` in ``--out "$OUT"`` wrote the report's files into it)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is empty; allowed: a file or folder path "
-                                         "(use . for the current folder)")
-    return Path(text)
+def _not_empty(convert: Callable[[str], Any], allowed: str) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` of a value that is not blank (``Path('')`` is the current
+    folder: an unset ``$OUT`` in ``--out "$OUT"`` wrote the report's files into it, and a
+    blank --model was called 'a folder')."""
+    def parse(text: str) -> Any:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{text!r} is empty; allowed: {allowed}")
+        return convert(text)
+
+    parse.__name__ = convert.__name__  # argparse names the type in some messages
+    return parse
 
 
-def _model_spec(text: str) -> str:
-    """An argparse type: a model that is not empty (it was called 'a folder')."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is empty; allowed: demo, a torch.export "
-                                         ".pt2 or TorchScript file, or module:function")
-    return text
+_path = _not_empty(Path, "a file or folder path (use . for the current folder)")
+_model_spec = _not_empty(str, "demo, a torch.export .pt2 or TorchScript file, or "
+                              "module:function")
 
 
 _POSITIVE = _count(1)

@@ -52,16 +52,19 @@ def model_fingerprint(model: Any) -> str:
     h.update(type(model).__qualname__.encode())
     h.update(repr(model).encode())
     state = model.state_dict()
-    for name, t in sorted(state.items()):
-        h.update(name.encode())
-        _hash_tensor(h, t)
-    extra = sorted((n, b) for n, b in model.named_buffers() if n not in state)
+    _hash_named(h, state.items())
+    extra = [(n, b) for n, b in model.named_buffers() if n not in state]
     if extra:
         h.update(b"non-persistent buffers")
-        for name, t in extra:
-            h.update(name.encode())
-            _hash_tensor(h, t)
+        _hash_named(h, extra)
     return h.hexdigest()
+
+
+def _hash_named(h: Any, tensors: Any) -> None:
+    """Each (name, tensor) of ``tensors`` into ``h``, in name order."""
+    for name, t in sorted(tensors, key=lambda item: item[0]):
+        h.update(name.encode())
+        _hash_tensor(h, t)
 
 
 def data_fingerprint(*tensors: Any) -> str:
