@@ -65,6 +65,21 @@ def check_backend(backend: str, device: str | torch.device | None) -> None:
         return
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device = {device!r}: torch sees no CUDA device here")
+    if dev.type == "meta":  # shapes without values: the deploy ran, its first forward failed
+        raise ConfigError(f"device = {device!r} holds no values; allowed: 'cpu' or a GPU "
+                          "torch can use, e.g. 'cuda'")
+    if dev.type != "cpu":
+        # a device this torch build or machine lacks (mps, xpu, cuda:7 on one GPU) failed
+        # only after the whole deploy's work, with torch's own error; the simulation works in
+        # float64 on it (a device without float64 cannot run it either)
+        try:
+            torch.zeros(1, dtype=torch.float64, device=dev)
+        except (RuntimeError, AssertionError, TypeError, ValueError) as exc:
+            # torch's first sentence (the rest lists its dispatch keys)
+            why = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() \
+                else type(exc).__name__
+            raise ConfigError(f"device = {device!r} cannot run the simulation here ({why}); "
+                              "allowed: 'cpu' or a GPU torch can use, e.g. 'cuda'") from None
 
 
 class _Part:

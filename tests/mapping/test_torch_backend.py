@@ -106,6 +106,11 @@ def test_torch_backend_noise_has_the_engine_distribution():
     (dict(backend="jax"), "backend = 'jax' is invalid; allowed: 'numba', 'torch'"),
     (dict(device="cuda:0"), "needs backend = 'torch'"),
     (dict(backend="torch", device="tpu"), "device = 'tpu' is not a torch device"),
+    # torch knows these devices, this build or machine has none (mps, xpu) or it holds no
+    # values (meta): deploy ran its whole calibration before torch's own error
+    (dict(backend="torch", device="meta"), "device = 'meta' holds no values"),
+    *[(dict(backend="torch", device=d), f"device = '{d}' cannot run the simulation here")
+      for d in ("mps", "xpu") if not getattr(torch, d).is_available()],
 ])
 def test_bad_backend_or_device_is_refused_before_the_work(kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(")):
