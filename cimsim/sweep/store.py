@@ -34,6 +34,9 @@ JSONL = "sweep.jsonl"
 def _hash_tensor(h: Any, t: Any) -> None:
     import torch
 
+    if not isinstance(t, torch.Tensor):  # a module's extra state (get_extra_state)
+        h.update(repr(t).encode())
+        return
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
     try:

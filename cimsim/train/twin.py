@@ -2139,6 +2139,24 @@ class PreparedModel(nn.Module):
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
 
+    def get_extra_state(self) -> dict[str, int]:
+        # the seed the programmed-device draws in the twins' buffers came from: without it a
+        # state dict loaded into a twin prepared with another seed computed with the saved
+        # draws while deploy() programmed the other seed's devices, without a word
+        return {"seed": self.seed}
+
+    def set_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or "seed" not in state:
+            raise ConfigError(f"a PreparedModel state dict's '_extra_state' = {state!r} is "
+                              "invalid; allowed: {'seed': the seed of prepare}")
+        root = check_seed(state["seed"], "_extra_state['seed']")
+        # the twins' draws come from the loaded state: so do their seeds, as prepare set them
+        self.seed = root
+        for name, layer in self.twin_layers.items():
+            seed_l = layer_seed(root, name)
+            for i, twin in enumerate(layer.matrices()):
+                twin.seed = layer.matrix_seed(seed_l, i)
+
     def twins(self) -> Iterator[tuple[str, TwinMatmul]]:
         """(name, twin) of every weight matrix, in model order."""
         for name, layer in self.twin_layers.items():

@@ -5,6 +5,7 @@ point ids; ``time_s = 10**400`` was an OverflowError."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import pytest
@@ -16,7 +17,7 @@ from cimsim.errors import ConfigError
 from cimsim.sweep import run_sweep, runner
 from cimsim.sweep.grid import resolve_point
 from cimsim.sweep.runner import SweepContext, pickled_context
-from cimsim.sweep.store import model_fingerprint
+from cimsim.sweep.store import _hash_named, model_fingerprint
 
 
 class _Lambda(nn.Module):
@@ -74,7 +75,9 @@ def test_a_non_persistent_buffer_is_part_of_the_model_s_id():
     b.load_state_dict(a.state_dict())
     assert model_fingerprint(a) != model_fingerprint(b)
     plain = nn.Linear(4, 2)  # no such buffer: the id it had before they were hashed
-    assert model_fingerprint(plain) == model_fingerprint(plain)
+    before = hashlib.sha256(b"Linear" + repr(plain).encode())  # class, structure, state
+    _hash_named(before, plain.state_dict().items())
+    assert model_fingerprint(plain) == before.hexdigest()
 
 
 @pytest.mark.parametrize("axis", ["time_s", "thermal_sigma_lsb"])
@@ -86,3 +89,26 @@ def test_a_value_beyond_a_float_is_refused_naming_it(axis, tmp_path):
         run_sweep(nn.Linear(4, 2), (x, None), chip, {axis: [10**400]}, tmp_path,
                   calibration=8, progress=False)
     assert not (tmp_path / "sweep.jsonl").exists()
+
+
+class _WithExtraState(nn.Linear):
+    def __init__(self, tag: str):
+        super().__init__(4, 2)
+        self.tag = tag
+
+    def get_extra_state(self):
+        return {"tag": self.tag}
+
+    def set_extra_state(self, state):
+        self.tag = state["tag"]
+
+
+def test_a_model_with_extra_state_has_an_id():
+    """A module's extra state (``get_extra_state``: a prepared twin's seed) is no tensor: the
+    id was an AttributeError."""
+    torch.manual_seed(0)
+    a, b = _WithExtraState("x"), _WithExtraState("y")
+    b.load_state_dict({k: v for k, v in a.state_dict().items() if k != "_extra_state"},
+                      strict=False)
+    assert model_fingerprint(a) == model_fingerprint(a)
+    assert model_fingerprint(a) != model_fingerprint(b)

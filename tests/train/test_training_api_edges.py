@@ -157,3 +157,22 @@ def test_the_twin_refuses_a_fallback_fused_layer_called_outside_its_sequential()
     inside = prepare(_Untraceable(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))),
                      chip, x).eval()
     torch.testing.assert_close(inside(x), inside.deploy()(x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_loaded_state_dict_brings_its_seed():
+    """A twin's state dict holds its programmed-device draws; loaded into a twin prepared with
+    another seed, the eval twin computed with the saved devices while deploy() programmed the
+    other seed's (0.06 apart on rram-22nm, without a word). The seed travels with the draws."""
+    rram = cimsim.load_chip("rram-22nm")
+    chip = rram.replace(noise=rram.noise.replace(thermal_sigma_lsb=0.0))  # deterministic
+    model, x = _mlp(20, 6).double(), torch.randn(16, 20, dtype=torch.float64)
+    a = prepare(model, chip, calibration=x, seed=0)
+    b = prepare(model, chip, calibration=x, seed=1)
+    b.load_state_dict(a.state_dict())
+    assert b.seed == 0
+    assert [t.seed for _, t in b.twins()] == [t.seed for _, t in a.twins()]
+    b.eval()
+    with torch.no_grad():
+        assert torch.equal(b(x), b.deploy()(x))
+    with pytest.raises(ConfigError, match=r"_extra_state\['seed'\] = -1 is invalid"):
+        b.load_state_dict({**a.state_dict(), "_extra_state": {"seed": -1}})
