@@ -2106,6 +2106,17 @@ class FusedReLU(nn.Module):
         return f"fused into the ADC: {self.original}"
 
 
+def _seed_from_state(module: PreparedModel, _keys: Any) -> None:
+    """After ``load_state_dict``: the loaded ``_prepare_seed`` is the twin's seed, its
+    matrices' seeds derived from it (a load_state_dict post-hook)."""
+    hi, lo = (int(v) for v in module._prepare_seed.tolist())
+    if not (0 <= hi < 1 << 32 and 0 <= lo < 1 << 32):
+        raise ConfigError(f"_prepare_seed = {[hi, lo]} in the state dict is invalid; allowed: "
+                          "two 32-bit words [seed >> 32, seed & 0xFFFFFFFF] of a seed of "
+                          "prepare")
+    module.seed = hi << 32 | lo
+
+
 class PreparedModel(nn.Module):
     """A model whose Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, RNN/LSTM/GRU layers (and
     cells) and attention projections compute through training twins.
@@ -2115,6 +2126,8 @@ class PreparedModel(nn.Module):
     ``digital`` ((name, type, reason) of modules left in float), ``chip``, ``seed``,
     ``batch_dim`` (that of ``prepare``).
     """
+
+    _prepare_seed: torch.Tensor
 
     def __init__(self, model: nn.Module, twin_layers: dict[str, _TwinLayer],
                  digital: list[tuple[str, str, str]], chip: ChipConfig, seed: int,
@@ -2126,6 +2139,7 @@ class PreparedModel(nn.Module):
         self.digital = digital
         self.chip = chip
         self.seed = seed
+        self.register_load_state_dict_post_hook(_seed_from_state)
         self.t_inference_s = t_inference_s
         """The time after programming the twin computes at (``TwinOptions.t_inference_s``;
         None: the programmed state), the one :meth:`deploy` deploys at."""
@@ -2139,20 +2153,24 @@ class PreparedModel(nn.Module):
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
 
-    def get_extra_state(self) -> dict[str, int]:
-        # the seed the programmed-device draws in the twins' buffers came from: without it a
-        # state dict loaded into a twin prepared with another seed computed with the saved
-        # draws while deploy() programmed the other seed's devices, without a word
-        return {"seed": self.seed}
+    @property
+    def seed(self) -> int:
+        """The seed of ``prepare``, the one :meth:`deploy` and :meth:`views` program with by
+        default. It is part of the state dict (buffer ``_prepare_seed``, two 32-bit words)
+        beside the programmed-device draws it made: a state dict loaded into a twin prepared
+        with another seed brings its seed (the eval twin computed with the saved draws while
+        ``deploy()`` programmed the other seed's devices, without a word)."""
+        hi, lo = (int(v) for v in self._prepare_seed.tolist())
+        return hi << 32 | lo
 
-    def set_extra_state(self, state: Any) -> None:
-        if not isinstance(state, dict) or "seed" not in state:
-            raise ConfigError(f"a PreparedModel state dict's '_extra_state' = {state!r} is "
-                              "invalid; allowed: {'seed': the seed of prepare}")
-        root = check_seed(state["seed"], "_extra_state['seed']")
-        # the twins' draws come from the loaded state: so do their seeds, as prepare set them
-        self.seed = root
-        for name, layer in self.twin_layers.items():
+    @seed.setter
+    def seed(self, value: int) -> None:
+        root = check_seed(value)
+        old = self._buffers.get("_prepare_seed")
+        self.register_buffer("_prepare_seed", torch.tensor(
+            [root >> 32, root & 0xFFFFFFFF], dtype=torch.int64,
+            device=None if old is None else old.device))
+        for name, layer in self.twin_layers.items():  # each matrix's, as prepare derived it
             seed_l = layer_seed(root, name)
             for i, twin in enumerate(layer.matrices()):
                 twin.seed = layer.matrix_seed(seed_l, i)

@@ -174,5 +174,10 @@ def test_a_loaded_state_dict_brings_its_seed():
     b.eval()
     with torch.no_grad():
         assert torch.equal(b(x), b.deploy()(x))
-    with pytest.raises(ConfigError, match=r"_extra_state\['seed'\] = -1 is invalid"):
-        b.load_state_dict({**a.state_dict(), "_extra_state": {"seed": -1}})
+    big = prepare(model, chip, calibration=x, seed=2**64 - 1)  # the largest seed, two words
+    b.load_state_dict(big.state_dict())
+    assert b.seed == 2**64 - 1 and all(isinstance(v, torch.Tensor)
+                                       for v in b.state_dict().values())
+    with pytest.raises(ConfigError, match=r"_prepare_seed = \[-1, 0\] in the state dict is "
+                                          "invalid"):
+        b.load_state_dict({**a.state_dict(), "_prepare_seed": torch.tensor([-1, 0])})
