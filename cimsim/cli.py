@@ -518,7 +518,13 @@ def cmd_report(args: argparse.Namespace) -> int:
                           f"allowed: one of its folders, e.g. cimsim report "
                           f"{folder / times[0]}")
     report = Report.load(args.dir)
-    paths = report.save(out)
+    try:
+        paths = report.save(out)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # a file that loads but lacks what a figure or table reads (an area row without its
+        # area, one accuracy of the two): save renders everything first, so nothing written
+        raise CimsimError(f"{folder / 'report.json'}: not a report cimsim saved "
+                          f"({type(exc).__name__}: {exc})") from None
     print(f"re-rendered {len(paths)} files in {out}/")
     return 0
 
@@ -1505,14 +1511,12 @@ def _main(argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     try:
-        with _terminate_as_interrupt():
+        with _terminate_as_interrupt(), _reader_may_leave():
             rc = int(args.func(args))
-        sys.stdout.flush()  # a closed pipe (``cimsim datasheet X | head``) raises here, not at exit
+            sys.stdout.flush()  # a closed pipe (``cimsim datasheet X | head``) shows here
         return rc
-    except BrokenPipeError:
-        # the reader stopped reading: as the Python docs advise, point stdout at devnull so
-        # the interpreter's final flush does not raise again, and exit quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:  # written past the wrapper (sys.__stdout__): exit quietly
+        _stdout_to_devnull(sys.stdout)
         return 1
     except (CimsimError, OSError) as exc:  # a missing file, a full disk: one line, no traceback
         hint = ""
@@ -1526,6 +1530,58 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:  # pragma: no cover
         print("cimsim: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_to_devnull(stream) -> None:
+    # as the Python docs advise for a closed pipe: point the descriptor at devnull, so that
+    # later writes and the interpreter's final flush do not raise again
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+class _PipeSafeStdout:
+    """``sys.stdout`` for the duration of a command: when its reader leaves (``cimsim
+    simulate ... | head -1``) the rest of the output goes to devnull and the command carries
+    on. The command's product is its files: the BrokenPipeError of the first print after the
+    reader left stopped ``simulate`` and ``demo`` after the whole simulation and before the
+    report was written."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self.reader_left = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_left:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._leave()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_left:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._leave()
+
+    def _leave(self) -> None:
+        self.reader_left = True
+        with contextlib.suppress(OSError, ValueError):  # a stream without a descriptor
+            _stdout_to_devnull(self._stream)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """Run a command with :class:`_PipeSafeStdout` as ``sys.stdout`` (put back after)."""
+    saved = sys.stdout
+    sys.stdout = _PipeSafeStdout(saved)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout = saved
 
 
 class _Terminated(KeyboardInterrupt):

@@ -451,6 +451,29 @@ def test_output_into_a_closed_pipe_exits_quietly():
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
 
 
+def test_a_reader_that_leaves_loses_no_report(files, tmp_path):
+    """``cimsim simulate ... | head -1``: the first print after the reader left raised
+    BrokenPipeError after the whole simulation and before the report was written (status 1,
+    no files); the rest of the output now goes to devnull and the files are written."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "piped"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # every line reaches the pipe at its print
+    proc = subprocess.Popen([sys.executable, "-m", "cimsim.cli", "simulate", "--model",
+                             "cimsim.models:load_digits_cnn", "--data", str(files / "good.npz"),
+                             "--chip", "ideal", "--calibration", "16", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # as head -1 does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, err
+    assert "Traceback" not in err, err
+    assert (out / "report.json").is_file() and (out / "report.html").is_file()
+
+
 def test_a_sweep_whose_every_point_failed_exits_non_zero(files, tmp_path):
     """Every point of a one-array macro fails (the model needs more arrays): the table says
     why, and the command does not report success."""
