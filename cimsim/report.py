@@ -414,6 +414,17 @@ def _source_for_users(source: str) -> str:
     return text.strip(" ;,") or "not given"
 
 
+def _shown(fmt: str, value: Any) -> str:
+    """``fmt.format(value)`` (one fixed-point field), unless its decimals show a nonzero
+    figure with fewer than two significant digits (a TOPS/mm^2 of 1.26e-05 read 0.0000, a
+    TOPS/W of 0.00067 read 0.001): then that figure to three significant digits."""
+    decimals = re.search(r"\.(\d+)f\}", fmt)
+    v = float(value)
+    if decimals and v != 0 and math.isfinite(v) and abs(v) < 10.0 ** (1 - int(decimals[1])):
+        return re.sub(r"\{[^}]*\}", f"{v:.3g}", fmt)
+    return fmt.format(value)
+
+
 _SUMMARY_COST = (("energy_pj_per_inference", "energy per inference", "{:,.1f} pJ"),
                  ("latency_ns_per_inference", "latency per inference", "{:,.1f} ns"),
                  ("tops_per_w", "TOPS/W", "{:.3f} TOPS/W"))
@@ -508,10 +519,12 @@ def _summary_rows(report: Report) -> list[tuple[str, str, str]]:
                       for kind in ("energy", "time", "area")}
     for key, label, fmt in _SUMMARY_COST:
         if key in t:
-            rows.append((label, fmt.format(t[key]), cost_basis[_CAL_KIND[key]]))
+            rows.append((label, _shown(fmt, t[key]), cost_basis[_CAL_KIND[key]]))
     if "area_mm2" in t:
-        used = (f"{t['area_mm2_used']:.4f} mm2 used of " if "area_mm2_used" in t else "")
-        rows.append(("area", f"{used}{t['area_mm2']:.4f} mm2 chip", cost_basis["area"]))
+        used = (_shown("{:.4f} mm2 used of ", t["area_mm2_used"]) if "area_mm2_used" in t
+                else "")
+        rows.append(("area", used + _shown("{:.4f} mm2 chip", t["area_mm2"]),
+                     cost_basis["area"]))
     if "n_arrays_used" in t and "n_arrays_available" in t:
         rows.append(("arrays", f"{t['n_arrays_used']} used of {t['n_arrays_available']}"
                      + (" (time-multiplexed)" if t.get("time_multiplexed") else ""), "count"))
@@ -543,10 +556,10 @@ def headline_lines(totals: dict[str, Any]) -> list[str]:
     for key, label, fmt in _HEADLINE:
         if key not in totals:
             continue
-        text = fmt.format(totals[key])
+        text = _shown(fmt, totals[key])
         if key in _USED and _USED[key][0] in totals:
             used_key, used_fmt = _USED[key]
-            text += f" chip, {used_fmt.format(totals[used_key])} used part"
+            text += f" chip, {_shown(used_fmt, totals[used_key])} used part"
         lines.append(f"{label:<24}{text}{mark}")
         if key == "latency_ns_per_inference" and totals.get(
                 "reprogramming_latency_ns_per_inference"):
@@ -656,6 +669,10 @@ def _png(fig, dpi: int = 110) -> bytes:
 
 def _cell(_column: str, value: Any) -> str:
     if isinstance(value, float):
+        # four significant digits, but a figure of five to fifteen digits whole (14,337 ns,
+        # not 1.434e+04 beside a 9,216 in the same column)
+        if math.isfinite(value) and 1e4 <= abs(value) < 1e15:
+            return f"{value:,.0f}"
         return f"{value:,.4g}"
     return str(value)
 
@@ -915,7 +932,7 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")  # away from the points, lines and labels
     ax.set_title(_literal(title) if title else
                  "Accuracy vs energy (front: max accuracy, min energy)")
     fig.tight_layout()
@@ -1029,7 +1046,7 @@ def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,
         ax.set_ylabel(y_label)
         ax.grid(True, alpha=0.3)
         if series is not None:
-            ax.legend(fontsize=8, loc="lower left")
+            ax.legend(fontsize=8, loc="best")  # a fixed corner hid a series' points
     ax.set_title(_literal(title) if title else "Accuracy over time after programming")
     fig.tight_layout()
     return fig

@@ -192,6 +192,30 @@ def test_a_saved_report_reads_its_numbers_back_and_refuses_damaged_ones(rep, tmp
             load(edit)
 
 
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: [row.pop("area_um2") for row in d["area"]], "Column not found: area_um2"),
+    (lambda d: [row.pop("component") for row in d["area"]], "'component'"),
+    (lambda d: d["summary"].pop("float_accuracy"), "'float_accuracy'"),
+])
+def test_cimsim_report_of_a_file_that_loads_but_cannot_render_is_one_line(
+        rep, tmp_path, capsys, edit, fragment):
+    """A report.json that loads but lacks what a figure or table reads (an area row without
+    its area or component, one accuracy of the two): ``cimsim report`` was a traceback out of
+    the rendering; now one line naming the file, and nothing written."""
+    from cimsim.cli import main
+
+    rep.set_accuracy(0.9, 0.8, 10)
+    rep.save(tmp_path / "a")
+    data = json.loads((tmp_path / "a" / "report.json").read_text())
+    edit(data)
+    (tmp_path / "a" / "report.json").write_text(json.dumps(data))
+    assert main(["report", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "report.json: not a report cimsim saved" in err
+    assert fragment in err
+    assert not (tmp_path / "b").exists()
+
+
 def test_plot_functions_take_frames_return_figures(rep):
     from matplotlib.figure import Figure
 
@@ -224,6 +248,20 @@ def _over_capacity_report() -> Report:
     sim = cimsim.deploy(model, chip, x)
     sim(x[:10])
     return sim.report()
+
+
+def test_a_small_figure_keeps_its_significant_digits():
+    """One small layer on a 2688-array chip: a TOPS/mm^2 of 1.26e-05 read 0.0000 and a
+    TOPS/W of 0.00067 read 0.001; ordinary figures keep their fixed decimals."""
+    from cimsim.report import headline_lines
+
+    lines = headline_lines({"tops_per_w": 0.00067, "tops_per_mm2": 1.2637e-05,
+                            "tops_per_mm2_used": 0.034, "area_mm2": 31.26184,
+                            "area_mm2_used": 3e-6, "energy_pj_per_inference": 0.0})
+    assert lines == [f"{'energy per inference':<24}0.0 pJ",
+                     f"{'area':<24}31.2618 mm2 chip, 3e-06 mm2 used part",
+                     f"{'TOPS/W':<24}0.00067",
+                     f"{'TOPS/mm2':<24}1.26e-05 chip, 0.0340 used part"]
 
 
 def test_headline_shows_the_used_part_beside_the_chip_issue16(rep):

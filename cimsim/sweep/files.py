@@ -128,10 +128,11 @@ def rerender(folder: Path, out: Path) -> list[Path]:
         records = {row["point_id"]: saved_numbers(
             {m: row[m] for m in METRICS if m not in TIMING_COLUMNS}, f"point {row['point_id']}")
             for row in points}
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError,
+        table = sweep_table(resolved, ids, records)  # its casts read the values (n_arrays)
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError,
             AttributeError) as exc:
         raise CimsimError(f"{p}: not a sweep table cimsim wrote ({type(exc).__name__}: "
                           f"{exc})") from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return write_outputs(sweep_table(resolved, ids, records), out, doc)
+    return write_outputs(table, out, doc)

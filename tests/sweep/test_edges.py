@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from cimsim.errors import ConfigError
+from cimsim.errors import CimsimError, ConfigError
 from cimsim.report import plot_pareto
-from cimsim.sweep.files import write_outputs
+from cimsim.sweep.files import rerender, write_outputs
 from cimsim.sweep.table import sweep_table
 from tests import test_sweep
 from tests.test_sweep import _count_points, _sweep
@@ -87,6 +87,20 @@ def test_files_with_one_equal_or_label_less_points(records, front, tmp_path):
     doc = json.loads((tmp_path / "sweep.json").read_text())
     assert len(doc["points"]) == len(records)
     assert (tmp_path / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerender_of_a_table_with_a_fractional_array_count_is_one_error(tmp_path):
+    """``n_arrays = 1.5`` in a saved sweep.json: ``cimsim report`` was a pandas TypeError out
+    of the table's integer cast; now the error naming the file, and nothing written."""
+    write_outputs(_frame([{"accuracy": 0.9, "energy_pj_per_inference": 100.0}]), tmp_path,
+                  {"model": "m", "chip": "c"})
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    doc["points"][0]["n_arrays"] = 1.5
+    (tmp_path / "sweep.json").write_text(json.dumps(doc))
+    with pytest.raises(CimsimError, match=r"sweep\.json: not a sweep table cimsim wrote "
+                                          r"\(TypeError: cannot safely cast"):
+        rerender(tmp_path, tmp_path / "again")
+    assert not (tmp_path / "again").exists()
 
 
 def test_another_chip_into_the_same_folder_is_kept_apart(model, data, chip, tmp_path,
@@ -259,3 +273,20 @@ def test_sweep_json_holds_the_base_chip_field_by_field(model, data, chip, tmp_pa
     assert doc["chip"] == base.name
     assert ChipConfig.from_dict(doc["chip_config"]) == base
     assert "0.0123" not in (tmp_path / "sweep.html").read_text()
+
+
+def test_the_legend_hides_no_point():
+    """The legend sat in the lower right, where a sweep's dominated points (high energy, low
+    accuracy) lie: 'sar 6b' of a 2x2 sweep of the digits CNN was drawn under it."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"adc_kind": ["sar", "sar", "flash", "flash"],
+                          "accuracy": [1.0, 0.96875, 1.0, 0.96875],
+                          "energy_pj_per_inference": [242811.4, 357881.8, 118476.0, 142081.5],
+                          "on_front": [False, False, True, False], "status": ["ok"] * 4})
+    fig = plot_pareto(frame, labels=["sar 3b", "sar 6b", "flash 3b", "flash 6b"])
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    box = ax.get_legend().get_window_extent()
+    for e, a in zip(frame["energy_pj_per_inference"], frame["accuracy"], strict=True):
+        assert not box.contains(*ax.transData.transform((e, 100 * a)))
