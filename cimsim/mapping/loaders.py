@@ -115,6 +115,7 @@ def load_data(path: str | Path, integers: bool = False
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # EOF: empty file
             raise LoadError(f"{p}: not a readable .npz file ({exc})") from None
         if "x" in arrays:
+            _only_x(p, arrays)
             return _checked_data(p, arrays["x"], y_raw, integers)
         return _keyword_data(p, arrays, y_raw)
     if p.suffix == ".npy":  # else torch.load's UnpicklingError, which names no way out
@@ -135,6 +136,7 @@ def load_data(path: str | Path, integers: bool = False
         if y is not None and not isinstance(y, torch.Tensor):
             raise LoadError(f"{p}: 'y' must be a tensor of labels; got {type(y).__name__}")
         if isinstance(obj.get("x"), torch.Tensor):
+            _only_x(p, {k: v for k, v in obj.items() if k != "y"})
             return _checked_data(p, obj["x"], y, integers)
         bad = [k for k, v in obj.items() if k != "y" and not isinstance(v, torch.Tensor)]
         if not bad and len(obj) > (y is not None):
@@ -143,14 +145,28 @@ def load_data(path: str | Path, integers: bool = False
                     f"the model's keyword inputs (tensors); got {type(obj).__name__}")
 
 
+def _only_x(p: Path, arrays: Mapping[str, Any]) -> None:
+    """A file with ``x`` holds no other inputs: an ``attention_mask`` beside ``x`` was dropped
+    without a word (the model ran unmasked)."""
+    others = [k for k in arrays if k != "x"]
+    if others:
+        raise LoadError(f"{p}: holds 'x' and also {', '.join(repr(k) for k in others)}: the "
+                        "inputs are one array 'x' (and 'y' labels), or the model's keyword "
+                        "inputs by name; allowed: name 'x' as the model's forward names it "
+                        "(e.g. input_ids) so that every array is a keyword input, or leave the "
+                        "others out")
+
+
 def _as_tensor(p: Path, name: str, array: np.ndarray) -> torch.Tensor:
     """An ``.npz`` array as a tensor of its own dtype (the checks judge the dtype, not a cast)."""
     if array.dtype.kind not in "biufc":  # strings, dates, raw bytes: not numbers
         raise LoadError(f"{p}: '{name}' must hold numbers; got dtype {array.dtype}")
     if array.dtype.kind == "u" and array.dtype.itemsize > 1:
-        # torch's wide unsigned tensors lack most operations; a too-large label wraps negative
-        # and is refused as one
-        array = array.astype(np.int64 if name == "y" else np.float64)
+        # torch's wide unsigned tensors lack most operations: int64, which holds them (token
+        # ids are often uint16 or uint32: as float they failed an Embedding); a uint64 input
+        # beyond int64 as float64, a too-large label wraps negative and is refused as one
+        fits = array.dtype.itemsize < 8 or array.size == 0 or int(array.max()) < 1 << 63
+        array = array.astype(np.int64 if name == "y" or fits else np.float64)
     # np.asarray keeps a 0-d array 0-d (ascontiguousarray would make it 1-d), so that the
     # check refuses it instead of reading one input
     try:
@@ -162,6 +178,9 @@ def _as_tensor(p: Path, name: str, array: np.ndarray) -> torch.Tensor:
 def _checked_data(p: Path, x: torch.Tensor, y: torch.Tensor | None, integers: bool = False
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(x as float32, y as int64)`` after the checks of :func:`load_data`."""
+    if x.layout != torch.strided:  # its checks below are not implemented for sparse layouts
+        raise LoadError(f"{p}: 'x' is a {x.layout} tensor; allowed: a dense tensor "
+                        "(x.to_dense())")
     if x.dim() == 0:
         raise LoadError(f"{p}: 'x' is a single number (0-d); it must have the inputs along its "
                         "first dimension, shape (n, ...)")
@@ -224,6 +243,10 @@ def label_problem(y: torch.Tensor, n: int) -> str | None:
         return f"must be 1-D with one per input ({n}); got shape {tuple(y.shape)}"
     if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
         return f"must be integer class indices; got dtype {y.dtype} (save them as integers)"
+    if y.layout != torch.strided:
+        return f"must be a dense tensor; got a {y.layout} one"
+    if y.dtype in (torch.uint16, torch.uint32, torch.uint64):  # no min() for these: int64
+        y = y.long()  # (a uint64 beyond int64 wraps negative and is refused below)
     if y.numel() and int(y.min()) < 0:
         return f"must be class indices >= 0; got {int(y.min())}"
     return None
@@ -303,7 +326,9 @@ def _model_from_spec(spec: str, example: Inputs | None) -> nn.Module:
     if p.suffix == ".pt2":
         ep = _load_export(p)
         _check_dynamic_batch(p, ep)
-        return _travels_as_file(modules_from_graph(ep.module()), p.read_bytes(), None)
+        gm = ep.module()
+        _refuse_training_mode(p, gm)
+        return _travels_as_file(modules_from_graph(gm), p.read_bytes(), None)
     try:
         scripted = torch.jit.load(str(p), map_location="cpu")
     except Exception as exc:
@@ -338,6 +363,30 @@ def _model_from_spec(spec: str, example: Inputs | None) -> nn.Module:
     return _travels_as_file(modules_from_graph(gm), p.read_bytes(), example)
 
 
+def _refuse_training_mode(p: Path | None, gm: torch.fx.GraphModule) -> None:
+    """A graph recorded from a model in ``train()`` mode: its dropout stays random and its
+    batch norm normalises each batch by its own statistics, whatever ``.eval()`` says later
+    (the mode is an argument of each call in the graph). Every call whose ``train`` or
+    ``training`` argument is True is named in a :class:`LoadError`."""
+    found = []
+    for node in gm.graph.nodes:
+        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
+        if schema is None:
+            continue
+        for i, arg in enumerate(schema.arguments):
+            if arg.name in ("train", "training"):
+                value = node.args[i] if i < len(node.args) else node.kwargs.get(arg.name)
+                if value is True:
+                    found.append(f"{node.name} ({schema.name.split('::')[-1]})")
+    if found:
+        where = f"{p}: " if p is not None else ""
+        raise LoadError(f"{where}the model was recorded in training mode ({len(found)} call(s) "
+                        f"with training on: {', '.join(found[:4])}"
+                        f"{', ...' if len(found) > 4 else ''}): its dropout would stay random "
+                        "and its batch norm use each batch's statistics; allowed: export or "
+                        "trace model.eval()")
+
+
 def _converted(convert: _Converter, scripted: torch.jit.ScriptModule, example: torch.Tensor
                ) -> torch.fx.GraphModule:
     """The graph of ``scripted``, taking any batch size.
@@ -351,6 +400,7 @@ def _converted(convert: _Converter, scripted: torch.jit.ScriptModule, example: t
     the graph is kept if it then computes what the scripted model does.
     """
     gm = _named_as_scripted(convert(scripted, (example,)).module(), scripted)
+    _refuse_training_mode(None, gm)  # before the batch check: a random dropout fails it
     larger = torch.cat([example, example[:1]])
     with torch.no_grad():
         try:
@@ -571,6 +621,8 @@ def load_model_for(spec: str, x: Inputs) -> tuple[nn.Module, Inputs]:
     Keyword inputs (a dict) are passed as they are.
     """
     if isinstance(x, dict):
+        if _built_from_example(spec):  # said it needs example inputs, though the data held them
+            _model_from_spec(spec, input_rows(x, 0, 2))  # its own words for keyword inputs
         model = load_model(spec)
         _check_keyword_names(spec, model, x)
         _check_runs_on(spec, model, input_rows(x, 0, 2))

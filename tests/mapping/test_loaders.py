@@ -619,3 +619,80 @@ def test_an_exported_einsum_weight_and_a_float64_embedding_load_as_the_module():
     assert [loaders._x_at_w(e) for e in ("bsi,io->bso", "i,io->o", "...i,oi->...o",
                                          "bi,ib->bb", "bi,io->ob")] == [True, True, False,
                                                                        False, False]
+
+
+# --- a hunt over user models and data files (2026-12-04) -----------------------------------
+
+def _train_mode_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(32, 4))  # in train() mode, as built
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "ts"])
+def test_a_graph_recorded_in_training_mode_is_refused(fmt, tmp_path):
+    """A .pt2 exported (or a TorchScript traced) from a model in train() mode kept its dropout
+    random and its batch norm on each batch's statistics (the mode is an argument of the
+    graph's calls; .eval() cannot change it): loaded without a word, or refused for a batch
+    size it did not fix. Now refused, naming model.eval()."""
+    net, x = _train_mode_net(), torch.rand(8, 16)
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "pt2":
+        torch.export.save(_export_dynamic(net, x), path)
+    else:
+        if loaders.torchscript_converter() is None:
+            pytest.skip("this torch has no TorchScript converter")
+        torch.jit.trace(net, (x,), check_trace=False).save(str(path))
+    with pytest.raises(LoadError, match=r"recorded in training mode .*batch_norm.*dropout.*"
+                                        r"allowed: export or trace model\.eval\(\)"):
+        loaders.load_model_for(str(path), x)
+    if fmt == "pt2":  # the same model in eval mode loads
+        torch.export.save(_export_dynamic(net.eval(), x), path)
+        loaders.load_model_for(str(path), x)
+
+
+def test_a_data_file_with_x_and_other_inputs_is_refused(tmp_path):
+    """'attention_mask' beside 'x' was dropped without a word (the model ran unmasked)."""
+    np.savez(tmp_path / "d.npz", x=np.zeros((6, 5), np.int64), attention_mask=np.ones((6, 5)))
+    torch.save({"x": torch.zeros(6, 5), "mask": torch.ones(6, 5), "y": torch.zeros(6).long()},
+               tmp_path / "d.pt")
+    for name, others in (("d.npz", "'attention_mask'"), ("d.pt", "'mask'")):
+        with pytest.raises(LoadError, match=f"holds 'x' and also {others}: .* allowed: name "
+                                            "'x' as the model's forward names it"):
+            load_data(tmp_path / name)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64])
+def test_wide_unsigned_token_ids_load_as_int64(dtype, tmp_path):
+    """Token ids saved as uint16 (GPT-2-style tokenized data) loaded as float32 and failed an
+    Embedding; as x and as keyword input_ids they are int64 now."""
+    ids = np.arange(12, dtype=dtype).reshape(3, 4)
+    np.savez(tmp_path / "x.npz", x=ids)
+    np.savez(tmp_path / "kw.npz", input_ids=ids)
+    x, _ = load_data(tmp_path / "x.npz", integers=True)
+    kw, _ = load_data(tmp_path / "kw.npz")
+    assert x.dtype == kw["input_ids"].dtype == torch.int64
+    assert torch.equal(x, torch.arange(12).reshape(3, 4))
+
+
+def test_unsigned_labels_and_a_sparse_x_in_a_tensor_file(tmp_path):
+    """uint16 labels in a tensor file were a NotImplementedError traceback ('min_all' for
+    UInt16), a sparse x one out of isfinite; the labels load, the sparse x is refused."""
+    torch.save((torch.rand(4, 16), torch.tensor([0, 1, 2, 3], dtype=torch.uint16)),
+               tmp_path / "u.pt")
+    _, y = load_data(tmp_path / "u.pt")
+    assert y is not None and y.dtype == torch.int64 and y.tolist() == [0, 1, 2, 3]
+    torch.save(torch.rand(4, 16).to_sparse(), tmp_path / "s.pt")
+    with pytest.raises(LoadError, match=r"'x' is a torch\.sparse_coo tensor; allowed: a dense "):
+        load_data(tmp_path / "s.pt")
+
+
+def test_a_torchscript_model_with_keyword_data_says_why(tmp_path):
+    """It said 'converting a TorchScript model needs example inputs' though the data held
+    them: the loader's own words for keyword inputs could not be reached."""
+    torch.manual_seed(0)
+    path = tmp_path / "m.ts"
+    torch.jit.trace(nn.Linear(4, 2).eval(), (torch.rand(2, 4),)).save(str(path))
+    with pytest.raises(LoadError, match=r"converts on positional inputs, the data holds "
+                                        r"keyword inputs \(input_ids\)"):
+        loaders.load_model_for(str(path), {"input_ids": torch.zeros(3, 4, dtype=torch.long)})
