@@ -941,6 +941,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
     import torch.nn.functional as F
 
+    from .evaluate import logits_of
     from .train import prepare
     from .train.distill import distillation_loss, output_cosine
     from .train.loop import lr_schedule, train_epoch
@@ -1003,7 +1004,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
         print(f"resuming from {ckpt_path} after epoch {start} of {args.epochs}")
     context = (distillation_loss(prepared, model, loss=args.loss) if recipe.base == "distill"
-               else contextlib.nullcontext(lambda x, y: F.cross_entropy(prepared(x), y)))
+               else contextlib.nullcontext(  # a dict or ModelOutput scores its logits
+                   lambda x, y: F.cross_entropy(logits_of(prepared(x)), y)))
     with context as base_loss:
         loss_fn = recipe.loss(prepared, base_loss)
         data = (x_train,) if recipe.base == "distill" else (x_train, y_train)

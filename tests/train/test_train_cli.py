@@ -6,7 +6,9 @@ import json
 import re
 import warnings
 
+import numpy as np
 import pytest
+import torch
 
 from cimsim.cli import main
 from cimsim.train.columnquant import columnquant_chip
@@ -115,3 +117,33 @@ def test_cli_time_on_a_device_that_does_not_age_warns(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--time" in err and err.count("does not change after programming") == 1
     assert not [w for w in caught if "does not change after programming" in str(w.message)]
+
+
+class _DictOut(torch.nn.Module):
+    """A classifier whose output is a dict with the logits (as a ModelOutput is)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(16, 12), torch.nn.ReLU(),
+                                        torch.nn.Linear(12, 4))
+
+    def forward(self, x):
+        return {"logits": self.body(x)}
+
+
+def dict_out() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return _DictOut().eval()
+
+
+def test_cli_qat_trains_on_the_logits_of_a_dict_output(tmp_path, capsys):
+    """``--method qat`` on a model returning {'logits': ...} (its labels were checked on the
+    logits) was a TypeError traceback out of cross_entropy."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.random((24, 16), dtype=np.float32),
+             y=rng.integers(0, 4, 24))
+    assert main(["train", "--model", "tests.train.test_train_cli:dict_out", "--data",
+                 str(tmp_path / "data.npz"), "--chip", "ideal", "--method", "qat", "--epochs",
+                 "1", "--calibration", "8", "--batch-size", "8",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "simulated accuracy" in capsys.readouterr().out
