@@ -761,12 +761,16 @@ class DeviceConfig(_Config):
                     or self.drift_compensation is not DriftCompensation.NONE)
 
     @property
+    def varies(self) -> bool:
+        """Whether programming moves cells off their nominal conductance: a variation kind
+        with a nonzero sigma. At sigma 0 every cell is programmed exactly, as with 'none' (and
+        no normals are drawn): the float32 conductances of 'lognormal' at sigma 0 moved a
+        differential pair off an exact half-way tie, a whole ADC step."""
+        return self.variation is not VariationKind.NONE and self.variation_sigma > 0.0
+
+    @property
     def ideal(self) -> bool:
-        return (
-            self.variation is VariationKind.NONE
-            and self.p_stuck_on == 0.0
-            and self.p_stuck_off == 0.0
-        )
+        return not self.varies and self.p_stuck_on == 0.0 and self.p_stuck_off == 0.0
 
 
 @dataclass(**_FROZEN)

@@ -282,7 +282,7 @@ def draw_devices(shape: tuple[int, int], chip: ChipConfig,
     """Draw the device state of ``shape`` cells from ``rng``: the variation first, then the
     faults (the order :func:`program` consumes the generator in)."""
     dev = chip.device
-    z = None if dev.variation is VariationKind.NONE else rng.standard_normal(shape)
+    z = rng.standard_normal(shape) if dev.varies else None
     u = rng.random(shape) if dev.p_stuck_on > 0 or dev.p_stuck_off > 0 else None
     return DeviceDraws(z, u)
 
@@ -351,7 +351,9 @@ def _program_conductance(
         e = min(s + _DRAW_CHUNK, n)
         gc, zc = g[:e - s], z[:e - s]
         np.add(flat_d[s:e], g_off, out=gc)
-        if dev.variation is VariationKind.LOGNORMAL:
+        if not dev.varies:  # sigma 0: exact, no normals drawn (draw_devices draws none)
+            pass
+        elif dev.variation is VariationKind.LOGNORMAL:
             rng.standard_normal(out=zc)
             zc *= dev.variation_sigma
             gc *= np.exp(zc, out=zc)

@@ -63,3 +63,35 @@ def test_physical_digits_are_the_kinds_without_a_copy():
     for n in range(5):
         for i in range(q):
             np.testing.assert_array_equal(phys[:, n * q + i], kinds.digits[i, :, n])
+
+
+@pytest.mark.parametrize("variation", ["lognormal", "gaussian"])
+def test_a_variation_of_sigma_zero_programs_as_none(variation):
+    """'lognormal' at sigma 0 stored float32 conductances (1 + 1/6 ...): the pair of a
+    differential digital read-out with digital off-current compensation sat either side of an
+    exact half-way tie and read 0 for x @ w.T = 1 (docs/hardware-model.md §9, example 2: exact).
+    At sigma 0 the cells are programmed exactly, as with 'none', and no normals are drawn."""
+    import cimsim
+
+    base = cimsim.load_chip("ideal")
+    x, w = np.array([[1, 1, 1]]), np.array([[1, 0, 0]])
+
+    def chip(kind: str, sigma: float, p_stuck: float = 0.0):
+        return base.replace(
+            weight_bits=2, input_bits=1, weight_encoding="differential",
+            differential_readout="digital", adc=base.adc.replace(bits=12),
+            device=base.device.replace(cell="rram", bits_per_cell=1, on_off_ratio=7.0,
+                                       off_current_compensation="digital", variation=kind,
+                                       variation_sigma=sigma, p_stuck_off=p_stuck))
+
+    assert chip(variation, 0.0).device.ideal and not chip(variation, 0.0).device.varies
+    for c in (chip(variation, 0.0), chip("none", 0.0)):
+        y, _ = cimsim.matmul(x, w, c)
+        assert y.tolist() == [[1.0]]
+    # with faults, the fault draws are those of 'none': no normals drawn before them
+    d = np.arange(12).reshape(3, 4) % 2
+    a = prog._program_conductance(d, chip(variation, 0.0, 0.3), np.random.default_rng(0))
+    b = prog._program_conductance(d, chip("none", 0.0, 0.3), np.random.default_rng(0))
+    assert np.array_equal(a, b)
+    draws = prog.draw_devices((3, 4), chip(variation, 0.0, 0.3), np.random.default_rng(0))
+    assert draws.z is None and draws.u is not None
