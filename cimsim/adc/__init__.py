@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..config import ADCKind, CalibrationStat
+from ..errors import ConfigError
 from .activation import FusedActivation, fused_tables_from_samples
 from .levels import FitMethod, Levels, fit_levels, quantization_mse
 from .linear import RangeStats, grid, ranges_from_samples, static_tables
@@ -45,7 +46,21 @@ def calibrated_tables(layer: ProgrammedLayer, stats: RangeStats,
 
     A fused activation (layer-output ADC) gives the activation's tables; a ``ramp`` ADC its
     fitted thresholds and levels; a linear ADC its calibrated grid.
+
+    Raises
+    ------
+    ConfigError
+        ``stats`` holds no vector, or no samples where the tables need them (collected with
+        ``keep_samples=False`` where :func:`keeps_samples` says True).
     """
+    # the ramp and percentile fits failed inside NumPy ('need at least one array to
+    # concatenate') where the linear min/max said what was wrong
+    if stats.n == 0:
+        raise ConfigError("calibration data is empty: at least one input vector is needed")
+    if keeps_samples(layer, activation) and not stats.keep:
+        raise ConfigError("RangeStats(keep_samples=False) holds no samples, and these tables "
+                          "are fitted to them (a ramp ADC, a percentile range or a fused "
+                          "activation); allowed: keep_samples=keeps_samples(layer, activation)")
     if activation is not None:
         return fused_tables_from_samples(layer, stats, activation)
     if layer.chip.adc.kind is ADCKind.RAMP:

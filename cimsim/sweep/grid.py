@@ -181,8 +181,10 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
             changes["range_policy"] = RangePolicy.CALIBRATED
             if fit is not None:
                 changes["level_fit"] = fit
+        if "adc_bits" in point:  # in the same replace: ramp at the base chip's 24 b was refused
+            changes["bits"] = point["adc_bits"]
         adc = adc.replace(**changes)
-    if "adc_bits" in point:
+    elif "adc_bits" in point:
         adc = adc.replace(bits=point["adc_bits"])
     parts: dict[str, Any] = {"adc": adc}
     resized: dict[str, Any] = {"cols_per_adc": _cols_per_adc(array, point)}

@@ -229,3 +229,28 @@ def test_a_range_without_spread_spans_the_full_scale_with_the_value_on_a_code():
     # no finite full scale: the grid as it was
     same = unseen_spread(lo, hi, *grid(lo, hi, 64, True), -np.inf, np.inf, 64)
     np.testing.assert_array_equal(same[1], grid(lo, hi, 64, True)[1])
+
+
+@pytest.mark.parametrize("kind, stat, n_batches, fragment", [
+    ("ramp", "minmax", 0, "calibration data is empty"),
+    ("sar", "minmax", 0, "calibration data is empty"),
+    ("sar", "percentile", 1, r"RangeStats\(keep_samples=False\) holds no samples"),
+    ("ramp", "minmax", 1, r"RangeStats\(keep_samples=False\) holds no samples"),
+])
+def test_calibrated_tables_without_what_they_need_is_a_config_error(kind, stat, n_batches,
+                                                                     fragment):
+    """The public ``cimsim.adc.calibrated_tables`` on empty statistics, or on statistics
+    without samples where a fit needs them: a ramp ADC and a percentile range failed inside
+    NumPy ('need at least one array to concatenate'); the linear min/max said what was wrong."""
+    from cimsim.adc import RangeStats, calibrated_tables
+    from cimsim.errors import ConfigError
+
+    base = cimsim.load_chip("rram-22nm")
+    chip = base.replace(adc=base.adc.replace(kind=kind, calibration_stat=stat))
+    layer = program(np.ones((2, 4), dtype=int), chip)
+    stats = RangeStats(layer.n_groups, layer.n_conversions, keep_samples=False)
+    for _ in range(n_batches):
+        for g in range(layer.n_groups):
+            stats.add(g, np.arange(3.0 * layer.n_conversions).reshape(3, -1))
+    with pytest.raises(ConfigError, match=fragment):
+        calibrated_tables(layer, stats)

@@ -256,3 +256,10 @@ def test_a_bits_per_cell_point_resamples_per_level_tables_over_conductance(bits)
     assert variant.replace(bits_per_cell=2, drift_nu_mean=dev.drift_nu_mean,
                            drift_nu_sigma=dev.drift_nu_sigma,
                            read_noise_q_s=dev.read_noise_q_s) == dev
+
+
+def test_a_ramp_point_from_a_base_with_more_bits_than_a_ramp_takes():
+    """The kind was set before the bits: a ramp at the ideal chip's 24 b was refused
+    ('bits = 24 ... in [1, 16] for kind = ramp') for the valid point ramp at 6 b."""
+    adc = chip_for_point(cimsim.load_chip("ideal"), {"adc_kind": "ramp", "adc_bits": 6}).adc
+    assert adc.kind.value == "ramp" and adc.bits == 6
