@@ -625,36 +625,67 @@ def load_model_for(spec: str, x: Inputs) -> tuple[nn.Module, Inputs]:
             _model_from_spec(spec, input_rows(x, 0, 2))  # its own words for keyword inputs
         model = load_model(spec)
         _check_keyword_names(spec, model, x)
-        _check_runs_on(spec, model, input_rows(x, 0, 2))
-        return model, x
-    example = x[: min(len(x), 2)]
-    if x.dtype.is_floating_point:
-        model = _model_from_spec(spec, example)
         try:
-            _check_runs_on(spec, model, example)
+            _check_runs_on(spec, model, input_rows(x, 0, 2))
             return model, x
-        except LoadError as refused:
-            # a float64 or half-precision model refuses load_data's float32: its own dtype
+        except LoadError as refused:  # a float64 or half model: its floating entries as it
             own = _weights_dtype(model)
-            if own is None or own == x.dtype:
+            if own is None or not any(t.is_floating_point() and t.dtype != own
+                                      for t in x.values()):
                 raise
+            cast = {k: t.to(own) if t.is_floating_point() else t for k, t in x.items()}
             try:
-                if _built_from_example(spec):  # TorchScript: converted on the example
-                    return load_model(spec, example=example.to(own)), x.to(own)
-                _check_runs_on(spec, model, example.to(own))  # the model built once
-                return model, x.to(own)
+                _check_runs_on(spec, model, input_rows(cast, 0, 2))
             except LoadError:
                 raise refused from None
+            return model, cast
+    example = x[: min(len(x), 2)]
+    if x.dtype.is_floating_point:
+        return _floats_for(spec, x, example)
     try:
         return load_model(spec, example=example), x
     except LoadError as as_int:
-        try:
-            return load_model(spec, example=example.float()), x.float()
+        try:  # images saved as integers: floats, in the weights' dtype where it needs one
+            return _floats_for(spec, x.float(), example.float())
         except LoadError as as_float:  # both refused: say what each gave
             if str(as_float) == str(as_int):
                 raise
             raise LoadError(f"{as_float}; as int64 (token ids): "
                             f"{str(as_int).split(': ', 1)[-1]}") from None
+
+
+def _floats_for(spec: str, x: torch.Tensor, example: torch.Tensor
+                ) -> tuple[nn.Module, torch.Tensor]:
+    """The model of ``spec`` and the floating inputs ``x`` it runs on: as they are, or cast
+    to its weights' dtype where it refuses them (a float64 or half-precision model and
+    load_data's float32; a TorchScript one too, whose conversion runs on the example)."""
+    model: nn.Module | None = None
+    try:
+        model = _model_from_spec(spec, example)
+        _check_runs_on(spec, model, example)
+        return model, x
+    except LoadError as refused:
+        own = _weights_dtype(model) if model is not None else _scripted_dtype(spec)
+        if own is None or own == x.dtype:
+            raise
+        try:
+            if model is None or _built_from_example(spec):  # TorchScript: converted on it
+                return load_model(spec, example=example.to(own)), x.to(own)
+            _check_runs_on(spec, model, example.to(own))  # the model built once
+            return model, x.to(own)
+        except LoadError:
+            raise refused from None
+
+
+def _scripted_dtype(spec: str) -> torch.dtype | None:
+    """The one floating dtype of a TorchScript file's weights, or None (not TorchScript, not
+    readable, several or none)."""
+    if not _built_from_example(spec):
+        return None
+    try:
+        return _weights_dtype(torch.jit.load(spec, map_location="cpu"))
+    except Exception:  # torch raises many kinds for a file it cannot read
+        return None
 
 
 def _weights_dtype(model: nn.Module) -> torch.dtype | None:

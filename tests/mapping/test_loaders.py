@@ -696,3 +696,45 @@ def test_a_torchscript_model_with_keyword_data_says_why(tmp_path):
     with pytest.raises(LoadError, match=r"converts on positional inputs, the data holds "
                                         r"keyword inputs \(input_ids\)"):
         loaders.load_model_for(str(path), {"input_ids": torch.zeros(3, 4, dtype=torch.long)})
+
+
+class _DoubleKw(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, pixel_values):
+        return self.fc(pixel_values)
+
+
+def double_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)).double().eval()
+
+
+def double_kw() -> nn.Module:
+    torch.manual_seed(0)
+    return _DoubleKw().double().eval()
+
+
+def test_a_float64_model_runs_on_every_kind_of_data(tmp_path):
+    """A float64 model took float32 data cast to its dtype from a factory or a .pt2, but was
+    refused as a TorchScript file (converted on the float32 example before the cast), on
+    integer images (only int64 and float32 were tried) and on keyword inputs (no cast)."""
+    x32 = torch.rand(6, 16)
+    model = double_mlp()
+    ts = tmp_path / "m.ts"
+    torch.jit.save(torch.jit.script(model), str(ts))
+    images = torch.randint(0, 256, (6, 16))
+    cases = [("tests.mapping.test_loaders:double_mlp", x32),
+             ("tests.mapping.test_loaders:double_mlp", images)]
+    if loaders.torchscript_converter() is not None:
+        cases.append((str(ts), x32))
+    for spec, x in cases:
+        loaded, xx = loaders.load_model_for(spec, x)
+        assert xx.dtype == torch.float64
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(xx), model(x.double()), rtol=0, atol=0)
+    _, kw = loaders.load_model_for("tests.mapping.test_loaders:double_kw",
+                                   {"pixel_values": x32})
+    assert kw["pixel_values"].dtype == torch.float64
