@@ -122,3 +122,18 @@ def test_sweep_on_keyword_data_and_train_names_the_python_path(tokens, tmp_path,
     err = capsys.readouterr().err
     assert "holds keyword inputs (input_ids, attention_mask)" in err
     assert "distill(prepared, model, batch)" in err
+
+
+def test_an_entry_of_one_row_is_shared_by_every_input(tmp_path):
+    """A (1, S) entry beside (n, S) ones (a shared position_ids) was refused ('the inputs
+    differ in length'), though deploy and evaluate pass such an entry whole to every batch
+    (cimsim._inputs); other lengths are still refused."""
+    ids = np.arange(40).reshape(10, 4) % 30
+    np.savez(tmp_path / "shared.npz", input_ids=ids, position_ids=np.arange(4)[None])
+    x, _ = load_data(tmp_path / "shared.npz")
+    assert input_count(x) == 10 and x["position_ids"].shape == (1, 4)
+    assert input_rows(x, 0, 3)["position_ids"].shape == (1, 4)
+    np.savez(tmp_path / "bad.npz", input_ids=ids, position_ids=np.zeros((3, 4), np.int64))
+    with pytest.raises(LoadError, match=r"'input_ids' holds 10, 'position_ids' 3 .*or one row "
+                                        "shared by all"):
+        load_data(tmp_path / "bad.npz")

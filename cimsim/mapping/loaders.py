@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
-from .._inputs import call_on, input_rows
+from .._inputs import call_on, counting_key, input_rows
 from ..errors import CimsimError
 from .graph_attention import projection_name, rebuild_attention
 from .graph_digital import digital_module_for
@@ -207,10 +207,14 @@ def _checked_data(p: Path, x: torch.Tensor, y: torch.Tensor | None, integers: bo
 def _keyword_data(p: Path, arrays: Mapping[str, torch.Tensor], y: torch.Tensor | None
                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """The model's keyword inputs of a data file, checked: each named as a Python argument
-    can be, one row per input in every entry; integers stay int64 (token ids, masks), booleans
+    can be, one row per input in every entry (or one row shared by all, passed whole to every
+    batch as deploy does); integers stay int64 (token ids, masks), booleans
     bool, the rest float32 and finite."""
     out: dict[str, torch.Tensor] = {}
-    n = None
+    # the inputs' count as deploy and evaluate take it (cimsim._inputs): an entry of one row
+    # beside longer ones (a shared position_ids of shape (1, S)) is passed whole to every batch
+    key = counting_key(arrays)
+    n = None if key is None or arrays[key].dim() == 0 else int(arrays[key].shape[0])
     for name, t in arrays.items():
         if not str(name).isidentifier():
             raise LoadError(f"{p}: input {name!r} is no keyword argument name; name the arrays "
@@ -221,9 +225,10 @@ def _keyword_data(p: Path, arrays: Mapping[str, torch.Tensor], y: torch.Tensor |
         if t.dtype.is_complex:
             raise LoadError(f"{p}: input {name!r} must hold real numbers; got dtype {t.dtype}")
         n = t.shape[0] if n is None else n
-        if t.shape[0] != n:
-            raise LoadError(f"{p}: the inputs differ in length: {next(iter(arrays))!r} holds "
-                            f"{n}, {name!r} {t.shape[0]} (one row per input in every array)")
+        if t.shape[0] not in (n, 1):
+            raise LoadError(f"{p}: the inputs differ in length: {key!r} holds {n}, {name!r} "
+                            f"{t.shape[0]} (one row per input in every array, or one row "
+                            "shared by all)")
         t = (t if t.dtype == torch.bool else t.float() if t.dtype.is_floating_point
              else t.long())
         if t.dtype.is_floating_point and not bool(torch.isfinite(t).all()):
