@@ -1227,8 +1227,12 @@ def _check_digital_readout(chip: Any) -> None:
     need = adder_tree_bits(rows, d)
     if chip.adc.bits < need:
         slices = f" of {d}-b input slices" if d > 1 else ""
+        default = ("" if chip.adc.bits != ADCConfig.__dataclass_fields__["bits"].default else
+                   f"; {chip.adc.bits} is ADCConfig's default: a TOML or dict that leaves "
+                   f"adc.bits out gets {need} here")
         _fail("ADCConfig", "bits", chip.adc.bits, f">= {need} for kind = 'digital' on "
-              f"{rows} rows per conversion{slices} (the digital column's sum, sign included)")
+              f"{rows} rows per conversion{slices} (the digital column's sum, sign "
+              f"included{default})")
     # every analog error that is set, by its section and field: the first one is named
     sections = (("NoiseConfig", "noise", ("thermal_sigma_lsb", "read_noise_rel", "nonlinearity")),
                 ("ADCConfig", "adc", ("gain_error", "offset_error_lsb", "comparator_noise_lsb")),
@@ -1429,8 +1433,9 @@ class ChipConfig(_Config):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChipConfig:
-        chip = _from_dict(cls, _window_predicted_by_default(_one_bit_cells_by_default(
-            _ramp_calibrated_by_default(data))), "")
+        prepared = _window_predicted_by_default(_one_bit_cells_by_default(
+            _ramp_calibrated_by_default(data)))
+        chip = _from_dict(cls, _digital_bits_by_default(cls, prepared), "")
         _warn_unpriced_tech(chip, data)
         return chip
 
@@ -1507,6 +1512,21 @@ def _one_bit_cells_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
     return data
 
 
+def _digital_bits_by_default(cls: type[ChipConfig], data: Mapping[str, Any]
+                             ) -> Mapping[str, Any]:
+    """``data`` with ``adc.bits`` the exact sum's width (:func:`adder_tree_bits`) where it
+    writes ``adc.kind = 'digital'`` and no bits: the tree's width follows from its rows and
+    input slices and prices nothing (ADCConfig's default of 8 b was refused as too narrow for
+    256 rows, a value the description never wrote). A value written is kept, and checked."""
+    adc = data.get("adc", {}) if isinstance(data, Mapping) else None
+    if not isinstance(adc, Mapping) or adc.get("kind") != ADCKind.DIGITAL.value \
+            or "bits" in adc:
+        return data
+    widest = _from_dict(cls, {**data, "adc": {**adc, "bits": 24}}, "")  # rows and slices
+    need = adder_tree_bits(widest.array.rows_per_group, widest.dac_bits)
+    return {**data, "adc": {**adc, "bits": need}}
+
+
 def _ramp_calibrated_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``data`` with ``adc.range_policy = 'calibrated'`` where it writes ``adc.kind = 'ramp'``
     and no range policy: the in-memory ramp's levels are fitted to calibration data, the only
@@ -1557,8 +1577,9 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
     to cimsim's defaults, each as ``"table.field = value"`` with the value the chip got: the
     node, supply, precisions, array, converter and cell; the compute window, the input drive
     and compute domain under the physical cost model; the read voltage and conductance of a
-    resistive cell; the read pulse where the cells' energy is priced over it (a resistive read
-    in the current domain, a temporal drive); the clock where it times the read-out (a digital
+    resistive cell; the unit capacitor of a charge-domain column; the read pulse where the
+    cells' energy is priced over it (a resistive read in the current domain, a temporal
+    drive); the clock where it times the read-out (a digital
     read-out, a single-slope counter); a time-to-digital converter's architecture; with
     ``scope="chip"`` (a whole chip's figures) the tiles, arrays per tile and tile buffers.
     What ``cimsim datasheet`` names, so that an estimate says what it rests on
@@ -1580,6 +1601,11 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
         wanted += _PHYSICAL_INPUTS  # a digital read-out has no analog drive or column sum
     if loaded.device.cell.resistive:
         wanted += _RESISTIVE_INPUTS
+    if (loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL
+            and loaded.tech.compute_domain is ComputeDomain.CHARGE):
+        # the unit capacitor sets the charge-domain column's energy, area and settling (0.1 to
+        # 10 fF moved a step 20x): a default it was given without a word
+        wanted.append(("tech", "cap_unit_ff"))
     if loaded.adc.kind in (ADCKind.DIGITAL, ADCKind.SINGLE_SLOPE):
         wanted.append(("tech", "clock_mhz"))
     if loaded.adc.kind is ADCKind.TDC:  # a counter or a SAR TDC: prices differ ~10x at 8 b

@@ -462,6 +462,24 @@ def test_a_description_that_allows_one_bit_cells_only_gets_them_unwritten(data):
         ChipConfig.from_dict(written)
 
 
+def test_a_digital_read_out_without_bits_gets_the_exact_sum_s_width():
+    """ADCConfig's default 8 b was refused for a digital read-out over 256 rows ('>= 10'),
+    a value the description never wrote: the tree's width follows from its rows and input
+    slices and prices nothing, so a description that leaves it out gets it. A value written
+    is kept and checked; the dataclass default says where it came from."""
+    digital = {"device": {"cell": "sram"}, "adc": {"kind": "digital"}}
+    assert ChipConfig.from_dict(digital).adc.bits == 10  # 256 rows, bit-serial
+    assert ChipConfig.from_dict({**digital, "dac": {"bits": 4},
+                                 "array": {"n_rows": 64}}).adc.bits == 11
+    with pytest.raises(ConfigError, match=r"ADCConfig\.bits = 9 is invalid; allowed: >= 10 .*"
+                                          r"included\)$"):
+        ChipConfig.from_dict({**digital, "adc": {"kind": "digital", "bits": 9}})
+    with pytest.raises(ConfigError, match=r"bits = 8 is invalid; .* 8 is ADCConfig's default: "
+                                          r"a TOML or dict that leaves adc\.bits out gets 10"):
+        ChipConfig(device=DeviceConfig(cell="sram", bits_per_cell=1), adc=ADCConfig(
+            kind="digital"))
+
+
 def test_a_toml_of_sram_cells_loads_without_bits_per_cell(tmp_path):
     path = tmp_path / "chip.toml"
     path.write_text('weight_bits = 4\n[device]\ncell = "sram"\n')
@@ -563,6 +581,13 @@ def test_unstated_inputs_names_what_the_description_leaves_to_defaults(tmp_path)
         "array.n_tiles = 64", "array.arrays_per_tile = 16", "array.tile_buffer_kib = 64.0")
     assert cimsim.config.unstated_inputs("published/legallo-natelec23", scope="chip") == (
         "array.tile_buffer_kib = 64.0",)
+    # a charge-domain column rests on its unit capacitor (0.1 to 10 fF moved a step 20x)
+    path.write_text('[device]\ncell = "sram"\n[tech]\ncost_model = "physical"\n'
+                    'compute_domain = "charge"\n')
+    assert "tech.cap_unit_ff = 1.0" in cimsim.config.unstated_inputs(path)
+    path.write_text('[device]\ncell = "sram"\n[tech]\ncost_model = "physical"\n'
+                    'compute_domain = "charge"\ncap_unit_ff = 2.0\n')
+    assert not any("cap_unit_ff" in g for g in cimsim.config.unstated_inputs(path))
 
 
 def test_a_cost_cell_of_another_family_than_the_simulated_cell_is_refused():

@@ -535,8 +535,13 @@ def breakdown_lines(sheet: dict[str, Any]) -> list[str]:
     lines.append(f"step: {st['step_ns']:.4g} ns, set by {limits} "
                  "(max of the window and the conversions, cimsim.cost.latency.step_ns)")
     if st["stated_window_ns"] is not None:
-        lines.append(f"  stated window    {st['stated_window_ns']:>10.4g} ns "
-                     "(tech.t_integrate_ns, else tech.t_read_ns)")
+        digital = sheet["adc"]["priced_by"] in ("adder tree", "ripple adders")
+        # a digital read-out's window is its clock (latency.stated_window_ns): the analog
+        # fields' label read as if a window had been stated
+        lines.append(f"  stated window    {st['stated_window_ns']:>10.4g} ns " + (
+            "(one digital clock, 1000 / tech.clock_mhz; a sensed resistive cell's read pulse "
+            "tech.t_read_ns where longer)" if digital else
+            "(tech.t_integrate_ns, else tech.t_read_ns)"))
     else:
         lines.append("  stated window          none (tech.window_stated = false)")
     if st["settling_ns"] is not None:

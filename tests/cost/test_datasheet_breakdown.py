@@ -64,6 +64,10 @@ def test_step_names_the_term_that_sets_it(capsys, name, limit):
             "predicted_window": r"the predicted window \(no window stated\)",
             "clock": "the digital clock"}[limit]
     assert re.search(rf"step: [0-9.]+ ns, set by {text}", out)
+    # a digital read-out's window is its clock, not a window the chip stated (it read
+    # '(tech.t_integrate_ns, else tech.t_read_ns)', and t_read_ns was 10)
+    (window,) = [line for line in out.splitlines() if "stated window" in line]
+    assert ("one digital clock, 1000 / tech.clock_mhz" in window) == (limit == "clock")
 
 
 def test_step_terms_known_answers():
