@@ -822,14 +822,21 @@ loss; the pim-qat and columnquant argument groups)."""
 
 
 def _refuse_other_methods_flags(args: argparse.Namespace, base: str) -> None:
-    """A flag of another method than ``base`` set off its default would be ignored: refused
-    (as ``--option`` is for a part the method lacks), naming the flag and its method."""
-    defaults = vars(build_parser().parse_args(_TRAIN_STUB))
+    """A flag of another method than ``base`` on the command line would be ignored: refused
+    (as ``--option`` is for a part the method lacks), naming the flag and its method. Given
+    at all, not only off its default (``--loss mse`` without distill trained as if absent);
+    a Namespace built without a command line: set off its default."""
+    argv = getattr(args, "argv", None)
+    if argv is not None:
+        given = _given_dests(argv)
+    else:
+        defaults = vars(build_parser().parse_args(_TRAIN_STUB))
+        given = {d for d in defaults if getattr(args, d, None) != defaults[d]}
     for method, dests in _METHOD_FLAGS.items():
         if method == base:
             continue
         for dest in dests:
-            if getattr(args, dest, None) != defaults[dest]:
+            if dest in given:
                 flag = "--no-" + dest.replace("_", "-") if dest.endswith("_rescale") \
                     else "--" + dest.replace("_", "-")
                 raise ConfigError(f"{flag}: read by --method {method} only, here --method "
@@ -839,6 +846,17 @@ def _refuse_other_methods_flags(args: argparse.Namespace, base: str) -> None:
 
 _TRAIN_STUB = ["train", "--model", "demo", "--chip", "ideal", "--out", "."]
 """The fewest arguments ``cimsim train`` parses: its defaults."""
+
+
+def _given_dests(argv: list[str]) -> set[str]:
+    """The options a command line gives (abbreviated or not, at any value): ``argv`` parsed
+    with every default of every command suppressed."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for sub in commands.choices.values():
+        for action in sub._actions:
+            action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
 
 
 def _recipe(args: argparse.Namespace):
@@ -1504,6 +1522,7 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # what was given (train)
     except _UsageError as exc:
         print(f"cimsim: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -76,6 +76,12 @@ def test_cli_refuses_bad_method_options(tmp_path, capsys):
      "pim-qat only, here --method columnquant"),
     (["--method", "qat+a-shift", "--weight-scale", "layer"], "--weight-scale: read by --method "
      "columnquant only, here --method qat\\+a-shift"),
+    # given at their defaults (or abbreviated) they were taken and ignored: given at all
+    (["--loss", "mse"], "--loss: read by --method distill only, here --method qat"),
+    (["--los", "mse"], "--loss: read by --method distill only"),
+    (["--weight-scale", "column"], "--weight-scale: read by --method columnquant only"),
+    (["--method", "pim-qat", "--psum-centre", "frozen"], "--psum-centre: read by --method "
+     "columnquant only, here --method pim-qat"),
 ])
 def test_cli_refuses_a_flag_of_another_method(tmp_path, capsys, extra, message):
     """A flag only another base method reads would be ignored (a qat run with --loss or
