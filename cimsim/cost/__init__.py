@@ -248,9 +248,13 @@ def estimate(
                              "count")
         n_inf = int(n_inferences)
     elif n_inf == 0:  # priced as 1: every energy, latency and TOPS came out 0, without a word
+        # (a drifting chip's deploy-time compensation read is counted without an inference:
+        # then not 0, but that read alone)
         warnings.warn("estimate: the model has run no inference since it was deployed (or "
-                      "reset): energy, latency and throughput are 0 (area is the chip's); "
-                      "call the model on inputs first", UserWarning, stacklevel=2)
+                      "reset): energy, latency and throughput are those of no inference (0, "
+                      "or only what deploy itself counted, such as a drift compensation's "
+                      "calibration read; area is the chip's); call the model on inputs first",
+                      UserWarning, stacklevel=2)
     if table is not None and not isinstance(table, TechTable):
         raise ValueError(f"table = {table!r} is invalid; allowed: None (the chip's node) or a "
                          "cimsim.cost.tables.TechTable")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import inspect
 import logging
 import math
 import numbers
@@ -230,11 +231,19 @@ class SimModel(nn.Module):
         else:  # the inputs in containers: counted 1 a call whatever they held
             n = next((c for a in (*args, *kwargs.values())
                       if (c := self._nested_samples(a)) is not None), 1)
-        with torch.no_grad(), explain_stop_iteration("SimModel"):
-            out = self.model(*args, **kwargs)
+        before = self._counts()
+        try:
+            with torch.no_grad(), explain_stop_iteration("SimModel"):
+                out = self.model(*args, **kwargs)
+        except BaseException:
+            # the layers that ran before the failure had counted their work, the inference
+            # count had not: every later report's per-inference figures held it
+            self._restore_counts(before)
+            raise
         self.n_inferences += n
         self.n_calls += 1
-        self._charge_time_multiplexing()
+        if n > 0:  # an empty batch reprograms nothing (it was charged a whole reload)
+            self._charge_time_multiplexing()
         return out
 
     def _call_samples(self, tensors: list[tuple[int | str, torch.Tensor]]) -> int:
@@ -263,6 +272,11 @@ class SimModel(nn.Module):
     def _batched(self, t: torch.Tensor, key: int | str | None) -> bool:
         """Whether ``t`` has a batch dimension (:meth:`_samples` reads its size there)."""
         ndim = None if key is None else self.calibration_ndims.get(key)
+        if ndim is None and key is not None:
+            # the argument calibrated by position and called by name, or the reverse: 32 ids
+            # passed as sim(ids=ids) counted 1 inference, an image as sim(x=img) 3
+            alias = _argument_alias(self.model, key)
+            ndim = None if alias is None else self.calibration_ndims.get(alias)
         return not (t.dim() <= self.batch_dim or (t.dim() == 1 and ndim != 1)
                     or (ndim is not None and t.dim() < ndim))
 
@@ -366,15 +380,24 @@ class SimModel(nn.Module):
         clipping counts and inference count are as they were before it (a BatchNorm
         calibration pass, :func:`cimsim.train.calibrate_bn`, entered the report's
         per-inference figures). The conversion noise stream moves on as for any forward."""
-        cores = [c for layer in self.sim_layers.values() for c in layer.cores]
-        saved = [c.counters() for c in cores]
-        state = (self.n_inferences, self.n_calls, self._extra)
+        before = self._counts()
         try:
             yield self
         finally:
-            for c, was in zip(cores, saved, strict=True):
-                c.restore(was)
-            self.n_inferences, self.n_calls, self._extra = state
+            self._restore_counts(before)
+
+    def _counts(self) -> tuple[list[Any], list[Any], tuple[Any, ...]]:
+        """What the run's work is counted in: every core's counters, the inference and call
+        counts and the extra events (for :meth:`_restore_counts`)."""
+        cores = [c for layer in self.sim_layers.values() for c in layer.cores]
+        return cores, [c.counters() for c in cores], (self.n_inferences, self.n_calls,
+                                                       self._extra)
+
+    def _restore_counts(self, counts: tuple[list[Any], list[Any], tuple[Any, ...]]) -> None:
+        cores, saved, state = counts
+        for c, was in zip(cores, saved, strict=True):
+            c.restore(was)
+        self.n_inferences, self.n_calls, self._extra = state
 
     def trace(self, x, *, batch_size: int = 64, max_code_vectors: int = 256):
         """Per-layer fidelity: every mapped layer's simulated output against float.
@@ -1626,6 +1649,20 @@ def seeded_draws(module: nn.Module, seed: int) -> Iterator[None]:
         for index in devices:
             torch.cuda.default_generators[index].manual_seed(seed)
         yield
+
+
+def _argument_alias(model: nn.Module, key: int | str) -> int | str | None:
+    """The other name of a forward argument: a position's parameter name, or a named
+    parameter's position (a parameter that can be passed either way); None where it has none
+    (``*args``, keyword-only, a forward without a signature)."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    either = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    if isinstance(key, int):
+        return params[key].name if key < len(params) and params[key].kind is either else None
+    return next((i for i, p in enumerate(params) if p.name == key and p.kind is either), None)
 
 
 def argument_ndims(args: Arguments) -> dict[int | str, int]:

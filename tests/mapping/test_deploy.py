@@ -1246,3 +1246,88 @@ def test_a_batch_of_one_beside_a_mask_or_initial_state_is_one_inference():
     sim = cimsim.deploy(Pos().eval(), "ideal", (ids, torch.zeros(4, 5, dtype=torch.long)))
     sim(ids, torch.zeros(3, 5, dtype=torch.long))
     assert sim.n_inferences == 3
+
+
+def test_a_forward_that_fails_counts_nothing():
+    """A forward that raised part-way (the linear layer refused a 9x9 image the convolution
+    had run on) left the convolution's events counted and the inference count as it was:
+    every later report held them (31,320 MACs per inference for 13,824)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(512, 5))
+    x = torch.randn(20, 3, 8, 8)
+    sim = cimsim.deploy(model, "ideal", x, seed=0)
+    sim(x)
+    clean = sim.report().layers.set_index("layer")["n_macs_per_inference"].to_dict()
+    sim.reset()
+    with pytest.raises(Exception):  # noqa: B017 - torch's own shape error
+        sim(torch.randn(20, 3, 9, 9))
+    assert sim.n_inferences == 0 and sim.n_calls == 0
+    sim(x)
+    assert sim.report().layers.set_index("layer")["n_macs_per_inference"].to_dict() == clean
+
+
+def test_an_empty_batch_reprograms_nothing():
+    """Over capacity (time-multiplexed), a call on 0 samples was charged a whole reload of the
+    arrays beyond the chip's: the reprogramming per inference doubled."""
+    torch.manual_seed(0)
+    chip = cimsim.load_chip("rram-22nm", overrides=["array.n_tiles=1", "array.arrays_per_tile=2",
+                                                    "array.allow_time_multiplexing=true"])
+    model = nn.Sequential(nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 8))
+    x = torch.randn(32, 200)
+    sim = cimsim.deploy(model, chip, x, seed=0)
+    sim(x)
+    before = sim.report().totals["n_reprogrammed_arrays_per_inference"]
+    sim(torch.randn(0, 200))
+    assert sim.report().totals["n_reprogrammed_arrays_per_inference"] == before > 0
+
+
+def test_the_no_inference_warning_matches_a_drifting_chip_s_report():
+    """Before any forward on pcm-22nm the warning said energy was 0 while the report showed
+    the deploy-time drift compensation's calibration read (560.8 pJ)."""
+    torch.manual_seed(0)
+    model, x = nn.Sequential(nn.Linear(16, 8)), torch.randn(8, 16)
+    sim = cimsim.deploy(model, "pcm-22nm", x, seed=0)
+    with pytest.warns(UserWarning, match="only what deploy itself counted, such as a drift "
+                                         "compensation's calibration read"):
+        totals = sim.report().totals
+    assert totals["energy_pj_per_inference"] > 0
+
+
+class _Recommender(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 16)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, ids):
+        return self.fc(self.emb(ids))
+
+
+class _Conv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_an_argument_counts_alike_by_position_and_by_name():
+    """The calibration's dimensions were kept by position or by name, as each batch passed
+    them: 32 ids (one per sample) passed as sim(ids=ids) after a positional calibration
+    counted 1 inference (every figure per inference 32 times too high), an unbatched image
+    passed as sim(x=img) counted its 3 channels."""
+    torch.manual_seed(0)
+    ids = torch.randint(0, 100, (32,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the embedding kept digital
+        by_position = cimsim.deploy(_Recommender(), "ideal", ids, seed=0)
+        by_name = cimsim.deploy(_Recommender(), "ideal", {"ids": ids}, seed=0)
+    for sim, call in ((by_position, lambda s: s(ids=ids)), (by_name, lambda s: s(ids))):
+        call(sim)
+        assert sim.n_inferences == 32
+    img = torch.randn(10, 3, 8, 8)
+    conv = cimsim.deploy(_Conv(), "ideal", img, seed=0)
+    conv(x=img[0])
+    assert conv.n_inferences == 1
