@@ -351,18 +351,15 @@ def _program_conductance(
         e = min(s + _DRAW_CHUNK, n)
         gc, zc = g[:e - s], z[:e - s]
         np.add(flat_d[s:e], g_off, out=gc)
-        if not dev.varies:  # sigma 0: exact, no normals drawn (draw_devices draws none)
-            pass
-        elif dev.variation is VariationKind.LOGNORMAL:
+        if dev.varies:  # sigma 0 programs exactly: no normals drawn (nor by draw_devices)
             rng.standard_normal(out=zc)
             zc *= dev.variation_sigma
-            gc *= np.exp(zc, out=zc)
-        elif dev.variation is VariationKind.GAUSSIAN:
-            rng.standard_normal(out=zc)
-            zc *= dev.variation_sigma
-            gc += zc
-            if not signed_cell:
-                np.maximum(gc, 0.0, out=gc)  # a conductance cannot go negative
+            if dev.variation is VariationKind.LOGNORMAL:
+                gc *= np.exp(zc, out=zc)
+            else:  # gaussian
+                gc += zc
+                if not signed_cell:
+                    np.maximum(gc, 0.0, out=gc)  # a conductance cannot go negative
         flat[s:e] = gc
     if dev.p_stuck_on > 0 or dev.p_stuck_off > 0:
         p_on, p_any = dev.p_stuck_on, dev.p_stuck_on + dev.p_stuck_off
