@@ -9,10 +9,16 @@ POSIX and Windows within one folder): a reader sees the old file or the new one,
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["write_bytes", "write_text"]
+from .errors import CimsimError
+
+__all__ = ["signals_deferred", "write_bytes", "write_set", "write_text"]
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
@@ -33,3 +39,45 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 def write_text(path: str | Path, text: str) -> Path:
     """:func:`write_bytes` of ``text`` in UTF-8 (newlines as given: byte-identical runs)."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held until the block ends, then delivered (main thread only, where
+    Python handles signals; elsewhere a plain block): the block's few quick writes all happen,
+    and the stop comes right after them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        got.append(signum)
+
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(sig)
+        if previous is not None:  # None: a handler not set from Python, left alone
+            saved[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        if got:
+            signal.raise_signal(got[0])
+
+
+def write_set(files: Sequence[tuple[Path, bytes]]) -> list[Path]:
+    """Write several files that belong together (a report's tables, page and figures), each
+    as :func:`write_bytes` does, and as a set: a target that is a folder is refused before
+    any is written (six tables were written beside a ``report.json`` that was a folder), and
+    a stop (Ctrl-C, SIGTERM) during the writes takes effect after the last (stopped after
+    three of a report's twelve files, they sat beside the earlier run's page). The bytes are
+    all made before the call: the writes themselves take milliseconds."""
+    for path, _ in files:
+        if Path(path).is_dir():
+            raise CimsimError(f"{str(path)!r} is a folder where a file is to be written; "
+                              "nothing was written (remove or rename the folder)")
+    with signals_deferred():
+        return [write_bytes(path, data) for path, data in files]

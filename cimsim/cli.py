@@ -968,6 +968,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     _check_train_args(args)
     _check_out(args.out)
+    for name in (CHECKPOINT, "training.json"):  # read as 'no checkpoint', failed after epoch 1
+        if (args.out / name).exists() and not (args.out / name).is_file():
+            raise ConfigError(f"--out: {args.out / name} is a folder where train writes a "
+                              "file; allowed: another --out, or remove the folder")
     recipe = _recipe(args)
     chip = recipe.chip(_load_chip(args))
     # before the data and the model load: a mistyped --time is its own one line, at once
@@ -1067,7 +1071,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if y_eval is not None:
         summary["twin_accuracy"] = accuracy(prepared, x_eval, y_eval, batch_size=None)
         print(f"{'twin accuracy':<24}{100 * summary['twin_accuracy']:.2f} %{note}")
-    write_text(args.out / "training.json", json.dumps(summary, indent=2) + "\n")
     if recipe.base == "columnquant":
         from .train.columnquant import deploy_columnquant
 
@@ -1086,6 +1089,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"BatchNorm calibrated on the deployed model{how}: {n_bn} modules, "
               f"{min(args.bn_calibration, x_train.shape[0])} training inputs")
     _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+    # after the report: a stop in the deploy or evaluation left a summary of these epochs
+    # beside an earlier run's report (the checkpoint holds the training; a rerun writes both)
+    write_text(args.out / "training.json", json.dumps(summary, indent=2) + "\n")
     _clear_stale_simulation(args.out, None, y_eval is not None)  # a simulate --time's files
     return 0
 

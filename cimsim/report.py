@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import _html
-from ._atomic import write_bytes, write_text
+from ._atomic import write_set
 from ._json import json_safe, numeric_name, saved_numbers
 from ._version import __version__
 from .config import ADCKind, ChipConfig, _is_int
@@ -318,17 +318,16 @@ class Report:
         images = {fname: _png(fig) for fname, fig in self.figures().items()}
         page = self.to_html(images)
         out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        # each file whole or not at all (cimsim._atomic): a run stopped mid-save never
-        # leaves a truncated report.json or table that `cimsim report` would read back
-        for name in _TABLES:
-            frame = getattr(self, name)
-            if name in ("layers", "components", "digital") or len(frame):
-                paths.append(write_text(out / f"{name}.csv", frame.to_csv(index=False)))
-        paths.append(write_text(out / "report.json", text))
-        for fname, png in images.items():
-            paths.append(write_bytes(out / fname, png))
-        paths.append(write_text(out / "report.html", page))
+        files = [(out / f"{name}.csv", getattr(self, name).to_csv(index=False).encode())
+                 for name in _TABLES if name in ("layers", "components", "digital")
+                 or len(getattr(self, name))]
+        files += [(out / "report.json", text.encode()), *((out / f, png) for f, png in
+                                                          images.items()),
+                  (out / "report.html", page.encode())]
+        # each file whole or not at all, and the files as a set (cimsim._atomic.write_set):
+        # a run stopped mid-save never leaves a truncated report.json that `cimsim report`
+        # would read back, nor new tables beside an earlier run's page
+        paths = write_set(files)
         # a file an earlier report wrote here and this one does not (a figure or a table it
         # has no rows for) would pass for this report's: removed. Only names cimsim writes.
         written = {p.name for p in paths}

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from .. import _html
-from .._atomic import write_bytes, write_text
+from .._atomic import write_set
 from .._json import saved_numbers
 from ..errors import CimsimError
 from .grid import AXES
@@ -70,29 +70,29 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     into ``out``; the paths written."""
     from ..report import _png, plot_pareto
 
-    paths = []
     # the files hold results only: the same command and seed write them byte for byte again
     # (a point's wall time stays in sweep.jsonl and in the frame run_sweep returns)
     table = frame.drop(columns=[c for c in TIMING_COLUMNS if c in frame])
-    # each file whole or not at all (cimsim._atomic): a sweep stopped mid-write never leaves
-    # a truncated sweep.json that `cimsim report` would read back
-    paths.append(write_text(out / "sweep.csv", table.to_csv(index=False)))
     doc = dict(meta)
     doc["front"] = [pid for pid, on in zip(frame["point_id"], frame["on_front"], strict=True) if on]
     doc["points"] = table_records(table)
-    paths.append(write_text(out / "sweep.json", json.dumps(clean(doc), indent=2,
-                                                           allow_nan=False)))
     fig = plot_pareto(frame, labels=point_labels(frame), by=front_group(frame),
                       title=f"{meta.get('model', 'model')} on {meta.get('chip', 'chip')}")
     png = _png(fig, dpi=120)
-    paths.append(write_bytes(out / "pareto.png", png))
-    time_png = None
-    if front_group(frame) == "time_s":
-        time_png = _accuracy_time(frame, meta)  # the page shows every figure the sweep wrote
-        paths.append(write_bytes(out / "accuracy_time.png", time_png))
-    else:  # an earlier time sweep's, which would pass for this one's
+    # the page shows every figure the sweep writes
+    time_png = _accuracy_time(frame, meta) if front_group(frame) == "time_s" else None
+    files = [(out / "sweep.csv", table.to_csv(index=False).encode()),
+             (out / "sweep.json", json.dumps(clean(doc), indent=2, allow_nan=False).encode()),
+             (out / "pareto.png", png)]
+    if time_png is not None:
+        files.append((out / "accuracy_time.png", time_png))
+    files.append((out / "sweep.html", sweep_html(table, png, meta, time_png).encode()))
+    # each file whole or not at all, and the files as a set (cimsim._atomic.write_set): a
+    # sweep stopped mid-write never leaves a truncated sweep.json that `cimsim report` would
+    # read back, nor a new table beside an earlier run's page
+    paths = write_set(files)
+    if time_png is None:  # an earlier time sweep's, which would pass for this one's
         (out / "accuracy_time.png").unlink(missing_ok=True)
-    paths.append(write_text(out / "sweep.html", sweep_html(table, png, meta, time_png)))
     return paths
 
 

@@ -153,3 +153,29 @@ def test_cli_qat_trains_on_the_logits_of_a_dict_output(tmp_path, capsys):
                  "1", "--calibration", "8", "--batch-size", "8",
                  "--out", str(tmp_path / "out")]) == 0
     assert "simulated accuracy" in capsys.readouterr().out
+
+
+def test_cli_refuses_a_folder_named_as_its_checkpoint_before_training(tmp_path, capsys):
+    """checkpoint.pt a folder read as 'no checkpoint': an epoch trained, then the write
+    failed; training.json a folder: every epoch trained first."""
+    for name in ("checkpoint.pt", "training.json"):
+        out = tmp_path / name.split(".")[0]
+        (out / name).mkdir(parents=True)
+        assert main(ARGS + ["--chip", "ideal", "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert f"{name} is a folder where train writes a file" in captured.err
+        assert "epoch 1/1" not in captured.out
+
+
+def test_cli_writes_the_training_summary_with_the_report(tmp_path, capsys, monkeypatch):
+    """training.json was written before the deploy: a stop in the deploy or the evaluation
+    left a summary of these epochs beside an earlier run's report."""
+    import cimsim.cli as cli
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_evaluate_and_save", stop)
+    out = tmp_path / "x"
+    assert main(ARGS + ["--chip", "ideal", "--out", str(out)]) == 130
+    assert (out / "checkpoint.pt").is_file() and not (out / "training.json").exists()
