@@ -824,14 +824,9 @@ loss; the pim-qat and columnquant argument groups)."""
 def _refuse_other_methods_flags(args: argparse.Namespace, base: str) -> None:
     """A flag of another method than ``base`` on the command line would be ignored: refused
     (as ``--option`` is for a part the method lacks), naming the flag and its method. Given
-    at all, not only off its default (``--loss mse`` without distill trained as if absent);
-    a Namespace built without a command line: set off its default."""
-    argv = getattr(args, "argv", None)
-    if argv is not None:
-        given = _given_dests(argv)
-    else:
-        defaults = vars(build_parser().parse_args(_TRAIN_STUB))
-        given = {d for d in defaults if getattr(args, d, None) != defaults[d]}
+    at all, not only off its default (``--loss mse`` without distill trained as if absent):
+    the command line :func:`main` parsed (``args.argv``)."""
+    given = _given_dests(args.argv)
     for method, dests in _METHOD_FLAGS.items():
         if method == base:
             continue
@@ -842,10 +837,6 @@ def _refuse_other_methods_flags(args: argparse.Namespace, base: str) -> None:
                 raise ConfigError(f"{flag}: read by --method {method} only, here --method "
                                   f"{args.method} (it would be ignored); allowed: leave it "
                                   f"out, or --method {method}")
-
-
-_TRAIN_STUB = ["train", "--model", "demo", "--chip", "ideal", "--out", "."]
-"""The fewest arguments ``cimsim train`` parses: its defaults."""
 
 
 def _given_dests(argv: list[str]) -> set[str]:

@@ -78,9 +78,7 @@ def data_fingerprint(*tensors: Any) -> str:
         if t is None:
             h.update(b"none")
         elif isinstance(t, dict):
-            for name, value in sorted(t.items()):
-                h.update(name.encode())
-                _hash_tensor(h, value)
+            _hash_named(h, t.items())
         else:
             _hash_tensor(h, t)
     return h.hexdigest()
