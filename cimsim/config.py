@@ -257,7 +257,8 @@ class InputDrive(_Choice):
     """How a row driver encodes an input (``physical`` cost model)."""
 
     AMPLITUDE = "amplitude"
-    """A voltage DAC: the row sits at x·V/x_max for the read pulse (cell energy ∝ x²)."""
+    """A voltage DAC: the row sits at x·V/x_max for the read pulse (the cell conducts ∝ x
+    and dissipates ∝ x²; the supply delivers ∝ x, the priced energy)."""
     PULSE_WIDTH = "pulse_width"
     """A pulse x·t_lsb wide at full read voltage (cell energy ∝ x)."""
     PULSE_COUNT = "pulse_count"
@@ -951,6 +952,12 @@ class TechConfig(_Config):
     """Digital supply voltage, V."""
     v_read_v: float = 0.2
     """Full-scale read voltage on a row, V."""
+    read_supply_v: float | None = None
+    """Supply a resistive column's read current is drawn from, V (``physical`` cost model);
+    None: ``vdd_v`` (``v_read_v`` where that is higher). The driver or bit-line clamp that
+    holds a line at its read voltage drops the rest, so a read costs this supply times the
+    charge the cells conduct (a dedicated rail at the read voltage: ``read_supply_v =
+    v_read_v``). At least ``v_read_v``."""
     t_read_ns: float = 10.0
     """Read pulse width per input plane, ns (1e-6 .. 1e9); not read by digital CIM
     (``adc.kind = 'digital'``), whose step is one clock (``clock_mhz``)."""
@@ -1036,6 +1043,11 @@ class TechConfig(_Config):
         _float_in(self, "node_nm", 3.0, 180.0)  # cimsim.cost.tables.MIN/MAX_NODE_NM
         _float_in(self, "vdd_v", 0.0, 5.0, lo_open=True)
         _float_in(self, "v_read_v", 0.0, 5.0, lo_open=True)
+        if self.read_supply_v is not None:
+            _float_in(self, "read_supply_v", 0.0, 5.0, lo_open=True)
+            if self.read_supply_v < self.v_read_v:  # a driver cannot raise a line above it
+                _fail("TechConfig", "read_supply_v", self.read_supply_v,
+                      f">= the read voltage, v_read_v = {self.v_read_v!r} V, or absent (vdd_v)")
         # physical ranges (1 fs .. 1 s, 1 kHz .. 1 THz): below them a time's share of a
         # conversion or step underflows to 0 and the figures divide by it
         _float_in(self, "t_read_ns", MIN_TIME_NS, MAX_TIME_NS)
@@ -1641,6 +1653,7 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
 # `tables` model a value written there changes no figure (each checked against datasheet())
 _PHYSICAL_ONLY_TECH = ("compute_domain", "cell_kind", "devices_per_cell", "weight_sets_stored",
                        "cell_area_f2", "cap_unit_ff", "wordline_v", "wordline_high_v",
+                       "read_supply_v",
                        "wordline_cap_ff_per_cell", "wordline_driver_cap_ff",
                        "wordline_switching", "window_stated")
 

@@ -351,6 +351,8 @@ def calibration_read_events(layer: ProgrammedLayer) -> dict[EventKey, float]:
         EventKey(C.ARRAY, A.ACTIVATION, 0): float(layer.n_groups * layer.n_col_tiles),
         EventKey(C.DAC, A.PULSE, chip.dac_bits): float(layer.n_inputs * layer.n_col_tiles),
         EventKey(C.CELL, A.READ, chip.device.bits_per_cell): float(layer.n_inputs * n_cols),
+        # the all-ones input: x^2 G and |x| G are both the cells' summed conductance
         EventKey(C.CELL, A.V2G_LSB, 0): float(layer.cell_rowsum.sum()),
+        EventKey(C.CELL, A.V1G_LSB, 0): float(layer.cell_rowsum.sum()),
         EventKey(C.ADC, A.CONVERT, chip.adc.bits): float(layer.n_groups * n_cols),
     }

@@ -106,7 +106,8 @@ from .tables import (
 __all__ = ["CCO_LSB_NS", "CELL_AREA_F2", "GATE_CAPACITANCE_FF_PER_UM", "MODELS",
            "MUX_PER_FULL_ADDER", "BlockFPModel",
            "PRODUCT_GATE_TRANSISTORS", "ComponentModel", "WeightingModel",
-           "adder_tree_full_adders", "component_models", "physical", "unit_transistor_area_um2"]
+           "adder_tree_full_adders", "component_models", "physical", "read_supply_v",
+           "unit_transistor_area_um2"]
 
 _C, _A = Component, Action
 
@@ -201,6 +202,15 @@ _DEFAULT_KIND = {CellTech.RRAM: CellKind.RRAM_1T1R, CellTech.PCM: CellKind.PCM,
 """The cell kind of each technology when ``tech.cell_kind`` is not given (SRAM and ideal cells:
 the 8T bit-cell; eDRAM: the 3T gain cell, the cell of the scaled-node macros read,
 docs/technology.md)."""
+
+
+def read_supply_v(chip: ChipConfig) -> float:
+    """The supply a resistive column's read current is drawn from, V: ``tech.read_supply_v``,
+    absent the chip's ``vdd_v`` (its ``v_read_v`` where that is higher: no driver raises a
+    line above its supply)."""
+    tech = chip.tech
+    return (tech.read_supply_v if tech.read_supply_v is not None
+            else max(tech.vdd_v, tech.v_read_v))
 
 
 def _resistive_kind(kind: CellKind) -> bool:
@@ -355,12 +365,13 @@ class ADCModel(ComponentModel):
         step's threshold is a cell of the array's kind, the reference column whose ``2^b + 5``
         cells :meth:`area_um2` counts (Yang, Mao et al., Nat. Commun. 2025; the tables' ramp
         prices the same read). A resistive cell conducts at its on-conductance for the step,
-        ``V_read^2 G_max devices t_step`` (a fixed bias: not supply-scaled; an upper bound, as
-        the tables' ``V_read^2 G_on t_step``); another cell kind: its priced bit-cell read."""
+        drawn from the read supply as the array's reads (:func:`read_supply_v`), ``V_s V_read
+        G_max devices t_step`` (an upper bound, as the tables' ``V_read^2 G_on t_step``);
+        another cell kind: its priced bit-cell read."""
         chip, tech = self.chip, self.chip.tech
         if _resistive_kind(cell_kind(chip)):  # V^2 * uS * ns = fJ
-            return (tech.v_read_v**2 * chip.device.g_max_us * tech.devices_per_cell
-                    * self.table.ramp_step_ns * 1e-3)
+            return (read_supply_v(chip) * tech.v_read_v * chip.device.g_max_us
+                    * tech.devices_per_cell * self.table.ramp_step_ns * 1e-3)
         return _cell_read(chip, self.table, NO_CALIBRATION, chip.device.bits_per_cell)
 
     def ramp_generator_pj(self, b: int) -> float:
@@ -572,10 +583,15 @@ class CellModel(ComponentModel):
     summed conductance of resistive reads) and writes.
 
     physical: current domain, resistive (RRAM, PCM, MRAM; the FeFET's and the flash cell's
-    channel at the read drain voltage): ``V^2 G t`` per read, times
-    ``devices_per_cell``; amplitude drive at ``V x / x_max`` for the read pulse (priced on
-    ``cell.v2g_lsb``, the run's sum of ``x^2 G``), temporal drive at full ``V`` for ``x`` LSB
-    times ``t_read / (2^b - 1)`` (priced on ``cell.v1g_lsb``, the sum of ``|x| G``).
+    channel at the read drain voltage): the charge the cells conduct, drawn from the read
+    supply ``V_s`` (:func:`read_supply_v`: ``tech.read_supply_v``, absent ``V_dd``; the driver
+    or bit-line clamp that holds a line at its read voltage drops the rest), ``V_s Q`` with
+    ``Q = V G t`` per read, times ``devices_per_cell``: amplitude drive at ``V x / x_max`` for
+    the read pulse, temporal drive at full ``V`` for ``x`` LSB times ``t_read / (2^b - 1)``,
+    both ``Q`` per unit of ``|x| G`` (priced on ``cell.v1g_lsb``, the run's sum of ``|x| G``;
+    a cell sensed to its bit on ``cell.v2g_lsb``, which counts its full-voltage reads). The
+    cell itself dissipates ``V Q`` of it (``x^2`` under amplitude drive); a chip's supply
+    delivers ``V_s Q``, and that is what a published TOPS/W measures.
     Current domain SRAM (and eDRAM gain cells, read through their decoupled read port): the
     tables' bit-line read per bit-cell. Charge domain: ``C_unit V_dd^2`` per product (half the
     stored bits are ones for uniform weights). Both models: ``cell.refresh`` per cell-ns held,
@@ -613,14 +629,16 @@ class CellModel(ComponentModel):
             return _cell_read(chip, table, cal, bits) * planes
         if not resistive or tech.compute_domain is ComputeDomain.CHARGE:
             return 0.0
-        temporal = tech.input_drive is not InputDrive.AMPLITUDE
-        if temporal != (action is _A.V1G_LSB):
-            return 0.0  # each drive is priced by one of the two sums
-        # the read pulse draws the column charge (read_charge_fc) across the read voltage:
-        # temporal drive (full V for x LSB times; bit-planes: popcount(x) pulses) V Q per unit
-        # of |x| G; amplitude drive (V x / x_max for the pulse) V / x_max Q per unit of x^2 G
-        v = tech.v_read_v if temporal else tech.v_read_v / read_levels(chip)
-        return v * self.read_charge_fc() * 1e-3 * cal.e("cell")  # V * fC = fJ
+        # the cells conduct read_charge_fc per unit of |x| G under every drive (amplitude: a
+        # current x / x_max of full scale for the pulse; temporal: full current for x LSB
+        # times; bit-planes: popcount(x) pulses), drawn from the read supply: the driver or
+        # clamp that sets the line's voltage drops the rest (the cell itself dissipates
+        # V_line Q, x^2 under amplitude drive, but the chip's supply delivers V_s Q). A sensed
+        # cell is read at full voltage once per nonzero slice: the run counts those reads in
+        # cell.v2g_lsb (cimsim.engine._read_v2g), the plain |x| G sum in cell.v1g_lsb
+        if sensed_cells(chip) != (action is _A.V2G_LSB):
+            return 0.0
+        return read_supply_v(chip) * self.read_charge_fc() * 1e-3 * cal.e("cell")  # V*fC=fJ
 
     def _digital_read_pj(self) -> float:
         """One read of a cell on an active row under a digital read-out (a nonzero d-bit

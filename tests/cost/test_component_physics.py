@@ -12,6 +12,7 @@ import pytest
 import cimsim
 from cimsim.config import ChipConfig
 from cimsim.cost import component_models
+from cimsim.cost._prices import sensed_cells
 from cimsim.cost.models import CellModel, WeightingModel, physical
 from cimsim.errors import ConfigError
 from cimsim.events import Action, Component
@@ -83,15 +84,20 @@ def test_prices_never_fall_with_supply_node_rows_or_columns(chip):
 
 @pytest.mark.parametrize("chip", [c for c in _chips() if c.device.cell.value in _RESISTIVE],
                          ids=lambda c: c.name)
-def test_fixed_bias_reads_do_not_follow_the_supply(chip):
-    """A resistive read at a fixed read voltage: its V^2 G t and its column charge do not move
-    with V_dd (no (V/0.8)^2 on a bias term); the mirrors that copy that charge from V_dd go as
-    V_dd, not V_dd^2; the programming energy is the device's."""
+def test_fixed_bias_reads_draw_their_charge_from_the_supply(chip):
+    """A resistive read at a fixed read voltage: its column charge does not move with V_dd,
+    and the supply delivers it, so the read's price goes as V_dd, not V_dd^2 (no (V/0.8)^2 on
+    a bias term), as the mirrors that copy that charge from V_dd; from a rail stated apart
+    (tech.read_supply_v) not at all; the programming energy is the device's."""
     lo, hi = (_variant(chip, vdd_v=v) for v in (0.7, 1.1))
     assert lo is not None and hi is not None
-    for action in (A.V2G_LSB, A.V1G_LSB, A.WRITE):
-        assert CellModel(lo).energy_pj(action, 1) == CellModel(hi).energy_pj(action, 1)
     assert CellModel(lo).read_charge_fc() == CellModel(hi).read_charge_fc() > 0
+    assert CellModel(lo).energy_pj(A.WRITE, 1) == CellModel(hi).energy_pj(A.WRITE, 1)
+    read = A.V2G_LSB if sensed_cells(chip) else A.V1G_LSB
+    ratio = CellModel(hi).energy_pj(read, 1) / CellModel(lo).energy_pj(read, 1)
+    assert ratio == pytest.approx(1.1 / max(0.7, chip.tech.v_read_v), rel=1e-12)
+    rail = [c.replace(tech=c.tech.replace(read_supply_v=chip.tech.v_read_v)) for c in (lo, hi)]
+    assert CellModel(rail[0]).energy_pj(read, 1) == CellModel(rail[1]).energy_pj(read, 1)
     m_lo, m_hi = WeightingModel(lo), WeightingModel(hi)
     ratio = m_hi.energy_pj(A.MIRROR_LSB) / m_lo.energy_pj(A.MIRROR_LSB)
     assert ratio == pytest.approx(1.1 / 0.7, rel=1e-12)

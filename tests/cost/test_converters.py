@@ -77,18 +77,22 @@ def test_single_slope_physical_known_answer():
 def test_ramp_physical_energy_reads_its_reference_column_known_answer():
     """The in-memory ramp's 2^b steps each read one reference cell (the column its area
     counts) and make one comparator decision: at 45 nm, 0.8 V and 6 b, 64 x (59.32 fJ, the
-    survey's flash step, + 0.55^2 V^2 x 10 uS x 1 ns = 3.025 fJ, the rram-22nm cell at its
-    on-conductance for the 1-ns step) + the 6-b latch. Fails where the reference reads are
-    left out (the tables' ramp prices them)."""
+    survey's flash step, + 0.8 V x 0.55 V x 10 uS x 1 ns = 4.4 fJ, the rram-22nm cell at its
+    on-conductance for the 1-ns step, its charge drawn from the 0.8-V supply) + the 6-b latch.
+    Fails where the reference reads are left out (the tables' ramp prices them)."""
     chip = chip_at("ramp", 6)
     assert (chip.tech.v_read_v, chip.device.g_max_us) == (0.55, 10.0)
     latch = 6 * T.tech_table(45.0).shift_add_energy_pj_per_bit
-    want = 64 * (59.32 + 0.55**2 * 10.0 * 1.0) * 1e-3 + latch
+    want = 64 * (59.32 + 0.8 * 0.55 * 10.0 * 1.0) * 1e-3 + latch
     assert adc(chip).energy_pj(A.CONVERT, 6) == pytest.approx(want)
-    # a fixed-bias read: the supply moves the comparator and latch, not the reference cell
+    # the supply moves the comparator and latch as V_dd^2, the reference read's charge as V_dd
     hi = adc(chip_at("ramp", 6, vdd_v=1.0))
-    assert hi.energy_pj(A.CONVERT, 6) - 64 * 3.025e-3 == pytest.approx(
+    assert hi.energy_pj(A.CONVERT, 6) - 64 * 5.5e-3 == pytest.approx(
         (64 * 59.32e-3 + latch) * (1.0 / 0.8) ** 2)
+    # a dedicated rail at the read voltage (tech.read_supply_v): 0.55^2 x 10 = 3.025 fJ a read
+    rail = adc(chip_at("ramp", 6, read_supply_v=0.55))
+    assert rail.energy_pj(A.CONVERT, 6) == pytest.approx(
+        64 * (59.32 + 3.025) * 1e-3 + latch)
 
 
 def test_ramp_physical_area_is_one_comparator_known_answer():
@@ -176,8 +180,8 @@ def test_one_bit_keeps_the_kind_where_it_is_not_one_comparator(kind):
     neuron still integrates, fires and resets: their survey prices stand at 1 b."""
     model = adc(chip_at(kind, 1))
     counter = 1 * model.table.shift_add_energy_pj_per_bit
-    # the ramp's two steps each read a reference cell: 0.55^2 V^2 x 10 uS x 1 ns = 3.025 fJ
-    reference = 2 * 0.55**2 * 10.0 * 1e-3 if kind == "ramp" else 0.0
+    # the ramp's two steps each read a reference cell: 0.8 V x 0.55 V x 10 uS x 1 ns = 4.4 fJ
+    reference = 2 * 0.8 * 0.55 * 10.0 * 1e-3 if kind == "ramp" else 0.0
     assert model.energy_pj(A.CONVERT, 1) == pytest.approx(
         fom_w_fj(kind, 45.0) * 2 * 1e-3 + counter + reference)
 

@@ -242,9 +242,10 @@ def test_a_sensed_cell_draws_its_off_current_but_does_not_sum_it():
 
 @pytest.mark.parametrize("cost_model", ["physical", "tables"])
 def test_sensed_cell_prices_by_hand(cost_model):
-    """Per cell read: V^2 G t (cell.v2g_lsb) plus one sense-amp decision (cell.read), the
-    1-b converter's (MNSIM 2.0's 1.63 fJ at 28 nm, node- and supply-scaled); per adder tree
-    (array.cols_per_adc columns) one sense amp's area."""
+    """Per cell read: its charge V G t (cell.v2g_lsb) at V (tables) or drawn from the 0.9-V
+    supply (physical), plus one sense-amp decision (cell.read), the 1-b converter's (MNSIM
+    2.0's 1.63 fJ at 28 nm, node- and supply-scaled); per adder tree (array.cols_per_adc
+    columns) one sense amp's area."""
     from cimsim.cost.tables import sense_amp_energy_fj
 
     chip = digital_chip(cell="mram", on_off_ratio=2.0, vdd_v=0.9, cost_model=cost_model,
@@ -254,7 +255,8 @@ def test_sensed_cell_prices_by_hand(cost_model):
     m = component_models(chip)
     assert m[C.CELL].energy_pj(A.READ, 1) == pytest.approx(sense_amp_energy_fj(22.0) * sf * 1e-3)
     g_lsb_us = chip.device.g_max_us / 2  # g_max - g_min at R_AP / R_P = 2
-    assert m[C.CELL].energy_pj(A.V2G_LSB, 0) == pytest.approx(0.2**2 * g_lsb_us * 2.0 * 1e-3)
+    v = 0.9 if cost_model == "physical" else 0.2
+    assert m[C.CELL].energy_pj(A.V2G_LSB, 0) == pytest.approx(v * 0.2 * g_lsb_us * 2.0 * 1e-3)
     assert m[C.ADC].area_um2() == pytest.approx(
         502 * t.accumulator_area_um2_per_bit + t.comparator_area_um2)
     assert m[C.ADC].energy_pj(A.CONVERT, 10) == pytest.approx(  # the adder tree as before
@@ -573,7 +575,8 @@ def test_wider_slices_cost_more_per_cycle_and_take_fewer_cycles(cost_model):
 def test_a_sensed_row_is_read_once_per_nonzero_slice(signed):
     """A sensed cell's row is read at the full read voltage once per nonzero d-bit slice (its
     bit then gates the slice in logic): the run counts those reads, Σ [x_p != 0] G, on both
-    engine paths and the torch backend, and both cost models price each at V_read^2 G t."""
+    engine paths and the torch backend, and both cost models price each read's charge
+    V_read G t: at V_read (tables) or drawn from the supply V_dd (physical)."""
     from cimsim import engine
     from cimsim.arrays.encoding import input_planes
     from cimsim.arrays.program import program
@@ -599,8 +602,9 @@ def test_a_sensed_row_is_read_once_per_nonzero_slice(signed):
     assert reads < (planes.astype(np.float64) ** 2).sum(axis=(0, 1)) @ layer.cell_rowsum
     for cost_model in ("physical", "tables"):
         m = component_models(chip.replace(tech=chip.tech.replace(cost_model=cost_model)))
+        v = chip.tech.vdd_v if cost_model == "physical" else 0.25
         assert m[C.CELL].energy_pj(A.V2G_LSB, 0) == pytest.approx(
-            0.25**2 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3)
+            v * 0.25 * chip.device.g_lsb_us * chip.tech.t_read_ns * 1e-3)
 
 
 @pytest.mark.parametrize("section,change,said", [

@@ -50,8 +50,8 @@ def test_cell_area_known_answer_in_both_cost_models(name, kind, f2, node, model)
 
 def test_fefet_read_energy_known_answer_from_the_run():
     """One driven row of a 1-b input over the 4 cells of two offset-encoded 4-b weights
-    (2 b per cell: digits 3,3 and 0,0): E = V^2 t (2 G(3) + 2 G(0)), G(d) = g_min + d g_lsb,
-    g_min = g_max / ratio, g_lsb = (g_max - g_min) / 3."""
+    (2 b per cell: digits 3,3 and 0,0): the charge V t (2 G(3) + 2 G(0)) drawn from the 0.8-V
+    supply, G(d) = g_min + d g_lsb, g_min = g_max / ratio, g_lsb = (g_max - g_min) / 3."""
     chip = preset("fefet-28nm", cost_model="physical")
     chip = chip.replace(weight_bits=4, input_bits=1, weight_encoding="offset",
                         adc=chip.adc.replace(range_policy="full_scale"),
@@ -67,18 +67,23 @@ def test_fefet_read_energy_known_answer_from_the_run():
     g_max, g_min = 10e-6, 10e-6 / 17.0
     g3, g0 = g_max, g_min
     v, t_s = 0.526, 10e-9
-    want_pj = v**2 * t_s * (2 * g3 + 2 * g0) * 1e12
-    assert e_cell == pytest.approx(want_pj)  # 0.118 pJ
+    want_pj = 0.8 * v * t_s * (2 * g3 + 2 * g0) * 1e12
+    assert e_cell == pytest.approx(want_pj)  # 0.179 pJ
 
 
 @pytest.mark.parametrize("model", ["tables", "physical"])
 def test_flash_read_per_summed_conductance_known_answer(model):
     """One cell-LSB of the flash preset (g_max (1 - 1/1000) / 15) at one DAC-LSB (0.51 V, a
-    1-b DAC) for 10 ns; nothing per cell read (the conductance sum prices it)."""
+    1-b DAC) for 10 ns, its charge at 0.51 V (tables: V^2 G t per unit of x^2 G) or drawn
+    from the 0.8-V supply (physical, per unit of |x| G); nothing per cell read (the
+    conductance sum prices it)."""
     cell = component_models(preset("flash-40nm", cost_model=model))[C.CELL]
     assert cell.energy_pj(A.READ, 1) == 0.0
     g_lsb_s = 3.92e-6 * (1 - 1 / 1000) / 15
-    assert cell.energy_pj(A.V2G_LSB) == pytest.approx(0.51**2 * g_lsb_s * 10e-9 * 1e12)
+    summed, other = (A.V1G_LSB, A.V2G_LSB) if model == "physical" else (A.V2G_LSB, A.V1G_LSB)
+    v = 0.8 if model == "physical" else 0.51
+    assert cell.energy_pj(summed) == pytest.approx(v * 0.51 * g_lsb_s * 10e-9 * 1e12)
+    assert cell.energy_pj(other) == 0.0
 
 
 def test_fefet_wordline_is_its_own_gate_known_answer():

@@ -40,7 +40,7 @@ def test_mram_cell_kind_and_area_known_answer():
 
 def test_mram_read_energy_known_answer_per_junction():
     """One driven row of a 1-b input over 4 junctions, two parallel and two antiparallel:
-    E = V^2 t (2 / R_P + 2 / R_AP) from the run's events."""
+    the charge V t (2 / R_P + 2 / R_AP) drawn from the 0.8-V supply, from the run's events."""
     chip = mram_physical()
     chip = chip.replace(weight_bits=2, input_bits=1, weight_encoding="offset",
                         adc=chip.adc.replace(range_policy="full_scale"),
@@ -56,8 +56,8 @@ def test_mram_read_energy_known_answer_per_junction():
     assert block.n_phys_cols == 4
     e_cell = estimate([layer_work(ev, block)], chip).energy_by_component()["cell"]
     v, t_s = 0.25, 10e-9
-    want_pj = v**2 * t_s * (2 / R_P_OHM + 2 / R_AP_OHM) * 1e12
-    assert e_cell == pytest.approx(want_pj)  # 0.156 pJ
+    want_pj = 0.8 * v * t_s * (2 / R_P_OHM + 2 / R_AP_OHM) * 1e12
+    assert e_cell == pytest.approx(want_pj)  # 0.5 pJ
 
 
 def test_mram_read_is_priced_per_summed_conductance_in_both_cost_models():
@@ -65,9 +65,12 @@ def test_mram_read_is_priced_per_summed_conductance_in_both_cost_models():
         chip = mram_physical(cost_model=model)
         cell = component_models(chip)[C.CELL]
         assert cell.energy_pj(A.READ, 1) == 0.0  # a resistive read: by its conductance
-        # one cell-LSB (G_P - G_AP = 1/12 kOhm) at one DAC-LSB (0.25 V) for 10 ns
-        assert cell.energy_pj(A.V2G_LSB) == pytest.approx(
-            0.25**2 * (1 / R_AP_OHM) * 10e-9 * 1e12)
+        # one cell-LSB (G_P - G_AP = 1/12 kOhm) at one DAC-LSB (0.25 V) for 10 ns: at 0.25 V
+        # per unit of x^2 G (tables), drawn from the 0.8-V supply per unit of |x| G (physical)
+        summed = A.V1G_LSB if model == "physical" else A.V2G_LSB
+        v = 0.8 if model == "physical" else 0.25
+        assert cell.energy_pj(summed) == pytest.approx(
+            v * 0.25 * (1 / R_AP_OHM) * 10e-9 * 1e12)
 
 
 def test_mram_wordline_known_answer():

@@ -109,8 +109,8 @@ def test_bitline_mirrors_copy_no_more_than_the_cells_read(kind):
 @pytest.mark.parametrize("drive", ["amplitude", "pulse_width"])
 def test_one_read_charge_prices_cell_and_mirror(kind, drive):
     """One source of truth: the mirrors copy CellModel.read_charge_fc at V_dd; a resistive
-    cell's read draws the same charge across V_read (temporal drive: V_read Q per |x| G;
-    amplitude: V_read / x_max Q per x^2 G)."""
+    cell's read draws the same charge from the same supply, V_dd Q per unit of |x| G under
+    either drive."""
     chip = _chip("current")
     chip = chip.replace(tech=chip.tech.replace(cell_kind=kind, input_drive=drive))
     cell, mirror = CellModel(chip), WeightingModel(chip)
@@ -118,9 +118,8 @@ def test_one_read_charge_prices_cell_and_mirror(kind, drive):
     assert mirror.energy_pj(Action.MIRROR_LSB) == pytest.approx(0.9 * q * 1e-3 / 8, rel=1e-12)
     if kind == "rram_1t1r":
         assert q == pytest.approx(0.2 * 2.0 * 10 / 15)
-        priced = cell.energy_pj(Action.V1G_LSB if drive == "pulse_width" else Action.V2G_LSB)
-        per_unit = 0.2 if drive == "pulse_width" else 0.2 / 15
-        assert priced == pytest.approx(per_unit * q * 1e-3, rel=1e-12)
+        assert cell.energy_pj(Action.V1G_LSB) == pytest.approx(0.9 * q * 1e-3, rel=1e-12)
+        assert cell.energy_pj(Action.V2G_LSB) == 0.0
     charge = chip.replace(tech=chip.tech.replace(compute_domain="charge"))
     assert CellModel(charge).read_charge_fc() == 0.0
 
