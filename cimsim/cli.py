@@ -965,6 +965,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                               "file; allowed: another --out, or remove the folder")
     recipe = _recipe(args)
     chip = recipe.chip(_load_chip(args))
+    if recipe.base == "pim-qat" and args.train_adc_bits:  # named by its flag, before the model
+        from .train.pimqat import check_train_adc_bits
+
+        check_train_adc_bits(chip, args.train_adc_bits, "--train-adc-bits")
     # before the data and the model load: a mistyped --time is its own one line, at once
     twin = {"devices": args.devices, "t_inference_s": _train_time(args, chip)}
     model, x_train, y_train, x_eval, y_eval, what = _train_data(args)

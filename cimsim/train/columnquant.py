@@ -42,7 +42,7 @@ from ..config import (
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel, replayable
 from ._data import eval_pass
-from .loop import check_lr, warn_if_only_steps_train
+from .loop import check_int, check_lr, warn_if_only_steps_train
 from .ternary import make_ternary, mean_abs_per_set
 from .twin import PreparedModel, TwinMatmul, prepare, recalibrate_adcs
 
@@ -101,6 +101,7 @@ def columnquant_chip(*, psum_bits: int, psum_scale: str = "column", weight_bits:
 
     _choice("psum_scale", psum_scale, GRANULARITIES)
     enc = _ENCODINGS[_choice("encoding", encoding, DECOMPOSITIONS)]
+    psum_bits = check_int("psum_bits", psum_bits, 1, 24)  # named as given (was cut to an int)
     if bits_per_cell is None:
         bits_per_cell = 1 if enc is WeightEncoding.TERNARY else 2
     base = load_chip("ideal") if base is None else base
@@ -112,7 +113,7 @@ def columnquant_chip(*, psum_bits: int, psum_scale: str = "column", weight_bits:
                                  kernel_preserving_tiling=True),
         device=base.device.replace(bits_per_cell=bits_per_cell),
         dac=base.dac.replace(bits=None),
-        adc=base.adc.replace(bits=int(psum_bits), range_policy=RangePolicy.CALIBRATED,
+        adc=base.adc.replace(bits=psum_bits, range_policy=RangePolicy.CALIBRATED,
                              calibration_granularity=CalibrationGranularity(psum_scale),
                              zero_aligned=True, calibration_stat="percentile",
                              percentile=99.9),

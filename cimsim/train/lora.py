@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from .loop import check_int
 from .twin import PreparedModel, TwinMatmul
 
 __all__ = ["LoRA", "add_lora", "lora_parameters", "merge_lora"]
@@ -61,8 +62,7 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
         does a frozen one (``requires_grad=False`` in the float model, kept by ``prepare``):
         an adapter would train it and the merge unfreeze it; it is named and stays frozen.
     """
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ConfigError(f"LoRA rank = {rank!r} is invalid; allowed: an integer >= 1")
+    rank = check_int("LoRA rank", rank, 1)
     alpha = float(rank if alpha is None else alpha)
     if not (math.isfinite(alpha) and alpha > 0):
         raise ConfigError(f"LoRA alpha = {alpha!r} is invalid; allowed: a number > 0")

@@ -37,6 +37,7 @@ from torch import nn
 
 from ..config import ChipConfig, Nonlinearity, RangePolicy, WeightEncoding, as_chip
 from ..errors import ConfigError
+from .loop import check_int
 from .twin import PreparedModel, TwinMatmul, conversion_digits, input_planes, prepare
 
 __all__ = ["DECOMPOSITIONS", "adc_moments", "apply_rescaling", "layer_rescale", "pim_chip",
@@ -79,8 +80,17 @@ def pim_chip(decomposition: str, *, adc_bits: int, rows: int, weight_bits: int =
     if decomposition not in DECOMPOSITIONS:
         raise ConfigError(f"decomposition = {decomposition!r} is invalid; allowed: "
                           f"{', '.join(DECOMPOSITIONS)}")
+    # this function's own arguments, named as given: a float was cut to an int while the
+    # chip's name kept it, and weight_bits reached the cell as bits_per_cell = w - 1
+    adc_bits = check_int("adc_bits", adc_bits, 1, 24)
+    rows = check_int("rows", rows, 1)
+    input_bits = check_int("input_bits", input_bits, 1)
+    one_cell = decomposition != "bit-serial"  # the signed weight's magnitude in one cell
+    weight_bits = check_int("weight_bits" + (f" ({decomposition}: one cell holds its "
+                                             "magnitude)" if one_cell else ""),
+                            weight_bits, 2 if one_cell else 1, 8 if one_cell else None)
     base = load_chip("ideal") if base is None else base
-    n_rows = max(int(rows), 128)
+    n_rows = max(rows, 128)
     if decomposition == "bit-serial":
         dac_bits, enc, bpc = 1, WeightEncoding.TWOS_COMPLEMENT, 1
     elif decomposition == "native":
@@ -94,10 +104,10 @@ def pim_chip(decomposition: str, *, adc_bits: int, rows: int, weight_bits: int =
     return base.replace(
         name=f"pim-{decomposition}-r{rows}-adc{adc_bits}", weight_bits=weight_bits,
         input_bits=input_bits, weight_encoding=enc, differential_readout="digital",
-        array=base.array.replace(n_rows=n_rows, n_cols=n_rows, rows_per_conversion=int(rows)),
+        array=base.array.replace(n_rows=n_rows, n_cols=n_rows, rows_per_conversion=rows),
         device=base.device.replace(bits_per_cell=bpc),
         dac=base.dac.replace(bits=dac_bits),
-        adc=base.adc.replace(bits=int(adc_bits), range_policy=RangePolicy.FULL_SCALE),
+        adc=base.adc.replace(bits=adc_bits, range_policy=RangePolicy.FULL_SCALE),
         noise=noise)
 
 
@@ -252,6 +262,28 @@ def transfer_scales(src: PreparedModel, dst: PreparedModel) -> None:
                 twin.weight_scale.copy_(s.weight_scale.detach())
 
 
+def check_train_adc_bits(chip: ChipConfig, bits: object, name: str = "train_adc_bits") -> int:
+    """``bits`` as the training twin's ADC bits for ``chip`` (an integer in 1..24), or a
+    ``ConfigError`` naming ``name`` (the command line's flag): on a chip whose ADC ranges are
+    calibrated only the chip's own bits deploy."""
+    bits = check_int(name, bits, 1, 24)
+    if chip.adc.range_policy is RangePolicy.CALIBRATED and bits != chip.adc.bits:
+        # refused before training: deploy(chip=) carries weights and scales onto the
+        # chip's own ADC, whose fixed tables are set by program; calibrated ranges would
+        # need the calibration pass the twin no longer holds (it failed after the epochs)
+        flag = name.startswith("--")
+        raise ConfigError(
+            f"{name} = {bits} on chip {chip.name!r}, whose "
+            "adc.range_policy = 'calibrated': the deployed chip's ADC ranges would need "
+            "calibrating at its own bits, which deploying a trained twin does not do; "
+            "allowed: a chip with adc.range_policy = 'full_scale' or 'fixed' (the paper's "
+            "adjusted-precision training uses full-scale ADCs"
+            + ("; --set adc.range_policy=full_scale" if flag else
+               "; on the command line --set adc.range_policy=full_scale")
+            + f"), or {name} equal to adc.bits ({chip.adc.bits})")
+    return bits
+
+
 def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig | str | Path, calibration, *,
                    seed: int = 0, forward_rescale: bool = True, backward_rescale: bool = True,
                    train_adc_bits: int | None = None, **options) -> PreparedModel:
@@ -280,22 +312,7 @@ def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig | str | Pa
     chip = as_chip(chip)
     train_chip = chip
     if train_adc_bits is not None:
-        if isinstance(train_adc_bits, bool) or not isinstance(train_adc_bits, int) \
-                or not 1 <= train_adc_bits <= 24:
-            raise ConfigError(f"train_adc_bits = {train_adc_bits!r} is invalid; allowed: an "
-                              "integer in [1, 24]")
-        if chip.adc.range_policy is RangePolicy.CALIBRATED and train_adc_bits != chip.adc.bits:
-            # refused before training: deploy(chip=) carries weights and scales onto the
-            # chip's own ADC, whose fixed tables are set by program; calibrated ranges would
-            # need the calibration pass the twin no longer holds (it failed after the epochs)
-            raise ConfigError(
-                f"train_adc_bits = {train_adc_bits} on chip {chip.name!r}, whose "
-                "adc.range_policy = 'calibrated': the deployed chip's ADC ranges would need "
-                "calibrating at its own bits, which deploying a trained twin does not do; "
-                "allowed: a chip with adc.range_policy = 'full_scale' or 'fixed' (the paper's "
-                "adjusted-precision training uses full-scale ADCs; on the command line "
-                "--set adc.range_policy=full_scale), or train_adc_bits equal to adc.bits "
-                f"({chip.adc.bits})")
+        train_adc_bits = check_train_adc_bits(chip, train_adc_bits)
         train_chip = train_chip.replace(adc=train_chip.adc.replace(bits=train_adc_bits))
     src = model if isinstance(model, PreparedModel) else None
     float_model = src.float_model() if src is not None else model

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from ..errors import ConfigError
+from .loop import check_int
 from .twin import PreparedModel, TwinMatmul
 
 __all__ = ["BITAUG_MODES", "adc_bits", "bitaug_loss", "kurtosis", "kurtosis_penalty",
@@ -120,9 +121,8 @@ def adc_bits(prepared: PreparedModel | Sequence[TwinMatmul], bits: int | None
     """Within the block, every twin converts at ``bits`` over its unchanged range (BitAug's
     other precisions; the twin's ``adc_bits_override`` hook). ``None``: the chip's bits."""
     twins = [t for _, t in _twins(prepared)]
-    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int)
-                             or not 1 <= bits <= 24):
-        raise ConfigError(f"adc bits = {bits!r} is invalid; allowed: an integer in 1..24")
+    if bits is not None:
+        bits = check_int("adc bits", bits, 1, 24)
     if bits is not None and any(t.nonlinear_adc for t in twins):
         raise ConfigError("BitAug needs a linear ADC (adc.kind = 'sar', 'flash', "
                           "'single_slope', 'cco', 'integrate_fire' or 'tdc'); the chip "

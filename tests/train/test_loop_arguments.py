@@ -161,3 +161,59 @@ def test_prepare_keeps_the_models_mode_and_distill_names_a_bad_seed():
     assert prepare(model.train(), "ideal", calibration=x).training is True
     with pytest.raises(ConfigError, match="seed = -1 is invalid"):
         distill(prep, model, x, seed=-1)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: _pim(adc_bits=4.5, rows=100), r"adc_bits = 4\.5 is invalid; allowed: an integer "
+     r"in \[1, 24\]"),
+    (lambda: _pim(adc_bits=4, rows=100.7), r"rows = 100\.7 is invalid; allowed: an integer "
+     r">= 1"),
+    (lambda: _pim(adc_bits=4, rows=0), r"rows = 0 is invalid; allowed: an integer >= 1"),
+    (lambda: _pim(adc_bits=4, rows=128, weight_bits=1),
+     r"weight_bits \(native: one cell holds its magnitude\) = 1 is invalid; allowed: an "
+     r"integer in \[2, 8\]"),
+    (lambda: _pim(adc_bits=4, rows=128, weight_bits=9, decomposition="differential"),
+     r"weight_bits \(differential: .*\) = 9 is invalid"),
+    (lambda: _cq(psum_bits=3.7), r"psum_bits = 3\.7 is invalid; allowed: an integer in "
+     r"\[1, 24\]"),
+])
+def test_method_chips_refuse_non_integer_and_out_of_range_arguments_by_their_names(
+        call, message):
+    """pim_chip / columnquant_chip cut 4.5 bits to 4 and 100.7 rows to 100 while the chip's
+    name kept 'adc4.5'/'r100.7'; weight_bits = 1 was refused as bits_per_cell = 0, and rows = 0
+    as rows_per_conversion with a wrong upper bound."""
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def _pim(decomposition="native", **kw):
+    from cimsim.train.pimqat import pim_chip
+
+    return pim_chip(decomposition, **kw)
+
+
+def _cq(**kw):
+    from cimsim.train.columnquant import columnquant_chip
+
+    return columnquant_chip(**kw)
+
+
+@pytest.mark.filterwarnings("ignore:PIM-QAT")  # a tiny model's slopes: not what is tested
+def test_method_chips_and_bits_accept_numpy_integers():
+    """A loop over np.arange(...) of bits: refused as 'allowed: an integer' (np.int64(5))."""
+    from cimsim.train.lora import add_lora
+    from cimsim.train.pimqat import prepare_pimqat
+    from cimsim.train.raoq import adc_bits
+
+    chip = _pim(adc_bits=np.int64(5), rows=np.int64(64), weight_bits=np.int64(4))
+    assert chip.name == "pim-native-r64-adc5" and chip.adc.bits == 5
+    assert _cq(psum_bits=np.int64(3)).adc.bits == 3
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4))
+    x = torch.randn(16, 16)
+    full = cimsim.load_chip("ideal")
+    full = full.replace(adc=full.adc.replace(bits=8, range_policy="full_scale"))
+    prepared = prepare_pimqat(model, full, x, train_adc_bits=np.int64(5))
+    assert len(add_lora(prepared, np.int64(2))) > 0
+    with adc_bits(prepared, np.int64(6)):
+        assert prepared(x).shape == (16, 4)

@@ -179,3 +179,20 @@ def test_cli_writes_the_training_summary_with_the_report(tmp_path, capsys, monke
     out = tmp_path / "x"
     assert main(ARGS + ["--chip", "ideal", "--out", str(out)]) == 130
     assert (out / "checkpoint.pt").is_file() and not (out / "training.json").exists()
+
+
+def test_cli_names_train_adc_bits_on_a_calibrated_chip_by_its_flag_before_the_model(
+        tmp_path, capsys, monkeypatch):
+    """Was refused by prepare_pimqat after the model and data loaded, naming the Python
+    field (train_adc_bits = 5 ...)."""
+    import cimsim.cli as cli
+
+    def no_data(*_a, **_k):
+        raise AssertionError("the data loaded before the refusal")
+
+    monkeypatch.setattr(cli, "_train_data", no_data)
+    assert main(ARGS + ["--chip", "rram-22nm", "--method", "pim-qat", "--train-adc-bits", "5",
+                        "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--train-adc-bits = 5 on chip 'rram-22nm'" in err
+    assert "--set adc.range_policy=full_scale" in err and "train_adc_bits" not in err
