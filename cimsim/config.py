@@ -957,7 +957,8 @@ class TechConfig(_Config):
     None: ``vdd_v`` (``v_read_v`` where that is higher). The driver or bit-line clamp that
     holds a line at its read voltage drops the rest, so a read costs this supply times the
     charge the cells conduct (a dedicated rail at the read voltage: ``read_supply_v =
-    v_read_v``). At least ``v_read_v``."""
+    v_read_v``). At least ``v_read_v``; absent for a CMOS bit-cell or a charge-domain column
+    (no read current is drawn)."""
     t_read_ns: float = 10.0
     """Read pulse width per input plane, ns (1e-6 .. 1e9); not read by digital CIM
     (``adc.kind = 'digital'``), whose step is one clock (``clock_mhz``)."""
@@ -1481,21 +1482,41 @@ def _check_cell_kind(chip: ChipConfig) -> None:
           "simulated cell's family; 'ideal' cells take any)")
 
 
+def _priced_cell(chip: ChipConfig) -> tuple[bool, str]:
+    """Whether the cost model prices ``chip``'s cell as a resistive one, and its name."""
+    kind = chip.tech.cell_kind
+    resistive = (kind.value in _NVM_KINDS if kind is not None
+                 else chip.device.cell.resistive)
+    return resistive, (kind.value if kind is not None
+                       else f"device.cell = '{chip.device.cell.value}'")
+
+
+_RESISTIVE_CELLS = (f"tech.cell_kind one of {', '.join(repr(k) for k in _NVM_KINDS)}, or a "
+                    "resistive device.cell")
+
+
 def _check_devices_per_cell(chip: ChipConfig) -> None:
     """Devices in parallel are a resistive cell's (its conductance, read and area multiply);
     a CMOS bit-cell (SRAM, eDRAM, and an ``ideal`` cell priced as one) holds one transistor
     circuit per stored bit, so the field would be silently ignored: refused, as
-    ``retention_ns`` is on a cell that is not refreshed."""
+    ``retention_ns`` is on a cell that is not refreshed. So is ``read_supply_v`` where no
+    read current is drawn from it: a CMOS bit-cell, or a charge-domain column (its capacitors
+    share charge, they conduct none)."""
     n = chip.tech.devices_per_cell
-    kind = chip.tech.cell_kind
-    resistive = (kind.value in _NVM_KINDS if kind is not None
-                 else chip.device.cell.resistive)
+    resistive, priced = _priced_cell(chip)
     if n != 1 and not resistive:
-        priced = kind.value if kind is not None else f"device.cell = '{chip.device.cell.value}'"
         _fail("TechConfig", "devices_per_cell", n,
               f"1 for a CMOS bit-cell ({priced}): parallel devices are a resistive cell's "
-              f"(tech.cell_kind one of {', '.join(repr(k) for k in _NVM_KINDS)}, or a "
-              "resistive device.cell)")
+              f"({_RESISTIVE_CELLS})")
+    supply = chip.tech.read_supply_v
+    if supply is not None and not resistive:
+        _fail("TechConfig", "read_supply_v", supply,
+              f"absent for a CMOS bit-cell ({priced}): it supplies a resistive cell's read "
+              f"current ({_RESISTIVE_CELLS})")
+    if supply is not None and chip.tech.compute_domain is ComputeDomain.CHARGE:
+        _fail("TechConfig", "read_supply_v", supply,
+              "absent for compute_domain = 'charge' (its capacitors share charge; no read "
+              "current is drawn): it supplies a current-domain column's read")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1607,7 +1628,9 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
         raise ConfigError(f"unstated_inputs scope = {scope!r} is invalid; allowed: 'macro', "
                           "'chip'")
     data, where = _chip_data(chip, overrides)
-    loaded = _validated(data, where)
+    with warnings.catch_warnings():  # said by the load the caller made (datasheet: twice)
+        warnings.filterwarnings("ignore", message=_UNPRICED_TECH_WARNING)
+        loaded = _validated(data, where)
     wanted = list(_KEY_INPUTS)
     if loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL:
         wanted += _PHYSICAL_INPUTS  # a digital read-out has no analog drive or column sum
@@ -1646,6 +1669,15 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
             # read pulse, and the window lasts no less: the default pulse may set the step
             out.append(f"tech.t_read_ns = {loaded.tech.t_read_ns!r} (the read pulse the cells' "
                        "energy is priced over; the window lasts no less)")
+    if (loaded.tech.cost_model is CostModel.PHYSICAL and _priced_cell(loaded)[0]
+            and loaded.tech.compute_domain is ComputeDomain.CURRENT
+            and isinstance(tech, Mapping) and "read_supply_v" not in tech):
+        # the read charge times this supply is most of a resistive macro's energy (3x between
+        # the 0.8-V supply and a rail at a 0.2-V read voltage on HERMES)
+        from .cost.models import read_supply_v  # cost builds on config: imported here
+
+        out.append(f"tech.read_supply_v = {read_supply_v(loaded)!r} (the supply the cells' "
+                   "read current is drawn from: vdd_v, or v_read_v where higher)")
     return tuple(out)
 
 
@@ -1656,6 +1688,9 @@ _PHYSICAL_ONLY_TECH = ("compute_domain", "cell_kind", "devices_per_cell", "weigh
                        "read_supply_v",
                        "wordline_cap_ff_per_cell", "wordline_driver_cap_ff",
                        "wordline_switching", "window_stated")
+
+
+_UNPRICED_TECH_WARNING = r"\[tech\] .* read by the physical cost model only"
 
 
 def _warn_unpriced_tech(chip: ChipConfig, data: Mapping[str, Any]) -> None:

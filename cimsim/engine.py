@@ -23,7 +23,7 @@ from .arrays.analog import analog_from_partial_sums, nonlinearity_args
 from .arrays.drift import gain_events
 from .arrays.encoding import input_planes, input_range, plane_layout
 from .arrays.program import ProgrammedLayer, sensed_cells
-from .config import ActFormat, RangePolicy, SignedInputMode
+from .config import ActFormat, InputDrive, RangePolicy, SignedInputMode
 from .errors import ConfigError
 from .events import Action, Component, EventKey, Events
 
@@ -160,10 +160,20 @@ def _blocks(
 
 def _v1g(planes, layer: ProgrammedLayer) -> tuple[float, float]:
     """Σ_p Σ_k |x_p[k]| · rowsum[k] of a chunk's planes (NumPy or torch, (P, M, K)) for the
-    layer's ``cell_rowsum`` (the read charge of temporal drive) and its ``weighted_rowsum``
-    (the charge the slice-weighting mirrors copy; 0 where none)."""
-    a = np.asarray(abs(planes).sum(axis=(0, 1), dtype=np.float64) if isinstance(
-        planes, np.ndarray) else planes.abs().sum(dim=(0, 1)).double().cpu().numpy())
+    layer's ``cell_rowsum`` (the read charge: a current ∝ x for the pulse, or full current for
+    x LSB times) and its ``weighted_rowsum`` (the charge the slice-weighting mirrors copy; 0
+    where none). A bit-plane drive (``tech.input_drive = 'bit_planes'``) reads each cell
+    once per plane whose bit is 1, so it counts ``popcount(x_p[k])`` of the input's ``B``-bit
+    two's complement (a signed input's sign plane included) in place of ``|x_p[k]|``."""
+    numpy = isinstance(planes, np.ndarray)
+    if layer.chip.tech.input_drive is InputDrive.BIT_PLANES:
+        ints = planes.astype(np.int64, copy=False) if numpy else planes.long()  # (torch: float)
+        bits = [(ints >> j) & 1 for j in range(layer.chip.input_bits)]
+        a = np.asarray(sum(b.sum(axis=(0, 1), dtype=np.float64) for b in bits) if numpy
+                       else sum(b.sum(dim=(0, 1)) for b in bits).double().cpu().numpy())
+    else:
+        a = np.asarray(abs(planes).sum(axis=(0, 1), dtype=np.float64) if numpy
+                       else planes.abs().sum(dim=(0, 1)).double().cpu().numpy())
     w = layer.weighted_rowsum
     return float(a @ layer.cell_rowsum), 0.0 if w is None else float(a @ w)
 

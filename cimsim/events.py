@@ -92,8 +92,9 @@ REGISTRY: dict[tuple[Component, Action], str] = {
     (_C.DAC, _A.PULSE): "row-driver pulses at `bits` DAC resolution",
     (_C.CELL, _A.READ): "cell reads (`bits` per cell)",
     (_C.CELL, _A.V2G_LSB): "summed x² · G of the cells read (cell-LSB · DAC-LSB²)",
-    (_C.CELL, _A.V1G_LSB): "summed |x| · G of the cells read (cell-LSB · DAC-LSB): the read "
-                           "charge of temporal (pulse-width/count) drive",
+    (_C.CELL, _A.V1G_LSB): "summed |x| · G of the cells read (cell-LSB · DAC-LSB): their read "
+                           "charge under every drive (bit-plane drive: popcount(x) · G, one "
+                           "full-voltage read per plane whose bit is 1)",
     (_C.CELL, _A.WRITE): "cells programmed (`bits` per cell)",
     (_C.CELL, _A.REFRESH): "cell-nanoseconds of refreshed (eDRAM) cells holding weights: the "
                            "occupied arrays' cells times the inference time (derived by the "

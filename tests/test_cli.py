@@ -475,7 +475,7 @@ def test_set_overrides_a_chip_field_in_every_command(digits_files, tmp_path, cap
     assert main(["datasheet", "published/li-esscirc22", "--json"]) == 0
     plain = json.loads(capsys.readouterr().out)
     assert main(["datasheet", "published/li-esscirc22", "--json", "--set", "adc.bits=4",
-                 "--set", "device.g_max_us=20"]) == 0
+                 "--set", "device.g_max_us=20", "--set", "tech.read_supply_v=0.7"]) == 0
     changed = json.loads(capsys.readouterr().out)
     assert changed["tops_per_w"] != plain["tops_per_w"]
     assert plain["unstated"] and not changed["unstated"]

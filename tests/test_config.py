@@ -561,7 +561,8 @@ def test_unstated_inputs_names_what_the_description_leaves_to_defaults(tmp_path)
         "device.g_max_us = 10.0", "tech.v_read_v = 0.2",
         "tech.window_stated = false (the window predicted from the column's settling)",
         "tech.t_read_ns = 10.0 (the read pulse the cells' energy is priced over; the window "
-        "lasts no less)")
+        "lasts no less)", "tech.read_supply_v = 0.9 (the supply the cells' read current is "
+        "drawn from: vdd_v, or v_read_v where higher)")
     path.write_text('[tech]\nnode_nm = 65\n')  # the tables model and every default
     assert cimsim.config.unstated_inputs(path) == (
         "tech.vdd_v = 0.8", "weight_bits = 8", "input_bits = 8", "array.n_rows = 256",
@@ -580,7 +581,8 @@ def test_unstated_inputs_names_what_the_description_leaves_to_defaults(tmp_path)
     assert cimsim.config.unstated_inputs(path, scope="chip") == got + (
         "array.n_tiles = 64", "array.arrays_per_tile = 16", "array.tile_buffer_kib = 64.0")
     assert cimsim.config.unstated_inputs("published/legallo-natelec23", scope="chip") == (
-        "array.tile_buffer_kib = 64.0",)
+        "array.tile_buffer_kib = 64.0", "tech.read_supply_v = 0.8 (the supply the cells' read "
+        "current is drawn from: vdd_v, or v_read_v where higher)")
     # a charge-domain column rests on its unit capacitor (0.1 to 10 fF moved a step 20x)
     path.write_text('[device]\ncell = "sram"\n[tech]\ncost_model = "physical"\n'
                     'compute_domain = "charge"\n')
@@ -669,4 +671,5 @@ def test_overrides_set_fields_over_a_description_before_it_is_validated():
     from cimsim.config import unstated_inputs
 
     assert "device.g_max_us = 10.0" in unstated_inputs("published/li-esscirc22")
-    assert unstated_inputs("published/li-esscirc22", overrides=["device.g_max_us=20"]) == ()
+    assert unstated_inputs("published/li-esscirc22", overrides=[
+        "device.g_max_us=20", "tech.read_supply_v=0.7"]) == ()

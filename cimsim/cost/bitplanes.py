@@ -15,10 +15,11 @@ column and input vector), which the config requires; only the cost differs:
   and one word-line switching per plane whose bit is 1, :func:`mean_set_bits` of them per
   nonzero ``B``-bit input (uniform inputs; the run counts nonzero inputs, not their bits);
 * **cells**: read once per plane whose bit is 1 at the full read voltage for the read pulse:
-  resistive ``V^2 G t_read`` per read, so the energy follows ``popcount(x)``, not ``x^2``
-  (``t_read · B / (2^B - 1)`` per unit of the run's ``Σ |x| G``, :func:`analog_phases`, exact
-  in expectation for uniform inputs); charge domain ``C V^2 / 2`` per product and plane; SRAM
-  bit-line reads one per plane;
+  resistive, the charge ``V G t_read`` per read drawn from the read supply, so the energy
+  follows ``popcount(x)``, not ``x^2``: the run counts ``Σ popcount(x) G`` exactly
+  (``cimsim.engine._v1g``; a signed input's ``B``-bit two's complement, its sign plane
+  included); charge domain ``C V^2 / 2`` per product and plane; SRAM bit-line reads one per
+  plane;
 * **accumulator** (priced with the converter it feeds): per physical column and plane one
   charge share of the column's capacitance ``C_col`` (:func:`.settling.column_capacitance_ff`)
   with an equal capacitor. Two equal capacitors ``C`` at ``V1`` and ``V2`` connected settle at
@@ -52,14 +53,8 @@ def applies(chip: ChipConfig) -> bool:
 
 
 def analog_phases(chip: ChipConfig) -> int:
-    """Analog phases of one step: ``B`` (the input's bits) with bit-plane accumulation, else 1.
-
-    Also the factor on the read time per unit of ``|x|``: temporal drive conducts
-    ``t_read / (2^b - 1)`` per unit (the largest input's pulse spread over its LSBs); a
-    bit-plane drive conducts the whole pulse once per plane whose bit is 1,
-    ``popcount(x) · t_read``, and the run sums ``|x|``, whose expectation over uniform inputs
-    is ``(2^B - 1) / 2`` against ``B / 2`` ones: ``B · t_read / (2^B - 1)`` per unit of
-    ``|x|`` (exact in expectation for uniform inputs, with or without zeros)."""
+    """Analog phases of one step: ``B`` (the input's bits) with bit-plane accumulation, else 1
+    (the windows of a step, :func:`.latency.step_ns`)."""
     return chip.dac_bits if applies(chip) else 1
 
 

@@ -157,9 +157,9 @@ def compute_window_ns(chip: ChipConfig, table: TechTable | None = None) -> float
 
 def read_pulse_priced(chip: ChipConfig) -> bool:
     """Whether the physical model prices the cells' read over the read pulse ``t_read_ns``:
-    resistive cells in the current domain (``V^2 G t_read``) and temporal drives (the pulse
-    train lasts ``t_read_ns``). An SRAM or gain cell's amplitude-driven read is a bit-line
-    discharge (no pulse length), a charge-domain product a capacitor's switching."""
+    resistive cells in the current domain (their charge ``V G t_read``) and temporal drives
+    (the pulse train lasts ``t_read_ns``). An SRAM or gain cell's amplitude-driven read is a
+    bit-line discharge (no pulse length), a charge-domain product a capacitor's switching."""
     tech = chip.tech
     current = tech.compute_domain is ComputeDomain.CURRENT
     return ((current and _resistive_kind(cell_kind(chip)))

@@ -23,8 +23,9 @@ Two cost models (``chip.tech.cost_model``):
     Component models from circuits and the ADC survey; no per-chip factor. Converters:
     :mod:`.adc_survey`. Row drivers: amplitude DACs or temporal drivers (pulse width / count),
     with the word line's ``C_wl V_wl^2`` per activated row. Cells: the read physics of the
-    compute domain (current: ``V^2 G t`` of resistive cells, bit-line discharge of SRAM;
-    charge: ``C V^2`` of the switched capacitor per product) and the cell kind's area
+    compute domain (current: the charge ``V G t`` of resistive cells drawn from the read
+    supply, bit-line discharge of SRAM; charge: ``C V^2`` of the switched capacitor per
+    product) and the cell kind's area
     (SRAM 6T/8T/10T, RRAM 1T1R, PCM, MRAM 1T1MTJ, FeFET 1T, NOR flash, multi-device).
     Periphery, buffers and links: the tables.
     ``docs/cost-model.md`` gives every formula, ``docs/technology.md`` every source.
@@ -214,7 +215,7 @@ def read_supply_v(chip: ChipConfig) -> float:
 
 
 def _resistive_kind(kind: CellKind) -> bool:
-    # read as a summed conductance, V^2 G t: resistive devices and the FeFET / flash channel
+    # read as a summed conductance (charge V G t): resistive devices, the FeFET / flash channel
     return kind in (CellKind.RRAM_1T1R, CellKind.PCM, CellKind.MRAM_1T1MTJ, CellKind.FEFET_1T,
                     CellKind.FLASH_NOR)
 
@@ -649,9 +650,9 @@ class CellModel(ComponentModel):
         pitch-wide input (1 fF/um); tables: the CIM bit-cell read per switching gate (the
         tables' 8T cell reads its 1-b product through its read port). A resistive cell sensed
         to its bit (both models): one sense-amplifier decision (its read current is
-        cell.v2g_lsb's V^2 G t); at ``d = 1`` its bit is the product (a zero input bit leaves
-        the row undriven, nothing to gate), at ``d > 1`` the sensed bit gates the slice: ``m(d)``
-        switching gates as a bit-cell's."""
+        cell.v2g_lsb's charge V G t from the read supply); at ``d = 1`` its bit is the
+        product (a zero input bit leaves the row undriven, nothing to gate), at ``d > 1`` the
+        sensed bit gates the slice: ``m(d)`` switching gates as a bit-cell's."""
         chip, cal = self.chip, self.cal
         m = bitplanes.mean_set_bits(chip.dac_bits)
         if sensed_cells(chip):
@@ -674,19 +675,23 @@ class CellModel(ComponentModel):
 
         Resistive cells (and the FeFET's and flash cell's channel) conduct for the read pulse:
         ``V_read G_lsb devices t_read / (2^b - 1)`` (amplitude: ``V_read x / x_max`` for
-        ``t_read``; temporal: ``V_read`` for ``x`` LSB times; bit-planes: ``B`` whole pulses
-        over the ``2^B - 1`` of a full input, :func:`.bitplanes.analog_phases`). SRAM and eDRAM
+        ``t_read``; temporal: ``V_read`` for ``x`` LSB times; bit-planes: one whole pulse,
+        ``V_read G_lsb devices t_read``, per read the run counts, one per plane whose bit is
+        1, ``popcount(x)``). SRAM and eDRAM
         gain cells (current domain, a bit-line discharge): the bit line's charge ``C ΔV``,
         which the supply restores at ``V_dd``, so the priced bit-cell read ``E_read`` (the
         tables' bit-line read, supply-scaled) is ``V_dd C ΔV``: ``E_read / V_dd`` per read of
-        a full-scale input on a full-scale cell, spread over ``(2^b - 1)`` DAC-LSB and the
-        cell's ``2^c - 1`` levels (the same phases as the resistive read). Bounded by the
+        a full-scale input on a full-scale cell, spread over ``(2^b - 1)`` DAC-LSB (bit-planes:
+        per counted read) and the cell's ``2^c - 1`` levels (as the resistive read). Bounded by the
         line's capacitance and swing, not by the window: a longer step draws no more. Charge
         domain: 0 (a capacitor's charge is shared, not conducted)."""
         chip, tech = self.chip, self.chip.tech
         if tech.compute_domain is ComputeDomain.CHARGE:
             return 0.0
-        per_lsb = bitplanes.analog_phases(chip) / read_levels(chip)
+        # a bit-plane drive's run counts reads (popcount(x), cimsim.engine._v1g): a whole
+        # pulse at full voltage each; otherwise DAC-LSBs of the 2^b - 1 of a full input
+        per_lsb = (1.0 if chip.tech.input_drive is InputDrive.BIT_PLANES
+                   else 1.0 / read_levels(chip))
         # the tables price a resistive read (v2g_lsb) by device.cell on one device per cell
         # (they read no tech.cell_kind or devices_per_cell): the charge is that read's
         resistive = (_resistive_kind(cell_kind(chip)) if self.physical

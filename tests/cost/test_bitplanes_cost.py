@@ -91,7 +91,37 @@ def test_outputs_are_the_exact_product_and_those_of_the_one_shot_amplitude_drive
     y_amp, ev_amp = cimsim.matmul(x, w, _chip(drive="amplitude", cell="ideal", adc_bits=24),
                                   seed=0)
     assert np.array_equal(y, y_amp)
-    assert ev == ev_amp  # the same run: only the prices differ
+    # the same run; only the read count differs: a cell is read once per plane whose bit
+    # is 1, so the drive counts Σ popcount(x) G where the amplitude drive counts Σ |x| G
+    v1g = EventKey(Component.CELL, Action.V1G_LSB, 0)
+    assert {k: v for k, v in ev.items() if k != v1g} == {
+        k: v for k, v in ev_amp.items() if k != v1g}
+    rowsum = program(w, chip).cell_rowsum
+    popcount = np.vectorize(lambda v: bin(int(v)).count("1"))(x)
+    assert ev[v1g] == pytest.approx(float(popcount.sum(axis=0) @ rowsum), rel=1e-12)
+    assert ev_amp[v1g] == pytest.approx(float(x.sum(axis=0) @ rowsum), rel=1e-12)
+
+
+def test_a_signed_input_is_read_once_per_set_bit_of_its_twos_complement():
+    """A signed one-shot input drives its B-bit two's complement, its sign plane included:
+    -1 at 4 b is 1111, four reads, where |x| = 1 counted one (the cells' energy ~2x low over
+    uniform signed inputs); a two-pass input drives its two magnitudes' bits."""
+    from cimsim.arrays.encoding import input_planes
+
+    chip = _chip(cell="ideal", adc_bits=24)
+    x = np.array([[-1, -8, 7, 0, 5, -3] + [0] * 10])
+    w = np.random.default_rng(0).integers(-8, 8, size=(4, 16))
+    layer = program(w, chip, np.random.default_rng(0), input_signed=True)
+    v1g = EventKey(Component.CELL, Action.V1G_LSB, 0)
+    _, ev = cimsim.engine.run(layer, x, noise_seed=0)
+    reads = np.array([4, 1, 3, 0, 2, 3] + [0] * 10)  # 1111 1000 0111 0000 0101 1101
+    assert ev[v1g] == pytest.approx(float(reads @ layer.cell_rowsum), rel=1e-12)
+    two = chip.replace(dac=chip.dac.replace(signed_inputs="two_pass"))
+    layer2 = program(w, two, np.random.default_rng(0), input_signed=True)
+    _, ev2 = cimsim.engine.run(layer2, np.clip(x, -7, 7), noise_seed=0)
+    reads2 = np.array([1, 3, 3, 0, 2, 2] + [0] * 10)  # |x|: 1 111 111 0 101 11
+    assert ev2[v1g] == pytest.approx(float(reads2 @ layer2.cell_rowsum), rel=1e-12)
+    assert input_planes(x, chip, True).planes.shape[0] == 1  # one shot: one signed plane
 
 
 @pytest.mark.parametrize("bits", [1, 3, 4, 7])
@@ -134,8 +164,8 @@ def test_resistive_read_is_popcount_not_x_squared_by_hand():
     cell = CellModel(chip)
     g_lsb_us = 15.0 / 15  # 4-b cell, on/off infinite: 1 uS per level
     # V_dd V_read G t_read per plane whose bit is 1 (the read charge V_read G t_read drawn
-    # from the 1-V supply); per unit of Σ|x|G: t_read x 4 planes / 15 LSBs
-    per_unit = 1.0 * 0.3 * g_lsb_us * 10.0 * 4 / 15 * 1e-3  # V^2 uS ns = fJ -> pJ
+    # from the 1-V supply), the run counting those reads (Σ popcount(x) G)
+    per_unit = 1.0 * 0.3 * g_lsb_us * 10.0 * 1e-3  # V^2 uS ns = fJ -> pJ
     assert cell.energy_pj(Action.V1G_LSB) == pytest.approx(per_unit, rel=1e-12)
     assert cell.energy_pj(Action.V2G_LSB) == 0.0
     assert cell.energy_pj(Action.READ, 4) == 0.0

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tomllib
@@ -101,3 +103,51 @@ def test_a_drift_calibration_read_is_priced_under_every_drive():
     assert ev[v1g] > 0
     priced = component_models(chip)[C.CELL].energy_pj(A.V1G_LSB) * ev[v1g]
     assert priced > 0
+
+
+@pytest.mark.parametrize("cell,change,said", [
+    ("ideal", dict(cell_kind="sram_8t"), "absent for a CMOS bit-cell (sram_8t)"),
+    ("sram", {}, "absent for a CMOS bit-cell (device.cell = 'sram')"),
+    ("rram", dict(compute_domain="charge"), "absent for compute_domain = 'charge'"),
+])
+def test_read_supply_where_no_read_current_is_drawn_is_refused(cell, change, said):
+    """Accepted silently and changing no figure (as devices_per_cell and retention_ns are
+    refused where nothing reads them)."""
+    base = _rram()
+    base = base.replace(device=base.device.replace(
+        cell=cell, bits_per_cell=1 if cell == "sram" else base.device.bits_per_cell))
+
+    def chip(**tech):
+        return base.replace(tech=base.tech.replace(**change, **tech))
+
+    with pytest.raises(ConfigError, match=r"TechConfig\.read_supply_v = 0\.9 .*"
+                       + re.escape(said)):
+        chip(read_supply_v=0.9)
+    chip()  # absent: nothing to refuse
+
+
+def test_an_unstated_read_supply_is_named_by_the_datasheet(tmp_path):
+    """A physical resistive description that leaves it out gets vdd_v (the cells' read is most
+    of such a macro's energy): `unstated_inputs` names it with the value used; stated, or on
+    an SRAM macro, nothing."""
+    from cimsim.config import unstated_inputs
+
+    said = unstated_inputs("published/hermes-jssc22")
+    assert any(s.startswith("tech.read_supply_v = 0.8 (") for s in said), said
+    assert not any("read_supply_v" in s for s in unstated_inputs(
+        "published/hermes-jssc22", overrides=["tech.read_supply_v=0.2"]))
+    assert not any("read_supply_v" in s for s in unstated_inputs("published/sinangil-jssc21"))
+
+
+def test_datasheet_says_an_unpriced_field_once(capsys):
+    """`cimsim datasheet rram-22nm --set tech.read_supply_v=1.8` (the tables model) warned
+    twice: the chip's load and unstated_inputs' own load of the same description."""
+    import warnings
+
+    from cimsim.cli import main
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(["datasheet", "rram-22nm", "--set", "tech.read_supply_v=1.8"]) == 0
+    said = [w for w in seen if "read by the physical cost model only" in str(w.message)]
+    assert len(said) == 1 and "read_supply_v" in str(said[0].message)
