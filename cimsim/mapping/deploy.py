@@ -263,6 +263,10 @@ class SimModel(nn.Module):
         batched = self._batched(first, key0)
         for key, t in rest:
             c = self._samples(t, key)
+            if batched and t.dim() >= 2 and t.shape[-1] == t.shape[-2] == first.shape[-1] > 1:
+                # an (S, S) attention mask beside a batch of one (1, S): square in the first's
+                # sequence length, no batch (it counted S inferences)
+                continue
             if c != 1 and (not batched or (t.dim() == first.dim() and all(
                     a == b or 1 in (a, b) for d, (a, b) in enumerate(zip(
                         first.shape, t.shape, strict=True)) if d != self.batch_dim))):
@@ -1316,6 +1320,7 @@ class _LayerMapping:
         :class:`~cimsim.mapping.layers.Root`."""
         if _sim_class(sim) is not None:
             sim = Root(sim)
+        _keep_off_fused_kernels(sim)  # the children are kept off as the walk enters them
         self._visit(sim, "")
         self._warn_unmatched_excludes()
         if all(c.digital for layer in self.sim_layers.values() for c in layer.cores):
@@ -1458,12 +1463,19 @@ def _shown(names: Sequence[str]) -> str:
 
 
 def _keep_off_fused_kernels(module: nn.Module) -> None:
-    """torch's fused transformer kernels would bypass the simulated layers inside."""
+    """torch's fused transformer kernels would bypass the simulated layers (or the training
+    twins) inside: called on every module the walk enters, the root included (a root
+    TransformerEncoder called with a padding mask took the nested fast path and failed on its
+    replaced attention's missing out_proj)."""
     if isinstance(module, nn.TransformerEncoder):
         module.use_nested_tensor = False  # the nested fast path bypasses the arrays
     if isinstance(module, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
         # any hook disables torch's fused encoder-layer kernel for this module only
-        module.register_forward_pre_hook(lambda mod, args: None)
+        module.register_forward_pre_hook(_no_op_hook)
+
+
+def _no_op_hook(module: nn.Module, args: tuple) -> None:
+    return None  # a named function, not a lambda: the module stays picklable
 
 
 def _fuse_relus(sim: nn.Module, sim_layers: dict[str, SimLayer], chip: ChipConfig) -> None:

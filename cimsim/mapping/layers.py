@@ -932,10 +932,17 @@ class SimMultiheadAttention(SimLayer):
                          name=self.sim_name)
 
 
-def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A boolean mask (True: masked) as -inf / 0; a float mask as it is."""
+def _additive_mask(mask: torch.Tensor, dtype: torch.dtype, what: str, name: str
+                   ) -> torch.Tensor:
+    """A boolean mask (True: masked) as -inf / 0; a float mask as it is; any other dtype
+    refused, as torch refuses it (a tokenizer's 0/1 integer mask was added as a bias of 0 or
+    1: no key was masked)."""
     if mask.dtype == torch.bool:
         return torch.zeros_like(mask, dtype=dtype).masked_fill(mask, float("-inf"))
+    if not mask.is_floating_point():
+        raise AssertionError(f"{name}: only bool and floating types of {what} are supported "
+                             f"(got {mask.dtype}); a 0/1 integer mask with 1 = keep is "
+                             f"{what}=(mask == 0), True where a key is masked")
     return mask.to(dtype)
 
 
@@ -987,10 +994,15 @@ def attention(project: Callable[[int, torch.Tensor], torch.Tensor], query: torch
     if attn_mask is None and is_causal:
         attn_mask = torch.ones(tgt, src, dtype=torch.bool, device=scores.device).triu(1)
     if attn_mask is not None:
-        am = _additive_mask(attn_mask, scores.dtype)
+        am = _additive_mask(attn_mask, scores.dtype, "attn_mask", name)
         scores = scores + (am if am.dim() == 3 else am.unsqueeze(0))
     if key_padding_mask is not None:
-        kp = _additive_mask(key_padding_mask, scores.dtype)
+        if tuple(key_padding_mask.shape) != (bsz, src):  # as torch asserts: a (S, B) mask
+            # of B·S elements was reshaped and masked the wrong keys
+            raise AssertionError(f"{name}: key_padding_mask of shape "
+                                 f"{tuple(key_padding_mask.shape)}, expected (batch, source "
+                                 f"length) = ({bsz}, {src})")
+        kp = _additive_mask(key_padding_mask, scores.dtype, "key_padding_mask", name)
         scores = scores + kp.view(bsz, 1, 1, src).expand(-1, h, -1, -1).reshape(bsz * h, 1, src)
     attn = torch.softmax(scores, dim=-1)
     if module.training and float(module.dropout) > 0:

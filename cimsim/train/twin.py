@@ -101,6 +101,7 @@ from ..mapping.deploy import (
     _check_capacity,
     _excluded,
     _guard_inside,
+    _keep_off_fused_kernels,
     _relu_consumers,
     batches_noted,
     calibration_pass,
@@ -2521,6 +2522,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                 digital.append((name, "attention products",
                                 "activation x activation (Q·Kᵀ, softmax, ·V) kept in float"))
 
+    _keep_off_fused_kernels(root)  # the children are kept off as the walk enters them
     visit(root, "")
     warn_unmatched_excludes(patterns, candidates, "prepare", stacklevel=3)
     half = [name for name, layer in layers.items()
@@ -2685,15 +2687,3 @@ def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 
         calibrate(i, rows)
     return [names[i] for i in order]
 
-
-def _keep_off_fused_kernels(module: nn.Module) -> None:
-    """torch's fused transformer kernels would bypass the twins inside."""
-    if isinstance(module, nn.TransformerEncoder):
-        module.use_nested_tensor = False
-    if isinstance(module, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)):
-        # any forward hook keeps torch's fused encoder-layer kernel off this module only
-        module.register_forward_pre_hook(_no_op_hook)
-
-
-def _no_op_hook(module: nn.Module, args: tuple) -> None:
-    return None
