@@ -1882,9 +1882,11 @@ def _chip_data(name_or_path: str | Path,
     path = Path(name_or_path)
     names = list_presets()
     every = names + list_presets(published=True)
-    # a preset's name wins over a folder of that name (`cimsim demo --chip rram-22nm --out
-    # rram-22nm` ran once, then its own output folder hid the preset)
-    preset = str(name_or_path) in every and path.is_dir()
+    # a preset's name wins over a folder or a file of that name in the working folder
+    # (`cimsim demo --chip rram-22nm --out rram-22nm` ran once, then its own output folder hid
+    # the preset; a log file named rram-22nm was read as an invalid TOML); such a file is
+    # still read as ./rram-22nm
+    preset = str(name_or_path) in every
     if path.suffix.lower() == ".toml" or (path.exists() and not preset):  # my.TOML: a file
         if path.is_dir():  # '' and '.' too: not "not found" for a folder that is there
             raise ConfigError(f"chip {str(name_or_path)!r} is a folder; allowed: a preset name "

@@ -11,7 +11,7 @@ event the cost model does not know, and a test walks the registry to check every
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from enum import Enum
 from typing import NamedTuple
 
@@ -162,9 +162,17 @@ class EventKey(NamedTuple):
 
 def event_key(component: Component | str, action: Action | str, bits: int = 0) -> EventKey:
     """The :class:`EventKey` of a registered (component, action); strings are accepted for the
-    enum values. Raises ``ValueError`` naming the allowed pairs otherwise."""
+    enum values, and integral numbers for ``bits`` (6.0, ``np.int64(6)``: stored as 6).
+    Raises ``ValueError`` naming the allowed pairs, or the bits, otherwise."""
     try:
-        key = EventKey(Component(component), Action(action), int(bits))
+        b = int(bits)
+    except (TypeError, ValueError):
+        b = None
+    if b is None or isinstance(bits, str) or b != bits:  # 6.5 was kept as 6, "6" beside 6
+        raise ValueError(f"event ({component!r}, {action!r}) bits = {bits!r} is invalid; "
+                         "allowed: an integer")
+    try:
+        key = EventKey(Component(component), Action(action), b)
     except ValueError:
         key = None
     if key is None or (key.component, key.action) not in REGISTRY:
@@ -175,8 +183,17 @@ def event_key(component: Component | str, action: Action | str, bits: int = 0) -
 
 
 def _key(key) -> EventKey:
-    return key if isinstance(key, EventKey) and isinstance(key.action, Action) and (
-        isinstance(key.component, Component)) else event_key(*key)
+    # the engine's keys as they are (the hot path); anything else through event_key, which
+    # refuses an unregistered pair and normalises the bits: EventKey(ADC, WRITE) was accepted
+    # and failed deep in estimate, bits 6 and "6" made two keys that could not be sorted
+    if (isinstance(key, EventKey) and isinstance(key.action, Action)
+            and isinstance(key.component, Component) and type(key.bits) is int
+            and (key.component, key.action) in REGISTRY):
+        return key
+    if not isinstance(key, tuple) or not 2 <= len(key) <= 3:
+        raise ValueError(f"event key {key!r} is invalid; allowed: an EventKey or a "
+                         "(component, action[, bits]) tuple")
+    return event_key(*key)
 
 
 class Events(Mapping[EventKey, float]):
@@ -184,9 +201,12 @@ class Events(Mapping[EventKey, float]):
 
     __slots__ = ("_counts",)
 
-    def __init__(self, counts: Mapping | None = None):
+    def __init__(self, counts: Mapping | Iterable[tuple] | None = None):
         self._counts: dict[EventKey, float] = {}
-        for key, n in (counts or {}).items():
+        # a mapping, or (key, count) pairs as dict() takes them
+        pairs = (counts or {}).items() if counts is None or isinstance(counts, Mapping) \
+            else counts
+        for key, n in pairs:
             key = _key(key)
             self._counts[key] = self._counts.get(key, 0.0) + float(n)
 
@@ -199,7 +219,15 @@ class Events(Mapping[EventKey, float]):
     def __len__(self) -> int:
         return len(self._counts)
 
+    def __contains__(self, key) -> bool:
+        try:
+            return _key(key) in self._counts
+        except ValueError:  # an unregistered pair is in no Events (was raised)
+            return False
+
     def __add__(self, other: Mapping) -> Events:
+        if not isinstance(other, Mapping):
+            return NotImplemented  # events + 1: Python's TypeError (an AttributeError was)
         out = dict(self._counts)
         for key, n in other.items():
             key = _key(key)
@@ -210,7 +238,10 @@ class Events(Mapping[EventKey, float]):
         return self if isinstance(other, int) and other == 0 else self.__add__(other)  # sum()
 
     def get(self, key, default: float = 0.0) -> float:  # type: ignore[override]
-        return self._counts.get(_key(key), default)
+        try:
+            return self._counts.get(_key(key), default)
+        except ValueError:  # an unregistered pair counts nothing (was raised)
+            return default
 
     def scaled(self, factor: float) -> Events:
         """Every count times ``factor`` (e.g. per inference)."""

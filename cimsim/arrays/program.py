@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._seed import check_flag, check_seed
 from ..adc import ADCTables, static_tables
 from ..config import (
     ADCKind,
@@ -30,6 +31,7 @@ from ..config import (
     SliceReadout,
     VariationKind,
     WeightEncoding,
+    as_chip,
     ripple_guard_columns,
 )
 from ..errors import MappingError
@@ -432,16 +434,21 @@ def program(
     ----------
     w_int : (N, K) integer array
         Weights in the range :func:`~cimsim.arrays.encoding.weight_range` allows.
-    chip : ChipConfig
-    rng : numpy Generator
-        Source of programming variation and faults (drawn once, here).
+    chip : ChipConfig, preset name or path to a ``.toml``
+    rng : numpy Generator or int seed, optional
+        Source of programming variation and faults (drawn once, here); None: seed 0.
     input_signed : bool
         Whether the inputs this layer will see are signed (fixes the full-scale ADC range).
     row_tiles : list of (start, stop), optional
         Row tiles to use instead of consecutive ``n_rows`` chunks (kernel-preserving tiling).
     """
+    # the entry point's arguments as matmul checks them: a name was an AttributeError, an int
+    # seed one on a varied chip (ignored on 'ideal'), input_signed = "false" read as signed
+    chip = as_chip(chip)
+    input_signed = check_flag(input_signed, "input_signed")
+    if rng is None or not isinstance(rng, np.random.Generator):
+        rng = np.random.default_rng(0 if rng is None else check_seed(rng, "rng"))
     w = _check_weights(w_int, chip)
-    rng = np.random.default_rng(0) if rng is None else rng
     tiles = (default_row_tiles(w.shape[1], chip.array.n_rows) if row_tiles is None
              else list(row_tiles))
     _check_row_tiles(tiles, w.shape[1], chip.array.n_rows)  # before the expensive draws
