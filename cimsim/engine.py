@@ -21,7 +21,7 @@ from .arrays._kernels import NL_NONE, analog_linear, convert_accumulate, make_pl
 from .arrays._rng import KN, QZ, WN, stream_key
 from .arrays.analog import analog_from_partial_sums, nonlinearity_args
 from .arrays.drift import gain_events
-from .arrays.encoding import input_planes, input_range, plane_layout
+from .arrays.encoding import check_input_values, input_planes, plane_layout
 from .arrays.program import ProgrammedLayer, sensed_cells
 from .config import ActFormat, InputDrive, RangePolicy, SignedInputMode
 from .errors import ConfigError
@@ -58,18 +58,7 @@ def check_inputs(x_int: np.ndarray, layer: ProgrammedLayer, what: str = "x_int")
         raise ValueError(
             f"{what} has K = {x.shape[1]} inputs but the weights have K = {layer.n_inputs}"
         )
-    if not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"{what} must have an integer dtype (quantized inputs), got {x.dtype}")
-    lo, hi = input_range(layer.chip, layer.input_signed)
-    if x.size:
-        xmin, xmax = int(x.min()), int(x.max())
-        if xmin < lo or xmax > hi:
-            kind = "signed" if layer.input_signed else "unsigned"
-            raise ValueError(
-                f"{what} values must lie in [{lo}, {hi}] for {kind} input_bits="
-                f"{layer.chip.input_bits}; got [{xmin}, {xmax}]"
-            )
-    return x.astype(np.int64, copy=False)
+    return check_input_values(x, layer.chip, layer.input_signed, what)
 
 
 @dataclass
@@ -135,7 +124,7 @@ def _blocks(
                                   _read_v2g(pl, layer, float(v2g.sum())),
                                   *_v1g(pl, layer), events)
         else:
-            pl = input_planes(xc, chip, layer.input_signed).planes
+            pl = input_planes(xc, chip, layer.input_signed, checked=True).planes
             if events is not None:
                 nz = float(np.count_nonzero(pl))
                 sq = np.square(pl, dtype=np.float64).sum(axis=(0, 1))

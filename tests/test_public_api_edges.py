@@ -62,3 +62,19 @@ def test_a_file_named_as_a_preset_does_not_hide_it(tmp_path, monkeypatch):
     assert cimsim.load_chip("rram-22nm").name == "rram-22nm"
     with pytest.raises(ConfigError, match="invalid TOML"):
         cimsim.load_chip(os.path.join(".", "rram-22nm"))
+
+
+def test_input_planes_refuses_what_the_chip_cannot_drive():
+    """cimsim.arrays.input_planes returned 300 as 44 at 8 b, -5 unsigned as 251, 2.9 as 2."""
+    from cimsim.arrays import input_planes
+
+    chip = cimsim.load_chip("ideal")
+    for x, signed, said in ((np.array([[300]]), False, r"\[0, 255\] for unsigned"),
+                            (np.array([[-5]]), False, r"\[0, 255\] for unsigned"),
+                            (np.array([[200]]), True, r"\[-128, 127\] for signed")):
+        with pytest.raises(ValueError, match=r"x_int values must lie in " + said):
+            input_planes(x, chip, signed)
+    with pytest.raises(ValueError, match="integer dtype"):
+        input_planes(np.array([[2.9]]), chip, False)
+    ok = input_planes(np.array([[255, 0]]), chip, False)  # 8 bit-serial planes
+    assert np.array_equal(np.tensordot(ok.sig, ok.planes, axes=1), [[255, 0]])

@@ -274,9 +274,30 @@ def plane_layout(chip: ChipConfig, signed: bool) -> tuple[np.ndarray, int, int]:
     return sig, lo, hi
 
 
-def input_planes(x_int: np.ndarray, chip: ChipConfig, signed: bool) -> InputPlanes:
-    """Cut integer inputs ``(M, K)`` into DAC planes (see :class:`InputPlanes`)."""
-    x = np.asarray(x_int, dtype=np.int64)
+def check_input_values(x_int: np.ndarray, chip: ChipConfig, signed: bool,
+                       what: str = "x_int") -> np.ndarray:
+    """``x_int`` as int64 if its dtype is an integer's and its values lie in the chip's input
+    range (:func:`input_range`), else a ``ValueError`` naming ``what`` and the range."""
+    x = np.asarray(x_int)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"{what} must have an integer dtype (quantized inputs), got {x.dtype}")
+    lo, hi = input_range(chip, signed)
+    if x.size:
+        xmin, xmax = int(x.min()), int(x.max())
+        if xmin < lo or xmax > hi:
+            kind = "signed" if signed else "unsigned"
+            raise ValueError(f"{what} values must lie in [{lo}, {hi}] for {kind} input_bits="
+                             f"{chip.input_bits}; got [{xmin}, {xmax}]")
+    return x.astype(np.int64, copy=False)
+
+
+def input_planes(x_int: np.ndarray, chip: ChipConfig, signed: bool, *,
+                 checked: bool = False) -> InputPlanes:
+    """Cut integer inputs ``(M, K)`` into DAC planes (see :class:`InputPlanes`). Their dtype
+    and range are checked (:func:`check_input_values`: 300 came back as 44 at 8 b, 2.9 as
+    2) unless the caller did (``checked=True``: the engine, per chunk)."""
+    x = (np.asarray(x_int, dtype=np.int64) if checked
+         else check_input_values(x_int, chip, signed))
     d, p = chip.dac_bits, chip.n_planes
     sig, lo, hi = plane_layout(chip, signed)
     mask = (1 << d) - 1
