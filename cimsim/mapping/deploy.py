@@ -263,9 +263,11 @@ class SimModel(nn.Module):
         batched = self._batched(first, key0)
         for key, t in rest:
             c = self._samples(t, key)
-            if batched and t.dim() >= 2 and t.shape[-1] == t.shape[-2] == first.shape[-1] > 1:
-                # an (S, S) attention mask beside a batch of one (1, S): square in the first's
-                # sequence length, no batch (it counted S inferences)
+            if (batched and (t.dtype == torch.bool or t.is_floating_point()) and t.dim() >= 2
+                    and t.shape[-1] == t.shape[-2] == first.shape[-1] > 1):
+                # an (S, S) attention mask (bool or additive float) beside a batch of one
+                # (1, S): square in the first's sequence length, no batch (it counted S
+                # inferences); (B, S) integer ids with B = S still count B
                 continue
             if c != 1 and (not batched or (t.dim() == first.dim() and all(
                     a == b or 1 in (a, b) for d, (a, b) in enumerate(zip(

@@ -102,3 +102,27 @@ def test_one_sequence_with_a_square_mask_counts_one_inference():
     assert sim.n_inferences == 1
     sim(ids[:2], mask)
     assert sim.n_inferences == 3
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_integer_ids_as_square_as_the_sequence_still_count_their_batch():
+    """(1, S) position ids before (B, S) input ids with B = S: the ids are a batch of S, not a
+    mask (the square rule reads only bool and float tensors)."""
+
+    class Pos(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pos = nn.Embedding(8, 16)
+            self.tok = nn.Embedding(32, 16)
+            self.head = nn.Linear(16, 4)
+
+        def forward(self, position_ids, input_ids):
+            return self.head(self.pos(position_ids) + self.tok(input_ids))
+
+    torch.manual_seed(0)
+    model = Pos().eval()
+    pos = torch.arange(8).unsqueeze(0)
+    ids = torch.randint(0, 32, (8, 8))
+    sim = cimsim.deploy(model, "ideal", (pos, ids), batch_size=8)
+    sim(pos, ids)
+    assert sim.n_inferences == 8
