@@ -674,6 +674,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _warn_calibration_reused(calibration)
     print(f"cimsim {__version__} sweep: {name} on {chip.name}; {len(frame)} "
           f"point{'s' * (len(frame) != 1)}; {used}")
+    from .report import cost_basis
+
+    # which figures are calibrated and which predicted (report.cost_basis says the sweep
+    # prints it; it was only in sweep.json and the page), and the fields --set changed (two
+    # sweeps at two supplies printed the same header)
+    set_fields = (f"; chip fields set: {', '.join(args.overrides)}"
+                  if getattr(args, "overrides", None) else "")
+    print(f"cost figures: {cost_basis(chip)}{set_fields}")
     resumed = frame.attrs.get("n_points_resumed", 0)
     if resumed:
         print(f"resumed: {resumed} of {len(frame)} points were already in "

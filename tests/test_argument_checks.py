@@ -306,3 +306,18 @@ def test_trace_counts_and_unstated_inputs_scope_are_checked():
     with pytest.raises(ConfigError, match="scope = 'chp' is invalid; allowed: 'macro', 'chip'"):
         unstated_inputs("rram-22nm", scope="chp")
     assert unstated_inputs("rram-22nm", scope="chip") is not None
+
+
+def test_estimate_refuses_a_chip_that_moves_to_or_from_bit_plane_drive():
+    """A bit-plane drive's run counts the cells' reads (popcount(x)); the other drives count
+    |x|: a run re-priced across the two came out 9x too dear (or 4 % too cheap) without a
+    word. Between the other drives the same events re-price (pulse width vs amplitude)."""
+    chip = cimsim.load_chip("rram-22nm", overrides=["tech.cost_model='physical'",
+                                                    "dac.bits='all'"])
+    sim = cimsim.deploy(_mlp(), chip, torch.randn(16, 16))
+    sim(torch.randn(4, 16))
+    planes = chip.replace(tech=chip.tech.replace(input_drive="bit_planes"))
+    with pytest.raises(ValueError, match=r"tech\.input_drive to or from 'bit_planes'"):
+        estimate(sim.work(), planes)
+    width = chip.replace(tech=chip.tech.replace(input_drive="pulse_width"))
+    assert estimate(sim.work(), width).totals["energy_pj_per_inference"] > 0

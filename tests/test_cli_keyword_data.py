@@ -137,3 +137,17 @@ def test_an_entry_of_one_row_is_shared_by_every_input(tmp_path):
     with pytest.raises(LoadError, match=r"'input_ids' holds 10, 'position_ids' 3 .*or one row "
                                         "shared by all"):
         load_data(tmp_path / "bad.npz")
+
+
+def test_sweep_prints_its_cost_basis_and_the_fields_set(tokens, tmp_path, capsys):
+    """report.cost_basis says the sweep prints which figures are calibrated and which
+    predicted: it was only in sweep.json and the page; two sweeps at two --set supplies
+    printed the same header."""
+    assert main(["sweep", "--model", "tests.test_cli_keyword_data:classifier", "--data",
+                 str(tokens), "--chip", "rram-22nm", "--set", "tech.vdd_v=0.9", "--adc-bits",
+                 "4", "--out", str(tmp_path / "s"), "--calibration", "16"]) == 0
+    from cimsim.report import cost_basis
+
+    chip = cimsim.load_chip("rram-22nm", overrides=["tech.vdd_v=0.9"])
+    out = capsys.readouterr().out
+    assert f"cost figures: {cost_basis(chip)}; chip fields set: tech.vdd_v=0.9" in out

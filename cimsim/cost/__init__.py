@@ -195,7 +195,8 @@ def estimate(
     chip : ChipConfig, optional
         Needed for layer works; the model's own chip for a ``ModelWork``. Another chip may
         differ from the one the work ran on only in ``tech`` (node, supply, power gating, ...;
-        not ``digital_column``, which changes the mapping) and its name: it re-prices the same
+        not ``digital_column``, which changes the mapping, nor ``input_drive`` to or from
+        ``bit_planes``, which changes what a read counts) and its name: it re-prices the same
         events, energy and time.
     pipelined : bool
         Chip latency: layer-by-layer (sum over layers, default) or pipelined (slowest layer).
@@ -317,7 +318,9 @@ node or supply, power gating); every other field changes what the run counted.""
 _MAPPING_TECH = ("digital_column",)
 """The ``tech`` fields that change what a run counts: a ripple column's guard columns change
 the outputs an array holds (``cimsim.config.ripple_guard_columns``), hence its arrays and
-conversions."""
+conversions. Also ``input_drive`` to or from ``bit_planes`` (:data:`_BIT_PLANES_NOTE`)."""
+
+_BIT_PLANES_NOTE = "tech.input_drive to or from 'bit_planes'"
 
 
 def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
@@ -328,6 +331,10 @@ def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
         return
     a, b = ran.to_dict(), priced.to_dict()
     differ = [f"tech.{f}" for f in _MAPPING_TECH if a["tech"][f] != b["tech"][f]]
+    planes = [t["input_drive"] == "bit_planes" for t in (a["tech"], b["tech"])]
+    if planes[0] != planes[1]:  # re-priced a 9x dearer read (cimsim.engine._v1g)
+        differ.append(f"{_BIT_PLANES_NOTE} (whose run counts the cells' reads, popcount(x), "
+                      "where the other drives count |x|)")
     for k in a:
         if k in _PRICING_ONLY or a[k] == b[k]:
             continue
@@ -339,8 +346,8 @@ def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
             f"estimate: the chip differs from the one the work ran on ({ran.name!r}) in "
             f"{', '.join(differ)}; the events were counted on that chip. Only its pricing "
             f"fields ({', '.join(_PRICING_ONLY)}, but not "
-            f"{', '.join('tech.' + f for f in _MAPPING_TECH)}) may differ: deploy (or run) on "
-            "the other chip to estimate it")
+            f"{', '.join('tech.' + f for f in _MAPPING_TECH)}, nor {_BIT_PLANES_NOTE}) may "
+            "differ: deploy (or run) on the other chip to estimate it")
 
 
 def _calibration(calibration: Calibration | str | None, chip: ChipConfig) -> Calibration:
