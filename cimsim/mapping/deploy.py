@@ -649,7 +649,8 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
     inputs / DataLoader (of tensors, tuples or dicts), cutting the first tensor along
     ``batch_dim``; each other tensor (also inside a tuple argument: an LSTM's ``(h0, c0)``)
     along ``batch_dim`` where it has the first's sample count there, else along dimension 0
-    where it has it there (the (B, S) key padding mask of a sequence-first transformer), else
+    where it has it there (the (B, S) key padding mask of a sequence-first transformer: tried
+    first for a tensor of fewer dimensions than the first, whose layout it cannot share), else
     along dimension 1 (the (layers, B, H) state of torch's recurrent layers), else passed
     whole (a shared mask)."""
     for option, value, least in (("batch_size", batch_size, 1), ("batch_dim", batch_dim, 0)):
@@ -693,7 +694,11 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
             # that size by chance is unlikely)
             if not isinstance(d, torch.Tensor):
                 return None
-            return next((k for k in (batch_dim, 0, 1) if d.dim() > k and d.shape[k] == n), None)
+            # a tensor of fewer dimensions than the first is no copy of its layout: a
+            # sequence-first model's (B, S) padding mask is cut along 0 before batch_dim 1
+            # (with S = B its sequence was cut, the model calibrated on scrambled masks)
+            order = (0, batch_dim, 1) if d.dim() < first.dim() else (batch_dim, 0, 1)
+            return next((k for k in order if d.dim() > k and d.shape[k] == n), None)
 
         dims = [_map_leaves(dim_of, a) for a in data]
         dims[0] = batch_dim if first.dim() > batch_dim else None

@@ -126,3 +126,32 @@ def test_integer_ids_as_square_as_the_sequence_still_count_their_batch():
     sim = cimsim.deploy(model, "ideal", (pos, ids), batch_size=8)
     sim(pos, ids)
     assert sim.n_inferences == 8
+
+
+_SEEN: list[tuple] = []  # deploy calls a copy of the model: recorded here
+
+
+class _SeqFirst(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32), 1,
+                                         enable_nested_tensor=False)
+
+    def forward(self, src, pad):
+        _SEEN.append((tuple(src.shape), tuple(pad.shape), bool(pad[:, 5:].all())))
+        return self.enc(src, src_key_padding_mask=pad)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_sequence_first_padding_mask_is_cut_along_its_batch_when_s_equals_b():
+    """(S, B, E) inputs with batch_dim=1 beside a (B, S) padding mask, S = B = 8, in batches
+    of 4: the mask was cut along its sequence (4, 8) -> (8, 4) and the model calibrated on
+    scrambled masks."""
+    torch.manual_seed(0)
+    model = _SeqFirst().eval()
+    src = torch.randn(8, 8, 16)
+    pad = torch.zeros(8, 8, dtype=torch.bool)
+    pad[:, 5:] = True
+    _SEEN.clear()
+    cimsim.deploy(model, "ideal", (src, pad), batch_dim=1, batch_size=4)
+    assert _SEEN and all(s == ((8, 4, 16), (4, 8), True) for s in _SEEN)
