@@ -956,12 +956,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     import json
 
     import torch
-    import torch.nn.functional as F
 
-    from .evaluate import logits_of
     from .train import prepare
     from .train.distill import distillation_loss, output_cosine
-    from .train.loop import lr_schedule, train_epoch
+    from .train.loop import cross_entropy_of, lr_schedule, train_epoch
     from .train.lora import merge_lora
     from .train.raoq import weight_stats
 
@@ -1029,8 +1027,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
         print(f"resuming from {ckpt_path} after epoch {start} of {args.epochs}")
     context = (distillation_loss(prepared, model, loss=args.loss) if recipe.base == "distill"
-               else contextlib.nullcontext(  # a dict or ModelOutput scores its logits
-                   lambda x, y: F.cross_entropy(logits_of(prepared(x)), y)))
+               else contextlib.nullcontext(cross_entropy_of(prepared)))
     with context as base_loss:
         loss_fn = recipe.loss(prepared, base_loss)
         data = (x_train,) if recipe.base == "distill" else (x_train, y_train)

@@ -156,10 +156,15 @@ def _v1g(planes, layer: ProgrammedLayer) -> tuple[float, float]:
     two's complement (a signed input's sign plane included) in place of ``|x_p[k]|``."""
     numpy = isinstance(planes, np.ndarray)
     if layer.chip.tech.input_drive is InputDrive.BIT_PLANES:
-        ints = planes.astype(np.int64, copy=False) if numpy else planes.long()  # (torch: float)
-        bits = [(ints >> j) & 1 for j in range(layer.chip.input_bits)]
-        a = np.asarray(sum(b.sum(axis=(0, 1), dtype=np.float64) for b in bits) if numpy
-                       else sum(b.sum(dim=(0, 1)) for b in bits).double().cpu().numpy())
+        # one bit at a time, summed as it goes (B temporaries of the chunk's size at once
+        # would hold B times its planes); integer planes shifted as they are (torch's: float)
+        ints = ((planes if planes.dtype.kind in "iu" else planes.astype(np.int64)) if numpy
+                else planes.long())
+        a = np.zeros(ints.shape[-1])
+        for j in range(layer.chip.input_bits):
+            bit = (ints >> j) & 1
+            a += (bit.sum(axis=(0, 1), dtype=np.float64) if numpy
+                  else bit.sum(dim=(0, 1)).double().cpu().numpy())
     else:
         a = np.asarray(abs(planes).sum(axis=(0, 1), dtype=np.float64) if numpy
                        else planes.abs().sum(dim=(0, 1)).double().cpu().numpy())

@@ -39,13 +39,20 @@ from torch import nn
 from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
 from ..config import ChipConfig, as_chip
 from ..errors import ConfigError
-from ..evaluate import logits_of
 from ..mapping.deploy import Arguments, replayable
 from ..mapping.matrix import InputStats
 from ..mapping.unmappable import deepcopy
 from ._data import batch_dim_of, batch_first, model_batches
 from ._modes import module_modes, restore_modes
-from .loop import as_tensors, check_lr, check_positive_int, lr_schedule, param_groups, train_epoch
+from .loop import (
+    as_tensors,
+    check_lr,
+    check_positive_int,
+    cross_entropy_of,
+    lr_schedule,
+    param_groups,
+    train_epoch,
+)
 from .twin import PreparedModel, TwinMatmul, prepare
 
 __all__ = ["NLActivation", "activation_nmse", "attach_nl_activations", "finetune", "finetune_chip",
@@ -257,7 +264,7 @@ def _run(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
     """The epochs of both fine-tunings: cross-entropy (or ``loss_fn``) at the rate
     ``schedule``, ``refit`` after each epoch (its result kept under ``key``), the model left
     in eval."""
-    loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(logits_of(model(xb)), yb))
+    loss_fn = loss_fn or cross_entropy_of(model)
     scheduler = lr_schedule(opt, schedule, epochs=epochs, n=int(data[0].shape[0]),
                             batch_size=batch_size)
     hist: dict[str, list] = {"loss": [], key: []}
@@ -417,7 +424,7 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
         # batch-first already
         x0, restore = batch_first(prepared, data[0])
         data = (x0, *data[1:])
-        base = loss_fn or (lambda xb, yb: F.cross_entropy(logits_of(prepared(xb)), yb))
+        base = loss_fn or cross_entropy_of(prepared)
         loss_fn = lambda xb, yb: base(restore(xb), yb)  # noqa: E731
     epochs, lr, (x, y) = _check_run("finetune_chip", epochs, lr, data, refit, calibration)
     if not fused_twins(prepared):

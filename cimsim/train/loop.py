@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
@@ -39,6 +40,14 @@ def check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
 def check_positive_int(name: str, value: object) -> int:
     """``value`` as an int >= 1, or a ``ConfigError`` naming ``name``."""
     return check_int(name, value, 1)
+
+
+def cross_entropy_of(model: Callable) -> Callable:
+    """The loss ``(x, y) -> cross-entropy of model(x)`` on its logits (a dict or ModelOutput
+    scores its logits, :func:`cimsim.evaluate.logits_of`): the classifiers' default loss."""
+    from ..evaluate import logits_of
+
+    return lambda x, y: F.cross_entropy(logits_of(model(x)), y)
 
 
 def check_lr(value: object, name: str = "lr") -> float:
