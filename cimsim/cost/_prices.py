@@ -229,21 +229,39 @@ def calibration_for(chip: ChipConfig) -> Calibration:
     technology and cost model. An edited copy of the preset that keeps its name but moves
     node or cell (a user's "jia-jssc20 at 28 nm") is a new chip, priced uncalibrated; an
     operating point of the preset (its supply, cycle, converter bits) keeps the factors, as
-    the validation's check points do (``docs/validation.md``)."""
+    the validation's check points do (``docs/validation.md``). The ADC factors (energy,
+    leakage, area and conversion time) were fitted to the preset's converter: on another
+    ``adc.kind`` (a sweep's ``--adc-kind flash`` on ``jia-jssc20``) they are dropped and the
+    converter is predicted, the other components' factors kept."""
     cal = CALIBRATIONS.get(chip.name)
-    if cal is None or _fitted_for(chip.name) != (
-            chip.tech.node_nm, chip.device.cell, chip.tech.cost_model):
+    if cal is None:
         return NO_CALIBRATION
+    node, cell, cost_model, adc_kind = _fitted_for(chip.name)
+    if (node, cell, cost_model) != (chip.tech.node_nm, chip.device.cell, chip.tech.cost_model):
+        return NO_CALIBRATION
+    if chip.adc.kind is not adc_kind:
+        return _without_adc(cal, adc_kind.value, chip.adc.kind.value)
     return cal
+
+
+def _without_adc(cal: Calibration, fitted_kind: str, kind: str) -> Calibration:
+    """``cal`` without its converter's factors (another converter kind than the fitted one)."""
+    rest = Calibration(
+        energy={k: v for k, v in cal.energy.items() if k != Component.ADC.value},
+        area={k: v for k, v in cal.area.items() if k != Component.ADC.value},
+        note=(f"{cal.note}; ADC factors dropped: fitted to a {fitted_kind} converter, "
+              f"this chip's is {kind}"))
+    return NO_CALIBRATION if rest.is_identity else rest
 
 
 @functools.cache
 def _fitted_for(name: str) -> tuple:
-    """(node, cell, cost model) of the bundled preset ``name``: what its factors fit."""
+    """(node, cell, cost model, ADC kind) of the bundled preset ``name``: what its factors
+    fit."""
     from ..config import load_chip
 
     preset = load_chip(name)
-    return preset.tech.node_nm, preset.device.cell, preset.tech.cost_model
+    return (preset.tech.node_nm, preset.device.cell, preset.tech.cost_model, preset.adc.kind)
 
 
 def chip_table(chip: ChipConfig) -> TechTable:

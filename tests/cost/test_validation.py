@@ -66,3 +66,44 @@ def test_calibration_follows_the_preset_not_only_its_name():
     rram = jia.replace(device=jia.device.replace(cell="rram"))
     assert calibration_for(rram) is NO_CALIBRATION
     assert calibration_for(jia.replace(name="my-chip")) is NO_CALIBRATION
+
+
+@pytest.mark.parametrize("name", sorted(CALIBRATIONS))
+def test_another_converter_kind_drops_the_adc_factors_only(name):
+    """The ADC factors were fitted to the preset's converter: an ``adc_kind`` sweep on a
+    calibrated preset prices its other kinds' converters as predicted (energy, leakage, area,
+    conversion time), exactly as an uncalibrated copy does, and keeps the other factors."""
+    import numpy as np
+
+    import cimsim
+    from cimsim.arrays.program import program
+    from cimsim.cost import calibration_for, estimate, layer_work
+    from cimsim.report import cost_basis
+
+    preset = cimsim.load_chip(name)
+    cal = CALIBRATIONS[name]
+    kind = "flash" if preset.adc.kind.value != "flash" else "sar"
+    chip = preset.replace(adc=preset.adc.replace(kind=kind, bits=4))
+    got = calibration_for(chip)
+    assert "adc" not in got.energy and "adc" not in got.area
+    assert got.adc_time_scale == 1.0
+    assert {k: v for k, v in cal.energy.items() if k != "adc"} == dict(got.energy)
+    assert {k: v for k, v in cal.area.items() if k != "adc"} == dict(got.area)
+    assert f"fitted to a {preset.adc.kind.value} converter" in got.note
+    basis = cost_basis(chip)
+    assert "adc" not in basis.split("(cimsim.cost")[0] and "ADC conversion" not in basis
+    # the same converter kind at other bits keeps every factor
+    assert calibration_for(preset.replace(adc=preset.adc.replace(bits=4))) is cal
+
+    rng = np.random.default_rng(0)
+    k, n = min(chip.array.n_rows, 64), 8
+    w = rng.integers(-1, 2, size=(n, k))
+    x = rng.integers(0, 2, size=(4, k))
+    _, ev = cimsim.matmul(x, w, chip, calibration=x)
+    work = [layer_work(ev, program(w, chip))]
+    priced = estimate(work, chip)
+    bare = estimate(work, chip, calibration=None)
+    assert priced.energy_by_component()["adc"] == pytest.approx(bare.energy_by_component()["adc"])
+    assert priced.area_by_component()["adc"] == pytest.approx(bare.area_by_component()["adc"])
+    assert priced.totals["latency_ns_per_inference"] == pytest.approx(
+        bare.totals["latency_ns_per_inference"])
