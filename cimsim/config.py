@@ -1482,8 +1482,20 @@ def _check_cell_kind(chip: ChipConfig) -> None:
           "simulated cell's family; 'ideal' cells take any)")
 
 
+def priced_resistive(chip: ChipConfig) -> bool:
+    """Whether ``chip``'s cell is a resistive one as the cost model prices it and a digital
+    read-out senses it: under the physical cost model its ``tech.cell_kind`` where stated (an
+    ``ideal`` cell priced as ``rram_1t1r`` is that cell to the estimator and to the read-out's
+    sense amplifiers), else ``device.cell`` (the tables model reads no ``cell_kind``)."""
+    kind = chip.tech.cell_kind
+    if kind is not None and chip.tech.cost_model is CostModel.PHYSICAL:
+        return kind.value in _NVM_KINDS
+    return chip.device.cell.resistive
+
+
 def _priced_cell(chip: ChipConfig) -> tuple[bool, str]:
-    """Whether the cost model prices ``chip``'s cell as a resistive one, and its name."""
+    """Whether ``chip``'s cell is resistive as stated (``tech.cell_kind`` under either cost
+    model: the checks refuse what it cannot hold), and its name."""
     kind = chip.tech.cell_kind
     resistive = (kind.value in _NVM_KINDS if kind is not None
                  else chip.device.cell.resistive)

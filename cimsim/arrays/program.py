@@ -32,6 +32,7 @@ from ..config import (
     VariationKind,
     WeightEncoding,
     as_chip,
+    priced_resistive,
     ripple_guard_columns,
 )
 from ..errors import MappingError
@@ -558,8 +559,10 @@ def off_conductance(chip: ChipConfig) -> float:
 def sensed_cells(chip: ChipConfig) -> bool:
     """Whether a digital read-out (``adc.kind = 'digital'``) senses every cell it reads to its
     bit with a sense amplifier against a reference: 1-b resistive cells (RRAM, PCM, MRAM,
-    FeFET, flash). SRAM and eDRAM bit-cells drive their bit into the adder tree themselves."""
-    return chip.adc.kind is ADCKind.DIGITAL and chip.device.cell.resistive
+    FeFET, flash), or an ``ideal`` cell whose ``tech.cell_kind`` prices it as one (sensed
+    exactly: it has no variation to carry it across the reference). SRAM and eDRAM bit-cells
+    drive their bit into the adder tree themselves."""
+    return chip.adc.kind is ADCKind.DIGITAL and priced_resistive(chip)
 
 
 def stuck_conductances(chip: ChipConfig) -> tuple[float, float]:

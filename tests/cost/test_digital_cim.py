@@ -640,3 +640,32 @@ def test_a_digital_macro_is_timed_by_its_clock_not_the_analog_read_pulse():
     sensed = chip.replace(device=chip.device.replace(cell="rram"),
                           tech=chip.tech.replace(t_read_ns=10.0, cell_kind=None))
     assert stated_window_ns(sensed) == 10.0
+
+
+def test_an_ideal_cell_priced_as_a_resistive_kind_is_sensed_as_that_cell():
+    """An ``ideal`` cell given ``tech.cell_kind = 'rram_1t1r'`` under a digital read-out is the
+    1-b RRAM cell without variation to the read-out and the physical cost model: sensed by a
+    sense amplifier, read at the full read voltage per nonzero slice (it was priced as an RRAM
+    cell's analog read, with neither the sense amplifier's decision nor its area), and exact.
+    The tables model reads no ``cell_kind``: there the cell stays the ideal one, not sensed."""
+    from cimsim.arrays.program import program, sensed_cells
+    from cimsim.cost import estimate, layer_work
+
+    base = cimsim.load_chip("ideal")
+    ideal = base.replace(adc=base.adc.replace(kind="digital", bits=10),
+                         device=base.device.replace(bits_per_cell=1),
+                         tech=base.tech.replace(cell_kind="rram_1t1r", cost_model="physical"))
+    assert not sensed_cells(ideal.replace(tech=ideal.tech.replace(cost_model="tables")))
+    rram = ideal.replace(device=ideal.device.replace(cell="rram"))
+    assert sensed_cells(ideal) and sensed_cells(rram)
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, size=(16, 64))
+    x = rng.integers(0, 256, size=(8, 64))
+    reports = []
+    for chip in (ideal, rram):
+        y, ev = cimsim.matmul(x, w, chip)
+        np.testing.assert_array_equal(y, x @ w.T)
+        reports.append(estimate([layer_work(ev, program(w, chip))], chip))
+    a, b = reports
+    assert a.energy_by_component() == pytest.approx(b.energy_by_component())
+    assert a.area_by_component() == pytest.approx(b.area_by_component())
