@@ -271,12 +271,16 @@ def estimate(
         sum(array_time_ns(b) for b in rep.blocks if b["layer"] != UNATTRIBUTED),
         chip.array.n_arrays) + reload_ns
     # over capacity, the layers' arrays take turns on the chip's: leak for those that exist
-    leak_share = min(1.0, chip.array.n_arrays / max(sum(w.n_arrays for w in works), 1))
+    hold_share = min(1.0, chip.array.n_arrays / max(sum(w.n_arrays for w in works), 1))
+    gated = chip.tech.power_gating is PowerGating.LAYER
     for w in works:
         # power gating (tech.power_gating): idle converters leak over the whole inference
-        # ('none') or only while their own layer runs ('layer')
-        t_leak = latency[w.name] if chip.tech.power_gating is PowerGating.LAYER else t_chip
-        ev = _with_derived(w, rep.blocks, per, t_leak, t_chip, chip, leak_share)
+        # ('none': the chip's arrays, shared out among all the layers) or only while their
+        # own layer runs ('layer': that layer's arrays, as many as the chip holds at once;
+        # a layer larger than the chip runs in turns, which its latency already counts)
+        t_leak = latency[w.name] if gated else t_chip
+        leak_share = min(1.0, chip.array.n_arrays / max(w.n_arrays, 1)) if gated else hold_share
+        ev = _with_derived(w, rep.blocks, per, t_leak, t_chip, chip, leak_share, hold_share)
         _price(rep, w.name, ev, chip, table, cal)
         rep.layers.append(_layer_row(rep, w, ev, latency[w.name], table, cal))
     if len(other):
@@ -403,14 +407,16 @@ def _reload_stage(rep: CostReport, other: Events, n_needed: int, per: float,
 
 
 def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_leak: float, t_hold: float,
-                  chip: ChipConfig, leak_share: float = 1.0) -> dict[EventKey, float]:
+                  chip: ChipConfig, leak_share: float = 1.0,
+                  hold_share: float = 1.0) -> dict[EventKey, float]:
     """The layer's events per inference plus the ones the estimator derives
     (``cimsim.events.DERIVED``): ADC leakage over ``t_leak`` (the inference time, or the
     layer's own under power gating), in ADC-ns, for the layer's occupied arrays times
-    ``leak_share`` (below 1 when the model's arrays outnumber the chip's: only the chip's
-    arrays exist to leak); for eDRAM cells, the refresh of every cell of those arrays over
-    ``t_hold`` (the whole inference: a gated array keeps its weights), in cell-ns; tile-bus
-    bits = buffer bits read and written."""
+    ``leak_share`` (below 1 when they outnumber the chip's arrays that leak meanwhile: only
+    the chip's arrays exist); for eDRAM cells, the refresh of every cell of those arrays times
+    ``hold_share`` (the layer's part of the chip's arrays) over ``t_hold`` (the whole
+    inference: a gated array keeps its weights), in cell-ns; tile-bus bits = buffer bits read
+    and written."""
     ev = dict(w.events.scaled(per).items())
     adcs = chip.array.adcs_per_array
     mine = [b for b in blocks if b["layer"] == w.name]
@@ -418,7 +424,7 @@ def _with_derived(w: LayerWork, blocks: list[dict], per: float, t_leak: float, t
     ev[event_key(Component.ADC, Action.LEAK, chip.adc.bits)] = leak
     if chip.device.cell is CellTech.EDRAM:
         cells = chip.array.n_rows * chip.array.n_cols
-        ev[event_key(Component.CELL, Action.REFRESH)] = leak_share * sum(
+        ev[event_key(Component.CELL, Action.REFRESH)] = hold_share * sum(
             b["n_arrays"] * cells * t_hold for b in mine)
     ev[event_key(Component.INTERCONNECT, Action.BUS_BIT)] = (
         ev.get(event_key(Component.BUFFER, Action.READ_BIT), 0.0)

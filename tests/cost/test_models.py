@@ -494,3 +494,50 @@ def test_cli_datasheet(capsys):
 
 def test_derived_keys_stay_registered():
     assert DERIVED <= set(REGISTRY)
+
+
+def test_gated_leakage_on_a_time_multiplexed_chip_counts_each_layers_own_arrays():
+    """Under ``power_gating = 'layer'`` a layer's converters leak while it runs, on as many of
+    its arrays as the chip holds at once: a layer that fits leaks as on a chip large enough for
+    the whole model (it leaked x chip arrays / the model's arrays), and a layer larger than
+    the chip leaks on the chip's arrays over its turns (its latency counts them). Without
+    gating, the chip's arrays are shared out among the layers (cost-model.md §4)."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(300, 50), torch.nn.ReLU(),
+                                torch.nn.Linear(50, 30), torch.nn.ReLU(),
+                                torch.nn.Linear(30, 10))
+    x = torch.randn(32, 300)
+    base = cimsim.load_chip("rram-22nm")
+
+    def leaks(n_tiles: int, per_tile: int, gating: str) -> tuple[dict, dict, dict]:
+        chip = base.replace(tech=base.tech.replace(power_gating=gating),
+                            array=base.array.replace(n_tiles=n_tiles, arrays_per_tile=per_tile,
+                                                     allow_time_multiplexing=True))
+        sim = cimsim.deploy(model, chip, calibration=x, seed=0)
+        sim(x[:4])
+        rep = estimate(sim.work())
+        leak = {r["layer"]: r["n_events_per_inference"] for r in rep.events
+                if r["action"] == "leak"}
+        rows = {r["layer"]: r for r in rep.layers}
+        return (leak, {k: rows[k]["n_arrays"] for k in leak},
+                {k: rows[k]["latency_ns_per_inference"] for k in leak})
+
+    big, arrays, lat_big = leaks(168, 16, "layer")
+    small, arrays_small, lat = leaks(1, 4, "layer")
+    assert arrays == arrays_small and sum(arrays.values()) > 4
+    adcs = base.array.adcs_per_array
+    for layer, n in arrays.items():
+        if n <= 4:  # fits: its leakage is the one on the large chip
+            assert lat[layer] == pytest.approx(lat_big[layer])
+            assert small[layer] == pytest.approx(big[layer])
+        else:  # in turns on the chip's 4 arrays, for its whole (longer) run
+            assert lat[layer] > lat_big[layer]
+            assert small[layer] == pytest.approx(big[layer] * 4 / n * lat[layer] / lat_big[layer])
+            assert small[layer] <= 4 * adcs * lat[layer] * (1 + 1e-9)
+    assert any(n > 4 for n in arrays.values()) and any(n <= 4 for n in arrays.values())
+    # ungated: every layer's arrays leak over the whole inference, the chip's 4 shared out
+    ungated, _, _ = leaks(1, 4, "none")
+    for layer in arrays:
+        assert ungated[layer] > small[layer]
