@@ -715,6 +715,19 @@ class DeviceConfig(_Config):
         if self.variation is VariationKind.NONE and self.variation_sigma != 0.0:
             _fail("DeviceConfig", "variation_sigma", self.variation_sigma,
                   "0 when variation = 'none' (choose 'lognormal' or 'gaussian')")
+        if self.cell in (CellTech.SRAM, CellTech.EDRAM) and self.ages:
+            # a latch holds its bit, a gain cell is refreshed to it: nothing ages. (Variation,
+            # faults and off-current stay allowed: bit-cell read-current mismatch, hard
+            # defects and the off cells' leakage on a current-summing line are real.)
+            name, value = next((n, v) for n, v, on in (
+                ("drift_nu_mean", list(self.drift_nu_mean), any(self.drift_nu_mean)),
+                ("read_noise_q_s", list(self.read_noise_q_s), any(self.read_noise_q_s)),
+                ("retention_sigma_lsb", self.retention_sigma_lsb, self.retention_sigma_lsb > 0),
+                ("drift_compensation", self.drift_compensation.value, True)) if on)
+            _fail("DeviceConfig", name, value,
+                  f"empty, 0 or 'none' for cell = '{self.cell.value}' (a bit-cell holds its "
+                  "bit, a gain cell is refreshed to it: no drift, 1/f read noise, retention "
+                  "loss or drift compensation; docs/hardware-model.md §5a)")
 
     @property
     def n_levels(self) -> int:

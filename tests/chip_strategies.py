@@ -144,7 +144,8 @@ def valid_chips(draw: st.DrawFn, max_size: int = 1024,
             device["variation_sigma"] = draw(_f(0.0, 0.5))
         device["p_stuck_on"] = draw(st.sampled_from([0.0, 0.01]))
         device["p_stuck_off"] = draw(st.sampled_from([0.0, 0.01]))
-        if draw(st.booleans()):  # a device that ages (docs/drift.md)
+        # a device that ages (docs/drift.md); SRAM and eDRAM bit-cells do not
+        if cell not in (CellTech.SRAM, CellTech.EDRAM) and draw(st.booleans()):
             n_levels = 1 << bits_per_cell
             per_level = st.sampled_from([1, n_levels])
             device["drift_nu_mean"] = [draw(_f(0.001, 0.1))] * draw(per_level)

@@ -673,3 +673,21 @@ def test_overrides_set_fields_over_a_description_before_it_is_validated():
     assert "device.g_max_us = 10.0" in unstated_inputs("published/li-esscirc22")
     assert unstated_inputs("published/li-esscirc22", overrides=[
         "device.g_max_us=20", "tech.read_supply_v=0.7"]) == ()
+
+
+@pytest.mark.parametrize("cell", ["sram", "edram"])
+@pytest.mark.parametrize("field, value", [
+    ("drift_nu_mean", (0.1,)), ("read_noise_q_s", (0.05,)), ("retention_sigma_lsb", 0.5),
+    ("drift_compensation", "global")])
+def test_bit_cells_do_not_age(cell, field, value):
+    """A latch holds its bit and a gain cell is refreshed to it: drift, 1/f read noise,
+    retention loss and a drift compensation on SRAM or eDRAM are refused, naming the field
+    (they were applied to the bit-cells as drifting conductances, and `sweep --time` plotted
+    an SRAM 'drift' curve). Variation, faults and off-current stay allowed."""
+    device = cimsim.load_chip("sram-65nm").device.replace(cell=cell)
+    with pytest.raises(ConfigError, match=f"DeviceConfig.{field} = .* for cell = '{cell}'"):
+        device.replace(**{field: value})
+    device.replace(drift_nu_mean=(0.0,), read_noise_q_s=(), retention_sigma_lsb=0.0)
+    device.replace(variation="lognormal", variation_sigma=0.1, p_stuck_on=0.01,
+                   on_off_ratio=20.0)
+    cimsim.load_chip("pcm-22nm").device.replace(**{field: value})  # a PCM cell ages

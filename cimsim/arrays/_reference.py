@@ -8,6 +8,7 @@ from ..adc._reference import linear_adc_reference, nonlinear_adc_reference
 from ..config import OffCurrentCompensation, SignedInputMode
 from ._rng import code_offsets_reference, normal_reference, stream_key
 from .analog import NL_CODES, analog_from_partial_sums, column_nonlinearity
+from .drift import _read_rel, reference_drift
 from .program import off_conductance
 
 
@@ -36,8 +37,8 @@ def convert_accumulate_reference(
         u = np.clip(u, -(2.0**50), 2.0**50)
         k = code_offsets_reference(key_noise, idx, u, noise_steps).astype(np.float64)
         clips += ((k < 0) | (k > top_code)).sum(axis=(0, 2))
-        val = (lo + np.clip(k, 0.0, top_code) * delta) * coef * sig[:, None, None]
-        _accumulate(val, out, out_col)
+        val = (lo + np.clip(k, 0.0, top_code) * delta) * sig[:, None, None]
+        _accumulate(val, coef, out, out_col)
         return
     if thermal_sigma > 0 or has_var:
         v = np.full(a.shape, thermal_sigma**2)
@@ -50,14 +51,17 @@ def convert_accumulate_reference(
         a = a + cmp_sigma * delta * normal_reference(key_cmp, idx)
     clips += ((a < clip_lo) | (a > clip_hi)).sum(axis=(0, 2))
     if thr.shape[0] > 0:
-        val = nonlinear_adc_reference(a, thr, lvl) * coef * sig[:, None, None]
+        val = nonlinear_adc_reference(a, thr, lvl) * sig[:, None, None]
     else:
-        val = linear_adc_reference(a, lo, delta, top_code) * coef * sig[:, None, None]
-    _accumulate(val, out, out_col)
+        val = linear_adc_reference(a, lo, delta, top_code) * sig[:, None, None]
+    _accumulate(val, coef, out, out_col)
 
 
-def _accumulate(val, out, out_col):
-    contrib = val.sum(axis=0)  # (Mc, C)
+def _accumulate(val, coef, out, out_col):
+    # as the kernel: the planes' signed codes summed in plane order, then one multiply by
+    # the column's coefficient (a drift compensation's gain makes it no power of two, where
+    # multiplying each plane first rounded otherwise)
+    contrib = val.sum(axis=0) * coef  # (Mc, C)
     for c in range(out_col.shape[0]):
         out[:, out_col[c]] += contrib[:, c]
 
@@ -68,7 +72,8 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
     It re-derives the input planes bit by bit with Python integers, reads every physical column
     from the programmed conductances (never the merged GEMM matrix), and converts one scalar at
     a time; only the layer's tiling, conversion list and ADC ranges are shared with the engine.
-    Noise uses the same counter-based draws, so results match the engine for the same seed.
+    Noise uses the same counter-based draws, so results match the engine for the same seed,
+    an aged layer's too (its 1/f read noise and drifted analog reference at its time).
     """
     chip = layer.chip
     tables = layer.adc
@@ -104,6 +109,11 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
     g = (layer.digits_phys.astype(np.float64) + g_off if layer.g_phys is None
          else layer.g_phys.astype(np.float64))
     comp = chip.device.off_current_compensation
+    # an aged layer (``with_time``): its cells' read noise grows with time (1/f), and an analog
+    # reference column has drifted as the off-state cells have
+    t = layer.aging.t_s if layer.aging is not None else chip.device.drift_t0_s
+    read_rel = np.broadcast_to(np.asarray(_read_rel(layer, t), dtype=np.float64), g.shape)
+    g_ref = g_off * reference_drift(t, chip)
     nz = chip.noise
     nl = NL_CODES[nz.nonlinearity]
     poly = np.asarray(nz.poly_coeffs, dtype=np.float64)
@@ -130,7 +140,7 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                         # removes its nominal value before the ADC
                         a = float(xp @ g[k0:k1, j])
                         if comp is OffCurrentCompensation.ANALOG:
-                            a -= g_off * xsum
+                            a -= g_ref * xsum
                         return float(column_nonlinearity(
                             np.float64(a), nl, max(layer.column_fs, 1e-30),
                             nz.saturation_fraction, nz.ir_drop_beta, poly))
@@ -142,9 +152,9 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                         if j < 0:
                             continue
                         a += wj * column(j)
-                        if nz.read_noise_rel > 0:
+                        if read_rel[k0:k1, j].any():
                             var += wj * wj * float(
-                                (xp**2) @ (nz.read_noise_rel * g[k0:k1, j]) ** 2)
+                                (xp**2) @ (read_rel[k0:k1, j] * g[k0:k1, j]) ** 2)
                     idx = ((gi * n_planes + p) * m_total + m) * n_conv + c
                     delta = float(tables.delta[gi, c])
                     if steps[gi].shape[0] > 0:  # the exact code sampler (engine decides where)

@@ -398,14 +398,20 @@ def test_same_seed_same_devices_at_every_time(tiny):
         next(iter(other.sim_layers.values())).cores[0].parts[0][2].aging.nu, nu)
 
 
-def test_the_numba_kernel_and_its_numpy_twin_agree_on_an_aged_layer(rng):
-    chip = cimsim.load_chip("pcm-22nm").replace(
-        device=cimsim.load_chip("pcm-22nm").device.replace(drift_compensation="column"))
-    w, x = _operands(chip, rng, n=5, k=40, m=6)
+@pytest.mark.parametrize("compensation", ["none", "global", "column"])
+@pytest.mark.parametrize("policy", ["calibrated", "full_scale"])
+def test_the_numba_kernel_and_its_numpy_twin_agree_on_an_aged_layer(rng, compensation, policy):
+    """Bit for bit (docs/hardware-model.md §10): a compensation's gain makes the columns'
+    coefficient no power of two, and the twin, which multiplied each plane's code by it before
+    summing the planes, differed from the kernel in the last bit of a third of the outputs."""
+    pcm = cimsim.load_chip("pcm-22nm")
+    chip = pcm.replace(device=pcm.device.replace(drift_compensation=compensation),
+                       adc=pcm.adc.replace(range_policy=policy, bits=10))
+    w, x = _operands(chip, rng, n=24, k=150, m=9)
     layer = engine.calibrate(program(w, chip, np.random.default_rng(0)), x).with_time(YEAR_S)
     a = engine.run(layer, x, noise_seed=2)[0]
     b = engine.run(layer, x, noise_seed=2, kernel="numpy")[0]
-    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(a, b)
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,3 +479,25 @@ def test_pcm_preset_round_trips_and_ages():
     assert chip.device.cell.value == "pcm" and chip.device.ages
     assert cimsim.ChipConfig.from_dict(chip.to_dict()) == chip
     assert "pcm-22nm" in cimsim.list_presets()
+
+
+@pytest.mark.parametrize("compensation", ["digital", "analog"])
+@pytest.mark.parametrize("t_s", [None, 3600.0, YEAR_S])
+def test_the_plain_reference_follows_an_aged_layer(compensation, t_s):
+    """``matmul_reference`` (the tests' plain oracle) reads each cell's 1/f read noise at the
+    layer's time and the drifted analog reference column, as the engine does: it drew the
+    white read noise only (17,283 apart at t0 on pcm-22nm, whose q_s is set)."""
+    from cimsim.arrays._reference import matmul_reference
+
+    rng = np.random.default_rng(0)
+    w, x = rng.integers(-127, 128, (8, 64)), rng.integers(0, 256, (3, 64))
+    pcm = cimsim.load_chip("pcm-22nm")
+    assert any(pcm.device.read_noise_q_s)
+    chip = pcm.replace(noise=pcm.noise.replace(thermal_sigma_lsb=0.0),
+                       adc=pcm.adc.replace(range_policy="full_scale", bits=12),
+                       device=pcm.device.replace(off_current_compensation=compensation,
+                                                 on_off_ratio=20.0))
+    layer = program(w, chip, np.random.default_rng(5))
+    layer = layer if t_s is None else layer.with_time(t_s)
+    y = engine.run(layer, x, noise_seed=3)[0]
+    np.testing.assert_allclose(matmul_reference(x, layer, noise_seed=3), y, rtol=1e-12, atol=0)
