@@ -1,7 +1,7 @@
 """The ``cimsim`` command: argparse only; every command calls the public API and writes files.
 
     cimsim demo [--out DIR] [--chip NAME]        the digits CNN on a chip, report written
-    cimsim simulate --model M --data D --chip C --out DIR
+    cimsim simulate --model M --data D --chip C --out DIR              (--model demo: no files)
     cimsim sweep --model M --data D --chip C --adc-bits 3-8 --out DIR   (--model demo: no files)
     cimsim train --model M --chip C --epochs E --out DIR
                  --method qat|distill|pim-qat|columnquant|raoq|bskmq|qat+a-shift+...
@@ -205,25 +205,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from cimsim._inputs import input_rows
     from cimsim.mapping.loaders import load_data, load_model_for
 
-    if args.model in BUILTIN_MODELS:  # the names sweep and train take; here a file is read
-        factory = "load_digits_cnn" if args.model == "demo" else "load_resnet_digits"
-        raise ConfigError(f"--model {args.model}: simulate takes a model file or "
-                          f"module:function; allowed: --model cimsim.models:{factory} (the "
-                          "bundled digits model; `cimsim demo` runs the CNN on its own data)")
+    _check_data_given(args)
     _check_out(args.out)
     chip = _load_chip(args)
     # before the data and the model load: a mistyped --time is its own one line, at once
     times = None if args.time is None else _time_values("--time", args.time, chip)
-    x, y = load_data(args.data, integers=True)
-    if args.limit:
-        x, y = input_rows(x, 0, args.limit), (None if y is None else y[: args.limit])
-    model, x = load_model_for(args.model, x)  # integer inputs: token ids or images
-    _check_scores(args.model, model, x, y)
-    x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
+    if args.model in BUILTIN_MODELS:
+        # as sweep: the bundled model on the digits test split, its training images calibrate
+        model, x_cal, x_eval, y_eval = _builtin_data(args.model, args.calibration)
+        if args.limit:
+            x_eval, y_eval = x_eval[: args.limit], y_eval[: args.limit]
+        x, used = x_eval, (f"{x_eval.shape[0]} test inputs evaluated, {x_cal.shape[0]} "
+                           "training images calibrate")
+    else:
+        x, y = load_data(args.data, integers=True)
+        if args.limit:
+            x, y = input_rows(x, 0, args.limit), (None if y is None else y[: args.limit])
+        model, x = load_model_for(args.model, x)  # integer inputs: token ids or images
+        _check_scores(args.model, model, x, y)
+        x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
     if times:
         _warn_static_device(chip, times)
-    print(f"cimsim {__version__}: {args.model} on {chip.name}; {used}")
-    _warn_unseen_classes(y, args.calibration)
+    print(f"cimsim {__version__}: {BUILTIN_MODELS.get(args.model, args.model)} on "
+          f"{chip.name}; {used}")
+    if args.model not in BUILTIN_MODELS:
+        _warn_unseen_classes(y, args.calibration)
     sim = cimsim.deploy(model, chip, x_cal, seed=args.seed, exclude=args.exclude)
     if x_eval is x:  # after the deploy, so that an error stays the only line on stderr
         _warn_calibration_reused(args.calibration)
@@ -630,30 +636,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     x: Any  # a tensor, or a dict of the model's keyword inputs
     y: torch.Tensor | None
     calibration: int | torch.Tensor
-    if args.model == "demo":
-        from .data import load_digits_split
-        from .models import load_digits_cnn
-
-        if args.data is not None:
-            raise ConfigError("--data: --model demo brings its own data (the digits test "
-                              "split); leave --data out")
-        model = load_digits_cnn()
-        x_train, _, x, y = load_digits_split()
-        calibration = x_train[: args.calibration]
-        name = "digits CNN (demo)"
+    _check_data_given(args)
+    if args.model in BUILTIN_MODELS:
+        model, calibration, x, y = _builtin_data(args.model, args.calibration)
     else:
         from .mapping.loaders import load_data, load_model_for
 
-        if args.data is None:
-            raise ConfigError("--data is required (unless --model demo)")
         x, y = load_data(args.data, integers=True)
         calibration = args.calibration
-        name = str(args.model)
+    name = BUILTIN_MODELS.get(args.model, str(args.model))
     from ._inputs import input_count, input_rows
 
     if args.limit:
         x, y = input_rows(x, 0, args.limit), (None if y is None else y[: args.limit])
-    if args.model != "demo":
+    if args.model not in BUILTIN_MODELS:
         model, x = load_model_for(args.model, x)
         _check_scores(args.model, model, x, y)
     n_x = input_count(x)
@@ -731,16 +727,35 @@ def _builtin_model(name: str) -> nn.Module:
     return load_digits_cnn() if name == "demo" else load_resnet_digits()
 
 
+def _check_data_given(args: argparse.Namespace) -> None:
+    """``--data`` with a file model, not with a bundled one (it brings the digits split)."""
+    if args.model in BUILTIN_MODELS and args.data is not None:
+        factory = "load_digits_cnn" if args.model == "demo" else "load_resnet_digits"
+        raise ConfigError(f"--data: --model {args.model} brings its own data (the digits "
+                          "train/test split); leave --data out, or, for the bundled model on "
+                          f"your data, allowed: --model cimsim.models:{factory}")
+    if args.model not in BUILTIN_MODELS and args.data is None:
+        raise ConfigError(f"--data is required with --model {args.model} (unless --model "
+                          f"is one of {', '.join(BUILTIN_MODELS)})")
+
+
+def _builtin_data(name: str, n_cal: int):
+    """``(model, x_cal, x_test, y_test)`` of a bundled model (``simulate`` and ``sweep``): the
+    first ``n_cal`` digits training images calibrate, the test split is evaluated."""
+    from .data import load_digits_split
+
+    x_train, _, x_test, y_test = load_digits_split()
+    return _builtin_model(name), x_train[:n_cal], x_test, y_test
+
+
 def _train_data(args: argparse.Namespace):
     """(model, x_train, y_train, x_eval, y_eval, description) for ``cimsim train``."""
     y_train: torch.Tensor | None
     y_eval: torch.Tensor | None
+    _check_data_given(args)
     if args.model in BUILTIN_MODELS:
         from .data import load_digits_split
 
-        if args.data is not None:
-            raise ConfigError(f"--data: --model {args.model} brings its own data (the digits "
-                              "train/test split); leave --data out")
         x_train, y_train, x_eval, y_eval = load_digits_split()
         model = _builtin_model(args.model)
         what = (f"the first {args.limit} of the digits train split / of its test split"
@@ -748,9 +763,6 @@ def _train_data(args: argparse.Namespace):
     else:
         from .mapping.loaders import load_data, load_model_for
 
-        if args.data is None:
-            raise ConfigError(f"--data is required with --model {args.model} (unless --model "
-                              f"is one of {', '.join(BUILTIN_MODELS)})")
         x, y = load_data(args.data, integers=True)
         if isinstance(x, dict):
             raise ConfigError(f"--data: {args.data} holds keyword inputs ({', '.join(x)}); "
@@ -1313,12 +1325,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="deploy a model on a chip and evaluate it on data")
     s.add_argument("--model", required=True, type=_model_spec,
-                   help="torch.export .pt2 (dynamic batch), TorchScript file, or "
-                        "module:function")
-    s.add_argument("--data", required=True, type=_path,
+                   help="torch.export .pt2 (dynamic batch), TorchScript file, "
+                        "module:function, or demo / resnet-digits (the bundled digits models "
+                        "on their test split, calibrated on the first --calibration training "
+                        "images)")
+    s.add_argument("--data", type=_path, default=None,
                    help=".npz with x (and y), or with the model's keyword inputs by name "
                         "(input_ids=, attention_mask=, ...), or a tensor file (torch.load "
-                        "weights_only)")
+                        "weights_only); required but with a bundled model")
     s.add_argument("--chip", required=True, help="preset name or .toml path")
     _add_set(s)
     s.add_argument("--out", type=_path, required=True,
@@ -1341,7 +1355,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "knobs; table, Pareto plot, HTML")
     w.add_argument("--model", required=True, type=_model_spec,
                    help="torch.export .pt2 (dynamic batch), TorchScript file, module:function, "
-                        "or 'demo' (the bundled digits CNN and its test split)")
+                        "or demo / resnet-digits (the bundled digits models and their test "
+                        "split)")
     w.add_argument("--data", type=_path, default=None,
                    help=".npz with x (and y), or with the model's keyword inputs by name, or a "
                         "tensor file (not with --model demo)")

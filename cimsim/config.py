@@ -1659,7 +1659,11 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
     wanted = list(_KEY_INPUTS)
     if loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL:
         wanted += _PHYSICAL_INPUTS  # a digital read-out has no analog drive or column sum
-    if loaded.device.cell.resistive:
+    if priced_resistive(loaded) and not (loaded.tech.cost_model is CostModel.PHYSICAL
+                                         and loaded.tech.compute_domain is ComputeDomain.CHARGE
+                                         and loaded.adc.kind is not ADCKind.DIGITAL):
+        # a resistive read's charge is V G t; a charge-domain column conducts none (its
+        # capacitors share charge), so there neither changes a figure
         wanted += _RESISTIVE_INPUTS
     if (loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL
             and loaded.tech.compute_domain is ComputeDomain.CHARGE):
@@ -1709,7 +1713,8 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
 # [tech] fields that only the physical cost model reads (cimsim.cost.models): under the default
 # `tables` model a value written there changes no figure (each checked against datasheet())
 _PHYSICAL_ONLY_TECH = ("compute_domain", "cell_kind", "devices_per_cell", "weight_sets_stored",
-                       "cell_area_f2", "cap_unit_ff", "wordline_v", "wordline_high_v",
+                       "cell_area_f2", "cap_unit_ff", "cap_density_ff_per_um2",
+                       "wordline_v", "wordline_high_v",
                        "read_supply_v",
                        "wordline_cap_ff_per_cell", "wordline_driver_cap_ff",
                        "wordline_switching", "window_stated")

@@ -567,7 +567,8 @@ def headline_lines(totals: dict[str, Any]) -> list[str]:
                          f" (time-multiplexed arrays rewritten){mark}")
     if "n_arrays_used" in totals and "n_arrays_available" in totals:
         lines.append(f"{'arrays used':<24}{totals['n_arrays_used']} of "
-                     f"{totals['n_arrays_available']}")
+                     f"{totals['n_arrays_available']}"
+                     + (" (time-multiplexed)" if totals.get("time_multiplexed") else ""))
     return lines
 
 

@@ -590,6 +590,22 @@ def test_unstated_inputs_names_what_the_description_leaves_to_defaults(tmp_path)
     path.write_text('[device]\ncell = "sram"\n[tech]\ncost_model = "physical"\n'
                     'compute_domain = "charge"\ncap_unit_ff = 2.0\n')
     assert not any("cap_unit_ff" in g for g in cimsim.config.unstated_inputs(path))
+    # a charge-domain column over resistive (FeFET) cells conducts no read current: its
+    # conductance and read voltage change no figure, and are not named
+    path.write_text('[device]\ncell = "fefet"\nbits_per_cell = 1\n[tech]\n'
+                    'cost_model = "physical"\ncompute_domain = "charge"\ncap_unit_ff = 0.5\n')
+    got = cimsim.config.unstated_inputs(path)
+    assert not any("g_max_us" in g or "v_read_v" in g for g in got)
+    from cimsim.cost.datasheet import datasheet
+    chip = cimsim.load_chip(path)
+    base = datasheet(chip)
+    for other in (chip.replace(device=chip.device.replace(g_max_us=100.0)),
+                  chip.replace(tech=chip.tech.replace(v_read_v=0.6))):
+        assert datasheet(other)["tops_per_w"] == base["tops_per_w"]
+    # an ideal cell the physical model prices as an RRAM cell: its read is priced
+    path.write_text('[device]\ncell = "ideal"\n[tech]\ncost_model = "physical"\n'
+                    'cell_kind = "rram_1t1r"\n')
+    assert "device.g_max_us = 10.0" in cimsim.config.unstated_inputs(path)
 
 
 def test_a_cost_cell_of_another_family_than_the_simulated_cell_is_refused():
@@ -691,3 +707,24 @@ def test_bit_cells_do_not_age(cell, field, value):
     device.replace(variation="lognormal", variation_sigma=0.1, p_stuck_on=0.01,
                    on_off_ratio=20.0)
     cimsim.load_chip("pcm-22nm").device.replace(**{field: value})  # a PCM cell ages
+
+
+def test_the_capacitor_density_is_named_under_the_tables_model(tmp_path):
+    """``cap_density_ff_per_um2`` (the capacitor area of a charge-domain column and of a
+    bit-plane accumulator) is read by the physical model only: under ``tables`` it changed no
+    figure and no warning said so."""
+    from cimsim.cost.datasheet import datasheet
+
+    path = tmp_path / "chip.toml"
+    text = ('[device]\ncell = "sram"\nbits_per_cell = 1\n[dac]\nbits = "all"\n'
+            '[tech]\ninput_drive = "bit_planes"\ncompute_domain = "charge"\n'
+            "cap_density_ff_per_um2 = {}\n")
+    path.write_text(text.format(2.0))
+    with pytest.warns(UserWarning, match=r"\[tech\] compute_domain, cap_density_ff_per_um2 are "
+                                         r"read by the physical cost model only"):
+        chip = cimsim.load_chip(path)
+    dense = chip.replace(tech=chip.tech.replace(cap_density_ff_per_um2=20.0))
+    assert datasheet(chip)["area_mm2"] == datasheet(dense)["area_mm2"]
+    physical = chip.replace(tech=chip.tech.replace(cost_model="physical"))
+    assert datasheet(physical)["area_mm2"] != datasheet(
+        physical.replace(tech=physical.tech.replace(cap_density_ff_per_um2=20.0)))["area_mm2"]

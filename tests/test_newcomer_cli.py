@@ -253,7 +253,8 @@ def test_train_options_are_checked_before_the_work(method, option, fragment, tmp
                                               ("resnet-digits", "load_resnet_digits")])
 def test_simulate_names_the_factory_of_a_bundled_model(name, factory, data_file, tmp_path,
                                                       capsys, monkeypatch):
-    """Was: "model file 'demo' not found" for the name sweep and train take."""
+    """Was: "model file 'demo' not found" for the name sweep and train take. (Without --data
+    simulate runs the bundled model on its digits split: tests/test_cli.py.)"""
     with no_work(monkeypatch):
         assert main(["simulate", "--model", name, "--data", str(data_file), "--chip", "ideal",
                      "--out", str(tmp_path / "o")]) == 2

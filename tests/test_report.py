@@ -290,6 +290,9 @@ def test_time_multiplexed_report_has_a_reprogramming_line_issue16(tmp_path):
     assert t["area_mm2_used"] <= t["area_mm2"]
     (reload,) = [s for s in rep.headline_lines() if "reloading" in s]
     assert f"{t['reprogramming_latency_ns_per_inference']:,.1f} ns" in reload
+    # more arrays used than the chip has: the line says why (the HTML summary did already)
+    assert rep.headline_lines()[-1] == (f"{'arrays used':<24}{t['n_arrays_used']} of "
+                                        f"{t['n_arrays_available']} (time-multiplexed)")
     rep.save(tmp_path)  # the reload row goes through CSV, JSON and the figures
     assert "(reprogramming)" in (tmp_path / "layers.csv").read_text()
 

@@ -482,10 +482,11 @@ def _si(value: float, unit: str) -> str:
 def likely_lines(sheet: dict[str, Any]) -> list[str]:
     """The headline's ``likely`` lines: each figure times its class's central 80 % of published
     / predicted in the validation table (:func:`validation_range`); none for a calibrated or a
-    ``tables``-model sheet, whose figures the table does not describe."""
+    ``tables``-model sheet, whose figures the table does not describe, nor for figures that
+    describe no hardware (a ``caveat``: a range around them would read as a prediction)."""
     unc = sheet["uncertainty"]
     same = unc["same_class"]
-    if same is None:
+    if same is None or sheet.get("caveat"):
         return []
     cls = same["class"]
     lines = []

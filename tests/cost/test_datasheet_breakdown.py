@@ -16,6 +16,7 @@ from cimsim.cost import adc_survey, settling
 from cimsim.cost.datasheet import (
     VALIDATION_ROWS,
     datasheet,
+    likely_lines,
     validation_class,
     validation_range,
     validation_spread,
@@ -214,6 +215,17 @@ def test_no_likely_range_where_the_table_does_not_describe_the_figures(capsys, c
     assert unc["same_class"] is None
     assert unc["likely"] == {"tops_per_w": None, "tops_per_mm2": None}
     assert "likely" not in _cli(capsys, chip, *(["--calibrated"] if calibrated else []))
+
+
+def test_no_likely_range_around_figures_that_describe_no_hardware(capsys):
+    """An 18-b converter is beyond any column ADC (the figures carry a caveat saying they mean
+    nothing): a 'likely' range printed under that caveat read as a prediction."""
+    chip = cimsim.load_chip(_published("lee-vlsi21"), overrides=["adc.bits=18"])
+    sheet = datasheet(chip)
+    assert sheet["caveat"] and likely_lines(sheet) == []
+    assert likely_lines(datasheet(_published("lee-vlsi21")))  # the chip as published has one
+    out = _cli(capsys, _published("lee-vlsi21"), "--set", "adc.bits=18")
+    assert "caveat: " in out and "likely" not in out
 
 
 def test_validation_rows_are_the_page_s_table():
