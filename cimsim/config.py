@@ -1454,6 +1454,14 @@ class ChipConfig(_Config):
         ``cimsim.arrays.encoding.plane_layout`` gives the exact list)."""
         return -(-self.input_bits // self.dac_bits)
 
+    @property
+    def array_slots(self) -> int:
+        """Arrays' worth of weights the chip holds at once: its arrays times the weight sets
+        each compute cell stores (``tech.weight_sets_stored``, one set active at a time). A
+        model within it is never rewritten; beyond its arrays its layers take turns on them,
+        switching sets (docs/cost-model.md, "Time multiplexing")."""
+        return self.array.n_arrays * self.tech.weight_sets_stored
+
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)
 
@@ -1712,11 +1720,9 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
 
 # [tech] fields that only the physical cost model reads (cimsim.cost.models): under the default
 # `tables` model a value written there changes no figure (each checked against datasheet())
-_PHYSICAL_ONLY_TECH = ("compute_domain", "cell_kind", "devices_per_cell", "weight_sets_stored",
-                       "cell_area_f2", "cap_unit_ff", "cap_density_ff_per_um2",
-                       "wordline_v", "wordline_high_v",
-                       "read_supply_v",
-                       "wordline_cap_ff_per_cell", "wordline_driver_cap_ff",
+_PHYSICAL_ONLY_TECH = ("compute_domain", "cell_kind", "devices_per_cell", "cell_area_f2",
+                       "cap_unit_ff", "cap_density_ff_per_um2", "wordline_v", "wordline_high_v",
+                       "read_supply_v", "wordline_cap_ff_per_cell", "wordline_driver_cap_ff",
                        "wordline_switching", "window_stated")
 
 

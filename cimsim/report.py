@@ -170,6 +170,9 @@ class Report:
             "n_arrays_used": work.n_arrays_needed,
             "n_arrays_available": chip.array.n_arrays,
             "time_multiplexed": work.n_arrays_needed > chip.array.n_arrays,
+            # arrays' worth of weights held at once (x tech.weight_sets_stored): beyond the
+            # arrays but within this, layers take turns switching sets, none is rewritten
+            "n_array_slots": chip.array_slots,
             # the time after programming the devices were seen at (simulate --time writes
             # one report per time: the folder name said it, the report not)
             **({} if work.t_s is None else {"t_inference_s": work.t_s}),
@@ -526,7 +529,7 @@ def _summary_rows(report: Report) -> list[tuple[str, str, str]]:
                      cost_basis["area"]))
     if "n_arrays_used" in t and "n_arrays_available" in t:
         rows.append(("arrays", f"{t['n_arrays_used']} used of {t['n_arrays_available']}"
-                     + (" (time-multiplexed)" if t.get("time_multiplexed") else ""), "count"))
+                     + _turns(t), "count"))
     return rows
 
 
@@ -567,9 +570,18 @@ def headline_lines(totals: dict[str, Any]) -> list[str]:
                          f" (time-multiplexed arrays rewritten){mark}")
     if "n_arrays_used" in totals and "n_arrays_available" in totals:
         lines.append(f"{'arrays used':<24}{totals['n_arrays_used']} of "
-                     f"{totals['n_arrays_available']}"
-                     + (" (time-multiplexed)" if totals.get("time_multiplexed") else ""))
+                     f"{totals['n_arrays_available']}" + _turns(totals))
     return lines
+
+
+def _turns(totals: dict[str, Any]) -> str:
+    """How more arrays than the chip's are used: rewritten (time-multiplexed), or held as
+    stored weight sets the layers switch between (``tech.weight_sets_stored``)."""
+    if not totals.get("time_multiplexed"):
+        return ""
+    if totals["n_arrays_used"] <= totals.get("n_array_slots", 0):
+        return " (layers take turns, switching stored weight sets: none rewritten)"
+    return " (time-multiplexed)"
 
 
 def _layer_rows(work, cost) -> list[dict]:

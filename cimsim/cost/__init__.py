@@ -398,7 +398,7 @@ def _reload_stage(rep: CostReport, other: Events, n_needed: int, per: float,
     rewritten = other.get(_REPROGRAM)
     if rewritten <= 0:
         return 0.0
-    d = reload_latency(chip, rewritten, n_needed - chip.array.n_arrays, table)
+    d = reload_latency(chip, rewritten, n_needed - chip.array_slots, table)
     d["latency_ns"] *= per
     d.update(layer=UNATTRIBUTED, block=0, name="reload of the time-multiplexed arrays",
              n_arrays=d["n_arrays_per_reload"], n_reloads_per_inference=d.pop("n_reloads") * per)

@@ -729,14 +729,15 @@ class CellModel(ComponentModel):
     def area_um2(self) -> float:
         chip = self.chip
         if not self.physical:
+            sets = chip.tech.weight_sets_stored  # storage for each set, as below
             if chip.device.cell.resistive:  # PCM, MRAM: as RRAM; FeFET, flash: their own
-                return table_cell_area_um2(chip, self.table) * self.cal.a("cell")
+                return table_cell_area_um2(chip, self.table) * sets * self.cal.a("cell")
             # the tables' 8T CIM cell gates its 1-b product through its read port; each further
             # input bit of a digital read-out's slice adds a product gate at its area per
             # transistor (8 of them)
             gates = max(product_gates(chip) - 1, 0) * PRODUCT_GATE_TRANSISTORS / 8
             return (self.table.sram_cell_area_um2 * (1 + gates) * stored_bits_per_cell(chip)
-                    * self.cal.a("cell"))
+                    * sets * self.cal.a("cell"))
         area = self.area_f2() * (chip.tech.node_nm * 1e-3) ** 2
         tech = chip.tech
         if tech.compute_domain is ComputeDomain.CHARGE and tech.cap_density_ff_per_um2 > 0:

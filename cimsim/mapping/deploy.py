@@ -320,8 +320,9 @@ class SimModel(nn.Module):
         return None
 
     def _charge_time_multiplexing(self) -> None:
-        """Over capacity (allowed): the arrays beyond the chip's are rewritten every forward."""
-        have = self.chip.array.n_arrays
+        """Over capacity (allowed): the arrays beyond what the chip holds (its arrays times
+        the weight sets stored) are rewritten every forward."""
+        have = self.chip.array_slots
         if self.arrays_needed <= have:
             return
         over = self.arrays_needed - have
@@ -1766,19 +1767,22 @@ def _arrays_needed(sim_layers: dict[str, SimLayer], chip: ChipConfig) -> int:
 
 
 def _check_capacity(needed: int, chip: ChipConfig, names: list[str] | None = None) -> int:
-    """``needed`` arrays, or ``CapacityError`` when over the chip's count without
+    """``needed`` arrays, or ``CapacityError`` when over what the chip holds at once (its
+    arrays times the weight sets stored: ``ChipConfig.array_slots``) without
     time-multiplexing. ``names``: the matrices' (one per group of a grouped convolution,
     ``NAME[gG]``, points to ``array.group_packing``)."""
-    have = chip.array.n_arrays
+    have = chip.array_slots
     if needed > have and not chip.array.allow_time_multiplexing:
         grouped = sum(1 for n in names or [] if re.search(r"\[g\d+\]$", n))
         packing = (f"; {grouped} matrices are single groups of grouped or depthwise "
                    "convolutions, each on arrays of its own: array.group_packing = 'diagonal' "
                    "packs several per array" if grouped else "")
+        sets = chip.tech.weight_sets_stored
         raise CapacityError(
             f"the model needs {needed} arrays of {chip.array.n_rows}x{chip.array.n_cols} but "
             f"the chip has {have} ({chip.array.n_tiles} tile{'s' * (chip.array.n_tiles != 1)}"
-            f" x {chip.array.arrays_per_tile} array{'s' * (chip.array.arrays_per_tile != 1)}); "
+            f" x {chip.array.arrays_per_tile} array{'s' * (chip.array.arrays_per_tile != 1)}"
+            + (f" x {sets} weight sets stored" if sets > 1 else "") + "); "
             "enlarge the chip or set array.allow_time_multiplexing = true (reprogramming is "
             f"then charged){packing}"
         )

@@ -541,3 +541,47 @@ def test_gated_leakage_on_a_time_multiplexed_chip_counts_each_layers_own_arrays(
     ungated, _, _ = leaks(1, 4, "none")
     for layer in arrays:
         assert ungated[layer] > small[layer]
+
+
+@pytest.mark.parametrize("cost_model", ["physical", "tables"])
+def test_stored_weight_sets_hold_layers_without_rewriting_them(cost_model):
+    """A compute cell storing S weight sets holds S x the chip's arrays of weights: a model
+    within that deploys without time-multiplexing and is never rewritten, its layers taking
+    turns on the arrays (its latency counts them; it was refused, then charged a reload), and
+    its cells' area counts every set under either cost model."""
+    import torch
+
+    from cimsim.errors import CapacityError
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64))
+    x = torch.randn(32, 64)
+    base = cimsim.load_chip("published/wu-jssc23")  # one 64 x 512 array, 32 sets stored
+    base = base.replace(tech=base.tech.replace(cost_model=cost_model))
+    assert base.array.n_arrays == 1 and base.array_slots == 32
+
+    def run(chip):
+        sim = cimsim.deploy(model, chip, calibration=x, seed=0)
+        sim(x[:4])
+        return sim.report().totals
+
+    held = run(base)
+    assert held["n_arrays_used"] == 2 and held["time_multiplexed"]
+    assert held["reprogramming_latency_ns_per_inference"] == 0.0
+    one_set = base.replace(tech=base.tech.replace(weight_sets_stored=1))
+    with pytest.raises(CapacityError, match="needs 2 arrays .* the chip has 1 "):
+        cimsim.deploy(model, one_set, calibration=x, seed=0)
+    rewritten = run(one_set.replace(array=one_set.array.replace(allow_time_multiplexing=True)))
+    assert rewritten["reprogramming_latency_ns_per_inference"] > 0
+    assert held["latency_ns_per_inference"] == pytest.approx(
+        rewritten["latency_ns_per_inference"]
+        - rewritten["reprogramming_latency_ns_per_inference"])
+    cell = {c: component_models(chip)[C.CELL].area_um2() for c, chip in
+            (("held", base), ("one", one_set))}
+    assert cell["held"] == pytest.approx(32 * cell["one"])
+    # more than the chip holds: refused naming the sets
+    two = base.replace(tech=base.tech.replace(weight_sets_stored=2))
+    deep = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(3)])
+    with pytest.raises(CapacityError, match=r"the chip has 2 \(1 tile x 1 array x 2 weight "
+                                            r"sets stored\)"):
+        cimsim.deploy(deep, two, calibration=x, seed=0)
