@@ -431,8 +431,8 @@ class SimModel(nn.Module):
         -------
         pandas.DataFrame
             One row per mapped layer, model order: ``layer``; ``sqnr_db`` =
-            10·log10(Σ y_f² / Σ (y_s − y_f)²) (inf when exact); ``rel_error`` =
-            ‖y_s − y_f‖ / ‖y_f‖ (0 when both are zero, inf when only y_f is);
+            10·log10(Σ y_f² / Σ (y_s − y_f)²) (inf when exact, -inf when only y_f is zero);
+            ``rel_error`` = ‖y_s − y_f‖ / ‖y_f‖ (0 when both are zero, inf when only y_f is);
             ``cosine`` of y_s and y_f (NaN when either is zero); ``accum_rel_error`` and
             ``accum_cosine``, the same against y_F; ``adc_clip_pct``, conversions of the trace
             that clipped (``LayerWork.n_adc_clipped``); ``input_clip_pct``, the trace's
@@ -558,7 +558,10 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
     reached = n_vectors > 0
     return {
         "layer": name,
-        "sqnr_db": (nan if not reached or s["ref2"] == 0 else math.inf if s["err2"] == 0
+        # exact: inf, also on an all-zero reference (it was NaN there, as for a layer never
+        # reached); an error on an all-zero reference: -inf, as rel_error is inf
+        "sqnr_db": (nan if not reached else math.inf if s["err2"] == 0
+                    else -math.inf if s["ref2"] == 0
                     else 10.0 * math.log10(s["ref2"] / s["err2"])),
         "rel_error": rel(s["err2"], s["ref2"]) if reached else nan,
         "cosine": ratio(s["dot"], math.sqrt(s["sim2"] * s["ref2"])) if reached else nan,

@@ -974,7 +974,10 @@ class TwinMatmul(nn.Module):
         the ADC kernel (NumPy) has no bfloat16; float32 GEMMs in IEEE float32 whatever
         ``torch.set_float32_matmul_precision`` says (``_gemm.ieee_float32``), as the engine's."""
         if x.shape[0] == 0:  # no row (an expert no token was routed to): nothing to convert
-            return x.new_zeros((0, self.n_outputs), dtype=self.weight.dtype)
+            # but still in the graph, as the float layer's empty output is (a loss of empty
+            # batches only failed in backward: "does not require grad")
+            return (x.to(self.weight.dtype)[:, :0].sum(dim=1, keepdim=True)
+                    + 0.0 * self.weight.sum()).expand(0, self.n_outputs)
         if self.training and not self._warned_through_zero:
             self._warn_steps_through_zero()
         with torch.autocast(x.device.type, enabled=False), ieee_float32(torch):

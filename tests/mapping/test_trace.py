@@ -196,6 +196,24 @@ def test_a_layer_whose_float_output_is_zero_has_zero_relative_error():
     assert row.rel_error == 0.0
     assert row.accum_rel_error == 0.0
     assert row.n_trace_vectors == 40
+    assert row.sqnr_db == math.inf  # exact, as the table says (it was NaN: "never reached")
+
+
+def test_an_all_zero_reference_gives_inf_or_minus_inf_sqnr():
+    """Zero inputs through a layer without bias: its float output is all zeros. Exact on
+    `ideal` (sqnr inf); an error on a lossy chip (rel_error inf, sqnr -inf), not NaN."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 8, bias=False), nn.ReLU(),
+                          nn.Linear(8, 3, bias=False)).eval()
+    cal = torch.randn(16, 12)
+    exact = cimsim.deploy(model, "ideal", cal, seed=0).trace(torch.zeros(4, 12))
+    assert (exact.sqnr_db == math.inf).all() and (exact.rel_error == 0.0).all()
+    chip = cimsim.load_chip("rram-22nm")
+    lossy = cimsim.deploy(model, chip, cal, seed=0).trace(torch.zeros(4, 12)).iloc[0]
+    if lossy.rel_error == math.inf:
+        assert lossy.sqnr_db == -math.inf
+    else:
+        assert lossy.rel_error == 0.0 and lossy.sqnr_db == math.inf
 
 
 def test_input_clipping_known_answer():

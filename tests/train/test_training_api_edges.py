@@ -181,3 +181,25 @@ def test_a_loaded_state_dict_brings_its_seed():
     with pytest.raises(ConfigError, match=r"_prepare_seed = \[-1, 0\] in the state dict is "
                                           "invalid"):
         b.load_state_dict({**a.state_dict(), "_prepare_seed": torch.tensor([-1, 0])})
+
+
+def test_an_empty_batch_stays_in_the_graph():
+    """An expert no token was routed to, or an empty last batch: the twin's empty output is
+    in the autograd graph as the float layer's is (a loss of empty batches only failed in
+    backward: 'element 0 of tensors does not require grad')."""
+    from torch import nn
+
+    from cimsim.train import prepare
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
+    x = torch.randn(64, 20)
+    assert model(x[:0]).requires_grad
+    prepared = prepare(model, "ideal", calibration=x, seed=0)
+    prepared.train()
+    y = prepared(x[:0])
+    assert y.shape == (0, 5) and y.requires_grad
+    y.sum().backward()
+    xs = x[:0].clone().requires_grad_(True)
+    prepared(xs).sum().backward()
+    assert xs.grad is not None and xs.grad.shape == (0, 20)
