@@ -151,3 +151,7 @@ def test_sweep_prints_its_cost_basis_and_the_fields_set(tokens, tmp_path, capsys
     chip = cimsim.load_chip("rram-22nm", overrides=["tech.vdd_v=0.9"])
     out = capsys.readouterr().out
     assert f"cost figures: {cost_basis(chip)}; chip fields set: tech.vdd_v=0.9" in out
+    # and the files: sweep.json and the page's settings name them (the page did not)
+    meta = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert meta["chip_description"].endswith("(with --set tech.vdd_v=0.9)")
+    assert "with --set tech.vdd_v=0.9" in (tmp_path / "s" / "sweep.html").read_text()

@@ -369,7 +369,11 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     from ..report import cost_basis
 
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
-            "chip": chip.name, "cost_figures": cost_basis(chip), "seed": seed,
+            "chip": chip.name,
+            # the description names the fields --set changed ("... (with --set tech.vdd_v=1)"):
+            # the page showed two sweeps at two supplies under one chip name
+            "chip_description": chip.description,
+            "cost_figures": cost_basis(chip), "seed": seed,
             # every field of the base chip: a chip file's or --set's values are not in its name
             "chip_config": json_safe(chip.to_dict()),  # an infinite on/off ratio as "inf"
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
