@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import CimsimError
 
-__all__ = ["signals_deferred", "write_bytes", "write_set", "write_text"]
+__all__ = ["exclusive_lock", "signals_deferred", "write_bytes", "write_set", "write_text"]
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
@@ -81,3 +81,36 @@ def write_set(files: Sequence[tuple[Path, bytes]]) -> list[Path]:
                               "nothing was written (remove or rename the folder)")
     with signals_deferred():
         return [write_bytes(path, data) for path, data in files]
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path, what: str, hint: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` for the duration: a second run of ``what``
+    into the same folder is refused at once (a ``CimsimError`` naming the holder's pid and
+    ``hint``) instead of working beside the first and overwriting its files. POSIX ``flock``,
+    released by the system when the holder dies (no stale lock); where it is not available
+    the run goes unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with lock_path.open("a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise CimsimError(
+                f"another {what} is writing into {lock_path.parent} ({holder}); {hint}"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

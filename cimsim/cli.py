@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._atomic import write_bytes, write_text
+from ._atomic import exclusive_lock, write_bytes, write_text
 from ._version import __version__
 from .errors import CapacityError, CimsimError, ConfigError
 from .evaluate import accuracy, output_cosine, score_problem
@@ -1008,103 +1008,107 @@ def cmd_train(args: argparse.Namespace) -> int:
     scheduler = lr_schedule(optimizer, args.schedule, epochs=args.epochs,
                             n=int(x_train.shape[0]), batch_size=args.batch_size)
     args.out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = args.out / CHECKPOINT
-    run = _run_identity(args)
-    # the chip's and the data's contents, not only their names: an edited chip file resumed
-    # the other chip's checkpoint (its ADC tables) without a word
-    from .sweep.store import data_fingerprint
+    # one run at a time in an --out: a second one would resume the same checkpoint and
+    # overwrite it and the reports beside the first
+    with exclusive_lock(args.out / "train.lock", "training run",
+                        "wait for it or use another --out"):
+        ckpt_path = args.out / CHECKPOINT
+        run = _run_identity(args)
+        # the chip's and the data's contents, not only their names: an edited chip file resumed
+        # the other chip's checkpoint (its ADC tables) without a word
+        from .sweep.store import data_fingerprint
 
-    run["chip_config"] = hashlib.sha256(json.dumps(chip.to_dict(), sort_keys=True,
-                                                   default=repr).encode()).hexdigest()[:16]
-    run["data_content"] = data_fingerprint(x_train, y_train)[:16]
-    state = _read_checkpoint(ckpt_path, run)
-    history: list[float] = []
-    start = 0
-    print(f"cimsim {__version__} train: {name} on {chip.name}, method {args.method}; "
-          f"{x_train.shape[0]} training / {x_eval.shape[0]} evaluation inputs ({what})")
-    if state is not None:
-        if int(state["epoch"]) > args.epochs:  # it resumed "after epoch 2 of 1"
-            raise ConfigError(f"--epochs {args.epochs}: {ckpt_path} already holds "
-                              f"{int(state['epoch'])} epochs of this run; allowed: --epochs >= "
-                              f"{int(state['epoch'])}, or another --out")
-        try:
-            prepared.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise ConfigError(f"--out: {ckpt_path} belongs to another run (its state does not "
-                              f"fit this model and chip: {str(exc).splitlines()[0]}); use "
-                              "another --out or remove the file") from None
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
-        print(f"resuming from {ckpt_path} after epoch {start} of {args.epochs}")
-    context = (distillation_loss(prepared, model, loss=args.loss) if recipe.base == "distill"
-               else contextlib.nullcontext(cross_entropy_of(prepared)))
-    with context as base_loss:
-        loss_fn = recipe.loss(prepared, base_loss)
-        data = (x_train,) if recipe.base == "distill" else (x_train, y_train)
-        for epoch in range(start, args.epochs):
-            t0 = time.perf_counter()
-            mean = train_epoch(prepared, data, loss_fn, optimizer, batch_size=args.batch_size,
-                               seed=args.seed, epoch=epoch, progress=True,
-                               desc=f"epoch {epoch + 1}/{args.epochs}", scheduler=scheduler)
-            history.append(mean)
-            if recipe.bskmq and recipe.bskmq_refit:
-                from .train.bskmq import refit_chip_levels
+        run["chip_config"] = hashlib.sha256(json.dumps(chip.to_dict(), sort_keys=True,
+                                                       default=repr).encode()).hexdigest()[:16]
+        run["data_content"] = data_fingerprint(x_train, y_train)[:16]
+        state = _read_checkpoint(ckpt_path, run)
+        history: list[float] = []
+        start = 0
+        print(f"cimsim {__version__} train: {name} on {chip.name}, method {args.method}; "
+              f"{x_train.shape[0]} training / {x_eval.shape[0]} evaluation inputs ({what})")
+        if state is not None:
+            if int(state["epoch"]) > args.epochs:  # it resumed "after epoch 2 of 1"
+                raise ConfigError(f"--epochs {args.epochs}: {ckpt_path} already holds "
+                                  f"{int(state['epoch'])} epochs of this run; allowed: --epochs >= "
+                                  f"{int(state['epoch'])}, or another --out")
+            try:
+                prepared.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise ConfigError(f"--out: {ckpt_path} belongs to another run (its state does not "
+                                  f"fit this model and chip: {str(exc).splitlines()[0]}); use "
+                                  "another --out or remove the file") from None
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
+            print(f"resuming from {ckpt_path} after epoch {start} of {args.epochs}")
+        context = (distillation_loss(prepared, model, loss=args.loss) if recipe.base == "distill"
+                   else contextlib.nullcontext(cross_entropy_of(prepared)))
+        with context as base_loss:
+            loss_fn = recipe.loss(prepared, base_loss)
+            data = (x_train,) if recipe.base == "distill" else (x_train, y_train)
+            for epoch in range(start, args.epochs):
+                t0 = time.perf_counter()
+                mean = train_epoch(prepared, data, loss_fn, optimizer, batch_size=args.batch_size,
+                                   seed=args.seed, epoch=epoch, progress=True,
+                                   desc=f"epoch {epoch + 1}/{args.epochs}", scheduler=scheduler)
+                history.append(mean)
+                if recipe.bskmq and recipe.bskmq_refit:
+                    from .train.bskmq import refit_chip_levels
 
-                nmse = refit_chip_levels(prepared, x_cal, batch_size=args.batch_size)
-                print("NL-ADC levels refit: activation NMSE "
-                      + ", ".join(f"{k} {v:.3g}" for k, v in nmse.items()))
-            _write_checkpoint(ckpt_path, {"epoch": epoch + 1, "model": prepared.state_dict(),
-                                          "optimizer": optimizer.state_dict(),
-                                          "loss": history, "run": run}
-                              | ({"scheduler": scheduler.state_dict()} if scheduler else {}))
-            print(f"epoch {epoch + 1}/{args.epochs}  loss {mean:.5g}  "
-                  f"({time.perf_counter() - t0:.1f} s, checkpoint written)")
-    prepared.eval()
-    if recipe.lora:
-        merge_lora(prepared)  # before weight quantization: deploy maps ordinary matrices
-    summary: dict = {"method": args.method, "epochs": len(history), "loss": history,
-                     "schedule": args.schedule,
-                     "t_inference_s": twin["t_inference_s"],
-                     "cosine_to_float": output_cosine(prepared, model, x_eval)}
-    if recipe.raoq_parts:
-        summary["weights"] = weight_stats(prepared)  # Var[W] and kurtosis per layer
-    # the twin is evaluated noise-free; on a chip with conversion noise the deployed figures
-    # below include it, and were far from these (twin 47 %, deployed 76 % on rram-22nm)
-    noise = [f"noise.{name} = {getattr(chip.noise, name):g}"
-             for name in ("thermal_sigma_lsb", "read_noise_rel") if getattr(chip.noise, name)]
-    noise += [f"adc.comparator_noise_lsb = {chip.adc.comparator_noise_lsb:g}"] * bool(
-        chip.adc.comparator_noise_lsb)
-    noise += ["the 1/f read noise of device.read_noise_q_s"] * any(chip.device.read_noise_q_s)
-    note = (f"  (twin noise off; the deployed chip below adds {', '.join(noise)})"
-            if noise else "")
-    print(f"{'twin cosine to float':<24}{summary['cosine_to_float']:.4f}{note}")
-    if y_eval is not None:
-        summary["twin_accuracy"] = accuracy(prepared, x_eval, y_eval, batch_size=None)
-        print(f"{'twin accuracy':<24}{100 * summary['twin_accuracy']:.2f} %{note}")
-    if recipe.base == "columnquant":
-        from .train.columnquant import deploy_columnquant
+                    nmse = refit_chip_levels(prepared, x_cal, batch_size=args.batch_size)
+                    print("NL-ADC levels refit: activation NMSE "
+                          + ", ".join(f"{k} {v:.3g}" for k, v in nmse.items()))
+                _write_checkpoint(ckpt_path, {"epoch": epoch + 1, "model": prepared.state_dict(),
+                                              "optimizer": optimizer.state_dict(),
+                                              "loss": history, "run": run}
+                                  | ({"scheduler": scheduler.state_dict()} if scheduler else {}))
+                print(f"epoch {epoch + 1}/{args.epochs}  loss {mean:.5g}  "
+                      f"({time.perf_counter() - t0:.1f} s, checkpoint written)")
+        prepared.eval()
+        if recipe.lora:
+            merge_lora(prepared)  # before weight quantization: deploy maps ordinary matrices
+        summary: dict = {"method": args.method, "epochs": len(history), "loss": history,
+                         "schedule": args.schedule,
+                         "t_inference_s": twin["t_inference_s"],
+                         "cosine_to_float": output_cosine(prepared, model, x_eval)}
+        if recipe.raoq_parts:
+            summary["weights"] = weight_stats(prepared)  # Var[W] and kurtosis per layer
+        # the twin is evaluated noise-free; on a chip with conversion noise the deployed figures
+        # below include it, and were far from these (twin 47 %, deployed 76 % on rram-22nm)
+        noise = [f"noise.{name} = {getattr(chip.noise, name):g}"
+                 for name in ("thermal_sigma_lsb", "read_noise_rel") if getattr(chip.noise, name)]
+        noise += [f"adc.comparator_noise_lsb = {chip.adc.comparator_noise_lsb:g}"] * bool(
+            chip.adc.comparator_noise_lsb)
+        noise += ["the 1/f read noise of device.read_noise_q_s"] * any(chip.device.read_noise_q_s)
+        note = (f"  (twin noise off; the deployed chip below adds {', '.join(noise)})"
+                if noise else "")
+        print(f"{'twin cosine to float':<24}{summary['cosine_to_float']:.4f}{note}")
+        if y_eval is not None:
+            summary["twin_accuracy"] = accuracy(prepared, x_eval, y_eval, batch_size=None)
+            print(f"{'twin accuracy':<24}{100 * summary['twin_accuracy']:.2f} %{note}")
+        if recipe.base == "columnquant":
+            from .train.columnquant import deploy_columnquant
 
-        sim = deploy_columnquant(prepared, x_cal, args.seed)
-    else:
-        sim = prepared.deploy(args.seed, chip=chip)
-    at = ("" if twin["t_inference_s"] is None
-          else f", seen {twin['t_inference_s']:g} s after programming")
-    print(f"deployed with the learned weights, scales and ADC tables (seed {args.seed}{at})")
-    if recipe.base == "pim-qat" and args.bn_calibration:
-        from .train.bn import calibrate_bn
+            sim = deploy_columnquant(prepared, x_cal, args.seed)
+        else:
+            sim = prepared.deploy(args.seed, chip=chip)
+        at = ("" if twin["t_inference_s"] is None
+              else f", seen {twin['t_inference_s']:g} s after programming")
+        print(f"deployed with the learned weights, scales and ADC tables (seed {args.seed}{at})")
+        if recipe.base == "pim-qat" and args.bn_calibration:
+            from .train.bn import calibrate_bn
 
-        n_bn = calibrate_bn(sim, x_train[:args.bn_calibration], batch_size=args.batch_size,
-                            reference=prepared if args.bn_relative else None)
-        how = " (relative to the twin)" if args.bn_relative else ""
-        print(f"BatchNorm calibrated on the deployed model{how}: {n_bn} modules, "
-              f"{min(args.bn_calibration, x_train.shape[0])} training inputs")
-    _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
-    # after the report: a stop in the deploy or evaluation left a summary of these epochs
-    # beside an earlier run's report (the checkpoint holds the training; a rerun writes both)
-    write_text(args.out / "training.json", json.dumps(summary, indent=2) + "\n")
-    _clear_stale_simulation(args.out, None, y_eval is not None)  # a simulate --time's files
+            n_bn = calibrate_bn(sim, x_train[:args.bn_calibration], batch_size=args.batch_size,
+                                reference=prepared if args.bn_relative else None)
+            how = " (relative to the twin)" if args.bn_relative else ""
+            print(f"BatchNorm calibrated on the deployed model{how}: {n_bn} modules, "
+                  f"{min(args.bn_calibration, x_train.shape[0])} training inputs")
+        _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+        # after the report: a stop in the deploy or evaluation left a summary of these epochs
+        # beside an earlier run's report (the checkpoint holds the training; a rerun writes both)
+        write_text(args.out / "training.json", json.dumps(summary, indent=2) + "\n")
+        _clear_stale_simulation(args.out, None, y_eval is not None)  # a simulate --time's files
     return 0
 
 

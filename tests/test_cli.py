@@ -237,6 +237,24 @@ def test_train_one_epoch_writes_checkpoint_and_report(tmp_path, capsys):
         assert (tmp_path / name).is_file()
 
 
+def test_a_second_training_run_into_the_same_out_is_refused(tmp_path, capsys, epochs_run):
+    """Two `cimsim train` runs into one --out both resumed the same checkpoint and overwrote
+    it and the reports beside each other: the second is refused at once, naming the holder,
+    and runs once the first has let go."""
+    import fcntl
+
+    with (tmp_path / "train.lock").open("a+") as held:  # as a running training run holds it
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242")
+        held.flush()
+        assert main(TRAIN + ["--epochs", "1", "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert "another training run is writing into" in err and "pid 4242" in err
+        assert epochs_run == [] and not (tmp_path / "checkpoint.pt").exists()
+    assert main(TRAIN + ["--epochs", "1", "--out", str(tmp_path)]) == 0
+    assert epochs_run == [0]
+
+
 def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, epochs_run):
     args = TRAIN + ["--method", "qat", "--out", str(tmp_path)]
     assert main(args + ["--epochs", "1"]) == 0

@@ -17,10 +17,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._atomic import exclusive_lock
 from .._json import saved_numbers
 from ..config import ChipConfig
 from ..engine import engine_settings
-from ..errors import CimsimError
 
 __all__ = ["JSONL", "append_record", "clean", "context_hash", "data_fingerprint",
            "model_fingerprint", "point_id", "read_records", "repair_tail", "results_lock"]
@@ -210,32 +210,10 @@ def _record(raw: bytes) -> dict[str, Any] | None:
 def results_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` + ``.lock`` for the duration: a second sweep into
     the same folder is refused at once instead of computing every point again beside the
-    first. POSIX ``flock``; where that is not available the sweep runs unlocked."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
+    first (:func:`cimsim._atomic.exclusive_lock`)."""
+    with exclusive_lock(path.with_name(path.name + ".lock"), "sweep",
+                        "wait for it or use another --out"):
         yield
-        return
-    lock_path = path.with_name(path.name + ".lock")
-    with lock_path.open("a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise CimsimError(
-                f"another sweep is writing into {path.parent} ({holder}); wait for it or use "
-                "another --out") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
-        try:
-            yield
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def append_record(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
