@@ -49,6 +49,9 @@ def matmul(
         chip-agnostic code may pass them always.
     row_tiles : list of (start, stop), optional
         Custom row tiles (e.g. kernel-preserving); default consecutive ``n_rows`` chunks.
+    chunk_vectors : int, optional
+        Input vectors simulated per chunk (default: as many as fit
+        ``cimsim.engine.CHUNK_BYTES``); the outputs and integer counts do not depend on it.
 
     Returns
     -------

@@ -676,7 +676,8 @@ class DeviceConfig(_Config):
     """Spread of ν by level (one value or one per level; empty: 0). ν of each cell is
     |mean + sigma·z|, drawn once per programming."""
     read_noise_q_s: tuple[float, ...] = ()
-    """1/f read noise by level (one value or one per level; empty: none): each read sees
+    """1/f read noise coefficient Q_s by level, unitless (the ``_s`` is the published
+    symbol's subscript, not seconds; one value or one per level; empty: none): each read sees
     G(t)·(1 + n), n ~ N(0, (q_s·sqrt(ln((t + t_read)/(2·t_read))))²), t_read =
     ``tech.t_read_ns``; added in variance to ``noise.read_noise_rel``."""
     retention_sigma_lsb: float = 0.0
@@ -1387,12 +1388,19 @@ class ChipConfig(_Config):
     accumulator_bits: int = 32
     """Width of the digital accumulator and of partial outputs moved between tiles."""
     array: ArrayConfig = field(default_factory=ArrayConfig)
+    """Arrays: rows, columns, ADC sharing, tiles and their buffers (TOML ``[array]``)."""
     device: DeviceConfig = field(default_factory=DeviceConfig)
+    """Memory cells: kind, levels, conductances, variation, faults, aging (``[device]``)."""
     dac: DACConfig = field(default_factory=DACConfig)
+    """Input drivers: bits per cycle, signed-input mode (``[dac]``)."""
     adc: ADCConfig = field(default_factory=ADCConfig)
+    """Converters: kind, bits, range policy, placement, errors (``[adc]``)."""
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    """Conversion noise and column non-linearity (``[noise]``)."""
     tech: TechConfig = field(default_factory=TechConfig)
+    """Technology and cost-model inputs: node, supply, timing, circuits (``[tech]``)."""
     quant: QuantConfig = field(default_factory=QuantConfig)
+    """How float models are quantized onto the chip at deploy (``[quant]``)."""
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
@@ -1910,6 +1918,11 @@ def _chip_data(name_or_path: str | Path,
     validates."""
     text: str
     if not isinstance(name_or_path, (str, Path)):  # os.fspath's TypeError named nothing
+        if isinstance(name_or_path, ChipConfig):  # (its repr is several KB)
+            raise ConfigError("chip = a ChipConfig is invalid here; allowed: a preset name "
+                              "(`cimsim presets`) or a .toml path (this function reads a "
+                              "description; cimsim.deploy, matmul and datasheet also take a "
+                              "ChipConfig)")
         raise ConfigError(f"chip = {name_or_path!r} is invalid; allowed: a preset name "
                           "(`cimsim presets`), a .toml path or a ChipConfig where one is taken")
     if not str(name_or_path).strip():  # Path('') is '.', an existing folder

@@ -154,6 +154,10 @@ DERIVED: frozenset[tuple[Component, Action]] = frozenset({(_C.ADC, _A.LEAK),
 
 
 class EventKey(NamedTuple):
+    """One kind of event: what part of the chip (``component``) did what (``action``) at
+    which resolution (``bits``); a key of :class:`Events`, made with :func:`event_key`, which
+    checks it against :data:`REGISTRY`."""
+
     component: Component
     action: Action
     bits: int = 0

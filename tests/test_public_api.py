@@ -42,7 +42,8 @@ def test_import_cimsim_loads_neither_torch_nor_the_kernels():
 
 @pytest.mark.parametrize("package", ["cimsim.arrays", "cimsim.mapping", "cimsim.adc",
                                      "cimsim.engine", "cimsim.cost", "cimsim.train",
-                                     "cimsim.models", "cimsim.data"])
+                                     "cimsim.models", "cimsim.data", "cimsim.events",
+                                     "cimsim.work"])
 def test_subpackage_exports_resolve_and_are_in_the_readme(package):
     mod = importlib.import_module(package)
     readme = _readme_api()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -419,8 +420,8 @@ def _draw_cells(w: np.ndarray, chip: ChipConfig, rng: np.random.Generator) -> Ce
 
 def program(
     w_int: np.ndarray,
-    chip: ChipConfig,
-    rng: np.random.Generator | None = None,
+    chip: ChipConfig | str | Path,
+    rng: np.random.Generator | int | None = None,
     *,
     input_signed: bool = False,
     row_tiles: list[tuple[int, int]] | None = None,
@@ -442,6 +443,8 @@ def program(
         Whether the inputs this layer will see are signed (fixes the full-scale ADC range).
     row_tiles : list of (start, stop), optional
         Row tiles to use instead of consecutive ``n_rows`` chunks (kernel-preserving tiling).
+    name : str, optional
+        The layer's name, for messages and reports.
     """
     # the entry point's arguments as matmul checks them: a name was an AttributeError, an int
     # seed one on a varied chip (ignored on 'ideal'), input_signed = "false" read as signed

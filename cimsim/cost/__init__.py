@@ -129,6 +129,14 @@ class CostReport:
 
     Attributes
     ----------
+    chip : ChipConfig
+        The chip priced.
+    pipelined : bool
+        Whether the latency is the pipelined period (else layer by layer).
+    n_inferences : int
+        Inferences the events were counted over (figures are per inference).
+    calibration : Calibration
+        The per-chip factors in use (:data:`NO_CALIBRATION` where none).
     layers : list of dict
         Per layer: ``layer``, ``n_arrays``, ``n_macs_per_inference``,
         ``energy_pj_per_inference`` and ``energy_<component>_pj_per_inference``,
@@ -214,12 +222,13 @@ def estimate(
         (the occupied arrays that exist, at most the chip) and ``n_arrays_occupied``,
         ``latency_ns_per_inference`` (sum or slowest layer, as ``pipelined`` says, plus the
         reloads of a time-multiplexed chip, ``reprogramming_latency_ns_per_inference``),
-        ``n_macs_per_inference``, ``tops``, ``tops_per_w``, ``tops_per_mm2``,
-        ``tops_per_mm2_used`` (1 MAC = 2 ops at input_bits x weight_bits) and their ``_1b``
-        variants (ops x input_bits x weight_bits), ``power_mw``,
-        ``energy_pj_per_inference_by_component``, ``cost_meaningful`` and ``cost_caveat``
-        (:func:`cost_caveat`). A time-multiplexed run adds a ``(reprogramming)`` row to
-        ``layers`` and ``blocks``.
+        ``pipelined``, ``n_macs_per_inference``, ``ops_per_inference``, ``tops``,
+        ``tops_per_w``, ``tops_per_mm2``, ``tops_per_mm2_used`` (1 MAC = 2 ops at input_bits
+        x weight_bits, ``ops_convention`` says so) and their ``_1b`` variants (ops x
+        input_bits x weight_bits), ``power_mw``, ``node_nm``, ``adc_band``, ``calibration``
+        (the note of the calibration in use), ``energy_pj_per_inference_by_component``,
+        ``cost_meaningful`` and ``cost_caveat`` (:func:`cost_caveat`). A time-multiplexed
+        run adds a ``(reprogramming)`` row to ``layers`` and ``blocks``.
 
     Raises
     ------

@@ -108,13 +108,13 @@ def workload(chip: ChipConfig, input_density: float = 0.5,
     return x, w
 
 
-def datasheet(chip: ChipConfig | str, *, scope: str = "macro", input_density: float = 0.5,
-              calibrated: bool = False) -> dict[str, Any]:
+def datasheet(chip: ChipConfig | str | Path, *, scope: str = "macro",
+              input_density: float = 0.5, calibrated: bool = False) -> dict[str, Any]:
     """Headline TOPS, TOPS/W and TOPS/mm^2 of ``chip`` on the standard workload.
 
     Parameters
     ----------
-    chip : ChipConfig or str
+    chip : ChipConfig, str or Path
         A chip, a preset name or a path to a ``.toml``.
     scope : {"macro", "chip"}
         What the figures cover (module docstring).

@@ -632,7 +632,7 @@ def tech_table(node_nm: float = REFERENCE_NODE_NM, band: ADCBand = ADCBand.TYPIC
 # per-event functions
 
 
-def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable,
+def adc_energy_pj(kind: ADCKind | str, bits: int, table: TechTable,
                   tdc_architecture: TDCArchitecture = TDCArchitecture.COUNTER) -> float:
     """Energy of one ADC conversion, pJ (non-decreasing in ``bits``).
 
@@ -656,11 +656,13 @@ def adc_energy_pj(kind: ADCKind, bits: int, table: TechTable,
 
     Parameters
     ----------
-    kind : ADCKind
+    kind : ADCKind or str
         The ADC kind (or its value string, as TOML gives it).
     bits : int
         Resolution, 1..16.
     table : TechTable
+    tdc_architecture : TDCArchitecture, optional
+        A TDC's circuit (``adc.tdc_architecture``; read only for ``kind = 'tdc'``).
 
     Raises
     ------

@@ -238,12 +238,16 @@ def run_sweep(
     DataFrame
         ``attrs["n_points_resumed"]``: points found in ``sweep.jsonl`` and not run again;
         ``attrs["n_points_lost"]``: points lost with a worker that died (a Dask worker, or a
-        ``jobs`` worker twice; status ``missing``; the next run computes them).
+        ``jobs`` worker twice; status ``missing``; the next run computes them);
+        ``attrs["n_records_other"]``: records in ``sweep.jsonl`` of other points or sweeps
+        (kept there, not in this table).
         One row per point in grid order: the axis columns (:data:`AXES`, the base chip's value
-        where not swept), ``accuracy`` (fraction; NaN without labels),
-        ``energy_pj_per_inference``, ``latency_ns_per_inference``, ``area_mm2``, ``tops_per_w``
-        (NaN where the report has no such total), ``n_arrays``, ``wall_s``, ``status``
-        (``'ok'``, ``'error: ...'`` or ``'skipped: ...'``), ``on_front`` and ``point_id``.
+        where not swept), ``accuracy`` (fraction; NaN without labels), ``output_cosine``
+        (simulated vs float outputs), ``energy_pj_per_inference``,
+        ``latency_ns_per_inference``, ``area_mm2``, ``adc_area_mm2``, ``tops_per_w`` (NaN
+        where the report has no such total), ``n_conversions_per_inference``, ``n_arrays``,
+        ``wall_s``, ``status`` (``'ok'``, ``'error: ...'`` or ``'skipped: ...'``),
+        ``on_front`` and ``point_id``.
 
     Raises
     ------

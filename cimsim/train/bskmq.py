@@ -186,8 +186,12 @@ def attach_nl_activations(model: nn.Module, bits: int, method: FitMethod | str,
     bits : int
     method : str
         ``uniform``, ``lloyd_max``, ``cdf``, ``kmeans``, ``kmeans_optimal`` or ``bs_kmq``.
+    calibration : tensor
+        Inputs of the model the levels are fitted on.
     params : dict, optional
         Fitter parameters (``bs_kmq`` without boundary suppression: ``{"min_mass": 1.0}``).
+    batch_size : int
+        Inputs per forward pass of the fitting.
     """
     out = deepcopy(model)
     n = 0

@@ -293,6 +293,14 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig | str | Path, calibra
 
     Parameters
     ----------
+    model : nn.Module
+        The trained float model (not modified).
+    chip : ChipConfig, preset name or ``.toml`` path
+        The base chip; :func:`columnquant_chip` makes ColumnQuant's chip from it.
+    calibration : tensor, or an iterable of batches
+        Calibration inputs, as :func:`cimsim.train.prepare` takes them.
+    seed : int
+        The programming and noise seed of the twin and its deploy.
     weight_scale : {'layer', 'array', 'column'}
     psum_scale : {'layer', 'array', 'column'}, optional
         Default: the chip's ``adc.calibration_granularity``; another value re-makes the chip
@@ -315,6 +323,8 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig | str | Path, calibra
         ``ternary`` every twin learns B_w α per weight set at ``weight_scale`` granularity
         instead of a scale (:func:`cimsim.train.ternary.make_ternary`; ``init`` and ``grad``
         do not apply: α from mean |w|, the paper code's option-3 gradient scale).
+    **options
+        :class:`cimsim.train.TwinOptions` fields, as :func:`cimsim.train.prepare` takes them.
     """
     _choice("weight_scale", weight_scale, GRANULARITIES)
     chip, calibration = as_chip(chip), replayable(calibration)  # read twice

@@ -301,6 +301,8 @@ def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig | str | Pa
         ``prepared.deploy(chip=chip)``, is to pass the linear chip here.
     calibration
         Inputs of the calibration pass (``prepare``).
+    seed : int
+        The programming and noise seed of the twin and its deploy.
     forward_rescale, backward_rescale : bool
         Switch the two rescalings (:func:`apply_rescaling`).
     train_adc_bits : int, optional

@@ -414,7 +414,22 @@ class TwinMatmul(nn.Module):
     :class:`EngineView`. ``forward`` takes float inputs (M, K) and returns float (M, N);
     :meth:`integer_forward` gives the engine's integer-domain result per part.
 
-    Parameters (learnable unless switched off in :class:`TwinOptions`)
+    Parameters
+    ----------
+    weight : (N, K) tensor
+        The float weights (become the learnable ``weight``).
+    bias : (N,) tensor or None
+    view : EngineView
+        The programmed layer's decomposition (chip, seed, row tiles, input signedness).
+    options : TwinOptions, optional
+        What learns and how (default ``TwinOptions()``).
+    name : str, optional
+        The layer's name, for messages.
+    calibration : (M, K) array, optional
+        Calibration inputs (integer codes) that a fused layer-output activation's levels are
+        fitted on (needed only for one: ``view.activation``).
+
+    Attributes (learnable unless switched off in :class:`TwinOptions`)
     -------------------------------------------------------------------
     weight : (N, K)
     bias : (N,) or None
@@ -2429,7 +2444,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     **options
         :class:`TwinOptions` fields (``learn_weight_scale``, ``learn_act_scale``,
         ``learn_adc_step``, ``train_noise``, ``devices``, ``t_inference_s``: on a device that
-        ages, the time after programming it trains for); an unknown name is a
+        ages, the time after programming it trains for; ``fused_kernel``: on the CPU the fused
+        Numba kernels, False for torch's element-wise ops); an unknown name is a
         ``ConfigError``.
 
     Returns
