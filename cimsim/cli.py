@@ -215,8 +215,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         model, x_cal, x_eval, y_eval = _builtin_data(args.model, args.calibration)
         if args.limit:
             x_eval, y_eval = x_eval[: args.limit], y_eval[: args.limit]
-        x, used = x_eval, (f"{x_eval.shape[0]} test inputs evaluated, {x_cal.shape[0]} "
-                           "training images calibrate")
+        used = (f"{x_eval.shape[0]} test inputs evaluated, {x_cal.shape[0]} training images "
+                "calibrate")
+        reused = False  # the test split is evaluated, the training images calibrate
     else:
         x, y = load_data(args.data, integers=True)
         if args.limit:
@@ -224,6 +225,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         model, x = load_model_for(args.model, x)  # integer inputs: token ids or images
         _check_scores(args.model, model, x, y)
         x_cal, x_eval, y_eval, used = _calibration_split(x, y, args.calibration)
+        reused = x_eval is x
     if times:
         _warn_static_device(chip, times)
     print(f"cimsim {__version__}: {BUILTIN_MODELS.get(args.model, args.model)} on "
@@ -231,7 +233,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.model not in BUILTIN_MODELS:
         _warn_unseen_classes(y, args.calibration)
     sim = cimsim.deploy(model, chip, x_cal, seed=args.seed, exclude=args.exclude)
-    if x_eval is x:  # after the deploy, so that an error stays the only line on stderr
+    if reused:  # after the deploy, so that an error stays the only line on stderr
         _warn_calibration_reused(args.calibration)
     if times is None:
         _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
