@@ -1467,7 +1467,7 @@ class ChipConfig(_Config):
         """Arrays' worth of weights the chip holds at once: its arrays times the weight sets
         each compute cell stores (``tech.weight_sets_stored``, one set active at a time). A
         model within it is never rewritten; beyond its arrays its layers take turns on them,
-        switching sets (docs/cost-model.md, "Time multiplexing")."""
+        switching sets (docs/cost-model.md, "Reloads of a time-multiplexed chip")."""
         return self.array.n_arrays * self.tech.weight_sets_stored
 
     def to_dict(self) -> dict[str, Any]:
@@ -1675,14 +1675,14 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
     wanted = list(_KEY_INPUTS)
     if loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL:
         wanted += _PHYSICAL_INPUTS  # a digital read-out has no analog drive or column sum
-    if priced_resistive(loaded) and not (loaded.tech.cost_model is CostModel.PHYSICAL
-                                         and loaded.tech.compute_domain is ComputeDomain.CHARGE
-                                         and loaded.adc.kind is not ADCKind.DIGITAL):
+    charge_column = (loaded.tech.cost_model is CostModel.PHYSICAL
+                     and loaded.adc.kind is not ADCKind.DIGITAL
+                     and loaded.tech.compute_domain is ComputeDomain.CHARGE)
+    if priced_resistive(loaded) and not charge_column:
         # a resistive read's charge is V G t; a charge-domain column conducts none (its
         # capacitors share charge), so there neither changes a figure
         wanted += _RESISTIVE_INPUTS
-    if (loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL
-            and loaded.tech.compute_domain is ComputeDomain.CHARGE):
+    if charge_column:
         # the unit capacitor sets the charge-domain column's energy, area and settling (0.1 to
         # 10 fF moved a step 20x): a default it was given without a word
         wanted.append(("tech", "cap_unit_ff"))
