@@ -679,7 +679,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # sweeps at two supplies printed the same header)
     set_fields = (f"; chip fields set: {', '.join(args.overrides)}"
                   if getattr(args, "overrides", None) else "")
-    print(f"cost figures: {cost_basis(chip)}{set_fields}")
+    print(f"cost figures: {frame.attrs.get('cost_figures') or cost_basis(chip)}{set_fields}")
     resumed = frame.attrs.get("n_points_resumed", 0)
     if resumed:
         print(f"resumed: {resumed} of {len(frame)} points were already in "

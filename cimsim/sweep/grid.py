@@ -299,6 +299,12 @@ def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(OverflowError):  # 10**400: refused later, naming it
                 value = float(value)
         out[axis] = value
+    if "array_size" in point and "adc_bits" not in point and chip.adc.kind is ADCKind.DIGITAL:
+        # the adder tree's width follows the swept rows (chip_for_point): the point's value,
+        # not the base chip's (a row said 10 b of an 8-b tree, and the same chip swept with
+        # adc_bits 8 got another id)
+        with contextlib.suppress(ConfigError):  # an impossible point: refused there
+            out["adc_bits"] = chip_for_point(chip, point).adc.bits
     return out
 
 

@@ -127,6 +127,23 @@ def _check_points(chip: ChipConfig, points: list[dict[str, Any]]) -> dict[int, s
     return {i: f"skipped: {why}" for i, why in problems.items()}
 
 
+def _cost_basis(chip: ChipConfig, points: list[dict[str, Any]], basis) -> str:
+    """Which of the sweep's cost figures are calibrated and which predicted
+    (``cimsim.report.cost_basis``): the base chip's, or, where the points differ (a calibrated
+    preset's ADC factors hold for its own converter kind only), each with its ``adc_kind``s."""
+    kinds: dict[str, list[str]] = {}
+    for p in points:
+        try:
+            variant = chip_for_point(chip, p)
+        except ConfigError:
+            continue  # skipped: priced at no point
+        kinds.setdefault(basis(variant), []).append(resolve_point(chip, p)["adc_kind"])
+    if len(kinds) <= 1:
+        return next(iter(kinds), basis(chip))
+    return "; ".join(f"adc_kind {', '.join(dict.fromkeys(k))}: {text}"
+                     for text, k in kinds.items())
+
+
 def _distinct(chip: ChipConfig, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``points`` less those that resolve to a chip already listed (``[4, 4]``, ``'sar'`` and
     ``'SAR'``, ``0`` and ``0.0``): one row per point in the table, the first spelling kept."""
@@ -351,6 +368,8 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     def finish(rec: dict[str, Any]) -> None:
         nonlocal done
         records[rec["point_id"]] = append_record(path, rec)
+        for message in rec.get("warnings", ()):
+            warnings.warn(f"sweep point {rec['point']}: {message}", UserWarning, stacklevel=2)
         if rec["status"] != "ok":
             log.warning("sweep point %s failed: %s", rec["point"], rec["status"])
         bar.update(1)
@@ -377,7 +396,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
             # the description names the fields --set changed ("... (with --set tech.vdd_v=1)"):
             # the page showed two sweeps at two supplies under one chip name
             "chip_description": chip.description,
-            "cost_figures": cost_basis(chip), "seed": seed,
+            "cost_figures": _cost_basis(chip, points, cost_basis), "seed": seed,
             # every field of the base chip: a chip file's or --set's values are not in its name
             "chip_config": json_safe(chip.to_dict()),  # an infinite on/off ratio as "inf"
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
@@ -387,6 +406,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     if ctx.exclude:
         meta["exclude"] = list(ctx.exclude)
     write_outputs(frame, path.parent, meta)
+    frame.attrs["cost_figures"] = meta["cost_figures"]
     frame.attrs["n_points_resumed"] = n_done  # found in sweep.jsonl, not run again
     frame.attrs["n_points_lost"] = len(lost)  # a worker died under them: rerun
     # records of other sweeps (another model, data, chip, seed, or grid values not in this one)

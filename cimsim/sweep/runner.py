@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -97,18 +98,26 @@ def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str
     on the next run."""
     t0 = time.perf_counter()
     record: dict[str, Any] = {"point_id": pid, "point": dict(point)}
-    try:
-        variant = chip_for_point(ctx.chip, point)
-        record.update(_measure(ctx.model, variant, ctx.x_cal, ctx.x_eval, ctx.y_eval, ctx.seed,
-                               ctx.batch_size, point.get("time_s"), ctx.exclude))
-        record["status"] = "ok"
-        record["final"] = True
-    except CimsimError as exc:  # invalid config, unmappable, over capacity: deterministic
-        record["status"] = f"error: {exc}"
-        record["final"] = True
-    except Exception as exc:  # anything else is recorded, and retried on the next run
-        record["status"] = f"error: {type(exc).__name__}: {exc}"
-        record["final"] = False
+    # the point's warnings travel with its record, and the driver says them with the point
+    # named: a worker process printed Python's raw "path:line: UserWarning" (and its source
+    # line), interleaved with the other workers', and no warning said which point it was
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            variant = chip_for_point(ctx.chip, point)
+            record.update(_measure(ctx.model, variant, ctx.x_cal, ctx.x_eval, ctx.y_eval,
+                                   ctx.seed, ctx.batch_size, point.get("time_s"), ctx.exclude))
+            record["status"] = "ok"
+            record["final"] = True
+        except CimsimError as exc:  # invalid config, unmappable, over capacity: deterministic
+            record["status"] = f"error: {exc}"
+            record["final"] = True
+        except Exception as exc:  # anything else is recorded, and retried on the next run
+            record["status"] = f"error: {type(exc).__name__}: {exc}"
+            record["final"] = False
+    said = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+    if said:
+        record["warnings"] = said
     record["wall_s"] = time.perf_counter() - t0
     record["cimsim_version"] = __version__
     return record

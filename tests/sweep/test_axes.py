@@ -263,3 +263,59 @@ def test_a_ramp_point_from_a_base_with_more_bits_than_a_ramp_takes():
     ('bits = 24 ... in [1, 16] for kind = ramp') for the valid point ramp at 6 b."""
     adc = chip_for_point(cimsim.load_chip("ideal"), {"adc_kind": "ramp", "adc_bits": 6}).adc
     assert adc.kind.value == "ramp" and adc.bits == 6
+
+
+def test_a_digital_macros_array_size_point_records_its_adder_tree_bits():
+    """On an all-digital macro a swept array_size without adc_bits makes the adder tree as wide
+    as the swept rows need (chip_for_point): the row recorded the base chip's 10 b for the 8-b
+    and 9-b trees, and the same chip swept with adc_bits 8 got another id (run again)."""
+    chip = cimsim.load_chip("published/chih-isscc21")
+    for size in (64, 128):
+        built = chip_for_point(chip, {"array_size": size}).adc.bits
+        assert resolve_point(chip, {"array_size": size})["adc_bits"] == built
+    assert chip_for_point(chip, {"array_size": 64}).adc.bits == 8 < chip.adc.bits
+    assert identity(chip, {"array_size": 64}) == identity(chip, {"array_size": 64,
+                                                                 "adc_bits": 8})
+
+
+def test_the_cost_basis_of_a_sweep_over_converter_kinds_on_a_calibrated_preset():
+    """A calibrated preset's ADC factors hold for its own converter kind: the sweep's header
+    and sweep.json said "calibrated: energy of adc" over flash points priced predicted."""
+    from cimsim.report import cost_basis
+    from cimsim.sweep.grid import expand_grid
+    from cimsim.sweep.run import _cost_basis
+
+    jia = cimsim.load_chip("jia-jssc20")
+    text = _cost_basis(jia, expand_grid({"adc_bits": [6, 8], "adc_kind": ["sar", "flash"]}),
+                       cost_basis)
+    sar, flash = text.split("; adc_kind flash: ")
+    assert sar.startswith("adc_kind sar: ") and "energy of adc, cell" in sar
+    assert "energy of cell;" in flash and "adc" not in flash.split("(cimsim.cost")[0]
+    # one kind, or a chip without factors: the one line it always was
+    assert _cost_basis(jia, expand_grid({"adc_bits": [6, 8]}), cost_basis) == cost_basis(jia)
+    rram = cimsim.load_chip("rram-22nm")
+    assert _cost_basis(rram, expand_grid({"adc_kind": ["sar", "flash"]}),
+                       cost_basis) == cost_basis(rram)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_points_warnings_are_said_by_the_driver_with_the_point_named(tmp_path, jobs):
+    """A deploy warning at a point: said once per point by the driver, the point named, and
+    kept in its record, the same with worker processes (a worker printed Python's raw
+    'path:line: UserWarning' and its source line, naming no point)."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(test_sweep.tiny_model())
+    with torch.no_grad():
+        model[1].weight.zero_()  # all-zero weights: deploy warns
+    _, _, x, y = cimsim.data.load_digits_split()
+    with pytest.warns(UserWarning) as seen:
+        run_sweep(model, (x[:48], y[:48]), "rram-22nm", {"adc_bits": [4, 5]}, tmp_path,
+                  calibration=16, jobs=jobs, progress=False)
+    said = [str(w.message) for w in seen if str(w.message).startswith("sweep point")]
+    assert any(m.startswith("sweep point {'adc_bits': 4}: ") for m in said)
+    assert any(m.startswith("sweep point {'adc_bits': 5}: ") for m in said)
+    records = [json.loads(line) for line in (tmp_path / "sweep.jsonl").read_text().splitlines()]
+    assert all(rec["warnings"] for rec in records)
