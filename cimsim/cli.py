@@ -150,6 +150,14 @@ def _fidelity_notice(report) -> str:
         advice = ("their outputs are set more by the chip's noise, variation or drift than "
                   "by their signal (SimModel.trace() has each layer's errors; "
                   "docs/hardware-model.md)")
+    chip = report.chip
+    if min(chip.weight_bits, chip.input_bits) <= 2:
+        # a 1-b weight or input quantizes a float model's layers coarser than any converter:
+        # the error is the model's quantization first (a binary-weight chip scored chance
+        # with only the converter range named)
+        advice = (f"at {chip.weight_bits}-b weights and {chip.input_bits}-b inputs the float "
+                  "model's own quantization is most of the error: train it for the chip "
+                  "(`cimsim train`, docs/training.md); besides, " + advice)
     return f"\nSQNR below {SQNR_NOTICE_DB:g} dB: {names}; {advice}"
 
 

@@ -297,3 +297,10 @@ def test_the_summary_names_layers_of_low_sqnr_with_the_likely_cause():
     assert _fidelity_notice(types.SimpleNamespace(layers=layers[1:2], chip=cal)) == ""
     no_trace = layers.drop(columns=["sqnr_db", "adc_code_use_pct"])
     assert _fidelity_notice(types.SimpleNamespace(layers=no_trace, chip=cal)) == ""
+    # binary weights: a float model's own quantization comes first (a binary-weight chip
+    # scored chance with only the converter range named)
+    binary = cimsim.load_chip("published/jia-jssc20")
+    line = _fidelity_notice(types.SimpleNamespace(layers=layers, chip=binary))
+    assert ("at 1-b weights and 1-b inputs the float model's own quantization is most of the "
+            "error: train it for the chip (`cimsim train`, docs/training.md); besides, their "
+            "ADC ranges") in line
