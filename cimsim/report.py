@@ -574,6 +574,15 @@ def headline_lines(totals: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _two_five_label(value: float, _pos: int) -> str:
+    """A log axis's minor tick label: ``2×10^k`` and ``5×10^k`` only."""
+    if value <= 0:
+        return ""
+    exp = math.floor(math.log10(value))
+    mantissa = round(value / 10.0**exp)
+    return rf"$\mathdefault{{{mantissa}\times10^{{{exp}}}}}$" if mantissa in (2, 5) else ""
+
+
 def _turns(totals: dict[str, Any]) -> str:
     """How more arrays than the chip's are used: rewritten (time-multiplexed), or held as
     stored weight sets the layers switch between (``tech.weight_sets_stored``)."""
@@ -911,7 +920,13 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
         lo, hi = energy[drawn].min(), energy[drawn].max()
         x_label = "energy per inference (pJ)"
         if lo > 0 and hi / lo > 20:
+            from matplotlib.ticker import FuncFormatter, NullFormatter
+
             ax.set_xscale("log")
+            # the decades, and their 2x and 5x over less than ~2.5 decades: there matplotlib
+            # labelled every minor tick, and "3x10^5 4x10^5" overlapped
+            ax.xaxis.set_minor_formatter(FuncFormatter(_two_five_label) if hi / lo < 300
+                                         else NullFormatter())
         else:  # plain numbers in a unit that suits them, not '0.25 ... 2.00' and a '1e6'
             from matplotlib.ticker import FuncFormatter
 

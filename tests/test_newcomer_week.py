@@ -96,6 +96,27 @@ def test_pareto_plot_energy_axis_reads_plainly_and_labels_stay_in_the_axes():
         assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1, text.get_text()
 
 
+def test_a_log_energy_axis_labels_decades_and_their_two_and_five_times_only():
+    """Over less than two decades matplotlib labelled every minor tick of the log axis, and
+    '3x10^5 4x10^5' overlapped; over many decades only the decades are labelled."""
+    from cimsim.report import _two_five_label
+
+    frame = pd.DataFrame({"accuracy": [0.9, 0.95, 0.8, 0.97],
+                          "energy_pj_per_inference": [2.5e5, 4.2e5, 3.1e6, 5.5e6],
+                          "on_front": [True, True, False, True]})
+    fig = plot_pareto(frame, labels=["a", "b", "c", "d"])
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    minor = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    assert minor and all(re.search(r"\{[25]\\times10", t) for t in minor), minor
+    assert _two_five_label(3e5, 0) == "" and "5\\times10^{6}" in _two_five_label(5e6, 0)
+    wide = frame.assign(energy_pj_per_inference=[1e3, 1e5, 1e7, 1e9])
+    fig = plot_pareto(wide, labels=["a", "b", "c", "d"])
+    fig.canvas.draw()
+    assert not [t for t in fig.axes[0].get_xticklabels(minor=True) if t.get_text()]
+
+
 # --- cimsim train --method columnquant with its defaults --------------------------------------
 
 def test_columnquant_command_line_starts_from_deploys_weight_scales():
