@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,10 @@ def data_fingerprint(*tensors: Any) -> str:
 DEFAULT_BATCH_SIZE = 256
 
 
+_SET_NOTE = re.compile(r" \(with --set [^()]*\)$")
+"""The note ``load_chip(..., overrides=)`` appends to a chip's description."""
+
+
 def context_hash(model_fp: str, data_fp: str, calibration: Any, chip: ChipConfig,
                  seed: int, exclude: tuple[str, ...] = (),
                  batch_size: int = DEFAULT_BATCH_SIZE) -> str:
@@ -100,8 +105,12 @@ def context_hash(model_fp: str, data_fp: str, calibration: Any, chip: ChipConfig
     engine settings where not the defaults (:func:`cimsim.engine.engine_settings`)."""
     cal_key = (f"first:{calibration}" if isinstance(calibration, int)
                else data_fingerprint(calibration))
+    fields = chip.to_dict()
+    # the words --set adds to the description ("... (with --set tech.vdd_v=0.8)") are no
+    # field: a --set to the preset's own value is the preset, and resumes its points
+    fields["description"] = _SET_NOTE.sub("", str(fields.get("description", "")))
     shared: dict[str, Any] = {"model": model_fp, "data": data_fp, "calibration": cal_key,
-                              "chip": chip.to_dict(), "seed": seed}
+                              "chip": fields, "seed": seed}
     if exclude:
         shared["exclude"] = list(exclude)
     if batch_size != DEFAULT_BATCH_SIZE:

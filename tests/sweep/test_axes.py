@@ -319,3 +319,18 @@ def test_a_points_warnings_are_said_by_the_driver_with_the_point_named(tmp_path,
     assert any(m.startswith("sweep point {'adc_bits': 5}: ") for m in said)
     records = [json.loads(line) for line in (tmp_path / "sweep.jsonl").read_text().splitlines()]
     assert all(rec["warnings"] for rec in records)
+
+
+def test_a_set_to_the_presets_own_value_is_the_preset():
+    """`--set tech.vdd_v=0.8` on a chip at 0.8 V recomputed every point: the note --set adds
+    to the description entered the sweep's context. Another value is another sweep."""
+    base = cimsim.load_chip("published/wu-jssc23")
+    assert base.tech.vdd_v == 0.8
+    same = cimsim.load_chip("published/wu-jssc23", overrides=["tech.vdd_v=0.8"])
+    other = cimsim.load_chip("published/wu-jssc23", overrides=["tech.vdd_v=0.7"])
+    assert same.description.endswith("(with --set tech.vdd_v=0.8)")
+
+    def context(chip):
+        return context_hash("model", "data", 16, chip, 0)
+
+    assert context(same) == context(base) != context(other)
