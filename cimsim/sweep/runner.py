@@ -92,6 +92,10 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
     return row
 
 
+_HIDDEN_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                      ResourceWarning)
+
+
 def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str, Any]:
     """One point as a record for ``sweep.jsonl``; an error is recorded (``status``), never
     raised. ``final`` is False for errors cimsim did not raise on purpose: those are retried
@@ -115,7 +119,9 @@ def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str
         except Exception as exc:  # anything else is recorded, and retried on the next run
             record["status"] = f"error: {type(exc).__name__}: {exc}"
             record["final"] = False
-    said = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught))
+    # (the categories Python's default filters hide, a library's deprecations, stay hidden)
+    said = list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught
+                              if not issubclass(w.category, _HIDDEN_BY_DEFAULT)))
     if said:
         record["warnings"] = said
     record["wall_s"] = time.perf_counter() - t0

@@ -334,3 +334,22 @@ def test_a_set_to_the_presets_own_value_is_the_preset():
         return context_hash("model", "data", 16, chip, 0)
 
     assert context(same) == context(base) != context(other)
+
+
+def test_a_libraries_deprecation_at_a_point_stays_hidden(monkeypatch):
+    """Python's default filters hide DeprecationWarning from library code: a point's record
+    keeps the warnings a user would have seen, not every deprecation its libraries raise."""
+    import warnings
+
+    from cimsim.sweep import runner
+
+    def measure(*args, **kwargs):
+        warnings.warn("old API", DeprecationWarning, stacklevel=1)
+        warnings.warn("deploy: something to say", UserWarning, stacklevel=1)
+        return {}
+
+    monkeypatch.setattr(runner, "_measure", measure)
+    ctx = runner.SweepContext(model=None, chip=cimsim.load_chip("ideal"), x_cal=None,
+                              x_eval=None, y_eval=None, seed=0, batch_size=16)
+    rec = runner.run_point(ctx, "id", {"adc_bits": 4})
+    assert rec["warnings"] == ["deploy: something to say"]
