@@ -917,19 +917,17 @@ def plot_pareto(frame: pd.DataFrame, *, labels: list[str] | None = None,
                         label=label)
                 ax.scatter(energy[members], scale * acc[members], s=110, facecolors="none",
                            edgecolors=color, linewidths=1.6, zorder=3)
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
         lo, hi = energy[drawn].min(), energy[drawn].max()
         x_label = "energy per inference (pJ)"
         if lo > 0 and hi / lo > 20:
-            from matplotlib.ticker import FuncFormatter, NullFormatter
-
             ax.set_xscale("log")
             # the decades, and their 2x and 5x over less than ~2.5 decades: there matplotlib
             # labelled every minor tick, and "3x10^5 4x10^5" overlapped
             ax.xaxis.set_minor_formatter(FuncFormatter(_two_five_label) if hi / lo < 300
                                          else NullFormatter())
         else:  # plain numbers in a unit that suits them, not '0.25 ... 2.00' and a '1e6'
-            from matplotlib.ticker import FuncFormatter
-
             factor, unit = next((f, u) for f, u in ((1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ"))
                                 if hi >= 10 * f or f == 1.0)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / factor:g}"))
