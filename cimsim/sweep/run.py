@@ -370,7 +370,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
         records[rec["point_id"]] = append_record(path, rec)
         for message in rec.get("warnings", ()):
             warnings.warn(f"sweep point {rec['point']}: {message}", UserWarning, stacklevel=2)
-        if rec["status"] != "ok":
+        if rec["status"] != "ok" and not lines:  # a progress line below says it already
             log.warning("sweep point %s failed: %s", rec["point"], rec["status"])
         bar.update(1)
         done += 1

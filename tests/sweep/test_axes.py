@@ -353,3 +353,21 @@ def test_a_libraries_deprecation_at_a_point_stays_hidden(monkeypatch):
                               x_eval=None, y_eval=None, seed=0, batch_size=16)
     rec = runner.run_point(ctx, "id", {"adc_bits": 4})
     assert rec["warnings"] == ["deploy: something to say"]
+
+
+def test_a_failed_point_is_said_once_off_a_terminal(tmp_path, caplog, capsys):
+    """Off a terminal the progress line of a failed point names its status; the same text
+    came again as a log warning (and a third time in the status column)."""
+    import logging
+
+    model = test_sweep.tiny_model()
+    _, _, x, y = cimsim.data.load_digits_split()
+    small = cimsim.load_chip("rram-22nm").replace(
+        array=cimsim.load_chip("rram-22nm").array.replace(n_tiles=1, arrays_per_tile=1))
+    with caplog.at_level(logging.WARNING, logger="cimsim.sweep.run"):
+        frame = run_sweep(model, (x[:40], y[:40]), small, {"array_size": [16]}, tmp_path,
+                          calibration=16, progress=True)
+    assert frame["status"].iloc[0].startswith("error: ")
+    err = capsys.readouterr().err
+    assert err.count("needs") == 1, err
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]
