@@ -220,7 +220,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     times = None if args.time is None else _time_values("--time", args.time, chip)
     if args.model in BUILTIN_MODELS:
         # as sweep: the bundled model on the digits test split, its training images calibrate
-        model, x_cal, x_eval, y_eval = _builtin_data(args.model, args.calibration)
+        model, x_train, _, x_eval, y_eval = _builtin_data(args.model)
+        x_cal = x_train[: args.calibration]
         if args.limit:
             x_eval, y_eval = x_eval[: args.limit], y_eval[: args.limit]
         used = (f"{x_eval.shape[0]} test inputs evaluated, {x_cal.shape[0]} training images "
@@ -648,7 +649,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     calibration: int | torch.Tensor
     _check_data_given(args)
     if args.model in BUILTIN_MODELS:
-        model, calibration, x, y = _builtin_data(args.model, args.calibration)
+        model, x_train, _, x, y = _builtin_data(args.model)
+        calibration = x_train[: args.calibration]
     else:
         from .mapping.loaders import load_data, load_model_for
 
@@ -749,13 +751,13 @@ def _check_data_given(args: argparse.Namespace) -> None:
                           f"is one of {', '.join(BUILTIN_MODELS)})")
 
 
-def _builtin_data(name: str, n_cal: int):
-    """``(model, x_cal, x_test, y_test)`` of a bundled model (``simulate`` and ``sweep``): the
-    first ``n_cal`` digits training images calibrate, the test split is evaluated."""
+def _builtin_data(name: str):
+    """``(model, x_train, y_train, x_test, y_test)`` of a bundled model: the model and the
+    digits train/test split it brings (``simulate`` and ``sweep`` calibrate on the first
+    training images and evaluate the test split; ``train`` trains on the first)."""
     from .data import load_digits_split
 
-    x_train, _, x_test, y_test = load_digits_split()
-    return _builtin_model(name), x_train[:n_cal], x_test, y_test
+    return (_builtin_model(name), *load_digits_split())
 
 
 def _train_data(args: argparse.Namespace):
@@ -764,10 +766,7 @@ def _train_data(args: argparse.Namespace):
     y_eval: torch.Tensor | None
     _check_data_given(args)
     if args.model in BUILTIN_MODELS:
-        from .data import load_digits_split
-
-        x_train, y_train, x_eval, y_eval = load_digits_split()
-        model = _builtin_model(args.model)
+        model, x_train, y_train, x_eval, y_eval = _builtin_data(args.model)
         what = (f"the first {args.limit} of the digits train split / of its test split"
                 if args.limit else "digits train split / test split")
     else:

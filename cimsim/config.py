@@ -1866,6 +1866,17 @@ def load_chip(name_or_path: str | Path, *, overrides: Sequence[str] = ()) -> Chi
     return _validated(*_chip_data(name_or_path, overrides))
 
 
+_SET_NOTE = " (with --set {})"
+"""What :func:`_overridden` appends to a description for the overrides it set."""
+
+
+def without_set_note(description: str) -> str:
+    """``description`` less the note ``load_chip(..., overrides=)`` appended to it (the words
+    name fields, they are none: a sweep's identity of a chip leaves them out)."""
+    head, sep, _ = description.rpartition(_SET_NOTE.format("").rstrip(")"))
+    return head if sep and description.endswith(")") else description
+
+
 def _overridden(data: dict[str, Any], where: str,
                 overrides: Sequence[str]) -> tuple[dict[str, Any], str]:
     """``data`` with each ``"table.field=value"`` of ``overrides`` set (a copy), and ``where``
@@ -1899,7 +1910,7 @@ def _overridden(data: dict[str, Any], where: str,
             str(o).strip().startswith("description") for o in overrides):
         # the chip described is not the preset's any more: the report's title line and the
         # CLI's chip line showed "6-bit SAR" over a run with --set adc.bits=4
-        out["description"] = f"{out['description']} (with --set {said})"
+        out["description"] = f"{out['description']}{_SET_NOTE.format(said)}"
     return out, f"{where} with --set {said}"
 
 

@@ -208,8 +208,7 @@ class Events(Mapping[EventKey, float]):
     def __init__(self, counts: Mapping | Iterable[tuple] | None = None):
         self._counts: dict[EventKey, float] = {}
         # a mapping, or (key, count) pairs as dict() takes them
-        pairs = (counts or {}).items() if counts is None or isinstance(counts, Mapping) \
-            else counts
+        pairs = counts.items() if isinstance(counts, Mapping) else (counts or ())
         for key, n in pairs:
             key = _key(key)
             self._counts[key] = self._counts.get(key, 0.0) + float(n)

@@ -127,17 +127,21 @@ def _check_points(chip: ChipConfig, points: list[dict[str, Any]]) -> dict[int, s
     return {i: f"skipped: {why}" for i, why in problems.items()}
 
 
-def _cost_basis(chip: ChipConfig, points: list[dict[str, Any]], basis) -> str:
+def _cost_basis(chip: ChipConfig, points: list[dict[str, Any]],
+                resolved: list[dict[str, Any]]) -> str:
     """Which of the sweep's cost figures are calibrated and which predicted
     (``cimsim.report.cost_basis``): the base chip's, or, where the points differ (a calibrated
-    preset's ADC factors hold for its own converter kind only), each with its ``adc_kind``s."""
+    preset's ADC factors hold for its own converter kind only), each with its ``adc_kind``s
+    (``resolved``: the points' axis values, :func:`resolve_point`)."""
+    from ..report import cost_basis as basis
+
     kinds: dict[str, list[str]] = {}
-    for p in points:
+    for p, r in zip(points, resolved, strict=True):
         try:
             variant = chip_for_point(chip, p)
         except ConfigError:
             continue  # skipped: priced at no point
-        kinds.setdefault(basis(variant), []).append(resolve_point(chip, p)["adc_kind"])
+        kinds.setdefault(basis(variant), []).append(r["adc_kind"])
     if len(kinds) <= 1:
         return next(iter(kinds), basis(chip))
     return "; ".join(f"adc_kind {', '.join(dict.fromkeys(k))}: {text}"
@@ -389,14 +393,13 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     frame = sweep_table(resolved, ids, {**records, **{pid: {"status": status}
                                                       for pid, status in skips.items()}})
     from .._inputs import input_count
-    from ..report import cost_basis
 
     meta = {"cimsim_version": __version__, "model": model_name or type(model).__name__,
             "chip": chip.name,
             # the description names the fields --set changed ("... (with --set tech.vdd_v=1)"):
             # the page showed two sweeps at two supplies under one chip name
             "chip_description": chip.description,
-            "cost_figures": _cost_basis(chip, points, cost_basis), "seed": seed,
+            "cost_figures": _cost_basis(chip, points, resolved), "seed": seed,
             # every field of the base chip: a chip file's or --set's values are not in its name
             "chip_config": json_safe(chip.to_dict()),  # an infinite on/off ratio as "inf"
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),

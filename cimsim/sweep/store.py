@@ -13,14 +13,13 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .._atomic import exclusive_lock
 from .._json import saved_numbers
-from ..config import ChipConfig
+from ..config import ChipConfig, without_set_note
 from ..engine import engine_settings
 
 __all__ = ["JSONL", "append_record", "clean", "context_hash", "data_fingerprint",
@@ -90,10 +89,6 @@ def data_fingerprint(*tensors: Any) -> str:
 DEFAULT_BATCH_SIZE = 256
 
 
-_SET_NOTE = re.compile(r" \(with --set [^()]*\)$")
-"""The note ``load_chip(..., overrides=)`` appends to a chip's description."""
-
-
 def context_hash(model_fp: str, data_fp: str, calibration: Any, chip: ChipConfig,
                  seed: int, exclude: tuple[str, ...] = (),
                  batch_size: int = DEFAULT_BATCH_SIZE) -> str:
@@ -108,7 +103,7 @@ def context_hash(model_fp: str, data_fp: str, calibration: Any, chip: ChipConfig
     fields = chip.to_dict()
     # the words --set adds to the description ("... (with --set tech.vdd_v=0.8)") are no
     # field: a --set to the preset's own value is the preset, and resumes its points
-    fields["description"] = _SET_NOTE.sub("", str(fields.get("description", "")))
+    fields["description"] = without_set_note(str(fields.get("description", "")))
     shared: dict[str, Any] = {"model": model_fp, "data": data_fp, "calibration": cal_key,
                               "chip": fields, "seed": seed}
     if exclude:

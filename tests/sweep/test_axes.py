@@ -286,16 +286,18 @@ def test_the_cost_basis_of_a_sweep_over_converter_kinds_on_a_calibrated_preset()
     from cimsim.sweep.run import _cost_basis
 
     jia = cimsim.load_chip("jia-jssc20")
-    text = _cost_basis(jia, expand_grid({"adc_bits": [6, 8], "adc_kind": ["sar", "flash"]}),
-                       cost_basis)
+    def basis_of(chip, grid):
+        points = expand_grid(grid)
+        return _cost_basis(chip, points, [resolve_point(chip, p) for p in points])
+
+    text = basis_of(jia, {"adc_bits": [6, 8], "adc_kind": ["sar", "flash"]})
     sar, flash = text.split("; adc_kind flash: ")
     assert sar.startswith("adc_kind sar: ") and "energy of adc, cell" in sar
     assert "energy of cell;" in flash and "adc" not in flash.split("(cimsim.cost")[0]
     # one kind, or a chip without factors: the one line it always was
-    assert _cost_basis(jia, expand_grid({"adc_bits": [6, 8]}), cost_basis) == cost_basis(jia)
+    assert basis_of(jia, {"adc_bits": [6, 8]}) == cost_basis(jia)
     rram = cimsim.load_chip("rram-22nm")
-    assert _cost_basis(rram, expand_grid({"adc_kind": ["sar", "flash"]}),
-                       cost_basis) == cost_basis(rram)
+    assert basis_of(rram, {"adc_kind": ["sar", "flash"]}) == cost_basis(rram)
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
