@@ -433,8 +433,9 @@ def _one_bit_cell_fail(value: int, allowed: str) -> None:
     """``DeviceConfig.bits_per_cell`` refused where only 1 b is allowed; at the dataclass's
     default the message says so (a chip built in Python that never wrote the field)."""
     if value == DeviceConfig.__dataclass_fields__["bits_per_cell"].default:
-        allowed += (f" ({value} is DeviceConfig's default, a multi-level cell's: write "
-                    "bits_per_cell = 1; a TOML or dict that leaves it out gets 1 here)")
+        allowed += (f" ({value} is also DeviceConfig's default, a multi-level cell's: if "
+                    "the field was never set, write bits_per_cell = 1; a TOML or dict that "
+                    "leaves it out gets 1 here)")
     _fail("DeviceConfig", "bits_per_cell", value, allowed)
 
 
@@ -1255,8 +1256,8 @@ def _check_digital_readout(chip: Any) -> None:
     if chip.adc.bits < need:
         slices = f" of {d}-b input slices" if d > 1 else ""
         default = ("" if chip.adc.bits != ADCConfig.__dataclass_fields__["bits"].default else
-                   f"; {chip.adc.bits} is ADCConfig's default: a TOML or dict that leaves "
-                   f"adc.bits out gets {need} here")
+                   f"; {chip.adc.bits} is also ADCConfig's default: if the field was never "
+                   f"set, a TOML or dict that leaves adc.bits out gets {need} here")
         _fail("ADCConfig", "bits", chip.adc.bits, f">= {need} for kind = 'digital' on "
               f"{rows} rows per conversion{slices} (the digital column's sum, sign "
               f"included{default})")

@@ -474,8 +474,9 @@ def test_a_digital_read_out_without_bits_gets_the_exact_sum_s_width():
     with pytest.raises(ConfigError, match=r"ADCConfig\.bits = 9 is invalid; allowed: >= 10 .*"
                                           r"included\)$"):
         ChipConfig.from_dict({**digital, "adc": {"kind": "digital", "bits": 9}})
-    with pytest.raises(ConfigError, match=r"bits = 8 is invalid; .* 8 is ADCConfig's default: "
-                                          r"a TOML or dict that leaves adc\.bits out gets 10"):
+    with pytest.raises(ConfigError, match=r"bits = 8 is invalid; .* 8 is also ADCConfig's "
+                                          r"default: if the field was never set, a TOML or "
+                                          r"dict that leaves adc\.bits out gets 10"):
         ChipConfig(device=DeviceConfig(cell="sram", bits_per_cell=1), adc=ADCConfig(
             kind="digital"))
 
@@ -517,7 +518,8 @@ def test_a_bit_cell_s_bits_are_named_before_the_per_level_lists_that_follow_them
 
 def test_a_one_bit_cell_refused_at_the_default_says_it_is_the_default():
     with pytest.raises(ConfigError, match=r"bits_per_cell = 2 is invalid; allowed: 1 for cell = "
-                                          r"'mram'.*2 is DeviceConfig's default.*write "
+                                          r"'mram'.*2 is also DeviceConfig's default.*if the "
+                                          r"field was never set, write "
                                           r"bits_per_cell = 1"):
         DeviceConfig(cell="mram")
     with pytest.raises(ConfigError, match=r"allowed: 1 for cell = 'mram' \(a magnetic tunnel "
