@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -92,6 +93,7 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
     return row
 
 
+_ONE_POINT_AT_A_TIME = threading.Lock()
 _HIDDEN_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
                       ResourceWarning)
 
@@ -104,8 +106,12 @@ def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str
     record: dict[str, Any] = {"point_id": pid, "point": dict(point)}
     # the point's warnings travel with its record, and the driver says them with the point
     # named: a worker process printed Python's raw "path:line: UserWarning" (and its source
-    # line), interleaved with the other workers', and no warning said which point it was
-    with warnings.catch_warnings(record=True) as caught:
+    # line), interleaved with the other workers', and no warning said which point it was.
+    # catch_warnings is process-wide, so the points of one process run one at a time (threads
+    # of a Dask worker, Client(processes=False)): two at once put one's warnings in the other's
+    # record, and the hook of the first to end stayed installed, swallowing later warnings;
+    # a point's kernels use the process's cores already
+    with _ONE_POINT_AT_A_TIME, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             variant = chip_for_point(ctx.chip, point)

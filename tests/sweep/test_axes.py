@@ -373,3 +373,48 @@ def test_a_failed_point_is_said_once_off_a_terminal(tmp_path, caplog, capsys):
     err = capsys.readouterr().err
     assert err.count("needs") == 1, err
     assert not [r for r in caplog.records if "failed" in r.getMessage()]
+
+
+def test_points_on_threads_of_one_process_keep_their_own_warnings(monkeypatch):
+    """Two points at once on threads of one process (a Dask worker with --nthreads 2, or
+    ``Client(processes=False)``): ``warnings.catch_warnings`` is process-wide, so one point's
+    warning went into the other's record and, exiting out of order, the hook of a finished
+    point stayed installed and swallowed every later warning of the process."""
+    import threading
+    import time
+    import warnings
+
+    from cimsim.sweep import runner
+
+    both_in, both_said = threading.Barrier(2, timeout=0.5), threading.Barrier(2, timeout=0.5)
+
+    def together(barrier):
+        try:
+            barrier.wait()  # the old code: both points inside catch_warnings at once
+        except threading.BrokenBarrierError:
+            pass  # points one at a time: the other never arrives
+
+    def measure(model, chip, *args, **kwargs):
+        together(both_in)
+        time.sleep(0.05 * (chip.adc.bits - 4))  # one warns first, the other after
+        warnings.warn(f"deploy: about {chip.adc.bits} b", UserWarning, stacklevel=1)
+        together(both_said)
+        return {}
+
+    monkeypatch.setattr(runner, "_measure", measure)
+    ctx = runner.SweepContext(model=None, chip=cimsim.load_chip("rram-22nm"), x_cal=None,
+                              x_eval=None, y_eval=None, seed=0, batch_size=16)
+    records: dict[int, dict] = {}
+
+    def point(bits):
+        records[bits] = runner.run_point(ctx, str(bits), {"adc_bits": bits})
+
+    threads = [threading.Thread(target=point, args=(b,)) for b in (4, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert records[4]["warnings"] == ["deploy: about 4 b"]
+    assert records[5]["warnings"] == ["deploy: about 5 b"]
+    with pytest.warns(UserWarning, match="after the sweep"):  # the process's hook is its own
+        warnings.warn("after the sweep", UserWarning, stacklevel=1)
