@@ -120,9 +120,12 @@ CODE_USE_NOTICE_PCT = 25.0
 
 def _fidelity_notice(report) -> str:
     """A line naming the layers whose SQNR against float is below :data:`SQNR_NOTICE_DB`, with
-    the likely cause: a converter range far wider than the signal (few codes used: the default
-    ``full_scale`` range spans the columns' worst case), or else the chip's noise, variation
-    or drift. A 2-dB layer in a table of numbers was easy to miss."""
+    the likely cause of each: a converter range far wider than the signal (few codes used: the
+    default ``full_scale`` range spans the columns' worst case), else the chip's noise,
+    variation or drift where it has any (named), else the converters' steps. A 2-dB layer in a
+    table of numbers was easy to miss; a chip with no noise was told its noise was the cause."""
+    from .config import error_sources
+
     if "sqnr_db" not in report.layers:
         return ""
     rows = report.layers[report.layers["sqnr_db"] < SQNR_NOTICE_DB]
@@ -136,21 +139,32 @@ def _fidelity_notice(report) -> str:
         return f"{rows['layer'].iloc[i]} ({rows['sqnr_db'].iloc[i]:.1f} dB{codes})"
 
     names = ", ".join(shown(i) for i in range(len(rows)))
-    wide = use is not None and float(use.median()) < CODE_USE_NOTICE_PCT
-    if wide:
-        policy = report.chip.adc.range_policy.value
-        advice = ("their ADC ranges are far wider than their signals (few codes used"
-                  + (": adc.range_policy = 'full_scale' spans the columns' worst case), "
-                     "adc.range_policy = 'calibrated' fits them to the signal"
-                     if policy == "full_scale" else
-                     f"; adc.range_policy = {policy!r}), a narrower range")
-                  + ", more adc.bits or fewer rows per conversion narrow the step "
-                  "(docs/hardware-model.md §7)")
-    else:
-        advice = ("their outputs are set more by the chip's noise, variation or drift than "
-                  "by their signal (SimModel.trace() has each layer's errors; "
-                  "docs/hardware-model.md)")
     chip = report.chip
+    policy = chip.adc.range_policy.value
+    step = ("more adc.bits or fewer rows per conversion narrow the step "
+            "(docs/hardware-model.md §7)")
+    # per layer (a NaN code use is no evidence of a wide range)
+    wide = [use is not None and float(use.iloc[i]) < CODE_USE_NOTICE_PCT
+            for i in range(len(rows))]
+    sources = error_sources(chip)
+    causes = []
+    if any(wide):
+        causes.append((True, "their ADC ranges are far wider than their signals (few codes used"
+                       + (": adc.range_policy = 'full_scale' spans the columns' worst case), "
+                          "adc.range_policy = 'calibrated' fits them to the signal"
+                          if policy == "full_scale" else
+                          f"; adc.range_policy = {policy!r}), a narrower range") + ", " + step))
+    if not all(wide):
+        causes.append((False, (
+            "their outputs are set more by the chip's noise, variation or drift "
+            f"({', '.join(sources)}) than by their signal (SimModel.trace() has each layer's "
+            "errors; docs/hardware-model.md)") if sources else (
+            "the chip has no noise, variation or drift, so their error is the converters' "
+            "steps and clipping: " + ("adc.range_policy = 'calibrated' fits the range to the "
+                                      "signal, " if policy == "full_scale" else "") + step)))
+    advice = "; ".join(text if len(causes) == 1 else ", ".join(
+        str(name) for name, w in zip(rows["layer"], wide, strict=True) if w is which)
+        + f": {text}" for which, text in causes)
     if min(chip.weight_bits, chip.input_bits) <= 2:
         # a 1-b weight or input quantizes a float model's layers coarser than any converter:
         # the error is the model's quantization first (a binary-weight chip scored chance

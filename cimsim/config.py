@@ -1284,6 +1284,21 @@ def _check_digital_readout(chip: Any) -> None:
                   "error)")
 
 
+#: the fields that make a chip's result differ from its noise-free quantization, by section
+ERROR_FIELDS = (("noise", ("thermal_sigma_lsb", "read_noise_rel", "nonlinearity", "ir_drop_beta")),
+                ("adc", ("gain_error", "offset_error_lsb", "comparator_noise_lsb")),
+                ("device", ("variation_sigma", "p_stuck_on", "p_stuck_off",
+                            "retention_sigma_lsb", "drift_nu_mean", "read_noise_q_s")))
+
+
+def error_sources(chip: ChipConfig) -> tuple[str, ...]:
+    """The ``table.field`` names of ``chip``'s analog errors that are set (noise, variation,
+    stuck cells, drift, non-linearity, converter errors): none, and a layer's error against
+    float is its quantization and the converters' steps and clipping alone."""
+    return tuple(f"{table}.{name}" for table, names in ERROR_FIELDS for name in names
+                 if _is_set(getattr(getattr(chip, table), name)))
+
+
 def _is_set(value: Any) -> bool:
     """Whether a field holds something other than its "off" value: an enum other than
     'none', a sequence with a nonzero element, a nonzero number."""

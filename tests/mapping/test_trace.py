@@ -294,6 +294,20 @@ def test_the_summary_names_layers_of_low_sqnr_with_the_likely_cause():
     assert line.startswith("\nSQNR below 10 dB: a (2.2 dB, 40 % of ADC codes used), c (4.0 dB, "
                            "30 % of ADC codes used); their outputs are set more by the chip's "
                            "noise, variation or drift")
+    assert "(noise.thermal_sigma_lsb, device.variation_sigma) than by their signal" in line
+    # a chip with no noise, variation or drift was told those were the cause (a user's own
+    # noise-free SRAM chip at 26-32 % code use and 0.5-4.8 dB: its 4-b full-scale steps were)
+    line = _fidelity_notice(types.SimpleNamespace(layers=noisy, chip=full))
+    assert "noise, variation or drift" in line and "set more by" not in line
+    assert line.endswith("; the chip has no noise, variation or drift, so their error is the "
+                         "converters' steps and clipping: adc.range_policy = 'calibrated' fits "
+                         "the range to the signal, more adc.bits or fewer rows per conversion "
+                         "narrow the step (docs/hardware-model.md §7)")
+    # one layer of each kind: each cause names its layers
+    mixed = layers.assign(adc_code_use_pct=[10.0, 50.0, 30.0, float("nan")])
+    line = _fidelity_notice(types.SimpleNamespace(layers=mixed, chip=cal))
+    assert "; a: their ADC ranges are far wider" in line
+    assert "; c: their outputs are set more by the chip's noise" in line
     assert _fidelity_notice(types.SimpleNamespace(layers=layers[1:2], chip=cal)) == ""
     no_trace = layers.drop(columns=["sqnr_db", "adc_code_use_pct"])
     assert _fidelity_notice(types.SimpleNamespace(layers=no_trace, chip=cal)) == ""
