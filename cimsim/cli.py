@@ -89,11 +89,25 @@ TRACE_INPUTS = 64
 CLIP_NOTICE_PCT = 1.0
 
 
+#: After training, clipping is the learned ranges' (a learned step trades clipping for
+#: resolution): the advice about calibration data was wrong there.
+_LEARNED_CLIPPING = ("the ranges were learned in training, which trades clipping for finer "
+                     "steps: the accuracy, not the share, says whether it costs; train longer "
+                     "or on data like the run's if it does (docs/training.md)")
+
+
+def _learned(report) -> bool:
+    from .report import LEARNED_RANGES_NOTE
+
+    return LEARNED_RANGES_NOTE in report.notes
+
+
 def _clipping_notice(report) -> str:
     """A line naming the layers whose ADCs clip more than :data:`CLIP_NOTICE_PCT` of their
     conversions: ranges narrower than what the run converts are an accuracy loss a user should
     see, not find in a CSV."""
     return _notice(report, "adc_clip_pct", "ADC clipping", "conversions",
+                   _LEARNED_CLIPPING if _learned(report) else
                    "the calibrated ranges are narrower than what the run converts (noise, or "
                    "inputs unlike the calibration data): adc.calibration_margin = 0.1 or "
                    "adc.calibration_mode = 'simulated' widen them (docs/hardware-model.md §7)")
@@ -104,6 +118,7 @@ def _input_clipping_notice(report) -> str:
     :data:`CLIP_NOTICE_PCT` of their inputs: the run's activations beyond the ranges calibrated
     on the calibration data, an accuracy loss the ADC's clipping does not show."""
     return _notice(report, "input_clip_pct", "input clipping", "inputs",
+                   _LEARNED_CLIPPING if _learned(report) else
                    "the run's activations exceed the input ranges set on the calibration data "
                    "(larger values, or negative ones to inputs calibrated as unsigned): "
                    "calibrate on data like the run's (quant.act_calibration = 'percentile' "

@@ -39,6 +39,10 @@ _FIGURES = {
     "latency_per_layer.png": "Latency per inference, per layer",
     "fidelity_per_layer.png": "Per-layer SQNR against the float layer, and ADC code use",
 }
+#: The note of a report whose model runs the ranges training learned (``SimModel.ranges_learned``):
+#: its clipping comes from them, not from calibration data.
+LEARNED_RANGES_NOTE = ("ranges: the input quantizers' and ADCs' ranges are those learned in "
+                       "training (cimsim.train), not calibrated on data")
 _TABLES = ("layers", "breakdown", "components", "area", "blocks", "digital")
 
 
@@ -139,7 +143,10 @@ class Report:
 
         ``pipelined`` chooses the chip latency: layer-by-layer (sum) or pipelined (slowest).
         """
-        return cls.from_work(sim.work(), pipelined=pipelined, fidelity=sim.fidelity)
+        report = cls.from_work(sim.work(), pipelined=pipelined, fidelity=sim.fidelity)
+        if sim.ranges_learned:
+            report.notes.append(LEARNED_RANGES_NOTE)
+        return report
 
     @classmethod
     def from_work(cls, work: ModelWork, *, pipelined: bool = False,

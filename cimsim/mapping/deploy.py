@@ -188,6 +188,9 @@ class SimModel(nn.Module):
         self.fidelity = None
         """The last :meth:`trace` (a DataFrame, one row per mapped layer), or None; the
         report adds its columns to ``report.layers``."""
+        self.ranges_learned = False
+        """Whether the input and ADC ranges are a trained model's (``PreparedModel.deploy``),
+        not calibrated on data; the report notes it."""
 
     def train(self, mode: bool = True) -> SimModel:
         """A deployed model always simulates inference: the copy stays in eval mode (BatchNorm

@@ -2296,6 +2296,7 @@ class PreparedModel(nn.Module):
         sim.digital.extend(row for row in self.digital if row[0] not in listed)
         if self.t_inference_s is not None and self.t_inference_s != chip.device.drift_t0_s:
             sim.set_time(self.t_inference_s)  # at t0 deploy_views' reference read is the one
+        sim.ranges_learned = True
         return sim
 
 

@@ -261,10 +261,10 @@ def test_the_summary_names_layers_whose_inputs_clip():
     from cimsim.cli import _input_clipping_notice
 
     layers = pd.DataFrame({"layer": ["a", "b", "c"], "input_clip_pct": [0.5, 3.25, float("nan")]})
-    line = _input_clipping_notice(types.SimpleNamespace(layers=layers))
+    line = _input_clipping_notice(types.SimpleNamespace(layers=layers, notes=[]))
     assert line.startswith("\ninput clipping above 1 % of inputs: b (3.2 %); the run's "
                            "activations exceed the input ranges set on the calibration data")
-    assert _input_clipping_notice(types.SimpleNamespace(layers=layers[:1])) == ""
+    assert _input_clipping_notice(types.SimpleNamespace(layers=layers[:1], notes=[])) == ""
 
 
 def test_the_summary_names_layers_of_low_sqnr_with_the_likely_cause():

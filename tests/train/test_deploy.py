@@ -234,3 +234,34 @@ def test_a_float32_twin_of_wide_codes_is_warned_about():
     assert chip.noise.thermal_sigma_lsb == 0 and chip.device.variation.value == "none"
     with torch.no_grad():
         assert torch.equal(prep(x.double()), prep.deploy()(x.double()))
+
+
+def test_a_trained_deployment_says_its_clipping_is_the_learned_ranges():
+    """After `cimsim train` the input and ADC clipping notes sent the user to the calibration
+    data, though the ranges (a PIM-QAT run's learned input steps clipped 8 % of a first layer's
+    pixels) were training's: the report notes learned ranges, and the advice follows."""
+    import types
+
+    import pandas as pd
+
+    from cimsim.cli import _notices
+    from cimsim.report import LEARNED_RANGES_NOTE
+
+    prep, x = _trained(_chip("lossy"), steps=1)
+    sim = prep.deploy()
+    assert sim.ranges_learned
+    sim(x)
+    assert LEARNED_RANGES_NOTE in sim.report().notes
+    plain = cimsim.deploy(prep.float_model(), _chip("lossy"), x[:16], seed=0)
+    plain(x)
+    assert not plain.ranges_learned and LEARNED_RANGES_NOTE not in plain.report().notes
+    layers = pd.DataFrame({"layer": ["stem"], "adc_clip_pct": [5.0], "input_clip_pct": [8.4]})
+    trained = types.SimpleNamespace(layers=layers, chip=_chip("lossy"),
+                                    notes=[LEARNED_RANGES_NOTE])
+    adc, inputs = _notices(trained)
+    assert adc.startswith("ADC clipping above 1 % of conversions: stem (5.0 %); the ranges "
+                          "were learned in training")
+    assert inputs.startswith("input clipping above 1 % of inputs: stem (8.4 %); the ranges were "
+                             "learned in training") and "calibration data" not in inputs
+    calibrated = types.SimpleNamespace(layers=layers, chip=_chip("lossy"), notes=[])
+    assert "set on the calibration data" in _notices(calibrated)[1]
