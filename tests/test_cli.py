@@ -43,6 +43,19 @@ def test_version(capsys):
     assert cimsim.__version__ in capsys.readouterr().out
 
 
+def test_python_dash_m_runs_the_command():
+    """``python -m cimsim`` failed with "No module named cimsim.__main__"."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "cimsim", "--version"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0 and cimsim.__version__ in done.stdout
+    done = subprocess.run([sys.executable, "-m", "cimsim", "datasheet", "no-such-chip"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stderr.startswith("cimsim: error: ")
+
+
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "demo" in capsys.readouterr().out
