@@ -368,6 +368,8 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     # instead, so a long sweep's log says how far it got before it ends or is stopped.
     lines = progress and bar.disable
     done = n_done  # tqdm counts nothing while disabled
+    if lines and todo:  # the first point (deploy, first kernels) can take a while in silence
+        print(f"sweep: {len(todo)} of {n_run} points to run", file=sys.stderr, flush=True)
 
     def finish(rec: dict[str, Any]) -> None:
         nonlocal done

@@ -372,6 +372,7 @@ def test_a_failed_point_is_said_once_off_a_terminal(tmp_path, caplog, capsys):
     assert frame["status"].iloc[0].startswith("error: ")
     err = capsys.readouterr().err
     assert err.count("needs") == 1, err
+    assert err.startswith("sweep: 1 of 1 points to run\n"), err  # before the first point
     assert not [r for r in caplog.records if "failed" in r.getMessage()]
 
 
