@@ -1000,12 +1000,10 @@ def _group_text(by: str, value: Any) -> str:
     """A front's value as its legend shows it: ``t = 1 y`` for 3.1536e7 s, in the largest of
     the units ``cimsim sweep --time`` takes (``1h``, ``1d``, ``1y``; weeks left out) that it
     reaches."""
-    from .arrays.drift import DURATION_UNITS
+    from .arrays.drift import duration_text
 
     if by == "time_s" and isinstance(value, (int, float)) and math.isfinite(value):
-        unit, size = next(((u, DURATION_UNITS[u]) for u in ("y", "d", "h", "min")
-                           if abs(value) >= DURATION_UNITS[u]), ("s", 1.0))
-        return f"t = {value / size:.3g} {unit}"
+        return f"t = {duration_text(value)}"
     return f"{by} = {value}"
 
 

@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from .program import ProgrammedLayer
 
 __all__ = ["Aging", "DURATION_UNITS", "STATIC_DEVICE", "aged_conductance", "at_time", "attach",
-           "calibration_read_events", "check_time", "finite_seconds", "gain_events", "gain_ratio",
-           "parse_duration", "read_noise_growth", "reference_drift", "state_levels",
-           "warn_static_time"]
+           "calibration_read_events", "check_time", "duration_text", "finite_seconds",
+           "gain_events", "gain_ratio", "parse_duration", "read_noise_growth", "reference_drift",
+           "state_levels", "warn_static_time"]
 
 STATIC_DEVICE = ("the chip's device does not change after programming (no drift_nu_mean, "
                  "read_noise_q_s, retention_sigma_lsb or drift_compensation), so every time is "
@@ -50,6 +50,14 @@ STATIC_DEVICE = ("the chip's device does not change after programming (no drift_
 DURATION_UNITS: dict[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0,
                                     "w": 604800.0, "y": 365.0 * 86400.0}
 """Seconds per unit of a duration written ``1h``, ``30d``, ``10y`` (a year is 365 days)."""
+
+
+def duration_text(seconds: float) -> str:
+    """``seconds`` as a reader says it: ``1 y`` for 3.1536e7, ``2 h`` for 7200, in the largest
+    of the units ``--time`` takes (weeks left out) that it reaches."""
+    unit, size = next(((u, DURATION_UNITS[u]) for u in ("y", "d", "h", "min")
+                       if abs(seconds) >= DURATION_UNITS[u]), ("s", 1.0))
+    return f"{seconds / size:.3g} {unit}"
 
 
 @dataclass(frozen=True, eq=False)

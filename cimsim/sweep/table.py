@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..arrays.drift import duration_text
 from .grid import AXES, INT_AXES
 from .pareto import front_group, pareto_front
 from .runner import TOTALS
@@ -83,7 +84,9 @@ def _fmt_axis(axis: str, value: Any) -> str:
     if axis == "thermal_sigma_lsb":
         return f"σ{value:g}" if isinstance(value, (int, float)) else f"σ{value}"
     if axis == "time_s":
-        return f"t={value:.3g}s" if isinstance(value, (int, float)) else f"t={value}"
+        # in the legend's units (t=1y, as its "t = 1 y"; the points said t=3.15e+07s)
+        return (f"t={duration_text(value).replace(' ', '')}" if isinstance(value, (int, float))
+                and math.isfinite(value) else f"t={value}")
     return str(value)  # pragma: no cover
 
 

@@ -107,6 +107,13 @@ def test_new_labels():
     assert point_labels(frame) == ["digital-slices 1col/ADC", "analog-slices 4col/ADC"]
 
 
+def test_time_labels_are_in_the_legends_units():
+    """A time sweep's points said t=3.6e+03s and t=3.15e+07s beside a legend of t = 1 h and
+    t = 1 y (and the accuracy-time plot's ticks)."""
+    frame = pd.DataFrame({"adc_bits": [6] * 5, "time_s": [1.0, 3600.0, 86400.0, 3.1536e7, 0.5]})
+    assert point_labels(frame) == ["t=1s", "t=1h", "t=1d", "t=1y", "t=0.5s"]
+
+
 # --------------------------------------------------------------------------------------------
 # Sweeps through the Python API
 # --------------------------------------------------------------------------------------------
