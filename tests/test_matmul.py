@@ -273,6 +273,23 @@ def noisy_operands(draw, chip):
     return chip, x, x_cal, w, signed, prog_seed, noise_seed
 
 
+def test_reference_keeps_code_ties_under_analog_off_current_compensation():
+    """Nominal cells with a finite on/off ratio and analog compensation: the engine sums the
+    digits exactly, the reference summed (d + g_off) and took g_off * sum(x) back, and the
+    float residue pushed an integer sum on a code boundary (a tie, step 2 here) to either side:
+    12 of 32 outputs apart, by up to 16384 (a fuzz hunt)."""
+    chip = cimsim.load_chip("ideal")
+    chip = chip.replace(
+        device=chip.device.replace(cell="rram", on_off_ratio=10.0,
+                                   off_current_compensation="analog"),
+        adc=chip.adc.replace(bits=4, range_policy="fixed", fixed_lo=0.0, fixed_hi=30.0))
+    rng = np.random.default_rng(0)
+    w, x = rng.integers(0, 128, (8, 64)), rng.integers(0, 256, (4, 64))
+    layer = program(w, chip, np.random.default_rng(0), input_signed=False)
+    y, _ = engine.run(layer, x)
+    np.testing.assert_array_equal(y, matmul_reference(x, layer))
+
+
 @settings(max_examples=100)
 @given(noisy_problems())
 def test_engine_equals_reference_with_nonidealities(problem):

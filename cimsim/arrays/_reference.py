@@ -138,9 +138,17 @@ def matmul_reference(x_int, layer, noise_seed: int = 0):
                     def column(j: int, xp=xp, k0=k0, k1=k1, xsum=xsum) -> float:
                         # g holds each cell's off-state conductance; analog compensation
                         # removes its nominal value before the ADC
-                        a = float(xp @ g[k0:k1, j])
-                        if comp is OffCurrentCompensation.ANALOG:
-                            a -= g_ref * xsum
+                        if comp is OffCurrentCompensation.ANALOG and layer.g_phys is None:
+                            # nominal cells: the digits summed apart from the off-state part,
+                            # which the reference cancels exactly at t0, as the engine sums
+                            # them (an integer sum on a code boundary, a tie, was pushed to
+                            # either side by the float residue of (d + g_off) - g_off)
+                            a = (float(xp @ layer.digits_phys[k0:k1, j])
+                                 + (g_off - g_ref) * xsum)
+                        else:
+                            a = float(xp @ g[k0:k1, j])
+                            if comp is OffCurrentCompensation.ANALOG:
+                                a -= g_ref * xsum
                         return float(column_nonlinearity(
                             np.float64(a), nl, max(layer.column_fs, 1e-30),
                             nz.saturation_fraction, nz.ir_drop_beta, poly))
