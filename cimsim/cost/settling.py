@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from ..config import ChipConfig, ComputeDomain, InputDrive
 from ..errors import ConfigError
 from .models import GATE_CAPACITANCE_FF_PER_UM, CellModel, digital, physical
-from .tables import TechTable, _interp_node, _loglog_trend
+from .tables import MAX_ADC_BITS, TechTable, _interp_node, _loglog_trend
 
 __all__ = ["ALPHA_POWER", "EFFECTIVE_RESISTANCE_MULTIPLIER", "PTM_HP_NODES_NM",
            "WINDOW_FIT_CHIPS", "WINDOW_OVER_SETTLING", "applies", "check_supply",
@@ -106,11 +106,13 @@ def applies(chip: ChipConfig) -> bool:
 
 
 def settle_time_ns(chip: ChipConfig, table: TechTable) -> float:
-    """``ln(2^(b+1)) R_drive C_column``, ns, ``b`` the converter's bits."""
+    """``ln(2^(b+1)) R_drive C_column``, ns, ``b`` the converter's bits (at most the tables'
+    16 b, as the converter beyond them is priced: a 20-b reference ADC settled longer, so its
+    rate fell and the survey's rate factor priced each conversion lower than at 16 b)."""
     r_ohm = driver_on_resistance_ohm(chip.tech.node_nm, chip.tech.vdd_v,
                                      CellModel(chip, table).bit_pitch_um())
     tau_ns = r_ohm * column_capacitance_ff(chip, table) * 1e-6  # Ohm * fF = 1e-15 s
-    return math.log(2.0 ** (chip.adc.bits + 1)) * tau_ns
+    return math.log(2.0 ** (min(chip.adc.bits, MAX_ADC_BITS) + 1)) * tau_ns
 
 
 WINDOW_OVER_SETTLING = 7.39

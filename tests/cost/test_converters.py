@@ -226,6 +226,21 @@ def test_one_to_two_bits_never_cheaper(kind, node, vdd, clock, model):
     assert one.time_ns(A.CONVERT, 1) <= two.time_ns(A.CONVERT, 2)
 
 
+@pytest.mark.parametrize("kind", ["sar", "flash"])
+def test_beyond_the_tables_bits_a_converter_is_never_cheaper(kind):
+    """Above the tables' 16 b a reference converter is priced as a 16-b one, but the column
+    settled to its own bits: the step grew, the rate fell and the survey's rate factor priced
+    a 20-b conversion 13 % under a 16-b one (sram-65nm, no stated window; a cost hunt)."""
+    def chip(bits):
+        return cimsim.load_chip("sram-65nm", overrides=[
+            "tech.cost_model=physical", f"adc.kind={kind}", f"adc.bits={bits}"])
+
+    at = {b: adc(chip(b)) for b in (16, 17, 20)}
+    assert at[16].energy_pj(A.CONVERT, 16) == at[17].energy_pj(A.CONVERT, 17) \
+        == at[20].energy_pj(A.CONVERT, 20)
+    assert at[16].sample_rate_hz() == at[20].sample_rate_hz()
+
+
 @pytest.mark.parametrize("kind", sorted(k.value for k in T.ONE_COMPARATOR_KINDS))
 @pytest.mark.parametrize("node", [T.MIN_NODE_NM, 14.0, 22.0, 45.0, 65.0, T.MAX_NODE_NM])
 @pytest.mark.parametrize("vdd", [0.6, 0.8, 1.2])
