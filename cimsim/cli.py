@@ -1159,9 +1159,17 @@ def _prepare_bskmq(args: argparse.Namespace, recipe, chip, model, x_cal,
 
     if chip.adc.kind is not ADCKind.RAMP or chip.adc.placement is not \
             ADCPlacement.LAYER_OUTPUT:
-        raise ConfigError(f"--method bskmq needs adc.kind = 'ramp' and adc.placement = "
-                          f"'layer_output' (chip {chip.name}: {chip.adc.kind.value}, "
-                          f"{chip.adc.placement.value})")
+        # every condition at once: naming one at a time took a user three refusals
+        raise ConfigError(
+            f"--method bskmq needs adc.kind = 'ramp' and adc.placement = 'layer_output' (chip "
+            f"{chip.name}: {chip.adc.kind.value}, {chip.adc.placement.value}); one conversion "
+            "per output also needs every input bit in one drive (dac.bits = 'all'), each "
+            "weight in one conversion column (a differential pair of cells holding its "
+            "magnitude bits, or array.slice_readout = 'analog') and each layer's inputs in one "
+            "array's rows; e.g. for the digits CNN on rram-22nm: --set adc.kind=ramp --set "
+            "adc.placement=layer_output --set dac.bits=all --set weight_bits=4 --set "
+            "device.bits_per_cell=3 --set array.n_rows=512 --set array.n_cols=512 "
+            "(docs/activation-adc-study.md)")
     print(f"BS-KMQ on the chip: {chip.weight_bits}-bit weights, {chip.adc.bits}-bit "
           f"{chip.adc.level_fit.value} NL-ADC levels fused with the ReLUs "
           f"({'refit each epoch' if recipe.bskmq_refit else 'frozen'})")

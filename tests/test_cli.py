@@ -447,6 +447,9 @@ def test_train_raoq_combines_the_four_methods_issue12(tmp_path, capsys):
     ("bskmq+raoq", "bskmq does not combine with ['bitaug']"),
     ("columnquant+bskmq", "bskmq does not combine with ['columnquant']"),
     ("bskmq", "needs adc.kind = 'ramp'"),
+    # every condition at once, with a --set list that runs (the test below trains that chip)
+    ("bskmq", "--set adc.kind=ramp --set adc.placement=layer_output --set dac.bits=all --set "
+              "weight_bits=4 --set device.bits_per_cell=3 --set array.n_rows=512"),
     ("qat+shift", "is not a method"),
 ])
 def test_train_bad_method_combinations_issue12(tmp_path, capsys, method, fragment):
