@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,9 @@ def datasheet(chip: ChipConfig | str | Path, *, scope: str = "macro",
         docs/validation.md was computed and calibrated under).
     calibrated : bool
         Apply the preset's per-chip calibration (``cimsim.cost.CALIBRATIONS``; opt-in, the
-        figures are then fitted, not predicted). False: the cost model as it is.
+        figures are then fitted, not predicted); on a chip with none (another chip, or a
+        preset moved off its node, cell or cost model) a warning says so and the figures are
+        predicted. False: the cost model as it is.
 
     Returns
     -------
@@ -165,6 +168,9 @@ def datasheet(chip: ChipConfig | str | Path, *, scope: str = "macro",
     chip = as_chip(chip)
     calibrated = check_flag(calibrated, "calibrated")
     cal = calibration_for(chip) if calibrated else NO_CALIBRATION
+    if calibrated and cal.is_identity:  # asked for and not there: said, not silently predicted
+        warnings.warn(f"datasheet: calibrated=True, but {_no_calibration(chip)}; the figures "
+                      "are predicted", UserWarning, stacklevel=2)
     try:
         x, w = workload(chip, density)
         x_cal = x if chip.adc.range_policy is RangePolicy.CALIBRATED else None
@@ -208,7 +214,8 @@ def datasheet(chip: ChipConfig | str | Path, *, scope: str = "macro",
                            f"weight; *_1b = ops x {bits}"),
         "energy_share_by_component": _shares(energy),
         "area_share_by_component": _shares(area),
-        "basis_detail": _basis_detail(chip, used_cal),
+        "basis_detail": (_basis_detail(chip, used_cal) if used_cal or not calibrated
+                         else f"{_basis_detail(chip, used_cal)} ({_no_calibration(chip)})"),
         "step": _step(chip, block, table, cal),
         "adc": (adc := _converter(chip, table, cal)),
         "uncertainty": _uncertainty(chip, adc, {"tops_per_w": tops_w,
@@ -224,6 +231,22 @@ def _shares(values: dict[str, float]) -> dict[str, float]:
     """Each entry's fraction of the total (0 where the total is 0)."""
     total = float(sum(values.values()))
     return {k: (float(v) / total if total > 0 else 0.0) for k, v in values.items()}
+
+
+def _no_calibration(chip: ChipConfig) -> str:
+    """Why ``chip`` has no per-chip calibration to apply."""
+    from ._prices import CALIBRATIONS, _fitted_for
+
+    if chip.name in CALIBRATIONS:
+        node, cell, cost_model, adc_kind = _fitted_for(chip.name)
+        if (node, cell, cost_model) == (chip.tech.node_nm, chip.device.cell,
+                                        chip.tech.cost_model):
+            return (f"{chip.name}'s factors are its {adc_kind.value} converter's, and this "
+                    f"copy's converter is {chip.adc.kind.value}")
+        return (f"{chip.name} is calibrated at its own node, cell and cost model only, which "
+                "this copy moves (a new chip)")
+    return (f"{chip.name} has no per-chip calibration (cimsim.cost.CALIBRATIONS holds "
+            f"{', '.join(sorted(CALIBRATIONS))})")
 
 
 def _basis_detail(chip: ChipConfig, used_cal: bool) -> str:

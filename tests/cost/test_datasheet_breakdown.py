@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,24 @@ def test_basis_and_uncertainty():
     assert unc["adc_scatter_factor"] == adc_survey.scatter_factor(cimsim.config.ADCKind.FLASH)
     assert datasheet("jia-jssc20", calibrated=True)["basis_detail"].startswith("calibrated")
     assert datasheet(_published("chih-isscc21"))["uncertainty"]["adc_scatter_factor"] is None
+
+
+@pytest.mark.parametrize("chip, overrides, why", [
+    ("rram-22nm", [], "rram-22nm has no per-chip calibration (cimsim.cost.CALIBRATIONS holds "
+                      "isaac-32nm, jia-jssc20, wang-vlsi22)"),
+    ("jia-jssc20", ["tech.node_nm=28"], "jia-jssc20 is calibrated at its own node, cell and "
+                                        "cost model only"),
+])
+def test_calibrated_on_a_chip_without_calibration_says_so(chip, overrides, why):
+    """``calibrated=True`` (``--calibrated``) on a chip with no calibration returned predicted
+    figures without a word (only ``calibrated: False`` in the mapping)."""
+    with pytest.warns(UserWarning, match=r"calibrated=True, but " + re.escape(why)):
+        sheet = datasheet(cimsim.load_chip(chip, overrides=overrides), calibrated=True)
+    assert sheet["basis"] == "predicted" and why in sheet["basis_detail"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert datasheet("jia-jssc20", calibrated=True)["basis"] == "calibrated"
+        assert why not in datasheet(cimsim.load_chip(chip, overrides=overrides))["basis_detail"]
 
 
 _ROWS_HEADER = "chip,point,metric,key,published,predicted,readout,window\n"
