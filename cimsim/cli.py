@@ -1080,6 +1080,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 scheduler.load_state_dict(state["scheduler"])
             start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
             print(f"resuming from {ckpt_path} after epoch {start} of {args.epochs}")
+        # the model as it is, deployed on the chip: what training is to improve (a user had to
+        # cut the held-out inputs into a file and run simulate to learn it); kept in the
+        # checkpoint, so a resumed run does not deploy it again
+        untrained = (state or {}).get("untrained") or _untrained_on_chip(
+            model, chip, x_cal, x_eval, y_eval, args, twin["t_inference_s"])
         context = (distillation_loss(prepared, model, loss=args.loss) if recipe.base == "distill"
                    else contextlib.nullcontext(cross_entropy_of(prepared)))
         with context as base_loss:
@@ -1099,7 +1104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                           + ", ".join(f"{k} {v:.3g}" for k, v in nmse.items()))
                 _write_checkpoint(ckpt_path, {"epoch": epoch + 1, "model": prepared.state_dict(),
                                               "optimizer": optimizer.state_dict(),
-                                              "loss": history, "run": run}
+                                              "loss": history, "run": run,
+                                              "untrained": untrained}
                                   | ({"scheduler": scheduler.state_dict()} if scheduler else {}))
                 print(f"epoch {epoch + 1}/{args.epochs}  loss {mean:.5g}  "
                       f"({time.perf_counter() - t0:.1f} s, checkpoint written)")
@@ -1109,7 +1115,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary: dict = {"method": args.method, "epochs": len(history), "loss": history,
                          "schedule": args.schedule,
                          "t_inference_s": twin["t_inference_s"],
-                         "cosine_to_float": output_cosine(prepared, model, x_eval)}
+                         "cosine_to_float": output_cosine(prepared, model, x_eval),
+                         **untrained}
         if recipe.raoq_parts:
             summary["weights"] = weight_stats(prepared)  # Var[W] and kurtosis per layer
         # the twin is evaluated noise-free; on a chip with conversion noise the deployed figures
@@ -1148,6 +1155,36 @@ def cmd_train(args: argparse.Namespace) -> int:
         write_text(args.out / "training.json", json.dumps(summary, indent=2) + "\n")
         _clear_stale_simulation(args.out, None, y_eval is not None)  # a simulate --time's files
     return 0
+
+
+def _untrained_on_chip(model, chip, x_cal, x_eval, y_eval, args: argparse.Namespace,
+                       t_inference_s: float | None) -> dict[str, Any]:
+    """The float model deployed on ``chip`` as ``simulate`` deploys it (calibration, seed,
+    time after programming) and evaluated on the held-out inputs, printed:
+    ``{"untrained_accuracy": a}`` (labels) or ``{"untrained_cosine_to_float": c}``; a chip
+    the untrained model cannot be deployed on gives ``{"untrained": reason}``."""
+    import cimsim
+
+    try:
+        with warnings.catch_warnings():  # what deploy says is said again by the trained one
+            warnings.simplefilter("ignore")
+            sim = cimsim.deploy(model, chip, x_cal, seed=args.seed, exclude=args.exclude)
+            if t_inference_s is not None:
+                sim.set_time(t_inference_s)
+    except CimsimError as exc:
+        print(f"{'untrained on the chip':<24}not deployed ({_one_line(exc)})")
+        return {"untrained": f"not deployed: {_one_line(exc)}"}
+    if y_eval is not None:
+        acc = accuracy(sim, x_eval, y_eval, batch_size=args.batch_size, progress=True,
+                       desc="untrained on the chip")
+        print(f"{'untrained on the chip':<24}{100 * acc:.2f} % (the float model deployed as "
+              "it is)")
+        return {"untrained_accuracy": acc}
+    cosine = output_cosine(model, sim, x_eval, batch_size=args.batch_size, progress=True,
+                           desc="untrained on the chip")
+    print(f"{'untrained on the chip':<24}cosine to float {cosine:.4f} (the float model "
+          "deployed as it is)")
+    return {"untrained_cosine_to_float": cosine}
 
 
 def _prepare_bskmq(args: argparse.Namespace, recipe, chip, model, x_cal,

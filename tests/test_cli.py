@@ -242,11 +242,15 @@ def test_train_one_epoch_writes_checkpoint_and_report(tmp_path, capsys):
     assert "epoch 1/1" in out and "simulated accuracy" in out and "twin accuracy" in out
     state = _checkpoint(tmp_path)
     assert state["epoch"] == 1 and len(state["loss"]) == 1
-    assert set(state) == {"epoch", "model", "optimizer", "loss", "run"}
+    assert set(state) == {"epoch", "model", "optimizer", "loss", "run", "untrained"}
     assert all(isinstance(v, torch.Tensor) for v in state["model"].values())
     assert not (tmp_path / "checkpoint.pt.tmp").exists()
     summary = json.loads((tmp_path / "training.json").read_text())
     assert summary["epochs"] == 1 and 0 <= summary["twin_accuracy"] <= 1
+    # the untrained model on the chip, before training: what the training is to improve
+    assert out.index("untrained on the chip") < out.index("epoch 1/1")
+    assert 0 <= summary["untrained_accuracy"] <= 1
+    assert state["untrained"] == {"untrained_accuracy": summary["untrained_accuracy"]}
     # the same report as `cimsim simulate`
     for name in ("report.json", "report.html", "layers.csv"):
         assert (tmp_path / name).is_file()
@@ -270,9 +274,14 @@ def test_a_second_training_run_into_the_same_out_is_refused(tmp_path, capsys, ep
     assert epochs_run == [0]
 
 
-def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, epochs_run):
+def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, epochs_run, monkeypatch):
     args = TRAIN + ["--method", "qat", "--out", str(tmp_path)]
+    deploys = []
+    real_deploy = cimsim.deploy
+    monkeypatch.setattr(cimsim, "deploy", lambda *a, **k: deploys.append(1) or real_deploy(
+        *a, **k))
     assert main(args + ["--epochs", "1"]) == 0
+    assert len(deploys) == 1  # the untrained model, before training
     first = _checkpoint(tmp_path)
     assert "deployed with the learned weights" in capsys.readouterr().out
     assert epochs_run == [0]
@@ -280,6 +289,9 @@ def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, epochs_run):
     assert main(args + ["--epochs", "2"]) == 0  # as if the 2-epoch run was killed after one
     out = capsys.readouterr().out
     assert "after epoch 1 of 2" in out and "epoch 2/2" in out and "epoch 1/2" not in out
+    # the untrained figure comes from the checkpoint, not from a second deploy
+    assert f"{100 * first['untrained']['untrained_accuracy']:.2f} %" in out
+    assert len(deploys) == 1
     assert epochs_run == [0, 1]  # epoch 0 was not recomputed
     second = _checkpoint(tmp_path)
     assert second["epoch"] == 2 and second["loss"][0] == first["loss"][0]
@@ -367,6 +379,7 @@ def test_train_distill_without_labels(digits_files, tmp_path, capsys):
     summary = json.loads((tmp_path / "training.json").read_text())
     assert summary["method"] == "distill" and "twin_accuracy" not in summary
     assert 0 < summary["cosine_to_float"] <= 1
+    assert 0 < summary["untrained_cosine_to_float"] <= 1 and "untrained_accuracy" not in summary
 
 
 @pytest.mark.parametrize("extra, fragment", [
