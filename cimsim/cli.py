@@ -1083,8 +1083,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         # the model as it is, deployed on the chip: what training is to improve (a user had to
         # cut the held-out inputs into a file and run simulate to learn it); kept in the
         # checkpoint, so a resumed run does not deploy it again
-        untrained = (state or {}).get("untrained") or _untrained_on_chip(
-            model, chip, x_cal, x_eval, y_eval, args, twin["t_inference_s"])
+        untrained = (state or {}).get("untrained")
+        kept = " (from the checkpoint)" if untrained else ""
+        untrained = untrained or _untrained_on_chip(model, chip, x_cal, x_eval, y_eval, args,
+                                                    twin["t_inference_s"])
+        print(f"{'untrained on the chip':<24}{_untrained_text(untrained)}{kept}")
         context = (distillation_loss(prepared, model, loss=args.loss) if recipe.base == "distill"
                    else contextlib.nullcontext(cross_entropy_of(prepared)))
         with context as base_loss:
@@ -1160,7 +1163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _untrained_on_chip(model, chip, x_cal, x_eval, y_eval, args: argparse.Namespace,
                        t_inference_s: float | None) -> dict[str, Any]:
     """The float model deployed on ``chip`` as ``simulate`` deploys it (calibration, seed,
-    time after programming) and evaluated on the held-out inputs, printed:
+    time after programming) and evaluated on the held-out inputs:
     ``{"untrained_accuracy": a}`` (labels) or ``{"untrained_cosine_to_float": c}``; a chip
     the untrained model cannot be deployed on gives ``{"untrained": reason}``."""
     import cimsim
@@ -1172,19 +1175,23 @@ def _untrained_on_chip(model, chip, x_cal, x_eval, y_eval, args: argparse.Namesp
             if t_inference_s is not None:
                 sim.set_time(t_inference_s)
     except CimsimError as exc:
-        print(f"{'untrained on the chip':<24}not deployed ({_one_line(exc)})")
         return {"untrained": f"not deployed: {_one_line(exc)}"}
     if y_eval is not None:
-        acc = accuracy(sim, x_eval, y_eval, batch_size=args.batch_size, progress=True,
-                       desc="untrained on the chip")
-        print(f"{'untrained on the chip':<24}{100 * acc:.2f} % (the float model deployed as "
-              "it is)")
-        return {"untrained_accuracy": acc}
-    cosine = output_cosine(model, sim, x_eval, batch_size=args.batch_size, progress=True,
-                           desc="untrained on the chip")
-    print(f"{'untrained on the chip':<24}cosine to float {cosine:.4f} (the float model "
-          "deployed as it is)")
-    return {"untrained_cosine_to_float": cosine}
+        return {"untrained_accuracy": accuracy(sim, x_eval, y_eval, batch_size=args.batch_size,
+                                               progress=True, desc="untrained on the chip")}
+    return {"untrained_cosine_to_float": output_cosine(
+        model, sim, x_eval, batch_size=args.batch_size, progress=True,
+        desc="untrained on the chip")}
+
+
+def _untrained_text(untrained: dict[str, Any]) -> str:
+    """:func:`_untrained_on_chip`'s figure as the train command prints it."""
+    if "untrained_accuracy" in untrained:
+        return f"{100 * untrained['untrained_accuracy']:.2f} % (the float model deployed as is)"
+    if "untrained_cosine_to_float" in untrained:
+        return (f"cosine to float {untrained['untrained_cosine_to_float']:.4f} (the float "
+                "model deployed as is)")
+    return str(untrained.get("untrained"))
 
 
 def _prepare_bskmq(args: argparse.Namespace, recipe, chip, model, x_cal,

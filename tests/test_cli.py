@@ -290,7 +290,8 @@ def test_train_resumes_after_the_last_checkpoint(tmp_path, capsys, epochs_run, m
     out = capsys.readouterr().out
     assert "after epoch 1 of 2" in out and "epoch 2/2" in out and "epoch 1/2" not in out
     # the untrained figure comes from the checkpoint, not from a second deploy
-    assert f"{100 * first['untrained']['untrained_accuracy']:.2f} %" in out
+    assert (f"untrained on the chip   {100 * first['untrained']['untrained_accuracy']:.2f} % "
+            "(the float model deployed as is) (from the checkpoint)") in out
     assert len(deploys) == 1
     assert epochs_run == [0, 1]  # epoch 0 was not recomputed
     second = _checkpoint(tmp_path)
