@@ -211,7 +211,7 @@ def _predict(model: Any, x: Any, batch_size: int | None, progress: bool, desc: s
     """:func:`predict`'s classes, the number of classes scored (None: no input) and the
     inputs whose scores held NaN."""
     import torch
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     from ._inputs import input_count
 
@@ -301,7 +301,7 @@ def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) ->
     """:func:`accuracy` over labelled batches: ``(inputs, labels)`` pairs, or dicts whose
     ``labels`` entry is taken out before the model is called on the rest."""
     import torch
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     if hasattr(batches, "shape") or isinstance(batches, Mapping) or not hasattr(batches,
                                                                                 "__iter__"):
@@ -376,7 +376,7 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
         ``x`` is empty, or ``batch_size`` is invalid.
     """
     import torch
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     from ._inputs import input_count
 

@@ -30,10 +30,10 @@ from torch.nn.parameter import UninitializedParameter
 from torch.nn.utils.rnn import PackedSequence
 from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from .._inputs import counting_key
-from .._seed import check_seed
+from .._seed import check_flag, check_seed
 from ..arrays.drift import check_time, warn_static_time
 from ..arrays.program import n_arrays_for_shape
 from ..config import (
@@ -1054,6 +1054,7 @@ def deploy(
     t_inference_s: float | None = None,
     backend: str = "numba",
     device: str | torch.device | None = None,
+    progress: bool = True,
 ) -> SimModel:
     """Map a trained model onto the chip.
 
@@ -1093,6 +1094,9 @@ def deploy(
         conversion noise drawn by torch (same distribution, other draws).
     device : str or torch.device, optional
         Torch device of the ``torch`` backend (``"cuda"``, ``"cuda:1"``, ``"cpu"``).
+    progress : bool
+        A progress bar over the layers being programmed and calibrated, on a terminal or in a
+        notebook (``tqdm.auto``; none in a log file); False: none.
 
     Returns
     -------
@@ -1107,6 +1111,7 @@ def deploy(
     """
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    progress = check_flag(progress, "progress")
     refuse_simulated(model, "deploy")
     chip = as_chip(chip)
     from .torch_backend import check_backend
@@ -1126,7 +1131,7 @@ def deploy(
                                         *mapping.sim_layers], mapping.sources,
                                   getattr(model, "_orig_mod", model)) as functional:
         ndims = _calibrate(sim, mapping.sim_layers, calibration, batch_size, batch_dim, chip,
-                           mapping.seed, model)
+                           mapping.seed, model, progress)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     _warn_calibration_signal(mapping.sim_layers)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
@@ -1503,7 +1508,7 @@ def _fuse_relus(sim: nn.Module, sim_layers: dict[str, SimLayer], chip: ChipConfi
 
 def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, batch_size: int,
                batch_dim: int, chip: ChipConfig, seed: int,
-               model: nn.Module) -> dict[int | str, int]:
+               model: nn.Module, progress: bool = True) -> dict[int | str, int]:
     """The float calibration pass (the layers record their inputs; ``model``, the user's, is
     whose forward a dict calibration's keys are checked against), then every layer
     quantizes, programs and calibrates its ADCs (stage 3); with simulated calibration, the
@@ -1524,9 +1529,10 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     if ndims is None:
         raise MappingError("calibration data is empty")
     # quantize, program and calibrate layer by layer: most of a deploy (a minute and more for
-    # an ImageNet network), so a bar on a terminal (none in logs: tqdm's disable=None)
+    # an ImageNet network), so a bar on a terminal or in a notebook (none in logs: tqdm's
+    # disable=None)
     finalize_layers(tqdm(sim_layers.items(), desc="deploy: program + calibrate",
-                         unit="layer", leave=False, disable=None))
+                         unit="layer", leave=False, disable=None if progress else True))
     adc = chip.adc
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):

@@ -348,7 +348,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
     """Run the points not yet in ``path`` and not in ``skips`` (id -> status of a point
     skipped as an impossible combination; not recorded) and write the files (the results lock
     held)."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     repair_tail(path)
     records = read_records(path)

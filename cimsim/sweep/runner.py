@@ -69,8 +69,9 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
     from ..evaluate import accuracy, output_cosine
     from ..mapping import deploy
 
+    # no deploy bar nested in the sweep's own (it left cursor-up residue on a terminal)
     sim = deploy(model, chip, x_cal, seed=seed, t_inference_s=t_inference_s,
-                 exclude=list(exclude))
+                 exclude=list(exclude), progress=False)
     if y_eval is None:
         # no labels (a language model's tokens): how close the outputs stay to the float
         # model's, as `cimsim simulate` reports it; the forwards the costs are counted on

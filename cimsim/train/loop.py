@@ -237,7 +237,7 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
     float
         Mean of the batch losses weighted by batch size.
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     # Recipe.fit, bskmq's fine-tuning and the CLI come here: a batch size of 0 failed in
     # range(), -8 trained nothing and returned 0.0, x and y of other lengths were cut short

@@ -1331,3 +1331,27 @@ def test_an_argument_counts_alike_by_position_and_by_name():
     conv = cimsim.deploy(_Conv(), "ideal", img, seed=0)
     conv(x=img[0])
     assert conv.n_inferences == 1
+
+
+def test_deploy_progress_bar_can_be_turned_off(monkeypatch):
+    """The program-and-calibrate bar showed on a terminal with no way to silence it (and
+    nested under a sweep's own bar, leaving cursor-up residue); ``progress=False`` draws none.
+    The bars come from ``tqdm.auto``, widgets in a notebook (plain ``tqdm`` drew none there)."""
+    import io
+    import sys
+
+    import tqdm.auto
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = torch.randn(16, 8)
+    for progress, shown in ((True, True), (False, False)):
+        monkeypatch.setattr(sys, "stderr", Terminal())
+        cimsim.deploy(model, "rram-22nm", x, progress=progress)
+        assert ("deploy: program + calibrate" in sys.stderr.getvalue()) is shown
+    with pytest.raises(ConfigError, match="progress"):
+        cimsim.deploy(model, "rram-22nm", x, progress="no")
+    assert sys.modules["cimsim.mapping.deploy"].tqdm is tqdm.auto.tqdm
