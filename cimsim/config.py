@@ -538,9 +538,22 @@ _C = TypeVar("_C", bound="_Config")
 
 
 class _Config:
-    """Mixin: ``replace`` that reports unknown fields as :class:`ConfigError`."""
+    """Mixin: ``replace`` that reports unknown fields as :class:`ConfigError`; ``str`` (and a
+    notebook's display) as TOML, ``repr`` the dataclass's."""
+
+    def __str__(self) -> str:
+        # print(chip) gave the dataclass repr: 3,000 characters on one line
+        return _dump_toml(_to_dict(self)).rstrip("\n")
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's display (a notebook cell ending in ``chip``): the TOML of :meth:`__str__`."""
+        printer.text(f"# {type(self).__name__}\n{self}")
 
     def replace(self: _C, **changes: Any) -> _C:
+        """A copy with ``changes`` (field names of this section: ``chip.replace(weight_bits=4,
+        adc=chip.adc.replace(bits=5))``), validated as a file's fields are: an unknown field
+        or a bad value is a :class:`ConfigError` naming it and the allowed values. Configs are
+        frozen; this is how one is changed."""
         names = {f.name for f in fields(self)}  # type: ignore[arg-type]
         unknown = sorted(set(changes) - names)
         if unknown:

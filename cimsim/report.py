@@ -228,6 +228,20 @@ class Report:
         """
         return _summary_rows(self)
 
+    def __repr__(self) -> str:
+        # the headline, not the dataclass's dump of every table and the whole chip (12 KB, a
+        # 5,000-character line, the figures buried in the totals dict)
+        n = self.totals.get("n_inferences")
+        head = (f"Report(chip={self.chip.name!r}, layers={len(self.layers)}, inferences="
+                f"{'?' if n is None else int(n)})")
+        return "\n".join([head, *(f"  {line}" for line in self.headline_lines())])
+
+    def _repr_html_(self) -> str:
+        """A notebook's view: the summary table that opens :meth:`to_html` (the whole page,
+        its images inlined, is :meth:`to_html` or :meth:`save`)."""
+        return _html.rows(self.summary_rows(), header=("quantity", "value", "basis"),
+                          css_class="summary")
+
     def headline_lines(self) -> list[str]:
         """The report's headline, one figure per line (what ``cimsim demo`` and ``cimsim
         simulate`` print): see :func:`headline_lines`."""

@@ -78,3 +78,28 @@ def test_input_planes_refuses_what_the_chip_cannot_drive():
         input_planes(np.array([[2.9]]), chip, False)
     ok = input_planes(np.array([[255, 0]]), chip, False)  # 8 bit-serial planes
     assert np.array_equal(np.tensordot(ok.sig, ok.planes, axes=1), [[255, 0]])
+
+
+def test_objects_display_readably_in_a_notebook():
+    """A notebook showed a Report as a 12 KB dataclass dump (a 5,000-character line), a
+    ChipConfig as one 3,000-character line and a SimModel's layers as ``SimConv()``."""
+    import tomllib
+
+    from cimsim.data import load_digits_split
+    from cimsim.models import load_digits_cnn
+
+    x_train, _, x, _ = load_digits_split()
+    sim = cimsim.deploy(load_digits_cnn(), "rram-22nm", x_train[:32], progress=False)
+    sim(x[:4])
+    report = sim.report()
+    text = repr(report)
+    assert text.startswith("Report(chip='rram-22nm', layers=5, inferences=4)\n")
+    assert "energy per inference" in text and len(text) < 1000
+    page = report._repr_html_()
+    assert page.count("<table") == 1 and "data:image" not in page and "TOPS/W" in page
+    chip = cimsim.load_chip("rram-22nm")
+    assert cimsim.config.ChipConfig.from_dict(tomllib.loads(str(chip))) == chip
+    assert str(chip.adc).splitlines()[0] == 'kind = "sar"'
+    shown = repr(sim)
+    assert "chip='rram-22nm', seed=0, backend='numba', arrays=16, inferences=4" in shown
+    assert "SimConv('features.2', matrices (out x in): 32x144, arrays=4)" in shown

@@ -192,6 +192,10 @@ class SimModel(nn.Module):
         """Whether the input and ADC ranges are a trained model's (``PreparedModel.deploy``),
         not calibrated on data; the report notes it."""
 
+    def extra_repr(self) -> str:
+        return (f"chip={self.chip.name!r}, seed={self.seed}, backend={self.backend!r}, "
+                f"arrays={self.arrays_needed}, inferences={self.n_inferences}")
+
     def train(self, mode: bool = True) -> SimModel:
         """A deployed model always simulates inference: the copy stays in eval mode (BatchNorm
         on its running statistics, dropout off) whatever a parent module's ``train()`` asks;

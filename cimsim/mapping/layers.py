@@ -590,6 +590,13 @@ class SimLayer(ViewsWeights):
         finding another tensor of other values there is refused (``refuse_swapped_weights``)."""
         self.register_forward_pre_hook(_check_call, with_kwargs=True)
 
+    def extra_repr(self) -> str:
+        # what was mapped, as torch's own layers say their shapes (it printed SimConv())
+        shapes = ", ".join(f"{'digital ' * c.digital}{c.w.shape[0]}x{c.w.shape[1]}"
+                           for c in self.cores)
+        arrays = sum(c.n_arrays for c in self.cores if not c.digital)
+        return f"{self.sim_name!r}, matrices (out x in): {shapes or 'none'}, arrays={arrays}"
+
     def __getattr__(self, attr: str) -> Any:
         try:
             return super().__getattr__(attr)
