@@ -84,3 +84,17 @@ def test_retrain_is_bitwise_reproducible_and_as_accurate_as_the_bundled_weights(
     model.load_state_dict(runs[0])
     bundled = evaluate(load_resnet_digits(), x_test, y_test)
     assert evaluate(model, x_test, y_test) >= bundled - 0.01  # 99.33 % bundled; 1 % = 4 images
+
+
+def test_deterministic_training_leaves_the_callers_random_stream_alone():
+    """``deterministic_cpu`` seeded torch's global generator and left it so: a caller's
+    ``torch.manual_seed(123)`` stream was reset by ``train_digits_cnn``."""
+    from cimsim.models._common import deterministic_cpu
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    with deterministic_cpu(0):
+        inside = torch.rand(3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(0)
+    assert torch.equal(inside, torch.rand(3))  # seeded inside as before

@@ -26,20 +26,22 @@ logger = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def deterministic_cpu(seed: int) -> Iterator[None]:
-    """Seed torch and force bitwise-reproducible CPU kernels, restoring state on exit."""
+    """Seed torch and force bitwise-reproducible CPU kernels, restoring state on exit (the
+    global RNG too: the seeding was left behind, the caller's random stream reset)."""
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_threads = torch.get_num_threads()
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
-    # Multi-threaded reductions can split work differently on machines with
-    # different core counts; one thread makes the weights identical everywhere.
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev_threads)
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn_only)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True)
+        # Multi-threaded reductions can split work differently on machines with
+        # different core counts; one thread makes the weights identical everywhere.
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(prev_threads)
+            torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn_only)
 
 
 def fit_classifier(
