@@ -14,6 +14,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from ._warn import warn_user
+
 __all__ = ["accuracy", "output_cosine", "predict"]
 
 
@@ -127,6 +129,23 @@ def _step(batch_size: Any, n: int) -> int:
     return int(batch_size)
 
 
+def _warn_training_mode(model: Any) -> None:
+    """Say so when ``model`` is a torch module left in training mode with modules that act
+    on it (dropout, BatchNorm): its figure is then not its inference's (a float baseline
+    measured with dropout on), and it is evaluated as it is, its mode not changed."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return
+    acting = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
+    live = [name or type(model).__name__ for name, m in model.named_modules()
+            if m.training and isinstance(m, acting)]
+    if live:
+        warn_user(f"{type(model).__name__} is evaluated in training mode ({len(live)} dropout "
+                  f"or BatchNorm module(s) act on it, e.g. {live[0]!r}): call model.eval() "
+                  "first for its inference figure (its mode is left as it is)")
+
+
 def _batch_dim(model: Any, batch_dim: int | None) -> int:
     """The dimension of the inputs that counts samples: as given, else the deployed or
     prepared model's own (``deploy(..., batch_dim=1)`` for a sequence-first model), else 0."""
@@ -172,7 +191,8 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
     ----------
     model : callable
         A torch module or a deployed model (``cimsim.deploy``); maps ``(B, ...)`` inputs to
-        ``(B, n_classes)`` scores. Called under ``torch.no_grad()``; its mode is not changed.
+        ``(B, n_classes)`` scores. Called under ``torch.no_grad()``; its mode is not changed
+        (a module left in training mode with dropout or BatchNorm is warned about).
     x : Tensor or dict
         Inputs, shape ``(n, ...)``; or a dict of the model's keyword inputs (a HuggingFace
         batch), each tensor of length ``n`` cut with the batch. An output with ``logits`` (a
@@ -201,6 +221,7 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 256, progress: bool 
         ``batch_size`` is invalid, or the output is no tensor of scores of shape
         ``(batch, classes)`` (a tuple: a HuggingFace model called with ``return_dict=False``).
     """
+    _warn_training_mode(model)
     pred, _, n_nan = _predict(model, x, batch_size, progress, desc, batch_dim)
     _warn_nan(n_nan, int(pred.shape[0]))
     return pred
@@ -264,6 +285,7 @@ def accuracy(model: Any, x: Any, y: Any = None, *, batch_size: int | None = 256,
 
     if y is None:
         return _accuracy_of_batches(model, x, progress, desc)
+    _warn_training_mode(model)
     dim = _batch_dim(model, batch_dim)
     n = input_count(x, dim)
     if n == 0:
@@ -303,6 +325,7 @@ def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) ->
     import torch
     from tqdm.auto import tqdm
 
+    _warn_training_mode(model)
     if hasattr(batches, "shape") or isinstance(batches, Mapping) or not hasattr(batches,
                                                                                 "__iter__"):
         raise ValueError(f"accuracy: y is required with inputs of type {type(batches).__name__}"
@@ -380,6 +403,8 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
 
     from ._inputs import input_count
 
+    _warn_training_mode(reference)
+    _warn_training_mode(model)
     dim = _batch_dim(model, batch_dim)
     n = input_count(x, dim)
     if n == 0:

@@ -313,3 +313,32 @@ def test_a_batch_size_that_is_not_a_count_is_refused(bad):
         with pytest.raises(ValueError, match="batch_size = .* is invalid"):
             call()
     assert predict(_Counting(), SCORES, batch_size=np.int64(3)).tolist() == PRED.tolist()
+
+
+def test_a_model_left_in_training_mode_is_warned_about_at_the_callers_line():
+    """``accuracy`` of a float model left in training mode measured it with dropout on and
+    without a word (the docstring only said its mode is not changed): the float baseline of
+    a comparison. The warning names the caller's line, not cimsim's."""
+    import warnings
+
+    import torch
+
+    from cimsim.evaluate import accuracy, output_cosine, predict
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5),
+                                torch.nn.Linear(8, 3))
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    for call in (lambda: accuracy(model, x, y), lambda: predict(model, x),
+                 lambda: accuracy(model, [(x, y)]), lambda: output_cosine(model, model, x)):
+        model.train()
+        with pytest.warns(UserWarning, match=r"Sequential is evaluated in training mode \(1 "
+                                             r"dropout or BatchNorm module\(s\) .* '1'\)") as seen:
+            call()
+        assert {w.filename for w in seen} == {__file__}
+        assert model.training  # left as it was
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        accuracy(model, x, y)
+        plain = torch.nn.Linear(4, 3)  # in training mode, nothing that acts on it
+        accuracy(plain.train(), x, y)

@@ -17,6 +17,7 @@ import pandas as pd
 from .._json import json_safe
 from .._seed import check_seed
 from .._version import __version__
+from .._warn import warn_user
 from ..config import ChipConfig, CostModel, _is_int, as_chip
 from ..engine import engine_settings
 from ..errors import CimsimError, ConfigError
@@ -375,7 +376,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
         nonlocal done
         records[rec["point_id"]] = append_record(path, rec)
         for message in rec.get("warnings", ()):
-            warnings.warn(f"sweep point {rec['point']}: {message}", UserWarning, stacklevel=2)
+            warn_user(f"sweep point {rec['point']}: {message}")  # at the caller's line
         if rec["status"] != "ok" and not lines:  # a progress line below says it already
             log.warning("sweep point %s failed: %s", rec["point"], rec["status"])
         bar.update(1)
