@@ -1674,7 +1674,7 @@ _RESISTIVE_INPUTS = (("device", "g_max_us"), ("tech", "v_read_v"))
 _CHIP_INPUTS = (("array", "n_tiles"), ("array", "arrays_per_tile"), ("array", "tile_buffer_kib"))
 
 
-def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] = (),
+def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] | Mapping[str, Any] = (),
                     scope: str = "macro") -> tuple[str, ...]:
     """The key architecture inputs a chip description (a preset name or a ``.toml``) leaves
     to cimsim's defaults, each as ``"table.field = value"`` with the value the chip got: the
@@ -1877,14 +1877,17 @@ def list_presets(published: bool = False) -> list[str]:
     return sorted(prefix + p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
-def load_chip(name_or_path: str | Path, *, overrides: Sequence[str] = ()) -> ChipConfig:
+def load_chip(name_or_path: str | Path, *,
+              overrides: Sequence[str] | Mapping[str, Any] = ()) -> ChipConfig:
     """Load a chip: a preset name (``cimsim presets`` lists them; ``published/NAME`` for the
     published macros of docs/validation.md) or a path to a ``.toml`` file.
 
     ``overrides``: ``"table.field=value"`` (or ``"field=value"`` for a top-level field) set
     over the description before it is validated, the value in TOML syntax (a bare word is a
     string): ``["adc.bits=6", "array.allow_time_multiplexing=true"]``, what the command
-    line's ``--set`` passes. A field set so counts as stated (:func:`unstated_inputs`).
+    line's ``--set`` passes; or a mapping of the same keys to Python values
+    (``{"adc.bits": 6, "array.allow_time_multiplexing": True}``). A field set so counts as
+    stated (:func:`unstated_inputs`).
 
     Raises
     ------
@@ -1907,11 +1910,14 @@ def without_set_note(description: str) -> str:
 
 
 def _overridden(data: dict[str, Any], where: str,
-                overrides: Sequence[str]) -> tuple[dict[str, Any], str]:
+                overrides: Sequence[str] | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """``data`` with each ``"table.field=value"`` of ``overrides`` set (a copy), and ``where``
     naming them for the messages."""
     if isinstance(overrides, str):  # one override, not its characters
         overrides = [overrides]
+    if isinstance(overrides, Mapping):
+        # {"adc.bits": 5} from Python: only its keys were read (and refused as "--set")
+        overrides = [_override_text(key, value) for key, value in overrides.items()]
     if not overrides:
         return data, where
     out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
@@ -1943,6 +1949,18 @@ def _overridden(data: dict[str, Any], where: str,
     return out, f"{where} with --set {said}"
 
 
+def _override_text(key: str, value: Any) -> str:
+    """``key=value`` of a mapping's override, the Python value as TOML text (``True`` ->
+    ``true``, a string quoted, an enum its value)."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    try:
+        return f"{key}={_toml_value(list(value) if isinstance(value, tuple) else value)}"
+    except TypeError:
+        raise ConfigError(f"overrides {key!r} = {value!r} is invalid; allowed: a number, a "
+                          "bool, a string, a list or an enum member") from None
+
+
 def _validated(data: Mapping[str, Any], where: str) -> ChipConfig:
     """The chip a parsed description gives, its errors prefixed with where it came from."""
     try:
@@ -1952,7 +1970,7 @@ def _validated(data: Mapping[str, Any], where: str) -> ChipConfig:
 
 
 def _chip_data(name_or_path: str | Path,
-               overrides: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
+               overrides: Sequence[str] | Mapping[str, Any] = ()) -> tuple[dict[str, Any], str]:
     """The parsed TOML of a preset or a ``.toml`` file with ``overrides`` set
     (:func:`_overridden`), and where it came from (for messages): what :func:`load_chip`
     validates."""
@@ -1990,6 +2008,13 @@ def _chip_data(name_or_path: str | Path,
         where = str(path)
     else:
         if str(name_or_path) not in every:
+            if isinstance(name_or_path, Path) or path.suffix or (
+                    "/" in str(name_or_path) and not str(name_or_path).startswith("published/")):
+                # meant as a file (a Path, a suffix, a folder): "unknown preset" misled
+                toml = path.with_suffix(".toml")
+                hint = f" (did you mean {str(toml)!r}?)" if toml.is_file() else ""
+                raise ConfigError(f"chip file {str(path)!r} not found{hint}; allowed: a .toml "
+                                  "file, or a preset name (`cimsim presets`)")
             # a typo's nearest name, as an unknown key gets (rram-22mn, sinangil-jssc21)
             near = difflib.get_close_matches(str(name_or_path), every, n=1) or [
                 p for p in every if p.endswith("/" + str(name_or_path))]

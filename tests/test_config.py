@@ -7,6 +7,7 @@ import math
 import re
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -373,6 +374,39 @@ def test_unknown_preset_lists_presets():
         cimsim.load_chip("rram-7nm")
     for name in REQUIRED_PRESETS:
         assert name in str(info.value)
+
+
+def test_a_chip_meant_as_a_file_is_not_called_an_unknown_preset(tmp_path, monkeypatch):
+    """``load_chip(Path("my-chip.tmol"))`` said "unknown chip preset" and listed the presets;
+    a Path, a suffix or a folder is a file that is not there, the .toml beside it named."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my-chip.toml").write_text('name = "mine"\n')
+    for given in (Path("my-chip.tmol"), "my-chip.tmol", "my-chip.tml"):
+        with pytest.raises(ConfigError, match=r"^chip file 'my-chip\.tm[ol]*' not found \(did "
+                                              r"you mean 'my-chip\.toml'\?\); allowed: a "
+                                              r"\.toml file, or a preset name"):
+            cimsim.load_chip(given)
+    with pytest.raises(ConfigError, match=r"^chip file 'chips/x\.yaml' not found; allowed"):
+        cimsim.load_chip("chips/x.yaml")
+    with pytest.raises(ConfigError, match=r"unknown chip preset 'published/wu-jssc2' \(did you "
+                                          r"mean 'published/wu-jssc23'\?\)"):
+        cimsim.load_chip("published/wu-jssc2")
+
+
+def test_overrides_as_a_mapping_of_python_values():
+    """``overrides={"adc.bits": 5}`` was refused as "--set 'adc.bits' is invalid" (only the
+    keys were read); a mapping's values are Python's (True, an enum, a string)."""
+    from cimsim.config import ADCKind
+
+    chip = cimsim.load_chip("ideal", overrides={"adc.bits": 5, "adc.kind": ADCKind.FLASH,
+                                                "array.allow_time_multiplexing": True,
+                                                "description": "mine"})
+    assert (chip.adc.bits, chip.adc.kind, chip.array.allow_time_multiplexing,
+            chip.description) == (5, ADCKind.FLASH, True, "mine")
+    assert chip == cimsim.load_chip("ideal", overrides=[
+        "adc.bits=5", "adc.kind=flash", "array.allow_time_multiplexing=true", "description=mine"])
+    with pytest.raises(ConfigError, match=r"overrides 'adc.bits' = None is invalid; allowed: "):
+        cimsim.load_chip("ideal", overrides={"adc.bits": None})
 
 
 def test_missing_toml_path(tmp_path):
