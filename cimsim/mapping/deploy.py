@@ -765,8 +765,23 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
 
 def check_keywords(model: nn.Module, args: Arguments) -> None:
     """A dict calibration's keys against ``model``'s forward: a key it does not take is named
-    with the arguments it does take (not a TypeError from inside the model's call)."""
-    if not args.kwargs or (fit := keywords_not_taken(model, args.kwargs)) is None:
+    with the arguments it does take (not a TypeError from inside the model's call); and a list
+    or tuple of more tensors than the forward takes (a list of batches or samples, read as
+    the model's arguments: "forward() takes 2 positional arguments but 33 were given")."""
+    if not args.kwargs:
+        if len(args) > 1 and (fit := keywords_not_taken(model, ())) is not None:
+            try:
+                fit[0].bind(*args)
+            except TypeError as exc:
+                if "too many positional" in str(exc):
+                    raise MappingError(
+                        f"calibration as {len(args)} tensors is read as the model's "
+                        f"{len(args)} positional arguments, and {type(model).__name__}.forward"
+                        f"{fit[0]} takes fewer; batches one by one are a DataLoader or a list "
+                        "of tuples, [(x1,), (x2,)], or one tensor: torch.cat(batches), "
+                        "torch.stack(samples)") from None
+        return
+    if (fit := keywords_not_taken(model, args.kwargs)) is None:
         return
     signature, unknown = fit
     where = f"{type(model).__name__}.forward{signature}"

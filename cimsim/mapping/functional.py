@@ -865,6 +865,12 @@ def refuse_non_float_input(layer: str, args: tuple) -> None:
     - on the meta device: no values to compute on (torch's bare "Cannot copy out of meta
       tensor" named no layer)."""
     x = args[0] if args else None
+    if type(x) in (list, tuple) and x and all(isinstance(t, torch.Tensor) for t in x):
+        # sim(list(x)): an AttributeError ('list' object has no attribute 'dim') from inside
+        raise MappingError(
+            f"{layer}: its input is a {type(x).__name__} of {len(x)} tensors; the model's own "
+            "layer takes one tensor: call the model on torch.stack(samples) or "
+            "torch.cat(batches)")
     if not isinstance(x, torch.Tensor):
         return
     dtype = str(x.dtype).removeprefix("torch.")

@@ -112,12 +112,14 @@ def test_dataloader_items_of_arrays_calibrate_as_tensors(items):
 def test_a_list_of_batches_read_as_arguments_says_so_and_the_way_out():
     # a list of tensors is the model's arguments (an LSTM's (x, (h0, c0))); batches of
     # different sizes given so failed with "takes 2 positional arguments but 3 were given"
+    # (refused before the call where the forward's signature says it takes fewer; a note on
+    # the TypeError where it cannot be read)
     x = _x()
-    with pytest.raises(TypeError) as info:
+    with pytest.raises(MappingError, match=r"calibration as 2 tensors is read as the model's 2 "
+                                           r"positional arguments, .* takes fewer; batches one "
+                                           r"by one are a DataLoader or a list of tuples, "
+                                           r"\[\(x1,\), \(x2,\)\]"):
         _outputs([x[:100], x[100:]], x[:16])
-    notes = "\n".join(getattr(info.value, "__notes__", []))
-    assert "list of 2 tensors was read as the model's 2 arguments" in notes
-    assert "[(x1,), (x2,)]" in notes
 
 
 class _Recurrent(nn.Module):
@@ -273,3 +275,25 @@ def test_a_dataset_is_batched_by_torch_and_read_as_its_loader():
     with torch.no_grad():
         assert torch.equal(a(x), b(x))
     assert a.sim_layers["0"].cores[0].s_x == b.sim_layers["0"].cores[0].s_x
+
+
+def test_a_list_of_batches_or_samples_is_named_not_passed_as_arguments():
+    """``deploy(model, chip, list(x))`` failed inside torch ("forward() takes 2 positional
+    arguments but 33 were given"); ``accuracy(sim, list(x), y)`` and ``sim(list(x))`` with
+    AttributeErrors ('list' object has no attribute 'shape' / 'dim')."""
+    from cimsim.evaluate import accuracy
+
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    x = torch.randn(12, 6)
+    for given in (list(x), [x[:6], x[6:]], tuple(x)):
+        with pytest.raises(MappingError, match=rf"calibration as {len(given)} tensors is read "
+                                               rf"as the model's {len(given)} positional "
+                                               r"arguments, and Sequential\.forward\(input\) "
+                                               r"takes fewer; .*torch\.cat\(batches\)"):
+            cimsim.deploy(model, "rram-22nm", given, progress=False)
+    sim = cimsim.deploy(model, "rram-22nm", x, progress=False)
+    with pytest.raises(ValueError, match=r"x is a list of 12; allowed: a tensor or an array"):
+        accuracy(sim, list(x), torch.zeros(12, dtype=torch.long))
+    with pytest.raises(MappingError, match=r"^0: its input is a list of 12 tensors; the model's "
+                                           r"own layer takes one tensor"):
+        sim(list(x))
