@@ -793,13 +793,37 @@ def plot_energy_per_layer(layers: pd.DataFrame):
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     if not comps:
         ax.bar(names, layers["energy_pj_per_inference"].tolist())
-    ax.set_ylabel("energy per inference (pJ)")
+    ax.set_ylabel(f"energy per inference ({_scale_axis(ax, 'pJ')})")
     ax.set_title("Energy per layer by component")
     _layer_ticks(ax, len(layers))
     if ax.get_legend_handles_labels()[1]:  # no energy yet (nothing run): no legend to warn of
-        ax.legend(fontsize=8, ncol=2)
+        # beside the axes: inside, it covered the bars of a model whose layers are alike (a
+        # ViT's), wherever matplotlib's "best" put it
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
+
+
+#: Units of a plot's energy and time axes, each 1000x the one before.
+_UNITS = {"pJ": ("pJ", "nJ", "µJ", "mJ", "J"), "ns": ("ns", "µs", "ms", "s")}
+
+
+def _scale_axis(ax: Any, unit: str) -> str:
+    """Relabel ``ax``'s y ticks in the unit of ``_UNITS[unit]`` its largest value reaches
+    (a bare "1e9" above "pJ" was the scale of a whole model's energy); returns the unit."""
+    import matplotlib.ticker as mticker
+
+    top = max(abs(v) for v in ax.get_ylim())
+    names = _UNITS[unit]
+    k = 0
+    while k + 1 < len(names) and top >= 1000.0 ** (k + 1):
+        k += 1
+    if k:
+        scale = 1000.0 ** k
+        ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / scale:g}"))
+    else:
+        ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    return names[k]
 
 
 def plot_area_by_component(area: pd.DataFrame):
@@ -820,9 +844,11 @@ def plot_latency_per_layer(layers: pd.DataFrame):
     """Latency per inference per layer (``latency_ns_per_inference``)."""
     fig = _layer_figure(len(layers), 3.8)
     ax = fig.add_subplot()
+    # a dark grey outside the palette: latency is no cost component (the cell's colour, the
+    # palette's first, said "cell")
     ax.bar([_literal(n) for n in layers["layer"]], layers["latency_ns_per_inference"].tolist(),
-           color=PALETTE[0])
-    ax.set_ylabel("latency per inference (ns)")
+           color=LATENCY_COLOR)
+    ax.set_ylabel(f"latency per inference ({_scale_axis(ax, 'ns')})")
     ax.set_title("Latency per layer")
     _layer_ticks(ax, len(layers))
     fig.tight_layout()
@@ -870,6 +896,9 @@ def plot_fidelity_per_layer(layers: pd.DataFrame, *, readout: str = "ADC"):
 PALETTE: tuple[str, ...] = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
                             "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
 """The colours of every figure, in order of use."""
+
+LATENCY_COLOR = "#4d4d4d"
+"""The bars of a time (no cost component, so none of the components' colours)."""
 
 
 def component_color(component: str) -> str:

@@ -401,3 +401,29 @@ def test_an_undefined_output_cosine_is_recorded_and_shown_as_such(sim, tmp_path)
     rep.save(tmp_path)
     back = dict((row[0], row[1]) for row in Report.load(tmp_path).summary_rows())
     assert back["output fidelity"] == shown["output fidelity"]
+
+
+def test_layer_plots_scale_their_unit_and_keep_the_legend_off_the_bars():
+    """A whole model's energy axis read "1e9" above "pJ"; a ViT's equal bars had the legend
+    over them; the latency bars wore the cell's colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cimsim.report import LATENCY_COLOR, PALETTE, plot_energy_per_layer, plot_latency_per_layer
+
+    layers = pd.DataFrame({"layer": [f"blocks.{i}" for i in range(6)],
+                           "energy_adc_pj_per_inference": [3e8] * 6,
+                           "energy_cell_pj_per_inference": [1e8] * 6,
+                           "energy_pj_per_inference": [4e8] * 6,
+                           "latency_ns_per_inference": [6e5] * 6})
+    ax = plot_energy_per_layer(layers).axes[0]
+    assert ax.get_ylabel() == "energy per inference (µJ)"
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert "400" in ticks and not ax.yaxis.get_offset_text().get_text()
+    assert ax.get_legend().get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1
+    ax = plot_latency_per_layer(layers).axes[0]
+    assert ax.get_ylabel() == "latency per inference (µs)"
+    assert LATENCY_COLOR not in PALETTE
+    small = layers.assign(energy_adc_pj_per_inference=[300.0] * 6,
+                          energy_cell_pj_per_inference=[100.0] * 6)
+    assert plot_energy_per_layer(small).axes[0].get_ylabel() == "energy per inference (pJ)"
