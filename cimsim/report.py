@@ -445,7 +445,21 @@ def _shown(fmt: str, value: Any) -> str:
     v = float(value)
     if decimals and v != 0 and math.isfinite(v) and abs(v) < 10.0 ** (1 - int(decimals[1])):
         return re.sub(r"\{[^}]*\}", f"{v:.3g}", fmt)
+    unit = fmt.rsplit(" ", 1)[-1]
+    if unit in _UNITS and math.isfinite(v) and abs(v) >= 1e6:
+        # a whole model's 6,778,795,867.8 pJ, also read as 6.78 mJ
+        return f"{fmt.format(value)} ({readable(v, unit)})"
     return fmt.format(value)
+
+
+def readable(value: float, unit: str) -> str:
+    """``value`` (in ``unit``: ``"pJ"`` or ``"ns"``) to three significant digits in the unit of
+    ``_UNITS[unit]`` it reaches: ``readable(6.78e9, "pJ")`` is ``"6.78 mJ"``."""
+    names, rounded = _UNITS[unit], abs(float(f"{value:.3g}"))  # 999,999.9 is 1 ms, not 1e+03 us
+    k = 0
+    while k + 1 < len(names) and rounded >= 1000.0 ** (k + 1):
+        k += 1
+    return f"{value / 1000.0 ** k:.3g} {names[k]}"
 
 
 _SUMMARY_COST = (("energy_pj_per_inference", "energy per inference", "{:,.1f} pJ"),
@@ -815,9 +829,7 @@ def _scale_axis(ax: Any, unit: str) -> str:
 
     top = max(abs(v) for v in ax.get_ylim())
     names = _UNITS[unit]
-    k = 0
-    while k + 1 < len(names) and top >= 1000.0 ** (k + 1):
-        k += 1
+    k = names.index(readable(top, unit).split(" ")[1])
     if k:
         scale = 1000.0 ** k
         ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / scale:g}"))

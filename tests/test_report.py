@@ -427,3 +427,15 @@ def test_layer_plots_scale_their_unit_and_keep_the_legend_off_the_bars():
     small = layers.assign(energy_adc_pj_per_inference=[300.0] * 6,
                           energy_cell_pj_per_inference=[100.0] * 6)
     assert plot_energy_per_layer(small).axes[0].get_ylabel() == "energy per inference (pJ)"
+
+
+def test_large_headline_figures_are_also_given_in_a_readable_unit():
+    """A whole model's summary read "6,778,795,867.8 pJ" and "9,168,030.0 ns"."""
+    from cimsim.report import headline_lines, readable
+
+    lines = headline_lines({"energy_pj_per_inference": 6778795867.8,
+                            "latency_ns_per_inference": 9168030.0})
+    assert lines[0].endswith("6,778,795,867.8 pJ (6.78 mJ)")
+    assert lines[1].endswith("9,168,030.0 ns (9.17 ms)")
+    assert headline_lines({"energy_pj_per_inference": 357400.0})[0].endswith("357,400.0 pJ")
+    assert readable(999999.9, "ns") == "1 ms" and readable(1.5e13, "pJ") == "15 J"
