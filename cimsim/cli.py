@@ -252,7 +252,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sim_acc = accuracy(sim, x_test, y_test, batch_size=args.batch_size, progress=True,
                        desc="simulating")
     n = int(x_test.shape[0])
-    sim.trace(x_test[:TRACE_INPUTS])
+    sim.trace(x_test[:TRACE_INPUTS], progress=True)
     report = sim.report()
     report.set_accuracy(float_acc, sim_acc, n)
     print(f"cimsim {__version__} demo: digits CNN ({n_params:,} parameters) trained on "
@@ -479,7 +479,7 @@ def _evaluate(sim, model, x, y, batch_size: int):
         print(f"{'output cosine to float':<24}{cosine:.4f}")
     from ._inputs import input_count, input_rows
 
-    sim.trace(input_rows(x, 0, TRACE_INPUTS))
+    sim.trace(input_rows(x, 0, TRACE_INPUTS), batch_size=batch_size, progress=True)
     report = sim.report()
     if y is not None:
         report.set_accuracy(float_acc, sim_acc, input_count(x))

@@ -32,7 +32,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 from tqdm.auto import tqdm
 
-from .._inputs import counting_key
+from .._inputs import counting_key, input_count
 from .._seed import check_flag, check_seed
 from ..arrays.drift import check_time, warn_static_time
 from ..arrays.program import n_arrays_for_shape
@@ -413,7 +413,8 @@ class SimModel(nn.Module):
             c.restore(was)
         self.n_inferences, self.n_calls, self._extra = state
 
-    def trace(self, x, *, batch_size: int = 64, max_code_vectors: int = 256):
+    def trace(self, x, *, batch_size: int = 64, max_code_vectors: int = 256,
+              progress: bool = False):
         """Per-layer fidelity: every mapped layer's simulated output against float.
 
         Each batch of ``x`` runs twice: the float model (every matrix in float64), keeping each
@@ -433,6 +434,8 @@ class SimModel(nn.Module):
             Inputs per batch (two forwards each).
         max_code_vectors : int
             Input vectors per matrix whose conversions are re-evaluated for the code count.
+        progress : bool
+            A progress bar over the forwards (two per batch; ``tqdm.auto``, none in a log).
 
         Returns
         -------
@@ -462,10 +465,18 @@ class SimModel(nn.Module):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"trace: {name} = {value!r} is invalid; allowed: an integer "
                                  ">= 1")
+        progress = check_flag(progress, "progress")
         saved = [c.counters() for c in cores]
         for c in cores:
             c.tracer = CoreTrace(max_code_vectors)
         n_batches = 0
+        # the trace of a large model is minutes of forwards: the CLI ran it in silence
+        try:  # two forwards a batch, where the inputs can be counted (not a DataLoader)
+            total = 2 * -(-input_count(x, self.batch_dim) // batch_size)
+        except (AttributeError, TypeError, ValueError):
+            total = None
+        bar = tqdm(desc="fidelity trace", total=total, unit="forward", leave=False,
+                   disable=None if progress else True)
         try:
             with torch.no_grad():
                 for args in _batches(x, batch_size, self.batch_dim):
@@ -476,6 +487,7 @@ class SimModel(nn.Module):
                             c.tracer.start_pass(simulate)
                         fresh = _fresh(args)
                         self.model(*fresh, **fresh.kwargs)
+                        bar.update(1)
             traces = {id(c): c.tracer for c in cores}
             # what the trace's runs added: clipped and all conversions, saturated and all inputs
             stats = {id(c): (c.n_adc_clipped - was[2],
@@ -483,6 +495,7 @@ class SimModel(nn.Module):
                              c.n_input_clipped - was[3], c.n_input_values - was[4])
                      for c, was in zip(cores, saved, strict=True)}
         finally:
+            bar.close()
             for c, was in zip(cores, saved, strict=True):
                 c.tracer = None
                 c.restore(was)

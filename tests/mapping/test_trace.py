@@ -364,3 +364,23 @@ def test_leakage_that_is_most_of_the_energy_is_said_with_the_setting_that_gates_
     half = comp.assign(energy_pj_per_inference=[50.0, 25.0, 25.0])
     assert _leakage_notice(types.SimpleNamespace(components=half, chip=chip,
                                                  totals=report.totals)) == ""
+
+
+def test_trace_shows_progress_over_its_forwards(monkeypatch):
+    """The CLI's trace of a large model ran minutes in silence after the accuracies."""
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    x = torch.randn(10, 6)
+    sim = cimsim.deploy(model, "rram-22nm", x, progress=False)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    sim.trace(x, batch_size=4, progress=True)
+    assert "fidelity trace:   0%|" in sys.stderr.getvalue() and "| 0/6 " in sys.stderr.getvalue()
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    sim.trace(x, batch_size=4)
+    assert sys.stderr.getvalue() == ""
