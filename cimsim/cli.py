@@ -444,8 +444,12 @@ def _print_layers(report) -> None:
     print()
     print(_layer_table(report))
     if len(report.digital):
+        # one reason once, with its layers (a ViT's twelve blocks repeated it twelve times)
+        by_reason: dict[str, list[str]] = {}
+        for r in report.digital.itertuples():
+            by_reason.setdefault(str(r.reason), []).append(str(r.layer))
         print("\nkept digital (not in the figures above): " + "; ".join(
-            f"{r.layer} ({r.reason})" for r in report.digital.itertuples()))
+            f"{', '.join(layers)} ({reason})" for reason, layers in by_reason.items()))
 
 
 def _evaluate_and_save(sim, model, x, y, out: Path, batch_size: int) -> float:
