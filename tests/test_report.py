@@ -439,3 +439,18 @@ def test_large_headline_figures_are_also_given_in_a_readable_unit():
     assert lines[1].endswith("9,168,030.0 ns (9.17 ms)")
     assert headline_lines({"energy_pj_per_inference": 357400.0})[0].endswith("357,400.0 pJ")
     assert readable(999999.9, "ns") == "1 ms" and readable(1.5e13, "pJ") == "15 J"
+
+
+def test_a_long_table_shows_its_first_rows_on_the_page_and_all_in_its_csv(rep):
+    """MobileNetV2's 7,173 block rows made a 2.6 MB page: the page holds the first rows."""
+    import dataclasses
+
+    from cimsim import report as report_module
+
+    many = pd.concat([rep.blocks] * (report_module._PAGE_ROWS // max(len(rep.blocks), 1) + 2),
+                     ignore_index=True)
+    big = dataclasses.replace(rep, blocks=many)
+    page = big.to_html()
+    assert f"the first {report_module._PAGE_ROWS} of {len(many)} rows; blocks.csv has all" in page
+    small = rep.to_html()
+    assert f"of {len(rep.blocks)} rows; blocks.csv" not in small
