@@ -587,8 +587,10 @@ def _notes(chip: ChipConfig, cal: Calibration, time_multiplexed: bool = False) -
         notes.append(
             "time-multiplexed: the arrays beyond the chip's are rewritten every forward call "
             "(cell writes priced per stored bit, row by row, one array per tile at a time, "
-            "not overlapped with computation: the '(reprogramming)' row); leakage and the used "
-            "area count the chip's arrays only; a layer's area_um2 is its own footprint")
+            "not overlapped with computation: the '(reprogramming)' row), so its figures per "
+            "inference fall as a call holds more inputs; fetching those weights from off-chip "
+            "memory (DRAM energy, its bandwidth) is not priced: a lower bound; leakage and the "
+            "used area count the chip's arrays only; a layer's area_um2 is its own footprint")
     if _priced_beyond_tables(chip):
         notes.append(f"ADC of {chip.adc.bits} b is beyond the tables' {MAX_ADC_BITS} b: costed "
                      f"as a {MAX_ADC_BITS}-b ADC (a lower bound)")
