@@ -196,6 +196,17 @@ class SimModel(nn.Module):
         return (f"chip={self.chip.name!r}, seed={self.seed}, backend={self.backend!r}, "
                 f"arrays={self.arrays_needed}, inferences={self.n_inferences}")
 
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """torch's ``state_dict``, with a warning: it holds only the parameters of the layers
+        kept digital, not the programmed arrays, ranges and ADC tables (a saved
+        ``sim.state_dict()`` was empty, without a word). A SimModel is saved whole:
+        ``torch.save(sim, path)``, ``torch.load(path, weights_only=False)``."""
+        warnings.warn("SimModel.state_dict() holds only the layers kept digital, not the "
+                      "programmed arrays, ranges and ADC tables; save the model whole: "
+                      "torch.save(sim, path), then torch.load(path, weights_only=False)",
+                      UserWarning, stacklevel=2)
+        return super().state_dict(*args, **kwargs)
+
     def train(self, mode: bool = True) -> SimModel:
         """A deployed model always simulates inference: the copy stays in eval mode (BatchNorm
         on its running statistics, dropout off) whatever a parent module's ``train()`` asks;

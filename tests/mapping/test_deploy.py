@@ -1355,3 +1355,19 @@ def test_deploy_progress_bar_can_be_turned_off(monkeypatch):
     with pytest.raises(ConfigError, match="progress"):
         cimsim.deploy(model, "rram-22nm", x, progress="no")
     assert sys.modules["cimsim.mapping.deploy"].tqdm is tqdm.auto.tqdm
+
+
+def test_a_simmodel_is_saved_whole_and_its_state_dict_says_so(tmp_path):
+    """``sim.state_dict()`` was empty (the arrays are not parameters) and saved nothing without
+    a word; ``torch.save(sim)`` / ``torch.load(weights_only=False)`` keep it all."""
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = torch.randn(16, 8)
+    sim = cimsim.deploy(model, "rram-22nm", x, progress=False)
+    with pytest.warns(UserWarning, match=r"holds only the layers kept digital.*torch\.save\(sim, "
+                                         r"path\)"):
+        assert len(sim.state_dict()) == 0
+    torch.save(sim, tmp_path / "sim.pt")
+    again = torch.load(tmp_path / "sim.pt", weights_only=False)
+    sim.reset(noise=True)
+    again.reset(noise=True)
+    assert torch.equal(sim(x), again(x))

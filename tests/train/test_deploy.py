@@ -257,11 +257,13 @@ def test_a_trained_deployment_says_its_clipping_is_the_learned_ranges():
     assert not plain.ranges_learned and LEARNED_RANGES_NOTE not in plain.report().notes
     layers = pd.DataFrame({"layer": ["stem"], "adc_clip_pct": [5.0], "input_clip_pct": [8.4]})
     trained = types.SimpleNamespace(layers=layers, chip=_chip("lossy"),
-                                    notes=[LEARNED_RANGES_NOTE])
+                                    notes=[LEARNED_RANGES_NOTE], components=pd.DataFrame(),
+                                    totals={})
     adc, inputs = _notices(trained)
     assert adc.startswith("ADC clipping above 1 % of conversions: stem (5.0 %); the ranges "
                           "were learned in training")
     assert inputs.startswith("input clipping above 1 % of inputs: stem (8.4 %); the ranges were "
                              "learned in training") and "calibration data" not in inputs
-    calibrated = types.SimpleNamespace(layers=layers, chip=_chip("lossy"), notes=[])
+    calibrated = types.SimpleNamespace(layers=layers, chip=_chip("lossy"), notes=[],
+                                       components=pd.DataFrame(), totals={})
     assert "set on the calibration data" in _notices(calibrated)[1]
