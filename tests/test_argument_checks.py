@@ -4,11 +4,11 @@ public API, 2026-12-03)."""
 
 from __future__ import annotations
 
+import tomllib
 import warnings
 
 import numpy as np
 import pytest
-import tomllib
 import torch
 from torch import nn
 

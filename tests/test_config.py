@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import sys
+import tomllib
 import warnings
 from pathlib import Path
 
@@ -29,11 +29,6 @@ from cimsim.config import (
     WeightEncoding,
 )
 from cimsim.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 REQUIRED_PRESETS = ("ideal", "rram-22nm", "sram-65nm")
 

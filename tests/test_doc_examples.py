@@ -289,9 +289,8 @@ def test_config_fields_named_in_docs_exist() -> None:
     """Every ``section.field`` in a code span is a field (or property) of that section's config
     (``cimsim/config.py``), an event or a module's name; ``section.field = 'value'`` and
     ``field = 'value'`` of an enum field give an allowed value."""
-    import typing
-
     import tomllib
+    import typing
 
     from cimsim.config import ChipConfig
 

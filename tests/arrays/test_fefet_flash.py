@@ -5,9 +5,10 @@ encoding paths as RRAM; the presets ``fefet-28nm`` and ``flash-40nm``."""
 
 from __future__ import annotations
 
+import tomllib
+
 import numpy as np
 import pytest
-import tomllib
 import torch
 from torch import nn
 

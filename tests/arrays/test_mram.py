@@ -3,9 +3,10 @@ through the same off-current, variation and encoding paths as RRAM; no drift."""
 
 from __future__ import annotations
 
+import tomllib
+
 import numpy as np
 import pytest
-import tomllib
 import torch
 from torch import nn
 

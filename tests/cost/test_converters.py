@@ -4,10 +4,10 @@ the published constants, monotonicity in bits over kinds, nodes and supplies, th
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -8,10 +8,10 @@ shift-accumulators, by node and supply from the digital tables (docs/cost-model.
 from __future__ import annotations
 
 import math
+import tomllib
 
 import numpy as np
 import pytest
-import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
+import tomllib
 
 import numpy as np
 import pytest
-import tomllib
 
 import cimsim
 from cimsim.config import ChipConfig

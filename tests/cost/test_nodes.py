@@ -8,10 +8,10 @@ log-log (docs/technology.md §1).
 from __future__ import annotations
 
 import math
+import tomllib
 
 import numpy as np
 import pytest
-import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import numpy as np
 import pytest
-import tomllib
 
 import cimsim
 from cimsim.arrays.drift import at_time, calibration_read_events

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import math
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
 
 import cimsim
 from cimsim.arrays.program import program

@@ -6,9 +6,9 @@ trip, errors naming the field); linear in simulation, the same conversion as a S
 from __future__ import annotations
 
 import math
+import tomllib
 
 import pytest
-import tomllib
 import torch
 
 import cimsim
