@@ -113,15 +113,16 @@ CLIP_NOTICE_PCT = 1.0
 
 #: After training, clipping is the learned ranges' (a learned step trades clipping for
 #: resolution): the advice about calibration data was wrong there.
-_LEARNED_CLIPPING = ("the ranges were learned in training, which trades clipping for finer "
-                     "steps: the accuracy, not the share, says whether it costs; train longer "
-                     "or on data like the run's if it does (docs/training.md)")
+_LEARNED_CLIPPING = ("the ranges are the prepared model's, learned in training, which trades "
+                     "clipping for finer steps: the accuracy, not the share, says whether it "
+                     "costs; train longer or on data like the run's if it does "
+                     "(docs/training.md)")
 
 
 def _learned(report) -> bool:
     from .report import LEARNED_RANGES_NOTE
 
-    return LEARNED_RANGES_NOTE in report.notes
+    return LEARNED_RANGES_NOTE in getattr(report, "notes", ())
 
 
 def _clipping_notice(report) -> str:
@@ -161,7 +162,7 @@ def _fidelity_notice(report) -> str:
     default ``full_scale`` range spans the columns' worst case), else the chip's noise,
     variation or drift where it has any (named), else the converters' steps. A 2-dB layer in a
     table of numbers was easy to miss; a chip with no noise was told its noise was the cause."""
-    from .config import error_sources
+    from .config import ADCKind, error_sources
 
     if "sqnr_db" not in report.layers:
         return ""
@@ -184,12 +185,18 @@ def _fidelity_notice(report) -> str:
     # too is a range that fits no signal of the run, not one too wide (a narrower one, the
     # advice given, would clip more)
     clip = rows.get("adc_clip_pct")
-    kind = ["wide" if use is not None and float(use.iloc[i]) < CODE_USE_NOTICE_PCT else "rest"
-            for i in range(len(rows))]
+    digital = chip.adc.kind is ADCKind.DIGITAL  # an exact sum: no range to fit
+    kind = ["wide" if use is not None and not digital
+            and float(use.iloc[i]) < CODE_USE_NOTICE_PCT else "rest" for i in range(len(rows))]
     kind = ["misfit" if k == "wide" and clip is not None and float(clip.iloc[i]) >
             CLIP_NOTICE_PCT else k for i, k in enumerate(kind)]
+    if _learned(report):  # what sets those ranges is the training, not a calibration
+        kind = ["learned" if k in ("wide", "misfit") else k for k in kind]
     sources = error_sources(chip)
     causes = []
+    if "learned" in kind:
+        causes.append(("learned", "their ADC ranges, the prepared model's learned ones, use few "
+                       "codes: train longer, or at more adc.bits (docs/training.md)"))
     if "misfit" in kind:
         causes.append(("misfit", "their ADC ranges fit neither end of the run's signal (few "
                        "codes used, yet clipping): calibrated on too few inputs, or on inputs "
@@ -205,13 +212,16 @@ def _fidelity_notice(report) -> str:
             "their outputs are set more by the chip's noise, variation or drift "
             f"({', '.join(sources)}) than by their signal (SimModel.trace() has each layer's "
             "errors; docs/hardware-model.md)") if sources else (
+            "the chip's digital columns sum exactly, so their error is the model's quantization "
+            f"to {chip.weight_bits}-b weights and {chip.input_bits}-b inputs: more bits, or "
+            "train it for the chip (`cimsim train`, docs/training.md)") if digital else (
             "the chip has no noise, variation or drift, so their error is the converters' "
             "steps and clipping: " + ("adc.range_policy = 'calibrated' fits the range to the "
                                       "signal, " if policy == "full_scale" else "") + step)))
     advice = "; ".join(text if len(causes) == 1 else ", ".join(
         str(name) for name, k in zip(rows["layer"], kind, strict=True) if k == which)
         + f": {text}" for which, text in causes)
-    if min(chip.weight_bits, chip.input_bits) <= 2:
+    if min(chip.weight_bits, chip.input_bits) <= 2 and not (digital and not sources):
         # a 1-b weight or input quantizes a float model's layers coarser than any converter:
         # the error is the model's quantization first (a binary-weight chip scored chance
         # with only the converter range named)

@@ -1910,9 +1910,11 @@ def _overridden(data: dict[str, Any], where: str,
     naming them for the messages."""
     if isinstance(overrides, str):  # one override, not its characters
         overrides = [overrides]
+    flag = "--set"  # what the messages call them: the command line's flag, or Python's
     if isinstance(overrides, Mapping):
         # {"adc.bits": 5} from Python: only its keys were read (and refused as "--set")
         overrides = [_override_text(key, value) for key, value in overrides.items()]
+        flag = "overrides"
     if not overrides:
         return data, where
     out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
@@ -1941,7 +1943,7 @@ def _overridden(data: dict[str, Any], where: str,
         # the chip described is not the preset's any more: the report's title line and the
         # CLI's chip line showed "6-bit SAR" over a run with --set adc.bits=4
         out["description"] = f"{out['description']}{_SET_NOTE.format(said)}"
-    return out, f"{where} with --set {said}"
+    return out, f"{where} with {flag} {said}"
 
 
 def _override_text(key: str, value: Any) -> str:
@@ -1949,6 +1951,12 @@ def _override_text(key: str, value: Any) -> str:
     ``true``, a string quoted, an enum its value)."""
     if isinstance(value, enum.Enum):
         value = value.value
+    if isinstance(value, (np.generic, np.ndarray)):  # np.arange(3, 9)'s values in a loop
+        value = value.tolist()
+    if value is None:
+        raise ConfigError(f"overrides {key!r} = None is invalid: an override is a chip file's "
+                          "field, and TOML has no null; set None on the loaded chip with "
+                          "replace(), e.g. chip.replace(adc=chip.adc.replace(...))")
     try:
         return f"{key}={_toml_value(list(value) if isinstance(value, tuple) else value)}"
     except TypeError:

@@ -41,8 +41,9 @@ _FIGURES = {
 }
 #: The note of a report whose model runs the ranges training learned (``SimModel.ranges_learned``):
 #: its clipping comes from them, not from calibration data.
-LEARNED_RANGES_NOTE = ("ranges: the input quantizers' and ADCs' ranges are those learned in "
-                       "training (cimsim.train), not calibrated on data")
+LEARNED_RANGES_NOTE = ("ranges: the input quantizers' and ADCs' ranges are the prepared "
+                       "model's (cimsim.train.prepare, then what training learned), not "
+                       "calibrated again on deploy")
 _TABLES = ("layers", "breakdown", "components", "area", "blocks", "digital")
 
 

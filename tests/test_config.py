@@ -400,8 +400,15 @@ def test_overrides_as_a_mapping_of_python_values():
             chip.description) == (5, ADCKind.FLASH, True, "mine")
     assert chip == cimsim.load_chip("ideal", overrides=[
         "adc.bits=5", "adc.kind=flash", "array.allow_time_multiplexing=true", "description=mine"])
-    with pytest.raises(ConfigError, match=r"overrides 'adc.bits' = None is invalid; allowed: "):
+    with pytest.raises(ConfigError, match=r"overrides 'adc.bits' = None is invalid: .* TOML has "
+                                          r"no null; set None on the loaded chip with replace"):
         cimsim.load_chip("ideal", overrides={"adc.bits": None})
+    with pytest.raises(ConfigError, match=r"overrides 'adc.bits' = \{\} is invalid; allowed: "):
+        cimsim.load_chip("ideal", overrides={"adc.bits": {}})
+    # NumPy's scalars are numbers (np.arange(3, 9) in a loop); a refusal names "overrides"
+    assert cimsim.load_chip("ideal", overrides={"adc.bits": np.int64(5)}).adc.bits == 5
+    with pytest.raises(ConfigError, match=r"^preset ideal with overrides adc.bits=99: "):
+        cimsim.load_chip("ideal", overrides={"adc.bits": np.int64(99)})
 
 
 def test_missing_toml_path(tmp_path):

@@ -452,5 +452,8 @@ def test_a_long_table_shows_its_first_rows_on_the_page_and_all_in_its_csv(rep):
     big = dataclasses.replace(rep, blocks=many)
     page = big.to_html()
     assert f"the first {report_module._PAGE_ROWS} of {len(many)} rows; blocks.csv has all" in page
+    # the rows beyond are not on the page: the table after that caption has the first rows
+    table = page.split("blocks.csv has all", 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr") == report_module._PAGE_ROWS + 1  # and its header row
     small = rep.to_html()
     assert f"of {len(rep.blocks)} rows; blocks.csv" not in small

@@ -384,3 +384,42 @@ def test_trace_shows_progress_over_its_forwards(monkeypatch):
     monkeypatch.setattr(sys, "stderr", Terminal())
     sim.trace(x, batch_size=4)
     assert sys.stderr.getvalue() == ""
+
+
+def test_the_sqnr_line_follows_learned_ranges_and_exact_digital_columns():
+    """After training the SQNR line told the user to calibrate on more inputs beside a clipping
+    line saying the ranges were learned; on a digital adder-tree chip it advised a calibrated
+    ADC range and more adc.bits for an exact sum."""
+    import types
+
+    import pandas as pd
+
+    from cimsim.cli import _fidelity_notice
+    from cimsim.report import LEARNED_RANGES_NOTE
+
+    layers = pd.DataFrame({"layer": ["head"], "sqnr_db": [6.0], "adc_code_use_pct": [10.0],
+                           "adc_clip_pct": [5.0]})
+    rram = cimsim.load_chip("rram-22nm")
+    line = _fidelity_notice(types.SimpleNamespace(layers=layers, chip=rram,
+                                                  notes=[LEARNED_RANGES_NOTE]))
+    assert line.endswith("; their ADC ranges, the prepared model's learned ones, use few codes: "
+                         "train longer, or at more adc.bits (docs/training.md)")
+    digital = cimsim.load_chip("published/colonnade-jssc21")
+    line = _fidelity_notice(types.SimpleNamespace(layers=layers, chip=digital, notes=[]))
+    assert "ranges" not in line and line.count("quantization") == 1 and line.endswith(
+        "; the chip's digital columns sum exactly, so their error is the model's quantization to "
+        f"{digital.weight_bits}-b weights and {digital.input_bits}-b inputs: more bits, or train "
+        "it for the chip (`cimsim train`, docs/training.md)")
+
+
+def test_a_simmodel_saved_before_ranges_learned_existed_still_reports():
+    """A SimModel pickled before the attribute (unpickling runs no __init__) failed in
+    report() with an AttributeError."""
+    import pickle
+
+    model = torch.nn.Sequential(torch.nn.Linear(6, 3))
+    sim = cimsim.deploy(model, "rram-22nm", torch.randn(8, 6), progress=False)
+    del sim.__dict__["ranges_learned"]  # as an older version pickled it
+    old = pickle.loads(pickle.dumps(sim))
+    old(torch.randn(4, 6))
+    assert not old.ranges_learned and old.report().totals["n_inferences"] == 4

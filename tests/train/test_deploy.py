@@ -261,9 +261,9 @@ def test_a_trained_deployment_says_its_clipping_is_the_learned_ranges():
                                     totals={})
     adc, inputs = _notices(trained)
     assert adc.startswith("ADC clipping above 1 % of conversions: stem (5.0 %); the ranges "
-                          "were learned in training")
-    assert inputs.startswith("input clipping above 1 % of inputs: stem (8.4 %); the ranges were "
-                             "learned in training") and "calibration data" not in inputs
+                          "are the prepared model's, learned in training")
+    assert inputs.startswith("input clipping above 1 % of inputs: stem (8.4 %); the ranges are "
+                             "the prepared model's") and "calibration data" not in inputs
     calibrated = types.SimpleNamespace(layers=layers, chip=_chip("lossy"), notes=[],
                                        components=pd.DataFrame(), totals={})
     assert "set on the calibration data" in _notices(calibrated)[1]
