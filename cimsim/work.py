@@ -127,9 +127,15 @@ class ModelWork:
     """The chip the model was deployed on."""
     n_arrays_needed: int
     """Arrays the whole model needs (above the chip's count when time-multiplexed)."""
+
     digital: tuple[tuple[str, str, str], ...] = ()
     """(name, module type, reason) of every layer with weights kept digital, and of the
     digital activation products."""
     t_s: float | None = None
     """Time after programming the devices were seen at, s (``SimModel.set_time``); None where
     unknown."""
+
+    def __repr__(self) -> str:
+        # a summary, not 132 KB of every layer's blocks (a notebook printed that)
+        return (f"ModelWork(chip={self.chip.name!r}, layers={len(self.layers)}, "
+                f"inferences={self.n_inferences}, arrays_needed={self.n_arrays_needed})")

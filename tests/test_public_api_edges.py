@@ -103,3 +103,10 @@ def test_objects_display_readably_in_a_notebook():
     shown = repr(sim)
     assert "chip='rram-22nm', seed=0, backend='numba', arrays=16, inferences=4" in shown
     assert "SimConv('features.2', matrices (out x in): 32x144, arrays=4)" in shown
+    # and the estimator's inputs and output (132 KB and 26 KB lines)
+    work = sim.work()
+    assert repr(work) == ("ModelWork(chip='rram-22nm', layers=5, inferences=4, "
+                          "arrays_needed=16)")
+    cost = repr(cimsim.cost.estimate(work))
+    assert cost.startswith("CostReport(chip='rram-22nm', layers=5, inferences=4)\n  energy "
+                           "per inference") and len(cost) < 1000

@@ -168,6 +168,14 @@ class CostReport:
     totals: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        # the headline, not a 26 KB line of every row (a notebook printed that)
+        from ..report import headline_lines
+
+        head = (f"CostReport(chip={self.chip.name!r}, layers={len(self.layers)}, "
+                f"inferences={self.n_inferences})")
+        return "\n".join([head, *(f"  {line}" for line in headline_lines(self.totals))])
+
     def energy_by_component(self, layer: str | None = None) -> dict[str, float]:
         """Energy per inference by component, pJ (one layer, or all)."""
         out = {c: 0.0 for c in COMPONENTS}
