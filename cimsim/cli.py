@@ -170,14 +170,16 @@ def _fidelity_notice(report) -> str:
     if rows.empty:
         return ""
     use = rows.get("adc_code_use_pct")  # (absent from reports saved before it existed)
+    chip = report.chip
+    digital = chip.adc.kind is ADCKind.DIGITAL  # an exact sum: no range to fit
+    readout = "sum" if digital else "ADC"  # an adder tree's codes are its sums (as the plot)
 
     def shown(i: int) -> str:
         pct = math.nan if use is None else float(use.iloc[i])
-        codes = "" if math.isnan(pct) else f", {pct:.0f} % of ADC codes used"
+        codes = "" if math.isnan(pct) else f", {pct:.0f} % of {readout} codes used"
         return f"{rows['layer'].iloc[i]} ({rows['sqnr_db'].iloc[i]:.1f} dB{codes})"
 
     names = ", ".join(shown(i) for i in range(len(rows)))
-    chip = report.chip
     policy = chip.adc.range_policy.value
     step = ("more adc.bits or fewer rows per conversion narrow the step "
             "(docs/hardware-model.md §7)")
@@ -185,7 +187,6 @@ def _fidelity_notice(report) -> str:
     # too is a range that fits no signal of the run, not one too wide (a narrower one, the
     # advice given, would clip more)
     clip = rows.get("adc_clip_pct")
-    digital = chip.adc.kind is ADCKind.DIGITAL  # an exact sum: no range to fit
     kind = ["wide" if use is not None and not digital
             and float(use.iloc[i]) < CODE_USE_NOTICE_PCT else "rest" for i in range(len(rows))]
     kind = ["misfit" if k == "wide" and clip is not None and float(clip.iloc[i]) >

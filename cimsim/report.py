@@ -821,7 +821,9 @@ def plot_energy_per_layer(layers: pd.DataFrame):
     if ax.get_legend_handles_labels()[1]:  # no energy yet (nothing run): no legend to warn of
         # beside the axes: inside, it covered the bars of a model whose layers are alike (a
         # ViT's), wherever matplotlib's "best" put it
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        handles, labels = ax.get_legend_handles_labels()  # top to bottom, as the stack
+        ax.legend(handles[::-1], labels[::-1], fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -421,6 +421,7 @@ def test_layer_plots_scale_their_unit_and_keep_the_legend_off_the_bars():
     ticks = [t.get_text() for t in ax.get_yticklabels()]
     assert "400" in ticks and not ax.yaxis.get_offset_text().get_text()
     assert ax.get_legend().get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cell", "adc"]  # as stacked
     ax = plot_latency_per_layer(layers).axes[0]
     assert ax.get_ylabel() == "latency per inference (µs)"
     assert LATENCY_COLOR not in PALETTE

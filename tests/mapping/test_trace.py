@@ -406,6 +406,7 @@ def test_the_sqnr_line_follows_learned_ranges_and_exact_digital_columns():
                          "train longer, or at more adc.bits (docs/training.md)")
     digital = cimsim.load_chip("published/colonnade-jssc21")
     line = _fidelity_notice(types.SimpleNamespace(layers=layers, chip=digital, notes=[]))
+    assert "(6.0 dB, 10 % of sum codes used)" in line
     assert "ranges" not in line and line.count("quantization") == 1 and line.endswith(
         "; the chip's digital columns sum exactly, so their error is the model's quantization to "
         f"{digital.weight_bits}-b weights and {digital.input_bits}-b inputs: more bits, or train "
