@@ -1232,11 +1232,11 @@ def _untrained_on_chip(model, chip, x_cal, x_eval, y_eval, args: argparse.Namesp
 
 def _untrained_text(untrained: dict[str, Any]) -> str:
     """:func:`_untrained_on_chip`'s figure as the train command prints it."""
+    as_is = " (the float model deployed as is)"
     if "untrained_accuracy" in untrained:
-        return f"{100 * untrained['untrained_accuracy']:.2f} % (the float model deployed as is)"
+        return f"{100 * untrained['untrained_accuracy']:.2f} %{as_is}"
     if "untrained_cosine_to_float" in untrained:
-        return (f"cosine to float {untrained['untrained_cosine_to_float']:.4f} (the float "
-                "model deployed as is)")
+        return f"cosine to float {untrained['untrained_cosine_to_float']:.4f}{as_is}"
     return str(untrained.get("untrained"))
 
 

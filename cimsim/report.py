@@ -840,11 +840,8 @@ def _scale_axis(ax: Any, unit: str) -> str:
     top = max(abs(v) for v in ax.get_ylim())
     names = _UNITS[unit]
     k = names.index(readable(top, unit).split(" ")[1])
-    if k:
-        scale = 1000.0 ** k
-        ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / scale:g}"))
-    else:
-        ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    scale = 1000.0 ** k
+    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v / scale:g}"))
     return names[k]
 
 

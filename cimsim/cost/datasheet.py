@@ -168,9 +168,11 @@ def datasheet(chip: ChipConfig | str | Path, *, scope: str = "macro",
     chip = as_chip(chip)
     calibrated = check_flag(calibrated, "calibrated")
     cal = calibration_for(chip) if calibrated else NO_CALIBRATION
-    if calibrated and cal.is_identity:  # asked for and not there: said, not silently predicted
-        warnings.warn(f"datasheet: calibrated=True, but {_no_calibration(chip)}; the figures "
-                      "are predicted", UserWarning, stacklevel=2)
+    # asked for and not there: said, not silently predicted
+    missing = _no_calibration(chip) if calibrated and cal.is_identity else ""
+    if missing:
+        warnings.warn(f"datasheet: calibrated=True, but {missing}; the figures are predicted",
+                      UserWarning, stacklevel=2)
     try:
         x, w = workload(chip, density)
         x_cal = x if chip.adc.range_policy is RangePolicy.CALIBRATED else None
@@ -214,8 +216,7 @@ def datasheet(chip: ChipConfig | str | Path, *, scope: str = "macro",
                            f"weight; *_1b = ops x {bits}"),
         "energy_share_by_component": _shares(energy),
         "area_share_by_component": _shares(area),
-        "basis_detail": (_basis_detail(chip, used_cal) if used_cal or not calibrated
-                         else f"{_basis_detail(chip, used_cal)} ({_no_calibration(chip)})"),
+        "basis_detail": _basis_detail(chip, used_cal) + (f" ({missing})" if missing else ""),
         "step": _step(chip, block, table, cal),
         "adc": (adc := _converter(chip, table, cal)),
         "uncertainty": _uncertainty(chip, adc, {"tops_per_w": tops_w,

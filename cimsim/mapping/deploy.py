@@ -188,11 +188,11 @@ class SimModel(nn.Module):
         self.fidelity = None
         """The last :meth:`trace` (a DataFrame, one row per mapped layer), or None; the
         report adds its columns to ``report.layers``."""
-        self.ranges_learned = False
-        """Whether the input and ADC ranges are a prepared (and trained) model's
-        (``PreparedModel.deploy``), not calibrated on data; the report notes it."""
 
-    ranges_learned = False  # (a SimModel saved before the attribute: as deployed from data)
+    ranges_learned = False
+    """Whether the input and ADC ranges are a prepared (and trained) model's
+    (``PreparedModel.deploy`` sets it), not calibrated on data; the report notes it. A class
+    default, so a SimModel pickled before the attribute existed reads False."""
 
     def extra_repr(self) -> str:
         return (f"chip={self.chip.name!r}, seed={self.seed}, backend={self.backend!r}, "
