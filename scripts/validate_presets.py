@@ -976,6 +976,183 @@ def render_predictions(pred: list[dict], rows_path: Path = ROWS) -> list[str]:
     return lines
 
 
+# ---------------------------------------------------------------------------------------------
+# within a chip: the published sweeps (ratios between a chip's operating points)
+# ---------------------------------------------------------------------------------------------
+SWEEP_FIELDS = {"input_bits": "input bits", "weight_bits": "weight bits",
+                "weight_encoding": "weight encoding", "adc.bits": "ADC bits",
+                "dac.bits": "DAC bits", "tech.vdd_v": "supply (V)",
+                "tech.v_read_v": "read voltage (V)", "tech.t_read_ns": "cycle (ns)",
+                "tech.clock_mhz": "clock (MHz)", "tech.input_drive": "input drive"}
+"""How the sweep table names a field that ``changes`` (:data:`PREDICTIONS`) sets."""
+SWEEP_KINDS = (("precision/bits", {"input_bits", "weight_bits", "weight_encoding", "adc.bits",
+                                   "dac.bits"}),
+               ("supply", {"tech.vdd_v", "tech.v_read_v"}))
+"""A pair's kind: the set its changed fields (cycle and clock aside: they follow the supply or
+the precision at a published point) fall in; anything else, or a mix, is 'other'."""
+SWEEP_CYCLE = {"tech.t_read_ns", "tech.clock_mhz"}
+SWEEP_WITHIN = 1.5
+"""The tighter of the two factors the sweep summary counts (the other: PREDICTION_FACTOR)."""
+
+
+def _flat(changes: dict) -> dict[str, object]:
+    """``changes`` as in :data:`PREDICTIONS`, its sub-config fields dotted ('adc.bits')."""
+    out: dict[str, object] = {}
+    for k, v in changes.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{f}": w for f, w in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def _field_value(chip: ChipConfig, flat: dict, field: str) -> str:
+    """``field`` of the chip at a point: as the point's changes (:func:`_flat`) spell it, else
+    the TOML's."""
+    if field in flat:
+        v = flat[field]
+    else:
+        v = chip
+        for part in field.split("."):
+            v = getattr(v, part)
+    v = getattr(v, "value", v)  # an enum as its TOML spelling
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _dominant(sheet: dict, key: str) -> str:
+    """The largest predicted component of the figure's denominator (energy for TOPS/W, area
+    for TOPS/mm^2) and its share."""
+    kind = "area" if key.startswith("tops_per_mm2") else "energy"
+    shares = sheet[f"{kind}_share_by_component"]
+    comp = max(shares, key=shares.get)
+    if kind == "energy":
+        return f"{comp} {shares[comp]:.0%}"
+    step = sheet["step"]  # what sets the throughput of a TOPS/mm^2 figure
+    return f"{comp} {shares[comp]:.0%}, step {step['step_ns']:.4g} ns ({step['limit']})"
+
+
+def within_chip_pairs(pred: list[dict]) -> list[dict]:
+    """Every chip's published sweeps: for each chip and metric with two or more operating
+    points, each later point against the chip's first, from the prediction rows alone (no new
+    estimate): published ratio b / a, predicted ratio b / a and their quotient, the *miss*
+    (= the row ratios' quotient, predicted / published at b over the same at a)."""
+    changes = {(n, pt): ch for n, pt, ch, *_ in PREDICTIONS if isinstance(ch, dict)}
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in pred:
+        groups.setdefault((r["chip"], r["metric"]), []).append(r)
+    out = []
+    for (name, metric), group in groups.items():
+        if len(group) < 2:
+            continue
+        chip = cimsim.load_chip(PUBLISHED_DIR / f"{name}.toml")
+        a = group[0]
+        ch_a = changes[name, a["point"]]
+        for b in group[1:]:
+            ch_b = changes[name, b["point"]]
+            fa, fb = _flat(ch_a), _flat(ch_b)
+            fields = [f for f in SWEEP_FIELDS if f in fa or f in fb]
+            fields += sorted((fa.keys() | fb.keys()) - set(fields))
+            moved = {f: (_field_value(chip, fa, f), _field_value(chip, fb, f)) for f in fields}
+            moved = {f: v for f, v in moved.items() if v[0] != v[1]}
+            if moved.get("tech.v_read_v") == moved.get("tech.vdd_v"):
+                moved.pop("tech.v_read_v", None)  # the read follows the supply
+            core = set(moved) - SWEEP_CYCLE
+            kind = next((k for k, s in SWEEP_KINDS if core and core <= s), "other")
+            pub = b["published"] / a["published"]
+            est = b["estimate"] / a["estimate"]
+            out.append(dict(
+                chip=name, metric=metric, key=a["key"], point_a=a["point"], point_b=b["point"],
+                published_a=a["published"], published_b=b["published"],
+                predicted_a=a["estimate"], predicted_b=b["estimate"],
+                published_ratio=pub, predicted_ratio=est, miss=est / pub,
+                change="; ".join(f"{SWEEP_FIELDS.get(f, f)} {va} -> {vb}"
+                                 for f, (va, vb) in moved.items()) or "nothing the TOML states",
+                kind=kind, dominant_a=_dominant(a["sheet"], a["key"]),
+                dominant_b=_dominant(b["sheet"], b["key"]),
+                rows_factor=(a["factor"], b["factor"]),
+                step=(a["sheet"]["step"]["limit"], b["sheet"]["step"]["limit"])))
+    return out
+
+
+def _miss_summary(pairs: list[dict]) -> tuple[int, int, int, float]:
+    """Pairs, those within SWEEP_WITHIN and PREDICTION_FACTOR, and the geometric-mean miss
+    (each miss taken as a factor >= 1)."""
+    errs = np.array([abs(math.log(p["miss"])) for p in pairs])
+    return (len(pairs), int((errs <= math.log(SWEEP_WITHIN)).sum()),
+            int((errs <= math.log(PREDICTION_FACTOR)).sum()), float(np.exp(errs.mean())))
+
+
+def within_chip_lines(pred: list[dict]) -> list[str]:
+    """The page's section on the published sweeps (:func:`within_chip_pairs`)."""
+    pairs = within_chip_pairs(pred)
+    if not pairs:
+        return []
+    n, n15, n2, gm = _miss_summary(pairs)
+    chips = len({p["chip"] for p in pairs})
+    ends = {(p["chip"], p["metric"], pt): f for p in pairs
+            for pt, f in zip((p["point_a"], p["point_b"]), p["rows_factor"], strict=True)}
+    gm_abs = float(np.exp(np.mean([math.log(f) for f in ends.values()])))
+    by_kind = []
+    for kind in [k for k, _ in SWEEP_KINDS] + ["other"]:
+        group = [p for p in pairs if p["kind"] == kind]
+        if group:
+            k_n, k15, k2, k_gm = _miss_summary(group)
+            by_kind.append(f"{kind} {k_n} pairs, {k15} within {SWEEP_WITHIN:g}x, {k2} within "
+                           f"{PREDICTION_FACTOR:g}x, geometric-mean miss {k_gm:.2f}x")
+    by_metric = []
+    for prefix, metric in (("tops_per_w", "TOPS/W"), ("tops_per_mm2", "TOPS/mm²")):
+        group = [p for p in pairs if p["key"].startswith(prefix)]
+        if group:
+            m_n, m15, m2, m_gm = _miss_summary(group)
+            by_metric.append(f"{metric} {m_n} ({m15}, {m2}, {m_gm:.2f}x)")
+    area = [p for p in pairs if p["key"].startswith("tops_per_mm2")]
+    stated = sorted({p["chip"] for p in area if p["step"] == ("stated_window",) * 2})
+    step_text = (f" Of the {len(area)} TOPS/mm² pairs, those of {', '.join(stated)} have the "
+              "published window (an input) as the predicted step at both points, so their "
+              "predicted throughput moves as the publication's own; the other TOPS/mm² pairs' "
+              "steps are set as the table's last column says." if stated else "")
+    lines = [
+        "## Within a chip: published sweeps",
+        "",
+        "Where a publication reports the same metric at two or more operating points (a "
+        "precision sweep, a change of converter bits, a supply sweep), each point against the "
+        "chip's first, from the prediction rows above (no new estimate; "
+        "`within_chip_pairs` in the script): the published ratio (later / first), the "
+        "predicted ratio and the *miss*, predicted ratio / published ratio (equal to the "
+        "later row's predicted / published over the first row's). A miss of 1 means the "
+        "model moves exactly as the silicon does between the points, whatever its absolute "
+        "error. *What changes* lists the fields the point changes against the first, as the "
+        "script's `at_point` sets them (the read voltage left out where it follows the "
+        "supply); *kind* is precision/bits if only bit widths or the weight encoding change, "
+        "supply if only the supply does (a cycle or clock changed with either does not count), "
+        "other otherwise. The dominant component is the largest predicted share of the "
+        "figure's denominator (energy for TOPS/W, area for TOPS/mm²), at the first point and "
+        "at this one; for TOPS/mm² also the predicted step and the term that sets it "
+        "(`datasheet(...)['step']`).",
+        "",
+        "| chip | metric | first point | this point | what changes | kind | published ratio | "
+        "predicted ratio | miss | dominant component (first -> this) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in pairs:
+        lines.append(
+            f"| {p['chip']} | {p['metric']} | {p['point_a']} | {p['point_b']} | {p['change']} | "
+            f"{p['kind']} | {p['published_ratio']:.3g} | {p['predicted_ratio']:.3g} | "
+            f"{p['miss']:.2f} | {p['dominant_a']} -> {p['dominant_b']} |")
+    lines += [
+        "",
+        f"**Summary.** {n} pairs from {chips} chips: {n15} within {SWEEP_WITHIN:g}x and {n2} "
+        f"within {PREDICTION_FACTOR:g}x of the published ratio, geometric-mean miss "
+        f"{gm:.2f}x (each miss taken as a factor >= 1); the same {len(ends)} rows' absolute "
+        f"geometric-mean error is {gm_abs:.2f}x. By kind of change: {'; '.join(by_kind)}. By "
+        f"metric (pairs, within {SWEEP_WITHIN:g}x, within {PREDICTION_FACTOR:g}x, "
+        f"geometric-mean miss; 1b- figures with their metric): {'; '.join(by_metric)}.{step_text} "
+        "`tests/cost/test_within_chip.py` pins every miss.",
+        "",
+    ]
+    return lines
+
+
 def prediction_notes(sheets: dict[str, dict]) -> list[str]:
     """Why rows are off, from each chip's predicted component breakdown (the datasheet's
     ``energy_pj_by_component`` / ``area_um2_by_component``) against the published one."""
@@ -3016,6 +3193,7 @@ def render(table: list[dict], fitted: dict[str, Calibration], ns: Point,
         "as they are) and the calibrated one are shown.",
         "",
         *(render_predictions(pred, rows_path) if pred else []),
+        *(within_chip_lines(pred) if pred else []),
         "## Per-chip calibration of the table-based presets (opt-in, reported apart)",
         "",
         "The presets `jia-jssc20`, `wang-vlsi22` and `isaac-32nm` use the `tables` cost model "
@@ -3155,6 +3333,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['chip']:<16} {r['point']:<14} {r['metric']:<12} published "
               f"{r['published']:8.4g}  predicted {r['estimate']:8.4g}  x{r['ratio']:.2f}")
     print(f"predictions: geometric-mean error {geomean_factor(pred):.2f}x")
+    n, n15, n2, gm = _miss_summary(within_chip_pairs(pred))
+    print(f"within-chip sweeps: {n} pairs, {n15} within {SWEEP_WITHIN:g}x, {n2} within "
+          f"{PREDICTION_FACTOR:g}x, geometric-mean miss {gm:.2f}x")
     for r in table:
         print(f"{r['chip']:<12} {r['point']:<16} {r['metric']:<12} published {r['published']:8.4g}"
               f"  estimate {r['estimate']:8.4g} ({_pct(r['error'])}, uncalibrated "
