@@ -16,7 +16,28 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["call_on", "counting_key", "input_count", "input_rows"]
+__all__ = ["call_on", "counting_key", "input_count", "input_rows", "sample_dim"]
+
+
+def sample_dim(value: Any, first_ndim: int, n: int, batch_dim: int = 0) -> int | None:
+    """The dimension along which ``value``, an input beside the one that sets the sample count
+    (``n`` samples along ``batch_dim`` of its ``first_ndim`` dimensions), holds its samples;
+    None: it is passed whole (a shared mask, a number, a ``(1, S)`` ``position_ids``).
+
+    ``batch_dim`` where it has ``n`` there, else dimension 0 (the ``(B, S)`` key padding mask
+    of a sequence-first transformer: tried first for a tensor of fewer dimensions than the
+    first, whose layout it cannot share: with S = B its sequence was cut), else, for a tensor
+    of three dimensions or more, dimension 1 (the ``(layers, B, H)`` state of torch's recurrent
+    layers; distill passed it whole, each sequence run from another sample's state, and
+    ``cimsim.evaluate`` failed on it). One rule for deploy's calibration batches, ``distill``
+    and ``cimsim.evaluate``.
+    """
+    shape = getattr(value, "shape", None)
+    if not isinstance(value, torch.Tensor | np.ndarray) or shape is None:
+        return None
+    order = (0, batch_dim, 1) if len(shape) < first_ndim else (batch_dim, 0, 1)
+    return next((k for k in order if len(shape) > k and shape[k] == n
+                 and (k != 1 or k == batch_dim or len(shape) >= 3)), None)
 
 
 def counting_key(values: Mapping, batch_dim: int = 0) -> Any:
@@ -58,14 +79,23 @@ def input_count(x: Any, batch_dim: int = 0) -> int:
 
 
 def input_rows(x: Any, start: int, stop: int | None = None, batch_dim: int = 0) -> Any:
-    """Samples ``start:stop`` of ``x`` along ``batch_dim``: of a dict, every entry with as
-    many samples there as it has (the others passed whole)."""
-    cut = (slice(None),) * batch_dim + (slice(start, stop),)
+    """Samples ``start:stop`` of ``x`` along ``batch_dim``: of a dict, every entry along the
+    dimension that holds its samples (:func:`sample_dim`: a recurrent state's dimension 1; the
+    others passed whole)."""
+    def rows(v: Any, dim: int | None) -> Any:
+        return v if dim is None else v[(slice(None),) * dim + (slice(start, stop),)]
+
     if not isinstance(x, Mapping):
-        return x[cut]
+        return rows(x, batch_dim)
+    key = counting_key(x, batch_dim)
     n = input_count(x, batch_dim)
-    return {k: v[cut] if isinstance(v, torch.Tensor | np.ndarray) and v.ndim > batch_dim
-            and v.shape[batch_dim] == n else v for k, v in x.items()}
+    ndim = len(x[key].shape)
+    def entry(v: Any) -> Any:  # an LSTM's (h0, c0) entry: each state cut
+        if type(v) in (tuple, list):
+            return type(v)(entry(e) for e in v)
+        return rows(v, sample_dim(v, ndim, n, batch_dim))
+
+    return {k: rows(v, batch_dim) if k == key else entry(v) for k, v in x.items()}
 
 
 def call_on(model: Callable[..., Any], x: Any) -> Any:

@@ -896,6 +896,15 @@ class ADCConfig(_Config):
     """Offset error in ADC-LSB added before conversion."""
     comparator_noise_lsb: float = 0.0
     """Comparator noise, sigma in ADC-LSB, fresh per conversion."""
+    # (last: a pickle from before it held the fields by position)
+    t_conversion_ns: float | None = None
+    """The converter's conversion time as published (1 / its sample rate), ns; None: the
+    kind's own timing (SAR: bits + 1 comparator cycles of 1 ns, flash: one, ramp and
+    integrate-and-fire: 2^bits steps, single-slope: 2^bits clock periods, CCO and TDC their
+    circuit models). Times the conversions of a step (a step lasts the longest of the window,
+    the column's settling and its converter's conversions), so the converter's energy follows
+    the rate the step then asks (the survey's speed envelope). Changes the cost, not the
+    simulated conversion; not for a digital read-out (its step is ``tech.clock_mhz``)."""
 
     def __post_init__(self) -> None:
         _coerce_choices(self)
@@ -913,6 +922,12 @@ class ADCConfig(_Config):
         _float_in(self, "gain_error", -0.5, 0.5)
         _float_in(self, "offset_error_lsb", -math.inf)
         _float_in(self, "comparator_noise_lsb", 0.0)
+        if self.t_conversion_ns is not None:
+            _float_in(self, "t_conversion_ns", MIN_TIME_NS, MAX_TIME_NS)
+            if self.kind is ADCKind.DIGITAL:
+                _fail("ADCConfig", "t_conversion_ns", self.t_conversion_ns,
+                      "unset (None) for kind = 'digital' (an adder tree sums one column per "
+                      "clock: its step is tech.clock_mhz)")
         if self.kind is ADCKind.RAMP and self.range_policy is not RangePolicy.CALIBRATED:
             _fail("ADCConfig", "range_policy", self.range_policy.value,
                   "'calibrated' for kind = 'ramp' (the in-memory nonlinear ramp: its levels "
@@ -1265,7 +1280,9 @@ def _check_digital_readout(chip: Any) -> None:
         slices = f" of {d}-b input slices" if d > 1 else ""
         default = ("" if chip.adc.bits != ADCConfig.__dataclass_fields__["bits"].default else
                    f"; {chip.adc.bits} is also ADCConfig's default: if the field was never "
-                   f"set, a TOML or dict that leaves adc.bits out gets {need} here")
+                   f"set, a TOML or dict that leaves adc.bits out gets {need} here; a loaded "
+                   "chip's adc.bits (derived from its rows where its description left them "
+                   f"out) stay under replace(): give adc.bits = {need} in the same replace")
         _fail("ADCConfig", "bits", chip.adc.bits, f">= {need} for kind = 'digital' on "
               f"{rows} rows per conversion{slices} (the digital column's sum, sign "
               f"included{default})")
@@ -1466,9 +1483,11 @@ class ChipConfig(_Config):
                   "'block_fp' (not modelled: the A-shift re-centres a calibrated unsigned "
                   "integer input, a block-FP mantissa is already signed)")
         _check_cell_kind(self)  # after the read-out's checks, which name the cell's own fields
-        if self.tech.cost_model is CostModel.PHYSICAL and self.adc.kind is not ADCKind.DIGITAL:
-            # the physical model settles analog columns through a switch that must conduct:
-            # refused here, not after a simulation when the chip is priced
+        if self.tech.cost_model is CostModel.PHYSICAL:
+            # the physical model settles analog columns through a switch that must conduct,
+            # and a digital read-out's logic switches at its clock (at 0.1 V a 1-GHz adder
+            # tree priced 1.4e4 TOPS/W): refused here, not after a simulation when the chip is
+            # priced
             from .cost.settling import check_supply
 
             check_supply(self.tech.node_nm, self.tech.vdd_v)
@@ -1696,7 +1715,10 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] | Mapping[str,
     with warnings.catch_warnings():  # said by the load the caller made (datasheet: twice)
         warnings.filterwarnings("ignore", message=_UNPRICED_TECH_WARNING)
         loaded = _validated(data, where)
-    wanted = list(_KEY_INPUTS)
+    # a digital read-out's adc.bits follow from its rows (the exact sum's width, derived where
+    # a description leaves them out) and change no figure: not an unstated input
+    wanted = [k for k in _KEY_INPUTS
+              if not (k == ("adc", "bits") and loaded.adc.kind is ADCKind.DIGITAL)]
     if loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL:
         wanted += _PHYSICAL_INPUTS  # a digital read-out has no analog drive or column sum
     charge_column = (loaded.tech.cost_model is CostModel.PHYSICAL
@@ -2054,3 +2076,36 @@ def as_chip(chip: ChipConfig | str | Path) -> ChipConfig:
         return load_chip(chip)
     raise ConfigError(f"chip = {type(chip).__name__} object is invalid; allowed: a ChipConfig "
                       "(cimsim.load_chip), a preset name (`cimsim presets`) or a .toml path")
+
+
+def _named_state(self: Any) -> dict[str, Any]:
+    """A config's pickle state by field name (a dataclass with slots pickles its fields by
+    position: a field added in the middle of a class shifted every later one of a model saved
+    before, ``adc.placement`` read as ``True``)."""
+    return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _set_named_state(self: Any, state: Any) -> None:
+    """A config from its pickle state: by name, or by position (a pickle from before states
+    were named); a field the state lacks (added since) takes its default."""
+    names = [f.name for f in fields(self)]
+    values = state if isinstance(state, dict) else dict(zip(names, state, strict=False))
+    for f in fields(self):
+        if f.name in values:
+            value = values[f.name]
+        elif f.default is not dataclasses.MISSING:
+            value = f.default
+        else:
+            value = f.default_factory()  # type: ignore[misc,operator]
+        object.__setattr__(self, f.name, value)
+
+
+def _name_pickle_states(cls: type) -> None:
+    sub: type
+    for sub in cls.__subclasses__():
+        setattr(sub, "__getstate__", _named_state)  # noqa: B010 - dataclass set its own
+        setattr(sub, "__setstate__", _set_named_state)  # noqa: B010
+        _name_pickle_states(sub)
+
+
+_name_pickle_states(_Config)

@@ -766,3 +766,42 @@ def test_the_capacitor_density_is_named_under_the_tables_model(tmp_path):
     physical = chip.replace(tech=chip.tech.replace(cost_model="physical"))
     assert datasheet(physical)["area_mm2"] != datasheet(
         physical.replace(tech=physical.tech.replace(cap_density_ff_per_um2=20.0)))["area_mm2"]
+
+
+def test_a_digital_read_out_s_derived_bits_are_no_unstated_input_and_replace_says_so():
+    """A digital macro's adc.bits follow from its rows and change no figure: the datasheet
+    listed them among cimsim's defaults used; and a replace() of its rows kept the bits
+    derived at load, refused with advice about a TOML that leaves them out."""
+    from cimsim.config import unstated_inputs
+
+    data = {"name": "dig", "adc": {"kind": "digital"}, "device": {"cell": "sram"},
+            "array": {"n_rows": 64, "n_cols": 64}, "dac": {"bits": 1},
+            "tech": {"cost_model": "physical"}}
+    chip = cimsim.ChipConfig.from_dict(data)
+    assert chip.adc.bits == 8  # the exact sum of 64 one-bit products, signed
+    assert not any(u.startswith("adc.bits") for u in unstated_inputs("ideal", overrides={
+        "adc.kind": "digital", "device.cell": "sram", "device.bits_per_cell": 1,
+        "array.n_rows": 64, "dac.bits": 1, "tech.cost_model": "physical"}))
+    with pytest.raises(ConfigError, match=r"give adc\.bits = 10 in the same replace"):
+        chip.replace(array=chip.array.replace(n_rows=256))
+    wider = chip.replace(array=chip.array.replace(n_rows=256), adc=chip.adc.replace(bits=10))
+    assert wider.adc.bits == 10
+
+
+def test_configs_pickle_by_field_name_and_read_positional_pickles():
+    """A dataclass with slots pickled its fields by position: a field added in the middle of
+    a class shifted every later one of a model saved before (adc.placement read as True).
+    States are now by name; a positional state from before reads its fields in order, and a
+    field added since (at the end) takes its default."""
+    import dataclasses
+    import pickle
+
+    chip = cimsim.load_chip("rram-22nm")
+    assert pickle.loads(pickle.dumps(chip)) == chip
+    assert isinstance(chip.adc.__getstate__(), dict)
+    names = [f.name for f in dataclasses.fields(chip.adc)]
+    assert names[-1] == "t_conversion_ns"  # appended: positional states stay aligned
+    old = tuple(getattr(chip.adc, n) for n in names[:-1])
+    adc = object.__new__(type(chip.adc))
+    adc.__setstate__(old)
+    assert adc == chip.adc and adc.t_conversion_ns is None

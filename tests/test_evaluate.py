@@ -12,6 +12,8 @@ from torch import nn
 
 from cimsim.evaluate import accuracy, output_cosine, predict
 
+from .recurrent_models import StateLSTM, state_lstm_data
+
 
 class _Counting(nn.Module):
     """Scores = the input itself (so the argmax is known), counting forwards and batch sizes."""
@@ -342,3 +344,31 @@ def test_a_model_left_in_training_mode_is_warned_about_at_the_callers_line():
         accuracy(model, x, y)
         plain = torch.nn.Linear(4, 3)  # in training mode, nothing that acts on it
         accuracy(plain.train(), x, y)
+
+
+def test_a_recurrent_state_in_a_dict_is_cut_with_its_samples():
+    """A dict's ``(layers, B, H)`` state (also inside a tuple) is cut along its dimension 1
+    with the batch: ``predict`` at a batch smaller than the data failed in the GRU's shape
+    check."""
+    torch.manual_seed(0)
+    model = StateLSTM().eval()
+    x, hc = state_lstm_data()
+    data = {"x": x, "hc": hc}
+    with torch.no_grad():
+        whole = model(**data)
+    for bs in (4, 16):
+        torch.testing.assert_close(predict(model, data, batch_size=bs), whole.argmax(1))
+        assert output_cosine(model, model, data, batch_size=bs) == pytest.approx(1.0)
+
+
+def test_a_position_row_shared_by_the_batch_is_passed_whole():
+    """A 2-D entry with the sample count only along dimension 1 (a ``(1, S)`` row of
+    positions, S equal to the samples by chance) is shared, not cut: dimension 1 holds the
+    samples only of a state of three dimensions or more."""
+    from cimsim._inputs import input_rows, sample_dim
+
+    x = {"ids": torch.zeros(6, 6), "pos": torch.arange(6)[None], "h": torch.zeros(2, 6, 3)}
+    assert sample_dim(x["pos"], 2, 6) is None and sample_dim(x["h"], 2, 6) == 1
+    part = input_rows(x, 0, 2)
+    assert part["ids"].shape == (2, 6) and part["pos"].shape == (1, 6)
+    assert part["h"].shape == (2, 2, 3)

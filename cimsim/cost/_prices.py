@@ -294,7 +294,10 @@ def table_adc_bits(bits: int) -> int:
 
 
 def table_adc_time_ns(chip: ChipConfig, table: TechTable, calibration: Calibration) -> float:
-    """One conversion of the chip's ADC by the tables, ns (table time x calibration)."""
+    """One conversion of the chip's ADC by the tables (or as the chip states it,
+    ``adc.t_conversion_ns``), ns, x calibration."""
+    if chip.adc.t_conversion_ns is not None:
+        return chip.adc.t_conversion_ns * calibration.adc_time_scale
     return adc_conversion_time_ns(chip.adc.kind, table_adc_bits(chip.adc.bits), table,
                                   chip.tech.clock_mhz, chip.adc.tdc_architecture
                                   ) * calibration.adc_time_scale

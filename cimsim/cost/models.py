@@ -455,8 +455,11 @@ class ADCModel(ComponentModel):
         return self._own_time_ns(b) * self.cal.adc_time_scale
 
     def _own_time_ns(self, b: int) -> float:
-        """The converter's own conversion time at ``b`` bits, ns, before calibration."""
+        """The converter's own conversion time at ``b`` bits, ns, before calibration: the
+        published one (``adc.t_conversion_ns``) where the chip states it."""
         chip = self.chip
+        if chip.adc.t_conversion_ns is not None:
+            return float(chip.adc.t_conversion_ns)
         if not self.physical:
             return adc_conversion_time_ns(chip.adc.kind, b, self.table, chip.tech.clock_mhz,
                                           chip.adc.tdc_architecture)

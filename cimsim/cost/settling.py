@@ -69,14 +69,15 @@ def _at_node(node_nm: float, values: tuple[float, ...]) -> float:
 
 
 def check_supply(node_nm: float, vdd_v: float) -> None:
-    """Refuse a supply at or below the threshold of the node's device, whose switch would
-    not conduct (``ChipConfig`` calls it for the physical model's analog columns, so that
-    such a chip is refused when it is loaded, not when it is priced)."""
+    """Refuse a supply at or below the threshold of the node's device, whose switches and
+    logic would not conduct (``ChipConfig`` calls it for the physical model, so that such a
+    chip is refused when it is loaded, not when it is priced)."""
     v_th = _at_node(node_nm, _VTH_V)
     if vdd_v <= v_th:
-        raise ConfigError(f"tech.vdd_v = {vdd_v!r} is invalid for the settling model; allowed: "
-                          f"above the {v_th:.3f}-V threshold of the {node_nm:g}-nm device "
-                          "(or tech.cost_model = 'tables')")
+        raise ConfigError(f"tech.vdd_v = {vdd_v!r} is invalid for the physical cost model; "
+                          f"allowed: above the {v_th:.3f}-V threshold of the {node_nm:g}-nm "
+                          "device, whose switches and logic would not conduct (or "
+                          "tech.cost_model = 'tables')")
 
 
 def driver_on_resistance_ohm(node_nm: float, vdd_v: float, width_um: float) -> float:

@@ -32,8 +32,9 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 from tqdm.auto import tqdm
 
-from .._inputs import counting_key, input_count
+from .._inputs import counting_key, input_count, sample_dim
 from .._seed import check_flag, check_seed
+from .._warn import warn_user
 from ..arrays.drift import check_time, warn_static_time
 from ..arrays.program import n_arrays_for_shape
 from ..config import (
@@ -51,6 +52,7 @@ from .affine import affine_source
 from .convnd import SimConv3d, SimConvTranspose
 from .functional import higher_order_error, warn_functional, watch_functional_weights
 from .layers import (
+    FEW_CODES,
     CoreTrace,
     MatmulCore,
     Root,
@@ -264,6 +266,13 @@ class SimModel(nn.Module):
         self.n_calls += 1
         if n > 0:  # an empty batch reprograms nothing (it was charged a whole reload)
             self._charge_time_multiplexing()
+        if torch.is_grad_enabled() and any(t.requires_grad for _, t in tensors):
+            # an adversarial attack on the chip's model ended in torch's "element 0 of
+            # tensors does not require grad" at backward, naming neither cause nor way out
+            warn_user("SimModel: an input requires grad, but the simulated model's outputs "
+                      "carry no gradient (its arrays run NumPy integer arithmetic under "
+                      "torch.no_grad()); for gradients through the chip's arithmetic use the "
+                      "training twin, cimsim.train.prepare(model, chip, ...)")
         return out
 
     def _call_samples(self, tensors: list[tuple[int | str, torch.Tensor]]) -> int:
@@ -685,11 +694,9 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
     """Yield the model's arguments from a tensor / array / tuple of tensors / dict of keyword
     inputs / DataLoader (of tensors, tuples or dicts), cutting the first tensor along
     ``batch_dim``; each other tensor (also inside a tuple argument: an LSTM's ``(h0, c0)``)
-    along ``batch_dim`` where it has the first's sample count there, else along dimension 0
-    where it has it there (the (B, S) key padding mask of a sequence-first transformer: tried
-    first for a tensor of fewer dimensions than the first, whose layout it cannot share), else
-    along dimension 1 (the (layers, B, H) state of torch's recurrent layers), else passed
-    whole (a shared mask)."""
+    along the dimension that holds the first's sample count (:func:`cimsim._inputs.sample_dim`:
+    ``batch_dim``, 0, or a recurrent state's 1), else passed whole (a shared mask). A
+    ``PackedSequence``, alone or first of a tuple, is one batch as given (it cannot be cut)."""
     for option, value, least in (("batch_size", batch_size, 1), ("batch_dim", batch_dim, 0)):
         # batch_size -1 read as "no calibration data", 0 as range()'s error; batch_dim -1 cut
         # the features into samples
@@ -699,9 +706,13 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
         # a dataset's items are single samples (a TensorDataset's (x_i, y_i)): batched by
         # torch's own loader, in order, then read as a DataLoader's batches (it was refused)
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    if isinstance(data, PackedSequence):  # a tuple: its sizes would be passed as an input
-        raise MappingError("calibration as a PackedSequence is not supported (the simulated "
-                           "recurrent layers take padded sequences): pass the padded tensor")
+    if isinstance(data, PackedSequence) or (
+            isinstance(data, (tuple, list)) and data and isinstance(data[0], PackedSequence)):
+        # one batch, the model's argument(s) as given: a PackedSequence is a named tuple, its
+        # fields were read as two arguments (and the model told, wrongly, that the simulated
+        # recurrent layers take no packed input), and a tuple of one as a DataLoader's batches
+        yield Arguments((data,) if isinstance(data, PackedSequence) else data)
+        return
     if isinstance(data, Mapping):
         yield from _keyword_batches(data, batch_size, batch_dim)
         return
@@ -725,19 +736,10 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
             yield Arguments(data)
             return
 
-        def dim_of(d: Any) -> int | None:
-            # a state's batch may be its dimension 1: (layers, B, H) of torch's recurrent
-            # layers (cut only when there are more than batch_size samples: a dimension of
-            # that size by chance is unlikely)
-            if not isinstance(d, torch.Tensor):
-                return None
-            # a tensor of fewer dimensions than the first is no copy of its layout: a
-            # sequence-first model's (B, S) padding mask is cut along 0 before batch_dim 1
-            # (with S = B its sequence was cut, the model calibrated on scrambled masks)
-            order = (0, batch_dim, 1) if d.dim() < first.dim() else (batch_dim, 0, 1)
-            return next((k for k in order if d.dim() > k and d.shape[k] == n), None)
-
-        dims = [_map_leaves(dim_of, a) for a in data]
+        # (cut only when there are more than batch_size samples: a dimension of that size by
+        # chance is unlikely)
+        dims = [_map_leaves(lambda d: sample_dim(d, first.dim(), n, batch_dim), a)
+                for a in data]
         dims[0] = batch_dim if first.dim() > batch_dim else None
         sparse = [i for i, (a, dim) in enumerate(zip(data, dims, strict=True))
                   if any(k is not None and t.layout is not torch.strided
@@ -832,7 +834,11 @@ def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
     if bad:
         raise MappingError(f"calibration dict keys must be the model's keyword argument names "
                            f"(str); got {bad[0]!r}")
-    odd = [k for k in names if not isinstance(data[k], (*_PLAIN_ARGUMENT, np.ndarray))]
+    # an LSTM's (h0, c0) under one key, a flat tuple of tensors, is one argument, each state
+    # cut with the batch (a list or a nested tuple: a cache, refused below)
+    odd = [k for k in names if not isinstance(data[k], (*_PLAIN_ARGUMENT, np.ndarray))
+           and not (type(data[k]) is tuple and data[k]
+                    and all(isinstance(e, torch.Tensor | np.ndarray) for e in data[k]))]
     if odd:
         value = data[odd[0]]
         text = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
@@ -842,8 +848,7 @@ def _keyword_batches(data: Mapping, batch_size: int | None, batch_dim: int
                                "(a text column a DataLoader collated: drop it, e.g. a "
                                "HuggingFace dataset's remove_columns)" if text else
                                "(a cache of earlier steps is not an input to calibrate on)"))
-    values = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-              for k, v in data.items()}
+    values = {k: _map_leaves(_as_tensor, v) for k, v in data.items()}
     first = counting_key(values, batch_dim)
     if first is None:
         raise MappingError("calibration dict holds no tensor: "
@@ -872,8 +877,10 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
             first = arrays[counting_key(arrays, batch_dim)]
         n = (first.shape[batch_dim] if isinstance(first, torch.Tensor | np.ndarray)
              and first.ndim > batch_dim else 0)
-        cut = [k for k, v in arrays.items() if v.ndim and (  # as _batches cuts them
-            v.shape[0] == n or v.ndim > batch_dim and v.shape[batch_dim] == n)]
+        key = counting_key(arrays, batch_dim) if arrays else None
+        cut = [k for k, v in arrays.items() if k == key or (  # as _batches cuts them
+            isinstance(first, torch.Tensor | np.ndarray)
+            and sample_dim(v, first.ndim, n, batch_dim) is not None)]
         named = f" ({', '.join(cut)})" if cut else ""
         if n > batch_size:
             exc.add_note(f"(the calibration inputs{named} were cut into batches of {batch_size} "
@@ -954,6 +961,19 @@ def _guard_inside(seq: nn.Module, layer: nn.Module, name: str, seq_name: str) ->
     layer.register_forward_pre_hook(_CalledInside(depth, name, seq_name))
 
 
+def _output_hooked(module: nn.Module) -> bool:
+    """Whether a forward hook the user put on ``module`` reads (or replaces) its output."""
+    return bool(module._forward_hooks or module._forward_hooks_with_kwargs)
+
+
+def _warn_hooked(hooked: list[str]) -> None:
+    if hooked:
+        warn_user(f"{len(hooked)} layer(s) not fused with the ReLU after them, a forward hook "
+                  f"reading their output: {', '.join(hooked)}; a fused conversion gives the "
+                  "ReLU's quantized activation, which the hook would read as the layer's "
+                  "output (adc.fuse_activation); remove the hook before deploy to fuse them")
+
+
 def _relu_consumers(root: nn.Module, mapped: set[str],
                     modules: dict[str, str] | None = None, *,
                     guard: bool = False,
@@ -968,8 +988,30 @@ def _relu_consumers(root: nn.Module, mapped: set[str],
     (:func:`_guard_inside`; deploy's simulated model, whose modules stay in place, not the
     training twin, whose layers are replaced after this). ``untraced``, if given, gets layer
     name -> its Sequential's name for the pairs found without a trace (the twin guards its
-    own layers once they are in place).
+    own layers once they are in place). A layer with a forward hook on its output (the user's
+    feature recorder) is not fused, with a warning naming it (:func:`_unhooked`).
     """
+    found = _unhooked(root, _fused_pairs(root, mapped, modules, guard, untraced))
+    if modules is not None:
+        for name in set(modules) - set(found):
+            del modules[name]
+    if untraced is not None:
+        for name in set(untraced) - set(found):
+            del untraced[name]
+    return found
+
+
+def _unhooked(root: nn.Module, found: dict[str, float]) -> dict[str, float]:
+    """``found`` without the layers carrying a forward hook on their output, which it would
+    read as the fused conversion's clamped, quantized activation; warned about by name."""
+    hooked = sorted(name for name in found if _output_hooked(root.get_submodule(name)))
+    _warn_hooked(hooked)
+    return {name: clamp for name, clamp in found.items() if name not in hooked}
+
+
+def _fused_pairs(root: nn.Module, mapped: set[str], modules: dict[str, str] | None,
+                 guard: bool, untraced: dict[str, str] | None) -> dict[str, float]:
+    """:func:`_relu_consumers` before layers with hooks are left out."""
     found: dict[str, float] = {}
     try:
         graph = _LeafTracer().trace(root)
@@ -993,7 +1035,7 @@ def _relu_consumers(root: nn.Module, mapped: set[str],
                 clamp = _relu_clamp(nxt)
                 if full in mapped and clamp is not None and places[id(kid)] == 1:
                     found[full] = clamp
-                    if guard:
+                    if guard and not _output_hooked(kid):
                         _guard_inside(seq, kid, full, prefix)
                     if untraced is not None:
                         untraced[full] = prefix
@@ -1471,6 +1513,11 @@ class _LayerMapping:
         return frozenset(tags)
 
 
+_WIDE_RANGE = ("The ADC's range is far wider than their signal: try adc.range_policy = "
+               "'calibrated', a narrower full scale (adc.full_scale_factor), more adc.bits or "
+               "fewer rows per conversion (SimModel.trace() shows each layer's code use)")
+
+
 def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
     """Warn about the matrices whose ADCs read one code for every calibration input (their
     outputs do not follow their inputs: a full-scale range far wider than the signal, which
@@ -1482,11 +1529,15 @@ def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
         warnings.warn(
             f"deploy: {len(names)} matri{'x converts' if len(names) == 1 else 'ces convert'} every "
             f"calibration input to one ADC code (noise-free): {_shown(names)}; their outputs do "
-            "not follow their inputs (only bias and offsets remain). The ADC's range is far wider "
-            "than their signal: try adc.range_policy = 'calibrated', a narrower full scale "
-            "(adc.full_scale_factor), more adc.bits or fewer rows per conversion "
-            "(SimModel.trace() shows each layer's code use)",
+            f"not follow their inputs (only bias and offsets remain). {_WIDE_RANGE}",
             UserWarning, stacklevel=3)
+    few = [c.name for c in cores if c.few_codes and not c.zero_inputs]
+    if few:
+        warnings.warn(
+            f"deploy: {len(few)} matri{'x reads' if len(few) == 1 else 'ces read'} at most "
+            f"{FEW_CODES} codes per ADC setting on average over the calibration inputs "
+            f"(noise-free): {_shown(few)}; their outputs barely follow their inputs. "
+            f"{_WIDE_RANGE}", UserWarning, stacklevel=3)
     warn_zero_inputs([c.name for c in cores if c.zero_inputs], "deploy", stacklevel=4)
     warn_coarse_inputs([c.name for c in cores if c.coarse_inputs], "deploy", stacklevel=4)
 

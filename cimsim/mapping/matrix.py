@@ -391,7 +391,9 @@ ZERO_WEIGHTS = ("{who}: its weights are all zero (zero-initialised, or pruned wh
                 "so it has no weight scale and is quantized at 1.0: exact on a lossless chip, "
                 "but its cells' read error (variation, off current, noise) is dequantized at "
                 "that scale where its output should be its bias alone; exclude it "
-                "(exclude=[...]) to keep it digital, or map it once trained")
+                "(exclude=[...]) to keep it digital, or map it once trained (cimsim.train."
+                "prepare starts its learned step at torch's default initial range, "
+                "+-1/sqrt(fan_in), so that the weights it learns take codes)")
 
 
 def engine_view(

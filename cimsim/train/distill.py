@@ -12,19 +12,20 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._inputs import counting_key
+from .._inputs import counting_key, sample_dim
 from .._seed import check_seed
 from ..errors import ConfigError
 from ..evaluate import _leaves, logits_of
-from ._data import batch_dim_of, batch_first
+from ..mapping.deploy import _as_tensor, _map_leaves, _nested
+from ._data import batch_dim_of
 from ._modes import module_modes, restore_modes
 from .loop import as_tensors, check_lr, check_positive_int, lr_schedule, param_groups, train_epoch
 from .twin import PreparedModel
@@ -118,6 +119,21 @@ def distillation_loss(prepared: PreparedModel, teacher: nn.Module, *, loss: str 
     ConfigError
         ``loss`` is not a known name, or a name in ``layers`` is not in both models.
     """
+    with _matching(prepared, teacher, loss, layers) as on:
+        def fn(x: torch.Tensor | None = None, *_ignored: torch.Tensor, **inputs: Any
+               ) -> torch.Tensor:
+            # keyword inputs alone: a HuggingFace batch
+            return on(() if x is None else (x,), inputs)
+
+        yield fn
+
+
+@contextlib.contextmanager
+def _matching(prepared: PreparedModel, teacher: nn.Module, loss: str,
+              layers: Sequence[str] | None
+              ) -> Iterator[Callable[[Sequence[Any], Mapping[str, Any]], torch.Tensor]]:
+    """:func:`distillation_loss` as ``on(args, inputs)``: the models called on positional
+    ``args`` and keyword ``inputs`` (``distill`` passes several positional inputs)."""
     if loss not in LOSSES:
         raise ConfigError(f"loss = {loss!r} is invalid; allowed: {', '.join(LOSSES)}")
     if not isinstance(teacher, nn.Module):
@@ -132,10 +148,8 @@ def distillation_loss(prepared: PreparedModel, teacher: nn.Module, *, loss: str 
                 seen[key] = _tensor_of(out, f"layer {key[1]!r} of the {key[0]}")
             handles.append(mod.register_forward_hook(hook))
 
-    def fn(x: torch.Tensor | None = None, *_ignored: torch.Tensor, **inputs: Any
-           ) -> torch.Tensor:
+    def on(args: Sequence[Any], inputs: Mapping[str, Any]) -> torch.Tensor:
         seen.clear()
-        args = () if x is None else (x,)  # keyword inputs alone: a HuggingFace batch
         with torch.no_grad():
             target = _tensor_of(teacher(*args, **inputs), "the teacher")
         total = match(_tensor_of(prepared(*args, **inputs), "the prepared model"), target)
@@ -146,7 +160,7 @@ def distillation_loss(prepared: PreparedModel, teacher: nn.Module, *, loss: str 
     modes = module_modes(teacher)  # a BatchNorm the user froze in eval mode stays so
     teacher.eval()
     try:
-        yield fn
+        yield on
     finally:
         for h in handles:
             h.remove()
@@ -218,12 +232,15 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
     teacher : nn.Module
         The float model (typically the one ``prepared`` was made from); not modified.
     data : Tensor, ndarray, tuple of them, or dict
-        Unlabeled inputs ``(n, ...)``; of a tuple only the first element is used (labels, if
-        any, are ignored): a model's further inputs (masks, a decoder's target) take their
-        defaults. A model prepared with ``batch_dim = 1`` (sequence-first) is cut along it.
-        A dict is the model's keyword inputs (a HuggingFace batch, batch-first): its tensors
-        with the sample count along dimension 0 are cut with the batch, the rest passed
-        whole; an output's ``logits`` (a ``ModelOutput``) are what is matched.
+        Unlabeled inputs ``(n, ...)``. Of a tuple, the teacher's positional inputs, as many
+        as its forward requires (at least one: an LSTM's ``(x, (h0, c0))``); the rest
+        (labels, if any) is ignored, and a forward's optional inputs (masks, a decoder's
+        target) take their defaults unless passed in a dict, the model's keyword inputs (a
+        HuggingFace batch). The first input is cut along the model's ``batch_dim`` (1 for one
+        prepared sequence-first), each other tensor along the dimension that holds the
+        samples, as deploy cuts its calibration (an initial ``(layers, B, H)`` state along
+        1), the rest passed whole; an output's ``logits`` (a ``ModelOutput``) are what is
+        matched.
     epochs : int
         Passes over ``data``.
     lr : float
@@ -258,64 +275,114 @@ def distill(prepared: PreparedModel, teacher: nn.Module, data, *, epochs: int = 
     batch_size = check_positive_int("batch_size", batch_size)
     lr = check_lr(lr)
     seed = check_seed(seed)  # a negative one failed in NumPy, naming no argument
-    if isinstance(data, Mapping):
-        names, tensors, whole = _keyword_inputs(prepared, data)
-    else:
-        needed = _required_inputs(teacher) if isinstance(teacher, nn.Module) else []
-        if len(needed) > 1:  # else the model's own TypeError, from inside the first step
-            raise ConfigError(f"distill passes one input per batch (data's first tensor); the "
-                              f"teacher's forward needs {len(needed)}: {', '.join(needed)}; "
-                              "pass a dict of them to call it with keyword arguments")
-        # labels (or anything else) after the inputs are ignored: distillation needs none
-        x = as_tensors("data", data[:1] if isinstance(data, (tuple, list)) else data)[0]
-        # NumPy's float64 reached a float32 teacher as it was ("mat1 and mat2 must have the
-        # same dtype" in the first step; the twin casts its inputs itself)
-        dt = next((p.dtype for p in teacher.parameters() if p.is_floating_point()), None) \
-            if isinstance(teacher, nn.Module) else None
-        if dt is not None and x.is_floating_point() and x.dtype != dt:
-            x = x.to(dt)
-        x, restore = batch_first(prepared, x)  # a sequence-first model: cut along its batch
-        tensors = (x,)
+    tensors, dims, call = _model_inputs(prepared, teacher, data)
+    n = int(tensors[0].shape[dims[0]])
     groups = param_groups(prepared, lr)
     if not groups:
         raise ConfigError("prepared has no trainable parameters")
     optimizer = torch.optim.Adam(groups)
-    scheduler = lr_schedule(optimizer, schedule, epochs=epochs, n=int(tensors[0].shape[0]),
-                            batch_size=batch_size)
+    scheduler = lr_schedule(optimizer, schedule, epochs=epochs, n=n, batch_size=batch_size)
     history: list[float] = []
-    with distillation_loss(prepared, teacher, loss=loss, layers=layers) as match:
-        if isinstance(data, Mapping):
-            fn = lambda *b: match(**dict(zip(names, b, strict=True)), **whole)  # noqa: E731
-        else:
-            fn = lambda xb, *_r: match(restore(xb))  # noqa: E731
+    with _matching(prepared, teacher, loss, layers) as match:
+        def fn(*batch: torch.Tensor) -> torch.Tensor:
+            return match(*call(batch))
+
         try:
             for epoch in range(epochs):
                 mean = train_epoch(prepared, tensors, fn, optimizer, batch_size=batch_size,
                                    seed=seed, epoch=epoch, progress=progress,
-                                   desc=f"distill {epoch + 1}/{epochs}", scheduler=scheduler)
+                                   desc=f"distill {epoch + 1}/{epochs}", scheduler=scheduler,
+                                   dims=dims)
                 history.append(mean)
                 log.info("distill epoch %d/%d: loss %.6g", epoch + 1, epochs, mean)
         finally:
             prepared.eval()
-    return {"loss": history, "epochs": epochs, "n_inputs": int(tensors[0].shape[0])}
+    return {"loss": history, "epochs": epochs, "n_inputs": n}
 
 
-def _keyword_inputs(prepared: PreparedModel, data: Mapping
-                    ) -> tuple[list[str], tuple[torch.Tensor, ...], dict[str, Any]]:
-    """A dict of keyword inputs as the training loop takes it: the names and tensors cut with
-    the batch (those with the sample count along dimension 0, counted as deploy counts), and
-    the entries passed whole."""
-    if batch_dim_of(prepared):
-        raise ConfigError("distill on a dict of keyword inputs cuts dimension 0; the model "
-                          "was prepared with batch_dim = 1: pass its inputs as a tensor")
-    values = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
-              for k, v in data.items()}
-    key = counting_key(values)
-    n = values[key].shape[0] if key is not None and values[key].dim() else 0
-    if not n:
-        raise ConfigError("data is a dict without a tensor of inputs (n, ...); allowed: the "
-                          "model's keyword inputs, as deploy takes them")
-    names = [k for k, v in values.items()
-             if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n]
-    whole = {k: v for k, v in values.items() if k not in names}
-    return names, tuple(values[k] for k in names), whole
+class _Cut(int):
+    """The place of a tensor cut with the batch, in :func:`_model_inputs`'s template."""
+
+
+def _model_inputs(prepared: PreparedModel, teacher: nn.Module, data: Any
+                  ) -> tuple[tuple[torch.Tensor, ...], tuple[int, ...],
+                             Callable[[Sequence[torch.Tensor]],
+                                      tuple[list[Any], dict[str, Any]]]]:
+    """``data`` as the training loop takes it: the tensors cut and shuffled with the batch,
+    the dimension of each that holds the samples (the first's ``batch_dim``; the others' by
+    :func:`cimsim._inputs.sample_dim`, as deploy cuts its calibration: an initial state's
+    dimension 1), and the map from one batch of them to the model's ``(args, kwargs)``, every
+    other value passed whole.
+
+    A tuple is the teacher's positional inputs, as many as its forward requires (at least
+    one); the rest (labels) is ignored. A dict is its keyword inputs.
+    """
+    bd = batch_dim_of(prepared)
+    needed = _required_inputs(teacher) if isinstance(teacher, nn.Module) else []
+    if isinstance(data, Mapping):
+        kwargs = {k: _map_leaves(_as_tensor, v) for k, v in data.items()}
+        key = counting_key(kwargs, bd)
+        if key is None or kwargs[key].dim() <= bd:
+            raise ConfigError("data is a dict without a tensor of inputs (n, ...); allowed: "
+                              "the model's keyword inputs, as deploy takes them")
+        first, args = kwargs[key], []
+    else:
+        items = list(data) if isinstance(data, (tuple, list)) else [data]
+        if not items:
+            as_tensors("data", data)  # names what data may be
+        if len(needed) > len(items):  # else the model's own TypeError, in the first step
+            raise ConfigError(f"the teacher's forward needs {len(needed)} inputs "
+                              f"({', '.join(needed)}); data gives {len(items)}: pass them as "
+                              "a tuple in that order, or a dict of keyword inputs")
+        # labels (or anything else) after the inputs are ignored: distillation needs none
+        args, kwargs = [_map_leaves(_as_tensor, a) for a in items[:max(1, len(needed))]], {}
+        first = as_tensors("data", args[0], (bd,) if isinstance(args[0], torch.Tensor)
+                           and args[0].dim() > bd else None)[0]
+    n = int(first.shape[bd])
+    # NumPy's float64 reached a float32 teacher as it was ("mat1 and mat2 must have the same
+    # dtype" in the first step; the twin casts its inputs itself)
+    dt = next((p.dtype for p in teacher.parameters() if p.is_floating_point()), None) \
+        if isinstance(teacher, nn.Module) else None
+    tensors: list[torch.Tensor] = []
+    dims: list[int] = []
+
+    def place(value: Any, is_first: bool) -> Any:
+        if _nested(value):
+            return type(value)(place(v, False) for v in value)
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and dt is not None:
+            value = value.to(dt)
+        dim = bd if is_first else sample_dim(value, first.dim(), n, bd)
+        if dim is None:
+            return value
+        tensors.append(value)
+        dims.append(dim)
+        return _Cut(len(tensors) - 1)
+
+    template_args = [place(a, a is first) for a in args]
+    template_kwargs = {k: place(v, v is first) for k, v in kwargs.items()}
+    for where, value in [*((needed[i] if i < len(needed) else str(i), v)
+                           for i, v in enumerate(template_args)), *template_kwargs.items()]:
+        for leaf in _leaves(value):  # the tensors passed whole (a cut one is a _Cut)
+            if (n > 1 and leaf.layout is torch.strided and not leaf.is_floating_point()
+                    and not leaf.is_complex() and leaf.dtype is not torch.bool
+                    and leaf.numel() > 1
+                    and int(leaf.min()) == 0 and int(leaf.max()) == n - 1):
+                # a graph's (2, E) edges over its n nodes: the nodes were shuffled and cut,
+                # the edges not (an IndexError inside the model, or a permuted graph)
+                warnings.warn(
+                    f"distill: input {where!r} is passed whole and holds the integers 0 to "
+                    f"{n - 1}, as indices of the {n} samples distill shuffles and cuts "
+                    "would; if it indexes them (a graph's edges over its nodes), the model "
+                    "trains on samples it no longer matches: distill takes independent "
+                    "samples only", UserWarning, stacklevel=3)
+
+    def call(batch: Sequence[torch.Tensor]) -> tuple[list[Any], dict[str, Any]]:
+        def fill(value: Any) -> Any:
+            if _nested(value):
+                return type(value)(fill(v) for v in value)
+            return batch[value] if isinstance(value, _Cut) else value
+
+        return ([fill(a) for a in template_args],
+                {k: fill(v) for k, v in template_kwargs.items()})
+
+    return tuple(tensors), tuple(dims), call

@@ -85,8 +85,10 @@ def lr_schedule(optimizer: torch.optim.Optimizer, schedule: str, *, epochs: int,
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
 
 
-def as_tensors(name: str, data: object) -> tuple[torch.Tensor, ...]:
-    """Training data as a tuple of tensors aligned along dimension 0.
+def as_tensors(name: str, data: object, dims: Sequence[int] | None = None
+               ) -> tuple[torch.Tensor, ...]:
+    """Training data as a tuple of tensors aligned along dimension 0 (or tensor i along
+    ``dims[i]``).
 
     Parameters
     ----------
@@ -94,6 +96,8 @@ def as_tensors(name: str, data: object) -> tuple[torch.Tensor, ...]:
         The argument's name, for the error message.
     data : Tensor, ndarray, or tuple/list of them
         Inputs, or ``(inputs, labels, ...)``.
+    dims : sequence of int, optional
+        The dimension of each tensor that holds the samples (a recurrent state's is 1).
 
     Raises
     ------
@@ -102,15 +106,17 @@ def as_tensors(name: str, data: object) -> tuple[torch.Tensor, ...]:
     """
     items = data if isinstance(data, (tuple, list)) else (data,)
     out = tuple(torch.from_numpy(d) if isinstance(d, np.ndarray) else d for d in items)
-    if not out or not all(isinstance(t, torch.Tensor) and t.dim() >= 1 for t in out):
+    dims = tuple(dims) if dims is not None else (0,) * len(out)
+    if not out or len(dims) != len(out) or not all(
+            isinstance(t, torch.Tensor) and t.dim() > d for t, d in zip(out, dims, strict=True)):
         raise ConfigError(f"{name} must be a tensor, an array or a tuple of them (inputs "
                           f"first); got {type(data).__name__}")
-    n = out[0].shape[0]
-    if n == 0:
+    lengths = [t.shape[d] for t, d in zip(out, dims, strict=True)]
+    if lengths[0] == 0:
         raise ConfigError(f"{name} is empty")
-    if any(t.shape[0] != n for t in out):
-        raise ConfigError(f"{name}: the tensors differ in length along dimension 0 "
-                          f"({[t.shape[0] for t in out]})")
+    if any(k != lengths[0] for k in lengths):
+        along = "dimension 0" if not any(dims) else f"their sample dimensions {list(dims)}"
+        raise ConfigError(f"{name}: the tensors differ in length along {along} ({lengths})")
     return out
 
 
@@ -208,7 +214,8 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
                 loss_fn: Callable[..., torch.Tensor], optimizer: torch.optim.Optimizer, *,
                 batch_size: int, seed: int, epoch: int, progress: bool = True,
                 desc: str = "training",
-                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
+                scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                dims: Sequence[int] | None = None) -> float:
     """One pass over ``data`` in a shuffled order; returns the mean loss per input.
 
     Parameters
@@ -231,6 +238,9 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
         The bar's label.
     scheduler : LRScheduler, optional
         Stepped after every optimizer step (:func:`lr_schedule`).
+    dims : sequence of int, optional
+        The dimension of each tensor of ``data`` that holds the samples, cut and shuffled
+        together (default 0 for all; a sequence-first input's 1, a recurrent state's 1).
 
     Returns
     -------
@@ -242,8 +252,9 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
     # Recipe.fit, bskmq's fine-tuning and the CLI come here: a batch size of 0 failed in
     # range(), -8 trained nothing and returned 0.0, x and y of other lengths were cut short
     batch_size = check_positive_int("batch_size", batch_size)
-    data = as_tensors("data", data)
-    n = int(data[0].shape[0])
+    data = as_tensors("data", data, dims)
+    dims = tuple(dims) if dims is not None else (0,) * len(data)
+    n = int(data[0].shape[dims[0]])
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.train()
     _freeze_batchnorm(model)
@@ -257,7 +268,8 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
                    disable=None if progress else True)
         for start in bar:
             idx = order[start:start + batch_size]
-            batch = tuple(t[idx].to(device) for t in data)
+            batch = tuple(t.index_select(d, idx.to(t.device)).to(device)
+                          for t, d in zip(data, dims, strict=True))
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(*batch)
             value = float(loss.detach())

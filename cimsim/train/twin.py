@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -514,6 +515,14 @@ class TwinMatmul(nn.Module):
         else:
             s_w, n_per = view.s_w, tile_rows[:, None]
             w_tile = np.concatenate([np.full(b - a, t) for t, (a, b) in enumerate(self.row_tiles)])
+        if (not self.binary and opts.learn_weight_scale and k and not weight.detach().any()
+                and np.all(s_w == 1.0)):
+            # an all-zero matrix (a zero-initialised branch: ControlNet's zero convs, LoRA's B,
+            # ReZero) has no scale; deploy quantizes it at 1.0, exact. Trained from that step,
+            # the weights the float copy learned (0.33) all rounded to code 0 and the layer
+            # never left its bias: the step starts at the range of torch's default
+            # initialisation for the fan-in, +-1/sqrt(k), and learns from there
+            s_w = np.full_like(s_w, 1.0 / math.sqrt(k) / self.w_qmax)
         self.weight_scale = nn.Parameter(torch.as_tensor(s_w, dtype=dt, device=dev).clone(),
                                          requires_grad=opts.learn_weight_scale)
         self.pow2_scales = chip.quant.weight_scale is WeightScale.POW2
@@ -2624,9 +2633,10 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
             owner, _, attr = relu.rpartition(".")
             parent = root.get_submodule(owner) if owner else root
             parent._modules[attr] = FusedReLU(parent.get_submodule(attr))
-            if name in untraced:  # as deploy: a call from outside its Sequential is refused
-                seq = untraced[name]
-                _guard_inside(root.get_submodule(seq) if seq else root, layers[name], name, seq)
+    for name, seq in untraced.items():
+        if name in layers and layers[name].fused:
+            # as deploy: a call from outside its Sequential is refused
+            _guard_inside(root.get_submodule(seq) if seq else root, layers[name], name, seq)
     root.train(was_training)
     restore_modes(modes)
     for layer in layers.values():

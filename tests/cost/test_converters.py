@@ -295,3 +295,55 @@ def test_cli_sweep_help_lists_single_slope(capsys):
     with pytest.raises(SystemExit):
         main(["sweep", "--help"])
     assert "single_slope" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cost_model", ["physical", "tables"])
+@pytest.mark.parametrize("kind", ["sar", "flash", "single_slope", "cco", "tdc", "ramp"])
+def test_a_published_conversion_time_times_the_converter(kind, cost_model):
+    """``adc.t_conversion_ns`` replaces the kind's own timing (a SAR was (bits + 1) cycles of
+    1 ns at every node: ISAAC's 1.28-GS/s 8-b SAR took 9 ns, its chip 12x under its
+    published TOPS/mm2) in both cost models, the step and the rate the energy follows."""
+    from cimsim.cost.latency import step_ns
+
+    chip = chip_at(kind, 6, cost_model=cost_model)
+    chip = chip.replace(array=chip.array.replace(cols_per_adc=32))
+    stated = chip.replace(adc=chip.adc.replace(t_conversion_ns=0.78))
+    model = adc(stated)
+    assert model.time_ns(A.CONVERT, 6) == pytest.approx(0.78)
+    assert T.adc_conversion_time_ns(kind, 6, model.table) != pytest.approx(0.78)
+    n_mux = 32  # conversions per converter and step
+    assert step_ns(stated, n_mux, model.time_ns(A.CONVERT, 6), model.table) >= 32 * 0.78
+    if cost_model == "physical":  # the rate asked follows the step
+        assert model.sample_rate_hz() >= adc(chip).sample_rate_hz()
+
+
+def test_a_conversion_time_is_validated_and_round_trips(tmp_path):
+    chip = chip_at("sar", 8).replace(adc=chip_at("sar", 8).adc.replace(t_conversion_ns=0.78))
+    path = tmp_path / "c.toml"
+    chip.save(path)
+    assert cimsim.load_chip(path).adc.t_conversion_ns == 0.78
+    for bad in (0.0, -1.0, float("nan"), "fast"):
+        with pytest.raises(ConfigError, match=r"^ADCConfig\.t_conversion_ns"):
+            ADCConfig(t_conversion_ns=bad)
+    with pytest.raises(ConfigError, match=r"t_conversion_ns.*kind = 'digital'.*clock_mhz"):
+        ADCConfig(kind="digital", t_conversion_ns=1.0)
+
+
+def test_a_faster_published_converter_raises_an_isaac_like_chip_s_throughput():
+    """A 128-column crossbar sharing one 8-b SAR: the step is 128 conversions of 9 ns; at
+    the published 0.78 ns each (1.28 GS/s) the analog phase sets it, and the datasheet's
+    TOPS/mm2 rises as the step falls."""
+    from cimsim.cost import datasheet
+    from cimsim.cost.latency import compute_window_ns
+
+    base = cimsim.load_chip("rram-22nm")
+    chip = base.replace(
+        array=base.array.replace(n_rows=128, n_cols=128, cols_per_adc=128),
+        adc=base.adc.replace(kind="sar", bits=8),
+        tech=base.tech.replace(node_nm=32.0, vdd_v=1.0, t_read_ns=100.0, cost_model="physical"))
+    slow = datasheet(chip)["tops_per_mm2"]
+    fast = datasheet(chip.replace(adc=chip.adc.replace(t_conversion_ns=0.78)))["tops_per_mm2"]
+    window = compute_window_ns(chip)
+    assert 128 * 0.78 < window < 128 * 9  # the conversions set the step before, not after
+    assert 5.0 < fast / slow <= 9 / 0.78
+    assert fast / slow == pytest.approx(5.76, rel=1e-3)  # the figure docs/cost-model.md gives

@@ -1371,3 +1371,21 @@ def test_a_simmodel_is_saved_whole_and_its_state_dict_says_so(tmp_path):
     sim.reset(noise=True)
     again.reset(noise=True)
     assert torch.equal(sim(x), again(x))
+
+
+def test_an_input_requiring_grad_is_told_the_outputs_carry_none():
+    """``sim(x).sum().backward()`` (an attack on the chip's model) failed at backward in
+    torch's 'element 0 of tensors does not require grad'; the call now says why, and where
+    gradients are (the training twin)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 3)).eval()
+    sim = cimsim.deploy(model, "ideal", torch.randn(8, 6), seed=0)
+    x = torch.randn(4, 6, requires_grad=True)
+    with pytest.warns(UserWarning, match=r"carry no gradient.*cimsim\.train\.prepare"):
+        out = sim(x)
+    assert not out.requires_grad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim(x.detach())
+        with torch.no_grad():
+            sim(x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -245,3 +246,49 @@ def test_engine_calibrate_rejects_a_bad_activation():
     for c in range(4):
         lv = fit_levels(np.maximum(pre[:, c], 0), 3, "bs_kmq", lo=0.0, hi=max(pre[:, c].max(), 0))
         np.testing.assert_allclose(y[:, c], lv.quantize(np.maximum(pre[:, c], 0)), atol=1e-9)
+
+
+class _WithFeatures(nn.Module):
+    """A conv whose only consumer in ``forward`` is a functional ReLU (its output read by a
+    hook: Grad-CAM, a probe), and a logits layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.c(x)).mean((2, 3)))
+
+    def features(self, x):
+        return self.c(x)
+
+
+@pytest.mark.parametrize("run", ["deploy", "prepare"])
+def test_a_layer_with_a_forward_hook_on_its_output_is_not_fused(run):
+    """A forward hook (a feature recorder) read the fused conversion's clamped, quantized
+    activation as the layer's output; the layer is left unfused, with a warning naming it."""
+    from cimsim.train import prepare
+
+    torch.manual_seed(0)
+    model, x = _WithFeatures().eval(), torch.randn(16, 3, 8, 8)
+    seen: list[torch.Tensor] = []
+    model.c.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    chip = _chip(kind="ramp", bits=6, level_fit="uniform")
+    with pytest.warns(UserWarning, match=r"not fused .*forward hook reading their output: c;"):
+        sim = cimsim.deploy(model, chip, x, seed=0) if run == "deploy" else \
+            prepare(model, chip, calibration=x, seed=0)
+    if run == "deploy":
+        assert sim.fused_activations == []
+    seen.clear()
+    with torch.no_grad():
+        sim(x)
+    assert float(seen[-1].min()) < 0  # the pre-activation output, as the hook expects
+    # a hook on a layer that would not fuse anyway (the logits) is no reason to say a word
+    plain = _WithFeatures().eval()
+    plain.fc.register_forward_hook(lambda _m, _i, out: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim = cimsim.deploy(plain, chip, x, seed=0) if run == "deploy" else \
+            prepare(plain, chip, calibration=x, seed=0)
+    if run == "deploy":
+        assert sim.fused_activations == ["c"]

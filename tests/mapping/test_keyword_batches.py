@@ -16,6 +16,7 @@ from cimsim.train import prepare
 from cimsim.train.bskmq import fused_twins, prepare_bskmq, refit_chip_levels
 from cimsim.train.columnquant import columnquant_chip, freeze_psum, prepare_columnquant, psum_mse
 
+from ..recurrent_models import StateLSTM, state_lstm_data
 from ..train.test_methods_new_models import _bskmq_chip
 from .conftest import assert_bitwise, lossless_chip
 
@@ -180,12 +181,26 @@ def test_distill_takes_keyword_inputs_and_a_model_output_with_logits():
         distill(prep, tagger, {"scale": 2.0}, progress=False)
 
 
-def test_distill_of_a_two_input_positional_model_points_to_a_dict():
+def test_distill_of_a_two_input_positional_model_takes_a_tuple_or_a_dict():
     from cimsim.train import distill
 
     ids, mask = _data(4)
     model = Positional(Tagger()).eval()
     prep = _quiet(prepare, model, cimsim.load_chip("ideal"), (ids, mask))
-    with pytest.raises(cimsim.errors.ConfigError, match="pass a dict of them"):
-        distill(prep, model, (ids, mask), progress=False)
+    with pytest.raises(cimsim.errors.ConfigError, match="needs 2 inputs.*or a dict"):
+        distill(prep, model, ids, progress=False)
+    distill(prep, model, (ids, mask), progress=False)  # it was refused
     distill(prep, model, {"input_ids": ids, "attention_mask": mask}, progress=False)
+
+
+def test_a_dict_entry_holding_an_lstm_state_pair_is_cut_with_the_batch():
+    """``{"x": x, "hc": (h0, c0)}`` was refused ("entry 'hc' is a tuple"), where
+    ``cimsim.evaluate`` and ``distill`` take it: each state is cut along its dimension 1."""
+    torch.manual_seed(0)
+    model = StateLSTM().eval()
+    x, hc = state_lstm_data()
+    cuts = list(_batches({"x": x, "hc": hc}, 4))
+    assert [tuple(c.kwargs["hc"][0].shape) for c in cuts] == [(1, 4, 16)] * 4
+    sim = cimsim.deploy(model, "ideal", {"x": x, "hc": hc}, batch_size=4, seed=0)
+    with torch.no_grad():
+        assert float((sim(x, hc) - model(x, hc)).abs().max()) < 0.05

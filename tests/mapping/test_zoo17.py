@@ -38,8 +38,8 @@ they must not see move; exact on the lossless chip); the DINO head is 33 % off f
 4-wide bottleneck changes sign between the float calibration pass and the chip, flipping every
 two's-complement input plane past ADC ranges calibrated on 3 samples); neighbourhood attention's
 scores, an element-wise product summed (no ``matmul``), are not listed as activation products;
-the frozen ``g`` is warned, not trained as fixed; ``distill`` takes one input per batch, so the
-two-input models (ArcFace, Transformer-XL, PointNet++, CfC) are not distilled."""
+the frozen ``g`` is warned, not trained as fixed; ``distill`` took one input per batch then, so
+the two-input models (ArcFace, Transformer-XL, PointNet++, CfC) were not distilled here."""
 
 from __future__ import annotations
 

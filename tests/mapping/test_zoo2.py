@@ -475,12 +475,17 @@ def test_packed_sequences_deploy_and_prepare():
 
 
 @pytest.mark.parametrize("run", [cimsim.deploy, prepare])
-def test_a_packed_calibration_is_refused_saying_so(run):
+def test_a_packed_calibration_is_the_model_s_argument(run):
     """It was iterated as the tuple it is: the LSTM got the packed sizes as its input ('0:
-    expected a 2-D (unbatched) or 3-D (batched) input, got 1-D')."""
+    expected a 2-D (unbatched) or 3-D (batched) input, got 1-D'); then refused ("pass the
+    padded tensor"); now it is one batch, given to the model as its argument."""
+    torch.manual_seed(0)
     packed = nn.utils.rnn.pack_padded_sequence(torch.randn(6, 3, 4), [6, 4, 2])
-    with pytest.raises(MappingError, match="PackedSequence.*padded tensor"):
-        run(nn.LSTM(4, 5), lossless_chip(), packed)
+    lstm = nn.LSTM(4, 5)
+    sim = run(lstm, lossless_chip(), packed)
+    with torch.no_grad():
+        torch.testing.assert_close(sim(packed)[0].data, lstm(packed)[0].data,
+                                   rtol=0, atol=0.02)
 
 
 @pytest.mark.parametrize("run", [cimsim.deploy, prepare])

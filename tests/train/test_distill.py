@@ -22,6 +22,8 @@ from cimsim.train.columnquant import columnquant_optimizer
 from cimsim.train.distill import distillation_loss, output_cosine
 from cimsim.train.loop import as_tensors, param_groups, train_epoch
 
+from ..recurrent_models import StateLSTM, state_lstm_data
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -203,3 +205,69 @@ def test_a_model_returning_a_dict_of_heads_is_distilled_on_all_of_them():
     assert len(history["loss"]) == 1 and history["loss"][0] >= 0
     with pytest.raises(ConfigError, match="one row per input"):
         _tensor_of({"a": torch.zeros(2, 3), "b": torch.zeros(5)}, "the model")
+
+
+class _StateLogged(nn.Module):
+    """A GRU run from a given initial state, logging which sample's sequence met which
+    sample's state (each carries its sample's index in its first feature)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(8, 16, batch_first=True)
+        self.fc = nn.Linear(16, 4)
+        self.pairs: list[tuple[list[float], list[float]]] = []
+
+    def forward(self, x, h0):
+        self.pairs.append((x[:, 0, 0].tolist(), h0[0, :, 0].tolist()))
+        return self.fc(self.rnn(x, h0)[0][:, -1])
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+@pytest.mark.parametrize("batch_size", [8, 3])
+def test_an_initial_state_is_cut_and_shuffled_with_its_sequence(as_dict, batch_size):
+    """A ``(layers, B, H)`` state is cut along its dimension 1, with its own sample's
+    sequence: it was passed whole, each shuffled sequence run from another sample's state
+    without a word (or a shape error at a batch smaller than the data), and a tuple of the
+    two was refused."""
+    torch.manual_seed(0)
+    model, n = _StateLogged().eval(), 8
+    x, h0 = torch.randn(n, 10, 8), torch.randn(1, n, 16)
+    x[:, :, 0] = torch.arange(float(n))[:, None]
+    h0[0, :, 0] = torch.arange(float(n))
+    prepared = prepare(model, "ideal", calibration=(x, h0), seed=0)
+    model.pairs.clear()
+    data = {"x": x, "h0": h0} if as_dict else (x, h0)
+    out = distill(prepared, model, data, epochs=1, batch_size=batch_size, progress=False)
+    assert out["n_inputs"] == n
+    seen = [i for xs, _ in model.pairs for i in xs]
+    assert sorted(seen) == list(map(float, range(n)))  # every sample once (teacher's calls)
+    assert all(xs == hs for xs, hs in model.pairs)
+
+
+def test_a_sequence_first_model_with_a_state_is_distilled_along_its_batch():
+    class SeqFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.fc = nn.GRU(8, 16), nn.Linear(16, 4)
+
+        def forward(self, x, h0):
+            return self.fc(self.rnn(x, h0)[0][-1])
+
+    torch.manual_seed(0)
+    model = SeqFirst().eval()
+    x, h0 = torch.randn(10, 16, 8), torch.randn(1, 16, 16)
+    prepared = prepare(model, "ideal", calibration=(x, h0), seed=0, batch_dim=1)
+    for data in ((x, h0), {"x": x, "h0": h0}):  # a dict was refused at batch_dim = 1
+        assert distill(prepared, model, data, batch_size=4, progress=False)["n_inputs"] == 16
+
+
+def test_a_two_input_teacher_given_one_tensor_is_told_what_it_needs():
+    torch.manual_seed(0)
+    model = StateLSTM().eval()
+    x, hc = state_lstm_data()
+    prepared = prepare(model, "ideal", calibration=(x, hc), seed=0)
+    with pytest.raises(ConfigError, match=r"needs 2 inputs \(x, hc\); data gives 1"):
+        distill(prepared, model, x, progress=False)
+    labels = torch.zeros(16, dtype=torch.long)  # after the inputs: ignored
+    assert distill(prepared, model, (x, hc, labels), batch_size=4,
+                   progress=False)["n_inputs"] == 16

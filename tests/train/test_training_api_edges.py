@@ -5,6 +5,7 @@ training mode, and the CLI's words for ``--bn-calibration 0``."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -203,3 +204,40 @@ def test_an_empty_batch_stays_in_the_graph():
     xs = x[:0].clone().requires_grad_(True)
     prepared(xs).sum().backward()
     assert xs.grad is not None and xs.grad.shape == (0, 20)
+
+
+def test_a_zero_initialised_layer_learns_codes_in_the_twin():
+    """A zero-initialised branch (ControlNet's zero conv, LoRA's B, ReZero) has no weight scale;
+    at deploy's fallback step of 1.0 the weights its float copy learned (about 0.3) all
+    rounded to code 0 and the layer never left its bias. The twin starts the step at torch's
+    default initial range for the fan-in, so the learned weights take codes."""
+    import torch.nn.functional as F
+
+    from cimsim.train import param_groups
+
+    class ZeroBranch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c0, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 4)
+            self.z = nn.Conv2d(8, 8, 1)
+            nn.init.zeros_(self.z.weight)
+            nn.init.zeros_(self.z.bias)
+
+        def forward(self, x):
+            h = F.relu(self.c0(x))
+            return self.fc((h + self.z(h)).mean((2, 3)))
+
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 3, 16, 16), torch.randint(0, 4, (32,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the all-zero weights' warning
+        prep = prepare(ZeroBranch().eval(), "ideal", calibration=x, seed=0)
+    twin = prep.model.z.twins[0]
+    assert float(twin.weight_scale.max()) == pytest.approx(1 / math.sqrt(8) / 127)
+    opt = torch.optim.Adam(param_groups(prep, lr=1e-2))
+    for _ in range(30):
+        loss = F.cross_entropy(prep(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert int((twin.quantized_weight() != 0).sum()) > 32  # of 64 (it was 0)

@@ -53,7 +53,7 @@ def test_distill_a_two_input_model_through_its_keyword_inputs():
     tensor refuses naming both; with a dict of them it steps, and deploys to the twin."""
     model, args = build_seeded(*ZOO23["ft-transformer"], torch.float64)
     prep = _quiet(prepare, model, cimsim.load_chip("ideal"), args)
-    with pytest.raises(ConfigError, match="needs 2: x_num, x_cat; pass a dict"):
+    with pytest.raises(ConfigError, match=r"needs 2 inputs \(x_num, x_cat\); data gives 1"):
         distill(prep, model, args[0], progress=False)
     before = [p.detach().clone() for p in prep.parameters()]
     distill(prep, model, {"x_num": args[0], "x_cat": args[1]}, batch_size=2, progress=False)

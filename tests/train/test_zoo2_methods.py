@@ -63,11 +63,14 @@ def test_distill_from_the_float_model_moves_the_twin(name):
     assert any(not torch.equal(p, b) for p, b in zip(prep.parameters(), before, strict=True))
 
 
-def test_distill_refuses_a_five_input_model_naming_its_inputs():
+def test_distill_takes_a_five_input_model_s_inputs_and_names_them_when_missing():
     model, args, bd = _build("cross-attention", torch.float64)
     prep = prepare(model, cimsim.load_chip("ideal"), args, batch_dim=bd)
-    with pytest.raises(ConfigError, match="one input per batch.*needs 5: q, k, v, mask_f"):
+    with pytest.raises(ConfigError, match=r"needs 5 inputs \(q, k, v, mask_f, .*data gives 1"):
         distill(prep, model, args[0], progress=False)
+    before = [p.detach().clone() for p in prep.parameters()]
+    distill(prep, model, tuple(args), epochs=1, batch_size=2, progress=False)
+    assert any(not torch.equal(p, b) for p, b in zip(prep.parameters(), before, strict=True))
 
 
 def test_bskmq_names_the_unet_layer_its_fused_adc_cannot_hold():

@@ -50,13 +50,16 @@ def test_distill_from_the_float_model_moves_the_twin(name):
     assert any(not torch.equal(p, b) for p, b in zip(prep.parameters(), before, strict=True))
 
 
-def test_distill_of_a_graph_names_the_inputs_it_cannot_pass():
-    """distill feeds one tensor per batch; a GNN needs its edge_index too: named, not a
-    TypeError from inside the first step."""
+def test_distill_of_a_graph_names_its_inputs_and_warns_of_its_node_indices():
+    """A GNN needs its edge_index too: one tensor is refused naming both (not a TypeError
+    from inside the first step); the tuple of both is taken, with a warning that the
+    edges, passed whole, index the nodes distill shuffles and cuts."""
     model, args = _build("gnn")
     prep = _quiet(prepare, model, cimsim.load_chip("ideal"), args)
-    with pytest.raises(ConfigError, match="needs 2: x, edge_index"):
+    with pytest.raises(ConfigError, match=r"needs 2 inputs \(x, edge_index\); data gives 1"):
         distill(prep, model, args[0], epochs=1, batch_size=2, progress=False)
+    with pytest.warns(UserWarning, match=r"'edge_index' is passed whole.*graph's edges"):
+        distill(prep, model, tuple(args), epochs=1, batch_size=len(args[0]), progress=False)
 
 
 @pytest.mark.parametrize("name", ["gnn", "dlrm", "early-exit"])

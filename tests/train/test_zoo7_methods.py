@@ -78,7 +78,7 @@ def test_distill_from_the_float_model_moves_the_twin(name):
 def test_distill_of_a_two_input_model_names_the_inputs_it_cannot_pass(name):
     model, args = _build(name)
     prep = _quiet(prepare, model, cimsim.load_chip("ideal"), args)
-    with pytest.raises(ConfigError, match="needs 2: "):
+    with pytest.raises(ConfigError, match="needs 2 inputs "):
         distill(prep, model, args[0], epochs=1, batch_size=2, progress=False)
 
 
