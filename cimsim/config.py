@@ -1752,6 +1752,15 @@ def unstated_inputs(chip: str | Path, *, overrides: Sequence[str] | Mapping[str,
         out.append("tech.window_stated = false (the window predicted from the column's "
                    "settling)" if not loaded.tech.window_stated else
                    f"tech.t_read_ns = {loaded.tech.t_read_ns!r} (the compute window)")
+    if (loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is ADCKind.DIGITAL
+            and isinstance(tech, Mapping) and "t_read_ns" not in tech):
+        from .cost.models import _resistive_kind, cell_kind  # cost builds on config
+        if _resistive_kind(cell_kind(loaded)):
+            # a sensed non-volatile cell conducts for the read pulse, re-read every input
+            # plane, and the clock lasts no less: the 10-ns default set an MRAM macro's
+            # figures 7.7x apart from a 1-ns pulse, named nowhere (and labelled "stated")
+            out.append(f"tech.t_read_ns = {loaded.tech.t_read_ns!r} (the sensed cells' read "
+                       "pulse, their energy priced over it; a clock lasts no less)")
     if (loaded.tech.cost_model is CostModel.PHYSICAL and loaded.adc.kind is not ADCKind.DIGITAL
             and isinstance(tech, Mapping) and "t_read_ns" not in tech):
         from .cost.latency import read_pulse_priced  # cost builds on config: imported here

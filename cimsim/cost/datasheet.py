@@ -565,7 +565,8 @@ def breakdown_lines(sheet: dict[str, Any]) -> list[str]:
         # fields' label read as if a window had been stated
         lines.append(f"  stated window    {st['stated_window_ns']:>10.4g} ns " + (
             "(one digital clock, 1000 / tech.clock_mhz; a sensed resistive cell's read pulse "
-            "tech.t_read_ns where longer)" if digital else
+            "tech.t_read_ns where longer, its default 10 ns where not stated: see the unstated "
+            "inputs)" if digital else
             "(tech.t_integrate_ns, else tech.t_read_ns)"))
     else:
         lines.append("  stated window          none (tech.window_stated = false)")
