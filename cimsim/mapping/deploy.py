@@ -989,29 +989,21 @@ def _relu_consumers(root: nn.Module, mapped: set[str],
     training twin, whose layers are replaced after this). ``untraced``, if given, gets layer
     name -> its Sequential's name for the pairs found without a trace (the twin guards its
     own layers once they are in place). A layer with a forward hook on its output (the user's
-    feature recorder) is not fused, with a warning naming it (:func:`_unhooked`).
+    feature recorder) is not fused, with a warning naming it.
     """
-    found = _unhooked(root, _fused_pairs(root, mapped, modules, guard, untraced))
-    if modules is not None:
-        for name in set(modules) - set(found):
-            del modules[name]
-    if untraced is not None:
-        for name in set(untraced) - set(found):
-            del untraced[name]
-    return found
-
-
-def _unhooked(root: nn.Module, found: dict[str, float]) -> dict[str, float]:
-    """``found`` without the layers carrying a forward hook on their output, which it would
-    read as the fused conversion's clamped, quantized activation; warned about by name."""
-    hooked = sorted(name for name in found if _output_hooked(root.get_submodule(name)))
-    _warn_hooked(hooked)
-    return {name: clamp for name, clamp in found.items() if name not in hooked}
+    hooked = {name for name, m in root.named_modules() if name in mapped and _output_hooked(m)}
+    if hooked:
+        # those that would fuse are named, then left out before the pairs are decided: a
+        # shared ReLU module after a hooked layer and a fused one stays a ReLU in the twin
+        would = sorted(hooked & set(_fused_pairs(root, mapped, None, False, None)))
+        _warn_hooked(would)
+        mapped = set(mapped) - set(would)
+    return _fused_pairs(root, mapped, modules, guard, untraced)
 
 
 def _fused_pairs(root: nn.Module, mapped: set[str], modules: dict[str, str] | None,
                  guard: bool, untraced: dict[str, str] | None) -> dict[str, float]:
-    """:func:`_relu_consumers` before layers with hooks are left out."""
+    """:func:`_relu_consumers` over the layers ``mapped`` (hooked ones left out by it)."""
     found: dict[str, float] = {}
     try:
         graph = _LeafTracer().trace(root)
@@ -1035,7 +1027,7 @@ def _fused_pairs(root: nn.Module, mapped: set[str], modules: dict[str, str] | No
                 clamp = _relu_clamp(nxt)
                 if full in mapped and clamp is not None and places[id(kid)] == 1:
                     found[full] = clamp
-                    if guard and not _output_hooked(kid):
+                    if guard:
                         _guard_inside(seq, kid, full, prefix)
                     if untraced is not None:
                         untraced[full] = prefix

@@ -292,3 +292,32 @@ def test_a_layer_with_a_forward_hook_on_its_output_is_not_fused(run):
             prepare(plain, chip, calibration=x, seed=0)
     if run == "deploy":
         assert sim.fused_activations == ["c"]
+
+
+def test_a_shared_relu_after_a_hooked_layer_stays_a_relu_in_the_twin():
+    """One ReLU module after two layers, one of them hooked (so not fused): the twin makes a
+    ReLU read only by fused layers the identity; deciding that before the hooked layer was left
+    out would have passed its output through unclamped."""
+    from cimsim.train import prepare
+
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.relu = nn.Linear(8, 8), nn.Linear(8, 8), nn.ReLU()
+            self.out = nn.Linear(16, 3)
+
+        def forward(self, x):
+            return self.out(torch.cat([self.relu(self.a(x)), self.relu(self.b(x))], 1))
+
+    torch.manual_seed(0)
+    model, x = Shared().double().eval(), _data(3, 64)[:, :8]
+    model.a.register_forward_hook(lambda _m, _i, out: None)
+    chip = _chip(kind="sar", bits=8, level_fit="uniform")
+    with pytest.warns(UserWarning, match=r"not fused .*: a;"):
+        prep = prepare(model, chip, calibration=x, seed=0)
+    with pytest.warns(UserWarning, match=r"not fused .*: a;"):
+        sim = cimsim.deploy(model, chip, x, seed=0)
+    assert sim.fused_activations == ["b"]
+    assert type(prep.model.relu).__name__ == "ReLU"
+    with torch.no_grad():
+        torch.testing.assert_close(prep.eval()(x), sim(x), rtol=1e-6, atol=1e-6)
