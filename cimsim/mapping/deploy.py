@@ -1516,20 +1516,24 @@ def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
     only ``SimModel.trace``'s ``adc_code_use_pct`` showed before), and about those whose
     calibration inputs were all 0 (scales and ranges set from no signal)."""
     cores = [c for layer in sim_layers.values() for c in layer.cores]
-    names = [c.name for c in cores if c.one_code and not c.zero_inputs]
-    if names:
-        warnings.warn(
-            f"deploy: {len(names)} matri{'x converts' if len(names) == 1 else 'ces convert'} every "
-            f"calibration input to one ADC code (noise-free): {_shown(names)}; their outputs do "
-            f"not follow their inputs (only bias and offsets remain). {_WIDE_RANGE}",
-            UserWarning, stacklevel=3)
-    few = [c.name for c in cores if c.few_codes and not c.zero_inputs]
-    if few:
-        warnings.warn(
-            f"deploy: {len(few)} matri{'x reads' if len(few) == 1 else 'ces read'} at most "
-            f"{FEW_CODES} codes per ADC setting on average over the calibration inputs "
-            f"(noise-free): {_shown(few)}; their outputs barely follow their inputs. "
-            f"{_WIDE_RANGE}", UserWarning, stacklevel=3)
+    # (flag, what the matrices do, with the verb's singular and plural, and what follows)
+    checks = (("one_code", ("converts", "convert"), "every calibration input to one ADC code "
+               "(noise-free): {names}; their outputs do not follow their inputs (only bias and "
+               "offsets remain). " + _WIDE_RANGE),
+              ("few_codes", ("reads", "read"), f"at most {FEW_CODES} codes per ADC setting on "
+               "average over the calibration inputs (noise-free): {names}; their outputs "
+               "barely follow their inputs. " + _WIDE_RANGE),
+              ("error_over_signal", ("errs", "err"), "by more than the signal on the "
+               "calibration inputs, simulated (SQNR below 0 dB against the integer product): "
+               "{names}; the converters' steps, clipping or the chip's noise swamp what they "
+               "compute. Try adc.range_policy = 'calibrated', more adc.bits or fewer rows per "
+               "conversion (SimModel.trace() shows each layer's sqnr_db and clipping)"))
+    for flag, (one, many), text in checks:
+        names = [c.name for c in cores if getattr(c, flag) and not c.zero_inputs]
+        if names:
+            verb = f"x {one}" if len(names) == 1 else f"ces {many}"
+            warnings.warn(f"deploy: {len(names)} matri{verb} " + text.format(names=_shown(names)),
+                          UserWarning, stacklevel=3)
     warn_zero_inputs([c.name for c in cores if c.zero_inputs], "deploy", stacklevel=4)
     warn_coarse_inputs([c.name for c in cores if c.coarse_inputs], "deploy", stacklevel=4)
 

@@ -34,7 +34,7 @@ from ..adc.activation import FusedActivation
 from ..arrays._rng import stream_key
 from ..arrays.drift import calibration_read_events
 from ..arrays.program import ProgrammedLayer, default_row_tiles
-from ..config import ADCPlacement, ChipConfig, RangePolicy
+from ..config import ActFormat, ADCPlacement, ChipConfig, RangePolicy
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from ..work import Block, LayerWork
@@ -78,6 +78,14 @@ has at least 8 codes."""
 
 class MatmulCore:
     """One float weight matrix ``w`` (N, K) (+ bias) mapped onto the arrays."""
+
+    error_over_signal = False
+    """On the calibration rows the check reads (:meth:`_check_codes`), its simulated integer
+    outputs, noise included (a fixed seed of its own), err from its integer product by more
+    than that product's size (SQNR below 0 dB): converters that read several codes each yet,
+    shift-added over many slices and planes, swamp the signal (a 4b/4b eDRAM macro with 5-b
+    full-scale SARs: -16 dB on its first layer, its accuracy halved, without a word). A class
+    default: a model pickled before it existed has none."""
 
     few_codes = False
     """Its ADC settings read at most :data:`FEW_CODES` codes each on average (not one for all:
@@ -208,7 +216,7 @@ class MatmulCore:
         only ``SimModel.trace`` showed). Not for an all-zero matrix (warned about already), nor
         under a calibrated range policy, whose ranges are fitted to the signal, nor where the
         rows checked are all the same input (one code whatever the range)."""
-        self.one_code = self.few_codes = False
+        self.one_code = self.few_codes = self.error_over_signal = False
         if (sample is None or not len(sample) or self.view is None or not np.any(self.w)
                 or self.chip.adc.range_policy is RangePolicy.CALIBRATED):
             return
@@ -229,6 +237,29 @@ class MatmulCore:
         self.one_code = settings > 0 and used == settings
         self.few_codes = (not self.one_code and settings > 0 and codes >= 8
                           and used <= FEW_CODES * settings)
+        if not (self.one_code or self.few_codes):
+            self.error_over_signal = self._error_over_signal(x_int)
+
+    def _error_over_signal(self, x_int: np.ndarray) -> bool:
+        """Whether the engine's integer outputs for ``x_int`` (noise drawn from a seed of the
+        check's own, no event or call counted) err by more than ``x_int @ w_int.T``'s size,
+        each part at its own weight scale. Not for a fused activation (its outputs are the
+        activation's levels) nor block floating-point inputs (a scale per vector)."""
+        view = self.view
+        if (view is None or view.activation is not None
+                or self.chip.quant.act_format is not ActFormat.INT):
+            return False
+        sim = np.zeros((x_int.shape[0], view.w_int.shape[0]))
+        ref = np.zeros_like(sim)
+        for t, (a, b, part) in enumerate(view.parts):
+            y = engine.run(part, x_int[:, a:b], noise_seed=stream_key(self.seed, 999_999 + t))[0]
+            if self._offsets is not None:
+                y = y - self._offsets[t]
+            s_w = view.s_w[t if view.s_w.shape[0] > 1 else 0]
+            sim += y * s_w
+            ref += (x_int[:, a:b].astype(np.float64) @ view.w_int[:, a:b].T) * s_w
+        signal = float(np.sum(ref * ref))
+        return signal > 0 and float(np.sum((sim - ref) ** 2)) > signal
 
     def _take(self, view: EngineView) -> None:
         """Simulate the matrix as ``view`` holds it (integers, scales, programmed parts)."""
