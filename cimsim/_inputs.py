@@ -32,9 +32,9 @@ def sample_dim(value: Any, first_ndim: int, n: int, batch_dim: int = 0) -> int |
     ``cimsim.evaluate`` failed on it). One rule for deploy's calibration batches, ``distill``
     and ``cimsim.evaluate``.
     """
-    shape = getattr(value, "shape", None)
-    if not isinstance(value, torch.Tensor | np.ndarray) or shape is None:
+    if not isinstance(value, torch.Tensor | np.ndarray):
         return None
+    shape = value.shape
     order = (0, batch_dim, 1) if len(shape) < first_ndim else (batch_dim, 0, 1)
     return next((k for k in order if len(shape) > k and shape[k] == n
                  and (k != 1 or k == batch_dim or len(shape) >= 3)), None)
