@@ -37,6 +37,7 @@ from .layers import (
     conv_input_error,
     conv_pads,
     grouped_cores,
+    in_format_of,
 )
 
 __all__ = ["SimConv3d", "SimConvTranspose", "col2im_nd", "conv_input_error", "unfold_nd"]
@@ -206,7 +207,7 @@ class SimConvTranspose(SimLayer):
         out = g.scatter(torch.from_numpy(y), lead, xb, size, self.bias)
         if self.simulating and not all(c.digital for c in self.cores):
             self._count_overlap(lead, tuple(out.shape[2:]))
-        out = out.to(x.device, x.dtype)
+        out = in_format_of(out.to(x.device, x.dtype), x)
         return out if xb is x else out.squeeze(0)
 
     def _count_overlap(self, lead: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
@@ -240,7 +241,7 @@ class SimConv3d(SimLayer):
         c64 = cols.numpy()
         y = np.concatenate([self._matmul(core, c64[:, i * k:(i + 1) * k])
                             for i, core in enumerate(self.cores)], axis=1)
-        return g.to_output(torch.from_numpy(y), lead).to(x.device, x.dtype)
+        return in_format_of(g.to_output(torch.from_numpy(y), lead).to(x.device, x.dtype), x)
 
 
 class ConvGeometry:

@@ -581,9 +581,9 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
         if tr.code_inputs:
             x_int = np.concatenate(tr.code_inputs)
             for a, b, part in core.parts:
-                used, settings, codes = adc_codes_used(part, x_int[:, a:b])
-                n_used += used / codes
-                n_settings += settings
+                use = adc_codes_used(part, x_int[:, a:b])
+                n_used += use.used / use.codes
+                n_settings += use.settings
     nan = math.nan
 
     def ratio(num: float, den: float) -> float:

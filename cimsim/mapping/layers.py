@@ -22,7 +22,7 @@ import logging
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -228,14 +228,19 @@ class MatmulCore:
             # rows that do not vary (a depthwise group's dead channel, constant calibration
             # data) give one code on any range: nothing to say about the ADC's
             return
-        used = settings = 0
+        used = settings = values = 0
         codes = 2**24
         for a, b, part in self.view.parts:
             if part.adc is not None:
-                u, n, c = adc_codes_used(part, x_int[:, a:b])
-                used, settings, codes = used + u, settings + n, min(codes, c)
-        self.one_code = settings > 0 and used == settings
-        self.few_codes = (not self.one_code and settings > 0 and codes >= 8
+                use = adc_codes_used(part, x_int[:, a:b])
+                used, settings = used + use.used, settings + use.settings
+                values, codes = values + use.values, min(codes, use.codes)
+        # only where the converters merge what the signal holds: a matrix of a few rows read
+        # by 1-b planes and 2-b cells holds a few partial sums per conversion on any range
+        # (the ideal chip's exact converters were warned about as barely following)
+        merged = values > used
+        self.one_code = merged and settings > 0 and used == settings
+        self.few_codes = (merged and not self.one_code and settings > 0 and codes >= 8
                           and used <= FEW_CODES * settings)
         if not (self.one_code or self.few_codes):
             self.error_over_signal = self._error_over_signal(x_int)
@@ -548,22 +553,30 @@ class CoreTrace:
         return y
 
 
-def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> tuple[int, int, int]:
-    """Distinct ADC output codes the conversions of ``layer`` produce for inputs ``x_int``.
+class CodeUse(NamedTuple):
+    """What :func:`adc_codes_used` counts."""
+
+    used: int
+    """Distinct codes, summed over the layer's ADC settings (row group g, conversion c)."""
+    settings: int
+    """G · C."""
+    codes: int
+    """Codes of one conversion (2^bits, or the levels of a threshold ADC)."""
+    values: int
+    """Distinct noise-free analog values, summed over the settings: at most ``used`` where the
+    signal itself takes few values (a matrix of a few rows read by 1-b planes and 2-b cells
+    holds few partial sums, however fine the converter), so few codes are no sign of a range
+    too wide."""
+
+
+def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> CodeUse:
+    """Distinct ADC output codes the conversions of ``layer`` produce for inputs ``x_int``,
+    and the distinct analog values they convert.
 
     Computed outside the kernel, on the noise-free analog values (``engine.analog_values``)
     with the ADC's static gain and offset errors applied as the kernel applies them, and the
     ADC tables (linear grid, or thresholds): thermal, read and comparator noise are left out,
     so the count is that of the signal itself.
-
-    Returns
-    -------
-    n_used : int
-        Distinct codes, summed over the layer's ADC settings (row group g, conversion c).
-    n_settings : int
-        G · C.
-    n_codes : int
-        Codes of one conversion (2^bits, or the levels of a threshold ADC).
     """
     tables = layer.adc
     assert tables is not None, "adc_codes_used() on a layer without ADC settings"
@@ -571,6 +584,7 @@ def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> tuple[int, int,
     n_groups, n_conv = tables.shape
     n_codes = tables.lvl.shape[-1] if tables.lvl is not None else adc.n_codes
     keys = []
+    values: dict[int, list[np.ndarray]] = {}
     conv = np.arange(n_conv, dtype=np.int64)
     for blk in engine.analog_values(layer, x_int):
         g = blk.group
@@ -583,8 +597,13 @@ def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> tuple[int, int,
         else:
             codes = np.clip(np.floor((v - tables.lo[g]) / d + 0.5), 0, n_codes - 1)
         keys.append(np.unique((g * n_conv + conv)[None, :] * n_codes + codes.astype(np.int64)))
+        values.setdefault(g, []).append(v)
     n_used = int(np.unique(np.concatenate(keys)).size) if keys else 0
-    return n_used, n_groups * n_conv, n_codes
+    n_values = 0
+    for vs in values.values():  # distinct values of each conversion of each row group
+        srt = np.sort(np.concatenate(vs), axis=0)
+        n_values += int(np.count_nonzero(srt[1:] != srt[:-1])) + (srt.shape[1] if len(srt) else 0)
+    return CodeUse(n_used, n_groups * n_conv, n_codes, n_values)
 
 
 def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
@@ -866,7 +885,18 @@ class SimConv(SimLayer):
                 for g, core in enumerate(self.cores)]
         y = torch.from_numpy(np.concatenate(outs, axis=1)).to(x.device, x.dtype)
         y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
-        return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
+        return y[:, :, 0, :] if self.dim == 1 else in_format_of(y, x)
+
+
+def in_format_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A conv's output ``y`` in the memory format torch's conv gives for the input ``x``:
+    channels-last where ``x`` is (and is not also plainly contiguous), else contiguous (a
+    channels-last model's later layers read it as they read torch's)."""
+    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    if (fmt is not None and y.dim() == x.dim() and x.is_contiguous(memory_format=fmt)
+            and not x.is_contiguous()):
+        return y.contiguous(memory_format=fmt)
+    return y.contiguous()
 
 
 def conv_input_error(name: str, x: torch.Tensor, nd: int, groups: int, in_channels: int,

@@ -360,9 +360,23 @@ def _model_inputs(prepared: PreparedModel, teacher: nn.Module, data: Any
 
     template_args = [place(a, a is first) for a in args]
     template_kwargs = {k: place(v, v is first) for k, v in kwargs.items()}
+    bags = isinstance(teacher, nn.Module) and any(isinstance(m, nn.EmbeddingBag)
+                                                  for m in teacher.modules())
     for where, value in [*((needed[i] if i < len(needed) else str(i), v)
                            for i, v in enumerate(template_args)), *template_kwargs.items()]:
         for leaf in _leaves(value):  # the tensors passed whole (a cut one is a _Cut)
+            if (bags and leaf.numel() > 1 and not leaf.is_floating_point()
+                    and not leaf.is_complex() and leaf.dtype is not torch.bool):
+                # an EmbeddingBag's flat indices (or its offsets) beside the samples: the
+                # other of the pair was shuffled and cut (torch's 'offsets[0] has to be 0',
+                # or each bag silently read another's indices)
+                raise ConfigError(
+                    f"distill: input {where!r}, integers of shape {tuple(leaf.shape)}, is "
+                    f"passed whole while the {n} samples are shuffled and cut; the teacher's "
+                    "nn.EmbeddingBag "
+                    "reads flat indices with offsets, which cannot be cut into samples: pass "
+                    "each sample's bag as a row of a 2-D (n, bag size) index tensor (an "
+                    "EmbeddingBag takes one without offsets; pad with per_sample_weights 0)")
             if (n > 1 and leaf.layout is torch.strided and not leaf.is_floating_point()
                     and not leaf.is_complex() and leaf.dtype is not torch.bool
                     and leaf.numel() > 1

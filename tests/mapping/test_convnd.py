@@ -226,3 +226,26 @@ def test_unet_decoder_on_rram_22nm():
     assert (fid.loc[["u1", "u2"], "sqnr_db"] > 6).all(), fid  # ~9-10 dB at seed 1
     rep = sim.report()
     assert set(rep.layers["layer"]) >= {"u1", "u2"}
+
+
+@pytest.mark.parametrize("make, shape, fmt", [
+    (lambda: nn.Conv2d(3, 4, 3, padding=1), (2, 3, 6, 6), torch.channels_last),
+    (lambda: nn.Conv2d(4, 4, 3, groups=4), (2, 4, 6, 6), torch.channels_last),
+    (lambda: nn.ConvTranspose2d(3, 4, 3, stride=2), (2, 3, 5, 5), torch.channels_last),
+    (lambda: nn.Conv3d(3, 4, 3), (2, 3, 5, 5, 5), torch.channels_last_3d),
+    (lambda: nn.ConvTranspose3d(3, 2, 2), (2, 3, 3, 3, 3), torch.channels_last_3d),
+])
+def test_a_channels_last_input_gives_torchs_output_format(make, shape, fmt):
+    """As torch's conv layers: a channels-last input gives a channels-last output (the
+    simulated conv returned NCHW whatever its input), a contiguous one a contiguous output;
+    the values do not depend on the format."""
+    torch.manual_seed(0)
+    model = nn.Sequential(make()).eval()
+    x = torch.rand(shape)
+    x_cl = x.contiguous(memory_format=fmt)
+    sim = cimsim.deploy(model, lossless_chip("channel"), calibration=x, seed=0)
+    y, y_cl = sim(x), sim(x_cl)
+    assert model(x_cl).is_contiguous(memory_format=fmt)
+    assert y_cl.is_contiguous(memory_format=fmt) and not y_cl.is_contiguous()
+    assert y.is_contiguous()
+    assert torch.equal(y, y_cl)

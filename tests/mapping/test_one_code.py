@@ -75,3 +75,23 @@ def test_inputs_that_do_not_vary_are_not_blamed_on_the_adc_range():
         assert torch.allclose(sim(x), conv(x), atol=0.01)
     _, one_code = _deploy(nn.Linear(4, 8).eval(), "ideal", torch.ones(16, 4))
     assert one_code == []
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_few_partial_sums_are_not_blamed_on_the_adc_range(k):
+    """A matrix of a few rows, read by 1-b input planes and 2-b cells, holds a few partial
+    sums per conversion on any range: the lossless chip's exact converters read every one of
+    them, so no code-use warning (they were warned about as barely following their inputs,
+    at 70-90 dB SQNR). Wide ranges that merge the signal are still named (the tests above and
+    ``test_calibration_data.py -k barely_follow``)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(k, 4)).eval()
+    x = torch.relu(torch.randn(64, k) - 2.5)  # sparse, non-negative: few values per plane
+    x[0, 0] = 1.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sim = cimsim.deploy(model, "ideal", x, seed=0)
+    assert [str(w.message) for w in caught if "codes" in str(w.message)] == []
+    core = sim.sim_layers["0"].cores[0]
+    assert not (core.one_code or core.few_codes)
+    assert sim.trace(x)["sqnr_db"].iloc[0] > 60
