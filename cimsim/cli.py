@@ -1737,6 +1737,12 @@ class _PipeSafeStdout:
                 return self._stream.write(text)
             except BrokenPipeError:
                 self._leave()
+            except UnicodeEncodeError:
+                # a stream that cannot show a '§' or a 'σ' (PYTHONIOENCODING=ascii, a Latin-1
+                # locale): those characters replaced; it stopped demo after the simulation,
+                # before the report was written, and a sweep after its files
+                enc = getattr(self._stream, "encoding", None) or "ascii"
+                return self.write(text.encode(enc, "replace").decode(enc))
         return len(text)
 
     def flush(self) -> None:

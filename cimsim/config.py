@@ -1528,7 +1528,7 @@ class ChipConfig(_Config):
         return _dump_toml(self.to_dict())
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_toml())
+        Path(path).write_text(self.to_toml(), encoding="utf-8")  # as load_chip reads it
 
 
 _CMOS_KINDS = ("sram_6t", "sram_7t", "sram_8t", "sram_10t", "edram_2t", "edram_3t")
@@ -2055,7 +2055,9 @@ def _chip_data(name_or_path: str | Path,
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise ConfigError(f"unknown chip preset {str(name_or_path)!r}{hint}; presets: "
                               f"{names}; published macros: published/NAME (`cimsim presets`)")
-        text = (resources.files("cimsim") / "presets" / f"{name_or_path}.toml").read_text()
+        # UTF-8 whatever the locale (several presets cite a '§': LC_ALL=C failed to load them)
+        text = (resources.files("cimsim") / "presets"
+                / f"{name_or_path}.toml").read_text(encoding="utf-8")
         where = f"preset {name_or_path}"
     try:
         data = tomllib.loads(text)

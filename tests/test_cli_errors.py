@@ -523,3 +523,42 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(args, tmp_path,
     assert "'' is empty" in err or "' ' is empty" in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_stream_that_cannot_show_a_character_gets_it_replaced():
+    """``PYTHONIOENCODING=ascii`` or a Latin-1 locale: the layer table's '§' and the sweep's
+    'σ' raised UnicodeEncodeError after the whole simulation (demo wrote no files; a sweep
+    with a noise axis exited 1 after its files). Replaced now, the rest printed as it is."""
+    from cimsim.cli import _PipeSafeStdout
+
+    for enc, shown in (("ascii", "?7, ? = 0.05; done\n"), ("latin-1", "§7, ? = 0.05; done\n")):
+        raw = io.BytesIO()
+        stream = io.TextIOWrapper(raw, encoding=enc)
+        out = _PipeSafeStdout(stream)
+        out.write("§7, σ = 0.05; ")
+        out.write("done\n")
+        out.flush()
+        assert raw.getvalue().decode(enc) == shown
+
+
+def test_presets_and_saved_chips_read_in_utf8_whatever_the_locale(tmp_path):
+    """Several presets cite a '§': under ``LC_ALL=C`` without Python's UTF-8 mode they were
+    read in ASCII (UnicodeDecodeError loading rram-22nm); ``ChipConfig.save`` wrote in the
+    locale's encoding what ``load_chip`` reads as UTF-8."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+           "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "ascii"}
+    code = ("import locale, sys, cimsim\n"
+            "assert locale.getpreferredencoding(False).lower() in ('ascii', 'ansi_x3.4-1968')\n"
+            "chip = cimsim.load_chip('rram-22nm')\n"
+            "chip = chip.replace(description=chip.description + ' (\\u03c3, \\u00a7)')\n"
+            "chip.save(sys.argv[1])\n"
+            "assert cimsim.load_chip(sys.argv[1]) == chip\n")
+    preset = Path(cimsim.__file__).parent / "presets" / "rram-22nm.toml"
+    assert "§" in preset.read_text(encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "chip.toml")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import prange, uint64
 
+from .._jit import njit
 from .._threads import start_numba_pool
 from ..adc._kernels import linear_adc
 from ._rng import code_offset_slow, fill_normals_n, fill_words

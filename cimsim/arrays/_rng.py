@@ -42,7 +42,9 @@ import math
 import sys
 
 import numpy as np
-from numba import njit, uint64
+from numba import uint64
+
+from .._jit import njit
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = 0xBF58476D1CE4E5B9

@@ -225,7 +225,7 @@ def append_record(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
     this loses nothing); returns the record as it will read back."""
     cleaned = clean(dict(record))
     line = json.dumps(cleaned, allow_nan=False, sort_keys=True)
-    with path.open("a") as fh:
+    with path.open("a", encoding="utf-8") as fh:
         fh.write(line + "\n")
         fh.flush()
         os.fsync(fh.fileno())

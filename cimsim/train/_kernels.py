@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import prange, uint64
 
+from .._jit import njit
 from .._threads import start_numba_pool
 from ..arrays._rng import KN, WN, fill_normals
 
