@@ -15,6 +15,7 @@ import math
 import numbers
 import re
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,7 @@ from .convnd import SimConv3d, SimConvTranspose
 from .functional import higher_order_error, warn_functional, watch_functional_weights
 from .layers import (
     FEW_CODES,
+    CodeFlags,
     CoreTrace,
     MatmulCore,
     Root,
@@ -144,6 +146,9 @@ def _sim_class(module: nn.Module) -> type[SimLayer] | None:
         if isinstance(module, kind):
             return sim
     return None
+
+
+_LOCK_GUARD = threading.Lock()  # creates a SimModel's call lock once (SimModel._one_call)
 
 
 class SimModel(nn.Module):
@@ -240,7 +245,27 @@ class SimModel(nn.Module):
         self.backend = backend
         return self
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_call_lock", None)  # a lock does not pickle; the copy makes its own
+        return state
+
+    def _one_call(self) -> threading.RLock:
+        """The lock held by a forward, a trace, ``uncounted`` and ``reset_events``: calls from
+        several threads take turns (each read-modify-wrote the layers' event sums, vector
+        counts and the noise stream's call counter: 0.5-3 % of the events were lost, and two
+        calls could draw the same noise). Reentrant: a forward inside ``uncounted``."""
+        lock = self.__dict__.get("_call_lock")
+        if lock is None:
+            with _LOCK_GUARD:
+                lock = self.__dict__.setdefault("_call_lock", threading.RLock())
+        return lock
+
     def forward(self, *args, **kwargs):
+        with self._one_call():
+            return self._forward(*args, **kwargs)
+
+    def _forward(self, *args, **kwargs):
         # NumPy inputs as the calibration data takes them (the model's own torch code would
         # fail on an ndarray with an AttributeError deep inside it)
         args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args)
@@ -401,14 +426,15 @@ class SimModel(nn.Module):
         alone, on the same draws, as each point of a ``time_s`` sweep sees them). The
         ``torch`` backend draws from torch's generator instead: seed it
         (``torch.manual_seed``) for the same."""
-        for layer in self.sim_layers.values():
-            layer.reset_events()
-            if noise:
-                for core in layer.cores:
-                    core.calls = 0
-        self._extra = Events()
-        self.n_inferences = 0
-        self.n_calls = 0
+        with self._one_call():
+            for layer in self.sim_layers.values():
+                layer.reset_events()
+                if noise:
+                    for core in layer.cores:
+                        core.calls = 0
+            self._extra = Events()
+            self.n_inferences = 0
+            self.n_calls = 0
 
     @contextlib.contextmanager
     def uncounted(self) -> Iterator[SimModel]:
@@ -416,11 +442,12 @@ class SimModel(nn.Module):
         clipping counts and inference count are as they were before it (a BatchNorm
         calibration pass, :func:`cimsim.train.calibrate_bn`, entered the report's
         per-inference figures). The conversion noise stream moves on as for any forward."""
-        before = self._counts()
-        try:
-            yield self
-        finally:
-            self._restore_counts(before)
+        with self._one_call():
+            before = self._counts()
+            try:
+                yield self
+            finally:
+                self._restore_counts(before)
 
     def _counts(self) -> tuple[list[Any], list[Any], tuple[Any, ...]]:
         """What the run's work is counted in: every core's counters, the inference and call
@@ -477,6 +504,10 @@ class SimModel(nn.Module):
             layer is never reached (or all its matrices are kept digital). Also kept as
             :attr:`fidelity`.
         """
+        with self._one_call():  # its tracers and counters are the model's, as a forward's
+            return self._trace(x, batch_size, max_code_vectors, progress)
+
+    def _trace(self, x: Any, batch_size: int, max_code_vectors: int, progress: bool) -> Any:
         import pandas as pd
 
         cores = [c for layer in self.sim_layers.values() for c in layer.cores]
@@ -1510,12 +1541,13 @@ _WIDE_RANGE = ("The ADC's range is far wider than their signal: try adc.range_po
                "fewer rows per conversion (SimModel.trace() shows each layer's code use)")
 
 
-def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
-    """Warn about the matrices whose ADCs read one code for every calibration input (their
-    outputs do not follow their inputs: a full-scale range far wider than the signal, which
-    only ``SimModel.trace``'s ``adc_code_use_pct`` showed before), and about those whose
-    calibration inputs were all 0 (scales and ranges set from no signal)."""
-    cores = [c for layer in sim_layers.values() for c in layer.cores]
+def warn_code_use(flagged: Mapping[str, Sequence[str]], who: str, stacklevel: int = 3
+                  ) -> None:
+    """Warn about the matrices named under each of :class:`CodeFlags`'s fields: ADCs reading
+    one code for every calibration input (their outputs do not follow their inputs: a
+    full-scale range far wider than the signal, which only ``SimModel.trace``'s
+    ``adc_code_use_pct`` showed before), few codes, or an error above the signal. ``who``:
+    deploy or prepare."""
     # (flag, what the matrices do, with the verb's singular and plural, and what follows)
     checks = (("one_code", ("converts", "convert"), "every calibration input to one ADC code "
                "(noise-free): {names}; their outputs do not follow their inputs (only bias and "
@@ -1529,11 +1561,20 @@ def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
                "compute. Try adc.range_policy = 'calibrated', more adc.bits or fewer rows per "
                "conversion (SimModel.trace() shows each layer's sqnr_db and clipping)"))
     for flag, (one, many), text in checks:
-        names = [c.name for c in cores if getattr(c, flag) and not c.zero_inputs]
+        names = flagged.get(flag, ())
         if names:
             verb = f"x {one}" if len(names) == 1 else f"ces {many}"
-            warnings.warn(f"deploy: {len(names)} matri{verb} " + text.format(names=_shown(names)),
-                          UserWarning, stacklevel=3)
+            warnings.warn(f"{who}: {len(names)} matri{verb} " + text.format(names=_shown(names)),
+                          UserWarning, stacklevel=stacklevel)
+
+
+def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
+    """Warn about the matrices whose code use is flagged (:func:`warn_code_use`), and about
+    those whose calibration inputs were all 0 (scales and ranges set from no signal) or
+    mostly far below their range."""
+    cores = [c for layer in sim_layers.values() for c in layer.cores]
+    warn_code_use({flag: [c.name for c in cores if getattr(c, flag) and not c.zero_inputs]
+                   for flag in CodeFlags._fields}, "deploy", stacklevel=4)
     warn_zero_inputs([c.name for c in cores if c.zero_inputs], "deploy", stacklevel=4)
     warn_coarse_inputs([c.name for c in cores if c.coarse_inputs], "deploy", stacklevel=4)
 
