@@ -1257,14 +1257,16 @@ def _prepare_bskmq(args: argparse.Namespace, recipe, chip, model, x_cal,
             "weight in one conversion column (a differential pair of cells holding its "
             "magnitude bits, or array.slice_readout = 'analog') and each layer's inputs in one "
             "array's rows; e.g. for the digits CNN on rram-22nm: --set adc.kind=ramp --set "
-            "adc.placement=layer_output --set dac.bits=all --set weight_bits=4 --set "
-            "device.bits_per_cell=3 --set array.n_rows=512 --set array.n_cols=512 "
-            "(docs/activation-adc-study.md)")
+            "adc.placement=layer_output --set adc.level_fit=bs_kmq --set dac.bits=all "
+            "--set weight_bits=4 --set device.bits_per_cell=3 --set array.n_rows=512 --set "
+            "array.n_cols=512 (docs/activation-adc-study.md)")
     print(f"BS-KMQ on the chip: {chip.weight_bits}-bit weights, {chip.adc.bits}-bit "
           f"{chip.adc.level_fit.value} NL-ADC levels fused with the ReLUs "
           f"({'refit each epoch' if recipe.bskmq_refit else 'frozen'})")
+    # a fitter the user set is the one meant (no warning that it is not BS-KMQ's)
+    stated = any(o.split("=", 1)[0].strip() == "adc.level_fit" for o in args.overrides)
     return prepare_bskmq(model, chip, x_cal, seed=args.seed, exclude=args.exclude,
-                         **(twin or {}))
+                         level_fit=chip.adc.level_fit if stated else None, **(twin or {}))
 
 
 def _prepare_for(args: argparse.Namespace, method: str, model, chip, x_cal,

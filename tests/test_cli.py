@@ -462,7 +462,8 @@ def test_train_raoq_combines_the_four_methods_issue12(tmp_path, capsys):
     ("columnquant+bskmq", "bskmq does not combine with ['columnquant']"),
     ("bskmq", "needs adc.kind = 'ramp'"),
     # every condition at once, with a --set list that runs (the test below trains that chip)
-    ("bskmq", "--set adc.kind=ramp --set adc.placement=layer_output --set dac.bits=all --set "
+    ("bskmq", "--set adc.kind=ramp --set adc.placement=layer_output --set adc.level_fit=bs_kmq "
+              "--set dac.bits=all --set "
               "weight_bits=4 --set device.bits_per_cell=3 --set array.n_rows=512"),
     ("qat+shift", "is not a method"),
 ])
@@ -472,16 +473,20 @@ def test_train_bad_method_combinations_issue12(tmp_path, capsys, method, fragmen
     assert err.count("\n") == 1 and fragment in err
 
 
-@pytest.mark.parametrize("method, refit", [("bskmq", "true"),
-                                           ("qat+bskmq+a-shift+w-reshape", "false")])
-def test_train_bskmq_finetunes_the_nl_adc_levels_issue12(tmp_path, capsys, method, refit):
+def _nl_chip(level_fit: str) -> cimsim.ChipConfig:
+    """rram-22nm with a 3-b layer-output ramp NL-ADC, one conversion per output."""
     chip = cimsim.load_chip("rram-22nm")
-    chip = chip.replace(weight_bits=4, dac=chip.dac.replace(bits=None),
+    return chip.replace(weight_bits=4, dac=chip.dac.replace(bits=None),
                         device=chip.device.replace(bits_per_cell=3),
                         array=chip.array.replace(n_rows=512, n_cols=512),
                         adc=chip.adc.replace(kind="ramp", bits=3, placement="layer_output",
-                                             range_policy="calibrated", level_fit="bs_kmq"))
-    chip.save(tmp_path / "nl.toml")
+                                             range_policy="calibrated", level_fit=level_fit))
+
+
+@pytest.mark.parametrize("method, refit", [("bskmq", "true"),
+                                           ("qat+bskmq+a-shift+w-reshape", "false")])
+def test_train_bskmq_finetunes_the_nl_adc_levels_issue12(tmp_path, capsys, method, refit):
+    _nl_chip("bs_kmq").save(tmp_path / "nl.toml")
     args = ["train", "--model", "demo", "--chip", str(tmp_path / "nl.toml"), "--limit", "64",
             "--calibration", "64", "--batch-size", "16", "--method", method, "--option",
             f"bskmq_refit={refit}", "--epochs", "1", "--out", str(tmp_path / "run")]
@@ -636,3 +641,16 @@ def test_calibration_inputs_missing_most_classes_are_warned_about(digits_files, 
         assert warned == (order == "sorted"), err
         if warned:
             assert "64 calibration inputs" in err and "shuffle the rows of --data" in err
+
+
+def test_train_bskmq_names_a_chip_fitting_other_levels_unless_set(tmp_path, recwarn):
+    """A chip whose adc.level_fit is not bs_kmq trains those levels: warned, unless the
+    command line set the fitter (--set adc.level_fit=...), which is then what was meant."""
+    _nl_chip("uniform").save(tmp_path / "nl.toml")
+    args = ["train", "--model", "demo", "--chip", str(tmp_path / "nl.toml"), "--limit", "32",
+            "--calibration", "32", "--batch-size", "16", "--method", "bskmq", "--epochs", "1"]
+    for extra, warned in (([], True), (["--set", "adc.level_fit=uniform"], False)):
+        recwarn.clear()
+        assert main(args + extra + ["--out", str(tmp_path / f"run{warned}")]) == 0
+        said = [str(w.message) for w in recwarn]
+        assert any("adc.level_fit = 'uniform', so the levels are" in m for m in said) == warned

@@ -59,8 +59,8 @@ from .matrix import (
 from .naming import refuse_signed_together
 from .weight_view import TensorMeta, ViewsWeights
 
-__all__ = ["CoreTrace", "MatmulCore", "SimConv", "SimLinear", "SimMultiheadAttention", "SimLayer",
-           "adc_codes_used", "fused_activation"]
+__all__ = ["CodeFlags", "CoreTrace", "MatmulCore", "SimConv", "SimLinear",
+           "SimMultiheadAttention", "SimLayer", "adc_codes_used", "code_use", "fused_activation"]
 
 log = logging.getLogger(__name__)
 
@@ -210,61 +210,10 @@ class MatmulCore:
         self._check_codes(stats.sample)
 
     def _check_codes(self, sample: np.ndarray | None) -> None:
-        """Set :attr:`one_code`: whether every ADC setting converts :data:`ONE_CODE_ROWS`
-        calibration rows spread evenly over the sample, noise-free, to one code (deploy warns: a
-        full-scale range far wider than the signal leaves a layer outputting its bias, which
-        only ``SimModel.trace`` showed). Not for an all-zero matrix (warned about already), nor
-        under a calibrated range policy, whose ranges are fitted to the signal, nor where the
-        rows checked are all the same input (one code whatever the range)."""
-        self.one_code = self.few_codes = self.error_over_signal = False
-        if (sample is None or not len(sample) or self.view is None or not np.any(self.w)
-                or self.chip.adc.range_policy is RangePolicy.CALIBRATED):
-            return
-        # spread over the sample, not its first rows: those are the first batch's in the order
-        # recorded, a recurrent matrix's all its zero first-step state (a GRU's weight_hh was
-        # warned about as reading one code, at 0.9 % relative error on the ideal chip)
-        x_int = self.view.quantize(sample[spread_rows(len(sample), ONE_CODE_ROWS)])
-        if not np.any(x_int != x_int[:1]):
-            # rows that do not vary (a depthwise group's dead channel, constant calibration
-            # data) give one code on any range: nothing to say about the ADC's
-            return
-        used = settings = values = 0
-        codes = 2**24
-        for a, b, part in self.view.parts:
-            if part.adc is not None:
-                use = adc_codes_used(part, x_int[:, a:b])
-                used, settings = used + use.used, settings + use.settings
-                values, codes = values + use.values, min(codes, use.codes)
-        # only where the converters merge what the signal holds: a matrix of a few rows read
-        # by 1-b planes and 2-b cells holds a few partial sums per conversion on any range
-        # (the ideal chip's exact converters were warned about as barely following)
-        merged = values > used
-        self.one_code = merged and settings > 0 and used == settings
-        self.few_codes = (merged and not self.one_code and settings > 0 and codes >= 8
-                          and used <= FEW_CODES * settings)
-        if not (self.one_code or self.few_codes):
-            self.error_over_signal = self._error_over_signal(x_int)
-
-    def _error_over_signal(self, x_int: np.ndarray) -> bool:
-        """Whether the engine's integer outputs for ``x_int`` (noise drawn from a seed of the
-        check's own, no event or call counted) err by more than ``x_int @ w_int.T``'s size,
-        each part at its own weight scale. Not for a fused activation (its outputs are the
-        activation's levels) nor block floating-point inputs (a scale per vector)."""
-        view = self.view
-        if (view is None or view.activation is not None
-                or self.chip.quant.act_format is not ActFormat.INT):
-            return False
-        sim = np.zeros((x_int.shape[0], view.w_int.shape[0]))
-        ref = np.zeros_like(sim)
-        for t, (a, b, part) in enumerate(view.parts):
-            y = engine.run(part, x_int[:, a:b], noise_seed=stream_key(self.seed, 999_999 + t))[0]
-            if self._offsets is not None:
-                y = y - self._offsets[t]
-            s_w = view.s_w[t if view.s_w.shape[0] > 1 else 0]
-            sim += y * s_w
-            ref += (x_int[:, a:b].astype(np.float64) @ view.w_int[:, a:b].T) * s_w
-        signal = float(np.sum(ref * ref))
-        return signal > 0 and float(np.sum((sim - ref) ** 2)) > signal
+        """Set :attr:`one_code`, :attr:`few_codes` and :attr:`error_over_signal` from the
+        calibration ``sample`` (:func:`code_use`)."""
+        self.one_code, self.few_codes, self.error_over_signal = code_use(
+            self.view, sample, self.w, self.seed)
 
     def _take(self, view: EngineView) -> None:
         """Simulate the matrix as ``view`` holds it (integers, scales, programmed parts)."""
@@ -551,6 +500,76 @@ class CoreTrace:
         if core.fused and core.activation_clamp is not None:
             return np.clip(y, 0.0, core.activation_clamp)
         return y
+
+
+class CodeFlags(NamedTuple):
+    """What :func:`code_use` finds of a matrix on its calibration sample."""
+
+    one_code: bool
+    few_codes: bool
+    error_over_signal: bool
+
+
+def code_use(view: EngineView | None, sample: np.ndarray | None, w: np.ndarray,
+             seed: int) -> CodeFlags:
+    """Whether the programmed matrix ``view`` (float weights ``w``, seed ``seed``) converts
+    :data:`ONE_CODE_ROWS` calibration rows spread evenly over ``sample``, noise-free, to one
+    code per ADC setting (:attr:`MatmulCore.one_code`), to at most :data:`FEW_CODES` on
+    average (``few_codes``), or else simulates them with an error above their signal
+    (``error_over_signal``). Deploy's and the training twin's check (``prepare`` warned of
+    none: a model trained on a chip whose every conversion read one code, its outputs the
+    same for every input, for epochs without a word). None of them for an all-zero matrix
+    (warned about already), under a calibrated range policy (the ranges are fitted to the
+    signal), where the rows checked are all the same input (one code on any range), nor where
+    the converters merge no distinct noise-free values (a few partial sums per conversion)."""
+    none = CodeFlags(False, False, False)
+    if (sample is None or not len(sample) or view is None or not np.any(w)
+            or view.chip.adc.range_policy is RangePolicy.CALIBRATED):
+        return none
+    # spread over the sample, not its first rows: those are the first batch's in the order
+    # recorded, a recurrent matrix's all its zero first-step state (a GRU's weight_hh was
+    # warned about as reading one code, at 0.9 % relative error on the ideal chip)
+    x_int = view.quantize(sample[spread_rows(len(sample), ONE_CODE_ROWS)])
+    if not np.any(x_int != x_int[:1]):
+        # rows that do not vary (a depthwise group's dead channel, constant calibration
+        # data) give one code on any range: nothing to say about the ADC's
+        return none
+    used = settings = values = 0
+    codes = 2**24
+    for a, b, part in view.parts:
+        if part.adc is not None:
+            use = adc_codes_used(part, x_int[:, a:b])
+            used, settings = used + use.used, settings + use.settings
+            values, codes = values + use.values, min(codes, use.codes)
+    # only where the converters merge what the signal holds: a matrix of a few rows read
+    # by 1-b planes and 2-b cells holds a few partial sums per conversion on any range
+    # (the ideal chip's exact converters were warned about as barely following)
+    merged = values > used
+    one = merged and settings > 0 and used == settings
+    few = (merged and not one and settings > 0 and codes >= 8
+           and used <= FEW_CODES * settings)
+    return CodeFlags(one, few, not (one or few) and _error_over_signal(view, x_int, seed))
+
+
+def _error_over_signal(view: EngineView, x_int: np.ndarray, seed: int) -> bool:
+    """Whether the engine's integer outputs for ``x_int`` (noise drawn from a seed of the
+    check's own, no event or call counted) err by more than ``x_int @ w_int.T``'s size,
+    each part at its own weight scale. Not for a fused activation (its outputs are the
+    activation's levels) nor block floating-point inputs (a scale per vector)."""
+    if view.activation is not None or view.chip.quant.act_format is not ActFormat.INT:
+        return False
+    offsets = view.offsets if view.zero_point else None
+    sim = np.zeros((x_int.shape[0], view.w_int.shape[0]))
+    ref = np.zeros_like(sim)
+    for t, (a, b, part) in enumerate(view.parts):
+        y = engine.run(part, x_int[:, a:b], noise_seed=stream_key(seed, 999_999 + t))[0]
+        if offsets is not None:
+            y = y - offsets[t]
+        s_w = view.s_w[t if view.s_w.shape[0] > 1 else 0]
+        sim += y * s_w
+        ref += (x_int[:, a:b].astype(np.float64) @ view.w_int[:, a:b].T) * s_w
+    signal = float(np.sum(ref * ref))
+    return signal > 0 and float(np.sum((sim - ref) ** 2)) > signal
 
 
 class CodeUse(NamedTuple):

@@ -28,6 +28,7 @@ chip's forward.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
-from ..config import ChipConfig, as_chip
+from ..config import ChipConfig, LevelFit, as_chip
 from ..errors import ConfigError
 from ..mapping.deploy import Arguments, replayable
 from ..mapping.matrix import InputStats
@@ -309,6 +310,14 @@ def prepare_bskmq(model: nn.Module, chip: ChipConfig | str | Path, calibration, 
     if level_fit is not None:  # a bad name is the config's ConfigError
         chip = chip.replace(adc=chip.adc.replace(level_fit=str(getattr(level_fit, "value",
                                                                        level_fit))))
+    elif chip.adc.level_fit is not LevelFit.BS_KMQ:
+        # the chip's fitter, by default 'uniform': a user running "BS-KMQ" compared uniform
+        # levels without a word (the CLI's example settings named no fitter)
+        warnings.warn(f"BS-KMQ on the chip: chip {chip.name} has adc.level_fit = "
+                      f"{chip.adc.level_fit.value!r}, so the levels are fitted so, not by "
+                      "BS-KMQ; pass level_fit='bs_kmq' (--set adc.level_fit=bs_kmq) for the "
+                      "paper's levels, or level_fit= that fitter to compare with it",
+                      UserWarning, stacklevel=2)
     prepared = prepare(model, chip, calibration, seed=seed, batch_size=batch_size, **options)
     if not fused_twins(prepared):
         raise ConfigError(_no_fused_reason(prepared, chip))

@@ -116,6 +116,7 @@ from ..mapping.deploy import (
     replayable,
     user_model,
     warn_coarse_inputs,
+    warn_code_use,
     warn_unmatched_excludes,
     warn_unsupported,
     warn_zero_inputs,
@@ -130,10 +131,12 @@ from ..mapping.functional import (
     weight_view,
 )
 from ..mapping.layers import (
+    CodeFlags,
     Root,
     attention,
     check_kernel_fits,
     check_linear_input,
+    code_use,
     conv_input_error,
     conv_pads,
     float_product,
@@ -1710,6 +1713,9 @@ class _TwinLayer(ViewsWeights):
         """Names of its matrices whose calibration inputs were all 0 (prepare warns)."""
         self.coarse_inputs: list[str] = []
         """Names of its matrices whose input step an outlier sets (prepare warns)."""
+        self.code_use: dict[str, list[str]] = {f: [] for f in CodeFlags._fields}
+        """Names of its matrices flagged by deploy's code-use check, per flag (prepare
+        warns)."""
         self.deployed_views: dict[str, EngineView] = {}
         """Views deploy computed (``adc.calibration_mode = 'simulated'``): a matrix named here
         starts from this view instead of one fitted to the float pass."""
@@ -1833,6 +1839,12 @@ class _TwinLayer(ViewsWeights):
             layer_max_abs=layer_max_abs)
         if coarse_inputs(view, self._stats[i]):
             self.coarse_inputs.append(name)
+        if not self._stats[i].all_zero:
+            flags = code_use(view, self._stats[i].sample, w.detach().cpu().double().numpy(),
+                             self._seeds[i])
+            for flag, on in flags._asdict().items():
+                if on:
+                    self.code_use[flag].append(name)
         return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
 
     def _group_twins(self, mats: torch.Tensor, bias: torch.Tensor | None, groups: int,
@@ -2604,6 +2616,8 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     warn_zero_inputs([n for layer in layers.values() for n in layer.zero_inputs], "prepare")
     warn_coarse_inputs([n for layer in layers.values() for n in layer.coarse_inputs],
                        "prepare")
+    warn_code_use({flag: [n for layer in layers.values() for n in layer.code_use[flag]]
+                   for flag in CodeFlags._fields}, "prepare")
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
     carry_grad_hooks(layers)
     for name, layer in layers.items():

@@ -234,3 +234,18 @@ def test_a_scale_trained_through_zero_warns_at_the_step_it_happens():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         prepared(x)  # once per layer
+
+
+def test_a_chip_fitting_other_levels_is_named_unless_the_fitter_is_chosen():
+    """``adc.level_fit`` defaults to 'uniform': BS-KMQ on such a chip trained uniform levels
+    without a word (the CLI's example settings named no fitter). Warned, naming the setting;
+    a fitter passed (or the chip's own bs_kmq) is what was meant."""
+    model, x_cal = _mlp(), _data(0, 100)
+    with pytest.warns(UserWarning, match=r"adc.level_fit = 'uniform'.*level_fit='bs_kmq'"):
+        prepared = prepare_bskmq(model, _chip(level_fit="uniform"), x_cal)
+    assert prepared.chip.adc.level_fit.value == "uniform"
+    for chip, fit in ((_chip(level_fit="uniform"), "kmeans"), (_chip(), None)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            prepared = prepare_bskmq(model, chip, x_cal, level_fit=fit)
+        assert prepared.chip.adc.level_fit.value == (fit or "bs_kmq")

@@ -241,3 +241,29 @@ def test_a_zero_initialised_layer_learns_codes_in_the_twin():
         loss.backward()
         opt.step()
     assert int((twin.quantized_weight() != 0).sum()) > 32  # of 64 (it was 0)
+
+
+
+def test_prepare_names_matrices_whose_codes_do_not_follow_their_inputs():
+    """Deploy warned of matrices whose every conversion reads one code (full-scale 4-b
+    converters far wider than the signal); prepare did not: a model trained there, its
+    outputs the same for every input, for epochs without a word. It warns as deploy does, on
+    the same matrices; a chip whose codes follow the signal is not warned about."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 4)).eval()
+    x = torch.rand(32, 16)
+    chip = cimsim.load_chip("rram-22nm")
+    wide = chip.replace(adc=chip.adc.replace(bits=4, range_policy="full_scale"),
+                        noise=chip.noise.replace(thermal_sigma_lsb=0.0))
+    with pytest.warns(UserWarning, match=r"deploy: 2 matrices convert every calibration input "
+                                         r"to one ADC code.*'0', '2'"):
+        cimsim.deploy(model, wide, x, seed=0)
+    with pytest.warns(UserWarning, match=r"prepare: 2 matrices convert every calibration "
+                                         r"input to one ADC code.*'0', '2'"):
+        prep = prepare(model, wide, x)
+    with torch.no_grad():
+        y = prep.eval()(x)
+    assert torch.equal(y, y[:1].expand_as(y))  # the same output for every input
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(model, chip, x)
