@@ -1734,17 +1734,23 @@ class _PipeSafeStdout:
         self.reader_left = False
 
     def write(self, text: str) -> int:
-        if not self.reader_left:
+        if self.reader_left:
+            return len(text)
+        try:
             try:
                 return self._stream.write(text)
-            except BrokenPipeError:
-                self._leave()
             except UnicodeEncodeError:
                 # a stream that cannot show a '§' or a 'σ' (PYTHONIOENCODING=ascii, a Latin-1
                 # locale): those characters replaced; it stopped demo after the simulation,
-                # before the report was written, and a sweep after its files
+                # before the report was written, and a sweep after its files. Once in the
+                # stream's encoding, then in ASCII (a stream whose .encoding is not what it
+                # writes in), never again
                 enc = getattr(self._stream, "encoding", None) or "ascii"
-                return self.write(text.encode(enc, "replace").decode(enc))
+                for codec in dict.fromkeys((enc, "ascii")):
+                    with contextlib.suppress(UnicodeEncodeError, LookupError):
+                        return self._stream.write(text.encode(codec, "replace").decode(codec))
+        except BrokenPipeError:
+            self._leave()
         return len(text)
 
     def flush(self) -> None:

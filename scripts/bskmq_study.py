@@ -109,7 +109,8 @@ def chip_twin(model: nn.Module, chip: cimsim.ChipConfig, cal: torch.Tensor,
     activations (layer by layer, the layers before it quantized), with ``params``: the same
     procedure for every fitter, with or without boundary suppression (deploy's float-pass fit
     takes no fitter parameters)."""
-    prepared = prepare_bskmq(model, chip, cal)
+    # each fitter on purpose (no warning that it is not BS-KMQ's)
+    prepared = prepare_bskmq(model, chip, cal, level_fit=chip.adc.level_fit)
     refit_chip_levels(prepared, cal, params=params)
     return prepared
 

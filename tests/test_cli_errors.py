@@ -540,6 +540,21 @@ def test_a_stream_that_cannot_show_a_character_gets_it_replaced():
         out.flush()
         assert raw.getvalue().decode(enc) == shown
 
+    class Tee:  # says UTF-8, writes one copy to an ASCII sink: one retry in ASCII, no loop
+        encoding = "utf-8"
+
+        def __init__(self):
+            self.raw = io.BytesIO()
+            self.sink = io.TextIOWrapper(self.raw, encoding="ascii")
+
+        def write(self, text):
+            return self.sink.write(text)
+
+    tee = Tee()
+    assert _PipeSafeStdout(tee).write("§7 σ\n") == 5
+    tee.sink.flush()
+    assert tee.raw.getvalue() == b"?7 ?\n"
+
 
 def test_presets_and_saved_chips_read_in_utf8_whatever_the_locale(tmp_path):
     """Several presets cite a '§': under ``LC_ALL=C`` without Python's UTF-8 mode they were

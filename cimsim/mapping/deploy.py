@@ -251,10 +251,10 @@ class SimModel(nn.Module):
         return state
 
     def _one_call(self) -> threading.RLock:
-        """The lock held by a forward, a trace, ``uncounted`` and ``reset_events``: calls from
-        several threads take turns (each read-modify-wrote the layers' event sums, vector
-        counts and the noise stream's call counter: 0.5-3 % of the events were lost, and two
-        calls could draw the same noise). Reentrant: a forward inside ``uncounted``."""
+        """The lock held by a forward, a trace, ``reset`` and ``uncounted``'s snapshot and
+        restore: calls from several threads take turns (each read-modify-wrote the layers'
+        event sums, vector counts and the noise stream's call counter: 0.5-3 % of the events
+        were lost, and two calls could draw the same noise). Reentrant: a trace's forwards."""
         lock = self.__dict__.get("_call_lock")
         if lock is None:
             with _LOCK_GUARD:
@@ -442,11 +442,12 @@ class SimModel(nn.Module):
         clipping counts and inference count are as they were before it (a BatchNorm
         calibration pass, :func:`cimsim.train.calibrate_bn`, entered the report's
         per-inference figures). The conversion noise stream moves on as for any forward."""
-        with self._one_call():
-            before = self._counts()
-            try:
-                yield self
-            finally:
+        with self._one_call():  # not held across the block: its forwards may come from
+            before = self._counts()  # other threads, which would wait for it for ever
+        try:
+            yield self
+        finally:
+            with self._one_call():
                 self._restore_counts(before)
 
     def _counts(self) -> tuple[list[Any], list[Any], tuple[Any, ...]]:

@@ -602,26 +602,29 @@ def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> CodeUse:
     adc = layer.chip.adc
     n_groups, n_conv = tables.shape
     n_codes = tables.lvl.shape[-1] if tables.lvl is not None else adc.n_codes
-    keys = []
-    values: dict[int, list[np.ndarray]] = {}
-    conv = np.arange(n_conv, dtype=np.int64)
+    blocks: dict[int, list[np.ndarray]] = {}
     for blk in engine.analog_values(layer, x_int):
-        g = blk.group
+        blocks.setdefault(blk.group, []).append(blk.values.reshape(-1, n_conv))
+    n_used = n_values = 0
+    for g, vs in blocks.items():
         d = tables.delta[g]
-        v = blk.values.reshape(-1, n_conv) * (1.0 + adc.gain_error) + adc.offset_error_lsb * d
+        # (conversion, value) rows, each conversion's values sorted: the code is a
+        # non-decreasing function of the value, so its codes come out sorted too and both
+        # counts are the changes along a row (np.unique of every (setting, code) key cost
+        # prepare as much as the rest of it on a model of wide layers)
+        v = np.sort(np.concatenate(vs).T * (1.0 + adc.gain_error)
+                    + adc.offset_error_lsb * d[:, None], axis=1)
+        if not v.shape[1]:
+            continue
         if tables.thr is not None:
             # code = number of thresholds <= v, as the kernel's threshold ADC counts
-            codes = np.stack([np.searchsorted(tables.thr[g, c], v[:, c], side="right")
-                              for c in range(n_conv)], axis=1)
+            codes = np.stack([np.searchsorted(tables.thr[g, c], v[c], side="right")
+                              for c in range(n_conv)])
         else:
-            codes = np.clip(np.floor((v - tables.lo[g]) / d + 0.5), 0, n_codes - 1)
-        keys.append(np.unique((g * n_conv + conv)[None, :] * n_codes + codes.astype(np.int64)))
-        values.setdefault(g, []).append(v)
-    n_used = int(np.unique(np.concatenate(keys)).size) if keys else 0
-    n_values = 0
-    for vs in values.values():  # distinct values of each conversion of each row group
-        srt = np.sort(np.concatenate(vs), axis=0)
-        n_values += int(np.count_nonzero(srt[1:] != srt[:-1])) + (srt.shape[1] if len(srt) else 0)
+            codes = np.clip(np.floor((v - tables.lo[g][:, None]) / d[:, None] + 0.5), 0,
+                            n_codes - 1)
+        n_used += n_conv + int(np.count_nonzero(codes[:, 1:] != codes[:, :-1]))
+        n_values += n_conv + int(np.count_nonzero(v[:, 1:] != v[:, :-1]))
     return CodeUse(n_used, n_groups * n_conv, n_codes, n_values)
 
 

@@ -360,23 +360,9 @@ def _model_inputs(prepared: PreparedModel, teacher: nn.Module, data: Any
 
     template_args = [place(a, a is first) for a in args]
     template_kwargs = {k: place(v, v is first) for k, v in kwargs.items()}
-    bags = isinstance(teacher, nn.Module) and any(isinstance(m, nn.EmbeddingBag)
-                                                  for m in teacher.modules())
     for where, value in [*((needed[i] if i < len(needed) else str(i), v)
                            for i, v in enumerate(template_args)), *template_kwargs.items()]:
         for leaf in _leaves(value):  # the tensors passed whole (a cut one is a _Cut)
-            if (bags and leaf.numel() > 1 and not leaf.is_floating_point()
-                    and not leaf.is_complex() and leaf.dtype is not torch.bool):
-                # an EmbeddingBag's flat indices (or its offsets) beside the samples: the
-                # other of the pair was shuffled and cut (torch's 'offsets[0] has to be 0',
-                # or each bag silently read another's indices)
-                raise ConfigError(
-                    f"distill: input {where!r}, integers of shape {tuple(leaf.shape)}, is "
-                    f"passed whole while the {n} samples are shuffled and cut; the teacher's "
-                    "nn.EmbeddingBag "
-                    "reads flat indices with offsets, which cannot be cut into samples: pass "
-                    "each sample's bag as a row of a 2-D (n, bag size) index tensor (an "
-                    "EmbeddingBag takes one without offsets; pad with per_sample_weights 0)")
             if (n > 1 and leaf.layout is torch.strided and not leaf.is_floating_point()
                     and not leaf.is_complex() and leaf.dtype is not torch.bool
                     and leaf.numel() > 1
@@ -399,4 +385,51 @@ def _model_inputs(prepared: PreparedModel, teacher: nn.Module, data: Any
         return ([fill(a) for a in template_args],
                 {k: fill(v) for k, v in template_kwargs.items()})
 
+    if tensors:
+        _refuse_bags_with_offsets(teacher, call([t.narrow(d, 0, min(n, 2))
+                                                 for t, d in zip(tensors, dims, strict=True)]))
     return tuple(tensors), tuple(dims), call
+
+
+class _BagsFound(Exception):
+    """Raised by :func:`_refuse_bags_with_offsets`'s hook to stop the teacher's probe."""
+
+
+def _refuse_bags_with_offsets(teacher: Any, inputs: tuple[list[Any], dict[str, Any]]) -> None:
+    """A ``ConfigError`` where the teacher's ``nn.EmbeddingBag`` reads flat indices with
+    offsets (on the first two samples, as distill cuts them): those cannot be cut into
+    samples, and distill shuffles and cuts every epoch (torch's 'offsets[0] has to be 0', or
+    each bag silently read another sample's indices). Decided from what the bag receives, not
+    from the inputs' shapes: an integer table passed whole beside 2-D bags is no offset."""
+    bags: dict[nn.Module, str] = (
+        {m: name for name, m in teacher.named_modules() if isinstance(m, nn.EmbeddingBag)}
+        if isinstance(teacher, nn.Module) else {})
+    if not bags:
+        return
+    found: list[str] = []
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        offsets = args[1] if len(args) > 1 else kwargs.get("offsets")
+        first = args[0] if args else kwargs.get("input")
+        if offsets is not None or (isinstance(first, torch.Tensor) and first.dim() == 1):
+            found.append(bags[module])
+            raise _BagsFound
+
+    handles = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in bags]
+    modes = [(m, m.training) for m in teacher.modules()]
+    teacher.eval()  # a BatchNorm's running statistics stay as they are
+    try:
+        with torch.no_grad(), contextlib.suppress(Exception):
+            # another failure is the teacher's own, met as before in the first step
+            teacher(*inputs[0], **inputs[1])
+    finally:
+        for h in handles:
+            h.remove()
+        for m, mode in modes:
+            m.training = mode
+    if found:
+        raise ConfigError(
+            f"distill: the teacher's nn.EmbeddingBag {found[0]!r} reads flat indices with "
+            "offsets, which cannot be cut into the samples distill shuffles and cuts: pass "
+            "each sample's bag as a row of a 2-D (n, bag size) index tensor (an EmbeddingBag "
+            "takes one without offsets; pad with per_sample_weights 0)")

@@ -1417,8 +1417,8 @@ def test_calls_from_several_threads_take_turns_and_count_every_event():
     held = threading.Event()
     release = threading.Event()
 
-    def hold() -> None:
-        with sim.uncounted():
+    def hold() -> None:  # as a long forward holds the model
+        with sim._one_call():
             held.set()
             release.wait(10)
 
@@ -1449,6 +1449,11 @@ def test_calls_from_several_threads_take_turns_and_count_every_event():
     # each call drew its own noise: every core's call counter moved once per call
     assert len(outs) == len(xs)
     assert {c.calls for layer in sim.sim_layers.values() for c in layer.cores} == {len(xs)}
+    # uncounted() holds the model only to take and restore its counts: forwards from other
+    # threads inside its block run (they waited for it for ever) and are not counted
+    with sim.uncounted(), ThreadPoolExecutor(2) as pool:
+        assert len(list(pool.map(sim, xs[:8]))) == 8
+    assert sim.n_inferences == ref_n and _all_events(sim) == pytest.approx(events)
 
 
 def _all_events(sim) -> dict:

@@ -78,25 +78,37 @@ def test_bskmq_without_a_fusable_relu_names_the_reason(name):
 def test_distill_of_bags_with_offsets_is_refused_and_the_2d_form_trains():
     """An EmbeddingBag's flat indices and offsets cannot be cut into samples: distill passed
     them whole beside the shuffled dense features (each sample trained against another's
-    bags, without a word; with one table of bags, torch's 'offsets[0] has to be 0'). Refused,
-    naming the input and the 2-D form, which distills."""
+    bags, without a word), or cut both where their lengths equalled the sample count
+    (torch's 'offsets[0] has to be 0'). Refused, naming the bag and the 2-D form, decided
+    from what the bag receives: 2-D bags beside an integer table passed whole train."""
     model, args = _build("dlrm")
     prep = _quiet(prepare, model, cimsim.load_chip("ideal"), args)
-    with pytest.raises(ConfigError, match=r"'indices', integers of shape \(2, 6\).*"
-                                          r"EmbeddingBag.*2-D \(n, bag size\)"):
+    with pytest.raises(ConfigError, match=r"nn.EmbeddingBag 'embs.0' reads flat indices with "
+                                          r"offsets.*2-D \(n, bag size\)"):
         distill(prep, model, tuple(args), epochs=1, batch_size=8, progress=False)
 
-    class Bags2d(nn.Module):  # each sample's bag a row: (n, 3) indices, no offsets
+    class Bags(nn.Module):
         def __init__(self):
             super().__init__()
             self.bag, self.fc = nn.EmbeddingBag(20, 6, mode="sum"), nn.Linear(10, 2)
 
-        def forward(self, dense, idx):
-            return self.fc(torch.cat([dense, self.bag(idx)], 1))
+        def forward(self, dense, idx, extra):  # 2-D: idx (n, 3) rows, extra a shared table
+            return self.fc(torch.cat([dense, self.bag(extra[idx])], 1))
+
+    class FlatBags(Bags):
+        def forward(self, dense, idx, offsets):  # one index per bag: n indices, n offsets
+            return self.fc(torch.cat([dense, self.bag(idx, offsets)], 1))
 
     torch.manual_seed(0)
-    two_d = Bags2d().double().eval()
-    data = (torch.randn(8, 4, dtype=torch.float64), torch.randint(0, 20, (8, 3)))
+    dense = torch.randn(8, 4, dtype=torch.float64)
+    flat = FlatBags().double().eval()
+    data = (dense, torch.randint(0, 20, (8,)), torch.arange(8))
+    prep = _quiet(prepare, flat, cimsim.load_chip("ideal"), data)
+    with pytest.raises(ConfigError, match=r"'bag' reads flat indices with offsets"):
+        distill(prep, flat, data, epochs=1, batch_size=4, progress=False)
+    two_d = Bags().double().eval()
+    remap = torch.randperm(20)  # an integer table passed whole, no offset
+    data = (dense, torch.randint(0, 20, (8, 3)), remap)
     prep = _quiet(prepare, two_d, cimsim.load_chip("ideal"), data)
     before = [p.detach().clone() for p in prep.parameters()]
     distill(prep, two_d, data, epochs=1, batch_size=4, progress=False)
