@@ -85,37 +85,70 @@ def _chunk_size(layer: ProgrammedLayer, n_planes: int, chunk_vectors: int | None
     return max(1, CHUNK_BYTES // max(per_vector, 1))
 
 
+@dataclass(frozen=True)
+class _LayerConsts:
+    """What every call on a programmed layer recomputed from its frozen fields alone."""
+
+    sig: np.ndarray
+    a_max: int
+    need_xsum: bool
+    x_sum_any: bool
+    plane_dtype: type
+    mode: int
+    n_slice_multiplies: int
+
+
+def _consts(layer: ProgrammedLayer) -> _LayerConsts:
+    """:class:`_LayerConsts` of ``layer``, computed once per layer (a frozen value: a
+    replaced layer, ``dataclasses.replace``, is a new object and computes its own)."""
+    c = layer.__dict__.get("_engine_consts")
+    if c is not None:
+        return c
+    chip = layer.chip
+    sig, v_lo, v_hi = plane_layout(chip, layer.input_signed)
+    a_max = max(abs(v_lo), abs(v_hi))
+    c = _LayerConsts(
+        sig=sig, a_max=a_max, need_xsum=bool(np.any(layer.off_add != 0)),
+        x_sum_any=bool(np.any(layer.x_sum_coef != 0)),
+        plane_dtype=np.int8 if a_max <= 127 else np.int16 if a_max <= 32767 else np.int32,
+        mode=0 if not layer.input_signed else (
+            2 if chip.dac.signed_inputs is SignedInputMode.TWO_PASS else 1),
+        n_slice_multiplies=layer.n_slice_multiplies)
+    object.__setattr__(layer, "_engine_consts", c)  # not a field: replace() drops it
+    return c
+
+
 def _blocks(
     layer: ProgrammedLayer, x: np.ndarray, chunk_vectors: int | None, gemm_kind: str,
     events: dict | None, kernel: str = "numba",
 ) -> Iterator[_Block]:
     chip = layer.chip
-    sig, v_lo, v_hi = plane_layout(chip, layer.input_signed)
+    lc = _consts(layer)
+    sig = lc.sig
     n_planes = sig.shape[0]
     chunk = _chunk_size(layer, n_planes, chunk_vectors)
     mat = layer.gemm_matrix
-    need_xsum = bool(np.any(layer.off_add != 0))
-    a_max = max(abs(v_lo), abs(v_hi))
-    plane_dtype = np.int8 if a_max <= 127 else np.int16 if a_max <= 32767 else np.int32
-    mode = 0 if not layer.input_signed else (
-        2 if chip.dac.signed_inputs is SignedInputMode.TWO_PASS else 1)
-    kinds = []
-    for g, (k0, k1, _tile) in enumerate(layer.groups):
-        kind = gemm_kind
-        if kind == "int8" and (a_max > 127 or mat.dtype != np.int8):
+    need_xsum = lc.need_xsum
+    a_max = lc.a_max
+    plane_dtype = lc.plane_dtype
+    mode = lc.mode
+    if gemm_kind == "auto":  # chosen per call: int8_matmul() may be patched (tests)
+        is_int8 = mat.dtype == np.int8
+        kinds = tuple(_gemm.choose(a_max, layer.group_abs_max[g], k1 - k0, is_int8)
+                      for g, (k0, k1, _tile) in enumerate(layer.groups))
+    else:
+        if gemm_kind == "int8" and (a_max > 127 or mat.dtype != np.int8):
             raise ValueError(
                 "gemm = 'int8' needs plane values and cell digits within int8 (ideal devices, "
                 f"dac values up to 127); here planes reach {a_max} and the matrix is "
                 f"{mat.dtype}: use gemm = 'auto'"
             )
-        if kind == "auto":
-            kind = _gemm.choose(a_max, layer.group_abs_max[g], k1 - k0, mat.dtype == np.int8)
-        kinds.append(kind)
+        kinds = (gemm_kind,) * layer.n_groups
     for m0 in range(0, x.shape[0], chunk):
         xc = x[m0:m0 + chunk]
         mc = xc.shape[0]
         if kernel == "numba":
-            pl = np.empty((n_planes, mc, layer.n_inputs), dtype=plane_dtype)
+            pl: np.ndarray = np.empty((n_planes, mc, layer.n_inputs), dtype=plane_dtype)
             nnz, v2g = np.zeros(mc), np.zeros(mc)
             make_planes(np.ascontiguousarray(xc), chip.dac_bits, n_planes, mode,
                         layer.cell_rowsum, pl, nnz, v2g)
@@ -232,9 +265,10 @@ def _static_events(layer: ProgrammedLayer, m: int, n_planes: int) -> dict:
     for b, n in layer.weighting_columns.items():  # analog slice read-out's network
         ev[EventKey(C.WEIGHTING, A.SLICE_COLUMN, b)] = float(m) * n_planes * layer.n_groups * n
         ev[EventKey(C.WEIGHTING, A.MIRROR_LSB, 0)] = 0.0
-    if np.any(layer.x_sum_coef != 0):
+    lc = _consts(layer)
+    if lc.x_sum_any:
         ev[EventKey(C.DIGITAL, A.CORRECTION_ADD, acc)] = float(m) * layer.n_outputs
-    n_mul = layer.n_slice_multiplies
+    n_mul = lc.n_slice_multiplies
     if n_mul:  # a slice weight that is no power of two: a multiply before the shift-add's add
         ev[EventKey(C.DIGITAL, A.SLICE_MULTIPLY, acc)] = float(m) * n_planes * layer.n_groups \
             * n_mul
@@ -392,7 +426,7 @@ def run_detailed(
         raise ValueError(f"kernel = {kernel!r}; allowed: 'numba', 'numpy'")
     x = check_inputs(x_int, layer)
     m = x.shape[0]
-    sig = plane_layout(layer.chip, layer.input_signed)[0]
+    sig = _consts(layer).sig
     n_planes = sig.shape[0]
     args = _kernel_args(layer, sig, m)
     key_noise = np.uint64(stream_key(noise_seed, 1))
@@ -425,10 +459,12 @@ def run_detailed(
                                          key_noise=int(key_noise), key_cmp=int(key_cmp),
                                          group=blk.group, m_offset=blk.m0, thr=thr, lvl=lvl,
                                          out=out, **bounds, **args)
-    if np.any(layer.x_sum_coef != 0):
+    if _consts(layer).x_sum_any:
         y += x.sum(axis=1, dtype=np.float64)[:, None] * layer.x_sum_coef[None, :]
     n_conv = m * n_planes * layer.n_groups * layer.n_conversions
-    return RunResult(y=y, events=Events(ev), n_clipped=int(clips.sum()), n_conversions=n_conv)
+    # the keys are registered EventKeys built above and the counts floats: not checked again
+    return RunResult(y=y, events=Events._of_checked(ev), n_clipped=int(clips.sum()),
+                     n_conversions=n_conv)
 
 
 @dataclass(frozen=True)

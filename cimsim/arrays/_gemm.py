@@ -115,9 +115,20 @@ def gemm(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
     if torch is None:
         return np.matmul(a, b)
     # a model's forward under torch.autocast (CPU) would run this in bfloat16: the sums of
-    # the arrays are exact in the dtype chosen here, whatever the caller's mixed precision
-    with torch.autocast("cpu", enabled=False), ieee_float32(torch):
+    # the arrays are exact in the dtype chosen here, whatever the caller's mixed precision.
+    # Entered only when on: entering it on every GEMM was a tenth of a depthwise model's
+    # per-core overhead
+    off = (torch.autocast("cpu", enabled=False) if _cpu_autocast_on(torch)
+           else contextlib.nullcontext())
+    with off, ieee_float32(torch):
         return read_tensor(torch, a).matmul(read_tensor(torch, b)).numpy()
+
+
+def _cpu_autocast_on(torch: Any) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled("cpu"))
+    except TypeError:  # torch before 2.4 takes no device: take it as on
+        return True
 
 
 def read_tensor(torch, a: np.ndarray):
