@@ -582,10 +582,10 @@ class CodeUse(NamedTuple):
     codes: int
     """Codes of one conversion (2^bits, or the levels of a threshold ADC)."""
     values: int
-    """Distinct noise-free analog values, summed over the settings: at most ``used`` where the
-    signal itself takes few values (a matrix of a few rows read by 1-b planes and 2-b cells
-    holds few partial sums, however fine the converter), so few codes are no sign of a range
-    too wide."""
+    """Distinct noise-free analog values, summed over the settings: never below ``used``, and
+    equal to it where the converters merge none (a matrix of a few rows read by 1-b planes
+    and 2-b cells holds few partial sums, however fine the converter), so that few codes are
+    then no sign of a range too wide."""
 
 
 def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> CodeUse:

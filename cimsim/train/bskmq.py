@@ -314,8 +314,8 @@ def prepare_bskmq(model: nn.Module, chip: ChipConfig | str | Path, calibration, 
         # the chip's fitter, by default 'uniform': a user running "BS-KMQ" compared uniform
         # levels without a word (the CLI's example settings named no fitter)
         warnings.warn(f"BS-KMQ on the chip: chip {chip.name} has adc.level_fit = "
-                      f"{chip.adc.level_fit.value!r}, so the levels are fitted so, not by "
-                      "BS-KMQ; pass level_fit='bs_kmq' (--set adc.level_fit=bs_kmq) for the "
+                      f"{chip.adc.level_fit.value!r}, so the levels are fitted by that method, "
+                      "not by BS-KMQ; pass level_fit='bs_kmq' (--set adc.level_fit=bs_kmq) for the "
                       "paper's levels, or level_fit= that fitter to compare with it",
                       UserWarning, stacklevel=2)
     prepared = prepare(model, chip, calibration, seed=seed, batch_size=batch_size, **options)

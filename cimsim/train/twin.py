@@ -1713,7 +1713,7 @@ class _TwinLayer(ViewsWeights):
         """Names of its matrices whose calibration inputs were all 0 (prepare warns)."""
         self.coarse_inputs: list[str] = []
         """Names of its matrices whose input step an outlier sets (prepare warns)."""
-        self.code_use: dict[str, list[str]] = {f: [] for f in CodeFlags._fields}
+        self.code_flags: dict[str, list[str]] = {f: [] for f in CodeFlags._fields}
         """Names of its matrices flagged by deploy's code-use check, per flag (prepare
         warns)."""
         self.deployed_views: dict[str, EngineView] = {}
@@ -1844,7 +1844,7 @@ class _TwinLayer(ViewsWeights):
                              self._seeds[i])
             for flag, on in flags._asdict().items():
                 if on:
-                    self.code_use[flag].append(name)
+                    self.code_flags[flag].append(name)
         return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
 
     def _group_twins(self, mats: torch.Tensor, bias: torch.Tensor | None, groups: int,
@@ -2616,7 +2616,7 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     warn_zero_inputs([n for layer in layers.values() for n in layer.zero_inputs], "prepare")
     warn_coarse_inputs([n for layer in layers.values() for n in layer.coarse_inputs],
                        "prepare")
-    warn_code_use({flag: [n for layer in layers.values() for n in layer.code_use[flag]]
+    warn_code_use({flag: [n for layer in layers.values() for n in layer.code_flags[flag]]
                    for flag in CodeFlags._fields}, "prepare")
     freeze_like_sources(layers)  # before tying: a tied weight keeps its own flag
     carry_grad_hooks(layers)
