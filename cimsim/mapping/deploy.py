@@ -404,17 +404,21 @@ class SimModel(nn.Module):
 
     def works(self) -> list[LayerWork]:
         """What every mapped layer did since deploy (or ``reset``), in model order: the
-        values ``cimsim.cost`` and ``cimsim.report`` read (``cimsim.work``)."""
-        return [layer.work() for layer in self.sim_layers.values()]
+        values ``cimsim.cost`` and ``cimsim.report`` read (``cimsim.work``). Taken between
+        calls (:meth:`_one_call`): a report during another thread's forward read its layers
+        half counted."""
+        with self._one_call():
+            return [layer.work() for layer in self.sim_layers.values()]
 
     def work(self) -> ModelWork:
         """The model's work since deploy (or ``reset``): :meth:`works`, the events not tied
         to a layer (reprogramming), the inferences and the chip. ``cimsim.cost.estimate``
         takes it as is."""
-        return ModelWork(layers=tuple(self.works()), other_events=self._extra,
-                         n_inferences=self.n_inferences, chip=self.chip,
-                         n_arrays_needed=self.arrays_needed,
-                         digital=tuple(self.digital), t_s=self.t_s)
+        with self._one_call():  # the layers and the inference count of the same calls
+            return ModelWork(layers=tuple(self.works()), other_events=self._extra,
+                             n_inferences=self.n_inferences, chip=self.chip,
+                             n_arrays_needed=self.arrays_needed,
+                             digital=tuple(self.digital), t_s=self.t_s)
 
     def reset(self, *, noise: bool = False) -> None:
         """Forget the events and inference count of earlier forwards.

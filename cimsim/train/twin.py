@@ -141,6 +141,7 @@ from ..mapping.layers import (
     conv_pads,
     float_product,
     fused_activation,
+    in_format_of,
     layer_seed,
 )
 from ..mapping.matrix import (
@@ -2011,7 +2012,7 @@ class TwinConv(_TwinLayer):
         cols, (b, h_out, w_out) = self._columns(x4)
         y = self._grouped_product(cols, self._w2, self._b, self.groups // self.per)
         y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
-        return y[:, :, 0, :] if self.dim == 1 else y.contiguous()
+        return y[:, :, 0, :] if self.dim == 1 else in_format_of(y, x)  # as deploy's
 
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")

@@ -20,6 +20,7 @@ from ..mapping.convnd import (
     transpose_group_matrices,
     transpose_weight,
 )
+from ..mapping.layers import in_format_of
 from ..mapping.matrix import packed_groups, unpack_groups
 from ..mapping.recurrent import (
     RecurrentShape,
@@ -59,7 +60,7 @@ class TwinConv3d(TwinConv):
             return self.forward(x.unsqueeze(0)).squeeze(0)
         cols, lead = g.columns(x, self.twin_name)
         y = self._grouped_product(cols, self._w2, self._b, self.groups // self.per)
-        return g.to_output(y, lead)
+        return in_format_of(g.to_output(y, lead), x)
 
 
 class TwinConvTranspose(_TwinLayer):
@@ -96,7 +97,7 @@ class TwinConvTranspose(_TwinLayer):
         rows, lead, xb, size = g.rows(x, output_size, self.twin_name)
         y = self._grouped_product(rows, self._mats, None, self.groups // self.per)
         bias = None if self.bias is None else self.bias.to(x.device, x.dtype)
-        out = g.scatter(y, lead, xb, size, bias)
+        out = in_format_of(g.scatter(y, lead, xb, size, bias), x)
         return out if xb is x else out.squeeze(0)
 
 

@@ -249,3 +249,11 @@ def test_a_channels_last_input_gives_torchs_output_format(make, shape, fmt):
     assert y_cl.is_contiguous(memory_format=fmt) and not y_cl.is_contiguous()
     assert y.is_contiguous()
     assert torch.equal(y, y_cl)
+    # and the training twin, as the deployed layer
+    from cimsim.train import prepare
+
+    twin = prepare(model, lossless_chip("channel"), x, seed=0).eval()
+    with torch.no_grad():
+        t, t_cl = twin(x), twin(x_cl)
+    assert t_cl.is_contiguous(memory_format=fmt) and t.is_contiguous()
+    assert torch.equal(t, t_cl)

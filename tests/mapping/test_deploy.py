@@ -1426,13 +1426,16 @@ def test_calls_from_several_threads_take_turns_and_count_every_event():
     holder.start()
     held.wait(10)
     caller = threading.Thread(target=sim, args=(xs[0],))
+    reader = threading.Thread(target=sim.report)  # its counts are taken between calls too
     caller.start()
+    reader.start()
     caller.join(0.3)
-    assert caller.is_alive()  # waits for the holder, not running beside it
+    assert caller.is_alive() and reader.is_alive()  # wait for the holder, not beside it
     release.set()
     holder.join(10)
     caller.join(30)
-    assert not caller.is_alive()
+    reader.join(30)
+    assert not caller.is_alive() and not reader.is_alive()
 
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
