@@ -213,7 +213,7 @@ class MatmulCore:
         """Set :attr:`one_code`, :attr:`few_codes` and :attr:`error_over_signal` from the
         calibration ``sample`` (:func:`code_use`)."""
         self.one_code, self.few_codes, self.error_over_signal = code_use(
-            self.view, sample, self.w, self.seed)
+            self.view, sample, self.seed)
 
     def _take(self, view: EngineView) -> None:
         """Simulate the matrix as ``view`` holds it (integers, scales, programmed parts)."""
@@ -510,9 +510,8 @@ class CodeFlags(NamedTuple):
     error_over_signal: bool
 
 
-def code_use(view: EngineView | None, sample: np.ndarray | None, w: np.ndarray,
-             seed: int) -> CodeFlags:
-    """Whether the programmed matrix ``view`` (float weights ``w``, seed ``seed``) converts
+def code_use(view: EngineView | None, sample: np.ndarray | None, seed: int) -> CodeFlags:
+    """Whether the programmed matrix ``view`` (its seed ``seed``) converts
     :data:`ONE_CODE_ROWS` calibration rows spread evenly over ``sample``, noise-free, to one
     code per ADC setting (:attr:`MatmulCore.one_code`), to at most :data:`FEW_CODES` on
     average (``few_codes``), or else simulates them with an error above their signal
@@ -523,7 +522,7 @@ def code_use(view: EngineView | None, sample: np.ndarray | None, w: np.ndarray,
     signal), where the rows checked are all the same input (one code on any range), nor where
     the converters merge no distinct noise-free values (a few partial sums per conversion)."""
     none = CodeFlags(False, False, False)
-    if (sample is None or not len(sample) or view is None or not np.any(w)
+    if (sample is None or not len(sample) or view is None or not np.any(view.w_int)
             or view.chip.adc.range_policy is RangePolicy.CALIBRATED):
         return none
     # spread over the sample, not its first rows: those are the first batch's in the order

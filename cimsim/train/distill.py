@@ -385,9 +385,9 @@ def _model_inputs(prepared: PreparedModel, teacher: nn.Module, data: Any
         return ([fill(a) for a in template_args],
                 {k: fill(v) for k, v in template_kwargs.items()})
 
-    if tensors:
-        _refuse_bags_with_offsets(teacher, call([t.narrow(d, 0, min(n, 2))
-                                                 for t, d in zip(tensors, dims, strict=True)]))
+    _refuse_bags_with_offsets(teacher, lambda: call([t.narrow(d, 0, min(n, 2))
+                                                     for t, d in zip(tensors, dims,
+                                                                     strict=True)]))
     return tuple(tensors), tuple(dims), call
 
 
@@ -395,7 +395,9 @@ class _BagsFound(Exception):
     """Raised by :func:`_refuse_bags_with_offsets`'s hook to stop the teacher's probe."""
 
 
-def _refuse_bags_with_offsets(teacher: Any, inputs: tuple[list[Any], dict[str, Any]]) -> None:
+def _refuse_bags_with_offsets(teacher: Any,
+                              first_two: Callable[[], tuple[list[Any], dict[str, Any]]]
+                              ) -> None:
     """A ``ConfigError`` where the teacher's ``nn.EmbeddingBag`` reads flat indices with
     offsets (on the first two samples, as distill cuts them): those cannot be cut into
     samples, and distill shuffles and cuts every epoch (torch's 'offsets[0] has to be 0', or
@@ -404,8 +406,9 @@ def _refuse_bags_with_offsets(teacher: Any, inputs: tuple[list[Any], dict[str, A
     bags: dict[nn.Module, str] = (
         {m: name for name, m in teacher.named_modules() if isinstance(m, nn.EmbeddingBag)}
         if isinstance(teacher, nn.Module) else {})
-    if not bags:
+    if not bags:  # the samples are cut only for a teacher that has bags
         return
+    args, kwargs = first_two()
     found: list[str] = []
 
     def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -421,7 +424,7 @@ def _refuse_bags_with_offsets(teacher: Any, inputs: tuple[list[Any], dict[str, A
     try:
         with torch.no_grad(), contextlib.suppress(Exception):
             # another failure is the teacher's own, met as before in the first step
-            teacher(*inputs[0], **inputs[1])
+            teacher(*args, **kwargs)
     finally:
         for h in handles:
             h.remove()

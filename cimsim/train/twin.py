@@ -1840,12 +1840,10 @@ class _TwinLayer(ViewsWeights):
             layer_max_abs=layer_max_abs)
         if coarse_inputs(view, self._stats[i]):
             self.coarse_inputs.append(name)
-        if not self._stats[i].all_zero:
-            flags = code_use(view, self._stats[i].sample, w.detach().cpu().double().numpy(),
-                             self._seeds[i])
-            for flag, on in flags._asdict().items():
-                if on:
-                    self.code_flags[flag].append(name)
+        # (all-zero calibration inputs are rows that do not vary: flagged by none)
+        for flag, on in code_use(view, self._stats[i].sample, self._seeds[i])._asdict().items():
+            if on:
+                self.code_flags[flag].append(name)
         return TwinMatmul(w, b, view, self.options, name, calibration=self._stats[i].sample)
 
     def _group_twins(self, mats: torch.Tensor, bias: torch.Tensor | None, groups: int,
