@@ -240,9 +240,10 @@ class SimModel(nn.Module):
         torch_cores = [TorchMatmul(core.w, core.view, device or "cpu", core.name)
                        if backend == "torch" and not core.digital and core.view is not None
                        else None for core in cores]
-        for core, torch_core in zip(cores, torch_cores, strict=True):
-            core.torch_core = torch_core
-        self.backend = backend
+        with self._one_call():  # not under a forward another thread is running
+            for core, torch_core in zip(cores, torch_cores, strict=True):
+                core.torch_core = torch_core
+            self.backend = backend
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -251,10 +252,11 @@ class SimModel(nn.Module):
         return state
 
     def _one_call(self) -> threading.RLock:
-        """The lock held by a forward, a trace, ``reset`` and ``uncounted``'s snapshot and
-        restore: calls from several threads take turns (each read-modify-wrote the layers'
-        event sums, vector counts and the noise stream's call counter: 0.5-3 % of the events
-        were lost, and two calls could draw the same noise). Reentrant: a trace's forwards."""
+        """The lock held by a forward, a trace, ``reset``, ``use_backend``'s switch and
+        ``uncounted``'s snapshot and restore: calls from several threads take turns (each
+        read-modify-wrote the layers' event sums, vector counts and the noise stream's call
+        counter: 0.5-3 % of the events were lost, and two calls could draw the same noise).
+        Reentrant: a trace's forwards."""
         lock = self.__dict__.get("_call_lock")
         if lock is None:
             with _LOCK_GUARD:

@@ -1427,15 +1427,22 @@ def test_calls_from_several_threads_take_turns_and_count_every_event():
     held.wait(10)
     caller = threading.Thread(target=sim, args=(xs[0],))
     reader = threading.Thread(target=sim.report)  # its counts are taken between calls too
+    # a backend switched under a running forward gave it half its layers on each backend
+    switcher = threading.Thread(target=sim.use_backend, args=("torch",))
     caller.start()
     reader.start()
+    switcher.start()
     caller.join(0.3)
+    switcher.join(1.0)  # builds its torch matrices meanwhile, then waits to switch
     assert caller.is_alive() and reader.is_alive()  # wait for the holder, not beside it
+    assert switcher.is_alive() and sim.backend == "numba"
     release.set()
     holder.join(10)
-    caller.join(30)
-    reader.join(30)
-    assert not caller.is_alive() and not reader.is_alive()
+    for thread in (caller, reader, switcher):
+        thread.join(30)
+        assert not thread.is_alive()
+    assert sim.backend == "torch"
+    sim.use_backend("numba")
 
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
