@@ -215,7 +215,8 @@ def estimate(
         ``bit_planes``, which changes what a read counts) and its name: it re-prices the same
         events, energy and time.
     pipelined : bool
-        Chip latency: layer-by-layer (sum over layers, default) or pipelined (slowest layer).
+        Chip latency: layer-by-layer (sum over layers, default) or pipelined (the slowest
+        layer's period: its steps, each block's tail overlapping the next inference).
     n_inferences : int, optional
         Inferences the events cover (default: the model's count; 1 for layer works).
     table : TechTable, optional
@@ -283,10 +284,14 @@ def estimate(
 
     latency = _latency_stage(rep, works, per, table, cal)  # first: leakage needs the time
     reload_ns = _reload_stage(rep, other, n_needed, per, table)
+    # pipelined: each layer's period, a block's tail overlapping the next inference's steps
+    key = "period_ns" if pipelined else "latency_ns"
     t_chip = chip_latency_ns(
         list(latency.values()), pipelined,
-        sum(array_time_ns(b) for b in rep.blocks if b["layer"] != UNATTRIBUTED),
-        chip.array.n_arrays) + reload_ns
+        sum(array_time_ns(b, key) for b in rep.blocks if b["layer"] != UNATTRIBUTED),
+        chip.array.n_arrays,
+        [layer_latency_ns([b for b in rep.blocks if b["layer"] == w.name],
+                          chip.array.n_arrays, key) for w in works]) + reload_ns
     # over capacity, the layers' arrays take turns on the chip's: leak for those that exist
     hold_share = min(1.0, chip.array.n_arrays / max(sum(w.n_arrays for w in works), 1))
     gated = chip.tech.power_gating is PowerGating.LAYER

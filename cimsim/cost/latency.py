@@ -26,7 +26,9 @@ the output projection. A stacked unidirectional recurrent layer ``k`` lags the o
 ``k`` time steps (``Block.lag_vectors``: the wavefront pipeline's fill, added to its blocks'
 latency); a stacked bidirectional layer is a later stage (its backward direction reads the
 whole output of the layer below). The chip runs layers
-one after another (``sum``) or as a pipeline whose period is its slowest layer (``max``).
+one after another (``sum``) or as a pipeline whose period is its slowest layer's (``max``): a
+block's period is its steps, or its ``t_tail`` where that is longer (the add tree and output
+write of one inference overlap the next inference's steps).
 
 A time-multiplexed chip (a model needing more arrays than the chip has) reloads the arrays
 beyond the chip's every forward call (``array.reprogram`` events, docs/hardware-model.md §11).
@@ -87,8 +89,10 @@ def block_latency(
     dict
         ``n_planes``, ``n_row_groups_per_tile`` (the most in any row tile),
         ``n_conversions_per_adc`` (per step, the busiest array), ``t_conv_ns``, ``t_step_ns``,
-        ``n_steps``, ``tail_ns``, ``latency_ns``, and ``adc_duty`` (the fraction of a step the
-        busiest ADC converts).
+        ``n_steps``, ``tail_ns``, ``latency_ns``, ``period_ns`` (the block's time in a
+        pipeline of inferences: its steps, or its tail where that is longer, the add tree and
+        output write of one inference overlapping the next one's steps), and ``adc_duty``
+        (the fraction of a step the busiest ADC converts).
     """
     chip = layer.chip if chip is None else chip
     table = chip_table(chip) if table is None else table
@@ -105,7 +109,8 @@ def block_latency(
     return dict(
         n_planes=n_planes, n_row_groups_per_tile=groups_per_tile, n_conversions_per_adc=n_mux,
         t_conv_ns=t_conv, t_step_ns=t_step, n_steps=n_steps, tail_ns=tail,
-        latency_ns=n_steps * t_step + tail, adc_duty=n_mux * t_conv / t_step,
+        latency_ns=n_steps * t_step + tail, period_ns=max(n_steps * t_step, tail),
+        adc_duty=n_mux * t_conv / t_step,
     )
 
 
@@ -166,23 +171,26 @@ def read_pulse_priced(chip: ChipConfig) -> bool:
             or tech.input_drive in (InputDrive.PULSE_WIDTH, InputDrive.PULSE_COUNT))
 
 
-def array_time_ns(block: Mapping) -> float:
-    """A block's arrays times its latency, array-ns: the time it holds arrays for."""
-    return float(block["latency_ns"]) * int(block.get("n_arrays", 1))
+def array_time_ns(block: Mapping, key: str = "latency_ns") -> float:
+    """A block's arrays times its latency (``key``: or its period), array-ns: the time it
+    holds arrays for."""
+    return float(block[key]) * int(block.get("n_arrays", 1))
 
 
-def layer_latency_ns(blocks: Iterable[dict], n_arrays: int | None = None) -> float:
+def layer_latency_ns(blocks: Iterable[dict], n_arrays: int | None = None,
+                     key: str = "latency_ns") -> float:
     """A layer's blocks of one stage work in parallel (the slowest sets the stage's time); its
     stages (``stage``, default 0: :attr:`cimsim.work.Block.stage`) run one after another. On a
     chip of ``n_arrays`` arrays fewer than a stage's blocks hold together (time-multiplexed),
-    they take turns: the stage lasts at least their array time over the chip's arrays."""
+    they take turns: the stage lasts at least their array time over the chip's arrays.
+    ``key``: the blocks' time taken, ``latency_ns`` or ``period_ns`` (:func:`block_latency`)."""
     slowest: dict[int, float] = {}
     held: dict[int, tuple[float, int]] = {}
     for b in blocks:
         s = int(b.get("stage", 0))
-        slowest[s] = max(slowest.get(s, 0.0), float(b["latency_ns"]))
+        slowest[s] = max(slowest.get(s, 0.0), float(b[key]))
         t, n = held.get(s, (0.0, 0))
-        held[s] = (t + array_time_ns(b), n + int(b.get("n_arrays", 1)))
+        held[s] = (t + array_time_ns(b, key), n + int(b.get("n_arrays", 1)))
     if n_arrays is not None:
         for s, (t, n) in held.items():
             if n > n_arrays:
@@ -191,8 +199,10 @@ def layer_latency_ns(blocks: Iterable[dict], n_arrays: int | None = None) -> flo
 
 
 def chip_latency_ns(layer_latencies_ns: Sequence[float], pipelined: bool = False,
-                    array_time: float = 0.0, n_arrays: int | None = None) -> float:
-    """Layer-by-layer: the sum of the layers; pipelined: the slowest layer (the period), and
+                    array_time: float = 0.0, n_arrays: int | None = None,
+                    layer_periods_ns: Sequence[float] | None = None) -> float:
+    """Layer-by-layer: the sum of the layers; pipelined: the slowest layer's period
+    (``layer_periods_ns``, default the latencies: :func:`block_latency`'s ``period_ns``), and
     no less than the blocks' total ``array_time`` (array-ns) over the chip's ``n_arrays``:
     layers that share arrays (a time-multiplexed chip) cannot all run at once."""
     if not layer_latencies_ns:
@@ -200,7 +210,8 @@ def chip_latency_ns(layer_latencies_ns: Sequence[float], pipelined: bool = False
     if not pipelined:
         return float(sum(layer_latencies_ns))
     share = array_time / n_arrays if n_arrays else 0.0
-    return float(max(max(layer_latencies_ns), share))
+    periods = layer_latencies_ns if layer_periods_ns is None else layer_periods_ns
+    return float(max(max(periods), share))
 
 
 def write_time_ns_per_row(chip: ChipConfig, table: TechTable | None = None) -> float:

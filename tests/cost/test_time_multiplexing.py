@@ -112,10 +112,10 @@ def test_reload_time_is_added_to_the_latency(rram):
     assert block["latency_ns"] == pytest.approx(reload_ns)
     assert block["n_arrays_per_reload"] == over and block["t_write_row_ns"] == 1970.0
     # pipelined: the slowest layer's period, no shorter than the layers' turns on the chip's
-    # arrays (every block's array time over them: more than the slowest layer here), then
-    # the reload
+    # arrays (every block's array time over them, at its period: more than the slowest layer
+    # here), then the reload
     piped = estimate(work, pipelined=True).totals["latency_ns_per_inference"]
-    turns = sum(b["latency_ns"] * b["n_arrays"] for b in cost.blocks
+    turns = sum(b["period_ns"] * b["n_arrays"] for b in cost.blocks
                 if b["layer"] != UNATTRIBUTED) / chip.array.n_arrays
     assert turns > max(compute)
     assert piped == pytest.approx(turns + reload_ns)
