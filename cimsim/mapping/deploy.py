@@ -292,7 +292,7 @@ class SimModel(nn.Module):
         self.n_inferences += n
         self.n_calls += 1
         if n > 0:  # an empty batch reprograms nothing (it was charged a whole reload)
-            self._charge_time_multiplexing()
+            self._charge_time_multiplexing(before)
         if torch.is_grad_enabled() and any(t.requires_grad for _, t in tensors):
             # an adversarial attack on the chip's model ended in torch's "element 0 of
             # tensors does not require grad" at backward, naming neither cause nor way out
@@ -375,15 +375,24 @@ class SimModel(nn.Module):
             return next((c for v in value if (c := self._nested_samples(v)) is not None), None)
         return None
 
-    def _charge_time_multiplexing(self) -> None:
+    def _charge_time_multiplexing(self, before: tuple[list[Any], list[Any], Any]) -> None:
         """Over capacity (allowed): the arrays beyond what the chip holds (its arrays times
-        the weight sets stored) are rewritten every forward."""
+        the weight sets stored) are rewritten every forward, of the matrices this forward ran
+        (``before``: :meth:`_counts` taken before it). An early exit, an expert no token was
+        routed to, a branch not taken loads nothing: every matrix of the model was charged,
+        so a call of a few layers cost nearly the whole model's reload."""
         have = self.chip.array_slots
         if self.arrays_needed <= have:
             return
-        over = self.arrays_needed - have
-        cells = sum(c.n_cells for layer in self.sim_layers.values() for c in layer.cores)
-        frac = over / self.arrays_needed
+        cores, saved, _ = before
+        ran = [c for c, was in zip(cores, saved, strict=True)
+               if not c.digital and c.n_vectors > was[1]]
+        needed = sum(n_arrays_for_shape(c.shape[0], c.row_tiles, self.chip) for c in ran)
+        if needed <= have:
+            return
+        over = needed - have
+        cells = sum(c.n_cells for c in ran)
+        frac = over / needed
         self._extra = self._extra + Events({
             event_key(Component.ARRAY, Action.REPROGRAM): over,
             event_key(Component.CELL, Action.WRITE, self.chip.device.bits_per_cell):

@@ -215,3 +215,51 @@ def test_a_wide_digital_adder_tree_is_hardware():
                      array=c.array.replace(allow_time_multiplexing=True))
     assert wide.array.rows_per_group == 256 and cost_caveat(wide) == ""
     assert not any("beyond the tables" in n for n in estimate(_run(wide)).notes)
+
+
+class _EarlyExit(nn.Module):
+    """A first layer and its exit head; the deep layers run only when asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.exit = nn.Linear(16, 16), nn.Linear(16, 3)
+        self.deep = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 3))
+        self.path = "both"  # calibrated on both paths
+
+    def forward(self, x):
+        h = torch.relu(self.first(x))
+        if self.path == "both":
+            return self.deep(h) + self.exit(h)
+        return self.deep(h) if self.path == "deep" else self.exit(h)
+
+
+def test_a_call_reloads_only_the_arrays_of_the_matrices_it_ran():
+    """An early exit (or an expert no token reached) runs a few of the model's matrices: the
+    reload follows those, the arrays they need beyond the chip's. Every forward was charged
+    the whole model's reload, so an exit through a third of the arrays cost as much in writes
+    as the full path."""
+    torch.manual_seed(0)
+    model = _EarlyExit().eval()
+    chip = _tiny("rram-22nm", arrays_per_tile=2)  # 16 x 32 arrays, 2 of them
+    sim = cimsim.deploy(model, chip, torch.randn(16, 16), progress=False)
+    arrays = {name: sum(c.n_arrays for c in layer.cores)
+              for name, layer in sim.sim_layers.items()}
+    cells = {name: sum(c.n_cells for c in layer.cores) for name, layer in sim.sim_layers.items()}
+    have = chip.array_slots
+    assert sum(arrays.values()) == sim.arrays_needed
+    write = event_key(Component.CELL, Action.WRITE, chip.device.bits_per_cell)
+    for path, names in (("deep", ("first", "deep.0", "deep.2")), ("exit", ("first", "exit"))):
+        sim.model.path = path
+        sim.reset()
+        sim(torch.randn(4, 16))
+        needed = sum(arrays[n] for n in names)
+        assert needed > have
+        assert sim._extra.get(REPROGRAM) == needed - have
+        assert sim._extra.get(write) == pytest.approx(
+            sum(cells[n] for n in names) * (needed - have) / needed)
+    # a call whose matrices all fit on the chip reloads nothing
+    small = chip.replace(array=chip.array.replace(arrays_per_tile=needed))
+    sim = cimsim.deploy(model, small, torch.randn(16, 16), progress=False)
+    sim.model.path = "exit"
+    sim(torch.randn(4, 16))
+    assert sim.arrays_needed > small.array_slots and sim._extra.get(REPROGRAM) == 0.0
