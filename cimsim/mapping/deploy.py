@@ -557,6 +557,9 @@ class SimModel(nn.Module):
                         fresh = _fresh(args)
                         self.model(*fresh, **fresh.kwargs)
                         bar.update(1)
+            for c in cores:
+                assert c.tracer is not None
+                c.tracer.finish_batch()
             traces = {id(c): c.tracer for c in cores}
             # what the trace's runs added: clipped and all conversions, saturated and all inputs
             stats = {id(c): (c.n_adc_clipped - was[2],
@@ -572,6 +575,15 @@ class SimModel(nn.Module):
             raise MappingError("trace() got no input")
         rows = [_fidelity_row(name, [(c, traces[id(c)], *stats[id(c)]) for c in layer.cores])
                 for name, layer in self.sim_layers.items()]
+        unpaired = [name for name, layer in self.sim_layers.items()
+                    if any(getattr(traces[id(c)], "unpaired_batches", 0)
+                           for c in layer.cores if not c.digital)]
+        if unpaired:
+            warn_user(f"trace: layers {_shown(unpaired)} ran otherwise in the simulated pass "
+                      "than in the float one in some batches (another number of calls or of "
+                      "rows: inputs routed or looped by values the simulation changed); their "
+                      "accum_rel_error and accum_cosine cover only the batches whose calls "
+                      "paired (NaN where none did)")
         frame = pd.DataFrame(rows)
         self.fidelity = frame
         return frame.copy()
@@ -611,9 +623,9 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
                                                float, float]]) -> dict:
     """One row of :meth:`SimModel.trace`: the sums of the layer's matrices combined (a
     layer's error is that of all its outputs together, not a mean of its matrices')."""
-    keys = ("ref2", "err2", "dot", "sim2", "acc_ref2", "acc_err2", "acc_dot")
+    keys = ("ref2", "err2", "dot", "sim2", "acc_ref2", "acc_err2", "acc_dot", "acc_sim2")
     s = dict.fromkeys(keys, 0.0)
-    n_vectors = n_clipped = n_converted = n_used = n_settings = 0.0
+    n_vectors = n_clipped = n_converted = n_used = n_settings = n_paired = 0.0
     n_in_clipped = n_in_values = 0.0
     for core, tr, clipped, converted, in_clipped, in_values in cores:
         if tr is None or core.digital:
@@ -621,6 +633,7 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
         for k in keys:
             s[k] += tr.sums[k]
         n_vectors += tr.n_vectors
+        n_paired += tr.paired_batches
         n_clipped += clipped
         n_converted += converted
         n_in_clipped += in_clipped
@@ -645,6 +658,7 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
         return 0.0 if err2 == 0 else math.inf
 
     reached = n_vectors > 0
+    paired = reached and n_paired > 0  # some batch's calls paired with the float pass's
     return {
         "layer": name,
         # exact: inf, also on an all-zero reference (it was NaN there, as for a layer never
@@ -654,9 +668,9 @@ def _fidelity_row(name: str, cores: list[tuple[MatmulCore, CoreTrace | None, flo
                     else 10.0 * math.log10(s["ref2"] / s["err2"])),
         "rel_error": rel(s["err2"], s["ref2"]) if reached else nan,
         "cosine": ratio(s["dot"], math.sqrt(s["sim2"] * s["ref2"])) if reached else nan,
-        "accum_rel_error": rel(s["acc_err2"], s["acc_ref2"]) if reached else nan,
-        "accum_cosine": (ratio(s["acc_dot"], math.sqrt(s["sim2"] * s["acc_ref2"]))
-                         if reached else nan),
+        "accum_rel_error": rel(s["acc_err2"], s["acc_ref2"]) if paired else nan,
+        "accum_cosine": (ratio(s["acc_dot"], math.sqrt(s["acc_sim2"] * s["acc_ref2"]))
+                         if paired else nan),
         "adc_clip_pct": 100.0 * ratio(n_clipped, n_converted),
         "input_clip_pct": 100.0 * ratio(n_in_clipped, n_in_values),
         "adc_code_use_pct": 100.0 * ratio(n_used, n_settings),

@@ -443,16 +443,30 @@ class CoreTrace:
     ADC is the layer's fused ReLU (``MatmulCore.fused``) both references go through that ReLU,
     as the simulated output does. A few of the integer inputs are kept for the code count
     (:func:`adc_codes_used`).
+
+    The calls of a batch's two passes pair in order. Where they cannot (a routed expert or a
+    loop given other inputs by the simulated pass than by the float one: another number of
+    calls, or of rows), the batch adds nothing to the sums against y_F and counts in
+    ``unpaired_batches``: paired call by call, such a batch left an expert the simulation
+    routed every token to with an accumulated error of 0 ("exact") while the model's output
+    was 136 % off.
     """
+
+    _ACC = ("acc_ref2", "acc_err2", "acc_dot", "acc_sim2")
 
     def __init__(self, max_code_vectors: int):
         self.simulate = False
         self.reference: list[np.ndarray] = []
         """The float pass's outputs of the current batch, in call order."""
         self._next = 0
-        self.sums = dict.fromkeys(("ref2", "err2", "dot", "sim2", "acc_ref2", "acc_err2",
-                                   "acc_dot"), 0.0)
-        """Σ y_f², Σ (y_s − y_f)², Σ y_s·y_f, Σ y_s², and the same against y_F."""
+        self.sums = dict.fromkeys(("ref2", "err2", "dot", "sim2", *self._ACC), 0.0)
+        """Σ y_f², Σ (y_s − y_f)², Σ y_s·y_f, Σ y_s², and the same against y_F (with Σ y_s²
+        over the calls compared with y_F)."""
+        self._batch = dict.fromkeys(self._ACC, 0.0)
+        self._paired = True
+        self.unpaired_batches = 0
+        self.paired_batches = 0
+        """Batches whose simulated calls paired with the float pass's, of at least one call."""
         self.n_vectors = 0
         self.code_inputs: list[np.ndarray] = []
         """Integer inputs (subsampled rows) kept for the code count."""
@@ -460,10 +474,26 @@ class CoreTrace:
 
     def start_pass(self, simulate: bool) -> None:
         """Start the float (``simulate = False``) or the simulated pass of one batch."""
+        if not simulate:
+            self.finish_batch()
+            self.reference = []
         self.simulate = simulate
         self._next = 0
-        if not simulate:
-            self.reference = []
+        self._paired = True
+        self._batch = dict.fromkeys(self._ACC, 0.0)
+
+    def finish_batch(self) -> None:
+        """Add the simulated pass's comparison with y_F to the sums, where its calls paired
+        with the float pass's (as many, of the same shapes)."""
+        if not self.simulate:
+            return
+        if self._paired and self._next == len(self.reference):
+            for k in self._ACC:
+                self.sums[k] += self._batch[k]
+            self.paired_batches += self._next > 0
+        else:
+            self.unpaired_batches += 1
+        self.simulate = False
 
     def step(self, core: MatmulCore, x: np.ndarray) -> np.ndarray:
         """One call of ``core`` on inputs (M, K) in the current pass; its output (M, N)."""
@@ -481,10 +511,13 @@ class CoreTrace:
         s["dot"] += float(np.sum(y_sim * y_f))
         s["sim2"] += float(np.sum(y_sim * y_sim))
         if self._next < len(self.reference) and self.reference[self._next].shape == y_sim.shape:
-            y_acc = self.reference[self._next]
-            s["acc_ref2"] += float(np.sum(y_acc * y_acc))
-            s["acc_err2"] += float(np.sum((y_sim - y_acc) ** 2))
-            s["acc_dot"] += float(np.sum(y_sim * y_acc))
+            y_acc, b = self.reference[self._next], self._batch
+            b["acc_ref2"] += float(np.sum(y_acc * y_acc))
+            b["acc_err2"] += float(np.sum((y_sim - y_acc) ** 2))
+            b["acc_dot"] += float(np.sum(y_sim * y_acc))
+            b["acc_sim2"] += float(np.sum(y_sim * y_sim))
+        else:
+            self._paired = False
         self._next += 1
         self.n_vectors += x.shape[0]
         if self._code_budget > 0 and core.view is not None:

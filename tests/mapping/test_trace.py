@@ -424,3 +424,54 @@ def test_a_simmodel_saved_before_ranges_learned_existed_still_reports():
     old = pickle.loads(pickle.dumps(sim))
     old(torch.randn(4, 6))
     assert not old.ranges_learned and old.report().totals["n_inferences"] == 4
+
+
+class _Routed(nn.Module):
+    """Routes every token to the expert, and runs the shared layer as many times, as the
+    parity of its forward count says: a trace's float pass and simulated pass route otherwise
+    (as a gate the simulation flips does), deterministically."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(6, 6)
+        self.experts = nn.ModuleList([nn.Linear(6, 6), nn.Linear(6, 6)])
+        self.shared = nn.Linear(6, 6)
+        self.calls = 0
+        self.mode = "both"  # calibrated on both experts
+
+    def forward(self, x):
+        turn = self.calls % 2 if self.mode == "alternate" else 0
+        self.calls += 1
+        h = torch.relu(self.first(x))
+        h = (self.experts[0](h) + self.experts[1](h) if self.mode == "both"
+             else self.experts[turn](h))
+        for _ in range(2 + turn):
+            h = torch.relu(self.shared(h))
+        return h
+
+
+def test_calls_the_two_passes_made_otherwise_are_not_compared_as_pairs():
+    """An expert the simulated pass routed every token to, the float pass none, was reported
+    with accum_rel_error 0 (nothing compared, read as exact), and a shared layer run three
+    times against twice compared its first two calls only. Such batches are left out of the
+    accumulated error (NaN where no batch paired), with a warning naming the layers; the
+    layers that ran alike keep their figures."""
+    torch.manual_seed(0)
+    model = _Routed().eval()
+    x = torch.randn(8, 6)
+    sim = cimsim.deploy(model, "ideal", torch.randn(32, 6), progress=False)
+    sim.model.mode = "fixed"
+    alike = sim.trace(x).set_index("layer")
+    assert alike.drop(index="experts.1")["accum_rel_error"].notna().all()
+    sim.model.mode = "alternate"
+    with pytest.warns(UserWarning, match=r"trace: layers 'experts\.0', 'experts\.1', 'shared' "
+                                         r"ran otherwise"):
+        frame = sim.trace(x, batch_size=8).set_index("layer")
+    # float pass: expert 0 and the shared layer twice; simulated pass: expert 1, three times
+    assert math.isnan(frame.loc["experts.0", "rel_error"])  # not reached in simulation
+    assert frame.loc["experts.1", "rel_error"] < 0.05  # its own error is measured
+    for layer in ("experts.1", "shared"):
+        assert math.isnan(frame.loc[layer, "accum_rel_error"])
+        assert math.isnan(frame.loc[layer, "accum_cosine"])
+    assert frame.loc["first", "accum_rel_error"] == pytest.approx(
+        alike.loc["first", "accum_rel_error"])
