@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._seed import check_seed
 from ..errors import ConfigError
 from .twin import PreparedModel
 
@@ -121,7 +122,16 @@ def as_tensors(name: str, data: object, dims: Sequence[int] | None = None
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of epoch ``epoch`` (0-based) of a run seeded by ``seed``."""
+    """The seed of epoch ``epoch`` (0-based) of a run seeded by ``seed``.
+
+    Raises
+    ------
+    ConfigError
+        ``seed`` not an integer in [0, 2**64 - 1] (-1 failed in NumPy naming no argument,
+        True trained as seed 1), or ``epoch`` not a non-negative integer.
+    """
+    seed = check_seed(seed)
+    epoch = check_seed(epoch, "epoch")
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
 
 

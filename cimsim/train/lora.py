@@ -16,6 +16,7 @@ import warnings
 import torch
 from torch import nn
 
+from .._seed import check_seed
 from ..errors import ConfigError
 from .loop import check_int
 from .twin import PreparedModel, TwinMatmul
@@ -66,7 +67,8 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
     alpha = float(rank if alpha is None else alpha)
     if not (math.isfinite(alpha) and alpha > 0):
         raise ConfigError(f"LoRA alpha = {alpha!r} is invalid; allowed: a number > 0")
-    gen = torch.Generator().manual_seed(seed)
+    # -1 and 2**64 - 1 drew the same adapters; 2**64 failed in torch naming no argument
+    gen = torch.Generator().manual_seed(check_seed(seed))
     params: list[nn.Parameter] = []
     tied = _tied_weights(prepared)
     skipped: list[str] = []

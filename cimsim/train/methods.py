@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from .._seed import check_seed
 from ..config import ADCKind, ChipConfig
 from ..errors import ConfigError
 from .bskmq import refit_chip_levels
@@ -148,6 +149,7 @@ class Recipe:
         (deploy maps ordinary matrices). Returns each epoch's mean loss. ``cimsim train`` runs
         the same steps with a checkpoint per epoch."""
         check_schedule(schedule)  # before setup attaches anything to ``prepared``
+        seed = check_seed(seed)
         # checked as distill checks them: epochs 0 returned [], lr -1 trained uphill and NaN
         # returned [nan], NumPy data failed on an attribute
         epochs = check_positive_int("epochs", epochs)

@@ -2681,6 +2681,7 @@ def recalibrate_adcs(prepared: PreparedModel, calibration, *, batch_size: int = 
     nonlinear converter, a fused layer-output activation) keep theirs. ``calibration``: the
     model's inputs as ``prepare`` takes them (every positional input, cut along the model's
     ``batch_dim``). Returns the names of the twins recalibrated, in calibration order."""
+    seed = check_seed(seed)  # also where no twin is recalibrated: the same call elsewhere
     names = {id(t): name for name, t in prepared.twins()}
     wanted = {id(t): t for _, t in prepared.twins()
               if t.chip.adc.range_policy is RangePolicy.CALIBRATED and not t.nonlinear_adc

@@ -267,3 +267,35 @@ def test_prepare_names_matrices_whose_codes_do_not_follow_their_inputs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         prepare(model, chip, x)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, True, 1.0, "0"])
+def test_the_training_entry_points_check_their_seed_as_deploy_does(seed):
+    """Recipe.fit, train_epoch (epoch_seed), add_lora and recalibrate_adcs passed the seed on
+    unchecked: -1 failed in NumPy naming no argument, True trained as seed 1, 2**64 failed in
+    torch, and add_lora drew the same adapters for -1 as for 2**64 - 1. A ConfigError names
+    the seed, before anything is attached."""
+    from cimsim.train.loop import epoch_seed, train_epoch
+    from cimsim.train.lora import add_lora
+    from cimsim.train.twin import recalibrate_adcs
+
+    warnings.simplefilter("ignore")
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    prep = prepare(_mlp(8), "ideal", x)
+
+    def loss(xb, yb):
+        return F.cross_entropy(prep(xb), yb)
+
+    opt = torch.optim.SGD(prep.parameters(), lr=1e-3)
+    calls = [
+        lambda: parse_method("qat+lora").fit(prep, loss, (x, y), epochs=1, lr=1e-3, seed=seed),
+        lambda: train_epoch(prep, (x, y), loss, opt, batch_size=8, seed=seed, epoch=0),
+        lambda: epoch_seed(seed, 0),
+        lambda: add_lora(prep, seed=seed),
+        lambda: recalibrate_adcs(prep, x, seed=seed),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError, match=r"seed = .* is invalid; allowed: an integer from 0"):
+            call()
+    assert all(getattr(t, "lora", None) is None for _, t in prep.twins())
+    assert epoch_seed(np.uint64(2**64 - 1), 3) == epoch_seed(2**64 - 1, 3)
