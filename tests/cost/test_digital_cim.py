@@ -400,7 +400,7 @@ def test_adder_tree_bits_by_hand():
 
 
 @settings(max_examples=25, deadline=None)
-@given(d=st.sampled_from([1, 2, 4, 7]), input_bits=st.sampled_from([7, 8]),
+@given(d=st.sampled_from([1, 2, 3, 4, 7]), input_bits=st.sampled_from([7, 8]),
        signed=st.sampled_from([None, "twos_complement", "two_pass"]),
        cell=st.sampled_from(["sram", "mram", "rram"]),
        encoding=st.sampled_from(["twos_complement", "differential", "offset", "signed_cell"]),
@@ -408,7 +408,8 @@ def test_adder_tree_bits_by_hand():
 def test_d_bit_slices_are_lossless(d, input_bits, signed, cell, encoding, rows, seed):
     """Each bit-cell's stored bit gates a d-bit input slice; the column sums the products
     exactly and the planes combine by shift-add: ``cimsim.matmul`` is the integer product for
-    d = 1, 2, 4 and the whole input, unsigned and signed, on SRAM and sensed 1-b cells."""
+    d = 1, 2, 4 and the whole input, and for a d that does not divide the input bits (3 of 7
+    or 8: a shorter top slice), unsigned and signed, on SRAM and sensed 1-b cells."""
     d = min(d, input_bits)
     ratio = math.inf if cell == "sram" else 2.0
     chip = parallel_chip(d, input_bits, rows, cell, ratio, signed or "twos_complement",
