@@ -1528,6 +1528,10 @@ class ChipConfig(_Config):
         return _dump_toml(self.to_dict())
 
     def save(self, path: str | Path) -> None:
+        """Write the chip as TOML, every field (defaults included): a reload gives an equal
+        chip, but :func:`unstated_inputs` reads what a description leaves out from the file,
+        so the saved file's list holds only the unset fields TOML cannot write (the
+        description written from a paper keeps the whole list)."""
         Path(path).write_text(self.to_toml(), encoding="utf-8")  # as load_chip reads it
 
 
