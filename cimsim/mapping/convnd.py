@@ -31,11 +31,11 @@ from ..config import ChipConfig
 from ..errors import MappingError
 from ..events import Action, Component, Events, event_key
 from .layers import (
+    LiveConv,
     MatmulCore,
     SimLayer,
     check_kernel_fits,
     conv_input_error,
-    conv_pads,
     grouped_cores,
     in_format_of,
 )
@@ -119,11 +119,19 @@ class TransposeGeometry:
         self.in_channels, self.out_channels = w_in, w_out * src.groups
         self.groups = src.groups
         self.kernel = tuple(kernel)
-        self.stride = tuple(src.stride)
-        self.padding: tuple[int, ...] = tuple(int(p) for p in src.padding)
-        self.dilation = tuple(src.dilation)
-        self.output_padding = tuple(src.output_padding)
+        self.live = LiveConv(src, transposed=True)
         self.weight_shape = tuple(src.weight.shape)
+
+    # the layer's settings at this call (:meth:`refresh`), as torch's forward reads them
+    stride = property(lambda self: self.live.stride)
+    padding = property(lambda self: self.live.padding)
+    dilation = property(lambda self: self.live.dilation)
+    output_padding = property(lambda self: self.live.output_padding)
+
+    def refresh(self, layer: nn.Module) -> None:
+        """Take ``layer``'s stride, padding, dilation and output padding as they are now
+        (:class:`~cimsim.mapping.layers.LiveConv`)."""
+        self.live.update(layer)
 
     def rows(self, x: torch.Tensor, output_size: Any, name: str
              ) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor, Any]:
@@ -199,6 +207,7 @@ class SimConvTranspose(SimLayer):
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         x = input  # torch names it so: a caller may pass input=
         g = self.geometry
+        g.refresh(self)
         rows, lead, xb, size = g.rows(x, output_size, self.sim_name)
         k = g.in_channels // len(self.cores)  # a group, or a pack of groups, per core
         x64 = self._np(rows)
@@ -236,6 +245,7 @@ class SimConv3d(SimLayer):
         g = self.geometry
         if x.dim() == g.nd + 1:  # unbatched (C, D, H, W), as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
+        g.refresh(self)
         cols, lead = g.columns(x.detach().to("cpu", torch.float64), self.sim_name)
         k = cols.shape[1] // len(self.cores)  # a group, or a pack of groups, per core
         c64 = cols.numpy()
@@ -255,11 +265,19 @@ class ConvGeometry:
         self.in_channels, self.out_channels = w_in * src.groups, w_out
         self.groups = src.groups
         self.kernel = tuple(kernel)
-        self.stride = tuple(src.stride)
-        self.dilation = tuple(src.dilation)
-        self.pads = conv_pads(src)  # F.pad order
+        self.live = LiveConv(src)
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         self.weight_shape = tuple(src.weight.shape)
+
+    # the layer's settings at this call (:meth:`refresh`); the pads in F.pad order
+    stride = property(lambda self: self.live.stride)
+    dilation = property(lambda self: self.live.dilation)
+    pads = property(lambda self: self.live.pads)
+
+    def refresh(self, layer: nn.Module) -> None:
+        """Take ``layer``'s stride, dilation and padding as they are now
+        (:class:`~cimsim.mapping.layers.LiveConv`)."""
+        self.live.update(layer)
 
     def columns(self, x: torch.Tensor, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
         """(B, C, *S) -> padded im2col rows (B·prod(S_out), C·prod(k)); and (B, *S_out)."""

@@ -874,19 +874,72 @@ def conv_pads(src: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> list[int]:
     (which code may set after construction: dilated ResNets change both), ``'same'`` as torch
     resolves it (the odd pixel after); in the other modes the amounts its constructor cached
     (``_reversed_padding_repeated_twice``), which is what torch pads there."""
-    if src.padding_mode != "zeros":
-        return list(src._reversed_padding_repeated_twice)
-    kernel = tuple(src.weight.shape[2:])
-    if src.padding == "valid":
+    return conv_pads_of(tuple(src.weight.shape[2:]), src.padding, src.dilation,
+                        src.padding_mode, list(src._reversed_padding_repeated_twice))
+
+
+def conv_pads_of(kernel: tuple[int, ...], padding: Any, dilation: tuple[int, ...],
+                 padding_mode: str, cached: list[int]) -> list[int]:
+    """:func:`conv_pads` from the values: ``cached``, the constructor's amounts (torch's
+    ``_reversed_padding_repeated_twice``), pads a mode other than ``'zeros'``."""
+    if padding_mode != "zeros":
+        return list(cached)
+    if padding == "valid":
         return [0, 0] * len(kernel)
     pads: list[int] = []
     for i in reversed(range(len(kernel))):
-        if src.padding == "same":
-            total = src.dilation[i] * (kernel[i] - 1)
+        if padding == "same":
+            total = dilation[i] * (kernel[i] - 1)
             pads += [total // 2, total - total // 2]
         else:
-            pads += [int(src.padding[i])] * 2
+            pads += [int(padding[i])] * 2
     return pads
+
+
+class LiveConv:
+    """A convolution's ``stride``, ``dilation`` and ``padding`` (a transposed one's
+    ``output_padding`` too) as its layer holds them at each call: torch's conv reads them at
+    every forward, and a model's code may set them between calls (TridentNet applies one
+    kernel at several dilations, setting ``conv.dilation`` and ``conv.padding`` before each
+    call). A mapped layer, or its twin, read them once when built and ran every later call at
+    those, silently (on the lossless chip 4.96 off a float output of at most 4.47).
+    ``update(layer)`` re-reads them; the pads follow as :func:`conv_pads` gives them."""
+
+    def __init__(self, src: Any, transposed: bool = False):
+        self.nd = src.weight.dim() - 2
+        self.kernel = tuple(src.weight.shape[2:])
+        self.padding_mode = src.padding_mode
+        self.cached = list(getattr(src, "_reversed_padding_repeated_twice", ()))
+        self.names = ("stride", "dilation", "padding") + (("output_padding",) * transposed)
+        self.key: tuple | None = None
+        self.update(src)
+
+    def update(self, layer: nn.Module) -> bool:
+        """Read the layer's values; whether they changed (then ``stride``, ``dilation``,
+        ``padding``, ``output_padding`` and ``pads`` are the new ones)."""
+        # a layer built outside deploy has no source configuration: the last values stand
+        last = self.key or (None,) * len(self.names)
+        values = tuple(getattr(layer, name, was) for name, was in zip(self.names, last,
+                                                                      strict=True))
+        if values == self.key:
+            return False
+        n = self.nd
+        stride, dilation, padding = (_n_tuple(values[0], n), _n_tuple(values[1], n),
+                                     values[2] if isinstance(values[2], str)
+                                     else _n_tuple(values[2], n))
+        self.stride, self.dilation, self.padding = stride, dilation, padding
+        self.output_padding = _n_tuple(values[3], n) if len(values) > 3 else (0,) * n
+        self.pads = conv_pads_of(self.kernel, padding, dilation, self.padding_mode,
+                                 self.cached)
+        self.key = values
+        return True
+
+
+def _n_tuple(value: Any, n: int) -> tuple[int, ...]:
+    """A conv setting as torch's forward takes it: an int for every dimension, or one each."""
+    if isinstance(value, int | np.integer):
+        return (int(value),) * n
+    return tuple(int(v) for v in value)
 
 
 class SimConv(SimLayer):
@@ -903,15 +956,8 @@ class SimConv(SimLayer):
         self.out_channels, cin_g, kh, kw = w.shape
         self.groups = src.groups
         self.kernel = (kh, kw)
-        # 2-D forms (a Conv1d as 1 x L); .stride / .dilation are the source's (source_config)
-        self.stride2: tuple[int, int] = (
-            (1, src.stride[0]) if self.dim == 1 else (src.stride[0], src.stride[-1]))
-        self.dilation2: tuple[int, int] = (
-            (1, src.dilation[0]) if self.dim == 1 else (src.dilation[0], src.dilation[-1]))
-        pads = conv_pads(src)
-        if self.dim == 1:
-            pads = pads + [0, 0]
-        self.pads = pads  # (left, right, top, bottom) for F.pad
+        self.live = LiveConv(src)
+        self._geometry()
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         self.in_channels = cin_g * self.groups
         w2 = w.reshape(self.out_channels, cin_g * kh * kw)
@@ -930,6 +976,8 @@ class SimConv(SimLayer):
             raise conv_input_error(self.sim_name, x, self.dim, self.groups, self.in_channels,
                                    weight)
         x4 = x.unsqueeze(2) if self.dim == 1 else x
+        if self.live.update(self):
+            self._geometry()
         check_kernel_fits(self.sim_name, x4.shape[2:], self.pads, self.kernel, self.dilation2,
                           shown=self.dim)
         cols, (b, h_out, w_out) = im2col(self._np(x4), self.kernel, self.stride2,
@@ -940,6 +988,22 @@ class SimConv(SimLayer):
         y = torch.from_numpy(np.concatenate(outs, axis=1)).to(x.device, x.dtype)
         y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
         return y[:, :, 0, :] if self.dim == 1 else in_format_of(y, x)
+
+    def _geometry(self) -> None:
+        """The 2-D forms of :attr:`live` (a Conv1d as 1 x L): ``stride2``, ``dilation2`` and
+        ``pads`` (left, right, top, bottom) for F.pad."""
+        set_geometry_2d(self, self.live, self.dim)
+
+
+def set_geometry_2d(layer: Any, live: LiveConv, dim: int) -> None:
+    """``layer.stride2``, ``dilation2`` and ``pads``: the 2-D forms of a Conv1d / Conv2d's
+    current settings (a Conv1d as 1 x L), for the deployed layer and its twin alike."""
+    if dim == 1:
+        layer.stride2, layer.dilation2 = (1, live.stride[0]), (1, live.dilation[0])
+        layer.pads = live.pads + [0, 0]
+    else:
+        layer.stride2, layer.dilation2 = live.stride, live.dilation
+        layer.pads = live.pads
 
 
 def in_format_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -132,17 +132,18 @@ from ..mapping.functional import (
 )
 from ..mapping.layers import (
     CodeFlags,
+    LiveConv,
     Root,
     attention,
     check_kernel_fits,
     check_linear_input,
     code_use,
     conv_input_error,
-    conv_pads,
     float_product,
     fused_activation,
     in_format_of,
     layer_seed,
+    set_geometry_2d,
 )
 from ..mapping.matrix import (
     MAX_CALIBRATION_ROWS,
@@ -1962,11 +1963,9 @@ class TwinConv(_TwinLayer):
         self.out_channels = out_channels
         self.groups, self.per = src.groups, per
         self.kernel = (kh, kw)
-        # 2-D forms (a Conv1d as 1 x L); .stride / .dilation are the source's
-        self.stride2 = (1, src.stride[0]) if self.dim == 1 else tuple(src.stride)
-        self.dilation2 = (1, src.dilation[0]) if self.dim == 1 else tuple(src.dilation)
-        pads = conv_pads(src)
-        self.pads = pads + [0, 0] if self.dim == 1 else pads  # F.pad order
+        # 2-D forms (a Conv1d as 1 x L) of the settings the layer holds at each call
+        self.live = LiveConv(src)
+        set_geometry_2d(self, self.live, self.dim)
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         self.row_tiles = row_tiles
         self._w2 = w2  # (groups·N, K) stacked, packed by ``per`` groups
@@ -1974,6 +1973,8 @@ class TwinConv(_TwinLayer):
 
     def _columns(self, x4: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, C, H, W) -> rows (B·H_out·W_out, C·kh·kw), columns ordered (c, i, j)."""
+        if self.live.update(self):
+            set_geometry_2d(self, self.live, self.dim)
         check_kernel_fits(self.twin_name, x4.shape[2:], self.pads, self.kernel,
                           self.dilation2, shown=self.dim)
         if any(self.pads):

@@ -58,6 +58,7 @@ class TwinConv3d(TwinConv):
         g = self.geometry
         if x.dim() == g.nd + 1:  # unbatched, as torch's conv accepts
             return self.forward(x.unsqueeze(0)).squeeze(0)
+        g.refresh(self)
         cols, lead = g.columns(x, self.twin_name)
         y = self._grouped_product(cols, self._w2, self._b, self.groups // self.per)
         return in_format_of(g.to_output(y, lead), x)
@@ -94,6 +95,7 @@ class TwinConvTranspose(_TwinLayer):
     def forward(self, input: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         x = input  # torch names it so: a caller may pass input=
         g = self.geometry
+        g.refresh(self)
         rows, lead, xb, size = g.rows(x, output_size, self.twin_name)
         y = self._grouped_product(rows, self._mats, None, self.groups // self.per)
         bias = None if self.bias is None else self.bias.to(x.device, x.dtype)

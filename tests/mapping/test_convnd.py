@@ -257,3 +257,69 @@ def test_a_channels_last_input_gives_torchs_output_format(make, shape, fmt):
         t, t_cl = twin(x), twin(x_cl)
     assert t_cl.is_contiguous(memory_format=fmt) and t.is_contiguous()
     assert torch.equal(t, t_cl)
+
+
+class _Trident(nn.Module):
+    """One kernel applied at dilations 1, 2 and 3 (TridentNet's weight sharing): the forward
+    sets the shared conv's dilation and padding before each call."""
+
+    def __init__(self, conv: nn.Module) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        outs = []
+        for d in (1, 2, 3):
+            self.conv.dilation = self.conv.padding = (d,) * (x.dim() - 2)
+            outs.append(self.conv(x))
+        return torch.cat(outs, 1)
+
+
+@pytest.mark.parametrize("conv", [nn.Conv1d(3, 4, 3), nn.Conv2d(3, 4, 3), nn.Conv3d(3, 4, 3)],
+                         ids=["1d", "2d", "3d"])
+def test_a_conv_runs_at_the_settings_its_layer_holds_at_each_call(conv):
+    """torch's conv reads stride, dilation and padding at every call; a mapped conv and its twin
+    read them once when built, so a forward that sets them between calls (one kernel at three
+    dilations) ran every call at the first, silently (4.96 off a float output of at most
+    4.47 on the lossless chip). Both now follow the layer's settings, and so does a setting
+    changed on the deployed model."""
+    torch.manual_seed(0)
+    model = _Trident(conv).eval()
+    size = (2, 3) + (9,) * (conv.weight.dim() - 2)
+    x, cal = torch.randn(*size), torch.randn(*size)
+    with torch.no_grad():
+        ref = model(x)
+    sim = cimsim.deploy(model, "ideal", cal, progress=False)
+    with torch.no_grad():
+        out = sim(x)
+        twin = cimsim.train.prepare(model, "ideal", cal).eval()
+        out_twin = twin(x)
+    for y in (out, out_twin):  # 8-b inputs and weights: a few % (the frozen dilation: ~100 %)
+        assert y.shape == ref.shape
+        assert ((y - ref).norm() / ref.norm()).item() < 0.06
+    # set by hand on the deployed model: the stride halves the output, as torch's conv does
+    sim.model.conv.stride = 2
+    sim.model.conv.padding = 0
+    with torch.no_grad():
+        sim.model.conv.dilation = 1
+        y = sim.model.conv(x)
+        n = conv.weight.dim() - 2
+        conv.stride, conv.padding, conv.dilation = (2,) * n, (0,) * n, (1,) * n
+        assert y.shape == conv(x).shape
+        assert ((y - conv(x)).norm() / conv(x).norm()).item() < 0.06
+
+
+def test_a_transposed_conv_runs_at_the_settings_its_layer_holds_at_each_call():
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose2d(3, 4, 3)
+    x = torch.randn(2, 3, 6, 6)
+    sim = cimsim.deploy(nn.Sequential(conv), "ideal", torch.randn(4, 3, 6, 6), progress=False)
+    twin = cimsim.train.prepare(nn.Sequential(conv), "ideal", torch.randn(4, 3, 6, 6)).eval()
+    for layer in (sim.model[0], twin.model[0]):
+        layer.stride, layer.padding, layer.output_padding, layer.dilation = 2, 1, 1, 2
+    conv.stride, conv.padding, conv.output_padding, conv.dilation = (2, 2), (1, 1), (1, 1), (2, 2)
+    with torch.no_grad():
+        ref = conv(x)
+        for y in (sim(x), twin(x)):
+            assert y.shape == ref.shape
+            assert ((y - ref).norm() / ref.norm()).item() < 0.02
