@@ -105,7 +105,23 @@ def transpose_weight(mats: torch.Tensor, groups: int, shape: tuple[int, ...]) ->
     return torch.cat([mats[g * n_g:(g + 1) * n_g].t() for g in range(groups)]).reshape(shape)
 
 
-class TransposeGeometry:
+class _LiveGeometry:
+    """A geometry whose stride, dilation, padding (and output padding) are the layer's at
+    each call (:class:`~cimsim.mapping.layers.LiveConv`, read by :meth:`refresh`)."""
+
+    live: LiveConv
+    stride = property(lambda self: self.live.stride)
+    dilation = property(lambda self: self.live.dilation)
+    padding = property(lambda self: self.live.padding)
+    output_padding = property(lambda self: self.live.output_padding)
+    pads = property(lambda self: self.live.pads)  # F.pad order
+
+    def refresh(self, layer: nn.Module) -> None:
+        """Take ``layer``'s settings as they are now, as torch's forward reads them."""
+        self.live.update(layer)
+
+
+class TransposeGeometry(_LiveGeometry):
     """What a transposed convolution's forward needs besides its matrices (shared by the
     deployed layer and the twin)."""
 
@@ -121,17 +137,6 @@ class TransposeGeometry:
         self.kernel = tuple(kernel)
         self.live = LiveConv(src, transposed=True)
         self.weight_shape = tuple(src.weight.shape)
-
-    # the layer's settings at this call (:meth:`refresh`), as torch's forward reads them
-    stride = property(lambda self: self.live.stride)
-    padding = property(lambda self: self.live.padding)
-    dilation = property(lambda self: self.live.dilation)
-    output_padding = property(lambda self: self.live.output_padding)
-
-    def refresh(self, layer: nn.Module) -> None:
-        """Take ``layer``'s stride, padding, dilation and output padding as they are now
-        (:class:`~cimsim.mapping.layers.LiveConv`)."""
-        self.live.update(layer)
 
     def rows(self, x: torch.Tensor, output_size: Any, name: str
              ) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor, Any]:
@@ -254,7 +259,7 @@ class SimConv3d(SimLayer):
         return in_format_of(g.to_output(torch.from_numpy(y), lead).to(x.device, x.dtype), x)
 
 
-class ConvGeometry:
+class ConvGeometry(_LiveGeometry):
     """What an N-d convolution's forward needs besides its matrices (shared by the deployed
     Conv3d and its twin)."""
 
@@ -268,16 +273,6 @@ class ConvGeometry:
         self.live = LiveConv(src)
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         self.weight_shape = tuple(src.weight.shape)
-
-    # the layer's settings at this call (:meth:`refresh`); the pads in F.pad order
-    stride = property(lambda self: self.live.stride)
-    dilation = property(lambda self: self.live.dilation)
-    pads = property(lambda self: self.live.pads)
-
-    def refresh(self, layer: nn.Module) -> None:
-        """Take ``layer``'s stride, dilation and padding as they are now
-        (:class:`~cimsim.mapping.layers.LiveConv`)."""
-        self.live.update(layer)
 
     def columns(self, x: torch.Tensor, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
         """(B, C, *S) -> padded im2col rows (B·prod(S_out), C·prod(k)); and (B, *S_out)."""
