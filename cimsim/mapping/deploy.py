@@ -226,6 +226,33 @@ class SimModel(nn.Module):
                           UserWarning, stacklevel=2)
         return self
 
+    def _keep_eval(self) -> None:
+        """The copy in eval mode, whatever was done to it: ``sim.model.train()`` (or a
+        module's) switched dropout on and let BatchNorm update its running statistics during
+        the simulated inference, silently and for good."""
+        if self.__dict__.get("_modes_set"):  # calibrate_bn's BatchNorm pass (modes_set)
+            return
+        training = [name or "(the model)" for name, m in self.model.named_modules()
+                    if m.training]
+        if training:
+            warn_user(f"SimModel: {len(training)} module(s) of the deployed model were in "
+                      f"training mode ({_shown(training)}); a deployed model always runs in "
+                      "inference (eval) mode: set back to eval (dropout off, BatchNorm on its "
+                      "running statistics); to train for the chip use cimsim.train.prepare")
+            self.model.eval()
+
+    @contextmanager
+    def modes_set(self) -> Iterator[None]:
+        """Within the block the forwards keep the modes the caller set on the copy's modules
+        (``cimsim.train.calibrate_bn`` runs the BatchNorm layers in training mode to
+        re-estimate their statistics on the chip); outside it a forward sets them back to
+        eval (:meth:`_keep_eval`)."""
+        self.__dict__["_modes_set"] = self.__dict__.get("_modes_set", 0) + 1
+        try:
+            yield
+        finally:
+            self.__dict__["_modes_set"] -= 1
+
     def use_backend(self, backend: str = "numba", device: str | torch.device | None = None
                     ) -> SimModel:
         """Run the mapped matrices on ``backend``: ``numba`` (the engine, CPU) or ``torch`` on
@@ -249,6 +276,7 @@ class SimModel(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_call_lock", None)  # a lock does not pickle; the copy makes its own
+        state.pop("_modes_set", None)  # a block of the caller's, not the copy's
         return state
 
     def _one_call(self) -> threading.RLock:
@@ -263,6 +291,7 @@ class SimModel(nn.Module):
                 lock = self.__dict__.setdefault("_call_lock", threading.RLock())
         return lock
 
+    @torch.compiler.disable  # NumPy and Numba inside: torch.compile(sim) runs it eagerly
     def forward(self, *args, **kwargs):
         with self._one_call():
             return self._forward(*args, **kwargs)
@@ -280,6 +309,7 @@ class SimModel(nn.Module):
         else:  # the inputs in containers: counted 1 a call whatever they held
             n = next((c for a in (*args, *kwargs.values())
                       if (c := self._nested_samples(a)) is not None), 1)
+        self._keep_eval()
         before = self._counts()
         try:
             with torch.no_grad(), explain_stop_iteration("SimModel"):
@@ -535,6 +565,7 @@ class SimModel(nn.Module):
                 raise ValueError(f"trace: {name} = {value!r} is invalid; allowed: an integer "
                                  ">= 1")
         progress = check_flag(progress, "progress")
+        self._keep_eval()
         saved = [c.counters() for c in cores]
         for c in cores:
             c.tracer = CoreTrace(max_code_vectors)

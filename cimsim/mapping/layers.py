@@ -660,6 +660,7 @@ def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> CodeUse:
     return CodeUse(n_used, n_groups * n_conv, n_codes, n_values)
 
 
+@torch.compiler.disable  # inspects tensors as SimLayer.forward does: run eagerly
 def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
     """Weights set from outside (:func:`refuse_swapped_weights`) and the inputs of a
     ``torch.func`` transform (:func:`refuse_transformed_inputs`) are refused. A simulated
@@ -689,6 +690,14 @@ class SimLayer(ViewsWeights):
     """Base of simulated modules: a list of cores, observe/simulate mode, event totals."""
 
     kind = "layer"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # the simulation is NumPy and Numba, which torch.compile cannot trace (it failed deep
+        # in the engine, 'sum(): argument dtype must be torch.dtype'): a compiled model that
+        # holds simulated layers runs them eagerly, breaking its graph around them
+        if "forward" in vars(cls):
+            cls.forward = torch.compiler.disable(vars(cls)["forward"])
 
     def __init__(self, name: str):
         super().__init__()

@@ -95,7 +95,9 @@ def _estimate(module: nn.Module, bns: list, data, batch_size: int) -> None:
         # a deployed SimModel's calibration forwards are no part of its run: they entered its
         # report's per-inference figures (64 calibration inputs counted as inferences)
         uncounted = getattr(module, "uncounted", contextlib.nullcontext)
-        with torch.no_grad(), uncounted():
+        # and its forwards keep the BatchNorm layers in training mode, as set here
+        modes_set = getattr(module, "modes_set", contextlib.nullcontext)
+        with torch.no_grad(), uncounted(), modes_set():
             for x in _inputs(data, batch_size, batch_dim_of(module)):
                 module(x)
                 n += 1

@@ -1472,3 +1472,44 @@ def _all_events(sim) -> dict:
         for key, value in work.events.items():
             total[key] = total.get(key, 0.0) + value
     return total
+
+
+def test_a_deployed_model_put_in_training_mode_runs_in_eval_and_says_so():
+    """``sim.train()`` warns and stays in eval, but ``sim.model.train()`` switched the copy's
+    dropout on and let BatchNorm update its running statistics during the simulated
+    inference, silently and for good (0.034 off after ``sim.model.eval()``). The forward
+    (and a trace) sets it back to eval, with a warning naming the modules."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Dropout(0.5),
+                          nn.Linear(8, 3)).eval()
+    x = torch.randn(16, 6)
+    sim = cimsim.deploy(model, "ideal", torch.randn(32, 6), progress=False)
+    ref = sim(x)
+    stats = sim.model[1].running_mean.clone()
+    sim.model.train()
+    with pytest.warns(UserWarning, match=r"5 module\(s\) of the deployed model were in "
+                                         r"training mode .*set back to eval"):
+        out = sim(x)
+    assert torch.equal(out, ref) and torch.equal(sim.model[1].running_mean, stats)
+    assert not any(m.training for m in sim.model.modules())
+    sim.model[2].train()
+    with pytest.warns(UserWarning, match=r"1 module\(s\) .*\('2'\)"):
+        sim.trace(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(sim(x), ref)
+
+
+def test_torch_compile_of_a_deployed_model_runs_the_simulation_eagerly():
+    """torch.compile(sim) traced the engine's NumPy code and failed deep inside it
+    ('sum(): argument dtype must be torch.dtype'); the simulated parts now break the graph
+    and run eagerly: the compiled model (or its compiled inner model) gives the simulation's
+    outputs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    x = torch.randn(6, 8)
+    sim = cimsim.deploy(model, "ideal", torch.randn(32, 8), progress=False)
+    ref = sim(x)
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(sim)(x), ref)
+    assert torch.equal(torch.compile(sim.model)(x), ref)
