@@ -384,6 +384,9 @@ class FunctionalUses:
     """Weight name -> the aten product it reached inside code no torch function call showed
     (a ``torch.jit.script`` function called from the forward), for the weights named nowhere
     else."""
+    unreached: list[str] = field(default_factory=list)
+    """Weight matrices (parameters outside the mapped and listed modules) no torch call of
+    the pass read: on a branch, an expert or a loop the pass did not take."""
 
 
 class _Watch(TorchFunctionMode):
@@ -422,6 +425,7 @@ class _Watch(TorchFunctionMode):
         self.scaled: dict[str, str] = {}
         self.products: dict[str, str] = {}
         self.lookups: dict[str, str] = {}
+        self.read: set[str] = set()  # every watched weight some call took as an operand
 
     def _weight(self, t: torch.Tensor) -> tuple[str, ...] | None:
         """The weights ``t`` is (a parameter's view) or was computed from; None: an
@@ -461,6 +465,8 @@ class _Watch(TorchFunctionMode):
         if not operands:
             return out
         names = [self._weight(t) for t in operands]
+        if next(iter(_tensors(out)), None) is not None:  # computed with (not .device, .dim())
+            self.read.update(n for group in names if group for n in group)
         product = func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION
         factors = [self._weight(t) for t in _factors(func, args, kwargs)] if product else names
         # a product inside a mapped or listed module (an excluded head reading the embedding
@@ -783,6 +789,13 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
         name = params.get(ptr)
         if name is not None and name not in named and name in mode.matrices:
             uses.compiled.setdefault(name, func)
+    # a weight matrix the pass never read is neither mapped nor listed: a later forward that
+    # reaches it (a branch, an expert it did not take) ran it in float, named nowhere (an
+    # nn.Linear the pass never reached is refused: it has no calibrated ranges)
+    mine = {n for n, _ in model.named_parameters()} | {n for n in params.values() if "[" in n}
+    uses.unreached = sorted(n for n in set(params.values())
+                            if n in mine and n in mode.matrices and n not in mode.read
+                            and n not in uses.compiled)
 
 
 def _warn_named(who: str, named: Mapping[str, str], what: str, tail: str = "") -> None:
@@ -814,6 +827,14 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
     _warn_named(who, uses.modulated, "weight(s) are multiplied by an activation before a "
                 "matrix product (input-dependent weights, which no array holds programmed "
                 "once) and run digitally in float")
+    if uses.unreached:
+        n = len(uses.unreached)
+        warnings.warn(f"{who}: {n} weight matri{'x' if n == 1 else 'ces'} the calibration "
+                      "pass never read (on a branch, an expert or a loop it did not take): "
+                      f"{', '.join(uses.unreached[:8])}{' ...' if n > 8 else ''}; a later "
+                      "forward reaching one runs it digitally in float, neither mapped nor "
+                      "listed: pass calibration inputs that reach them (a weight the model "
+                      "never uses can be ignored)", UserWarning, stacklevel=3)
     hidden = {n: v for n, v in uses.weights.items() if "[" in n}  # _unregistered_parameters
     plain = {n: v for n, v in uses.weights.items() if n not in hidden}
     _warn_named(who, hidden, "layer weight(s) belong to modules held in a plain list or dict, "

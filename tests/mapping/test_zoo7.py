@@ -686,3 +686,38 @@ def test_a_computed_or_functional_weight_is_named(name, weights):
     assert all(kinds[w] == "parameter" for w in _DIGITAL[name] if w != "model")
     if name == "glow":
         assert "inv" not in kinds  # the conv by the computed weight: no activation product
+
+
+class _ParameterExperts(nn.Module):
+    """Experts held as raw parameters, applied with F.linear; expert 3 takes a token only
+    when its first feature is large, which the calibration inputs never are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.ParameterList([nn.Parameter(torch.randn(8, 8) / 4) for _ in range(4)])
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        idx = torch.where(x[:, 0] > 3, 3, (x[:, 1] > 0).long() + (x[:, 2] > 0).long())
+        y = torch.zeros_like(x)
+        for e in range(4):
+            m = idx == e
+            if m.any():
+                y[m] = F.linear(x[m], self.w[e])
+        return self.head(y)
+
+
+@pytest.mark.parametrize("who", ["deploy", "prepare"])
+def test_a_weight_matrix_the_calibration_never_read_is_named(who):
+    """A weight used functionally is listed and warned when the calibration pass reaches it;
+    one it never reaches (an expert, a branch) ran in float at inference, named nowhere (an
+    nn.Linear never reached is refused). Deploy and prepare now name it."""
+    torch.manual_seed(0)
+    cal = torch.randn(64, 8).clamp(-2.5, 2.5)
+    run = cimsim.deploy if who == "deploy" else cimsim.train.prepare
+    with pytest.warns(UserWarning) as record:
+        run(_ParameterExperts().eval(), "ideal", cal)
+    texts = [str(w.message) for w in record]
+    assert any(t.startswith(f"{who}: 1 weight matrix the calibration pass never read (on a "
+                            "branch, an expert or a loop it did not take): w.3;") for t in texts)
+    assert not any("never read" in t and "w.0" in t for t in texts)
