@@ -1478,6 +1478,12 @@ class ChipConfig(_Config):
             _check_analog_slices(self)
         if self.adc.placement is ADCPlacement.LAYER_OUTPUT:
             _check_layer_output(self)
+        if self.quant.act_zero_point and self.dac.shift_unsigned_inputs:
+            # both set a zero point: the asymmetric one won and the A-shift was dropped, its
+            # signed drive (costs, errors on a lossy chip) not the one asked for
+            _fail("DACConfig", "shift_unsigned_inputs", True, "false with quant.act_zero_point "
+                  "= true (both set the input's zero point: the A-shift drives a post-ReLU "
+                  "input with signed codes, the zero point an asymmetric range; choose one)")
         if self.quant.act_format is ActFormat.BLOCK_FP and self.dac.shift_unsigned_inputs:
             _fail("DACConfig", "shift_unsigned_inputs", True, "false with quant.act_format = "
                   "'block_fp' (not modelled: the A-shift re-centres a calibrated unsigned "

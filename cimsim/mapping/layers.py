@@ -599,7 +599,11 @@ def _error_over_signal(view: EngineView, x_int: np.ndarray, seed: int) -> bool:
             y = y - offsets[t]
         s_w = view.s_w[t if view.s_w.shape[0] > 1 else 0]
         sim += y * s_w
-        ref += (x_int[:, a:b].astype(np.float64) @ view.w_int[:, a:b].T) * s_w
+        # the product of the inputs' values, (x_int - z) @ w_int.T: with a zero point (or the
+        # A-shift) the raw codes' product differs by z * sum(w) from what the chip is to give
+        # (the lossless chip was warned about as erring by more than the signal)
+        exact = x_int[:, a:b].astype(np.float64) @ view.w_int[:, a:b].T
+        ref += (exact if offsets is None else exact - offsets[t]) * s_w
     signal = float(np.sum(ref * ref))
     return signal > 0 and float(np.sum((sim - ref) ** 2)) > signal
 

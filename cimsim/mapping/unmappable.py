@@ -486,11 +486,12 @@ def _user_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def restore_attributes(before: Mapping[str, Mapping[str, Any]], model: nn.Module,
-                       into: nn.Module | None = None) -> None:
+                       into: nn.Module | None = None) -> list[str]:
     """Set back the tensor-holding attributes of ``model``'s modules that changed since
     ``before`` (:func:`attribute_state`), in ``model`` or, given, in ``into``, a copy of it
-    (a deep copy of the earlier value)."""
+    (a deep copy of the earlier value). Returns their names (``module.attribute``)."""
     target = model if into is None else into
+    restored: list[str] = []
     for name, was in before.items():
         try:
             module, out = model.get_submodule(name), target.get_submodule(name)
@@ -500,10 +501,12 @@ def restore_attributes(before: Mapping[str, Mapping[str, Any]], model: nn.Module
         for k in [k for k in now if k not in was and _user_attribute(k)
                   and _holds_tensor(now[k])]:
             vars(out).pop(k, None)  # set since
+            restored.append(f"{name}.{k}" if name else k)
         for k, v in was.items():
             current = now.get(k, v)
             if not (_changed(v, current) and (_holds_tensor(v) or _holds_tensor(current))):
                 continue
+            restored.append(f"{name}.{k}" if name else k)
             old = v if into is None else copy.deepcopy(v)
             held = vars(out).get(k)
             if isinstance(held, list) and isinstance(old, list):
@@ -513,6 +516,7 @@ def restore_attributes(before: Mapping[str, Mapping[str, Any]], model: nn.Module
                 held.update(old)
             else:
                 vars(out)[k] = old
+    return restored
 
 
 def _user_attribute(name: str) -> bool:

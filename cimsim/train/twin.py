@@ -2307,7 +2307,16 @@ class PreparedModel(nn.Module):
         model = self.float_model().cpu()
         # what the twin's forwards cached (a layer's output kept as an attribute) would be
         # reused by every simulated forward, the layer never run on the arrays
-        restore_attributes(self.prepared_state, self.model, into=model)
+        restored = restore_attributes(self.prepared_state, self.model, into=model)
+        public = [n for n in restored if not n.rpartition(".")[2].startswith("_")]
+        if public:  # a cache is private by custom; state set or trained since is lost here
+            warnings.warn(
+                f"PreparedModel.deploy: {len(public)} tensor attribute(s) set since prepare "
+                f"are deployed as they were at prepare (a forward's cache is no state to "
+                f"deploy): {', '.join(public[:8])}{' ...' if len(public) > 8 else ''}; hold "
+                "state the deployed model needs (a running statistic, a table set by hand) "
+                "in a buffer (register_buffer), which deploy carries", UserWarning,
+                stacklevel=2)
         sim = deploy_views(model, chip, self.views(root, chip), seed=root,
                            exclude=excluded, batch_dim=batch_dim,
                            calibration_ndims=self.calibration_ndims)

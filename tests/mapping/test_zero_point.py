@@ -4,6 +4,8 @@ the spec, its digital correction counted and priced, and lower error on skewed i
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from torch import nn
 import cimsim
 from cimsim.config import ChipConfig
 from cimsim.cost import estimate
+from cimsim.errors import ConfigError
 from cimsim.events import Action, Component, event_key
 
 from .conftest import assert_bitwise, lossless_chip, ref_weight_quant
@@ -170,3 +173,29 @@ def test_fused_adc_takes_the_correction_into_its_references():
     assert float((got - want).norm() / want.norm()) < 0.01
     key = event_key(Component.DIGITAL, Action.CORRECTION_ADD, chip.accumulator_bits)
     assert key not in sim.works()[0].events
+
+
+def test_a_zero_point_or_the_a_shift_is_no_error_over_the_signal():
+    """The deploy check compared the chip's zero-point-corrected outputs with the raw codes'
+    product, off by z * sum(w): the lossless chip was warned about as erring by more than the
+    signal (SQNR below 0 dB) with a zero point or the A-shift, its outputs exact."""
+    torch.manual_seed(0)
+    ideal = cimsim.load_chip("ideal")
+    lin = nn.Linear(16, 4)
+    with torch.no_grad():
+        lin.weight.add_(0.3)
+    negative = -torch.rand(64, 16)
+    negative[:, 0] += 0.3  # z = 196 of 255
+    cases = [(ideal.replace(quant=ideal.quant.replace(act_zero_point=True)), negative),
+             (ideal.replace(dac=ideal.dac.replace(shift_unsigned_inputs=True)),
+              torch.randn(64, 16).relu())]
+    for chip, x in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            sim = cimsim.deploy(lin, chip, x, progress=False)
+            cimsim.train.prepare(lin, chip, x)
+        assert sim.sim_layers["0"].cores[0].view.zero_point != 0
+    with pytest.raises(ConfigError, match=r"DACConfig.shift_unsigned_inputs = True is invalid; "
+                                          r"allowed: false with quant.act_zero_point = true"):
+        ideal.replace(dac=ideal.dac.replace(shift_unsigned_inputs=True),
+                      quant=ideal.quant.replace(act_zero_point=True))

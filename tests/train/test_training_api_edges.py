@@ -299,3 +299,39 @@ def test_the_training_entry_points_check_their_seed_as_deploy_does(seed):
             call()
     assert all(getattr(t, "lora", None) is None for _, t in prep.twins())
     assert epoch_seed(np.uint64(2**64 - 1), 3) == epoch_seed(2**64 - 1, 3)
+
+
+class _Centred(nn.Module):
+    """Keeps a running mean of its inputs as a plain tensor attribute (not a buffer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.center = torch.zeros(4)
+        self._cache = None
+
+    def forward(self, x):
+        if self.training:
+            self.center = 0.9 * self.center + 0.1 * x.mean(0).detach()
+        self._cache = x.sum()  # a forward's cache: private, set back silently
+        return self.fc(x - self.center)
+
+
+def test_deploy_names_the_public_tensor_attributes_it_sets_back_to_prepare_time():
+    """PreparedModel.deploy sets tensor attributes back to their values at prepare (a
+    forward's cache is no state to deploy), so a running statistic kept as a plain attribute,
+    or a table the user set after prepare, was dropped without a word (twin and deployed
+    model 1.5 apart on the lossless chip). The public ones are named, pointing to a buffer."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 4) + 3.0
+    prep = prepare(_Centred(), "ideal", x)
+    prep.train()
+    prep(x)
+    prep.eval()
+    prep.model.logit_adjust = torch.ones(3)
+    with pytest.warns(UserWarning, match=r"PreparedModel.deploy: 2 tensor attribute\(s\) set "
+                                         r"since prepare .*: logit_adjust, center; .*register_"
+                                         r"buffer") as record:
+        sim = prep.deploy()
+    assert not any("_cache" in str(w.message) for w in record)
+    assert torch.equal(sim.model.center, torch.zeros(4))
