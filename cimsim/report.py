@@ -142,7 +142,8 @@ class Report:
     def from_sim(cls, sim, *, pipelined: bool = False) -> Report:
         """The report of every forward of a deployed model since deploy (or ``reset``).
 
-        ``pipelined`` chooses the chip latency: layer-by-layer (sum) or pipelined (slowest).
+        ``pipelined`` chooses the chip latency: layer-by-layer (sum) or pipelined (the slowest
+        layer's period).
         """
         report = cls.from_work(sim.work(), pipelined=pipelined, fidelity=sim.fidelity)
         if sim.ranges_learned:

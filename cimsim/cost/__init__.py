@@ -229,7 +229,8 @@ def estimate(
     CostReport
         ``totals``: ``energy_pj_per_inference``, ``area_mm2`` (whole chip), ``area_mm2_used``
         (the occupied arrays that exist, at most the chip) and ``n_arrays_occupied``,
-        ``latency_ns_per_inference`` (sum or slowest layer, as ``pipelined`` says, plus the
+        ``latency_ns_per_inference`` (sum of the layers, or pipelined the slowest layer's
+        period, as ``pipelined`` says, plus the
         reloads of a time-multiplexed chip, ``reprogramming_latency_ns_per_inference``),
         ``pipelined``, ``n_macs_per_inference``, ``ops_per_inference``, ``tops``,
         ``tops_per_w``, ``tops_per_mm2``, ``tops_per_mm2_used`` (1 MAC = 2 ops at input_bits

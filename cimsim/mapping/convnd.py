@@ -110,15 +110,22 @@ class _LiveGeometry:
     each call (:class:`~cimsim.mapping.layers.LiveConv`, read by :meth:`refresh`)."""
 
     live: LiveConv
-    stride = property(lambda self: self.live.stride)
-    dilation = property(lambda self: self.live.dilation)
-    padding = property(lambda self: self.live.padding)
-    output_padding = property(lambda self: self.live.output_padding)
-    pads = property(lambda self: self.live.pads)  # F.pad order
+    # a geometry pickled before LiveConv holds its settings as its own attributes
+    stride = property(lambda self: _setting(self, "stride"))
+    dilation = property(lambda self: _setting(self, "dilation"))
+    padding = property(lambda self: _setting(self, "padding"))
+    output_padding = property(lambda self: _setting(self, "output_padding"))
+    pads = property(lambda self: _setting(self, "pads"))  # F.pad order
 
     def refresh(self, layer: nn.Module) -> None:
         """Take ``layer``'s settings as they are now, as torch's forward reads them."""
-        self.live.update(layer)
+        if "live" in vars(self):
+            self.live.update(layer)
+
+
+def _setting(geometry: _LiveGeometry, name: str) -> Any:
+    live = vars(geometry).get("live")
+    return getattr(live, name) if live is not None else vars(geometry)[name]
 
 
 class TransposeGeometry(_LiveGeometry):

@@ -33,6 +33,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 from tqdm.auto import tqdm
 
+from .._eager import eager
 from .._inputs import counting_key, input_count, sample_dim
 from .._seed import check_flag, check_seed
 from .._warn import warn_user
@@ -232,6 +233,11 @@ class SimModel(nn.Module):
         the simulated inference, silently and for good."""
         if self.__dict__.get("_modes_set"):  # calibrate_bn's BatchNorm pass (modes_set)
             return
+        modules = self.__dict__.get("_all_modules")  # listed once: a check on every forward
+        if modules is None:
+            modules = self.__dict__["_all_modules"] = list(self.model.modules())
+        if not any(m.training for m in modules):
+            return
         training = [name or "(the model)" for name, m in self.model.named_modules()
                     if m.training]
         if training:
@@ -291,7 +297,7 @@ class SimModel(nn.Module):
                 lock = self.__dict__.setdefault("_call_lock", threading.RLock())
         return lock
 
-    @torch.compiler.disable  # NumPy and Numba inside: torch.compile(sim) runs it eagerly
+    @eager  # NumPy and Numba inside: torch.compile(sim) runs it eagerly
     def forward(self, *args, **kwargs):
         with self._one_call():
             return self._forward(*args, **kwargs)
@@ -406,28 +412,47 @@ class SimModel(nn.Module):
         return None
 
     def _charge_time_multiplexing(self, before: tuple[list[Any], list[Any], Any]) -> None:
-        """Over capacity (allowed): the arrays beyond what the chip holds (its arrays times
-        the weight sets stored) are rewritten every forward, of the matrices this forward ran
-        (``before``: :meth:`_counts` taken before it). An early exit, an expert no token was
-        routed to, a branch not taken loads nothing: every matrix of the model was charged,
-        so a call of a few layers cost nearly the whole model's reload."""
+        """Over capacity (allowed): the chip holds the model's first arrays (its arrays times
+        the weight sets stored, in model order) and rewrites, every forward, the arrays beyond
+        them of the matrices this forward ran (``before``: :meth:`_counts` taken before it);
+        their cells at the ran matrices' mean cells per array. A forward of every matrix is
+        charged ``needed - held`` arrays, as before; an early exit, an expert no token was
+        routed to, a branch not taken loads nothing (each forward was charged the whole
+        model's reload, so a call of a few layers cost nearly the full path's energy)."""
         have = self.chip.array_slots
         if self.arrays_needed <= have:
             return
         cores, saved, _ = before
-        ran = [c for c, was in zip(cores, saved, strict=True)
-               if not c.digital and c.n_vectors > was[1]]
-        needed = sum(n_arrays_for_shape(c.shape[0], c.row_tiles, self.chip) for c in ran)
-        if needed <= have:
+        ran = {id(c) for c, was in zip(cores, saved, strict=True) if c.n_vectors > was[1]}
+        reloaded = arrays = 0
+        cells = 0.0
+        for core, start, n in self._array_spans():
+            if id(core) in ran:
+                reloaded += max(0, start + n - max(start, have))
+                arrays += n
+                cells += core.n_cells
+        if reloaded == 0:
             return
-        over = needed - have
-        cells = sum(c.n_cells for c in ran)
-        frac = over / needed
         self._extra = self._extra + Events({
-            event_key(Component.ARRAY, Action.REPROGRAM): over,
+            event_key(Component.ARRAY, Action.REPROGRAM): reloaded,
             event_key(Component.CELL, Action.WRITE, self.chip.device.bits_per_cell):
-                cells * frac,
+                cells * reloaded / arrays,
         })
+
+    def _array_spans(self) -> list[tuple[MatmulCore, int, int]]:
+        """(matrix, first array, arrays) of every programmed matrix, in model order (the
+        order ``arrays_needed`` counts them)."""
+        spans = self.__dict__.get("_spans")
+        if spans is None:
+            spans, start = [], 0
+            for layer in self.sim_layers.values():
+                for core in layer.cores:
+                    if not core.digital:
+                        n = n_arrays_for_shape(core.shape[0], core.row_tiles, self.chip)
+                        spans.append((core, start, n))
+                        start += n
+            self.__dict__["_spans"] = spans
+        return spans
 
     @property
     def fused_activations(self) -> list[str]:

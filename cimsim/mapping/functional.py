@@ -793,9 +793,11 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
     # reaches it (a branch, an expert it did not take) ran it in float, named nowhere (an
     # nn.Linear the pass never reached is refused: it has no calibrated ranges)
     mine = {n for n, _ in model.named_parameters()} | {n for n in params.values() if "[" in n}
+    # (not a table of a listed module: an Embedding the pass did not reach is listed already)
     uses.unreached = sorted(n for n in set(params.values())
                             if n in mine and n in mode.matrices and n not in mode.read
-                            and n not in uses.compiled)
+                            and n not in uses.compiled
+                            and not _under(n.rpartition(".")[0], tuple(skip)))
 
 
 def _warn_named(who: str, named: Mapping[str, str], what: str, tail: str = "") -> None:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import engine
+from .._eager import eager
 from ..adc.activation import FusedActivation
 from ..arrays._rng import stream_key
 from ..arrays.drift import calibration_read_events
@@ -664,7 +665,7 @@ def adc_codes_used(layer: ProgrammedLayer, x_int: np.ndarray) -> CodeUse:
     return CodeUse(n_used, n_groups * n_conv, n_codes, n_values)
 
 
-@torch.compiler.disable  # inspects tensors as SimLayer.forward does: run eagerly
+@eager  # inspects tensors as SimLayer.forward does: run eagerly under torch.compile
 def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
     """Weights set from outside (:func:`refuse_swapped_weights`) and the inputs of a
     ``torch.func`` transform (:func:`refuse_transformed_inputs`) are refused. A simulated
@@ -701,7 +702,7 @@ class SimLayer(ViewsWeights):
         # in the engine, 'sum(): argument dtype must be torch.dtype'): a compiled model that
         # holds simulated layers runs them eagerly, breaking its graph around them
         if "forward" in vars(cls):
-            cls.forward = torch.compiler.disable(vars(cls)["forward"])
+            cls.forward = eager(vars(cls)["forward"])
 
     def __init__(self, name: str):
         super().__init__()
@@ -941,6 +942,8 @@ class LiveConv:
                                      values[2] if isinstance(values[2], str)
                                      else _n_tuple(values[2], n))
         self.stride, self.dilation, self.padding = stride, dilation, padding
+        if padding == "same" and any(s != 1 for s in stride):  # as torch's conv refuses it
+            raise ValueError("padding='same' is not supported for strided convolutions")
         self.output_padding = _n_tuple(values[3], n) if len(values) > 3 else (0,) * n
         self.pads = conv_pads_of(self.kernel, padding, dilation, self.padding_mode,
                                  self.cached)
@@ -989,7 +992,8 @@ class SimConv(SimLayer):
             raise conv_input_error(self.sim_name, x, self.dim, self.groups, self.in_channels,
                                    weight)
         x4 = x.unsqueeze(2) if self.dim == 1 else x
-        if self.live.update(self):
+        # (a layer pickled before LiveConv keeps the settings it was deployed with)
+        if "live" in vars(self) and self.live.update(self):
             self._geometry()
         check_kernel_fits(self.sim_name, x4.shape[2:], self.pads, self.kernel, self.dilation2,
                           shown=self.dim)

@@ -1973,7 +1973,7 @@ class TwinConv(_TwinLayer):
 
     def _columns(self, x4: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """(B, C, H, W) -> rows (B·H_out·W_out, C·kh·kw), columns ordered (c, i, j)."""
-        if self.live.update(self):
+        if "live" in vars(self) and self.live.update(self):  # (pickled before LiveConv: as built)
             set_geometry_2d(self, self.live, self.dim)
         check_kernel_fits(self.twin_name, x4.shape[2:], self.pads, self.kernel,
                           self.dilation2, shown=self.dim)

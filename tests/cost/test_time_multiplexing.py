@@ -234,32 +234,40 @@ class _EarlyExit(nn.Module):
 
 
 def test_a_call_reloads_only_the_arrays_of_the_matrices_it_ran():
-    """An early exit (or an expert no token reached) runs a few of the model's matrices: the
-    reload follows those, the arrays they need beyond the chip's. Every forward was charged
-    the whole model's reload, so an exit through a third of the arrays cost as much in writes
-    as the full path."""
+    """The chip holds the model's first arrays (model order) and rewrites, each forward, the
+    arrays beyond them of the matrices that forward ran. A full forward is charged
+    needed - held arrays, as before; an early exit (or an expert no token reached) that runs
+    only held matrices loads nothing, and a branch beyond them loads its own arrays, each
+    time it runs (two experts taking turns are not both held). Every forward was charged the
+    whole model's reload, so an exit through a few layers cost nearly the full path's
+    energy."""
     torch.manual_seed(0)
     model = _EarlyExit().eval()
-    chip = _tiny("rram-22nm", arrays_per_tile=2)  # 16 x 32 arrays, 2 of them
+    chip = _tiny("rram-22nm", arrays_per_tile=5)  # 16 x 32 arrays, 5 of them
     sim = cimsim.deploy(model, chip, torch.randn(16, 16), progress=False)
-    arrays = {name: sum(c.n_arrays for c in layer.cores)
-              for name, layer in sim.sim_layers.items()}
-    cells = {name: sum(c.n_cells for c in layer.cores) for name, layer in sim.sim_layers.items()}
     have = chip.array_slots
-    assert sum(arrays.values()) == sim.arrays_needed
+    spans, start = {}, 0
+    for name, layer in sim.sim_layers.items():  # model order: first, exit, deep.0, deep.2
+        n = sum(c.n_arrays for c in layer.cores)
+        spans[name] = (start, n, sum(c.n_cells for c in layer.cores))
+        start += n
+    assert start == sim.arrays_needed > have
+    assert spans["first"][1] + spans["exit"][1] <= have  # the exit path is held
+
+    def beyond(names):
+        return sum(max(0, a + n - max(a, have)) for a, n, _ in (spans[k] for k in names))
+
     write = event_key(Component.CELL, Action.WRITE, chip.device.bits_per_cell)
-    for path, names in (("deep", ("first", "deep.0", "deep.2")), ("exit", ("first", "exit"))):
+    for path, names in (("deep", ("first", "deep.0", "deep.2")), ("exit", ("first", "exit")),
+                        ("both", tuple(spans))):
         sim.model.path = path
         sim.reset()
         sim(torch.randn(4, 16))
-        needed = sum(arrays[n] for n in names)
-        assert needed > have
-        assert sim._extra.get(REPROGRAM) == needed - have
-        assert sim._extra.get(write) == pytest.approx(
-            sum(cells[n] for n in names) * (needed - have) / needed)
-    # a call whose matrices all fit on the chip reloads nothing
-    small = chip.replace(array=chip.array.replace(arrays_per_tile=needed))
-    sim = cimsim.deploy(model, small, torch.randn(16, 16), progress=False)
-    sim.model.path = "exit"
-    sim(torch.randn(4, 16))
-    assert sim.arrays_needed > small.array_slots and sim._extra.get(REPROGRAM) == 0.0
+        assert sim._extra.get(REPROGRAM) == beyond(names)
+        if beyond(names):
+            cells = sum(spans[k][2] for k in names)
+            arrays = sum(spans[k][1] for k in names)
+            assert sim._extra.get(write) == pytest.approx(cells * beyond(names) / arrays)
+    assert beyond(("first", "exit")) == 0 < beyond(("first", "deep.0", "deep.2"))
+    # every matrix: the arrays beyond the chip's, as before
+    assert beyond(tuple(spans)) == sim.arrays_needed - have

@@ -323,3 +323,34 @@ def test_a_transposed_conv_runs_at_the_settings_its_layer_holds_at_each_call():
         for y in (sim(x), twin(x)):
             assert y.shape == ref.shape
             assert ((y - ref).norm() / ref.norm()).item() < 0.02
+
+
+def test_a_conv_saved_before_its_settings_were_read_at_each_call_still_runs():
+    """A SimModel saved before LiveConv holds its convolutions' settings as attributes of its
+    own (stride2, pads; a geometry's stride, dilation, pads): it failed on the missing
+    'live'. Such a layer runs at the settings it was saved with."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv3d(4, 2, 1),
+                          nn.ConvTranspose3d(2, 2, 2, stride=2)).eval()
+
+    class As3d(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m[2](self.m[1](self.m[0](x).unsqueeze(2)))
+
+    wrapped = As3d(model).eval()
+    x = torch.randn(2, 3, 6, 6)
+    sim = cimsim.deploy(wrapped, "ideal", x, progress=False)
+    ref = sim(x)
+    conv, conv3, convt = (sim.model.m[i] for i in range(3))
+    del vars(conv)["live"]
+    for layer in (conv3, convt):  # as the geometry held them
+        g = layer.geometry
+        live = vars(g).pop("live")
+        vars(g).update(stride=live.stride, dilation=live.dilation, padding=live.padding,
+                       output_padding=live.output_padding, pads=live.pads)
+    sim.reset(noise=True)
+    assert torch.equal(sim(x), ref)

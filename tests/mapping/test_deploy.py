@@ -1513,3 +1513,17 @@ def test_torch_compile_of_a_deployed_model_runs_the_simulation_eagerly():
     torch._dynamo.reset()
     assert torch.equal(torch.compile(sim)(x), ref)
     assert torch.equal(torch.compile(sim.model)(x), ref)
+
+
+def test_importing_the_simulated_layers_imports_no_dynamo():
+    """torch.compiler.disable imports torch._dynamo (about 1.1 s) where it is applied: on the
+    simulated layer classes it was paid by every import of cimsim.mapping (the CLI's, a sweep
+    worker's). The graph break is applied at a call made while compiling (cimsim._eager)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, cimsim, cimsim.mapping, cimsim.train, cimsim.mapping.deploy; "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
