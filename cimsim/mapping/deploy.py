@@ -1330,6 +1330,7 @@ def deploy(
                            mapping.seed, model, progress)
     mapping.digital.extend(warn_functional(functional, "deploy"))
     _warn_calibration_signal(mapping.sim_layers)
+    _warn_few_vectors(mapping.sim_layers, calibration, batch_dim)
     programmed = sum(c.n_arrays for layer in mapping.sim_layers.values() for c in layer.cores)
     assert programmed == needed, f"arrays from the shapes {needed} != programmed {programmed}"
     out = _reference_read(SimModel(sim, mapping.sim_layers, mapping.digital, chip, seed,
@@ -1663,6 +1664,34 @@ def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
                    for flag in CodeFlags._fields}, "deploy", stacklevel=4)
     warn_zero_inputs([c.name for c in cores if c.zero_inputs], "deploy", stacklevel=4)
     warn_coarse_inputs([c.name for c in cores if c.coarse_inputs], "deploy", stacklevel=4)
+
+
+FEW_VECTORS = 16
+"""Calibration input vectors below which a matrix reached by a quarter of the calibration
+samples or fewer is named (:func:`_warn_few_vectors`)."""
+
+
+def _warn_few_vectors(sim_layers: Mapping[str, SimLayer], calibration: Any,
+                      batch_dim: int) -> None:
+    """Warn about the matrices calibrated on fewer than :data:`FEW_VECTORS` input vectors and
+    under a quarter of the calibration samples: a routed expert or a rare branch, whose input
+    scale and ADC ranges rest on those few (an expert fitted to one token erred by 35 % on the
+    lossless chip, with no word). Not where the samples cannot be counted (an iterable of
+    batches), nor a model calibrated on a few samples (every layer sees as many)."""
+    try:
+        n = input_count(calibration, batch_dim)
+    except (AttributeError, TypeError, ValueError):
+        return
+    few = [f"'{c.name}' ({c.n_calibration_vectors})" for layer in sim_layers.values()
+           for c in layer.cores if not c.digital
+           and 0 < getattr(c, "n_calibration_vectors", n) < min(FEW_VECTORS, n / 4)]
+    if few:
+        warnings.warn(
+            f"deploy: {len(few)} matri{'x was' if len(few) == 1 else 'ces were'} calibrated on "
+            f"fewer than {FEW_VECTORS} input vectors, under a quarter of the {n} calibration "
+            f"samples (inputs routed or branched away): {', '.join(few[:8])}"
+            f"{' ...' if len(few) > 8 else ''}; their input scales and ADC ranges rest on those "
+            "few: pass calibration inputs that reach them more", UserWarning, stacklevel=3)
 
 
 def warn_coarse_inputs(names: Sequence[str], who: str, stacklevel: int = 3) -> None:

@@ -182,6 +182,7 @@ class MatmulCore:
             return
         assert stats is not None, "finalize() twice"
         self.zero_inputs = stats.all_zero
+        self.n_calibration_vectors = stats.n_seen  # deploy's check of few (routed) inputs
         view = engine_view(self.w, self.chip, stats, seed=self.seed,
                            row_tiles=self.row_tiles, name=self.name,
                            activation=self._fused_activation, layer_max_abs=self.layer_max_abs)

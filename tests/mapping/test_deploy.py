@@ -1527,3 +1527,37 @@ def test_importing_the_simulated_layers_imports_no_dynamo():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=300)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stderr
+
+
+class _RareExpert(nn.Module):
+    """Two experts; a token goes to the second only when its first feature is above 2.5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList([nn.Linear(8, 8), nn.Linear(8, 8)])
+
+    def forward(self, x):
+        rare = x[:, 0] > 2.5
+        y = torch.zeros_like(x)
+        y[~rare] = self.experts[0](x[~rare])
+        y[rare] = self.experts[1](x[rare])
+        return y
+
+
+def test_a_matrix_calibrated_on_a_few_routed_vectors_is_named():
+    """An expert the calibration reached with one token was fitted to it, silently (35 % off
+    on the lossless chip at inference); deploy names the matrices calibrated on fewer than 16
+    vectors and under a quarter of the samples. A model calibrated on a few samples, every
+    layer seeing as many, is not named."""
+    torch.manual_seed(0)
+    cal = torch.randn(256, 8)
+    cal[:, 0] = cal[:, 0].clamp(max=2.4)
+    cal[:3, 0] = 3.0
+    with pytest.warns(UserWarning, match=r"deploy: 1 matrix was calibrated on fewer than 16 "
+                                         r"input vectors, under a quarter of the 256 "
+                                         r"calibration samples .*: 'experts\.1' \(3\);"):
+        cimsim.deploy(_RareExpert().eval(), "ideal", cal, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cimsim.deploy(nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2)).eval(),
+                      "ideal", torch.randn(3, 8), progress=False)
