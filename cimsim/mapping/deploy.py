@@ -1674,7 +1674,8 @@ samples or fewer is named (:func:`_warn_few_vectors`)."""
 def _warn_few_vectors(sim_layers: Mapping[str, SimLayer], calibration: Any,
                       batch_dim: int) -> None:
     """Warn about the matrices calibrated on fewer than :data:`FEW_VECTORS` input vectors and
-    under a quarter of the calibration samples: a routed expert or a rare branch, whose input
+    under a quarter of the calibration samples and of the vectors another matrix saw: a routed
+    expert or a rare branch, whose input
     scale and ADC ranges rest on those few (an expert fitted to one token erred by 35 % on the
     lossless chip, with no word). Not where the samples cannot be counted (an iterable of
     batches), nor a model calibrated on a few samples (every layer sees as many)."""
@@ -1682,9 +1683,13 @@ def _warn_few_vectors(sim_layers: Mapping[str, SimLayer], calibration: Any,
         n = input_count(calibration, batch_dim)
     except (AttributeError, TypeError, ValueError):
         return
-    few = [f"'{c.name}' ({c.n_calibration_vectors})" for layer in sim_layers.values()
-           for c in layer.cores if not c.digital
-           and 0 < getattr(c, "n_calibration_vectors", n) < min(FEW_VECTORS, n / 4)]
+    seen = {id(c): getattr(c, "n_calibration_vectors", n) for layer in sim_layers.values()
+            for c in layer.cores if not c.digital}
+    # and under a quarter of what another matrix saw: an unbatched input's features were
+    # counted as its samples
+    bound = min(FEW_VECTORS, n / 4, max(seen.values(), default=0) / 4)
+    few = [f"'{c.name}' ({seen[id(c)]})" for layer in sim_layers.values()
+           for c in layer.cores if not c.digital and 0 < seen[id(c)] < bound]
     if few:
         warnings.warn(
             f"deploy: {len(few)} matri{'x was' if len(few) == 1 else 'ces were'} calibrated on "
