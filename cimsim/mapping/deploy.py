@@ -1667,18 +1667,18 @@ def _warn_calibration_signal(sim_layers: Mapping[str, SimLayer]) -> None:
 
 
 FEW_VECTORS = 16
-"""Calibration input vectors below which a matrix reached by a quarter of the calibration
-samples or fewer is named (:func:`_warn_few_vectors`)."""
+"""Calibration input vectors below which a matrix that saw under a quarter of the calibration
+samples (and of another matrix's vectors) is named (:func:`_warn_few_vectors`)."""
 
 
 def _warn_few_vectors(sim_layers: Mapping[str, SimLayer], calibration: Any,
                       batch_dim: int) -> None:
     """Warn about the matrices calibrated on fewer than :data:`FEW_VECTORS` input vectors and
     under a quarter of the calibration samples and of the vectors another matrix saw: a routed
-    expert or a rare branch, whose input
-    scale and ADC ranges rest on those few (an expert fitted to one token erred by 35 % on the
-    lossless chip, with no word). Not where the samples cannot be counted (an iterable of
-    batches), nor a model calibrated on a few samples (every layer sees as many)."""
+    expert or a rare branch, whose input scale and ADC ranges rest on those few (an expert
+    fitted to one token erred by 35 % on the lossless chip, with no word). Not where the
+    samples cannot be counted (an iterable of batches), nor a model calibrated on a few
+    samples (every layer sees as many)."""
     try:
         n = input_count(calibration, batch_dim)
     except (AttributeError, TypeError, ValueError):
