@@ -283,16 +283,15 @@ def estimate(
     rep = CostReport(chip=chip, pipelined=pipelined, n_inferences=n_inf, calibration=cal)
     per = 1.0 / max(n_inf, 1)
 
-    latency = _latency_stage(rep, works, per, table, cal)  # first: leakage needs the time
+    # first: leakage needs the time
+    latency, period = _latency_stage(rep, works, per, table, cal)
     reload_ns = _reload_stage(rep, other, n_needed, per, table)
     # pipelined: each layer's period, a block's tail overlapping the next inference's steps
     key = "period_ns" if pipelined else "latency_ns"
     t_chip = chip_latency_ns(
         list(latency.values()), pipelined,
         sum(array_time_ns(b, key) for b in rep.blocks if b["layer"] != UNATTRIBUTED),
-        chip.array.n_arrays,
-        [layer_latency_ns([b for b in rep.blocks if b["layer"] == w.name],
-                          chip.array.n_arrays, key) for w in works]) + reload_ns
+        chip.array.n_arrays, list(period.values())) + reload_ns
     # over capacity, the layers' arrays take turns on the chip's: leak for those that exist
     hold_share = min(1.0, chip.array.n_arrays / max(sum(w.n_arrays for w in works), 1))
     gated = chip.tech.power_gating is PowerGating.LAYER
@@ -390,10 +389,10 @@ def _calibration(calibration: Calibration | str | None, chip: ChipConfig) -> Cal
 
 
 def _latency_stage(rep: CostReport, works: Sequence[LayerWork], per: float, table: TechTable,
-                   cal: Calibration) -> dict[str, float]:
-    """Every block's latency per inference into ``rep.blocks``; each layer's (the slowest
-    block of each stage, the stages one after another), ns."""
-    latency = {}
+                   cal: Calibration) -> tuple[dict[str, float], dict[str, float]]:
+    """Every block's latency per inference into ``rep.blocks``; each layer's latency and its
+    period in a pipeline (the slowest block of each stage, the stages one after another), ns."""
+    latency, period = {}, {}
     for w in works:
         rows = []
         for i, b in enumerate(w.blocks):
@@ -410,7 +409,8 @@ def _latency_stage(rep: CostReport, works: Sequence[LayerWork], per: float, tabl
             rows.append(d)
         rep.blocks += rows
         latency[w.name] = layer_latency_ns(rows, rep.chip.array.n_arrays)
-    return latency
+        period[w.name] = layer_latency_ns(rows, rep.chip.array.n_arrays, "period_ns")
+    return latency, period
 
 
 def _reload_stage(rep: CostReport, other: Events, n_needed: int, per: float,

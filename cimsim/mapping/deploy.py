@@ -440,18 +440,10 @@ class SimModel(nn.Module):
         })
 
     def _array_spans(self) -> list[tuple[MatmulCore, int, int]]:
-        """(matrix, first array, arrays) of every programmed matrix, in model order (the
-        order ``arrays_needed`` counts them)."""
+        """:func:`array_spans` of the model, computed once."""
         spans = self.__dict__.get("_spans")
         if spans is None:
-            spans, start = [], 0
-            for layer in self.sim_layers.values():
-                for core in layer.cores:
-                    if not core.digital:
-                        n = n_arrays_for_shape(core.shape[0], core.row_tiles, self.chip)
-                        spans.append((core, start, n))
-                        start += n
-            self.__dict__["_spans"] = spans
+            spans = self.__dict__["_spans"] = array_spans(self.sim_layers, self.chip)
         return spans
 
     @property
@@ -2022,13 +2014,25 @@ def _calibrate_simulated(sim: nn.Module, sim_layers: dict[str, SimLayer],
             core.reset()
 
 
+def array_spans(sim_layers: Mapping[str, SimLayer], chip: ChipConfig
+                ) -> list[tuple[MatmulCore, int, int]]:
+    """(matrix, first array, arrays) of every mapped matrix kept on arrays, in model order,
+    from its shape and the chip (row tiles x column tiles; nothing programmed, no data)."""
+    spans, start = [], 0
+    for layer in sim_layers.values():
+        for core in layer.cores:
+            if not core.digital:
+                n = n_arrays_for_shape(core.shape[0], core.row_tiles, chip)
+                spans.append((core, start, n))
+                start += n
+    return spans
+
+
 def _arrays_needed(sim_layers: dict[str, SimLayer], chip: ChipConfig) -> int:
-    """Arrays the mapped matrices need, from their shapes and the chip (row tiles x column
-    tiles; nothing programmed, no data); over the chip's count only with time-multiplexing
-    allowed."""
-    cores = [c for layer in sim_layers.values() for c in layer.cores if not c.digital]
-    return _check_capacity(sum(n_arrays_for_shape(c.shape[0], c.row_tiles, chip)
-                               for c in cores), chip, [c.name for c in cores])
+    """Arrays the mapped matrices need (:func:`array_spans`); over the chip's count only with
+    time-multiplexing allowed."""
+    spans = array_spans(sim_layers, chip)
+    return _check_capacity(sum(n for _, _, n in spans), chip, [c.name for c, _, _ in spans])
 
 
 def _check_capacity(needed: int, chip: ChipConfig, names: list[str] | None = None) -> int:

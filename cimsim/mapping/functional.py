@@ -792,7 +792,7 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
     # a weight matrix the pass never read is neither mapped nor listed: a later forward that
     # reaches it (a branch, an expert it did not take) ran it in float, named nowhere (an
     # nn.Linear the pass never reached is refused: it has no calibrated ranges)
-    mine = {n for n, _ in model.named_parameters()} | {n for n in params.values() if "[" in n}
+    mine = mode.learned | {n for n in params.values() if "[" in n}
     # (not a table of a listed module: an Embedding the pass did not reach is listed already)
     uses.unreached = sorted(n for n in set(params.values())
                             if n in mine and n in mode.matrices and n not in mode.read

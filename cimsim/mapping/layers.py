@@ -974,7 +974,7 @@ class SimConv(SimLayer):
         self.groups = src.groups
         self.kernel = (kh, kw)
         self.live = LiveConv(src)
-        self._geometry()
+        set_geometry_2d(self, self.live, self.dim)
         self.pad_mode = "constant" if src.padding_mode == "zeros" else src.padding_mode
         self.in_channels = cin_g * self.groups
         w2 = w.reshape(self.out_channels, cin_g * kh * kw)
@@ -995,7 +995,7 @@ class SimConv(SimLayer):
         x4 = x.unsqueeze(2) if self.dim == 1 else x
         # (a layer pickled before LiveConv keeps the settings it was deployed with)
         if "live" in vars(self) and self.live.update(self):
-            self._geometry()
+            set_geometry_2d(self, self.live, self.dim)
         check_kernel_fits(self.sim_name, x4.shape[2:], self.pads, self.kernel, self.dilation2,
                           shown=self.dim)
         cols, (b, h_out, w_out) = im2col(self._np(x4), self.kernel, self.stride2,
@@ -1006,11 +1006,6 @@ class SimConv(SimLayer):
         y = torch.from_numpy(np.concatenate(outs, axis=1)).to(x.device, x.dtype)
         y = y.reshape(b, h_out, w_out, self.out_channels).permute(0, 3, 1, 2)
         return y[:, :, 0, :] if self.dim == 1 else in_format_of(y, x)
-
-    def _geometry(self) -> None:
-        """The 2-D forms of :attr:`live` (a Conv1d as 1 x L): ``stride2``, ``dilation2`` and
-        ``pads`` (left, right, top, bottom) for F.pad."""
-        set_geometry_2d(self, self.live, self.dim)
 
 
 def set_geometry_2d(layer: Any, live: LiveConv, dim: int) -> None:
