@@ -165,7 +165,9 @@ class SimModel(nn.Module):
         The copy with simulated layers in place.
     sim_layers : dict[str, SimLayer]
     digital : list of (name, type, reason)
-        Layers with weights kept digital, and digital activation products.
+        Layers with weights kept digital (type: the module's class, or for a weight used
+        outside a module how the model holds it: ``'parameter'``, ``'buffer'``, ``'tensor'``
+        for a plain tensor attribute), and digital activation products.
     n_inferences : int
         Samples (first dimension of the first input) seen since the last ``reset()``.
     """

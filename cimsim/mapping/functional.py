@@ -387,6 +387,14 @@ class FunctionalUses:
     unreached: list[str] = field(default_factory=list)
     """Weight matrices (parameters outside the mapped and listed modules) no torch call of
     the pass read: on a branch, an expert or a loop the pass did not take."""
+    held: dict[str, str] = field(default_factory=dict)
+    """Weight name -> how the model holds it where that is not as a parameter: ``'buffer'``
+    (``register_buffer``) or ``'tensor'`` (a plain tensor attribute)."""
+
+    def kind(self, name: str) -> str:
+        """The type column of a weight's digital row: ``'parameter'``, ``'buffer'`` or
+        ``'tensor'``."""
+        return self.held.get(name, "parameter")
 
 
 class _Watch(TorchFunctionMode):
@@ -765,6 +773,8 @@ def watch_functional_weights(model: nn.Module, skip: Iterable[str],
             stack.pop()
 
     uses = FunctionalUses()
+    uses.held.update((n, "buffer") for n, _ in model.named_buffers())
+    uses.held.update((n, "tensor") for n, _ in _plain_tensors(modules))
     mode = _Watch(params, owner, aux, frozenset(n for n, w in weights if _is_matrix(w)), listed,
                   retired, outside, frozenset(n for n, _ in model.named_parameters()))
     hooks = [torch.nn.modules.module.register_module_forward_pre_hook(push),
@@ -811,18 +821,19 @@ def _warn_named(who: str, named: Mapping[str, str], what: str, tail: str = "") -
 
 def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]]:
     """One ``UserWarning`` naming the weights used functionally; returns them as
-    ``(name, 'parameter', reason)`` rows of the digital list, then the modules multiplying
-    activations as ``(module, 'attention products' | 'activation products', reason)`` rows
-    and the tables read by a look-up only (not warned: nothing claimed them simulated)."""
+    ``(name, 'parameter' | 'buffer' | 'tensor', reason)`` rows of the digital list (how
+    the model holds it), then the modules multiplying activations as ``(module, 'attention
+    products' | 'activation products', reason)`` rows and the tables read by a look-up only
+    (not warned: nothing claimed them simulated)."""
     products = [(name, kind, ATTENTION_REASON if kind == "attention products"
                  else ACTIVATION_REASON) for name, kind in uses.products.items()]
-    products += [(name, "parameter", LOOKUP_REASON) for name in sorted(uses.lookups)]
-    products += [(name, "parameter", COMPILED_REASON) for name in sorted(uses.compiled)]
+    products += [(name, uses.kind(name), LOOKUP_REASON) for name in sorted(uses.lookups)]
+    products += [(name, uses.kind(name), COMPILED_REASON) for name in sorted(uses.compiled)]
     _warn_named(who, uses.compiled, "weight(s) reach a matrix product inside compiled code (a "
                 "torch.jit.script function, a C++ extension) and run digitally in float",
                 "; call an nn.Linear / nn.Conv module from Python to map it")
-    modulated = [(name, "parameter", MODULATED_REASON) for name in sorted(uses.modulated)]
-    modulated += [(name, "parameter", SCALED_REASON) for name in sorted(uses.scaled)]
+    modulated = [(name, uses.kind(name), MODULATED_REASON) for name in sorted(uses.modulated)]
+    modulated += [(name, uses.kind(name), SCALED_REASON) for name in sorted(uses.scaled)]
     _warn_named(who, uses.scaled, "weight matrix(es) are multiplied element-wise by an "
                 "activation (a product written as x * W, then summed or transformed, e.g. a "
                 "spectral filter), which no array computes, and run digitally in float")
@@ -845,7 +856,8 @@ def warn_functional(uses: FunctionalUses, who: str) -> list[tuple[str, str, str]
     _warn_named(who, plain, "weight(s) reach a matrix product without a mappable module "
                 "and run digitally in float", "; hold each in an nn.Linear / nn.Conv module "
                 "(e.g. self.proj = nn.Linear(...), then self.proj(x)) to map it")
-    return ([(name, "parameter", UNREGISTERED_REASON if name in hidden else FUNCTIONAL_REASON)
+    return ([(name, uses.kind(name),
+              UNREGISTERED_REASON if name in hidden else FUNCTIONAL_REASON)
              for name in sorted(uses.weights)] + modulated + products)
 
 

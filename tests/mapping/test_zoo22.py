@@ -285,7 +285,7 @@ def test_a_sparse_adjacency_buffer_deploys_and_its_products_are_named_as_dense_o
                                            atol=0.03)
         assert rows[sparse, cimsim.deploy] == rows[sparse, prepare]
     assert rows[True, cimsim.deploy] == rows[False, cimsim.deploy] == {
-        "emb": "Embedding", "emb.weight": "parameter", "adj": "parameter"}
+        "emb": "Embedding", "emb.weight": "parameter", "adj": "buffer"}
 
 
 class _ReadOut(nn.Module):
