@@ -6,9 +6,12 @@ in training mode, and its running statistics moved in every later training forwa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from torch import nn
 
-__all__ = ["module_modes", "restore_modes"]
+__all__ = ["evaluated", "module_modes", "restore_modes"]
 
 
 def module_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
@@ -22,3 +25,16 @@ def restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
     for m, training in modes:
         m.training = training
 
+
+
+@contextmanager
+def evaluated(model: nn.Module) -> Iterator[None]:
+    """``model`` and its submodules in eval mode within the block, each flag restored after:
+    a parametrized weight read in training mode is a training draw (a DropConnect mask, a
+    weight-noise sample, spectral norm's power iteration stepping)."""
+    modes = module_modes(model)
+    model.eval()
+    try:
+        yield
+    finally:
+        restore_modes(modes)

@@ -52,7 +52,12 @@ from ..events import Action, Component, Events, event_key
 from ..work import LayerWork, ModelWork
 from .affine import affine_source
 from .convnd import SimConv3d, SimConvTranspose
-from .functional import higher_order_error, warn_functional, watch_functional_weights
+from .functional import (
+    higher_order_error,
+    refuse_tracing,
+    warn_functional,
+    watch_functional_weights,
+)
 from .layers import (
     FEW_CODES,
     CodeFlags,
@@ -65,6 +70,7 @@ from .layers import (
     SimMultiheadAttention,
     adc_codes_used,
     layer_seed,
+    refuse_mapped_state,
 )
 from .matrix import EngineView
 from .naming import finalize_layers, refuse_nonfinite_weights
@@ -179,6 +185,9 @@ class SimModel(nn.Module):
         super().__init__()
         self.training = False  # it simulates inference (:meth:`train`)
         self.model = model
+        # a load_state_dict holding mapped weights refused before any module takes a value
+        for root in (self, model):
+            root.register_load_state_dict_pre_hook(refuse_mapped_state)
         self.sim_layers = sim_layers
         self.digital = digital
         self.chip = chip
@@ -232,12 +241,23 @@ class SimModel(nn.Module):
     def _keep_eval(self) -> None:
         """The copy in eval mode, whatever was done to it: ``sim.model.train()`` (or a
         module's) switched dropout on and let BatchNorm update its running statistics during
-        the simulated inference, silently and for good."""
+        the simulated inference, silently and for good. The modules are walked at every call
+        (a module added after the first forward, which starts in training mode, escaped a list
+        kept from it), which also finds the mapped layers replaced or removed since deploy."""
+        modules = list(self.model.modules())
+        present = {id(m) for m in modules}
+        gone = [name for name, layer in self.sim_layers.items() if id(layer) not in present]
+        if gone:
+            # a replacement ran in float, unnamed, while the report still listed the layer
+            # mapped and priced its arrays (0 MACs, all of its ADC energy)
+            raise MappingError(
+                f"SimModel: {len(gone)} mapped layer(s) are no longer in sim.model (replaced "
+                f"or removed after deploy): {_shown(gone)}; what replaced them would run in "
+                "float while the report prices the arrays deploy programmed for them: deploy "
+                "the changed model again (cimsim.deploy), keeping a layer digital with "
+                "exclude=[...] where that is the intent")
         if self.__dict__.get("_modes_set"):  # calibrate_bn's BatchNorm pass (modes_set)
             return
-        modules = self.__dict__.get("_all_modules")  # listed once: a check on every forward
-        if modules is None:
-            modules = self.__dict__["_all_modules"] = list(self.model.modules())
         if not any(m.training for m in modules):
             return
         training = [name or "(the model)" for name, m in self.model.named_modules()
@@ -305,6 +325,7 @@ class SimModel(nn.Module):
             return self._forward(*args, **kwargs)
 
     def _forward(self, *args, **kwargs):
+        refuse_tracing("SimModel", [*args, *kwargs.values()])
         # NumPy inputs as the calibration data takes them (the model's own torch code would
         # fail on an ndarray with an AttributeError deep inside it)
         args = tuple(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args)

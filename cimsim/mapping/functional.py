@@ -93,7 +93,7 @@ from .weight_view import TensorMeta, WeightView, weight_like, weight_read_messag
 __all__ = ["ACTIVATION_REASON", "COMPILED_REASON", "FUNCTIONAL_REASON", "LOOKUP_REASON",
            "MODULATED_REASON", "SCALED_REASON", "UNREGISTERED_REASON",
            "FunctionalUses", "higher_order_error", "refuse_non_float_input",
-           "refuse_transformed_inputs",
+           "refuse_tracing", "refuse_transformed_inputs",
            "stale_reference_error", "watch_functional_weights", "warn_functional",
            "linear_through", "weight_read_error", "weight_view", "refuse_swapped_weights"]
 
@@ -867,7 +867,9 @@ def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
     its inputs are wrapped tensors with no storage, which the layer's NumPy computation (the
     arrays', and the calibration pass's) cannot read; torch's own error ("Cannot access data
     pointer of Tensor that doesn't have storage") named no layer. Or on a forward-mode dual
-    tensor (``torch.autograd.forward_ad``), whose tangent the layer cannot carry."""
+    tensor (``torch.autograd.forward_ad``), whose tangent the layer cannot carry. Or under a
+    tracer (:func:`refuse_tracing`)."""
+    refuse_tracing(layer, inputs)
     if any(isinstance(t, torch.Tensor) and _transformed(t) for t in _tensors(list(inputs))):
         raise MappingError(
             f"{layer}: called inside a torch.func transform (torch.func.vmap / torch.vmap over "
@@ -884,6 +886,30 @@ def refuse_transformed_inputs(layer: str, inputs: Iterable[object]) -> None:
             "the simulated arrays in NumPy (its twin, quantized) and carries no tangent, so "
             "the derivative would be lost: compute it outside the model, or exclude the layer "
             "(exclude=[...]) to keep it digital")
+
+
+def refuse_tracing(who: str, inputs: Iterable[object] = ()) -> None:
+    """What a simulated (or twin) layer, or a deployed model, raises under a tracer that
+    records torch operations: the layer computes in NumPy and Numba, which no tracer sees.
+    ``torch.jit.trace`` recorded the arrays' outputs of the tracing call as constants (a traced
+    model gave the calibration call's outputs for every input, with torch's generic
+    TracerWarnings only); ``torch.export`` and ``torch.fx.symbolic_trace`` failed inside
+    torch or the layer, naming nothing. ``torch.compile`` runs the layers eagerly instead
+    (:func:`cimsim._eager.eager`)."""
+    if torch.jit.is_tracing():
+        how = "torch.jit.trace (or a TorchScript-based export)"
+    elif torch.compiler.is_exporting():
+        how = "torch.export"
+    elif any(isinstance(t, torch.fx.Proxy) for t in inputs):
+        how = "torch.fx symbolic tracing"
+    else:
+        return
+    raise MappingError(
+        f"{who}: called under {how}, which records torch operations; the simulated chip "
+        "computes in NumPy and Numba, which it cannot record (a trace would replay this "
+        "call's outputs as constants): run the deployed (or prepared) model itself, or "
+        "torch.compile it (its simulated layers then run eagerly); export the float model "
+        "(sim.model's source) for other tools")
 
 
 def refuse_non_float_input(layer: str, args: tuple) -> None:

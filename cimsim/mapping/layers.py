@@ -61,7 +61,8 @@ from .naming import refuse_signed_together
 from .weight_view import TensorMeta, ViewsWeights
 
 __all__ = ["CodeFlags", "CoreTrace", "MatmulCore", "SimConv", "SimLinear",
-           "SimMultiheadAttention", "SimLayer", "adc_codes_used", "code_use", "fused_activation"]
+           "SimMultiheadAttention", "SimLayer", "adc_codes_used", "code_use", "fused_activation",
+           "refuse_mapped_state"]
 
 log = logging.getLogger(__name__)
 
@@ -692,6 +693,29 @@ def _check_call(layer: SimLayer, args: tuple, kwargs: dict) -> None:
         "layers the gradient runs through digital with exclude=[...]")
 
 
+def refuse_mapped_state(module: nn.Module, state_dict: Any, prefix: str, *args: Any
+                        ) -> None:
+    """torch's ``load_state_dict`` on ``module`` (a load_state_dict pre-hook of a deployed
+    model's roots, ``sim`` and ``sim.model``, run before any module takes a value; and each
+    simulated layer's own check) refuses the weights of its simulated layers among the keys:
+    they were programmed into the arrays at deploy. ``strict=False`` loaded the layers kept
+    digital and left the programmed ones as they were (a half-updated model, named only in
+    ``unexpected_keys``); ``strict=True`` failed with a bare "Unexpected key(s)"."""
+    for name, sub in module.named_modules(prefix=prefix.rstrip(".")):
+        if not isinstance(sub, SimLayer):
+            continue
+        at = f"{name}." if name else ""
+        own = set(sub.state_dict(prefix=at))  # the buffers and children torch loads
+        mapped = sorted(k for k in state_dict if k.startswith(at) and k not in own)
+        if mapped:
+            raise MappingError(
+                f"{sub.sim_name}: load_state_dict holds weights of this mapped layer "
+                f"({', '.join(mapped[:4])}{' ...' if len(mapped) > 4 else ''}); they were "
+                "programmed into the arrays at deploy and cannot be loaded into the deployed "
+                "model (nothing was loaded): load them into the float model and deploy it "
+                "again (cimsim.deploy)")
+
+
 class SimLayer(ViewsWeights):
     """Base of simulated modules: a list of cores, observe/simulate mode, event totals."""
 
@@ -741,6 +765,12 @@ class SimLayer(ViewsWeights):
                 return config[attr]
             return weight_view(self, attr, self.__dict__.get("sim_name", "?"),
                                self.__dict__.get("source_tensors", {}))
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        # a load of a part of the tree holding this layer (a whole model's load is checked
+        # before any module takes a value: refuse_mapped_state on the roots)
+        refuse_mapped_state(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def _apply(self, fn: Any, recurse: bool = True) -> SimLayer:
         # .to() / .double() / .cuda() of the model: the weights' views report where it went

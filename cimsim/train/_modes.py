@@ -4,6 +4,6 @@ package)."""
 
 from __future__ import annotations
 
-from .._modes import module_modes, restore_modes
+from .._modes import evaluated, module_modes, restore_modes
 
-__all__ = ["module_modes", "restore_modes"]
+__all__ = ["evaluated", "module_modes", "restore_modes"]

@@ -187,7 +187,7 @@ from ..mapping.unmappable import (
 from ..mapping.weight_view import ViewsWeights, tensor_metas
 from ._data import eval_pass
 from ._kernels import dac_planes, fused_convert
-from ._modes import module_modes, restore_modes
+from ._modes import evaluated, module_modes, restore_modes
 from .ste import grad_scale, lsq_factor, round_ste, with_surrogate
 from .tied import (
     carry_grad_hooks,
@@ -1680,12 +1680,22 @@ class _ChipProduct(torch.autograd.Function):
 # --------------------------------------------------------------------------------------------
 # Model layers: observe during calibration, then compute through twins
 # --------------------------------------------------------------------------------------------
+_HALF = (torch.float16, torch.bfloat16)
+HALF_WEIGHTS = ("hold float16/bfloat16 weights, too narrow for the twin's integer arithmetic; "
+                "prepare (and train) a float32 (or float64) model, model.float(), and cast "
+                "the float model after training")
+
+
 def _refuse_swapped(layer: _TwinLayer, args: tuple) -> None:
     """A twin layer's forward pre-hook (a function, not a lambda: a prepared model pickles):
     weights set from outside, and inputs of a ``torch.func`` transform, refused."""
     refuse_swapped_weights(layer, layer.twin_name)
     refuse_transformed_inputs(layer.twin_name, args)
     refuse_non_float_input(layer.twin_name, args)
+    if any(t.weight.dtype in _HALF for t in layer.matrices()):
+        # prepared.half() / .bfloat16(): the ADC kernel failed in Numba ("float16") or torch
+        # ("unsupported ScalarType BFloat16"), naming no layer
+        raise MappingError(f"{layer.twin_name}: {HALF_WEIGHTS}")
 
 
 class _TwinLayer(ViewsWeights):
@@ -2428,20 +2438,14 @@ def _zeroed_by_parametrization(module: nn.Module) -> bool:
                                          if isinstance(t := getattr(chain, n, None), torch.Tensor)]
         if not originals or not all(o.is_floating_point() for o in originals):
             continue
-        modes = [m.training for m in chain.modules()]
-        chain.eval()
-        try:
-            with torch.no_grad():
-                gen = torch.Generator().manual_seed(0)
-                drawn = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device)
-                         for o in originals]
-                value = chain[0](*drawn)
-                for step in list(chain)[1:]:
-                    value = step(value)
-                actual = getattr(module, tensor_name)
-        finally:
-            for m, mode in zip(chain.modules(), modes, strict=True):
-                m.training = mode
+        with evaluated(chain), torch.no_grad():
+            gen = torch.Generator().manual_seed(0)
+            drawn = [torch.randn(o.shape, generator=gen, dtype=o.dtype).to(o.device)
+                     for o in originals]
+            value = chain[0](*drawn)
+            for step in list(chain)[1:]:
+                value = step(value)
+            actual = getattr(module, tensor_name)
         if value.shape == actual.shape and bool(((value == 0) & (actual == 0)).any()):
             return True
     return False
@@ -2557,9 +2561,12 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
                 visit(child, name + ".")
                 continue
             try:
-                new = (TwinAffine(child, affine, name, chip, layer_seed(seed, name), opts)
-                       if affine is not None else cls(child, name, chip, layer_seed(seed, name),
-                                                      opts))
+                # its weights read in eval mode, as deploy reads them: a parametrization's
+                # training draw (a DropConnect mask) became the twin's weight, silently
+                with evaluated(child):
+                    new = (TwinAffine(child, affine, name, chip, layer_seed(seed, name), opts)
+                           if affine is not None
+                           else cls(child, name, chip, layer_seed(seed, name), opts))
             except MappingError as exc:
                 digital.append((name, type(child).__name__, f"{NOT_MAPPABLE}{exc}"))
                 continue
@@ -2576,12 +2583,9 @@ def prepare(model: nn.Module, chip: ChipConfig | str | Path, calibration, *, see
     visit(root, "")
     warn_unmatched_excludes(patterns, candidates, "prepare", stacklevel=3)
     half = [name for name, layer in layers.items()
-            if any(p.dtype in (torch.float16, torch.bfloat16)
-                   for p in layer._float_src[0].parameters())]
+            if any(p.dtype in _HALF for p in layer._float_src[0].parameters())]
     if half:  # the twin computes the chip's integer sums in the weights' dtype
-        raise MappingError(f"prepare: {', '.join(half)} hold float16/bfloat16 weights, too "
-                           "narrow for the twin's integer arithmetic; prepare a float32 (or "
-                           "float64) copy, model.float(), and cast after training")
+        raise MappingError(f"prepare: {', '.join(half)} {HALF_WEIGHTS}")
     wide = max(chip.input_bits, chip.weight_bits)
     single = [name for name, layer in layers.items()
               if any(p.dtype == torch.float32 for p in layer._float_src[0].parameters())]
