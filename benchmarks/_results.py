@@ -12,7 +12,7 @@ def write_rows(name: str, rows: list[dict]) -> Path:
     """Write ``rows`` (dicts with the same keys) to ``results/<name>.csv``; its path."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.csv"
-    with path.open("w", newline="") as fh:
+    with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)

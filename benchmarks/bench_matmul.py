@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{t_ref:9.4f} {ratio:6.2f} {peak:8.1f} {peak4:8.1f} {out4:7.1f} {kind:>7}",
                   flush=True)
     if args.csv:
-        with args.csv.open("w", newline="") as fh:
+        with args.csv.open("w", newline="", encoding="utf-8") as fh:
             wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
             wr.writeheader()
             wr.writerows(rows)

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['twin_s']:9.4f} {r['reference']:>12} {r['reference_s']:9.4f} "
               f"{r['ratio']:7.2f}")
     args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with args.csv.open("w", newline="") as fh:
+    with args.csv.open("w", newline="", encoding="utf-8") as fh:
         wr = csv.DictWriter(fh, fieldnames=list(rows[0]))
         wr.writeheader()
         wr.writerows(rows)

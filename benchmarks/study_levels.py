@@ -52,6 +52,7 @@ import torch
 
 import cimsim
 from cimsim import engine
+from cimsim._atomic import write_text
 from cimsim.adc import Levels, calibration_units
 from cimsim.adc.nonlinear import thin_samples as _thin
 from cimsim.arrays.encoding import plane_layout
@@ -548,7 +549,7 @@ def main(argv=None) -> int:
         text = render_doc(args, argv, bits_list, methods, layers, res, refs, masses, same,
                           t1, t1b, t1c, t1d, t1e, t2, t2r, t3, repeats, len(y_test), runtime)
         Path(doc).parent.mkdir(parents=True, exist_ok=True)
-        Path(doc).write_text(text)
+        write_text(doc, text)  # UTF-8, whole or not at all
         print(f"wrote {doc}")
     return 0
 

@@ -68,19 +68,26 @@ def signals_deferred() -> Iterator[None]:
             signal.raise_signal(got[0])
 
 
-def write_set(files: Sequence[tuple[Path, bytes]]) -> list[Path]:
+def write_set(files: Sequence[tuple[Path, bytes]], stale: Sequence[Path] = ()) -> list[Path]:
     """Write several files that belong together (a report's tables, page and figures), each
     as :func:`write_bytes` does, and as a set: a target that is a folder is refused before
     any is written (six tables were written beside a ``report.json`` that was a folder), and
     a stop (Ctrl-C, SIGTERM) during the writes takes effect after the last (stopped after
-    three of a report's twelve files, they sat beside the earlier run's page). The bytes are
-    all made before the call: the writes themselves take milliseconds."""
+    three of a report's twelve files, they sat beside the earlier run's page). ``stale``:
+    files of an earlier run the set replaces without a file of its own (a figure this run has
+    none of), removed in the same block (a stop that came during the writes kept an earlier
+    run's figure beside the new page). The bytes are all made before the call: the writes
+    themselves take milliseconds."""
     for path, _ in files:
         if Path(path).is_dir():
             raise CimsimError(f"{str(path)!r} is a folder where a file is to be written; "
                               "nothing was written (remove or rename the folder)")
     with signals_deferred():
-        return [write_bytes(path, data) for path, data in files]
+        paths = [write_bytes(path, data) for path, data in files]
+        for path in stale:
+            if Path(path).is_file():
+                Path(path).unlink()
+        return paths
 
 
 @contextlib.contextmanager

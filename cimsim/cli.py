@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -251,7 +251,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from cimsim.models import load_digits_cnn
 
     t0 = time.perf_counter()
-    _check_out(args.out)
+    _check_out(args.out, _report_files())
     chip = _load_chip(args)
     model = load_digits_cnn()
     x_train, _, x_test, y_test = load_digits_split()
@@ -285,7 +285,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from cimsim.mapping.loaders import load_data, load_model_for
 
     _check_data_given(args)
-    _check_out(args.out)
+    _check_out(args.out, _report_files())
     chip = _load_chip(args)
     # before the data and the model load: a mistyped --time is its own one line, at once
     times = None if args.time is None else _time_values("--time", args.time, chip)
@@ -506,13 +506,28 @@ def _evaluate(sim, model, x, y, batch_size: int):
     return report, float(sim_acc if y is not None else cosine)
 
 
-def _check_out(out: Path) -> None:
+def _report_files() -> list[str]:
+    from .report import report_files
+
+    return report_files()
+
+
+def _check_out(out: Path, files: Iterable[str] = ()) -> None:
     """Refuse an ``--out`` that cannot become a folder before any work, not after the run: an
-    existing file, a path below one, or a place this process cannot write (a read-only
-    folder or file system). Nothing is left behind here."""
+    existing file, a path below one, a link to nothing, a folder where one of the command's
+    ``files`` goes (the run's results were lost at the write: a sweep died after its first
+    point), or a place this process cannot write (a read-only folder or file system).
+    Nothing is left behind here."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {str(out)!r} is a file, not a folder; name a folder (it is "
                           "created if missing)")
+    if out.is_symlink() and not out.exists():
+        raise ConfigError(f"--out: {str(out)!r} is a link to {os.readlink(out)!r}, which does "
+                          "not exist; name a folder (it is created if missing)")
+    for name in files:
+        if (out / name).is_dir():
+            raise ConfigError(f"--out: {str(out / name)!r} is a folder where the run writes "
+                              f"its file {name!r}; remove or rename that folder")
     nearest = out if out.is_dir() else None
     for parent in out.parents:
         if nearest is None and parent.exists():
@@ -714,7 +729,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                                 parse_slice_readout)
     if args.noise is not None:
         grid["thermal_sigma_lsb"] = _float_values("--noise", args.noise)
-    _check_out(args.out)
+    from .sweep.files import OUTPUT_FILES
+
+    _check_out(args.out, OUTPUT_FILES)
     chip = _load_chip(args)
     if args.time is not None:
         grid["time_s"] = [t for _, t in _time_values("--time", args.time, chip)]
@@ -1364,7 +1381,14 @@ def _not_empty(convert: Callable[[str], Any], allowed: str) -> Callable[[str], A
     return parse
 
 
-_path = _not_empty(Path, "a file or folder path (use . for the current folder)")
+def _user_path(text: str) -> Path:
+    """A path as the shell would give it: ``--out=~/r`` (no shell expands a ``~`` after
+    ``=``) made ``./~/r``."""
+    return Path(text).expanduser()
+
+
+_user_path.__name__ = "path"  # argparse names the type in its messages
+_path = _not_empty(_user_path, "a file or folder path (use . for the current folder)")
 _model_spec = _not_empty(str, "demo, a torch.export .pt2 or TorchScript file, or "
                               "module:function")
 

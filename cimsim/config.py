@@ -1538,7 +1538,11 @@ class ChipConfig(_Config):
         chip, but :func:`unstated_inputs` reads what a description leaves out from the file,
         so the saved file's list holds only the unset fields TOML cannot write (the
         description written from a paper keeps the whole list)."""
-        Path(path).write_text(self.to_toml(), encoding="utf-8")  # as load_chip reads it
+        # whole or not at all (cimsim._atomic): a full disk or a kill mid-write truncated
+        # the user's chip file, which then failed to load ("invalid TOML")
+        from ._atomic import write_text
+
+        write_text(path, self.to_toml())  # UTF-8, as load_chip reads it
 
 
 _CMOS_KINDS = ("sram_6t", "sram_7t", "sram_8t", "sram_10t", "edram_2t", "edram_3t")

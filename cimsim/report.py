@@ -353,14 +353,11 @@ class Report:
         # each file whole or not at all, and the files as a set (cimsim._atomic.write_set):
         # a run stopped mid-save never leaves a truncated report.json that `cimsim report`
         # would read back, nor new tables beside an earlier run's page
-        paths = write_set(files)
         # a file an earlier report wrote here and this one does not (a figure or a table it
         # has no rows for) would pass for this report's: removed. Only names cimsim writes.
-        written = {p.name for p in paths}
-        for name in _optional_files():
-            if name not in written and (out / name).is_file():
-                (out / name).unlink()
-        return paths
+        written = {p.name for p, _ in files}
+        return write_set(files, [out / name for name in _optional_files()
+                                 if name not in written])
 
     @staticmethod
     def clear(folder: str | Path) -> None:
@@ -368,7 +365,7 @@ class Report:
         folder if that leaves it empty: what a later run into the same ``--out`` that writes
         no report there (``simulate --time`` writes one per time) must not leave behind."""
         out = Path(folder)
-        for name in [*_optional_files(), "report.json", "report.html"]:
+        for name in report_files():
             (out / name).unlink(missing_ok=True)
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
@@ -746,6 +743,11 @@ def _optional_files() -> list[str]:
     """The tables and figures :meth:`Report.save` may write (a report without rows for one
     writes no file for it)."""
     return [f"{t}.csv" for t in _TABLES] + list(_FIGURES)
+
+
+def report_files() -> list[str]:
+    """The names of every file :meth:`Report.save` may write into its folder."""
+    return [*_optional_files(), "report.json", "report.html"]
 
 
 def _literal(text: Any) -> str:

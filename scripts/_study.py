@@ -74,13 +74,13 @@ class Rows:
     def __init__(self, path: Path, fields: list[str]):
         self.path, self.fields = path, fields
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
+        with path.open("w", newline="", encoding="utf-8") as f:
             csv.DictWriter(f, fields).writeheader()
         self.t0 = time.perf_counter()
 
     def add(self, **row) -> None:
         row["elapsed_s"] = round(time.perf_counter() - self.t0, 1)
-        with self.path.open("a", newline="") as f:
+        with self.path.open("a", newline="", encoding="utf-8") as f:
             csv.DictWriter(f, self.fields).writerow(row)
         print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
 

@@ -56,6 +56,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cimsim._atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the zoos live in tests/, imported as a package
     sys.path.insert(0, str(ROOT))
@@ -746,7 +748,7 @@ class _RowWriter:
         key = "" if self.path.suffix == ".csv" else str(row["zoo"])
         if key not in self.writers:
             self.files[key] = open(self.path if not key else self.path / f"{key}.csv", "w",
-                                   newline="")
+                                   newline="", encoding="utf-8")
             self.writers[key] = csv.DictWriter(self.files[key], fieldnames=COLUMNS,
                                                lineterminator="\n")
             self.writers[key].writeheader()
@@ -830,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
             out.close()
     # the page from the CSVs as written (rounded): a run and --summarize-only write the same page
     rows = read_rows(args.csv)
-    args.md.write_text(summary_markdown(rows, _command(argv), chips, measured or ""))
+    write_text(args.md, summary_markdown(rows, _command(argv), chips, measured or ""))
     return 0
 
 

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cimsim._atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -445,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.md:
         command = "python scripts/audit_transformers.py " + " ".join(argv or sys.argv[1:])
-        args.md.write_text(
+        write_text(
+            args.md,
             f"Made by `{command.strip()}` on {time.strftime('%Y-%m-%d')} with transformers "
             f"{transformers.__version__}, torch {torch.__version__}.\n\n" + text + "\n")
     return 0

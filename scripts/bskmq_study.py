@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 import cimsim
+from cimsim._atomic import write_text
 from cimsim.adc.levels import quantization_mse
 from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
@@ -282,7 +283,7 @@ def _write_md(df: pd.DataFrame, float_acc: float, args, elapsed: float, path: Pa
                          f"{_pct(getattr(r, 'ft_refit_accuracy', float('nan')))} | "
                          f"{'—' if pd.isna(after) else f'{after:.4g}'} |")
     lines.append("")
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))  # UTF-8, whole or not at all
 
 
 if __name__ == "__main__":

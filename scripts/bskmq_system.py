@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 import cimsim
+from cimsim._atomic import write_text
 from cimsim.cost import estimate
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['speedup_vs_SAR-8']:.2f}x / {r['speedup_vs_SAR-7']:.2f}x | "
             f"{r['energy_eff_vs_SAR-8']:.2f}x / {r['energy_eff_vs_SAR-7']:.2f}x |")
     lines.append("")
-    args.out.with_suffix(".md").write_text("\n".join(lines))
+    write_text(args.out.with_suffix(".md"), "\n".join(lines))
     print(f"done in {elapsed / 60:.1f} min")
     return 0
 

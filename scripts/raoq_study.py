@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import cimsim
+from cimsim._atomic import write_text
 from cimsim.data import load_digits_split
 from cimsim.evaluate import accuracy
 from cimsim.models import load_resnet_digits
@@ -216,7 +217,7 @@ def _write_md(summary, layers, wstats, float_acc, args, elapsed, path: Path) -> 
                          f"{float(r['adc_code_use_pct'].iloc[0]):.1f}" if len(r) else "")
         lines.append(f"| {layer} | " + " | ".join(cells) + " |")
     lines.append("")
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))  # UTF-8, whole or not at all
 
 
 if __name__ == "__main__":

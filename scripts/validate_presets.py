@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import cimsim
+from cimsim._atomic import write_text
 from cimsim.arrays.encoding import conversion_kinds
 from cimsim.arrays.program import program
 from cimsim.config import ChipConfig, RangePolicy
@@ -3328,7 +3329,7 @@ def main(argv: list[str] | None = None) -> int:
     table = rows()
     pred = prediction_rows()
     write_rows(pred, args.rows)  # before the page: its class table reads them
-    args.out.write_text(render(table, fitted, neurosim_point(), pred, args.rows))
+    write_text(args.out, render(table, fitted, neurosim_point(), pred, args.rows))
     for r in pred:
         print(f"{r['chip']:<16} {r['point']:<14} {r['metric']:<12} published "
               f"{r['published']:8.4g}  predicted {r['estimate']:8.4g}  x{r['ratio']:.2f}")

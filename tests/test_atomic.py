@@ -51,3 +51,64 @@ def test_a_stop_during_the_writes_comes_after_the_last(report, tmp_path, monkeyp
     assert len(written) > 3 and written[-1] == "report.html"
     assert sorted(written) == sorted(p.name for p in tmp_path.iterdir())
     assert signal.getsignal(signal.SIGINT) is handler  # put back
+
+
+def test_a_stop_during_the_writes_still_removes_the_earlier_runs_figure(report, tmp_path,
+                                                                        monkeypatch):
+    """The figure an earlier report wrote and this one has none of was removed after the
+    deferred stop had come: a Ctrl-C during the writes left it beside the new page."""
+    (tmp_path / "fidelity_per_layer.png").write_bytes(b"an earlier run's")
+    assert "fidelity_per_layer.png" not in {p.name for p in report.save(tmp_path / "fresh")}
+    real = _atomic.write_bytes
+
+    def write(path, data):
+        signal.raise_signal(signal.SIGINT)
+        return real(path, data)
+
+    monkeypatch.setattr(_atomic, "write_bytes", write)
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not Python's KeyboardInterrupt in this process")
+    with pytest.raises(KeyboardInterrupt):
+        report.save(tmp_path)
+    assert not (tmp_path / "fidelity_per_layer.png").exists()
+    assert (tmp_path / "report.html").is_file()
+
+
+def _full_disk_at(limit: int):
+    """Writes beyond ``limit`` bytes fail (a full disk), in this process only."""
+    import resource
+
+    old = resource.getrlimit(resource.RLIMIT_FSIZE)
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old)
+        signal.signal(signal.SIGXFSZ, xfsz)
+
+
+def test_a_chip_or_weights_file_is_kept_whole_when_its_rewrite_fails(tmp_path):
+    """ChipConfig.save and save_weights wrote in place: a full disk (or a kill) mid-write left
+    a truncated file where the user's chip ("invalid TOML") or weights (BadZipFile) were."""
+    import contextlib
+
+    from cimsim.models import save_weights
+
+    chip = cimsim.load_chip("rram-22nm")
+    path = tmp_path / "chip.toml"
+    chip.save(path)
+    before = path.read_bytes()
+    weights = tmp_path / "w.npz"
+    save_weights(nn.Linear(2, 2), weights)
+    small = weights.read_bytes()
+    with contextlib.contextmanager(_full_disk_at)(len(before) // 2), \
+            pytest.raises(OSError):
+        chip.replace(description="edited " * 200).save(path)
+    assert path.read_bytes() == before
+    assert cimsim.load_chip(path) == chip
+    with contextlib.contextmanager(_full_disk_at)(len(small) + 1000), \
+            pytest.raises(OSError):
+        save_weights(nn.Linear(64, 64), weights)
+    assert weights.read_bytes() == small
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chip.toml", "w.npz"]

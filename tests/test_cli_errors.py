@@ -577,3 +577,33 @@ def test_presets_and_saved_chips_read_in_utf8_whatever_the_locale(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "chip.toml")], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("command", ["demo", "simulate", "sweep"])
+def test_out_a_dangling_link_or_a_folder_in_a_files_place_is_refused_first(files, command,
+                                                                          tmp_path):
+    """A link to nothing as --out failed after the whole run ("File exists"); a folder where
+    the run writes sweep.jsonl died after the first point, and report.json after the run."""
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere")
+    rc, _, err = run_cli(_base(command, files, link))
+    assert_one_line(rc, err, f"--out: '{link}' is a link to '{tmp_path / 'nowhere'}', which "
+                             "does not exist")
+    out = tmp_path / "out"
+    name = "sweep.jsonl" if command == "sweep" else "report.json"
+    (out / name).mkdir(parents=True)
+    rc, _, err = run_cli(_base(command, files, out))
+    assert_one_line(rc, err, f"--out: '{out / name}' is a folder where the run writes its "
+                             f"file '{name}'")
+    assert [p.name for p in out.iterdir()] == [name]
+
+
+def test_out_with_a_tilde_after_an_equals_sign_is_the_home_folder(files, monkeypatch):
+    """``--out=~/r`` (no shell expands a ``~`` after ``=``) wrote into ``./~/r``; ``--data``
+    likewise."""
+    from cimsim.cli import build_parser
+
+    monkeypatch.setenv("HOME", str(files))
+    args = build_parser().parse_args(["simulate", "--model", MODEL, "--data=~/good.npz",
+                                      "--chip", "ideal", "--out=~/r"])
+    assert (args.out, args.data) == (files / "r", files / "good.npz")

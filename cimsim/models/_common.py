@@ -8,6 +8,7 @@ the weight I/O and of the training loop that reproduces them.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._atomic import write_bytes
 from ..data import bundled_file
 from ..evaluate import accuracy
 
@@ -136,10 +138,13 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
         arrays[name] = tensor.detach().cpu().numpy().astype(dtype, copy=True)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write through a file object so numpy does not append a second ".npz".
-    with path.open("wb") as fh:
-        # (numpy's stubs type every keyword as its `allow_pickle` flag; names here are tensors)
-        np.savez(fh, **arrays)  # type: ignore[arg-type]
+    # made in memory, then written whole or not at all (cimsim._atomic): a kill mid-write
+    # left a truncated archive in place of the earlier weights (BadZipFile at the next load);
+    # a file object also keeps numpy from appending a second ".npz"
+    buf = io.BytesIO()
+    # (numpy's stubs type every keyword as its `allow_pickle` flag; names here are tensors)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    write_bytes(path, buf.getvalue())
     logger.info("wrote %d arrays to %s", len(arrays), path)
 
 

@@ -16,10 +16,15 @@ from .._json import saved_numbers
 from ..errors import CimsimError
 from .grid import AXES
 from .pareto import front_group
-from .store import clean
+from .store import JSONL, clean
 from .table import METRICS, TIMING_COLUMNS, point_labels, sweep_table, table_records
 
-__all__ = ["rerender", "sweep_html", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "rerender", "sweep_html", "write_outputs"]
+
+OUTPUT_FILES = (JSONL, "sweep.csv", "sweep.json", "pareto.png", "accuracy_time.png",
+                "sweep.html")
+"""The files a sweep writes into its folder (``sweep.jsonl`` as it runs, the rest at the end:
+:func:`write_outputs`)."""
 
 _FRONT_CSS = "tr.front td{background:#fff1d6;font-weight:bold}"
 
@@ -90,10 +95,8 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     # each file whole or not at all, and the files as a set (cimsim._atomic.write_set): a
     # sweep stopped mid-write never leaves a truncated sweep.json that `cimsim report` would
     # read back, nor a new table beside an earlier run's page
-    paths = write_set(files)
-    if time_png is None:  # an earlier time sweep's, which would pass for this one's
-        (out / "accuracy_time.png").unlink(missing_ok=True)
-    return paths
+    # an earlier time sweep's figure, which would pass for this one's: removed with them
+    return write_set(files, [out / "accuracy_time.png"] if time_png is None else [])
 
 
 def _accuracy_time(frame: pd.DataFrame, meta: dict[str, Any]) -> bytes:

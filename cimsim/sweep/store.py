@@ -154,11 +154,26 @@ def read_records(path: Path) -> dict[str, dict[str, Any]]:
                 continue
             try:
                 rec = saved_numbers(rec, f"{path}:{n}")
+                _check_fields(rec, f"{path}:{n}")
             except TypeError as exc:
                 log.warning("%s; the record is skipped and its point runs again", exc)
                 continue
             records[rec["point_id"]] = rec
     return records
+
+
+def _check_fields(rec: dict[str, Any], where: str) -> None:
+    """The fields a record's readers take for given, as a sweep writes them: a text
+    ``point_id`` (``[1]`` failed the sweep, "unhashable type", at every rerun), a text
+    ``status`` (a record without one was taken for a finished point and never run again) and
+    a whole ``n_arrays`` (7.5 failed the table after every point had run, no file written).
+    A TypeError naming ``where`` and the field otherwise."""
+    for key in ("point_id", "status"):
+        if not isinstance(rec.get(key), str):
+            raise TypeError(f"{where}: {key!r} is {rec.get(key)!r}, not text")
+    arrays = rec.get("n_arrays")
+    if arrays is not None and not (isinstance(arrays, (int, float)) and float(arrays).is_integer()):
+        raise TypeError(f"{where}: 'n_arrays' is {arrays!r}, not a whole number")
 
 
 def repair_tail(path: Path) -> int:
@@ -204,7 +219,8 @@ def _record(raw: bytes) -> dict[str, Any] | None:
     """``raw`` (one line of ``sweep.jsonl``, its newline or not) as a record, or None where
     it is none: not UTF-8, not JSON (the torn start of one), or no point's record."""
     try:
-        rec = json.loads(raw.decode("utf-8"))
+        # (utf-8-sig: an editor's byte-order mark made the first record "unreadable")
+        rec = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     return rec if isinstance(rec, dict) and "point_id" in rec else None

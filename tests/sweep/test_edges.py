@@ -290,3 +290,25 @@ def test_the_legend_hides_no_point():
     box = ax.get_legend().get_window_extent()
     for e, a in zip(frame["energy_pj_per_inference"], frame["accuracy"], strict=True):
         assert not box.contains(*ax.transData.transform((e, 100 * a)))
+
+
+@pytest.mark.parametrize("damage", [{"point_id": [1]}, {"n_arrays": 7.5}, {"status": None},
+                                    {"status": 7}])
+def test_a_record_with_a_damaged_field_is_skipped_and_its_point_runs_again(damage, tmp_path,
+                                                                          caplog):
+    """``"point_id": [1]`` failed every rerun ("unhashable type"); ``"n_arrays": 7.5`` failed
+    the table after every point had run (no file written); a record without a text status was
+    taken for a finished point and never run again."""
+    import json
+
+    from cimsim.sweep.store import read_records
+
+    path = tmp_path / "sweep.jsonl"
+    good = {"point_id": "a", "status": "ok", "n_arrays": 3, "accuracy": 0.5}
+    bad = {**good, "point_id": "b", **damage}
+    path.write_text("\ufeff" + json.dumps(good) + "\n" + json.dumps(bad) + "\n",
+                    encoding="utf-8")  # an editor's byte-order mark before the first
+    with caplog.at_level("WARNING"):
+        records = read_records(path)
+    assert list(records) == ["a"]
+    assert "the record is skipped and its point runs again" in caplog.text
