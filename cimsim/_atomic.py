@@ -10,7 +10,9 @@ POSIX and Windows within one folder): a reader sees the old file or the new one,
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,11 +31,29 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
+        with contextlib.suppress(OSError):  # the file's permissions kept (a 600 became 644)
+            shutil.copymode(path, tmp)
         os.replace(tmp, path)
     except BaseException:  # KeyboardInterrupt too: no stray temporary file either way
         tmp.unlink(missing_ok=True)
         raise
+    _remove_orphans(path)
     return path
+
+
+def _remove_orphans(path: Path) -> None:
+    """The temporary files of ``path`` a killed writer left (``kill -9`` runs no clean-up):
+    those of processes that no longer run, removed at the next write of the file."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # alive under another user (or unknowable): left alone
+            pass
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -112,3 +112,22 @@ def test_a_chip_or_weights_file_is_kept_whole_when_its_rewrite_fails(tmp_path):
         save_weights(nn.Linear(64, 64), weights)
     assert weights.read_bytes() == small
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chip.toml", "w.npz"]
+
+
+def test_a_rewrite_keeps_the_files_mode_and_removes_a_killed_writers_leftover(tmp_path):
+    """Overwriting a file reset its permissions (a 600 report became 644), and the temporary
+    file a ``kill -9`` left (``.NAME.PID.tmp``) stayed for good."""
+    import subprocess
+
+    path = tmp_path / "report.html"
+    path.write_text("old")
+    path.chmod(0o600)
+    gone = subprocess.Popen(["true"])  # a writer that ran and is gone
+    gone.wait()
+    orphan = tmp_path / f".report.html.{gone.pid}.tmp"
+    orphan.write_text("half")
+    other = tmp_path / ".other.html.1.tmp"  # another file's: not this write's business
+    other.write_text("x")
+    _atomic.write_text(path, "new")
+    assert path.read_text() == "new" and (path.stat().st_mode & 0o777) == 0o600
+    assert not orphan.exists() and other.exists()
