@@ -63,9 +63,10 @@ def input_count(x: Any, batch_dim: int = 0) -> int:
             # a list of samples or batches: "'list' object has no attribute 'shape'"
             what = (f"a {type(x).__name__} of {len(x)}" if isinstance(x, (list, tuple))
                     else type(x).__name__)
-            raise ValueError(f"x is {what}; allowed: a tensor or an array of the inputs "
-                             "(torch.stack(samples), torch.cat(batches)), or a dict of the "
-                             "model's keyword inputs")
+            raise ValueError(f"x is {what}; allowed: a tensor of the inputs "
+                             "(torch.stack(samples), torch.cat(batches); a NumPy array for a "
+                             "deployed model, which converts it), or a dict of the model's "
+                             "keyword inputs")
         if len(x.shape) <= batch_dim:
             raise ValueError(f"batch_dim = {batch_dim} is beyond the inputs' "
                              f"{len(x.shape)} dimensions (shape {tuple(x.shape)}); allowed: "

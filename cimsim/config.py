@@ -1955,6 +1955,9 @@ def _overridden(data: dict[str, Any], where: str,
     naming them for the messages."""
     if isinstance(overrides, str):  # one override, not its characters
         overrides = [overrides]
+    if not isinstance(overrides, (Sequence, Mapping)):  # 5: "'int' object is not iterable"
+        raise ConfigError(f"overrides = {overrides!r} is invalid; allowed: a list of "
+                          "'table.field=value' texts or a dict of 'table.field' -> value")
     flag = "--set"  # what the messages call them: the command line's flag, or Python's
     if isinstance(overrides, Mapping):
         # {"adc.bits": 5} from Python: only its keys were read (and refused as "--set")

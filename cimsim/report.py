@@ -94,9 +94,10 @@ class Report:
         ``latency_ns_per_inference``, ``area_um2`` (occupied arrays and tile share).
     components : DataFrame
         One row per (layer, component, action, bits): ``n_events_per_inference``,
-        ``energy_pj_per_event``, ``energy_pj_per_inference``. Derived rows: ``adc/leak``,
-        ``digital/dequant_multiply``, ``interconnect/bus_bit``; events not tied to a layer
-        (time-multiplexing) under the layer ``(reprogramming)``.
+        ``energy_pj_per_event``, ``energy_pj_per_inference``. Rows the estimator derives
+        (``cimsim.events.DERIVED``): ``adc/leak``, ``cell/refresh``, ``interconnect/bus_bit``,
+        ``dac/wordline``; events not tied to a layer (time-multiplexing) under the layer
+        ``(reprogramming)``.
     totals : dict
         Whole-model figures: counts, ``energy_pj_per_inference``, ``area_mm2`` and
         ``area_mm2_used``, ``latency_ns_per_inference`` (with

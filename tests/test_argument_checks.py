@@ -321,3 +321,57 @@ def test_estimate_refuses_a_chip_that_moves_to_or_from_bit_plane_drive():
         estimate(sim.work(), planes)
     width = chip.replace(tech=chip.tech.replace(input_drive="pulse_width"))
     assert estimate(sim.work(), width).totals["energy_pj_per_inference"] > 0
+
+
+def test_arguments_of_the_second_circle_are_named(tmp_path):
+    """A hunt over the public API's docstrings (2026-12-05): each of these ended in a Python
+    error naming nothing (or was taken for something else) where the docstring promised an
+    error naming the argument."""
+    from cimsim.data import load_digits_split
+    from cimsim.models.digits_cnn import train_digits_cnn
+    from cimsim.models.resnet_digits import ResNetDigits
+    from cimsim.sweep import run_sweep
+    from cimsim.sweep.grid import chip_for_point
+    from cimsim.train import distill
+
+    model, x = _mlp().eval(), torch.randn(8, 16)
+    for fn in (cimsim.deploy, prepare):  # the batches' note failed comparing with 'a'
+        with pytest.raises(MappingError, match=r"batch_size = 'a' is invalid"):
+            fn(model, "ideal", x, batch_size="a")
+        with pytest.raises(MappingError, match=r"batch_dim = 'a' is invalid"):
+            fn(model, "ideal", x, batch_dim="a")
+    with pytest.raises(ConfigError, match=r"overrides = 5 is invalid"):
+        cimsim.load_chip("ideal", overrides=5)
+    with pytest.raises(ConfigError, match=r"unknown sweep axis/axes \['foo'\]"):
+        chip_for_point("ideal", {"foo": 4})  # returned the chip unchanged
+    assert chip_for_point("ideal", {"adc_bits": 5}).adc.bits == 5  # a preset name is a chip
+    with pytest.raises(ConfigError, match=r"grid = \[\('adc_bits', \[4\]\)\] is invalid"):
+        run_sweep(model, (x,), "ideal", [("adc_bits", [4])], tmp_path)
+    for kwargs, match in (({"progress": "x"}, r"progress = 'x' is invalid"),
+                          ({"model_name": 5}, r"model_name = 5 is invalid")):
+        with pytest.raises(ConfigError, match=match):
+            run_sweep(model, (x,), "ideal", {"adc_bits": [4]}, tmp_path, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sim = cimsim.deploy(model, "ideal", x)
+        twin = prepare(model, "ideal", x)
+    with pytest.raises(ConfigError, match=r"noise = 'yes' is invalid"):
+        sim.reset(noise="yes")
+    with pytest.raises(MappingError, match=r"trace: batch_size = 0 is invalid"):
+        sim.trace(x, batch_size=0)
+    for kwargs, match in (({"layers": 5}, r"layers = 5 is invalid"),
+                          ({"loss": ["mse"]}, r"loss = \['mse'\] is invalid"),
+                          ({"progress": "x"}, r"progress = 'x' is invalid")):
+        with pytest.raises(ConfigError, match=match):
+            distill(twin, model, x, **kwargs)
+    for kwargs, match in (({"test_fraction": "a"}, r"test_fraction = 'a' is invalid"),
+                          ({"test_fraction": float("nan")}, r"test_fraction = nan is invalid"),
+                          ({"seed": -1}, r"seed = -1 is invalid")):
+        with pytest.raises(ConfigError, match=match):
+            load_digits_split(**kwargs)
+    for kwargs, match in (({"epochs": 0}, r"epochs = 0 is invalid"),
+                          ({"batch_size": 0}, r"batch_size = 0 is invalid")):
+        with pytest.raises(ConfigError, match=match):  # 0 epochs: an untrained model
+            train_digits_cnn(**kwargs)
+    with pytest.raises(ConfigError, match=r"widths = \(4, 4\) is invalid"):
+        ResNetDigits(widths=(4, 4))

@@ -144,8 +144,9 @@ class CostReport:
     events : list of dict
         Per (layer, component, action, bits): ``n_events_per_inference``,
         ``energy_pj_per_event``, ``energy_pj_per_inference``. Rows the estimator derives
-        (``cimsim.events.DERIVED``): ``adc/leak`` (ADC-ns), ``interconnect/bus_bit`` and, for
-        ``every_row`` word lines, ``dac/wordline``.
+        (``cimsim.events.DERIVED``): ``adc/leak`` (ADC-ns), ``cell/refresh`` (an eDRAM cell's
+        cell-ns held), ``interconnect/bus_bit`` and, for ``every_row`` word lines,
+        ``dac/wordline``.
     area : list of dict
         Chip instances: ``component``, ``scope``, ``instance``, ``n_instances``,
         ``area_um2_per_instance``, ``area_um2``.
@@ -208,8 +209,9 @@ def estimate(
     work : ModelWork or sequence of LayerWork
         A deployed model's work (``sim.work()`` after some forwards), or layer works
         (:func:`layer_work`).
-    chip : ChipConfig, optional
-        Needed for layer works; the model's own chip for a ``ModelWork``. Another chip may
+    chip : ChipConfig, str or Path, optional
+        A config, a preset name or a ``.toml`` path. Needed for layer works; the model's own
+        chip for a ``ModelWork``. Another chip may
         differ from the one the work ran on only in ``tech`` (node, supply, power gating, ...;
         not ``digital_column``, which changes the mapping, nor ``input_drive`` to or from
         ``bit_planes``, which changes what a read counts) and its name: it re-prices the same
@@ -247,7 +249,8 @@ def estimate(
         missing for layer works.
     ValueError
         If ``n_inferences`` is not an integer >= 1, ``chip`` differs from the chip the work
-        ran on outside ``tech``, or two layer works share a name.
+        ran on outside ``tech``, two layer works share a name, or ``table`` / ``calibration``
+        is not one the estimator has.
     """
     pipelined = check_flag(pipelined, "pipelined")
     works, other, n_inf, chip, n_needed = _inputs(work, chip)

@@ -8,12 +8,17 @@ no download.
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .._seed import check_seed
+from ..errors import ConfigError
 
 __all__ = ["PIXEL_MAX", "bundled_file", "load_digits_split"]
 
@@ -70,7 +75,8 @@ def load_digits_split(
     Raises
     ------
     ValueError
-        If ``test_fraction`` leaves either set empty.
+        If ``test_fraction`` is not a number or leaves either set empty, or ``seed`` is not
+        an integer >= 0 (``cimsim.errors.ConfigError``, a ValueError).
     """
     # Imported lazily: sklearn is heavy and only this function needs it.
     from sklearn.datasets import load_digits
@@ -80,6 +86,11 @@ def load_digits_split(
     labels = np.asarray(digits.target, dtype=np.int64)
     n = images.shape[0]
 
+    seed = check_seed(seed)  # -1 failed in NumPy ("expected non-negative integer")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) \
+            or not math.isfinite(test_fraction):  # 'a', NaN failed in round() / int()
+        raise ConfigError(f"test_fraction = {test_fraction!r} is invalid; allowed: a number "
+                          "in (0, 1)")
     n_test = int(round(n * test_fraction))
     if not 0 < n_test < n:
         raise ValueError(

@@ -175,7 +175,7 @@ class SimModel(nn.Module):
         outside a module how the model holds it: ``'parameter'``, ``'buffer'``, ``'tensor'``
         for a plain tensor attribute), and digital activation products.
     n_inferences : int
-        Samples (first dimension of the first input) seen since the last ``reset()``.
+        Samples (along ``batch_dim`` of the first input) seen since the last ``reset()``.
     """
 
     def __init__(self, model: nn.Module, sim_layers: dict[str, SimLayer],
@@ -511,6 +511,7 @@ class SimModel(nn.Module):
         alone, on the same draws, as each point of a ``time_s`` sweep sees them). The
         ``torch`` backend draws from torch's generator instead: seed it
         (``torch.manual_seed``) for the same."""
+        noise = check_flag(noise, "noise")  # "yes" was taken for True, "no" too
         with self._one_call():
             for layer in self.sim_layers.values():
                 layer.reset_events()
@@ -589,6 +590,14 @@ class SimModel(nn.Module):
             simulated, summed over the layer's matrices. NaN where a
             layer is never reached (or all its matrices are kept digital). Also kept as
             :attr:`fidelity`.
+
+        Raises
+        ------
+        MappingError
+            A model not deployed whole, or a ``batch_size`` / ``max_code_vectors`` that is
+            not an integer >= 1.
+        ConfigError
+            A ``progress`` that is not True or False.
         """
         with self._one_call():  # its tracers and counters are the model's, as a forward's
             return self._trace(x, batch_size, max_code_vectors, progress)
@@ -602,8 +611,8 @@ class SimModel(nn.Module):
         for name, value in (("batch_size", batch_size), ("max_code_vectors", max_code_vectors)):
             # -1 code vectors ran and reported NaN code use
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"trace: {name} = {value!r} is invalid; allowed: an integer "
-                                 ">= 1")
+                raise MappingError(f"trace: {name} = {value!r} is invalid; allowed: an "
+                                   "integer >= 1")  # (a ValueError), as deploy's batch_size
         progress = check_flag(progress, "progress")
         self._keep_eval()
         saved = [c.counters() for c in cores]
@@ -1002,6 +1011,10 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
+        if not all(isinstance(v, int) for v in (batch_size, batch_dim)):
+            # a batch_size of 'a', refused naming it: the note's comparison with it raised a
+            # TypeError of its own in place of that refusal
+            raise
         first = data[0] if isinstance(data, (tuple, list)) and data else data
         arrays = {k: v for k, v in data.items() if isinstance(v, torch.Tensor | np.ndarray)
                   } if isinstance(data, Mapping) else {}
@@ -1319,6 +1332,13 @@ def deploy(
     CapacityError
         The mapped matrices need more arrays than the chip has and
         ``array.allow_time_multiplexing`` is off: found from the shapes, before any forward.
+    ConfigError
+        An invalid chip, ``seed``, ``backend``, ``device``, ``t_inference_s`` or ``progress``
+        (the message names it).
+    MappingError
+        A model that is no ``nn.Module`` or has nothing to map, an ``exclude`` pattern,
+        ``batch_size`` or ``batch_dim`` that is invalid, calibration data that is empty or
+        of a kind deploy cannot read.
     """
     if not isinstance(model, nn.Module):
         raise MappingError(f"model must be a torch nn.Module, got {type(model).__name__}")

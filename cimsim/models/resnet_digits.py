@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data import load_digits_split
+from ..errors import ConfigError
 from ._common import fit_classifier, load_state
 
 __all__ = ["BasicBlock", "ResNetDigits", "load_resnet_digits", "train_resnet_digits",
@@ -60,6 +61,10 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 class ResNetDigits(nn.Module):
     """ResNet-20 layout for 8x8 digits: 3 stages of 3 basic blocks, widths 16, 32, 64.
 
@@ -91,6 +96,16 @@ class ResNetDigits(nn.Module):
     def __init__(self, upscale: int = 2, widths: tuple[int, int, int] = (16, 32, 64),
                  blocks: int = 3) -> None:
         super().__init__()
+        # widths=(4, 4) failed unpacking deep in the build
+        for name, value, ok in (("upscale", upscale, _positive(upscale)),
+                                ("widths", widths, isinstance(widths, (tuple, list))
+                                 and len(widths) == 3 and all(map(_positive, widths))),
+                                ("blocks", blocks, _positive(blocks))):
+            if not ok:
+                allowed = ("three integers >= 1" if name == "widths"
+                           else "an integer >= 1")
+                raise ConfigError(f"ResNetDigits: {name} = {value!r} is invalid; allowed: "
+                                  f"{allowed}")
         self.upscale = upscale
         self.stem = nn.Sequential(
             nn.Upsample(scale_factor=upscale, mode="bilinear", align_corners=False)

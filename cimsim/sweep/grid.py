@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..config import (
     RangePolicy,
     SliceReadout,
     adder_tree_bits,
+    as_chip,
 )
 from ..errors import ConfigError
 
@@ -113,8 +115,11 @@ def grid_values(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
     Raises
     ------
     ConfigError
-        An unknown axis, or an axis with no values.
+        Not a mapping, an unknown axis, or an axis with no values.
     """
+    if not isinstance(grid, Mapping):  # a list of pairs failed: "unhashable type: 'list'"
+        raise ConfigError(f"grid = {grid!r} is invalid; allowed: a dict of axis -> values, "
+                          f"axes: {list(AXES)}")
     unknown = sorted(set(grid) - set(AXES))
     if unknown:
         raise ConfigError(f"unknown sweep axis/axes {unknown}; axes: {list(AXES)}")
@@ -140,8 +145,8 @@ FLOAT_AXES: tuple[str, ...] = ("thermal_sigma_lsb", "time_s")
 """Axes whose values are real numbers: ``0`` and ``0.0`` are one point (one row, one id)."""
 
 
-def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
-    """The variant of ``chip`` at ``point``.
+def chip_for_point(chip: ChipConfig | str | Path, point: Mapping[str, Any]) -> ChipConfig:
+    """The variant of ``chip`` (a config, a preset name or a ``.toml`` path) at ``point``.
 
     ``adc_kind`` ``'ramp:<fit>'`` sets ``kind='ramp'``, ``level_fit`` and
     ``range_policy='calibrated'`` (a ramp ADC's levels are fitted to calibration data);
@@ -155,8 +160,12 @@ def chip_for_point(chip: ChipConfig, point: Mapping[str, Any]) -> ChipConfig:
     Raises
     ------
     ConfigError
-        An invalid value (the message names the field).
+        An unknown axis (``{"foo": 4}`` returned the chip unchanged), or an invalid value
+        (the message names the field).
     """
+    chip = as_chip(chip)
+    if unknown := sorted(set(point) - set(AXES)):
+        raise ConfigError(f"unknown sweep axis/axes {unknown}; axes: {list(AXES)}")
     adc, array = chip.adc, chip.array
     if "adc_kind" in point:
         kind, fit = parse_adc_kind(point["adc_kind"])

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .._json import json_safe
-from .._seed import check_seed
+from .._seed import check_flag, check_seed
 from .._version import __version__
 from .._warn import warn_user
 from ..config import ChipConfig, CostModel, _is_int, as_chip
@@ -262,10 +262,11 @@ def run_sweep(
         ``attrs["n_points_lost"]``: points lost with a worker that died (a Dask worker, or a
         ``jobs`` worker twice; status ``missing``; the next run computes them);
         ``attrs["n_records_other"]``: records in ``sweep.jsonl`` of other points or sweeps
-        (kept there, not in this table).
+        (kept there, not in this table); ``attrs["cost_figures"]``: which cost figures are
+        calibrated and which predicted (as ``sweep.json`` says).
         One row per point in grid order: the axis columns (:data:`AXES`, the base chip's value
         where not swept), ``accuracy`` (fraction; NaN without labels), ``output_cosine``
-        (simulated vs float outputs), ``energy_pj_per_inference``,
+        (simulated vs float outputs; NaN with labels), ``energy_pj_per_inference``,
         ``latency_ns_per_inference``, ``area_mm2``, ``adc_area_mm2``, ``tops_per_w`` (NaN
         where the report has no such total), ``n_conversions_per_inference``, ``n_arrays``,
         ``wall_s``, ``status`` (``'ok'``, ``'error: ...'`` or ``'skipped: ...'``),
@@ -291,6 +292,9 @@ def run_sweep(
 
     _refuse_while_bootstrapping()
     seed = check_seed(seed)  # refused before any point, not by every point
+    progress = check_flag(progress, "progress")  # "x" was taken for True
+    if model_name is not None and not isinstance(model_name, str):
+        raise ConfigError(f"model_name = {model_name!r} is invalid; allowed: None or a name")
     for name, value in (("jobs", jobs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")

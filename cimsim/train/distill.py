@@ -77,7 +77,8 @@ def _check_layers(prepared: PreparedModel, teacher: nn.Module,
                   layers: Sequence[str] | None) -> list[tuple[str, nn.Module, nn.Module]]:
     if layers is None:
         return []
-    if isinstance(layers, str) or not all(isinstance(n, str) for n in layers):
+    if (isinstance(layers, str) or not isinstance(layers, Sequence)  # 5: "not iterable"
+            or not all(isinstance(n, str) for n in layers)):
         raise ConfigError(f"layers = {layers!r} is invalid; allowed: None or a list of module "
                           "names of the teacher")
     teacher_modules = dict(teacher.named_modules())
@@ -134,7 +135,7 @@ def _matching(prepared: PreparedModel, teacher: nn.Module, loss: str,
               ) -> Iterator[Callable[[Sequence[Any], Mapping[str, Any]], torch.Tensor]]:
     """:func:`distillation_loss` as ``on(args, inputs)``: the models called on positional
     ``args`` and keyword ``inputs`` (``distill`` passes several positional inputs)."""
-    if loss not in LOSSES:
+    if not isinstance(loss, str) or loss not in LOSSES:  # ["mse"]: "unhashable type"
         raise ConfigError(f"loss = {loss!r} is invalid; allowed: {', '.join(LOSSES)}")
     if not isinstance(teacher, nn.Module):
         raise ConfigError(f"teacher must be a torch nn.Module, got {type(teacher).__name__}")

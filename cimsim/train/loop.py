@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._seed import check_seed
+from .._seed import check_flag, check_seed
 from ..errors import ConfigError
 from .twin import PreparedModel
 
@@ -262,6 +262,7 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
     # Recipe.fit, bskmq's fine-tuning and the CLI come here: a batch size of 0 failed in
     # range(), -8 trained nothing and returned 0.0, x and y of other lengths were cut short
     batch_size = check_positive_int("batch_size", batch_size)
+    progress = check_flag(progress, "progress")  # "x" was taken for True
     data = as_tensors("data", data, dims)
     dims = tuple(dims) if dims is not None else (0,) * len(data)
     n = int(data[0].shape[dims[0]])
