@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -25,8 +27,18 @@ __all__ = ["exclusive_lock", "signals_deferred", "write_bytes", "write_set", "wr
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that ``path`` is either untouched or complete; returns
-    ``path``. The temporary file (``.NAME.PID.tmp`` in the same folder) is removed on failure."""
+    ``path``. The temporary file (``.NAME.PID.tmp`` in the same folder) is removed on failure;
+    the file keeps its permissions; a link is written through (its target replaced); a path
+    that is no regular file (``/dev/stdout``, a pipe) is written in place. Afterwards, the
+    temporary files of this name that writers killed long ago left behind are removed
+    (:func:`_remove_orphans`)."""
     path = Path(path)
+    if path.is_symlink():  # the link stays, its target is the file written
+        path = path.resolve()
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with open(path, "wb") as fh:  # a device or a pipe: nothing to replace atomically
+            fh.write(data)
+        return path
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -41,19 +53,31 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+ORPHAN_AGE_S = 3600.0
+"""Age of a temporary file beyond which a writer of it that no longer runs is taken for a
+killed one: a write takes milliseconds, so an older file is no live write's (a writer in
+another PID namespace, on a shared folder, looks dead to this one)."""
+
+
 def _remove_orphans(path: Path) -> None:
     """The temporary files of ``path`` a killed writer left (``kill -9`` runs no clean-up):
-    those of processes that no longer run, removed at the next write of the file."""
+    those over :data:`ORPHAN_AGE_S` old whose process no longer runs, removed at the next
+    write of the file. Best effort, POSIX only (``os.kill(pid, 0)`` probes a process there
+    only): a file it cannot read or remove is left, and the write it follows has succeeded."""
+    if os.name != "posix":
+        return
+    now = time.time()
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = tmp.name[len(path.name) + 2:-len(".tmp")]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not re.fullmatch(r"[1-9][0-9]{0,9}", pid) or int(pid) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # alive under another user (or unknowable): left alone
-            pass
+        with contextlib.suppress(OSError, OverflowError, ValueError):
+            if now - tmp.stat().st_mtime < ORPHAN_AGE_S:
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                tmp.unlink()
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -26,7 +26,6 @@ def restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
         m.training = training
 
 
-
 @contextmanager
 def evaluated(model: nn.Module) -> Iterator[None]:
     """``model`` and its submodules in eval mode within the block, each flag restored after:

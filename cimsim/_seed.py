@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SEED_MAX", "check_flag", "check_seed"]
+__all__ = ["SEED_MAX", "check_flag", "check_int", "check_positive_int", "check_seed"]
 
 SEED_MAX = 2**64 - 1
 """The largest seed: the noise and layer streams keep 64 bits of it
@@ -33,3 +33,19 @@ def check_flag(value: object, field: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(f"{field} = {value!r} is invalid; allowed: True or False")
     return bool(value)
+
+
+def check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
+    """``value`` as an int in ``[lo, hi]`` (``hi`` None: no upper bound), Python's or NumPy's
+    (``np.arange`` of bits in a loop), not a bool or a float, or a ``ConfigError`` naming
+    ``name`` and the range."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < lo or (hi is not None and value > hi):
+        allowed = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+        raise ConfigError(f"{name} = {value!r} is invalid; allowed: {allowed}")
+    return int(value)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1, or a ``ConfigError`` naming ``name``."""
+    return check_int(name, value, 1)

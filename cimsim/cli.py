@@ -285,7 +285,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from cimsim.mapping.loaders import load_data, load_model_for
 
     _check_data_given(args)
-    _check_out(args.out, _report_files())
+    # --time writes a table and a figure, and a report per time in its own folder
+    _check_out(args.out, ("time.csv", "accuracy_time.png") if args.time is not None
+               else _report_files())
     chip = _load_chip(args)
     # before the data and the model load: a mistyped --time is its own one line, at once
     times = None if args.time is None else _time_values("--time", args.time, chip)
@@ -1384,7 +1386,11 @@ def _not_empty(convert: Callable[[str], Any], allowed: str) -> Callable[[str], A
 def _user_path(text: str) -> Path:
     """A path as the shell would give it: ``--out=~/r`` (no shell expands a ``~`` after
     ``=``) made ``./~/r``."""
-    return Path(text).expanduser()
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~nosuchuser: argparse lets no RuntimeError through (a traceback)
+        raise argparse.ArgumentTypeError(f"{text!r}: no home folder for "
+                                         f"{text.split('/')[0]!r}") from None
 
 
 _user_path.__name__ = "path"  # argparse names the type in its messages

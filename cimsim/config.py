@@ -22,7 +22,7 @@ import math
 import numbers
 import tomllib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -1953,11 +1953,15 @@ def _overridden(data: dict[str, Any], where: str,
                 overrides: Sequence[str] | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """``data`` with each ``"table.field=value"`` of ``overrides`` set (a copy), and ``where``
     naming them for the messages."""
+    if overrides is None:  # argparse's append action with no --set given
+        overrides = ()
     if isinstance(overrides, str):  # one override, not its characters
         overrides = [overrides]
-    if not isinstance(overrides, (Sequence, Mapping)):  # 5: "'int' object is not iterable"
+    if not isinstance(overrides, (Iterable, Mapping)):  # 5: "'int' object is not iterable"
         raise ConfigError(f"overrides = {overrides!r} is invalid; allowed: a list of "
                           "'table.field=value' texts or a dict of 'table.field' -> value")
+    if not isinstance(overrides, Mapping):
+        overrides = list(overrides)  # read once (a generator was read twice: no set note)
     flag = "--set"  # what the messages call them: the command line's flag, or Python's
     if isinstance(overrides, Mapping):
         # {"adc.bits": 5} from Python: only its keys were read (and refused as "--set")

@@ -56,8 +56,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cimsim._atomic import write_text
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the zoos live in tests/, imported as a package
     sys.path.insert(0, str(ROOT))
@@ -832,6 +830,8 @@ def main(argv: list[str] | None = None) -> int:
             out.close()
     # the page from the CSVs as written (rounded): a run and --summarize-only write the same page
     rows = read_rows(args.csv)
+    from cimsim._atomic import write_text  # (cimsim imported late: the path is set above)
+
     write_text(args.md, summary_markdown(rows, _command(argv), chips, measured or ""))
     return 0
 

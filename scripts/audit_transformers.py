@@ -47,8 +47,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cimsim._atomic import write_text
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -447,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.md:
         command = "python scripts/audit_transformers.py " + " ".join(argv or sys.argv[1:])
+        from cimsim._atomic import write_text  # (cimsim imported late, as elsewhere here)
+
         write_text(
             args.md,
             f"Made by `{command.strip()}` on {time.strftime('%Y-%m-%d')} with transformers "

@@ -375,3 +375,14 @@ def test_arguments_of_the_second_circle_are_named(tmp_path):
             train_digits_cnn(**kwargs)
     with pytest.raises(ConfigError, match=r"widths = \(4, 4\) is invalid"):
         ResNetDigits(widths=(4, 4))
+
+
+def test_overrides_none_or_any_iterable_of_settings_still_load():
+    """The check of ``overrides`` refused None (argparse's append action with no --set) and a
+    generator, set or array, which loaded before; a generator was read twice (no set note)."""
+    for given in (None, ()):
+        assert cimsim.load_chip("ideal", overrides=given) == cimsim.load_chip("ideal")
+    for given in ((s for s in ["adc.bits=5"]), {"adc.bits=5"}, np.array(["adc.bits=5"]),
+                  iter(["adc.bits=5"])):
+        chip = cimsim.load_chip("ideal", overrides=given)
+        assert chip.adc.bits == 5 and chip.description.endswith("(with --set adc.bits=5)")

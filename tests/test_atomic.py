@@ -116,7 +116,10 @@ def test_a_chip_or_weights_file_is_kept_whole_when_its_rewrite_fails(tmp_path):
 
 def test_a_rewrite_keeps_the_files_mode_and_removes_a_killed_writers_leftover(tmp_path):
     """Overwriting a file reset its permissions (a 600 report became 644), and the temporary
-    file a ``kill -9`` left (``.NAME.PID.tmp``) stayed for good."""
+    file a ``kill -9`` left (``.NAME.PID.tmp``) stayed for good. Only an old one of a process
+    that no longer runs goes (a young one may be a live writer's in another PID namespace);
+    odd names are left, and never fail the write."""
+    import os
     import subprocess
 
     path = tmp_path / "report.html"
@@ -124,10 +127,38 @@ def test_a_rewrite_keeps_the_files_mode_and_removes_a_killed_writers_leftover(tm
     path.chmod(0o600)
     gone = subprocess.Popen(["true"])  # a writer that ran and is gone
     gone.wait()
-    orphan = tmp_path / f".report.html.{gone.pid}.tmp"
-    orphan.write_text("half")
-    other = tmp_path / ".other.html.1.tmp"  # another file's: not this write's business
-    other.write_text("x")
+    old = _atomic.ORPHAN_AGE_S + 60
+    orphan, young = (tmp_path / f".report.html.{gone.pid}.tmp",
+                     tmp_path / f".report.html.{gone.pid + 1000000}.tmp")
+    odd = [tmp_path / f".report.html.{pid}.tmp" for pid in ("\u00b2", "9" * 25, "0")]
+    other = tmp_path / f".other.html.{gone.pid}.tmp"  # another file's: not this write's
+    for f in (orphan, young, *odd, other):
+        f.write_text("half")
+        if f is not young:
+            os.utime(f, (f.stat().st_atime - old, f.stat().st_mtime - old))
     _atomic.write_text(path, "new")
     assert path.read_text() == "new" and (path.stat().st_mode & 0o777) == 0o600
-    assert not orphan.exists() and other.exists()
+    assert not orphan.exists() and young.exists() and other.exists()
+    assert all(f.exists() for f in odd)
+
+
+def test_a_link_is_written_through_and_a_pipe_in_place(tmp_path):
+    """os.replace swapped a link for a plain file (a chip saved through a link to a shared
+    folder), and replaced /dev/stdout or a pipe."""
+    import os
+    import threading
+
+    target = tmp_path / "real.toml"
+    target.write_text("old")
+    link = tmp_path / "link.toml"
+    link.symlink_to(target)
+    _atomic.write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    _atomic.write_text(fifo, "through")
+    reader.join(10)
+    assert got == [b"through"] and not fifo.is_file()

@@ -607,3 +607,18 @@ def test_out_with_a_tilde_after_an_equals_sign_is_the_home_folder(files, monkeyp
     args = build_parser().parse_args(["simulate", "--model", MODEL, "--data=~/good.npz",
                                       "--chip", "ideal", "--out=~/r"])
     assert (args.out, args.data) == (files / "r", files / "good.npz")
+
+
+def test_a_tilde_of_no_user_and_a_time_run_s_files_are_refused_first(files, tmp_path):
+    """``--out '~nosuchuser/x'`` ended in a RuntimeError traceback from the path's expansion;
+    ``simulate --time`` was checked for the report's files, which it does not write in --out,
+    and not for time.csv, which it does."""
+    rc, _, err = run_cli(_base("simulate", files, Path("~nosuchuser-cimsim/x")))
+    assert_one_line(rc, err, "argument --out: '~nosuchuser-cimsim/x': no home folder for "
+                             "'~nosuchuser-cimsim'")
+    out = tmp_path / "out"
+    (out / "time.csv").mkdir(parents=True)
+    argv = _base("simulate", files, out) + ["--time", "1,10"]
+    rc, _, err = run_cli(argv)
+    assert_one_line(rc, err, f"--out: '{out / 'time.csv'}' is a folder where the run writes "
+                             "its file 'time.csv'")

@@ -305,6 +305,7 @@ class SimModel(nn.Module):
         state = self.__dict__.copy()
         state.pop("_call_lock", None)  # a lock does not pickle; the copy makes its own
         state.pop("_modes_set", None)  # a block of the caller's, not the copy's
+        state.pop("_all_modules", None)  # an earlier version's list of modules, walked now
         return state
 
     def _one_call(self) -> threading.RLock:
@@ -1011,7 +1012,7 @@ def batches_noted(data, batch_size: int, batch_dim: int) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        if not all(isinstance(v, int) for v in (batch_size, batch_dim)):
+        if not all(isinstance(v, int | np.integer) for v in (batch_size, batch_dim)):
             # a batch_size of 'a', refused naming it: the note's comparison with it raised a
             # TypeError of its own in place of that refusal
             raise

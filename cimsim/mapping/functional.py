@@ -898,7 +898,7 @@ def refuse_tracing(who: str, inputs: Iterable[object] = ()) -> None:
     (:func:`cimsim._eager.eager`)."""
     if torch.jit.is_tracing():
         how = "torch.jit.trace (or a TorchScript-based export)"
-    elif torch.compiler.is_exporting():
+    elif getattr(torch.compiler, "is_exporting", bool)():  # (torch >= 2.6; bool() is False)
         how = "torch.export"
     elif any(isinstance(t, torch.fx.Proxy) for t in inputs):
         how = "torch.fx symbolic tracing"
@@ -907,9 +907,9 @@ def refuse_tracing(who: str, inputs: Iterable[object] = ()) -> None:
     raise MappingError(
         f"{who}: called under {how}, which records torch operations; the simulated chip "
         "computes in NumPy and Numba, which it cannot record (a trace would replay this "
-        "call's outputs as constants): run the deployed (or prepared) model itself, or "
-        "torch.compile it (its simulated layers then run eagerly); export the float model "
-        "(sim.model's source) for other tools")
+        "call's outputs as constants): run the model itself (a deployed model also under "
+        "torch.compile, which runs its simulated layers eagerly); export the float model "
+        "for other tools")
 
 
 def refuse_non_float_input(layer: str, args: tuple) -> None:

@@ -700,14 +700,28 @@ def refuse_mapped_state(module: nn.Module, state_dict: Any, prefix: str, *args: 
     simulated layer's own check) refuses the weights of its simulated layers among the keys:
     they were programmed into the arrays at deploy. ``strict=False`` loaded the layers kept
     digital and left the programmed ones as they were (a half-updated model, named only in
-    ``unexpected_keys``); ``strict=True`` failed with a bare "Unexpected key(s)"."""
-    for name, sub in module.named_modules(prefix=prefix.rstrip(".")):
+    ``unexpected_keys``); ``strict=True`` failed with a bare "Unexpected key(s)". Also under
+    the float model's names: its state dict loaded into ``sim`` (no ``model.`` before them)
+    or into a wrapped one-layer model (``weight``, not ``0.weight``) loaded nothing with
+    ``strict=False``."""
+    modules = dict(module.named_modules(prefix=prefix.rstrip(".")))
+    for name, sub in modules.items():
         if not isinstance(sub, SimLayer):
             continue
         at = f"{name}." if name else ""
         own = set(sub.state_dict(prefix=at))  # the buffers and children torch loads
-        mapped = sorted(k for k in state_dict if k.startswith(at) and k not in own)
+        mapped = [k for k in state_dict if k.startswith(at) and k not in own]
+        # the float model's names: less a SimModel's "model." and a Root's "0." (their
+        # parents are in ``modules``, the part of the tree being loaded, by the same path)
+        path = name.split(".") if name else []
+        kept = [part for i, part in enumerate(path)
+                if (part, type(modules.get(".".join(path[:i]))).__name__)
+                not in (("model", "SimModel"), ("0", "Root"))]
+        if kept != path:
+            floats = {".".join([*kept, t]) for t in sub.source_tensors}
+            mapped += [k for k in state_dict if k in floats]
         if mapped:
+            mapped = sorted(set(mapped))
             raise MappingError(
                 f"{sub.sim_name}: load_state_dict holds weights of this mapped layer "
                 f"({', '.join(mapped[:4])}{' ...' if len(mapped) > 4 else ''}); they were "

@@ -18,9 +18,8 @@ import torch
 from torch import nn
 
 from .._atomic import write_bytes
-from .._seed import check_seed
+from .._seed import check_positive_int, check_seed
 from ..data import bundled_file
-from ..errors import ConfigError
 from ..evaluate import accuracy
 
 __all__ = ["deterministic_cpu", "evaluate", "fit_classifier", "load_state", "save_weights"]
@@ -82,10 +81,9 @@ def fit_classifier(
         The trained model in eval mode, on CPU.
     """
     seed = check_seed(seed)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        # epochs = 0 returned an untrained model; batch_size = 0 failed in range()
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+    # epochs = 0 returned an untrained model; batch_size = 0 failed in range()
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
     n = x_train.shape[0]
     with deterministic_cpu(seed):
         model = build()

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._seed import check_positive_int
 from ..data import load_digits_split
 from ..errors import ConfigError
 from ._common import fit_classifier, load_state
@@ -61,10 +62,6 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
-def _positive(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 class ResNetDigits(nn.Module):
     """ResNet-20 layout for 8x8 digits: 3 stages of 3 basic blocks, widths 16, 32, 64.
 
@@ -96,16 +93,13 @@ class ResNetDigits(nn.Module):
     def __init__(self, upscale: int = 2, widths: tuple[int, int, int] = (16, 32, 64),
                  blocks: int = 3) -> None:
         super().__init__()
-        # widths=(4, 4) failed unpacking deep in the build
-        for name, value, ok in (("upscale", upscale, _positive(upscale)),
-                                ("widths", widths, isinstance(widths, (tuple, list))
-                                 and len(widths) == 3 and all(map(_positive, widths))),
-                                ("blocks", blocks, _positive(blocks))):
-            if not ok:
-                allowed = ("three integers >= 1" if name == "widths"
-                           else "an integer >= 1")
-                raise ConfigError(f"ResNetDigits: {name} = {value!r} is invalid; allowed: "
-                                  f"{allowed}")
+        upscale, blocks = check_positive_int("upscale", upscale), check_positive_int(
+            "blocks", blocks)
+        if not isinstance(widths, (tuple, list)) or len(widths) != 3:  # (4, 4) failed unpacking
+            raise ConfigError(f"ResNetDigits: widths = {widths!r} is invalid; allowed: three "
+                              "integers >= 1")
+        w0, w1, w2 = (check_positive_int("widths", w) for w in widths)
+        widths = (w0, w1, w2)
         self.upscale = upscale
         self.stem = nn.Sequential(
             nn.Upsample(scale_factor=upscale, mode="bilinear", align_corners=False)

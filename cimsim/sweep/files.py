@@ -21,8 +21,11 @@ from .table import METRICS, TIMING_COLUMNS, point_labels, sweep_table, table_rec
 
 __all__ = ["OUTPUT_FILES", "rerender", "sweep_html", "write_outputs"]
 
-OUTPUT_FILES = (JSONL, "sweep.csv", "sweep.json", "pareto.png", "accuracy_time.png",
-                "sweep.html")
+_WRITTEN = {"table": "sweep.csv", "doc": "sweep.json", "pareto": "pareto.png",
+            "time": "accuracy_time.png", "page": "sweep.html"}
+"""The files :func:`write_outputs` writes, by what they hold."""
+
+OUTPUT_FILES = (JSONL, *_WRITTEN.values())
 """The files a sweep writes into its folder (``sweep.jsonl`` as it runs, the rest at the end:
 :func:`write_outputs`)."""
 
@@ -86,17 +89,18 @@ def write_outputs(frame: pd.DataFrame, out: Path, meta: dict[str, Any]) -> list[
     png = _png(fig, dpi=120)
     # the page shows every figure the sweep writes
     time_png = _accuracy_time(frame, meta) if front_group(frame) == "time_s" else None
-    files = [(out / "sweep.csv", table.to_csv(index=False).encode()),
-             (out / "sweep.json", json.dumps(clean(doc), indent=2, allow_nan=False).encode()),
-             (out / "pareto.png", png)]
+    name = {what: out / file for what, file in _WRITTEN.items()}
+    files = [(name["table"], table.to_csv(index=False).encode()),
+             (name["doc"], json.dumps(clean(doc), indent=2, allow_nan=False).encode()),
+             (name["pareto"], png)]
     if time_png is not None:
-        files.append((out / "accuracy_time.png", time_png))
-    files.append((out / "sweep.html", sweep_html(table, png, meta, time_png).encode()))
+        files.append((name["time"], time_png))
+    files.append((name["page"], sweep_html(table, png, meta, time_png).encode()))
     # each file whole or not at all, and the files as a set (cimsim._atomic.write_set): a
     # sweep stopped mid-write never leaves a truncated sweep.json that `cimsim report` would
     # read back, nor a new table beside an earlier run's page
     # an earlier time sweep's figure, which would pass for this one's: removed with them
-    return write_set(files, [out / "accuracy_time.png"] if time_png is None else [])
+    return write_set(files, [name["time"]] if time_png is None else [])
 
 
 def _accuracy_time(frame: pd.DataFrame, meta: dict[str, Any]) -> bytes:

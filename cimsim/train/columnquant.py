@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._seed import check_int
 from ..config import (
     CalibrationGranularity,
     ChipConfig,
@@ -42,7 +43,7 @@ from ..config import (
 from ..errors import ConfigError
 from ..mapping.deploy import SimModel, replayable
 from ._data import eval_pass
-from .loop import check_int, check_lr, warn_if_only_steps_train
+from .loop import check_lr, warn_if_only_steps_train
 from .ternary import make_ternary, mean_abs_per_set
 from .twin import PreparedModel, TwinMatmul, prepare, recalibrate_adcs
 

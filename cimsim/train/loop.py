@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._seed import check_flag, check_seed
+from .._seed import check_flag, check_positive_int, check_seed
 from ..errors import ConfigError
 from .twin import PreparedModel
 
@@ -25,22 +25,6 @@ __all__ = ["SCHEDULES", "STEP_PARAMETERS", "as_tensors", "check_lr", "check_posi
 
 #: Learning-rate schedules of the training loops (``schedule=``, ``cimsim train --schedule``).
 SCHEDULES = ("constant", "cosine")
-
-
-def check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    """``value`` as an int in ``[lo, hi]`` (``hi`` None: no upper bound), Python's or NumPy's
-    (``np.arange`` of bits in a loop), not a bool or a float, or a ``ConfigError`` naming
-    ``name`` and the range."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
-            or value < lo or (hi is not None and value > hi):
-        allowed = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
-        raise ConfigError(f"{name} = {value!r} is invalid; allowed: {allowed}")
-    return int(value)
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """``value`` as an int >= 1, or a ``ConfigError`` naming ``name``."""
-    return check_int(name, value, 1)
 
 
 def cross_entropy_of(model: Callable) -> Callable:

@@ -16,9 +16,8 @@ import warnings
 import torch
 from torch import nn
 
-from .._seed import check_seed
+from .._seed import check_int, check_seed
 from ..errors import ConfigError
-from .loop import check_int
 from .twin import PreparedModel, TwinMatmul
 
 __all__ = ["LoRA", "add_lora", "lora_parameters", "merge_lora"]

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._seed import check_int
 from ..config import ChipConfig, Nonlinearity, RangePolicy, WeightEncoding, as_chip
 from ..errors import ConfigError
-from .loop import check_int
 from .twin import PreparedModel, TwinMatmul, conversion_digits, input_planes, prepare
 
 __all__ = ["DECOMPOSITIONS", "adc_moments", "apply_rescaling", "layer_rescale", "pim_chip",

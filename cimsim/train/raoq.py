@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
+from .._seed import check_int
 from ..errors import ConfigError
-from .loop import check_int
 from .twin import PreparedModel, TwinMatmul
 
 __all__ = ["BITAUG_MODES", "adc_bits", "bitaug_loss", "kurtosis", "kurtosis_penalty",

@@ -1695,7 +1695,8 @@ def _refuse_swapped(layer: _TwinLayer, args: tuple) -> None:
     if any(t.weight.dtype in _HALF for t in layer.matrices()):
         # prepared.half() / .bfloat16(): the ADC kernel failed in Numba ("float16") or torch
         # ("unsupported ScalarType BFloat16"), naming no layer
-        raise MappingError(f"{layer.twin_name}: {HALF_WEIGHTS}")
+        raise MappingError(f"{layer.twin_name}: {HALF_WEIGHTS}; cast the prepared model "
+                           "back with prepared.float()")
 
 
 class _TwinLayer(ViewsWeights):

@@ -92,3 +92,32 @@ def test_a_module_added_after_the_first_forward_is_set_to_eval():
                                          r"training mode \('4'\)"):
         first = sim(x)
     assert torch.equal(first, sim(x))
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_the_float_models_own_names_are_refused_too(strict):
+    """The float model's state dict loaded into ``sim`` (no ``model.`` before its names), or
+    into a one-layer model wrapped by deploy (``weight``, not ``0.weight``): strict=False
+    loaded nothing, strict=True failed with the bare "Unexpected key(s)"."""
+    model, sim, _ = _deployed()
+    with pytest.raises(MappingError, match=r"^1: load_state_dict holds weights"):
+        sim.load_state_dict(_negated(model), strict=strict)
+    torch.manual_seed(0)
+    linear, x = nn.Linear(4, 3).eval(), torch.randn(8, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = cimsim.deploy(linear, "ideal", x)
+    for target in (one, one.model):
+        with pytest.raises(MappingError, match=r"^0: load_state_dict holds weights of this "
+                                               r"mapped layer \(bias, weight\)"):
+            target.load_state_dict(linear.state_dict(), strict=strict)
+
+
+def test_a_torch_without_is_exporting_runs_the_deployed_model(monkeypatch):
+    """torch.compiler.is_exporting came with torch 2.6: the tracing check failed every forward
+    with an AttributeError on the torch versions before it."""
+    _, sim, x = _deployed()
+    want = sim(x)
+    monkeypatch.delattr(torch.compiler, "is_exporting")
+    sim.reset(noise=True)
+    assert torch.equal(sim(x), want)
