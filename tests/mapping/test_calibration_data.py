@@ -292,7 +292,7 @@ def test_a_list_of_batches_or_samples_is_named_not_passed_as_arguments():
                                                r"takes fewer; .*torch\.cat\(batches\)"):
             cimsim.deploy(model, "rram-22nm", given, progress=False)
     sim = cimsim.deploy(model, "rram-22nm", x, progress=False)
-    with pytest.raises(ValueError, match=r"x is a list of 12; allowed: a tensor or an array"):
+    with pytest.raises(ValueError, match=r"x is a list of 12; allowed: a tensor of the inputs"):
         accuracy(sim, list(x), torch.zeros(12, dtype=torch.long))
     with pytest.raises(MappingError, match=r"^0: its input is a list of 12 tensors; the model's "
                                            r"own layer takes one tensor"):
