@@ -9,6 +9,7 @@ is imported inside the functions, so importing this module stays cheap.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import warnings
 from collections.abc import Mapping
@@ -410,32 +411,44 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     if n == 0:
         raise ValueError("cannot compare outputs on an empty set")
     step = _step(batch_size, n)
-    outs, refs = [], []
+    # sums over the batches, not the outputs kept: they held every output of the set (34
+    # bytes per value: 4.5 GB for 16,000 inputs of 8,192 outputs, a language model's logits)
+    dot = ref_sq = sim_sq = 0.0
+    n_ref = n_sim = n_values = differ = 0
+    any_ref = any_sim = False
     with torch.no_grad():
         for i in tqdm(range(0, n, step), desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
             # the reference on the same batch: the two flatten alike whatever dimension of
             # the outputs holds the samples (a sequence-first model's (S, B, E))
-            outs.append(_leaves(_run(model, x, i, i + step, dim)))
-            refs.append(_leaves(_run(reference, x, i, i + step, dim)))
-    if not any(refs) or not any(outs):
+            sim_leaves = _leaves(_run(model, x, i, i + step, dim))
+            ref_leaves = _leaves(_run(reference, x, i, i + step, dim))
+            any_ref, any_sim = any_ref or bool(ref_leaves), any_sim or bool(sim_leaves)
+            ref, sim = (torch.cat([t.reshape(-1) for t in leaves]).double() if leaves
+                        else torch.zeros(0, dtype=torch.float64)
+                        for leaves in (ref_leaves, sim_leaves))
+            n_ref, n_sim = n_ref + ref.numel(), n_sim + sim.numel()
+            if n_ref != n_sim:
+                continue  # refused below, with the whole counts
+            n_values += ref.numel()
+            finite = torch.isfinite(ref) & torch.isfinite(sim)
+            if not bool(finite.all()):
+                same = (ref == sim) | (torch.isnan(ref) & torch.isnan(sim))
+                differ += int((~finite & ~same).sum())
+                ref, sim = ref[finite], sim[finite]  # equal non-finite values agree: left out
+            dot += float(ref @ sim)
+            ref_sq += float(ref @ ref)
+            sim_sq += float(sim @ sim)
+    if not any_ref or not any_sim:
         raise ValueError("the model's output holds no tensor to compare (allowed: a tensor, "
                          "or a dict, list, tuple or dataclass of tensors)")
-    ref, sim = (torch.cat([t.reshape(-1) for batch in each for t in batch]).double()
-                for each in (refs, outs))
-    if ref.shape != sim.shape:
-        raise ValueError(f"the model's outputs hold {sim.numel()} values, the reference's "
-                         f"{ref.numel()}")
-    finite = torch.isfinite(ref) & torch.isfinite(sim)
-    if not bool(finite.all()):
-        same = (ref == sim) | (torch.isnan(ref) & torch.isnan(sim))
-        differ = int((~finite & ~same).sum())
-        if differ:
-            warnings.warn(f"output_cosine: {differ} of {ref.numel()} output values are "
-                          "non-finite (inf or NaN) in one output and not the same in the other: "
-                          "the cosine is undefined (NaN)", RuntimeWarning, stacklevel=2)
-            return float("nan")
-        ref, sim = ref[finite], sim[finite]  # equal non-finite values agree: left out
-    norm = float(ref.norm() * sim.norm())
+    if n_ref != n_sim:
+        raise ValueError(f"the model's outputs hold {n_sim} values, the reference's {n_ref}")
+    if differ:
+        warnings.warn(f"output_cosine: {differ} of {n_values} output values are non-finite "
+                      "(inf or NaN) in one output and not the same in the other: the cosine "
+                      "is undefined (NaN)", RuntimeWarning, stacklevel=2)
+        return float("nan")
+    norm = math.sqrt(ref_sq) * math.sqrt(sim_sq)
     # rounding can push a cosine of identical vectors a hair past 1
-    return max(-1.0, min(1.0, float(ref @ sim) / norm)) if norm > 0 else 0.0
+    return max(-1.0, min(1.0, dot / norm)) if norm > 0 else 0.0

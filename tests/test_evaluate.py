@@ -372,3 +372,36 @@ def test_a_position_row_shared_by_the_batch_is_passed_whole():
     part = input_rows(x, 0, 2)
     assert part["ids"].shape == (2, 6) and part["pos"].shape == (1, 6)
     assert part["h"].shape == (2, 2, 3)
+
+
+def test_output_cosine_keeps_sums_not_the_outputs(monkeypatch):
+    """It kept every output of the set to concatenate them at the end (4.5 GB for 16,000
+    inputs of 8,192 outputs); it sums per batch now, to the same cosine as one concatenated
+    product: at most the last batch's outputs are alive when the next batch runs."""
+    import gc
+    import weakref
+
+    import torch
+
+    from cimsim import evaluate
+
+    torch.manual_seed(0)
+    x = torch.randn(42, 6)
+    a, b = torch.nn.Linear(6, 5), torch.nn.Linear(6, 5)
+    with torch.no_grad():
+        ref, out = a(x).double().reshape(-1), b(x).double().reshape(-1)
+    want = float(ref @ out / (ref.norm() * out.norm()))
+    refs: list = []
+    alive: list[int] = []
+    real = evaluate._leaves
+
+    def leaves(output):
+        gc.collect()
+        alive.append(sum(r() is not None for r in refs))
+        got = real(output)
+        refs.extend(weakref.ref(t) for t in got)
+        return got
+
+    monkeypatch.setattr(evaluate, "_leaves", leaves)
+    assert evaluate.output_cosine(a, b, x, batch_size=7) == pytest.approx(want, rel=1e-12)
+    assert len(alive) == 12 and max(alive) <= 3, alive  # 6 batches, two models each

@@ -131,15 +131,25 @@ def _cpu_autocast_on(torch: Any) -> bool:
         return True
 
 
+_READ_ONLY_SEEN = False
+"""Whether torch was handed a read-only array here once: it warns of one once per process."""
+
+
 def read_tensor(torch, a: np.ndarray):
     """``torch.from_numpy(a)`` for an operand torch only reads: a programmed layer's cells are
     read-only (the programming cache shares them), which torch warns of on every process's
-    first GEMM (``cimsim datasheet`` printed it) although nothing writes to them here."""
-    if a.flags.writeable:
+    first GEMM (``cimsim datasheet`` printed it) although nothing writes to them here. Torch
+    warns once per process, so only the first such call here holds the warning: a
+    ``catch_warnings`` block at every GEMM cleared Python's warning registries, and every
+    once-only warning of the process (the user's, cimsim's) printed again at every forward."""
+    global _READ_ONLY_SEEN
+    if a.flags.writeable or _READ_ONLY_SEEN:
         return torch.from_numpy(a)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(a)
+        t = torch.from_numpy(a)
+    _READ_ONLY_SEEN = True
+    return t
 
 
 @contextlib.contextmanager
