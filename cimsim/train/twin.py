@@ -567,7 +567,7 @@ class TwinMatmul(nn.Module):
         else:
             lo, hi = act_range(chip.input_bits, view.input_signed)
             self.x_lo, self.x_hi = lo - self.zero_point, hi - self.zero_point
-        self._smooth64 = None if view.smooth is None else np.asarray(view.smooth, np.float64)
+        self._smooth64 = None if view.smooth is None else np.array(view.smooth, np.float64)
         """(K,) SmoothQuant factors (``quant.smooth_alpha``), fixed at calibration: the inputs
         are divided by them and the weights multiplied (:meth:`effective_weight`), as deploy
         maps the layer; None without smoothing."""
@@ -717,6 +717,7 @@ class TwinMatmul(nn.Module):
         self._init64: dict[str, Any] = dict(
             s_w=np.array(s_w, dtype=np.float64), s_x=float(view.s_x), lo=lo0, delta=d0,
             thr=np.concatenate(thr) if thr else None, lvl=np.concatenate(lvl) if lvl else None)
+        self.register_load_state_dict_post_hook(_float64_from_state)
         # Hooks of the training methods (cimsim.train.pimqat, .columnquant); neutral defaults.
         self.out_rescale = 1.0
         """Forward multiplier of the output (before the bias); handed back folded into the
@@ -1541,7 +1542,9 @@ class TwinMatmul(nn.Module):
         view = EngineView(chip=chip, w_int=w_int, s_w=s_w, s_x=s_x,
                           input_signed=self.input_signed, row_tiles=tuple(self.row_tiles),
                           parts=tuple(parts), seed=seed, zero_point=self.zero_point,
-                          smooth=self._smooth64)
+                          # a copy, as every array handed back: a deployed model shared the
+                          # twin's, and a later load_state_dict into the twin changed it
+                          smooth=None if self._smooth64 is None else self._smooth64.copy())
         if self.activation is None or not carries_adc_tables(self.chip.adc, chip.adc):
             return view, None
         bias = None if self.bias is None else self.bias.detach().cpu().double().numpy()
@@ -1587,6 +1590,37 @@ class TwinMatmul(nn.Module):
 
 def _change(p: torch.Tensor, p0: torch.Tensor) -> np.ndarray:
     return (p.detach() / p0).cpu().double().numpy()
+
+
+_FLOAT64_BUFFERS = (("s_w", "_weight_scale0"), ("s_x", "_act_scale0"), ("lo", "_adc_lo0"),
+                    ("delta", "_adc_delta0"), ("thr", "_adc_thr"), ("lvl", "_adc_lvl"))
+"""The float64 starting values a twin hands back from (``TwinMatmul._init64``, by key) and
+the buffers that hold them in the twin's dtype (in the state dict)."""
+
+
+def _float64_from_state(twin: TwinMatmul, _keys: Any) -> None:
+    """After ``load_state_dict`` (a load_state_dict post-hook): the float64 values the twin
+    hands back and converts with (``_init64``, ``_smooth64``), which the state dict does not
+    hold, follow the loaded buffers where those are not their rounding. A float32 twin loaded
+    with another twin's recalibrated ADC tables kept its own prepare's grid there: every output
+    differed from the saved twin's, its fused and torch paths disagreed, and its deploy
+    followed neither. Where the buffers are the rounding of the values kept (the same
+    calibration), the float64 values stay: the hand-back stays bit for bit deploy's."""
+    def rounded(value: Any, buf: torch.Tensor) -> bool:
+        kept = torch.as_tensor(np.asarray(value, dtype=np.float64)).to(buf.dtype).reshape(-1)
+        return kept.shape == buf.reshape(-1).shape and bool(
+            torch.equal(kept, buf.detach().cpu().reshape(-1)))
+
+    for key, name in _FLOAT64_BUFFERS:
+        buf, value = twin._buffers.get(name), twin._init64.get(key)
+        if buf is None or value is None or rounded(value, buf):
+            continue
+        loaded = buf.detach().cpu().double().numpy().copy()
+        twin._init64[key] = (float(loaded.reshape(-1)[0]) if key == "s_x"
+                             else loaded.reshape(np.shape(value)))
+    smooth = twin._buffers.get("_smooth")
+    if smooth is not None and twin._smooth64 is not None and not rounded(twin._smooth64, smooth):
+        twin._smooth64 = smooth.detach().cpu().double().numpy().copy()
 
 
 def _learned(p: torch.Tensor, p0: torch.Tensor, v0: np.ndarray | float) -> np.ndarray:
@@ -2165,7 +2199,7 @@ def _seed_from_state(module: PreparedModel, _keys: Any) -> None:
         raise ConfigError(f"_prepare_seed = {[hi, lo]} in the state dict is invalid; allowed: "
                           "two 32-bit words [seed >> 32, seed & 0xFFFFFFFF] of a seed of "
                           "prepare")
-    module.seed = hi << 32 | lo
+    module._set_seed(hi << 32 | lo)
 
 
 class PreparedModel(nn.Module):
@@ -2189,7 +2223,7 @@ class PreparedModel(nn.Module):
         self.twin_layers = twin_layers
         self.digital = digital
         self.chip = chip
-        self.seed = seed
+        self._set_seed(seed)
         self.register_load_state_dict_post_hook(_seed_from_state)
         self.t_inference_s = t_inference_s
         """The time after programming the twin computes at (``TwinOptions.t_inference_s``;
@@ -2216,6 +2250,17 @@ class PreparedModel(nn.Module):
 
     @seed.setter
     def seed(self, value: int) -> None:
+        # the twin's programmed-device draws (_dev_z, _dev_u) are the seed's: a seed set here
+        # left them, and the eval twin computed with the old seed's devices while deploy()
+        # programmed the new one's
+        raise ConfigError(
+            "PreparedModel.seed is the seed prepare drew the twin's devices with and cannot be "
+            f"set (to {value!r}); deploy with other devices by prepared.deploy(seed=...), or "
+            "prepare again with seed=...")
+
+    def _set_seed(self, value: int) -> None:
+        """The seed of ``prepare`` (:attr:`seed`), its matrices' seeds derived from it: at
+        ``__init__`` and after a ``load_state_dict``, whose draws come with it."""
         root = check_seed(value)
         old = self._buffers.get("_prepare_seed")
         self.register_buffer("_prepare_seed", torch.tensor(
