@@ -1803,11 +1803,15 @@ class _PipeSafeStdout:
 def _reader_may_leave() -> Iterator[None]:
     """Run a command with :class:`_PipeSafeStdout` as ``sys.stdout`` (put back after)."""
     saved = sys.stdout
-    sys.stdout = _PipeSafeStdout(saved)  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        sys.stdout = saved
+    # no standard output at all (Windows' pythonw, a service, >&-): print() writes nothing
+    # there, and the wrapper's write to None stopped every command at its first line
+    with (open(os.devnull, "w", encoding="utf-8") if saved is None
+          else contextlib.nullcontext(saved)) as stream:
+        sys.stdout = _PipeSafeStdout(stream)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            sys.stdout = saved
 
 
 class _Terminated(KeyboardInterrupt):

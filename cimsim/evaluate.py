@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from ._progress import bar_disabled
 from ._warn import warn_user
 
 __all__ = ["accuracy", "output_cosine", "predict"]
@@ -245,7 +246,7 @@ def _predict(model: Any, x: Any, batch_size: int | None, progress: bool, desc: s
     n_classes, n_nan = None, 0
     with torch.no_grad():
         for i in tqdm(starts, desc=desc, unit="batch", leave=False,
-                      disable=None if progress else True):
+                      disable=bar_disabled(progress)):
             pred, n_classes, nan = _predicted(_run(model, x, i, i + step, dim),
                                               min(i + step, n) - i)
             preds.append(pred)
@@ -335,7 +336,7 @@ def _accuracy_of_batches(model: Any, batches: Any, progress: bool, desc: str) ->
     correct = total = n_nan = 0
     with torch.no_grad():
         for batch in tqdm(batches, desc=desc, unit="batch", leave=False,
-                          disable=None if progress else True):
+                          disable=bar_disabled(progress)):
             if isinstance(batch, Mapping) and "labels" in batch:
                 inputs, labels = {k: v for k, v in batch.items() if k != "labels"}, \
                     batch["labels"]
@@ -418,7 +419,7 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     any_ref = any_sim = False
     with torch.no_grad():
         for i in tqdm(range(0, n, step), desc=desc, unit="batch", leave=False,
-                      disable=None if progress else True):
+                      disable=bar_disabled(progress)):
             # the reference on the same batch: the two flatten alike whatever dimension of
             # the outputs holds the samples (a sequence-first model's (S, B, E))
             sim_leaves = _leaves(_run(model, x, i, i + step, dim))

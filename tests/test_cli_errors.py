@@ -622,3 +622,31 @@ def test_a_tilde_of_no_user_and_a_time_run_s_files_are_refused_first(files, tmp_
     rc, _, err = run_cli(argv)
     assert_one_line(rc, err, f"--out: '{out / 'time.csv'}' is a folder where the run writes "
                              "its file 'time.csv'")
+
+
+def test_a_command_without_standard_output_or_error_still_runs(tmp_path):
+    """With no standard output (Windows' pythonw, a service, ``>&-``) every command failed at
+    its first print ('NoneType' object has no attribute 'write'); with no standard error the
+    progress bars failed deploy, evaluations, training and sweeps the same way."""
+    import os
+    import subprocess
+    import sys
+
+    for fd in (1, 2):
+        proc = subprocess.run([sys.executable, "-m", "cimsim", "presets"], cwd=tmp_path,
+                              preexec_fn=lambda fd=fd: os.close(fd),
+                              stdout=None if fd == 1 else subprocess.PIPE,
+                              stderr=None if fd == 2 else subprocess.PIPE, timeout=300)
+        assert proc.returncode == 0, (fd, proc.stderr or proc.stdout)
+
+
+def test_progress_bars_without_standard_error(monkeypatch):
+    import sys
+
+    from cimsim.evaluate import accuracy
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    monkeypatch.setattr(sys, "stderr", None)
+    assert 0 <= accuracy(model, torch.randn(8, 4), torch.zeros(8, dtype=torch.long),
+                         progress=True, batch_size=2) <= 1

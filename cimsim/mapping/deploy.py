@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from .._eager import eager
 from .._inputs import counting_key, input_count, sample_dim
+from .._progress import bar_disabled
 from .._seed import check_flag, check_seed
 from .._warn import warn_user
 from ..arrays.drift import check_time, warn_static_time
@@ -626,7 +627,7 @@ class SimModel(nn.Module):
         except (AttributeError, TypeError, ValueError):
             total = None
         bar = tqdm(desc="fidelity trace", total=total, unit="forward", leave=False,
-                   disable=None if progress else True)
+                   disable=bar_disabled(progress))
         try:
             with torch.no_grad():
                 for args in _batches(x, batch_size, self.batch_dim):
@@ -1821,7 +1822,7 @@ def _calibrate(sim: nn.Module, sim_layers: dict[str, SimLayer], calibration, bat
     # an ImageNet network), so a bar on a terminal or in a notebook (none in logs: tqdm's
     # disable=None)
     finalize_layers(tqdm(sim_layers.items(), desc="deploy: program + calibrate",
-                         unit="layer", leave=False, disable=None if progress else True))
+                         unit="layer", leave=False, disable=bar_disabled(progress)))
     adc = chip.adc
     if (adc.range_policy is RangePolicy.CALIBRATED
             and adc.calibration_mode is CalibrationMode.SIMULATED):

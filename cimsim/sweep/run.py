@@ -3,9 +3,11 @@ written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
+import os
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -15,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .._json import json_safe
+from .._progress import bar_disabled
 from .._seed import check_flag, check_seed
 from .._version import __version__
 from .._warn import warn_user
@@ -24,7 +27,7 @@ from ..errors import CimsimError, ConfigError
 from ..evaluate import score_problem
 from .files import write_outputs
 from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
-from .runner import SweepContext, run_points
+from .runner import UNGUARDED, SweepContext, run_points, unguarded_mark
 from .store import (
     DEFAULT_BATCH_SIZE,
     JSONL,
@@ -169,10 +172,11 @@ def _refuse_while_bootstrapping() -> None:
     own "bootstrapping phase" check reads (``multiprocessing.spawn._check_not_importing_main``).
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise CimsimError(
-            "run_sweep was called while a spawned worker process imported the main script: "
-            "the script has no `if __name__ == \"__main__\":` guard around run_sweep; "
-            "jobs > 1 and local:N clusters spawn workers that import it (docs/sweep.md)")
+        # the parent sees only a broken pool: it raises this error too where it finds the mark
+        with contextlib.suppress(OSError):
+            # (multiprocessing names the parent only after the import: the spawning process)
+            unguarded_mark(os.getppid()).touch()
+        raise CimsimError(UNGUARDED)
 
 
 def _warn_kinds_under_tables(chip: ChipConfig, grid: Mapping[str, Sequence[Any]]) -> None:
@@ -368,7 +372,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
         if pid in skips:
             log.warning("sweep point %s %s", p, skips[pid])
     bar = tqdm(total=n_run, initial=n_done, desc="sweep", unit="point",
-               disable=None if progress else True)
+               disable=bar_disabled(progress))
     # Off a terminal (a log file, nohup, CI) tqdm hides its bar: one line per finished point
     # instead, so a long sweep's log says how far it got before it ends or is stopped.
     lines = progress and bar.disable

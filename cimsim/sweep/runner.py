@@ -7,11 +7,13 @@ Every point is measured by :func:`run_point`, in this process or in a worker; on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -19,6 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .._version import __version__
@@ -136,6 +139,20 @@ def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str
     return record
 
 
+UNGUARDED = ("run_sweep was called while a spawned worker process imported the main script: "
+             "the script has no `if __name__ == \"__main__\":` guard around run_sweep; "
+             "jobs > 1 and local:N clusters spawn workers that import it (docs/sweep.md)")
+"""The error of a sweep whose script lacks the main guard (``run._refuse_while_bootstrapping``),
+in the worker that imported the script and in the parent."""
+
+
+def unguarded_mark(parent_pid: int) -> Path:
+    """The file a spawned worker that met :data:`UNGUARDED` leaves for its parent
+    ``parent_pid``: the parent sees only a broken pool, which it took for a killed worker (the
+    sweep ran twice, lost every point and exited 0, advising a rerun that failed alike)."""
+    return Path(tempfile.gettempdir()) / f".cimsim-unguarded-{parent_pid}"
+
+
 def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: int,
                finish: Callable[[dict[str, Any]], None], client: Any = None) -> list[str]:
     """Run every ``(point id, point)`` of ``todo``; ``finish(record)`` as each one ends.
@@ -164,11 +181,17 @@ def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: 
         done.add(rec["point_id"])
         finish(rec)
 
+    with contextlib.suppress(OSError):  # an earlier process's of this pid: not this sweep's
+        unguarded_mark(os.getpid()).unlink(missing_ok=True)
     for attempt in range(2):
         try:
             _run_pool(ctx, todo, jobs, finished)
             return []
         except BrokenProcessPool:
+            mark = unguarded_mark(os.getpid())
+            if mark.exists():
+                mark.unlink(missing_ok=True)
+                raise CimsimError(UNGUARDED) from None
             todo = [(pid, p) for pid, p in todo if pid not in done]
             log.warning("sweep: a worker process died (killed, or out of memory) with %d "
                         "point(s) unfinished%s", len(todo),
@@ -277,7 +300,10 @@ def _run_pool(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: i
     # spawn: a forked child would inherit numba/torch/OpenMP thread pools in unknown states
     mp = multiprocessing.get_context("spawn")
     sent = _pool_context(ctx)  # before the pool: a model that cannot travel is one line
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=mp,
+    workers = min(jobs, len(todo))
+    if sys.platform == "win32":  # its process pools take at most 61 ("max_workers must be <= 61")
+        workers = min(workers, 61)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp,
                                initializer=_init_worker, initargs=(sent, os.getpid()))
     clean_exit = False
     try:

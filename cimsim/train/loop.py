@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._progress import bar_disabled
 from .._seed import check_flag, check_positive_int, check_seed
 from ..errors import ConfigError
 from .twin import PreparedModel
@@ -260,7 +261,7 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(es)
         bar = tqdm(range(0, n, batch_size), desc=desc, unit="batch", leave=False,
-                   disable=None if progress else True)
+                   disable=bar_disabled(progress))
         for start in bar:
             idx = order[start:start + batch_size]
             batch = tuple(t.index_select(d, idx.to(t.device)).to(device)

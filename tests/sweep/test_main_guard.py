@@ -44,3 +44,36 @@ def test_unguarded_script_names_the_guard(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "no `if __name__ == \"__main__\":` guard" in proc.stderr
     assert "another sweep is writing" not in proc.stderr
+
+
+def test_a_pool_broken_by_an_unguarded_script_names_the_guard(monkeypatch, tmp_path: Path
+                                                             ) -> None:
+    """The workers' guard error reached the parent as a broken pool, which it took for a
+    killed worker: the sweep ran twice, lost every point and exited 0. A worker that meets
+    the error leaves a mark for its parent, which raises it; a mark left by an earlier process
+    of the same pid is not this sweep's."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from cimsim.sweep import runner
+
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(CimsimError, match="__main__"):
+        run_sweep(None, None, cimsim.load_chip("ideal"), {"adc_bits": [4]}, tmp_path / "s")
+    mark = runner.unguarded_mark(os.getppid())
+    assert mark.exists()
+    mark.unlink()
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", False)
+
+    def broken(*_args, broken_by_guard: bool) -> None:
+        if broken_by_guard:
+            runner.unguarded_mark(os.getpid()).touch()
+        raise BrokenProcessPool("a child process terminated abruptly")
+
+    todo = [("a", {}), ("b", {})]
+    monkeypatch.setattr(runner, "_run_pool", lambda *a: broken(broken_by_guard=True))
+    with pytest.raises(CimsimError, match="no `if __name__ == \"__main__\":` guard"):
+        runner.run_points(None, todo, 2, lambda rec: None)
+    assert not runner.unguarded_mark(os.getpid()).exists()
+    runner.unguarded_mark(os.getpid()).touch()  # an earlier process's: cleared first
+    monkeypatch.setattr(runner, "_run_pool", lambda *a: broken(broken_by_guard=False))
+    assert runner.run_points(None, todo, 2, lambda rec: None) == ["a", "b"]  # lost, not raised
