@@ -416,7 +416,7 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     # bytes per value: 4.5 GB for 16,000 inputs of 8,192 outputs, a language model's logits)
     dot = ref_sq = sim_sq = 0.0
     n_ref = n_sim = n_values = differ = 0
-    any_ref = any_sim = False
+    any_ref = any_sim = mismatched = False
     with torch.no_grad():
         for i in tqdm(range(0, n, step), desc=desc, unit="batch", leave=False,
                       disable=bar_disabled(progress)):
@@ -429,7 +429,9 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
                         else torch.zeros(0, dtype=torch.float64)
                         for leaves in (ref_leaves, sim_leaves))
             n_ref, n_sim = n_ref + ref.numel(), n_sim + sim.numel()
-            if n_ref != n_sim:
+            if ref.numel() != sim.numel():  # (a batch apart, though the totals may agree)
+                mismatched = True
+            if mismatched:
                 continue  # refused below, with the whole counts
             n_values += ref.numel()
             finite = torch.isfinite(ref) & torch.isfinite(sim)
@@ -443,8 +445,9 @@ def output_cosine(reference: Any, model: Any, x: Any, *, batch_size: int | None 
     if not any_ref or not any_sim:
         raise ValueError("the model's output holds no tensor to compare (allowed: a tensor, "
                          "or a dict, list, tuple or dataclass of tensors)")
-    if n_ref != n_sim:
-        raise ValueError(f"the model's outputs hold {n_sim} values, the reference's {n_ref}")
+    if mismatched:
+        raise ValueError(f"the model's outputs hold {n_sim} values, the reference's {n_ref} "
+                         "(compared batch by batch)")
     if differ:
         warnings.warn(f"output_cosine: {differ} of {n_values} output values are non-finite "
                       "(inf or NaN) in one output and not the same in the other: the cosine "

@@ -405,3 +405,25 @@ def test_output_cosine_keeps_sums_not_the_outputs(monkeypatch):
     monkeypatch.setattr(evaluate, "_leaves", leaves)
     assert evaluate.output_cosine(a, b, x, batch_size=7) == pytest.approx(want, rel=1e-12)
     assert len(alive) == 12 and max(alive) <= 3, alive  # 6 batches, two models each
+
+
+def test_output_cosine_refuses_outputs_a_batch_apart():
+    """With per-batch sums, outputs whose sizes differ batch by batch but agree in total
+    (2 + 3 values against 3 + 2) reached the product as vectors of different lengths (a raw
+    torch RuntimeError where a ValueError is promised)."""
+    import torch
+
+    from cimsim.evaluate import output_cosine
+
+    calls = {"a": 0, "b": 0}
+
+    def cut(name, widths):
+        def model(x):
+            width = widths[calls[name] % 2]
+            calls[name] += 1
+            return x[:, :width]
+        return model
+
+    x = torch.randn(4, 6)
+    with pytest.raises(ValueError, match="outputs hold 10 values, the reference's 10"):
+        output_cosine(cut("a", (2, 3)), cut("b", (3, 2)), x, batch_size=2)

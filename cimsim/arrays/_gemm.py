@@ -143,7 +143,8 @@ def read_tensor(torch, a: np.ndarray):
     ``catch_warnings`` block at every GEMM cleared Python's warning registries, and every
     once-only warning of the process (the user's, cimsim's) printed again at every forward."""
     global _READ_ONLY_SEEN
-    if a.flags.writeable or _READ_ONLY_SEEN:
+    # (torch.set_warn_always(True) makes it warn at every call: held at every call then)
+    if a.flags.writeable or (_READ_ONLY_SEEN and not torch.is_warn_always_enabled()):
         return torch.from_numpy(a)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

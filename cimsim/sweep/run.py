@@ -27,7 +27,7 @@ from ..errors import CimsimError, ConfigError
 from ..evaluate import score_problem
 from .files import write_outputs
 from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
-from .runner import UNGUARDED, SweepContext, run_points, unguarded_mark
+from .runner import UNGUARDED, UNGUARDED_MARK, SweepContext, run_points
 from .store import (
     DEFAULT_BATCH_SIZE,
     JSONL,
@@ -174,8 +174,8 @@ def _refuse_while_bootstrapping() -> None:
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         # the parent sees only a broken pool: it raises this error too where it finds the mark
         with contextlib.suppress(OSError):
-            # (multiprocessing names the parent only after the import: the spawning process)
-            unguarded_mark(os.getppid()).touch()
+            if mark := os.environ.get(UNGUARDED_MARK):  # a pool's worker: its parent reads it
+                Path(mark).touch()
         raise CimsimError(UNGUARDED)
 
 

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -146,11 +146,33 @@ UNGUARDED = ("run_sweep was called while a spawned worker process imported the m
 in the worker that imported the script and in the parent."""
 
 
-def unguarded_mark(parent_pid: int) -> Path:
-    """The file a spawned worker that met :data:`UNGUARDED` leaves for its parent
-    ``parent_pid``: the parent sees only a broken pool, which it took for a killed worker (the
-    sweep ran twice, lost every point and exited 0, advising a rerun that failed alike)."""
-    return Path(tempfile.gettempdir()) / f".cimsim-unguarded-{parent_pid}"
+UNGUARDED_MARK = "CIMSIM_UNGUARDED_MARK"
+"""The environment variable naming the file a spawned worker that met :data:`UNGUARDED`
+creates for its parent (the spawned workers inherit the environment; the error comes while
+the worker imports the main script, before anything else reaches it): the parent sees only a
+broken pool, which it took for a killed worker (the sweep ran twice, lost every point and
+exited 0, advising a rerun that failed alike)."""
+
+
+@contextlib.contextmanager
+def unguarded_mark() -> Iterator[Path]:
+    """A fresh path (no file) for the workers of one pool to create on :data:`UNGUARDED`,
+    named to them by :data:`UNGUARDED_MARK` for the duration; removed after."""
+    fd, name = tempfile.mkstemp(prefix=".cimsim-unguarded-")
+    os.close(fd)
+    mark = Path(name)
+    mark.unlink()
+    saved = os.environ.get(UNGUARDED_MARK)
+    os.environ[UNGUARDED_MARK] = name
+    try:
+        yield mark
+    finally:
+        if saved is None:
+            os.environ.pop(UNGUARDED_MARK, None)
+        else:
+            os.environ[UNGUARDED_MARK] = saved
+        with contextlib.suppress(OSError):
+            mark.unlink(missing_ok=True)
 
 
 def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: int,
@@ -181,17 +203,17 @@ def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: 
         done.add(rec["point_id"])
         finish(rec)
 
-    with contextlib.suppress(OSError):  # an earlier process's of this pid: not this sweep's
-        unguarded_mark(os.getpid()).unlink(missing_ok=True)
     for attempt in range(2):
         try:
-            _run_pool(ctx, todo, jobs, finished)
+            with unguarded_mark() as mark:
+                try:
+                    _run_pool(ctx, todo, jobs, finished)
+                except BrokenProcessPool:
+                    if mark.exists():  # a worker met the missing guard, not a kill
+                        raise CimsimError(UNGUARDED) from None
+                    raise
             return []
         except BrokenProcessPool:
-            mark = unguarded_mark(os.getpid())
-            if mark.exists():
-                mark.unlink(missing_ok=True)
-                raise CimsimError(UNGUARDED) from None
             todo = [(pid, p) for pid, p in todo if pid not in done]
             log.warning("sweep: a worker process died (killed, or out of memory) with %d "
                         "point(s) unfinished%s", len(todo),

@@ -717,7 +717,6 @@ class TwinMatmul(nn.Module):
         self._init64: dict[str, Any] = dict(
             s_w=np.array(s_w, dtype=np.float64), s_x=float(view.s_x), lo=lo0, delta=d0,
             thr=np.concatenate(thr) if thr else None, lvl=np.concatenate(lvl) if lvl else None)
-        self.register_load_state_dict_post_hook(_float64_from_state)
         # Hooks of the training methods (cimsim.train.pimqat, .columnquant); neutral defaults.
         self.out_rescale = 1.0
         """Forward multiplier of the output (before the bias); handed back folded into the
@@ -1121,6 +1120,30 @@ class TwinMatmul(nn.Module):
                            (self._adc_step0, step), (self.adc_step, step)):
                 buf.copy_(torch.as_tensor(v, dtype=buf.dtype))
         self._init64["lo"], self._init64["delta"] = lo.copy(), delta.copy()
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        # the float64 values the twin hands back and converts with (_init64, _smooth64) are
+        # not in the state dict: where a load brings other values into the buffers that hold
+        # them in the twin's dtype, they follow those. A float32 twin loaded with another
+        # twin's recalibrated ADC tables kept its own prepare's grid: every output differed
+        # from the saved twin's, its fused and torch paths disagreed, and its deploy followed
+        # neither. A load that brings the same values (a round trip) leaves them exact
+        changed = [(key, name) for key, name in (*_FLOAT64_BUFFERS, ("smooth", "_smooth"))
+                   if (buf := self._buffers.get(name)) is not None
+                   and isinstance(new := state_dict.get(prefix + name), torch.Tensor)
+                   and not (new.shape == buf.shape
+                            and torch.equal(new.detach().cpu().to(buf.dtype),
+                                            buf.detach().cpu()))]
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        for key, name in changed:
+            buf = self._buffers[name]
+            assert buf is not None  # (as found above)
+            loaded = buf.detach().cpu().double().numpy().copy()
+            if key == "smooth":
+                self._smooth64 = loaded
+            elif self._init64.get(key) is not None:
+                self._init64[key] = (float(loaded.reshape(-1)[0]) if key == "s_x"
+                                     else loaded.reshape(np.shape(self._init64[key])))
 
     # --- the arrays (no autograd: _ChipProduct's forward) --------------------------------------
     def _row_groups(self, v: torch.Tensor) -> torch.Tensor:
@@ -1596,31 +1619,6 @@ _FLOAT64_BUFFERS = (("s_w", "_weight_scale0"), ("s_x", "_act_scale0"), ("lo", "_
                     ("delta", "_adc_delta0"), ("thr", "_adc_thr"), ("lvl", "_adc_lvl"))
 """The float64 starting values a twin hands back from (``TwinMatmul._init64``, by key) and
 the buffers that hold them in the twin's dtype (in the state dict)."""
-
-
-def _float64_from_state(twin: TwinMatmul, _keys: Any) -> None:
-    """After ``load_state_dict`` (a load_state_dict post-hook): the float64 values the twin
-    hands back and converts with (``_init64``, ``_smooth64``), which the state dict does not
-    hold, follow the loaded buffers where those are not their rounding. A float32 twin loaded
-    with another twin's recalibrated ADC tables kept its own prepare's grid there: every output
-    differed from the saved twin's, its fused and torch paths disagreed, and its deploy
-    followed neither. Where the buffers are the rounding of the values kept (the same
-    calibration), the float64 values stay: the hand-back stays bit for bit deploy's."""
-    def rounded(value: Any, buf: torch.Tensor) -> bool:
-        kept = torch.as_tensor(np.asarray(value, dtype=np.float64)).to(buf.dtype).reshape(-1)
-        return kept.shape == buf.reshape(-1).shape and bool(
-            torch.equal(kept, buf.detach().cpu().reshape(-1)))
-
-    for key, name in _FLOAT64_BUFFERS:
-        buf, value = twin._buffers.get(name), twin._init64.get(key)
-        if buf is None or value is None or rounded(value, buf):
-            continue
-        loaded = buf.detach().cpu().double().numpy().copy()
-        twin._init64[key] = (float(loaded.reshape(-1)[0]) if key == "s_x"
-                             else loaded.reshape(np.shape(value)))
-    smooth = twin._buffers.get("_smooth")
-    if smooth is not None and twin._smooth64 is not None and not rounded(twin._smooth64, smooth):
-        twin._smooth64 = smooth.detach().cpu().double().numpy().copy()
 
 
 def _learned(p: torch.Tensor, p0: torch.Tensor, v0: np.ndarray | float) -> np.ndarray:

@@ -204,3 +204,31 @@ def test_a_forward_leaves_the_processs_once_only_warnings_once():
             warnings.warn("a user's warning, once", stacklevel=1)
             sim(x)
     assert [str(w.message) for w in seen] == ["a user's warning, once"]
+
+
+def test_torchs_read_only_warning_held_at_every_call_under_warn_always():
+    """Only the first GEMM held torch's read-only-array warning (torch gives it once per
+    process), but ``torch.set_warn_always(True)`` makes it warn at every call: the second
+    forward on sram-65nm printed it, and raised it under ``simplefilter('error')``."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    import cimsim
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+    x = torch.randn(8, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sim = cimsim.deploy(model, "sram-65nm", x, progress=False)
+    was = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for _ in range(3):
+                sim(x)
+    finally:
+        torch.set_warn_always(was)

@@ -50,30 +50,33 @@ def test_a_pool_broken_by_an_unguarded_script_names_the_guard(monkeypatch, tmp_p
                                                              ) -> None:
     """The workers' guard error reached the parent as a broken pool, which it took for a
     killed worker: the sweep ran twice, lost every point and exited 0. A worker that meets
-    the error leaves a mark for its parent, which raises it; a mark left by an earlier process
-    of the same pid is not this sweep's."""
+    the error creates the file its pool's parent named to it (``CIMSIM_UNGUARDED_MARK``),
+    and the parent raises it; a pool broken otherwise loses its points as before."""
     from concurrent.futures.process import BrokenProcessPool
 
     from cimsim.sweep import runner
 
+    mark = tmp_path / "mark"
+    monkeypatch.setenv(runner.UNGUARDED_MARK, str(mark))
     monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
     with pytest.raises(CimsimError, match="__main__"):
         run_sweep(None, None, cimsim.load_chip("ideal"), {"adc_bits": [4]}, tmp_path / "s")
-    mark = runner.unguarded_mark(os.getppid())
-    assert mark.exists()
-    mark.unlink()
+    assert mark.exists()  # the worker's side
     monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", False)
+    monkeypatch.delenv(runner.UNGUARDED_MARK)
+    named: list[str] = []
 
-    def broken(*_args, broken_by_guard: bool) -> None:
-        if broken_by_guard:
-            runner.unguarded_mark(os.getpid()).touch()
+    def broken(*_args, by_guard: bool) -> None:
+        named.append(os.environ[runner.UNGUARDED_MARK])
+        if by_guard:
+            Path(named[-1]).touch()
         raise BrokenProcessPool("a child process terminated abruptly")
 
     todo = [("a", {}), ("b", {})]
-    monkeypatch.setattr(runner, "_run_pool", lambda *a: broken(broken_by_guard=True))
+    monkeypatch.setattr(runner, "_run_pool", lambda *a: broken(by_guard=True))
     with pytest.raises(CimsimError, match="no `if __name__ == \"__main__\":` guard"):
         runner.run_points(None, todo, 2, lambda rec: None)
-    assert not runner.unguarded_mark(os.getpid()).exists()
-    runner.unguarded_mark(os.getpid()).touch()  # an earlier process's: cleared first
-    monkeypatch.setattr(runner, "_run_pool", lambda *a: broken(broken_by_guard=False))
+    monkeypatch.setattr(runner, "_run_pool", lambda *a: broken(by_guard=False))
     assert runner.run_points(None, todo, 2, lambda rec: None) == ["a", "b"]  # lost, not raised
+    assert len(set(named)) == 3 and not any(Path(n).exists() for n in named)  # one per pool
+    assert runner.UNGUARDED_MARK not in os.environ

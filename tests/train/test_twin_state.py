@@ -95,3 +95,20 @@ def test_the_seed_of_prepare_is_not_set_by_hand():
     assert twin.seed == 3
     assert np.isfinite(_quiet(twin.deploy, seed=9)(torch.zeros(2, 16,
                                                                dtype=torch.float64)).numpy()).all()
+
+
+def test_a_load_that_brings_the_same_values_keeps_the_float64_ones():
+    """The first form of the post-load refresh took the float64 values from the buffers
+    wherever those were not their rounding: a twin cast to float64 after prepare (float32
+    values in float64 buffers) had its grid and scales replaced at a load of its own state,
+    or of an empty dict; only the values a load changes follow it."""
+    model = _mlp(torch.float32)
+    x = torch.randn(64, 16)
+    twin = _quiet(prepare, model, _chip(), x, seed=3).double()
+    kept = [{k: np.copy(v) if isinstance(v, np.ndarray) else v for k, v in t._init64.items()}
+            for _, t in twin.twins()]
+    twin.load_state_dict({}, strict=False)
+    twin.load_state_dict(twin.state_dict())
+    for (_, t), before in zip(twin.twins(), kept, strict=True):
+        for key in ("s_w", "s_x", "lo", "delta"):
+            assert np.array_equal(t._init64[key], before[key]), key
