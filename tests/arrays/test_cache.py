@@ -180,11 +180,9 @@ def test_a_digital_read_out_senses_cells_an_analog_one_sums():
 
 
 
-def test_a_forward_leaves_the_processs_once_only_warnings_once():
-    """On chips with ideal devices the cells the GEMM reads are the programming cache's
-    read-only array, and each GEMM held torch's warning about it in a ``catch_warnings``
-    block, which clears Python's warning registries: a once-only warning of the user's printed
-    at every forward (200 times in 200 calls on ``sram-65nm``)."""
+def _sram_mlp():
+    """A small MLP deployed on ``sram-65nm`` (ideal devices: the GEMM reads the programming
+    cache's read-only cells), and its input."""
     import warnings
 
     import torch
@@ -197,7 +195,17 @@ def test_a_forward_leaves_the_processs_once_only_warnings_once():
     x = torch.randn(8, 16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sim = cimsim.deploy(model, "sram-65nm", x, progress=False)
+        return cimsim.deploy(model, "sram-65nm", x, progress=False), x
+
+
+def test_a_forward_leaves_the_processs_once_only_warnings_once():
+    """On chips with ideal devices the cells the GEMM reads are the programming cache's
+    read-only array, and each GEMM held torch's warning about it in a ``catch_warnings``
+    block, which clears Python's warning registries: a once-only warning of the user's printed
+    at every forward (200 times in 200 calls on ``sram-65nm``)."""
+    import warnings
+
+    sim, x = _sram_mlp()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")
         for _ in range(20):
@@ -213,16 +221,8 @@ def test_torchs_read_only_warning_held_at_every_call_under_warn_always():
     import warnings
 
     import torch
-    from torch import nn
 
-    import cimsim
-
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
-    x = torch.randn(8, 16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sim = cimsim.deploy(model, "sram-65nm", x, progress=False)
+    sim, x = _sram_mlp()
     was = torch.is_warn_always_enabled()
     torch.set_warn_always(True)
     try:
