@@ -749,11 +749,20 @@ class DeviceConfig(_Config):
         level's place in the conductance range: level ``l`` of ``L`` sits at ``l / (L - 1)``
         of the way from g_min to g_max, and the published fits (drift exponent, 1/f
         coefficient) are functions of the conductance a cell holds. A table of one value or
-        none holds at any bits. What a sweep over ``bits_per_cell`` takes: a 4-level table
-        cannot describe 2 or 8 levels as written."""
+        none holds at any bits. The spreads given in cell-LSB (a ``gaussian`` variation's
+        ``variation_sigma``, ``retention_sigma_lsb``) keep their conductance: a cell-LSB is one
+        level step ``(g_max - g_min) / (2**bits_per_cell - 1)``, so the same microsiemens are
+        :meth:`lsb_ratio` times as many cell-LSB (a lognormal variation is relative: kept).
+        What a sweep over ``bits_per_cell`` takes (:meth:`ChipConfig.with_bits_per_cell`): a
+        4-level table cannot describe 2 or 8 levels as written, and a spread kept in cell-LSB
+        would shrink in microsiemens as the levels multiply."""
         changes: dict[str, Any] = {"bits_per_cell": bits}
         if not _is_int(bits) or bits < 1:
             return self.replace(**changes)  # refused there, naming the allowed bits
+        ratio = self.lsb_ratio(bits)
+        if self.variation is VariationKind.GAUSSIAN:
+            changes["variation_sigma"] = self.variation_sigma * ratio
+        changes["retention_sigma_lsb"] = self.retention_sigma_lsb * ratio
         n_new = 1 << int(bits)
         for name in LEVEL_TABLES:
             table = getattr(self, name)
@@ -762,6 +771,12 @@ class DeviceConfig(_Config):
                 changes[name] = tuple(float(v) for v in np.interp(
                     at, np.linspace(0.0, 1.0, len(table)), table))
         return self.replace(**changes)
+
+    def lsb_ratio(self, bits: int) -> float:
+        """How many cell-LSB at ``bits`` bits per cell one cell-LSB of this device is:
+        ``(2**bits - 1) / (2**bits_per_cell - 1)`` (g_max and g_min stay, the levels between
+        them change)."""
+        return ((1 << int(bits)) - 1) / (self.n_levels - 1)
 
     @property
     def g_off_lsb(self) -> float:
@@ -1518,6 +1533,23 @@ class ChipConfig(_Config):
         model within it is never rewritten; beyond its arrays its layers take turns on them,
         switching sets (docs/cost-model.md, "Reloads of a time-multiplexed chip")."""
         return self.array.n_arrays * self.tech.weight_sets_stored
+
+    def with_bits_per_cell(self, bits: int) -> ChipConfig:
+        """This chip storing ``bits`` bits per cell with its physics held: the device's
+        per-level tables resampled and its spreads kept in microsiemens
+        (:meth:`DeviceConfig.with_bits_per_cell`), and the column quantities given in cell-LSB
+        kept in current: ``noise.thermal_sigma_lsb`` and a ``fixed`` ADC range
+        (``adc.fixed_lo``/``fixed_hi``) times :meth:`DeviceConfig.lsb_ratio` (one cell-LSB is
+        one level step, so at more levels the same current is more of them). What a sweep over
+        ``bits_per_cell`` runs (docs/sweep.md); ``replace`` of ``device.bits_per_cell`` alone
+        keeps those values in cell-LSB, a smaller current at more levels."""
+        device = self.device.with_bits_per_cell(bits)  # refuses a bad ``bits`` first
+        ratio = self.device.lsb_ratio(bits)
+        adc = self.adc
+        if adc.range_policy is RangePolicy.FIXED:
+            adc = adc.replace(fixed_lo=adc.fixed_lo * ratio, fixed_hi=adc.fixed_hi * ratio)
+        return self.replace(device=device, adc=adc, noise=self.noise.replace(
+            thermal_sigma_lsb=self.noise.thermal_sigma_lsb * ratio))
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)

@@ -105,7 +105,9 @@ def test_chip_for_point_sets_every_axis(chip):
                               "array_size": 4, "thermal_sigma_lsb": 0.25})
     assert v.adc.kind.value == "ramp" and v.adc.level_fit.value == "bs_kmq"
     assert v.adc.range_policy.value == "calibrated" and v.adc.bits == 3
-    assert v.device.bits_per_cell == 1 and v.noise.thermal_sigma_lsb == 0.25
+    # the noise in the base chip's cell-LSB (2 b): a 1-b cell-LSB is 3 of them
+    assert chip.device.bits_per_cell == 2
+    assert v.device.bits_per_cell == 1 and v.noise.thermal_sigma_lsb == pytest.approx(0.25 / 3)
     assert (v.array.n_rows, v.array.n_cols, v.array.cols_per_adc) == (4, 4, 4)
     fixed = chip.replace(adc=chip.adc.replace(range_policy="full_scale"),
                          array=chip.array.replace(rows_per_conversion=64))

@@ -18,6 +18,7 @@ from ..config import (
     LevelFit,
     RangePolicy,
     SliceReadout,
+    VariationKind,
     adder_tree_bits,
     as_chip,
 )
@@ -211,12 +212,15 @@ def chip_for_point(chip: ChipConfig | str | Path, point: Mapping[str, Any]) -> C
         # at the same price: refused as an adc_bits value), so it follows the swept rows
         parts["adc"] = adc.replace(bits=adder_tree_bits(parts["array"].rows_per_group,
                                                         chip.dac_bits))
-    if "bits_per_cell" in point:
-        # per-level tables (a PCM's drift exponents) follow the levels' conductances
-        parts["device"] = chip.device.with_bits_per_cell(point["bits_per_cell"])
-    if "thermal_sigma_lsb" in point:
+    if "thermal_sigma_lsb" in point:  # in the base chip's cell-LSB, as its own value
         parts["noise"] = chip.noise.replace(thermal_sigma_lsb=point["thermal_sigma_lsb"])
     variant = chip.replace(**parts)
+    if "bits_per_cell" in point:
+        # the device's physics held: per-level tables (a PCM's drift exponents) follow the
+        # levels' conductances, and noise, spreads and a fixed ADC range given in cell-LSB
+        # keep their current (a thermal noise kept in cell-LSB fell 5x in microamperes from
+        # 1 to 4 bits per cell, and the sweep favoured more levels)
+        variant = variant.with_bits_per_cell(point["bits_per_cell"])
     if "adc_bits" in point and variant.adc.kind is ADCKind.DIGITAL:
         _check_adder_tree(variant)
     if "slice_readout" in point and variant.array.slice_readout is not array.slice_readout:
@@ -325,4 +329,19 @@ def identity(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
     axis existed, and keeps the id an older cimsim gave it."""
     resolved = resolve_point(chip, point)
     implied = resolve_point(chip, {k: v for k, v in point.items() if k not in LATER_AXES})
-    return {k: v for k, v in resolved.items() if k not in LATER_AXES or v != implied[k]}
+    ident = {k: v for k, v in resolved.items() if k not in LATER_AXES or v != implied[k]}
+    if _holds_cell_lsb(chip, resolved):
+        # another chip than an older cimsim ran at this point (it kept these values in
+        # cell-LSB): an older results file reruns it rather than resume its figures
+        ident["cell_lsb"] = "held"
+    return ident
+
+
+def _holds_cell_lsb(chip: ChipConfig, resolved: Mapping[str, Any]) -> bool:
+    """Whether the point's ``bits_per_cell`` rescales a value the chip gives in cell-LSB
+    (:meth:`ChipConfig.with_bits_per_cell`)."""
+    dev, adc = chip.device, chip.adc
+    return resolved["bits_per_cell"] != dev.bits_per_cell and bool(
+        resolved["thermal_sigma_lsb"] or dev.retention_sigma_lsb
+        or (dev.variation is VariationKind.GAUSSIAN and dev.variation_sigma)
+        or adc.range_policy is RangePolicy.FIXED)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -259,10 +260,76 @@ def test_a_bits_per_cell_point_resamples_per_level_tables_over_conductance(bits)
             w = (u - old_at[i]) * 3
             old = getattr(dev, name)
             assert value == pytest.approx(old[i] + w * (old[i + 1] - old[i]), rel=1e-12)
-    assert variant.drift_t0_s == dev.drift_t0_s  # nothing else moves
+    assert variant.drift_t0_s == dev.drift_t0_s  # nothing else moves but the spread,
+    # which keeps its microsiemens (test_a_bits_per_cell_point_holds_the_device_physics)
+    assert variant.variation_sigma * variant.g_lsb_us == pytest.approx(
+        dev.variation_sigma * dev.g_lsb_us, rel=1e-12)
     assert variant.replace(bits_per_cell=2, drift_nu_mean=dev.drift_nu_mean,
                            drift_nu_sigma=dev.drift_nu_sigma,
-                           read_noise_q_s=dev.read_noise_q_s) == dev
+                           read_noise_q_s=dev.read_noise_q_s,
+                           variation_sigma=dev.variation_sigma) == dev
+
+
+def test_a_bits_per_cell_point_holds_the_device_physics():
+    """What a chip gives in cell-LSB (one level step, (g_max - g_min) / (2^c - 1)) was kept in
+    cell-LSB at a point of other bits per cell: pcm-22nm's thermal noise fell 5x in current
+    and its programming spread 5x in microsiemens from 2 to 4 bits per cell, and the sweep
+    favoured more levels. They keep their current: 2 -> 4 bits is (2^4 - 1) / (2^2 - 1) = 5
+    times as many cell-LSB, 2 -> 1 bit a third."""
+    base = cimsim.load_chip("pcm-22nm")
+    base = base.replace(device=base.device.replace(retention_sigma_lsb=0.3),
+                        adc=base.adc.replace(range_policy="fixed", fixed_lo=-6.0, fixed_hi=30.0))
+    assert (base.device.bits_per_cell, base.noise.thermal_sigma_lsb,
+            base.device.variation.value, base.device.variation_sigma) == (2, 0.5, "gaussian", 0.12)
+    for bits, ratio in ((4, 5.0), (1, 1 / 3), (2, 1.0)):
+        chip = chip_for_point(base, {"bits_per_cell": bits})
+        assert chip.noise.thermal_sigma_lsb == pytest.approx(0.5 * ratio, rel=1e-12)
+        assert chip.device.variation_sigma == pytest.approx(0.12 * ratio, rel=1e-12)
+        assert chip.device.retention_sigma_lsb == pytest.approx(0.3 * ratio, rel=1e-12)
+        assert (chip.adc.fixed_lo, chip.adc.fixed_hi) == pytest.approx((-6 * ratio, 30 * ratio))
+        assert chip.device.g_lsb_us * ratio == pytest.approx(base.device.g_lsb_us, rel=1e-12)
+        assert chip == base.with_bits_per_cell(bits)  # the public form of the same chip
+    # a noise given with the axis is in the base chip's cell-LSB, as the chip's own value
+    assert chip_for_point(base, {"bits_per_cell": 4, "thermal_sigma_lsb": 0.2}
+                          ).noise.thermal_sigma_lsb == pytest.approx(1.0)
+    # a lognormal spread is relative: kept
+    rram = cimsim.load_chip("rram-22nm")
+    assert rram.device.variation.value == "lognormal"
+    assert (rram.with_bits_per_cell(1).device.variation_sigma
+            == rram.device.variation_sigma)
+
+
+def test_a_point_whose_bits_per_cell_rescales_a_value_gets_a_new_id():
+    """Such a point is another chip than an older cimsim ran there (it kept the cell-LSB
+    values): a results file written before reruns it; every other point keeps its id."""
+    rram, ideal = cimsim.load_chip("rram-22nm"), cimsim.load_chip("ideal")
+    assert rram.noise.thermal_sigma_lsb > 0 and ideal.noise.thermal_sigma_lsb == 0
+    assert identity(rram, {"bits_per_cell": 1})["cell_lsb"] == "held"
+    assert "cell_lsb" not in identity(rram, {"bits_per_cell": 2})  # the chip's own bits
+    assert "cell_lsb" not in identity(rram, {"adc_bits": 4})
+    assert "cell_lsb" not in identity(ideal, {"bits_per_cell": 1})  # nothing to rescale
+    assert identity(ideal, {"bits_per_cell": 1, "thermal_sigma_lsb": 0.5})["cell_lsb"] == "held"
+
+
+def test_thermal_noise_of_a_bits_per_cell_point_keeps_its_size_in_the_output():
+    """The simulated consequence: the output's noise (integer units) at 4 bits per cell stays
+    near the 2-b chip's (slices of other significance sum it otherwise), where a noise kept in
+    cell-LSB made it about a quarter."""
+    base = cimsim.load_chip("ideal")
+    base = base.replace(noise=base.noise.replace(thermal_sigma_lsb=0.5))
+    assert base.device.bits_per_cell == 2
+    rng = np.random.default_rng(0)
+    w, x = rng.integers(-100, 100, (16, 64)), rng.integers(0, 255, (256, 64))
+
+    def spread(chip):
+        y, _ = cimsim.matmul(x, w, chip, seed=1)
+        return float(np.std(y - x @ w.T))
+
+    at2 = spread(base)
+    held = spread(chip_for_point(base, {"bits_per_cell": 4}))
+    kept_in_lsb = spread(base.replace(device=base.device.replace(bits_per_cell=4)))
+    assert 0.8 < held / at2 < 1.5
+    assert kept_in_lsb / at2 < 0.4
 
 
 def test_a_ramp_point_from_a_base_with_more_bits_than_a_ramp_takes():
