@@ -151,6 +151,7 @@ def _set_weight_scale(twin: TwinMatmul, granularity: str, init: str, grad: str) 
                                      requires_grad=twin.options.learn_weight_scale)
     twin._weight_scale0 = s.to(dt).clone()
     twin._init64["s_w"] = s.cpu().double().numpy().copy()
+    twin._mark_float64()  # the float64 values stand for the new buffers
     if grad == "paper":
         g = torch.full(s.shape, 1e-4, dtype=dt, device=dev)
     else:
@@ -177,6 +178,7 @@ def _share_layer_step(twin: TwinMatmul) -> None:
     twin._adc_unit_size = torch.tensor([float(twin._adc_unit.numel())], dtype=dt, device=dev)
     twin._init64["lo"] = np.full_like(twin._init64["lo"], lo_n)
     twin._init64["delta"] = np.full_like(twin._init64["delta"], d_n)
+    twin._mark_float64()  # the float64 values stand for the new buffers
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,6 +280,7 @@ def freeze_psum(prepared: PreparedModel, data, *, batch_size: int = 64) -> None:
             twin._adc_lo0.copy_(lo0)
             twin._init64["lo"] = (h.centre[:, 0, :].cpu().double().numpy() - h.half) \
                 * twin._init64["delta"]
+            twin._mark_float64()  # the float64 values stand for the new buffers
 
 
 # --------------------------------------------------------------------------------------------

@@ -740,6 +740,9 @@ class TwinMatmul(nn.Module):
         the values it left unclipped (None: all), which pass the straight-through gradient
         as the ADC's own unclipped conversions do (a clip is a clamp: no gradient beyond it)."""
         self._warned_through_zero = False
+        self._float64_at: dict[str, torch.Tensor] = {}
+        """The buffer values the float64 ones (``_init64``, ``_smooth64``) stand for, by buffer
+        name (:meth:`_follow_buffers`; set at the end of ``__init__``)."""
         self.activation: FusedActivation | None = view.activation
         """The layer-output ADC is the following ReLU's quantizer (``adc.fuse_activation``,
         ``cimsim.adc.activation``): the output is ``levels[#(thresholds <= y)]`` of the
@@ -753,6 +756,7 @@ class TwinMatmul(nn.Module):
                                   "activation is not modelled by the training twin yet; "
                                   "allowed: 'int' (deploy() simulates it)")
             self._init_activation(view, first, sig, calibration)
+        self._mark_float64()
 
     def _init_aging(self, view: EngineView, opts: TwinOptions,
                     cells: Callable[[list], np.ndarray | None], buf: Callable) -> None:
@@ -1007,6 +1011,7 @@ class TwinMatmul(nn.Module):
             # batches only failed in backward: "does not require grad")
             return (x.to(self.weight.dtype)[:, :0].sum(dim=1, keepdim=True)
                     + 0.0 * self.weight.sum()).expand(0, self.n_outputs)
+        self._follow_buffers()
         if self.training and not self._warned_through_zero:
             self._warn_steps_through_zero()
         with torch.autocast(x.device.type, enabled=False), ieee_float32(torch):
@@ -1120,6 +1125,7 @@ class TwinMatmul(nn.Module):
                            (self._adc_step0, step), (self.adc_step, step)):
                 buf.copy_(torch.as_tensor(v, dtype=buf.dtype))
         self._init64["lo"], self._init64["delta"] = lo.copy(), delta.copy()
+        self._mark_float64()
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
         # the float64 values the twin hands back and converts with (_init64, _smooth64) are
@@ -1128,22 +1134,46 @@ class TwinMatmul(nn.Module):
         # twin's recalibrated ADC tables kept its own prepare's grid: every output differed
         # from the saved twin's, its fused and torch paths disagreed, and its deploy followed
         # neither. A load that brings the same values (a round trip) leaves them exact
-        changed = [(key, name) for key, name in (*_FLOAT64_BUFFERS, ("smooth", "_smooth"))
-                   if (buf := self._buffers.get(name)) is not None
-                   and isinstance(new := state_dict.get(prefix + name), torch.Tensor)
-                   and not (new.shape == buf.shape
-                            and torch.equal(new.detach().cpu().to(buf.dtype),
-                                            buf.detach().cpu()))]
+        self._follow_buffers()  # what changed before the load follows first
         super()._load_from_state_dict(state_dict, prefix, *args)
-        for key, name in changed:
-            buf = self._buffers[name]
-            assert buf is not None  # (as found above)
-            loaded = buf.detach().cpu().double().numpy().copy()
-            if key == "smooth":
-                self._smooth64 = loaded
-            elif self._init64.get(key) is not None:
-                self._init64[key] = (float(loaded.reshape(-1)[0]) if key == "s_x"
-                                     else loaded.reshape(np.shape(self._init64[key])))
+        self._follow_buffers()
+
+    def _mark_float64(self) -> None:
+        """Note that ``_init64`` / ``_smooth64`` stand for the buffers' present values: after
+        whoever set both (prepare, :meth:`set_adc_tables`, the training methods)."""
+        self._float64_at = {name: buf.detach().clone() for _, name in _FOLLOWED
+                            if (buf := self._buffers.get(name)) is not None}
+
+    def _follow_buffers(self) -> None:
+        """The float64 values follow a buffer that changed since they were set (in the twin's
+        dtype: the float64 value becomes the buffer's, as a load brings it). Buffers change
+        behind the twin's back: DistributedDataParallel copies rank 0's into every rank in
+        place (at its start and before each forward), as does a ``copy_`` into
+        ``state_dict()``'s tensors; the twin then computed with its own prepare's grid and
+        scales while its state dict held rank 0's (another chip on every rank, averaged
+        gradients of different chips, and a deploy that followed neither). A cast of the
+        twin (``.double()``, ``.to(device)``) is no change."""
+        at = self._float64_at
+        for key, name in _FOLLOWED:
+            buf = self._buffers.get(name)
+            if buf is None:
+                continue
+            old = at.get(name)
+            if old is not None and old.shape == buf.shape:
+                if old.dtype == buf.dtype and old.device == buf.device:
+                    if torch.equal(old, buf):
+                        continue
+                elif torch.equal(old.to(device=buf.device, dtype=buf.dtype), buf):
+                    at[name] = buf.detach().clone()  # cast with the twin: compare it as it is
+                    continue
+            if old is not None:  # changed: the float64 value follows it
+                loaded = buf.detach().cpu().double().numpy().copy()
+                if key == "smooth":
+                    self._smooth64 = loaded
+                elif self._init64.get(key) is not None:
+                    self._init64[key] = (float(loaded.reshape(-1)[0]) if key == "s_x"
+                                         else loaded.reshape(np.shape(self._init64[key])))
+            at[name] = buf.detach().clone()
 
     # --- the arrays (no autograd: _ChipProduct's forward) --------------------------------------
     def _row_groups(self, v: torch.Tensor) -> torch.Tensor:
@@ -1549,6 +1579,7 @@ class TwinMatmul(nn.Module):
     def _engine_scales(self) -> tuple[np.ndarray, float, np.ndarray]:
         """The learned scales and integer weights as the engine gets them: ``s_w`` (T, N)
         float64 (the forward rescale folded in), ``s_x``, ``w_int`` (N, K) int64."""
+        self._follow_buffers()
         s_x = float(_learned(self.act_scale, self._act_scale0, self._init64["s_x"]))
         w_int, s_w = self._engine_weights()
         # one row per part (a layer / array scale is shared by the parts), forward rescale folded
@@ -1619,6 +1650,9 @@ _FLOAT64_BUFFERS = (("s_w", "_weight_scale0"), ("s_x", "_act_scale0"), ("lo", "_
                     ("delta", "_adc_delta0"), ("thr", "_adc_thr"), ("lvl", "_adc_lvl"))
 """The float64 starting values a twin hands back from (``TwinMatmul._init64``, by key) and
 the buffers that hold them in the twin's dtype (in the state dict)."""
+
+_FOLLOWED = (*_FLOAT64_BUFFERS, ("smooth", "_smooth"))
+""":data:`_FLOAT64_BUFFERS` and the SmoothQuant factors (``_smooth64``, buffer ``_smooth``)."""
 
 
 def _learned(p: torch.Tensor, p0: torch.Tensor, v0: np.ndarray | float) -> np.ndarray:
@@ -2197,7 +2231,7 @@ def _seed_from_state(module: PreparedModel, _keys: Any) -> None:
         raise ConfigError(f"_prepare_seed = {[hi, lo]} in the state dict is invalid; allowed: "
                           "two 32-bit words [seed >> 32, seed & 0xFFFFFFFF] of a seed of "
                           "prepare")
-    module._set_seed(hi << 32 | lo)
+    module._apply_seed(hi << 32 | lo)  # the loaded buffer itself stays (DDP holds it)
 
 
 class PreparedModel(nn.Module):
@@ -2234,6 +2268,10 @@ class PreparedModel(nn.Module):
         self.prepared_state = attribute_state(model)
 
     def forward(self, *args, **kwargs):
+        if (root := self.seed) != getattr(self, "_applied_seed", None):
+            # the seed buffer was changed in place (DistributedDataParallel copies rank 0's
+            # buffers into every rank): the matrices' seeds follow it, as its draws came
+            self._apply_seed(root)
         return self.model(*args, **kwargs)
 
     @property
@@ -2264,6 +2302,11 @@ class PreparedModel(nn.Module):
         self.register_buffer("_prepare_seed", torch.tensor(
             [root >> 32, root & 0xFFFFFFFF], dtype=torch.int64,
             device=None if old is None else old.device))
+        self._apply_seed(root)
+
+    def _apply_seed(self, root: int) -> None:
+        """Each matrix's seed derived from ``root``, the one in ``_prepare_seed``."""
+        self._applied_seed = root
         for name, layer in self.twin_layers.items():  # each matrix's, as prepare derived it
             seed_l = layer_seed(root, name)
             for i, twin in enumerate(layer.matrices()):

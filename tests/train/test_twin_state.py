@@ -112,3 +112,46 @@ def test_a_load_that_brings_the_same_values_keeps_the_float64_ones():
     for (_, t), before in zip(twin.twins(), kept, strict=True):
         for key in ("s_w", "s_x", "lo", "delta"):
             assert np.array_equal(t._init64[key], before[key]), key
+
+
+@pytest.mark.parametrize("other", ["calibration", "seed"])
+def test_buffers_copied_in_place_as_ddp_does_bring_the_chip_they_describe(other):
+    """DistributedDataParallel copies rank 0's parameters and buffers into every rank in place.
+    A rank prepared on its own shard of calibration data (or with its own seed) then held rank
+    0's state dict but computed with its own prepare's float64 grid and scales: its outputs
+    differed from rank 0's (0.3 % of them equal), DDP averaged gradients of two chips, and
+    its deploy followed neither; a load_state_dict after that did not mend it (the buffers
+    already held the values). The copied buffers now bring their chip, and their seed."""
+    model = _mlp(torch.float32)
+    torch.manual_seed(1)
+    x = torch.randn(256, 16)
+    rank0 = _quiet(prepare, model, _chip(), x[:128], seed=3).eval()
+    rank1 = _quiet(prepare, model, _chip(), x[128:] if other == "calibration" else x[:128],
+                   seed=3 if other == "calibration" else 8).eval()
+    close = {"rtol": 1e-5, "atol": 1e-5}  # rank 1 has rank 0's scales rounded to float32
+    with torch.no_grad():
+        assert (rank0(x) - rank1(x)).abs().max() > 1e-3
+        for a, b in zip(rank1.state_dict().values(), rank0.state_dict().values(), strict=True):
+            a.copy_(b)
+        torch.testing.assert_close(rank1(x), rank0(x), **close)
+    assert rank1.seed == rank0.seed == 3
+    assert [t.seed for _, t in rank1.twins()] == [t.seed for _, t in rank0.twins()]
+    ref = torch.as_tensor(_quiet(rank0.deploy)(x))
+    torch.testing.assert_close(torch.as_tensor(_quiet(rank1.deploy)(x)), ref, **close)
+
+
+def test_a_cast_twin_keeps_its_float64_values():
+    """A twin cast after prepare (``.double()``) is no change of its buffers: its float64
+    values stay exact, not the float32 rounding of its buffers."""
+    model = _mlp(torch.float32)
+    torch.manual_seed(1)
+    x = torch.randn(64, 16)
+    twin = _quiet(prepare, model, _chip(), x, seed=3).eval()
+    before = {name: {k: np.copy(v) for k, v in t._init64.items() if v is not None}
+              for name, t in twin.twins()}
+    twin.double()
+    with torch.no_grad():
+        twin(x.double())
+    for name, t in twin.twins():
+        for k, v in before[name].items():
+            np.testing.assert_array_equal(t._init64[k], v)
