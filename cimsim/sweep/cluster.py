@@ -23,7 +23,15 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import CimsimError, ConfigError
-from .runner import SweepContext, limit_threads, pickled_context, run_point
+from .runner import (
+    UNGUARDED,
+    SweepContext,
+    limit_threads,
+    pickled_context,
+    refuse_while_bootstrapping,
+    run_point,
+    unguarded_mark,
+)
 
 __all__ = ["dask_client", "parse_scheduler", "run_points_dask"]
 
@@ -83,11 +91,22 @@ def dask_client(scheduler: str, *, timeout_s: float = 20.0) -> Iterator[Any]:
     with _quiet_distributed():
         if kind == "local":
             assert isinstance(value, int)
-            with _environ_kept(), \
-                    LocalCluster(n_workers=value, threads_per_worker=1, processes=True,
-                                 dashboard_address=":0", env=dict(WORKER_ENV)) as cluster, \
-                    Client(cluster) as client:
-                yield client
+            # a script without the main guard: its spawned workers import it and start a
+            # cluster of their own; each said Python's "bootstrapping phase" error and the
+            # driver "Nanny failed to start"
+            refuse_while_bootstrapping()
+            with _environ_kept():
+                with unguarded_mark() as mark:  # (the workers inherit the environment)
+                    try:
+                        cluster = LocalCluster(n_workers=value, threads_per_worker=1,
+                                               processes=True, dashboard_address=":0",
+                                               env=dict(WORKER_ENV))
+                    except RuntimeError:
+                        if mark.exists():  # a worker met the missing guard
+                            raise CimsimError(UNGUARDED) from None
+                        raise
+                with cluster, Client(cluster) as client:
+                    yield client
             return
         try:
             client = Client(value, timeout=f"{timeout_s}s")

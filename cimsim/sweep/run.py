@@ -3,11 +3,8 @@ written."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import multiprocessing
-import os
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,11 +20,11 @@ from .._version import __version__
 from .._warn import warn_user
 from ..config import ChipConfig, CostModel, _is_int, as_chip
 from ..engine import engine_settings
-from ..errors import CimsimError, ConfigError
+from ..errors import ConfigError
 from ..evaluate import score_problem
 from .files import write_outputs
 from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
-from .runner import UNGUARDED, UNGUARDED_MARK, SweepContext, run_points
+from .runner import SweepContext, refuse_while_bootstrapping, run_points
 from .store import (
     DEFAULT_BATCH_SIZE,
     JSONL,
@@ -162,23 +159,6 @@ def _distinct(chip: ChipConfig, points: list[dict[str, Any]]) -> list[dict[str, 
     return list(seen.values())
 
 
-def _refuse_while_bootstrapping() -> None:
-    """Refuse a sweep started by a spawned process while it imports the parent's main script.
-
-    A script that calls :func:`run_sweep` with ``jobs > 1`` (or ``local:N``) and no
-    ``if __name__ == "__main__":`` guard is imported again by every spawned worker, and each
-    import would start the sweep anew and meet the parent's lock ("another sweep is writing
-    into ..."), an error that names the wrong cause. ``_inheriting`` is what multiprocessing's
-    own "bootstrapping phase" check reads (``multiprocessing.spawn._check_not_importing_main``).
-    """
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
-        # the parent sees only a broken pool: it raises this error too where it finds the mark
-        with contextlib.suppress(OSError):
-            if mark := os.environ.get(UNGUARDED_MARK):  # a pool's worker: its parent reads it
-                Path(mark).touch()
-        raise CimsimError(UNGUARDED)
-
-
 def _warn_kinds_under_tables(chip: ChipConfig, grid: Mapping[str, Sequence[Any]]) -> None:
     """Converter kinds compared under the ``tables`` cost model rank by its lower bounds."""
     kinds = {str(getattr(k, "value", k)).partition(":")[0].strip().lower()
@@ -294,7 +274,7 @@ def run_sweep(
     ``docs/sweep.md``.
     """
 
-    _refuse_while_bootstrapping()
+    refuse_while_bootstrapping()
     seed = check_seed(seed)  # refused before any point, not by every point
     progress = check_flag(progress, "progress")  # "x" was taken for True
     if model_name is not None and not isinstance(model_name, str):

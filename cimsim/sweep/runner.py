@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import multiprocessing
 import os
 import signal
 import sys
@@ -139,10 +140,11 @@ def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str
     return record
 
 
-UNGUARDED = ("run_sweep was called while a spawned worker process imported the main script: "
-             "the script has no `if __name__ == \"__main__\":` guard around run_sweep; "
-             "jobs > 1 and local:N clusters spawn workers that import it (docs/sweep.md)")
-"""The error of a sweep whose script lacks the main guard (``run._refuse_while_bootstrapping``),
+UNGUARDED = ("a sweep (run_sweep, or dask_client('local:N')) was started while a spawned worker "
+             "process imported the main script: the script has no `if __name__ == "
+             "\"__main__\":` guard around it; jobs > 1 and local:N clusters spawn workers "
+             "that import it (docs/sweep.md)")
+"""The error of a sweep whose script lacks the main guard (:func:`refuse_while_bootstrapping`),
 in the worker that imported the script and in the parent."""
 
 
@@ -152,6 +154,23 @@ creates for its parent (the spawned workers inherit the environment; the error c
 the worker imports the main script, before anything else reaches it): the parent sees only a
 broken pool, which it took for a killed worker (the sweep ran twice, lost every point and
 exited 0, advising a rerun that failed alike)."""
+
+
+def refuse_while_bootstrapping() -> None:
+    """Refuse a sweep started by a spawned process while it imports the parent's main script.
+
+    A script that calls :func:`run_sweep` with ``jobs > 1`` (or ``local:N``) and no
+    ``if __name__ == "__main__":`` guard is imported again by every spawned worker, and each
+    import would start the sweep anew and meet the parent's lock ("another sweep is writing
+    into ..."), an error that names the wrong cause. ``_inheriting`` is what multiprocessing's
+    own "bootstrapping phase" check reads (``multiprocessing.spawn._check_not_importing_main``).
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # the parent sees only a broken pool: it raises this error too where it finds the mark
+        with contextlib.suppress(OSError):
+            if mark := os.environ.get(UNGUARDED_MARK):  # a pool's worker: its parent reads it
+                Path(mark).touch()
+        raise CimsimError(UNGUARDED)
 
 
 @contextlib.contextmanager
