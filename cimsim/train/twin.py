@@ -1153,7 +1153,10 @@ class TwinMatmul(nn.Module):
         scales while its state dict held rank 0's (another chip on every rank, averaged
         gradients of different chips, and a deploy that followed neither). A cast of the
         twin (``.double()``, ``.to(device)``) is no change."""
-        at = self._float64_at
+        at = self.__dict__.get("_float64_at")
+        if at is None:  # a twin pickled by an older cimsim: its values stand for its buffers
+            self._mark_float64()
+            return
         for key, name in _FOLLOWED:
             buf = self._buffers.get(name)
             if buf is None:
