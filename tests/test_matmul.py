@@ -132,6 +132,27 @@ def test_ideal_chip_is_exact_for_operand_widths(enc, ib, wb, dac, signed, mode):
     assert_exact(y, x, w)
 
 
+def test_an_outputs_columns_never_span_two_arrays_when_n_cols_is_not_a_multiple():
+    """99 columns hold 24 outputs of 4 physical columns (pos/neg x 2 slices): 96 used, 3 left
+    empty, so no output (and no analog pair, converted as one) is split across two arrays.
+    Guards ``cols_per_tile`` against filling all 99 columns, which put output 24's columns
+    in two arrays whose analog pair could not be subtracted before one ADC."""
+    chip = ideal_chip(n_cols=99, bits_per_cell=2, weight_bits=5, encoding="differential",
+                      differential_readout="analog")
+    w = random_weights(np.random.default_rng(0), chip, 30, 8)
+    layer = program(w, chip)
+    assert layer.kinds.n_kinds == 4
+    assert layer.cols_per_tile == 96 and layer.n_col_tiles == 2  # 120 columns: 96 + 24
+    tile_of = np.where(layer.conv_phys >= 0, layer.conv_phys // layer.cols_per_tile, -1)
+    for n in range(30):
+        tiles = set(tile_of[layer.out_col == n].ravel()) - {-1}
+        assert tiles == {n // 24}, n
+    assert np.array_equal(layer.conv_col_tile, layer.out_col // 24)
+    x = random_inputs(np.random.default_rng(1), chip, False, 5, 8)
+    y, _ = engine.run(layer, x)
+    assert_exact(y, x, w)
+
+
 def test_custom_row_tiles_are_exact_and_validated():
     chip = ideal_chip(n_rows=9, n_cols=16, rows_per_conversion=4)
     rng = np.random.default_rng(3)
@@ -680,6 +701,48 @@ def test_events_counted_by_hand():
     assert ev[("interconnect", "bit", 0)] == m * 3 * 32 * (row_tiles - 1) == 192
     assert ev.get(("digital", "correction_add", 32)) == 0  # nothing to correct
     assert ev.get(("adc", "convert", 8)) == 0  # other widths are absent
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_events_counted_by_hand_with_a_2_bit_dac(kernel):
+    """A 2-b DAC drives each row at the value of its 2-b slice, so the read energy's sum is
+    Σ x_p[k]² · (row's conductance), not Σ |x_p[k]| (they agree only for 1-b planes, which is
+    all the by-hand count above checks). Guards the plane builders' squared drive (the Numba
+    kernel's and the NumPy path's ``cell.v2g_lsb``)."""
+    chip = _tiny_chip().replace(dac=_tiny_chip().dac.replace(bits=2))
+    layer = program(TINY_W, chip)
+    y, ev = engine.run(layer, TINY_X, kernel=kernel)
+    assert_exact(y, TINY_X, TINY_W)
+    # 3 input bits in 2-b slices: planes (x & 3, x >> 2), P = 2
+    #   vector 0: 0,1,2,3,0,7 -> (0,0) (1,0) (2,0) (3,0) (0,0) (3,1)
+    #   vector 1: 5,0,0,4,6,0 -> (1,1) (0,0) (0,0) (0,1) (2,1) (0,0)
+    m, p, g, c, col_tiles = 2, 2, 3, 6, 2
+    assert ev[("adc", "convert", 24)] == m * p * g * c == 72
+    active = 5 + 5  # nonzero slices: vector 0 rows 1, 2, 3 and 5 (twice); vector 1: 5
+    assert ev[("dac", "pulse", 2)] == active * col_tiles == 20
+    # Σ over vectors and planes of the slice squared, per row: k0 1+1 = 2, k1 1, k2 4,
+    # k3 9+1 = 10, k4 4+1 = 5, k5 9+1 = 10; times the row digit sums above (9, 11, 7, 4, 9, 10)
+    assert ev[("cell", "v2g_lsb", 0)] == 2 * 9 + 1 * 11 + 4 * 7 + 10 * 4 + 5 * 9 + 10 * 10 == 242
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+@pytest.mark.parametrize("mode,v2g", [("twos_complement", 205), ("two_pass", 299)])
+def test_signed_2_bit_slices_are_squared_in_the_read_energy(mode, v2g, kernel):
+    """Signed 4-b inputs in 2-b slices: the read energy's sum squares every slice, the
+    two's-complement top plane's negative digit (-7 = 1 - 2·4: -2 -> 4) and the two-pass
+    magnitudes' (3 -> 9) too. Guards the plane builder's signed branches against summing
+    |slice| there."""
+    chip = _tiny_chip().replace(input_bits=4, dac=_tiny_chip().dac.replace(
+        bits=2, signed_inputs=mode))
+    x = np.array([[-7, 7, -3, 2, 0, 5]])  # (4-b signed: [-7, 7])
+    y, ev = engine.run(program(TINY_W, chip, input_signed=True), x, kernel=kernel)
+    assert_exact(y, x, TINY_W)
+    # slices squared, summed per row (row digit sums 9, 11, 7, 4, 9, 10, as above):
+    #   two's complement (x & 3, x >> 2): -7 (1, -2) 5; 7 (3, 1) 10; -3 (1, -1) 2; 2 (2, 0) 4;
+    #     5 (1, 1) 2 -> 5·9 + 10·11 + 2·7 + 4·4 + 0·9 + 2·10 = 205
+    #   two passes (|x| & 3, |x| >> 2 on the sign's pass): -7 (3, 1) 10; 7 (3, 1) 10;
+    #     -3 (3, 0) 9; 2 (2, 0) 4; 5 (1, 1) 2 -> 10·9 + 10·11 + 9·7 + 4·4 + 0·9 + 2·10 = 299
+    assert ev[("cell", "v2g_lsb", 0)] == v2g
 
 
 def test_offset_encoding_counts_its_digital_correction():

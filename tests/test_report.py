@@ -48,8 +48,11 @@ def test_layers_keep_units_in_column_names_issue9(rep):
 
 
 def test_layer_rows_are_the_works(sim, rep):
-    """Report.from_sim reads SimModel.work(): one row per LayerWork, its fields as they are."""
+    """Report.from_sim reads SimModel.work(): one row per LayerWork, its fields as they are,
+    and its counts per inference: the run's totals over its 10 inferences (a count left as
+    the run's total reported 10x the per-inference conversions or DAC pulses)."""
     work = sim.work()
+    pulse = ("dac", "pulse", work.chip.dac_bits)
     layers = rep.layers.set_index("layer")
     assert list(layers.index) == [w.name for w in work.layers]
     for w in work.layers:
@@ -58,6 +61,9 @@ def test_layer_rows_are_the_works(sim, rep):
                 row["n_arrays"], bool(row["input_signed"])) == (
             w.kind, w.n_inputs, w.n_outputs, w.n_matrices, w.n_arrays, w.input_signed)
         assert row["n_macs_per_inference"] == w.events.get(("layer", "mac", 0)) / 10
+        assert w.n_adc_conversions > 0 and w.events.get(pulse) > 0
+        assert row["n_conversions_per_inference"] == w.n_adc_conversions / 10
+        assert row["n_dac_pulses_per_inference"] == w.events.get(pulse) / 10
         assert dict(rep.layer_events[w.name]) == dict(w.events)
     assert (work.layers[0].n_inputs, work.layers[0].n_outputs) == (8, 16)
     assert rep.totals["n_inferences"] == work.n_inferences == 10
@@ -285,6 +291,12 @@ def test_time_multiplexed_report_has_a_reprogramming_line_issue16(tmp_path):
     assert line["latency_ns_per_inference"] == pytest.approx(
         t["reprogramming_latency_ns_per_inference"])
     assert line["energy_cell_pj_per_inference"] > 0  # the cell writes
+    # one forward call of 10 inferences rewrites the arrays beyond the chip's 2 once
+    # (docs/hardware-model.md: over = needed - have): per inference a tenth of that (the
+    # call's total, reported as is, was 10x the arrays rewritten per inference)
+    assert t["n_arrays_available"] == 2 and t["n_arrays_used"] > 2
+    assert t["n_reprogrammed_arrays_per_inference"] == pytest.approx(
+        (t["n_arrays_used"] - 2) / 10, rel=1e-12)
     assert t["latency_ns_per_inference"] == pytest.approx(
         rep.layers["latency_ns_per_inference"].sum())
     assert t["area_mm2_used"] <= t["area_mm2"]

@@ -169,6 +169,63 @@ def test_engine_noise_statistics_match_the_model():
         assert pv is not None and pv > 1e-4
 
 
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_exact_sampler_counts_clips_beyond_the_top_code_only(kernel):
+    """A conversion whose drawn code is the top code is in range; only one beyond it (or
+    below 0) clipped. Guards the exact sampler's clip count (the kernel's fast path, its slow
+    path for undecided draws, and the NumPy twin) against counting the top code itself,
+    ``k >= top`` for ``k > top``."""
+    def layer(bits, hi):  # one conversion, step 1, 0.3 step of thermal noise
+        chip = ideal_chip(weight_bits=3, bits_per_cell=2, input_bits=4, dac_bits=None,
+                          noise=dict(thermal_sigma_lsb=0.3),
+                          adc=dict(bits=bits, range_policy="fixed", fixed_lo=0.0, fixed_hi=hi))
+        out = program(np.ones((1, 16), dtype=np.int64), chip)
+        assert out.adc.delta[0, 0] == 1.0
+        np.testing.assert_allclose(engine.exact_noise_steps(out, 0), [0.3])
+        return out
+
+    n = 40_000  # (~1 draw in 4096 per boundary is undecided and takes the slow path)
+    x = np.zeros((n, 16), dtype=np.int64)
+    x[:, :15] = 1  # partial sum 15: the top code of 4 b on [0, 15]
+    r4 = engine.run_detailed(layer(4, 15.0), x, noise_seed=1, kernel=kernel)
+    # the same draws (same position, seed and index) on 5 b over [0, 31] show the codes above
+    # 15 without clipping them: exactly those clipped on 4 b
+    r5 = engine.run_detailed(layer(5, 31.0), x, noise_seed=1, kernel=kernel)
+    assert r5.n_clipped == 0
+    assert r4.n_clipped == np.count_nonzero(r5.y > 15.0)
+    p = stats.norm.sf(0.5 / 0.3)  # clipped iff the noise passes +0.5 step
+    assert abs(r4.n_clipped - n * p) < 6 * math.sqrt(n * p * (1 - p))  # ~1912 ± 43
+    assert np.all(r4.y <= 15.0)
+    x[:, 7:] = 0  # partial sum 7: mid-range, 0.3 step of noise never reaches either end
+    assert engine.run_detailed(layer(4, 15.0), x, noise_seed=1, kernel=kernel).n_clipped == 0
+
+
+def test_exact_sampler_noise_scales_with_the_adc_gain(monkeypatch):
+    """Thermal noise is added before the ADC's gain, so it reaches the codes as
+    thermal·(1 + gain_error) steps (comparator noise, after the gain, does not scale). Guards
+    ``exact_noise_steps`` against dropping the gain, which drew codes with less noise than
+    the Gaussian path on a chip with a gain error."""
+    chip = ideal_chip(weight_bits=3, bits_per_cell=2, input_bits=4, dac_bits=None,
+                      noise=dict(thermal_sigma_lsb=0.45),
+                      adc=dict(gain_error=0.2, comparator_noise_lsb=0.1))
+    rng = np.random.default_rng(2)
+    w = rng.integers(-3, 4, (4, 16))
+    x1 = rng.integers(0, 16, (1, 16))
+    layer = program(w, chip)
+    d = layer.adc.delta[0]
+    np.testing.assert_allclose(engine.exact_noise_steps(layer, 0),
+                               np.sqrt((0.45 * 1.2 / d) ** 2 + 0.1**2), rtol=1e-12)
+    x = np.repeat(x1, 20_000, axis=0)
+    exact = 1.2 * (x1 @ w.T).ravel()
+    y_exact, _ = engine.run(layer, x, noise_seed=4)
+    monkeypatch.setenv(engine.NOISE_SAMPLER_ENV, "gaussian")
+    y_gauss, _ = engine.run(layer, x, noise_seed=4)
+    # the two samplers' error spread per output, ~0.62 LSB each, agree to ~1 % (the
+    # estimates' standard error is ~0.5 %; without the gain the exact one is ~0.54)
+    np.testing.assert_allclose((y_exact - exact).std(axis=0), (y_gauss - exact).std(axis=0),
+                               rtol=0.04)
+
+
 _THREADS_SCRIPT = """
 import sys, numba, numpy as np
 sys.path.insert(0, {root!r})

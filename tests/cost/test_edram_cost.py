@@ -77,13 +77,18 @@ def test_read_and_write_are_the_sram_bit_cells():
 @pytest.mark.parametrize("model", ["tables", "physical"])
 def test_refresh_power_known_answer(model):
     """Per cell-ns held: 2 stored bits x (read + write) per bit, once per 40 us (40 000 ns):
-    2 x (1.12 + 1.6) fJ x s(28 nm) x (0.9/0.8)^2 / 40 000 ns, in pJ/ns; 0 for an SRAM cell."""
+    2 x (1.12 + 1.6) fJ x s(28 nm) x (0.9/0.8)^2 / 40 000 ns, in pJ/ns; 0 for an SRAM cell.
+    A cell storing 2 weight sets refreshes the bits of both: twice that (a refresh priced
+    for the active set only undercharged a multi-set chip)."""
     chip = edram(model)
     table = tech_table(28.0)
     e_bit = ((table.sram_cim_bitcell_read_energy_fj + table.sram_cim_bitcell_write_energy_fj)
              * 1e-3 * (0.9 / 0.8) ** 2)
     assert component_models(chip)[C.CELL].energy_pj(A.REFRESH) == pytest.approx(
         2 * e_bit / 40_000.0)
+    two_sets = edram(model, weight_sets_stored=2)
+    assert component_models(two_sets)[C.CELL].energy_pj(A.REFRESH) == pytest.approx(
+        2 * 2 * e_bit / 40_000.0)
     sram = chip.replace(device=chip.device.replace(cell="sram"),
                         tech=chip.tech.replace(retention_ns=None))
     assert component_models(sram)[C.CELL].energy_pj(A.REFRESH) == 0.0

@@ -111,6 +111,23 @@ def test_known_answer_energy_area_latency():
     assert rep.totals["tops_per_mm2"] == pytest.approx(rep.totals["tops"] / area_mm2)
     assert rep.totals["tops_per_w_1b"] == pytest.approx(rep.totals["tops_per_w"] * 4)
     assert rep.totals["tops_per_mm2_1b"] == pytest.approx(rep.totals["tops_per_mm2"] * 4)
+    # power: energy over latency; pJ / ns is mW, with no factor 1e-3
+    assert rep.totals["power_mw"] == pytest.approx(total / latency, rel=1e-9)
+
+
+def test_rram_dac_holds_its_power_for_the_longer_of_read_and_conversion():
+    """A resistive row driver holds its power for max(t_read, t_dac): a 1-ns read pulse
+    shorter than the 1-b DAC's (1 + 2) x 1-ns conversion still costs the whole conversion,
+    E_1b x 3 / 3; a 10-ns one E_1b x 10 / 3. Guards the pulse price against scaling by the
+    read pulse alone, which priced a fast read below the DAC's own conversion energy."""
+    t = tech_table(22.0)
+    assert t.dac_clock_ns == 1.0
+    pitch = math.sqrt(48 * 0.022**2)
+    wire = 0.2 * 8 * pitch * 0.5**2 * 1e-3  # C_wl V_read^2, fJ -> pJ, as the known answer
+    for t_read, held in ((1.0, 3.0), (10.0, 10.0)):
+        chip = tiny_chip(t_read_ns=t_read)
+        assert event_energy_pj(("dac", "pulse", 1), chip, t) == pytest.approx(
+            t.dac_energy_pj_per_pulse * held / 3.0 + wire, rel=1e-12)
 
 
 def test_supply_scaling_and_sram_bit_reads():

@@ -326,6 +326,38 @@ def test_stacked_layers_latency_is_a_wavefront_or_one_stage_per_layer(bidirectio
             max(b["latency_ns"] for b in rows))
 
 
+def test_stacked_layers_lag_counts_every_row_group_of_a_step():
+    """Layer k of a unidirectional stack starts k of its own vectors in, and one vector takes
+    n_planes x (row groups per tile) steps: with 2 row groups per tile the fill is twice what
+    one group per vector would give. Guards the pipeline lag (``lag_ns``) against pricing a
+    vector at n_planes steps only, which understated a stack with several conversions per
+    column."""
+    from cimsim.cost import estimate
+
+    torch.manual_seed(0)
+    n_layers, length = 3, 5
+    model = nn.GRU(8, 8, num_layers=n_layers, batch_first=True).eval()
+    x = torch.randn(2, length, 8)
+    sim = cimsim.deploy(model, lossless_chip(rows_per_conversion=4), x)  # 8 rows: 2 groups
+    sim.reset()
+    sim(x)
+    rep = estimate(sim.work())
+    rows = rep.blocks
+    assert len(rows) == 2 * n_layers  # ih and hh, layer by layer
+    for i, b in enumerate(rows):
+        k = i // 2
+        assert b["n_row_groups_per_tile"] == 2
+        one_vector = b["n_planes"] * 2 * b["t_step_ns"]
+        assert b["lag_ns"] == pytest.approx(k * one_vector, rel=1e-12)
+        assert b["latency_ns"] == pytest.approx((length + k) * one_vector + b["tail_ns"],
+                                                rel=1e-12)
+    layer = next(r for r in rep.layers if r["layer"] == "0")
+    top = rows[-1]  # the last layer's blocks finish last: (T + L - 1) vectors and a tail
+    assert layer["latency_ns_per_inference"] == pytest.approx(
+        (length + n_layers - 1) * top["n_planes"] * 2 * top["t_step_ns"] + top["tail_ns"],
+        rel=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------
 # Recurrent cells (nn.RNNCell / LSTMCell / GRUCell), stepped by the model's own loop
 # ---------------------------------------------------------------------------------------------

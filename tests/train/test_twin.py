@@ -235,6 +235,26 @@ def test_adc_clamp_stops_the_gradient():
     assert math.isclose(x2.grad.item(), 1.0)  # s_x · s_w · 7 / s_x, with s_w = 1/7
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "torch"])
+def test_the_top_code_passes_the_gradient_and_the_code_beyond_it_does_not(fused):
+    """A conversion landing exactly on the top code is in range (straight-through share 1);
+    only one beyond it clipped. Guards the straight-through mask (the fused kernel's and the
+    torch path's) against excluding the top code, ``code < top`` for ``code <= top``."""
+    # fixed 2-bit ADC over [0, 21]: Δ = 7, top code 3 (value 21); a = 7·x_int
+    twin = _tiny_twin([[1.0]], [[15.0]], bits_per_cell=3, dac_bits=None, encoding="signed_cell",
+                      adc=dict(bits=2, range_policy="fixed", fixed_lo=0.0, fixed_hi=21.0,
+                               zero_aligned=False))
+    twin.fused = fused
+    x = torch.tensor([[2.0], [3.0], [4.0]], dtype=torch.float64, requires_grad=True)
+    y = twin(x)
+    y.sum().backward()
+    # a = 14 (code 2), 21 (code 3, the top), 28 (code 4 > 3: clipped to 21); y = a / 7
+    assert torch.equal(y.detach(), torch.tensor([[2.0], [3.0], [3.0]], dtype=torch.float64))
+    # ∂y/∂x = s_x · s_w · 7 / s_x = 1 where the code is in range, with s_w = 1/7
+    assert torch.allclose(x.grad, torch.tensor([[1.0], [1.0], [0.0]], dtype=torch.float64),
+                          rtol=1e-12, atol=0.0)
+
+
 def test_lsq_activation_and_weight_scale_gradients_by_hand():
     # ideal chip (lossless): y = s_x · s_w · Σ_k x_int[k] · w_int[k]
     w = np.array([[0.7, -0.35]])
