@@ -1293,6 +1293,9 @@ class Root(nn.Module):
     def __init__(self, module: nn.Module):
         super().__init__()
         self.add_module("0", module)
+        # in the module's mode: a new module trains, and a deployed eval nn.GRU warned at its
+        # first call that '(the model)' was in training mode
+        self.training = module.training
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         child = self._modules["0"]

@@ -121,3 +121,23 @@ def test_a_torch_without_is_exporting_runs_the_deployed_model(monkeypatch):
     monkeypatch.delattr(torch.compiler, "is_exporting")
     sim.reset(noise=True)
     assert torch.equal(sim(x), want)
+
+
+@pytest.mark.parametrize("make", [lambda: nn.GRU(8, 8, num_layers=2, batch_first=True),
+                                  lambda: nn.Linear(8, 8)], ids=["gru", "linear"])
+def test_a_mappable_root_in_eval_mode_deploys_in_eval_mode(make):
+    """A mappable module given as the whole model is held in a new container, and new
+    modules start in training mode: a deployed eval ``nn.GRU`` warned at its first call that
+    '(the model)' was in training mode. The container takes the module's mode."""
+    torch.manual_seed(0)
+    model = make().eval()
+    x = torch.randn(2, 5, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sim = cimsim.deploy(model, "ideal", x)
+    assert not sim.model.training
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sim(x)
+    prepared = cimsim.train.prepare(model, "ideal", x)
+    assert prepared.model.training == model.training
