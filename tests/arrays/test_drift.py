@@ -20,7 +20,7 @@ from torch import nn
 import cimsim
 from cimsim import engine
 from cimsim.arrays import program
-from cimsim.arrays.drift import check_time, parse_duration, read_noise_growth
+from cimsim.arrays.drift import check_time, parse_duration, read_noise_growth, reference_drift
 from cimsim.config import DeviceConfig
 from cimsim.cost import estimate
 from cimsim.errors import ConfigError
@@ -501,3 +501,17 @@ def test_the_plain_reference_follows_an_aged_layer(compensation, t_s):
     layer = layer if t_s is None else layer.with_time(t_s)
     y = engine.run(layer, x, noise_seed=3)[0]
     np.testing.assert_allclose(matmul_reference(x, layer, noise_seed=3), y, rtol=1e-12, atol=0)
+
+
+def test_the_off_current_reference_drifts_at_level_0s_exponent():
+    """The analog off-current reference is cells at level 0: with a per-level exponent table
+    it drifts as (t/t0)^(-|nu_0|), level 0's mean exponent, not another level's; 1 before t0
+    and without drift."""
+    chip = cimsim.load_chip("pcm-22nm")
+    nu = chip.device.drift_nu_mean
+    assert len(set(nu)) > 1  # a per-level table
+    t0 = chip.device.drift_t0_s
+    assert reference_drift(3600.0 * t0, chip) == pytest.approx(3600.0 ** -abs(nu[0]), rel=1e-14)
+    assert reference_drift(t0, chip) == 1.0
+    flat = chip.replace(device=chip.device.replace(drift_nu_mean=(), drift_nu_sigma=()))
+    assert reference_drift(3600.0 * t0, flat) == 1.0

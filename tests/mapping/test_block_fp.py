@@ -230,3 +230,15 @@ def test_alignment_events_counted_by_hand():
     assert ev[key(Action.NORMALIZE, chip.accumulator_bits)] == 4 * 3 * 2
     _, ev_int = cimsim.matmul(x, w, cimsim.load_chip("ideal"))
     assert not any(k.component is Component.BLOCK_FP for k in ev_int)
+
+
+@pytest.mark.parametrize("granularity, tiles", [(WeightGranularity.COLUMN, [(0, 2), (2, 4)]),
+                                                (WeightGranularity.CHANNEL, [(0, 4)])])
+def test_weight_codes_round_to_nearest_by_hand(granularity, tiles):
+    """Weight codes are round(w / s), clipped to ±q: by hand at 3 bits (q = 3) with every
+    group's max|w| = 0.9, so s = 0.3: 0.2 -> 0.67 -> 1, -0.9 -> -3, 0.5 -> 1.67 -> 2, 0.9 -> 3.
+    Guards the quantizer against truncating (floor gives 0 and 1 for 0.2 and 0.5)."""
+    w = np.array([[0.2, -0.9, 0.5, 0.9]])
+    w_int, s = quantize_weights(w, 3, granularity, tiles)
+    np.testing.assert_array_equal(w_int, [[1, -3, 2, 3]])
+    np.testing.assert_allclose(s, np.full((len(tiles), 1), 0.3), rtol=1e-15)
