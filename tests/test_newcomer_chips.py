@@ -457,7 +457,9 @@ def test_dataclass_replace_and_file_agree():
 
 def test_sweep_other_axes_equal_direct_deploy(digits, tmp_path):
     """Cells' bits, slice read-out and thermal noise on the 180-nm file: each record is the
-    deploy of the variant written by hand, at the sweep's batch size (noise draws per batch)."""
+    deploy of the variant written by hand, at the sweep's batch size (noise draws per batch);
+    the noise is in the base chip's cell-LSB, held in current at the point's bits per cell
+    (``ChipConfig.with_bits_per_cell``)."""
     from cimsim.evaluate import accuracy
     from cimsim.sweep import run_sweep
 
@@ -470,9 +472,9 @@ def test_sweep_other_axes_equal_direct_deploy(digits, tmp_path):
     assert len(frame) == 8 and (frame["status"] == "ok").all()
     for rec in frame.to_dict("records"):
         variant = base.replace(
-            device=base.device.replace(bits_per_cell=int(rec["bits_per_cell"])),
             array=base.array.replace(slice_readout=rec["slice_readout"]),
-            noise=base.noise.replace(thermal_sigma_lsb=float(rec["thermal_sigma_lsb"])))
+            noise=base.noise.replace(thermal_sigma_lsb=float(rec["thermal_sigma_lsb"]))
+        ).with_bits_per_cell(int(rec["bits_per_cell"]))
         sim = cimsim.deploy(model, variant, x_cal, seed=0)
         acc = accuracy(sim, x, y, batch_size=16)  # noise: the batching is part of the result
         t = sim.report().totals
