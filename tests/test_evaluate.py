@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -40,6 +41,14 @@ def test_predict_is_the_argmax_whatever_the_batching(batch_size, batches):
     got = predict(model, SCORES, batch_size=batch_size)
     assert got.dtype == torch.int64 and torch.equal(got, PRED)
     assert model.batches == batches
+
+
+def test_tied_scores_predict_the_first_of_the_tied_classes():
+    """A tie goes to the lowest class index (torch's and NumPy's argmax): taking the last tied
+    class would change the accuracy of every model with saturated or quantized logits."""
+    scores = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [0.0, 0.0, 0.0], [3.0, 0.0, 3.0]])
+    assert torch.equal(predict(_Counting(), scores), torch.tensor([0, 1, 0, 0]))
+    assert accuracy(_Counting(), scores, torch.tensor([0, 1, 0, 0])) == 1.0
 
 
 def test_accuracy_counts_matches():
@@ -279,7 +288,7 @@ def test_nan_scores_predict_no_class_and_are_warned_about():
 def test_non_finite_outputs_make_the_cosine_undefined_unless_both_hold_them():
     """A negated model scores -1; one -inf in its output made it 1.0 (inf/inf = NaN, clamped to
     1), one NaN 0.0, silently. Non-finite values that differ: NaN and a warning; the same
-    infinity in both outputs (a masked logit) agrees and is left out."""
+    infinity or NaN in both outputs (a masked logit) agrees and is left out."""
     x = torch.randn(6, 5)
 
     def ref(t):
@@ -303,6 +312,18 @@ def test_non_finite_outputs_make_the_cosine_undefined_unless_both_hold_them():
 
     assert output_cosine(masked(2.0), masked(3.0), x) == pytest.approx(1.0)
     assert output_cosine(masked(2.0), masked(-3.0), x) == pytest.approx(-1.0)
+
+    def nan_masked(scale):
+        def f(t):
+            out = t * scale
+            out[1, 2] = float("nan")
+            return out
+        return f
+
+    # a NaN at the same place in both agrees too: left out, no warning, the rest's cosine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert output_cosine(nan_masked(2.0), nan_masked(3.0), x) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("bad", [2.5, True, "3", 0, -1])

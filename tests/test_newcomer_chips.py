@@ -134,6 +134,8 @@ def _check_sheet(d: dict) -> None:
 
 @pytest.mark.parametrize("name", VALID)
 def test_datasheet_both_scopes_consistent(name):
+    """Both scopes agree: a chip-scope TOPS that forgot to multiply one array's throughput by
+    the chip's arrays would fail here."""
     c = chip(name)
     macro, whole = datasheet(c, scope="macro"), datasheet(c, scope="chip")
     _check_sheet(macro)
@@ -145,6 +147,8 @@ def test_datasheet_both_scopes_consistent(name):
     for comp, e in macro["energy_pj_by_component"].items():
         assert whole["energy_pj_by_component"][comp] == pytest.approx(e, rel=1e-12)
     assert whole["ops"] == macro["ops"]
+    # the standard workload fills one array, so the chip runs n_arrays of it in parallel
+    assert whole["tops"] == pytest.approx(macro["tops"] * c.array.n_arrays, rel=1e-12)
     # the ops are the standard workload's: 256 vectors through one array's rows and outputs
     assert macro["ops"] > 0 and macro["ops"] % 2 == 0
 

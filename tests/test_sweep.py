@@ -137,6 +137,17 @@ def test_pareto_front_definition():
     assert pareto_front(frame).tolist() == [True, True, False, True, True, False, False]
 
 
+def test_equal_energy_lower_accuracy_is_off_the_front():
+    """A point as costly as another and less accurate is dominated (better in accuracy, no
+    worse in energy): a rule that wanted strictly less energy kept it on the front."""
+    frame = pd.DataFrame({
+        "accuracy": [0.90, 0.80, 0.95],
+        "energy_pj_per_inference": [10.0, 10.0, 30.0],
+        "status": ["ok"] * 3,
+    })
+    assert pareto_front(frame).tolist() == [True, False, True]
+
+
 def test_a_time_sweep_has_one_front_per_time():
     """The time after programming is no design choice: a point competes with the points at its
     time only. Taken over all times, the 1-hour 4-b point pushed the 1-year 6-b point off the

@@ -381,6 +381,38 @@ def test_bs_kmq_pinning_rule():
     np.testing.assert_array_equal(fit_levels(both, 1, "bs_kmq").levels, [0.0, 1.0])
 
 
+def test_bs_kmq_pins_an_end_holding_exactly_min_mass():
+    """The pinning rule is ``m_lo >= min_mass`` (docs/levels.md): an end holding exactly
+    min_mass is pinned; a strict ``>`` left it to the interior fit."""
+    x = np.concatenate([np.full(50, 0.05), np.linspace(0.5, 1.0, 50)])
+    # within eps = 0.1 of lo = 0: the 50 values 0.05, m_lo = 50/100 = 0.5 exactly; near hi
+    # (>= 0.9): 10 of the ramp's values, 0.1 < 0.5, not pinned
+    lv = fit_levels(x, 2, "bs_kmq", lo=0.0, hi=1.0, eps=0.1, min_mass=0.5)
+    assert lv.levels[0] == 0.0 and lv.levels[-1] < 1.0
+
+
+def test_lloyd_starts_where_the_docs_say():
+    """With ``max_iter = 0`` the levels are the start points (docs/levels.md): ``kmeans`` the
+    sample quantiles at (i + 0.5)/L, ``lloyd_max`` the uniform levels lo + i (hi - lo)/(L - 1);
+    a start at quantiles i/(L - 1) or a step of (hi - lo)/L would show here."""
+    # quantiles of 0..8 at 1/8, 3/8, 5/8, 7/8 (linear interpolation: 8 q) = 1, 3, 5, 7
+    np.testing.assert_array_equal(
+        fit_levels(np.arange(9.0), 2, "kmeans", max_iter=0).levels, [1.0, 3.0, 5.0, 7.0])
+    # lo 0, hi 3 (the samples' extremes), four levels one apart
+    np.testing.assert_array_equal(
+        fit_levels(np.array([0.0, 3.0]), 2, "lloyd_max", max_iter=0).levels,
+        [0.0, 1.0, 2.0, 3.0])
+
+
+def test_exact_kmeans_breaks_a_tie_at_the_smallest_split():
+    """{0}|{1, 2} and {0, 1}|{2} have the same SSE (0.5): the smallest optimal split is taken
+    (it keeps the divide and conquer monotone), by the Numba kernel and its NumPy twin alike."""
+    x, w = np.array([0.0, 1.0, 2.0]), np.ones(3)
+    np.testing.assert_array_equal(_optimal_partition(x, w, 2), [1])
+    np.testing.assert_array_equal(_optimal_partition_numpy(x, w, 2), [1])
+    np.testing.assert_array_equal(fit_levels(x, 1, "kmeans_optimal").levels, [0.0, 1.5])
+
+
 @pytest.mark.parametrize("bits", [2, 3, 4])
 def test_bs_kmq_matches_kmeans_without_point_masses(bits):
     x = np.random.default_rng(8).beta(2.0, 5.0, 20_000)

@@ -103,6 +103,23 @@ def test_a_shrunk_full_scale_with_enough_codes_starts_on_the_partial_sums(factor
     np.testing.assert_array_equal(y, x @ w.T)
 
 
+def test_a_full_scale_exactly_n_codes_wide_is_still_lossless():
+    """hi - lo == n_codes - 1 is the last range the one-LSB lattice covers: a strict ``<``
+    sent it to the coarser zero-aligned grid (-3.5 in steps of 7/6, partial sums off code)."""
+    factor, bits = 24.0 / 7.0, 3  # fs = +-12 (see above) / (24/7) = +-3.5: a span of 7 = 2**3 - 1
+    assert 12.0 / factor - (-12.0 / factor) == 2**bits - 1
+    layer = _layer(adc=dict(bits=bits, full_scale_factor=factor))
+    # the first partial-sum lattice point at or above -3.5 is -3; codes -3..4, one LSB apart
+    np.testing.assert_array_equal(layer.adc.lo, -3.0)
+    np.testing.assert_array_equal(layer.adc.delta, 1.0)
+    # one input row on at a time: every partial sum is one cell's digit, in [-3, 3]
+    x = np.zeros((8, 8), dtype=np.int64)
+    x[np.arange(8), np.arange(8)] = np.arange(8) + 8
+    w = np.array([[7, -7, 3, 0, 1, 2, -5, 4], [0, 1, 0, -1, 6, -6, 2, 2]])
+    y, _ = cimsim.matmul(x, w, layer.chip)
+    np.testing.assert_array_equal(y, x @ w.T)
+
+
 def _check_zero_aligned(start, delta, lo, hi, top):
     """0 is a code, [lo, hi] is covered, and no other choice of codes below 0 has a finer step."""
     m = -start / delta
@@ -209,6 +226,29 @@ def test_calibrated_ranges_equal_an_independent_oracle(granularity, stat):
     np.testing.assert_allclose(layer.adc.lo, lo, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.adc.delta, np.where(hi > lo, (hi - lo) / (2**bits - 1), 1.0),
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("granularity", ["layer", "column"])
+def test_mean_std_never_reaches_past_the_observed_values(granularity):
+    """mean -/+ n_sigma * std is clamped to the observed min and max: with n_sigma = 20 both
+    clamps bind and the range is exactly minmax's; an unclamped end wasted codes past it."""
+    from cimsim import engine
+
+    def ranges(stat):
+        chip = ideal_chip(encoding="signed_cell", input_bits=4, weight_bits=4, bits_per_cell=4,
+                          dac_bits=4, n_rows=8, n_cols=3, rows_per_conversion=4,
+                          adc=dict(bits=5, range_policy="calibrated", zero_aligned=False,
+                                   calibration_granularity=granularity, calibration_stat=stat,
+                                   n_sigma=20.0))
+        rng = np.random.default_rng(21)
+        w, x = rng.integers(-7, 8, (7, 19)), rng.integers(0, 16, (60, 19))
+        layer = engine.calibrate(program(w, chip), x)
+        return layer.adc.lo, layer.adc.delta
+
+    lo, delta = ranges("mean_std")
+    want_lo, want_delta = ranges("minmax")
+    np.testing.assert_allclose(lo, want_lo, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(delta, want_delta, rtol=1e-12, atol=1e-12)
 
 
 def test_a_range_without_spread_spans_the_full_scale_with_the_value_on_a_code():

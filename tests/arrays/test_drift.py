@@ -182,6 +182,26 @@ def test_read_noise_grows_with_log_time_known_answer():
     assert read_noise_growth(1.0, t_read) < read_noise_growth(YEAR_S, t_read)
 
 
+def test_white_and_1_over_f_read_noise_add_in_variance_known_answer():
+    """White read noise (``noise.read_noise_rel``) and the 1/f term are independent, so their
+    variances add: sigma_rel = sqrt(rel^2 + q^2 growth); summing the sigmas overstated it."""
+    rel = 0.05
+    chip = cimsim.load_chip("pcm-22nm")
+    chip = chip.replace(weight_encoding="twos_complement", noise=chip.noise.replace(
+        read_noise_rel=rel), device=chip.device.replace(
+        variation="none", variation_sigma=0.0, drift_nu_mean=(), drift_nu_sigma=()))
+    w = np.array([[3, 2, 1, 0]])
+    layer = program(w, chip, np.random.default_rng(0))
+    t_read = 250e-9
+    for t in (1.0, 10 * YEAR_S):
+        var = layer.with_time(t).gemm_var
+        q = np.array(chip.device.read_noise_q_s)[layer.digits_phys]
+        g = layer.digits_phys.astype(np.float64)
+        growth = math.log((t + t_read) / (2 * t_read))
+        expected = g**2 * (rel**2 + q**2 * growth)
+        np.testing.assert_allclose(var, expected.astype(np.float32), rtol=1e-5)
+
+
 def test_a_time_within_the_read_pulse_adds_no_1_over_f_noise():
     """With drift_t0_s below the read pulse the logarithm was negative: negative variances,
     NaN sigmas and outputs of -2.5e24 on a chip with white read noise as well."""
@@ -216,6 +236,21 @@ def test_retention_spread_grows_with_log_time():
         assert abs(spreads[-1] - 0.2 * math.sqrt(decades)) < 0.02 * math.sqrt(decades)
     assert spreads == sorted(spreads)
     assert DeviceConfig().retention_sigma_lsb == 0.0  # off by default
+
+
+def test_retention_never_drives_a_conductance_below_zero():
+    """G(t) = max(G(t0) + sigma_r z, 0) (aged_conductance's docstring): a missing clamp left
+    off-state cells of a one-sided encoding at a negative conductance, a current no cell gives."""
+    chip = ideal_chip(n_rows=64, n_cols=64)
+    chip = chip.replace(device=chip.device.replace(retention_sigma_lsb=0.5))
+    assert chip.weight_encoding.value != "signed_cell"  # a bipolar cell is not clamped
+    w = np.random.default_rng(0).integers(-2, 3, (16, 64))
+    layer = program(w, chip, np.random.default_rng(1))
+    g = layer.with_time(YEAR_S).g_phys.astype(np.float64)
+    off = layer.digits_phys == 0
+    assert off.sum() > 100
+    assert g.min() == 0.0  # the clamp binds: about half the off cells drew z < 0
+    assert 0.3 < np.mean(g[off] == 0.0) < 0.7
 
 
 # --------------------------------------------------------------------------------------------

@@ -333,6 +333,8 @@ def test_corner_rate_and_rise_by_hand():
     # FOM_S caps meet where 213.78 - 2.8719 ln f = 128.307 + 3.2205 b
     assert corner_rate_hz(8) == pytest.approx(math.exp((213.78 - 128.307 - 8 * 3.2205) / 2.8719))
     assert corner_rate_hz(8) == pytest.approx(1.07e9, rel=0.01)
+    assert corner_rate_hz(4) == pytest.approx(math.exp((213.78 - 128.307 - 4 * 3.2205) / 2.8719))
+    assert corner_rate_hz(4) == pytest.approx(95e9, rel=0.01)  # the docstring's 95 GS/s at 4 b
     assert RATE_EXPONENT == pytest.approx(0.28719 * math.log(10))
     assert rate_factor(8, 1e8) == 1.0
     assert rate_factor(8, 10 * corner_rate_hz(8)) == pytest.approx(10**RATE_EXPONENT)

@@ -145,6 +145,16 @@ def test_col2im_adds_known_answers():
     assert g.n_overlap_adds((1, 3, 2), (5, 5)) == 3 * 8
 
 
+def test_col2im_adds_skip_the_overlaps_the_padding_crops():
+    """Contributions cropped by the padding are not added: k 4, s 2, p 1 crops positions -1
+    and 8, both on an overlap, which an uncropped count would have priced as adds."""
+    g = SimConvTranspose(nn.ConvTranspose2d(2, 3, 4, stride=2, padding=1), "t",
+                         lossless_chip(), 0).geometry
+    # per dimension: L_in 4 -> positions 2i + j - 1 (i, j in 0..3) = -1..8, 16 of them; inside
+    # [0, 8): 14 contributions on 8 outputs -> landed 14·14, covered 8·8, times 3 channels
+    assert g.n_overlap_adds((1, 4, 4), (8, 8)) == 3 * (14**2 - 8**2) == 396
+
+
 def test_conv_transpose_matrices_arrays_and_digital_adds(monkeypatch):
     # 1-D, C_in 4 -> C_out 6, groups 2, k 3: two per-pixel matrices (3·3 outputs, 2 inputs)
     conv = nn.ConvTranspose1d(4, 6, 3, stride=1, groups=2).double()

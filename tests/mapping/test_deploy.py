@@ -739,6 +739,35 @@ def test_percentile_and_mse_scales_not_above_max():
         assert s[method]["fc1"] < s["max"]["fc1"]
 
 
+def test_signed_activation_range_is_symmetric_and_clips_to_it():
+    """A signed b-bit input holds -(2^(b-1) - 1)..2^(b-1) - 1 (hardware-model.md): a range
+    reaching down to -2^(b-1) (two's complement) would let -10 through as -8 at 4 bits."""
+    from cimsim.mapping.quant import act_range, quantize_acts
+
+    assert act_range(4, True) == (-(2**3 - 1), 2**3 - 1) == (-7, 7)
+    assert act_range(4, False) == (0, 15)
+    np.testing.assert_array_equal(quantize_acts(np.array([-10.0, -7.4, 7.6, 10.0]), 1.0, 4, True),
+                                  [-7, -7, 7, 7])
+
+
+def test_percentile_and_mse_scales_of_negative_inputs_by_hand():
+    """A signed layer's percentile and MSE scales read |x|: the percentile of x itself (-1.9,
+    so the max) or an MSE that quantized unsigned (every negative input to 0) ignore the
+    negative half."""
+    from cimsim.config import QuantConfig
+    from cimsim.mapping.quant import act_scale
+
+    x = -np.arange(1.0, 11.0)  # -1..-10: |x| = 1..10
+    pct = QuantConfig(act_calibration="percentile", act_percentile=90.0)
+    # the 90th percentile of 1..10, linear interpolation: 9 + 0.1 * (10 - 9) = 9.1
+    assert act_scale(10.0, x, 8, True, pct) == pytest.approx(9.1 / 127, rel=1e-12)
+    # -1..-7 at 4 bits (q = 7): clip 7, a step of 1, quantizes every value exactly (MSE 0);
+    # every smaller clip of the search clips -7: the search picks 7 / 7 = 1
+    mse = QuantConfig(act_calibration="mse")
+    assert act_scale(7.0, -np.arange(1.0, 8.0), 4, True, mse) == 1.0
+    assert act_scale(7.0, np.arange(1.0, 8.0), 4, True, mse) == 1.0
+
+
 def test_dataloader_calibration_matches_tensor():
     model = MLP().eval()
     x_cal = torch.randn(40, 80)

@@ -87,6 +87,37 @@ def test_linear_adc_output_is_relu_clamp_round(kind):
     assert np.all(y[pre <= 0] == 0.0) and np.all(y <= a_max * (1 + 1e-12))
 
 
+def test_mean_std_sets_a_max_above_the_mean_of_the_post_relu_values():
+    """``calibration_stat = "mean_std"``: a_max = mean + n_sigma * std of each column's
+    post-ReLU calibration values (fit_activation_levels' docstring); mean - n_sigma * std
+    would put the top level below the typical output."""
+    model, x_cal, x = _mlp(), _data(2, 300), _data(3, 200)
+    sim = cimsim.deploy(model, _chip(kind="sar", bits=4, calibration_stat="mean_std",
+                                     n_sigma=2.0), x_cal)
+    core = sim.sim_layers["0"].cores[0]
+    post_cal = np.maximum(_pre_activation(core, x_cal), 0.0)
+    a_max = post_cal.mean(axis=0) + 2.0 * post_cal.std(axis=0)
+    assert np.all(a_max > 0)
+    step = a_max / 15
+    pre = _pre_activation(core, x)
+    expect = np.clip(np.floor(pre / step + 0.5), 0, 15) * step
+    np.testing.assert_allclose(_first_layer(sim, x), expect, rtol=1e-9, atol=1e-12)
+
+
+def test_relu6_saturation_is_not_counted_as_adc_clipping():
+    """A fused ReLU6 whose a_max reached its clamp 6 outputs 6 for every larger value: the
+    activation's own saturation, not a converter clip, so no conversion is counted clipped."""
+    model = _mlp(nn.ReLU6())
+    with torch.no_grad():
+        model[0].weight.mul_(20.0)  # pre-activations well beyond 6
+    x_cal, x = _data(4, 300), _data(5, 100)
+    sim = cimsim.deploy(model, _chip(kind="sar", bits=3), x_cal)
+    y = _first_layer(sim, x)
+    assert np.any(y == 6.0)  # some values saturate at the clamp
+    (layer,) = [w for w in sim.work().layers if w.name == "0"]
+    assert layer.n_adc_clipped == 0
+
+
 def test_relu6_clamps_and_percentile_sets_a_max():
     model = _mlp(nn.ReLU6())
     with torch.no_grad():

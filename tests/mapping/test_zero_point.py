@@ -76,6 +76,16 @@ def test_zero_point_of_post_relu_inputs_is_zero():
     assert core.view.zero_point == 0 and not core.view.offsets.any()
 
 
+def test_zero_point_rounds_to_the_nearest_code_by_hand():
+    """``z = clip(rint(-lo / s_x), 0, 2^b - 1)`` (act_zero_point's docstring): [-1.7, 1.3] at
+    2 bits is s_x = 3 / 3 = 1 and z = rint(1.7) = 2; a floor would give 1, x = 0 off its code."""
+    from cimsim.config import QuantConfig
+    from cimsim.mapping.quant import act_zero_point
+
+    s, z = act_zero_point(-1.7, 1.3, np.array([]), 2, QuantConfig())
+    assert s == pytest.approx(1.0, rel=1e-12) and z == 2
+
+
 def test_zero_point_correction_is_counted_and_priced():
     chip = zp_chip(lossless_chip("column"))
     lin = nn.Linear(80, 24)
