@@ -216,3 +216,48 @@ def test_the_paper_init_calibrates_the_adcs_for_its_own_scales(mode):
     with torch.no_grad():
         err = [float((m(x) - ref).pow(2).mean()) for m in (fresh, stale)]
     assert err[0] < 0.75 * err[1], err  # 2.1x lower on this model
+
+
+def test_weight_scales_start_from_the_engines_by_granularity():
+    """``init='engine'``: an array's (or the layer's) scale starts at the largest engine column
+    scale it replaces, so no weight clips more than on the engine; ``grad='lsq'`` scales each
+    set's gradient by 1 / sqrt(n · Q_p), n the weights sharing the scale (docs/columnquant.md).
+    Guards the start (the smallest column scale clipped weights from the first step) and the
+    gradient scale (without Q_p it was sqrt(Q_p) too large)."""
+    net, x, _, chip = _setup()
+    scales = {}
+    for granularity in ("column", "array", "layer"):
+        prep = prepare_columnquant(net, chip, x[:20], weight_scale=granularity, init="engine",
+                                   grad="lsq")
+        conv = dict(prep.twins())["conv"]
+        scales[granularity] = conv.weight_scale.detach()
+        if granularity == "layer":  # one scale for all 6 x 8 x 3 x 3 = 432 weights
+            assert conv._w_grad.item() == pytest.approx(1 / np.sqrt(432 * conv.w_qmax),
+                                                        rel=1e-12)
+            assert conv.w_qmax > 1
+    col = scales["column"]
+    assert col.shape == (2, 6)
+    torch.testing.assert_close(scales["array"], col.amax(dim=1, keepdim=True), rtol=0, atol=0)
+    torch.testing.assert_close(scales["layer"], col.amax().reshape(1, 1), rtol=0, atol=0)
+
+
+def test_a_layer_wide_step_covers_the_union_of_the_ranges_by_hand():
+    """``psum_scale='layer'`` joins the row tiles' calibrated ranges into one grid: from lo =
+    min lo_i to hi = max(lo_i + top·Δ_i), Δ = (hi - lo) / top. By hand at 3 bits (top 7):
+    ranges [0, 7] and [-2, 1.5] join to [-2, 7], Δ = 9/7. Guards the grid against falling
+    short of the union's top (a step of (hi - lo) / 8)."""
+    from cimsim.train.columnquant import _share_layer_step
+
+    net, x, _, chip = _setup()
+    conv = dict(prepare_columnquant(net, chip, x[:20], psum_scale="array").twins())["conv"]
+    assert conv.top_code == 7.0
+    with torch.no_grad():
+        lo0, d0 = conv._adc_lo0, conv._adc_delta0
+        first = conv._group_part.reshape(-1, 1).expand_as(lo0) == 0
+        lo0.copy_(torch.where(first, 0.0, -2.0))
+        d0.copy_(torch.where(first, 1.0, 0.5))
+    _share_layer_step(conv)
+    assert torch.all(conv._adc_lo0 == -2.0)
+    torch.testing.assert_close(conv._adc_delta0, torch.full_like(conv._adc_delta0, 9 / 7))
+    assert conv.adc_step.shape == (1,) and conv.adc_step.item() == pytest.approx(9 / 7)
+    np.testing.assert_allclose(conv._init64["delta"], 9 / 7, rtol=1e-15)

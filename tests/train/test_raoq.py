@@ -24,6 +24,7 @@ from cimsim.train.raoq import (
     kurtosis,
     kurtosis_penalty,
     quantized_weight_ste,
+    unshifted,
     weight_stats,
 )
 
@@ -323,3 +324,16 @@ def test_recipe_fit_is_the_loop_cimsim_train_runs_and_leaves_a_deployable_twin()
     assert not prep.training and not lora_parameters(prep)
     for (n, p), (m, q) in zip(prep.state_dict().items(), ref.state_dict().items(), strict=True):
         assert n == m and torch.equal(p, q), n
+
+
+def test_unshifted_names_the_layers_whose_inputs_are_signed():
+    """A-shift drives unsigned (post-ReLU) inputs shifted; a layer whose inputs are signed
+    (zero point 0) is left as it was and named: here the first layer (raw signed inputs) and
+    the third (after Linear without a ReLU); the second (after a ReLU) is shifted."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 6), nn.Linear(6, 3)
+                          ).double().eval()
+    x = torch.randn(64, 12, dtype=torch.float64)
+    prep = prepare(model, _shifted(cimsim.load_chip("ideal")), x, seed=0)
+    assert {name: t.zero_point for name, t in prep.twins()}["2"] < 0  # the shifted one
+    assert unshifted(prep) == ["0", "3"]
