@@ -20,7 +20,13 @@ from torch import nn
 import cimsim
 from cimsim import engine
 from cimsim.arrays import program
-from cimsim.arrays.drift import check_time, parse_duration, read_noise_growth, reference_drift
+from cimsim.arrays.drift import (
+    calibration_read_events,
+    check_time,
+    parse_duration,
+    read_noise_growth,
+    reference_drift,
+)
 from cimsim.config import DeviceConfig
 from cimsim.cost import estimate
 from cimsim.errors import ConfigError
@@ -550,3 +556,22 @@ def test_the_off_current_reference_drifts_at_level_0s_exponent():
     assert reference_drift(t0, chip) == 1.0
     flat = chip.replace(device=chip.device.replace(drift_nu_mean=(), drift_nu_sigma=()))
     assert reference_drift(3600.0 * t0, flat) == 1.0
+
+
+def test_a_compensation_read_converts_every_physical_column_by_hand():
+    """The all-ones calibration read converts each physical column on its own (a pair is not
+    subtracted: each column's current is compared with its t0 value). By hand on pcm-22nm
+    (differential pairs subtracted in analog for inference, 2 bits per cell, 128 rows):
+    10 outputs of 8-bit weights are 10 x 4 slices x 2 = 80 columns, 300 inputs are 3 row
+    groups: 240 conversions (not the 120 an inference's subtracted pairs take), 300 row
+    pulses, 300 x 80 cell reads."""
+    chip = cimsim.load_chip("pcm-22nm")
+    assert (chip.weight_bits, chip.device.bits_per_cell, chip.array.n_rows) == (8, 2, 128)
+    assert chip.differential_readout.value == "analog"
+    w = np.random.default_rng(0).integers(-100, 100, (10, 300))
+    layer = program(w, chip, np.random.default_rng(1)).with_time(3600.0)
+    assert (layer.n_phys_cols, layer.n_groups, layer.n_conversions) == (80, 3, 40)
+    ev = calibration_read_events(layer)
+    assert ev[EventKey(Component.ADC, Action.CONVERT, chip.adc.bits)] == 240.0
+    assert ev[EventKey(Component.DAC, Action.PULSE, chip.dac_bits)] == 300.0
+    assert ev[EventKey(Component.CELL, Action.READ, 2)] == 300.0 * 80
