@@ -13,7 +13,12 @@ import cimsim
 from cimsim.config import ActFormat, ChipConfig, WeightGranularity
 from cimsim.errors import ConfigError
 from cimsim.events import Action, Component, event_key
-from cimsim.mapping.quant import block_fp_acts, pow2_scale, quantize_weights
+from cimsim.mapping.quant import (
+    block_fp_acts,
+    block_fp_acts_counted,
+    pow2_scale,
+    quantize_weights,
+)
 
 
 def _block_fp(chip: ChipConfig, **quant) -> ChipConfig:
@@ -42,6 +47,21 @@ def test_block_exponent_is_clamped_to_its_width_and_a_zero_block_takes_the_lowes
                                 [(0, 2), (2, 3), (3, 4)])
     assert exps.tolist() == [[1, -1, -1]]
     assert codes.tolist() == [[7, 0, 0, 0]]
+
+
+def test_saturations_are_counted_only_past_the_top_code_by_hand():
+    """``block_fp_acts_counted`` counts a value that saturates (its docstring: rounded up past
+    the top code, negative in an unsigned block, past the exponent's range): a value landing
+    exactly on the top or bottom code is no saturation. 4-b signed, codes [-7, 7]: 1.75 -> E = 0,
+    X = -2, code 7 exactly; -1.75 -> -7 exactly; 1.9 -> rint(7.6) = 8 saturates. 4-b unsigned,
+    codes [0, 15]: 15 -> E = 3, X = 0, code 15 exactly; 15.6 -> 16 saturates; 4 -> E = 2,
+    X = -1, code 8, and -1 beside it clipped to 0."""
+    x = np.array([[1.75, -1.75, 0.5], [1.9, 0.25, -1.0]])
+    codes, _, n = block_fp_acts_counted(x, 4, True, 8, [(0, 3)])
+    assert codes.tolist() == [[7, -7, 2], [7, 1, -4]] and n == 1
+    codes, _, n = block_fp_acts_counted(np.array([[15.0, 1.0], [15.6, 0.0], [4.0, -1.0]]), 4,
+                                        False, 8, [(0, 2)])
+    assert codes.tolist() == [[15, 1], [15, 0], [8, 0]] and n == 2
 
 
 def test_pow2_weight_scales_by_hand():

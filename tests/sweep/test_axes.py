@@ -73,6 +73,34 @@ def test_chip_for_point_sets_sharing_and_readout(chip):
         chip_for_point(chip, {"slice_readout": "analogue"})
 
 
+def test_a_bare_ramp_resolves_to_the_level_fit_its_chip_keeps():
+    """A bare ``'ramp'`` keeps the base chip's ``level_fit`` (chip_for_point), so it resolves
+    to ``'ramp:<that fit>'`` (resolve_point's docstring): one point, one id, with the
+    spelled-out fit, and another point than a ramp of another fit."""
+    base = cimsim.load_chip("ideal")
+    base = base.replace(adc=base.adc.replace(bits=6, level_fit="lloyd_max"))
+    assert chip_for_point(base, {"adc_kind": "ramp"}).adc.level_fit.value == "lloyd_max"
+    assert resolve_point(base, {"adc_kind": "ramp"})["adc_kind"] == "ramp:lloyd_max"
+    ctx = "context"
+    assert point_id(identity(base, {"adc_kind": "ramp"}), ctx) == \
+        point_id(identity(base, {"adc_kind": "ramp:lloyd_max"}), ctx)
+    assert point_id(identity(base, {"adc_kind": "ramp"}), ctx) != \
+        point_id(identity(base, {"adc_kind": "ramp:uniform"}), ctx)
+
+
+def test_a_non_square_base_chip_has_no_array_size_until_one_is_swept():
+    """``array_size`` s is ``n_rows = n_cols = s`` (chip_for_point): a base chip of 128 rows
+    by 64 columns has no array size, so resolve_point gives None (not its row count, which
+    would make it one point with the square 128 x 128 chip); a swept size is its value."""
+    base = cimsim.load_chip("ideal")
+    base = base.replace(array=base.array.replace(n_rows=128, n_cols=64, cols_per_adc=8))
+    assert resolve_point(base, {"adc_bits": 4})["array_size"] is None
+    assert resolve_point(base, {"array_size": 32})["array_size"] == 32
+    square = base.replace(array=base.array.replace(n_cols=128))
+    assert resolve_point(square, {"adc_bits": 4})["array_size"] == 128
+    assert identity(base, {"adc_bits": 4}) != identity(square, {"adc_bits": 4})
+
+
 @pytest.mark.parametrize("bad", ["analogue", "", "mixed", 1, None, ["analog"]])
 def test_parse_slice_readout_rejects(bad):
     with pytest.raises(ConfigError, match="allowed: 'digital', 'analog'"):

@@ -312,3 +312,41 @@ def test_a_record_with_a_damaged_field_is_skipped_and_its_point_runs_again(damag
         records = read_records(path)
     assert list(records) == ["a"]
     assert "the record is skipped and its point runs again" in caplog.text
+
+
+def test_a_point_recorded_twice_reads_back_as_its_last_record(tmp_path):
+    """``read_records``: records by point id, the last one wins (its docstring), so a point
+    run again (a failed point rerun, a resumed sweep) is read as its newest result, not the
+    stale first one; NaN and inf figures are written as null (``clean``)."""
+    from cimsim.sweep.store import append_record, read_records
+
+    path = tmp_path / "sweep.jsonl"
+    append_record(path, {"point_id": "a", "status": "error", "accuracy": float("nan")})
+    append_record(path, {"point_id": "b", "status": "ok", "accuracy": 0.25})
+    last = append_record(path, {"point_id": "a", "status": "ok", "accuracy": 0.75,
+                                "energy_j": np.float64(float("inf"))})
+    assert last["energy_j"] is None
+    records = read_records(path)
+    assert list(records) == ["a", "b"]
+    assert records["a"]["status"] == "ok" and records["a"]["accuracy"] == 0.75
+    assert records["b"]["accuracy"] == 0.25
+
+
+def test_the_default_context_hash_is_the_one_older_sweeps_wrote():
+    """``context_hash`` leaves the batch size and the excluded layers out at their defaults
+    (its docstring: so a sweep keeps the ids it had before those options existed, and
+    resumes): at the defaults it is the SHA-256 of the model and data fingerprints, the
+    calibration, the chip's fields and the seed alone, as an older results file holds it."""
+    import hashlib
+
+    import cimsim
+    from cimsim.engine import engine_settings
+    from cimsim.sweep.store import context_hash
+
+    base = cimsim.load_chip("ideal")
+    older = json.dumps({"model": "m", "data": "d", "calibration": "first:8",
+                        "chip": base.to_dict(), "seed": 3,
+                        **engine_settings()},  # none where the engine runs its defaults
+                       sort_keys=True, default=repr)
+    assert context_hash("m", "d", 8, base, 3) == hashlib.sha256(older.encode()).hexdigest()
+    assert context_hash("m", "d", 8, base, 3, (), 256) == context_hash("m", "d", 8, base, 3)

@@ -105,3 +105,25 @@ def test_ternary_decomposition_refuses_block_fp():
     chip = chip.replace(device=chip.device.replace(bits_per_cell=2))
     with pytest.raises(ConfigError, match="act_format"):
         prepare_columnquant(_model(), chip, _x(), decomposition="ternary")
+
+
+def test_block_codes_pass_the_gradient_of_the_clipped_quotient_by_hand():
+    """``block_codes``' gradient is the straight-through one of ``clip(x / 2^X)``
+    (its docstring): ``1 / 2^X`` for a value inside the codes, 0 for one clipped. 6-b signed
+    mantissas (5 magnitude bits, codes [-31, 31]): a tile led by 1.99 has E = 0, X = -4,
+    1.99·16 = 31.84 rounds to 32 and clips (gradient 0), its other values get 16; a tile led
+    by -1.99 likewise; a tile led by 3.0 has X = -3 and 3·8 = 24 inside: 8 everywhere."""
+    chip = _chip(lossy=False)
+    prep = prepare(_model(), chip, _x(), seed=1)
+    twin = prep.model[0].twins[0]
+    assert twin.input_signed and twin.part_rows == [(0, 8), (8, 16), (16, 20)]
+    x = torch.full((1, 20), 0.25, dtype=torch.float64)
+    x[0, 3], x[0, 9], x[0, 17] = 1.99, -1.99, 3.0
+    x.requires_grad_(True)
+    codes, scale = twin.block_codes(x)
+    assert scale.tolist() == [[1 / 16, 1 / 16, 1 / 8]]
+    assert codes[0, 3] == 31 and codes[0, 9] == -31 and codes[0, 17] == 24
+    codes.sum().backward()
+    want = torch.tensor([16.0] * 16 + [8.0] * 4, dtype=torch.float64)
+    want[3] = want[9] = 0.0
+    torch.testing.assert_close(x.grad[0], want, rtol=0, atol=0)

@@ -93,6 +93,28 @@ def test_intermediate_layers_and_cosine_loss(digits, teacher, lossy_chip):
     assert np.isfinite(history["loss"][0])
 
 
+def test_cosine_loss_and_output_cosine_are_means_over_inputs_by_hand():
+    """``loss="cosine"`` is the mean over inputs of ``1 - cos`` of each input's flattened
+    output, and ``output_cosine`` the mean of those cosines over all inputs whatever the
+    batch size (docs: distillation_loss, output_cosine): both by hand on a linear teacher and
+    a student prepared from other weights (the cosine of the whole batch as one vector, or a
+    mean of batch means, is another number)."""
+    torch.manual_seed(0)
+    teacher = nn.Linear(6, 3).double().eval()
+    student = nn.Linear(6, 3).double()
+    x = torch.rand(10, 6, dtype=torch.float64) - 0.3
+    prepared = prepare(student, cimsim.load_chip("ideal"), x, train_noise=False).eval()
+    with torch.no_grad():
+        s, t = prepared(x).numpy(), teacher(x).numpy()
+    cos = (s * t).sum(1) / (np.linalg.norm(s, axis=1) * np.linalg.norm(t, axis=1))
+    assert np.ptp(cos) > 0.1  # the inputs disagree by different amounts
+    with distillation_loss(prepared, teacher, loss="cosine") as fn:
+        assert float(fn(x).detach()) == pytest.approx(float(np.mean(1 - cos)), rel=1e-9)
+    for batch_size in (3, 4, 10, 256):
+        assert output_cosine(prepared, teacher, x, batch_size=batch_size) == pytest.approx(
+            float(cos.mean()), rel=1e-9)
+
+
 def test_epochs_resume_exactly(digits, teacher, lossy_chip):
     """Epoch e depends on (seed, e) only: epochs 0 and 1 in one go equal epoch 1 run after a
     restored state of epoch 0 (what ``cimsim train`` relies on to resume)."""

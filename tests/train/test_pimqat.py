@@ -4,6 +4,7 @@ calibration on a twin and on a deployed SimModel, adjusted-precision training.""
 from __future__ import annotations
 
 import math
+import warnings
 from statistics import NormalDist
 
 import numpy as np
@@ -124,6 +125,57 @@ def test_layer_rescale_by_hand_bit_serial():
     assert 0 < b < 1  # a 2-bit ADC on 4-row sums loses slope
 
 
+def test_layer_rescale_counts_only_the_rows_a_short_last_group_holds():
+    """A 6-input Linear on a native chip (W4A4, 4 rows per conversion, 3-bit full-scale ADC)
+    has row groups of 4 and 2 inputs: the second group's partial sum is one of 2 rows
+    (docs/pim-qat.md §2: a sum of r rows is N(r·mean, r·var)), not of 4, by hand."""
+    torch.manual_seed(0)
+    chip = pim_chip("native", adc_bits=3, rows=4)
+    with warnings.catch_warnings():  # few codes used on the calibration inputs: the point
+        warnings.simplefilter("ignore")
+        prep = prepare(nn.Linear(6, 2, bias=False).double(), chip,
+                       torch.rand(32, 6, dtype=torch.float64))
+    (_, twin), = prep.twins()
+    lo, delta = (float(t[0, 0]) for t in twin.adc_tables())
+    assert twin.n_groups == 2 and lo == -4 * 15 * 7  # the full scale of 4 rows of 15 x ±7
+    # inputs uniform over 0..15 (mean square 77.5), weights over -7..7 (mean 0, mean square
+    # 2·(1 + 4 + ... + 49)/15 = 56/3): one row's product has mean 0, variance 77.5·56/3
+    var1 = 77.5 * 56 / 3
+    v0 = cov = vq = 0.0
+    for rows in (4, 2):
+        lam, rho = adc_moments(0.0, rows * var1, lo, delta, 8)
+        v0, cov, vq = v0 + rows * var1, cov + rows * var1 * lam, vq + rows * var1 * rho
+    f, b = layer_rescale(twin)
+    assert f == pytest.approx(math.sqrt(v0 / vq), rel=1e-9)
+    assert b == pytest.approx(cov / v0, rel=1e-9)
+
+
+def test_layer_rescale_of_binary_weights_has_no_zero_weight():
+    """Binary weights are ±1, never 0 (layer_rescale's docstring: ``{−1, +1}`` for binary
+    weights): on a binary chip (one cell per weight holding d = (w + 1)/2, shift-add
+    coefficient 2) d is Bernoulli(1/2), so with inputs uniform over 0..15 one row's product
+    x·d has mean 7.5/2 and variance 77.5/2 − 3.75²; 8 rows per conversion, a 3-bit ADC over the
+    full scale [0, 8·15]: the scalars by hand."""
+    from tests.arrays.test_binary import binary_chip
+
+    chip = binary_chip(input_bits=4, dac_bits=4, n_rows=16, n_cols=8, rows_per_conversion=8)
+    chip = chip.replace(adc=chip.adc.replace(bits=3, range_policy="full_scale"))
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prep = prepare(nn.Linear(8, 2, bias=False).double(), chip,
+                       torch.rand(32, 8, dtype=torch.float64))
+    (_, twin), = prep.twins()
+    assert twin.binary
+    lo, delta = (float(t[0, 0]) for t in twin.adc_tables())
+    assert lo == 0.0 and delta == pytest.approx(120 / 7, rel=1e-12)
+    mean, var = 3.75, 77.5 / 2 - 3.75**2
+    lam, rho = adc_moments(8 * mean, 8 * var, lo, delta, 8)
+    f, b = layer_rescale(twin)
+    assert f == pytest.approx(math.sqrt(1 / rho), rel=1e-9)
+    assert b == pytest.approx(lam, rel=1e-9)
+
+
 def test_rescale_factors_identity_without_loss():
     assert rescale_factors([(1.0, 8, 0.5, 0.25, -1e6, 1e-3, 2**31)]) == pytest.approx((1, 1),
                                                                                     abs=1e-6)
@@ -210,6 +262,50 @@ def test_pim_chip_decompositions():
     assert all(c.array.rows_per_group == 64 for c in ns.values())
     with pytest.raises(ConfigError, match="decomposition"):
         pim_chip("analog", adc_bits=4, rows=64)
+
+
+def test_pim_chip_arrays_hold_at_least_128_rows():
+    """``rows`` sets the rows per conversion; the arrays have ``max(rows, 128)`` rows (and as
+    many columns), as pim_chip's docstring says: a small conversion is a group of a 128-row
+    array, not an array of its own."""
+    for rows, n_rows in ((16, 128), (64, 128), (128, 128), (256, 256)):
+        chip = pim_chip("native", adc_bits=4, rows=rows)
+        assert (chip.array.n_rows, chip.array.n_cols) == (n_rows, n_rows)
+        assert chip.array.rows_per_group == rows
+
+
+def test_pim_chip_cubic_is_the_documented_column_nonlinearity():
+    """``cubic = c`` is ``a -> a + F·c·(a/F)³`` (docs/pim-qat.md §1): the polynomial the chip
+    holds (``NoiseConfig.poly_coeffs``: ``a + F·Σ_i c_i·(a/F)^(i+2)``) evaluated at several
+    currents gives exactly that, with no quadratic term; ``cubic = 0`` is linear."""
+    c, full = -0.3, 5.0
+    chip = pim_chip("native", adc_bits=4, rows=64, cubic=c)
+    assert chip.noise.nonlinearity.value == "polynomial"
+    for a in (-5.0, -2.0, 0.5, 1.0, 4.0):
+        u = a / full
+        held = a + full * sum(ci * u ** (i + 2) for i, ci in enumerate(chip.noise.poly_coeffs))
+        assert held == pytest.approx(a + full * c * u**3, rel=1e-12, abs=1e-12)
+    assert pim_chip("native", adc_bits=4, rows=64).noise.nonlinearity.value == "none"
+
+
+def test_prepare_pimqat_switches_each_rescaling_on_its_own():
+    """``forward_rescale`` switches η_f (``out_rescale``), ``backward_rescale`` η_b
+    (``grad_rescale``), each alone: the one switched off is 1, the other the value
+    :func:`layer_rescale` computes (a 2-bit ADC on 4-row bit-serial sums: both differ from
+    1)."""
+    torch.manual_seed(1)
+    lin = nn.Linear(4, 2).double()
+    chip = pim_chip("bit-serial", adc_bits=2, rows=4)
+    x = torch.rand(16, 4, dtype=torch.float64)
+    for fwd, bwd in ((True, False), (False, True), (True, True), (False, False)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prep = prepare_pimqat(lin, chip, x, forward_rescale=fwd, backward_rescale=bwd)
+        (_, twin), = prep.twins()
+        eta_f, eta_b = layer_rescale(twin)
+        assert abs(eta_f - 1) > 1e-3 and abs(eta_b - 1) > 1e-3
+        assert twin.out_rescale == (eta_f if fwd else 1.0)
+        assert twin.grad_rescale == (eta_b if bwd else 1.0)
 
 
 # --- BN calibration --------------------------------------------------------------------------

@@ -66,3 +66,24 @@ def test_eval_twin_is_the_deployed_chip_and_hands_back_powers_of_two(lossy, gran
         assert _powers_of_two(view.s_w)
     assert any(not _powers_of_two(t.weight_scale.detach().numpy()) for _, t in prep.twins())
     assert all(t.weight_scale.grad is not None for _, t in prep.twins())
+
+
+def test_quantized_weight_uses_the_power_of_two_scale_deploy_programs():
+    """``quantized_weight`` (the codes the integer path and the methods read) divides by the
+    learned scale rounded up to a power of two, as deploy does: after the scales moved off
+    their powers, it equals the engine's integer weights, and ``round(w / 2^ceil(log2 s))``
+    by hand."""
+    chip = _chip(False, "channel")
+    torch.manual_seed(1)
+    x = torch.randn(64, 20, dtype=torch.float64)
+    prep = prepare(_model(), chip, x, seed=1)
+    twin = dict(prep.twins())["0"]
+    with torch.no_grad():
+        twin.weight_scale.mul_(1.3)  # off the powers of two
+    s = twin.weight_scale.detach().numpy().T  # (1, N) per output channel -> (N, 1)
+    assert not _powers_of_two(s)
+    p2 = 2.0 ** np.ceil(np.log2(s))
+    w = twin.weight.detach().numpy()
+    want = np.clip(np.rint(w / p2), -twin.w_qmax, twin.w_qmax)
+    np.testing.assert_array_equal(twin.quantized_weight().numpy(), want)
+    np.testing.assert_array_equal(twin.to_engine().w_int, want)

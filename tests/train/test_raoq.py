@@ -266,6 +266,34 @@ def test_lora_merged_deploy_equals_the_unmerged_twin(chip_name):
     torch.testing.assert_close(y_dep, y_unmerged, rtol=1e-12, atol=1e-12)
 
 
+def test_lora_delta_is_alpha_over_the_requested_rank_times_b_a():
+    """ΔW = (α/r)·B·A (lora.py's docstring), where r is the rank asked for: a matrix whose
+    min(N, K) caps its adapter's rank keeps the scale α/r (default α = r: ΔW = B·A on every
+    matrix). W0 is frozen while the adapters train; ``merge_lora`` folds W0 + ΔW into the
+    weight and unfreezes it."""
+    x_cal = torch.randn(64, 12, dtype=torch.float64)
+    for rank, alpha, scale in ((2, 4.0, 2.0), (8, None, 1.0), (8, 16.0, 2.0)):
+        prep = prepare(_mlp(), cimsim.load_chip("ideal"), x_cal, train_noise=False)
+        add_lora(prep, rank=rank, alpha=alpha, seed=3)
+        gen = torch.Generator().manual_seed(5)
+        expect = []
+        for _, t in prep.twins():
+            n, k = t.weight.shape
+            assert t.lora.A.shape == (min(rank, n, k), k)  # the cap: 8 -> 8, 6, 3
+            assert not t.weight.requires_grad  # W0 frozen: only the adapters train
+            with torch.no_grad():
+                t.lora.B.copy_(torch.randn(t.lora.B.shape, generator=gen, dtype=torch.float64))
+            w0 = t.weight.detach().clone()
+            delta = scale * (t.lora.B @ t.lora.A).detach()
+            torch.testing.assert_close(t.float_weight().detach() - w0, delta, rtol=1e-12,
+                                       atol=1e-14)
+            expect.append(w0 + delta)
+        merge_lora(prep)
+        for (_, t), w in zip(prep.twins(), expect, strict=True):
+            assert getattr(t, "lora", None) is None and t.weight.requires_grad
+            torch.testing.assert_close(t.weight.detach(), w, rtol=1e-12, atol=1e-14)
+
+
 # ---------------------------------------------------------------------------------------------
 # BS-KMQ fine-tuning
 # ---------------------------------------------------------------------------------------------
@@ -277,6 +305,42 @@ def test_nl_activation_is_the_fused_ramp_function_with_ste():
     torch.testing.assert_close(y, torch.tensor([0.0, 0.0, 1.0, 3.0, 3.0]))
     y.sum().backward()
     torch.testing.assert_close(x.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0]))
+
+
+def test_nl_activation_value_on_a_threshold_takes_the_level_above():
+    """``levels[#(thresholds <= y)]`` (NLActivation's docstring): a value exactly on threshold
+    k is counted, so it reads level k + 1, not k."""
+    act = NLActivation(2, "uniform")
+    act.fit(np.array([0.0, 0.0, 1.0, 3.0]))
+    thr, lvl = act.thresholds.clone(), act.levels.clone()
+    assert torch.all(lvl[1:] > lvl[:-1])
+    torch.testing.assert_close(act(thr), lvl[1:], rtol=0, atol=0)
+    below = torch.nextafter(thr, torch.full_like(thr, -1.0))
+    torch.testing.assert_close(act(below), lvl[:-1], rtol=0, atol=0)
+
+
+def test_refit_levels_records_the_eval_model_and_keeps_its_modes():
+    """``refit_levels`` fits each activation on what the model computes in eval mode (a
+    BatchNorm normalising with its running statistics, which the pass leaves as they were),
+    and restores each module's own mode: a model in training mode fitted on batch statistics
+    and moved its running averages."""
+    from cimsim.train.bskmq import refit_levels
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].running_var.uniform_(0.5, 2)
+    x = torch.randn(64, 4) * 3
+    nl = attach_nl_activations(model, 2, "uniform", x)
+    nl.train()
+    stats = [t.clone() for t in (nl[1].running_mean, nl[1].running_var)]
+    refit_levels(nl, x, batch_size=16)
+    assert nl.training and nl[1].training
+    assert torch.equal(nl[1].running_mean, stats[0]) and torch.equal(nl[1].running_var, stats[1])
+    with torch.no_grad():
+        want = float(torch.relu(model.eval()[1](model[0](x))).max())
+    assert nl[2].a_max == pytest.approx(want, rel=1e-6)
 
 
 @pytest.mark.parametrize("refit", [False, True])

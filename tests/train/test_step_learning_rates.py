@@ -83,3 +83,24 @@ def test_a_scalar_step_still_learns_at_its_own_size():
     groups = {id(g["params"][0]): g["lr"] for g in param_groups(prepared, 1e-3)[1:]}
     for _, twin in prepared.twins():
         assert groups[id(twin.act_scale)] == pytest.approx(1e-3 * float(twin.act_scale.detach()))
+
+
+def test_a_step_element_of_zero_takes_no_part_in_its_rate():
+    """A step's rate is ``lr · min|step|`` over its NONZERO elements (param_groups'
+    docstring: an element of 0, a set with no data, has no size to keep); a step all of
+    whose elements are 0 keeps ``lr`` itself. With the zero counted the group's rate was 0
+    and the whole vector froze."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4)).eval()
+    prepared = prepare(model, cimsim.load_chip("rram-22nm"), torch.rand(64, 8), seed=0)
+    (_, first), (_, second) = prepared.twins()
+    with torch.no_grad():
+        first.weight_scale.copy_(torch.linspace(0.5, 1.0, first.weight_scale.numel())
+                                 .reshape(first.weight_scale.shape))
+        first.weight_scale.view(-1)[0] = 0.0  # the 0.5 gone: the smallest nonzero is next
+        second.weight_scale.zero_()
+    assert first.weight_scale.numel() > 2
+    groups = {id(g["params"][0]): g["lr"] for g in param_groups(prepared, 1e-2)[1:]}
+    nxt = 0.5 + 0.5 / (first.weight_scale.numel() - 1)
+    assert groups[id(first.weight_scale)] == pytest.approx(1e-2 * nxt, rel=1e-6)
+    assert groups[id(second.weight_scale)] == 1e-2

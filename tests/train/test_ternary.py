@@ -156,6 +156,30 @@ def test_twin_equals_the_deployed_chip_on_the_lossless_chip():
         torch.testing.assert_close(prep(x), torch.as_tensor(sim(x)), rtol=1e-12, atol=1e-14)
 
 
+def test_exact_conversion_pass_keeps_the_forward_rescale():
+    """The ternary twin's exact-conversion path (``lossless``, recalibrate_adcs' pass) is the
+    chip path on a chip whose conversions are exact, the forward rescale ``out_rescale``
+    (PIM-QAT's η_f) included: both give η_f times the output at η_f = 1."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(20, 8)).double()
+    x = torch.rand(24, 20, dtype=torch.float64)
+    prep = prepare(model, _lossless(calibrated=False), x)
+    twin = dict(prep.twins())["0"]
+    make_ternary(twin, "column")
+    prep.eval()
+    with torch.no_grad():
+        twin.alpha.copy_((2.0 ** -torch.randint(1, 6, twin.alpha.shape)).double())
+        y1 = twin(x)
+        twin.out_rescale = 1.5
+        y_chip = twin(x)
+        twin.lossless = True
+        y_exact = twin(x)
+        twin.lossless = False
+    bias = twin.bias.detach()
+    torch.testing.assert_close(y_chip - bias, 1.5 * (y1 - bias), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y_exact, y_chip, rtol=1e-12, atol=1e-12)
+
+
 def test_training_lowers_the_loss_and_deploys_with_the_learned_alphas():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3))
