@@ -114,6 +114,23 @@ def test_cost_columns_and_totals(rep):
     assert ((comp["component"] == "adc") & (comp["action"] == "leak")).any()
 
 
+def test_area_and_energy_percentages_are_percent_of_their_totals(rep):
+    """``area_pct`` of the area table is each instance kind's share of the whole chip's area in
+    percent (100 x its um^2 over the sum, the shares summing to 100), and ``energy_pct`` of the
+    breakdown each component's share of its layer's energy in percent: guards against a
+    fraction (0..1) written under a ``_pct`` name."""
+    area = rep.area
+    total = float(area["area_um2"].sum())
+    assert total > 0
+    assert np.allclose(area["area_pct"], 100.0 * area["area_um2"] / total)
+    assert float(area["area_pct"].sum()) == pytest.approx(100.0)
+    b = rep.breakdown
+    for layer, rows in b.groupby("layer"):
+        e = rows["energy_pj_per_inference"]
+        assert np.allclose(rows["energy_pct"], 100.0 * e / e.sum()), layer
+        assert float(rows["energy_pct"].sum()) == pytest.approx(100.0), layer
+
+
 def test_save_load_round_trip_and_html(rep, tmp_path):
     paths = rep.save(tmp_path / "a")
     names = {p.name for p in paths}
@@ -256,6 +273,26 @@ def _over_capacity_report() -> Report:
     return sim.report()
 
 
+def test_breakdown_area_is_each_layers_own_arrays_and_tile_share():
+    """The breakdown's ``area_um2`` of a (layer, component) is the footprint of that layer's
+    own arrays with their tile share (``occupied_area_um2`` at the layer's ``n_arrays``), so a
+    layer spread over several arrays carries all of them: on 4 x 8 arrays each layer needs
+    more than one. Guards the layer's array count in the breakdown."""
+    from cimsim.cost.area import occupied_area_um2
+
+    rep = _over_capacity_report()
+    n_arrays = rep.layers.set_index("layer")["n_arrays"]
+    assert (n_arrays.loc[["0", "2"]] > 1).all()
+    b = rep.breakdown
+    for layer in ("0", "2"):
+        want = occupied_area_um2(rep.chip, int(n_arrays.loc[layer]))
+        rows = b[b["layer"] == layer].set_index("component")["area_um2"]
+        for comp, area in rows.items():
+            assert area == pytest.approx(want.get(comp, 0.0)), (layer, comp)
+        # together the layer's rows are its whole footprint, as its own area_um2 says
+        assert rows.sum() == pytest.approx(rep.layers.set_index("layer").loc[layer, "area_um2"])
+
+
 def test_a_small_figure_keeps_its_significant_digits():
     """One small layer on a 2688-array chip: a TOPS/mm^2 of 1.26e-05 read 0.0000 and a
     TOPS/W of 0.00067 read 0.001; ordinary figures keep their fixed decimals."""
@@ -280,6 +317,18 @@ def test_headline_shows_the_used_part_beside_the_chip_issue16(rep):
     assert t["tops_per_mm2_used"] > t["tops_per_mm2"]  # 2 arrays of a 2688-array chip
     assert not any("meaningless" in s or "reloading" in s for s in lines)
     assert lines[-1] == f"{'arrays used':<24}{t['n_arrays_used']} of {t['n_arrays_available']}"
+
+
+def test_used_part_1b_figures_use_the_used_area(rep):
+    """The 1b-normalised TOPS/mm^2 of the used part is the used part's TOPS/mm^2 times
+    ``input_bits x weight_bits`` (8 x 8 = 64 on rram-22nm), not the whole chip's: the run uses
+    2 arrays of 2688, so the two differ. Guards ``tops_per_mm2_used_1b``'s area."""
+    t = rep.totals
+    assert t["area_mm2_used"] < t["area_mm2"]
+    assert t["tops_per_mm2_used"] == pytest.approx(t["tops"] / t["area_mm2_used"])
+    assert t["tops_per_mm2_used_1b"] == pytest.approx(t["tops_per_mm2_used"] * 64)
+    assert t["tops_per_mm2_1b"] == pytest.approx(t["tops"] / t["area_mm2"] * 64)
+    assert t["tops_1b"] == pytest.approx(t["tops"] * 64)
 
 
 def test_time_multiplexed_report_has_a_reprogramming_line_issue16(tmp_path):
@@ -307,6 +356,23 @@ def test_time_multiplexed_report_has_a_reprogramming_line_issue16(tmp_path):
                                         f"{t['n_arrays_available']} (time-multiplexed)")
     rep.save(tmp_path)  # the reload row goes through CSV, JSON and the figures
     assert "(reprogramming)" in (tmp_path / "layers.csv").read_text()
+
+
+def test_arrays_used_line_at_exactly_the_stored_sets_is_taking_turns():
+    """A run that uses exactly as many arrays as the chip holds weight sets for
+    (``n_arrays_used == n_array_slots``, beyond ``n_arrays_available``) switches stored sets
+    and rewrites none: the headline's last line says so, and one array more is
+    time-multiplexed. Guards the ``<=`` of the boundary (docs: within the slots, layers take
+    turns)."""
+    from cimsim.report import headline_lines
+
+    totals = {"n_arrays_used": 4, "n_arrays_available": 2, "time_multiplexed": True,
+              "n_array_slots": 4}
+    assert headline_lines(totals)[-1] == (
+        f"{'arrays used':<24}4 of 2 (layers take turns, switching stored weight sets: "
+        "none rewritten)")
+    assert headline_lines({**totals, "n_arrays_used": 5})[-1] == (
+        f"{'arrays used':<24}5 of 2 (time-multiplexed)")
 
 
 def test_ideal_chip_cost_lines_say_meaningless_issue16(tmp_path):

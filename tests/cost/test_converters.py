@@ -95,6 +95,19 @@ def test_ramp_physical_energy_reads_its_reference_column_known_answer():
         64 * (59.32 + 3.025) * 1e-3 + latch)
 
 
+def test_ramp_physical_reference_read_counts_every_device_known_answer():
+    """The reference cell of an in-memory ramp is a cell of the array's kind: with two devices
+    per cell (``tech.devices_per_cell = 2``) each step's read conducts ``V_s V_read G_max
+    devices t_step`` = 0.8 V x 0.55 V x 10 uS x 2 x 1 ns = 8.8 fJ, twice the one-device read.
+    Guards the devices factor of :meth:`ADCModel.reference_read_pj`."""
+    chip = chip_at("ramp", 6, devices_per_cell=2)
+    model = adc(chip)
+    assert model.reference_read_pj() == pytest.approx(0.8 * 0.55 * 10.0 * 2 * 1.0 * 1e-3)
+    latch = 6 * T.tech_table(45.0).shift_add_energy_pj_per_bit
+    assert model.energy_pj(A.CONVERT, 6) == pytest.approx(
+        64 * (59.32 + 8.8) * 1e-3 + latch)
+
+
 def test_ramp_physical_area_is_one_comparator_known_answer():
     """The in-memory ramp converter has one comparator per column, as the single-slope one: its
     2^b steps are reference-cell reads in time. Before the fix the physical model priced 2^b

@@ -311,6 +311,21 @@ def test_digital_readout_prices_by_hand():
         GATE_CAPACITANCE_FF_PER_UM * pitch * 0.9**2 * 1e-3)
 
 
+def test_digital_readout_gates_every_stored_bit_by_hand():
+    """Under a digital read-out each stored bit gates the input into its own adder input: a
+    ``signed_cell`` weight's cell holds two bit-cells (magnitude and sign), each a 6T cell with
+    a 4-T product gate (280 x 10 / 8 F^2 at 22 nm), so one read switches two gates, ``2 C
+    V^2`` with ``C`` = 1 fF/um x the bit-cell pitch. Guards the stored-bits factor of the
+    physical digital read (one gate per cell would price half)."""
+    chip = digital_chip(encoding="signed_cell", vdd_v=0.9)
+    m = component_models(chip)
+    f2 = 280.0 * (6 + PRODUCT_GATE_TRANSISTORS) / 8
+    assert m[C.CELL].area_um2() == pytest.approx(2 * f2 * 0.022**2)
+    pitch = math.sqrt(f2) * 0.022  # one bit-cell's pitch, not the two-bit cell's
+    assert m[C.CELL].energy_pj(A.READ, 1) == pytest.approx(
+        2 * GATE_CAPACITANCE_FF_PER_UM * pitch * 0.9**2 * 1e-3)
+
+
 def test_digital_readout_energy_grows_with_node_supply_and_rows():
     def e(rows=256, **tech):
         return component_models(digital_chip(rows, **tech))[C.ADC].energy_pj(A.CONVERT, 10)

@@ -349,6 +349,21 @@ def test_charge_domain_cell_known_answer():
     assert with_caps.area_um2() == pytest.approx(280 * 10 / 8 * 0.065**2 + 1.0)
 
 
+def test_charge_domain_cell_carries_one_capacitor_per_stored_bit_known_answer():
+    """A charge-domain cell holds a unit capacitor for every stored bit: a ``signed_cell``
+    weight stores its magnitude bit and its sign bit, two 10T bit-cells (2 x 280 x 10 / 8 F^2
+    at 65 nm) and two 2-fF capacitors at 2 fF/um^2 (1 um^2 each). Guards the stored-bits
+    factor of the capacitor area (one capacitor per cell would price 1 um^2)."""
+    base = cimsim.load_chip("jia-jssc20")
+    chip = base.replace(weight_encoding="signed_cell", tech=base.tech.replace(
+        cost_model="physical", compute_domain="charge", cap_unit_ff=2.0, vdd_v=0.85,
+        cell_kind="sram_10t", cap_density_ff_per_um2=2.0))
+    cell = component_models(chip)[C.CELL]
+    assert cell.area_um2() == pytest.approx(2 * 280 * 10 / 8 * 0.065**2 + 2 * 2.0 / 2.0)
+    # and both bits' capacitors switch on a product: C V^2 / 2 per stored bit
+    assert cell.energy_pj(A.READ, 1) == pytest.approx(2 * 0.5 * 2.0 * 0.85**2 * 1e-3)
+
+
 def test_cell_kinds_and_multi_device_area():
     # SRAM by transistor count from NeuroSim's 280-F^2 8T cell: 7T (a 6T cell with one read
     # transistor) 280 x 7 / 8 = 245 F^2

@@ -136,6 +136,22 @@ def test_the_word_line_crosses_each_cells_full_adder():
     assert ripple.adder_area_um2_per_cell(chip, t) == t.accumulator_area_um2_per_bit
 
 
+def test_a_two_bit_cell_has_a_full_adder_beside_each_bit():
+    """A ``signed_cell`` weight's cell holds two bit-cells (magnitude and sign), each a 6T cell
+    with its product gate (2 x 280 x 10 / 8 F^2 at 65 nm), and a full adder beside each: the
+    adder area a cell adds is 2 x the tables' adder area per bit, and the word line crosses
+    both bit-cells with their adders (pitch ``2 sqrt(A / 2)``). Guards the stored-bits factor
+    of :func:`ripple.adder_area_um2_per_cell`."""
+    chip, t = _chip().replace(weight_encoding="signed_cell"), tech_table(65.0)
+    a_fa = t.accumulator_area_um2_per_bit
+    assert ripple.adder_area_um2_per_cell(chip, t) == pytest.approx(2 * a_fa)
+    cell_um2 = 2 * 280 * 10 / 8 * 0.065**2
+    assert CellModel(chip, t).area_um2() == pytest.approx(cell_um2)
+    pitch = 2 * ((cell_um2 + 2 * a_fa) / 2) ** 0.5
+    c_ff = (t.wire_capacitance_ff_per_um + GATE_CAPACITANCE_FF_PER_UM) * pitch * 128
+    assert DACModel(chip, t).wordline_pj() == pytest.approx(c_ff * 0.8 * 0.8 * 1e-3)
+
+
 @pytest.mark.parametrize("weight_bits, q, outputs", [(1, 1, 16), (8, 8, 8)])
 def test_one_shift_and_add_per_output_not_per_column(weight_bits, q, outputs):
     # an output's q weight columns leave the array as one sum: one 32-b shift-and-add (and

@@ -113,6 +113,18 @@ def test_dac_and_buffer(t22):
     assert buffer_energy_pj_per_bit(4, t22) < buffer_energy_pj_per_bit(8, t22)
 
 
+def test_buffer_energy_continues_the_end_slopes_outside_the_table(t22):
+    """Outside 8 KB .. 1 MB the Horowitz buffer energy continues the log-log slope of the
+    nearest pair of points (docstring of ``buffer_energy_pj_per_bit``): above 1 MB the
+    32 KB -> 1 MB slope ln(100/20) / ln(1024/32) = ln 5 / ln 32, so 4 MB costs
+    100 x 4^(ln 5 / ln 32) pJ per 64 b; below 8 KB the 8 -> 32 KB slope ln 2 / ln 4 = 1/2, so
+    2 KB costs 10 x (1/4)^(1/2) = 5 pJ per 64 b. Guards the slope each side uses."""
+    per_bit_32k = t22.sram_buffer_energy_pj_per_bit  # 20 pJ per 64 b at 32 KB, node-scaled
+    assert buffer_energy_pj_per_bit(4096, t22) == pytest.approx(
+        per_bit_32k * 100 / 20 * 4 ** (math.log(5) / math.log(32)))
+    assert buffer_energy_pj_per_bit(2, t22) == pytest.approx(per_bit_32k * 5 / 20)
+
+
 # ---- monotonicity and bands ---------------------------------------------------------------
 
 

@@ -88,6 +88,17 @@ def test_both_cost_models_price_the_circuit_scaled_by_supply(arch):
             T.tdc_area_um2(arch, 6, table))
 
 
+@pytest.mark.parametrize("arch", ["counter", "successive"])
+def test_physical_tdc_leakage_is_not_priced(arch):
+    """A TDC is CMOS logic (delay stages, flip-flops, a comparator) and the physical model
+    prices no leakage for it, as for the adder trees (no source): ``adc.leak`` is 0 while a
+    conversion costs energy. Guards against the survey converters' leakage (a fraction of the
+    dynamic power at the design rate) being charged to the TDC."""
+    model = component_models(chip_at(arch, 6))[C.ADC]
+    assert model.energy_pj(A.CONVERT, 6) > 0.0
+    assert model.energy_pj(A.LEAK, 6) == 0.0
+
+
 @pytest.mark.parametrize("arch", list(TDCArchitecture))
 def test_monotone_in_bits_node_and_supply(arch):
     nodes = (3.0, 7.0, 22.0, 28.0, 45.0, 65.0, 130.0, 180.0)

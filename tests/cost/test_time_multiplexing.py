@@ -151,6 +151,22 @@ def test_used_area_is_at_most_the_chip(rram):
     assert layers_um2 > chip_um2
 
 
+def test_occupied_area_carries_a_fractional_tile_share():
+    """``n`` arrays occupy their own area and ``n / arrays_per_tile`` of a tile's (its buffer,
+    router and bus shared by the tile's arrays), not whole tiles: 3 arrays of 2-array tiles
+    carry 1.5 tiles, 1 array half a tile. Guards the fractional share of the used area."""
+    from cimsim.cost.area import array_area_um2, tile_area_um2
+
+    chip = _tiny("rram-22nm", n_tiles=4, arrays_per_tile=2)
+    per_array, per_tile = array_area_um2(chip), tile_area_um2(chip)
+    for n in (1, 3):
+        got = occupied_area_um2(chip, n)
+        for k, v in per_array.items():
+            assert got[k] == pytest.approx(n * v), k
+        for k, v in per_tile.items():
+            assert got[k] == pytest.approx(n / 2 * v), k
+
+
 def test_leakage_charged_for_the_chips_arrays_only(rram):
     work, cost = rram
     chip = work.chip

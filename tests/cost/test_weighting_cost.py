@@ -136,6 +136,15 @@ def test_charge_domain_energy_and_area_by_hand():
     assert WeightingModel(flat).area_um2() == 0.0
 
 
+def test_charge_domain_unit_capacitor_area_at_a_low_density():
+    """A unit capacitor takes ``cap_unit_ff / cap_density_ff_per_um2`` of area for every
+    positive density, a thin-oxide 0.5 fF/um^2 included: 1.5 fF / 0.5 = 3 um^2 (only the
+    density 0, capacitors above the cells, is free). Guards the density test's bound."""
+    chip = _chip("charge")
+    low = chip.replace(tech=chip.tech.replace(cap_density_ff_per_um2=0.5))
+    assert WeightingModel(low).area_um2() == pytest.approx(1.5 / 0.5)
+
+
 @pytest.mark.parametrize("domain", ["current", "charge"])
 def test_estimate_prices_the_network(domain):
     chip = _chip(domain)
