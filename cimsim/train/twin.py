@@ -49,6 +49,7 @@ from torch import nn
 from torch.nn.utils import parametrize, prune
 
 from .. import engine
+from .._eager import eager
 from .._seed import check_seed
 from ..adc import ADCTables, FusedActivation, calibration_units
 from ..adc.activation import ActivationLevels, activation_tables, fit_activation_levels
@@ -1001,6 +1002,7 @@ class TwinMatmul(nn.Module):
             q = torch.clamp(torch.round(x64 / s64), self.x_lo, self.x_hi)
         return c + (q.to(c.dtype) - c).detach()
 
+    @eager  # NumPy and Numba inside (see _TwinLayer.__init_subclass__)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Float inputs (M, K) -> float outputs (M, N) through the simulated chip, in the
         twin's dtype: under ``torch.autocast`` (bfloat16) the integer sums would be rounded and
@@ -1755,6 +1757,7 @@ HALF_WEIGHTS = ("hold float16/bfloat16 weights, too narrow for the twin's intege
                 "the float model after training")
 
 
+@eager  # (a hook is traced with the layer: see _TwinLayer.__init_subclass__)
 def _refuse_swapped(layer: _TwinLayer, args: tuple) -> None:
     """A twin layer's forward pre-hook (a function, not a lambda: a prepared model pickles):
     weights set from outside, and inputs of a ``torch.func`` transform, refused."""
@@ -1774,6 +1777,15 @@ class _TwinLayer(ViewsWeights):
     Each weight matrix ``i`` of the layer is programmed with ``matrix_seed(layer_seed, i)``,
     the derivation ``cimsim.deploy`` uses for the same layer.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # the twins compute in NumPy and Numba, as the deployed layers: a torch.compile'd
+        # prepared model runs them eagerly, its graph broken around them (Dynamo traced into
+        # them, printing a graph-break warning per layer, and fullgraph=True failed on an
+        # internal check, naming no layer)
+        if "forward" in vars(cls):
+            cls.forward = eager(vars(cls)["forward"])
 
     def __init__(self, src: nn.Module, name: str, chip: ChipConfig, seed: int,
                  options: TwinOptions, n_matrices: int):

@@ -74,3 +74,30 @@ def test_a_twin_cast_to_half_after_prepare_is_refused_as_prepare_refuses_it(dtyp
         twin(x.to(dtype))
     twin.float()
     twin(x)  # cast back, it runs
+
+
+def test_a_compiled_twin_trains_as_the_twin_with_no_graph_break_warnings(caplog):
+    """torch.compile of a prepared model traced into the twins' NumPy and Numba: it trained
+    right, but printed Dynamo's graph-break warnings for every layer (a ``Tensor.item()`` in
+    the step check, a functorch builtin in the input check). The twin layers run eagerly in a
+    compiled model, as deployed layers do: the same outputs and gradients, and no warning."""
+    import logging
+
+    twin, x = _twin()
+    twin.train()
+    y = torch.randint(0, 4, (8,))
+    torch.manual_seed(5)
+    nn.functional.cross_entropy(twin(x), y).backward()
+    ref = [p.grad.clone() for p in twin.parameters() if p.grad is not None]
+    twin.zero_grad()
+    compiled = torch.compile(twin, backend="eager")
+    torch.manual_seed(5)
+    with warnings.catch_warnings(record=True) as said, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        nn.functional.cross_entropy(compiled(x), y).backward()
+    got = [p.grad for p in twin.parameters() if p.grad is not None]
+    assert len(got) == len(ref) > 0
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not [str(w.message)[:80] for w in said]
+    assert not [r.getMessage()[:80] for r in caplog.records if "Graph break" in r.getMessage()]
