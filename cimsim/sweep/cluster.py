@@ -24,13 +24,12 @@ from typing import Any
 from .._version import __version__
 from ..errors import CimsimError, ConfigError
 from .runner import (
-    UNGUARDED,
     SweepContext,
     limit_threads,
+    naming_the_guard,
     pickled_context,
     refuse_while_bootstrapping,
     run_point,
-    unguarded_mark,
 )
 
 __all__ = ["dask_client", "parse_scheduler", "run_points_dask"]
@@ -96,15 +95,10 @@ def dask_client(scheduler: str, *, timeout_s: float = 20.0) -> Iterator[Any]:
             # driver "Nanny failed to start"
             refuse_while_bootstrapping()
             with _environ_kept():
-                with unguarded_mark() as mark:  # (the workers inherit the environment)
-                    try:
-                        cluster = LocalCluster(n_workers=value, threads_per_worker=1,
-                                               processes=True, dashboard_address=":0",
-                                               env=dict(WORKER_ENV))
-                    except RuntimeError:
-                        if mark.exists():  # a worker met the missing guard
-                            raise CimsimError(UNGUARDED) from None
-                        raise
+                with naming_the_guard(RuntimeError):  # ("Nanny failed to start.")
+                    cluster = LocalCluster(n_workers=value, threads_per_worker=1,
+                                           processes=True, dashboard_address=":0",
+                                           env=dict(WORKER_ENV))
                 with cluster, Client(cluster) as client:
                     yield client
             return

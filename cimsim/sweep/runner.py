@@ -194,6 +194,21 @@ def unguarded_mark() -> Iterator[Path]:
             mark.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def naming_the_guard(*errors: type[BaseException]) -> Iterator[None]:
+    """Start spawned workers in the block: one of ``errors`` after a worker met
+    :data:`UNGUARDED` (it left the :func:`unguarded_mark`) is raised as that error instead
+    (the parent sees only a broken pool, or a cluster that failed to start); other errors and
+    other causes pass through."""
+    with unguarded_mark() as mark:
+        try:
+            yield
+        except errors:
+            if mark.exists():
+                raise CimsimError(UNGUARDED) from None
+            raise
+
+
 def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: int,
                finish: Callable[[dict[str, Any]], None], client: Any = None) -> list[str]:
     """Run every ``(point id, point)`` of ``todo``; ``finish(record)`` as each one ends.
@@ -224,13 +239,8 @@ def run_points(ctx: SweepContext, todo: list[tuple[str, dict[str, Any]]], jobs: 
 
     for attempt in range(2):
         try:
-            with unguarded_mark() as mark:
-                try:
-                    _run_pool(ctx, todo, jobs, finished)
-                except BrokenProcessPool:
-                    if mark.exists():  # a worker met the missing guard, not a kill
-                        raise CimsimError(UNGUARDED) from None
-                    raise
+            with naming_the_guard(BrokenProcessPool):  # a worker met it, not a kill
+                _run_pool(ctx, todo, jobs, finished)
             return []
         except BrokenProcessPool:
             todo = [(pid, p) for pid, p in todo if pid not in done]

@@ -1651,13 +1651,12 @@ def _change(p: torch.Tensor, p0: torch.Tensor) -> np.ndarray:
     return (p.detach() / p0).cpu().double().numpy()
 
 
-_FLOAT64_BUFFERS = (("s_w", "_weight_scale0"), ("s_x", "_act_scale0"), ("lo", "_adc_lo0"),
-                    ("delta", "_adc_delta0"), ("thr", "_adc_thr"), ("lvl", "_adc_lvl"))
-"""The float64 starting values a twin hands back from (``TwinMatmul._init64``, by key) and
-the buffers that hold them in the twin's dtype (in the state dict)."""
-
-_FOLLOWED = (*_FLOAT64_BUFFERS, ("smooth", "_smooth"))
-""":data:`_FLOAT64_BUFFERS` and the SmoothQuant factors (``_smooth64``, buffer ``_smooth``)."""
+_FOLLOWED = (("s_w", "_weight_scale0"), ("s_x", "_act_scale0"), ("lo", "_adc_lo0"),
+             ("delta", "_adc_delta0"), ("thr", "_adc_thr"), ("lvl", "_adc_lvl"),
+             ("smooth", "_smooth"))
+"""The float64 values a twin hands back from (``TwinMatmul._init64`` by key; ``smooth``:
+``_smooth64``) and the buffers that hold them in the twin's dtype (in the state dict), which
+they follow (:meth:`TwinMatmul._follow_buffers`)."""
 
 
 def _learned(p: torch.Tensor, p0: torch.Tensor, v0: np.ndarray | float) -> np.ndarray:
