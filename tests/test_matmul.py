@@ -909,3 +909,44 @@ def test_float32_gemms_stay_ieee_under_a_reduced_matmul_precision():
         assert np.array_equal(_gemm.gemm(a, b, "float32"), a.astype(np.int64) @ b.astype(np.int64))
     finally:
         mkl.fp32_precision, cuda.fp32_precision = saved
+
+
+def test_ieee_float32_holds_while_another_thread_leaves_its_block():
+    """torch's matmul precision is the process's: two threads' blocks overlapping (A enters, B
+    enters, A leaves) must keep IEEE under B's GEMM, and the caller's setting must come back
+    when the last block closes. Saved and restored per block, A's exit put bfloat16 back under
+    B, and threaded ``cimsim.matmul`` calls under ``set_float32_matmul_precision("medium")``
+    differed from the same calls made serially (by ~3 % on a CPU with bf16 units)."""
+    import threading
+
+    import torch
+
+    mkl, cuda = torch.backends.mkldnn.matmul, torch.backends.cuda.matmul
+    saved = mkl.fp32_precision, cuda.fp32_precision
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[tuple[str, str]] = []
+
+    def a() -> None:
+        with _gemm.ieee_float32(torch):
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def b() -> None:
+        a_in.wait(10)
+        with _gemm.ieee_float32(torch):
+            b_in.set()
+            a_out.wait(10)
+            seen.append((mkl.fp32_precision, cuda.fp32_precision))  # what B's GEMM runs under
+
+    try:
+        mkl.fp32_precision, cuda.fp32_precision = "bf16", "tf32"
+        threads = [threading.Thread(target=a), threading.Thread(target=b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert seen == [("ieee", "ieee")]
+        assert (mkl.fp32_precision, cuda.fp32_precision) == ("bf16", "tf32")
+    finally:
+        mkl.fp32_precision, cuda.fp32_precision = saved

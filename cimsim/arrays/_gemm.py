@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -132,6 +133,7 @@ def _cpu_autocast_on(torch: Any) -> bool:
 
 
 _READ_ONLY_SEEN = False
+_FILTER_LOCK = threading.Lock()
 """Whether torch was handed a read-only array here once: it warns of one once per process."""
 
 
@@ -146,11 +148,18 @@ def read_tensor(torch, a: np.ndarray):
     # (torch.set_warn_always(True) makes it warn at every call: held at every call then)
     if a.flags.writeable or (_READ_ONLY_SEEN and not torch.is_warn_always_enabled()):
         return torch.from_numpy(a)
-    with warnings.catch_warnings():
+    with _FILTER_LOCK, warnings.catch_warnings():  # the filters are the process's: one at a time
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         t = torch.from_numpy(a)
     _READ_ONLY_SEEN = True
     return t
+
+
+_IEEE_LOCK = threading.Lock()
+_IEEE_HELD = 0
+"""How many ``ieee_float32`` blocks are open, over all threads (under ``_IEEE_LOCK``)."""
+_IEEE_SAVED: list[tuple[Any, str]] = []
+"""The caller's settings the first open block replaced, restored when the last one closes."""
 
 
 @contextlib.contextmanager
@@ -160,19 +169,33 @@ def ieee_float32(torch) -> Iterator[None]:
     them in bfloat16 on the CPU (oneDNN, on CPUs with bf16 units) and in TF32 on a GPU, 8 or 10
     mantissa bits: cell digits and conductances beyond them would be rounded where the GEMM's
     exactness below 2^24 (:func:`choose`) is counted on. The backends' settings are restored
-    after; nothing is touched where they already are IEEE (the default)."""
-    saved: list[tuple[Any, str]] = []
-    for name in ("mkldnn", "cuda"):
-        matmul: Any = getattr(getattr(torch.backends, name, None), "matmul", None)
-        value = getattr(matmul, "fp32_precision", None)
-        if value is not None and value not in ("ieee", "none"):
-            saved.append((matmul, value))
-            matmul.fp32_precision = "ieee"
+    after; nothing is touched where they already are IEEE (the default).
+
+    The setting is the process's, not the thread's: the blocks of all threads share one
+    override, counted, and the caller's setting comes back when the last of them closes (saved
+    and restored per block, a thread leaving its block put bfloat16 back under another
+    thread's GEMM, and threaded ``cimsim.matmul`` calls differed from serial ones by ~3 %)."""
+    global _IEEE_HELD
+    with _IEEE_LOCK:
+        if _IEEE_HELD == 0:
+            _IEEE_SAVED.clear()
+            for name in ("mkldnn", "cuda"):
+                matmul: Any = getattr(getattr(torch.backends, name, None), "matmul", None)
+                value = getattr(matmul, "fp32_precision", None)
+                if value is not None and value not in ("ieee", "none"):
+                    _IEEE_SAVED.append((matmul, value))
+                    matmul.fp32_precision = "ieee"
+        _IEEE_HELD += 1
     try:
         yield
     finally:
-        for matmul, value in saved:
-            matmul.fp32_precision = value
+        with _IEEE_LOCK:
+            _IEEE_HELD -= 1
+            if _IEEE_HELD == 0:
+                for matmul, value in _IEEE_SAVED:
+                    if matmul.fp32_precision == "ieee":  # unless the caller set another since
+                        matmul.fp32_precision = value
+                _IEEE_SAVED.clear()
 
 
 @functools.lru_cache(maxsize=1)
