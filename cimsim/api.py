@@ -56,7 +56,8 @@ def matmul(
     Returns
     -------
     y : (M, N) float64
-        The integer-domain result; exactly ``x_int @ w_int.T`` on a lossless chip.
+        The integer-domain result; exactly ``x_int @ w_int.T`` on a lossless chip (below
+        2^53 in magnitude, float64's integers).
     events : Events
         What the run did (conversions, pulses, cell reads, ...), for the cost model.
     """
