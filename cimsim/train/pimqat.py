@@ -36,9 +36,23 @@ import torch
 from torch import nn
 
 from .._seed import check_int
-from ..config import ChipConfig, Nonlinearity, RangePolicy, WeightEncoding, as_chip
+from ..config import (
+    ADCPlacement,
+    ChipConfig,
+    Nonlinearity,
+    RangePolicy,
+    WeightEncoding,
+    as_chip,
+)
 from ..errors import ConfigError
-from .twin import PreparedModel, TwinMatmul, conversion_digits, input_planes, prepare
+from .twin import (
+    PreparedModel,
+    TwinMatmul,
+    conversion_digits,
+    input_planes,
+    prepare,
+    regrids_adc_tables,
+)
 
 __all__ = ["DECOMPOSITIONS", "adc_moments", "apply_rescaling", "layer_rescale", "pim_chip",
            "prepare_pimqat", "rescale_factors", "transfer_scales"]
@@ -265,23 +279,31 @@ def transfer_scales(src: PreparedModel, dst: PreparedModel) -> None:
 def check_train_adc_bits(chip: ChipConfig, bits: object, name: str = "train_adc_bits") -> int:
     """``bits`` as the training twin's ADC bits for ``chip`` (an integer in 1..24), or a
     ``ConfigError`` naming ``name`` (the command line's flag): on a chip whose ADC ranges are
-    calibrated only the chip's own bits deploy."""
+    calibrated, other bits deploy the learned range on the chip's grid
+    (:func:`cimsim.train.twin.regrids_adc_tables`) where the ADC is linear and no layer's
+    ADC is its fused activation; otherwise only the chip's own bits deploy."""
     bits = check_int(name, bits, 1, 24)
-    if chip.adc.range_policy is RangePolicy.CALIBRATED and bits != chip.adc.bits:
-        # refused before training: deploy(chip=) carries weights and scales onto the
-        # chip's own ADC, whose fixed tables are set by program; calibrated ranges would
-        # need the calibration pass the twin no longer holds (it failed after the epochs)
-        flag = name.startswith("--")
-        raise ConfigError(
-            f"{name} = {bits} on chip {chip.name!r}, whose "
-            "adc.range_policy = 'calibrated': the deployed chip's ADC ranges would need "
-            "calibrating at its own bits, which deploying a trained twin does not do; "
-            "allowed: a chip with adc.range_policy = 'full_scale' or 'fixed' (the paper's "
-            "adjusted-precision training uses full-scale ADCs"
-            + ("; --set adc.range_policy=full_scale" if flag else
-               "; on the command line --set adc.range_policy=full_scale")
-            + f"), or {name} equal to adc.bits ({chip.adc.bits})")
-    return bits
+    adc = chip.adc
+    if adc.range_policy is not RangePolicy.CALIBRATED or bits == adc.bits:
+        return bits
+    fused = adc.placement is ADCPlacement.LAYER_OUTPUT and adc.fuse_activation
+    if regrids_adc_tables(adc.replace(bits=bits), adc) and not fused:
+        return bits
+    # refused before training: the twin's calibrated levels (a nonlinear converter's, a fused
+    # activation's) hold at its own bits only, and deploy(chip=) has no calibration pass
+    # (it failed after the epochs)
+    flag = name.startswith("--")
+    why = ("its layer-output ADCs are the fused activations, whose levels are learned at "
+           "the twin's bits" if fused else f"its adc.kind = {adc.kind.value!r} is not a linear "
+           "converter, whose range could be carried to other bits")
+    raise ConfigError(
+        f"{name} = {bits} on chip {chip.name!r}, whose adc.range_policy = 'calibrated': "
+        f"{why}; the deployed chip's ADC would need calibrating at its own bits, which "
+        "deploying a trained twin does not do; allowed: a chip with adc.range_policy = "
+        "'full_scale' or 'fixed' (the paper's adjusted-precision training uses full-scale "
+        "ADCs" + ("; --set adc.range_policy=full_scale" if flag else
+                  "; on the command line --set adc.range_policy=full_scale")
+        + f"), or {name} equal to adc.bits ({adc.bits})")
 
 
 def prepare_pimqat(model: nn.Module | PreparedModel, chip: ChipConfig | str | Path, calibration, *,

@@ -1548,19 +1548,22 @@ class TwinMatmul(nn.Module):
         ``chip`` programs the weights on another chip of the same geometry (other noise,
         variation, non-linearity or ADC bits): with the twin's ADC ranges
         (:func:`carries_adc_tables`: its settings, up to the converter's own errors and noise
-        and a linear kind for a linear kind) the learned tables are carried, with other ones
-        the new chip's hardware-fixed tables are used (a ``calibrated`` range is a
-        ``ConfigError``: it needs a calibration pass).
+        and a linear kind for a linear kind) the learned tables are carried; a calibrated
+        linear ADC of other bits (:func:`regrids_adc_tables`) gets the learned range on its
+        own grid, as :attr:`adc_bits_override` computes it in the twin (the step
+        Δ·(2^b0−1)/(2^b−1), the start snapped to it); with other ADCs the new chip's
+        hardware-fixed tables are used (another ``calibrated`` one is a ``ConfigError``: it
+        needs a calibration pass).
         """
         seed = self.seed if seed is None else seed
         chip = self.chip if chip is None else chip
         own_adc = carries_adc_tables(self.chip.adc, chip.adc)
-        if not own_adc and chip.adc.range_policy is RangePolicy.CALIBRATED:
-            raise ConfigError("to_engine(chip=...): adc.range_policy = 'calibrated' on an ADC "
-                              "other than the twin's needs calibration; allowed: the twin's "
-                              "adc settings, or 'full_scale' / 'fixed'")
+        regrid = (not own_adc and regrids_adc_tables(self.chip.adc, chip.adc)
+                  and self.activation is None and not self.nonlinear_adc)
+        if not (own_adc or regrid) and chip.adc.range_policy is RangePolicy.CALIBRATED:
+            raise ConfigError(_needs_calibration(self.chip, chip, self.activation is not None))
         view, act = self._engine_state(seed, chip)
-        if not own_adc:
+        if not (own_adc or regrid):
             return view  # the new chip's static tables, set by program
         if act is not None:
             tabs = activation_tables(self.activation_levels(), act)
@@ -1569,7 +1572,11 @@ class TwinMatmul(nn.Module):
         init = self._init64
         if not self.nonlinear_adc:
             ratio = _change(self.adc_step, self._adc_step0)[self._adc_unit.cpu().numpy()]
-            lo, delta = init["lo"] * ratio, init["delta"] * ratio
+            lo0, d0 = init["lo"], init["delta"]
+            if regrid:  # _adc_grid0's range at the chip's bits, in float64
+                d0 = d0 * (self.top_code / float(2 ** chip.adc.bits - 1))
+                lo0 = np.round(lo0 / d0) * d0
+            lo, delta = lo0 * ratio, d0 * ratio
         else:
             thr, lvl = init["thr"], init["lvl"]
         gp = self._group_part.cpu().numpy()
@@ -2391,7 +2398,8 @@ class PreparedModel(nn.Module):
             Deploy on another chip (or a preset name or ``.toml`` path) of the same geometry
             (:meth:`TwinMatmul.to_engine`), e.g. with noise, variation or a non-linearity the
             twin does not train with, or at another ADC precision (adjusted-precision
-            training).
+            training; on a calibrated linear ADC the learned range on the new grid, as the
+            twin converts at those bits: a trained model's ADC bits can be swept).
 
         Returns
         -------
@@ -2448,6 +2456,37 @@ comparator noise (applied at each conversion, from the chip deployed on) and, be
 kinds, the kind (a SAR, flash or TDC of one range and bits has one grid)."""
 
 
+def regrids_adc_tables(twin: ADCConfig, other: ADCConfig) -> bool:
+    """Whether a twin's learned, calibrated linear ADC range holds on a chip whose ADC has
+    other bits (and otherwise differs at most as :func:`carries_adc_tables` allows): a
+    calibrated range is the calibration data's, not the converter's, and the same range on
+    the other grid is what the twin trains against at those bits (``adc_bits_override``:
+    RAOQ's BitAug, PIM-QAT's adjusted precision). Sweeping a trained model's ADC bits was
+    refused as "needs calibration", naming nothing the caller could pass."""
+    linear = (twin.kind not in (ADCKind.RAMP, ADCKind.DIGITAL)
+              and other.kind not in (ADCKind.RAMP, ADCKind.DIGITAL))
+    return (linear and twin.bits != other.bits
+            and twin.range_policy is RangePolicy.CALIBRATED
+            and carries_adc_tables(twin, dataclasses.replace(other, bits=twin.bits)))
+
+
+def _needs_calibration(twin: ChipConfig, chip: ChipConfig, fused: bool) -> str:
+    """The ``ConfigError`` of a deploy on a calibrated ADC the twin's tables do not reach:
+    which fields differ, and the ways to a model on that chip."""
+    differ = [f.name for f in dataclasses.fields(twin.adc)
+              if getattr(twin.adc, f.name) != getattr(chip.adc, f.name)]
+    why = ("a fused layer-output activation's levels are learned at the twin's bits"
+           if fused and differ == ["bits"] else
+           f"its ADC differs from the twin's in {', '.join('adc.' + n for n in differ)}")
+    return (f"deploy(chip=...): chip {chip.name!r} has adc.range_policy = 'calibrated' and "
+            f"{why}: its ranges need a calibration pass the twin cannot make; allowed: the "
+            "twin's ADC settings (its converter's errors and noise, or another linear kind, "
+            "may differ), other adc.bits on a linear ADC (the learned range on that grid), or "
+            "'full_scale' / 'fixed' ranges. To calibrate the learned weights on that chip: "
+            "cimsim.deploy(prepared.float_model(), chip, calibration) (the learned scales are "
+            "not carried); to train for it: prepare(prepared.float_model(), chip, calibration)")
+
+
 def carries_adc_tables(twin: ADCConfig, other: ADCConfig) -> bool:
     """Whether a twin's learned ADC tables hold on a chip with the ADC ``other``: the same
     settings but for :data:`_CONVERTER_OWN`, and both kinds linear or the same kind. A chip
@@ -2476,7 +2515,9 @@ def _check_same_geometry(prepared: ChipConfig, chip: ChipConfig) -> None:
     under the twin's ADC failed on its tables' shape naming neither field nor way out. Another
     decomposition (encoding, DAC, cells) under another ADC is programmed on the chip as it
     is (PIM-QAT's arm b: a digitally trained model on each decomposition)."""
-    carried = carries_adc_tables(prepared.adc, chip.adc)  # the twin's ADC tables go with it
+    # the twin's ADC tables go with it
+    carried = carries_adc_tables(prepared.adc, chip.adc) or regrids_adc_tables(prepared.adc,
+                                                                                chip.adc)
     names = _GEOMETRY + (_CONVERSIONS if carried else ())
     differ = []
     for path in names:

@@ -504,14 +504,25 @@ def test_adjusted_precision_trains_at_one_adc_and_deploys_at_another():
         prepare_pimqat(net, deploy_chip, x[:16], train_adc_bits=0)
 
 
-def test_adjusted_precision_on_a_calibrated_chip_is_refused_before_training():
-    """Deploying the twin carries its weights onto the chip's own ADC, whose calibrated ranges
-    it cannot fit: refused at prepare (it failed after the epochs), naming the way out."""
+def test_adjusted_precision_on_a_calibrated_chip_deploys_the_learned_range_at_its_bits():
+    """A calibrated linear ADC: the twin trained at 3 bits deploys its learned range on the
+    chip's 5-bit grid (it was refused before training: the deploy had no range to use), the
+    same conversions the twin makes at 5 bits (``raoq.adc_bits``). A nonlinear converter or
+    a fused activation, whose levels hold at the twin's bits only, is still refused before
+    training, naming the way out."""
+    from cimsim.train.raoq import adc_bits
+
     net, x = _net(5)
     chip = pim_chip("bit-serial", adc_bits=5, rows=16)
     calibrated = chip.replace(adc=chip.adc.replace(range_policy="calibrated"))
+    prep = prepare_pimqat(net, calibrated, x[:16], train_adc_bits=3).eval()
+    assert all(t.top_code == 7 for _, t in prep.twins())
+    sim = prep.deploy(seed=0, chip=calibrated)
+    with torch.no_grad(), adc_bits(prep, 5):
+        torch.testing.assert_close(sim(x), prep(x), rtol=1e-5, atol=1e-5)
+    ramp = calibrated.replace(adc=calibrated.adc.replace(kind="ramp"))
     with pytest.raises(ConfigError, match=r"train_adc_bits = 3 on chip .* adc.range_policy = "
-                       r"'calibrated'.*allowed: .*'full_scale'.*adc.bits \(5\)"):
-        prepare_pimqat(net, calibrated, x[:16], train_adc_bits=3)
-    prep = prepare_pimqat(net, calibrated, x[:16], train_adc_bits=5)  # its own bits
-    prep.deploy(seed=0, chip=calibrated)
+                       r"'calibrated': its adc.kind = 'ramp' is not a linear converter.*"
+                       r"allowed: .*'full_scale'.*adc.bits \(5\)"):
+        prepare_pimqat(net, ramp, x[:16], train_adc_bits=3)
+    prepare_pimqat(net, ramp, x[:16], train_adc_bits=5).deploy(seed=0, chip=ramp)

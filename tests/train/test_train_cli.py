@@ -192,7 +192,7 @@ def test_cli_names_train_adc_bits_on_a_calibrated_chip_by_its_flag_before_the_mo
 
     monkeypatch.setattr(cli, "_train_data", no_data)
     assert main(ARGS + ["--chip", "rram-22nm", "--method", "pim-qat", "--train-adc-bits", "5",
-                        "--out", str(tmp_path / "o")]) == 2
+                        "--set", "adc.kind=ramp", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--train-adc-bits = 5 on chip 'rram-22nm'" in err
     assert "--set adc.range_policy=full_scale" in err and "train_adc_bits" not in err

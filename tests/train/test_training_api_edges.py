@@ -127,8 +127,41 @@ def test_deploy_carries_the_learned_tables_to_another_converter_of_the_same_rang
     for adc in (chip.adc.replace(comparator_noise_lsb=0.5), chip.adc.replace(gain_error=0.01)):
         assert not torch.equal(prep.deploy(chip=chip.replace(adc=adc))(x), own)
     ramp = chip.replace(adc=chip.adc.replace(kind="ramp", bits=4))
-    with pytest.raises(ConfigError, match="needs calibration"):
+    with pytest.raises(ConfigError, match="need a calibration pass"):
         prep.deploy(chip=ramp)
+
+
+def test_deploy_at_other_adc_bits_carries_the_learned_range_on_the_new_grid():
+    """Sweeping a trained model's ADC bits on a chip of calibrated ranges (rram-22nm) was
+    refused as 'needs calibration', which named nothing deploy(chip=) takes. A calibrated range
+    is the data's: at other bits the learned range is carried on the new grid, as the twin
+    computes it at those bits (raoq.adc_bits, the adc_bits_override hook): noise off, the
+    deployed model equals the twin there. Another calibrated ADC still needs a calibration
+    pass, and the error names the ways to one."""
+    from cimsim.train.raoq import adc_bits
+
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    x = torch.randn(64, 8)
+    rram = cimsim.load_chip("rram-22nm")
+    chip = rram.replace(noise=rram.noise.replace(thermal_sigma_lsb=0.0))
+    assert chip.adc.range_policy.value == "calibrated" and chip.adc.bits == 6
+    prep = prepare(_mlp(8), chip, x, seed=0).eval()
+    with torch.no_grad():  # learned steps away from the calibrated ones
+        for _, twin in prep.twins():
+            twin.adc_step.mul_(1.1)
+    outs = {}
+    for bits in (3, 4, 8):
+        sim = prep.deploy(chip=chip.replace(adc=chip.adc.replace(bits=bits)))
+        with torch.no_grad(), adc_bits(prep, bits):
+            twin_out = prep(x)
+        torch.testing.assert_close(sim(x), twin_out, rtol=1e-6, atol=1e-6)
+        outs[bits] = twin_out
+    assert not torch.equal(outs[3], outs[8])  # the bits do change the conversions
+    other = chip.replace(adc=chip.adc.replace(bits=4, percentile=99.0))
+    with pytest.raises(ConfigError, match=r"in adc\.bits, adc\.percentile: .*"
+                       r"cimsim\.deploy\(prepared\.float_model\(\), chip, calibration\)"):
+        prep.deploy(chip=other)
 
 
 @pytest.mark.parametrize("lr", [0.0, float("nan"), -1e-3])
