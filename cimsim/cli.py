@@ -1217,7 +1217,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             how = " (relative to the twin)" if args.bn_relative else ""
             print(f"BatchNorm calibrated on the deployed model{how}: {n_bn} modules, "
                   f"{min(args.bn_calibration, x_train.shape[0])} training inputs")
-        _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+        score = _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+        below = _below_untrained(score, untrained, chip, recipe.base == "pim-qat"
+                                 and args.forward_rescale)
+        if below is not None:
+            summary["note"] = below
+            print(f"note: {below}")
         # after the report: a stop in the deploy or evaluation left a summary of these epochs
         # beside an earlier run's report (the checkpoint holds the training; a rerun writes both)
         write_text(args.out / "training.json", json.dumps(summary, indent=2) + "\n")
@@ -1247,6 +1252,33 @@ def _untrained_on_chip(model, chip, x_cal, x_eval, y_eval, args: argparse.Namesp
     return {"untrained_cosine_to_float": output_cosine(
         model, sim, x_eval, batch_size=args.batch_size, progress=True,
         desc="untrained on the chip")}
+
+
+def _below_untrained(score: float, untrained: dict[str, Any], chip,
+                     pimqat_rescaled: bool) -> str | None:
+    """What ``train`` says when the trained model deployed below the float model deployed as
+    is (:func:`_untrained_on_chip`, the same chip, seed and inputs): the run's end showed both
+    figures many lines apart, and nothing said the training had cost accuracy. None when it
+    did not."""
+    if "untrained_accuracy" in untrained:
+        before, unit, scale, what = untrained["untrained_accuracy"], " %", 100.0, "accuracy"
+    elif "untrained_cosine_to_float" in untrained:
+        before, unit, scale, what = untrained["untrained_cosine_to_float"], "", 1.0, "cosine"
+    else:
+        return None
+    if not score < before:
+        return None
+    fmt = ".2f" if unit else ".4f"
+    out = (f"the trained model deployed below the float model deployed as is ({what} "
+           f"{scale * score:{fmt}}{unit} against {scale * before:{fmt}}{unit}): try more "
+           "epochs, a lower --lr, or more training data (docs/training.md)")
+    from .config import RangePolicy
+
+    if pimqat_rescaled and chip.adc.range_policy is RangePolicy.CALIBRATED:
+        out += ("; PIM-QAT's forward rescaling is derived for full-scale ADCs, and this "
+                "chip's ranges are calibrated: --no-forward-rescale starts from the "
+                "calibrated twin (docs/pim-qat.md)")
+    return out
 
 
 def _untrained_text(untrained: dict[str, Any]) -> str:

@@ -256,6 +256,32 @@ def test_train_one_epoch_writes_checkpoint_and_report(tmp_path, capsys):
         assert (tmp_path / name).is_file()
 
 
+def test_train_says_when_the_trained_model_deployed_below_the_untrained_one(tmp_path, capsys):
+    """The run printed 'untrained on the chip 96.88 %' and, many lines later, 'simulated
+    accuracy 9.38 %', and nothing said the training had cost accuracy (a rate far too high
+    here; PIM-QAT's forward rescaling on a calibrated chip in a user's transformer)."""
+    from cimsim.cli import _below_untrained
+
+    assert main(TRAIN + ["--method", "qat", "--epochs", "1", "--lr", "0.3",
+                         "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "training.json").read_text())
+    assert summary["untrained_accuracy"] > summary["twin_accuracy"]  # the rate wrecked it
+    note = [line for line in out.splitlines() if line.startswith("note: the trained model")]
+    assert len(note) == 1 and "a lower --lr" in note[0]
+    assert summary["note"] == note[0].removeprefix("note: ")
+    assert "--no-forward-rescale" not in note[0]  # not PIM-QAT
+    rram, ideal = cimsim.load_chip("rram-22nm"), cimsim.load_chip("ideal")
+    assert _below_untrained(0.9, {"untrained_accuracy": 0.9}, rram, True) is None
+    assert _below_untrained(0.5, {"untrained": "not deployed: ..."}, rram, True) is None
+    pim = _below_untrained(0.8, {"untrained_accuracy": 0.9}, rram, True)
+    assert "(accuracy 80.00 % against 90.00 %)" in pim and "--no-forward-rescale" in pim
+    assert "--no-forward-rescale" not in _below_untrained(0.8, {"untrained_accuracy": 0.9},
+                                                          ideal, True)  # full-scale ranges
+    assert "(cosine 0.9000 against 0.9500)" in _below_untrained(
+        0.9, {"untrained_cosine_to_float": 0.95}, rram, False)
+
+
 def test_a_second_training_run_into_the_same_out_is_refused(tmp_path, capsys, epochs_run):
     """Two `cimsim train` runs into one --out both resumed the same checkpoint and overwrote
     it and the reports beside each other: the second is refused at once, naming the holder,
