@@ -232,3 +232,32 @@ def test_torchs_read_only_warning_held_at_every_call_under_warn_always():
                 sim(x)
     finally:
         torch.set_warn_always(was)
+
+
+def test_the_same_weights_cut_at_other_column_ranges_are_drawn_anew():
+    """The parts are in the key: the same weights and seed cut into other column ranges (a
+    row tile moved, ``weight_granularity`` changed) draw their own cells, as programming each
+    range from scratch does; keyed without them, the second cut took the first's cells, the
+    wrong columns (same count of parts) or a list of the wrong length."""
+    rng = np.random.default_rng(1)
+    w = rng.integers(-127, 128, (6, 64))
+    chip = _chip()
+    _prog(w, chip, parts=[(0, 32, None), (32, 64, None)])
+    moved = [(0, 20, None), (20, 64, None)]
+    got = _prog(w, chip, parts=moved)
+    gen = np.random.default_rng(3)
+    for x, (a, b, _) in zip(got, moved, strict=True):
+        _assert_same_layer(x, program(w[:, a:b], chip, gen))
+
+
+def test_weights_of_the_same_bytes_in_another_shape_are_drawn_anew():
+    """The digest covers the shape: a (3, 8) and a (6, 4) matrix of the same bytes, both read
+    at columns 0:4, are other matrices (3 and 6 outputs) and draw their own cells; keyed by the
+    bytes alone, the second got the first's 3-output cells."""
+    rng = np.random.default_rng(2)
+    flat = rng.integers(-127, 128, 24)
+    chip = _chip()
+    _prog(flat.reshape(3, 8), chip, parts=[(0, 4, None)])
+    w = flat.reshape(6, 4)
+    (got,) = _prog(w, chip, parts=[(0, 4, None)])
+    _assert_same_layer(got, program(w, chip, np.random.default_rng(3)))

@@ -139,3 +139,18 @@ def test_input_and_weight_ranges():
         -7, 7)
     assert weight_range(chip) == (-7, 7)
     assert weight_range(chip.replace(weight_encoding="twos_complement")) == (-8, 7)
+
+
+def test_one_signed_plane_drives_exactly_the_signed_input_range():
+    """With one DAC plane (``dac.bits = input_bits``) the plane is the two's complement input
+    itself, a bipolar drive of [-2^(B-1), 2^(B-1) - 1]: the DAC's range that sets the
+    hardware-fixed ADC full scale (8 b: [-128, 127]; 255 as its top would double that full
+    scale). Several planes: the sign plane's bipolar low end, the others' unsigned top."""
+    from cimsim.arrays.encoding import input_range, plane_layout
+
+    for bits in (2, 4, 8):
+        chip = ideal_chip(input_bits=bits, dac_bits=bits)
+        sig, lo, hi = plane_layout(chip, True)
+        assert list(sig) == [1.0] and (lo, hi) == input_range(chip, True)
+    sig, lo, hi = plane_layout(ideal_chip(input_bits=8, dac_bits=4), True)
+    assert list(sig) == [1.0, 16.0] and (lo, hi) == (-8, 15)  # sign plane [-8, 7], low [0, 15]

@@ -167,3 +167,22 @@ def test_rebuilding_an_attention_leaves_the_callers_random_state(tmp_path):
     loaded = load_model(str(tmp_path / "m.pt2"), x)
     assert isinstance(loaded.get_submodule("attn"), nn.MultiheadAttention)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+class OneFeatureHeads(SelfAttention):
+    """Every head one feature wide (``num_heads = embed_dim``, a head dimension of 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 16, batch_first=True)
+
+
+def test_an_exported_attention_of_one_feature_heads_is_rebuilt(tmp_path):
+    """The rebuild tries every divisor of ``embed_dim`` as ``num_heads``, ``embed_dim`` itself
+    included: an attention of 16 one-feature heads comes back as the module with 16 heads
+    (heads tried up to embed_dim - 1 left it inlined, its projections one (3E, E) matrix)."""
+    torch.manual_seed(0)
+    x = torch.randn(6, 5, 16)
+    loaded = _load(OneFeatureHeads().eval(), x, tmp_path)
+    attn = loaded.get_submodule("attn")
+    assert isinstance(attn, nn.MultiheadAttention) and attn.num_heads == 16

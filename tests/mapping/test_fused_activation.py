@@ -343,3 +343,34 @@ def test_a_shared_relu_after_a_hooked_layer_stays_a_relu_in_the_twin():
     assert type(prep.model.relu).__name__ == "ReLU"
     with torch.no_grad():
         torch.testing.assert_close(prep.eval()(x), sim(x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_hardtanh_below_zero_is_no_relu_to_fuse():
+    """A ``Hardtanh(0, m)`` is a ReLU clamped at ``m`` and fuses as one; a ``Hardtanh(-1, 1)``
+    passes negative values (down to -1): no ReLU, not fused (fused, the ADC output its 0 for
+    every negative pre-activation, silently)."""
+    x = _data(0, 64)
+    assert cimsim.deploy(_mlp(nn.Hardtanh(0.0, 2.0)), _chip(), x).fused_activations == ["0"]
+    assert cimsim.deploy(_mlp(nn.Hardtanh(-1.0, 1.0)), _chip(), x).fused_activations == []
+
+
+class _SharedTwoClamps(nn.Module):
+    """One Linear called twice: once into a ReLU, once into a ReLU6."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(12, 8)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.lin(x)) + nn.functional.relu6(self.lin(x)))
+
+
+def test_a_shared_layer_whose_calls_clamp_differently_is_not_fused():
+    """A layer fuses only if every call feeds a ReLU of the same clamp (its ADC is the
+    activation of all its calls): one call into a ReLU and one into a ReLU6 is no single
+    activation, so nothing is fused (fused at either clamp, the other call came out clamped
+    wrong)."""
+    torch.manual_seed(0)
+    sim = cimsim.deploy(_SharedTwoClamps().double().eval(), _chip(), _data(0, 64))
+    assert sim.fused_activations == []
