@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..evaluate import score_problem
 from .files import write_outputs
 from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
-from .runner import SweepContext, refuse_while_bootstrapping, run_points
+from .runner import SweepContext, prepared_model, refuse_while_bootstrapping, run_points
 from .store import (
     DEFAULT_BATCH_SIZE,
     JSONL,
@@ -128,6 +128,25 @@ def _check_points(chip: ChipConfig, points: list[dict[str, Any]]) -> dict[int, s
     return {i: f"skipped: {why}" for i, why in problems.items()}
 
 
+def _check_prepared(prepared: Any, chip: ChipConfig, points: list[dict[str, Any]],
+                    skipped: dict[int, str]) -> dict[int, str]:
+    """The points a trained twin cannot be deployed at (another geometry: array size, bits
+    per cell; another calibrated ADC than its learned tables reach:
+    ``PreparedModel.check_chip``), as {index: ``'skipped: <why>'``}, checked before any
+    point runs; a ``ConfigError`` naming the first when no point can be deployed."""
+    problems: dict[int, str] = {}
+    for i, p in enumerate(points):
+        if i not in skipped:
+            try:
+                prepared.check_chip(chip_for_point(chip, p))
+            except ConfigError as exc:
+                problems[i] = str(exc)
+    if problems and len(problems) + len(skipped) == len(points):
+        i = min(problems)
+        raise ConfigError(f"sweep point {points[i]}: {problems[i]}")
+    return {i: f"skipped: {why}" for i, why in problems.items()}
+
+
 def _cost_basis(chip: ChipConfig, points: list[dict[str, Any]],
                 resolved: list[dict[str, Any]]) -> str:
     """Which of the sweep's cost figures are calibrated and which predicted
@@ -195,8 +214,14 @@ def run_sweep(
 
     Parameters
     ----------
-    model : nn.Module
-        The trained float model (never modified).
+    model : nn.Module or cimsim.train.PreparedModel
+        The trained float model (never modified), deployed and calibrated at every point;
+        or a model trained for the chip (``cimsim.train.prepare`` and a training loop),
+        deployed with what it learned at every point (``PreparedModel.deploy(chip=)``:
+        its weights, scales and ADC tables, a calibrated linear ADC's range on the grid of
+        the point's bits; nothing calibrated, ``calibration`` only holds inputs out of the
+        evaluation). Points it cannot be deployed at (another array size or bits per cell,
+        another calibrated ADC) are skipped (``'skipped: ...'``).
     data : Tensor, dict, or (inputs, Tensor)
         Inputs ``x`` (first dimension: samples), or a dict of the model's keyword inputs
         (``model(**x)``; each of one row per sample), and optional integer labels ``y``.
@@ -287,9 +312,16 @@ def run_sweep(
                           "parallelism; allowed: jobs = 1 with a client")
     chip = as_chip(chip)
     excluded = _exclusion(exclude)
+    prepared = prepared_model(model)
+    if prepared and excluded:
+        raise ConfigError(f"exclude = {exclude!r} with a prepared model: its layers kept "
+                          "digital are the ones prepare(exclude=...) kept; allowed: no exclude "
+                          "with a cimsim.train.PreparedModel")
     grid = grid_values(grid)  # read once: a scalar or a generator is a list from here on
     points = _distinct(chip, expand_grid(grid))
     skipped = _check_points(chip, points)
+    if prepared:
+        skipped |= _check_prepared(model, chip, points, skipped)
     _warn_kinds_under_tables(chip, grid)
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
@@ -297,8 +329,11 @@ def run_sweep(
     if y_all is not None and (problem := score_problem(model, x_all, y_all)) is not None:
         raise ConfigError(f"data: {problem}")  # else every point scored 0 % as 'ok'
 
-    context = context_hash(model_fingerprint(model), data_fingerprint(x_all, y_all), cal_key,
-                           chip, seed, excluded, batch_size)
+    # a trained twin: what its deploy hands the engine too (a method's forward rescale is a
+    # plain attribute, no state)
+    model_key = model_fingerprint(model) + (model.engine_digest() if prepared else "")
+    context = context_hash(model_key, data_fingerprint(x_all, y_all), cal_key, chip, seed,
+                           excluded, batch_size)
     resolved = [resolve_point(chip, p) for p in points]
     # a point at the chip's t0, cols_per_adc and slice_readout keeps the id it had before
     # these became axes (an older sweep.jsonl resumes)

@@ -31,7 +31,7 @@ from ..errors import CimsimError, ConfigError
 from ..events import Component
 from .grid import chip_for_point
 
-__all__ = ["SweepContext", "TOTALS", "limit_threads", "run_point", "run_points"]
+__all__ = ["SweepContext", "TOTALS", "limit_threads", "prepared_model", "run_point", "run_points"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ class SweepContext:
     """What every point of one sweep shares; sent once to each worker process."""
 
     model: Any
-    """The trained torch model (never modified)."""
+    """The trained torch model, or a trained ``cimsim.train.PreparedModel`` (never
+    modified)."""
     chip: ChipConfig
     """The base chip; a point is a variant of it."""
     x_cal: Any
@@ -65,21 +66,37 @@ class SweepContext:
     """Layer names or globs kept digital at every point (``deploy(exclude=)``)."""
 
 
+def prepared_model(model: Any) -> bool:
+    """Whether ``model`` is a trained twin (``cimsim.train.PreparedModel``), which a sweep
+    deploys with what it learned (``PreparedModel.deploy(chip=)``) instead of calibrating the
+    float model; ``cimsim.train`` is not imported for the question."""
+    twin = sys.modules.get("cimsim.train.twin")
+    return twin is not None and isinstance(model, twin.PreparedModel)
+
+
 def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any, seed: int,
              batch_size: int, t_inference_s: float | None = None,
              exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     """Deploy ``model`` on ``chip`` (seen ``t_inference_s`` after programming; the layers
-    ``exclude`` names kept digital), run ``x_eval`` through it; accuracy and report totals."""
+    ``exclude`` names kept digital), run ``x_eval`` through it; accuracy and report totals.
+    A trained twin deploys its learned weights, scales and ADC ranges (``x_cal`` unused)."""
     from ..evaluate import accuracy, output_cosine
     from ..mapping import deploy
 
-    # no deploy bar nested in the sweep's own (it left cursor-up residue on a terminal)
-    sim = deploy(model, chip, x_cal, seed=seed, t_inference_s=t_inference_s,
-                 exclude=list(exclude), progress=False)
+    reference = model
+    if prepared_model(model):
+        sim = model.deploy(seed, chip=chip)
+        if t_inference_s is not None:
+            sim.set_time(t_inference_s)
+        reference = model.float_model()
+    else:
+        # no deploy bar nested in the sweep's own (it left cursor-up residue on a terminal)
+        sim = deploy(model, chip, x_cal, seed=seed, t_inference_s=t_inference_s,
+                     exclude=list(exclude), progress=False)
     if y_eval is None:
         # no labels (a language model's tokens): how close the outputs stay to the float
         # model's, as `cimsim simulate` reports it; the forwards the costs are counted on
-        cosine = output_cosine(model, sim, x_eval, batch_size=batch_size)
+        cosine = output_cosine(reference, sim, x_eval, batch_size=batch_size)
         acc = math.nan
     else:
         acc = accuracy(sim, x_eval, y_eval, batch_size=batch_size)

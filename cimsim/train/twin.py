@@ -1540,6 +1540,19 @@ class TwinMatmul(nn.Module):
         return y.new_zeros((self.n_parts, *y.shape[1:])).index_add(0, self._group_part, y)
 
     # --- back to the engine -----------------------------------------------------------------
+    def adc_tables_on(self, chip: ChipConfig) -> tuple[bool, bool]:
+        """Whether :meth:`to_engine` on ``chip`` carries the learned ADC tables as they are
+        (:func:`carries_adc_tables`) and whether it carries the learned range on the chip's
+        grid of other bits (:func:`regrids_adc_tables`); neither: the chip's own fixed
+        tables, or a ``ConfigError`` where its ranges are calibrated (they need a
+        calibration pass). Checked before anything is programmed."""
+        own_adc = carries_adc_tables(self.chip.adc, chip.adc)
+        regrid = (not own_adc and regrids_adc_tables(self.chip.adc, chip.adc)
+                  and self.activation is None and not self.nonlinear_adc)
+        if not (own_adc or regrid) and chip.adc.range_policy is RangePolicy.CALIBRATED:
+            raise ConfigError(_needs_calibration(self.chip, chip, self.activation is not None))
+        return own_adc, regrid
+
     def to_engine(self, seed: int | None = None, chip: ChipConfig | None = None) -> EngineView:
         """The engine's view of the current state: integer weights, learned scales, the
         programmed parts (``program`` with ``seed``, default the twin's) carrying the learned
@@ -1557,11 +1570,7 @@ class TwinMatmul(nn.Module):
         """
         seed = self.seed if seed is None else seed
         chip = self.chip if chip is None else chip
-        own_adc = carries_adc_tables(self.chip.adc, chip.adc)
-        regrid = (not own_adc and regrids_adc_tables(self.chip.adc, chip.adc)
-                  and self.activation is None and not self.nonlinear_adc)
-        if not (own_adc or regrid) and chip.adc.range_policy is RangePolicy.CALIBRATED:
-            raise ConfigError(_needs_calibration(self.chip, chip, self.activation is not None))
+        own_adc, regrid = self.adc_tables_on(chip)
         view, act = self._engine_state(seed, chip)
         if not (own_adc or regrid):
             return view  # the new chip's static tables, set by program
@@ -2382,6 +2391,41 @@ class PreparedModel(nn.Module):
             carry_tensor_hooks(layer._float_src[0], memo[id(layer)])
         return out
 
+    def engine_digest(self) -> str:
+        """SHA-256 of what :meth:`deploy` hands the engine beside the state dict: every twin's
+        float64 scales and weights as handed back (a method's forward rescale folded in: a
+        plain attribute, not state), its float64 ADC tables, and the prepared chip and seed.
+        A sweep of this model keys its points by it with the state dict
+        (``cimsim.sweep.run_sweep``)."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256(json.dumps(self.chip.to_dict(), sort_keys=True,
+                                      default=repr).encode())
+        h.update(repr(self.seed).encode())
+        for name, twin in self.twins():
+            h.update(name.encode())
+            s_w, s_x, w_int = twin._engine_scales()
+            arrays = [s_w, np.float64(s_x), w_int]
+            arrays += [v for _, v in sorted(twin._init64.items()) if isinstance(v, np.ndarray)]
+            for a in arrays:
+                a = np.ascontiguousarray(a)
+                h.update(f"{a.dtype.str}{a.shape}".encode())
+                h.update(a.tobytes())
+        return h.hexdigest()
+
+    def check_chip(self, chip: ChipConfig | str | Path) -> ChipConfig:
+        """``chip`` (a config, preset name or path) as :meth:`deploy` takes it, or the
+        ``ConfigError`` its deploy would raise, before anything is programmed: another
+        geometry (:func:`_check_same_geometry`), or calibrated ADC ranges no twin's learned
+        tables reach (:meth:`TwinMatmul.adc_tables_on`). A sweep of this model checks every
+        point so."""
+        chip = as_chip(chip)
+        _check_same_geometry(self.chip, chip)
+        for _, twin in self.twins():
+            twin.adc_tables_on(chip)
+        return chip
+
     def deploy(self, seed: int | None = None, *, batch_dim: int | None = None,
                chip: ChipConfig | str | Path | None = None) -> SimModel:
         """The model on the Numba engine with what was learned: weights, scales and ADC tables
@@ -2420,8 +2464,7 @@ class PreparedModel(nn.Module):
         if first is not None:
             check_batch_dim(batch_dim, first, f"the first input ({first} dimensions, as "
                             "calibrated)")
-        chip = self.chip if chip is None else as_chip(chip)
-        _check_same_geometry(self.chip, chip)
+        chip = self.check_chip(self.chip if chip is None else chip)
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
         model = self.float_model().cpu()
         # what the twin's forwards cached (a layer's output kept as an attribute) would be
