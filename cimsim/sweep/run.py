@@ -322,6 +322,14 @@ def run_sweep(
     skipped = _check_points(chip, points)
     if prepared:
         skipped |= _check_prepared(model, chip, points, skipped)
+        trained_for = model.t_inference_s
+        if trained_for is not None and trained_for != chip.device.drift_t0_s \
+                and "time_s" not in grid:
+            warnings.warn(f"the prepared model was trained for t_inference_s = {trained_for:g} "
+                          "s after programming; the sweep's points run at their time_s, the "
+                          f"chip's device.drift_t0_s = {chip.device.drift_t0_s:g} s where it is "
+                          f"not swept: add 'time_s': [{trained_for:g}] to the grid for the time "
+                          "it was trained for", UserWarning, stacklevel=2)
     _warn_kinds_under_tables(chip, grid)
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]

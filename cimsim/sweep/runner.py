@@ -85,9 +85,10 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
 
     reference = model
     if prepared_model(model):
-        sim = model.deploy(seed, chip=chip)
-        if t_inference_s is not None:
-            sim.set_time(t_inference_s)
+        # at the point's time, as its row says (the chip's t0 where time_s is not swept), not
+        # at the time the twin was trained for: a point keeps its id whatever the twin's
+        t = chip.device.drift_t0_s if t_inference_s is None else t_inference_s
+        sim = model.deploy(seed, chip=chip, t_inference_s=t)
         reference = model.float_model()
     else:
         # no deploy bar nested in the sweep's own (it left cursor-up residue on a terminal)

@@ -206,6 +206,12 @@ class PsumCentre:
         self.centre: torch.Tensor | None = None
         self._acc: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
+    @property
+    def per_batch(self) -> bool:
+        """Whether the centre follows every batch (``batch`` mode, or ``frozen`` before
+        :func:`freeze_psum` measured it): no chip's ADC can, so a deploy needs it frozen."""
+        return not (self.mode == "frozen" and self.centre is not None)
+
     def _pool(self, v: torch.Tensor) -> torch.Tensor:
         """(G, 1, C) per-column statistics -> the quantizer's (broadcast back)."""
         if self.granularity == "array":
@@ -388,7 +394,7 @@ def deploy_columnquant(prepared: PreparedModel, calibration, seed: int | None = 
     """``prepared.deploy(seed, chip=chip)`` after freezing a per-batch centre on
     ``calibration`` (a chip's ADC cannot follow every batch). The mu ± n·sigma pre-clip stays
     in the twin only: the engine's ADC clips at its own range."""
-    if any(isinstance(t.adc_hook, PsumCentre) and t.adc_hook.mode == "batch"
+    if any(isinstance(t.adc_hook, PsumCentre) and t.adc_hook.per_batch
            for _, t in prepared.twins()):
         freeze_psum(prepared, calibration)
     return prepared.deploy(seed, chip=chip)

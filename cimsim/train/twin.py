@@ -1547,10 +1547,16 @@ class TwinMatmul(nn.Module):
         tables, or a ``ConfigError`` where its ranges are calibrated (they need a
         calibration pass). Checked before anything is programmed."""
         own_adc = carries_adc_tables(self.chip.adc, chip.adc)
+        # a grid start a method's hook sets (ColumnQuant's centre) is the twin's bits' alone
         regrid = (not own_adc and regrids_adc_tables(self.chip.adc, chip.adc)
-                  and self.activation is None and not self.nonlinear_adc)
+                  and self.activation is None and not self.nonlinear_adc
+                  and self.adc_hook is None)
         if not (own_adc or regrid) and chip.adc.range_policy is RangePolicy.CALIBRATED:
-            raise ConfigError(_needs_calibration(self.chip, chip, self.activation is not None))
+            why = ("a fused layer-output activation's levels are learned at the twin's bits"
+                   if self.activation is not None else
+                   "its grid starts at the centre a method set at the twin's bits (ColumnQuant)"
+                   if self.adc_hook is not None else None)
+            raise ConfigError(_needs_calibration(self.chip, chip, why))
         return own_adc, regrid
 
     def to_engine(self, seed: int | None = None, chip: ChipConfig | None = None) -> EngineView:
@@ -2417,17 +2423,26 @@ class PreparedModel(nn.Module):
     def check_chip(self, chip: ChipConfig | str | Path) -> ChipConfig:
         """``chip`` (a config, preset name or path) as :meth:`deploy` takes it, or the
         ``ConfigError`` its deploy would raise, before anything is programmed: another
-        geometry (:func:`_check_same_geometry`), or calibrated ADC ranges no twin's learned
-        tables reach (:meth:`TwinMatmul.adc_tables_on`). A sweep of this model checks every
-        point so."""
+        geometry (:func:`_check_same_geometry`), calibrated ADC ranges no twin's learned
+        tables reach (:meth:`TwinMatmul.adc_tables_on`), or a grid centred on every batch
+        (ColumnQuant's ``centre='batch'`` before ``freeze_psum``). A sweep of this model
+        checks every point so."""
         chip = as_chip(chip)
         _check_same_geometry(self.chip, chip)
-        for _, twin in self.twins():
+        for name, twin in self.twins():
+            if getattr(twin.adc_hook, "per_batch", False):
+                # deployed, the grid started where calibration put it, at no centre at all
+                raise ConfigError(
+                    f"deploy: twin {name!r} centres its ADC grid on every batch (ColumnQuant's "
+                    "centre = 'batch'), which no chip's ADC can follow; freeze it first: "
+                    "cimsim.train.columnquant.deploy_columnquant(prepared, calibration), or "
+                    "freeze_psum(prepared, data) and then deploy")
             twin.adc_tables_on(chip)
         return chip
 
     def deploy(self, seed: int | None = None, *, batch_dim: int | None = None,
-               chip: ChipConfig | str | Path | None = None) -> SimModel:
+               chip: ChipConfig | str | Path | None = None,
+               t_inference_s: float | None = None) -> SimModel:
         """The model on the Numba engine with what was learned: weights, scales and ADC tables
         carried over from every twin (:meth:`views`), not recalibrated.
 
@@ -2444,6 +2459,10 @@ class PreparedModel(nn.Module):
             twin does not train with, or at another ADC precision (adjusted-precision
             training; on a calibrated linear ADC the learned range on the new grid, as the
             twin converts at those bits: a trained model's ADC bits can be swept).
+        t_inference_s : float, optional
+            Seconds after programming the deployed model runs at, as in ``cimsim.deploy``;
+            default the twin's ``t_inference_s`` (the time it was trained for), else the
+            chip's ``device.drift_t0_s``. A sweep passes each point's time.
 
         Returns
         -------
@@ -2486,8 +2505,9 @@ class PreparedModel(nn.Module):
         # used functionally, activation products): no pass here finds them again
         listed = {name for name, _, _ in sim.digital}
         sim.digital.extend(row for row in self.digital if row[0] not in listed)
-        if self.t_inference_s is not None and self.t_inference_s != chip.device.drift_t0_s:
-            sim.set_time(self.t_inference_s)  # at t0 deploy_views' reference read is the one
+        t = self.t_inference_s if t_inference_s is None else t_inference_s
+        if t is not None and t != chip.device.drift_t0_s:
+            sim.set_time(t)  # at t0 deploy_views' reference read is the one
         sim.ranges_learned = True
         return sim
 
@@ -2513,19 +2533,22 @@ def regrids_adc_tables(twin: ADCConfig, other: ADCConfig) -> bool:
             and carries_adc_tables(twin, dataclasses.replace(other, bits=twin.bits)))
 
 
-def _needs_calibration(twin: ChipConfig, chip: ChipConfig, fused: bool) -> str:
+def _needs_calibration(twin: ChipConfig, chip: ChipConfig, other_bits_why: str | None) -> str:
     """The ``ConfigError`` of a deploy on a calibrated ADC the twin's tables do not reach:
-    which fields differ, and the ways to a model on that chip."""
+    which fields differ (``other_bits_why``: why this twin's tables hold at its own bits only,
+    where other bits are what differs), and the ways to a model on that chip."""
     differ = [f.name for f in dataclasses.fields(twin.adc)
               if getattr(twin.adc, f.name) != getattr(chip.adc, f.name)]
-    why = ("a fused layer-output activation's levels are learned at the twin's bits"
-           if fused and differ == ["bits"] else
+    bits_only = other_bits_why is not None and differ == ["bits"]
+    why = (other_bits_why if bits_only else
            f"its ADC differs from the twin's in {', '.join('adc.' + n for n in differ)}")
+    bits = "" if bits_only else ("other adc.bits on a linear ADC (the learned range on that "
+                                 "grid), ")
     return (f"deploy(chip=...): chip {chip.name!r} has adc.range_policy = 'calibrated' and "
             f"{why}: its ranges need a calibration pass the twin cannot make; allowed: the "
             "twin's ADC settings (its converter's errors and noise, or another linear kind, "
-            "may differ), other adc.bits on a linear ADC (the learned range on that grid), or "
-            "'full_scale' / 'fixed' ranges. To calibrate the learned weights on that chip: "
+            f"may differ), {bits}or 'full_scale' / 'fixed' ranges. To calibrate the learned "
+            "weights on that chip: "
             "cimsim.deploy(prepared.float_model(), chip, calibration) (the learned scales are "
             "not carried); to train for it: prepare(prepared.float_model(), chip, calibration)")
 

@@ -92,3 +92,54 @@ def test_points_it_cannot_be_deployed_at_are_refused_or_skipped(trained, data, c
     assert not (tmp_path / "sweep.jsonl").exists()
     with pytest.raises(ConfigError, match=r"exclude = '0' with a prepared model"):
         _sweep(trained, data, chip, {"adc_bits": [4]}, tmp_path, exclude="0")
+
+
+def test_a_columnquant_twin_is_swept_once_its_centre_is_frozen(chip, data, tmp_path):
+    """A grid centred on every batch (ColumnQuant's centre='batch') was deployed at the
+    calibration's grid start, no centre at all, and swept as 'ok' (a model neither the twin
+    nor deploy_columnquant's); refused, naming the way, by deploy and so by the sweep. Frozen,
+    it sweeps at its own bits; at other bits its centre (set at the twin's bits) is no range
+    to carry, and those points are skipped."""
+    from cimsim.train.columnquant import deploy_columnquant, freeze_psum, prepare_columnquant
+
+    x, y = data
+    prep = prepare_columnquant(test_sweep.tiny_model(), chip, x[:N_CAL], centre="batch").eval()
+    with pytest.raises(ConfigError, match=r"twin '1' centres its ADC grid on every batch.*"
+                       r"deploy_columnquant\(prepared, calibration\)"):
+        prep.deploy(0)
+    with pytest.raises(ConfigError, match=r"sweep point \{'adc_bits': 6\}: deploy: twin '1' "
+                       r"centres"):
+        _sweep(prep, data, prep.chip, {"adc_bits": [6]}, tmp_path)  # the method's chip
+    freeze_psum(prep, x[:N_CAL])
+    frame = _sweep(prep, data, prep.chip, {"adc_bits": [4, 6]}, tmp_path)
+    assert frame["status"].iloc[0].startswith("skipped: deploy(chip=...): chip 'rram-22nm' has "
+                                              "adc.range_policy = 'calibrated' and its grid "
+                                              "starts at the centre a method set")
+    assert "other adc.bits" not in frame["status"].iloc[0]  # not offered: that was refused
+    assert frame["status"].iloc[1] == "ok"
+    assert frame["accuracy"].iloc[1] == accuracy(deploy_columnquant(prep, x[:N_CAL], 0),
+                                                 x[N_CAL:], y[N_CAL:])
+
+
+def test_points_run_at_their_time_not_the_time_the_twin_was_trained_for(data, tmp_path):
+    """A twin prepared for t_inference_s = 1e6 s deployed there at a point without time_s,
+    while the row said time_s = t0 and the point kept t0's id: a later time_s = [t0] sweep
+    resumed the 1e6-s figures. Each point runs at its own time (t0 where not swept: said, with
+    the time to sweep for the trained one)."""
+    x, y = data
+    pcm = cimsim.load_chip("pcm-22nm")  # its devices drift
+    chip = pcm.replace(noise=pcm.noise.replace(thermal_sigma_lsb=0.0))
+    t0 = chip.device.drift_t0_s
+    late = prepare(test_sweep.tiny_model(), chip, calibration=x[:N_CAL], seed=0,
+                   t_inference_s=1e6).eval()
+    with pytest.warns(UserWarning, match=r"trained for t_inference_s = 1e\+06 s .* add "
+                      r"'time_s': \[1e\+06\] to the grid"):
+        plain = _sweep(late, data, chip, {"adc_bits": [6]}, tmp_path / "a")
+    timed = _sweep(late, data, chip, {"adc_bits": [6], "time_s": [t0, 1e6]}, tmp_path / "b")
+    assert timed["point_id"].iloc[0] == plain["point_id"].iloc[0]
+    for row, t in ((plain.iloc[0], t0), (timed.iloc[0], t0), (timed.iloc[1], 1e6)):
+        sim = late.deploy(0, chip=chip, t_inference_s=t)
+        assert row["accuracy"] == accuracy(sim, x[N_CAL:], y[N_CAL:])
+        assert row["energy_pj_per_inference"] == pytest.approx(
+            float(sim.report().totals["energy_pj_per_inference"]), rel=1e-12)
+    assert timed["energy_pj_per_inference"].iloc[0] != timed["energy_pj_per_inference"].iloc[1]
