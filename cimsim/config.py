@@ -1043,7 +1043,9 @@ class TechConfig(_Config):
     """Weight sets each compute cell stores, one active at a time (storage multiplexed onto
     one compute circuit, e.g. 8 per C-2C unit in Wang et al., VLSI 2022): multiplies the
     cell's storage area, not its read energy (the word line's wire crosses the larger cell;
-    its gate load stays one set's)."""
+    its gate load stays one set's). A charge-domain cell's capacitor is counted once; a
+    digital read-out's bit-cell is multiplied with its product gate (each set a whole bit-cell,
+    as a 12T cell holds one: there is no field for sets that share one gate)."""
     cell_area_f2: float | None = None
     """Cell area in F^2 as published; None: the cell kind's default (docs/technology.md)."""
     retention_ns: float | None = None
@@ -1080,7 +1082,8 @@ class TechConfig(_Config):
     """Whether ``t_read_ns`` / ``t_integrate_ns`` is a published input. False: the chip states
     no compute window; the physical model predicts the analog phase from the column's settling
     times a ratio fitted across published macros (``cimsim.cost.settling.predicted_window_ns``)
-    and ``t_read_ns`` only times the read pulse's energy."""
+    and ``t_read_ns`` only times the read pulse's energy (a ``t_integrate_ns`` given with it is
+    a ``ConfigError``)."""
     power_gating: PowerGating = PowerGating.NONE
     """Leakage policy: ``none`` (occupied arrays' ADCs leak for the whole inference) or
     ``layer`` (only while their layer runs)."""
@@ -1138,6 +1141,12 @@ class TechConfig(_Config):
         if self.t_integrate_ns is not None:
             _float_in(self, "t_integrate_ns", MIN_TIME_NS, MAX_TIME_NS)
         _bool(self, "window_stated")
+        if self.t_integrate_ns is not None and not self.window_stated:
+            # the physical model predicted the window and dropped the one written, silently
+            raise ConfigError(f"TechConfig.window_stated = False is invalid with t_integrate_ns "
+                              f"= {self.t_integrate_ns!r} (an integration window given is a "
+                              "stated one); allowed: true, or t_integrate_ns left out (the "
+                              "window is then predicted)")
         _int_in(self, "pipeline_registers_per_column", 1, 1 << 16)
 
 

@@ -285,6 +285,10 @@ BAD_VALUES = [
     (lambda: ChipConfig(tech=TechConfig(retention_ns=40e3)), "TechConfig.retention_ns",
      "absent for cell = 'rram' (only 'edram' cells are refreshed)"),
     (lambda: ChipConfig(array={"n_rows": 4}), "ChipConfig.array", "ArrayConfig"),
+    # written with an integration window, the window was predicted and the one written
+    # dropped without a word
+    (lambda: TechConfig(t_integrate_ns=50.0, window_stated=False), "TechConfig.window_stated",
+     "true, or t_integrate_ns left out (the window is then predicted)"),
 ]
 
 
