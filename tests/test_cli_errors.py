@@ -156,6 +156,23 @@ def test_simulate_with_no_input_left_says_so_loudly(files, tmp_path, capsys, rec
     assert err.startswith("cimsim: warning: --calibration 256 leaves no input to evaluate")
 
 
+def test_a_sweep_calibrating_on_exactly_every_input_says_it_reuses_them(files, tmp_path,
+                                                                         capsys):
+    """--calibration equal to the inputs leaves none to evaluate, as one more would: the
+    warning's bound includes equality (a mutation to '<' went unnoticed)."""
+    argv = ["sweep", "--model", MODEL, "--data", str(files / "good.npz"), "--chip", "ideal",
+            "--adc-bits", "8", "--calibration", str(N_INPUTS), "--out", str(tmp_path)]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert f"{N_INPUTS} inputs, all used to calibrate and to evaluate" in out
+    assert err.endswith(f"cimsim: warning: --calibration {N_INPUTS} leaves no input to "
+                        "evaluate; the accuracy is measured on the calibration inputs "
+                        "themselves (optimistic). Give more inputs or a smaller --calibration\n")
+    assert main(argv[:-4] + ["--calibration", str(N_INPUTS - 1), "--out",
+                             str(tmp_path / "b")]) == 0
+    assert "leaves no input" not in capsys.readouterr().err
+
+
 # --- item 5: negative or zero counts ------------------------------------------------------
 
 _POSITIVE = "is invalid; allowed: an integer >= 1 ("
