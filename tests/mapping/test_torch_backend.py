@@ -290,3 +290,33 @@ def test_a_bad_engine_setting_is_refused_on_either_backend(backend, monkeypatch)
     model, x = nn.Sequential(nn.Linear(8, 4)), torch.randn(16, 8)
     with pytest.raises(ConfigError, match="CIMSIM_NOISE_SAMPLER = 'bogus'"):
         cimsim.deploy(model, "rram-22nm", x, seed=0, backend=backend)
+
+
+def test_a_conversion_exactly_half_a_step_beyond_the_grid_is_not_clipped():
+    """Clipped means an error beyond the half step rounding alone makes (``ADCTables.
+    clip_bounds``): an analog value exactly at ``lo - Δ/2`` or ``lo + (n - 1/2)·Δ`` converts to
+    the end code with half a step of error, unclipped, in the engine and in the torch backend
+    alike (a '<=' there counted it). A fixed 2-b range 0..6 (Δ = 2, bounds -1 and 7) read by
+    an analog pair of rows of +1 and -1 weights: sums of 7 and -1 sit on the bounds."""
+    from cimsim.arrays import program
+    from cimsim.engine import run_detailed
+    from cimsim.mapping.torch_backend import _Part
+
+    ideal = cimsim.load_chip("ideal")
+    chip = ideal.replace(weight_bits=2, input_bits=1, dac=ideal.dac.replace(bits=1),
+                         device=ideal.device.replace(bits_per_cell=1),
+                         array=ideal.array.replace(n_rows=16, n_cols=16),
+                         adc=ideal.adc.replace(bits=2, range_policy="fixed", fixed_lo=0.0,
+                                               fixed_hi=6.0))
+    layer = program(np.array([[1] * 8, [-1] * 8]), chip, np.random.default_rng(0))
+    lo, hi = layer.adc.clip_bounds(chip.adc.n_codes)
+    assert (float(lo[0, 0]), float(hi[0, 0])) == (-1.0, 7.0)
+    part = _Part(layer, torch.device("cpu"))
+    # ones: outputs (n, -n); 7 -> +7 on the bound, -7 beyond; 1 -> -1 on the bound
+    for ones, clipped in ((7, 1), (1, 0), (8, 2)):
+        x = np.zeros((1, 8), dtype=np.int64)
+        x[0, :ones] = 1
+        want = run_detailed(layer, x)
+        got = part.run(torch.from_numpy(x).double())
+        assert want.n_clipped == got.n_clipped == clipped, ones
+        np.testing.assert_array_equal(got.y, want.y)
