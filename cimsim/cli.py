@@ -712,8 +712,7 @@ def _sweep_table(frame) -> str:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import dask_client, point_labels, run_sweep
-    from .sweep.pareto import front_group
+    from .sweep import dask_client, run_sweep
 
     grid: dict[str, list] = {"adc_bits": _int_values("--adc-bits", args.adc_bits)}
     if args.adc_kind is not None:
@@ -784,13 +783,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     set_fields = (f"; chip fields set: {', '.join(args.overrides)}"
                   if getattr(args, "overrides", None) else "")
     print(f"cost figures: {frame.attrs.get('cost_figures') or cost_basis(chip)}{set_fields}")
+    return _print_sweep(frame, args.out)
+
+
+def _print_sweep(frame, out: Path) -> int:
+    """What ``sweep`` (and ``train --sweep-adc-bits``) prints of a finished sweep written to
+    ``out``: what was resumed, the table, the front, the files; the exit status (1 where
+    points were lost or none ran)."""
+    from .sweep import point_labels
+    from .sweep.pareto import front_group
+
     resumed = frame.attrs.get("n_points_resumed", 0)
     if resumed:
         print(f"resumed: {resumed} of {len(frame)} points were already in "
-              f"{args.out}/sweep.jsonl and were not run again")
+              f"{out}/sweep.jsonl and were not run again")
     other = frame.attrs.get("n_records_other", 0)
     if other:
-        print(f"{args.out}/sweep.jsonl also holds {other} record(s) of other points or sweeps "
+        print(f"{out}/sweep.jsonl also holds {other} record(s) of other points or sweeps "
               "(other grid values, or another model, data, chip or seed): kept, not in this "
               "table")
     print(_sweep_table(frame))
@@ -810,7 +819,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if n_bad:
         print(f"{n_bad} point(s) failed or were skipped; see the status column")
     print(f"wrote sweep.csv, sweep.json, pareto.png, sweep.html (and sweep.jsonl) to "
-          f"{args.out}/")
+          f"{out}/")
     lost = frame.attrs.get("n_points_lost", 0)
     if lost:  # the sweep is incomplete: say so, and not with status 0
         print(f"{lost} point(s) were lost with their workers (status missing); run the same "
@@ -913,6 +922,12 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if args.train_adc_bits > 24:
         raise ConfigError(f"--train-adc-bits: {args.train_adc_bits} is invalid; allowed: an "
                           "integer in 1..24 (left out: the chip's ADC bits)")
+    if args.sweep_adc_bits is not None:
+        _int_values("--sweep-adc-bits", args.sweep_adc_bits)  # before the epochs, not after
+        if getattr(args, "bn_calibration", 0):
+            raise ConfigError("--sweep-adc-bits with --bn-calibration: the sweep's points "
+                              "deploy the trained model without re-estimating BatchNorm on "
+                              "each; allowed: one of them")
     if args.bn_relative and not args.bn_calibration:  # else nothing would say it did nothing
         raise ConfigError("--bn-relative: calibrates nothing without --bn-calibration N "
                           "(N training inputs, N > 0)")
@@ -1227,7 +1242,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         # beside an earlier run's report (the checkpoint holds the training; a rerun writes both)
         write_text(args.out / "training.json", json.dumps(summary, indent=2) + "\n")
         _clear_stale_simulation(args.out, None, y_eval is not None)  # a simulate --time's files
-    return 0
+    if args.sweep_adc_bits is None:
+        return 0
+    return _sweep_trained(args, prepared, chip, name, x_cal, x_eval, y_eval,
+                          twin["t_inference_s"])
+
+
+def _sweep_trained(args: argparse.Namespace, prepared, chip, name: str, x_cal, x_eval, y_eval,
+                   t_inference_s: float | None) -> int:
+    """``train --sweep-adc-bits``: the trained twin swept over ADC bits into ``OUT/sweep``
+    (``run_sweep`` of a ``PreparedModel``: each point deploys what it learned), evaluated on
+    the run's held-out inputs, at the time it was trained for; printed as ``sweep`` prints."""
+    from ._inputs import input_count
+    from .sweep import run_sweep
+
+    grid: dict[str, list] = {"adc_bits": _int_values("--sweep-adc-bits", args.sweep_adc_bits)}
+    if t_inference_s is not None:
+        grid["time_s"] = [t_inference_s]
+    out = args.out / "sweep"
+    data = x_eval if y_eval is None else (x_eval, y_eval)
+    frame = run_sweep(prepared, data, chip, grid, out, calibration=x_cal, seed=args.seed,
+                      batch_size=args.batch_size, model_name=f"{name}, trained ({args.method})")
+    print(f"\nsweep of the trained model over ADC bits (each point deploys what it learned; "
+          f"{input_count(x_eval)} held-out inputs evaluated)")
+    return _print_sweep(frame, out)
 
 
 def _untrained_on_chip(model, chip, x_cal, x_eval, y_eval, args: argparse.Namespace,
@@ -1633,6 +1671,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on a device that ages (drift, 1/f noise, retention: pcm-22nm): the "
                         "time after programming to train for and deploy at, e.g. 1d (units s, "
                         "min, h, d, w, y; default: the programmed state; docs/drift.md)")
+    t.add_argument("--sweep-adc-bits", default=None, metavar="BITS",
+                   help="after training, sweep the trained model over these ADC bits (e.g. "
+                        "3-8 or 4,6): deployed with what it learned at each (a calibrated "
+                        "range on each point's grid), into OUT/sweep with its table and "
+                        "Pareto plot (docs/sweep.md)")
     t.add_argument("--epochs", type=_POSITIVE, default=1, help="epochs in all (default 1)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     t.add_argument("--schedule", default="constant",

@@ -282,6 +282,32 @@ def test_train_says_when_the_trained_model_deployed_below_the_untrained_one(tmp_
         0.9, {"untrained_cosine_to_float": 0.95}, rram, False)
 
 
+def test_train_sweeps_the_trained_model_over_adc_bits(tmp_path, capsys):
+    """--sweep-adc-bits: after training, the trained twin swept into OUT/sweep (each point
+    deploys what it learned; on rram-22nm's calibrated ADC the learned range on each grid),
+    on the run's held-out inputs: the chip's own bits give the run's deployed accuracy and
+    energy. A bad value, or --bn-calibration (the points re-estimate no BatchNorm), is one line
+    before training."""
+    assert main(TRAIN + ["--method", "qat", "--epochs", "1", "--sweep-adc-bits", "4,6",
+                         "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sweep of the trained model over ADC bits" in out and "Pareto front" in out
+    frame = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert frame["adc_bits"].tolist() == [4, 6] and (frame["status"] == "ok").all()
+    report = json.loads((tmp_path / "report.json").read_text())
+    own = frame[frame["adc_bits"] == cimsim.load_chip("rram-22nm").adc.bits].iloc[0]
+    assert own["accuracy"] == report["summary"]["simulated_accuracy"]
+    assert own["energy_pj_per_inference"] == pytest.approx(
+        report["totals"]["energy_pj_per_inference"], rel=1e-9)
+    for extra, message in ((["--sweep-adc-bits", "4-x"], "--sweep-adc-bits: '4-x'"),
+                           (["--sweep-adc-bits", "4", "--method", "pim-qat",
+                             "--bn-calibration", "8"], "--sweep-adc-bits with --bn-calibration")):
+        assert main(TRAIN + ["--epochs", "1", *extra, "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cimsim: error: ") and message in err, err
+        assert not (tmp_path / "bad" / "checkpoint.pt").exists()
+
+
 def test_a_second_training_run_into_the_same_out_is_refused(tmp_path, capsys, epochs_run):
     """Two `cimsim train` runs into one --out both resumed the same checkpoint and overwrote
     it and the reports beside each other: the second is refused at once, naming the holder,
