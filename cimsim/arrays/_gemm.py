@@ -133,8 +133,9 @@ def _cpu_autocast_on(torch: Any) -> bool:
 
 
 _READ_ONLY_SEEN = False
-_FILTER_LOCK = threading.Lock()
 """Whether torch was handed a read-only array here once: it warns of one once per process."""
+_FILTER_LOCK = threading.Lock()
+"""Python's warning filters are the process's: one thread at a time changes them here."""
 
 
 def read_tensor(torch, a: np.ndarray):
@@ -148,7 +149,7 @@ def read_tensor(torch, a: np.ndarray):
     # (torch.set_warn_always(True) makes it warn at every call: held at every call then)
     if a.flags.writeable or (_READ_ONLY_SEEN and not torch.is_warn_always_enabled()):
         return torch.from_numpy(a)
-    with _FILTER_LOCK, warnings.catch_warnings():  # the filters are the process's: one at a time
+    with _FILTER_LOCK, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         t = torch.from_numpy(a)
     _READ_ONLY_SEEN = True

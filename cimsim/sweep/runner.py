@@ -83,13 +83,12 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
     from ..evaluate import accuracy, output_cosine
     from ..mapping import deploy
 
-    reference = model
-    if prepared_model(model):
+    prepared = prepared_model(model)
+    if prepared:
         # at the point's time, as its row says (the chip's t0 where time_s is not swept), not
         # at the time the twin was trained for: a point keeps its id whatever the twin's
         t = chip.device.drift_t0_s if t_inference_s is None else t_inference_s
         sim = model.deploy(seed, chip=chip, t_inference_s=t)
-        reference = model.float_model()
     else:
         # no deploy bar nested in the sweep's own (it left cursor-up residue on a terminal)
         sim = deploy(model, chip, x_cal, seed=seed, t_inference_s=t_inference_s,
@@ -97,6 +96,7 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
     if y_eval is None:
         # no labels (a language model's tokens): how close the outputs stay to the float
         # model's, as `cimsim simulate` reports it; the forwards the costs are counted on
+        reference = model.float_model() if prepared else model  # the learned float weights
         cosine = output_cosine(reference, sim, x_eval, batch_size=batch_size)
         acc = math.nan
     else:
