@@ -813,6 +813,9 @@ def _print_sweep(frame, out: Path) -> int:
               f"{', one per time after programming' if by else ''}), by energy: " + "; ".join(
                   f"{labels[i]} ({100 * frame['accuracy'].iloc[i]:.2f} %, "
                   f"{frame['energy_pj_per_inference'].iloc[i]:,.1f} pJ)" for i in order))
+    elif frame["accuracy"].isna().all() and frame["output_cosine"].notna().any():
+        print("\nno Pareto front: the data has no labels (the front is over accuracy and "
+              "energy; each point's output cosine to the float model is in the table)")
     else:
         print("\nno Pareto front: no point has both an accuracy and an energy per inference")
     n_bad = int((frame["status"] != "ok").sum())
@@ -1099,6 +1102,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (args.out / name).exists() and not (args.out / name).is_file():
             raise ConfigError(f"--out: {args.out / name} is a folder where train writes a "
                               "file; allowed: another --out, or remove the folder")
+    if args.sweep_adc_bits is not None:  # its folder, before the epochs
+        from .sweep.files import OUTPUT_FILES
+
+        _check_out(args.out / "sweep", OUTPUT_FILES)
     recipe = _recipe(args)
     chip = recipe.chip(_load_chip(args))
     if recipe.base == "pim-qat" and args.train_adc_bits:  # named by its flag, before the model
@@ -1122,6 +1129,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             prepared = prepare(model, chip, x_cal, seed=args.seed, exclude=args.exclude,
                                **twin)
+    # where the run deploys (ColumnQuant's chip is its method's: prepared.chip), and the
+    # sweep after it: checked now, not after the epochs
+    deploy_chip = prepared.chip if recipe.base == "columnquant" else chip
+    if args.sweep_adc_bits is not None:
+        _check_sweep_bits(args, prepared, deploy_chip, recipe.base == "columnquant")
     optimizer = torch.optim.Adam(recipe.setup(prepared, args.lr, args.seed))
     scheduler = lr_schedule(optimizer, args.schedule, epochs=args.epochs,
                             n=int(x_train.shape[0]), batch_size=args.batch_size)
@@ -1244,15 +1256,42 @@ def cmd_train(args: argparse.Namespace) -> int:
         _clear_stale_simulation(args.out, None, y_eval is not None)  # a simulate --time's files
     if args.sweep_adc_bits is None:
         return 0
-    return _sweep_trained(args, prepared, chip, name, x_cal, x_eval, y_eval,
+    return _sweep_trained(args, prepared, deploy_chip, model, name, x_cal, x_eval, y_eval,
                           twin["t_inference_s"])
 
 
-def _sweep_trained(args: argparse.Namespace, prepared, chip, name: str, x_cal, x_eval, y_eval,
-                   t_inference_s: float | None) -> int:
-    """``train --sweep-adc-bits``: the trained twin swept over ADC bits into ``OUT/sweep``
-    (``run_sweep`` of a ``PreparedModel``: each point deploys what it learned), evaluated on
-    the run's held-out inputs, at the time it was trained for; printed as ``sweep`` prints."""
+def _check_sweep_bits(args: argparse.Namespace, prepared, chip, centres_frozen_first: bool
+                      ) -> None:
+    """``train --sweep-adc-bits``, before the epochs: every value a valid ADC of ``chip``, and
+    at least one the prepared model can be deployed at (``PreparedModel.check_chip``; a
+    ColumnQuant centre is frozen before the run deploys), else one line naming the flag (a
+    value out of range failed after the whole training)."""
+    from .sweep import chip_for_point
+
+    bits = _int_values("--sweep-adc-bits", args.sweep_adc_bits)
+    reasons = []
+    for b in bits:
+        try:
+            variant = chip_for_point(chip, {"adc_bits": b})
+        except ConfigError as exc:
+            raise ConfigError(f"--sweep-adc-bits: {b}: {exc}") from None
+        try:
+            prepared.check_chip(variant, centres_frozen_first=centres_frozen_first)
+        except ConfigError as exc:
+            reasons.append(f"{b}: {exc}")
+    if len(reasons) == len(bits):
+        raise ConfigError(f"--sweep-adc-bits: the trained model can be deployed at none of "
+                          f"{args.sweep_adc_bits!r} (at {reasons[0]}); allowed: bits that "
+                          f"include the chip's own ({chip.adc.bits})")
+
+
+def _sweep_trained(args: argparse.Namespace, prepared, chip, model, name: str, x_cal, x_eval,
+                   y_eval, t_inference_s: float | None) -> int:
+    """``train --sweep-adc-bits``: the trained twin swept over ADC bits on ``chip`` (where
+    the run deployed it) into ``OUT/sweep`` (``run_sweep`` of a ``PreparedModel``: each point
+    deploys what it learned), evaluated on the run's held-out inputs, at the time it was
+    trained for, a cosine without labels against ``model`` (the float model the run started
+    from, as its report's); printed as ``sweep`` prints."""
     from ._inputs import input_count
     from .sweep import run_sweep
 
@@ -1262,7 +1301,8 @@ def _sweep_trained(args: argparse.Namespace, prepared, chip, name: str, x_cal, x
     out = args.out / "sweep"
     data = x_eval if y_eval is None else (x_eval, y_eval)
     frame = run_sweep(prepared, data, chip, grid, out, calibration=x_cal, seed=args.seed,
-                      batch_size=args.batch_size, model_name=f"{name}, trained ({args.method})")
+                      batch_size=args.batch_size, model_name=f"{name}, trained ({args.method})",
+                      reference=model if y_eval is None else None)
     print(f"\nsweep of the trained model over ADC bits (each point deploys what it learned; "
           f"{input_count(x_eval)} held-out inputs evaluated)")
     return _print_sweep(frame, out)

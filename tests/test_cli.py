@@ -299,13 +299,64 @@ def test_train_sweeps_the_trained_model_over_adc_bits(tmp_path, capsys):
     assert own["accuracy"] == report["summary"]["simulated_accuracy"]
     assert own["energy_pj_per_inference"] == pytest.approx(
         report["totals"]["energy_pj_per_inference"], rel=1e-9)
+    bad = tmp_path / "bad"
+    (bad / "elsewhere").mkdir(parents=True)
+    (bad / "elsewhere" / "sweep").write_text("a file where the sweep's folder goes")
     for extra, message in ((["--sweep-adc-bits", "4-x"], "--sweep-adc-bits: '4-x'"),
                            (["--sweep-adc-bits", "4", "--method", "pim-qat",
-                             "--bn-calibration", "8"], "--sweep-adc-bits with --bn-calibration")):
-        assert main(TRAIN + ["--epochs", "1", *extra, "--out", str(tmp_path / "bad")]) == 2
+                             "--bn-calibration", "8"], "--sweep-adc-bits with --bn-calibration"),
+                           # a value out of range, or none the model deploys at, was refused
+                           # after the whole training
+                           (["--sweep-adc-bits", "4,25"], "--sweep-adc-bits: 25: ADCConfig.bits"),
+                           (["--sweep-adc-bits", "5", "--method", "columnquant"],
+                            "--sweep-adc-bits: the trained model can be deployed at none of '5'"),
+                           (["--sweep-adc-bits", "6", "--out", str(bad / "elsewhere")],
+                            "is a file, not a folder")):
+        assert main(TRAIN + ["--epochs", "1", "--out", str(bad), *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("cimsim: error: ") and message in err, err
-        assert not (tmp_path / "bad" / "checkpoint.pt").exists()
+        assert not list(bad.rglob("checkpoint.pt"))
+
+
+def test_train_sweeps_a_columnquant_model_on_its_methods_chip(tmp_path, capsys):
+    """ColumnQuant trains on its own chip (per-column weight scales, its decomposition): the
+    sweep was handed the command line's, every point refused after the training ('differs
+    from the prepared chip'); it sweeps where the run deployed, its own bits as the run's
+    figures, other bits skipped (its centre is the twin's bits')."""
+    assert main(TRAIN + ["--method", "columnquant", "--psum-centre", "batch", "--epochs", "1",
+                         "--sweep-adc-bits", "5,6", "--out", str(tmp_path)]) == 0
+    frame = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert frame["status"].iloc[0].startswith("skipped: deploy(chip=...)")
+    own = frame.iloc[1]
+    assert own["status"] == "ok"
+    assert own["accuracy"] == report["summary"]["simulated_accuracy"]
+    assert own["energy_pj_per_inference"] == pytest.approx(
+        report["totals"]["energy_pj_per_inference"], rel=1e-9)
+
+
+def test_train_sweep_without_labels_takes_the_cosine_the_run_reports(tmp_path, capsys,
+                                                                    monkeypatch):
+    """Without labels a point's output cosine was measured against the trained twin's float
+    copy, the run's report against the float model it started from: the chip's own bits
+    showed another figure than the run's (0.989 against 0.986). The sweep now takes the run's
+    reference; no Pareto front is said to be for want of labels."""
+    x = load_digits_split()[2][:64]
+    np.savez(tmp_path / "x.npz", x=x.numpy())
+    (tmp_path / "demo_module.py").write_text(
+        "from cimsim.models import load_digits_cnn\n\ndef demo():\n    return load_digits_cnn()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    assert main(["train", "--model", "demo_module:demo", "--data", str(tmp_path / "x.npz"),
+                 "--chip", "rram-22nm", "--method", "distill", "--limit", "32", "--batch-size",
+                 "16", "--calibration", "32", "--epochs", "1", "--sweep-adc-bits", "4,6",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    own = pd.read_csv(out / "sweep" / "sweep.csv").iloc[1]
+    assert own["adc_bits"] == 6 and own["status"] == "ok"
+    assert own["output_cosine"] == pytest.approx(report["summary"]["output_cosine"], abs=1e-12)
+    assert "no Pareto front: the data has no labels" in printed
 
 
 def test_a_second_training_run_into_the_same_out_is_refused(tmp_path, capsys, epochs_run):

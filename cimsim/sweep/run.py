@@ -209,6 +209,7 @@ def run_sweep(
     model_name: str | None = None,
     client: Any = None,
     exclude: str | Sequence[str] = (),
+    reference: Any = None,
 ) -> pd.DataFrame:
     """Deploy ``model`` at every point of ``grid``; the accuracy-cost table, and files.
 
@@ -263,6 +264,11 @@ def run_sweep(
         ``cimsim.deploy(exclude=...)`` (keeping a network's first and last layers digital, as
         many CIM papers do). Part of the points' identity: a sweep with another exclusion is
         another sweep.
+    reference : nn.Module, optional
+        Without labels, the float model each point's ``output_cosine`` is measured against;
+        default ``model`` (a prepared model: its ``float_model()``, the learned weights).
+        ``cimsim train --sweep-adc-bits`` passes the model it started from, as its report's
+        cosine does. Part of the points' identity.
 
     Returns
     -------
@@ -339,7 +345,11 @@ def run_sweep(
 
     # a trained twin: what its deploy hands the engine too (a method's forward rescale is a
     # plain attribute, no state)
-    model_key = model_fingerprint(model) + (model.engine_digest() if prepared else "")
+    if reference is not None and not (callable(reference) and hasattr(reference, "state_dict")):
+        raise ConfigError(f"reference = {type(reference).__name__} is invalid; allowed: None "
+                          "or a float model (an nn.Module)")
+    model_key = (model_fingerprint(model) + (model.engine_digest() if prepared else "")
+                 + ("" if reference is None else model_fingerprint(reference)))
     context = context_hash(model_key, data_fingerprint(x_all, y_all), cal_key, chip, seed,
                            excluded, batch_size)
     resolved = [resolve_point(chip, p) for p in points]
@@ -353,7 +363,8 @@ def run_sweep(
     path = out / JSONL
     with results_lock(path):
         ctx = SweepContext(model=model, chip=chip, x_cal=x_cal, x_eval=x_eval, y_eval=y_eval,
-                           seed=seed, batch_size=batch_size, exclude=excluded)
+                           seed=seed, batch_size=batch_size, exclude=excluded,
+                           reference=reference)
         frame = _run_locked(path, points, resolved, ids, grid, model, chip, seed, cal_key,
                             model_name, ctx, jobs, progress, client, skips)
     return frame

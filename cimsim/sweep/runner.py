@@ -64,6 +64,9 @@ class SweepContext:
     """Evaluation batch size."""
     exclude: tuple[str, ...] = ()
     """Layer names or globs kept digital at every point (``deploy(exclude=)``)."""
+    reference: Any = None
+    """The float model a point's ``output_cosine`` is measured against (no labels); None:
+    ``model``, or a prepared model's ``float_model()``."""
 
 
 def prepared_model(model: Any) -> bool:
@@ -76,7 +79,7 @@ def prepared_model(model: Any) -> bool:
 
 def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any, seed: int,
              batch_size: int, t_inference_s: float | None = None,
-             exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+             exclude: tuple[str, ...] = (), reference: Any = None) -> dict[str, Any]:
     """Deploy ``model`` on ``chip`` (seen ``t_inference_s`` after programming; the layers
     ``exclude`` names kept digital), run ``x_eval`` through it; accuracy and report totals.
     A trained twin deploys its learned weights, scales and ADC ranges (``x_cal`` unused)."""
@@ -96,7 +99,8 @@ def _measure(model: Any, chip: ChipConfig, x_cal: Any, x_eval: Any, y_eval: Any,
     if y_eval is None:
         # no labels (a language model's tokens): how close the outputs stay to the float
         # model's, as `cimsim simulate` reports it; the forwards the costs are counted on
-        reference = model.float_model() if prepared else model  # the learned float weights
+        if reference is None:  # a trained twin: its learned float weights
+            reference = model.float_model() if prepared else model
         cosine = output_cosine(reference, sim, x_eval, batch_size=batch_size)
         acc = math.nan
     else:
@@ -139,7 +143,8 @@ def run_point(ctx: SweepContext, pid: str, point: Mapping[str, Any]) -> dict[str
         try:
             variant = chip_for_point(ctx.chip, point)
             record.update(_measure(ctx.model, variant, ctx.x_cal, ctx.x_eval, ctx.y_eval,
-                                   ctx.seed, ctx.batch_size, point.get("time_s"), ctx.exclude))
+                                   ctx.seed, ctx.batch_size, point.get("time_s"), ctx.exclude,
+                                   ctx.reference))
             record["status"] = "ok"
             record["final"] = True
         except CimsimError as exc:  # invalid config, unmappable, over capacity: deterministic

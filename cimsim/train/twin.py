@@ -2420,17 +2420,19 @@ class PreparedModel(nn.Module):
                 h.update(a.tobytes())
         return h.hexdigest()
 
-    def check_chip(self, chip: ChipConfig | str | Path) -> ChipConfig:
+    def check_chip(self, chip: ChipConfig | str | Path, *,
+                   centres_frozen_first: bool = False) -> ChipConfig:
         """``chip`` (a config, preset name or path) as :meth:`deploy` takes it, or the
         ``ConfigError`` its deploy would raise, before anything is programmed: another
         geometry (:func:`_check_same_geometry`), calibrated ADC ranges no twin's learned
         tables reach (:meth:`TwinMatmul.adc_tables_on`), or a grid centred on every batch
-        (ColumnQuant's ``centre='batch'`` before ``freeze_psum``). A sweep of this model
-        checks every point so."""
+        (ColumnQuant's ``centre='batch'`` before ``freeze_psum``; accepted with
+        ``centres_frozen_first``, where the caller freezes it before deploying). A sweep of
+        this model checks every point so."""
         chip = as_chip(chip)
         _check_same_geometry(self.chip, chip)
         for name, twin in self.twins():
-            if getattr(twin.adc_hook, "per_batch", False):
+            if getattr(twin.adc_hook, "per_batch", False) and not centres_frozen_first:
                 # deployed, the grid started where calibration put it, at no centre at all
                 raise ConfigError(
                     f"deploy: twin {name!r} centres its ADC grid on every batch (ColumnQuant's "
