@@ -775,7 +775,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _warn_calibration_reused(calibration)
     print(f"cimsim {__version__} sweep: {name} on {chip.name}; {len(frame)} "
           f"point{'s' * (len(frame) != 1)}; {used}")
+    return _print_sweep(frame, args.out, chip, args)
+
+
+def _print_sweep(frame, out: Path, chip, args: argparse.Namespace) -> int:
+    """What ``sweep`` (and ``train --sweep-adc-bits``) prints of a finished sweep of ``chip``
+    written to ``out``: the cost basis, what was resumed, the table, the front, the files; the
+    exit status (1 where points were lost or none ran)."""
     from .report import cost_basis
+    from .sweep import point_labels
+    from .sweep.pareto import front_group
 
     # which figures are calibrated and which predicted (report.cost_basis says the sweep
     # prints it; it was only in sweep.json and the page), and the fields --set changed (two
@@ -783,15 +792,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     set_fields = (f"; chip fields set: {', '.join(args.overrides)}"
                   if getattr(args, "overrides", None) else "")
     print(f"cost figures: {frame.attrs.get('cost_figures') or cost_basis(chip)}{set_fields}")
-    return _print_sweep(frame, args.out)
-
-
-def _print_sweep(frame, out: Path) -> int:
-    """What ``sweep`` (and ``train --sweep-adc-bits``) prints of a finished sweep written to
-    ``out``: what was resumed, the table, the front, the files; the exit status (1 where
-    points were lost or none ran)."""
-    from .sweep import point_labels
-    from .sweep.pareto import front_group
 
     resumed = frame.attrs.get("n_points_resumed", 0)
     if resumed:
@@ -1245,8 +1245,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"BatchNorm calibrated on the deployed model{how}: {n_bn} modules, "
                   f"{min(args.bn_calibration, x_train.shape[0])} training inputs")
         score = _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
-        below = _below_untrained(score, untrained, chip, recipe.base == "pim-qat"
-                                 and args.forward_rescale)
+        # (the untrained figure is the command line's chip: ColumnQuant deploys on its own)
+        below = None if deploy_chip != chip else _below_untrained(
+            score, untrained, chip, recipe.base == "pim-qat" and args.forward_rescale)
         if below is not None:
             summary["note"] = below
             print(f"note: {below}")
@@ -1305,7 +1306,7 @@ def _sweep_trained(args: argparse.Namespace, prepared, chip, model, name: str, x
                       reference=model if y_eval is None else None)
     print(f"\nsweep of the trained model over ADC bits (each point deploys what it learned; "
           f"{input_count(x_eval)} held-out inputs evaluated)")
-    return _print_sweep(frame, out)
+    return _print_sweep(frame, out, chip, args)
 
 
 def _untrained_on_chip(model, chip, x_cal, x_eval, y_eval, args: argparse.Namespace,

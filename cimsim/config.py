@@ -1145,8 +1145,9 @@ class TechConfig(_Config):
             # the physical model predicted the window and dropped the one written, silently
             raise ConfigError(f"TechConfig.window_stated = False is invalid with t_integrate_ns "
                               f"= {self.t_integrate_ns!r} (an integration window given is a "
-                              "stated one); allowed: true, or t_integrate_ns left out (the "
-                              "window is then predicted)")
+                              "stated one; a physical description writing no window gets "
+                              "window_stated = false when loaded); allowed: true, or "
+                              "t_integrate_ns left out (the window is then predicted)")
         _int_in(self, "pipeline_registers_per_column", 1, 1 << 16)
 
 

@@ -950,3 +950,38 @@ def test_ieee_float32_holds_while_another_thread_leaves_its_block():
         assert (mkl.fp32_precision, cuda.fp32_precision) == ("bf16", "tf32")
     finally:
         mkl.fp32_precision, cuda.fp32_precision = saved
+
+
+def test_a_block_opened_while_another_threads_block_is_open_is_ieee_too():
+    """The caller reduces the precision while another thread's block is open: a block opened
+    after must still run IEEE float32 (the counted override looked at the backends at the first
+    block only, and a later block ran in bfloat16), and the last close restores the caller's
+    latest setting."""
+    import threading
+
+    import torch
+
+    mkl = torch.backends.mkldnn.matmul
+    saved = mkl.fp32_precision
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _gemm.ieee_float32(torch):
+            inside.set()
+            leave.wait(20)
+
+    thread = threading.Thread(target=hold)
+    try:
+        thread.start()
+        assert inside.wait(20)
+        mkl.fp32_precision = "bf16"  # the caller, meanwhile
+        with _gemm.ieee_float32(torch):
+            assert mkl.fp32_precision == "ieee"
+        assert mkl.fp32_precision == "ieee"  # the other block is still open
+        leave.set()
+        thread.join(20)
+        assert mkl.fp32_precision == "bf16"
+    finally:
+        leave.set()
+        thread.join(20)
+        mkl.fp32_precision = saved

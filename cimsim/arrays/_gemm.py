@@ -135,7 +135,8 @@ def _cpu_autocast_on(torch: Any) -> bool:
 _READ_ONLY_SEEN = False
 """Whether torch was handed a read-only array here once: it warns of one once per process."""
 _FILTER_LOCK = threading.Lock()
-"""Python's warning filters are the process's: one thread at a time changes them here."""
+"""Python's warning filters are the process's: this function's blocks change them one at a
+time (another thread's own ``catch_warnings`` elsewhere is not held off by it)."""
 
 
 def read_tensor(torch, a: np.ndarray):
@@ -159,8 +160,8 @@ def read_tensor(torch, a: np.ndarray):
 _IEEE_LOCK = threading.Lock()
 _IEEE_HELD = 0
 """How many ``ieee_float32`` blocks are open, over all threads (under ``_IEEE_LOCK``)."""
-_IEEE_SAVED: list[tuple[Any, str]] = []
-"""The caller's settings the first open block replaced, restored when the last one closes."""
+_IEEE_SAVED: dict[str, tuple[Any, str]] = {}
+"""By backend, the caller's latest setting a block replaced, restored when the last closes."""
 
 
 @contextlib.contextmanager
@@ -175,17 +176,19 @@ def ieee_float32(torch) -> Iterator[None]:
     The setting is the process's, not the thread's: the blocks of all threads share one
     override, counted, and the caller's setting comes back when the last of them closes (saved
     and restored per block, a thread leaving its block put bfloat16 back under another
-    thread's GEMM, and threaded ``cimsim.matmul`` calls differed from serial ones by ~3 %)."""
+    thread's GEMM, and threaded ``cimsim.matmul`` calls differed from serial ones by ~3 %).
+    Every block checks the backends as it opens: a reduced precision the caller set while
+    another thread's block was open is overridden too, and is the one restored. A setting to
+    IEEE made meanwhile cannot be told from the override's: the last close restores the
+    caller's reduced one."""
     global _IEEE_HELD
     with _IEEE_LOCK:
-        if _IEEE_HELD == 0:
-            _IEEE_SAVED.clear()
-            for name in ("mkldnn", "cuda"):
-                matmul: Any = getattr(getattr(torch.backends, name, None), "matmul", None)
-                value = getattr(matmul, "fp32_precision", None)
-                if value is not None and value not in ("ieee", "none"):
-                    _IEEE_SAVED.append((matmul, value))
-                    matmul.fp32_precision = "ieee"
+        for name in ("mkldnn", "cuda"):
+            matmul: Any = getattr(getattr(torch.backends, name, None), "matmul", None)
+            value = getattr(matmul, "fp32_precision", None)
+            if value is not None and value not in ("ieee", "none"):
+                _IEEE_SAVED[name] = (matmul, value)  # the caller's latest
+                matmul.fp32_precision = "ieee"
         _IEEE_HELD += 1
     try:
         yield
@@ -193,7 +196,7 @@ def ieee_float32(torch) -> Iterator[None]:
         with _IEEE_LOCK:
             _IEEE_HELD -= 1
             if _IEEE_HELD == 0:
-                for matmul, value in _IEEE_SAVED:
+                for matmul, value in _IEEE_SAVED.values():
                     if matmul.fp32_precision == "ieee":  # unless the caller set another since
                         matmul.fp32_precision = value
                 _IEEE_SAVED.clear()

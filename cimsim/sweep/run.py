@@ -268,7 +268,7 @@ def run_sweep(
         Without labels, the float model each point's ``output_cosine`` is measured against;
         default ``model`` (a prepared model: its ``float_model()``, the learned weights).
         ``cimsim train --sweep-adc-bits`` passes the model it started from, as its report's
-        cosine does. Part of the points' identity.
+        cosine does. Part of the points' identity without labels; with labels unused.
 
     Returns
     -------
@@ -348,6 +348,8 @@ def run_sweep(
     if reference is not None and not (callable(reference) and hasattr(reference, "state_dict")):
         raise ConfigError(f"reference = {type(reference).__name__} is invalid; allowed: None "
                           "or a float model (an nn.Module)")
+    if y_all is not None:
+        reference = None  # scores are accuracies: no cosine is measured
     model_key = (model_fingerprint(model) + (model.engine_digest() if prepared else "")
                  + ("" if reference is None else model_fingerprint(reference)))
     context = context_hash(model_key, data_fingerprint(x_all, y_all), cal_key, chip, seed,

@@ -1555,7 +1555,9 @@ class TwinMatmul(nn.Module):
             why = ("a fused layer-output activation's levels are learned at the twin's bits"
                    if self.activation is not None else
                    "its grid starts at the centre a method set at the twin's bits (ColumnQuant)"
-                   if self.adc_hook is not None else None)
+                   if self.adc_hook is not None else
+                   "a nonlinear converter's levels are fitted at the twin's bits"
+                   if self.nonlinear_adc else None)
             raise ConfigError(_needs_calibration(self.chip, chip, why))
         return own_adc, regrid
 
@@ -2460,7 +2462,8 @@ class PreparedModel(nn.Module):
             (:meth:`TwinMatmul.to_engine`), e.g. with noise, variation or a non-linearity the
             twin does not train with, or at another ADC precision (adjusted-precision
             training; on a calibrated linear ADC the learned range on the new grid, as the
-            twin converts at those bits: a trained model's ADC bits can be swept).
+            twin converts at those bits, up to float ties: a trained model's ADC bits can be
+            swept).
         t_inference_s : float, optional
             Seconds after programming the deployed model runs at, as in ``cimsim.deploy``;
             default the twin's ``t_inference_s`` (the time it was trained for), else the
@@ -2486,6 +2489,8 @@ class PreparedModel(nn.Module):
             check_batch_dim(batch_dim, first, f"the first input ({first} dimensions, as "
                             "calibrated)")
         chip = self.check_chip(self.chip if chip is None else chip)
+        if t_inference_s is not None:  # named, before anything is programmed
+            t_inference_s = check_time(t_inference_s, chip, "t_inference_s")
         excluded = [name for name, _, why in self.digital if why == EXCLUDED_REASON]
         model = self.float_model().cpu()
         # what the twin's forwards cached (a layer's output kept as an attribute) would be

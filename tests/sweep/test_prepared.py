@@ -74,6 +74,9 @@ def test_a_rerun_resumes_and_what_deploy_hands_the_engine_is_the_points_identity
     counted = _count_points(monkeypatch)
     again = _sweep(trained, data, chip, grid, tmp_path)
     assert counted == [] and again["point_id"].tolist() == first["point_id"].tolist()
+    # a reference float model is for the cosine without labels: with labels no identity of it
+    again = _sweep(trained, data, chip, grid, tmp_path, reference=test_sweep.tiny_model())
+    assert counted == [] and again["point_id"].tolist() == first["point_id"].tolist()
     twin = next(t for _, t in trained.twins())
     twin.out_rescale = 1.5
     try:

@@ -144,14 +144,17 @@ def test_deploy_at_other_adc_bits_carries_the_learned_range_on_the_new_grid():
     torch.manual_seed(0)
     x = torch.randn(64, 8)
     rram = cimsim.load_chip("rram-22nm")
-    chip = rram.replace(noise=rram.noise.replace(thermal_sigma_lsb=0.0))
+    # no programming variation: the engine multiplies varied conductances in float32, whose
+    # ties on a code boundary grow with the bits (as at the chip's own bits: docs)
+    chip = rram.replace(noise=rram.noise.replace(thermal_sigma_lsb=0.0),
+                        device=rram.device.replace(variation_sigma=0.0))
     assert chip.adc.range_policy.value == "calibrated" and chip.adc.bits == 6
     prep = prepare(_mlp(8), chip, x, seed=0).eval()
     with torch.no_grad():  # learned steps away from the calibrated ones
         for _, twin in prep.twins():
             twin.adc_step.mul_(1.1)
     outs = {}
-    for bits in (3, 4, 8):
+    for bits in (3, 4, 8, 12):
         sim = prep.deploy(chip=chip.replace(adc=chip.adc.replace(bits=bits)))
         with torch.no_grad(), adc_bits(prep, bits):
             twin_out = prep(x)
@@ -162,6 +165,13 @@ def test_deploy_at_other_adc_bits_carries_the_learned_range_on_the_new_grid():
     with pytest.raises(ConfigError, match=r"in adc\.bits, adc\.percentile: .*"
                        r"cimsim\.deploy\(prepared\.float_model\(\), chip, calibration\)"):
         prep.deploy(chip=other)
+    ramp = prepare(_mlp(8), chip.replace(adc=chip.adc.replace(kind="ramp", bits=4)), x).eval()
+    with pytest.raises(ConfigError, match=r"a nonlinear converter's levels are fitted at the "
+                       r"twin's bits: .*allowed: the twin's ADC settings .*, or 'full_scale'"):
+        ramp.deploy(chip=ramp.chip.replace(adc=ramp.chip.adc.replace(bits=3)))
+    # a time is refused by its name, before anything is programmed
+    with pytest.raises(ConfigError, match=r"^t_inference_s = -1\.0 is invalid"):
+        prep.deploy(t_inference_s=-1.0)
 
 
 @pytest.mark.parametrize("lr", [0.0, float("nan"), -1e-3])
