@@ -757,3 +757,74 @@ def test_train_bskmq_names_a_chip_fitting_other_levels_unless_set(tmp_path, recw
         assert main(args + extra + ["--out", str(tmp_path / f"run{warned}")]) == 0
         said = [str(w.message) for w in recwarn]
         assert any("adc.level_fit = 'uniform', so the levels are" in m for m in said) == warned
+
+
+def test_train_sweep_runs_at_the_time_the_model_was_trained_for(tmp_path, monkeypatch):
+    """Pins ``_sweep_trained``'s grid: a run trained for ``--time`` sweeps its bits at that
+    time (``time_s``: the chip's t0 otherwise, a figure the run never deployed at), with the
+    run's float model as the cosine's reference where there are no labels and none where
+    there are."""
+    import argparse
+
+    from cimsim import cli, sweep
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(model, data, chip, grid, out, **kw):
+        seen.append((grid, kw.get("reference")))
+        raise Stop
+
+    monkeypatch.setattr(sweep, "run_sweep", capture)
+    args = argparse.Namespace(sweep_adc_bits="4,6", out=tmp_path, seed=0, batch_size=16,
+                              method="qat")
+    float_model, x = object(), torch.zeros(4, 1)
+    for t, labels in ((3600.0, None), (None, torch.zeros(4, dtype=torch.long))):
+        with pytest.raises(Stop):
+            cli._sweep_trained(args, None, cimsim.load_chip("pcm-22nm"), float_model, "demo",
+                               x, x, labels, t)
+    assert seen[0] == ({"adc_bits": [4, 6], "time_s": [3600.0]}, float_model)
+    assert seen[1] == ({"adc_bits": [4, 6]}, None)
+
+
+def test_train_offers_no_forward_rescale_only_where_it_was_on(tmp_path, capsys, monkeypatch):
+    """Pins the ``args.forward_rescale`` term of ``cmd_train``'s below-the-untrained note: a
+    PIM-QAT run already made with ``--no-forward-rescale`` is not told to try it."""
+    from cimsim import cli
+
+    seen = []
+    real = cli._below_untrained
+
+    def record(score, untrained, chip, pimqat_rescaled):
+        seen.append(pimqat_rescaled)
+        return real(score, untrained, chip, pimqat_rescaled)
+
+    monkeypatch.setattr(cli, "_below_untrained", record)
+    assert main(TRAIN + ["--method", "pim-qat", "--no-forward-rescale", "--epochs", "1",
+                         "--out", str(tmp_path)]) == 0
+    assert seen == [False]
+    assert "--no-forward-rescale starts from" not in capsys.readouterr().out
+
+
+def test_a_sweep_whose_points_all_failed_is_not_said_to_lack_labels(tmp_path, capsys):
+    """Pins ``_print_sweep``'s no-labels line: it is said only where points measured a
+    cosine (no labels); a labelled sweep whose every point failed has neither accuracy nor
+    cosine, and its line says no point has an accuracy and an energy, not 'no labels'."""
+    import argparse
+
+    from cimsim import cli
+    from cimsim.sweep import AXES
+
+    chip = cimsim.load_chip("rram-22nm")
+    row = {axis: 0 for axis in AXES}
+    row.update(adc_bits=6, accuracy=float("nan"), output_cosine=float("nan"),
+               energy_pj_per_inference=float("nan"), latency_ns_per_inference=float("nan"),
+               area_mm2=float("nan"), tops_per_w=float("nan"), n_arrays=0, on_front=False,
+               status="failed: MappingError: no", point_id="p0")
+    frame = pd.DataFrame([row])
+    cli._print_sweep(frame, tmp_path, chip, argparse.Namespace(overrides=None))
+    out = capsys.readouterr().out
+    assert "no point has both an accuracy and an energy per inference" in out
+    assert "no labels" not in out

@@ -985,3 +985,33 @@ def test_a_block_opened_while_another_threads_block_is_open_is_ieee_too():
         leave.set()
         thread.join(20)
         mkl.fp32_precision = saved
+
+
+def test_ieee_float32_restores_the_callers_latest_setting_and_forgets_it_after():
+    """Pins the counted override's bookkeeping, single-threaded with nested blocks: a reduced
+    precision the caller set while a block was open is the one restored (not the first one
+    saved); a setting the caller made inside a block, other than IEEE, is left as made at the
+    last close (not overwritten by the saved one); and what a block saved is forgotten once
+    the last closes (a later block under an IEEE setting restores nothing stale)."""
+    import torch
+
+    mkl = torch.backends.mkldnn.matmul
+    saved = mkl.fp32_precision
+    try:
+        mkl.fp32_precision = "bf16"
+        with _gemm.ieee_float32(torch):
+            mkl.fp32_precision = "tf32"  # the caller, meanwhile
+            with _gemm.ieee_float32(torch):
+                assert mkl.fp32_precision == "ieee"
+            assert mkl.fp32_precision == "ieee"  # the outer block is still open
+        assert mkl.fp32_precision == "tf32"  # the latest, not the first saved
+        mkl.fp32_precision = "bf16"
+        with _gemm.ieee_float32(torch):
+            mkl.fp32_precision = "tf32"  # set inside the block: kept at its close
+        assert mkl.fp32_precision == "tf32"
+        mkl.fp32_precision = "ieee"  # nothing to override: nothing saved, nothing restored
+        with _gemm.ieee_float32(torch):
+            assert mkl.fp32_precision == "ieee"
+        assert mkl.fp32_precision == "ieee"
+    finally:
+        mkl.fp32_precision = saved

@@ -146,3 +146,98 @@ def test_points_run_at_their_time_not_the_time_the_twin_was_trained_for(data, tm
         assert row["energy_pj_per_inference"] == pytest.approx(
             float(sim.report().totals["energy_pj_per_inference"]), rel=1e-12)
     assert timed["energy_pj_per_inference"].iloc[0] != timed["energy_pj_per_inference"].iloc[1]
+
+
+def test_engine_digest_holds_the_seed_the_chip_and_the_float64_tables(trained, chip):
+    """Pins what ``PreparedModel.engine_digest`` hashes beside the state dict, as documented:
+    the prepared seed, the prepared chip, and every twin's float64 ADC tables (``_init64``,
+    what ``to_engine`` hands the engine: a change below the float32 buffers' precision leaves
+    the state dict as it was but deploys other ranges). Each alone changes the digest; the
+    same model gives the same digest."""
+    import copy
+
+    import numpy as np
+
+    from cimsim.sweep.store import model_fingerprint
+
+    base = trained.engine_digest()
+    assert trained.engine_digest() == base
+    reseeded = copy.deepcopy(trained)
+    reseeded._set_seed(trained.seed + 1)
+    assert reseeded.engine_digest() != base
+    rechipped = copy.deepcopy(trained)
+    rechipped.chip = chip.replace(noise=chip.noise.replace(thermal_sigma_lsb=0.5))
+    assert rechipped.engine_digest() != base
+    retabled = copy.deepcopy(trained)
+    twin = next(t for _, t in retabled.twins())
+    twin._init64["lo"] = twin._init64["lo"] + np.abs(twin._init64["lo"]) * 1e-12 + 1e-300
+    assert model_fingerprint(retabled) == model_fingerprint(trained)  # no state changed
+    assert retabled.engine_digest() != base
+
+
+def test_a_grid_of_skipped_and_undeployable_points_is_refused_up_front(trained, data, chip,
+                                                                        tmp_path):
+    """Pins ``_check_prepared``'s count: points ``_check_points`` skipped (an invalid
+    combination) count with the ones the twin cannot be deployed at, and are not checked
+    again. With none left to run the sweep is refused naming the first undeployable point
+    (it ran with every point skipped, exit 0, or counted a skipped point twice)."""
+    from cimsim.sweep.grid import expand_grid
+    from cimsim.sweep.run import _check_points
+
+    grid = {"array_size": [64, 256], "cols_per_adc": [32, 128]}
+    skipped = _check_points(chip, expand_grid(grid))
+    assert len(skipped) == 1  # 128 columns per ADC on a 64-column array
+    with pytest.raises(ConfigError, match=r"sweep point \{'array_size': 64, 'cols_per_adc': "
+                       r"32\}: deploy\(chip=\.\.\.\)"):
+        _sweep(trained, data, chip, grid, tmp_path)
+    assert not (tmp_path / "sweep.jsonl").exists()
+
+
+def test_other_adc_bits_do_not_lift_the_twins_conversions_check(trained, chip):
+    """Pins ``_check_same_geometry``'s regrid term: at other ADC bits on the calibrated chip
+    the learned tables are carried (regridded), so they belong to the twin's conversions;
+    other bits per cell there are refused before programming, naming the field, as at the
+    chip's own bits (else the twin's tables were programmed onto another decomposition)."""
+    for bits in (chip.adc.bits, 4):
+        variant = chip_for_point(chip, {"adc_bits": bits, "bits_per_cell": 1})
+        with pytest.raises(ConfigError, match=r"differs from the prepared chip 'rram-22nm' in "
+                           r"device\.bits_per_cell \(with the twin's ADC settings"):
+            trained.check_chip(variant)
+
+
+def test_without_labels_the_cosine_is_to_the_reference_which_is_part_of_the_identity(
+        trained, data, chip, tmp_path, monkeypatch):
+    """Pins the cosine without labels: against the twin's ``float_model()`` (its learned
+    float weights, not the twin's own quantized forward) where no reference is given, and
+    against ``reference`` where one is, which is then part of the points' identity (another
+    reference reruns the point into the same folder, not resuming the first's cosine)."""
+    from cimsim.evaluate import output_cosine
+
+    x, _ = data
+    grid = {"adc_bits": [6]}
+    own = _sweep(trained, x, chip, grid, tmp_path)
+    sim = trained.deploy(0, chip=chip_for_point(chip, {"adc_bits": 6}))
+    assert own["output_cosine"].iloc[0] == pytest.approx(
+        output_cosine(trained.float_model(), sim, x[N_CAL:]), abs=1e-9)
+    counted = _count_points(monkeypatch)
+    reference = test_sweep.tiny_model()
+    other = _sweep(trained, x, chip, grid, tmp_path, reference=reference)
+    assert counted == [1] and other["point_id"].iloc[0] != own["point_id"].iloc[0]
+    assert other["output_cosine"].iloc[0] == pytest.approx(
+        output_cosine(reference, sim, x[N_CAL:]), abs=1e-9)
+    assert other["output_cosine"].iloc[0] != own["output_cosine"].iloc[0]
+
+
+def test_no_time_warning_where_the_grid_sweeps_time(data, tmp_path):
+    """Pins the ``'time_s' not in grid`` term of ``run_sweep``'s warning for a twin trained
+    for a later time: a grid that sweeps ``time_s`` says at which times it runs, so nothing is
+    warned (the warning told the caller to add what the grid already had)."""
+    x, _ = data
+    pcm = cimsim.load_chip("pcm-22nm")
+    chip = pcm.replace(noise=pcm.noise.replace(thermal_sigma_lsb=0.0))
+    late = prepare(test_sweep.tiny_model(), chip, calibration=x[:N_CAL], seed=0,
+                   t_inference_s=1e6).eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*trained for t_inference_s")
+        frame = _sweep(late, data, chip, {"adc_bits": [6], "time_s": [1e6]}, tmp_path)
+    assert frame["status"].tolist() == ["ok"]

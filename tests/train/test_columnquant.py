@@ -261,3 +261,17 @@ def test_a_layer_wide_step_covers_the_union_of_the_ranges_by_hand():
     torch.testing.assert_close(conv._adc_delta0, torch.full_like(conv._adc_delta0, 9 / 7))
     assert conv.adc_step.shape == (1,) and conv.adc_step.item() == pytest.approx(9 / 7)
     np.testing.assert_allclose(conv._init64["delta"], 9 / 7, rtol=1e-15)
+
+
+def test_a_frozen_centre_not_yet_measured_counts_as_per_batch():
+    """Pins ``PsumCentre.per_batch``: ``frozen`` mode before :func:`freeze_psum` measured a
+    centre computes every batch's statistics (``__call__``'s else branch), so it is per batch
+    as ``batch`` mode is (deploy refuses it, ``deploy_columnquant`` freezes it first); only a
+    frozen, measured centre is not."""
+    from cimsim.train.columnquant import PsumCentre
+
+    assert PsumCentre("column", 6.0, "batch", 4).per_batch
+    hook = PsumCentre("column", 6.0, "frozen", 4)
+    assert hook.per_batch  # nothing measured yet
+    hook.centre = torch.zeros(1, 1, 1)
+    assert not hook.per_batch

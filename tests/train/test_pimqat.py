@@ -526,3 +526,23 @@ def test_adjusted_precision_on_a_calibrated_chip_deploys_the_learned_range_at_it
                        r"allowed: .*'full_scale'.*adc.bits \(5\)"):
         prepare_pimqat(net, ramp, x[:16], train_adc_bits=3)
     prepare_pimqat(net, ramp, x[:16], train_adc_bits=5).deploy(seed=0, chip=ramp)
+
+
+def test_train_adc_bits_on_a_fused_calibrated_linear_adc_is_refused_before_training():
+    """Pins the fused-activation term of ``check_train_adc_bits``: a calibrated linear ADC
+    at the layer output fused with the activation would regrid as a linear range, but its
+    levels are the activation's, learned at the twin's bits: other bits are refused naming
+    why (allowed, the training ran and the deploy refused it after the epochs); the chip's
+    own bits pass, as do other bits once the activation is not fused."""
+    from cimsim.train.pimqat import check_train_adc_bits
+    from tests.mapping.test_fused_activation import _chip
+
+    fused = _chip(kind="sar", bits=6, level_fit="uniform")
+    assert fused.adc.fuse_activation and fused.adc.range_policy.value == "calibrated"
+    with pytest.raises(ConfigError, match=r"train_adc_bits = 4 on chip 'ideal', whose "
+                       r"adc.range_policy = 'calibrated': its layer-output ADCs are the fused "
+                       r"activations"):
+        check_train_adc_bits(fused, 4)
+    assert check_train_adc_bits(fused, 6) == 6
+    assert check_train_adc_bits(fused.replace(adc=fused.adc.replace(fuse_activation=False)),
+                                4) == 4

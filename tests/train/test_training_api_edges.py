@@ -378,3 +378,36 @@ def test_deploy_names_the_public_tensor_attributes_it_sets_back_to_prepare_time(
         sim = prep.deploy()
     assert not any("_cache" in str(w.message) for w in record)
     assert torch.equal(sim.model.center, torch.zeros(4))
+
+
+def test_a_refused_deploy_names_every_adc_field_that_differs_beside_the_bits():
+    """Pins ``_needs_calibration``'s ``differ == ['bits']``: a nonlinear twin's reason (levels
+    fitted at its bits) is given only where the bits alone differ; a calibrated chip differing
+    in more (bits and percentile) names those fields and offers other bits on a linear ADC."""
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)
+    rram = cimsim.load_chip("rram-22nm")
+    chip = rram.replace(adc=rram.adc.replace(kind="ramp", bits=4))
+    prep = prepare(_mlp(8), chip, x).eval()
+    other = chip.replace(adc=chip.adc.replace(bits=3, percentile=99.0))
+    with pytest.raises(ConfigError, match=r"its ADC differs from the twin's in adc\.bits, "
+                       r"adc\.percentile: .*other adc\.bits on a linear ADC") as info:
+        prep.deploy(chip=other)
+    assert "nonlinear converter" not in str(info.value)
+
+
+def test_deploy_at_the_chips_t0_is_the_programmed_state():
+    """Pins ``deploy``'s ``t != drift_t0_s``: ``t_inference_s`` equal to the chip's
+    ``device.drift_t0_s`` (what a sweep passes at every point without ``time_s``) is the
+    programmed state deploy_views reads, no ``set_time``: the outputs and the energy figure
+    are those of a deploy given no time (set_time(t0) changed the energy per inference)."""
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)
+    chip = cimsim.load_chip("pcm-22nm")  # its devices drift
+    prep = prepare(_mlp(8), chip, x, seed=0).eval()
+    plain, at_t0 = prep.deploy(0), prep.deploy(0, t_inference_s=chip.device.drift_t0_s)
+    assert torch.equal(plain(x), at_t0(x))
+    assert (float(at_t0.report().totals["energy_pj_per_inference"])
+            == float(plain.report().totals["energy_pj_per_inference"]))
