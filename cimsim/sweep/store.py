@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import exclusive_lock
+from .._digest import hash_named as _hash_named
+from .._digest import hash_tensor as _hash_tensor
 from .._json import saved_numbers
 from ..config import ChipConfig, without_set_note
 from ..engine import engine_settings
@@ -29,20 +31,6 @@ log = logging.getLogger(__name__)
 
 JSONL = "sweep.jsonl"
 """File name of the records, in the sweep's output folder."""
-
-
-def _hash_tensor(h: Any, t: Any) -> None:
-    import torch
-
-    if not isinstance(t, torch.Tensor):  # a module's extra state (get_extra_state)
-        h.update(repr(t).encode())
-        return
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    try:
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    except (RuntimeError, TypeError):  # exotic dtypes: fall back to the printed values
-        h.update(repr(t.tolist()).encode())
 
 
 def model_fingerprint(model: Any) -> str:
@@ -61,13 +49,6 @@ def model_fingerprint(model: Any) -> str:
         h.update(b"non-persistent buffers")
         _hash_named(h, extra)
     return h.hexdigest()
-
-
-def _hash_named(h: Any, tensors: Any) -> None:
-    """Each (name, tensor) of ``tensors`` into ``h``, in name order."""
-    for name, t in sorted(tensors, key=lambda item: item[0]):
-        h.update(name.encode())
-        _hash_tensor(h, t)
 
 
 def data_fingerprint(*tensors: Any) -> str:

@@ -1520,8 +1520,7 @@ class TwinMatmul(nn.Module):
         b = self.adc_bits_override
         if b is None or b == self.chip.adc.bits:
             return self._adc_lo0, self._adc_delta0, self.top_code
-        d0 = self._adc_delta0 * (self.top_code / float(2 ** b - 1))
-        lo0 = torch.round(self._adc_lo0 / d0) * d0
+        lo0, d0 = _grid_at_bits(self._adc_lo0, self._adc_delta0, self.top_code, b)
         return lo0, d0, float(2 ** b - 1)
 
     def _shift_add(self, val: torch.Tensor, m: int, coef: torch.Tensor) -> torch.Tensor:
@@ -1591,8 +1590,7 @@ class TwinMatmul(nn.Module):
             ratio = _change(self.adc_step, self._adc_step0)[self._adc_unit.cpu().numpy()]
             lo0, d0 = init["lo"], init["delta"]
             if regrid:  # _adc_grid0's range at the chip's bits, in float64
-                d0 = d0 * (self.top_code / float(2 ** chip.adc.bits - 1))
-                lo0 = np.round(lo0 / d0) * d0
+                lo0, d0 = _grid_at_bits(lo0, d0, self.top_code, chip.adc.bits)
             lo, delta = lo0 * ratio, d0 * ratio
         else:
             thr, lvl = init["thr"], init["lvl"]
@@ -1669,6 +1667,15 @@ class TwinMatmul(nn.Module):
     def extra_repr(self) -> str:
         return (f"in={self.n_inputs}, out={self.n_outputs}, planes={self.n_planes}, "
                 f"kinds={self.n_kinds}, groups={self.n_groups}, parts={self.n_parts}")
+
+
+def _grid_at_bits(lo0: Any, d0: Any, top: float, bits: int) -> tuple[Any, Any]:
+    """A linear ADC's range (start ``lo0``, step ``d0``, ``top`` + 1 codes) on a ``bits``-bit
+    grid: the step ``d0 * top / (2^bits - 1)``, the start snapped to it (half to even), so that
+    a zero-aligned grid keeps 0 as a code; torch tensors (the twin's forward at other bits) or
+    float64 NumPy arrays (the engine's tables at those bits) alike."""
+    d = d0 * (top / float(2 ** bits - 1))
+    return (lo0 / d).round() * d, d
 
 
 def _change(p: torch.Tensor, p0: torch.Tensor) -> np.ndarray:
@@ -2408,18 +2415,18 @@ class PreparedModel(nn.Module):
         import hashlib
         import json
 
+        from .._digest import hash_named
+
         h = hashlib.sha256(json.dumps(self.chip.to_dict(), sort_keys=True,
                                       default=repr).encode())
         h.update(repr(self.seed).encode())
         for name, twin in self.twins():
-            h.update(name.encode())
             s_w, s_x, w_int = twin._engine_scales()
-            arrays = [s_w, np.float64(s_x), w_int]
-            arrays += [v for _, v in sorted(twin._init64.items()) if isinstance(v, np.ndarray)]
-            for a in arrays:
-                a = np.ascontiguousarray(a)
-                h.update(f"{a.dtype.str}{a.shape}".encode())
-                h.update(a.tobytes())
+            tables = {f"init.{k}": v for k, v in twin._init64.items()
+                      if isinstance(v, np.ndarray)}  # (its own s_w beside the handed-back one)
+            hash_named(h, [(f"{name}.{k}", torch.from_numpy(np.ascontiguousarray(v)))
+                           for k, v in {"s_w": s_w, "s_x": np.float64(s_x), "w_int": w_int,
+                                        **tables}.items()])
         return h.hexdigest()
 
     def check_chip(self, chip: ChipConfig | str | Path, *,
