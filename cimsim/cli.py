@@ -21,11 +21,13 @@ import hashlib
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
 import threading
 import time
+import tomllib
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -658,6 +660,31 @@ def _int_values(flag: str, text: str) -> list[int]:
     return list(dict.fromkeys(values))
 
 
+def _vary_values(text: str) -> tuple[str, list[Any]]:
+    """``--vary`` 'input_bits=4,6,8', 'tech.vdd_v=0.7,0.9', 'tech.cost_model=tables,physical'
+    -> (field, values): each value read as TOML (a bare word a string), 'a-b' a range of
+    integers; the field is checked by the sweep (naming the axes it takes)."""
+    key, eq, rest = text.partition("=")
+    key = key.strip()
+    if not eq or not key or not rest.strip():
+        raise ConfigError(f"--vary {text!r} is invalid; allowed: FIELD=VALUE,VALUE,... with "
+                          "FIELD a chip file's TABLE.FIELD or top-level field, e.g. "
+                          "input_bits=4,6,8, dac.bits=1,2 or tech.vdd_v=0.7,0.9")
+    values: list[Any] = []
+    for part in (p.strip() for p in rest.split(",")):
+        if re.fullmatch(r"\d+-\d+", part):
+            values.extend(_int_values(f"--vary {key}", part))
+            continue
+        try:
+            values.append(tomllib.loads(f"v = {part}")["v"])
+        except tomllib.TOMLDecodeError:
+            if not part:
+                raise ConfigError(f"--vary {text!r}: an empty value; allowed: values "
+                                  "separated by commas, e.g. input_bits=4,6,8") from None
+            values.append(part)  # a bare word: tech.cost_model=physical
+    return key, list(dict.fromkeys(values))
+
+
 def _float_values(flag: str, text: str) -> list[float]:
     """'0,0.5,1' -> floats."""
     try:
@@ -685,9 +712,10 @@ def _checked_values(flag: str, text: str, parse) -> list[str]:
 
 
 def _sweep_table(frame) -> str:
-    from .sweep import AXES
+    from .sweep.table import axis_columns
 
-    swept = [a for a in AXES if frame[a].astype(str).nunique() > 1] or ["adc_bits"]
+    swept = [a for a in axis_columns(frame) if frame[a].astype(str).nunique() > 1] \
+        or ["adc_bits"]
     table = frame[swept].copy()
     table["acc_%"] = 100 * frame["accuracy"]
     if frame["accuracy"].isna().all() and frame["output_cosine"].notna().any():
@@ -714,7 +742,12 @@ def _sweep_table(frame) -> str:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import dask_client, run_sweep
 
-    grid: dict[str, list] = {"adc_bits": _int_values("--adc-bits", args.adc_bits)}
+    grid: dict[str, list] = dict(_vary_values(v) for v in args.vary)
+    if len(grid) < len(args.vary):
+        raise ConfigError(f"--vary: a field given twice in {args.vary}; allowed: each field "
+                          "once, with all its values (e.g. --vary input_bits=4,6,8)")
+    if args.adc_bits is not None:
+        grid["adc_bits"] = _int_values("--adc-bits", args.adc_bits)
     if args.adc_kind is not None:
         grid["adc_kind"] = _kind_values("--adc-kind", args.adc_kind)
     if args.bits_per_cell is not None:
@@ -730,6 +763,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                                 parse_slice_readout)
     if args.noise is not None:
         grid["thermal_sigma_lsb"] = _float_values("--noise", args.noise)
+    if not grid and args.time is None:
+        raise ConfigError("sweep: no axis given; allowed: one or more of --adc-bits, "
+                          "--adc-kind, --bits-per-cell, --array-size, --cols-per-adc, "
+                          "--slice-readout, --noise, --time, --vary FIELD=VALUES")
     from .sweep.files import OUTPUT_FILES
 
     _check_out(args.out, OUTPUT_FILES)
@@ -1645,8 +1682,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "tensor file (not with --model demo)")
     w.add_argument("--chip", required=True, help="preset name or .toml path (the base chip)")
     _add_set(w)
-    w.add_argument("--adc-bits", required=True, metavar="BITS",
-                   help="ADC bits: a range 3-8 or a list 3,4,6")
+    w.add_argument("--adc-bits", default=None, metavar="BITS",
+                   help="ADC bits: a range 3-8 or a list 3,4,6 (default: the chip's)")
     w.add_argument("--adc-kind", default=None, metavar="KINDS",
                    help="list of ADC kinds (sar, flash, ramp, single_slope, cco, integrate_fire, "
                         "tdc, digital) "
@@ -1665,6 +1702,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--time", default=None, metavar="TIMES",
                    help="times after programming, e.g. 1,3600,86400,31536000 or 1h,1d,1y "
                         "(axis time_s; writes accuracy_time.png too)")
+    w.add_argument("--vary", action="append", default=[], metavar="FIELD=VALUES",
+                   help="sweep a chip field as well: TABLE.FIELD or a top-level field and its "
+                        "values, e.g. input_bits=4,6,8, dac.bits=1,2, tech.vdd_v=0.7,0.9 or "
+                        "tech.node_nm=22,7 (integers also as a range 4-8); repeatable, one "
+                        "field each (a field the flags above sweep: that flag)")
     w.add_argument("--jobs", type=_POSITIVE, default=1, help="worker processes (default 1)")
     w.add_argument("--scheduler", type=_scheduler, default=None, metavar="ADDRESS",
                    help="run the points on Dask: tcp://host:port of a running scheduler, or "

@@ -14,7 +14,7 @@ from .. import _html
 from .._atomic import write_set
 from .._json import saved_numbers
 from ..errors import CimsimError
-from .grid import AXES
+from .grid import AXES, field_axes
 from .pareto import front_group
 from .store import JSONL, clean
 from .table import METRICS, TIMING_COLUMNS, point_labels, sweep_table, table_records
@@ -131,7 +131,10 @@ def rerender(folder: Path, out: Path) -> list[Path]:
         doc.pop("front")
         # the table is rebuilt as run_sweep built it: same columns, types, front and labels
         ids = [row["point_id"] for row in points]
-        resolved = [{a: row[a] for a in AXES} for row in points]
+        # and the chip fields swept: the columns that are neither axes nor measurements
+        axes = [*AXES, *field_axes(k for k in (points[0] if points else {})
+                                   if k not in (*METRICS, "on_front", "point_id"))]
+        resolved = [{a: row[a] for a in axes} for row in points]
         records = {row["point_id"]: saved_numbers(
             {m: row[m] for m in METRICS if m not in TIMING_COLUMNS}, f"point {row['point_id']}")
             for row in points}

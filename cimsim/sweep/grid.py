@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,8 @@ from ..config import (
 )
 from ..errors import ConfigError
 
-__all__ = ["AXES", "INT_AXES", "LATER_AXES", "chip_for_point", "expand_grid", "identity",
-           "parse_adc_kind", "parse_slice_readout", "resolve_point"]
+__all__ = ["AXES", "INT_AXES", "LATER_AXES", "chip_for_point", "expand_grid", "field_axes",
+           "identity", "parse_adc_kind", "parse_slice_readout", "resolve_point"]
 
 AXES: tuple[str, ...] = ("array_size", "bits_per_cell", "slice_readout", "cols_per_adc",
                          "thermal_sigma_lsb", "adc_kind", "adc_bits", "time_s")
@@ -38,6 +40,83 @@ LATER_AXES: tuple[str, ...] = ("slice_readout", "cols_per_adc", "time_s")
 """Axes added after point ids were first written to ``sweep.jsonl`` files: a point's id holds
 one of them only where its value differs from the one the other axes give the chip
 (:func:`identity`), so the points of an older results file keep their ids."""
+
+
+# a chip field a named axis sets is swept under the axis's name: one chip, one name and one id
+# (adc.bits = 6 and adc_bits = 6 were two rows of one chip)
+_NAMED_FIELDS: dict[str, str] = {
+    "adc.bits": "adc_bits (--adc-bits)", "adc.kind": "adc_kind (--adc-kind)",
+    "adc.level_fit": "adc_kind 'ramp:<fit>' (--adc-kind ramp:<fit>)",
+    "device.bits_per_cell": "bits_per_cell (--bits-per-cell)",
+    "array.cols_per_adc": "cols_per_adc (--cols-per-adc)",
+    "array.slice_readout": "slice_readout (--slice-readout)",
+    "noise.thermal_sigma_lsb": "thermal_sigma_lsb (--noise)"}
+_NOT_SWEPT = ("name", "description", "source")  # words, not hardware
+_FIELD_HINT = ("or a chip field: 'TABLE.FIELD' (e.g. 'dac.bits', 'tech.vdd_v', 'tech.node_nm') "
+               "or a top-level field (e.g. 'input_bits', 'weight_bits')")
+
+
+def _field_problem(axis: Any) -> str | None:
+    """Why ``axis`` (not one of :data:`AXES`) is no chip field a sweep can vary, or None."""
+    if not isinstance(axis, str):
+        return "not a name"
+    if axis in _NAMED_FIELDS:
+        return f"sweep it as the axis {_NAMED_FIELDS[axis]}"
+    table, dot, name = axis.partition(".")
+    tables = {f.name: f.type for f in dataclasses.fields(ChipConfig)
+              if dataclasses.is_dataclass(getattr(ChipConfig(), f.name))}
+    if not dot:
+        if axis in tables:
+            return f"[{axis}] is a table; name one of its fields, e.g. '{axis}.<field>'"
+        if axis in _NOT_SWEPT:
+            return "words, not hardware"
+        return None if axis in {f.name for f in dataclasses.fields(ChipConfig)} else \
+            "no such field"
+    if table not in tables:
+        return f"no table {table!r} (tables: {sorted(tables)})"
+    section = getattr(ChipConfig(), table)
+    if name not in {f.name for f in dataclasses.fields(section)}:
+        return f"no field {name!r} in [{table}]"
+    return None
+
+
+def field_axes(axes: Iterable[str]) -> list[str]:
+    """The chip-field axes among ``axes`` (every axis not in :data:`AXES`), in their order."""
+    return [a for a in axes if a not in AXES]
+
+
+def _with_fields(chip: ChipConfig, fields: Mapping[str, Any], tree_follows: bool) -> ChipConfig:
+    """``chip`` with the chip fields of a point set (``'dac.bits'`` -> 2, ``'input_bits'`` ->
+    4), validated as a chip file with them would be: the message names the field. A digital
+    read-out's adder tree follows (``tree_follows``: its width is the new sums', as a file
+    that writes no ``adc.bits``); ``chip`` itself where every value is already its own."""
+    from ..config import _overridden
+
+    data = chip.to_dict()
+    if all(_field_value(data, axis) == _toml(value) for axis, value in fields.items()):
+        return chip
+    if tree_follows and chip.adc.kind is ADCKind.DIGITAL:
+        del data["adc"]["bits"]
+    data, _ = _overridden(data, "", dict(fields))
+    data["description"] = chip.description  # (the set note names the point's fields)
+    return ChipConfig.from_dict(data)  # its message names the field
+
+
+def _toml(value: Any) -> Any:
+    """``value`` as a chip file holds it (an enum its value, a tuple a list)."""
+    from ..config import _override_text
+
+    try:
+        return tomllib.loads(f"v = {_override_text('v', value).partition('=')[2]}")["v"]
+    except (ConfigError, tomllib.TOMLDecodeError):
+        return value  # refused where the point's chip is built, naming the field
+
+
+def _field_value(data: Mapping[str, Any], axis: str) -> Any:
+    """The value of chip field ``axis`` in a chip's :meth:`~ChipConfig.to_dict` (None where
+    it is unset)."""
+    table, dot, name = axis.rpartition(".")
+    return (data.get(table, {}) if dot else data).get(name)
 
 
 def parse_adc_kind(value: str) -> tuple[ADCKind, LevelFit | None]:
@@ -120,12 +199,11 @@ def grid_values(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
     """
     if not isinstance(grid, Mapping):  # a list of pairs failed: "unhashable type: 'list'"
         raise ConfigError(f"grid = {grid!r} is invalid; allowed: a dict of axis -> values, "
-                          f"axes: {list(AXES)}")
-    unknown = sorted(set(grid) - set(AXES))
-    if unknown:
-        raise ConfigError(f"unknown sweep axis/axes {unknown}; axes: {list(AXES)}")
+                          f"axes: {list(AXES)}, {_FIELD_HINT}")
+    _check_field_axes(grid)
     out = {}
-    for axis in (a for a in AXES if a in grid):
+    # the chip fields first (the outer loops), in the order given; then the named axes
+    for axis in [*field_axes(grid), *(a for a in AXES if a in grid)]:
         vals = grid[axis]
         if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
             vals = [vals]
@@ -133,6 +211,21 @@ def grid_values(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
         if not out[axis]:
             raise ConfigError(f"sweep axis {axis!r} has no values")
     return out
+
+
+def _check_field_axes(axes: Iterable[Any]) -> None:
+    """Refuse axes that are neither in :data:`AXES` nor a chip field a sweep can vary (the
+    message names each with why), and ``array.n_rows`` / ``n_cols`` beside ``array_size``."""
+    axes = list(axes)
+    bad = {a: why for a in axes if a not in AXES and (why := _field_problem(a))}
+    if bad:
+        said = "; ".join(f"{a!r}: {why}" for a, why in bad.items())
+        raise ConfigError(f"unknown sweep axis/axes {sorted(map(str, bad))} ({said}); axes: "
+                          f"{list(AXES)}, {_FIELD_HINT}")
+    if "array_size" in axes and (both := [a for a in ("array.n_rows", "array.n_cols")
+                                          if a in axes]):
+        raise ConfigError(f"sweep axes {both} with array_size, which sets both: allowed: "
+                          "array_size (square arrays) or the fields (any shape), not both")
 
 
 def _plain(value: Any) -> Any:
@@ -156,7 +249,10 @@ def chip_for_point(chip: ChipConfig | str | Path, point: Mapping[str, Any]) -> C
     ``slice_readout`` set those ``array`` fields (a swept ``cols_per_adc`` is never lowered: one
     above the point's columns is an error). ``time_s`` is no chip field (the point's
     model runs that many seconds after programming, ``deploy(t_inference_s=...)``); it is
-    checked against the variant's ``device.drift_t0_s`` here.
+    checked against the variant's ``device.drift_t0_s`` here. Any other key is a chip field,
+    ``'TABLE.FIELD'`` (``'dac.bits'``, ``'tech.vdd_v'``) or top-level (``'input_bits'``), set
+    first, as ``--set`` would (a digital read-out's adder tree then takes the new sums' width
+    unless ``adc_bits`` is swept too); a field a named axis sets is refused, naming the axis.
 
     Raises
     ------
@@ -165,8 +261,9 @@ def chip_for_point(chip: ChipConfig | str | Path, point: Mapping[str, Any]) -> C
         (the message names the field).
     """
     chip = as_chip(chip)
-    if unknown := sorted(set(point) - set(AXES)):
-        raise ConfigError(f"unknown sweep axis/axes {unknown}; axes: {list(AXES)}")
+    _check_field_axes(point)
+    if fields := {a: point[a] for a in field_axes(point)}:
+        chip = _with_fields(chip, fields, "adc_bits" not in point)
     adc, array = chip.adc, chip.array
     if "adc_kind" in point:
         kind, fit = parse_adc_kind(point["adc_kind"])
@@ -281,8 +378,9 @@ def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
     """Every axis's value at ``point``: the swept value, or the base chip's (``cols_per_adc``:
     lowered to a swept ``array_size`` as :func:`chip_for_point` does).
 
-    A bare ``'ramp'`` resolves to ``'ramp:<the chip's level_fit>'`` and a slice read-out to its
-    lower-case name, so two spellings of one chip are one point (one row, one id).
+    A bare ``'ramp'`` resolves to ``'ramp:<the chip's level_fit>'``, a slice read-out to its
+    lower-case name and a chip field (``'tech.vdd_v'``) to the value its chip holds, as a chip
+    file writes it, so two spellings of one chip are one point (one row, one id).
     """
     a = chip.array
     out: dict[str, Any] = {
@@ -312,10 +410,18 @@ def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(OverflowError):  # 10**400: refused later, naming it
                 value = float(value)
         out[axis] = value
-    if "array_size" in point and "adc_bits" not in point and chip.adc.kind is ADCKind.DIGITAL:
-        # the adder tree's width follows the swept rows (chip_for_point): the point's value,
-        # not the base chip's (a row said 10 b of an 8-b tree, and the same chip swept with
-        # adc_bits 8 got another id)
+    fields = field_axes(point)
+    if fields:
+        # each field as the point's chip holds it (1 and 1.0 V, 'all' and None: one chip,
+        # one id); as given where the point is impossible (refused, naming it, later)
+        with contextlib.suppress(ConfigError):
+            data = chip_for_point(chip, point).to_dict()
+            out.update({axis: _field_value(data, axis) for axis in fields})
+    if (fields or "array_size" in point) and "adc_bits" not in point \
+            and chip.adc.kind is ADCKind.DIGITAL:
+        # the adder tree's width follows the swept rows and input slices (chip_for_point):
+        # the point's value, not the base chip's (a row said 10 b of an 8-b tree, and the
+        # same chip swept with adc_bits 8 got another id)
         with contextlib.suppress(ConfigError):  # an impossible point: refused there
             out["adc_bits"] = chip_for_point(chip, point).adc.bits
     return out
@@ -329,7 +435,11 @@ def identity(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
     axis existed, and keeps the id an older cimsim gave it."""
     resolved = resolve_point(chip, point)
     implied = resolve_point(chip, {k: v for k, v in point.items() if k not in LATER_AXES})
-    ident = {k: v for k, v in resolved.items() if k not in LATER_AXES or v != implied[k]}
+    base = chip.to_dict()
+    # a chip field at the base chip's value is the chip a sweep without that axis ran
+    ident = {k: v for k, v in resolved.items()
+             if (k not in LATER_AXES or v != implied[k])
+             and (k in AXES or v != _field_value(base, k))}
     if _holds_cell_lsb(chip, resolved):
         # another chip than an older cimsim ran at this point (it kept these values in
         # cell-LSB): an older results file reruns it rather than resume its figures

@@ -23,7 +23,7 @@ from ..engine import engine_settings
 from ..errors import ConfigError
 from ..evaluate import score_problem
 from .files import write_outputs
-from .grid import AXES, chip_for_point, expand_grid, grid_values, identity, resolve_point
+from .grid import chip_for_point, expand_grid, grid_values, identity, resolve_point
 from .runner import SweepContext, prepared_model, refuse_while_bootstrapping, run_points
 from .store import (
     DEFAULT_BATCH_SIZE,
@@ -155,17 +155,24 @@ def _cost_basis(chip: ChipConfig, points: list[dict[str, Any]],
     (``resolved``: the points' axis values, :func:`resolve_point`)."""
     from ..report import cost_basis as basis
 
-    kinds: dict[str, list[str]] = {}
+    groups: dict[str, list[dict[str, Any]]] = {}
     for p, r in zip(points, resolved, strict=True):
         try:
             variant = chip_for_point(chip, p)
         except ConfigError:
             continue  # skipped: priced at no point
-        kinds.setdefault(basis(variant), []).append(r["adc_kind"])
-    if len(kinds) <= 1:
-        return next(iter(kinds), basis(chip))
-    return "; ".join(f"adc_kind {', '.join(dict.fromkeys(k))}: {text}"
-                     for text, k in kinds.items())
+        groups.setdefault(basis(variant), []).append(r)
+    if len(groups) <= 1:
+        return next(iter(groups), basis(chip))
+    # each basis named by the axis that tells the groups apart (the ADC kind, or a chip field
+    # such as tech.cost_model: both groups were "adc_kind sar"), else every axis that differs
+    values = {a: [{str(r[a]) for r in rs} for rs in groups.values()]
+              for a in dict.fromkeys(["adc_kind", *(k for r in resolved for k in r)])}
+    differ = [a for a, sets in values.items() if len(set(map(frozenset, sets))) > 1]
+    apart = [a for a in differ if sum(map(len, values[a])) == len(set().union(*values[a]))]
+    axes = apart[:1] or differ
+    return "; ".join(", ".join(f"{a} {', '.join(dict.fromkeys(str(r[a]) for r in rs))}"
+                               for a in axes) + f": {text}" for text, rs in groups.items())
 
 
 def _distinct(chip: ChipConfig, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -234,7 +241,11 @@ def run_sweep(
         square arrays), ``cols_per_adc`` (int, columns sharing one ADC, 1..columns),
         ``slice_readout`` (``'digital'``, ``'analog'``), ``thermal_sigma_lsb`` (float,
         cell-LSB), ``time_s`` (float, seconds after programming the model runs at,
-        docs/drift.md). Points: the Cartesian product.
+        docs/drift.md); and any chip field (``'input_bits'``, ``'weight_bits'``,
+        ``'dac.bits'``, ``'tech.vdd_v'``, ``'tech.node_nm'``: ``'TABLE.FIELD'`` or a top-level
+        field, values as a chip file writes them), set as ``--set`` would (a field a named
+        axis sets is refused, naming the axis). Points: the Cartesian product, the chip
+        fields outermost.
     out_dir : path
         Receives ``sweep.jsonl`` (one record per finished point, appended at once),
         ``sweep.csv``, ``sweep.json``, ``pareto.png`` and ``sweep.html`` (and
@@ -280,12 +291,12 @@ def run_sweep(
         (kept there, not in this table); ``attrs["cost_figures"]``: which cost figures are
         calibrated and which predicted (as ``sweep.json`` says).
         One row per point in grid order: the axis columns (:data:`AXES`, the base chip's value
-        where not swept), ``accuracy`` (fraction; NaN without labels), ``output_cosine``
-        (simulated vs float outputs; NaN with labels), ``energy_pj_per_inference``,
-        ``latency_ns_per_inference``, ``area_mm2``, ``adc_area_mm2``, ``tops_per_w`` (NaN
-        where the report has no such total), ``n_conversions_per_inference``, ``n_arrays``,
-        ``wall_s``, ``status`` (``'ok'``, ``'error: ...'`` or ``'skipped: ...'``),
-        ``on_front`` and ``point_id``.
+        where not swept, then the chip fields swept), ``accuracy`` (fraction; NaN without
+        labels), ``output_cosine`` (simulated vs float outputs; NaN with labels),
+        ``energy_pj_per_inference``, ``latency_ns_per_inference``, ``area_mm2``,
+        ``adc_area_mm2``, ``tops_per_w`` (NaN where the report has no such total),
+        ``n_conversions_per_inference``, ``n_arrays``, ``wall_s``, ``status`` (``'ok'``,
+        ``'error: ...'`` or ``'skipped: ...'``), ``on_front`` and ``point_id``.
 
     Raises
     ------
@@ -452,7 +463,7 @@ def _run_locked(path: Path, points: list[dict[str, Any]], resolved: list[dict[st
             "calibration": cal_key if isinstance(cal_key, int) else int(cal_key.shape[0]),
             "n_eval": input_count(ctx.x_eval), "batch_size": ctx.batch_size,
             **engine_settings(),
-            "grid": {a: [clean(v) for v in grid[a]] for a in AXES if a in grid}}
+            "grid": {a: [clean(v) for v in values] for a, values in grid.items()}}
     if ctx.exclude:
         meta["exclude"] = list(ctx.exclude)
     write_outputs(frame, path.parent, meta)

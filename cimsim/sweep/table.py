@@ -9,12 +9,13 @@ from typing import Any
 import pandas as pd
 
 from ..arrays.drift import duration_text
-from .grid import AXES, INT_AXES
+from .grid import AXES, INT_AXES, field_axes
 from .pareto import front_group, pareto_front
 from .runner import TOTALS
 from .store import clean
 
-__all__ = ["METRICS", "TIMING_COLUMNS", "point_labels", "sweep_table", "table_records"]
+__all__ = ["METRICS", "TIMING_COLUMNS", "axis_columns", "point_labels", "sweep_table",
+           "table_records"]
 
 METRICS: tuple[str, ...] = ("accuracy", "output_cosine", "energy_pj_per_inference",
                             "latency_ns_per_inference", "area_mm2", "tops_per_w", "adc_area_mm2",
@@ -46,7 +47,8 @@ def sweep_table(resolved: list[dict[str, Any]], ids: list[str],
                 row[key] = math.nan if value is None else value
         row["point_id"] = pid
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=[*AXES, *METRICS, "point_id"])
+    fields = field_axes(dict.fromkeys(k for res in resolved for k in res))
+    frame = pd.DataFrame(rows, columns=[*AXES, *fields, *METRICS, "point_id"])
     for col in ("accuracy", "output_cosine", *TOTALS, "adc_area_mm2",
                 "n_conversions_per_inference", "wall_s"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
@@ -57,7 +59,13 @@ def sweep_table(resolved: list[dict[str, Any]], ids: list[str],
     for col in ("thermal_sigma_lsb", "time_s"):
         if frame[col].map(lambda v: isinstance(v, (int, float))).all():
             frame[col] = frame[col].astype(float)
-    frame.insert(len(AXES) + len(METRICS), "on_front",
+    for col in fields:  # a chip field's column: int64 or float where its values are numbers
+        numbers = frame[col].map(lambda v: isinstance(v, (int, float))
+                                 and not isinstance(v, bool))
+        if numbers.all():
+            ints = frame[col].map(lambda v: isinstance(v, int)).all()
+            frame[col] = frame[col].astype("int64" if ints else float)
+    frame.insert(len(AXES) + len(fields) + len(METRICS), "on_front",
                  pareto_front(frame, by=front_group(frame)))
     return frame
 
@@ -87,15 +95,23 @@ def _fmt_axis(axis: str, value: Any) -> str:
         # in the legend's units (t=1y, as its "t = 1 y"; the points said t=3.15e+07s)
         return (f"t={duration_text(value).replace(' ', '')}" if isinstance(value, (int, float))
                 and math.isfinite(value) else f"t={value}")
-    return str(value)  # pragma: no cover
+    return f"{axis}={value:g}" if isinstance(value, float) else f"{axis}={value}"
+
+
+def axis_columns(frame: pd.DataFrame) -> list[str]:
+    """The axis columns of a sweep table: :data:`AXES` and the chip fields swept (the columns
+    between them and the measurements)."""
+    return [c for c in frame.columns if c not in (*METRICS, "on_front", "point_id")]
 
 
 def point_labels(frame: pd.DataFrame) -> list[str]:
-    """Compact labels (``'bs_kmq 4b'``) from the axis columns that vary in ``frame``."""
-    varying = [a for a in AXES if a in frame and frame[a].astype(str).nunique() > 1]
+    """Compact labels (``'bs_kmq 4b'``, ``'input_bits=4 6b'``) from the axis columns that vary
+    in ``frame``."""
+    varying = [a for a in axis_columns(frame) if frame[a].astype(str).nunique() > 1]
     if not varying:
         varying = ["adc_bits"] if "adc_bits" in frame else []
-    order = [a for a in ("adc_kind", "adc_bits", "bits_per_cell", "slice_readout",
-                         "cols_per_adc", "array_size", "thermal_sigma_lsb", "time_s")
-             if a in varying]
+    order = [*(a for a in varying if a not in AXES),
+             *(a for a in ("adc_kind", "adc_bits", "bits_per_cell", "slice_readout",
+                           "cols_per_adc", "array_size", "thermal_sigma_lsb", "time_s")
+               if a in varying)]
     return [" ".join(_fmt_axis(a, row[a]) for a in order) for _, row in frame.iterrows()]

@@ -241,3 +241,19 @@ def test_no_time_warning_where_the_grid_sweeps_time(data, tmp_path):
         warnings.filterwarnings("error", message=".*trained for t_inference_s")
         frame = _sweep(late, data, chip, {"adc_bits": [6], "time_s": [1e6]}, tmp_path)
     assert frame["status"].tolist() == ["ok"]
+
+
+def test_chip_fields_of_a_trained_twin_deploy_or_skip_as_deploy_does(trained, data, chip,
+                                                                      tmp_path):
+    """A supply (a technology field) is deployed with what the twin learned; other input bits
+    (the twin's quantization) are skipped with deploy's reason, naming the field."""
+    x, y = data
+    frame = _sweep(trained, data, chip, {"input_bits": [4, 8], "tech.vdd_v": [0.7]}, tmp_path)
+    skipped = frame[frame["input_bits"] == 4]["status"].iloc[0]
+    assert skipped.startswith("skipped: deploy(chip=...)") and "input_bits" in skipped
+    row = frame[frame["input_bits"] == 8].iloc[0]
+    assert row["status"] == "ok"
+    sim = trained.deploy(0, chip=chip_for_point(chip, {"tech.vdd_v": 0.7}))
+    assert row["accuracy"] == accuracy(sim, x[N_CAL:], y[N_CAL:])
+    assert row["energy_pj_per_inference"] == pytest.approx(
+        float(sim.report().totals["energy_pj_per_inference"]), rel=1e-12)
