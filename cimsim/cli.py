@@ -962,10 +962,10 @@ def _check_train_args(args: argparse.Namespace) -> None:
     if args.train_adc_bits > 24:
         raise ConfigError(f"--train-adc-bits: {args.train_adc_bits} is invalid; allowed: an "
                           "integer in 1..24 (left out: the chip's ADC bits)")
-    if args.sweep_adc_bits is not None:
-        _int_values("--sweep-adc-bits", args.sweep_adc_bits)  # before the epochs, not after
+    if _sweeps_trained(args):
+        _train_sweep_grid(args, None)  # before the epochs, not after
         if getattr(args, "bn_calibration", 0):
-            raise ConfigError("--sweep-adc-bits with --bn-calibration: the sweep's points "
+            raise ConfigError(f"{_sweep_flags(args)} with --bn-calibration: the sweep's points "
                               "deploy the trained model without re-estimating BatchNorm on "
                               "each; allowed: one of them")
     if args.bn_relative and not args.bn_calibration:  # else nothing would say it did nothing
@@ -1139,7 +1139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if (args.out / name).exists() and not (args.out / name).is_file():
             raise ConfigError(f"--out: {args.out / name} is a folder where train writes a "
                               "file; allowed: another --out, or remove the folder")
-    if args.sweep_adc_bits is not None:  # its folder, before the epochs
+    if _sweeps_trained(args):  # its folder, before the epochs
         from .sweep.files import OUTPUT_FILES
 
         _check_out(args.out / "sweep", OUTPUT_FILES)
@@ -1169,7 +1169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # where the run deploys (ColumnQuant's chip is its method's: prepared.chip), and the
     # sweep after it: checked now, not after the epochs
     deploy_chip = prepared.chip if recipe.base == "columnquant" else chip
-    if args.sweep_adc_bits is not None:
+    if _sweeps_trained(args):
         _check_sweep_bits(args, prepared, deploy_chip, recipe.base == "columnquant")
     optimizer = torch.optim.Adam(recipe.setup(prepared, args.lr, args.seed))
     scheduler = lr_schedule(optimizer, args.schedule, epochs=args.epochs,
@@ -1292,35 +1292,90 @@ def cmd_train(args: argparse.Namespace) -> int:
         # beside an earlier run's report (the checkpoint holds the training; a rerun writes both)
         write_text(args.out / "training.json", json.dumps(summary, indent=2) + "\n")
         _clear_stale_simulation(args.out, None, y_eval is not None)  # a simulate --time's files
-    if args.sweep_adc_bits is None:
+    if not _sweeps_trained(args):
         return 0
     return _sweep_trained(args, prepared, deploy_chip, model, name, x_cal, x_eval, y_eval,
                           twin["t_inference_s"])
 
 
+def _sweeps_trained(args: argparse.Namespace) -> bool:
+    """Whether ``train`` sweeps the trained model afterwards (``--sweep-adc-bits`` or
+    ``--sweep``)."""
+    return args.sweep_adc_bits is not None or bool(getattr(args, "sweep", None))
+
+
+def _sweep_flags(args: argparse.Namespace) -> str:
+    """The flags that asked ``train`` for its sweep, for messages."""
+    return " and ".join(f for f, given in (("--sweep-adc-bits", args.sweep_adc_bits is not None),
+                                           ("--sweep", bool(getattr(args, "sweep", None))))
+                        if given)
+
+
+# ``train --sweep AXIS=VALUES``: each named axis's values read as its ``cimsim sweep`` flag reads
+# them (time_s: durations, checked against the chip later); any other axis is a chip field
+_AXIS_VALUES: dict[str, Callable[[str, str], list[Any]]] = {
+    "adc_bits": _int_values, "bits_per_cell": _int_values, "array_size": _int_values,
+    "cols_per_adc": _int_values, "thermal_sigma_lsb": _float_values,
+    "adc_kind": _kind_values,
+}
+
+
+def _train_sweep_grid(args: argparse.Namespace, chip) -> dict[str, list[Any]]:
+    """The grid of ``train --sweep-adc-bits B --sweep AXIS=VALUES ...``: ``--sweep``'s axes in
+    the order given, a named axis's values as ``cimsim sweep``'s flag reads them (``time_s``
+    as durations, ``1h,1d``, where ``chip`` is known), a chip field's as ``--vary``'s."""
+    from .sweep import AXES, parse_slice_readout
+
+    grid: dict[str, list[Any]] = {}
+    for text in getattr(args, "sweep", None) or ():
+        axis, eq, values = text.partition("=")
+        axis = axis.strip()
+        flag = f"--sweep {axis}"
+        if axis in grid or (axis == "adc_bits" and args.sweep_adc_bits is not None):
+            raise ConfigError(f"--sweep: axis {axis!r} given twice; allowed: each axis once, "
+                              "with all its values")
+        if axis not in AXES or not eq:
+            grid.update([_vary_values(text)])  # a chip field (its message: --vary's form)
+        elif axis == "slice_readout":
+            grid[axis] = _checked_values(flag, values, parse_slice_readout)
+        elif axis == "time_s":
+            grid[axis] = ([t for _, t in _time_values(flag, values, chip)] if chip is not None
+                          else values.split(","))
+        else:
+            grid[axis] = _AXIS_VALUES[axis](flag, values)
+    if args.sweep_adc_bits is not None:
+        grid["adc_bits"] = _int_values("--sweep-adc-bits", args.sweep_adc_bits)
+    return grid
+
+
 def _check_sweep_bits(args: argparse.Namespace, prepared, chip, centres_frozen_first: bool
                       ) -> None:
-    """``train --sweep-adc-bits``, before the epochs: every value a valid ADC of ``chip``, and
-    at least one the prepared model can be deployed at (``PreparedModel.check_chip``; a
+    """``train --sweep-adc-bits`` / ``--sweep``, before the epochs: every point a valid chip,
+    and at least one the prepared model can be deployed at (``PreparedModel.check_chip``; a
     ColumnQuant centre is frozen before the run deploys), else one line naming the flag (a
     value out of range failed after the whole training)."""
-    from .sweep import chip_for_point
+    from .sweep import chip_for_point, expand_grid
 
-    bits = _int_values("--sweep-adc-bits", args.sweep_adc_bits)
+    grid = _train_sweep_grid(args, chip)
+    only_bits = list(grid) == ["adc_bits"]
+    flag = _sweep_flags(args)
+    points = expand_grid(grid)
     reasons = []
-    for b in bits:
+    for p in points:
+        said = p["adc_bits"] if only_bits else p
         try:
-            variant = chip_for_point(chip, {"adc_bits": b})
+            variant = chip_for_point(chip, p)
         except ConfigError as exc:
-            raise ConfigError(f"--sweep-adc-bits: {b}: {exc}") from None
+            raise ConfigError(f"{flag}: {said}: {exc}") from None
         try:
             prepared.check_chip(variant, centres_frozen_first=centres_frozen_first)
         except ConfigError as exc:
-            reasons.append(f"{b}: {exc}")
-    if len(reasons) == len(bits):
-        raise ConfigError(f"--sweep-adc-bits: the trained model can be deployed at none of "
-                          f"{args.sweep_adc_bits!r} (at {reasons[0]}); allowed: bits that "
-                          f"include the chip's own ({chip.adc.bits})")
+            reasons.append(f"{said}: {exc}")
+    if len(reasons) == len(points):
+        what = repr(args.sweep_adc_bits) if only_bits else "the points of the grid"
+        raise ConfigError(f"{flag}: the trained model can be deployed at none of {what} (at "
+                          f"{reasons[0]}); allowed: values that include the chip's own "
+                          f"(adc_bits {chip.adc.bits})")
 
 
 def _sweep_trained(args: argparse.Namespace, prepared, chip, model, name: str, x_cal, x_eval,
@@ -1333,15 +1388,16 @@ def _sweep_trained(args: argparse.Namespace, prepared, chip, model, name: str, x
     from ._inputs import input_count
     from .sweep import run_sweep
 
-    grid: dict[str, list] = {"adc_bits": _int_values("--sweep-adc-bits", args.sweep_adc_bits)}
-    if t_inference_s is not None:
+    grid = _train_sweep_grid(args, chip)
+    axes = ", ".join("ADC bits" if a == "adc_bits" else a for a in grid)
+    if t_inference_s is not None and "time_s" not in grid:
         grid["time_s"] = [t_inference_s]
     out = args.out / "sweep"
     data = x_eval if y_eval is None else (x_eval, y_eval)
     frame = run_sweep(prepared, data, chip, grid, out, calibration=x_cal, seed=args.seed,
                       batch_size=args.batch_size, model_name=f"{name}, trained ({args.method})",
                       reference=model if y_eval is None else None)
-    print(f"\nsweep of the trained model over ADC bits (each point deploys what it learned; "
+    print(f"\nsweep of the trained model over {axes} (each point deploys what it learned; "
           f"{input_count(x_eval)} held-out inputs evaluated)")
     return _print_sweep(frame, out, chip, args)
 
@@ -1759,6 +1815,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "3-8 or 4,6): deployed with what it learned at each (a calibrated "
                         "range on each point's grid), into OUT/sweep with its table and "
                         "Pareto plot (docs/sweep.md)")
+    t.add_argument("--sweep", action="append", default=[], metavar="AXIS=VALUES",
+                   help="after training, sweep the trained model over this axis too (with "
+                        "--sweep-adc-bits or alone): a sweep axis as cimsim sweep's flag takes "
+                        "its values (thermal_sigma_lsb=0,0.5,1, time_s=1h,1d, adc_kind=sar,"
+                        "flash) or a chip field (tech.vdd_v=0.7,0.8); repeatable; points the "
+                        "model cannot be deployed at are skipped (docs/training.md)")
     t.add_argument("--epochs", type=_POSITIVE, default=1, help="epochs in all (default 1)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     t.add_argument("--schedule", default="constant",

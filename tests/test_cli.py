@@ -318,6 +318,47 @@ def test_train_sweeps_the_trained_model_over_adc_bits(tmp_path, capsys):
         assert not list(bad.rglob("checkpoint.pt"))
 
 
+def test_train_sweeps_the_trained_model_over_other_axes(tmp_path, capsys):
+    """--sweep AXIS=VALUES: the trained model over noise and a chip field, with or without
+    --sweep-adc-bits; the noise-free chip's own point is the run's deployed figures at that
+    noise; points deploy refuses (other input bits: the twin's quantization) are skipped; bad
+    axes and values are one line before training."""
+    chip = cimsim.load_chip("rram-22nm")
+    assert main(TRAIN + ["--method", "qat", "--epochs", "1", "--sweep",
+                         f"thermal_sigma_lsb=0,{chip.noise.thermal_sigma_lsb}", "--sweep",
+                         "input_bits=4,8", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sweep of the trained model over thermal_sigma_lsb, input_bits" in out
+    frame = pd.read_csv(tmp_path / "sweep" / "sweep.csv")
+    assert frame["input_bits"].tolist() == [4, 4, 8, 8]
+    assert frame["thermal_sigma_lsb"].tolist() == [0.0, chip.noise.thermal_sigma_lsb] * 2
+    assert frame["status"].iloc[:2].str.startswith("skipped: deploy(chip=...)").all()
+    assert (frame["status"].iloc[2:] == "ok").all()
+    report = json.loads((tmp_path / "report.json").read_text())
+    own = frame.iloc[3]
+    assert own["accuracy"] == report["summary"]["simulated_accuracy"]
+    assert own["energy_pj_per_inference"] == pytest.approx(
+        report["totals"]["energy_pj_per_inference"], rel=1e-9)
+    bad = tmp_path / "bad"
+    for extra, message in (
+            (["--sweep", "thermal_sigma_lsb=0,x"], "--sweep thermal_sigma_lsb: '0,x' is not"),
+            (["--sweep", "adc_bits=4", "--sweep-adc-bits", "5"], "axis 'adc_bits' given twice"),
+            (["--sweep", "adc.bits=4"], "sweep it as the axis adc_bits"),
+            (["--sweep", "input_bits"], "--vary 'input_bits' is invalid"),
+            (["--sweep", "input_bits=40"], "--sweep: {'input_bits': 40}: ChipConfig.input_bits"),
+            (["--sweep", "time_s=1h"], "--sweep: {'time_s': 3600.0}: time_s = 3600.0: the "
+                                       "chip's device does not change"),
+            (["--sweep", "input_bits=4"], "--sweep: the trained model can be deployed at none "
+                                          "of the points of the grid"),
+            (["--sweep", "thermal_sigma_lsb=0", "--method", "pim-qat", "--bn-calibration", "8"],
+             "--sweep with --bn-calibration")):
+        assert main(TRAIN + ["--epochs", "1", "--out", str(bad), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cimsim: error: ") and message in err, (extra, err)
+        assert len(err.strip().splitlines()) == 1, err
+        assert not list(bad.rglob("checkpoint.pt"))
+
+
 def test_train_sweeps_a_columnquant_model_on_its_methods_chip(tmp_path, capsys):
     """ColumnQuant trains on its own chip (per-column weight scales, its decomposition): the
     sweep was handed the command line's, every point refused after the training ('differs
