@@ -76,7 +76,7 @@ def table_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
             frame.astype(object).where(frame.notna(), None).to_dict(orient="records")]
 
 
-def _fmt_axis(axis: str, value: Any) -> str:
+def _fmt_axis(axis: str, value: Any, name: str) -> str:
     if axis == "adc_bits":
         return f"{value}b"
     if axis == "adc_kind":
@@ -95,7 +95,7 @@ def _fmt_axis(axis: str, value: Any) -> str:
         # in the legend's units (t=1y, as its "t = 1 y"; the points said t=3.15e+07s)
         return (f"t={duration_text(value).replace(' ', '')}" if isinstance(value, (int, float))
                 and math.isfinite(value) else f"t={value}")
-    return f"{axis}={value:g}" if isinstance(value, float) else f"{axis}={value}"
+    return f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
 
 
 def axis_columns(frame: pd.DataFrame) -> list[str]:
@@ -114,4 +114,10 @@ def point_labels(frame: pd.DataFrame) -> list[str]:
              *(a for a in ("adc_kind", "adc_bits", "bits_per_cell", "slice_readout",
                            "cols_per_adc", "array_size", "thermal_sigma_lsb", "time_s")
                if a in varying)]
-    return [" ".join(_fmt_axis(a, row[a]) for a in order) for _, row in frame.iterrows()]
+    # a chip field by its own name (vdd_v=0.7, not tech.vdd_v=0.7: the plot's labels ran into
+    # each other), its table too where two fields of that name vary
+    short = [a.rpartition(".")[2] for a in order if a not in AXES]
+    name = {a: (a if short.count(a.rpartition(".")[2]) > 1 else a.rpartition(".")[2])
+            for a in order if a not in AXES}
+    return [" ".join(_fmt_axis(a, row[a], name.get(a, a)) for a in order)
+            for _, row in frame.iterrows()]

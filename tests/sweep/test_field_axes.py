@@ -86,7 +86,11 @@ def test_sweep_table_resume_and_rerender(model, data, chip, tmp_path, monkeypatc
         assert (again / name).read_bytes() == (tmp_path / name).read_bytes(), name
     from cimsim.sweep import point_labels
 
-    assert point_labels(frame)[0] == "input_bits=4 tech.vdd_v=0.7"
+    assert point_labels(frame)[0] == "input_bits=4 vdd_v=0.7"  # a field by its own name
+    two = pd.DataFrame({"tech.v": [1, 2], "dac.v": [3, 4], "input_bits": [4, 8],
+                        "adc_bits": [6, 6]})
+    assert point_labels(two) == ["tech.v=1 dac.v=3 input_bits=4",  # unless two share it
+                                 "tech.v=2 dac.v=4 input_bits=8"]
 
 
 @pytest.mark.parametrize(("axis", "message"), [
