@@ -671,18 +671,43 @@ def _vary_values(text: str) -> tuple[str, list[Any]]:
                           "FIELD a chip file's TABLE.FIELD or top-level field, e.g. "
                           "input_bits=4,6,8, dac.bits=1,2 or tech.vdd_v=0.7,0.9")
     values: list[Any] = []
-    for part in (p.strip() for p in rest.split(",")):
+    for part in _top_level_parts(rest):
         if re.fullmatch(r"\d+-\d+", part):
             values.extend(_int_values(f"--vary {key}", part))
             continue
         try:
             values.append(tomllib.loads(f"v = {part}")["v"])
         except tomllib.TOMLDecodeError:
-            if not part:
-                raise ConfigError(f"--vary {text!r}: an empty value; allowed: values "
-                                  "separated by commas, e.g. input_bits=4,6,8") from None
+            if not part or part[0] in "[{\"'":  # a list, table or string TOML cannot read
+                what = "an empty value" if not part else f"{part!r} is not a TOML value"
+                raise ConfigError(f"--vary {text!r}: {what}; allowed: values separated by "
+                                  "commas, e.g. input_bits=4,6,8 or "
+                                  "device.drift_nu_mean=[0.05,0.06],[0.04,0.05]") from None
             values.append(part)  # a bare word: tech.cost_model=physical
-    return key, list(dict.fromkeys(values))
+    unique: list[Any] = []  # (a list value is no dict key)
+    for v in values:
+        if v not in unique:
+            unique.append(v)
+    return key, unique
+
+
+def _top_level_parts(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and quotes: '[1,2],[3,4]' -> two
+    lists, 'a,b' -> two words."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return [*parts, text[start:].strip()]
 
 
 def _float_values(flag: str, text: str) -> list[float]:
@@ -746,6 +771,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if len(grid) < len(args.vary):
         raise ConfigError(f"--vary: a field given twice in {args.vary}; allowed: each field "
                           "once, with all its values (e.g. --vary input_bits=4,6,8)")
+    from .sweep import AXES
+
+    if given := [a for a in grid if a in AXES]:  # a named axis by --vary: its flag's values
+        flags = {"thermal_sigma_lsb": "--noise", "time_s": "--time"}
+        twice = [a for a in given
+                 if getattr(args, {"thermal_sigma_lsb": "noise", "time_s": "time"}.get(a, a))
+                 is not None]
+        if twice:
+            a = twice[0]
+            raise ConfigError(f"--vary {a}=... and {flags.get(a, '--' + a.replace('_', '-'))} "
+                              f"both give the axis {a}; allowed: one of them, with all its "
+                              "values")
     if args.adc_bits is not None:
         grid["adc_bits"] = _int_values("--adc-bits", args.adc_bits)
     if args.adc_kind is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import functools
 import itertools
 import tomllib
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,21 +88,93 @@ def field_axes(axes: Iterable[str]) -> list[str]:
     return [a for a in axes if a not in AXES]
 
 
-def _with_fields(chip: ChipConfig, fields: Mapping[str, Any], tree_follows: bool) -> ChipConfig:
+def _with_fields(chip: ChipConfig, fields: Mapping[str, Any]) -> ChipConfig:
     """``chip`` with the chip fields of a point set (``'dac.bits'`` -> 2, ``'input_bits'`` ->
-    4), validated as a chip file with them would be: the message names the field. A digital
-    read-out's adder tree follows (``tree_follows``: its width is the new sums', as a file
-    that writes no ``adc.bits``); ``chip`` itself where every value is already its own."""
+    4) as ``--set`` sets them on a chip file, validated as that file would be (the message
+    names the field): where the chip is what its non-default fields give, the defaults stay
+    unwritten, so what they derive is derived again (a ``physical`` cost model's predicted
+    window on a chip that states none; ``None`` a field's value as its file writes it,
+    ``dac.bits`` None 'all'). A digital read-out's adder tree takes the new sums' width (as a
+    file that writes no ``adc.bits``); ``chip`` itself where every value is already its
+    own."""
+    items = tuple((axis, _frozen(_as_written(chip, axis, _plain(value))))
+                  for axis, value in fields.items())
+    return _with_fields_cached(chip, items)
+
+
+@functools.lru_cache(maxsize=64)  # a point's chip is built by each of a sweep's checks
+def _with_fields_cached(chip: ChipConfig, items: tuple[tuple[str, Any], ...]) -> ChipConfig:
     from ..config import _overridden
 
+    fields = {axis: _thawed(value) for axis, value in items}
     data = chip.to_dict()
     if all(_field_value(data, axis) == _toml(value) for axis, value in fields.items()):
         return chip
-    if tree_follows and chip.adc.kind is ADCKind.DIGITAL:
-        del data["adc"]["bits"]
-    data, _ = _overridden(data, "", dict(fields))
+    data = copy.deepcopy(_unwritten_defaults(chip))  # (the cached one stays whole)
+    if chip.adc.kind is ADCKind.DIGITAL:
+        data["adc"].pop("bits", None)
+    for axis in [a for a, v in fields.items() if v is None]:  # a field None writes nothing
+        table, dot, name = axis.rpartition(".")
+        (data.get(table, {}) if dot else data).pop(name, None)
+        del fields[axis]
+    data, _ = _overridden(data, "", fields)
     data["description"] = chip.description  # (the set note names the point's fields)
     return ChipConfig.from_dict(data)  # its message names the field
+
+
+def _as_written(chip: ChipConfig, axis: str, value: Any) -> Any:
+    """``value`` of field ``axis`` as a chip file writes it where it is ``None`` (``'all'``
+    for ``dac.bits``; None where the file leaves the field out), else as given."""
+    if value is not None:
+        return value
+    from ..config import _to_dict
+
+    table, dot, name = axis.rpartition(".")
+    holder = getattr(chip, table) if dot else chip
+    try:
+        written = _to_dict(dataclasses.replace(holder, **{name: None}))
+    except (TypeError, ValueError, AttributeError):  # a field that cannot be None
+        raise ConfigError(f"{axis} = None is invalid; allowed: a value as a chip file "
+                          "writes it") from None
+    return written.get(name)
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a field value (a list as a tuple, marked)."""
+    if isinstance(value, (list, tuple)):
+        return ("__list__", *(_frozen(v) for v in value))
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, tuple) and value[:1] == ("__list__",):
+        return [_thawed(v) for v in value[1:]]
+    return value
+
+
+@functools.lru_cache(maxsize=16)
+def _unwritten_defaults(chip: ChipConfig) -> dict[str, Any]:
+    """``chip.to_dict()`` less every field at its default, where that smaller description
+    gives ``chip`` again (a file that wrote a default's value where leaving it out derives
+    another keeps it written); else the whole ``to_dict()``."""
+    full = chip.to_dict()
+    defaults = ChipConfig().to_dict()
+    small: dict[str, Any] = {}
+    for key, value in full.items():
+        if isinstance(value, dict):
+            small[key] = {k: v for k, v in value.items() if defaults[key].get(k, _UNSET) != v}
+        elif key in ("name", "description") or defaults.get(key, _UNSET) != value:
+            small[key] = value
+    try:
+        with warnings.catch_warnings():  # said when the point's chip is built, if at all
+            warnings.simplefilter("ignore")
+            same = ChipConfig.from_dict(small) == chip
+    except ConfigError:
+        same = False
+    return small if same else full
+
+
+_UNSET = object()
 
 
 def _toml(value: Any) -> Any:
@@ -231,6 +306,8 @@ def _check_field_axes(axes: Iterable[Any]) -> None:
 def _plain(value: Any) -> Any:
     """A NumPy scalar (``np.arange(3, 9)``'s values) as the Python number it holds: the chip's
     fields take Python ints, and the point id hashes the value's text."""
+    if isinstance(value, np.ndarray):  # a per-level table's values (a list field)
+        return value.tolist()
     item = getattr(value, "item", None)
     return item() if callable(item) and type(value).__module__ == "numpy" else value
 
@@ -263,7 +340,7 @@ def chip_for_point(chip: ChipConfig | str | Path, point: Mapping[str, Any]) -> C
     chip = as_chip(chip)
     _check_field_axes(point)
     if fields := {a: point[a] for a in field_axes(point)}:
-        chip = _with_fields(chip, fields, "adc_bits" not in point)
+        chip = _with_fields(chip, fields)
     adc, array = chip.adc, chip.array
     if "adc_kind" in point:
         kind, fit = parse_adc_kind(point["adc_kind"])
@@ -375,23 +452,33 @@ def _cols_per_adc(array: ArrayConfig, point: Mapping[str, Any]) -> Any:
 
 
 def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
-    """Every axis's value at ``point``: the swept value, or the base chip's (``cols_per_adc``:
-    lowered to a swept ``array_size`` as :func:`chip_for_point` does).
+    """Every axis's value at ``point``: the swept value, or the chip's that the point's chip
+    fields give, the base chip's without them (``cols_per_adc``: lowered to a swept
+    ``array_size`` as :func:`chip_for_point` does; ``time_s``: the point's ``drift_t0_s``,
+    the time a point that sweeps no time runs at).
 
     A bare ``'ramp'`` resolves to ``'ramp:<the chip's level_fit>'``, a slice read-out to its
     lower-case name and a chip field (``'tech.vdd_v'``) to the value its chip holds, as a chip
     file writes it, so two spellings of one chip are one point (one row, one id).
     """
-    a = chip.array
+    fields = {a: point[a] for a in field_axes(point)}
+    own: ChipConfig | None = chip  # the chip the point's fields give: its values where not swept
+    if fields:
+        try:
+            own = _with_fields(chip, fields)
+        except ConfigError:
+            own = None  # an impossible point: refused later, naming it
+    base = own or chip
+    a = base.array
     out: dict[str, Any] = {
         "array_size": a.n_rows if a.n_rows == a.n_cols else None,
-        "bits_per_cell": chip.device.bits_per_cell,
+        "bits_per_cell": base.device.bits_per_cell,
         "slice_readout": a.slice_readout.value,
         "cols_per_adc": _cols_per_adc(a, point),
-        "thermal_sigma_lsb": chip.noise.thermal_sigma_lsb,
-        "adc_kind": _kind_label(chip.adc.kind, chip.adc.level_fit),
-        "adc_bits": chip.adc.bits,
-        "time_s": chip.device.drift_t0_s,
+        "thermal_sigma_lsb": base.noise.thermal_sigma_lsb,
+        "adc_kind": _kind_label(base.adc.kind, base.adc.level_fit),
+        "adc_bits": base.adc.bits,
+        "time_s": base.device.drift_t0_s,
     }
     for axis, value in point.items():
         if axis == "adc_kind":
@@ -410,18 +497,16 @@ def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(OverflowError):  # 10**400: refused later, naming it
                 value = float(value)
         out[axis] = value
-    fields = field_axes(point)
-    if fields:
-        # each field as the point's chip holds it (1 and 1.0 V, 'all' and None: one chip,
-        # one id); as given where the point is impossible (refused, naming it, later)
-        with contextlib.suppress(ConfigError):
-            data = chip_for_point(chip, point).to_dict()
-            out.update({axis: _field_value(data, axis) for axis in fields})
-    if (fields or "array_size" in point) and "adc_bits" not in point \
-            and chip.adc.kind is ADCKind.DIGITAL:
-        # the adder tree's width follows the swept rows and input slices (chip_for_point):
-        # the point's value, not the base chip's (a row said 10 b of an 8-b tree, and the
-        # same chip swept with adc_bits 8 got another id)
+    if fields and own is not None:
+        # each field as the point's fields set it, before the named axes (1 and 1.0 V, 'all'
+        # and None: one chip, one id; a cell-LSB value as given, not as bits_per_cell
+        # rescales it, as thermal_sigma_lsb's); as given where the point is impossible
+        data = own.to_dict()
+        out.update({axis: _field_value(data, axis) for axis in fields})
+    if "array_size" in point and "adc_bits" not in point and base.adc.kind is ADCKind.DIGITAL:
+        # the adder tree's width follows the swept rows (chip_for_point): the point's value,
+        # not the base chip's (a row said 10 b of an 8-b tree, and the same chip swept with
+        # adc_bits 8 got another id)
         with contextlib.suppress(ConfigError):  # an impossible point: refused there
             out["adc_bits"] = chip_for_point(chip, point).adc.bits
     return out

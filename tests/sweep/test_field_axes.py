@@ -156,9 +156,24 @@ def test_cli_vary(tmp_path, capsys):
         (["--vary", "input_bits=4,,5"], "--vary 'input_bits=4,,5': an empty value"),
         (["--vary", "input_bits=4", "--vary", "input_bits=5"], "--vary: a field given twice"),
         (["--vary", "adc.bits=4"], "sweep it as the axis adc_bits (--adc-bits)"),
+        (["--vary", "device.drift_nu_mean=[0.05"], "'[0.05' is not a TOML value"),
+        (["--vary", "adc_bits=4", "--adc-bits", "5"], "--vary adc_bits=... and --adc-bits "
+                                                       "both give the axis adc_bits"),
+        (["--vary", "time_s=1", "--time", "1"], "and --time both give the axis time_s"),
     ]:
         rc = main(["sweep", "--model", "demo", "--chip", "rram-22nm", "--out",
                    str(tmp_path / "e"), *flags])
         err = capsys.readouterr().err
         assert rc == 2 and message in err, (flags, err)
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_vary_values_read_lists_strings_and_ranges():
+    from cimsim.cli import _vary_values
+
+    assert _vary_values("device.drift_nu_mean=[0.05],[0.02, 0.03]") == (
+        "device.drift_nu_mean", [[0.05], [0.02, 0.03]])
+    assert _vary_values("tech.cost_model=tables,'physical',tables") == (
+        "tech.cost_model", ["tables", "physical"])
+    assert _vary_values("input_bits=4-6,8,5") == ("input_bits", [4, 5, 6, 8])
+    assert _vary_values("tech.vdd_v=1e-1,-0.5,1,1.0") == ("tech.vdd_v", [0.1, -0.5, 1])
