@@ -927,15 +927,22 @@ LATENCY_COLOR = "#4d4d4d"
 def component_color(component: str) -> str:
     """The colour of a cost component in every figure (energy, area, and any other), so one
     component reads the same across plots: the palette in ``cimsim.cost.COMPONENTS`` order,
-    then the remaining colours for names outside it, in a fixed order."""
+    then, for names outside it, colours of their own (none a component's), fixed by the
+    name."""
     from .cost import COMPONENTS
 
     names = list(COMPONENTS)
     if component in names:
         return PALETTE[names.index(component) % len(PALETTE)]
-    # not a cost component (a table from another version): a colour fixed by the name
-    spare = PALETTE[len(names):] or PALETTE
+    # not a cost component (a table from another version): a colour fixed by the name; the
+    # palette's are all the components' (10 and 10: 'other' was drawn in buffer's colour)
+    spare = PALETTE[len(names):] or _OTHER_COLORS
     return spare[sum(component.encode()) % len(spare)]
+
+
+_OTHER_COLORS: tuple[str, ...] = ("#2f4b7c", "#a05195", "#6b8e23", "#b8860b", "#4b0082",
+                                  "#008b8b")
+"""Colours for names outside the cost components, none in :data:`PALETTE`."""
 
 
 # -------------------------------------------------------------------------------------------

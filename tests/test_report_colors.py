@@ -40,4 +40,6 @@ def test_component_colours_are_distinct_and_fixed():
     colours = [component_color(c) for c in COMPONENTS]
     assert len(set(colours)) == len(COMPONENTS) and set(colours) <= set(PALETTE)
     assert component_color("something_new") == component_color("something_new")
-    assert component_color("something_new") in PALETTE
+    # a name outside the components: a colour of its own, no component's (the palette's ten
+    # are the ten components')
+    assert component_color("something_new") not in PALETTE

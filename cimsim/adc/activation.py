@@ -78,7 +78,7 @@ def fit_activation_levels(layer: ProgrammedLayer, stats: RangeStats, act: FusedA
     n_levels = adc.n_codes
     kappa = np.asarray(act.kappa, dtype=np.float64)
     bias = np.asarray(act.bias, dtype=np.float64)
-    a = np.concatenate(stats.samples[0], axis=0).astype(np.float64)
+    a = stats.kept(0).astype(np.float64)
     post = np.clip(a * kappa + bias, 0.0, act.clamp)
     exact_max = np.clip(stats.hi[0] * kappa + bias, 0.0, act.clamp)
     n_conv = kappa.size

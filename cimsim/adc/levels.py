@@ -599,10 +599,13 @@ def fit_levels(
     Returns
     -------
     Levels
-        Thresholds (L-1,) and levels (L,). Always exactly ``L`` levels: with fewer distinct
-        sample values than levels, the extra levels split the widest gaps between the fitted
-        levels and ``lo``/``hi`` (repeats only if ``lo == hi``), and thresholds stay
-        non-decreasing.
+        Thresholds (L-1,) and levels (L,). Always exactly ``L`` levels, thresholds
+        non-decreasing. With fewer distinct sample values than levels, the K-means-type
+        methods (``kmeans``, ``kmeans_optimal``, ``bs_kmq``) split the widest gaps between the
+        fitted levels and ``lo``/``hi`` with the extra levels (repeats only if ``lo == hi``);
+        ``uniform`` and ``lloyd_max`` place theirs over ``[lo, hi]`` as always; ``cdf``
+        separates coinciding quantiles by one ulp, so a point mass leaves empty cells one ulp
+        wide whose levels (their midpoints) can equal a neighbour's (docs/levels.md).
 
     Raises
     ------

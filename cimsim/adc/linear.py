@@ -92,9 +92,16 @@ def static_tables(layer: ProgrammedLayer) -> ADCTables | None:
 class RangeStats:
     """Accumulates calibration samples of the analog values per (row group, conversion).
 
-    Min/max and mean/std are exact running statistics; percentiles use the samples kept (all of
-    them up to ``max_samples`` per unit, then a deterministic stride subsample).
+    Min/max and mean/std are exact running statistics; percentiles and level fits use the
+    samples :meth:`kept` gives: every ``ceil(m / max_samples)``-th of the m rows held, which
+    are every row up to ``KEEP_VALUES`` values per group, then every 2^k-th row by its place
+    in the whole calibration set. Which rows those are depends on the rows' places only, not
+    on how the calibration was cut into chunks (``matmul(chunk_vectors=)``, deploy's
+    batches): each chunk was thinned by its own stride, and the ranges moved with the cut.
     """
+
+    KEEP_VALUES = 1 << 23
+    """Values held per row group before the held rows are halved (32 MB of float32)."""
 
     def __init__(self, n_groups: int, n_conv: int, keep_samples: bool, max_samples: int = 20000):
         self.lo = np.full((n_groups, n_conv), np.inf)
@@ -105,6 +112,10 @@ class RangeStats:
         self.keep = keep_samples
         self.max_samples = max_samples
         self.samples: list[list[np.ndarray]] = [[] for _ in range(n_groups)]
+        self._seen = [0] * n_groups  # rows added per group
+        self._stride = [1] * n_groups  # the rows held: those at multiples of it
+        self._held = [0] * n_groups
+        self._cap = max(4 * max_samples, self.KEEP_VALUES // max(n_conv, 1))
 
     def add(self, g: int, a: np.ndarray) -> None:
         """Add analog values ``a`` of shape (n_samples, C) for row group ``g``."""
@@ -114,9 +125,24 @@ class RangeStats:
         self.s2[g] += np.square(a).sum(axis=0)
         if g == 0:
             self.n += a.shape[0]
-        if self.keep:
-            stride = -(-a.shape[0] // self.max_samples)
-            self.samples[g].append(a[::stride].astype(np.float32))
+        if not self.keep:
+            return
+        start, s = self._seen[g], self._stride[g]
+        self._seen[g] += a.shape[0]
+        rows = a[(-start) % s::s]  # the rows at multiples of s in the whole set
+        self.samples[g].append(rows.astype(np.float32))
+        self._held[g] += rows.shape[0]
+        while self._held[g] > self._cap:
+            # held row j is row j*s of the set: those at multiples of 2s are the even ones
+            held = np.concatenate(self.samples[g], axis=0)[::2]
+            self.samples[g], self._stride[g], self._held[g] = [held], 2 * s, held.shape[0]
+            s *= 2
+
+    def kept(self, g: int) -> np.ndarray:
+        """The samples of row group ``g`` the fits use, (m', C) float32: every
+        ``ceil(m / max_samples)``-th of the m rows held (at most ``max_samples``)."""
+        held = np.concatenate(self.samples[g], axis=0)
+        return held[:: -(-held.shape[0] // self.max_samples)]
 
 
 def column_percentiles(samples: np.ndarray, qs: list[float]) -> np.ndarray:
@@ -161,8 +187,7 @@ def ranges_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
     else:
         q = adc.percentile
         g_n, c_n = stats.lo.shape
-        per_g = [np.concatenate(s, axis=0) for s in stats.samples]  # each (n, C)
-        per_g = [s[:: -(-s.shape[0] // stats.max_samples)] for s in per_g]
+        per_g = [stats.kept(g) for g in range(g_n)]  # each (n, C)
         lo = np.empty((g_n, c_n))
         hi = np.empty((g_n, c_n))
         if units.granularity is CalibrationGranularity.COLUMN:

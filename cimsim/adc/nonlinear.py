@@ -49,7 +49,7 @@ def levels_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
     adc = layer.chip.adc
     n_levels = adc.n_codes
     g_n, c_n = stats.lo.shape
-    per_g = [np.concatenate(s, axis=0).astype(np.float64) for s in stats.samples]
+    per_g = [stats.kept(g).astype(np.float64) for g in range(g_n)]
     thr = np.empty((g_n, c_n, n_levels - 1))
     lvl = np.empty((g_n, c_n, n_levels))
     for rows, cols in calibration_units(layer, adc.calibration_granularity):

@@ -860,6 +860,10 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
         yield from _keyword_batches(data, batch_size, batch_dim)
         return
     if isinstance(data, np.ndarray):
+        if data.dtype.kind not in "biufc":  # torch's "can't convert np.ndarray of type ..."
+            raise MappingError(f"calibration is an array of {data.dtype} values; allowed: an "
+                               "array of numbers (or a tensor, a tuple of them, a dict of "
+                               "keyword inputs, a DataLoader)")
         data = torch.from_numpy(data)
     if isinstance(data, torch.Tensor):
         data = (data,)
@@ -918,14 +922,16 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
                     f"{len(item) - 1} left out; a model taking several inputs is given them as "
                     "a DataLoader of dicts of its keyword inputs ({'x': ..., 'mask': ...}) or "
                     "a tuple of tensors (x, mask), cut into batches", UserWarning, stacklevel=3)
-            if isinstance(x, (int, float)):
-                # a table iterated (a DataFrame's column labels, a nested list's numbers):
-                # torch's "'int' object has no attribute 'dim'" from the model named neither
+            if isinstance(x, (int, float, str, bytes)) or x is None:
+                # a table iterated (a DataFrame's column labels, a nested list's numbers), or a
+                # text's characters: torch's "'int' / 'str' object has no attribute 'dim'"
+                # from the model named neither
                 raise MappingError(
                     f"calibration read as a DataLoader gave the model the {type(x).__name__} "
-                    f"{x!r} as its input; a table of numbers (a nested list, a pandas "
-                    "DataFrame) is one tensor: torch.tensor(rows, dtype=torch.float32), "
-                    "torch.from_numpy(df.to_numpy(np.float32))")
+                    f"{x!r} as its input; allowed: a tensor, an ndarray, a tuple of tensors, a "
+                    "dict of keyword inputs or a DataLoader of them (a table of numbers, a "
+                    "nested list or a pandas DataFrame, is one tensor: torch.tensor(rows, "
+                    "dtype=torch.float32), torch.from_numpy(df.to_numpy(np.float32)))")
             yield Arguments((_map_leaves(_as_tensor, x),))
         return
     raise MappingError(

@@ -18,8 +18,9 @@ through it with ordinary optimizers:
    dequantization with ``s_x · s_w`` (+ bias).
 
 In eval mode the twin equals ``cimsim.engine.run`` on the layer it hands back
-(:meth:`TwinMatmul.to_engine`): exactly on a lossless chip, and code for code on lossy ADCs up
-to float ties at code boundaries. Rounding, flooring and clamping use straight-through
+(:meth:`TwinMatmul.to_engine`): exactly on a lossless chip (a float64 twin; a float32 one
+dequantizes in float32, about one ulp apart), and code for code on lossy ADCs up to float ties
+at code boundaries. Rounding, flooring and clamping use straight-through
 estimators (:mod:`cimsim.train.ste`); the digits and planes of an integer pass the gradient of
 the integer on (their significances sum it back exactly). See ``docs/training.md``.
 
@@ -2480,7 +2481,9 @@ class PreparedModel(nn.Module):
         -------
         cimsim.mapping.SimModel
             In eval mode and noise-off its outputs equal this model's eval outputs: exactly on
-            a lossless chip, code for code on lossy ADCs (up to float ties), with the
+            a lossless chip for a float64 twin (a float32 twin dequantizes in float32 where
+            the engine uses float64: about one float32 ulp apart; docs/training.md), code for
+            code on lossy ADCs (up to float ties), with the
             programmed devices when ``seed`` is the twin's (``devices = 'programmed'``). The
             engine runs on the CPU: the float parts are moved there. On a device that ages it
             runs at the twin's ``t_inference_s`` (``SimModel.set_time`` moves it).
