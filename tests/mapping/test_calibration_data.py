@@ -205,7 +205,8 @@ def test_a_one_shot_iterator_is_read_again_where_a_method_reads_it_twice(run):
 def test_a_table_of_numbers_read_as_a_dataloader_names_the_way_out(table):
     # was: AttributeError: 'float' object has no attribute 'dim' (a nested list's numbers,
     # a DataFrame's column labels called as the model's input)
-    with pytest.raises(MappingError, match=r"as its input; a table of numbers .*torch.tensor"):
+    with pytest.raises(MappingError, match=r"as its input; allowed: .*\(a table of numbers.*"
+                                           r"torch\.tensor"):
         cimsim.deploy(_mlp(), "ideal", table(_x()))
 
 
