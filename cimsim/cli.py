@@ -660,27 +660,27 @@ def _int_values(flag: str, text: str) -> list[int]:
     return list(dict.fromkeys(values))
 
 
-def _vary_values(text: str) -> tuple[str, list[Any]]:
+def _vary_values(text: str, flag: str = "--vary") -> tuple[str, list[Any]]:
     """``--vary`` 'input_bits=4,6,8', 'tech.vdd_v=0.7,0.9', 'tech.cost_model=tables,physical'
     -> (field, values): each value read as TOML (a bare word a string), 'a-b' a range of
     integers; the field is checked by the sweep (naming the axes it takes)."""
     key, eq, rest = text.partition("=")
     key = key.strip()
     if not eq or not key or not rest.strip():
-        raise ConfigError(f"--vary {text!r} is invalid; allowed: FIELD=VALUE,VALUE,... with "
+        raise ConfigError(f"{flag} {text!r} is invalid; allowed: FIELD=VALUE,VALUE,... with "
                           "FIELD a chip file's TABLE.FIELD or top-level field, e.g. "
                           "input_bits=4,6,8, dac.bits=1,2 or tech.vdd_v=0.7,0.9")
     values: list[Any] = []
     for part in _top_level_parts(rest):
         if re.fullmatch(r"\d+-\d+", part):
-            values.extend(_int_values(f"--vary {key}", part))
+            values.extend(_int_values(f"{flag} {key}", part))
             continue
         try:
             values.append(tomllib.loads(f"v = {part}")["v"])
         except tomllib.TOMLDecodeError:
             if not part or part[0] in "[{\"'":  # a list, table or string TOML cannot read
                 what = "an empty value" if not part else f"{part!r} is not a TOML value"
-                raise ConfigError(f"--vary {text!r}: {what}; allowed: values separated by "
+                raise ConfigError(f"{flag} {text!r}: {what}; allowed: values separated by "
                                   "commas, e.g. input_bits=4,6,8 or "
                                   "device.drift_nu_mean=[0.05,0.06],[0.04,0.05]") from None
             values.append(part)  # a bare word: tech.cost_model=physical
@@ -1362,6 +1362,7 @@ def _train_sweep_grid(args: argparse.Namespace, chip) -> dict[str, list[Any]]:
     the order given, a named axis's values as ``cimsim sweep``'s flag reads them (``time_s``
     as durations, ``1h,1d``, where ``chip`` is known), a chip field's as ``--vary``'s."""
     from .sweep import AXES, parse_slice_readout
+    from .sweep.grid import field_problem
 
     grid: dict[str, list[Any]] = {}
     for text in getattr(args, "sweep", None) or ():
@@ -1371,8 +1372,11 @@ def _train_sweep_grid(args: argparse.Namespace, chip) -> dict[str, list[Any]]:
         if axis in grid or (axis == "adc_bits" and args.sweep_adc_bits is not None):
             raise ConfigError(f"--sweep: axis {axis!r} given twice; allowed: each axis once, "
                               "with all its values")
+        if axis not in AXES and (why := field_problem(axis, flags=False)):
+            raise ConfigError(f"--sweep {text!r}: {why}; allowed: AXIS=VALUES with AXIS a sweep "
+                              f"axis ({', '.join(AXES)}) or a chip field (e.g. tech.vdd_v)")
         if axis not in AXES or not eq:
-            grid.update([_vary_values(text)])  # a chip field (its message: --vary's form)
+            grid.update([_vary_values(text, "--sweep")])  # a chip field
         elif axis == "slice_readout":
             grid[axis] = _checked_values(flag, values, parse_slice_readout)
         elif axis == "time_s":
@@ -1392,27 +1396,38 @@ def _check_sweep_bits(args: argparse.Namespace, prepared, chip, centres_frozen_f
     ColumnQuant centre is frozen before the run deploys), else one line naming the flag (a
     value out of range failed after the whole training)."""
     from .sweep import chip_for_point, expand_grid
+    from .sweep.grid import resolve_point
+    from .sweep.run import _check_points
 
     grid = _train_sweep_grid(args, chip)
-    only_bits = list(grid) == ["adc_bits"]
     flag = _sweep_flags(args)
     points = expand_grid(grid)
+    try:  # a value no point can have: refused; one impossible only in combination: skipped
+        skipped = _check_points(chip, points)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
     reasons = []
-    for p in points:
-        said = p["adc_bits"] if only_bits else p
+    for i, p in enumerate(points):
+        if i in skipped:
+            continue
         try:
-            variant = chip_for_point(chip, p)
+            prepared.check_chip(chip_for_point(chip, p), centres_frozen_first=centres_frozen_first)
         except ConfigError as exc:
-            raise ConfigError(f"{flag}: {said}: {exc}") from None
-        try:
-            prepared.check_chip(variant, centres_frozen_first=centres_frozen_first)
-        except ConfigError as exc:
-            reasons.append(f"{said}: {exc}")
-    if len(reasons) == len(points):
-        what = repr(args.sweep_adc_bits) if only_bits else "the points of the grid"
-        raise ConfigError(f"{flag}: the trained model can be deployed at none of {what} (at "
-                          f"{reasons[0]}); allowed: values that include the chip's own "
-                          f"(adc_bits {chip.adc.bits})")
+            reasons.append(f"{p}: {exc}")
+    if len(reasons) + len(skipped) == len(points):
+        own = resolve_point(chip, {})
+        values = "; ".join(f"{a} {', '.join(map(str, v))}" for a, v in grid.items())
+        mine = ", ".join(f"{a} {own.get(a, _field_of(chip, a))}" for a in grid)
+        raise ConfigError(f"{flag}: the trained model can be deployed at none of {values} "
+                          f"(at {reasons[0] if reasons else next(iter(skipped.values()))}); "
+                          f"allowed: values that include the chip's own ({mine})")
+
+
+def _field_of(chip, axis: str) -> Any:
+    """The value of chip field ``axis`` (``'tech.vdd_v'``) as a chip file writes it."""
+    from .sweep.grid import _field_value
+
+    return _field_value(chip.to_dict(), axis)
 
 
 def _sweep_trained(args: argparse.Namespace, prepared, chip, model, name: str, x_cal, x_eval,

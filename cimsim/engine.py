@@ -543,6 +543,11 @@ def calibration_stats(layer: ProgrammedLayer, x_int: np.ndarray,
     them (also what the training twin refits a fused activation's levels on)."""
     stats = RangeStats(layer.n_groups, layer.n_conversions,
                        keep_samples=keeps_samples(layer, activation))
+    n = np.shape(x_int)[0]
     for blk in analog_values(layer, x_int, chunk_vectors=chunk_vectors):
-        stats.add(blk.group, blk.values.reshape(-1, blk.values.shape[-1]))
+        p, mc, c = blk.values.shape
+        # each row's place in the whole set, plane-major as one chunk adds them: which rows
+        # the percentiles and level fits keep does not depend on where the chunks were cut
+        index = (np.arange(p)[:, None] * n + blk.m0 + np.arange(mc)[None, :]).ravel()
+        stats.add(blk.group, blk.values.reshape(-1, c), index)
     return stats

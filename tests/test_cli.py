@@ -307,9 +307,11 @@ def test_train_sweeps_the_trained_model_over_adc_bits(tmp_path, capsys):
                              "--bn-calibration", "8"], "--sweep-adc-bits with --bn-calibration"),
                            # a value out of range, or none the model deploys at, was refused
                            # after the whole training
-                           (["--sweep-adc-bits", "4,25"], "--sweep-adc-bits: 25: ADCConfig.bits"),
+                           (["--sweep-adc-bits", "4,25"],
+                            "--sweep-adc-bits: sweep point {'adc_bits': 25}: ADCConfig.bits = 25"),
                            (["--sweep-adc-bits", "5", "--method", "columnquant"],
-                            "--sweep-adc-bits: the trained model can be deployed at none of '5'"),
+                            "--sweep-adc-bits: the trained model can be deployed at none of "
+                            "adc_bits 5 (at {'adc_bits': 5}: deploy(chip=...)"),
                            (["--sweep-adc-bits", "6", "--out", str(bad / "elsewhere")],
                             "is a file, not a folder")):
         assert main(TRAIN + ["--epochs", "1", "--out", str(bad), *extra]) == 2
@@ -344,12 +346,14 @@ def test_train_sweeps_the_trained_model_over_other_axes(tmp_path, capsys):
             (["--sweep", "thermal_sigma_lsb=0,x"], "--sweep thermal_sigma_lsb: '0,x' is not"),
             (["--sweep", "adc_bits=4", "--sweep-adc-bits", "5"], "axis 'adc_bits' given twice"),
             (["--sweep", "adc.bits=4"], "sweep it as the axis adc_bits"),
-            (["--sweep", "input_bits"], "--vary 'input_bits' is invalid"),
-            (["--sweep", "input_bits=40"], "--sweep: {'input_bits': 40}: ChipConfig.input_bits"),
-            (["--sweep", "time_s=1h"], "--sweep: {'time_s': 3600.0}: time_s = 3600.0: the "
-                                       "chip's device does not change"),
+            (["--sweep", "input_bits"], "--sweep 'input_bits' is invalid"),
+            (["--sweep", "input_bits=40"], "--sweep: sweep point {'input_bits': 40}: "
+                                           "ChipConfig.input_bits"),
+            (["--sweep", "time_s=1h"], "--sweep: sweep point {'time_s': 3600.0}: time_s = "
+                                       "3600.0: the chip's device does not change"),
             (["--sweep", "input_bits=4"], "--sweep: the trained model can be deployed at none "
-                                          "of the points of the grid"),
+                                          "of input_bits 4 (at {'input_bits': 4}: deploy("
+                                          "chip=...)"),
             (["--sweep", "thermal_sigma_lsb=0", "--method", "pim-qat", "--bn-calibration", "8"],
              "--sweep with --bn-calibration")):
         assert main(TRAIN + ["--epochs", "1", "--out", str(bad), *extra]) == 2

@@ -40,14 +40,10 @@ def test_matmul_outputs_do_not_depend_on_chunk_vectors_with_a_calibrated_percent
     ``RangeStats.add`` subsamples each chunk by a stride computed from that chunk's size, and
     ``ranges_from_samples`` subsamples the concatenation again, so which samples set the
     percentile (hence the ADC ranges) depends on where the chunks were cut."""
+    from tests.test_review_hunt_train_sweep_rangestats import assert_chunk_independent
+
     chip = cimsim.load_chip("rram-22nm", overrides={"noise.thermal_sigma_lsb": 0.0})
-    rng = np.random.default_rng(0)
-    w = rng.integers(-127, 128, (4, 16))
-    x = rng.integers(0, 256, (50, 16))
-    x_cal = rng.integers(0, 256, (6000, 16))
-    y_one_chunk, _ = cimsim.matmul(x, w, chip, calibration=x_cal)
-    y_chunked, _ = cimsim.matmul(x, w, chip, calibration=x_cal, chunk_vectors=3000)
-    np.testing.assert_array_equal(y_chunked, y_one_chunk)
+    assert_chunk_independent(chip, 6000, 3000)
 
 
 def test_fit_levels_pads_as_its_docstring_says_per_method():

@@ -93,11 +93,14 @@ class RangeStats:
     """Accumulates calibration samples of the analog values per (row group, conversion).
 
     Min/max and mean/std are exact running statistics; percentiles and level fits use the
-    samples :meth:`kept` gives: every ``ceil(m / max_samples)``-th of the m rows held, which
-    are every row up to ``KEEP_VALUES`` values per group, then every 2^k-th row by its place
-    in the whole calibration set. Which rows those are depends on the rows' places only, not
-    on how the calibration was cut into chunks (``matmul(chunk_vectors=)``, deploy's
-    batches): each chunk was thinned by its own stride, and the ranges moved with the cut.
+    samples :meth:`kept` gives: every ``ceil(m / max_samples)``-th of the m rows held in the
+    order of their places in the whole calibration set, the rows held being every row up to
+    ``KEEP_VALUES`` values per group, then those at multiples of 2^k of their places. Which
+    rows those are depends on the rows' places only (``add``'s ``index``: plane-major over
+    the whole set, as a calibration in one chunk adds them), not on how the calibration was
+    cut into chunks (``matmul(chunk_vectors=)``): each chunk was thinned by its own stride,
+    and the ranges moved with the cut. Below the cap the rows kept are the ones a
+    calibration in one chunk kept before (every ``ceil(n / max_samples)``-th row).
     """
 
     KEEP_VALUES = 1 << 23
@@ -112,13 +115,15 @@ class RangeStats:
         self.keep = keep_samples
         self.max_samples = max_samples
         self.samples: list[list[np.ndarray]] = [[] for _ in range(n_groups)]
+        self._index: list[list[np.ndarray]] = [[] for _ in range(n_groups)]  # rows' places
         self._seen = [0] * n_groups  # rows added per group
-        self._stride = [1] * n_groups  # the rows held: those at multiples of it
+        self._stride = [1] * n_groups  # the rows held: those whose place is a multiple of it
         self._held = [0] * n_groups
         self._cap = max(4 * max_samples, self.KEEP_VALUES // max(n_conv, 1))
 
-    def add(self, g: int, a: np.ndarray) -> None:
-        """Add analog values ``a`` of shape (n_samples, C) for row group ``g``."""
+    def add(self, g: int, a: np.ndarray, index: np.ndarray | None = None) -> None:
+        """Add analog values ``a`` of shape (n_samples, C) for row group ``g``; ``index``: the
+        rows' places in the whole calibration set (default: after the rows added before)."""
         self.lo[g] = np.minimum(self.lo[g], a.min(axis=0))
         self.hi[g] = np.maximum(self.hi[g], a.max(axis=0))
         self.s1[g] += a.sum(axis=0)
@@ -127,22 +132,28 @@ class RangeStats:
             self.n += a.shape[0]
         if not self.keep:
             return
-        start, s = self._seen[g], self._stride[g]
+        if index is None:
+            index = np.arange(self._seen[g], self._seen[g] + a.shape[0])
         self._seen[g] += a.shape[0]
-        rows = a[(-start) % s::s]  # the rows at multiples of s in the whole set
-        self.samples[g].append(rows.astype(np.float32))
-        self._held[g] += rows.shape[0]
-        while self._held[g] > self._cap:
-            # held row j is row j*s of the set: those at multiples of 2s are the even ones
-            held = np.concatenate(self.samples[g], axis=0)[::2]
-            self.samples[g], self._stride[g], self._held[g] = [held], 2 * s, held.shape[0]
-            s *= 2
+        on = index % self._stride[g] == 0
+        self.samples[g].append(a[on].astype(np.float32))
+        self._index[g].append(index[on])
+        self._held[g] += int(on.sum())
+        while self._held[g] > self._cap:  # twice the stride: half the rows held
+            self._stride[g] *= 2
+            rows = np.concatenate(self.samples[g], axis=0)
+            idx = np.concatenate(self._index[g])
+            on = idx % self._stride[g] == 0
+            self.samples[g], self._index[g] = [rows[on]], [idx[on]]
+            self._held[g] = int(on.sum())
 
     def kept(self, g: int) -> np.ndarray:
         """The samples of row group ``g`` the fits use, (m', C) float32: every
-        ``ceil(m / max_samples)``-th of the m rows held (at most ``max_samples``)."""
+        ``ceil(m / max_samples)``-th of the m rows held, in the order of their places (at
+        most ``max_samples``)."""
         held = np.concatenate(self.samples[g], axis=0)
-        return held[:: -(-held.shape[0] // self.max_samples)]
+        order = np.argsort(np.concatenate(self._index[g]), kind="stable")
+        return held[order[:: -(-held.shape[0] // self.max_samples)]]
 
 
 def column_percentiles(samples: np.ndarray, qs: list[float]) -> np.ndarray:

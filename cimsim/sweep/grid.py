@@ -47,24 +47,26 @@ one of them only where its value differs from the one the other axes give the ch
 
 # a chip field a named axis sets is swept under the axis's name: one chip, one name and one id
 # (adc.bits = 6 and adc_bits = 6 were two rows of one chip)
-_NAMED_FIELDS: dict[str, str] = {
-    "adc.bits": "adc_bits (--adc-bits)", "adc.kind": "adc_kind (--adc-kind)",
-    "adc.level_fit": "adc_kind 'ramp:<fit>' (--adc-kind ramp:<fit>)",
-    "device.bits_per_cell": "bits_per_cell (--bits-per-cell)",
-    "array.cols_per_adc": "cols_per_adc (--cols-per-adc)",
-    "array.slice_readout": "slice_readout (--slice-readout)",
-    "noise.thermal_sigma_lsb": "thermal_sigma_lsb (--noise)"}
+_NAMED_FIELDS: dict[str, tuple[str, str]] = {  # field -> (axis, cimsim sweep's flag)
+    "adc.bits": ("adc_bits", "--adc-bits"), "adc.kind": ("adc_kind", "--adc-kind"),
+    "adc.level_fit": ("adc_kind 'ramp:<fit>'", "--adc-kind ramp:<fit>"),
+    "device.bits_per_cell": ("bits_per_cell", "--bits-per-cell"),
+    "array.cols_per_adc": ("cols_per_adc", "--cols-per-adc"),
+    "array.slice_readout": ("slice_readout", "--slice-readout"),
+    "noise.thermal_sigma_lsb": ("thermal_sigma_lsb", "--noise")}
 _NOT_SWEPT = ("name", "description", "source")  # words, not hardware
 _FIELD_HINT = ("or a chip field: 'TABLE.FIELD' (e.g. 'dac.bits', 'tech.vdd_v', 'tech.node_nm') "
                "or a top-level field (e.g. 'input_bits', 'weight_bits')")
 
 
-def _field_problem(axis: Any) -> str | None:
-    """Why ``axis`` (not one of :data:`AXES`) is no chip field a sweep can vary, or None."""
+def field_problem(axis: Any, flags: bool = True) -> str | None:
+    """Why ``axis`` (not one of :data:`AXES`) is no chip field a sweep can vary, or None
+    (``flags``: name ``cimsim sweep``'s flag for a field a named axis sets)."""
     if not isinstance(axis, str):
         return "not a name"
     if axis in _NAMED_FIELDS:
-        return f"sweep it as the axis {_NAMED_FIELDS[axis]}"
+        named, flag = _NAMED_FIELDS[axis]
+        return f"sweep it as the axis {named}" + (f" ({flag})" if flags else "")
     table, dot, name = axis.partition(".")
     tables = {f.name: f.type for f in dataclasses.fields(ChipConfig)
               if dataclasses.is_dataclass(getattr(ChipConfig(), f.name))}
@@ -292,7 +294,7 @@ def _check_field_axes(axes: Iterable[Any]) -> None:
     """Refuse axes that are neither in :data:`AXES` nor a chip field a sweep can vary (the
     message names each with why), and ``array.n_rows`` / ``n_cols`` beside ``array_size``."""
     axes = list(axes)
-    bad = {a: why for a in axes if a not in AXES and (why := _field_problem(a))}
+    bad = {a: why for a in axes if a not in AXES and (why := field_problem(a))}
     if bad:
         said = "; ".join(f"{a!r}: {why}" for a, why in bad.items())
         raise ConfigError(f"unknown sweep axis/axes {sorted(map(str, bad))} ({said}); axes: "
