@@ -68,8 +68,9 @@ def field_problem(axis: Any, flags: bool = True) -> str | None:
         named, flag = _NAMED_FIELDS[axis]
         return f"sweep it as the axis {named}" + (f" ({flag})" if flags else "")
     table, dot, name = axis.partition(".")
-    tables = {f.name: f.type for f in dataclasses.fields(ChipConfig)
-              if dataclasses.is_dataclass(getattr(ChipConfig(), f.name))}
+    default = ChipConfig()
+    tables = [f.name for f in dataclasses.fields(ChipConfig)
+              if dataclasses.is_dataclass(getattr(default, f.name))]
     if not dot:
         if axis in tables:
             return f"[{axis}] is a table; name one of its fields, e.g. '{axis}.<field>'"
@@ -79,7 +80,7 @@ def field_problem(axis: Any, flags: bool = True) -> str | None:
             "no such field"
     if table not in tables:
         return f"no table {table!r} (tables: {sorted(tables)})"
-    section = getattr(ChipConfig(), table)
+    section = getattr(default, table)
     if name not in {f.name for f in dataclasses.fields(section)}:
         return f"no field {name!r} in [{table}]"
     return None
@@ -330,8 +331,9 @@ def chip_for_point(chip: ChipConfig | str | Path, point: Mapping[str, Any]) -> C
     model runs that many seconds after programming, ``deploy(t_inference_s=...)``); it is
     checked against the variant's ``device.drift_t0_s`` here. Any other key is a chip field,
     ``'TABLE.FIELD'`` (``'dac.bits'``, ``'tech.vdd_v'``) or top-level (``'input_bits'``), set
-    first, as ``--set`` would (a digital read-out's adder tree then takes the new sums' width
-    unless ``adc_bits`` is swept too); a field a named axis sets is refused, naming the axis.
+    first, as ``--set`` would (a digital read-out's adder tree then takes the new sums' width,
+    a swept ``adc_bits`` checked against it); a field a named axis sets is refused, naming
+    the axis.
 
     Raises
     ------
