@@ -226,7 +226,10 @@ def weighting_ratios(weight: np.ndarray) -> np.ndarray:
     """Ratio of the weighting network's element on every column an analog slice read-out
     combines: ``|weight| / min |weight|`` over the nonzero weights of each row (a conversion),
     in unit mirror transistors or unit capacitors; 0 where a row reads fewer than two columns
-    (a lone column, e.g. a 1-b weight, is scaled by the ADC's reference, not by a network).
+    (a lone column, e.g. a 1-b weight, is scaled by the ADC's reference, not by a network) or
+    columns of one magnitude (a weight's single differential pair: the read-out subtracts its
+    two columns as a digital-slice chip's does, with nothing to weight; it was priced 1:1
+    mirrors copying the whole read charge again, 1.7x the energy of the same conversions).
 
     ``weight`` is (rows, R) float: :class:`ConversionKinds` ``.weight`` or a programmed layer's
     ``conv_weight``. Integer-valued for the binary significances 2^(c·s) this applies to.
@@ -234,7 +237,8 @@ def weighting_ratios(weight: np.ndarray) -> np.ndarray:
     a = np.abs(np.asarray(weight, dtype=np.float64))
     nz = a > 0
     lo = np.where(nz, a, np.inf).min(axis=1, keepdims=True, initial=np.inf)
-    return np.where(nz & (nz.sum(axis=1, keepdims=True) >= 2), a / lo, 0.0)
+    hi = a.max(axis=1, keepdims=True, initial=0.0)
+    return np.where(nz & (hi > lo), a / lo, 0.0)
 
 
 @dataclass(frozen=True)
