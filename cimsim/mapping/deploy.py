@@ -922,7 +922,7 @@ def _batches(data, batch_size: int, batch_dim: int = 0) -> Iterator[Arguments]:
                     f"{len(item) - 1} left out; a model taking several inputs is given them as "
                     "a DataLoader of dicts of its keyword inputs ({'x': ..., 'mask': ...}) or "
                     "a tuple of tensors (x, mask), cut into batches", UserWarning, stacklevel=3)
-            if isinstance(x, (int, float, str, bytes)) or x is None:
+            if isinstance(x, (int, float, str, bytes, np.generic)) or x is None:
                 # a table iterated (a DataFrame's column labels, a nested list's numbers), or a
                 # text's characters: torch's "'int' / 'str' object has no attribute 'dim'"
                 # from the model named neither
