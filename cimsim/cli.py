@@ -773,33 +773,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           "once, with all its values (e.g. --vary input_bits=4,6,8)")
     from .sweep import AXES
 
-    if given := [a for a in grid if a in AXES]:  # a named axis by --vary: its flag's values
-        flags = {"thermal_sigma_lsb": "--noise", "time_s": "--time"}
-        twice = [a for a in given
-                 if getattr(args, {"thermal_sigma_lsb": "noise", "time_s": "time"}.get(a, a))
-                 is not None]
-        if twice:
-            a = twice[0]
-            raise ConfigError(f"--vary {a}=... and {flags.get(a, '--' + a.replace('_', '-'))} "
-                              f"both give the axis {a}; allowed: one of them, with all its "
-                              "values")
-    if args.adc_bits is not None:
-        grid["adc_bits"] = _int_values("--adc-bits", args.adc_bits)
-    if args.adc_kind is not None:
-        grid["adc_kind"] = _kind_values("--adc-kind", args.adc_kind)
-    if args.bits_per_cell is not None:
-        grid["bits_per_cell"] = _int_values("--bits-per-cell", args.bits_per_cell)
-    if args.array_size is not None:
-        grid["array_size"] = _int_values("--array-size", args.array_size)
-    if args.cols_per_adc is not None:
-        grid["cols_per_adc"] = _int_values("--cols-per-adc", args.cols_per_adc)
-    if args.slice_readout is not None:
-        from .sweep import parse_slice_readout
-
-        grid["slice_readout"] = _checked_values("--slice-readout", args.slice_readout,
-                                                parse_slice_readout)
-    if args.noise is not None:
-        grid["thermal_sigma_lsb"] = _float_values("--noise", args.noise)
+    for axis in AXES:  # each axis by its flag (time_s after the chip loads: its durations)
+        flag = _AXIS_FLAGS[axis]
+        text = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if text is not None and axis in grid:  # also given by --vary
+            raise ConfigError(f"--vary {axis}=... and {flag} both give the axis {axis}; "
+                              "allowed: one of them, with all its values")
+        if text is not None and axis != "time_s":
+            grid[axis] = _axis_values(axis, flag, text, None)
     if not grid and args.time is None:
         raise ConfigError("sweep: no axis given; allowed: one or more of --adc-bits, "
                           "--adc-kind, --bits-per-cell, --array-size, --cols-per-adc, "
@@ -1348,8 +1329,13 @@ def _sweep_flags(args: argparse.Namespace) -> str:
                         if given)
 
 
-# ``train --sweep AXIS=VALUES``: each named axis's values read as its ``cimsim sweep`` flag reads
-# them (time_s: durations, checked against the chip later); any other axis is a chip field
+# each sweep axis's ``cimsim sweep`` flag, and how it reads its values (``train --sweep AXIS=``
+# reads them so too; time_s and slice_readout: _axis_values)
+_AXIS_FLAGS: dict[str, str] = {
+    "array_size": "--array-size", "bits_per_cell": "--bits-per-cell",
+    "slice_readout": "--slice-readout", "cols_per_adc": "--cols-per-adc",
+    "thermal_sigma_lsb": "--noise", "adc_kind": "--adc-kind", "adc_bits": "--adc-bits",
+    "time_s": "--time"}
 _AXIS_VALUES: dict[str, Callable[[str, str], list[Any]]] = {
     "adc_bits": _int_values, "bits_per_cell": _int_values, "array_size": _int_values,
     "cols_per_adc": _int_values, "thermal_sigma_lsb": _float_values,
@@ -1357,11 +1343,24 @@ _AXIS_VALUES: dict[str, Callable[[str, str], list[Any]]] = {
 }
 
 
+def _axis_values(axis: str, flag: str, text: str, chip) -> list[Any]:
+    """The values of named sweep axis ``axis`` from ``text``, as its ``cimsim sweep`` flag
+    reads them (``time_s``: durations checked against ``chip``, as given without one)."""
+    if axis == "slice_readout":
+        from .sweep import parse_slice_readout
+
+        return _checked_values(flag, text, parse_slice_readout)
+    if axis == "time_s":
+        return [t for _, t in _time_values(flag, text, chip)] if chip is not None \
+            else text.split(",")
+    return _AXIS_VALUES[axis](flag, text)
+
+
 def _train_sweep_grid(args: argparse.Namespace, chip) -> dict[str, list[Any]]:
     """The grid of ``train --sweep-adc-bits B --sweep AXIS=VALUES ...``: ``--sweep``'s axes in
     the order given, a named axis's values as ``cimsim sweep``'s flag reads them (``time_s``
     as durations, ``1h,1d``, where ``chip`` is known), a chip field's as ``--vary``'s."""
-    from .sweep import AXES, parse_slice_readout
+    from .sweep import AXES
     from .sweep.grid import field_problem
 
     grid: dict[str, list[Any]] = {}
@@ -1377,13 +1376,8 @@ def _train_sweep_grid(args: argparse.Namespace, chip) -> dict[str, list[Any]]:
                               f"axis ({', '.join(AXES)}) or a chip field (e.g. tech.vdd_v)")
         if axis not in AXES or not eq:
             grid.update([_vary_values(text, "--sweep")])  # a chip field
-        elif axis == "slice_readout":
-            grid[axis] = _checked_values(flag, values, parse_slice_readout)
-        elif axis == "time_s":
-            grid[axis] = ([t for _, t in _time_values(flag, values, chip)] if chip is not None
-                          else values.split(","))
         else:
-            grid[axis] = _AXIS_VALUES[axis](flag, values)
+            grid[axis] = _axis_values(axis, flag, values, chip)
     if args.sweep_adc_bits is not None:
         grid["adc_bits"] = _int_values("--sweep-adc-bits", args.sweep_adc_bits)
     return grid
@@ -1396,7 +1390,7 @@ def _check_sweep_bits(args: argparse.Namespace, prepared, chip, centres_frozen_f
     ColumnQuant centre is frozen before the run deploys), else one line naming the flag (a
     value out of range failed after the whole training)."""
     from .sweep import chip_for_point, expand_grid
-    from .sweep.grid import resolve_point
+    from .sweep.grid import _field_value, resolve_point
     from .sweep.run import _check_points
 
     grid = _train_sweep_grid(args, chip)
@@ -1416,18 +1410,13 @@ def _check_sweep_bits(args: argparse.Namespace, prepared, chip, centres_frozen_f
             reasons.append(f"{p}: {exc}")
     if len(reasons) + len(skipped) == len(points):
         own = resolve_point(chip, {})
+        data = chip.to_dict()
         values = "; ".join(f"{a} {', '.join(map(str, v))}" for a, v in grid.items())
-        mine = ", ".join(f"{a} {own.get(a, _field_of(chip, a))}" for a in grid)
+        mine = ", ".join(f"{a} {own[a] if a in own else _field_value(data, a)}" for a in grid)
         raise ConfigError(f"{flag}: the trained model can be deployed at none of {values} "
                           f"(at {reasons[0] if reasons else next(iter(skipped.values()))}); "
                           f"allowed: values that include the chip's own ({mine})")
 
-
-def _field_of(chip, axis: str) -> Any:
-    """The value of chip field ``axis`` (``'tech.vdd_v'``) as a chip file writes it."""
-    from .sweep.grid import _field_value
-
-    return _field_value(chip.to_dict(), axis)
 
 
 def _sweep_trained(args: argparse.Namespace, prepared, chip, model, name: str, x_cal, x_eval,

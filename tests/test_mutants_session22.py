@@ -381,7 +381,7 @@ def test_train_sweep_with_no_deployable_point_besides_skipped_ones_is_refused_fi
 
 def test_train_sweep_names_a_chip_fields_own_value(tmp_path, capsys):
     """No deployable point on a chip-field grid (``--sweep input_bits=4``: the twin quantizes
-    8-b inputs): the allowed clause names the chip's own value of the field (``_field_of``
+    8-b inputs): the allowed clause names the chip's own value of the field (``_check_sweep_bits``
     returning None: 'input_bits None')."""
     rc, err = _main(capsys, TRAIN + ["--sweep", "input_bits=4", "--out", str(tmp_path / "r")])
     assert rc == 2 and err.rstrip().endswith(
