@@ -1208,6 +1208,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run["data_content"] = data_fingerprint(x_train, y_train)[:16]
         state = _read_checkpoint(ckpt_path, run)
         history: list[float] = []
+        batch_history: list[list[float]] = []  # each epoch's batch losses: the loss curve
         start = 0
         print(f"cimsim {__version__} train: {name} on {chip.name}, method {args.method}; "
               f"{x_train.shape[0]} training / {x_eval.shape[0]} evaluation inputs ({what})")
@@ -1226,6 +1227,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             if scheduler is not None:
                 scheduler.load_state_dict(state["scheduler"])
             start, history = int(state["epoch"]), [float(v) for v in state["loss"]]
+            # a checkpoint of an earlier version holds no batch losses: those epochs have none
+            batch_history = [[float(v) for v in e] for e in state.get("batch_loss", [])]
+            batch_history = [[] for _ in range(start - len(batch_history))] + batch_history
             print(f"resuming from {ckpt_path} after epoch {start} of {args.epochs}")
         # the model as it is, deployed on the chip: what training is to improve (a user had to
         # cut the held-out inputs into a file and run simulate to learn it); kept in the
@@ -1242,9 +1246,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             data = (x_train,) if recipe.base == "distill" else (x_train, y_train)
             for epoch in range(start, args.epochs):
                 t0 = time.perf_counter()
+                batch_history.append([])
                 mean = train_epoch(prepared, data, loss_fn, optimizer, batch_size=args.batch_size,
                                    seed=args.seed, epoch=epoch, progress=True,
-                                   desc=f"epoch {epoch + 1}/{args.epochs}", scheduler=scheduler)
+                                   desc=f"epoch {epoch + 1}/{args.epochs}", scheduler=scheduler,
+                                   batch_losses=batch_history[-1])
                 history.append(mean)
                 if recipe.bskmq and recipe.bskmq_refit:
                     from .train.bskmq import refit_chip_levels
@@ -1254,7 +1260,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                           + ", ".join(f"{k} {v:.3g}" for k, v in nmse.items()))
                 _write_checkpoint(ckpt_path, {"epoch": epoch + 1, "model": prepared.state_dict(),
                                               "optimizer": optimizer.state_dict(),
-                                              "loss": history, "run": run,
+                                              "loss": history, "batch_loss": batch_history,
+                                              "run": run,
                                               "untrained": untrained}
                                   | ({"scheduler": scheduler.state_dict()} if scheduler else {}))
                 print(f"epoch {epoch + 1}/{args.epochs}  loss {mean:.5g}  "
@@ -1263,6 +1270,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if recipe.lora:
             merge_lora(prepared)  # before weight quantization: deploy maps ordinary matrices
         summary: dict = {"method": args.method, "epochs": len(history), "loss": history,
+                         "batch_loss": batch_history,
                          "schedule": args.schedule,
                          "t_inference_s": twin["t_inference_s"],
                          "cosine_to_float": output_cosine(prepared, model, x_eval),
@@ -1299,12 +1307,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             how = " (relative to the twin)" if args.bn_relative else ""
             print(f"BatchNorm calibrated on the deployed model{how}: {n_bn} modules, "
                   f"{min(args.bn_calibration, x_train.shape[0])} training inputs")
-        score = _evaluate_and_save(sim, model, x_eval, y_eval, args.out, args.batch_size)
+        report, score = _evaluate(sim, model, x_eval, y_eval, args.batch_size)
         # (the untrained figure is the command line's chip: ColumnQuant deploys on its own)
         below = None if deploy_chip != chip else _below_untrained(
             score, untrained, chip, recipe.base == "pim-qat" and args.forward_rescale)
         if below is not None:
             summary["note"] = below
+        report.set_training(summary)  # the page's loss curve and before/after (training.png)
+        _save_report(report, args.out)
+        if below is not None:
             print(f"note: {below}")
         # after the report: a stop in the deploy or evaluation left a summary of these epochs
         # beside an earlier run's report (the checkpoint holds the training; a rerun writes both)

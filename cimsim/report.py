@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -31,13 +32,14 @@ from .work import ModelWork
 
 __all__ = ["PALETTE", "Report", "component_color", "headline_lines", "plot_area_by_component",
            "plot_energy_per_layer", "plot_fidelity_per_layer", "plot_latency_per_layer",
-           "plot_accuracy_time", "plot_pareto"]
+           "plot_accuracy_time", "plot_pareto", "plot_training"]
 
 _FIGURES = {
     "energy_per_layer.png": "Energy per inference, per layer, stacked by component",
     "area_by_component.png": "Chip area by component",
     "latency_per_layer.png": "Latency per inference, per layer",
     "fidelity_per_layer.png": "Per-layer SQNR against the float layer, and ADC code use",
+    "training.png": "Training: the loss per batch and per epoch; accuracy before and after",
 }
 #: The note of a report whose model runs the ranges training learned (``SimModel.ranges_learned``):
 #: its clipping comes from them, not from calibration data.
@@ -123,6 +125,11 @@ class Report:
         ``simulated_accuracy`` (fractions in [0, 1]) or ``output_cosine`` (the cosine between
         the simulated and the float model's outputs), with ``n_eval_inputs``. Empty when
         nothing was measured; the HTML page's summary shows it first.
+    training : dict
+        What trained the model before it was deployed, set by ``cimsim train``
+        (:meth:`set_training`): its ``training.json`` (method, epochs, ``loss`` per epoch,
+        ``batch_loss`` per batch of each epoch, the untrained and twin figures). Empty for a
+        model deployed as it was; when set, the report draws ``training.png``.
     """
 
     layers: pd.DataFrame
@@ -137,6 +144,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     version: str = __version__
     summary: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
 
     # ---------------------------------------------------------------------------------------
     @classmethod
@@ -220,6 +228,20 @@ class Report:
         _check_n_inputs(n_inputs)
         self.summary.update(output_cosine=float(cosine), n_eval_inputs=int(n_inputs))
 
+    def set_training(self, training: Mapping[str, Any]) -> None:
+        """Record how the model was trained for the chip (``cimsim train``'s summary, as its
+        ``training.json`` holds it): the page then shows the loss curve and the accuracy before
+        and after training (``training.png``, :func:`plot_training`)."""
+        if not isinstance(training, Mapping):
+            raise TypeError(f"training = {type(training).__name__}; allowed: a mapping (the "
+                            "summary cimsim train writes to training.json)")
+        loss = training.get("loss", [])
+        if not isinstance(loss, list | tuple) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in loss):
+            raise ValueError(f"training['loss'] = {loss!r}; allowed: a list of numbers, the "
+                             "mean loss of each epoch")
+        self.training = dict(training)
+
     def summary_rows(self) -> list[tuple[str, str, str]]:
         """The summary that opens :meth:`to_html`: ``(quantity, value, basis)`` per row.
 
@@ -261,6 +283,7 @@ class Report:
             "totals": self.totals,
             "notes": list(self.notes),
             "summary": dict(self.summary),
+            **({"training": dict(self.training)} if self.training else {}),
             **{name: getattr(self, name).to_dict(orient="records") for name in _TABLES},
             "layer_events": {name: ev.to_records() for name, ev in self.layer_events.items()},
         }
@@ -313,6 +336,7 @@ class Report:
             breakdown=frames["breakdown"], area=frames["area"], blocks=frames["blocks"],
             notes=list(data.get("notes", [])), version=data.get("cimsim_version", "unknown"),
             summary=_nan_for_null(saved_numbers(data.get("summary", {}), "'summary'")),
+            training=_saved_training(data.get("training", {})),
         )
 
     # ---------------------------------------------------------------------------------------
@@ -329,6 +353,8 @@ class Report:
                 and self.layers["sqnr_db"].notna().any()):
             out["fidelity_per_layer.png"] = plot_fidelity_per_layer(
                 self.layers, readout="sum" if self.chip.adc.kind is ADCKind.DIGITAL else "ADC")
+        if self.training:
+            out["training.png"] = plot_training(self.training, self.summary)
         return out
 
     def save(self, out_dir: str | Path) -> list[Path]:
@@ -532,6 +558,25 @@ def _nan_for_null(figures: dict[str, Any]) -> dict[str, Any]:
     return {k: nan(v) if numeric_name(k) else v for k, v in figures.items()}
 
 
+def _saved_training(data: Any) -> dict[str, Any]:
+    """``report.json``'s ``training`` (absent: ``{}``), its numbers' ``null`` as NaN."""
+    if not isinstance(data, dict):
+        raise TypeError(f"'training' is a {type(data).__name__}, not an object")
+    return {k: math.nan if v is None else v for k, v in data.items()}
+
+
+def _training_text(training: Mapping[str, Any]) -> str:
+    """The summary's line for a trained model: method, epochs and the loss's first and last
+    epoch means."""
+    loss = [float(v) for v in training.get("loss", [])]
+    epochs = len(loss)
+    text = f"{training.get('method', 'trained')}, {epochs} epoch{'s' * (epochs != 1)}"
+    if loss:
+        text += (f", loss {loss[0]:.4g}" if epochs == 1
+                 else f", mean loss {loss[0]:.4g} in the first, {loss[-1]:.4g} in the last")
+    return text
+
+
 def _summary_rows(report: Report) -> list[tuple[str, str, str]]:
     t, s = report.totals, report.summary
     chip = report.chip
@@ -550,6 +595,8 @@ def _summary_rows(report: Report) -> list[tuple[str, str, str]]:
         rows.append(("output fidelity", f"cosine to float {shown}{on}", "simulated"))
     else:
         rows.append(("accuracy", "not measured (no evaluation recorded)", ""))
+    if report.training:
+        rows.append(("training", _training_text(report.training), "trained"))
     if "t_inference_s" in t and chip.device.ages:
         rows.append(("time after programming", f"{t['t_inference_s']:g} s (devices aged to it)",
                      "simulated"))
@@ -1151,5 +1198,91 @@ def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,
         if series is not None:
             ax.legend(fontsize=8, loc="best")  # a fixed corner hid a series' points
     ax.set_title(_literal(title) if title else "Accuracy over time after programming")
+    fig.tight_layout()
+    return fig
+
+
+def _training_scores(training: Mapping[str, Any],
+                     summary: Mapping[str, Any]) -> tuple[list[tuple[str, float | None]], str]:
+    """The bars of :func:`plot_training`: (label, value or None when not measured) and the
+    axis label; accuracies in % with labels, otherwise cosines to the float model's outputs."""
+    def value(mapping: Mapping[str, Any], key: str) -> float | None:
+        v = mapping.get(key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return None
+        return float(v)
+
+    if "simulated_accuracy" in summary or "twin_accuracy" in training:
+        return [("float model", _pct(value(summary, "float_accuracy"))),
+                ("on the chip, untrained", _pct(value(training, "untrained_accuracy"))),
+                ("twin, noise off", _pct(value(training, "twin_accuracy"))),
+                ("on the chip, trained", _pct(value(summary, "simulated_accuracy")))], \
+            "accuracy (%)"
+    return [("on the chip, untrained", value(training, "untrained_cosine_to_float")),
+            ("twin, noise off", value(training, "cosine_to_float")),
+            ("on the chip, trained", value(summary, "output_cosine"))], \
+        "output cosine to the float model (no labels)"
+
+
+def _pct(v: float | None) -> float | None:
+    return None if v is None else 100.0 * v
+
+
+def plot_training(training: Mapping[str, Any], summary: Mapping[str, Any] | None = None):
+    """How training for the chip went: the loss (each batch's, faint, and each epoch's mean)
+    against the epoch, and beside it the accuracy of the float model, of the model on the chip
+    as it was, of the trained twin (noise off) and of the trained model on the chip.
+
+    ``training`` is ``cimsim train``'s summary (``training.json``: ``loss``, ``batch_loss``,
+    ``untrained_accuracy``, ``twin_accuracy``, or the cosines to the float model where the
+    data has no labels), ``summary`` the report's (:attr:`Report.summary`: the float and the
+    simulated accuracy). A figure not measured is left out and said so. Returns a matplotlib
+    ``Figure`` (Agg canvas).
+    """
+    summary = summary or {}
+    fig = _figure(10.0, 3.8)
+    ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.5, 1.0]})
+    loss = [float(v) for v in training.get("loss", [])]
+    batches = training.get("batch_loss") or []
+    for e, per_batch in enumerate(batches):
+        if per_batch:  # a batch's loss at its place within its epoch
+            n = len(per_batch)
+            ax.plot([e + (i + 0.5) / n for i in range(n)], per_batch, color=PALETTE[0],
+                    alpha=0.35, lw=0.8, label="batch" if e == 0 else None)
+    if loss:
+        ax.plot([e + 0.5 for e in range(len(loss))], loss, color=PALETTE[0], marker="o",
+                lw=1.8, label="epoch mean")
+        ax.set_xlim(0, len(loss))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no epoch trained", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    ax.set_title(_literal(f"Training ({training.get('method', 'trained')})"))
+    bars, label = _training_scores(training, summary)
+    # dots on an axis fitted to them, not bars from zero: the gaps of a point or two between
+    # the four figures are what the panel is for, and bars from 0 % hid them
+    ys = list(range(len(bars)))
+    values = [v for _, v in bars if v is not None]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max(0.25 * (hi - lo), 0.01 * max(abs(hi), 1e-9), 1e-6)
+    for y, (_, v), color in zip(ys, bars, (PALETTE[7], PALETTE[1], PALETTE[4], PALETTE[2])
+                                [-len(bars):], strict=True):
+        if v is None:
+            bx.annotate("not measured", (lo, y), va="center", fontsize=8, color="0.4")
+            continue
+        bx.plot([v], [y], "o", ms=9, color=color)
+        text = f"{v:.2f}" if label.startswith("acc") else f"{v:.4f}"
+        bx.annotate(text, (v, y), xytext=(0, 8), textcoords="offset points", ha="center",
+                    fontsize=8)
+    bx.set_yticks(ys, [name for name, _ in bars])
+    bx.set_ylim(len(bars) - 0.5, -0.7)  # read top-down: before, then after
+    top = 100.0 if label.startswith("acc") else 1.0  # no axis past 100 % or a cosine of 1
+    bx.set_xlim(max(lo - pad, -top), min(hi + pad, top + 0.2 * pad))
+    bx.grid(True, axis="x", alpha=0.3)
+    bx.set_xlabel(label)
+    bx.set_title("Before and after training")
     fig.tight_layout()
     return fig

@@ -69,6 +69,20 @@ def ideal_chip(**changes: Any) -> ChipConfig:
     return base.replace(**sections, **top)
 
 
+def mlp_report(chip: str, n_calibration: int, n_run: int):
+    """The report of a small MLP (8 -> 16 -> 4) deployed on ``chip``, calibrated on
+    ``n_calibration`` random inputs and run on the first ``n_run`` of them."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    x = torch.randn(n_calibration, 8)
+    sim = cimsim.deploy(model, cimsim.load_chip(chip), x)
+    sim(x[:n_run])
+    return sim.report()
+
+
 def with_extremes(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Put ``lo`` and ``hi`` into the first entries of ``a`` (flat order), so ranges are hit."""
     flat = a.reshape(-1)

@@ -242,7 +242,9 @@ def test_train_one_epoch_writes_checkpoint_and_report(tmp_path, capsys):
     assert "epoch 1/1" in out and "simulated accuracy" in out and "twin accuracy" in out
     state = _checkpoint(tmp_path)
     assert state["epoch"] == 1 and len(state["loss"]) == 1
-    assert set(state) == {"epoch", "model", "optimizer", "loss", "run", "untrained"}
+    assert set(state) == {"epoch", "model", "optimizer", "loss", "batch_loss", "run",
+                          "untrained"}
+    assert len(state["batch_loss"]) == 1 and len(state["batch_loss"][0]) >= 1
     assert all(isinstance(v, torch.Tensor) for v in state["model"].values())
     assert not (tmp_path / "checkpoint.pt.tmp").exists()
     summary = json.loads((tmp_path / "training.json").read_text())
@@ -252,7 +254,7 @@ def test_train_one_epoch_writes_checkpoint_and_report(tmp_path, capsys):
     assert 0 <= summary["untrained_accuracy"] <= 1
     assert state["untrained"] == {"untrained_accuracy": summary["untrained_accuracy"]}
     # the same report as `cimsim simulate`
-    for name in ("report.json", "report.html", "layers.csv"):
+    for name in ("report.json", "report.html", "layers.csv", "training.png"):
         assert (tmp_path / name).is_file()
 
 

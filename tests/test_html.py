@@ -12,13 +12,12 @@ import re
 
 import pandas as pd
 import pytest
-import torch
-from torch import nn
 
 import cimsim
 from cimsim import _html
 from cimsim.report import Report, _source_for_users
 from cimsim.sweep.files import sweep_html
+from tests.conftest import mlp_report
 
 
 def test_table_escapes_formats_and_marks_missing():
@@ -58,12 +57,7 @@ def test_rows_and_collapsed_escape():
 
 @pytest.fixture(scope="module")
 def rep() -> Report:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-    x = torch.randn(24, 8)
-    sim = cimsim.deploy(model, cimsim.load_chip("jia-jssc20"), x)
-    sim(x[:6])
-    return sim.report()
+    return mlp_report("jia-jssc20", 24, 6)
 
 
 def _summary(page: str) -> dict[str, tuple[str, str]]:

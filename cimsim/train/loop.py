@@ -210,7 +210,8 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
                 batch_size: int, seed: int, epoch: int, progress: bool = True,
                 desc: str = "training",
                 scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-                dims: Sequence[int] | None = None) -> float:
+                dims: Sequence[int] | None = None,
+                batch_losses: list[float] | None = None) -> float:
     """One pass over ``data`` in a shuffled order; returns the mean loss per input.
 
     Parameters
@@ -236,6 +237,9 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
     dims : sequence of int, optional
         The dimension of each tensor of ``data`` that holds the samples, cut and shuffled
         together (default 0 for all; a sequence-first input's 1, a recurrent state's 1).
+    batch_losses : list of float, optional
+        Each batch's loss is appended to it, in the order the batches ran (``cimsim train``'s
+        loss curve).
 
     Returns
     -------
@@ -280,5 +284,7 @@ def train_epoch(model: nn.Module, data: Sequence[torch.Tensor],
             if scheduler is not None:
                 scheduler.step()
             total += value * idx.numel()
+            if batch_losses is not None:
+                batch_losses.append(value)
             bar.set_postfix(loss=f"{total / min(start + batch_size, n):.4g}")
     return total / n
