@@ -235,19 +235,15 @@ class Report:
         if not isinstance(training, Mapping):
             raise TypeError(f"training = {type(training).__name__}; allowed: a mapping (the "
                             "summary cimsim train writes to training.json)")
-        loss = training.get("loss", [])
-        if not isinstance(loss, list | tuple) or not all(
-                isinstance(v, int | float) and not isinstance(v, bool) for v in loss):
-            raise ValueError(f"training['loss'] = {loss!r}; allowed: a list of numbers, the "
-                             "mean loss of each epoch")
-        self.training = dict(training)
+        self.training = _checked_training(dict(training))
 
     def summary_rows(self) -> list[tuple[str, str, str]]:
         """The summary that opens :meth:`to_html`: ``(quantity, value, basis)`` per row.
 
         ``basis`` says where a figure comes from: ``simulated`` (accuracy, fidelity),
         ``calibrated`` (a cost the calibration to a published chip scales, naming the
-        components), ``predicted`` (technology tables only) or ``count``. The values are the
+        components), ``predicted`` (technology tables only), ``count``, or ``trained`` (how
+        :meth:`set_training`'s run trained the model). The values are the
         :attr:`totals` and :attr:`summary` figures with their units, so they equal
         ``report.json``'s.
         """
@@ -558,11 +554,29 @@ def _nan_for_null(figures: dict[str, Any]) -> dict[str, Any]:
     return {k: nan(v) if numeric_name(k) else v for k, v in figures.items()}
 
 
+def _numbers(values: Any) -> bool:
+    return isinstance(values, list | tuple) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def _checked_training(training: dict[str, Any]) -> dict[str, Any]:
+    """``training`` if its losses are what :func:`plot_training` draws, else a ValueError
+    naming the key: ``loss`` a list of numbers, ``batch_loss`` a list of such lists."""
+    if not _numbers(training.get("loss", [])):
+        raise ValueError(f"training['loss'] = {training['loss']!r}; allowed: a list of "
+                         "numbers, the mean loss of each epoch")
+    batches = training.get("batch_loss", [])
+    if not isinstance(batches, list | tuple) or not all(_numbers(b) for b in batches):
+        raise ValueError(f"training['batch_loss'] = {batches!r}; allowed: a list of lists of "
+                         "numbers, each batch's loss per epoch")
+    return training
+
+
 def _saved_training(data: Any) -> dict[str, Any]:
     """``report.json``'s ``training`` (absent: ``{}``), its numbers' ``null`` as NaN."""
     if not isinstance(data, dict):
         raise TypeError(f"'training' is a {type(data).__name__}, not an object")
-    return {k: math.nan if v is None else v for k, v in data.items()}
+    return _checked_training({k: math.nan if v is None else v for k, v in data.items()})
 
 
 def _training_text(training: Mapping[str, Any]) -> str:

@@ -88,6 +88,8 @@ def test_the_training_figure_without_labels_draws_cosines_and_says_what_was_not_
     ({"loss": "0.5"}, ValueError, "training['loss']"),
     ({"loss": [0.5, None]}, ValueError, "a list of numbers"),
     ({"loss": [True]}, ValueError, "a list of numbers"),
+    ({"loss": [0.5], "batch_loss": [0.5]}, ValueError, "training['batch_loss']"),
+    ({"loss": [0.5], "batch_loss": [[0.5, "x"]]}, ValueError, "lists of numbers"),
 ])
 def test_set_training_refuses_what_is_not_a_training_summary(rep, training, error, fragment):
     with pytest.raises(error, match=fragment.replace("[", r"\[")):
@@ -100,6 +102,10 @@ def test_a_report_file_whose_training_is_not_an_object_is_refused_by_name(rep, t
     data["training"] = [1, 2]
     (tmp_path / "report.json").write_text(json.dumps(data))
     with pytest.raises(cimsim.CimsimError, match="'training' is a list, not an object"):
+        Report.load(tmp_path)
+    data["training"] = {"loss": [0.5], "batch_loss": [[0.5, None]]}
+    (tmp_path / "report.json").write_text(json.dumps(data))
+    with pytest.raises(cimsim.CimsimError, match=r"training\['batch_loss'\]"):
         Report.load(tmp_path)
 
 
