@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .._seed import check_flag
-from ..arrays.program import ProgrammedLayer
+from ..arrays.program import ProgrammedLayer, sensed_cells
 from ..config import ADCKind, CellTech, ChipConfig, PowerGating, as_chip
 from ..errors import ConfigError
 from ..events import Action, Component, EventKey, Events, event_key
@@ -213,9 +213,11 @@ def estimate(
         A config, a preset name or a ``.toml`` path. Needed for layer works; the model's own
         chip for a ``ModelWork``. Another chip may
         differ from the one the work ran on only in ``tech`` (node, supply, power gating, ...;
-        not ``digital_column``, which changes the mapping, nor ``input_drive`` to or from
-        ``bit_planes``, which changes what a read counts) and its name: it re-prices the same
-        events, energy and time.
+        not ``digital_column``, which changes the mapping, nor ``weight_sets_stored``, which
+        decides whether a model larger than the chip reloads its arrays, nor ``input_drive`` to
+        or from ``bit_planes``, nor a ``cell_kind`` or ``cost_model`` that makes a digital
+        read-out sense its cells or not, which change what a read counts) and its name: it
+        re-prices the same events, energy and time.
     pipelined : bool
         Chip latency: layer-by-layer (sum over layers, default) or pipelined (the slowest
         layer's period: its steps, each block's tail overlapping the next inference).
@@ -344,12 +346,17 @@ _PRICING_ONLY = ("name", "description", "source", "tech")
 """The chip fields that only price events: another value re-prices the same run (another
 node or supply, power gating); every other field changes what the run counted."""
 
-_MAPPING_TECH = ("digital_column",)
+_MAPPING_TECH = ("digital_column", "weight_sets_stored")
 """The ``tech`` fields that change what a run counts: a ripple column's guard columns change
 the outputs an array holds (``cimsim.config.ripple_guard_columns``), hence its arrays and
-conversions. Also ``input_drive`` to or from ``bit_planes`` (:data:`_BIT_PLANES_NOTE`)."""
+conversions; the weight sets stored decide whether a model that needs more arrays than the
+chip has reloads them in every forward (``cell/write`` events, their time). Also
+``input_drive`` to or from ``bit_planes`` (:data:`_BIT_PLANES_NOTE`) and a digital read-out's
+cells sensed or not (:data:`_SENSED_NOTE`)."""
 
 _BIT_PLANES_NOTE = "tech.input_drive to or from 'bit_planes'"
+_SENSED_NOTE = ("tech.cell_kind or tech.cost_model where they change whether a digital "
+                "read-out senses its cells")
 
 
 def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
@@ -364,6 +371,12 @@ def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
     if planes[0] != planes[1]:  # re-priced a 9x dearer read (cimsim.engine._v1g)
         differ.append(f"{_BIT_PLANES_NOTE} (whose run counts the cells' reads, popcount(x), "
                       "where the other drives count |x|)")
+    if sensed_cells(ran) != sensed_cells(priced):
+        # an ideal cell priced as rram_1t1r (physical model) is sensed to its bit: its run
+        # counts one read per nonzero slice where an unsensed one counts x^2 (engine._read_v2g)
+        fields = [f"tech.{f}" for f in ("cell_kind", "cost_model") if a["tech"][f] != b["tech"][f]]
+        differ.append(f"{' and '.join(fields)} (a digital read-out that senses its cells on one "
+                      "chip and not on the other: its run counts each cell read otherwise)")
     for k in a:
         if k in _PRICING_ONLY or a[k] == b[k]:
             continue
@@ -375,7 +388,8 @@ def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
             f"estimate: the chip differs from the one the work ran on ({ran.name!r}) in "
             f"{', '.join(differ)}; the events were counted on that chip. Only its pricing "
             f"fields ({', '.join(_PRICING_ONLY)}, but not "
-            f"{', '.join('tech.' + f for f in _MAPPING_TECH)}, nor {_BIT_PLANES_NOTE}) may "
+            f"{', '.join('tech.' + f for f in _MAPPING_TECH)}, nor {_BIT_PLANES_NOTE}, nor "
+            f"{_SENSED_NOTE}) may "
             "differ: deploy (or run) on the other chip to estimate it")
 
 
