@@ -541,9 +541,11 @@ def calibration_stats(layer: ProgrammedLayer, x_int: np.ndarray,
     """The statistics :func:`calibrate` fits the ADCs to: the noise-free analog values of
     integer inputs ``x_int`` per (row group, conversion), samples kept where the fit needs
     them (also what the training twin refits a fused activation's levels on)."""
-    stats = RangeStats(layer.n_groups, layer.n_conversions,
-                       keep_samples=keeps_samples(layer, activation))
     n = np.shape(x_int)[0]
+    # the mean/std sums added row by row within each input plane (n places each): the same
+    # additions whatever the chunks
+    stats = RangeStats(layer.n_groups, layer.n_conversions,
+                       keep_samples=keeps_samples(layer, activation), n_vectors=n)
     for blk in analog_values(layer, x_int, chunk_vectors=chunk_vectors):
         p, mc, c = blk.values.shape
         # each row's place in the whole set, plane-major as one chunk adds them: which rows

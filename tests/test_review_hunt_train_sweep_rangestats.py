@@ -62,7 +62,7 @@ def test_level_fits_and_pooled_percentiles_do_not_depend_on_chunk_vectors(monkey
     ``RangeStats``'s ``max_samples`` is 100 (monkeypatched, to keep the test fast: 400 vectors x
     8 planes, kept stride 32); cut into chunks of 150 vectors, the outputs move by thousands.
     Expected: identical outputs with and without ``chunk_vectors``."""
-    monkeypatch.setattr(RangeStats.__init__, "__defaults__", (100,))
+    monkeypatch.setattr(RangeStats.__init__, "__defaults__", (100, None))
     chip = cimsim.load_chip("rram-22nm",
                             overrides={"noise.thermal_sigma_lsb": 0.0, **overrides})
     assert_chunk_independent(chip, 400, 150)

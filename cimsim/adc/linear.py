@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._jit import njit
 from ..config import CalibrationGranularity, CalibrationStat, RangePolicy
 from ..errors import ConfigError
 from .tables import ADCTables, calibration_units
@@ -89,10 +90,38 @@ def static_tables(layer: ProgrammedLayer) -> ADCTables | None:
     return ADCTables.linear(np.full(shape, start), np.full(shape, delta))
 
 
+@njit(cache=True)
+def accumulate_moments(a, stream, s1, s2):  # pragma: no cover - compiled
+    """``s1[stream[r]] += a[r]`` and ``s2[stream[r]] += a[r]**2`` for each row r of ``a``
+    (n, C) float64 in turn: each stream's sums are added one row after another, so they
+    depend on the order of the rows within the stream only, never on how the rows were cut
+    into calls. Twin: :func:`accumulate_moments_reference`."""
+    for r in range(a.shape[0]):
+        k = stream[r]
+        for c in range(a.shape[1]):
+            v = a[r, c]
+            s1[k, c] += v
+            s2[k, c] += v * v
+
+
+def accumulate_moments_reference(a: np.ndarray, stream: np.ndarray, s1: np.ndarray,
+                                 s2: np.ndarray) -> None:
+    """NumPy twin of :func:`accumulate_moments` (the same additions in the same order)."""
+    for r in range(a.shape[0]):
+        s1[stream[r]] += a[r]
+        s2[stream[r]] += a[r] * a[r]
+
+
 class RangeStats:
     """Accumulates calibration samples of the analog values per (row group, conversion).
 
-    Min/max and mean/std are exact running statistics; percentiles and level fits use the
+    Min/max are exact running statistics. The sums behind mean/std (:attr:`s1`, :attr:`s2`)
+    are added row after row within each stream of rows (with ``n_vectors``: each input
+    plane's rows, the places ``p·n_vectors`` to ``(p+1)·n_vectors - 1``; else one stream in
+    the order added), and the streams' sums then added in their order: the same float64
+    additions however the calibration is cut into chunks (``matmul(chunk_vectors=)``; each
+    chunk's sum added as a whole rounded otherwise with every cut, and moved the ranges of
+    non-integer analog values). Percentiles and level fits use the
     samples :meth:`kept` gives: every ``ceil(m / max_samples)``-th of the m rows held in the
     order of their places in the whole calibration set, the rows held being every row up to
     ``KEEP_VALUES`` values per group, then those at multiples of 2^k of their places. Which
@@ -106,11 +135,14 @@ class RangeStats:
     KEEP_VALUES = 1 << 23
     """Values held per row group before the held rows are halved (32 MB of float32)."""
 
-    def __init__(self, n_groups: int, n_conv: int, keep_samples: bool, max_samples: int = 20000):
+    def __init__(self, n_groups: int, n_conv: int, keep_samples: bool, max_samples: int = 20000,
+                 n_vectors: int | None = None):
         self.lo = np.full((n_groups, n_conv), np.inf)
         self.hi = np.full((n_groups, n_conv), -np.inf)
-        self.s1 = np.zeros((n_groups, n_conv))
-        self.s2 = np.zeros((n_groups, n_conv))
+        self.n_vectors = n_vectors  # places per stream (input plane); None: one stream
+        # per group, (streams, C) sums of the values and of their squares (s1, s2)
+        self._s1 = [np.zeros((1, n_conv)) for _ in range(n_groups)]
+        self._s2 = [np.zeros((1, n_conv)) for _ in range(n_groups)]
         self.n = 0
         self.keep = keep_samples
         self.max_samples = max_samples
@@ -126,15 +158,20 @@ class RangeStats:
         rows' places in the whole calibration set (default: after the rows added before)."""
         self.lo[g] = np.minimum(self.lo[g], a.min(axis=0))
         self.hi[g] = np.maximum(self.hi[g], a.max(axis=0))
-        self.s1[g] += a.sum(axis=0)
-        self.s2[g] += np.square(a).sum(axis=0)
+        if index is None:
+            index = np.arange(self._seen[g], self._seen[g] + a.shape[0])
+        self._seen[g] += a.shape[0]
+        stream = (np.asarray(index, dtype=np.int64) // self.n_vectors if self.n_vectors
+                  else np.zeros(a.shape[0], dtype=np.int64))
+        if a.shape[0] and stream.max() >= self._s1[g].shape[0]:  # a stream not seen before
+            grow = ((0, int(stream.max()) + 1 - self._s1[g].shape[0]), (0, 0))
+            self._s1[g], self._s2[g] = np.pad(self._s1[g], grow), np.pad(self._s2[g], grow)
+        accumulate_moments(np.ascontiguousarray(a, dtype=np.float64), stream, self._s1[g],
+                           self._s2[g])
         if g == 0:
             self.n += a.shape[0]
         if not self.keep:
             return
-        if index is None:
-            index = np.arange(self._seen[g], self._seen[g] + a.shape[0])
-        self._seen[g] += a.shape[0]
         on = index % self._stride[g] == 0
         self.samples[g].append(a[on].astype(np.float32))
         self._index[g].append(index[on])
@@ -146,6 +183,16 @@ class RangeStats:
             on = idx % self._stride[g] == 0
             self.samples[g], self._index[g] = [rows[on]], [idx[on]]
             self._held[g] = int(on.sum())
+
+    @property
+    def s1(self) -> np.ndarray:
+        """(row groups, C): the sum of the values added, per conversion."""
+        return np.stack([s.sum(axis=0) for s in self._s1])
+
+    @property
+    def s2(self) -> np.ndarray:
+        """(row groups, C): the sum of the squared values added, per conversion."""
+        return np.stack([s.sum(axis=0) for s in self._s2])
 
     def kept(self, g: int) -> np.ndarray:
         """The samples of row group ``g`` the fits use, (m', C) float32: every

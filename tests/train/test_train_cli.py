@@ -175,7 +175,7 @@ def test_cli_writes_the_training_summary_with_the_report(tmp_path, capsys, monke
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_evaluate_and_save", stop)
+    monkeypatch.setattr(cli, "_evaluate", stop)
     out = tmp_path / "x"
     assert main(ARGS + ["--chip", "ideal", "--out", str(out)]) == 130
     assert (out / "checkpoint.pt").is_file() and not (out / "training.json").exists()
