@@ -221,6 +221,29 @@ def test_a_state_dict_given_as_the_model_says_what_to_give_instead(data_file, tm
     _one_error_line(capsys, "pickled models are not loaded; allowed: a torch.export .pt2")
 
 
+def test_a_train_checkpoint_given_as_the_model_says_how_to_simulate_it(data_file, tmp_path,
+                                                                      capsys):
+    """The step users took after `cimsim train`: its OUT/checkpoint.pt (or OUT) given to
+    simulate or sweep as the model was "not a TorchScript or torch.export (.pt2) archive" /
+    "is a folder"; now it says what the file is and that train itself simulates and sweeps
+    the trained model."""
+    out = tmp_path / "run"
+    assert main(["train", "--model", "demo", "--chip", "ideal", "--limit", "16",
+                 "--batch-size", "16", "--calibration", "16", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    base = ["--data", str(data_file), "--chip", "ideal", "--out", str(tmp_path / "o")]
+    for model in (out / "checkpoint.pt", out):
+        assert main(["simulate", *base, "--model", str(model)]) == 2
+        _one_error_line(capsys, "a `cimsim train` checkpoint (the state of a training run, not "
+                        "a model)", "run the same train command again with --sweep AXIS=VALUES")
+        assert main(["sweep", *base, "--adc-bits", "4", "--model", str(model)]) == 2
+        _one_error_line(capsys, "a `cimsim train` checkpoint")
+    # a folder without one is still just a folder
+    assert main(["simulate", *base, "--model", str(tmp_path)]) == 2
+    _one_error_line(capsys, "is a folder; allowed: a torch.export .pt2")
+
+
 @pytest.mark.parametrize(("method", "option", "fragment"), [
     ("qat+lora", "lora_rank=-1", "--option lora_rank='-1' is invalid; allowed: an integer >= 1"),
     ("raoq", "lora_rank=abc", "--option lora_rank='abc' is invalid; allowed: an integer >= 1"),

@@ -38,7 +38,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -324,6 +324,8 @@ def _model_from_spec(spec: str, example: Inputs | None) -> nn.Module:
         return _model_from_factory(spec)
     p = Path(spec)
     if p.is_dir():
+        if _is_train_checkpoint(p / "checkpoint.pt"):
+            _refuse_train_checkpoint(p / "checkpoint.pt")
         raise LoadError(f"model {spec!r} is a folder; allowed: a torch.export .pt2, a "
                         "TorchScript file or module:function")
     if not p.is_file():
@@ -337,6 +339,8 @@ def _model_from_spec(spec: str, example: Inputs | None) -> nn.Module:
     try:
         scripted = torch.jit.load(str(p), map_location="cpu")
     except Exception as exc:
+        if _is_train_checkpoint(p):  # the next step after `cimsim train`, as users tried it
+            _refuse_train_checkpoint(p)
         if _is_state_dict(p):  # the commonest first try: torch.save(model.state_dict(), ...)
             raise LoadError(f"{p}: a state_dict (weights without the model's code) is not a "
                             "model; allowed: module:function naming a function that builds the "
@@ -492,12 +496,32 @@ def _computes_like(gm: torch.fx.GraphModule, x: torch.Tensor, want: Any) -> bool
     return True
 
 
+def _weights_only(p: Path) -> Any:
+    """The object a weights-only ``torch.load`` reads from ``p`` (no code unpickled), or None
+    where it is not such a file."""
+    try:
+        return torch.load(p, weights_only=True, map_location="cpu")
+    except Exception:  # not a weights-only torch file at all
+        return None
+
+
+def _is_train_checkpoint(p: Path) -> bool:
+    """Whether ``p`` is a ``cimsim train`` checkpoint (``OUT/checkpoint.pt``)."""
+    obj = _weights_only(p)
+    return isinstance(obj, Mapping) and {"epoch", "model", "optimizer", "loss", "run"} <= set(obj)
+
+
+def _refuse_train_checkpoint(p: Path) -> NoReturn:
+    raise LoadError(f"{p}: a `cimsim train` checkpoint (the state of a training run, not a "
+                    "model); `cimsim train` simulates the model it trained: run the same train "
+                    "command again with --sweep AXIS=VALUES (or --sweep-adc-bits), it resumes "
+                    "from the checkpoint without training again and sweeps the trained model "
+                    "(docs/training.md)")
+
+
 def _is_state_dict(p: Path) -> bool:
     """Whether ``p`` holds a mapping of names to tensors (read without unpickling code)."""
-    try:
-        obj = torch.load(p, weights_only=True, map_location="cpu")
-    except Exception:  # not a weights-only torch file at all
-        return False
+    obj = _weights_only(p)
     return isinstance(obj, Mapping) and bool(obj) and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
