@@ -69,6 +69,26 @@ def ideal_chip(**changes: Any) -> ChipConfig:
     return base.replace(**sections, **top)
 
 
+def bskmq_chip(weight_bits: int = 4, bits: int = 3, level_fit: str = "bs_kmq",
+               granularity: str = "layer", *, fuse_activation: bool | None = None,
+               **device: Any) -> ChipConfig:
+    """A layer-output ramp NL-ADC of ``bits`` bits on ideal cells (BS-KMQ's chip in the
+    training tests): one conversion per output, all input bits at once, the differential
+    weight in one cell (``weight_bits - 1`` magnitude bits), K <= 64 rows; ``device`` fields
+    over the ideal cells; ``fuse_activation`` set where given (else the ADC's default)."""
+    ideal = cimsim.load_chip("ideal")
+    fuse = {} if fuse_activation is None else {"fuse_activation": fuse_activation}
+    return ideal.replace(
+        weight_bits=weight_bits,
+        dac=ideal.dac.replace(bits=None),
+        device=ideal.device.replace(bits_per_cell=weight_bits - 1, **device),
+        array=ideal.array.replace(n_rows=64, n_cols=64),
+        adc=ideal.adc.replace(kind="ramp", bits=bits, range_policy="calibrated",
+                              calibration_granularity=granularity, level_fit=level_fit,
+                              placement="layer_output", **fuse),
+    )
+
+
 def mlp_report(chip: str, n_calibration: int, n_run: int):
     """The report of a small MLP (8 -> 16 -> 4) deployed on ``chip``, calibrated on
     ``n_calibration`` random inputs and run on the first ``n_run`` of them."""

@@ -16,21 +16,13 @@ from cimsim.errors import ConfigError, MappingError
 from cimsim.train import prepare
 from cimsim.train.bskmq import finetune_chip, fused_twins, prepare_bskmq, refit_chip_levels
 from cimsim.train.twin import FusedReLU
+from tests.conftest import bskmq_chip
 
 
 def _chip(weight_bits=4, bits=3, level_fit="bs_kmq", granularity="layer", **device):
     """One conversion per output: all input bits at once, the differential weight in one cell
     (weight_bits - 1 magnitude bits), K <= 64 rows; ideal cells unless ``device`` says."""
-    ideal = cimsim.load_chip("ideal")
-    return ideal.replace(
-        weight_bits=weight_bits,
-        dac=ideal.dac.replace(bits=None),
-        device=ideal.device.replace(bits_per_cell=weight_bits - 1, **device),
-        array=ideal.array.replace(n_rows=64, n_cols=64),
-        adc=ideal.adc.replace(kind="ramp", bits=bits, range_policy="calibrated",
-                              calibration_granularity=granularity, level_fit=level_fit,
-                              placement="layer_output"),
-    )
+    return bskmq_chip(weight_bits, bits, level_fit, granularity, **device)
 
 
 def _mlp(dtype=torch.float64, seed: int = 0) -> nn.Sequential:

@@ -28,6 +28,7 @@ from cimsim.train.lora import add_lora, merge_lora
 from cimsim.train.methods import parse_method
 from cimsim.train.pimqat import pim_chip, prepare_pimqat
 from cimsim.train.raoq import bitaug_loss, kurtosis_penalty, unshifted
+from tests.conftest import bskmq_chip
 
 from ..mapping.test_new_models import ZOO, BNDropout, Seq2Seq, _build, _encoder_data
 
@@ -52,15 +53,8 @@ def _model(name: str):
 
 
 def _bskmq_chip() -> cimsim.ChipConfig:
-    """A fused 3-bit layer-output ramp NL-ADC (tests/train/test_bskmq_chip.py's chip)."""
-    ideal = cimsim.load_chip("ideal")
-    return ideal.replace(
-        weight_bits=4, dac=ideal.dac.replace(bits=None),
-        device=ideal.device.replace(bits_per_cell=3),
-        array=ideal.array.replace(n_rows=64, n_cols=64),
-        adc=ideal.adc.replace(kind="ramp", bits=3, range_policy="calibrated",
-                              calibration_granularity="layer", level_fit="bs_kmq",
-                              placement="layer_output"))
+    """A 3-bit layer-output ramp NL-ADC (tests/train/test_bskmq_chip.py's chip)."""
+    return bskmq_chip()
 
 
 def _loss(prep, args):
