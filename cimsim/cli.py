@@ -1102,6 +1102,8 @@ _IDENTITY_ADDED = ("chip_config", "data_content")
 def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
     import torch
 
+    from .mapping.loaders import is_train_checkpoint
+
     if not path.is_file():
         return None
     try:
@@ -1109,8 +1111,7 @@ def _read_checkpoint(path: Path, run: dict[str, str]) -> dict | None:
     except Exception as exc:  # torch raises many kinds for a damaged file
         raise ConfigError(f"--out: {path} is not a readable checkpoint ({type(exc).__name__}); "
                           "remove it to start over") from None
-    if not isinstance(state, dict) or not {"epoch", "model", "optimizer", "loss",
-                                           "run"} <= set(state):
+    if not is_train_checkpoint(state):
         raise ConfigError(f"--out: {path} is not a cimsim train checkpoint; remove it or use "
                           "another --out")
     for key, value in run.items():

@@ -573,10 +573,24 @@ def _checked_training(training: dict[str, Any]) -> dict[str, Any]:
 
 
 def _saved_training(data: Any) -> dict[str, Any]:
-    """``report.json``'s ``training`` (absent: ``{}``), its numbers' ``null`` as NaN."""
+    """``report.json``'s ``training`` (absent: ``{}``) read back as :func:`json_safe` wrote
+    it: its figures' and losses' ``null`` as NaN and ``"inf"`` as infinities, its text (the
+    method's name) as it was."""
     if not isinstance(data, dict):
         raise TypeError(f"'training' is a {type(data).__name__}, not an object")
-    return _checked_training({k: math.nan if v is None else v for k, v in data.items()})
+
+    def losses(values: Any) -> Any:
+        if not isinstance(values, list):
+            return values  # refused by _checked_training
+        return [math.nan if v is None else float(v) if v in ("inf", "-inf") else v
+                for v in values]
+
+    out = _nan_for_null(saved_numbers(data, "'training'"))
+    if "loss" in out:
+        out["loss"] = losses(out["loss"])
+    if isinstance(out.get("batch_loss"), list):
+        out["batch_loss"] = [losses(b) for b in out["batch_loss"]]
+    return _checked_training(out)
 
 
 def _training_text(training: Mapping[str, Any]) -> str:
@@ -1258,11 +1272,15 @@ def plot_training(training: Mapping[str, Any], summary: Mapping[str, Any] | None
     ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.5, 1.0]})
     loss = [float(v) for v in training.get("loss", [])]
     batches = training.get("batch_loss") or []
+    labelled = False
     for e, per_batch in enumerate(batches):
         if per_batch:  # a batch's loss at its place within its epoch
             n = len(per_batch)
+            # the legend's entry on the first epoch drawn (a resumed older run has none for
+            # its first epochs)
             ax.plot([e + (i + 0.5) / n for i in range(n)], per_batch, color=PALETTE[0],
-                    alpha=0.35, lw=0.8, label="batch" if e == 0 else None)
+                    alpha=0.35, lw=0.8, label=None if labelled else "batch")
+            labelled = True
     if loss:
         ax.plot([e + 0.5 for e in range(len(loss))], loss, color=PALETTE[0], marker="o",
                 lw=1.8, label="epoch mean")
@@ -1281,20 +1299,24 @@ def plot_training(training: Mapping[str, Any], summary: Mapping[str, Any] | None
     ys = list(range(len(bars)))
     values = [v for _, v in bars if v is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    pad = max(0.25 * (hi - lo), 0.01 * max(abs(hi), 1e-9), 1e-6)
+    percent = label.startswith("acc")
+    # at least half a point of accuracy (0.005 of a cosine) either side: all four at 0 drew
+    # an axis of millionths
+    pad = max(0.25 * (hi - lo), 0.01 * abs(hi), 0.5 if percent else 0.005)
     for y, (_, v), color in zip(ys, bars, (PALETTE[7], PALETTE[1], PALETTE[4], PALETTE[2])
                                 [-len(bars):], strict=True):
         if v is None:
             bx.annotate("not measured", (lo, y), va="center", fontsize=8, color="0.4")
             continue
         bx.plot([v], [y], "o", ms=9, color=color)
-        text = f"{v:.2f}" if label.startswith("acc") else f"{v:.4f}"
+        text = f"{v:.2f}" if percent else f"{v:.4f}"
         bx.annotate(text, (v, y), xytext=(0, 8), textcoords="offset points", ha="center",
                     fontsize=8)
     bx.set_yticks(ys, [name for name, _ in bars])
     bx.set_ylim(len(bars) - 0.5, -0.7)  # read top-down: before, then after
-    top = 100.0 if label.startswith("acc") else 1.0  # no axis past 100 % or a cosine of 1
-    bx.set_xlim(max(lo - pad, -top), min(hi + pad, top + 0.2 * pad))
+    # no axis far past what a score can be: 0 to 100 %, a cosine -1 to 1
+    bottom, top = (0.0, 100.0) if percent else (-1.0, 1.0)
+    bx.set_xlim(max(lo - pad, bottom - 0.2 * pad), min(hi + pad, top + 0.2 * pad))
     bx.grid(True, axis="x", alpha=0.3)
     bx.set_xlabel(label)
     bx.set_title("Before and after training")

@@ -103,7 +103,7 @@ def test_a_report_file_whose_training_is_not_an_object_is_refused_by_name(rep, t
     (tmp_path / "report.json").write_text(json.dumps(data))
     with pytest.raises(cimsim.CimsimError, match="'training' is a list, not an object"):
         Report.load(tmp_path)
-    data["training"] = {"loss": [0.5], "batch_loss": [[0.5, None]]}
+    data["training"] = {"loss": [0.5], "batch_loss": [[0.5, "x"]]}
     (tmp_path / "report.json").write_text(json.dumps(data))
     with pytest.raises(cimsim.CimsimError, match=r"training\['batch_loss'\]"):
         Report.load(tmp_path)

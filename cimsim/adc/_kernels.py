@@ -1,5 +1,5 @@
 """Numba kernels of the ADCs: scalar transfer functions inlined into the fused conversion
-kernel, and the dynamic programme of exact 1-D K-means."""
+kernel, the dynamic programme of exact 1-D K-means, and the calibration's running sums."""
 
 from __future__ import annotations
 
@@ -71,3 +71,17 @@ def optimal_partition_splits(p0, p1, p2, k, split):  # pragma: no cover - compil
                 stack[top] = (mid + 1, i_hi, opt, j_hi)
                 top += 1
         d_prev, d_cur = d_cur, d_prev
+
+
+@njit(cache=True)
+def accumulate_moments(a, stream, s1, s2):  # pragma: no cover - compiled
+    """``s1[stream[r]] += a[r]`` and ``s2[stream[r]] += a[r]**2`` for each row r of ``a``
+    (n, C) float64 in turn: each stream's sums are added one row after another, so they
+    depend on the order of the rows within the stream only, never on how the rows were cut
+    into calls. Twin: :func:`cimsim.adc._reference.accumulate_moments_reference`."""
+    for r in range(a.shape[0]):
+        k = stream[r]
+        for c in range(a.shape[1]):
+            v = a[r, c]
+            s1[k, c] += v
+            s2[k, c] += v * v

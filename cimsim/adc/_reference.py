@@ -20,3 +20,11 @@ def nonlinear_adc_reference(a, thr, lvl):
     codes = (thr[(None,) * (a.ndim - 1)] <= a[..., None]).sum(axis=-1)
     return np.take_along_axis(np.broadcast_to(lvl, a.shape + lvl.shape[-1:]),
                               codes[..., None], axis=-1)[..., 0]
+
+
+def accumulate_moments_reference(a: np.ndarray, stream: np.ndarray, s1: np.ndarray,
+                                 s2: np.ndarray) -> None:
+    """NumPy twin of :func:`accumulate_moments` (the same additions in the same order)."""
+    for r in range(a.shape[0]):
+        s1[stream[r]] += a[r]
+        s2[stream[r]] += a[r] * a[r]

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._jit import njit
 from ..config import CalibrationGranularity, CalibrationStat, RangePolicy
 from ..errors import ConfigError
+from ._kernels import accumulate_moments
 from .tables import ADCTables, calibration_units
 
 if TYPE_CHECKING:
@@ -90,28 +90,6 @@ def static_tables(layer: ProgrammedLayer) -> ADCTables | None:
     return ADCTables.linear(np.full(shape, start), np.full(shape, delta))
 
 
-@njit(cache=True)
-def accumulate_moments(a, stream, s1, s2):  # pragma: no cover - compiled
-    """``s1[stream[r]] += a[r]`` and ``s2[stream[r]] += a[r]**2`` for each row r of ``a``
-    (n, C) float64 in turn: each stream's sums are added one row after another, so they
-    depend on the order of the rows within the stream only, never on how the rows were cut
-    into calls. Twin: :func:`accumulate_moments_reference`."""
-    for r in range(a.shape[0]):
-        k = stream[r]
-        for c in range(a.shape[1]):
-            v = a[r, c]
-            s1[k, c] += v
-            s2[k, c] += v * v
-
-
-def accumulate_moments_reference(a: np.ndarray, stream: np.ndarray, s1: np.ndarray,
-                                 s2: np.ndarray) -> None:
-    """NumPy twin of :func:`accumulate_moments` (the same additions in the same order)."""
-    for r in range(a.shape[0]):
-        s1[stream[r]] += a[r]
-        s2[stream[r]] += a[r] * a[r]
-
-
 class RangeStats:
     """Accumulates calibration samples of the analog values per (row group, conversion).
 
@@ -139,6 +117,10 @@ class RangeStats:
                  n_vectors: int | None = None):
         self.lo = np.full((n_groups, n_conv), np.inf)
         self.hi = np.full((n_groups, n_conv), -np.inf)
+        if n_vectors is not None and (isinstance(n_vectors, bool) or not isinstance(
+                n_vectors, int | np.integer) or n_vectors < 1):
+            raise ValueError(f"RangeStats: n_vectors = {n_vectors!r}; allowed: an integer >= 1 "
+                             "(the places of one input plane), or None (one stream)")
         self.n_vectors = n_vectors  # places per stream (input plane); None: one stream
         # per group, (streams, C) sums of the values and of their squares (s1, s2)
         self._s1 = [np.zeros((1, n_conv)) for _ in range(n_groups)]
@@ -156,12 +138,23 @@ class RangeStats:
     def add(self, g: int, a: np.ndarray, index: np.ndarray | None = None) -> None:
         """Add analog values ``a`` of shape (n_samples, C) for row group ``g``; ``index``: the
         rows' places in the whole calibration set (default: after the rows added before)."""
+        a = np.asarray(a)
+        if a.ndim != 2 or a.shape[1] != self.lo.shape[1]:  # the compiled sums index by column
+            raise ValueError(f"RangeStats.add: a of shape {a.shape}; allowed: (rows, "
+                             f"{self.lo.shape[1]}), one value per conversion")
         self.lo[g] = np.minimum(self.lo[g], a.min(axis=0))
         self.hi[g] = np.maximum(self.hi[g], a.max(axis=0))
         if index is None:
             index = np.arange(self._seen[g], self._seen[g] + a.shape[0])
+        index = np.asarray(index, dtype=np.int64)
+        if index.shape != (a.shape[0],) or (index.size and index.min() < 0):
+            # a negative place made a negative stream, which the compiled sums wrote outside
+            # their arrays
+            raise ValueError(f"RangeStats.add: index of shape {index.shape}, smallest "
+                             f"{index.min() if index.size else None}; allowed: one place >= 0 "
+                             f"per row of a ({a.shape[0]} rows)")
         self._seen[g] += a.shape[0]
-        stream = (np.asarray(index, dtype=np.int64) // self.n_vectors if self.n_vectors
+        stream = (index // self.n_vectors if self.n_vectors
                   else np.zeros(a.shape[0], dtype=np.int64))
         if a.shape[0] and stream.max() >= self._s1[g].shape[0]:  # a stream not seen before
             grow = ((0, int(stream.max()) + 1 - self._s1[g].shape[0]), (0, 0))

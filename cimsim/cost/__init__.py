@@ -366,17 +366,20 @@ def _check_same_hardware(ran: ChipConfig, priced: ChipConfig) -> None:
     if ran == priced:
         return
     a, b = ran.to_dict(), priced.to_dict()
-    differ = [f"tech.{f}" for f in _MAPPING_TECH if a["tech"][f] != b["tech"][f]]
+    # (to_dict leaves out a field that is None: an unset cell_kind)
+    differ = [f"tech.{f}" for f in _MAPPING_TECH if a["tech"].get(f) != b["tech"].get(f)]
     planes = [t["input_drive"] == "bit_planes" for t in (a["tech"], b["tech"])]
     if planes[0] != planes[1]:  # re-priced a 9x dearer read (cimsim.engine._v1g)
         differ.append(f"{_BIT_PLANES_NOTE} (whose run counts the cells' reads, popcount(x), "
                       "where the other drives count |x|)")
-    if sensed_cells(ran) != sensed_cells(priced):
+    sensing = [f"tech.{f}" for f in ("cell_kind", "cost_model")
+               if a["tech"].get(f) != b["tech"].get(f)]
+    if sensing and sensed_cells(ran) != sensed_cells(priced):
         # an ideal cell priced as rram_1t1r (physical model) is sensed to its bit: its run
-        # counts one read per nonzero slice where an unsensed one counts x^2 (engine._read_v2g)
-        fields = [f"tech.{f}" for f in ("cell_kind", "cost_model") if a["tech"][f] != b["tech"][f]]
-        differ.append(f"{' and '.join(fields)} (a digital read-out that senses its cells on one "
-                      "chip and not on the other: its run counts each cell read otherwise)")
+        # counts one read per nonzero slice where an unsensed one counts x^2 (engine._read_v2g).
+        # (Sensing that changes with adc.kind or device.cell: those fields are named below.)
+        differ.append(f"{' and '.join(sensing)} (a digital read-out that senses its cells on "
+                      "one chip and not on the other: its run counts each cell read otherwise)")
     for k in a:
         if k in _PRICING_ONLY or a[k] == b[k]:
             continue

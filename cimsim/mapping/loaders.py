@@ -505,10 +505,23 @@ def _weights_only(p: Path) -> Any:
         return None
 
 
+TRAIN_CHECKPOINT_KEYS = frozenset({"epoch", "model", "optimizer", "loss", "run"})
+"""What a ``cimsim train`` checkpoint (``OUT/checkpoint.pt``) holds at the least."""
+
+
+def is_train_checkpoint(state: Any) -> bool:
+    """Whether ``state`` (a weights-only ``torch.load``) is a ``cimsim train`` checkpoint:
+    its keys, the twin's state and optimizer's as mappings, the epoch's mean losses as a
+    list and the run's identity as a mapping (another tool's checkpoint with the same names
+    is not one)."""
+    return (isinstance(state, Mapping) and TRAIN_CHECKPOINT_KEYS <= set(state)
+            and isinstance(state["model"], Mapping) and isinstance(state["optimizer"], Mapping)
+            and isinstance(state["loss"], list) and isinstance(state["run"], Mapping))
+
+
 def _is_train_checkpoint(p: Path) -> bool:
-    """Whether ``p`` is a ``cimsim train`` checkpoint (``OUT/checkpoint.pt``)."""
-    obj = _weights_only(p)
-    return isinstance(obj, Mapping) and {"epoch", "model", "optimizer", "loss", "run"} <= set(obj)
+    """Whether the file ``p`` is a ``cimsim train`` checkpoint."""
+    return p.is_file() and is_train_checkpoint(_weights_only(p))
 
 
 def _refuse_train_checkpoint(p: Path) -> NoReturn:

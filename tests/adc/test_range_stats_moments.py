@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import cimsim
-from cimsim.adc.linear import RangeStats, accumulate_moments, accumulate_moments_reference
+from cimsim.adc._kernels import accumulate_moments
+from cimsim.adc._reference import accumulate_moments_reference
+from cimsim.adc.linear import RangeStats
 
 
 def test_accumulate_moments_equals_its_numpy_twin_bit_for_bit():
@@ -58,3 +60,14 @@ def test_mean_std_ranges_do_not_depend_on_chunk_vectors_on_several_row_groups(gr
         y_c, ev_c = cimsim.matmul(x, w, c, seed=2, calibration=cal, chunk_vectors=chunk)
         assert np.array_equal(y, y_c), chunk
         assert ev == ev_c
+
+
+def test_range_stats_refuses_values_of_another_width_before_the_compiled_sums():
+    """The compiled sums index by column: a block wider than the conversions wrote past the
+    arrays (a NumPy sum refused it by broadcasting before)."""
+    stats = RangeStats(1, 3, keep_samples=False, n_vectors=4)
+    for bad in (np.ones((2, 4)), np.ones(3)):
+        with pytest.raises(ValueError, match=r"allowed: \(rows, 3\)"):
+            stats.add(0, bad)
+    with pytest.raises(ValueError, match="one place >= 0 per row"):
+        stats.add(0, np.ones((2, 3)), np.array([0]))
