@@ -20,6 +20,7 @@ import enum
 import json
 import math
 import numbers
+import re
 import tomllib
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -1989,6 +1990,18 @@ def without_set_note(description: str) -> str:
     name fields, they are none: a sweep's identity of a chip leaves them out)."""
     head, sep, _ = description.rpartition(_SET_NOTE.format("").rstrip(")"))
     return head if sep and description.endswith(")") else description
+
+
+def set_overrides(description: str) -> list[str]:
+    """The ``"table.field=value"`` overrides whose note ``load_chip(..., overrides=)`` appended
+    to ``description`` (:data:`_SET_NOTE`), in their order; ``[]`` without one. The note joins
+    them with spaces: it is cut before each ``name=`` (a value holding one, a rare string,
+    gives overrides that do not rebuild the chip, which callers check)."""
+    head = _SET_NOTE.format("").rstrip(")")
+    _, sep, said = description.rpartition(head)
+    if not sep or not description.endswith(")"):
+        return []
+    return re.split(r" (?=[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?=)", said[:-1].strip())
 
 
 def _overridden(data: dict[str, Any], where: str,

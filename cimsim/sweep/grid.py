@@ -157,16 +157,27 @@ def _thawed(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def _unwritten_defaults(chip: ChipConfig) -> dict[str, Any]:
-    """``chip.to_dict()`` less every field at its default, where that smaller description
-    gives ``chip`` again (a file that wrote a default's value where leaving it out derives
-    another keeps it written); else the whole ``to_dict()``."""
+    """``chip.to_dict()`` less the fields its description left unwritten: those at their
+    default that the preset it was loaded from (with its ``--set`` overrides,
+    :func:`_preset_written`) does not write, or, for a chip of no preset, every field at its
+    default; where that smaller description gives ``chip`` again (a file that wrote a
+    default's value where leaving it out derives another keeps it written); else the whole
+    ``to_dict()``. A preset that writes a default's value (``t_read_ns = 10.0``: a stated
+    window) keeps it, as ``--set`` does: the default's rule would derive another chip at a
+    point (a predicted window under the physical model; one bit per SRAM cell)."""
     full = chip.to_dict()
     defaults = ChipConfig().to_dict()
+    written = _preset_written(chip)
+
+    def kept(table: str, key: str, value: Any) -> bool:
+        default = (defaults[table] if table else defaults).get(key, _UNSET)
+        return default != value or (table, key) in written
+
     small: dict[str, Any] = {}
     for key, value in full.items():
         if isinstance(value, dict):
-            small[key] = {k: v for k, v in value.items() if defaults[key].get(k, _UNSET) != v}
-        elif key in ("name", "description") or defaults.get(key, _UNSET) != value:
+            small[key] = {k: v for k, v in value.items() if kept(key, k, v)}
+        elif key in ("name", "description") or kept("", key, value):
             small[key] = value
     try:
         with warnings.catch_warnings():  # said when the point's chip is built, if at all
@@ -178,6 +189,41 @@ def _unwritten_defaults(chip: ChipConfig) -> dict[str, Any]:
 
 
 _UNSET = object()
+
+
+@functools.lru_cache(maxsize=1)
+def _presets_by_name() -> dict[str, str]:
+    """Each bundled and published preset's chip ``name`` -> the preset's id."""
+    from ..config import list_presets, load_chip
+
+    out: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for pid in list_presets() + list_presets(published=True):
+            out.setdefault(load_chip(pid).name, pid)
+    return out
+
+
+def _preset_written(chip: ChipConfig) -> frozenset[tuple[str, str]]:
+    """The (table, field) pairs (table ``""`` at the top level) the preset ``chip`` was
+    loaded from writes, with the ``--set`` overrides its description's note names
+    (:func:`cimsim.config.set_overrides`); empty where ``chip`` is no preset's as loaded
+    (another file's, or changed in Python: what was written is not known)."""
+    from ..config import _chip_data, set_overrides
+
+    pid = _presets_by_name().get(chip.name)
+    if pid is None:
+        return frozenset()
+    try:
+        data, _ = _chip_data(pid, set_overrides(chip.description))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if ChipConfig.from_dict(data) != chip:
+                return frozenset()
+    except ConfigError:
+        return frozenset()
+    return frozenset((k, f) for k, v in data.items() if isinstance(v, dict) for f in v) | \
+        frozenset(("", k) for k, v in data.items() if not isinstance(v, dict))
 
 
 def _toml(value: Any) -> Any:

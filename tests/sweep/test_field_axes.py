@@ -177,3 +177,32 @@ def test_vary_values_read_lists_strings_and_ranges():
         "tech.cost_model", ["tables", "physical"])
     assert _vary_values("input_bits=4-6,8,5") == ("input_bits", [4, 5, 6, 8])
     assert _vary_values("tech.vdd_v=1e-1,-0.5,1,1.0") == ("tech.vdd_v", [0.1, -0.5, 1])
+
+
+def test_a_presets_written_default_stays_written_at_a_field_point():
+    """A preset that writes a default's value keeps it at a field point, as --set does: the
+    window rram-22nm's file states (t_read_ns = 10.0) is not predicted under --vary
+    tech.cost_model=physical, ideal's (unwritten) is; a published preset and a chip loaded with
+    --set overrides are read the same way; a chip changed in Python falls back to its
+    non-default fields."""
+    import warnings
+
+    from cimsim.config import set_overrides
+    from cimsim.sweep import chip_for_point
+
+    warnings.simplefilter("ignore")
+    physical = {"tech.cost_model": "physical"}
+    for name, stated in (("rram-22nm", True), ("ideal", False)):
+        base = cimsim.load_chip(name)
+        assert chip_for_point(base, physical).tech.window_stated is stated
+        assert chip_for_point(base, physical).tech.window_stated is cimsim.load_chip(
+            name, overrides=["tech.cost_model=physical"]).tech.window_stated
+    over = cimsim.load_chip("rram-22nm", overrides={"adc.bits": 5, "noise.poly_coeffs": [0.1]})
+    assert set_overrides(over.description) == ["adc.bits=5", "noise.poly_coeffs=[0.1]"]
+    assert chip_for_point(over, physical).tech.window_stated is True
+    assert set_overrides(cimsim.load_chip("ideal").description) == []
+    # changed in Python: what its file wrote is not known; the default's rule applies
+    edited = cimsim.load_chip("rram-22nm").replace(name="mine")
+    assert chip_for_point(edited, physical).tech.window_stated is False
+    with pytest.raises(cimsim.ConfigError):  # the file writes bits_per_cell = 2
+        chip_for_point(cimsim.load_chip("rram-22nm"), {"device.cell": "sram"})
