@@ -1232,7 +1232,7 @@ def plot_accuracy_time(frame: pd.DataFrame, *, series: str | None = None,
 
 def _training_scores(training: Mapping[str, Any],
                      summary: Mapping[str, Any]) -> tuple[list[tuple[str, float | None]], str]:
-    """The bars of :func:`plot_training`: (label, value or None when not measured) and the
+    """The dots of :func:`plot_training`: (label, value or None when not measured) and the
     axis label; accuracies in % with labels, otherwise cosines to the float model's outputs."""
     def value(mapping: Mapping[str, Any], key: str) -> float | None:
         v = mapping.get(key)
@@ -1293,18 +1293,18 @@ def plot_training(training: Mapping[str, Any], summary: Mapping[str, Any] | None
         ax.text(0.5, 0.5, "no epoch trained", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
     ax.set_title(_literal(f"Training ({training.get('method', 'trained')})"))
-    bars, label = _training_scores(training, summary)
-    # dots on an axis fitted to them, not bars from zero: the gaps of a point or two between
-    # the four figures are what the panel is for, and bars from 0 % hid them
-    ys = list(range(len(bars)))
-    values = [v for _, v in bars if v is not None]
+    dots, label = _training_scores(training, summary)
+    # dots on an axis fitted to them, not dots from zero: the gaps of a point or two between
+    # the four figures are what the panel is for, and dots from 0 % hid them
+    ys = list(range(len(dots)))
+    values = [v for _, v in dots if v is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     percent = label.startswith("acc")
     # at least half a point of accuracy (0.005 of a cosine) either side: all four at 0 drew
     # an axis of millionths
     pad = max(0.25 * (hi - lo), 0.01 * abs(hi), 0.5 if percent else 0.005)
-    for y, (_, v), color in zip(ys, bars, (PALETTE[7], PALETTE[1], PALETTE[4], PALETTE[2])
-                                [-len(bars):], strict=True):
+    for y, (_, v), color in zip(ys, dots, (PALETTE[7], PALETTE[1], PALETTE[4], PALETTE[2])
+                                [-len(dots):], strict=True):
         if v is None:
             bx.annotate("not measured", (lo, y), va="center", fontsize=8, color="0.4")
             continue
@@ -1312,8 +1312,8 @@ def plot_training(training: Mapping[str, Any], summary: Mapping[str, Any] | None
         text = f"{v:.2f}" if percent else f"{v:.4f}"
         bx.annotate(text, (v, y), xytext=(0, 8), textcoords="offset points", ha="center",
                     fontsize=8)
-    bx.set_yticks(ys, [name for name, _ in bars])
-    bx.set_ylim(len(bars) - 0.5, -0.7)  # read top-down: before, then after
+    bx.set_yticks(ys, [name for name, _ in dots])
+    bx.set_ylim(len(dots) - 0.5, -0.7)  # read top-down: before, then after
     # no axis far past what a score can be: 0 to 100 %, a cosine -1 to 1
     bottom, top = (0.0, 100.0) if percent else (-1.0, 1.0)
     bx.set_xlim(max(lo - pad, bottom - 0.2 * pad), min(hi + pad, top + 0.2 * pad))
