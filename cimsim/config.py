@@ -1720,6 +1720,11 @@ def _ramp_calibrated_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
 # read pulse taken as a published cycle
 _WINDOW_FIELDS = ("t_read_ns", "t_integrate_ns", "window_stated")
 
+#: The fields whose absence from a description a default's rule reads (the compute window
+#: predicted, one bit per cell, a digital tree's exact width): writing one at the value it
+#: had can change the chip.
+PRESENCE_READ = (*(f"tech.{f}" for f in _WINDOW_FIELDS), "device.bits_per_cell", "adc.bits")
+
 
 def _window_predicted_by_default(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``data`` with ``tech.window_stated = false`` where it is a ``physical`` cost-model

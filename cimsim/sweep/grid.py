@@ -110,8 +110,7 @@ def _with_fields_cached(chip: ChipConfig, items: tuple[tuple[str, Any], ...]) ->
     from ..config import _overridden
 
     fields = {axis: _thawed(value) for axis, value in items}
-    data = chip.to_dict()
-    if all(_field_value(data, axis) == _toml(value) for axis, value in fields.items()):
+    if all(_at_base(chip, axis, value) for axis, value in fields.items()):
         return chip
     data = copy.deepcopy(_unwritten_defaults(chip))  # (the cached one stays whole)
     if chip.adc.kind is ADCKind.DIGITAL:
@@ -123,6 +122,19 @@ def _with_fields_cached(chip: ChipConfig, items: tuple[tuple[str, Any], ...]) ->
     data, _ = _overridden(data, "", fields)
     data["description"] = chip.description  # (the set note names the point's fields)
     return ChipConfig.from_dict(data)  # its message names the field
+
+
+def _at_base(chip: ChipConfig, axis: str, value: Any) -> bool:
+    """Whether setting field ``axis`` to ``value`` leaves ``chip`` as it is: the value is the
+    chip's, and either its description writes it or no default's rule reads the field's
+    absence (``ideal`` writes no ``t_read_ns``: writing its 10 ns under the physical model
+    states a window it predicted)."""
+    from ..config import PRESENCE_READ
+
+    if _field_value(chip.to_dict(), axis) != _toml(value):
+        return False
+    return axis not in PRESENCE_READ or _field_value(_unwritten_defaults(chip), axis) == \
+        _toml(value)
 
 
 def _as_written(chip: ChipConfig, axis: str, value: Any) -> Any:
@@ -157,73 +169,89 @@ def _thawed(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=16)
 def _unwritten_defaults(chip: ChipConfig) -> dict[str, Any]:
-    """``chip.to_dict()`` less the fields its description left unwritten: those at their
-    default that the preset it was loaded from (with its ``--set`` overrides,
-    :func:`_preset_written`) does not write, or, for a chip of no preset, every field at its
-    default; where that smaller description gives ``chip`` again (a file that wrote a
-    default's value where leaving it out derives another keeps it written); else the whole
-    ``to_dict()``. A preset that writes a default's value (``t_read_ns = 10.0``: a stated
-    window) keeps it, as ``--set`` does: the default's rule would derive another chip at a
-    point (a predicted window under the physical model; one bit per SRAM cell)."""
+    """The description ``chip`` was loaded from, as written: a preset's file with the
+    ``--set`` overrides it was loaded with (:func:`_preset_description`), so a field it
+    writes at a default's value stays written (``t_read_ns = 10.0``: a stated window) and
+    one it derived stays derived, as ``--set`` has them. For a chip of no preset (another
+    file's, or changed in Python), ``chip.to_dict()`` less every field at its default, where
+    that smaller description gives ``chip`` again (a file that wrote a default's value where
+    leaving it out derives another keeps it written); else the whole ``to_dict()``."""
+    preset = _preset_description(chip)
+    if preset is not None:
+        return preset
     full = chip.to_dict()
     defaults = ChipConfig().to_dict()
-    written = _preset_written(chip)
-
-    def kept(table: str, key: str, value: Any) -> bool:
-        default = (defaults[table] if table else defaults).get(key, _UNSET)
-        return default != value or (table, key) in written
-
     small: dict[str, Any] = {}
     for key, value in full.items():
         if isinstance(value, dict):
-            small[key] = {k: v for k, v in value.items() if kept(key, k, v)}
-        elif key in ("name", "description") or kept("", key, value):
+            small[key] = {k: v for k, v in value.items() if defaults[key].get(k, _UNSET) != v}
+        elif key in ("name", "description") or defaults.get(key, _UNSET) != value:
             small[key] = value
-    try:
-        with warnings.catch_warnings():  # said when the point's chip is built, if at all
-            warnings.simplefilter("ignore")
-            same = ChipConfig.from_dict(small) == chip
-    except ConfigError:
-        same = False
-    return small if same else full
+    return small if _gives(small, chip) else full
 
 
 _UNSET = object()
 
 
+def _gives(data: Mapping[str, Any], chip: ChipConfig) -> bool:
+    """Whether the description ``data`` loads as ``chip`` (its warnings are said when a
+    point's chip is built, if at all)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ChipConfig.from_dict(data) == chip
+    except ConfigError:
+        return False
+
+
 @functools.lru_cache(maxsize=1)
-def _presets_by_name() -> dict[str, str]:
-    """Each bundled and published preset's chip ``name`` -> the preset's id."""
+def _presets() -> tuple[dict[str, str], dict[str, str], dict[str, ChipConfig]]:
+    """The bundled and published presets: by chip ``name``, by ``description``, and each
+    preset's chip as loaded, by id."""
     from ..config import list_presets, load_chip
 
-    out: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    by_description: dict[str, str] = {}
+    chips: dict[str, ChipConfig] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for pid in list_presets() + list_presets(published=True):
-            out.setdefault(load_chip(pid).name, pid)
-    return out
+            chips[pid] = load_chip(pid)
+            by_name.setdefault(chips[pid].name, pid)
+            by_description.setdefault(chips[pid].description, pid)
+    return by_name, by_description, chips
 
 
-def _preset_written(chip: ChipConfig) -> frozenset[tuple[str, str]]:
-    """The (table, field) pairs (table ``""`` at the top level) the preset ``chip`` was
-    loaded from writes, with the ``--set`` overrides its description's note names
-    (:func:`cimsim.config.set_overrides`); empty where ``chip`` is no preset's as loaded
-    (another file's, or changed in Python: what was written is not known)."""
-    from ..config import _chip_data, set_overrides
+def _preset_description(chip: ChipConfig) -> dict[str, Any] | None:
+    """The parsed description (the preset's TOML with the overrides set) that ``chip`` was
+    loaded from where it is a preset's, found by its name or its description, with
+    ``--set`` overrides: those its description's note names
+    (:func:`cimsim.config.set_overrides`, exact), else the fields where it differs from the
+    preset (a note that does not split back, or none: ``--set description=...``); None where
+    neither rebuilds ``chip`` (another file's, changed in Python). A chip equal to a preset's
+    as loaded is taken for that preset's, whatever file it came from."""
+    from ..config import _chip_data, set_overrides, without_set_note
 
-    pid = _presets_by_name().get(chip.name)
+    by_name, by_description, chips = _presets()
+    pid = by_name.get(chip.name) or by_description.get(without_set_note(chip.description))
     if pid is None:
-        return frozenset()
-    try:
-        data, _ = _chip_data(pid, set_overrides(chip.description))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if ChipConfig.from_dict(data) != chip:
-                return frozenset()
-    except ConfigError:
-        return frozenset()
-    return frozenset((k, f) for k, v in data.items() if isinstance(v, dict) for f in v) | \
-        frozenset(("", k) for k, v in data.items() if not isinstance(v, dict))
+        return None
+    full, own = chip.to_dict(), chips[pid].to_dict()
+    differ: dict[str, Any] = {}
+    for key, value in full.items():
+        if isinstance(value, dict):
+            differ.update({f"{key}.{k}": v for k, v in value.items()
+                           if own.get(key, {}).get(k, _UNSET) != v})
+        elif own.get(key, _UNSET) != value:
+            differ[key] = value
+    for overrides in (set_overrides(chip.description), differ):
+        try:
+            data, _ = _chip_data(pid, overrides)
+        except ConfigError:
+            continue
+        if _gives(data, chip):
+            return data
+    return None
 
 
 def _toml(value: Any) -> Any:
@@ -570,11 +598,10 @@ def identity(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
     axis existed, and keeps the id an older cimsim gave it."""
     resolved = resolve_point(chip, point)
     implied = resolve_point(chip, {k: v for k, v in point.items() if k not in LATER_AXES})
-    base = chip.to_dict()
     # a chip field at the base chip's value is the chip a sweep without that axis ran
     ident = {k: v for k, v in resolved.items()
              if (k not in LATER_AXES or v != implied[k])
-             and (k in AXES or v != _field_value(base, k))}
+             and (k in AXES or not _at_base(chip, k, v))}
     if _holds_cell_lsb(chip, resolved):
         # another chip than an older cimsim ran at this point (it kept these values in
         # cell-LSB): an older results file reruns it rather than resume its figures
