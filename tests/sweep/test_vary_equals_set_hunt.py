@@ -2,7 +2,8 @@
 first, exactly as ``--set`` would", i.e. ``chip_for_point(load_chip(P, overrides=O), {F: v})``
 is ``load_chip(P, overrides={**O, F: v})`` (the description's set note aside), refused exactly
 where ``--set`` is, after the fix that reads what a preset writes (``cimsim/sweep/grid.py``
-``_unwritten_defaults``, ``_preset_written``; ``cimsim/config.py`` ``set_overrides``).
+``_unwritten_defaults`` and, at 9e761cd, ``_preset_written``; ``cimsim/config.py``
+``set_overrides``).
 
 Searched: every bundled and published preset (59) x every field of every table of
 ``ChipConfig`` (89 sweepable, 294 values valid and invalid) x O in {}, ``{"tech.cost_model":
