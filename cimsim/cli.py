@@ -1893,7 +1893,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "all)")
     _add_exclude(t, "; they train in float")
     t.add_argument("--out", type=_path, required=True,
-                   help="folder for checkpoint.pt, training.json and the report; a rerun "
+                   help="folder for checkpoint.pt, training.json, the report and "
+                        "training.png (loss curve, accuracy before and after); a rerun "
                         "resumes after the last complete epoch")
     g = t.add_argument_group("pim-qat (docs/pim-qat.md)")
     g.add_argument("--no-forward-rescale", dest="forward_rescale", action="store_false",
