@@ -1430,7 +1430,6 @@ def _check_sweep_bits(args: argparse.Namespace, prepared, chip, centres_frozen_f
                           f"allowed: values that include the chip's own ({mine})")
 
 
-
 def _sweep_trained(args: argparse.Namespace, prepared, chip, model, name: str, x_cal, x_eval,
                    y_eval, t_inference_s: float | None) -> int:
     """``train --sweep-adc-bits``: the trained twin swept over ADC bits on ``chip`` (where

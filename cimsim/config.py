@@ -1990,11 +1990,18 @@ _SET_NOTE = " (with --set {})"
 """What :func:`_overridden` appends to a description for the overrides it set."""
 
 
+def _split_set_note(description: str) -> tuple[str, str | None]:
+    """``description`` less the note ``load_chip(..., overrides=)`` appended to it, and the
+    note's overrides as it wrote them (None without a note)."""
+    head, sep, said = description.rpartition(_SET_NOTE.format("").rstrip(")"))
+    return (head, said[:-1].strip()) if sep and description.endswith(")") else (description,
+                                                                                   None)
+
+
 def without_set_note(description: str) -> str:
     """``description`` less the note ``load_chip(..., overrides=)`` appended to it (the words
     name fields, they are none: a sweep's identity of a chip leaves them out)."""
-    head, sep, _ = description.rpartition(_SET_NOTE.format("").rstrip(")"))
-    return head if sep and description.endswith(")") else description
+    return _split_set_note(description)[0]
 
 
 def set_overrides(description: str) -> list[str]:
@@ -2002,11 +2009,8 @@ def set_overrides(description: str) -> list[str]:
     to ``description`` (:data:`_SET_NOTE`), in their order; ``[]`` without one. The note joins
     them with spaces: it is cut before each ``name=`` (a value holding one, a rare string,
     gives overrides that do not rebuild the chip, which callers check)."""
-    head = _SET_NOTE.format("").rstrip(")")
-    _, sep, said = description.rpartition(head)
-    if not sep or not description.endswith(")"):
-        return []
-    return re.split(r" (?=[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?=)", said[:-1].strip())
+    said = _split_set_note(description)[1]
+    return [] if said is None else re.split(r" (?=[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?=)", said)
 
 
 def _overridden(data: dict[str, Any], where: str,

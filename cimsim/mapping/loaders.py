@@ -324,7 +324,7 @@ def _model_from_spec(spec: str, example: Inputs | None) -> nn.Module:
         return _model_from_factory(spec)
     p = Path(spec)
     if p.is_dir():
-        if _is_train_checkpoint(p / "checkpoint.pt"):
+        if is_train_checkpoint(_weights_only(p / "checkpoint.pt")):  # a train run's --out
             _refuse_train_checkpoint(p / "checkpoint.pt")
         raise LoadError(f"model {spec!r} is a folder; allowed: a torch.export .pt2, a "
                         "TorchScript file or module:function")
@@ -339,9 +339,10 @@ def _model_from_spec(spec: str, example: Inputs | None) -> nn.Module:
     try:
         scripted = torch.jit.load(str(p), map_location="cpu")
     except Exception as exc:
-        if _is_train_checkpoint(p):  # the next step after `cimsim train`, as users tried it
+        obj = _weights_only(p)  # read once for the two guesses below
+        if is_train_checkpoint(obj):  # the next step after `cimsim train`, as users tried it
             _refuse_train_checkpoint(p)
-        if _is_state_dict(p):  # the commonest first try: torch.save(model.state_dict(), ...)
+        if _is_state_dict(obj):  # the commonest first try: torch.save(model.state_dict(), ...)
             raise LoadError(f"{p}: a state_dict (weights without the model's code) is not a "
                             "model; allowed: module:function naming a function that builds the "
                             "model and loads these weights (or the model's class, if its "
@@ -519,11 +520,6 @@ def is_train_checkpoint(state: Any) -> bool:
             and isinstance(state["loss"], list) and isinstance(state["run"], Mapping))
 
 
-def _is_train_checkpoint(p: Path) -> bool:
-    """Whether the file ``p`` is a ``cimsim train`` checkpoint."""
-    return p.is_file() and is_train_checkpoint(_weights_only(p))
-
-
 def _refuse_train_checkpoint(p: Path) -> NoReturn:
     raise LoadError(f"{p}: a `cimsim train` checkpoint (the state of a training run, not a "
                     "model); `cimsim train` simulates the model it trained: run the same train "
@@ -532,9 +528,9 @@ def _refuse_train_checkpoint(p: Path) -> NoReturn:
                     "(docs/training.md)")
 
 
-def _is_state_dict(p: Path) -> bool:
-    """Whether ``p`` holds a mapping of names to tensors (read without unpickling code)."""
-    obj = _weights_only(p)
+def _is_state_dict(obj: Any) -> bool:
+    """Whether ``obj`` (a weights-only ``torch.load``, :func:`_weights_only`) is a mapping of
+    names to tensors."""
     return isinstance(obj, Mapping) and bool(obj) and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 

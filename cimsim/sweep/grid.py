@@ -110,7 +110,8 @@ def _with_fields_cached(chip: ChipConfig, items: tuple[tuple[str, Any], ...]) ->
     from ..config import _overridden
 
     fields = {axis: _thawed(value) for axis, value in items}
-    if all(_at_base(chip, axis, value) for axis, value in fields.items()):
+    base = chip.to_dict()
+    if all(_at_base(chip, base, axis, value) for axis, value in fields.items()):
         return chip
     data = copy.deepcopy(_unwritten_defaults(chip))  # (the cached one stays whole)
     if chip.adc.kind is ADCKind.DIGITAL:
@@ -124,14 +125,14 @@ def _with_fields_cached(chip: ChipConfig, items: tuple[tuple[str, Any], ...]) ->
     return ChipConfig.from_dict(data)  # its message names the field
 
 
-def _at_base(chip: ChipConfig, axis: str, value: Any) -> bool:
-    """Whether setting field ``axis`` to ``value`` leaves ``chip`` as it is: the value is the
-    chip's, and either its description writes it or no default's rule reads the field's
-    absence (``ideal`` writes no ``t_read_ns``: writing its 10 ns under the physical model
-    states a window it predicted)."""
+def _at_base(chip: ChipConfig, base: Mapping[str, Any], axis: str, value: Any) -> bool:
+    """Whether setting field ``axis`` to ``value`` leaves ``chip`` (``base``: its
+    ``to_dict()``) as it is: the value is the chip's, and either its description writes it or
+    no default's rule reads the field's absence (``ideal`` writes no ``t_read_ns``: writing
+    its 10 ns under the physical model states a window it predicted)."""
     from ..config import PRESENCE_READ
 
-    if _field_value(chip.to_dict(), axis) != _toml(value):
+    if _field_value(base, axis) != _toml(value):
         return False
     return axis not in PRESENCE_READ or _field_value(_unwritten_defaults(chip), axis) == \
         _toml(value)
@@ -180,17 +181,25 @@ def _unwritten_defaults(chip: ChipConfig) -> dict[str, Any]:
     if preset is not None:
         return preset
     full = chip.to_dict()
-    defaults = ChipConfig().to_dict()
-    small: dict[str, Any] = {}
-    for key, value in full.items():
-        if isinstance(value, dict):
-            small[key] = {k: v for k, v in value.items() if defaults[key].get(k, _UNSET) != v}
-        elif key in ("name", "description") or defaults.get(key, _UNSET) != value:
-            small[key] = value
+    small = _apart(full, ChipConfig().to_dict())
+    small.update(name=full["name"], description=full["description"])
     return small if _gives(small, chip) else full
 
 
 _UNSET = object()
+
+
+def _apart(full: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of the chip description ``full`` whose values differ from ``reference``'s,
+    every table of ``full`` kept (empty where nothing in it differs)."""
+    out: dict[str, Any] = {}
+    for key, value in full.items():
+        if isinstance(value, dict):
+            ref = reference.get(key, {})
+            out[key] = {k: v for k, v in value.items() if ref.get(k, _UNSET) != v}
+        elif reference.get(key, _UNSET) != value:
+            out[key] = value
+    return out
 
 
 def _gives(data: Mapping[str, Any], chip: ChipConfig) -> bool:
@@ -236,14 +245,13 @@ def _preset_description(chip: ChipConfig) -> dict[str, Any] | None:
     pid = by_name.get(chip.name) or by_description.get(without_set_note(chip.description))
     if pid is None:
         return None
-    full, own = chip.to_dict(), chips[pid].to_dict()
-    differ: dict[str, Any] = {}
-    for key, value in full.items():
-        if isinstance(value, dict):
-            differ.update({f"{key}.{k}": v for k, v in value.items()
-                           if own.get(key, {}).get(k, _UNSET) != v})
-        elif own.get(key, _UNSET) != value:
-            differ[key] = value
+    apart = _apart(chip.to_dict(), chips[pid].to_dict())
+    differ: dict[str, Any] = {}  # as --set keys
+    for table, fields in apart.items():
+        if isinstance(fields, dict):
+            differ.update({f"{table}.{k}": v for k, v in fields.items()})
+        else:
+            differ[table] = fields
     for overrides in (set_overrides(chip.description), differ):
         try:
             data, _ = _chip_data(pid, overrides)
@@ -598,10 +606,11 @@ def identity(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
     axis existed, and keeps the id an older cimsim gave it."""
     resolved = resolve_point(chip, point)
     implied = resolve_point(chip, {k: v for k, v in point.items() if k not in LATER_AXES})
+    base = chip.to_dict()
     # a chip field at the base chip's value is the chip a sweep without that axis ran
     ident = {k: v for k, v in resolved.items()
              if (k not in LATER_AXES or v != implied[k])
-             and (k in AXES or not _at_base(chip, k, v))}
+             and (k in AXES or not _at_base(chip, base, k, v))}
     if _holds_cell_lsb(chip, resolved):
         # another chip than an older cimsim ran at this point (it kept these values in
         # cell-LSB): an older results file reruns it rather than resume its figures
