@@ -304,8 +304,10 @@ def estimate(
         # power gating (tech.power_gating): idle converters leak over the whole inference
         # ('none': the chip's arrays, shared out among all the layers) or only while their
         # own layer runs ('layer': that layer's arrays, as many as the chip holds at once;
-        # a layer larger than the chip runs in turns, which its latency already counts)
-        t_leak = latency[w.name] if gated else t_chip
+        # a layer larger than the chip runs in turns, which its latency already counts).
+        # Pipelined, a gated layer is on for its period per inference (its tail overlaps the
+        # next inference's steps): its latency, steps + tail, leaked more than the ungated chip
+        t_leak = (period if pipelined else latency)[w.name] if gated else t_chip
         leak_share = min(1.0, chip.array.n_arrays / max(w.n_arrays, 1)) if gated else hold_share
         ev = _with_derived(w, rep.blocks, per, t_leak, t_chip, chip, leak_share, hold_share)
         _price(rep, w.name, ev, chip, table, cal)

@@ -473,11 +473,6 @@ def _shift_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) 
     return bits * table.shift_add_energy_pj_per_bit * supply_factor(chip) * cal.e("shift_add")
 
 
-def _accumulator_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
-    return (bits * table.accumulator_add_energy_pj_per_bit * supply_factor(chip)
-            * cal.e("accumulator"))
-
-
 def _correction_add(chip: ChipConfig, table: TechTable, cal: Calibration, bits: int) -> float:
     return (bits * table.accumulator_add_energy_pj_per_bit * supply_factor(chip)
             * cal.e("digital"))
