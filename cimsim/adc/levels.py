@@ -100,8 +100,13 @@ FitMethod = LevelFit
 
 
 def _midpoints(levels: np.ndarray) -> np.ndarray:
-    """Thresholds halfway between adjacent levels, shape (L-1,) from (L,)."""
-    return 0.5 * (levels[:-1] + levels[1:])
+    """Thresholds halfway between adjacent levels, shape (L-1,) from (L,). Between two
+    distinct levels that are adjacent floats the halfway point rounds onto the lower one, and
+    a value at a threshold reads the upper level: there the threshold is the upper level, so
+    each level still reads as itself (docs/levels.md: distinct samples reproduced exactly)."""
+    lo, hi = levels[:-1], levels[1:]
+    mid = 0.5 * (lo + hi)
+    return np.where(hi > lo, np.maximum(mid, np.nextafter(lo, hi)), mid)
 
 
 def _pad_levels(points: np.ndarray, n_levels: int, lo: float, hi: float) -> np.ndarray:
@@ -109,8 +114,8 @@ def _pad_levels(points: np.ndarray, n_levels: int, lo: float, hi: float) -> np.n
 
     The gaps are those between consecutive members of ``{lo} | points | {hi}``; each split adds
     the midpoint of the currently widest gap (the lowest one on ties), so extra levels land
-    where the ADC would otherwise be coarsest. If every gap is empty (``lo == hi``) the top
-    point is repeated.
+    where the ADC would otherwise be coarsest. Where the widest gap holds no float between its
+    ends (``lo == hi``, or points one ulp apart) the top point is repeated.
     """
     points = np.asarray(points, dtype=np.float64)
     missing = n_levels - points.size
@@ -602,8 +607,9 @@ def fit_levels(
         Thresholds (L-1,) and levels (L,). Always exactly ``L`` levels, thresholds
         non-decreasing. With fewer distinct sample values than levels, the K-means-type
         methods (``kmeans``, ``kmeans_optimal``, ``bs_kmq``) split the widest gaps between the
-        fitted levels and ``lo``/``hi`` with the extra levels (repeats only if ``lo == hi``);
-        ``uniform`` and ``lloyd_max`` place theirs over ``[lo, hi]`` as always; ``cdf``
+        fitted levels and ``lo``/``hi`` with the extra levels (repeats only where no gap
+        holds another float: ``lo == hi``, or levels one ulp apart); ``uniform`` and
+        ``lloyd_max`` place theirs over ``[lo, hi]`` as always; ``cdf``
         separates coinciding quantiles by one ulp, so a point mass leaves empty cells one ulp
         wide whose levels (their midpoints) can equal a neighbour's (docs/levels.md).
 
