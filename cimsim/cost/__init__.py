@@ -306,7 +306,7 @@ def estimate(
         # own layer runs ('layer': that layer's arrays, as many as the chip holds at once;
         # a layer larger than the chip runs in turns, which its latency already counts).
         # Pipelined, a gated layer is on for its period per inference (its tail overlaps the
-        # next inference's steps): its latency, steps + tail, leaked more than the ungated chip
+        # next inference's steps), not its latency (steps + tail: longer than the chip's period)
         t_leak = (period if pipelined else latency)[w.name] if gated else t_chip
         leak_share = min(1.0, chip.array.n_arrays / max(w.n_arrays, 1)) if gated else hold_share
         ev = _with_derived(w, rep.blocks, per, t_leak, t_chip, chip, leak_share, hold_share)
