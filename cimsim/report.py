@@ -1294,8 +1294,8 @@ def plot_training(training: Mapping[str, Any], summary: Mapping[str, Any] | None
         ax.set_axis_off()
     ax.set_title(_literal(f"Training ({training.get('method', 'trained')})"))
     dots, label = _training_scores(training, summary)
-    # dots on an axis fitted to them, not dots from zero: the gaps of a point or two between
-    # the four figures are what the panel is for, and dots from 0 % hid them
+    # dots on an axis fitted to them, not bars from zero: the gaps of a point or two between
+    # the four figures are what the panel is for, and bars from 0 % hid them
     ys = list(range(len(dots)))
     values = [v for _, v in dots if v is not None]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)

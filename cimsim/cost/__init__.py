@@ -307,17 +307,16 @@ def estimate(
         # a layer larger than the chip runs in turns, which its latency already counts).
         # Pipelined, a gated layer is on for its period per inference (its tail overlaps the
         # next inference's steps), not its latency (steps + tail: longer than the chip's period)
-        t_leak = (period if pipelined else latency)[w.name] if gated else t_chip
-        leak_share = min(1.0, chip.array.n_arrays / max(w.n_arrays, 1)) if gated else hold_share
-        ev = _with_derived(w, rep.blocks, per, t_leak, t_chip, chip, leak_share, hold_share)
+        leak_share, t_leak = hold_share, t_chip
         if gated:
+            share = min(1.0, chip.array.n_arrays / max(w.n_arrays, 1))
+            t_own = (period if pipelined else latency)[w.name]
             # gating only turns converters off: never more than the same arrays leak ungated
             # (a time-multiplexed chip's layers take turns on its arrays, so a layer's own
             # arrays over its own time could add up to more than the chip has)
-            leak = event_key(Component.ADC, Action.LEAK, chip.adc.bits)
-            ungated = _with_derived(w, rep.blocks, per, t_chip, t_chip, chip, hold_share,
-                                    hold_share)
-            ev[leak] = min(ev[leak], ungated[leak])
+            if share * t_own <= hold_share * t_chip:
+                leak_share, t_leak = share, t_own
+        ev = _with_derived(w, rep.blocks, per, t_leak, t_chip, chip, leak_share, hold_share)
         _price(rep, w.name, ev, chip, table, cal)
         rep.layers.append(_layer_row(rep, w, ev, latency[w.name], table, cal))
     if len(other):
