@@ -840,11 +840,12 @@ class DACConfig(_Config):
                   "-2^(B_x-1) needs the two's-complement range)")
         if self.bits == "all":  # TOML has no null
             object.__setattr__(self, "bits", None)
-        if self.bits is not None and not (isinstance(self.bits, int)
-                                          and not isinstance(self.bits, bool)
-                                          and 1 <= self.bits <= 16):
-            _fail("DACConfig", "bits", self.bits,
-                  "an integer in [1, 16], or 'all' (every input bit in one shot)")
+        if self.bits is not None:
+            # NumPy's integers too (a sweep's np.arange), stored as Python's, as _int_in does
+            if not (_is_int(self.bits) and 1 <= self.bits <= 16):
+                _fail("DACConfig", "bits", self.bits,
+                      "an integer in [1, 16], or 'all' (every input bit in one shot)")
+            object.__setattr__(self, "bits", int(self.bits))
 
 
 @dataclass(**_FROZEN)
@@ -985,7 +986,7 @@ class NoiseConfig(_Config):
         _float_in(self, "ir_drop_beta", 0.0)
         coeffs = self.poly_coeffs
         if not isinstance(coeffs, (tuple, list)) or not all(
-            isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+            _is_real(c) and math.isfinite(c)  # NumPy's numbers too, stored as floats
             for c in coeffs
         ) or len(coeffs) > 6:
             _fail("NoiseConfig", "poly_coeffs", coeffs, "up to 6 finite numbers")

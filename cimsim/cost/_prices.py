@@ -40,6 +40,7 @@ from ..config import (
     ChipConfig,
     CostModel,
     WeightEncoding,
+    _is_real,
 )
 from ..events import Component
 from .tables import (
@@ -165,8 +166,9 @@ class Calibration:
                 if comp not in COMPONENTS:
                     raise ValueError(f"Calibration.{name}: unknown component {comp!r}; "
                                      f"components: {COMPONENTS}")
-                if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+                if not (_is_real(factor) and math.isfinite(factor) and factor > 0):
                     raise ValueError(f"Calibration.{name}[{comp!r}] = {factor!r}; need > 0")
+                table[comp] = float(factor)  # NumPy's too; a bool is no factor
             object.__setattr__(self, name, MappingProxyType(table))
         if not (math.isfinite(self.adc_time_scale) and self.adc_time_scale > 0):
             raise ValueError(f"Calibration.adc_time_scale = {self.adc_time_scale!r}; need > 0")

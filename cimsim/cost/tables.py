@@ -39,7 +39,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..config import ADCBand, ADCKind, TDCArchitecture
+from ..config import ADCBand, ADCKind, TDCArchitecture, _is_real
 from ..errors import ConfigError
 
 _E = TypeVar("_E", bound=Enum)
@@ -340,8 +340,10 @@ class TechTable:
                     raise ConfigError(f"{f.name}={value!r} is invalid; allowed: finite values > 0")
                 if np.any(np.diff(arr) < 0):
                     raise ConfigError(f"{f.name}={value!r} must be non-decreasing in bits")
-            elif not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            elif not (_is_real(value) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{f.name}={value!r} is invalid; allowed: finite numbers > 0")
+            elif type(value) is not float:  # NumPy's (np.float32 would price in float32)
+                object.__setattr__(self, f.name, float(value))
 
     @property
     def feature_size_um(self) -> float:
