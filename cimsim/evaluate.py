@@ -154,9 +154,11 @@ def _batch_dim(model: Any, batch_dim: int | None) -> int:
     if batch_dim is None:
         own = getattr(model, "batch_dim", 0)
         batch_dim = own if isinstance(own, int) and not isinstance(own, bool) else 0
-    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int) or batch_dim < 0:
+    # NumPy's integers too, as deploy's batch_dim takes them
+    if (isinstance(batch_dim, bool) or not isinstance(batch_dim, numbers.Integral)
+            or batch_dim < 0):
         raise ValueError(f"batch_dim = {batch_dim!r} is invalid; allowed: an integer >= 0")
-    return batch_dim
+    return int(batch_dim)
 
 
 def _scores(out: Any) -> Any:

@@ -430,3 +430,24 @@ class TestNumpyNumbersInTheDacAndThePolynomial:
         assert cal.energy["adc"] == 2.0 and type(cal.energy["adc"]) is float
         with pytest.raises(ValueError, match="adc"):
             Calibration(energy={"adc": True})
+
+    def test_an_adc_time_scale_and_an_evaluation_batch_dim_take_numpy_numbers(self):
+        # adc_time_scale took True as 1; accuracy(batch_dim=np.int64(0)) was refused where
+        # deploy(batch_dim=np.int64(0)) is taken
+        import torch
+        from torch import nn
+
+        from cimsim.cost import Calibration
+        from cimsim.evaluate import accuracy
+
+        cal = Calibration(adc_time_scale=np.float32(2.0))
+        assert cal.adc_time_scale == 2.0 and type(cal.adc_time_scale) is float
+        with pytest.raises(ValueError, match="adc_time_scale"):
+            Calibration(adc_time_scale=True)
+        torch.manual_seed(0)
+        model = nn.Linear(4, 3).double()
+        x = torch.randn(8, 4, dtype=torch.float64)
+        y = model(x).argmax(1)
+        assert accuracy(model, x, y, batch_dim=np.int64(0)) == 1.0
+        with pytest.raises(ValueError, match="batch_dim"):
+            accuracy(model, x, y, batch_dim=np.bool_(False))

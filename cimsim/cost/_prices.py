@@ -170,8 +170,10 @@ class Calibration:
                     raise ValueError(f"Calibration.{name}[{comp!r}] = {factor!r}; need > 0")
                 table[comp] = float(factor)  # NumPy's too; a bool is no factor
             object.__setattr__(self, name, MappingProxyType(table))
-        if not (math.isfinite(self.adc_time_scale) and self.adc_time_scale > 0):
+        if not (_is_real(self.adc_time_scale) and math.isfinite(self.adc_time_scale)
+                and self.adc_time_scale > 0):
             raise ValueError(f"Calibration.adc_time_scale = {self.adc_time_scale!r}; need > 0")
+        object.__setattr__(self, "adc_time_scale", float(self.adc_time_scale))
 
     def e(self, component: str) -> float:
         return float(self.energy.get(component, 1.0))
