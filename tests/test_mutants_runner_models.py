@@ -755,11 +755,11 @@ def test_a_fused_sar_clamps_at_the_max_over_the_calibration_reservoir():
     clamp is the largest post-ReLU value over the rows the reservoir kept, which can sit below
     the largest over all of them, while the input scale still reads every vector."""
     from cimsim.mapping.matrix import MAX_CALIBRATION_ROWS, InputStats
-    from tests.mapping.test_fused_activation import _chip, _data, _mlp, _pre_activation
+    from tests.mapping.test_fused_activation import _data, _pre_activation
 
-    model, x_cal = _mlp(), _data(2, 5000)
+    x_cal = _data(2, 5000)
     assert x_cal.shape[0] > MAX_CALIBRATION_ROWS
-    sim = cimsim.deploy(model, _chip(kind="sar", bits=4), x_cal, progress=False)
+    sim, _ = _fused_sar(x_cal)
     core = sim.sim_layers["0"].cores[0]
     assert core.s_x == pytest.approx(float(x_cal.abs().max()) / 127, rel=1e-12)
     stats = InputStats(core.seed)  # the reservoir deploy drew: batches of 256, the core's seed

@@ -15,15 +15,10 @@ import pytest
 
 from cimsim.arrays.encoding import column_kinds, physical_digits
 from tests.conftest import ideal_chip
+from tests.cost.test_digital_cim import digital_chip
 
 prog = importlib.import_module("cimsim.arrays.program")
 drift = importlib.import_module("cimsim.arrays.drift")
-
-
-def _digital_chip(**kw):
-    from tests.cost.test_digital_cim import digital_chip
-
-    return digital_chip(**kw)
 
 
 def _aging_chip(**device):
@@ -60,7 +55,7 @@ class TestSensing:
         # 1-b MRAM sensed to its bit (on/off 2: g_off = 1 cell-LSB): a cell is drawn at
         # d + g_off = 1 or 2 and compared with (1 + 2)/2 = 1.5; a 5 % spread never crosses it,
         # so every sensed bit is the digit
-        chip = _digital_chip(n_rows=64, cell="mram", on_off_ratio=2.0)
+        chip = digital_chip(n_rows=64, cell="mram", on_off_ratio=2.0)
         chip = chip.replace(device=chip.device.replace(variation="lognormal",
                                                        variation_sigma=0.05))
         assert prog.sensing_reference(chip) == 1.5
@@ -70,10 +65,10 @@ class TestSensing:
         np.testing.assert_array_equal(layer.g_phys, layer.digits_phys)
 
     def test_sram_bit_cells_are_not_sensed(self):
-        chip = _digital_chip(n_rows=64)
+        chip = digital_chip(n_rows=64)
         assert not prog.sensed_cells(chip)
         assert prog.sensing_reference(chip) is None
-        assert prog.sensed_cells(_digital_chip(n_rows=64, cell="mram", on_off_ratio=2.0))
+        assert prog.sensed_cells(digital_chip(n_rows=64, cell="mram", on_off_ratio=2.0))
 
     def test_a_bipolar_cell_draws_no_off_current(self):
         chip = ideal_chip(encoding="signed_cell", on_off_ratio=4.0)
@@ -125,7 +120,7 @@ class TestTiling:
     def test_ripple_guard_columns_by_hand(self):
         # 8-b two's complement in 1-b cells: q = 8 weight columns + log2(256) = 8 guard
         # columns per output: 256 // 16 = 16 outputs x 8 = 128 columns per array
-        chip = _digital_chip(n_rows=256, digital_column="ripple")
+        chip = digital_chip(n_rows=256, digital_column="ripple")
         layer = prog.program(np.ones((3, 4), dtype=np.int64), chip)
         assert layer.cols_per_tile == 128
         # exactly q + guard columns fit
@@ -243,7 +238,7 @@ class TestFullScaleAndPlacement:
             prog.program(np.ones((2, rows + 1), dtype=np.int64), chip)
 
     def test_the_cells_key_tells_a_sensed_readout_apart(self):
-        mram = _digital_chip(n_rows=64, cell="mram", on_off_ratio=2.0)
+        mram = digital_chip(n_rows=64, cell="mram", on_off_ratio=2.0)
         assert prog.cells_key(mram)[-1] is True
         assert prog.cells_key(ideal_chip())[-1] is False
 

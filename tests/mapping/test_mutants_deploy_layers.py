@@ -17,14 +17,9 @@ from torch import nn
 
 import cimsim
 from cimsim.events import Action, Component, event_key
+from tests.conftest import ideal_chip
 
 from .conftest import lossless_chip
-
-
-def _ideal(**sections):
-    """The ``ideal`` preset with sections replaced: ``dac=dict(...)``, ``array=dict(...)``."""
-    chip = cimsim.load_chip("ideal")
-    return chip.replace(**{k: getattr(chip, k).replace(**v) for k, v in sections.items()})
 
 
 def test_a_packed_layer_counts_the_macs_of_its_groups_not_of_the_pack():
@@ -33,7 +28,7 @@ def test_a_packed_layer_counts_the_macs_of_its_groups_not_of_the_pack():
     Per output pixel the layer does 4 MACs (one per channel), not the pack's 16 nor 4/4 = 1:
     2 images x 3x3 pixels x 4 = 72 ``layer/mac``."""
     conv = nn.Conv2d(4, 4, 1, groups=4)
-    chip = _ideal(array=dict(group_packing="diagonal"))
+    chip = ideal_chip(array=dict(group_packing="diagonal"))
     sim = cimsim.deploy(nn.Sequential(conv).eval(), chip, torch.randn(8, 4, 3, 3),
                         progress=False)
     layer = sim.sim_layers["0"]
@@ -46,7 +41,7 @@ def test_a_packed_layer_counts_the_macs_of_its_groups_not_of_the_pack():
 def test_the_a_shift_counts_one_input_shift_per_input_element():
     """With ``dac.shift_unsigned_inputs`` every input code is shifted to signed once: a
     Linear(6 -> 3) on 5 vectors shifts 5 x 6 = 30 input elements (not 5 x 3 outputs)."""
-    chip = _ideal(dac=dict(shift_unsigned_inputs=True))
+    chip = ideal_chip(dac=dict(shift_unsigned_inputs=True))
     lin = nn.Linear(6, 3)
     sim = cimsim.deploy(lin, chip, torch.randn(32, 6).relu(), progress=False)
     assert sim.sim_layers["0"].cores[0].view.zero_point < 0
@@ -157,7 +152,7 @@ def test_a_relu_not_fused_leaves_the_traced_float_reference_unclipped(caplog):
     outputs its pre-activation, and the trace compares it with the float pre-activation, not
     with the ReLU's output (which read every negative output as an error: rel_error near 1 on
     a near-lossless chip)."""
-    chip = _ideal(adc=dict(placement="layer_output"), dac=dict(bits=None),
+    chip = ideal_chip(adc=dict(placement="layer_output"), dac=dict(bits=None),
                   device=dict(bits_per_cell=7))
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2)).eval()
     with caplog.at_level("WARNING"):
@@ -465,7 +460,7 @@ class _Relu6Fn(nn.Module):
 def test_functional_relu6_clamps_the_fused_conversion_at_six(caplog):
     """``F.relu6`` after a layer (a traced call_function) is its ReLU clamped at 6: the
     layer-output ADC is told the clamp 6.0 (as for ``nn.ReLU6``), the head none."""
-    chip = _ideal(adc=dict(placement="layer_output"), dac=dict(bits=None),
+    chip = ideal_chip(adc=dict(placement="layer_output"), dac=dict(bits=None),
                   device=dict(bits_per_cell=7))
     with caplog.at_level("WARNING"):
         sim = cimsim.deploy(_Relu6Fn().eval(), chip, torch.randn(16, 6), progress=False)
@@ -533,11 +528,11 @@ def test_simulated_calibration_runs_no_passes_where_no_range_is_calibrated():
     one float pass of the one batch, and a second stage costs none (it ran one more)."""
     model = _Counted().eval()
     _FORWARDS.clear()
-    cimsim.deploy(model, _ideal(adc=dict(calibration_mode="simulated")), torch.randn(8, 4),
+    cimsim.deploy(model, ideal_chip(adc=dict(calibration_mode="simulated")), torch.randn(8, 4),
                   progress=False)
     assert len(_FORWARDS) == 1
     _FORWARDS.clear()
-    calibrated = _ideal(adc=dict(calibration_mode="simulated", range_policy="calibrated"))
+    calibrated = ideal_chip(adc=dict(calibration_mode="simulated", range_policy="calibrated"))
     cimsim.deploy(model, calibrated, torch.randn(8, 4), progress=False)
     assert len(_FORWARDS) == 2
 

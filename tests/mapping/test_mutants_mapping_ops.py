@@ -43,13 +43,9 @@ from cimsim.mapping.recurrent import (
     recurrent_matrices,
 )
 from cimsim.mapping.weight_view import tensor_metas, weight_like
+from tests.conftest import ideal_chip
 
 from .conftest import lossless_chip
-
-
-def _ideal(**dac):
-    chip = cimsim.load_chip("ideal")
-    return chip.replace(dac=chip.dac.replace(**dac)) if dac else chip
 
 
 def test_transpose_weight_inverts_the_group_matrices_group_by_group():
@@ -92,16 +88,18 @@ def test_the_a_shift_is_lossless_on_the_ideal_chip():
     lin = nn.Linear(12, 5).double()
     x = torch.rand(40, 12, dtype=torch.float64)
     x[0, 0] = 2.0  # the calibrated max: code 255
-    plain = cimsim.deploy(lin, _ideal(), x, progress=False)
-    shifted = cimsim.deploy(lin, _ideal(shift_unsigned_inputs=True), x, progress=False)
+    plain = cimsim.deploy(lin, ideal_chip(), x, progress=False)
+    shifted = cimsim.deploy(lin, ideal_chip(dac=dict(shift_unsigned_inputs=True)), x,
+                            progress=False)
     view = shifted.sim_layers["0"].cores[0].view
     assert view.zero_point == -(2 ** (shifted.chip.input_bits - 1))
     assert view.input_signed
     assert torch.equal(shifted(x), plain(x))
     # signed inputs need no shift: none is made, and the negative inputs keep their codes
     xs = torch.randn(40, 12, dtype=torch.float64)
-    plain = cimsim.deploy(lin, _ideal(), xs, progress=False)
-    shifted = cimsim.deploy(lin, _ideal(shift_unsigned_inputs=True), xs, progress=False)
+    plain = cimsim.deploy(lin, ideal_chip(), xs, progress=False)
+    shifted = cimsim.deploy(lin, ideal_chip(dac=dict(shift_unsigned_inputs=True)), xs,
+                            progress=False)
     assert shifted.sim_layers["0"].cores[0].view.zero_point == 0
     assert torch.equal(shifted(xs), plain(xs))
 
