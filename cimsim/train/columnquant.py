@@ -212,14 +212,6 @@ class PsumCentre:
         :func:`freeze_psum` measured it): no chip's ADC can, so a deploy needs it frozen."""
         return not (self.mode == "frozen" and self.centre is not None)
 
-    def _pool(self, v: torch.Tensor) -> torch.Tensor:
-        """(G, 1, C) per-column statistics -> the quantizer's (broadcast back)."""
-        if self.granularity == "array":
-            return v.mean(dim=2, keepdim=True).expand_as(v)
-        if self.granularity == "layer":
-            return v.mean().expand_as(v)
-        return v
-
     def statistics(self, twin: TwinMatmul, a: torch.Tensor, ratio: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(mu, sigma, centre) of a batch, each (G, 1, C)."""

@@ -100,9 +100,13 @@ def pim_chip(decomposition: str, *, adc_bits: int, rows: int, weight_bits: int =
     rows = check_int("rows", rows, 1)
     input_bits = check_int("input_bits", input_bits, 1)
     one_cell = decomposition != "bit-serial"  # the signed weight's magnitude in one cell
+    # bit-serial weights are two's complement, which needs a sign bit and a magnitude bit: a
+    # 1-b weight passed this check and was refused by ChipConfig naming weight_encoding, a
+    # setting the caller never gave
     weight_bits = check_int("weight_bits" + (f" ({decomposition}: one cell holds its "
-                                             "magnitude)" if one_cell else ""),
-                            weight_bits, 2 if one_cell else 1, 8 if one_cell else None)
+                                             "magnitude)" if one_cell else
+                                             " (bit-serial: two's complement)"),
+                            weight_bits, 2, 8 if one_cell else None)
     base = load_chip("ideal") if base is None else base
     n_rows = max(rows, 128)
     if decomposition == "bit-serial":
