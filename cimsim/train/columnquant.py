@@ -103,8 +103,15 @@ def columnquant_chip(*, psum_bits: int, psum_scale: str = "column", weight_bits:
     _choice("psum_scale", psum_scale, GRANULARITIES)
     enc = _ENCODINGS[_choice("encoding", encoding, DECOMPOSITIONS)]
     psum_bits = check_int("psum_bits", psum_bits, 1, 24)  # named as given (was cut to an int)
+    # named as given too: the chip refused array_size = 0 as ArrayConfig.n_rows, and a 1-b
+    # weight of the offset or differential option as weight_encoding, which the caller never
+    # passed (those options need a sign and a magnitude bit; a ternary weight may have 1)
+    array_size = check_int("array_size", array_size, 1, 65536)
+    ternary = enc is WeightEncoding.TERNARY
+    weight_bits = check_int("weight_bits" + ("" if ternary else f" (encoding {encoding!r})"),
+                            weight_bits, 1 if ternary else 2, 16)
     if bits_per_cell is None:
-        bits_per_cell = 1 if enc is WeightEncoding.TERNARY else 2
+        bits_per_cell = 1 if ternary else 2
     base = load_chip("ideal") if base is None else base
     return base.replace(
         name=f"columnquant-w{weight_bits}a{input_bits}c{bits_per_cell}-ps{psum_bits}",

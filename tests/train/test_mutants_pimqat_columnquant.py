@@ -714,6 +714,33 @@ class TestPimChipBitSerialWeightBits:
             pim_chip("bit-serial", adc_bits=4, rows=16, weight_bits=1)
 
 
+class TestColumnquantChipArgumentsNamedAsGiven:
+    """``columnquant_chip`` names its own arguments in its errors, as ``pim_chip`` does: the
+    chip it builds refused ``array_size = 0`` as ``ArrayConfig.n_rows`` and a 1-b weight of
+    the default ``offset`` option as ``weight_encoding = 'offset'``, neither a name the caller
+    gave."""
+
+    @pytest.mark.parametrize("size", [0, 65537, 100.5, True])
+    def test_array_size(self, size):
+        with pytest.raises(ConfigError, match=r"^array_size = .* is invalid; allowed: an "
+                                              r"integer in \[1, 65536\]"):
+            columnquant_chip(psum_bits=4, array_size=size)
+
+    @pytest.mark.parametrize("encoding", ["offset", "differential"])
+    def test_a_one_bit_weight_needs_the_ternary_option(self, encoding):
+        with pytest.raises(ConfigError, match=rf"^weight_bits \(encoding '{encoding}'\) = 1 "
+                                              r"is invalid; allowed: an integer in \[2, 16\]"):
+            columnquant_chip(psum_bits=4, weight_bits=1, encoding=encoding)
+        # the ternary option holds a 1-b weight: one pair of binary cells
+        chip = columnquant_chip(psum_bits=4, weight_bits=1, encoding="ternary")
+        assert chip.weight_bits == 1 and chip.array.n_rows == 128
+
+    def test_numpy_integers_are_taken_as_python_ints(self):
+        chip = columnquant_chip(psum_bits=4, array_size=np.int64(64), weight_bits=np.int32(3))
+        assert (chip.array.n_rows, chip.weight_bits) == (64, 3)
+        assert type(chip.weight_bits) is int and chip.name.startswith("columnquant-w3a4")
+
+
 def test_the_frozen_centre_rounds_the_average_centre():
     """Batches whose centres are 1, 1 and 0 (in the learned step) average to 2/3: the frozen
     centre is round(2/3) = 1 everywhere, not the last batch's 0 nor floor(2/3) = 0."""
