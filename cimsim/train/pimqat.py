@@ -42,6 +42,7 @@ from ..config import (
     Nonlinearity,
     RangePolicy,
     WeightEncoding,
+    _is_real,
     as_chip,
 )
 from ..errors import ConfigError
@@ -97,8 +98,10 @@ def pim_chip(decomposition: str, *, adc_bits: int, rows: int, weight_bits: int =
     # this function's own arguments, named as given: a float was cut to an int while the
     # chip's name kept it, and weight_bits reached the cell as bits_per_cell = w - 1
     adc_bits = check_int("adc_bits", adc_bits, 1, 24)
-    rows = check_int("rows", rows, 1)
-    input_bits = check_int("input_bits", input_bits, 1)
+    rows = check_int("rows", rows, 1, 65536)  # the chip's array limit, named as given
+    input_bits = check_int("input_bits", input_bits, 1, 16)  # the DAC's, named as given
+    if not _is_real(cubic) or not math.isfinite(cubic):
+        raise ConfigError(f"cubic = {cubic!r} is invalid; allowed: a finite number (0: linear)")
     one_cell = decomposition != "bit-serial"  # the signed weight's magnitude in one cell
     # bit-serial weights are two's complement, which needs a sign bit and a magnitude bit: a
     # 1-b weight passed this check and was refused by ChipConfig naming weight_encoding, a

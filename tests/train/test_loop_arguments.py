@@ -167,8 +167,9 @@ def test_prepare_keeps_the_models_mode_and_distill_names_a_bad_seed():
     (lambda: _pim(adc_bits=4.5, rows=100), r"adc_bits = 4\.5 is invalid; allowed: an integer "
      r"in \[1, 24\]"),
     (lambda: _pim(adc_bits=4, rows=100.7), r"rows = 100\.7 is invalid; allowed: an integer "
-     r">= 1"),
-    (lambda: _pim(adc_bits=4, rows=0), r"rows = 0 is invalid; allowed: an integer >= 1"),
+     r"in \[1, 65536\]"),
+    (lambda: _pim(adc_bits=4, rows=0), r"rows = 0 is invalid; allowed: an integer in "
+     r"\[1, 65536\]"),
     (lambda: _pim(adc_bits=4, rows=128, weight_bits=1),
      r"weight_bits \(native: one cell holds its magnitude\) = 1 is invalid; allowed: an "
      r"integer in \[2, 8\]"),

@@ -714,6 +714,22 @@ class TestPimChipBitSerialWeightBits:
             pim_chip("bit-serial", adc_bits=4, rows=16, weight_bits=1)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rows=65537), r"^rows = 65537 is invalid; allowed: an integer in \[1, 65536\]"),
+    (dict(input_bits=17), r"^input_bits = 17 is invalid; allowed: an integer in \[1, 16\]"),
+    (dict(cubic=float("nan")), r"^cubic = nan is invalid; allowed: a finite number"),
+    (dict(cubic="0.1"), r"^cubic = '0.1' is invalid"),
+])
+def test_pim_chip_names_rows_input_bits_and_cubic_as_given(kwargs, message):
+    """Beyond the chip's limits these were refused as ``ArrayConfig.n_rows``,
+    ``DACConfig.bits`` (the native decomposition's one-shot DAC) and
+    ``NoiseConfig.poly_coeffs``: names the caller of ``pim_chip`` never gave."""
+    with pytest.raises(ConfigError, match=message):
+        pim_chip("native", adc_bits=4, **({"rows": 64} | kwargs))
+    chip = pim_chip("native", adc_bits=4, rows=65536, input_bits=16, cubic=np.float32(-0.5))
+    assert chip.array.n_rows == 65536 and chip.noise.poly_coeffs == (0.0, -0.5)
+
+
 class TestColumnquantChipArgumentsNamedAsGiven:
     """``columnquant_chip`` names its own arguments in its errors, as ``pim_chip`` does: the
     chip it builds refused ``array_size = 0`` as ``ArrayConfig.n_rows`` and a 1-b weight of
