@@ -46,7 +46,13 @@ from .loop import (
     train_epoch,
 )
 from .lora import add_lora, merge_lora
-from .raoq import BITAUG_MODES, bitaug_loss, kurtosis_penalty, warn_unshifted
+from .raoq import (
+    BITAUG_MODES,
+    bitaug_loss,
+    check_uniform_grid,
+    kurtosis_penalty,
+    warn_unshifted,
+)
 from .twin import PreparedModel
 
 __all__ = ["BASES", "PARTS", "Recipe", "parse_method"]
@@ -112,9 +118,12 @@ class Recipe:
 
     def setup(self, prepared: PreparedModel, lr: float, seed: int = 0) -> list[dict]:
         """Attach the adapters (LoRA) and return Adam's parameter groups; with A-shift, a
-        warning names the matrices whose inputs are signed (A-shift leaves them)."""
+        warning names the matrices whose inputs are signed (A-shift leaves them); W-reshape on
+        a ternary twin is refused here, before any step (:func:`check_uniform_grid`)."""
         if self.a_shift:
             warn_unshifted(prepared)
+        if self.w_reshape:
+            check_uniform_grid(list(prepared.twins()))
         if self.lora:
             add_lora(prepared, self.lora_rank, self.lora_alpha, seed=seed)
         return param_groups(prepared, lr)

@@ -30,19 +30,39 @@ from .._seed import check_int
 from ..errors import ConfigError
 from .twin import PreparedModel, TwinMatmul
 
-__all__ = ["BITAUG_MODES", "adc_bits", "bitaug_loss", "kurtosis", "kurtosis_penalty",
-           "quantized_weight_ste", "unshifted", "warn_unshifted", "weight_stats"]
+__all__ = ["BITAUG_MODES", "adc_bits", "bitaug_loss", "check_uniform_grid", "kurtosis",
+           "kurtosis_penalty", "quantized_weight_ste", "unshifted", "warn_unshifted",
+           "weight_stats"]
 
 BITAUG_MODES = ("sum", "sample")
 
 
 def quantized_weight_ste(twin: TwinMatmul) -> torch.Tensor:
     """The integer weights (N, K) the twin's forward uses, with the straight-through round
-    (and the clamp's gradient mask): differentiable in ``weight`` (and its LoRA delta)."""
+    (and the clamp's gradient mask): differentiable in ``weight`` (and its LoRA delta).
+    ``ConfigError`` for a ternary twin (:func:`check_uniform_grid`)."""
+    check_uniform_grid([(twin.name, twin)])
     # the scale as the forward takes it: a power of two under quant.weight_scale = 'pow2'
     # (without the rounding the penalty read other codes once the scale moved off one)
     s = twin._weight_scale_full(twin._pow2(twin.weight_scale)).detach()
     return twin.weight_codes(twin.effective_weight(), s)
+
+
+def check_uniform_grid(twins: Sequence[tuple[str, TwinMatmul]]) -> None:
+    """``ConfigError`` naming the first twin whose weights are not codes on a uniform grid:
+    ColumnQuant's ternary decomposition (:class:`~cimsim.train.ternary.TernaryTwin`) snaps
+    each weight to a combination of learned α, and its code is a balanced-ternary index
+    (Σ c_i·3^i), not a weight. W-reshape's Q(W) read the uniform grid of a scale that twin's
+    forward never uses, so the penalty pushed on codes that were not the chip's."""
+    from .ternary import TernaryTwin  # ternary imports the twin, as this module does
+
+    for name, t in twins:
+        if isinstance(t, TernaryTwin):
+            raise ConfigError(
+                f"W-reshape: layer {name!r} stores ternary combinations of learned alphas "
+                "(ColumnQuant's ternary decomposition): its weights have no uniform integer "
+                "grid for the kurtosis penalty; drop w-reshape, or use the offset or "
+                "differential decomposition")
 
 
 def kurtosis(w: torch.Tensor) -> torch.Tensor:
@@ -78,7 +98,9 @@ def kurtosis_penalty(prepared: PreparedModel | Sequence[TwinMatmul], *, target: 
                           "(1.8 is uniform, 3 Gaussian)")
     if not weight >= 0.0:
         raise ConfigError(f"W-reshape weight = {weight!r} is invalid; allowed: a number >= 0")
-    terms = [(kurtosis(quantized_weight_ste(t)) - target) ** 2 for _, t in _twins(prepared)]
+    twins = _twins(prepared)
+    check_uniform_grid(twins)
+    terms = [(kurtosis(quantized_weight_ste(t)) - target) ** 2 for _, t in twins]
     if not terms:
         raise ConfigError("W-reshape: the model has no mapped matrix")
     return weight * torch.stack(terms).sum()
