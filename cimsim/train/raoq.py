@@ -28,6 +28,7 @@ import torch
 
 from .._seed import check_int
 from ..errors import ConfigError
+from .ternary import TernaryTwin
 from .twin import PreparedModel, TwinMatmul
 
 __all__ = ["BITAUG_MODES", "adc_bits", "bitaug_loss", "check_uniform_grid", "kurtosis",
@@ -54,8 +55,6 @@ def check_uniform_grid(twins: Sequence[tuple[str, TwinMatmul]]) -> None:
     each weight to a combination of learned α, and its code is a balanced-ternary index
     (Σ c_i·3^i), not a weight. W-reshape's Q(W) read the uniform grid of a scale that twin's
     forward never uses, so the penalty pushed on codes that were not the chip's."""
-    from .ternary import TernaryTwin  # ternary imports the twin, as this module does
-
     for name, t in twins:
         if isinstance(t, TernaryTwin):
             raise ConfigError(
@@ -98,9 +97,7 @@ def kurtosis_penalty(prepared: PreparedModel | Sequence[TwinMatmul], *, target: 
                           "(1.8 is uniform, 3 Gaussian)")
     if not weight >= 0.0:
         raise ConfigError(f"W-reshape weight = {weight!r} is invalid; allowed: a number >= 0")
-    twins = _twins(prepared)
-    check_uniform_grid(twins)
-    terms = [(kurtosis(quantized_weight_ste(t)) - target) ** 2 for _, t in twins]
+    terms = [(kurtosis(quantized_weight_ste(t)) - target) ** 2 for _, t in _twins(prepared)]
     if not terms:
         raise ConfigError("W-reshape: the model has no mapped matrix")
     return weight * torch.stack(terms).sum()
