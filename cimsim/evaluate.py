@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from ._progress import bar_disabled
 from ._warn import warn_user
+from .config import _is_int
 
 __all__ = ["accuracy", "output_cosine", "predict"]
 
@@ -124,8 +124,7 @@ def _step(batch_size: Any, n: int) -> int:
     an integer >= 1 (2.5, True or "3" were taken as 2, 1 and 3)."""
     if batch_size is None:
         return n
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or batch_size < 1:
+    if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: an integer >= 1 "
                          "or None")
     return int(batch_size)
@@ -154,9 +153,7 @@ def _batch_dim(model: Any, batch_dim: int | None) -> int:
     if batch_dim is None:
         own = getattr(model, "batch_dim", 0)
         batch_dim = own if isinstance(own, int) and not isinstance(own, bool) else 0
-    # NumPy's integers too, as deploy's batch_dim takes them
-    if (isinstance(batch_dim, bool) or not isinstance(batch_dim, numbers.Integral)
-            or batch_dim < 0):
+    if not _is_int(batch_dim) or batch_dim < 0:  # NumPy's too, as deploy takes them
         raise ValueError(f"batch_dim = {batch_dim!r} is invalid; allowed: an integer >= 0")
     return int(batch_dim)
 

@@ -28,7 +28,6 @@ import torch
 
 from .._seed import check_int
 from ..errors import ConfigError
-from .ternary import TernaryTwin
 from .twin import PreparedModel, TwinMatmul
 
 __all__ = ["BITAUG_MODES", "adc_bits", "bitaug_loss", "check_uniform_grid", "kurtosis",
@@ -50,13 +49,14 @@ def quantized_weight_ste(twin: TwinMatmul) -> torch.Tensor:
 
 
 def check_uniform_grid(twins: Sequence[tuple[str, TwinMatmul]]) -> None:
-    """``ConfigError`` naming the first twin whose weights are not codes on a uniform grid:
-    ColumnQuant's ternary decomposition (:class:`~cimsim.train.ternary.TernaryTwin`) snaps
-    each weight to a combination of learned α, and its code is a balanced-ternary index
-    (Σ c_i·3^i), not a weight. W-reshape's Q(W) read the uniform grid of a scale that twin's
-    forward never uses, so the penalty pushed on codes that were not the chip's."""
+    """``ConfigError`` naming the first twin whose weights are not codes on a uniform grid
+    (:attr:`TwinMatmul.uniform_weight_grid`): ColumnQuant's ternary decomposition
+    (:class:`~cimsim.train.ternary.TernaryTwin`) snaps each weight to a combination of learned
+    α, and its code is a balanced-ternary index (Σ c_i·3^i), not a weight. W-reshape's Q(W)
+    read the uniform grid of a scale that twin's forward never uses, so the penalty pushed on
+    codes that were not the chip's."""
     for name, t in twins:
-        if isinstance(t, TernaryTwin):
+        if not t.uniform_weight_grid:
             raise ConfigError(
                 f"W-reshape: layer {name!r} stores ternary combinations of learned alphas "
                 "(ColumnQuant's ternary decomposition): its weights have no uniform integer "

@@ -56,6 +56,7 @@ class TernaryTwin(TwinMatmul):
     tiles, N' = 1 or the outputs.
     """
 
+    uniform_weight_grid = False  # codes are balanced-ternary indices of learned α
     alpha: nn.Parameter
     tau: float
     """Softmax temperature of the soft assignment (:func:`temperature`)."""

@@ -446,6 +446,10 @@ class TwinMatmul(nn.Module):
     adc_step : (U,) step of each calibration unit (learnable only for calibrated linear ADCs)
     """
 
+    uniform_weight_grid = True
+    """Whether the weights are integer codes on a uniform grid of ``weight_scale`` (what
+    W-reshape's kurtosis penalty reads); a subclass that snaps them otherwise says no."""
+
     # buffers (registered in __init__), declared for type checkers
     _weight_scale0: torch.Tensor
     _w_grad: torch.Tensor
