@@ -89,16 +89,27 @@ def test_thermal_noise_adds_its_variance_to_the_read_noise_variance():
     assert a.std().item() == pytest.approx(math.sqrt(4.5), rel=0.02)
 
 
+LSQ_X = torch.tensor([[0.3], [0.75], [1.1], [0.5]], dtype=torch.float64)  # x_int 3, 8, 11, 5
+
+
+def _lsq_step_twin(fused: bool, **adc) -> TwinMatmul:
+    """One weight (w_int = 7) on a calibrated 3-b ADC whose step is 15 (s_x = 0.1: a = 105 at
+    the calibration input 1.5), with the ADC fields ``adc`` besides: the step gradient's
+    known answer is LSQ's at the codes the conversions of :data:`LSQ_X` give."""
+    chip = _tensor_chip(input_bits=4, weight_bits=4, bits_per_cell=3, dac_bits=None,
+                        encoding="signed_cell", n_rows=8,
+                        adc=dict(bits=3, range_policy="calibrated", **adc))
+    twin = _twin([[1.0]], [[1.5], [0.0]], chip, fused_kernel=fused)
+    assert twin.adc_step.item() == 15.0
+    return twin
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_lsq_adc_step_gradient_is_unmoved_by_comparator_noise(fused):
     # ∂v/∂r = Δ₀·(code + shift − u) with u = a/Δ + shift: the comparator draw cancels, so the
     # step's gradient is LSQ's Σ (code − a/Δ) at the codes the noisy conversions gave
-    chip = _tensor_chip(input_bits=4, weight_bits=4, bits_per_cell=3, dac_bits=None,
-                        encoding="signed_cell", n_rows=8,
-                        adc=dict(bits=3, range_policy="calibrated", comparator_noise_lsb=0.4))
-    twin = _twin([[1.0]], [[1.5], [0.0]], chip, fused_kernel=fused).train()
-    assert twin.adc_step.item() == 15.0  # s_x = 0.1, w_int = 7: calibration a = 105
-    x = torch.tensor([[0.3], [0.75], [1.1], [0.5]], dtype=torch.float64)  # x_int 3, 8, 11, 5
+    twin = _lsq_step_twin(fused, comparator_noise_lsb=0.4).train()
+    x = LSQ_X
     torch.manual_seed(3)
     y = twin(x)
     y.sum().backward()
