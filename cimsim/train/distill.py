@@ -185,9 +185,17 @@ def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
     -------
     float
         In ``[-1, 1]``; 1 when the outputs point the same way for every input.
+
+    Raises
+    ------
+    ConfigError
+        ``x`` holds no input, or ``batch_size`` is not a positive integer.
     """
-    modes = module_modes(model) + module_modes(teacher)  # each module's own flag
+    batch_size = check_positive_int("batch_size", batch_size)
     total, n = 0.0, int(x.shape[0])
+    if n == 0:  # a mean over no inputs (a float division by zero, naming nothing)
+        raise ConfigError("output_cosine: x is empty (no inputs to compare)")
+    modes = module_modes(model) + module_modes(teacher)  # each module's own flag
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
         model.eval()
