@@ -832,6 +832,34 @@ class TestResolvePointRound2:
         assert resolve_point(ramp, {"adc_kind": "ramp:uniform"})["adc_kind"] == "ramp:uniform"
 
 
+class TestIdentityCellLsbRound2:
+    """``identity`` marks a point whose ``bits_per_cell`` rescales a value the chip states in
+    cell-LSB (``ChipConfig.with_bits_per_cell``), so that a results file an older cimsim wrote
+    reruns it; on a noise-free chip only the fixed ADC range and a Gaussian variation's sigma
+    are such values."""
+
+    def test_a_fixed_adc_range_is_held_in_cell_lsb(self, ideal):
+        """Kills: grid.py ``_holds_cell_lsb`` without ``or adc.range_policy is FIXED``."""
+        from cimsim.sweep.grid import identity
+
+        fixed = ideal.replace(adc=ideal.adc.replace(range_policy="fixed", fixed_lo=0.0,
+                                                    fixed_hi=64.0))
+        other = 1 if fixed.device.bits_per_cell != 1 else 2
+        assert identity(fixed, {"bits_per_cell": other})["cell_lsb"] == "held"
+        assert "cell_lsb" not in identity(ideal, {"bits_per_cell": other})
+
+    def test_only_a_gaussian_variations_sigma_is_in_cell_lsb(self, ideal):
+        """Kills: grid.py ``_holds_cell_lsb`` reading ``dev.variation_sigma`` of any kind (a
+        log-normal sigma is relative, ``with_bits_per_cell`` keeps it)."""
+        from cimsim.sweep.grid import identity
+
+        other = 1 if ideal.device.bits_per_cell != 1 else 2
+        for kind, held in (("gaussian", True), ("lognormal", False)):
+            chip = ideal.replace(device=ideal.device.replace(variation=kind,
+                                                             variation_sigma=0.05))
+            assert ("cell_lsb" in identity(chip, {"bits_per_cell": other})) is held, kind
+
+
 # ---------------------------------------------------------------------------------------------
 # run.py: run_sweep with the points faked (no deploy), the ``ideal`` preset and a toy model
 # ---------------------------------------------------------------------------------------------
