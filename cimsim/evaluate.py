@@ -69,13 +69,23 @@ def _warn_nan(n_nan: int, n: int) -> None:
 def _check_label_range(y: Any, n_classes: int | None, what: str) -> None:
     """Labels must be classes the model scores, 0 .. n_classes - 1: 1-based labels scored
     0 % without a word (as :func:`score_problem` refuses them for the command line)."""
-    if n_classes is None or not y.numel():
+    if n_classes is None:
         return
+    problem = _label_problem(y, n_classes)
+    if problem:
+        raise ValueError(f"{what}: {problem}")
+
+
+def _label_problem(y: Any, n_classes: int) -> str | None:
+    """The first label outside ``0 .. n_classes - 1`` (the lowest if one is negative), said,
+    or None (no labels: None)."""
+    if not y.numel():
+        return None
     lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
-        bad = lo if lo < 0 else hi
-        raise ValueError(f"{what}: label {bad} is out of range for the model, which scores "
-                         f"{n_classes} classes (labels 0..{n_classes - 1})")
+    if lo >= 0 and hi < n_classes:
+        return None
+    return (f"label {lo if lo < 0 else hi} is out of range for the model, which scores "
+            f"{n_classes} classes (labels 0..{n_classes - 1})")
 
 
 def score_problem(model: Any, x: Any, y: Any) -> str | None:
@@ -105,10 +115,9 @@ def score_problem(model: Any, x: Any, y: Any) -> str | None:
         got = f"shape {shape}" if shape is not None else type(out).__name__
         return (f"with labels the model must output class scores of shape (batch, classes); "
                 f"on {n} inputs it gives {got}")
-    if y.numel() and int(y.max()) >= shape[1]:
-        return (f"label {int(y.max())} is out of range for the model, which scores "
-                f"{shape[1]} classes (labels 0..{shape[1] - 1})")
-    return None
+    # a negative label too: the command line's and the sweep's check before the deploy,
+    # where accuracy refused it only after
+    return _label_problem(y, shape[1])
 
 
 def logits_of(out: Any) -> Any:
