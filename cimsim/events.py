@@ -170,7 +170,7 @@ def event_key(component: Component | str, action: Action | str, bits: int = 0) -
     Raises ``ValueError`` naming the allowed pairs, or the bits, otherwise."""
     try:
         b = int(bits)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         b = None
     if b is None or isinstance(bits, str) or b != bits:  # 6.5 was kept as 6, "6" beside 6
         raise ValueError(f"event ({component!r}, {action!r}) bits = {bits!r} is invalid; "
