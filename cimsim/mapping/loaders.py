@@ -1126,6 +1126,14 @@ def _original_place(gm: torch.fx.GraphModule, node: torch.fx.Node, mod: nn.Modul
         return None
     if next(holder.children(), None) is not None or isinstance(holder, type(mod)):
         return None  # it holds other modules, or it is a real one (not the export's holder)
+    # the graph reads a tensor of the holder that the new module lacks (a bias added after an
+    # activation, or scaled: not folded into the Linear): the holder stays, the module gets a
+    # name of its own (replacing it broke the graph's read of `<path>.bias`)
+    kept = {n for n, _ in mod.named_parameters(recurse=False)}
+    if any(n.op == "get_attr" and n.users and isinstance(n.target, str)
+           and n.target.startswith(f"{path}.") and n.target[len(path) + 1:] not in kept
+           for n in gm.graph.nodes):
+        return None
     return path
 
 
