@@ -350,8 +350,10 @@ def test_a_packed_sequence_recurrent_call_is_named_as_kept_float():
                                (data, sizes, [h0, c0], params, True, 1, 0.0, False, False))
     graph.output(graph.call_function(operator.getitem, (call, 0)))
     gm = torch.fx.GraphModule(root, graph)
-    with pytest.warns(UserWarning, match=r"1 recurrent call\(s\) .* run in float"):
+    with pytest.warns(UserWarning, match=r"1 recurrent call\(s\) .* run in float") as caught:
         modules_from_graph(gm)
+    # at the caller's line (stacklevel 3), not modules_from_graph's in loaders.py
+    assert [w.filename for w in caught if "run in float" in str(w.message)] == [__file__]
 
 
 class _Cells(nn.Module):

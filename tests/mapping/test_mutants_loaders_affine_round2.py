@@ -7,7 +7,6 @@ read off torch's own computation; each docstring names the line and the change i
 from __future__ import annotations
 
 import logging
-import operator
 import sys
 
 import numpy as np
@@ -1018,22 +1017,6 @@ class TestModulesFromGraph:
         gm = modules_from_graph(torch.export.export(Net().eval(), (x,)).module())
         (layer,) = [m for m in gm.modules() if isinstance(m, nn.LSTM)]
         assert layer.dropout == 0.0
-
-    def test_the_packed_sequence_warning_points_at_the_caller(self):
-        """loaders.py ``_modules_from_graph``: ``stacklevel=3`` as 2 pointed the warning at
-        ``modules_from_graph`` in loaders.py instead of its caller."""
-        lstm = nn.LSTM(4, 3)
-        root = nn.Module()
-        root.lstm = lstm
-        graph = torch.fx.Graph()
-        data, sizes, h0, c0 = (graph.placeholder(n) for n in ("data", "sizes", "h0", "c0"))
-        params = [graph.get_attr(f"lstm.{n}") for n in lstm._flat_weights_names]
-        call = graph.call_function(torch.ops.aten.lstm.data,
-                                   (data, sizes, [h0, c0], params, True, 1, 0.0, False, False))
-        graph.output(graph.call_function(operator.getitem, (call, 0)))
-        with pytest.warns(UserWarning, match="run in float") as caught:
-            modules_from_graph(torch.fx.GraphModule(root, graph))
-        assert [w.filename for w in caught if "run in float" in str(w.message)] == [__file__]
 
 
 class _BiasAfterRelu(nn.Module):
