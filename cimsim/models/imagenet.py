@@ -14,8 +14,17 @@ patches; 5.7 M parameters) with ``nn.MultiheadAttention``, which cimsim maps.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 from torch import nn
+
+from .._seed import check_int, check_positive_int, check_seed
+from ..errors import ConfigError
+
+_M = TypeVar("_M", bound=nn.Module)
 
 __all__ = ["MobileNetV2", "ResNet18", "ViT", "mobilenet_v2", "resnet18", "vit_tiny"]
 
@@ -90,11 +99,21 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
+def _built(seed: int, build: Callable[[], _M]) -> _M:
+    """``build()`` with torch's generator seeded by ``seed``, in eval mode; the caller's random
+    stream is left as it was (the builders reseeded the global generator and left it so)."""
+    seed = check_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build().eval()
+
+
 def resnet18(num_classes: int = 1000, *, width: int = 64, seed: int = 0) -> ResNet18:
     """ResNet-18 with random weights (torchvision's initialisation, torch seeded by ``seed``),
     in eval mode."""
-    torch.manual_seed(seed)
-    return ResNet18(num_classes, width).eval()
+    num_classes = check_positive_int("num_classes", num_classes)
+    width = check_positive_int("width", width)
+    return _built(seed, lambda: ResNet18(num_classes, width))
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,8 +197,12 @@ class MobileNetV2(nn.Module):
 def mobilenet_v2(num_classes: int = 1000, *, width_mult: float = 1.0,
                  seed: int = 0) -> MobileNetV2:
     """MobileNetV2 with random weights (torchvision's initialisation), in eval mode."""
-    torch.manual_seed(seed)
-    return MobileNetV2(num_classes, width_mult).eval()
+    num_classes = check_positive_int("num_classes", num_classes)
+    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) \
+            or not math.isfinite(width_mult) or width_mult <= 0:
+        # 0 built an 8-channel network (every width rounds up to 8)
+        raise ConfigError(f"width_mult = {width_mult!r} is invalid; allowed: a number > 0")
+    return _built(seed, lambda: MobileNetV2(num_classes, float(width_mult)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -231,5 +254,12 @@ def vit_tiny(num_classes: int = 1000, *, image: int = 224, depth: int = 12, dim:
              seed: int = 0) -> ViT:
     """ViT-Ti/16 (DeiT-Ti's configuration; ``depth``/``dim``/``image`` smaller for quick runs)
     with random weights, in eval mode."""
-    torch.manual_seed(seed)
-    return ViT(image=image, dim=dim, depth=depth, heads=3, num_classes=num_classes).eval()
+    num_classes = check_positive_int("num_classes", num_classes)
+    # an image smaller than one 16-pixel patch built, then failed at its first forward
+    image = check_int("image", image, 16)
+    depth = check_int("depth", depth, 0)
+    dim = check_positive_int("dim", dim)
+    if dim % 3:
+        raise ConfigError(f"dim = {dim!r} is invalid; allowed: a multiple of 3 (the 3 heads)")
+    return _built(seed, lambda: ViT(image=image, dim=dim, depth=depth, heads=3,
+                                    num_classes=num_classes))
