@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -656,3 +657,51 @@ class TestBreakdownLines:
         (line,) = [t for t in breakdown_lines(datasheet(_ripple_chip()))
                    if t.startswith("converter:")]
         assert "adc.kind = 'digital': a full adder per bit-cell, ripple down the column" in line
+
+
+class _CellThenRelu(nn.Module):
+    """An RNN cell whose only consumer is a ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.RNNCell(4, 3)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.cell(x)))
+
+
+def _convt_then_relu():
+    return nn.Sequential(nn.ConvTranspose1d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(18, 2))
+
+
+class TestNoReluFusedBeforeASum:
+    """twin_layers.py ``TwinConvTranspose.finalize`` / ``_TwinRecurrent.finalize``:
+    ``self.activation_clamp = None`` removed. ``prepare`` marks a layer whose only consumer is
+    a ReLU for the chip's layer-output ADC to fuse it (``adc.fuse_activation``), but an output
+    of these layers sums several conversions (col2im's overlaps; the input and state
+    products) and the bias, so deploy fuses nothing there; the mutants fused the ReLU into
+    each conversion, and the twin no longer computed what deploy does."""
+
+    @pytest.mark.parametrize("make, shape, name", [
+        (_convt_then_relu, (16, 2, 4), "0"),
+        (_CellThenRelu, (16, 4), "cell"),
+    ])
+    def test_the_twin_computes_the_deployed_model(self, make, shape, name):
+        from cimsim.train import prepare
+        from tests.conftest import bskmq_chip
+
+        torch.manual_seed(0)
+        model = make().double()
+        x = torch.from_numpy(np.random.default_rng(0).normal(size=shape))
+        chip = bskmq_chip(4, 3, "uniform", "layer", fuse_activation=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the cell's state input is 0 in calibration
+            prepared = prepare(model, chip, x)
+            sim = cimsim.deploy(model, chip, x)
+        layer = prepared.twin_layers[name]
+        assert layer.activation_clamp is None
+        assert all(t.activation is None for t in layer.matrices())
+        prepared.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(prepared(x[:8]), sim(x[:8]), rtol=0, atol=0)
