@@ -441,6 +441,22 @@ class TestDatasheetConverter:
         assert adc["bits"] == 20
         assert adc["corner_rate_hz"] == pytest.approx(want, rel=1e-12)
 
+    def test_a_tdc_above_its_corner_keeps_its_own_timing(self):
+        """Kills: ``"rate_factor": 1.0`` of a TDC -> ``adc_survey.rate_factor(b, rate)``. A
+        TDC is priced by its circuit model at its own timing, whatever the survey's corner:
+        a 16-b TDC here converts at ~231 kS/s, above the survey's ~136 kS/s corner for 16 b,
+        where the survey's factor would be ~1.42."""
+        from cimsim.cost import adc_survey
+        from cimsim.cost.datasheet import datasheet
+
+        chip = _sheet_chip()
+        chip = chip.replace(adc=chip.adc.replace(kind="tdc", bits=16),
+                            tech=chip.tech.replace(cost_model="physical"))
+        adc = datasheet(chip)["adc"]
+        assert adc["priced_by"] == "circuit" and adc["above_corner"] is True
+        assert adc["sample_rate_hz"] > adc["corner_rate_hz"]
+        assert adc_survey.rate_factor(16, adc["sample_rate_hz"]) > 1.2
+        assert adc["rate_factor"] == 1.0
 
     def test_a_one_bit_sar_is_one_sense_amplifier_decision(self):
         """Kills: line 352 ``"sense amp" if one_comparator(kind, b) else "survey"`` ->
@@ -453,6 +469,7 @@ class TestDatasheetConverter:
         sheet = datasheet(chip)
         assert sheet["adc"]["priced_by"] == "sense amp"
         assert sheet["uncertainty"]["adc_scatter_factor"] is None
+
 
 class TestKeepPrunedBiases:
     """``tied.keep_pruned_biases`` on a stand-in layer whose one matrix holds the bias."""
@@ -611,6 +628,19 @@ class TestValidationSpread:
 
 class TestBreakdownLines:
     """``datasheet.breakdown_lines``."""
+
+    def test_areas_from_100_um2_are_whole_numbers(self):
+        """Kills: the area line's ``a >= 100`` (whole um2 from 100 up) -> ``a >= 1000``: an
+        area of 999.7 um2 printed ``1e+03`` (three significant digits) instead of ``1000``;
+        below 100 three significant digits stay (``0.25``)."""
+        from cimsim.cost.datasheet import breakdown_lines, datasheet
+
+        sheet = dict(datasheet(_sheet_chip()))
+        sheet["area_um2_by_component"] = {"big": 999.7, "small": 0.25}
+        sheet["area_share_by_component"] = {"big": 0.9, "small": 0.1}
+        got = {t.split()[0]: t.split()[1] for t in breakdown_lines(sheet)
+               if t.startswith(("  big ", "  small "))}
+        assert got == {"big": "1000", "small": "0.25"}
 
     def test_a_ripple_chips_window_is_its_clock(self):
         """Kills: line 563 ``in ("adder tree", "ripple adders")`` -> ``in ("adder tree",)`` (a
