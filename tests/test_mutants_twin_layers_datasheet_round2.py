@@ -313,6 +313,41 @@ class TestCarryGradHooks:
             prepare(model, _small_chip(), x, seed=0)
 
 
+class TestCarryGradHooksFrozen:
+    """``tied.carry_grad_hooks`` where the twin's tensor is frozen: a hook is carried only to
+    a tensor that takes a gradient (torch refuses a hook on one that does not). Through
+    ``prepare`` the float source's copy of a frozen parameter carries no hook, so these call
+    the function directly with a hooked source parameter frozen after its hook."""
+
+    def test_a_frozen_bias_held_whole_gets_no_hook(self):
+        """Kills: ``if held_whole.requires_grad`` -> always (RuntimeError: cannot register a
+        hook on a tensor that doesn't require gradient)."""
+        src = nn.Linear(2, 2)
+        src.bias.register_hook(lambda g: g * 0)
+        src.bias.requires_grad_(False)
+        frozen = nn.Parameter(torch.ones(2), requires_grad=False)
+        tied.carry_grad_hooks({"L": _Layer(src, [], {"bias": frozen})})
+        assert not frozen._backward_hooks
+
+    def test_a_frozen_twin_weight_gets_no_hook(self):
+        """Kills: ``if held is not None and held.requires_grad`` -> ``held is not None``
+        (the same RuntimeError for a Linear's twin, which holds the weight itself)."""
+        from cimsim.train import prepare
+
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 2)).double()
+        prepared = prepare(model, _small_chip(), torch.randn(4, 3, dtype=torch.float64),
+                           seed=0)
+        layer = prepared.twin_layers["0"]
+        src = layer._float_src[0]
+        src.weight.register_hook(lambda g: g * 0)
+        src.weight.requires_grad_(False)
+        (twin,) = layer.matrices()
+        twin.weight.requires_grad_(False)
+        tied.carry_grad_hooks({"0": layer})
+        assert not twin.weight._backward_hooks
+
+
 class TestDatasheetStep:
     """``datasheet._step`` through :func:`datasheet`."""
 
