@@ -1193,6 +1193,25 @@ class TestPlaneEvents:
         assert want > 0 and ev[event_key("weighting", "mirror_lsb")] == want
 
 
+class TestCalibrationStatsChunks:
+    def test_the_kept_rows_do_not_depend_on_the_chunks(self):
+        """``engine.calibration_stats``: each row's place ``plane * n + m0 + j`` (plane-major
+        over the whole set) built as ``plane * mc + ...`` (the chunk's length): the places of
+        one chunk's later planes fell on the next chunk's rows, and the kept samples (a
+        percentile calibration keeps them) came out in another order when the inputs were
+        cut into chunks."""
+        from cimsim.engine import calibration_stats
+
+        rng = np.random.default_rng(0)
+        layer = _layer(rng.integers(-7, 8, size=(3, 6)), adc={"calibration_stat": "percentile"},
+                       input_bits=4)
+        x = rng.integers(0, 16, size=(10, 6))
+        whole = calibration_stats(layer, x)
+        cut = calibration_stats(layer, x, chunk_vectors=3)
+        assert whole.kept(0).shape == (40, layer.n_conversions)  # 4 input planes x 10
+        np.testing.assert_array_equal(cut.kept(0), whole.kept(0))
+
+
 class TestCalibrateArguments:
     def test_bad_calibration_inputs_are_named_so(self):
         """``calibrate`` checks its inputs under the name ``calibration`` (mutant: the
