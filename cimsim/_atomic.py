@@ -22,7 +22,8 @@ from pathlib import Path
 
 from .errors import CimsimError
 
-__all__ = ["exclusive_lock", "signals_deferred", "write_bytes", "write_set", "write_text"]
+__all__ = ["exclusive_lock", "folders_locked", "signals_deferred", "write_bytes", "write_set",
+           "write_text"]
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
@@ -112,6 +113,34 @@ def signals_deferred() -> Iterator[None]:
             signal.raise_signal(got[0])
 
 
+@contextlib.contextmanager
+def folders_locked(folders: Sequence[Path]) -> Iterator[None]:
+    """Hold an exclusive POSIX ``flock`` on each folder (its own descriptor: no lock file
+    beside the results), waiting for another holder: writers of file sets into one folder
+    take turns. Taken in sorted order (two writers of overlapping folders cannot deadlock);
+    best effort: a folder that cannot be opened or locked (not POSIX, a file system without
+    ``flock``) goes unlocked, as :func:`exclusive_lock` does."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    held: list[int] = []
+    try:
+        for folder in sorted({str(Path(f).resolve()) for f in folders}):
+            try:
+                fd = os.open(folder, os.O_RDONLY)
+            except OSError:
+                continue
+            held.append(fd)
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)  # closing the last descriptor releases its lock
+
+
 def write_set(files: Sequence[tuple[Path, bytes]], stale: Sequence[Path] = ()) -> list[Path]:
     """Write several files that belong together (a report's tables, page and figures), each
     as :func:`write_bytes` does, and as a set: a target that is a folder is refused before
@@ -120,13 +149,18 @@ def write_set(files: Sequence[tuple[Path, bytes]], stale: Sequence[Path] = ()) -
     three of a report's twelve files, they sat beside the earlier run's page). ``stale``:
     files of an earlier run the set replaces without a file of its own (a figure this run has
     none of), removed in the same block (a stop that came during the writes kept an earlier
-    run's figure beside the new page). The bytes are all made before the call: the writes
+    run's figure beside the new page). Two processes writing sets into the same folder take
+    turns (:func:`folders_locked`): the folder ends with one run's whole set, not tables of
+    one beside the page of the other. The bytes are all made before the call: the writes
     themselves take milliseconds."""
     for path, _ in files:
         if Path(path).is_dir():
             raise CimsimError(f"{str(path)!r} is a folder where a file is to be written; "
                               "nothing was written (remove or rename the folder)")
-    with signals_deferred():
+    # the turn is waited for before the signals are held: a Ctrl-C while another writer
+    # holds the folder stops this run at once
+    with folders_locked([Path(p).parent for p, _ in files] + [Path(p).parent for p in stale]), \
+            signals_deferred():
         paths = [write_bytes(path, data) for path, data in files]
         for path in stale:
             if Path(path).is_file():

@@ -169,3 +169,64 @@ def test_a_link_is_written_through_and_a_pipe_in_place(tmp_path):
     _atomic.write_text(fifo, "through")
     reader.join(10)
     assert got == [b"through"] and not fifo.is_file()
+
+
+def _try_lock(folder) -> bool:
+    """Whether another open of ``folder`` gets its ``flock`` now (flock locks belong to the
+    open file, so a second open in this process contends as another process would)."""
+    import fcntl
+    import os
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_a_set_is_written_holding_its_folder(report, tmp_path, monkeypatch):
+    """Two runs saving into one ``--out`` at once could interleave their writes (one run's
+    tables beside the other's page): each set is written holding a lock on its folder, so
+    writers take turns; released after the set."""
+    pytest.importorskip("fcntl")
+    real, free = _atomic.write_bytes, []
+
+    def write(path, data):
+        free.append(_try_lock(tmp_path))
+        return real(path, data)
+
+    monkeypatch.setattr(_atomic, "write_bytes", write)
+    report.save(tmp_path)
+    assert len(free) > 3 and not any(free)
+    assert _try_lock(tmp_path)
+
+
+def test_a_writer_waits_for_the_folder_s_holder(report, tmp_path):
+    """A set is not written while another writer holds the folder, then written whole."""
+    fcntl = pytest.importorskip("fcntl")
+    import os
+    import threading
+
+    fd = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    saver = threading.Thread(target=report.save, args=(tmp_path,))
+    try:
+        saver.start()
+        saver.join(0.5)
+        assert saver.is_alive() and not any(tmp_path.iterdir())  # waiting for its turn
+    finally:
+        os.close(fd)
+    saver.join(30)
+    assert not saver.is_alive() and (tmp_path / "report.html").is_file()
+
+
+def test_a_folder_that_cannot_be_locked_goes_unlocked(tmp_path):
+    """Best effort: a folder that cannot be opened is skipped, the block still runs."""
+    pytest.importorskip("fcntl")
+    held = []
+    with _atomic.folders_locked([tmp_path / "missing", tmp_path]):
+        held.append(not _try_lock(tmp_path))
+    assert held == [True] and _try_lock(tmp_path)
