@@ -9,7 +9,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SEED_MAX", "check_flag", "check_int", "check_positive_int", "check_seed"]
+__all__ = ["SEED_MAX", "check_flag", "check_int", "check_positive_int", "check_positive_number",
+           "check_seed"]
 
 SEED_MAX = 2**64 - 1
 """The largest seed: the noise and layer streams keep 64 bits of it
@@ -49,3 +50,12 @@ def check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
 def check_positive_int(name: str, value: object) -> int:
     """``value`` as an int >= 1, or a ``ConfigError`` naming ``name``."""
     return check_int(name, value, 1)
+
+
+def check_positive_number(name: str, value: object) -> float:
+    """``value`` as a float, or a ``ConfigError`` naming ``name`` unless it is a finite real
+    number > 0 (Python's or NumPy's; not a bool, not a string: ``"2"`` is no number here)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
+            or not np.isfinite(float(value)) or value <= 0:
+        raise ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number > 0")
+    return float(value)

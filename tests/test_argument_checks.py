@@ -386,3 +386,23 @@ def test_overrides_none_or_any_iterable_of_settings_still_load():
                   iter(["adc.bits=5"])):
         chip = cimsim.load_chip("ideal", overrides=given)
         assert chip.adc.bits == 5 and chip.description.endswith("(with --set adc.bits=5)")
+
+
+@pytest.mark.parametrize("value", [0, -1.5, float("nan"), float("inf"), True, np.bool_(True),
+                                   "2", None, 1 + 0j])
+def test_one_rule_for_a_positive_number_refuses(value):
+    """``check_positive_number`` serves the learning rates, ColumnQuant's ``num_sigma``, LoRA's
+    ``alpha`` and ``mobilenet_v2``'s ``width_mult`` (four copies of the rule before, two of
+    which took True or a string)."""
+    from cimsim._seed import check_positive_number
+
+    with pytest.raises(ConfigError, match=r"^width = .* is invalid; allowed: a finite number > 0$"):
+        check_positive_number("width", value)
+
+
+@pytest.mark.parametrize("value", [1, 0.25, np.float32(0.5), np.int64(3), 10**30])
+def test_one_rule_for_a_positive_number_takes_numbers_as_floats(value):
+    from cimsim._seed import check_positive_number
+
+    out = check_positive_number("width", value)
+    assert type(out) is float and out == float(value)

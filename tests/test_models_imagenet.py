@@ -43,7 +43,7 @@ def test_small_vit_deploys_with_attention_on_the_arrays():
 @pytest.mark.parametrize("make, kwargs, message", [
     (resnet18, dict(width=0), r"width = 0 is invalid; allowed: an integer >= 1"),
     (resnet18, dict(num_classes=0), r"num_classes = 0 is invalid"),
-    (mobilenet_v2, dict(width_mult=0), r"width_mult = 0 is invalid; allowed: a number > 0"),
+    (mobilenet_v2, dict(width_mult=0), r"width_mult = 0 is invalid; allowed: a finite number > 0"),
     (mobilenet_v2, dict(width_mult=float("nan")), r"width_mult = nan is invalid"),
     (mobilenet_v2, dict(width_mult=True), r"width_mult = True is invalid"),
     (vit_tiny, dict(image=8), r"image = 8 is invalid; allowed: an integer >= 16"),

@@ -14,14 +14,13 @@ patches; 5.7 M parameters) with ``nn.MultiheadAttention``, which cimsim maps.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TypeVar
 
 import torch
 from torch import nn
 
-from .._seed import check_int, check_positive_int, check_seed
+from .._seed import check_int, check_positive_int, check_positive_number, check_seed
 from ..errors import ConfigError
 
 _M = TypeVar("_M", bound=nn.Module)
@@ -198,11 +197,9 @@ def mobilenet_v2(num_classes: int = 1000, *, width_mult: float = 1.0,
                  seed: int = 0) -> MobileNetV2:
     """MobileNetV2 with random weights (torchvision's initialisation), in eval mode."""
     num_classes = check_positive_int("num_classes", num_classes)
-    if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) \
-            or not math.isfinite(width_mult) or width_mult <= 0:
-        # 0 built an 8-channel network (every width rounds up to 8)
-        raise ConfigError(f"width_mult = {width_mult!r} is invalid; allowed: a number > 0")
-    return _built(seed, lambda: MobileNetV2(num_classes, float(width_mult)))
+    # 0 built an 8-channel network (every width rounds up to 8)
+    width_mult = check_positive_number("width_mult", width_mult)
+    return _built(seed, lambda: MobileNetV2(num_classes, width_mult))
 
 
 # --------------------------------------------------------------------------------------------

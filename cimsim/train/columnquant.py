@@ -25,14 +25,13 @@ official code ``jiyoonkm/ColumnQuant`` (``docs/columnquant.md`` §1 maps it onto
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._seed import check_int
+from .._seed import check_int, check_positive_number
 from ..config import (
     CalibrationGranularity,
     ChipConfig,
@@ -340,8 +339,7 @@ def prepare_columnquant(model: nn.Module, chip: ChipConfig | str | Path, calibra
     _choice("init", init, ("paper", "engine"))
     _choice("grad", grad, ("paper", "lsq"))
     _choice("centre", centre, CENTRES)
-    if not (isinstance(num_sigma, (int, float)) and math.isfinite(num_sigma) and num_sigma > 0):
-        raise ConfigError(f"num_sigma = {num_sigma!r} is invalid; allowed: a number > 0")
+    num_sigma = check_positive_number("num_sigma", num_sigma)
     if decomposition is not None:
         chip = with_decomposition(chip, decomposition)
     if psum_scale is not None:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._progress import bar_disabled
-from .._seed import check_flag, check_positive_int, check_seed
+from .._seed import check_flag, check_positive_int, check_positive_number, check_seed
 from ..errors import ConfigError
 from .twin import PreparedModel
 
@@ -38,10 +38,7 @@ def cross_entropy_of(model: Callable) -> Callable:
 
 def check_lr(value: object, name: str = "lr") -> float:
     """A finite learning rate > 0, or a ``ConfigError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number > 0")
-    return float(value)
+    return check_positive_number(name, value)
 
 
 def check_schedule(schedule: object) -> str:

@@ -16,7 +16,7 @@ import warnings
 import torch
 from torch import nn
 
-from .._seed import check_int, check_seed
+from .._seed import check_int, check_positive_number, check_seed
 from ..errors import ConfigError
 from .twin import PreparedModel, TwinMatmul
 
@@ -63,9 +63,7 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
         an adapter would train it and the merge unfreeze it; it is named and stays frozen.
     """
     rank = check_int("LoRA rank", rank, 1)
-    alpha = float(rank if alpha is None else alpha)
-    if not (math.isfinite(alpha) and alpha > 0):
-        raise ConfigError(f"LoRA alpha = {alpha!r} is invalid; allowed: a number > 0")
+    alpha = check_positive_number("LoRA alpha", rank if alpha is None else alpha)
     # -1 and 2**64 - 1 drew the same adapters; 2**64 failed in torch naming no argument
     gen = torch.Generator().manual_seed(check_seed(seed))
     params: list[nn.Parameter] = []

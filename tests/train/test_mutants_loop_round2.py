@@ -516,8 +516,12 @@ def test_relative_calibration_checks_feature_counts_and_keeps_the_chips_count():
 # lora.py
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kw, match", [
-    ({"rank": 0}, "rank"), ({"alpha": 0.0}, r"LoRA alpha = 0\.0 is invalid; allowed: a number > 0"),
+    ({"rank": 0}, "rank"),
+    ({"alpha": 0.0}, r"LoRA alpha = 0\.0 is invalid; allowed: a finite number > 0"),
     ({"alpha": math.inf}, "LoRA alpha = inf"), ({"seed": -1}, "seed"),
+    # a string was read by float() ("2" as 2.0, "x" a bare ValueError), True as 1.0
+    ({"alpha": "2"}, "LoRA alpha = '2' is invalid"), ({"alpha": "x"}, "LoRA alpha = 'x'"),
+    ({"alpha": True}, "LoRA alpha = True"),
 ])
 def test_add_lora_refuses_bad_arguments(kw, match):
     """lora.py add_lora: rank >= 0, alpha >= 0, the isfinite test and the seed check."""

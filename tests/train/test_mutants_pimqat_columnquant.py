@@ -308,7 +308,7 @@ def test_the_optimizer_is_the_paper_codes_sgd_over_the_learned_parameters():
 class TestPrepareColumnQuantOptions:
     def test_num_sigma_must_be_a_finite_positive_number(self):
         net, x, _, chip = _setup()
-        for bad in (0.0, math.inf, math.nan, -1.0):
+        for bad in (0.0, math.inf, math.nan, -1.0, True, "6"):  # True was taken as 1 sigma
             with pytest.raises(ConfigError, match="num_sigma"):
                 prepare_columnquant(net, chip, x[:20], num_sigma=bad)
 
