@@ -1645,6 +1645,9 @@ class _LayerMapping:
         new.train(child.training)  # the copy's (eval) mode: no attention / RNN dropout
         new.source_config = source_config(child)
         new.source_tensors = tensor_metas(child)
+        new.source_keys = frozenset(
+            [n for n, _ in child.named_parameters(remove_duplicate=False)]
+            + [n for n, _ in child.named_buffers(remove_duplicate=False)])
         new.seal()
         carry_hooks(child, new)
         self.sim_layers[name] = new

@@ -718,7 +718,11 @@ def refuse_mapped_state(module: nn.Module, state_dict: Any, prefix: str, *args: 
                 if (part, type(modules.get(".".join(path[:i]))).__name__)
                 not in (("model", "SimModel"), ("0", "Root"))]
         if kept != path:
-            floats = {".".join([*kept, t]) for t in sub.source_tensors}
+            # the layer's own tensors and its submodules' (an attention's out_proj.weight
+            # loaded nothing under the float model's names); a layer unpickled from before
+            # source_keys has its own tensors only
+            names = {*sub.source_tensors, *sub.__dict__.get("source_keys", ())}
+            floats = {".".join([*kept, t]) for t in names}
             mapped += [k for k in state_dict if k in floats]
         if mapped:
             mapped = sorted(set(mapped))
@@ -757,6 +761,11 @@ class SimLayer(ViewsWeights):
         self.source_tensors: dict[str, TensorMeta | None] = {}
         """The source module's weights' metadata, set by deploy: a model's forward may read
         ``layer.weight.dtype`` (a :class:`~cimsim.mapping.weight_view.WeightView`)."""
+        self.source_keys: frozenset[str] = frozenset()
+        """The source module's parameter and buffer names, its submodules' included (an
+        attention's ``out_proj.weight``, a weight-normed layer's
+        ``parametrizations.weight.original0``), set by deploy: the names its float model's
+        state dict holds for it, which :func:`refuse_mapped_state` refuses."""
         self.own_tensors: dict[str, torch.Tensor] | None = None
         """The layer's tensor attributes when it was programmed (a transposed conv's bias; a
         weight the model's forward set on it during calibration, AWD-LSTM's): a later call
