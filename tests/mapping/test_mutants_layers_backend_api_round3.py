@@ -5,8 +5,8 @@ test_mutants_loaders_graph.py, test_mutants_helpers.py and test_mutants_session2
 unpinned): each pins a behaviour that a small wrong change left every earlier test passing.
 Known answers where possible: counts and codes worked out by hand in a comment, tiny layers
 on the lossless ``ideal`` chip, torch's own module, or a spy (monkeypatch) on what deploy and
-the checks call. ``TestRealBug...`` classes (xfail, strict) describe what the code should do
-and does not yet."""
+the checks call. ``TestSubmoduleWeightsUnderFloatNames`` holds the bug the round found (now
+fixed)."""
 
 from __future__ import annotations
 
