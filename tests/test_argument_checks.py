@@ -406,3 +406,12 @@ def test_one_rule_for_a_positive_number_takes_numbers_as_floats(value):
 
     out = check_positive_number("width", value)
     assert type(out) is float and out == float(value)
+
+
+@pytest.mark.parametrize("exclude", [b"0", bytearray(b"0")])
+def test_exclude_as_bytes_is_named_whole(exclude):
+    """Bytes iterate as integers: ``exclude=b"0"`` was refused as "exclude holds 48, which
+    is not a string" (the byte's value); now named as given."""
+    with pytest.raises(MappingError, match=r"^exclude = (b|bytearray\(b)'0'\)? is invalid; "
+                                           r"allowed: a layer name"):
+        cimsim.deploy(_mlp(), "ideal", torch.randn(4, 16), exclude=exclude)

@@ -1240,7 +1240,8 @@ def exclude_patterns(exclude: Any) -> list[str]:
     is one pattern), or a ``MappingError`` naming it (an ``nn.Sequential``'s index 0 failed
     on ``int + str``, ``None`` on ``not iterable``)."""
     items = [exclude] if isinstance(exclude, str) else exclude
-    if not isinstance(items, Iterable) or isinstance(items, Mapping):
+    # bytes iterate as integers: b"fc" was refused as "exclude holds 102"
+    if not isinstance(items, Iterable) or isinstance(items, (Mapping, bytes, bytearray)):
         raise MappingError(f"exclude = {exclude!r} is invalid; allowed: a layer name or glob "
                            "pattern, or a sequence of them (e.g. ['0', 'head.*'])")
     items = list(items)
