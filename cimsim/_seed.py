@@ -3,6 +3,7 @@ the Python entry points."""
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -55,7 +56,13 @@ def check_positive_int(name: str, value: object) -> int:
 def check_positive_number(name: str, value: object) -> float:
     """``value`` as a float, or a ``ConfigError`` naming ``name`` unless it is a finite real
     number > 0 (Python's or NumPy's; not a bool, not a string: ``"2"`` is no number here)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) \
-            or not np.isfinite(float(value)) or value <= 0:
-        raise ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number > 0")
-    return float(value)
+    bad = ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number > 0")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise bad
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range (10**400)
+        raise bad from None
+    if not math.isfinite(number) or number <= 0:
+        raise bad
+    return number

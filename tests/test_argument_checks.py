@@ -389,7 +389,7 @@ def test_overrides_none_or_any_iterable_of_settings_still_load():
 
 
 @pytest.mark.parametrize("value", [0, -1.5, float("nan"), float("inf"), True, np.bool_(True),
-                                   "2", None, 1 + 0j])
+                                   "2", None, 1 + 0j, 10**400])
 def test_one_rule_for_a_positive_number_refuses(value):
     """``check_positive_number`` serves the learning rates, ColumnQuant's ``num_sigma``, LoRA's
     ``alpha`` and ``mobilenet_v2``'s ``width_mult`` (four copies of the rule before, two of
