@@ -3,6 +3,7 @@ the Python entry points."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -56,13 +57,10 @@ def check_positive_int(name: str, value: object) -> int:
 def check_positive_number(name: str, value: object) -> float:
     """``value`` as a float, or a ``ConfigError`` naming ``name`` unless it is a finite real
     number > 0 (Python's or NumPy's; not a bool, not a string: ``"2"`` is no number here)."""
-    bad = ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number > 0")
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise bad
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond float's range (10**400)
-        raise bad from None
-    if not math.isfinite(number) or number <= 0:
-        raise bad
+    number = None
+    if not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real):
+        with contextlib.suppress(OverflowError):  # an int beyond float's range (10**400)
+            number = float(value)
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number > 0")
     return number

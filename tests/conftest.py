@@ -167,3 +167,13 @@ def ideal() -> ChipConfig:
 def rng() -> np.random.Generator:
     """A fixed-seed generator, fresh per test."""
     return np.random.default_rng(20240607)
+
+
+@pytest.fixture
+def own_torch_generator():
+    """Tests that seed or draw from torch's global generator give it back as it was
+    (``pytestmark = pytest.mark.usefixtures("own_torch_generator")``)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        yield

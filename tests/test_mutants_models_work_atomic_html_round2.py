@@ -36,12 +36,8 @@ from cimsim.models.resnet_digits import BasicBlock as RDBasicBlock
 from cimsim.models.resnet_digits import ResNetDigits, train_resnet_digits
 from cimsim.work import Block, LayerWork, ModelWork
 
-
-@pytest.fixture(autouse=True)
-def _caller_rng_kept():
-    """The models seed and draw from torch's global generator; the caller's stream is kept."""
-    with torch.random.fork_rng(devices=[]):
-        yield
+# the models seed and draw from torch's global generator; the caller's stream is kept
+pytestmark = pytest.mark.usefixtures("own_torch_generator")
 
 
 # ---------------------------------------------------------------------------------------------

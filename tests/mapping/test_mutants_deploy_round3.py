@@ -26,11 +26,8 @@ from cimsim.errors import MappingError
 dep = importlib.import_module("cimsim.mapping.deploy")  # the package re-exports deploy()
 
 
-@pytest.fixture(autouse=True)
-def _own_torch_generator():
-    """The tests seed torch's global generator: give it back as it was."""
-    with torch.random.fork_rng(devices=[]):
-        yield
+# the tests seed torch's global generator: given back as it was
+pytestmark = pytest.mark.usefixtures("own_torch_generator")
 
 
 def _messages(record) -> list[str]:

@@ -25,12 +25,8 @@ from cimsim.mapping.layers import fused_activation
 from cimsim.mapping.torch_backend import _Part, check_backend
 from tests.conftest import ideal_chip
 
-
-@pytest.fixture(autouse=True)
-def _own_torch_generator():
-    """The tests seed torch's global generator: give it back as it was."""
-    with torch.random.fork_rng(devices=[]):
-        yield
+# the tests seed torch's global generator: given back as it was
+pytestmark = pytest.mark.usefixtures("own_torch_generator")
 
 
 # ---------------------------------------------------------------------------------------------
