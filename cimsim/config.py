@@ -2135,9 +2135,13 @@ def _chip_data(name_or_path: str | Path,
                 hint = f" (did you mean {str(toml)!r}?)" if toml.is_file() else ""
                 raise ConfigError(f"chip file {str(path)!r} not found{hint}; allowed: a .toml "
                                   "file, or a preset name (`cimsim presets`)")
-            # a typo's nearest name, as an unknown key gets (rram-22mn, sinangil-jssc21)
-            near = difflib.get_close_matches(str(name_or_path), every, n=1) or [
-                p for p in every if p.endswith("/" + str(name_or_path))]
+            # a typo's nearest name, as an unknown key gets (rram-22mn), a published macro's
+            # named without its folder too (diana-jssc23, chiu-jssc2): with only the full names
+            # to match, those were pointed at jia-jssc20, another chip
+            bare = {p.rpartition("/")[2]: p for p in every if "/" in p and
+                    p.rpartition("/")[2] not in names}  # (a bundled preset's name is its own)
+            near = [bare.get(m, m) for m in difflib.get_close_matches(
+                str(name_or_path), [*every, *bare], n=1)]
             hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise ConfigError(f"unknown chip preset {str(name_or_path)!r}{hint}; presets: "
                               f"{names}; published macros: published/NAME (`cimsim presets`)")

@@ -124,6 +124,60 @@ EDGES = [
      "QuantConfig.act_percentile"),
     (lambda: ChipConfig(input_bits=16), lambda: ChipConfig(input_bits=17),
      "ChipConfig.input_bits"),
+    # the third round (tests/test_mutants_config_round3.py): the comment names the mutant
+    # TechConfig: _float_in(self, "cap_unit_ff", 0.01, 1000.0): hi 1000 -> 10000
+    (lambda: TechConfig(cap_unit_ff=1000.0), lambda: TechConfig(cap_unit_ff=1001.0),
+     "TechConfig.cap_unit_ff"),
+    # NoiseConfig: _float_in(self, "ir_drop_beta", 0.0): lo 0 -> -1
+    (lambda: NoiseConfig(ir_drop_beta=0.0), lambda: NoiseConfig(ir_drop_beta=-0.01),
+     "NoiseConfig.ir_drop_beta"),
+    # ACT_EXPONENT_BITS = (2, 8): lo 2 -> 3
+    (lambda: QuantConfig(act_format="block_fp", act_exponent_bits=2),
+     lambda: QuantConfig(act_format="block_fp", act_exponent_bits=1),
+     "QuantConfig.act_exponent_bits"),
+    # QuantConfig: _float_in(self, "smooth_alpha", 0.0, 1.0): hi 1 -> 2
+    (lambda: QuantConfig(smooth_alpha=1.0), lambda: QuantConfig(smooth_alpha=1.01),
+     "QuantConfig.smooth_alpha"),
+    # TechConfig: _int_in(self, "pipeline_registers_per_column", 1, ...): lo 1 -> 0
+    (lambda: TechConfig(pipeline_registers_per_column=1),
+     lambda: TechConfig(pipeline_registers_per_column=0),
+     "TechConfig.pipeline_registers_per_column"),
+    # TechConfig: _float_in(self, "wordline_v", 0.0, 5.0, lo_open=True): lo_open dropped
+    (lambda: TechConfig(wordline_v=1e-9), lambda: TechConfig(wordline_v=0.0),
+     "TechConfig.wordline_v"),
+    # TechConfig: read_supply_v and wordline_high_v in (0, 5] V: hi 5 -> 6
+    (lambda: TechConfig(read_supply_v=5.0), lambda: TechConfig(read_supply_v=5.1),
+     "TechConfig.read_supply_v"),
+    (lambda: TechConfig(wordline_high_v=5.0), lambda: TechConfig(wordline_high_v=5.1),
+     "TechConfig.wordline_high_v"),
+    # TechConfig: _float_in(self, "t_integrate_ns", MIN_TIME_NS, ...): lo 1e-6 -> 0
+    (lambda: TechConfig(t_integrate_ns=1e-6), lambda: TechConfig(t_integrate_ns=5e-7),
+     "TechConfig.t_integrate_ns"),
+    # TechConfig: clock_mhz hi 1e6 -> 1e5, v_read_v hi 5 -> 4, wordline_cap_ff_per_cell and
+    # cap_density_ff_per_um2 hi 1000 -> 10000
+    (lambda: TechConfig(clock_mhz=1e6), lambda: TechConfig(clock_mhz=1.1e6),
+     "TechConfig.clock_mhz"),
+    (lambda: TechConfig(v_read_v=5.0), lambda: TechConfig(v_read_v=5.1), "TechConfig.v_read_v"),
+    (lambda: TechConfig(wordline_cap_ff_per_cell=1000.0),
+     lambda: TechConfig(wordline_cap_ff_per_cell=1001.0), "TechConfig.wordline_cap_ff_per_cell"),
+    (lambda: TechConfig(cap_density_ff_per_um2=1000.0),
+     lambda: TechConfig(cap_density_ff_per_um2=1001.0), "TechConfig.cap_density_ff_per_um2"),
+    # QuantConfig: act_percentile in (50, 100]: hi 100 -> 101
+    (lambda: QuantConfig(act_percentile=100.0), lambda: QuantConfig(act_percentile=100.01),
+     "QuantConfig.act_percentile"),
+    # ADCConfig: t_conversion_ns in [MIN_TIME_NS, MAX_TIME_NS]: hi dropped
+    (lambda: ADCConfig(t_conversion_ns=1e9), lambda: ADCConfig(t_conversion_ns=1.1e9),
+     "ADCConfig.t_conversion_ns"),
+    # DeviceConfig: retention_sigma_lsb in [0, 100]: lo 0 -> -1
+    (lambda: DeviceConfig(retention_sigma_lsb=0.0),
+     lambda: DeviceConfig(retention_sigma_lsb=-0.01), "DeviceConfig.retention_sigma_lsb"),
+    # DeviceConfig: variation_sigma in [0, 10]: lo 0 -> -1
+    (lambda: DeviceConfig(variation="gaussian", variation_sigma=0.0),
+     lambda: DeviceConfig(variation="gaussian", variation_sigma=-0.01),
+     "DeviceConfig.variation_sigma"),
+    # DeviceConfig: p_stuck_on in [0, 1]: hi 1 -> 2 (the sum's check then named the sum)
+    (lambda: DeviceConfig(p_stuck_on=1.0), lambda: DeviceConfig(p_stuck_on=1.5),
+     "DeviceConfig.p_stuck_on = 1.5"),
 ]
 
 
