@@ -160,16 +160,21 @@ def adc_moments(mu: float, var: float, lo: float, delta: float, n_codes: int
     k0 = int(min(max(math.floor((mu - 12 * sd - lo) / delta), 0), n_codes - 1))
     k1 = int(max(min(math.ceil((mu + 12 * sd - lo) / delta), n_codes - 1), k0))
     k = np.arange(k0, k1 + 1, dtype=np.float64)
-    v = lo + k * delta
+    # the moments of Q(a) − mu, not of Q(a): both are unchanged by the shift, and far from 0
+    # (mu, lo ~ 1e6, sd ~ 0.1) E[aQ] − mu·E[Q] of the raw moments cancelled every digit (a
+    # negative slope came out)
+    d = (lo - mu) + k * delta
     # bin k holds [lo + (k − ½)Δ, lo + (k + ½)Δ); the end codes hold everything beyond
-    z = np.concatenate([[-np.inf], (lo + (k[1:] - 0.5) * delta - mu) / sd, [np.inf]])
+    z = np.concatenate([[-np.inf], ((lo - mu) + (k[1:] - 0.5) * delta) / sd, [np.inf]])
     cdf = _cdf(z)
     pdf = np.where(np.isfinite(z), _phi(np.where(np.isfinite(z), z, 0.0)), 0.0)
     p = cdf[1:] - cdf[:-1]
-    e_q = float(np.sum(v * p))
-    e_q2 = float(np.sum(v * v * p))
-    e_aq = float(np.sum(v * (mu * p + sd * (pdf[:-1] - pdf[1:]))))
-    return (e_aq - mu * e_q) / var, max(e_q2 - e_q * e_q, 0.0) / var
+    e_d = float(np.sum(d * p))
+    e_d2 = float(np.sum(d * d * p))
+    # Cov(a, Q) = E[(a − mu)(Q − mu)] = sd · Σ_k d_k (φ(z_k) − φ(z_k+1)) (Stein: the
+    # E[a − mu | bin k] · p_k of a Gaussian)
+    cov = sd * float(np.sum(d * (pdf[:-1] - pdf[1:])))
+    return cov / var, max(e_d2 - e_d * e_d, 0.0) / var
 
 
 def rescale_factors(terms: Iterable[tuple[float, float, float, float, float, float, int]]

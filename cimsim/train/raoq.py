@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import random
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -178,12 +178,16 @@ def bitaug_loss(prepared: PreparedModel, loss_fn: Callable[..., torch.Tensor], b
     """
     if mode not in BITAUG_MODES:
         raise ConfigError(f"BitAug mode = {mode!r} is invalid; allowed: {list(BITAUG_MODES)}")
+    # every precision checked before any loss runs: int() cut 7.5 to 7 and True to 1 bit
+    if isinstance(bits, (str, bytes)) or not isinstance(bits, Iterable):
+        raise ConfigError(f"BitAug bits = {bits!r} is invalid; allowed: a sequence of adc bits, "
+                          "integers in [1, 24] (empty: the plain loss)")
+    chosen = [check_int("BitAug adc bits", b, 1, 24) for b in bits]
     loss = loss_fn(*batch)
-    chosen = list(bits)
     if mode == "sample" and chosen:
         chosen = [rng.choice(chosen) if rng is not None
                   else chosen[int(torch.randint(len(chosen), ()))]]
     for b in chosen:
-        with adc_bits(prepared, int(b)):
+        with adc_bits(prepared, b):
             loss = loss + loss_fn(*batch)
     return loss
