@@ -295,6 +295,14 @@ def cell_forward(project: Callable[[int, torch.Tensor], torch.Tensor], mode: str
     if input.dim() not in (1, 2):
         raise ValueError(f"{name} ({what}): expected the input to be 1D or 2D, got "
                          f"{input.dim()}D instead")
+    if mode == "LSTM" and hx is not None and not (
+            isinstance(hx, (tuple, list)) and len(hx) == 2
+            and all(isinstance(s, torch.Tensor) for s in hx)):
+        # tuple(hx) of one (2, H) tensor read its rows as h and c and ran (torch refuses it)
+        got = (f"a tensor of shape {tuple(hx.shape)}" if isinstance(hx, torch.Tensor) else
+               f"a {type(hx).__name__} of {len(hx)}" if isinstance(hx, (tuple, list)) else
+               type(hx).__name__)
+        raise TypeError(f"{name} ({what}): the state is a pair (h, c) of tensors; got {got}")
     states = None if hx is None else (tuple(hx) if mode == "LSTM" else (hx,))
     for state in states or ():
         if state.dim() not in (1, 2):
