@@ -67,6 +67,11 @@ def _split(data: Any, calibration: Any) -> tuple[Any, Any, Any, Any]:
     if not (_is_int(calibration) or isinstance(calibration, torch.Tensor)):
         raise ConfigError("calibration must be a number of inputs or a tensor of inputs")
     if isinstance(calibration, torch.Tensor):
+        if calibration.dim() == 0 or calibration.shape[0] == 0:
+            # (every point failed "calibration data is empty", and the sweep ended as if run)
+            raise ConfigError(f"calibration = a tensor of shape {tuple(calibration.shape)} "
+                              "holds no input; allowed: an integer >= 1 or a tensor of "
+                              "inputs, one row per input")
         return calibration, x, y, calibration
     calibration = int(calibration)  # a NumPy integer too (np.int64(128) was refused)
     if calibration < 1:

@@ -25,6 +25,7 @@ from torch import nn
 
 import cimsim
 from cimsim.errors import ConfigError
+from tests.sweep.conftest import FakePoints, run_faked, toy_sweep_model
 
 # ---------------------------------------------------------------------------------------------
 # cluster.py (no cluster: fakes)
@@ -865,50 +866,7 @@ class TestIdentityCellLsbRound2:
 # ---------------------------------------------------------------------------------------------
 
 
-def _toy():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 3)).eval()
-    x = torch.randn(8, 4)
-    return model, x, torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-
-
-class _Fake:
-    """``run_points`` in place: each point 'ok' at once, its record as a sweep writes it;
-    ``lost`` ids reported lost instead."""
-
-    def __init__(self, lost=()):
-        self.lost, self.todo, self.meta = list(lost), [], None
-
-    def run_points(self, ctx, todo, jobs, finish, client=None):
-        self.todo.append([pid for pid, _ in todo])
-        for pid, p in todo:
-            if pid not in self.lost:
-                finish({"point_id": pid, "point": p, "status": "ok", "final": True,
-                        "accuracy": 0.5, "energy_pj_per_inference": 1.0})
-        return [pid for pid, _ in todo if pid in self.lost]
-
-    def write_outputs(self, frame, out, meta):
-        self.meta = meta
-        return []
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    from cimsim.sweep import run
-
-    f = _Fake()
-    monkeypatch.setattr(run, "run_points", f.run_points)
-    monkeypatch.setattr(run, "write_outputs", f.write_outputs)
-    return f
-
-
-def _run(tmp_path, grid=None, data=None, **kw):
-    from cimsim.sweep import run_sweep
-
-    model, x, y = _toy()
-    kw.setdefault("progress", False)
-    return run_sweep(kw.pop("model", model), (x, y) if data is None else data, "ideal",
-                     grid or {"adc_bits": [4, 5]}, tmp_path, calibration=2, **kw)
+_toy, _Fake, _run = toy_sweep_model, FakePoints, run_faked  # (tests/sweep/conftest.py)
 
 
 class TestRunSweepArguments:
