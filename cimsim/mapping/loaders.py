@@ -219,6 +219,9 @@ def _keyword_data(p: Path, arrays: Mapping[str, torch.Tensor], y: torch.Tensor |
         if not str(name).isidentifier():
             raise LoadError(f"{p}: input {name!r} is no keyword argument name; name the arrays "
                             "as the model's forward names its inputs (or the inputs 'x')")
+        if t.layout != torch.strided:  # as 'x' (a float one failed in isfinite, an int passed)
+            raise LoadError(f"{p}: input {name!r} is a {t.layout} tensor; allowed: a dense "
+                            f"tensor ({name}.to_dense())")
         if t.dim() == 0 or t.shape[0] == 0:
             raise LoadError(f"{p}: input {name!r} holds no inputs along its first dimension "
                             f"(shape {tuple(t.shape)})")
