@@ -2138,8 +2138,8 @@ def _chip_data(name_or_path: str | Path,
             # a typo's nearest name, as an unknown key gets (rram-22mn), a published macro's
             # named without its folder too (diana-jssc23, chiu-jssc2): with only the full names
             # to match, those were pointed at jia-jssc20, another chip
-            bare = {p.rpartition("/")[2]: p for p in every if "/" in p and
-                    p.rpartition("/")[2] not in names}  # (a bundled preset's name is its own)
+            # (a bundled preset that shares a published macro's name is meant by it)
+            bare = {b: p for p in every if "/" in p and (b := p.rpartition("/")[2]) not in names}
             near = [bare.get(m, m) for m in difflib.get_close_matches(
                 str(name_or_path), [*every, *bare], n=1)]
             hint = f" (did you mean {near[0]!r}?)" if near else ""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._seed import check_int
 from ..config import CalibrationGranularity, CalibrationStat, RangePolicy
 from ..errors import ConfigError
 from ._kernels import accumulate_moments
@@ -122,11 +123,8 @@ class RangeStats:
             raise ValueError(f"RangeStats: n_vectors = {n_vectors!r}; allowed: an integer >= 1 "
                              "(the places of one input plane), or None (one stream)")
         self.n_vectors = n_vectors  # places per stream (input plane); None: one stream
-        if isinstance(max_samples, bool) or not isinstance(max_samples, int | np.integer) \
-                or max_samples < 1:
-            # 0 divided by zero in kept(), -1 gave a negative stride (the last row only)
-            raise ValueError(f"RangeStats: max_samples = {max_samples!r}; allowed: an integer "
-                             ">= 1 (the rows kept per group)")
+        # 0 divided by zero in kept(), -1 gave a negative stride (the last row only)
+        max_samples = check_int("RangeStats: max_samples", max_samples, 1)
         # per group, (streams, C) sums of the values and of their squares (s1, s2)
         self._s1 = [np.zeros((1, n_conv)) for _ in range(n_groups)]
         self._s2 = [np.zeros((1, n_conv)) for _ in range(n_groups)]

@@ -42,25 +42,26 @@ class TestCheckBackend:
         with pytest.raises(ConfigError, match=r"^device = 1\.5 is not a torch device"):
             check_backend("torch", 1.5)
 
+    @staticmethod
+    def _refused_when_the_probe_raises(monkeypatch, exc: BaseException, match: str) -> None:
+        """``check_backend("torch", "xpu")`` with ``torch.zeros`` raising ``exc``: refused
+        with a ConfigError matching ``match``."""
+        def fail(*args, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(torch, "zeros", fail)
+        with pytest.raises(ConfigError, match=match):
+            check_backend("torch", "xpu")
+
     def test_the_reason_is_torchs_first_sentence(self, monkeypatch):
         """torch_backend.py, the ``why`` of a device that cannot hold float64 (mutant: only
         the exception's type name): torch's first sentence, its first line, is quoted; an
         empty message gives the exception's type."""
-        def fail(*args, **kwargs):
-            raise RuntimeError("No backend here. Dispatch keys: A, B\nmore")
-
-        monkeypatch.setattr(torch, "zeros", fail)
-        with pytest.raises(ConfigError, match=r"^device = 'xpu' cannot run the simulation "
-                                              r"here \(No backend here\); allowed"):
-            check_backend("torch", "xpu")
-
-        def fail_quietly(*args, **kwargs):
-            raise ValueError("")
-
-        monkeypatch.setattr(torch, "zeros", fail_quietly)
-        with pytest.raises(ConfigError, match=r"here \(ValueError\); allowed"):
-            check_backend("torch", "xpu")
-
+        self._refused_when_the_probe_raises(
+            monkeypatch, RuntimeError("No backend here. Dispatch keys: A, B\nmore"),
+            r"^device = 'xpu' cannot run the simulation here \(No backend here\); allowed")
+        self._refused_when_the_probe_raises(monkeypatch, ValueError(""),
+                                            r"here \(ValueError\); allowed")
 
     def test_the_probe_asks_for_float64_and_catches_torchs_assertion(self, monkeypatch):
         """torch_backend.py ``torch.zeros(1, dtype=torch.float64, device=dev)`` inside
@@ -82,13 +83,9 @@ class TestCheckBackend:
                                               r"support float64\); allowed"):
             check_backend("torch", "xpu")
 
-        def not_compiled(*args, **kwargs):
-            raise AssertionError("Torch not compiled with XPU enabled")
-
-        monkeypatch.setattr(torch, "zeros", not_compiled)
-        with pytest.raises(ConfigError, match=r"here \(Torch not compiled with XPU "
-                                              r"enabled\); allowed"):
-            check_backend("torch", "xpu")
+        self._refused_when_the_probe_raises(
+            monkeypatch, AssertionError("Torch not compiled with XPU enabled"),
+            r"here \(Torch not compiled with XPU enabled\); allowed")
 
     def test_cuda_without_a_visible_gpu_says_so(self, monkeypatch):
         """torch_backend.py ``if dev.type == "cuda" and not torch.cuda.is_available()``
