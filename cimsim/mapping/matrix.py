@@ -429,7 +429,8 @@ def engine_view(
         stats = calibration
     else:
         stats = InputStats(seed)
-        stats.observe(np.asarray(calibration, dtype=np.float64).reshape(-1, w.shape[1]))
+        stats.observe(np.asarray(calibration, dtype=np.float64).reshape(-1, w.shape[1]),
+                      name or None)  # a NaN refusal names the layer, as deploy's does
     if stats.n_seen == 0 or stats.sample is None:
         raise MappingError(
             f"layer {name!r} saw no calibration data: it was never reached by the calibration "
@@ -443,6 +444,12 @@ def engine_view(
         smooth = smooth_factors(np.maximum(-stats.chan_min, stats.chan_max), w,
                                 quant.smooth_alpha)
         w = w * smooth  # the product x/s · (w·s)ᵀ is the float product
+        if layer_max_abs and w.any():
+            # the layer's raw max|w| does not bound w·s (s from this matrix's own inputs: a
+            # group's smoothed weights saturated at it, a depthwise conv's output halved): the
+            # matrix takes its own scale, as its inputs take their own range below; a group
+            # pruned whole still falls back to the layer's
+            layer_max_abs = float(np.abs(w).max())
         # the quantizer sees x / s: its range follows channel by channel (s > 0). A matrix
         # keeps its own statistics here (not those pooled over the groups of a conv): its
         # inputs are scaled per channel anyway
