@@ -320,7 +320,8 @@ def _class_labels(y: Any, what: str) -> Any:
     if t.dim() != 1:
         raise ValueError(f"{what} has shape {tuple(t.shape)}; allowed: 1-D, one integer class "
                          "per input (y.ravel() for an (n, 1) column)")
-    if t.is_floating_point() and bool((t != torch.round(t)).any()):
+    # (an infinity equals its own rounding: it passed, then int() of it overflowed)
+    if t.is_floating_point() and bool(((t != torch.round(t)) | t.isinf()).any()):
         raise ValueError(f"{what} holds values that are not whole numbers; allowed: integer "
                          "class indices (a regression target has none to match: score the "
                          "outputs with cimsim.evaluate.output_cosine)")
