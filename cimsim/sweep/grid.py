@@ -365,7 +365,9 @@ def grid_values(grid: Mapping[str, Any]) -> dict[str, list[Any]]:
     # the chip fields first (the outer loops), in the order given; then the named axes
     for axis in [*field_axes(grid), *(a for a in AXES if a in grid)]:
         vals = grid[axis]
-        if isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable):
+        # (a 0-d array, np.asarray(4), is an Iterable that cannot be iterated)
+        if (isinstance(vals, (str, bytes)) or not isinstance(vals, Iterable)
+                or (isinstance(vals, np.ndarray) and vals.ndim == 0)):
             vals = [vals]
         out[axis] = [_plain(v) for v in vals]
         if not out[axis]:
@@ -397,6 +399,13 @@ def _plain(value: Any) -> Any:
     return item() if callable(item) and type(value).__module__ == "numpy" else value
 
 
+def _plain_point(point: Mapping[str, Any]) -> dict[str, Any]:
+    """``point`` with NumPy values as Python ones (:func:`_plain`), as :func:`grid_values`
+    gives them: an ``array_size`` of ``np.int64(4)`` lowered no shared columns (the chip's 8
+    columns per ADC were refused, naming a field the point does not set)."""
+    return {axis: _plain(value) for axis, value in point.items()}
+
+
 FLOAT_AXES: tuple[str, ...] = ("thermal_sigma_lsb", "time_s")
 """Axes whose values are real numbers: ``0`` and ``0.0`` are one point (one row, one id)."""
 
@@ -424,6 +433,7 @@ def chip_for_point(chip: ChipConfig | str | Path, point: Mapping[str, Any]) -> C
         (the message names the field).
     """
     chip = as_chip(chip)
+    point = _plain_point(point)
     _check_field_axes(point)
     if fields := {a: point[a] for a in field_axes(point)}:
         chip = _with_fields(chip, fields)
@@ -547,6 +557,7 @@ def resolve_point(chip: ChipConfig, point: Mapping[str, Any]) -> dict[str, Any]:
     lower-case name and a chip field (``'tech.vdd_v'``) to the value its chip holds, as a chip
     file writes it, so two spellings of one chip are one point (one row, one id).
     """
+    point = _plain_point(point)
     fields = {a: point[a] for a in field_axes(point)}
     own: ChipConfig | None = chip  # the chip the point's fields give: its values where not swept
     if fields:
