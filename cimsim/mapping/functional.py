@@ -473,7 +473,9 @@ class _Watch(TorchFunctionMode):
         if not operands:
             return out
         names = [self._weight(t) for t in operands]
-        if next(iter(_tensors(out)), None) is not None:  # computed with (not .device, .dim())
+        # computed with (not .device, .dim()), or its values read out of torch (.tolist():
+        # named a functional use below, and said never read as well)
+        if next(iter(_tensors(out)), None) is not None or func in _READ_OUT:
             self.read.update(n for group in names if group for n in group)
         product = func in _PRODUCTS or func in ATEN_PRODUCTS or func in _ATTENTION
         factors = [self._weight(t) for t in _factors(func, args, kwargs)] if product else names
