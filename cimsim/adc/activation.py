@@ -97,7 +97,7 @@ def fit_activation_levels(layer: ProgrammedLayer, stats: RangeStats, act: FusedA
             a_max = float(vals.mean() + adc.n_sigma * vals.std())
         a_max = min(a_max, act.clamp)
         if nonlinear:
-            lv = fit_levels(thin_samples(vals), adc.bits, fit, lo=0.0, hi=a_max,
+            lv = fit_levels(thin_samples(post[:, cols]).ravel(), adc.bits, fit, lo=0.0, hi=a_max,
                             **(params or {}))
             t_y, r_y = lv.thresholds, lv.levels
         else:

@@ -26,8 +26,13 @@ MAX_POOLED_SAMPLES = 200_000
 
 
 def thin_samples(x: np.ndarray) -> np.ndarray:
-    """At most :data:`MAX_POOLED_SAMPLES` of ``x`` (1-D), by a deterministic stride."""
-    return x[:: -(-x.size // MAX_POOLED_SAMPLES)] if x.size > MAX_POOLED_SAMPLES else x
+    """At most :data:`MAX_POOLED_SAMPLES` values of ``x`` (1-D, or (samples, columns): at
+    least one row), by a deterministic stride over its rows, so that every column keeps the
+    same samples. (A stride over the flattened values of several columns, row-major, fell in
+    the same columns whenever it shared a factor with their number: a layer-wide fit of two
+    columns thinned by 2 saw one of them only.)"""
+    keep = max(1, MAX_POOLED_SAMPLES // max(1, int(np.prod(x.shape[1:]))))  # rows
+    return x[:: -(-len(x) // keep)] if len(x) > keep else x
 
 
 def unseen_span(values: np.ndarray, layer: ProgrammedLayer) -> dict[str, float]:
@@ -53,8 +58,8 @@ def levels_from_samples(layer: ProgrammedLayer, stats: RangeStats) -> ADCTables:
     thr = np.empty((g_n, c_n, n_levels - 1))
     lvl = np.empty((g_n, c_n, n_levels))
     for rows, cols in calibration_units(layer, adc.calibration_granularity):
-        values = thin_samples(np.concatenate([thin_samples(per_g[g][:, cols].ravel())
-                                              for g in rows]))
+        values = thin_samples(np.concatenate([thin_samples(per_g[g][:, cols])
+                                              for g in rows])).ravel()
         # the clamp limits: the unit's exact extremes (running statistics over every value,
         # as the linear ADC's min/max), which a subset of the samples may miss
         span = unseen_span(values, layer) or {

@@ -243,7 +243,9 @@ def fill_words(key, base, n, hh):  # pragma: no cover - compiled
     On a little-endian machine that word is ``hh.view(np.uint16)[(base & 3) + c]``: the kernel
     reads the words in order through that view, so its loop loads them like any array."""
     j0 = base >> uint64(2)
-    n_hash = np.int64(((base + uint64(n) + uint64(3)) >> uint64(2)) - j0)
+    # the hashes of words (base & 3) .. (base & 3) + n - 1 (base + n may wrap at 2^64: the
+    # count from it was negative there, and no hash was written)
+    n_hash = np.int64(((base & uint64(3)) + uint64(n) + uint64(3)) >> uint64(2))
     for j in range(n_hash):
         # word numbers wrap at 2^62 (where the draw indices wrap at 2^64)
         hh[j] = _mix(key + ((j0 + uint64(j)) & uint64(0x3FFFFFFFFFFFFFFF)) * uint64(_GOLDEN))
