@@ -172,13 +172,18 @@ def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
                   batch_size: int = 256) -> float:
     """Mean over inputs of the cosine between ``model``'s and ``teacher``'s flattened outputs.
 
-    Both run in eval mode under ``torch.no_grad()``; their modes are restored.
+    Both run in eval mode under ``torch.no_grad()``; their modes are restored. The inputs are
+    counted and cut along ``model``'s ``batch_dim`` (a model prepared with ``batch_dim=1``, a
+    sequence-first one: its time steps were taken for inputs), and an output's inputs are
+    found as an extra input's are (:func:`cimsim._inputs.sample_dim`: that dimension where
+    it has the batch's count there, a sequence-first ``(S, B, E)``, else dimension 0, a
+    classifier's ``(B, C)``).
 
     Parameters
     ----------
     model, teacher : nn.Module
     x : Tensor
-        Inputs ``(n, ...)``.
+        Inputs, ``n`` along the model's batch dimension.
     batch_size : int
 
     Returns
@@ -192,7 +197,8 @@ def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
         ``x`` holds no input, or ``batch_size`` is not a positive integer.
     """
     batch_size = check_positive_int("batch_size", batch_size)
-    total, n = 0.0, int(x.shape[0])
+    dim = batch_dim_of(model)
+    total, n = 0.0, int(x.shape[dim])
     if n == 0:  # a mean over no inputs (a float division by zero, naming nothing)
         raise ConfigError("output_cosine: x is empty (no inputs to compare)")
     modes = module_modes(model) + module_modes(teacher)  # each module's own flag
@@ -202,13 +208,21 @@ def output_cosine(model: nn.Module, teacher: nn.Module, x: torch.Tensor, *,
         teacher.eval()
         with torch.no_grad():
             for i in range(0, n, batch_size):
-                xb = x[i:i + batch_size].to(device)
-                s = _tensor_of(model(xb), "the model").flatten(1)
-                t = _tensor_of(teacher(xb), "the teacher").flatten(1).to(s.device)
+                nb = min(batch_size, n - i)
+                xb = x.narrow(dim, i, nb).to(device)
+                s, t = (_per_input(_tensor_of(f(xb), who), nb, dim)
+                        for f, who in ((model, "the model"), (teacher, "the teacher")))
+                t = t.to(s.device)
                 total += float(F.cosine_similarity(s, t, dim=1, eps=1e-12).sum())
     finally:
         restore_modes(modes)
     return total / n
+
+
+def _per_input(out: torch.Tensor, n: int, batch_dim: int) -> torch.Tensor:
+    """``out`` of a batch of ``n`` inputs as (n, values of one input)."""
+    dim = sample_dim(out, out.dim(), n, batch_dim)
+    return out.movedim(0 if dim is None else dim, 0).flatten(1)
 
 
 def _required_inputs(module: nn.Module) -> list[str]:

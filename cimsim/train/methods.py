@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .._seed import check_seed
+from .._seed import check_flag, check_seed
 from ..config import ADCKind, ChipConfig
 from ..errors import ConfigError
 from .bskmq import refit_chip_levels
@@ -164,6 +164,7 @@ class Recipe:
         epochs = check_positive_int("epochs", epochs)
         lr = check_lr(lr)
         batch_size = check_positive_int("batch_size", batch_size)
+        progress = check_flag(progress, "progress")  # (train_epoch's check: after setup)
         data = as_tensors("data", data)
         # the loss first: BitAug's precisions are checked there, and a refusal after setup
         # left LoRA adapters attached (a retry with the fix the message names then failed)
@@ -217,9 +218,10 @@ _OPTION_ALLOWED: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
-def parse_method(text: str, options: Mapping[str, str] | None = None) -> Recipe:
+def parse_method(text: str, options: Mapping[str, object] | None = None) -> Recipe:
     """A :class:`Recipe` from ``qat``, ``distill``, ``raoq``, ``qat+a-shift+bitaug``, ...
-    and ``KEY=VALUE`` options (:class:`Recipe` fields); ``ConfigError`` names what is wrong."""
+    and ``KEY=VALUE`` options (:class:`Recipe` fields; each value read as its text, as
+    ``--option`` gives it: ``4`` as ``'4'``); ``ConfigError`` names what is wrong."""
     parts = [p.strip() for p in str(text).split("+") if p.strip()]
     allowed = f"'+'-joined parts of {', '.join(BASES + PARTS)}"
     unknown = [p for p in parts if p not in BASES + PARTS]
@@ -247,7 +249,9 @@ def parse_method(text: str, options: Mapping[str, str] | None = None) -> Recipe:
                               f"allowed: add +{_OPTION_PART[key]} to --method, or leave it out")
         allowed_text, ok = _OPTION_ALLOWED[key]
         try:
-            kw[key] = _OPTION_TYPES[key](value)
+            # read as the text --option gives: a Python caller's 2.7 as a rank was cut to 2,
+            # None or 1 failed in the conversion, naming no option
+            kw[key] = _OPTION_TYPES[key](str(value))
             valid = ok(kw[key])
         except (ValueError, KeyError):
             valid = False
