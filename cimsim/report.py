@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,15 @@ def _check_n_inputs(n_inputs: Any) -> None:
         raise ValueError(f"n_inputs = {n_inputs!r} is invalid; allowed: an integer >= 0")
 
 
+def _as_number(name: str, value: Any, allowed: str) -> float:
+    """``value`` as a float, or the ValueError naming ``name`` (``float(None)`` failed
+    naming nothing)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} = {value!r}; allowed: {allowed}") from None
+
+
 def _check_saved(p: Path, data: Any) -> None:
     """The shape :meth:`Report.save` writes: an object with the chip, the totals and a list of
     row objects per table (a table's rows name their layer)."""
@@ -82,6 +92,9 @@ def _check_saved(p: Path, data: Any) -> None:
             raise bad(f"{name!r} is not a list of rows")
         if name in ("layers", "components", "breakdown") and any("layer" not in r for r in rows):
             raise bad(f"a row of {name!r} has no 'layer'")
+    notes = data.get("notes", [])  # (a string was read as one note per character)
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise bad("'notes' is not a list of strings")
 
 
 @dataclass
@@ -212,8 +225,9 @@ class Report:
         inputs (fractions in [0, 1]); the summary of :meth:`to_html` shows them."""
         for name, value in (("float_accuracy", float_accuracy),
                             ("simulated_accuracy", simulated_accuracy)):
-            if not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"{name} = {value!r}; allowed: a fraction in [0, 1]")
+            allowed = "a fraction in [0, 1]"
+            if not 0.0 <= _as_number(name, value, allowed) <= 1.0:
+                raise ValueError(f"{name} = {value!r}; allowed: {allowed}")
         _check_n_inputs(n_inputs)
         self.summary.update(float_accuracy=float(float_accuracy),
                             simulated_accuracy=float(simulated_accuracy),
@@ -223,8 +237,10 @@ class Report:
         """Record how close the simulated outputs are to the float model's when no labels were
         given: ``cosine`` between the two (in [-1, 1]; NaN where non-finite outputs leave it
         undefined, :func:`cimsim.evaluate.output_cosine`) over ``n_inputs`` inputs."""
-        if not (-1.0 <= float(cosine) <= 1.0 or math.isnan(float(cosine))):
-            raise ValueError(f"cosine = {cosine!r}; allowed: a number in [-1, 1], or NaN")
+        allowed = "a number in [-1, 1], or NaN"
+        c = _as_number("cosine", cosine, allowed)
+        if not (-1.0 <= c <= 1.0 or math.isnan(c)):
+            raise ValueError(f"cosine = {cosine!r}; allowed: {allowed}")
         _check_n_inputs(n_inputs)
         self.summary.update(output_cosine=float(cosine), n_eval_inputs=int(n_inputs))
 
@@ -1150,8 +1166,10 @@ def _group_text(by: str, value: Any) -> str:
     reaches."""
     from .arrays.drift import duration_text
 
-    if by == "time_s" and isinstance(value, (int, float)) and math.isfinite(value):
-        return f"t = {duration_text(value)}"
+    # (a NumPy number too: one front's value is read from its column)
+    if by == "time_s" and isinstance(value, numbers.Real) and not isinstance(value, bool) \
+            and math.isfinite(value):
+        return f"t = {duration_text(float(value))}"
     return f"{by} = {value}"
 
 
