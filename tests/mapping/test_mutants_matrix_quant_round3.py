@@ -346,6 +346,7 @@ class TestSmoothedGroupsTakeTheirOwnScale:
         np.testing.assert_allclose(view.w_int * view.s_w[0][:, None] / view.smooth, w,
                                    rtol=0.01)
 
+    @pytest.mark.usefixtures("own_torch_generator")  # (the conv's initial draw)
     def test_a_smoothed_depthwise_conv_deploys_to_its_float_output(self):
         """The same through ``cimsim.deploy`` on the lossless ideal chip: the conv's channel 0
         output was 2.0 where the float conv gives 4.0 (no warning)."""
