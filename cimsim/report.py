@@ -60,13 +60,16 @@ def _check_n_inputs(n_inputs: Any) -> None:
         raise ValueError(f"n_inputs = {n_inputs!r} is invalid; allowed: an integer >= 0")
 
 
-def _as_number(name: str, value: Any, allowed: str) -> float:
-    """``value`` as a float, or the ValueError naming ``name`` (``float(None)`` failed
-    naming nothing)."""
+def _checked_number(name: str, value: Any, allowed: str, ok: Any) -> float:
+    """``value`` as a float where ``ok`` of it holds, else the ValueError naming ``name`` and
+    what is ``allowed`` (also for no number at all: ``float(None)`` failed naming nothing)."""
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} = {value!r}; allowed: {allowed}") from None
+        number = None
+    if number is None or not ok(number):
+        raise ValueError(f"{name} = {value!r}; allowed: {allowed}")
+    return number
 
 
 def _check_saved(p: Path, data: Any) -> None:
@@ -223,26 +226,21 @@ class Report:
                      n_inputs: int) -> None:
         """Record the accuracy of the float and the simulated model on ``n_inputs`` labelled
         inputs (fractions in [0, 1]); the summary of :meth:`to_html` shows them."""
-        for name, value in (("float_accuracy", float_accuracy),
-                            ("simulated_accuracy", simulated_accuracy)):
-            allowed = "a fraction in [0, 1]"
-            if not 0.0 <= _as_number(name, value, allowed) <= 1.0:
-                raise ValueError(f"{name} = {value!r}; allowed: {allowed}")
+        fractions = {name: _checked_number(name, value, "a fraction in [0, 1]",
+                                           lambda v: 0.0 <= v <= 1.0)
+                     for name, value in (("float_accuracy", float_accuracy),
+                                         ("simulated_accuracy", simulated_accuracy))}
         _check_n_inputs(n_inputs)
-        self.summary.update(float_accuracy=float(float_accuracy),
-                            simulated_accuracy=float(simulated_accuracy),
-                            n_eval_inputs=int(n_inputs))
+        self.summary.update(**fractions, n_eval_inputs=int(n_inputs))
 
     def set_output_fidelity(self, cosine: float, n_inputs: int) -> None:
         """Record how close the simulated outputs are to the float model's when no labels were
         given: ``cosine`` between the two (in [-1, 1]; NaN where non-finite outputs leave it
         undefined, :func:`cimsim.evaluate.output_cosine`) over ``n_inputs`` inputs."""
-        allowed = "a number in [-1, 1], or NaN"
-        c = _as_number("cosine", cosine, allowed)
-        if not (-1.0 <= c <= 1.0 or math.isnan(c)):
-            raise ValueError(f"cosine = {cosine!r}; allowed: {allowed}")
+        c = _checked_number("cosine", cosine, "a number in [-1, 1], or NaN",
+                            lambda v: -1.0 <= v <= 1.0 or math.isnan(v))
         _check_n_inputs(n_inputs)
-        self.summary.update(output_cosine=float(cosine), n_eval_inputs=int(n_inputs))
+        self.summary.update(output_cosine=c, n_eval_inputs=int(n_inputs))
 
     def set_training(self, training: Mapping[str, Any]) -> None:
         """Record how the model was trained for the chip (``cimsim train``'s summary, as its

@@ -88,7 +88,8 @@ def fit_activation_levels(layer: ProgrammedLayer, stats: RangeStats, act: FusedA
     r_out = np.empty((n_conv, n_levels))
     top = np.empty(n_conv)
     for _, cols in calibration_units(layer, adc.calibration_granularity):
-        vals = post[:, cols].ravel()
+        unit = post[:, cols]  # (a copy: taken once)
+        vals = unit.ravel()
         if adc.calibration_stat is CalibrationStat.MINMAX:
             a_max = float(exact_max[cols].max())
         elif adc.calibration_stat is CalibrationStat.PERCENTILE:
@@ -97,7 +98,7 @@ def fit_activation_levels(layer: ProgrammedLayer, stats: RangeStats, act: FusedA
             a_max = float(vals.mean() + adc.n_sigma * vals.std())
         a_max = min(a_max, act.clamp)
         if nonlinear:
-            lv = fit_levels(thin_samples(post[:, cols]).ravel(), adc.bits, fit, lo=0.0, hi=a_max,
+            lv = fit_levels(thin_samples(unit).ravel(), adc.bits, fit, lo=0.0, hi=a_max,
                             **(params or {}))
             t_y, r_y = lv.thresholds, lv.levels
         else:
