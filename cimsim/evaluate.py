@@ -95,21 +95,11 @@ def score_problem(model: Any, x: Any, y: Any) -> str | None:
     in a training step)."""
     import torch
 
-    from ._inputs import call_on, input_count, input_rows
-    from ._modes import module_modes, restore_modes
+    from ._inputs import input_count, input_rows
 
     example = input_rows(x, 0, 2)
     n = input_count(example)
-    # in eval mode, each module's flag put back after: a BatchNorm in training mode would
-    # have moved its running statistics on the two inputs
-    modes = module_modes(model) if isinstance(model, torch.nn.Module) else []
-    try:
-        for m, _ in modes:
-            m.training = False
-        with torch.no_grad():
-            out = logits_of(call_on(model, example))  # as accuracy scores it
-    finally:
-        restore_modes(modes)
+    out = logits_of(_example_output(model, example))  # as accuracy scores it
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
     if shape is None or len(shape) != 2 or shape[0] != n:
         got = f"shape {shape}" if shape is not None else type(out).__name__
@@ -118,6 +108,38 @@ def score_problem(model: Any, x: Any, y: Any) -> str | None:
     # a negative label too: the command line's and the sweep's check before the deploy,
     # where accuracy refused it only after
     return _label_problem(y, shape[1])
+
+
+def forward_problem(model: Any, x: Any) -> str | None:
+    """What ``model`` raised on the first two inputs of ``x``, or None: inputs of another
+    form than the model takes (a feature count, a missing keyword) are refused by name before
+    a sweep, where each point failed with the same shape error after its deploy."""
+    from ._inputs import input_rows
+
+    try:
+        _example_output(model, input_rows(x, 0, 2))
+    except Exception as exc:  # whatever the model raises: said with the input's name
+        return f"the model fails on its first inputs ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _example_output(model: Any, example: Any) -> Any:
+    """``model``'s output on ``example``, without gradients and in eval mode, each module's
+    flag put back after: a BatchNorm in training mode would have moved its running statistics
+    on the example."""
+    import torch
+
+    from ._inputs import call_on
+    from ._modes import module_modes, restore_modes
+
+    modes = module_modes(model) if isinstance(model, torch.nn.Module) else []
+    try:
+        for m, _ in modes:
+            m.training = False
+        with torch.no_grad():
+            return call_on(model, example)
+    finally:
+        restore_modes(modes)
 
 
 def logits_of(out: Any) -> Any:

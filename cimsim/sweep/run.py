@@ -21,7 +21,7 @@ from .._warn import warn_user
 from ..config import ChipConfig, CostModel, _is_int, as_chip
 from ..engine import engine_settings
 from ..errors import ConfigError
-from ..evaluate import score_problem
+from ..evaluate import forward_problem, score_problem
 from .files import write_outputs
 from .grid import chip_for_point, expand_grid, grid_values, identity, resolve_point
 from .runner import SweepContext, prepared_model, refuse_while_bootstrapping, run_points
@@ -356,6 +356,12 @@ def run_sweep(
     x_cal, x_eval, y_eval, cal_key = _split(data, calibration)
     x_all = data if not isinstance(data, (tuple, list)) else data[0]
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]
+    # inputs the model does not take are refused here, by name: each point failed after its
+    # deploy with the model's shape error (a calibration tensor of another feature count)
+    checked = [("data", x_all)] + ([("calibration", x_cal)] if x_cal is calibration else [])
+    for what, inputs in checked:
+        if (problem := forward_problem(model, inputs)) is not None:
+            raise ConfigError(f"{what}: {problem}; allowed: inputs the model takes")
     if y_all is not None and (problem := score_problem(model, x_all, y_all)) is not None:
         raise ConfigError(f"data: {problem}")  # else every point scored 0 % as 'ok'
 

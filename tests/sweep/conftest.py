@@ -48,11 +48,12 @@ def fake(monkeypatch):
 
 
 def run_faked(out, grid=None, data=None, **kw):
-    """``run_sweep`` of :func:`toy_sweep_model` on ``ideal`` into ``out`` (calibration 2,
-    no progress bar; ``model=`` and ``data=`` replace the toy's)."""
+    """``run_sweep`` of :func:`toy_sweep_model` on ``ideal`` into ``out`` (calibration 2
+    unless given, no progress bar; ``model=`` and ``data=`` replace the toy's)."""
     from cimsim.sweep import run_sweep
 
     model, x, y = toy_sweep_model()
     kw.setdefault("progress", False)
+    kw.setdefault("calibration", 2)
     return run_sweep(kw.pop("model", model), (x, y) if data is None else data, "ideal",
-                     grid or {"adc_bits": [4, 5]}, out, calibration=2, **kw)
+                     grid or {"adc_bits": [4, 5]}, out, **kw)

@@ -350,3 +350,36 @@ def test_the_default_context_hash_is_the_one_older_sweeps_wrote():
                        sort_keys=True, default=repr)
     assert context_hash("m", "d", 8, base, 3) == hashlib.sha256(older.encode()).hexdigest()
     assert context_hash("m", "d", 8, base, 3, (), 256) == context_hash("m", "d", 8, base, 3)
+
+
+class TestInputsTheModelDoesNotTake:
+    """Inputs of another form than the model takes are refused by name before any point runs:
+    every point was run, deployed and recorded as failed with the model's own shape error
+    (``error: RuntimeError: 0: mat1 and mat2 shapes cannot be multiplied``)."""
+
+    def test_a_calibration_tensor_of_another_feature_count(self, tmp_path, fake):
+        from tests.sweep.conftest import run_faked
+
+        with pytest.raises(ConfigError, match=r"^calibration: the model fails on its first "
+                                              r"inputs \(RuntimeError: mat1 and mat2 shapes"):
+            run_faked(tmp_path, calibration=torch.zeros(5, 7))
+        assert fake.todo == [] and not (tmp_path / "sweep.jsonl").exists()
+
+    def test_data_without_labels_of_another_feature_count(self, tmp_path, fake):
+        from tests.sweep.conftest import run_faked
+
+        with pytest.raises(ConfigError, match=r"^data: the model fails on its first inputs "
+                                              r"\(RuntimeError: .*allowed: inputs the model"):
+            run_faked(tmp_path, data=torch.zeros(6, 5))
+        assert fake.todo == []
+
+    def test_the_check_leaves_each_module_in_its_mode(self, tmp_path, fake):
+        """The model runs on two inputs in eval mode and gets its flags back: a BatchNorm in
+        training mode keeps its running statistics."""
+        from tests.sweep.conftest import run_faked
+
+        model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3)).train()
+        run_faked(tmp_path, model=model)
+        assert model.training and model[1].training
+        assert torch.equal(model[1].running_mean, torch.zeros(3))
+        assert int(model[1].num_batches_tracked) == 0 and len(fake.todo) == 1
