@@ -11,8 +11,8 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["SEED_MAX", "check_flag", "check_int", "check_positive_int", "check_positive_number",
-           "check_seed"]
+__all__ = ["SEED_MAX", "check_flag", "check_int", "check_nonnegative_number", "check_positive_int",
+           "check_positive_number", "check_seed"]
 
 SEED_MAX = 2**64 - 1
 """The largest seed: the noise and layer streams keep 64 bits of it
@@ -57,10 +57,21 @@ def check_positive_int(name: str, value: object) -> int:
 def check_positive_number(name: str, value: object) -> float:
     """``value`` as a float, or a ``ConfigError`` naming ``name`` unless it is a finite real
     number > 0 (Python's or NumPy's; not a bool, not a string: ``"2"`` is no number here)."""
+    return _finite_number(name, value, zero_allowed=False)
+
+
+def check_nonnegative_number(name: str, value: object) -> float:
+    """As :func:`check_positive_number`, 0 allowed (a noise sigma, a weight decay)."""
+    return _finite_number(name, value, zero_allowed=True)
+
+
+def _finite_number(name: str, value: object, zero_allowed: bool) -> float:
     number = None
     if not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real):
         with contextlib.suppress(OverflowError):  # an int beyond float's range (10**400)
             number = float(value)
-    if number is None or not math.isfinite(number) or number <= 0:
-        raise ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number > 0")
+    if number is None or not math.isfinite(number) or number < 0 \
+            or (number == 0 and not zero_allowed):
+        raise ConfigError(f"{name} = {value!r} is invalid; allowed: a finite number "
+                          f"{'>=' if zero_allowed else '>'} 0")
     return number

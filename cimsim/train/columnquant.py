@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._seed import check_int, check_positive_number
+from .._seed import check_int, check_nonnegative_number, check_positive_number
 from ..config import (
     CalibrationGranularity,
     ChipConfig,
@@ -381,6 +381,8 @@ def columnquant_optimizer(prepared: PreparedModel, lr: float = 1e-2, *,
     """The paper code's optimizer: SGD, momentum 0.9, weight decay 3e-3 (hard-coded in its
     loop), one learning rate for every parameter (its gradient scales do the rest)."""
     lr = check_lr(lr)  # a NaN rate was taken
+    # SGD refuses only a negative decay: a NaN one made every weight NaN at the first step
+    weight_decay = check_nonnegative_number("weight_decay", weight_decay)
     warn_if_only_steps_train(prepared)
     params = [p for p in prepared.parameters() if p.requires_grad]
     return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)

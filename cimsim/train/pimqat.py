@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._seed import check_int
+from .._seed import check_int, check_nonnegative_number
 from ..config import (
     ADCPlacement,
     ChipConfig,
@@ -100,6 +100,8 @@ def pim_chip(decomposition: str, *, adc_bits: int, rows: int, weight_bits: int =
     adc_bits = check_int("adc_bits", adc_bits, 1, 24)
     rows = check_int("rows", rows, 1, 65536)  # the chip's array limit, named as given
     input_bits = check_int("input_bits", input_bits, 1, 16)  # the DAC's, named as given
+    # (float() of it took "0.5" and True as noise, and let None's TypeError escape)
+    thermal_sigma_lsb = check_nonnegative_number("thermal_sigma_lsb", thermal_sigma_lsb)
     if not _is_real(cubic) or not math.isfinite(cubic):
         raise ConfigError(f"cubic = {cubic!r} is invalid; allowed: a finite number (0: linear)")
     one_cell = decomposition != "bit-serial"  # the signed weight's magnitude in one cell
@@ -119,7 +121,7 @@ def pim_chip(decomposition: str, *, adc_bits: int, rows: int, weight_bits: int =
     else:
         dac_bits, enc, bpc = input_bits, WeightEncoding.DIFFERENTIAL, weight_bits - 1
     noise = base.noise.replace(
-        thermal_sigma_lsb=float(thermal_sigma_lsb),
+        thermal_sigma_lsb=thermal_sigma_lsb,
         nonlinearity=Nonlinearity.POLYNOMIAL if cubic else Nonlinearity.NONE,
         poly_coeffs=(0.0, float(cubic)) if cubic else ())
     return base.replace(
