@@ -31,12 +31,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._inputs import input_count
 from ..adc.levels import FitMethod, Levels, fit_levels, quantization_mse
 from ..config import ChipConfig, LevelFit, as_chip
 from ..errors import ConfigError
@@ -131,6 +133,9 @@ def refit_levels(model: nn.Module, calibration: torch.Tensor, *, batch_size: int
     """Refit every :class:`NLActivation` on the post-ReLU values the current model computes on
     ``calibration`` (the layers before it quantized as they are now: each is refit in order,
     one calibration pass per activation). Returns each one's quantization MSE on its samples."""
+    # (0 was range()'s bare error, and no input NumPy's "need at least one array")
+    batch_size = check_positive_int("batch_size", batch_size)
+    _check_calibration(calibration)
     out: dict[str, float] = {}
     acts = nl_activations(model)
     for name, act in acts.items():
@@ -248,8 +253,8 @@ def finetune(model: nn.Module, data, *, epochs: int = 3, lr: float = 1e-3,
                 desc="BS-KMQ fine-tuning", key="refit_mse", schedule=schedule)
 
 
-def _check_run(name: str, epochs: int, lr: float, data, refit: bool, calibration
-               ) -> tuple[int, float, tuple[torch.Tensor, torch.Tensor]]:
+def _check_run(name: str, epochs: int, lr: float, data, refit: bool, calibration,
+               batch_dim: int = 0) -> tuple[int, float, tuple[torch.Tensor, torch.Tensor]]:
     epochs = check_positive_int("epochs", epochs)
     lr = check_lr(lr)
     tensors = as_tensors("data", data)
@@ -258,7 +263,19 @@ def _check_run(name: str, epochs: int, lr: float, data, refit: bool, calibration
     x, y = tensors[:2]
     if refit and calibration is None:
         raise ConfigError(f"{name}(refit=True) needs calibration inputs")
+    if refit:  # before the first epoch, not after it
+        _check_calibration(calibration, batch_dim)
     return epochs, lr, (x, y)
+
+
+def _check_calibration(calibration: Any, batch_dim: int = 0) -> None:
+    """A ConfigError if ``calibration`` holds no input (what else it is, the pass refuses)."""
+    try:
+        empty = input_count(calibration, batch_dim) == 0
+    except (TypeError, ValueError):  # not inputs: refused by the pass that reads them
+        return
+    if empty:
+        raise ConfigError("calibration is empty")
 
 
 def _run(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor],
@@ -439,7 +456,8 @@ def finetune_chip(prepared: PreparedModel, data, *, epochs: int = 3, lr: float =
         data = (x0, *data[1:])
         base = loss_fn or cross_entropy_of(prepared)
         loss_fn = lambda xb, yb: base(restore(xb), yb)  # noqa: E731
-    epochs, lr, (x, y) = _check_run("finetune_chip", epochs, lr, data, refit, calibration)
+    epochs, lr, (x, y) = _check_run("finetune_chip", epochs, lr, data, refit, calibration,
+                                    batch_dim_of(prepared))
     if not fused_twins(prepared):
         raise ConfigError("finetune_chip: no fused layer-output ADC (prepare_bskmq)")
     opt = torch.optim.Adam(param_groups(prepared, lr))

@@ -20,13 +20,15 @@ See ``docs/papers.md`` for what was measured.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from .._seed import check_int
+from .._seed import check_int, check_nonnegative_number
+from ..config import _is_real
 from ..errors import ConfigError
 from .twin import PreparedModel, TwinMatmul
 
@@ -92,11 +94,12 @@ def kurtosis_penalty(prepared: PreparedModel | Sequence[TwinMatmul], *, target: 
     weight : float
         λ >= 0.
     """
-    if not target > 1.0:
-        raise ConfigError(f"W-reshape target = {target!r} is invalid; allowed: a kurtosis > 1 "
-                          "(1.8 is uniform, 3 Gaussian)")
-    if not weight >= 0.0:
-        raise ConfigError(f"W-reshape weight = {weight!r} is invalid; allowed: a number >= 0")
+    # (an infinite target or weight was taken: the loss was inf at every step, as parse_method
+    # refuses for the command line)
+    if not (_is_real(target) and math.isfinite(target) and target > 1.0):
+        raise ConfigError(f"W-reshape target = {target!r} is invalid; allowed: a finite "
+                          "kurtosis > 1 (1.8 is uniform, 3 Gaussian)")
+    weight = check_nonnegative_number("W-reshape weight", weight)
     terms = [(kurtosis(quantized_weight_ste(t)) - target) ** 2 for _, t in _twins(prepared)]
     if not terms:
         raise ConfigError("W-reshape: the model has no mapped matrix")
