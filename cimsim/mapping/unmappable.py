@@ -376,13 +376,17 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
     before = attribute_state(model)  # its numbers too: set back below
     written = _held_tensor_values(model)
     buffers = _buffer_state(model)
+    # a buffer the pass registers is removed, as an attribute it sets is (a streaming model's
+    # last frame, made on its first call, stayed: the calibration data's)
+    # (keys(): a scripted module's buffer dict is not iterable)
+    buffer_names = {name: set(m._buffers.keys()) for name, m in _user_modules(model)}
     generators = [(g, g.get_state()) for m in model.modules()
                   for g in vars(m).values() if isinstance(g, torch.Generator)]
     try:
         yield
     finally:
         restore_attributes(before, model)
-        _restore_buffers(buffers, model)
+        _restore_buffers(buffers, model, buffer_names)
         with torch.no_grad():
             for tensor, values in written:
                 if tensor.shape == values.shape and not _equal(tensor, values):
@@ -392,7 +396,10 @@ def calibration_state(model: nn.Module) -> Iterator[None]:
         for cached in _cached_methods(model):
             cached.cache_clear()
         for name, was in before.items():
-            attrs = vars(model.get_submodule(name))
+            try:  # a module the pass dropped (a one-shot initialiser set to None)
+                attrs = vars(model.get_submodule(name))
+            except AttributeError:
+                continue
             for k, v in was.items():
                 if _is_number(v) and _is_number(attrs.get(k)):
                     attrs[k] = v
@@ -455,8 +462,18 @@ def _buffer_state(model: nn.Module) -> dict[tuple[str, str], tuple[torch.Tensor,
 
 
 def _restore_buffers(before: Mapping[tuple[str, str], tuple[torch.Tensor, torch.Tensor]],
-                     model: nn.Module) -> None:
-    """The buffers of :func:`_buffer_state` registered and holding their values again."""
+                     model: nn.Module, names: Mapping[str, set[str]]) -> None:
+    """The buffers of :func:`_buffer_state` registered and holding their values again, and
+    those registered since in the modules of ``names`` (module name -> its buffers' names
+    then) removed."""
+    for name, had in names.items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            continue
+        for k in set(module._buffers.keys()) - had:
+            del module._buffers[k]
+            module._non_persistent_buffers_set.discard(k)
     for (name, k), (buffer, values) in before.items():
         try:
             module = model.get_submodule(name)
@@ -631,11 +648,11 @@ def _copy(model: nn.Module, who: str) -> nn.Module:
         # through them (to the parameter they were computed from) would be lost unseen
         raise MappingError(
             f"{who} works on a copy of the model (yours is never modified), and torch cannot "
-            "copy tensors computed with gradient kept as attributes: "
+            "copy tensors computed with gradient kept as attributes or buffers: "
             f"{', '.join(path for path, _ in held)}; detach them, clear the cache that holds "
             "them (a forward in eval mode may have filled it), or compute them in forward")
     # deploy runs the copy without gradient: such a tensor (a cache an eval-mode forward
-    # filled, timm's attention biases) is copied as its value
+    # filled, timm's attention biases, a buffer computed from a weight) is copied as its value
     memo: dict[int, Any] = {id(t): t.detach().clone() for _, t in held}
     try:
         return deepcopy(model, memo)
@@ -654,7 +671,7 @@ def _copy(model: nn.Module, who: str) -> nn.Module:
 
 def graph_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     """The tensors computed with gradient (non-leaf: torch cannot deep-copy them) that the
-    modules of ``model`` hold outside their parameters and buffers: as an attribute, or in a
+    modules of ``model`` hold outside their parameters: as a buffer or an attribute, or in a
     dict, list or tuple attribute (a cache), named ``module.attr['key']``."""
     found: list[tuple[str, torch.Tensor]] = []
 
@@ -673,4 +690,8 @@ def graph_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
         for attr, value in vars(m).items():
             if attr not in ("_parameters", "_buffers", "_modules"):
                 walk(value, f"{name}.{attr}" if name else attr, 0)
+        # a buffer too (a transposed weight registered as one, an average a forward with
+        # gradient wrote): it reached torch's bare deepcopy refusal, named nowhere
+        for attr, value in m._buffers.items():
+            walk(value, f"{name}.{attr}" if name else attr, 0)
     return found

@@ -848,12 +848,12 @@ def test_an_uncopyable_attribute_is_named_by_prepare():
     """It was torch's deepcopy error ('Only Tensors created explicitly by the user ...'),
     naming no attribute. ``prepare`` trains the copy, where such a tensor would hold no
     gradient path to its parameter: refused, named, in a cache too."""
-    with pytest.raises(MappingError, match=r"copy of the model.*kept as attributes: cached; "
-                                           r"detach them"):
+    with pytest.raises(MappingError, match=r"copy of the model.*kept as attributes or "
+                                           r"buffers: cached; detach them"):
         prepare(CachedScale(), lossless_chip("channel"), torch.randn(3, 4))
     model = CachedBias().eval()
     model(torch.randn(2, 4))  # the user's float check fills the cache, with gradient
-    with pytest.raises(MappingError, match=r"kept as attributes: bias_cache\['cpu'\]; "
+    with pytest.raises(MappingError, match=r"kept as attributes or buffers: bias_cache\['cpu'\]; "
                                            r"detach them, clear the cache"):
         prepare(model, lossless_chip("channel"), torch.randn(3, 4))
 
