@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..config import ADCKind, CalibrationStat
+from ..errors import ConfigError
 from .levels import fit_levels
 from .linear import RangeStats
 from .nonlinear import thin_samples
@@ -46,6 +47,23 @@ class FusedActivation:
     """(C,) bias of each conversion's output, added digitally after the ADC otherwise."""
     clamp: float = math.inf
     """Upper clamp of the activation: ``inf`` for ReLU, 6 for ReLU6."""
+
+    def __post_init__(self) -> None:
+        # (a kappa <= 0 was taken by engine.calibrate: thresholds (T - bias)/kappa out of
+        # order, every output 0; kappa = 0 gave NaN levels. deploy never fuses such a one)
+        kappa, bias = np.asarray(self.kappa), np.asarray(self.bias)
+        if kappa.dtype.kind not in "iuf" or not np.all(np.isfinite(kappa) & (kappa > 0)):
+            raise ConfigError(f"FusedActivation.kappa = {self.kappa!r} is invalid; allowed: "
+                              "finite numbers > 0, one per conversion (output units per "
+                              "analog unit)")
+        if bias.dtype.kind not in "iuf" or bias.shape != kappa.shape \
+                or not np.all(np.isfinite(bias)):
+            raise ConfigError(f"FusedActivation.bias = {self.bias!r} is invalid; allowed: "
+                              f"finite numbers, one per conversion (shape {kappa.shape})")
+        if not (isinstance(self.clamp, (int, float, np.integer, np.floating))
+                and not isinstance(self.clamp, bool) and self.clamp > 0):
+            raise ConfigError(f"FusedActivation.clamp = {self.clamp!r} is invalid; allowed: "
+                              "a number > 0 (inf: a ReLU, 6: a ReLU6)")
 
 
 @dataclass(frozen=True, eq=False)
