@@ -70,9 +70,13 @@ def add_lora(prepared: PreparedModel, rank: int = 4, alpha: float | None = None,
     tied = _tied_weights(prepared)
     skipped: list[str] = []
     frozen: list[str] = []
-    for _, twin in prepared.twins():
+    twins = [twin for _, twin in prepared.twins()]
+    # all checked before any is adapted: a refusal at the second twin left the first with a
+    # new adapter (its W0 frozen) whose parameters the caller never got
+    for twin in twins:
         if getattr(twin, "lora", None) is not None:
             raise ConfigError(f"{twin.name}: already has a LoRA adapter (merge_lora first)")
+    for twin in twins:
         if id(twin.weight) in tied:
             # merging W0 + ΔW into a shared weight would change the other module's use of it
             # (a tied head's embedding): the twin's outputs would move at the merge
