@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimsim.mapping.affine import affine_source
+from tests.mapping.test_mutants_loaders_affine_round2 import _Hand
 
 pytestmark = pytest.mark.usefixtures("own_torch_generator")
 
@@ -28,19 +29,6 @@ def _wb(n_out: int = 3, n_in: int = 4, seed: int = 0) -> tuple[torch.Tensor, tor
 
 # ---------------------------------------------------------------------------------------------
 # cimsim/mapping/affine.py
-
-
-class _Hand(nn.Module):
-    """``x @ W.T + b`` written out, with the weight and bias given."""
-
-    def __init__(self, w: torch.Tensor, b: torch.Tensor | None = None):
-        super().__init__()
-        self.weight = nn.Parameter(w.clone())
-        self.bias = None if b is None else nn.Parameter(b.clone())
-
-    def forward(self, x):
-        y = x @ self.weight.T
-        return y if self.bias is None else y + self.bias
 
 
 class _PreBias(nn.Module):
