@@ -42,10 +42,13 @@ def sample_dim(value: Any, first_ndim: int, n: int, batch_dim: int = 0) -> int |
 
 def counting_key(values: Mapping, batch_dim: int = 0) -> Any:
     """The key of a dict's tensor that sets the sample count: the first whose ``batch_dim``
-    is not 1, else the first; None: no tensor."""
+    is not 1, else the first that has a dimension ``batch_dim`` (a scalar entry before a
+    one-sample input was taken, and the dict refused as holding no tensor), else the first;
+    None: no tensor."""
     keys = [k for k, v in values.items() if isinstance(v, torch.Tensor | np.ndarray)]
-    return next((k for k in keys if values[k].ndim > batch_dim
-                 and values[k].shape[batch_dim] != 1), keys[0] if keys else None)
+    deep = [k for k in keys if values[k].ndim > batch_dim]
+    return next((k for k in deep if values[k].shape[batch_dim] != 1),
+                deep[0] if deep else keys[0] if keys else None)
 
 
 def input_count(x: Any, batch_dim: int = 0) -> int:
@@ -67,6 +70,10 @@ def input_count(x: Any, batch_dim: int = 0) -> int:
                              "(torch.stack(samples), torch.cat(batches); a NumPy array for a "
                              "deployed model, which converts it), or a dict of the model's "
                              "keyword inputs")
+        if not len(x.shape):  # ("allowed: 0..-1" was offered)
+            raise ValueError(f"x is a {type(x).__name__} of no dimension (shape ()); allowed: "
+                             "inputs with a dimension along which the samples lie (x[None] "
+                             "for one sample)")
         if len(x.shape) <= batch_dim:
             raise ValueError(f"batch_dim = {batch_dim} is beyond the inputs' "
                              f"{len(x.shape)} dimensions (shape {tuple(x.shape)}); allowed: "
@@ -94,6 +101,8 @@ def input_rows(x: Any, start: int, stop: int | None = None, batch_dim: int = 0) 
     def entry(v: Any) -> Any:  # an LSTM's (h0, c0) entry: each state cut
         if type(v) in (tuple, list):
             return type(v)(entry(e) for e in v)
+        if isinstance(v, tuple) and hasattr(v, "_fields"):  # a NamedTuple (h, c): passed whole
+            return type(v)(*(entry(e) for e in v))
         return rows(v, sample_dim(v, ndim, n, batch_dim))
 
     return {k: rows(v, batch_dim) if k == key else entry(v) for k, v in x.items()}

@@ -258,7 +258,9 @@ class Events(Mapping[EventKey, float]):
 
     def scaled(self, factor: float) -> Events:
         """Every count times ``factor`` (e.g. per inference)."""
-        return Events._of_checked({k: float(v * factor) for k, v in self._counts.items()})
+        # in float64: an np.float32 factor multiplied in float32 (2**24 + 1 came back 2**24)
+        factor = float(factor)
+        return Events._of_checked({k: v * factor for k, v in self._counts.items()})
 
     def to_records(self) -> list[dict]:
         return [
