@@ -85,6 +85,13 @@ def fit_classifier(
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
     n = x_train.shape[0]
+    # (no input divided the epoch's loss by 0; labels of another count were cut to the inputs'
+    # or failed in the batch loop)
+    if n == 0:
+        raise ValueError("x_train holds no input; allowed: inputs (n, ...) with n >= 1")
+    if y_train.shape[:1] != (n,):
+        raise ValueError(f"y_train has shape {tuple(y_train.shape)}; allowed: one label per "
+                         f"input of x_train, shape ({n},)")
     with deterministic_cpu(seed):
         model = build()
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -112,6 +119,11 @@ def fit_classifier(
     return model
 
 
+_INTEGERS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.uint16,
+             torch.uint32)
+"""The integer dtypes int64 holds exactly (a uint64 may not)."""
+
+
 def save_weights(model: nn.Module, path: str | Path) -> None:
     """Write ``model.state_dict()`` to an uncompressed, pickle-free ``.npz``.
 
@@ -133,14 +145,16 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     """
     arrays: dict[str, np.ndarray] = {}
     for name, tensor in model.state_dict().items():
+        # cast in torch: NumPy has no bfloat16 ('Got unsupported ScalarType BFloat16'), and
+        # an int8 / uint8 buffer was refused as "expected a float or integer tensor"
         if tensor.is_floating_point():
-            dtype: type[np.generic] = np.float32
-        elif tensor.dtype in (torch.int64, torch.int32):
-            dtype = np.int64
+            dtype = torch.float32
+        elif tensor.dtype in _INTEGERS:
+            dtype = torch.int64
         else:
             raise TypeError(f"state_dict entry {name!r} has dtype {tensor.dtype}; expected a "
                             "float or integer tensor")
-        arrays[name] = tensor.detach().cpu().numpy().astype(dtype, copy=True)
+        arrays[name] = tensor.detach().cpu().to(dtype).numpy().copy()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # made in memory, then written whole or not at all (cimsim._atomic): a kill mid-write

@@ -254,6 +254,9 @@ def vit_tiny(num_classes: int = 1000, *, image: int = 224, depth: int = 12, dim:
     num_classes = check_positive_int("num_classes", num_classes)
     # an image smaller than one 16-pixel patch built, then failed at its first forward
     image = check_int("image", image, 16)
+    if image % 16:  # the stride-16 embedding never read the rest (torchvision refuses it)
+        raise ConfigError(f"image = {image!r} is invalid; allowed: a multiple of 16 (the "
+                          "patch)")
     depth = check_int("depth", depth, 0)
     dim = check_positive_int("dim", dim)
     if dim % 3:
