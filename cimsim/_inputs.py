@@ -101,7 +101,7 @@ def input_rows(x: Any, start: int, stop: int | None = None, batch_dim: int = 0) 
     def entry(v: Any) -> Any:  # an LSTM's (h0, c0) entry: each state cut
         if type(v) in (tuple, list):
             return type(v)(entry(e) for e in v)
-        if isinstance(v, tuple) and hasattr(v, "_fields"):  # a NamedTuple (h, c): passed whole
+        if isinstance(v, tuple) and hasattr(v, "_fields"):  # a NamedTuple (h, c) too (was whole)
             return type(v)(*(entry(e) for e in v))
         return rows(v, sample_dim(v, ndim, n, batch_dim))
 

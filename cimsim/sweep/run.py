@@ -358,6 +358,7 @@ def run_sweep(
     y_all = None if not isinstance(data, (tuple, list)) or len(data) < 2 else data[1]
     # inputs the model does not take are refused here, by name: each point failed after its
     # deploy with the model's shape error (a calibration tensor of another feature count)
+    # (x_cal is the calibration tensor itself where one was given, else rows of x)
     checked = [("data", x_all)] + ([("calibration", x_cal)] if x_cal is calibration else [])
     for what, inputs in checked:
         if (problem := forward_problem(model, inputs)) is not None:

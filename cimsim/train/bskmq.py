@@ -269,7 +269,8 @@ def _check_run(name: str, epochs: int, lr: float, data, refit: bool, calibration
 
 
 def _check_calibration(calibration: Any, batch_dim: int = 0) -> None:
-    """A ConfigError if ``calibration`` holds no input (what else it is, the pass refuses)."""
+    """A ConfigError if ``calibration`` holds no input (what is no input at all is left to
+    the pass that reads it)."""
     try:
         empty = input_count(calibration, batch_dim) == 0
     except (TypeError, ValueError):  # not inputs: refused by the pass that reads them

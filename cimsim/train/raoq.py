@@ -94,8 +94,8 @@ def kurtosis_penalty(prepared: PreparedModel | Sequence[TwinMatmul], *, target: 
     weight : float
         λ >= 0.
     """
-    # (an infinite target or weight was taken: the loss was inf at every step, as parse_method
-    # refuses for the command line)
+    # (an infinite target or weight was taken, the loss inf at every step: parse_method
+    # refused them for the command line only)
     if not (_is_real(target) and math.isfinite(target) and target > 1.0):
         raise ConfigError(f"W-reshape target = {target!r} is invalid; allowed: a finite "
                           "kurtosis > 1 (1.8 is uniform, 3 Gaussian)")
