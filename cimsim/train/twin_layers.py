@@ -98,7 +98,9 @@ class TwinConvTranspose(_TwinLayer):
         g.refresh(self)
         rows, lead, xb, size = g.rows(x, output_size, self.twin_name)
         y = self._grouped_product(rows, self._mats, None, self.groups // self.per)
-        bias = None if self.bias is None else self.bias.to(x.device, x.dtype)
+        # in the product's dtype, as the other twins add theirs: cast to the input's, a
+        # float32 model's output was float64 for a float64 input (its Linear's float32)
+        bias = None if self.bias is None else self.bias.to(x.device, y.dtype)
         out = in_format_of(g.scatter(y, lead, xb, size, bias), x)
         return out if xb is x else out.squeeze(0)
 
