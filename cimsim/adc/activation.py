@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..config import ADCKind, CalibrationStat
+from ..config import ADCKind, CalibrationStat, _is_real
 from ..errors import ConfigError
 from .levels import fit_levels
 from .linear import RangeStats
@@ -60,8 +60,7 @@ class FusedActivation:
                 or not np.all(np.isfinite(bias)):
             raise ConfigError(f"FusedActivation.bias = {self.bias!r} is invalid; allowed: "
                               f"finite numbers, one per conversion (shape {kappa.shape})")
-        if not (isinstance(self.clamp, (int, float, np.integer, np.floating))
-                and not isinstance(self.clamp, bool) and self.clamp > 0):
+        if not (_is_real(self.clamp) and self.clamp > 0):
             raise ConfigError(f"FusedActivation.clamp = {self.clamp!r} is invalid; allowed: "
                               "a number > 0 (inf: a ReLU, 6: a ReLU6)")
 

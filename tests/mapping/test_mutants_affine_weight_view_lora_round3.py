@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimsim.mapping.affine import affine_source
-from tests.mapping.test_mutants_loaders_affine_round2 import _Hand
+from tests.mapping.test_mutants_loaders_affine_round2 import _Gained, _Hand
 
 pytestmark = pytest.mark.usefixtures("own_torch_generator")
 
@@ -51,17 +51,6 @@ class _Sequences(_Hand):
 
     def forward(self, x):
         return torch.einsum("bsi,oi->bso", x, self.weight) + self.bias
-
-
-class _Gained(_Hand):
-    """``F.linear`` with the weight times a gain near one."""
-
-    def __init__(self, w, b, gain):
-        super().__init__(w, b)
-        self.gain = gain
-
-    def forward(self, x):
-        return F.linear(x, self.weight * self.gain, self.bias)
 
 
 class TestAffineSourceRound3:
